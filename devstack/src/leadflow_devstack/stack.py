@@ -1,0 +1,132 @@
+"""The whole of leadflow on one machine: servers, topics, account configuration, four services."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import httpx
+
+from leadflow_devstack.processes import ManagedProcess, free_port, wait_for_port
+from leadflow_devstack.servers import MailSink, mongo_wire, tansu
+from leadflow_shared.kafka import ensure_topics
+from leadflow_shared.topics import all_topics
+
+SAMPLE_ACCOUNTS = Path(str(resources.files("leadflow_devstack") / "sample_accounts.json"))
+SAMPLE_LEADS = Path(str(resources.files("leadflow_devstack") / "sample_leads.json"))
+
+# (service, env prefix, preferred port)
+SERVICES = (("intake", "INTAKE_", 8001), ("router", "ROUTER_", 8002), ("notifier", "NOTIFIER_", 8003),
+            ("crm-api", "CRM_API_", 8004))
+
+
+def _port(preferred: int | None) -> int:
+    """`preferred` when it is free, else any free port."""
+    if preferred is None:
+        return free_port()
+    try:
+        wait_for_port(preferred, timeout=0.05)
+    except TimeoutError:
+        return preferred
+    return free_port()
+
+
+def _bin(command: str) -> str:
+    """A console command of this environment (the venv's bin beside the interpreter)."""
+    candidate = Path(sys.executable).parent / command
+    return str(candidate) if candidate.exists() else command
+
+
+@dataclass
+class Stack:
+    work_dir: Path
+    accounts_file: Path = SAMPLE_ACCOUNTS
+    preferred_ports: bool = False  # the demo uses 8001-8004 when free; tests take any free port
+    bootstrap: str = ""
+    mongo_url: str = ""
+    mail: MailSink | None = None
+    ports: dict[str, int] = field(default_factory=dict)
+    _infra: list[ManagedProcess] = field(default_factory=list)
+    services: dict[str, ManagedProcess] = field(default_factory=dict)
+
+    @property
+    def log_dir(self) -> Path:
+        return self.work_dir / "logs"
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def start_infra(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        broker, self.bootstrap = tansu(self.log_dir)
+        self._infra.append(broker)
+        mongo, self.mongo_url = mongo_wire(self.log_dir)
+        self._infra.append(mongo)
+        self.mail = MailSink(self.work_dir / "mail")
+        self.mail.start()
+        asyncio.run(ensure_topics(self.bootstrap, all_topics()))
+        self.seed(self.accounts_file)
+
+    def service_env(self, service: str) -> dict[str, str]:
+        prefix = dict((s, p) for s, p, _ in SERVICES)[service]
+        assert self.mail is not None  # noqa: S101
+        env = {
+            "ENVIRONMENT": "development",
+            "KAFKA__BOOTSTRAP_SERVERS": self.bootstrap,
+            "KAFKA__PRODUCER_IDEMPOTENCE": "false",  # Tansu has no InitProducerId (docs/decisions)
+            "MONGO__URL": self.mongo_url,
+            "HTTP__PORT": str(self.ports.get(service, 0)),
+            "SMTP__HOST": "127.0.0.1",
+            "SMTP__PORT": str(self.mail.port),
+            "CRM_BASE_URL": self.url("crm-api") if "crm-api" in self.ports else "",
+        }
+        return {prefix + k: v for k, v in env.items()}
+
+    def seed(self, accounts_file: Path) -> None:
+        env = {**os.environ, **self.service_env("router")}
+        subprocess.run([_bin("leadflow-router"), "seed", str(accounts_file)], env=env, check=True,  # noqa: S603
+                       capture_output=True)
+
+    def start_service(self, service: str) -> ManagedProcess:
+        proc = ManagedProcess(service, [_bin(f"leadflow-{service}")], log_dir=self.log_dir,
+                              env=self.service_env(service))
+        proc.start()
+        self.services[service] = proc
+        return proc
+
+    def start_services(self, timeout: float = 60.0) -> None:
+        for service, _, preferred in SERVICES:
+            self.ports[service] = _port(preferred if self.preferred_ports else None)
+        for service, _, _ in SERVICES:
+            self.start_service(service)
+        for service, _, _ in SERVICES:
+            self.wait_ready(service, timeout=timeout)
+
+    def wait_ready(self, service: str, *, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        proc = self.services[service]
+        while time.monotonic() < deadline:
+            if not proc.running():
+                raise RuntimeError(f"{service} exited; see {proc.log_path}")
+            try:
+                if httpx.get(f"{self.url(service)}/health/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{service} not ready after {timeout}s; see {proc.log_path}")
+
+    def stop(self) -> dict[str, int | None]:
+        """Stop services (SIGTERM, graceful), then the servers; returns the services' exit codes."""
+        codes = {name: proc.stop() for name, proc in self.services.items()}
+        if self.mail is not None:
+            self.mail.stop()
+        for proc in reversed(self._infra):
+            proc.stop(timeout=5)
+        return codes

@@ -1,0 +1,1 @@
+"""leadflow crm-api: the CRM views brokers and realtors work from, and their actions."""

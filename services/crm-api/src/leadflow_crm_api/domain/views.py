@@ -1,0 +1,61 @@
+"""Read-model rows and how events change them: pure functions, no I/O."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from leadflow_shared.events.routing import LeadAssigned
+
+
+class LeadTab(StrEnum):
+    """V1's two tabs: everything in the account, or only leads the brokerage still holds."""
+
+    ALL = "all"
+    MINE = "mine"
+
+
+def lead_row_from_assigned(event: LeadAssigned) -> dict[str, Any]:
+    """The fields of a lead's list row that a LeadAssigned sets."""
+    p = event.payload
+    return {
+        "account_id": event.account_id,
+        "name": p.contact.full_name,
+        "email": p.contact.email,
+        "phone": p.contact.phone,
+        "source": p.source.name,
+        "channel": p.source.channel.value,
+        "status": "assigned",
+        "owner_agent_id": p.agent_id,
+        "assignment_reason": p.reason.value,
+        "transferred_to": None,  # set by lead sharing (T1), which makes it leave "My Leads"
+        "created_at": event.occurred_at,
+        "created_ms": epoch_ms(event.occurred_at),
+        "last_activity_at": event.occurred_at,
+        "last_event_id": str(event.event_id),
+    }
+
+
+def epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def encode_cursor(created_ms: int, lead_id: str) -> str:
+    """An opaque keyset cursor: the sort key of the last row of a page."""
+    raw = json.dumps([created_ms, lead_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    """Inverse of encode_cursor; ValueError on anything else."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created_ms, lead_id = json.loads(base64.urlsafe_b64decode(padded))
+    except (ValueError, TypeError) as exc:
+        raise ValueError("invalid cursor") from exc
+    if not isinstance(created_ms, int) or not isinstance(lead_id, str):
+        raise ValueError("invalid cursor")
+    return created_ms, lead_id

@@ -1,0 +1,1 @@
+"""leadflow intake: validates and normalizes incoming leads and publishes LeadReceived."""

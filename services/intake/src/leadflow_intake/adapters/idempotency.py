@@ -1,0 +1,52 @@
+"""Idempotency keys of intake requests, in MongoDB.
+
+A key is claimed with the event id it produced and a hash of the request; the record
+is marked published after the event reached Kafka, so a retry after a crash in
+between publishes the same event (same id) again rather than losing it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+INTAKE_REQUESTS = "intake_requests"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    event_id: uuid.UUID
+    request_hash: str
+    event_json: str
+    published: bool
+
+
+class IdempotencyStore:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        self._requests = db[INTAKE_REQUESTS]
+
+    async def claim(self, account_id: str, key: str, claim: Claim) -> Claim:
+        """Store `claim` under the key, or return the claim stored there before."""
+        doc_id = f"{account_id}:{key}"
+        try:
+            await self._requests.insert_one(
+                {
+                    "_id": doc_id,
+                    "event_id": str(claim.event_id),
+                    "request_hash": claim.request_hash,
+                    "event_json": claim.event_json,
+                    "published": claim.published,
+                }
+            )
+        except DuplicateKeyError:
+            doc = await self._requests.find_one({"_id": doc_id})
+            assert doc is not None  # noqa: S101 (the duplicate key proves it exists)
+            return Claim(uuid.UUID(doc["event_id"]), doc["request_hash"], doc["event_json"], doc["published"])
+        return claim
+
+    async def mark_published(self, account_id: str, key: str) -> None:
+        await self._requests.update_one({"_id": f"{account_id}:{key}"}, {"$set": {"published": True}})

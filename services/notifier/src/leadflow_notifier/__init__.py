@@ -1,0 +1,1 @@
+"""leadflow notifier: tells agents and brokers about routing decisions by email, SMS and push."""

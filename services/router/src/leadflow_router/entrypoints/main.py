@@ -1,0 +1,37 @@
+"""Console command `leadflow-router`: run the service, or `seed FILE` to load account configuration."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+
+from leadflow_router.adapters.account_config import load_account_config
+from leadflow_router.bootstrap import create_app
+from leadflow_router.settings import RouterSettings
+from leadflow_shared.http import serve
+from leadflow_shared.logs import configure_logging
+from leadflow_shared.mongo import make_mongo_client
+
+
+async def _seed(settings: RouterSettings, path: Path) -> None:
+    client = make_mongo_client(settings.mongo, app_name="leadflow-router-seed")
+    try:
+        await load_account_config(client[settings.mongo.database], json.loads(path.read_text()))
+    finally:
+        await client.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="leadflow-router")
+    sub = parser.add_subparsers(dest="command")
+    seed = sub.add_parser("seed", help="load accounts and agents from a JSON file")
+    seed.add_argument("file", type=Path)
+    args = parser.parse_args(argv)
+    settings = RouterSettings()
+    configure_logging("router", settings.log_level)
+    if args.command == "seed":
+        asyncio.run(_seed(settings, args.file))
+    else:
+        serve(create_app(settings), settings.http)

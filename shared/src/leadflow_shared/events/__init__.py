@@ -1,0 +1,1 @@
+"""Event and command contracts, one module per topic family."""

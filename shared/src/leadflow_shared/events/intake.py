@@ -1,0 +1,59 @@
+"""Contracts of leads.intake.v1: the normalized lead intake publishes for the router."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import EmailStr, Field
+
+from leadflow_shared.envelope import Contract, Envelope
+
+TOPIC = "leads.intake.v1"
+
+
+class LeadChannel(StrEnum):
+    """Where a lead came in."""
+
+    BROKERAGE_SITE = "brokerage_site"
+    AGENT_SITE = "agent_site"
+    LEAD_GEN = "lead_gen"
+    PARTNER = "partner"
+
+
+class Contact(Contract):
+    """The person behind the lead, normalized by intake."""
+
+    first_name: str = Field(max_length=100, examples=["Jane"])
+    last_name: str = Field(default="", max_length=100, examples=["Doe"])
+    email: EmailStr | None = Field(default=None, description="Lower-cased.", examples=["jane@example.com"])
+    phone: str | None = Field(
+        default=None, pattern=r"^\+[1-9]\d{6,14}$", description="E.164.", examples=["+14155550123"]
+    )
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+class LeadSource(Contract):
+    """Attribution of a lead: channel, the source's name, site and campaign fields."""
+
+    channel: LeadChannel = Field(examples=["brokerage_site"])
+    name: str = Field(max_length=100, description="Lead source name as configured.", examples=["Website"])
+    site_host: str | None = Field(default=None, max_length=253, examples=["www.acme-realty.com"])
+    listing_id: str | None = Field(default=None, max_length=64)
+    utm: dict[str, str] = Field(default_factory=dict, max_length=10)
+
+
+class LeadReceivedPayload(Contract):
+    contact: Contact
+    source: LeadSource
+    message: str = Field(default="", max_length=5000, description="Free text the lead wrote.")
+
+
+class LeadReceived(Envelope):
+    """A lead intake accepted and normalized."""
+
+    type: Literal["LeadReceived"] = "LeadReceived"
+    payload: LeadReceivedPayload

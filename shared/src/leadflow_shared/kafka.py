@@ -1,0 +1,185 @@
+"""Kafka plumbing with safe defaults, stated once.
+
+- Producers: acks=all; idempotence on unless the broker cannot do it (settings).
+- Consumers: offsets committed only after the handler finished (AckPolicy
+  NACK_ON_ERROR: success commits, an unhandled error rewinds to the message);
+  a new group starts from the earliest offset.
+- Poison input (invalid JSON or schema, `PoisonMessage`) goes to `<topic>.dlq` at
+  once with the reason; any other error is retried with backoff a bounded number of
+  times, then dead-lettered, except infrastructure outages (`TRANSIENT_ERRORS`),
+  which rewind so the message is processed once the dependency is back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
+from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
+from pymongo.errors import ConnectionFailure
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_not_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from leadflow_shared.envelope import Envelope
+from leadflow_shared.metrics import ConsumerMetrics
+from leadflow_shared.settings import KafkaSettings
+from leadflow_shared.topics import TopicSpec, dlq
+
+log = logging.getLogger(__name__)
+
+# Errors of a dependency being down: retrying later will succeed, dead-lettering would not.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionFailure, KafkaError)
+
+
+class PoisonMessage(Exception):  # noqa: N818 (a kind of message, not an error state)
+    """Input that can never be processed, whatever the retry: dead-letter it now."""
+
+
+def _security(settings: KafkaSettings) -> BaseSecurity | None:
+    if settings.sasl_mechanism is None:
+        return None
+    use_ssl = settings.security_protocol == "SASL_SSL"
+    user = settings.sasl_username or ""
+    password = settings.sasl_password.get_secret_value() if settings.sasl_password else ""
+    kind = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}
+    return kind[settings.sasl_mechanism](username=user, password=password, use_ssl=use_ssl)
+
+
+def make_broker(
+    settings: KafkaSettings, *, client_id: str, registry: CollectorRegistry
+) -> KafkaBroker:
+    """A FastStream Kafka broker with leadflow's delivery guarantees."""
+    return KafkaBroker(
+        settings.bootstrap_servers,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=settings.producer_idempotence,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        graceful_timeout=settings.graceful_timeout_seconds,
+        security=_security(settings),
+        middlewares=[KafkaPrometheusMiddleware(registry=registry, app_name=client_id)],
+        log_level=logging.DEBUG,  # per-message "Received/Processed" lines are noise at INFO
+    )
+
+
+def consumer_options(group_id: str) -> dict[str, Any]:
+    """Subscriber options every leadflow consumer uses (see the module docstring)."""
+    return {
+        "group_id": group_id,
+        "auto_offset_reset": "earliest",
+        "ack_policy": AckPolicy.NACK_ON_ERROR,
+    }
+
+
+async def publish_event(broker: KafkaBroker, topic: str, event: Envelope) -> None:
+    """Publish `event` keyed by its account, so an account's events stay in order."""
+    await broker.publish(
+        event.model_dump_json().encode(),
+        topic,
+        key=event.kafka_key(),
+        headers={"content-type": "application/json", "event-type": event.type},
+    )
+
+
+class DeadLetterGuard:
+    """Runs a handler on a raw Kafka message with bounded retries and a dead-letter exit."""
+
+    def __init__(
+        self,
+        broker: KafkaBroker,
+        settings: KafkaSettings,
+        metrics: ConsumerMetrics,
+        *,
+        service: str,
+    ) -> None:
+        self._broker = broker
+        self._settings = settings
+        self._metrics = metrics
+        self._service = service
+
+    async def run(self, message: KafkaMessage, handle: Callable[[bytes], Awaitable[None]]) -> None:
+        topic = message.raw_message.topic  # type: ignore[union-attr]  # single-message subscriber
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(self._settings.handler_attempts),
+                wait=wait_exponential_jitter(
+                    initial=self._settings.retry_initial_seconds, max=self._settings.retry_max_seconds
+                ),
+                retry=retry_if_not_exception_type((ValidationError, PoisonMessage)),
+                before_sleep=lambda _state: self._count_retry(topic, _state),
+                reraise=True,
+            ):
+                with attempt:
+                    await handle(message.body)
+        except TRANSIENT_ERRORS:
+            raise  # rewind: the message is processed again when the dependency is back
+        except Exception as exc:  # noqa: BLE001 (the consumer's edge: nothing may stop the partition)
+            await self.dead_letter(message, exc)
+
+    def _count_retry(self, topic: str, state: RetryCallState) -> None:
+        self._metrics.retries.labels(topic).inc()
+        log.warning("retrying %s handler after %s", topic, type(state.outcome.exception()).__name__ if state.outcome else "?")
+
+    async def dead_letter(self, message: KafkaMessage, exc: Exception) -> None:
+        record = message.raw_message
+        topic, partition, offset = record.topic, record.partition, record.offset  # type: ignore[union-attr]
+        reason = _describe(exc)
+        await self._broker.publish(
+            message.body,
+            dlq(topic),
+            key=record.key,  # type: ignore[union-attr]
+            headers={
+                "dlq-reason": reason,
+                "dlq-error-type": type(exc).__name__,
+                "dlq-source-topic": topic,
+                "dlq-source-partition": str(partition),
+                "dlq-source-offset": str(offset),
+                "dlq-service": self._service,
+            },
+        )
+        self._metrics.dead_lettered.labels(topic, type(exc).__name__).inc()
+        # The reason names fields and rules, never values (see _describe): safe to log.
+        log.warning(
+            "dead-lettered %s[%s]@%s: %s", topic, partition, offset, reason,
+            extra={"topic": topic, "partition": partition, "offset": offset},
+        )
+
+
+def _describe(exc: Exception) -> str:
+    """The reason that travels with a dead letter: field paths and messages, never values."""
+    if isinstance(exc, ValidationError):
+        parts = [
+            f"{'.'.join(str(p) for p in err['loc']) or '<message>'}: {err['msg']}"
+            for err in exc.errors(include_input=False)[:20]
+        ]
+        return "; ".join(parts)[:2000]
+    return f"{type(exc).__name__}: {exc}"[:2000]
+
+
+async def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec]) -> None:
+    """Create the topics that do not exist yet (replication 1 here; production sets its own)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(s.name, s.partitions, 1) for s in specs if s.name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another process created them in between
+    finally:
+        await admin.close()

@@ -1,0 +1,92 @@
+"""One process's runtime: Prometheus registry, Kafka broker, MongoDB client, HTTP app.
+
+Every service builds one `ServiceRuntime` in its bootstrap, registers its subscribers
+and routes on it, and hands `runtime.app()` to uvicorn. The MongoDB client is opened
+in the lifespan because PyMongo's async client is bound to the running loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from faststream.kafka import KafkaBroker
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from leadflow_shared.http import add_operational_routes
+from leadflow_shared.kafka import DeadLetterGuard, make_broker
+from leadflow_shared.metrics import ConsumerMetrics, make_registry
+from leadflow_shared.mongo import Document, make_mongo_client, ping
+from leadflow_shared.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+StartupHook = Callable[[AsyncDatabase[Document]], Awaitable[None]]
+
+
+class NotStartedError(RuntimeError):
+    """A resource was used before the service's lifespan opened it."""
+
+
+class ServiceRuntime:
+    def __init__(self, settings: ServiceSettings, *, service: str) -> None:
+        self.settings = settings
+        self.service = service
+        self.registry = make_registry()
+        self.broker: KafkaBroker = make_broker(
+            settings.kafka, client_id=f"leadflow-{service}", registry=self.registry
+        )
+        self.consumer_metrics = ConsumerMetrics(self.registry, service.replace("-", "_"))
+        self.guard = DeadLetterGuard(self.broker, settings.kafka, self.consumer_metrics, service=service)
+        self._client: AsyncMongoClient[Document] | None = None
+        self._startup_hooks: list[StartupHook] = []
+
+    @property
+    def db(self) -> AsyncDatabase[Document]:
+        if self._client is None:
+            raise NotStartedError("MongoDB client is not open yet")
+        return self._client[self.settings.mongo.database]
+
+    def on_startup(self, hook: StartupHook) -> None:
+        """Run `hook(db)` once MongoDB is open and before consuming starts (e.g. indexes)."""
+        self._startup_hooks.append(hook)
+
+    async def start(self) -> None:
+        self._client = make_mongo_client(self.settings.mongo, app_name=f"leadflow-{self.service}")
+        for hook in self._startup_hooks:
+            await hook(self.db)
+        await self.broker.start()
+        log.info("%s started", self.service)
+
+    async def stop(self) -> None:
+        # Stopping the broker first lets in-flight handlers finish (graceful_timeout)
+        # and commit their offsets while MongoDB is still open.
+        await self.broker.stop()
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+        log.info("%s stopped", self.service)
+
+    async def readiness(self) -> None:
+        if self._client is None:
+            raise NotStartedError("not started")
+        await ping(self._client)
+        if not await self.broker.ping(timeout=2.0):
+            raise ConnectionError("Kafka broker unreachable")
+
+    def app(self, **fastapi_kwargs: Any) -> FastAPI:
+        @asynccontextmanager
+        async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+            await self.start()
+            try:
+                yield
+            finally:
+                await self.stop()
+
+        app = FastAPI(lifespan=lifespan, **fastapi_kwargs)
+        add_operational_routes(app, registry=self.registry, readiness=self.readiness)
+        return app

@@ -1,0 +1,65 @@
+"""Settings shared by every service: one typed class each, read from the environment.
+
+Each service subclasses `ServiceSettings` with its own env prefix (INTAKE_, ROUTER_,
+NOTIFIER_, CRM_API_); nested fields use "__", e.g. ROUTER_KAFKA__BOOTSTRAP_SERVERS.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "password"})
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    # Idempotent producers need the broker's InitProducerId. Kafka has it; the
+    # embedded Tansu broker does not (docs/decisions/0003-kafka-delivery.md), so
+    # the embedded default and the tests switch it off. acks=all stays on always.
+    producer_idempotence: bool = True
+    security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    # Bounded in-process retries of a failing handler before the message is
+    # dead-lettered (transient errors only; invalid input goes straight to the DLQ).
+    handler_attempts: int = Field(default=5, ge=1, le=20)
+    retry_initial_seconds: float = Field(default=0.2, gt=0)
+    retry_max_seconds: float = Field(default=5.0, gt=0)
+    graceful_timeout_seconds: float = Field(default=15.0, gt=0)
+
+
+class MongoSettings(BaseModel):
+    url: SecretStr = SecretStr("mongodb://127.0.0.1:27017/?directConnection=true")
+    database: str = "leadflow"
+    timeout_ms: int = Field(default=5000, ge=100)
+
+
+class HttpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+
+
+class ServiceSettings(BaseSettings):
+    """Base of every service's settings."""
+
+    SERVICE_NAME: ClassVar[str] = "leadflow"
+
+    model_config = SettingsConfigDict(env_nested_delimiter="__", extra="ignore", frozen=True)
+
+    environment: Literal["development", "test", "production"] = "development"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    kafka: KafkaSettings = KafkaSettings()
+    mongo: MongoSettings = MongoSettings()
+    http: HttpSettings = HttpSettings()
+
+
+def require_secret(value: SecretStr | None, name: str, environment: str) -> None:
+    """Refuse a missing or placeholder secret in production."""
+    if environment == "production" and (
+        value is None or value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS
+    ):
+        raise ValueError(f"{name} must be set to a real secret in production")
