@@ -1,4 +1,4 @@
-"""compose.yaml agrees with the code: settings fields, ports, topics, console commands.
+"""compose.yaml and deploy/ agree with the code: settings fields, ports, topics, commands.
 
 No Docker needed: a misspelt environment variable is silently ignored by
 pydantic-settings at run time, so it is caught here instead.
@@ -29,6 +29,7 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "compose.yaml"
 DOCKERFILE = "deploy/Dockerfile"
+K8S_DIR = ROOT / "deploy" / "k8s"
 
 
 @dataclass(frozen=True)
@@ -235,3 +236,44 @@ def test_dockerfile_installs_from_the_lock() -> None:
     assert "uv.lock" in text, f"{DOCKERFILE} must copy uv.lock"
     assert "--locked" in text, f"{DOCKERFILE} must install with --locked, so a stale lock fails the build"
     assert re.search(r"^USER\s+(?!0\b|root\b)\S+", text, re.MULTILINE), f"{DOCKERFILE} must run as a non-root USER"
+
+
+def k8s_objects() -> dict[tuple[str, str], dict[str, Any]]:
+    """deploy/k8s's objects by (kind, name)."""
+    objects = {}
+    for path in sorted(K8S_DIR.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if isinstance(doc, dict) and "metadata" in doc:
+                objects[(doc["kind"], doc["metadata"]["name"])] = doc
+    return objects
+
+
+def test_k8s_commits_no_secret_values() -> None:
+    secrets = [name for kind, name in k8s_objects() if kind == "Secret"]
+    assert not secrets, f"deploy/k8s commits Secret objects {secrets}; create them out of band instead"
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_k8s_deployment_matches_settings(name: str) -> None:
+    expected, objects = SERVICES[name], k8s_objects()
+    config = objects.get(("ConfigMap", f"{name}-config"), {}).get("data")
+    assert config, f"deploy/k8s: no ConfigMap {name}-config with data"
+    problems = {key: why for key in config if (why := unknown_setting(expected.settings, key, expected.prefix))}
+    assert not problems, f"deploy/k8s {name}-config: keys that {expected.settings.__name__} ignores: {problems}"
+    assert config.get(f"{expected.prefix}HTTP__PORT") == str(expected.port), f"{name}-config: wrong HTTP__PORT"
+
+    deployment = objects.get(("Deployment", name))
+    assert deployment, f"deploy/k8s: no Deployment {name}"
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container.get("command") == [expected.command], f"{name}: container command is {container.get('command')}"
+    ports = [p["containerPort"] for p in container.get("ports", [])]
+    assert ports == [expected.port], f"{name}: container ports {ports}, expected [{expected.port}]"
+    probes = {
+        kind: container.get(kind, {}).get("httpGet", {}).get("path") for kind in ("livenessProbe", "readinessProbe")
+    }
+    assert probes == {"livenessProbe": "/health/live", "readinessProbe": "/health/ready"}, f"{name}: probes {probes}"
+    sources = [next(iter(ref.items())) for ref in container.get("envFrom", [])]
+    refs = {kind: ref["name"] for kind, ref in sources}
+    assert refs == {"configMapRef": f"{name}-config", "secretRef": f"{name}-secrets"}, f"{name}: envFrom is {refs}"
+    assert container.get("resources", {}).get("requests"), f"{name}: no resource requests (the HPA needs them)"
+    assert ("Service", name) in objects, f"deploy/k8s: no Service {name}"

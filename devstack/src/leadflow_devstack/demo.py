@@ -1,0 +1,109 @@
+"""Feed sample leads and follow each one live: received by intake, assigned by the router, emailed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from aiokafka import AIOKafkaConsumer
+from rich.console import Console
+from rich.table import Table
+
+from leadflow_devstack.stack import Stack
+from leadflow_shared import topics
+from leadflow_shared.events.routing import LEAD_EVENT, LeadAssigned
+
+
+@dataclass
+class LeadProgress:
+    name: str
+    received: float | None = None
+    agent: str | None = None
+    emailed_to: str | None = None
+    emailed_at: float | None = None
+
+
+@dataclass
+class Demo:
+    stack: Stack
+    console: Console
+    started: float = field(default_factory=time.monotonic)
+    leads: dict[str, LeadProgress] = field(default_factory=dict)
+
+    def _say(self, text: str) -> None:
+        self.console.print(f"[dim]{time.monotonic() - self.started:6.1f}s[/dim]  {text}")
+
+    async def feed(self, path: Path) -> None:
+        async with httpx.AsyncClient(base_url=self.stack.url("intake"), timeout=10) as client:
+            for lead in json.loads(path.read_text()):
+                response = await client.post("/v1/leads", json=lead, headers={"Idempotency-Key": str(uuid.uuid4())})
+                response.raise_for_status()
+                lead_id = response.json()["event_id"]
+                name = f"{lead['first_name'].strip()} {lead.get('last_name', '')}".strip()
+                self.leads[lead_id] = LeadProgress(name=name, received=time.monotonic())
+                self._say(f"[cyan]received[/cyan]  {lead_id[:8]}  {name}")
+
+    async def follow_events(self) -> None:
+        consumer = AIOKafkaConsumer(
+            topics.LEADS_EVENTS, bootstrap_servers=self.stack.bootstrap, auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+            async for record in consumer:
+                event = LEAD_EVENT.validate_json(record.value or b"")
+                if isinstance(event, LeadAssigned):
+                    lead_id = str(event.payload.lead_id)
+                    progress = self.leads.setdefault(lead_id, LeadProgress(name=event.payload.contact.full_name))
+                    progress.name = event.payload.contact.full_name  # as normalized by intake
+                    progress.agent = event.payload.agent_id
+                    self._say(f"[yellow]assigned[/yellow]  {lead_id[:8]}  {progress.name} to "
+                              f"{event.payload.agent_id} ({event.payload.reason.value})")
+        finally:
+            await consumer.stop()
+
+    async def follow_until_emailed(self, expected: int, timeout: float) -> bool:
+        assert self.stack.mail is not None  # noqa: S101
+        seen = 0
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            messages = self.stack.mail.received()
+            for message in messages[seen:]:
+                lead_id = str(message["X-Leadflow-Lead-Id"])
+                progress = self.leads.setdefault(lead_id, LeadProgress(name="?"))
+                progress.emailed_to, progress.emailed_at = str(message["To"]), time.monotonic()
+                self._say(f"[green]emailed[/green]   {lead_id[:8]}  to {message['To']}: {message['Subject']}")
+            seen = len(messages)
+            if sum(1 for p in self.leads.values() if p.emailed_to and p.agent) >= expected:
+                return True
+            await asyncio.sleep(0.1)
+        return False
+
+    def summary(self) -> Table:
+        table = Table(title="Sample leads")
+        for column in ("lead", "name", "agent", "emailed to", "seconds"):
+            table.add_column(column)
+        for lead_id, p in self.leads.items():
+            took = f"{p.emailed_at - p.received:.2f}" if p.emailed_at and p.received else "-"
+            table.add_row(lead_id[:8], p.name, p.agent or "-", p.emailed_to or "-", took)
+        return table
+
+
+async def run_demo(stack: Stack, console: Console, leads_file: Path, *, timeout: float) -> bool:
+    """Feed the leads and follow them until every one was emailed; False on timeout."""
+    demo = Demo(stack, console)
+    expected = len(json.loads(leads_file.read_text()))
+    events = asyncio.create_task(demo.follow_events())
+    try:
+        await demo.feed(leads_file)
+        done = await demo.follow_until_emailed(expected, timeout)
+    finally:
+        events.cancel()
+        await asyncio.gather(events, return_exceptions=True)
+    console.print(demo.summary())
+    return done

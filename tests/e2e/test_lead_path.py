@@ -1,0 +1,112 @@
+"""The first real path: website lead -> intake -> router (R5) -> notifier email -> crm-api All Leads."""
+
+from __future__ import annotations
+
+import uuid
+from email.message import EmailMessage
+
+import httpx
+import pytest
+
+from conftest import eventually
+from leadflow_devstack.stack import Stack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
+
+
+def lead(**overrides: object) -> dict[str, object]:
+    marker = uuid.uuid4().hex[:8]
+    return {
+        "account_id": "acme-realty",
+        "first_name": "ROBIN",
+        "last_name": f"tester-{marker}",
+        "email": f"Robin.{marker}@Example.com",
+        "phone": "(415) 555-0123",
+        "message": "Interested in 12 Elm St.",
+        **overrides,
+    }
+
+
+def mails_for(stack: Stack, lead_id: str) -> list[EmailMessage]:
+    assert stack.mail is not None
+    return [m for m in stack.mail.received() if m["X-Leadflow-Lead-Id"] == lead_id]
+
+
+async def test_website_lead_is_emailed_to_roster_position_1_and_listed_in_all_leads(stack: Stack) -> None:
+    body = lead()
+    async with httpx.AsyncClient() as client:
+        response = await client.post(f"{stack.url('intake')}/v1/leads", json=body)
+        assert response.status_code == 202, response.text
+        lead_id = response.json()["event_id"]
+
+        emails = await eventually(lambda: mails_for(stack, lead_id), what="the offer email")
+        email = emails[0]
+        # Roster position 1 of acme-realty (sample_accounts.json) is Alex Rivera.
+        assert email["X-Envelope-To"] == "alex.rivera@acme-realty.example"
+        assert email["To"] == "alex.rivera@acme-realty.example"
+        expected_name = f"Robin {str(body['last_name']).title()}"
+        assert email["Subject"] == f"New lead: {expected_name}"
+        text = email.get_content()
+        assert f"/v1/accounts/acme-realty/leads/{lead_id}" in text
+        assert str(body["email"]).lower() in text
+        assert "+14155550123" in text
+
+        async def listed() -> dict[str, object] | None:
+            page = (await client.get(f"{stack.url('crm-api')}/v1/accounts/acme-realty/leads?tab=all&limit=200")).json()
+            return next((item for item in page["items"] if item["lead_id"] == lead_id), None)
+
+        row = await eventually(listed, what="the lead in All Leads")
+        assert row["name"] == expected_name
+        assert row["email"] == str(body["email"]).lower()
+        assert row["phone"] == "+14155550123"
+        assert row["owner_agent_id"] == "alex-rivera"
+        assert row["status"] == "assigned"
+        detail = await client.get(f"{stack.url('crm-api')}/v1/accounts/acme-realty/leads/{lead_id}")
+        assert detail.status_code == 200
+        other_account = await client.get(f"{stack.url('crm-api')}/v1/accounts/other-realty/leads/{lead_id}")
+        assert other_account.status_code == 404
+
+
+async def test_retry_with_same_idempotency_key_returns_same_event_and_emails_once(stack: Stack) -> None:
+    body, key = lead(), str(uuid.uuid4())
+    async with httpx.AsyncClient(base_url=stack.url("intake")) as client:
+        first = await client.post("/v1/leads", json=body, headers={"Idempotency-Key": key})
+        second = await client.post("/v1/leads", json=body, headers={"Idempotency-Key": key})
+        assert first.status_code == second.status_code == 202
+        assert first.json()["event_id"] == second.json()["event_id"]
+        changed = await client.post("/v1/leads", json={**body, "message": "other"}, headers={"Idempotency-Key": key})
+        assert changed.status_code == 409
+    lead_id = first.json()["event_id"]
+    await eventually(lambda: mails_for(stack, lead_id), what="the email")
+    # A later lead's email arriving shows the pipeline moved past this one without a second copy.
+    async with httpx.AsyncClient(base_url=stack.url("intake")) as client:
+        later = (await client.post("/v1/leads", json=lead())).json()["event_id"]
+    await eventually(lambda: mails_for(stack, later), what="the later lead's email")
+    assert len(mails_for(stack, lead_id)) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        ({"account_id": "acme-realty", "first_name": "", "email": "not-an-email"}, {"first_name", "email"}),
+        ({"account_id": "acme realty!", "first_name": "Al", "email": "al@example.com"}, {"account_id"}),
+        ({"account_id": "acme-realty", "first_name": "Al", "phone": "12"}, {"phone"}),
+        ({"account_id": "acme-realty", "first_name": "Al"}, {"<body>"}),
+        ({"account_id": "acme-realty", "first_name": "Al", "email": "a@example.com", "x": 1}, {"x"}),
+    ],
+)
+async def test_malformed_lead_gets_422_naming_the_fields(
+    stack: Stack, body: dict[str, object], fields: set[str]
+) -> None:
+    async with httpx.AsyncClient(base_url=stack.url("intake")) as client:
+        response = await client.post("/v1/leads", json=body)
+    assert response.status_code == 422, response.text
+    named = {str(err["loc"][-1]) if len(err["loc"]) > 1 else "<body>" for err in response.json()["detail"]}
+    assert fields <= named, response.json()
+
+
+async def test_oversized_body_gets_413(stack: Stack) -> None:
+    body = lead(message="x" * 70_000)
+    async with httpx.AsyncClient(base_url=stack.url("intake")) as client:
+        response = await client.post("/v1/leads", json=body)
+    assert response.status_code == 413

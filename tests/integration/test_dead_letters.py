@@ -1,0 +1,66 @@
+"""Poison input on leads.intake.v1 goes to leads.intake.v1.dlq with the reason; the next message is routed."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+
+from conftest import WaitForRecord
+from leadflow_devstack.stack import Stack
+from leadflow_shared import topics
+from leadflow_shared.envelope import derived_event_id
+from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
+
+
+def received(account_id: str = "acme-realty") -> LeadReceived:
+    return LeadReceived.create(
+        account_id=account_id,
+        occurred_at=datetime.now(UTC),
+        payload=LeadReceivedPayload(
+            contact=Contact(first_name="Dee", last_name="Ell", email="dee@example.com"),
+            source=LeadSource(channel=LeadChannel.PARTNER, name="Partner"),
+        ),
+    )
+
+
+def header(record: ConsumerRecord[bytes, bytes], name: str) -> str:
+    return dict(record.headers)[name].decode()
+
+
+@pytest.mark.parametrize(
+    ("poison", "reason_part"),
+    [
+        (b"{not json", "Invalid JSON"),
+        (b'{"event_id": "not-a-uuid", "type": "LeadReceived"}', "event_id"),
+        (received("no-such-account").model_dump_json().encode(), "unknown account"),
+    ],
+    ids=["bad-json", "bad-schema", "unknown-account"],
+)
+async def test_poison_goes_to_dlq_with_reason_and_next_message_is_routed(
+    stack: Stack, wait_for_record: WaitForRecord, poison: bytes, reason_part: str
+) -> None:
+    marker = uuid.uuid4().hex.encode()
+    valid = received()
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all")
+    await producer.start()
+    try:
+        # Same key, so both land on one partition: the valid one waits behind the poison.
+        await producer.send_and_wait(topics.LEADS_INTAKE, poison, key=b"acme-realty", headers=[("test", marker)])
+        await producer.send_and_wait(topics.LEADS_INTAKE, valid.model_dump_json().encode(), key=b"acme-realty")
+    finally:
+        await producer.stop()
+
+    dead = await wait_for_record(topics.dlq(topics.LEADS_INTAKE), lambda r: r.value == poison)
+    assert reason_part in header(dead, "dlq-reason")
+    assert header(dead, "dlq-source-topic") == topics.LEADS_INTAKE
+    assert header(dead, "dlq-service") == "router"
+    assert dead.key == b"acme-realty"
+
+    assigned_id = str(derived_event_id(valid.event_id, "assigned")).encode()
+    routed = await wait_for_record(topics.LEADS_EVENTS, lambda r: assigned_id in (r.value or b""))
+    assert b'"agent_id":"alex-rivera"' in (routed.value or b"")
