@@ -7,23 +7,16 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
-from typing import TypeVar
+from collections.abc import Iterator
 
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
-from tenacity import AsyncRetrying, stop_after_delay, wait_fixed
 
 from leadflow_devstack.servers import mongo_wire
 from leadflow_devstack.stack import Stack
-
-T = TypeVar("T")
-RecordPredicate = Callable[[ConsumerRecord[bytes, bytes]], bool]
-WaitForRecord = Callable[[str, RecordPredicate], Awaitable[ConsumerRecord[bytes, bytes]]]
+from leadflow_devstack.testing import RecordPredicate, WaitForRecord
 
 
 @pytest.fixture(scope="session")
@@ -69,19 +62,3 @@ def wait_for_record(stack: Stack) -> WaitForRecord:
             await consumer.stop()
 
     return wait
-
-
-async def eventually(condition: Callable[[], Awaitable[T] | T], *, timeout: float = 30.0, what: str = "condition") -> T:
-    """Poll `condition` (sync or async) until it returns something truthy; fail after `timeout`."""
-    async for attempt in AsyncRetrying(stop=stop_after_delay(timeout), wait=wait_fixed(0.05), reraise=True):
-        with attempt:
-            result = condition()
-            value = await result if inspect.isawaitable(result) else result
-            if not value:
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-            return value
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def repo_root() -> Path:
-    return Path(__file__).resolve().parent.parent

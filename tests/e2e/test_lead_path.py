@@ -8,8 +8,8 @@ from email.message import EmailMessage
 import httpx
 import pytest
 
-from conftest import eventually
 from leadflow_devstack.stack import Stack
+from leadflow_devstack.testing import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 
@@ -56,6 +56,7 @@ async def test_website_lead_is_emailed_to_roster_position_1_and_listed_in_all_le
             return next((item for item in page["items"] if item["lead_id"] == lead_id), None)
 
         row = await eventually(listed, what="the lead in All Leads")
+        assert row is not None
         assert row["name"] == expected_name
         assert row["email"] == str(body["email"]).lower()
         assert row["phone"] == "+14155550123"

@@ -58,7 +58,8 @@ IMAGE_CONTAINERS: dict[str, type[ServiceSettings]] = {
 def compose() -> dict[str, Any]:
     assert COMPOSE_FILE.is_file(), f"{COMPOSE_FILE} is missing"
     loaded = yaml.safe_load(COMPOSE_FILE.read_text())
-    assert isinstance(loaded, dict) and isinstance(loaded.get("services"), dict), "compose.yaml has no services mapping"
+    assert isinstance(loaded, dict), "compose.yaml is not a mapping"
+    assert isinstance(loaded.get("services"), dict), "compose.yaml has no services mapping"
     return loaded
 
 
@@ -119,7 +120,8 @@ def test_unknown_setting_catches_typos() -> None:
 def test_service_is_built_checked_and_ordered(compose: dict[str, Any], name: str) -> None:
     svc = service(compose, name)
     build = svc.get("build")
-    assert isinstance(build, dict) and build.get("dockerfile") == DOCKERFILE, (
+    assert isinstance(build, dict), f"{name}: no build section"
+    assert build.get("dockerfile") == DOCKERFILE, (
         f"{name}: build must use {DOCKERFILE} (got {build!r})"
     )
     assert (ROOT / build.get("context", ".") / DOCKERFILE).is_file(), (
@@ -177,7 +179,8 @@ def test_environment_matches_settings(compose: dict[str, Any], name: str, monkey
     assert "replicaSet=rs0" in settings.mongo.url.get_secret_value(), (
         f"{name}: MongoDB URL must name the replica set rs0"
     )
-    assert settings.http.host == "0.0.0.0", f"{name}: must listen on 0.0.0.0 to be reachable from outside the container"
+    all_interfaces = "0.0.0.0"  # noqa: S104 (inside a container, by design)
+    assert settings.http.host == all_interfaces, f"{name}: must listen on 0.0.0.0 to be reachable from outside"
 
 
 @pytest.mark.parametrize("name", sorted(SERVICES))

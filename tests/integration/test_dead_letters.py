@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
-from conftest import WaitForRecord
 from leadflow_devstack.stack import Stack
+from leadflow_devstack.testing import WaitForRecord
 from leadflow_shared import topics
 from leadflow_shared.envelope import derived_event_id
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
@@ -29,7 +29,8 @@ def received(account_id: str = "acme-realty") -> LeadReceived:
 
 
 def header(record: ConsumerRecord[bytes, bytes], name: str) -> str:
-    return dict(record.headers)[name].decode()
+    value: bytes = dict(record.headers)[name]
+    return value.decode()
 
 
 @pytest.mark.parametrize(

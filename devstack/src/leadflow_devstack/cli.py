@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import shutil
 import signal
 import sys
@@ -49,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("intake", "router", "notifier", "crm-api"):
             console.print(f"[bold]{name:9}[/bold] {stack.url(name)}  (/health/ready, /metrics, /docs)")
         console.rule("sample leads")
-        ok = asyncio.run(run_demo(stack, console, args.leads, timeout=args.timeout))
+        leads = json.loads(args.leads.read_text())
+        ok = asyncio.run(run_demo(stack, console, leads, timeout=args.timeout))
         console.print("[bold green]every sample lead reached its agent's inbox[/bold green]" if ok
                       else f"[bold red]not every sample lead was emailed within {args.timeout:.0f}s[/bold red]")
         console.rule("where to look")

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer
@@ -38,9 +37,9 @@ class Demo:
     def _say(self, text: str) -> None:
         self.console.print(f"[dim]{time.monotonic() - self.started:6.1f}s[/dim]  {text}")
 
-    async def feed(self, path: Path) -> None:
+    async def feed(self, leads: list[dict[str, Any]]) -> None:
         async with httpx.AsyncClient(base_url=self.stack.url("intake"), timeout=10) as client:
-            for lead in json.loads(path.read_text()):
+            for lead in leads:
                 response = await client.post("/v1/leads", json=lead, headers={"Idempotency-Key": str(uuid.uuid4())})
                 response.raise_for_status()
                 lead_id = response.json()["event_id"]
@@ -94,13 +93,13 @@ class Demo:
         return table
 
 
-async def run_demo(stack: Stack, console: Console, leads_file: Path, *, timeout: float) -> bool:
+async def run_demo(stack: Stack, console: Console, leads: list[dict[str, Any]], *, timeout: float) -> bool:
     """Feed the leads and follow them until every one was emailed; False on timeout."""
     demo = Demo(stack, console)
-    expected = len(json.loads(leads_file.read_text()))
+    expected = len(leads)
     events = asyncio.create_task(demo.follow_events())
     try:
-        await demo.feed(leads_file)
+        await demo.feed(leads)
         done = await demo.follow_until_emailed(expected, timeout)
     finally:
         events.cancel()

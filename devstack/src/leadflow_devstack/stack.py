@@ -74,7 +74,7 @@ class Stack:
         self.seed(self.accounts_file)
 
     def service_env(self, service: str) -> dict[str, str]:
-        prefix = dict((s, p) for s, p, _ in SERVICES)[service]
+        prefix = {s: p for s, p, _ in SERVICES}[service]
         assert self.mail is not None  # noqa: S101
         env = {
             "ENVIRONMENT": "development",

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -33,7 +34,6 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from leadflow_shared.envelope import Envelope
 from leadflow_shared.metrics import ConsumerMetrics
 from leadflow_shared.settings import KafkaSettings
 from leadflow_shared.topics import TopicSpec, dlq
@@ -84,14 +84,17 @@ def consumer_options(group_id: str) -> dict[str, Any]:
     }
 
 
-async def publish_event(broker: KafkaBroker, topic: str, event: Envelope) -> None:
-    """Publish `event` keyed by its account, so an account's events stay in order."""
-    await broker.publish(
-        event.model_dump_json().encode(),
-        topic,
-        key=event.kafka_key(),
-        headers={"content-type": "application/json", "event-type": event.type},
-    )
+PublishRaw = Callable[[str, bytes], Awaitable[None]]
+"""Publishes (account id, event JSON) to one topic."""
+
+
+def publisher(broker: KafkaBroker, topic: str) -> PublishRaw:
+    """Publish serialized events to `topic` keyed by account, so an account's events stay in order."""
+
+    async def publish(account_id: str, event_json: bytes) -> None:
+        await broker.publish(event_json, topic, key=account_id.encode(), headers={"content-type": "application/json"})
+
+    return publish
 
 
 class DeadLetterGuard:
@@ -131,7 +134,8 @@ class DeadLetterGuard:
 
     def _count_retry(self, topic: str, state: RetryCallState) -> None:
         self._metrics.retries.labels(topic).inc()
-        log.warning("retrying %s handler after %s", topic, type(state.outcome.exception()).__name__ if state.outcome else "?")
+        error = state.outcome.exception() if state.outcome else None
+        log.warning("retrying %s handler after %s", topic, type(error).__name__)
 
     async def dead_letter(self, message: KafkaMessage, exc: Exception) -> None:
         record = message.raw_message
@@ -177,9 +181,7 @@ async def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec]) -> N
         existing = set(await admin.list_topics())
         missing = [NewTopic(s.name, s.partitions, 1) for s in specs if s.name not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another process created them meanwhile
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another process created them in between
     finally:
         await admin.close()

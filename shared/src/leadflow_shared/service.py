@@ -13,12 +13,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from faststream.kafka import KafkaBroker
+from faststream.kafka import KafkaBroker, KafkaMessage
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_shared.http import add_operational_routes
-from leadflow_shared.kafka import DeadLetterGuard, make_broker
+from leadflow_shared.kafka import DeadLetterGuard, consumer_options, make_broker
 from leadflow_shared.metrics import ConsumerMetrics, make_registry
 from leadflow_shared.mongo import Document, make_mongo_client, ping
 from leadflow_shared.settings import ServiceSettings
@@ -50,6 +50,15 @@ class ServiceRuntime:
         if self._client is None:
             raise NotStartedError("MongoDB client is not open yet")
         return self._client[self.settings.mongo.database]
+
+    def consume(self, topic: str, *, group_id: str, handle: Callable[[bytes], Awaitable[None]]) -> None:
+        """Subscribe `handle(body)` to `topic` with leadflow's consumer defaults and dead-letter guard."""
+
+        async def on_message(message: KafkaMessage) -> None:
+            await self.guard.run(message, handle)
+
+        on_message.__name__ = f"on_{topic.replace('.', '_')}"  # names the subscriber in logs and AsyncAPI
+        self.broker.subscriber(topic, **consumer_options(group_id))(on_message)
 
     def on_startup(self, hook: StartupHook) -> None:
         """Run `hook(db)` once MongoDB is open and before consuming starts (e.g. indexes)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import FastAPI, HTTPException, Path, Query, status
-from faststream.kafka import KafkaMessage
 
 from leadflow_crm_api.adapters.leads import LeadViews, ensure_indexes
 from leadflow_crm_api.api import LeadPage, LeadPublic, lead_public
@@ -14,7 +13,6 @@ from leadflow_crm_api.handlers import project
 from leadflow_crm_api.settings import CrmApiSettings
 from leadflow_shared import topics
 from leadflow_shared.events.routing import LEAD_EVENT
-from leadflow_shared.kafka import consumer_options
 from leadflow_shared.service import ServiceRuntime
 
 AccountId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
@@ -28,9 +26,7 @@ def create_app(settings: CrmApiSettings) -> FastAPI:
     async def handle(body: bytes) -> None:
         await project(LEAD_EVENT.validate_json(body), views=LeadViews(runtime.db))
 
-    @runtime.broker.subscriber(topics.LEADS_EVENTS, **consumer_options(settings.consumer_group))
-    async def on_lead_event(message: KafkaMessage) -> None:
-        await runtime.guard.run(message, handle)
+    runtime.consume(topics.LEADS_EVENTS, group_id=settings.consumer_group, handle=handle)
 
     app = runtime.app(title="leadflow crm-api", version="0.1.0")
 

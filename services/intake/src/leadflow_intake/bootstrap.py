@@ -17,6 +17,7 @@ from leadflow_intake.domain.forms import WebsiteLeadIn
 from leadflow_intake.handlers import IdempotencyConflict, InvalidField, accept_website_lead
 from leadflow_intake.settings import IntakeSettings
 from leadflow_shared import topics
+from leadflow_shared.kafka import publisher
 from leadflow_shared.service import ServiceRuntime
 
 
@@ -29,11 +30,8 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_lengt
 
 def create_app(settings: IntakeSettings) -> FastAPI:
     runtime = ServiceRuntime(settings, service="intake")
-    broker = runtime.broker
 
-    async def publish(account_id: str, raw: bytes) -> None:
-        await broker.publish(raw, topics.LEADS_INTAKE, key=account_id.encode(),
-                             headers={"content-type": "application/json"})
+    publish = publisher(runtime.broker, topics.LEADS_INTAKE)
 
     app = runtime.app(title="leadflow intake", version="0.1.0")
 

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from leadflow_intake.adapters.idempotency import Claim, IdempotencyStore
 from leadflow_intake.domain.forms import WebsiteLeadIn
 from leadflow_intake.domain.normalize import normalize_phone
 from leadflow_shared.events.intake import LeadReceived
-
-PublishRaw = Callable[[str, bytes], Awaitable[None]]  # (account id, event JSON)
+from leadflow_shared.kafka import PublishRaw
 
 
 class IntakeError(Exception):

@@ -15,5 +15,7 @@ class IntakeSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="INTAKE_", env_nested_delimiter="__", extra="ignore", frozen=True)
 
     http: HttpSettings = HttpSettings(port=8001)
-    default_region: str = Field(default="US", min_length=2, max_length=2, description="For phones without a country code.")
+    default_region: str = Field(
+        default="US", min_length=2, max_length=2, description="Region of phone numbers without a country code."
+    )
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)

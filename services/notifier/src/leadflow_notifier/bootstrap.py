@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from faststream.kafka import KafkaMessage
 
 from leadflow_notifier.adapters.repository import AgentDirectory, DeliveryLog
 from leadflow_notifier.adapters.smtp import SmtpMailer
@@ -11,7 +10,6 @@ from leadflow_notifier.handlers import notify
 from leadflow_notifier.settings import NotifierSettings
 from leadflow_shared import topics
 from leadflow_shared.events.routing import LEAD_EVENT
-from leadflow_shared.kafka import consumer_options
 from leadflow_shared.service import ServiceRuntime
 
 
@@ -28,8 +26,6 @@ def create_app(settings: NotifierSettings) -> FastAPI:
             crm_base_url=settings.crm_base_url,
         )
 
-    @runtime.broker.subscriber(topics.LEADS_EVENTS, **consumer_options(settings.consumer_group))
-    async def on_lead_event(message: KafkaMessage) -> None:
-        await runtime.guard.run(message, handle)
+    runtime.consume(topics.LEADS_EVENTS, group_id=settings.consumer_group, handle=handle)
 
     return runtime.app(title="leadflow notifier", version="0.1.0")

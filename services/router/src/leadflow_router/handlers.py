@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from leadflow_router.adapters.repository import AccountRepository, RoutingRecord, RoutingRecords
@@ -11,11 +10,9 @@ from leadflow_router.domain.model import RoutingError, decide
 from leadflow_shared.envelope import derived_event_id
 from leadflow_shared.events.intake import LeadReceived
 from leadflow_shared.events.routing import LeadAssigned, LeadAssignedPayload
-from leadflow_shared.kafka import PoisonMessage
+from leadflow_shared.kafka import PoisonMessage, PublishRaw
 
 log = logging.getLogger(__name__)
-
-PublishRaw = Callable[[str, bytes], Awaitable[None]]  # (account id, event JSON)
 
 
 async def route_lead(

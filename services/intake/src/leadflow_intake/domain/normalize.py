@@ -28,7 +28,7 @@ def normalize_phone(raw: str, default_region: str) -> str:
     try:
         number = phonenumbers.parse(raw, default_region.upper())
     except phonenumbers.NumberParseException as exc:
-        raise ValueError(f"not a phone number ({exc.error_type.name.lower()})") from exc
+        raise ValueError("not a phone number") from exc
     if not phonenumbers.is_valid_number(number):
         raise ValueError("not a valid phone number")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

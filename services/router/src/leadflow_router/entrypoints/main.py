@@ -15,10 +15,10 @@ from leadflow_shared.logs import configure_logging
 from leadflow_shared.mongo import make_mongo_client
 
 
-async def _seed(settings: RouterSettings, path: Path) -> None:
+async def _seed(settings: RouterSettings, config: object) -> None:
     client = make_mongo_client(settings.mongo, app_name="leadflow-router-seed")
     try:
-        await load_account_config(client[settings.mongo.database], json.loads(path.read_text()))
+        await load_account_config(client[settings.mongo.database], config)
     finally:
         await client.close()
 
@@ -32,6 +32,6 @@ def main(argv: list[str] | None = None) -> None:
     settings = RouterSettings()
     configure_logging("router", settings.log_level)
     if args.command == "seed":
-        asyncio.run(_seed(settings, args.file))
+        asyncio.run(_seed(settings, json.loads(args.file.read_text())))
     else:
         serve(create_app(settings), settings.http)

@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""leadflow's two commands, on any machine with Python 3.11+ and access to PyPI.
+
+    python3 dev.py run    start leadflow with embedded Kafka, MongoDB and SMTP, feed sample leads
+    python3 dev.py test   lint (ruff), type-check (mypy --strict) and run every test (pytest)
+
+It installs uv from PyPI into .tools/ when uv is not on PATH, then installs the locked
+workspace (uv.lock) into .venv/ and runs the command there. Extra arguments are passed on.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+UV_VERSION = "0.13.8"
+TOOLS = ROOT / ".tools"
+PACKAGES = ["leadflow_shared", "leadflow_intake", "leadflow_router", "leadflow_notifier", "leadflow_crm_api",
+            "leadflow_devstack"]
+
+
+def uv() -> str:
+    if found := shutil.which("uv"):
+        return found
+    bin_dir = TOOLS / ("Scripts" if os.name == "nt" else "bin")
+    local = bin_dir / "uv"
+    if not local.exists():
+        print(f"installing uv {UV_VERSION} from PyPI into {TOOLS} ...", flush=True)
+        venv.create(TOOLS, with_pip=True)
+        subprocess.run([str(bin_dir / "python"), "-m", "pip", "install", "--quiet", f"uv=={UV_VERSION}"], check=True)
+    return str(local)
+
+
+def in_env(uv_bin: str, *argv: str) -> int:
+    """Run `argv` in the locked workspace environment; returns its exit status."""
+    return subprocess.run([uv_bin, "run", "--locked", "--all-packages", *argv], cwd=ROOT, check=False).returncode
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in {"run", "test"}:
+        print(__doc__)
+        return 2
+    if sys.version_info < (3, 11):
+        print("leadflow needs Python 3.11 or newer")
+        return 2
+    os.environ.setdefault("UV_PYTHON", sys.executable)  # the interpreter running this script
+    uv_bin = uv()
+    subprocess.run([uv_bin, "sync", "--locked", "--all-packages"], cwd=ROOT, check=True)
+    command, rest = argv[0], argv[1:]
+    if command == "run":
+        return in_env(uv_bin, "leadflow-dev", *rest)
+    steps = [
+        ("ruff", ["ruff", "check", "."]),
+        ("mypy", ["mypy", *(f"-p={p}" for p in PACKAGES)]),
+        ("mypy tests", ["mypy", "tests"]),
+        ("pytest", ["pytest", *rest]),
+    ]
+    for name, step in steps:
+        print(f"==> {name}", flush=True)
+        if (status := in_env(uv_bin, *step)) != 0:
+            print(f"{name} failed (exit status {status})")
+            return status
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
