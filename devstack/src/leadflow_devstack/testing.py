@@ -17,7 +17,7 @@ WaitForRecord = Callable[[str, RecordPredicate], Awaitable[ConsumerRecord[bytes,
 @overload
 async def eventually(condition: Callable[[], Awaitable[T]], *, timeout: float = ..., what: str = ...) -> T: ...
 @overload
-async def eventually(condition: Callable[[], T], *, timeout: float = ..., what: str = ...) -> T: ...  # an awaitable result is awaited
+async def eventually(condition: Callable[[], T], *, timeout: float = ..., what: str = ...) -> T: ...
 
 
 async def eventually(condition: Callable[[], Any], *, timeout: float = 30.0, what: str = "condition") -> Any:
