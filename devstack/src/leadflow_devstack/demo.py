@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
@@ -47,13 +47,17 @@ class Demo:
                 self.leads[lead_id] = LeadProgress(name=name, received=time.monotonic())
                 self._say(f"[cyan]received[/cyan]  {lead_id[:8]}  {name}")
 
-    async def follow_events(self) -> None:
-        consumer = AIOKafkaConsumer(
-            topics.LEADS_EVENTS, bootstrap_servers=self.stack.bootstrap, auto_offset_reset="earliest",
-            enable_auto_commit=False,
-        )
+    async def follow_events(self, ready: asyncio.Event) -> None:
+        """Print each routing decision; `ready` is set once reading from the start is set up."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.stack.bootstrap, enable_auto_commit=False)
         await consumer.start()
         try:
+            await consumer.topics()  # fetches metadata, so the partitions are known
+            partitions = [TopicPartition(topics.LEADS_EVENTS, p)
+                          for p in consumer.partitions_for_topic(topics.LEADS_EVENTS) or ()]
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            ready.set()
             async for record in consumer:
                 event = LEAD_EVENT.validate_json(record.value or b"")
                 if isinstance(event, LeadAssigned):
@@ -97,8 +101,10 @@ async def run_demo(stack: Stack, console: Console, leads: list[dict[str, Any]], 
     """Feed the leads and follow them until every one was emailed; False on timeout."""
     demo = Demo(stack, console)
     expected = len(leads)
-    events = asyncio.create_task(demo.follow_events())
+    ready = asyncio.Event()
+    events = asyncio.create_task(demo.follow_events(ready))
     try:
+        await asyncio.wait_for(ready.wait(), 30)
         await demo.feed(leads)
         done = await demo.follow_until_emailed(expected, timeout)
     finally:
