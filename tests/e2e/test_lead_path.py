@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from email.message import EmailMessage
 
@@ -14,14 +15,18 @@ from leadflow_devstack.testing import eventually
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 
 
+_phones = itertools.count(1000)
+
+
 def lead(**overrides: object) -> dict[str, object]:
+    """A new contact each time: same email or phone would make it an existing contact (R1)."""
     marker = uuid.uuid4().hex[:8]
     return {
         "account_id": "acme-realty",
         "first_name": "ROBIN",
         "last_name": f"tester-{marker}",
         "email": f"Robin.{marker}@Example.com",
-        "phone": "(415) 555-0123",
+        "phone": f"(415) 555-{next(_phones)}",
         "message": "Interested in 12 Elm St.",
         **overrides,
     }
@@ -49,7 +54,8 @@ async def test_website_lead_is_emailed_to_roster_position_1_and_listed_in_all_le
         text = email.get_content()
         assert f"/v1/accounts/acme-realty/leads/{lead_id}" in text
         assert str(body["email"]).lower() in text
-        assert "+14155550123" in text
+        phone = "+1415555" + str(body["phone"])[-4:]
+        assert phone in text
 
         async def listed() -> dict[str, object] | None:
             page = (await client.get(f"{stack.url('crm-api')}/v1/accounts/acme-realty/leads?tab=all&limit=200")).json()
@@ -59,7 +65,7 @@ async def test_website_lead_is_emailed_to_roster_position_1_and_listed_in_all_le
         assert row is not None
         assert row["name"] == expected_name
         assert row["email"] == str(body["email"]).lower()
-        assert row["phone"] == "+14155550123"
+        assert row["phone"] == phone
         assert row["owner_agent_id"] == "alex-rivera"
         assert row["status"] == "assigned"
         detail = await client.get(f"{stack.url('crm-api')}/v1/accounts/acme-realty/leads/{lead_id}")

@@ -7,8 +7,9 @@ in the lifespan because PyMongo's async client is bound to the running loop.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -26,6 +27,7 @@ from leadflow_shared.settings import ServiceSettings
 log = logging.getLogger(__name__)
 
 StartupHook = Callable[[AsyncDatabase[Document]], Awaitable[None]]
+Worker = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 
 class NotStartedError(RuntimeError):
@@ -44,6 +46,9 @@ class ServiceRuntime:
         self.guard = DeadLetterGuard(self.broker, settings.kafka, self.consumer_metrics, service=service)
         self._client: AsyncMongoClient[Document] | None = None
         self._startup_hooks: list[StartupHook] = []
+        self._workers: list[Worker] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
 
     @property
     def db(self) -> AsyncDatabase[Document]:
@@ -52,13 +57,19 @@ class ServiceRuntime:
         return self._client[self.settings.mongo.database]
 
     def consume(self, topic: str, *, group_id: str, handle: Callable[[bytes], Awaitable[None]]) -> None:
-        """Subscribe `handle(body)` to `topic` with leadflow's consumer defaults and dead-letter guard."""
+        """Subscribe `handle(body)` to `topic` in group `<group_id>.<topic>`, with the dead-letter guard."""
 
         async def on_message(message: KafkaMessage) -> None:
             await self.guard.run(message, handle)
 
         on_message.__name__ = f"on_{topic.replace('.', '_')}"  # names the subscriber in logs and AsyncAPI
-        self.broker.subscriber(topic, **consumer_options(group_id))(on_message)
+        # One consumer group per (service, topic): a service's consumers of different
+        # topics then never make each other rebalance.
+        self.broker.subscriber(topic, **consumer_options(f"{group_id}.{topic}"))(on_message)
+
+    def run_in_background(self, worker: Worker) -> None:
+        """Run `worker(stopping)` while the service runs; it must return soon after `stopping` is set."""
+        self._workers.append(worker)
 
     def on_startup(self, hook: StartupHook) -> None:
         """Run `hook(db)` once MongoDB is open and before consuming starts (e.g. indexes)."""
@@ -69,11 +80,15 @@ class ServiceRuntime:
         for hook in self._startup_hooks:
             await hook(self.db)
         await self.broker.start()
+        self._stopping.clear()
+        self._tasks = [asyncio.create_task(worker(self._stopping)) for worker in self._workers]
         log.info("%s started", self.service)
 
     async def stop(self) -> None:
-        # Stopping the broker first lets in-flight handlers finish (graceful_timeout)
-        # and commit their offsets while MongoDB is still open.
+        # Background workers first, then the broker: in-flight handlers finish
+        # (graceful_timeout) and commit their offsets while MongoDB is still open.
+        self._stopping.set()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.broker.stop()
         if self._client is not None:
             await self._client.close()

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import asyncio
 
 from fastapi import FastAPI
 
-from leadflow_router.adapters.repository import MongoAccounts, MongoRoutingRecords
-from leadflow_router.handlers import route_lead
+from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, LeadRecords, Rotations, ensure_indexes
+from leadflow_router.handlers import RouterService
+from leadflow_router.metrics import RouterMetrics
 from leadflow_router.settings import RouterSettings
+from leadflow_router.sweeper import sweep
 from leadflow_shared import topics
+from leadflow_shared.events.activity import LeadActivity
 from leadflow_shared.events.intake import LeadReceived
 from leadflow_shared.kafka import publisher
 from leadflow_shared.service import ServiceRuntime
@@ -17,18 +20,41 @@ from leadflow_shared.service import ServiceRuntime
 
 def create_app(settings: RouterSettings) -> FastAPI:
     runtime = ServiceRuntime(settings, service="router")
-
+    runtime.on_startup(ensure_indexes)
+    metrics = RouterMetrics(runtime.registry)
     publish = publisher(runtime.broker, topics.LEADS_EVENTS)
+    services: list[RouterService] = []
 
-    async def handle(body: bytes) -> None:
-        await route_lead(
-            LeadReceived.model_validate_json(body),
-            accounts=MongoAccounts(runtime.db),
-            records=MongoRoutingRecords(runtime.db),
-            publish=publish,
-            now=datetime.now(UTC),
-        )
+    def service() -> RouterService:
+        # Built on first use: the MongoDB client opens in the lifespan, inside the loop.
+        if not services:
+            db = runtime.db
+            services.append(
+                RouterService(
+                    records=LeadRecords(db),
+                    accounts=AccountSnapshots(db, settings.config_cache_seconds),
+                    contacts=Contacts(db),
+                    rotations=Rotations(db),
+                    publish=publish,
+                    metrics=metrics,
+                    lease_ms=int(settings.lease_seconds * 1000),
+                )
+            )
+        return services[0]
 
-    runtime.consume(topics.LEADS_INTAKE, group_id=settings.consumer_group, handle=handle)
+    async def on_lead_received(body: bytes) -> None:
+        await service().on_lead_received(LeadReceived.model_validate_json(body))
+
+    async def on_activity(body: bytes) -> None:
+        await service().on_activity(LeadActivity.model_validate_json(body))
+
+    runtime.consume(topics.LEADS_INTAKE, group_id=settings.consumer_group, handle=on_lead_received)
+    runtime.consume(topics.LEADS_ACTIVITY, group_id=settings.consumer_group, handle=on_activity)
+
+    async def sweeper(stopping: asyncio.Event) -> None:
+        await sweep(service(), stopping, idle_seconds=settings.sweep_idle_seconds)
+
+    for _ in range(settings.sweeper_workers):
+        runtime.run_in_background(sweeper)
 
     return runtime.app(title="leadflow router", version="0.1.0")

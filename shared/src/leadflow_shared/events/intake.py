@@ -13,12 +13,13 @@ TOPIC = "leads.intake.v1"
 
 
 class LeadChannel(StrEnum):
-    """Where a lead came in."""
+    """Where a lead came in; the router's rules R2-R4 read it."""
 
-    BROKERAGE_SITE = "brokerage_site"
-    AGENT_SITE = "agent_site"
-    LEAD_GEN = "lead_gen"
-    PARTNER = "partner"
+    BROKERAGE_SITE = "brokerage_site"  # main site registration or contact-us form
+    AGENT_SITE = "agent_site"  # an agent's own site or subdomain (R2, R3)
+    LISTING_INQUIRY = "listing_inquiry"  # a question about a listing (R3 when it is our agent's)
+    LEAD_GEN = "lead_gen"  # a lead-generation provider's webhook (R4 when pre-assigned)
+    PARTNER = "partner"  # a partner publishing to leads.inbound.v1
 
 
 class Contact(Contract):
@@ -41,8 +42,15 @@ class LeadSource(Contract):
 
     channel: LeadChannel = Field(examples=["brokerage_site"])
     name: str = Field(max_length=100, description="Lead source name as configured.", examples=["Website"])
-    site_host: str | None = Field(default=None, max_length=253, examples=["www.acme-realty.com"])
-    listing_id: str | None = Field(default=None, max_length=64)
+    site_host: str | None = Field(
+        default=None, max_length=253, description="Host the form was sent from (R2).", examples=["alex.acme-realty.com"]
+    )
+    listing_id: str | None = Field(default=None, max_length=64, description="Listing asked about.")
+    listing_agent_id: str | None = Field(default=None, max_length=64, description="Agent of that listing (R3).")
+    assigned_agent_id: str | None = Field(
+        default=None, max_length=64, description="Agent a lead-generation provider already assigned (R4)."
+    )
+    provider: str | None = Field(default=None, max_length=100, description="Lead-generation provider or partner.")
     utm: dict[str, str] = Field(default_factory=dict, max_length=10)
 
 

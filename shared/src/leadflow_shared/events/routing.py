@@ -1,44 +1,146 @@
-"""Contracts of leads.events.v1: every routing decision the router makes (rule R12)."""
+"""Contracts of leads.events.v1: every routing decision the router makes (rule R12).
+
+The timeline and the notifications can be rebuilt from these events alone, so each
+carries what its readers need (the contact on the events that start a lead's life,
+the agent and deadline on offers, the reason and its explanation on assignments).
+"""
 
 from __future__ import annotations
 
 import uuid
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, TypeAdapter
+from pydantic import AwareDatetime, Field, TypeAdapter
 
 from leadflow_shared.envelope import Contract, Envelope
+from leadflow_shared.events.activity import ActivityAction
 from leadflow_shared.events.intake import Contact, LeadSource
 
 TOPIC = "leads.events.v1"
+
+AgentId = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class AssignmentReason(StrEnum):
     """Why the lead went to this agent; shown to users who ask 'why this agent?'."""
 
-    ROSTER_POSITION_1 = "roster_position_1"
+    ROSTER_POSITION_1 = "roster_position_1"  # R5: round robin off
+    SITE_ATTRIBUTION = "site_attribution"  # R2: registered on the agent's subdomain
+    DIRECT_TO_USER = "direct_to_user"  # R3: the agent's own site or listing, auto-accept on
+    PRE_ASSIGNED = "pre_assigned"  # R4: the lead-generation provider named the agent
+    CLAIMED = "claimed"  # R7/R8: the agent claimed an offer
+    FALLBACK = "fallback"  # R9: every eligible agent passed; the broker pool has it
+
+
+class LeadSummary(Contract):
+    """Who the lead is and where it came from: on the events that start a lead's life."""
+
+    contact: Contact
+    source: LeadSource
+    message: str = Field(default="", max_length=5000)
 
 
 class LeadAssignedPayload(Contract):
     lead_id: uuid.UUID
-    agent_id: str = Field(max_length=64)
+    agent_id: AgentId
     reason: AssignmentReason
-    explanation: str = Field(max_length=500, description="Human-readable reason for the choice.")
+    explanation: str = Field(max_length=1000, description="Human-readable reason for the choice.")
+    contact: Contact
+    source: LeadSource
+    message: str = Field(default="", max_length=5000)
+    referral_fee_percent: float = Field(default=0, ge=0, le=100, description="R11: general leads only.")
+
+
+class LeadAssigned(Envelope):
+    """A lead now belongs to an agent, without an offer to accept."""
+
+    type: Literal["LeadAssigned"] = "LeadAssigned"
+    payload: LeadAssignedPayload
+
+
+class LeadOfferedPayload(Contract):
+    lead_id: uuid.UUID
+    agent_id: AgentId
+    offer_round: int = Field(ge=1, description="1 for the first offers of a lead, then one more per re-offer.")
+    race_size: int = Field(ge=1, description="Agents offered the lead at the same time (R7).")
+    deadline: AwareDatetime = Field(description="Claim before this, or the offer expires (R8).")
+    explanation: str = Field(max_length=1000)
     contact: Contact
     source: LeadSource
     message: str = Field(default="", max_length=5000)
     referral_fee_percent: float = Field(default=0, ge=0, le=100)
 
 
-class LeadAssigned(Envelope):
-    """A lead now belongs to an agent."""
-
-    type: Literal["LeadAssigned"] = "LeadAssigned"
-    payload: LeadAssignedPayload
+class LeadOffered(Envelope):
+    type: Literal["LeadOffered"] = "LeadOffered"
+    payload: LeadOfferedPayload
 
 
-# Every message type on leads.events.v1; consumers parse with LEAD_EVENT. It becomes
-# a union discriminated on `type` as the router's decisions grow (rule R12).
-LeadEvent = LeadAssigned
+class OfferClosedPayload(Contract):
+    lead_id: uuid.UUID
+    agent_id: AgentId
+    offer_round: int = Field(ge=1)
+
+
+class OfferExpired(Envelope):
+    """The claim window passed with no claim (R9)."""
+
+    type: Literal["OfferExpired"] = "OfferExpired"
+    payload: OfferClosedPayload
+
+
+class OfferWithdrawn(Envelope):
+    """Another agent won the lead race (R7)."""
+
+    type: Literal["OfferWithdrawn"] = "OfferWithdrawn"
+    payload: OfferClosedPayload
+
+
+class LeadClaimedPayload(Contract):
+    lead_id: uuid.UUID
+    agent_id: AgentId
+    action: ActivityAction = Field(description="What the agent did that claimed the lead (R8).")
+    offer_round: int = Field(ge=1)
+    referral_fee_percent: float = Field(default=0, ge=0, le=100)
+
+
+class LeadClaimed(Envelope):
+    type: Literal["LeadClaimed"] = "LeadClaimed"
+    payload: LeadClaimedPayload
+
+
+class LeadFellBackPayload(Contract):
+    lead_id: uuid.UUID
+    agent_id: AgentId = Field(description="Roster position 1: the broker pool's holder.")
+    explanation: str = Field(max_length=1000)
+
+
+class LeadFellBack(Envelope):
+    """Every eligible agent passed; the lead is the account's again and the broker is told (R9)."""
+
+    type: Literal["LeadFellBack"] = "LeadFellBack"
+    payload: LeadFellBackPayload
+
+
+class ActivityLoggedPayload(Contract):
+    lead_id: uuid.UUID
+    agent_id: AgentId | None = Field(description="The lead's holder, who is told.")
+    action: ActivityAction
+    by_agent_id: AgentId | None = Field(default=None, description="Agent who acted; null for the contact.")
+    summary: LeadSummary | None = Field(default=None, description="The new inquiry, for R1.")
+
+
+class ActivityLogged(Envelope):
+    """Activity on an existing lead's timeline (R1: the contact came back; or an agent's action)."""
+
+    type: Literal["ActivityLogged"] = "ActivityLogged"
+    payload: ActivityLoggedPayload
+
+
+# Every message type on leads.events.v1; consumers parse with LEAD_EVENT.
+LeadEvent = Annotated[
+    LeadAssigned | LeadOffered | OfferExpired | OfferWithdrawn | LeadClaimed | LeadFellBack | ActivityLogged,
+    Field(discriminator="type"),
+]
 LEAD_EVENT: TypeAdapter[LeadEvent] = TypeAdapter(LeadEvent)

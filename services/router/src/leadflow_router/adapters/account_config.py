@@ -1,59 +1,116 @@
 """Loading account configuration (accounts and agents) until crm-api's settings endpoints exist.
 
-Schema: docs/account-config.md. Loading is an upsert per document, so it can be rerun.
+The file format is `ConfigFile`; the stored schema is in docs/account-config.md.
+Loading replaces each account and agent document, so it can be rerun.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import time
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
 from pymongo.asynchronous.database import AsyncDatabase
 
-from leadflow_router.adapters.repository import ACCOUNTS, AGENTS
+from leadflow_router.adapters.mongo import ACCOUNTS, AGENTS
+
+Id = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
 
 
-class AgentConfig(BaseModel):
+class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    agent_id: str = Field(min_length=1, max_length=64)
+
+class AgentConfig(_Strict):
+    agent_id: str = Id
     name: str = Field(min_length=1, max_length=200)
     email: EmailStr
     phone: str | None = None
     time_zone: str = "UTC"
     active: bool = True
+    invitation_accepted: bool = True
+    round_robin: bool = Field(default=True, description="Approved by the broker for round robin (R6).")
+    offices: list[str] = Field(default_factory=list, max_length=100)
+    lead_groups: list[str] = Field(default_factory=list, max_length=100)
+    site_hosts: list[str] = Field(default_factory=list, max_length=20, description="Own sites/subdomains (R2).")
 
 
-class AccountConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class SourceConfig(_Strict):
+    name: str = Field(min_length=1, max_length=100)
+    kind: Literal["general", "direct"] = "general"
+    lead_group: str | None = None
+    offices: list[str] = Field(default_factory=list, max_length=100)
+    race_count: int = Field(default=1, ge=1, le=50)
+    claim_window_seconds: int = Field(default=900, ge=10, le=7 * 24 * 3600)
+    referral_fee_percent: float = Field(default=0.0, ge=0, le=100)
+    auto_accept: bool = True
+    direct_period_seconds: int = Field(default=900, ge=10, le=7 * 24 * 3600)
 
-    account_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+
+class DefaultSourceConfig(SourceConfig):
+    name: str = "default"
+
+
+class PauseWindowConfig(_Strict):
+    weekdays: list[int] = Field(min_length=1, max_length=7, description="0 = Monday.")
+    start: time
+    end: time
+
+    @field_validator("weekdays")
+    @classmethod
+    def _days(cls, value: list[int]) -> list[int]:
+        if any(day not in range(7) for day in value):
+            raise ValueError("weekdays are 0 (Monday) to 6 (Sunday)")
+        return value
+
+
+class AccountConfig(_Strict):
+    account_id: str = Id
     name: str = Field(min_length=1, max_length=200)
     time_zone: str = "UTC"
     default_region: str = Field(default="US", min_length=2, max_length=2)
     round_robin: bool = False
     agents: list[AgentConfig] = Field(max_length=10_000)
     roster: list[str] = Field(description="Agent ids, position 1 first.")
+    sources: list[SourceConfig] = Field(default_factory=list, max_length=500)
+    default_source: DefaultSourceConfig = DefaultSourceConfig()
+    pause: list[PauseWindowConfig] = Field(default_factory=list, max_length=50)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _roster_known(self) -> AccountConfig:
+        known = {a.agent_id for a in self.agents}
+        if unknown := [a for a in self.roster if a not in known]:
+            raise ValueError(f"roster names unknown agents {unknown}")
+        if not self.roster:
+            raise ValueError("the roster needs at least position 1")
+        return self
 
 
-class ConfigFile(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class ConfigFile(_Strict):
     accounts: list[AccountConfig]
 
 
 async def load_account_config(db: AsyncDatabase[dict[str, Any]], raw: object) -> int:
-    """Validate `raw` (see ConfigFile) and upsert it; returns the number of accounts."""
+    """Validate `raw` (see ConfigFile) and store it; returns the number of accounts."""
     config = ConfigFile.model_validate(raw)
     for account in config.accounts:
-        known = {a.agent_id for a in account.agents}
-        unknown = [a for a in account.roster if a not in known]
-        if unknown:
-            raise ValueError(f"account {account.account_id}: roster names unknown agents {unknown}")
         # The replacement repeats _id: nx-27017 does not take it from the filter on upsert.
         for agent in account.agents:
-            doc = {"_id": agent.agent_id, "account_id": account.account_id,
-                   **agent.model_dump(mode="json", exclude={"agent_id"})}
+            doc = {
+                "_id": agent.agent_id,
+                "account_id": account.account_id,
+                **agent.model_dump(mode="json", exclude={"agent_id"}),
+            }
             await db[AGENTS].replace_one({"_id": agent.agent_id}, doc, upsert=True)
         doc = {"_id": account.account_id, **account.model_dump(mode="json", exclude={"account_id", "agents"})}
         await db[ACCOUNTS].replace_one({"_id": account.account_id}, doc, upsert=True)

@@ -1,49 +1,147 @@
-"""Routing decisions as pure functions over an account snapshot (DESIGN section 3).
+"""The router's domain model: an account's routing configuration and a lead's routing state.
 
-Only rule R5 (round robin off: roster position 1) is here yet; the snapshot and the
-decision carry what the other rules will need without changing shape.
+Both are immutable values. `AccountSnapshot` is what the router knows of an account
+when it decides; `LeadState` is one lead's routing record, changed only by the pure
+transitions in `decisions.py`. Room is left for richer routing (criteria-matched
+rules, weights, caps, availability, ponds): they add fields with defaults here and
+steps to the rule pipeline, without changing these shapes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, time, timedelta
+from enum import StrEnum
+from typing import Self
 
-from leadflow_shared.events.intake import LeadReceivedPayload
-from leadflow_shared.events.routing import AssignmentReason
+from leadflow_shared.events.activity import ActivityAction
+from leadflow_shared.events.routing import AssignmentReason, LeadSummary
 
 
-class RoutingError(Exception):
-    """The lead cannot be routed with this account's configuration."""
+class RoutingRejected(Exception):  # noqa: N818 (reads as the outcome it reports)
+    """The input cannot be routed: unknown account, agent or lead, or an agent without an offer."""
+
+
+class SourceKind(StrEnum):
+    DIRECT = "direct"  # an agent's own site or listing: direct-to-user (R3)
+    GENERAL = "general"  # every other brokerage lead (R5-R9)
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    agent_id: str
+    name: str
+    active: bool = True
+    invitation_accepted: bool = True
+    round_robin: bool = True  # approved by the broker for round robin (R6)
+    offices: frozenset[str] = frozenset()
+    lead_groups: frozenset[str] = frozenset()
+    site_hosts: frozenset[str] = frozenset()  # the agent's subdomains and own sites (R2)
+
+
+@dataclass(frozen=True, slots=True)
+class LeadSourceConfig:
+    name: str
+    kind: SourceKind = SourceKind.GENERAL
+    lead_group: str | None = None
+    offices: frozenset[str] = frozenset()  # empty: every office
+    race_count: int = 1  # R7: agents offered at once
+    claim_window: timedelta = timedelta(minutes=15)  # R8
+    referral_fee_percent: float = 0.0  # R11, general leads only
+    auto_accept: bool = True  # R3, direct leads
+    direct_period: timedelta = timedelta(minutes=15)  # R3 with auto-accept off
+
+
+@dataclass(frozen=True, slots=True)
+class PauseWindow:
+    """Hours in the account's time zone when reassignments wait (R10); may cross midnight."""
+
+    weekdays: frozenset[int]  # 0 = Monday
+    start: time
+    end: time
 
 
 @dataclass(frozen=True, slots=True)
 class AccountSnapshot:
-    """What the router knows of a brokerage account when it decides."""
-
     account_id: str
     name: str
-    roster: tuple[str, ...]  # agent ids, position 1 first
+    roster: tuple[Agent, ...]  # position 1 first: the broker pool's holder
     round_robin: bool = False
     time_zone: str = "UTC"
+    sources: Mapping[str, LeadSourceConfig] = field(default_factory=dict)
+    default_source: LeadSourceConfig = LeadSourceConfig(name="default")
+    pause: tuple[PauseWindow, ...] = ()
+
+    def agent(self, agent_id: str) -> Agent | None:
+        return next((a for a in self.roster if a.agent_id == agent_id), None)
+
+    def source(self, name: str) -> LeadSourceConfig:
+        return self.sources.get(name, self.default_source)
+
+    @property
+    def broker(self) -> Agent:
+        if not self.roster:
+            raise RoutingRejected(f"account {self.account_id} has an empty roster")
+        return self.roster[0]
+
+
+class LeadStatus(StrEnum):
+    OFFERED = "offered"  # open offers, nobody holds it yet
+    WAITING = "waiting"  # offers expired inside a pause; re-offered when it closes (R10)
+    ASSIGNED = "assigned"  # an agent holds it
+    FELL_BACK = "fell_back"  # the broker pool holds it (R9)
+
+
+class OfferStatus(StrEnum):
+    OPEN = "open"
+    CLAIMED = "claimed"
+    EXPIRED = "expired"
+    WITHDRAWN = "withdrawn"
 
 
 @dataclass(frozen=True, slots=True)
-class Assignment:
+class Offer:
     agent_id: str
-    reason: AssignmentReason
-    explanation: str
+    round: int
+    deadline: datetime
+    status: OfferStatus = OfferStatus.OPEN
+
+
+@dataclass(frozen=True, slots=True)
+class LeadState:
+    """One lead's routing record. `version` orders writes: every change is a compare-and-set."""
+
+    lead_id: str
+    account_id: str
+    summary: LeadSummary
+    status: LeadStatus
+    holder: str | None = None
+    reason: AssignmentReason | None = None
+    offers: tuple[Offer, ...] = ()
+    round: int = 0
+    direct_phase: bool = False  # offered to the direct agent alone (R3, auto-accept off)
+    next_deadline: datetime | None = None  # when the sweeper must look at it again
     referral_fee_percent: float = 0.0
+    version: int = 0
+
+    @property
+    def source_name(self) -> str:
+        return self.summary.source.name
+
+    @property
+    def open_offers(self) -> tuple[Offer, ...]:
+        return tuple(o for o in self.offers if o.status is OfferStatus.OPEN)
+
+    @property
+    def agents_offered(self) -> frozenset[str]:
+        return frozenset(o.agent_id for o in self.offers)
+
+    def evolve(self, **changes: object) -> Self:
+        return replace(self, **changes)  # type: ignore[arg-type]  # fields checked by the dataclass
 
 
-def decide(lead: LeadReceivedPayload, account: AccountSnapshot, now: datetime) -> Assignment:
-    """Choose who gets `lead` (R5: with round robin off, roster position 1)."""
-    del lead, now  # used by the rules still to come (R1-R4, R6-R10)
-    if not account.roster:
-        raise RoutingError(f"account {account.account_id} has an empty roster")
-    agent = account.roster[0]
-    return Assignment(
-        agent_id=agent,
-        reason=AssignmentReason.ROSTER_POSITION_1,
-        explanation="Round robin is off: new leads go to the agent in roster position 1.",
-    )
+@dataclass(frozen=True, slots=True)
+class Activity:
+    agent_id: str
+    action: ActivityAction

@@ -1,0 +1,63 @@
+"""LeadState <-> MongoDB document. Times are stored as epoch milliseconds (see docs/decisions/0004)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from leadflow_router.domain.model import LeadState, LeadStatus, Offer, OfferStatus
+from leadflow_shared.events.routing import AssignmentReason, LeadSummary
+
+
+def to_ms(moment: datetime | None) -> int | None:
+    return None if moment is None else int(moment.timestamp() * 1000)
+
+
+def from_ms(value: int | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value / 1000, UTC)
+
+
+def encode_state(state: LeadState) -> dict[str, Any]:
+    return {
+        "_id": state.lead_id,
+        "kind": "lead",
+        "account_id": state.account_id,
+        "summary": state.summary.model_dump(mode="json"),
+        "status": state.status.value,
+        "holder": state.holder,
+        "reason": state.reason.value if state.reason else None,
+        "offers": [
+            {"agent_id": o.agent_id, "round": o.round, "deadline_ms": to_ms(o.deadline), "status": o.status.value}
+            for o in state.offers
+        ],
+        "round": state.round,
+        "direct_phase": state.direct_phase,
+        "next_deadline_ms": to_ms(state.next_deadline),
+        "referral_fee_percent": state.referral_fee_percent,
+        "version": state.version,
+    }
+
+
+def decode_state(doc: dict[str, Any]) -> LeadState:
+    return LeadState(
+        lead_id=doc["_id"],
+        account_id=doc["account_id"],
+        summary=LeadSummary.model_validate(doc["summary"]),
+        status=LeadStatus(doc["status"]),
+        holder=doc.get("holder"),
+        reason=AssignmentReason(doc["reason"]) if doc.get("reason") else None,
+        offers=tuple(
+            Offer(
+                o["agent_id"],
+                o["round"],
+                from_ms(o["deadline_ms"]) or datetime.min.replace(tzinfo=UTC),
+                OfferStatus(o["status"]),
+            )
+            for o in doc.get("offers", [])
+        ),
+        round=doc.get("round", 0),
+        direct_phase=bool(doc.get("direct_phase", False)),
+        next_deadline=from_ms(doc.get("next_deadline_ms")),
+        referral_fee_percent=float(doc.get("referral_fee_percent", 0.0)),
+        version=int(doc["version"]),
+    )

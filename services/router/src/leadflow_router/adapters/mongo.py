@@ -1,0 +1,189 @@
+"""MongoDB adapters of the router: account snapshots, routing records, contacts, rotation cursors.
+
+Collections (docs/account-config.md): accounts and agents (configuration, read only
+here), router_leads (one routing record per lead, with its outbox), router_contacts
+(email/phone -> lead, for R1), router_rotations (one cursor per lead source).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from datetime import time as clock_time
+from datetime import timedelta
+from typing import Any
+
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from leadflow_router.domain.model import AccountSnapshot, Agent, LeadSourceConfig, PauseWindow, SourceKind
+
+Doc = dict[str, Any]
+ACCOUNTS = "accounts"
+AGENTS = "agents"
+ROUTER_LEADS = "router_leads"
+CONTACTS = "router_contacts"
+ROTATIONS = "router_rotations"
+
+
+async def ensure_indexes(db: AsyncDatabase[Doc]) -> None:
+    # No index names _id (nx-27017 defect, docs/decisions/0004); deadlines are epoch ms.
+    await db[ROUTER_LEADS].create_index([("next_deadline_ms", ASCENDING)], name="due")
+    await db[ROUTER_LEADS].create_index([("outbox_since_ms", ASCENDING)], name="unpublished")
+
+
+class AccountSnapshots:
+    """Account configuration as a routing snapshot, cached briefly: it changes rarely, leads come often."""
+
+    def __init__(self, db: AsyncDatabase[Doc], ttl_seconds: float = 5.0) -> None:
+        self._db = db
+        self._ttl = ttl_seconds
+        self._cache: dict[str, tuple[float, AccountSnapshot | None]] = {}
+
+    async def get(self, account_id: str) -> AccountSnapshot | None:
+        cached = self._cache.get(account_id)
+        if cached and time.monotonic() - cached[0] < self._ttl:
+            return cached[1]
+        account = await self._db[ACCOUNTS].find_one({"_id": account_id})
+        snapshot = None
+        if account is not None:
+            roster_ids = list(account.get("roster", []))
+            agents = {a["_id"]: a async for a in self._db[AGENTS].find({"_id": {"$in": roster_ids}})}
+            snapshot = _snapshot(account, [agents[i] for i in roster_ids if i in agents])
+        self._cache[account_id] = (time.monotonic(), snapshot)
+        return snapshot
+
+
+def _snapshot(account: Doc, agents: list[Doc]) -> AccountSnapshot:
+    sources = {s["name"]: _source(s) for s in account.get("sources", [])}
+    default = _source({"name": "default", **account.get("default_source", {})})
+    return AccountSnapshot(
+        account_id=account["_id"],
+        name=account["name"],
+        roster=tuple(_agent(a) for a in agents),
+        round_robin=bool(account.get("round_robin", False)),
+        time_zone=account.get("time_zone", "UTC"),
+        sources=sources,
+        default_source=default,
+        pause=tuple(
+            PauseWindow(
+                frozenset(w["weekdays"]), clock_time.fromisoformat(w["start"]), clock_time.fromisoformat(w["end"])
+            )
+            for w in account.get("pause", [])
+        ),
+    )
+
+
+def _agent(doc: Doc) -> Agent:
+    return Agent(
+        agent_id=doc["_id"],
+        name=doc["name"],
+        active=doc.get("active", True),
+        invitation_accepted=doc.get("invitation_accepted", True),
+        round_robin=doc.get("round_robin", True),
+        offices=frozenset(doc.get("offices", [])),
+        lead_groups=frozenset(doc.get("lead_groups", [])),
+        site_hosts=frozenset(h.lower() for h in doc.get("site_hosts", [])),
+    )
+
+
+def _source(doc: Doc) -> LeadSourceConfig:
+    return LeadSourceConfig(
+        name=doc["name"],
+        kind=SourceKind(doc.get("kind", "general")),
+        lead_group=doc.get("lead_group"),
+        offices=frozenset(doc.get("offices", [])),
+        race_count=int(doc.get("race_count", 1)),
+        claim_window=timedelta(seconds=doc.get("claim_window_seconds", 900)),
+        referral_fee_percent=float(doc.get("referral_fee_percent", 0.0)),
+        auto_accept=bool(doc.get("auto_accept", True)),
+        direct_period=timedelta(seconds=doc.get("direct_period_seconds", 900)),
+    )
+
+
+class LeadRecords:
+    """Routing records: every change is a compare-and-set on `version`."""
+
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self._leads = db[ROUTER_LEADS]
+
+    async def get(self, lead_id: str) -> Doc | None:
+        return await self._leads.find_one({"_id": lead_id})
+
+    async def insert(self, doc: Doc) -> bool:
+        """False when a record with that id exists already (a redelivery or a race)."""
+        try:
+            await self._leads.insert_one(doc)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def compare_and_set(self, doc: Doc, expected_version: int) -> bool:
+        result = await self._leads.replace_one({"_id": doc["_id"], "version": expected_version}, doc)
+        return result.matched_count == 1
+
+    async def mark_flushed(self, lead_id: str, version: int) -> None:
+        await self._leads.update_one(
+            {"_id": lead_id, "version": version}, {"$set": {"outbox": [], "effects": {}, "outbox_since_ms": None}}
+        )
+
+    async def lease_due(self, now_ms: int, lease_ms: int) -> Doc | None:
+        """Atomically take the most overdue record that no sweeper holds; the lease ends at CAS or timeout."""
+        return await self._leads.find_one_and_update(
+            {"next_deadline_ms": {"$lte": now_ms}, "lease_until_ms": {"$lt": now_ms}},
+            {"$set": {"lease_until_ms": now_ms + lease_ms}},
+            sort=[("next_deadline_ms", ASCENDING)],
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def next_due_ms(self) -> int | None:
+        doc = await self._leads.find_one(
+            {"next_deadline_ms": {"$ne": None}}, sort=[("next_deadline_ms", ASCENDING)], projection=["next_deadline_ms"]
+        )
+        return None if doc is None else int(doc["next_deadline_ms"])
+
+    async def unflushed(self, before_ms: int, limit: int) -> list[Doc]:
+        cursor = self._leads.find({"outbox_since_ms": {"$lte": before_ms}}).limit(limit)
+        return [doc async for doc in cursor]
+
+
+class Contacts:
+    """Normalized email and phone -> lead, per account (R1)."""
+
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self._contacts = db[CONTACTS]
+
+    @staticmethod
+    def keys(account_id: str, email: str | None, phone: str | None) -> list[str]:
+        return [f"{account_id}:{kind}:{value}" for kind, value in (("email", email), ("phone", phone)) if value]
+
+    async def find(self, keys: list[str]) -> str | None:
+        if not keys:
+            return None
+        doc = await self._contacts.find_one({"_id": {"$in": keys}})
+        return None if doc is None else str(doc["lead_id"])
+
+    async def register(self, keys: list[str], lead_id: str) -> None:
+        for key in keys:
+            with contextlib.suppress(DuplicateKeyError):  # the first lead with this email/phone keeps it
+                await self._contacts.insert_one({"_id": key, "lead_id": lead_id})
+
+
+class Rotations:
+    """Per-source rotation cursors; they only grow, so replaying an update is harmless."""
+
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self._rotations = db[ROTATIONS]
+
+    async def get(self, key: str) -> int:
+        doc = await self._rotations.find_one({"_id": key})
+        return 0 if doc is None else int(doc["position"])
+
+    async def advance(self, key: str, position: int) -> None:
+        result = await self._rotations.update_one(
+            {"_id": key, "position": {"$lt": position}}, {"$set": {"position": position}}
+        )
+        if result.matched_count == 0:
+            with contextlib.suppress(DuplicateKeyError):  # it exists, at least as far along
+                await self._rotations.insert_one({"_id": key, "position": position})

@@ -1,0 +1,470 @@
+"""Routing decisions (DESIGN section 3) as pure functions: state and snapshot in, outcome out.
+
+A new lead runs through an ordered pipeline of rules, first match wins:
+R1 existing contact, R4 pre-assigned, R2 site attribution, R3 direct-to-user,
+R5 round robin off, R6/R7 rotation with a lead race. Deadlines (R8-R10) and agents'
+actions (R8) then move the lead's state on. Every outcome carries the events to
+publish (R12) and an explanation a person can read.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from leadflow_router.domain.model import (
+    AccountSnapshot,
+    Activity,
+    Agent,
+    LeadSourceConfig,
+    LeadState,
+    LeadStatus,
+    Offer,
+    OfferStatus,
+    RoutingRejected,
+    SourceKind,
+)
+from leadflow_router.domain.schedule import claim_deadline, pause_end
+from leadflow_shared.envelope import Contract, Envelope
+from leadflow_shared.events.activity import ActivityAction
+from leadflow_shared.events.intake import LeadChannel
+from leadflow_shared.events.routing import (
+    ActivityLogged,
+    ActivityLoggedPayload,
+    AssignmentReason,
+    LeadAssigned,
+    LeadAssignedPayload,
+    LeadClaimed,
+    LeadClaimedPayload,
+    LeadFellBack,
+    LeadFellBackPayload,
+    LeadOffered,
+    LeadOfferedPayload,
+    LeadSummary,
+    OfferClosedPayload,
+    OfferExpired,
+    OfferWithdrawn,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """An event to publish: its type and payload (the envelope is the caller's)."""
+
+    kind: type[Envelope]
+    payload: Contract
+
+
+@dataclass(frozen=True, slots=True)
+class ExistingContact:
+    """A lead of the same account with the same email or phone (R1)."""
+
+    lead_id: str
+    holder: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    state: LeadState | None  # None: no lead of its own (R1 logged activity on another)
+    events: tuple[Emit, ...]
+    explanation: str
+    rotation: int | None = None  # the source's rotation cursor after this decision, if it moved
+
+
+@dataclass(frozen=True, slots=True)
+class Eligibility:
+    eligible: tuple[Agent, ...]
+    skipped: tuple[tuple[str, str], ...]  # (agent id, why not)
+
+    def describe(self) -> str:
+        skipped = "; ".join(f"{agent}: {why}" for agent, why in self.skipped)
+        names = ", ".join(a.agent_id for a in self.eligible) or "none"
+        return f"eligible: {names}" + (f"; skipped {skipped}" if skipped else "")
+
+
+def eligibility(account: AccountSnapshot, source: LeadSourceConfig) -> Eligibility:
+    """R6: who may receive this source's general leads, in roster order, and why the others may not."""
+    eligible: list[Agent] = []
+    skipped: list[tuple[str, str]] = []
+    for agent in account.roster:
+        reason = _ineligible(agent, source)
+        if reason:
+            skipped.append((agent.agent_id, reason))
+        else:
+            eligible.append(agent)
+    return Eligibility(tuple(eligible), tuple(skipped))
+
+
+def _ineligible(agent: Agent, source: LeadSourceConfig) -> str | None:
+    if not agent.active:
+        return "inactive"
+    if not agent.invitation_accepted:
+        return "invitation not accepted"
+    if not agent.round_robin:
+        return "not approved for round robin"
+    if source.lead_group and source.lead_group not in agent.lead_groups:
+        return f"not in lead group {source.lead_group!r}"
+    if source.offices and not (source.offices & agent.offices):
+        return "not in the source's offices"
+    return None
+
+
+def pick(eligible: Sequence[Agent], cursor: int, count: int, exclude: frozenset[str]) -> tuple[list[Agent], int]:
+    """The next `count` agents in rotation from `cursor`, skipping `exclude`; and the new cursor.
+
+    The cursor only grows (agents are taken at cursor modulo the pool size), so storing
+    it with "keep the larger" is idempotent when a decision is replayed.
+    """
+    picked: list[Agent] = []
+    size = len(eligible)
+    steps = 0
+    for step in range(size):
+        agent = eligible[(cursor + step) % size]
+        if agent.agent_id in exclude:
+            continue
+        picked.append(agent)
+        steps = step + 1
+        if len(picked) == count:
+            break
+    return picked, cursor + steps
+
+
+# --- new leads -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NewLead:
+    lead_id: str
+    account_id: str
+    summary: LeadSummary
+
+
+Rule = Callable[[NewLead, AccountSnapshot, "RoutingContext", datetime], Outcome | None]
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingContext:
+    """What the router looked up for this decision besides the snapshot."""
+
+    existing: ExistingContact | None = None
+    rotation: int = 0  # the lead source's rotation cursor
+
+
+def route_new_lead(lead: NewLead, account: AccountSnapshot, context: RoutingContext, now: datetime) -> Outcome:
+    """Decide what happens to a lead that just arrived: the first rule that applies decides."""
+    for rule in RULES:
+        outcome = rule(lead, account, context, now)
+        if outcome is not None:
+            return outcome
+    raise AssertionError("the round-robin rule always decides")  # pragma: no cover
+
+
+def existing_contact(
+    lead: NewLead, _account: AccountSnapshot, context: RoutingContext, _now: datetime
+) -> Outcome | None:
+    """R1: a known contact is not a new lead: log the inquiry on its lead; its agent keeps it and is told."""
+    if context.existing is None:
+        return None
+    existing = context.existing
+    payload = ActivityLoggedPayload(
+        lead_id=uuid.UUID(existing.lead_id),
+        agent_id=existing.holder,
+        action=ActivityAction.INQUIRY,
+        summary=lead.summary,
+    )
+    return Outcome(
+        None,
+        (Emit(ActivityLogged, payload),),
+        f"R1: same email or phone as lead {existing.lead_id}; logged on its timeline, its agent keeps it.",
+    )
+
+
+def pre_assigned(lead: NewLead, account: AccountSnapshot, _context: RoutingContext, now: datetime) -> Outcome | None:
+    """R4: a lead-generation provider already assigned the agent: keep it, round robin does not touch it."""
+    agent_id = lead.summary.source.assigned_agent_id
+    if agent_id is None:
+        return None
+    agent = _known_agent(account, agent_id)
+    source = account.source(lead.summary.source.name)
+    return _assign(
+        lead,
+        agent,
+        AssignmentReason.PRE_ASSIGNED,
+        _fee(source),
+        now,
+        f"R4: {lead.summary.source.provider or 'the provider'} pre-assigned {agent.agent_id}.",
+    )
+
+
+def site_attribution(
+    lead: NewLead, account: AccountSnapshot, _context: RoutingContext, now: datetime
+) -> Outcome | None:
+    """R2: registering on an agent's subdomain makes the visitor that agent's lead at once."""
+    host = (lead.summary.source.site_host or "").lower()
+    agent = next((a for a in account.roster if host and host in a.site_hosts), None)
+    if agent is None:
+        return None
+    return _assign(
+        lead,
+        agent,
+        AssignmentReason.SITE_ATTRIBUTION,
+        0.0,
+        now,
+        f"R2: came in on {agent.agent_id}'s site {host}; direct-to-user, no referral fee.",
+    )
+
+
+def direct_to_user(lead: NewLead, account: AccountSnapshot, _context: RoutingContext, now: datetime) -> Outcome | None:
+    """R3: an inquiry on one of our agent's own listings goes to that agent."""
+    source = lead.summary.source
+    if source.channel is not LeadChannel.LISTING_INQUIRY or source.listing_agent_id is None:
+        return None
+    agent = account.agent(source.listing_agent_id)
+    if agent is None:
+        return None  # a listing of another brokerage: a general lead
+    config = account.source(source.name)
+    if config.auto_accept:
+        return _assign(
+            lead,
+            agent,
+            AssignmentReason.DIRECT_TO_USER,
+            0.0,
+            now,
+            f"R3: inquiry on {agent.agent_id}'s listing {source.listing_id}; auto-accept on, no fee.",
+        )
+    deadline = claim_deadline(now, config.direct_period, account.pause, account.time_zone)
+    offer = Offer(agent.agent_id, 1, deadline)
+    state = _new_state(lead, LeadStatus.OFFERED, offers=(offer,), round=1, direct_phase=True, next_deadline=deadline)
+    explanation = (
+        f"R3: inquiry on {agent.agent_id}'s listing {source.listing_id}; auto-accept off, offered to "
+        f"that agent alone until {deadline.isoformat()}, then routed as a general lead."
+    )
+    return Outcome(state, (_offered(state, offer, 1, explanation),), explanation)
+
+
+def roster_position_1(
+    lead: NewLead, account: AccountSnapshot, _context: RoutingContext, now: datetime
+) -> Outcome | None:
+    """R5: with round robin off, position 1 of the roster gets the lead and distributes it by hand."""
+    if account.round_robin:
+        return None
+    source = account.source(lead.summary.source.name)
+    return _assign(
+        lead,
+        account.broker,
+        AssignmentReason.ROSTER_POSITION_1,
+        _fee(source),
+        now,
+        f"R5: round robin is off; roster position 1 ({account.broker.agent_id}) distributes it.",
+    )
+
+
+def round_robin(lead: NewLead, account: AccountSnapshot, context: RoutingContext, now: datetime) -> Outcome | None:
+    """R6/R7: offer to the next eligible agent(s) in rotation."""
+    state = _new_state(lead, LeadStatus.OFFERED, referral_fee_percent=_fee(account.source(lead.summary.source.name)))
+    return offer_next(state, account, context.rotation, now)
+
+
+RULES: tuple[Rule, ...] = (
+    existing_contact,
+    pre_assigned,
+    site_attribution,
+    direct_to_user,
+    roster_position_1,
+    round_robin,
+)
+
+
+# --- offers, deadlines and claims ---------------------------------------------------------------
+
+
+def offer_next(state: LeadState, account: AccountSnapshot, rotation: int, now: datetime) -> Outcome:
+    """Offer the lead to the next eligible agents who have not had it (R6, R7, R9), or fall back."""
+    source = account.source(state.source_name)
+    who = eligibility(account, source)
+    picked, cursor = pick(who.eligible, rotation, max(1, source.race_count), state.agents_offered)
+    if not picked:
+        broker = account.broker
+        explanation = f"R9: every eligible agent has had the lead ({who.describe()}); back to {broker.agent_id}."
+        fell_back = state.evolve(
+            status=LeadStatus.FELL_BACK,
+            holder=broker.agent_id,
+            reason=AssignmentReason.FALLBACK,
+            next_deadline=None,
+            direct_phase=False,
+        )
+        payload = LeadFellBackPayload(
+            lead_id=uuid.UUID(state.lead_id), agent_id=broker.agent_id, explanation=explanation
+        )
+        return Outcome(fell_back, (Emit(LeadFellBack, payload),), explanation)
+    deadline = claim_deadline(now, source.claim_window, account.pause, account.time_zone)
+    round_ = state.round + 1
+    offers = tuple(Offer(agent.agent_id, round_, deadline) for agent in picked)
+    names = ", ".join(a.agent_id for a in picked)
+    explanation = (
+        f"R6: offered to {names} (next in rotation, race of {len(picked)}) until {deadline.isoformat()}; "
+        f"{who.describe()}."
+    )
+    offered = state.evolve(
+        status=LeadStatus.OFFERED,
+        offers=state.offers + offers,
+        round=round_,
+        next_deadline=deadline,
+        direct_phase=False,
+    )
+    events = tuple(_offered(offered, offer, len(picked), explanation) for offer in offers)
+    return Outcome(offered, events, explanation, rotation=cursor)
+
+
+def on_deadline(state: LeadState, account: AccountSnapshot, rotation: int, now: datetime) -> Outcome:
+    """The sweeper's transition: expire due offers (R9), wait out a pause (R10), re-offer or fall back."""
+    if state.next_deadline is None or now < state.next_deadline:
+        return Outcome(state, (), "not due")
+    events: list[Emit] = []
+    offers = []
+    for offer in state.offers:
+        if offer.status is OfferStatus.OPEN and offer.deadline <= now:
+            offer = Offer(offer.agent_id, offer.round, offer.deadline, OfferStatus.EXPIRED)
+            events.append(Emit(OfferExpired, _closed(state, offer)))
+        offers.append(offer)
+    expired = state.evolve(offers=tuple(offers))
+    paused_until = pause_end(now, account.pause, account.time_zone)
+    if paused_until is not None:
+        waiting = expired.evolve(status=LeadStatus.WAITING, next_deadline=paused_until)
+        return Outcome(waiting, tuple(events), f"R10: reassignment paused until {paused_until.isoformat()}.")
+    if not account.round_robin and expired.direct_phase:
+        # R3 with round robin off: the general route is roster position 1.
+        source = account.source(state.source_name)
+        broker = account.broker
+        explanation = f"R3 then R5: direct period over; roster position 1 ({broker.agent_id}) distributes it."
+        assigned = expired.evolve(
+            status=LeadStatus.ASSIGNED,
+            holder=broker.agent_id,
+            next_deadline=None,
+            reason=AssignmentReason.ROSTER_POSITION_1,
+            direct_phase=False,
+            referral_fee_percent=_fee(source),
+        )
+        return Outcome(assigned, (*events, _assigned_event(assigned, explanation)), explanation)
+    if expired.direct_phase:
+        expired = expired.evolve(referral_fee_percent=_fee(account.source(state.source_name)))
+    next_step = offer_next(expired, account, rotation, now)
+    return Outcome(next_step.state, (*events, *next_step.events), next_step.explanation, next_step.rotation)
+
+
+def on_activity(state: LeadState, activity: Activity, now: datetime) -> Outcome:
+    """R8: a qualifying action claims an open offer; the other offers are withdrawn (R7). Views do nothing."""
+    if not activity.action.claims:
+        return Outcome(state, (), "viewing does not claim")
+    if state.holder == activity.agent_id:
+        payload = ActivityLoggedPayload(
+            lead_id=uuid.UUID(state.lead_id),
+            agent_id=state.holder,
+            action=activity.action,
+            by_agent_id=activity.agent_id,
+        )
+        return Outcome(state, (Emit(ActivityLogged, payload),), "activity by the lead's holder")
+    offer = next((o for o in state.open_offers if o.agent_id == activity.agent_id), None)
+    if offer is None or state.status is not LeadStatus.OFFERED:
+        raise RoutingRejected(f"agent {activity.agent_id} holds no open offer on lead {state.lead_id}")
+    if now >= offer.deadline:
+        raise RoutingRejected(f"the offer to agent {activity.agent_id} on lead {state.lead_id} has expired")
+    events: list[Emit] = []
+    offers = []
+    for other in state.offers:
+        if other.status is OfferStatus.OPEN:
+            status = OfferStatus.CLAIMED if other is offer else OfferStatus.WITHDRAWN
+            other = Offer(other.agent_id, other.round, other.deadline, status)
+            if status is OfferStatus.WITHDRAWN:
+                events.append(Emit(OfferWithdrawn, _closed(state, other)))
+        offers.append(other)
+    claimed = state.evolve(
+        status=LeadStatus.ASSIGNED,
+        holder=activity.agent_id,
+        reason=AssignmentReason.CLAIMED,
+        offers=tuple(offers),
+        next_deadline=None,
+        direct_phase=False,
+    )
+    claim = LeadClaimedPayload(
+        lead_id=uuid.UUID(state.lead_id),
+        agent_id=activity.agent_id,
+        action=activity.action,
+        offer_round=offer.round,
+        referral_fee_percent=claimed.referral_fee_percent,
+    )
+    return Outcome(
+        claimed,
+        (Emit(LeadClaimed, claim), *events),
+        f"R8: {activity.agent_id} claimed the lead by {activity.action.value}.",
+    )
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def _known_agent(account: AccountSnapshot, agent_id: str) -> Agent:
+    agent = account.agent(agent_id)
+    if agent is None:
+        raise RoutingRejected(f"unknown agent {agent_id!r} in account {account.account_id}")
+    return agent
+
+
+def _fee(source: LeadSourceConfig) -> float:
+    """R11: general leads carry the source's referral fee; direct-to-user leads none."""
+    return source.referral_fee_percent if source.kind is SourceKind.GENERAL else 0.0
+
+
+def _new_state(lead: NewLead, status: LeadStatus, **changes: object) -> LeadState:
+    return LeadState(lead_id=lead.lead_id, account_id=lead.account_id, summary=lead.summary, status=status).evolve(
+        **changes
+    )
+
+
+def _assign(
+    lead: NewLead, agent: Agent, reason: AssignmentReason, fee: float, _now: datetime, explanation: str
+) -> Outcome:
+    state = _new_state(lead, LeadStatus.ASSIGNED, holder=agent.agent_id, reason=reason, referral_fee_percent=fee)
+    return Outcome(state, (_assigned_event(state, explanation),), explanation)
+
+
+def _assigned_event(state: LeadState, explanation: str) -> Emit:
+    assert state.holder is not None  # noqa: S101 (assigned states have a holder and a reason)
+    assert state.reason is not None  # noqa: S101
+    return Emit(
+        LeadAssigned,
+        LeadAssignedPayload(
+            lead_id=uuid.UUID(state.lead_id),
+            agent_id=state.holder,
+            reason=state.reason,
+            explanation=explanation,
+            contact=state.summary.contact,
+            source=state.summary.source,
+            message=state.summary.message,
+            referral_fee_percent=state.referral_fee_percent,
+        ),
+    )
+
+
+def _offered(state: LeadState, offer: Offer, race_size: int, explanation: str) -> Emit:
+    return Emit(
+        LeadOffered,
+        LeadOfferedPayload(
+            lead_id=uuid.UUID(state.lead_id),
+            agent_id=offer.agent_id,
+            offer_round=offer.round,
+            race_size=race_size,
+            deadline=offer.deadline,
+            explanation=explanation,
+            contact=state.summary.contact,
+            source=state.summary.source,
+            message=state.summary.message,
+            referral_fee_percent=state.referral_fee_percent,
+        ),
+    )
+
+
+def _closed(state: LeadState, offer: Offer) -> OfferClosedPayload:
+    return OfferClosedPayload(lead_id=uuid.UUID(state.lead_id), agent_id=offer.agent_id, offer_round=offer.round)

@@ -1,0 +1,31 @@
+"""The router's Prometheus metrics, on the process's injected registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+
+class RouterMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.decisions = Counter(
+            "router_decisions_total", "New leads routed, by deciding rule.", ["rule"], registry=registry
+        )
+        self.claims = Counter("router_claims_total", "Offers claimed by an agent.", registry=registry)
+        self.expiries = Counter(
+            "router_deadlines_fired_total",
+            "Deadlines fired by the sweeper, by resulting status.",
+            ["status"],
+            registry=registry,
+        )
+        self.cas_conflicts = Counter(
+            "router_cas_conflicts_total", "Compare-and-set writes that lost a race.", ["path"], registry=registry
+        )
+        self.events_published = Counter(
+            "router_events_published_total", "Events published to leads.events.v1.", registry=registry
+        )
+        self.timer_lateness = Histogram(
+            "router_timer_lateness_seconds",
+            "How late a deadline fired after it was due.",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+            registry=registry,
+        )

@@ -1,0 +1,46 @@
+"""Contracts of leads.activity.v1: what agents do on leads, published by crm-api for the router."""
+
+from __future__ import annotations
+
+import uuid
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field
+
+from leadflow_shared.envelope import Contract, Envelope
+
+TOPIC = "leads.activity.v1"
+
+
+class ActivityAction(StrEnum):
+    """An agent's action on a lead. All but `view` claim an offered lead (R8)."""
+
+    ACCEPT = "accept"
+    EMAIL = "email"
+    NOTE = "note"
+    CALL = "call"
+    SMS = "sms"
+    TASK = "task"
+    DRIP_PLAN = "drip_plan"
+    BULK_EMAIL = "bulk_email"
+    HOT_SHEET = "hot_sheet"
+    VIEW = "view"
+    INQUIRY = "inquiry"  # the contact came back with a new inquiry (R1); never from an agent
+
+    @property
+    def claims(self) -> bool:
+        return self not in {ActivityAction.VIEW, ActivityAction.INQUIRY}
+
+
+class LeadActivityPayload(Contract):
+    lead_id: uuid.UUID
+    agent_id: str = Field(min_length=1, max_length=64)
+    action: ActivityAction
+
+
+class LeadActivity(Envelope):
+    """An agent acted on a lead."""
+
+    type: Literal["LeadActivity"] = "LeadActivity"
+    payload: LeadActivityPayload
