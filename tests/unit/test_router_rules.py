@@ -1,0 +1,383 @@
+"""The router's decision core (DESIGN section 3), pure: no I/O, the clock passed in."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import UTC, datetime, time, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from leadflow_router.domain.decisions import (
+    ExistingContact,
+    NewLead,
+    Outcome,
+    RoutingContext,
+    eligibility,
+    on_activity,
+    on_deadline,
+    pick,
+    route_new_lead,
+)
+from leadflow_router.domain.model import (
+    AccountSnapshot,
+    Activity,
+    Agent,
+    LeadSourceConfig,
+    LeadState,
+    LeadStatus,
+    OfferStatus,
+    PauseWindow,
+    RoutingRejected,
+    SourceKind,
+)
+from leadflow_router.domain.schedule import claim_deadline, pause_end
+from leadflow_shared.events.activity import ActivityAction
+from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
+from leadflow_shared.events.routing import (
+    ActivityLogged,
+    AssignmentReason,
+    LeadAssigned,
+    LeadAssignedPayload,
+    LeadClaimed,
+    LeadFellBack,
+    LeadOffered,
+    LeadOfferedPayload,
+    LeadSummary,
+    OfferExpired,
+    OfferWithdrawn,
+)
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # a Monday, 10:00 in New York
+WINDOW = timedelta(minutes=15)
+
+
+def agents(*ids: str, **overrides: object) -> tuple[Agent, ...]:
+    return tuple(Agent(agent_id=i, name=i.title(), **overrides) for i in ids)  # type: ignore[arg-type]
+
+
+def account(*roster: Agent, round_robin: bool = True, **changes: object) -> AccountSnapshot:
+    base = AccountSnapshot(
+        account_id="acme",
+        name="Acme",
+        roster=roster or agents("broker", "a", "b", "c"),
+        round_robin=round_robin,
+        time_zone="America/New_York",
+        sources={"Zillow": LeadSourceConfig(name="Zillow", referral_fee_percent=25.0, race_count=1)},
+        default_source=LeadSourceConfig(name="default", referral_fee_percent=10.0),
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def new_lead(**source: object) -> NewLead:
+    fields: dict[str, object] = {"channel": LeadChannel.BROKERAGE_SITE, "name": "Website", **source}
+    summary = LeadSummary(
+        contact=Contact(first_name="Jane", email="jane@example.com"), source=LeadSource.model_validate(fields)
+    )
+    return NewLead(lead_id=str(uuid.uuid4()), account_id="acme", summary=summary)
+
+
+def route(lead: NewLead, snapshot: AccountSnapshot, rotation: int = 0, **context: object) -> Outcome:
+    return route_new_lead(lead, snapshot, RoutingContext(rotation=rotation, **context), NOW)  # type: ignore[arg-type]
+
+
+def only(outcome: Outcome, kind: type) -> object:
+    kinds = [e.kind for e in outcome.events]
+    assert kinds == [kind], kinds
+    return outcome.events[0].payload
+
+
+def test_r1_existing_contact_logs_activity_on_its_lead_and_keeps_its_agent() -> None:
+    existing = ExistingContact(lead_id=str(uuid.uuid4()), holder="b")
+    outcome = route(new_lead(), account(), existing=existing)
+    payload = only(outcome, ActivityLogged)
+    assert outcome.state is None, "no new lead"
+    assert str(payload.lead_id) == existing.lead_id  # type: ignore[attr-defined]
+    assert payload.agent_id == "b"  # type: ignore[attr-defined]
+    assert payload.action is ActivityAction.INQUIRY  # type: ignore[attr-defined]
+    assert outcome.explanation.startswith("R1")
+
+
+def test_r2_registration_on_agent_subdomain_goes_to_that_agent_at_once() -> None:
+    roster = (*agents("broker", "a"), Agent("b", "B", site_hosts=frozenset({"b.acme.com"})))
+    outcome = route(new_lead(channel="agent_site", site_host="B.Acme.com"), account(*roster))
+    payload = only(outcome, LeadAssigned)
+    assert isinstance(payload, LeadAssignedPayload)
+    assert (payload.agent_id, payload.reason, payload.referral_fee_percent) == (
+        "b",
+        AssignmentReason.SITE_ATTRIBUTION,
+        0,
+    )
+    assert outcome.state is not None
+    assert outcome.state.holder == "b"
+
+
+def test_r3_listing_inquiry_with_auto_accept_lands_with_listing_agent_without_fee() -> None:
+    lead = new_lead(channel="listing_inquiry", listing_id="L1", listing_agent_id="c", name="Zillow")
+    payload = only(route(lead, account()), LeadAssigned)
+    assert isinstance(payload, LeadAssignedPayload)
+    assert (payload.agent_id, payload.reason, payload.referral_fee_percent) == ("c", AssignmentReason.DIRECT_TO_USER, 0)
+
+
+def test_r3_without_auto_accept_offers_the_listing_agent_alone_then_routes_as_general() -> None:
+    snapshot = account(
+        sources={"Listing": LeadSourceConfig(name="Listing", auto_accept=False, referral_fee_percent=30)}
+    )
+    lead = new_lead(channel="listing_inquiry", listing_id="L1", listing_agent_id="c", name="Listing")
+    first = route(lead, snapshot)
+    offer = only(first, LeadOffered)
+    assert isinstance(offer, LeadOfferedPayload)
+    assert (offer.agent_id, offer.race_size, offer.referral_fee_percent) == ("c", 1, 0)
+    assert first.state is not None
+    assert first.state.direct_phase
+
+    later = on_deadline(first.state, snapshot, 0, first.state.next_deadline or NOW)
+    assert [e.kind for e in later.events] == [OfferExpired, LeadOffered]
+    general = later.events[1].payload
+    assert isinstance(general, LeadOfferedPayload)
+    assert general.agent_id != "c"
+    assert general.referral_fee_percent == 30, "a general lead now: the source's fee (R11)"
+
+
+def test_r3_listing_of_another_brokerage_is_a_general_lead() -> None:
+    lead = new_lead(channel="listing_inquiry", listing_id="L9", listing_agent_id="someone-else")
+    assert only(route(lead, account()), LeadOffered)
+
+
+def test_r4_pre_assigned_agent_is_kept_and_unknown_agent_rejected() -> None:
+    payload = only(route(new_lead(channel="lead_gen", assigned_agent_id="c", name="Zillow"), account()), LeadAssigned)
+    assert isinstance(payload, LeadAssignedPayload)
+    assert (payload.agent_id, payload.reason, payload.referral_fee_percent) == ("c", AssignmentReason.PRE_ASSIGNED, 25)
+    with pytest.raises(RoutingRejected, match="unknown agent"):
+        route(new_lead(channel="lead_gen", assigned_agent_id="ghost"), account())
+
+
+def test_r5_round_robin_off_assigns_roster_position_1_with_source_fee() -> None:
+    payload = only(route(new_lead(name="Zillow"), account(round_robin=False)), LeadAssigned)
+    assert isinstance(payload, LeadAssignedPayload)
+    assert (payload.agent_id, payload.reason, payload.referral_fee_percent) == (
+        "broker",
+        AssignmentReason.ROSTER_POSITION_1,
+        25,
+    )
+
+
+def test_r6_offers_next_eligible_agent_and_explains_who_was_skipped() -> None:
+    roster = (
+        *agents("broker", "a"),
+        Agent("b", "B", round_robin=False),
+        Agent("c", "C", invitation_accepted=False),
+        Agent("d", "D", lead_groups=frozenset({"luxury"})),
+        Agent("e", "E", active=False),
+    )
+    snapshot = account(*roster, sources={"Lux": LeadSourceConfig(name="Lux", lead_group="luxury")})
+    outcome = route(new_lead(name="Lux"), snapshot)
+    offer = only(outcome, LeadOffered)
+    assert isinstance(offer, LeadOfferedPayload)
+    assert offer.agent_id == "d", "only d is in the lead group"
+    assert offer.deadline == NOW + WINDOW
+    for reason in ("not approved for round robin", "invitation not accepted", "inactive", "not in lead group"):
+        assert reason in outcome.explanation
+
+
+def test_r6_office_restriction() -> None:
+    roster = (Agent("broker", "B", offices=frozenset({"north"})), Agent("a", "A", offices=frozenset({"south"})))
+    snapshot = account(*roster, sources={"S": LeadSourceConfig(name="S", offices=frozenset({"south", "east"}))})
+    assert only(route(new_lead(name="S"), snapshot), LeadOffered).agent_id == "a"  # type: ignore[attr-defined]
+
+
+def test_r7_lead_race_offers_n_agents_and_first_claim_withdraws_the_others() -> None:
+    snapshot = account(sources={"Race": LeadSourceConfig(name="Race", race_count=3)})
+    outcome = route(new_lead(name="Race"), snapshot)
+    offered = {e.payload.agent_id for e in outcome.events}  # type: ignore[attr-defined]
+    assert offered == {"broker", "a", "b"}
+    assert outcome.rotation == 3
+    assert outcome.state is not None
+
+    won = on_activity(outcome.state, Activity("a", ActivityAction.NOTE), NOW + timedelta(minutes=1))
+    assert [e.kind for e in won.events] == [LeadClaimed, OfferWithdrawn, OfferWithdrawn]
+    assert won.state is not None
+    assert (won.state.holder, won.state.status, won.state.next_deadline) == ("a", LeadStatus.ASSIGNED, None)
+    with pytest.raises(RoutingRejected, match="no open offer"):
+        on_activity(won.state, Activity("b", ActivityAction.ACCEPT), NOW + timedelta(minutes=2))
+
+
+@pytest.mark.parametrize("action", [a for a in ActivityAction if a.claims])
+def test_r8_every_qualifying_action_claims(action: ActivityAction) -> None:
+    state = route(new_lead(), account()).state
+    assert state is not None
+    outcome = on_activity(state, Activity(state.offers[0].agent_id, action), NOW)
+    assert only(outcome, LeadClaimed).action is action  # type: ignore[attr-defined]
+
+
+def test_r8_viewing_does_not_claim() -> None:
+    state = route(new_lead(), account()).state
+    assert state is not None
+    outcome = on_activity(state, Activity(state.offers[0].agent_id, ActivityAction.VIEW), NOW)
+    assert (outcome.state, outcome.events) == (state, ())
+
+
+def test_claim_after_the_deadline_is_rejected() -> None:
+    state = route(new_lead(), account()).state
+    assert state is not None
+    with pytest.raises(RoutingRejected, match="expired"):
+        on_activity(state, Activity(state.offers[0].agent_id, ActivityAction.CALL), NOW + WINDOW)
+
+
+def test_r9_timeout_offers_the_next_agent_then_falls_back_to_the_broker() -> None:
+    snapshot = account(*agents("broker", "a", "b"))
+    outcome = route(new_lead(), snapshot)
+    seen = []
+    rotation = outcome.rotation or 0
+    while outcome.state is not None and outcome.state.status is LeadStatus.OFFERED:
+        seen.append(outcome.state.open_offers[0].agent_id)
+        due = outcome.state.next_deadline
+        assert due is not None
+        outcome = on_deadline(outcome.state, snapshot, rotation, due)
+        rotation = outcome.rotation or rotation
+    assert sorted(seen) == ["a", "b", "broker"], "each eligible agent had it once"
+    fell = only(outcome, LeadFellBack) if len(outcome.events) == 1 else outcome.events[-1].payload
+    assert outcome.events[0].kind is OfferExpired
+    assert outcome.events[-1].kind is LeadFellBack
+    assert fell.agent_id == "broker"  # type: ignore[attr-defined]
+    assert outcome.state is not None
+    assert (outcome.state.status, outcome.state.holder) == (LeadStatus.FELL_BACK, "broker")
+
+
+def test_deadline_not_yet_due_changes_nothing() -> None:
+    state = route(new_lead(), account()).state
+    assert state is not None
+    outcome = on_deadline(state, account(), 0, NOW + WINDOW - timedelta(seconds=1))
+    assert (outcome.state, outcome.events) == (state, ())
+
+
+# --- R10 pause schedule ---------------------------------------------------------------------------
+
+EVENINGS = (PauseWindow(frozenset(range(7)), time(20, 0), time(8, 0)),)  # 20:00-08:00 every day
+
+
+def test_r10_offer_expiring_inside_the_pause_gets_a_full_window_after_it() -> None:
+    offered_at = datetime(2026, 3, 2, 0, 50, tzinfo=UTC)  # 19:50 in New York
+    deadline = claim_deadline(offered_at, WINDOW, EVENINGS, "America/New_York")
+    assert deadline == datetime(2026, 3, 2, 13, 0, tzinfo=UTC) + WINDOW  # 08:00 EST + 15 min
+
+
+def test_r10_pause_end_respects_daylight_saving() -> None:
+    # DST starts in New York on Sunday 2026-03-08 at 02:00; 08:00 is then UTC-4, not UTC-5.
+    before = datetime(2026, 3, 7, 3, 0, tzinfo=UTC)  # Friday 22:00 EST
+    after = datetime(2026, 3, 8, 3, 0, tzinfo=UTC)  # Saturday 22:00 EST, the pause spans the switch
+    assert pause_end(before, EVENINGS, "America/New_York") == datetime(2026, 3, 7, 13, 0, tzinfo=UTC)
+    assert pause_end(after, EVENINGS, "America/New_York") == datetime(2026, 3, 8, 12, 0, tzinfo=UTC)
+    assert pause_end(datetime(2026, 3, 8, 15, 0, tzinfo=UTC), EVENINGS, "America/New_York") is None
+
+
+def test_r10_first_offer_is_immediate_and_reassignment_waits_for_the_pause_to_close() -> None:
+    snapshot = account(pause=EVENINGS)
+    at_night = datetime(2026, 3, 3, 2, 0, tzinfo=UTC)  # 21:00 EST
+    first = route_new_lead(new_lead(), snapshot, RoutingContext(), at_night)
+    assert first.events[0].kind is LeadOffered, "the first assignment happens at once"
+    assert first.state is not None
+    morning = datetime(2026, 3, 3, 13, 0, tzinfo=UTC)
+    assert first.state.next_deadline == morning + WINDOW
+    # A claim window that ended inside a pause: the expiry waits, then the next agent is offered.
+    state = first.state.evolve(next_deadline=at_night + WINDOW)
+    state = state.evolve(offers=tuple(o.__class__(o.agent_id, o.round, at_night + WINDOW) for o in state.offers))
+    waiting = on_deadline(state, snapshot, 1, at_night + WINDOW)
+    assert waiting.state is not None
+    assert (waiting.state.status, waiting.state.next_deadline) == (LeadStatus.WAITING, morning)
+    assert [e.kind for e in waiting.events] == [OfferExpired]
+    resumed = on_deadline(waiting.state, snapshot, 1, morning)
+    assert [e.kind for e in resumed.events] == [LeadOffered]
+
+
+# --- properties -------------------------------------------------------------------------------------
+
+POOL = agents("p0", "p1", "p2", "p3", "p4", "p5")
+
+
+@settings(max_examples=60, deadline=None)
+@given(pool=st.integers(1, 6), leads=st.integers(1, 60), race=st.integers(1, 3))
+def test_rotation_is_fair_across_leads(pool: int, leads: int, race: int) -> None:
+    eligible = POOL[:pool]
+    counts = dict.fromkeys((a.agent_id for a in eligible), 0)
+    cursor = 0
+    for _ in range(leads):
+        picked, cursor = pick(eligible, cursor, race, frozenset())
+        assert len({a.agent_id for a in picked}) == len(picked) == min(race, pool)
+        for agent in picked:
+            counts[agent.agent_id] += 1
+    assert max(counts.values()) - min(counts.values()) <= 1, counts
+
+
+@settings(max_examples=60, deadline=None)
+@given(pool=st.integers(1, 6), race=st.integers(1, 3), start=st.integers(0, 100))
+def test_no_agent_gets_a_lead_twice_before_every_eligible_agent_had_it(pool: int, race: int, start: int) -> None:
+    snapshot = account(*POOL[:pool], sources={"S": LeadSourceConfig(name="S", race_count=race)})
+    outcome = route(new_lead(name="S"), snapshot, rotation=start)
+    offered: list[str] = []
+    rotation = outcome.rotation or start
+    while outcome.state is not None and outcome.state.status is LeadStatus.OFFERED:
+        offered += [o.agent_id for o in outcome.state.open_offers]
+        assert outcome.state.next_deadline is not None
+        outcome = on_deadline(outcome.state, snapshot, rotation, outcome.state.next_deadline)
+        rotation = outcome.rotation or rotation
+    assert sorted(offered) == sorted(a.agent_id for a in POOL[:pool])
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(["claim", "expire", "view"]), st.integers(0, 5), st.integers(0, 20)), max_size=12
+    ),
+    race=st.integers(1, 4),
+)
+def test_a_lead_never_has_two_holders(steps: list[tuple[str, int, int]], race: int) -> None:
+    snapshot = account(*POOL, sources={"S": LeadSourceConfig(name="S", race_count=race)})
+    outcome = route(new_lead(name="S"), snapshot)
+    state = outcome.state
+    assert state is not None
+    now = NOW
+    for kind, who, minutes in steps:
+        now += timedelta(minutes=minutes)
+        try:
+            if kind == "expire":
+                result = on_deadline(state, snapshot, 0, now)
+            else:
+                action = ActivityAction.CALL if kind == "claim" else ActivityAction.VIEW
+                result = on_activity(state, Activity(f"p{who}", action), now)
+        except RoutingRejected:
+            continue
+        assert result.state is not None
+        previous, state = state, result.state
+        claimed = [o for o in state.offers if o.status is OfferStatus.CLAIMED]
+        assert len(claimed) <= 1, "one winner"
+        if state.holder is not None:
+            assert not state.open_offers, "nobody else can still claim a held lead"
+        if previous.holder is not None:
+            assert state.holder == previous.holder, "a held lead keeps its holder"
+
+
+def test_eligibility_keeps_roster_order() -> None:
+    snapshot = account(*agents("broker", "z", "a"))
+    assert [a.agent_id for a in eligibility(snapshot, LeadSourceConfig(name="x")).eligible] == ["broker", "z", "a"]
+
+
+def test_empty_roster_is_rejected() -> None:
+    with pytest.raises(RoutingRejected, match="empty roster"):
+        route(new_lead(), account(round_robin=False, roster=()))
+
+
+def test_direct_source_kind_has_no_referral_fee_on_round_robin() -> None:
+    snapshot = account(sources={"Own": LeadSourceConfig(name="Own", kind=SourceKind.DIRECT, referral_fee_percent=50)})
+    offer = only(route(new_lead(name="Own"), snapshot), LeadOffered)
+    assert offer.referral_fee_percent == 0  # type: ignore[attr-defined]
+
+
+def test_lead_state_evolve_is_a_copy() -> None:
+    state = LeadState(lead_id="x", account_id="a", summary=new_lead().summary, status=LeadStatus.OFFERED)
+    assert state.evolve(round=3).round == 3
+    assert state.round == 0
