@@ -1,0 +1,252 @@
+"""The router's state on the real MongoDB-wire server: races (I2), durable timers with several sweepers (I3)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from prometheus_client import CollectorRegistry
+from pymongo import AsyncMongoClient
+
+from leadflow_router.adapters.account_config import load_account_config
+from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, LeadRecords, Rotations, ensure_indexes
+from leadflow_router.domain.model import RoutingRejected
+from leadflow_router.handlers import RouterService
+from leadflow_router.metrics import RouterMetrics
+from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
+from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
+from leadflow_shared.events.routing import LEAD_EVENT, LeadClaimed, LeadEvent, LeadOffered, OfferExpired
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+
+T0 = datetime(2026, 5, 4, 15, 0, tzinfo=UTC)
+AGENTS = ["broker", "a", "b", "c", "d"]
+CONFIG = {
+    "accounts": [
+        {
+            "account_id": "acme",
+            "name": "Acme",
+            "time_zone": "America/New_York",
+            "round_robin": True,
+            "agents": [{"agent_id": a, "name": a.title(), "email": f"{a}@acme.example"} for a in AGENTS],
+            "roster": AGENTS,
+            "sources": [{"name": "Race", "race_count": 3, "claim_window_seconds": 600}],
+            "default_source": {"claim_window_seconds": 600},
+        }
+    ]
+}
+
+
+@dataclass
+class Clock:
+    now: datetime = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Published:
+    raw: list[bytes] = field(default_factory=list)
+
+    async def __call__(self, _account_id: str, body: bytes) -> None:
+        self.raw.append(body)
+
+    def events(self) -> list[LeadEvent]:
+        return [LEAD_EVENT.validate_json(r) for r in self.raw]
+
+
+@dataclass
+class Router:
+    service: RouterService
+    clock: Clock
+    published: Published
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def db_name(mongo_url: str) -> AsyncIterator[str]:
+    name = f"router_{uuid.uuid4().hex[:12]}"
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
+    await load_account_config(client[name], CONFIG)
+    await ensure_indexes(client[name])
+    yield name
+    await client.drop_database(name)
+    await client.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def routers(mongo_url: str, db_name: str) -> AsyncIterator[list[Router]]:
+    """Two router instances, each with its own client (connection pool), on one database."""
+    clients: list[AsyncMongoClient[dict[str, Any]]] = []
+    instances = []
+    for _ in range(2):
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
+        clients.append(client)
+        db = client[db_name]
+        clock, published = Clock(), Published()
+        service = RouterService(
+            records=LeadRecords(db),
+            accounts=AccountSnapshots(db, 0),
+            contacts=Contacts(db),
+            rotations=Rotations(db),
+            publish=published,
+            metrics=RouterMetrics(CollectorRegistry()),
+            clock=clock,
+        )
+        instances.append(Router(service, clock, published))
+    yield instances
+    for client in clients:
+        await client.close()
+
+
+def received(source: str = "Website", n: int = 0) -> LeadReceived:
+    return LeadReceived.create(
+        account_id="acme",
+        occurred_at=T0,
+        payload=LeadReceivedPayload(
+            contact=Contact(first_name="Lead", last_name=str(n), email=f"lead-{uuid.uuid4().hex}@example.com"),
+            source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name=source),
+        ),
+    )
+
+
+def activity(lead_id: uuid.UUID, agent: str, action: ActivityAction = ActivityAction.CALL) -> LeadActivity:
+    return LeadActivity.create(
+        account_id="acme", occurred_at=T0, payload=LeadActivityPayload(lead_id=lead_id, agent_id=agent, action=action)
+    )
+
+
+def offers(router: Router, lead_id: uuid.UUID) -> list[str]:
+    return [
+        e.payload.agent_id
+        for e in router.published.events()
+        if isinstance(e, LeadOffered) and e.payload.lead_id == lead_id
+    ]
+
+
+async def test_redelivered_lead_makes_no_second_decision(routers: list[Router]) -> None:
+    router = routers[0]
+    lead = received()
+    await router.service.on_lead_received(lead)
+    await router.service.on_lead_received(lead)
+    await routers[1].service.on_lead_received(lead)  # another replica after a rebalance
+    all_events = router.published.events() + routers[1].published.events()
+    assert [type(e) for e in all_events if e.payload.lead_id == lead.event_id] == [LeadOffered]
+
+
+async def test_claim_racing_expiry_has_exactly_one_winner(routers: list[Router]) -> None:
+    claimer, sweeper = routers
+    leads = [received(n=n) for n in range(15)]
+    for lead in leads:
+        await claimer.service.on_lead_received(lead)
+    # The claim comes a millisecond before the deadline, the sweeper fires at it: both are valid alone.
+    claimer.clock.now = T0 + timedelta(seconds=600) - timedelta(milliseconds=1)
+    sweeper.clock.now = T0 + timedelta(seconds=600)
+
+    async def claim(lead: LeadReceived) -> str:
+        try:
+            await claimer.service.on_activity(activity(lead.event_id, offers(claimer, lead.event_id)[0]))
+        except RoutingRejected:
+            return "rejected"
+        return "claimed"
+
+    async def sweep_all() -> None:
+        while await sweeper.service.sweep_once():
+            pass
+
+    results, _ = await asyncio.gather(asyncio.gather(*(claim(lead) for lead in leads)), sweep_all())
+    events = claimer.published.events() + sweeper.published.events()
+    for lead, result in zip(leads, results, strict=True):
+        claimed = [e for e in events if isinstance(e, LeadClaimed) and e.payload.lead_id == lead.event_id]
+        expired = [e for e in events if isinstance(e, OfferExpired) and e.payload.lead_id == lead.event_id]
+        assert len(claimed) + len(expired) == 1, (result, claimed, expired)
+        assert (result == "claimed") == bool(claimed)
+
+
+async def test_lead_race_has_one_winner_and_the_others_are_withdrawn(routers: list[Router]) -> None:
+    first, second = routers
+    lead = received(source="Race")
+    await first.service.on_lead_received(lead)
+    racers = offers(first, lead.event_id)
+    assert len(racers) == 3
+    first.clock.now = second.clock.now = T0 + timedelta(seconds=30)
+
+    async def claim(router: Router, agent: str) -> bool:
+        try:
+            await router.service.on_activity(activity(lead.event_id, agent, ActivityAction.ACCEPT))
+        except RoutingRejected:
+            return False
+        return True
+
+    wins = await asyncio.gather(claim(first, racers[0]), claim(second, racers[1]), claim(first, racers[2]))
+    assert sum(wins) == 1, wins
+    events = [e for e in first.published.events() + second.published.events() if e.payload.lead_id == lead.event_id]
+    kinds = sorted(type(e).__name__ for e in events)
+    assert kinds == ["LeadClaimed", "LeadOffered", "LeadOffered", "LeadOffered", "OfferWithdrawn", "OfferWithdrawn"]
+
+
+async def test_two_sweepers_fire_each_expiry_once(routers: list[Router]) -> None:
+    leads = [received(n=n) for n in range(30)]
+    for lead in leads:
+        await routers[0].service.on_lead_received(lead)
+    for router in routers:
+        router.published.raw.clear()
+        router.clock.now = T0 + timedelta(seconds=601)
+
+    async def sweep_all(router: Router) -> None:
+        while await router.service.sweep_once():
+            pass
+
+    await asyncio.gather(sweep_all(routers[0]), sweep_all(routers[1]))
+    raw = routers[0].published.raw + routers[1].published.raw
+    expired = [e for e in (LEAD_EVENT.validate_json(r) for r in raw) if isinstance(e, OfferExpired)]
+    assert sorted(str(e.payload.lead_id) for e in expired) == sorted(str(lead.event_id) for lead in leads)
+    assert len({e.event_id for e in expired}) == len(expired), "no expiry published twice"
+    reoffered = [e for e in (LEAD_EVENT.validate_json(r) for r in raw) if isinstance(e, LeadOffered)]
+    assert {e.payload.offer_round for e in reoffered} == {2}
+    assert len(reoffered) == len(leads)
+
+
+async def test_deadlines_survive_a_restart(mongo_url: str, db_name: str, routers: list[Router]) -> None:
+    lead = received()
+    await routers[0].service.on_lead_received(lead)
+    # A new process: nothing in memory, only what MongoDB holds.
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
+    try:
+        db = client[db_name]
+        published = Published()
+        restarted = RouterService(
+            records=LeadRecords(db),
+            accounts=AccountSnapshots(db, 0),
+            contacts=Contacts(db),
+            rotations=Rotations(db),
+            publish=published,
+            metrics=RouterMetrics(CollectorRegistry()),
+            clock=lambda: T0 + timedelta(seconds=600),
+        )
+        while await restarted.sweep_once():
+            pass
+    finally:
+        await client.close()
+    assert any(isinstance(e, OfferExpired) and e.payload.lead_id == lead.event_id for e in published.events())
+
+
+async def test_activity_for_unknown_lead_or_agent_without_offer_is_rejected(routers: list[Router]) -> None:
+    router = routers[0]
+    with pytest.raises(RoutingRejected, match="unknown lead"):
+        await router.service.on_activity(activity(uuid.uuid4(), "a"))
+    lead = received()
+    await router.service.on_lead_received(lead)
+    outsider = next(a for a in AGENTS if a not in offers(router, lead.event_id))
+    with pytest.raises(RoutingRejected, match="no open offer"):
+        await router.service.on_activity(activity(lead.event_id, outsider))
+    with pytest.raises(RoutingRejected, match="unknown account"):
+        await router.service.on_lead_received(
+            LeadReceived.create(account_id="nobody", occurred_at=T0, payload=received().payload)
+        )
