@@ -1,0 +1,161 @@
+"""I1 and I3 on the real processes: a router SIGKILLed mid-stream and restarted loses and doubles nothing,
+and offers still expire after a restart."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from leadflow_devstack.stack import Stack
+from leadflow_devstack.testing import eventually
+from leadflow_shared import topics
+from leadflow_shared.envelope import derived_event_id
+from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
+from leadflow_shared.events.routing import LEAD_EVENT, ActivityLogged, LeadAssigned, LeadOffered, OfferExpired
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
+
+NEW_LEADS, REPEAT_CONTACTS, RESENDS = 1900, 100, 100
+
+
+def lead(account_id: str, email: str) -> LeadReceived:
+    return LeadReceived.create(
+        account_id=account_id,
+        occurred_at=datetime.now(UTC),
+        payload=LeadReceivedPayload(
+            contact=Contact(first_name="Load", email=email),
+            source=LeadSource(channel=LeadChannel.PARTNER, name="Partner"),
+        ),
+    )
+
+
+class EventLog:
+    """Everything on leads.events.v1, read from the beginning."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._consumer = AIOKafkaConsumer(
+            topics.LEADS_EVENTS, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+        )
+        self.raw: list[bytes] = []
+
+    async def __aenter__(self) -> EventLog:
+        await self._consumer.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self._consumer.stop()
+
+    async def poll(self) -> None:
+        for records in (await self._consumer.getmany(timeout_ms=100, max_records=5000)).values():
+            self.raw.extend(r.value or b"" for r in records)
+
+
+async def test_router_sigkilled_mid_stream_yields_exactly_one_outcome_per_lead(stack: Stack) -> None:
+    run = uuid.uuid4().hex[:8]
+    originals = [lead("acme-realty", f"load-{run}-{n}@example.com") for n in range(NEW_LEADS)]
+    repeats = [lead("acme-realty", f"load-{run}-{n}@example.com") for n in range(REPEAT_CONTACTS)]  # R1
+    messages = originals + repeats + originals[-RESENDS:]  # partner resends of the same event ids
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        batch = [
+            await producer.send(topics.LEADS_INTAKE, m.model_dump_json().encode(), key=b"acme-realty") for m in messages
+        ]
+        for sent in batch:
+            await sent
+    finally:
+        await producer.stop()
+
+    ours = {str(m.event_id) for m in originals}
+    async with EventLog(stack.bootstrap) as log:
+
+        def assigned() -> set[str]:
+            return {
+                str(e.payload.lead_id)
+                for e in map(LEAD_EVENT.validate_json, log.raw)
+                if isinstance(e, LeadAssigned) and str(e.payload.lead_id) in ours
+            }
+
+        async def some_routed() -> bool:
+            await log.poll()
+            return len(assigned()) >= 300
+
+        await eventually(some_routed, timeout=120, what="the router to be mid-stream")
+        stack.services["router"].kill()  # SIGKILL: no shutdown, no commit
+        assert len(assigned()) < NEW_LEADS, "the router finished before it could be killed"
+        stack.start_service("router")
+        stack.wait_ready("router", timeout=90)
+
+        expected_activity = {derived_event_id(r.event_id, "0") for r in repeats}
+
+        async def all_routed() -> bool:
+            await log.poll()
+            activity = {e.event_id for e in map(LEAD_EVENT.validate_json, log.raw) if isinstance(e, ActivityLogged)}
+            return assigned() == ours and expected_activity <= activity
+
+        await eventually(all_routed, timeout=240, what="an outcome for every lead")
+
+    events = [LEAD_EVENT.validate_json(r) for r in log.raw]
+    mine = [e for e in events if isinstance(e, LeadAssigned) and str(e.payload.lead_id) in ours]
+    # A copy with the same event id is one outcome (consumers drop it); a second decision would have another id.
+    assert len({e.event_id for e in mine}) == NEW_LEADS, "one decision per new lead"
+    repeat_ids = {str(r.event_id) for r in repeats}
+    assert not [e for e in events if isinstance(e, LeadAssigned) and str(e.payload.lead_id) in repeat_ids], (
+        "a known contact is not a new lead (R1)"
+    )
+    logged = [e for e in events if isinstance(e, ActivityLogged) and e.event_id in expected_activity]
+    assert {e.event_id for e in logged} == expected_activity
+
+
+async def test_offers_expire_after_a_router_restart(stack: Stack, tmp_path: Path) -> None:
+    config = {
+        "accounts": [
+            {
+                "account_id": "rr-realty",
+                "name": "RR Realty",
+                "round_robin": True,
+                "agents": [{"agent_id": f"rr-{a}", "name": a, "email": f"{a}@rr.example"} for a in ("one", "two")],
+                "roster": ["rr-one", "rr-two"],
+                "default_source": {"claim_window_seconds": 10},
+            }
+        ]
+    }
+    path = tmp_path / "rr.json"
+    path.write_text(json.dumps(config))
+    stack.seed(path)
+    offered = lead("rr-realty", f"rr-{uuid.uuid4().hex}@example.com")
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.LEADS_INTAKE, offered.model_dump_json().encode(), key=b"rr-realty")
+    finally:
+        await producer.stop()
+
+    async with EventLog(stack.bootstrap) as log:
+
+        def of_lead(kind: type) -> list[object]:
+            return [
+                e
+                for e in map(LEAD_EVENT.validate_json, log.raw)
+                if isinstance(e, kind) and e.payload.lead_id == offered.event_id
+            ]
+
+        async def seen(kind: type) -> bool:
+            await log.poll()
+            return bool(of_lead(kind))
+
+        await eventually(lambda: seen(LeadOffered), timeout=60, what="the first offer")
+        # Killed well inside the 10 s claim window; a restart takes longer, so only the
+        # restarted router, reading the deadline from MongoDB, can fire the expiry.
+        stack.services["router"].kill()
+        assert not of_lead(OfferExpired)
+        stack.start_service("router")
+        stack.wait_ready("router", timeout=90)
+        await eventually(lambda: seen(OfferExpired), timeout=60, what="the expiry after the restart")
+        offers = of_lead(LeadOffered)
+        assert len(offers) == 2, "the next agent got the lead after the expiry"
