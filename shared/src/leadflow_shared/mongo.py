@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from pymongo import AsyncMongoClient
+from prometheus_client import CollectorRegistry, Counter
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_shared.settings import MongoSettings
@@ -12,7 +14,28 @@ from leadflow_shared.settings import MongoSettings
 Document = dict[str, Any]
 
 
-def make_mongo_client(settings: MongoSettings, *, app_name: str) -> AsyncMongoClient[Document]:
+class CommandCounter(monitoring.CommandListener):
+    """Counts MongoDB commands by name: the round trips behind each unit of work (P4)."""
+
+    def __init__(self, registry: CollectorRegistry, service: str) -> None:
+        self._commands = Counter(
+            f"{service}_mongo_commands_total", "MongoDB commands sent, by command name.", ["command"],
+            registry=registry,
+        )
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self._commands.labels(event.command_name).inc()
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def make_mongo_client(
+    settings: MongoSettings, *, app_name: str, listeners: Sequence[monitoring.CommandListener] = ()
+) -> AsyncMongoClient[Document]:
     """Client with bounded timeouts, so a missing server fails fast instead of hanging."""
     return AsyncMongoClient(
         settings.url.get_secret_value(),
@@ -20,6 +43,7 @@ def make_mongo_client(settings: MongoSettings, *, app_name: str) -> AsyncMongoCl
         serverSelectionTimeoutMS=settings.timeout_ms,
         connectTimeoutMS=settings.timeout_ms,
         tz_aware=True,
+        event_listeners=list(listeners),
     )
 
 

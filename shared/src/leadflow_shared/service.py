@@ -21,7 +21,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from leadflow_shared.http import add_operational_routes
 from leadflow_shared.kafka import DeadLetterGuard, consumer_options, make_broker
 from leadflow_shared.metrics import ConsumerMetrics, make_registry
-from leadflow_shared.mongo import Document, make_mongo_client, ping
+from leadflow_shared.mongo import CommandCounter, Document, make_mongo_client, ping
 from leadflow_shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ class ServiceRuntime:
         self.consumer_metrics = ConsumerMetrics(self.registry, service.replace("-", "_"))
         self.guard = DeadLetterGuard(self.broker, settings.kafka, self.consumer_metrics, service=service)
         self._client: AsyncMongoClient[Document] | None = None
+        self._command_counter = CommandCounter(self.registry, service.replace("-", "_"))
         self._startup_hooks: list[StartupHook] = []
         self._workers: list[Worker] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -76,7 +77,9 @@ class ServiceRuntime:
         self._startup_hooks.append(hook)
 
     async def start(self) -> None:
-        self._client = make_mongo_client(self.settings.mongo, app_name=f"leadflow-{self.service}")
+        self._client = make_mongo_client(
+            self.settings.mongo, app_name=f"leadflow-{self.service}", listeners=[self._command_counter]
+        )
         for hook in self._startup_hooks:
             await hook(self.db)
         await self.broker.start()

@@ -1,0 +1,264 @@
+"""Router benchmark on the embedded servers (Tansu, nx-27017): P1, P3, P4 and P5 of DESIGN section 8.
+
+P1  leads/s from leads.intake.v1 to LeadOffered on leads.events.v1 (one router), against the
+    broker's own produce-consume rate for the same messages measured in the same run.
+P3  p99 lateness of offer expiries with 100,000 open offers in the table.
+P4  MongoDB commands and Kafka messages per routed lead (from the router's own metrics).
+P5  the router's resident memory after the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import statistics
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+from pymongo import AsyncMongoClient
+from rich.console import Console
+from rich.table import Table
+
+from leadflow_devstack.processes import free_port
+from leadflow_devstack.stack import Stack
+from leadflow_router.adapters.codec import encode_state
+from leadflow_router.domain.model import LeadState, LeadStatus, Offer
+from leadflow_shared import topics
+from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
+from leadflow_shared.events.routing import LEAD_EVENT, LeadOffered, LeadSummary, OfferExpired
+from leadflow_shared.kafka import ensure_topics
+from leadflow_shared.topics import TopicSpec
+
+ACCOUNT = "bench-realty"
+AGENTS = [f"agent-{n:02d}" for n in range(10)]
+CONFIG = {"accounts": [{
+    "account_id": ACCOUNT, "name": "Bench Realty", "round_robin": True,
+    "agents": [{"agent_id": a, "name": a, "email": f"{a}@bench.example"} for a in AGENTS],
+    "roster": AGENTS, "default_source": {"claim_window_seconds": 3600},
+}]}
+
+
+def leads(count: int) -> list[bytes]:
+    return [LeadReceived.create(
+        account_id=ACCOUNT, occurred_at=datetime.now(UTC),
+        payload=LeadReceivedPayload(contact=Contact(first_name="Bench", email=f"b-{uuid.uuid4().hex}@example.com"),
+                                    source=LeadSource(channel=LeadChannel.PARTNER, name="Partner")),
+    ).model_dump_json().encode() for _ in range(count)]
+
+
+async def produce(bootstrap: str, topic: str, bodies: list[bytes]) -> float:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        pending = [await producer.send(topic, body, key=ACCOUNT.encode()) for body in bodies]
+        for sent in pending:
+            await sent
+    finally:
+        await producer.stop()
+    return started
+
+
+async def tail_consumer(bootstrap: str, topic: str) -> AIOKafkaConsumer:
+    """A consumer positioned at the end of `topic`: it sees only what comes next."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    await consumer.topics()
+    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+    consumer.assign(partitions)
+    await consumer.seek_to_end(*partitions)
+    for partition in partitions:
+        await consumer.position(partition)
+    return consumer
+
+
+async def broker_rate(bootstrap: str, bodies: list[bytes]) -> float:
+    """The broker's own produce-consume rate for the same messages (the P1 reference)."""
+    topic = f"bench.baseline.{uuid.uuid4().hex[:6]}"
+    await ensure_topics(bootstrap, [TopicSpec(topic, 3)])
+    consumer = await tail_consumer(bootstrap, topic)
+    try:
+        started = await produce(bootstrap, topic, bodies)
+        seen = 0
+        while seen < len(bodies):
+            seen += sum(len(r) for r in (await consumer.getmany(timeout_ms=500)).values())
+        return len(bodies) / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+async def router_rate(stack: Stack, bodies: list[bytes]) -> float:
+    ids = {json.loads(b)["event_id"] for b in bodies}
+    consumer = await tail_consumer(stack.bootstrap, topics.LEADS_EVENTS)
+    try:
+        started = await produce(stack.bootstrap, topics.LEADS_INTAKE, bodies)
+        offered: set[str] = set()
+        deadline = time.monotonic() + 600
+        while offered != ids and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
+                for record in records:
+                    event = LEAD_EVENT.validate_json(record.value or b"")
+                    if isinstance(event, LeadOffered) and str(event.payload.lead_id) in ids:
+                        offered.add(str(event.payload.lead_id))
+        if offered != ids:
+            raise RuntimeError(f"only {len(offered)} of {len(ids)} leads were offered")
+        return len(ids) / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+def metrics(stack: Stack) -> dict[str, float]:
+    text = httpx.get(f"{stack.url('router')}/metrics", timeout=10).text
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+    return totals
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def timers(stack: Stack, open_offers: int, due: int, due_window: float) -> dict[str, float]:
+    """P3: `open_offers` open offers, `due` of them falling due over `due_window` seconds."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_url)
+    db = client["leadflow"]
+    now = datetime.now(UTC)
+    start_due = now + timedelta(seconds=5)  # time to finish inserting before the first one is due
+    deadlines: dict[str, datetime] = {}
+    summary = LeadSummary(contact=Contact(first_name="Timer", email="t@example.com"),
+                          source=LeadSource(channel=LeadChannel.PARTNER, name="Partner"))
+    docs = []
+    for n in range(open_offers):
+        lead_id = str(uuid.uuid4())
+        if n < due:
+            deadline = start_due + timedelta(seconds=due_window * n / due)
+            deadlines[lead_id] = deadline
+        else:
+            deadline = now + timedelta(hours=1) + timedelta(seconds=random.uniform(0, 86_400))  # noqa: S311
+        state = LeadState(lead_id=lead_id, account_id=ACCOUNT, summary=summary, status=LeadStatus.OFFERED,
+                          offers=(Offer(AGENTS[n % len(AGENTS)], 1, deadline),), round=1, next_deadline=deadline,
+                          version=1)
+        docs.append({**encode_state(state), "outbox": [], "effects": {}, "outbox_since_ms": None,
+                     "lease_until_ms": 0, "correlation_id": lead_id, "inputs": []})
+    consumer = await tail_consumer(stack.bootstrap, topics.LEADS_EVENTS)
+    random.shuffle(docs)
+    for chunk in range(0, len(docs), 2000):
+        await db["router_leads"].insert_many(docs[chunk:chunk + 2000], ordered=False)
+    lateness: list[float] = []
+    try:
+        deadline = time.monotonic() + due_window + 300
+        while len(lateness) < due and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
+                for record in records:
+                    event = LEAD_EVENT.validate_json(record.value or b"")
+                    if isinstance(event, OfferExpired) and str(event.payload.lead_id) in deadlines:
+                        lateness.append((event.occurred_at - deadlines[str(event.payload.lead_id)]).total_seconds())
+    finally:
+        await consumer.stop()
+        await client.close()
+    lateness.sort()
+    return {
+        "open_offers": open_offers, "due": due, "due_window_seconds": due_window, "fired": len(lateness),
+        "lateness_p50_s": statistics.median(lateness) if lateness else float("nan"),
+        "lateness_p99_s": lateness[int(len(lateness) * 0.99) - 1] if lateness else float("nan"),
+        "lateness_max_s": lateness[-1] if lateness else float("nan"),
+    }
+
+
+def machine() -> dict[str, Any]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                  if line.startswith("MemTotal"))
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(mem_kb / 1024 / 1024, 1),
+            "python": platform.python_version(), "os": platform.platform()}
+
+
+async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    bodies = leads(args.leads)
+    baseline = await broker_rate(stack.bootstrap, bodies)
+    before = metrics(stack)
+    routed = await router_rate(stack, bodies)
+    after = metrics(stack)
+    delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+    mongo_commands = delta.get("router_mongo_commands_total", 0.0) / args.leads
+    kafka_out = delta.get("router_events_published_total", 0.0) / args.leads
+    memory = rss_mb(stack.services["router"].pid)
+    p3 = await timers(stack, args.open_offers, args.due, args.due_window)
+    return {
+        "p1": {"leads": args.leads, "router_leads_per_s": routed, "broker_msgs_per_s": baseline,
+               "ratio": routed / baseline},
+        "p3": p3,
+        "p4": {"mongo_commands_per_lead": mongo_commands, "kafka_messages_per_lead": 1 + kafka_out},
+        "p5": {"router_rss_mb": memory},
+    }
+
+
+def report(result: dict[str, Any], console: Console) -> None:
+    table = Table(title="router benchmark")
+    for column in ("target", "measure", "value", "goal"):
+        table.add_column(column)
+    p1, p3, p4, p5 = result["p1"], result["p3"], result["p4"], result["p5"]
+    table.add_row("P1", f"router leads/s ({p1['leads']} leads)", f"{p1['router_leads_per_s']:.0f}", "")
+    table.add_row("P1", "broker produce-consume msgs/s, same messages", f"{p1['broker_msgs_per_s']:.0f}", "")
+    table.add_row("P1", "router / broker", f"{p1['ratio']:.2f}", ">= 0.5")
+    table.add_row("P3", f"expiry lateness p50 ({p3['fired']}/{p3['due']} due of {p3['open_offers']} open)",
+                  f"{p3['lateness_p50_s']:.3f} s", "")
+    table.add_row("P3", "expiry lateness p99", f"{p3['lateness_p99_s']:.3f} s", "< 1 s")
+    table.add_row("P3", "expiry lateness max", f"{p3['lateness_max_s']:.3f} s", "")
+    table.add_row("P4", "MongoDB commands per routed lead", f"{p4['mongo_commands_per_lead']:.1f}", "reported")
+    table.add_row("P4", "Kafka messages per routed lead (in + out)", f"{p4['kafka_messages_per_lead']:.1f}",
+                  "reported")
+    table.add_row("P5", "router resident memory after the run", f"{p5['router_rss_mb']:.0f} MB", "reported")
+    console.print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--leads", type=int, default=2000)
+    parser.add_argument("--open-offers", type=int, default=100_000)
+    parser.add_argument("--due", type=int, default=2000, help="offers falling due during the run")
+    parser.add_argument("--due-window", type=float, default=20.0, help="seconds over which they fall due")
+    parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    args = parser.parse_args()
+    console = Console()
+    stack = Stack(Path(tempfile.mkdtemp(prefix="leadflow-bench-")))
+    try:
+        stack.start_infra()
+        config = stack.work_dir / "bench-accounts.json"
+        config.write_text(json.dumps(CONFIG))
+        stack.seed(config)
+        stack.ports["router"] = free_port()
+        stack.start_service("router")
+        stack.wait_ready("router", timeout=90)
+        result = asyncio.run(run(stack, args))
+    finally:
+        stack.stop()
+    result["machine"] = machine()
+    result["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    report(result, console)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"router-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    path.write_text(json.dumps(result, indent=2))
+    console.print(f"written to {path}")
+
+
+if __name__ == "__main__":
+    main()
