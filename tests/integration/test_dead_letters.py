@@ -11,8 +11,8 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import WaitForRecord
 from leadflow_shared import topics
-from leadflow_shared.envelope import derived_event_id
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
+from leadflow_shared.events.routing import LEAD_EVENT, LeadAssigned
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -22,7 +22,7 @@ def received(account_id: str = "acme-realty") -> LeadReceived:
         account_id=account_id,
         occurred_at=datetime.now(UTC),
         payload=LeadReceivedPayload(
-            contact=Contact(first_name="Dee", last_name="Ell", email="dee@example.com"),
+            contact=Contact(first_name="Dee", last_name="Ell", email=f"dee-{uuid.uuid4().hex}@example.com"),
             source=LeadSource(channel=LeadChannel.PARTNER, name="Partner"),
         ),
     )
@@ -62,6 +62,9 @@ async def test_poison_goes_to_dlq_with_reason_and_next_message_is_routed(
     assert header(dead, "dlq-service") == "router"
     assert dead.key == b"acme-realty"
 
-    assigned_id = str(derived_event_id(valid.event_id, "assigned")).encode()
-    routed = await wait_for_record(topics.LEADS_EVENTS, lambda r: assigned_id in (r.value or b""))
-    assert b'"agent_id":"alex-rivera"' in (routed.value or b"")
+    def routes_valid(record: ConsumerRecord[bytes, bytes]) -> bool:
+        event = LEAD_EVENT.validate_json(record.value or b"")
+        return isinstance(event, LeadAssigned) and event.payload.lead_id == valid.event_id
+
+    routed = LEAD_EVENT.validate_json((await wait_for_record(topics.LEADS_EVENTS, routes_valid)).value or b"")
+    assert routed.payload.agent_id == "alex-rivera"

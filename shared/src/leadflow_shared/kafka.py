@@ -17,6 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from aiokafka import ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from faststream import AckPolicy
@@ -97,8 +98,12 @@ def publisher(broker: KafkaBroker, topic: str) -> PublishRaw:
     return publish
 
 
+BatchRejections = list[tuple[int, Exception]]
+"""(index in the batch, why) for each message a batch handler could not process."""
+
+
 class DeadLetterGuard:
-    """Runs a handler on a raw Kafka message with bounded retries and a dead-letter exit."""
+    """Runs handlers on raw Kafka records with bounded retries and a dead-letter exit."""
 
     def __init__(
         self,
@@ -113,38 +118,74 @@ class DeadLetterGuard:
         self._metrics = metrics
         self._service = service
 
+    def _retrying(self, topic: str) -> AsyncRetrying:
+        return AsyncRetrying(
+            stop=stop_after_attempt(self._settings.handler_attempts),
+            wait=wait_exponential_jitter(
+                initial=self._settings.retry_initial_seconds, max=self._settings.retry_max_seconds
+            ),
+            retry=retry_if_not_exception_type((ValidationError, PoisonMessage)),
+            before_sleep=lambda state: self._count_retry(topic, state),
+            reraise=True,
+        )
+
     async def run(self, message: KafkaMessage, handle: Callable[[bytes], Awaitable[None]]) -> None:
-        topic = message.raw_message.topic  # type: ignore[union-attr]  # single-message subscriber
+        """One message: retried, then dead-lettered; an outage rewinds instead."""
+        await self._run_record(message.raw_message, handle)  # a single-message subscriber
+
+    async def _run_record(
+        self, record: ConsumerRecord[bytes, bytes], handle: Callable[[bytes], Awaitable[None]]
+    ) -> None:
         try:
-            async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(self._settings.handler_attempts),
-                wait=wait_exponential_jitter(
-                    initial=self._settings.retry_initial_seconds, max=self._settings.retry_max_seconds
-                ),
-                retry=retry_if_not_exception_type((ValidationError, PoisonMessage)),
-                before_sleep=lambda _state: self._count_retry(topic, _state),
-                reraise=True,
-            ):
+            async for attempt in self._retrying(record.topic):
                 with attempt:
-                    await handle(message.body)
+                    await handle(record.value or b"")
         except TRANSIENT_ERRORS:
             raise  # rewind: the message is processed again when the dependency is back
         except Exception as exc:  # noqa: BLE001 (the consumer's edge: nothing may stop the partition)
-            await self.dead_letter(message, exc)
+            await self.dead_letter(record, exc)
+
+    async def run_batch(
+        self,
+        message: KafkaMessage,
+        handle_batch: Callable[[list[bytes]], Awaitable[BatchRejections]],
+        handle_one: Callable[[bytes], Awaitable[None]],
+    ) -> None:
+        """A batch in one go; rejected messages are dead-lettered, the rest committed together.
+
+        The batch handler must be idempotent (it may run again). If it fails on something
+        unforeseen, each message is run alone, so one poison message cannot hold up the rest.
+        """
+        records: tuple[ConsumerRecord[bytes, bytes], ...] = message.raw_message  # a batch subscriber
+        if not records:
+            return
+        try:
+            async for attempt in self._retrying(records[0].topic):
+                with attempt:
+                    rejections = await handle_batch([r.value or b"" for r in records])
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception:  # noqa: BLE001 (isolate the culprit: one message at a time)
+            log.warning("batch of %d from %s failed; processing one by one", len(records), records[0].topic)
+            for record in records:
+                await self._run_record(record, handle_one)
+            return
+        for index, exc in rejections:
+            await self.dead_letter(records[index], exc)
 
     def _count_retry(self, topic: str, state: RetryCallState) -> None:
         self._metrics.retries.labels(topic).inc()
         error = state.outcome.exception() if state.outcome else None
         log.warning("retrying %s handler after %s", topic, type(error).__name__)
 
-    async def dead_letter(self, message: KafkaMessage, exc: Exception) -> None:
-        record = message.raw_message
-        topic, partition, offset = record.topic, record.partition, record.offset  # type: ignore[union-attr]
+    async def dead_letter(self, record: ConsumerRecord[bytes, bytes], exc: Exception) -> None:
+        """Publish the original bytes to `<topic>.dlq` with the reason in headers, and count it."""
+        topic, partition, offset = record.topic, record.partition, record.offset
         reason = _describe(exc)
         await self._broker.publish(
-            message.body,
+            record.value or b"",
             dlq(topic),
-            key=record.key,  # type: ignore[union-attr]
+            key=record.key,
             headers={
                 "dlq-reason": reason,
                 "dlq-error-type": type(exc).__name__,

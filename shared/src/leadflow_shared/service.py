@@ -19,7 +19,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_shared.http import add_operational_routes
-from leadflow_shared.kafka import DeadLetterGuard, consumer_options, make_broker
+from leadflow_shared.kafka import BatchRejections, DeadLetterGuard, consumer_options, make_broker
 from leadflow_shared.metrics import ConsumerMetrics, make_registry
 from leadflow_shared.mongo import CommandCounter, Document, make_mongo_client, ping
 from leadflow_shared.settings import ServiceSettings
@@ -67,6 +67,25 @@ class ServiceRuntime:
         # One consumer group per (service, topic): a service's consumers of different
         # topics then never make each other rebalance.
         self.broker.subscriber(topic, **consumer_options(f"{group_id}.{topic}"))(on_message)
+
+    def consume_batches(
+        self,
+        topic: str,
+        *,
+        group_id: str,
+        handle_batch: Callable[[list[bytes]], Awaitable[BatchRejections]],
+        handle_one: Callable[[bytes], Awaitable[None]],
+        max_records: int = 500,
+    ) -> None:
+        """Like `consume`, in batches of up to `max_records`: one commit and bulk I/O per batch."""
+
+        async def on_batch(message: KafkaMessage) -> None:
+            await self.guard.run_batch(message, handle_batch, handle_one)
+
+        on_batch.__name__ = f"on_{topic.replace('.', '_')}_batch"
+        self.broker.subscriber(
+            topic, batch=True, max_records=max_records, batch_timeout_ms=20, **consumer_options(f"{group_id}.{topic}")
+        )(on_batch)
 
     def run_in_background(self, worker: Worker) -> None:
         """Run `worker(stopping)` while the service runs; it must return soon after `stopping` is set."""

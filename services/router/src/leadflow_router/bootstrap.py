@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import FastAPI
+from pydantic import ValidationError
 
 from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, LeadRecords, Rotations, ensure_indexes
 from leadflow_router.handlers import RouterService
@@ -14,7 +15,7 @@ from leadflow_router.sweeper import sweep
 from leadflow_shared import topics
 from leadflow_shared.events.activity import LeadActivity
 from leadflow_shared.events.intake import LeadReceived
-from leadflow_shared.kafka import publisher
+from leadflow_shared.kafka import BatchRejections, publisher
 from leadflow_shared.service import ServiceRuntime
 
 
@@ -37,7 +38,7 @@ def create_app(settings: RouterSettings) -> FastAPI:
                     rotations=Rotations(db),
                     publish=publish,
                     metrics=metrics,
-                    lease_ms=int(settings.lease_seconds * 1000),
+                    sweep_batch=settings.sweep_batch,
                 )
             )
         return services[0]
@@ -45,16 +46,35 @@ def create_app(settings: RouterSettings) -> FastAPI:
     async def on_lead_received(body: bytes) -> None:
         await service().on_lead_received(LeadReceived.model_validate_json(body))
 
+    async def on_leads_received(bodies: list[bytes]) -> BatchRejections:
+        events: list[LeadReceived] = []
+        positions: list[int] = []
+        rejections: BatchRejections = []
+        for index, body in enumerate(bodies):
+            try:
+                events.append(LeadReceived.model_validate_json(body))
+                positions.append(index)
+            except ValidationError as exc:
+                rejections.append((index, exc))
+        routed = await service().on_leads_received(events)
+        return rejections + [(positions[index], exc) for index, exc in routed]
+
     async def on_activity(body: bytes) -> None:
         await service().on_activity(LeadActivity.model_validate_json(body))
 
-    runtime.consume(topics.LEADS_INTAKE, group_id=settings.consumer_group, handle=on_lead_received)
+    runtime.consume_batches(
+        topics.LEADS_INTAKE,
+        group_id=settings.consumer_group,
+        handle_batch=on_leads_received,
+        handle_one=on_lead_received,
+        max_records=settings.intake_batch,
+    )
     runtime.consume(topics.LEADS_ACTIVITY, group_id=settings.consumer_group, handle=on_activity)
 
     async def sweeper(stopping: asyncio.Event) -> None:
         await sweep(service(), stopping, idle_seconds=settings.sweep_idle_seconds)
 
-    for _ in range(settings.sweeper_workers):
+    if settings.sweeper:
         runtime.run_in_background(sweeper)
 
     return runtime.app(title="leadflow router", version="0.1.0")

@@ -1,22 +1,29 @@
-"""Router use cases: load state and snapshot, decide (pure), compare-and-set, publish.
+"""Router use cases: load state and snapshot, decide (pure), store, then publish.
 
 Each routing record carries an outbox: the events of its last change, with ids derived
 from the input (or the record's version), and the side effects to apply with them
 (rotation cursor, contact keys). A change is stored first and flushed after, so a
 crash in between is repaired by the next delivery or the sweeper, with the same ids.
 
+Leads arrive in batches: one read of records, contacts and cursors, the decisions in
+memory in order, one insert, one flush. Changes to an existing lead (claims, expiries)
+are compare-and-set writes on its `version`, so a race has one winner (I2).
+
 Exceptions: RoutingRejected (unknown account, agent or lead; activity without an
-offer) becomes a dead letter with its reason at the consumer's edge.
+offer) is returned per message from batches, or raised, and dead-lettered at the edge.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from pydantic import ValidationError
 
 from leadflow_router.adapters.codec import decode_state, encode_state, to_ms
 from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, Doc, LeadRecords, Rotations
@@ -35,7 +42,7 @@ from leadflow_shared.envelope import derived_event_id
 from leadflow_shared.events.activity import LeadActivity
 from leadflow_shared.events.intake import LeadReceived
 from leadflow_shared.events.routing import LeadSummary
-from leadflow_shared.kafka import PublishRaw
+from leadflow_shared.kafka import BatchRejections, PublishRaw
 
 log = logging.getLogger(__name__)
 
@@ -57,61 +64,85 @@ class RouterService:
     publish: PublishRaw
     metrics: RouterMetrics
     clock: Clock = utc_now
-    lease_ms: int = 10_000
+    sweep_batch: int = 200
+    sweep_concurrency: int = 16
 
     # --- intake ------------------------------------------------------------------------------
 
     async def on_lead_received(self, event: LeadReceived) -> None:
-        """Route one received lead exactly once, however often it is delivered (I1)."""
-        lead_id = str(event.event_id)
-        if (doc := await self.records.get(lead_id)) is not None:
-            await self.flush(doc)  # a redelivery: finish what the first delivery started
-            return
-        account = await self._account(event.account_id)
-        summary = LeadSummary(contact=event.payload.contact, source=event.payload.source, message=event.payload.message)
-        keys = Contacts.keys(event.account_id, summary.contact.email, summary.contact.phone)
-        rotation_key = f"{event.account_id}:{summary.source.name}"
-        context = RoutingContext(existing=await self._existing(keys), rotation=await self.rotations.get(rotation_key))
-        now = self.clock()
-        outcome = route_new_lead(NewLead(lead_id, event.account_id, summary), account, context, now)
-        effects: dict[str, Any] = {}
-        if outcome.rotation is not None:
-            effects["rotation"] = {"key": rotation_key, "position": outcome.rotation}
-        if outcome.state is not None:
-            effects["contacts"] = keys
-            doc = encode_state(outcome.state.evolve(version=1))
-        else:
-            doc = {
-                "_id": lead_id,
-                "kind": "merged",
-                "account_id": event.account_id,
-                "version": 1,
-                "next_deadline_ms": None,
-            }
-        doc |= self._outbox(
-            outcome,
-            source_id=event.event_id,
-            correlation_id=event.correlation_id,
-            account_id=event.account_id,
-            now=now,
-            effects=effects,
-        )
-        doc["correlation_id"] = str(event.correlation_id)
-        if not await self.records.insert(doc):
-            existing = await self.records.get(lead_id)
-            assert existing is not None  # noqa: S101 (the insert failed on this id)
-            doc = existing
-        else:
-            self.metrics.decisions.labels(_rule(outcome)).inc()
-            log.info("lead routed", extra={"lead_id": lead_id, "rule": _rule(outcome)})
-        await self.flush(doc)
+        """Route one lead (see on_leads_received)."""
+        for _index, exc in await self.on_leads_received([event]):
+            raise exc
 
-    async def _existing(self, keys: list[str]) -> ExistingContact | None:
-        lead_id = await self.contacts.find(keys)
-        if lead_id is None:
-            return None
-        doc = await self.records.get(lead_id)
-        return ExistingContact(lead_id, None if doc is None else doc.get("holder"))
+    async def on_leads_received(self, events: list[LeadReceived]) -> BatchRejections:
+        """Route each received lead exactly once, however often it is delivered (I1)."""
+        stored = await self.records.get_many([str(e.event_id) for e in events])
+        redelivered = list(
+            {str(e.event_id): stored[str(e.event_id)] for e in events if str(e.event_id) in stored}.values()
+        )
+        fresh: dict[str, tuple[int, LeadReceived]] = {}
+        for index, event in enumerate(events):
+            if str(event.event_id) not in stored:
+                fresh.setdefault(str(event.event_id), (index, event))  # a resend inside the batch counts once
+        keys = {lead_id: _contact_keys(event) for lead_id, (_, event) in fresh.items()}
+        known = await self.contacts.find(sorted({k for ks in keys.values() for k in ks}))
+        holders = {
+            d["_id"]: d.get("holder") for d in (await self.records.get_many(sorted(set(known.values())))).values()
+        }
+        cursors: dict[str, int] = {}
+        rejections: BatchRejections = []
+        docs: list[Doc] = []
+        now = self.clock()
+        for lead_id, (index, event) in fresh.items():
+            try:
+                account = await self._account(event.account_id)
+                summary = LeadSummary(
+                    contact=event.payload.contact, source=event.payload.source, message=event.payload.message
+                )
+                rotation_key = f"{event.account_id}:{summary.source.name}"
+                if rotation_key not in cursors:
+                    cursors[rotation_key] = await self.rotations.get(rotation_key)
+                existing = next((known[k] for k in keys[lead_id] if k in known), None)
+                context = RoutingContext(
+                    existing=None if existing is None else ExistingContact(existing, holders.get(existing)),
+                    rotation=cursors[rotation_key],
+                )
+                outcome = route_new_lead(NewLead(lead_id, event.account_id, summary), account, context, now)
+            except (RoutingRejected, ValidationError) as exc:
+                rejections.append((index, exc))
+                continue
+            effects: dict[str, Any] = {}
+            if outcome.rotation is not None:
+                cursors[rotation_key] = outcome.rotation
+                effects["rotation"] = {"key": rotation_key, "position": outcome.rotation}
+            if outcome.state is not None:
+                effects["contacts"] = keys[lead_id]
+                # Later leads of this batch with the same email or phone are R1 on this one.
+                for key in keys[lead_id]:
+                    known.setdefault(key, lead_id)
+                holders[lead_id] = outcome.state.holder
+                doc = encode_state(outcome.state.evolve(version=1))
+            else:
+                doc = {
+                    "_id": lead_id,
+                    "kind": "merged",
+                    "account_id": event.account_id,
+                    "version": 1,
+                    "next_deadline_ms": None,
+                }
+            doc |= self._outbox(
+                outcome,
+                source_id=event.event_id,
+                correlation_id=event.correlation_id,
+                account_id=event.account_id,
+                now=now,
+                effects=effects,
+            )
+            doc |= {"correlation_id": str(event.correlation_id), "inputs": []}
+            docs.append(doc)
+            self.metrics.decisions.labels(_rule(outcome)).inc()
+        await self.flush([*redelivered, *await self.records.insert_many(docs)])
+        return rejections
 
     # --- agents' activity --------------------------------------------------------------------
 
@@ -124,7 +155,7 @@ class RouterService:
             if doc is None or doc.get("kind") != "lead" or doc["account_id"] != event.account_id:
                 raise RoutingRejected(f"unknown lead {lead_id} in account {event.account_id}")
             if str(event.event_id) in doc.get("inputs", []):
-                await self.flush(doc)
+                await self.flush([doc])
                 return
             state = decode_state(doc)
             now = self.clock()
@@ -136,59 +167,81 @@ class RouterService:
             if await self.records.compare_and_set(new, expected_version=state.version):
                 if outcome.state is not None and outcome.state.holder != state.holder:
                     self.metrics.claims.inc()
-                await self.flush(new)
+                await self.flush([new])
                 return
             self.metrics.cas_conflicts.labels("activity").inc()
         raise RuntimeError(f"lead {lead_id} kept changing under {CAS_ATTEMPTS} attempts")
 
     # --- durable timers ----------------------------------------------------------------------
 
-    async def sweep_once(self) -> bool:
-        """Fire the most overdue deadline, if any (I3); True when one was handled."""
+    async def sweep_once(self) -> int:
+        """Fire the most overdue deadlines, a batch at a time (I3); returns how many were due."""
         now = self.clock()
-        doc = await self.records.lease_due(to_ms(now) or 0, self.lease_ms)
-        if doc is None:
-            return False
-        state = decode_state(doc)
-        account = await self._account(state.account_id)
-        rotation_key = f"{state.account_id}:{state.source_name}"
-        outcome = on_deadline(state, account, await self.rotations.get(rotation_key), now)
-        if state.next_deadline is not None:
-            self.metrics.timer_lateness.observe(max(0.0, (now - state.next_deadline).total_seconds()))
-        effects: dict[str, Any] = {}
-        if outcome.rotation is not None:
-            effects["rotation"] = {"key": rotation_key, "position": outcome.rotation}
-        new = self._next_doc(doc, outcome, source_id=uuid.UUID(state.lead_id), now=now, effects=effects)
-        if await self.records.compare_and_set(new, expected_version=state.version):
-            self.metrics.expiries.labels(outcome.state.status.value if outcome.state else "none").inc()
-            await self.flush(new)
-        else:
-            self.metrics.cas_conflicts.labels("sweeper").inc()  # a claim won the race: nothing to do
-        return True
+        due = await self.records.due(to_ms(now) or 0, self.sweep_batch)
+        if not due:
+            return 0
+        cursors: dict[str, int] = {}
+        changes: list[tuple[Doc, int]] = []
+        for doc in due:
+            state = decode_state(doc)
+            account = await self._account(state.account_id)
+            rotation_key = f"{state.account_id}:{state.source_name}"
+            if rotation_key not in cursors:
+                cursors[rotation_key] = await self.rotations.get(rotation_key)
+            outcome = on_deadline(state, account, cursors[rotation_key], now)
+            if state.next_deadline is not None:
+                self.metrics.timer_lateness.observe(max(0.0, (now - state.next_deadline).total_seconds()))
+            effects: dict[str, Any] = {}
+            if outcome.rotation is not None:
+                cursors[rotation_key] = outcome.rotation
+                effects["rotation"] = {"key": rotation_key, "position": outcome.rotation}
+            new = self._next_doc(doc, outcome, source_id=uuid.UUID(state.lead_id), now=now, effects=effects)
+            changes.append((new, state.version))
+        limit = asyncio.Semaphore(self.sweep_concurrency)
 
-    async def republish_stale(self, older_than_ms: int = 5_000, limit: int = 100) -> int:
+        async def store(new: Doc, version: int) -> Doc | None:
+            async with limit:
+                return new if await self.records.compare_and_set(new, expected_version=version) else None
+
+        stored = [doc for doc in await asyncio.gather(*(store(*c) for c in changes)) if doc is not None]
+        self.metrics.expiries.inc(len(stored))
+        self.metrics.cas_conflicts.labels("sweeper").inc(len(changes) - len(stored))  # a claim or replica won
+        await self.flush(stored)
+        return len(due)
+
+    async def republish_stale(self, older_than_ms: int = 5_000, limit: int = 500) -> int:
         """Flush outboxes a crash left behind (the inputs that made them were already committed)."""
         stale = await self.records.unflushed((to_ms(self.clock()) or 0) - older_than_ms, limit)
-        for doc in stale:
-            await self.flush(doc)
+        await self.flush(stale)
         return len(stale)
 
     # --- outbox ----------------------------------------------------------------------------------
 
-    async def flush(self, doc: Doc) -> None:
-        """Apply the record's pending side effects and publish its events, then clear them."""
-        outbox: list[str] = doc.get("outbox") or []
-        effects: dict[str, Any] = doc.get("effects") or {}
-        if not outbox and not effects:
+    async def flush(self, docs: list[Doc]) -> None:
+        """Apply the records' pending side effects and publish their events, then clear them."""
+        docs = [d for d in docs if d.get("outbox") or d.get("effects")]
+        if not docs:
             return
-        if rotation := effects.get("rotation"):
-            await self.rotations.advance(rotation["key"], int(rotation["position"]))
-        if keys := effects.get("contacts"):
-            await self.contacts.register(list(keys), doc["_id"])
-        for raw in outbox:
-            await self.publish(doc["account_id"], raw.encode())
-        self.metrics.events_published.inc(len(outbox))
-        await self.records.mark_flushed(doc["_id"], int(doc["version"]))
+        positions: dict[str, int] = {}
+        lead_by_key: dict[str, str] = {}
+        for doc in docs:
+            effects: dict[str, Any] = doc.get("effects") or {}
+            if rotation := effects.get("rotation"):
+                positions[rotation["key"]] = max(positions.get(rotation["key"], 0), int(rotation["position"]))
+            for key in effects.get("contacts", []):
+                lead_by_key.setdefault(key, doc["_id"])
+        for key, position in positions.items():
+            await self.rotations.advance(key, position)
+        await self.contacts.register(lead_by_key)
+
+        async def publish_in_order(doc: Doc) -> None:
+            for raw in doc.get("outbox") or []:
+                await self.publish(doc["account_id"], raw.encode())
+
+        # Leads are independent; one lead's events keep their order.
+        await asyncio.gather(*(publish_in_order(doc) for doc in docs))
+        self.metrics.events_published.inc(sum(len(doc.get("outbox") or []) for doc in docs))
+        await self.records.mark_flushed(docs)
 
     def _outbox(
         self,
@@ -211,12 +264,7 @@ class RouterService:
             ).model_dump_json()
             for index, emit in enumerate(outcome.events)
         ]
-        return {
-            "outbox": events,
-            "effects": effects,
-            "outbox_since_ms": to_ms(now) if events or effects else None,
-            "lease_until_ms": 0,
-        }
+        return {"outbox": events, "effects": effects, "outbox_since_ms": to_ms(now) if events or effects else None}
 
     def _next_doc(
         self, doc: Doc, outcome: Outcome, *, source_id: uuid.UUID, now: datetime, effects: dict[str, Any] | None = None
@@ -247,6 +295,10 @@ class RouterService:
         if account is None:
             raise RoutingRejected(f"unknown account {account_id!r}")
         return account
+
+
+def _contact_keys(event: LeadReceived) -> list[str]:
+    return Contacts.keys(event.account_id, event.payload.contact.email, event.payload.contact.phone)
 
 
 def _rule(outcome: Outcome) -> str:

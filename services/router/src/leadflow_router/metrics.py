@@ -13,8 +13,7 @@ class RouterMetrics:
         self.claims = Counter("router_claims_total", "Offers claimed by an agent.", registry=registry)
         self.expiries = Counter(
             "router_deadlines_fired_total",
-            "Deadlines fired by the sweeper, by resulting status.",
-            ["status"],
+            "Deadlines fired by the sweeper.",
             registry=registry,
         )
         self.cas_conflicts = Counter(

@@ -16,7 +16,8 @@ class RouterSettings(ServiceSettings):
 
     http: HttpSettings = HttpSettings(port=8002)
     consumer_group: str = "leadflow-router"
-    sweeper_workers: int = Field(default=2, ge=0, le=32, description="Concurrent deadline sweepers; 0 disables.")
+    sweeper: bool = Field(default=True, description="Fire offer deadlines in this replica (safe on several).")
+    sweep_batch: int = Field(default=200, ge=1, le=5000, description="Due records fired per sweep.")
     sweep_idle_seconds: float = Field(default=0.1, gt=0, description="Pause when no deadline is due.")
-    lease_seconds: float = Field(default=10.0, gt=0, description="How long a sweeper holds a due record.")
+    intake_batch: int = Field(default=500, ge=1, le=5000, description="Leads routed per Kafka batch.")
     config_cache_seconds: float = Field(default=5.0, ge=0, description="How long account snapshots are reused.")

@@ -30,8 +30,8 @@ async def sweep(
             if time.monotonic() >= next_republish:
                 await service.republish_stale()
                 next_republish = time.monotonic() + republish_every_seconds
-            if await service.sweep_once():
-                continue
+            if await service.sweep_once() >= service.sweep_batch:
+                continue  # more are due: no pause
         except (PyMongoError, ConnectionError) as exc:
             log.warning("sweeper: %s; retrying", type(exc).__name__)
         except Exception:

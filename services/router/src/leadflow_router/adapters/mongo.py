@@ -13,9 +13,9 @@ from datetime import time as clock_time
 from datetime import timedelta
 from typing import Any
 
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from leadflow_router.domain.model import AccountSnapshot, Agent, LeadSourceConfig, PauseWindow, SourceKind
 
@@ -111,37 +111,42 @@ class LeadRecords:
     async def get(self, lead_id: str) -> Doc | None:
         return await self._leads.find_one({"_id": lead_id})
 
-    async def insert(self, doc: Doc) -> bool:
-        """False when a record with that id exists already (a redelivery or a race)."""
+    async def get_many(self, lead_ids: list[str]) -> dict[str, Doc]:
+        if not lead_ids:
+            return {}
+        return {doc["_id"]: doc async for doc in self._leads.find({"_id": {"$in": lead_ids}})}
+
+    async def insert_many(self, docs: list[Doc]) -> list[Doc]:
+        """Insert new records; returns what is stored under their ids (theirs, or one stored before)."""
+        if not docs:
+            return []
         try:
-            await self._leads.insert_one(doc)
-        except DuplicateKeyError:
-            return False
-        return True
+            await self._leads.insert_many(docs, ordered=False)
+        except BulkWriteError:
+            # Some ids existed (redeliveries, a replica racing): the stored records are the truth.
+            stored = await self.get_many([d["_id"] for d in docs])
+            return [stored[d["_id"]] for d in docs if d["_id"] in stored]
+        return docs
 
     async def compare_and_set(self, doc: Doc, expected_version: int) -> bool:
         result = await self._leads.replace_one({"_id": doc["_id"], "version": expected_version}, doc)
         return result.matched_count == 1
 
-    async def mark_flushed(self, lead_id: str, version: int) -> None:
-        await self._leads.update_one(
-            {"_id": lead_id, "version": version}, {"$set": {"outbox": [], "effects": {}, "outbox_since_ms": None}}
-        )
+    async def mark_flushed(self, docs: list[Doc]) -> None:
+        """Clear the outboxes just published, unless a newer change (which carries them) replaced them."""
+        by_version: dict[int, list[str]] = {}
+        for doc in docs:
+            by_version.setdefault(int(doc["version"]), []).append(doc["_id"])
+        for version, ids in by_version.items():
+            await self._leads.update_many(
+                {"_id": {"$in": ids}, "version": version},
+                {"$set": {"outbox": [], "effects": {}, "outbox_since_ms": None}},
+            )
 
-    async def lease_due(self, now_ms: int, lease_ms: int) -> Doc | None:
-        """Atomically take the most overdue record that no sweeper holds; the lease ends at CAS or timeout."""
-        return await self._leads.find_one_and_update(
-            {"next_deadline_ms": {"$lte": now_ms}, "lease_until_ms": {"$lt": now_ms}},
-            {"$set": {"lease_until_ms": now_ms + lease_ms}},
-            sort=[("next_deadline_ms", ASCENDING)],
-            return_document=ReturnDocument.AFTER,
-        )
-
-    async def next_due_ms(self) -> int | None:
-        doc = await self._leads.find_one(
-            {"next_deadline_ms": {"$ne": None}}, sort=[("next_deadline_ms", ASCENDING)], projection=["next_deadline_ms"]
-        )
-        return None if doc is None else int(doc["next_deadline_ms"])
+    async def due(self, now_ms: int, limit: int) -> list[Doc]:
+        """The most overdue records, oldest deadline first."""
+        cursor = self._leads.find({"next_deadline_ms": {"$lte": now_ms}}).sort("next_deadline_ms", ASCENDING)
+        return [doc async for doc in cursor.limit(limit)]
 
     async def unflushed(self, before_ms: int, limit: int) -> list[Doc]:
         cursor = self._leads.find({"outbox_since_ms": {"$lte": before_ms}}).limit(limit)
@@ -158,16 +163,18 @@ class Contacts:
     def keys(account_id: str, email: str | None, phone: str | None) -> list[str]:
         return [f"{account_id}:{kind}:{value}" for kind, value in (("email", email), ("phone", phone)) if value]
 
-    async def find(self, keys: list[str]) -> str | None:
+    async def find(self, keys: list[str]) -> dict[str, str]:
+        """key -> lead id, for the keys that are known."""
         if not keys:
-            return None
-        doc = await self._contacts.find_one({"_id": {"$in": keys}})
-        return None if doc is None else str(doc["lead_id"])
+            return {}
+        return {doc["_id"]: str(doc["lead_id"]) async for doc in self._contacts.find({"_id": {"$in": keys}})}
 
-    async def register(self, keys: list[str], lead_id: str) -> None:
-        for key in keys:
-            with contextlib.suppress(DuplicateKeyError):  # the first lead with this email/phone keeps it
-                await self._contacts.insert_one({"_id": key, "lead_id": lead_id})
+    async def register(self, lead_by_key: dict[str, str]) -> None:
+        if not lead_by_key:
+            return
+        docs = [{"_id": key, "lead_id": lead_id} for key, lead_id in lead_by_key.items()]
+        with contextlib.suppress(BulkWriteError):  # the first lead with this email/phone keeps it
+            await self._contacts.insert_many(docs, ordered=False)
 
 
 class Rotations:
