@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from leadflow_crm_api.domain.views import LeadTab
 
@@ -28,9 +30,15 @@ class LeadViews:
         """Idempotent: applying the same event twice leaves the same row."""
         created = {k: row[k] for k in ("created_at", "created_ms")}
         changes = {k: v for k, v in row.items() if k not in created}
-        await self._leads.update_one(
-            {"_id": lead_id}, {"$set": changes, "$setOnInsert": created}, upsert=True
-        )
+        await self._leads.update_one({"_id": lead_id}, {"$set": changes, "$setOnInsert": created}, upsert=True)
+
+    async def insert_new(self, lead_id: str, row: dict[str, Any]) -> None:
+        """Create the row unless it exists: a replayed first event must not undo later ones."""
+        with contextlib.suppress(DuplicateKeyError):
+            await self._leads.insert_one({"_id": lead_id, **row})
+
+    async def update(self, lead_id: str, changes: dict[str, Any]) -> None:
+        await self._leads.update_one({"_id": lead_id}, {"$set": changes})
 
     async def list(
         self, account_id: str, *, tab: LeadTab, limit: int, after: tuple[int, str] | None

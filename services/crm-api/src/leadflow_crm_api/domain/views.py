@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from leadflow_shared.events.routing import LeadAssigned
+from leadflow_shared.events.routing import LeadAssigned, LeadClaimed, LeadEvent, LeadFellBack, LeadOffered
 
 
 class LeadTab(StrEnum):
@@ -16,6 +16,37 @@ class LeadTab(StrEnum):
 
     ALL = "all"
     MINE = "mine"
+
+
+def lead_row_from_offered(event: LeadOffered) -> dict[str, Any]:
+    """A lead that starts its life offered (round robin): nobody holds it yet."""
+    p = event.payload
+    return {
+        "account_id": event.account_id,
+        "name": p.contact.full_name,
+        "email": p.contact.email,
+        "phone": p.contact.phone,
+        "source": p.source.name,
+        "channel": p.source.channel.value,
+        "status": "offered",
+        "owner_agent_id": None,
+        "assignment_reason": None,
+        "transferred_to": None,
+        "created_at": event.occurred_at,
+        "created_ms": epoch_ms(event.occurred_at),
+        "last_activity_at": event.occurred_at,
+        "last_event_id": str(event.event_id),
+    }
+
+
+def lead_row_changes(event: LeadEvent) -> dict[str, Any]:
+    """What a later event changes on an existing row (nothing for offers' own open/close)."""
+    changes: dict[str, Any] = {"last_activity_at": event.occurred_at, "last_event_id": str(event.event_id)}
+    if isinstance(event, LeadClaimed):
+        changes |= {"status": "assigned", "owner_agent_id": event.payload.agent_id, "assignment_reason": "claimed"}
+    elif isinstance(event, LeadFellBack):
+        changes |= {"status": "fell_back", "owner_agent_id": event.payload.agent_id, "assignment_reason": "fallback"}
+    return changes
 
 
 def lead_row_from_assigned(event: LeadAssigned) -> dict[str, Any]:

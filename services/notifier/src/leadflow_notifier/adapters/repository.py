@@ -21,7 +21,7 @@ class AgentDirectory:
         doc = await self._agents.find_one({"_id": agent_id})
         if doc is None:
             return None
-        return Recipient(agent_id=agent_id, name=doc["name"], email=doc["email"])
+        return Recipient(agent_id=agent_id, name=doc["name"], email=doc["email"], time_zone=doc.get("time_zone", "UTC"))
 
 
 class DeliveryLog:
