@@ -68,6 +68,7 @@ def make_broker(
         client_id=client_id,
         acks="all",
         enable_idempotence=settings.producer_idempotence,
+        max_batch_size=settings.producer_batch_bytes,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         graceful_timeout=settings.graceful_timeout_seconds,
         security=_security(settings),

@@ -26,6 +26,9 @@ class KafkaSettings(BaseModel):
     sasl_password: SecretStr | None = None
     # Bounded in-process retries of a failing handler before the message is
     # dead-lettered (transient errors only; invalid input goes straight to the DLQ).
+    # Bytes per partition batch: bursts of events (a routed batch) fill aiokafka's 16 KiB
+    # default at once and then wait for it to drain.
+    producer_batch_bytes: int = Field(default=512 * 1024, ge=16 * 1024, le=8 * 1024 * 1024)
     handler_attempts: int = Field(default=5, ge=1, le=20)
     retry_initial_seconds: float = Field(default=0.2, gt=0)
     retry_max_seconds: float = Field(default=5.0, gt=0)

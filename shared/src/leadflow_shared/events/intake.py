@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import EmailStr, Field
+from pydantic import Field
 
 from leadflow_shared.envelope import Contract, Envelope
 
@@ -27,7 +27,15 @@ class Contact(Contract):
 
     first_name: str = Field(max_length=100, examples=["Jane"])
     last_name: str = Field(default="", max_length=100, examples=["Doe"])
-    email: EmailStr | None = Field(default=None, description="Lower-cased.", examples=["jane@example.com"])
+    # Intake validated and normalized the address (email-validator); downstream of it a
+    # shape check is enough, and re-running the full validation on every event is costly.
+    email: str | None = Field(
+        default=None,
+        max_length=254,
+        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+        description="Normalized and lower-cased by intake.",
+        examples=["jane@example.com"],
+    )
     phone: str | None = Field(
         default=None, pattern=r"^\+[1-9]\d{6,14}$", description="E.164.", examples=["+14155550123"]
     )
