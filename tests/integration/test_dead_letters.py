@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import WaitForRecord
 from leadflow_shared import topics
+from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
 from leadflow_shared.events.routing import LEAD_EVENT, LeadAssigned
 
@@ -68,3 +69,36 @@ async def test_poison_goes_to_dlq_with_reason_and_next_message_is_routed(
 
     routed = LEAD_EVENT.validate_json((await wait_for_record(topics.LEADS_EVENTS, routes_valid)).value or b"")
     assert routed.payload.agent_id == "alex-rivera"
+
+
+@pytest.mark.parametrize("agent", ["no-offer", "unknown-lead"])
+async def test_activity_without_offer_or_lead_goes_to_dlq_with_reason(
+    stack: Stack, wait_for_record: WaitForRecord, agent: str
+) -> None:
+    lead_id = uuid.uuid4()
+    if agent == "no-offer":
+        # A lead held by roster position 1 (round robin off): nobody else holds an offer on it.
+        valid = received()
+        lead_id = valid.event_id
+        producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(topics.LEADS_INTAKE, valid.model_dump_json().encode(), key=b"acme-realty")
+        finally:
+            await producer.stop()
+        await wait_for_record(topics.LEADS_EVENTS, lambda r: str(lead_id).encode() in (r.value or b""))
+    activity = LeadActivity.create(
+        account_id="acme-realty", occurred_at=datetime.now(UTC),
+        payload=LeadActivityPayload(lead_id=lead_id, agent_id="blair-chen", action=ActivityAction.NOTE),
+    )
+    body = activity.model_dump_json().encode()
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.LEADS_ACTIVITY, body, key=b"acme-realty")
+    finally:
+        await producer.stop()
+    dead = await wait_for_record(topics.dlq(topics.LEADS_ACTIVITY), lambda r: r.value == body)
+    expected = "no open offer" if agent == "no-offer" else "unknown lead"
+    assert expected in header(dead, "dlq-reason")
+    assert header(dead, "dlq-error-type") == "RoutingRejected"

@@ -35,6 +35,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from leadflow_shared.errors import PoisonMessage as PoisonMessage  # re-exported: the DLQ guard handles it
 from leadflow_shared.metrics import ConsumerMetrics
 from leadflow_shared.settings import KafkaSettings
 from leadflow_shared.topics import TopicSpec, dlq
@@ -43,10 +44,6 @@ log = logging.getLogger(__name__)
 
 # Errors of a dependency being down: retrying later will succeed, dead-lettering would not.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionFailure, KafkaError)
-
-
-class PoisonMessage(Exception):  # noqa: N818 (a kind of message, not an error state)
-    """Input that can never be processed, whatever the retry: dead-letter it now."""
 
 
 def _security(settings: KafkaSettings) -> BaseSecurity | None:
@@ -197,22 +194,25 @@ class DeadLetterGuard:
             },
         )
         self._metrics.dead_lettered.labels(topic, type(exc).__name__).inc()
-        # The reason names fields and rules, never values (see _describe): safe to log.
+        # Logs get field paths and error types only: validators' messages may quote input.
         log.warning(
-            "dead-lettered %s[%s]@%s: %s", topic, partition, offset, reason,
+            "dead-lettered %s[%s]@%s: %s", topic, partition, offset, _describe(exc, messages=False),
             extra={"topic": topic, "partition": partition, "offset": offset},
         )
 
 
-def _describe(exc: Exception) -> str:
-    """The reason that travels with a dead letter: field paths and messages, never values."""
+def _describe(exc: Exception, *, messages: bool = True) -> str:
+    """The reason of a dead letter: field paths with the validation messages (for the DLQ
+    header, next to the original bytes anyway) or with error types only (for logs)."""
     if isinstance(exc, ValidationError):
         parts = [
-            f"{'.'.join(str(p) for p in err['loc']) or '<message>'}: {err['msg']}"
+            f"{'.'.join(str(p) for p in err['loc']) or '<message>'}: {err['msg'] if messages else err['type']}"
             for err in exc.errors(include_input=False)[:20]
         ]
         return "; ".join(parts)[:2000]
-    return f"{type(exc).__name__}: {exc}"[:2000]
+    if isinstance(exc, PoisonMessage):
+        return f"{type(exc).__name__}: {exc}"[:2000]  # our own reasons: ids and rules, no personal data
+    return f"{type(exc).__name__}: {exc}"[:2000] if messages else type(exc).__name__
 
 
 async def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec]) -> None:

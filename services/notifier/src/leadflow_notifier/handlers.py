@@ -7,8 +7,8 @@ from typing import Protocol
 
 from leadflow_notifier.adapters.repository import AgentDirectory, DeliveryLog
 from leadflow_notifier.domain.messages import EmailContent, email_for, recipient_of
+from leadflow_shared.errors import PoisonMessage
 from leadflow_shared.events.routing import LeadEvent
-from leadflow_shared.kafka import PoisonMessage
 
 log = logging.getLogger(__name__)
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from leadflow_shared.events.routing import LeadAssigned, LeadClaimed, LeadEvent, LeadFellBack, LeadOffered
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class LeadTab(StrEnum):
@@ -71,7 +73,8 @@ def lead_row_from_assigned(event: LeadAssigned) -> dict[str, Any]:
 
 
 def epoch_ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
+    """Whole milliseconds since 1970, in integer arithmetic (a float timestamp can lose one)."""
+    return (moment - EPOCH) // timedelta(milliseconds=1)
 
 
 def encode_cursor(created_ms: int, lead_id: str) -> str:
@@ -85,8 +88,8 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created_ms, lead_id = json.loads(base64.urlsafe_b64decode(padded))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:  # RecursionError: deeply nested JSON
         raise ValueError("invalid cursor") from exc
-    if not isinstance(created_ms, int) or not isinstance(lead_id, str):
+    if type(created_ms) is not int or not isinstance(lead_id, str):  # bool is an int subclass
         raise ValueError("invalid cursor")
     return created_ms, lead_id

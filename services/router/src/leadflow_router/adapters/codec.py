@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from leadflow_router.domain.model import LeadState, LeadStatus, Offer, OfferStatus
 from leadflow_shared.events.routing import AssignmentReason, LeadSummary
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
 
 def to_ms(moment: datetime | None) -> int | None:
-    return None if moment is None else int(moment.timestamp() * 1000)
+    """Whole milliseconds since 1970, in integer arithmetic (a float timestamp can lose one)."""
+    return None if moment is None else (moment - EPOCH) // timedelta(milliseconds=1)
 
 
 def from_ms(value: int | None) -> datetime | None:

@@ -15,12 +15,16 @@ from datetime import datetime, time, timedelta
 from enum import StrEnum
 from typing import Self
 
+from leadflow_shared.errors import PoisonMessage
 from leadflow_shared.events.activity import ActivityAction
 from leadflow_shared.events.routing import AssignmentReason, LeadSummary
 
 
-class RoutingRejected(Exception):  # noqa: N818 (reads as the outcome it reports)
-    """The input cannot be routed: unknown account, agent or lead, or an agent without an offer."""
+class RoutingRejected(PoisonMessage):
+    """The input cannot be routed: unknown account, agent or lead, or an agent without an offer.
+
+    A poison message: retrying cannot help, so it is dead-lettered at once with this reason.
+    """
 
 
 class SourceKind(StrEnum):
