@@ -57,7 +57,7 @@ def main(argv: list[str]) -> int:
     steps = [
         ("ruff", ["ruff", "check", "."]),
         ("mypy", ["mypy", *(f"-p={p}" for p in PACKAGES)]),
-        ("mypy tests", ["mypy", "tests"]),
+        ("mypy tests and bench", ["mypy", "tests", "bench"]),
         ("pytest", ["pytest", *rest]),
     ]
     for name, step in steps:
