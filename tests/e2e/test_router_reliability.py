@@ -4,13 +4,16 @@ and offers still expire after a restart."""
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from leadflow_devstack.processes import ManagedProcess, free_port
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import eventually
 from leadflow_shared import topics
@@ -159,3 +162,70 @@ async def test_offers_expire_after_a_router_restart(stack: Stack, tmp_path: Path
         await eventually(lambda: seen(OfferExpired), timeout=60, what="the expiry after the restart")
         offers = of_lead(LeadOffered)
         assert len(offers) == 2, "the next agent got the lead after the expiry"
+
+
+async def test_two_router_processes_fire_each_expiry_once(stack: Stack, tmp_path: Path) -> None:
+    """I3 with several replicas: a second router joins the group; both sweep the same deadlines."""
+    config = {
+        "accounts": [
+            {
+                "account_id": "twin-realty",
+                "name": "Twin Realty",
+                "round_robin": True,
+                "agents": [{"agent_id": f"twin-{a}", "name": a, "email": f"{a}@twin.example"} for a in ("one", "two")],
+                "roster": ["twin-one", "twin-two"],
+                "default_source": {"claim_window_seconds": 10},
+            }
+        ]
+    }
+    path = tmp_path / "twin.json"
+    path.write_text(json.dumps(config))
+    stack.seed(path)
+    port = free_port()
+    replica = ManagedProcess(
+        "router-2",
+        [str(Path(sys.executable).parent / "leadflow-router")],
+        log_dir=stack.log_dir,
+        env={**stack.service_env("router"), "ROUTER_HTTP__PORT": str(port)},
+    )
+    replica.start()
+    try:
+        await eventually(lambda: _ready(port), timeout=90, what="the second router")
+        leads = [lead("twin-realty", f"twin-{uuid.uuid4().hex}@example.com") for _ in range(40)]
+        producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all")
+        await producer.start()
+        try:
+            for item in leads:
+                await producer.send_and_wait(topics.LEADS_INTAKE, item.model_dump_json().encode(), key=b"twin-realty")
+        finally:
+            await producer.stop()
+        ids = {item.event_id for item in leads}
+        async with EventLog(stack.bootstrap) as log:
+
+            def expiries() -> list[OfferExpired]:
+                return [
+                    e
+                    for e in map(LEAD_EVENT.validate_json, log.raw)
+                    if isinstance(e, OfferExpired) and e.payload.lead_id in ids and e.payload.offer_round == 1
+                ]
+
+            async def all_expired() -> bool:
+                await log.poll()
+                return {e.payload.lead_id for e in expiries()} == ids
+
+            await eventually(all_expired, timeout=90, what="every first-round offer to expire")
+            await log.poll()
+            fired = expiries()
+        # Both replicas swept (each runs a sweeper), yet each offer expired once: one event id per
+        # offer, and no second copy of it published by the losing replica.
+        assert len({e.event_id for e in fired}) == len(ids)
+        assert len(fired) == len(ids), "an expiry was published twice"
+    finally:
+        replica.stop()
+
+
+def _ready(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
