@@ -230,16 +230,19 @@ class RouterService:
                 positions[rotation["key"]] = max(positions.get(rotation["key"], 0), int(rotation["position"]))
             for key in effects.get("contacts", []):
                 lead_by_key.setdefault(key, doc["_id"])
-        for key, position in positions.items():
-            await self.rotations.advance(key, position)
-        await self.contacts.register(lead_by_key)
+
+        async def apply_effects() -> None:
+            for key, position in positions.items():
+                await self.rotations.advance(key, position)
+            await self.contacts.register(lead_by_key)
 
         async def publish_in_order(doc: Doc) -> None:
             for raw in doc.get("outbox") or []:
                 await self.publish(doc["account_id"], raw.encode())
 
-        # Leads are independent; one lead's events keep their order.
-        await asyncio.gather(*(publish_in_order(doc) for doc in docs))
+        # Effects and events are independent (both idempotent); leads are independent of
+        # each other; one lead's events keep their order.
+        await asyncio.gather(apply_effects(), *(publish_in_order(doc) for doc in docs))
         self.metrics.events_published.inc(sum(len(doc.get("outbox") or []) for doc in docs))
         await self.records.mark_flushed(docs)
 
