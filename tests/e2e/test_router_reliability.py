@@ -37,6 +37,41 @@ def lead(account_id: str, email: str) -> LeadReceived:
     )
 
 
+def seed_round_robin_account(stack: Stack, tmp_path: Path, prefix: str) -> None:
+    """Account `<prefix>-realty`: round robin over two agents, 10 s claim windows."""
+    agents = [f"{prefix}-{name}" for name in ("one", "two")]
+    config = {
+        "accounts": [
+            {
+                "account_id": f"{prefix}-realty",
+                "name": prefix.title(),
+                "round_robin": True,
+                "agents": [{"agent_id": a, "name": a, "email": f"{a}@example.com"} for a in agents],
+                "roster": agents,
+                "default_source": {"claim_window_seconds": 10},
+            }
+        ]
+    }
+    path = tmp_path / f"{prefix}.json"
+    path.write_text(json.dumps(config))
+    stack.seed(path)
+
+
+async def publish(stack: Stack, leads: list[LeadReceived]) -> None:
+    """Publish to leads.intake.v1 as a partner would, keyed by account, in order."""
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        sent = [
+            await producer.send(topics.LEADS_INTAKE, m.model_dump_json().encode(), key=m.account_id.encode())
+            for m in leads
+        ]
+        for future in sent:
+            await future
+    finally:
+        await producer.stop()
+
+
 class EventLog:
     """Everything on leads.events.v1, read from the beginning."""
 
@@ -63,16 +98,7 @@ async def test_router_sigkilled_mid_stream_yields_exactly_one_outcome_per_lead(s
     originals = [lead("acme-realty", f"load-{run}-{n}@example.com") for n in range(NEW_LEADS)]
     repeats = [lead("acme-realty", f"load-{run}-{n}@example.com") for n in range(REPEAT_CONTACTS)]  # R1
     messages = originals + repeats + originals[-RESENDS:]  # partner resends of the same event ids
-    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all", linger_ms=5)
-    await producer.start()
-    try:
-        batch = [
-            await producer.send(topics.LEADS_INTAKE, m.model_dump_json().encode(), key=b"acme-realty") for m in messages
-        ]
-        for sent in batch:
-            await sent
-    finally:
-        await producer.stop()
+    await publish(stack, messages)
 
     ours = {str(m.event_id) for m in originals}
     async with EventLog(stack.bootstrap) as log:
@@ -116,28 +142,9 @@ async def test_router_sigkilled_mid_stream_yields_exactly_one_outcome_per_lead(s
 
 
 async def test_offers_expire_after_a_router_restart(stack: Stack, tmp_path: Path) -> None:
-    config = {
-        "accounts": [
-            {
-                "account_id": "rr-realty",
-                "name": "RR Realty",
-                "round_robin": True,
-                "agents": [{"agent_id": f"rr-{a}", "name": a, "email": f"{a}@rr.example"} for a in ("one", "two")],
-                "roster": ["rr-one", "rr-two"],
-                "default_source": {"claim_window_seconds": 10},
-            }
-        ]
-    }
-    path = tmp_path / "rr.json"
-    path.write_text(json.dumps(config))
-    stack.seed(path)
+    seed_round_robin_account(stack, tmp_path, "rr")
     offered = lead("rr-realty", f"rr-{uuid.uuid4().hex}@example.com")
-    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all")
-    await producer.start()
-    try:
-        await producer.send_and_wait(topics.LEADS_INTAKE, offered.model_dump_json().encode(), key=b"rr-realty")
-    finally:
-        await producer.stop()
+    await publish(stack, [offered])
 
     async with EventLog(stack.bootstrap) as log:
 
@@ -166,21 +173,7 @@ async def test_offers_expire_after_a_router_restart(stack: Stack, tmp_path: Path
 
 async def test_two_router_processes_fire_each_expiry_once(stack: Stack, tmp_path: Path) -> None:
     """I3 with several replicas: a second router joins the group; both sweep the same deadlines."""
-    config = {
-        "accounts": [
-            {
-                "account_id": "twin-realty",
-                "name": "Twin Realty",
-                "round_robin": True,
-                "agents": [{"agent_id": f"twin-{a}", "name": a, "email": f"{a}@twin.example"} for a in ("one", "two")],
-                "roster": ["twin-one", "twin-two"],
-                "default_source": {"claim_window_seconds": 10},
-            }
-        ]
-    }
-    path = tmp_path / "twin.json"
-    path.write_text(json.dumps(config))
-    stack.seed(path)
+    seed_round_robin_account(stack, tmp_path, "twin")
     port = free_port()
     replica = ManagedProcess(
         "router-2",
@@ -192,13 +185,7 @@ async def test_two_router_processes_fire_each_expiry_once(stack: Stack, tmp_path
     try:
         await eventually(lambda: _ready(port), timeout=90, what="the second router")
         leads = [lead("twin-realty", f"twin-{uuid.uuid4().hex}@example.com") for _ in range(40)]
-        producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all")
-        await producer.start()
-        try:
-            for item in leads:
-                await producer.send_and_wait(topics.LEADS_INTAKE, item.model_dump_json().encode(), key=b"twin-realty")
-        finally:
-            await producer.stop()
+        await publish(stack, leads)
         ids = {item.event_id for item in leads}
         async with EventLog(stack.bootstrap) as log:
 

@@ -13,6 +13,7 @@ import pytest
 import pytest_asyncio
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_router.adapters.account_config import load_account_config
 from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, LeadRecords, Rotations, ensure_indexes
@@ -69,6 +70,19 @@ class Router:
     published: Published
 
 
+def router_service(db: AsyncDatabase[dict[str, Any]], published: Published, clock: Clock) -> RouterService:
+    """The router's use cases on real MongoDB adapters, with no snapshot cache."""
+    return RouterService(
+        records=LeadRecords(db),
+        accounts=AccountSnapshots(db, 0),
+        contacts=Contacts(db),
+        rotations=Rotations(db),
+        publish=published,
+        metrics=RouterMetrics(CollectorRegistry()),
+        clock=clock,
+    )
+
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def db_name(mongo_url: str) -> AsyncIterator[str]:
     name = f"router_{uuid.uuid4().hex[:12]}"
@@ -90,15 +104,7 @@ async def routers(mongo_url: str, db_name: str) -> AsyncIterator[list[Router]]:
         clients.append(client)
         db = client[db_name]
         clock, published = Clock(), Published()
-        service = RouterService(
-            records=LeadRecords(db),
-            accounts=AccountSnapshots(db, 0),
-            contacts=Contacts(db),
-            rotations=Rotations(db),
-            publish=published,
-            metrics=RouterMetrics(CollectorRegistry()),
-            clock=clock,
-        )
+        service = router_service(db, published, clock)
         instances.append(Router(service, clock, published))
     yield instances
     for client in clients:
@@ -221,15 +227,7 @@ async def test_deadlines_survive_a_restart(mongo_url: str, db_name: str, routers
     try:
         db = client[db_name]
         published = Published()
-        restarted = RouterService(
-            records=LeadRecords(db),
-            accounts=AccountSnapshots(db, 0),
-            contacts=Contacts(db),
-            rotations=Rotations(db),
-            publish=published,
-            metrics=RouterMetrics(CollectorRegistry()),
-            clock=lambda: T0 + timedelta(seconds=600),
-        )
+        restarted = router_service(db, published, Clock(T0 + timedelta(seconds=600)))
         while await restarted.sweep_once():
             pass
     finally:
