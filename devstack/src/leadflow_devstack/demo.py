@@ -15,7 +15,7 @@ from rich.table import Table
 
 from leadflow_devstack.stack import Stack
 from leadflow_shared import topics
-from leadflow_shared.events.routing import LEAD_EVENT, LeadAssigned
+from leadflow_shared.events.routing import LEAD_EVENT, LeadAssigned, LeadOffered
 
 
 @dataclass
@@ -25,6 +25,7 @@ class LeadProgress:
     agent: str | None = None
     emailed_to: str | None = None
     emailed_at: float | None = None
+    emails: int = 0
 
 
 @dataclass
@@ -60,7 +61,15 @@ class Demo:
             ready.set()
             async for record in consumer:
                 event = LEAD_EVENT.validate_json(record.value or b"")
-                if isinstance(event, LeadAssigned):
+                if isinstance(event, LeadOffered):
+                    lead_id = str(event.payload.lead_id)
+                    progress = self.leads.setdefault(lead_id, LeadProgress(name=event.payload.contact.full_name))
+                    progress.name = event.payload.contact.full_name
+                    progress.agent = ", ".join(filter(None, [progress.agent, f"{event.payload.agent_id} (offer)"]))
+                    self._say(f"[magenta]offered[/magenta]   {lead_id[:8]}  {progress.name} to "
+                              f"{event.payload.agent_id} until {event.payload.deadline:%H:%M:%S} UTC "
+                              f"(race of {event.payload.race_size})")
+                elif isinstance(event, LeadAssigned):
                     lead_id = str(event.payload.lead_id)
                     progress = self.leads.setdefault(lead_id, LeadProgress(name=event.payload.contact.full_name))
                     progress.name = event.payload.contact.full_name  # as normalized by intake
@@ -80,6 +89,7 @@ class Demo:
                 lead_id = str(message["X-Leadflow-Lead-Id"])
                 progress = self.leads.setdefault(lead_id, LeadProgress(name="?"))
                 progress.emailed_to, progress.emailed_at = str(message["To"]), time.monotonic()
+                progress.emails += 1
                 self._say(f"[green]emailed[/green]   {lead_id[:8]}  to {message['To']}: {message['Subject']}")
             seen = len(messages)
             if sum(1 for p in self.leads.values() if p.emailed_to and p.agent) >= expected:
