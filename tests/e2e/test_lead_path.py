@@ -11,6 +11,7 @@ import pytest
 
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import eventually
+from leadflow_devstack.tokens import bearer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 
@@ -51,14 +52,19 @@ async def test_website_lead_is_emailed_to_roster_position_1_and_listed_in_all_le
         assert email["To"] == "alex.rivera@acme-realty.example"
         expected_name = f"Robin {str(body['last_name']).title()}"
         assert email["Subject"] == f"New lead: {expected_name}"
-        text = email.get_content()
+        plain = email.get_body(("plain",))  # the plain part of text + HTML
+        assert plain is not None
+        text = plain.get_content()
         assert f"/v1/accounts/acme-realty/leads/{lead_id}" in text
         assert str(body["email"]).lower() in text
         phone = "+1415555" + str(body["phone"])[-4:]
         assert phone in text
 
+        broker = bearer(stack.token("acme-broker", "broker", "acme-realty"))
+
         async def listed() -> dict[str, object] | None:
-            page = (await client.get(f"{stack.url('crm-api')}/v1/accounts/acme-realty/leads?tab=all&limit=200")).json()
+            url = f"{stack.url('crm-api')}/v1/accounts/acme-realty/leads?tab=all&limit=200"
+            page = (await client.get(url, headers=broker)).json()
             return next((item for item in page["items"] if item["lead_id"] == lead_id), None)
 
         row = await eventually(listed, what="the lead in All Leads")
@@ -68,9 +74,12 @@ async def test_website_lead_is_emailed_to_roster_position_1_and_listed_in_all_le
         assert row["phone"] == phone
         assert row["owner_agent_id"] == "alex-rivera"
         assert row["status"] == "assigned"
-        detail = await client.get(f"{stack.url('crm-api')}/v1/accounts/acme-realty/leads/{lead_id}")
+        detail = await client.get(f"{stack.url('crm-api')}/v1/accounts/acme-realty/leads/{lead_id}", headers=broker)
         assert detail.status_code == 200
-        other_account = await client.get(f"{stack.url('crm-api')}/v1/accounts/other-realty/leads/{lead_id}")
+        other_broker = bearer(stack.token("other-broker", "broker", "other-realty"))
+        other_account = await client.get(
+            f"{stack.url('crm-api')}/v1/accounts/other-realty/leads/{lead_id}", headers=other_broker
+        )
         assert other_account.status_code == 404
 
 

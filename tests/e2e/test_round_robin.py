@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaProducer
 
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import eventually
+from leadflow_devstack.tokens import bearer
 from leadflow_shared import topics
 from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
 
@@ -71,12 +72,16 @@ async def test_lead_race_offer_claim_and_listing(stack: Stack, race_account: str
         offered = sorted(str(m["To"]).split("@")[0] for m in offers)
         assert len(set(offered)) == 2
         assert set(offered) <= set(AGENTS)
-        text = offers[0].get_content()
+        plain = offers[0].get_body(("plain",))  # the plain part of text + HTML
+        assert plain is not None
+        text = plain.get_content()
         assert "Claim it before" in text
         assert "CST" in text, "the deadline is shown in the agent's time zone"
 
+        broker = bearer(stack.token("rr2-broker", "broker", race_account))
+
         async def listed_status() -> str | None:
-            page = (await client.get(f"{stack.url('crm-api')}/v1/accounts/{race_account}/leads")).json()
+            page = (await client.get(f"{stack.url('crm-api')}/v1/accounts/{race_account}/leads", headers=broker)).json()
             row = next((r for r in page["items"] if r["lead_id"] == lead_id), None)
             return None if row is None else f"{row['status']}:{row['owner_agent_id']}"
 

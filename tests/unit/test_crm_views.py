@@ -1,4 +1,4 @@
-"""CRM read model: keyset cursors and the list row a LeadAssigned sets."""
+"""CRM read model: keyset cursors, list rows, open offers, timeline entries and search patterns."""
 
 from __future__ import annotations
 
@@ -10,9 +10,33 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leadflow_crm_api.domain.views import decode_cursor, encode_cursor, epoch_ms, lead_row_from_assigned
+from leadflow_crm_api.domain.views import (
+    LeadSort,
+    decode_cursor,
+    encode_cursor,
+    epoch_ms,
+    lead_row_from_assigned,
+    open_offers_after,
+    records_in_timeline,
+    search_patterns,
+    timeline_entry,
+)
+from leadflow_shared.events.activity import ActivityAction
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
-from leadflow_shared.events.routing import AssignmentReason, LeadAssigned, LeadAssignedPayload
+from leadflow_shared.events.routing import (
+    ActivityLogged,
+    ActivityLoggedPayload,
+    AssignmentReason,
+    LeadAssigned,
+    LeadAssignedPayload,
+    LeadClaimed,
+    LeadClaimedPayload,
+    LeadOffered,
+    LeadOfferedPayload,
+    OfferClosedPayload,
+    OfferExpired,
+    OfferWithdrawn,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -126,9 +150,15 @@ def test_lead_row_from_assigned() -> None:
         "owner_agent_id": "agent-1",
         "assignment_reason": "roster_position_1",
         "transferred_to": None,
+        "search_name": "jane doe",
+        "search_email": "jane@example.com",
+        "search_phone": "14155550123",
+        "open_offers": [],
+        "offered_to": [],
         "created_at": utc,
         "created_ms": 1714564800250,
         "last_activity_at": utc,
+        "last_activity_ms": 1714564800250,
         "last_event_id": str(event.event_id),
     }
     assert row["created_at"].tzinfo == UTC
@@ -145,3 +175,90 @@ def test_lead_row_without_last_name_email_or_phone() -> None:
 @given(st.datetimes(datetime(2005, 1, 1), datetime(2037, 12, 31), timezones=st.just(UTC)))  # noqa: DTZ001 (naive bounds)
 def test_epoch_ms_counts_whole_milliseconds(moment: datetime) -> None:
     assert epoch_ms(moment) == (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+
+
+@pytest.mark.parametrize("sort", [s for s in LeadSort if s is not LeadSort.CREATED_DESC])
+def test_cursor_of_one_order_is_refused_by_another(sort: LeadSort) -> None:
+    cursor = encode_cursor(5, "x", sort=sort)
+    assert decode_cursor(cursor, sort=sort) == (5, "x")
+    with pytest.raises(ValueError, match="invalid cursor"):
+        decode_cursor(cursor)
+    with pytest.raises(ValueError, match="invalid cursor"):
+        decode_cursor(encode_cursor(5, "x"), sort=sort)
+
+
+LEAD = uuid.uuid4()
+T0 = datetime(2024, 5, 1, 12, tzinfo=UTC)
+CONTACT = Contact(first_name="Jane", last_name="Doe")
+SOURCE = LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website")
+
+
+def _offered(agent: str, offer_round: int = 1) -> LeadOffered:
+    return LeadOffered.create(
+        account_id="acme-realty",
+        occurred_at=T0,
+        payload=LeadOfferedPayload(
+            lead_id=LEAD, agent_id=agent, offer_round=offer_round, race_size=2, deadline=T0 + timedelta(minutes=15),
+            explanation="R6", contact=CONTACT, source=SOURCE,
+        ),
+    )
+
+
+def _closed(kind: type[OfferExpired] | type[OfferWithdrawn], agent: str) -> OfferExpired | OfferWithdrawn:
+    payload = OfferClosedPayload(lead_id=LEAD, agent_id=agent, offer_round=1)
+    return kind.create(account_id="acme-realty", occurred_at=T0, payload=payload)
+
+
+def test_open_offers_follow_offers_expiries_withdrawals_and_claims() -> None:
+    offers = open_offers_after([], _offered("ana"))
+    assert offers is not None
+    offers = open_offers_after(offers, _offered("ben"))
+    assert offers is not None
+    deadline_ms = epoch_ms(T0) + 900_000
+    assert [(o["agent_id"], o["deadline_ms"]) for o in offers] == [("ana", deadline_ms), ("ben", deadline_ms)]
+    assert open_offers_after(offers, _offered("ben")) == offers, "a replayed offer is not added twice"
+    assert [o["agent_id"] for o in open_offers_after(offers, _closed(OfferExpired, "ana")) or []] == ["ben"]
+    assert [o["agent_id"] for o in open_offers_after(offers, _closed(OfferWithdrawn, "ben")) or []] == ["ana"]
+    claim = LeadClaimed.create(
+        account_id="acme-realty", occurred_at=T0,
+        payload=LeadClaimedPayload(lead_id=LEAD, agent_id="ana", action=ActivityAction.CALL, offer_round=1),
+    )
+    assert open_offers_after(offers, claim) == []
+    assert open_offers_after(offers, _activity(by="ana")) is None
+
+
+def _activity(*, by: str | None) -> ActivityLogged:
+    payload = ActivityLoggedPayload(lead_id=LEAD, agent_id="ana", action=ActivityAction.INQUIRY if by is None
+                                    else ActivityAction.NOTE, by_agent_id=by)
+    return ActivityLogged.create(account_id="acme-realty", occurred_at=T0, payload=payload)
+
+
+def test_timeline_entry_is_keyed_by_event_id_and_names_no_contact() -> None:
+    event = _offered("ana")
+    entry = timeline_entry(event)
+    assert entry["_id"] == str(event.event_id)
+    assert (entry["lead_id"], entry["account_id"], entry["type"]) == (str(LEAD), "acme-realty", "LeadOffered")
+    assert entry["occurred_ms"] == epoch_ms(T0)
+    assert "ana" in entry["summary"]
+    assert "2024-05-01T12:15:00+00:00" in entry["summary"]
+    assert "Jane" not in entry["summary"]
+
+
+def test_agents_own_activity_echo_is_not_recorded_twice() -> None:
+    assert records_in_timeline(_activity(by=None)), "a returning contact (R1) is on the timeline"
+    assert not records_in_timeline(_activity(by="ana")), "crm-api recorded the agent's action when it took it"
+    assert records_in_timeline(_offered("ana"))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Jane", ("jane", None)),
+        ("  a.b+c@Ex.com ", (r"a\.b\+c@ex\.com", None)),
+        ("(415) 555", (r"\(415\)\ 555", "415555")),
+        ("$where", (r"\$where", None)),
+        ("jane 1", (r"jane\ 1", None)),
+    ],
+)
+def test_search_patterns_escape_and_find_phone_digits(text: str, expected: tuple[str, str | None]) -> None:
+    assert search_patterns(text) == expected

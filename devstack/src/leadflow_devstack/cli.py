@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         console.print("[bold green]every sample lead reached its agent's inbox[/bold green]" if ok
                       else f"[bold red]not every sample lead was emailed within {args.timeout:.0f}s[/bold red]")
         console.rule("where to look")
-        console.print(f"Brokerage CRM (All Leads): curl '{stack.url('crm-api')}/v1/accounts/acme-realty/leads'")
+        token = stack.token("dev-broker", "broker", "acme-realty")  # valid for an hour, this run only
+        console.print(f"Brokerage CRM (All Leads): curl -H 'Authorization: Bearer {token}' "
+                      f"'{stack.url('crm-api')}/v1/accounts/acme-realty/leads'")
         console.print(f"Post a lead:  curl -X POST {stack.url('intake')}/v1/leads -H 'content-type: application/json' "
                       "-d '{\"account_id\":\"acme-realty\",\"first_name\":\"Ada\",\"email\":\"ada@example.com\"}'")
         console.print(f"Captured emails: {stack.work_dir / 'mail'}   Logs: {stack.log_dir}")

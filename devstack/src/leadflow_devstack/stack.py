@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ import httpx
 
 from leadflow_devstack.processes import ManagedProcess, free_port, wait_for_port
 from leadflow_devstack.servers import MailSink, mongo_wire, tansu
+from leadflow_devstack.tokens import Role, dev_token
 from leadflow_shared.kafka import ensure_topics
 from leadflow_shared.topics import all_topics
 
@@ -54,6 +56,8 @@ class Stack:
     ports: dict[str, int] = field(default_factory=dict)
     _infra: list[ManagedProcess] = field(default_factory=list)
     services: dict[str, ManagedProcess] = field(default_factory=dict)
+    # crm-api's token key for this run: random, so no token outlives the stack.
+    signing_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 
     @property
     def log_dir(self) -> Path:
@@ -61,6 +65,10 @@ class Stack:
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
+
+    def token(self, sub: str, role: Role, account_id: str, *, organisation_id: str | None = None) -> str:
+        """A bearer token crm-api of this stack accepts (development only)."""
+        return dev_token(sub, role, account_id, key=self.signing_key, organisation_id=organisation_id)
 
     def start_infra(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -86,6 +94,8 @@ class Stack:
             "SMTP__PORT": str(self.mail.port),
             "CRM_BASE_URL": self.url("crm-api") if "crm-api" in self.ports else "",
         }
+        if service == "crm-api":
+            env["AUTH__KEY"] = self.signing_key
         return {prefix + k: v for k, v in env.items()}
 
     def seed(self, accounts_file: Path) -> None:

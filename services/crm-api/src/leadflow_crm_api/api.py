@@ -1,11 +1,15 @@
-"""HTTP schemas of crm-api (LeadPublic, LeadPage) and their mapping from view rows."""
+"""HTTP schemas of crm-api (LeadPublic, LeadPage, LeadDetail, ActivityCreate) and their mapping from view rows."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from leadflow_shared.events.activity import ActivityAction
 
 
 class LeadPublic(BaseModel):
@@ -26,16 +30,88 @@ class LeadPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` to get the next page; null on the last page.")
 
 
+class OpenOffer(BaseModel):
+    agent_id: str
+    offer_round: int
+    deadline: datetime = Field(description="The offer expires unless claimed before this (R8).")
+
+
+class TimelineEntry(BaseModel):
+    event_id: str
+    type: str = Field(examples=["LeadOffered", "OfferExpired", "LeadClaimed", "LeadActivity"])
+    occurred_at: datetime
+    agent_id: str | None
+    action: str | None
+    summary: str
+
+
+class LeadDetail(LeadPublic):
+    """V3: the contact, its holder, the open offers with deadlines and the whole timeline, oldest first."""
+
+    open_offers: list[OpenOffer]
+    timeline: list[TimelineEntry]
+
+
+class AgentAction(StrEnum):
+    """What an agent can do on a lead through the API: the claiming actions of R8, and `view`."""
+
+    ACCEPT = ActivityAction.ACCEPT.value
+    EMAIL = ActivityAction.EMAIL.value
+    NOTE = ActivityAction.NOTE.value
+    CALL = ActivityAction.CALL.value
+    SMS = ActivityAction.SMS.value
+    TASK = ActivityAction.TASK.value
+    DRIP_PLAN = ActivityAction.DRIP_PLAN.value
+    BULK_EMAIL = ActivityAction.BULK_EMAIL.value
+    HOT_SHEET = ActivityAction.HOT_SHEET.value
+    VIEW = ActivityAction.VIEW.value
+
+
+class ActivityCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: AgentAction = Field(description="Every action but `view` claims a lead offered to the caller (R8).")
+
+
+class ActivityAccepted(BaseModel):
+    event_id: uuid.UUID = Field(description="Id of the LeadActivity published to leads.activity.v1.")
+
+
 def lead_public(doc: dict[str, Any]) -> LeadPublic:
-    return LeadPublic(
-        lead_id=doc["_id"],
-        name=doc["name"],
-        email=doc.get("email"),
-        phone=doc.get("phone"),
-        source=doc["source"],
-        status=doc["status"],
-        owner_agent_id=doc.get("owner_agent_id"),
-        assigned_to=doc.get("transferred_to"),
-        created_at=doc["created_at"],
-        last_activity_at=doc["last_activity_at"],
+    return LeadPublic(**_public_fields(doc))
+
+
+def lead_detail(doc: dict[str, Any], timeline: list[dict[str, Any]]) -> LeadDetail:
+    return LeadDetail(
+        **_public_fields(doc),
+        open_offers=[
+            OpenOffer(agent_id=o["agent_id"], offer_round=o["offer_round"], deadline=o["deadline"])
+            for o in sorted(doc.get("open_offers", []), key=lambda o: (o["deadline_ms"], o["agent_id"]))
+        ],
+        timeline=[
+            TimelineEntry(
+                event_id=e["_id"],
+                type=e["type"],
+                occurred_at=e["occurred_at"],
+                agent_id=e.get("agent_id"),
+                action=e.get("action"),
+                summary=e["summary"],
+            )
+            for e in timeline
+        ],
     )
+
+
+def _public_fields(doc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "lead_id": doc["_id"],
+        "name": doc["name"],
+        "email": doc.get("email"),
+        "phone": doc.get("phone"),
+        "source": doc["source"],
+        "status": doc["status"],
+        "owner_agent_id": doc.get("owner_agent_id"),
+        "assigned_to": doc.get("transferred_to"),
+        "created_at": doc["created_at"],
+        "last_activity_at": doc["last_activity_at"],
+    }

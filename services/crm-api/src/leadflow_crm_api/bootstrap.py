@@ -1,57 +1,195 @@
-"""Composition root of the crm-api process."""
+"""Composition root of the crm-api process: projection consumer, auth, scoped data access, routes."""
 
 from __future__ import annotations
 
+import logging
+import uuid
+from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import FastAPI, HTTPException, Path, Query, status
+from fastapi import Depends, FastAPI, Path, Query, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AwareDatetime
+from pymongo.asynchronous.database import AsyncDatabase
 
-from leadflow_crm_api.adapters.leads import LeadViews, ensure_indexes
-from leadflow_crm_api.api import LeadPage, LeadPublic, lead_public
-from leadflow_crm_api.domain.views import LeadTab, decode_cursor, encode_cursor
+from leadflow_crm_api.adapters.leads import LeadViews, ScopedLeads, ensure_indexes, realtor_filter, scope_filter
+from leadflow_crm_api.adapters.tokens import TokenVerifier
+from leadflow_crm_api.api import (
+    ActivityAccepted,
+    ActivityCreate,
+    LeadDetail,
+    LeadPage,
+    lead_detail,
+    lead_public,
+)
+from leadflow_crm_api.domain.principal import Principal, Role
+from leadflow_crm_api.domain.views import (
+    LeadQuery,
+    LeadSort,
+    LeadStatus,
+    LeadTab,
+    activity_entry,
+    decode_cursor,
+    encode_cursor,
+    epoch_ms,
+)
+from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound, Unauthenticated, Unavailable
 from leadflow_crm_api.handlers import project
+from leadflow_crm_api.problems import PROBLEM_RESPONSES, install_problem_handlers
 from leadflow_crm_api.settings import CrmApiSettings
 from leadflow_shared import topics
+from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
 from leadflow_shared.events.routing import LEAD_EVENT
+from leadflow_shared.kafka import publisher
+from leadflow_shared.mongo import Document
 from leadflow_shared.service import ServiceRuntime
 
-AccountId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
-LeadId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+log = logging.getLogger(__name__)
+
+Id = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+Text = Annotated[str | None, Query(min_length=1, max_length=100)]
+bearer = HTTPBearer(auto_error=False, description="OAuth2 access token (JWT) for the crm-api audience.")
+
+
+def _principal(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Principal:
+    if credentials is None:
+        raise Unauthenticated("A bearer token is required.")
+    verifier: TokenVerifier = request.app.state.verifier
+    return verifier.verify(credentials.credentials)
+
+
+Caller = Annotated[Principal, Depends(_principal)]
+
+
+def _db(request: Request) -> AsyncDatabase[Document]:
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime.db
+
+
+Db = Annotated[AsyncDatabase[Document], Depends(_db)]
+
+
+def _account_leads(account_id: Id, caller: Caller, db: Db) -> ScopedLeads:
+    """The account's leads as the caller may see them; other accounts are refused outright."""
+    if account_id != caller.account_id:
+        raise Forbidden("The token does not grant access to this account.")
+    return ScopedLeads(db, scope_filter(caller, account_id))
+
+
+AccountLeads = Annotated[ScopedLeads, Depends(_account_leads)]
+
+
+def lead_query(
+    tab: LeadTab = LeadTab.ALL,
+    status_: Annotated[LeadStatus | None, Query(alias="status")] = None,
+    owner: Annotated[str | None, Query(max_length=64, description="Agent holding the lead.")] = None,
+    assigned_to: Annotated[str | None, Query(max_length=64, description='"Assigned To" realtor.')] = None,
+    source: Text = None,
+    created_from: Annotated[AwareDatetime | None, Query(description="Inclusive, ISO 8601 with offset.")] = None,
+    created_to: Annotated[AwareDatetime | None, Query(description="Exclusive, ISO 8601 with offset.")] = None,
+    q: Annotated[str | None, Query(min_length=1, max_length=100, description="Name, email or phone.")] = None,
+    sort: LeadSort = LeadSort.CREATED_DESC,
+) -> LeadQuery:
+    return LeadQuery(
+        tab=tab,
+        status=status_,
+        owner_agent_id=owner,
+        assigned_to=assigned_to,
+        source=source,
+        created_from_ms=None if created_from is None else epoch_ms(created_from),
+        created_to_ms=None if created_to is None else epoch_ms(created_to),
+        search=q.strip() or None if q else None,
+        sort=sort,
+    )
+
+
+Filters = Annotated[LeadQuery, Depends(lead_query)]
+Limit = Annotated[int, Query(ge=1, le=200)]
+Cursor = Annotated[str | None, Query(max_length=500)]
 
 
 def create_app(settings: CrmApiSettings) -> FastAPI:
     runtime = ServiceRuntime(settings, service="crm-api")
     runtime.on_startup(ensure_indexes)
+    publish_activity = publisher(runtime.broker, topics.LEADS_ACTIVITY)
 
     async def handle(body: bytes) -> None:
         await project(LEAD_EVENT.validate_json(body), views=LeadViews(runtime.db))
 
     runtime.consume(topics.LEADS_EVENTS, group_id=settings.consumer_group, handle=handle)
 
-    app = runtime.app(title="leadflow crm-api", version="0.1.0")
+    app = runtime.app(title="leadflow crm-api", version="0.1.0", responses=PROBLEM_RESPONSES)
+    install_problem_handlers(app, realm="leadflow-crm-api")
+    app.state.runtime, app.state.verifier = runtime, TokenVerifier(settings)
+
+    async def page(leads: ScopedLeads, query: LeadQuery, limit: int, cursor: str | None) -> LeadPage:
+        try:
+            after = decode_cursor(cursor, sort=query.sort) if cursor else None
+        except ValueError as exc:
+            raise InvalidRequest("cursor: not a cursor from this API for this sort order.") from exc
+        docs = await leads.find_page(query, limit=limit + 1, after=after)
+        rows, more = docs[:limit], len(docs) > limit
+        next_cursor = encode_cursor(rows[-1][query.sort.field], rows[-1]["_id"], sort=query.sort) if more else None
+        return LeadPage(items=[lead_public(d) for d in rows], next_cursor=next_cursor)
 
     @app.get("/v1/accounts/{account_id}/leads", tags=["brokerage CRM"])
     async def list_leads(
-        account_id: AccountId,
-        tab: LeadTab = LeadTab.ALL,
-        limit: Annotated[int, Query(ge=1, le=200)] = 50,
-        cursor: Annotated[str | None, Query(max_length=500)] = None,
+        leads: AccountLeads, caller: Caller, query: Filters, limit: Limit = 50, cursor: Cursor = None
     ) -> LeadPage:
-        """V1: the brokerage's leads, newest first; `tab=mine` keeps only leads it still holds."""
-        try:
-            after = decode_cursor(cursor) if cursor else None
-        except ValueError as exc:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "cursor: not a cursor from this API") from exc
-        docs = await LeadViews(runtime.db).list(account_id, tab=tab, limit=limit + 1, after=after)
-        page, more = docs[:limit], len(docs) > limit
-        next_cursor = encode_cursor(page[-1]["created_ms"], page[-1]["_id"]) if more else None
-        return LeadPage(items=[lead_public(d) for d in page], next_cursor=next_cursor)
+        """V1: the brokerage's leads (brokers and admins); `tab=mine` keeps only leads it still holds."""
+        if not caller.sees_whole_account:
+            raise Forbidden("The brokerage list is for brokers and admins; realtors use /v1/realtors/me/leads.")
+        return await page(leads, query, limit, cursor)
 
-    @app.get("/v1/accounts/{account_id}/leads/{lead_id}", tags=["brokerage CRM"])
-    async def get_lead(account_id: AccountId, lead_id: LeadId) -> LeadPublic:
-        doc = await LeadViews(runtime.db).get(account_id, lead_id)
+    @app.get("/v1/realtors/me/leads", tags=["realtor CRM"])
+    async def my_leads(caller: Caller, db: Db, query: Filters, limit: Limit = 50, cursor: Cursor = None) -> LeadPage:
+        """V2: the calling realtor's leads: held, offered to it now, or shared with it."""
+        if caller.role is not Role.REALTOR:
+            raise Forbidden("Only realtors have a realtor CRM.")
+        return await page(ScopedLeads(db, realtor_filter(caller)), query, limit, cursor)
+
+    @app.get("/v1/accounts/{account_id}/leads/{lead_id}", tags=["brokerage CRM", "realtor CRM"])
+    async def get_lead(leads: AccountLeads, lead_id: Id) -> LeadDetail:
+        """V3: the contact, its holder, the open offers with deadlines, and the timeline."""
+        doc = await leads.get(lead_id)
         if doc is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "lead not found")
-        return lead_public(doc)
+            raise NotFound("No such lead.")
+        return lead_detail(doc, await leads.timeline(doc))
+
+    @app.post(
+        "/v1/accounts/{account_id}/leads/{lead_id}/activities",
+        tags=["brokerage CRM", "realtor CRM"],
+        status_code=status.HTTP_202_ACCEPTED,
+    )
+    async def act_on_lead(leads: AccountLeads, caller: Caller, lead_id: Id, body: ActivityCreate) -> ActivityAccepted:
+        """Record the caller's action on the timeline and hand it to the router, which decides claims (R8)."""
+        doc = await leads.get(lead_id)
+        if doc is None:
+            raise NotFound("No such lead.")
+        activity = LeadActivity.create(
+            account_id=doc["account_id"],
+            occurred_at=datetime.now(UTC),
+            payload=LeadActivityPayload(
+                lead_id=uuid.UUID(doc["_id"]), agent_id=caller.sub, action=ActivityAction(body.action.value)
+            ),
+        )
+        try:
+            await publish_activity(activity.account_id, activity.model_dump_json().encode())
+        except Exception as exc:  # the edge: any Kafka failure is "not taken", the client may retry
+            log.warning("activity not published: %s", type(exc).__name__, extra={"event_id": str(activity.event_id)})
+            raise Unavailable("The action could not be recorded; try again.") from exc
+        await leads.record(
+            activity_entry(
+                event_id=str(activity.event_id),
+                lead_id=doc["_id"],
+                account_id=activity.account_id,
+                agent_id=caller.sub,
+                action=body.action.value,
+                occurred_at=activity.occurred_at,
+            )
+        )
+        return ActivityAccepted(event_id=activity.event_id)
 
     return app

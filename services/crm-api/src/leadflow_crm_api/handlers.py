@@ -1,24 +1,39 @@
-"""crm-api projection: fold leads.events.v1 into the read views, idempotently."""
+"""crm-api projection: fold leads.events.v1 into the read views, idempotently.
+
+The timeline entry (_id = event id) is written last and marks the event as applied, so a
+redelivered event is skipped; one that crashed half-way is applied again, which the row
+changes tolerate (they are sets keyed by the event's own fields).
+"""
 
 from __future__ import annotations
 
 from leadflow_crm_api.adapters.leads import LeadViews
-from leadflow_crm_api.domain.views import lead_row_changes, lead_row_from_assigned, lead_row_from_offered
-from leadflow_shared.events.routing import (
-    ActivityLogged,
-    LeadAssigned,
-    LeadClaimed,
-    LeadEvent,
-    LeadFellBack,
-    LeadOffered,
+from leadflow_crm_api.domain.views import (
+    lead_row_changes,
+    lead_row_from_assigned,
+    lead_row_from_offered,
+    open_offers_after,
+    records_in_timeline,
+    timeline_entry,
 )
+from leadflow_shared.events.routing import LeadAssigned, LeadEvent, LeadOffered
 
 
 async def project(event: LeadEvent, *, views: LeadViews) -> None:
     lead_id = str(event.payload.lead_id)
+    in_timeline = records_in_timeline(event)
+    if in_timeline and await views.recorded(str(event.event_id)):
+        return
     if isinstance(event, LeadAssigned):
         await views.upsert(lead_id, lead_row_from_assigned(event))
-    elif isinstance(event, LeadOffered):
-        await views.insert_new(lead_id, lead_row_from_offered(event))
-    elif isinstance(event, LeadClaimed | LeadFellBack | ActivityLogged):
-        await views.update(lead_id, lead_row_changes(event))
+    else:
+        if isinstance(event, LeadOffered):
+            await views.insert_new(lead_id, lead_row_from_offered(event))
+        changes = lead_row_changes(event)
+        offers = open_offers_after(await views.open_offers(lead_id), event)
+        if offers is not None:
+            # $set of the whole array: nx-27017 mangles $push of documents (decision 0004).
+            changes |= {"open_offers": offers, "offered_to": sorted({o["agent_id"] for o in offers})}
+        await views.update(lead_id, changes)
+    if in_timeline:
+        await views.record(timeline_entry(event))

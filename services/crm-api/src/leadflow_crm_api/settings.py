@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal, Self
 
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from leadflow_shared.settings import HttpSettings, ServiceSettings
+from leadflow_shared.settings import HttpSettings, ServiceSettings, require_secret
+
+# Signs and verifies tokens only when environment=development and no key is configured
+# (the embedded stack's default and `compose.yaml`); refused anywhere else. Public by design.
+DEVELOPMENT_SIGNING_KEY = "leadflow-development-only-signing-key-not-a-secret"
+
+
+class AuthSettings(BaseModel):
+    """OAuth2 bearer JWTs: who signed them (key), and for whom (audience, issuer)."""
+
+    algorithm: Literal["HS256", "HS384", "HS512", "RS256", "ES256"] = "HS256"
+    # The HMAC secret (HS*) or the issuer's PEM public key (RS256/ES256).
+    key: SecretStr | None = None
+    audience: str = Field(default="leadflow-crm-api", min_length=1)
+    issuer: str | None = None
+    leeway_seconds: int = Field(default=30, ge=0, le=300)
 
 
 class CrmApiSettings(ServiceSettings):
@@ -15,3 +31,25 @@ class CrmApiSettings(ServiceSettings):
 
     http: HttpSettings = HttpSettings(port=8004)
     consumer_group: str = "leadflow-crm-api-projection"
+    auth: AuthSettings = AuthSettings()
+
+    @model_validator(mode="after")
+    def _signing_key(self) -> Self:
+        key = self.auth.key
+        if key is None and self.environment == "development":
+            if not self.auth.algorithm.startswith("HS"):
+                raise ValueError("auth.key: the development key is an HMAC secret; set a public key for RS/ES")
+            return self
+        if key is None:
+            raise ValueError(f"auth.key (CRM_API_AUTH__KEY) must be set when environment={self.environment}")
+        require_secret(key, "auth.key (CRM_API_AUTH__KEY)", self.environment)
+        if self.environment == "production" and key.get_secret_value() == DEVELOPMENT_SIGNING_KEY:
+            raise ValueError("auth.key: the development signing key is refused in production")
+        if self.auth.algorithm.startswith("HS") and len(key.get_secret_value().encode()) < 32:
+            raise ValueError("auth.key: an HMAC key must be at least 32 bytes (RFC 7518 section 3.2)")
+        return self
+
+    @property
+    def verification_key(self) -> str:
+        """The configured key, or the development key (the validator allows that in development only)."""
+        return DEVELOPMENT_SIGNING_KEY if self.auth.key is None else self.auth.key.get_secret_value()

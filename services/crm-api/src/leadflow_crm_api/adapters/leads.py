@@ -1,4 +1,8 @@
-"""The crm_leads view in MongoDB: the projection writes it, the list endpoints read it."""
+"""The crm_leads and crm_timeline views in MongoDB: the projection writes them, the API reads them.
+
+Readers get a `ScopedLeads` built from the caller, so every query carries the caller's
+account and role scope (S1) and no endpoint can forget it.
+"""
 
 from __future__ import annotations
 
@@ -9,22 +13,39 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from leadflow_crm_api.domain.views import LeadTab
+from leadflow_crm_api.domain.principal import Principal
+from leadflow_crm_api.domain.views import LeadQuery, LeadTab, search_patterns
 
 CRM_LEADS = "crm_leads"
+CRM_TIMELINE = "crm_timeline"
+TIMELINE_LIMIT = 2000  # a lead's detail shows at most this many entries, oldest first
 
 
 async def ensure_indexes(db: AsyncDatabase[dict[str, Any]]) -> None:
-    # Serves the list queries: one account, newest first. Sorting and cursors use
-    # created_ms (epoch milliseconds) and _id is left out of the index: nx-27017
-    # compares datetimes to the second and breaks on indexes that name _id
-    # (docs/decisions/0004-mongodb-wire-fidelity.md).
-    await db[CRM_LEADS].create_index([("account_id", ASCENDING), ("created_ms", DESCENDING)], name="account_recent")
+    # Sorts, filters and cursors use epoch-millisecond ints and no index names _id:
+    # nx-27017 compares datetimes to the second and breaks on indexes that name _id
+    # (docs/decisions/0004-mongodb-wire-fidelity.md). The (key, _id) tie-break sorts in memory
+    # over the few rows sharing a millisecond.
+    leads = db[CRM_LEADS]
+    await leads.create_index([("account_id", ASCENDING), ("created_ms", DESCENDING)], name="account_recent")
+    await leads.create_index([("account_id", ASCENDING), ("last_activity_ms", DESCENDING)], name="account_activity")
+    await leads.create_index(
+        [("account_id", ASCENDING), ("owner_agent_id", ASCENDING), ("created_ms", DESCENDING)], name="account_owner"
+    )
+    await leads.create_index(
+        [("account_id", ASCENDING), ("status", ASCENDING), ("created_ms", DESCENDING)], name="account_status"
+    )
+    await leads.create_index([("account_id", ASCENDING), ("offered_to", ASCENDING)], name="account_offered_to")
+    await leads.create_index([("transferred_to", ASCENDING), ("created_ms", DESCENDING)], name="transferred_to")
+    await db[CRM_TIMELINE].create_index([("lead_id", ASCENDING), ("occurred_ms", ASCENDING)], name="lead_timeline")
 
 
 class LeadViews:
+    """The projection's writes (no caller scope: it applies the account's own events)."""
+
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self._leads = db[CRM_LEADS]
+        self._timeline = db[CRM_TIMELINE]
 
     async def upsert(self, lead_id: str, row: dict[str, Any]) -> None:
         """Idempotent: applying the same event twice leaves the same row."""
@@ -40,20 +61,103 @@ class LeadViews:
     async def update(self, lead_id: str, changes: dict[str, Any]) -> None:
         await self._leads.update_one({"_id": lead_id}, {"$set": changes})
 
-    async def list(
-        self, account_id: str, *, tab: LeadTab, limit: int, after: tuple[int, str] | None
-    ) -> list[dict[str, Any]]:
-        query: dict[str, Any] = {"account_id": account_id}
-        if tab is LeadTab.MINE:
-            query["transferred_to"] = None
+    async def open_offers(self, lead_id: str) -> list[dict[str, Any]]:
+        doc = await self._leads.find_one({"_id": lead_id}, {"open_offers": 1})
+        return list(doc.get("open_offers", [])) if doc else []
+
+    async def recorded(self, event_id: str) -> bool:
+        return await self._timeline.find_one({"_id": event_id}, {"_id": 1}) is not None
+
+    async def record(self, entry: dict[str, Any]) -> None:
+        """Add a timeline entry; the same event id twice is one entry."""
+        with contextlib.suppress(DuplicateKeyError):
+            await self._timeline.insert_one(entry)
+
+
+def scope_filter(principal: Principal, account_id: str) -> dict[str, Any]:
+    """What `principal` may read in `account_id`: the whole account, or a realtor's own leads.
+
+    A realtor's own: held by it, offered to it right now (so it can claim), or shared with it (T1).
+    """
+    if principal.sees_whole_account:
+        return {"account_id": account_id}
+    mine: list[dict[str, Any]] = [{"transferred_to": principal.sub}]
+    if account_id == principal.account_id:
+        mine += [{"owner_agent_id": principal.sub}, {"offered_to": principal.sub}]
+    return {"account_id": account_id, "$or": mine}
+
+
+def realtor_filter(principal: Principal) -> dict[str, Any]:
+    """V2: leads a realtor holds or was offered in its own account, and leads shared with it from any."""
+    return {
+        "$or": [
+            {"account_id": principal.account_id, "owner_agent_id": principal.sub},
+            {"account_id": principal.account_id, "offered_to": principal.sub},
+            {"transferred_to": principal.sub},
+        ]
+    }
+
+
+def query_filter(query: LeadQuery) -> list[dict[str, Any]]:
+    """The list query's conditions; values are typed strings and ints, regexes escaped (S3)."""
+    conditions: list[dict[str, Any]] = []
+    if query.tab is LeadTab.MINE:
+        # $eq, not a bare None: inside $and, nx-27017 matches a bare None only on missing fields.
+        conditions.append({"transferred_to": {"$eq": None}})
+    if query.status is not None:
+        conditions.append({"status": query.status.value})
+    if query.owner_agent_id is not None:
+        conditions.append({"owner_agent_id": query.owner_agent_id})
+    if query.assigned_to is not None:
+        conditions.append({"transferred_to": query.assigned_to})
+    if query.source is not None:
+        conditions.append({"source": query.source})
+    created: dict[str, int] = {}
+    if query.created_from_ms is not None:
+        created["$gte"] = query.created_from_ms
+    if query.created_to_ms is not None:
+        created["$lt"] = query.created_to_ms
+    if created:
+        conditions.append({"created_ms": created})
+    if query.search:
+        text, digits = search_patterns(query.search)
+        matches: list[dict[str, Any]] = [{"search_name": {"$regex": text}}, {"search_email": {"$regex": text}}]
+        if digits:
+            matches.append({"search_phone": {"$regex": digits}})
+        conditions.append({"$or": matches})
+    return conditions
+
+
+class ScopedLeads:
+    """Reads of the views, always inside `scope` (from `scope_filter` or `realtor_filter`)."""
+
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], scope: dict[str, Any]) -> None:
+        self._leads = db[CRM_LEADS]
+        self._timeline = db[CRM_TIMELINE]
+        self._scope = scope
+
+    async def find_page(self, query: LeadQuery, *, limit: int, after: tuple[int, str] | None) -> list[dict[str, Any]]:
+        field, direction = query.sort.field, DESCENDING if query.sort.descending else ASCENDING
+        conditions = [self._scope, *query_filter(query)]
         if after is not None:
-            created_ms, lead_id = after
-            query["$or"] = [
-                {"created_ms": {"$lt": created_ms}},
-                {"created_ms": created_ms, "_id": {"$lt": lead_id}},
-            ]
-        cursor = self._leads.find(query).sort([("created_ms", DESCENDING), ("_id", DESCENDING)]).limit(limit)
+            key, lead_id = after
+            beyond = "$lt" if query.sort.descending else "$gt"
+            conditions.append({"$or": [{field: {beyond: key}}, {field: key, "_id": {beyond: lead_id}}]})
+        cursor = self._leads.find({"$and": conditions}).sort([(field, direction), ("_id", direction)]).limit(limit)
         return [doc async for doc in cursor]
 
-    async def get(self, account_id: str, lead_id: str) -> dict[str, Any] | None:
-        return await self._leads.find_one({"_id": lead_id, "account_id": account_id})
+    async def get(self, lead_id: str) -> dict[str, Any] | None:
+        return await self._leads.find_one({"$and": [self._scope, {"_id": lead_id}]})
+
+    async def timeline(self, lead: dict[str, Any]) -> list[dict[str, Any]]:
+        """The timeline of a lead this scope returned (pass `get`'s row, so the scope holds)."""
+        cursor = (
+            self._timeline.find({"lead_id": lead["_id"], "account_id": lead["account_id"]})
+            .sort([("occurred_ms", ASCENDING), ("_id", ASCENDING)])
+            .limit(TIMELINE_LIMIT)
+        )
+        return [doc async for doc in cursor]
+
+    async def record(self, entry: dict[str, Any]) -> None:
+        with contextlib.suppress(DuplicateKeyError):
+            await self._timeline.insert_one(entry)

@@ -1,14 +1,25 @@
-"""Read-model rows and how events change them: pure functions, no I/O."""
+"""Read-model rows, timeline entries and list queries, and how events change them: pure, no I/O."""
 
 from __future__ import annotations
 
 import base64
 import json
+import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from leadflow_shared.events.routing import LeadAssigned, LeadClaimed, LeadEvent, LeadFellBack, LeadOffered
+from leadflow_shared.events.routing import (
+    ActivityLogged,
+    LeadAssigned,
+    LeadClaimed,
+    LeadEvent,
+    LeadFellBack,
+    LeadOffered,
+    OfferExpired,
+    OfferWithdrawn,
+)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -20,34 +31,99 @@ class LeadTab(StrEnum):
     MINE = "mine"
 
 
+class LeadStatus(StrEnum):
+    OFFERED = "offered"
+    ASSIGNED = "assigned"
+    FELL_BACK = "fell_back"
+
+
+class LeadSort(StrEnum):
+    """List orders; each has its own keyset cursor (the sort key of a page's last row, then its id)."""
+
+    CREATED_DESC = "created_desc"
+    CREATED_ASC = "created_asc"
+    ACTIVITY_DESC = "last_activity_desc"
+    ACTIVITY_ASC = "last_activity_asc"
+
+    @property
+    def field(self) -> str:
+        return "created_ms" if self in {LeadSort.CREATED_DESC, LeadSort.CREATED_ASC} else "last_activity_ms"
+
+    @property
+    def descending(self) -> bool:
+        return self in {LeadSort.CREATED_DESC, LeadSort.ACTIVITY_DESC}
+
+
+@dataclass(frozen=True, slots=True)
+class LeadQuery:
+    """A list request's filters, search and order; every value is a plain string or int, never an operator."""
+
+    tab: LeadTab = LeadTab.ALL
+    status: LeadStatus | None = None
+    owner_agent_id: str | None = None
+    assigned_to: str | None = None
+    source: str | None = None
+    created_from_ms: int | None = None  # inclusive
+    created_to_ms: int | None = None  # exclusive
+    search: str | None = None
+    sort: LeadSort = LeadSort.CREATED_DESC
+
+
+def search_patterns(text: str) -> tuple[str, str | None]:
+    """(escaped pattern for the lower-cased name and email, pattern for the phone's digits or None)."""
+    needle = text.strip().lower()
+    digits = "".join(ch for ch in needle if ch.isdigit())
+    # A phone search needs a few digits, or "1" would match nearly every number.
+    return re.escape(needle), (digits if len(digits) >= 3 and len(digits) >= len(needle) // 2 else None)
+
+
+def _search_fields(name: str, email: str | None, phone: str | None) -> dict[str, str]:
+    """Lower-cased copies the search matches against (contacts are normalized already; this is for case)."""
+    return {
+        "search_name": name.lower(),
+        "search_email": (email or "").lower(),
+        "search_phone": "".join(ch for ch in phone or "" if ch.isdigit()),
+    }
+
+
 def lead_row_from_offered(event: LeadOffered) -> dict[str, Any]:
-    """A lead that starts its life offered (round robin): nobody holds it yet."""
+    """A lead that starts its life offered (round robin): nobody holds it yet; offers are added after."""
     p = event.payload
     return {
         "account_id": event.account_id,
         "name": p.contact.full_name,
         "email": p.contact.email,
         "phone": p.contact.phone,
+        **_search_fields(p.contact.full_name, p.contact.email, p.contact.phone),
         "source": p.source.name,
         "channel": p.source.channel.value,
-        "status": "offered",
+        "status": LeadStatus.OFFERED.value,
         "owner_agent_id": None,
         "assignment_reason": None,
         "transferred_to": None,
+        "open_offers": [],
+        "offered_to": [],
         "created_at": event.occurred_at,
         "created_ms": epoch_ms(event.occurred_at),
         "last_activity_at": event.occurred_at,
+        "last_activity_ms": epoch_ms(event.occurred_at),
         "last_event_id": str(event.event_id),
     }
 
 
 def lead_row_changes(event: LeadEvent) -> dict[str, Any]:
-    """What a later event changes on an existing row (nothing for offers' own open/close)."""
-    changes: dict[str, Any] = {"last_activity_at": event.occurred_at, "last_event_id": str(event.event_id)}
+    """What a later event changes on an existing row (offers are handled by `open_offers_after`)."""
+    changes: dict[str, Any] = {
+        "last_activity_at": event.occurred_at,
+        "last_activity_ms": epoch_ms(event.occurred_at),
+        "last_event_id": str(event.event_id),
+    }
     if isinstance(event, LeadClaimed):
         changes |= {"status": "assigned", "owner_agent_id": event.payload.agent_id, "assignment_reason": "claimed"}
     elif isinstance(event, LeadFellBack):
         changes |= {"status": "fell_back", "owner_agent_id": event.payload.agent_id, "assignment_reason": "fallback"}
+    elif isinstance(event, LeadOffered):
+        changes["status"] = LeadStatus.OFFERED.value
     return changes
 
 
@@ -59,16 +135,105 @@ def lead_row_from_assigned(event: LeadAssigned) -> dict[str, Any]:
         "name": p.contact.full_name,
         "email": p.contact.email,
         "phone": p.contact.phone,
+        **_search_fields(p.contact.full_name, p.contact.email, p.contact.phone),
         "source": p.source.name,
         "channel": p.source.channel.value,
         "status": "assigned",
         "owner_agent_id": p.agent_id,
         "assignment_reason": p.reason.value,
         "transferred_to": None,  # set by lead sharing (T1), which makes it leave "My Leads"
+        "open_offers": [],
+        "offered_to": [],
         "created_at": event.occurred_at,
         "created_ms": epoch_ms(event.occurred_at),
         "last_activity_at": event.occurred_at,
+        "last_activity_ms": epoch_ms(event.occurred_at),
         "last_event_id": str(event.event_id),
+    }
+
+
+def open_offers_after(open_offers: list[dict[str, Any]], event: LeadEvent) -> list[dict[str, Any]] | None:
+    """The row's open offers after `event`, or None when it does not touch them.
+
+    Keyed by (agent, round), so applying an event again leaves the same list.
+    """
+    if isinstance(event, LeadOffered):
+        p = event.payload
+        offer = {
+            "agent_id": p.agent_id,
+            "offer_round": p.offer_round,
+            "deadline": p.deadline,
+            "deadline_ms": epoch_ms(p.deadline),
+        }
+        kept = [o for o in open_offers if (o["agent_id"], o["offer_round"]) != (p.agent_id, p.offer_round)]
+        return [*kept, offer]
+    if isinstance(event, OfferExpired | OfferWithdrawn):
+        key = (event.payload.agent_id, event.payload.offer_round)
+        return [o for o in open_offers if (o["agent_id"], o["offer_round"]) != key]
+    if isinstance(event, LeadClaimed | LeadAssigned | LeadFellBack):
+        return []  # someone holds the lead: no offer is open any more
+    return None
+
+
+def timeline_entry(event: LeadEvent) -> dict[str, Any]:
+    """One lead event as a timeline document (_id = event id, so replays insert nothing new)."""
+    agent: str | None = event.payload.agent_id
+    action: str | None = None
+    if isinstance(event, LeadAssigned):
+        assigned = event.payload
+        summary = f"Assigned to {assigned.agent_id} ({assigned.reason.value}): {assigned.explanation}"
+    elif isinstance(event, LeadOffered):
+        offered = event.payload
+        summary = (
+            f"Offered to {offered.agent_id} (round {offered.offer_round}), claim before {offered.deadline.isoformat()}"
+        )
+    elif isinstance(event, OfferExpired):
+        summary = f"Offer to {event.payload.agent_id} expired (round {event.payload.offer_round})"
+    elif isinstance(event, OfferWithdrawn):
+        summary = f"Offer to {event.payload.agent_id} withdrawn: another agent claimed the lead"
+    elif isinstance(event, LeadClaimed):
+        action = event.payload.action.value
+        summary = f"Claimed by {event.payload.agent_id} ({action})"
+    elif isinstance(event, LeadFellBack):
+        summary = f"Fell back to {event.payload.agent_id}: {event.payload.explanation}"
+    else:
+        logged = event.payload
+        action = logged.action.value
+        agent = logged.by_agent_id or logged.agent_id
+        inquiry = logged.by_agent_id is None
+        summary = "The contact came back with a new inquiry" if inquiry else f"{action} by {agent}"
+    return {
+        "_id": str(event.event_id),
+        "lead_id": str(event.payload.lead_id),
+        "account_id": event.account_id,
+        "type": event.type,
+        "occurred_at": event.occurred_at,
+        "occurred_ms": epoch_ms(event.occurred_at),
+        "agent_id": agent,
+        "action": action,
+        "summary": summary,
+    }
+
+
+def records_in_timeline(event: LeadEvent) -> bool:
+    """Agents' own actions are recorded when crm-api takes them; the router's echo would repeat them."""
+    return not (isinstance(event, ActivityLogged) and event.payload.by_agent_id is not None)
+
+
+def activity_entry(
+    *, event_id: str, lead_id: str, account_id: str, agent_id: str, action: str, occurred_at: datetime
+) -> dict[str, Any]:
+    """The timeline document of an agent's action taken through crm-api (claiming or a view)."""
+    return {
+        "_id": event_id,
+        "lead_id": lead_id,
+        "account_id": account_id,
+        "type": "LeadActivity",
+        "occurred_at": occurred_at,
+        "occurred_ms": epoch_ms(occurred_at),
+        "agent_id": agent_id,
+        "action": action,
+        "summary": f"{action} by {agent_id}",
     }
 
 
@@ -77,19 +242,22 @@ def epoch_ms(moment: datetime) -> int:
     return (moment - EPOCH) // timedelta(milliseconds=1)
 
 
-def encode_cursor(created_ms: int, lead_id: str) -> str:
-    """An opaque keyset cursor: the sort key of the last row of a page."""
-    raw = json.dumps([created_ms, lead_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+def encode_cursor(key: int, lead_id: str, *, sort: LeadSort = LeadSort.CREATED_DESC) -> str:
+    """An opaque keyset cursor: the sort key of the last row of a page, tagged with its order."""
+    fields: list[int | str] = [key, lead_id] if sort is LeadSort.CREATED_DESC else [key, lead_id, sort.value]
+    return base64.urlsafe_b64encode(json.dumps(fields).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[int, str]:
-    """Inverse of encode_cursor; ValueError on anything else."""
+def decode_cursor(cursor: str, *, sort: LeadSort = LeadSort.CREATED_DESC) -> tuple[int, str]:
+    """Inverse of encode_cursor; ValueError on anything else, including a cursor of another order."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        created_ms, lead_id = json.loads(base64.urlsafe_b64decode(padded))
+        key, lead_id, *tag = json.loads(base64.urlsafe_b64decode(padded))
     except (ValueError, TypeError, RecursionError) as exc:  # RecursionError: deeply nested JSON
         raise ValueError("invalid cursor") from exc
-    if type(created_ms) is not int or not isinstance(lead_id, str):  # bool is an int subclass
+    if type(key) is not int or not isinstance(lead_id, str):  # bool is an int subclass
         raise ValueError("invalid cursor")
-    return created_ms, lead_id
+    # Keys of another order would skip or repeat rows, so such a cursor is refused.
+    if tag != ([] if sort is LeadSort.CREATED_DESC else [sort.value]):
+        raise ValueError("invalid cursor")
+    return key, lead_id

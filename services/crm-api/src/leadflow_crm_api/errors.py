@@ -1,0 +1,41 @@
+"""crm-api's errors, translated to RFC 9457 problem details only at the HTTP edge (problems.py).
+
+CrmApiError
+├── Unauthenticated   401  no, expired, mis-signed or foreign-audience bearer token
+├── Forbidden         403  a valid caller asking outside its account or role
+├── NotFound          404  no such lead in the caller's scope (also hides other tenants' leads)
+├── InvalidRequest    422  well-formed but unusable input (e.g. a cursor of another order)
+└── Unavailable       503  a dependency (Kafka) did not take the action
+"""
+
+from __future__ import annotations
+
+
+class CrmApiError(Exception):
+    status = 500
+    slug = "internal"
+    title = "Internal Server Error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class Unauthenticated(CrmApiError):  # noqa: N818 (named for the HTTP status it maps to)
+    status, slug, title = 401, "unauthenticated", "Unauthorized"
+
+
+class Forbidden(CrmApiError):  # noqa: N818
+    status, slug, title = 403, "forbidden", "Forbidden"
+
+
+class NotFound(CrmApiError):  # noqa: N818
+    status, slug, title = 404, "not-found", "Not Found"
+
+
+class InvalidRequest(CrmApiError):  # noqa: N818
+    status, slug, title = 422, "invalid-request", "Unprocessable Content"
+
+
+class Unavailable(CrmApiError):  # noqa: N818
+    status, slug, title = 503, "unavailable", "Service Unavailable"

@@ -1,0 +1,267 @@
+"""crm-api through the running system: bearer auth, tenant and realtor scoping, problem details,
+the V1 list's filters/search/sort/cursors, V3 detail with offers and timeline, V2, claim actions."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from aiokafka import ConsumerRecord
+
+from leadflow_devstack.stack import Stack
+from leadflow_devstack.testing import WaitForRecord, eventually
+from leadflow_devstack.tokens import bearer, dev_token
+from leadflow_shared import topics
+from leadflow_shared.events.activity import LeadActivity
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
+
+RACE = "crm-race-realty"  # round robin on, two agents race for each lead
+LIST = "crm-list-realty"  # round robin off: roster position 1 gets every lead (R5)
+RACE_AGENTS = ("crm-ana", "crm-ben", "crm-cy")
+
+
+def _account(account_id: str, agents: tuple[str, ...], *, round_robin: bool) -> dict[str, Any]:
+    return {
+        "account_id": account_id,
+        "name": account_id,
+        "round_robin": round_robin,
+        "time_zone": "UTC",
+        "agents": [{"agent_id": a, "name": a, "email": f"{a}@crm.example", "time_zone": "UTC"} for a in agents],
+        "roster": list(agents),
+        "sources": [{"name": "Website", "race_count": 2, "claim_window_seconds": 600}],
+    }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
+    path = tmp_path_factory.mktemp("crm") / "accounts.json"
+    config = {
+        "accounts": [
+            _account(RACE, RACE_AGENTS, round_robin=True),
+            _account(LIST, ("crm-lee", "crm-max"), round_robin=False),
+        ]
+    }
+    path.write_text(json.dumps(config))
+    stack.seed(path)
+
+
+@pytest_asyncio.fixture
+async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=stack.url("crm-api")) as crm:
+        yield crm
+
+
+def auth(stack: Stack, sub: str, role: str, account_id: str) -> dict[str, str]:
+    assert role in {"broker", "admin", "realtor"}
+    return bearer(stack.token(sub, role, account_id))  # type: ignore[arg-type]
+
+
+async def post_lead(stack: Stack, account_id: str, first: str, last: str, phone: str) -> str:
+    body = {"account_id": account_id, "first_name": first, "last_name": last, "phone": phone,
+            "email": f"{first}.{last}@Example.com"}
+    async with httpx.AsyncClient() as intake:
+        response = await intake.post(f"{stack.url('intake')}/v1/leads", json=body)
+    assert response.status_code == 202, response.text
+    return str(response.json()["event_id"])
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem: dict[str, Any] = response.json()
+    assert problem["status"] == status
+    assert problem["type"].startswith("https://leadflow.dev/problems/")
+    assert problem["title"]
+    assert problem["detail"]
+    return problem
+
+
+async def detail_when(client: httpx.AsyncClient, url: str, headers: dict[str, str], what: str,
+                      ready: Any) -> dict[str, Any]:
+    async def poll() -> dict[str, Any] | None:
+        response = await client.get(url, headers=headers)
+        body: dict[str, Any] = response.json() if response.status_code == 200 else {}
+        return body if body and ready(body) else None
+
+    found = await eventually(poll, what=what)
+    assert found is not None
+    return dict(found)
+
+
+async def test_requests_without_a_valid_token_get_401_with_www_authenticate(
+    stack: Stack, client: httpx.AsyncClient
+) -> None:
+    now = datetime.now(UTC)
+    url = f"/v1/accounts/{LIST}/leads"
+    tokens = {
+        "none": None,
+        "garbage": "not.a.jwt",
+        "expired": dev_token("b", "broker", LIST, key=stack.signing_key, now=now - timedelta(hours=2)),
+        "wrong audience": dev_token("b", "broker", LIST, key=stack.signing_key, audience="someone-else"),
+        "bad signature": dev_token("b", "broker", LIST, key="another-key-of-at-least-32-bytes-long"),
+        "unknown role": dev_token("b", "owner", LIST, key=stack.signing_key),  # type: ignore[arg-type]
+    }
+    for why, token in tokens.items():
+        response = await client.get(url, headers=bearer(token) if token else {})
+        assert_problem(response, 401)
+        assert response.headers["www-authenticate"].startswith("Bearer "), why
+    ok = await client.get(url, headers=auth(stack, "b", "broker", LIST))
+    assert ok.status_code == 200, "the same request with a valid token must pass, or the 401s prove nothing"
+
+
+async def test_other_tenants_and_other_realtors_get_403_or_404_and_no_data(
+    stack: Stack, client: httpx.AsyncClient
+) -> None:
+    marker = uuid.uuid4().hex[:8]
+    lead_id = await post_lead(stack, LIST, "Iso", f"late-{marker}", f"(212) 555-{uuid.uuid4().int % 9000 + 1000}")
+    detail_url = f"/v1/accounts/{LIST}/leads/{lead_id}"
+    broker = auth(stack, "crm-broker", "broker", LIST)
+    lead = await detail_when(client, detail_url, broker, "the lead in the brokerage view", lambda _d: True)
+    holder = lead["owner_agent_id"]
+    assert holder == "crm-lee"  # roster position 1
+
+    holder_realtor = auth(stack, holder, "realtor", LIST)
+    assert (await client.get(detail_url, headers=holder_realtor)).status_code == 200
+    mine = (await client.get("/v1/realtors/me/leads?limit=200", headers=holder_realtor)).json()
+    assert lead_id in [i["lead_id"] for i in mine["items"]]
+
+    strangers = {
+        "broker of another account": auth(stack, "x-broker", "broker", "other-realty"),
+        "admin of another account": auth(stack, "x-admin", "admin", "other-realty"),
+        "realtor of another account": auth(stack, holder, "realtor", "other-realty"),  # same id, other tenant
+        "another realtor of the account": auth(stack, "crm-max", "realtor", LIST),
+    }
+    calls = {
+        "list": ("GET", f"/v1/accounts/{LIST}/leads?limit=200", None),
+        "detail": ("GET", detail_url, None),
+        "activity": ("POST", f"{detail_url}/activities", {"action": "note"}),
+    }
+    for who, headers in strangers.items():
+        for name, (method, url, body) in calls.items():
+            response = await client.request(method, url, headers=headers, json=body)
+            assert response.status_code in {403, 404}, f"{who} / {name}: {response.status_code}"
+            assert_problem(response, response.status_code)
+            assert lead_id not in response.text, f"{who} / {name} leaked the lead"
+            assert marker not in response.text, f"{who} / {name} leaked the contact"
+        own = await client.get("/v1/realtors/me/leads?limit=200", headers=headers)
+        assert lead_id not in own.text, f"{who}: /v1/realtors/me/leads leaked the lead"
+    # The brokerage list is for brokers and admins of the account, not for its realtors.
+    assert_problem(await client.get(f"/v1/accounts/{LIST}/leads", headers=holder_realtor), 403)
+
+
+async def test_list_filters_search_sort_and_cursor_pages(stack: Stack, client: httpx.AsyncClient) -> None:
+    marker = uuid.uuid4().hex[:6]
+    phones = [f"(646) 555-{uuid.uuid4().int % 9000 + 1000}" for _ in range(5)]
+    started = datetime.now(UTC) - timedelta(seconds=1)
+    ids = [await post_lead(stack, LIST, f"Pat{i}", f"Zed{marker}", phones[i]) for i in range(5)]
+    broker = auth(stack, "crm-broker", "broker", LIST)
+    base = f"/v1/accounts/{LIST}/leads"
+
+    async def rows(params: dict[str, str]) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            page = await client.get(base, headers=broker, params={**params, **({"cursor": cursor} if cursor else {})})
+            assert page.status_code == 200, page.text
+            body = page.json()
+            items += body["items"]
+            if not (cursor := body["next_cursor"]):
+                return items
+
+    async def found(params: dict[str, str]) -> list[str]:
+        return [row["lead_id"] for row in await rows(params)]
+
+    search = {"q": f"ZED{marker}".lower().upper(), "limit": "2"}  # case-insensitive substring of the last name
+    await eventually(lambda: _all_listed(found, search, ids), what="five leads found by name")
+    # Keyset pages in every order: each lead once, in (sort key, id) order, even when leads
+    # routed in one batch share a millisecond.
+    orders = [("created_asc", "created_at", "2"), ("created_desc", "created_at", "2"),
+              ("last_activity_desc", "last_activity_at", "1"), ("last_activity_asc", "last_activity_at", "3")]
+    for sort, key, limit in orders:
+        listed = await rows({**search, "sort": sort, "limit": limit})
+        assert sorted(r["lead_id"] for r in listed) == sorted(ids), sort
+        keys = [(datetime.fromisoformat(r[key]), r["lead_id"]) for r in listed]
+        assert keys == sorted(keys, reverse=sort.endswith("desc")), sort
+    newest_first = await found(search)
+    assert await found({"q": f"pat3.zed{marker}@ex"}) == [ids[3]], "email prefix"
+    digits = "".join(ch for ch in phones[2] if ch.isdigit())[-7:]
+    assert ids[2] in await found({"q": digits}), "phone digits"
+    assert await found({**search, "status": "assigned", "owner": "crm-lee"}) == newest_first
+    assert await found({**search, "owner": "crm-max"}) == []
+    assert await found({**search, "status": "offered"}) == []
+    assert await found({**search, "source": "Website"}) == newest_first
+    assert await found({**search, "created_from": started.isoformat()}) == newest_first
+    assert await found({**search, "created_to": started.isoformat()}) == []
+    assert await found({**search, "tab": "mine"}) == newest_first
+
+    first = (await client.get(base, headers=broker, params={**search, "sort": "created_asc"})).json()
+    other_order = await client.get(base, headers=broker, params={**search, "cursor": first["next_cursor"]})
+    assert_problem(other_order, 422)
+    invalid = await client.get(base, headers=broker, params={"limit": "0", "created_from": "2024-01-01"})
+    bad = assert_problem(invalid, 422)
+    assert {p["name"] for p in bad["invalid_params"]} == {"query.limit", "query.created_from"}
+    assert all(p["reason"] for p in bad["invalid_params"])
+    assert_problem(await client.get("/v1/nothing-here", headers=broker), 404)
+
+
+async def _all_listed(found: Any, params: dict[str, str], ids: list[str]) -> bool:
+    return sorted(await found(params)) == sorted(ids)
+
+
+async def test_offer_detail_activities_claim_and_timeline(
+    stack: Stack, client: httpx.AsyncClient, wait_for_record: WaitForRecord
+) -> None:
+    lead_id = await post_lead(stack, RACE, "Rae", f"race-{uuid.uuid4().hex[:6]}", "(312) 555-0199")
+    detail_url = f"/v1/accounts/{RACE}/leads/{lead_id}"
+    broker = auth(stack, "crm-race-broker", "broker", RACE)
+    offered = await detail_when(client, detail_url, broker, "two open offers", lambda d: len(d["open_offers"]) == 2)
+    assert offered["status"] == "offered"
+    assert offered["owner_agent_id"] is None
+    racers = sorted(o["agent_id"] for o in offered["open_offers"])
+    assert all(datetime.fromisoformat(o["deadline"]) > datetime.now(UTC) for o in offered["open_offers"])
+    outsider = next(a for a in RACE_AGENTS if a not in racers)
+    winner, loser = racers
+    as_winner, as_loser = auth(stack, winner, "realtor", RACE), auth(stack, loser, "realtor", RACE)
+    assert (await client.get(detail_url, headers=auth(stack, outsider, "realtor", RACE))).status_code == 404
+    mine = (await client.get("/v1/realtors/me/leads?status=offered&limit=200", headers=as_loser)).json()
+    assert lead_id in [i["lead_id"] for i in mine["items"]], "an offered realtor sees the lead it may claim"
+
+    # A view is recorded and published, but claims nothing.
+    viewed = await client.post(f"{detail_url}/activities", headers=as_loser, json={"action": "view"})
+    assert viewed.status_code == 202, viewed.text
+    view_id = viewed.json()["event_id"]
+
+    def is_view(record: ConsumerRecord[bytes, bytes]) -> bool:
+        return bool(json.loads(record.value)["event_id"] == view_id)
+
+    record = await wait_for_record(topics.LEADS_ACTIVITY, is_view)
+    assert record.key == RACE.encode()
+    activity = LeadActivity.model_validate_json(record.value)
+    payload = activity.payload
+    assert (str(payload.lead_id), payload.agent_id, payload.action) == (lead_id, loser, "view")
+    after_view = (await client.get(detail_url, headers=broker)).json()
+    assert after_view["status"] == "offered"
+    assert any(e["event_id"] == view_id and e["action"] == "view" for e in after_view["timeline"])
+    bad = assert_problem(await client.post(f"{detail_url}/activities", headers=as_winner, json={"action": "inquiry"}),
+                         422)
+    assert bad["invalid_params"][0]["name"] == "body.action"
+
+    called = await client.post(f"{detail_url}/activities", headers=as_winner, json={"action": "call"})
+    assert called.status_code == 202, called.text
+    claimed = await detail_when(client, detail_url, broker, "the claim", lambda d: d["owner_agent_id"] == winner)
+    assert claimed["status"] == "assigned"
+    assert claimed["open_offers"] == []
+    types = [e["type"] for e in claimed["timeline"]]
+    assert types.count("LeadOffered") == 2
+    assert {"LeadActivity", "LeadClaimed", "OfferWithdrawn"} <= set(types)
+    times = [e["occurred_at"] for e in claimed["timeline"]]
+    assert times == sorted(times), "oldest first"
+    assert (await client.get(detail_url, headers=as_winner)).status_code == 200
+    assert (await client.get(detail_url, headers=as_loser)).status_code == 404, "the withdrawn offer hides the lead"

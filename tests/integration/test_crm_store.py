@@ -1,0 +1,163 @@
+"""crm-api's views on a real MongoDB-wire server: projection replay, caller scopes, keyset pages."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from leadflow_crm_api.adapters.leads import (
+    CRM_LEADS,
+    CRM_TIMELINE,
+    LeadViews,
+    ScopedLeads,
+    ensure_indexes,
+    realtor_filter,
+    scope_filter,
+)
+from leadflow_crm_api.domain.principal import Principal, Role
+from leadflow_crm_api.domain.views import LeadQuery, LeadSort, LeadStatus, LeadTab, epoch_ms
+from leadflow_crm_api.handlers import project
+from leadflow_shared.events.activity import ActivityAction
+from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
+from leadflow_shared.events.routing import (
+    AssignmentReason,
+    LeadAssigned,
+    LeadAssignedPayload,
+    LeadClaimed,
+    LeadClaimedPayload,
+    LeadEvent,
+    LeadOffered,
+    LeadOfferedPayload,
+    OfferClosedPayload,
+    OfferWithdrawn,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+
+T0 = datetime(2024, 5, 1, 12, tzinfo=UTC)
+SOURCE = LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website")
+BROKER = Principal("bea", Role.BROKER, "acme")
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def db(mongo_url: str) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    name = f"crm_{uuid.uuid4().hex[:12]}"
+    await ensure_indexes(client[name])
+    yield client[name]
+    await client.drop_database(name)
+    await client.close()
+
+
+def assigned(account: str, agent: str, at: datetime, name: str = "Jane Doe") -> LeadAssigned:
+    first, _, last = name.partition(" ")
+    return LeadAssigned.create(
+        account_id=account,
+        occurred_at=at,
+        payload=LeadAssignedPayload(
+            lead_id=uuid.uuid4(), agent_id=agent, reason=AssignmentReason.ROSTER_POSITION_1, explanation="R5",
+            contact=Contact(first_name=first, last_name=last, email=f"{first}@example.com".lower()), source=SOURCE,
+        ),
+    )
+
+
+def race(lead: uuid.UUID) -> list[LeadEvent]:
+    def offered(agent: str) -> LeadOffered:
+        payload = LeadOfferedPayload(
+            lead_id=lead, agent_id=agent, offer_round=1, race_size=2, deadline=T0 + timedelta(minutes=15),
+            explanation="R6", contact=Contact(first_name="Rae"), source=SOURCE,
+        )
+        return LeadOffered.create(account_id="acme", occurred_at=T0, payload=payload)
+
+    claimed = LeadClaimed.create(
+        account_id="acme", occurred_at=T0 + timedelta(minutes=1),
+        payload=LeadClaimedPayload(lead_id=lead, agent_id="ana", action=ActivityAction.NOTE, offer_round=1),
+    )
+    withdrawn = OfferWithdrawn.create(
+        account_id="acme", occurred_at=T0 + timedelta(minutes=1),
+        payload=OfferClosedPayload(lead_id=lead, agent_id="ben", offer_round=1),
+    )
+    return [offered("ana"), offered("ben"), claimed, withdrawn]
+
+
+async def test_projection_is_idempotent_and_tracks_open_offers(db: AsyncDatabase[dict[str, Any]]) -> None:
+    lead = uuid.uuid4()
+    events = race(lead)
+    views = LeadViews(db)
+    for event in events[:2]:
+        await project(event, views=views)
+    ben = ScopedLeads(db, scope_filter(Principal("ben", Role.REALTOR, "acme"), "acme"))
+    row = await ben.get(str(lead))
+    assert row is not None, "an offered realtor sees the lead it may claim"
+    assert row["offered_to"] == ["ana", "ben"]
+    assert [o["deadline_ms"] for o in row["open_offers"]] == [epoch_ms(T0 + timedelta(minutes=15))] * 2
+
+    for event in [*events, *events]:  # redelivery of the whole stream, in order
+        await project(event, views=views)
+    row = await ScopedLeads(db, scope_filter(BROKER, "acme")).get(str(lead))
+    assert row is not None
+    assert (row["status"], row["owner_agent_id"], row["open_offers"], row["offered_to"]) == ("assigned", "ana", [], [])
+    assert await db[CRM_TIMELINE].count_documents({"lead_id": str(lead)}) == len(events)
+    assert await ben.get(str(lead)) is None, "a withdrawn offer takes the lead out of the realtor's scope"
+    assert await db[CRM_LEADS].count_documents({"_id": str(lead)}) == 1
+
+
+async def test_scopes_keep_accounts_and_realtors_apart(db: AsyncDatabase[dict[str, Any]]) -> None:
+    mine, theirs, other_account = assigned("acme", "ana", T0), assigned("acme", "ben", T0), assigned("zeta", "ana", T0)
+    for event in (mine, theirs, other_account):
+        await project(event, views=LeadViews(db))
+    ids = {str(e.payload.lead_id): name for e, name in ((mine, "mine"), (theirs, "theirs"), (other_account, "zeta"))}
+
+    async def visible(scope: dict[str, Any]) -> set[str]:
+        docs = await ScopedLeads(db, scope).find_page(LeadQuery(), limit=50, after=None)
+        return {ids[d["_id"]] for d in docs}
+
+    ana = Principal("ana", Role.REALTOR, "acme")
+    assert await visible(scope_filter(BROKER, "acme")) == {"mine", "theirs"}
+    assert await visible(scope_filter(ana, "acme")) == {"mine"}
+    assert await visible(realtor_filter(ana)) == {"mine"}, "same agent id in another account is another person"
+    assert await visible(scope_filter(ana, "zeta")) == set(), "a realtor's own-account leads only"
+    assert await visible(realtor_filter(Principal("ana", Role.REALTOR, "zeta"))) == {"zeta"}
+
+
+async def test_keyset_pages_are_complete_with_ties_and_filters(db: AsyncDatabase[dict[str, Any]]) -> None:
+    # Twelve leads in four milliseconds: ties on the sort key must neither repeat nor skip rows.
+    events = [assigned("acme", "ana" if i % 2 else "ben", T0 + timedelta(milliseconds=i // 3), f"Pat{i} Zed")
+              for i in range(12)]
+    for event in events:
+        await project(event, views=LeadViews(db))
+    await db[CRM_LEADS].update_one({"_id": str(events[0].payload.lead_id)}, {"$set": {"transferred_to": "rio"}})
+    leads = ScopedLeads(db, scope_filter(BROKER, "acme"))
+
+    async def pages(query: LeadQuery, limit: int) -> list[str]:
+        seen: list[str] = []
+        after: tuple[int, str] | None = None
+        while docs := await leads.find_page(query, limit=limit, after=after):
+            seen += [d["_id"] for d in docs]
+            after = (docs[-1][query.sort.field], docs[-1]["_id"])
+        return seen
+
+    ordered = sorted((epoch_ms(e.occurred_at), str(e.payload.lead_id)) for e in events)
+    for sort in LeadSort:
+        expected = [lead_id for _, lead_id in (ordered[::-1] if sort.descending else ordered)]
+        for limit in (1, 2, 5):
+            assert await pages(LeadQuery(sort=sort), limit) == expected, (sort, limit)
+
+    first = str(events[0].payload.lead_id)
+    assert first not in await pages(LeadQuery(tab=LeadTab.MINE), 50), "transferred leads leave My Leads"
+    assert len(await pages(LeadQuery(tab=LeadTab.MINE), 50)) == 11, "explicit null transferred_to is 'mine'"
+    assert await pages(LeadQuery(assigned_to="rio"), 50) == [first]
+    assert len(await pages(LeadQuery(owner_agent_id="ana", status=LeadStatus.ASSIGNED), 3)) == 6
+    assert await pages(LeadQuery(search="PAT1"), 50) == [
+        lead_id for _, lead_id in ordered[::-1] if lead_id in {str(events[i].payload.lead_id) for i in (1, 10, 11)}
+    ]
+    assert await pages(LeadQuery(search="p.t"), 50) == [], "the search is literal, not a regex"
+    window = LeadQuery(created_from_ms=epoch_ms(T0) + 1, created_to_ms=epoch_ms(T0) + 3)
+    assert len(await pages(window, 4)) == 6
