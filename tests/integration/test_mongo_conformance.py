@@ -569,3 +569,24 @@ async def test_writes_succeed_with_an_index_including_id(db: AsyncDatabase[Doc])
     )
 
     assert await leads.count_documents({"account_id": "acc-1"}) == 2
+
+
+async def test_eq_none_inside_or_matches_null_and_missing(db: AsyncDatabase[Doc]) -> None:
+    """The form crm-api uses inside $and/$or (docs/decisions/0017)."""
+    rows = db["rows"]
+    await rows.insert_many([{"_id": "null", "to": None}, {"_id": "missing"}, {"_id": "set", "to": "r1"}])
+    query = {"$or": [{"to": {"$eq": None}}, {"_id": "none-such"}]}
+    assert sorted(await _ids(rows.find(query))) == ["missing", "null"]
+
+
+@pytest.mark.xfail(
+    condition=ON_NX_27017,
+    reason="nx-27017: inside $and/$or, {field: None} matches only missing fields, not explicit nulls",
+    raises=AssertionError,
+    strict=True,
+)
+async def test_bare_none_inside_or_matches_null_and_missing(db: AsyncDatabase[Doc]) -> None:
+    rows = db["rows"]
+    await rows.insert_many([{"_id": "null", "to": None}, {"_id": "missing"}, {"_id": "set", "to": "r1"}])
+    query = {"$or": [{"to": None}, {"_id": "none-such"}]}
+    assert sorted(await _ids(rows.find(query))) == ["missing", "null"]
