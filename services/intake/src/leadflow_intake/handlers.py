@@ -1,66 +1,154 @@
-"""Intake use cases: normalize, de-duplicate by idempotency key, publish LeadReceived.
+"""Intake use cases: check the account, normalize, de-duplicate by idempotency key, publish LeadReceived.
 
-Exceptions, translated to HTTP at the edge (entrypoints):
-    IntakeError
-    ├── InvalidField        -> 422, names the field
-    └── IdempotencyConflict -> 409, a key reused for a different request
+Every input path (website forms, listing inquiries, webhooks, partners on Kafka) ends in
+`accept_lead`; refusals are the exceptions of domain/errors.py, translated at the edges.
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
-from leadflow_intake.adapters.idempotency import Claim, IdempotencyStore
-from leadflow_intake.domain.forms import WebsiteLeadIn
-from leadflow_intake.domain.normalize import normalize_phone
+from pydantic import ValidationError
+
+from leadflow_intake.domain import partner
+from leadflow_intake.domain.errors import IdempotencyConflict, InvalidBody, Unauthorized, UnknownAccount
+from leadflow_intake.domain.lead import Submission, normalize_submission
+from leadflow_intake.domain.providers import FORMATS
+from leadflow_intake.domain.signature import verify
+from leadflow_shared.envelope import derived_event_id
+from leadflow_shared.events.inbound import LeadSubmitted
 from leadflow_shared.events.intake import LeadReceived
 from leadflow_shared.kafka import PublishRaw
 
 
-class IntakeError(Exception):
-    """Base of intake's request errors."""
+@dataclass(frozen=True, slots=True)
+class AccountInfo:
+    default_region: str
 
 
-class InvalidField(IntakeError):  # noqa: N818 (reads as the condition it reports)
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
+@dataclass(frozen=True, slots=True)
+class Claim:
+    event_id: uuid.UUID
+    request_hash: str
+    event_json: str
+    published: bool
 
 
-class IdempotencyConflict(IntakeError):  # noqa: N818
-    """The idempotency key was already used for a different request."""
+class Accounts(Protocol):
+    async def find(self, account_id: str) -> AccountInfo | None: ...
 
 
-async def accept_website_lead(
-    form: WebsiteLeadIn,
+class IdempotencyStore(Protocol):
+    async def claim(self, account_id: str, key: str, claim: Claim) -> tuple[Claim, bool]: ...
+    async def mark_published(self, account_id: str, key: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Intake:
+    """The ports every use case needs."""
+
+    accounts: Accounts
+    store: IdempotencyStore
+    publish: PublishRaw
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    event_id: uuid.UUID
+    duplicate: bool  # the idempotency key was seen before: nothing new was published
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """A configured lead-generation provider, as the use case sees it."""
+
+    name: str
+    format: str
+    secrets: Sequence[bytes]
+    source_name: str
+    accounts: frozenset[str]  # empty: any account
+
+
+async def accept_lead(
+    sub: Submission,
     *,
+    intake: Intake,
     idempotency_key: str | None,
-    store: IdempotencyStore,
-    publish: PublishRaw,
-    default_region: str,
     now: datetime,
-) -> uuid.UUID:
+    event_id: uuid.UUID | None = None,
+    correlation_id: uuid.UUID | None = None,
+    paths: Mapping[str, str] | None = None,
+) -> Accepted:
     """Publish the lead once per idempotency key; returns its event id."""
-    try:
-        phone = normalize_phone(form.phone, default_region) if form.phone else None
-    except ValueError as exc:
-        raise InvalidField("phone", str(exc)) from exc
-    event = LeadReceived.create(account_id=form.account_id, payload=form.to_payload(phone), occurred_at=now)
+    account = await intake.accounts.find(sub.account_id)
+    if account is None:
+        raise UnknownAccount
+    payload = normalize_submission(sub, default_region=account.default_region, paths=paths)
+    event = LeadReceived.create(
+        account_id=sub.account_id, payload=payload, occurred_at=now, event_id=event_id, correlation_id=correlation_id
+    )
     if idempotency_key is None:
-        await publish(form.account_id, event.model_dump_json().encode())
-        return event.event_id
-    request_hash = hashlib.sha256(form.model_dump_json().encode()).hexdigest()
-    claim = await store.claim(
-        form.account_id,
-        idempotency_key,
-        Claim(event.event_id, request_hash, event.model_dump_json(), published=False),
+        await intake.publish(sub.account_id, event.model_dump_json().encode())
+        return Accepted(event.event_id, duplicate=False)
+    request_hash = hashlib.sha256(payload.model_dump_json().encode()).hexdigest()
+    claim, created = await intake.store.claim(
+        sub.account_id, idempotency_key, Claim(event.event_id, request_hash, event.model_dump_json(), published=False)
     )
     if claim.request_hash != request_hash:
-        raise IdempotencyConflict("Idempotency-Key was already used with a different request body")
+        raise IdempotencyConflict("the idempotency key was already used with a different request")
     if not claim.published:
-        await publish(form.account_id, claim.event_json.encode())
-        await store.mark_published(form.account_id, idempotency_key)
-    return claim.event_id
+        await intake.publish(sub.account_id, claim.event_json.encode())
+        await intake.store.mark_published(sub.account_id, idempotency_key)
+    return Accepted(claim.event_id, duplicate=not created)
+
+
+async def accept_partner_lead(event: LeadSubmitted, *, intake: Intake) -> Accepted:
+    """A partner's lead: its LeadReceived id derives from the partner's event id, so a resend is the same lead."""
+    return await accept_lead(
+        partner.submission(event),
+        intake=intake,
+        idempotency_key=f"inbound:{event.event_id}",
+        now=event.occurred_at,
+        event_id=derived_event_id(event.event_id, "received"),
+        correlation_id=event.correlation_id,
+        paths=partner.PATHS,
+    )
+
+
+async def accept_webhook(
+    webhook: Webhook | None,
+    *,
+    account_id: str,
+    body: bytes,
+    timestamp: str | None,
+    signature: str | None,
+    idempotency_key: str | None,
+    intake: Intake,
+    now: datetime,
+    tolerance_seconds: int,
+) -> Accepted:
+    """Authenticate a provider's webhook, read its format, accept the lead; None is an unknown provider.
+
+    Without an Idempotency-Key the body's hash is the key: a provider's redelivery repeats the body.
+    """
+    verify(
+        secrets=webhook.secrets if webhook else None, timestamp=timestamp, signature=signature, body=body,
+        now=now.timestamp(), tolerance_seconds=tolerance_seconds,
+    )  # fmt: skip
+    assert webhook is not None  # noqa: S101 (verify refuses an unknown provider)
+    if webhook.accounts and account_id not in webhook.accounts:
+        raise Unauthorized("account")
+    try:
+        lead = FORMATS[webhook.format].model_validate_json(body)
+    except ValidationError as exc:
+        errors = [{"type": e["type"], "loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors(include_input=False)]
+        raise InvalidBody(errors) from exc
+    sub = lead.to_submission(account_id=account_id, provider=webhook.name, source_name=webhook.source_name)
+    key = idempotency_key or hashlib.sha256(body).hexdigest()
+    return await accept_lead(sub, intake=intake, idempotency_key=f"webhook:{webhook.name}:{key}", now=now)
+

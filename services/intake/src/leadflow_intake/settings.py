@@ -1,13 +1,54 @@
-"""Intake settings: environment variables prefixed INTAKE_ (nested with "__")."""
+"""Intake settings: environment variables prefixed INTAKE_ (nested with "__").
+
+Webhook providers are one JSON value, secrets included, so they come from the deployment's
+secret store as a whole, e.g.
+INTAKE_WEBHOOKS__PROVIDERS='{"homefinder": {"format": "generic", "secrets": ["<32+ random chars>"]}}'.
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Annotated, ClassVar, Literal, Self
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from leadflow_shared.settings import HttpSettings, ServiceSettings
+from leadflow_intake.domain.fields import AccountId
+from leadflow_shared.settings import HttpSettings, ServiceSettings, require_secret
+
+ProviderName = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^[a-z0-9][a-z0-9-]*$")]
+MIN_SECRET_LENGTH = 32
+# The embedded stack's webhook secret: accepted only with environment=development, refused in production.
+DEVELOPMENT_SECRET = "development-only-webhook-secret-not-for-production"  # noqa: S105 (a refused placeholder)
+
+
+class WebhookProvider(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format: Literal["generic", "fub-events", "portal-push"]
+    # Two at once while a secret is rotated: the new one first, the old one until providers switched.
+    secrets: list[SecretStr] = Field(min_length=1, max_length=2)
+    accounts: list[AccountId] = Field(default_factory=list, description="Accounts it may post for; empty: any.")
+    source_name: str | None = Field(default=None, max_length=100, description="Lead source name; default: provider.")
+
+
+class WebhookSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    providers: dict[ProviderName, WebhookProvider] = Field(default_factory=dict)
+    tolerance_seconds: int = Field(default=300, ge=30, le=3600, description="Replay window around the timestamp.")
+
+
+def _development_providers() -> Mapping[str, WebhookProvider]:
+    secret = [SecretStr(DEVELOPMENT_SECRET)]
+    return MappingProxyType(
+        {
+            "demo-generic": WebhookProvider(format="generic", secrets=secret, source_name="Demo lead provider"),
+            "demo-fub": WebhookProvider(format="fub-events", secrets=secret, source_name="Demo IDX site"),
+            "demo-portal": WebhookProvider(format="portal-push", secrets=secret, source_name="Demo listing portal"),
+        }
+    )
 
 
 class IntakeSettings(ServiceSettings):
@@ -16,6 +57,31 @@ class IntakeSettings(ServiceSettings):
 
     http: HttpSettings = HttpSettings(port=8001)
     default_region: str = Field(
-        default="US", min_length=2, max_length=2, description="Region of phone numbers without a country code."
-    )
-    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+        default="US", min_length=2, max_length=2,
+        description="Region of phone numbers without a country code, for accounts that set none.",
+    )  # fmt: skip
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
+    consumer_group: str = "leadflow-intake"
+    # False runs an HTTP-only replica (e.g. to scale the web path apart from the Kafka consumer).
+    consume_inbound: bool = True
+    account_cache_seconds: float = Field(default=60.0, ge=0)
+    webhooks: WebhookSettings = WebhookSettings()
+
+    @model_validator(mode="after")
+    def _real_secrets_in_production(self) -> Self:
+        if self.environment != "production":
+            return self
+        for name, provider in self.webhooks.providers.items():
+            for secret in provider.secrets:
+                label = f"INTAKE_WEBHOOKS__PROVIDERS[{name}] secret"
+                require_secret(secret, label, self.environment)
+                value = secret.get_secret_value()
+                if value == DEVELOPMENT_SECRET or len(value) < MIN_SECRET_LENGTH:
+                    raise ValueError(f"{label} must be a random secret of at least {MIN_SECRET_LENGTH} characters")
+        return self
+
+    def webhook_providers(self) -> Mapping[str, WebhookProvider]:
+        """The configured providers; in development, with none configured, the embedded stack's demo ones."""
+        if not self.webhooks.providers and self.environment == "development":
+            return _development_providers()
+        return self.webhooks.providers

@@ -8,29 +8,22 @@ between publishes the same event (same id) again rather than losing it.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from leadflow_intake.handlers import Claim
+
 INTAKE_REQUESTS = "intake_requests"
 
 
-@dataclass(frozen=True, slots=True)
-class Claim:
-    event_id: uuid.UUID
-    request_hash: str
-    event_json: str
-    published: bool
-
-
-class IdempotencyStore:
+class MongoIdempotencyStore:
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self._requests = db[INTAKE_REQUESTS]
 
-    async def claim(self, account_id: str, key: str, claim: Claim) -> Claim:
-        """Store `claim` under the key, or return the claim stored there before."""
+    async def claim(self, account_id: str, key: str, claim: Claim) -> tuple[Claim, bool]:
+        """Store `claim` under the key and return it with True, or return the claim stored before with False."""
         doc_id = f"{account_id}:{key}"
         try:
             await self._requests.insert_one(
@@ -45,8 +38,8 @@ class IdempotencyStore:
         except DuplicateKeyError:
             doc = await self._requests.find_one({"_id": doc_id})
             assert doc is not None  # noqa: S101 (the duplicate key proves it exists)
-            return Claim(uuid.UUID(doc["event_id"]), doc["request_hash"], doc["event_json"], doc["published"])
-        return claim
+            return Claim(uuid.UUID(doc["event_id"]), doc["request_hash"], doc["event_json"], doc["published"]), False
+        return claim, True
 
     async def mark_published(self, account_id: str, key: str) -> None:
         await self._requests.update_one({"_id": f"{account_id}:{key}"}, {"$set": {"published": True}})

@@ -1,46 +1,38 @@
-"""What intake accepts over HTTP, validated and normalized by the model itself."""
+"""What intake accepts from websites over HTTP: forms and listing inquiries, bounded and normalized."""
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from leadflow_intake.domain.normalize import normalize_email, normalize_name
+from leadflow_intake.domain.fields import (
+    AccountId,
+    AgentId,
+    Email,
+    FirstName,
+    Host,
+    LastName,
+    ListingId,
+    Message,
+    Phone,
+    SourceName,
+    Utm,
+)
+from leadflow_intake.domain.lead import Submission
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceivedPayload, LeadSource
 
 
-class WebsiteLeadIn(BaseModel):
-    """A registration or contact-us form from the brokerage site or an agent's subdomain."""
+class _ContactForm(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    account_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$", examples=["acme-realty"])
-    first_name: str = Field(min_length=1, max_length=100, examples=["Jane"])
-    last_name: str = Field(default="", max_length=100, examples=["Doe"])
-    email: str | None = Field(default=None, max_length=254, examples=["Jane.Doe@Example.com"])
-    phone: str | None = Field(default=None, max_length=40, examples=["(415) 555-0123"])
-    message: str = Field(default="", max_length=5000)
-    site_host: str | None = Field(default=None, max_length=253, examples=["www.acme-realty.com"])
-    source_name: str = Field(default="Website", min_length=1, max_length=100)
-    utm: dict[str, str] = Field(default_factory=dict, max_length=10)
-
-    @field_validator("first_name", "last_name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return normalize_name(value)
-
-    @field_validator("email")
-    @classmethod
-    def _email(cls, value: str | None) -> str | None:
-        return normalize_email(value) if value else None
-
-    @field_validator("utm")
-    @classmethod
-    def _utm(cls, value: dict[str, str]) -> dict[str, str]:
-        if any(len(k) > 50 or len(v) > 200 for k, v in value.items()):
-            raise ValueError("utm keys are at most 50 characters and values at most 200")
-        return value
+    account_id: AccountId
+    first_name: FirstName
+    last_name: LastName = ""
+    email: Email = None
+    phone: Phone = None
+    message: Message = ""
+    utm: Utm = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _reachable(self) -> Self:
@@ -48,13 +40,56 @@ class WebsiteLeadIn(BaseModel):
             raise ValueError("give an email or a phone number")
         return self
 
+
+class WebsiteLeadIn(_ContactForm):
+    """A registration or contact-us form from the brokerage's main site or an agent's subdomain."""
+
+    site_host: Host = None
+    site_kind: Literal["brokerage", "agent"] = Field(
+        default="brokerage",
+        description="Whether site_host is the brokerage's own site or an agent's subdomain or own site. "
+        "The router gives a lead from an agent's site to that agent (R2), matching site_host.",
+    )
+    source_name: SourceName = "Website"
+
+    @model_validator(mode="after")
+    def _agent_site_has_host(self) -> Self:
+        if self.site_kind == "agent" and not self.site_host:
+            raise ValueError("a form from an agent's site needs site_host")
+        return self
+
+    def to_submission(self) -> Submission:
+        channel = LeadChannel.AGENT_SITE if self.site_kind == "agent" else LeadChannel.BROKERAGE_SITE
+        return Submission(
+            account_id=self.account_id, channel=channel, source_name=self.source_name,
+            first_name=self.first_name, last_name=self.last_name, email=self.email, phone=self.phone,
+            message=self.message, site_host=self.site_host, utm=self.utm,
+        )  # fmt: skip
+
     def to_payload(self, phone_e164: str | None) -> LeadReceivedPayload:
+        """The payload with the phone already in E.164 (fields here are normalized by validation)."""
+        sub = self.to_submission()
         return LeadReceivedPayload(
-            contact=Contact(
-                first_name=self.first_name, last_name=self.last_name, email=self.email, phone=phone_e164
-            ),
-            source=LeadSource(
-                channel=LeadChannel.BROKERAGE_SITE, name=self.source_name, site_host=self.site_host, utm=self.utm
-            ),
-            message=self.message,
+            contact=Contact(first_name=sub.first_name, last_name=sub.last_name, email=sub.email, phone=phone_e164),
+            source=LeadSource(channel=sub.channel, name=sub.source_name, site_host=sub.site_host, utm=sub.utm),
+            message=sub.message,
         )
+
+
+class ListingInquiryIn(_ContactForm):
+    """A question about a listing on the brokerage's site; a listing of our agent's goes to that agent (R3)."""
+
+    listing_id: ListingId
+    listing_agent_id: AgentId | None = Field(
+        default=None, description="The listing's agent, when the listing is one of the brokerage's own."
+    )
+    site_host: Host = None
+    source_name: SourceName = "Listing inquiry"
+
+    def to_submission(self) -> Submission:
+        return Submission(
+            account_id=self.account_id, channel=LeadChannel.LISTING_INQUIRY, source_name=self.source_name,
+            first_name=self.first_name, last_name=self.last_name, email=self.email, phone=self.phone,
+            message=self.message, site_host=self.site_host, listing_id=self.listing_id,
+            listing_agent_id=self.listing_agent_id, utm=self.utm,
+        )  # fmt: skip

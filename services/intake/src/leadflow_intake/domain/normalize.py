@@ -1,18 +1,33 @@
-"""Normalizers for contact fields: pure functions, each raising ValueError with the reason."""
+"""Normalizers for lead fields: pure functions, each raising ValueError with the reason.
+
+Every normalizer is idempotent (normalizing twice changes nothing) and never makes its
+input longer, so a value that passed a length limit still passes it once normalized.
+"""
 
 from __future__ import annotations
 
 import re
+import unicodedata
+from urllib.parse import urlsplit
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 _SPACES = re.compile(r"\s+")
+_LETTERS = re.compile(r"[^\W\d_]+")
+# A DNS host name: dot-separated labels of letters, digits and hyphens (IDN as punycode or Unicode).
+_HOST = re.compile(r"^(?=.{1,253}$)(?!-)[\w-]{1,63}(?<!-)(\.(?!-)[\w-]{1,63}(?<!-))*$")
+_BLANK_LINES = re.compile(r"\n{3,}")
+_ELLIPSIS = "…"
+
+
+def _without_controls(text: str, keep: str = "") -> str:
+    return "".join(c for c in text if c in keep or unicodedata.category(c) != "Cc")
 
 
 def normalize_name(raw: str) -> str:
-    """Trim and collapse spaces; fix ALL-CAPS or all-lower names, keep deliberate casing (McDonald)."""
-    name = _SPACES.sub(" ", raw).strip()
+    """Trim, drop control characters, collapse spaces; fix ALL-CAPS or all-lower names, keep deliberate casing."""
+    name = _SPACES.sub(" ", _without_controls(raw, keep="\t\n\r\f\v")).strip()
     if name and (name.isupper() or name.islower()):
         name = " ".join(_capitalize(part) for part in name.split(" "))
     return name
@@ -20,7 +35,14 @@ def normalize_name(raw: str) -> str:
 
 def _capitalize(word: str) -> str:
     # Title-case each hyphen/apostrophe part: "o'neil-smith" -> "O'Neil-Smith".
-    return re.sub(r"[^\W\d_]+", lambda m: m.group(0)[0].upper() + m.group(0)[1:].lower(), word)
+    return _LETTERS.sub(lambda m: _case(m.group(0)[0], upper=True) + "".join(_case(c) for c in m.group(0)[1:]), word)
+
+
+def _case(char: str, *, upper: bool = False) -> str:
+    # Letters whose case mapping is several letters ("ß".upper() == "SS") stay as they are:
+    # changing them would lengthen the name and make a second pass change it again.
+    mapped = char.upper() if upper else char.lower()
+    return mapped if len(mapped) == 1 else char
 
 
 def normalize_phone(raw: str, default_region: str) -> str:
@@ -41,3 +63,34 @@ def normalize_email(raw: str) -> str:
     except EmailNotValidError as exc:
         raise ValueError(str(exc)) from exc
     return result.normalized.lower()
+
+
+def normalize_host(raw: str) -> str:
+    """The host name a form was sent from, lower-cased; a URL is reduced to its host, a port dropped."""
+    text = raw.strip()
+    if "://" in text:
+        try:
+            text = urlsplit(text).hostname or ""
+        except ValueError as exc:
+            raise ValueError("not a host name or URL") from exc
+    else:
+        text = text.split("/", 1)[0].rsplit(":", 1)[0] if text.count(":") == 1 else text.split("/", 1)[0]
+    host = text.rstrip(".").lower()
+    if not _HOST.match(host):
+        raise ValueError("not a host name")
+    return host
+
+
+def normalize_free_text(raw: str, limit: int) -> str:
+    """Trimmed text with Unix newlines, no control characters, at most two blank lines in a row, and at
+    most `limit` characters (longer text is cut and ends with an ellipsis)."""
+    text = raw.replace("\r\n", "\n").replace("\r", "\n")
+    text = _BLANK_LINES.sub("\n\n", _without_controls(text, keep="\n\t")).strip()
+    if len(text) > limit:
+        text = text[: limit - 1].rstrip() + _ELLIPSIS
+    return text
+
+
+def normalize_utm(raw: dict[str, str]) -> dict[str, str]:
+    """Campaign fields with trimmed, lower-cased keys and trimmed values; empty values dropped."""
+    return {key.strip().lower(): value.strip() for key, value in raw.items() if key.strip() and value.strip()}

@@ -1,0 +1,80 @@
+"""A lead as every input path hands it to intake, and its normalization into LeadReceived's payload."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from leadflow_intake.domain.errors import FieldError, InvalidLead
+from leadflow_intake.domain.normalize import (
+    normalize_email,
+    normalize_free_text,
+    normalize_host,
+    normalize_name,
+    normalize_phone,
+    normalize_utm,
+)
+from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceivedPayload, LeadSource
+
+MESSAGE_LIMIT = 5000  # LeadReceivedPayload.message's max_length
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """Raw lead fields from a form, a webhook or a partner message, before normalization."""
+
+    account_id: str
+    channel: LeadChannel
+    source_name: str
+    first_name: str = ""
+    last_name: str = ""
+    email: str | None = None
+    phone: str | None = None
+    message: str = ""
+    site_host: str | None = None
+    listing_id: str | None = None
+    listing_agent_id: str | None = None
+    assigned_agent_id: str | None = None
+    provider: str | None = None
+    utm: dict[str, str] = field(default_factory=dict)
+
+
+def normalize_submission(
+    sub: Submission, *, default_region: str, paths: Mapping[str, str] | None = None
+) -> LeadReceivedPayload:
+    """The normalized payload, or InvalidLead naming every bad field (as `paths` maps the names, if given)."""
+    errors: list[FieldError] = []
+    paths = paths or {}
+
+    def check(name: str, normalize: Callable[[str], str], value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            return normalize(value)
+        except ValueError as exc:
+            errors.append(FieldError(paths.get(name, name), str(exc)))
+            return None
+
+    email = check("email", normalize_email, sub.email)
+    phone = check("phone", lambda raw: normalize_phone(raw, default_region), sub.phone)
+    site_host = check("site_host", normalize_host, sub.site_host)
+    if not errors and email is None and phone is None:
+        errors.append(FieldError(paths.get("<lead>", "<lead>"), "give an email or a phone number"))
+    if errors:
+        raise InvalidLead(errors)
+    return LeadReceivedPayload(
+        contact=Contact(
+            first_name=normalize_name(sub.first_name), last_name=normalize_name(sub.last_name), email=email, phone=phone
+        ),
+        source=LeadSource(
+            channel=sub.channel,
+            name=sub.source_name.strip(),
+            site_host=site_host,
+            listing_id=sub.listing_id or None,
+            listing_agent_id=sub.listing_agent_id or None,
+            assigned_agent_id=sub.assigned_agent_id or None,
+            provider=sub.provider,
+            utm=normalize_utm(sub.utm),
+        ),
+        message=normalize_free_text(sub.message, MESSAGE_LIMIT),
+    )

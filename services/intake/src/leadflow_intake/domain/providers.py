@@ -1,0 +1,179 @@
+"""Payload shapes of lead-generation providers' webhooks, each mapped onto a Submission.
+
+Three formats (docs/decisions/0007-lead-gen-webhook-formats.md):
+- "generic": leadflow's own flat shape, for providers that integrate with us directly.
+- "fub-events": the shape of Follow Up Boss's `POST /v1/events` (source, system, type, person with
+  lists of emails and phones, property, campaign), which IDX sites and portals already send.
+- "portal-push": a listing portal's lead push (lists of people, listings, messages and agents).
+
+Provider shapes ignore fields they do not know (providers add fields without notice) but bound
+every list and string they read; a body is at most INTAKE_MAX_BODY_BYTES anyway.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from leadflow_intake.domain.fields import AgentId, Email, FirstName, Host, ListingId, Message, OptionalName, Phone, Utm
+from leadflow_intake.domain.lead import MESSAGE_LIMIT, Submission
+from leadflow_intake.domain.normalize import normalize_free_text
+from leadflow_shared.events.intake import LeadChannel
+
+Format = Literal["generic", "fub-events", "portal-push"]
+Text = Annotated[str, Field(max_length=MESSAGE_LIMIT)]
+Short = Annotated[str, Field(max_length=200)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, frozen=True)
+
+
+class GenericLeadIn(_Strict):
+    """leadflow's own webhook shape: one lead, flat."""
+
+    first_name: FirstName
+    last_name: OptionalName = ""
+    email: Email = None
+    phone: Phone = None
+    message: Message = ""
+    listing_id: ListingId | None = None
+    assigned_agent_id: AgentId | None = Field(default=None, description="An agent the provider already assigned (R4).")
+    site_host: Host = None
+    source_name: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    utm: Utm = Field(default_factory=dict)
+
+    def to_submission(self, *, account_id: str, provider: str, source_name: str) -> Submission:
+        return Submission(
+            account_id=account_id, channel=LeadChannel.LEAD_GEN, source_name=self.source_name or source_name,
+            first_name=self.first_name, last_name=self.last_name, email=self.email, phone=self.phone,
+            message=self.message, site_host=self.site_host, listing_id=self.listing_id,
+            assigned_agent_id=self.assigned_agent_id, provider=provider, utm=self.utm,
+        )  # fmt: skip
+
+
+class FubEmail(_Lenient):
+    value: Email
+
+
+class FubPhone(_Lenient):
+    value: Phone
+
+
+class FubPerson(_Lenient):
+    firstName: OptionalName = ""  # noqa: N815 (the provider's field names)
+    lastName: OptionalName = ""  # noqa: N815
+    emails: list[FubEmail] = Field(default_factory=list, max_length=10)
+    phones: list[FubPhone] = Field(default_factory=list, max_length=10)
+    assignedTo: AgentId | None = Field(  # noqa: N815
+        default=None, description="leadflow agent id of the agent the provider assigned (R4)."
+    )
+
+
+class FubProperty(_Lenient):
+    street: Short = ""
+    city: Short = ""
+    state: Short = ""
+    code: Short = ""
+    mlsNumber: ListingId | None = None  # noqa: N815
+    url: Annotated[str, Field(max_length=2000)] = ""
+
+
+class FubCampaign(_Lenient):
+    source: Short = ""
+    medium: Short = ""
+    term: Short = ""
+    content: Short = ""
+    campaign: Short = ""
+
+
+class FubEventIn(_Lenient):
+    """A Follow Up Boss-style event: a registration or inquiry with the person behind it."""
+
+    source: Annotated[str, Field(max_length=100)] = ""
+    system: Short = ""
+    type: Annotated[str, Field(max_length=50)] = "General Inquiry"
+    message: Text = ""
+    description: Text = ""
+    person: FubPerson
+    property: FubProperty | None = None
+    campaign: FubCampaign | None = None
+
+    def to_submission(self, *, account_id: str, provider: str, source_name: str) -> Submission:
+        person, prop = self.person, self.property
+        about = ", ".join(p for p in (prop.street, prop.city, prop.state, prop.code) if p) if prop else ""
+        message = "\n\n".join(p for p in (self.message, self.description, about and f"Property: {about}") if p)
+        utm = (
+            {f"utm_{k}": v for k, v in self.campaign.model_dump().items() if v} if self.campaign is not None else {}
+        )
+        return Submission(
+            account_id=account_id, channel=LeadChannel.LEAD_GEN, source_name=source_name,
+            first_name=person.firstName, last_name=person.lastName,
+            email=next((e.value for e in person.emails if e.value), None),
+            phone=next((p.value for p in person.phones if p.value), None),
+            message=normalize_free_text(message, MESSAGE_LIMIT),
+            listing_id=prop.mlsNumber if prop else None, assigned_agent_id=person.assignedTo,
+            provider=provider, utm=utm,
+        )  # fmt: skip
+
+
+class PortalPerson(_Lenient):
+    first_name: OptionalName = ""
+    last_name: OptionalName = ""
+    email: Email = None
+    phone_1: Phone = None
+    phone_2: Phone = None
+
+
+class PortalListing(_Lenient):
+    listing_id: ListingId | None = None
+    property_address: Short = ""
+    unit_number: Annotated[str, Field(max_length=20)] = ""
+
+
+class PortalMessage(_Lenient):
+    message: Text = ""
+
+
+class PortalAgent(_Lenient):
+    agent_id: AgentId | None = Field(default=None, description="leadflow agent id, as configured in the portal.")
+
+
+class PortalLeadIn(_Lenient):
+    """A listing portal's lead push: the people, the listings they asked about, their messages, the agents."""
+
+    lead_id: Annotated[str, Field(max_length=100)] = ""
+    lead_source: Annotated[str, Field(max_length=100)] = ""
+    people: list[PortalPerson] = Field(min_length=1, max_length=10)
+    listings: list[PortalListing] = Field(default_factory=list, max_length=20)
+    messages: list[PortalMessage] = Field(default_factory=list, max_length=20)
+    agents: list[PortalAgent] = Field(default_factory=list, max_length=5)
+
+    def to_submission(self, *, account_id: str, provider: str, source_name: str) -> Submission:
+        person = self.people[0]  # the first person is the lead; co-buyers follow
+        listing = next((item for item in self.listings if item.listing_id), None)
+        address = f"{listing.property_address} {listing.unit_number}".strip() if listing else ""
+        about = f"Listing: {address}" if address else ""
+        message = "\n\n".join([*(m.message for m in self.messages if m.message), *([about] if about else [])])
+        return Submission(
+            account_id=account_id, channel=LeadChannel.LEAD_GEN, source_name=source_name,
+            first_name=person.first_name, last_name=person.last_name, email=person.email,
+            phone=person.phone_1 or person.phone_2 or None,
+            message=normalize_free_text(message, MESSAGE_LIMIT),
+            listing_id=listing.listing_id if listing else None,
+            assigned_agent_id=next((a.agent_id for a in self.agents if a.agent_id), None),
+            provider=provider, utm={"utm_source": self.lead_source} if self.lead_source else {},
+        )  # fmt: skip
+
+
+ProviderPayload = GenericLeadIn | FubEventIn | PortalLeadIn
+FORMATS: dict[str, type[GenericLeadIn] | type[FubEventIn] | type[PortalLeadIn]] = {
+    "generic": GenericLeadIn,
+    "fub-events": FubEventIn,
+    "portal-push": PortalLeadIn,
+}

@@ -1,0 +1,55 @@
+"""Intake's metrics, on the process's injected registry; labels are fixed, low-cardinality sets."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+Source = Literal["website", "listing_inquiry", "webhook", "partner"]
+SOURCES: tuple[Source, ...] = ("website", "listing_inquiry", "webhook", "partner")
+# invalid: fails validation or normalization; too_large: over a size limit; unauthorized: bad webhook
+# signature; conflict: idempotency key reused for another request; unknown_account; error: a 5xx.
+REASONS = ("invalid", "too_large", "unauthorized", "conflict", "unknown_account", "error")
+
+
+class IntakeMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.received = Counter(
+            "intake_leads_received_total", "Lead submissions received, by source.", ["source"], registry=registry
+        )
+        self.accepted = Counter(
+            "intake_leads_accepted_total",
+            "Lead submissions accepted (202 or published), by source; includes duplicates.",
+            ["source"],
+            registry=registry,
+        )
+        self.duplicates = Counter(
+            "intake_leads_duplicate_total",
+            "Accepted submissions whose idempotency key was seen before (nothing new published), by source.",
+            ["source"],
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "intake_leads_rejected_total", "Lead submissions refused, by source and reason.", ["source", "reason"],
+            registry=registry,
+        )  # fmt: skip
+        self.request_seconds = Histogram(
+            "intake_request_seconds",
+            "Latency of intake's HTTP lead endpoints, from request to response, by source.",
+            ["source"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=registry,
+        )
+        for source in SOURCES:  # export zeros, so rates and alerts work before the first lead
+            self.received.labels(source)
+            self.accepted.labels(source)
+            self.duplicates.labels(source)
+
+    def outcome(self, source: Source, *, rejected: str | None = None, duplicate: bool = False) -> None:
+        if rejected is not None:
+            self.rejected.labels(source, rejected).inc()
+            return
+        self.accepted.labels(source).inc()
+        if duplicate:
+            self.duplicates.labels(source).inc()

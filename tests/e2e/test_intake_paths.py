@@ -1,0 +1,487 @@
+"""Every HTTP way a lead comes in, end to end through the real broker: forms, listing inquiries, webhooks.
+
+A second intake process runs here beside the stack's (same Kafka and MongoDB), configured with
+webhook providers whose secrets this module generates; it does not consume leads.inbound.v1.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+import schemathesis
+import yaml
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.core.result import Ok
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from leadflow_devstack.processes import ManagedProcess, free_port
+from leadflow_devstack.stack import Stack
+from leadflow_devstack.testing import WaitForRecord
+from leadflow_intake.domain.signature import sign
+from leadflow_intake.settings import DEVELOPMENT_SECRET
+from leadflow_shared import topics
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+ACCOUNT = "acme-realty"
+WEBHOOK = "/v1/accounts/{account_id}/webhooks/{provider}"
+
+
+@dataclass
+class Intake:
+    url: str
+    secrets: dict[str, bytes]
+    process: ManagedProcess
+
+    def signed(
+        self, provider: str, body: bytes, *, at: int | None = None, secret: bytes | None = None
+    ) -> dict[str, str]:
+        ts = int(time.time()) if at is None else at
+        key = secret if secret is not None else self.secrets[provider]
+        return {"X-Leadflow-Timestamp": str(ts), "X-Leadflow-Signature": sign(key, ts, body),
+                "content-type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def intake(stack: Stack) -> Iterator[Intake]:
+    keys = {name: secrets.token_urlsafe(32) for name in ("homefinder", "idx-site", "portal")}
+    providers = {
+        "homefinder": {"format": "generic", "secrets": [keys["homefinder"]], "source_name": "HomeFinder"},
+        "idx-site": {"format": "fub-events", "secrets": [keys["idx-site"]]},
+        "portal": {"format": "portal-push", "secrets": [keys["portal"]], "accounts": [ACCOUNT]},
+    }
+    port = free_port()
+    env = stack.service_env("intake") | {
+        "INTAKE_ENVIRONMENT": "test",
+        "INTAKE_HTTP__PORT": str(port),
+        "INTAKE_CONSUME_INBOUND": "false",
+        "INTAKE_WEBHOOKS__PROVIDERS": json.dumps(providers),
+    }
+    process = ManagedProcess("intake-under-test", [str(Path(sys.executable).parent / "leadflow-intake")],
+                             log_dir=stack.log_dir, env=env)
+    process.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.running(), f"intake exited; see {process.log_path}"
+            try:
+                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, f"intake not ready; see {process.log_path}"
+            time.sleep(0.1)  # polling a readiness endpoint with a deadline
+        yield Intake(url, {k: v.encode() for k, v in keys.items()}, process)
+    finally:
+        process.stop()
+    log = process.log_path.read_text()
+    assert "Traceback" not in log, log[-3000:]
+
+
+@pytest_asyncio.fixture
+async def client(intake: Intake) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=intake.url, timeout=10) as http:
+        yield http
+
+
+def marker() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@dataclass
+class WayIn:
+    """One way in: where to post, the body, and what the LeadReceived must say."""
+
+    name: str
+    path: str
+    body: Callable[[str], dict[str, Any]]
+    expected_source: dict[str, Any]
+    provider: str | None = None
+    expected_contact: dict[str, Any] = field(default_factory=dict)
+
+
+PATHS = [
+    WayIn(
+        "brokerage-site", "/v1/leads",
+        lambda m: {"account_id": ACCOUNT, "first_name": "ROBIN", "last_name": f"o'neil-{m}",
+                   "email": f"Robin.{m}@Example.com", "phone": "(415) 555-0123", "site_host": "WWW.Acme-Realty.example",
+                   "utm": {"utm_source": "google"}, "message": "3-bed near schools?\r\n"},
+        {"channel": "brokerage_site", "name": "Website", "site_host": "www.acme-realty.example",
+         "utm": {"utm_source": "google"}},
+        expected_contact={"first_name": "Robin", "phone": "+14155550123"},
+    ),
+    WayIn(
+        "agent-subdomain", "/v1/leads",
+        lambda m: {"account_id": ACCOUNT, "first_name": "Sam", "last_name": m, "email": f"sam.{m}@example.com",
+                   "site_kind": "agent", "site_host": "https://Alex.Acme-Realty.example/contact"},
+        {"channel": "agent_site", "site_host": "alex.acme-realty.example"},
+    ),
+    WayIn(
+        "listing-inquiry", "/v1/listing-inquiries",
+        lambda m: {"account_id": ACCOUNT, "first_name": "lee", "last_name": m, "phone": "212.555.0199",
+                   "listing_id": "MLS-4471", "listing_agent_id": "blair-chen", "message": "Open house times?"},
+        {"channel": "listing_inquiry", "name": "Listing inquiry", "listing_id": "MLS-4471",
+         "listing_agent_id": "blair-chen"},
+        expected_contact={"first_name": "Lee", "phone": "+12125550199"},
+    ),
+    WayIn(
+        "webhook-generic", f"/v1/accounts/{ACCOUNT}/webhooks/homefinder",
+        lambda m: {"first_name": "Kim", "last_name": m, "email": f"Kim.{m}@Example.org",
+                   "assigned_agent_id": "casey-okafor", "utm": {"utm_campaign": "spring"}},
+        {"channel": "lead_gen", "provider": "homefinder", "name": "HomeFinder", "assigned_agent_id": "casey-okafor"},
+        provider="homefinder",
+        expected_contact={"first_name": "Kim"},
+    ),
+    WayIn(
+        "webhook-fub-events", f"/v1/accounts/{ACCOUNT}/webhooks/idx-site",
+        lambda m: {"source": "acme-idx.example", "system": "IDXBuilder", "type": "Registration",
+                   "person": {"firstName": "PAT", "lastName": m, "emails": [{"value": f"pat.{m}@example.com"}],
+                              "phones": [{"value": "646-555-0144"}], "assignedTo": "blair-chen"},
+                   "property": {"street": "12 Elm St", "mlsNumber": "MLS-12"}, "campaign": {"source": "fb"}},
+        {"channel": "lead_gen", "provider": "idx-site", "name": "idx-site", "assigned_agent_id": "blair-chen",
+         "listing_id": "MLS-12", "utm": {"utm_source": "fb"}},
+        provider="idx-site",
+        expected_contact={"first_name": "Pat", "phone": "+16465550144"},
+    ),
+    WayIn(
+        "webhook-portal-push", f"/v1/accounts/{ACCOUNT}/webhooks/portal",
+        lambda m: {"lead_id": f"PL-{m}", "lead_source": "streeteasy",
+                   "people": [{"first_name": "Ana", "last_name": m, "email": f"ana.{m}@example.com"}],
+                   "listings": [{"listing_id": "SE-1", "property_address": "123 First St"}],
+                   "messages": [{"message": "Hi!"}], "agents": [{"agent_id": "casey-okafor"}]},
+        {"channel": "lead_gen", "provider": "portal", "assigned_agent_id": "casey-okafor", "listing_id": "SE-1"},
+        provider="portal",
+    ),
+]
+
+
+async def post(client: httpx.AsyncClient, intake: Intake, way: WayIn, body: dict[str, Any],
+               key: str | None = None) -> httpx.Response:
+    raw = json.dumps(body).encode()
+    headers = intake.signed(way.provider, raw) if way.provider else {"content-type": "application/json"}
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    return await client.post(way.path, content=raw, headers=headers)
+
+
+def with_event_id(event_id: str) -> Callable[[ConsumerRecord[bytes, bytes]], bool]:
+    needle = f'"event_id":"{event_id}"'.encode()
+    return lambda record: needle in (record.value or b"")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("way", PATHS, ids=[p.name for p in PATHS])
+async def test_each_way_in_publishes_a_normalized_lead(
+    intake: Intake, client: httpx.AsyncClient, wait_for_record: WaitForRecord, way: WayIn
+) -> None:
+    m = marker()
+    response = await post(client, intake, way, way.body(m))
+    assert response.status_code == 202, response.text
+    event_id = response.json()["event_id"]
+
+    record = await wait_for_record(topics.LEADS_INTAKE, with_event_id(event_id))
+    assert record.key == ACCOUNT.encode()
+    event = json.loads(record.value or b"")
+    assert event["type"] == "LeadReceived"
+    source, contact = event["payload"]["source"], event["payload"]["contact"]
+    assert {k: source[k] for k in way.expected_source} == way.expected_source
+    assert {k: contact[k] for k in way.expected_contact} == way.expected_contact
+    assert m.lower() in contact["last_name"].lower()
+    assert contact["email"] is None or contact["email"] == contact["email"].lower()
+
+
+async def records_until(bootstrap: str, topic: str, last: Callable[[ConsumerRecord[bytes, bytes]], bool],
+                        timeout: float = 30.0) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of `topic` from the beginning up to the first one `last` matches."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False)
+    await consumer.start()
+    seen: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                seen.extend(records)
+            if any(last(r) for r in seen):
+                return seen
+        raise AssertionError(f"no closing record on {topic} within {timeout}s")
+    finally:
+        await consumer.stop()
+
+
+# Without a key a form is a new lead each time; a webhook without one is keyed on its body's hash.
+RETRIES = [(way, True) for way in PATHS] + [(way, False) for way in PATHS if way.provider]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("way", "keyed"), RETRIES, ids=[f"{w.name}-{'key' if keyed else 'body-hash'}" for w, keyed in RETRIES]
+)
+async def test_a_retry_answers_the_same_event_id_and_publishes_nothing_new(
+    stack: Stack, intake: Intake, client: httpx.AsyncClient, way: WayIn, keyed: bool
+) -> None:
+    body, key = way.body(marker()), (str(uuid.uuid4()) if keyed else None)
+    first = await post(client, intake, way, body, key)
+    again = await post(client, intake, way, body, key)  # webhooks: signed again, with a new timestamp
+    assert (first.status_code, again.status_code) == (202, 202), (first.text, again.text)
+    event_id = first.json()["event_id"]
+    assert again.json()["event_id"] == event_id
+
+    # A later lead on the same account (same partition) closes the window: a second copy would come before it.
+    later = await post(client, intake, PATHS[0], PATHS[0].body(marker()))
+    records = await records_until(stack.bootstrap, topics.LEADS_INTAKE, with_event_id(later.json()["event_id"]))
+    assert sum(with_event_id(event_id)(r) for r in records) == 1
+
+
+@pytest.mark.asyncio
+async def test_same_key_for_a_different_request_is_409(intake: Intake, client: httpx.AsyncClient) -> None:
+    way, key = PATHS[2], str(uuid.uuid4())
+    body = way.body(marker())
+    assert (await post(client, intake, way, body, key)).status_code == 202
+    changed = await post(client, intake, way, {**body, "message": "something else"}, key)
+    assert changed.status_code == 409
+    assert "Idempotency-Key" in changed.json()["detail"]
+
+
+# -- webhook authentication --------------------------------------------------------------------
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples of `name` whose labels include `labels`."""
+    return sum(
+        float(sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+@pytest.mark.asyncio
+async def test_webhook_authentication_failures_are_401_alike_and_publish_nothing(
+    intake: Intake, client: httpx.AsyncClient
+) -> None:
+    body = json.dumps({"first_name": "Eve", "email": "eve@example.com"}).encode()
+    now = int(time.time())
+    good = intake.signed("homefinder", body)
+    attempts = {
+        "no headers": ("homefinder", {"content-type": "application/json"}),
+        "no signature": ("homefinder", {k: v for k, v in good.items() if k != "X-Leadflow-Signature"}),
+        "wrong secret": ("homefinder", intake.signed("homefinder", body, secret=secrets.token_bytes(32))),
+        "another provider's secret": ("homefinder", intake.signed("portal", body)),
+        "stale": ("homefinder", intake.signed("homefinder", body, at=now - 301)),
+        "from the future": ("homefinder", intake.signed("homefinder", body, at=now + 301)),
+        "unknown provider": ("nobody", intake.signed("homefinder", body)),
+        "account not allowed": ("portal", intake.signed("portal", body)),
+        "tampered body": ("homefinder", good),
+    }
+    before = (await client.get("/metrics")).text
+    answers = set()
+    for why, (provider, headers) in attempts.items():
+        account = "other-realty" if why == "account not allowed" else ACCOUNT
+        sent = body + b" " if why == "tampered body" else body
+        response = await client.post(f"/v1/accounts/{account}/webhooks/{provider}", content=sent, headers=headers)
+        assert response.status_code == 401, (why, response.text)
+        answers.add((response.text, response.headers.get("content-type"), response.headers.get("content-length")))
+    assert len(answers) == 1, f"401 answers differ, so they leak which check failed: {answers}"
+    after = (await client.get("/metrics")).text
+    labels = {"source": "webhook", "reason": "unauthorized"}
+    assert metric(after, "intake_leads_rejected_total", **labels) - metric(
+        before, "intake_leads_rejected_total", **labels
+    ) == len(attempts)
+    assert metric(after, "intake_leads_accepted_total", source="webhook") == metric(
+        before, "intake_leads_accepted_total", source="webhook"
+    )
+    assert "eve@example.com" not in intake.process.log_path.read_text()
+
+
+# -- limits ------------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_oversized_bodies_get_413_with_or_without_content_length(
+    intake: Intake, client: httpx.AsyncClient
+) -> None:
+    big = json.dumps(PATHS[0].body(marker()) | {"message": "x" * 70_000}).encode()
+    declared = await client.post("/v1/leads", content=big, headers={"content-type": "application/json"})
+    assert declared.status_code == 413
+    assert "larger than 65536 bytes" in declared.json()["detail"]
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(big), 8192):
+            yield big[start : start + 8192]
+
+    for path, headers in [("/v1/leads", {}), (PATHS[3].path, intake.signed("homefinder", big))]:
+        streamed = await client.post(path, content=chunks(), headers={**headers, "content-type": "application/json"})
+        assert streamed.status_code == 413, (path, streamed.text)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("way", "change", "loc"),
+    [
+        (0, {"first_name": "x" * 101}, ["body", "first_name"]),
+        (0, {"message": "x" * 5001}, ["body", "message"]),
+        (0, {"utm": {str(i): "v" for i in range(11)}}, ["body", "utm"]),
+        (0, {"account_id": "no-such-account"}, ["body", "account_id"]),
+        (0, {"phone": "12", "email": None}, ["body", "phone"]),
+        (2, {"listing_id": "x" * 65}, ["body", "listing_id"]),
+        (4, {"person": {"emails": [{"value": "a@example.com"}] * 11}}, ["body", "person", "emails"]),
+        (5, {"people": [{"first_name": "A", "email": "a@example.com"}] * 11}, ["body", "people"]),
+        (3, {"email": "not an email"}, ["body", "email"]),
+    ],
+    ids=["name", "message", "utm", "unknown-account", "phone", "listing-id", "fub-emails", "portal-people",
+         "webhook-email"],
+)
+async def test_invalid_input_gets_422_naming_the_field(
+    intake: Intake, client: httpx.AsyncClient, way: int, change: dict[str, Any], loc: list[str]
+) -> None:
+    response = await post(client, intake, PATHS[way], PATHS[way].body(marker()) | change)
+    assert response.status_code == 422, response.text
+    assert loc in [error["loc"] for error in response.json()["detail"]], response.json()
+
+
+@pytest.mark.asyncio
+async def test_unknown_account_in_a_webhook_url_is_422(intake: Intake, client: httpx.AsyncClient) -> None:
+    raw = json.dumps(PATHS[3].body(marker())).encode()
+    response = await client.post("/v1/accounts/no-such-account/webhooks/homefinder", content=raw,
+                                 headers=intake.signed("homefinder", raw))
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["path", "account_id"]
+
+
+@pytest.mark.asyncio
+async def test_idempotency_key_is_bounded(intake: Intake, client: httpx.AsyncClient) -> None:
+    response = await post(client, intake, PATHS[0], PATHS[0].body(marker()), key="k" * 201)
+    assert response.status_code == 422
+
+
+# -- metrics, contract, development defaults ---------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_metrics_count_received_accepted_rejected_and_time_the_requests(
+    intake: Intake, client: httpx.AsyncClient
+) -> None:
+    before = (await client.get("/metrics")).text
+    assert (await post(client, intake, PATHS[2], PATHS[2].body(marker()))).status_code == 202
+    assert (await post(client, intake, PATHS[2], {"account_id": ACCOUNT})).status_code == 422
+    unknown = PATHS[2].body(marker()) | {"account_id": "no-such-account"}
+    assert (await post(client, intake, PATHS[2], unknown)).status_code == 422
+    after = (await client.get("/metrics")).text
+
+    def delta(name: str, **labels: str) -> float:
+        return metric(after, name, **labels) - metric(before, name, **labels)
+
+    assert delta("intake_leads_received_total", source="listing_inquiry") == 3
+    assert delta("intake_leads_accepted_total", source="listing_inquiry") == 1
+    assert delta("intake_leads_rejected_total", source="listing_inquiry", reason="invalid") == 1
+    assert delta("intake_leads_rejected_total", source="listing_inquiry", reason="unknown_account") == 1
+    assert delta("intake_request_seconds_count", source="listing_inquiry") == 3
+    assert metric(after, "intake_leads_received_total", source="partner") == 0  # exported before any lead
+
+
+@pytest.mark.asyncio
+async def test_service_serves_the_committed_asyncapi_document(client: httpx.AsyncClient) -> None:
+    committed = (ROOT / "docs" / "partner-contract" / "asyncapi.yaml").read_text()
+    as_yaml = await client.get("/asyncapi.yaml")
+    assert as_yaml.text == committed
+    assert (await client.get("/asyncapi.json")).json() == yaml.safe_load(committed)
+
+
+@pytest.mark.asyncio
+async def test_embedded_stack_accepts_the_demo_providers_in_development(
+    stack: Stack, wait_for_record: WaitForRecord
+) -> None:
+    raw = json.dumps({"first_name": "Demo", "last_name": marker(), "email": "demo@example.com"}).encode()
+    ts = int(time.time())
+    headers = {"X-Leadflow-Timestamp": str(ts), "X-Leadflow-Signature": sign(DEVELOPMENT_SECRET.encode(), ts, raw)}
+    async with httpx.AsyncClient(base_url=stack.url("intake")) as http:
+        response = await http.post(f"/v1/accounts/{ACCOUNT}/webhooks/demo-generic", content=raw, headers=headers)
+    assert response.status_code == 202, response.text
+    await wait_for_record(topics.LEADS_INTAKE, with_event_id(response.json()["event_id"]))
+
+
+# -- fuzzing the HTTP API from its OpenAPI document ------------------------------------------
+
+FUZZ = settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+
+
+def test_fuzzed_requests_never_get_a_server_error(intake: Intake) -> None:
+    """Valid and invalid requests generated from the OpenAPI document, unsigned and then signed."""
+    schema = schemathesis.openapi.from_url(f"{intake.url}/openapi.json")
+    results = list(schema.get_all_operations())
+    operations = [result.ok() for result in results if isinstance(result, Ok)]
+    assert len(operations) == len(results), "the OpenAPI document has operations schemathesis cannot read"
+    assert {op.path for op in operations} >= {"/v1/leads", "/v1/listing-inquiries", WEBHOOK}
+
+    for operation in operations:
+        modes = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+        cases = st.one_of(*(operation.as_strategy(mode) for mode in modes))
+
+        @FUZZ
+        @given(case=cases)
+        def unsigned(case: schemathesis.Case[Any]) -> None:
+            case.call_and_validate(base_url=intake.url, checks=CHECKS, timeout=10)
+
+        unsigned()
+
+    # Signed webhooks get past authentication, so the provider formats' validation and the accept path are
+    # fuzzed too: one operation per provider, its body narrowed from the oneOf to the provider's format.
+    document = httpx.get(f"{intake.url}/openapi.json").json()
+    signed_schema = schemathesis.openapi.from_dict(per_provider_webhooks(document))
+    statuses: list[int] = []
+    with httpx.Client(base_url=intake.url, timeout=10) as http:
+        for result in signed_schema.get_all_operations():
+            assert isinstance(result, Ok)
+            operation = result.ok()
+
+            @FUZZ
+            @given(case=operation.as_strategy(GenerationMode.POSITIVE))
+            def signed(case: schemathesis.Case[Any]) -> None:
+                raw = json.dumps(case.body).encode()
+                response = http.post(case.path, content=raw, headers=intake.signed(case.path.rsplit("/", 1)[1], raw))
+                assert response.status_code in {202, 409, 422}, response.text
+                statuses.append(response.status_code)
+
+            signed()
+    assert 202 in statuses, f"no generated webhook lead was accepted: {sorted(set(statuses))}"
+
+
+FORMAT_OF = {"homefinder": "GenericLeadIn", "idx-site": "FubEventIn", "portal": "PortalLeadIn"}
+
+
+def per_provider_webhooks(document: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document with only the webhook route, once per provider, with that provider's body format."""
+    template = document["paths"][WEBHOOK]["post"]
+    paths = {}
+    for provider, model in FORMAT_OF.items():
+        operation = json.loads(json.dumps(template))
+        operation["parameters"] = [
+            p for p in operation["parameters"] if p["in"] != "path" and not p["name"].startswith("X-Leadflow")
+        ]
+        operation["requestBody"]["content"]["application/json"]["schema"] = {"$ref": f"#/components/schemas/{model}"}
+        paths[WEBHOOK.format(account_id=ACCOUNT, provider=provider)] = {"post": operation}
+    return {**document, "paths": paths}

@@ -1,0 +1,191 @@
+"""Partners on Kafka, through the stack's intake: leads.inbound.v1 -> leads.intake.v1, poison -> the DLQ (I4)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from prometheus_client.parser import text_string_to_metric_families
+
+from leadflow_devstack.stack import Stack
+from leadflow_devstack.testing import WaitForRecord
+from leadflow_shared import topics
+from leadflow_shared.envelope import derived_event_id
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
+
+ACCOUNT = "acme-realty"
+
+
+def lead(event_id: uuid.UUID | None = None, **contact: Any) -> dict[str, Any]:
+    event_id = event_id or uuid.uuid4()
+    return {
+        "event_id": str(event_id), "type": "LeadSubmitted", "schema_version": 1, "account_id": ACCOUNT,
+        "occurred_at": "2026-03-02T09:05:00-05:00", "correlation_id": str(event_id),
+        "payload": {
+            "contact": {"first_name": "MARIA", "last_name": f"lopez-{uuid.uuid4().hex[:6]}",
+                        "email": "Maria.Lopez@Example.com", "phone": "(415) 555-0123"} | contact,
+            "source": {"partner": "homefinder", "name": "HomeFinder", "assigned_agent_id": "blair-chen",
+                       "site_host": "Blair.Acme-Realty.example", "utm": {"UTM_Source": "homefinder"}},
+            "message": "Interested in a condo.\r\n",
+        },
+    }  # fmt: skip
+
+
+def encoded(message: dict[str, Any]) -> bytes:
+    return json.dumps(message).encode()
+
+
+def received_id(message: dict[str, Any]) -> str:
+    return str(derived_event_id(uuid.UUID(message["event_id"]), "received"))
+
+
+def with_event_id(event_id: str) -> Callable[[ConsumerRecord[bytes, bytes]], bool]:
+    needle = f'"event_id":"{event_id}"'.encode()
+    return lambda record: needle in (record.value or b"")
+
+
+@pytest_asyncio.fixture
+async def produce(stack: Stack) -> AsyncIterator[Callable[[bytes], Any]]:
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all")
+    await producer.start()
+
+    async def send(value: bytes) -> None:
+        # Same key for every message: one partition, so a later message waits behind an earlier one.
+        await producer.send_and_wait(topics.LEADS_INBOUND, value, key=ACCOUNT.encode())
+
+    try:
+        yield send
+    finally:
+        await producer.stop()
+
+
+async def test_partner_lead_is_normalized_onto_the_intake_topic(
+    produce: Callable[[bytes], Any], wait_for_record: WaitForRecord
+) -> None:
+    message = lead()
+    await produce(encoded(message))
+
+    record = await wait_for_record(topics.LEADS_INTAKE, with_event_id(received_id(message)))
+    assert record.key == ACCOUNT.encode()
+    event = json.loads(record.value or b"")
+    assert event["correlation_id"] == message["event_id"]
+    assert event["occurred_at"] == "2026-03-02T14:05:00Z"
+    contact, source = event["payload"]["contact"], event["payload"]["source"]
+    assert (contact["first_name"], contact["email"], contact["phone"]) == (
+        "Maria", "maria.lopez@example.com", "+14155550123"
+    )
+    assert contact["last_name"] == message["payload"]["contact"]["last_name"].title()
+    assert source == {
+        "channel": "partner", "name": "HomeFinder", "site_host": "blair.acme-realty.example", "listing_id": None,
+        "listing_agent_id": None, "assigned_agent_id": "blair-chen", "provider": "homefinder",
+        "utm": {"utm_source": "homefinder"},
+    }  # fmt: skip
+    assert event["payload"]["message"] == "Interested in a condo."
+
+
+POISON: list[tuple[str, Callable[[], bytes], str]] = [
+    ("not-json", lambda: b"{not json", "Invalid JSON"),
+    ("not-utf8", lambda: b"\xff\xfe\x00", "<message>"),
+    ("no-contact", lambda: encoded({**lead(), "payload": {"source": lead()["payload"]["source"]}}),
+     "payload.contact: Field required"),
+    ("unknown-field", lambda: encoded(lead(nickname="Mo")), "payload.contact.nickname: Extra inputs"),
+    ("name-too-long", lambda: encoded(lead(first_name="x" * 101)), "payload.contact.first_name"),
+    ("bad-phone", lambda: encoded(lead(phone="12")), "payload.contact.phone: not a valid phone number"),
+    ("bad-email", lambda: encoded(lead(email="nope")), "payload.contact.email"),
+    ("unknown-account", lambda: encoded({**lead(), "account_id": "no-such-account"}), "unknown account"),
+    ("too-large", lambda: encoded(lead(padding="x" * 70_000)), "larger than 65536 bytes"),
+]  # fmt: skip
+
+
+def header(record: ConsumerRecord[bytes, bytes], name: str) -> str:
+    value: bytes = dict(record.headers)[name]
+    return value.decode()
+
+
+@pytest.mark.parametrize(("make", "reason"), [(m, r) for _, m, r in POISON], ids=[n for n, _, _ in POISON])
+async def test_poison_goes_to_the_dlq_with_reason_and_original_bytes_and_the_next_lead_goes_through(
+    produce: Callable[[bytes], Any], wait_for_record: WaitForRecord, make: Callable[[], bytes], reason: str
+) -> None:
+    poison, valid = make(), lead()
+    await produce(poison)
+    await produce(encoded(valid))
+
+    dead = await wait_for_record(topics.dlq(topics.LEADS_INBOUND), lambda r: r.value == poison)
+    assert reason in header(dead, "dlq-reason")
+    assert header(dead, "dlq-source-topic") == topics.LEADS_INBOUND
+    assert header(dead, "dlq-service") == "intake"
+    assert dead.key == ACCOUNT.encode()
+    assert "Maria.Lopez" not in header(dead, "dlq-reason")  # reasons name fields, never values
+
+    await wait_for_record(topics.LEADS_INTAKE, with_event_id(received_id(valid)))
+
+
+async def records_until(bootstrap: str, topic: str, last: Callable[[ConsumerRecord[bytes, bytes]], bool],
+                        timeout: float = 30.0) -> list[ConsumerRecord[bytes, bytes]]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False)
+    await consumer.start()
+    seen: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                seen.extend(records)
+            if any(last(r) for r in seen):
+                return seen
+        raise AssertionError(f"no closing record on {topic} within {timeout}s")
+    finally:
+        await consumer.stop()
+
+
+async def test_a_resent_event_is_one_lead_and_a_reused_event_id_is_dead_lettered(
+    stack: Stack, produce: Callable[[bytes], Any], wait_for_record: WaitForRecord
+) -> None:
+    message = lead()
+    reused = lead(uuid.UUID(message["event_id"]), first_name="Other")
+    closing = lead()
+    for value in (encoded(message), encoded(message), encoded(reused), encoded(closing)):
+        await produce(value)
+
+    records = await records_until(stack.bootstrap, topics.LEADS_INTAKE, with_event_id(received_id(closing)))
+    assert sum(with_event_id(received_id(message))(r) for r in records) == 1
+    dead = await wait_for_record(topics.dlq(topics.LEADS_INBOUND), lambda r: r.value == encoded(reused))
+    assert header(dead, "dlq-reason") == "PoisonMessage: event_id: already used for a different lead"
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples of `name` whose labels include `labels`."""
+    return sum(
+        float(sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+async def test_partner_outcomes_are_counted(
+    stack: Stack, produce: Callable[[bytes], Any], wait_for_record: WaitForRecord
+) -> None:
+    async with httpx.AsyncClient(base_url=stack.url("intake")) as http:
+        before = (await http.get("/metrics")).text
+        good, bad = lead(), lead(phone="12")
+        await produce(encoded(bad))
+        await produce(encoded(good))
+        await wait_for_record(topics.LEADS_INTAKE, with_event_id(received_id(good)))
+        after = (await http.get("/metrics")).text
+
+    def delta(name: str, **labels: str) -> float:
+        return metric(after, name, **labels) - metric(before, name, **labels)
+
+    assert delta("intake_leads_received_total", source="partner") >= 2
+    assert delta("intake_leads_accepted_total", source="partner") >= 1
+    assert delta("intake_leads_rejected_total", source="partner", reason="invalid") >= 1
+    assert delta("intake_dead_lettered_messages_total", topic=topics.LEADS_INBOUND) >= 1

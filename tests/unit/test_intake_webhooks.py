@@ -1,0 +1,240 @@
+"""Webhook signatures, provider payload formats and the provider settings."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from leadflow_intake.bootstrap import webhooks
+from leadflow_intake.domain.errors import Unauthorized
+from leadflow_intake.domain.lead import normalize_submission
+from leadflow_intake.domain.providers import FORMATS, FubEventIn, GenericLeadIn, PortalLeadIn
+from leadflow_intake.domain.signature import sign, verify
+from leadflow_intake.settings import DEVELOPMENT_SECRET, IntakeSettings
+from leadflow_shared.events.intake import LeadChannel
+
+pytestmark = pytest.mark.unit
+
+SECRET = secrets.token_bytes(32)
+NOW = 1_772_460_300
+PROPERTY = settings(database=None, deadline=None, max_examples=200)
+
+
+def check(body: bytes, signature: str | None, *, ts: str | None = str(NOW), keys: list[bytes] | None = None) -> None:
+    verify(secrets=[SECRET] if keys is None else keys, timestamp=ts, signature=signature, body=body, now=NOW,
+           tolerance_seconds=300)
+
+
+# -- signatures --------------------------------------------------------------------------------
+
+
+def test_signature_is_hmac_sha256_of_timestamp_dot_body() -> None:
+    # Written out independently of `sign`, as a provider would implement it.
+    expected = hmac.new(SECRET, f"{NOW}.".encode() + b'{"a":1}', hashlib.sha256).hexdigest()
+    assert sign(SECRET, NOW, b'{"a":1}') == f"sha256={expected}"
+    check(b'{"a":1}', f"sha256={expected}")
+    check(b'{"a":1}', f"SHA256={expected.upper()}")  # case of the hex digits does not matter
+
+
+@pytest.mark.parametrize(
+    ("ts", "signature", "why"),
+    [
+        (None, "valid", "missing"),
+        (str(NOW), None, "missing"),
+        ("", "valid", "missing"),
+        ("-5", "valid", "missing"),
+        ("1e9", "valid", "missing"),
+        (str(NOW), "sha1=" + "0" * 40, "missing"),
+        (str(NOW), "sha256=" + "0" * 64, "mismatch"),
+        (str(NOW - 301), "valid", "stale"),
+        (str(NOW + 301), "valid", "stale"),
+    ],
+)
+def test_bad_or_stale_signatures_are_refused(ts: str | None, signature: str | None, why: str) -> None:
+    if signature == "valid":
+        signature = sign(SECRET, int(ts or NOW) if ts and ts.isdigit() else NOW, b"{}")
+    with pytest.raises(Unauthorized) as info:
+        check(b"{}", signature, ts=ts)
+    assert info.value.why == why
+
+
+def test_timestamps_at_the_edge_of_the_window_are_accepted() -> None:
+    for ts in (NOW - 300, NOW + 300):
+        check(b"{}", sign(SECRET, ts, b"{}"), ts=str(ts))
+
+
+def test_a_signature_for_one_timestamp_does_not_hold_for_another() -> None:
+    with pytest.raises(Unauthorized):
+        check(b"{}", sign(SECRET, NOW - 1, b"{}"))
+
+
+def test_either_of_two_secrets_is_accepted_while_rotating() -> None:
+    new = secrets.token_bytes(32)
+    for secret in (SECRET, new):
+        check(b"{}", sign(secret, NOW, b"{}"), keys=[new, SECRET])
+
+
+def test_unknown_provider_is_refused_even_with_a_plausible_signature() -> None:
+    with pytest.raises(Unauthorized) as info:
+        verify(secrets=None, timestamp=str(NOW), signature=sign(b"\x00" * 32, NOW, b"{}"), body=b"{}", now=NOW,
+               tolerance_seconds=300)
+    assert info.value.why == "provider"
+
+
+@PROPERTY
+@given(st.binary(max_size=200), st.data())
+def test_any_change_to_the_body_breaks_the_signature(body: bytes, data: st.DataObject) -> None:
+    signature = sign(SECRET, NOW, body)
+    check(body, signature)
+    tampered = data.draw(st.binary(max_size=200).filter(lambda other: other != body))
+    with pytest.raises(Unauthorized):
+        check(tampered, signature)
+
+
+# -- provider formats ---------------------------------------------------------------------------
+
+FUB_EVENT: dict[str, Any] = {
+    "source": "MyIDXSite.com",
+    "system": "AwesomeSiteBuilder",
+    "type": "Property Inquiry",
+    "message": "Is this still available?",
+    "person": {
+        "firstName": "JOHN", "lastName": "smith", "emails": [{"value": "John.Smith@Example.com"}],
+        "phones": [{"value": "(415) 555-0123"}, {"value": "(212) 555-0101"}], "tags": ["buyer"],
+        "assignedTo": "blair-chen",
+    },
+    "property": {"street": "12 Elm St", "city": "Boston", "state": "MA", "code": "02118", "mlsNumber": "MLS-4471",
+                 "price": 450000},
+    "campaign": {"source": "google", "medium": "cpc", "campaign": "spring"},
+    "unknownNewField": {"anything": True},
+}  # fmt: skip
+
+PORTAL_PUSH: dict[str, Any] = {
+    "lead_id": "PL-998877",
+    "created_at": "2026-03-02T09:05:00",
+    "lead_source": "streeteasy",
+    "people": [
+        {"first_name": "Ana", "last_name": "Souza", "email": "", "phone_1": "", "phone_2": "+1 646 555 0144"},
+        {"first_name": "Co", "last_name": "Buyer", "email": "co@example.com"},
+    ],
+    "listings": [{"listing_id": "SE-1", "property_address": "123 First St", "unit_number": "2A"}],
+    "messages": [{"message": "Hi, I'm interested in 2A."}, {"message": "Can I see it Saturday?"}],
+    "agents": [{"name": "Casey Okafor", "email": "casey@example.com", "agent_id": "casey-okafor"}],
+}
+
+
+def to_payload(model: GenericLeadIn | FubEventIn | PortalLeadIn) -> Any:
+    sub = model.to_submission(account_id="acme-realty", provider="p", source_name="Configured")
+    return normalize_submission(sub, default_region="US")
+
+
+def test_fub_event_maps_person_property_campaign_and_assigned_agent() -> None:
+    payload = to_payload(FubEventIn.model_validate_json(json.dumps(FUB_EVENT)))
+    assert payload.contact.model_dump() == {
+        "first_name": "John", "last_name": "Smith", "email": "john.smith@example.com", "phone": "+14155550123"
+    }
+    assert payload.source.channel is LeadChannel.LEAD_GEN
+    assert payload.source.listing_id == "MLS-4471"
+    assert payload.source.assigned_agent_id == "blair-chen"
+    assert payload.source.utm == {"utm_source": "google", "utm_medium": "cpc", "utm_campaign": "spring"}
+    assert payload.message.startswith("Is this still available?")
+    assert "12 Elm St, Boston, MA, 02118" in payload.message
+
+
+def test_portal_push_maps_first_person_listing_messages_and_agent() -> None:
+    payload = to_payload(PortalLeadIn.model_validate(PORTAL_PUSH))
+    assert (payload.contact.first_name, payload.contact.email, payload.contact.phone) == ("Ana", None, "+16465550144")
+    assert payload.source.listing_id == "SE-1"
+    assert payload.source.assigned_agent_id == "casey-okafor"
+    assert payload.source.utm == {"utm_source": "streeteasy"}
+    assert payload.message == "Hi, I'm interested in 2A.\n\nCan I see it Saturday?\n\nListing: 123 First St 2A"
+
+
+def test_generic_format_is_strict_about_unknown_fields() -> None:
+    with pytest.raises(ValidationError) as info:
+        GenericLeadIn.model_validate({"first_name": "A", "email": "a@example.com", "agent": "x"})
+    assert info.value.errors()[0]["loc"] == ("agent",)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "body", "loc"),
+    [
+        ("fub-events", {"person": {"emails": [{"value": "a@example.com"}] * 11}}, ("person", "emails")),
+        ("fub-events", {"person": {"firstName": "x" * 101}}, ("person", "firstName")),
+        ("fub-events", {"person": {}, "message": "x" * 5001}, ("message",)),
+        ("portal-push", {"people": []}, ("people",)),
+        ("portal-push", {"people": [{"first_name": "A"}] * 11}, ("people",)),
+        ("portal-push", {"people": [{"first_name": "A"}], "messages": [{"message": "m"}] * 21}, ("messages",)),
+        ("portal-push", {"people": [{"first_name": "A"}], "agents": [{"agent_id": "a b"}]}, ("agents", 0, "agent_id")),
+        ("generic", {"first_name": "A", "phone": "1" * 41}, ("phone",)),
+        ("generic", {"first_name": "A", "email": "a@example.com", "utm": {str(i): "v" for i in range(11)}}, ("utm",)),
+    ],
+)
+def test_provider_limits_name_the_field(fmt: str, body: dict[str, Any], loc: tuple[str | int, ...]) -> None:
+    with pytest.raises(ValidationError) as info:
+        FORMATS[fmt].model_validate_json(json.dumps(body))
+    assert info.value.errors()[0]["loc"] == loc
+
+
+def test_combined_provider_messages_are_bounded() -> None:
+    long = {"people": [{"first_name": "A", "email": "a@example.com"}], "messages": [{"message": "x" * 5000}] * 3}
+    payload = to_payload(PortalLeadIn.model_validate(long))
+    assert len(payload.message) == 5000
+    assert payload.message.endswith("…")
+
+
+# -- settings ----------------------------------------------------------------------------------
+
+
+def providers_json(secret: str, fmt: str = "generic") -> str:
+    return json.dumps({"homefinder": {"format": fmt, "secrets": [secret], "accounts": ["acme-realty"]}})
+
+
+def test_providers_are_read_from_one_json_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = secrets.token_urlsafe(32)
+    monkeypatch.setenv("INTAKE_ENVIRONMENT", "production")
+    monkeypatch.setenv("INTAKE_WEBHOOKS__PROVIDERS", providers_json(secret, "portal-push"))
+    monkeypatch.setenv("INTAKE_WEBHOOKS__TOLERANCE_SECONDS", "120")
+    configured = IntakeSettings()
+    hooks = webhooks(configured)
+    assert list(hooks) == ["homefinder"]
+    assert hooks["homefinder"].secrets == [secret.encode()]
+    assert hooks["homefinder"].format == "portal-push"
+    assert hooks["homefinder"].accounts == frozenset({"acme-realty"})
+    assert configured.webhooks.tolerance_seconds == 120
+    assert secret not in repr(configured)
+
+
+@pytest.mark.parametrize("secret", ["changeme", "short-but-real", DEVELOPMENT_SECRET, "  "])
+def test_production_refuses_placeholder_or_short_secrets(secret: str) -> None:
+    with pytest.raises(ValidationError, match="secret"):
+        IntakeSettings.model_validate({"environment": "production",
+                                       "webhooks": {"providers": json.loads(providers_json(secret))}})
+
+
+def test_development_without_providers_gets_the_demo_providers_only_in_development() -> None:
+    dev = webhooks(IntakeSettings.model_validate({"environment": "development"}))
+    assert set(dev) == {"demo-generic", "demo-fub", "demo-portal"}
+    assert {h.secrets[0] for h in dev.values()} == {DEVELOPMENT_SECRET.encode()}
+    assert webhooks(IntakeSettings.model_validate({"environment": "test"})) == {}
+    assert webhooks(IntakeSettings.model_validate({"environment": "production"})) == {}
+
+
+def test_configured_providers_replace_the_demo_ones_in_development() -> None:
+    configured = IntakeSettings.model_validate({"environment": "development",
+                                                "webhooks": {"providers": json.loads(providers_json("x"))}})
+    assert list(webhooks(configured)) == ["homefinder"]
+
+
+@pytest.mark.parametrize("name", ["Upper", "-dash", "a b", "x" * 41])
+def test_provider_names_are_url_safe(name: str) -> None:
+    with pytest.raises(ValidationError):
+        IntakeSettings.model_validate({"webhooks": {"providers": {name: {"format": "generic", "secrets": ["s"]}}}})
