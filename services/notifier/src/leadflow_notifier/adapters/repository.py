@@ -1,43 +1,181 @@
-"""MongoDB adapters of the notifier: the agent directory and the delivery log."""
+"""MongoDB adapters of the notifier: recipients (agents and their preferences) and the delivery log."""
 
 from __future__ import annotations
 
+import contextlib
+from datetime import time
+from enum import StrEnum
+from time import monotonic
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from leadflow_notifier.domain.digest import DigestItem, DigestWindow
 from leadflow_notifier.domain.messages import Recipient
+from leadflow_notifier.domain.preferences import Channel, Preferences, QuietHours
 
 AGENTS = "agents"
+PREFERENCES = "notifier_preferences"
 DELIVERIES = "notifier_deliveries"
+DIGEST_ITEMS = "notifier_digest_items"
+
+
+class QuietHoursDoc(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    start: time
+    end: time
+
+
+class PreferencesDoc(BaseModel):
+    """One agent's notification preferences (`notifier_preferences`, `_id` = agent id)."""
+
+    model_config = ConfigDict(extra="ignore")
+    account_id: str | None = None
+    channels: list[Channel] = Field(default_factory=lambda: list(Channel))
+    quiet_hours: QuietHoursDoc | None = None
+    push_token: str | None = Field(default=None, max_length=4096)
+    digest: bool = False
+    # Admins and staff who are not agents get the digest here.
+    name: str | None = None
+    email: str | None = None
+    time_zone: str = "UTC"
+
+    def preferences(self) -> Preferences:
+        quiet = QuietHours(self.quiet_hours.start, self.quiet_hours.end) if self.quiet_hours else None
+        return Preferences(channels=frozenset(self.channels), quiet_hours=quiet, digest=self.digest)
+
+
+RecipientCache = dict[str, tuple[float, Recipient | None]]
 
 
 class AgentDirectory:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+    """Agents with their preferences; cached for `ttl_seconds` (a change applies within that time)."""
+
+    def __init__(
+        self, db: AsyncDatabase[dict[str, Any]], *, cache: RecipientCache | None = None, ttl_seconds: float = 0.0
+    ) -> None:
         self._agents = db[AGENTS]
+        self._preferences = db[PREFERENCES]
+        self._cache = cache if cache is not None else {}
+        self._ttl = ttl_seconds
 
     async def get(self, agent_id: str) -> Recipient | None:
+        cached = self._cache.get(agent_id)
+        if cached is not None and monotonic() - cached[0] < self._ttl:
+            return cached[1]
+        recipient = await self._load(agent_id)
+        if self._ttl > 0:
+            self._cache[agent_id] = (monotonic(), recipient)
+        return recipient
+
+    async def _load(self, agent_id: str) -> Recipient | None:
         doc = await self._agents.find_one({"_id": agent_id})
         if doc is None:
             return None
-        return Recipient(agent_id=agent_id, name=doc["name"], email=doc["email"], time_zone=doc.get("time_zone", "UTC"))
+        prefs_doc = await self._preferences.find_one({"_id": agent_id})
+        prefs = PreferencesDoc.model_validate(prefs_doc or {})
+        return Recipient(
+            agent_id=agent_id,
+            name=doc["name"],
+            email=doc["email"],
+            time_zone=doc.get("time_zone", "UTC"),
+            phone=doc.get("phone"),
+            push_token=prefs.push_token,
+            preferences=prefs.preferences(),
+        )
+
+    async def save_preferences(self, agent_id: str, prefs: PreferencesDoc) -> None:
+        # The replacement repeats _id: nx-27017 ignores the filter's _id on upsert (decision 0004).
+        doc = {"_id": agent_id, **prefs.model_dump(mode="json")}
+        await self._preferences.replace_one({"_id": agent_id}, doc, upsert=True)
+
+    async def digest_subscribers(self, account_id: str) -> list[Recipient]:
+        found = []
+        async for doc in self._preferences.find({"account_id": account_id, "digest": True}):
+            recipient = await self.get(str(doc["_id"]))
+            prefs = PreferencesDoc.model_validate(doc)
+            if recipient is None and prefs.email:
+                recipient = Recipient(agent_id=str(doc["_id"]), name=prefs.name or prefs.email, email=prefs.email,
+                                      time_zone=prefs.time_zone, preferences=prefs.preferences())
+            if recipient is not None:
+                found.append(recipient)
+        return found
+
+
+class DigestItems:
+    """New leads waiting for the daily digest (`notifier_digest_items`, `_id` = lead id)."""
+
+    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        self._items = db[DIGEST_ITEMS]
+
+    async def add(self, item: DigestItem) -> None:
+        doc = {"_id": item.lead_id, "account_id": item.account_id, "name": item.name, "source": item.source,
+               "created_ms": item.created_ms}
+        with contextlib.suppress(DuplicateKeyError):  # a redelivery, or the second offer of a race
+            await self._items.insert_one(doc)
+
+    async def accounts(self, window: DigestWindow) -> list[str]:
+        cursor = self._items.find(
+            {"created_ms": {"$gte": window.start_ms, "$lt": window.end_ms}}, {"account_id": 1}
+        )
+        return sorted({str(d["account_id"]) async for d in cursor})
+
+    async def in_window(self, account_id: str, window: DigestWindow) -> list[DigestItem]:
+        cursor = self._items.find(
+            {"account_id": account_id, "created_ms": {"$gte": window.start_ms, "$lt": window.end_ms}}
+        ).sort("created_ms", 1)
+        return [
+            DigestItem(account_id=d["account_id"], lead_id=str(d["_id"]), name=d["name"], source=d["source"],
+                       created_ms=d["created_ms"])
+            async for d in cursor
+        ]
+
+
+async def ensure_indexes(db: AsyncDatabase[dict[str, Any]]) -> None:
+    # No index names _id (nx-27017, decision 0004); epoch-ms ints, not datetimes, for ranges.
+    await db[DIGEST_ITEMS].create_index([("created_ms", 1), ("account_id", 1)], name="digest_window")
+
+
+class Begin(StrEnum):
+    SEND = "send"  # nobody delivered it yet (or a crashed attempt's lease ran out): deliver now
+    DONE = "done"  # sent or dead-lettered already: a redelivered event sends nothing twice
+    BUSY = "busy"  # another consumer is delivering it right now
 
 
 class DeliveryLog:
-    """One record per (event, channel, recipient): the N3 at-most-once key."""
+    """One record per (event, channel, recipient): the N3 at-most-once key.
 
-    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+    `status`: `pending` (with `lease_until_ms`, epoch ms), then `sent` or `failed`.
+    """
+
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], *, lease_ms: int) -> None:
         self._deliveries = db[DELIVERIES]
+        self._lease_ms = lease_ms
 
-    async def begin(self, key: str, *, channel: str) -> bool:
-        """True when this delivery still has to be made (new, or started but never finished)."""
+    async def begin(self, key: str, *, channel: str, now_ms: int) -> Begin:
+        lease = now_ms + self._lease_ms
         try:
-            await self._deliveries.insert_one({"_id": key, "channel": channel, "status": "pending"})
+            await self._deliveries.insert_one(
+                {"_id": key, "channel": channel, "status": "pending", "lease_until_ms": lease, "created_ms": now_ms}
+            )
         except DuplicateKeyError:
-            doc = await self._deliveries.find_one({"_id": key})
-            return doc is None or doc.get("status") != "sent"
-        return True
+            # Take over only a pending delivery whose lease ran out (its consumer died mid-send).
+            taken = await self._deliveries.find_one_and_update(
+                {"_id": key, "status": "pending", "lease_until_ms": {"$lt": now_ms}},
+                {"$set": {"lease_until_ms": lease}},
+            )
+            if taken is not None:
+                return Begin.SEND
+            doc = await self._deliveries.find_one({"_id": key}, {"status": 1})
+            return Begin.BUSY if doc is not None and doc.get("status") == "pending" else Begin.DONE
+        return Begin.SEND
 
-    async def sent(self, key: str) -> None:
-        await self._deliveries.update_one({"_id": key}, {"$set": {"status": "sent"}})
+    async def sent(self, key: str, *, now_ms: int) -> None:
+        await self._deliveries.update_one({"_id": key}, {"$set": {"status": "sent", "done_ms": now_ms}})
+
+    async def failed(self, key: str, *, reason: str, now_ms: int) -> None:
+        await self._deliveries.update_one(
+            {"_id": key}, {"$set": {"status": "failed", "reason": reason, "done_ms": now_ms}}
+        )

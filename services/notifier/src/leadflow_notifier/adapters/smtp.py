@@ -1,35 +1,107 @@
-"""Email over SMTP with aiosmtplib (STARTTLS when offered, optional authentication)."""
+"""Email over SMTP with aiosmtplib (STARTTLS when offered, optional authentication).
+
+Connections are pooled: at a few hundred emails a second, a fresh connection per email
+(connect, EHLO, STARTTLS, AUTH, QUIT) costs more than the email. A connection that fails
+in any way is closed and dropped, so the retry gets a fresh one.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import ssl
+import uuid
 from email.message import EmailMessage
 
 import aiosmtplib
 
+from leadflow_notifier.domain.errors import PermanentDeliveryError, TransientDeliveryError
 from leadflow_notifier.domain.messages import EmailContent
 from leadflow_notifier.settings import SmtpSettings
+
+MESSAGE_ID_NAMESPACE = uuid.UUID("3a0f8f5e-2d59-4a7e-9a0c-6c1b1f0e7d21")
 
 
 class SmtpMailer:
     def __init__(self, settings: SmtpSettings) -> None:
         self._settings = settings
+        self._tls = ssl.create_default_context(cafile=settings.ca_file) if settings.ca_file else None
+        self._idle: list[aiosmtplib.SMTP] = []
+        self._slots = asyncio.Semaphore(settings.pool_size)
 
-    async def send(self, content: EmailContent, *, message_id: str) -> None:
-        s = self._settings
+    def message(self, content: EmailContent, *, message_id: str) -> EmailMessage:
         message = EmailMessage()
-        message["From"] = s.sender
+        message["From"] = self._settings.sender
         message["To"] = content.to
         message["Subject"] = content.subject
-        # A stable Message-ID lets receiving systems drop a resend of the same notice.
-        message["Message-ID"] = f"<{message_id}@leadflow>"
-        message["X-Leadflow-Lead-Id"] = content.lead_id
+        # A stable Message-ID lets receiving systems drop a resend of the same notice. It is a
+        # uuid5 of the delivery key: the key's ":" and free-form agent ids are not valid there.
+        message["Message-ID"] = f"<{uuid.uuid5(MESSAGE_ID_NAMESPACE, message_id).hex}@leadflow>"
+        if content.lead_id:  # a digest is about many leads
+            message["X-Leadflow-Lead-Id"] = content.lead_id
         message.set_content(content.text)
-        await aiosmtplib.send(
-            message,
+        if content.html:
+            message.add_alternative(content.html, subtype="html")
+        return message
+
+    async def send(self, content: EmailContent, *, message_id: str) -> None:
+        message = self.message(content, message_id=message_id)
+        async with self._slots:
+            client = self._idle.pop() if self._idle else None
+            try:
+                if client is None or not client.is_connected:
+                    client = await self._connect()
+                await client.send_message(message)
+            except BaseException as exc:
+                if client is not None:
+                    client.close()
+                mapped = _mapped(exc)
+                if mapped is exc:
+                    raise
+                raise mapped from exc
+            self._idle.append(client)
+
+    async def close(self) -> None:
+        while self._idle:
+            client = self._idle.pop()
+            try:
+                await client.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                client.close()
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        s = self._settings
+        client = aiosmtplib.SMTP(
             hostname=s.host,
             port=s.port,
             username=s.username,
             password=s.password.get_secret_value() if s.password else None,
             start_tls=None if s.starttls == "auto" else s.starttls == "required",
+            tls_context=self._tls,
             timeout=s.timeout_seconds,
         )
+        try:
+            await client.connect()  # with EHLO, STARTTLS and AUTH
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+
+def _mapped(exc: BaseException) -> BaseException:
+    """Provider errors as delivery errors; anything else (cancellation, bugs) unchanged."""
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        return PermanentDeliveryError("auth", f"SMTP {exc.code}")
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        codes = [r.code for r in exc.recipients]
+        kind = TransientDeliveryError if all(400 <= c < 500 for c in codes) else PermanentDeliveryError
+        return kind("rejected", f"SMTP {codes}")
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        # 4xx replies are "try again later" in SMTP; 5xx are final.
+        if 400 <= exc.code < 500:
+            return TransientDeliveryError("unavailable", f"SMTP {exc.code}")
+        return PermanentDeliveryError("rejected", f"SMTP {exc.code}")
+    if isinstance(exc, aiosmtplib.SMTPTimeoutError):
+        return TransientDeliveryError("timeout")
+    if isinstance(exc, aiosmtplib.SMTPException | OSError):
+        return TransientDeliveryError("unavailable", type(exc).__name__)
+    return exc

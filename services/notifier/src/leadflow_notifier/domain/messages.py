@@ -1,12 +1,29 @@
-"""What each recipient is told: pure functions from an event to a message."""
+"""What each recipient is told: pure functions from an event to notices, then to messages.
+
+An event becomes one `Notice` (what to say, in the recipient's time zone); the Jinja2
+templates in `leadflow_notifier/templates/` turn it into an email (plain text and HTML),
+an SMS and a push notification. Which of those go out is `CHANNELS_BY_TYPE` narrowed by
+the recipient's preferences.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from leadflow_notifier.domain.preferences import DEFAULT_PREFERENCES, Channel, Preferences, allowed_channels
+from leadflow_notifier.domain.templates import render
 from leadflow_shared.events.activity import ActivityAction
-from leadflow_shared.events.routing import ActivityLogged, LeadAssigned, LeadEvent, LeadFellBack, LeadOffered
+from leadflow_shared.events.routing import (
+    ActivityLogged,
+    LeadAssigned,
+    LeadEvent,
+    LeadFellBack,
+    LeadOffered,
+    OfferExpired,
+    OfferWithdrawn,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,6 +32,25 @@ class Recipient:
     name: str
     email: str
     time_zone: str = "UTC"
+    phone: str | None = None
+    push_token: str | None = None
+    preferences: Preferences = DEFAULT_PREFERENCES
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """What one event tells one recipient, independent of the channel."""
+
+    lead_id: str
+    subject: str
+    greeting: str
+    lines: tuple[str, ...]
+    link: str
+    headline: str  # the short form for SMS and push
+    fields: tuple[tuple[str, str], ...] = ()
+    quote: str = ""
+    notes: tuple[str, ...] = ()
+    deadline: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,110 +59,173 @@ class EmailContent:
     subject: str
     text: str
     lead_id: str
+    html: str = ""
 
 
-def lead_assigned_email(event: LeadAssigned, agent: Recipient, crm_base_url: str) -> EmailContent:
-    """The email telling an agent a lead is now theirs."""
-    p = event.payload
-    contact = p.contact
-    lines = [
-        f"Hi {agent.name},",
-        "",
-        f"{contact.full_name} is now your lead ({p.source.name}).",
-        "",
-        f"Email: {contact.email or '-'}",
-        f"Phone: {contact.phone or '-'}",
-    ]
-    if p.message:
-        lines += ["", "Their message:", p.message]
-    lines += [
-        "",
-        f"Why you: {p.explanation}",
-        f"Open the lead: {crm_base_url.rstrip('/')}/v1/accounts/{event.account_id}/leads/{p.lead_id}",
-        "",
-        f"Lead id: {p.lead_id}",
-    ]
-    return EmailContent(
-        to=agent.email, subject=f"New lead: {contact.full_name}", text="\n".join(lines), lead_id=str(p.lead_id)
-    )
+@dataclass(frozen=True, slots=True)
+class SmsContent:
+    to: str
+    body: str
+    lead_id: str
 
 
-def lead_offered_email(event: LeadOffered, agent: Recipient, crm_base_url: str) -> EmailContent:
-    """The offer: who the lead is, and the claim deadline in the agent's own time zone (R8, N1)."""
-    p = event.payload
-    deadline = p.deadline.astimezone(ZoneInfo(agent.time_zone))
-    race = f" It was offered to {p.race_size} agents: the first to act gets it." if p.race_size > 1 else ""
-    lines = [
-        f"Hi {agent.name},",
-        "",
-        f"New lead for you: {p.contact.full_name} ({p.source.name}).{race}",
-        f"Claim it before {deadline:%a %d %b %H:%M %Z} by accepting it or acting on it (email, call, note, ...);",
-        "opening it does not claim it.",
-        "",
-        f"Email: {p.contact.email or '-'}",
-        f"Phone: {p.contact.phone or '-'}",
-        *(["", "Their message:", p.message] if p.message else []),
-        "",
-        f"Open the lead: {_link(crm_base_url, event.account_id, str(p.lead_id))}",
-    ]
-    return EmailContent(agent.email, f"Lead offer: {p.contact.full_name}", "\n".join(lines), str(p.lead_id))
+@dataclass(frozen=True, slots=True)
+class PushContent:
+    token: str
+    title: str
+    body: str
+    lead_id: str
+    link: str
+    data: dict[str, str] = field(default_factory=dict)
 
 
-def lead_fell_back_email(event: LeadFellBack, broker: Recipient, crm_base_url: str) -> EmailContent:
-    """R9: every eligible agent passed; the broker gets the lead back."""
-    p = event.payload
-    text = "\n".join(
-        [
-            f"Hi {broker.name},",
-            "",
-            "Nobody claimed this lead in time, so it is back with you.",
-            "",
-            f"Why: {p.explanation}",
-            f"Open the lead: {_link(crm_base_url, event.account_id, str(p.lead_id))}",
-        ]
-    )
-    return EmailContent(broker.email, "Lead back in the broker pool", text, str(p.lead_id))
+Content = EmailContent | SmsContent | PushContent
 
-
-def returning_contact_email(event: ActivityLogged, agent: Recipient, crm_base_url: str) -> EmailContent | None:
-    """R1: one of the agent's contacts came back with a new inquiry."""
-    p = event.payload
-    if p.action is not ActivityAction.INQUIRY or p.summary is None:
-        return None
-    contact = p.summary.contact
-    text = "\n".join(
-        [
-            f"Hi {agent.name},",
-            "",
-            f"{contact.full_name}, your lead, sent a new inquiry ({p.summary.source.name}).",
-            *(["", p.summary.message] if p.summary.message else []),
-            "",
-            f"Open the lead: {_link(crm_base_url, event.account_id, str(p.lead_id))}",
-        ]
-    )
-    return EmailContent(agent.email, f"Your lead {contact.full_name} is back", text, str(p.lead_id))
+# N1: who hears about what, on which channels. Offers are urgent (a claim window runs),
+# so they use every channel; closed offers only push, since the CRM already shows them.
+CHANNELS_BY_TYPE: dict[str, frozenset[Channel]] = {
+    "LeadOffered": frozenset({Channel.EMAIL, Channel.SMS, Channel.PUSH}),
+    "LeadAssigned": frozenset({Channel.EMAIL, Channel.PUSH}),
+    "LeadFellBack": frozenset({Channel.EMAIL, Channel.PUSH}),
+    "ActivityLogged": frozenset({Channel.EMAIL, Channel.PUSH}),
+    "OfferExpired": frozenset({Channel.PUSH}),
+    "OfferWithdrawn": frozenset({Channel.PUSH}),
+}
 
 
 def recipient_of(event: LeadEvent) -> str | None:
-    """Whom an event's email goes to (N1); None when nobody is emailed."""
-    if isinstance(event, LeadAssigned | LeadOffered | LeadFellBack):
+    """Whom an event concerns (N1); None when nobody is told."""
+    if isinstance(event, LeadAssigned | LeadOffered | LeadFellBack | OfferExpired | OfferWithdrawn):
         return event.payload.agent_id
     if isinstance(event, ActivityLogged) and event.payload.action is ActivityAction.INQUIRY:
         return event.payload.agent_id
     return None
 
 
-def email_for(event: LeadEvent, agent: Recipient, crm_base_url: str) -> EmailContent | None:
+def notice_for(event: LeadEvent, who: Recipient, crm_base_url: str) -> Notice | None:
+    p = event.payload
+    link = lead_link(crm_base_url, event.account_id, str(p.lead_id))
+    hi = f"Hi {who.name},"
     if isinstance(event, LeadAssigned):
-        return lead_assigned_email(event, agent, crm_base_url)
+        c = event.payload.contact
+        return Notice(
+            lead_id=str(p.lead_id),
+            subject=f"New lead: {c.full_name}",
+            greeting=hi,
+            lines=(f"{c.full_name} is now your lead ({event.payload.source.name}).",),
+            fields=(("Email", c.email or "-"), ("Phone", c.phone or "-")),
+            quote=event.payload.message,
+            notes=(f"Why you: {event.payload.explanation}",),
+            link=link,
+            headline=f"New lead: {c.full_name}",
+        )
     if isinstance(event, LeadOffered):
-        return lead_offered_email(event, agent, crm_base_url)
+        o = event.payload
+        deadline = f"{o.deadline.astimezone(ZoneInfo(who.time_zone)):%a %d %b %H:%M %Z}"
+        race = f" It was offered to {o.race_size} agents: the first to act gets it." if o.race_size > 1 else ""
+        return Notice(
+            lead_id=str(p.lead_id),
+            subject=f"Lead offer: {o.contact.full_name}",
+            greeting=hi,
+            lines=(
+                f"New lead for you: {o.contact.full_name} ({o.source.name}).{race}",
+                f"Claim it before {deadline} by accepting it or acting on it (email, call, note, ...);"
+                " opening it does not claim it.",
+            ),
+            fields=(("Email", o.contact.email or "-"), ("Phone", o.contact.phone or "-")),
+            quote=o.message,
+            link=link,
+            headline=f"Lead offer: {o.contact.full_name}. Claim it before {deadline}",
+            deadline=deadline,
+        )
     if isinstance(event, LeadFellBack):
-        return lead_fell_back_email(event, agent, crm_base_url)
+        return Notice(
+            lead_id=str(p.lead_id),
+            subject="Lead back in the broker pool",
+            greeting=hi,
+            lines=("Nobody claimed this lead in time, so it is back with you.",),
+            notes=(f"Why: {event.payload.explanation}",),
+            link=link,
+            headline="A lead nobody claimed is back in the broker pool",
+        )
+    if isinstance(event, OfferExpired | OfferWithdrawn):
+        why = "Your offer expired" if isinstance(event, OfferExpired) else "Another agent claimed the lead"
+        return Notice(
+            lead_id=str(p.lead_id), subject=why, greeting=hi, lines=(f"{why}.",), link=link, headline=why
+        )
     if isinstance(event, ActivityLogged):
-        return returning_contact_email(event, agent, crm_base_url)
+        a = event.payload
+        if a.action is not ActivityAction.INQUIRY or a.summary is None:
+            return None
+        c = a.summary.contact
+        return Notice(
+            lead_id=str(p.lead_id),
+            subject=f"Your lead {c.full_name} is back",
+            greeting=hi,
+            lines=(f"{c.full_name}, your lead, sent a new inquiry ({a.summary.source.name}).",),
+            quote=a.summary.message,
+            link=link,
+            headline=f"Your lead {c.full_name} sent a new inquiry",
+        )
     return None
 
 
-def _link(crm_base_url: str, account_id: str, lead_id: str) -> str:
+def email_of(notice: Notice, to: str) -> EmailContent:
+    return EmailContent(
+        to=to,
+        subject=notice.subject,
+        text=render("email.txt.j2", notice=notice),
+        html=render("email.html.j2", notice=notice),
+        lead_id=notice.lead_id,
+    )
+
+
+def sms_of(notice: Notice, to: str) -> SmsContent:
+    return SmsContent(to=to, body=render("sms.txt.j2", notice=notice).strip(), lead_id=notice.lead_id)
+
+
+def push_of(notice: Notice, token: str) -> PushContent:
+    return PushContent(
+        token=token,
+        title=notice.subject,
+        body=render("push.txt.j2", notice=notice).strip(),
+        lead_id=notice.lead_id,
+        link=notice.link,
+        data={"lead_id": notice.lead_id, "link": notice.link},
+    )
+
+
+def messages_for(
+    event: LeadEvent, who: Recipient, crm_base_url: str, *, now: datetime
+) -> dict[Channel, Content]:
+    """Every message this event sends `who`, by channel, after preferences and quiet hours."""
+    notice = notice_for(event, who, crm_base_url)
+    if notice is None:
+        return {}
+    channels = CHANNELS_BY_TYPE.get(event.type, frozenset()) & allowed_channels(
+        who.preferences, time_zone=who.time_zone, now=now
+    )
+    out: dict[Channel, Content] = {}
+    if Channel.EMAIL in channels:
+        out[Channel.EMAIL] = email_of(notice, who.email)
+    if Channel.SMS in channels and who.phone:
+        out[Channel.SMS] = sms_of(notice, who.phone)
+    if Channel.PUSH in channels and who.push_token:
+        out[Channel.PUSH] = push_of(notice, who.push_token)
+    return out
+
+
+def email_for(event: LeadEvent, who: Recipient, crm_base_url: str) -> EmailContent | None:
+    notice = notice_for(event, who, crm_base_url)
+    return None if notice is None else email_of(notice, who.email)
+
+
+def lead_assigned_email(event: LeadAssigned, who: Recipient, crm_base_url: str) -> EmailContent:
+    """The email telling an agent a lead is now theirs."""
+    email = email_for(event, who, crm_base_url)
+    assert email is not None  # noqa: S101 (an assignment always has a notice)
+    return email
+
+
+def lead_link(crm_base_url: str, account_id: str, lead_id: str) -> str:
     return f"{crm_base_url.rstrip('/')}/v1/accounts/{account_id}/leads/{lead_id}"

@@ -1,0 +1,205 @@
+"""Whole-path latency benchmark (P2 of DESIGN section 8) on the embedded servers.
+
+At a steady rate (200 leads/s by default), website leads are posted to intake; for each,
+the time from intake's HTTP 202 to the offer email being accepted by the SMTP server
+(the stack's aiosmtpd sink, in this process: one clock for both ends). Round robin is on
+with a race of 1, so every lead yields exactly one offer email. Reports p50, p99 and max,
+the achieved posting rate, and how many emails arrived.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer
+from rich.console import Console
+from rich.table import Table
+
+from leadflow_devstack.stack import Stack
+from leadflow_shared import topics
+from leadflow_shared.events.routing import LEAD_EVENT, LeadOffered
+
+ACCOUNT = "p2-realty"
+AGENTS = [f"p2-agent-{n:02d}" for n in range(10)]
+CONFIG = {"accounts": [{
+    "account_id": ACCOUNT, "name": "P2 Realty", "round_robin": True, "time_zone": "America/New_York",
+    "agents": [{"agent_id": a, "name": a, "email": f"{a}@bench.example", "time_zone": "America/New_York"}
+               for a in AGENTS],
+    "roster": AGENTS, "default_source": {"claim_window_seconds": 3600, "race_count": 1},
+}]}
+
+
+class Clock:
+    """When each 202 came back and when each lead's email was accepted (time.monotonic, one process)."""
+
+    def __init__(self) -> None:
+        self.accepted: dict[str, float] = {}
+        self.offered: dict[str, float] = {}  # LeadOffered read from leads.events.v1: splits the path in two
+        self.emailed: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def on_email(self, message: EmailMessage) -> None:
+        at = time.monotonic()
+        lead_id = str(message["X-Leadflow-Lead-Id"] or "")
+        with self._lock:
+            self.emailed.setdefault(lead_id, at)
+
+
+async def watch_offers(stack: Stack, clock: Clock, stop: asyncio.Event) -> None:
+    consumer = AIOKafkaConsumer(topics.LEADS_EVENTS, bootstrap_servers=stack.bootstrap, auto_offset_reset="latest",
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.seek_to_end()
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=100)
+            at = time.monotonic()
+            for record in (r for records in batches.values() for r in records):
+                event = LEAD_EVENT.validate_json(record.value or b"")
+                if isinstance(event, LeadOffered):
+                    clock.offered.setdefault(str(event.payload.lead_id), at)
+    finally:
+        await consumer.stop()
+
+
+async def post_steadily(stack: Stack, clock: Clock, rate: float, seconds: float) -> tuple[int, float]:
+    count = int(rate * seconds)
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        url = f"{stack.url('intake')}/v1/leads"
+
+        async def one(n: int) -> None:
+            body = {"account_id": ACCOUNT, "first_name": "Pat", "last_name": f"Bench{n}",
+                    "email": f"p2-{uuid.uuid4().hex}@example.com"}
+            response = await client.post(url, json=body)
+            at = time.monotonic()
+            if response.status_code == 202:
+                clock.accepted[str(response.json()["event_id"])] = at
+
+        start = time.monotonic()
+        tasks = []
+        last_start = start
+        for n in range(count):
+            # Open-loop pacing: each request starts at its slot whatever the previous ones do.
+            delay = start + n / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(n)))
+            last_start = time.monotonic()
+        await asyncio.gather(*tasks)
+        return count, (count - 1) / max(last_start - start, 1e-9)
+
+
+async def wait_for_emails(clock: Clock, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    # Polls: the emails are recorded by the SMTP server's thread, not by this loop.
+    while time.monotonic() < deadline and any(lead not in clock.emailed for lead in clock.accepted):  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 1000) - 1] if len(values) > 1 else values[0]
+
+
+async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    clock = Clock()
+    assert stack.mail is not None
+    stack.mail.on_accept = clock.on_email
+    # Warm-up (connections, caches, JIT-less but lazy imports) is measured and thrown away.
+    await post_steadily(stack, clock, args.rate, 2)
+    await wait_for_emails(clock, 30)
+    clock.accepted.clear()
+    clock.emailed.clear()
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(watch_offers(stack, clock, stop))
+    posted, achieved = await post_steadily(stack, clock, args.rate, args.seconds)
+    await wait_for_emails(clock, 60)
+    stop.set()
+    await watcher
+    latencies = sorted(clock.emailed[lead] - at for lead, at in clock.accepted.items() if lead in clock.emailed)
+    routed = sorted(clock.offered[lead] - at for lead, at in clock.accepted.items() if lead in clock.offered)
+    notified = sorted(clock.emailed[lead] - at for lead, at in clock.offered.items() if lead in clock.emailed)
+    split = {
+        "to_offer_p50_ms": percentile(routed, 0.5) * 1000 if routed else float("nan"),
+        "to_offer_p99_ms": percentile(routed, 0.99) * 1000 if routed else float("nan"),
+        "offer_to_email_p50_ms": percentile(notified, 0.5) * 1000 if notified else float("nan"),
+        "offer_to_email_p99_ms": percentile(notified, 0.99) * 1000 if notified else float("nan"),
+    }
+    return split | {
+        "rate_target": args.rate, "rate_achieved": achieved, "posted": posted, "accepted": len(clock.accepted),
+        "emailed": len(latencies),
+        "p50_ms": percentile(latencies, 0.5) * 1000 if latencies else float("nan"),
+        "p99_ms": percentile(latencies, 0.99) * 1000 if latencies else float("nan"),
+        "max_ms": latencies[-1] * 1000 if latencies else float("nan"),
+    }
+
+
+def machine() -> dict[str, Any]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                  if line.startswith("MemTotal"))
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(mem_kb / 1024 / 1024, 1),
+            "python": platform.python_version(), "os": platform.platform()}
+
+
+def report(result: dict[str, Any], console: Console) -> None:
+    table = Table(title="notifier benchmark (P2: intake 202 -> offer email accepted by SMTP)")
+    for column in ("measure", "value", "goal"):
+        table.add_column(column)
+    table.add_row("leads/s posted (target / achieved)", f"{result['rate_target']:.0f} / {result['rate_achieved']:.0f}",
+                  "")
+    table.add_row("leads posted / 202 / emailed", f"{result['posted']} / {result['accepted']} / {result['emailed']}",
+                  "all")
+    table.add_row("latency p50", f"{result['p50_ms']:.1f} ms", "")
+    table.add_row("latency p99", f"{result['p99_ms']:.1f} ms", "< 100 ms")
+    table.add_row("latency max", f"{result['max_ms']:.1f} ms", "")
+    table.add_row("  of which 202 -> LeadOffered on Kafka, p50 / p99",
+                  f"{result['to_offer_p50_ms']:.1f} / {result['to_offer_p99_ms']:.1f} ms", "")
+    table.add_row("  of which LeadOffered -> email accepted, p50 / p99",
+                  f"{result['offer_to_email_p50_ms']:.1f} / {result['offer_to_email_p99_ms']:.1f} ms", "")
+    console.print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=200.0, help="leads per second")
+    parser.add_argument("--seconds", type=float, default=15.0, help="how long to post at that rate")
+    parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    args = parser.parse_args()
+    console = Console()
+    stack = Stack(Path(tempfile.mkdtemp(prefix="leadflow-bench-")))
+    try:
+        stack.start_infra()
+        config = stack.work_dir / "p2-accounts.json"
+        config.write_text(json.dumps(CONFIG))
+        stack.seed(config)
+        stack.start_services(timeout=90)
+        result = asyncio.run(run(stack, args))
+    finally:
+        stack.stop()
+    result["machine"] = machine()
+    result["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    report(result, console)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"notifier-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    path.write_text(json.dumps(result, indent=2))
+    console.print(f"written to {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""SMS and push over provider HTTP APIs (Twilio-style Messages, FCM HTTP v1-style send).
+
+Error mapping, shared by both: 2xx sent; 429 and 5xx, timeouts and connection errors are
+transient; any other 4xx is permanent (bad number, unregistered token, refused auth).
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from leadflow_notifier.domain.errors import PermanentDeliveryError, TransientDeliveryError
+from leadflow_notifier.domain.messages import PushContent, SmsContent
+from leadflow_notifier.settings import PushSettings, SmsSettings
+
+
+async def _send(
+    client: httpx.AsyncClient, request: httpx.Request, *, auth: tuple[str, str] | None = None
+) -> httpx.Response:
+    try:
+        response = await client.send(request, auth=auth)
+    except httpx.TimeoutException as exc:
+        raise TransientDeliveryError("timeout") from exc
+    except httpx.TransportError as exc:
+        raise TransientDeliveryError("unavailable", type(exc).__name__) from exc
+    status = response.status_code
+    if status == 429 or status >= 500:
+        raise TransientDeliveryError("throttled" if status == 429 else "unavailable", f"HTTP {status}")
+    if status >= 400:
+        reason = "auth" if status in (401, 403) else "rejected"
+        raise PermanentDeliveryError(reason, f"HTTP {status} {_provider_code(response)}".rstrip())
+    return response
+
+
+def _provider_code(response: httpx.Response) -> str:
+    """The provider's own error code (Twilio `code`, FCM `error.status`); never the message text."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if not isinstance(body, dict):
+        return ""
+    if "code" in body:
+        return str(body["code"])[:40]
+    error = body.get("error")
+    return str(error.get("status", ""))[:40] if isinstance(error, dict) else ""
+
+
+class TwilioSms:
+    def __init__(self, settings: SmsSettings, client: httpx.AsyncClient) -> None:
+        self._settings = settings
+        self._client = client
+
+    async def send(self, content: SmsContent, *, message_id: str) -> None:  # noqa: ARG002 (Twilio has no idempotency key)
+        s = self._settings
+        request = self._client.build_request(
+            "POST",
+            f"{s.base_url.rstrip('/')}/2010-04-01/Accounts/{s.account_sid}/Messages.json",
+            data={"To": content.to, "From": s.sender, "Body": content.body},
+            timeout=s.timeout_seconds,
+        )
+        await _send(self._client, request, auth=(s.account_sid, s.auth_token.get_secret_value()))
+
+
+class FcmPush:
+    def __init__(self, settings: PushSettings, client: httpx.AsyncClient) -> None:
+        self._settings = settings
+        self._client = client
+
+    async def send(self, content: PushContent, *, message_id: str) -> None:
+        s = self._settings
+        body = {
+            "message": {
+                "token": content.token,
+                "notification": {"title": content.title, "body": content.body},
+                # data values must be strings in FCM; the id lets the app drop a duplicate.
+                "data": {**content.data, "notification_id": message_id},
+            }
+        }
+        request = self._client.build_request(
+            "POST",
+            f"{s.base_url.rstrip('/')}/v1/projects/{s.project_id}/messages:send",
+            json=body,
+            headers={"Authorization": f"Bearer {s.access_token.get_secret_value()}"},
+            timeout=s.timeout_seconds,
+        )
+        await _send(self._client, request)

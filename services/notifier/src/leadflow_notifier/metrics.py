@@ -1,0 +1,35 @@
+"""The notifier's metrics, on the runtime's registry. Labels: channel and a fixed reason token."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+
+class NotifierMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.sent = Counter(
+            "notifier_notifications_sent_total", "Notifications a provider accepted.", ["channel"], registry=registry
+        )
+        self.failed = Counter(
+            "notifier_notifications_failed_total",
+            "Notifications dead-lettered, by channel and reason (permanent ones, and transient ones out of retries).",
+            ["channel", "reason"],
+            registry=registry,
+        )
+        self.retries = Counter(
+            "notifier_delivery_retries_total", "Delivery attempts retried after a transient failure.",
+            ["channel", "reason"], registry=registry,
+        )
+        self.skipped = Counter(
+            "notifier_notifications_skipped_total",
+            "Deliveries not made: already done (redelivered event) or in progress elsewhere.",
+            ["channel", "reason"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "notifier_delivery_latency_seconds",
+            "From the event's occurred_at to the provider accepting the notification.",
+            ["channel"],
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+            registry=registry,
+        )

@@ -1,0 +1,105 @@
+"""Notifier domain: who hears what on which channel, quiet hours, and the rendered messages."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, time
+
+import pytest
+
+from leadflow_notifier.domain.messages import (
+    EmailContent,
+    PushContent,
+    Recipient,
+    SmsContent,
+    messages_for,
+    recipient_of,
+)
+from leadflow_notifier.domain.preferences import Channel, Preferences, QuietHours, allowed_channels
+from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
+from leadflow_shared.events.routing import (
+    LeadOffered,
+    LeadOfferedPayload,
+    OfferClosedPayload,
+    OfferWithdrawn,
+)
+
+pytestmark = pytest.mark.unit
+
+LEAD_ID = uuid.UUID("0b8f4a0e-6a52-4a8c-9d55-2f1b7b2c9e01")
+NOON_UTC = datetime(2024, 1, 10, 12, tzinfo=UTC)  # 06:00 in Chicago (CST)
+AGENT = Recipient(agent_id="a-1", name="Ana", email="ana@example.com", time_zone="America/Chicago",
+                  phone="+13125550100", push_token="tok-1")
+
+
+def offered(name: str = "Jane", message: str = "") -> LeadOffered:
+    return LeadOffered.create(
+        account_id="acme-realty",
+        occurred_at=NOON_UTC,
+        payload=LeadOfferedPayload(
+            lead_id=LEAD_ID, agent_id="a-1", offer_round=1, race_size=2,
+            deadline=datetime(2024, 1, 10, 12, 15, tzinfo=UTC), explanation="round robin",
+            contact=Contact.model_validate({"first_name": name, "last_name": "Doe", "email": "jane@example.com"}),
+            source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"), message=message,
+        ),
+    )
+
+
+def test_an_offer_goes_out_on_every_channel_with_link_and_deadline_in_the_agents_zone() -> None:
+    out = messages_for(offered(), AGENT, "https://crm.example.com/", now=NOON_UTC)
+
+    assert set(out) == {Channel.EMAIL, Channel.SMS, Channel.PUSH}
+    link = f"https://crm.example.com/v1/accounts/acme-realty/leads/{LEAD_ID}"
+    email, sms, push = out[Channel.EMAIL], out[Channel.SMS], out[Channel.PUSH]
+    assert isinstance(email, EmailContent)
+    assert isinstance(sms, SmsContent)
+    assert isinstance(push, PushContent)
+    assert email.subject == "Lead offer: Jane Doe"
+    for body in (email.text, email.html, sms.body, push.body):
+        assert "06:15 CST" in body, body
+    for body in (email.text, email.html, sms.body):
+        assert link in body
+    assert (sms.to, push.token, push.data["lead_id"]) == ("+13125550100", "tok-1", str(LEAD_ID))
+    assert "2 agents" in email.text
+
+
+def test_html_escapes_what_the_contact_wrote() -> None:
+    out = messages_for(offered(name="<b>Jane</b>", message="<script>x()</script>"), AGENT, "https://c", now=NOON_UTC)
+    email = out[Channel.EMAIL]
+    assert isinstance(email, EmailContent)
+    assert "<script>" not in email.html
+    assert "&lt;script&gt;" in email.html
+    assert "<script>x()</script>" in email.text  # plain text is not HTML: shown as written
+
+
+@pytest.mark.parametrize(
+    ("quiet", "expected"),
+    [
+        (None, {Channel.EMAIL, Channel.SMS, Channel.PUSH}),
+        (QuietHours(time(22), time(7)), {Channel.EMAIL}),  # 06:00 local: inside, crossing midnight
+        (QuietHours(time(7), time(22)), {Channel.EMAIL, Channel.SMS, Channel.PUSH}),
+        (QuietHours(time(5), time(6)), {Channel.EMAIL, Channel.SMS, Channel.PUSH}),  # end is exclusive
+    ],
+)
+def test_quiet_hours_hold_back_sms_and_push_in_the_recipients_zone(
+    quiet: QuietHours | None, expected: set[Channel]
+) -> None:
+    prefs = Preferences(quiet_hours=quiet)
+    assert allowed_channels(prefs, time_zone="America/Chicago", now=NOON_UTC) == expected
+
+
+def test_channels_the_recipient_turned_off_or_has_no_address_for_are_skipped() -> None:
+    no_sms = Recipient(agent_id="a-1", name="Ana", email="ana@example.com",
+                       preferences=Preferences(channels=frozenset({Channel.EMAIL, Channel.SMS})))
+    assert set(messages_for(offered(), no_sms, "https://c", now=NOON_UTC)) == {Channel.EMAIL}
+
+
+def test_a_withdrawn_offer_only_pushes() -> None:
+    event = OfferWithdrawn.create(account_id="acme-realty", occurred_at=NOON_UTC,
+                                  payload=OfferClosedPayload(lead_id=LEAD_ID, agent_id="a-1", offer_round=1))
+    assert recipient_of(event) == "a-1"
+    out = messages_for(event, AGENT, "https://c", now=NOON_UTC)
+    assert set(out) == {Channel.PUSH}
+    push = out[Channel.PUSH]
+    assert isinstance(push, PushContent)
+    assert push.title == "Another agent claimed the lead"

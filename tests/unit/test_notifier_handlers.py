@@ -1,0 +1,207 @@
+"""Notifier handler with in-memory ports: once per channel, retries, dead letters, isolation."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from leadflow_notifier.adapters.repository import Begin
+from leadflow_notifier.domain.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from leadflow_notifier.domain.messages import Recipient
+from leadflow_notifier.domain.preferences import Channel
+from leadflow_notifier.handlers import Notifier, RetryPolicy
+from leadflow_notifier.metrics import NotifierMetrics
+from leadflow_shared.errors import PoisonMessage
+from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
+from leadflow_shared.events.routing import LeadOffered, LeadOfferedPayload
+
+pytestmark = [pytest.mark.unit, pytest.mark.asyncio]
+
+NOW = datetime(2024, 1, 10, 12, tzinfo=UTC)
+AGENT = Recipient(agent_id="a-1", name="Ana", email="ana@example.com", phone="+13125550100", push_token="tok")
+
+
+class Directory:
+    async def get(self, agent_id: str) -> Recipient | None:
+        return AGENT if agent_id == AGENT.agent_id else None
+
+
+class Log:
+    def __init__(self) -> None:
+        self.status: dict[str, str] = {}
+
+    async def begin(self, key: str, *, channel: str, now_ms: int) -> Begin:  # noqa: ARG002
+        if key in self.status:
+            return Begin.DONE if self.status[key] != "pending" else Begin.BUSY
+        self.status[key] = "pending"
+        return Begin.SEND
+
+    async def sent(self, key: str, *, now_ms: int) -> None:  # noqa: ARG002
+        self.status[key] = "sent"
+
+    async def failed(self, key: str, *, reason: str, now_ms: int) -> None:  # noqa: ARG002
+        self.status[key] = f"failed:{reason}"
+
+
+class Provider:
+    """Fails with the queued errors first, then accepts."""
+
+    def __init__(self, *errors: DeliveryError) -> None:
+        self.errors = list(errors)
+        self.accepted: list[Any] = []
+        self.ids: list[str] = []
+        self.attempts = 0
+
+    async def send(self, content: Any, *, message_id: str) -> None:
+        self.attempts += 1
+        await asyncio.sleep(0)  # a real provider awaits: lets concurrent deliveries interleave
+        if self.errors:
+            raise self.errors.pop(0)
+        self.accepted.append(content)
+        self.ids.append(message_id)
+
+
+class Blocking(Provider):
+    """Hangs until released: shows the other channels do not wait for it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def send(self, content: Any, *, message_id: str) -> None:
+        await self.release.wait()
+        await super().send(content, message_id=message_id)
+
+
+class DeadLetters:
+    def __init__(self) -> None:
+        self.letters: list[tuple[str, str, str]] = []
+
+    async def publish(self, raw: bytes, *, account_id: str, channel: str, agent_id: str, error: DeliveryError) -> None:  # noqa: ARG002
+        self.letters.append((channel, agent_id, error.reason))
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+def event(agent_id: str = "a-1") -> LeadOffered:
+    return LeadOffered.create(
+        account_id="acme-realty", occurred_at=NOW,
+        payload=LeadOfferedPayload(
+            lead_id=uuid.uuid4(), agent_id=agent_id, offer_round=1, race_size=1,
+            deadline=datetime(2024, 1, 10, 12, 15, tzinfo=UTC), explanation="rr",
+            contact=Contact.model_validate({"first_name": "Jane", "email": "jane@example.com"}),
+            source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
+        ),
+    )
+
+
+def make(registry: CollectorRegistry, **providers: Provider) -> tuple[Notifier, Log, DeadLetters]:
+    log, dead = Log(), DeadLetters()
+    senders = {Channel(name): p for name, p in providers.items()}
+    notifier = Notifier(directory=Directory(), deliveries=log, senders=senders, dead_letters=dead,
+                        metrics=NotifierMetrics(registry), crm_base_url="https://crm", clock=lambda: NOW,
+                        retry=RetryPolicy(attempts=3, initial_seconds=0.001, max_seconds=0.002))
+    return notifier, log, dead
+
+
+def metric(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+async def test_a_redelivered_event_sends_nothing_twice(registry: CollectorRegistry) -> None:
+    email, sms, push = Provider(), Provider(), Provider()
+    notifier, _, _ = make(registry, email=email, sms=sms, push=push)
+    e = event()
+
+    await notifier.notify(e, b"{}")
+    await notifier.notify(e, b"{}")
+
+    assert (len(email.accepted), len(sms.accepted), len(push.accepted)) == (1, 1, 1)
+    assert metric(registry, "notifier_notifications_sent_total", channel="sms") == 1
+    assert metric(registry, "notifier_notifications_skipped_total", channel="sms", reason="done") == 1
+    assert metric(registry, "notifier_delivery_latency_seconds_count", channel="email") == 1
+
+
+async def test_a_provider_outage_is_retried_then_succeeds(registry: CollectorRegistry) -> None:
+    sms = Provider(TransientDeliveryError("unavailable"), TransientDeliveryError("timeout"))
+    notifier, log, dead = make(registry, email=Provider(), sms=sms)
+    e = event()
+
+    await notifier.notify(e, b"{}")
+
+    assert (sms.attempts, len(sms.accepted), dead.letters) == (3, 1, [])
+    assert log.status[f"{e.event_id}:sms:a-1"] == "sent"
+    assert metric(registry, "notifier_delivery_retries_total", channel="sms", reason="timeout") == 1
+
+
+async def test_a_permanent_failure_is_dead_lettered_at_once_and_counted(registry: CollectorRegistry) -> None:
+    email, sms = Provider(), Provider(PermanentDeliveryError("rejected", "HTTP 400 21211"))
+    notifier, log, dead = make(registry, email=email, sms=sms)
+    e = event()
+
+    await notifier.notify(e, b"{}")
+    await notifier.notify(e, b"{}")  # redelivered: the dead-lettered delivery is not tried again
+
+    assert sms.attempts == 1
+    assert dead.letters == [("sms", "a-1", "rejected")]
+    assert log.status[f"{e.event_id}:sms:a-1"] == "failed:rejected"
+    assert len(email.accepted) == 1, "the email went out regardless"
+    assert metric(registry, "notifier_notifications_failed_total", channel="sms", reason="rejected") == 1
+
+
+async def test_exhausted_retries_are_dead_lettered(registry: CollectorRegistry) -> None:
+    push = Provider(*[TransientDeliveryError("unavailable")] * 5)
+    notifier, _, dead = make(registry, email=Provider(), push=push)
+
+    await notifier.notify(event(), b"{}")
+
+    assert push.attempts == 3
+    assert dead.letters == [("push", "a-1", "unavailable")]
+
+
+async def test_one_hanging_channel_does_not_hold_up_the_others(registry: CollectorRegistry) -> None:
+    email, sms = Provider(), Blocking()
+    notifier, _, _ = make(registry, email=email, sms=sms)
+
+    task = asyncio.create_task(notifier.notify(event(), b"{}"))
+    while not email.accepted:  # the email goes out while the SMS provider still hangs
+        assert not task.done()
+        await asyncio.sleep(0)
+    sms.release.set()
+    await task
+    assert len(sms.accepted) == 1
+
+
+async def test_disabled_channels_are_not_attempted_and_unknown_agents_are_poison(registry: CollectorRegistry) -> None:
+    email = Provider()
+    notifier, log, _ = make(registry, email=email)
+
+    await notifier.notify(event(), b"{}")
+    assert [k.split(":")[1] for k in log.status] == ["email"]
+    with pytest.raises(PoisonMessage):
+        await notifier.notify(event(agent_id="nobody"), b"{}")
+
+
+async def test_a_batch_rejects_poison_and_keeps_each_leads_events_in_order(registry: CollectorRegistry) -> None:
+    email = Provider()
+    notifier, _, _ = make(registry, email=email)
+    first, unknown, second = event(), event(agent_id="nobody"), event()
+    same_lead = LeadOffered.create(account_id="acme-realty", occurred_at=NOW,
+                                   payload=first.payload.model_copy(update={"offer_round": 2}))
+    bodies = [e.model_dump_json().encode() for e in (first, unknown, second, same_lead)] + [b"{not json"]
+
+    rejections = await notifier.notify_batch(bodies, concurrency=4)
+
+    assert sorted(index for index, _ in rejections) == [1, 4]
+    assert isinstance(dict(rejections)[1], PoisonMessage)
+    assert len(email.ids) == 3
+    order = [i.split(":")[0] for i in email.ids]
+    assert order.index(str(first.event_id)) < order.index(str(same_lead.event_id)), "one lead's events in order"
