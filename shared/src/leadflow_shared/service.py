@@ -47,6 +47,7 @@ class ServiceRuntime:
         self._client: AsyncMongoClient[Document] | None = None
         self._command_counter = CommandCounter(self.registry, service.replace("-", "_"))
         self._startup_hooks: list[StartupHook] = []
+        self._shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
         self._workers: list[Worker] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
@@ -91,6 +92,10 @@ class ServiceRuntime:
         """Run `worker(stopping)` while the service runs; it must return soon after `stopping` is set."""
         self._workers.append(worker)
 
+    def on_shutdown(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Run `hook()` at shutdown once the broker has drained, before MongoDB closes (e.g. HTTP clients)."""
+        self._shutdown_hooks.append(hook)
+
     def on_startup(self, hook: StartupHook) -> None:
         """Run `hook(db)` once MongoDB is open and before consuming starts (e.g. indexes)."""
         self._startup_hooks.append(hook)
@@ -112,6 +117,8 @@ class ServiceRuntime:
         self._stopping.set()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.broker.stop()
+        for hook in self._shutdown_hooks:
+            await hook()
         if self._client is not None:
             await self._client.close()
             self._client = None

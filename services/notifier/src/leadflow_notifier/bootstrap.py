@@ -39,10 +39,11 @@ def _now() -> datetime:
 def create_app(settings: NotifierSettings) -> FastAPI:
     runtime = ServiceRuntime(settings, service="notifier")
     metrics = NotifierMetrics(runtime.registry)
-    # One pooled client for both providers. It is left to the process's exit: ServiceRuntime
-    # has no hook after the broker drained, and closing it earlier would fail in-flight sends.
+    # One pooled client for both providers; closed once the broker has drained in-flight sends.
     http = httpx.AsyncClient(headers={"User-Agent": "leadflow-notifier"})
     mailer = SmtpMailer(settings.smtp)
+    runtime.on_shutdown(http.aclose)
+    runtime.on_shutdown(mailer.close)
     senders: dict[Channel, Sender] = {Channel.EMAIL: mailer}
     if settings.sms.enabled:
         senders[Channel.SMS] = TwilioSms(settings.sms, http)
