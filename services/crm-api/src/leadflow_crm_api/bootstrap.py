@@ -7,12 +7,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Path, Query, Request, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, FastAPI, Query, status
 from pydantic import AwareDatetime
-from pymongo.asynchronous.database import AsyncDatabase
 
-from leadflow_crm_api.adapters.leads import LeadViews, ScopedLeads, ensure_indexes, realtor_filter, scope_filter
+from leadflow_crm_api.adapters.leads import LeadViews, ScopedLeads, ensure_indexes, realtor_filter
 from leadflow_crm_api.adapters.tokens import TokenVerifier
 from leadflow_crm_api.api import (
     ActivityAccepted,
@@ -22,7 +20,8 @@ from leadflow_crm_api.api import (
     lead_detail,
     lead_public,
 )
-from leadflow_crm_api.domain.principal import Principal, Role
+from leadflow_crm_api.deps import AccountLeads, Caller, Db, Id, Text
+from leadflow_crm_api.domain.principal import Role
 from leadflow_crm_api.domain.views import (
     LeadQuery,
     LeadSort,
@@ -33,52 +32,19 @@ from leadflow_crm_api.domain.views import (
     encode_cursor,
     epoch_ms,
 )
-from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound, Unauthenticated, Unavailable
+from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound, Unavailable
 from leadflow_crm_api.handlers import project
 from leadflow_crm_api.problems import PROBLEM_RESPONSES, install_problem_handlers
+from leadflow_crm_api.routes import settings as account_settings
+from leadflow_crm_api.routes import sharing
 from leadflow_crm_api.settings import CrmApiSettings
 from leadflow_shared import topics
 from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
 from leadflow_shared.events.routing import LEAD_EVENT
 from leadflow_shared.kafka import publisher
-from leadflow_shared.mongo import Document
 from leadflow_shared.service import ServiceRuntime
 
 log = logging.getLogger(__name__)
-
-Id = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
-Text = Annotated[str | None, Query(min_length=1, max_length=100)]
-bearer = HTTPBearer(auto_error=False, description="OAuth2 access token (JWT) for the crm-api audience.")
-
-
-def _principal(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-) -> Principal:
-    if credentials is None:
-        raise Unauthenticated("A bearer token is required.")
-    verifier: TokenVerifier = request.app.state.verifier
-    return verifier.verify(credentials.credentials)
-
-
-Caller = Annotated[Principal, Depends(_principal)]
-
-
-def _db(request: Request) -> AsyncDatabase[Document]:
-    runtime: ServiceRuntime = request.app.state.runtime
-    return runtime.db
-
-
-Db = Annotated[AsyncDatabase[Document], Depends(_db)]
-
-
-def _account_leads(account_id: Id, caller: Caller, db: Db) -> ScopedLeads:
-    """The account's leads as the caller may see them; other accounts are refused outright."""
-    if account_id != caller.account_id:
-        raise Forbidden("The token does not grant access to this account.")
-    return ScopedLeads(db, scope_filter(caller, account_id))
-
-
-AccountLeads = Annotated[ScopedLeads, Depends(_account_leads)]
 
 
 def lead_query(
@@ -122,6 +88,8 @@ def create_app(settings: CrmApiSettings) -> FastAPI:
 
     app = runtime.app(title="leadflow crm-api", version="0.1.0", responses=PROBLEM_RESPONSES)
     install_problem_handlers(app, realm="leadflow-crm-api")
+    app.include_router(sharing.router)
+    app.include_router(account_settings.router)
     app.state.runtime, app.state.verifier = runtime, TokenVerifier(settings)
 
     async def page(leads: ScopedLeads, query: LeadQuery, limit: int, cursor: str | None) -> LeadPage:

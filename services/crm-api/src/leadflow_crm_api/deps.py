@@ -1,0 +1,50 @@
+"""Request dependencies shared by the routes: the caller, the database, scoped data access."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Path, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pymongo.asynchronous.database import AsyncDatabase
+
+from leadflow_crm_api.adapters.leads import ScopedLeads, scope_filter
+from leadflow_crm_api.adapters.tokens import TokenVerifier
+from leadflow_crm_api.domain.principal import Principal
+from leadflow_crm_api.errors import Forbidden, Unauthenticated
+from leadflow_shared.mongo import Document
+from leadflow_shared.service import ServiceRuntime
+
+Id = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+Text = Annotated[str | None, Query(min_length=1, max_length=100)]
+bearer = HTTPBearer(auto_error=False, description="OAuth2 access token (JWT) for the crm-api audience.")
+
+
+def _principal(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Principal:
+    if credentials is None:
+        raise Unauthenticated("A bearer token is required.")
+    verifier: TokenVerifier = request.app.state.verifier
+    return verifier.verify(credentials.credentials)
+
+
+Caller = Annotated[Principal, Depends(_principal)]
+
+
+def _db(request: Request) -> AsyncDatabase[Document]:
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime.db
+
+
+Db = Annotated[AsyncDatabase[Document], Depends(_db)]
+
+
+def _account_leads(account_id: Id, caller: Caller, db: Db) -> ScopedLeads:
+    """The account's leads as the caller may see them; other accounts are refused outright."""
+    if account_id != caller.account_id:
+        raise Forbidden("The token does not grant access to this account.")
+    return ScopedLeads(db, scope_filter(caller, account_id))
+
+
+AccountLeads = Annotated[ScopedLeads, Depends(_account_leads)]

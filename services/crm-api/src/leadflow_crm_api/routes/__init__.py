@@ -1,0 +1,1 @@
+"""Route groups of crm-api, one module each; bootstrap includes them."""
