@@ -61,7 +61,7 @@ class Clock:
 
 async def watch_offers(stack: Stack, clock: Clock, stop: asyncio.Event) -> None:
     consumer = AIOKafkaConsumer(topics.LEADS_EVENTS, bootstrap_servers=stack.bootstrap, auto_offset_reset="latest",
-                                enable_auto_commit=False)
+                                enable_auto_commit=False, fetch_max_wait_ms=20)  # as the services' consumers
     await consumer.start()
     try:
         await consumer.seek_to_end()

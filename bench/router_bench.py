@@ -72,7 +72,7 @@ async def produce(bootstrap: str, topic: str, bodies: list[bytes]) -> float:
 
 async def tail_consumer(bootstrap: str, topic: str) -> AIOKafkaConsumer:
     """A consumer positioned at the end of `topic`: it sees only what comes next."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20)
     await consumer.start()
     await consumer.topics()
     partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
