@@ -1,0 +1,212 @@
+"""Account settings (V4): request/response models and the checks that need the account's data.
+
+The stored shapes are those of docs/account-config.md (`accounts`, `agents`) and of the
+notifier's `notifier_preferences`. The field rules mirror the router's seed models
+(leadflow_router.adapters.account_config) without importing them: crm-api does not depend
+on the router package, and tests/unit/test_crm_settings.py checks both agree.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import time
+from enum import StrEnum
+from typing import Annotated, Any, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+AgentId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+Name = Annotated[str, Field(min_length=1, max_length=100)]
+# Strict "HH:MM": the router and the notifier parse it with time.fromisoformat / pydantic.
+Clock = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", examples=["20:00"])]
+WEEK_SECONDS = 7 * 24 * 3600
+
+Violation = tuple[tuple[str | int, ...], str]
+"""Where (a location under the body) and why a value is refused."""
+
+
+def _zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError("unknown IANA time zone") from exc
+    return value
+
+
+TimeZone = Annotated[str, Field(min_length=1, max_length=64, examples=["America/New_York"]), AfterValidator(_zone)]
+
+
+T = TypeVar("T")
+
+
+def _distinct(values: list[T]) -> list[T]:
+    if len(set(values)) != len(values):
+        raise ValueError("values must not repeat")
+    return values
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# Routing: R5/R6
+
+
+class RoutingSettings(_Body):
+    round_robin: bool = Field(description="Off (R5): roster position 1 gets new general leads. On (R6): rotation.")
+    roster: Annotated[list[AgentId], AfterValidator(_distinct)] = Field(
+        min_length=1, max_length=10_000, description="Agent ids of the account, position 1 first."
+    )
+
+
+class RoundRobinApproval(_Body):
+    approved: bool = Field(description="Approved by the broker for round robin (R6).")
+
+
+class AgentRoundRobin(RoundRobinApproval):
+    agent_id: str
+
+
+def check_roster(roster: Sequence[str], account_agents: Iterable[str]) -> list[Violation]:
+    known = set(account_agents)
+    return [(("roster", i), "not an agent of this account") for i, a in enumerate(roster) if a not in known]
+
+
+# Lead sources: R3, R6-R8, R11
+
+
+class LeadSource(_Body):
+    name: Name
+    kind: Literal["general", "direct"] = "general"
+    lead_group: Name | None = Field(default=None, description="Only its members are offered these leads (R6).")
+    offices: Annotated[list[Name], AfterValidator(_distinct)] = Field(default_factory=list, max_length=100)
+    race_count: int = Field(default=1, ge=1, le=50, description="Agents offered at once (R7).")
+    claim_window_seconds: int = Field(default=900, ge=10, le=WEEK_SECONDS, description="R8.")
+    referral_fee_percent: float = Field(default=0.0, ge=0, le=100, description="R11; direct leads carry none.")
+    auto_accept: bool = Field(default=True, description="R3: direct leads land without acceptance.")
+    direct_period_seconds: int = Field(default=900, ge=10, le=WEEK_SECONDS, description="R3, auto-accept off.")
+
+
+class LeadSources(_Body):
+    sources: list[LeadSource] = Field(max_length=500)
+
+
+def check_sources(sources: Sequence[LeadSource], lead_groups: Iterable[str]) -> list[Violation]:
+    found: list[Violation] = []
+    groups, names = set(lead_groups), Counter(s.name for s in sources)
+    for i, source in enumerate(sources):
+        if names[source.name] > 1:
+            found.append((("sources", i, "name"), "another source has this name"))
+        if source.lead_group is not None and source.lead_group not in groups:
+            found.append((("sources", i, "lead_group"), "not a lead group of this account"))
+    return found
+
+
+# Lead groups: R6
+
+
+class LeadGroup(_Body):
+    name: Name
+    agent_ids: Annotated[list[AgentId], AfterValidator(_distinct)] = Field(max_length=10_000)
+
+
+class LeadGroups(_Body):
+    groups: list[LeadGroup] = Field(max_length=100)
+
+
+def check_groups(
+    groups: Sequence[LeadGroup], account_agents: Iterable[str], sources: Iterable[Mapping[str, Any]]
+) -> list[Violation]:
+    found: list[Violation] = []
+    known, names = set(account_agents), Counter(g.name for g in groups)
+    for i, group in enumerate(groups):
+        if names[group.name] > 1:
+            found.append((("groups", i, "name"), "another group has this name"))
+        found += [
+            (("groups", i, "agent_ids", j), "not an agent of this account")
+            for j, agent in enumerate(group.agent_ids)
+            if agent not in known
+        ]
+    # Removing a group a source still names would silently leave that source with no eligible agent.
+    kept = set(names)
+    found += [
+        (("groups",), f"lead source {s['name']!r} uses group {s['lead_group']!r}; change the source first")
+        for s in sources
+        if s.get("lead_group") is not None and s["lead_group"] not in kept
+    ]
+    return found
+
+
+def groups_of(agent_id: str, groups: Sequence[LeadGroup]) -> list[str]:
+    """The `lead_groups` field of an agent document, in the groups' order."""
+    return [g.name for g in groups if agent_id in g.agent_ids]
+
+
+def known_group_names(account: Mapping[str, Any], agents: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The account's lead groups: `lead_group_names` once set here; before that (seeded accounts),
+    every group an agent or a source names."""
+    if "lead_group_names" in account:
+        return list(account["lead_group_names"])
+    names = {g for a in agents for g in a.get("lead_groups", [])}
+    names |= {s["lead_group"] for s in account.get("sources", []) if s.get("lead_group")}
+    return sorted(names)
+
+
+# Pause schedule: R10
+
+
+class PauseWindow(_Body):
+    weekdays: Annotated[list[Annotated[int, Field(ge=0, le=6)]], AfterValidator(_distinct)] = Field(
+        min_length=1, max_length=7, description="0 = Monday .. 6 = Sunday."
+    )
+    start: Clock
+    end: Clock = Field(description="`end <= start` crosses midnight.")
+
+
+class PauseSchedule(_Body):
+    time_zone: TimeZone | None = Field(default=None, description="The account's zone; unchanged when left out.")
+    windows: list[PauseWindow] = Field(max_length=50)
+
+
+def clock(stored: str) -> str:
+    """Stored times may carry seconds (the seed writes "20:00:00"); the API speaks "HH:MM"."""
+    return time.fromisoformat(stored).strftime("%H:%M")
+
+
+# Notification preferences (the notifier's `notifier_preferences`)
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    SMS = "sms"
+    PUSH = "push"
+
+
+class QuietHours(_Body):
+    start: Clock
+    end: Clock = Field(description="In the recipient's time zone; `end <= start` crosses midnight.")
+
+
+class NotificationPreferences(_Body):
+    channels: Annotated[list[Channel], AfterValidator(_distinct)] = Field(
+        max_length=3, description="Channels for lead notifications; quiet hours hold back SMS and push."
+    )
+    quiet_hours: QuietHours | None = None
+    digest: bool = Field(default=False, description="Daily digest of new leads (admins and staff).")
+
+
+DEFAULT_PREFERENCES = NotificationPreferences(channels=list(Channel))
+
+
+def preferences_from(doc: Mapping[str, Any] | None) -> NotificationPreferences:
+    """The API view of a stored preferences document (the notifier's defaults when there is none)."""
+    if doc is None:
+        return DEFAULT_PREFERENCES
+    quiet = doc.get("quiet_hours")
+    return NotificationPreferences(
+        channels=[Channel(c) for c in doc.get("channels", list(Channel))],
+        quiet_hours=QuietHours(start=clock(quiet["start"]), end=clock(quiet["end"])) if quiet else None,
+        digest=bool(doc.get("digest", False)),
+    )
