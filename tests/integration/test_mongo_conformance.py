@@ -590,3 +590,14 @@ async def test_bare_none_inside_or_matches_null_and_missing(db: AsyncDatabase[Do
     await rows.insert_many([{"_id": "null", "to": None}, {"_id": "missing"}, {"_id": "set", "to": "r1"}])
     query = {"$or": [{"to": None}, {"_id": "none-such"}]}
     assert sorted(await _ids(rows.find(query))) == ["missing", "null"]
+
+
+async def test_set_keeps_booleans(db: AsyncDatabase[Doc]) -> None:
+    """leadflow reads flags set with $set (invitation_accepted, round_robin) by truth value only."""
+    agents = db["agents"]
+    await agents.insert_one({"_id": "a", "flag": False})
+    await agents.update_one({"_id": "a"}, {"$set": {"flag": True}})
+    stored = await agents.find_one({"_id": "a"})
+    assert stored is not None
+    assert stored["flag"]
+    assert await agents.count_documents({"flag": True}) == 1

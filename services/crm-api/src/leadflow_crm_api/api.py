@@ -21,6 +21,8 @@ class LeadPublic(BaseModel):
     status: str
     owner_agent_id: str | None = Field(description="Agent who holds the lead.")
     assigned_to: str | None = Field(description='Realtor named by the "Assigned To" label (lead sharing).')
+    assigned_by: str | None = Field(default=None, description='Brokerage named by the "Assigned By" label (T1).')
+    transferred_at: datetime | None = Field(default=None, description="When the lead was shared with the realtor.")
     created_at: datetime
     last_activity_at: datetime
 
@@ -112,6 +114,8 @@ def _public_fields(doc: dict[str, Any]) -> dict[str, Any]:
         "status": doc["status"],
         "owner_agent_id": doc.get("owner_agent_id"),
         "assigned_to": doc.get("transferred_to"),
+        "assigned_by": doc.get("assigned_by"),
+        "transferred_at": doc.get("transferred_at"),
         "created_at": doc["created_at"],
         "last_activity_at": doc["last_activity_at"],
     }

@@ -13,6 +13,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from leadflow_crm_api.adapters import invitations
 from leadflow_crm_api.domain.principal import Principal
 from leadflow_crm_api.domain.views import LeadQuery, LeadTab, search_patterns
 
@@ -38,6 +39,7 @@ async def ensure_indexes(db: AsyncDatabase[dict[str, Any]]) -> None:
     await leads.create_index([("account_id", ASCENDING), ("offered_to", ASCENDING)], name="account_offered_to")
     await leads.create_index([("transferred_to", ASCENDING), ("created_ms", DESCENDING)], name="transferred_to")
     await db[CRM_TIMELINE].create_index([("lead_id", ASCENDING), ("occurred_ms", ASCENDING)], name="lead_timeline")
+    await invitations.ensure_indexes(db)  # crm-api's startup hook for its collections is this function
 
 
 class LeadViews:
@@ -48,8 +50,12 @@ class LeadViews:
         self._timeline = db[CRM_TIMELINE]
 
     async def upsert(self, lead_id: str, row: dict[str, Any]) -> None:
-        """Idempotent: applying the same event twice leaves the same row."""
-        created = {k: row[k] for k in ("created_at", "created_ms")}
+        """Idempotent: applying the same event twice leaves the same row.
+
+        Fields only crm-api itself changes later (lead sharing's transferred_to) are set on
+        insert only, so replaying an old event cannot undo a transfer.
+        """
+        created = {k: row[k] for k in ("created_at", "created_ms", "transferred_to") if k in row}
         changes = {k: v for k, v in row.items() if k not in created}
         await self._leads.update_one({"_id": lead_id}, {"$set": changes, "$setOnInsert": created}, upsert=True)
 

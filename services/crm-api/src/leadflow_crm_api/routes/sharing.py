@@ -1,7 +1,241 @@
-"""Lead sharing (T1) and the invitations it depends on (V4): brokerage to realtor."""
+"""Lead sharing (T1) and the invitations it depends on (V4): brokerage to realtor.
+
+Brokers/admins of an account invite realtors, list them ("My Realtors") and transfer leads
+to those who accepted; only the invited realtor (token `sub` == `realtor_id`) answers an
+invitation. A transfer is validated whole, then written (adapters/transfers.py), so a
+refusal changes nothing. Decision 0018.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Response, status
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+from leadflow_crm_api.adapters.invitations import Invitations
+from leadflow_crm_api.adapters.transfers import AccountTransfers
+from leadflow_crm_api.deps import Caller, Db, Id
+from leadflow_crm_api.domain.principal import Principal, Role
+from leadflow_crm_api.domain.sharing import (
+    MAX_TRANSFER_LEADS,
+    InvitationStatus,
+    InviteOutcome,
+    answer_refusal,
+    invitation_id,
+    invite_outcome,
+    missing_leads,
+    missing_refusal,
+    same_transfer,
+    transfer_id,
+    transfer_record,
+    transfer_refusal,
+    unique,
+)
+from leadflow_crm_api.domain.views import epoch_ms
+from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound
 
 router = APIRouter(tags=["lead sharing"])
+
+IdText = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        description="Repeat a transfer with the same key to retry it: it is applied once.",
+    ),
+]
+
+
+class InvitationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    realtor_id: IdText = Field(description="The realtor's user id (its token `sub`), who answers the invitation.")
+    email: EmailStr
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)] | None = None
+
+
+class InvitationPublic(BaseModel):
+    invitation_id: str
+    account_id: str
+    realtor_id: str
+    email: str
+    name: str | None
+    status: InvitationStatus
+    invited_at: datetime
+    answered_at: datetime | None
+
+
+class InvitationList(BaseModel):
+    items: list[InvitationPublic]
+
+
+class RealtorPublic(BaseModel):
+    realtor_id: str
+    name: str | None
+    email: str
+    accepted_at: datetime | None
+
+
+class RealtorList(BaseModel):
+    items: list[RealtorPublic] = Field(description='"My Realtors": realtors who accepted, who can receive leads.')
+
+
+class TransferCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lead_ids: list[IdText] = Field(min_length=1, max_length=MAX_TRANSFER_LEADS)
+    realtor_id: IdText
+
+
+class TransferDone(BaseModel):
+    transfer_id: str
+    realtor_id: str
+    assigned_by: str = Field(description='The "Assigned By" label the realtor sees.')
+    transferred: int = Field(description="How many leads the transfer moved (repeats in the selection count once).")
+    transferred_at: datetime
+
+
+def _broker_of(caller: Principal, account_id: str) -> None:
+    if account_id != caller.account_id:
+        raise Forbidden("The token does not grant access to this account.")
+    if not caller.sees_whole_account:
+        raise Forbidden("Only brokers and admins of the account manage its realtors and transfers.")
+
+
+def _invitation(doc: dict[str, Any]) -> InvitationPublic:
+    return InvitationPublic(
+        invitation_id=doc["_id"],
+        account_id=doc["account_id"],
+        realtor_id=doc["realtor_id"],
+        email=doc["email"],
+        name=doc.get("name"),
+        status=InvitationStatus(doc["status"]),
+        invited_at=doc["invited_at"],
+        answered_at=doc.get("answered_at"),
+    )
+
+
+@router.post("/v1/accounts/{account_id}/invitations", status_code=status.HTTP_201_CREATED)
+async def invite(
+    account_id: Id, body: InvitationCreate, caller: Caller, db: Db, response: Response
+) -> InvitationPublic:
+    """Invite a realtor to the brokerage: 201 when invited (again, after a decline), 200 when already pending."""
+    _broker_of(caller, account_id)
+    invitations, now = Invitations(db), datetime.now(UTC)
+    invitation = invitation_id(account_id, body.realtor_id)
+    fields = {"email": str(body.email), "name": body.name, "invited_by": caller.sub,
+              "invited_at": now, "invited_ms": epoch_ms(now)}
+    new = {"_id": invitation, "account_id": account_id, "realtor_id": body.realtor_id,
+           "status": InvitationStatus.PENDING.value, "created_ms": epoch_ms(now),
+           "answered_at": None, "answered_ms": None, **fields}
+    for _ in range(3):  # each miss means a concurrent invite or answer changed it: decide again
+        stored = await invitations.get(invitation)
+        outcome = invite_outcome(None if stored is None else InvitationStatus(stored["status"]))
+        if outcome is InviteOutcome.REFUSE:
+            raise InvalidRequest("realtor_id: has already accepted this brokerage's invitation.")
+        if outcome is InviteOutcome.UNCHANGED and stored is not None:
+            response.status_code = status.HTTP_200_OK
+            return _invitation(stored)
+        done = await invitations.create(new) if outcome is InviteOutcome.CREATE else await invitations.reopen(
+            invitation, fields
+        )
+        if done and (stored := await invitations.get(invitation)) is not None:
+            return _invitation(stored)
+    raise InvalidRequest("realtor_id: the invitation is changing concurrently; try again.")
+
+
+@router.get("/v1/accounts/{account_id}/invitations")
+async def list_invitations(account_id: Id, caller: Caller, db: Db) -> InvitationList:
+    """Every invitation of the brokerage with its status, oldest first."""
+    _broker_of(caller, account_id)
+    return InvitationList(items=[_invitation(d) for d in await Invitations(db).of_account(account_id)])
+
+
+@router.get("/v1/accounts/{account_id}/realtors")
+async def my_realtors(account_id: Id, caller: Caller, db: Db) -> RealtorList:
+    """"My Realtors": the realtors who accepted the brokerage's invitation (only they can receive leads)."""
+    _broker_of(caller, account_id)
+    accepted = await Invitations(db).of_account(account_id, status=InvitationStatus.ACCEPTED)
+    return RealtorList(
+        items=[
+            RealtorPublic(realtor_id=d["realtor_id"], name=d.get("name"), email=d["email"],
+                          accepted_at=d.get("answered_at"))
+            for d in accepted
+        ]
+    )
+
+
+async def _answer(invitation_id: str, caller: Principal, db: Db, answer: InvitationStatus) -> InvitationPublic:
+    if caller.role is not Role.REALTOR:
+        raise Forbidden("Only the invited realtor answers an invitation.")
+    invitations = Invitations(db)
+    stored = await invitations.get(invitation_id)
+    # Another caller learns nothing about the invitation, not even that it exists.
+    if stored is None or stored["realtor_id"] != caller.sub:
+        raise NotFound("No such invitation.")
+    if (refusal := answer_refusal(InvitationStatus(stored["status"]), answer)) is not None:
+        raise InvalidRequest(refusal + ".")
+    if not await invitations.answer(invitation_id, caller.sub, answer, datetime.now(UTC)):
+        # Not pending any more: a retry of the same answer is fine, a racing other answer won.
+        stored = await invitations.get(invitation_id)
+        if stored is None or stored["status"] != answer.value:
+            raise InvalidRequest("the invitation was answered otherwise meanwhile.")
+    # After the invitation's own write, so a crash here is repaired by retrying the same answer.
+    await invitations.mark_agent(stored["account_id"], caller.sub, accepted=answer is InvitationStatus.ACCEPTED)
+    answered = await invitations.get(invitation_id)
+    assert answered is not None  # noqa: S101 (invitations are never deleted)
+    return _invitation(answered)
+
+
+@router.post("/v1/invitations/{invitation_id}/accept")
+async def accept(invitation_id: Id, caller: Caller, db: Db) -> InvitationPublic:
+    """The invited realtor joins the brokerage: it can receive its leads and its round robin (R6)."""
+    return await _answer(invitation_id, caller, db, InvitationStatus.ACCEPTED)
+
+
+@router.post("/v1/invitations/{invitation_id}/decline")
+async def decline(invitation_id: Id, caller: Caller, db: Db) -> InvitationPublic:
+    return await _answer(invitation_id, caller, db, InvitationStatus.DECLINED)
+
+
+@router.post("/v1/accounts/{account_id}/lead-transfers")
+async def transfer_leads(
+    account_id: Id, body: TransferCreate, caller: Caller, db: Db, idempotency_key: IdempotencyKey = None
+) -> TransferDone:
+    """T1: transfer the selected leads to a realtor who accepted the brokerage's invitation, all or none."""
+    _broker_of(caller, account_id)
+    lead_ids = unique(body.lead_ids)
+    invitation = await Invitations(db).get(invitation_id(account_id, body.realtor_id))
+    refusal = transfer_refusal(None if invitation is None else InvitationStatus(invitation["status"]))
+    if invitation is None or refusal is not None:
+        raise InvalidRequest(f"{refusal}; nothing was transferred.")
+    transfers = AccountTransfers(db, account_id)
+    if missing := missing_leads(lead_ids, await transfers.present(lead_ids)):
+        raise InvalidRequest(missing_refusal(missing))
+    name = invitation.get("name")
+    record = transfer_record(
+        transfer_id=transfer_id(account_id, idempotency_key),
+        account_id=account_id,
+        realtor_id=body.realtor_id,
+        realtor_name=f"{name} ({body.realtor_id})" if name else body.realtor_id,
+        lead_ids=lead_ids,
+        assigned_by=await transfers.account_name() or account_id,
+        by=caller.sub,
+        at=datetime.now(UTC),
+    )
+    stored = await transfers.begin(record)
+    if not same_transfer(stored, realtor_id=body.realtor_id, lead_ids=lead_ids):
+        raise InvalidRequest("Idempotency-Key: already used for a different transfer; nothing was transferred.")
+    if not stored["done"]:
+        await transfers.apply(stored)
+    return TransferDone(
+        transfer_id=stored["_id"],
+        realtor_id=stored["realtor_id"],
+        assigned_by=stored["assigned_by"],
+        transferred=len(stored["lead_ids"]),
+        transferred_at=stored["at"],
+    )

@@ -1,0 +1,79 @@
+"""Brokerage invitations to realtors in `crm_invitations` (V4), and the agent flag the router reads (R6).
+
+One document per (brokerage, realtor) under a derived `_id` (domain.sharing.invitation_id), so
+two concurrent invites collide on insert instead of creating two. Status changes are
+conditional updates on the current status, so two racing answers cannot both win.
+Authorisation happens before these calls.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from leadflow_crm_api.adapters.settings import AGENTS
+from leadflow_crm_api.domain.sharing import InvitationStatus
+from leadflow_crm_api.domain.views import epoch_ms
+
+CRM_INVITATIONS = "crm_invitations"
+LIST_LIMIT = 1000  # a brokerage's invitations listed at once
+
+Doc = dict[str, Any]
+
+
+async def ensure_indexes(db: AsyncDatabase[Doc]) -> None:
+    # No index names _id (nx-27017, decision 0004); lists are per account in invitation order.
+    await db[CRM_INVITATIONS].create_index([("account_id", ASCENDING), ("created_ms", ASCENDING)], name="account")
+
+
+class Invitations:
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self._db = db
+        self._invitations = db[CRM_INVITATIONS]
+
+    async def get(self, invitation_id: str) -> Doc | None:
+        return await self._invitations.find_one({"_id": invitation_id})
+
+    async def of_account(self, account_id: str, *, status: InvitationStatus | None = None) -> list[Doc]:
+        query: Doc = {"account_id": account_id}
+        if status is not None:
+            query["status"] = status.value
+        cursor = self._invitations.find(query).sort([("created_ms", ASCENDING), ("_id", ASCENDING)])
+        return [doc async for doc in cursor.limit(LIST_LIMIT)]
+
+    async def create(self, doc: Doc) -> bool:
+        """Insert a new invitation; False when one with its id exists already (insert, not upsert: 0004)."""
+        try:
+            await self._invitations.insert_one(doc)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def reopen(self, invitation_id: str, fields: Doc) -> bool:
+        """Invite again after a decline; False if the invitation is no longer declined."""
+        result = await self._invitations.update_one(
+            {"_id": invitation_id, "status": InvitationStatus.DECLINED.value},
+            {"$set": {**fields, "status": InvitationStatus.PENDING.value, "answered_at": None, "answered_ms": None}},
+        )
+        return result.matched_count > 0
+
+    async def answer(self, invitation_id: str, realtor_id: str, answer: InvitationStatus, at: datetime) -> bool:
+        """Move a pending invitation of `realtor_id` to `answer`; False if it is not pending any more."""
+        result = await self._invitations.update_one(
+            {"_id": invitation_id, "realtor_id": realtor_id, "status": InvitationStatus.PENDING.value},
+            {"$set": {"status": answer.value, "answered_at": at, "answered_ms": epoch_ms(at)}},
+        )
+        return result.matched_count > 0
+
+    async def mark_agent(self, account_id: str, realtor_id: str, *, accepted: bool) -> None:
+        """Tell the router (R6 eligibility) on the realtor's agent document, if the account has one.
+
+        Never creates an agent: agents come from the account's settings.
+        """
+        await self._db[AGENTS].update_one(
+            {"_id": realtor_id, "account_id": account_id}, {"$set": {"invitation_accepted": accepted}}
+        )

@@ -1,0 +1,64 @@
+"""Lead transfers of one brokerage (T1): `crm_transfers` records, and their writes to the CRM views.
+
+A transfer is recorded first (`done: False`), then its lead rows are `$set` and one timeline
+document per lead is inserted under a derived id, then it is marked done. Every write takes
+its values from the record, so retrying a transfer that crashed half-way (same
+Idempotency-Key) repeats identical writes and finishes it. Authorisation happens before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from leadflow_crm_api.adapters.leads import CRM_LEADS, CRM_TIMELINE
+from leadflow_crm_api.adapters.settings import ACCOUNTS
+from leadflow_crm_api.domain.sharing import lead_row_transfer, transfer_entry
+
+CRM_TRANSFERS = "crm_transfers"
+
+Doc = dict[str, Any]
+
+
+class AccountTransfers:
+    def __init__(self, db: AsyncDatabase[Doc], account_id: str) -> None:
+        self._db = db
+        self._account_id = account_id
+
+    async def account_name(self) -> str | None:
+        doc = await self._db[ACCOUNTS].find_one({"_id": self._account_id}, {"name": 1})
+        name = doc.get("name") if doc else None
+        return name if isinstance(name, str) and name else None
+
+    async def present(self, lead_ids: list[str]) -> set[str]:
+        """Which of `lead_ids` are leads of this account."""
+        cursor = self._db[CRM_LEADS].find({"account_id": self._account_id, "_id": {"$in": lead_ids}}, {"_id": 1})
+        return {doc["_id"] async for doc in cursor}
+
+    async def begin(self, record: Doc) -> Doc:
+        """Store the transfer record; if its id is stored already (a retry), return the stored one."""
+        transfers = self._db[CRM_TRANSFERS]
+        try:
+            await transfers.insert_one(record)
+        except DuplicateKeyError:
+            stored = await transfers.find_one({"_id": record["_id"], "account_id": self._account_id})
+            if stored is None:  # ids hash the account, so only a foreign uuid4 clash lands here: never read it
+                raise
+            return stored
+        return record
+
+    async def apply(self, transfer: Doc) -> None:
+        """The transfer's writes, each idempotent, then the record's `done` flag."""
+        lead_ids: list[str] = transfer["lead_ids"]
+        await self._db[CRM_LEADS].update_many(
+            {"account_id": self._account_id, "_id": {"$in": lead_ids}}, {"$set": lead_row_transfer(transfer)}
+        )
+        timeline = self._db[CRM_TIMELINE]
+        for lead_id in lead_ids:
+            # One insert per lead, not insert_many: a retry meets its own earlier entries as duplicates.
+            with contextlib.suppress(DuplicateKeyError):
+                await timeline.insert_one(transfer_entry(transfer, lead_id))
+        await self._db[CRM_TRANSFERS].update_one({"_id": transfer["_id"]}, {"$set": {"done": True}})

@@ -1,0 +1,145 @@
+"""Lead sharing (T1) and brokerage invitations (V4): the rules, pure, no I/O.
+
+Only a realtor who accepted the brokerage's invitation can receive its leads. A transfer is
+all or nothing: it is validated whole before anything is written, and every write it makes
+is keyed by the transfer id, so a retry of a crashed transfer repeats the same writes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from leadflow_crm_api.domain.views import epoch_ms
+
+MAX_TRANSFER_LEADS = 500
+MAX_NAMED_IDS = 20  # a refusal names at most this many unknown lead ids
+
+# Fixed namespaces: the same inputs give the same ids in every process and after restarts.
+_INVITATIONS = uuid.UUID("5b0f4a52-6c7e-4f0e-9d7a-1d3c2e8f7a01")
+_TRANSFERS = uuid.UUID("9e3c7b1d-2f4a-4c6b-8e0d-7a5f3b2c1d02")
+
+
+class InvitationStatus(StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+
+
+class InviteOutcome(StrEnum):
+    """What inviting a realtor does, given its current invitation to the brokerage."""
+
+    CREATE = "create"  # none yet
+    REOPEN = "reopen"  # declined before: invite again
+    UNCHANGED = "unchanged"  # pending already: a repeated invite is not an error
+    REFUSE = "refuse"  # accepted already
+
+
+def invitation_id(account_id: str, realtor_id: str) -> str:
+    """One invitation per (brokerage, realtor): a deterministic id makes concurrent invites collide on insert."""
+    return str(uuid.uuid5(_INVITATIONS, f"{account_id}/{realtor_id}"))
+
+
+def invite_outcome(current: InvitationStatus | None) -> InviteOutcome:
+    if current is None:
+        return InviteOutcome.CREATE
+    return {
+        InvitationStatus.DECLINED: InviteOutcome.REOPEN,
+        InvitationStatus.PENDING: InviteOutcome.UNCHANGED,
+        InvitationStatus.ACCEPTED: InviteOutcome.REFUSE,
+    }[current]
+
+
+def answer_refusal(current: InvitationStatus, answer: InvitationStatus) -> str | None:
+    """Why a realtor may not answer `answer` now, or None. The same answer twice is allowed (a retry)."""
+    if answer is InvitationStatus.PENDING:
+        return "an invitation is answered with accept or decline"
+    if current is InvitationStatus.PENDING or current is answer:
+        return None
+    return f"the invitation is already {current.value}"
+
+
+def transfer_refusal(invitation: InvitationStatus | None) -> str | None:
+    """Why the brokerage may not transfer leads to this realtor, or None when it may (T1)."""
+    if invitation is InvitationStatus.ACCEPTED:
+        return None
+    if invitation is None:
+        return "realtor_id: was never invited by this brokerage"
+    if invitation is InvitationStatus.PENDING:
+        return "realtor_id: has not accepted this brokerage's invitation (it is pending)"
+    return "realtor_id: declined this brokerage's invitation"
+
+
+def unique(ids: list[str]) -> list[str]:
+    """The selection without repeats, in the order given."""
+    return list(dict.fromkeys(ids))
+
+
+def missing_leads(selected: list[str], found: set[str]) -> list[str]:
+    return [lead_id for lead_id in selected if lead_id not in found]
+
+
+def missing_refusal(missing: list[str]) -> str:
+    named = ", ".join(missing[:MAX_NAMED_IDS])
+    more = f" and {len(missing) - MAX_NAMED_IDS} more" if len(missing) > MAX_NAMED_IDS else ""
+    return f"lead_ids: {len(missing)} not found in this account, nothing was transferred: {named}{more}"
+
+
+def transfer_id(account_id: str, idempotency_key: str | None) -> str:
+    """The transfer's id: from the client's Idempotency-Key (so a retry is the same transfer), else new."""
+    if idempotency_key is None:
+        return str(uuid.uuid4())
+    return str(uuid.uuid5(_TRANSFERS, f"{account_id}/{idempotency_key}"))
+
+
+def same_transfer(stored: dict[str, Any], *, realtor_id: str, lead_ids: list[str]) -> bool:
+    """Whether a stored transfer is this request again (an Idempotency-Key reused for another one is not)."""
+    return stored["realtor_id"] == realtor_id and sorted(stored["lead_ids"]) == sorted(lead_ids)
+
+
+def transfer_record(
+    *, transfer_id: str, account_id: str, realtor_id: str, realtor_name: str, lead_ids: list[str],
+    assigned_by: str, by: str, at: datetime,
+) -> dict[str, Any]:
+    """The transfer as stored before its writes: they take their values from it, so a retry writes the same."""
+    at = at.replace(microsecond=at.microsecond // 1000 * 1000)  # what MongoDB keeps, so a retry answers the same
+    return {
+        "_id": transfer_id,
+        "account_id": account_id,
+        "realtor_id": realtor_id,
+        "realtor_name": realtor_name,
+        "lead_ids": lead_ids,
+        "assigned_by": assigned_by,
+        "by": by,
+        "at": at,
+        "at_ms": epoch_ms(at),
+        "done": False,
+    }
+
+
+def lead_row_transfer(transfer: dict[str, Any]) -> dict[str, Any]:
+    """What a transfer `$set`s on each lead row: "Assigned To" for the brokerage, "Assigned By" for the realtor."""
+    return {
+        "transferred_to": transfer["realtor_id"],
+        "transferred_at": transfer["at"],
+        "transferred_ms": transfer["at_ms"],
+        "assigned_by": transfer["assigned_by"],
+        "transfer_id": transfer["_id"],
+    }
+
+
+def transfer_entry(transfer: dict[str, Any], lead_id: str) -> dict[str, Any]:
+    """The lead's timeline document for a transfer; its id is derived, so a retry inserts nothing new."""
+    return {
+        "_id": str(uuid.uuid5(uuid.UUID(transfer["_id"]), lead_id)),
+        "lead_id": lead_id,
+        "account_id": transfer["account_id"],
+        "type": "LeadTransferred",
+        "occurred_at": transfer["at"],
+        "occurred_ms": transfer["at_ms"],
+        "agent_id": transfer["realtor_id"],
+        "action": None,
+        "summary": f"Transferred to {transfer['realtor_name']} by {transfer['assigned_by']}",
+    }

@@ -1,0 +1,306 @@
+"""Lead sharing (T1) and invitations (V4) through the running system: invite, accept, decline,
+"My Realtors", transfers to accepted realtors only, all or nothing, retries, tenants and roles."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+import pytest_asyncio
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from leadflow_crm_api.domain.sharing import lead_row_transfer, transfer_entry, transfer_id, transfer_record
+from leadflow_devstack.stack import Stack
+from leadflow_devstack.testing import eventually
+from leadflow_devstack.tokens import bearer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
+
+SHARE = "share-realty"  # round robin off: share-lee (roster position 1) holds every lead (R5)
+OTHER = "share-other-realty"
+SHARE_NAME = "Share Realty"
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
+    def agent(agent_id: str, *, accepted: bool = True) -> dict[str, Any]:
+        return {"agent_id": agent_id, "name": agent_id, "email": f"{agent_id}@share.example",
+                "invitation_accepted": accepted}
+
+    def account(account_id: str, name: str, agents: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"account_id": account_id, "name": name, "round_robin": False, "agents": agents,
+                "roster": [a["agent_id"] for a in agents]}
+
+    path = tmp_path_factory.mktemp("sharing") / "accounts.json"
+    path.write_text(json.dumps({"accounts": [
+        account(SHARE, SHARE_NAME, [agent("share-lee"), agent("share-ria", accepted=False),
+                                    agent("share-rob", accepted=True), agent("share-dee", accepted=False)]),
+        account(OTHER, "Other Realty", [agent("other-olga")]),
+    ]}))
+    stack.seed(path)
+
+
+@pytest_asyncio.fixture
+async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=stack.url("crm-api")) as crm:
+        yield crm
+
+
+def auth(stack: Stack, sub: str, role: str, account_id: str = SHARE) -> dict[str, str]:
+    assert role in {"broker", "admin", "realtor"}
+    return bearer(stack.token(sub, role, account_id))  # type: ignore[arg-type]
+
+
+def problem(response: httpx.Response, status: int) -> str:
+    """The problem's detail, after checking it is one (decision 0016)."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["status"] == status
+    assert body["type"].startswith("https://leadflow.dev/problems/")
+    return str(body["detail"])
+
+
+async def on_db(stack: Stack, work: Callable[[AsyncDatabase[dict[str, Any]]], Awaitable[T]]) -> T:
+    """Run `work` on the stack's database directly (to read what the router reads, or to stage a crash)."""
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_url, tz_aware=True)
+    try:
+        return await work(mongo["leadflow"])
+    finally:
+        await mongo.close()
+
+
+async def agent_flag(stack: Stack, agent_id: str) -> bool:
+    """The `invitation_accepted` the router reads for R6, straight from the shared `agents` collection.
+
+    nx-27017 stores a `$set` bool as 1/0 (MongoDB keeps the bool; decision 0018); the router reads it
+    as a truth value, so this does too, after checking it is one of those four values.
+    """
+    doc = await on_db(stack, lambda db: db["agents"].find_one({"_id": agent_id}))
+    assert doc is not None
+    flag = doc["invitation_accepted"]
+    assert type(flag) in {bool, int}
+    assert flag in {0, 1}
+    return bool(flag)
+
+
+async def new_leads(stack: Stack, client: httpx.AsyncClient, count: int) -> list[str]:
+    """`count` fresh leads of SHARE, once crm-api shows them held by share-lee."""
+    marker = uuid.uuid4().hex[:8]
+    ids: list[str] = []
+    async with httpx.AsyncClient() as intake:
+        for i in range(count):
+            body = {"account_id": SHARE, "first_name": f"Sam{i}", "last_name": f"Share{marker}",
+                    "email": f"sam{i}.{marker}@example.com", "phone": f"(415) 555-{uuid.uuid4().int % 9000 + 1000}"}
+            response = await intake.post(f"{stack.url('intake')}/v1/leads", json=body)
+            assert response.status_code == 202, response.text
+            ids.append(str(response.json()["event_id"]))
+    broker = auth(stack, "share-broker", "broker")
+
+    async def all_held() -> bool:
+        rows = await listed(client, f"/v1/accounts/{SHARE}/leads", broker, q=f"share{marker}")
+        return sorted(rows) == sorted(ids) and all(r["owner_agent_id"] == "share-lee" for r in rows.values())
+
+    await eventually(all_held, what=f"{count} leads held by share-lee in crm-api")
+    return ids
+
+
+async def listed(client: httpx.AsyncClient, url: str, headers: dict[str, str], **params: str) -> dict[str, Any]:
+    response = await client.get(url, headers=headers, params={"limit": "200", **params})
+    assert response.status_code == 200, response.text
+    return {row["lead_id"]: row for row in response.json()["items"]}
+
+
+async def invite(stack: Stack, client: httpx.AsyncClient, realtor_id: str, *, answer: str | None) -> str:
+    broker = auth(stack, "share-broker", "broker")
+    body = {"realtor_id": realtor_id, "email": f"{realtor_id}@share.example", "name": f"Realtor {realtor_id}"}
+    invited = await client.post(f"/v1/accounts/{SHARE}/invitations", headers=broker, json=body)
+    assert invited.status_code == 201, invited.text
+    invitation_id = str(invited.json()["invitation_id"])
+    if answer is not None:
+        answered = await client.post(f"/v1/invitations/{invitation_id}/{answer}", headers=auth(stack, realtor_id,
+                                                                                               "realtor"))
+        assert answered.status_code == 200, answered.text
+    return invitation_id
+
+
+async def test_invite_accept_decline_and_my_realtors(stack: Stack, client: httpx.AsyncClient) -> None:
+    broker, base = auth(stack, "share-broker", "broker"), f"/v1/accounts/{SHARE}"
+    ria, rob = auth(stack, "share-ria", "realtor"), auth(stack, "share-rob", "realtor")
+    body = {"realtor_id": "share-ria", "email": "ria@share.example", "name": "Ria Lopez"}
+    first = await client.post(f"{base}/invitations", headers=broker, json=body)
+    assert first.status_code == 201, first.text
+    assert first.json()["status"] == "pending"
+    invitation = first.json()["invitation_id"]
+    again = await client.post(f"{base}/invitations", headers=broker, json=body)
+    assert (again.status_code, again.json()["invitation_id"]) == (200, invitation), "a repeated invite is the same"
+    assert "share-ria" not in (await client.get(f"{base}/realtors", headers=broker)).text, "pending is not a realtor"
+
+    # Only the invited realtor answers; others learn nothing.
+    problem(await client.post(f"/v1/invitations/{invitation}/accept", headers=rob), 404)
+    problem(await client.post(f"/v1/invitations/{invitation}/accept", headers=broker), 403)
+    problem(await client.post(f"/v1/invitations/{uuid.uuid4()}/accept", headers=ria), 404)
+    assert await agent_flag(stack, "share-ria") is False
+
+    accepted = await client.post(f"/v1/invitations/{invitation}/accept", headers=ria)
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["status"] == "accepted"
+    assert accepted.json()["answered_at"]
+    assert (await client.post(f"/v1/invitations/{invitation}/accept", headers=ria)).status_code == 200, "a retry"
+    assert "already accepted" in problem(await client.post(f"/v1/invitations/{invitation}/decline", headers=ria), 422)
+    assert "already accepted" in problem(await client.post(f"{base}/invitations", headers=broker, json=body), 422)
+    assert await agent_flag(stack, "share-ria") is True, "the router's R6 eligibility flag follows the acceptance"
+
+    declined_id = await invite(stack, client, "share-rob", answer="decline")
+    assert await agent_flag(stack, "share-rob") is False
+    pending_id = await invite(stack, client, "share-dee", answer=None)
+
+    realtors = (await client.get(f"{base}/realtors", headers=broker)).json()["items"]
+    assert [(r["realtor_id"], r["name"], r["email"]) for r in realtors] == [
+        ("share-ria", "Ria Lopez", "ria@share.example")]
+    statuses = {i["invitation_id"]: i["status"] for i in
+                (await client.get(f"{base}/invitations", headers=broker)).json()["items"]}
+    assert statuses == {invitation: "accepted", declined_id: "declined", pending_id: "pending"}
+
+    reinvited = await client.post(f"{base}/invitations", headers=broker,
+                                  json={"realtor_id": "share-rob", "email": "rob@share.example"})
+    assert (reinvited.status_code, reinvited.json()["status"]) == (201, "pending"), "invited again after a decline"
+
+    for who, headers in {"realtor": ria, "broker of another account": auth(stack, "o-broker", "broker", OTHER),
+                         "admin of another account": auth(stack, "o-admin", "admin", OTHER)}.items():
+        for url in (f"{base}/invitations", f"{base}/realtors"):
+            response = await client.get(url, headers=headers)
+            problem(response, 403)
+            assert "share-ria" not in response.text, who
+        problem(await client.post(f"{base}/invitations", headers=headers, json=body), 403)
+
+
+async def test_transfer_to_an_accepted_realtor_labels_both_sides_and_a_retry_applies_once(
+    stack: Stack, client: httpx.AsyncClient
+) -> None:
+    leads = await new_leads(stack, client, 2)
+    realtor = f"share-r-{uuid.uuid4().hex[:6]}"
+    await invite(stack, client, realtor, answer="accept")
+    broker, base = auth(stack, "share-broker", "broker"), f"/v1/accounts/{SHARE}"
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    body = {"lead_ids": [*leads, leads[0]], "realtor_id": realtor}  # a repeat in the selection counts once
+
+    done = await client.post(f"{base}/lead-transfers", headers={**broker, **key}, json=body)
+    assert done.status_code == 200, done.text
+    result = done.json()
+    assert (result["realtor_id"], result["assigned_by"], result["transferred"]) == (realtor, SHARE_NAME, 2)
+
+    everything = await listed(client, f"{base}/leads", broker)
+    assert all(everything[i]["assigned_to"] == realtor and everything[i]["transferred_at"] for i in leads), \
+        'All Leads keeps them, labelled "Assigned To"'
+    assert not set(leads) & set(await listed(client, f"{base}/leads", broker, tab="mine")), "they leave My Leads"
+    assert set(leads) <= set(await listed(client, f"{base}/leads", broker, assigned_to=realtor))
+    as_realtor = auth(stack, realtor, "realtor")
+    theirs = await listed(client, "/v1/realtors/me/leads", as_realtor)
+    assert set(theirs) == set(leads), "the realtor's CRM has exactly the shared leads"
+    assert all(theirs[i]["assigned_by"] == SHARE_NAME for i in leads), 'labelled "Assigned By"'
+
+    detail = await client.get(f"{base}/leads/{leads[0]}", headers=as_realtor)
+    assert detail.status_code == 200, "the realtor manages a shared lead like its own"
+    transfers = [e for e in detail.json()["timeline"] if e["type"] == "LeadTransferred"]
+    assert [e["summary"] for e in transfers] == [f"Transferred to Realtor {realtor} ({realtor}) by {SHARE_NAME}"]
+
+    retry = await client.post(f"{base}/lead-transfers", headers={**broker, **key}, json=body)
+    assert retry.status_code == 200, retry.text
+    assert retry.json() == result, "the same Idempotency-Key is the same transfer"
+    timeline = (await client.get(f"{base}/leads/{leads[0]}", headers=broker)).json()["timeline"]
+    assert len([e for e in timeline if e["type"] == "LeadTransferred"]) == 1, "a retry records nothing twice"
+    other = await client.post(f"{base}/lead-transfers", headers={**broker, **key},
+                              json={"lead_ids": leads[:1], "realtor_id": realtor})
+    assert "Idempotency-Key" in problem(other, 422)
+
+
+async def test_refused_transfers_change_nothing(stack: Stack, client: httpx.AsyncClient) -> None:
+    leads = await new_leads(stack, client, 2)
+    tag = uuid.uuid4().hex[:6]
+    accepted, pending, declined = f"share-a-{tag}", f"share-p-{tag}", f"share-d-{tag}"
+    await invite(stack, client, accepted, answer="accept")
+    await invite(stack, client, pending, answer=None)
+    await invite(stack, client, declined, answer="decline")
+    broker, url = auth(stack, "share-broker", "broker"), f"/v1/accounts/{SHARE}/lead-transfers"
+
+    refusals = {pending: "has not accepted", declined: "declined", f"share-u-{tag}": "never invited"}
+    for realtor, reason in refusals.items():
+        detail = problem(await client.post(url, headers=broker, json={"lead_ids": leads, "realtor_id": realtor}), 422)
+        assert detail.startswith("realtor_id: "), detail
+        assert reason in detail, detail
+    unknown = str(uuid.uuid4())
+    detail = problem(await client.post(url, headers=broker,
+                                       json={"lead_ids": [leads[0], unknown, leads[1]], "realtor_id": accepted}), 422)
+    assert detail.startswith("lead_ids: 1 not found")
+    assert unknown in detail
+    assert leads[0] not in detail
+    strangers = {
+        "broker of another account": auth(stack, "o-broker", "broker", OTHER),
+        "admin of another account": auth(stack, "o-admin", "admin", OTHER),
+        "the accepted realtor itself": auth(stack, accepted, "realtor"),
+        "a realtor holding the leads": auth(stack, "share-lee", "realtor"),
+    }
+    for who, headers in strangers.items():
+        response = await client.post(url, headers=headers, json={"lead_ids": leads, "realtor_id": accepted})
+        assert response.status_code in {403, 404}, f"{who}: {response.status_code}"
+        problem(response, response.status_code)
+    bad = await client.post(url, headers=broker, json={"lead_ids": [], "realtor_id": accepted})
+    problem(bad, 422)
+    assert bad.json()["invalid_params"][0]["name"] == "body.lead_ids"
+
+    # Nothing changed: held by the brokerage, in My Leads, unlabelled, no transfer on the timelines.
+    base = f"/v1/accounts/{SHARE}"
+    assert set(leads) <= set(await listed(client, f"{base}/leads", broker, tab="mine"))
+    for realtor in (accepted, pending, declined, f"share-u-{tag}"):
+        assert not await listed(client, "/v1/realtors/me/leads", auth(stack, realtor, "realtor")), realtor
+    for lead_id in leads:
+        row = (await client.get(f"{base}/leads/{lead_id}", headers=broker)).json()
+        assert (row["owner_agent_id"], row["assigned_to"], row["assigned_by"]) == ("share-lee", None, None)
+        assert not [e for e in row["timeline"] if e["type"] == "LeadTransferred"]
+
+    # The control: the same leads do go to the accepted realtor, so the refusals above were the rules at work.
+    control = await client.post(url, headers=broker, json={"lead_ids": leads, "realtor_id": accepted})
+    assert control.status_code == 200, control.text
+    assert set(await listed(client, "/v1/realtors/me/leads", auth(stack, accepted, "realtor"))) == set(leads)
+
+
+async def test_a_transfer_that_crashed_half_way_is_finished_by_its_retry(
+    stack: Stack, client: httpx.AsyncClient
+) -> None:
+    leads = await new_leads(stack, client, 3)
+    realtor = f"share-c-{uuid.uuid4().hex[:6]}"
+    await invite(stack, client, realtor, answer="accept")
+    key = uuid.uuid4().hex
+    # Stage what a crash after the first lead leaves: the record (not done), one row and one timeline entry.
+    record = transfer_record(transfer_id=transfer_id(SHARE, key), account_id=SHARE, realtor_id=realtor,
+                             realtor_name=realtor, lead_ids=leads, assigned_by=SHARE_NAME, by="share-broker",
+                             at=datetime.now(UTC))
+
+    async def crash(db: AsyncDatabase[dict[str, Any]]) -> None:
+        await db["crm_transfers"].insert_one(record)
+        await db["crm_leads"].update_one({"_id": leads[0]}, {"$set": lead_row_transfer(record)})
+        await db["crm_timeline"].insert_one(transfer_entry(record, leads[0]))
+
+    await on_db(stack, crash)
+    broker, base = auth(stack, "share-broker", "broker"), f"/v1/accounts/{SHARE}"
+    retry = await client.post(f"{base}/lead-transfers", headers={**broker, "Idempotency-Key": key},
+                              json={"lead_ids": leads, "realtor_id": realtor})
+    assert retry.status_code == 200, retry.text
+    assert (retry.json()["transfer_id"], retry.json()["transferred"]) == (record["_id"], 3)
+    assert datetime.fromisoformat(retry.json()["transferred_at"]) == record["at"]
+    theirs = await listed(client, "/v1/realtors/me/leads", auth(stack, realtor, "realtor"))
+    assert set(theirs) == set(leads), "the retry finished the leads the crash left"
+    for lead_id in leads:
+        timeline = (await client.get(f"{base}/leads/{lead_id}", headers=broker)).json()["timeline"]
+        assert len([e for e in timeline if e["type"] == "LeadTransferred"]) == 1, lead_id
+    stored = await on_db(stack, lambda db: db["crm_transfers"].find_one({"_id": record["_id"]}))
+    assert stored is not None
+    assert stored["done"]
