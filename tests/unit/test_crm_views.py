@@ -262,3 +262,13 @@ def test_agents_own_activity_echo_is_not_recorded_twice() -> None:
 )
 def test_search_patterns_escape_and_find_phone_digits(text: str, expected: tuple[str, str | None]) -> None:
     assert search_patterns(text) == expected
+
+
+def test_merge_conditions_flattens_distinct_keys_and_keeps_clashes_in_and() -> None:
+    from leadflow_crm_api.adapters.leads import merge_conditions
+
+    assert merge_conditions([{"account_id": "a"}, {"status": "offered"}]) == {"account_id": "a", "status": "offered"}
+    cursor_or = {"$or": [{"created_ms": {"$lt": 5}}]}
+    scope_or = {"$or": [{"owner_agent_id": "r"}, {"transferred_to": "r"}]}
+    merged = merge_conditions([{"account_id": "a"}, scope_or, {"status": "x"}, cursor_or, {"status": "y"}])
+    assert merged == {"account_id": "a", "$or": scope_or["$or"], "status": "x", "$and": [cursor_or, {"status": "y"}]}

@@ -149,11 +149,11 @@ class ScopedLeads:
             key, lead_id = after
             beyond = "$lt" if query.sort.descending else "$gt"
             conditions.append({"$or": [{field: {beyond: key}}, {field: key, "_id": {beyond: lead_id}}]})
-        cursor = self._leads.find({"$and": conditions}).sort([(field, direction), ("_id", direction)]).limit(limit)
-        return [doc async for doc in cursor]
+        cursor = self._leads.find(merge_conditions(conditions)).sort([(field, direction), ("_id", direction)])
+        return [doc async for doc in cursor.limit(limit)]
 
     async def get(self, lead_id: str) -> dict[str, Any] | None:
-        return await self._leads.find_one({"$and": [self._scope, {"_id": lead_id}]})
+        return await self._leads.find_one(merge_conditions([self._scope, {"_id": lead_id}]))
 
     async def timeline(self, lead: dict[str, Any]) -> list[dict[str, Any]]:
         """The timeline of a lead this scope returned (pass `get`'s row, so the scope holds)."""
@@ -167,3 +167,19 @@ class ScopedLeads:
     async def record(self, entry: dict[str, Any]) -> None:
         with contextlib.suppress(DuplicateKeyError):
             await self._timeline.insert_one(entry)
+
+
+def merge_conditions(conditions: list[dict[str, Any]]) -> dict[str, Any]:
+    """AND the conditions as one flat filter where their keys allow, `$and` for the rest.
+
+    Same meaning either way; a flat filter is what nx-27017 can turn into SQL (its `$and`
+    scans and sorts the whole collection in Python: docs/performance.md, crm-api).
+    """
+    merged: dict[str, Any] = {}
+    rest: list[dict[str, Any]] = []
+    for condition in conditions:
+        if any(key in merged for key in condition):
+            rest.append(condition)
+        else:
+            merged.update(condition)
+    return {**merged, "$and": rest} if rest else merged
