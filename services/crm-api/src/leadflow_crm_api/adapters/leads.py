@@ -145,12 +145,22 @@ class ScopedLeads:
     async def find_page(self, query: LeadQuery, *, limit: int, after: tuple[int, str] | None) -> list[dict[str, Any]]:
         field, direction = query.sort.field, DESCENDING if query.sort.descending else ASCENDING
         conditions = [self._scope, *query_filter(query)]
-        if after is not None:
-            key, lead_id = after
-            beyond = "$lt" if query.sort.descending else "$gt"
-            conditions.append({"$or": [{field: {beyond: key}}, {field: key, "_id": {beyond: lead_id}}]})
-        cursor = self._leads.find(merge_conditions(conditions)).sort([(field, direction), ("_id", direction)])
-        return [doc async for doc in cursor.limit(limit)]
+        order = [(field, direction), ("_id", direction)]
+        if after is None:
+            return await self._find(merge_conditions(conditions), order, limit)
+        # The keyset "after (key, id)" as two flat queries rather than one $or (which
+        # nx-27017 runs in Python over the whole collection): the rest of the rows tied on
+        # `key`, then the rows beyond it. Concatenated they are in sort order.
+        key, lead_id = after
+        beyond = "$lt" if query.sort.descending else "$gt"
+        ties = await self._find(merge_conditions([*conditions, {field: key, "_id": {beyond: lead_id}}]), order, limit)
+        if len(ties) >= limit:
+            return ties
+        rest = await self._find(merge_conditions([*conditions, {field: {beyond: key}}]), order, limit - len(ties))
+        return ties + rest
+
+    async def _find(self, query: dict[str, Any], order: list[tuple[str, int]], limit: int) -> list[dict[str, Any]]:
+        return [doc async for doc in self._leads.find(query).sort(order).limit(limit)]
 
     async def get(self, lead_id: str) -> dict[str, Any] | None:
         return await self._leads.find_one(merge_conditions([self._scope, {"_id": lead_id}]))
