@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import venv
@@ -37,8 +38,17 @@ def uv() -> str:
 
 
 def in_env(uv_bin: str, *argv: str) -> int:
-    """Run `argv` in the locked workspace environment; returns its exit status."""
-    return subprocess.run([uv_bin, "run", "--locked", "--all-packages", *argv], cwd=ROOT, check=False).returncode
+    """Run `argv` in the locked workspace environment; returns its exit status.
+
+    On Ctrl-C the command is given time to stop cleanly: a terminal signals it too, but a
+    parent that signals only this process (e.g. `timeout -s INT`) does not, so pass it on.
+    """
+    child = subprocess.Popen([uv_bin, "run", "--locked", "--all-packages", *argv], cwd=ROOT)
+    while True:
+        try:
+            return child.wait()
+        except KeyboardInterrupt:
+            child.send_signal(signal.SIGINT)
 
 
 def main(argv: list[str]) -> int:

@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print("\nstopping...")
     finally:
+        # A second Ctrl-C (or the same one passed on by a wrapper) must not cut the cleanup short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stack.stop()
         console.print("stopped: no leadflow process is left running")
     return 0 if ok else 1
