@@ -9,9 +9,6 @@ p50/p99 are of the HTTP round trip as the client sees it.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import random
 import statistics
 import tempfile
@@ -28,6 +25,7 @@ from pymongo import MongoClient
 from rich.console import Console
 from rich.table import Table
 
+import bench_results
 from leadflow_crm_api.adapters.leads import CRM_LEADS
 from leadflow_crm_api.domain.views import LeadSort, encode_cursor, epoch_ms, lead_row_from_assigned
 from leadflow_devstack.processes import free_port
@@ -152,13 +150,6 @@ def measure(http: httpx.Client, kind: Kind, requests: int, limit: int) -> dict[s
     }
 
 
-def machine() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                  if line.startswith("MemTotal"))
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(mem_kb / 1024 / 1024, 1),
-            "python": platform.python_version(), "os": platform.platform()}
 
 
 def report(result: dict[str, Any], console: Console) -> None:
@@ -204,13 +195,9 @@ def main() -> None:
                 console.print(f"  {kind.name}: p50 {queries[-1]['p50_ms']:.1f} ms, p99 {queries[-1]['p99_ms']:.1f} ms")
     finally:
         stack.stop()
-    result = {"seeded": seeded, "limit": args.limit, "queries": queries, "machine": machine(),
-              "measured_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    result = {"seeded": seeded, "limit": args.limit, "queries": queries}
+    bench_results.save(result, name="crm", out=args.out, console=console)
     report(result, console)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"crm-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    path.write_text(json.dumps(result, indent=2))
-    console.print(f"written to {path}")
 
 
 if __name__ == "__main__":

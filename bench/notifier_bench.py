@@ -12,14 +12,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import statistics
 import tempfile
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -29,6 +26,7 @@ from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 from rich.table import Table
 
+import bench_results
 from leadflow_devstack.stack import Stack
 from leadflow_shared import topics
 from leadflow_shared.events.routing import LEAD_EVENT, LeadOffered
@@ -148,13 +146,6 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def machine() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                  if line.startswith("MemTotal"))
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(mem_kb / 1024 / 1024, 1),
-            "python": platform.python_version(), "os": platform.platform()}
 
 
 def report(result: dict[str, Any], console: Console) -> None:
@@ -192,13 +183,8 @@ def main() -> None:
         result = asyncio.run(run(stack, args))
     finally:
         stack.stop()
-    result["machine"] = machine()
-    result["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    bench_results.save(result, name="notifier", out=args.out, console=console)
     report(result, console)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"notifier-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    path.write_text(json.dumps(result, indent=2))
-    console.print(f"written to {path}")
 
 
 if __name__ == "__main__":

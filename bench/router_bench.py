@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import random
 import statistics
 import tempfile
@@ -30,6 +28,7 @@ from pymongo import AsyncMongoClient
 from rich.console import Console
 from rich.table import Table
 
+import bench_results
 from leadflow_devstack.processes import free_port
 from leadflow_devstack.stack import Stack
 from leadflow_router.adapters.codec import encode_state
@@ -181,13 +180,6 @@ async def timers(stack: Stack, open_offers: int, due: int, due_window: float) ->
     }
 
 
-def machine() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                  if line.startswith("MemTotal"))
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(mem_kb / 1024 / 1024, 1),
-            "python": platform.python_version(), "os": platform.platform()}
 
 
 async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
@@ -250,13 +242,8 @@ def main() -> None:
         result = asyncio.run(run(stack, args))
     finally:
         stack.stop()
-    result["machine"] = machine()
-    result["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    bench_results.save(result, name="router", out=args.out, console=console)
     report(result, console)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"router-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    path.write_text(json.dumps(result, indent=2))
-    console.print(f"written to {path}")
 
 
 if __name__ == "__main__":
