@@ -86,8 +86,10 @@ def _search_fields(name: str, email: str | None, phone: str | None) -> dict[str,
     }
 
 
-def lead_row_from_offered(event: LeadOffered) -> dict[str, Any]:
-    """A lead that starts its life offered (round robin): nobody holds it yet; offers are added after."""
+def _new_row(
+    event: LeadOffered | LeadAssigned, *, status: str, owner: str | None, reason: str | None
+) -> dict[str, Any]:
+    """The row of a lead's first event: who the contact is, where it came from, who holds it."""
     p = event.payload
     return {
         "account_id": event.account_id,
@@ -97,10 +99,10 @@ def lead_row_from_offered(event: LeadOffered) -> dict[str, Any]:
         **_search_fields(p.contact.full_name, p.contact.email, p.contact.phone),
         "source": p.source.name,
         "channel": p.source.channel.value,
-        "status": LeadStatus.OFFERED.value,
-        "owner_agent_id": None,
-        "assignment_reason": None,
-        "transferred_to": None,
+        "status": status,
+        "owner_agent_id": owner,
+        "assignment_reason": reason,
+        "transferred_to": None,  # set by lead sharing (T1), which makes it leave "My Leads"
         "open_offers": [],
         "offered_to": [],
         "created_at": event.occurred_at,
@@ -109,6 +111,11 @@ def lead_row_from_offered(event: LeadOffered) -> dict[str, Any]:
         "last_activity_ms": epoch_ms(event.occurred_at),
         "last_event_id": str(event.event_id),
     }
+
+
+def lead_row_from_offered(event: LeadOffered) -> dict[str, Any]:
+    """A lead that starts its life offered (round robin): nobody holds it yet; offers are added after."""
+    return _new_row(event, status=LeadStatus.OFFERED.value, owner=None, reason=None)
 
 
 def lead_row_changes(event: LeadEvent) -> dict[str, Any]:
@@ -129,27 +136,7 @@ def lead_row_changes(event: LeadEvent) -> dict[str, Any]:
 
 def lead_row_from_assigned(event: LeadAssigned) -> dict[str, Any]:
     """The fields of a lead's list row that a LeadAssigned sets."""
-    p = event.payload
-    return {
-        "account_id": event.account_id,
-        "name": p.contact.full_name,
-        "email": p.contact.email,
-        "phone": p.contact.phone,
-        **_search_fields(p.contact.full_name, p.contact.email, p.contact.phone),
-        "source": p.source.name,
-        "channel": p.source.channel.value,
-        "status": "assigned",
-        "owner_agent_id": p.agent_id,
-        "assignment_reason": p.reason.value,
-        "transferred_to": None,  # set by lead sharing (T1), which makes it leave "My Leads"
-        "open_offers": [],
-        "offered_to": [],
-        "created_at": event.occurred_at,
-        "created_ms": epoch_ms(event.occurred_at),
-        "last_activity_at": event.occurred_at,
-        "last_activity_ms": epoch_ms(event.occurred_at),
-        "last_event_id": str(event.event_id),
-    }
+    return _new_row(event, status="assigned", owner=event.payload.agent_id, reason=event.payload.reason.value)
 
 
 def open_offers_after(open_offers: list[dict[str, Any]], event: LeadEvent) -> list[dict[str, Any]] | None:
