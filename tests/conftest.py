@@ -8,15 +8,14 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 
 import pytest
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import ConsumerRecord
 
 from leadflow_devstack.servers import mongo_wire
 from leadflow_devstack.stack import Stack
-from leadflow_devstack.testing import RecordPredicate, WaitForRecord
+from leadflow_devstack.testing import RecordPredicate, WaitForRecord, records_until
 
 
 @pytest.fixture(scope="session")
@@ -47,18 +46,7 @@ def wait_for_record(stack: Stack) -> WaitForRecord:
     """Read `topic` from the beginning until a record matches, or fail after a deadline."""
 
     async def wait(topic: str, matches: RecordPredicate, timeout: float = 30.0) -> ConsumerRecord[bytes, bytes]:
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=stack.bootstrap, auto_offset_reset="earliest",
-                                    enable_auto_commit=False)
-        await consumer.start()
-        try:
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                batches = await consumer.getmany(timeout_ms=200)
-                for record in (r for records in batches.values() for r in records):
-                    if matches(record):
-                        return record
-            raise AssertionError(f"no matching record on {topic} within {timeout}s")
-        finally:
-            await consumer.stop()
+        seen = await records_until(stack.bootstrap, topic, matches, timeout)
+        return next(r for r in seen if matches(r))
 
     return wait

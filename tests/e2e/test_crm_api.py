@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 from aiokafka import ConsumerRecord
 
 from leadflow_devstack.stack import Stack
@@ -52,15 +50,7 @@ def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
     stack.seed(path)
 
 
-@pytest_asyncio.fixture
-async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.url("crm-api")) as crm:
-        yield crm
 
-
-def auth(stack: Stack, sub: str, role: str, account_id: str) -> dict[str, str]:
-    assert role in {"broker", "admin", "realtor"}
-    return bearer(stack.token(sub, role, account_id))  # type: ignore[arg-type]
 
 
 async def post_lead(stack: Stack, account_id: str, first: str, last: str, phone: str) -> str:
@@ -112,7 +102,7 @@ async def test_requests_without_a_valid_token_get_401_with_www_authenticate(
         response = await client.get(url, headers=bearer(token) if token else {})
         assert_problem(response, 401)
         assert response.headers["www-authenticate"].startswith("Bearer "), why
-    ok = await client.get(url, headers=auth(stack, "b", "broker", LIST))
+    ok = await client.get(url, headers=stack.auth("b", "broker", LIST))
     assert ok.status_code == 200, "the same request with a valid token must pass, or the 401s prove nothing"
 
 
@@ -122,21 +112,21 @@ async def test_other_tenants_and_other_realtors_get_403_or_404_and_no_data(
     marker = uuid.uuid4().hex[:8]
     lead_id = await post_lead(stack, LIST, "Iso", f"late-{marker}", f"(212) 555-{uuid.uuid4().int % 9000 + 1000}")
     detail_url = f"/v1/accounts/{LIST}/leads/{lead_id}"
-    broker = auth(stack, "crm-broker", "broker", LIST)
+    broker = stack.auth("crm-broker", "broker", LIST)
     lead = await detail_when(client, detail_url, broker, "the lead in the brokerage view", lambda _d: True)
     holder = lead["owner_agent_id"]
     assert holder == "crm-lee"  # roster position 1
 
-    holder_realtor = auth(stack, holder, "realtor", LIST)
+    holder_realtor = stack.auth(holder, "realtor", LIST)
     assert (await client.get(detail_url, headers=holder_realtor)).status_code == 200
     mine = (await client.get("/v1/realtors/me/leads?limit=200", headers=holder_realtor)).json()
     assert lead_id in [i["lead_id"] for i in mine["items"]]
 
     strangers = {
-        "broker of another account": auth(stack, "x-broker", "broker", "other-realty"),
-        "admin of another account": auth(stack, "x-admin", "admin", "other-realty"),
-        "realtor of another account": auth(stack, holder, "realtor", "other-realty"),  # same id, other tenant
-        "another realtor of the account": auth(stack, "crm-max", "realtor", LIST),
+        "broker of another account": stack.auth("x-broker", "broker", "other-realty"),
+        "admin of another account": stack.auth("x-admin", "admin", "other-realty"),
+        "realtor of another account": stack.auth(holder, "realtor", "other-realty"),  # same id, other tenant
+        "another realtor of the account": stack.auth("crm-max", "realtor", LIST),
     }
     calls = {
         "list": ("GET", f"/v1/accounts/{LIST}/leads?limit=200", None),
@@ -161,7 +151,7 @@ async def test_list_filters_search_sort_and_cursor_pages(stack: Stack, client: h
     phones = [f"(646) 555-{uuid.uuid4().int % 9000 + 1000}" for _ in range(5)]
     started = datetime.now(UTC) - timedelta(seconds=1)
     ids = [await post_lead(stack, LIST, f"Pat{i}", f"Zed{marker}", phones[i]) for i in range(5)]
-    broker = auth(stack, "crm-broker", "broker", LIST)
+    broker = stack.auth("crm-broker", "broker", LIST)
     base = f"/v1/accounts/{LIST}/leads"
 
     async def rows(params: dict[str, str]) -> list[dict[str, Any]]:
@@ -220,7 +210,7 @@ async def test_offer_detail_activities_claim_and_timeline(
 ) -> None:
     lead_id = await post_lead(stack, RACE, "Rae", f"race-{uuid.uuid4().hex[:6]}", "(312) 555-0199")
     detail_url = f"/v1/accounts/{RACE}/leads/{lead_id}"
-    broker = auth(stack, "crm-race-broker", "broker", RACE)
+    broker = stack.auth("crm-race-broker", "broker", RACE)
     offered = await detail_when(client, detail_url, broker, "two open offers", lambda d: len(d["open_offers"]) == 2)
     assert offered["status"] == "offered"
     assert offered["owner_agent_id"] is None
@@ -228,8 +218,8 @@ async def test_offer_detail_activities_claim_and_timeline(
     assert all(datetime.fromisoformat(o["deadline"]) > datetime.now(UTC) for o in offered["open_offers"])
     outsider = next(a for a in RACE_AGENTS if a not in racers)
     winner, loser = racers
-    as_winner, as_loser = auth(stack, winner, "realtor", RACE), auth(stack, loser, "realtor", RACE)
-    assert (await client.get(detail_url, headers=auth(stack, outsider, "realtor", RACE))).status_code == 404
+    as_winner, as_loser = stack.auth(winner, "realtor", RACE), stack.auth(loser, "realtor", RACE)
+    assert (await client.get(detail_url, headers=stack.auth(outsider, "realtor", RACE))).status_code == 404
     mine = (await client.get("/v1/realtors/me/leads?status=offered&limit=200", headers=as_loser)).json()
     assert lead_id in [i["lead_id"] for i in mine["items"]], "an offered realtor sees the lead it may claim"
 

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import eventually
-from leadflow_devstack.tokens import bearer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 
@@ -39,15 +36,7 @@ def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
     stack.seed(path)
 
 
-@pytest_asyncio.fixture
-async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.url("crm-api")) as crm:
-        yield crm
 
-
-def auth(stack: Stack, sub: str, role: str, account_id: str) -> dict[str, str]:
-    assert role in {"broker", "admin", "realtor"}
-    return bearer(stack.token(sub, role, account_id))  # type: ignore[arg-type]
 
 
 def invalid(response: httpx.Response) -> dict[str, str]:
@@ -63,7 +52,7 @@ def refused(response: httpx.Response, status: int) -> None:
 
 
 async def test_routing_roster_and_round_robin_approval(stack: Stack, client: httpx.AsyncClient) -> None:
-    broker = auth(stack, "set-boss", "broker", ACCOUNT)
+    broker = stack.auth("set-boss", "broker", ACCOUNT)
     url = f"/v1/accounts/{ACCOUNT}/settings/routing"
     assert (await client.get(url, headers=broker)).json() == {"round_robin": False, "roster": list(AGENTS)}
 
@@ -89,7 +78,7 @@ async def test_routing_roster_and_round_robin_approval(stack: Stack, client: htt
 
 
 async def test_lead_groups_and_sources(stack: Stack, client: httpx.AsyncClient) -> None:
-    admin = auth(stack, "set-admin", "admin", ACCOUNT)
+    admin = stack.auth("set-admin", "admin", ACCOUNT)
     groups_url, sources_url = (f"/v1/accounts/{ACCOUNT}/settings/{s}" for s in ("lead-groups", "lead-sources"))
     zillow = {"name": "Zillow", "lead_group": "luxury", "offices": ["downtown"], "race_count": 2,
               "claim_window_seconds": 600, "referral_fee_percent": 25}
@@ -133,7 +122,7 @@ async def test_lead_groups_and_sources(stack: Stack, client: httpx.AsyncClient) 
 
 
 async def test_pause_schedule(stack: Stack, client: httpx.AsyncClient) -> None:
-    broker = auth(stack, "set-boss", "broker", ACCOUNT)
+    broker = stack.auth("set-boss", "broker", ACCOUNT)
     url = f"/v1/accounts/{ACCOUNT}/settings/pause-schedule"
     assert (await client.get(url, headers=broker)).json() == {"time_zone": "UTC", "windows": []}
     night = {"weekdays": [0, 1, 2, 3, 4], "start": "20:00", "end": "08:00"}
@@ -152,7 +141,7 @@ async def test_pause_schedule(stack: Stack, client: httpx.AsyncClient) -> None:
 
 
 async def test_notification_preferences_own_and_by_the_broker(stack: Stack, client: httpx.AsyncClient) -> None:
-    ana, broker = auth(stack, "set-ana", "realtor", ACCOUNT), auth(stack, "set-boss", "broker", ACCOUNT)
+    ana, broker = stack.auth("set-ana", "realtor", ACCOUNT), stack.auth("set-boss", "broker", ACCOUNT)
     own = f"/v1/accounts/{ACCOUNT}/settings/notifications/set-ana"
     assert (await client.get(own, headers=ana)).json() == {
         "channels": ["email", "sms", "push"], "quiet_hours": None, "digest": False
@@ -167,7 +156,7 @@ async def test_notification_preferences_own_and_by_the_broker(stack: Stack, clie
     refused(await client.get(ben, headers=ana), 403)
     refused(await client.put(ben, headers=ana, json=prefs), 403)
     assert (await client.put(ben, headers=broker, json={"channels": ["email"], "digest": True})).status_code == 200
-    assert (await client.get(ben, headers=auth(stack, "set-ben", "realtor", ACCOUNT))).json()["digest"] is True
+    assert (await client.get(ben, headers=stack.auth("set-ben", "realtor", ACCOUNT))).json()["digest"] is True
     boss = f"/v1/accounts/{ACCOUNT}/settings/notifications/set-boss"
     assert (await client.put(boss, headers=broker, json={"channels": ["email"], "digest": True})).status_code == 200
     refused(await client.get(f"/v1/accounts/{ACCOUNT}/settings/notifications/dana-whitehorse", headers=broker), 404)
@@ -192,7 +181,7 @@ SETTINGS_CALLS: list[tuple[str, str, dict[str, Any] | None]] = [
 
 async def snapshot(client: httpx.AsyncClient, stack: Stack) -> list[Any]:
     """Everything the calls above could change in OTHER, read as its own broker."""
-    owner = auth(stack, "summit-boss", "broker", OTHER)
+    owner = stack.auth("summit-boss", "broker", OTHER)
     return [(await client.get(f"/v1/accounts/{OTHER}/{path}", headers=owner)).json()
             for method, path, _ in SETTINGS_CALLS if method == "GET"]
 
@@ -201,20 +190,20 @@ async def snapshot(client: httpx.AsyncClient, stack: Stack) -> list[Any]:
 async def test_another_account_and_realtors_are_refused(stack: Stack, client: httpx.AsyncClient, role: str) -> None:
     before = await snapshot(client, stack)
     assert before[0]["roster"], "the seeded account has a roster to protect"
-    outsider = auth(stack, f"set-{role}", role, ACCOUNT)
+    outsider = stack.auth(f"set-{role}", role, ACCOUNT)
     for method, path, body in SETTINGS_CALLS:
         response = await client.request(method, f"/v1/accounts/{OTHER}/{path}", headers=outsider, json=body)
         refused(response, 403)
         assert "dana" not in response.text
     # A realtor of the account itself: its own notifications only.
-    realtor = auth(stack, "dana-whitehorse", "realtor", OTHER)
+    realtor = stack.auth("dana-whitehorse", "realtor", OTHER)
     for method, path, body in SETTINGS_CALLS[:-2]:
         refused(await client.request(method, f"/v1/accounts/{OTHER}/{path}", headers=realtor, json=body), 403)
     assert await snapshot(client, stack) == before
 
 
 async def test_an_account_without_a_document_is_not_created(stack: Stack, client: httpx.AsyncClient) -> None:
-    ghost = auth(stack, "ghost-boss", "broker", "ghost-realty")
+    ghost = stack.auth("ghost-boss", "broker", "ghost-realty")
     for method, path, body in SETTINGS_CALLS:
         response = await client.request(method, f"/v1/accounts/ghost-realty/{path}", headers=ghost, json=body)
         refused(response, 404)
@@ -222,7 +211,7 @@ async def test_an_account_without_a_document_is_not_created(stack: Stack, client
 
 async def test_a_roster_change_reaches_the_router(stack: Stack, client: httpx.AsyncClient) -> None:
     """R5: new general leads go to roster position 1; after the PUT, to the new position 1."""
-    broker = auth(stack, "eff-boss", "broker", EFFECT)
+    broker = stack.auth("eff-boss", "broker", EFFECT)
 
     async def owner_of_new_lead() -> str:
         body = {"account_id": EFFECT, "first_name": "Effie", "email": f"effie-{uuid.uuid4().hex[:8]}@example.com"}

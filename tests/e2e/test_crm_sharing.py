@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import httpx
 import pytest
-import pytest_asyncio
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_crm_api.domain.sharing import lead_row_transfer, transfer_entry, transfer_id, transfer_record
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import eventually
-from leadflow_devstack.tokens import bearer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 
@@ -47,15 +45,9 @@ def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
     stack.seed(path)
 
 
-@pytest_asyncio.fixture
-async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.url("crm-api")) as crm:
-        yield crm
-
 
 def auth(stack: Stack, sub: str, role: str, account_id: str = SHARE) -> dict[str, str]:
-    assert role in {"broker", "admin", "realtor"}
-    return bearer(stack.token(sub, role, account_id))  # type: ignore[arg-type]
+    return stack.auth(sub, role, account_id)
 
 
 def problem(response: httpx.Response, status: int) -> str:

@@ -21,7 +21,7 @@ import pytest
 import pytest_asyncio
 import schemathesis
 import yaml
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import ConsumerRecord
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
@@ -36,7 +36,7 @@ from schemathesis.specs.openapi.checks import (
 
 from leadflow_devstack.processes import ManagedProcess, free_port
 from leadflow_devstack.stack import Stack
-from leadflow_devstack.testing import WaitForRecord
+from leadflow_devstack.testing import WaitForRecord, records_until
 from leadflow_intake.domain.signature import sign
 from leadflow_intake.settings import DEVELOPMENT_SECRET
 from leadflow_shared import topics
@@ -212,23 +212,6 @@ async def test_each_way_in_publishes_a_normalized_lead(
     assert contact["email"] is None or contact["email"] == contact["email"].lower()
 
 
-async def records_until(bootstrap: str, topic: str, last: Callable[[ConsumerRecord[bytes, bytes]], bool],
-                        timeout: float = 30.0) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record of `topic` from the beginning up to the first one `last` matches."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False)
-    await consumer.start()
-    seen: list[ConsumerRecord[bytes, bytes]] = []
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=200)).values():
-                seen.extend(records)
-            if any(last(r) for r in seen):
-                return seen
-        raise AssertionError(f"no closing record on {topic} within {timeout}s")
-    finally:
-        await consumer.stop()
 
 
 # Without a key a form is a new lead each time; a webhook without one is keyed on its body's hash.

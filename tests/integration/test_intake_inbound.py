@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -11,11 +10,11 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 from prometheus_client.parser import text_string_to_metric_families
 
 from leadflow_devstack.stack import Stack
-from leadflow_devstack.testing import WaitForRecord
+from leadflow_devstack.testing import WaitForRecord, records_until
 from leadflow_shared import topics
 from leadflow_shared.envelope import derived_event_id
 
@@ -128,22 +127,6 @@ async def test_poison_goes_to_the_dlq_with_reason_and_original_bytes_and_the_nex
     await wait_for_record(topics.LEADS_INTAKE, with_event_id(received_id(valid)))
 
 
-async def records_until(bootstrap: str, topic: str, last: Callable[[ConsumerRecord[bytes, bytes]], bool],
-                        timeout: float = 30.0) -> list[ConsumerRecord[bytes, bytes]]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False)
-    await consumer.start()
-    seen: list[ConsumerRecord[bytes, bytes]] = []
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=200)).values():
-                seen.extend(records)
-            if any(last(r) for r in seen):
-                return seen
-        raise AssertionError(f"no closing record on {topic} within {timeout}s")
-    finally:
-        await consumer.stop()
 
 
 async def test_a_resent_event_is_one_lead_and_a_reused_event_id_is_dead_lettered(

@@ -11,12 +11,13 @@ import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import cast, get_args
 
 import httpx
 
 from leadflow_devstack.processes import ManagedProcess, free_port, wait_for_port
 from leadflow_devstack.servers import MailSink, mongo_wire, tansu
-from leadflow_devstack.tokens import Role, dev_token
+from leadflow_devstack.tokens import Role, bearer, dev_token
 from leadflow_shared.kafka import ensure_topics
 from leadflow_shared.topics import all_topics
 
@@ -69,6 +70,12 @@ class Stack:
     def token(self, sub: str, role: Role, account_id: str, *, organisation_id: str | None = None) -> str:
         """A bearer token crm-api of this stack accepts (development only)."""
         return dev_token(sub, role, account_id, key=self.signing_key, organisation_id=organisation_id)
+
+    def auth(self, sub: str, role: str, account_id: str) -> dict[str, str]:
+        """The Authorization header of `token`, for a role given as plain text (tests parametrize it)."""
+        if role not in get_args(Role):
+            raise ValueError(f"unknown role {role!r}")
+        return bearer(self.token(sub, cast(Role, role), account_id))
 
     def start_infra(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)

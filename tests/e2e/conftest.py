@@ -1,0 +1,17 @@
+"""Fixtures of the end-to-end tests beyond tests/conftest.py."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest_asyncio
+
+from leadflow_devstack.stack import Stack
+
+
+@pytest_asyncio.fixture
+async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for the stack's crm-api (test modules of other services override it)."""
+    async with httpx.AsyncClient(base_url=stack.url("crm-api")) as crm:
+        yield crm
