@@ -23,8 +23,18 @@ class LeadPublic(BaseModel):
     assigned_to: str | None = Field(description='Realtor named by the "Assigned To" label (lead sharing).')
     assigned_by: str | None = Field(default=None, description='Brokerage named by the "Assigned By" label (T1).')
     transferred_at: datetime | None = Field(default=None, description="When the lead was shared with the realtor.")
-    created_at: datetime
+    created_at: datetime = Field(description="When the lead became this account's (its arrival, after a move).")
     last_activity_at: datetime
+    company: str | None = None
+    office_address: str | None = None
+    home_address: str | None = None
+    rating: int | None = None
+    production_value: str | None = None
+    labels: list[str] = Field(default_factory=list)
+    moved_from_account_id: str | None = Field(default=None, description="T2: the office the lead came from.")
+    moved_from_account_name: str | None = None
+    moved_from_owner: str | None = Field(default=None, description="T2: who held it in that office.")
+    moved_at: datetime | None = None
 
 
 class LeadPage(BaseModel):
@@ -52,6 +62,10 @@ class LeadDetail(LeadPublic):
 
     open_offers: list[OpenOffer]
     timeline: list[TimelineEntry]
+    campaigns: list[str] = Field(default_factory=list)
+    campaign_subscriptions: list[str] = Field(default_factory=list)
+    campaign_triggers: list[str] = Field(default_factory=list)
+    first_created_at: datetime | None = Field(default=None, description="T2: when the lead was first created.")
 
 
 class AgentAction(StrEnum):
@@ -86,6 +100,10 @@ def lead_public(doc: dict[str, Any]) -> LeadPublic:
 def lead_detail(doc: dict[str, Any], timeline: list[dict[str, Any]]) -> LeadDetail:
     return LeadDetail(
         **_public_fields(doc),
+        campaigns=doc.get("campaigns") or [],
+        campaign_subscriptions=doc.get("campaign_subscriptions") or [],
+        campaign_triggers=doc.get("campaign_triggers") or [],
+        first_created_at=doc.get("first_created_at"),
         open_offers=[
             OpenOffer(agent_id=o["agent_id"], offer_round=o["offer_round"], deadline=o["deadline"])
             for o in sorted(doc.get("open_offers", []), key=lambda o: (o["deadline_ms"], o["agent_id"]))
@@ -118,4 +136,7 @@ def _public_fields(doc: dict[str, Any]) -> dict[str, Any]:
         "transferred_at": doc.get("transferred_at"),
         "created_at": doc["created_at"],
         "last_activity_at": doc["last_activity_at"],
+        **{k: doc.get(k) for k in ("company", "office_address", "home_address", "rating", "production_value")},
+        "labels": doc.get("labels") or [],
+        **{k: doc.get(k) for k in ("moved_from_account_id", "moved_from_account_name", "moved_from_owner", "moved_at")},
     }

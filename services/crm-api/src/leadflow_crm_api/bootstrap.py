@@ -35,12 +35,12 @@ from leadflow_crm_api.domain.views import (
 from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound, Unavailable
 from leadflow_crm_api.handlers import project
 from leadflow_crm_api.problems import PROBLEM_RESPONSES, install_problem_handlers
+from leadflow_crm_api.routes import offices, sharing
 from leadflow_crm_api.routes import settings as account_settings
-from leadflow_crm_api.routes import sharing
 from leadflow_crm_api.settings import CrmApiSettings
 from leadflow_shared import topics
 from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
-from leadflow_shared.events.routing import LEAD_EVENT
+from leadflow_shared.events.routing import ROUTING_EVENT
 from leadflow_shared.kafka import publisher
 from leadflow_shared.service import ServiceRuntime
 
@@ -53,6 +53,7 @@ def lead_query(
     owner: Annotated[str | None, Query(max_length=64, description="Agent holding the lead.")] = None,
     assigned_to: Annotated[str | None, Query(max_length=64, description='"Assigned To" realtor.')] = None,
     source: Text = None,
+    label: Annotated[str | None, Query(min_length=1, max_length=60, description="A label; any case.")] = None,
     created_from: Annotated[AwareDatetime | None, Query(description="Inclusive, ISO 8601 with offset.")] = None,
     created_to: Annotated[AwareDatetime | None, Query(description="Exclusive, ISO 8601 with offset.")] = None,
     q: Annotated[str | None, Query(min_length=1, max_length=100, description="Name, email or phone.")] = None,
@@ -64,6 +65,7 @@ def lead_query(
         owner_agent_id=owner,
         assigned_to=assigned_to,
         source=source,
+        label=label,
         created_from_ms=None if created_from is None else epoch_ms(created_from),
         created_to_ms=None if created_to is None else epoch_ms(created_to),
         search=q.strip() or None if q else None,
@@ -82,7 +84,7 @@ def create_app(settings: CrmApiSettings) -> FastAPI:
     publish_activity = publisher(runtime.broker, topics.LEADS_ACTIVITY)
 
     async def handle(body: bytes) -> None:
-        await project(LEAD_EVENT.validate_json(body), views=LeadViews(runtime.db))
+        await project(ROUTING_EVENT.validate_json(body), views=LeadViews(runtime.db))
 
     runtime.consume(topics.LEADS_EVENTS, group_id=settings.consumer_group, handle=handle)
 
@@ -90,7 +92,9 @@ def create_app(settings: CrmApiSettings) -> FastAPI:
     install_problem_handlers(app, realm="leadflow-crm-api")
     app.include_router(sharing.router)
     app.include_router(account_settings.router)
+    app.include_router(offices.router)
     app.state.runtime, app.state.verifier = runtime, TokenVerifier(settings)
+    app.state.publish_command = publisher(runtime.broker, topics.LEADS_COMMANDS)
 
     async def page(leads: ScopedLeads, query: LeadQuery, limit: int, cursor: str | None) -> LeadPage:
         try:

@@ -8,6 +8,8 @@ changes tolerate (they are sets keyed by the event's own fields).
 from __future__ import annotations
 
 from leadflow_crm_api.adapters.leads import LeadViews
+from leadflow_crm_api.adapters.offices import Labels, OfficeTransfers
+from leadflow_crm_api.domain.offices import label_doc, moved_row
 from leadflow_crm_api.domain.views import (
     lead_row_changes,
     lead_row_from_assigned,
@@ -16,16 +18,28 @@ from leadflow_crm_api.domain.views import (
     records_in_timeline,
     timeline_entry,
 )
-from leadflow_shared.events.routing import LeadAssigned, LeadEvent, LeadOffered
+from leadflow_shared.events.routing import (
+    LeadAssigned,
+    LeadOffered,
+    LeadTransferred,
+    RoutingEvent,
+    TeamMemberTransferred,
+)
 
 
-async def project(event: LeadEvent, *, views: LeadViews) -> None:
+async def project(event: RoutingEvent, *, views: LeadViews) -> None:
+    if isinstance(event, TeamMemberTransferred):
+        # crm-api moved the member's settings itself; the router's event says the target was told.
+        await OfficeTransfers(views.db).mark_done(str(event.payload.transfer_id))
+        return
     lead_id = str(event.payload.lead_id)
     in_timeline = records_in_timeline(event)
     if in_timeline and await views.recorded(str(event.event_id)):
         return
     if isinstance(event, LeadAssigned):
         await views.upsert(lead_id, lead_row_from_assigned(event))
+    elif isinstance(event, LeadTransferred):
+        await _moved(event, views)
     else:
         if isinstance(event, LeadOffered):
             await views.insert_new(lead_id, lead_row_from_offered(event))
@@ -37,3 +51,14 @@ async def project(event: LeadEvent, *, views: LeadViews) -> None:
         await views.update(lead_id, changes)
     if in_timeline:
         await views.record(timeline_entry(event))
+
+
+async def _moved(event: LeadTransferred, views: LeadViews) -> None:
+    """T2: the row moves to the target office, its labels are created there, the transfer is done."""
+    lead_id, target = str(event.payload.lead_id), event.payload.to_account_id
+    row = await views.row(lead_id)
+    if row is not None:
+        labels = [label_doc(target, name, at=event.occurred_at) for name in row.get("labels", [])]
+        await Labels(views.db).ensure(labels)
+        await views.update(lead_id, moved_row(row, event))
+    await OfficeTransfers(views.db).mark_done(str(event.payload.transfer_id))

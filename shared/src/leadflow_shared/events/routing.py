@@ -31,6 +31,7 @@ class AssignmentReason(StrEnum):
     PRE_ASSIGNED = "pre_assigned"  # R4: the lead-generation provider named the agent
     CLAIMED = "claimed"  # R7/R8: the agent claimed an offer
     FALLBACK = "fallback"  # R9: every eligible agent passed; the broker pool has it
+    OFFICE_TRANSFER = "office_transfer"  # T2: moved here from another office; the broker pool has it
 
 
 class LeadSummary(Contract):
@@ -77,10 +78,18 @@ class LeadOffered(Envelope):
     payload: LeadOfferedPayload
 
 
+class WithdrawalReason(StrEnum):
+    CLAIMED_BY_ANOTHER = "claimed_by_another"  # R7: another agent of the race claimed it
+    OFFICE_TRANSFER = "office_transfer"  # T2: the lead moved to another office
+
+
 class OfferClosedPayload(Contract):
     lead_id: uuid.UUID
     agent_id: AgentId
     offer_round: int = Field(ge=1)
+    reason: WithdrawalReason | None = Field(
+        default=None, description="Why an offer was withdrawn; null on expiries, and on withdrawals: claimed."
+    )
 
 
 class OfferExpired(Envelope):
@@ -138,9 +147,74 @@ class ActivityLogged(Envelope):
     payload: ActivityLoggedPayload
 
 
-# Every message type on leads.events.v1; consumers parse with LEAD_EVENT.
+class LeadTransferredPayload(Contract):
+    lead_id: uuid.UUID
+    transfer_id: uuid.UUID = Field(description="The office transfer (crm-api's command id) that moved the lead.")
+    from_account_id: str = Field(min_length=1, max_length=64)
+    from_account_name: str = Field(max_length=200)
+    previous_owner_agent_id: AgentId | None = Field(description="Who held the lead in the first office, if anyone.")
+    previous_owner_name: str | None = Field(default=None, max_length=200)
+    to_account_id: str = Field(min_length=1, max_length=64)
+    to_account_name: str = Field(max_length=200)
+    agent_id: AgentId = Field(description="Holder in the new office: its roster position 1 (the broker pool).")
+    by_user_id: str = Field(min_length=1, max_length=64, description="Broker or admin who transferred it.")
+    contact: Contact
+    source: LeadSource
+
+
+class LeadTransferred(Envelope):
+    """T2: the lead left `account_id` for another office of the organisation, where it is a new lead.
+
+    Keyed by the office it left, after that office's events for the lead (open offers are
+    withdrawn first); the lead's later events carry the new office's id.
+    """
+
+    type: Literal["LeadTransferred"] = "LeadTransferred"
+    payload: LeadTransferredPayload
+
+
+class TeamMemberTransferredPayload(Contract):
+    agent_id: AgentId = Field(description="The team member who moved; it arrives with status Onboarding.")
+    agent_name: str = Field(max_length=200)
+    transfer_id: uuid.UUID
+    from_account_id: str = Field(min_length=1, max_length=64)
+    from_account_name: str = Field(max_length=200)
+    to_account_name: str = Field(max_length=200)
+    by_user_id: str = Field(min_length=1, max_length=64)
+
+
+class TeamMemberTransferred(Envelope):
+    """T2: a team member joined `account_id` from another office; its staff are told (no new-lead notice)."""
+
+    type: Literal["TeamMemberTransferred"] = "TeamMemberTransferred"
+    payload: TeamMemberTransferredPayload
+
+
+# Every message type on leads.events.v1 about one lead (each payload has a lead_id).
 LeadEvent = Annotated[
-    LeadAssigned | LeadOffered | OfferExpired | OfferWithdrawn | LeadClaimed | LeadFellBack | ActivityLogged,
+    LeadAssigned
+    | LeadOffered
+    | OfferExpired
+    | OfferWithdrawn
+    | LeadClaimed
+    | LeadFellBack
+    | ActivityLogged
+    | LeadTransferred,
     Field(discriminator="type"),
 ]
 LEAD_EVENT: TypeAdapter[LeadEvent] = TypeAdapter(LeadEvent)
+
+# Every message type on leads.events.v1: lead events, and account events without a lead.
+RoutingEvent = Annotated[
+    LeadAssigned
+    | LeadOffered
+    | OfferExpired
+    | OfferWithdrawn
+    | LeadClaimed
+    | LeadFellBack
+    | ActivityLogged
+    | LeadTransferred
+    | TeamMemberTransferred,
+    Field(discriminator="type"),
+]
+ROUTING_EVENT: TypeAdapter[RoutingEvent] = TypeAdapter(RoutingEvent)

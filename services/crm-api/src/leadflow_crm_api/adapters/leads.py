@@ -13,7 +13,8 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from leadflow_crm_api.adapters import invitations
+from leadflow_crm_api.adapters import invitations, offices
+from leadflow_crm_api.domain.offices import label_key
 from leadflow_crm_api.domain.principal import Principal
 from leadflow_crm_api.domain.views import LeadQuery, LeadTab, search_patterns
 
@@ -39,15 +40,23 @@ async def ensure_indexes(db: AsyncDatabase[dict[str, Any]]) -> None:
     await leads.create_index([("account_id", ASCENDING), ("offered_to", ASCENDING)], name="account_offered_to")
     await leads.create_index([("transferred_to", ASCENDING), ("created_ms", DESCENDING)], name="transferred_to")
     await db[CRM_TIMELINE].create_index([("lead_id", ASCENDING), ("occurred_ms", ASCENDING)], name="lead_timeline")
+    await leads.create_index(
+        [("account_id", ASCENDING), ("search_labels", ASCENDING), ("created_ms", DESCENDING)], name="account_labels"
+    )
     await invitations.ensure_indexes(db)  # crm-api's startup hook for its collections is this function
+    await offices.ensure_indexes(db)
 
 
 class LeadViews:
     """The projection's writes (no caller scope: it applies the account's own events)."""
 
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        self.db = db
         self._leads = db[CRM_LEADS]
         self._timeline = db[CRM_TIMELINE]
+
+    async def row(self, lead_id: str) -> dict[str, Any] | None:
+        return await self._leads.find_one({"_id": lead_id})
 
     async def upsert(self, lead_id: str, row: dict[str, Any]) -> None:
         """Idempotent: applying the same event twice leaves the same row.
@@ -118,6 +127,8 @@ def query_filter(query: LeadQuery) -> list[dict[str, Any]]:
         conditions.append({"transferred_to": query.assigned_to})
     if query.source is not None:
         conditions.append({"source": query.source})
+    if query.label is not None:
+        conditions.append({"search_labels": label_key(query.label)})
     created: dict[str, int] = {}
     if query.created_from_ms is not None:
         created["$gte"] = query.created_from_ms
@@ -168,7 +179,8 @@ class ScopedLeads:
     async def timeline(self, lead: dict[str, Any]) -> list[dict[str, Any]]:
         """The timeline of a lead this scope returned (pass `get`'s row, so the scope holds)."""
         cursor = (
-            self._timeline.find({"lead_id": lead["_id"], "account_id": lead["account_id"]})
+            # By lead only: a lead moved from another office (T2) keeps the timeline it had there.
+            self._timeline.find({"lead_id": lead["_id"]})
             .sort([("occurred_ms", ASCENDING), ("_id", ASCENDING)])
             .limit(TIMELINE_LIMIT)
         )
@@ -177,6 +189,10 @@ class ScopedLeads:
     async def record(self, entry: dict[str, Any]) -> None:
         with contextlib.suppress(DuplicateKeyError):
             await self._timeline.insert_one(entry)
+
+    async def set_profile(self, lead_id: str, fields: dict[str, Any]) -> bool:
+        result = await self._leads.update_one(merge_conditions([self._scope, {"_id": lead_id}]), {"$set": fields})
+        return result.matched_count > 0
 
 
 def merge_conditions(conditions: list[dict[str, Any]]) -> dict[str, Any]:

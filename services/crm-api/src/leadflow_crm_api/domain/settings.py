@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from leadflow_crm_api.domain.offices import TeamStatus
+
 AgentId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 Name = Annotated[str, Field(min_length=1, max_length=100)]
 # Strict "HH:MM": the router and the notifier parse it with time.fromisoformat / pydantic.
@@ -63,6 +65,13 @@ class RoutingSettings(_Body):
 
 class RoundRobinApproval(_Body):
     approved: bool = Field(description="Approved by the broker for round robin (R6).")
+
+
+class AgentStatus(_Body):
+    status: TeamStatus = Field(
+        description="`onboarding` is how a team member arrives from another office (T2); only `active` agents "
+        "are offered leads."
+    )
 
 
 class AgentRoundRobin(RoundRobinApproval):
@@ -195,6 +204,9 @@ class NotificationPreferences(_Body):
     )
     quiet_hours: QuietHours | None = None
     digest: bool = Field(default=False, description="Daily digest of new leads (admins and staff).")
+    team_updates: bool = Field(
+        default=False, description="Email when a team member joins the account from another office (T2; staff)."
+    )
 
 
 DEFAULT_PREFERENCES = NotificationPreferences(channels=list(Channel))
@@ -209,4 +221,5 @@ def preferences_from(doc: Mapping[str, Any] | None) -> NotificationPreferences:
         channels=[Channel(c) for c in doc.get("channels", list(Channel))],
         quiet_hours=QuietHours(start=clock(quiet["start"]), end=clock(quiet["end"])) if quiet else None,
         digest=bool(doc.get("digest", False)),
+        team_updates=bool(doc.get("team_updates", False)),
     )

@@ -17,8 +17,10 @@ from leadflow_shared.events.routing import (
     LeadEvent,
     LeadFellBack,
     LeadOffered,
+    LeadTransferred,
     OfferExpired,
     OfferWithdrawn,
+    WithdrawalReason,
 )
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -63,6 +65,7 @@ class LeadQuery:
     owner_agent_id: str | None = None
     assigned_to: str | None = None
     source: str | None = None
+    label: str | None = None  # T2: labels are searchable, whatever office created them
     created_from_ms: int | None = None  # inclusive
     created_to_ms: int | None = None  # exclusive
     search: str | None = None
@@ -157,13 +160,18 @@ def open_offers_after(open_offers: list[dict[str, Any]], event: LeadEvent) -> li
     if isinstance(event, OfferExpired | OfferWithdrawn):
         key = (event.payload.agent_id, event.payload.offer_round)
         return [o for o in open_offers if (o["agent_id"], o["offer_round"]) != key]
-    if isinstance(event, LeadClaimed | LeadAssigned | LeadFellBack):
+    if isinstance(event, LeadClaimed | LeadAssigned | LeadFellBack | LeadTransferred):
         return []  # someone holds the lead: no offer is open any more
     return None
 
 
 def timeline_entry(event: LeadEvent) -> dict[str, Any]:
-    """One lead event as a timeline document (_id = event id, so replays insert nothing new)."""
+    """One lead event as a timeline document (_id = event id, so replays insert nothing new).
+
+    `account_id` is the office the event happened in; a lead moved to another office (T2)
+    keeps its whole timeline, so the timeline is read by lead id.
+    """
+
     agent: str | None = event.payload.agent_id
     action: str | None = None
     if isinstance(event, LeadAssigned):
@@ -177,12 +185,16 @@ def timeline_entry(event: LeadEvent) -> dict[str, Any]:
     elif isinstance(event, OfferExpired):
         summary = f"Offer to {event.payload.agent_id} expired (round {event.payload.offer_round})"
     elif isinstance(event, OfferWithdrawn):
-        summary = f"Offer to {event.payload.agent_id} withdrawn: another agent claimed the lead"
+        moved = event.payload.reason is WithdrawalReason.OFFICE_TRANSFER
+        why = "the lead moved to another office" if moved else "another agent claimed the lead"
+        summary = f"Offer to {event.payload.agent_id} withdrawn: {why}"
     elif isinstance(event, LeadClaimed):
         action = event.payload.action.value
         summary = f"Claimed by {event.payload.agent_id} ({action})"
     elif isinstance(event, LeadFellBack):
         summary = f"Fell back to {event.payload.agent_id}: {event.payload.explanation}"
+    elif isinstance(event, LeadTransferred):
+        summary = moved_summary(event)
     else:
         logged = event.payload
         action = logged.action.value
@@ -200,6 +212,16 @@ def timeline_entry(event: LeadEvent) -> dict[str, Any]:
         "action": action,
         "summary": summary,
     }
+
+
+def moved_summary(event: LeadTransferred) -> str:
+    """T2's timeline event: when (the entry's time), from which office and owner, to which, by whom."""
+    p = event.payload
+    owner = p.previous_owner_name or p.previous_owner_agent_id or "nobody"
+    return (
+        f"Transferred from {p.from_account_name} ({p.from_account_id}), owned there by {owner}, "
+        f"to {p.to_account_name} by {p.by_user_id}"
+    )
 
 
 def records_in_timeline(event: LeadEvent) -> bool:

@@ -17,6 +17,7 @@ from leadflow_crm_api.adapters.settings import AccountSettings
 from leadflow_crm_api.deps import Caller, Db, Id
 from leadflow_crm_api.domain.settings import (
     AgentRoundRobin,
+    AgentStatus,
     LeadGroup,
     LeadGroups,
     LeadSource,
@@ -120,6 +121,27 @@ async def put_round_robin(settings: Settings, agent_id: Id, body: RoundRobinAppr
     if not await settings.set_agent(agent_id, {"round_robin": body.approved}):
         raise NotFound("No such agent in this account.")
     return AgentRoundRobin(agent_id=agent_id, approved=body.approved)
+
+
+@router.get(f"{BASE}/agents/{{agent_id}}/status", description="The team member's status (active, onboarding...).")
+async def get_agent_status(settings: Settings, agent_id: Id) -> AgentStatus:
+    await _account(settings)
+    agent = await settings.agent(agent_id)
+    if agent is None:
+        raise NotFound("No such agent in this account.")
+    return AgentStatus(status=agent.get("status", "active"))
+
+
+@router.put(
+    f"{BASE}/agents/{{agent_id}}/status",
+    description="Set the team member's status; e.g. `active` once a member moved from another office is onboarded."
+    + ROUTER_CACHE,
+)
+async def put_agent_status(settings: Settings, agent_id: Id, body: AgentStatus) -> AgentStatus:
+    await _account(settings)
+    if not await settings.set_agent(agent_id, {"status": body.status.value, "active": body.status == "active"}):
+        raise NotFound("No such agent in this account.")
+    return body
 
 
 # Lead sources (R3, R6-R8, R11) and lead groups (R6)

@@ -1,0 +1,115 @@
+"""Office transfers (T2) in MongoDB: `crm_office_transfers`, `crm_labels`, and a team member's move.
+
+Without multi-document transactions (nx-27017), a transfer is a record stored first, then
+writes that each take their values from it and can be repeated, so retrying a transfer
+(same Idempotency-Key) finishes one that crashed half-way. Authorisation happens before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from pymongo import ASCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from leadflow_crm_api.adapters.settings import ACCOUNTS, AGENTS, PREFERENCES
+from leadflow_crm_api.domain.offices import TeamStatus, TransferStatus, label_doc
+
+OFFICE_TRANSFERS = "crm_office_transfers"
+LABELS = "crm_labels"
+MAX_OFFICES = 500
+
+Doc = dict[str, Any]
+
+
+async def ensure_indexes(db: AsyncDatabase[Doc]) -> None:
+    await db[LABELS].create_index([("account_id", ASCENDING), ("key", ASCENDING)], name="account_labels")
+    await db[ACCOUNTS].create_index([("organisation_id", ASCENDING)], name="organisation")
+
+
+class Organisation:
+    """The offices (accounts) of one account's organisation."""
+
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self._accounts = db[ACCOUNTS]
+
+    async def account(self, account_id: str) -> Doc | None:
+        return await self._accounts.find_one({"_id": account_id}, {"name": 1, "organisation_id": 1, "roster": 1})
+
+    async def offices(self, organisation_id: str) -> list[Doc]:
+        cursor = self._accounts.find({"organisation_id": organisation_id}, {"name": 1, "organisation_id": 1})
+        return sorted([doc async for doc in cursor.limit(MAX_OFFICES)], key=lambda d: (d.get("name", ""), d["_id"]))
+
+
+class Labels:
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self._labels = db[LABELS]
+
+    async def ensure(self, docs: list[Doc]) -> None:
+        """Create the labels that are missing (one insert each: the ids collide on an existing label)."""
+        for doc in docs:
+            with contextlib.suppress(DuplicateKeyError):
+                await self._labels.insert_one(doc)
+
+    async def ensure_named(self, account_id: str, names: list[str], *, at: Any) -> None:
+        await self.ensure([label_doc(account_id, name, at=at) for name in names])
+
+    async def of_account(self, account_id: str) -> list[Doc]:
+        cursor = self._labels.find({"account_id": account_id}).sort("key", ASCENDING).limit(5000)
+        return [doc async for doc in cursor]
+
+
+class OfficeTransfers:
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self._db = db
+        self._transfers = db[OFFICE_TRANSFERS]
+
+    async def begin(self, record: Doc) -> Doc:
+        """Store the record; if its id is stored already (a retry), return the stored one."""
+        try:
+            await self._transfers.insert_one(record)
+        except DuplicateKeyError:
+            stored = await self._transfers.find_one({"_id": record["_id"], "account_id": record["account_id"]})
+            if stored is None:  # ids hash the account, so only a foreign uuid4 clash lands here: never read it
+                raise
+            return stored
+        return record
+
+    async def get(self, account_id: str, transfer_id: str) -> Doc | None:
+        return await self._transfers.find_one({"_id": transfer_id, "account_id": account_id})
+
+    async def mark_done(self, transfer_id: str) -> None:
+        """The projection saw the router's event for it (unscoped: the event names the transfer)."""
+        await self._transfers.update_one({"_id": transfer_id}, {"$set": {"status": TransferStatus.DONE.value}})
+
+    async def move_member(self, transfer: Doc) -> None:
+        """The team member's settings documents to the target office; each write can be repeated.
+
+        It arrives as Onboarding, out of round robin and of the first office's offices and
+        lead groups (they name that office's setup); the target's broker activates it.
+        """
+        agent_id, source, target = transfer["agent_id"], transfer["account_id"], transfer["to_account_id"]
+        await self._db[AGENTS].update_one(
+            {"_id": agent_id, "account_id": {"$in": [source, target]}},
+            {
+                "$set": {
+                    "account_id": target,
+                    "status": TeamStatus.ONBOARDING.value,
+                    "active": False,
+                    "round_robin": False,
+                    "offices": [],
+                    "lead_groups": [],
+                }
+            },
+        )
+        # Rosters are lists of ids; $pull and $addToSet of strings (not documents: decision 0004).
+        await self._db[ACCOUNTS].update_one({"_id": source}, {"$pull": {"roster": agent_id}})
+        await self._db[ACCOUNTS].update_one({"_id": target}, {"$addToSet": {"roster": agent_id}})
+        await self._db[PREFERENCES].update_one(
+            {"_id": agent_id, "account_id": {"$in": [source, target]}}, {"$set": {"account_id": target}}
+        )
+
+    async def mark_published(self, transfer_id: str) -> None:
+        await self._transfers.update_one({"_id": transfer_id}, {"$set": {"published": True}})

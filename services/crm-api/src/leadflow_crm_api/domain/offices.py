@@ -1,0 +1,132 @@
+"""Office-to-office transfers (T2) and the lead profile they carry: the rules, pure, no I/O.
+
+A lead moved to another office of the organisation leaves the first office and is a new
+lead in the second. Its profile attributes and labels carry over (labels are created in the
+target when missing); its campaigns, campaign subscriptions and triggers do not; the lead
+sharing of the first office (T1's "Assigned To") ends with it. Its timeline stays whole.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from leadflow_crm_api.domain.views import epoch_ms
+from leadflow_shared.events.routing import LeadTransferred
+
+# Fixed namespaces: the same inputs give the same ids in every process and after restarts.
+_OFFICE_TRANSFERS = uuid.UUID("0b7d3e5f-8a41-4c2d-9e6b-3f1a2c4d5e03")
+_LABELS = uuid.UUID("c4e2a9b8-5d3f-4e1a-8b7c-6d5e4f3a2b04")
+
+# T2: what a moved lead keeps, and what it loses (the names of the row fields).
+CARRIED_PROFILE = ("company", "office_address", "home_address", "rating", "production_value", "labels")
+DROPPED_ON_MOVE = ("campaigns", "campaign_subscriptions", "campaign_triggers")
+
+
+class TransferKind(StrEnum):
+    LEAD = "lead"
+    TEAM_MEMBER = "team_member"
+
+
+class TransferStatus(StrEnum):
+    PENDING = "pending"  # accepted; the router has not moved it yet
+    DONE = "done"  # the lead is in the target office's views; or the team member's staff were told
+
+
+class TeamStatus(StrEnum):
+    ACTIVE = "active"
+    ONBOARDING = "onboarding"  # how a team member arrives from another office (T2)
+    INACTIVE = "inactive"
+
+
+def office_transfer_id(account_id: str, idempotency_key: str | None) -> uuid.UUID:
+    """The transfer's id (also its command's event id): from the client's Idempotency-Key, else new."""
+    if idempotency_key is None:
+        return uuid.uuid4()
+    return uuid.uuid5(_OFFICE_TRANSFERS, f"{account_id}/{idempotency_key}")
+
+
+def office_refusal(
+    *, source: dict[str, Any], target: dict[str, Any] | None, token_organisation: str | None
+) -> str | None:
+    """Why `source` may not move anything to `target`, or None. Field first, then the reason."""
+    organisation = source.get("organisation_id")
+    if not organisation:
+        return "to_account_id: this account belongs to no organisation, so it has no other offices"
+    if token_organisation is not None and token_organisation != organisation:
+        return "to_account_id: the token's organisation is not this account's"
+    if target is None or target.get("organisation_id") != organisation:
+        return "to_account_id: not an office of this account's organisation"  # unknown reads the same
+    if target["_id"] == source["_id"]:
+        return "to_account_id: the lead or team member is in this office already"
+    return None
+
+
+def member_refusal(agent: dict[str, Any] | None, roster: list[str]) -> str | None:
+    if agent is None:
+        return "agent_id: not a team member of this account"
+    if roster == [agent["_id"]]:
+        return "agent_id: the only agent of the roster; the account would have no broker pool"
+    return None
+
+
+def label_key(name: str) -> str:
+    return " ".join(name.split()).lower()
+
+
+def label_id(account_id: str, name: str) -> str:
+    """One label per (account, name regardless of case and spacing): concurrent creations collide."""
+    return str(uuid.uuid5(_LABELS, f"{account_id}/{label_key(name)}"))
+
+
+def label_doc(account_id: str, name: str, *, at: datetime) -> dict[str, Any]:
+    return {
+        "_id": label_id(account_id, name),
+        "account_id": account_id,
+        "name": " ".join(name.split()),
+        "key": label_key(name),
+        "created_ms": epoch_ms(at),
+    }
+
+
+def profile_fields(profile: dict[str, Any]) -> dict[str, Any]:
+    """The row fields a profile write `$set`s: the profile, and the label keys the list filter matches."""
+    return {**profile, "search_labels": sorted({label_key(label) for label in profile.get("labels", [])})}
+
+
+def moved_row(row: dict[str, Any], event: LeadTransferred) -> dict[str, Any]:
+    """What the move `$set`s on the lead's row: new office, new holder, a new lead there (T2).
+
+    The row's `created_*` become the move's time, so the lead lists as new in the target; the
+    first office's creation time is kept once in `first_created_*`.
+    """
+    p, at = event.payload, event.occurred_at
+    return {
+        "account_id": p.to_account_id,
+        "owner_agent_id": p.agent_id,
+        "status": "assigned",
+        "assignment_reason": "office_transfer",
+        "first_created_at": row.get("first_created_at") or row.get("created_at"),
+        "first_created_ms": row.get("first_created_ms") or row.get("created_ms"),
+        "created_at": at,
+        "created_ms": epoch_ms(at),
+        "last_activity_at": at,
+        "last_activity_ms": epoch_ms(at),
+        "moved_from_account_id": p.from_account_id,
+        "moved_from_account_name": p.from_account_name,
+        "moved_from_owner": p.previous_owner_name or p.previous_owner_agent_id,
+        "moved_at": at,
+        "office_transfer_id": str(p.transfer_id),
+        # Lead sharing belonged to the first office; offers there were withdrawn.
+        "transferred_to": None,
+        "transferred_at": None,
+        "transferred_ms": None,
+        "assigned_by": None,
+        "transfer_id": None,
+        "open_offers": [],
+        "offered_to": [],
+        **{name: [] for name in DROPPED_ON_MOVE},
+        "last_event_id": str(event.event_id),
+    }

@@ -1,0 +1,346 @@
+"""Office-to-office transfers (T2), the lead profile they carry, labels, and the organisation's offices.
+
+A broker/admin moves a lead or a team member to another office of its organisation. The
+request is checked whole (a refusal changes nothing), recorded, then handed to the router
+on leads.commands.v1; the answer is 202 with the transfer, `pending` until the router's
+event reaches the views (`done`). Decision 0020.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request, status
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from leadflow_crm_api.adapters.offices import Labels, OfficeTransfers, Organisation
+from leadflow_crm_api.adapters.settings import AccountSettings
+from leadflow_crm_api.deps import AccountLeads, Caller, Db, Id
+from leadflow_crm_api.domain.offices import (
+    TransferKind,
+    TransferStatus,
+    member_refusal,
+    office_refusal,
+    office_transfer_id,
+    profile_fields,
+)
+from leadflow_crm_api.domain.principal import Principal
+from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound, Unavailable
+from leadflow_shared.events.commands import (
+    TransferLead,
+    TransferLeadPayload,
+    TransferTeamMember,
+    TransferTeamMemberPayload,
+)
+from leadflow_shared.kafka import PublishRaw
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+IdText = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+Line = Annotated[str, StringConstraints(min_length=1, max_length=300, strip_whitespace=True)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=60, strip_whitespace=True)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        description="Repeat a transfer with the same key to retry it: it is applied once.",
+    ),
+]
+
+
+# --- the lead profile (what T2 carries and drops) ------------------------------------------------
+
+
+class LeadProfile(BaseModel):
+    """A lead's CRM attributes. An office transfer keeps the first group and the labels; it drops campaigns."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "company": "Harbor Lofts LLC",
+                    "office_address": "1 Main St, Brooklyn, NY 11201",
+                    "home_address": "22 Oak Ave, Brooklyn, NY 11215",
+                    "rating": 4,
+                    "production_value": "$5M+",
+                    "labels": ["Hot", "Relocating"],
+                    "campaigns": ["Spring buyers"],
+                    "campaign_subscriptions": ["Market report"],
+                    "campaign_triggers": ["Price drop alert"],
+                }
+            ]
+        },
+    )
+
+    company: Line | None = None
+    office_address: Line | None = None
+    home_address: Line | None = None
+    rating: int | None = Field(default=None, ge=0, le=5, description="0 to 5 stars.")
+    production_value: Line | None = Field(default=None, description="The production value label.")
+    labels: list[Name] = Field(default_factory=list, max_length=50, description="Created in the account if missing.")
+    campaigns: list[Name] = Field(default_factory=list, max_length=50, description="Not carried by office transfers.")
+    campaign_subscriptions: list[Name] = Field(default_factory=list, max_length=50, description="Not carried.")
+    campaign_triggers: list[Name] = Field(default_factory=list, max_length=50, description="Not carried.")
+
+
+@router.put("/v1/accounts/{account_id}/leads/{lead_id}/profile", tags=["brokerage CRM", "realtor CRM"])
+async def put_profile(leads: AccountLeads, db: Db, lead_id: Id, body: LeadProfile) -> LeadProfile:
+    """Replace the lead's profile (anyone who can see the lead); its labels are created in the account."""
+    doc = await leads.get(lead_id)
+    if doc is None:
+        raise NotFound("No such lead.")
+    profile = body.model_copy(update={"labels": list(dict.fromkeys(body.labels))})
+    await Labels(db).ensure_named(doc["account_id"], profile.labels, at=datetime.now(UTC))
+    await leads.set_profile(lead_id, profile_fields(profile.model_dump()))
+    return profile
+
+
+class LabelPublic(BaseModel):
+    name: str
+    created_at_ms: int
+
+
+class LabelList(BaseModel):
+    items: list[LabelPublic] = Field(description="The account's labels; filter leads with `label=`.")
+
+
+@router.get("/v1/accounts/{account_id}/labels", tags=["brokerage CRM"])
+async def list_labels(account_id: Id, caller: Caller, db: Db) -> LabelList:
+    """Every label of the account, including those an office transfer created."""
+    if account_id != caller.account_id:
+        raise Forbidden("The token does not grant access to this account.")
+    docs = await Labels(db).of_account(account_id)
+    return LabelList(items=[LabelPublic(name=d["name"], created_at_ms=d["created_ms"]) for d in docs])
+
+
+# --- the organisation's offices ------------------------------------------------------------------
+
+
+class Office(BaseModel):
+    account_id: str
+    name: str
+    current: bool = Field(description="The caller's own office.")
+
+
+class OfficeList(BaseModel):
+    organisation_id: str | None = Field(description="Null: the account belongs to no organisation.")
+    items: list[Office]
+
+
+def _broker_of(caller: Principal, account_id: str) -> None:
+    if account_id != caller.account_id:
+        raise Forbidden("The token does not grant access to this account.")
+    if not caller.sees_whole_account:
+        raise Forbidden("Only brokers and admins of the account move leads and team members between offices.")
+
+
+@router.get("/v1/accounts/{account_id}/offices", tags=["office transfers"])
+async def list_offices(account_id: Id, caller: Caller, db: Db) -> OfficeList:
+    """The offices of the account's organisation: the targets of an office transfer."""
+    _broker_of(caller, account_id)
+    organisation = Organisation(db)
+    account = await organisation.account(account_id)
+    if account is None:
+        raise NotFound("No such account.")
+    org = account.get("organisation_id")
+    if not org or (caller.organisation_id is not None and caller.organisation_id != org):
+        return OfficeList(organisation_id=org or None, items=[])
+    return OfficeList(
+        organisation_id=org,
+        items=[
+            Office(account_id=d["_id"], name=d.get("name", d["_id"]), current=d["_id"] == account_id)
+            for d in await organisation.offices(org)
+        ],
+    )
+
+
+# --- office transfers ---------------------------------------------------------------------------
+
+
+class OfficeTransferCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"lead_id": "0b8e6c1e-3f55-5d7a-9c1e-2f4a6b8c0d12", "to_account_id": "acme-brooklyn"},
+                {"agent_id": "casey-okafor", "to_account_id": "acme-brooklyn"},
+            ]
+        },
+    )
+
+    lead_id: uuid.UUID | None = Field(default=None, description="The lead to move; or give `agent_id`.")
+    agent_id: IdText | None = Field(default=None, description="The team member to move; or give `lead_id`.")
+    to_account_id: IdText = Field(description="Another office of the account's organisation.")
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> OfficeTransferCreate:
+        if (self.lead_id is None) == (self.agent_id is None):
+            raise ValueError("give exactly one of lead_id and agent_id")
+        return self
+
+
+class OfficeTransferPublic(BaseModel):
+    transfer_id: str
+    kind: TransferKind
+    lead_id: str | None
+    agent_id: str | None
+    from_account_id: str
+    to_account_id: str
+    to_account_name: str
+    status: TransferStatus = Field(description="`pending` until the target office has the lead or team member.")
+    requested_at: datetime
+    requested_by: str
+
+
+def _public(doc: dict[str, Any]) -> OfficeTransferPublic:
+    return OfficeTransferPublic(
+        transfer_id=doc["_id"],
+        kind=TransferKind(doc["kind"]),
+        lead_id=doc.get("lead_id"),
+        agent_id=doc.get("agent_id"),
+        from_account_id=doc["account_id"],
+        to_account_id=doc["to_account_id"],
+        to_account_name=doc["to_account_name"],
+        status=TransferStatus(doc["status"]),
+        requested_at=doc["at"],
+        requested_by=doc["by"],
+    )
+
+
+def _publisher(request: Request) -> PublishRaw:
+    publish: PublishRaw = request.app.state.publish_command
+    return publish
+
+
+Commands = Annotated[PublishRaw, Depends(_publisher)]
+
+
+@router.post(
+    "/v1/accounts/{account_id}/office-transfers", tags=["office transfers"], status_code=status.HTTP_202_ACCEPTED
+)
+async def transfer_to_office(
+    account_id: Id,
+    body: OfficeTransferCreate,
+    leads: AccountLeads,
+    caller: Caller,
+    db: Db,
+    publish: Commands,
+    idempotency_key: IdempotencyKey = None,
+) -> OfficeTransferPublic:
+    """T2: move a lead (a new lead there) or a team member (Onboarding there) to another office."""
+    _broker_of(caller, account_id)
+    transfers = OfficeTransfers(db)
+    transfer_id = str(office_transfer_id(account_id, idempotency_key))
+    stored = await transfers.get(account_id, transfer_id)
+    if stored is None:
+        record = await _checked_record(transfer_id, account_id, body, leads, caller, db)
+        stored = await transfers.begin(record)
+    if (stored.get("lead_id"), stored.get("agent_id"), stored["to_account_id"]) != (
+        None if body.lead_id is None else str(body.lead_id),
+        body.agent_id,
+        body.to_account_id,
+    ):
+        raise InvalidRequest("Idempotency-Key: already used for a different transfer; nothing was transferred.")
+    if not stored.get("published"):
+        if stored["kind"] == TransferKind.TEAM_MEMBER:
+            await transfers.move_member(stored)  # settings first: the router's event tells the target's staff
+        await _publish(publish, stored)
+        await transfers.mark_published(stored["_id"])
+    current = await transfers.get(account_id, transfer_id)
+    return _public(current or stored)
+
+
+async def _checked_record(
+    transfer_id: str,
+    account_id: str,
+    body: OfficeTransferCreate,
+    leads: AccountLeads,
+    caller: Principal,
+    db: Db,
+) -> dict[str, Any]:
+    """Every check before anything is written; the record the writes take their values from."""
+    organisation = Organisation(db)
+    source = await organisation.account(account_id)
+    if source is None:
+        raise NotFound("No such account.")
+    target = await organisation.account(body.to_account_id)
+    if (refusal := office_refusal(source=source, target=target, token_organisation=caller.organisation_id)) or (
+        target is None
+    ):
+        raise InvalidRequest(f"{refusal}; nothing was transferred.")
+    at = datetime.now(UTC)
+    record: dict[str, Any] = {
+        "_id": transfer_id,
+        "account_id": account_id,
+        "to_account_id": target["_id"],
+        "to_account_name": target.get("name", target["_id"]),
+        "by": caller.sub,
+        "at": at.replace(microsecond=at.microsecond // 1000 * 1000),  # what MongoDB keeps
+        "status": TransferStatus.PENDING.value,
+        "published": False,
+    }
+    if body.lead_id is not None:
+        if await leads.get(str(body.lead_id)) is None:
+            raise InvalidRequest("lead_id: not a lead of this account; nothing was transferred.")
+        return record | {"kind": TransferKind.LEAD.value, "lead_id": str(body.lead_id), "agent_id": None}
+    assert body.agent_id is not None  # noqa: S101 (the body's validator requires one of the two)
+    agent = await AccountSettings(db, account_id).agent(body.agent_id)
+    if (refusal := member_refusal(agent, list(source.get("roster", [])))) is not None or agent is None:
+        raise InvalidRequest(f"{refusal}; nothing was transferred.")
+    return record | {
+        "kind": TransferKind.TEAM_MEMBER.value,
+        "lead_id": None,
+        "agent_id": body.agent_id,
+        "agent_name": agent.get("name", body.agent_id),
+    }
+
+
+async def _publish(publish: PublishRaw, transfer: dict[str, Any]) -> None:
+    """The transfer's command; its event id is the transfer id, so publishing it again is the same command."""
+    command: TransferLead | TransferTeamMember
+    common = {
+        "account_id": transfer["account_id"],
+        "event_id": uuid.UUID(transfer["_id"]),
+        "occurred_at": transfer["at"].replace(tzinfo=UTC),
+    }
+    if transfer["kind"] == TransferKind.LEAD:
+        command = TransferLead.create(
+            **common,
+            payload=TransferLeadPayload(
+                lead_id=uuid.UUID(transfer["lead_id"]),
+                to_account_id=transfer["to_account_id"],
+                by_user_id=transfer["by"],
+            ),
+        )
+    else:
+        command = TransferTeamMember.create(
+            **common,
+            payload=TransferTeamMemberPayload(
+                agent_id=transfer["agent_id"],
+                agent_name=transfer["agent_name"],
+                to_account_id=transfer["to_account_id"],
+                by_user_id=transfer["by"],
+            ),
+        )
+    try:
+        await publish(command.account_id, command.model_dump_json().encode())
+    except Exception as exc:  # the edge: any Kafka failure is "not taken", the client may retry
+        log.warning("office transfer not published: %s", type(exc).__name__, extra={"event_id": transfer["_id"]})
+        raise Unavailable("The transfer was not handed to the router; retry with the same Idempotency-Key.") from exc
+
+
+@router.get("/v1/accounts/{account_id}/office-transfers/{transfer_id}", tags=["office transfers"])
+async def get_office_transfer(account_id: Id, transfer_id: Id, caller: Caller, db: Db) -> OfficeTransferPublic:
+    """Whether the transfer is done: the lead is in the target's views, or the team member's staff were told."""
+    _broker_of(caller, account_id)
+    doc = await OfficeTransfers(db).get(account_id, transfer_id)
+    if doc is None:
+        raise NotFound("No such office transfer.")
+    return _public(doc)

@@ -1,0 +1,50 @@
+"""Contracts of leads.commands.v1: what crm-api asks the router to do (T2 office transfers).
+
+A command is keyed by the account it is sent from. Its event id is the transfer's id, so
+a command published twice (a client retry) is one transfer.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from pydantic import Field, TypeAdapter
+
+from leadflow_shared.envelope import Contract, Envelope
+
+TOPIC = "leads.commands.v1"
+
+AccountId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+UserId = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class TransferLeadPayload(Contract):
+    lead_id: uuid.UUID
+    to_account_id: AccountId = Field(description="Another office account of the same organisation.")
+    by_user_id: UserId = Field(description="The broker or admin who asked for it.")
+
+
+class TransferLead(Envelope):
+    """Move a lead from `account_id` to another office: it becomes a new lead there (T2)."""
+
+    type: Literal["TransferLead"] = "TransferLead"
+    payload: TransferLeadPayload
+
+
+class TransferTeamMemberPayload(Contract):
+    agent_id: UserId
+    agent_name: str = Field(max_length=200)
+    to_account_id: AccountId
+    by_user_id: UserId
+
+
+class TransferTeamMember(Envelope):
+    """A team member moved from `account_id` to another office (crm-api moved its settings): tell the target."""
+
+    type: Literal["TransferTeamMember"] = "TransferTeamMember"
+    payload: TransferTeamMemberPayload
+
+
+LeadCommand = Annotated[TransferLead | TransferTeamMember, Field(discriminator="type")]
+LEAD_COMMAND: TypeAdapter[LeadCommand] = TypeAdapter(LeadCommand)

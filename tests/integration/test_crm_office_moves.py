@@ -1,0 +1,165 @@
+"""T2 in crm-api's views on a real MongoDB-wire server: a moved lead's row, labels and timeline."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from leadflow_crm_api.adapters.leads import CRM_TIMELINE, LeadViews, ScopedLeads, ensure_indexes, scope_filter
+from leadflow_crm_api.adapters.offices import LABELS, OFFICE_TRANSFERS, Labels, OfficeTransfers
+from leadflow_crm_api.domain.offices import profile_fields
+from leadflow_crm_api.domain.principal import Principal, Role
+from leadflow_crm_api.domain.views import LeadQuery, epoch_ms
+from leadflow_crm_api.handlers import project
+from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
+from leadflow_shared.events.routing import (
+    LeadOffered,
+    LeadOfferedPayload,
+    LeadTransferred,
+    LeadTransferredPayload,
+    OfferClosedPayload,
+    OfferWithdrawn,
+    WithdrawalReason,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+
+T0 = datetime(2024, 5, 1, 12, tzinfo=UTC)
+MOVED_AT = T0 + timedelta(hours=3)
+SOURCE = LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website")
+CONTACT = Contact(first_name="Mo", last_name="Vers", email="mo@example.com")
+PROFILE = {
+    "company": "Harbor Lofts LLC", "office_address": "1 Main St", "home_address": "22 Oak Ave", "rating": 4,
+    "production_value": "$5M+", "labels": ["Hot", "Relocating"], "campaigns": ["Spring buyers"],
+    "campaign_subscriptions": ["Market report"], "campaign_triggers": ["Price drop"],
+}
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def db(mongo_url: str) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    name = f"crm_{uuid.uuid4().hex[:12]}"
+    await ensure_indexes(client[name])
+    yield client[name]
+    await client.drop_database(name)
+    await client.close()
+
+
+def events(lead: uuid.UUID, transfer: uuid.UUID) -> tuple[LeadOffered, OfferWithdrawn, LeadTransferred]:
+    offered = LeadOffered.create(
+        account_id="north", occurred_at=T0,
+        payload=LeadOfferedPayload(
+            lead_id=lead, agent_id="ana", offer_round=1, race_size=1, deadline=T0 + timedelta(minutes=15),
+            explanation="R6", contact=CONTACT, source=SOURCE,
+        ),
+    )
+    withdrawn = OfferWithdrawn.create(
+        account_id="north", occurred_at=MOVED_AT,
+        payload=OfferClosedPayload(lead_id=lead, agent_id="ana", offer_round=1,
+                                   reason=WithdrawalReason.OFFICE_TRANSFER),
+    )
+    moved = LeadTransferred.create(
+        account_id="north", occurred_at=MOVED_AT,
+        payload=LeadTransferredPayload(
+            lead_id=lead, transfer_id=transfer, from_account_id="north", from_account_name="North Office",
+            previous_owner_agent_id="ana", previous_owner_name="Ana Diaz", to_account_id="south",
+            to_account_name="South Office", agent_id="sol", by_user_id="nora", contact=CONTACT, source=SOURCE,
+        ),
+    )
+    return offered, withdrawn, moved
+
+
+async def test_a_moved_lead_is_new_in_the_target_keeps_its_profile_and_timeline_and_drops_campaigns(
+    db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    lead, transfer = uuid.uuid4(), uuid.uuid4()
+    offered, withdrawn, moved = events(lead, transfer)
+    views = LeadViews(db)
+    north = ScopedLeads(db, scope_filter(Principal("nora", Role.BROKER, "north"), "north"))
+    south = ScopedLeads(db, scope_filter(Principal("sam", Role.BROKER, "south"), "south"))
+    await project(offered, views=views)
+    assert await north.set_profile(str(lead), profile_fields(PROFILE))
+    await Labels(db).ensure_named("north", ["Hot", "Relocating"], at=T0)
+    await Labels(db).ensure_named("south", ["hot"], at=T0)  # exists in the target, in another case
+    await db[OFFICE_TRANSFERS].insert_one({"_id": str(transfer), "account_id": "north", "status": "pending"})
+
+    for event in (withdrawn, moved, withdrawn, moved):  # a redelivery changes nothing
+        await project(event, views=views)
+
+    assert await north.get(str(lead)) is None, "the lead left the first office"
+    row = await south.get(str(lead))
+    assert row is not None, "and is in the second"
+    assert {k: row.get(k) for k in ("company", "office_address", "home_address", "rating", "production_value",
+                                     "labels", "source")} == {**{k: PROFILE[k] for k in (
+        "company", "office_address", "home_address", "rating", "production_value", "labels")}, "source": "Website"}
+    assert (row["campaigns"], row["campaign_subscriptions"], row["campaign_triggers"]) == ([], [], [])
+    assert (row["owner_agent_id"], row["status"], row["open_offers"], row["offered_to"]) == ("sol", "assigned", [], [])
+    assert row["created_ms"] == epoch_ms(MOVED_AT), "a new lead in the target: it lists by its arrival"
+    assert row["first_created_ms"] == epoch_ms(T0)
+    assert (row["moved_from_account_id"], row["moved_from_owner"]) == ("north", "Ana Diaz")
+
+    listed = await south.find_page(LeadQuery(label="RELOCATING"), limit=10, after=None)
+    assert [d["_id"] for d in listed] == [str(lead)], "labels are searchable in the target, in any case"
+    labels = {d["key"]: d["name"] async for d in db[LABELS].find({"account_id": "south"})}
+    assert labels == {"hot": "hot", "relocating": "Relocating"}, "missing labels created, existing ones kept"
+
+    timeline = await south.timeline(row)
+    by_type = {e["type"]: e for e in timeline}
+    assert len(timeline) == len(by_type) == 3, "the whole timeline, once"
+    assert timeline[0]["type"] == "LeadOffered", "the first office's history stays"
+    assert "moved to another office" in by_type["OfferWithdrawn"]["summary"]
+    assert by_type["LeadTransferred"]["summary"] == (
+        "Transferred from North Office (north), owned there by Ana Diaz, to South Office by nora"
+    )
+    assert by_type["LeadTransferred"]["occurred_ms"] == epoch_ms(MOVED_AT)
+    assert await db[CRM_TIMELINE].count_documents({"lead_id": str(lead)}) == 3
+    transfer_doc = await db[OFFICE_TRANSFERS].find_one({"_id": str(transfer)})
+    assert transfer_doc is not None
+    assert transfer_doc["status"] == "done"
+
+
+async def test_replaying_an_earlier_event_after_the_move_keeps_the_lead_in_the_target(
+    db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    lead = uuid.uuid4()
+    offered, withdrawn, moved = events(lead, uuid.uuid4())
+    views = LeadViews(db)
+    for event in (offered, withdrawn, moved, offered):
+        await project(event, views=views)
+    row = await ScopedLeads(db, scope_filter(Principal("sam", Role.BROKER, "south"), "south")).get(str(lead))
+    assert row is not None
+    assert row["owner_agent_id"] == "sol"
+
+
+async def test_a_moved_team_member_arrives_onboarding_in_the_target_roster_and_a_retry_changes_nothing(
+    db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    await db["accounts"].insert_many([
+        {"_id": "north", "name": "North", "roster": ["nora", "max", "ana"]},
+        {"_id": "south", "name": "South", "roster": ["sol"]},
+    ])
+    await db["agents"].insert_one({"_id": "max", "account_id": "north", "name": "Max", "active": True,
+                                   "round_robin": True, "offices": ["n1"], "lead_groups": ["buyers"],
+                                   "site_hosts": ["max.north.example"]})
+    await db["notifier_preferences"].insert_one({"_id": "max", "account_id": "north", "digest": True})
+    transfer = {"_id": str(uuid.uuid4()), "account_id": "north", "to_account_id": "south", "agent_id": "max"}
+    for _ in range(2):
+        await OfficeTransfers(db).move_member(transfer)
+
+    rosters = {d["_id"]: d["roster"] async for d in db["accounts"].find({})}
+    assert rosters == {"north": ["nora", "ana"], "south": ["sol", "max"]}, "out of one roster, at the end of the other"
+    agent = await db["agents"].find_one({"_id": "max"})
+    assert agent is not None
+    assert (agent["account_id"], agent["status"], bool(agent["active"]), bool(agent["round_robin"])) == (
+        "south", "onboarding", False, False)
+    assert (agent["offices"], agent["lead_groups"], agent["site_hosts"]) == ([], [], ["max.north.example"])
+    prefs = await db["notifier_preferences"].find_one({"_id": "max"})
+    assert prefs is not None
+    assert prefs["account_id"] == "south"

@@ -1,0 +1,100 @@
+"""T2's pure rules in crm-api: who may move what where, labels, and what a move does to a lead's row."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from leadflow_crm_api.domain.offices import (
+    CARRIED_PROFILE,
+    DROPPED_ON_MOVE,
+    label_id,
+    member_refusal,
+    moved_row,
+    office_refusal,
+    office_transfer_id,
+    profile_fields,
+)
+from leadflow_crm_api.domain.views import epoch_ms, moved_summary
+from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
+from leadflow_shared.events.routing import LeadTransferred, LeadTransferredPayload
+
+pytestmark = pytest.mark.unit
+
+NORTH = {"_id": "north", "organisation_id": "group"}
+SOUTH = {"_id": "south", "organisation_id": "group"}
+ELSEWHERE = {"_id": "zeta", "organisation_id": "other-group"}
+AT = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
+
+
+def moved(owner: str | None = "ana", owner_name: str | None = "Ana Diaz") -> LeadTransferred:
+    return LeadTransferred.create(
+        account_id="north", occurred_at=AT,
+        payload=LeadTransferredPayload(
+            lead_id=uuid.uuid4(), transfer_id=uuid.uuid4(), from_account_id="north", from_account_name="North",
+            previous_owner_agent_id=owner, previous_owner_name=owner_name, to_account_id="south",
+            to_account_name="South", agent_id="sol", by_user_id="nora", contact=Contact(first_name="Mo"),
+            source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
+        ),
+    )
+
+
+def test_offices_of_one_organisation_may_move_to_each_other() -> None:
+    assert office_refusal(source=NORTH, target=SOUTH, token_organisation=None) is None
+    assert office_refusal(source=NORTH, target=SOUTH, token_organisation="group") is None
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "token", "reason"),
+    [
+        ({"_id": "north"}, SOUTH, None, "belongs to no organisation"),
+        (NORTH, ELSEWHERE, None, "not an office of this account's organisation"),
+        (NORTH, None, None, "not an office of this account's organisation"),  # unknown reads like foreign
+        (NORTH, NORTH, None, "in this office already"),
+        (NORTH, SOUTH, "other-group", "token's organisation"),
+    ],
+)
+def test_refusals_name_the_field_and_the_reason(
+    source: dict[str, str], target: dict[str, str] | None, token: str | None, reason: str
+) -> None:
+    refusal = office_refusal(source=source, target=target, token_organisation=token)
+    assert refusal is not None
+    assert refusal.startswith("to_account_id: ")
+    assert reason in refusal
+
+
+def test_a_member_must_be_of_the_account_and_not_leave_it_without_a_broker_pool() -> None:
+    assert member_refusal(None, ["a"]) == "agent_id: not a team member of this account"
+    assert "only agent" in (member_refusal({"_id": "a"}, ["a"]) or "")
+    assert member_refusal({"_id": "a"}, ["a", "b"]) is None
+
+
+def test_labels_are_one_per_name_whatever_the_case_and_spacing() -> None:
+    assert label_id("south", "Hot  Lead") == label_id("south", " hot lead")
+    assert label_id("south", "hot") != label_id("north", "hot")
+    assert profile_fields({"labels": ["Hot", "HOT", "Cold"]})["search_labels"] == ["cold", "hot"]
+
+
+def test_transfer_ids_follow_the_idempotency_key() -> None:
+    assert office_transfer_id("north", "k1") == office_transfer_id("north", "k1")
+    assert office_transfer_id("north", "k1") != office_transfer_id("south", "k1")
+    assert office_transfer_id("north", None) != office_transfer_id("north", None)
+
+
+def test_a_move_drops_campaigns_and_sharing_and_leaves_the_carried_profile_alone() -> None:
+    row = {"created_at": AT.replace(year=2024), "created_ms": 1, "company": "Acme", "labels": ["Hot"]}
+    changes = moved_row(row, moved())
+    assert not set(CARRIED_PROFILE) & set(changes), "a $set that never names them keeps them"
+    assert {k: changes[k] for k in DROPPED_ON_MOVE} == {key: [] for key in DROPPED_ON_MOVE}
+    assert (changes["transferred_to"], changes["assigned_by"], changes["open_offers"]) == (None, None, [])
+    assert (changes["account_id"], changes["owner_agent_id"], changes["created_ms"]) == ("south", "sol", epoch_ms(AT))
+    assert (changes["first_created_at"], changes["first_created_ms"]) == (row["created_at"], 1)
+    again = moved_row({**row, **changes}, moved())
+    assert again["first_created_ms"] == 1, "a second move keeps the first creation"
+
+
+def test_the_timeline_event_names_the_previous_owner_and_office() -> None:
+    assert moved_summary(moved()) == "Transferred from North (north), owned there by Ana Diaz, to South by nora"
+    assert "owned there by nobody" in moved_summary(moved(owner=None, owner_name=None))
