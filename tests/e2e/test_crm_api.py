@@ -132,6 +132,11 @@ async def test_other_tenants_and_other_realtors_get_403_or_404_and_no_data(
         "list": ("GET", f"/v1/accounts/{LIST}/leads?limit=200", None),
         "detail": ("GET", detail_url, None),
         "activity": ("POST", f"{detail_url}/activities", {"action": "note"}),
+        "profile": ("PUT", f"{detail_url}/profile", {"company": "Stolen Inc"}),
+        "labels": ("GET", f"/v1/accounts/{LIST}/labels", None),
+        "offices": ("GET", f"/v1/accounts/{LIST}/offices", None),
+        "office transfer": ("POST", f"/v1/accounts/{LIST}/office-transfers",
+                            {"lead_id": lead_id, "to_account_id": "other-realty"}),
     }
     for who, headers in strangers.items():
         for name, (method, url, body) in calls.items():

@@ -113,9 +113,11 @@ class LabelList(BaseModel):
 
 @router.get("/v1/accounts/{account_id}/labels", tags=["brokerage CRM"])
 async def list_labels(account_id: Id, caller: Caller, db: Db) -> LabelList:
-    """Every label of the account, including those an office transfer created."""
+    """Every label of the account, including those an office transfer created (brokers and admins)."""
     if account_id != caller.account_id:
         raise Forbidden("The token does not grant access to this account.")
+    if not caller.sees_whole_account:
+        raise Forbidden("The account's labels are for brokers and admins; realtors filter their leads by label.")
     docs = await Labels(db).of_account(account_id)
     return LabelList(items=[LabelPublic(name=d["name"], created_at_ms=d["created_ms"]) for d in docs])
 
