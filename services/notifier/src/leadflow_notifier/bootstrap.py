@@ -25,7 +25,7 @@ from leadflow_notifier.handlers import DigestSender, Notifier, RetryPolicy, Send
 from leadflow_notifier.metrics import NotifierMetrics
 from leadflow_notifier.settings import NotifierSettings
 from leadflow_shared import topics
-from leadflow_shared.events.routing import LEAD_EVENT
+from leadflow_shared.events.routing import ROUTING_EVENT
 from leadflow_shared.kafka import BatchRejections
 from leadflow_shared.service import ServiceRuntime
 
@@ -59,8 +59,9 @@ def create_app(settings: NotifierSettings) -> FastAPI:
     recipients: RecipientCache = {}
 
     def notifier() -> Notifier:
+        directory = AgentDirectory(runtime.db, cache=recipients, ttl_seconds=settings.directory_cache_seconds)
         return Notifier(
-            directory=AgentDirectory(runtime.db, cache=recipients, ttl_seconds=settings.directory_cache_seconds),
+            directory=directory,
             deliveries=DeliveryLog(runtime.db, lease_ms=lease_ms),
             senders=senders,
             dead_letters=dead_letters,
@@ -69,10 +70,11 @@ def create_app(settings: NotifierSettings) -> FastAPI:
             clock=_now,
             retry=retry,
             digest=DigestItems(runtime.db),
+            staff=directory,
         )
 
     async def handle_one(body: bytes) -> None:
-        await notifier().notify(LEAD_EVENT.validate_json(body), body)
+        await notifier().notify(ROUTING_EVENT.validate_json(body), body)
 
     async def handle_batch(bodies: list[bytes]) -> BatchRejections:
         return await notifier().notify_batch(bodies, concurrency=settings.delivery.concurrency)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -18,13 +18,20 @@ from pydantic import ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from leadflow_notifier.adapters.repository import Begin
-from leadflow_notifier.domain.digest import DigestItem, DigestWindow, digest_email, digest_item, due_window
+from leadflow_notifier.domain.digest import (
+    DigestItem,
+    DigestWindow,
+    digest_email,
+    digest_item,
+    distinct_leads,
+    due_window,
+)
 from leadflow_notifier.domain.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
-from leadflow_notifier.domain.messages import Content, Recipient, messages_for, recipient_of
+from leadflow_notifier.domain.messages import Content, Recipient, messages_for, recipient_of, team_member_email
 from leadflow_notifier.domain.preferences import Channel
 from leadflow_notifier.metrics import NotifierMetrics
 from leadflow_shared.errors import PoisonMessage
-from leadflow_shared.events.routing import LEAD_EVENT, LeadEvent
+from leadflow_shared.events.routing import ROUTING_EVENT, RoutingEvent, TeamMemberTransferred
 from leadflow_shared.kafka import BatchRejections
 
 log = logging.getLogger(__name__)
@@ -32,6 +39,10 @@ log = logging.getLogger(__name__)
 
 class Directory(Protocol):
     async def get(self, agent_id: str) -> Recipient | None: ...
+
+
+class Staff(Protocol):
+    async def team_staff(self, account_id: str) -> list[Recipient]: ...
 
 
 class Deliveries(Protocol):
@@ -77,25 +88,28 @@ class Notifier:
     clock: Callable[[], datetime]
     retry: RetryPolicy = RetryPolicy()
     digest: DigestStore | None = None
+    staff: Staff | None = None  # who hears of a team member's transfer (T2); None: nobody
 
     async def notify_batch(self, bodies: list[bytes], *, concurrency: int) -> BatchRejections:
         """A batch of raw events: one lead's events in order, different leads concurrently.
+
+        An event about no lead (a team member's transfer) is a group of its own.
 
         Returns the poison messages (invalid, unknown agent) for the dead-letter queue; any
         other error propagates, and the guard then runs the messages one by one.
         """
         rejections: BatchRejections = []
-        by_lead: dict[str, list[tuple[int, LeadEvent, bytes]]] = {}
+        by_lead: dict[str, list[tuple[int, RoutingEvent, bytes]]] = {}
         for index, body in enumerate(bodies):
             try:
-                event = LEAD_EVENT.validate_json(body)
+                event = ROUTING_EVENT.validate_json(body)
             except ValidationError as exc:
                 rejections.append((index, exc))
                 continue
-            by_lead.setdefault(str(event.payload.lead_id), []).append((index, event, body))
+            by_lead.setdefault(_group(event), []).append((index, event, body))
         limit = asyncio.Semaphore(concurrency)
 
-        async def one_lead(events: list[tuple[int, LeadEvent, bytes]]) -> None:
+        async def one_lead(events: list[tuple[int, RoutingEvent, bytes]]) -> None:
             async with limit:
                 for index, event, body in events:
                     try:
@@ -106,7 +120,10 @@ class Notifier:
         await asyncio.gather(*(one_lead(events) for events in by_lead.values()))
         return rejections
 
-    async def notify(self, event: LeadEvent, raw: bytes) -> None:
+    async def notify(self, event: RoutingEvent, raw: bytes) -> None:
+        if isinstance(event, TeamMemberTransferred):
+            await self._notify_staff(event, raw)
+            return
         if self.digest is not None and (item := digest_item(event)) is not None:
             await self.digest.add(item)
         agent_id = recipient_of(event)
@@ -116,21 +133,30 @@ class Notifier:
         if who is None:
             raise PoisonMessage(f"unknown agent {agent_id!r}")
         messages = messages_for(event, who, self.crm_base_url, now=self.clock())
-        results = await asyncio.gather(
-            *(
-                self._deliver(event, raw, agent_id, channel, content)
-                for channel, content in messages.items()
-                if channel in self.senders
-            ),
-            return_exceptions=True,
+        await _all(
+            self._deliver(event, raw, agent_id, channel, content)
+            for channel, content in messages.items()
+            if channel in self.senders
         )
-        # Only infrastructure errors (MongoDB, Kafka) get here: re-raise so the message is
-        # processed again; the channels already delivered are skipped by their log record.
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
 
-    async def _deliver(self, event: LeadEvent, raw: bytes, agent_id: str, channel: Channel, content: Content) -> None:
+    async def _notify_staff(self, event: TeamMemberTransferred, raw: bytes) -> None:
+        """T2: email the target office's broker and team-update subscribers; no new-lead notice, no digest.
+
+        Email only, whatever the recipient's lead-notification channels: it is not a lead
+        notification and arrives once per transfer. The moved member is not told about itself.
+        """
+        if self.staff is None or Channel.EMAIL not in self.senders:
+            return
+        staff = [w for w in await self.staff.team_staff(event.account_id) if w.agent_id != event.payload.agent_id]
+        await _all(
+            self._deliver(event, raw, who.agent_id, Channel.EMAIL, team_member_email(event, who, self.crm_base_url))
+            for who in staff
+            if who.email
+        )
+
+    async def _deliver(
+        self, event: RoutingEvent, raw: bytes, agent_id: str, channel: Channel, content: Content
+    ) -> None:
         key = f"{event.event_id}:{channel}:{agent_id}"
         state = await self.deliveries.begin(key, channel=channel, now_ms=self._now_ms())
         if state is not Begin.SEND:
@@ -187,7 +213,7 @@ class DigestSender:
         window = due_window(self.clock(), hour_utc=self.hour_utc)
         sent = 0
         for account_id in await self.items.accounts(window):
-            items = await self.items.in_window(account_id, window)
+            items = distinct_leads(await self.items.in_window(account_id, window))
             for who in await self.subscribers.digest_subscribers(account_id):
                 email = digest_email(items, who, window, self.crm_base_url)
                 key = f"digest:{account_id}:{window.day.isoformat()}:email:{who.agent_id}"
@@ -212,3 +238,22 @@ class DigestSender:
 
     def _now_ms(self) -> int:
         return int(self.clock().timestamp() * 1000)
+
+
+def _group(event: RoutingEvent) -> str:
+    """Events of one lead stay in order; an event about no lead is on its own."""
+    if isinstance(event, TeamMemberTransferred):
+        return f"event:{event.event_id}"
+    return f"lead:{event.payload.lead_id}"
+
+
+async def _all(deliveries: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run deliveries concurrently; each finishes (or fails) on its own before any error is raised.
+
+    Only infrastructure errors (MongoDB, Kafka) get here: re-raised so the message is processed
+    again; the deliveries already made are skipped by their log record.
+    """
+    results = await asyncio.gather(*deliveries, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result

@@ -16,6 +16,7 @@ from leadflow_notifier.domain.digest import DigestItem, DigestWindow
 from leadflow_notifier.domain.messages import Recipient
 from leadflow_notifier.domain.preferences import Channel, Preferences, QuietHours
 
+ACCOUNTS = "accounts"
 AGENTS = "agents"
 PREFERENCES = "notifier_preferences"
 DELIVERIES = "notifier_deliveries"
@@ -37,6 +38,7 @@ class PreferencesDoc(BaseModel):
     quiet_hours: QuietHoursDoc | None = None
     push_token: str | None = Field(default=None, max_length=4096)
     digest: bool = False
+    team_updates: bool = False  # T2: email when a team member joins the account from another office
     # Admins and staff who are not agents get the digest here.
     name: str | None = None
     email: str | None = None
@@ -49,6 +51,10 @@ class PreferencesDoc(BaseModel):
 
 RecipientCache = dict[str, tuple[float, Recipient | None]]
 
+# nx-27017 stores a `$set` boolean as 1/0 (decision 0018) and crm-api `$set`s preferences:
+# match both forms, so the filter also holds on MongoDB, where true and 1 differ.
+TRUE = {"$in": [True, 1]}
+
 
 class AgentDirectory:
     """Agents with their preferences; cached for `ttl_seconds` (a change applies within that time)."""
@@ -56,6 +62,7 @@ class AgentDirectory:
     def __init__(
         self, db: AsyncDatabase[dict[str, Any]], *, cache: RecipientCache | None = None, ttl_seconds: float = 0.0
     ) -> None:
+        self._accounts = db[ACCOUNTS]
         self._agents = db[AGENTS]
         self._preferences = db[PREFERENCES]
         self._cache = cache if cache is not None else {}
@@ -92,8 +99,24 @@ class AgentDirectory:
         await self._preferences.replace_one({"_id": agent_id}, doc, upsert=True)
 
     async def digest_subscribers(self, account_id: str) -> list[Recipient]:
+        return await self._subscribers({"account_id": account_id, "digest": TRUE})
+
+    async def team_staff(self, account_id: str) -> list[Recipient]:
+        """Who hears that a team member joined the account (T2): its broker (roster position 1)
+        and every user of the account subscribed to team updates, each once."""
+        found: dict[str, Recipient] = {}
+        account = await self._accounts.find_one({"_id": account_id}, {"roster": 1})
+        roster = list(account.get("roster") or []) if account is not None else []
+        if roster and (broker := await self.get(str(roster[0]))) is not None:
+            found[broker.agent_id] = broker
+        for who in await self._subscribers({"account_id": account_id, "team_updates": TRUE}):
+            found.setdefault(who.agent_id, who)
+        return list(found.values())
+
+    async def _subscribers(self, query: dict[str, Any]) -> list[Recipient]:
+        """Agents (with their agent record) and staff who are not agents (name and email in the preferences)."""
         found = []
-        async for doc in self._preferences.find({"account_id": account_id, "digest": True}):
+        async for doc in self._preferences.find(query):
             recipient = await self.get(str(doc["_id"]))
             prefs = PreferencesDoc.model_validate(doc)
             if recipient is None and prefs.email:
@@ -105,14 +128,20 @@ class AgentDirectory:
 
 
 class DigestItems:
-    """New leads waiting for the daily digest (`notifier_digest_items`, `_id` = lead id)."""
+    """New leads waiting for the daily digest (`notifier_digest_items`, `_id` = `DigestItem.key`).
+
+    The key is per (account, lead, arrival): inserting it again (a redelivery, the second offer
+    of a race) changes nothing, and a lead moved to another office is a new item there. Items
+    stored before the key had the account (`_id` = lead id, no `lead_id` field) still read.
+    """
 
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self._items = db[DIGEST_ITEMS]
 
     async def add(self, item: DigestItem) -> None:
-        doc = {"_id": item.lead_id, "account_id": item.account_id, "name": item.name, "source": item.source,
-               "created_ms": item.created_ms}
+        doc = {"_id": item.key, "account_id": item.account_id, "lead_id": item.lead_id, "name": item.name,
+               "source": item.source, "created_ms": item.created_ms, "transfer_id": item.transfer_id,
+               "from_account": item.from_account}
         with contextlib.suppress(DuplicateKeyError):  # a redelivery, or the second offer of a race
             await self._items.insert_one(doc)
 
@@ -127,8 +156,9 @@ class DigestItems:
             {"account_id": account_id, "created_ms": {"$gte": window.start_ms, "$lt": window.end_ms}}
         ).sort("created_ms", 1)
         return [
-            DigestItem(account_id=d["account_id"], lead_id=str(d["_id"]), name=d["name"], source=d["source"],
-                       created_ms=d["created_ms"])
+            DigestItem(account_id=d["account_id"], lead_id=str(d.get("lead_id") or d["_id"]), name=d["name"],
+                       source=d["source"], created_ms=d["created_ms"], transfer_id=d.get("transfer_id") or "",
+                       from_account=d.get("from_account") or "")
             async for d in cursor
         ]
 

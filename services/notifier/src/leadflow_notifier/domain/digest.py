@@ -1,8 +1,14 @@
 """The daily digest of new leads for subscribed admins and staff (N1, T2).
 
 A lead is new for an account when its first routing decision is made there: an assignment
-that is not a claim or a fall-back, or a first-round offer. The digest for day D covers
-the 24 hours before D at the digest hour (UTC).
+that is not a claim, a fall-back or an office transfer, or a first-round offer; or when it
+arrives from another office of the organisation (T2, `LeadTransferred`: new in the target
+office, listed in its next digest). The digest for day D covers the 24 hours before D at
+the digest hour (UTC).
+
+An item is keyed per (account, lead, arrival) (`DigestItem.key`): a redelivered event or
+the second offer of a race is the same item, while a lead already listed for office A is
+a new item for office B, and again for A if it comes back by a later transfer.
 """
 
 from __future__ import annotations
@@ -12,9 +18,16 @@ from datetime import UTC, date, datetime, timedelta
 
 from leadflow_notifier.domain.messages import EmailContent, Recipient, lead_link
 from leadflow_notifier.domain.templates import render
-from leadflow_shared.events.routing import AssignmentReason, LeadAssigned, LeadEvent, LeadOffered
+from leadflow_shared.events.routing import (
+    AssignmentReason,
+    LeadAssigned,
+    LeadOffered,
+    LeadTransferred,
+    RoutingEvent,
+)
 
-NOT_NEW = frozenset({AssignmentReason.CLAIMED, AssignmentReason.FALLBACK})
+# An office transfer's assignment is not the lead's arrival: its LeadTransferred is.
+NOT_NEW = frozenset({AssignmentReason.CLAIMED, AssignmentReason.FALLBACK, AssignmentReason.OFFICE_TRANSFER})
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +37,14 @@ class DigestItem:
     name: str
     source: str
     created_ms: int
+    transfer_id: str = ""  # T2: the transfer that brought the lead here; "" for its first decision
+    from_account: str = ""  # T2: the office it came from (its name), shown in the digest
+
+    @property
+    def key(self) -> str:
+        """The item's identity: one per (account, lead, arrival); the store's `_id`."""
+        base = f"{self.account_id}:{self.lead_id}"
+        return f"{base}:{self.transfer_id}" if self.transfer_id else base
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +54,22 @@ class DigestWindow:
     end_ms: int
 
 
-def digest_item(event: LeadEvent) -> DigestItem | None:
+def _ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+def digest_item(event: RoutingEvent) -> DigestItem | None:
+    if isinstance(event, LeadTransferred):
+        t = event.payload
+        return DigestItem(
+            account_id=t.to_account_id,
+            lead_id=str(t.lead_id),
+            name=t.contact.full_name,
+            source=t.source.name,
+            created_ms=_ms(event.occurred_at),
+            transfer_id=str(t.transfer_id),
+            from_account=t.from_account_name or t.from_account_id,
+        )
     new = (isinstance(event, LeadAssigned) and event.payload.reason not in NOT_NEW) or (
         isinstance(event, LeadOffered) and event.payload.offer_round == 1
     )
@@ -45,8 +81,20 @@ def digest_item(event: LeadEvent) -> DigestItem | None:
         lead_id=str(event.payload.lead_id),
         name=contact.full_name,
         source=source.name,
-        created_ms=int(event.occurred_at.timestamp() * 1000),
+        created_ms=_ms(event.occurred_at),
     )
+
+
+def distinct_leads(items: list[DigestItem]) -> list[DigestItem]:
+    """One row per lead, its earliest arrival: a lead that came, left and came back within one
+    window, or an item stored under an older key, is listed once."""
+    seen: set[str] = set()
+    out = []
+    for item in sorted(items, key=lambda i: (i.created_ms, i.key)):
+        if item.lead_id not in seen:
+            seen.add(item.lead_id)
+            out.append(item)
+    return out
 
 
 def due_window(now: datetime, *, hour_utc: int) -> DigestWindow:

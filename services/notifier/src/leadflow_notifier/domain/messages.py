@@ -17,12 +17,15 @@ from leadflow_notifier.domain.templates import render
 from leadflow_shared.events.activity import ActivityAction
 from leadflow_shared.events.routing import (
     ActivityLogged,
+    AssignmentReason,
     LeadAssigned,
-    LeadEvent,
     LeadFellBack,
     LeadOffered,
     OfferExpired,
     OfferWithdrawn,
+    RoutingEvent,
+    TeamMemberTransferred,
+    WithdrawalReason,
 )
 
 
@@ -41,12 +44,13 @@ class Recipient:
 class Notice:
     """What one event tells one recipient, independent of the channel."""
 
-    lead_id: str
+    lead_id: str  # "" when the notice is not about a lead (a team member's transfer)
     subject: str
     greeting: str
     lines: tuple[str, ...]
     link: str
     headline: str  # the short form for SMS and push
+    link_label: str = "Open the lead"
     fields: tuple[tuple[str, str], ...] = ()
     quote: str = ""
     notes: tuple[str, ...] = ()
@@ -90,11 +94,22 @@ CHANNELS_BY_TYPE: dict[str, frozenset[Channel]] = {
     "ActivityLogged": frozenset({Channel.EMAIL, Channel.PUSH}),
     "OfferExpired": frozenset({Channel.PUSH}),
     "OfferWithdrawn": frozenset({Channel.PUSH}),
+    # T2: the target office's staff (the broker and team-update subscribers), by email.
+    "TeamMemberTransferred": frozenset({Channel.EMAIL}),
+    # LeadTransferred: nobody now; the target office's next digest lists the lead (T2).
 }
 
 
-def recipient_of(event: LeadEvent) -> str | None:
-    """Whom an event concerns (N1); None when nobody is told."""
+def recipient_of(event: RoutingEvent) -> str | None:
+    """The one agent an event concerns (N1); None when nobody is told this way.
+
+    An office transfer (T2) tells nobody at once: the lead is new in the target office and
+    goes out in its next daily digest, so neither `LeadTransferred` nor the assignment to the
+    target's broker pool that may come with it sends an immediate notice. A team member's
+    transfer goes to the target's staff (`team_member_email`), not to one agent.
+    """
+    if isinstance(event, LeadAssigned) and event.payload.reason is AssignmentReason.OFFICE_TRANSFER:
+        return None
     if isinstance(event, LeadAssigned | LeadOffered | LeadFellBack | OfferExpired | OfferWithdrawn):
         return event.payload.agent_id
     if isinstance(event, ActivityLogged) and event.payload.action is ActivityAction.INQUIRY:
@@ -102,10 +117,12 @@ def recipient_of(event: LeadEvent) -> str | None:
     return None
 
 
-def notice_for(event: LeadEvent, who: Recipient, crm_base_url: str) -> Notice | None:
+def notice_for(event: RoutingEvent, who: Recipient, crm_base_url: str) -> Notice | None:
+    hi = f"Hi {who.name},"
+    if isinstance(event, TeamMemberTransferred):
+        return team_member_notice(event, who, crm_base_url)
     p = event.payload
     link = lead_link(crm_base_url, event.account_id, str(p.lead_id))
-    hi = f"Hi {who.name},"
     if isinstance(event, LeadAssigned):
         c = event.payload.contact
         return Notice(
@@ -149,10 +166,14 @@ def notice_for(event: LeadEvent, who: Recipient, crm_base_url: str) -> Notice | 
             headline="A lead nobody claimed is back in the broker pool",
         )
     if isinstance(event, OfferExpired | OfferWithdrawn):
-        why = "Your offer expired" if isinstance(event, OfferExpired) else "Another agent claimed the lead"
-        return Notice(
-            lead_id=str(p.lead_id), subject=why, greeting=hi, lines=(f"{why}.",), link=link, headline=why
-        )
+        if isinstance(event, OfferExpired):
+            why, line = "Your offer expired", "Your offer expired."
+        elif event.payload.reason is WithdrawalReason.OFFICE_TRANSFER:
+            why = "The lead moved to another office"
+            line = "The lead you were offered moved to another office of the organisation, so your offer was withdrawn."
+        else:
+            why, line = "Another agent claimed the lead", "Another agent claimed the lead."
+        return Notice(lead_id=str(p.lead_id), subject=why, greeting=hi, lines=(line,), link=link, headline=why)
     if isinstance(event, ActivityLogged):
         a = event.payload
         if a.action is not ActivityAction.INQUIRY or a.summary is None:
@@ -168,6 +189,30 @@ def notice_for(event: LeadEvent, who: Recipient, crm_base_url: str) -> Notice | 
             headline=f"Your lead {c.full_name} sent a new inquiry",
         )
     return None
+
+
+def team_member_notice(event: TeamMemberTransferred, who: Recipient, crm_base_url: str) -> Notice:
+    """T2: a team member joined the office from another one; it arrives as Onboarding."""
+    t = event.payload
+    joined = f"{t.agent_name} joined {t.to_account_name} from {t.from_account_name}"
+    return Notice(
+        lead_id="",
+        subject=f"{joined} (Onboarding)",
+        greeting=f"Hi {who.name},",
+        lines=(
+            f"{t.agent_name} was moved from {t.from_account_name} to {t.to_account_name}.",
+            "They arrive with status Onboarding, so they show in your Onboarding queue."
+            " Moving a team member is not a new lead: no new-lead notice is sent for them.",
+        ),
+        fields=(("Team member", t.agent_name), ("From", t.from_account_name), ("Status", "Onboarding")),
+        link=team_link(crm_base_url, event.account_id),
+        link_label="Open the team settings",
+        headline=f"{joined} (Onboarding)",
+    )
+
+
+def team_member_email(event: TeamMemberTransferred, who: Recipient, crm_base_url: str) -> EmailContent:
+    return email_of(team_member_notice(event, who, crm_base_url), who.email)
 
 
 def email_of(notice: Notice, to: str) -> EmailContent:
@@ -196,7 +241,7 @@ def push_of(notice: Notice, token: str) -> PushContent:
 
 
 def messages_for(
-    event: LeadEvent, who: Recipient, crm_base_url: str, *, now: datetime
+    event: RoutingEvent, who: Recipient, crm_base_url: str, *, now: datetime
 ) -> dict[Channel, Content]:
     """Every message this event sends `who`, by channel, after preferences and quiet hours."""
     notice = notice_for(event, who, crm_base_url)
@@ -215,7 +260,7 @@ def messages_for(
     return out
 
 
-def email_for(event: LeadEvent, who: Recipient, crm_base_url: str) -> EmailContent | None:
+def email_for(event: RoutingEvent, who: Recipient, crm_base_url: str) -> EmailContent | None:
     notice = notice_for(event, who, crm_base_url)
     return None if notice is None else email_of(notice, who.email)
 
@@ -229,3 +274,8 @@ def lead_assigned_email(event: LeadAssigned, who: Recipient, crm_base_url: str) 
 
 def lead_link(crm_base_url: str, account_id: str, lead_id: str) -> str:
     return f"{crm_base_url.rstrip('/')}/v1/accounts/{account_id}/leads/{lead_id}"
+
+
+def team_link(crm_base_url: str, account_id: str) -> str:
+    """The account's team settings (roster and round robin), where a newcomer is placed."""
+    return f"{crm_base_url.rstrip('/')}/v1/accounts/{account_id}/settings/routing"

@@ -1,0 +1,243 @@
+"""T2 office transfers through the notifier against nx-27017 (or MONGODB_URL) and a real SMTP server.
+
+A transferred lead is a new lead of the target office in its next daily digest, even when it
+was in the source office's digest already; a moved team member is emailed to the target's
+broker and team-update subscribers once each, and is no new lead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from prometheus_client import CollectorRegistry
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from leadflow_devstack.servers import MailSink
+from leadflow_notifier.adapters.repository import AgentDirectory, DeliveryLog, DigestItems, ensure_indexes
+from leadflow_notifier.adapters.smtp import SmtpMailer
+from leadflow_notifier.domain.errors import DeliveryError
+from leadflow_notifier.domain.preferences import Channel
+from leadflow_notifier.handlers import DigestSender, Notifier, RetryPolicy
+from leadflow_notifier.metrics import NotifierMetrics
+from leadflow_notifier.settings import SmtpSettings
+from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
+from leadflow_shared.events.routing import (
+    LeadOffered,
+    LeadOfferedPayload,
+    LeadTransferred,
+    LeadTransferredPayload,
+    TeamMemberTransferred,
+    TeamMemberTransferredPayload,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+
+OFFERED_AT = datetime(2024, 1, 9, 12, tzinfo=UTC)  # in the digest of Wed 10 Jan (07:00 UTC)
+MOVED_AT = datetime(2024, 1, 10, 12, tzinfo=UTC)  # after it: in the digest of Thu 11 Jan
+DIGEST_HOUR = 7
+CONTACT = Contact.model_validate({"first_name": "Jane", "last_name": "Doe", "email": "jane@example.com"})
+SOURCE = LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website")
+
+
+def agent(agent_id: str, account: str, name: str) -> dict[str, Any]:
+    return {"_id": agent_id, "account_id": account, "name": name, "email": f"{agent_id}@example.com",
+            "phone": "+13125550100", "time_zone": "America/Chicago"}
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def db(mongo_url: str) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
+    """Two offices of one organisation. North: broker Bea (roster position 1), agent Carl,
+    staff Sue (team updates, set the way crm-api sets it), Ned (team updates off), Ola (no
+    such field), Dan (digest). South: broker Sam, staff Zed (team updates, digest)."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
+    name = f"notifier_t2_{uuid.uuid4().hex[:12]}"
+    d = client[name]
+    await d["accounts"].insert_many([
+        {"_id": "north", "name": "North Office", "roster": ["bea", "carl"]},
+        {"_id": "south", "name": "South Office", "roster": ["sam"]},
+    ])
+    await d["agents"].insert_many([agent("bea", "north", "Bea"), agent("carl", "north", "Carl"),
+                                   agent("sam", "south", "Sam"), agent("tom", "north", "Tom Jones")])
+    prefs = d["notifier_preferences"]
+    await prefs.insert_many([
+        {"_id": "bea", "account_id": "north", "push_token": "bea-token"},
+        {"_id": "carl", "account_id": "north", "team_updates": False},
+        {"_id": "sue", "account_id": "north", "name": "Sue", "email": "sue@example.com", "team_updates": False},
+        {"_id": "ned", "account_id": "north", "name": "Ned", "email": "ned@example.com", "team_updates": False},
+        {"_id": "ola", "account_id": "north", "name": "Ola", "email": "ola@example.com"},
+        {"_id": "dan", "account_id": "north", "name": "Dan", "email": "dan@example.com", "digest": True},
+        {"_id": "zed", "account_id": "south", "name": "Zed", "email": "zed@example.com", "team_updates": True,
+         "digest": False},
+        # The moved member's preferences moved with it: it is not told about its own move.
+        {"_id": "tom", "account_id": "north", "team_updates": True},
+    ])
+    # crm-api `$set`s the flags (nx-27017 then stores true as 1, decision 0018).
+    await prefs.update_one({"_id": "sue"}, {"$set": {"team_updates": True}})
+    await prefs.update_one({"_id": "zed"}, {"$set": {"digest": True}})
+    await ensure_indexes(d)
+    yield d
+    await client.drop_database(name)
+    await client.close()
+
+
+@pytest.fixture
+def sink(tmp_path: Path) -> Iterator[MailSink]:
+    mail = MailSink(tmp_path / "mail")
+    mail.start()
+    yield mail
+    mail.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def mailer(sink: MailSink) -> AsyncIterator[SmtpMailer]:
+    smtp = SmtpMailer(SmtpSettings(port=sink.port))
+    yield smtp
+    await smtp.close()
+
+
+class Recorder:
+    """SMS and push: nothing may go out on them for a transfer."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def send(self, content: Any, *, message_id: str) -> None:  # noqa: ARG002 (the port's signature)
+        await asyncio.sleep(0)
+        self.sent.append(message_id)
+
+
+class NoDeadLetters:
+    async def publish(
+        self, raw: bytes, *, account_id: str, channel: str, agent_id: str, error: DeliveryError  # noqa: ARG002
+    ) -> None:
+        raise AssertionError(f"unexpected dead letter {channel} {error}")
+
+
+def notifier(db: AsyncDatabase[dict[str, Any]], mailer: SmtpMailer, other: Recorder) -> Notifier:
+    directory = AgentDirectory(db)
+    return Notifier(
+        directory=directory, deliveries=DeliveryLog(db, lease_ms=60_000),
+        senders={Channel.EMAIL: mailer, Channel.SMS: other, Channel.PUSH: other},
+        dead_letters=NoDeadLetters(), metrics=NotifierMetrics(CollectorRegistry()), crm_base_url="https://crm",
+        clock=lambda: MOVED_AT, retry=RetryPolicy(attempts=2, initial_seconds=0.01, max_seconds=0.02),
+        digest=DigestItems(db), staff=directory,
+    )
+
+
+def digests(db: AsyncDatabase[dict[str, Any]], mailer: SmtpMailer, now: datetime) -> DigestSender:
+    return DigestSender(
+        items=DigestItems(db), subscribers=AgentDirectory(db), deliveries=DeliveryLog(db, lease_ms=60_000),
+        mailer=mailer, metrics=NotifierMetrics(CollectorRegistry()), crm_base_url="https://crm",
+        hour_utc=DIGEST_HOUR, clock=lambda: now,
+    )
+
+
+def to(sink: MailSink, address: str) -> list[EmailMessage]:
+    return [m for m in sink.received() if m["X-Envelope-To"] == address]
+
+
+def plain(message: EmailMessage) -> str:
+    body = message.get_body(("plain",))
+    assert body is not None
+    return str(body.get_content())
+
+
+def first_offer(lead_id: uuid.UUID) -> LeadOffered:
+    return LeadOffered.create(
+        account_id="south", occurred_at=OFFERED_AT,
+        payload=LeadOfferedPayload(
+            lead_id=lead_id, agent_id="sam", offer_round=1, race_size=1,
+            deadline=datetime(2024, 1, 9, 12, 15, tzinfo=UTC), explanation="rr", contact=CONTACT, source=SOURCE,
+        ),
+    )
+
+
+def lead_moved(lead_id: uuid.UUID) -> LeadTransferred:
+    return LeadTransferred.create(
+        account_id="south", occurred_at=MOVED_AT,
+        payload=LeadTransferredPayload(
+            lead_id=lead_id, transfer_id=uuid.uuid4(), from_account_id="south", from_account_name="South Office",
+            previous_owner_agent_id="sam", previous_owner_name="Sam", to_account_id="north",
+            to_account_name="North Office", agent_id="bea", by_user_id="admin-1", contact=CONTACT, source=SOURCE,
+        ),
+    )
+
+
+def member_moved() -> TeamMemberTransferred:
+    return TeamMemberTransferred.create(
+        account_id="north", occurred_at=MOVED_AT,
+        payload=TeamMemberTransferredPayload(
+            agent_id="tom", agent_name="Tom Jones", transfer_id=uuid.uuid4(), from_account_id="south",
+            from_account_name="South Office", to_account_name="North Office", by_user_id="admin-1",
+        ),
+    )
+
+
+async def test_a_transferred_lead_is_in_the_target_offices_next_digest_after_the_source_offices(
+    db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer
+) -> None:
+    lead_id = uuid.uuid4()
+    other = Recorder()
+    offer, moved = first_offer(lead_id), lead_moved(lead_id)
+    n = notifier(db, mailer, other)
+    await n.notify(offer, offer.model_dump_json().encode())
+    # Wed 10 Jan 08:00: South's digest lists Jane (Zed subscribed through a `$set`).
+    assert await digests(db, mailer, datetime(2024, 1, 10, 8, tzinfo=UTC)).run_once() == 1
+    [south] = to(sink, "zed@example.com")
+    assert f"https://crm/v1/accounts/south/leads/{lead_id}" in plain(south)
+    sent_before = len(sink.received())
+
+    # Noon: the lead moves to North; the transfer is redelivered, and the old offer too.
+    for event in (moved, moved, offer):
+        await n.notify_batch([event.model_dump_json().encode()], concurrency=2)
+    assert len(sink.received()) == sent_before  # nobody is emailed at once
+    assert other.sent == [f"{offer.event_id}:sms:sam"]  # the offer's, once; none for the transfer
+
+    # Thu 11 Jan 08:00: North's digest lists Jane once, linked in North, naming South.
+    assert await digests(db, mailer, datetime(2024, 1, 11, 8, tzinfo=UTC)).run_once() == 1
+    [north] = to(sink, "dan@example.com")
+    assert north["Subject"] == "1 new lead on Thu 11 Jan"
+    text = plain(north)
+    assert f"Jane Doe (Website, transferred from South Office): https://crm/v1/accounts/north/leads/{lead_id}" in text
+    assert text.count("Jane Doe") == 1
+    assert len(to(sink, "zed@example.com")) == 1  # South has no new lead that day
+    assert await digests(db, mailer, datetime(2024, 1, 11, 9, tzinfo=UTC)).run_once() == 0  # the next check
+
+
+async def test_a_moved_team_member_is_emailed_to_the_target_staff_once_each_and_is_no_new_lead(
+    db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer
+) -> None:
+    other = Recorder()
+    event = member_moved()
+    raw = event.model_dump_json().encode()
+    a, b = notifier(db, mailer, other), notifier(db, mailer, other)
+
+    await asyncio.gather(a.notify_batch([raw], concurrency=2), b.notify_batch([raw], concurrency=2))  # a rebalance
+    await a.notify_batch([raw, raw], concurrency=2)  # and plain redeliveries
+
+    received = sink.received()
+    assert sorted(m["X-Envelope-To"] for m in received) == ["bea@example.com", "sue@example.com"]
+    subject = "Tom Jones joined North Office from South Office (Onboarding)"
+    for message in received:
+        assert message["Subject"] == subject
+        assert message["X-Leadflow-Lead-Id"] is None
+        assert "Open the team settings: https://crm/v1/accounts/north/settings/routing" in plain(message)
+        assert "status Onboarding" in plain(message)
+    assert other.sent == []  # email only
+    mine = {"_id": {"$regex": str(event.event_id)}}
+    log = {d["_id"]: d["status"] async for d in db["notifier_deliveries"].find(mine)}
+    assert log == {f"{event.event_id}:email:bea": "sent", f"{event.event_id}:email:sue": "sent"}
+
+    # No new lead: nothing for the digest, and no new-lead digest for North the next day.
+    assert await db["notifier_digest_items"].count_documents({"account_id": "north"}) == 0
+    assert await digests(db, mailer, datetime(2024, 1, 11, 8, tzinfo=UTC)).run_once() == 0
+    assert not [m for m in sink.received() if "new lead" in str(m["Subject"]).lower()]
