@@ -258,6 +258,9 @@ def test_agents_own_activity_echo_is_not_recorded_twice() -> None:
         ("(415) 555", (r"\(415\)\ 555", "415555")),
         ("$where", (r"\$where", None)),
         ("jane 1", (r"jane\ 1", None)),
+        ("lead5123@", ("lead5123@", None)),  # an email search, though half of it is digits
+        ("+1 415-555.0101", (r"\+1\ 415\-555\.0101", "14155550101")),
+        ("12", ("12", None)),  # too few digits for a phone search
     ],
 )
 def test_search_patterns_escape_and_find_phone_digits(text: str, expected: tuple[str, str | None]) -> None:
@@ -272,3 +275,19 @@ def test_merge_conditions_flattens_distinct_keys_and_keeps_clashes_in_and() -> N
     scope_or = {"$or": [{"owner_agent_id": "r"}, {"transferred_to": "r"}]}
     merged = merge_conditions([{"account_id": "a"}, scope_or, {"status": "x"}, cursor_or, {"status": "y"}])
     assert merged == {"account_id": "a", "$or": scope_or["$or"], "status": "x", "$and": [cursor_or, {"status": "y"}]}
+
+
+def test_a_realtor_sees_its_own_offers_on_the_timeline_but_not_other_agents() -> None:
+    from leadflow_crm_api.domain.views import visible_timeline
+
+    entries = [
+        {"type": "LeadOffered", "agent_id": "ana"},
+        {"type": "LeadOffered", "agent_id": "ben"},
+        {"type": "OfferWithdrawn", "agent_id": "ben"},
+        {"type": "LeadClaimed", "agent_id": "ana"},
+        {"type": "LeadActivity", "agent_id": "ana"},
+    ]
+    assert visible_timeline(entries, realtor_id=None) == entries, "the brokerage sees everything"
+    assert [e["agent_id"] for e in visible_timeline(entries, realtor_id="ana")] == ["ana", "ana", "ana"]
+    assert [e["type"] for e in visible_timeline(entries, realtor_id="ben")] == [
+        "LeadOffered", "OfferWithdrawn", "LeadClaimed", "LeadActivity"]

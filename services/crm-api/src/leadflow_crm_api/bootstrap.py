@@ -31,6 +31,7 @@ from leadflow_crm_api.domain.views import (
     decode_cursor,
     encode_cursor,
     epoch_ms,
+    visible_timeline,
 )
 from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound, Unavailable
 from leadflow_crm_api.handlers import project
@@ -123,12 +124,13 @@ def create_app(settings: CrmApiSettings) -> FastAPI:
         return await page(ScopedLeads(db, realtor_filter(caller)), query, limit, cursor)
 
     @app.get("/v1/accounts/{account_id}/leads/{lead_id}", tags=["brokerage CRM", "realtor CRM"])
-    async def get_lead(leads: AccountLeads, lead_id: Id) -> LeadDetail:
+    async def get_lead(leads: AccountLeads, caller: Caller, lead_id: Id) -> LeadDetail:
         """V3: the contact, its holder, the open offers with deadlines, and the timeline."""
         doc = await leads.get(lead_id)
         if doc is None:
             raise NotFound("No such lead.")
-        return lead_detail(doc, await leads.timeline(doc))
+        realtor = None if caller.sees_whole_account else caller.sub
+        return lead_detail(doc, visible_timeline(await leads.timeline(doc), realtor_id=realtor))
 
     @app.post(
         "/v1/accounts/{account_id}/leads/{lead_id}/activities",

@@ -76,8 +76,13 @@ def search_patterns(text: str) -> tuple[str, str | None]:
     """(escaped pattern for the lower-cased name and email, pattern for the phone's digits or None)."""
     needle = text.strip().lower()
     digits = "".join(ch for ch in needle if ch.isdigit())
-    # A phone search needs a few digits, or "1" would match nearly every number.
-    return re.escape(needle), (digits if len(digits) >= 3 and len(digits) >= len(needle) // 2 else None)
+    # Phone-shaped text only ("lead5123@" is an email search), and a few digits, or "1"
+    # would match nearly every number.
+    phone_shaped = _PHONE_TEXT.fullmatch(needle) is not None
+    return re.escape(needle), (digits if phone_shaped and len(digits) >= 3 else None)
+
+
+_PHONE_TEXT = re.compile(r"[\d\s+().-]+")
 
 
 def _search_fields(name: str, email: str | None, phone: str | None) -> dict[str, str]:
@@ -222,6 +227,17 @@ def moved_summary(event: LeadTransferred) -> str:
         f"Transferred from {p.from_account_name} ({p.from_account_id}), owned there by {owner}, "
         f"to {p.to_account_name} by {p.by_user_id}"
     )
+
+
+# Entries about one agent's offer; a realtor sees only its own (the brokerage sees all).
+_OFFER_ENTRIES = frozenset({"LeadOffered", "OfferExpired", "OfferWithdrawn"})
+
+
+def visible_timeline(entries: list[dict[str, Any]], *, realtor_id: str | None) -> list[dict[str, Any]]:
+    """The timeline as the caller may read it: a realtor does not see offers made to other agents."""
+    if realtor_id is None:
+        return entries
+    return [e for e in entries if e["type"] not in _OFFER_ENTRIES or e.get("agent_id") == realtor_id]
 
 
 def records_in_timeline(event: LeadEvent) -> bool:
