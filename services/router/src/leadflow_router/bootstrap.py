@@ -14,6 +14,7 @@ from leadflow_router.settings import RouterSettings
 from leadflow_router.sweeper import sweep
 from leadflow_shared import topics
 from leadflow_shared.events.activity import LeadActivity
+from leadflow_shared.events.commands import LEAD_COMMAND
 from leadflow_shared.events.intake import LeadReceived
 from leadflow_shared.kafka import BatchRejections, publisher
 from leadflow_shared.service import ServiceRuntime
@@ -69,7 +70,12 @@ def create_app(settings: RouterSettings) -> FastAPI:
         handle_one=on_lead_received,
         max_records=settings.intake_batch,
     )
+
+    async def on_command(body: bytes) -> None:
+        await service().on_command(LEAD_COMMAND.validate_json(body))
+
     runtime.consume(topics.LEADS_ACTIVITY, group_id=settings.consumer_group, handle=on_activity)
+    runtime.consume(topics.LEADS_COMMANDS, group_id=settings.consumer_group, handle=on_command)
 
     async def sweeper(stopping: asyncio.Event) -> None:
         await sweep(service(), stopping, idle_seconds=settings.sweep_idle_seconds)

@@ -9,8 +9,15 @@ Leads arrive in batches: one read of records, contacts and cursors, the decision
 memory in order, one insert, one flush. Changes to an existing lead (claims, expiries)
 are compare-and-set writes on its `version`, so a race has one winner (I2).
 
+Office transfers (T2, leads.commands.v1) are compare-and-set changes too. Their events
+belong to the office the lead left (envelope and Kafka key), while the record moves to the
+new office: such a record keeps one key per outbox entry in `outbox_keys` (absent when
+every key is the record's account, as on every other path), and moves the contact keys
+(R1) with the `contacts`/`forget_contacts` effects.
+
 Exceptions: RoutingRejected (unknown account, agent or lead; activity without an
-offer) is returned per message from batches, or raised, and dead-lettered at the edge.
+offer; an impossible transfer) is returned per message from batches, or raised, and
+dead-lettered at the edge.
 """
 
 from __future__ import annotations
@@ -18,9 +25,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import repeat
 from typing import Any
 
 from pydantic import ValidationError
@@ -37,9 +45,11 @@ from leadflow_router.domain.decisions import (
     route_new_lead,
 )
 from leadflow_router.domain.model import AccountSnapshot, Activity, RoutingRejected
+from leadflow_router.domain.transfers import OfficeTransfer, on_office_transfer, team_member_transferred
 from leadflow_router.metrics import RouterMetrics
 from leadflow_shared.envelope import derived_event_id
 from leadflow_shared.events.activity import LeadActivity
+from leadflow_shared.events.commands import TransferLead, TransferTeamMember
 from leadflow_shared.events.intake import LeadReceived
 from leadflow_shared.events.routing import LeadSummary
 from leadflow_shared.kafka import BatchRejections, PublishRaw
@@ -172,6 +182,85 @@ class RouterService:
             self.metrics.cas_conflicts.labels("activity").inc()
         raise RuntimeError(f"lead {lead_id} kept changing under {CAS_ATTEMPTS} attempts")
 
+    # --- office transfers (T2) -----------------------------------------------------------------
+
+    async def on_command(self, command: TransferLead | TransferTeamMember) -> None:
+        """Apply crm-api's command: move a lead to another office, or tell an office a team member joined."""
+        if isinstance(command, TransferLead):
+            await self._transfer_lead(command)
+        else:
+            await self._relay_team_member(command)
+
+    async def _transfer_lead(self, command: TransferLead) -> None:
+        """T2: a compare-and-set like a claim, idempotent by the command's id (the transfer id)."""
+        lead_id = str(command.payload.lead_id)
+        transfer = OfficeTransfer(command.event_id, lead_id, command.payload.by_user_id)
+        for _ in range(CAS_ATTEMPTS):
+            doc = await self.records.get(lead_id)
+            if doc is None:
+                raise RoutingRejected(f"unknown lead {lead_id} in account {command.account_id}")
+            if doc.get("kind") != "lead":
+                raise RoutingRejected(f"lead {lead_id} was merged into an existing contact (R1); nothing to move")
+            if str(command.event_id) in doc.get("inputs", []):
+                await self.flush([doc])  # a redelivery: finish what a crash may have left
+                return
+            source = await self._account(command.account_id)
+            target = await self._account(command.payload.to_account_id)
+            state = decode_state(doc)
+            outcome = on_office_transfer(state, source, target, transfer)
+            if outcome.state == state and not outcome.events:
+                return  # already in the target office
+            contact = state.summary.contact
+            old_effects: dict[str, Any] = doc.get("effects") or {}
+            effects: dict[str, Any] = {
+                # Register the lead's email/phone in the new office (R1 there), and drop them
+                # from the offices it left where they still point at it (a new lead there).
+                "contacts": Contacts.keys(target.account_id, contact.email, contact.phone),
+                "forget_contacts": list(
+                    dict.fromkeys(
+                        [
+                            *old_effects.get("forget_contacts", []),
+                            *Contacts.keys(source.account_id, contact.email, contact.phone),
+                        ]
+                    )
+                ),
+            }
+            now = self.clock()
+            new = self._next_doc(
+                doc, outcome, source_id=command.event_id, now=now, effects=effects, event_account_id=source.account_id
+            )
+            new["inputs"] = [*doc.get("inputs", [])[-(RECENT_INPUTS - 1) :], str(command.event_id)]
+            if await self.records.compare_and_set(new, expected_version=state.version):
+                self.metrics.transfers.labels("lead").inc()
+                log.info("lead transferred", extra={"lead_id": lead_id, "explanation": outcome.explanation})
+                await self.flush([new])
+                return
+            self.metrics.cas_conflicts.labels("transfer").inc()
+        raise RuntimeError(f"lead {lead_id} kept changing under {CAS_ATTEMPTS} attempts")
+
+    async def _relay_team_member(self, command: TransferTeamMember) -> None:
+        """T2: one TeamMemberTransferred for the target office, keyed by it; same id on a redelivery."""
+        source = await self._account(command.account_id)
+        target = await self._account(command.payload.to_account_id)
+        emit = team_member_transferred(
+            source,
+            target,
+            transfer_id=command.event_id,
+            agent_id=command.payload.agent_id,
+            agent_name=command.payload.agent_name,
+            by_user_id=command.payload.by_user_id,
+        )
+        event = emit.kind.create(
+            account_id=target.account_id,
+            event_id=derived_event_id(command.event_id, "team-member"),
+            correlation_id=command.correlation_id,
+            occurred_at=command.occurred_at,
+            payload=emit.payload,
+        )
+        await self.publish(target.account_id, event.model_dump_json().encode())
+        self.metrics.events_published.inc()
+        self.metrics.transfers.labels("team_member").inc()
+
     # --- durable timers ----------------------------------------------------------------------
 
     async def sweep_once(self) -> int:
@@ -224,21 +313,28 @@ class RouterService:
             return
         positions: dict[str, int] = {}
         lead_by_key: dict[str, str] = {}
+        forget: dict[str, list[str]] = {}
         for doc in docs:
             effects: dict[str, Any] = doc.get("effects") or {}
             if rotation := effects.get("rotation"):
                 positions[rotation["key"]] = max(positions.get(rotation["key"], 0), int(rotation["position"]))
             for key in effects.get("contacts", []):
                 lead_by_key.setdefault(key, doc["_id"])
+            if keys := effects.get("forget_contacts"):
+                forget[doc["_id"]] = keys
 
         async def apply_effects() -> None:
             for key, position in positions.items():
                 await self.rotations.advance(key, position)
             await self.contacts.register(lead_by_key)
+            for lead_id, keys in forget.items():
+                await self.contacts.forget(lead_id, keys)
 
         async def publish_in_order(doc: Doc) -> None:
-            for raw in doc.get("outbox") or []:
-                await self.publish(doc["account_id"], raw.encode())
+            # Keys are the events' accounts: the record's, unless a transfer stored others.
+            keys: Iterable[str] = doc.get("outbox_keys") or repeat(doc["account_id"])
+            for key, raw in zip(keys, doc.get("outbox") or [], strict=False):
+                await self.publish(key, raw.encode())
 
         # Effects and events are independent (both idempotent); leads are independent of
         # each other; one lead's events keep their order.
@@ -270,24 +366,41 @@ class RouterService:
         return {"outbox": events, "effects": effects, "outbox_since_ms": to_ms(now) if events or effects else None}
 
     def _next_doc(
-        self, doc: Doc, outcome: Outcome, *, source_id: uuid.UUID, now: datetime, effects: dict[str, Any] | None = None
+        self,
+        doc: Doc,
+        outcome: Outcome,
+        *,
+        source_id: uuid.UUID,
+        now: datetime,
+        effects: dict[str, Any] | None = None,
+        event_account_id: str | None = None,
     ) -> Doc:
-        """The record after `outcome`: state, version + 1, and an outbox that keeps any unflushed events."""
+        """The record after `outcome`: state, version + 1, and an outbox that keeps any unflushed events.
+
+        The events belong to `event_account_id` (envelope and Kafka key), by default the
+        new state's account; a transfer's belong to the office the lead left.
+        """
         state = outcome.state
         assert state is not None  # noqa: S101 (transitions of an existing lead keep a state)
         version = int(doc["version"]) + 1
         new = encode_state(state.evolve(version=version))
+        events_account = event_account_id or state.account_id
         pending = self._outbox(
             outcome,
             source_id=source_id,
             correlation_id=uuid.UUID(doc["correlation_id"]),
-            account_id=state.account_id,
+            account_id=events_account,
             now=now,
             effects=effects or {},
             purpose=f"v{version}:",
         )
         # Events of an earlier change not yet flushed go out first (same ids: consumers drop copies).
-        pending["outbox"] = [*(doc.get("outbox") or []), *pending["outbox"]]
+        carried: list[str] = doc.get("outbox") or []
+        carried_keys: list[str] = doc.get("outbox_keys") or [doc["account_id"]] * len(carried)
+        keys = [*carried_keys, *[events_account] * len(pending["outbox"])]
+        if any(key != state.account_id for key in keys):
+            pending["outbox_keys"] = keys  # only when some event is not the record's account's
+        pending["outbox"] = [*carried, *pending["outbox"]]
         pending["effects"] = {**(doc.get("effects") or {}), **pending["effects"]}
         if pending["outbox"] or pending["effects"]:
             pending["outbox_since_ms"] = doc.get("outbox_since_ms") or to_ms(now)

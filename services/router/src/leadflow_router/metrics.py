@@ -10,6 +10,9 @@ class RouterMetrics:
         self.decisions = Counter(
             "router_decisions_total", "New leads routed, by deciding rule.", ["rule"], registry=registry
         )
+        self.transfers = Counter(
+            "router_transfers_total", "Office transfers applied (T2), by what moved.", ["kind"], registry=registry
+        )
         self.claims = Counter("router_claims_total", "Offers claimed by an agent.", registry=registry)
         self.expiries = Counter(
             "router_deadlines_fired_total",

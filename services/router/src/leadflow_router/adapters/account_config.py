@@ -29,6 +29,9 @@ class AgentConfig(_Strict):
     phone: str | None = None
     time_zone: str = "UTC"
     active: bool = True
+    status: Literal["active", "onboarding", "inactive"] = Field(
+        default="active", description="Team status; crm-api sets onboarding on an office transfer (T2)."
+    )
     invitation_accepted: bool = True
     round_robin: bool = Field(default=True, description="Approved by the broker for round robin (R6).")
     offices: list[str] = Field(default_factory=list, max_length=100)
@@ -68,6 +71,9 @@ class PauseWindowConfig(_Strict):
 class AccountConfig(_Strict):
     account_id: str = Id
     name: str = Field(min_length=1, max_length=200)
+    organisation_id: str | None = Field(
+        default=None, min_length=1, max_length=64, description="Offices of one organisation can move leads (T2)."
+    )
     time_zone: str = "UTC"
     default_region: str = Field(default="US", min_length=2, max_length=2)
     round_robin: bool = False

@@ -137,11 +137,11 @@ class LeadRecords:
         by_version: dict[int, list[str]] = {}
         for doc in docs:
             by_version.setdefault(int(doc["version"]), []).append(doc["_id"])
+        cleared: Doc = {"outbox": [], "effects": {}, "outbox_since_ms": None}
+        if any(doc.get("outbox_keys") for doc in docs):  # only after a transfer (T2)
+            cleared["outbox_keys"] = None
         for version, ids in by_version.items():
-            await self._leads.update_many(
-                {"_id": {"$in": ids}, "version": version},
-                {"$set": {"outbox": [], "effects": {}, "outbox_since_ms": None}},
-            )
+            await self._leads.update_many({"_id": {"$in": ids}, "version": version}, {"$set": cleared})
 
     async def due(self, now_ms: int, limit: int) -> list[Doc]:
         """The most overdue records, oldest deadline first."""
@@ -175,6 +175,11 @@ class Contacts:
         docs = [{"_id": key, "lead_id": lead_id} for key, lead_id in lead_by_key.items()]
         with contextlib.suppress(BulkWriteError):  # the first lead with this email/phone keeps it
             await self._contacts.insert_many(docs, ordered=False)
+
+    async def forget(self, lead_id: str, keys: list[str]) -> None:
+        """Drop `keys` where they still point at `lead_id` (a lead that left the account: T2)."""
+        if keys:
+            await self._contacts.delete_many({"_id": {"$in": keys}, "lead_id": lead_id})
 
 
 class Rotations:

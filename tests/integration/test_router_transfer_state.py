@@ -1,0 +1,413 @@
+"""Office-to-office transfers (DESIGN T2) through the router's handlers, on the real MongoDB-wire server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from prometheus_client import CollectorRegistry
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from leadflow_router.adapters.account_config import load_account_config
+from leadflow_router.adapters.mongo import (
+    ACCOUNTS,
+    CONTACTS,
+    ROUTER_LEADS,
+    AccountSnapshots,
+    Contacts,
+    LeadRecords,
+    Rotations,
+    ensure_indexes,
+)
+from leadflow_router.domain.model import RoutingRejected
+from leadflow_router.handlers import RouterService
+from leadflow_router.metrics import RouterMetrics
+from leadflow_shared.envelope import derived_event_id
+from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
+from leadflow_shared.events.commands import (
+    TransferLead,
+    TransferLeadPayload,
+    TransferTeamMember,
+    TransferTeamMemberPayload,
+)
+from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
+from leadflow_shared.events.routing import (
+    LEAD_EVENT,
+    ROUTING_EVENT,
+    ActivityLogged,
+    AssignmentReason,
+    LeadAssigned,
+    LeadOffered,
+    LeadTransferred,
+    OfferWithdrawn,
+    RoutingEvent,
+    TeamMemberTransferred,
+    WithdrawalReason,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+
+T0 = datetime(2026, 5, 4, 15, 0, tzinfo=UTC)
+NORTH_AGENTS = ["north-broker", "na", "nb", "nc"]
+SOUTH_AGENTS = ["south-broker", "sa"]
+
+
+def office(account_id: str, agents: list[str], *, round_robin: bool) -> dict[str, Any]:
+    return {
+        "account_id": account_id,
+        "name": f"{account_id.title()} Office",
+        "organisation_id": "acme-org",
+        "round_robin": round_robin,
+        "agents": [{"agent_id": a, "name": f"Agent {a}", "email": f"{a}@acme.example"} for a in agents],
+        "roster": agents,
+        "sources": [{"name": "Race", "race_count": 2, "claim_window_seconds": 600}],
+        "default_source": {"claim_window_seconds": 600},
+    }
+
+
+CONFIG = {
+    "accounts": [
+        office("north", NORTH_AGENTS, round_robin=True),
+        office("south", SOUTH_AGENTS, round_robin=False),
+    ]
+}
+
+
+@dataclass
+class Clock:
+    now: datetime = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Published:
+    """What the router published, as (Kafka key, body); `failing` simulates a broker outage."""
+
+    records: list[tuple[str, bytes]] = field(default_factory=list)
+    failing: bool = False
+
+    async def __call__(self, key: str, body: bytes) -> None:
+        if self.failing:
+            raise ConnectionError("broker down")
+        self.records.append((key, body))
+
+    def events(self) -> list[tuple[str, RoutingEvent]]:
+        return [(key, ROUTING_EVENT.validate_json(body)) for key, body in self.records]
+
+    def clear(self) -> None:
+        self.records.clear()
+
+
+@dataclass
+class Router:
+    service: RouterService
+    clock: Clock
+    published: Published
+    db: AsyncDatabase[dict[str, Any]]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def router(mongo_url: str) -> AsyncIterator[Router]:
+    name = f"transfers_{uuid.uuid4().hex[:12]}"
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
+    db = client[name]
+    await load_account_config(db, CONFIG)
+    # An office nobody works in yet (the config loader refuses it; crm-api's settings may not).
+    await db[ACCOUNTS].insert_one({"_id": "empty", "name": "Empty Office", "roster": []})
+    await ensure_indexes(db)
+    clock, published = Clock(), Published()
+    service = RouterService(
+        records=LeadRecords(db),
+        accounts=AccountSnapshots(db, 0),
+        contacts=Contacts(db),
+        rotations=Rotations(db),
+        publish=published,
+        metrics=RouterMetrics(CollectorRegistry()),
+        clock=clock,
+    )
+    yield Router(service, clock, published, db)
+    await client.drop_database(name)
+    await client.close()
+
+
+def received(account_id: str, email: str | None = None, source: str = "Website") -> LeadReceived:
+    return LeadReceived.create(
+        account_id=account_id,
+        occurred_at=T0,
+        payload=LeadReceivedPayload(
+            contact=Contact(
+                first_name="Lead", email=email or f"lead-{uuid.uuid4().hex}@example.com", phone="+15555550123"
+            ),
+            source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name=source),
+        ),
+    )
+
+
+def transfer(lead_id: uuid.UUID, from_account: str = "north", to_account: str = "south") -> TransferLead:
+    return TransferLead.create(
+        account_id=from_account,
+        occurred_at=T0,
+        payload=TransferLeadPayload(lead_id=lead_id, to_account_id=to_account, by_user_id="admin-1"),
+    )
+
+
+def activity(lead_id: uuid.UUID, account_id: str, agent: str) -> LeadActivity:
+    return LeadActivity.create(
+        account_id=account_id,
+        occurred_at=T0,
+        payload=LeadActivityPayload(lead_id=lead_id, agent_id=agent, action=ActivityAction.CALL),
+    )
+
+
+async def offered_lead(router: Router, email: str | None = None) -> LeadReceived:
+    """A new lead in north, offered to two agents at once, then a clean slate of published events."""
+    lead = received("north", email, source="Race")
+    await router.service.on_lead_received(lead)
+    assert [type(e) for _, e in router.published.events()] == [LeadOffered, LeadOffered]
+    router.published.clear()
+    return lead
+
+
+async def test_offered_lead_moves_with_its_events_keyed_by_the_source(router: Router) -> None:
+    lead = await offered_lead(router)
+    command = transfer(lead.event_id)
+    await router.service.on_command(command)
+
+    events = router.published.events()
+    assert [type(e) for _, e in events] == [OfferWithdrawn, OfferWithdrawn, LeadTransferred]
+    assert {key for key, _ in events} == {"north"}
+    assert {e.account_id for _, e in events} == {"north"}
+    withdrawn = [e for _, e in events if isinstance(e, OfferWithdrawn)]
+    assert {e.payload.reason for e in withdrawn} == {WithdrawalReason.OFFICE_TRANSFER}
+    moved = events[-1][1]
+    assert isinstance(moved, LeadTransferred)
+    assert moved.payload.transfer_id == command.event_id
+    assert (moved.payload.from_account_id, moved.payload.to_account_id) == ("north", "south")
+    assert (moved.payload.from_account_name, moved.payload.to_account_name) == ("North Office", "South Office")
+    assert moved.payload.previous_owner_agent_id is None  # offered, nobody held it
+    assert moved.payload.agent_id == "south-broker"
+    assert moved.payload.by_user_id == "admin-1"
+    assert moved.payload.contact == lead.payload.contact
+
+    doc = await router.db[ROUTER_LEADS].find_one({"_id": str(lead.event_id)})
+    assert doc is not None
+    assert (doc["account_id"], doc["status"], doc["holder"]) == ("south", "assigned", "south-broker")
+    assert doc["reason"] == AssignmentReason.OFFICE_TRANSFER.value
+    assert doc["next_deadline_ms"] is None
+    assert {o["status"] for o in doc["offers"]} == {"withdrawn"}
+    assert doc["outbox"] == []
+    assert not doc.get("outbox_keys")
+    assert doc["effects"] == {}
+
+
+async def test_redelivered_transfer_publishes_the_same_ids_and_changes_nothing(router: Router) -> None:
+    lead = await offered_lead(router)
+    command = transfer(lead.event_id)
+    await router.service.on_command(command)
+    first = list(router.published.records)
+    before = await router.db[ROUTER_LEADS].find_one({"_id": str(lead.event_id)})
+    router.published.clear()
+    router.clock.now = T0 + timedelta(seconds=30)
+
+    await router.service.on_command(command)
+    await router.service.on_command(TransferLead.model_validate_json(command.model_dump_json()))
+
+    after = await router.db[ROUTER_LEADS].find_one({"_id": str(lead.event_id)})
+    assert after == before
+    assert router.published.records == []  # flushed already: nothing left to send
+    assert len(first) == 3
+
+
+async def test_crash_between_store_and_publish_is_repaired_with_the_source_key(router: Router) -> None:
+    lead = await offered_lead(router)
+    command = transfer(lead.event_id)
+    router.published.failing = True
+    with pytest.raises(ConnectionError):
+        await router.service.on_command(command)
+    stored = await router.db[ROUTER_LEADS].find_one({"_id": str(lead.event_id)})
+    assert stored is not None
+    assert stored["account_id"] == "south"
+    assert stored["outbox_keys"] == ["north", "north", "north"]
+
+    # Before the command comes back, the new holder acts on the lead in its new office.
+    router.published.failing = False
+    await router.service.on_activity(activity(lead.event_id, "south", "south-broker"))
+    # Then the command is redelivered (its offset was never committed).
+    await router.service.on_command(command)
+
+    events = router.published.events()
+    kinds = [(key, type(e).__name__) for key, e in events]
+    assert kinds[:4] == [
+        ("north", "OfferWithdrawn"),
+        ("north", "OfferWithdrawn"),
+        ("north", "LeadTransferred"),
+        ("south", "ActivityLogged"),
+    ]
+    assert all(key == e.account_id for key, e in events)
+    assert {e.event_id for _, e in events[4:]} <= {e.event_id for _, e in events[:4]}  # a replay, same ids
+    repaired = await router.db[ROUTER_LEADS].find_one({"_id": str(lead.event_id)})
+    assert repaired is not None
+    assert repaired["outbox"] == []
+    assert not repaired.get("outbox_keys")
+
+
+async def test_contacts_move_to_the_target_office(router: Router) -> None:
+    email = f"moving-{uuid.uuid4().hex}@example.com"
+    lead = await offered_lead(router, email)
+    await router.service.on_command(transfer(lead.event_id))
+    keys = {d["_id"]: d["lead_id"] async for d in router.db[CONTACTS].find({"lead_id": str(lead.event_id)})}
+    assert keys == {"south:email:" + email: str(lead.event_id), "south:phone:+15555550123": str(lead.event_id)}
+    router.published.clear()
+
+    again_in_south = received("south", email)
+    await router.service.on_lead_received(again_in_south)
+    [(key, logged)] = router.published.events()
+    assert key == "south"
+    assert isinstance(logged, ActivityLogged)  # R1 on the transferred lead, its new holder told
+    assert logged.payload.lead_id == lead.event_id
+    assert logged.payload.agent_id == "south-broker"
+    router.published.clear()
+
+    # The phone is shared by every lead of this module: only a unique email shows the source side.
+    again_in_north = LeadReceived.create(
+        account_id="north",
+        occurred_at=T0,
+        payload=LeadReceivedPayload(
+            contact=Contact(first_name="Lead", email=email),
+            source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
+        ),
+    )
+    await router.service.on_lead_received(again_in_north)
+    kinds = {type(e) for _, e in router.published.events()}
+    assert ActivityLogged not in kinds
+    new = [LEAD_EVENT.validate_json(body) for _, body in router.published.records]
+    assert new  # a new lead of its own: offered or assigned in north
+    assert all(e.payload.lead_id == again_in_north.event_id for e in new)
+
+
+async def test_contacts_come_back_when_the_lead_does(router: Router) -> None:
+    email = f"return-{uuid.uuid4().hex}@example.com"
+    lead = received("north", email)
+    await router.service.on_lead_received(lead)
+    await router.service.on_command(transfer(lead.event_id))
+    await router.service.on_command(transfer(lead.event_id, "south", "north"))
+    keys = {d["_id"] async for d in router.db[CONTACTS].find({"lead_id": str(lead.event_id)})}
+    assert f"north:email:{email}" in keys
+    assert not any(k.startswith("south:") for k in keys)
+    doc = await router.db[ROUTER_LEADS].find_one({"_id": str(lead.event_id)})
+    assert doc is not None
+    assert (doc["account_id"], doc["holder"]) == ("north", "north-broker")
+
+
+async def test_impossible_transfers_are_rejected_and_change_nothing(router: Router) -> None:
+    lead = await offered_lead(router)
+    before = await router.db[ROUTER_LEADS].find_one({"_id": str(lead.event_id)})
+    with pytest.raises(RoutingRejected, match="unknown lead"):
+        await router.service.on_command(transfer(uuid.uuid4()))
+    with pytest.raises(RoutingRejected, match="own office"):
+        await router.service.on_command(transfer(lead.event_id, "north", "north"))
+    with pytest.raises(RoutingRejected, match="unknown account"):
+        await router.service.on_command(transfer(lead.event_id, "north", "nowhere"))
+    with pytest.raises(RoutingRejected, match="empty roster"):
+        await router.service.on_command(transfer(lead.event_id, "north", "empty"))
+    with pytest.raises(RoutingRejected, match="unknown lead"):
+        await router.service.on_command(transfer(lead.event_id, "south", "empty"))  # not south's lead
+    after = await router.db[ROUTER_LEADS].find_one({"_id": str(lead.event_id)})
+    assert after == before
+    assert router.published.records == []
+
+
+async def test_merged_lead_cannot_be_transferred(router: Router) -> None:
+    email = f"merged-{uuid.uuid4().hex}@example.com"
+    await router.service.on_lead_received(received("north", email))
+    repeat = received("north", email)
+    await router.service.on_lead_received(repeat)  # R1: logged on the first one
+    with pytest.raises(RoutingRejected, match="merged"):
+        await router.service.on_command(transfer(repeat.event_id))
+
+
+async def test_the_source_office_cannot_act_on_a_transferred_lead(router: Router) -> None:
+    lead = await offered_lead(router)
+    doc = await router.db[ROUTER_LEADS].find_one({"_id": str(lead.event_id)})
+    assert doc is not None
+    racer = doc["offers"][0]["agent_id"]
+    await router.service.on_command(transfer(lead.event_id))
+    router.published.clear()
+
+    with pytest.raises(RoutingRejected, match="unknown lead"):
+        await router.service.on_activity(activity(lead.event_id, "north", racer))  # its offer was withdrawn
+    with pytest.raises(RoutingRejected, match="no open offer"):
+        await router.service.on_activity(activity(lead.event_id, "south", "sa"))  # held: nothing to claim
+    await router.service.on_activity(activity(lead.event_id, "south", "south-broker"))
+    [(key, logged)] = router.published.events()
+    assert key == "south"
+    assert isinstance(logged, ActivityLogged)
+    assert logged.account_id == "south"
+
+
+async def _events_of(router: Router, lead: LeadReceived) -> list[tuple[str, RoutingEvent]]:
+    return [
+        (key, e)
+        for key, e in router.published.events()
+        if not isinstance(e, TeamMemberTransferred) and e.payload.lead_id == lead.event_id
+    ]
+
+
+async def test_assigned_lead_names_its_previous_owner(router: Router) -> None:
+    lead = received("south")  # round robin off: roster position 1 holds it
+    await router.service.on_lead_received(lead)
+    assert any(isinstance(e, LeadAssigned) for _, e in await _events_of(router, lead))
+    router.published.clear()
+    await router.service.on_command(transfer(lead.event_id, "south", "north"))
+    [(key, moved)] = router.published.events()
+    assert key == "south"
+    assert isinstance(moved, LeadTransferred)
+    assert (moved.payload.previous_owner_agent_id, moved.payload.previous_owner_name) == (
+        "south-broker",
+        "Agent south-broker",
+    )
+    assert moved.payload.agent_id == "north-broker"
+
+
+async def test_team_member_transfer_is_relayed_to_the_target_office(router: Router) -> None:
+    command = TransferTeamMember.create(
+        account_id="north",
+        occurred_at=T0,
+        payload=TransferTeamMemberPayload(
+            agent_id="nc", agent_name="Agent nc", to_account_id="south", by_user_id="admin-1"
+        ),
+    )
+    await router.service.on_command(command)
+    await router.service.on_command(command)  # a redelivery: the same event
+    [(key, first), (key_again, second)] = router.published.events()
+    assert first == second
+    assert key == key_again == "south"
+    assert isinstance(first, TeamMemberTransferred)
+    assert first.account_id == "south"
+    assert first.event_id == derived_event_id(command.event_id, "team-member")
+    assert first.correlation_id == command.correlation_id
+    assert first.payload.transfer_id == command.event_id
+    assert (first.payload.agent_id, first.payload.agent_name) == ("nc", "Agent nc")
+    assert (first.payload.from_account_id, first.payload.from_account_name) == ("north", "North Office")
+    assert first.payload.to_account_name == "South Office"
+    router.published.clear()
+
+    for source, target in (("north", "nowhere"), ("nowhere", "south")):
+        bad = TransferTeamMember.create(
+            account_id=source,
+            occurred_at=T0,
+            payload=TransferTeamMemberPayload(
+                agent_id="nc", agent_name="Agent nc", to_account_id=target, by_user_id="admin-1"
+            ),
+        )
+        with pytest.raises(RoutingRejected, match="unknown account"):
+            await router.service.on_command(bad)
+    assert router.published.records == []
