@@ -19,7 +19,8 @@ gap in nx-27017 shows up here and not as a puzzling service bug:
 - the timer sweeper's deadline query: due_at <= now, ascending by due_at, with limit
 - aggregate: $match + $group with $sum + $sort
 - $set of a whole array of embedded documents; $push of a string and of an embedded document
-- delete_one / delete_many
+- delete_one / delete_many (also by `_id $in` and a field)
+- $pull / $addToSet of strings; `$in: [true, 1]` on a flag written by $set
 - create_index called twice with the same spec (idempotent); writes into a collection
   with an index whose keys include _id (crm-api's list index)
 
@@ -601,3 +602,31 @@ async def test_set_keeps_booleans(db: AsyncDatabase[Doc]) -> None:
     assert stored is not None
     assert stored["flag"]
     assert await agents.count_documents({"flag": True}) == 1
+
+
+async def test_in_true_or_one_matches_a_flag_set_by_set(db: AsyncDatabase[Doc]) -> None:
+    """The notifier finds subscribers with `{flag: {$in: [true, 1]}}`: right on MongoDB and on nx-27017 (1/0)."""
+    prefs = db["prefs"]
+    await prefs.insert_many([{"_id": "on", "flag": False}, {"_id": "off", "flag": True}, {"_id": "none"}])
+    await prefs.update_one({"_id": "on"}, {"$set": {"flag": True}})
+    await prefs.update_one({"_id": "off"}, {"$set": {"flag": False}})
+    assert await _ids(prefs.find({"flag": {"$in": [True, 1]}})) == ["on"]
+
+
+async def test_pull_and_add_to_set_of_strings(db: AsyncDatabase[Doc]) -> None:
+    """Office transfers move a team member between rosters (lists of ids) with $pull and $addToSet."""
+    accounts = db["accounts"]
+    await accounts.insert_many([{"_id": "a", "roster": ["x", "m", "y"]}, {"_id": "b", "roster": ["z"]}])
+    for _ in range(2):  # both are idempotent
+        await accounts.update_one({"_id": "a"}, {"$pull": {"roster": "m"}})
+        await accounts.update_one({"_id": "b"}, {"$addToSet": {"roster": "m"}})
+    assert {d["_id"]: d["roster"] async for d in accounts.find({})} == {"a": ["x", "y"], "b": ["z", "m"]}
+
+
+async def test_delete_many_by_ids_and_a_field(db: AsyncDatabase[Doc]) -> None:
+    """The router forgets a moved lead's contact keys only where they still point at that lead."""
+    contacts = db["contacts"]
+    await contacts.insert_many([{"_id": "k1", "lead": "L"}, {"_id": "k2", "lead": "other"}, {"_id": "k3", "lead": "L"}])
+    result = await contacts.delete_many({"_id": {"$in": ["k1", "k2"]}, "lead": "L"})
+    assert result.deleted_count == 1
+    assert sorted(await _ids(contacts.find({}))) == ["k2", "k3"]
