@@ -144,9 +144,10 @@ async def test_notification_preferences_own_and_by_the_broker(stack: Stack, clie
     ana, broker = stack.auth("set-ana", "realtor", ACCOUNT), stack.auth("set-boss", "broker", ACCOUNT)
     own = f"/v1/accounts/{ACCOUNT}/settings/notifications/set-ana"
     assert (await client.get(own, headers=ana)).json() == {
-        "channels": ["email", "sms", "push"], "quiet_hours": None, "digest": False
+        "channels": ["email", "sms", "push"], "quiet_hours": None, "digest": False, "team_updates": False
     }
-    prefs = {"channels": ["email", "push"], "quiet_hours": {"start": "22:00", "end": "07:00"}, "digest": False}
+    prefs = {"channels": ["email", "push"], "quiet_hours": {"start": "22:00", "end": "07:00"}, "digest": False,
+             "team_updates": True}
     assert (await client.put(own, headers=ana, json=prefs)).status_code == 200
     assert (await client.get(own, headers=broker)).json() == prefs
     assert "body.channels" in invalid(await client.put(own, headers=ana, json={"channels": ["sms", "sms"]}))
@@ -168,6 +169,8 @@ SETTINGS_CALLS: list[tuple[str, str, dict[str, Any] | None]] = [
     ("PUT", "settings/routing", {"round_robin": False, "roster": ["dana-whitehorse"]}),
     ("GET", "agents/dana-whitehorse/round-robin", None),
     ("PUT", "agents/dana-whitehorse/round-robin", {"approved": False}),
+    ("GET", "agents/dana-whitehorse/status", None),
+    ("PUT", "agents/dana-whitehorse/status", {"status": "inactive"}),
     ("GET", "settings/lead-sources", None),
     ("PUT", "settings/lead-sources", {"sources": []}),
     ("GET", "settings/lead-groups", None),
