@@ -201,14 +201,29 @@ async def test_transfer_to_an_accepted_realtor_labels_both_sides_and_a_retry_app
 
     detail = await client.get(f"{base}/leads/{leads[0]}", headers=as_realtor)
     assert detail.status_code == 200, "the realtor manages a shared lead like its own"
-    transfers = [e for e in detail.json()["timeline"] if e["type"] == "LeadTransferred"]
+    transfers = [e for e in detail.json()["timeline"] if e["type"] == "LeadShared"]
     assert [e["summary"] for e in transfers] == [f"Transferred to Realtor {realtor} ({realtor}) by {SHARE_NAME}"]
+
+    # The router heard of it (ShareLead): the realtor holds the lead, and its actions are the holder's.
+    async def held_by_realtor() -> bool:
+        rows = await listed(client, f"{base}/leads", broker, assigned_to=realtor)
+        return all(rows[i]["owner_agent_id"] == realtor for i in leads)
+
+    await eventually(held_by_realtor, what="the shared leads held by the realtor")
+    acted = await client.post(f"{base}/leads/{leads[0]}/activities", headers=as_realtor, json={"action": "note"})
+    assert acted.status_code == 202, acted.text
+
+    async def logged_by_the_router() -> bool:
+        record = await on_db(stack, lambda db: db["router_leads"].find_one({"_id": leads[0]}))
+        return record is not None and acted.json()["event_id"] in record.get("inputs", [])
+
+    await eventually(logged_by_the_router, what="the realtor's note applied by the router, not dead-lettered")
 
     retry = await client.post(f"{base}/lead-transfers", headers={**broker, **key}, json=body)
     assert retry.status_code == 200, retry.text
     assert retry.json() == result, "the same Idempotency-Key is the same transfer"
     timeline = (await client.get(f"{base}/leads/{leads[0]}", headers=broker)).json()["timeline"]
-    assert len([e for e in timeline if e["type"] == "LeadTransferred"]) == 1, "a retry records nothing twice"
+    assert len([e for e in timeline if e["type"] == "LeadShared"]) == 1, "a retry records nothing twice"
     other = await client.post(f"{base}/lead-transfers", headers={**broker, **key},
                               json={"lead_ids": leads[:1], "realtor_id": realtor})
     assert "Idempotency-Key" in problem(other, 422)
@@ -256,7 +271,7 @@ async def test_refused_transfers_change_nothing(stack: Stack, client: httpx.Asyn
     for lead_id in leads:
         row = (await client.get(f"{base}/leads/{lead_id}", headers=broker)).json()
         assert (row["owner_agent_id"], row["assigned_to"], row["assigned_by"]) == ("share-lee", None, None)
-        assert not [e for e in row["timeline"] if e["type"] == "LeadTransferred"]
+        assert not [e for e in row["timeline"] if e["type"] == "LeadShared"]
 
     # The control: the same leads do go to the accepted realtor, so the refusals above were the rules at work.
     control = await client.post(url, headers=broker, json={"lead_ids": leads, "realtor_id": accepted})
@@ -292,7 +307,7 @@ async def test_a_transfer_that_crashed_half_way_is_finished_by_its_retry(
     assert set(theirs) == set(leads), "the retry finished the leads the crash left"
     for lead_id in leads:
         timeline = (await client.get(f"{base}/leads/{lead_id}", headers=broker)).json()["timeline"]
-        assert len([e for e in timeline if e["type"] == "LeadTransferred"]) == 1, lead_id
+        assert len([e for e in timeline if e["type"] == "LeadShared"]) == 1, lead_id
     stored = await on_db(stack, lambda db: db["crm_transfers"].find_one({"_id": record["_id"]}))
     assert stored is not None
     assert stored["done"]

@@ -120,7 +120,7 @@ def test_the_row_change_and_timeline_entry_come_from_the_record_so_a_retry_write
     assert entry["_id"] != transfer_entry(record, "l2")["_id"]
     assert entry["_id"] != transfer_entry(_record(transfer_id=transfer_id("acme-realty", "key-2")), "l1")["_id"]
     assert (entry["type"], entry["lead_id"], entry["account_id"], entry["occurred_ms"]) == (
-        "LeadTransferred", "l1", "acme-realty", 1772366400123)
+        "LeadShared", "l1", "acme-realty", 1772366400123)
     assert entry["summary"] == "Transferred to Ria Lopez (ria) by Acme Realty"
 
 

@@ -11,8 +11,31 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from leadflow_shared.events.activity import ActivityAction
 
+_LEAD_EXAMPLE: dict[str, Any] = {
+    "lead_id": "0b8e6c1e-3f55-5d7a-9c1e-2f4a6b8c0d12",
+    "name": "Jordan Lee",
+    "email": "jordan.lee@example.com",
+    "phone": "+12125550143",
+    "source": "Zillow",
+    "status": "assigned",
+    "owner_agent_id": "alex-rivera",
+    "assigned_to": "riley-park",
+    "assigned_by": "Acme Realty",
+    "transferred_at": "2026-11-24T15:04:05Z",
+    "created_at": "2026-11-24T14:02:11Z",
+    "last_activity_at": "2026-11-24T15:04:05Z",
+    "company": "Harbor Lofts LLC",
+    "office_address": "1 Main St, Brooklyn, NY 11201",
+    "home_address": "22 Oak Ave, Brooklyn, NY 11215",
+    "rating": 4,
+    "production_value": "$5M+",
+    "labels": ["Hot", "Relocating"],
+}
+
 
 class LeadPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_LEAD_EXAMPLE]})
+
     lead_id: str
     name: str
     email: str | None
@@ -38,6 +61,17 @@ class LeadPublic(BaseModel):
 
 
 class LeadPage(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [_LEAD_EXAMPLE],
+                    "next_cursor": "WzE3OTU1MzI2NDUwMDAsICIwYjhlNmMxZS0zZjU1LTVkN2EtOWMxZS0yZjRhNmI4YzBkMTIiXQ",
+                }
+            ]
+        }
+    )
+
     items: list[LeadPublic]
     next_cursor: str | None = Field(description="Pass as `cursor` to get the next page; null on the last page.")
 
@@ -59,6 +93,39 @@ class TimelineEntry(BaseModel):
 
 class LeadDetail(LeadPublic):
     """V3: the contact, its holder, the open offers with deadlines and the whole timeline, oldest first."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    **_LEAD_EXAMPLE,
+                    "open_offers": [],
+                    "timeline": [
+                        {
+                            "event_id": "6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f",
+                            "type": "LeadClaimed",
+                            "occurred_at": "2026-11-24T14:05:40Z",
+                            "agent_id": "alex-rivera",
+                            "action": "call",
+                            "summary": "Claimed by alex-rivera (call)",
+                        },
+                        {
+                            "event_id": "7a2b3c4d-5e6f-4a8b-9c0d-1e2f3a4b5c6d",
+                            "type": "LeadActivity",
+                            "occurred_at": "2026-11-24T14:31:02Z",
+                            "agent_id": "alex-rivera",
+                            "action": "note",
+                            "summary": "note by alex-rivera",
+                        },
+                    ],
+                    "campaigns": ["Spring buyers"],
+                    "campaign_subscriptions": ["Market report"],
+                    "campaign_triggers": ["Price drop alert"],
+                    "first_created_at": "2026-11-24T14:02:11Z",
+                }
+            ]
+        }
+    )
 
     open_offers: list[OpenOffer]
     timeline: list[TimelineEntry]
@@ -84,12 +151,14 @@ class AgentAction(StrEnum):
 
 
 class ActivityCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"action": "call"}, {"action": "view"}]})
 
     action: AgentAction = Field(description="Every action but `view` claims a lead offered to the caller (R8).")
 
 
 class ActivityAccepted(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"event_id": "3c9d8e7f-1a2b-4c3d-9e8f-5a6b7c8d9e0f"}]})
+
     event_id: uuid.UUID = Field(description="Id of the LeadActivity published to leads.activity.v1.")
 
 

@@ -12,6 +12,7 @@ from leadflow_crm_api.adapters.leads import ScopedLeads, scope_filter
 from leadflow_crm_api.adapters.tokens import TokenVerifier
 from leadflow_crm_api.domain.principal import Principal
 from leadflow_crm_api.errors import Forbidden, Unauthenticated
+from leadflow_shared.kafka import PublishRaw
 from leadflow_shared.mongo import Document
 from leadflow_shared.service import ServiceRuntime
 
@@ -48,3 +49,12 @@ def _account_leads(account_id: Id, caller: Caller, db: Db) -> ScopedLeads:
 
 
 AccountLeads = Annotated[ScopedLeads, Depends(_account_leads)]
+
+
+def _commands(request: Request) -> PublishRaw:
+    """Publishes to leads.commands.v1 (the router's input), keyed by account."""
+    publish: PublishRaw = request.app.state.publish_command
+    return publish
+
+
+Commands = Annotated[PublishRaw, Depends(_commands)]

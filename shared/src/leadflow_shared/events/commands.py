@@ -1,4 +1,4 @@
-"""Contracts of leads.commands.v1: what crm-api asks the router to do (T2 office transfers).
+"""Contracts of leads.commands.v1: what crm-api asks the router to do (T1 lead sharing, T2 office transfers).
 
 A command is keyed by the account it is sent from. Its event id is the transfer's id, so
 a command published twice (a client retry) is one transfer.
@@ -46,5 +46,21 @@ class TransferTeamMember(Envelope):
     payload: TransferTeamMemberPayload
 
 
-LeadCommand = Annotated[TransferLead | TransferTeamMember, Field(discriminator="type")]
+class ShareLeadPayload(Contract):
+    lead_id: uuid.UUID
+    share_id: uuid.UUID = Field(description="crm-api's lead transfer (T1); one command per lead of it.")
+    realtor_id: UserId = Field(description="A realtor who accepted the brokerage's invitation.")
+    realtor_name: str = Field(max_length=200)
+    assigned_by: str = Field(max_length=200, description='The brokerage\'s name for the "Assigned By" label.')
+    by_user_id: UserId
+
+
+class ShareLead(Envelope):
+    """T1: the brokerage (`account_id`) transferred the lead to a realtor; the realtor holds it from now on."""
+
+    type: Literal["ShareLead"] = "ShareLead"
+    payload: ShareLeadPayload
+
+
+LeadCommand = Annotated[TransferLead | TransferTeamMember | ShareLead, Field(discriminator="type")]
 LEAD_COMMAND: TypeAdapter[LeadCommand] = TypeAdapter(LeadCommand)

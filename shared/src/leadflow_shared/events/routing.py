@@ -32,6 +32,7 @@ class AssignmentReason(StrEnum):
     CLAIMED = "claimed"  # R7/R8: the agent claimed an offer
     FALLBACK = "fallback"  # R9: every eligible agent passed; the broker pool has it
     OFFICE_TRANSFER = "office_transfer"  # T2: moved here from another office; the broker pool has it
+    LEAD_SHARING = "lead_sharing"  # T1: the brokerage transferred it to a realtor who accepted its invitation
 
 
 class LeadSummary(Contract):
@@ -81,6 +82,7 @@ class LeadOffered(Envelope):
 class WithdrawalReason(StrEnum):
     CLAIMED_BY_ANOTHER = "claimed_by_another"  # R7: another agent of the race claimed it
     OFFICE_TRANSFER = "office_transfer"  # T2: the lead moved to another office
+    LEAD_SHARING = "lead_sharing"  # T1: the brokerage gave the lead to a realtor
 
 
 class OfferClosedPayload(Contract):
@@ -173,6 +175,23 @@ class LeadTransferred(Envelope):
     payload: LeadTransferredPayload
 
 
+class LeadSharedPayload(Contract):
+    lead_id: uuid.UUID
+    share_id: uuid.UUID = Field(description="The lead transfer (T1) in crm-api that shared it.")
+    agent_id: AgentId = Field(description="The realtor who holds the lead now.")
+    realtor_name: str = Field(max_length=200)
+    assigned_by: str = Field(max_length=200, description='The brokerage, as the "Assigned By" label names it.')
+    previous_owner_agent_id: AgentId | None = None
+    by_user_id: str = Field(min_length=1, max_length=64, description="The broker or admin who shared it.")
+
+
+class LeadShared(Envelope):
+    """T1: the brokerage transferred the lead to a realtor, who holds it now; open offers were withdrawn."""
+
+    type: Literal["LeadShared"] = "LeadShared"
+    payload: LeadSharedPayload
+
+
 class TeamMemberTransferredPayload(Contract):
     agent_id: AgentId = Field(description="The team member who moved; it arrives with status Onboarding.")
     agent_name: str = Field(max_length=200)
@@ -199,7 +218,8 @@ LeadEvent = Annotated[
     | LeadClaimed
     | LeadFellBack
     | ActivityLogged
-    | LeadTransferred,
+    | LeadTransferred
+    | LeadShared,
     Field(discriminator="type"),
 ]
 LEAD_EVENT: TypeAdapter[LeadEvent] = TypeAdapter(LeadEvent)
@@ -214,6 +234,7 @@ RoutingEvent = Annotated[
     | LeadFellBack
     | ActivityLogged
     | LeadTransferred
+    | LeadShared
     | TeamMemberTransferred,
     Field(discriminator="type"),
 ]

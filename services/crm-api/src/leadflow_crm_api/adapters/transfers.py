@@ -62,3 +62,6 @@ class AccountTransfers:
             with contextlib.suppress(DuplicateKeyError):
                 await timeline.insert_one(transfer_entry(transfer, lead_id))
         await self._db[CRM_TRANSFERS].update_one({"_id": transfer["_id"]}, {"$set": {"done": True}})
+
+    async def mark_published(self, transfer_id: str) -> None:
+        await self._db[CRM_TRANSFERS].update_one({"_id": transfer_id}, {"$set": {"published": True}})

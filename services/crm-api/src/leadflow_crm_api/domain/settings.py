@@ -57,6 +57,10 @@ class _Body(BaseModel):
 
 
 class RoutingSettings(_Body):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"round_robin": True, "roster": ["alex-rivera", "blair-chen"]}]}
+    )
+
     round_robin: bool = Field(description="Off (R5): roster position 1 gets new general leads. On (R6): rotation.")
     roster: Annotated[list[AgentId], AfterValidator(_distinct)] = Field(
         min_length=1, max_length=10_000, description="Agent ids of the account, position 1 first."
@@ -64,10 +68,14 @@ class RoutingSettings(_Body):
 
 
 class RoundRobinApproval(_Body):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"approved": True}]})
+
     approved: bool = Field(description="Approved by the broker for round robin (R6).")
 
 
 class AgentStatus(_Body):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "active"}, {"status": "onboarding"}]})
+
     status: TeamStatus = Field(
         description="`onboarding` is how a team member arrives from another office (T2); only `active` agents "
         "are offered leads."
@@ -75,6 +83,8 @@ class AgentStatus(_Body):
 
 
 class AgentRoundRobin(RoundRobinApproval):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"agent_id": "blair-chen", "approved": True}]})
+
     agent_id: str
 
 
@@ -99,6 +109,38 @@ class LeadSource(_Body):
 
 
 class LeadSources(_Body):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "sources": [
+                        {
+                            "name": "Zillow",
+                            "kind": "general",
+                            "lead_group": "luxury",
+                            "offices": ["downtown"],
+                            "race_count": 2,
+                            "claim_window_seconds": 900,
+                            "referral_fee_percent": 25.0,
+                            "auto_accept": True,
+                            "direct_period_seconds": 900,
+                        },
+                        {
+                            "name": "Agent website",
+                            "kind": "direct",
+                            "offices": [],
+                            "race_count": 1,
+                            "claim_window_seconds": 900,
+                            "referral_fee_percent": 0.0,
+                            "auto_accept": False,
+                            "direct_period_seconds": 1800,
+                        },
+                    ]
+                }
+            ]
+        }
+    )
+
     sources: list[LeadSource] = Field(max_length=500)
 
 
@@ -122,6 +164,19 @@ class LeadGroup(_Body):
 
 
 class LeadGroups(_Body):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "groups": [
+                        {"name": "luxury", "agent_ids": ["alex-rivera"]},
+                        {"name": "rentals", "agent_ids": ["alex-rivera", "blair-chen"]},
+                    ]
+                }
+            ]
+        }
+    )
+
     groups: list[LeadGroup] = Field(max_length=100)
 
 
@@ -175,6 +230,20 @@ class PauseWindow(_Body):
 
 
 class PauseSchedule(_Body):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "time_zone": "America/New_York",
+                    "windows": [
+                        {"weekdays": [0, 1, 2, 3, 4], "start": "20:00", "end": "08:00"},
+                        {"weekdays": [5, 6], "start": "18:00", "end": "10:00"},
+                    ],
+                }
+            ]
+        }
+    )
+
     time_zone: TimeZone | None = Field(default=None, description="The account's zone; unchanged when left out.")
     windows: list[PauseWindow] = Field(max_length=50)
 
@@ -199,6 +268,19 @@ class QuietHours(_Body):
 
 
 class NotificationPreferences(_Body):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "channels": ["email", "push"],
+                    "quiet_hours": {"start": "21:00", "end": "07:00"},
+                    "digest": True,
+                    "team_updates": False,
+                }
+            ]
+        }
+    )
+
     channels: Annotated[list[Channel], AfterValidator(_distinct)] = Field(
         max_length=3, description="Channels for lead notifications; quiet hours hold back SMS and push."
     )

@@ -116,6 +116,7 @@ def transfer_record(
         "at": at,
         "at_ms": epoch_ms(at),
         "done": False,
+        "published": False,  # the router's ShareLead commands, one per lead
     }
 
 
@@ -130,13 +131,18 @@ def lead_row_transfer(transfer: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def share_command_id(transfer: dict[str, Any], lead_id: str) -> uuid.UUID:
+    """The id of the ShareLead command for one lead of a transfer: the same on every retry."""
+    return uuid.uuid5(uuid.UUID(transfer["_id"]), f"command/{lead_id}")
+
+
 def transfer_entry(transfer: dict[str, Any], lead_id: str) -> dict[str, Any]:
     """The lead's timeline document for a transfer; its id is derived, so a retry inserts nothing new."""
     return {
         "_id": str(uuid.uuid5(uuid.UUID(transfer["_id"]), lead_id)),
         "lead_id": lead_id,
         "account_id": transfer["account_id"],
-        "type": "LeadTransferred",
+        "type": "LeadShared",
         "occurred_at": transfer["at"],
         "occurred_ms": transfer["at_ms"],
         "agent_id": transfer["realtor_id"],

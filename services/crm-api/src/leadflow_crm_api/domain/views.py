@@ -17,6 +17,7 @@ from leadflow_shared.events.routing import (
     LeadEvent,
     LeadFellBack,
     LeadOffered,
+    LeadShared,
     LeadTransferred,
     OfferExpired,
     OfferWithdrawn,
@@ -165,7 +166,7 @@ def open_offers_after(open_offers: list[dict[str, Any]], event: LeadEvent) -> li
     if isinstance(event, OfferExpired | OfferWithdrawn):
         key = (event.payload.agent_id, event.payload.offer_round)
         return [o for o in open_offers if (o["agent_id"], o["offer_round"]) != key]
-    if isinstance(event, LeadClaimed | LeadAssigned | LeadFellBack | LeadTransferred):
+    if isinstance(event, LeadClaimed | LeadAssigned | LeadFellBack | LeadTransferred | LeadShared):
         return []  # someone holds the lead: no offer is open any more
     return None
 
@@ -190,8 +191,10 @@ def timeline_entry(event: LeadEvent) -> dict[str, Any]:
     elif isinstance(event, OfferExpired):
         summary = f"Offer to {event.payload.agent_id} expired (round {event.payload.offer_round})"
     elif isinstance(event, OfferWithdrawn):
-        moved = event.payload.reason is WithdrawalReason.OFFICE_TRANSFER
-        why = "the lead moved to another office" if moved else "another agent claimed the lead"
+        why = {
+            WithdrawalReason.OFFICE_TRANSFER: "the lead moved to another office",
+            WithdrawalReason.LEAD_SHARING: "the brokerage assigned the lead to a realtor",
+        }.get(event.payload.reason or WithdrawalReason.CLAIMED_BY_ANOTHER, "another agent claimed the lead")
         summary = f"Offer to {event.payload.agent_id} withdrawn: {why}"
     elif isinstance(event, LeadClaimed):
         action = event.payload.action.value
@@ -200,6 +203,8 @@ def timeline_entry(event: LeadEvent) -> dict[str, Any]:
         summary = f"Fell back to {event.payload.agent_id}: {event.payload.explanation}"
     elif isinstance(event, LeadTransferred):
         summary = moved_summary(event)
+    elif isinstance(event, LeadShared):
+        summary = f"Transferred to {event.payload.realtor_name} by {event.payload.assigned_by}"
     else:
         logged = event.payload
         action = logged.action.value
@@ -241,7 +246,10 @@ def visible_timeline(entries: list[dict[str, Any]], *, realtor_id: str | None) -
 
 
 def records_in_timeline(event: LeadEvent) -> bool:
-    """Agents' own actions are recorded when crm-api takes them; the router's echo would repeat them."""
+    """Agents' own actions and lead sharing (T1) are recorded when crm-api takes them; the router's echo
+    would repeat them."""
+    if isinstance(event, LeadShared):
+        return False
     return not (isinstance(event, ActivityLogged) and event.payload.by_agent_id is not None)
 
 

@@ -13,12 +13,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request, status
+from fastapi import APIRouter, Header, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from leadflow_crm_api.adapters.offices import Labels, OfficeTransfers, Organisation
 from leadflow_crm_api.adapters.settings import AccountSettings
-from leadflow_crm_api.deps import AccountLeads, Caller, Db, Id
+from leadflow_crm_api.deps import AccountLeads, Caller, Commands, Db, Id
 from leadflow_crm_api.domain.offices import (
     TransferKind,
     TransferStatus,
@@ -108,6 +108,19 @@ class LabelPublic(BaseModel):
 
 
 class LabelList(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {"name": "Hot", "created_at_ms": 1795183200000},
+                        {"name": "Relocating", "created_at_ms": 1795532645000},
+                    ]
+                }
+            ]
+        }
+    )
+
     items: list[LabelPublic] = Field(description="The account's labels; filter leads with `label=`.")
 
 
@@ -132,6 +145,20 @@ class Office(BaseModel):
 
 
 class OfficeList(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "organisation_id": "acme-group",
+                    "items": [
+                        {"account_id": "acme-realty", "name": "Acme Realty", "current": True},
+                        {"account_id": "acme-brooklyn", "name": "Acme Realty Brooklyn", "current": False},
+                    ],
+                }
+            ]
+        }
+    )
+
     organisation_id: str | None = Field(description="Null: the account belongs to no organisation.")
     items: list[Office]
 
@@ -172,7 +199,7 @@ class OfficeTransferCreate(BaseModel):
         json_schema_extra={
             "examples": [
                 {"lead_id": "0b8e6c1e-3f55-5d7a-9c1e-2f4a6b8c0d12", "to_account_id": "acme-brooklyn"},
-                {"agent_id": "casey-okafor", "to_account_id": "acme-brooklyn"},
+                {"agent_id": "blair-chen", "to_account_id": "acme-brooklyn"},
             ]
         },
     )
@@ -189,10 +216,41 @@ class OfficeTransferCreate(BaseModel):
 
 
 class OfficeTransferPublic(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "transfer_id": "a4104106-e3e6-50f9-886c-d2140da9179e",
+                    "kind": "lead",
+                    "lead_id": "0b8e6c1e-3f55-5d7a-9c1e-2f4a6b8c0d12",
+                    "agent_id": None,
+                    "from_account_id": "acme-realty",
+                    "to_account_id": "acme-brooklyn",
+                    "to_account_name": "Acme Realty Brooklyn",
+                    "status": "pending",
+                    "requested_at": "2026-11-24T15:04:05Z",
+                    "requested_by": "alex-rivera",
+                },
+                {
+                    "transfer_id": "e2b7c9d4-6a1f-4e8b-b3c5-7d9e1f2a4b6c",
+                    "kind": "team_member",
+                    "lead_id": None,
+                    "agent_id": "blair-chen",
+                    "from_account_id": "acme-realty",
+                    "to_account_id": "acme-brooklyn",
+                    "to_account_name": "Acme Realty Brooklyn",
+                    "status": "done",
+                    "requested_at": "2026-11-24T15:04:05Z",
+                    "requested_by": "alex-rivera",
+                },
+            ]
+        }
+    )
+
     transfer_id: str
     kind: TransferKind
-    lead_id: str | None
-    agent_id: str | None
+    lead_id: str | None = Field(default=None, description="The lead moved; null for a team member.")
+    agent_id: str | None = Field(default=None, description="The team member moved; null for a lead.")
     from_account_id: str
     to_account_id: str
     to_account_name: str
@@ -214,14 +272,6 @@ def _public(doc: dict[str, Any]) -> OfficeTransferPublic:
         requested_at=doc["at"],
         requested_by=doc["by"],
     )
-
-
-def _publisher(request: Request) -> PublishRaw:
-    publish: PublishRaw = request.app.state.publish_command
-    return publish
-
-
-Commands = Annotated[PublishRaw, Depends(_publisher)]
 
 
 @router.post(

@@ -8,6 +8,8 @@ refusal changes nothing. Decision 0018.
 
 from __future__ import annotations
 
+import logging
+import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -16,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from leadflow_crm_api.adapters.invitations import Invitations
 from leadflow_crm_api.adapters.transfers import AccountTransfers
-from leadflow_crm_api.deps import Caller, Db, Id
+from leadflow_crm_api.deps import Caller, Commands, Db, Id
 from leadflow_crm_api.domain.principal import Principal, Role
 from leadflow_crm_api.domain.sharing import (
     MAX_TRANSFER_LEADS,
@@ -28,14 +30,18 @@ from leadflow_crm_api.domain.sharing import (
     missing_leads,
     missing_refusal,
     same_transfer,
+    share_command_id,
     transfer_id,
     transfer_record,
     transfer_refusal,
     unique,
 )
 from leadflow_crm_api.domain.views import epoch_ms
-from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound
+from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound, Unavailable
+from leadflow_shared.events.commands import ShareLead, ShareLeadPayload
+from leadflow_shared.kafka import PublishRaw
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["lead sharing"])
 
 IdText = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
@@ -51,14 +57,33 @@ IdempotencyKey = Annotated[
 
 
 class InvitationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"realtor_id": "riley-park", "email": "riley.park@example.com", "name": "Riley Park"}]
+        },
+    )
 
     realtor_id: IdText = Field(description="The realtor's user id (its token `sub`), who answers the invitation.")
     email: EmailStr
     name: Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)] | None = None
 
 
+_INVITATION_EXAMPLE: dict[str, Any] = {
+    "invitation_id": "1efbe7bb-e815-5df2-b8d4-30a980b469d1",
+    "account_id": "acme-realty",
+    "realtor_id": "riley-park",
+    "email": "riley.park@example.com",
+    "name": "Riley Park",
+    "status": "accepted",
+    "invited_at": "2026-11-20T14:00:00Z",
+    "answered_at": "2026-11-21T09:30:00Z",
+}
+
+
 class InvitationPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_INVITATION_EXAMPLE]})
+
     invitation_id: str
     account_id: str
     realtor_id: str
@@ -70,6 +95,8 @@ class InvitationPublic(BaseModel):
 
 
 class InvitationList(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [_INVITATION_EXAMPLE]}]})
+
     items: list[InvitationPublic]
 
 
@@ -81,17 +108,58 @@ class RealtorPublic(BaseModel):
 
 
 class RealtorList(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {
+                            "realtor_id": "riley-park",
+                            "name": "Riley Park",
+                            "email": "riley.park@example.com",
+                            "accepted_at": "2026-11-21T09:30:00Z",
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
     items: list[RealtorPublic] = Field(description='"My Realtors": realtors who accepted, who can receive leads.')
 
 
 class TransferCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "lead_ids": ["0b8e6c1e-3f55-5d7a-9c1e-2f4a6b8c0d12", "5d2f7a9b-8c1e-4b3a-a6d5-e4f3c2b1a098"],
+                    "realtor_id": "riley-park",
+                }
+            ]
+        },
+    )
 
     lead_ids: list[IdText] = Field(min_length=1, max_length=MAX_TRANSFER_LEADS)
     realtor_id: IdText
 
 
 class TransferDone(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "transfer_id": "d37797e5-95d2-5818-af0f-5457647aba4a",
+                    "realtor_id": "riley-park",
+                    "assigned_by": "Acme Realty",
+                    "transferred": 2,
+                    "transferred_at": "2026-11-24T15:04:05Z",
+                }
+            ]
+        }
+    )
+
     transfer_id: str
     realtor_id: str
     assigned_by: str = Field(description='The "Assigned By" label the realtor sees.')
@@ -199,12 +267,18 @@ async def accept(invitation_id: Id, caller: Caller, db: Db) -> InvitationPublic:
 
 @router.post("/v1/invitations/{invitation_id}/decline")
 async def decline(invitation_id: Id, caller: Caller, db: Db) -> InvitationPublic:
+    """The invited realtor turns the invitation down; the brokerage may invite it again later."""
     return await _answer(invitation_id, caller, db, InvitationStatus.DECLINED)
 
 
 @router.post("/v1/accounts/{account_id}/lead-transfers")
 async def transfer_leads(
-    account_id: Id, body: TransferCreate, caller: Caller, db: Db, idempotency_key: IdempotencyKey = None
+    account_id: Id,
+    body: TransferCreate,
+    caller: Caller,
+    db: Db,
+    publish: Commands,
+    idempotency_key: IdempotencyKey = None,
 ) -> TransferDone:
     """T1: transfer the selected leads to a realtor who accepted the brokerage's invitation, all or none."""
     _broker_of(caller, account_id)
@@ -232,6 +306,11 @@ async def transfer_leads(
         raise InvalidRequest("Idempotency-Key: already used for a different transfer; nothing was transferred.")
     if not stored["done"]:
         await transfers.apply(stored)
+    if not stored.get("published"):
+        # After the views: the router makes the realtor the lead's holder (its actions are the
+        # holder's from then on) and withdraws open offers. A failure here is retried with the key.
+        await _share_with_router(publish, stored)
+        await transfers.mark_published(stored["_id"])
     return TransferDone(
         transfer_id=stored["_id"],
         realtor_id=stored["realtor_id"],
@@ -239,3 +318,29 @@ async def transfer_leads(
         transferred=len(stored["lead_ids"]),
         transferred_at=stored["at"],
     )
+
+
+async def _share_with_router(publish: PublishRaw, transfer: dict[str, Any]) -> None:
+    """One ShareLead per lead, ids derived from the transfer: publishing them again is the same commands."""
+    for lead_id in transfer["lead_ids"]:
+        command = ShareLead.create(
+            account_id=transfer["account_id"],
+            event_id=share_command_id(transfer, lead_id),
+            correlation_id=uuid.UUID(transfer["_id"]),
+            occurred_at=transfer["at"],
+            payload=ShareLeadPayload(
+                lead_id=uuid.UUID(lead_id),
+                share_id=uuid.UUID(transfer["_id"]),
+                realtor_id=transfer["realtor_id"],
+                realtor_name=transfer["realtor_name"],
+                assigned_by=transfer["assigned_by"],
+                by_user_id=transfer["by"],
+            ),
+        )
+        try:
+            await publish(command.account_id, command.model_dump_json().encode())
+        except Exception as exc:  # the edge: any Kafka failure is "not taken", the client may retry
+            log.warning("lead share not published: %s", type(exc).__name__, extra={"event_id": transfer["_id"]})
+            raise Unavailable(
+                "The leads were transferred, but the router was not told; retry with the same Idempotency-Key."
+            ) from exc
