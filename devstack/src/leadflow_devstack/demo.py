@@ -1,4 +1,5 @@
-"""Feed sample leads and follow each one live: received by intake, assigned by the router, emailed."""
+"""Feed sample leads and follow each one live: received by intake, assigned by the router, emailed;
+then move one to another office of its organisation (T2) through crm-api."""
 
 from __future__ import annotations
 
@@ -15,12 +16,13 @@ from rich.table import Table
 
 from leadflow_devstack.stack import Stack
 from leadflow_shared import topics
-from leadflow_shared.events.routing import LEAD_EVENT, LeadAssigned, LeadOffered
+from leadflow_shared.events.routing import ROUTING_EVENT, LeadAssigned, LeadOffered, LeadTransferred
 
 
 @dataclass
 class LeadProgress:
     name: str
+    account_id: str = ""
     received: float | None = None
     agent: str | None = None
     emailed_to: str | None = None
@@ -45,7 +47,7 @@ class Demo:
                 response.raise_for_status()
                 lead_id = response.json()["event_id"]
                 name = f"{lead['first_name'].strip()} {lead.get('last_name', '')}".strip()
-                self.leads[lead_id] = LeadProgress(name=name, received=time.monotonic())
+                self.leads[lead_id] = LeadProgress(name=name, account_id=lead["account_id"], received=time.monotonic())
                 self._say(f"[cyan]received[/cyan]  {lead_id[:8]}  {name}")
 
     async def follow_events(self, ready: asyncio.Event) -> None:
@@ -60,7 +62,7 @@ class Demo:
             await consumer.seek_to_beginning(*partitions)
             ready.set()
             async for record in consumer:
-                event = LEAD_EVENT.validate_json(record.value or b"")
+                event = ROUTING_EVENT.validate_json(record.value or b"")
                 if isinstance(event, LeadOffered):
                     lead_id = str(event.payload.lead_id)
                     progress = self.leads.setdefault(lead_id, LeadProgress(name=event.payload.contact.full_name))
@@ -76,6 +78,10 @@ class Demo:
                     progress.agent = event.payload.agent_id
                     self._say(f"[yellow]assigned[/yellow]  {lead_id[:8]}  {progress.name} to "
                               f"{event.payload.agent_id} ({event.payload.reason.value})")
+                elif isinstance(event, LeadTransferred):
+                    p = event.payload
+                    self._say(f"[blue]moved[/blue]     {str(p.lead_id)[:8]}  from {p.from_account_name} to "
+                              f"{p.to_account_name}, now held by {p.agent_id}")
         finally:
             await consumer.stop()
 
@@ -95,6 +101,30 @@ class Demo:
             if sum(1 for p in self.leads.values() if p.emailed_to and p.agent) >= expected:
                 return True
             await asyncio.sleep(0.1)
+        return False
+
+    async def move_one(self, from_account: str, organisation: str, to_account: str, timeout: float) -> bool:
+        """T2 through crm-api: move the first lead of `from_account` to `to_account` and show it there."""
+        lead_id = next((i for i, p in self.leads.items() if p.account_id == from_account), None)
+        if lead_id is None:
+            return True
+        token = self.stack.token(f"{from_account}-broker", "broker", from_account, organisation_id=organisation)
+        target = self.stack.token(f"{to_account}-broker", "broker", to_account, organisation_id=organisation)
+        async with httpx.AsyncClient(base_url=self.stack.url("crm-api"), timeout=10) as crm:
+            asked = await crm.post(f"/v1/accounts/{from_account}/office-transfers",
+                                   headers={"Authorization": f"Bearer {token}"},
+                                   json={"lead_id": lead_id, "to_account_id": to_account})
+            asked.raise_for_status()
+            self._say(f"[blue]transfer[/blue]  {lead_id[:8]}  asked: {from_account} -> {to_account}")
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                got = await crm.get(f"/v1/accounts/{to_account}/leads/{lead_id}",
+                                    headers={"Authorization": f"Bearer {target}"})
+                if got.status_code == 200:
+                    moved = [e["summary"] for e in got.json()["timeline"] if e["type"] == "LeadTransferred"]
+                    self._say(f"[blue]arrived[/blue]   {lead_id[:8]}  in {to_account}'s CRM: {moved[-1]}")
+                    return True
+                await asyncio.sleep(0.1)
         return False
 
     def summary(self) -> Table:
@@ -117,6 +147,8 @@ async def run_demo(stack: Stack, console: Console, leads: list[dict[str, Any]], 
         await asyncio.wait_for(ready.wait(), 30)
         await demo.feed(leads)
         done = await demo.follow_until_emailed(expected, timeout)
+        if done:
+            done = await demo.move_one("acme-realty", "acme-group", "acme-brooklyn", timeout)
     finally:
         events.cancel()
         await asyncio.gather(events, return_exceptions=True)
