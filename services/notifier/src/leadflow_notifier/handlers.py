@@ -31,10 +31,13 @@ from leadflow_notifier.domain.messages import Content, Recipient, messages_for, 
 from leadflow_notifier.domain.preferences import Channel
 from leadflow_notifier.metrics import NotifierMetrics
 from leadflow_shared.errors import PoisonMessage
-from leadflow_shared.events.routing import ROUTING_EVENT, RoutingEvent, TeamMemberTransferred
+from leadflow_shared.events.routing import ROUTING_EVENT, LeadShared, RoutingEvent, TeamMemberTransferred
 from leadflow_shared.kafka import BatchRejections
 
 log = logging.getLogger(__name__)
+
+# Events whose recipient may be unknown to the directory: skipped and counted, not poison.
+SKIP_UNKNOWN = (LeadShared,)
 
 
 class Directory(Protocol):
@@ -130,6 +133,13 @@ class Notifier:
         if agent_id is None:
             return
         who = await self.directory.get(agent_id)
+        if who is None and isinstance(event, SKIP_UNKNOWN):
+            # T1: a realtor may be an outside agent invited by email only, unknown here. Not
+            # poison: the share happened; nobody to tell. Counted, logged without the id.
+            self.metrics.unknown_recipients.labels(event.type).inc()
+            log.info("%s: recipient not in the directory, not notified", event.type,
+                     extra={"event_id": str(event.event_id)})
+            return
         if who is None:
             raise PoisonMessage(f"unknown agent {agent_id!r}")
         messages = messages_for(event, who, self.crm_base_url, now=self.clock())

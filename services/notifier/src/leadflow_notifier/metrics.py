@@ -26,6 +26,13 @@ class NotifierMetrics:
             ["channel", "reason"],
             registry=registry,
         )
+        self.unknown_recipients = Counter(
+            "notifier_recipients_unknown_total",
+            "Notices not sent because the directory does not know the recipient, by event type"
+            " (a lead share's outside realtor; other types are dead-lettered instead).",
+            ["type"],
+            registry=registry,
+        )
         self.latency = Histogram(
             "notifier_delivery_latency_seconds",
             "From the event's occurred_at to the provider accepting the notification.",

@@ -1,7 +1,7 @@
 """The daily digest of new leads for subscribed admins and staff (N1, T2).
 
 A lead is new for an account when its first routing decision is made there: an assignment
-that is not a claim, a fall-back or an office transfer, or a first-round offer; or when it
+that is not a claim, a fall-back, an office transfer or a lead share, or a first-round offer; or when it
 arrives from another office of the organisation (T2, `LeadTransferred`: new in the target
 office, listed in its next digest). The digest for day D covers the 24 hours before D at
 the digest hour (UTC).
@@ -26,8 +26,13 @@ from leadflow_shared.events.routing import (
     RoutingEvent,
 )
 
-# An office transfer's assignment is not the lead's arrival: its LeadTransferred is.
-NOT_NEW = frozenset({AssignmentReason.CLAIMED, AssignmentReason.FALLBACK, AssignmentReason.OFFICE_TRANSFER})
+# An office transfer's assignment is not the lead's arrival: its LeadTransferred is. A lead
+# share (T1, `LeadShared` or an assignment with its reason) gives a lead the brokerage already
+# had to a realtor: no new lead either.
+NOT_NEW = frozenset({
+    AssignmentReason.CLAIMED, AssignmentReason.FALLBACK, AssignmentReason.OFFICE_TRANSFER,
+    AssignmentReason.LEAD_SHARING,
+})
 
 
 @dataclass(frozen=True, slots=True)

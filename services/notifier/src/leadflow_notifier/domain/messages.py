@@ -21,6 +21,7 @@ from leadflow_shared.events.routing import (
     LeadAssigned,
     LeadFellBack,
     LeadOffered,
+    LeadShared,
     OfferExpired,
     OfferWithdrawn,
     RoutingEvent,
@@ -90,6 +91,8 @@ Content = EmailContent | SmsContent | PushContent
 CHANNELS_BY_TYPE: dict[str, frozenset[Channel]] = {
     "LeadOffered": frozenset({Channel.EMAIL, Channel.SMS, Channel.PUSH}),
     "LeadAssigned": frozenset({Channel.EMAIL, Channel.PUSH}),
+    # T1: the realtor a brokerage shared a lead with, like an assignment.
+    "LeadShared": frozenset({Channel.EMAIL, Channel.PUSH}),
     "LeadFellBack": frozenset({Channel.EMAIL, Channel.PUSH}),
     "ActivityLogged": frozenset({Channel.EMAIL, Channel.PUSH}),
     "OfferExpired": frozenset({Channel.PUSH}),
@@ -99,6 +102,10 @@ CHANNELS_BY_TYPE: dict[str, frozenset[Channel]] = {
     # LeadTransferred: nobody now; the target office's next digest lists the lead (T2).
 }
 
+# Assignments another event announces: an office transfer's (its target's next digest) and a
+# lead share's (the `LeadShared` notice to the realtor).
+SILENT_ASSIGNMENTS = frozenset({AssignmentReason.OFFICE_TRANSFER, AssignmentReason.LEAD_SHARING})
+
 
 def recipient_of(event: RoutingEvent) -> str | None:
     """The one agent an event concerns (N1); None when nobody is told this way.
@@ -107,10 +114,13 @@ def recipient_of(event: RoutingEvent) -> str | None:
     goes out in its next daily digest, so neither `LeadTransferred` nor the assignment to the
     target's broker pool that may come with it sends an immediate notice. A team member's
     transfer goes to the target's staff (`team_member_email`), not to one agent.
+
+    A lead share (T1) tells the realtor who holds the lead now, through its `LeadShared`; an
+    assignment with reason `lead_sharing` (should one come) would repeat it, so it tells nobody.
     """
-    if isinstance(event, LeadAssigned) and event.payload.reason is AssignmentReason.OFFICE_TRANSFER:
+    if isinstance(event, LeadAssigned) and event.payload.reason in SILENT_ASSIGNMENTS:
         return None
-    if isinstance(event, LeadAssigned | LeadOffered | LeadFellBack | OfferExpired | OfferWithdrawn):
+    if isinstance(event, LeadAssigned | LeadOffered | LeadFellBack | OfferExpired | OfferWithdrawn | LeadShared):
         return event.payload.agent_id
     if isinstance(event, ActivityLogged) and event.payload.action is ActivityAction.INQUIRY:
         return event.payload.agent_id
@@ -136,6 +146,8 @@ def notice_for(event: RoutingEvent, who: Recipient, crm_base_url: str) -> Notice
             link=link,
             headline=f"New lead: {c.full_name}",
         )
+    if isinstance(event, LeadShared):
+        return shared_notice(event, who, link)
     if isinstance(event, LeadOffered):
         o = event.payload
         deadline = f"{o.deadline.astimezone(ZoneInfo(who.time_zone)):%a %d %b %H:%M %Z}"
@@ -171,6 +183,9 @@ def notice_for(event: RoutingEvent, who: Recipient, crm_base_url: str) -> Notice
         elif event.payload.reason is WithdrawalReason.OFFICE_TRANSFER:
             why = "The lead moved to another office"
             line = "The lead you were offered moved to another office of the organisation, so your offer was withdrawn."
+        elif event.payload.reason is WithdrawalReason.LEAD_SHARING:
+            why = "The brokerage assigned the lead to a realtor"
+            line = "The brokerage assigned the lead you were offered to a realtor, so your offer was withdrawn."
         else:
             why, line = "Another agent claimed the lead", "Another agent claimed the lead."
         return Notice(lead_id=str(p.lead_id), subject=why, greeting=hi, lines=(line,), link=link, headline=why)
@@ -189,6 +204,26 @@ def notice_for(event: RoutingEvent, who: Recipient, crm_base_url: str) -> Notice
             headline=f"Your lead {c.full_name} sent a new inquiry",
         )
     return None
+
+
+def shared_notice(event: LeadShared, who: Recipient, link: str) -> Notice:
+    """T1: a brokerage shared a lead with the realtor, who holds it now.
+
+    The event carries no contact (the realtor's CRM shows it), so the notice names the
+    brokerage and links to the lead.
+    """
+    by = event.payload.assigned_by
+    return Notice(
+        lead_id=str(event.payload.lead_id),
+        subject=f"{by} assigned you a lead",
+        greeting=f"Hi {who.name},",
+        lines=(
+            f"{by} assigned you a lead: it is yours now and shows in your CRM labelled \"Assigned By: {by}\".",
+        ),
+        fields=(("Assigned by", by),),
+        link=link,
+        headline=f"{by} assigned you a lead",
+    )
 
 
 def team_member_notice(event: TeamMemberTransferred, who: Recipient, crm_base_url: str) -> Notice:
