@@ -15,8 +15,11 @@ new office: such a record keeps one key per outbox entry in `outbox_keys` (absen
 every key is the record's account, as on every other path), and moves the contact keys
 (R1) with the `contacts`/`forget_contacts` effects.
 
+Lead sharing (T1, leads.commands.v1) is a compare-and-set too: the record stays in its
+account and the realtor holds it, so it needs neither `outbox_keys` nor contact moves.
+
 Exceptions: RoutingRejected (unknown account, agent or lead; activity without an
-offer; an impossible transfer) is returned per message from batches, or raised, and
+offer; an impossible transfer or share) is returned per message from batches, or raised, and
 dead-lettered at the edge.
 """
 
@@ -45,11 +48,12 @@ from leadflow_router.domain.decisions import (
     route_new_lead,
 )
 from leadflow_router.domain.model import AccountSnapshot, Activity, RoutingRejected
+from leadflow_router.domain.sharing import LeadShare, on_lead_shared
 from leadflow_router.domain.transfers import OfficeTransfer, on_office_transfer, team_member_transferred
 from leadflow_router.metrics import RouterMetrics
 from leadflow_shared.envelope import derived_event_id
 from leadflow_shared.events.activity import LeadActivity
-from leadflow_shared.events.commands import TransferLead, TransferTeamMember
+from leadflow_shared.events.commands import ShareLead, TransferLead, TransferTeamMember
 from leadflow_shared.events.intake import LeadReceived
 from leadflow_shared.events.routing import LeadSummary
 from leadflow_shared.kafka import BatchRejections, PublishRaw
@@ -182,14 +186,57 @@ class RouterService:
             self.metrics.cas_conflicts.labels("activity").inc()
         raise RuntimeError(f"lead {lead_id} kept changing under {CAS_ATTEMPTS} attempts")
 
-    # --- office transfers (T2) -----------------------------------------------------------------
+    # --- office transfers (T2) and lead sharing (T1) ----------------------------------------------
 
-    async def on_command(self, command: TransferLead | TransferTeamMember) -> None:
-        """Apply crm-api's command: move a lead to another office, or tell an office a team member joined."""
+    async def on_command(self, command: TransferLead | TransferTeamMember | ShareLead) -> None:
+        """Apply crm-api's command: move a lead to another office, tell an office a team member joined,
+        or give a lead to a realtor."""
         if isinstance(command, TransferLead):
             await self._transfer_lead(command)
+        elif isinstance(command, ShareLead):
+            await self._share_lead(command)
         else:
             await self._relay_team_member(command)
+
+    async def _share_lead(self, command: ShareLead) -> None:
+        """T1: a compare-and-set like a claim, idempotent by the command's id (one per share and lead).
+
+        The lead stays in its account: its events are the record's account's, as on every
+        other path, and its contact keys do not move.
+        """
+        lead_id = str(command.payload.lead_id)
+        share = LeadShare(
+            account_id=command.account_id,
+            lead_id=lead_id,
+            share_id=command.payload.share_id,
+            realtor_id=command.payload.realtor_id,
+            realtor_name=command.payload.realtor_name,
+            assigned_by=command.payload.assigned_by,
+            by_user_id=command.payload.by_user_id,
+        )
+        for _ in range(CAS_ATTEMPTS):
+            doc = await self.records.get(lead_id)
+            if doc is None or doc["account_id"] != command.account_id:
+                raise RoutingRejected(f"unknown lead {lead_id} in account {command.account_id}")
+            if doc.get("kind") != "lead":
+                raise RoutingRejected(f"lead {lead_id} was merged into an existing contact (R1); nothing to share")
+            if str(command.event_id) in doc.get("inputs", []):
+                await self.flush([doc])  # a redelivery: finish what a crash may have left
+                return
+            state = decode_state(doc)
+            outcome = on_lead_shared(state, share)
+            if outcome.state == state and not outcome.events:
+                return  # already shared with this realtor by this share
+            now = self.clock()
+            new = self._next_doc(doc, outcome, source_id=command.event_id, now=now)
+            new["inputs"] = [*doc.get("inputs", [])[-(RECENT_INPUTS - 1) :], str(command.event_id)]
+            if await self.records.compare_and_set(new, expected_version=state.version):
+                self.metrics.transfers.labels("share").inc()
+                log.info("lead shared", extra={"lead_id": lead_id, "explanation": outcome.explanation})
+                await self.flush([new])
+                return
+            self.metrics.cas_conflicts.labels("share").inc()
+        raise RuntimeError(f"lead {lead_id} kept changing under {CAS_ATTEMPTS} attempts")
 
     async def _transfer_lead(self, command: TransferLead) -> None:
         """T2: a compare-and-set like a claim, idempotent by the command's id (the transfer id)."""

@@ -11,7 +11,10 @@ class RouterMetrics:
             "router_decisions_total", "New leads routed, by deciding rule.", ["rule"], registry=registry
         )
         self.transfers = Counter(
-            "router_transfers_total", "Office transfers applied (T2), by what moved.", ["kind"], registry=registry
+            "router_transfers_total",
+            "Transfers applied: office transfers (T2) lead, team_member; lead sharing (T1) share.",
+            ["kind"],
+            registry=registry,
         )
         self.claims = Counter("router_claims_total", "Offers claimed by an agent.", registry=registry)
         self.expiries = Counter(

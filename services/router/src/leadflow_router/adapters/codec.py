@@ -37,6 +37,7 @@ def encode_state(state: LeadState) -> dict[str, Any]:
         "direct_phase": state.direct_phase,
         "next_deadline_ms": to_ms(state.next_deadline),
         "referral_fee_percent": state.referral_fee_percent,
+        "share_id": state.share_id,
         "version": state.version,
     }
 
@@ -62,5 +63,6 @@ def decode_state(doc: dict[str, Any]) -> LeadState:
         direct_phase=bool(doc.get("direct_phase", False)),
         next_deadline=from_ms(doc.get("next_deadline_ms")),
         referral_fee_percent=float(doc.get("referral_fee_percent", 0.0)),
+        share_id=doc.get("share_id"),
         version=int(doc["version"]),
     )

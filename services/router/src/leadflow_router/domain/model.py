@@ -127,6 +127,7 @@ class LeadState:
     direct_phase: bool = False  # offered to the direct agent alone (R3, auto-accept off)
     next_deadline: datetime | None = None  # when the sweeper must look at it again
     referral_fee_percent: float = 0.0
+    share_id: str | None = None  # T1: the lead transfer that gave the holder the lead, while it holds it
     version: int = 0
 
     @property

@@ -80,6 +80,7 @@ def on_office_transfer(
         offers=tuple(offers),
         next_deadline=None,
         direct_phase=False,
+        share_id=None,  # the first office's sharing (T1) ends with the move
     )
     payload = LeadTransferredPayload(
         lead_id=uuid.UUID(state.lead_id),
