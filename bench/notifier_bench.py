@@ -29,7 +29,7 @@ from rich.table import Table
 import bench_results
 from leadflow_devstack.stack import Stack
 from leadflow_shared import topics
-from leadflow_shared.events.routing import LEAD_EVENT, LeadOffered
+from leadflow_shared.events.routing import ROUTING_EVENT, LeadOffered
 
 ACCOUNT = "p2-realty"
 AGENTS = [f"p2-agent-{n:02d}" for n in range(10)]
@@ -67,7 +67,7 @@ async def watch_offers(stack: Stack, clock: Clock, stop: asyncio.Event) -> None:
             batches = await consumer.getmany(timeout_ms=100)
             at = time.monotonic()
             for record in (r for records in batches.values() for r in records):
-                event = LEAD_EVENT.validate_json(record.value or b"")
+                event = ROUTING_EVENT.validate_json(record.value or b"")
                 if isinstance(event, LeadOffered):
                     clock.offered.setdefault(str(event.payload.lead_id), at)
     finally:

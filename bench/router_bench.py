@@ -35,7 +35,7 @@ from leadflow_router.adapters.codec import encode_state
 from leadflow_router.domain.model import LeadState, LeadStatus, Offer
 from leadflow_shared import topics
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
-from leadflow_shared.events.routing import LEAD_EVENT, LeadOffered, LeadSummary, OfferExpired
+from leadflow_shared.events.routing import ROUTING_EVENT, LeadOffered, LeadSummary, OfferExpired
 from leadflow_shared.kafka import ensure_topics
 from leadflow_shared.topics import TopicSpec
 
@@ -107,7 +107,7 @@ async def router_rate(stack: Stack, bodies: list[bytes]) -> float:
         while offered != ids and time.monotonic() < deadline:
             for records in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
                 for record in records:
-                    event = LEAD_EVENT.validate_json(record.value or b"")
+                    event = ROUTING_EVENT.validate_json(record.value or b"")
                     if isinstance(event, LeadOffered) and str(event.payload.lead_id) in ids:
                         offered.add(str(event.payload.lead_id))
         if offered != ids:
@@ -165,7 +165,7 @@ async def timers(stack: Stack, open_offers: int, due: int, due_window: float) ->
         while len(lateness) < due and time.monotonic() < deadline:
             for records in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
                 for record in records:
-                    event = LEAD_EVENT.validate_json(record.value or b"")
+                    event = ROUTING_EVENT.validate_json(record.value or b"")
                     if isinstance(event, OfferExpired) and str(event.payload.lead_id) in deadlines:
                         lateness.append((event.occurred_at - deadlines[str(event.payload.lead_id)]).total_seconds())
     finally:

@@ -30,7 +30,7 @@ from leadflow_devstack.processes import ManagedProcess, free_port
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import WaitForRecord, eventually
 from leadflow_shared import topics
-from leadflow_shared.events.routing import LEAD_EVENT, LeadOffered
+from leadflow_shared.events.routing import ROUTING_EVENT, LeadOffered
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 
@@ -192,7 +192,7 @@ async def test_an_offer_reaches_the_agent_on_every_channel_once_despite_an_sms_o
 
         # Redeliver the offer itself, then wait for a later lead: the first sends nothing again.
         def is_offer(record: ConsumerRecord[bytes, bytes]) -> bool:
-            event = LEAD_EVENT.validate_json(record.value or b"")
+            event = ROUTING_EVENT.validate_json(record.value or b"")
             return isinstance(event, LeadOffered) and str(event.payload.lead_id) == lead_id
 
         offer = await wait_for_record(topics.LEADS_EVENTS, is_offer)
@@ -222,8 +222,8 @@ async def test_an_unregistered_device_is_dead_lettered_while_email_and_sms_go_ou
 
         def dead_push(record: ConsumerRecord[bytes, bytes]) -> bool:
             headers = {k: v.decode() for k, v in record.headers}
-            event = LEAD_EVENT.validate_json(record.value or b"")
-            return headers.get("dlq-channel") == "push" and str(event.payload.lead_id) == lead_id
+            event = ROUTING_EVENT.validate_json(record.value or b"")
+            return headers.get("dlq-channel") == "push" and str(getattr(event.payload, "lead_id", "")) == lead_id
 
         dead = await wait_for_record(topics.dlq(topics.LEADS_EVENTS), dead_push)
         headers = {k: v.decode() for k, v in dead.headers}

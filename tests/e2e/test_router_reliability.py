@@ -19,7 +19,7 @@ from leadflow_devstack.testing import eventually
 from leadflow_shared import topics
 from leadflow_shared.envelope import derived_event_id
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
-from leadflow_shared.events.routing import LEAD_EVENT, ActivityLogged, LeadAssigned, LeadOffered, OfferExpired
+from leadflow_shared.events.routing import ROUTING_EVENT, ActivityLogged, LeadAssigned, LeadOffered, OfferExpired
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 
@@ -106,7 +106,7 @@ async def test_router_sigkilled_mid_stream_yields_exactly_one_outcome_per_lead(s
         def assigned() -> set[str]:
             return {
                 str(e.payload.lead_id)
-                for e in map(LEAD_EVENT.validate_json, log.raw)
+                for e in map(ROUTING_EVENT.validate_json, log.raw)
                 if isinstance(e, LeadAssigned) and str(e.payload.lead_id) in ours
             }
 
@@ -124,12 +124,12 @@ async def test_router_sigkilled_mid_stream_yields_exactly_one_outcome_per_lead(s
 
         async def all_routed() -> bool:
             await log.poll()
-            activity = {e.event_id for e in map(LEAD_EVENT.validate_json, log.raw) if isinstance(e, ActivityLogged)}
+            activity = {e.event_id for e in map(ROUTING_EVENT.validate_json, log.raw) if isinstance(e, ActivityLogged)}
             return assigned() == ours and expected_activity <= activity
 
         await eventually(all_routed, timeout=240, what="an outcome for every lead")
 
-    events = [LEAD_EVENT.validate_json(r) for r in log.raw]
+    events = [ROUTING_EVENT.validate_json(r) for r in log.raw]
     mine = [e for e in events if isinstance(e, LeadAssigned) and str(e.payload.lead_id) in ours]
     # A copy with the same event id is one outcome (consumers drop it); a second decision would have another id.
     assert len({e.event_id for e in mine}) == NEW_LEADS, "one decision per new lead"
@@ -151,8 +151,8 @@ async def test_offers_expire_after_a_router_restart(stack: Stack, tmp_path: Path
         def of_lead(kind: type) -> list[object]:
             return [
                 e
-                for e in map(LEAD_EVENT.validate_json, log.raw)
-                if isinstance(e, kind) and e.payload.lead_id == offered.event_id
+                for e in map(ROUTING_EVENT.validate_json, log.raw)
+                if isinstance(e, kind) and getattr(e.payload, "lead_id", None) == offered.event_id
             ]
 
         async def seen(kind: type) -> bool:
@@ -192,7 +192,7 @@ async def test_two_router_processes_fire_each_expiry_once(stack: Stack, tmp_path
             def expiries() -> list[OfferExpired]:
                 return [
                     e
-                    for e in map(LEAD_EVENT.validate_json, log.raw)
+                    for e in map(ROUTING_EVENT.validate_json, log.raw)
                     if isinstance(e, OfferExpired) and e.payload.lead_id in ids and e.payload.offer_round == 1
                 ]
 

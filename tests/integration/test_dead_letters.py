@@ -13,7 +13,7 @@ from leadflow_devstack.testing import WaitForRecord
 from leadflow_shared import topics
 from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
-from leadflow_shared.events.routing import LEAD_EVENT, LeadAssigned
+from leadflow_shared.events.routing import ROUTING_EVENT, LeadAssigned
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -64,10 +64,10 @@ async def test_poison_goes_to_dlq_with_reason_and_next_message_is_routed(
     assert dead.key == b"acme-realty"
 
     def routes_valid(record: ConsumerRecord[bytes, bytes]) -> bool:
-        event = LEAD_EVENT.validate_json(record.value or b"")
+        event = ROUTING_EVENT.validate_json(record.value or b"")
         return isinstance(event, LeadAssigned) and event.payload.lead_id == valid.event_id
 
-    routed = LEAD_EVENT.validate_json((await wait_for_record(topics.LEADS_EVENTS, routes_valid)).value or b"")
+    routed = ROUTING_EVENT.validate_json((await wait_for_record(topics.LEADS_EVENTS, routes_valid)).value or b"")
     assert routed.payload.agent_id == "alex-rivera"
 
 

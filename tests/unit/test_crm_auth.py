@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -40,21 +41,23 @@ def test_a_valid_token_names_its_principal() -> None:
 
 
 @pytest.mark.parametrize(
-    ("token", "reason"),
+    ("make_token", "reason"),
     [
-        (dev_token("a", "broker", "acme", key=KEY, now=datetime.now(UTC) - timedelta(hours=2)), "expired"),
-        (dev_token("a", "broker", "acme", key=KEY, audience="other-api"), "another audience"),
-        (dev_token("a", "broker", "acme", key="some-other-key-" + "x" * 40), "signature"),
-        (jwt.encode(_claims(), key="", algorithm="none"), "not valid"),  # alg=none is never accepted
-        (jwt.encode(_claims(), KEY, algorithm="HS512"), "not valid"),  # only the configured algorithm
-        (jwt.encode({k: v for k, v in _claims().items() if k != "exp"}, KEY, algorithm="HS256"), "not valid"),
-        (jwt.encode(_claims(role="owner"), KEY, algorithm="HS256"), "role"),
-        (jwt.encode(_claims(account_id={"$ne": ""}), KEY, algorithm="HS256"), "account_id"),  # no operator smuggling
-        (jwt.encode(_claims(sub="x" * 65), KEY, algorithm="HS256"), "sub"),
-        ("not-a-jwt", "not valid"),
+        (lambda: dev_token("a", "broker", "acme", key=KEY, now=datetime.now(UTC) - timedelta(hours=2)), "expired"),
+        (lambda: dev_token("a", "broker", "acme", key=KEY, audience="other-api"), "another audience"),
+        (lambda: dev_token("a", "broker", "acme", key="some-other-key-" + "x" * 40), "signature"),
+        (lambda: jwt.encode(_claims(), key="", algorithm="none"), "not valid"),  # alg=none is never accepted
+        (lambda: jwt.encode(_claims(), KEY, algorithm="HS512"), "not valid"),  # only the configured algorithm
+        (lambda: jwt.encode({k: v for k, v in _claims().items() if k != "exp"}, KEY, algorithm="HS256"), "not valid"),
+        (lambda: jwt.encode(_claims(role="owner"), KEY, algorithm="HS256"), "role"),
+        (lambda: jwt.encode(_claims(account_id={"$ne": ""}), KEY, algorithm="HS256"), "account_id"),  # no operators
+        (lambda: jwt.encode(_claims(sub="x" * 65), KEY, algorithm="HS256"), "sub"),
+        (lambda: "not-a-jwt", "not valid"),
     ],
 )
-def test_bad_tokens_are_unauthenticated(token: str, reason: str) -> None:
+def test_bad_tokens_are_unauthenticated(make_token: Callable[[], str], reason: str) -> None:
+    # Made when the test runs: made at collection, a 5-minute token may expire before a long suite gets here.
+    token = make_token()
     with pytest.raises(Unauthenticated, match=reason):
         TokenVerifier(SETTINGS).verify(token)
 

@@ -291,3 +291,19 @@ def test_a_realtor_sees_its_own_offers_on_the_timeline_but_not_other_agents() ->
     assert [e["agent_id"] for e in visible_timeline(entries, realtor_id="ana")] == ["ana", "ana", "ana"]
     assert [e["type"] for e in visible_timeline(entries, realtor_id="ben")] == [
         "LeadOffered", "OfferWithdrawn", "LeadClaimed", "LeadActivity"]
+
+
+def test_a_shared_lead_is_held_by_the_realtor_with_no_open_offers() -> None:
+    from leadflow_crm_api.domain.views import lead_row_changes, open_offers_after
+    from leadflow_shared.events.routing import LeadShared, LeadSharedPayload
+
+    shared = LeadShared.create(
+        account_id="acme", occurred_at=T0,
+        payload=LeadSharedPayload(lead_id=uuid.uuid4(), share_id=uuid.uuid4(), agent_id="riley", realtor_name="Riley",
+                                  assigned_by="Acme", previous_owner_agent_id="ana", by_user_id="bea"),
+    )
+    changes = lead_row_changes(shared)
+    assert (changes["owner_agent_id"], changes["status"], changes["assignment_reason"]) == (
+        "riley", "assigned", "lead_sharing")
+    assert open_offers_after([{"agent_id": "ana", "offer_round": 1}], shared) == []
+    assert not records_in_timeline(shared), "crm-api recorded the share when it took it"

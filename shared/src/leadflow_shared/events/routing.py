@@ -209,7 +209,8 @@ class TeamMemberTransferred(Envelope):
     payload: TeamMemberTransferredPayload
 
 
-# Every message type on leads.events.v1 about one lead (each payload has a lead_id).
+# The message types on leads.events.v1 about one lead (each payload has a lead_id). A consumer
+# of the topic parses with ROUTING_EVENT below: the topic also carries account events.
 LeadEvent = Annotated[
     LeadAssigned
     | LeadOffered

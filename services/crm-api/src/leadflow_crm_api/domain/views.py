@@ -138,6 +138,9 @@ def lead_row_changes(event: LeadEvent) -> dict[str, Any]:
         changes |= {"status": "assigned", "owner_agent_id": event.payload.agent_id, "assignment_reason": "claimed"}
     elif isinstance(event, LeadFellBack):
         changes |= {"status": "fell_back", "owner_agent_id": event.payload.agent_id, "assignment_reason": "fallback"}
+    elif isinstance(event, LeadShared):
+        # The "Assigned To"/"Assigned By" labels were set when crm-api took the transfer (T1).
+        changes |= {"status": "assigned", "owner_agent_id": event.payload.agent_id, "assignment_reason": "lead_sharing"}
     elif isinstance(event, LeadOffered):
         changes["status"] = LeadStatus.OFFERED.value
     return changes
