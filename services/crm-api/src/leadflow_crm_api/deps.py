@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Path, Query, Request
+from fastapi import Depends, Header, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import StringConstraints
 from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_crm_api.adapters.leads import ScopedLeads, scope_filter
@@ -18,6 +19,18 @@ from leadflow_shared.service import ServiceRuntime
 
 Id = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 Text = Annotated[str | None, Query(min_length=1, max_length=100)]
+# An id in a request body (same characters as the path's `Id`).
+IdText = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        description="Repeat a transfer with the same key to retry it: it is applied once.",
+    ),
+]
+
 bearer = HTTPBearer(auto_error=False, description="OAuth2 access token (JWT) for the crm-api audience.")
 
 

@@ -13,12 +13,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, status
+from fastapi import APIRouter, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from leadflow_crm_api.adapters.offices import Labels, OfficeTransfers, Organisation
 from leadflow_crm_api.adapters.settings import AccountSettings
-from leadflow_crm_api.deps import AccountLeads, Caller, Commands, Db, Id
+from leadflow_crm_api.deps import AccountLeads, Caller, Commands, Db, Id, IdempotencyKey, IdText
 from leadflow_crm_api.domain.offices import (
     TransferKind,
     TransferStatus,
@@ -40,18 +40,8 @@ from leadflow_shared.kafka import PublishRaw
 log = logging.getLogger(__name__)
 router = APIRouter()
 
-IdText = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 Line = Annotated[str, StringConstraints(min_length=1, max_length=300, strip_whitespace=True)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=60, strip_whitespace=True)]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=200,
-        description="Repeat a transfer with the same key to retry it: it is applied once.",
-    ),
-]
 
 
 # --- the lead profile (what T2 carries and drops) ------------------------------------------------

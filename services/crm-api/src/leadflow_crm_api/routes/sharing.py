@@ -13,12 +13,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Response, status
+from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from leadflow_crm_api.adapters.invitations import Invitations
 from leadflow_crm_api.adapters.transfers import AccountTransfers
-from leadflow_crm_api.deps import Caller, Commands, Db, Id
+from leadflow_crm_api.deps import Caller, Commands, Db, Id, IdempotencyKey, IdText
 from leadflow_crm_api.domain.principal import Principal, Role
 from leadflow_crm_api.domain.sharing import (
     MAX_TRANSFER_LEADS,
@@ -44,16 +44,6 @@ from leadflow_shared.kafka import PublishRaw
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["lead sharing"])
 
-IdText = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=200,
-        description="Repeat a transfer with the same key to retry it: it is applied once.",
-    ),
-]
 
 
 class InvitationCreate(BaseModel):

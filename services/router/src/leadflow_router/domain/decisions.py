@@ -46,6 +46,7 @@ from leadflow_shared.events.routing import (
     OfferClosedPayload,
     OfferExpired,
     OfferWithdrawn,
+    WithdrawalReason,
 )
 
 
@@ -403,6 +404,21 @@ def on_activity(state: LeadState, activity: Activity, now: datetime) -> Outcome:
 
 
 # --- helpers --------------------------------------------------------------------------------------
+
+
+def withdraw_open_offers(state: LeadState, reason: WithdrawalReason) -> tuple[tuple[Offer, ...], list[Emit]]:
+    """Every open offer withdrawn (the lead leaves the race: T1, T2), with an OfferWithdrawn for each."""
+    offers: list[Offer] = []
+    events: list[Emit] = []
+    for offer in state.offers:
+        if offer.status is OfferStatus.OPEN:
+            offer = Offer(offer.agent_id, offer.round, offer.deadline, OfferStatus.WITHDRAWN)
+            closed = OfferClosedPayload(
+                lead_id=uuid.UUID(state.lead_id), agent_id=offer.agent_id, offer_round=offer.round, reason=reason
+            )
+            events.append(Emit(OfferWithdrawn, closed))
+        offers.append(offer)
+    return tuple(offers), events
 
 
 def _known_agent(account: AccountSnapshot, agent_id: str) -> Agent:

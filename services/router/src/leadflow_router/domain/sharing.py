@@ -16,14 +16,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from leadflow_router.domain.decisions import Emit, Outcome
-from leadflow_router.domain.model import LeadState, LeadStatus, Offer, OfferStatus, RoutingRejected
+from leadflow_router.domain.decisions import Emit, Outcome, withdraw_open_offers
+from leadflow_router.domain.model import LeadState, LeadStatus, RoutingRejected
 from leadflow_shared.events.routing import (
     AssignmentReason,
     LeadShared,
     LeadSharedPayload,
-    OfferClosedPayload,
-    OfferWithdrawn,
     WithdrawalReason,
 )
 
@@ -53,28 +51,12 @@ def on_lead_shared(state: LeadState, share: LeadShare) -> Outcome:
         raise RoutingRejected(f"unknown lead {state.lead_id} in account {share.account_id}")
     if state.holder == share.realtor_id and state.share_id == str(share.share_id):
         return Outcome(state, (), f"T1: lead {state.lead_id} is already shared with {share.realtor_id}.")
-    events: list[Emit] = []
-    offers: list[Offer] = []
-    for offer in state.offers:
-        if offer.status is OfferStatus.OPEN:
-            offer = Offer(offer.agent_id, offer.round, offer.deadline, OfferStatus.WITHDRAWN)
-            events.append(
-                Emit(
-                    OfferWithdrawn,
-                    OfferClosedPayload(
-                        lead_id=uuid.UUID(state.lead_id),
-                        agent_id=offer.agent_id,
-                        offer_round=offer.round,
-                        reason=WithdrawalReason.LEAD_SHARING,
-                    ),
-                )
-            )
-        offers.append(offer)
+    offers, events = withdraw_open_offers(state, WithdrawalReason.LEAD_SHARING)
     shared = state.evolve(
         status=LeadStatus.ASSIGNED,
         holder=share.realtor_id,
         reason=AssignmentReason.LEAD_SHARING,
-        offers=tuple(offers),
+        offers=offers,
         next_deadline=None,
         direct_phase=False,
         share_id=str(share.share_id),

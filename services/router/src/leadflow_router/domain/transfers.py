@@ -14,14 +14,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from leadflow_router.domain.decisions import Emit, Outcome
-from leadflow_router.domain.model import AccountSnapshot, LeadState, LeadStatus, Offer, OfferStatus, RoutingRejected
+from leadflow_router.domain.decisions import Emit, Outcome, withdraw_open_offers
+from leadflow_router.domain.model import AccountSnapshot, LeadState, LeadStatus, RoutingRejected
 from leadflow_shared.events.routing import (
     AssignmentReason,
     LeadTransferred,
     LeadTransferredPayload,
-    OfferClosedPayload,
-    OfferWithdrawn,
     TeamMemberTransferred,
     TeamMemberTransferredPayload,
     WithdrawalReason,
@@ -54,30 +52,14 @@ def on_office_transfer(
     if state.account_id != source.account_id:
         raise RoutingRejected(f"unknown lead {state.lead_id} in account {source.account_id}")
     broker = target.broker  # RoutingRejected on an empty roster
-    events: list[Emit] = []
-    offers: list[Offer] = []
-    for offer in state.offers:
-        if offer.status is OfferStatus.OPEN:
-            offer = Offer(offer.agent_id, offer.round, offer.deadline, OfferStatus.WITHDRAWN)
-            events.append(
-                Emit(
-                    OfferWithdrawn,
-                    OfferClosedPayload(
-                        lead_id=uuid.UUID(state.lead_id),
-                        agent_id=offer.agent_id,
-                        offer_round=offer.round,
-                        reason=WithdrawalReason.OFFICE_TRANSFER,
-                    ),
-                )
-            )
-        offers.append(offer)
+    offers, events = withdraw_open_offers(state, WithdrawalReason.OFFICE_TRANSFER)
     previous = source.agent(state.holder) if state.holder is not None else None
     moved = state.evolve(
         account_id=target.account_id,
         status=LeadStatus.ASSIGNED,
         holder=broker.agent_id,
         reason=AssignmentReason.OFFICE_TRANSFER,
-        offers=tuple(offers),
+        offers=offers,
         next_deadline=None,
         direct_phase=False,
         share_id=None,  # the first office's sharing (T1) ends with the move
