@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated
@@ -33,9 +32,10 @@ from leadflow_crm_api.domain.views import (
     epoch_ms,
     visible_timeline,
 )
-from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound, Unavailable
+from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound
 from leadflow_crm_api.handlers import project
 from leadflow_crm_api.problems import PROBLEM_RESPONSES, install_problem_handlers
+from leadflow_crm_api.publishing import publish_or_unavailable
 from leadflow_crm_api.routes import offices, sharing
 from leadflow_crm_api.routes import settings as account_settings
 from leadflow_crm_api.settings import CrmApiSettings
@@ -44,8 +44,6 @@ from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadAc
 from leadflow_shared.events.routing import ROUTING_EVENT
 from leadflow_shared.kafka import publisher
 from leadflow_shared.service import ServiceRuntime
-
-log = logging.getLogger(__name__)
 
 
 def lead_query(
@@ -149,11 +147,9 @@ def create_app(settings: CrmApiSettings) -> FastAPI:
                 lead_id=uuid.UUID(doc["_id"]), agent_id=caller.sub, action=ActivityAction(body.action.value)
             ),
         )
-        try:
-            await publish_activity(activity.account_id, activity.model_dump_json().encode())
-        except Exception as exc:  # the edge: any Kafka failure is "not taken", the client may retry
-            log.warning("activity not published: %s", type(exc).__name__, extra={"event_id": str(activity.event_id)})
-            raise Unavailable("The action could not be recorded; try again.") from exc
+        await publish_or_unavailable(
+            publish_activity, activity, detail="The action could not be recorded; try again."
+        )
         await leads.record(
             activity_entry(
                 event_id=str(activity.event_id),

@@ -8,7 +8,6 @@ event reaches the views (`done`). Decision 0020.
 
 from __future__ import annotations
 
-import logging
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -28,7 +27,8 @@ from leadflow_crm_api.domain.offices import (
     profile_fields,
 )
 from leadflow_crm_api.domain.principal import Principal
-from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound, Unavailable
+from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound
+from leadflow_crm_api.publishing import publish_or_unavailable
 from leadflow_shared.events.commands import (
     TransferLead,
     TransferLeadPayload,
@@ -37,7 +37,6 @@ from leadflow_shared.events.commands import (
 )
 from leadflow_shared.kafka import PublishRaw
 
-log = logging.getLogger(__name__)
 router = APIRouter()
 
 Line = Annotated[str, StringConstraints(min_length=1, max_length=300, strip_whitespace=True)]
@@ -371,11 +370,9 @@ async def _publish(publish: PublishRaw, transfer: dict[str, Any]) -> None:
                 by_user_id=transfer["by"],
             ),
         )
-    try:
-        await publish(command.account_id, command.model_dump_json().encode())
-    except Exception as exc:  # the edge: any Kafka failure is "not taken", the client may retry
-        log.warning("office transfer not published: %s", type(exc).__name__, extra={"event_id": transfer["_id"]})
-        raise Unavailable("The transfer was not handed to the router; retry with the same Idempotency-Key.") from exc
+    await publish_or_unavailable(
+        publish, command, detail="The transfer was not handed to the router; retry with the same Idempotency-Key."
+    )
 
 
 @router.get("/v1/accounts/{account_id}/office-transfers/{transfer_id}", tags=["office transfers"])

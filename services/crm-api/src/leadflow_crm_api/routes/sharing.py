@@ -8,7 +8,6 @@ refusal changes nothing. Decision 0018.
 
 from __future__ import annotations
 
-import logging
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -37,11 +36,11 @@ from leadflow_crm_api.domain.sharing import (
     unique,
 )
 from leadflow_crm_api.domain.views import epoch_ms
-from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound, Unavailable
+from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound
+from leadflow_crm_api.publishing import publish_or_unavailable
 from leadflow_shared.events.commands import ShareLead, ShareLeadPayload
 from leadflow_shared.kafka import PublishRaw
 
-log = logging.getLogger(__name__)
 router = APIRouter(tags=["lead sharing"])
 
 
@@ -327,10 +326,8 @@ async def _share_with_router(publish: PublishRaw, transfer: dict[str, Any]) -> N
                 by_user_id=transfer["by"],
             ),
         )
-        try:
-            await publish(command.account_id, command.model_dump_json().encode())
-        except Exception as exc:  # the edge: any Kafka failure is "not taken", the client may retry
-            log.warning("lead share not published: %s", type(exc).__name__, extra={"event_id": transfer["_id"]})
-            raise Unavailable(
-                "The leads were transferred, but the router was not told; retry with the same Idempotency-Key."
-            ) from exc
+        await publish_or_unavailable(
+            publish,
+            command,
+            detail="The leads were transferred, but the router was not told; retry with the same Idempotency-Key.",
+        )
