@@ -4,28 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from prometheus_client import CollectorRegistry
-from pymongo import AsyncMongoClient
-from pymongo.asynchronous.database import AsyncDatabase
+from router_harness import Router, router_on
 
-from leadflow_router.adapters.account_config import load_account_config
-from leadflow_router.adapters.mongo import (
-    ROUTER_LEADS,
-    AccountSnapshots,
-    Contacts,
-    LeadRecords,
-    Rotations,
-    ensure_indexes,
-)
 from leadflow_router.domain.model import RoutingRejected
-from leadflow_router.handlers import RouterService
-from leadflow_router.metrics import RouterMetrics
 from leadflow_shared.envelope import derived_event_id
 from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
 from leadflow_shared.events.commands import LEAD_COMMAND, ShareLead, ShareLeadPayload
@@ -37,7 +23,6 @@ from leadflow_shared.events.routing import (
     LeadOffered,
     LeadShared,
     OfferWithdrawn,
-    RoutingEvent,
     WithdrawalReason,
 )
 
@@ -68,70 +53,10 @@ CONFIG = {
 }
 
 
-@dataclass
-class Clock:
-    now: datetime = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@dataclass
-class Published:
-    """What the router published, as (Kafka key, body); `failing` simulates a broker outage."""
-
-    records: list[tuple[str, bytes]] = field(default_factory=list)
-    failing: bool = False
-
-    async def __call__(self, key: str, body: bytes) -> None:
-        if self.failing:
-            raise ConnectionError("broker down")
-        self.records.append((key, body))
-
-    def events(self) -> list[tuple[str, RoutingEvent]]:
-        return [(key, ROUTING_EVENT.validate_json(body)) for key, body in self.records]
-
-    def clear(self) -> None:
-        self.records.clear()
-
-
-@dataclass
-class Router:
-    service: RouterService
-    clock: Clock
-    published: Published
-    db: AsyncDatabase[dict[str, Any]]
-    registry: CollectorRegistry
-
-    async def record(self, lead: LeadReceived) -> dict[str, Any]:
-        doc = await self.db[ROUTER_LEADS].find_one({"_id": str(lead.event_id)})
-        assert doc is not None
-        return doc
-
-    def shares_counted(self) -> float:
-        return self.registry.get_sample_value("router_transfers_total", {"kind": "share"}) or 0.0
-
-
 @pytest_asyncio.fixture(loop_scope="session")
 async def router(mongo_url: str) -> AsyncIterator[Router]:
-    name = f"sharing_{uuid.uuid4().hex[:12]}"
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
-    db = client[name]
-    await load_account_config(db, CONFIG)
-    await ensure_indexes(db)
-    clock, published, registry = Clock(), Published(), CollectorRegistry()
-    service = RouterService(
-        records=LeadRecords(db),
-        accounts=AccountSnapshots(db, 0),
-        contacts=Contacts(db),
-        rotations=Rotations(db),
-        publish=published,
-        metrics=RouterMetrics(registry),
-        clock=clock,
-    )
-    yield Router(service, clock, published, db, registry)
-    await client.drop_database(name)
-    await client.close()
+    async with router_on(mongo_url, CONFIG, now=T0) as built:
+        yield built
 
 
 def received(account_id: str = "acme", email: str | None = None, source: str = "Website") -> LeadReceived:
@@ -216,7 +141,7 @@ async def test_shared_race_lead_withdraws_offers_and_the_realtor_holds_it(router
     assert not doc.get("outbox_keys")
     assert doc["effects"] == {}
     assert str(command.event_id) in doc["inputs"]
-    assert router.shares_counted() == 1
+    assert router.transfers_counted("share") == 1
 
     # Long after the claim window: the sweeper has nothing to fire for it.
     router.published.clear()
@@ -241,7 +166,7 @@ async def test_redelivered_share_publishes_the_same_ids_and_changes_nothing(rout
     assert await router.record(lead) == before
     assert router.published.records == []  # flushed already: nothing left to send
     assert len(first) == 3
-    assert router.shares_counted() == 1
+    assert router.transfers_counted("share") == 1
 
 
 async def test_crash_between_store_and_publish_is_repaired_with_the_same_ids(router: Router) -> None:
@@ -320,7 +245,7 @@ async def test_sharing_again_moves_the_lead_to_a_second_realtor(router: Router) 
     assert shared.payload.share_id == second
     doc = await router.record(lead)
     assert (doc["holder"], doc["share_id"], doc["reason"]) == ("realtor-2", str(second), "lead_sharing")
-    assert router.shares_counted() == 2
+    assert router.transfers_counted("share") == 2
     router.published.clear()
 
     with pytest.raises(RoutingRejected, match="no open offer"):
@@ -353,7 +278,7 @@ async def test_impossible_shares_are_rejected_and_change_nothing(router: Router)
         await router.service.on_command(share(lead.event_id, account_id="nowhere"))
     assert await router.record(lead) == before
     assert router.published.records == []
-    assert router.shares_counted() == 0
+    assert router.transfers_counted("share") == 0
 
 
 async def test_merged_lead_cannot_be_shared(router: Router) -> None:

@@ -4,30 +4,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from prometheus_client import CollectorRegistry
-from pymongo import AsyncMongoClient
-from pymongo.asynchronous.database import AsyncDatabase
+from router_harness import Router, router_on
 
-from leadflow_router.adapters.account_config import load_account_config
 from leadflow_router.adapters.mongo import (
     ACCOUNTS,
     CONTACTS,
     ROUTER_LEADS,
-    AccountSnapshots,
-    Contacts,
-    LeadRecords,
-    Rotations,
-    ensure_indexes,
 )
 from leadflow_router.domain.model import RoutingRejected
-from leadflow_router.handlers import RouterService
-from leadflow_router.metrics import RouterMetrics
 from leadflow_shared.envelope import derived_event_id
 from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
 from leadflow_shared.events.commands import (
@@ -39,7 +28,6 @@ from leadflow_shared.events.commands import (
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
 from leadflow_shared.events.routing import (
     LEAD_EVENT,
-    ROUTING_EVENT,
     ActivityLogged,
     AssignmentReason,
     LeadAssigned,
@@ -79,63 +67,12 @@ CONFIG = {
 }
 
 
-@dataclass
-class Clock:
-    now: datetime = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@dataclass
-class Published:
-    """What the router published, as (Kafka key, body); `failing` simulates a broker outage."""
-
-    records: list[tuple[str, bytes]] = field(default_factory=list)
-    failing: bool = False
-
-    async def __call__(self, key: str, body: bytes) -> None:
-        if self.failing:
-            raise ConnectionError("broker down")
-        self.records.append((key, body))
-
-    def events(self) -> list[tuple[str, RoutingEvent]]:
-        return [(key, ROUTING_EVENT.validate_json(body)) for key, body in self.records]
-
-    def clear(self) -> None:
-        self.records.clear()
-
-
-@dataclass
-class Router:
-    service: RouterService
-    clock: Clock
-    published: Published
-    db: AsyncDatabase[dict[str, Any]]
-
-
 @pytest_asyncio.fixture(loop_scope="session")
 async def router(mongo_url: str) -> AsyncIterator[Router]:
-    name = f"transfers_{uuid.uuid4().hex[:12]}"
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
-    db = client[name]
-    await load_account_config(db, CONFIG)
-    # An office nobody works in yet (the config loader refuses it; crm-api's settings may not).
-    await db[ACCOUNTS].insert_one({"_id": "empty", "name": "Empty Office", "roster": []})
-    await ensure_indexes(db)
-    clock, published = Clock(), Published()
-    service = RouterService(
-        records=LeadRecords(db),
-        accounts=AccountSnapshots(db, 0),
-        contacts=Contacts(db),
-        rotations=Rotations(db),
-        publish=published,
-        metrics=RouterMetrics(CollectorRegistry()),
-        clock=clock,
-    )
-    yield Router(service, clock, published, db)
-    await client.drop_database(name)
-    await client.close()
+    async with router_on(mongo_url, CONFIG, now=T0) as built:
+        # An office nobody works in yet (the config loader refuses it; crm-api's settings may not).
+        await built.db[ACCOUNTS].insert_one({"_id": "empty", "name": "Empty Office", "roster": []})
+        yield built
 
 
 def received(account_id: str, email: str | None = None, source: str = "Website") -> LeadReceived:
