@@ -4,8 +4,10 @@
 - Consumers: offsets committed only after the handler finished (AckPolicy
   NACK_ON_ERROR: success commits, an unhandled error rewinds to the message);
   a new group starts from the earliest offset.
-- Poison input (invalid JSON or schema, `PoisonMessage`) goes to `<topic>.dlq` at
-  once with the reason; any other error is retried with backoff a bounded number of
+- Handlers get the record's raw bytes: FastStream neither decodes the body nor trusts
+  header values to be UTF-8 (`RAW_CODEC`), so no input can fail before the guard runs.
+- Poison input (invalid JSON or schema, too deep, not UTF-8, `PoisonMessage`) goes to
+  `<topic>.dlq` at once with the reason; any other error is retried with backoff a bounded number of
   times, then dead-lettered, except infrastructure outages (`TRANSIENT_ERRORS`),
   which rewind so the message is processed once the dependency is back.
 """
@@ -13,6 +15,8 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -44,6 +48,10 @@ log = logging.getLogger(__name__)
 
 # Errors of a dependency being down: retrying later will succeed, dead-lettering would not.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionFailure, KafkaError)
+# Errors the same bytes raise every time: retrying only delays the dead letter.
+POISON_ERRORS: tuple[type[BaseException], ...] = (
+    ValidationError, PoisonMessage, RecursionError, UnicodeError, json.JSONDecodeError,
+)
 
 
 def _security(settings: KafkaSettings) -> BaseSecurity | None:
@@ -74,6 +82,33 @@ def make_broker(
     )
 
 
+def _text_headers(record: ConsumerRecord[bytes, bytes]) -> ConsumerRecord[bytes, bytes]:
+    """The record with every header value valid UTF-8 (FastStream decodes them strictly, and a
+    null value not at all); bad bytes become U+FFFD. Only headers change: the dead-letter
+    guard still publishes the original value and key."""
+    headers = record.headers
+    if all(value is not None and value.isascii() for _, value in headers):
+        return record  # the common case costs one scan
+    text = [(name, (value or b"").decode("utf-8", "replace").encode()) for name, value in headers]
+    return dataclasses.replace(record, headers=text)
+
+
+async def _parse_tolerantly(msg: Any, parse: Callable[[Any], Awaitable[Any]]) -> Any:
+    """FastStream parser hook: a record (or a batch's tuple of records) with safe headers."""
+    if isinstance(msg, tuple):
+        return await parse(tuple(_text_headers(r) for r in msg))
+    return await parse(_text_headers(msg))
+
+
+async def _raw_body(msg: KafkaMessage) -> Any:
+    """FastStream decoder hook: the body as it came, bytes (or a batch's list of bytes).
+
+    FastStream's own decoder parses JSON when the content-type says so, and its errors
+    (cut-off JSON, deep nesting) escape every handler; leadflow's handlers parse themselves.
+    """
+    return msg.body
+
+
 def consumer_options(group_id: str, *, fetch_max_wait_ms: int = 20) -> dict[str, Any]:
     """Subscriber options every leadflow consumer uses (see the module docstring).
 
@@ -85,6 +120,8 @@ def consumer_options(group_id: str, *, fetch_max_wait_ms: int = 20) -> dict[str,
         "auto_offset_reset": "earliest",
         "ack_policy": AckPolicy.NACK_ON_ERROR,
         "fetch_max_wait_ms": fetch_max_wait_ms,
+        "parser": _parse_tolerantly,
+        "decoder": _raw_body,
     }
 
 
@@ -100,6 +137,9 @@ def publisher(broker: KafkaBroker, topic: str) -> PublishRaw:
 
     return publish
 
+
+# Under aiokafka's 1 MiB max_request_size with room for the key and headers.
+DLQ_MAX_VALUE_BYTES = 900 * 1024
 
 BatchRejections = list[tuple[int, Exception]]
 """(index in the batch, why) for each message a batch handler could not process."""
@@ -129,7 +169,7 @@ class DeadLetterGuard:
                 max=self._settings.retry_max_seconds,
                 jitter=self._settings.retry_initial_seconds,
             ),
-            retry=retry_if_not_exception_type((ValidationError, PoisonMessage)),
+            retry=retry_if_not_exception_type(POISON_ERRORS),
             before_sleep=lambda state: self._count_retry(topic, state),
             reraise=True,
         )
@@ -187,19 +227,24 @@ class DeadLetterGuard:
         """Publish the original bytes to `<topic>.dlq` with the reason in headers, and count it."""
         topic, partition, offset = record.topic, record.partition, record.offset
         reason = _describe(exc)
-        await self._broker.publish(
-            record.value or b"",
-            dlq(topic),
-            key=record.key,
-            headers={
-                "dlq-reason": reason,
-                "dlq-error-type": type(exc).__name__,
-                "dlq-source-topic": topic,
-                "dlq-source-partition": str(partition),
-                "dlq-source-offset": str(offset),
-                "dlq-service": self._service,
-            },
-        )
+        value = record.value or b""
+        # The original headers travel along (trace context, content-type, the sender's own),
+        # then leadflow's own, which win over a sender's header of the same name.
+        headers = {name: (value or b"").decode("utf-8", "replace") for name, value in record.headers}
+        headers |= {
+            "dlq-reason": reason,
+            "dlq-error-type": type(exc).__name__,
+            "dlq-source-topic": topic,
+            "dlq-source-partition": str(partition),
+            "dlq-source-offset": str(offset),
+            "dlq-service": self._service,
+        }
+        if len(value) > DLQ_MAX_VALUE_BYTES:
+            # The producer refuses a request over 1 MiB, and a refused dead letter would rewind
+            # forever: keep the head, say how long the original was (it stays on the source topic).
+            headers["dlq-truncated-from-bytes"] = str(len(value))
+            value = value[:DLQ_MAX_VALUE_BYTES]
+        await self._broker.publish(value, dlq(topic), key=(record.key or b"")[:1024] or None, headers=headers)
         self._metrics.dead_lettered.labels(topic, type(exc).__name__).inc()
         # Logs get field paths and error types only: validators' messages may quote input.
         log.warning(

@@ -1,0 +1,121 @@
+"""I4 for every consumer of every topic: bytes FastStream cannot decode never stall a partition.
+
+Each poison goes to `<topic>.dlq` with the reason, named by the consuming service, and a
+sentinel sent behind them on the same partition (same key) is dead-lettered too: the
+consumer went past every poison. On a partner topic a valid lead behind them is accepted.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+
+from leadflow_devstack.stack import Stack
+from leadflow_devstack.testing import records_until
+from leadflow_shared import topics
+from leadflow_shared.events.inbound import InboundContact, InboundSource, LeadSubmitted, LeadSubmittedPayload
+from leadflow_shared.events.intake import LeadReceived
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
+
+JSON = [("content-type", b"application/json")]
+
+# (name, body, headers): what a careless partner or a broken producer can put on a topic.
+POISONS: list[tuple[str, bytes | None, list[tuple[str, bytes]]]] = [
+    ("deep-nesting", b'{"event_id": ' + b"[" * 20000 + b"]" * 20000 + b"}", JSON),
+    ("cut-off-json", b'{"event_id": "5f0c3f4e-', JSON),
+    ("not-utf8-header", b"{}", [("content-type", b"\xff\xfe"), ("x-trace", b"\xc3\x28")]),
+    ("not-utf8-text", b"\xff\xfe\xfd", [("content-type", b"text/plain")]),
+    ("nan-json", b'{"event_id": NaN}', JSON),
+    ("tombstone", None, []),
+    ("oversize", b'{"pad": "' + b"x" * (2 * 1024 * 1024) + b'"}', JSON),  # over the producer's 1 MiB request limit
+]
+
+BIG = 4 * 1024 * 1024
+
+# (topic, the services that consume it)
+CONSUMERS = [
+    (topics.LEADS_INBOUND, ["intake"]),
+    (topics.LEADS_INTAKE, ["router"]),
+    (topics.LEADS_ACTIVITY, ["router"]),
+    (topics.LEADS_COMMANDS, ["router"]),
+    (topics.LEADS_EVENTS, ["notifier", "crm-api"]),
+]
+
+
+def header(record: ConsumerRecord[bytes, bytes], name: str) -> str:
+    value: bytes = dict(record.headers).get(name, b"")
+    return value.decode()
+
+
+def service_of(record: ConsumerRecord[bytes, bytes]) -> str:
+    return header(record, "dlq-service")
+
+
+def marker_of(record: ConsumerRecord[bytes, bytes]) -> str:
+    return header(record, "x-poison-run")
+
+
+@pytest.mark.parametrize(("topic", "services"), CONSUMERS, ids=[t for t, _ in CONSUMERS])
+async def test_undecodable_messages_are_dead_lettered_and_the_partition_moves_on(
+    stack: Stack, topic: str, services: list[str]
+) -> None:
+    run = uuid.uuid4().hex
+    key = b"acme-realty"
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all", max_request_size=BIG)
+    await producer.start()
+    try:
+        for name, body, headers in POISONS:
+            marked = [*headers, ("x-poison-run", f"{run}:{name}".encode())]
+            await producer.send_and_wait(topic, body, key=key, headers=marked)
+        sentinel = [("x-poison-run", f"{run}:sentinel".encode())]
+        await producer.send_and_wait(topic, b"{sentinel", key=key, headers=sentinel)
+    finally:
+        await producer.stop()
+
+    expected = {(service, f"{run}:{name}") for service in services for name in [*(p[0] for p in POISONS), "sentinel"]}
+
+    def dead_lettered(seen: list[ConsumerRecord[bytes, bytes]]) -> set[tuple[str, str]]:
+        return {(service_of(r), marker_of(r)) for r in seen if marker_of(r).startswith(run)}
+
+    seen: list[ConsumerRecord[bytes, bytes]] = []
+
+    def all_there(record: ConsumerRecord[bytes, bytes]) -> bool:
+        seen.append(record)
+        return expected <= dead_lettered(seen)
+
+    records = await records_until(stack.bootstrap, topics.dlq(topic), all_there, timeout=90)
+    ours = [r for r in records if marker_of(r).startswith(run)]
+    for record in ours:
+        assert header(record, "dlq-reason"), f"{marker_of(record)} was dead-lettered without a reason"
+    # Once each: a poison is dead-lettered by each consuming service exactly once, not once per redelivery.
+    assert len(ours) == len(expected)
+
+
+async def test_partner_lead_behind_undecodable_messages_is_accepted(stack: Stack) -> None:
+    submitted = LeadSubmitted.create(
+        account_id="acme-realty",
+        occurred_at=datetime.now(UTC),
+        payload=LeadSubmittedPayload(
+            contact=InboundContact(first_name="Pat", email=f"pat-{uuid.uuid4().hex}@example.com"),
+            source=InboundSource(partner="homefinder", name="Partner"),
+        ),
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all", max_request_size=BIG)
+    await producer.start()
+    try:
+        for _, body, headers in POISONS:
+            await producer.send_and_wait(topics.LEADS_INBOUND, body, key=b"acme-realty", headers=headers)
+        await producer.send_and_wait(topics.LEADS_INBOUND, submitted.model_dump_json().encode(), key=b"acme-realty")
+    finally:
+        await producer.stop()
+
+    def is_ours(record: ConsumerRecord[bytes, bytes]) -> bool:
+        return str(submitted.correlation_id).encode() in (record.value or b"")  # other tests put poison here too
+
+    records = await records_until(stack.bootstrap, topics.LEADS_INTAKE, is_ours, timeout=60)
+    received = LeadReceived.model_validate_json(next(r.value or b"" for r in records if is_ours(r)))
+    assert received.payload.contact.first_name == "Pat"
