@@ -1,11 +1,15 @@
-"""The notifier's MongoDB side (nx-27017 or MONGODB_URL) with real SMTP: preferences, the delivery log, N3."""
+"""The notifier's MongoDB side (nx-27017 or MONGODB_URL) with real SMTP: preferences, the delivery log, N3,
+and the re-driver that finishes a delivery whose process died (decision 0021)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, time
+from dataclasses import replace
+from datetime import UTC, datetime, time, timedelta
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +25,18 @@ from leadflow_notifier.adapters.repository import (
     Begin,
     DeliveryLog,
     DigestItems,
+    Leases,
     PreferencesDoc,
     QuietHoursDoc,
     ensure_indexes,
 )
 from leadflow_notifier.adapters.smtp import SmtpMailer
+from leadflow_notifier.domain.delivery import Delivery
 from leadflow_notifier.domain.digest import DigestItem
 from leadflow_notifier.domain.errors import DeliveryError
+from leadflow_notifier.domain.messages import EmailContent
 from leadflow_notifier.domain.preferences import Channel
-from leadflow_notifier.handlers import DigestSender, Notifier, RetryPolicy
+from leadflow_notifier.handlers import Courier, DigestSender, Notifier, Redriver, RetryPolicy, Sender
 from leadflow_notifier.metrics import NotifierMetrics
 from leadflow_notifier.settings import SmtpSettings
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
@@ -98,7 +105,7 @@ def offer() -> LeadOffered:
 
 def notifier(db: AsyncDatabase[dict[str, Any]], mailer: SmtpMailer, texts: Texts) -> Notifier:
     return Notifier(
-        directory=AgentDirectory(db), deliveries=DeliveryLog(db, lease_ms=60_000),
+        directory=AgentDirectory(db), deliveries=DeliveryLog(db, leases=Leases(lease_ms=60_000)),
         senders={Channel.EMAIL: mailer, Channel.SMS: texts},
         dead_letters=NoDeadLetters(), metrics=NotifierMetrics(CollectorRegistry()), crm_base_url="https://crm",
         clock=lambda: NOON, retry=RetryPolicy(attempts=2, initial_seconds=0.01, max_seconds=0.02),
@@ -138,15 +145,28 @@ async def test_preferences_from_mongodb_are_honoured(
     assert who.preferences.quiet_hours is None
 
 
-async def test_a_crashed_delivery_is_taken_over_after_its_lease(db: AsyncDatabase[dict[str, Any]]) -> None:
-    log = DeliveryLog(db, lease_ms=1_000)
-    key = f"{uuid.uuid4()}:email:ana"
+async def test_a_pending_delivery_is_the_redrivers_once_its_lease_runs_out(db: AsyncDatabase[dict[str, Any]]) -> None:
+    crashed, alive = Leases(lease_ms=1_000), Leases(lease_ms=1_000)
+    delivery = Delivery(key=f"{uuid.uuid4()}:email:ana", channel=Channel.EMAIL, agent_id="ana", account_id="acme",
+                        event_type="LeadOffered", content=EmailContent(to="ana@example.com", subject="s", text="t",
+                                                                       lead_id="l"), event=b'{"x": 1}')
+    assert await DeliveryLog(db, leases=crashed).begin(delivery, now_ms=10_000) is Begin.SEND
+    log = DeliveryLog(db, leases=alive)
 
-    assert await log.begin(key, channel="email", now_ms=10_000) is Begin.SEND
-    assert await log.begin(key, channel="email", now_ms=10_500) is Begin.BUSY  # its owner may still be sending
-    assert await log.begin(key, channel="email", now_ms=11_001) is Begin.SEND  # the owner died: take over
-    await log.sent(key, now_ms=11_002)
-    assert await log.begin(key, channel="email", now_ms=99_000) is Begin.DONE
+    assert await log.begin(delivery, now_ms=10_500) is Begin.BUSY  # its owner may still be sending
+    assert await log.begin(delivery, now_ms=11_001) is Begin.BUSY  # a redelivery never takes it over ...
+    assert await log.claim_due(now_ms=10_999, limit=10) == []
+    claimed = await log.claim_due(now_ms=11_001, limit=10)  # ... the re-driver does, once the lease ran out
+    assert claimed == [replace(delivery, drives=2)], "the record holds all a re-drive needs"
+    assert alive.held == {delivery.key}
+    assert await log.claim_due(now_ms=11_500, limit=10) == [], "claimed: leased again"
+
+    await log.sent(delivery.key, now_ms=11_600)
+    assert await log.begin(delivery, now_ms=99_000) is Begin.DONE
+    done = await db["notifier_deliveries"].find_one({"_id": delivery.key})
+    assert done is not None
+    assert "content" not in done, "a finished record keeps no personal data"
+    assert "event" not in done
 
 
 async def test_the_daily_digest_goes_to_each_subscriber_once(
@@ -162,9 +182,10 @@ async def test_the_daily_digest_goes_to_each_subscriber_once(
     day_before = int(datetime(2024, 1, 9, 12, tzinfo=UTC).timestamp() * 1000)
     for i, created in enumerate((day_before, day_before, int(NOON.timestamp() * 1000))):
         await items.add(DigestItem(account, f"{account}-lead-{i % 2 if i < 2 else 9}", f"Lead {i}", "Web", created))
-    sender = DigestSender(items=items, subscribers=directory, deliveries=DeliveryLog(db, lease_ms=60_000),
-                          mailer=mailer, metrics=NotifierMetrics(CollectorRegistry()),
-                          crm_base_url="https://crm", hour_utc=7, clock=lambda: NOON)
+    sender = DigestSender(items=items, subscribers=directory,
+                          deliveries=DeliveryLog(db, leases=Leases(lease_ms=60_000)), mailer=mailer,
+                          metrics=NotifierMetrics(CollectorRegistry()), crm_base_url="https://crm", hour_utc=7,
+                          clock=lambda: NOON)
 
     assert await sender.run_once() == 1
     assert await sender.run_once() == 0  # the next check, or another replica: already sent
@@ -173,3 +194,183 @@ async def test_the_daily_digest_goes_to_each_subscriber_once(
     assert len(digests) == 1
     assert digests[0]["Subject"] == "2 new leads on Wed 10 Jan"  # the redelivered item counted once; today's waits
     assert not [m for m in sink.received() if m["X-Envelope-To"] == "no@example.com"]
+
+
+# The re-driver: a delivery whose process died (decision 0021)
+
+LEASE_MS = 1_000
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOON
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, ms: int) -> None:
+        self.now += timedelta(milliseconds=ms)
+
+    @property
+    def ms(self) -> int:
+        return int(self.now.timestamp() * 1000)
+
+
+class Gate:
+    """A sender that holds each send until released: a process that is slow, or about to die."""
+
+    def __init__(self, then: Sender | None = None) -> None:
+        self.entered, self.release, self.then = asyncio.Event(), asyncio.Event(), then
+
+    async def send(self, content: Any, *, message_id: str) -> None:
+        self.entered.set()
+        await self.release.wait()
+        if self.then is not None:
+            await self.then.send(content, message_id=message_id)
+
+
+class Letters:
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    async def publish(
+        self, raw: bytes, *, account_id: str, channel: str, agent_id: str, error: DeliveryError  # noqa: ARG002
+    ) -> None:
+        self.reasons.append(error.reason)
+
+
+class Replica:
+    """One notifier process: its leases, its consumer-side notifier and its re-driver."""
+
+    def __init__(
+        self, db: AsyncDatabase[dict[str, Any]], clock: Clock, email: Sender, *, dead_letters: Any = None,
+        max_drives: int = 5,
+    ) -> None:
+        self.leases = Leases(lease_ms=LEASE_MS)
+        self.log = DeliveryLog(db, leases=self.leases)
+        self.metrics = NotifierMetrics(CollectorRegistry())
+        retry = RetryPolicy(attempts=3, initial_seconds=0.01, max_seconds=0.02)
+        letters = dead_letters or NoDeadLetters()
+        self.notifier = Notifier(
+            directory=AgentDirectory(db), deliveries=self.log, senders={Channel.EMAIL: email},
+            dead_letters=letters, metrics=self.metrics, crm_base_url="https://crm", clock=clock, retry=retry,
+        )
+        courier = Courier(deliveries=self.log, senders={Channel.EMAIL: email}, dead_letters=letters,
+                          metrics=self.metrics, clock=clock, retry=retry)
+        self.redriver = Redriver(deliveries=self.log, courier=courier, metrics=self.metrics, max_drives=max_drives)
+
+
+def about(sink: MailSink, event: LeadOffered) -> list[EmailMessage]:
+    return [m for m in sink.received() if m["X-Leadflow-Lead-Id"] == str(event.payload.lead_id)]
+
+
+async def crash_mid_send(db: AsyncDatabase[dict[str, Any]], clock: Clock, event: LeadOffered) -> None:
+    """A notifier starts the email and dies before the provider answers: the record stays pending."""
+    gate = Gate()
+    dying = Replica(db, clock, gate)
+    task = asyncio.create_task(dying.notifier.notify(event, event.model_dump_json().encode()))
+    await asyncio.wait_for(gate.entered.wait(), timeout=10)
+    task.cancel()  # no mark, no more lease renewals: what SIGKILL leaves
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def test_a_delivery_left_by_a_crashed_notifier_is_redriven_exactly_once(
+    db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer
+) -> None:
+    clock, event = Clock(), offer()
+    await ensure_indexes(db)
+    await crash_mid_send(db, clock, event)
+    restarted, other = Replica(db, clock, mailer), Replica(db, clock, mailer)
+
+    # The restarted notifier gets the uncommitted event again inside the dead one's lease: busy, skipped.
+    clock.advance(LEASE_MS // 2)
+    await restarted.notifier.notify(event, event.model_dump_json().encode())
+    assert about(sink, event) == []
+    assert await restarted.redriver.run_once() == 0, "the lease is still live"
+
+    # Once the lease has run out, the re-drivers of two replicas race for it: one sends it.
+    clock.advance(LEASE_MS)
+    claimed = await asyncio.gather(restarted.redriver.run_once(), other.redriver.run_once())
+    assert sorted(claimed) == [0, 1]
+    sent = about(sink, event)
+    assert len(sent) == 1
+    key = f"{event.event_id}:email:ana"
+    assert sent[0]["Message-ID"] == mailer.message(EmailContent("x", "x", "x", "x"), message_id=key)["Message-ID"], (
+        "a re-drive carries the Message-ID the first attempt had"
+    )
+    assert "Lead offer: Jane" in str(sent[0]["Subject"])
+
+    clock.advance(10 * LEASE_MS)
+    assert await other.redriver.run_once() == 0
+    await restarted.notifier.notify(event, event.model_dump_json().encode())  # and a late redelivery
+    assert len(about(sink, event)) == 1
+    record = await db["notifier_deliveries"].find_one({"_id": key})
+    assert record is not None
+    assert (record["status"], record["drives"]) == ("sent", 2)
+
+
+async def test_a_live_lease_is_renewed_and_not_stolen(
+    db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer
+) -> None:
+    clock, event = Clock(), offer()
+    await ensure_indexes(db)
+    slow = Gate(then=mailer)
+    owner, other = Replica(db, clock, slow), Replica(db, clock, mailer)
+    sending = asyncio.create_task(owner.notifier.notify(event, event.model_dump_json().encode()))
+    await asyncio.wait_for(slow.entered.wait(), timeout=10)
+
+    # The provider is slow, well past the first lease; the owner's renewer keeps the lease live.
+    for _ in range(5):
+        clock.advance(LEASE_MS // 2)
+        await owner.log.renew(now_ms=clock.ms)
+        assert await other.redriver.run_once() == 0, "a live lease was stolen"
+        await other.notifier.notify(event, event.model_dump_json().encode())  # a rebalance's copy: busy
+    slow.release.set()
+    await sending
+
+    clock.advance(10 * LEASE_MS)
+    assert await other.redriver.run_once() == 0
+    assert len(about(sink, event)) == 1
+    assert owner.leases.held == set(), "nothing left to renew once it is sent"
+
+
+async def test_a_redriven_delivery_keeps_the_retry_bound_and_the_dead_letter_exit(
+    db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer
+) -> None:
+    clock, event = Clock(), offer()
+    await ensure_indexes(db)
+    await crash_mid_send(db, clock, event)
+    letters = Letters()
+    restarted = Replica(db, clock, mailer, dead_letters=letters)
+    sink.refusals.extend(["451 4.3.0 try later"] * 3)  # every attempt of the re-drive (attempts=3)
+
+    clock.advance(2 * LEASE_MS)
+    assert await restarted.redriver.run_once() == 1
+    assert letters.reasons == ["unavailable"]
+    record = await db["notifier_deliveries"].find_one({"_id": f"{event.event_id}:email:ana"})
+    assert record is not None
+    assert (record["status"], record["reason"]) == ("failed", "unavailable")
+    clock.advance(10 * LEASE_MS)
+    assert await restarted.redriver.run_once() == 0
+    assert about(sink, event) == []
+
+
+async def test_a_delivery_whose_every_drive_crashed_is_dead_lettered_as_abandoned(
+    db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer
+) -> None:
+    clock, event = Clock(), offer()
+    await ensure_indexes(db)
+    await crash_mid_send(db, clock, event)  # drive 1
+    for _ in range(2):  # drives 2 and 3 die too
+        clock.advance(2 * LEASE_MS)
+        dying = Replica(db, clock, mailer)
+        [claimed] = await dying.log.claim_due(now_ms=clock.ms, limit=10)
+        assert claimed.key == f"{event.event_id}:email:ana"
+    letters = Letters()
+    last = Replica(db, clock, mailer, dead_letters=letters, max_drives=3)
+
+    clock.advance(2 * LEASE_MS)
+    assert await last.redriver.run_once() == 1
+    assert letters.reasons == ["abandoned"]
+    assert about(sink, event) == []

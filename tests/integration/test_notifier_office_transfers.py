@@ -22,7 +22,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_devstack.servers import MailSink
-from leadflow_notifier.adapters.repository import AgentDirectory, DeliveryLog, DigestItems, ensure_indexes
+from leadflow_notifier.adapters.repository import AgentDirectory, DeliveryLog, DigestItems, Leases, ensure_indexes
 from leadflow_notifier.adapters.smtp import SmtpMailer
 from leadflow_notifier.domain.errors import DeliveryError
 from leadflow_notifier.domain.preferences import Channel
@@ -125,7 +125,7 @@ class NoDeadLetters:
 def notifier(db: AsyncDatabase[dict[str, Any]], mailer: SmtpMailer, other: Recorder) -> Notifier:
     directory = AgentDirectory(db)
     return Notifier(
-        directory=directory, deliveries=DeliveryLog(db, lease_ms=60_000),
+        directory=directory, deliveries=DeliveryLog(db, leases=Leases(lease_ms=60_000)),
         senders={Channel.EMAIL: mailer, Channel.SMS: other, Channel.PUSH: other},
         dead_letters=NoDeadLetters(), metrics=NotifierMetrics(CollectorRegistry()), crm_base_url="https://crm",
         clock=lambda: MOVED_AT, retry=RetryPolicy(attempts=2, initial_seconds=0.01, max_seconds=0.02),
@@ -135,9 +135,10 @@ def notifier(db: AsyncDatabase[dict[str, Any]], mailer: SmtpMailer, other: Recor
 
 def digests(db: AsyncDatabase[dict[str, Any]], mailer: SmtpMailer, now: datetime) -> DigestSender:
     return DigestSender(
-        items=DigestItems(db), subscribers=AgentDirectory(db), deliveries=DeliveryLog(db, lease_ms=60_000),
-        mailer=mailer, metrics=NotifierMetrics(CollectorRegistry()), crm_base_url="https://crm",
-        hour_utc=DIGEST_HOUR, clock=lambda: now,
+        items=DigestItems(db), subscribers=AgentDirectory(db),
+        deliveries=DeliveryLog(db, leases=Leases(lease_ms=60_000)), mailer=mailer,
+        metrics=NotifierMetrics(CollectorRegistry()), crm_base_url="https://crm", hour_utc=DIGEST_HOUR,
+        clock=lambda: now,
     )
 
 

@@ -21,7 +21,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_devstack.servers import MailSink
-from leadflow_notifier.adapters.repository import AgentDirectory, DeliveryLog, DigestItems, ensure_indexes
+from leadflow_notifier.adapters.repository import AgentDirectory, DeliveryLog, DigestItems, Leases, ensure_indexes
 from leadflow_notifier.adapters.smtp import SmtpMailer
 from leadflow_notifier.domain.errors import DeliveryError
 from leadflow_notifier.domain.preferences import Channel
@@ -93,7 +93,7 @@ class NoDeadLetters:
 def notifier(db: AsyncDatabase[dict[str, Any]], mailer: SmtpMailer, other: Recorder,
              registry: CollectorRegistry) -> Notifier:
     return Notifier(
-        directory=AgentDirectory(db), deliveries=DeliveryLog(db, lease_ms=60_000),
+        directory=AgentDirectory(db), deliveries=DeliveryLog(db, leases=Leases(lease_ms=60_000)),
         senders={Channel.EMAIL: mailer, Channel.SMS: other, Channel.PUSH: other},
         dead_letters=NoDeadLetters(), metrics=NotifierMetrics(registry), crm_base_url="https://crm",
         clock=lambda: SHARED_AT, retry=RetryPolicy(attempts=2, initial_seconds=0.01, max_seconds=0.02),

@@ -11,10 +11,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from leadflow_notifier.adapters.repository import Begin
+from leadflow_notifier.domain.delivery import Delivery
 from leadflow_notifier.domain.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
-from leadflow_notifier.domain.messages import Recipient
+from leadflow_notifier.domain.messages import Recipient, SmsContent
 from leadflow_notifier.domain.preferences import Channel
-from leadflow_notifier.handlers import Notifier, RetryPolicy
+from leadflow_notifier.handlers import Courier, Notifier, Redriver, RetryPolicy
 from leadflow_notifier.metrics import NotifierMetrics
 from leadflow_shared.errors import PoisonMessage
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
@@ -34,18 +35,30 @@ class Directory:
 class Log:
     def __init__(self) -> None:
         self.status: dict[str, str] = {}
+        self.held: set[str] = set()
+        self.due: list[Delivery] = []
 
-    async def begin(self, key: str, *, channel: str, now_ms: int) -> Begin:  # noqa: ARG002
+    async def begin(self, delivery: Delivery, *, now_ms: int) -> Begin:  # noqa: ARG002
+        key = delivery.key
         if key in self.status:
             return Begin.DONE if self.status[key] != "pending" else Begin.BUSY
         self.status[key] = "pending"
+        self.held.add(key)
         return Begin.SEND
+
+    async def claim_due(self, *, now_ms: int, limit: int) -> list[Delivery]:  # noqa: ARG002
+        claimed, self.due = self.due[:limit], self.due[limit:]
+        self.held.update(d.key for d in claimed)
+        return claimed
 
     async def sent(self, key: str, *, now_ms: int) -> None:  # noqa: ARG002
         self.status[key] = "sent"
 
     async def failed(self, key: str, *, reason: str, now_ms: int) -> None:  # noqa: ARG002
         self.status[key] = f"failed:{reason}"
+
+    def release(self, key: str) -> None:
+        self.held.discard(key)
 
 
 class Provider:
@@ -205,3 +218,55 @@ async def test_a_batch_rejects_poison_and_keeps_each_leads_events_in_order(regis
     assert len(email.ids) == 3
     order = [i.split(":")[0] for i in email.ids]
     assert order.index(str(first.event_id)) < order.index(str(same_lead.event_id)), "one lead's events in order"
+
+
+class Unmarkable(Log):
+    """The delivery log goes away between the provider's acceptance and the mark."""
+
+    async def sent(self, key: str, *, now_ms: int) -> None:  # noqa: ARG002 (the port's signature)
+        raise ConnectionError("mongodb unreachable")
+
+
+async def test_every_started_delivery_stops_renewing_its_lease(registry: CollectorRegistry) -> None:
+    email, sms = Provider(), Provider(PermanentDeliveryError("rejected"))
+    notifier, log, _ = make(registry, email=email, sms=sms)
+    await notifier.notify(event(), b"{}")
+    assert len(log.status) == 2
+    assert log.held == set(), "sent and dead-lettered deliveries hold no lease"
+
+    broken = Unmarkable()
+    notifier = Notifier(directory=Directory(), deliveries=broken, senders={Channel.EMAIL: Provider()},
+                        dead_letters=DeadLetters(), metrics=NotifierMetrics(CollectorRegistry()),
+                        crm_base_url="https://crm", clock=lambda: NOW, retry=RetryPolicy(attempts=1))
+    with pytest.raises(ConnectionError):
+        await notifier.notify(event(), b"{}")
+    assert list(broken.status.values()) == ["pending"]
+    assert broken.held == set(), "left pending, its lease runs out and the re-driver finishes it"
+
+
+def redriver(registry: CollectorRegistry, log: Log, dead: DeadLetters, **senders: Provider) -> Redriver:
+    metrics = NotifierMetrics(registry)
+    courier = Courier(deliveries=log, senders={Channel(c): p for c, p in senders.items()}, dead_letters=dead,
+                      metrics=metrics, clock=lambda: NOW, retry=RetryPolicy(attempts=2, initial_seconds=0.001))
+    return Redriver(deliveries=log, courier=courier, metrics=metrics, max_drives=3)
+
+
+def pending(channel: Channel, drives: int) -> Delivery:
+    return Delivery(key=f"{uuid.uuid4()}:{channel}:a-1", channel=channel, agent_id="a-1", account_id="acme-realty",
+                    event_type="LeadOffered", content=SmsContent(to="+13125550100", body="hi", lead_id="l"),
+                    event=b'{"the": "event"}', occurred_ms=int(NOW.timestamp() * 1000), drives=drives)
+
+
+async def test_the_redriver_sends_with_the_same_key_or_dead_letters(registry: CollectorRegistry) -> None:
+    sms = Provider()
+    log, dead = Log(), DeadLetters()
+    again, crashing, switched_off = pending(Channel.SMS, 2), pending(Channel.SMS, 4), pending(Channel.PUSH, 2)
+    log.due = [again, crashing, switched_off]
+
+    assert await redriver(registry, log, dead, sms=sms).run_once() == 3
+
+    assert sms.ids == [again.key], "sent once, under the key the first attempt used"
+    assert sorted(dead.letters) == [("push", "a-1", "disabled"), ("sms", "a-1", "abandoned")]
+    assert log.status == {again.key: "sent", crashing.key: "failed:abandoned", switched_off.key: "failed:disabled"}
+    assert log.held == set()
+    assert metric(registry, "notifier_deliveries_redriven_total", channel="sms") == 2

@@ -11,6 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from leadflow_notifier.adapters.repository import Begin
+from leadflow_notifier.domain.delivery import Delivery
 from leadflow_notifier.domain.digest import DigestItem, digest_item
 from leadflow_notifier.domain.errors import DeliveryError
 from leadflow_notifier.domain.messages import (
@@ -156,7 +157,8 @@ class Log:
     def __init__(self) -> None:
         self.status: dict[str, str] = {}
 
-    async def begin(self, key: str, *, channel: str, now_ms: int) -> Begin:  # noqa: ARG002
+    async def begin(self, delivery: Delivery, *, now_ms: int) -> Begin:  # noqa: ARG002
+        key = delivery.key
         if key in self.status:
             return Begin.DONE
         self.status[key] = "pending"
@@ -167,6 +169,9 @@ class Log:
 
     async def failed(self, key: str, *, reason: str, now_ms: int) -> None:  # noqa: ARG002
         self.status[key] = f"failed:{reason}"
+
+    def release(self, key: str) -> None:
+        pass
 
 
 class Outbox:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar, overload
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from tenacity import AsyncRetrying, stop_after_delay, wait_fixed
+
+from leadflow_shared.envelope import Envelope
 
 T = TypeVar("T")
 RecordPredicate = Callable[[ConsumerRecord[bytes, bytes]], bool]
@@ -51,3 +53,40 @@ async def records_until(
         raise AssertionError(f"no matching record on {topic} within {timeout}s")
     finally:
         await consumer.stop()
+
+
+async def publish_envelopes(bootstrap: str, topic: str, messages: Iterable[Envelope]) -> None:
+    """Publish as a partner would: keyed by account, in order, each one acknowledged by the broker."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        sent = [await producer.send(topic, m.model_dump_json().encode(), key=m.account_id.encode()) for m in messages]
+        for future in sent:
+            await future
+    finally:
+        await producer.stop()
+
+
+class TopicLog:
+    """Every record value of `topic` from the beginning; `poll()` reads what arrived since."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+        )
+        self.raw: list[bytes] = []
+
+    async def __aenter__(self) -> TopicLog:
+        await self._consumer.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self._consumer.stop()
+
+    async def poll(self) -> list[bytes]:
+        """Read what arrived since the last poll; returns it (also appended to `raw`)."""
+        new: list[bytes] = []
+        for records in (await self._consumer.getmany(timeout_ms=100, max_records=5000)).values():
+            new.extend(r.value or b"" for r in records)
+        self.raw.extend(new)
+        return new

@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
 
 from leadflow_notifier.adapters.dead_letters import KafkaDeadLetters
 from leadflow_notifier.adapters.providers import FcmPush, TwilioSms
@@ -16,12 +20,13 @@ from leadflow_notifier.adapters.repository import (
     AgentDirectory,
     DeliveryLog,
     DigestItems,
+    Leases,
     RecipientCache,
     ensure_indexes,
 )
 from leadflow_notifier.adapters.smtp import SmtpMailer
 from leadflow_notifier.domain.preferences import Channel
-from leadflow_notifier.handlers import DigestSender, Notifier, RetryPolicy, Sender
+from leadflow_notifier.handlers import Courier, DigestSender, Notifier, Redriver, RetryPolicy, Sender
 from leadflow_notifier.metrics import NotifierMetrics
 from leadflow_notifier.settings import NotifierSettings
 from leadflow_shared import topics
@@ -52,9 +57,30 @@ def create_app(settings: NotifierSettings) -> FastAPI:
     retry = RetryPolicy(
         settings.delivery.attempts, settings.delivery.retry_initial_seconds, settings.delivery.retry_max_seconds
     )
-    lease_ms = int(settings.delivery.lease_seconds * 1000)
+    # One set of leases per process: every delivery it starts is renewed until it ends (decision 0021).
+    leases = Leases(lease_ms=int(settings.delivery.lease_seconds * 1000))
     dead_letters = KafkaDeadLetters(runtime.broker, topics.LEADS_EVENTS)
     runtime.on_startup(ensure_indexes)
+
+    # The renewer outlives the background workers: it stops only once the broker has drained the
+    # in-flight batches, so no delivery still in progress loses its lease during a graceful stop.
+    renewing = asyncio.Event()
+    renewer: list[asyncio.Task[None]] = []
+
+    async def start_renewing(db: AsyncDatabase[Any]) -> None:
+        deliveries = DeliveryLog(db, leases=leases)
+        renewing.clear()
+        renewer.append(asyncio.create_task(
+            _every(leases.renew_seconds, renewing, "lease renewal", lambda: deliveries.renew(now_ms=_now_ms()))
+        ))
+
+    async def stop_renewing() -> None:
+        renewing.set()
+        while renewer:
+            await renewer.pop()
+
+    runtime.on_startup(start_renewing)
+    runtime.on_shutdown(stop_renewing)
 
     recipients: RecipientCache = {}
 
@@ -62,7 +88,7 @@ def create_app(settings: NotifierSettings) -> FastAPI:
         directory = AgentDirectory(runtime.db, cache=recipients, ttl_seconds=settings.directory_cache_seconds)
         return Notifier(
             directory=directory,
-            deliveries=DeliveryLog(runtime.db, lease_ms=lease_ms),
+            deliveries=DeliveryLog(runtime.db, leases=leases),
             senders=senders,
             dead_letters=dead_letters,
             metrics=metrics,
@@ -88,17 +114,44 @@ def create_app(settings: NotifierSettings) -> FastAPI:
     async def digests(stopping: asyncio.Event) -> None:
         sender = DigestSender(
             items=DigestItems(runtime.db), subscribers=AgentDirectory(runtime.db),
-            deliveries=DeliveryLog(runtime.db, lease_ms=lease_ms), mailer=mailer, metrics=metrics,
+            deliveries=DeliveryLog(runtime.db, leases=leases), mailer=mailer, metrics=metrics,
             crm_base_url=settings.crm_base_url, hour_utc=settings.digest.hour_utc, clock=_now,
         )
-        while not stopping.is_set():
-            try:
-                await sender.run_once()
-            except Exception:  # a background loop's edge: logged, tried again next round
-                log.exception("daily digest run failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), timeout=settings.digest.check_seconds)
+        await _every(settings.digest.check_seconds, stopping, "daily digest run", sender.run_once)
 
+    async def redrive(stopping: asyncio.Event) -> None:
+        deliveries = DeliveryLog(runtime.db, leases=leases)
+        courier = Courier(deliveries=deliveries, senders=senders, dead_letters=dead_letters, metrics=metrics,
+                          clock=_now, retry=retry)
+        redriver = Redriver(deliveries=deliveries, courier=courier, metrics=metrics,
+                            max_drives=settings.delivery.max_drives, batch=settings.delivery.redrive_batch)
+
+        async def drain() -> None:
+            # A full batch means more may be due: go on at once.
+            while await redriver.run_once() >= redriver.batch and not stopping.is_set():
+                pass
+
+        await _every(settings.delivery.redrive_seconds, stopping, "re-drive", drain)
+
+    # Always on: it is what finishes a delivery whose process died (N3 with crashes).
+    runtime.run_in_background(redrive)
     if settings.digest.enabled:
         runtime.run_in_background(digests)
     return runtime.app(title="leadflow notifier", version="0.1.0")
+
+
+async def _every(seconds: float, stopping: asyncio.Event, what: str, step: Callable[[], Awaitable[object]]) -> None:
+    """Run `step` every `seconds` until `stopping` is set; a failed round is logged and tried again."""
+    while not stopping.is_set():
+        try:
+            await step()
+        except PyMongoError as exc:  # an outage: no traceback every round
+            log.warning("%s: %s; trying again", what, type(exc).__name__)
+        except Exception:  # a background loop's edge: logged, tried again next round
+            log.exception("%s failed", what)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), timeout=seconds)
+
+
+def _now_ms() -> int:
+    return int(_now().timestamp() * 1000)

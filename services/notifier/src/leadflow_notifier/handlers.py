@@ -3,6 +3,7 @@
 Each channel of an event is delivered on its own: its own delivery-log record, its own
 bounded retries with exponential backoff and jitter, its own dead letter. The channels
 run concurrently, so an SMS provider outage delays neither the email nor the push.
+A delivery whose process died mid-send is finished by the `Redriver` (decision 0021).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from leadflow_notifier.adapters.repository import Begin
+from leadflow_notifier.domain.delivery import Delivery, delivery_key
 from leadflow_notifier.domain.digest import (
     DigestItem,
     DigestWindow,
@@ -49,9 +51,14 @@ class Staff(Protocol):
 
 
 class Deliveries(Protocol):
-    async def begin(self, key: str, *, channel: str, now_ms: int) -> Begin: ...
+    async def begin(self, delivery: Delivery, *, now_ms: int) -> Begin: ...
     async def sent(self, key: str, *, now_ms: int) -> None: ...
     async def failed(self, key: str, *, reason: str, now_ms: int) -> None: ...
+    def release(self, key: str) -> None: ...
+
+
+class DueDeliveries(Deliveries, Protocol):
+    async def claim_due(self, *, now_ms: int, limit: int) -> list[Delivery]: ...
 
 
 class Sender(Protocol):
@@ -78,6 +85,77 @@ class RetryPolicy:
     attempts: int = 4
     initial_seconds: float = 0.2
     max_seconds: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Courier:
+    """Takes one started delivery to its end: sent, or dead-lettered after bounded retries."""
+
+    deliveries: Deliveries
+    senders: Mapping[Channel, Sender]
+    dead_letters: DeadLetters
+    metrics: NotifierMetrics
+    clock: Callable[[], datetime]
+    retry: RetryPolicy
+
+    async def drive(self, delivery: Delivery) -> None:
+        """Deliver what `begin` or `claim_due` handed this process; its lease is released at the end.
+
+        An error here that is not the provider's (MongoDB, Kafka, cancellation) leaves the record
+        pending: once its lease runs out, the re-driver finishes it.
+        """
+        channel = delivery.channel
+        try:
+            sender = self.senders.get(channel)
+            if sender is None:  # the channel was switched off since this delivery started
+                await self._dead_letter(delivery, PermanentDeliveryError("disabled", f"{channel} is off"))
+                return
+            retrying = AsyncRetrying(
+                stop=stop_after_attempt(self.retry.attempts),
+                wait=wait_exponential_jitter(multiplier=self.retry.initial_seconds, max=self.retry.max_seconds),
+                retry=retry_if_exception_type(TransientDeliveryError),
+                before_sleep=lambda s: self._count_retry(channel, s),
+                reraise=True,
+            )
+            try:
+                async for attempt in retrying:
+                    with attempt:
+                        await sender.send(delivery.content, message_id=delivery.key)
+            except DeliveryError as exc:
+                await self._dead_letter(delivery, exc)
+                return
+            # Right after the provider's acceptance: a crash before this line resends (same Message-ID).
+            await self.deliveries.sent(delivery.key, now_ms=self._now_ms())
+        finally:
+            self.deliveries.release(delivery.key)
+        self.metrics.sent.labels(channel).inc()
+        if delivery.occurred_ms is not None:
+            self.metrics.latency.labels(channel).observe(max(0.0, (self._now_ms() - delivery.occurred_ms) / 1000))
+        log.info("%s %s sent", delivery.event_type, channel, extra={"delivery": delivery.key, "channel": channel})
+
+    async def give_up(self, delivery: Delivery, error: DeliveryError) -> None:
+        """Dead-letter a started delivery without sending it; its lease is released."""
+        try:
+            await self._dead_letter(delivery, error)
+        finally:
+            self.deliveries.release(delivery.key)
+
+    async def _dead_letter(self, delivery: Delivery, error: DeliveryError) -> None:
+        if delivery.event is not None:
+            await self.dead_letters.publish(delivery.event, account_id=delivery.account_id, channel=delivery.channel,
+                                            agent_id=delivery.agent_id, error=error)
+        await self.deliveries.failed(delivery.key, reason=error.reason, now_ms=self._now_ms())
+        self.metrics.failed.labels(delivery.channel, error.reason).inc()
+        log.warning("%s %s dead-lettered: %s", delivery.event_type, delivery.channel, error,
+                    extra={"delivery": delivery.key, "channel": delivery.channel})
+
+    def _count_retry(self, channel: Channel, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        reason = error.reason if isinstance(error, DeliveryError) else "unknown"
+        self.metrics.retries.labels(channel, reason).inc()
+
+    def _now_ms(self) -> int:
+        return _ms(self.clock())
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,43 +245,54 @@ class Notifier:
     async def _deliver(
         self, event: RoutingEvent, raw: bytes, agent_id: str, channel: Channel, content: Content
     ) -> None:
-        key = f"{event.event_id}:{channel}:{agent_id}"
-        state = await self.deliveries.begin(key, channel=channel, now_ms=self._now_ms())
+        delivery = Delivery(
+            key=delivery_key(event.event_id, channel, agent_id), channel=channel, agent_id=agent_id,
+            account_id=event.account_id, event_type=event.type, content=content, event=raw,
+            occurred_ms=_ms(event.occurred_at),
+        )
+        state = await self.deliveries.begin(delivery, now_ms=_ms(self.clock()))
         if state is not Begin.SEND:
             self.metrics.skipped.labels(channel, state).inc()
             return
-        sender = self.senders[channel]
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.retry.attempts),
-            wait=wait_exponential_jitter(multiplier=self.retry.initial_seconds, max=self.retry.max_seconds),
-            retry=retry_if_exception_type(TransientDeliveryError),
-            before_sleep=lambda s: self._count_retry(channel, s),
-            reraise=True,
-        )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    await sender.send(content, message_id=key)
-        except DeliveryError as exc:
-            await self.dead_letters.publish(raw, account_id=event.account_id, channel=channel, agent_id=agent_id,
-                                            error=exc)
-            await self.deliveries.failed(key, reason=exc.reason, now_ms=self._now_ms())
-            self.metrics.failed.labels(channel, exc.reason).inc()
-            log.warning("%s %s dead-lettered: %s", event.type, channel, exc,
-                        extra={"event_id": str(event.event_id), "channel": channel})
-            return
-        await self.deliveries.sent(key, now_ms=self._now_ms())
-        self.metrics.sent.labels(channel).inc()
-        self.metrics.latency.labels(channel).observe(max(0.0, (self.clock() - event.occurred_at).total_seconds()))
-        log.info("%s %s sent", event.type, channel, extra={"event_id": str(event.event_id), "channel": channel})
+        courier = Courier(deliveries=self.deliveries, senders=self.senders, dead_letters=self.dead_letters,
+                          metrics=self.metrics, clock=self.clock, retry=self.retry)
+        await courier.drive(delivery)
 
-    def _count_retry(self, channel: Channel, state: RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        reason = error.reason if isinstance(error, DeliveryError) else "unknown"
-        self.metrics.retries.labels(channel, reason).inc()
 
-    def _now_ms(self) -> int:
-        return int(self.clock().timestamp() * 1000)
+@dataclass(frozen=True, slots=True)
+class Redriver:
+    """Finishes pending deliveries whose lease ran out: their process died mid-send (decision 0021).
+
+    Safe on every replica: each due record is claimed by one of them. A record driven `max_drives`
+    times without an end (each drive died) is dead-lettered as `abandoned` instead of sent again.
+    """
+
+    deliveries: DueDeliveries
+    courier: Courier
+    metrics: NotifierMetrics
+    max_drives: int = 5
+    batch: int = 100
+    concurrency: int = 16
+
+    async def run_once(self) -> int:
+        """Claim and drive the due deliveries; returns how many were claimed (a full batch: call again)."""
+        due = await self.deliveries.claim_due(now_ms=_ms(self.courier.clock()), limit=self.batch)
+        limit = asyncio.Semaphore(self.concurrency)
+
+        async def one(delivery: Delivery) -> None:
+            async with limit:
+                self.metrics.redriven.labels(delivery.channel).inc()
+                log.info("%s %s re-driven", delivery.event_type, delivery.channel,
+                         extra={"delivery": delivery.key, "drives": delivery.drives})
+                if delivery.drives > self.max_drives:
+                    # Each earlier drive died with its process: this message may be what kills it.
+                    error = PermanentDeliveryError("abandoned", f"{delivery.drives - 1} drives ended in a crash")
+                    await self.courier.give_up(delivery, error)
+                    return
+                await self.courier.drive(delivery)
+
+        await _all(one(delivery) for delivery in due)
+        return len(due)
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,25 +318,33 @@ class DigestSender:
                 key = f"digest:{account_id}:{window.day.isoformat()}:email:{who.agent_id}"
                 if email is None:
                     continue
-                if await self.deliveries.begin(key, channel="email", now_ms=self._now_ms()) is not Begin.SEND:
+                delivery = Delivery(key=key, channel=Channel.EMAIL, agent_id=who.agent_id, account_id=account_id,
+                                    event_type="Digest", content=email)
+                if await self.deliveries.begin(delivery, now_ms=self._now_ms()) is not Begin.SEND:
                     continue
                 try:
                     await self.mailer.send(email, message_id=key)
+                    await self.deliveries.sent(key, now_ms=self._now_ms())
                 except PermanentDeliveryError as exc:
                     await self.deliveries.failed(key, reason=exc.reason, now_ms=self._now_ms())
                     self.metrics.failed.labels("email", exc.reason).inc()
                     continue
                 except TransientDeliveryError as exc:
-                    # Left pending: a later run takes it over once its lease has run out.
+                    # Left pending: the re-driver retries it once its lease has run out.
                     self.metrics.retries.labels("email", exc.reason).inc()
                     continue
-                await self.deliveries.sent(key, now_ms=self._now_ms())
+                finally:
+                    self.deliveries.release(key)
                 self.metrics.sent.labels("email").inc()
                 sent += 1
         return sent
 
     def _now_ms(self) -> int:
-        return int(self.clock().timestamp() * 1000)
+        return _ms(self.clock())
+
+
+def _ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
 
 
 def _group(event: RoutingEvent) -> str:

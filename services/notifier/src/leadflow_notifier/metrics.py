@@ -26,6 +26,11 @@ class NotifierMetrics:
             ["channel", "reason"],
             registry=registry,
         )
+        self.redriven = Counter(
+            "notifier_deliveries_redriven_total",
+            "Pending deliveries taken over after their lease ran out (the process sending them died).",
+            ["channel"], registry=registry,
+        )
         self.unknown_recipients = Counter(
             "notifier_recipients_unknown_total",
             "Notices not sent because the directory does not know the recipient, by event type"

@@ -47,13 +47,22 @@ class PushSettings(BaseModel):
 
 
 class DeliverySettings(BaseModel):
-    """In-process retries of one channel's delivery; then that delivery is dead-lettered."""
+    """In-process retries of one channel's delivery; then that delivery is dead-lettered.
+
+    A started delivery is leased to its process, which renews the lease every third of it while it
+    works; once a lease has run out (its process died), the re-driver of any replica finishes it
+    (decision 0021).
+    """
 
     attempts: int = Field(default=4, ge=1, le=10)
     retry_initial_seconds: float = Field(default=0.2, gt=0)
     retry_max_seconds: float = Field(default=5.0, gt=0)
-    # A delivery another replica started this long ago and never finished may be taken over.
-    lease_seconds: float = Field(default=60.0, gt=0)
+    # How long a crashed process blocks its deliveries: the lease is renewed while it lives.
+    lease_seconds: float = Field(default=10.0, ge=3, le=600)
+    redrive_seconds: float = Field(default=2.0, gt=0, le=60, description="How often expired leases are looked for.")
+    redrive_batch: int = Field(default=100, ge=1, le=1000)
+    # A delivery whose every drive died with its process is dead-lettered after this many.
+    max_drives: int = Field(default=5, ge=2, le=20)
     # Events taken from Kafka at once, and how many leads' deliveries run at the same time.
     batch_size: int = Field(default=200, ge=1, le=1000)
     concurrency: int = Field(default=32, ge=1, le=256)

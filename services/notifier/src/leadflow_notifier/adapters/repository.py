@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import uuid
+from dataclasses import asdict, dataclass, field
 from datetime import time
 from enum import StrEnum
 from time import monotonic
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from leadflow_notifier.domain.delivery import Delivery
 from leadflow_notifier.domain.digest import DigestItem, DigestWindow
-from leadflow_notifier.domain.messages import Recipient
+from leadflow_notifier.domain.messages import Content, EmailContent, PushContent, Recipient, SmsContent
 from leadflow_notifier.domain.preferences import Channel, Preferences, QuietHours
 
 ACCOUNTS = "accounts"
@@ -166,46 +170,132 @@ class DigestItems:
 async def ensure_indexes(db: AsyncDatabase[dict[str, Any]]) -> None:
     # No index names _id (nx-27017, decision 0004); epoch-ms ints, not datetimes, for ranges.
     await db[DIGEST_ITEMS].create_index([("created_ms", 1), ("account_id", 1)], name="digest_window")
+    # The re-driver's query: pending records whose lease ran out (equality, then range).
+    await db[DELIVERIES].create_index([("status", 1), ("lease_until_ms", 1)], name="pending_lease")
 
 
 class Begin(StrEnum):
-    SEND = "send"  # nobody delivered it yet (or a crashed attempt's lease ran out): deliver now
+    SEND = "send"  # nobody started it yet: deliver now
     DONE = "done"  # sent or dead-lettered already: a redelivered event sends nothing twice
-    BUSY = "busy"  # another consumer is delivering it right now
+    BUSY = "busy"  # pending: its owner is on it, or the re-driver takes it once the owner's lease runs out
+
+
+@dataclass
+class Leases:
+    """This process's leases on pending deliveries, renewed while it works on them (decision 0021).
+
+    A record's lease is short, so a crashed process blocks its deliveries only briefly; a live one
+    renews the leases of the deliveries it holds every third of the lease, so a slow provider does not
+    let another process take a delivery still in progress.
+    """
+
+    lease_ms: int
+    owner: str = field(default_factory=lambda: uuid.uuid4().hex)  # one per process run
+    held: set[str] = field(default_factory=set)
+
+    @property
+    def renew_seconds(self) -> float:
+        return self.lease_ms / 3000
 
 
 class DeliveryLog:
     """One record per (event, channel, recipient): the N3 at-most-once key.
 
-    `status`: `pending` (with `lease_until_ms`, epoch ms), then `sent` or `failed`.
+    `status`: `pending`, then `sent` or `failed`. A pending record carries its message (`content`)
+    and, for the dead letter, the original `event`, so the re-driver can finish it after its process
+    died; both are removed once it is done (they hold personal data). `lease_until_ms` (epoch ms)
+    and `owner`: who works on it until when; `drives`: how many times a process started it.
     """
 
-    def __init__(self, db: AsyncDatabase[dict[str, Any]], *, lease_ms: int) -> None:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], *, leases: Leases) -> None:
         self._deliveries = db[DELIVERIES]
-        self._lease_ms = lease_ms
+        self._leases = leases
 
-    async def begin(self, key: str, *, channel: str, now_ms: int) -> Begin:
-        lease = now_ms + self._lease_ms
+    async def begin(self, delivery: Delivery, *, now_ms: int) -> Begin:
+        """Start `delivery` unless a record of it exists; on SEND this process holds its lease."""
+        payload = _payload(delivery)
         try:
             await self._deliveries.insert_one(
-                {"_id": key, "channel": channel, "status": "pending", "lease_until_ms": lease, "created_ms": now_ms}
+                {"_id": delivery.key, "channel": str(delivery.channel), "status": "pending", "created_ms": now_ms,
+                 "lease_until_ms": now_ms + self._leases.lease_ms, "owner": self._leases.owner, "drives": 1,
+                 **payload}
             )
         except DuplicateKeyError:
-            # Take over only a pending delivery whose lease ran out (its consumer died mid-send).
-            taken = await self._deliveries.find_one_and_update(
-                {"_id": key, "status": "pending", "lease_until_ms": {"$lt": now_ms}},
-                {"$set": {"lease_until_ms": lease}},
+            # Never taken over here: a pending record is the re-driver's once its lease ran out. Its
+            # message is (re)written, so one started before records kept it can be finished too.
+            pending = await self._deliveries.find_one_and_update(
+                {"_id": delivery.key, "status": "pending"}, {"$set": payload}, projection={"_id": 1}
             )
-            if taken is not None:
-                return Begin.SEND
-            doc = await self._deliveries.find_one({"_id": key}, {"status": 1})
-            return Begin.BUSY if doc is not None and doc.get("status") == "pending" else Begin.DONE
+            return Begin.BUSY if pending is not None else Begin.DONE
+        self._leases.held.add(delivery.key)
         return Begin.SEND
 
+    async def claim_due(self, *, now_ms: int, limit: int) -> list[Delivery]:
+        """Take over up to `limit` pending deliveries whose lease ran out (their process died)."""
+        due = {"status": "pending", "lease_until_ms": {"$lt": now_ms}, "content": {"$exists": True}}
+        cursor = self._deliveries.find(due, {"_id": 1}).sort("lease_until_ms", 1).limit(limit)
+        claimed = []
+        for key in [str(d["_id"]) async for d in cursor]:
+            # Conditional on the expired lease: of several replicas, one wins each record.
+            doc = await self._deliveries.find_one_and_update(
+                {"_id": key, **due},
+                {"$set": {"lease_until_ms": now_ms + self._leases.lease_ms, "owner": self._leases.owner},
+                 "$inc": {"drives": 1}},
+                return_document=ReturnDocument.AFTER,
+            )
+            if doc is not None:
+                self._leases.held.add(key)
+                claimed.append(_delivery_of(doc))
+        return claimed
+
+    async def renew(self, *, now_ms: int) -> None:
+        """Extend the leases of the deliveries this process is working on."""
+        if not self._leases.held:
+            return
+        await self._deliveries.update_many(
+            {"_id": {"$in": sorted(self._leases.held)}, "status": "pending", "owner": self._leases.owner},
+            {"$set": {"lease_until_ms": now_ms + self._leases.lease_ms}},
+        )
+
+    def release(self, key: str) -> None:
+        """Stop renewing: the delivery is done, or left to the re-driver after its lease."""
+        self._leases.held.discard(key)
+
     async def sent(self, key: str, *, now_ms: int) -> None:
-        await self._deliveries.update_one({"_id": key}, {"$set": {"status": "sent", "done_ms": now_ms}})
+        await self._deliveries.update_one(
+            {"_id": key}, {"$set": {"status": "sent", "done_ms": now_ms}, "$unset": DONE_UNSET}
+        )
 
     async def failed(self, key: str, *, reason: str, now_ms: int) -> None:
         await self._deliveries.update_one(
-            {"_id": key}, {"$set": {"status": "failed", "reason": reason, "done_ms": now_ms}}
+            {"_id": key}, {"$set": {"status": "failed", "reason": reason, "done_ms": now_ms}, "$unset": DONE_UNSET}
         )
+
+
+# A finished record keeps no message or event: they hold personal data and nothing will send them again.
+DONE_UNSET = {"content": "", "event": ""}
+
+
+def _payload(delivery: Delivery) -> dict[str, Any]:
+    """What a pending record needs to be delivered, and dead-lettered, by any process."""
+    doc: dict[str, Any] = {
+        "agent_id": delivery.agent_id, "account_id": delivery.account_id, "event_type": delivery.event_type,
+        "content": {"kind": type(delivery.content).__name__, **asdict(delivery.content)},
+        "occurred_ms": delivery.occurred_ms,
+    }
+    if delivery.event is not None:
+        doc["event"] = delivery.event
+    return doc
+
+
+CONTENT_KINDS: dict[str, type[Content]] = {kind.__name__: kind for kind in (EmailContent, SmsContent, PushContent)}
+
+
+def _delivery_of(doc: dict[str, Any]) -> Delivery:
+    content = dict(doc["content"])
+    kind = CONTENT_KINDS[content.pop("kind")]
+    return Delivery(
+        key=str(doc["_id"]), channel=Channel(doc["channel"]), agent_id=doc["agent_id"], account_id=doc["account_id"],
+        event_type=doc["event_type"], content=kind(**content), event=doc.get("event"),
+        occurred_ms=doc.get("occurred_ms"), drives=int(doc.get("drives", 1)),
+    )
