@@ -37,7 +37,7 @@ from schemathesis.specs.openapi.checks import (
 from leadflow_devstack.processes import ManagedProcess, free_port
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import WaitForRecord, records_until
-from leadflow_intake.domain.signature import sign
+from leadflow_intake.domain.signature import SignedRequest, sign, webhook_path
 from leadflow_intake.settings import DEVELOPMENT_SECRET
 from leadflow_shared import topics
 
@@ -55,12 +55,16 @@ class Intake:
     process: ManagedProcess
 
     def signed(
-        self, provider: str, body: bytes, *, at: int | None = None, secret: bytes | None = None
+        self, provider: str, body: bytes, *, at: int | None = None, secret: bytes | None = None,
+        account: str = ACCOUNT, key: str | None = None,
     ) -> dict[str, str]:
+        """Signature headers (scheme v2) for `body` posted for `account` to `provider`, with `key` if given."""
         ts = int(time.time()) if at is None else at
-        key = secret if secret is not None else self.secrets[provider]
-        return {"X-Leadflow-Timestamp": str(ts), "X-Leadflow-Signature": sign(key, ts, body),
-                "content-type": "application/json"}
+        request = SignedRequest("POST", webhook_path(account, provider), key, body)
+        signature = sign(secret if secret is not None else self.secrets[provider], ts, request)
+        headers = {"X-Leadflow-Timestamp": str(ts), "X-Leadflow-Signature": signature,
+                   "content-type": "application/json"}
+        return headers | ({"Idempotency-Key": key} if key is not None else {})
 
 
 @pytest.fixture(scope="module")
@@ -180,9 +184,9 @@ PATHS = [
 async def post(client: httpx.AsyncClient, intake: Intake, way: WayIn, body: dict[str, Any],
                key: str | None = None) -> httpx.Response:
     raw = json.dumps(body).encode()
-    headers = intake.signed(way.provider, raw) if way.provider else {"content-type": "application/json"}
-    if key is not None:
-        headers["Idempotency-Key"] = key
+    if way.provider:
+        return await client.post(way.path, content=raw, headers=intake.signed(way.provider, raw, key=key))
+    headers = {"content-type": "application/json"} | ({"Idempotency-Key": key} if key is not None else {})
     return await client.post(way.path, content=raw, headers=headers)
 
 
@@ -276,7 +280,7 @@ async def test_webhook_authentication_failures_are_401_alike_and_publish_nothing
         "stale": ("homefinder", intake.signed("homefinder", body, at=now - 301)),
         "from the future": ("homefinder", intake.signed("homefinder", body, at=now + 301)),
         "unknown provider": ("nobody", intake.signed("homefinder", body)),
-        "account not allowed": ("portal", intake.signed("portal", body)),
+        "account not allowed": ("portal", intake.signed("portal", body, account="other-realty")),
         "tampered body": ("homefinder", good),
     }
     before = (await client.get("/metrics")).text
@@ -349,7 +353,7 @@ async def test_invalid_input_gets_422_naming_the_field(
 async def test_unknown_account_in_a_webhook_url_is_422(intake: Intake, client: httpx.AsyncClient) -> None:
     raw = json.dumps(PATHS[3].body(marker())).encode()
     response = await client.post("/v1/accounts/no-such-account/webhooks/homefinder", content=raw,
-                                 headers=intake.signed("homefinder", raw))
+                                 headers=intake.signed("homefinder", raw, account="no-such-account"))
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["path", "account_id"]
 
@@ -399,7 +403,8 @@ async def test_embedded_stack_accepts_the_demo_providers_in_development(
 ) -> None:
     raw = json.dumps({"first_name": "Demo", "last_name": marker(), "email": "demo@example.com"}).encode()
     ts = int(time.time())
-    headers = {"X-Leadflow-Timestamp": str(ts), "X-Leadflow-Signature": sign(DEVELOPMENT_SECRET.encode(), ts, raw)}
+    request = SignedRequest("POST", webhook_path(ACCOUNT, "demo-generic"), None, raw)
+    headers = {"X-Leadflow-Timestamp": str(ts), "X-Leadflow-Signature": sign(DEVELOPMENT_SECRET.encode(), ts, request)}
     async with httpx.AsyncClient(base_url=stack.url("intake")) as http:
         response = await http.post(f"/v1/accounts/{ACCOUNT}/webhooks/demo-generic", content=raw, headers=headers)
     assert response.status_code == 202, response.text

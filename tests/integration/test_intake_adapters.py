@@ -13,6 +13,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_intake.adapters.accounts import MongoAccounts
 from leadflow_intake.adapters.idempotency import MongoIdempotencyStore
+from leadflow_intake.domain import keys
+from leadflow_intake.domain.keys import stored_key
 from leadflow_intake.handlers import AccountInfo, Claim
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
@@ -76,9 +78,62 @@ async def test_idempotency_claim_returns_the_first_claim_and_marks_it_published(
     store = MongoIdempotencyStore(db)
     first = Claim(uuid.uuid4(), "hash-1", '{"a":1}', published=False)
     second = Claim(uuid.uuid4(), "hash-2", '{"a":2}', published=False)
-    assert await store.claim("acme-realty", "k", first) == (first, True)
-    assert await store.claim("acme-realty", "k", second) == (first, False)
-    assert await store.claim("other-realty", "k", second) == (second, True)  # keys are per account
-    await store.mark_published("acme-realty", "k")
-    stored, created = await store.claim("acme-realty", "k", second)
+    acme_k = stored_key(keys.WEBSITE, "acme-realty", "k")
+    assert await store.claim(acme_k, first) == (first, True)
+    assert await store.claim(acme_k, second) == (first, False)
+    assert await store.claim(stored_key(keys.WEBSITE, "other-realty", "k"), second) == (second, True)  # per account
+    await store.mark_published(acme_k)
+    stored, created = await store.claim(acme_k, second)
     assert (stored.event_id, stored.published, created) == (first.event_id, True, False)
+
+
+async def test_the_same_key_text_in_each_way_in_is_a_different_key(db: AsyncDatabase[dict[str, Any]]) -> None:
+    """A form's key crafted as another way's stored key claims nothing of that way (issue 10, item 4)."""
+    store = MongoIdempotencyStore(db)
+    event_id = str(uuid.uuid4())
+    crafted = {"webhook:homefinder:k1": (keys.webhook("homefinder"), "k1"), f"inbound:{event_id}": (keys.PARTNER,
+               event_id), "webhook.homefinder/acme-realty/k2": (keys.webhook("homefinder"), "k2")}  # fmt: skip
+    for form_key, (space, key) in crafted.items():
+        squat = Claim(uuid.uuid4(), "form", "{}", published=True)
+        real = Claim(uuid.uuid4(), "real", "{}", published=False)
+        assert await store.claim(stored_key(keys.WEBSITE, "acme-realty", form_key), squat) == (squat, True)
+        assert await store.claim(stored_key(space, "acme-realty", key), real) == (real, True)
+
+
+async def seed_agents(db: AsyncDatabase[dict[str, Any]]) -> None:
+    # The shapes the router's seed command writes (docs/account-config.md).
+    await db["accounts"].insert_many([
+        {"_id": "acme-realty", "default_region": "US", "roster": ["alex-rivera", "blair-chen", "ghost"]},
+        {"_id": "summit-homes", "roster": ["dana-whitehorse"]},
+    ])  # fmt: skip
+    await db["agents"].insert_many([
+        {"_id": "alex-rivera", "account_id": "acme-realty", "name": "Alex"},
+        {"_id": "blair-chen", "account_id": "acme-realty", "name": "Blair"},
+        {"_id": "off-roster", "account_id": "acme-realty", "name": "Off"},
+        {"_id": "dana-whitehorse", "account_id": "summit-homes", "name": "Dana"},
+    ])  # fmt: skip
+
+
+async def test_agents_are_those_the_router_routes_to_in_the_account(db: AsyncDatabase[dict[str, Any]]) -> None:
+    await seed_agents(db)
+    accounts = MongoAccounts(db, fallback_region="US")
+    assert await accounts.has_agent("acme-realty", "alex-rivera")
+    assert not await accounts.has_agent("acme-realty", "dana-whitehorse")  # another account's agent
+    assert not await accounts.has_agent("acme-realty", "nobody")
+    assert not await accounts.has_agent("acme-realty", "ghost")  # on the roster, no such agent
+    assert not await accounts.has_agent("acme-realty", "off-roster")  # the router routes to roster agents only
+    assert not await accounts.has_agent("no-such-account", "alex-rivera")
+
+
+async def test_a_new_agent_is_known_at_once_and_a_known_one_is_cached(db: AsyncDatabase[dict[str, Any]]) -> None:
+    await seed_agents(db)
+    clock = Clock()
+    accounts = MongoAccounts(db, fallback_region="US", ttl=60, clock=clock)
+    assert not await accounts.has_agent("acme-realty", "eve-new")
+    await db["agents"].insert_one({"_id": "eve-new", "account_id": "acme-realty", "name": "Eve"})
+    await db["accounts"].update_one({"_id": "acme-realty"}, {"$set": {"roster": ["alex-rivera", "eve-new"]}})
+    assert await accounts.has_agent("acme-realty", "eve-new")  # a miss is not cached
+    await db["accounts"].update_one({"_id": "acme-realty"}, {"$set": {"roster": ["alex-rivera"]}})
+    assert await accounts.has_agent("acme-realty", "eve-new")  # a hit is, for ttl
+    clock.now += 60.1
+    assert not await accounts.has_agent("acme-realty", "eve-new")

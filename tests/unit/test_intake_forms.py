@@ -80,6 +80,34 @@ def test_bounds_are_inclusive() -> None:
     assert len(form.utm) == 10
 
 
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("😀😀", "must contain letters"),
+        ("\u200b\u200b", "must contain letters"),  # zero-width spaces only
+        ("\u200d", "must contain letters"),
+        ("🏠 123", "must contain letters"),
+        ("\u3164\u3164", "must contain letters"),  # Hangul fillers: letters that draw nothing
+        ("Jane\u202eeoD", "bidirectional control"),  # shows as "JaneDoe" reversed
+        ("\u2066Jane\u2069", "bidirectional control"),
+        ("Jane\u200f", "bidirectional control"),
+    ],
+)
+@pytest.mark.parametrize("field", ["first_name", "last_name"])
+def test_names_without_letters_or_with_bidi_controls_are_refused(field: str, name: str, reason: str) -> None:
+    with pytest.raises(ValidationError, match=reason) as info:
+        WebsiteLeadIn.model_validate(_form(**{field: name}))
+    assert info.value.errors()[0]["loc"] == (field,)
+
+
+@pytest.mark.parametrize(
+    ("name", "normalized"),
+    [("Ja\u200bne", "Jane"), ("\u00adJane\ufeff", "Jane"), ("Jane 😀", "Jane 😀"), ("مهر\u200cناز", "مهر\u200cناز")],
+)
+def test_names_keep_letters_and_joiners_and_lose_invisible_characters(name: str, normalized: str) -> None:
+    assert WebsiteLeadIn.model_validate(_form(first_name=name)).first_name == normalized
+
+
 def test_names_and_email_are_normalized() -> None:
     form = WebsiteLeadIn.model_validate(
         _form(first_name="  JANE  ", last_name="o'neil-smith", email="  Jane.Doe@Example.COM ")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import secrets
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from leadflow_intake.domain import keys
 from leadflow_intake.domain.errors import (
     IdempotencyConflict,
     InvalidBody,
@@ -18,7 +20,7 @@ from leadflow_intake.domain.errors import (
     UnknownAccount,
 )
 from leadflow_intake.domain.lead import Submission
-from leadflow_intake.domain.signature import sign
+from leadflow_intake.domain.signature import SignedRequest, sign, webhook_path
 from leadflow_intake.handlers import (
     AccountInfo,
     Claim,
@@ -38,26 +40,29 @@ NOW = datetime(2026, 3, 2, 14, 5, tzinfo=UTC)
 
 
 class FakeAccounts:
-    def __init__(self, regions: dict[str, str]) -> None:
+    def __init__(self, regions: dict[str, str], agents: dict[str, set[str]] | None = None) -> None:
         self.regions = regions
+        self.agents = agents if agents is not None else {"acme-realty": {"blair-chen", "casey-okafor"}}
 
     async def find(self, account_id: str) -> AccountInfo | None:
         region = self.regions.get(account_id)
         return AccountInfo(region) if region else None
+
+    async def has_agent(self, account_id: str, agent_id: str) -> bool:
+        return agent_id in self.agents.get(account_id, set())
 
 
 class FakeStore:
     def __init__(self) -> None:
         self.claims: dict[str, Claim] = {}
 
-    async def claim(self, account_id: str, key: str, claim: Claim) -> tuple[Claim, bool]:
-        stored = self.claims.setdefault(f"{account_id}:{key}", claim)
+    async def claim(self, stored_key: str, claim: Claim) -> tuple[Claim, bool]:
+        stored = self.claims.setdefault(stored_key, claim)
         return stored, stored is claim
 
-    async def mark_published(self, account_id: str, key: str) -> None:
-        doc_id = f"{account_id}:{key}"
-        old = self.claims[doc_id]
-        self.claims[doc_id] = Claim(old.event_id, old.request_hash, old.event_json, published=True)
+    async def mark_published(self, stored_key: str) -> None:
+        old = self.claims[stored_key]
+        self.claims[stored_key] = Claim(old.event_id, old.request_hash, old.event_json, published=True)
 
 
 class Published(list[LeadReceived]):
@@ -86,7 +91,7 @@ def submission(**overrides: Any) -> Submission:
 
 
 async def test_accepted_lead_is_published_normalized(intake: Intake, published: Published) -> None:
-    result = await accept_lead(submission(), intake=intake, idempotency_key=None, now=NOW)
+    result = await accept_lead(submission(), intake=intake, space=keys.WEBSITE, idempotency_key=None, now=NOW)
     assert [e.event_id for e in published] == [result.event_id]
     contact = published[0].payload.contact
     assert (contact.first_name, contact.last_name, contact.email, contact.phone) == (
@@ -98,24 +103,26 @@ async def test_accepted_lead_is_published_normalized(intake: Intake, published: 
 
 async def test_phone_without_country_code_is_read_in_the_accounts_region(intake: Intake, published: Published) -> None:
     await accept_lead(submission(account_id="london-homes", phone="020 7946 0958"), intake=intake,
-                      idempotency_key=None, now=NOW)
+                      space=keys.WEBSITE, idempotency_key=None, now=NOW)
     assert published[0].payload.contact.phone == "+442079460958"
 
 
 async def test_same_key_same_request_returns_same_event_and_publishes_once(
     intake: Intake, published: Published
 ) -> None:
-    first = await accept_lead(submission(), intake=intake, idempotency_key="k1", now=NOW)
-    again = await accept_lead(submission(), intake=intake, idempotency_key="k1", now=NOW + timedelta(seconds=5))
+    first = await accept_lead(submission(), intake=intake, space=keys.WEBSITE, idempotency_key="k1", now=NOW)
+    again = await accept_lead(submission(), intake=intake, space=keys.WEBSITE, idempotency_key="k1",
+                              now=NOW + timedelta(seconds=5))
     assert again.event_id == first.event_id
     assert (first.duplicate, again.duplicate) == (False, True)
     assert len(published) == 1
 
 
 async def test_same_key_different_request_is_a_conflict(intake: Intake, published: Published) -> None:
-    await accept_lead(submission(), intake=intake, idempotency_key="k1", now=NOW)
+    await accept_lead(submission(), intake=intake, space=keys.WEBSITE, idempotency_key="k1", now=NOW)
     with pytest.raises(IdempotencyConflict):
-        await accept_lead(submission(message="other"), intake=intake, idempotency_key="k1", now=NOW)
+        await accept_lead(submission(message="other"), intake=intake, space=keys.WEBSITE, idempotency_key="k1",
+                          now=NOW)
     assert len(published) == 1
 
 
@@ -133,21 +140,22 @@ async def test_claimed_but_unpublished_key_is_published_on_retry_with_the_same_i
 
     flaky = Intake(accounts=intake.accounts, store=intake.store, publish=FailingOnce())
     with pytest.raises(ConnectionError):
-        await accept_lead(submission(), intake=flaky, idempotency_key="k1", now=NOW)
-    retry = await accept_lead(submission(), intake=flaky, idempotency_key="k1", now=NOW)
+        await accept_lead(submission(), intake=flaky, space=keys.WEBSITE, idempotency_key="k1", now=NOW)
+    retry = await accept_lead(submission(), intake=flaky, space=keys.WEBSITE, idempotency_key="k1", now=NOW)
     assert [e.event_id for e in published] == [retry.event_id]
 
 
 async def test_unknown_account_is_refused(intake: Intake, published: Published) -> None:
     with pytest.raises(UnknownAccount):
-        await accept_lead(submission(account_id="nobody"), intake=intake, idempotency_key=None, now=NOW)
+        await accept_lead(submission(account_id="nobody"), intake=intake, space=keys.WEBSITE, idempotency_key=None,
+                          now=NOW)
     assert not published
 
 
 async def test_every_bad_field_is_named(intake: Intake) -> None:
     with pytest.raises(InvalidLead) as info:
         await accept_lead(submission(email="nope", phone="12", site_host="not a host"), intake=intake,
-                          idempotency_key=None, now=NOW)
+                          space=keys.WEBSITE, idempotency_key=None, now=NOW)
     assert {e.field for e in info.value.errors} == {"email", "phone", "site_host"}
 
 
@@ -214,11 +222,14 @@ def generic_body(**overrides: Any) -> bytes:
 
 
 async def call_webhook(webhook: Webhook | None, intake: Intake, body: bytes, *, secret: bytes | None = None,
-                       ts: int | None = None, account_id: str = "acme-realty", key: str | None = None) -> Any:
+                       ts: int | None = None, account_id: str = "acme-realty", key: str | None = None,
+                       provider: str = "homefinder", signature: str | None = None) -> Any:
     ts = int(NOW.timestamp()) if ts is None else ts
-    signature = sign(secret or (webhook.secrets[0] if webhook else b"x"), ts, body)
-    return await accept_webhook(webhook, account_id=account_id, body=body, timestamp=str(ts), signature=signature,
-                                idempotency_key=key, intake=intake, now=NOW, tolerance_seconds=300)
+    request = SignedRequest("POST", webhook_path(account_id, provider), key, body)
+    signature = signature or sign(secret or (webhook.secrets[0] if webhook else b"x"), ts, request)
+    return await accept_webhook(webhook, provider=provider, account_id=account_id, body=body, timestamp=str(ts),
+                                signature=signature, idempotency_key=key, intake=intake, now=NOW,
+                                tolerance_seconds=300)
 
 
 async def test_signed_webhook_is_a_lead_gen_lead(webhook: Webhook, intake: Intake, published: Published) -> None:
@@ -272,3 +283,148 @@ async def test_webhook_body_is_checked_only_after_the_signature(webhook: Webhook
         await call_webhook(webhook, intake, b"{not json")
     assert info.value.errors[0]["type"] == "json_invalid"
 
+
+
+# -- replays of a captured webhook (issue 10, items 2 and 3) ---------------------------------------
+
+
+async def test_a_replay_of_a_captured_webhook_is_the_same_lead(
+    webhook: Webhook, intake: Intake, published: Published
+) -> None:
+    body, ts = generic_body(), int(NOW.timestamp()) - 10
+    captured = sign(webhook.secrets[0], ts, SignedRequest("POST", webhook_path("acme-realty", "homefinder"),
+                                                          "k1", body))
+    first = await call_webhook(webhook, intake, body, ts=ts, key="k1", signature=captured)
+    again = await call_webhook(webhook, intake, body, ts=ts, key="k1", signature=captured)
+    assert (again.event_id, again.duplicate) == (first.event_id, True)
+    assert len(published) == 1
+
+
+@pytest.mark.parametrize(
+    ("replayed_as", "change"),
+    [
+        ("a new Idempotency-Key", {"key": "k2"}),
+        ("the Idempotency-Key removed", {"key": None}),
+        ("an Idempotency-Key added to a request without one", {"signed_key": None, "key": "k1"}),
+        ("another account", {"account_id": "london-homes"}),
+        ("another provider with the same secret", {"provider": "homefinder-2"}),
+    ],
+)
+async def test_a_captured_webhook_replayed_with_anything_changed_is_refused(
+    webhook: Webhook, intake: Intake, published: Published, replayed_as: str, change: dict[str, Any]
+) -> None:
+    """The key replaced the body hash as the idempotency key, and the account was not signed: each replay
+    made a new lead (in another tenant, for the account). Now the signature holds for the request as sent."""
+    body, ts = generic_body(), int(NOW.timestamp()) - 10
+    signed_key = change.pop("signed_key", "k1")
+    captured = sign(webhook.secrets[0], ts, SignedRequest("POST", webhook_path("acme-realty", "homefinder"),
+                                                          signed_key, body))
+    await call_webhook(webhook, intake, body, ts=ts, key=signed_key, signature=captured)
+    twin = Webhook("homefinder-2", webhook.format, webhook.secrets, webhook.source_name, frozenset())
+    target = twin if change.get("provider") == "homefinder-2" else webhook
+    replay = {"key": signed_key, **change}
+    with pytest.raises(Unauthorized) as info:
+        await call_webhook(target, intake, body, ts=ts, signature=captured, **replay)
+    assert info.value.why == "mismatch", replayed_as
+    assert len(published) == 1
+
+
+# -- key spaces: a way in cannot use another's idempotency keys (issue 10, item 4) -----------------
+
+
+async def test_a_form_key_naming_a_webhook_key_does_not_block_the_webhook(
+    webhook: Webhook, intake: Intake, published: Published
+) -> None:
+    squat = await accept_lead(submission(), intake=intake, space=keys.WEBSITE,
+                              idempotency_key="webhook:homefinder:k1", now=NOW)
+    real = await call_webhook(webhook, intake, generic_body(), key="k1")
+    assert real.event_id != squat.event_id
+    assert not real.duplicate
+    assert [e.event_id for e in published] == [squat.event_id, real.event_id]
+
+
+async def test_a_form_key_naming_a_partner_event_does_not_take_the_partners_lead(
+    intake: Intake, published: Published
+) -> None:
+    event = partner_lead()
+    for space in (keys.WEBSITE, keys.LISTING_INQUIRY):
+        await accept_lead(submission(), intake=intake, space=space, idempotency_key=f"inbound:{event.event_id}",
+                          now=NOW)
+        await accept_lead(submission(), intake=intake, space=space, idempotency_key=str(event.event_id), now=NOW)
+    result = await accept_partner_lead(event, intake=intake)
+    assert (result.event_id, result.duplicate) == (derived_event_id(event.event_id, "received"), False)
+    assert published[-1].event_id == result.event_id
+
+
+async def test_each_provider_has_its_own_key_space(webhook: Webhook, intake: Intake, published: Published) -> None:
+    other = Webhook("portal", "generic", [secrets.token_bytes(32)], "Portal", frozenset())
+    first = await call_webhook(webhook, intake, generic_body(), key="shared-key")
+    second = await call_webhook(other, intake, generic_body(message="another lead"), key="shared-key",
+                                provider="portal")
+    assert first.event_id != second.event_id
+    assert len(published) == 2
+
+
+# -- pre-assigned agents (issue 10, item 5; R4) ----------------------------------------------------
+
+
+@pytest.fixture
+def two_accounts(published: Published) -> Intake:
+    accounts = FakeAccounts({"acme-realty": "US", "summit-homes": "US"},
+                            {"acme-realty": {"casey-okafor"}, "summit-homes": {"dana-whitehorse"}})
+    return Intake(accounts=accounts, store=FakeStore(), publish=published)
+
+
+FORMAT_BODIES: dict[str, tuple[Callable[[str], dict[str, Any]], list[str]]] = {
+    "generic": (lambda agent: {"first_name": "Jane", "email": "jane@example.com", "assigned_agent_id": agent},
+                ["assigned_agent_id"]),
+    "fub-events": (lambda agent: {"person": {"firstName": "Jane", "emails": [{"value": "jane@example.com"}],
+                                             "assignedTo": agent}},
+                   ["person", "assignedTo"]),
+    "portal-push": (lambda agent: {"people": [{"first_name": "Jane", "email": "jane@example.com"}],
+                                   "agents": [{"agent_id": None}, {"agent_id": agent}]},
+                    ["agents", "1", "agent_id"]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt", list(FORMAT_BODIES))
+@pytest.mark.parametrize("agent", ["nobody", "dana-whitehorse"], ids=["unknown", "of-another-account"])
+async def test_a_webhook_lead_pre_assigned_to_an_agent_not_of_the_account_is_refused_naming_the_field(
+    two_accounts: Intake, published: Published, fmt: str, agent: str
+) -> None:
+    body, path = FORMAT_BODIES[fmt]
+    hook = Webhook("homefinder", fmt, [secrets.token_bytes(32)], "HomeFinder", frozenset())
+    with pytest.raises(InvalidLead) as info:
+        await call_webhook(hook, two_accounts, json.dumps(body(agent)).encode())
+    assert [(e.field, e.reason) for e in info.value.errors] == [(".".join(path), "not an agent of this account")]
+    assert not published
+    await call_webhook(hook, two_accounts, json.dumps(body("casey-okafor")).encode())
+    assert published[0].payload.source.assigned_agent_id == "casey-okafor"
+
+
+@pytest.mark.parametrize("agent", ["nobody", "dana-whitehorse"], ids=["unknown", "of-another-account"])
+async def test_a_partner_lead_pre_assigned_to_an_agent_not_of_the_account_is_refused(
+    two_accounts: Intake, published: Published, agent: str
+) -> None:
+    event = partner_lead()
+    payload = event.payload.model_copy(update={"source": event.payload.source.model_copy(
+        update={"assigned_agent_id": agent})})  # fmt: skip
+    with pytest.raises(InvalidLead) as info:
+        await accept_partner_lead(event.model_copy(update={"payload": payload}), intake=two_accounts)
+    assert str(info.value) == "payload.source.assigned_agent_id: not an agent of this account"
+    assert not published
+
+
+async def test_an_unknown_agent_is_reported_with_the_other_bad_fields(two_accounts: Intake) -> None:
+    with pytest.raises(InvalidLead) as info:
+        await accept_lead(submission(phone="12", email=None, assigned_agent_id="nobody"), intake=two_accounts,
+                          space=keys.PARTNER, idempotency_key=None, now=NOW)
+    assert {e.field for e in info.value.errors} == {"phone", "assigned_agent_id"}
+
+
+@pytest.mark.parametrize("name", ["😀", "\u200b", "Jane\u202eeoD"])
+async def test_partner_names_follow_the_same_rule_as_forms(intake: Intake, published: Published, name: str) -> None:
+    with pytest.raises(InvalidLead) as info:
+        await accept_partner_lead(partner_lead(first_name=name), intake=intake)
+    assert [e.field for e in info.value.errors] == ["payload.contact.first_name"]
+    assert not published

@@ -200,3 +200,15 @@ def test_normalize_email_on_any_text_is_idempotent_or_raises_value_error(raw: st
         return
     assert once == once.lower()
     assert normalize_email(once) == once
+
+
+@pytest.mark.parametrize(
+    "raw", ["jane@exa$mple.com", "jane.doe@xn--ls8h.la", "jane@[1.2.3.999]", "secret<x>@example.com", "sécret@exa mple"]
+)
+def test_normalize_email_reasons_do_not_quote_the_address(raw: str) -> None:
+    with pytest.raises(ValueError, match=r".") as info:
+        normalize_email(raw)
+    reason = str(info.value)
+    assert "(" not in reason
+    assert ":" not in reason
+    assert not any(part in reason for part in ("exa", "1.2.3", "secret", "💩", "$"))

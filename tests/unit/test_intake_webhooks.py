@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import importlib.util
 import json
 import secrets
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -17,7 +20,7 @@ from leadflow_intake.bootstrap import webhooks
 from leadflow_intake.domain.errors import Unauthorized
 from leadflow_intake.domain.lead import normalize_submission
 from leadflow_intake.domain.providers import FORMATS, FubEventIn, GenericLeadIn, PortalLeadIn
-from leadflow_intake.domain.signature import sign, verify
+from leadflow_intake.domain.signature import SignedRequest, sign, signed_text, verify
 from leadflow_intake.settings import DEVELOPMENT_SECRET, IntakeSettings
 from leadflow_shared.events.intake import LeadChannel
 
@@ -26,22 +29,38 @@ pytestmark = pytest.mark.unit
 SECRET = secrets.token_bytes(32)
 NOW = 1_772_460_300
 PROPERTY = settings(database=None, deadline=None, max_examples=200)
+PATH = "/v1/accounts/acme-realty/webhooks/homefinder"
 
 
-def check(body: bytes, signature: str | None, *, ts: str | None = str(NOW), keys: list[bytes] | None = None) -> None:
-    verify(secrets=[SECRET] if keys is None else keys, timestamp=ts, signature=signature, body=body, now=NOW,
+def req(body: bytes = b"{}", *, key: str | None = None, path: str = PATH, method: str = "POST") -> SignedRequest:
+    return SignedRequest(method, path, key, body)
+
+
+def check(request: SignedRequest, signature: str | None, *, ts: str | None = str(NOW),
+          keys: list[bytes] | None = None) -> None:
+    verify(secrets=[SECRET] if keys is None else keys, timestamp=ts, signature=signature, request=request, now=NOW,
            tolerance_seconds=300)
 
 
 # -- signatures --------------------------------------------------------------------------------
 
 
-def test_signature_is_hmac_sha256_of_timestamp_dot_body() -> None:
-    # Written out independently of `sign`, as a provider would implement it.
-    expected = hmac.new(SECRET, f"{NOW}.".encode() + b'{"a":1}', hashlib.sha256).hexdigest()
-    assert sign(SECRET, NOW, b'{"a":1}') == f"sha256={expected}"
-    check(b'{"a":1}', f"sha256={expected}")
-    check(b'{"a":1}', f"SHA256={expected.upper()}")  # case of the hex digits does not matter
+@pytest.mark.parametrize(("key", "key_line"), [("k-1", b"k-1"), (None, b"")])
+def test_signature_is_hmac_sha256_of_the_documented_lines(key: str | None, key_line: bytes) -> None:
+    # Written out independently of `sign`, as a provider would implement it from the partner contract.
+    text = b"\n".join([b"v2", str(NOW).encode(), b"POST", PATH.encode(), key_line, b'{"a":1}'])
+    expected = hmac.new(SECRET, text, hashlib.sha256).hexdigest()
+    assert sign(SECRET, NOW, req(b'{"a":1}', key=key)) == f"v2={expected}"
+    check(req(b'{"a":1}', key=key), f"v2={expected}")
+    check(req(b'{"a":1}', key=key), f"V2={expected.upper()}")  # case of the hex digits does not matter
+
+
+def test_the_first_scheme_is_refused() -> None:
+    # v1 signed "<timestamp>.<body>" only: a captured request could be sent with another key or account.
+    old = hmac.new(SECRET, f"{NOW}.".encode() + b"{}", hashlib.sha256).hexdigest()
+    with pytest.raises(Unauthorized) as info:
+        check(req(), f"sha256={old}")
+    assert info.value.why == "missing"
 
 
 @pytest.mark.parametrize(
@@ -53,50 +72,74 @@ def test_signature_is_hmac_sha256_of_timestamp_dot_body() -> None:
         ("-5", "valid", "missing"),
         ("1e9", "valid", "missing"),
         (str(NOW), "sha1=" + "0" * 40, "missing"),
-        (str(NOW), "sha256=" + "0" * 64, "mismatch"),
+        (str(NOW), "v2=" + "0" * 64, "mismatch"),
         (str(NOW - 301), "valid", "stale"),
         (str(NOW + 301), "valid", "stale"),
     ],
 )
 def test_bad_or_stale_signatures_are_refused(ts: str | None, signature: str | None, why: str) -> None:
     if signature == "valid":
-        signature = sign(SECRET, int(ts or NOW) if ts and ts.isdigit() else NOW, b"{}")
+        signature = sign(SECRET, int(ts or NOW) if ts and ts.isdigit() else NOW, req())
     with pytest.raises(Unauthorized) as info:
-        check(b"{}", signature, ts=ts)
+        check(req(), signature, ts=ts)
     assert info.value.why == why
 
 
 def test_timestamps_at_the_edge_of_the_window_are_accepted() -> None:
     for ts in (NOW - 300, NOW + 300):
-        check(b"{}", sign(SECRET, ts, b"{}"), ts=str(ts))
+        check(req(), sign(SECRET, ts, req()), ts=str(ts))
 
 
 def test_a_signature_for_one_timestamp_does_not_hold_for_another() -> None:
     with pytest.raises(Unauthorized):
-        check(b"{}", sign(SECRET, NOW - 1, b"{}"))
+        check(req(), sign(SECRET, NOW - 1, req()))
 
 
 def test_either_of_two_secrets_is_accepted_while_rotating() -> None:
     new = secrets.token_bytes(32)
     for secret in (SECRET, new):
-        check(b"{}", sign(secret, NOW, b"{}"), keys=[new, SECRET])
+        check(req(), sign(secret, NOW, req()), keys=[new, SECRET])
 
 
 def test_unknown_provider_is_refused_even_with_a_plausible_signature() -> None:
     with pytest.raises(Unauthorized) as info:
-        verify(secrets=None, timestamp=str(NOW), signature=sign(b"\x00" * 32, NOW, b"{}"), body=b"{}", now=NOW,
+        verify(secrets=None, timestamp=str(NOW), signature=sign(b"\x00" * 32, NOW, req()), request=req(), now=NOW,
                tolerance_seconds=300)
     assert info.value.why == "provider"
 
 
+@pytest.mark.parametrize("field", ["key", "path"])
+@pytest.mark.parametrize("bad", ["a\nb", "a\rb", "é", "\x00"])
+def test_fields_that_could_shift_the_signed_lines_are_refused(field: str, bad: str) -> None:
+    request = req(key=bad) if field == "key" else req(path=PATH + bad)
+    with pytest.raises(ValueError, match="printable ASCII"):
+        sign(SECRET, NOW, request)
+    with pytest.raises(Unauthorized) as info:
+        check(request, "v2=" + "0" * 64)
+    assert info.value.why == "malformed"
+
+
+_printable = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=30)
+_requests = st.builds(
+    SignedRequest,
+    method=st.sampled_from(["POST", "PUT"]),
+    path=st.builds(lambda a, p: f"/v1/accounts/{a}/webhooks/{p}", st.from_regex(r"[a-z.-]{1,5}", fullmatch=True),
+                   st.from_regex(r"[a-z-]{1,5}", fullmatch=True)),
+    idempotency_key=st.none() | _printable.filter(bool),
+    body=st.binary(max_size=60),
+)
+
+
 @PROPERTY
-@given(st.binary(max_size=200), st.data())
-def test_any_change_to_the_body_breaks_the_signature(body: bytes, data: st.DataObject) -> None:
-    signature = sign(SECRET, NOW, body)
-    check(body, signature)
-    tampered = data.draw(st.binary(max_size=200).filter(lambda other: other != body))
-    with pytest.raises(Unauthorized):
-        check(tampered, signature)
+@given(_requests, _requests, st.integers(NOW - 300, NOW + 300))
+def test_a_signature_holds_for_its_request_only(sent: SignedRequest, replayed: SignedRequest, ts: int) -> None:
+    """Whatever changes (account or provider in the path, the key or its absence, the body): refused."""
+    signature = sign(SECRET, ts, sent)
+    check(sent, signature, ts=str(ts))
+    if replayed != sent:
+        assert signed_text(ts, replayed) != signed_text(ts, sent)
+        with pytest.raises(Unauthorized):
+            check(replayed, signature, ts=str(ts))
 
 
 # -- provider formats ---------------------------------------------------------------------------
@@ -238,3 +281,38 @@ def test_configured_providers_replace_the_demo_ones_in_development() -> None:
 def test_provider_names_are_url_safe(name: str) -> None:
     with pytest.raises(ValidationError):
         IntakeSettings.model_validate({"webhooks": {"providers": {name: {"format": "generic", "secrets": ["s"]}}}})
+
+
+# -- what providers are told and given -------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_example_sender() -> ModuleType:
+    # The example is a stand-alone script, not a package of this workspace: load it from its file.
+    path = ROOT / "examples" / "webhook_sender" / "send_webhook.py"
+    spec = importlib.util.spec_from_file_location("send_webhook", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("key", [None, "lead-8841"])
+def test_the_example_sender_signs_what_intake_verifies(key: str | None) -> None:
+    sender = load_example_sender()
+    body = b'{"first_name": "Jane"}\n'
+    headers = sender.signature_headers(SECRET, account_id="acme-realty", provider="homefinder", body=body,
+                                       idempotency_key=key, timestamp=NOW)  # fmt: skip
+    assert headers.get("Idempotency-Key") == key
+    check(req(body, key=key), headers["X-Leadflow-Signature"], ts=headers["X-Leadflow-Timestamp"])
+
+
+def test_the_partner_contracts_worked_example_holds() -> None:
+    readme = (ROOT / "docs" / "partner-contract" / "README.md").read_text()
+    secret, body = b"example-secret-of-32-characters!", b'{"first_name": "Jane", "email": "jane@example.com"}'
+    signature = sign(secret, NOW, req(body, key="lead-8841"))
+    assert f"`X-Leadflow-Signature: {signature}`" in readme
+    assert body.decode() in readme
+    assert f"timestamp `{NOW}`" in readme

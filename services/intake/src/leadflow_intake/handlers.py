@@ -13,17 +13,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from pydantic import ValidationError
-
-from leadflow_intake.domain import partner
-from leadflow_intake.domain.errors import IdempotencyConflict, InvalidBody, Unauthorized, UnknownAccount
+from leadflow_intake.domain import keys, partner
+from leadflow_intake.domain.body import parse_model
+from leadflow_intake.domain.errors import FieldError, IdempotencyConflict, InvalidLead, Unauthorized, UnknownAccount
+from leadflow_intake.domain.keys import KeySpace
 from leadflow_intake.domain.lead import Submission, normalize_submission
 from leadflow_intake.domain.providers import FORMATS
-from leadflow_intake.domain.signature import verify
+from leadflow_intake.domain.signature import SignedRequest, verify, webhook_path
 from leadflow_shared.envelope import derived_event_id
 from leadflow_shared.events.inbound import LeadSubmitted
 from leadflow_shared.events.intake import LeadReceived
 from leadflow_shared.kafka import PublishRaw
+
+NOT_AN_AGENT = "not an agent of this account"  # one reason for unknown and other accounts' agents
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +44,14 @@ class Claim:
 class Accounts(Protocol):
     async def find(self, account_id: str) -> AccountInfo | None: ...
 
+    async def has_agent(self, account_id: str, agent_id: str) -> bool:
+        """Whether the router would route to `agent_id` in the account: on its roster, and its agent."""
+        ...
+
 
 class IdempotencyStore(Protocol):
-    async def claim(self, account_id: str, key: str, claim: Claim) -> tuple[Claim, bool]: ...
-    async def mark_published(self, account_id: str, key: str) -> None: ...
+    async def claim(self, stored_key: str, claim: Claim) -> tuple[Claim, bool]: ...
+    async def mark_published(self, stored_key: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,33 +84,48 @@ async def accept_lead(
     sub: Submission,
     *,
     intake: Intake,
+    space: KeySpace,
     idempotency_key: str | None,
     now: datetime,
     event_id: uuid.UUID | None = None,
     correlation_id: uuid.UUID | None = None,
     paths: Mapping[str, str] | None = None,
 ) -> Accepted:
-    """Publish the lead once per idempotency key; returns its event id."""
+    """Publish the lead once per idempotency key in the way in's key `space`; returns its event id."""
     account = await intake.accounts.find(sub.account_id)
     if account is None:
         raise UnknownAccount
-    payload = normalize_submission(sub, default_region=account.default_region, paths=paths)
+    agent_errors = await _check_assigned_agent(sub, intake.accounts, paths or {})
+    try:
+        payload = normalize_submission(sub, default_region=account.default_region, paths=paths)
+    except InvalidLead as exc:
+        raise InvalidLead([*exc.errors, *agent_errors]) from None
+    if agent_errors:
+        raise InvalidLead(agent_errors)
     event = LeadReceived.create(
         account_id=sub.account_id, payload=payload, occurred_at=now, event_id=event_id, correlation_id=correlation_id
     )
     if idempotency_key is None:
         await intake.publish(sub.account_id, event.model_dump_json().encode())
         return Accepted(event.event_id, duplicate=False)
+    stored_key = keys.stored_key(space, sub.account_id, idempotency_key)
     request_hash = hashlib.sha256(payload.model_dump_json().encode()).hexdigest()
     claim, created = await intake.store.claim(
-        sub.account_id, idempotency_key, Claim(event.event_id, request_hash, event.model_dump_json(), published=False)
+        stored_key, Claim(event.event_id, request_hash, event.model_dump_json(), published=False)
     )
     if claim.request_hash != request_hash:
         raise IdempotencyConflict("the idempotency key was already used with a different request")
     if not claim.published:
         await intake.publish(sub.account_id, claim.event_json.encode())
-        await intake.store.mark_published(sub.account_id, idempotency_key)
+        await intake.store.mark_published(stored_key)
     return Accepted(claim.event_id, duplicate=not created)
+
+
+async def _check_assigned_agent(sub: Submission, accounts: Accounts, paths: Mapping[str, str]) -> list[FieldError]:
+    """R4's agent must be one the router routes to in this account: refused here, where the sender hears of it."""
+    if not sub.assigned_agent_id or await accounts.has_agent(sub.account_id, sub.assigned_agent_id):
+        return []
+    return [FieldError(paths.get("assigned_agent_id", "assigned_agent_id"), NOT_AN_AGENT)]
 
 
 async def accept_partner_lead(event: LeadSubmitted, *, intake: Intake) -> Accepted:
@@ -112,7 +133,8 @@ async def accept_partner_lead(event: LeadSubmitted, *, intake: Intake) -> Accept
     return await accept_lead(
         partner.submission(event),
         intake=intake,
-        idempotency_key=f"inbound:{event.event_id}",
+        space=keys.PARTNER,
+        idempotency_key=str(event.event_id),
         now=event.occurred_at,
         event_id=derived_event_id(event.event_id, "received"),
         correlation_id=event.correlation_id,
@@ -123,6 +145,7 @@ async def accept_partner_lead(event: LeadSubmitted, *, intake: Intake) -> Accept
 async def accept_webhook(
     webhook: Webhook | None,
     *,
+    provider: str,
     account_id: str,
     body: bytes,
     timestamp: str | None,
@@ -132,23 +155,23 @@ async def accept_webhook(
     now: datetime,
     tolerance_seconds: int,
 ) -> Accepted:
-    """Authenticate a provider's webhook, read its format, accept the lead; None is an unknown provider.
+    """Authenticate a provider's webhook, read its format, accept the lead; None is an unknown `provider`.
 
-    Without an Idempotency-Key the body's hash is the key: a provider's redelivery repeats the body.
+    The signature covers the account, the provider, the Idempotency-Key (or its absence) and the body,
+    so a captured request can only be replayed as itself: the same key, the same event id. Without an
+    Idempotency-Key the body's hash is the key: a provider's redelivery repeats the body.
     """
+    request = SignedRequest("POST", webhook_path(account_id, provider), idempotency_key, body)
     verify(
-        secrets=webhook.secrets if webhook else None, timestamp=timestamp, signature=signature, body=body,
+        secrets=webhook.secrets if webhook else None, timestamp=timestamp, signature=signature, request=request,
         now=now.timestamp(), tolerance_seconds=tolerance_seconds,
     )  # fmt: skip
     assert webhook is not None  # noqa: S101 (verify refuses an unknown provider)
     if webhook.accounts and account_id not in webhook.accounts:
         raise Unauthorized("account")
-    try:
-        lead = FORMATS[webhook.format].model_validate_json(body)
-    except ValidationError as exc:
-        errors = [{"type": e["type"], "loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors(include_input=False)]
-        raise InvalidBody(errors) from exc
+    lead = parse_model(FORMATS[webhook.format], body)
     sub = lead.to_submission(account_id=account_id, provider=webhook.name, source_name=webhook.source_name)
     key = idempotency_key or hashlib.sha256(body).hexdigest()
-    return await accept_lead(sub, intake=intake, idempotency_key=f"webhook:{webhook.name}:{key}", now=now)
-
+    return await accept_lead(
+        sub, intake=intake, space=keys.webhook(webhook.name), idempotency_key=key, now=now, paths=lead.paths()
+    )

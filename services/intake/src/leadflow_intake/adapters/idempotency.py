@@ -2,7 +2,8 @@
 
 A key is claimed with the event id it produced and a hash of the request; the record
 is marked published after the event reached Kafka, so a retry after a crash in
-between publishes the same event (same id) again rather than losing it.
+between publishes the same event (same id) again rather than losing it. The `_id` is the key's
+stored form (domain/keys.py: `<space>/<account_id>/<key>`), one key space per way in.
 """
 
 from __future__ import annotations
@@ -22,13 +23,12 @@ class MongoIdempotencyStore:
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self._requests = db[INTAKE_REQUESTS]
 
-    async def claim(self, account_id: str, key: str, claim: Claim) -> tuple[Claim, bool]:
+    async def claim(self, stored_key: str, claim: Claim) -> tuple[Claim, bool]:
         """Store `claim` under the key and return it with True, or return the claim stored before with False."""
-        doc_id = f"{account_id}:{key}"
         try:
             await self._requests.insert_one(
                 {
-                    "_id": doc_id,
+                    "_id": stored_key,
                     "event_id": str(claim.event_id),
                     "request_hash": claim.request_hash,
                     "event_json": claim.event_json,
@@ -36,10 +36,10 @@ class MongoIdempotencyStore:
                 }
             )
         except DuplicateKeyError:
-            doc = await self._requests.find_one({"_id": doc_id})
+            doc = await self._requests.find_one({"_id": stored_key})
             assert doc is not None  # noqa: S101 (the duplicate key proves it exists)
             return Claim(uuid.UUID(doc["event_id"]), doc["request_hash"], doc["event_json"], doc["published"]), False
         return claim, True
 
-    async def mark_published(self, account_id: str, key: str) -> None:
-        await self._requests.update_one({"_id": f"{account_id}:{key}"}, {"$set": {"published": True}})
+    async def mark_published(self, stored_key: str) -> None:
+        await self._requests.update_one({"_id": stored_key}, {"$set": {"published": True}})

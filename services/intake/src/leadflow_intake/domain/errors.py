@@ -1,11 +1,12 @@
 """Why intake refuses a lead; translated only at the edges (HTTP status, dead-letter reason).
 
     IntakeError
-    ├── InvalidLead          -> 422 / dead letter: fields and reasons, never values
-    ├── InvalidBody          -> 422: a webhook body that does not fit its provider's format
-    ├── UnknownAccount       -> 422 / dead letter
-    ├── IdempotencyConflict  -> 409 / dead letter: a key reused for a different request
-    └── Unauthorized         -> 401 with no detail: a webhook's signature, timestamp or provider is wrong
+    ├── InvalidLead             -> 422 / dead letter: fields and reasons, never values
+    ├── InvalidBody             -> 422: a body that is not bounded JSON text or does not fit its model
+    ├── UnsupportedContentType  -> 415: a form posted as something other than JSON
+    ├── UnknownAccount          -> 422 / dead letter
+    ├── IdempotencyConflict     -> 409 / dead letter: a key reused for a different request
+    └── Unauthorized            -> 401 with no detail: a webhook's signature, timestamp or provider is wrong
 """
 
 from __future__ import annotations
@@ -35,13 +36,20 @@ class InvalidLead(IntakeError):  # noqa: N818 (reads as the condition it reports
 
 
 class InvalidBody(IntakeError):  # noqa: N818
-    """`errors` are pydantic's error dicts without the input values (type, loc, msg)."""
+    """`errors` are dicts of type, loc (relative to the body) and msg, like pydantic's without the input."""
 
     reason = "invalid"
 
     def __init__(self, errors: list[dict[str, Any]]) -> None:
         super().__init__(f"{len(errors)} invalid fields")
         self.errors = errors
+
+
+class UnsupportedContentType(IntakeError):  # noqa: N818
+    reason = "invalid"
+
+    def __init__(self) -> None:
+        super().__init__("Content-Type must be application/json")
 
 
 class UnknownAccount(IntakeError):  # noqa: N818

@@ -1,6 +1,8 @@
 """Field types of intake's input models: each bounded, and normalized where that needs no account data.
 
 Phones are only length-checked here: turning them into E.164 needs the account's default region.
+An Idempotency-Key is printable ASCII without surrounding spaces: it is part of a webhook's signed
+text (domain/signature.py), where a newline or a byte HTTP would trim must not fit.
 """
 
 from __future__ import annotations
@@ -9,22 +11,17 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
 
-from leadflow_intake.domain.normalize import normalize_email, normalize_host, normalize_name
+from leadflow_intake.domain.normalize import check_name, normalize_email, normalize_host
 
 ID_PATTERN = r"^[A-Za-z0-9_.-]+$"
 LISTING_ID_PATTERN = r"^[A-Za-z0-9_.:#-]+$"
 MAX_UTM_FIELDS = 10
+IDEMPOTENCY_KEY_PATTERN = r"^[!-~](?:[ -~]*[!-~])?$"
+MAX_IDEMPOTENCY_KEY = 200
 
 
 def _blank_to_none(value: object) -> object:
     return None if isinstance(value, str) and not value.strip() else value
-
-
-def _name(value: str) -> str:
-    name = normalize_name(value)
-    if value and not name:
-        raise ValueError("must contain letters, not only spaces or control characters")
-    return name
 
 
 def _utm(value: dict[str, str]) -> dict[str, str]:
@@ -36,9 +33,9 @@ def _utm(value: dict[str, str]) -> dict[str, str]:
 AccountId = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN, examples=["acme-realty"])]
 AgentId = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN, examples=["alex-rivera"])]
 ListingId = Annotated[str, Field(min_length=1, max_length=64, pattern=LISTING_ID_PATTERN, examples=["MLS-4471"])]
-FirstName = Annotated[str, Field(min_length=1, max_length=100, examples=["Jane"]), AfterValidator(_name)]
-LastName = Annotated[str, Field(max_length=100, examples=["Doe"]), AfterValidator(_name)]
-OptionalName = Annotated[str, Field(max_length=100), AfterValidator(_name)]
+FirstName = Annotated[str, Field(min_length=1, max_length=100, examples=["Jane"]), AfterValidator(check_name)]
+LastName = Annotated[str, Field(max_length=100, examples=["Doe"]), AfterValidator(check_name)]
+OptionalName = Annotated[str, Field(max_length=100), AfterValidator(check_name)]
 Email = Annotated[
     Annotated[
         str,

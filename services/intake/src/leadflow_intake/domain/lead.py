@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 from leadflow_intake.domain.errors import FieldError, InvalidLead
 from leadflow_intake.domain.normalize import (
+    check_name,
     normalize_email,
     normalize_free_text,
     normalize_host,
-    normalize_name,
     normalize_phone,
     normalize_utm,
 )
@@ -55,6 +55,8 @@ def normalize_submission(
             errors.append(FieldError(paths.get(name, name), str(exc)))
             return None
 
+    first_name = check("first_name", check_name, sub.first_name) or ""
+    last_name = check("last_name", check_name, sub.last_name) or ""
     email = check("email", normalize_email, sub.email)
     phone = check("phone", lambda raw: normalize_phone(raw, default_region), sub.phone)
     site_host = check("site_host", normalize_host, sub.site_host)
@@ -63,9 +65,7 @@ def normalize_submission(
     if errors:
         raise InvalidLead(errors)
     return LeadReceivedPayload(
-        contact=Contact(
-            first_name=normalize_name(sub.first_name), last_name=normalize_name(sub.last_name), email=email, phone=phone
-        ),
+        contact=Contact(first_name=first_name, last_name=last_name, email=email, phone=phone),
         source=LeadSource(
             channel=sub.channel,
             name=sub.source_name.strip(),

@@ -19,15 +19,38 @@ _LETTERS = re.compile(r"[^\W\d_]+")
 _HOST = re.compile(r"^(?=.{1,253}$)(?!-)[\w-]{1,63}(?<!-)(\.(?!-)[\w-]{1,63}(?<!-))*$")
 _BLANK_LINES = re.compile(r"\n{3,}")
 _ELLIPSIS = "…"
+# Unicode's Bidi_Control characters: they reorder how the text around them is shown (U+202E shows
+# "Jane\u202eeoD" as "JaneDoe" reversed), so a name holding one is refused, not shown.
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# Zero-width joiner and non-joiner shape letters in Persian, Indic and other scripts: kept in names.
+_JOINERS = "\u200c\u200d"
+# Hangul fillers: letters by category that draw nothing, so they do not count as a name's letters.
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0")
 
 
 def _without_controls(text: str, keep: str = "") -> str:
     return "".join(c for c in text if c in keep or unicodedata.category(c) != "Cc")
 
 
+def _visible(text: str) -> str:
+    """`text` without invisible format characters (zero-width space, soft hyphen, BOM, tags), joiners kept."""
+    return "".join(c for c in text if c in _JOINERS or unicodedata.category(c) != "Cf")
+
+
+def check_name(raw: str) -> str:
+    """The normalized name; ValueError if it holds a bidirectional control or, not blank, holds no letter."""
+    if any(c in _BIDI_CONTROLS for c in raw):
+        raise ValueError("must not contain bidirectional control characters (U+202A-U+202E, U+2066-U+2069)")
+    name = normalize_name(raw)
+    if raw.strip() and not any(unicodedata.category(c)[0] == "L" and c not in _BLANK_LETTERS for c in name):
+        raise ValueError("must contain letters, not only spaces, symbols, emoji or invisible characters")
+    return name
+
+
 def normalize_name(raw: str) -> str:
-    """Trim, drop control characters, collapse spaces; fix ALL-CAPS or all-lower names, keep deliberate casing."""
-    name = _SPACES.sub(" ", _without_controls(raw, keep="\t\n\r\f\v")).strip()
+    """Trim, drop control and invisible format characters, collapse spaces; fix ALL-CAPS or all-lower names,
+    keep deliberate casing."""
+    name = _SPACES.sub(" ", _visible(_without_controls(raw, keep="\t\n\r\f\v"))).strip()
     if name and (name.isupper() or name.islower()):
         name = " ".join(_capitalize(part) for part in name.split(" "))
     return name
@@ -61,8 +84,15 @@ def normalize_email(raw: str) -> str:
     try:
         result = validate_email(raw.strip(), check_deliverability=False)
     except EmailNotValidError as exc:
-        raise ValueError(str(exc)) from exc
+        raise ValueError(_without_quoted_input(str(exc))) from exc
     return result.normalized.lower()
+
+
+def _without_quoted_input(reason: str) -> str:
+    # email-validator quotes parts of the address after ":" or in parentheses ("... invalid characters: '$'.",
+    # "... not valid IDNA (Codepoint ... of 'x' ...)"); a reason goes back to the sender and into dead
+    # letters, so only the sentence before them is kept.
+    return reason.split(":", 1)[0].split(" (", 1)[0].rstrip(". ")
 
 
 def normalize_host(raw: str) -> str:

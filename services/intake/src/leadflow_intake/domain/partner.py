@@ -8,9 +8,12 @@ from leadflow_shared.events.intake import LeadChannel
 
 # Where each normalized field sits in the partner's message, so a dead letter names the right path.
 PATHS = {
+    "first_name": "payload.contact.first_name",
+    "last_name": "payload.contact.last_name",
     "email": "payload.contact.email",
     "phone": "payload.contact.phone",
     "site_host": "payload.source.site_host",
+    "assigned_agent_id": "payload.source.assigned_agent_id",
     "<lead>": "payload.contact",
 }
 

@@ -48,6 +48,10 @@ class GenericLeadIn(_Strict):
     source_name: Annotated[str, Field(min_length=1, max_length=100)] | None = None
     utm: Utm = Field(default_factory=dict)
 
+    def paths(self) -> dict[str, str]:
+        """Where the Submission's fields sit in this body (the same names: a flat shape)."""
+        return {}
+
     def to_submission(self, *, account_id: str, provider: str, source_name: str) -> Submission:
         return Submission(
             account_id=account_id, channel=LeadChannel.LEAD_GEN, source_name=self.source_name or source_name,
@@ -104,6 +108,17 @@ class FubEventIn(_Lenient):
     property: FubProperty | None = None
     campaign: FubCampaign | None = None
 
+    def paths(self) -> dict[str, str]:
+        """Where the Submission's fields sit in this body, so a refusal names the provider's field."""
+        person = self.person
+        email = next((i for i, e in enumerate(person.emails) if e.value), 0)
+        phone = next((i for i, p in enumerate(person.phones) if p.value), 0)
+        return {
+            "first_name": "person.firstName", "last_name": "person.lastName",
+            "email": f"person.emails.{email}.value", "phone": f"person.phones.{phone}.value",
+            "assigned_agent_id": "person.assignedTo", "<lead>": "person",
+        }  # fmt: skip
+
     def to_submission(self, *, account_id: str, provider: str, source_name: str) -> Submission:
         person, prop = self.person, self.property
         about = ", ".join(p for p in (prop.street, prop.city, prop.state, prop.code) if p) if prop else ""
@@ -153,6 +168,16 @@ class PortalLeadIn(_Lenient):
     listings: list[PortalListing] = Field(default_factory=list, max_length=20)
     messages: list[PortalMessage] = Field(default_factory=list, max_length=20)
     agents: list[PortalAgent] = Field(default_factory=list, max_length=5)
+
+    def paths(self) -> dict[str, str]:
+        """Where the Submission's fields sit in this body, so a refusal names the provider's field."""
+        person = self.people[0]
+        agent = next((i for i, a in enumerate(self.agents) if a.agent_id), 0)
+        return {
+            "first_name": "people.0.first_name", "last_name": "people.0.last_name", "email": "people.0.email",
+            "phone": "people.0.phone_1" if person.phone_1 else "people.0.phone_2",
+            "assigned_agent_id": f"agents.{agent}.agent_id", "<lead>": "people.0",
+        }  # fmt: skip
 
     def to_submission(self, *, account_id: str, provider: str, source_name: str) -> Submission:
         person = self.people[0]  # the first person is the lead; co-buyers follow

@@ -1,7 +1,13 @@
-"""Intake's HTTP edge: lead routes, the size limit, metrics, and the one place errors become statuses."""
+"""Intake's HTTP edge: lead routes, the size limit, metrics, and the one place errors become statuses.
+
+Bodies are read as bytes and parsed here (domain/body.py), not by FastAPI: JSON that Python's parser
+lets through (NaN, lone surrogates, deep nesting) is refused with the place and the reason, and no
+error response repeats what the sender sent (it is personal data).
+"""
 
 from __future__ import annotations
 
+import email.message
 import logging
 import time
 import uuid
@@ -11,6 +17,7 @@ from typing import Annotated, Any
 
 import yaml
 from fastapi import Depends, FastAPI, Header, Path, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -19,6 +26,8 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leadflow_intake import contract
+from leadflow_intake.domain import keys
+from leadflow_intake.domain.body import parse_model, safe_loc
 from leadflow_intake.domain.errors import (
     IdempotencyConflict,
     IntakeError,
@@ -26,11 +35,12 @@ from leadflow_intake.domain.errors import (
     InvalidLead,
     Unauthorized,
     UnknownAccount,
+    UnsupportedContentType,
 )
-from leadflow_intake.domain.fields import ID_PATTERN
+from leadflow_intake.domain.fields import ID_PATTERN, IDEMPOTENCY_KEY_PATTERN, MAX_IDEMPOTENCY_KEY
 from leadflow_intake.domain.forms import ListingInquiryIn, WebsiteLeadIn
 from leadflow_intake.domain.providers import FORMATS
-from leadflow_intake.domain.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from leadflow_intake.domain.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, WEBHOOK_PATH
 from leadflow_intake.handlers import Accepted, Intake, Webhook, accept_lead, accept_webhook
 from leadflow_intake.metrics import IntakeMetrics, Source
 
@@ -38,10 +48,10 @@ log = logging.getLogger(__name__)
 
 WEBSITE_PATH = "/v1/leads"
 LISTING_PATH = "/v1/listing-inquiries"
-WEBHOOK_PATH = "/v1/accounts/{account_id}/webhooks/{provider}"
 _STATE_REASON = "intake_reject_reason"  # set by the error handlers, read by the metrics middleware
 _STATE_DUPLICATE = "intake_duplicate"
-_REASON_BY_STATUS = {401: "unauthorized", 409: "conflict", 413: "too_large", 422: "invalid"}
+_REASON_BY_STATUS = {400: "invalid", 401: "unauthorized", 409: "conflict", 413: "too_large", 415: "invalid",
+                     422: "invalid"}
 
 
 class AcceptedOut(BaseModel):
@@ -55,15 +65,19 @@ class ErrorOut(BaseModel):
 IdempotencyKey = Annotated[
     str | None,
     Header(
-        alias="Idempotency-Key", min_length=1, max_length=200,
-        description="Retrying with the same key returns the same event id and publishes nothing new.",
+        alias="Idempotency-Key", min_length=1, max_length=MAX_IDEMPOTENCY_KEY, pattern=IDEMPOTENCY_KEY_PATTERN,
+        description="Retrying with the same key returns the same event id and publishes nothing new. "
+        "Printable ASCII, no leading or trailing spaces; each way in (forms, listing inquiries, each "
+        "webhook provider, partners) has its own keys.",
     ),
 ]  # fmt: skip
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorOut, "description": "The body is not readable as JSON text (UTF-8)."},
+    400: {"model": ErrorOut, "description": "The request could not be read."},
     409: {"model": ErrorOut, "description": "The Idempotency-Key was used before with a different request."},
     413: {"model": ErrorOut, "description": "The body is larger than the limit."},
-    422: {"model": ErrorOut, "description": "Invalid or unknown fields, named in detail."},
+    415: {"model": ErrorOut, "description": "The body is not JSON (Content-Type application/json)."},
+    422: {"model": ErrorOut, "description": "Invalid or unknown fields, or a body that is not bounded JSON text "
+          "(UTF-8, finite numbers, no lone surrogates, nesting depth at most 32), named in detail; never the values."},
 }
 
 
@@ -148,6 +162,24 @@ def _errors(request: Request, exc: IntakeError, status_code: int, detail: Any) -
     return JSONResponse({"detail": detail}, status_code=status_code)
 
 
+async def _json_body(request: Request) -> bytes:
+    """The raw body of a form, which must be JSON: no Content-Type (read as JSON), or application/(*+)json."""
+    content_type = request.headers.get("content-type")
+    if content_type is not None:
+        parsed = email.message.Message()
+        parsed["content-type"] = content_type
+        subtype = parsed.get_content_subtype()
+        if parsed.get_content_maintype() != "application" or not (subtype == "json" or subtype.endswith("+json")):
+            raise UnsupportedContentType
+    return await request.body()
+
+
+def _json_request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI requestBody of a route that reads `model` from the raw body itself."""
+    schema = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
 def install(
     app: FastAPI,
     *,
@@ -167,7 +199,10 @@ def install(
 
     @app.exception_handler(InvalidLead)
     async def invalid_lead(request: Request, exc: InvalidLead) -> JSONResponse:
-        detail = [{"type": "value_error", "loc": ["body", *e.field.split(".")], "msg": e.reason} for e in exc.errors]
+        def loc(field: str) -> list[str | int]:
+            return ["body", *(int(part) if part.isdigit() else part for part in field.split("."))]
+
+        detail = [{"type": "value_error", "loc": loc(e.field), "msg": e.reason} for e in exc.errors]
         return _errors(request, exc, status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
 
     @app.exception_handler(UnknownAccount)
@@ -188,28 +223,50 @@ def install(
         return _errors(request, exc, status.HTTP_401_UNAUTHORIZED, "Unauthorized")
 
     @app.exception_handler(InvalidBody)
-    async def invalid_webhook_body(request: Request, exc: InvalidBody) -> JSONResponse:
+    async def invalid_body(request: Request, exc: InvalidBody) -> JSONResponse:
         detail = [{**error, "loc": ["body", *error["loc"]]} for error in exc.errors]
         return _errors(request, exc, status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
 
-    @app.post(WEBSITE_PATH, status_code=status.HTTP_202_ACCEPTED, tags=["leads"], responses=_ERRORS)
+    @app.exception_handler(UnsupportedContentType)
+    async def unsupported_content_type(request: Request, exc: UnsupportedContentType) -> JSONResponse:
+        return _errors(request, exc, status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes each input (personal data, and a 500 when it is not JSON-encodable).
+        request.state.intake_reject_reason = "invalid"
+        detail = [{"type": e.get("type"), "loc": safe_loc(tuple(e.get("loc", ()))), "msg": e.get("msg")}
+                  for e in exc.errors()]  # fmt: skip
+        return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+    @app.post(
+        WEBSITE_PATH, status_code=status.HTTP_202_ACCEPTED, tags=["leads"], responses=_ERRORS,
+        openapi_extra=_json_request_body(WebsiteLeadIn),
+    )  # fmt: skip
     async def post_website_lead(
-        request: Request, form: WebsiteLeadIn, intake: IntakeDep, idempotency_key: IdempotencyKey = None
+        request: Request, intake: IntakeDep, idempotency_key: IdempotencyKey = None
     ) -> AcceptedOut:
         """A registration or contact-us form from the brokerage's main site or an agent's subdomain."""
+        form = parse_model(WebsiteLeadIn, await _json_body(request))
         result = await accept_lead(
-            form.to_submission(), intake=intake, idempotency_key=idempotency_key, now=datetime.now(UTC)
-        )
+            form.to_submission(), intake=intake, space=keys.WEBSITE, idempotency_key=idempotency_key,
+            now=datetime.now(UTC),
+        )  # fmt: skip
         return accepted(request, result)
 
-    @app.post(LISTING_PATH, status_code=status.HTTP_202_ACCEPTED, tags=["leads"], responses=_ERRORS)
+    @app.post(
+        LISTING_PATH, status_code=status.HTTP_202_ACCEPTED, tags=["leads"], responses=_ERRORS,
+        openapi_extra=_json_request_body(ListingInquiryIn),
+    )  # fmt: skip
     async def post_listing_inquiry(
-        request: Request, inquiry: ListingInquiryIn, intake: IntakeDep, idempotency_key: IdempotencyKey = None
+        request: Request, intake: IntakeDep, idempotency_key: IdempotencyKey = None
     ) -> AcceptedOut:
         """A question about a listing; one of the brokerage's own listings goes to its agent (R3)."""
+        inquiry = parse_model(ListingInquiryIn, await _json_body(request))
         result = await accept_lead(
-            inquiry.to_submission(), intake=intake, idempotency_key=idempotency_key, now=datetime.now(UTC)
-        )
+            inquiry.to_submission(), intake=intake, space=keys.LISTING_INQUIRY, idempotency_key=idempotency_key,
+            now=datetime.now(UTC),
+        )  # fmt: skip
         return accepted(request, result)
 
     webhook_body = {"oneOf": [{"$ref": f"#/components/schemas/{model.__name__}"} for model in FORMATS.values()]}
@@ -218,7 +275,8 @@ def install(
         WEBHOOK_PATH,
         status_code=status.HTTP_202_ACCEPTED,
         tags=["webhooks"],
-        responses={401: {"model": ErrorOut, "description": "Bad or missing signature."}, **_ERRORS},
+        responses={401: {"model": ErrorOut, "description": "Bad or missing signature."},
+                   **{code: answer for code, answer in _ERRORS.items() if code != 415}},
         openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": webhook_body}}}},
     )
     async def post_webhook(
@@ -232,10 +290,13 @@ def install(
     ) -> AcceptedOut:
         """A lead-generation provider's lead, signed with the provider's secret (see the partner contract).
 
-        The body is one of the provider formats (generic, fub-events, portal-push), as configured for the provider.
+        The signature covers the timestamp, the method, this path (account and provider), the Idempotency-Key
+        header (or its absence) and the body. The body is one of the provider formats (generic, fub-events,
+        portal-push), as configured for the provider, whatever the Content-Type says.
         """
         result = await accept_webhook(
-            webhooks.get(provider), account_id=account_id, body=await request.body(), timestamp=timestamp,
+            webhooks.get(provider), provider=provider, account_id=account_id, body=await request.body(),
+            timestamp=timestamp,
             signature=signature, idempotency_key=idempotency_key, intake=intake, now=datetime.now(UTC),
             tolerance_seconds=tolerance_seconds,
         )  # fmt: skip
@@ -256,13 +317,14 @@ def install(
 
 
 def _document_provider_formats(app: FastAPI) -> None:
-    """Put the provider formats into the OpenAPI components that the webhook route's body refers to."""
+    """Put the forms and the provider formats into the OpenAPI components that the routes' bodies refer to."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
             _, defs = models_json_schema(
-                [(model, "validation") for model in FORMATS.values()], ref_template="#/components/schemas/{model}"
+                [(model, "validation") for model in (WebsiteLeadIn, ListingInquiryIn, *FORMATS.values())],
+                ref_template="#/components/schemas/{model}",
             )
             schema.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])
             app.openapi_schema = schema

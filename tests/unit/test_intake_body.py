@@ -1,0 +1,138 @@
+"""Request bodies as bounded JSON (issue 10, item 6): refusals name the place and the reason, never the value."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel
+
+from leadflow_intake.domain.body import MAX_JSON_DEPTH, parse_json, parse_model
+from leadflow_intake.domain.errors import InvalidBody
+from leadflow_intake.domain.forms import WebsiteLeadIn
+
+pytestmark = pytest.mark.unit
+
+PROPERTY = settings(database=None, deadline=None, max_examples=300)
+
+
+def refusal(body: bytes) -> list[dict[str, Any]]:
+    with pytest.raises(InvalidBody) as info:
+        parse_json(body)
+    return info.value.errors
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity", "1e400", "-1e999"])
+@pytest.mark.parametrize(
+    ("template", "loc"),
+    [
+        ('{"message": %s}', ["message"]),
+        ('{"utm": {"utm_source": %s}}', ["utm", "utm_source"]),
+        ('{"people": [{"a": 1}, {"phone_1": [0, %s]}]}', ["people", 1, "phone_1", 1]),
+        ("%s", []),
+    ],
+)
+def test_non_finite_numbers_are_refused_naming_their_place(constant: str, template: str, loc: list[Any]) -> None:
+    errors = refusal((template % constant).encode())
+    assert errors == [{"type": "finite_number", "loc": loc,
+                       "msg": "must be a finite number: NaN and Infinity are not JSON"}]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        (rb'{"message": "A\ud800b"}', ["message"]),
+        (rb'{"message": "A\udc00b"}', ["message"]),
+        (rb'{"message": "\ud800\ud800\udc00"}', ["message"]),  # a high surrogate, then a pair
+        (rb'{"person": {"firstName": "x\uDBFF"}}', ["person", "firstName"]),
+        (rb'{"people": [{"first_name": "ok"}, {"first_name": "\ud800"}]}', ["people", 1, "first_name"]),
+        (rb'{"utm": {"k\ud800": "v"}}', ["utm"]),  # in an object key: the object is named
+    ],
+)
+def test_lone_surrogates_are_refused_naming_their_place(body: bytes, loc: list[Any]) -> None:
+    errors = refusal(body)
+    assert [(e["type"], e["loc"]) for e in errors] == [("unicode", loc)]
+    assert "lone surrogate" in errors[0]["msg"]
+
+
+@pytest.mark.parametrize(
+    ("body", "value"),
+    [
+        (rb'{"a": "\ud83d\ude00"}', {"a": "😀"}),  # a pair is one character
+        (rb'{"a": "\\ud800"}', {"a": "\\ud800"}),  # an escaped backslash, then text
+        (rb'{"a": "\\\ud83d\ude00"}', {"a": "\\😀"}),
+        (b'{"a": 1e308, "b": -0.0, "c": 12345678901234567890}', {"a": 1e308, "b": -0.0, "c": 12345678901234567890}),
+    ],
+)
+def test_valid_json_is_parsed_as_it_is(body: bytes, value: Any) -> None:
+    assert parse_json(body) == value
+
+
+def nested(depth: int) -> bytes:
+    return b'{"a": ' + b"[" * (depth - 1) + b"1" + b"]" * (depth - 1) + b"}"
+
+
+def test_nesting_is_bounded() -> None:
+    assert parse_json(nested(MAX_JSON_DEPTH))
+    errors = refusal(nested(MAX_JSON_DEPTH + 1))
+    assert errors == [{"type": "json_too_deep", "loc": ["a", *[0] * (MAX_JSON_DEPTH - 1)],
+                       "msg": f"nested deeper than {MAX_JSON_DEPTH} levels"}]  # fmt: skip
+    # The issue's message: 20,000 levels, far past the parser's own limit.
+    assert refusal(b'{"event_id": ' + b"[" * 20000 + b"]" * 20000 + b"}")[0]["type"] == "json_too_deep"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"   ", b'{"a": 1} x', b'{"a": "\xff"}', b'"\xed\xa0\x80"', b"\xef\xbb\xbf{}", b'{"event_id": "5f0c3f4e-',
+     b"{'a': 1}", b'{"a": 1,}'],
+)  # fmt: skip
+def test_what_is_not_json_text_is_refused(body: bytes) -> None:
+    [error] = refusal(body)
+    assert (error["type"], error["loc"]) == ("json_invalid", [])
+
+
+def test_model_errors_carry_no_input() -> None:
+    secret = "jane.doe.secret@example.com"
+    with pytest.raises(InvalidBody) as info:
+        parse_model(WebsiteLeadIn, json.dumps({"account_id": "acme realty", "first_name": secret, "email": 5,
+                                               "phone": [secret], "utm": {"k": secret * 10}}).encode())  # fmt: skip
+    assert secret not in json.dumps(info.value.errors)
+    assert {tuple(e["loc"]) for e in info.value.errors} >= {("account_id",), ("email",), ("phone",)}
+    assert all(set(e) == {"type", "loc", "msg"} for e in info.value.errors)
+
+
+class Anything(BaseModel):
+    pass
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=30,
+)
+
+
+@PROPERTY
+@given(st.binary(max_size=300) | _json.map(lambda v: json.dumps(v).encode()))
+def test_any_bytes_are_parsed_or_refused_with_an_encodable_answer(body: bytes) -> None:
+    try:
+        parse_model(Anything, body)
+    except InvalidBody as exc:
+        text = json.dumps(exc.errors, ensure_ascii=False).encode("utf-8")  # what a 422 sends: never fails
+        assert text
+
+
+_mark = st.text(st.characters(codec="utf-8"), min_size=1, max_size=8).map(lambda t: f"PII{t}")
+
+
+@PROPERTY
+@given(st.lists(_mark, min_size=1, max_size=4), st.sampled_from(["NaN", "Infinity", '"\\ud800"', "-Infinity"]))
+def test_refusals_never_repeat_the_values_sent(values: list[str], poison: str) -> None:
+    body = json.dumps({"account_id": values[0], "first_name": values, "message": "POISON"}).replace('"POISON"', poison)
+    with pytest.raises(InvalidBody) as info:
+        parse_model(WebsiteLeadIn, body.encode())
+    answer = json.dumps(info.value.errors, ensure_ascii=False)
+    assert not any(value in answer for value in values)
