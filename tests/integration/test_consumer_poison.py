@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka.admin import AIOKafkaAdminClient
 
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import records_until
@@ -31,6 +32,8 @@ POISONS: list[tuple[str, bytes | None, list[tuple[str, bytes]]]] = [
     ("not-utf8-text", b"\xff\xfe\xfd", [("content-type", b"text/plain")]),
     ("nan-json", b'{"event_id": NaN}', JSON),
     ("tombstone", None, []),
+    ("reply-to-not-a-topic", b"{}", [("reply_to", b"\xff\xfe")]),
+    ("reply-to", b"{}", []),  # names a topic of this run: nothing may be published there
     ("oversize", b'{"pad": "' + b"x" * (2 * 1024 * 1024) + b'"}', JSON),  # over the producer's 1 MiB request limit
 ]
 
@@ -70,6 +73,8 @@ async def test_undecodable_messages_are_dead_lettered_and_the_partition_moves_on
     try:
         for name, body, headers in POISONS:
             marked = [*headers, ("x-poison-run", f"{run}:{name}".encode())]
+            if name == "reply-to":
+                marked.append(("reply_to", f"poison-reply-{run}".encode()))
             await producer.send_and_wait(topic, body, key=key, headers=marked)
         sentinel = [("x-poison-run", f"{run}:sentinel".encode())]
         await producer.send_and_wait(topic, b"{sentinel", key=key, headers=sentinel)
@@ -93,6 +98,12 @@ async def test_undecodable_messages_are_dead_lettered_and_the_partition_moves_on
         assert header(record, "dlq-reason"), f"{marker_of(record)} was dead-lettered without a reason"
     # Once each: a poison is dead-lettered by each consuming service exactly once, not once per redelivery.
     assert len(ours) == len(expected)
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
+    await admin.start()
+    try:
+        assert f"poison-reply-{run}" not in await admin.list_topics(), "a consumer replied to a sender's reply_to"
+    finally:
+        await admin.close()
 
 
 async def test_partner_lead_behind_undecodable_messages_is_accepted(stack: Stack) -> None:

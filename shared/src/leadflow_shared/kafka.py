@@ -5,7 +5,8 @@
   NACK_ON_ERROR: success commits, an unhandled error rewinds to the message);
   a new group starts from the earliest offset.
 - Handlers get the record's raw bytes: FastStream neither decodes the body nor trusts
-  header values to be UTF-8 (`RAW_CODEC`), so no input can fail before the guard runs.
+  header values to be UTF-8, nor replies to a sender's `reply_to` (`consumer_options`),
+  so no input can fail, or publish anything, before the dead-letter guard runs.
 - Poison input (invalid JSON or schema, too deep, not UTF-8, `PoisonMessage`) goes to
   `<topic>.dlq` at once with the reason; any other error is retried with backoff a bounded number of
   times, then dead-lettered, except infrastructure outages (`TRANSIENT_ERRORS`),
@@ -18,6 +19,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -48,6 +50,8 @@ log = logging.getLogger(__name__)
 
 # Errors of a dependency being down: retrying later will succeed, dead-lettering would not.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionFailure, KafkaError)
+# FastStream's request-reply header; leadflow never replies, so a sender may not choose a topic for it.
+REPLY_TO = "reply_to"
 # Errors the same bytes raise every time: retrying only delays the dead letter.
 POISON_ERRORS: tuple[type[BaseException], ...] = (
     ValidationError, PoisonMessage, RecursionError, UnicodeError, json.JSONDecodeError,
@@ -55,13 +59,27 @@ POISON_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def _security(settings: KafkaSettings) -> BaseSecurity | None:
+    """FastStream's security for the settings (KafkaSettings refuses inconsistent ones)."""
+    context = ssl_context(settings)
     if settings.sasl_mechanism is None:
-        return None
-    use_ssl = settings.security_protocol == "SASL_SSL"
+        return BaseSecurity(ssl_context=context) if context else None
     user = settings.sasl_username or ""
     password = settings.sasl_password.get_secret_value() if settings.sasl_password else ""
     kind = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}
-    return kind[settings.sasl_mechanism](username=user, password=password, use_ssl=use_ssl)
+    return kind[settings.sasl_mechanism](
+        username=user, password=password, ssl_context=context, use_ssl=context is not None
+    )
+
+
+def ssl_context(settings: KafkaSettings) -> ssl.SSLContext | None:
+    """A verifying TLS context for SSL and SASL_SSL (CA file and client certificate if set); None otherwise."""
+    if not settings.uses_tls:
+        return None
+    context = ssl.create_default_context(cafile=settings.ssl_cafile)
+    context.check_hostname = settings.ssl_check_hostname
+    if settings.ssl_certfile is not None:
+        context.load_cert_chain(settings.ssl_certfile, settings.ssl_keyfile)
+    return context
 
 
 def make_broker(
@@ -82,22 +100,23 @@ def make_broker(
     )
 
 
-def _text_headers(record: ConsumerRecord[bytes, bytes]) -> ConsumerRecord[bytes, bytes]:
-    """The record with every header value valid UTF-8 (FastStream decodes them strictly, and a
-    null value not at all); bad bytes become U+FFFD. Only headers change: the dead-letter
-    guard still publishes the original value and key."""
+def _safe_headers(record: ConsumerRecord[bytes, bytes]) -> ConsumerRecord[bytes, bytes]:
+    """The record as FastStream may see it: every header value valid UTF-8 (FastStream decodes
+    them strictly, and a null value not at all; bad bytes become U+FFFD), and no `reply_to`
+    (FastStream would publish the handler's result to whatever topic a sender names there).
+    Only headers change: the dead-letter guard still publishes the original value and key."""
     headers = record.headers
-    if all(value is not None and value.isascii() for _, value in headers):
+    if all(value is not None and value.isascii() and name != REPLY_TO for name, value in headers):
         return record  # the common case costs one scan
-    text = [(name, (value or b"").decode("utf-8", "replace").encode()) for name, value in headers]
-    return dataclasses.replace(record, headers=text)
+    safe = [(name, (value or b"").decode("utf-8", "replace").encode()) for name, value in headers if name != REPLY_TO]
+    return dataclasses.replace(record, headers=safe)
 
 
 async def _parse_tolerantly(msg: Any, parse: Callable[[Any], Awaitable[Any]]) -> Any:
     """FastStream parser hook: a record (or a batch's tuple of records) with safe headers."""
     if isinstance(msg, tuple):
-        return await parse(tuple(_text_headers(r) for r in msg))
-    return await parse(_text_headers(msg))
+        return await parse(tuple(_safe_headers(r) for r in msg))
+    return await parse(_safe_headers(msg))
 
 
 async def _raw_body(msg: KafkaMessage) -> Any:

@@ -6,9 +6,10 @@ NOTIFIER_, CRM_API_); nested fields use "__", e.g. ROUTER_KAFKA__BOOTSTRAP_SERVE
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from pathlib import Path
+from typing import ClassVar, Literal, Self
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "password"})
@@ -24,6 +25,12 @@ class KafkaSettings(BaseModel):
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    # TLS (SSL, SASL_SSL): the broker's certificate is verified against the system CAs or
+    # `ssl_cafile`; `ssl_certfile`/`ssl_keyfile` add a client certificate (mutual TLS).
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_check_hostname: bool = True
     # Bounded in-process retries of a failing handler before the message is
     # dead-lettered (transient errors only; invalid input goes straight to the DLQ).
     # Bytes per partition batch: bursts of events (a routed batch) fill aiokafka's 16 KiB
@@ -33,6 +40,24 @@ class KafkaSettings(BaseModel):
     retry_initial_seconds: float = Field(default=0.2, gt=0)
     retry_max_seconds: float = Field(default=5.0, gt=0)
     graceful_timeout_seconds: float = Field(default=15.0, gt=0)
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.security_protocol in {"SSL", "SASL_SSL"}
+
+    @model_validator(mode="after")
+    def _security_is_what_it_says(self) -> Self:
+        """Settings that ask for encryption or authentication get it, or the service does not start."""
+        sasl = self.security_protocol.startswith("SASL_")
+        if sasl and (self.sasl_mechanism is None or not self.sasl_username or self.sasl_password is None):
+            raise ValueError(f"{self.security_protocol} needs sasl_mechanism, sasl_username and sasl_password")
+        if not sasl and self.sasl_mechanism is not None:
+            raise ValueError(f"sasl_mechanism is set but security_protocol {self.security_protocol} sends no SASL")
+        if not self.uses_tls and (self.ssl_cafile or self.ssl_certfile or self.ssl_keyfile):
+            raise ValueError(f"ssl_* files are set but security_protocol {self.security_protocol} is not TLS")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("ssl_certfile and ssl_keyfile go together (a client certificate and its key)")
+        return self
 
 
 class MongoSettings(BaseModel):
