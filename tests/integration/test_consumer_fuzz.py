@@ -1,0 +1,121 @@
+"""I4, searched for: arbitrary records (bytes, headers, keys, broken events) on every consumed topic.
+
+Each example puts a burst of arbitrary records on every topic a leadflow service consumes,
+all on one partition (one key), then a sentinel that every consumer dead-letters. The
+sentinel reaching `<topic>.dlq` once per consuming service proves each record before it
+was processed or dead-lettered, in bounded time, without stalling the partition
+(test_consumer_poison.py shows a valid lead behind poison is then accepted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from leadflow_devstack.stack import Stack
+from leadflow_devstack.testing import records_until
+from leadflow_shared import topics
+
+pytestmark = [pytest.mark.integration]
+
+CONSUMERS = {
+    topics.LEADS_INBOUND: ["intake"],
+    topics.LEADS_INTAKE: ["router"],
+    topics.LEADS_ACTIVITY: ["router"],
+    topics.LEADS_COMMANDS: ["router"],
+    topics.LEADS_EVENTS: ["notifier", "crm-api"],
+}
+TYPES = ["LeadSubmitted", "LeadReceived", "LeadActivity", "ShareLead", "TransferLead", "LeadOffered", "LeadAssigned"]
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def envelope(kind: str) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "type": kind,
+        "schema_version": 1,
+        "account_id": "acme-realty",
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "correlation_id": str(uuid.uuid4()),
+        "payload": {"lead_id": str(uuid.uuid4()), "agent_id": "alex-rivera", "action": "note"},
+    }
+
+
+@st.composite
+def broken_events(draw: st.DrawFn) -> bytes:
+    """A plausible event with one field replaced by arbitrary JSON (NaN and Infinity included)."""
+    event = envelope(draw(st.sampled_from(TYPES)))
+    field = draw(st.sampled_from([*event, "payload.lead_id", "payload.agent_id", "payload.action"]))
+    target, name = (event["payload"], field.split(".")[1]) if "." in field else (event, field)
+    target[name] = draw(json_values | st.sampled_from([math.nan, math.inf, -math.inf]))
+    return json.dumps(event).encode()
+
+
+bodies = st.one_of(
+    st.none(),
+    st.binary(max_size=300),
+    st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass")),  # lone surrogates included
+    json_values.map(lambda v: json.dumps(v).encode()),
+    broken_events(),
+    st.integers(1, 5000).map(lambda depth: b'{"event_id": ' + b"[" * depth + b"]" * depth + b"}"),
+)
+header_names = st.sampled_from(["content-type", "traceparent", "correlation_id", "reply_to", "x-any"]) | st.text(
+    st.characters(codec="utf-8"), max_size=20
+)
+header_values = st.sampled_from([b"application/json", b"text/plain", b"\xff\xfe"]) | st.binary(max_size=40)
+records = st.lists(
+    st.tuples(bodies, st.lists(st.tuples(header_names, header_values), max_size=4)), min_size=1, max_size=12
+)
+keys = st.binary(min_size=1, max_size=40)
+
+
+def marker(record: ConsumerRecord[bytes, bytes], name: str) -> str:
+    value: bytes = dict(record.headers).get(name, b"")
+    return value.decode("utf-8", "replace")
+
+
+async def burst(stack: Stack, key: bytes, sent: list[tuple[bytes | None, list[tuple[str, bytes]]]]) -> None:
+    run = uuid.uuid4().hex
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all")
+    await producer.start()
+    try:
+        for topic in CONSUMERS:
+            for body, headers in sent:
+                await producer.send_and_wait(topic, body, key=key, headers=headers)
+            await producer.send_and_wait(topic, b"{sentinel", key=key, headers=[("x-fuzz-sentinel", run.encode())])
+    finally:
+        await producer.stop()
+
+    async def sentinel_passed(topic: str, services: list[str]) -> None:
+        passed: set[str] = set()
+
+        def done(record: ConsumerRecord[bytes, bytes]) -> bool:
+            if marker(record, "x-fuzz-sentinel") == run:
+                passed.add(marker(record, "dlq-service"))
+            return passed >= set(services)
+
+        await records_until(stack.bootstrap, topics.dlq(topic), done, timeout=60)
+
+    await asyncio.gather(*(sentinel_passed(topic, services) for topic, services in CONSUMERS.items()))
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=keys, sent=records)
+def test_arbitrary_records_never_stall_a_consumer(
+    stack: Stack, key: bytes, sent: list[tuple[bytes | None, list[tuple[str, bytes]]]]
+) -> None:
+    asyncio.run(burst(stack, key, sent))
