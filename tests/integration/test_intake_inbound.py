@@ -100,6 +100,9 @@ POISON: list[tuple[str, Callable[[], bytes], str]] = [
     ("bad-phone", lambda: encoded(lead(phone="12")), "payload.contact.phone: not a valid phone number"),
     ("bad-email", lambda: encoded(lead(email="nope")), "payload.contact.email"),
     ("unknown-account", lambda: encoded({**lead(), "account_id": "no-such-account"}), "unknown account"),
+    ("emoji-name", lambda: encoded(lead(first_name="😀🏠")), "payload.contact.first_name: must contain letters"),
+    ("bidi-name", lambda: encoded(lead(last_name="Lopez\u202e")),
+     "payload.contact.last_name: must not contain bidirectional control characters"),
     ("too-large", lambda: encoded(lead(padding="x" * 70_000)), "larger than 65536 bytes"),
 ]  # fmt: skip
 
