@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -11,6 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leadflow_crm_api.domain.views import (
+    MAX_CURSOR_LENGTH,
+    MAX_SORT_KEY,
+    MIN_SORT_KEY,
     LeadSort,
     decode_cursor,
     encode_cursor,
@@ -41,7 +45,8 @@ from leadflow_shared.events.routing import (
 pytestmark = pytest.mark.unit
 
 PROPERTY = settings(database=None, deadline=None)
-_ms = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+_ms = st.integers(min_value=MIN_SORT_KEY, max_value=MAX_SORT_KEY)
+_lead_ids = st.from_regex(r"[A-Za-z0-9_.-]{1,64}", fullmatch=True)
 
 
 def _b64(raw: bytes) -> str:
@@ -49,11 +54,45 @@ def _b64(raw: bytes) -> str:
 
 
 @PROPERTY
-@given(_ms, st.text())
-def test_cursor_round_trips(created_ms: int, lead_id: str) -> None:
-    cursor = encode_cursor(created_ms, lead_id)
+@given(_ms, _lead_ids, st.sampled_from(LeadSort))
+def test_cursor_round_trips(created_ms: int, lead_id: str, sort: LeadSort) -> None:
+    cursor = encode_cursor(created_ms, lead_id, sort=sort)
     assert "=" not in cursor
-    assert decode_cursor(cursor) == (created_ms, lead_id)
+    assert len(cursor) <= MAX_CURSOR_LENGTH
+    assert decode_cursor(cursor, sort=sort) == (created_ms, lead_id)
+
+
+def test_the_sort_keys_span_every_datetime() -> None:
+    assert epoch_ms(datetime.min.replace(tzinfo=UTC)) == MIN_SORT_KEY
+    assert epoch_ms(datetime.max.replace(tzinfo=UTC)) == MAX_SORT_KEY
+    longest = encode_cursor(MIN_SORT_KEY, "x" * 64, sort=LeadSort.ACTIVITY_DESC)
+    assert len(longest) <= MAX_CURSOR_LENGTH
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        [10**30, "x"],  # issue 10: BSON cannot hold it, the query raised OverflowError (500)
+        [-(10**30), "x"],
+        [2**63, "x"],
+        [MAX_SORT_KEY + 1, "x"],
+        [MIN_SORT_KEY - 1, "x"],
+        [1, "\ud800"],  # a lone surrogate cannot be encoded as BSON either
+        [1, ""],
+        [1, "x" * 65],
+        [1, "a b"],
+        [1, "$gt"],
+    ],
+)
+def test_decode_cursor_refuses_keys_and_ids_out_of_range(fields: list[object]) -> None:
+    cursor = _b64(json.dumps(fields).encode())
+    with pytest.raises(ValueError, match="invalid cursor"):
+        decode_cursor(cursor)
+
+
+def test_decode_cursor_refuses_long_cursors_before_decoding() -> None:
+    with pytest.raises(ValueError, match="invalid cursor"):
+        decode_cursor("A" * (MAX_CURSOR_LENGTH + 1))
 
 
 def test_cursor_of_a_real_row() -> None:
@@ -70,6 +109,7 @@ def test_decode_cursor_rejects_garbage_with_value_error_only(garbage: str) -> No
         return
     # The rare string that happens to decode must decode to a well-formed key.
     assert type(created_ms) is int
+    assert MIN_SORT_KEY <= created_ms <= MAX_SORT_KEY
     assert isinstance(lead_id, str)
 
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Query, status
+from fastapi.exceptions import RequestValidationError
 from pydantic import AwareDatetime
 
 from leadflow_crm_api.adapters.leads import LeadViews, ScopedLeads, ensure_indexes, realtor_filter
@@ -19,9 +20,11 @@ from leadflow_crm_api.api import (
     lead_detail,
     lead_public,
 )
+from leadflow_crm_api.bodies import BodyGuard, BodyLimits
 from leadflow_crm_api.deps import AccountLeads, Caller, Db, Id, Text
 from leadflow_crm_api.domain.principal import Role
 from leadflow_crm_api.domain.views import (
+    MAX_CURSOR_LENGTH,
     LeadQuery,
     LeadSort,
     LeadStatus,
@@ -32,7 +35,7 @@ from leadflow_crm_api.domain.views import (
     epoch_ms,
     visible_timeline,
 )
-from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound
+from leadflow_crm_api.errors import Forbidden, NotFound
 from leadflow_crm_api.handlers import project
 from leadflow_crm_api.problems import PROBLEM_RESPONSES, install_problem_handlers
 from leadflow_crm_api.publishing import publish_or_unavailable
@@ -74,7 +77,14 @@ def lead_query(
 
 Filters = Annotated[LeadQuery, Depends(lead_query)]
 Limit = Annotated[int, Query(ge=1, le=200)]
-Cursor = Annotated[str | None, Query(max_length=500)]
+Cursor = Annotated[
+    str | None,
+    Query(
+        max_length=MAX_CURSOR_LENGTH,
+        pattern=r"^[A-Za-z0-9_-]*$",  # base64url without padding
+        description="`next_cursor` of the previous page, with the same `sort`.",
+    ),
+]
 
 
 def create_app(settings: CrmApiSettings) -> FastAPI:
@@ -89,6 +99,7 @@ def create_app(settings: CrmApiSettings) -> FastAPI:
 
     app = runtime.app(title="leadflow crm-api", version="0.1.0", responses=PROBLEM_RESPONSES)
     install_problem_handlers(app, realm="leadflow-crm-api")
+    app.add_middleware(BodyGuard, limits=BodyLimits(max_bytes=settings.max_body_bytes))
     app.include_router(sharing.router)
     app.include_router(account_settings.router)
     app.include_router(offices.router)
@@ -99,7 +110,8 @@ def create_app(settings: CrmApiSettings) -> FastAPI:
         try:
             after = decode_cursor(cursor, sort=query.sort) if cursor else None
         except ValueError as exc:
-            raise InvalidRequest("cursor: not a cursor from this API for this sort order.") from exc
+            reason = "not a cursor from this API for this sort order"
+            raise RequestValidationError([{"loc": ("query", "cursor"), "msg": reason, "type": "value_error"}]) from exc
         docs = await leads.find_page(query, limit=limit + 1, after=after)
         rows, more = docs[:limit], len(docs) > limit
         next_cursor = encode_cursor(rows[-1][query.sort.field], rows[-1]["_id"], sort=query.sort) if more else None

@@ -4,8 +4,11 @@ CrmApiError
 ├── Unauthenticated   401  no, expired, mis-signed or foreign-audience bearer token
 ├── Forbidden         403  a valid caller asking outside its account or role
 ├── NotFound          404  no such lead in the caller's scope (also hides other tenants' leads)
-├── InvalidRequest    422  well-formed but unusable input (e.g. a cursor of another order)
+├── InvalidRequest    422  well-formed but unusable input (e.g. a transfer to a realtor who did not accept)
 └── Unavailable       503  a dependency (Kafka) did not take the action
+
+Bodies are refused before any route by bodies.py (413, 422); malformed fields and cursors are
+FastAPI's RequestValidationError (422 naming the field).
 """
 
 from __future__ import annotations

@@ -32,6 +32,9 @@ class CrmApiSettings(ServiceSettings):
     http: HttpSettings = HttpSettings(port=8004)
     consumer_group: str = "leadflow-crm-api-projection"
     auth: AuthSettings = AuthSettings()
+    # Request bodies beyond this are refused with 413 (bodies.py); the largest real one, a roster of
+    # 10,000 agent ids, is about 700 KB.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=64 * 1024, le=16 * 1024 * 1024)
 
     @model_validator(mode="after")
     def _signing_key(self) -> Self:

@@ -16,6 +16,7 @@ from leadflow_crm_api.domain.views import epoch_ms
 
 MAX_TRANSFER_LEADS = 500
 MAX_NAMED_IDS = 20  # a refusal names at most this many unknown lead ids
+MAX_REALTOR_LABEL = 200  # ShareLead's and LeadShared's realtor_name
 
 # Fixed namespaces: the same inputs give the same ids in every process and after restarts.
 _INVITATIONS = uuid.UUID("5b0f4a52-6c7e-4f0e-9d7a-1d3c2e8f7a01")
@@ -85,6 +86,18 @@ def missing_refusal(missing: list[str]) -> str:
     named = ", ".join(missing[:MAX_NAMED_IDS])
     more = f" and {len(missing) - MAX_NAMED_IDS} more" if len(missing) > MAX_NAMED_IDS else ""
     return f"lead_ids: {len(missing)} not found in this account, nothing was transferred: {named}{more}"
+
+
+def realtor_label(name: str | None, realtor_id: str) -> str:
+    """How the realtor is named on the lead ("Riley Park (riley-park)"), within the events' limit.
+
+    Names are at most 100 characters since issue 10; an invitation stored before may hold 200,
+    so the name is shortened rather than the transfer failing.
+    """
+    if not name:
+        return realtor_id
+    room = MAX_REALTOR_LABEL - len(realtor_id) - 3
+    return f"{name if len(name) <= room else name[: room - 1] + '…'} ({realtor_id})"
 
 
 def transfer_id(account_id: str, idempotency_key: str | None) -> str:

@@ -278,6 +278,13 @@ def epoch_ms(moment: datetime) -> int:
     return (moment - EPOCH) // timedelta(milliseconds=1)
 
 
+# A cursor's parts: any epoch_ms of a datetime (years 1 to 9999), and a lead id (a UUID as text).
+MIN_SORT_KEY = epoch_ms(datetime.min.replace(tzinfo=UTC))
+MAX_SORT_KEY = epoch_ms(datetime.max.replace(tzinfo=UTC))
+_CURSOR_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+MAX_CURSOR_LENGTH = 200  # encode_cursor makes at most 144 characters (an id of 64, the longest order)
+
+
 def encode_cursor(key: int, lead_id: str, *, sort: LeadSort = LeadSort.CREATED_DESC) -> str:
     """An opaque keyset cursor: the sort key of the last row of a page, tagged with its order."""
     fields: list[int | str] = [key, lead_id] if sort is LeadSort.CREATED_DESC else [key, lead_id, sort.value]
@@ -285,13 +292,21 @@ def encode_cursor(key: int, lead_id: str, *, sort: LeadSort = LeadSort.CREATED_D
 
 
 def decode_cursor(cursor: str, *, sort: LeadSort = LeadSort.CREATED_DESC) -> tuple[int, str]:
-    """Inverse of encode_cursor; ValueError on anything else, including a cursor of another order."""
+    """Inverse of encode_cursor; ValueError on anything else, including a cursor of another order.
+
+    Every part is checked before it reaches a query: the key is an epoch_ms value (an int beyond
+    64 bits cannot even be encoded as BSON), the id is id-shaped (no lone surrogates, bounded).
+    """
+    if len(cursor) > MAX_CURSOR_LENGTH:
+        raise ValueError("invalid cursor")
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         key, lead_id, *tag = json.loads(base64.urlsafe_b64decode(padded))
     except (ValueError, TypeError, RecursionError) as exc:  # RecursionError: deeply nested JSON
         raise ValueError("invalid cursor") from exc
     if type(key) is not int or not isinstance(lead_id, str):  # bool is an int subclass
+        raise ValueError("invalid cursor")
+    if not MIN_SORT_KEY <= key <= MAX_SORT_KEY or _CURSOR_ID.fullmatch(lead_id) is None:
         raise ValueError("invalid cursor")
     # Keys of another order would skip or repeat rows, so such a cursor is refused.
     if tag != ([] if sort is LeadSort.CREATED_DESC else [sort.value]):

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, status
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from leadflow_crm_api.adapters.offices import Labels, OfficeTransfers, Organisation
 from leadflow_crm_api.adapters.settings import AccountSettings
@@ -27,6 +27,7 @@ from leadflow_crm_api.domain.offices import (
     profile_fields,
 )
 from leadflow_crm_api.domain.principal import Principal
+from leadflow_crm_api.domain.text import visible
 from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound
 from leadflow_crm_api.publishing import publish_or_unavailable
 from leadflow_shared.events.commands import (
@@ -39,8 +40,13 @@ from leadflow_shared.kafka import PublishRaw
 
 router = APIRouter()
 
-Line = Annotated[str, StringConstraints(min_length=1, max_length=300, strip_whitespace=True)]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=60, strip_whitespace=True)]
+# Shown to everyone who sees the lead: visible text only (domain/text.py), on one line.
+Line = Annotated[
+    str, StringConstraints(min_length=1, max_length=300, strip_whitespace=True), AfterValidator(visible(300))
+]
+Name = Annotated[
+    str, StringConstraints(min_length=1, max_length=60, strip_whitespace=True), AfterValidator(visible(60))
+]
 
 
 # --- the lead profile (what T2 carries and drops) ------------------------------------------------

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, Response, status
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
 
 from leadflow_crm_api.adapters.invitations import Invitations
 from leadflow_crm_api.adapters.transfers import AccountTransfers
@@ -28,6 +28,7 @@ from leadflow_crm_api.domain.sharing import (
     invite_outcome,
     missing_leads,
     missing_refusal,
+    realtor_label,
     same_transfer,
     share_command_id,
     transfer_id,
@@ -35,6 +36,7 @@ from leadflow_crm_api.domain.sharing import (
     transfer_refusal,
     unique,
 )
+from leadflow_crm_api.domain.text import Email, PersonName
 from leadflow_crm_api.domain.views import epoch_ms
 from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound
 from leadflow_crm_api.publishing import publish_or_unavailable
@@ -54,8 +56,8 @@ class InvitationCreate(BaseModel):
     )
 
     realtor_id: IdText = Field(description="The realtor's user id (its token `sub`), who answers the invitation.")
-    email: EmailStr
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)] | None = None
+    email: Email
+    name: PersonName | None = Field(default=None, description="The realtor's name, shown with its leads.")
 
 
 _INVITATION_EXAMPLE: dict[str, Any] = {
@@ -279,12 +281,11 @@ async def transfer_leads(
     transfers = AccountTransfers(db, account_id)
     if missing := missing_leads(lead_ids, await transfers.present(lead_ids)):
         raise InvalidRequest(missing_refusal(missing))
-    name = invitation.get("name")
     record = transfer_record(
         transfer_id=transfer_id(account_id, idempotency_key),
         account_id=account_id,
         realtor_id=body.realtor_id,
-        realtor_name=f"{name} ({body.realtor_id})" if name else body.realtor_id,
+        realtor_name=realtor_label(invitation.get("name"), body.realtor_id),
         lead_ids=lead_ids,
         assigned_by=await transfers.account_name() or account_id,
         by=caller.sub,
