@@ -19,11 +19,21 @@ ReadinessCheck = Callable[[], Awaitable[None]]
 
 
 def add_operational_routes(
-    app: FastAPI, *, registry: CollectorRegistry, readiness: ReadinessCheck, timeout: float = 2.0
+    app: FastAPI,
+    *,
+    registry: CollectorRegistry,
+    readiness: ReadinessCheck,
+    liveness: Callable[[], None] = lambda: None,
+    timeout: float = 2.0,
 ) -> None:
     @app.get("/health/live", tags=["operations"])
-    async def live() -> dict[str, str]:
-        """The process is up and serving HTTP."""
+    async def live(response: Response) -> dict[str, str]:
+        """The process is up and serving HTTP, and nothing it cannot recover from happened."""
+        try:
+            liveness()
+        except Exception as exc:  # noqa: BLE001 (reported, not raised: the orchestrator restarts the process)
+            response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+            return {"status": "failed", "reason": str(exc)}
         return {"status": "ok"}
 
     @app.get("/health/ready", tags=["operations"])

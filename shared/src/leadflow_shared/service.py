@@ -3,12 +3,18 @@
 Every service builds one `ServiceRuntime` in its bootstrap, registers its subscribers
 and routes on it, and hands `runtime.app()` to uvicorn. The MongoDB client is opened
 in the lifespan because PyMongo's async client is bound to the running loop.
+
+Start-up serves first and joins later: once MongoDB is open and the producer connected,
+HTTP and the background workers (the router's deadline sweeper, the notifier's re-driver)
+run, while the consumers join their groups together in the background. A join takes
+seconds per group; nothing that does not consume should wait for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
@@ -50,6 +56,8 @@ class ServiceRuntime:
         self._shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
         self._workers: list[Worker] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._joining: asyncio.Task[None] | None = None
+        self._join_failure: BaseException | None = None
         self._stopping = asyncio.Event()
 
     @property
@@ -106,16 +114,40 @@ class ServiceRuntime:
         )
         for hook in self._startup_hooks:
             await hook(self.db)
-        await self.broker.start()
+        await self.broker.connect()  # the producer: what HTTP routes and workers publish with
         self._stopping.clear()
         self._tasks = [asyncio.create_task(worker(self._stopping)) for worker in self._workers]
-        log.info("%s started", self.service)
+        self._join_failure = None
+        self._joining = asyncio.create_task(self._start_consumers())
+        log.info("%s started; consumers joining", self.service)
+
+    async def _start_consumers(self) -> None:
+        """Start every subscriber at once (FastStream's broker.start() joins one group after another)."""
+        started = time.monotonic()
+        try:
+            await asyncio.gather(*(subscriber.start() for subscriber in self.broker.subscribers))
+            for publisher in self.broker.publishers:
+                await publisher.start()
+            self.broker.running = True
+        except Exception as exc:  # noqa: BLE001 (reported by liveness, so the orchestrator restarts the process)
+            self._join_failure = exc
+            log.error("%s: consumers failed to start: %s", self.service, type(exc).__name__)
+            return
+        log.info("%s: %d consumers joined in %.1f s", self.service, len(self.broker.subscribers),
+                 time.monotonic() - started)  # fmt: skip
+
+    @property
+    def consuming(self) -> bool:
+        """Every consumer has joined its group."""
+        return self._joining is not None and self._joining.done() and self._join_failure is None
 
     async def stop(self) -> None:
         # Background workers first, then the broker: in-flight handlers finish
         # (graceful_timeout) and commit their offsets while MongoDB is still open.
         self._stopping.set()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._joining is not None and not self._joining.done():
+            self._joining.cancel()
+        await asyncio.gather(*self._tasks, *([self._joining] if self._joining else []), return_exceptions=True)
         await self.broker.stop()
         for hook in self._shutdown_hooks:
             await hook()
@@ -125,11 +157,18 @@ class ServiceRuntime:
         log.info("%s stopped", self.service)
 
     async def readiness(self) -> None:
+        """MongoDB and Kafka answer. Consumers may still be joining: what they miss meanwhile
+        waits for them on the topic, while HTTP can be served already."""
         if self._client is None:
             raise NotStartedError("not started")
         await ping(self._client)
         if not await self.broker.ping(timeout=2.0):
             raise ConnectionError("Kafka broker unreachable")
+
+    def liveness(self) -> None:
+        """Fails once starting the consumers failed: restarting the process is the way out."""
+        if self._join_failure is not None:
+            raise NotStartedError(f"consumers failed to start: {type(self._join_failure).__name__}")
 
     def app(self, **fastapi_kwargs: Any) -> FastAPI:
         @asynccontextmanager
@@ -141,5 +180,5 @@ class ServiceRuntime:
                 await self.stop()
 
         app = FastAPI(lifespan=lifespan, **fastapi_kwargs)
-        add_operational_routes(app, registry=self.registry, readiness=self.readiness)
+        add_operational_routes(app, registry=self.registry, readiness=self.readiness, liveness=self.liveness)
         return app

@@ -1,0 +1,88 @@
+"""A service serves before its consumers have joined their groups, and a failed join is not hidden.
+
+Joining a consumer group takes seconds (longer after a crash); HTTP routes, readiness and the
+background workers (the router's deadline sweeper, the notifier's re-driver) do not need it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import GroupCoordinatorNotAvailableError
+
+from leadflow_devstack.stack import Stack
+from leadflow_devstack.testing import eventually
+from leadflow_shared.service import ServiceRuntime
+from leadflow_shared.settings import ServiceSettings
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
+
+
+def runtime_for(stack: Stack) -> ServiceRuntime:
+    settings = ServiceSettings.model_validate(
+        {"kafka": {"bootstrap_servers": stack.bootstrap, "producer_idempotence": False},
+         "mongo": {"url": stack.mongo_url}}
+    )  # fmt: skip
+    return ServiceRuntime(settings, service=f"startup-{uuid.uuid4().hex[:8]}")
+
+
+async def test_workers_and_readiness_do_not_wait_for_consumer_groups(stack: Stack) -> None:
+    runtime = runtime_for(stack)
+    topic = f"startup.probe.{uuid.uuid4().hex}"
+    received: list[bytes] = []
+    consuming_when_worker_ran: list[bool] = []
+
+    async def handle(body: bytes) -> None:
+        received.append(body)
+
+    async def worker(stopping: asyncio.Event) -> None:
+        consuming_when_worker_ran.append(runtime.consuming)
+        await stopping.wait()
+
+    runtime.consume(topic, group_id="startup-test", handle=handle)
+    runtime.run_in_background(worker)
+    await runtime.start()
+    try:
+        await runtime.readiness()  # ready at once: MongoDB and the producer are up
+        await eventually(lambda: consuming_when_worker_ran, timeout=10, what="the background worker to run")
+        assert consuming_when_worker_ran == [False], "the worker waited for the consumer group join"
+        # What arrives before the join is consumed once the group has joined (new groups start at the earliest).
+        producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, b"before-or-after-the-join")
+        finally:
+            await producer.stop()
+        await eventually(lambda: received == [b"before-or-after-the-join"], timeout=60, what="the message")
+        assert runtime.consuming
+    finally:
+        await runtime.stop()
+
+
+async def test_a_failed_consumer_start_fails_liveness(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime = runtime_for(stack)
+
+    async def handle(_body: bytes) -> None:
+        return None
+
+    async def coordinator_gone() -> None:
+        raise GroupCoordinatorNotAvailableError  # fault injection: the group could not be joined
+
+    runtime.consume(f"startup.probe.{uuid.uuid4().hex}", group_id="startup-test", handle=handle)
+    monkeypatch.setattr(runtime.broker.subscribers[0], "start", coordinator_gone)
+    app = runtime.app()
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+
+        async def live_status() -> Any:
+            return (await http.get("/health/live")).status_code == 503
+
+        await eventually(live_status, timeout=30, what="liveness to report the failed consumer start")
+        body = (await http.get("/health/live")).json()
+        assert body["status"] == "failed"
+        assert not runtime.consuming
