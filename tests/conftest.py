@@ -3,6 +3,7 @@
 - `mongo_url`: MONGODB_URL when set (a real MongoDB, to check fidelity), else an nx-27017.
 - `stack`: the whole system as `leadflow-dev` runs it (Tansu, nx-27017, SMTP sink, the
   four services as processes), for integration and e2e tests.
+- `poisoned_stack`: another one, for the tests that put garbage on every topic.
 """
 
 from __future__ import annotations
@@ -33,6 +34,19 @@ def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     system = Stack(tmp_path_factory.mktemp("stack"))
+    try:
+        system.start_infra()
+        system.start_services()
+        yield system
+    finally:
+        system.stop()
+
+
+@pytest.fixture(scope="session")
+def poisoned_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A second whole system for the tests that fill every topic with garbage on purpose, so
+    the other tests' readers (which parse every record of a topic) never meet it."""
+    system = Stack(tmp_path_factory.mktemp("poisoned"))
     try:
         system.start_infra()
         system.start_services()

@@ -88,9 +88,9 @@ def marker(record: ConsumerRecord[bytes, bytes], name: str) -> str:
     return value.decode("utf-8", "replace")
 
 
-async def burst(stack: Stack, key: bytes, sent: list[tuple[bytes | None, list[tuple[str, bytes]]]]) -> None:
+async def burst(poisoned_stack: Stack, key: bytes, sent: list[tuple[bytes | None, list[tuple[str, bytes]]]]) -> None:
     run = uuid.uuid4().hex
-    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all")
+    producer = AIOKafkaProducer(bootstrap_servers=poisoned_stack.bootstrap, acks="all")
     await producer.start()
     try:
         for topic in CONSUMERS:
@@ -108,7 +108,7 @@ async def burst(stack: Stack, key: bytes, sent: list[tuple[bytes | None, list[tu
                 passed.add(marker(record, "dlq-service"))
             return passed >= set(services)
 
-        await records_until(stack.bootstrap, topics.dlq(topic), done, timeout=60)
+        await records_until(poisoned_stack.bootstrap, topics.dlq(topic), done, timeout=60)
 
     await asyncio.gather(*(sentinel_passed(topic, services) for topic, services in CONSUMERS.items()))
 
@@ -116,6 +116,6 @@ async def burst(stack: Stack, key: bytes, sent: list[tuple[bytes | None, list[tu
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(key=keys, sent=records)
 def test_arbitrary_records_never_stall_a_consumer(
-    stack: Stack, key: bytes, sent: list[tuple[bytes | None, list[tuple[str, bytes]]]]
+    poisoned_stack: Stack, key: bytes, sent: list[tuple[bytes | None, list[tuple[str, bytes]]]]
 ) -> None:
-    asyncio.run(burst(stack, key, sent))
+    asyncio.run(burst(poisoned_stack, key, sent))

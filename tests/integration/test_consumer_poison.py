@@ -64,11 +64,11 @@ def marker_of(record: ConsumerRecord[bytes, bytes]) -> str:
 
 @pytest.mark.parametrize(("topic", "services"), CONSUMERS, ids=[t for t, _ in CONSUMERS])
 async def test_undecodable_messages_are_dead_lettered_and_the_partition_moves_on(
-    stack: Stack, topic: str, services: list[str]
+    poisoned_stack: Stack, topic: str, services: list[str]
 ) -> None:
     run = uuid.uuid4().hex
     key = b"acme-realty"
-    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all", max_request_size=BIG)
+    producer = AIOKafkaProducer(bootstrap_servers=poisoned_stack.bootstrap, acks="all", max_request_size=BIG)
     await producer.start()
     try:
         for name, body, headers in POISONS:
@@ -92,13 +92,13 @@ async def test_undecodable_messages_are_dead_lettered_and_the_partition_moves_on
         seen.append(record)
         return expected <= dead_lettered(seen)
 
-    records = await records_until(stack.bootstrap, topics.dlq(topic), all_there, timeout=90)
+    records = await records_until(poisoned_stack.bootstrap, topics.dlq(topic), all_there, timeout=90)
     ours = [r for r in records if marker_of(r).startswith(run)]
     for record in ours:
         assert header(record, "dlq-reason"), f"{marker_of(record)} was dead-lettered without a reason"
     # Once each: a poison is dead-lettered by each consuming service exactly once, not once per redelivery.
     assert len(ours) == len(expected)
-    admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=poisoned_stack.bootstrap)
     await admin.start()
     try:
         assert f"poison-reply-{run}" not in await admin.list_topics(), "a consumer replied to a sender's reply_to"
@@ -106,7 +106,7 @@ async def test_undecodable_messages_are_dead_lettered_and_the_partition_moves_on
         await admin.close()
 
 
-async def test_partner_lead_behind_undecodable_messages_is_accepted(stack: Stack) -> None:
+async def test_partner_lead_behind_undecodable_messages_is_accepted(poisoned_stack: Stack) -> None:
     submitted = LeadSubmitted.create(
         account_id="acme-realty",
         occurred_at=datetime.now(UTC),
@@ -115,7 +115,7 @@ async def test_partner_lead_behind_undecodable_messages_is_accepted(stack: Stack
             source=InboundSource(partner="homefinder", name="Partner"),
         ),
     )
-    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all", max_request_size=BIG)
+    producer = AIOKafkaProducer(bootstrap_servers=poisoned_stack.bootstrap, acks="all", max_request_size=BIG)
     await producer.start()
     try:
         for _, body, headers in POISONS:
@@ -127,6 +127,6 @@ async def test_partner_lead_behind_undecodable_messages_is_accepted(stack: Stack
     def is_ours(record: ConsumerRecord[bytes, bytes]) -> bool:
         return str(submitted.correlation_id).encode() in (record.value or b"")  # other tests put poison here too
 
-    records = await records_until(stack.bootstrap, topics.LEADS_INTAKE, is_ours, timeout=60)
+    records = await records_until(poisoned_stack.bootstrap, topics.LEADS_INTAKE, is_ours, timeout=60)
     received = LeadReceived.model_validate_json(next(r.value or b"" for r in records if is_ours(r)))
     assert received.payload.contact.first_name == "Pat"
