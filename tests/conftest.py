@@ -8,8 +8,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from aiokafka import ConsumerRecord
@@ -31,28 +33,29 @@ def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop(timeout=5)
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    system = Stack(tmp_path_factory.mktemp("stack"))
+@contextlib.contextmanager
+def running_stack(work_dir: Path) -> Iterator[Stack]:
+    system = Stack(work_dir)
     try:
         system.start_infra()
         system.start_services()
         yield system
     finally:
         system.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("stack")) as system:
+        yield system
 
 
 @pytest.fixture(scope="session")
 def poisoned_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A second whole system for the tests that fill every topic with garbage on purpose, so
     the other tests' readers (which parse every record of a topic) never meet it."""
-    system = Stack(tmp_path_factory.mktemp("poisoned"))
-    try:
-        system.start_infra()
-        system.start_services()
+    with running_stack(tmp_path_factory.mktemp("poisoned")) as system:
         yield system
-    finally:
-        system.stop()
 
 
 @pytest.fixture
