@@ -41,7 +41,7 @@ pytestmark = pytest.mark.e2e
 ACCOUNT = "crm-body-fuzz-realty"  # its own account: what the fuzz changes changes no other test's data
 AGENT = "bfuzz-ana"
 MAX_BODY = 1024 * 1024  # CrmApiSettings.max_body_bytes' default
-MAX_DEPTH = 16  # BodyLimits.max_depth
+MAX_DEPTH = 16  # BodyLimits.json.max_depth
 CANARY = "leak.canary@example.com"  # put into bodies; no 4xx may contain it (it fits no id pattern)
 PROBLEM_JSON = "application/problem+json"
 BODIES = settings(max_examples=1200, deadline=None, database=None, suppress_health_check=list(HealthCheck))
