@@ -28,6 +28,7 @@ from leadflow_router.domain.model import (
     LeadSourceConfig,
     LeadState,
     LeadStatus,
+    Offer,
     OfferStatus,
     PauseWindow,
     RoutingRejected,
@@ -148,12 +149,66 @@ def test_r3_listing_of_another_brokerage_is_a_general_lead() -> None:
     assert only(route(lead, account()), LeadOffered)
 
 
-def test_r4_pre_assigned_agent_is_kept_and_unknown_agent_rejected() -> None:
+def test_r4_pre_assigned_agent_is_kept() -> None:
     payload = only(route(new_lead(channel="lead_gen", assigned_agent_id="c", name="Zillow"), account()), LeadAssigned)
     assert isinstance(payload, LeadAssignedPayload)
     assert (payload.agent_id, payload.reason, payload.referral_fee_percent) == ("c", AssignmentReason.PRE_ASSIGNED, 25)
-    with pytest.raises(RoutingRejected, match="unknown agent"):
-        route(new_lead(channel="lead_gen", assigned_agent_id="ghost"), account())
+
+
+# An agent removed after intake accepted the lead, or one of another account: neither is in this roster.
+@pytest.mark.parametrize("agent_id", ["ghost", "other-office-agent"])
+def test_r4_to_an_agent_the_account_does_not_have_is_offered_as_a_general_lead_saying_why(agent_id: str) -> None:
+    lead = new_lead(channel="lead_gen", assigned_agent_id=agent_id, provider="Zillow", name="Zillow")
+    outcome = route(lead, account(), rotation=1)
+    offer = only(outcome, LeadOffered)
+    assert isinstance(offer, LeadOfferedPayload)
+    assert (offer.agent_id, offer.referral_fee_percent) == ("a", 25), "next in rotation, with the source's fee (R6)"
+    assert outcome.rotation == 2
+    assert outcome.explanation.startswith("R6:")
+    assert f"Zillow pre-assigned {agent_id!r}, who is not an agent of this account" in outcome.explanation
+    assert offer.explanation == outcome.explanation, "the event says why"
+
+
+def test_r4_to_an_unknown_agent_with_round_robin_off_goes_to_roster_position_1_saying_why() -> None:
+    outcome = route(new_lead(channel="lead_gen", assigned_agent_id="ghost", name="Zillow"), account(round_robin=False))
+    payload = only(outcome, LeadAssigned)
+    assert isinstance(payload, LeadAssignedPayload)
+    assert (payload.agent_id, payload.reason, payload.referral_fee_percent) == (
+        "broker",
+        AssignmentReason.ROSTER_POSITION_1,
+        25,
+    )
+    assert outcome.explanation.startswith("R5:")
+    assert "the provider pre-assigned 'ghost'" in payload.explanation
+    assert "routed as a general lead" in payload.explanation
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    size=st.integers(min_value=1, max_value=400),
+    id_length=st.integers(min_value=1, max_value=64),
+    race=st.integers(min_value=1, max_value=400),
+    round_robin=st.booleans(),
+    assigned=st.sampled_from([None, "ghost" * 12]),
+)
+def test_any_roster_gives_a_decision_whose_explanation_fits_the_events(
+    size: int, id_length: int, race: int, round_robin: bool, assigned: str | None
+) -> None:
+    """Explanations name the roster: a large one must not make the events invalid (and the lead dead-lettered)."""
+    roster = tuple(Agent(f"{n:0{id_length}d}"[-id_length:], f"Agent {n}", round_robin=n % 3 != 0) for n in range(size))
+    roster = tuple({a.agent_id: a for a in roster}.values())  # ids cut short may collide
+    snapshot = account(*roster, round_robin=round_robin, sources={"Big": LeadSourceConfig(name="Big", race_count=race)})
+    lead = new_lead(channel="lead_gen", name="Big", assigned_agent_id=assigned)
+    outcome = route(lead, snapshot)
+    assert outcome.events
+    assert len(outcome.explanation) <= 1000
+    if assigned:
+        assert outcome.explanation.endswith("routed as a general lead."), "the reason is never cut off"
+    if outcome.state is not None and outcome.state.next_deadline is not None:
+        # the fallback (R9) after everyone had it explains itself within bounds too
+        everyone = outcome.state.evolve(offers=tuple(Offer(a.agent_id, 1, NOW) for a in roster), next_deadline=NOW)
+        later = on_deadline(everyone, snapshot, 0, NOW)
+        assert len(later.explanation) <= 1000
 
 
 def test_r5_round_robin_off_assigns_roster_position_1_with_source_fee() -> None:

@@ -5,9 +5,12 @@ from the input (or the record's version), and the side effects to apply with the
 (rotation cursor, contact keys). A change is stored first and flushed after, so a
 crash in between is repaired by the next delivery or the sweeper, with the same ids.
 
-Leads arrive in batches: one read of records, contacts and cursors, the decisions in
-memory in order, one insert, one flush. Changes to an existing lead (claims, expiries)
-are compare-and-set writes on its `version`, so a race has one winner (I2).
+Leads arrive in batches: one read of records; the batch's records already stored (a
+redelivery after a crash) flushed first; one read of contacts and cursors, the decisions in
+memory in order, one insert, one flush. So every lead stored before a message is decided has
+its contact keys and rotation cursor applied by then (R1, decision 0022). Changes to an
+existing lead (claims, expiries) are compare-and-set writes on its `version`, so a race has
+one winner (I2).
 
 Office transfers (T2, leads.commands.v1) are compare-and-set changes too. Their events
 belong to the office the lead left (envelope and Kafka key), while the record moves to the
@@ -18,9 +21,10 @@ every key is the record's account, as on every other path), and moves the contac
 Lead sharing (T1, leads.commands.v1) is a compare-and-set too: the record stays in its
 account and the realtor holds it, so it needs neither `outbox_keys` nor contact moves.
 
-Exceptions: RoutingRejected (unknown account, agent or lead; activity without an
-offer; an impossible transfer or share) is returned per message from batches, or raised, and
-dead-lettered at the edge.
+Exceptions: RoutingRejected (unknown account or lead; activity without an offer; an
+impossible transfer or share) is returned per message from batches, or raised, and
+dead-lettered at the edge. A new lead pre-assigned to an agent the account does not have is
+not rejected: it is routed as a general lead (R4, decision 0011).
 """
 
 from __future__ import annotations
@@ -94,6 +98,10 @@ class RouterService:
         redelivered = list(
             {str(e.event_id): stored[str(e.event_id)] for e in events if str(e.event_id) in stored}.values()
         )
+        # Records a crash left unflushed (stored, offsets not committed) are finished before
+        # anything behind them is decided: their contact keys are then known to a repeat later
+        # in this batch (R1), and the rotation goes on after them (decision 0022).
+        await self.flush(redelivered)
         fresh: dict[str, tuple[int, LeadReceived]] = {}
         for index, event in enumerate(events):
             if str(event.event_id) not in stored:
@@ -155,7 +163,7 @@ class RouterService:
             doc |= {"correlation_id": str(event.correlation_id), "inputs": []}
             docs.append(doc)
             self.metrics.decisions.labels(_rule(outcome)).inc()
-        await self.flush([*redelivered, *await self.records.insert_many(docs)])
+        await self.flush(await self.records.insert_many(docs))
         return rejections
 
     # --- agents' activity --------------------------------------------------------------------

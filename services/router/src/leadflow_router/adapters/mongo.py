@@ -25,6 +25,7 @@ AGENTS = "agents"
 ROUTER_LEADS = "router_leads"
 CONTACTS = "router_contacts"
 ROTATIONS = "router_rotations"
+DUPLICATE_KEY = 11000  # MongoDB's error code for an existing _id
 
 
 async def ensure_indexes(db: AsyncDatabase[Doc]) -> None:
@@ -122,10 +123,12 @@ class LeadRecords:
             return []
         try:
             await self._leads.insert_many(docs, ordered=False)
-        except BulkWriteError:
+        except BulkWriteError as exc:
+            if not _only_duplicates(exc):
+                raise  # a record not stored must not count as routed: the batch runs again
             # Some ids existed (redeliveries, a replica racing): the stored records are the truth.
             stored = await self.get_many([d["_id"] for d in docs])
-            return [stored[d["_id"]] for d in docs if d["_id"] in stored]
+            return [stored[d["_id"]] for d in docs]
         return docs
 
     async def compare_and_set(self, doc: Doc, expected_version: int) -> bool:
@@ -173,13 +176,25 @@ class Contacts:
         if not lead_by_key:
             return
         docs = [{"_id": key, "lead_id": lead_id} for key, lead_id in lead_by_key.items()]
-        with contextlib.suppress(BulkWriteError):  # the first lead with this email/phone keeps it
+        try:
             await self._contacts.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            if not _only_duplicates(exc):
+                raise  # a key not written must keep its record's outbox pending (R1 depends on it)
+            # Duplicates: the first lead with this email/phone keeps it.
 
     async def forget(self, lead_id: str, keys: list[str]) -> None:
         """Drop `keys` where they still point at `lead_id` (a lead that left the account: T2)."""
         if keys:
             await self._contacts.delete_many({"_id": {"$in": keys}, "lead_id": lead_id})
+
+
+def _only_duplicates(exc: BulkWriteError) -> bool:
+    """Whether every write of a failed bulk insert failed for an existing _id alone."""
+    details = exc.details
+    return not details.get("writeConcernErrors") and all(
+        error.get("code") == DUPLICATE_KEY for error in details.get("writeErrors", [])
+    )
 
 
 class Rotations:

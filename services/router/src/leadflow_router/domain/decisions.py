@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from leadflow_router.domain.model import (
@@ -49,6 +49,9 @@ from leadflow_shared.events.routing import (
     WithdrawalReason,
 )
 
+EXPLANATION_MAX = 1000  # characters: the explanation field of the routing events
+LISTED_MAX = 10  # agents named per list in an explanation; the rest are counted
+
 
 @dataclass(frozen=True, slots=True)
 class Emit:
@@ -80,9 +83,15 @@ class Eligibility:
     skipped: tuple[tuple[str, str], ...]  # (agent id, why not)
 
     def describe(self) -> str:
-        skipped = "; ".join(f"{agent}: {why}" for agent, why in self.skipped)
-        names = ", ".join(a.agent_id for a in self.eligible) or "none"
+        """Who was eligible and why each other agent was not; long rosters are summed up, not listed."""
+        skipped = _listed([f"{agent}: {why}" for agent, why in self.skipped], "; ")
+        names = _listed([a.agent_id for a in self.eligible], ", ") or "none"
         return f"eligible: {names}" + (f"; skipped {skipped}" if skipped else "")
+
+
+def _listed(items: Sequence[str], separator: str) -> str:
+    shown = separator.join(items[:LISTED_MAX])
+    return shown + (f"{separator}and {len(items) - LISTED_MAX} more" if len(items) > LISTED_MAX else "")
 
 
 def eligibility(account: AccountSnapshot, source: LeadSourceConfig) -> Eligibility:
@@ -182,12 +191,26 @@ def existing_contact(
     )
 
 
-def pre_assigned(lead: NewLead, account: AccountSnapshot, _context: RoutingContext, now: datetime) -> Outcome | None:
-    """R4: a lead-generation provider already assigned the agent: keep it, round robin does not touch it."""
+def pre_assigned(lead: NewLead, account: AccountSnapshot, context: RoutingContext, now: datetime) -> Outcome | None:
+    """R4: a lead-generation provider already assigned the agent: keep it, round robin does not touch it.
+
+    An agent the account does not have (removed after intake accepted the lead, or another
+    account's) cannot keep it, and an accepted lead is never dropped: it is routed as a
+    general lead (R5/R6), and its explanation says why.
+    """
     agent_id = lead.summary.source.assigned_agent_id
     if agent_id is None:
         return None
-    agent = _known_agent(account, agent_id)
+    provider = lead.summary.source.provider or "the provider"
+    agent = account.agent(agent_id)
+    if agent is None:
+        general = roster_position_1(lead, account, context, now) or round_robin(lead, account, context, now)
+        assert general is not None  # noqa: S101 (round robin always decides)
+        return _noted(
+            general,
+            f"R4 not applied: {provider} pre-assigned {agent_id!r}, who is not an agent of this account; "
+            "routed as a general lead.",
+        )
     source = account.source(lead.summary.source.name)
     return _assign(
         lead,
@@ -195,7 +218,7 @@ def pre_assigned(lead: NewLead, account: AccountSnapshot, _context: RoutingConte
         AssignmentReason.PRE_ASSIGNED,
         _fee(source),
         now,
-        f"R4: {lead.summary.source.provider or 'the provider'} pre-assigned {agent.agent_id}.",
+        f"R4: {provider} pre-assigned {agent.agent_id}.",
     )
 
 
@@ -288,7 +311,7 @@ def offer_next(state: LeadState, account: AccountSnapshot, rotation: int, now: d
     picked, cursor = pick(who.eligible, rotation, max(1, source.race_count), state.agents_offered)
     if not picked:
         broker = account.broker
-        explanation = f"R9: every eligible agent has had the lead ({who.describe()}); back to {broker.agent_id}."
+        explanation = _fit(f"R9: every eligible agent has had the lead ({who.describe()}); back to {broker.agent_id}.")
         fell_back = state.evolve(
             status=LeadStatus.FELL_BACK,
             holder=broker.agent_id,
@@ -303,8 +326,8 @@ def offer_next(state: LeadState, account: AccountSnapshot, rotation: int, now: d
     deadline = claim_deadline(now, source.claim_window, account.pause, account.time_zone)
     round_ = state.round + 1
     offers = tuple(Offer(agent.agent_id, round_, deadline) for agent in picked)
-    names = ", ".join(a.agent_id for a in picked)
-    explanation = (
+    names = _listed([a.agent_id for a in picked], ", ")
+    explanation = _fit(
         f"R6: offered to {names} (next in rotation, race of {len(picked)}) until {deadline.isoformat()}; "
         f"{who.describe()}."
     )
@@ -421,11 +444,21 @@ def withdraw_open_offers(state: LeadState, reason: WithdrawalReason) -> tuple[tu
     return tuple(offers), events
 
 
-def _known_agent(account: AccountSnapshot, agent_id: str) -> Agent:
-    agent = account.agent(agent_id)
-    if agent is None:
-        raise RoutingRejected(f"unknown agent {agent_id!r} in account {account.account_id}")
-    return agent
+def _fit(explanation: str, limit: int = EXPLANATION_MAX) -> str:
+    """`explanation` cut to what the events carry: a long roster must not make a lead unroutable."""
+    return explanation if len(explanation) <= limit else explanation[: limit - 1].rstrip() + "…"
+
+
+def _noted(outcome: Outcome, note: str) -> Outcome:
+    """`outcome` with `note` after its explanation, on the outcome and on every event that explains."""
+    explanation = f"{_fit(outcome.explanation, EXPLANATION_MAX - len(note) - 1)} {note}"
+    events = tuple(
+        Emit(e.kind, e.payload.model_copy(update={"explanation": explanation}))
+        if "explanation" in type(e.payload).model_fields
+        else e
+        for e in outcome.events
+    )
+    return replace(outcome, explanation=explanation, events=events)
 
 
 def _fee(source: LeadSourceConfig) -> float:
@@ -443,6 +476,7 @@ def _assign(
     lead: NewLead, agent: Agent, reason: AssignmentReason, fee: float, _now: datetime, explanation: str
 ) -> Outcome:
     state = _new_state(lead, LeadStatus.ASSIGNED, holder=agent.agent_id, reason=reason, referral_fee_percent=fee)
+    explanation = _fit(explanation)
     return Outcome(state, (_assigned_event(state, explanation),), explanation)
 
 

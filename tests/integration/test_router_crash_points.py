@@ -1,0 +1,219 @@
+"""A router crash at every point of the intake batch pipeline, on the real MongoDB-wire server (I1, R1).
+
+A router handles a batch of two new contacts and dies at one point: before storing the
+records, after storing some of them, after storing them all, after applying the effects
+(rotation cursor, contact keys), in the middle of publishing, after publishing, after
+clearing the outboxes. Its offsets were not committed, so a new router process receives the
+batch again, grown by what arrived meanwhile: a third new contact and a repeat inquiry from
+each of the first two. Whatever the point, each repeat is exactly one ActivityLogged on its
+first lead, every lead is decided once, and the rotation moves on as if nothing had happened.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from router_harness import Published, Router, router_on
+
+from leadflow_router.adapters.mongo import (
+    CONTACTS,
+    ROUTER_LEADS,
+    AccountSnapshots,
+    Contacts,
+    Doc,
+    LeadRecords,
+    Rotations,
+)
+from leadflow_router.handlers import RouterService
+from leadflow_router.metrics import RouterMetrics
+from leadflow_shared.envelope import derived_event_id
+from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
+from leadflow_shared.events.routing import ActivityLogged, LeadOffered, RoutingEvent
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+
+T0 = datetime(2026, 5, 4, 15, 0, tzinfo=UTC)
+AGENTS = ["a", "b", "c", "d"]
+CONFIG = {
+    "accounts": [
+        {
+            "account_id": "acme",
+            "name": "Acme",
+            "round_robin": True,
+            "agents": [{"agent_id": a, "name": a.title(), "email": f"{a}@acme.example"} for a in AGENTS],
+            "roster": AGENTS,
+            "default_source": {"claim_window_seconds": 600},
+        }
+    ]
+}
+POINTS = (
+    "before store",
+    "mid store",
+    "after store",
+    "after effects",
+    "mid publish",
+    "after publish",
+    "after outbox cleared",
+)
+
+
+class Killed(Exception):  # noqa: N818 (what happened to the process)
+    """The simulated SIGKILL: from here on the dead router does nothing at all."""
+
+
+@dataclass
+class Death:
+    """Where the router dies; once dead, every further call of its adapters fails."""
+
+    point: str
+    dead: bool = False
+
+    def at(self, point: str) -> None:
+        if self.dead or point == self.point:
+            self.dead = True
+            raise Killed(point)
+
+    def alive(self) -> None:
+        if self.dead:
+            raise Killed("dead")
+
+
+class DyingRecords(LeadRecords):
+    def __init__(self, db: Any, death: Death) -> None:
+        super().__init__(db)
+        self._death = death
+
+    async def get_many(self, lead_ids: list[str]) -> dict[str, Doc]:
+        self._death.alive()
+        return await super().get_many(lead_ids)
+
+    async def insert_many(self, docs: list[Doc]) -> list[Doc]:
+        self._death.at("before store")
+        if self._death.point == "mid store":
+            await super().insert_many(docs[:1])  # the server stores a prefix of an interrupted insert
+            self._death.at("mid store")
+        stored = await super().insert_many(docs)
+        self._death.at("after store")
+        return stored
+
+    async def mark_flushed(self, docs: list[Doc]) -> None:
+        self._death.at("after publish")
+        await super().mark_flushed(docs)
+        self._death.at("after outbox cleared")
+
+
+class DyingContacts(Contacts):
+    def __init__(self, db: Any, death: Death) -> None:
+        super().__init__(db)
+        self._death = death
+
+    async def find(self, keys: list[str]) -> dict[str, str]:
+        self._death.alive()
+        return await super().find(keys)
+
+    async def register(self, lead_by_key: dict[str, str]) -> None:
+        self._death.alive()
+        await super().register(lead_by_key)
+        self._death.at("after effects")
+
+
+class DyingRotations(Rotations):
+    def __init__(self, db: Any, death: Death) -> None:
+        super().__init__(db)
+        self._death = death
+
+    async def get(self, key: str) -> int:
+        self._death.alive()
+        return await super().get(key)
+
+    async def advance(self, key: str, position: int) -> None:
+        self._death.alive()
+        await super().advance(key, position)
+
+
+@dataclass
+class DyingPublisher:
+    published: Published
+    death: Death
+
+    async def __call__(self, key: str, body: bytes) -> None:
+        self.death.alive()
+        if self.published.records and self.death.point == "mid publish":
+            self.death.at("mid publish")  # one event out, the rest not
+        await self.published(key, body)
+
+
+def dying_router(router: Router, death: Death) -> tuple[RouterService, Published]:
+    published = Published()
+    service = RouterService(
+        records=DyingRecords(router.db, death),
+        accounts=AccountSnapshots(router.db, 0),
+        contacts=DyingContacts(router.db, death),
+        rotations=DyingRotations(router.db, death),
+        publish=DyingPublisher(published, death),
+        metrics=RouterMetrics(CollectorRegistry()),
+        clock=router.clock,
+    )
+    return service, published
+
+
+def inquiry(email: str) -> LeadReceived:
+    return LeadReceived.create(
+        account_id="acme",
+        occurred_at=T0,
+        payload=LeadReceivedPayload(
+            contact=Contact(first_name="Pat", email=email),
+            source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
+        ),
+    )
+
+
+def of_lead(events: Sequence[RoutingEvent], lead: LeadReceived) -> list[RoutingEvent]:
+    return [e for e in events if getattr(e.payload, "lead_id", None) == lead.event_id]
+
+
+@pytest.mark.parametrize("point", POINTS)
+async def test_a_crash_anywhere_in_a_batch_leaves_each_repeat_one_activity_on_its_first_lead(
+    mongo_url: str, point: str
+) -> None:
+    first, second, third = (inquiry(f"{n}-{uuid.uuid4().hex}@example.com") for n in ("one", "two", "three"))
+    repeats = [(inquiry(lead.payload.contact.email or ""), lead) for lead in (first, second)]
+    async with router_on(mongo_url, CONFIG, now=T0) as router:
+        death = Death(point)
+        dead, before_crash = dying_router(router, death)
+        with pytest.raises(Killed):
+            await dead.on_leads_received([first, second])
+        assert death.dead, "the router died where the test says"
+
+        # A new process gets the uncommitted batch again, with what arrived meanwhile behind it.
+        assert not await router.service.on_leads_received([first, second, third, *(r for r, _ in repeats)])
+
+        events = [e for _, e in before_crash.events() + router.published.events()]
+        for repeat, lead in repeats:
+            assert not of_lead(events, repeat), f"{point}: the repeat became a lead of its own"
+            logged = {e.event_id: e for e in events if isinstance(e, ActivityLogged)}
+            assert derived_event_id(repeat.event_id, "0") in logged, f"{point}: the repeat was lost"
+            assert logged[derived_event_id(repeat.event_id, "0")].payload.lead_id == lead.event_id
+        offers = {}
+        for lead in (first, second, third):
+            decided = [e for e in of_lead(events, lead) if not isinstance(e, ActivityLogged)]
+            assert {type(e).__name__ for e in decided} == {"LeadOffered"}, point
+            assert {e.event_id for e in decided} == {derived_event_id(lead.event_id, "0")}, "one decision"
+            offers[lead.event_id] = {e.payload.agent_id for e in decided if isinstance(e, LeadOffered)}
+        # The rotation went on where the dead router left it: three leads, three agents in turn.
+        assert [offers[lead.event_id] for lead in (first, second, third)] == [{"a"}, {"b"}, {"c"}], point
+
+        stored = {d["_id"]: d async for d in router.db[ROUTER_LEADS].find({})}
+        assert {i for i, d in stored.items() if d["kind"] == "lead"} == {
+            str(m.event_id) for m in (first, second, third)
+        }
+        assert not [i for i, d in stored.items() if d.get("outbox") or d.get("effects")], "every outbox flushed"
+        keys = {d["_id"]: d["lead_id"] async for d in router.db[CONTACTS].find({})}
+        for lead in (first, second, third):
+            assert keys[f"acme:email:{lead.payload.contact.email}"] == str(lead.event_id)
