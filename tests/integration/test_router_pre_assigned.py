@@ -16,7 +16,7 @@ from router_harness import router_on
 
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import eventually
-from leadflow_router.adapters.mongo import ACCOUNTS
+from leadflow_router.adapters.mongo import ACCOUNTS, AGENTS, AccountSnapshots
 from leadflow_shared import topics
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
 from leadflow_shared.events.routing import ROUTING_EVENT, AssignmentReason, LeadAssigned, LeadOffered
@@ -76,6 +76,30 @@ async def test_an_agent_removed_between_intake_and_routing_gets_no_lead_and_the_
         record = await router.record(after)
         assert record["kind"] == "lead"
         assert record["outbox"] == [], "stored and published"
+
+
+async def test_an_agent_added_since_the_snapshot_was_cached_keeps_a_lead_pre_assigned_to_them(mongo_url: str) -> None:
+    config = {
+        "accounts": [
+            {
+                "account_id": "acme",
+                "name": "Acme",
+                "round_robin": True,
+                "agents": [{"agent_id": a, "name": a.title(), "email": f"{a}@acme.example"} for a in ("broker", "a")],
+                "roster": ["broker", "a"],
+            }
+        ]
+    }
+    async with router_on(mongo_url, config, now=T0) as router:
+        router.service.accounts = AccountSnapshots(router.db, ttl_seconds=3600)  # the process's cache
+        assert not await router.service.on_leads_received([pre_assigned("acme", "a")])  # caches the roster
+        await router.db[AGENTS].insert_one({"_id": "new", "name": "New", "email": "new@acme.example"})
+        await router.db[ACCOUNTS].update_one({"_id": "acme"}, {"$set": {"roster": ["broker", "a", "new"]}})
+        lead = pre_assigned("acme", "new")
+        assert not await router.service.on_leads_received([lead])
+        events = [e for _, e in router.published.events() if isinstance(e, LeadAssigned)]
+        assigned = next(e.payload for e in events if e.payload.lead_id == lead.event_id)
+        assert (assigned.agent_id, assigned.reason) == ("new", AssignmentReason.PRE_ASSIGNED)
 
 
 async def test_a_pre_assigned_lead_to_an_unknown_or_other_accounts_agent_is_routed_by_the_router_process(

@@ -41,7 +41,7 @@ class FakeAccounts(AccountSnapshots):
     def __init__(self, *accounts: AccountSnapshot) -> None:
         self._accounts = {a.account_id: a for a in accounts}
 
-    async def get(self, account_id: str) -> AccountSnapshot | None:
+    async def get(self, account_id: str, *, fresh: bool = False) -> AccountSnapshot | None:  # noqa: ARG002
         return self._accounts.get(account_id)
 
 

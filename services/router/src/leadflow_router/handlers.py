@@ -112,12 +112,18 @@ class RouterService:
             d["_id"]: d.get("holder") for d in (await self.records.get_many(sorted(set(known.values())))).values()
         }
         cursors: dict[str, int] = {}
+        reread: set[str] = set()  # accounts read past the snapshot cache in this batch
         rejections: BatchRejections = []
         docs: list[Doc] = []
         now = self.clock()
         for lead_id, (index, event) in fresh.items():
             try:
                 account = await self._account(event.account_id)
+                assigned = event.payload.source.assigned_agent_id
+                if assigned and account.agent(assigned) is None and event.account_id not in reread:
+                    # An agent added since the snapshot was cached keeps its lead (R4): read once more.
+                    reread.add(event.account_id)
+                    account = await self._account(event.account_id, fresh=True)
                 summary = LeadSummary(
                     contact=event.payload.contact, source=event.payload.source, message=event.payload.message
                 )
@@ -461,8 +467,8 @@ class RouterService:
             pending["outbox_since_ms"] = doc.get("outbox_since_ms") or to_ms(now)
         return {**new, **pending, "correlation_id": doc["correlation_id"], "inputs": doc.get("inputs", [])}
 
-    async def _account(self, account_id: str) -> AccountSnapshot:
-        account = await self.accounts.get(account_id)
+    async def _account(self, account_id: str, *, fresh: bool = False) -> AccountSnapshot:
+        account = await self.accounts.get(account_id, fresh=fresh)
         if account is None:
             raise RoutingRejected(f"unknown account {account_id!r}")
         return account

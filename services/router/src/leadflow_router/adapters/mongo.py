@@ -42,9 +42,10 @@ class AccountSnapshots:
         self._ttl = ttl_seconds
         self._cache: dict[str, tuple[float, AccountSnapshot | None]] = {}
 
-    async def get(self, account_id: str) -> AccountSnapshot | None:
+    async def get(self, account_id: str, *, fresh: bool = False) -> AccountSnapshot | None:
+        """The account's snapshot, from the cache unless it is older than the TTL or `fresh` is asked."""
         cached = self._cache.get(account_id)
-        if cached and time.monotonic() - cached[0] < self._ttl:
+        if cached and not fresh and time.monotonic() - cached[0] < self._ttl:
             return cached[1]
         account = await self._db[ACCOUNTS].find_one({"_id": account_id})
         snapshot = None
