@@ -45,7 +45,7 @@ AGENTS = ["cr-one", "cr-two", "cr-three"]
 KILLS = 6  # the issue saw 6-8 per run
 RATE = 80  # messages per second while leads arrive
 BURST = 16  # messages sent together: batches of several leads, some repeats in the next batch
-GAP = (2, 8)  # a repeat follows its first inquiry this many messages later
+GAP = (2, 8)  # a repeat follows its first inquiry this many new contacts later (some 4-16 messages)
 ARM_DELAY = (0.0, 1.5)  # seconds of normal work after a restart before the next kill may land
 HUNT_SECONDS = 60.0  # per kill, restart included: past it the router is killed anyway
 
