@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import tempfile
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+
+from leadflow_devstack.stack import Stack
 
 
 def machine() -> dict[str, Any]:
@@ -29,3 +34,19 @@ def save(result: dict[str, Any], *, name: str, out: Path, console: Console) -> P
     path.write_text(json.dumps(result, indent=2))
     console.print(f"written to {path}")
     return path
+
+
+@contextlib.contextmanager
+def embedded_stack(accounts: dict[str, Any] | None = None) -> Iterator[Stack]:
+    """A fresh embedded stack (servers, topics, sample data) with `accounts` seeded on top; no
+    service runs yet: each benchmark starts the ones it measures. Everything stops on exit."""
+    stack = Stack(Path(tempfile.mkdtemp(prefix="leadflow-bench-")))
+    try:
+        stack.start_infra()
+        if accounts is not None:
+            config = stack.work_dir / "bench-accounts.json"
+            config.write_text(json.dumps(accounts))
+            stack.seed(config)
+        yield stack
+    finally:
+        stack.stop()

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
-import tempfile
 import threading
 import time
 import uuid
@@ -173,16 +171,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
     console = Console()
-    stack = Stack(Path(tempfile.mkdtemp(prefix="leadflow-bench-")))
-    try:
-        stack.start_infra()
-        config = stack.work_dir / "p2-accounts.json"
-        config.write_text(json.dumps(CONFIG))
-        stack.seed(config)
+    with bench_results.embedded_stack(CONFIG) as stack:
         stack.start_services(timeout=90)
         result = asyncio.run(run(stack, args))
-    finally:
-        stack.stop()
     bench_results.save(result, name="notifier", out=args.out, console=console)
     report(result, console)
 

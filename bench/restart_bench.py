@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
@@ -204,16 +202,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
     console = Console()
-    stack = Stack(Path(tempfile.mkdtemp(prefix="leadflow-bench-")))
-    try:
-        stack.start_infra()
-        config = stack.work_dir / "restart-accounts.json"
-        config.write_text(json.dumps(CONFIG))
-        stack.seed(config)
+    with bench_results.embedded_stack(CONFIG) as stack:
         stack.start_services(timeout=90)
         result = asyncio.run(run(stack, args.rounds))
-    finally:
-        stack.stop()
     bench_results.save(result, name="restart", out=args.out, console=console)
     report(result, console)
 

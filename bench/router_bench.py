@@ -14,7 +14,6 @@ import asyncio
 import json
 import random
 import statistics
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -230,18 +229,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
     console = Console()
-    stack = Stack(Path(tempfile.mkdtemp(prefix="leadflow-bench-")))
-    try:
-        stack.start_infra()
-        config = stack.work_dir / "bench-accounts.json"
-        config.write_text(json.dumps(CONFIG))
-        stack.seed(config)
+    with bench_results.embedded_stack(CONFIG) as stack:
         stack.ports["router"] = free_port()
         stack.start_service("router")
         stack.wait_ready("router", timeout=90)
         result = asyncio.run(run(stack, args))
-    finally:
-        stack.stop()
     bench_results.save(result, name="router", out=args.out, console=console)
     report(result, console)
 
