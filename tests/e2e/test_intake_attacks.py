@@ -17,8 +17,6 @@ import importlib.util
 import json
 import math
 import secrets
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -33,7 +31,7 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from leadflow_devstack.processes import ManagedProcess, free_port
+from leadflow_devstack.processes import ManagedProcess
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import WaitForRecord, records_until
 from leadflow_shared import topics
@@ -80,33 +78,8 @@ def intake(stack: Stack) -> Iterator[Intake]:
     formats = {"homefinder": "generic", "homefinder-twin": "generic", "idx-site": "fub-events", "portal": "portal-push"}
     # No `accounts` list: the default, under which a replay to another account used to be accepted.
     providers = {name: {"format": fmt, "secrets": [keys[name]]} for name, fmt in formats.items()}
-    port = free_port()
-    env = stack.service_env("intake") | {
-        "INTAKE_ENVIRONMENT": "test",
-        "INTAKE_HTTP__PORT": str(port),
-        "INTAKE_CONSUME_INBOUND": "false",
-        "INTAKE_WEBHOOKS__PROVIDERS": json.dumps(providers),
-    }
-    process = ManagedProcess("intake-attacked", [str(Path(sys.executable).parent / "leadflow-intake")],
-                             log_dir=stack.log_dir, env=env)  # fmt: skip
-    process.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.running(), f"intake exited; see {process.log_path}"
-            try:
-                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, f"intake not ready; see {process.log_path}"
-            time.sleep(0.1)  # polling a readiness endpoint with a deadline
-        yield Intake(url, {k: v.encode() for k, v in keys.items()}, process)
-    finally:
-        process.stop()
-    log = process.log_path.read_text()
-    assert "Traceback" not in log, log[-3000:]
+    with stack.extra_intake("intake-attacked", providers) as url:
+        yield Intake(url, {k: v.encode() for k, v in keys.items()}, stack.services["intake-attacked"])
 
 
 @pytest_asyncio.fixture

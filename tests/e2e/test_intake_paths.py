@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -34,7 +33,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from leadflow_devstack.processes import ManagedProcess, free_port
+from leadflow_devstack.processes import ManagedProcess
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import WaitForRecord, records_until
 from leadflow_intake.domain.signature import SignedRequest, sign, webhook_path
@@ -75,33 +74,8 @@ def intake(stack: Stack) -> Iterator[Intake]:
         "idx-site": {"format": "fub-events", "secrets": [keys["idx-site"]]},
         "portal": {"format": "portal-push", "secrets": [keys["portal"]], "accounts": [ACCOUNT]},
     }
-    port = free_port()
-    env = stack.service_env("intake") | {
-        "INTAKE_ENVIRONMENT": "test",
-        "INTAKE_HTTP__PORT": str(port),
-        "INTAKE_CONSUME_INBOUND": "false",
-        "INTAKE_WEBHOOKS__PROVIDERS": json.dumps(providers),
-    }
-    process = ManagedProcess("intake-under-test", [str(Path(sys.executable).parent / "leadflow-intake")],
-                             log_dir=stack.log_dir, env=env)
-    process.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.running(), f"intake exited; see {process.log_path}"
-            try:
-                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, f"intake not ready; see {process.log_path}"
-            time.sleep(0.1)  # polling a readiness endpoint with a deadline
-        yield Intake(url, {k: v.encode() for k, v in keys.items()}, process)
-    finally:
-        process.stop()
-    log = process.log_path.read_text()
-    assert "Traceback" not in log, log[-3000:]
+    with stack.extra_intake("intake-under-test", providers) as url:
+        yield Intake(url, {k: v.encode() for k, v in keys.items()}, stack.services["intake-under-test"])
 
 
 @pytest_asyncio.fixture

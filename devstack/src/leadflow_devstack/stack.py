@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import cast, get_args
+from typing import Any, cast, get_args
 
 import httpx
 
@@ -138,6 +141,30 @@ class Stack:
                 pass
             time.sleep(0.1)
         raise TimeoutError(f"{service} not ready after {timeout}s; see {proc.log_path}")
+
+    @contextlib.contextmanager
+    def extra_intake(self, name: str, providers: dict[str, Any], *, timeout: float = 60.0) -> Iterator[str]:
+        """An HTTP-only intake beside the stack's, with these webhook `providers`; yields its URL.
+
+        Its log must hold no traceback when it stops: tests that attack intake use it.
+        """
+        port = free_port()
+        env = self.service_env("intake") | {
+            "INTAKE_ENVIRONMENT": "test", "INTAKE_HTTP__PORT": str(port), "INTAKE_CONSUME_INBOUND": "false",
+            "INTAKE_WEBHOOKS__PROVIDERS": json.dumps(providers),
+        }  # fmt: skip
+        self.ports[name] = port
+        self.services[name] = process = ManagedProcess(name, [_bin("leadflow-intake")], log_dir=self.log_dir, env=env)
+        process.start()
+        try:
+            self.wait_ready(name, timeout=timeout)
+            yield self.url(name)
+        finally:
+            process.stop()
+            del self.services[name]
+        log = process.log_path.read_text()
+        if "Traceback" in log:
+            raise AssertionError(f"{name} logged a traceback:\n{log[-3000:]}")
 
     def stop(self) -> dict[str, int | None]:
         """Stop services (SIGTERM, graceful), then the servers; returns the services' exit codes."""
