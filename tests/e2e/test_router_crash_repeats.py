@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from pymongo import AsyncMongoClient
 
 from leadflow_devstack.processes import ManagedProcess
 from leadflow_devstack.stack import Stack
-from leadflow_devstack.testing import eventually
+from leadflow_devstack.testing import TopicLog, eventually
 from leadflow_router.adapters.mongo import CONTACTS, ROUTER_LEADS
 from leadflow_shared import topics
 from leadflow_shared.envelope import derived_event_id
@@ -101,29 +101,6 @@ class Stream:
             await producer.flush()
         finally:
             await producer.stop()
-
-
-class Events:
-    """Our account's routing events on leads.events.v1, read from the beginning."""
-
-    def __init__(self, bootstrap: str) -> None:
-        self._consumer = AIOKafkaConsumer(
-            topics.LEADS_EVENTS, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
-        )
-        self.events: list[RoutingEvent] = []
-
-    async def __aenter__(self) -> Events:
-        await self._consumer.start()
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        await self._consumer.stop()
-
-    async def poll(self) -> None:
-        for records in (await self._consumer.getmany(timeout_ms=100, max_records=5000)).values():
-            self.events.extend(
-                ROUTING_EVENT.validate_json(r.value or b"") for r in records if r.key == ACCOUNT.encode()
-            )
 
 
 def seed(stack: Stack, tmp_path: Path) -> None:
@@ -219,19 +196,23 @@ async def test_every_repeat_after_router_crashes_is_one_activity_on_its_first_le
 
     originals = {m.event_id for m in stream.originals}
     logged_ids = {derived_event_id(r, "0"): first.event_id for r, first in stream.firsts.items()}
-    async with Events(stack.bootstrap) as log:
+    events: list[RoutingEvent] = []  # our account's, parsed as they arrive
+    async with TopicLog(stack.bootstrap, topics.LEADS_EVENTS) as log:
+
+        async def poll() -> None:
+            events.extend(e for e in map(ROUTING_EVENT.validate_json, await log.poll()) if e.account_id == ACCOUNT)
 
         def decided() -> set[uuid.UUID]:
-            return {e.payload.lead_id for e in log.events if isinstance(e, LeadOffered | LeadAssigned)}
+            return {e.payload.lead_id for e in events if isinstance(e, LeadOffered | LeadAssigned)}
 
         async def settled() -> bool:
-            await log.poll()
-            logged = {e.event_id for e in log.events if isinstance(e, ActivityLogged)}
+            await poll()
+            logged = {e.event_id for e in events if isinstance(e, ActivityLogged)}
             seen = decided()  # a repeat that became a lead has a decision of its own instead
             return originals <= seen and all(derived_event_id(r, "0") in logged or r in seen for r in stream.firsts)
 
         await eventually(settled, timeout=120, what="an outcome for every first inquiry and every repeat")
-        await log.poll()
+        await poll()
     stack.services["router"].stop()
     start_router(stack, sweeper=True)  # the stack's router as the next tests expect it
     await asyncio.to_thread(stack.wait_ready, "router", timeout=90)
@@ -242,12 +223,12 @@ async def test_every_repeat_after_router_crashes_is_one_activity_on_its_first_le
         f"{len(stream.originals)} contacts: {len(second_leads)} repeats became leads"
     )
     assert not second_leads, f"{len(second_leads)} of {len(stream.firsts)} repeats became second leads (R1, I1)"
-    activities = [e for e in log.events if isinstance(e, ActivityLogged) and e.event_id in logged_ids]
+    activities = [e for e in events if isinstance(e, ActivityLogged) and e.event_id in logged_ids]
     assert {e.event_id for e in activities} == logged_ids.keys(), "a repeat was lost"
     for activity in activities:  # copies share an id; every copy names the first lead
         assert activity.payload.lead_id == logged_ids[activity.event_id], "logged on another lead"
     decisions: dict[uuid.UUID, set[uuid.UUID]] = {}
-    for event in log.events:
+    for event in events:
         if isinstance(event, LeadOffered | LeadAssigned) and event.payload.lead_id in originals:
             decisions.setdefault(event.payload.lead_id, set()).add(event.event_id)
     assert all(ids == {derived_event_id(lead, "0")} for lead, ids in decisions.items()), "one decision per lead"

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from leadflow_devstack.processes import ManagedProcess, free_port
 from leadflow_devstack.stack import Stack
-from leadflow_devstack.testing import eventually
+from leadflow_devstack.testing import TopicLog, eventually, publish_envelopes
 from leadflow_shared import topics
 from leadflow_shared.envelope import derived_event_id
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
@@ -57,51 +56,15 @@ def seed_round_robin_account(stack: Stack, tmp_path: Path, prefix: str) -> None:
     stack.seed(path)
 
 
-async def publish(stack: Stack, leads: list[LeadReceived]) -> None:
-    """Publish to leads.intake.v1 as a partner would, keyed by account, in order."""
-    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all", linger_ms=5)
-    await producer.start()
-    try:
-        sent = [
-            await producer.send(topics.LEADS_INTAKE, m.model_dump_json().encode(), key=m.account_id.encode())
-            for m in leads
-        ]
-        for future in sent:
-            await future
-    finally:
-        await producer.stop()
-
-
-class EventLog:
-    """Everything on leads.events.v1, read from the beginning."""
-
-    def __init__(self, bootstrap: str) -> None:
-        self._consumer = AIOKafkaConsumer(
-            topics.LEADS_EVENTS, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
-        )
-        self.raw: list[bytes] = []
-
-    async def __aenter__(self) -> EventLog:
-        await self._consumer.start()
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        await self._consumer.stop()
-
-    async def poll(self) -> None:
-        for records in (await self._consumer.getmany(timeout_ms=100, max_records=5000)).values():
-            self.raw.extend(r.value or b"" for r in records)
-
-
 async def test_router_sigkilled_mid_stream_yields_exactly_one_outcome_per_lead(stack: Stack) -> None:
     run = uuid.uuid4().hex[:8]
     originals = [lead("acme-realty", f"load-{run}-{n}@example.com") for n in range(NEW_LEADS)]
     repeats = [lead("acme-realty", f"load-{run}-{n}@example.com") for n in range(REPEAT_CONTACTS)]  # R1
     messages = originals + repeats + originals[-RESENDS:]  # partner resends of the same event ids
-    await publish(stack, messages)
+    await publish_envelopes(stack.bootstrap, topics.LEADS_INTAKE, messages)
 
     ours = {str(m.event_id) for m in originals}
-    async with EventLog(stack.bootstrap) as log:
+    async with TopicLog(stack.bootstrap, topics.LEADS_EVENTS) as log:
 
         def assigned() -> set[str]:
             return {
@@ -144,9 +107,9 @@ async def test_router_sigkilled_mid_stream_yields_exactly_one_outcome_per_lead(s
 async def test_offers_expire_after_a_router_restart(stack: Stack, tmp_path: Path) -> None:
     seed_round_robin_account(stack, tmp_path, "rr")
     offered = lead("rr-realty", f"rr-{uuid.uuid4().hex}@example.com")
-    await publish(stack, [offered])
+    await publish_envelopes(stack.bootstrap, topics.LEADS_INTAKE, [offered])
 
-    async with EventLog(stack.bootstrap) as log:
+    async with TopicLog(stack.bootstrap, topics.LEADS_EVENTS) as log:
 
         def of_lead(kind: type) -> list[object]:
             return [
@@ -185,9 +148,9 @@ async def test_two_router_processes_fire_each_expiry_once(stack: Stack, tmp_path
     try:
         await eventually(lambda: _ready(port), timeout=90, what="the second router")
         leads = [lead("twin-realty", f"twin-{uuid.uuid4().hex}@example.com") for _ in range(40)]
-        await publish(stack, leads)
+        await publish_envelopes(stack.bootstrap, topics.LEADS_INTAKE, leads)
         ids = {item.event_id for item in leads}
-        async with EventLog(stack.bootstrap) as log:
+        async with TopicLog(stack.bootstrap, topics.LEADS_EVENTS) as log:
 
             def expiries() -> list[OfferExpired]:
                 return [
