@@ -35,7 +35,7 @@ from leadflow_devstack.processes import ManagedProcess
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import WaitForRecord, records_until
 from leadflow_shared import topics
-from leadflow_shared.envelope import derived_event_id
+from leadflow_shared.events.inbound import received_event_id
 
 pytestmark = pytest.mark.e2e
 
@@ -188,7 +188,7 @@ async def test_a_form_posting_a_partners_event_id_does_not_dead_letter_the_partn
         assert squat.status_code == 202, squat.text
     message = partner_lead(event_id, last_name=f"Partner-{m}")
     await produce(stack, message)
-    record = await wait_for_record(topics.LEADS_INTAKE, with_event_id(str(derived_event_id(event_id, "received"))))
+    record = await wait_for_record(topics.LEADS_INTAKE, with_event_id(str(received_event_id(event_id, ACCOUNT))))
     assert json.loads(record.value or b"")["payload"]["contact"]["last_name"] == f"Partner-{m}"
 
 
@@ -253,8 +253,8 @@ async def test_a_partner_lead_pre_assigned_to_an_agent_not_of_the_account_is_dea
     dead = await wait_for_record(topics.dlq(topics.LEADS_INBOUND), containing(refused["event_id"]))
     reason = dict(dead.headers)["dlq-reason"].decode()
     assert reason == "PoisonMessage: payload.source.assigned_agent_id: not an agent of this account"
-    await wait_for_record(topics.LEADS_INTAKE, with_event_id(str(derived_event_id(uuid.UUID(valid["event_id"]),
-                                                                                  "received"))))
+    valid_id = received_event_id(uuid.UUID(valid["event_id"]), ACCOUNT)
+    await wait_for_record(topics.LEADS_INTAKE, with_event_id(str(valid_id)))
 
 
 # -- item 6 and the next ones: every HTTP route fuzzed ---------------------------------------------------------

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import WaitForRecord, records_until
 from leadflow_shared import topics
-from leadflow_shared.envelope import derived_event_id
+from leadflow_shared.events.inbound import received_event_id
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -43,7 +43,7 @@ def encoded(message: dict[str, Any]) -> bytes:
 
 
 def received_id(message: dict[str, Any]) -> str:
-    return str(derived_event_id(uuid.UUID(message["event_id"]), "received"))
+    return str(received_event_id(uuid.UUID(message["event_id"]), message["account_id"]))
 
 
 def with_event_id(event_id: str) -> Callable[[ConsumerRecord[bytes, bytes]], bool]:

@@ -15,8 +15,7 @@ from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import WaitForRecord
 from leadflow_intake import contract
 from leadflow_shared import topics
-from leadflow_shared.envelope import derived_event_id
-from leadflow_shared.events.inbound import LeadSubmitted
+from leadflow_shared.events.inbound import LeadSubmitted, received_event_id
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "partner_producer"
@@ -62,7 +61,7 @@ async def test_example_producer_sends_a_lead_that_intake_normalizes_onto_the_int
     finally:
         await producer.stop()
 
-    lead_id = str(derived_event_id(uuid.UUID(message["event_id"]), "received"))
+    lead_id = str(received_event_id(uuid.UUID(message["event_id"]), message["account_id"]))
     needle = f'"event_id":"{lead_id}"'.encode()
     record = await wait_for_record(topics.LEADS_INTAKE, lambda r: needle in (r.value or b""))
     event = json.loads(record.value or b"")

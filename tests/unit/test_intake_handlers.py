@@ -30,8 +30,7 @@ from leadflow_intake.handlers import (
     accept_partner_lead,
     accept_webhook,
 )
-from leadflow_shared.envelope import derived_event_id
-from leadflow_shared.events.inbound import LeadSubmitted
+from leadflow_shared.events.inbound import LeadSubmitted, received_event_id
 from leadflow_shared.events.intake import LeadChannel, LeadReceived
 
 pytestmark = [pytest.mark.unit, pytest.mark.asyncio]
@@ -173,10 +172,25 @@ def partner_lead(event_id: uuid.UUID | None = None, **contact: str) -> LeadSubmi
     })  # fmt: skip
 
 
+async def test_one_event_id_in_two_accounts_is_two_leads(intake: Intake, published: Published) -> None:
+    """Partners of two accounts may pick the same event id: neither lead may stand for the other."""
+    event = partner_lead()
+    other = event.model_copy(update={"account_id": "london-homes", "payload": event.payload.model_copy(
+        update={"source": event.payload.source.model_copy(update={"assigned_agent_id": None, "site_host": None})})})
+    first = await accept_partner_lead(event, intake=intake)
+    second = await accept_partner_lead(other, intake=intake)
+    assert not first.duplicate
+    assert not second.duplicate
+    assert first.event_id != second.event_id
+    assert [(e.event_id, e.account_id) for e in published] == [
+        (first.event_id, "acme-realty"), (second.event_id, "london-homes")
+    ]
+
+
 async def test_partner_lead_gets_an_id_derived_from_its_event_id(intake: Intake, published: Published) -> None:
     event = partner_lead()
     result = await accept_partner_lead(event, intake=intake)
-    assert result.event_id == derived_event_id(event.event_id, "received")
+    assert result.event_id == received_event_id(event.event_id, event.account_id)
     received = published[0]
     assert received.correlation_id == event.event_id
     assert received.occurred_at == NOW
@@ -352,7 +366,7 @@ async def test_a_form_key_naming_a_partner_event_does_not_take_the_partners_lead
                           now=NOW)
         await accept_lead(submission(), intake=intake, space=space, idempotency_key=str(event.event_id), now=NOW)
     result = await accept_partner_lead(event, intake=intake)
-    assert (result.event_id, result.duplicate) == (derived_event_id(event.event_id, "received"), False)
+    assert (result.event_id, result.duplicate) == (received_event_id(event.event_id, event.account_id), False)
     assert published[-1].event_id == result.event_id
 
 

@@ -20,8 +20,7 @@ from leadflow_intake.domain.keys import KeySpace
 from leadflow_intake.domain.lead import Submission, normalize_submission
 from leadflow_intake.domain.providers import FORMATS
 from leadflow_intake.domain.signature import SignedRequest, verify, webhook_path
-from leadflow_shared.envelope import derived_event_id
-from leadflow_shared.events.inbound import LeadSubmitted
+from leadflow_shared.events.inbound import LeadSubmitted, received_event_id
 from leadflow_shared.events.intake import LeadReceived
 from leadflow_shared.kafka import PublishRaw
 
@@ -136,7 +135,7 @@ async def accept_partner_lead(event: LeadSubmitted, *, intake: Intake) -> Accept
         space=keys.PARTNER,
         idempotency_key=str(event.event_id),
         now=event.occurred_at,
-        event_id=derived_event_id(event.event_id, "received"),
+        event_id=received_event_id(event.event_id, event.account_id),
         correlation_id=event.correlation_id,
         paths=partner.PATHS,
     )

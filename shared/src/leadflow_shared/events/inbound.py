@@ -8,11 +8,12 @@ LeadReceived on leads.intake.v1; an invalid message goes to leads.inbound.v1.dlq
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Literal, Self
 
 from pydantic import Field, StringConstraints, model_validator
 
-from leadflow_shared.envelope import Contract, Envelope
+from leadflow_shared.envelope import Contract, Envelope, derived_event_id
 
 TOPIC = "leads.inbound.v1"
 
@@ -77,3 +78,12 @@ class LeadSubmitted(Envelope):
 
     type: Literal["LeadSubmitted"] = "LeadSubmitted"
     payload: LeadSubmittedPayload
+
+
+def received_event_id(event_id: uuid.UUID, account_id: str) -> uuid.UUID:
+    """The id of the lead (LeadReceived) that intake makes of a partner's LeadSubmitted.
+
+    The same event id resent for the same account is the same lead. The account is part of it:
+    two accounts' partners may pick the same event id, and neither lead may stand for the other.
+    """
+    return derived_event_id(event_id, f"received:{account_id}")
