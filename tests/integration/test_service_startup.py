@@ -85,4 +85,5 @@ async def test_a_failed_consumer_start_fails_liveness(stack: Stack, monkeypatch:
         await eventually(live_status, timeout=30, what="liveness to report the failed consumer start")
         body = (await http.get("/health/live")).json()
         assert body["status"] == "failed"
+        assert (await http.get("/health/ready")).status_code == 503
         assert not runtime.consuming

@@ -9,7 +9,7 @@
   so no input can fail, or publish anything, before the dead-letter guard runs.
 - Poison input (invalid JSON or schema, too deep, not UTF-8, `PoisonMessage`) goes to
   `<topic>.dlq` at once with the reason; any other error is retried with backoff a bounded number of
-  times, then dead-lettered, except infrastructure outages (`TRANSIENT_ERRORS`),
+  times, then dead-lettered, except infrastructure outages (`is_transient`),
   which rewind so the message is processed once the dependency is back.
 """
 
@@ -49,7 +49,15 @@ from leadflow_shared.topics import TopicSpec, dlq
 log = logging.getLogger(__name__)
 
 # Errors of a dependency being down: retrying later will succeed, dead-lettering would not.
+# Of Kafka's errors only the retriable ones (a record too large for the broker never fits).
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionFailure, KafkaError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """An outage to wait out (rewind), not a fault of the message (dead letter)."""
+    if isinstance(exc, KafkaError):
+        return bool(exc.retriable)
+    return isinstance(exc, TRANSIENT_ERRORS)
 # FastStream's request-reply header; leadflow never replies, so a sender may not choose a topic for it.
 REPLY_TO = "reply_to"
 # Errors the same bytes raise every time: retrying only delays the dead letter.
@@ -157,8 +165,9 @@ def publisher(broker: KafkaBroker, topic: str) -> PublishRaw:
     return publish
 
 
-# Under aiokafka's 1 MiB max_request_size with room for the key and headers.
+# Under aiokafka's 1 MiB max_request_size, with room for the key and the headers.
 DLQ_MAX_VALUE_BYTES = 900 * 1024
+DLQ_MAX_HEADER_BYTES = 16 * 1024
 
 BatchRejections = list[tuple[int, Exception]]
 """(index in the batch, why) for each message a batch handler could not process."""
@@ -204,9 +213,9 @@ class DeadLetterGuard:
             async for attempt in self._retrying(record.topic):
                 with attempt:
                     await handle(record.value or b"")
-        except TRANSIENT_ERRORS:
-            raise  # rewind: the message is processed again when the dependency is back
-        except Exception as exc:  # noqa: BLE001 (the consumer's edge: nothing may stop the partition)
+        except Exception as exc:  # the consumer's edge: nothing may stop the partition
+            if is_transient(exc):
+                raise  # rewind: the message is processed again when the dependency is back
             await self.dead_letter(record, exc)
 
     async def run_batch(
@@ -227,9 +236,9 @@ class DeadLetterGuard:
             async for attempt in self._retrying(records[0].topic):
                 with attempt:
                     rejections = await handle_batch([r.value or b"" for r in records])
-        except TRANSIENT_ERRORS:
-            raise
-        except Exception:  # noqa: BLE001 (isolate the culprit: one message at a time)
+        except Exception as failure:  # isolate the culprit: one message at a time
+            if is_transient(failure):
+                raise
             log.warning("batch of %d from %s failed; processing one by one", len(records), records[0].topic)
             for record in records:
                 await self._run_record(record, handle_one)
@@ -247,10 +256,7 @@ class DeadLetterGuard:
         topic, partition, offset = record.topic, record.partition, record.offset
         reason = _describe(exc)
         value = record.value or b""
-        # The original headers travel along (trace context, content-type, the sender's own),
-        # then leadflow's own, which win over a sender's header of the same name.
-        headers = {name: (value or b"").decode("utf-8", "replace") for name, value in record.headers}
-        headers |= {
+        ours = {
             "dlq-reason": reason,
             "dlq-error-type": type(exc).__name__,
             "dlq-source-topic": topic,
@@ -258,12 +264,28 @@ class DeadLetterGuard:
             "dlq-source-offset": str(offset),
             "dlq-service": self._service,
         }
+        # The sender's headers travel along (trace context, content-type, its own) within a
+        # budget, never under leadflow's `dlq-` names: a dead letter must fit the producer's
+        # 1 MiB request limit, or it would rewind forever.
+        theirs = {name: (raw or b"").decode("utf-8", "replace") for name, raw in record.headers
+                  if not name.lower().startswith("dlq-")}  # fmt: skip
+        if sum(len(n.encode()) + len(v.encode()) for n, v in theirs.items()) > DLQ_MAX_HEADER_BYTES:
+            ours["dlq-headers-dropped"] = str(len(theirs))
+            theirs = {}
         if len(value) > DLQ_MAX_VALUE_BYTES:
-            # The producer refuses a request over 1 MiB, and a refused dead letter would rewind
-            # forever: keep the head, say how long the original was (it stays on the source topic).
-            headers["dlq-truncated-from-bytes"] = str(len(value))
+            # Keep the head and say how long the original was (it stays on the source topic).
+            ours["dlq-truncated-from-bytes"] = str(len(value))
             value = value[:DLQ_MAX_VALUE_BYTES]
-        await self._broker.publish(value, dlq(topic), key=(record.key or b"")[:1024] or None, headers=headers)
+        key = (record.key or b"")[:1024] or None
+        try:
+            await self._broker.publish(value, dlq(topic), key=key, headers=theirs | ours)
+        except KafkaError as publish_error:
+            if publish_error.retriable:
+                raise  # the broker is away: rewind, and dead-letter it once it is back
+            # Refused for good (too large for this broker's limits): the reason and the source's
+            # coordinates still go out, so an operator can find the record on its topic.
+            ours["dlq-value-dropped"] = type(publish_error).__name__
+            await self._broker.publish(b"", dlq(topic), key=key, headers=ours)
         self._metrics.dead_lettered.labels(topic, type(exc).__name__).inc()
         # Logs get field paths and error types only: validators' messages may quote input.
         log.warning(

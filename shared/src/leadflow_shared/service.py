@@ -161,6 +161,7 @@ class ServiceRuntime:
         waits for them on the topic, while HTTP can be served already."""
         if self._client is None:
             raise NotStartedError("not started")
+        self.liveness()  # a replica whose consumers could not start takes no traffic either
         await ping(self._client)
         if not await self.broker.ping(timeout=2.0):
             raise ConnectionError("Kafka broker unreachable")
