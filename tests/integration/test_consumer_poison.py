@@ -130,3 +130,30 @@ async def test_partner_lead_behind_undecodable_messages_is_accepted(poisoned_sta
     records = await records_until(poisoned_stack.bootstrap, topics.LEADS_INTAKE, is_ours, timeout=60)
     received = LeadReceived.model_validate_json(next(r.value or b"" for r in records if is_ours(r)))
     assert received.payload.contact.first_name == "Pat"
+
+
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+async def test_partner_lead_sent_compressed_is_accepted(poisoned_stack: Stack, codec: str) -> None:
+    # A codec the consumer cannot decode raises in aiokafka's fetcher, before any handler or
+    # dead letter: the partition would refetch the same batch forever.
+    submitted = LeadSubmitted.create(
+        account_id="acme-realty",
+        occurred_at=datetime.now(UTC),
+        payload=LeadSubmittedPayload(
+            contact=InboundContact(first_name=f"Pat-{codec}", email=f"pat-{uuid.uuid4().hex}@example.com"),
+            source=InboundSource(partner="homefinder", name="Partner"),
+        ),
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=poisoned_stack.bootstrap, acks="all", compression_type=codec)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.LEADS_INBOUND, submitted.model_dump_json().encode(), key=b"acme-realty")
+    finally:
+        await producer.stop()
+
+    def is_ours(record: ConsumerRecord[bytes, bytes]) -> bool:
+        return str(submitted.correlation_id).encode() in (record.value or b"")
+
+    records = await records_until(poisoned_stack.bootstrap, topics.LEADS_INTAKE, is_ours, timeout=60)
+    received = LeadReceived.model_validate_json(next(r.value or b"" for r in records if is_ours(r)))
+    assert received.payload.contact.first_name == f"Pat-{codec}"
