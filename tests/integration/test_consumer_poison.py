@@ -11,8 +11,8 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from aiokafka import AIOKafkaProducer, ConsumerRecord
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import records_until
@@ -34,6 +34,8 @@ POISONS: list[tuple[str, bytes | None, list[tuple[str, bytes]]]] = [
     ("tombstone", None, []),
     ("reply-to-not-a-topic", b"{}", [("reply_to", b"\xff\xfe")]),
     ("reply-to", b"{}", []),  # names a topic of this run: nothing may be published there
+    ("forged-dlq-headers", b"{x", [("dlq-truncated-from-bytes", b"7"), ("dlq-service", b"forged")]),
+    ("huge-headers", None, [("x-big", b"\xff" * 400_000)]),  # 1.2 MB once made UTF-8: over the request limit
     ("oversize", b'{"pad": "' + b"x" * (2 * 1024 * 1024) + b'"}', JSON),  # over the producer's 1 MiB request limit
 ]
 
@@ -59,7 +61,11 @@ def service_of(record: ConsumerRecord[bytes, bytes]) -> str:
 
 
 def marker_of(record: ConsumerRecord[bytes, bytes]) -> str:
-    return header(record, "x-poison-run")
+    """The run and poison name: in a header, or in the body where the headers were too big to keep."""
+    if found := header(record, "x-poison-run"):
+        return found
+    value = record.value or b""
+    return value.removeprefix(b"x-poison-run=").decode() if value.startswith(b"x-poison-run=") else ""
 
 
 @pytest.mark.parametrize(("topic", "services"), CONSUMERS, ids=[t for t, _ in CONSUMERS])
@@ -68,13 +74,22 @@ async def test_undecodable_messages_are_dead_lettered_and_the_partition_moves_on
 ) -> None:
     run = uuid.uuid4().hex
     key = b"acme-realty"
+    reply_topic = f"poison-reply-{run}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=poisoned_stack.bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(reply_topic, 1, 1)])
+    finally:
+        await admin.close()
     producer = AIOKafkaProducer(bootstrap_servers=poisoned_stack.bootstrap, acks="all", max_request_size=BIG)
     await producer.start()
     try:
         for name, body, headers in POISONS:
             marked = [*headers, ("x-poison-run", f"{run}:{name}".encode())]
             if name == "reply-to":
-                marked.append(("reply_to", f"poison-reply-{run}".encode()))
+                marked.append(("reply_to", reply_topic.encode()))
+            if name == "huge-headers":
+                body = f"x-poison-run={run}:{name}".encode()
             await producer.send_and_wait(topic, body, key=key, headers=marked)
         sentinel = [("x-poison-run", f"{run}:sentinel".encode())]
         await producer.send_and_wait(topic, b"{sentinel", key=key, headers=sentinel)
@@ -98,12 +113,16 @@ async def test_undecodable_messages_are_dead_lettered_and_the_partition_moves_on
         assert header(record, "dlq-reason"), f"{marker_of(record)} was dead-lettered without a reason"
     # Once each: a poison is dead-lettered by each consuming service exactly once, not once per redelivery.
     assert len(ours) == len(expected)
-    admin = AIOKafkaAdminClient(bootstrap_servers=poisoned_stack.bootstrap)
-    await admin.start()
+    assert all(header(r, "dlq-truncated-from-bytes") != "7" for r in ours), "a sender's dlq- header was kept"
+    huge = [r for r in ours if marker_of(r).endswith(":huge-headers")]
+    assert all(header(r, "dlq-headers-dropped") for r in huge), "the sender's oversized headers were not dropped"
+    reader = AIOKafkaConsumer(bootstrap_servers=poisoned_stack.bootstrap)
+    await reader.start()
     try:
-        assert f"poison-reply-{run}" not in await admin.list_topics(), "a consumer replied to a sender's reply_to"
+        partition = TopicPartition(reply_topic, 0)
+        assert (await reader.end_offsets([partition]))[partition] == 0, "a consumer replied to a sender's reply_to"
     finally:
-        await admin.close()
+        await reader.stop()
 
 
 async def test_partner_lead_behind_undecodable_messages_is_accepted(poisoned_stack: Stack) -> None:
