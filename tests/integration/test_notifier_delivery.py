@@ -18,8 +18,10 @@ import pytest_asyncio
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import AutoReconnect
 
 from leadflow_devstack.servers import MailSink
+from leadflow_devstack.testing import eventually
 from leadflow_notifier.adapters.repository import (
     AgentDirectory,
     Begin,
@@ -155,11 +157,11 @@ async def test_a_pending_delivery_is_the_redrivers_once_its_lease_runs_out(db: A
 
     assert await log.begin(delivery, now_ms=10_500) is Begin.BUSY  # its owner may still be sending
     assert await log.begin(delivery, now_ms=11_001) is Begin.BUSY  # a redelivery never takes it over ...
-    assert await log.claim_due(now_ms=10_999, limit=10) == []
+    assert not await log.claim_due(now_ms=10_999, limit=10)
     claimed = await log.claim_due(now_ms=11_001, limit=10)  # ... the re-driver does, once the lease ran out
-    assert claimed == [replace(delivery, drives=2)], "the record holds all a re-drive needs"
+    assert claimed.deliveries == [replace(delivery, drives=2)], "the record holds all a re-drive needs"
     assert alive.held == {delivery.key}
-    assert await log.claim_due(now_ms=11_500, limit=10) == [], "claimed: leased again"
+    assert not await log.claim_due(now_ms=11_500, limit=10), "claimed: leased again"
 
     await log.sent(delivery.key, now_ms=11_600)
     assert await log.begin(delivery, now_ms=99_000) is Begin.DONE
@@ -244,7 +246,7 @@ class Replica:
 
     def __init__(
         self, db: AsyncDatabase[dict[str, Any]], clock: Clock, email: Sender, *, dead_letters: Any = None,
-        max_drives: int = 5,
+        max_drives: int = 5, concurrency: int = 16,
     ) -> None:
         self.leases = Leases(lease_ms=LEASE_MS)
         self.log = DeliveryLog(db, leases=self.leases)
@@ -257,7 +259,8 @@ class Replica:
         )
         courier = Courier(deliveries=self.log, senders={Channel.EMAIL: email}, dead_letters=letters,
                           metrics=self.metrics, clock=clock, retry=retry)
-        self.redriver = Redriver(deliveries=self.log, courier=courier, metrics=self.metrics, max_drives=max_drives)
+        self.redriver = Redriver(deliveries=self.log, courier=courier, metrics=self.metrics, max_drives=max_drives,
+                                 concurrency=concurrency)
 
 
 def about(sink: MailSink, event: LeadOffered) -> list[EmailMessage]:
@@ -365,7 +368,7 @@ async def test_a_delivery_whose_every_drive_crashed_is_dead_lettered_as_abandone
     for _ in range(2):  # drives 2 and 3 die too
         clock.advance(2 * LEASE_MS)
         dying = Replica(db, clock, mailer)
-        [claimed] = await dying.log.claim_due(now_ms=clock.ms, limit=10)
+        [claimed] = (await dying.log.claim_due(now_ms=clock.ms, limit=10)).deliveries
         assert claimed.key == f"{event.event_id}:email:ana"
     letters = Letters()
     last = Replica(db, clock, mailer, dead_letters=letters, max_drives=3)
@@ -374,3 +377,134 @@ async def test_a_delivery_whose_every_drive_crashed_is_dead_lettered_as_abandone
     assert await last.redriver.run_once() == 1
     assert letters.reasons == ["abandoned"]
     assert about(sink, event) == []
+
+
+def stranded(event: LeadOffered, clock: Clock) -> dict[str, Any]:
+    """A pending email record whose process died: its lease ran out a lease ago."""
+    return {"_id": f"{event.event_id}:email:ana", "channel": "email", "status": "pending", "created_ms": clock.ms,
+            "lease_until_ms": clock.ms - LEASE_MS, "owner": "dead", "drives": 1, "agent_id": "ana",
+            "account_id": "acme", "event_type": "LeadOffered", "occurred_ms": clock.ms,
+            "event": event.model_dump_json().encode(),
+            "content": {"kind": "EmailContent", "to": "ana@example.com", "subject": "s", "text": "t",
+                        "lead_id": str(event.payload.lead_id)}}
+
+
+async def test_an_unreadable_pending_record_is_dead_lettered_and_the_rest_is_driven(
+    db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer
+) -> None:
+    clock, broken, fine = Clock(), offer(), offer()
+    await ensure_indexes(db)
+    bad = stranded(broken, clock) | {"content": {"kind": "Fax", "to": "x"}}  # e.g. written by a newer version
+    await db["notifier_deliveries"].insert_many([bad, stranded(fine, clock)])
+    letters = Letters()
+    replica = Replica(db, clock, mailer, dead_letters=letters)
+
+    assert await replica.redriver.run_once() == 2
+    assert letters.reasons == ["unreadable"]
+    record = await db["notifier_deliveries"].find_one({"_id": bad["_id"]})
+    assert record is not None
+    assert (record["status"], record["reason"]) == ("failed", "unreadable")
+    assert len(about(sink, fine)) == 1
+    assert replica.leases.held == set(), "nothing held that nobody drives"
+
+
+class Blip:
+    """The delivery collection, whose `find_one_and_update` fails once after `ok` calls (a MongoDB blip)."""
+
+    def __init__(self, real: Any, ok: int) -> None:
+        self.real, self.ok = real, ok
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    async def find_one_and_update(self, *args: Any, **kwargs: Any) -> Any:
+        if self.ok == 0:
+            self.ok = -1
+            raise AutoReconnect("primary stepped down")
+        self.ok -= 1
+        return await self.real.find_one_and_update(*args, **kwargs)
+
+
+async def test_a_mongodb_blip_mid_claim_lets_go_of_what_it_claimed(
+    db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer
+) -> None:
+    clock, first, second = Clock(), offer(), offer()
+    await ensure_indexes(db)
+    records = [stranded(first, clock), stranded(second, clock)]
+    records[1]["lease_until_ms"] += 1  # claimed second
+    await db["notifier_deliveries"].insert_many(records)
+    replica = Replica(db, clock, mailer)
+    replica.log._deliveries = Blip(replica.log._deliveries, ok=1)  # type: ignore[assignment]
+
+    with pytest.raises(AutoReconnect):
+        await replica.redriver.run_once()
+    assert replica.leases.held == set(), "a claimed record held but never driven would be renewed forever"
+    await replica.log.renew(now_ms=clock.ms)  # the renewer's next round extends nothing
+
+    clock.advance(2 * LEASE_MS)
+    assert await replica.redriver.run_once() == 2, "both are driven once the first one's lease ran out"
+    assert (len(about(sink, first)), len(about(sink, second))) == (1, 1)
+
+
+class Stuck:
+    """A sender whose every send hangs: the process dies with these sends in flight."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    async def send(self, content: Any, *, message_id: str) -> None:  # noqa: ARG002 (the port's signature)
+        self.started.append(message_id)
+        await asyncio.Event().wait()
+
+
+async def test_a_crash_counts_a_drive_only_for_records_whose_send_started(db: AsyncDatabase[dict[str, Any]]) -> None:
+    clock = Clock()
+    await ensure_indexes(db)
+    await db["notifier_deliveries"].insert_many([stranded(offer(), clock) for _ in range(6)])
+    stuck = Stuck()
+    dying = Replica(db, clock, stuck, concurrency=2)
+    task = asyncio.create_task(dying.redriver.run_once())
+    await eventually(lambda: len(stuck.started) == 2, timeout=10, what="two sends in flight")
+    task.cancel()  # SIGKILL
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+    driven = [d["_id"] async for d in db["notifier_deliveries"].find({"owner": {"$ne": "dead"}, "drives": 2})]
+    assert sorted(driven) == sorted(stuck.started), "a drive counted without a send would abandon it untried"
+
+
+async def test_a_digest_refused_for_now_is_retried_later_that_day(
+    db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer
+) -> None:
+    clock = Clock()
+    await ensure_indexes(db)
+    items, directory = DigestItems(db), AgentDirectory(db)
+    account = f"office-{uuid.uuid4().hex[:6]}"
+    email = f"{account}@example.com"
+    await directory.save_preferences(f"{account}-staff", PreferencesDoc(account_id=account, digest=True,
+                                                                        email=email))
+    await items.add(DigestItem(account, f"{account}-lead", "Lead", "Web", clock.ms - 6 * 3_600_000))
+    replica = Replica(db, clock, mailer)
+    sender = DigestSender(items=items, subscribers=directory, deliveries=replica.log, mailer=mailer,
+                          metrics=replica.metrics, crm_base_url="https://crm", hour_utc=7, clock=clock)
+    key = f"digest:{account}:{clock.now.date().isoformat()}:email:{account}-staff"
+
+    sink.refusals.extend(["451 4.3.0 try later"] * 4)  # the run, then every attempt of a re-drive (3)
+    assert await sender.run_once() == 0
+    assert await db["notifier_deliveries"].count_documents({"_id": key, "status": "pending"}) == 1
+    clock.advance(2 * LEASE_MS)
+    assert await replica.redriver.run_once() == 1
+    record = await db["notifier_deliveries"].find_one({"_id": key})
+    assert record is not None
+    assert record["status"] == "pending", "a digest has no other way out: it is tried again later"
+    assert record["lease_until_ms"] > clock.ms + LEASE_MS, "backed off, not re-driven at once"
+    assert record["drives"] == 0, "an orderly end of its drive, not a crash"
+
+    clock.advance(LEASE_MS)
+    assert await replica.redriver.run_once() == 0, "not before its backoff"
+    clock.now = datetime.fromtimestamp(record["lease_until_ms"] / 1000 + 1, tz=UTC)
+    assert await replica.redriver.run_once() == 1
+    assert len([m for m in sink.received() if m["X-Envelope-To"] == email]) == 1
+    record = await db["notifier_deliveries"].find_one({"_id": key})
+    assert record is not None
+    assert record["status"] == "sent"

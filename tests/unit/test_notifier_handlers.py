@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from leadflow_notifier.adapters.repository import Begin
-from leadflow_notifier.domain.delivery import Delivery
+from leadflow_notifier.adapters.repository import Begin, Claimed
+from leadflow_notifier.domain.delivery import POSTPONE_FIRST_MS, POSTPONE_MAX_MS, Delivery, retry_at
 from leadflow_notifier.domain.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from leadflow_notifier.domain.messages import Recipient, SmsContent
 from leadflow_notifier.domain.preferences import Channel
@@ -46,10 +46,13 @@ class Log:
         self.held.add(key)
         return Begin.SEND
 
-    async def claim_due(self, *, now_ms: int, limit: int) -> list[Delivery]:  # noqa: ARG002
+    async def claim_due(self, *, now_ms: int, limit: int) -> Claimed:  # noqa: ARG002
         claimed, self.due = self.due[:limit], self.due[limit:]
         self.held.update(d.key for d in claimed)
-        return claimed
+        return Claimed(deliveries=claimed)
+
+    async def postpone(self, key: str, *, until_ms: int) -> None:
+        self.status[key] = f"pending:until {until_ms}"
 
     async def sent(self, key: str, *, now_ms: int) -> None:  # noqa: ARG002
         self.status[key] = "sent"
@@ -270,3 +273,54 @@ async def test_the_redriver_sends_with_the_same_key_or_dead_letters(registry: Co
     assert log.status == {again.key: "sent", crashing.key: "failed:abandoned", switched_off.key: "failed:disabled"}
     assert log.held == set()
     assert metric(registry, "notifier_deliveries_redriven_total", channel="sms") == 2
+
+
+async def test_a_round_claims_no_more_than_it_sends_at_once(registry: CollectorRegistry) -> None:
+    """A claim counts a drive: a record claimed but left queued behind the concurrency limit would
+    gain drives in a crash loop without ever being tried, then be dead-lettered as `abandoned`."""
+    sms = Provider()
+    log, dead = Log(), DeadLetters()
+    log.due = [pending(Channel.SMS, 2) for _ in range(5)]
+    metrics = NotifierMetrics(registry)
+    courier = Courier(deliveries=log, senders={Channel.SMS: sms}, dead_letters=dead, metrics=metrics,
+                      clock=lambda: NOW, retry=RetryPolicy(attempts=1))
+    redriver = Redriver(deliveries=log, courier=courier, metrics=metrics, batch=100, concurrency=2)
+
+    assert await redriver.run_once() == 2 == redriver.round_size, "a full round: the caller goes on at once"
+    assert len(log.due) == 3, "the rest stay unclaimed, their drives untouched"
+    assert len(sms.ids) == 2
+
+
+def digest(expires_ms: int | None, postponed: int = 0) -> Delivery:
+    return Delivery(key=f"digest:acme:{uuid.uuid4()}:email:a-1", channel=Channel.EMAIL, agent_id="a-1",
+                    account_id="acme", event_type="Digest",
+                    content=SmsContent(to="+13125550100", body="hi", lead_id=""), expires_ms=expires_ms,
+                    postponed=postponed)
+
+
+async def test_a_digest_out_of_retries_waits_for_a_later_try_until_its_day_is_over(
+    registry: CollectorRegistry,
+) -> None:
+    now_ms = int(NOW.timestamp() * 1000)
+    log, dead = Log(), DeadLetters()
+    down = Provider(*[TransientDeliveryError("unavailable")] * 4)
+    courier = Courier(deliveries=log, senders={Channel.EMAIL: down}, dead_letters=dead,
+                      metrics=NotifierMetrics(registry), clock=lambda: NOW, retry=RetryPolicy(attempts=2,
+                                                                                              initial_seconds=0.001))
+    today, over = digest(now_ms + 3_600_000), digest(now_ms)
+    for delivery in (today, over):
+        await log.begin(delivery, now_ms=now_ms)
+        await courier.drive(delivery)
+
+    assert log.status == {today.key: f"pending:until {now_ms + POSTPONE_FIRST_MS}", over.key: "failed:unavailable"}
+    assert dead.letters == [], "a digest has no event to dead-letter"
+    assert log.held == set()
+
+
+async def test_a_later_try_backs_off_and_never_passes_the_deadline() -> None:
+    assert retry_at(now_ms=0, postponed=0, expires_ms=None) is None, "no deadline: not left for later"
+    assert retry_at(now_ms=10, postponed=0, expires_ms=10) is None, "the day is over"
+    assert retry_at(now_ms=0, postponed=0, expires_ms=10**9) == POSTPONE_FIRST_MS
+    assert retry_at(now_ms=0, postponed=2, expires_ms=10**9) == 4 * POSTPONE_FIRST_MS
+    assert retry_at(now_ms=0, postponed=10**6, expires_ms=10**9) == POSTPONE_MAX_MS
+    assert retry_at(now_ms=0, postponed=10, expires_ms=1_000) == 1_000

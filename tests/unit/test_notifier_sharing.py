@@ -170,6 +170,9 @@ class Log:
     async def failed(self, key: str, *, reason: str, now_ms: int) -> None:  # noqa: ARG002
         self.status[key] = f"failed:{reason}"
 
+    async def postpone(self, key: str, *, until_ms: int) -> None:
+        pass
+
     def release(self, key: str) -> None:
         pass
 

@@ -128,7 +128,7 @@ def create_app(settings: NotifierSettings) -> FastAPI:
 
         async def drain() -> None:
             # A full batch means more may be due: go on at once.
-            while await redriver.run_once() >= redriver.batch and not stopping.is_set():
+            while await redriver.run_once() >= redriver.round_size and not stopping.is_set():
                 pass
 
         await _every(settings.delivery.redrive_seconds, stopping, "re-drive", drain)

@@ -18,8 +18,8 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
-from leadflow_notifier.adapters.repository import Begin
-from leadflow_notifier.domain.delivery import Delivery, delivery_key
+from leadflow_notifier.adapters.repository import Begin, Claimed
+from leadflow_notifier.domain.delivery import Delivery, Unreadable, delivery_key, retry_at
 from leadflow_notifier.domain.digest import (
     DigestItem,
     DigestWindow,
@@ -54,11 +54,12 @@ class Deliveries(Protocol):
     async def begin(self, delivery: Delivery, *, now_ms: int) -> Begin: ...
     async def sent(self, key: str, *, now_ms: int) -> None: ...
     async def failed(self, key: str, *, reason: str, now_ms: int) -> None: ...
+    async def postpone(self, key: str, *, until_ms: int) -> None: ...
     def release(self, key: str) -> None: ...
 
 
 class DueDeliveries(Deliveries, Protocol):
-    async def claim_due(self, *, now_ms: int, limit: int) -> list[Delivery]: ...
+    async def claim_due(self, *, now_ms: int, limit: int) -> Claimed: ...
 
 
 class Sender(Protocol):
@@ -122,6 +123,8 @@ class Courier:
                     with attempt:
                         await sender.send(delivery.content, message_id=delivery.key)
             except DeliveryError as exc:
+                if isinstance(exc, TransientDeliveryError) and await self._postpone(delivery, exc):
+                    return
                 await self._dead_letter(delivery, exc)
                 return
             # Right after the provider's acceptance: a crash before this line resends (same Message-ID).
@@ -139,6 +142,31 @@ class Courier:
             await self._dead_letter(delivery, error)
         finally:
             self.deliveries.release(delivery.key)
+
+    async def end_unreadable(self, record: Unreadable) -> None:
+        """Dead-letter (if it still has its event) and fail a claimed record that no longer reads."""
+        error = PermanentDeliveryError("unreadable", "the pending record's message does not read")
+        if record.event is not None and record.account_id is not None:
+            await self.dead_letters.publish(record.event, account_id=record.account_id, channel=record.channel,
+                                            agent_id=record.agent_id, error=error)
+        await self.deliveries.failed(record.key, reason=error.reason, now_ms=self._now_ms())
+        self.metrics.failed.labels(record.channel, error.reason).inc()
+        log.warning("a pending %s delivery is unreadable: dead-lettered", record.channel,
+                    extra={"delivery": record.key, "channel": record.channel})
+
+    async def _postpone(self, delivery: Delivery, error: TransientDeliveryError) -> bool:
+        """A digest (no event to dead-letter, nothing re-sends it) out of retries stays pending
+        for a later try, with backoff, until its day is over; True if it was left for later."""
+        if delivery.event is not None:
+            return False
+        until = retry_at(now_ms=self._now_ms(), postponed=delivery.postponed, expires_ms=delivery.expires_ms)
+        if until is None:
+            return False
+        await self.deliveries.postpone(delivery.key, until_ms=until)
+        self.metrics.retries.labels(delivery.channel, error.reason).inc()
+        log.info("%s %s left for a later try: %s", delivery.event_type, delivery.channel, error,
+                 extra={"delivery": delivery.key, "channel": delivery.channel})
+        return True
 
     async def _dead_letter(self, delivery: Delivery, error: DeliveryError) -> None:
         if delivery.event is not None:
@@ -265,6 +293,8 @@ class Redriver:
 
     Safe on every replica: each due record is claimed by one of them. A record driven `max_drives`
     times without an end (each drive died) is dead-lettered as `abandoned` instead of sent again.
+    A round claims no more records than it sends at once (`concurrency`): a claim counts a drive,
+    so a record must not gain drives while it waits in this process for a free slot.
     """
 
     deliveries: DueDeliveries
@@ -274,24 +304,28 @@ class Redriver:
     batch: int = 100
     concurrency: int = 16
 
+    @property
+    def round_size(self) -> int:
+        """Records claimed per round: a full round means more may be due."""
+        return min(self.batch, self.concurrency)
+
     async def run_once(self) -> int:
-        """Claim and drive the due deliveries; returns how many were claimed (a full batch: call again)."""
-        due = await self.deliveries.claim_due(now_ms=_ms(self.courier.clock()), limit=self.batch)
-        limit = asyncio.Semaphore(self.concurrency)
+        """Claim and drive the due deliveries; returns how many were claimed (`round_size`: call again)."""
+        due = await self.deliveries.claim_due(now_ms=_ms(self.courier.clock()), limit=self.round_size)
 
         async def one(delivery: Delivery) -> None:
-            async with limit:
-                self.metrics.redriven.labels(delivery.channel).inc()
-                log.info("%s %s re-driven", delivery.event_type, delivery.channel,
-                         extra={"delivery": delivery.key, "drives": delivery.drives})
-                if delivery.drives > self.max_drives:
-                    # Each earlier drive died with its process: this message may be what kills it.
-                    error = PermanentDeliveryError("abandoned", f"{delivery.drives - 1} drives ended in a crash")
-                    await self.courier.give_up(delivery, error)
-                    return
-                await self.courier.drive(delivery)
+            self.metrics.redriven.labels(delivery.channel).inc()
+            log.info("%s %s re-driven", delivery.event_type, delivery.channel,
+                     extra={"delivery": delivery.key, "drives": delivery.drives})
+            if delivery.drives > self.max_drives:
+                # Each earlier drive died with its process: this message may be what kills it.
+                error = PermanentDeliveryError("abandoned", f"{delivery.drives - 1} drives ended in a crash")
+                await self.courier.give_up(delivery, error)
+                return
+            await self.courier.drive(delivery)
 
-        await _all(one(delivery) for delivery in due)
+        await _all([*(one(delivery) for delivery in due.deliveries),
+                    *(self.courier.end_unreadable(record) for record in due.unreadable)])
         return len(due)
 
 
@@ -318,8 +352,9 @@ class DigestSender:
                 key = f"digest:{account_id}:{window.day.isoformat()}:email:{who.agent_id}"
                 if email is None:
                     continue
+                # Retried after a transient failure until the next digest is due, then given up.
                 delivery = Delivery(key=key, channel=Channel.EMAIL, agent_id=who.agent_id, account_id=account_id,
-                                    event_type="Digest", content=email)
+                                    event_type="Digest", content=email, expires_ms=window.end_ms + DAY_MS)
                 if await self.deliveries.begin(delivery, now_ms=self._now_ms()) is not Begin.SEND:
                     continue
                 try:
@@ -341,6 +376,9 @@ class DigestSender:
 
     def _now_ms(self) -> int:
         return _ms(self.clock())
+
+
+DAY_MS = 24 * 3600 * 1000
 
 
 def _ms(at: datetime) -> int:

@@ -15,7 +15,7 @@ from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from leadflow_notifier.domain.delivery import Delivery
+from leadflow_notifier.domain.delivery import Delivery, Unreadable
 from leadflow_notifier.domain.digest import DigestItem, DigestWindow
 from leadflow_notifier.domain.messages import Content, EmailContent, PushContent, Recipient, SmsContent
 from leadflow_notifier.domain.preferences import Channel, Preferences, QuietHours
@@ -198,13 +198,25 @@ class Leases:
         return self.lease_ms / 3000
 
 
+@dataclass
+class Claimed:
+    """What one `claim_due` took over: deliveries to drive, and records to end as unreadable."""
+
+    deliveries: list[Delivery] = field(default_factory=list)
+    unreadable: list[Unreadable] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.deliveries) + len(self.unreadable)
+
+
 class DeliveryLog:
     """One record per (event, channel, recipient): the N3 at-most-once key.
 
     `status`: `pending`, then `sent` or `failed`. A pending record carries its message (`content`)
     and, for the dead letter, the original `event`, so the re-driver can finish it after its process
     died; both are removed once it is done (they hold personal data). `lease_until_ms` (epoch ms)
-    and `owner`: who works on it until when; `drives`: how many times a process started it.
+    and `owner`: who works on it until when; `drives`: how many times a process started it since
+    its last orderly end; `postponed`, `expires_ms`: a digest's tries left for later, and until when.
     """
 
     def __init__(self, db: AsyncDatabase[dict[str, Any]], *, leases: Leases) -> None:
@@ -230,23 +242,46 @@ class DeliveryLog:
         self._leases.held.add(delivery.key)
         return Begin.SEND
 
-    async def claim_due(self, *, now_ms: int, limit: int) -> list[Delivery]:
-        """Take over up to `limit` pending deliveries whose lease ran out (their process died)."""
+    async def claim_due(self, *, now_ms: int, limit: int) -> Claimed:
+        """Take over up to `limit` pending deliveries whose lease ran out (their process died).
+
+        A record is held (its lease renewed) only once it reads back as a delivery; one that does
+        not is returned as `unreadable`, for the caller to end. If MongoDB fails midway, the records
+        claimed so far are let go: their leases run out and a later round drives them.
+        """
         due = {"status": "pending", "lease_until_ms": {"$lt": now_ms}, "content": {"$exists": True}}
         cursor = self._deliveries.find(due, {"_id": 1}).sort("lease_until_ms", 1).limit(limit)
-        claimed = []
-        for key in [str(d["_id"]) async for d in cursor]:
-            # Conditional on the expired lease: of several replicas, one wins each record.
-            doc = await self._deliveries.find_one_and_update(
-                {"_id": key, **due},
-                {"$set": {"lease_until_ms": now_ms + self._leases.lease_ms, "owner": self._leases.owner},
-                 "$inc": {"drives": 1}},
-                return_document=ReturnDocument.AFTER,
-            )
-            if doc is not None:
+        claimed = Claimed()
+        try:
+            for key in [str(d["_id"]) async for d in cursor]:
+                # Conditional on the expired lease: of several replicas, one wins each record.
+                doc = await self._deliveries.find_one_and_update(
+                    {"_id": key, **due},
+                    {"$set": {"lease_until_ms": now_ms + self._leases.lease_ms, "owner": self._leases.owner},
+                     "$inc": {"drives": 1}},
+                    return_document=ReturnDocument.AFTER,
+                )
+                if doc is None:
+                    continue
+                try:
+                    delivery = _delivery_of(doc)
+                except (KeyError, TypeError, ValueError, AttributeError):
+                    claimed.unreadable.append(_unreadable_of(doc))
+                    continue
                 self._leases.held.add(key)
-                claimed.append(_delivery_of(doc))
+                claimed.deliveries.append(delivery)
+        except BaseException:
+            for delivery in claimed.deliveries:
+                self._leases.held.discard(delivery.key)
+            raise
         return claimed
+
+    async def postpone(self, key: str, *, until_ms: int) -> None:
+        """Leave a pending delivery for a later try at `until_ms`: an orderly end of this drive, no crash."""
+        await self._deliveries.update_one(
+            {"_id": key, "status": "pending", "owner": self._leases.owner},
+            {"$set": {"lease_until_ms": until_ms, "drives": 0}, "$inc": {"postponed": 1}},
+        )
 
     async def renew(self, *, now_ms: int) -> None:
         """Extend the leases of the deliveries this process is working on."""
@@ -285,6 +320,8 @@ def _payload(delivery: Delivery) -> dict[str, Any]:
     }
     if delivery.event is not None:
         doc["event"] = delivery.event
+    if delivery.expires_ms is not None:
+        doc["expires_ms"] = delivery.expires_ms
     return doc
 
 
@@ -297,5 +334,16 @@ def _delivery_of(doc: dict[str, Any]) -> Delivery:
     return Delivery(
         key=str(doc["_id"]), channel=Channel(doc["channel"]), agent_id=doc["agent_id"], account_id=doc["account_id"],
         event_type=doc["event_type"], content=kind(**content), event=doc.get("event"),
-        occurred_ms=doc.get("occurred_ms"), drives=int(doc.get("drives", 1)),
+        occurred_ms=doc.get("occurred_ms"), drives=int(doc.get("drives", 1)), expires_ms=doc.get("expires_ms"),
+        postponed=int(doc.get("postponed", 0)),
+    )
+
+
+def _unreadable_of(doc: dict[str, Any]) -> Unreadable:
+    """What a dead letter of a record that no longer reads can still carry."""
+    event, account_id = doc.get("event"), doc.get("account_id")
+    return Unreadable(
+        key=str(doc["_id"]), channel=str(doc.get("channel") or "unknown"),
+        account_id=account_id if isinstance(account_id, str) else None, agent_id=str(doc.get("agent_id") or ""),
+        event=bytes(event) if isinstance(event, bytes | bytearray) else None,
     )

@@ -27,4 +27,32 @@ class Delivery:
     content: Content
     event: bytes | None = None  # the original event, for the dead letter; None: nothing to dead-letter
     occurred_ms: int | None = None  # the event's occurred_at (latency metric)
-    drives: int = 1  # how many times a process started it, this one included
+    drives: int = 1  # how many times a process started it since its last orderly end, this one included
+    # A digest (no event): until when a transient failure leaves it pending for a later try (its day's end).
+    expires_ms: int | None = None
+    postponed: int = 0  # how many times a transient failure left it pending for later
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A pending record the re-driver claimed but cannot rebuild (its message no longer reads)."""
+
+    key: str
+    channel: str
+    account_id: str | None
+    agent_id: str
+    event: bytes | None  # the original event, if the record still has one: for the dead letter
+
+
+# A digest left pending by a transient failure is tried again after 30 s, then 1 min, 2 min, ... up to
+# 15 min between tries, until its day is over (`expires_ms`).
+POSTPONE_FIRST_MS = 30_000
+POSTPONE_MAX_MS = 15 * 60_000
+
+
+def retry_at(*, now_ms: int, postponed: int, expires_ms: int | None) -> int | None:
+    """When a delivery that failed transiently is tried again; None: give up (no deadline, or it passed)."""
+    if expires_ms is None or now_ms >= expires_ms:
+        return None
+    backoff = min(POSTPONE_FIRST_MS << min(postponed, 16), POSTPONE_MAX_MS)
+    return min(now_ms + backoff, expires_ms)
