@@ -55,6 +55,9 @@ class FakeStore:
     def __init__(self) -> None:
         self.claims: dict[str, Claim] = {}
 
+    async def find(self, stored_key: str) -> Claim | None:
+        return self.claims.get(stored_key)
+
     async def claim(self, stored_key: str, claim: Claim) -> tuple[Claim, bool]:
         stored = self.claims.setdefault(stored_key, claim)
         return stored, stored is claim
@@ -414,6 +417,26 @@ async def test_a_webhook_lead_pre_assigned_to_an_agent_not_of_the_account_is_ref
     assert not published
     await call_webhook(hook, two_accounts, json.dumps(body("casey-okafor")).encode())
     assert published[0].payload.source.assigned_agent_id == "casey-okafor"
+
+
+async def test_a_retry_of_an_accepted_lead_is_accepted_after_its_agent_left(
+    two_accounts: Intake, published: Published
+) -> None:
+    """The sender retries (it missed the answer) after the agent was removed: the lead is already
+    in leadflow, so the retry answers as the first time did, not "refused"; the router routes it
+    as a general lead if the agent is gone when it gets there (R4)."""
+    event = partner_lead()
+    payload = event.payload.model_copy(update={"source": event.payload.source.model_copy(
+        update={"assigned_agent_id": "casey-okafor", "site_host": None})})  # fmt: skip
+    lead = event.model_copy(update={"payload": payload})
+    first = await accept_partner_lead(lead, intake=two_accounts)
+    assert isinstance(two_accounts.accounts, FakeAccounts)
+    two_accounts.accounts.agents["acme-realty"].discard("casey-okafor")
+    retry = await accept_partner_lead(lead, intake=two_accounts)
+    assert (retry.event_id, retry.duplicate) == (first.event_id, True)
+    assert len(published) == 1
+    with pytest.raises(InvalidLead):  # a new lead for the agent who left is refused
+        await accept_partner_lead(lead.model_copy(update={"event_id": uuid.uuid4()}), intake=two_accounts)
 
 
 @pytest.mark.parametrize("agent", ["nobody", "dana-whitehorse"], ids=["unknown", "of-another-account"])

@@ -40,6 +40,9 @@ class Store:
     def __init__(self) -> None:
         self.claims: dict[str, Claim] = {}
 
+    async def find(self, stored_key: str) -> Claim | None:
+        return self.claims.get(stored_key)
+
     async def claim(self, stored_key: str, claim: Claim) -> tuple[Claim, bool]:
         stored = self.claims.setdefault(stored_key, claim)
         return stored, stored is claim

@@ -49,6 +49,7 @@ class Accounts(Protocol):
 
 
 class IdempotencyStore(Protocol):
+    async def find(self, stored_key: str) -> Claim | None: ...
     async def claim(self, stored_key: str, claim: Claim) -> tuple[Claim, bool]: ...
     async def mark_published(self, stored_key: str) -> None: ...
 
@@ -94,21 +95,24 @@ async def accept_lead(
     account = await intake.accounts.find(sub.account_id)
     if account is None:
         raise UnknownAccount
-    agent_errors = await _check_assigned_agent(sub, intake.accounts, paths or {})
     try:
         payload = normalize_submission(sub, default_region=account.default_region, paths=paths)
     except InvalidLead as exc:
-        raise InvalidLead([*exc.errors, *agent_errors]) from None
-    if agent_errors:
+        raise InvalidLead([*exc.errors, *await _check_assigned_agent(sub, intake.accounts, paths or {})]) from None
+    request_hash = hashlib.sha256(payload.model_dump_json().encode()).hexdigest()
+    stored_key = keys.stored_key(space, sub.account_id, idempotency_key) if idempotency_key else None
+    # A retry of a request accepted before answers as it did then, whatever changed since (an
+    # agent removed): the sender must not hear "refused" for a lead that is in leadflow.
+    before = await intake.store.find(stored_key) if stored_key else None
+    retry = before is not None and before.request_hash == request_hash
+    if not retry and (agent_errors := await _check_assigned_agent(sub, intake.accounts, paths or {})):
         raise InvalidLead(agent_errors)
     event = LeadReceived.create(
         account_id=sub.account_id, payload=payload, occurred_at=now, event_id=event_id, correlation_id=correlation_id
     )
-    if idempotency_key is None:
+    if stored_key is None:
         await intake.publish(sub.account_id, event.model_dump_json().encode())
         return Accepted(event.event_id, duplicate=False)
-    stored_key = keys.stored_key(space, sub.account_id, idempotency_key)
-    request_hash = hashlib.sha256(payload.model_dump_json().encode()).hexdigest()
     claim, created = await intake.store.claim(
         stored_key, Claim(event.event_id, request_hash, event.model_dump_json(), published=False)
     )

@@ -23,6 +23,10 @@ class MongoIdempotencyStore:
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self._requests = db[INTAKE_REQUESTS]
 
+    async def find(self, stored_key: str) -> Claim | None:
+        doc = await self._requests.find_one({"_id": stored_key})
+        return None if doc is None else _claim_of(doc)
+
     async def claim(self, stored_key: str, claim: Claim) -> tuple[Claim, bool]:
         """Store `claim` under the key and return it with True, or return the claim stored before with False."""
         try:
@@ -36,10 +40,14 @@ class MongoIdempotencyStore:
                 }
             )
         except DuplicateKeyError:
-            doc = await self._requests.find_one({"_id": stored_key})
-            assert doc is not None  # noqa: S101 (the duplicate key proves it exists)
-            return Claim(uuid.UUID(doc["event_id"]), doc["request_hash"], doc["event_json"], doc["published"]), False
+            stored = await self.find(stored_key)
+            assert stored is not None  # noqa: S101 (the duplicate key proves it exists)
+            return stored, False
         return claim, True
 
     async def mark_published(self, stored_key: str) -> None:
         await self._requests.update_one({"_id": stored_key}, {"$set": {"published": True}})
+
+
+def _claim_of(doc: dict[str, Any]) -> Claim:
+    return Claim(uuid.UUID(doc["event_id"]), doc["request_hash"], doc["event_json"], doc["published"])
