@@ -85,7 +85,8 @@ async def client(intake: Intake) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def marker() -> str:
-    return uuid.uuid4().hex[:10]
+    """Unique text that is a valid name part: it holds a letter (hex digits alone may not)."""
+    return f"m{uuid.uuid4().hex[:10]}"
 
 
 @dataclass
