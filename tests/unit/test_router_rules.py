@@ -169,6 +169,17 @@ def test_r4_to_an_agent_the_account_does_not_have_is_offered_as_a_general_lead_s
     assert offer.explanation == outcome.explanation, "the event says why"
 
 
+def test_r4_to_an_unknown_agent_still_honours_site_attribution() -> None:
+    """The lead registered on agent B's site (R2): with its pre-assigned agent gone, B gets it."""
+    roster = (*agents("broker", "a"), Agent("b", "B", site_hosts=frozenset({"b.acme.com"})))
+    lead = new_lead(channel="lead_gen", assigned_agent_id="ghost", site_host="b.acme.com", name="Zillow")
+    outcome = route(lead, account(*roster))
+    payload = only(outcome, LeadAssigned)
+    assert isinstance(payload, LeadAssignedPayload)
+    assert (payload.agent_id, payload.reason) == ("b", AssignmentReason.SITE_ATTRIBUTION)
+    assert "pre-assigned 'ghost', who is not an agent of this account" in payload.explanation
+
+
 def test_r4_to_an_unknown_agent_with_round_robin_off_goes_to_roster_position_1_saying_why() -> None:
     outcome = route(new_lead(channel="lead_gen", assigned_agent_id="ghost", name="Zillow"), account(round_robin=False))
     payload = only(outcome, LeadAssigned)

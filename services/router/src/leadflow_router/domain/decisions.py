@@ -195,8 +195,8 @@ def pre_assigned(lead: NewLead, account: AccountSnapshot, context: RoutingContex
     """R4: a lead-generation provider already assigned the agent: keep it, round robin does not touch it.
 
     An agent the account does not have (removed after intake accepted the lead, or another
-    account's) cannot keep it, and an accepted lead is never dropped: it is routed as a
-    general lead (R5/R6), and its explanation says why.
+    account's) cannot keep it, and an accepted lead is never dropped: the rules after R4 route
+    it (R2, R3, then R5/R6 as a general lead), and its explanation says why.
     """
     agent_id = lead.summary.source.assigned_agent_id
     if agent_id is None:
@@ -204,8 +204,10 @@ def pre_assigned(lead: NewLead, account: AccountSnapshot, context: RoutingContex
     provider = lead.summary.source.provider or "the provider"
     agent = account.agent(agent_id)
     if agent is None:
-        general = roster_position_1(lead, account, context, now) or round_robin(lead, account, context, now)
-        assert general is not None  # noqa: S101 (round robin always decides)
+        # The rules after R4 decide, in their order: site attribution (R2) and direct-to-user (R3)
+        # still apply to this lead, then R5/R6.
+        later = RULES[RULES.index(pre_assigned) + 1 :]
+        general = next(outcome for rule in later if (outcome := rule(lead, account, context, now)) is not None)
         return _noted(
             general,
             f"R4 not applied: {provider} pre-assigned {agent_id!r}, who is not an agent of this account; "
