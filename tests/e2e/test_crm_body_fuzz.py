@@ -26,12 +26,12 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pymongo import MongoClient
 
 from leadflow_crm_api.adapters.leads import CRM_LEADS
 from leadflow_crm_api.domain.sharing import invitation_id
 from leadflow_crm_api.domain.views import lead_row_from_assigned
 from leadflow_devstack.stack import Stack
+from leadflow_devstack.testing import insert_rows
 from leadflow_devstack.tokens import bearer
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import AssignmentReason, LeadAssigned, LeadAssignedPayload
@@ -52,7 +52,7 @@ OTHER_TYPES = ("text/plain", "application/x-www-form-urlencoded", "multipart/for
 
 
 @pytest.fixture(scope="module")
-def lead_ids(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
+def lead_ids(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     path = tmp_path_factory.mktemp("bfuzz") / "accounts.json"
     agents = [{"agent_id": a, "name": a, "email": f"{a}@bfuzz.example"} for a in (AGENT, "bfuzz-ben")]
     path.write_text(json.dumps({"accounts": [
@@ -72,12 +72,7 @@ def lead_ids(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             ),
         )
         rows.append({"_id": str(event.payload.lead_id), **lead_row_from_assigned(event)})
-    client: MongoClient[dict[str, Any]] = MongoClient(stack.mongo_url)
-    try:
-        client["leadflow"][CRM_LEADS].insert_many(rows)
-        yield [row["_id"] for row in rows]
-    finally:
-        client.close()
+    return insert_rows(stack.mongo_url, CRM_LEADS, rows)
 
 
 @dataclass(frozen=True)

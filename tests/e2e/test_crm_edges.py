@@ -7,17 +7,17 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from pymongo import MongoClient
 
 from leadflow_crm_api.adapters.leads import CRM_LEADS
 from leadflow_crm_api.domain.views import lead_row_from_assigned
 from leadflow_devstack.stack import Stack
+from leadflow_devstack.testing import insert_rows
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import AssignmentReason, LeadAssigned, LeadAssignedPayload
 
@@ -40,7 +40,7 @@ def account(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 @pytest.fixture(scope="module")
-def lead_ids(stack: Stack) -> Iterator[list[str]]:
+def lead_ids(stack: Stack) -> list[str]:
     """Seven rows of ACCOUNT, four of them in one millisecond (ties the cursor must page through)."""
     now = datetime.now(UTC).replace(microsecond=0)
     rows = []
@@ -55,12 +55,7 @@ def lead_ids(stack: Stack) -> Iterator[list[str]]:
             ),
         )
         rows.append({"_id": str(event.payload.lead_id), **lead_row_from_assigned(event)})
-    client: MongoClient[dict[str, Any]] = MongoClient(stack.mongo_url)
-    try:
-        client["leadflow"][CRM_LEADS].insert_many(rows)
-        yield [row["_id"] for row in rows]
-    finally:
-        client.close()
+    return insert_rows(stack.mongo_url, CRM_LEADS, rows)
 
 
 def problem(response: httpx.Response, status: int) -> dict[str, Any]:

@@ -9,7 +9,6 @@ pytest loader does not run under this pytest), as in test_intake_paths.py.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,13 +16,13 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pymongo import MongoClient
 from schemathesis import GenerationMode
 from schemathesis.core.result import Ok
 
 from leadflow_crm_api.adapters.leads import CRM_LEADS
 from leadflow_crm_api.domain.views import lead_row_from_assigned
 from leadflow_devstack.stack import Stack
+from leadflow_devstack.testing import insert_rows
 from leadflow_devstack.tokens import bearer
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import AssignmentReason, LeadAssigned, LeadAssignedPayload
@@ -50,14 +49,9 @@ def seeded_row(n: int) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def lead_ids(stack: Stack) -> Iterator[list[str]]:
+def lead_ids(stack: Stack) -> list[str]:
     rows = [seeded_row(n) for n in range(5)]
-    client: MongoClient[dict[str, Any]] = MongoClient(stack.mongo_url)
-    try:
-        client["leadflow"][CRM_LEADS].insert_many(rows)
-        yield [row["_id"] for row in rows]
-    finally:
-        client.close()
+    return insert_rows(stack.mongo_url, CRM_LEADS, rows)
 
 
 def aimed(case: schemathesis.Case[Any], lead_ids: list[str], pick: int) -> schemathesis.Case[Any]:

@@ -13,11 +13,12 @@ import httpx
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
+from intake_fakes import FakeAccounts, FakeStore
 from prometheus_client import CollectorRegistry
 
 from leadflow_intake.domain.signature import SignedRequest, sign, webhook_path
 from leadflow_intake.entrypoints import http
-from leadflow_intake.handlers import AccountInfo, Claim, Intake, Webhook
+from leadflow_intake.handlers import Intake, Webhook
 from leadflow_intake.metrics import IntakeMetrics
 
 pytestmark = [pytest.mark.unit, pytest.mark.asyncio]
@@ -28,36 +29,14 @@ FORM = {"account_id": "acme-realty", "first_name": "Jane", "last_name": "Doe", "
 LISTING = FORM | {"listing_id": "MLS-1", "listing_agent_id": "blair-chen", "site_host": "www.acme.example"}
 
 
-class Accounts:
-    async def find(self, account_id: str) -> AccountInfo | None:
-        return AccountInfo("US") if account_id == "acme-realty" else None
-
-    async def has_agent(self, account_id: str, agent_id: str) -> bool:
-        return account_id == "acme-realty" and agent_id == "blair-chen"
-
-
-class Store:
-    def __init__(self) -> None:
-        self.claims: dict[str, Claim] = {}
-
-    async def find(self, stored_key: str) -> Claim | None:
-        return self.claims.get(stored_key)
-
-    async def claim(self, stored_key: str, claim: Claim) -> tuple[Claim, bool]:
-        stored = self.claims.setdefault(stored_key, claim)
-        return stored, stored is claim
-
-    async def mark_published(self, stored_key: str) -> None:
-        pass
-
-
 async def publish(account_id: str, event_json: bytes) -> None:
     assert json.loads(event_json)["account_id"] == account_id  # what reaches Kafka is JSON text
 
 
 @pytest_asyncio.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    intake = Intake(accounts=Accounts(), store=Store(), publish=publish)
+    intake = Intake(accounts=FakeAccounts({"acme-realty": "US"}, {"acme-realty": {"blair-chen"}}), store=FakeStore(),
+                    publish=publish)
     hooks = {"homefinder": Webhook("homefinder", "generic", [SECRET], "HomeFinder", frozenset())}
     app = FastAPI()
     http.install(app, intake=lambda: intake, webhooks=hooks, metrics=IntakeMetrics(CollectorRegistry()),
