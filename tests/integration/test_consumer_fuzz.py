@@ -1,7 +1,9 @@
 """I4, searched for: arbitrary records (bytes, headers, keys, broken events) on every consumed topic.
 
 Each example puts a burst of arbitrary records on every topic a leadflow service consumes,
-all on one partition (one key), then a sentinel that every consumer dead-letters. The
+all on one partition (one key), in hand-built record batches (header names of any bytes,
+sometimes compressed, sometimes a record whose lengths do not add up), then a sentinel
+that every consumer dead-letters. The
 sentinel reaching `<topic>.dlq` once per consuming service proves each record before it
 was processed or dead-lettered, in bounded time, without stalling the partition
 (test_consumer_poison.py shows a valid lead behind poison is then accepted).
@@ -10,6 +12,7 @@ was processed or dead-lettered, in bounded time, without stalling the partition
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import uuid
@@ -21,6 +24,7 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from leadflow_devstack.raw_records import GZIP, NO_COMPRESSION, RawRecord, produce_batch, record_batch
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import records_until
 from leadflow_shared import topics
@@ -73,14 +77,21 @@ bodies = st.one_of(
     broken_events(),
     st.integers(1, 5000).map(lambda depth: b'{"event_id": ' + b"[" * depth + b"]" * depth + b"}"),
 )
-header_names = st.sampled_from(["content-type", "traceparent", "correlation_id", "reply_to", "x-any"]) | st.text(
-    st.characters(codec="utf-8"), max_size=20
+header_names = st.sampled_from([b"content-type", b"traceparent", b"correlation_id", b"reply_to", b"x-any"]) | st.binary(
+    max_size=20
 )
-header_values = st.sampled_from([b"application/json", b"text/plain", b"\xff\xfe"]) | st.binary(max_size=40)
-records = st.lists(
-    st.tuples(bodies, st.lists(st.tuples(header_names, header_values), max_size=4)), min_size=1, max_size=12
-)
+header_values = st.none() | st.sampled_from([b"application/json", b"text/plain", b"\xff\xfe"]) | st.binary(max_size=40)
 keys = st.binary(min_size=1, max_size=40)
+records = st.lists(
+    st.builds(
+        RawRecord,
+        value=bodies,
+        headers=st.lists(st.tuples(header_names, header_values), max_size=4),
+        length_error=st.sampled_from([0] * 9 + [2]),  # now and then a record the fetcher cannot read
+    ),
+    min_size=1,
+    max_size=12,
+)
 
 
 def marker(record: ConsumerRecord[bytes, bytes], name: str) -> str:
@@ -88,14 +99,14 @@ def marker(record: ConsumerRecord[bytes, bytes], name: str) -> str:
     return value.decode("utf-8", "replace")
 
 
-async def burst(poisoned_stack: Stack, key: bytes, sent: list[tuple[bytes | None, list[tuple[str, bytes]]]]) -> None:
+async def burst(poisoned_stack: Stack, key: bytes, sent: list[RawRecord], compression: int) -> None:
     run = uuid.uuid4().hex
+    batch = record_batch([dataclasses.replace(r, key=key) for r in sent], compression=compression)
     producer = AIOKafkaProducer(bootstrap_servers=poisoned_stack.bootstrap, acks="all")
     await producer.start()
     try:
         for topic in CONSUMERS:
-            for body, headers in sent:
-                await producer.send_and_wait(topic, body, key=key, headers=headers)
+            await produce_batch(poisoned_stack.bootstrap, topic, key, batch)
             await producer.send_and_wait(topic, b"{sentinel", key=key, headers=[("x-fuzz-sentinel", run.encode())])
     finally:
         await producer.stop()
@@ -114,8 +125,8 @@ async def burst(poisoned_stack: Stack, key: bytes, sent: list[tuple[bytes | None
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(key=keys, sent=records)
+@given(key=keys, sent=records, compression=st.sampled_from([NO_COMPRESSION, GZIP]))
 def test_arbitrary_records_never_stall_a_consumer(
-    poisoned_stack: Stack, key: bytes, sent: list[tuple[bytes | None, list[tuple[str, bytes]]]]
+    poisoned_stack: Stack, key: bytes, sent: list[RawRecord], compression: int
 ) -> None:
-    asyncio.run(burst(poisoned_stack, key, sent))
+    asyncio.run(burst(poisoned_stack, key, sent, compression))

@@ -14,6 +14,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from leadflow_devstack.raw_records import GZIP, RawRecord, produce_batch, record_batch
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import records_until
 from leadflow_shared import topics
@@ -176,3 +177,64 @@ async def test_partner_lead_sent_compressed_is_accepted(poisoned_stack: Stack, c
     records = await records_until(poisoned_stack.bootstrap, topics.LEADS_INTAKE, is_ours, timeout=60)
     received = LeadReceived.model_validate_json(next(r.value or b"" for r in records if is_ours(r)))
     assert received.payload.contact.first_name == f"Pat-{codec}"
+
+
+@pytest.mark.parametrize(("topic", "services"), CONSUMERS, ids=[t for t, _ in CONSUMERS])
+async def test_records_the_fetcher_cannot_read_are_dead_lettered_and_the_partition_moves_on(
+    poisoned_stack: Stack, topic: str, services: list[str]
+) -> None:
+    # aiokafka reads these inside its fetcher, before any handler: a header name that is not
+    # UTF-8, a record whose lengths do not add up. Each used to refetch the same batch forever.
+    run = uuid.uuid4().hex
+    key = b"acme-realty"
+
+    def marked(name: str, *headers: tuple[bytes, bytes]) -> list[tuple[bytes, bytes]]:
+        return [*headers, (b"x-poison-run", f"{run}:{name}".encode())]
+
+    await produce_batch(poisoned_stack.bootstrap, topic, key, record_batch([
+        RawRecord(b"{}", key, marked("header-name-not-utf8", (b"\xff\xfe", b"x"))),
+        RawRecord(b"{x", key, marked("behind-in-batch")),
+    ]))
+    await produce_batch(poisoned_stack.bootstrap, topic, key, record_batch([
+        RawRecord(b"{x", key, marked("gzip-header-name-not-utf8", (b"\xc3(", b"x"))),
+    ], compression=GZIP))
+    partition, first = await produce_batch(poisoned_stack.bootstrap, topic, key, record_batch([
+        RawRecord(b"{x", key, marked("before-broken")),
+        RawRecord(b"{x", key, marked("broken"), length_error=2),
+        RawRecord(b"{x", key, marked("lost-behind-broken")),
+    ]))
+    producer = AIOKafkaProducer(bootstrap_servers=poisoned_stack.bootstrap, acks="all")
+    await producer.start()
+    try:
+        sentinel = [("x-poison-run", f"{run}:sentinel".encode())]
+        await producer.send_and_wait(topic, b"{sentinel", key=key, headers=sentinel)
+    finally:
+        await producer.stop()
+
+    stand_in = f"{run}:stand-in"
+
+    def name_of(record: ConsumerRecord[bytes, bytes]) -> str:
+        if header(record, "dlq-error-type") == "UnreadableRecord" and not marker_of(record):
+            at = (header(record, "dlq-source-partition"), header(record, "dlq-source-offset"))
+            return stand_in if at == (str(partition.partition), str(first + 2)) else ""
+        return marker_of(record)
+
+    names = ["header-name-not-utf8", "behind-in-batch", "gzip-header-name-not-utf8", "before-broken", "sentinel"]
+    expected = {(s, f"{run}:{n}") for s in services for n in names} | {(s, stand_in) for s in services}
+    found: set[tuple[str, str]] = set()
+
+    def all_there(record: ConsumerRecord[bytes, bytes]) -> bool:
+        found.add((service_of(record), name_of(record)))
+        return expected <= found
+
+    records = await records_until(poisoned_stack.bootstrap, topics.dlq(topic), all_there, timeout=90)
+    seen = [r for r in records if name_of(r).startswith(run)]
+    assert len(seen) == len(expected), "a record was dead-lettered more than once"
+    reasons = {name_of(r): header(r, "dlq-reason") for r in seen}
+    assert reasons[f"{run}:header-name-not-utf8"] == "UnreadableRecord: header name '\\\\xff\\\\xfe' is not UTF-8"
+    # The sender's other headers travel along, the bad name shown escaped.
+    bad_name = next(r for r in seen if name_of(r) == f"{run}:header-name-not-utf8")
+    assert header(bad_name, "\\xff\\xfe") == "x"
+    assert reasons[stand_in].startswith(f"UnreadableRecord: records {first + 1}..{first + 2} of this partition")
+    raw = next(r for r in seen if name_of(r) == stand_in).value or b""
+    assert f"{run}:lost-behind-broken".encode() in raw, "the stand-in does not carry the raw batch"

@@ -4,6 +4,8 @@
 - Consumers: offsets committed only after the handler finished (AckPolicy
   NACK_ON_ERROR: success commits, an unhandled error rewinds to the message);
   a new group starts from the earliest offset.
+- Records aiokafka cannot read (a header name not UTF-8, lengths that do not add up) reach
+  the dead-letter guard as stand-ins instead of wedging the fetcher (`kafka_records`).
 - Handlers get the record's raw bytes: FastStream neither decodes the body nor trusts
   header values to be UTF-8, nor replies to a sender's `reply_to` (`consumer_options`),
   so no input can fail, or publish anything, before the dead-letter guard runs.
@@ -41,7 +43,9 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from leadflow_shared import kafka_records
 from leadflow_shared.errors import PoisonMessage as PoisonMessage  # re-exported: the DLQ guard handles it
+from leadflow_shared.kafka_records import UNREADABLE, UnreadableRecord, printable, unreadable
 from leadflow_shared.metrics import ConsumerMetrics
 from leadflow_shared.settings import KafkaSettings
 from leadflow_shared.topics import TopicSpec, dlq
@@ -94,6 +98,7 @@ def make_broker(
     settings: KafkaSettings, *, client_id: str, registry: CollectorRegistry
 ) -> KafkaBroker:
     """A FastStream Kafka broker with leadflow's delivery guarantees."""
+    kafka_records.install()  # before any consumer fetches
     return KafkaBroker(
         settings.bootstrap_servers,
         client_id=client_id,
@@ -209,6 +214,9 @@ class DeadLetterGuard:
     async def _run_record(
         self, record: ConsumerRecord[bytes, bytes], handle: Callable[[bytes], Awaitable[None]]
     ) -> None:
+        if (why := unreadable(record.headers)) is not None:
+            await self.dead_letter(record, UnreadableRecord(why))
+            return
         try:
             async for attempt in self._retrying(record.topic):
                 with attempt:
@@ -229,7 +237,12 @@ class DeadLetterGuard:
         The batch handler must be idempotent (it may run again). If it fails on something
         unforeseen, each message is run alone, so one poison message cannot hold up the rest.
         """
-        records: tuple[ConsumerRecord[bytes, bytes], ...] = message.raw_message  # a batch subscriber
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        for record in message.raw_message:  # a batch subscriber's tuple of records
+            if (why := unreadable(record.headers)) is not None:
+                await self.dead_letter(record, UnreadableRecord(why))
+            else:
+                records.append(record)
         if not records:
             return
         try:
@@ -267,8 +280,8 @@ class DeadLetterGuard:
         # The sender's headers travel along (trace context, content-type, its own) within a
         # budget, never under leadflow's `dlq-` names: a dead letter must fit the producer's
         # 1 MiB request limit, or it would rewind forever.
-        theirs = {name: (raw or b"").decode("utf-8", "replace") for name, raw in record.headers
-                  if not name.lower().startswith("dlq-")}  # fmt: skip
+        theirs = {printable(name): (raw or b"").decode("utf-8", "replace") for name, raw in record.headers
+                  if name != UNREADABLE and not name.lower().startswith("dlq-")}  # fmt: skip
         if sum(len(n.encode()) + len(v.encode()) for n, v in theirs.items()) > DLQ_MAX_HEADER_BYTES:
             ours["dlq-headers-dropped"] = str(len(theirs))
             theirs = {}

@@ -25,7 +25,11 @@ EXAMPLE_FILE = "examples/lead-submitted.json"
 
 DLQ_HEADERS = {
     "dlq-reason": "Why: field paths and rules, e.g. 'payload.contact.phone: not a valid phone number'. No values.",
-    "dlq-error-type": "ValidationError (schema), PoisonMessage (normalization, unknown account, reused event_id).",
+    "dlq-error-type": (
+        "ValidationError (schema), PoisonMessage (normalization, unknown account, reused event_id), "
+        "UnreadableRecord (a header name not UTF-8; a record that cannot be framed, whose dead letter carries "
+        "the raw record batch)."
+    ),
     "dlq-source-topic": "leads.inbound.v1",
     "dlq-source-partition": "Partition of the original message.",
     "dlq-source-offset": "Offset of the original message.",

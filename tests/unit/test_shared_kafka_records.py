@@ -1,0 +1,147 @@
+"""I4 at the fetcher: batches aiokafka's reader fails on are read tolerantly, never refetched forever.
+
+Each test runs the fetched bytes through aiokafka's own PartitionRecords (what its fetcher
+iterates), so offsets advance exactly as they would in a consumer.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.consumer.fetcher import READ_UNCOMMITTED, PartitionRecords
+from aiokafka.record.util import calc_crc32c
+from hypothesis import given
+from hypothesis import strategies as st
+
+from leadflow_devstack.raw_records import GZIP, RawRecord, record_batch
+from leadflow_shared import kafka_records
+from leadflow_shared.kafka_records import UNREADABLE, TolerantMemoryRecords, printable, unreadable
+
+pytestmark = pytest.mark.unit
+
+TP = TopicPartition("leads.inbound.v1", 0)
+
+
+def at(batch: bytes, base_offset: int) -> bytes:
+    """The batch as the broker stores it: offsets from `base_offset` on (not covered by the CRC)."""
+    return struct.pack(">q", base_offset) + batch[8:]
+
+
+def read(data: bytes, fetch_offset: int = 0) -> tuple[list[ConsumerRecord[bytes, bytes]], int]:
+    """(the records a consumer gets, the offset it fetches next)."""
+    records = PartitionRecords(TP, TolerantMemoryRecords(data), [], fetch_offset, None, None, True, READ_UNCOMMITTED)
+    return list(records), records.next_fetch_offset
+
+
+def test_a_header_name_not_utf8_is_kept_flagged_and_the_rest_of_the_batch_is_read() -> None:
+    data = record_batch([
+        RawRecord(b"one", b"k", [(b"x-ok", b"1"), (b"\xff\xfe", b"2")]),
+        RawRecord(b"two", b"k", [(b"content-type", b"application/json")]),
+    ])
+    records, next_offset = read(data)
+    assert [r.value for r in records] == [b"one", b"two"]
+    assert next_offset == 2
+    name = records[0].headers[1][0]
+    assert name.encode("utf-8", "surrogateescape") == b"\xff\xfe"  # the sender's bytes, kept
+    assert unreadable(records[0].headers) == "header name '\\\\xff\\\\xfe' is not UTF-8"
+    assert unreadable(records[1].headers) is None
+    assert printable(name) == "\\xff\\xfe"
+
+
+def test_a_record_whose_lengths_do_not_add_up_becomes_one_stand_in_at_the_batch_end() -> None:
+    data = at(record_batch([
+        RawRecord(b"one", b"k"),
+        RawRecord(b"two", b"k", length_error=3),
+        RawRecord(b"three", b"k"),
+    ]), 40)
+    records, next_offset = read(data, fetch_offset=40)
+    assert [r.offset for r in records] == [40, 42]
+    assert records[0].value == b"one"
+    stand_in = records[1]
+    reason = unreadable(stand_in.headers)
+    assert (reason or "").startswith("records 41..42 of this partition are unreadable (ValueError")
+    assert stand_in.value == data  # the raw batch, for whoever investigates
+    assert next_offset == 43
+
+
+def test_a_fetch_from_inside_a_broken_batch_still_gets_the_stand_in() -> None:
+    # A consumer that committed offset 40 restarts at 41: the broker sends the whole batch again.
+    data = at(record_batch([RawRecord(b"one"), RawRecord(b"two", length_error=-1), RawRecord(b"three")]), 40)
+    records, next_offset = read(data, fetch_offset=41)
+    assert [r.offset for r in records] == [42]
+    assert unreadable(records[0].headers) is not None
+    assert next_offset == 43
+
+
+def test_a_compressed_batch_with_a_bad_header_name_is_read_too() -> None:
+    data = record_batch([RawRecord(b"one", None, [(b"\xc3(", None)]), RawRecord(b"two")], compression=GZIP)
+    records, next_offset = read(data)
+    assert [r.value for r in records] == [b"one", b"two"]
+    assert unreadable(records[0].headers) is not None
+    assert next_offset == 2
+
+
+def test_an_unknown_codec_becomes_a_stand_in() -> None:
+    data = bytearray(record_batch([RawRecord(b"one"), RawRecord(b"two")]))
+    data[22] |= 0x07  # attributes: codec 7 does not exist
+    struct.pack_into(">I", data, 17, calc_crc32c(bytes(data[21:])))
+    records, next_offset = read(bytes(data))
+    assert [r.offset for r in records] == [1]
+    assert "unreadable (UnsupportedCodecError" in (unreadable(records[0].headers) or "")
+    assert next_offset == 2
+
+
+def test_a_sender_cannot_forge_the_stand_in_header() -> None:
+    # The closest bytes a sender can write: the stand-in's name encoded with surrogates allowed.
+    for forged in (UNREADABLE.encode("utf-8", "surrogatepass"), b"\x80unreadable", b"\xed\xa0\x80unreadable"):
+        records, _ = read(record_batch([RawRecord(b"{}", None, [(forged, b"records 0..9")])]))
+        assert records[0].headers[0][0] != UNREADABLE
+        assert (unreadable(records[0].headers) or "").startswith("header name '\\\\x")
+
+
+def test_install_replaces_the_fetchers_reader() -> None:
+    # Guards the one aiokafka internal this depends on: an upgrade that renames it fails here.
+    kafka_records.install()
+    from aiokafka.consumer import fetcher
+
+    assert fetcher.MemoryRecords is TolerantMemoryRecords
+
+
+names = st.binary(max_size=12)
+raw_records = st.builds(
+    RawRecord,
+    value=st.none() | st.binary(max_size=40),
+    key=st.none() | st.binary(max_size=10),
+    headers=st.lists(st.tuples(names, st.none() | st.binary(max_size=10)), max_size=3),
+    length_error=st.sampled_from([0, 0, 0, -2, 1, 5]),
+)
+
+
+@given(batch=st.lists(raw_records, min_size=1, max_size=6), compressed=st.booleans())
+def test_any_batch_is_read_to_its_end_with_every_readable_record_as_sent(
+    batch: list[RawRecord], compressed: bool
+) -> None:
+    data = at(record_batch(batch, compression=GZIP if compressed else 0), 100)
+    records, next_offset = read(data, fetch_offset=100)
+    assert next_offset == 100 + len(batch)  # never refetched
+    broken = next((i for i, r in enumerate(batch) if r.length_error), None)
+    readable = batch if broken is None else batch[:broken]
+    for sent, got in zip(readable, records, strict=False):
+        assert (got.value, got.key) == (sent.value, sent.key)
+        assert [(n.encode("utf-8", "surrogateescape"), v) for n, v in got.headers] == list(sent.headers)
+        names_ok = all(_is_utf8(n) for n, _ in sent.headers)
+        assert (unreadable(got.headers) is None) == names_ok
+    if broken is not None:
+        assert len(records) == broken + 1
+        assert records[-1].offset == 100 + len(batch) - 1
+        assert unreadable(records[-1].headers) is not None
+
+
+def _is_utf8(name: bytes) -> bool:
+    try:
+        name.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
