@@ -13,16 +13,19 @@ import pytest
 from aiokafka import ConsumerRecord
 
 from leadflow_devstack.stack import Stack
-from leadflow_devstack.testing import WaitForRecord, eventually
+from leadflow_devstack.testing import WaitForRecord, eventually, publish_envelopes, records_to_end
 from leadflow_devstack.tokens import bearer, dev_token
 from leadflow_shared import topics
-from leadflow_shared.events.activity import LeadActivity
+from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
+from leadflow_shared.events.routing import ROUTING_EVENT, ActivityLogged
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 
 RACE = "crm-race-realty"  # round robin on, two agents race for each lead
 LIST = "crm-list-realty"  # round robin off: roster position 1 gets every lead (R5)
 RACE_AGENTS = ("crm-ana", "crm-ben", "crm-cy")
+CLAIMS = "crm-claims-realty"  # round robin on, two agents race; agents with names
+NAMES = {"crm-dee": "Dee Fox", "crm-eli": "Eli Gray"}
 
 
 def _account(account_id: str, agents: tuple[str, ...], *, round_robin: bool) -> dict[str, Any]:
@@ -44,6 +47,9 @@ def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
         "accounts": [
             _account(RACE, RACE_AGENTS, round_robin=True),
             _account(LIST, ("crm-lee", "crm-max"), round_robin=False),
+            _account(CLAIMS, tuple(NAMES), round_robin=True) | {
+                "agents": [{"agent_id": a, "name": n, "email": f"{a}@crm.example"} for a, n in NAMES.items()]
+            },
         ]
     }
     path.write_text(json.dumps(config))
@@ -260,3 +266,63 @@ async def test_offer_detail_activities_claim_and_timeline(
     assert times == sorted(times), "oldest first"
     assert (await client.get(detail_url, headers=as_winner)).status_code == 200
     assert (await client.get(detail_url, headers=as_loser)).status_code == 404, "the withdrawn offer hides the lead"
+
+
+async def test_actions_that_cannot_claim_are_answered_and_logged_never_dead_lettered(
+    stack: Stack, client: httpx.AsyncClient, wait_for_record: WaitForRecord
+) -> None:
+    lead_id = await post_lead(stack, CLAIMS, "Cal", f"claims-{uuid.uuid4().hex[:6]}", "(312) 555-0142")
+    url = f"/v1/accounts/{CLAIMS}/leads/{lead_id}"
+    broker = stack.auth("crm-claims-broker", "broker", CLAIMS)
+    offered = await detail_when(client, url, broker, "two open offers", lambda d: len(d["open_offers"]) == 2)
+    winner, loser = sorted(o["agent_id"] for o in offered["open_offers"])
+    as_winner, as_loser = stack.auth(winner, "realtor", CLAIMS), stack.auth(loser, "realtor", CLAIMS)
+
+    async def act(headers: dict[str, str], action: str) -> httpx.Response:
+        return await client.post(f"{url}/activities", headers=headers, json={"action": action})
+
+    # The broker's note while the lead is offered: logged, claims nothing, and says so.
+    note = await act(broker, "note")
+    assert note.status_code == 202, note.text
+    answer = note.json()
+    assert (answer["claim"], answer["detail"]) == ("none", "You were not offered this lead; nobody holds the lead now.")
+    called = await act(as_winner, "call")
+    assert called.status_code == 202, called.text
+    assert called.json()["claim"] == "requested"
+    assert called.json()["detail"].startswith("Your offer is open until ")
+    await detail_when(client, url, broker, "the claim", lambda d: d["owner_agent_id"] == winner)
+
+    # The loser's offer was withdrawn: an accept is answered with how it ended and who holds the lead.
+    lost = assert_problem(await act(as_loser, "accept"), 409)
+    assert lost["type"].endswith("/claim-not-possible")
+    assert lost["detail"].startswith("This lead is no longer yours to work: Your offer was withdrawn at ")
+    assert lost["detail"].endswith(f"; the lead is held by {NAMES[winner]}.")
+    nothing = assert_problem(await act(broker, "accept"), 409)
+    not_offered = f"You were not offered this lead; the lead is held by {NAMES[winner]}."
+    assert nothing["detail"] == f"Nothing to accept: {not_offered}"
+    held = await act(as_winner, "note")
+    assert (held.status_code, held.json()["claim"]) == (202, "holder")
+
+    # A claim that reaches the router after the offer ended (crm-api's view trailing it): the router
+    # logs it with the reason, crm-api shows that on the timeline, and nothing is dead-lettered.
+    late = LeadActivity.create(
+        account_id=CLAIMS, occurred_at=datetime.now(UTC),
+        payload=LeadActivityPayload(lead_id=uuid.UUID(lead_id), agent_id=loser, action=ActivityAction.CALL),
+    )
+    await publish_envelopes(stack.bootstrap, topics.LEADS_ACTIVITY, [late])
+    refused = f"call by {loser} claimed nothing: the offer to {loser} was withdrawn; the lead is held by {winner}"
+    detail = await detail_when(client, url, broker, "the refused claim on the timeline",
+                               lambda d: any(e["summary"] == refused for e in d["timeline"]))
+    assert detail["owner_agent_id"] == winner
+    broker_note = note.json()["event_id"]
+    assert [e["summary"] for e in detail["timeline"] if e["event_id"] == broker_note] == ["note by crm-claims-broker"]
+
+    def broker_note_logged(record: ConsumerRecord[bytes, bytes]) -> bool:
+        event = ROUTING_EVENT.validate_json(record.value or b"")
+        return isinstance(event, ActivityLogged) and str(event.payload.lead_id) == lead_id and (
+            event.payload.by_agent_id == "crm-claims-broker"
+        )
+
+    await wait_for_record(topics.LEADS_EVENTS, broker_note_logged)
+    dead = await records_to_end(stack.bootstrap, topics.dlq(topics.LEADS_ACTIVITY))
+    assert not [r for r in dead if lead_id.encode() in (r.value or b"")], "an action on the lead was dead-lettered"

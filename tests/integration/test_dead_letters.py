@@ -13,7 +13,7 @@ from leadflow_devstack.testing import WaitForRecord
 from leadflow_shared import topics
 from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
-from leadflow_shared.events.routing import ROUTING_EVENT, LeadAssigned
+from leadflow_shared.events.routing import ROUTING_EVENT, ActivityLogged, LeadAssigned
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -72,7 +72,7 @@ async def test_poison_goes_to_dlq_with_reason_and_next_message_is_routed(
 
 
 @pytest.mark.parametrize("agent", ["no-offer", "unknown-lead"])
-async def test_activity_without_offer_or_lead_goes_to_dlq_with_reason(
+async def test_activity_on_an_unknown_lead_is_dead_lettered_and_without_an_offer_is_logged(
     stack: Stack, wait_for_record: WaitForRecord, agent: str
 ) -> None:
     lead_id = uuid.uuid4()
@@ -98,7 +98,17 @@ async def test_activity_without_offer_or_lead_goes_to_dlq_with_reason(
         await producer.send_and_wait(topics.LEADS_ACTIVITY, body, key=b"acme-realty")
     finally:
         await producer.stop()
+    if agent == "no-offer":
+        # A note by someone who holds no offer is activity, never poison: it claims nothing.
+        def logged(record: ConsumerRecord[bytes, bytes]) -> bool:
+            event = ROUTING_EVENT.validate_json(record.value or b"")
+            return isinstance(event, ActivityLogged) and event.payload.lead_id == lead_id
+
+        event = ROUTING_EVENT.validate_json((await wait_for_record(topics.LEADS_EVENTS, logged)).value or b"")
+        assert isinstance(event, ActivityLogged)
+        assert (event.payload.by_agent_id, event.payload.agent_id) == ("blair-chen", "alex-rivera")
+        assert event.payload.claim_refused is None  # never offered: not a lost claim
+        return
     dead = await wait_for_record(topics.dlq(topics.LEADS_ACTIVITY), lambda r: r.value == body)
-    expected = "no open offer" if agent == "no-offer" else "unknown lead"
-    assert expected in header(dead, "dlq-reason")
+    assert "unknown lead" in header(dead, "dlq-reason")
     assert header(dead, "dlq-error-type") == "RoutingRejected"

@@ -189,7 +189,7 @@ async def test_crash_between_store_and_publish_is_repaired_with_the_same_ids(rou
     assert repaired["version"] == stored["version"]
 
 
-async def test_realtor_acts_as_the_holder_and_withdrawn_racers_are_rejected(router: Router) -> None:
+async def test_realtor_acts_as_the_holder_and_withdrawn_racers_claim_nothing(router: Router) -> None:
     lead, racers = await offered_lead(router)
     await router.service.on_command(share(lead.event_id))
     router.published.clear()
@@ -207,11 +207,15 @@ async def test_realtor_acts_as_the_holder_and_withdrawn_racers_are_rejected(rout
     router.published.clear()
 
     for racer in racers:
-        with pytest.raises(RoutingRejected, match="no open offer"):
-            await router.service.on_activity(activity(lead.event_id, racer))
-    with pytest.raises(RoutingRejected, match="no open offer"):
-        await router.service.on_activity(activity(lead.event_id, "acme-broker"))
-    assert router.published.records == []
+        await router.service.on_activity(activity(lead.event_id, racer))
+    await router.service.on_activity(activity(lead.event_id, "acme-broker"))
+    await router.service.on_activity(activity(lead.event_id, "never-offered"))
+    refusals = [(e.payload.by_agent_id, e.payload.claim_refused) for _, e in router.published.events()]  # type: ignore[union-attr]
+    assert refusals == [
+        *((r, f"the offer to {r} was withdrawn; the lead is held by realtor-1") for r in racers),
+        ("acme-broker", "the offer to acme-broker was withdrawn; the lead is held by realtor-1"),
+        ("never-offered", None),  # plain activity
+    ]
     assert (await router.record(lead))["holder"] == "realtor-1"
 
 
@@ -248,12 +252,14 @@ async def test_sharing_again_moves_the_lead_to_a_second_realtor(router: Router) 
     assert router.transfers_counted("share") == 2
     router.published.clear()
 
-    with pytest.raises(RoutingRejected, match="no open offer"):
-        await router.service.on_activity(activity(lead.event_id, "realtor-1"))
+    await router.service.on_activity(activity(lead.event_id, "realtor-1"))  # no longer holds it: logged only
     await router.service.on_activity(activity(lead.event_id, "realtor-2"))
-    [(_, logged)] = router.published.events()
+    [(_, before), (_, logged)] = router.published.events()
+    assert isinstance(before, ActivityLogged)
+    assert (before.payload.agent_id, before.payload.by_agent_id) == ("realtor-2", "realtor-1")
     assert isinstance(logged, ActivityLogged)
     assert logged.payload.agent_id == "realtor-2"
+    assert (await router.record(lead))["holder"] == "realtor-2"
 
 
 async def test_held_lead_names_its_previous_owner(router: Router) -> None:

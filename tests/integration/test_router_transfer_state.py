@@ -281,8 +281,10 @@ async def test_the_source_office_cannot_act_on_a_transferred_lead(router: Router
 
     with pytest.raises(RoutingRejected, match="unknown lead"):
         await router.service.on_activity(activity(lead.event_id, "north", racer))  # its offer was withdrawn
-    with pytest.raises(RoutingRejected, match="no open offer"):
-        await router.service.on_activity(activity(lead.event_id, "south", "sa"))  # held: nothing to claim
+    await router.service.on_activity(activity(lead.event_id, "south", "sa"))  # held: nothing to claim, logged
+    [(key, logged)] = router.published.events()
+    assert (key, logged.payload.by_agent_id, logged.payload.claim_refused) == ("south", "sa", None)
+    router.published.clear()
     await router.service.on_activity(activity(lead.event_id, "south", "south-broker"))
     [(key, logged)] = router.published.events()
     assert key == "south"

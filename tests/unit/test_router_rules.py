@@ -268,8 +268,9 @@ def test_r7_lead_race_offers_n_agents_and_first_claim_withdraws_the_others() -> 
     assert [e.kind for e in won.events] == [LeadClaimed, OfferWithdrawn, OfferWithdrawn]
     assert won.state is not None
     assert (won.state.holder, won.state.status, won.state.next_deadline) == ("a", LeadStatus.ASSIGNED, None)
-    with pytest.raises(RoutingRejected, match="no open offer"):
-        on_activity(won.state, Activity("b", ActivityAction.ACCEPT), NOW + timedelta(minutes=2))
+    lost = on_activity(won.state, Activity("b", ActivityAction.ACCEPT), NOW + timedelta(minutes=2))
+    assert lost.state == won.state  # claims nothing, and is not poison
+    assert only(lost, ActivityLogged).claim_refused == "the offer to b was withdrawn; the lead is held by a"  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("action", [a for a in ActivityAction if a.claims])
@@ -287,11 +288,29 @@ def test_r8_viewing_does_not_claim() -> None:
     assert (outcome.state, outcome.events) == (state, ())
 
 
-def test_claim_after_the_deadline_is_rejected() -> None:
+def test_claim_after_the_deadline_claims_nothing_and_says_why() -> None:
     state = route(new_lead(), account()).state
     assert state is not None
-    with pytest.raises(RoutingRejected, match="expired"):
-        on_activity(state, Activity(state.offers[0].agent_id, ActivityAction.CALL), NOW + WINDOW)
+    agent = state.offers[0].agent_id
+    late = on_activity(state, Activity(agent, ActivityAction.CALL), NOW + WINDOW)
+    assert late.state == state
+    logged = only(late, ActivityLogged)
+    assert (logged.by_agent_id, logged.agent_id, logged.action) == (agent, None, ActivityAction.CALL)  # type: ignore[attr-defined]
+    deadline = f"{state.offers[0].deadline:%Y-%m-%d %H:%M} UTC"
+    assert logged.claim_refused == f"the offer to {agent} expired at {deadline}; nobody holds the lead now"  # type: ignore[attr-defined]
+
+
+def test_action_by_someone_never_offered_the_lead_is_logged_without_a_refusal() -> None:
+    # A broker's note on an agent's lead: activity, not a lost claim.
+    state = route(new_lead(), account()).state
+    assert state is not None
+    won = on_activity(state, Activity(state.offers[0].agent_id, ActivityAction.ACCEPT), NOW)
+    assert won.state is not None
+    note = on_activity(won.state, Activity("someone-else", ActivityAction.NOTE), NOW)
+    assert note.state == won.state
+    logged = only(note, ActivityLogged)
+    holder = state.offers[0].agent_id
+    assert (logged.agent_id, logged.by_agent_id, logged.claim_refused) == (holder, "someone-else", None)  # type: ignore[attr-defined]
 
 
 def test_r9_timeout_offers_the_next_agent_then_falls_back_to_the_broker() -> None:

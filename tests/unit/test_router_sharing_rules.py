@@ -25,6 +25,7 @@ from leadflow_shared.events.activity import ActivityAction
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import (
     ActivityLogged,
+    ActivityLoggedPayload,
     AssignmentReason,
     LeadShared,
     LeadSharedPayload,
@@ -204,14 +205,17 @@ def test_sharing_again_moves_the_holder_to_the_second_realtor() -> None:
     assert event.payload.share_id == second_share
 
 
-def test_realtor_acts_as_the_holder_and_withdrawn_racers_cannot() -> None:
+def test_realtor_acts_as_the_holder_and_withdrawn_racers_claim_nothing() -> None:
     shared = on_lead_shared(offered(), share()).state
     assert shared is not None
     logged = on_activity(shared, Activity("realtor-1", ActivityAction.NOTE), NOW)
     assert logged.state == shared
     assert [e.kind for e in logged.events] == [ActivityLogged]
-    with pytest.raises(RoutingRejected, match="no open offer"):
-        on_activity(shared, Activity("b", ActivityAction.CALL), NOW)
+    racer = on_activity(shared, Activity("b", ActivityAction.CALL), NOW)
+    assert racer.state == shared
+    [event] = racer.events
+    assert isinstance(event.payload, ActivityLoggedPayload)
+    assert event.payload.claim_refused == "the offer to b was withdrawn; the lead is held by realtor-1"
 
 
 def test_sweeper_has_nothing_to_fire_on_a_shared_lead() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from leadflow_crm_api.domain.claims import ClaimOutlook
 from leadflow_shared.events.activity import ActivityAction
 
 _LEAD_EXAMPLE: dict[str, Any] = {
@@ -157,9 +158,25 @@ class ActivityCreate(BaseModel):
 
 
 class ActivityAccepted(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"event_id": "3c9d8e7f-1a2b-4c3d-9e8f-5a6b7c8d9e0f"}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "event_id": "3c9d8e7f-1a2b-4c3d-9e8f-5a6b7c8d9e0f",
+                    "claim": "none",
+                    "detail": "Your offer expired at 2026-11-24 14:17 UTC; the lead is held by Alex Rivera.",
+                }
+            ]
+        }
+    )
 
     event_id: uuid.UUID = Field(description="Id of the LeadActivity published to leads.activity.v1.")
+    claim: ClaimOutlook = Field(
+        description="`requested`: you hold an open offer, so this claims the lead unless another agent was faster "
+        "(the lead's timeline shows the outcome); `holder`: you hold the lead; `none`: it claims nothing "
+        "(`detail` says why) and is logged as activity; `not_a_claim`: a view."
+    )
+    detail: str | None = Field(default=None, description="Your offer's deadline, or why the action claims nothing.")
 
 
 def lead_public(doc: dict[str, Any]) -> LeadPublic:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import AwareDatetime
 
-from leadflow_crm_api.adapters.leads import LeadViews, ScopedLeads, ensure_indexes, realtor_filter
+from leadflow_crm_api.adapters.leads import LeadViews, ScopedLeads, ensure_indexes, lost_offer, realtor_filter
+from leadflow_crm_api.adapters.settings import AccountSettings
 from leadflow_crm_api.adapters.tokens import TokenVerifier
 from leadflow_crm_api.api import (
     ActivityAccepted,
@@ -22,6 +23,7 @@ from leadflow_crm_api.api import (
 )
 from leadflow_crm_api.bodies import BodyGuard, BodyLimits
 from leadflow_crm_api.deps import AccountLeads, Caller, Db, Id, Text
+from leadflow_crm_api.domain.claims import ClaimOutlook, claim_answer
 from leadflow_crm_api.domain.principal import Role
 from leadflow_crm_api.domain.views import (
     MAX_CURSOR_LENGTH,
@@ -35,7 +37,7 @@ from leadflow_crm_api.domain.views import (
     epoch_ms,
     visible_timeline,
 )
-from leadflow_crm_api.errors import Forbidden, NotFound
+from leadflow_crm_api.errors import ClaimNotPossible, Forbidden, NotFound
 from leadflow_crm_api.handlers import project
 from leadflow_crm_api.problems import PROBLEM_RESPONSES, install_problem_handlers
 from leadflow_crm_api.publishing import publish_or_unavailable
@@ -85,6 +87,13 @@ Cursor = Annotated[
         description="`next_cursor` of the previous page, with the same `sort`.",
     ),
 ]
+
+
+async def _names(db: Db, row: dict[str, Any]) -> dict[str, str]:
+    """The lead holder's name by agent id (empty when nobody holds it or the agent has no name)."""
+    holder = row.get("owner_agent_id")
+    agent = await AccountSettings(db, row["account_id"]).agent(holder) if holder else None
+    return {holder: agent["name"]} if holder and agent and agent.get("name") else {}
 
 
 def create_app(settings: CrmApiSettings) -> FastAPI:
@@ -147,17 +156,31 @@ def create_app(settings: CrmApiSettings) -> FastAPI:
         tags=["brokerage CRM", "realtor CRM"],
         status_code=status.HTTP_202_ACCEPTED,
     )
-    async def act_on_lead(leads: AccountLeads, caller: Caller, lead_id: Id, body: ActivityCreate) -> ActivityAccepted:
-        """Record the caller's action on the timeline and hand it to the router, which decides claims (R8)."""
+    async def act_on_lead(
+        leads: AccountLeads, caller: Caller, db: Db, lead_id: Id, body: ActivityCreate
+    ) -> ActivityAccepted:
+        """Record the caller's action on the timeline and hand it to the router, which decides claims (R8).
+
+        The answer says whether it can claim; an `accept` that cannot is refused (409) and nothing is written."""
+        action, now = ActivityAction(body.action.value), datetime.now(UTC)
         doc = await leads.get(lead_id)
         if doc is None:
-            raise NotFound("No such lead.")
+            # A realtor whose offer ended no longer sees the lead: tell it how the offer ended.
+            if (lost := await lost_offer(db, caller.account_id, lead_id, caller.sub)) is None:
+                raise NotFound("No such lead.")
+            row, entries = lost
+            answer = claim_answer(row, entries, caller=caller.sub, claims=True, now=now, names=await _names(db, row))
+            raise ClaimNotPossible(f"This lead is no longer yours to work: {answer.detail}")
+        answer = claim_answer(doc, [], caller=caller.sub, claims=action.claims, now=now, names={})
+        if answer.outlook is ClaimOutlook.NONE:  # say how the caller's offer ended, and who holds the lead
+            timeline = await leads.timeline(doc)
+            answer = claim_answer(doc, timeline, caller=caller.sub, claims=True, now=now, names=await _names(db, doc))
+            if action is ActivityAction.ACCEPT:
+                raise ClaimNotPossible(f"Nothing to accept: {answer.detail}")
         activity = LeadActivity.create(
             account_id=doc["account_id"],
-            occurred_at=datetime.now(UTC),
-            payload=LeadActivityPayload(
-                lead_id=uuid.UUID(doc["_id"]), agent_id=caller.sub, action=ActivityAction(body.action.value)
-            ),
+            occurred_at=now,
+            payload=LeadActivityPayload(lead_id=uuid.UUID(doc["_id"]), agent_id=caller.sub, action=action),
         )
         await publish_or_unavailable(
             publish_activity, activity, detail="The action could not be recorded; try again."
@@ -172,6 +195,6 @@ def create_app(settings: CrmApiSettings) -> FastAPI:
                 occurred_at=activity.occurred_at,
             )
         )
-        return ActivityAccepted(event_id=activity.event_id)
+        return ActivityAccepted(event_id=activity.event_id, claim=answer.outlook, detail=answer.detail)
 
     return app

@@ -4,6 +4,7 @@ CrmApiError
 ├── Unauthenticated   401  no, expired, mis-signed or foreign-audience bearer token
 ├── Forbidden         403  a valid caller asking outside its account or role
 ├── NotFound          404  no such lead in the caller's scope (also hides other tenants' leads)
+├── ClaimNotPossible  409  an accept by someone who holds no live offer (the offer ended, or never was)
 ├── InvalidRequest    422  well-formed but unusable input (e.g. a transfer to a realtor who did not accept)
 └── Unavailable       503  a dependency (Kafka) did not take the action
 
@@ -34,6 +35,10 @@ class Forbidden(CrmApiError):  # noqa: N818
 
 class NotFound(CrmApiError):  # noqa: N818
     status, slug, title = 404, "not-found", "Not Found"
+
+
+class ClaimNotPossible(CrmApiError):  # noqa: N818
+    status, slug, title = 409, "claim-not-possible", "Conflict"
 
 
 class InvalidRequest(CrmApiError):  # noqa: N818

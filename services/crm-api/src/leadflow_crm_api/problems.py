@@ -36,7 +36,7 @@ class Problem(BaseModel):
 
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": Problem, "content": {PROBLEM_JSON: {}}} for status in (401, 403, 404, 413, 422)
+    status: {"model": Problem, "content": {PROBLEM_JSON: {}}} for status in (401, 403, 404, 409, 413, 422)
 }
 MAX_INVALID_PARAMS = 20  # a 422 lists at most this many fields (a body can hold thousands of bad ones)
 # A location part that is a field name; anything else a client sent as a key is not repeated back.

@@ -21,10 +21,10 @@ every key is the record's account, as on every other path), and moves the contac
 Lead sharing (T1, leads.commands.v1) is a compare-and-set too: the record stays in its
 account and the realtor holds it, so it needs neither `outbox_keys` nor contact moves.
 
-Exceptions: RoutingRejected (unknown account or lead; activity without an offer; an
-impossible transfer or share) is returned per message from batches, or raised, and
+Exceptions: RoutingRejected (unknown account or lead; an impossible transfer or share) is returned per message from batches, or raised, and
 dead-lettered at the edge. A new lead pre-assigned to an agent the account does not have is
-not rejected: it is routed as a general lead (R4, decision 0011).
+not rejected: it is routed as a general lead (R4, decision 0011). Nor is an action by
+someone who holds no offer: it is logged as activity and claims nothing (decision 0029).
 """
 
 from __future__ import annotations

@@ -140,6 +140,12 @@ class ActivityLoggedPayload(Contract):
     action: ActivityAction
     by_agent_id: AgentId | None = Field(default=None, description="Agent who acted; null for the contact.")
     summary: LeadSummary | None = Field(default=None, description="The new inquiry, for R1.")
+    claim_refused: str | None = Field(
+        default=None,
+        max_length=500,
+        description="Why this action, by an agent the lead had been offered to, claimed nothing (R8): "
+        "the offer ended, and who holds the lead. Null for everyone else.",
+    )
 
 
 class ActivityLogged(Envelope):

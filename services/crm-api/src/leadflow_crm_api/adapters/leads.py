@@ -89,6 +89,22 @@ class LeadViews:
             await self._timeline.insert_one(entry)
 
 
+async def lost_offer(
+    db: AsyncDatabase[dict[str, Any]], account_id: str, lead_id: str, agent_id: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """A lead of `account_id` outside a realtor's scope that was offered to it: (row, its offer entries).
+
+    Lets crm-api tell a realtor how its offer ended instead of "no such lead"; None otherwise.
+    """
+    row = await db[CRM_LEADS].find_one({"_id": lead_id, "account_id": account_id})
+    if row is None:
+        return None
+    offer_types = ["LeadOffered", "OfferExpired", "OfferWithdrawn", "LeadClaimed"]
+    query = {"lead_id": lead_id, "agent_id": agent_id, "type": {"$in": offer_types}}
+    entries = [e async for e in db[CRM_TIMELINE].find(query).sort([("occurred_ms", ASCENDING), ("_id", ASCENDING)])]
+    return (row, entries) if entries else None
+
+
 def scope_filter(principal: Principal, account_id: str) -> dict[str, Any]:
     """What `principal` may read in `account_id`: the whole account, or a realtor's own leads.
 

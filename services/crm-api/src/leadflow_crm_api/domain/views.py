@@ -214,6 +214,8 @@ def timeline_entry(event: LeadEvent) -> dict[str, Any]:
         agent = logged.by_agent_id or logged.agent_id
         inquiry = logged.by_agent_id is None
         summary = "The contact came back with a new inquiry" if inquiry else f"{action} by {agent}"
+        if logged.claim_refused:
+            summary = f"{action} by {agent} claimed nothing: {logged.claim_refused}"
     return {
         "_id": str(event.event_id),
         "lead_id": str(event.payload.lead_id),
@@ -250,10 +252,12 @@ def visible_timeline(entries: list[dict[str, Any]], *, realtor_id: str | None) -
 
 def records_in_timeline(event: LeadEvent) -> bool:
     """Agents' own actions and lead sharing (T1) are recorded when crm-api takes them; the router's echo
-    would repeat them."""
+    would repeat them. A claim the router refused is recorded: the timeline says why it claimed nothing."""
     if isinstance(event, LeadShared):
         return False
-    return not (isinstance(event, ActivityLogged) and event.payload.by_agent_id is not None)
+    if isinstance(event, ActivityLogged) and event.payload.by_agent_id is not None:
+        return event.payload.claim_refused is not None
+    return True
 
 
 def activity_entry(

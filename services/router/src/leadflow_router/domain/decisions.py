@@ -23,7 +23,6 @@ from leadflow_router.domain.model import (
     LeadStatus,
     Offer,
     OfferStatus,
-    RoutingRejected,
     SourceKind,
 )
 from leadflow_router.domain.schedule import claim_deadline, pause_end
@@ -381,22 +380,27 @@ def on_deadline(state: LeadState, account: AccountSnapshot, rotation: int, now: 
 
 
 def on_activity(state: LeadState, activity: Activity, now: datetime) -> Outcome:
-    """R8: a qualifying action claims an open offer; the other offers are withdrawn (R7). Views do nothing."""
+    """R8: a qualifying action claims an open offer; the other offers are withdrawn (R7). Views do nothing.
+
+    An action that cannot claim (by the holder, by someone never offered the lead, after the
+    offer ended) is logged as activity and claims nothing: it is never poison.
+    """
     if not activity.action.claims:
         return Outcome(state, (), "viewing does not claim")
-    if state.holder == activity.agent_id:
+    offer = next((o for o in state.open_offers if o.agent_id == activity.agent_id), None)
+    if state.holder == activity.agent_id or offer is None or state.status is not LeadStatus.OFFERED or (
+        now >= offer.deadline
+    ):
+        refused = None if state.holder == activity.agent_id else claim_refusal(state, activity.agent_id)
         payload = ActivityLoggedPayload(
             lead_id=uuid.UUID(state.lead_id),
             agent_id=state.holder,
             action=activity.action,
             by_agent_id=activity.agent_id,
+            claim_refused=refused,
         )
-        return Outcome(state, (Emit(ActivityLogged, payload),), "activity by the lead's holder")
-    offer = next((o for o in state.open_offers if o.agent_id == activity.agent_id), None)
-    if offer is None or state.status is not LeadStatus.OFFERED:
-        raise RoutingRejected(f"agent {activity.agent_id} holds no open offer on lead {state.lead_id}")
-    if now >= offer.deadline:
-        raise RoutingRejected(f"the offer to agent {activity.agent_id} on lead {state.lead_id} has expired")
+        why = f"R8: claims nothing, {refused}" if refused else "activity logged; it claims nothing"
+        return Outcome(state, (Emit(ActivityLogged, payload),), why)
     events: list[Emit] = []
     offers = []
     for other in state.offers:
@@ -429,6 +433,23 @@ def on_activity(state: LeadState, activity: Activity, now: datetime) -> Outcome:
 
 
 # --- helpers --------------------------------------------------------------------------------------
+
+
+def claim_refusal(state: LeadState, agent_id: str) -> str | None:
+    """Why `agent_id`'s action could not claim the lead, if it had been offered it (None if never)."""
+    offers = [o for o in state.offers if o.agent_id == agent_id]
+    if not offers:
+        return None
+    last = max(offers, key=lambda o: o.round)
+    at = f"{last.deadline:%Y-%m-%d %H:%M} UTC"
+    if last.status is OfferStatus.OPEN or last.status is OfferStatus.EXPIRED:
+        ended = f"the offer to {agent_id} expired at {at}"
+    elif last.status is OfferStatus.WITHDRAWN:
+        ended = f"the offer to {agent_id} was withdrawn"
+    else:
+        ended = f"{agent_id} claimed the lead before and no longer holds it"
+    held = f"the lead is held by {state.holder}" if state.holder else "nobody holds the lead now"
+    return f"{ended}; {held}"
 
 
 def withdraw_open_offers(state: LeadState, reason: WithdrawalReason) -> tuple[tuple[Offer, ...], list[Emit]]:

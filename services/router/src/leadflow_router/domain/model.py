@@ -21,7 +21,7 @@ from leadflow_shared.events.routing import AssignmentReason, LeadSummary
 
 
 class RoutingRejected(PoisonMessage):
-    """The input cannot be routed: unknown account, agent or lead, or an agent without an offer.
+    """The input cannot be routed: unknown account or lead, an impossible transfer or share.
 
     A poison message: retrying cannot help, so it is dead-lettered at once with this reason.
     """

@@ -1,0 +1,69 @@
+"""R8 as crm-api tells it: what an action will do about claiming, and why it claims nothing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from leadflow_crm_api.domain.claims import ClaimOutlook, claim_answer
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 11, 24, 14, 30, tzinfo=UTC)
+
+
+def row(holder: str | None = None, offers: list[tuple[str, datetime]] | None = None) -> dict[str, Any]:
+    return {"owner_agent_id": holder, "open_offers": [{"agent_id": a, "deadline": d} for a, d in offers or []]}
+
+
+def entry(kind: str, agent: str, at: datetime) -> dict[str, Any]:
+    return {"type": kind, "agent_id": agent, "occurred_at": at}
+
+
+def answer(
+    lead: dict[str, Any], timeline: list[dict[str, Any]] | None = None, *, claims: bool = True,
+    names: dict[str, str] | None = None,
+) -> tuple[ClaimOutlook, str | None]:
+    found = claim_answer(lead, timeline or [], caller="ana", claims=claims, now=NOW, names=names or {})
+    return found.outlook, found.detail
+
+
+def test_a_view_is_not_a_claim() -> None:
+    assert answer(row(), claims=False) == (ClaimOutlook.NOT_A_CLAIM, None)
+
+
+def test_the_holder_works_its_lead() -> None:
+    assert answer(row(holder="ana")) == (ClaimOutlook.HOLDER, None)
+
+
+def test_an_open_offer_requests_the_claim_and_names_its_deadline() -> None:
+    lead = row(offers=[("ana", NOW + timedelta(minutes=5)), ("ben", NOW + timedelta(minutes=5))])
+    assert answer(lead) == (ClaimOutlook.REQUESTED, "Your offer is open until 2026-11-24 14:35 UTC.")
+
+
+def test_an_offer_past_its_deadline_claims_nothing_even_before_the_sweeper_expires_it() -> None:
+    lead = row(offers=[("ana", NOW - timedelta(seconds=1))])
+    assert answer(lead) == (ClaimOutlook.NONE, "Your offer ended at 2026-11-24 14:29 UTC; nobody holds the lead now.")
+
+
+@pytest.mark.parametrize(
+    ("kind", "said"),
+    [
+        ("OfferExpired", "Your offer expired at 2026-11-24 14:10 UTC"),
+        ("OfferWithdrawn", "Your offer was withdrawn at 2026-11-24 14:10 UTC"),
+        ("LeadClaimed", "You claimed this lead before and no longer hold it"),
+    ],
+)
+def test_how_the_callers_offer_ended_and_who_holds_the_lead_by_name(kind: str, said: str) -> None:
+    at = NOW - timedelta(minutes=20)
+    timeline = [entry("LeadOffered", "ana", at - timedelta(minutes=5)), entry(kind, "ana", at),
+                entry("LeadClaimed", "ben", at)]  # fmt: skip
+    found = answer(row(holder="ben"), timeline, names={"ben": "Ben Ode"})
+    assert found == (ClaimOutlook.NONE, f"{said}; the lead is held by Ben Ode.")
+
+
+def test_someone_never_offered_the_lead_is_told_so_and_the_holder_by_id_without_a_name() -> None:
+    found = answer(row(holder="ben"), [entry("LeadOffered", "cy", NOW)])
+    assert found == (ClaimOutlook.NONE, "You were not offered this lead; the lead is held by ben.")
