@@ -350,3 +350,45 @@ async def test_team_member_transfer_is_relayed_to_the_target_office(router: Rout
         with pytest.raises(RoutingRejected, match="unknown account"):
             await router.service.on_command(bad)
     assert router.published.records == []
+
+
+def inquiry(account_id: str, email: str | None, phone: str | None) -> LeadReceived:
+    return LeadReceived.create(
+        account_id=account_id,
+        occurred_at=T0,
+        payload=LeadReceivedPayload(
+            contact=Contact(first_name="Lead", email=email, phone=phone),
+            source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
+        ),
+    )
+
+
+async def test_a_returning_contact_with_a_new_phone_or_email_stays_one_lead(router: Router) -> None:
+    # R1: the contact writes again with a new email (same phone), then by that email alone, then
+    # in one batch with a new phone and by that phone alone. Every inquiry is activity on the first lead.
+    tag = uuid.uuid4().hex[:8]
+    phone, second_phone = f"+1212555{int(tag[:4], 16) % 10000:04d}", f"+1646555{int(tag[4:], 16) % 10000:04d}"
+    first = inquiry("north", f"first-{tag}@example.com", phone)
+    await router.service.on_lead_received(first)
+    await router.service.on_lead_received(inquiry("north", f"second-{tag}@example.com", phone))
+    await router.service.on_lead_received(inquiry("north", f"second-{tag}@example.com", None))
+    assert not await router.service.on_leads_received(
+        [inquiry("north", f"second-{tag}@example.com", second_phone), inquiry("north", None, second_phone)]
+    )
+    leads = {e.payload.lead_id for _, e in router.published.events() if not isinstance(e, ActivityLogged)}
+    assert leads == {first.event_id}, "a repeat became a lead of its own"
+    logged = [e for _, e in router.published.events() if isinstance(e, ActivityLogged)]
+    assert [e.payload.lead_id for e in logged] == [first.event_id] * 4
+    keys = {d["_id"] async for d in router.db[CONTACTS].find({"lead_id": str(first.event_id)})}
+    assert keys == {f"north:email:first-{tag}@example.com", f"north:phone:{phone}",
+                    f"north:email:second-{tag}@example.com", f"north:phone:{second_phone}"}  # fmt: skip
+
+    # T2: every email and phone the contact used moves with the lead.
+    await router.service.on_command(transfer(first.event_id))
+    moved = {d["_id"] async for d in router.db[CONTACTS].find({"lead_id": str(first.event_id)})}
+    assert moved == {key.replace("north:", "south:", 1) for key in keys}
+    router.published.clear()
+    await router.service.on_lead_received(inquiry("south", None, second_phone))
+    [(_, back)] = router.published.events()
+    assert isinstance(back, ActivityLogged)
+    assert back.payload.lead_id == first.event_id

@@ -21,10 +21,11 @@ every key is the record's account, as on every other path), and moves the contac
 Lead sharing (T1, leads.commands.v1) is a compare-and-set too: the record stays in its
 account and the realtor holds it, so it needs neither `outbox_keys` nor contact moves.
 
-Exceptions: RoutingRejected (unknown account or lead; an impossible transfer or share) is returned per message from batches, or raised, and
-dead-lettered at the edge. A new lead pre-assigned to an agent the account does not have is
-not rejected: it is routed as a general lead (R4, decision 0011). Nor is an action by
-someone who holds no offer: it is logged as activity and claims nothing (decision 0029).
+Exceptions: RoutingRejected (unknown account or lead; an impossible transfer or share) is
+returned per message from batches, or raised, and dead-lettered at the edge. A new lead
+pre-assigned to an agent the account does not have is not rejected: it is routed as a
+general lead (R4, decision 0011). Nor is an action by someone who holds no offer: it is
+logged as activity and claims nothing (decision 0029).
 """
 
 from __future__ import annotations
@@ -151,6 +152,12 @@ class RouterService:
                 holders[lead_id] = outcome.state.holder
                 doc = encode_state(outcome.state.evolve(version=1))
             else:
+                assert existing is not None  # noqa: S101 (only R1 merges, into an existing lead)
+                # The repeat's email and phone are the contact's now: an inquiry by a new phone
+                # or email alone, later, finds the same lead (R1).
+                effects |= {"contacts": keys[lead_id], "contacts_lead": existing}
+                for key in keys[lead_id]:
+                    known.setdefault(key, existing)
                 doc = {
                     "_id": lead_id,
                     "kind": "merged",
@@ -273,18 +280,15 @@ class RouterService:
                 return  # already in the target office
             contact = state.summary.contact
             old_effects: dict[str, Any] = doc.get("effects") or {}
+            # Every email and phone of the contact (its repeats' too, R1) moves: registered in
+            # the new office (R1 there), dropped from the one it left where it still points at
+            # the lead (a new lead there).
+            moving = list(dict.fromkeys([
+                *Contacts.keys(source.account_id, contact.email, contact.phone), *await self.contacts.of_lead(lead_id),
+            ]))  # fmt: skip
             effects: dict[str, Any] = {
-                # Register the lead's email/phone in the new office (R1 there), and drop them
-                # from the offices it left where they still point at it (a new lead there).
-                "contacts": Contacts.keys(target.account_id, contact.email, contact.phone),
-                "forget_contacts": list(
-                    dict.fromkeys(
-                        [
-                            *old_effects.get("forget_contacts", []),
-                            *Contacts.keys(source.account_id, contact.email, contact.phone),
-                        ]
-                    )
-                ),
+                "contacts": [Contacts.in_account(key, target.account_id) for key in moving],
+                "forget_contacts": list(dict.fromkeys([*old_effects.get("forget_contacts", []), *moving])),
             }
             now = self.clock()
             new = self._next_doc(
@@ -380,7 +384,7 @@ class RouterService:
             if rotation := effects.get("rotation"):
                 positions[rotation["key"]] = max(positions.get(rotation["key"], 0), int(rotation["position"]))
             for key in effects.get("contacts", []):
-                lead_by_key.setdefault(key, doc["_id"])
+                lead_by_key.setdefault(key, effects.get("contacts_lead") or doc["_id"])
             if keys := effects.get("forget_contacts"):
                 forget[doc["_id"]] = keys
 

@@ -32,6 +32,7 @@ async def ensure_indexes(db: AsyncDatabase[Doc]) -> None:
     # No index names _id (nx-27017 defect, docs/decisions/0004); deadlines are epoch ms.
     await db[ROUTER_LEADS].create_index([("next_deadline_ms", ASCENDING)], name="due")
     await db[ROUTER_LEADS].create_index([("outbox_since_ms", ASCENDING)], name="unpublished")
+    await db[CONTACTS].create_index([("lead_id", ASCENDING)], name="by_lead")  # a moving lead's keys (T2)
 
 
 class AccountSnapshots:
@@ -166,6 +167,15 @@ class Contacts:
     @staticmethod
     def keys(account_id: str, email: str | None, phone: str | None) -> list[str]:
         return [f"{account_id}:{kind}:{value}" for kind, value in (("email", email), ("phone", phone)) if value]
+
+    @staticmethod
+    def in_account(key: str, account_id: str) -> str:
+        """The same email or phone as a key of another account (account ids hold no ':')."""
+        return f"{account_id}:{key.split(':', 1)[1]}"
+
+    async def of_lead(self, lead_id: str) -> list[str]:
+        """Every key that points at `lead_id`: its first email and phone, and those of its repeats (R1)."""
+        return sorted([doc["_id"] async for doc in self._contacts.find({"lead_id": lead_id}, {"_id": 1})])
 
     async def find(self, keys: list[str]) -> dict[str, str]:
         """key -> lead id, for the keys that are known."""
