@@ -283,6 +283,7 @@ async def test_the_source_office_cannot_act_on_a_transferred_lead(router: Router
         await router.service.on_activity(activity(lead.event_id, "north", racer))  # its offer was withdrawn
     await router.service.on_activity(activity(lead.event_id, "south", "sa"))  # held: nothing to claim, logged
     [(key, logged)] = router.published.events()
+    assert isinstance(logged, ActivityLogged)
     assert (key, logged.payload.by_agent_id, logged.payload.claim_refused) == ("south", "sa", None)
     router.published.clear()
     await router.service.on_activity(activity(lead.event_id, "south", "south-broker"))
@@ -352,13 +353,13 @@ async def test_team_member_transfer_is_relayed_to_the_target_office(router: Rout
     assert router.published.records == []
 
 
-def inquiry(account_id: str, email: str | None, phone: str | None) -> LeadReceived:
+def inquiry(account_id: str, email: str | None, phone: str | None, source: str = "Website") -> LeadReceived:
     return LeadReceived.create(
         account_id=account_id,
         occurred_at=T0,
         payload=LeadReceivedPayload(
             contact=Contact(first_name="Lead", email=email, phone=phone),
-            source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
+            source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name=source),
         ),
     )
 
@@ -375,7 +376,7 @@ async def test_a_returning_contact_with_a_new_phone_or_email_stays_one_lead(rout
     assert not await router.service.on_leads_received(
         [inquiry("north", f"second-{tag}@example.com", second_phone), inquiry("north", None, second_phone)]
     )
-    leads = {e.payload.lead_id for _, e in router.published.events() if not isinstance(e, ActivityLogged)}
+    leads = {e.payload.lead_id for _, e in router.published.events() if isinstance(e, LeadOffered | LeadAssigned)}
     assert leads == {first.event_id}, "a repeat became a lead of its own"
     logged = [e for _, e in router.published.events() if isinstance(e, ActivityLogged)]
     assert [e.payload.lead_id for e in logged] == [first.event_id] * 4
@@ -392,3 +393,51 @@ async def test_a_returning_contact_with_a_new_phone_or_email_stays_one_lead(rout
     [(_, back)] = router.published.events()
     assert isinstance(back, ActivityLogged)
     assert back.payload.lead_id == first.event_id
+
+
+async def test_a_team_member_who_moves_leaves_its_offers_and_leads_in_the_old_office(router: Router) -> None:
+    async def race() -> LeadReceived:  # a new contact each time (received() shares one phone)
+        lead = inquiry("north", f"m-{uuid.uuid4().hex}@example.com", None, source="Race")
+        await router.service.on_lead_received(lead)
+        return lead
+
+    held = await race()
+    mover = (await router.record(held))["offers"][0]["agent_id"]
+    await router.service.on_activity(activity(held.event_id, "north", mover))
+    assert (await router.record(held))["holder"] == mover
+    raced = None
+    for _ in range(3):  # rotation: a later race includes the mover again
+        candidate = await race()
+        if mover in {o["agent_id"] for o in (await router.record(candidate))["offers"]}:
+            raced = candidate
+            break
+    assert raced is not None
+    router.published.clear()
+
+    command = TransferTeamMember.create(
+        account_id="north", occurred_at=T0,
+        payload=TransferTeamMemberPayload(
+            agent_id=mover, agent_name="Mover", to_account_id="south", by_user_id="admin-1"
+        ),
+    )
+    await router.service.on_command(command)
+    released = await router.record(held)
+    assert (released["status"], released["holder"]) == ("unassigned", None)
+    offers = (await router.record(raced))["offers"]
+    assert [(o["agent_id"], o["status"]) for o in offers if o["agent_id"] == mover] == [(mover, "withdrawn")]
+    assert [o["status"] for o in offers if o["agent_id"] != mover] == ["open"], "the race goes on"
+    events = router.published.events()
+    kinds = sorted(type(e).__name__ for _, e in events)
+    assert kinds == ["LeadReleased", "OfferWithdrawn", "TeamMemberTransferred"]
+    withdrawn = next(e for _, e in events if isinstance(e, OfferWithdrawn))
+    assert withdrawn.payload.reason is WithdrawalReason.AGENT_LEFT
+    assert {key for key, e in events if not isinstance(e, TeamMemberTransferred)} == {"north"}
+
+    router.published.clear()
+    await router.service.on_command(command)  # a redelivery changes nothing more
+    assert [type(e).__name__ for _, e in router.published.events()] == ["TeamMemberTransferred"]
+    router.published.clear()
+    await router.service.on_activity(activity(raced.event_id, "north", mover))
+    [(_, late)] = router.published.events()
+    assert isinstance(late, ActivityLogged)
+    assert late.payload.claim_refused == f"the offer to {mover} was withdrawn; nobody holds the lead now"

@@ -52,13 +52,21 @@ from leadflow_router.domain.decisions import (
     on_deadline,
     route_new_lead,
 )
+from leadflow_router.domain.departures import Departure, on_agent_left
 from leadflow_router.domain.model import AccountSnapshot, Activity, RoutingRejected
 from leadflow_router.domain.sharing import LeadShare, on_lead_shared
 from leadflow_router.domain.transfers import OfficeTransfer, on_office_transfer, team_member_transferred
 from leadflow_router.metrics import RouterMetrics
 from leadflow_shared.envelope import derived_event_id
 from leadflow_shared.events.activity import LeadActivity
-from leadflow_shared.events.commands import ShareLead, TransferLead, TransferTeamMember
+from leadflow_shared.events.commands import (
+    AgentDeparture,
+    LeadCommand,
+    ReleaseAgentLeads,
+    ShareLead,
+    TransferLead,
+    TransferTeamMember,
+)
 from leadflow_shared.events.intake import LeadReceived
 from leadflow_shared.events.routing import LeadSummary
 from leadflow_shared.kafka import BatchRejections, PublishRaw
@@ -194,7 +202,10 @@ class RouterService:
                 return
             state = decode_state(doc)
             now = self.clock()
-            outcome = on_activity(state, activity, now)
+            # Only an active agent of the office claims (one who left may still hold an offer until
+            # its ReleaseAgentLeads is applied).
+            agent = (await self._account(event.account_id)).agent(activity.agent_id)
+            outcome = on_activity(state, activity, now, can_claim=agent is not None and agent.active)
             if outcome.state == state and not outcome.events:
                 return  # a view: nothing changes, nothing to tell
             new = self._next_doc(doc, outcome, source_id=event.event_id, now=now)
@@ -209,15 +220,54 @@ class RouterService:
 
     # --- office transfers (T2) and lead sharing (T1) ----------------------------------------------
 
-    async def on_command(self, command: TransferLead | TransferTeamMember | ShareLead) -> None:
-        """Apply crm-api's command: move a lead to another office, tell an office a team member joined,
-        or give a lead to a realtor."""
+    async def on_command(self, command: LeadCommand) -> None:
+        """Apply crm-api's command: move a lead to another office, tell an office a team member joined
+        (and release the member's leads in the office it left), give a lead to a realtor, or release
+        the leads of an agent who was deactivated."""
         if isinstance(command, TransferLead):
             await self._transfer_lead(command)
         elif isinstance(command, ShareLead):
             await self._share_lead(command)
+        elif isinstance(command, ReleaseAgentLeads):
+            departure = Departure(command.payload.agent_id, command.payload.reason)
+            await self._release_agent_leads(command.account_id, departure, command.event_id)
         else:
             await self._relay_team_member(command)
+            departure = Departure(command.payload.agent_id, AgentDeparture.MOVED)
+            await self._release_agent_leads(command.account_id, departure, command.event_id)
+
+    async def _release_agent_leads(self, account_id: str, departure: Departure, command_id: uuid.UUID) -> None:
+        """An agent left the office: each lead it holds or is offered changes by compare-and-set,
+        idempotent by the command's id; its events' ids derive from the command and the lead."""
+        account = await self._account(account_id, fresh=True)
+        for found in await self.records.of_agent(account_id, departure.agent_id):
+            lead_id = found["_id"]
+            for _ in range(CAS_ATTEMPTS):
+                doc = await self.records.get(lead_id)
+                if doc is None or doc.get("kind") != "lead" or doc["account_id"] != account_id:
+                    break  # moved to another office meanwhile
+                if str(command_id) in doc.get("inputs", []):
+                    await self.flush([doc])  # a redelivery: finish what a crash may have left
+                    break
+                state = decode_state(doc)
+                rotation_key = f"{account_id}:{state.source_name}"
+                now = self.clock()
+                outcome = on_agent_left(state, departure, account, await self.rotations.get(rotation_key), now)
+                if outcome.state == state and not outcome.events:
+                    break
+                effects: dict[str, Any] = {}
+                if outcome.rotation is not None:
+                    effects["rotation"] = {"key": rotation_key, "position": outcome.rotation}
+                source_id = derived_event_id(command_id, f"release:{lead_id}")
+                new = self._next_doc(doc, outcome, source_id=source_id, now=now, effects=effects)
+                new["inputs"] = [*doc.get("inputs", [])[-(RECENT_INPUTS - 1) :], str(command_id)]
+                if await self.records.compare_and_set(new, expected_version=state.version):
+                    log.info("agent's lead released", extra={"lead_id": lead_id, "explanation": outcome.explanation})
+                    await self.flush([new])
+                    break
+                self.metrics.cas_conflicts.labels("release").inc()
+            else:
+                raise RuntimeError(f"lead {lead_id} kept changing under {CAS_ATTEMPTS} attempts")
 
     async def _share_lead(self, command: ShareLead) -> None:
         """T1: a compare-and-set like a claim, idempotent by the command's id (one per share and lead).

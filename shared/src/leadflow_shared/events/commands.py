@@ -1,4 +1,5 @@
-"""Contracts of leads.commands.v1: what crm-api asks the router to do (T1 lead sharing, T2 office transfers).
+"""Contracts of leads.commands.v1: what crm-api asks the router to do (T1 lead sharing, T2 office
+transfers, releasing the leads of an agent who left an office).
 
 A command is keyed by the account it is sent from. Its event id is the transfer's id, so
 a command published twice (a client retry) is one transfer.
@@ -7,6 +8,7 @@ a command published twice (a client retry) is one transfer.
 from __future__ import annotations
 
 import uuid
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter
@@ -62,5 +64,34 @@ class ShareLead(Envelope):
     payload: ShareLeadPayload
 
 
-LeadCommand = Annotated[TransferLead | TransferTeamMember | ShareLead, Field(discriminator="type")]
+class AgentDeparture(StrEnum):
+    DEACTIVATED = "deactivated"  # its status is no longer active in this office
+    MOVED = "moved"  # it moved to another office (T2)
+
+
+class DepartedLeads(StrEnum):
+    """The account's `departed_agent_leads` setting: where the leads an agent held go when it leaves."""
+
+    UNASSIGNED = "unassigned"  # nobody holds them until a broker or admin distributes them by hand
+    BROKER_POOL = "broker_pool"  # roster position 1 holds them
+    REROUTE = "reroute"  # offered again by the routing rules (R6/R7), to agents who have not had them
+
+
+class ReleaseAgentLeadsPayload(Contract):
+    agent_id: UserId
+    reason: AgentDeparture
+    by_user_id: UserId
+
+
+class ReleaseAgentLeads(Envelope):
+    """An agent left `account_id`: withdraw its open offers (the leads go on) and release the leads it
+    holds as the account's `departed_agent_leads` setting says."""
+
+    type: Literal["ReleaseAgentLeads"] = "ReleaseAgentLeads"
+    payload: ReleaseAgentLeadsPayload
+
+
+LeadCommand = Annotated[
+    TransferLead | TransferTeamMember | ShareLead | ReleaseAgentLeads, Field(discriminator="type")
+]
 LEAD_COMMAND: TypeAdapter[LeadCommand] = TypeAdapter(LeadCommand)

@@ -33,6 +33,7 @@ class AssignmentReason(StrEnum):
     FALLBACK = "fallback"  # R9: every eligible agent passed; the broker pool has it
     OFFICE_TRANSFER = "office_transfer"  # T2: moved here from another office; the broker pool has it
     LEAD_SHARING = "lead_sharing"  # T1: the brokerage transferred it to a realtor who accepted its invitation
+    AGENT_LEFT = "agent_left"  # its holder left the office (deactivated or moved); the broker pool has it
 
 
 class LeadSummary(Contract):
@@ -83,6 +84,7 @@ class WithdrawalReason(StrEnum):
     CLAIMED_BY_ANOTHER = "claimed_by_another"  # R7: another agent of the race claimed it
     OFFICE_TRANSFER = "office_transfer"  # T2: the lead moved to another office
     LEAD_SHARING = "lead_sharing"  # T1: the brokerage gave the lead to a realtor
+    AGENT_LEFT = "agent_left"  # the offered agent left the office (deactivated or moved)
 
 
 class OfferClosedPayload(Contract):
@@ -198,6 +200,21 @@ class LeadShared(Envelope):
     payload: LeadSharedPayload
 
 
+class LeadReleasedPayload(Contract):
+    lead_id: uuid.UUID
+    agent_id: AgentId = Field(description="The agent who held the lead and left the office.")
+    broker_agent_id: AgentId = Field(description="Roster position 1, who is told to distribute the lead.")
+    explanation: str = Field(max_length=1000)
+
+
+class LeadReleased(Envelope):
+    """Its holder left the office (deactivated or moved): nobody holds the lead until a broker or admin
+    distributes it by hand (the account's `departed_agent_leads` setting is `unassigned`)."""
+
+    type: Literal["LeadReleased"] = "LeadReleased"
+    payload: LeadReleasedPayload
+
+
 class TeamMemberTransferredPayload(Contract):
     agent_id: AgentId = Field(description="The team member who moved; it arrives with status Onboarding.")
     agent_name: str = Field(max_length=200)
@@ -226,7 +243,8 @@ LeadEvent = Annotated[
     | LeadFellBack
     | ActivityLogged
     | LeadTransferred
-    | LeadShared,
+    | LeadShared
+    | LeadReleased,
     Field(discriminator="type"),
 ]
 LEAD_EVENT: TypeAdapter[LeadEvent] = TypeAdapter(LeadEvent)
@@ -242,6 +260,7 @@ RoutingEvent = Annotated[
     | ActivityLogged
     | LeadTransferred
     | LeadShared
+    | LeadReleased
     | TeamMemberTransferred,
     Field(discriminator="type"),
 ]

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from leadflow_crm_api.domain.offices import TeamStatus
+from leadflow_shared.events.commands import DepartedLeads
 
 AgentId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 Name = Annotated[str, Field(min_length=1, max_length=100)]
@@ -64,6 +65,12 @@ class RoutingSettings(_Body):
     round_robin: bool = Field(description="Off (R5): roster position 1 gets new general leads. On (R6): rotation.")
     roster: Annotated[list[AgentId], AfterValidator(_distinct)] = Field(
         min_length=1, max_length=10_000, description="Agent ids of the account, position 1 first."
+    )
+    departed_agent_leads: DepartedLeads = Field(
+        default=DepartedLeads.UNASSIGNED,
+        description="Where the leads an agent holds go when it is deactivated or moves to another office: "
+        "`unassigned` (a broker or admin distributes them by hand), `broker_pool` (roster position 1 holds "
+        "them) or `reroute` (offered again by the routing rules). Its open offers are withdrawn either way.",
     )
 
 

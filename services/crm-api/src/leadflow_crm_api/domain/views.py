@@ -17,6 +17,7 @@ from leadflow_shared.events.routing import (
     LeadEvent,
     LeadFellBack,
     LeadOffered,
+    LeadReleased,
     LeadShared,
     LeadTransferred,
     OfferExpired,
@@ -38,6 +39,7 @@ class LeadStatus(StrEnum):
     OFFERED = "offered"
     ASSIGNED = "assigned"
     FELL_BACK = "fell_back"
+    UNASSIGNED = "unassigned"  # its holder left the office; a broker or admin distributes it by hand
 
 
 class LeadSort(StrEnum):
@@ -141,6 +143,8 @@ def lead_row_changes(event: LeadEvent) -> dict[str, Any]:
     elif isinstance(event, LeadShared):
         # The "Assigned To"/"Assigned By" labels were set when crm-api took the transfer (T1).
         changes |= {"status": "assigned", "owner_agent_id": event.payload.agent_id, "assignment_reason": "lead_sharing"}
+    elif isinstance(event, LeadReleased):
+        changes |= {"status": LeadStatus.UNASSIGNED.value, "owner_agent_id": None, "assignment_reason": "agent_left"}
     elif isinstance(event, LeadOffered):
         changes["status"] = LeadStatus.OFFERED.value
     return changes
@@ -169,8 +173,8 @@ def open_offers_after(open_offers: list[dict[str, Any]], event: LeadEvent) -> li
     if isinstance(event, OfferExpired | OfferWithdrawn):
         key = (event.payload.agent_id, event.payload.offer_round)
         return [o for o in open_offers if (o["agent_id"], o["offer_round"]) != key]
-    if isinstance(event, LeadClaimed | LeadAssigned | LeadFellBack | LeadTransferred | LeadShared):
-        return []  # someone holds the lead: no offer is open any more
+    if isinstance(event, LeadClaimed | LeadAssigned | LeadFellBack | LeadTransferred | LeadShared | LeadReleased):
+        return []  # someone holds the lead, or it waits to be distributed by hand: no offer is open
     return None
 
 
@@ -197,6 +201,7 @@ def timeline_entry(event: LeadEvent) -> dict[str, Any]:
         why = {
             WithdrawalReason.OFFICE_TRANSFER: "the lead moved to another office",
             WithdrawalReason.LEAD_SHARING: "the brokerage assigned the lead to a realtor",
+            WithdrawalReason.AGENT_LEFT: "the agent left the office",
         }.get(event.payload.reason or WithdrawalReason.CLAIMED_BY_ANOTHER, "another agent claimed the lead")
         summary = f"Offer to {event.payload.agent_id} withdrawn: {why}"
     elif isinstance(event, LeadClaimed):
@@ -208,6 +213,8 @@ def timeline_entry(event: LeadEvent) -> dict[str, Any]:
         summary = moved_summary(event)
     elif isinstance(event, LeadShared):
         summary = f"Transferred to {event.payload.realtor_name} by {event.payload.assigned_by}"
+    elif isinstance(event, LeadReleased):
+        summary = f"Unassigned: {event.payload.explanation}"
     else:
         logged = event.payload
         action = logged.action.value

@@ -8,13 +8,15 @@ settings; anyone may manage their own notification preferences.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from fastapi.exceptions import RequestValidationError
 
 from leadflow_crm_api.adapters.settings import AccountSettings
-from leadflow_crm_api.deps import Caller, Db, Id
+from leadflow_crm_api.deps import Caller, Commands, Db, Id
+from leadflow_crm_api.domain.offices import TeamStatus
 from leadflow_crm_api.domain.settings import (
     AgentRoundRobin,
     AgentStatus,
@@ -37,6 +39,13 @@ from leadflow_crm_api.domain.settings import (
     preferences_from,
 )
 from leadflow_crm_api.errors import Forbidden, NotFound
+from leadflow_crm_api.publishing import publish_or_unavailable
+from leadflow_shared.events.commands import (
+    AgentDeparture,
+    DepartedLeads,
+    ReleaseAgentLeads,
+    ReleaseAgentLeadsPayload,
+)
 
 router = APIRouter(tags=["settings"])
 
@@ -88,7 +97,11 @@ def _refuse(violations: list[Violation]) -> None:
 @router.get(f"{BASE}/settings/routing", description="Round robin on/off and the roster, position 1 first.")
 async def get_routing(settings: Settings) -> RoutingSettings:
     account = await _account(settings)
-    return RoutingSettings(round_robin=bool(account.get("round_robin", False)), roster=account.get("roster", []))
+    return RoutingSettings(
+        round_robin=bool(account.get("round_robin", False)),
+        roster=account.get("roster", []),
+        departed_agent_leads=account.get("departed_agent_leads", DepartedLeads.UNASSIGNED),
+    )
 
 
 @router.put(
@@ -99,7 +112,8 @@ async def get_routing(settings: Settings) -> RoutingSettings:
 async def put_routing(settings: Settings, body: RoutingSettings) -> RoutingSettings:
     await _account(settings)
     _refuse(check_roster(body.roster, [a["_id"] for a in await settings.agents()]))
-    await _set_account(settings, {"round_robin": body.round_robin, "roster": body.roster})
+    fields = {"round_robin": body.round_robin, "roster": body.roster, "departed_agent_leads": body.departed_agent_leads}
+    await _set_account(settings, fields)
     return body
 
 
@@ -137,9 +151,25 @@ async def get_agent_status(settings: Settings, agent_id: Id) -> AgentStatus:
     description="Set the team member's status; e.g. `active` once a member moved from another office is onboarded."
     + ROUTER_CACHE,
 )
-async def put_agent_status(settings: Settings, agent_id: Id, body: AgentStatus) -> AgentStatus:
+async def put_agent_status(
+    settings: Settings, caller: Caller, commands: Commands, agent_id: Id, body: AgentStatus
+) -> AgentStatus:
+    """Any status but `active` takes the agent out of routing: its open offers are withdrawn and the
+    leads it holds are released as `departed_agent_leads` says (the router applies the command)."""
     await _account(settings)
-    if not await settings.set_agent(agent_id, {"status": body.status.value, "active": body.status == "active"}):
+    if await settings.agent(agent_id) is None:
+        raise NotFound("No such agent in this account.")
+    active = body.status is TeamStatus.ACTIVE
+    if not active:  # told first: if Kafka refuses, nothing is written and the client retries
+        release = ReleaseAgentLeads.create(
+            account_id=settings.account_id,
+            occurred_at=datetime.now(UTC),
+            payload=ReleaseAgentLeadsPayload(
+                agent_id=agent_id, reason=AgentDeparture.DEACTIVATED, by_user_id=caller.sub
+            ),
+        )
+        await publish_or_unavailable(commands, release, detail="The status was not changed; try again.")
+    if not await settings.set_agent(agent_id, {"status": body.status.value, "active": active}):
         raise NotFound("No such agent in this account.")
     return body
 

@@ -21,6 +21,7 @@ from leadflow_shared.events.routing import (
     LeadAssigned,
     LeadFellBack,
     LeadOffered,
+    LeadReleased,
     LeadShared,
     OfferExpired,
     OfferWithdrawn,
@@ -97,6 +98,8 @@ CHANNELS_BY_TYPE: dict[str, frozenset[Channel]] = {
     "ActivityLogged": frozenset({Channel.EMAIL, Channel.PUSH}),
     "OfferExpired": frozenset({Channel.PUSH}),
     "OfferWithdrawn": frozenset({Channel.PUSH}),
+    # Its holder left the office: the broker pool's agent, who distributes it by hand.
+    "LeadReleased": frozenset({Channel.EMAIL, Channel.PUSH}),
     # T2: the target office's staff (the broker and team-update subscribers), by email.
     "TeamMemberTransferred": frozenset({Channel.EMAIL}),
     # LeadTransferred: nobody now; the target office's next digest lists the lead (T2).
@@ -120,6 +123,10 @@ def recipient_of(event: RoutingEvent) -> str | None:
     """
     if isinstance(event, LeadAssigned) and event.payload.reason in SILENT_ASSIGNMENTS:
         return None
+    if isinstance(event, OfferWithdrawn) and event.payload.reason is WithdrawalReason.AGENT_LEFT:
+        return None  # the agent left the office: it has no more business with the lead
+    if isinstance(event, LeadReleased):
+        return event.payload.broker_agent_id
     if isinstance(event, LeadAssigned | LeadOffered | LeadFellBack | OfferExpired | OfferWithdrawn | LeadShared):
         return event.payload.agent_id
     if isinstance(event, ActivityLogged) and event.payload.action is ActivityAction.INQUIRY:
@@ -166,6 +173,16 @@ def notice_for(event: RoutingEvent, who: Recipient, crm_base_url: str) -> Notice
             link=link,
             headline=f"Lead offer: {o.contact.full_name}. Claim it before {deadline}",
             deadline=deadline,
+        )
+    if isinstance(event, LeadReleased):
+        return Notice(
+            lead_id=str(p.lead_id),
+            subject="A lead needs a new agent",
+            greeting=hi,
+            lines=("The agent who held this lead left the office. Nobody holds it now: assign it to an agent.",),
+            notes=(f"Why: {event.payload.explanation}",),
+            link=link,
+            headline="A lead needs a new agent: its agent left the office",
         )
     if isinstance(event, LeadFellBack):
         return Notice(

@@ -33,6 +33,8 @@ def encode_state(state: LeadState) -> dict[str, Any]:
             {"agent_id": o.agent_id, "round": o.round, "deadline_ms": to_ms(o.deadline), "status": o.status.value}
             for o in state.offers
         ],
+        # Derived, for finding an agent's leads when it leaves the office (never decoded).
+        "open_to": sorted({o.agent_id for o in state.open_offers}),
         "round": state.round,
         "direct_phase": state.direct_phase,
         "next_deadline_ms": to_ms(state.next_deadline),

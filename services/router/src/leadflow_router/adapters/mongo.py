@@ -17,7 +17,14 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from leadflow_router.domain.model import AccountSnapshot, Agent, LeadSourceConfig, PauseWindow, SourceKind
+from leadflow_router.domain.model import (
+    AccountSnapshot,
+    Agent,
+    DepartedLeads,
+    LeadSourceConfig,
+    PauseWindow,
+    SourceKind,
+)
 
 Doc = dict[str, Any]
 ACCOUNTS = "accounts"
@@ -75,6 +82,7 @@ def _snapshot(account: Doc, agents: list[Doc]) -> AccountSnapshot:
             )
             for w in account.get("pause", [])
         ),
+        departed_agent_leads=DepartedLeads(account.get("departed_agent_leads", DepartedLeads.UNASSIGNED.value)),
     )
 
 
@@ -147,6 +155,13 @@ class LeadRecords:
             cleared["outbox_keys"] = None
         for version, ids in by_version.items():
             await self._leads.update_many({"_id": {"$in": ids}, "version": version}, {"$set": cleared})
+
+    async def of_agent(self, account_id: str, agent_id: str) -> list[Doc]:
+        """The account's leads `agent_id` holds or has an open offer on (`open_to`, see codec); also any
+        offered record written before `open_to` existed (the caller decides on the decoded state)."""
+        mine = [{"holder": agent_id}, {"open_to": agent_id}, {"status": "offered", "open_to": {"$exists": False}}]
+        query = {"account_id": account_id, "kind": "lead", "$or": mine}
+        return [doc async for doc in self._leads.find(query)]
 
     async def due(self, now_ms: int, limit: int) -> list[Doc]:
         """The most overdue records, oldest deadline first."""

@@ -305,14 +305,19 @@ RULES: tuple[Rule, ...] = (
 # --- offers, deadlines and claims ---------------------------------------------------------------
 
 
-def offer_next(state: LeadState, account: AccountSnapshot, rotation: int, now: datetime) -> Outcome:
-    """Offer the lead to the next eligible agents who have not had it (R6, R7, R9), or fall back."""
+def offer_next(
+    state: LeadState, account: AccountSnapshot, rotation: int, now: datetime, exclude: frozenset[str] = frozenset()
+) -> Outcome:
+    """Offer the lead to the next eligible agents who have not had it (R6, R7, R9), or fall back;
+    never to `exclude`."""
     source = account.source(state.source_name)
     who = eligibility(account, source)
-    picked, cursor = pick(who.eligible, rotation, max(1, source.race_count), state.agents_offered)
+    picked, cursor = pick(who.eligible, rotation, max(1, source.race_count), state.agents_offered | exclude)
     if not picked:
         broker = account.broker
-        explanation = _fit(f"R9: every eligible agent has had the lead ({who.describe()}); back to {broker.agent_id}.")
+        explanation = fit_explanation(
+            f"R9: every eligible agent has had the lead ({who.describe()}); back to {broker.agent_id}."
+        )
         fell_back = state.evolve(
             status=LeadStatus.FELL_BACK,
             holder=broker.agent_id,
@@ -328,7 +333,7 @@ def offer_next(state: LeadState, account: AccountSnapshot, rotation: int, now: d
     round_ = state.round + 1
     offers = tuple(Offer(agent.agent_id, round_, deadline) for agent in picked)
     names = _listed([a.agent_id for a in picked], ", ")
-    explanation = _fit(
+    explanation = fit_explanation(
         f"R6: offered to {names} (next in rotation, race of {len(picked)}) until {deadline.isoformat()}; "
         f"{who.describe()}."
     )
@@ -372,26 +377,32 @@ def on_deadline(state: LeadState, account: AccountSnapshot, rotation: int, now: 
             direct_phase=False,
             referral_fee_percent=_fee(source),
         )
-        return Outcome(assigned, (*events, _assigned_event(assigned, explanation)), explanation)
+        return Outcome(assigned, (*events, assigned_event(assigned, explanation)), explanation)
     if expired.direct_phase:
         expired = expired.evolve(referral_fee_percent=_fee(account.source(state.source_name)))
     next_step = offer_next(expired, account, rotation, now)
     return Outcome(next_step.state, (*events, *next_step.events), next_step.explanation, next_step.rotation)
 
 
-def on_activity(state: LeadState, activity: Activity, now: datetime) -> Outcome:
+def on_activity(state: LeadState, activity: Activity, now: datetime, *, can_claim: bool = True) -> Outcome:
     """R8: a qualifying action claims an open offer; the other offers are withdrawn (R7). Views do nothing.
 
     An action that cannot claim (by the holder, by someone never offered the lead, after the
-    offer ended) is logged as activity and claims nothing: it is never poison.
+    offer ended, by an agent no longer active in the office: `can_claim` false) is logged as
+    activity and claims nothing: it is never poison.
     """
     if not activity.action.claims:
         return Outcome(state, (), "viewing does not claim")
     offer = next((o for o in state.open_offers if o.agent_id == activity.agent_id), None)
     if state.holder == activity.agent_id or offer is None or state.status is not LeadStatus.OFFERED or (
-        now >= offer.deadline
+        now >= offer.deadline or not can_claim
     ):
-        refused = None if state.holder == activity.agent_id else claim_refusal(state, activity.agent_id)
+        if state.holder == activity.agent_id:
+            refused = None
+        elif offer is not None and now < offer.deadline and not can_claim:
+            refused = f"{activity.agent_id} is no longer an active agent of this office"
+        else:
+            refused = claim_refusal(state, activity.agent_id)
         payload = ActivityLoggedPayload(
             lead_id=uuid.UUID(state.lead_id),
             agent_id=state.holder,
@@ -467,14 +478,14 @@ def withdraw_open_offers(state: LeadState, reason: WithdrawalReason) -> tuple[tu
     return tuple(offers), events
 
 
-def _fit(explanation: str, limit: int = EXPLANATION_MAX) -> str:
+def fit_explanation(explanation: str, limit: int = EXPLANATION_MAX) -> str:
     """`explanation` cut to what the events carry: a long roster must not make a lead unroutable."""
     return explanation if len(explanation) <= limit else explanation[: limit - 1].rstrip() + "…"
 
 
 def _noted(outcome: Outcome, note: str) -> Outcome:
     """`outcome` with `note` after its explanation, on the outcome and on every event that explains."""
-    explanation = f"{_fit(outcome.explanation, EXPLANATION_MAX - len(note) - 1)} {note}"
+    explanation = f"{fit_explanation(outcome.explanation, EXPLANATION_MAX - len(note) - 1)} {note}"
     events = tuple(
         Emit(e.kind, e.payload.model_copy(update={"explanation": explanation}))
         if "explanation" in type(e.payload).model_fields
@@ -499,11 +510,11 @@ def _assign(
     lead: NewLead, agent: Agent, reason: AssignmentReason, fee: float, _now: datetime, explanation: str
 ) -> Outcome:
     state = _new_state(lead, LeadStatus.ASSIGNED, holder=agent.agent_id, reason=reason, referral_fee_percent=fee)
-    explanation = _fit(explanation)
-    return Outcome(state, (_assigned_event(state, explanation),), explanation)
+    explanation = fit_explanation(explanation)
+    return Outcome(state, (assigned_event(state, explanation),), explanation)
 
 
-def _assigned_event(state: LeadState, explanation: str) -> Emit:
+def assigned_event(state: LeadState, explanation: str) -> Emit:
     assert state.holder is not None  # noqa: S101 (assigned states have a holder and a reason)
     assert state.reason is not None  # noqa: S101
     return Emit(

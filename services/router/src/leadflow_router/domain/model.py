@@ -17,6 +17,7 @@ from typing import Self
 
 from leadflow_shared.errors import PoisonMessage
 from leadflow_shared.events.activity import ActivityAction
+from leadflow_shared.events.commands import DepartedLeads as DepartedLeads  # an account setting the router reads
 from leadflow_shared.events.routing import AssignmentReason, LeadSummary
 
 
@@ -76,6 +77,7 @@ class AccountSnapshot:
     sources: Mapping[str, LeadSourceConfig] = field(default_factory=dict)
     default_source: LeadSourceConfig = LeadSourceConfig(name="default")
     pause: tuple[PauseWindow, ...] = ()
+    departed_agent_leads: DepartedLeads = DepartedLeads.UNASSIGNED
 
     def agent(self, agent_id: str) -> Agent | None:
         return next((a for a in self.roster if a.agent_id == agent_id), None)
@@ -95,6 +97,7 @@ class LeadStatus(StrEnum):
     WAITING = "waiting"  # offers expired inside a pause; re-offered when it closes (R10)
     ASSIGNED = "assigned"  # an agent holds it
     FELL_BACK = "fell_back"  # the broker pool holds it (R9)
+    UNASSIGNED = "unassigned"  # its holder left; nobody holds it until someone distributes it by hand
 
 
 class OfferStatus(StrEnum):
