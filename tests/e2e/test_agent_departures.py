@@ -38,7 +38,7 @@ def office(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 async def new_lead(stack: Stack, tag: str) -> str:
-    body = {"account_id": OFFICE, "first_name": "Dana", "last_name": tag, "email": f"dana.{tag}@example.com"}
+    body = {"account_id": OFFICE, "first_name": "Dana", "last_name": f"Q{tag}", "email": f"dana.{tag}@example.com"}
     async with httpx.AsyncClient() as intake:
         response = await intake.post(f"{stack.url('intake')}/v1/leads", json=body)
     assert response.status_code == 202, response.text

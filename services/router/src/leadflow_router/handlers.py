@@ -35,7 +35,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import repeat
 from typing import Any
 
@@ -53,7 +53,8 @@ from leadflow_router.domain.decisions import (
     route_new_lead,
 )
 from leadflow_router.domain.departures import Departure, on_agent_left
-from leadflow_router.domain.model import AccountSnapshot, Activity, RoutingRejected
+from leadflow_router.domain.distribution import Distribution, on_distributed, on_returned
+from leadflow_router.domain.model import AccountSnapshot, Activity, LeadState, RoutingRejected
 from leadflow_router.domain.sharing import LeadShare, on_lead_shared
 from leadflow_router.domain.transfers import OfficeTransfer, on_office_transfer, team_member_transferred
 from leadflow_router.metrics import RouterMetrics
@@ -61,8 +62,10 @@ from leadflow_shared.envelope import derived_event_id
 from leadflow_shared.events.activity import LeadActivity
 from leadflow_shared.events.commands import (
     AgentDeparture,
+    DistributeLead,
     LeadCommand,
     ReleaseAgentLeads,
+    ReturnLead,
     ShareLead,
     TransferLead,
     TransferTeamMember,
@@ -231,6 +234,10 @@ class RouterService:
         elif isinstance(command, ReleaseAgentLeads):
             departure = Departure(command.payload.agent_id, command.payload.reason)
             await self._release_agent_leads(command.account_id, departure, command.event_id)
+        elif isinstance(command, DistributeLead):
+            await self._distribute_lead(command)
+        elif isinstance(command, ReturnLead):
+            await self._return_lead(command)
         else:
             await self._relay_team_member(command)
             departure = Departure(command.payload.agent_id, AgentDeparture.MOVED)
@@ -270,43 +277,74 @@ class RouterService:
                 raise RuntimeError(f"lead {lead_id} kept changing under {CAS_ATTEMPTS} attempts")
 
     async def _share_lead(self, command: ShareLead) -> None:
-        """T1: a compare-and-set like a claim, idempotent by the command's id (one per share and lead).
+        """T1, idempotent by the command's id (one per share and lead).
 
         The lead stays in its account: its events are the record's account's, as on every
         other path, and its contact keys do not move.
         """
-        lead_id = str(command.payload.lead_id)
         share = LeadShare(
             account_id=command.account_id,
-            lead_id=lead_id,
+            lead_id=str(command.payload.lead_id),
             share_id=command.payload.share_id,
             realtor_id=command.payload.realtor_id,
             realtor_name=command.payload.realtor_name,
             assigned_by=command.payload.assigned_by,
             by_user_id=command.payload.by_user_id,
         )
+        if await self._change_lead(command, "share", lambda state, _now: on_lead_shared(state, share)):
+            self.metrics.transfers.labels("share").inc()
+
+    async def _distribute_lead(self, command: DistributeLead) -> None:
+        """A lead assigned or offered by hand, idempotent by the command's id (one per distribution and lead)."""
+        p = command.payload
+        window = None if p.claim_window_seconds is None else timedelta(seconds=p.claim_window_seconds)
+        distribution = Distribution(p.agent_id, p.mode, window, p.note, p.by_user_id)
+        account = await self._account(command.account_id, fresh=True)
+        await self._change_lead(
+            command, "distribute", lambda state, now: on_distributed(state, distribution, account, now)
+        )
+
+    async def _return_lead(self, command: ReturnLead) -> None:
+        """The holder gives the lead back to the broker pool; idempotent by the command's id."""
+        p = command.payload
+        account = await self._account(command.account_id)
+        await self._change_lead(
+            command, "return", lambda state, _now: on_returned(state, p.agent_id, p.note, account)
+        )
+
+    async def _change_lead(
+        self,
+        command: ShareLead | DistributeLead | ReturnLead,
+        path: str,
+        decide: Callable[[LeadState, datetime], Outcome],
+    ) -> bool:
+        """Apply `decide` to the command's lead by compare-and-set, like a claim; True when it changed it.
+
+        Idempotent by the command's id; a lead of another account, or merged into another (R1),
+        is refused.
+        """
+        lead_id = str(command.payload.lead_id)
         for _ in range(CAS_ATTEMPTS):
             doc = await self.records.get(lead_id)
             if doc is None or doc["account_id"] != command.account_id:
                 raise RoutingRejected(f"unknown lead {lead_id} in account {command.account_id}")
             if doc.get("kind") != "lead":
-                raise RoutingRejected(f"lead {lead_id} was merged into an existing contact (R1); nothing to share")
+                raise RoutingRejected(f"lead {lead_id} was merged into an existing contact (R1); nothing to change")
             if str(command.event_id) in doc.get("inputs", []):
                 await self.flush([doc])  # a redelivery: finish what a crash may have left
-                return
+                return False
             state = decode_state(doc)
-            outcome = on_lead_shared(state, share)
-            if outcome.state == state and not outcome.events:
-                return  # already shared with this realtor by this share
             now = self.clock()
+            outcome = decide(state, now)
+            if outcome.state == state and not outcome.events:
+                return False  # nothing to do (already applied in effect)
             new = self._next_doc(doc, outcome, source_id=command.event_id, now=now)
             new["inputs"] = [*doc.get("inputs", [])[-(RECENT_INPUTS - 1) :], str(command.event_id)]
             if await self.records.compare_and_set(new, expected_version=state.version):
-                self.metrics.transfers.labels("share").inc()
-                log.info("lead shared", extra={"lead_id": lead_id, "explanation": outcome.explanation})
+                log.info("lead changed by %s", path, extra={"lead_id": lead_id, "explanation": outcome.explanation})
                 await self.flush([new])
-                return
-            self.metrics.cas_conflicts.labels("share").inc()
+                return True
+            self.metrics.cas_conflicts.labels(path).inc()
         raise RuntimeError(f"lead {lead_id} kept changing under {CAS_ATTEMPTS} attempts")
 
     async def _transfer_lead(self, command: TransferLead) -> None:

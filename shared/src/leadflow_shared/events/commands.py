@@ -1,5 +1,6 @@
 """Contracts of leads.commands.v1: what crm-api asks the router to do (T1 lead sharing, T2 office
-transfers, releasing the leads of an agent who left an office).
+transfers, releasing the leads of an agent who left an office, distributing leads by hand and
+giving one back).
 
 A command is keyed by the account it is sent from. Its event id is the transfer's id, so
 a command published twice (a client retry) is one transfer.
@@ -91,7 +92,45 @@ class ReleaseAgentLeads(Envelope):
     payload: ReleaseAgentLeadsPayload
 
 
+class DistributionMode(StrEnum):
+    ASSIGN = "assign"  # the agent holds the lead at once
+    OFFER = "offer"  # the agent is offered the lead with a claim window (R8); unclaimed, it goes on (R9)
+
+
+class DistributeLeadPayload(Contract):
+    lead_id: uuid.UUID
+    distribution_id: uuid.UUID = Field(description="crm-api's distribution (one per request); one command per lead.")
+    agent_id: UserId
+    mode: DistributionMode
+    claim_window_seconds: int | None = Field(
+        default=None, ge=10, le=7 * 86_400, description="For offers; default: the lead source's window."
+    )
+    note: str = Field(default="", max_length=500, description="Why, shown on the timeline.")
+    by_user_id: UserId
+
+
+class DistributeLead(Envelope):
+    """A broker or admin hands the lead to an agent by hand: assigned, or offered with a claim window."""
+
+    type: Literal["DistributeLead"] = "DistributeLead"
+    payload: DistributeLeadPayload
+
+
+class ReturnLeadPayload(Contract):
+    lead_id: uuid.UUID
+    agent_id: UserId = Field(description="The agent who holds the lead and gives it back.")
+    note: str = Field(default="", max_length=500)
+
+
+class ReturnLead(Envelope):
+    """The agent who holds the lead gives it back to the broker (the broker pool holds it)."""
+
+    type: Literal["ReturnLead"] = "ReturnLead"
+    payload: ReturnLeadPayload
+
+
 LeadCommand = Annotated[
-    TransferLead | TransferTeamMember | ShareLead | ReleaseAgentLeads, Field(discriminator="type")
+    TransferLead | TransferTeamMember | ShareLead | ReleaseAgentLeads | DistributeLead | ReturnLead,
+    Field(discriminator="type"),
 ]
 LEAD_COMMAND: TypeAdapter[LeadCommand] = TypeAdapter(LeadCommand)

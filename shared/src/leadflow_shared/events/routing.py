@@ -34,6 +34,8 @@ class AssignmentReason(StrEnum):
     OFFICE_TRANSFER = "office_transfer"  # T2: moved here from another office; the broker pool has it
     LEAD_SHARING = "lead_sharing"  # T1: the brokerage transferred it to a realtor who accepted its invitation
     AGENT_LEFT = "agent_left"  # its holder left the office (deactivated or moved); the broker pool has it
+    MANUAL = "manual"  # a broker or admin assigned it by hand
+    RETURNED = "returned"  # its holder gave it back to the broker; the broker pool has it
 
 
 class LeadSummary(Contract):
@@ -85,6 +87,7 @@ class WithdrawalReason(StrEnum):
     OFFICE_TRANSFER = "office_transfer"  # T2: the lead moved to another office
     LEAD_SHARING = "lead_sharing"  # T1: the brokerage gave the lead to a realtor
     AGENT_LEFT = "agent_left"  # the offered agent left the office (deactivated or moved)
+    REASSIGNED = "reassigned"  # a broker or admin distributed the lead by hand
 
 
 class OfferClosedPayload(Contract):

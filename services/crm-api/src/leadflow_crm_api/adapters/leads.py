@@ -192,6 +192,16 @@ class ScopedLeads:
     async def get(self, lead_id: str) -> dict[str, Any] | None:
         return await self._leads.find_one(merge_conditions([self._scope, {"_id": lead_id}]))
 
+    async def get_many(self, lead_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The rows of `lead_ids` in this scope, by id (missing ones are absent)."""
+        query = merge_conditions([self._scope, {"_id": {"$in": lead_ids}}])
+        return {doc["_id"]: doc async for doc in self._leads.find(query)}
+
+    async def matching(self, query: LeadQuery, limit: int) -> list[dict[str, Any]]:
+        """Up to `limit` rows the list `query` matches, oldest first (a stable order for a bulk action)."""
+        conditions = merge_conditions([self._scope, *query_filter(query)])
+        return await self._find(conditions, [("created_ms", ASCENDING), ("_id", ASCENDING)], limit)
+
     async def timeline(self, lead: dict[str, Any]) -> list[dict[str, Any]]:
         """The timeline of a lead this scope returned (pass `get`'s row, so the scope holds)."""
         cursor = (

@@ -146,7 +146,8 @@ def lead_row_changes(event: LeadEvent) -> dict[str, Any]:
     elif isinstance(event, LeadReleased):
         changes |= {"status": LeadStatus.UNASSIGNED.value, "owner_agent_id": None, "assignment_reason": "agent_left"}
     elif isinstance(event, LeadOffered):
-        changes["status"] = LeadStatus.OFFERED.value
+        # Nobody holds an offered lead (a lead distributed by hand as an offer leaves its holder).
+        changes |= {"status": LeadStatus.OFFERED.value, "owner_agent_id": None}
     return changes
 
 
@@ -202,6 +203,7 @@ def timeline_entry(event: LeadEvent) -> dict[str, Any]:
             WithdrawalReason.OFFICE_TRANSFER: "the lead moved to another office",
             WithdrawalReason.LEAD_SHARING: "the brokerage assigned the lead to a realtor",
             WithdrawalReason.AGENT_LEFT: "the agent left the office",
+            WithdrawalReason.REASSIGNED: "a broker or admin distributed the lead by hand",
         }.get(event.payload.reason or WithdrawalReason.CLAIMED_BY_ANOTHER, "another agent claimed the lead")
         summary = f"Offer to {event.payload.agent_id} withdrawn: {why}"
     elif isinstance(event, LeadClaimed):

@@ -200,6 +200,9 @@ def notice_for(event: RoutingEvent, who: Recipient, crm_base_url: str) -> Notice
         elif event.payload.reason is WithdrawalReason.OFFICE_TRANSFER:
             why = "The lead moved to another office"
             line = "The lead you were offered moved to another office of the organisation, so your offer was withdrawn."
+        elif event.payload.reason is WithdrawalReason.REASSIGNED:
+            why = "The lead was distributed by hand"
+            line = "A broker or admin gave the lead you were offered to an agent by hand, so your offer was withdrawn."
         elif event.payload.reason is WithdrawalReason.LEAD_SHARING:
             why = "The brokerage assigned the lead to a realtor"
             line = "The brokerage assigned the lead you were offered to a realtor, so your offer was withdrawn."

@@ -266,7 +266,7 @@ def direct_to_user(lead: NewLead, account: AccountSnapshot, _context: RoutingCon
         f"R3: inquiry on {agent.agent_id}'s listing {source.listing_id}; auto-accept off, offered to "
         f"that agent alone until {deadline.isoformat()}, then routed as a general lead."
     )
-    return Outcome(state, (_offered(state, offer, 1, explanation),), explanation)
+    return Outcome(state, (offered_event(state, offer, 1, explanation),), explanation)
 
 
 def roster_position_1(
@@ -344,7 +344,7 @@ def offer_next(
         next_deadline=deadline,
         direct_phase=False,
     )
-    events = tuple(_offered(offered, offer, len(picked), explanation) for offer in offers)
+    events = tuple(offered_event(offered, offer, len(picked), explanation) for offer in offers)
     return Outcome(offered, events, explanation, rotation=cursor)
 
 
@@ -532,7 +532,7 @@ def assigned_event(state: LeadState, explanation: str) -> Emit:
     )
 
 
-def _offered(state: LeadState, offer: Offer, race_size: int, explanation: str) -> Emit:
+def offered_event(state: LeadState, offer: Offer, race_size: int, explanation: str) -> Emit:
     return Emit(
         LeadOffered,
         LeadOfferedPayload(
