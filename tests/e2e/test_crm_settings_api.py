@@ -46,19 +46,25 @@ def invalid(response: httpx.Response) -> dict[str, str]:
     return {p["name"]: p["reason"] for p in response.json()["invalid_params"]}
 
 
-def refused(response: httpx.Response, status: int) -> None:
+def refused(response: httpx.Response, status: int) -> str:
+    """The problem's detail, after checking the status and the media type."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
+    return str(response.json()["detail"])
 
 
 async def test_routing_roster_and_round_robin_approval(stack: Stack, client: httpx.AsyncClient) -> None:
     broker = stack.auth("set-boss", "broker", ACCOUNT)
     url = f"/v1/accounts/{ACCOUNT}/settings/routing"
-    assert (await client.get(url, headers=broker)).json() == {"round_robin": False, "roster": list(AGENTS)}
+    unassigned = {"departed_agent_leads": "unassigned"}  # the default (T3)
+    assert (await client.get(url, headers=broker)).json() == {"round_robin": False, "roster": list(AGENTS)} | unassigned
 
-    put = await client.put(url, headers=broker, json={"round_robin": True, "roster": ["set-cy", "set-ana"]})
+    changed = {"round_robin": True, "roster": ["set-cy", "set-ana"], "departed_agent_leads": "broker_pool"}
+    put = await client.put(url, headers=broker, json=changed)
     assert put.status_code == 200, put.text
-    assert (await client.get(url, headers=broker)).json() == {"round_robin": True, "roster": ["set-cy", "set-ana"]}
+    assert (await client.get(url, headers=broker)).json() == changed
+    bad_policy = await client.put(url, headers=broker, json=changed | {"departed_agent_leads": "keep"})
+    assert "body.departed_agent_leads" in invalid(bad_policy)
 
     # Another account's agent, duplicates, an empty roster: refused, naming the field; nothing changes.
     foreign_roster = {"round_robin": False, "roster": ["set-ana", "dana-whitehorse"]}
@@ -67,7 +73,7 @@ async def test_routing_roster_and_round_robin_approval(stack: Stack, client: htt
     assert "body.roster" in invalid(await client.put(url, headers=broker, json={"round_robin": False, "roster": []}))
     dupes = await client.put(url, headers=broker, json={"round_robin": False, "roster": ["set-ana", "set-ana"]})
     assert "body.roster" in invalid(dupes)
-    assert (await client.get(url, headers=broker)).json() == {"round_robin": True, "roster": ["set-cy", "set-ana"]}
+    assert (await client.get(url, headers=broker)).json() == changed
 
     approval = f"/v1/accounts/{ACCOUNT}/agents/set-ben/round-robin"
     assert (await client.get(approval, headers=broker)).json() == {"agent_id": "set-ben", "approved": True}
@@ -159,6 +165,11 @@ async def test_notification_preferences_own_and_by_the_broker(stack: Stack, clie
     assert (await client.put(ben, headers=broker, json={"channels": ["email"], "digest": True})).status_code == 200
     assert (await client.get(ben, headers=stack.auth("set-ben", "realtor", ACCOUNT))).json()["digest"] is True
     boss = f"/v1/accounts/{ACCOUNT}/settings/notifications/set-boss"
+    # The broker is no agent: until it has a staff record, nothing could reach it, so preferences are refused.
+    digest = {"channels": ["email"], "digest": True}
+    assert "staff" in refused(await client.put(boss, headers=broker, json=digest), 404)
+    staff = {"name": "Set Boss", "email": "boss@set.example", "time_zone": "Europe/Berlin", "role": "admin"}
+    assert (await client.put(f"/v1/accounts/{ACCOUNT}/staff/set-boss", headers=broker, json=staff)).status_code == 200
     assert (await client.put(boss, headers=broker, json={"channels": ["email"], "digest": True})).status_code == 200
     refused(await client.get(f"/v1/accounts/{ACCOUNT}/settings/notifications/dana-whitehorse", headers=broker), 404)
     refused(await client.put(f"/v1/accounts/{ACCOUNT}/settings/notifications/nobody", headers=broker, json=prefs), 404)

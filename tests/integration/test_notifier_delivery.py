@@ -23,6 +23,7 @@ from pymongo.errors import AutoReconnect
 from leadflow_devstack.servers import MailSink
 from leadflow_devstack.testing import eventually
 from leadflow_notifier.adapters.repository import (
+    AccountSchedules,
     AgentDirectory,
     Begin,
     DeliveryLog,
@@ -186,7 +187,8 @@ async def test_the_daily_digest_goes_to_each_subscriber_once(
         await items.add(DigestItem(account, f"{account}-lead-{i % 2 if i < 2 else 9}", f"Lead {i}", "Web", created))
     sender = DigestSender(items=items, subscribers=directory,
                           deliveries=DeliveryLog(db, leases=Leases(lease_ms=60_000)), mailer=mailer,
-                          metrics=NotifierMetrics(CollectorRegistry()), crm_base_url="https://crm", hour_utc=7,
+                          metrics=NotifierMetrics(CollectorRegistry()), crm_base_url="https://crm",
+                          default_hour=7, schedules=AccountSchedules(db),
                           clock=lambda: NOON)
 
     assert await sender.run_once() == 1
@@ -196,6 +198,42 @@ async def test_the_daily_digest_goes_to_each_subscriber_once(
     assert len(digests) == 1
     assert digests[0]["Subject"] == "2 new leads on Wed 10 Jan"  # the redelivered item counted once; today's waits
     assert not [m for m in sink.received() if m["X-Envelope-To"] == "no@example.com"]
+
+
+async def test_a_staff_member_gets_the_digest_at_the_offices_hour_in_its_time_zone(
+    db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer
+) -> None:
+    # Issue 11.4: an admin or staff member who is not an agent (crm-api's `staff`) is reached, and
+    # the digest goes out at the hour the account sets, in the office's time zone.
+    await ensure_indexes(db)
+    tag = uuid.uuid4().hex[:6]
+    account, staff_id, address = f"west-{tag}", f"west-{tag}-ops", f"ops-{tag}@example.com"
+    await db["accounts"].insert_one(
+        {"_id": account, "name": "West", "time_zone": "America/Los_Angeles", "digest_hour": 9, "roster": []}
+    )
+    await db["staff"].insert_one({"_id": staff_id, "account_id": account, "name": "Ops Lee", "email": address,
+                                  "time_zone": "America/Los_Angeles", "role": "staff"})
+    await AgentDirectory(db).save_preferences(staff_id, PreferencesDoc(account_id=account, digest=True))
+    items = DigestItems(db)
+    created = datetime(2026, 6, 1, 20, tzinfo=UTC)  # 13:00 in Los Angeles, the day before
+    await items.add(DigestItem(account, f"{account}-lead", "Lead One", "Web", int(created.timestamp() * 1000)))
+    clock = Clock()
+    sender = DigestSender(items=items, subscribers=AgentDirectory(db), schedules=AccountSchedules(db),
+                          deliveries=DeliveryLog(db, leases=Leases(lease_ms=60_000)), mailer=mailer,
+                          metrics=NotifierMetrics(CollectorRegistry()), crm_base_url="https://crm",
+                          default_hour=7, clock=clock)
+
+    def to_staff() -> list[Any]:
+        return [m for m in sink.received() if m["X-Envelope-To"] == address]
+
+    clock.now = datetime(2026, 6, 2, 15, 59, tzinfo=UTC)  # 08:59 there: the default 7 UTC hour has long passed
+    await sender.run_once()
+    assert to_staff() == []
+    clock.now = datetime(2026, 6, 2, 16, 0, tzinfo=UTC)  # 09:00 in Los Angeles
+    await sender.run_once()
+    [digest] = to_staff()
+    assert digest["Subject"] == "1 new lead on Tue 02 Jun"
+    assert "Ops Lee" in digest.get_body(("plain",)).get_content()
 
 
 # The re-driver: a delivery whose process died (decision 0021)
@@ -486,7 +524,8 @@ async def test_a_digest_refused_for_now_is_retried_later_that_day(
     await items.add(DigestItem(account, f"{account}-lead", "Lead", "Web", clock.ms - 6 * 3_600_000))
     replica = Replica(db, clock, mailer)
     sender = DigestSender(items=items, subscribers=directory, deliveries=replica.log, mailer=mailer,
-                          metrics=replica.metrics, crm_base_url="https://crm", hour_utc=7, clock=clock)
+                          metrics=replica.metrics, crm_base_url="https://crm",
+                          default_hour=7, schedules=AccountSchedules(db), clock=clock)
     key = f"digest:{account}:{clock.now.date().isoformat()}:email:{account}-staff"
 
     sink.refusals.extend(["451 4.3.0 try later"] * 4)  # the run, then every attempt of a re-drive (3)

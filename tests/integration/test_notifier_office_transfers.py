@@ -22,7 +22,14 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_devstack.servers import MailSink
-from leadflow_notifier.adapters.repository import AgentDirectory, DeliveryLog, DigestItems, Leases, ensure_indexes
+from leadflow_notifier.adapters.repository import (
+    AccountSchedules,
+    AgentDirectory,
+    DeliveryLog,
+    DigestItems,
+    Leases,
+    ensure_indexes,
+)
 from leadflow_notifier.adapters.smtp import SmtpMailer
 from leadflow_notifier.domain.errors import DeliveryError
 from leadflow_notifier.domain.preferences import Channel
@@ -137,7 +144,8 @@ def digests(db: AsyncDatabase[dict[str, Any]], mailer: SmtpMailer, now: datetime
     return DigestSender(
         items=DigestItems(db), subscribers=AgentDirectory(db),
         deliveries=DeliveryLog(db, leases=Leases(lease_ms=60_000)), mailer=mailer,
-        metrics=NotifierMetrics(CollectorRegistry()), crm_base_url="https://crm", hour_utc=DIGEST_HOUR,
+        metrics=NotifierMetrics(CollectorRegistry()), crm_base_url="https://crm",
+        default_hour=DIGEST_HOUR, schedules=AccountSchedules(db),
         clock=lambda: now,
     )
 

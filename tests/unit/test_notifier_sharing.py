@@ -197,7 +197,7 @@ class Digest:
     async def add(self, item: DigestItem) -> None:
         self.items.append(item)
 
-    async def accounts(self, window: Any) -> list[str]:  # noqa: ARG002
+    async def accounts_since(self, since_ms: int) -> list[str]:  # noqa: ARG002
         return []
 
     async def in_window(self, account_id: str, window: Any) -> list[DigestItem]:  # noqa: ARG002

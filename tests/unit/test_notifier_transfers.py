@@ -118,7 +118,7 @@ def test_the_digest_links_the_lead_in_the_target_office_and_names_the_office_it_
     item = digest_item(transferred())
     assert item is not None
     who = Recipient(agent_id="admin", name="Ada", email="ada@north.example")
-    email = digest_email([item], who, due_window(AT, hour_utc=7), "https://crm")
+    email = digest_email([item], who, due_window(AT, hour=7), "https://crm")
     assert email is not None
     assert f"Jane Doe (Website, transferred from South Office): https://crm/v1/accounts/north/leads/{LEAD}" in (
         email.text
@@ -237,7 +237,7 @@ class Digest:
     async def add(self, item: DigestItem) -> None:
         self.items.append(item)
 
-    async def accounts(self, window: Any) -> list[str]:  # noqa: ARG002
+    async def accounts_since(self, since_ms: int) -> list[str]:  # noqa: ARG002
         return []
 
     async def in_window(self, account_id: str, window: Any) -> list[DigestItem]:  # noqa: ARG002

@@ -17,6 +17,7 @@ from pymongo.errors import PyMongoError
 from leadflow_notifier.adapters.dead_letters import KafkaDeadLetters
 from leadflow_notifier.adapters.providers import FcmPush, TwilioSms
 from leadflow_notifier.adapters.repository import (
+    AccountSchedules,
     AgentDirectory,
     DeliveryLog,
     DigestItems,
@@ -114,8 +115,9 @@ def create_app(settings: NotifierSettings) -> FastAPI:
     async def digests(stopping: asyncio.Event) -> None:
         sender = DigestSender(
             items=DigestItems(runtime.db), subscribers=AgentDirectory(runtime.db),
-            deliveries=DeliveryLog(runtime.db, leases=leases), mailer=mailer, metrics=metrics,
-            crm_base_url=settings.crm_base_url, hour_utc=settings.digest.hour_utc, clock=_now,
+            schedules=AccountSchedules(runtime.db), deliveries=DeliveryLog(runtime.db, leases=leases),
+            mailer=mailer, metrics=metrics, crm_base_url=settings.crm_base_url,
+            default_hour=settings.digest.default_hour, clock=_now,
         )
         await _every(settings.digest.check_seconds, stopping, "daily digest run", sender.run_once)
 

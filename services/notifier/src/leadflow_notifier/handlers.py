@@ -68,8 +68,14 @@ class Sender(Protocol):
 
 class DigestStore(Protocol):
     async def add(self, item: DigestItem) -> None: ...
-    async def accounts(self, window: DigestWindow) -> list[str]: ...
+    async def accounts_since(self, since_ms: int) -> list[str]: ...
     async def in_window(self, account_id: str, window: DigestWindow) -> list[DigestItem]: ...
+
+
+class DigestSchedules(Protocol):
+    async def of(self, account_id: str) -> tuple[int | None, str]:
+        """The account's digest hour (None: the default) and its time zone."""
+        ...
 
 
 class Subscribers(Protocol):
@@ -335,18 +341,24 @@ class DigestSender:
 
     items: DigestStore
     subscribers: Subscribers
+    schedules: DigestSchedules
     deliveries: Deliveries
     mailer: Sender
     metrics: NotifierMetrics
     crm_base_url: str
-    hour_utc: int
+    default_hour: int  # local hour, when the account sets no `digest_hour`
     clock: Callable[[], datetime]
 
     async def run_once(self) -> int:
-        window = due_window(self.clock(), hour_utc=self.hour_utc)
+        now = self.clock()
         sent = 0
-        for account_id in await self.items.accounts(window):
+        # Accounts with new leads lately; each one's window is its own (its hour, its time zone).
+        for account_id in await self.items.accounts_since(self._now_ms() - 3 * DAY_MS):
+            hour, time_zone = await self.schedules.of(account_id)
+            window = due_window(now, hour=self.default_hour if hour is None else hour, time_zone=time_zone)
             items = distinct_leads(await self.items.in_window(account_id, window))
+            if not items:
+                continue
             for who in await self.subscribers.digest_subscribers(account_id):
                 email = digest_email(items, who, window, self.crm_base_url)
                 key = f"digest:{account_id}:{window.day.isoformat()}:email:{who.agent_id}"

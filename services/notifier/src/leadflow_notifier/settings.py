@@ -70,7 +70,11 @@ class DeliverySettings(BaseModel):
 
 class DigestSettings(BaseModel):
     enabled: bool = True
-    hour_utc: int = Field(default=7, ge=0, le=23, description="When the daily digest of new leads goes out.")
+    default_hour: int = Field(
+        default=7, ge=0, le=23,
+        description="When the daily digest of new leads goes out, in each account's time zone, for accounts "
+        "that set no `digest_hour`.",
+    )
     check_seconds: float = Field(default=60.0, gt=0)
 
 

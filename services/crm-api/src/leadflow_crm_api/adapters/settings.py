@@ -1,4 +1,4 @@
-"""One account's settings in MongoDB: `accounts`, `agents` and `notifier_preferences`.
+"""One account's settings in MongoDB: `accounts`, `agents`, `staff` and `notifier_preferences`.
 
 crm-api writes only the settings fields, each `$set` as a whole (arrays of documents too:
 nx-27017 mangles `$push` of documents, decision 0004), on documents that already exist. The
@@ -15,6 +15,7 @@ from pymongo.errors import DuplicateKeyError
 ACCOUNTS = "accounts"
 AGENTS = "agents"
 PREFERENCES = "notifier_preferences"
+STAFF = "staff"  # admins and staff who are not agents (the notifier reaches them through it)
 
 Doc = dict[str, Any]
 
@@ -34,6 +35,33 @@ class AccountSettings:
 
     async def agent(self, agent_id: str) -> Doc | None:
         return await self._db[AGENTS].find_one({"_id": agent_id, "account_id": self.account_id})
+
+    async def staff(self) -> list[Doc]:
+        return [d async for d in self._db[STAFF].find({"account_id": self.account_id})]
+
+    async def staff_member(self, user_id: str) -> Doc | None:
+        """The staff record of `user_id` if it is this account's (ids are global)."""
+        return await self._db[STAFF].find_one({"_id": user_id, "account_id": self.account_id})
+
+    async def staff_id_taken(self, user_id: str) -> bool:
+        """Whether `user_id` is another account's staff member (never touch another tenant's)."""
+        return await self._db[STAFF].find_one({"_id": user_id, "account_id": {"$ne": self.account_id}}) is not None
+
+    async def put_staff_member(self, user_id: str, fields: Doc) -> None:
+        """Insert or replace the record (not an upsert: see set_preferences)."""
+        doc = {"_id": user_id, **fields, "account_id": self.account_id}
+        if (await self._db[STAFF].replace_one({"_id": user_id, "account_id": self.account_id}, doc)).matched_count:
+            return
+        try:
+            await self._db[STAFF].insert_one(doc)
+        except DuplicateKeyError:  # a concurrent first write won; ours replaces it
+            await self._db[STAFF].replace_one({"_id": user_id, "account_id": self.account_id}, doc)
+
+    async def delete_staff_member(self, user_id: str) -> bool:
+        result = await self._db[STAFF].delete_one({"_id": user_id, "account_id": self.account_id})
+        if result.deleted_count:
+            await self._db[PREFERENCES].delete_one({"_id": user_id, "account_id": self.account_id})
+        return result.deleted_count > 0
 
     async def set_account(self, fields: Doc) -> bool:
         """`$set` on the existing account document; False when there is none (never creates one)."""

@@ -74,6 +74,15 @@ class RoutingSettings(_Body):
     )
 
 
+class DigestSchedule(_Body):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"hour": 8, "time_zone": "America/New_York"}]})
+
+    hour: int = Field(
+        ge=0, le=23, description="When the daily digest of new leads goes out, in the office's time zone."
+    )
+    time_zone: str | None = Field(default=None, description="The office's time zone (read only: set with the account).")
+
+
 class RoundRobinApproval(_Body):
     model_config = ConfigDict(json_schema_extra={"examples": [{"approved": True}]})
 

@@ -20,6 +20,7 @@ from leadflow_crm_api.domain.offices import TeamStatus
 from leadflow_crm_api.domain.settings import (
     AgentRoundRobin,
     AgentStatus,
+    DigestSchedule,
     LeadGroup,
     LeadGroups,
     LeadSource,
@@ -50,6 +51,7 @@ from leadflow_shared.events.commands import (
 router = APIRouter(tags=["settings"])
 
 BASE = "/v1/accounts/{account_id}"
+DEFAULT_DIGEST_HOUR = 7  # the notifier's NOTIFIER_DIGEST__DEFAULT_HOUR default
 ROUTER_CACHE = (
     " The router caches account settings for up to 5 s (`ROUTER_CONFIG_CACHE_SECONDS`), so a change "
     "applies to leads routed from at most 5 s after the response."
@@ -115,6 +117,23 @@ async def put_routing(settings: Settings, body: RoutingSettings) -> RoutingSetti
     fields = {"round_robin": body.round_robin, "roster": body.roster, "departed_agent_leads": body.departed_agent_leads}
     await _set_account(settings, fields)
     return body
+
+
+@router.get(f"{BASE}/settings/digest", description="When the account's daily digest goes out.")
+async def get_digest(settings: Settings) -> DigestSchedule:
+    account = await _account(settings)
+    return DigestSchedule(hour=int(account.get("digest_hour", DEFAULT_DIGEST_HOUR)), time_zone=account.get("time_zone"))
+
+
+@router.put(
+    f"{BASE}/settings/digest",
+    description="Set the hour the daily digest of new leads goes out, in the office's time zone (it covers the "
+    "day before that hour). The notifier reads it at each digest run.",
+)
+async def put_digest(settings: Settings, body: DigestSchedule) -> DigestSchedule:
+    account = await _account(settings)
+    await _set_account(settings, {"digest_hour": body.hour})
+    return DigestSchedule(hour=body.hour, time_zone=account.get("time_zone"))
 
 
 @router.get(f"{BASE}/agents/{{agent_id}}/round-robin", description="Whether the agent is approved for round robin.")
@@ -271,8 +290,12 @@ async def _preferences_scope(account_id: Id, user_id: Id, caller: Caller, db: Db
     stored = await settings.preferences(user_id)
     if stored is not None and stored.get("account_id") not in {None, account_id}:
         raise NotFound("No such user in this account.")  # ids are global; never touch another tenant's
-    if user_id != caller.sub and stored is None and await settings.agent(user_id) is None:
-        raise NotFound("No such user in this account.")
+    if await settings.agent(user_id) is None and await settings.staff_member(user_id) is None:
+        # Preferences of someone the notifier cannot reach would be accepted and never used.
+        raise NotFound(
+            "No such user in this account. Add an admin or staff member who is not an agent with "
+            "PUT /v1/accounts/{account_id}/staff/{user_id} first, so notifications can reach them."
+        )
     return settings
 
 

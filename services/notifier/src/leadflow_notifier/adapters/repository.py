@@ -22,6 +22,7 @@ from leadflow_notifier.domain.preferences import Channel, Preferences, QuietHour
 
 ACCOUNTS = "accounts"
 AGENTS = "agents"
+STAFF = "staff"  # admins and staff who are not agents (crm-api writes them)
 PREFERENCES = "notifier_preferences"
 DELIVERIES = "notifier_deliveries"
 DIGEST_ITEMS = "notifier_digest_items"
@@ -68,6 +69,7 @@ class AgentDirectory:
     ) -> None:
         self._accounts = db[ACCOUNTS]
         self._agents = db[AGENTS]
+        self._staff = db[STAFF]
         self._preferences = db[PREFERENCES]
         self._cache = cache if cache is not None else {}
         self._ttl = ttl_seconds
@@ -82,7 +84,8 @@ class AgentDirectory:
         return recipient
 
     async def _load(self, agent_id: str) -> Recipient | None:
-        doc = await self._agents.find_one({"_id": agent_id})
+        # An agent, or an admin or staff member who is not one (crm-api's `staff`).
+        doc = await self._agents.find_one({"_id": agent_id}) or await self._staff.find_one({"_id": agent_id})
         if doc is None:
             return None
         prefs_doc = await self._preferences.find_one({"_id": agent_id})
@@ -131,6 +134,18 @@ class AgentDirectory:
         return found
 
 
+class AccountSchedules:
+    """Each account's digest hour (`digest_hour`, local) and time zone, from `accounts`."""
+
+    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        self._accounts = db[ACCOUNTS]
+
+    async def of(self, account_id: str) -> tuple[int | None, str]:
+        doc = await self._accounts.find_one({"_id": account_id}, {"digest_hour": 1, "time_zone": 1}) or {}
+        hour = doc.get("digest_hour")
+        return (int(hour) if isinstance(hour, int) and 0 <= hour <= 23 else None), str(doc.get("time_zone") or "UTC")
+
+
 class DigestItems:
     """New leads waiting for the daily digest (`notifier_digest_items`, `_id` = `DigestItem.key`).
 
@@ -149,10 +164,9 @@ class DigestItems:
         with contextlib.suppress(DuplicateKeyError):  # a redelivery, or the second offer of a race
             await self._items.insert_one(doc)
 
-    async def accounts(self, window: DigestWindow) -> list[str]:
-        cursor = self._items.find(
-            {"created_ms": {"$gte": window.start_ms, "$lt": window.end_ms}}, {"account_id": 1}
-        )
+    async def accounts_since(self, since_ms: int) -> list[str]:
+        """Accounts with items created since `since_ms` (each account's window is its own)."""
+        cursor = self._items.find({"created_ms": {"$gte": since_ms}}, {"account_id": 1})
         return sorted({str(d["account_id"]) async for d in cursor})
 
     async def in_window(self, account_id: str, window: DigestWindow) -> list[DigestItem]:

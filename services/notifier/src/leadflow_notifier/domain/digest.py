@@ -3,8 +3,9 @@
 A lead is new for an account when its first routing decision is made there: an assignment
 that is not a claim, a fall-back, an office transfer or a lead share, or a first-round offer; or when it
 arrives from another office of the organisation (T2, `LeadTransferred`: new in the target
-office, listed in its next digest). The digest for day D covers the 24 hours before D at
-the digest hour (UTC).
+office, listed in its next digest). Each account's digest goes out at its `digest_hour` in
+its own time zone (the office's); the digest for day D covers the day before D at that hour
+(23 or 25 hours across a daylight-saving change).
 
 An item is keyed per (account, lead, arrival) (`DigestItem.key`): a redelivered event or
 the second offer of a race is the same item, while a lead already listed for office A is
@@ -14,7 +15,8 @@ a new item for office B, and again for A if it comes back by a later transfer.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from leadflow_notifier.domain.messages import EmailContent, Recipient, lead_link
 from leadflow_notifier.domain.templates import render
@@ -102,13 +104,16 @@ def distinct_leads(items: list[DigestItem]) -> list[DigestItem]:
     return out
 
 
-def due_window(now: datetime, *, hour_utc: int) -> DigestWindow:
-    """The latest digest that is due at `now`: the one whose send time has passed."""
-    today = now.astimezone(UTC).date()
-    day = today if now.astimezone(UTC).hour >= hour_utc else today - timedelta(days=1)
-    end = datetime(day.year, day.month, day.day, hour_utc, tzinfo=UTC)
-    start = end - timedelta(days=1)
-    return DigestWindow(day, int(start.timestamp() * 1000), int(end.timestamp() * 1000))
+def due_window(now: datetime, *, hour: int, time_zone: str = "UTC") -> DigestWindow:
+    """The latest digest that is due at `now`: the one whose send time, `hour` o'clock in
+    `time_zone`, has passed; it covers the local day before that send time."""
+    zone = ZoneInfo(time_zone)
+    local = now.astimezone(zone)
+    day = local.date() if local.hour >= hour else local.date() - timedelta(days=1)
+    before = day - timedelta(days=1)
+    end = datetime(day.year, day.month, day.day, hour, tzinfo=zone)
+    start = datetime(before.year, before.month, before.day, hour, tzinfo=zone)
+    return DigestWindow(day, _ms(start), _ms(end))
 
 
 def digest_email(

@@ -1,4 +1,4 @@
-"""Loading account configuration (accounts and agents) until crm-api's settings endpoints exist.
+"""Loading account configuration (accounts, agents and staff): the seed of a new installation.
 
 The file format is `ConfigFile`; the stored schema is in docs/account-config.md.
 Loading replaces each account and agent document, so it can be rerun.
@@ -14,7 +14,9 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, mo
 from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_router.adapters.mongo import ACCOUNTS, AGENTS
+from leadflow_shared.events.commands import DepartedLeads
 
+STAFF = "staff"  # crm-api's collection of admins and staff who are not agents
 Id = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
 
 
@@ -37,6 +39,17 @@ class AgentConfig(_Strict):
     offices: list[str] = Field(default_factory=list, max_length=100)
     lead_groups: list[str] = Field(default_factory=list, max_length=100)
     site_hosts: list[str] = Field(default_factory=list, max_length=20, description="Own sites/subdomains (R2).")
+
+
+class StaffConfig(_Strict):
+    """An admin or staff member who is not an agent (crm-api's `staff`; the notifier reaches them)."""
+
+    user_id: str = Id
+    name: str = Field(min_length=1, max_length=200)
+    email: EmailStr
+    phone: str | None = None
+    time_zone: str = "UTC"
+    role: Literal["admin", "staff"] = "staff"
 
 
 class SourceConfig(_Strict):
@@ -82,6 +95,9 @@ class AccountConfig(_Strict):
     sources: list[SourceConfig] = Field(default_factory=list, max_length=500)
     default_source: DefaultSourceConfig = DefaultSourceConfig()
     pause: list[PauseWindowConfig] = Field(default_factory=list, max_length=50)
+    departed_agent_leads: DepartedLeads = DepartedLeads.UNASSIGNED
+    digest_hour: int | None = Field(default=None, ge=0, le=23, description="Local; None: the notifier's default.")
+    staff: list[StaffConfig] = Field(default_factory=list, max_length=1000)
 
     @field_validator("time_zone")
     @classmethod
@@ -118,6 +134,11 @@ async def load_account_config(db: AsyncDatabase[dict[str, Any]], raw: object) ->
                 **agent.model_dump(mode="json", exclude={"agent_id"}),
             }
             await db[AGENTS].replace_one({"_id": agent.agent_id}, doc, upsert=True)
-        doc = {"_id": account.account_id, **account.model_dump(mode="json", exclude={"account_id", "agents"})}
+        for member in account.staff:
+            doc = {"_id": member.user_id, "account_id": account.account_id,
+                   **member.model_dump(mode="json", exclude={"user_id"})}
+            await db[STAFF].replace_one({"_id": member.user_id}, doc, upsert=True)
+        exclude = {"account_id", "agents", "staff"} | ({"digest_hour"} if account.digest_hour is None else set())
+        doc = {"_id": account.account_id, **account.model_dump(mode="json", exclude=exclude)}
         await db[ACCOUNTS].replace_one({"_id": account.account_id}, doc, upsert=True)
     return len(config.accounts)

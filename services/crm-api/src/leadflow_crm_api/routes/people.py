@@ -1,0 +1,87 @@
+"""The account's people: the team list (agents, admins, staff) and the staff records (issue 11.4, 11.10)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response, status
+
+from leadflow_crm_api.adapters.settings import AccountSettings
+from leadflow_crm_api.deps import Caller, Db, Id
+from leadflow_crm_api.domain.people import (
+    MemberRole,
+    StaffMember,
+    TeamList,
+    member_of_agent,
+    member_of_staff,
+    team,
+)
+from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound
+
+router = APIRouter(tags=["people"])
+
+BASE = "/v1/accounts/{account_id}"
+
+
+def _account_people(account_id: Id, caller: Caller, db: Db) -> AccountSettings:
+    if account_id != caller.account_id:
+        raise Forbidden("The token does not grant access to this account.")
+    return AccountSettings(db, account_id)
+
+
+People = Annotated[AccountSettings, Depends(_account_people)]
+
+
+@router.get(f"{BASE}/team", description="Agents, admins and staff of the account, by name; search and filter.")
+async def list_team(
+    people: People,
+    caller: Caller,
+    q: Annotated[str | None, Query(min_length=1, max_length=100, description="Name or email, any case.")] = None,
+    role: MemberRole | None = None,
+    status_: Annotated[
+        str | None, Query(alias="status", pattern="^(active|onboarding|inactive)$", description="e.g. onboarding")
+    ] = None,
+) -> TeamList:
+    if not caller.sees_whole_account:
+        raise Forbidden("The team list is for brokers and admins.")
+    members = [member_of_agent(a) for a in await people.agents()] + [member_of_staff(s) for s in await people.staff()]
+    return TeamList(items=team(members, q=q, role=role, status=status_))
+
+
+@router.get(f"{BASE}/staff/{{user_id}}", description="An admin's or staff member's record.")
+async def get_staff_member(people: People, caller: Caller, user_id: Id) -> StaffMember:
+    _own_or_manager(caller, user_id)
+    doc = await people.staff_member(user_id)
+    if doc is None:
+        raise NotFound("No such staff member in this account.")
+    return StaffMember.model_validate({k: v for k, v in doc.items() if k in StaffMember.model_fields})
+
+
+@router.put(
+    f"{BASE}/staff/{{user_id}}",
+    description="Add or replace an admin or staff member who is not an agent: the daily digest and team updates "
+    "reach them by it (their notification preferences are set apart). Agents keep their agent record.",
+)
+async def put_staff_member(people: People, caller: Caller, user_id: Id, body: StaffMember) -> StaffMember:
+    _own_or_manager(caller, user_id)
+    if await people.agent(user_id) is not None:
+        raise InvalidRequest("user_id: an agent of this account; an agent's details are its agent record.")
+    if await people.staff_id_taken(user_id):
+        raise NotFound("No such staff member in this account.")  # another tenant's id: never touched
+    await people.put_staff_member(user_id, body.model_dump(mode="json"))
+    return body
+
+
+@router.delete(f"{BASE}/staff/{{user_id}}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_staff_member(people: People, caller: Caller, user_id: Id) -> Response:
+    """Remove a staff member and their notification preferences: nothing more reaches them."""
+    if not caller.sees_whole_account:
+        raise Forbidden("Brokers and admins remove staff members.")
+    if not await people.delete_staff_member(user_id):
+        raise NotFound("No such staff member in this account.")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _own_or_manager(caller: Caller, user_id: str) -> None:
+    if user_id != caller.sub and not caller.sees_whole_account:
+        raise Forbidden("Brokers and admins manage staff records; others only their own.")
