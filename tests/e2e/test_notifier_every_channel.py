@@ -236,7 +236,48 @@ async def test_an_unregistered_device_is_dead_lettered_while_email_and_sms_go_ou
 
         async with httpx.AsyncClient() as client:
             metrics = (await client.get(f"{stack.url('notifier-channels')}/metrics")).text
-        assert 'notifier_notifications_failed_total{channel="push",reason="rejected"}' in metrics
+        assert 'notifier_notifications_failed_total{channel="push",reason="unregistered"}' in metrics
         assert "notifier_delivery_latency_seconds_bucket" in metrics
     finally:
         await set_push_token("device-ana")
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_each_registered_device_gets_the_push_and_an_unregistered_one_is_forgotten(
+    stack: Stack, channels: Channels, set_push_token: Callable[[str], Any]
+) -> None:
+    await set_push_token("")  # devices only: no token from before devices existed
+    ana = stack.auth(AGENT, "realtor", ACCOUNT)
+    devices = f"/v1/accounts/{ACCOUNT}/users/{AGENT}/devices"
+    async with httpx.AsyncClient(base_url=stack.url("crm-api")) as crm, httpx.AsyncClient() as client:
+        for device, token in (("phone", "device-phone"), ("tablet", "device-tablet"), ("old-phone", "unregistered")):
+            registered = await crm.put(f"{devices}/{device}", headers=ana, json={"token": token, "platform": "android"})
+            assert registered.status_code == 200, registered.text
+            assert "token" not in registered.json(), "a token is never shown again"
+        other = stack.auth("nt-someone", "realtor", ACCOUNT)
+        assert (await crm.put(f"{devices}/x", headers=other, json={"token": "t", "platform": "ios"})).status_code == 403
+        bad = await crm.put(f"{devices}/x", headers=ana, json={"token": "has spaces", "platform": "fridge"})
+        assert {p["name"] for p in bad.json()["invalid_params"]} == {"body.token", "body.platform"}
+
+        lead_id = await post_lead(client, stack)
+        await eventually(lambda: len(channels.push.about(lead_id)) >= 3, what="a push to each device")
+        tokens = sorted(r["body"]["message"]["token"] for r in channels.push.about(lead_id))
+        assert tokens == ["device-phone", "device-tablet", "unregistered"]
+
+        async def listed() -> list[str]:
+            return sorted(d["device_id"] for d in (await crm.get(devices, headers=ana)).json()["items"])
+
+        # The provider answered 404 for the old phone: the notifier forgot it; the next lead skips it.
+        await eventually(lambda: _without(listed, "old-phone"), what="the unregistered device forgotten")
+        later = await post_lead(client, stack)
+        await eventually(lambda: len(channels.push.about(later)) >= 2, what="the next lead's pushes")
+        assert sorted(r["body"]["message"]["token"] for r in channels.push.about(later)) == [
+            "device-phone", "device-tablet"
+        ]
+        assert (await crm.delete(f"{devices}/tablet", headers=ana)).status_code == 204
+        assert await listed() == ["phone"]
+    await set_push_token("device-ana")
+
+
+async def _without(listed: Callable[[], Any], device: str) -> bool:
+    return device not in await listed()

@@ -167,14 +167,17 @@ async def test_sms_errors_are_mapped(
 
 
 @pytest.mark.parametrize(
-    ("status", "error"),
-    [(404, PermanentDeliveryError), (400, PermanentDeliveryError), (503, TransientDeliveryError)],
+    ("status", "code", "reason"),
+    [(404, "NOT_FOUND", "unregistered"), (400, "INVALID_ARGUMENT", "rejected"), (503, "UNAVAILABLE", "unavailable")],
 )
-async def test_push_errors_are_mapped(server: Callable[..., Provider], status: int, error: type[Exception]) -> None:
-    provider = server(fcm((status, {"error": {"code": status, "status": "UNREGISTERED", "message": "gone"}})))
+async def test_push_errors_are_mapped(server: Callable[..., Provider], status: int, code: str, reason: str) -> None:
+    # FCM v1 answers 404 for a token it no longer knows (UNREGISTERED): that device is forgotten.
+    provider = server(fcm((status, {"error": {"code": status, "status": code, "message": "gone"}})))
     async with httpx.AsyncClient() as client:
-        with pytest.raises(error):
+        with pytest.raises((PermanentDeliveryError, TransientDeliveryError)) as raised:
             await push_adapter(provider, client).send(PUSH, message_id="ev:push:a")
+    assert isinstance(raised.value, TransientDeliveryError) == (status >= 500)
+    assert raised.value.reason == reason
 
 
 async def test_a_provider_that_times_out_is_transient(server: Callable[..., Provider]) -> None:

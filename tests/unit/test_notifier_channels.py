@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime, time
 
 import pytest
+from notifier_helpers import by_channel
 
 from leadflow_notifier.domain.messages import (
     EmailContent,
     PushContent,
+    PushDevice,
     Recipient,
     SmsContent,
     messages_for,
@@ -46,7 +49,7 @@ def offered(name: str = "Jane", message: str = "") -> LeadOffered:
 
 
 def test_an_offer_goes_out_on_every_channel_with_link_and_deadline_in_the_agents_zone() -> None:
-    out = messages_for(offered(), AGENT, "https://crm.example.com/", now=NOON_UTC)
+    out = by_channel(messages_for(offered(), AGENT, "https://crm.example.com/", now=NOON_UTC))
 
     assert set(out) == {Channel.EMAIL, Channel.SMS, Channel.PUSH}
     link = f"https://crm.example.com/v1/accounts/acme-realty/leads/{LEAD_ID}"
@@ -64,7 +67,8 @@ def test_an_offer_goes_out_on_every_channel_with_link_and_deadline_in_the_agents
 
 
 def test_html_escapes_what_the_contact_wrote() -> None:
-    out = messages_for(offered(name="<b>Jane</b>", message="<script>x()</script>"), AGENT, "https://c", now=NOON_UTC)
+    event = offered(name="<b>Jane</b>", message="<script>x()</script>")
+    out = by_channel(messages_for(event, AGENT, "https://c", now=NOON_UTC))
     email = out[Channel.EMAIL]
     assert isinstance(email, EmailContent)
     assert "<script>" not in email.html
@@ -91,15 +95,28 @@ def test_quiet_hours_hold_back_sms_and_push_in_the_recipients_zone(
 def test_channels_the_recipient_turned_off_or_has_no_address_for_are_skipped() -> None:
     no_sms = Recipient(agent_id="a-1", name="Ana", email="ana@example.com",
                        preferences=Preferences(channels=frozenset({Channel.EMAIL, Channel.SMS})))
-    assert set(messages_for(offered(), no_sms, "https://c", now=NOON_UTC)) == {Channel.EMAIL}
+    assert set(by_channel(messages_for(offered(), no_sms, "https://c", now=NOON_UTC))) == {Channel.EMAIL}
 
 
 def test_a_withdrawn_offer_only_pushes() -> None:
     event = OfferWithdrawn.create(account_id="acme-realty", occurred_at=NOON_UTC,
                                   payload=OfferClosedPayload(lead_id=LEAD_ID, agent_id="a-1", offer_round=1))
     assert recipient_of(event) == "a-1"
-    out = messages_for(event, AGENT, "https://c", now=NOON_UTC)
+    out = by_channel(messages_for(event, AGENT, "https://c", now=NOON_UTC))
     assert set(out) == {Channel.PUSH}
     push = out[Channel.PUSH]
     assert isinstance(push, PushContent)
     assert push.title == "Another agent claimed the lead"
+
+
+def test_every_registered_device_gets_the_push_and_the_legacy_token_once() -> None:
+    devices = (PushDevice("phone", "tok-phone"), PushDevice("tablet", "tok-tablet"))
+    many = dataclasses.replace(AGENT, devices=devices, push_token="tok-phone")  # the legacy token is a device too
+
+    def pushed(who: Recipient) -> list[tuple[str, str]]:
+        out = messages_for(offered(), who, "https://c", now=NOON_UTC)
+        return [(m.device_id, m.content.token) for m in out if isinstance(m.content, PushContent)]
+
+    assert pushed(many) == [("phone", "tok-phone"), ("tablet", "tok-tablet")]
+    legacy = dataclasses.replace(AGENT, devices=devices, push_token="tok-old")
+    assert pushed(legacy) == [("phone", "tok-phone"), ("tablet", "tok-tablet"), ("", "tok-old")]

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from notifier_helpers import by_channel
 from prometheus_client import CollectorRegistry
 
 from leadflow_notifier.adapters.repository import Begin
@@ -83,7 +84,7 @@ def test_the_realtor_is_told_by_email_and_push_with_the_brokerage_and_the_link()
     event = shared()
     assert recipient_of(event) == "rita"
     assert CHANNELS_BY_TYPE["LeadShared"] == frozenset({Channel.EMAIL, Channel.PUSH})
-    messages = messages_for(event, REALTOR, "https://crm/", now=AT)
+    messages = by_channel(messages_for(event, REALTOR, "https://crm/", now=AT))
     assert set(messages) == {Channel.EMAIL, Channel.PUSH}  # no SMS, though the realtor has a phone
 
     email, push = messages[Channel.EMAIL], messages[Channel.PUSH]
@@ -104,7 +105,7 @@ def test_the_realtor_is_told_by_email_and_push_with_the_brokerage_and_the_link()
 def test_the_realtors_preferences_narrow_the_channels() -> None:
     email_only = Recipient(agent_id="rita", name="Rita", email="rita@realty.example", push_token="rita-token",
                            preferences=Preferences(channels=frozenset({Channel.EMAIL})))
-    assert set(messages_for(shared(), email_only, "https://crm", now=AT)) == {Channel.EMAIL}
+    assert set(by_channel(messages_for(shared(), email_only, "https://crm", now=AT))) == {Channel.EMAIL}
 
 
 def test_the_brokerage_name_is_escaped_in_html() -> None:
@@ -113,7 +114,7 @@ def test_the_brokerage_name_is_escaped_in_html() -> None:
     notice = notice_for(event, REALTOR, "https://crm")
     assert notice is not None
     assert notice.subject == "<b>Acme</b> assigned you a lead"  # plain text as given; HTML escapes it
-    email = messages_for(event, REALTOR, "https://crm", now=AT)[Channel.EMAIL]
+    email = by_channel(messages_for(event, REALTOR, "https://crm", now=AT))[Channel.EMAIL]
     assert isinstance(email, EmailContent)
     assert "<b>Acme</b>" not in email.html
     assert "&lt;b&gt;Acme&lt;/b&gt;" in email.html
@@ -126,7 +127,7 @@ def test_the_brokerage_name_is_escaped_in_html() -> None:
      (WithdrawalReason.OFFICE_TRANSFER, "The lead moved to another office")],
 )
 def test_an_offer_withdrawn_by_a_share_says_the_brokerage_assigned_it(reason: WithdrawalReason, said: str) -> None:
-    messages = messages_for(withdrawn(reason), REALTOR, "https://crm", now=AT)
+    messages = by_channel(messages_for(withdrawn(reason), REALTOR, "https://crm", now=AT))
     assert set(messages) == {Channel.PUSH}
     push = messages[Channel.PUSH]
     assert isinstance(push, PushContent)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from notifier_helpers import by_channel
 from prometheus_client import CollectorRegistry
 
 from leadflow_notifier.adapters.repository import Begin
@@ -137,7 +138,7 @@ def test_a_team_member_is_not_a_new_lead() -> None:
 def test_nobody_is_told_of_a_lead_transfer_at_once() -> None:
     assert recipient_of(transferred()) is None
     assert notice_for(transferred(), BROKER, "https://crm") is None
-    assert messages_for(transferred(), BROKER, "https://crm", now=AT) == {}
+    assert by_channel(messages_for(transferred(), BROKER, "https://crm", now=AT)) == {}
 
 
 @pytest.mark.parametrize(
@@ -150,7 +151,7 @@ def test_nobody_is_told_of_a_lead_transfer_at_once() -> None:
 def test_a_withdrawn_offer_says_why(
     kind: type[OfferExpired | OfferWithdrawn], reason: WithdrawalReason | None, said: str
 ) -> None:
-    messages = messages_for(closed(kind, reason), BROKER, "https://crm", now=AT)
+    messages = by_channel(messages_for(closed(kind, reason), BROKER, "https://crm", now=AT))
     assert set(messages) == {Channel.PUSH}
     push = messages[Channel.PUSH]
     assert push.title == said  # type: ignore[union-attr]

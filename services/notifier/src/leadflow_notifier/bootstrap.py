@@ -22,6 +22,7 @@ from leadflow_notifier.adapters.repository import (
     DeliveryLog,
     DigestItems,
     Leases,
+    PushDevices,
     RecipientCache,
     ensure_indexes,
 )
@@ -98,6 +99,7 @@ def create_app(settings: NotifierSettings) -> FastAPI:
             retry=retry,
             digest=DigestItems(runtime.db),
             staff=directory,
+            devices=PushDevices(runtime.db),
         )
 
     async def handle_one(body: bytes) -> None:
@@ -124,6 +126,7 @@ def create_app(settings: NotifierSettings) -> FastAPI:
     async def redrive(stopping: asyncio.Event) -> None:
         deliveries = DeliveryLog(runtime.db, leases=leases)
         courier = Courier(deliveries=deliveries, senders=senders, dead_letters=dead_letters, metrics=metrics,
+                          devices=PushDevices(runtime.db),
                           clock=_now, retry=retry)
         redriver = Redriver(deliveries=deliveries, courier=courier, metrics=metrics,
                             max_drives=settings.delivery.max_drives, batch=settings.delivery.redrive_batch)

@@ -28,8 +28,20 @@ from leadflow_notifier.domain.digest import (
     distinct_leads,
     due_window,
 )
-from leadflow_notifier.domain.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
-from leadflow_notifier.domain.messages import Content, Recipient, messages_for, recipient_of, team_member_email
+from leadflow_notifier.domain.errors import (
+    UNREGISTERED,
+    DeliveryError,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
+from leadflow_notifier.domain.messages import (
+    Content,
+    PushContent,
+    Recipient,
+    messages_for,
+    recipient_of,
+    team_member_email,
+)
 from leadflow_notifier.domain.preferences import Channel
 from leadflow_notifier.metrics import NotifierMetrics
 from leadflow_shared.errors import PoisonMessage
@@ -82,6 +94,10 @@ class Subscribers(Protocol):
     async def digest_subscribers(self, account_id: str) -> list[Recipient]: ...
 
 
+class Devices(Protocol):
+    async def forget_token(self, user_id: str, token: str) -> None: ...
+
+
 class DeadLetters(Protocol):
     async def publish(self, raw: bytes, *, account_id: str, channel: str, agent_id: str, error: DeliveryError) -> None:
         ...
@@ -104,6 +120,7 @@ class Courier:
     metrics: NotifierMetrics
     clock: Callable[[], datetime]
     retry: RetryPolicy
+    devices: Devices | None = None
 
     async def drive(self, delivery: Delivery) -> None:
         """Deliver what `begin` or `claim_due` handed this process; its lease is released at the end.
@@ -175,6 +192,9 @@ class Courier:
         return True
 
     async def _dead_letter(self, delivery: Delivery, error: DeliveryError) -> None:
+        if error.reason == UNREGISTERED and isinstance(delivery.content, PushContent) and self.devices is not None:
+            # The provider no longer knows the device: never push to it again.
+            await self.devices.forget_token(delivery.agent_id, delivery.content.token)
         if delivery.event is not None:
             await self.dead_letters.publish(delivery.event, account_id=delivery.account_id, channel=delivery.channel,
                                             agent_id=delivery.agent_id, error=error)
@@ -204,6 +224,7 @@ class Notifier:
     retry: RetryPolicy = RetryPolicy()
     digest: DigestStore | None = None
     staff: Staff | None = None  # who hears of a team member's transfer (T2); None: nobody
+    devices: Devices | None = None  # forgets a device its push provider no longer knows
 
     async def notify_batch(self, bodies: list[bytes], *, concurrency: int) -> BatchRejections:
         """A batch of raw events: one lead's events in order, different leads concurrently.
@@ -256,9 +277,9 @@ class Notifier:
             raise PoisonMessage(f"unknown agent {agent_id!r}")
         messages = messages_for(event, who, self.crm_base_url, now=self.clock())
         await _all(
-            self._deliver(event, raw, agent_id, channel, content)
-            for channel, content in messages.items()
-            if channel in self.senders
+            self._deliver(event, raw, agent_id, m.channel, m.content, m.device_id)
+            for m in messages
+            if m.channel in self.senders
         )
 
     async def _notify_staff(self, event: TeamMemberTransferred, raw: bytes) -> None:
@@ -277,10 +298,10 @@ class Notifier:
         )
 
     async def _deliver(
-        self, event: RoutingEvent, raw: bytes, agent_id: str, channel: Channel, content: Content
+        self, event: RoutingEvent, raw: bytes, agent_id: str, channel: Channel, content: Content, device_id: str = ""
     ) -> None:
         delivery = Delivery(
-            key=delivery_key(event.event_id, channel, agent_id), channel=channel, agent_id=agent_id,
+            key=delivery_key(event.event_id, channel, agent_id, device_id), channel=channel, agent_id=agent_id,
             account_id=event.account_id, event_type=event.type, content=content, event=raw,
             occurred_ms=_ms(event.occurred_at),
         )
@@ -289,6 +310,7 @@ class Notifier:
             self.metrics.skipped.labels(channel, state).inc()
             return
         courier = Courier(deliveries=self.deliveries, senders=self.senders, dead_letters=self.dead_letters,
+                          devices=self.devices,
                           metrics=self.metrics, clock=self.clock, retry=self.retry)
         await courier.drive(delivery)
 

@@ -16,6 +16,7 @@ ACCOUNTS = "accounts"
 AGENTS = "agents"
 PREFERENCES = "notifier_preferences"
 STAFF = "staff"  # admins and staff who are not agents (the notifier reaches them through it)
+PUSH_DEVICES = "push_devices"  # each user's devices for push (`_id` = `<user>/<device>`); the notifier reads it
 
 Doc = dict[str, Any]
 
@@ -62,6 +63,26 @@ class AccountSettings:
         if result.deleted_count:
             await self._db[PREFERENCES].delete_one({"_id": user_id, "account_id": self.account_id})
         return result.deleted_count > 0
+
+    async def devices(self, user_id: str) -> list[Doc]:
+        cursor = self._db[PUSH_DEVICES].find({"user_id": user_id, "account_id": self.account_id}).sort("_id", 1)
+        return [d async for d in cursor]
+
+    async def put_device(self, user_id: str, device_id: str, fields: Doc) -> None:
+        """Register (or re-register) a device; its token leaves any other user's device (a handed-on phone)."""
+        key = f"{user_id}/{device_id}"
+        await self._db[PUSH_DEVICES].delete_many({"token": fields["token"], "_id": {"$ne": key}})
+        doc = {"_id": key, "user_id": user_id, "device_id": device_id, "account_id": self.account_id, **fields}
+        if (await self._db[PUSH_DEVICES].replace_one({"_id": key}, doc)).matched_count:
+            return
+        try:
+            await self._db[PUSH_DEVICES].insert_one(doc)
+        except DuplicateKeyError:
+            await self._db[PUSH_DEVICES].replace_one({"_id": key}, doc)
+
+    async def delete_device(self, user_id: str, device_id: str) -> bool:
+        query = {"_id": f"{user_id}/{device_id}", "account_id": self.account_id}
+        return (await self._db[PUSH_DEVICES].delete_one(query)).deleted_count > 0
 
     async def set_account(self, fields: Doc) -> bool:
         """`$set` on the existing account document; False when there is none (never creates one)."""

@@ -8,6 +8,7 @@ people side: the Onboarding queue is `status=onboarding`).
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -121,3 +122,48 @@ def team(
         and (not needle or needle in m.name.casefold() or needle in (m.email or "").casefold())
     ]  # fmt: skip
     return sorted(found, key=lambda m: (m.name.casefold(), m.user_id))
+
+
+MAX_DEVICES = 10  # per user: one notice pushes to each of them
+
+
+class Platform(StrEnum):
+    IOS = "ios"
+    ANDROID = "android"
+    WEB = "web"
+
+
+class DeviceRegistration(BaseModel):
+    """A device's push token (FCM registration token) for the caller's notifications."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"token": "fcm-registration-token", "platform": "android"}]}
+    )
+
+    token: str = Field(min_length=1, max_length=4096, pattern=r"^[\x21-\x7e]+$", description="Printable ASCII.")
+    platform: Platform
+
+
+class Device(BaseModel):
+    """A registered device; its token is never shown again."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"device_id": "pixel-8", "platform": "android", "registered_at": "2026-11-24T14:02:11Z"}]
+        }
+    )
+
+    device_id: str
+    platform: Platform
+    registered_at: datetime
+
+
+class DeviceList(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"items": [{"device_id": "pixel-8", "platform": "android",
+                                     "registered_at": "2026-11-24T14:02:11Z"}]}]
+        }
+    )
+
+    items: list[Device]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, status
@@ -9,6 +10,10 @@ from fastapi import APIRouter, Depends, Query, Response, status
 from leadflow_crm_api.adapters.settings import AccountSettings
 from leadflow_crm_api.deps import Caller, Db, Id
 from leadflow_crm_api.domain.people import (
+    MAX_DEVICES,
+    Device,
+    DeviceList,
+    DeviceRegistration,
     MemberRole,
     StaffMember,
     TeamList,
@@ -85,3 +90,49 @@ async def delete_staff_member(people: People, caller: Caller, user_id: Id) -> Re
 def _own_or_manager(caller: Caller, user_id: str) -> None:
     if user_id != caller.sub and not caller.sees_whole_account:
         raise Forbidden("Brokers and admins manage staff records; others only their own.")
+
+
+# Push devices: a user registers its own; brokers and admins may list and remove them.
+
+
+@router.put(
+    f"{BASE}/users/{{user_id}}/devices/{{device_id}}",
+    description=f"Register one of your devices for push (at most {MAX_DEVICES}); again with a new token to refresh "
+    "it. A token the push provider no longer knows is removed by the notifier.",
+)
+async def put_device(
+    people: People, caller: Caller, user_id: Id, device_id: Id, body: DeviceRegistration
+) -> Device:
+    if user_id != caller.sub:
+        raise Forbidden("You register only your own devices.")
+    await _reachable(people, user_id)
+    known = {d["device_id"] for d in await people.devices(user_id)}
+    if device_id not in known and len(known) >= MAX_DEVICES:
+        raise InvalidRequest(f"device_id: at most {MAX_DEVICES} devices per user; remove one first.")
+    at = datetime.now(UTC).replace(microsecond=0)
+    await people.put_device(user_id, device_id, {"token": body.token, "platform": body.platform.value,
+                                                 "registered_at": at})
+    return Device(device_id=device_id, platform=body.platform, registered_at=at)
+
+
+@router.get(f"{BASE}/users/{{user_id}}/devices", description="A user's devices registered for push (no tokens).")
+async def list_devices(people: People, caller: Caller, user_id: Id) -> DeviceList:
+    _own_or_manager(caller, user_id)
+    return DeviceList(items=[
+        Device(device_id=d["device_id"], platform=d["platform"], registered_at=d["registered_at"])
+        for d in await people.devices(user_id)
+    ])  # fmt: skip
+
+
+@router.delete(f"{BASE}/users/{{user_id}}/devices/{{device_id}}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_device(people: People, caller: Caller, user_id: Id, device_id: Id) -> Response:
+    """Stop pushing to a device (a user's own, or any of the account's as a broker or admin)."""
+    _own_or_manager(caller, user_id)
+    if not await people.delete_device(user_id, device_id):
+        raise NotFound("No such device.")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+async def _reachable(people: AccountSettings, user_id: str) -> None:
+    if await people.agent(user_id) is None and await people.staff_member(user_id) is None:
+        raise NotFound("No such user in this account: only agents and staff members receive notifications.")

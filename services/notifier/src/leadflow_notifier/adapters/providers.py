@@ -1,14 +1,15 @@
 """SMS and push over provider HTTP APIs (Twilio-style Messages, FCM HTTP v1-style send).
 
 Error mapping, shared by both: 2xx sent; 429 and 5xx, timeouts and connection errors are
-transient; any other 4xx is permanent (bad number, unregistered token, refused auth).
+transient; any other 4xx is permanent (bad number, refused auth). A push provider's 404 (FCM:
+UNREGISTERED) is permanent with reason `unregistered`: the device is then forgotten.
 """
 
 from __future__ import annotations
 
 import httpx
 
-from leadflow_notifier.domain.errors import PermanentDeliveryError, TransientDeliveryError
+from leadflow_notifier.domain.errors import UNREGISTERED, PermanentDeliveryError, TransientDeliveryError
 from leadflow_notifier.domain.messages import PushContent, SmsContent
 from leadflow_notifier.settings import PushSettings, SmsSettings
 
@@ -83,4 +84,9 @@ class FcmPush:
             headers={"Authorization": f"Bearer {s.access_token.get_secret_value()}"},
             timeout=s.timeout_seconds,
         )
-        await _send(self._client, request)
+        try:
+            await _send(self._client, request)
+        except PermanentDeliveryError as exc:
+            if "HTTP 404" in exc.detail or "UNREGISTERED" in exc.detail:
+                raise PermanentDeliveryError(UNREGISTERED, exc.detail) from exc
+            raise

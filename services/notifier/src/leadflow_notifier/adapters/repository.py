@@ -17,12 +17,14 @@ from pymongo.errors import DuplicateKeyError
 
 from leadflow_notifier.domain.delivery import Delivery, Unreadable
 from leadflow_notifier.domain.digest import DigestItem, DigestWindow
-from leadflow_notifier.domain.messages import Content, EmailContent, PushContent, Recipient, SmsContent
+from leadflow_notifier.domain.messages import Content, EmailContent, PushContent, PushDevice, Recipient, SmsContent
 from leadflow_notifier.domain.preferences import Channel, Preferences, QuietHours
 
 ACCOUNTS = "accounts"
 AGENTS = "agents"
 STAFF = "staff"  # admins and staff who are not agents (crm-api writes them)
+PUSH_DEVICES = "push_devices"  # each user's devices registered for push (crm-api writes them)
+MAX_DEVICES = 10  # per user (crm-api refuses more); a bound on one notice's pushes
 PREFERENCES = "notifier_preferences"
 DELIVERIES = "notifier_deliveries"
 DIGEST_ITEMS = "notifier_digest_items"
@@ -68,6 +70,7 @@ class AgentDirectory:
         self, db: AsyncDatabase[dict[str, Any]], *, cache: RecipientCache | None = None, ttl_seconds: float = 0.0
     ) -> None:
         self._accounts = db[ACCOUNTS]
+        self._db = db
         self._agents = db[AGENTS]
         self._staff = db[STAFF]
         self._preferences = db[PREFERENCES]
@@ -90,6 +93,7 @@ class AgentDirectory:
             return None
         prefs_doc = await self._preferences.find_one({"_id": agent_id})
         prefs = PreferencesDoc.model_validate(prefs_doc or {})
+        devices = await PushDevices(self._db).of_user(agent_id)
         return Recipient(
             agent_id=agent_id,
             name=doc["name"],
@@ -98,6 +102,7 @@ class AgentDirectory:
             phone=doc.get("phone"),
             push_token=prefs.push_token,
             preferences=prefs.preferences(),
+            devices=tuple(devices),
         )
 
     async def save_preferences(self, agent_id: str, prefs: PreferencesDoc) -> None:
@@ -132,6 +137,23 @@ class AgentDirectory:
             if recipient is not None:
                 found.append(recipient)
         return found
+
+
+class PushDevices:
+    """A user's devices for push (`push_devices`, `_id` = `<user>/<device>`), and forgetting one."""
+
+    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        self._devices = db[PUSH_DEVICES]
+        self._preferences = db[PREFERENCES]
+
+    async def of_user(self, user_id: str) -> list[PushDevice]:
+        cursor = self._devices.find({"user_id": user_id}).sort("_id", 1).limit(MAX_DEVICES)
+        return [PushDevice(str(d["device_id"]), str(d["token"])) async for d in cursor if d.get("token")]
+
+    async def forget_token(self, user_id: str, token: str) -> None:
+        """The provider no longer knows `token`: drop it from the user's devices (and the legacy field)."""
+        await self._devices.delete_many({"user_id": user_id, "token": token})
+        await self._preferences.update_one({"_id": user_id, "push_token": token}, {"$set": {"push_token": None}})
 
 
 class AccountSchedules:
@@ -184,6 +206,7 @@ class DigestItems:
 async def ensure_indexes(db: AsyncDatabase[dict[str, Any]]) -> None:
     # No index names _id (nx-27017, decision 0004); epoch-ms ints, not datetimes, for ranges.
     await db[DIGEST_ITEMS].create_index([("created_ms", 1), ("account_id", 1)], name="digest_window")
+    await db[PUSH_DEVICES].create_index([("user_id", 1)], name="by_user")
     # The re-driver's query: pending records whose lease ran out (equality, then range).
     await db[DELIVERIES].create_index([("status", 1), ("lease_until_ms", 1)], name="pending_lease")
 

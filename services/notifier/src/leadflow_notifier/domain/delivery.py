@@ -12,9 +12,11 @@ from leadflow_notifier.domain.messages import Content
 from leadflow_notifier.domain.preferences import Channel
 
 
-def delivery_key(event_id: object, channel: Channel, agent_id: str) -> str:
-    """The N3 key: at most one delivery per (event, channel, recipient); also the Message-ID's seed."""
-    return f"{event_id}:{channel}:{agent_id}"
+def delivery_key(event_id: object, channel: Channel, agent_id: str, device_id: str = "") -> str:
+    """The N3 key: at most one delivery per (event, channel, recipient, and for push device); also the
+    Message-ID's seed. The legacy push token (no device id) keeps the key it always had."""
+    base = f"{event_id}:{channel}:{agent_id}"
+    return f"{base}:{device_id}" if device_id else base
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,8 @@ and never holds message content or addresses.
 
 from __future__ import annotations
 
+UNREGISTERED = "unregistered"  # the push provider no longer knows the device: it is forgotten
+
 
 class DeliveryError(Exception):
     def __init__(self, reason: str, detail: str = "") -> None:

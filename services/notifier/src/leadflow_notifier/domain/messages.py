@@ -32,14 +32,39 @@ from leadflow_shared.events.routing import (
 
 
 @dataclass(frozen=True, slots=True)
+class PushDevice:
+    """One of a user's devices registered for push; `device_id` "" for a token set before devices existed."""
+
+    device_id: str
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
 class Recipient:
     agent_id: str
     name: str
     email: str
     time_zone: str = "UTC"
     phone: str | None = None
-    push_token: str | None = None
+    push_token: str | None = None  # the one token of the preferences document, before devices existed
     preferences: Preferences = DEFAULT_PREFERENCES
+    devices: tuple[PushDevice, ...] = ()
+
+    @property
+    def push_devices(self) -> tuple[PushDevice, ...]:
+        """Every device to push to: the registered ones, and the legacy token unless one of them has it."""
+        if self.push_token and all(d.token != self.push_token for d in self.devices):
+            return (*self.devices, PushDevice("", self.push_token))
+        return self.devices
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message to send: a channel, what to send, and for push, which device ("" for the legacy one)."""
+
+    channel: Channel
+    content: Content
+    device_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,23 +320,22 @@ def push_of(notice: Notice, token: str) -> PushContent:
     )
 
 
-def messages_for(
-    event: RoutingEvent, who: Recipient, crm_base_url: str, *, now: datetime
-) -> dict[Channel, Content]:
-    """Every message this event sends `who`, by channel, after preferences and quiet hours."""
+def messages_for(event: RoutingEvent, who: Recipient, crm_base_url: str, *, now: datetime) -> list[Outgoing]:
+    """Every message this event sends `who`, after preferences and quiet hours: one per channel, and
+    for push one per registered device."""
     notice = notice_for(event, who, crm_base_url)
     if notice is None:
-        return {}
+        return []
     channels = CHANNELS_BY_TYPE.get(event.type, frozenset()) & allowed_channels(
         who.preferences, time_zone=who.time_zone, now=now
     )
-    out: dict[Channel, Content] = {}
+    out: list[Outgoing] = []
     if Channel.EMAIL in channels:
-        out[Channel.EMAIL] = email_of(notice, who.email)
+        out.append(Outgoing(Channel.EMAIL, email_of(notice, who.email)))
     if Channel.SMS in channels and who.phone:
-        out[Channel.SMS] = sms_of(notice, who.phone)
-    if Channel.PUSH in channels and who.push_token:
-        out[Channel.PUSH] = push_of(notice, who.push_token)
+        out.append(Outgoing(Channel.SMS, sms_of(notice, who.phone)))
+    if Channel.PUSH in channels:
+        out.extend(Outgoing(Channel.PUSH, push_of(notice, d.token), d.device_id) for d in who.push_devices)
     return out
 
 
