@@ -120,8 +120,11 @@ class Demo:
             while time.monotonic() < deadline:
                 got = await crm.get(f"/v1/accounts/{to_account}/leads/{lead_id}",
                                     headers={"Authorization": f"Bearer {target}"})
-                if got.status_code == 200:
-                    moved = [e["summary"] for e in got.json()["timeline"] if e["type"] == "LeadTransferred"]
+                # The row moves before its timeline entry is written (crm-api's projection): wait for both.
+                moved = [e["summary"] for e in got.json()["timeline"] if e["type"] == "LeadTransferred"] if (
+                    got.status_code == 200
+                ) else []
+                if moved:
                     self._say(f"[blue]arrived[/blue]   {lead_id[:8]}  in {to_account}'s CRM: {moved[-1]}")
                     return True
                 await asyncio.sleep(0.1)
