@@ -188,7 +188,7 @@ async def test_an_offer_reaches_the_agent_on_every_channel_once_despite_an_sms_o
         assert push["body"]["message"]["token"] == "device-ana"
         plain = mails(stack, lead_id)[0].get_body(("plain",))
         assert plain is not None
-        assert f"/v1/accounts/{ACCOUNT}/leads/{lead_id}" in plain.get_content()
+        assert f"/app/accounts/{ACCOUNT}/leads/{lead_id}" in plain.get_content()  # the lead's page in the web app
 
         # Redeliver the offer itself, then wait for a later lead: the first sends nothing again.
         def is_offer(record: ConsumerRecord[bytes, bytes]) -> bool:

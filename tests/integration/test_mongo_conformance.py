@@ -630,3 +630,18 @@ async def test_delete_many_by_ids_and_a_field(db: AsyncDatabase[Doc]) -> None:
     result = await contacts.delete_many({"_id": {"$in": ["k1", "k2"]}, "lead": "L"})
     assert result.deleted_count == 1
     assert sorted(await _ids(contacts.find({}))) == ["k2", "k3"]
+
+
+@pytest.mark.xfail(
+    condition=ON_NX_27017,
+    reason="nx-27017: once a field of arrays is indexed, an equality filter on it no longer matches an element",
+    raises=AssertionError,
+    strict=True,
+)
+async def test_an_indexed_array_field_still_matches_its_elements(db: AsyncDatabase[Doc]) -> None:
+    """crm-api finds a lead by one of its accept links (`offer_link_ids`); it keeps that field unindexed."""
+    rows = db["rows"]
+    await rows.insert_one({"_id": "lead-1", "links": ["link-1", "link-2"]})
+    assert (await rows.find_one({"links": "link-2"}) or {}).get("_id") == "lead-1"
+    await rows.create_index([("links", ASCENDING)], name="links")
+    assert (await rows.find_one({"links": "link-2"}) or {}).get("_id") == "lead-1"

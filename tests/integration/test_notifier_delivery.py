@@ -110,7 +110,7 @@ def notifier(db: AsyncDatabase[dict[str, Any]], mailer: SmtpMailer, texts: Texts
     return Notifier(
         directory=AgentDirectory(db), deliveries=DeliveryLog(db, leases=Leases(lease_ms=60_000)),
         senders={Channel.EMAIL: mailer, Channel.SMS: texts},
-        dead_letters=NoDeadLetters(), metrics=NotifierMetrics(CollectorRegistry()), crm_base_url="https://crm",
+        dead_letters=NoDeadLetters(), metrics=NotifierMetrics(CollectorRegistry()), pages_url="https://crm",
         clock=lambda: NOON, retry=RetryPolicy(attempts=2, initial_seconds=0.01, max_seconds=0.02),
     )
 
@@ -187,7 +187,7 @@ async def test_the_daily_digest_goes_to_each_subscriber_once(
         await items.add(DigestItem(account, f"{account}-lead-{i % 2 if i < 2 else 9}", f"Lead {i}", "Web", created))
     sender = DigestSender(items=items, subscribers=directory,
                           deliveries=DeliveryLog(db, leases=Leases(lease_ms=60_000)), mailer=mailer,
-                          metrics=NotifierMetrics(CollectorRegistry()), crm_base_url="https://crm",
+                          metrics=NotifierMetrics(CollectorRegistry()), pages_url="https://crm",
                           default_hour=7, schedules=AccountSchedules(db),
                           clock=lambda: NOON)
 
@@ -220,7 +220,7 @@ async def test_a_staff_member_gets_the_digest_at_the_offices_hour_in_its_time_zo
     clock = Clock()
     sender = DigestSender(items=items, subscribers=AgentDirectory(db), schedules=AccountSchedules(db),
                           deliveries=DeliveryLog(db, leases=Leases(lease_ms=60_000)), mailer=mailer,
-                          metrics=NotifierMetrics(CollectorRegistry()), crm_base_url="https://crm",
+                          metrics=NotifierMetrics(CollectorRegistry()), pages_url="https://crm",
                           default_hour=7, clock=clock)
 
     def to_staff() -> list[Any]:
@@ -293,7 +293,7 @@ class Replica:
         letters = dead_letters or NoDeadLetters()
         self.notifier = Notifier(
             directory=AgentDirectory(db), deliveries=self.log, senders={Channel.EMAIL: email},
-            dead_letters=letters, metrics=self.metrics, crm_base_url="https://crm", clock=clock, retry=retry,
+            dead_letters=letters, metrics=self.metrics, pages_url="https://crm", clock=clock, retry=retry,
         )
         courier = Courier(deliveries=self.log, senders={Channel.EMAIL: email}, dead_letters=letters,
                           metrics=self.metrics, clock=clock, retry=retry)
@@ -524,7 +524,7 @@ async def test_a_digest_refused_for_now_is_retried_later_that_day(
     await items.add(DigestItem(account, f"{account}-lead", "Lead", "Web", clock.ms - 6 * 3_600_000))
     replica = Replica(db, clock, mailer)
     sender = DigestSender(items=items, subscribers=directory, deliveries=replica.log, mailer=mailer,
-                          metrics=replica.metrics, crm_base_url="https://crm",
+                          metrics=replica.metrics, pages_url="https://crm",
                           default_hour=7, schedules=AccountSchedules(db), clock=clock)
     key = f"digest:{account}:{clock.now.date().isoformat()}:email:{account}-staff"
 

@@ -134,7 +134,7 @@ def notifier(db: AsyncDatabase[dict[str, Any]], mailer: SmtpMailer, other: Recor
     return Notifier(
         directory=directory, deliveries=DeliveryLog(db, leases=Leases(lease_ms=60_000)),
         senders={Channel.EMAIL: mailer, Channel.SMS: other, Channel.PUSH: other},
-        dead_letters=NoDeadLetters(), metrics=NotifierMetrics(CollectorRegistry()), crm_base_url="https://crm",
+        dead_letters=NoDeadLetters(), metrics=NotifierMetrics(CollectorRegistry()), pages_url="https://crm",
         clock=lambda: MOVED_AT, retry=RetryPolicy(attempts=2, initial_seconds=0.01, max_seconds=0.02),
         digest=DigestItems(db), staff=directory,
     )
@@ -144,7 +144,7 @@ def digests(db: AsyncDatabase[dict[str, Any]], mailer: SmtpMailer, now: datetime
     return DigestSender(
         items=DigestItems(db), subscribers=AgentDirectory(db),
         deliveries=DeliveryLog(db, leases=Leases(lease_ms=60_000)), mailer=mailer,
-        metrics=NotifierMetrics(CollectorRegistry()), crm_base_url="https://crm",
+        metrics=NotifierMetrics(CollectorRegistry()), pages_url="https://crm",
         default_hour=DIGEST_HOUR, schedules=AccountSchedules(db),
         clock=lambda: now,
     )
@@ -202,7 +202,7 @@ async def test_a_transferred_lead_is_in_the_target_offices_next_digest_after_the
     # Wed 10 Jan 08:00: South's digest lists Jane (Zed subscribed through a `$set`).
     assert await digests(db, mailer, datetime(2024, 1, 10, 8, tzinfo=UTC)).run_once() == 1
     [south] = to(sink, "zed@example.com")
-    assert f"https://crm/v1/accounts/south/leads/{lead_id}" in plain(south)
+    assert f"https://crm/accounts/south/leads/{lead_id}" in plain(south)
     sent_before = len(sink.received())
 
     # Noon: the lead moves to North; the transfer is redelivered, and the old offer too.
@@ -216,7 +216,7 @@ async def test_a_transferred_lead_is_in_the_target_offices_next_digest_after_the
     [north] = to(sink, "dan@example.com")
     assert north["Subject"] == "1 new lead on Thu 11 Jan"
     text = plain(north)
-    assert f"Jane Doe (Website, transferred from South Office): https://crm/v1/accounts/north/leads/{lead_id}" in text
+    assert f"Jane Doe (Website, transferred from South Office): https://crm/accounts/north/leads/{lead_id}" in text
     assert text.count("Jane Doe") == 1
     assert len(to(sink, "zed@example.com")) == 1  # South has no new lead that day
     assert await digests(db, mailer, datetime(2024, 1, 11, 9, tzinfo=UTC)).run_once() == 0  # the next check
@@ -239,7 +239,7 @@ async def test_a_moved_team_member_is_emailed_to_the_target_staff_once_each_and_
     for message in received:
         assert message["Subject"] == subject
         assert message["X-Leadflow-Lead-Id"] is None
-        assert "Open the team settings: https://crm/v1/accounts/north/settings/routing" in plain(message)
+        assert "Open the team settings: https://crm/accounts/north/team" in plain(message)
         assert "status Onboarding" in plain(message)
     assert other.sent == []  # email only
     mine = {"_id": {"$regex": str(event.event_id)}}

@@ -95,7 +95,7 @@ def notifier(db: AsyncDatabase[dict[str, Any]], mailer: SmtpMailer, other: Recor
     return Notifier(
         directory=AgentDirectory(db), deliveries=DeliveryLog(db, leases=Leases(lease_ms=60_000)),
         senders={Channel.EMAIL: mailer, Channel.SMS: other, Channel.PUSH: other},
-        dead_letters=NoDeadLetters(), metrics=NotifierMetrics(registry), crm_base_url="https://crm",
+        dead_letters=NoDeadLetters(), metrics=NotifierMetrics(registry), pages_url="https://crm",
         clock=lambda: SHARED_AT, retry=RetryPolicy(attempts=2, initial_seconds=0.01, max_seconds=0.02),
         digest=DigestItems(db),
     )
@@ -134,7 +134,7 @@ async def test_a_share_delivered_twice_emails_the_realtor_once(
     assert email["Subject"] == "Acme Realty assigned you a lead"
     text = plain(email)
     assert "Hi Rita," in text
-    assert f"Open the lead: https://crm/v1/accounts/acme/leads/{lead_id}" in text
+    assert f"Open the lead: https://crm/accounts/acme/leads/{lead_id}" in text
     assert other.sent == [f"{event.event_id}:push:rita"]  # push once, no SMS
     mine = {"_id": {"$regex": str(event.event_id)}}
     log = {d["_id"]: d["status"] async for d in db["notifier_deliveries"].find(mine)}

@@ -16,11 +16,13 @@ from leadflow_crm_api.domain.principal import Principal, Role
 from leadflow_crm_api.errors import Unauthenticated
 from leadflow_crm_api.settings import DEVELOPMENT_SIGNING_KEY, CrmApiSettings
 from leadflow_devstack.tokens import dev_token
+from leadflow_shared import offer_links
 
 pytestmark = pytest.mark.unit
 
 KEY = "unit-test-signing-key-long-enough-for-hs512-which-wants-64-bytes!"
-SETTINGS = CrmApiSettings(environment="test", auth={"key": KEY})
+OFFER_LINK_KEY = "an-offer-link-key-of-more-than-32-bytes!"
+SETTINGS = CrmApiSettings(environment="test", auth={"key": KEY}, offer_link_key=OFFER_LINK_KEY)
 
 
 def _claims(**overrides: object) -> dict[str, object]:
@@ -63,7 +65,9 @@ def test_bad_tokens_are_unauthenticated(make_token: Callable[[], str], reason: s
 
 
 def test_issuer_is_checked_when_configured() -> None:
-    settings = CrmApiSettings(environment="test", auth={"key": KEY, "issuer": "https://auth.example.com/"})
+    settings = CrmApiSettings(
+        environment="test", auth={"key": KEY, "issuer": "https://auth.example.com/"}, offer_link_key=OFFER_LINK_KEY
+    )
     good = jwt.encode(_claims(iss="https://auth.example.com/"), KEY, algorithm="HS256")
     assert TokenVerifier(settings).verify(good).sub == "alex-rivera"
     with pytest.raises(Unauthenticated):
@@ -75,7 +79,9 @@ def test_rs256_with_the_issuers_public_key() -> None:
     public_pem = private.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ).decode()
-    settings = CrmApiSettings(environment="production", auth={"algorithm": "RS256", "key": public_pem})
+    settings = CrmApiSettings(
+        environment="production", auth={"algorithm": "RS256", "key": public_pem}, offer_link_key=OFFER_LINK_KEY
+    )
     token = jwt.encode(_claims(), private, algorithm="RS256")
     assert TokenVerifier(settings).verify(token).role is Role.REALTOR
     # Alg confusion: an HS256 token "signed" with the public key must not pass.
@@ -97,4 +103,13 @@ def test_development_key_only_in_development() -> None:
         CrmApiSettings(environment="production", auth={"key": "changeme"})
     with pytest.raises(ValidationError, match="at least 32 bytes"):
         CrmApiSettings(environment="production", auth={"key": "a-real-but-short-secret"})
-    assert CrmApiSettings(environment="production", auth={"key": KEY}).verification_key == KEY
+    assert CrmApiSettings(
+        environment="production", auth={"key": KEY}, offer_link_key=OFFER_LINK_KEY
+    ).verification_key == KEY
+    # The accept links' key: required outside development, never the development one in production.
+    with pytest.raises(ValidationError, match=r"offer_link_key \(CRM_API_OFFER_LINK_KEY\) must be set"):
+        CrmApiSettings(environment="production", auth={"key": KEY})
+    with pytest.raises(ValidationError, match="development key is refused"):
+        CrmApiSettings(environment="production", auth={"key": KEY}, offer_link_key=offer_links.DEVELOPMENT_KEY)
+    with pytest.raises(ValidationError, match="at least 32 bytes"):
+        CrmApiSettings(environment="production", auth={"key": KEY}, offer_link_key="short")

@@ -52,7 +52,7 @@ def test_an_offer_goes_out_on_every_channel_with_link_and_deadline_in_the_agents
     out = by_channel(messages_for(offered(), AGENT, "https://crm.example.com/", now=NOON_UTC))
 
     assert set(out) == {Channel.EMAIL, Channel.SMS, Channel.PUSH}
-    link = f"https://crm.example.com/v1/accounts/acme-realty/leads/{LEAD_ID}"
+    link = f"https://crm.example.com/accounts/acme-realty/leads/{LEAD_ID}"
     email, sms, push = out[Channel.EMAIL], out[Channel.SMS], out[Channel.PUSH]
     assert isinstance(email, EmailContent)
     assert isinstance(sms, SmsContent)
@@ -120,3 +120,21 @@ def test_every_registered_device_gets_the_push_and_the_legacy_token_once() -> No
     assert pushed(many) == [("phone", "tok-phone"), ("tablet", "tok-tablet")]
     legacy = dataclasses.replace(AGENT, devices=devices, push_token="tok-old")
     assert pushed(legacy) == [("phone", "tok-phone"), ("tablet", "tok-tablet"), ("", "tok-old")]
+
+
+def test_an_offer_carries_its_one_click_accept_link_and_can_hide_the_contact_until_claimed() -> None:
+    accept = "https://crm.example.com/v1/offer-links/T0KEN"
+    shown = by_channel(messages_for(offered(), AGENT, "https://app", now=NOON_UTC, accept_link=accept))
+    hidden = by_channel(messages_for(offered(), AGENT, "https://app", now=NOON_UTC, accept_link=accept,
+                                     hide_contact=True))
+    for out in (shown, hidden):
+        email, sms = out[Channel.EMAIL], out[Channel.SMS]
+        assert isinstance(email, EmailContent)
+        assert isinstance(sms, SmsContent)
+        assert f"Accept it with one click: {accept}" in email.text
+        assert f'href="{accept}"' in email.html
+        assert f"Accept: {accept}" in sms.body
+        assert f"https://app/accounts/acme-realty/leads/{LEAD_ID}" in email.text, "the lead's page in the web app"
+    assert "jane@example.com" in shown[Channel.EMAIL].text  # type: ignore[union-attr]
+    assert "jane@example.com" not in hidden[Channel.EMAIL].text + hidden[Channel.EMAIL].html  # type: ignore[union-attr]
+    assert "Email: shown once you claim the lead" in hidden[Channel.EMAIL].text  # type: ignore[union-attr]

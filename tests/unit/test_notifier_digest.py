@@ -75,6 +75,6 @@ def test_the_digest_lists_each_new_lead_with_its_link() -> None:
     assert email is not None
     assert email.subject == "2 new leads on Tue 05 Mar"
     for i in range(2):
-        assert f"Lead {i} (Website): https://crm/v1/accounts/office-2/leads/lead-{i}" in email.text
-        assert f'href="https://crm/v1/accounts/office-2/leads/lead-{i}"' in email.html
+        assert f"Lead {i} (Website): https://crm/accounts/office-2/leads/lead-{i}" in email.text
+        assert f'href="https://crm/accounts/office-2/leads/lead-{i}"' in email.html
     assert digest_email([], who, due_window(AT, hour=7), "https://crm") is None

@@ -123,7 +123,7 @@ def make(registry: CollectorRegistry, **providers: Provider) -> tuple[Notifier, 
     log, dead = Log(), DeadLetters()
     senders = {Channel(name): p for name, p in providers.items()}
     notifier = Notifier(directory=Directory(), deliveries=log, senders=senders, dead_letters=dead,
-                        metrics=NotifierMetrics(registry), crm_base_url="https://crm", clock=lambda: NOW,
+                        metrics=NotifierMetrics(registry), pages_url="https://crm", clock=lambda: NOW,
                         retry=RetryPolicy(attempts=3, initial_seconds=0.001, max_seconds=0.002))
     return notifier, log, dead
 
@@ -240,7 +240,7 @@ async def test_every_started_delivery_stops_renewing_its_lease(registry: Collect
     broken = Unmarkable()
     notifier = Notifier(directory=Directory(), deliveries=broken, senders={Channel.EMAIL: Provider()},
                         dead_letters=DeadLetters(), metrics=NotifierMetrics(CollectorRegistry()),
-                        crm_base_url="https://crm", clock=lambda: NOW, retry=RetryPolicy(attempts=1))
+                        pages_url="https://crm", clock=lambda: NOW, retry=RetryPolicy(attempts=1))
     with pytest.raises(ConnectionError):
         await notifier.notify(event(), b"{}")
     assert list(broken.status.values()) == ["pending"]

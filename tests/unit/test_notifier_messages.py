@@ -41,7 +41,7 @@ def test_email_to_the_agent_about_the_lead() -> None:
     assert email.to == "alex@acme-realty.com"
     assert "Jane Doe" in email.subject
     assert email.lead_id == str(LEAD_ID)
-    assert f"https://crm.example.com/v1/accounts/acme-realty/leads/{LEAD_ID}" in email.text
+    assert f"https://crm.example.com/accounts/acme-realty/leads/{LEAD_ID}" in email.text
     assert "//v1" not in email.text
     for expected in ("Hi Alex Agent,", "jane@example.com", "+14155550123", "Is 12 Elm St still for sale?",
                      "Round robin is off", f"Lead id: {LEAD_ID}"):
@@ -53,7 +53,7 @@ def test_email_without_contact_details_or_message() -> None:
 
     assert "Phone: -" in email.text
     assert "Their message:" not in email.text
-    assert f"https://crm.example.com/v1/accounts/acme-realty/leads/{LEAD_ID}" in email.text
+    assert f"https://crm.example.com/accounts/acme-realty/leads/{LEAD_ID}" in email.text
 
 
 def test_subject_is_one_line() -> None:

@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from leadflow_notifier.settings import NotifierSettings
+from leadflow_shared import offer_links
 
 pytestmark = pytest.mark.unit
 
@@ -20,6 +21,18 @@ def test_development_defaults_and_real_production_secrets_are_accepted() -> None
     assert NotifierSettings.model_validate({"environment": "development", "sms": {"enabled": True}}).sms.enabled
     settings = NotifierSettings.model_validate(
         {"environment": "production", "sms": {"enabled": True, "auth_token": "a-real-token-from-the-vault"},
-         "push": {"enabled": False}}
+         "push": {"enabled": False}, "offer_link_key": "an-offer-link-key-of-more-than-32-bytes!"}
     )
     assert settings.sms.auth_token.get_secret_value() == "a-real-token-from-the-vault"
+
+
+def test_accept_links_need_their_own_key_outside_development() -> None:
+    assert NotifierSettings(environment="development").offer_link_secret == offer_links.DEVELOPMENT_KEY
+    with pytest.raises(ValidationError, match="NOTIFIER_OFFER_LINK_KEY"):
+        NotifierSettings(environment="production")
+    with pytest.raises(ValidationError, match="refused in production"):
+        NotifierSettings(environment="production", offer_link_key=offer_links.DEVELOPMENT_KEY)
+    assert NotifierSettings(environment="development").pages_url == "http://127.0.0.1:8004/app"
+    assert NotifierSettings(environment="development", web_app_url="https://app.example/").pages_url == (
+        "https://app.example"
+    )

@@ -90,7 +90,7 @@ def test_the_realtor_is_told_by_email_and_push_with_the_brokerage_and_the_link()
     email, push = messages[Channel.EMAIL], messages[Channel.PUSH]
     assert isinstance(email, EmailContent)
     assert isinstance(push, PushContent)
-    link = f"https://crm/v1/accounts/acme/leads/{LEAD}"
+    link = f"https://crm/accounts/acme/leads/{LEAD}"
     assert (email.to, email.subject, email.lead_id) == ("rita@realty.example", "Acme Realty assigned you a lead",
                                                         str(LEAD))
     for expected in ("Hi Rita,", 'labelled "Assigned By: Acme Realty"', f"Open the lead: {link}",
@@ -216,7 +216,7 @@ def notifier(outbox: Outbox, digest: Digest, registry: CollectorRegistry) -> Not
     return Notifier(
         directory=Directory(), deliveries=Log(),
         senders={Channel.EMAIL: outbox, Channel.SMS: outbox, Channel.PUSH: outbox},
-        dead_letters=NoDeadLetters(), metrics=NotifierMetrics(registry), crm_base_url="https://crm",
+        dead_letters=NoDeadLetters(), metrics=NotifierMetrics(registry), pages_url="https://crm",
         clock=lambda: AT, retry=RetryPolicy(attempts=1), digest=digest,
     )
 

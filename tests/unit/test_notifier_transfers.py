@@ -121,10 +121,10 @@ def test_the_digest_links_the_lead_in_the_target_office_and_names_the_office_it_
     who = Recipient(agent_id="admin", name="Ada", email="ada@north.example")
     email = digest_email([item], who, due_window(AT, hour=7), "https://crm")
     assert email is not None
-    assert f"Jane Doe (Website, transferred from South Office): https://crm/v1/accounts/north/leads/{LEAD}" in (
+    assert f"Jane Doe (Website, transferred from South Office): https://crm/accounts/north/leads/{LEAD}" in (
         email.text
     )
-    assert f'href="https://crm/v1/accounts/north/leads/{LEAD}"' in email.html
+    assert f'href="https://crm/accounts/north/leads/{LEAD}"' in email.html
 
 
 def test_a_team_member_is_not_a_new_lead() -> None:
@@ -168,11 +168,11 @@ def test_the_team_member_email_names_who_joined_from_where_as_onboarding() -> No
     assert email.subject == "Tom Jones joined North Office from South Office (Onboarding)"
     assert email.lead_id == ""
     for expected in ("Hi Bea,", "Tom Jones was moved from South Office to North Office.", "status Onboarding",
-                     "Open the team settings: https://crm/v1/accounts/north/settings/routing"):
+                     "Open the team settings: https://crm/accounts/north/team"):
         assert expected in email.text
     assert "Lead id" not in email.text
     assert "new lead" not in email.subject.lower()
-    assert 'href="https://crm/v1/accounts/north/settings/routing"' in email.html
+    assert 'href="https://crm/accounts/north/team"' in email.html
 
 
 def test_team_member_html_is_escaped() -> None:
@@ -256,7 +256,7 @@ def notifier(outbox: Outbox, staff: Staff, digest: Digest, log: Log | None = Non
     return Notifier(
         directory=Directory(), deliveries=log or Log(),
         senders={Channel.EMAIL: outbox, Channel.SMS: outbox, Channel.PUSH: outbox},
-        dead_letters=NoDeadLetters(), metrics=NotifierMetrics(CollectorRegistry()), crm_base_url="https://crm",
+        dead_letters=NoDeadLetters(), metrics=NotifierMetrics(CollectorRegistry()), pages_url="https://crm",
         clock=lambda: AT, retry=RetryPolicy(attempts=1), digest=digest, staff=staff,
     )
 

@@ -41,7 +41,7 @@ from leadflow_crm_api.errors import ClaimNotPossible, Forbidden, NotFound
 from leadflow_crm_api.handlers import project
 from leadflow_crm_api.problems import PROBLEM_RESPONSES, install_problem_handlers
 from leadflow_crm_api.publishing import publish_or_unavailable
-from leadflow_crm_api.routes import distribution, offices, people, sharing
+from leadflow_crm_api.routes import distribution, offer_links, offices, people, sharing
 from leadflow_crm_api.routes import settings as account_settings
 from leadflow_crm_api.settings import CrmApiSettings
 from leadflow_shared import topics
@@ -114,8 +114,10 @@ def create_app(settings: CrmApiSettings) -> FastAPI:
     app.include_router(offices.router)
     app.include_router(distribution.router)
     app.include_router(people.router)
+    app.include_router(offer_links.router)
     app.state.runtime, app.state.verifier = runtime, TokenVerifier(settings)
     app.state.publish_command = publisher(runtime.broker, topics.LEADS_COMMANDS)
+    app.state.publish_activity = publish_activity
 
     async def page(leads: ScopedLeads, query: LeadQuery, limit: int, cursor: str | None) -> LeadPage:
         try:

@@ -4,7 +4,9 @@ CrmApiError
 ├── Unauthenticated   401  no, expired, mis-signed or foreign-audience bearer token
 ├── Forbidden         403  a valid caller asking outside its account or role
 ├── NotFound          404  no such lead in the caller's scope (also hides other tenants' leads)
+├── LinkUnknown       404  an accept link that is not ours, or names no known offer
 ├── ClaimNotPossible  409  an accept by someone who holds no live offer (the offer ended, or never was)
+├── LinkRefused       409  an accept link already used, or whose offer ended
 ├── InvalidRequest    422  well-formed but unusable input (e.g. a transfer to a realtor who did not accept)
 └── Unavailable       503  a dependency (Kafka) did not take the action
 
@@ -39,6 +41,14 @@ class NotFound(CrmApiError):  # noqa: N818
 
 class ClaimNotPossible(CrmApiError):  # noqa: N818
     status, slug, title = 409, "claim-not-possible", "Conflict"
+
+
+class LinkUnknown(CrmApiError):  # noqa: N818
+    status, slug, title = 404, "offer-link-unknown", "Not Found"
+
+
+class LinkRefused(CrmApiError):  # noqa: N818
+    status, slug, title = 409, "offer-link-refused", "Conflict"
 
 
 class InvalidRequest(CrmApiError):  # noqa: N818

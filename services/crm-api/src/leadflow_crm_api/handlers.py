@@ -14,6 +14,7 @@ from leadflow_crm_api.domain.views import (
     lead_row_changes,
     lead_row_from_assigned,
     lead_row_from_offered,
+    offer_links_after,
     open_offers_after,
     records_in_timeline,
     timeline_entry,
@@ -44,10 +45,14 @@ async def project(event: RoutingEvent, *, views: LeadViews) -> None:
         if isinstance(event, LeadOffered):
             await views.insert_new(lead_id, lead_row_from_offered(event))
         changes = lead_row_changes(event)
-        offers = open_offers_after(await views.open_offers(lead_id), event)
+        current = await views.offer_fields(lead_id)
+        offers = open_offers_after(current.get("open_offers", []), event)
         if offers is not None:
             # $set of the whole array: nx-27017 mangles $push of documents (decision 0004).
             changes |= {"open_offers": offers, "offered_to": sorted({o["agent_id"] for o in offers})}
+        links = offer_links_after(current.get("offer_links", []), event)
+        if links is not None:  # `offer_link_ids` is what a click's lookup matches (an array of strings)
+            changes |= {"offer_links": links, "offer_link_ids": [link["link_id"] for link in links]}
         await views.update(lead_id, changes)
     if in_timeline:
         await views.record(timeline_entry(event))

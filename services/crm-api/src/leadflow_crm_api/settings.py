@@ -7,6 +7,7 @@ from typing import ClassVar, Literal, Self
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from leadflow_shared.offer_links import resolve_key
 from leadflow_shared.settings import HttpSettings, ServiceSettings, require_secret
 
 # Signs and verifies tokens only when environment=development and no key is configured
@@ -35,6 +36,8 @@ class CrmApiSettings(ServiceSettings):
     # Request bodies beyond this are refused with 413 (bodies.py); the largest real one, a roster of
     # 10,000 agent ids, is about 700 KB.
     max_body_bytes: int = Field(default=1024 * 1024, ge=64 * 1024, le=16 * 1024 * 1024)
+    # Verifies the notifier's one-click accept links (the same secret as NOTIFIER_OFFER_LINK_KEY).
+    offer_link_key: SecretStr | None = None
 
     @model_validator(mode="after")
     def _signing_key(self) -> Self:
@@ -51,6 +54,17 @@ class CrmApiSettings(ServiceSettings):
         if self.auth.algorithm.startswith("HS") and len(key.get_secret_value().encode()) < 32:
             raise ValueError("auth.key: an HMAC key must be at least 32 bytes (RFC 7518 section 3.2)")
         return self
+
+    @model_validator(mode="after")
+    def _offer_link_key(self) -> Self:
+        value = self.offer_link_key.get_secret_value() if self.offer_link_key else None
+        resolve_key(value, self.environment, "offer_link_key (CRM_API_OFFER_LINK_KEY)")
+        return self
+
+    @property
+    def offer_link_secret(self) -> str:
+        value = self.offer_link_key.get_secret_value() if self.offer_link_key else None
+        return resolve_key(value, self.environment, "offer_link_key")
 
     @property
     def verification_key(self) -> str:

@@ -22,11 +22,13 @@ from leadflow_notifier.adapters.repository import (
     DeliveryLog,
     DigestItems,
     Leases,
+    OfferContactPolicies,
     PushDevices,
     RecipientCache,
     ensure_indexes,
 )
 from leadflow_notifier.adapters.smtp import SmtpMailer
+from leadflow_notifier.domain.messages import AcceptLinks
 from leadflow_notifier.domain.preferences import Channel
 from leadflow_notifier.handlers import Courier, DigestSender, Notifier, Redriver, RetryPolicy, Sender
 from leadflow_notifier.metrics import NotifierMetrics
@@ -85,21 +87,26 @@ def create_app(settings: NotifierSettings) -> FastAPI:
     runtime.on_shutdown(stop_renewing)
 
     recipients: RecipientCache = {}
+    contact_policies: dict[str, tuple[float, str]] = {}
 
     def notifier() -> Notifier:
         directory = AgentDirectory(runtime.db, cache=recipients, ttl_seconds=settings.directory_cache_seconds)
+        ttl = settings.directory_cache_seconds
+        policies = OfferContactPolicies(runtime.db, cache=contact_policies, ttl_seconds=ttl)
         return Notifier(
             directory=directory,
             deliveries=DeliveryLog(runtime.db, leases=leases),
             senders=senders,
             dead_letters=dead_letters,
             metrics=metrics,
-            crm_base_url=settings.crm_base_url,
+            pages_url=settings.pages_url,
             clock=_now,
             retry=retry,
             digest=DigestItems(runtime.db),
             staff=directory,
             devices=PushDevices(runtime.db),
+            accept_links=AcceptLinks(settings.crm_base_url, settings.offer_link_secret),
+            offer_policies=policies,
         )
 
     async def handle_one(body: bytes) -> None:
@@ -118,7 +125,7 @@ def create_app(settings: NotifierSettings) -> FastAPI:
         sender = DigestSender(
             items=DigestItems(runtime.db), subscribers=AgentDirectory(runtime.db),
             schedules=AccountSchedules(runtime.db), deliveries=DeliveryLog(runtime.db, leases=leases),
-            mailer=mailer, metrics=metrics, crm_base_url=settings.crm_base_url,
+            mailer=mailer, metrics=metrics, pages_url=settings.pages_url,
             default_hour=settings.digest.default_hour, clock=_now,
         )
         await _every(settings.digest.check_seconds, stopping, "daily digest run", sender.run_once)

@@ -35,6 +35,7 @@ from leadflow_notifier.domain.errors import (
     TransientDeliveryError,
 )
 from leadflow_notifier.domain.messages import (
+    AcceptLinks,
     Content,
     PushContent,
     Recipient,
@@ -45,7 +46,13 @@ from leadflow_notifier.domain.messages import (
 from leadflow_notifier.domain.preferences import Channel
 from leadflow_notifier.metrics import NotifierMetrics
 from leadflow_shared.errors import PoisonMessage
-from leadflow_shared.events.routing import ROUTING_EVENT, LeadShared, RoutingEvent, TeamMemberTransferred
+from leadflow_shared.events.routing import (
+    ROUTING_EVENT,
+    LeadOffered,
+    LeadShared,
+    RoutingEvent,
+    TeamMemberTransferred,
+)
 from leadflow_shared.kafka import BatchRejections
 
 log = logging.getLogger(__name__)
@@ -92,6 +99,12 @@ class DigestSchedules(Protocol):
 
 class Subscribers(Protocol):
     async def digest_subscribers(self, account_id: str) -> list[Recipient]: ...
+
+
+class OfferPolicies(Protocol):
+    async def hide_contact(self, account_id: str, race_size: int) -> bool:
+        """Whether an offer's notice hides the contact's email and phone until the lead is claimed."""
+        ...
 
 
 class Devices(Protocol):
@@ -219,12 +232,14 @@ class Notifier:
     senders: Mapping[Channel, Sender]  # enabled channels only
     dead_letters: DeadLetters
     metrics: NotifierMetrics
-    crm_base_url: str
+    pages_url: str
     clock: Callable[[], datetime]
     retry: RetryPolicy = RetryPolicy()
     digest: DigestStore | None = None
     staff: Staff | None = None  # who hears of a team member's transfer (T2); None: nobody
     devices: Devices | None = None  # forgets a device its push provider no longer knows
+    accept_links: AcceptLinks | None = None  # one-click accept links in offer notices
+    offer_policies: OfferPolicies | None = None  # whether offers show the contact before a claim
 
     async def notify_batch(self, bodies: list[bytes], *, concurrency: int) -> BatchRejections:
         """A batch of raw events: one lead's events in order, different leads concurrently.
@@ -275,7 +290,14 @@ class Notifier:
             return
         if who is None:
             raise PoisonMessage(f"unknown agent {agent_id!r}")
-        messages = messages_for(event, who, self.crm_base_url, now=self.clock())
+        accept_link, hide_contact = "", False
+        if isinstance(event, LeadOffered):
+            accept_link = self.accept_links.url_for(event.event_id) if self.accept_links else ""
+            if self.offer_policies is not None:
+                hide_contact = await self.offer_policies.hide_contact(event.account_id, event.payload.race_size)
+        messages = messages_for(
+            event, who, self.pages_url, now=self.clock(), accept_link=accept_link, hide_contact=hide_contact
+        )
         await _all(
             self._deliver(event, raw, agent_id, m.channel, m.content, m.device_id)
             for m in messages
@@ -292,7 +314,7 @@ class Notifier:
             return
         staff = [w for w in await self.staff.team_staff(event.account_id) if w.agent_id != event.payload.agent_id]
         await _all(
-            self._deliver(event, raw, who.agent_id, Channel.EMAIL, team_member_email(event, who, self.crm_base_url))
+            self._deliver(event, raw, who.agent_id, Channel.EMAIL, team_member_email(event, who, self.pages_url))
             for who in staff
             if who.email
         )
@@ -367,7 +389,7 @@ class DigestSender:
     deliveries: Deliveries
     mailer: Sender
     metrics: NotifierMetrics
-    crm_base_url: str
+    pages_url: str
     default_hour: int  # local hour, when the account sets no `digest_hour`
     clock: Callable[[], datetime]
 
@@ -382,7 +404,7 @@ class DigestSender:
             if not items:
                 continue
             for who in await self.subscribers.digest_subscribers(account_id):
-                email = digest_email(items, who, window, self.crm_base_url)
+                email = digest_email(items, who, window, self.pages_url)
                 key = f"digest:{account_id}:{window.day.isoformat()}:email:{who.agent_id}"
                 if email is None:
                     continue

@@ -7,6 +7,7 @@ from typing import ClassVar, Literal, Self
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from leadflow_shared.offer_links import resolve_key
 from leadflow_shared.settings import HttpSettings, ServiceSettings, require_secret
 
 
@@ -89,7 +90,16 @@ class NotifierSettings(ServiceSettings):
     push: PushSettings = PushSettings()
     delivery: DeliverySettings = DeliverySettings()
     digest: DigestSettings = DigestSettings()
-    crm_base_url: str = Field(default="http://127.0.0.1:8004", description="Base of links to leads in messages.")
+    crm_base_url: str = Field(
+        default="http://127.0.0.1:8004", description="crm-api's public URL: the base of one-click accept links."
+    )
+    web_app_url: str | None = Field(
+        default=None,
+        description="leadflow's web app: lead links open {web_app_url}/accounts/{account}/leads/{lead}. "
+        "Default: {crm_base_url}/app.",
+    )
+    # Signs one-click accept links (the same secret as CRM_API_OFFER_LINK_KEY).
+    offer_link_key: SecretStr | None = None
     # Agents and preferences are read per event; a short cache saves two reads each (P2).
     directory_cache_seconds: float = Field(default=5.0, ge=0)
 
@@ -100,7 +110,17 @@ class NotifierSettings(ServiceSettings):
             require_secret(_unless_default(self.sms.auth_token), "NOTIFIER_SMS__AUTH_TOKEN", self.environment)
         if self.push.enabled:
             require_secret(_unless_default(self.push.access_token), "NOTIFIER_PUSH__ACCESS_TOKEN", self.environment)
+        self.offer_link_secret  # noqa: B018 (validates the key: ValueError names the setting)
         return self
+
+    @property
+    def offer_link_secret(self) -> str:
+        value = self.offer_link_key.get_secret_value() if self.offer_link_key else None
+        return resolve_key(value, self.environment, "offer_link_key (NOTIFIER_OFFER_LINK_KEY)")
+
+    @property
+    def pages_url(self) -> str:
+        return (self.web_app_url or f"{self.crm_base_url.rstrip('/')}/app").rstrip("/")
 
 
 def _unless_default(secret: SecretStr) -> SecretStr | None:

@@ -14,6 +14,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 _OFFER_TYPES = ("LeadOffered", "OfferExpired", "OfferWithdrawn", "LeadClaimed")
 
 
@@ -22,6 +24,25 @@ class ClaimOutlook(StrEnum):
     HOLDER = "holder"  # the caller holds the lead: activity only
     NONE = "none"  # no offer, or it ended: activity that claims nothing
     NOT_A_CLAIM = "not_a_claim"  # a view
+
+
+class LinkClaim(BaseModel):
+    """What an accept link's use did: the claim is handed to the router (the lead's timeline shows who won)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "claim": "requested",
+                    "detail": "Your offer is open until 2026-11-24 14:35 UTC. "
+                    "The lead is yours unless another agent claimed it first.",
+                }
+            ]
+        }
+    )
+
+    claim: ClaimOutlook
+    detail: str
 
 
 @dataclass(frozen=True, slots=True)

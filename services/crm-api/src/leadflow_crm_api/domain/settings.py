@@ -83,6 +83,22 @@ class DigestSchedule(_Body):
     time_zone: str | None = Field(default=None, description="The office's time zone (read only: set with the account).")
 
 
+class ContactDetails(StrEnum):
+    SHOWN = "shown"
+    HIDDEN_FOR_RACES = "hidden_for_races"
+    HIDDEN = "hidden"
+
+
+class OfferNotices(_Body):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"contact_details": "hidden_for_races"}]})
+
+    contact_details: ContactDetails = Field(
+        default=ContactDetails.HIDDEN_FOR_RACES,
+        description="Whether an offer's email, text and push show the contact's email and phone before the lead is "
+        "claimed: `shown`, `hidden` (until claimed), or `hidden_for_races` (hidden when several agents race).",
+    )
+
+
 class RoundRobinApproval(_Body):
     model_config = ConfigDict(json_schema_extra={"examples": [{"approved": True}]})
 

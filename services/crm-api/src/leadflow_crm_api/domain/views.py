@@ -24,6 +24,7 @@ from leadflow_shared.events.routing import (
     OfferWithdrawn,
     WithdrawalReason,
 )
+from leadflow_shared.offer_links import link_id_of
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -177,6 +178,19 @@ def open_offers_after(open_offers: list[dict[str, Any]], event: LeadEvent) -> li
     if isinstance(event, LeadClaimed | LeadAssigned | LeadFellBack | LeadTransferred | LeadShared | LeadReleased):
         return []  # someone holds the lead, or it waits to be distributed by hand: no offer is open
     return None
+
+
+def offer_links_after(links: list[dict[str, Any]], event: LeadEvent) -> list[dict[str, Any]] | None:
+    """Every accept link the lead's offers ever had (issue 11.6), or None when `event` adds none.
+
+    A link is kept after its offer ends, so a late click is told how the offer ended.
+    """
+    if not isinstance(event, LeadOffered):
+        return None
+    link_id = link_id_of(event.event_id)
+    if any(link["link_id"] == link_id for link in links):
+        return None
+    return [*links, {"link_id": link_id, "agent_id": event.payload.agent_id, "offer_round": event.payload.offer_round}]
 
 
 def timeline_entry(event: LeadEvent) -> dict[str, Any]:

@@ -20,12 +20,14 @@ from leadflow_crm_api.domain.offices import TeamStatus
 from leadflow_crm_api.domain.settings import (
     AgentRoundRobin,
     AgentStatus,
+    ContactDetails,
     DigestSchedule,
     LeadGroup,
     LeadGroups,
     LeadSource,
     LeadSources,
     NotificationPreferences,
+    OfferNotices,
     PauseSchedule,
     PauseWindow,
     RoundRobinApproval,
@@ -134,6 +136,22 @@ async def put_digest(settings: Settings, body: DigestSchedule) -> DigestSchedule
     account = await _account(settings)
     await _set_account(settings, {"digest_hour": body.hour})
     return DigestSchedule(hour=body.hour, time_zone=account.get("time_zone"))
+
+
+@router.get(f"{BASE}/settings/offer-notices", description="What offer notices show before the lead is claimed.")
+async def get_offer_notices(settings: Settings) -> OfferNotices:
+    account = await _account(settings)
+    return OfferNotices(contact_details=account.get("offer_contact_details", ContactDetails.HIDDEN_FOR_RACES))
+
+
+@router.put(
+    f"{BASE}/settings/offer-notices",
+    description="Choose whether offer notices show the contact's email and phone before a claim." + NOTIFIER_CACHE,
+)
+async def put_offer_notices(settings: Settings, body: OfferNotices) -> OfferNotices:
+    await _account(settings)
+    await _set_account(settings, {"offer_contact_details": body.contact_details.value})
+    return body
 
 
 @router.get(f"{BASE}/agents/{{agent_id}}/round-robin", description="Whether the agent is approved for round robin.")

@@ -25,6 +25,7 @@ AGENTS = "agents"
 STAFF = "staff"  # admins and staff who are not agents (crm-api writes them)
 PUSH_DEVICES = "push_devices"  # each user's devices registered for push (crm-api writes them)
 MAX_DEVICES = 10  # per user (crm-api refuses more); a bound on one notice's pushes
+HIDDEN_FOR_RACES = "hidden_for_races"  # the default: a race's offers hide the contact until someone claims
 PREFERENCES = "notifier_preferences"
 DELIVERIES = "notifier_deliveries"
 DIGEST_ITEMS = "notifier_digest_items"
@@ -154,6 +155,29 @@ class PushDevices:
         """The provider no longer knows `token`: drop it from the user's devices (and the legacy field)."""
         await self._devices.delete_many({"user_id": user_id, "token": token})
         await self._preferences.update_one({"_id": user_id, "push_token": token}, {"$set": {"push_token": None}})
+
+
+class OfferContactPolicies:
+    """Each account's `offer_contact_details` (shown, hidden_for_races, hidden), cached for `ttl_seconds`."""
+
+    def __init__(
+        self, db: AsyncDatabase[dict[str, Any]], *, cache: dict[str, tuple[float, str]] | None = None,
+        ttl_seconds: float = 0.0,
+    ) -> None:
+        self._accounts = db[ACCOUNTS]
+        self._cache = cache if cache is not None else {}
+        self._ttl = ttl_seconds
+
+    async def hide_contact(self, account_id: str, race_size: int) -> bool:
+        cached = self._cache.get(account_id)
+        if cached is not None and monotonic() - cached[0] < self._ttl:
+            policy = cached[1]
+        else:
+            doc = await self._accounts.find_one({"_id": account_id}, {"offer_contact_details": 1}) or {}
+            policy = str(doc.get("offer_contact_details") or HIDDEN_FOR_RACES)
+            if self._ttl > 0:
+                self._cache[account_id] = (monotonic(), policy)
+        return policy == "hidden" or (policy == HIDDEN_FOR_RACES and race_size > 1)
 
 
 class AccountSchedules:

@@ -117,11 +117,11 @@ def due_window(now: datetime, *, hour: int, time_zone: str = "UTC") -> DigestWin
 
 
 def digest_email(
-    items: list[DigestItem], who: Recipient, window: DigestWindow, crm_base_url: str
+    items: list[DigestItem], who: Recipient, window: DigestWindow, pages_url: str
 ) -> EmailContent | None:
     if not items:
         return None
-    rows = [(item, lead_link(crm_base_url, item.account_id, item.lead_id)) for item in items]
+    rows = [(item, lead_link(pages_url, item.account_id, item.lead_id)) for item in items]
     subject = f"{len(items)} new lead{'s' if len(items) != 1 else ''} on {window.day:%a %d %b}"
     context = {"who": who, "rows": rows, "subject": subject}
     return EmailContent(

@@ -8,6 +8,7 @@ the recipient's preferences.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -29,6 +30,7 @@ from leadflow_shared.events.routing import (
     TeamMemberTransferred,
     WithdrawalReason,
 )
+from leadflow_shared.offer_links import link_id_of, token_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,21 @@ class Outgoing:
     device_id: str = ""
 
 
+HIDDEN_UNTIL_CLAIMED = "shown once you claim the lead"
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptLinks:
+    """Signs each offer's one-click accept link (crm-api serves `/v1/offer-links/{token}`)."""
+
+    api_url: str  # crm-api's public URL
+    key: str
+
+    def url_for(self, offer_event_id: uuid.UUID) -> str:
+        token = token_for(link_id_of(offer_event_id), self.key)
+        return f"{self.api_url.rstrip('/')}/v1/offer-links/{token}"
+
+
 @dataclass(frozen=True, slots=True)
 class Notice:
     """What one event tells one recipient, independent of the channel."""
@@ -82,6 +99,7 @@ class Notice:
     quote: str = ""
     notes: tuple[str, ...] = ()
     deadline: str = ""
+    accept_link: str = ""  # an offer's one-click accept link (signed, single use)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,12 +177,16 @@ def recipient_of(event: RoutingEvent) -> str | None:
     return None
 
 
-def notice_for(event: RoutingEvent, who: Recipient, crm_base_url: str) -> Notice | None:
+def notice_for(
+    event: RoutingEvent, who: Recipient, pages_url: str, *, accept_link: str = "", hide_contact: bool = False
+) -> Notice | None:
+    """What `event` tells `who`. An offer carries `accept_link`, and with `hide_contact` shows the
+    contact's email and phone only once the lead is claimed (the account's choice)."""
     hi = f"Hi {who.name},"
     if isinstance(event, TeamMemberTransferred):
-        return team_member_notice(event, who, crm_base_url)
+        return team_member_notice(event, who, pages_url)
     p = event.payload
-    link = lead_link(crm_base_url, event.account_id, str(p.lead_id))
+    link = lead_link(pages_url, event.account_id, str(p.lead_id))
     if isinstance(event, LeadAssigned):
         c = event.payload.contact
         return Notice(
@@ -193,11 +215,15 @@ def notice_for(event: RoutingEvent, who: Recipient, crm_base_url: str) -> Notice
                 f"Claim it before {deadline} by accepting it or acting on it (email, call, note, ...);"
                 " opening it does not claim it.",
             ),
-            fields=(("Email", o.contact.email or "-"), ("Phone", o.contact.phone or "-")),
+            fields=(
+                (("Email", HIDDEN_UNTIL_CLAIMED), ("Phone", HIDDEN_UNTIL_CLAIMED)) if hide_contact
+                else (("Email", o.contact.email or "-"), ("Phone", o.contact.phone or "-"))
+            ),
             quote=o.message,
             link=link,
             headline=f"Lead offer: {o.contact.full_name}. Claim it before {deadline}",
             deadline=deadline,
+            accept_link=accept_link,
         )
     if isinstance(event, LeadReleased):
         return Notice(
@@ -271,7 +297,7 @@ def shared_notice(event: LeadShared, who: Recipient, link: str) -> Notice:
     )
 
 
-def team_member_notice(event: TeamMemberTransferred, who: Recipient, crm_base_url: str) -> Notice:
+def team_member_notice(event: TeamMemberTransferred, who: Recipient, pages_url: str) -> Notice:
     """T2: a team member joined the office from another one; it arrives as Onboarding."""
     t = event.payload
     joined = f"{t.agent_name} joined {t.to_account_name} from {t.from_account_name}"
@@ -285,14 +311,14 @@ def team_member_notice(event: TeamMemberTransferred, who: Recipient, crm_base_ur
             " Moving a team member is not a new lead: no new-lead notice is sent for them.",
         ),
         fields=(("Team member", t.agent_name), ("From", t.from_account_name), ("Status", "Onboarding")),
-        link=team_link(crm_base_url, event.account_id),
+        link=team_link(pages_url, event.account_id),
         link_label="Open the team settings",
         headline=f"{joined} (Onboarding)",
     )
 
 
-def team_member_email(event: TeamMemberTransferred, who: Recipient, crm_base_url: str) -> EmailContent:
-    return email_of(team_member_notice(event, who, crm_base_url), who.email)
+def team_member_email(event: TeamMemberTransferred, who: Recipient, pages_url: str) -> EmailContent:
+    return email_of(team_member_notice(event, who, pages_url), who.email)
 
 
 def email_of(notice: Notice, to: str) -> EmailContent:
@@ -320,10 +346,18 @@ def push_of(notice: Notice, token: str) -> PushContent:
     )
 
 
-def messages_for(event: RoutingEvent, who: Recipient, crm_base_url: str, *, now: datetime) -> list[Outgoing]:
+def messages_for(
+    event: RoutingEvent,
+    who: Recipient,
+    pages_url: str,
+    *,
+    now: datetime,
+    accept_link: str = "",
+    hide_contact: bool = False,
+) -> list[Outgoing]:
     """Every message this event sends `who`, after preferences and quiet hours: one per channel, and
     for push one per registered device."""
-    notice = notice_for(event, who, crm_base_url)
+    notice = notice_for(event, who, pages_url, accept_link=accept_link, hide_contact=hide_contact)
     if notice is None:
         return []
     channels = CHANNELS_BY_TYPE.get(event.type, frozenset()) & allowed_channels(
@@ -339,22 +373,23 @@ def messages_for(event: RoutingEvent, who: Recipient, crm_base_url: str, *, now:
     return out
 
 
-def email_for(event: RoutingEvent, who: Recipient, crm_base_url: str) -> EmailContent | None:
-    notice = notice_for(event, who, crm_base_url)
+def email_for(event: RoutingEvent, who: Recipient, pages_url: str) -> EmailContent | None:
+    notice = notice_for(event, who, pages_url)
     return None if notice is None else email_of(notice, who.email)
 
 
-def lead_assigned_email(event: LeadAssigned, who: Recipient, crm_base_url: str) -> EmailContent:
+def lead_assigned_email(event: LeadAssigned, who: Recipient, pages_url: str) -> EmailContent:
     """The email telling an agent a lead is now theirs."""
-    email = email_for(event, who, crm_base_url)
+    email = email_for(event, who, pages_url)
     assert email is not None  # noqa: S101 (an assignment always has a notice)
     return email
 
 
-def lead_link(crm_base_url: str, account_id: str, lead_id: str) -> str:
-    return f"{crm_base_url.rstrip('/')}/v1/accounts/{account_id}/leads/{lead_id}"
+def lead_link(pages_url: str, account_id: str, lead_id: str) -> str:
+    """The lead's page in leadflow's web app (`pages_url` is the app's base)."""
+    return f"{pages_url.rstrip('/')}/accounts/{account_id}/leads/{lead_id}"
 
 
-def team_link(crm_base_url: str, account_id: str) -> str:
-    """The account's team settings (roster and round robin), where a newcomer is placed."""
-    return f"{crm_base_url.rstrip('/')}/v1/accounts/{account_id}/settings/routing"
+def team_link(pages_url: str, account_id: str) -> str:
+    """The account's team page (roster and round robin), where a newcomer is placed."""
+    return f"{pages_url.rstrip('/')}/accounts/{account_id}/team"

@@ -97,6 +97,7 @@ class AccountConfig(_Strict):
     pause: list[PauseWindowConfig] = Field(default_factory=list, max_length=50)
     departed_agent_leads: DepartedLeads = DepartedLeads.UNASSIGNED
     digest_hour: int | None = Field(default=None, ge=0, le=23, description="Local; None: the notifier's default.")
+    offer_contact_details: Literal["shown", "hidden_for_races", "hidden"] = "hidden_for_races"
     staff: list[StaffConfig] = Field(default_factory=list, max_length=1000)
 
     @field_validator("time_zone")

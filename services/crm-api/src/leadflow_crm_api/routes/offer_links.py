@@ -1,0 +1,118 @@
+"""One-click accept links from offer notices (issue 11.6): the link is the authority, no bearer token.
+
+`GET` answers a small page that posts itself (a person's one click claims; a mail scanner that
+fetches links runs no script and claims nothing); `POST` claims for the agent the offer was made
+to, once: a used, ended or foreign link claims nothing and says why, as a page or as problem+json.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pymongo.errors import DuplicateKeyError
+
+from leadflow_crm_api.adapters.leads import LeadViews
+from leadflow_crm_api.deps import Db
+from leadflow_crm_api.domain.claims import ClaimOutlook, LinkClaim, claim_answer
+from leadflow_crm_api.domain.views import activity_entry
+from leadflow_crm_api.errors import CrmApiError, LinkRefused, LinkUnknown, Unavailable
+from leadflow_crm_api.problems import problem
+from leadflow_crm_api.publishing import publish_or_unavailable
+from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
+from leadflow_shared.offer_links import InvalidOfferLink, link_id_from
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["offer links"])
+
+USED_LINKS = "crm_used_offer_links"
+Token = Annotated[str, Path(min_length=40, max_length=48, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>{title}</title></head>
+<body style="font-family: sans-serif; max-width: 36em; margin: 2em auto; line-height: 1.4">
+<h1>{title}</h1>{body}</body></html>"""
+
+
+def _page(title: str, body: str, status: int) -> HTMLResponse:
+    return HTMLResponse(_PAGE.format(title=html.escape(title), body=body), status_code=status,
+                        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+
+
+@router.get("/v1/offer-links/{token}", response_class=HTMLResponse, include_in_schema=True)
+async def open_link(token: Token) -> HTMLResponse:
+    """The page behind an offer notice's accept link: it claims as soon as it opens (one click)."""
+    action = html.escape(f"/v1/offer-links/{token}")
+    body = (
+        f'<form id="accept" method="post" action="{action}"><p>Claiming the lead for you…</p>'
+        '<noscript><button type="submit">Accept the lead</button></noscript></form>'
+        '<script>document.getElementById("accept").submit()</script>'
+    )
+    return _page("Accepting the lead", body, 200)
+
+
+@router.post("/v1/offer-links/{token}", status_code=202, response_model=LinkClaim)
+async def use_link(token: Token, request: Request, db: Db) -> Response:
+    """Claim the offered lead for its agent (R8), once; otherwise say why nothing was claimed."""
+    wants_page = "text/html" in request.headers.get("accept", "")
+    try:
+        outcome = await _claim(token, request, db)
+    except CrmApiError as exc:
+        if wants_page:
+            return _page("Nothing was claimed", f"<p>{html.escape(exc.detail)}</p>", exc.status)
+        return problem(exc.status, exc.slug, exc.detail)
+    if wants_page:
+        return _page("Claim sent", f"<p>{html.escape(outcome)}</p>", 202)
+    claimed = LinkClaim(claim=ClaimOutlook.REQUESTED, detail=outcome)
+    return JSONResponse(claimed.model_dump(mode="json"), status_code=202)
+
+
+async def _claim(token: str, request: Request, db: Db) -> str:
+    settings = request.app.state.runtime.settings
+    try:
+        link_id = link_id_from(token, settings.offer_link_secret)
+    except InvalidOfferLink as exc:
+        raise LinkUnknown("This is not a valid accept link; open the lead in leadflow instead.") from exc
+    views = LeadViews(db)
+    row = await views.by_offer_link(link_id)
+    link = next((x for x in (row or {}).get("offer_links", []) if x["link_id"] == link_id), None)
+    if row is None or link is None:
+        raise LinkUnknown("This offer is not known (yet): try again in a moment, or open the lead in leadflow.")
+    agent = link["agent_id"]
+    now = datetime.now(UTC)
+    answer = claim_answer(row, [], caller=agent, claims=True, now=now, names={})
+    if answer.outlook is not ClaimOutlook.REQUESTED:
+        if answer.outlook is ClaimOutlook.HOLDER:
+            raise LinkRefused("You hold this lead already.")
+        timeline = await views.timeline_of(row["_id"])
+        answer = claim_answer(row, timeline, caller=agent, claims=True, now=now, names={})
+        raise LinkRefused(f"Nothing was claimed: {answer.detail}")
+    try:  # single use, before anything is published: a second click finds the link used
+        await db[USED_LINKS].insert_one({"_id": link_id, "lead_id": row["_id"], "agent_id": agent, "at": now})
+    except DuplicateKeyError as exc:
+        raise LinkRefused("This link was used already; open the lead in leadflow to see who holds it.") from exc
+    activity = LeadActivity.create(
+        account_id=row["account_id"],
+        occurred_at=now,
+        payload=LeadActivityPayload(lead_id=uuid.UUID(row["_id"]), agent_id=agent, action=ActivityAction.ACCEPT),
+    )
+    try:
+        await publish_or_unavailable(
+            request.app.state.publish_activity, activity, detail="The claim could not be sent; click the link again."
+        )
+    except Unavailable:
+        await db[USED_LINKS].delete_one({"_id": link_id})  # not used after all: the next click may claim
+        raise
+    await views.record(activity_entry(
+        event_id=str(activity.event_id), lead_id=row["_id"], account_id=row["account_id"], agent_id=agent,
+        action=ActivityAction.ACCEPT.value, occurred_at=now,
+    ))  # fmt: skip
+    log.info("offer accepted by link", extra={"lead_id": row["_id"]})
+    return f"{answer.detail} The lead is yours unless another agent claimed it first; its page shows who holds it."
