@@ -311,3 +311,64 @@ async def test_a_transfer_that_crashed_half_way_is_finished_by_its_retry(
     stored = await on_db(stack, lambda db: db["crm_transfers"].find_one({"_id": record["_id"]}))
     assert stored is not None
     assert stored["done"]
+
+
+async def test_a_realtor_on_its_own_account_is_emailed_answers_works_shared_leads_and_can_be_disconnected(
+    stack: Stack, client: httpx.AsyncClient
+) -> None:
+    # AgentRoof: the realtor has its own account; the brokerage invites it by email.
+    realtor = f"solo-{uuid.uuid4().hex[:6]}"
+    own = auth(stack, realtor, "realtor", f"{realtor}-realty")
+    broker = auth(stack, "share-broker", "broker")
+    address = f"{realtor}@solo.example"
+    invited = await client.post(f"/v1/accounts/{SHARE}/invitations", headers=broker,
+                                json={"realtor_id": realtor, "email": address, "name": "Sol Oh"})
+    assert invited.status_code == 201, invited.text
+    invitation = invited.json()["invitation_id"]
+
+    def emailed() -> list[Any]:
+        assert stack.mail is not None
+        return [m for m in stack.mail.received() if m["X-Envelope-To"] == address]
+
+    [mail] = await eventually(emailed, what="the invitation email")
+    assert mail["Subject"] == f"{SHARE_NAME} invites you to receive its leads"
+    body = mail.get_body(("plain",))
+    assert body is not None
+    assert f"/app/invitations/{invitation}" in body.get_content()
+
+    pending = (await client.get("/v1/realtors/me/invitations", headers=own)).json()["items"]
+    assert [(i["invitation_id"], i["status"]) for i in pending] == [(invitation, "pending")]
+    accepted = await client.post(f"/v1/invitations/{invitation}/accept", headers=own)
+    assert accepted.status_code == 200, accepted.text
+
+    [lead_id] = await new_leads(stack, client, 1)
+    moved = await client.post(f"/v1/accounts/{SHARE}/lead-transfers", headers=broker,
+                              json={"lead_ids": [lead_id], "realtor_id": realtor})
+    assert moved.status_code == 200, moved.text
+    url = f"/v1/accounts/{SHARE}/leads/{lead_id}"
+
+    async def held() -> dict[str, Any] | None:
+        response = await client.get(url, headers=own)  # the brokerage's lead, from the realtor's own account
+        return response.json() if response.status_code == 200 and response.json()["owner_agent_id"] == realtor else None
+
+    opened = await eventually(held, what="the shared lead, opened by the realtor from its own account")
+    assert opened["assigned_to"] == realtor
+    noted = await client.post(f"{url}/activities", headers=own, json={"action": "note"})
+    assert (noted.status_code, noted.json()["claim"]) == (202, "holder")
+    others = await new_leads(stack, client, 1)
+    assert (await client.get(f"/v1/accounts/{SHARE}/leads/{others[0]}", headers=own)).status_code == 404
+    assert (await client.get(f"/v1/accounts/{SHARE}/leads", headers=own)).status_code == 403
+    brokerage_view = (await client.get(url, headers=broker)).json()
+    assert (brokerage_view["assigned_to"], brokerage_view["owner_agent_id"]) == (realtor, realtor)
+
+    # Disconnected: no more transfers; the lead already handed over stays the realtor's.
+    gone = await client.delete(f"/v1/accounts/{SHARE}/realtors/{realtor}", headers=broker)
+    assert (gone.status_code, gone.json()["status"]) == (200, "disconnected")
+    refused = await client.post(f"/v1/accounts/{SHARE}/lead-transfers", headers=broker,
+                                json={"lead_ids": others, "realtor_id": realtor})
+    assert "disconnected" in problem(refused, 422)
+    assert (await client.get(url, headers=own)).status_code == 200
+    again = await client.post(f"/v1/accounts/{SHARE}/invitations", headers=broker,
+                              json={"realtor_id": realtor, "email": address})
+    assert (again.status_code, again.json()["status"]) == (201, "pending")
+    await eventually(lambda: len(emailed()) == 2, what="the second invitation's email")

@@ -23,6 +23,7 @@ from leadflow_shared.events.routing import (
     LeadAssigned,
     LeadOffered,
     LeadTransferred,
+    RealtorInvited,
     RoutingEvent,
     TeamMemberTransferred,
 )
@@ -33,6 +34,8 @@ async def project(event: RoutingEvent, *, views: LeadViews) -> None:
         # crm-api moved the member's settings itself; the router's event says the target was told.
         await OfficeTransfers(views.db).mark_done(str(event.payload.transfer_id))
         return
+    if isinstance(event, RealtorInvited):
+        return  # the notifier's business (the invitation email); crm-api wrote the invitation itself
     lead_id = str(event.payload.lead_id)
     in_timeline = records_in_timeline(event)
     if in_timeline and await views.recorded(str(event.event_id)):

@@ -39,6 +39,7 @@ from leadflow_notifier.domain.messages import (
     Content,
     PushContent,
     Recipient,
+    invitation_email,
     messages_for,
     recipient_of,
     team_member_email,
@@ -50,6 +51,7 @@ from leadflow_shared.events.routing import (
     ROUTING_EVENT,
     LeadOffered,
     LeadShared,
+    RealtorInvited,
     RoutingEvent,
     TeamMemberTransferred,
 )
@@ -275,6 +277,11 @@ class Notifier:
         if isinstance(event, TeamMemberTransferred):
             await self._notify_staff(event, raw)
             return
+        if isinstance(event, RealtorInvited):
+            if Channel.EMAIL in self.senders:  # to the invited address: the realtor may be no user yet
+                email = invitation_email(event, self.pages_url)
+                await self._deliver(event, raw, event.payload.realtor_id, Channel.EMAIL, email)
+            return
         if self.digest is not None and (item := digest_item(event)) is not None:
             await self.digest.add(item)
         agent_id = recipient_of(event)
@@ -443,7 +450,7 @@ def _ms(at: datetime) -> int:
 
 def _group(event: RoutingEvent) -> str:
     """Events of one lead stay in order; an event about no lead is on its own."""
-    if isinstance(event, TeamMemberTransferred):
+    if isinstance(event, TeamMemberTransferred | RealtorInvited):
         return f"event:{event.event_id}"
     return f"lead:{event.payload.lead_id}"
 

@@ -63,6 +63,7 @@ from leadflow_shared.events.activity import LeadActivity
 from leadflow_shared.events.commands import (
     AgentDeparture,
     DistributeLead,
+    InviteRealtor,
     LeadCommand,
     ReleaseAgentLeads,
     ReturnLead,
@@ -71,7 +72,7 @@ from leadflow_shared.events.commands import (
     TransferTeamMember,
 )
 from leadflow_shared.events.intake import LeadReceived
-from leadflow_shared.events.routing import LeadSummary
+from leadflow_shared.events.routing import LeadSummary, RealtorInvited, RealtorInvitedPayload
 from leadflow_shared.kafka import BatchRejections, PublishRaw
 
 log = logging.getLogger(__name__)
@@ -238,6 +239,8 @@ class RouterService:
             await self._distribute_lead(command)
         elif isinstance(command, ReturnLead):
             await self._return_lead(command)
+        elif isinstance(command, InviteRealtor):
+            await self._relay_invitation(command)
         else:
             await self._relay_team_member(command)
             departure = Departure(command.payload.agent_id, AgentDeparture.MOVED)
@@ -390,6 +393,19 @@ class RouterService:
                 return
             self.metrics.cas_conflicts.labels("transfer").inc()
         raise RuntimeError(f"lead {lead_id} kept changing under {CAS_ATTEMPTS} attempts")
+
+    async def _relay_invitation(self, command: InviteRealtor) -> None:
+        """T1: one RealtorInvited for the notifier to email, keyed by the account; same id on a redelivery."""
+        await self._account(command.account_id)  # an unknown account is poison
+        event = RealtorInvited.create(
+            account_id=command.account_id,
+            event_id=derived_event_id(command.event_id, "realtor-invited"),
+            correlation_id=command.correlation_id,
+            occurred_at=command.occurred_at,
+            payload=RealtorInvitedPayload(**command.payload.model_dump()),
+        )
+        await self.publish(command.account_id, event.model_dump_json().encode())
+        self.metrics.events_published.inc()
 
     async def _relay_team_member(self, command: TransferTeamMember) -> None:
         """T2: one TeamMemberTransferred for the target office, keyed by it; same id on a redelivery."""

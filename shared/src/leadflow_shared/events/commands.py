@@ -92,6 +92,22 @@ class ReleaseAgentLeads(Envelope):
     payload: ReleaseAgentLeadsPayload
 
 
+class InviteRealtorPayload(Contract):
+    invitation_id: str = Field(min_length=1, max_length=64)
+    realtor_id: UserId
+    email: str = Field(min_length=3, max_length=254)
+    name: str | None = Field(default=None, max_length=200)
+    brokerage_name: str = Field(max_length=200)
+    by_user_id: UserId
+
+
+class InviteRealtor(Envelope):
+    """T1: the brokerage (`account_id`) invited a realtor; the router relays it for the notifier to email."""
+
+    type: Literal["InviteRealtor"] = "InviteRealtor"
+    payload: InviteRealtorPayload
+
+
 class DistributionMode(StrEnum):
     ASSIGN = "assign"  # the agent holds the lead at once
     OFFER = "offer"  # the agent is offered the lead with a claim window (R8); unclaimed, it goes on (R9)
@@ -130,7 +146,7 @@ class ReturnLead(Envelope):
 
 
 LeadCommand = Annotated[
-    TransferLead | TransferTeamMember | ShareLead | ReleaseAgentLeads | DistributeLead | ReturnLead,
+    TransferLead | TransferTeamMember | ShareLead | ReleaseAgentLeads | DistributeLead | ReturnLead | InviteRealtor,
     Field(discriminator="type"),
 ]
 LEAD_COMMAND: TypeAdapter[LeadCommand] = TypeAdapter(LeadCommand)

@@ -235,6 +235,22 @@ class TeamMemberTransferred(Envelope):
     payload: TeamMemberTransferredPayload
 
 
+class RealtorInvitedPayload(Contract):
+    invitation_id: str = Field(min_length=1, max_length=64)
+    realtor_id: AgentId
+    email: str = Field(min_length=3, max_length=254, description="Where the invitation goes.")
+    name: str | None = Field(default=None, max_length=200)
+    brokerage_name: str = Field(max_length=200)
+    by_user_id: str = Field(min_length=1, max_length=64)
+
+
+class RealtorInvited(Envelope):
+    """T1: `account_id` invited a realtor to receive its leads; the notifier emails the invitation."""
+
+    type: Literal["RealtorInvited"] = "RealtorInvited"
+    payload: RealtorInvitedPayload
+
+
 # The message types on leads.events.v1 about one lead (each payload has a lead_id). A consumer
 # of the topic parses with ROUTING_EVENT below: the topic also carries account events.
 LeadEvent = Annotated[
@@ -264,7 +280,8 @@ RoutingEvent = Annotated[
     | LeadTransferred
     | LeadShared
     | LeadReleased
-    | TeamMemberTransferred,
+    | TeamMemberTransferred
+    | RealtorInvited,
     Field(discriminator="type"),
 ]
 ROUTING_EVENT: TypeAdapter[RoutingEvent] = TypeAdapter(RoutingEvent)

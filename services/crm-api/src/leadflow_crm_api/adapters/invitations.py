@@ -28,6 +28,7 @@ Doc = dict[str, Any]
 async def ensure_indexes(db: AsyncDatabase[Doc]) -> None:
     # No index names _id (nx-27017, decision 0004); lists are per account in invitation order.
     await db[CRM_INVITATIONS].create_index([("account_id", ASCENDING), ("created_ms", ASCENDING)], name="account")
+    await db[CRM_INVITATIONS].create_index([("realtor_id", ASCENDING)], name="realtor")
 
 
 class Invitations:
@@ -53,10 +54,29 @@ class Invitations:
             return False
         return True
 
-    async def reopen(self, invitation_id: str, fields: Doc) -> bool:
-        """Invite again after a decline; False if the invitation is no longer declined."""
+    async def of_realtor(self, realtor_id: str) -> list[Doc]:
+        order = [("created_ms", ASCENDING), ("_id", ASCENDING)]
+        cursor = self._invitations.find({"realtor_id": realtor_id}).sort(order)
+        return [doc async for doc in cursor.limit(LIST_LIMIT)]
+
+    async def mark_notified(self, invitation_id: str, invited_ms: int) -> None:
+        """The invitation email of this (re)invitation was handed to the router."""
+        await self._invitations.update_one({"_id": invitation_id, "invited_ms": invited_ms},
+                                           {"$set": {"notified_ms": invited_ms}})
+
+    async def disconnect(self, invitation_id: str, at: datetime) -> bool:
+        """End an accepted invitation; False if it is not accepted (any more)."""
         result = await self._invitations.update_one(
-            {"_id": invitation_id, "status": InvitationStatus.DECLINED.value},
+            {"_id": invitation_id, "status": InvitationStatus.ACCEPTED.value},
+            {"$set": {"status": InvitationStatus.DISCONNECTED.value, "answered_at": at, "answered_ms": epoch_ms(at)}},
+        )
+        return result.matched_count > 0
+
+    async def reopen(self, invitation_id: str, fields: Doc) -> bool:
+        """Invite again after a decline or a disconnection; False if it is neither any more."""
+        result = await self._invitations.update_one(
+            {"_id": invitation_id,
+             "status": {"$in": [InvitationStatus.DECLINED.value, InvitationStatus.DISCONNECTED.value]}},
             {"$set": {**fields, "status": InvitationStatus.PENDING.value, "answered_at": None, "answered_ms": None}},
         )
         return result.matched_count > 0

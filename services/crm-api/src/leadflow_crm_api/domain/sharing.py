@@ -27,6 +27,7 @@ class InvitationStatus(StrEnum):
     PENDING = "pending"
     ACCEPTED = "accepted"
     DECLINED = "declined"
+    DISCONNECTED = "disconnected"  # the brokerage ended an accepted invitation; it may invite again
 
 
 class InviteOutcome(StrEnum):
@@ -48,6 +49,7 @@ def invite_outcome(current: InvitationStatus | None) -> InviteOutcome:
         return InviteOutcome.CREATE
     return {
         InvitationStatus.DECLINED: InviteOutcome.REOPEN,
+        InvitationStatus.DISCONNECTED: InviteOutcome.REOPEN,
         InvitationStatus.PENDING: InviteOutcome.UNCHANGED,
         InvitationStatus.ACCEPTED: InviteOutcome.REFUSE,
     }[current]
@@ -70,6 +72,8 @@ def transfer_refusal(invitation: InvitationStatus | None) -> str | None:
         return "realtor_id: was never invited by this brokerage"
     if invitation is InvitationStatus.PENDING:
         return "realtor_id: has not accepted this brokerage's invitation (it is pending)"
+    if invitation is InvitationStatus.DISCONNECTED:
+        return "realtor_id: was disconnected from this brokerage"
     return "realtor_id: declined this brokerage's invitation"
 
 

@@ -40,7 +40,7 @@ from leadflow_crm_api.domain.text import Email, PersonName
 from leadflow_crm_api.domain.views import epoch_ms
 from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound
 from leadflow_crm_api.publishing import publish_or_unavailable
-from leadflow_shared.events.commands import ShareLead, ShareLeadPayload
+from leadflow_shared.events.commands import InviteRealtor, InviteRealtorPayload, ShareLead, ShareLeadPayload
 from leadflow_shared.kafka import PublishRaw
 
 router = APIRouter(tags=["lead sharing"])
@@ -180,9 +180,34 @@ def _invitation(doc: dict[str, Any]) -> InvitationPublic:
 
 @router.post("/v1/accounts/{account_id}/invitations", status_code=status.HTTP_201_CREATED)
 async def invite(
-    account_id: Id, body: InvitationCreate, caller: Caller, db: Db, response: Response
+    account_id: Id, body: InvitationCreate, caller: Caller, db: Db, publish: Commands, response: Response
 ) -> InvitationPublic:
-    """Invite a realtor to the brokerage: 201 when invited (again, after a decline), 200 when already pending."""
+    """Invite a realtor to the brokerage: 201 when invited (again, after a decline or a disconnection),
+    200 when already pending. The realtor is emailed the invitation with its link (the notifier)."""
+    stored = await _invite(account_id, body, caller, db, response)
+    if stored.get("notified_ms") != stored["invited_ms"]:  # also a retry after the email failed to go
+        await _email_invitation(publish, stored, await AccountTransfers(db, account_id).account_name() or account_id)
+        await Invitations(db).mark_notified(stored["_id"], stored["invited_ms"])
+    return _invitation(stored)
+
+
+async def _email_invitation(publish: PublishRaw, stored: dict[str, Any], brokerage: str) -> None:
+    command = InviteRealtor.create(
+        account_id=stored["account_id"],
+        # One email per (re)invitation: a retry publishes the same command.
+        event_id=uuid.uuid5(uuid.UUID(stored["_id"]), str(stored["invited_ms"])),
+        occurred_at=datetime.now(UTC),
+        payload=InviteRealtorPayload(
+            invitation_id=stored["_id"], realtor_id=stored["realtor_id"], email=stored["email"],
+            name=stored.get("name"), brokerage_name=brokerage, by_user_id=stored["invited_by"],
+        ),
+    )
+    await publish_or_unavailable(publish, command, detail="The invitation is saved but was not emailed; invite again.")
+
+
+async def _invite(
+    account_id: str, body: InvitationCreate, caller: Principal, db: Db, response: Response
+) -> dict[str, Any]:
     _broker_of(caller, account_id)
     invitations, now = Invitations(db), datetime.now(UTC)
     invitation = invitation_id(account_id, body.realtor_id)
@@ -198,12 +223,12 @@ async def invite(
             raise InvalidRequest("realtor_id: has already accepted this brokerage's invitation.")
         if outcome is InviteOutcome.UNCHANGED and stored is not None:
             response.status_code = status.HTTP_200_OK
-            return _invitation(stored)
+            return stored
         done = await invitations.create(new) if outcome is InviteOutcome.CREATE else await invitations.reopen(
             invitation, fields
         )
         if done and (stored := await invitations.get(invitation)) is not None:
-            return _invitation(stored)
+            return stored
     raise InvalidRequest("realtor_id: the invitation is changing concurrently; try again.")
 
 
@@ -248,6 +273,32 @@ async def _answer(invitation_id: str, caller: Principal, db: Db, answer: Invitat
     answered = await invitations.get(invitation_id)
     assert answered is not None  # noqa: S101 (invitations are never deleted)
     return _invitation(answered)
+
+
+@router.get("/v1/realtors/me/invitations", tags=["realtor CRM"])
+async def my_invitations(caller: Caller, db: Db) -> InvitationList:
+    """The calling realtor's invitations from every brokerage, oldest first (answer the pending ones)."""
+    if caller.role is not Role.REALTOR:
+        raise Forbidden("Only realtors receive invitations.")
+    return InvitationList(items=[_invitation(d) for d in await Invitations(db).of_realtor(caller.sub)])
+
+
+@router.delete("/v1/accounts/{account_id}/realtors/{realtor_id}")
+async def disconnect(account_id: Id, realtor_id: Id, caller: Caller, db: Db) -> InvitationPublic:
+    """End the brokerage's connection with a realtor: no more leads can be transferred to it. The leads
+    already transferred stay with the realtor, as any hand-over does (decision 0035); invite again to
+    reconnect."""
+    _broker_of(caller, account_id)
+    invitations = Invitations(db)
+    invitation = invitation_id(account_id, realtor_id)
+    if not await invitations.disconnect(invitation, datetime.now(UTC)):
+        stored = await invitations.get(invitation)
+        if stored is None or stored["status"] != InvitationStatus.DISCONNECTED.value:
+            raise NotFound("No such realtor in My Realtors.")
+    await invitations.mark_agent(account_id, realtor_id, accepted=False)
+    stored = await invitations.get(invitation)
+    assert stored is not None  # noqa: S101 (invitations are never deleted)
+    return _invitation(stored)
 
 
 @router.post("/v1/invitations/{invitation_id}/accept")

@@ -26,6 +26,7 @@ from leadflow_shared.events.routing import (
     LeadShared,
     OfferExpired,
     OfferWithdrawn,
+    RealtorInvited,
     RoutingEvent,
     TeamMemberTransferred,
     WithdrawalReason,
@@ -185,6 +186,8 @@ def notice_for(
     hi = f"Hi {who.name},"
     if isinstance(event, TeamMemberTransferred):
         return team_member_notice(event, who, pages_url)
+    if isinstance(event, RealtorInvited):
+        return None  # emailed to the invited address by `invitation_email`, not to a recipient
     p = event.payload
     link = lead_link(pages_url, event.account_id, str(p.lead_id))
     if isinstance(event, LeadAssigned):
@@ -319,6 +322,25 @@ def team_member_notice(event: TeamMemberTransferred, who: Recipient, pages_url: 
 
 def team_member_email(event: TeamMemberTransferred, who: Recipient, pages_url: str) -> EmailContent:
     return email_of(team_member_notice(event, who, pages_url), who.email)
+
+
+def invitation_email(event: RealtorInvited, pages_url: str) -> EmailContent:
+    """T1: a brokerage invites a realtor (maybe no user of leadflow yet) to receive its leads."""
+    i = event.payload
+    who = i.name or i.email
+    notice = Notice(
+        lead_id="",
+        subject=f"{i.brokerage_name} invites you to receive its leads",
+        greeting=f"Hi {who},",
+        lines=(
+            f"{i.brokerage_name} invites you to work leads it shares with you on leadflow.",
+            "Open the invitation to accept or decline it; once you accept, the brokerage can transfer leads to you.",
+        ),
+        link=f"{pages_url.rstrip('/')}/invitations/{i.invitation_id}",
+        link_label="Open the invitation",
+        headline=f"{i.brokerage_name} invites you to receive its leads",
+    )
+    return email_of(notice, i.email)
 
 
 def email_of(notice: Notice, to: str) -> EmailContent:
