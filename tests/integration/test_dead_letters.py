@@ -68,6 +68,7 @@ async def test_poison_goes_to_dlq_with_reason_and_next_message_is_routed(
         return isinstance(event, LeadAssigned) and event.payload.lead_id == valid.event_id
 
     routed = ROUTING_EVENT.validate_json((await wait_for_record(topics.LEADS_EVENTS, routes_valid)).value or b"")
+    assert isinstance(routed, LeadAssigned)
     assert routed.payload.agent_id == "alex-rivera"
 
 

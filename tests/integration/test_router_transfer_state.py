@@ -34,6 +34,7 @@ from leadflow_shared.events.routing import (
     LeadOffered,
     LeadTransferred,
     OfferWithdrawn,
+    RealtorInvited,
     RoutingEvent,
     TeamMemberTransferred,
     WithdrawalReason,
@@ -297,7 +298,7 @@ async def _events_of(router: Router, lead: LeadReceived) -> list[tuple[str, Rout
     return [
         (key, e)
         for key, e in router.published.events()
-        if not isinstance(e, TeamMemberTransferred) and e.payload.lead_id == lead.event_id
+        if not isinstance(e, TeamMemberTransferred | RealtorInvited) and e.payload.lead_id == lead.event_id
     ]
 
 
