@@ -326,3 +326,61 @@ async def test_actions_that_cannot_claim_are_answered_and_logged_never_dead_lett
     await wait_for_record(topics.LEADS_EVENTS, broker_note_logged)
     dead = await records_to_end(stack.bootstrap, topics.dlq(topics.LEADS_ACTIVITY))
     assert not [r for r in dead if lead_id.encode() in (r.value or b"")], "an action on the lead was dead-lettered"
+
+
+async def test_the_lead_page_has_what_the_lead_said_who_holds_it_and_the_work_done_on_it(
+    stack: Stack, client: httpx.AsyncClient
+) -> None:
+    body = {"account_id": CLAIMS, "first_name": "Page", "email": f"page-{uuid.uuid4().hex[:8]}@example.com",
+            "message": "Looking for a 3-bedroom near the park.", "site_host": "www.claims.example",
+            "utm": {"utm_source": "newsletter", "utm_campaign": "spring"}}
+    async with httpx.AsyncClient() as intake:
+        posted = await intake.post(f"{stack.url('intake')}/v1/leads", json=body)
+    assert posted.status_code == 202, posted.text
+    lead_id = str(posted.json()["event_id"])
+    url = f"/v1/accounts/{CLAIMS}/leads/{lead_id}"
+    broker = stack.auth("crm-claims-broker", "broker", CLAIMS)
+    offered = await detail_when(client, url, broker, "the race", lambda d: len(d["open_offers"]) == 2)
+    assert (offered["message"], offered["site_host"]) == (body["message"], "www.claims.example")
+    assert offered["utm"] == {"utm_source": "newsletter", "utm_campaign": "spring"}
+    assert (offered["crm_status"], offered["owner_name"]) == ("new", None)
+    holder = offered["open_offers"][0]["agent_id"]
+    other = next(a for a in NAMES if a != holder)
+    as_holder = stack.auth(holder, "realtor", CLAIMS)
+
+    async def act(payload: dict[str, Any]) -> httpx.Response:
+        return await client.post(f"{url}/activities", headers=as_holder, json=payload)
+
+    called = await act({"action": "call", "call_outcome": "left_voicemail", "text": "Asked for a callback."})
+    assert called.status_code == 202, called.text
+    held = await detail_when(client, url, broker, "the claim", lambda d: d["owner_agent_id"] == holder)
+    assert held["owner_name"] == NAMES[holder], "Assigned To by name"
+    due = "2026-12-01T17:00:00-05:00"
+    assert (await act({"action": "note", "text": "Pre-approved for $600k."})).status_code == 202
+    assert (await act({"action": "task", "task": {"title": "Send comps", "due_at": due}})).status_code == 202
+    bad = await act({"action": "note", "call_outcome": "connected"})
+    assert bad.status_code == 422
+    assert (await act({"action": "task", "task": {"title": "x", "due_at": "tomorrow"}})).status_code == 422
+
+    set_status = await client.put(f"{url}/crm-status", headers=as_holder, json={"status": "appointment_set"})
+    assert set_status.status_code == 200, set_status.text
+    not_holder = await client.put(f"{url}/crm-status", headers=stack.auth(other, "realtor", CLAIMS),
+                                  json={"status": "lost"})
+    assert not_holder.status_code in {403, 404}
+    assert (await client.put(f"{url}/crm-status", headers=broker, json={"status": "sold"})).status_code == 422
+
+    page = (await client.get(url, headers=broker)).json()
+    assert (page["crm_status"], page["last_activity_kind"], page["last_activity_by"]) == (
+        "appointment_set", "crm_status", holder
+    )
+    summaries = [e["summary"] for e in page["timeline"]]
+    assert f"call by {holder} (left voicemail): Asked for a callback." in summaries
+    assert f"note by {holder}: Pre-approved for $600k." in summaries
+    assert f"task by {holder}: Send comps, due 2026-12-01 22:00 UTC" in summaries
+    assert f"CRM status set to appointment set by {holder}" in summaries
+    [task] = [e for e in page["timeline"] if e.get("action") == "task"]
+    assert task["content"]["task"]["title"] == "Send comps"
+    listed = (await client.get(f"/v1/accounts/{CLAIMS}/leads", headers=broker, params={"limit": "200"})).json()
+    row = next(r for r in listed["items"] if r["lead_id"] == lead_id)
+    assert (row["owner_name"], row["crm_status"]) == (NAMES[holder], "appointment_set")
+    assert row["referral_fee_percent"] == 0.0

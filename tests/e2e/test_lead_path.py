@@ -55,7 +55,7 @@ async def test_website_lead_is_emailed_to_roster_position_1_and_listed_in_all_le
         plain = email.get_body(("plain",))  # the plain part of text + HTML
         assert plain is not None
         text = plain.get_content()
-        assert f"/v1/accounts/acme-realty/leads/{lead_id}" in text
+        assert f"/app/accounts/acme-realty/leads/{lead_id}" in text  # the lead's page in the web app
         assert str(body["email"]).lower() in text
         phone = "+1415555" + str(body["phone"])[-4:]
         assert phone in text

@@ -110,6 +110,7 @@ def test_the_row_change_and_timeline_entry_come_from_the_record_so_a_retry_write
     assert record["at"] == AT, "stored at MongoDB's millisecond precision, so a retry answers the same time"
     assert lead_row_transfer(record) == {
         "transferred_to": "ria",
+        "transferred_to_name": "Ria Lopez (ria)",
         "transferred_at": AT,
         "transferred_ms": 1772366400123,
         "assigned_by": "Acme Realty",

@@ -200,6 +200,16 @@ def test_lead_row_from_assigned() -> None:
         "last_activity_at": utc,
         "last_activity_ms": 1714564800250,
         "last_event_id": str(event.event_id),
+        "last_activity_kind": "LeadAssigned",
+        "last_activity_by": "agent-1",
+        "crm_status": "new",
+        # What the lead said and where from (issue 11.8).
+        "message": "",
+        "site_host": None,
+        "listing_id": None,
+        "provider": None,
+        "utm": {},
+        "referral_fee_percent": 0.0,
     }
     assert row["created_at"].tzinfo == UTC
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from leadflow_crm_api.domain.claims import ClaimOutlook
+from leadflow_crm_api.domain.text import visible
 from leadflow_shared.events.activity import ActivityAction
 
 _LEAD_EXAMPLE: dict[str, Any] = {
@@ -31,6 +32,12 @@ _LEAD_EXAMPLE: dict[str, Any] = {
     "rating": 4,
     "production_value": "$5M+",
     "labels": ["Hot", "Relocating"],
+    "owner_name": "Riley Park",
+    "assigned_to_name": "Riley Park",
+    "crm_status": "contacted",
+    "referral_fee_percent": 25.0,
+    "last_activity_kind": "call",
+    "last_activity_by": "riley-park",
 }
 
 
@@ -59,6 +66,12 @@ class LeadPublic(BaseModel):
     moved_from_account_name: str | None = None
     moved_from_owner: str | None = Field(default=None, description="T2: who held it in that office.")
     moved_at: datetime | None = None
+    owner_name: str | None = Field(default=None, description="The holder's name.")
+    assigned_to_name: str | None = Field(default=None, description='"Assigned To" by name.')
+    crm_status: str = Field(default="new", description="Where the holder is with the contact (PUT .../crm-status).")
+    referral_fee_percent: float = Field(default=0.0, description="R11: the brokerage's referral fee on the lead.")
+    last_activity_kind: str | None = Field(default=None, description="What happened last: an event or an action.")
+    last_activity_by: str | None = Field(default=None, description="Who did it (null: the contact or the system).")
 
 
 class LeadPage(BaseModel):
@@ -85,11 +98,14 @@ class OpenOffer(BaseModel):
 
 class TimelineEntry(BaseModel):
     event_id: str
-    type: str = Field(examples=["LeadOffered", "OfferExpired", "LeadClaimed", "LeadActivity"])
+    type: str = Field(examples=["LeadOffered", "OfferExpired", "LeadClaimed", "LeadActivity", "CrmStatusSet"])
     occurred_at: datetime
     agent_id: str | None
     action: str | None
     summary: str
+    content: dict[str, Any] | None = Field(
+        default=None, description="An action's content: `text`, `call_outcome`, `task` {title, due_at}, `crm_status`."
+    )
 
 
 class LeadDetail(LeadPublic):
@@ -134,6 +150,11 @@ class LeadDetail(LeadPublic):
     campaign_subscriptions: list[str] = Field(default_factory=list)
     campaign_triggers: list[str] = Field(default_factory=list)
     first_created_at: datetime | None = Field(default=None, description="T2: when the lead was first created.")
+    message: str = Field(default="", description="What the lead wrote.")
+    site_host: str | None = Field(default=None, description="The site or agent site the lead came from (R2).")
+    listing_id: str | None = Field(default=None, description="The listing asked about.")
+    provider: str | None = Field(default=None, description="The lead-generation provider or partner.")
+    utm: dict[str, str] = Field(default_factory=dict)
 
 
 class AgentAction(StrEnum):
@@ -151,10 +172,62 @@ class AgentAction(StrEnum):
     VIEW = ActivityAction.VIEW.value
 
 
+class CallOutcome(StrEnum):
+    CONNECTED = "connected"
+    LEFT_VOICEMAIL = "left_voicemail"
+    NO_ANSWER = "no_answer"
+    WRONG_NUMBER = "wrong_number"
+
+
+class TaskDetails(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: Annotated[str, AfterValidator(visible(200))] = Field(min_length=1, max_length=800)
+    due_at: AwareDatetime = Field(description="When the task is due, ISO 8601 with offset.")
+
+
 class ActivityCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"action": "call"}, {"action": "view"}]})
+    """An action on a lead and what it was: a note's text, a call's outcome, a task's title and due date."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"action": "call", "call_outcome": "left_voicemail", "text": "Asked for a callback after 5pm."},
+                {"action": "note", "text": "Pre-approved; wants a 3-bedroom near the park."},
+                {"action": "task", "task": {"title": "Send comps", "due_at": "2026-11-25T17:00:00-05:00"}},
+                {"action": "view"},
+            ]
+        },
+    )
 
     action: AgentAction = Field(description="Every action but `view` claims a lead offered to the caller (R8).")
+    text: Annotated[str, AfterValidator(visible(5000))] | None = Field(
+        default=None, max_length=20_000, description="A note's text, or words about the action."
+    )
+    call_outcome: CallOutcome | None = Field(default=None, description="Only with `call`.")
+    task: TaskDetails | None = Field(default=None, description="Only with `task`.")
+
+    @model_validator(mode="after")
+    def _content_fits_the_action(self) -> ActivityCreate:
+        if self.call_outcome is not None and self.action is not AgentAction.CALL:
+            raise ValueError("call_outcome goes with action call")
+        if self.task is not None and self.action is not AgentAction.TASK:
+            raise ValueError("task goes with action task")
+        if self.action is AgentAction.VIEW and self.text:
+            raise ValueError("a view carries no text")
+        return self
+
+    def content(self) -> dict[str, Any] | None:
+        """What the timeline keeps of it (None for a bare action)."""
+        found: dict[str, Any] = {}
+        if self.text:
+            found["text"] = self.text
+        if self.call_outcome is not None:
+            found["call_outcome"] = self.call_outcome.value
+        if self.task is not None:
+            found["task"] = {"title": self.task.title, "due_at": self.task.due_at}
+        return found or None
 
 
 class ActivityAccepted(BaseModel):
@@ -179,13 +252,18 @@ class ActivityAccepted(BaseModel):
     detail: str | None = Field(default=None, description="Your offer's deadline, or why the action claims nothing.")
 
 
-def lead_public(doc: dict[str, Any]) -> LeadPublic:
-    return LeadPublic(**_public_fields(doc))
+def lead_public(doc: dict[str, Any], names: dict[str, str] | None = None) -> LeadPublic:
+    return LeadPublic(**_public_fields(doc, names or {}))
 
 
-def lead_detail(doc: dict[str, Any], timeline: list[dict[str, Any]]) -> LeadDetail:
+def lead_detail(
+    doc: dict[str, Any], timeline: list[dict[str, Any]], names: dict[str, str] | None = None
+) -> LeadDetail:
     return LeadDetail(
-        **_public_fields(doc),
+        **_public_fields(doc, names or {}),
+        message=doc.get("message") or "",
+        **{k: doc.get(k) for k in ("site_host", "listing_id", "provider")},
+        utm=doc.get("utm") or {},
         campaigns=doc.get("campaigns") or [],
         campaign_subscriptions=doc.get("campaign_subscriptions") or [],
         campaign_triggers=doc.get("campaign_triggers") or [],
@@ -202,14 +280,24 @@ def lead_detail(doc: dict[str, Any], timeline: list[dict[str, Any]]) -> LeadDeta
                 agent_id=e.get("agent_id"),
                 action=e.get("action"),
                 summary=e["summary"],
+                content=e.get("content"),
             )
             for e in timeline
         ],
     )
 
 
-def _public_fields(doc: dict[str, Any]) -> dict[str, Any]:
+def _public_fields(doc: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    owner, assigned_to = doc.get("owner_agent_id"), doc.get("transferred_to")
+    assigned_name = doc.get("transferred_to_name") or (names.get(assigned_to) if assigned_to else None)
+    owner_name = (names.get(owner) if owner else None) or (assigned_name if owner and owner == assigned_to else None)
     return {
+        "owner_name": owner_name,
+        "assigned_to_name": assigned_name,
+        "crm_status": doc.get("crm_status") or "new",
+        "referral_fee_percent": float(doc.get("referral_fee_percent") or 0.0),
+        "last_activity_kind": doc.get("last_activity_kind"),
+        "last_activity_by": doc.get("last_activity_by"),
         "lead_id": doc["_id"],
         "name": doc["name"],
         "email": doc.get("email"),

@@ -10,7 +10,14 @@ from fastapi import Depends, FastAPI, Query, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import AwareDatetime
 
-from leadflow_crm_api.adapters.leads import LeadViews, ScopedLeads, ensure_indexes, lost_offer, realtor_filter
+from leadflow_crm_api.adapters.leads import (
+    LeadViews,
+    ScopedLeads,
+    agent_names,
+    ensure_indexes,
+    lost_offer,
+    realtor_filter,
+)
 from leadflow_crm_api.adapters.settings import AccountSettings
 from leadflow_crm_api.adapters.tokens import TokenVerifier
 from leadflow_crm_api.api import (
@@ -41,7 +48,7 @@ from leadflow_crm_api.errors import ClaimNotPossible, Forbidden, NotFound
 from leadflow_crm_api.handlers import project
 from leadflow_crm_api.problems import PROBLEM_RESPONSES, install_problem_handlers
 from leadflow_crm_api.publishing import publish_or_unavailable
-from leadflow_crm_api.routes import distribution, offer_links, offices, people, sharing
+from leadflow_crm_api.routes import distribution, lead_work, offer_links, offices, people, sharing
 from leadflow_crm_api.routes import settings as account_settings
 from leadflow_crm_api.settings import CrmApiSettings
 from leadflow_shared import topics
@@ -115,11 +122,12 @@ def create_app(settings: CrmApiSettings) -> FastAPI:
     app.include_router(distribution.router)
     app.include_router(people.router)
     app.include_router(offer_links.router)
+    app.include_router(lead_work.router)
     app.state.runtime, app.state.verifier = runtime, TokenVerifier(settings)
     app.state.publish_command = publisher(runtime.broker, topics.LEADS_COMMANDS)
     app.state.publish_activity = publish_activity
 
-    async def page(leads: ScopedLeads, query: LeadQuery, limit: int, cursor: str | None) -> LeadPage:
+    async def page(leads: ScopedLeads, db: Db, query: LeadQuery, limit: int, cursor: str | None) -> LeadPage:
         try:
             after = decode_cursor(cursor, sort=query.sort) if cursor else None
         except ValueError as exc:
@@ -128,32 +136,34 @@ def create_app(settings: CrmApiSettings) -> FastAPI:
         docs = await leads.find_page(query, limit=limit + 1, after=after)
         rows, more = docs[:limit], len(docs) > limit
         next_cursor = encode_cursor(rows[-1][query.sort.field], rows[-1]["_id"], sort=query.sort) if more else None
-        return LeadPage(items=[lead_public(d) for d in rows], next_cursor=next_cursor)
+        names = await agent_names(db, {d.get("owner_agent_id") or "" for d in rows})
+        return LeadPage(items=[lead_public(d, names) for d in rows], next_cursor=next_cursor)
 
     @app.get("/v1/accounts/{account_id}/leads", tags=["brokerage CRM"])
     async def list_leads(
-        leads: AccountLeads, caller: Caller, query: Filters, limit: Limit = 50, cursor: Cursor = None
+        leads: AccountLeads, caller: Caller, db: Db, query: Filters, limit: Limit = 50, cursor: Cursor = None
     ) -> LeadPage:
         """V1: the brokerage's leads (brokers and admins); `tab=mine` keeps only leads it still holds."""
         if not caller.sees_whole_account:
             raise Forbidden("The brokerage list is for brokers and admins; realtors use /v1/realtors/me/leads.")
-        return await page(leads, query, limit, cursor)
+        return await page(leads, db, query, limit, cursor)
 
     @app.get("/v1/realtors/me/leads", tags=["realtor CRM"])
     async def my_leads(caller: Caller, db: Db, query: Filters, limit: Limit = 50, cursor: Cursor = None) -> LeadPage:
         """V2: the calling realtor's leads: held, offered to it now, or shared with it."""
         if caller.role is not Role.REALTOR:
             raise Forbidden("Only realtors have a realtor CRM.")
-        return await page(ScopedLeads(db, realtor_filter(caller)), query, limit, cursor)
+        return await page(ScopedLeads(db, realtor_filter(caller)), db, query, limit, cursor)
 
     @app.get("/v1/accounts/{account_id}/leads/{lead_id}", tags=["brokerage CRM", "realtor CRM"])
-    async def get_lead(leads: AccountLeads, caller: Caller, lead_id: Id) -> LeadDetail:
+    async def get_lead(leads: AccountLeads, caller: Caller, db: Db, lead_id: Id) -> LeadDetail:
         """V3: the contact, its holder, the open offers with deadlines, and the timeline."""
         doc = await leads.get(lead_id)
         if doc is None:
             raise NotFound("No such lead.")
         realtor = None if caller.sees_whole_account else caller.sub
-        return lead_detail(doc, visible_timeline(await leads.timeline(doc), realtor_id=realtor))
+        names = await agent_names(db, {doc.get("owner_agent_id") or ""})
+        return lead_detail(doc, visible_timeline(await leads.timeline(doc), realtor_id=realtor), names)
 
     @app.post(
         "/v1/accounts/{account_id}/leads/{lead_id}/activities",
@@ -197,8 +207,11 @@ def create_app(settings: CrmApiSettings) -> FastAPI:
                 agent_id=caller.sub,
                 action=body.action.value,
                 occurred_at=activity.occurred_at,
+                content=body.content(),
             )
         )
+        if action is not ActivityAction.VIEW:
+            await leads.touch(doc["_id"], at=now, kind=action.value, by=caller.sub)
         return ActivityAccepted(event_id=activity.event_id, claim=answer.outlook, detail=answer.detail)
 
     return app

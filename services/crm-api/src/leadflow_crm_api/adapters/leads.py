@@ -7,6 +7,7 @@ account and role scope (S1) and no endpoint can forget it.
 from __future__ import annotations
 
 import contextlib
+from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
@@ -14,9 +15,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from leadflow_crm_api.adapters import invitations, offices
+from leadflow_crm_api.adapters.settings import AGENTS
 from leadflow_crm_api.domain.offices import label_key
 from leadflow_crm_api.domain.principal import Principal
-from leadflow_crm_api.domain.views import LeadQuery, LeadTab, search_patterns
+from leadflow_crm_api.domain.views import LeadQuery, LeadTab, epoch_ms, search_patterns
 
 CRM_LEADS = "crm_leads"
 CRM_TIMELINE = "crm_timeline"
@@ -62,10 +64,10 @@ class LeadViews:
     async def upsert(self, lead_id: str, row: dict[str, Any]) -> None:
         """Idempotent: applying the same event twice leaves the same row.
 
-        Fields only crm-api itself changes later (lead sharing's transferred_to) are set on
-        insert only, so replaying an old event cannot undo a transfer.
+        Fields only crm-api itself changes later (lead sharing's transferred_to, the holder's CRM
+        status) are set on insert only, so replaying an old event cannot undo them.
         """
-        created = {k: row[k] for k in ("created_at", "created_ms", "transferred_to") if k in row}
+        created = {k: row[k] for k in ("created_at", "created_ms", "transferred_to", "crm_status") if k in row}
         changes = {k: v for k, v in row.items() if k not in created}
         await self._leads.update_one({"_id": lead_id}, {"$set": changes, "$setOnInsert": created}, upsert=True)
 
@@ -112,6 +114,15 @@ async def lost_offer(
     query = {"lead_id": lead_id, "agent_id": agent_id, "type": {"$in": offer_types}}
     entries = [e async for e in db[CRM_TIMELINE].find(query).sort([("occurred_ms", ASCENDING), ("_id", ASCENDING)])]
     return (row, entries) if entries else None
+
+
+async def agent_names(db: AsyncDatabase[dict[str, Any]], agent_ids: set[str]) -> dict[str, str]:
+    """Agent id -> name, for the ids that are agents (names change: read, never copied into rows)."""
+    ids = sorted(i for i in agent_ids if i)
+    if not ids:
+        return {}
+    cursor = db[AGENTS].find({"_id": {"$in": ids}}, {"name": 1})
+    return {doc["_id"]: str(doc["name"]) async for doc in cursor if doc.get("name")}
 
 
 def scope_filter(principal: Principal, account_id: str) -> dict[str, Any]:
@@ -225,7 +236,14 @@ class ScopedLeads:
         with contextlib.suppress(DuplicateKeyError):
             await self._timeline.insert_one(entry)
 
+    async def touch(self, lead_id: str, *, at: datetime, kind: str, by: str) -> None:
+        """The row's last activity is this action (crm-api took it; the router's echo is not recorded)."""
+        fields = {"last_activity_at": at, "last_activity_ms": epoch_ms(at), "last_activity_kind": kind,
+                  "last_activity_by": by}
+        await self.set_profile(lead_id, fields)
+
     async def set_profile(self, lead_id: str, fields: dict[str, Any]) -> bool:
+        """`$set` on a lead of this scope; False when it is not one."""
         result = await self._leads.update_one(merge_conditions([self._scope, {"_id": lead_id}]), {"$set": fields})
         return result.matched_count > 0
 

@@ -141,6 +141,7 @@ def lead_row_transfer(transfer: dict[str, Any]) -> dict[str, Any]:
     """What a transfer `$set`s on each lead row: "Assigned To" for the brokerage, "Assigned By" for the realtor."""
     return {
         "transferred_to": transfer["realtor_id"],
+        "transferred_to_name": transfer.get("realtor_name"),
         "transferred_at": transfer["at"],
         "transferred_ms": transfer["at_ms"],
         "assigned_by": transfer["assigned_by"],

@@ -43,6 +43,18 @@ class LeadStatus(StrEnum):
     UNASSIGNED = "unassigned"  # its holder left the office; a broker or admin distributes it by hand
 
 
+class CrmStatus(StrEnum):
+    """Where the holder is with the contact (issue 11.8); the holder sets it, routing never reads it."""
+
+    NEW = "new"
+    ATTEMPTED_CONTACT = "attempted_contact"
+    CONTACTED = "contacted"
+    APPOINTMENT_SET = "appointment_set"
+    UNDER_CONTRACT = "under_contract"
+    CLOSED = "closed"
+    LOST = "lost"
+
+
 class LeadSort(StrEnum):
     """List orders; each has its own keyset cursor (the sort key of a page's last row, then its id)."""
 
@@ -111,6 +123,13 @@ def _new_row(
         **_search_fields(p.contact.full_name, p.contact.email, p.contact.phone),
         "source": p.source.name,
         "channel": p.source.channel.value,
+        # What the lead said and where from (issue 11.8).
+        "message": p.message,
+        "site_host": p.source.site_host,
+        "listing_id": p.source.listing_id,
+        "provider": p.source.provider,
+        "utm": dict(p.source.utm),
+        "referral_fee_percent": p.referral_fee_percent,
         "status": status,
         "owner_agent_id": owner,
         "assignment_reason": reason,
@@ -122,6 +141,8 @@ def _new_row(
         "last_activity_at": event.occurred_at,
         "last_activity_ms": epoch_ms(event.occurred_at),
         "last_event_id": str(event.event_id),
+        **last_activity(event.type, p.agent_id),
+        "crm_status": CrmStatus.NEW.value,
     }
 
 
@@ -137,8 +158,11 @@ def lead_row_changes(event: LeadEvent) -> dict[str, Any]:
         "last_activity_ms": epoch_ms(event.occurred_at),
         "last_event_id": str(event.event_id),
     }
+    if records_in_timeline(event):  # an echo of an action crm-api took keeps the kind crm-api recorded
+        changes |= last_activity(event.type, _actor(event))
     if isinstance(event, LeadClaimed):
-        changes |= {"status": "assigned", "owner_agent_id": event.payload.agent_id, "assignment_reason": "claimed"}
+        changes |= {"status": "assigned", "owner_agent_id": event.payload.agent_id, "assignment_reason": "claimed",
+                    "referral_fee_percent": event.payload.referral_fee_percent}
     elif isinstance(event, LeadFellBack):
         changes |= {"status": "fell_back", "owner_agent_id": event.payload.agent_id, "assignment_reason": "fallback"}
     elif isinstance(event, LeadShared):
@@ -150,6 +174,19 @@ def lead_row_changes(event: LeadEvent) -> dict[str, Any]:
         # Nobody holds an offered lead (a lead distributed by hand as an offer leaves its holder).
         changes |= {"status": LeadStatus.OFFERED.value, "owner_agent_id": None}
     return changes
+
+
+def last_activity(kind: str, by: str | None) -> dict[str, Any]:
+    """The row's "last activity": its kind (an event type, or an action taken through crm-api) and who."""
+    return {"last_activity_kind": kind, "last_activity_by": by}
+
+
+def _actor(event: LeadEvent) -> str | None:
+    if isinstance(event, ActivityLogged):
+        return event.payload.by_agent_id  # None: the contact (R1)
+    if isinstance(event, LeadShared | LeadTransferred):
+        return event.payload.by_user_id
+    return getattr(event.payload, "agent_id", None)
 
 
 def lead_row_from_assigned(event: LeadAssigned) -> dict[str, Any]:
@@ -283,21 +320,50 @@ def records_in_timeline(event: LeadEvent) -> bool:
     return True
 
 
+SUMMARY_TEXT = 120  # characters of an action's text in its one-line summary (the whole text is in `content`)
+
+
 def activity_entry(
-    *, event_id: str, lead_id: str, account_id: str, agent_id: str, action: str, occurred_at: datetime
+    *,
+    event_id: str,
+    lead_id: str,
+    account_id: str,
+    agent_id: str,
+    action: str,
+    occurred_at: datetime,
+    content: dict[str, Any] | None = None,
+    kind: str = "LeadActivity",
 ) -> dict[str, Any]:
-    """The timeline document of an agent's action taken through crm-api (claiming or a view)."""
+    """The timeline document of an action taken through crm-api, with what it was (`content`)."""
     return {
         "_id": event_id,
         "lead_id": lead_id,
         "account_id": account_id,
-        "type": "LeadActivity",
+        "type": kind,
         "occurred_at": occurred_at,
         "occurred_ms": epoch_ms(occurred_at),
         "agent_id": agent_id,
         "action": action,
-        "summary": f"{action} by {agent_id}",
+        "summary": activity_summary(action, agent_id, content),
+        **({"content": content} if content else {}),
     }
+
+
+def activity_summary(action: str, agent_id: str, content: dict[str, Any] | None) -> str:
+    """"call by ana (left voicemail): Asked for a callback", "task by ana: Send comps, due 2026-11-25 22:00 UTC"."""
+    content = content or {}
+    if status := content.get("crm_status"):
+        return f"CRM status set to {status.replace('_', ' ')} by {agent_id}"
+    summary = f"{action.replace('_', ' ')} by {agent_id}"
+    if outcome := content.get("call_outcome"):
+        summary += f" ({outcome.replace('_', ' ')})"
+    if task := content.get("task"):
+        due = task["due_at"].astimezone(UTC)
+        summary += f": {task['title']}, due {due:%Y-%m-%d %H:%M} UTC"
+    if text := content.get("text"):
+        shown = text if len(text) <= SUMMARY_TEXT else text[: SUMMARY_TEXT - 1].rstrip() + "…"
+        summary += f": {shown}"
+    return summary
 
 
 def epoch_ms(moment: datetime) -> int:
