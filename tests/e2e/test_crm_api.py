@@ -362,6 +362,23 @@ async def test_the_lead_page_has_what_the_lead_said_who_holds_it_and_the_work_do
     assert bad.status_code == 422
     assert (await act({"action": "task", "task": {"title": "x", "due_at": "tomorrow"}})).status_code == 422
 
+    # RealHub's qualifying actions: an email to the contact, sent by leadflow, replies going to the agent.
+    wrote = await act({"action": "email", "message": {"subject": "Your viewing", "body": "Saturday at 10?"}})
+    assert wrote.status_code == 202, wrote.text
+
+    def to_contact() -> list[Any]:
+        assert stack.mail is not None
+        return [m for m in stack.mail.received() if m["X-Envelope-To"] == body["email"]]
+
+    [mail] = await eventually(to_contact, what="the agent's email to the contact")
+    assert (mail["Subject"], mail["Reply-To"]) == ("Your viewing", f"{holder}@crm.example")
+    assert "Saturday at 10?" in mail.get_body(("plain",)).get_content()
+    no_text = await act({"action": "sms", "message": {"body": "Hi"}})
+    assert no_text.status_code == 422, "the contact gave no phone"
+    outsider = await client.post(f"{url}/activities", headers=broker,
+                                 json={"action": "email", "message": {"body": "Hello"}})
+    assert outsider.status_code == 409, "only the holder writes to the contact"
+
     set_status = await client.put(f"{url}/crm-status", headers=as_holder, json={"status": "appointment_set"})
     assert set_status.status_code == 200, set_status.text
     not_holder = await client.put(f"{url}/crm-status", headers=stack.auth(other, "realtor", CLAIMS),

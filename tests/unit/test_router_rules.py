@@ -35,11 +35,12 @@ from leadflow_router.domain.model import (
     SourceKind,
 )
 from leadflow_router.domain.schedule import claim_deadline, pause_end
-from leadflow_shared.events.activity import ActivityAction
+from leadflow_shared.events.activity import ActivityAction, ContactMessage
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import (
     ActivityLogged,
     AssignmentReason,
+    ContactMessaged,
     LeadAssigned,
     LeadAssignedPayload,
     LeadClaimed,
@@ -466,3 +467,19 @@ def test_lead_state_evolve_is_a_copy() -> None:
     state = LeadState(lead_id="x", account_id="a", summary=new_lead().summary, status=LeadStatus.OFFERED)
     assert state.evolve(round=3).round == 3
     assert state.round == 0
+
+
+def test_an_email_to_the_contact_goes_out_only_when_the_action_leaves_the_agent_holding_the_lead() -> None:
+    state = route(new_lead(), account()).state
+    assert state is not None
+    agent = state.offers[0].agent_id
+    mail = ContactMessage(subject="Your viewing", body="Saturday at 10?")
+    claimed = on_activity(state, Activity(agent, ActivityAction.EMAIL, mail), NOW)
+    assert [e.kind for e in claimed.events] == [LeadClaimed, ContactMessaged]
+    sent = claimed.events[1].payload
+    assert (sent.channel, sent.to, sent.subject, sent.agent_id) == ("email", "jane@example.com", "Your viewing", agent)  # type: ignore[attr-defined]
+    assert claimed.state is not None
+    lost = on_activity(claimed.state, Activity("intruder", ActivityAction.EMAIL, mail), NOW)
+    assert [e.kind for e in lost.events] == [ActivityLogged], "someone who does not hold the lead writes to nobody"
+    text = on_activity(claimed.state, Activity(agent, ActivityAction.SMS, ContactMessage(body="Hi")), NOW)
+    assert [e.kind for e in text.events] == [ActivityLogged], "no phone: no text"

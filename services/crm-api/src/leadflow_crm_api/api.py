@@ -186,6 +186,13 @@ class TaskDetails(BaseModel):
     due_at: AwareDatetime = Field(description="When the task is due, ISO 8601 with offset.")
 
 
+class MessageToContact(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    subject: Annotated[str, AfterValidator(visible(200))] | None = Field(default=None, max_length=800)
+    body: Annotated[str, AfterValidator(visible(5000))] = Field(min_length=1, max_length=20_000)
+
+
 class ActivityCreate(BaseModel):
     """An action on a lead and what it was: a note's text, a call's outcome, a task's title and due date."""
 
@@ -207,6 +214,11 @@ class ActivityCreate(BaseModel):
     )
     call_outcome: CallOutcome | None = Field(default=None, description="Only with `call`.")
     task: TaskDetails | None = Field(default=None, description="Only with `task`.")
+    message: MessageToContact | None = Field(
+        default=None,
+        description="Only with `email` or `sms`: leadflow sends it to the contact once the action leaves you "
+        "holding the lead (it claims an offer like any action).",
+    )
 
     @model_validator(mode="after")
     def _content_fits_the_action(self) -> ActivityCreate:
@@ -214,6 +226,10 @@ class ActivityCreate(BaseModel):
             raise ValueError("call_outcome goes with action call")
         if self.task is not None and self.action is not AgentAction.TASK:
             raise ValueError("task goes with action task")
+        if self.message is not None and self.action not in {AgentAction.EMAIL, AgentAction.SMS}:
+            raise ValueError("message goes with action email or sms")
+        if self.message is not None and self.action is AgentAction.SMS and self.message.subject:
+            raise ValueError("a text has no subject")
         if self.action is AgentAction.VIEW and self.text:
             raise ValueError("a view carries no text")
         return self
@@ -227,6 +243,8 @@ class ActivityCreate(BaseModel):
             found["call_outcome"] = self.call_outcome.value
         if self.task is not None:
             found["task"] = {"title": self.task.title, "due_at": self.task.due_at}
+        if self.message is not None:
+            found["message"] = self.message.model_dump()
         return found or None
 
 

@@ -52,7 +52,7 @@ from leadflow_crm_api.routes import distribution, lead_work, offer_links, office
 from leadflow_crm_api.routes import settings as account_settings
 from leadflow_crm_api.settings import CrmApiSettings
 from leadflow_shared import topics
-from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
+from leadflow_shared.events.activity import ActivityAction, ContactMessage, LeadActivity, LeadActivityPayload
 from leadflow_shared.events.routing import ROUTING_EVENT
 from leadflow_shared.kafka import publisher
 from leadflow_shared.service import ServiceRuntime
@@ -191,10 +191,22 @@ def create_app(settings: CrmApiSettings) -> FastAPI:
             answer = claim_answer(doc, timeline, caller=caller.sub, claims=True, now=now, names=await _names(db, doc))
             if action is ActivityAction.ACCEPT:
                 raise ClaimNotPossible(f"Nothing to accept: {answer.detail}")
+            if body.message is not None:
+                raise ClaimNotPossible(f"Only the lead's holder writes to the contact: {answer.detail}")
+        if body.message is not None and not doc.get("email" if action is ActivityAction.EMAIL else "phone"):
+            field = "email address" if action is ActivityAction.EMAIL else "phone number"
+            raise RequestValidationError(
+                [{"loc": ("body", "message"), "msg": f"the contact has no {field}", "type": "value_error"}]
+            )
         activity = LeadActivity.create(
             account_id=doc["account_id"],
             occurred_at=now,
-            payload=LeadActivityPayload(lead_id=uuid.UUID(doc["_id"]), agent_id=caller.sub, action=action),
+            payload=LeadActivityPayload(
+                lead_id=uuid.UUID(doc["_id"]), agent_id=caller.sub, action=action,
+                message=None if body.message is None else ContactMessage(
+                    subject=body.message.subject or "", body=body.message.body
+                ),
+            ),
         )
         await publish_or_unavailable(
             publish_activity, activity, detail="The action could not be recorded; try again."

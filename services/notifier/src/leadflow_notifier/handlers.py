@@ -37,8 +37,10 @@ from leadflow_notifier.domain.errors import (
 from leadflow_notifier.domain.messages import (
     AcceptLinks,
     Content,
+    EmailContent,
     PushContent,
     Recipient,
+    contact_message,
     invitation_email,
     messages_for,
     recipient_of,
@@ -49,6 +51,7 @@ from leadflow_notifier.metrics import NotifierMetrics
 from leadflow_shared.errors import PoisonMessage
 from leadflow_shared.events.routing import (
     ROUTING_EVENT,
+    ContactMessaged,
     LeadOffered,
     LeadShared,
     RealtorInvited,
@@ -276,6 +279,13 @@ class Notifier:
     async def notify(self, event: RoutingEvent, raw: bytes) -> None:
         if isinstance(event, TeamMemberTransferred):
             await self._notify_staff(event, raw)
+            return
+        if isinstance(event, ContactMessaged):
+            # The holder's own email or text to the contact (R8's qualifying actions), on that one channel.
+            content = contact_message(event, await self.directory.get(event.payload.agent_id))
+            channel = Channel.EMAIL if isinstance(content, EmailContent) else Channel.SMS
+            if channel in self.senders:
+                await self._deliver(event, raw, f"contact:{event.payload.lead_id}", channel, content)
             return
         if isinstance(event, RealtorInvited):
             if Channel.EMAIL in self.senders:  # to the invited address: the realtor may be no user yet

@@ -196,7 +196,7 @@ class RouterService:
     async def on_activity(self, event: LeadActivity) -> None:
         """Apply an agent's action (R8 claims); a race with another claim or an expiry has one winner (I2)."""
         lead_id = str(event.payload.lead_id)
-        activity = Activity(event.payload.agent_id, event.payload.action)
+        activity = Activity(event.payload.agent_id, event.payload.action, event.payload.message)
         for _ in range(CAS_ATTEMPTS):
             doc = await self.records.get(lead_id)
             if doc is None or doc.get("kind") != "lead" or doc["account_id"] != event.account_id:

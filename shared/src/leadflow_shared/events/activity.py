@@ -33,10 +33,21 @@ class ActivityAction(StrEnum):
         return self not in {ActivityAction.VIEW, ActivityAction.INQUIRY}
 
 
+class ContactMessage(Contract):
+    """What an agent writes to the contact through leadflow (an `email` or `sms` action)."""
+
+    subject: str = Field(default="", max_length=200, description="Email only.")
+    body: str = Field(min_length=1, max_length=5000)
+
+
 class LeadActivityPayload(Contract):
     lead_id: uuid.UUID
     agent_id: str = Field(min_length=1, max_length=64)
     action: ActivityAction
+    message: ContactMessage | None = Field(
+        default=None,
+        description="For `email` and `sms`: sent to the contact once the action leaves the agent holding the lead.",
+    )
 
 
 class LeadActivity(Envelope):

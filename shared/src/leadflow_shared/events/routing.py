@@ -203,6 +203,23 @@ class LeadShared(Envelope):
     payload: LeadSharedPayload
 
 
+class ContactMessagedPayload(Contract):
+    lead_id: uuid.UUID
+    agent_id: AgentId = Field(description="The agent who wrote it (it holds the lead).")
+    channel: Literal["email", "sms"]
+    to: str = Field(min_length=3, max_length=254, description="The contact's email address or phone (E.164).")
+    subject: str = Field(default="", max_length=200)
+    body: str = Field(min_length=1, max_length=5000)
+
+
+class ContactMessaged(Envelope):
+    """The lead's holder wrote to the contact through leadflow; the notifier sends it (RealHub's
+    qualifying actions: the email or text also claimed the lead, R8)."""
+
+    type: Literal["ContactMessaged"] = "ContactMessaged"
+    payload: ContactMessagedPayload
+
+
 class LeadReleasedPayload(Contract):
     lead_id: uuid.UUID
     agent_id: AgentId = Field(description="The agent who held the lead and left the office.")
@@ -263,7 +280,8 @@ LeadEvent = Annotated[
     | ActivityLogged
     | LeadTransferred
     | LeadShared
-    | LeadReleased,
+    | LeadReleased
+    | ContactMessaged,
     Field(discriminator="type"),
 ]
 LEAD_EVENT: TypeAdapter[LeadEvent] = TypeAdapter(LeadEvent)
@@ -280,6 +298,7 @@ RoutingEvent = Annotated[
     | LeadTransferred
     | LeadShared
     | LeadReleased
+    | ContactMessaged
     | TeamMemberTransferred
     | RealtorInvited,
     Field(discriminator="type"),

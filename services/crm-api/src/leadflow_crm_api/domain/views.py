@@ -12,6 +12,7 @@ from typing import Any
 
 from leadflow_shared.events.routing import (
     ActivityLogged,
+    ContactMessaged,
     LeadAssigned,
     LeadClaimed,
     LeadEvent,
@@ -268,6 +269,8 @@ def timeline_entry(event: LeadEvent) -> dict[str, Any]:
         summary = f"Transferred to {event.payload.realtor_name} by {event.payload.assigned_by}"
     elif isinstance(event, LeadReleased):
         summary = f"Unassigned: {event.payload.explanation}"
+    elif isinstance(event, ContactMessaged):
+        summary = f"{event.payload.channel} to the contact by {event.payload.agent_id}"
     else:
         logged = event.payload
         action = logged.action.value
@@ -312,8 +315,9 @@ def visible_timeline(entries: list[dict[str, Any]], *, realtor_id: str | None) -
 
 def records_in_timeline(event: LeadEvent) -> bool:
     """Agents' own actions and lead sharing (T1) are recorded when crm-api takes them; the router's echo
-    would repeat them. A claim the router refused is recorded: the timeline says why it claimed nothing."""
-    if isinstance(event, LeadShared):
+    would repeat them (an email or text to the contact included). A claim the router refused is
+    recorded: the timeline says why it claimed nothing."""
+    if isinstance(event, LeadShared | ContactMessaged):
         return False
     if isinstance(event, ActivityLogged) and event.payload.by_agent_id is not None:
         return event.payload.claim_refused is not None
@@ -360,6 +364,8 @@ def activity_summary(action: str, agent_id: str, content: dict[str, Any] | None)
     if task := content.get("task"):
         due = task["due_at"].astimezone(UTC)
         summary += f": {task['title']}, due {due:%Y-%m-%d %H:%M} UTC"
+    if message := content.get("message"):
+        summary += f" to the contact: {message.get('subject') or message['body']}"[: SUMMARY_TEXT + 40]
     if text := content.get("text"):
         shown = text if len(text) <= SUMMARY_TEXT else text[: SUMMARY_TEXT - 1].rstrip() + "…"
         summary += f": {shown}"

@@ -33,6 +33,8 @@ class SmtpMailer:
         message["From"] = self._settings.sender
         message["To"] = content.to
         message["Subject"] = content.subject
+        if content.reply_to:
+            message["Reply-To"] = content.reply_to
         # A stable Message-ID lets receiving systems drop a resend of the same notice. It is a
         # uuid5 of the delivery key: the key's ":" and free-form agent ids are not valid there.
         message["Message-ID"] = f"<{uuid.uuid5(MESSAGE_ID_NAMESPACE, message_id).hex}@leadflow>"

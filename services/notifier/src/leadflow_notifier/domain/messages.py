@@ -19,6 +19,7 @@ from leadflow_shared.events.activity import ActivityAction
 from leadflow_shared.events.routing import (
     ActivityLogged,
     AssignmentReason,
+    ContactMessaged,
     LeadAssigned,
     LeadFellBack,
     LeadOffered,
@@ -110,6 +111,7 @@ class EmailContent:
     text: str
     lead_id: str
     html: str = ""
+    reply_to: str = ""  # an agent's message to a contact: the answer goes to the agent
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,8 +188,8 @@ def notice_for(
     hi = f"Hi {who.name},"
     if isinstance(event, TeamMemberTransferred):
         return team_member_notice(event, who, pages_url)
-    if isinstance(event, RealtorInvited):
-        return None  # emailed to the invited address by `invitation_email`, not to a recipient
+    if isinstance(event, RealtorInvited | ContactMessaged):
+        return None  # sent to an address of the event's (`invitation_email`, `contact_message`)
     p = event.payload
     link = lead_link(pages_url, event.account_id, str(p.lead_id))
     if isinstance(event, LeadAssigned):
@@ -341,6 +343,19 @@ def invitation_email(event: RealtorInvited, pages_url: str) -> EmailContent:
         headline=f"{i.brokerage_name} invites you to receive its leads",
     )
     return email_of(notice, i.email)
+
+
+def contact_message(event: ContactMessaged, sender: Recipient | None) -> EmailContent | SmsContent:
+    """The holder's own email or text to the contact, signed with its name; replies go to the agent."""
+    m = event.payload
+    name = sender.name if sender is not None else ""
+    if m.channel == "sms":
+        return SmsContent(to=m.to, body=f"{m.body}\n- {name}" if name else m.body, lead_id=str(m.lead_id))
+    signed = f"{m.body}\n\n{name}" if name else m.body
+    return EmailContent(
+        to=m.to, subject=m.subject or "(no subject)", text=signed, lead_id=str(m.lead_id),
+        reply_to=sender.email if sender is not None else "",
+    )
 
 
 def email_of(notice: Notice, to: str) -> EmailContent:

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Literal
 
 from leadflow_router.domain.model import (
     AccountSnapshot,
@@ -33,6 +34,8 @@ from leadflow_shared.events.routing import (
     ActivityLogged,
     ActivityLoggedPayload,
     AssignmentReason,
+    ContactMessaged,
+    ContactMessagedPayload,
     LeadAssigned,
     LeadAssignedPayload,
     LeadClaimed,
@@ -411,7 +414,8 @@ def on_activity(state: LeadState, activity: Activity, now: datetime, *, can_clai
             claim_refused=refused,
         )
         why = f"R8: claims nothing, {refused}" if refused else "activity logged; it claims nothing"
-        return Outcome(state, (Emit(ActivityLogged, payload),), why)
+        sent = _message_to_contact(state, activity) if state.holder == activity.agent_id else ()
+        return Outcome(state, (Emit(ActivityLogged, payload), *sent), why)
     events: list[Emit] = []
     offers = []
     for other in state.offers:
@@ -438,9 +442,30 @@ def on_activity(state: LeadState, activity: Activity, now: datetime, *, can_clai
     )
     return Outcome(
         claimed,
-        (Emit(LeadClaimed, claim), *events),
+        (Emit(LeadClaimed, claim), *events, *_message_to_contact(claimed, activity)),
         f"R8: {activity.agent_id} claimed the lead by {activity.action.value}.",
     )
+
+
+def _message_to_contact(state: LeadState, activity: Activity) -> tuple[Emit, ...]:
+    """The holder's email or text to the contact, to send (RealHub's qualifying actions); nothing when the
+    action carries none, or the contact has no address for that channel."""
+    if activity.message is None or activity.action not in {ActivityAction.EMAIL, ActivityAction.SMS}:
+        return ()
+    contact = state.summary.contact
+    channel: Literal["email", "sms"] = "email" if activity.action is ActivityAction.EMAIL else "sms"
+    to = contact.email if channel == "email" else contact.phone
+    if not to:
+        return ()
+    payload = ContactMessagedPayload(
+        lead_id=uuid.UUID(state.lead_id),
+        agent_id=activity.agent_id,
+        channel=channel,
+        to=to,
+        subject=activity.message.subject if channel == "email" else "",
+        body=activity.message.body,
+    )
+    return (Emit(ContactMessaged, payload),)
 
 
 # --- helpers --------------------------------------------------------------------------------------

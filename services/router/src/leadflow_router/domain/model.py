@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Self
 
 from leadflow_shared.errors import PoisonMessage
-from leadflow_shared.events.activity import ActivityAction
+from leadflow_shared.events.activity import ActivityAction, ContactMessage
 from leadflow_shared.events.commands import DepartedLeads as DepartedLeads  # an account setting the router reads
 from leadflow_shared.events.routing import AssignmentReason, LeadSummary
 
@@ -153,3 +153,4 @@ class LeadState:
 class Activity:
     agent_id: str
     action: ActivityAction
+    message: ContactMessage | None = None  # an email or text to the contact, sent if the agent holds the lead
