@@ -56,10 +56,11 @@ def refused(response: httpx.Response, status: int) -> str:
 async def test_routing_roster_and_round_robin_approval(stack: Stack, client: httpx.AsyncClient) -> None:
     broker = stack.auth("set-boss", "broker", ACCOUNT)
     url = f"/v1/accounts/{ACCOUNT}/settings/routing"
-    unassigned = {"departed_agent_leads": "unassigned"}  # the default (T3)
+    unassigned = {"departed_agent_leads": "unassigned", "allow_direct_to_user": True}  # the defaults (T3, R2/R3)
     assert (await client.get(url, headers=broker)).json() == {"round_robin": False, "roster": list(AGENTS)} | unassigned
 
-    changed = {"round_robin": True, "roster": ["set-cy", "set-ana"], "departed_agent_leads": "broker_pool"}
+    changed = {"round_robin": True, "roster": ["set-cy", "set-ana"], "departed_agent_leads": "broker_pool",
+               "allow_direct_to_user": False}
     put = await client.put(url, headers=broker, json=changed)
     assert put.status_code == 200, put.text
     assert (await client.get(url, headers=broker)).json() == changed

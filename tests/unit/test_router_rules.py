@@ -145,6 +145,30 @@ def test_r3_without_auto_accept_offers_the_listing_agent_alone_then_routes_as_ge
     assert general.referral_fee_percent == 30, "a general lead now: the source's fee (R11)"
 
 
+def test_r2_with_auto_accept_off_offers_the_site_agent_alone_first() -> None:
+    # ClientBAY: auto-accept applies to agent sites as well as listings.
+    roster = (*agents("broker", "a"), Agent("b", "B", site_hosts=frozenset({"b.acme.com"})))
+    snapshot = account(*roster, default_source=LeadSourceConfig(name="default", auto_accept=False))
+    first = route(new_lead(channel="agent_site", site_host="b.acme.com"), snapshot)
+    offer = only(first, LeadOffered)
+    assert (offer.agent_id, offer.race_size) == ("b", 1)  # type: ignore[attr-defined]
+    assert first.state is not None
+    assert first.state.direct_phase
+
+
+@pytest.mark.parametrize(
+    "lead",
+    [new_lead(channel="agent_site", site_host="b.acme.com"),
+     new_lead(channel="listing_inquiry", listing_id="L1", listing_agent_id="b")],
+    ids=["R2 agent site", "R3 own listing"],
+)
+def test_an_account_that_allows_no_direct_to_user_leads_routes_them_as_general(lead: NewLead) -> None:
+    roster = (*agents("broker", "a"), Agent("b", "B", site_hosts=frozenset({"b.acme.com"})))
+    snapshot = account(*roster, round_robin=False, allow_direct_to_user=False)
+    payload = only(route(lead, snapshot), LeadAssigned)
+    assert (payload.agent_id, payload.reason) == ("broker", AssignmentReason.ROSTER_POSITION_1)  # type: ignore[attr-defined]
+
+
 def test_r3_listing_of_another_brokerage_is_a_general_lead() -> None:
     lead = new_lead(channel="listing_inquiry", listing_id="L9", listing_agent_id="someone-else")
     assert only(route(lead, account()), LeadOffered)

@@ -72,6 +72,11 @@ class RoutingSettings(_Body):
         "`unassigned` (a broker or admin distributes them by hand), `broker_pool` (roster position 1 holds "
         "them) or `reroute` (offered again by the routing rules). Its open offers are withdrawn either way.",
     )
+    allow_direct_to_user: bool = Field(
+        default=True,
+        description="Direct-to-user leads (ClientBAY): a lead from an agent's own site (R2) or on an agent's own "
+        "listing (R3) goes to that agent. Off: such leads are routed as general leads.",
+    )
 
 
 class DigestSchedule(_Body):

@@ -105,6 +105,7 @@ async def get_routing(settings: Settings) -> RoutingSettings:
         round_robin=bool(account.get("round_robin", False)),
         roster=account.get("roster", []),
         departed_agent_leads=account.get("departed_agent_leads", DepartedLeads.UNASSIGNED),
+        allow_direct_to_user=bool(account.get("allow_direct_to_user", True)),
     )
 
 
@@ -116,7 +117,8 @@ async def get_routing(settings: Settings) -> RoutingSettings:
 async def put_routing(settings: Settings, body: RoutingSettings) -> RoutingSettings:
     await _account(settings)
     _refuse(check_roster(body.roster, [a["_id"] for a in await settings.agents()]))
-    fields = {"round_robin": body.round_robin, "roster": body.roster, "departed_agent_leads": body.departed_agent_leads}
+    fields = {"round_robin": body.round_robin, "roster": body.roster, "departed_agent_leads": body.departed_agent_leads,
+              "allow_direct_to_user": body.allow_direct_to_user}
     await _set_account(settings, fields)
     return body
 

@@ -96,6 +96,7 @@ class AccountConfig(_Strict):
     default_source: DefaultSourceConfig = DefaultSourceConfig()
     pause: list[PauseWindowConfig] = Field(default_factory=list, max_length=50)
     departed_agent_leads: DepartedLeads = DepartedLeads.UNASSIGNED
+    allow_direct_to_user: bool = Field(default=True, description="Off: agent-site and listing leads are general.")
     digest_hour: int | None = Field(default=None, ge=0, le=23, description="Local; None: the notifier's default.")
     offer_contact_details: Literal["shown", "hidden_for_races", "hidden"] = "hidden_for_races"
     staff: list[StaffConfig] = Field(default_factory=list, max_length=1000)

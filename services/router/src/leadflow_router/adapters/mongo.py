@@ -83,6 +83,7 @@ def _snapshot(account: Doc, agents: list[Doc]) -> AccountSnapshot:
             for w in account.get("pause", [])
         ),
         departed_agent_leads=DepartedLeads(account.get("departed_agent_leads", DepartedLeads.UNASSIGNED.value)),
+        allow_direct_to_user=bool(account.get("allow_direct_to_user", True)),
     )
 
 

@@ -229,45 +229,44 @@ def pre_assigned(lead: NewLead, account: AccountSnapshot, context: RoutingContex
 def site_attribution(
     lead: NewLead, account: AccountSnapshot, _context: RoutingContext, now: datetime
 ) -> Outcome | None:
-    """R2: registering on an agent's subdomain makes the visitor that agent's lead at once."""
+    """R2: registering on an agent's subdomain or own site makes the visitor that agent's lead (direct-to-user)."""
     host = (lead.summary.source.site_host or "").lower()
     agent = next((a for a in account.roster if host and host in a.site_hosts), None)
     if agent is None:
         return None
-    return _assign(
-        lead,
-        agent,
-        AssignmentReason.SITE_ATTRIBUTION,
-        0.0,
-        now,
-        f"R2: came in on {agent.agent_id}'s site {host}; direct-to-user, no referral fee.",
-    )
+    why = f"came in on {agent.agent_id}'s site {host}"
+    return _direct(lead, agent, account, now, "R2", AssignmentReason.SITE_ATTRIBUTION, why)
 
 
 def direct_to_user(lead: NewLead, account: AccountSnapshot, _context: RoutingContext, now: datetime) -> Outcome | None:
-    """R3: an inquiry on one of our agent's own listings goes to that agent."""
+    """R3: an inquiry on one of our agent's own listings goes to that agent (direct-to-user)."""
     source = lead.summary.source
     if source.channel is not LeadChannel.LISTING_INQUIRY or source.listing_agent_id is None:
         return None
     agent = account.agent(source.listing_agent_id)
     if agent is None:
         return None  # a listing of another brokerage: a general lead
-    config = account.source(source.name)
+    why = f"inquiry on {agent.agent_id}'s listing {source.listing_id}"
+    return _direct(lead, agent, account, now, "R3", AssignmentReason.DIRECT_TO_USER, why)
+
+
+def _direct(
+    lead: NewLead, agent: Agent, account: AccountSnapshot, now: datetime, rule: str, reason: AssignmentReason, why: str
+) -> Outcome | None:
+    """A direct-to-user lead (R2, R3; ClientBAY): the agent's at once with auto-accept on, else offered to
+    it alone for the source's direct period, then routed as a general lead. When the account does not
+    allow direct-to-user leads, None: the rules after it route the lead as a general one."""
+    if not account.allow_direct_to_user:
+        return None
+    config = account.source(lead.summary.source.name)
     if config.auto_accept:
-        return _assign(
-            lead,
-            agent,
-            AssignmentReason.DIRECT_TO_USER,
-            0.0,
-            now,
-            f"R3: inquiry on {agent.agent_id}'s listing {source.listing_id}; auto-accept on, no fee.",
-        )
+        return _assign(lead, agent, reason, 0.0, now, f"{rule}: {why}; direct-to-user, auto-accept on, no fee.")
     deadline = claim_deadline(now, config.direct_period, account.pause, account.time_zone)
     offer = Offer(agent.agent_id, 1, deadline)
     state = _new_state(lead, LeadStatus.OFFERED, offers=(offer,), round=1, direct_phase=True, next_deadline=deadline)
     explanation = (
-        f"R3: inquiry on {agent.agent_id}'s listing {source.listing_id}; auto-accept off, offered to "
-        f"that agent alone until {deadline.isoformat()}, then routed as a general lead."
+        f"{rule}: {why}; auto-accept off, offered to that agent alone until {deadline.isoformat()}, "
+        "then routed as a general lead."
     )
     return Outcome(state, (offered_event(state, offer, 1, explanation),), explanation)
 

@@ -78,6 +78,7 @@ class AccountSnapshot:
     default_source: LeadSourceConfig = LeadSourceConfig(name="default")
     pause: tuple[PauseWindow, ...] = ()
     departed_agent_leads: DepartedLeads = DepartedLeads.UNASSIGNED
+    allow_direct_to_user: bool = True  # ClientBAY: off, agent-site and listing leads are general leads (R2, R3)
 
     def agent(self, agent_id: str) -> Agent | None:
         return next((a for a in self.roster if a.agent_id == agent_id), None)
