@@ -203,3 +203,38 @@ async def test_a_team_member_moves_as_onboarding_and_the_target_staff_are_told(
     activated = await client.put(f"/v1/accounts/{SOUTH}/agents/north-max/status", headers=south,
                                  json={"status": "active"})
     assert (activated.status_code, activated.json()) == (200, {"status": "active"})
+
+
+async def test_many_leads_move_at_once_by_selection_or_filter(stack: Stack, client: httpx.AsyncClient) -> None:
+    north, south = broker(stack, NORTH), broker(stack, SOUTH)
+    marker = uuid.uuid4().hex[:8]
+    picked = [await new_lead(stack, client, f"bulk{i}.{marker}@example.com") for i in range(2)]
+    by_filter = await new_lead(stack, client, f"bulkf.{marker}@example.com")
+    url = f"/v1/accounts/{NORTH}/office-transfers/bulk"
+
+    unknown = {"lead_ids": [*picked, "no-such-lead"], "to_account_id": SOUTH}
+    refused = await client.post(url, headers=north, json=unknown)
+    assert refused.status_code == 422
+    assert refused.json()["invalid_params"] == [{"name": "body.lead_ids.2", "reason": "not a lead of this account"}]
+    key = {"Idempotency-Key": f"bulk-{marker}"}
+    moved = await client.post(url, headers=north | key, json={"lead_ids": picked, "to_account_id": SOUTH})
+    assert moved.status_code == 202, moved.text
+    transfers = moved.json()["transfers"]
+    assert sorted(t["lead_id"] for t in transfers) == sorted(picked)
+    again = await client.post(url, headers=north | key, json={"lead_ids": picked, "to_account_id": SOUTH})
+    assert [t["transfer_id"] for t in again.json()["transfers"]] == [t["transfer_id"] for t in transfers]
+    for transfer in transfers:
+        await done(client, north, transfer)
+        assert (await client.get(f"/v1/accounts/{SOUTH}/leads/{transfer['lead_id']}", headers=south)).status_code == 200
+    finished = await client.post(url, headers=north | key, json={"lead_ids": picked, "to_account_id": SOUTH})
+    assert [(t["transfer_id"], t["status"]) for t in finished.json()["transfers"]] == [
+        (t["transfer_id"], "done") for t in transfers
+    ], "a retry after the moves answers the same transfers"
+
+    # All that a filter matches: the two moved ones are no longer North's, so only the third goes.
+    query = {"filter": {"q": f"bulkf.{marker}"}, "to_account_id": SOUTH}
+    filtered = await client.post(url, headers=north, json=query)
+    assert filtered.status_code == 202, filtered.text
+    [only] = filtered.json()["transfers"]
+    assert only["lead_id"] == by_filter
+    await done(client, north, only)

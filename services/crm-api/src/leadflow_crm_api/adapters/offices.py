@@ -80,10 +80,10 @@ class OfficeTransfers:
     async def get(self, account_id: str, transfer_id: str) -> Doc | None:
         return await self._transfers.find_one({"_id": transfer_id, "account_id": account_id})
 
-    async def moving(self, account_id: str, lead_ids: list[str]) -> set[str]:
-        """Which of the account's `lead_ids` an office transfer is moving right now."""
+    async def moving(self, account_id: str, lead_ids: list[str]) -> dict[str, str]:
+        """The account's `lead_ids` an office transfer is moving right now, with that transfer's id."""
         query = {"account_id": account_id, "lead_id": {"$in": lead_ids}, "status": TransferStatus.PENDING.value}
-        return {doc["lead_id"] async for doc in self._transfers.find(query, {"lead_id": 1})}
+        return {doc["lead_id"]: doc["_id"] async for doc in self._transfers.find(query, {"lead_id": 1})}
 
     async def mark_done(self, transfer_id: str) -> None:
         """The projection saw the router's event for it (unscoped: the event names the transfer)."""

@@ -66,7 +66,7 @@ async def distribute(
             _invalid("filter", f"matches more than {MAX_LEADS} leads; narrow it")
         rows = {row["_id"]: row for row in found}
         wanted = list(rows)
-    moving = await OfficeTransfers(db).moving(account_id, wanted) if wanted else set()
+    moving = set(await OfficeTransfers(db).moving(account_id, wanted)) if wanted else set()
     refusals = {i: why for i in wanted if (why := lead_refusal(rows.get(i), moving=i in moving))}
     if body.lead_ids is not None and refusals:
         raise RequestValidationError([

@@ -13,11 +13,13 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, status
+from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from leadflow_crm_api.adapters.offices import Labels, OfficeTransfers, Organisation
 from leadflow_crm_api.adapters.settings import AccountSettings
 from leadflow_crm_api.deps import AccountLeads, Caller, Commands, Db, Id, IdempotencyKey, IdText
+from leadflow_crm_api.domain.distribution import MAX_LEADS, LeadFilter, LeadId, Skipped
 from leadflow_crm_api.domain.offices import (
     TransferKind,
     TransferStatus,
@@ -304,6 +306,31 @@ async def transfer_to_office(
     return _public(current or stored)
 
 
+async def _office_base(
+    account_id: str, to_account_id: str, caller: Principal, db: Db
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the source office, a transfer record without id or subject), once the offices may move things."""
+    organisation = Organisation(db)
+    source = await organisation.account(account_id)
+    if source is None:
+        raise NotFound("No such account.")
+    target = await organisation.account(to_account_id)
+    if (refusal := office_refusal(source=source, target=target, token_organisation=caller.organisation_id)) or (
+        target is None
+    ):
+        raise InvalidRequest(f"{refusal}; nothing was transferred.")
+    at = datetime.now(UTC)
+    return source, {
+        "account_id": account_id,
+        "to_account_id": target["_id"],
+        "to_account_name": target.get("name", target["_id"]),
+        "by": caller.sub,
+        "at": at.replace(microsecond=at.microsecond // 1000 * 1000),  # what MongoDB keeps
+        "status": TransferStatus.PENDING.value,
+        "published": False,
+    }
+
+
 async def _checked_record(
     transfer_id: str,
     account_id: str,
@@ -313,26 +340,8 @@ async def _checked_record(
     db: Db,
 ) -> dict[str, Any]:
     """Every check before anything is written; the record the writes take their values from."""
-    organisation = Organisation(db)
-    source = await organisation.account(account_id)
-    if source is None:
-        raise NotFound("No such account.")
-    target = await organisation.account(body.to_account_id)
-    if (refusal := office_refusal(source=source, target=target, token_organisation=caller.organisation_id)) or (
-        target is None
-    ):
-        raise InvalidRequest(f"{refusal}; nothing was transferred.")
-    at = datetime.now(UTC)
-    record: dict[str, Any] = {
-        "_id": transfer_id,
-        "account_id": account_id,
-        "to_account_id": target["_id"],
-        "to_account_name": target.get("name", target["_id"]),
-        "by": caller.sub,
-        "at": at.replace(microsecond=at.microsecond // 1000 * 1000),  # what MongoDB keeps
-        "status": TransferStatus.PENDING.value,
-        "published": False,
-    }
+    source, record = await _office_base(account_id, body.to_account_id, caller, db)
+    record["_id"] = transfer_id
     if body.lead_id is not None:
         if await leads.get(str(body.lead_id)) is None:
             raise InvalidRequest("lead_id: not a lead of this account; nothing was transferred.")
@@ -379,6 +388,105 @@ async def _publish(publish: PublishRaw, transfer: dict[str, Any]) -> None:
     await publish_or_unavailable(
         publish, command, detail="The transfer was not handed to the router; retry with the same Idempotency-Key."
     )
+
+
+class BulkOfficeTransferCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"lead_ids": ["0b8e6c1e-3f55-5d7a-9c1e-2f4a6b8c0d12"], "to_account_id": "acme-brooklyn"},
+                {"filter": {"source": "Zillow", "label": "Brooklyn"}, "to_account_id": "acme-brooklyn"},
+            ]
+        },
+    )
+
+    lead_ids: list[LeadId] | None = Field(default=None, min_length=1, max_length=MAX_LEADS)
+    filter: LeadFilter | None = Field(default=None, description=f"Every lead it matches, at most {MAX_LEADS}.")
+    to_account_id: IdText = Field(description="Another office of the account's organisation.")
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> BulkOfficeTransferCreate:
+        if (self.lead_ids is None) == (self.filter is None):
+            raise ValueError("give either lead_ids or filter")
+        return self
+
+
+class BulkOfficeTransfer(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"bulk_id": "5d1f9c2e-7b3a-4e8d-a6c0-2f9e1b4d7a3c", "transfers": [], "skipped": []}]
+        }
+    )
+
+    bulk_id: str
+    transfers: list[OfficeTransferPublic] = Field(description="One per lead; poll each for `done`.")
+    skipped: list[Skipped] = Field(default_factory=list, description="Leads the filter matched that cannot move.")
+
+
+@router.post(
+    "/v1/accounts/{account_id}/office-transfers/bulk", tags=["office transfers"], status_code=status.HTTP_202_ACCEPTED
+)
+async def transfer_many_to_office(
+    account_id: Id,
+    body: BulkOfficeTransferCreate,
+    leads: AccountLeads,
+    caller: Caller,
+    db: Db,
+    publish: Commands,
+    idempotency_key: IdempotencyKey = None,
+) -> BulkOfficeTransfer:
+    """T2 for many leads: the selected ones, or all a filter matches, each its own transfer.
+
+    Named leads that cannot move (unknown, already being moved) refuse the request and nothing is
+    sent; such leads a filter matches are skipped and listed. The same `Idempotency-Key` resends
+    the same transfers."""
+    _broker_of(caller, account_id)
+    _, base = await _office_base(account_id, body.to_account_id, caller, db)
+    if body.lead_ids is not None:
+        wanted = list(dict.fromkeys(body.lead_ids))
+        rows = await leads.get_many(wanted)
+    else:
+        assert body.filter is not None  # noqa: S101 (the model requires one of the two)
+        found = await leads.matching(body.filter.query(), MAX_LEADS + 1)
+        if len(found) > MAX_LEADS:
+            raise RequestValidationError([{"loc": ("body", "filter"), "type": "value_error",
+                                           "msg": f"matches more than {MAX_LEADS} leads; narrow it"}])
+        rows, wanted = {r["_id"]: r for r in found}, [r["_id"] for r in found]
+    transfers = OfficeTransfers(db)
+    bulk_id = office_transfer_id(account_id, idempotency_key)
+    ours = {i: str(uuid.uuid5(bulk_id, i)) for i in wanted}
+    pending = await transfers.moving(account_id, wanted) if wanted else {}
+    # A lead this very bulk is moving is no refusal: a retry with the same key resends its transfer.
+    refusals = {
+        i: why for i in wanted if (why := _bulk_refusal(rows.get(i), moving=pending.get(i, ours[i]) != ours[i]))
+    }
+    for lead_id in list(refusals):  # moved already by this very bulk (a retry after it finished): no refusal
+        if await transfers.get(account_id, ours[lead_id]) is not None:
+            del refusals[lead_id]
+    if body.lead_ids is not None and refusals:
+        raise RequestValidationError([
+            {"loc": ("body", "lead_ids", body.lead_ids.index(i)), "msg": why, "type": "value_error"}
+            for i, why in refusals.items()
+        ])  # fmt: skip
+    done: list[OfficeTransferPublic] = []
+    for lead_id in (i for i in wanted if i not in refusals):
+        record = base | {"_id": ours[lead_id], "kind": TransferKind.LEAD.value,
+                         "lead_id": lead_id, "agent_id": None}
+        stored = await transfers.get(account_id, record["_id"]) or await transfers.begin(record)
+        if not stored.get("published"):
+            await _publish(publish, stored)
+            await transfers.mark_published(stored["_id"])
+        done.append(_public(stored))
+    return BulkOfficeTransfer(
+        bulk_id=str(bulk_id), transfers=done, skipped=[Skipped(lead_id=i, reason=w) for i, w in refusals.items()]
+    )
+
+
+def _bulk_refusal(row: dict[str, Any] | None, *, moving: bool) -> str | None:
+    if row is None:
+        return "not a lead of this account"
+    return "already being moved to another office" if moving else None
 
 
 @router.get("/v1/accounts/{account_id}/office-transfers/{transfer_id}", tags=["office transfers"])
