@@ -106,6 +106,8 @@ class Stack:
         }
         if service == "crm-api":
             env["AUTH__KEY"] = self.signing_key
+            if "router" in self.ports:
+                env["ROUTER_URL"] = self.url("router")
         if service == "notifier":
             env["DIGEST__CHECK_SECONDS"] = "2"  # a due digest goes out within seconds, not a minute
         return {prefix + k: v for k, v in env.items()}

@@ -48,7 +48,7 @@ from leadflow_crm_api.errors import ClaimNotPossible, Forbidden, NotFound
 from leadflow_crm_api.handlers import project
 from leadflow_crm_api.problems import PROBLEM_RESPONSES, install_problem_handlers
 from leadflow_crm_api.publishing import publish_or_unavailable
-from leadflow_crm_api.routes import distribution, lead_work, offer_links, offices, people, sharing
+from leadflow_crm_api.routes import distribution, lead_work, next_up, offer_links, offices, people, sharing
 from leadflow_crm_api.routes import settings as account_settings
 from leadflow_crm_api.settings import CrmApiSettings
 from leadflow_shared import topics
@@ -123,6 +123,7 @@ def create_app(settings: CrmApiSettings) -> FastAPI:
     app.include_router(people.router)
     app.include_router(offer_links.router)
     app.include_router(lead_work.router)
+    app.include_router(next_up.router)
     app.state.runtime, app.state.verifier = runtime, TokenVerifier(settings)
     app.state.publish_command = publisher(runtime.broker, topics.LEADS_COMMANDS)
     app.state.publish_activity = publish_activity

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated, Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException, Path, Query
 from pydantic import ValidationError
 
 from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, LeadRecords, Rotations, ensure_indexes
+from leadflow_router.domain.model import RoutingRejected
 from leadflow_router.handlers import RouterService
 from leadflow_router.metrics import RouterMetrics
 from leadflow_router.settings import RouterSettings
@@ -83,4 +85,23 @@ def create_app(settings: RouterSettings) -> FastAPI:
     if settings.sweeper:
         runtime.run_in_background(sweeper)
 
-    return runtime.app(title="leadflow router", version="0.1.0")
+    app = runtime.app(title="leadflow router", version="0.1.0")
+
+    @app.get("/internal/v1/accounts/{account_id}/next-up", tags=["internal"])
+    async def who_is_next(
+        account_id: Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")],
+        source: Annotated[str, Query(min_length=1, max_length=100)],
+    ) -> dict[str, Any]:
+        """For crm-api only (no authentication: keep it on the internal network): who the next general
+        lead of `source` goes to, and why the others would not get it."""
+        try:
+            up = await service().next_up(account_id, source)
+        except RoutingRejected as exc:
+            raise HTTPException(status_code=404, detail=str(exc)) from exc
+        return {
+            "source": up.source, "lead_group": up.lead_group, "round_robin": up.round_robin, "next": list(up.next),
+            "eligible": [a.agent_id for a in up.eligibility.eligible],
+            "skipped": [{"agent_id": a, "reason": why} for a, why in up.eligibility.skipped],
+        }
+
+    return app

@@ -46,8 +46,10 @@ from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, Doc, Lead
 from leadflow_router.domain.decisions import (
     ExistingContact,
     NewLead,
+    NextUp,
     Outcome,
     RoutingContext,
+    next_up,
     on_activity,
     on_deadline,
     route_new_lead,
@@ -429,6 +431,13 @@ class RouterService:
         await self.publish(target.account_id, event.model_dump_json().encode())
         self.metrics.events_published.inc()
         self.metrics.transfers.labels("team_member").inc()
+
+    # --- queries ------------------------------------------------------------------------------
+
+    async def next_up(self, account_id: str, source_name: str) -> NextUp:
+        """ClientBAY's "who is next" for a source (its account's live settings and rotation)."""
+        account = await self._account(account_id, fresh=True)
+        return next_up(account, source_name, await self.rotations.get(f"{account_id}:{source_name}"))
 
     # --- durable timers ----------------------------------------------------------------------
 

@@ -143,6 +143,29 @@ def pick(eligible: Sequence[Agent], cursor: int, count: int, exclude: frozenset[
     return picked, cursor + steps
 
 
+@dataclass(frozen=True, slots=True)
+class NextUp:
+    """ClientBAY's "who is next": the agents the next general lead of a source is offered to (R6/R7)."""
+
+    source: str
+    lead_group: str | None
+    round_robin: bool
+    next: tuple[str, ...]
+    eligibility: Eligibility
+
+
+def next_up(account: AccountSnapshot, source_name: str, rotation: int) -> NextUp:
+    """Who the next general lead of `source_name` goes to, as `offer_next` would pick it now."""
+    source = account.source(source_name)
+    who = eligibility(account, source)
+    if not account.round_robin:  # R5: roster position 1 gets every general lead
+        nxt: tuple[str, ...] = (account.broker.agent_id,) if account.roster else ()
+    else:
+        picked, _ = pick(who.eligible, rotation, max(1, source.race_count), frozenset())
+        nxt = tuple(a.agent_id for a in picked) or ((account.broker.agent_id,) if account.roster else ())
+    return NextUp(source.name, source.lead_group, account.round_robin, nxt, who)
+
+
 # --- new leads -------------------------------------------------------------------------
 
 
