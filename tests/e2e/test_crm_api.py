@@ -387,9 +387,7 @@ async def test_the_lead_page_has_what_the_lead_said_who_holds_it_and_the_work_do
     assert (await client.put(f"{url}/crm-status", headers=broker, json={"status": "sold"})).status_code == 422
 
     page = (await client.get(url, headers=broker)).json()
-    assert (page["crm_status"], page["last_activity_kind"], page["last_activity_by"]) == (
-        "appointment_set", "crm_status", holder
-    )
+    assert page["crm_status"] == "appointment_set", "the holder's status is on its own lead (not another it holds)"
     summaries = [e["summary"] for e in page["timeline"]]
     assert f"call by {holder} (left voicemail): Asked for a callback." in summaries
     assert f"note by {holder}: Pre-approved for $600k." in summaries
@@ -401,3 +399,19 @@ async def test_the_lead_page_has_what_the_lead_said_who_holds_it_and_the_work_do
     row = next(r for r in listed["items"] if r["lead_id"] == lead_id)
     assert (row["owner_name"], row["crm_status"]) == (NAMES[holder], "appointment_set")
     assert row["referral_fee_percent"] == 0.0
+
+    # ClientBAY's lead users: the owner assigns another agent, who then sees and works the lead.
+    users_url = f"{url}/users"
+    as_other = stack.auth(other, "realtor", CLAIMS)
+    assert (await client.get(url, headers=as_other)).status_code == 404
+    refused_users = await client.put(users_url, headers=as_other, json={"user_ids": [other]})
+    assert refused_users.status_code in {403, 404}
+    unknown = await client.put(users_url, headers=as_holder, json={"user_ids": [other, "nobody-here"]})
+    assert unknown.json()["invalid_params"] == [{"name": "body.user_ids.1", "reason": "not a user of this account"}]
+    assigned = await client.put(users_url, headers=as_holder, json={"user_ids": [other]})
+    assert (assigned.status_code, assigned.json()) == (200, {"user_ids": [other]})
+    seen = (await client.get(url, headers=as_other)).json()
+    assert (seen["assigned_users"], seen["owner_agent_id"]) == ([other], holder)
+    note = {"action": "note", "text": "Called the bank."}
+    helped = await client.post(f"{url}/activities", headers=as_other, json=note)
+    assert (helped.status_code, helped.json()["claim"]) == (202, "none"), "a lead user works it; the owner keeps it"

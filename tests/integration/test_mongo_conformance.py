@@ -645,3 +645,20 @@ async def test_an_indexed_array_field_still_matches_its_elements(db: AsyncDataba
     assert (await rows.find_one({"links": "link-2"}) or {}).get("_id") == "lead-1"
     await rows.create_index([("links", ASCENDING)], name="links")
     assert (await rows.find_one({"links": "link-2"}) or {}).get("_id") == "lead-1"
+
+
+@pytest.mark.xfail(
+    condition=ON_NX_27017,
+    reason="nx-27017: an update whose filter holds $or besides _id ignores the _id and writes the first "
+    "other document the $or matches",
+    raises=AssertionError,
+    strict=True,
+)
+async def test_an_update_filtered_by_id_and_or_writes_that_document(db: AsyncDatabase[Doc]) -> None:
+    """crm-api's realtor scope is an $or; its writes therefore read the scope, then write by _id alone."""
+    rows = db["rows"]
+    await rows.insert_many([{"_id": "lead-1", "account": "a", "owner": "r", "status": "new"},
+                            {"_id": "lead-2", "account": "a", "owner": "r", "status": "new"}])  # fmt: skip
+    await rows.update_one({"account": "a", "$or": [{"owner": "r"}, {"shared": "r"}], "_id": "lead-2"},
+                          {"$set": {"status": "contacted"}})  # fmt: skip
+    assert {d["_id"]: d["status"] async for d in rows.find({})} == {"lead-1": "new", "lead-2": "contacted"}

@@ -72,6 +72,9 @@ class LeadPublic(BaseModel):
     referral_fee_percent: float = Field(default=0.0, description="R11: the brokerage's referral fee on the lead.")
     last_activity_kind: str | None = Field(default=None, description="What happened last: an event or an action.")
     last_activity_by: str | None = Field(default=None, description="Who did it (null: the contact or the system).")
+    assigned_users: list[str] = Field(
+        default_factory=list, description="Users the lead's owner (its holder) assigned to work it with them."
+    )
 
 
 class LeadPage(BaseModel):
@@ -316,6 +319,7 @@ def _public_fields(doc: dict[str, Any], names: dict[str, str]) -> dict[str, Any]
         "referral_fee_percent": float(doc.get("referral_fee_percent") or 0.0),
         "last_activity_kind": doc.get("last_activity_kind"),
         "last_activity_by": doc.get("last_activity_by"),
+        "assigned_users": doc.get("assigned_users") or [],
         "lead_id": doc["_id"],
         "name": doc["name"],
         "email": doc.get("email"),

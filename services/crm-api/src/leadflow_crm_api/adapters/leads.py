@@ -22,6 +22,7 @@ from leadflow_crm_api.domain.views import LeadQuery, LeadTab, epoch_ms, search_p
 
 CRM_LEADS = "crm_leads"
 CRM_TIMELINE = "crm_timeline"
+LAST_ACTIVITY_FIELDS = ("last_activity_at", "last_activity_ms", "last_activity_kind", "last_activity_by")
 TIMELINE_LIMIT = 2000  # a lead's detail shows at most this many entries, oldest first
 
 
@@ -77,7 +78,16 @@ class LeadViews:
             await self._leads.insert_one({"_id": lead_id, **row})
 
     async def update(self, lead_id: str, changes: dict[str, Any]) -> None:
-        await self._leads.update_one({"_id": lead_id}, {"$set": changes})
+        """`$set` the changes; the last-activity fields only when they are newer than the row's (an event
+        projected after an action crm-api recorded later must not move "last activity" back)."""
+        recent = {k: changes.pop(k) for k in LAST_ACTIVITY_FIELDS if k in changes}
+        if changes:
+            await self._leads.update_one({"_id": lead_id}, {"$set": changes})
+        if recent:
+            newer: dict[str, Any] = {"_id": lead_id}
+            if "last_activity_ms" in recent:
+                newer["last_activity_ms"] = {"$lt": recent["last_activity_ms"]}
+            await self._leads.update_one(newer, {"$set": recent})
 
     async def offer_fields(self, lead_id: str) -> dict[str, Any]:
         """The row's `open_offers` and `offer_links` ({} when there is no row yet)."""
@@ -128,13 +138,15 @@ async def agent_names(db: AsyncDatabase[dict[str, Any]], agent_ids: set[str]) ->
 def scope_filter(principal: Principal, account_id: str) -> dict[str, Any]:
     """What `principal` may read in `account_id`: the whole account, or a realtor's own leads.
 
-    A realtor's own: held by it, offered to it right now (so it can claim), or shared with it (T1).
+    A realtor's own: held by it, offered to it right now (so it can claim), assigned to it as a user by
+    the lead's owner, or shared with it (T1).
     """
     if principal.sees_whole_account:
         return {"account_id": account_id}
     mine: list[dict[str, Any]] = [{"transferred_to": principal.sub}]
     if account_id == principal.account_id:
-        mine += [{"owner_agent_id": principal.sub}, {"offered_to": principal.sub}]
+        # The owner (holder), an agent offered it now, and the users its owner assigned (ClientBAY).
+        mine += [{"owner_agent_id": principal.sub}, {"offered_to": principal.sub}, {"assigned_users": principal.sub}]
     return {"account_id": account_id, "$or": mine}
 
 
@@ -243,8 +255,15 @@ class ScopedLeads:
         await self.set_profile(lead_id, fields)
 
     async def set_profile(self, lead_id: str, fields: dict[str, Any]) -> bool:
-        """`$set` on a lead of this scope; False when it is not one."""
-        result = await self._leads.update_one(merge_conditions([self._scope, {"_id": lead_id}]), {"$set": fields})
+        """`$set` on a lead of this scope; False when it is not one.
+
+        The scope is checked by a read, and the write filters by id alone: nx-27017 ignores `_id` in an
+        update whose filter also holds `$or` (a realtor's scope does) and writes the first other lead
+        the `$or` matches (tests/integration/test_mongo_conformance.py).
+        """
+        if await self.get(lead_id) is None:
+            return False
+        result = await self._leads.update_one({"_id": lead_id}, {"$set": fields})
         return result.matched_count > 0
 
 

@@ -356,6 +356,8 @@ def activity_entry(
 def activity_summary(action: str, agent_id: str, content: dict[str, Any] | None) -> str:
     """"call by ana (left voicemail): Asked for a callback", "task by ana: Send comps, due 2026-11-25 22:00 UTC"."""
     content = content or {}
+    if "users" in content:
+        return f"Users set to {', '.join(content['users']) or 'nobody'} by {agent_id}"
     if status := content.get("crm_status"):
         return f"CRM status set to {status.replace('_', ' ')} by {agent_id}"
     summary = f"{action.replace('_', ' ')} by {agent_id}"
