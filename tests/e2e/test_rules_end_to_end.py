@@ -1,0 +1,152 @@
+"""Routing rules a person can see end to end (issue 11.11), through intake, the router, the notifier
+and crm-api: R6's fairness over 1,000 leads while the broker's approvals change, R9's expiries and
+fall-back with the broker's email, R11's fee on the lead and in the list."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections import Counter
+from email.message import EmailMessage
+from typing import Any
+
+import httpx
+import pytest
+
+from leadflow_devstack.stack import Stack
+from leadflow_devstack.testing import eventually
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
+
+FAIR = "fair-realty"  # round robin, race of 1, four agents
+FAIR_AGENTS = ["fair-ann", "fair-bo", "fair-cy", "fair-di"]
+LATE = "late-realty"  # round robin, 10 s claim windows, a referral fee: offers expire, then fall back
+LATE_AGENTS = ["late-broker", "late-eve"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def offices(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
+    def agents(ids: list[str], domain: str) -> list[dict[str, Any]]:
+        return [{"agent_id": a, "name": a.replace("-", " ").title(), "email": f"{a}@{domain}"} for a in ids]
+
+    path = tmp_path_factory.mktemp("rules") / "accounts.json"
+    path.write_text(json.dumps({"accounts": [
+        {"account_id": FAIR, "name": "Fair Realty", "round_robin": True, "agents": agents(FAIR_AGENTS, "fair.example"),
+         "roster": FAIR_AGENTS, "sources": [{"name": "Website", "race_count": 1, "claim_window_seconds": 3600}]},
+        {"account_id": LATE, "name": "Late Realty", "round_robin": True, "agents": agents(LATE_AGENTS, "late.example"),
+         "roster": LATE_AGENTS,
+         "sources": [{"name": "Website", "race_count": 1, "claim_window_seconds": 10, "referral_fee_percent": 25}]},
+    ]}))
+    stack.seed(path)
+
+
+async def post_leads(stack: Stack, account_id: str, count: int, tag: str) -> list[str]:
+    """`count` leads of distinct contacts, posted to intake's website form as a site would, 8 at a time."""
+    ids: list[str] = []
+    limit = asyncio.Semaphore(8)
+    async with httpx.AsyncClient(base_url=stack.url("intake"), timeout=30) as intake:
+
+        async def one(n: int) -> None:
+            body = {"account_id": account_id, "first_name": "Fay", "last_name": f"Q{tag}",
+                    "email": f"fay.{n}.{tag}@example.com"}
+            async with limit:
+                response = await intake.post("/v1/leads", json=body)
+            assert response.status_code == 202, response.text
+            ids.append(str(response.json()["event_id"]))
+
+        await asyncio.gather(*(one(n) for n in range(count)))
+    return ids
+
+
+async def holders(client: httpx.AsyncClient, headers: dict[str, str], account_id: str, tag: str) -> dict[str, Any]:
+    """Lead id -> row, for every lead of `account_id` whose contact's name holds `tag`."""
+    rows: dict[str, Any] = {}
+    cursor: str | None = None
+    while True:
+        params = {"q": f"q{tag}", "limit": "200", **({"cursor": cursor} if cursor else {})}
+        page = (await client.get(f"/v1/accounts/{account_id}/leads", headers=headers, params=params)).json()
+        rows |= {r["lead_id"]: r for r in page["items"]}
+        cursor = page["next_cursor"]
+        if not cursor:
+            return rows
+
+
+async def test_r6_shares_1000_leads_evenly_and_follows_the_brokers_approvals(
+    stack: Stack, client: httpx.AsyncClient
+) -> None:
+    admin = stack.auth("fair-admin", "admin", FAIR)
+
+    async def offered_to(ids: list[str], tag: str) -> Counter[str]:
+        async def all_offered() -> dict[str, Any] | None:
+            rows = await holders(client, admin, FAIR, tag)
+            ready = len(rows) == len(ids) and all(r["status"] == "offered" for r in rows.values())
+            return rows if ready else None
+
+        rows = await eventually(all_offered, timeout=180, what=f"{len(ids)} leads offered")
+        assert rows is not None
+        counts: Counter[str] = Counter()
+        for lead_id in ids:
+            detail = (await client.get(f"/v1/accounts/{FAIR}/leads/{lead_id}", headers=admin)).json()
+            [offer] = detail["open_offers"]
+            counts[offer["agent_id"]] += 1
+        return counts
+
+    first_tag = uuid.uuid4().hex[:6]
+    first = await offered_to(await post_leads(stack, FAIR, 500, first_tag), first_tag)
+    assert set(first) == set(FAIR_AGENTS)
+    assert max(first.values()) - min(first.values()) <= 1, f"R6 shares evenly: {first}"
+
+    # The broker withdraws one agent's approval: the router's settings cache lets it go within 5 s.
+    withdrawn = await client.put(f"/v1/accounts/{FAIR}/agents/fair-di/round-robin", headers=admin,
+                                 json={"approved": False})
+    assert withdrawn.status_code == 200
+    # The router caches settings up to 5 s: probe leads until a whole rotation (4 in a row) passes
+    # fair-di by, which a stale cache could not do.
+    without_di = 0
+
+    async def cache_passed() -> bool:
+        nonlocal without_di
+        probe_tag = uuid.uuid4().hex[:6]
+        probe = await post_leads(stack, FAIR, 1, probe_tag)
+        got = await offered_to(probe, probe_tag)
+        without_di = 0 if "fair-di" in got else without_di + 1
+        return without_di >= len(FAIR_AGENTS)
+
+    await eventually(cache_passed, timeout=60, what="the withdrawn approval in effect")
+    second_tag = uuid.uuid4().hex[:6]
+    second = await offered_to(await post_leads(stack, FAIR, 500, second_tag), second_tag)
+    assert "fair-di" not in second, "an agent without approval gets no round-robin lead"
+    assert max(second.values()) - min(second.values()) <= 1, f"R6 shares evenly among the rest: {second}"
+
+
+async def test_r9_offers_expire_to_the_next_agent_then_fall_back_and_the_broker_is_emailed(
+    stack: Stack, client: httpx.AsyncClient
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    [lead_id] = await post_leads(stack, LATE, 1, tag)
+    admin = stack.auth("late-admin", "admin", LATE)
+
+    async def fell_back() -> dict[str, Any] | None:
+        detail = (await client.get(f"/v1/accounts/{LATE}/leads/{lead_id}", headers=admin)).json()
+        return detail if detail.get("status") == "fell_back" else None
+
+    detail = await eventually(fell_back, timeout=60, what="both 10 s offers expired and the fall-back")
+    assert detail is not None
+    kinds = [(e["type"], e["agent_id"]) for e in detail["timeline"]]
+    offers = [a for t, a in kinds if t == "LeadOffered"]
+    assert sorted(offers) == sorted(LATE_AGENTS), "each eligible agent had it once"
+    assert [a for t, a in kinds if t == "OfferExpired"] == offers, "each offer expired in turn"
+    assert detail["owner_agent_id"] == "late-broker", "R9: back to roster position 1"
+    # R11: a general lead carries the source's fee, on the lead and in the list.
+    assert detail["referral_fee_percent"] == 25.0
+    [row] = (await holders(client, admin, LATE, tag)).values()
+    assert row["referral_fee_percent"] == 25.0
+
+    def broker_told() -> list[EmailMessage]:
+        assert stack.mail is not None
+        return [m for m in stack.mail.received()
+                if m["X-Envelope-To"] == "late-broker@late.example" and m["X-Leadflow-Lead-Id"] == lead_id
+                and str(m["Subject"]) == "Lead back in the broker pool"]
+
+    await eventually(broker_told, what="the broker's fall-back email")
