@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
@@ -234,6 +235,47 @@ async def test_a_staff_member_gets_the_digest_at_the_offices_hour_in_its_time_zo
     [digest] = to_staff()
     assert digest["Subject"] == "1 new lead on Tue 02 Jun"
     assert "Ops Lee" in digest.get_body(("plain",)).get_content()
+
+
+async def test_a_subscribed_admin_is_told_of_each_new_lead_at_once_and_once(
+    db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer
+) -> None:
+    # N1: "subscribed admins get new-lead notices (immediate or daily digest)". A race offers the lead
+    # to two agents (two events), one of them is redelivered, two replicas run: one email per lead.
+    await ensure_indexes(db)
+    tag = uuid.uuid4().hex[:6]
+    account, admin, address = f"now-{tag}", f"now-{tag}-adm", f"adm-{tag}@example.com"
+    await db["staff"].insert_one({"_id": admin, "account_id": account, "name": "Ada Min", "email": address})
+    await AgentDirectory(db).save_preferences(admin, PreferencesDoc(account_id=account, new_lead_notices=True))
+    await AgentDirectory(db).save_preferences(f"{admin}-no", PreferencesDoc(account_id=account, email="no@x.example"))
+    racers = [f"ana-{tag}", f"ben-{tag}"]
+    await db["agents"].insert_many([{"_id": a, "account_id": account, "name": a, "email": f"{a}@example.com"}
+                                    for a in racers])  # fmt: skip
+    lead = uuid.uuid4()
+    race = [
+        LeadOffered.create(
+            account_id=account, occurred_at=NOON,
+            payload=LeadOfferedPayload(
+                lead_id=lead, agent_id=agent, offer_round=1, race_size=2, deadline=NOON + timedelta(minutes=15),
+                explanation="rr", contact=Contact.model_validate({"first_name": "Nia", "email": "nia@example.com"}),
+                source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
+            ),
+        )
+        for agent in racers
+    ]
+    replicas = []
+    for _ in range(2):
+        built = notifier(db, mailer, Texts())
+        replicas.append(dataclasses.replace(built, digest=DigestItems(db), staff=AgentDirectory(db)))
+    await asyncio.gather(*(r.notify(e, e.model_dump_json().encode()) for r in replicas for e in race))
+    await replicas[0].notify(race[0], race[0].model_dump_json().encode())  # a redelivery
+
+    told = [m for m in sink.received() if m["X-Envelope-To"] == address]
+    assert [str(m["Subject"]) for m in told] == ["New lead: Nia"]
+    body = told[0].get_body(("plain",))
+    assert body is not None
+    assert f"https://crm/accounts/{account}/leads/{lead}" in body.get_content()
+    assert not [m for m in sink.received() if m["X-Envelope-To"] == "no@x.example"]
 
 
 # The re-driver: a delivery whose process died (decision 0021)

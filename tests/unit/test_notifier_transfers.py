@@ -230,6 +230,9 @@ class Staff:
     async def team_staff(self, account_id: str) -> list[Recipient]:
         return self.people if account_id == "north" else []
 
+    async def new_lead_subscribers(self, account_id: str) -> list[Recipient]:  # noqa: ARG002
+        return []
+
 
 class Digest:
     def __init__(self) -> None:

@@ -27,6 +27,7 @@ from leadflow_notifier.domain.digest import (
     digest_item,
     distinct_leads,
     due_window,
+    new_lead_email,
 )
 from leadflow_notifier.domain.errors import (
     UNREGISTERED,
@@ -72,6 +73,7 @@ class Directory(Protocol):
 
 class Staff(Protocol):
     async def team_staff(self, account_id: str) -> list[Recipient]: ...
+    async def new_lead_subscribers(self, account_id: str) -> list[Recipient]: ...
 
 
 class Deliveries(Protocol):
@@ -294,6 +296,7 @@ class Notifier:
             return
         if self.digest is not None and (item := digest_item(event)) is not None:
             await self.digest.add(item)
+            await self._tell_new_lead(item, event, raw)
         agent_id = recipient_of(event)
         if agent_id is None:
             return
@@ -321,6 +324,18 @@ class Notifier:
             if m.channel in self.senders
         )
 
+    async def _tell_new_lead(self, item: DigestItem, event: RoutingEvent, raw: bytes) -> None:
+        """N1: subscribed admins and staff get a new lead at once; once per lead arrival (the digest item's
+        key), whichever of a race's offers carried it."""
+        if self.staff is None or Channel.EMAIL not in self.senders:
+            return
+        await _all(
+            self._deliver(event, raw, who.agent_id, Channel.EMAIL, new_lead_email(item, who, self.pages_url),
+                          key=f"new-lead:{item.key}:email:{who.agent_id}")
+            for who in await self.staff.new_lead_subscribers(item.account_id)
+            if who.email
+        )
+
     async def _notify_staff(self, event: TeamMemberTransferred, raw: bytes) -> None:
         """T2: email the target office's broker and team-update subscribers; no new-lead notice, no digest.
 
@@ -337,10 +352,19 @@ class Notifier:
         )
 
     async def _deliver(
-        self, event: RoutingEvent, raw: bytes, agent_id: str, channel: Channel, content: Content, device_id: str = ""
+        self,
+        event: RoutingEvent,
+        raw: bytes,
+        agent_id: str,
+        channel: Channel,
+        content: Content,
+        device_id: str = "",
+        *,
+        key: str | None = None,
     ) -> None:
+        """Deliver once per key (N3): by default (event, channel, recipient, device)."""
         delivery = Delivery(
-            key=delivery_key(event.event_id, channel, agent_id, device_id), channel=channel, agent_id=agent_id,
+            key=key or delivery_key(event.event_id, channel, agent_id, device_id), channel=channel, agent_id=agent_id,
             account_id=event.account_id, event_type=event.type, content=content, event=raw,
             occurred_ms=_ms(event.occurred_at),
         )

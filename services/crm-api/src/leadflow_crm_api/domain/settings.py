@@ -326,6 +326,9 @@ class NotificationPreferences(_Body):
     team_updates: bool = Field(
         default=False, description="Email when a team member joins the account from another office (T2; staff)."
     )
+    new_lead_notices: bool = Field(
+        default=False, description="An email at once for every new lead of the account (admins and staff; N1)."
+    )
 
 
 DEFAULT_PREFERENCES = NotificationPreferences(channels=list(Channel))
@@ -341,4 +344,5 @@ def preferences_from(doc: Mapping[str, Any] | None) -> NotificationPreferences:
         quiet_hours=QuietHours(start=clock(quiet["start"]), end=clock(quiet["end"])) if quiet else None,
         digest=bool(doc.get("digest", False)),
         team_updates=bool(doc.get("team_updates", False)),
+        new_lead_notices=bool(doc.get("new_lead_notices", False)),
     )

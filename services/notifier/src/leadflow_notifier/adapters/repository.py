@@ -47,6 +47,7 @@ class PreferencesDoc(BaseModel):
     push_token: str | None = Field(default=None, max_length=4096)
     digest: bool = False
     team_updates: bool = False  # T2: email when a team member joins the account from another office
+    new_lead_notices: bool = False  # N1: an email at once for every new lead of the account
     # Admins and staff who are not agents get the digest here.
     name: str | None = None
     email: str | None = None
@@ -113,6 +114,9 @@ class AgentDirectory:
 
     async def digest_subscribers(self, account_id: str) -> list[Recipient]:
         return await self._subscribers({"account_id": account_id, "digest": TRUE})
+
+    async def new_lead_subscribers(self, account_id: str) -> list[Recipient]:
+        return await self._subscribers({"account_id": account_id, "new_lead_notices": TRUE})
 
     async def team_staff(self, account_id: str) -> list[Recipient]:
         """Who hears that a team member joined the account (T2): its broker (roster position 1)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from leadflow_notifier.domain.messages import EmailContent, Recipient, lead_link
+from leadflow_notifier.domain.messages import EmailContent, Notice, Recipient, email_of, lead_link
 from leadflow_notifier.domain.templates import render
 from leadflow_shared.events.routing import (
     AssignmentReason,
@@ -114,6 +114,20 @@ def due_window(now: datetime, *, hour: int, time_zone: str = "UTC") -> DigestWin
     end = datetime(day.year, day.month, day.day, hour, tzinfo=zone)
     start = datetime(before.year, before.month, before.day, hour, tzinfo=zone)
     return DigestWindow(day, _ms(start), _ms(end))
+
+
+def new_lead_email(item: DigestItem, who: Recipient, pages_url: str) -> EmailContent:
+    """N1's immediate new-lead notice for a subscribed admin or staff member: the digest's line, at once."""
+    came = f", transferred from {item.from_account}" if item.from_account else ""
+    notice = Notice(
+        lead_id=item.lead_id,
+        subject=f"New lead: {item.name}",
+        greeting=f"Hi {who.name},",
+        lines=(f"A new lead arrived: {item.name} ({item.source}{came}).",),
+        link=lead_link(pages_url, item.account_id, item.lead_id),
+        headline=f"New lead: {item.name}",
+    )
+    return email_of(notice, who.email)
 
 
 def digest_email(
