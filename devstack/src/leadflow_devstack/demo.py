@@ -111,6 +111,13 @@ class Demo:
         token = self.stack.token(f"{from_account}-broker", "broker", from_account, organisation_id=organisation)
         target = self.stack.token(f"{to_account}-broker", "broker", to_account, organisation_id=organisation)
         async with httpx.AsyncClient(base_url=self.stack.url("crm-api"), timeout=10) as crm:
+            # The email can beat crm-api's projection of the lead: move it once crm-api lists it.
+            deadline = time.monotonic() + timeout
+            source = f"/v1/accounts/{from_account}/leads/{lead_id}"
+            while (await crm.get(source, headers={"Authorization": f"Bearer {token}"})).status_code != 200:
+                if time.monotonic() > deadline:
+                    return False
+                await asyncio.sleep(0.1)
             asked = await crm.post(f"/v1/accounts/{from_account}/office-transfers",
                                    headers={"Authorization": f"Bearer {token}"},
                                    json={"lead_id": lead_id, "to_account_id": to_account})
