@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import NoReturn
 
 from fastapi import APIRouter, status
-from fastapi.exceptions import RequestValidationError
 
 from leadflow_crm_api.adapters.offices import OfficeTransfers
 from leadflow_crm_api.adapters.settings import AccountSettings
 from leadflow_crm_api.deps import AccountLeads, Caller, Commands, Db, Id, IdempotencyKey
 from leadflow_crm_api.domain.distribution import (
-    MAX_LEADS,
     DistributionAccepted,
     DistributionCreate,
     LeadReturn,
@@ -29,6 +26,7 @@ from leadflow_crm_api.domain.distribution import (
 )
 from leadflow_crm_api.errors import ClaimNotPossible, Forbidden, NotFound
 from leadflow_crm_api.publishing import publish_or_unavailable
+from leadflow_crm_api.selection import invalid, refuse_named, selected_leads
 from leadflow_shared.envelope import derived_event_id
 from leadflow_shared.events.commands import DistributeLead, DistributeLeadPayload, ReturnLead, ReturnLeadPayload
 
@@ -55,24 +53,11 @@ async def distribute(
         raise Forbidden("Only brokers and admins distribute leads.")
     agent = await AccountSettings(db, account_id).agent(body.agent_id)
     if agent is None or not agent.get("active", True):
-        _invalid("agent_id", "not an active agent of this account")
-    if body.lead_ids is not None:
-        wanted = list(dict.fromkeys(body.lead_ids))
-        rows = await leads.get_many(wanted)
-    else:
-        assert body.filter is not None  # noqa: S101 (the model requires one of the two)
-        found = await leads.matching(body.filter.query(), MAX_LEADS + 1)
-        if len(found) > MAX_LEADS:
-            _invalid("filter", f"matches more than {MAX_LEADS} leads; narrow it")
-        rows = {row["_id"]: row for row in found}
-        wanted = list(rows)
+        invalid("agent_id", "not an active agent of this account")
+    wanted, rows = await selected_leads(leads, body.lead_ids, body.filter)
     moving = set(await OfficeTransfers(db).moving(account_id, wanted)) if wanted else set()
     refusals = {i: why for i in wanted if (why := lead_refusal(rows.get(i), moving=i in moving))}
-    if body.lead_ids is not None and refusals:
-        raise RequestValidationError([
-            {"loc": ("body", "lead_ids", body.lead_ids.index(lead_id)), "msg": why, "type": "value_error"}
-            for lead_id, why in refusals.items()
-        ])  # fmt: skip
+    refuse_named(body.lead_ids, refusals)
     chosen = [lead_id for lead_id in wanted if lead_id not in refusals]
     dist = distribution_id(account_id, idempotency_key)
     now = datetime.now(UTC)
@@ -125,7 +110,3 @@ async def return_lead(
     )
     await publish_or_unavailable(publish, command, detail="The lead was not given back; try again.")
     return LeadReturned(event_id=command.event_id)
-
-
-def _invalid(field: str, reason: str) -> NoReturn:
-    raise RequestValidationError([{"loc": ("body", field), "msg": reason, "type": "value_error"}])

@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, status
-from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from leadflow_crm_api.adapters.offices import Labels, OfficeTransfers, Organisation
@@ -32,6 +31,7 @@ from leadflow_crm_api.domain.principal import Principal
 from leadflow_crm_api.domain.text import visible
 from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound
 from leadflow_crm_api.publishing import publish_or_unavailable
+from leadflow_crm_api.selection import refuse_named, selected_leads
 from leadflow_shared.events.commands import (
     TransferLead,
     TransferLeadPayload,
@@ -443,16 +443,7 @@ async def transfer_many_to_office(
     the same transfers."""
     _broker_of(caller, account_id)
     _, base = await _office_base(account_id, body.to_account_id, caller, db)
-    if body.lead_ids is not None:
-        wanted = list(dict.fromkeys(body.lead_ids))
-        rows = await leads.get_many(wanted)
-    else:
-        assert body.filter is not None  # noqa: S101 (the model requires one of the two)
-        found = await leads.matching(body.filter.query(), MAX_LEADS + 1)
-        if len(found) > MAX_LEADS:
-            raise RequestValidationError([{"loc": ("body", "filter"), "type": "value_error",
-                                           "msg": f"matches more than {MAX_LEADS} leads; narrow it"}])
-        rows, wanted = {r["_id"]: r for r in found}, [r["_id"] for r in found]
+    wanted, rows = await selected_leads(leads, body.lead_ids, body.filter)
     transfers = OfficeTransfers(db)
     bulk_id = office_transfer_id(account_id, idempotency_key)
     ours = {i: str(uuid.uuid5(bulk_id, i)) for i in wanted}
@@ -464,11 +455,7 @@ async def transfer_many_to_office(
     for lead_id in list(refusals):  # moved already by this very bulk (a retry after it finished): no refusal
         if await transfers.get(account_id, ours[lead_id]) is not None:
             del refusals[lead_id]
-    if body.lead_ids is not None and refusals:
-        raise RequestValidationError([
-            {"loc": ("body", "lead_ids", body.lead_ids.index(i)), "msg": why, "type": "value_error"}
-            for i, why in refusals.items()
-        ])  # fmt: skip
+    refuse_named(body.lead_ids, refusals)
     done: list[OfficeTransferPublic] = []
     for lead_id in (i for i in wanted if i not in refusals):
         record = base | {"_id": ours[lead_id], "kind": TransferKind.LEAD.value,

@@ -1,0 +1,40 @@
+"""The leads a bulk request names, or all a filter of the brokerage list matches (distribution by
+hand, office transfers in bulk), and how a refusal of some of them is answered."""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+from fastapi.exceptions import RequestValidationError
+
+from leadflow_crm_api.adapters.leads import ScopedLeads
+from leadflow_crm_api.domain.distribution import MAX_LEADS, LeadFilter
+
+
+async def selected_leads(
+    leads: ScopedLeads, lead_ids: list[str] | None, lead_filter: LeadFilter | None
+) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """(the lead ids, in order and once each; their rows in scope, by id). A filter matching more than
+    MAX_LEADS is refused (422 `filter`)."""
+    if lead_ids is not None:
+        wanted = list(dict.fromkeys(lead_ids))
+        return wanted, await leads.get_many(wanted)
+    assert lead_filter is not None  # noqa: S101 (the request models require one of the two)
+    found = await leads.matching(lead_filter.query(), MAX_LEADS + 1)
+    if len(found) > MAX_LEADS:
+        invalid("filter", f"matches more than {MAX_LEADS} leads; narrow it")
+    return [r["_id"] for r in found], {r["_id"]: r for r in found}
+
+
+def refuse_named(lead_ids: list[str] | None, refusals: dict[str, str]) -> None:
+    """Named leads that cannot go refuse the whole request (422 naming each `lead_ids.<i>`); a filter's
+    are only skipped."""
+    if lead_ids is not None and refusals:
+        raise RequestValidationError([
+            {"loc": ("body", "lead_ids", lead_ids.index(i)), "msg": why, "type": "value_error"}
+            for i, why in refusals.items()
+        ])  # fmt: skip
+
+
+def invalid(field: str, reason: str) -> NoReturn:
+    raise RequestValidationError([{"loc": ("body", field), "msg": reason, "type": "value_error"}])
