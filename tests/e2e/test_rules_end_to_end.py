@@ -1,6 +1,7 @@
 """Routing rules a person can see end to end (issue 11.11), through intake, the router, the notifier
 and crm-api: R6's fairness over 1,000 leads while the broker's approvals change, R9's expiries and
-fall-back with the broker's email, R11's fee on the lead and in the list."""
+fall-back with the broker's email, R10's deadline moved past a pause, R11's fee on the lead and in
+the list."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import json
 import uuid
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
@@ -150,3 +152,35 @@ async def test_r9_offers_expire_to_the_next_agent_then_fall_back_and_the_broker_
                 and str(m["Subject"]) == "Lead back in the broker pool"]
 
     await eventually(broker_told, what="the broker's fall-back email")
+
+
+async def test_r10_an_offer_made_inside_a_pause_gets_its_whole_window_after_the_pause(
+    stack: Stack, client: httpx.AsyncClient
+) -> None:
+    # The broker sets a pause around now through crm-api; the next lead is offered at once, and its
+    # claim deadline is the pause's end plus the source's whole window (here 10 s).
+    admin = stack.auth("late-admin", "admin", LATE)
+    now = datetime.now(UTC)
+    start, end = (now - timedelta(hours=1)), (now + timedelta(hours=2))
+    window = {"weekdays": list(range(7)), "start": f"{start:%H}:00", "end": f"{end:%H}:00"}
+    url = f"/v1/accounts/{LATE}/settings/pause-schedule"
+    paused = await client.put(url, headers=admin, json={"time_zone": "UTC", "windows": [window]})
+    assert paused.status_code == 200, paused.text
+    try:
+        pause_end = end.replace(minute=0, second=0, microsecond=0)
+
+        async def offered_after_the_pause() -> bool:
+            # Posted until one routes under the new schedule (the router caches settings up to 5 s).
+            tag = uuid.uuid4().hex[:6]
+            [lead_id] = await post_leads(stack, LATE, 1, tag)
+
+            async def offer() -> list[Any] | None:
+                detail = (await client.get(f"/v1/accounts/{LATE}/leads/{lead_id}", headers=admin)).json()
+                return detail.get("open_offers") or None
+
+            [first] = await eventually(offer, what="the first offer, made at once inside the pause")
+            return datetime.fromisoformat(first["deadline"]) == pause_end + timedelta(seconds=10)
+
+        assert await eventually(offered_after_the_pause, timeout=30, what="a deadline moved past the pause")
+    finally:
+        await client.put(url, headers=admin, json={"windows": []})
