@@ -154,6 +154,28 @@ async def test_r9_offers_expire_to_the_next_agent_then_fall_back_and_the_broker_
     await eventually(broker_told, what="the broker's fall-back email")
 
 
+async def test_r3_an_inquiry_on_an_agents_own_listing_is_that_agents_at_once(
+    stack: Stack, client: httpx.AsyncClient
+) -> None:
+    body = {"account_id": FAIR, "first_name": "Lisa", "phone": "(212) 555-0142", "listing_id": "MLS-77",
+            "listing_agent_id": "fair-cy", "message": "Is it still available?"}
+    async with httpx.AsyncClient() as intake:
+        posted = await intake.post(f"{stack.url('intake')}/v1/listing-inquiries", json=body)
+    assert posted.status_code == 202, posted.text
+    lead_id = str(posted.json()["event_id"])
+    admin = stack.auth("fair-admin", "admin", FAIR)
+
+    async def held() -> dict[str, Any] | None:
+        detail = (await client.get(f"/v1/accounts/{FAIR}/leads/{lead_id}", headers=admin)).json()
+        return detail if detail.get("owner_agent_id") else None
+
+    detail = await eventually(held, what="the listing inquiry routed")
+    assert detail is not None
+    assert (detail["owner_agent_id"], detail["listing_id"]) == ("fair-cy", "MLS-77")
+    assert detail["referral_fee_percent"] == 0.0, "R11: no fee on a direct-to-user lead"
+    assert detail["timeline"][0]["summary"].startswith("Assigned to fair-cy (direct_to_user): R3:")
+
+
 async def test_r10_an_offer_made_inside_a_pause_gets_its_whole_window_after_the_pause(
     stack: Stack, client: httpx.AsyncClient
 ) -> None:
