@@ -151,10 +151,11 @@ async def test_notification_preferences_own_and_by_the_broker(stack: Stack, clie
     ana, broker = stack.auth("set-ana", "realtor", ACCOUNT), stack.auth("set-boss", "broker", ACCOUNT)
     own = f"/v1/accounts/{ACCOUNT}/settings/notifications/set-ana"
     assert (await client.get(own, headers=ana)).json() == {
-        "channels": ["email", "sms", "push"], "quiet_hours": None, "digest": False, "team_updates": False
+        "channels": ["email", "sms", "push"], "quiet_hours": None, "digest": False, "team_updates": False,
+        "new_lead_notices": False,
     }
     prefs = {"channels": ["email", "push"], "quiet_hours": {"start": "22:00", "end": "07:00"}, "digest": False,
-             "team_updates": True}
+             "team_updates": True, "new_lead_notices": True}
     assert (await client.put(own, headers=ana, json=prefs)).status_code == 200
     assert (await client.get(own, headers=broker)).json() == prefs
     assert "body.channels" in invalid(await client.put(own, headers=ana, json={"channels": ["sms", "sms"]}))
