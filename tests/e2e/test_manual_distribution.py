@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 
@@ -13,7 +14,7 @@ import httpx
 import pytest
 
 from leadflow_devstack.stack import Stack
-from leadflow_devstack.testing import eventually
+from leadflow_devstack.testing import eventually, insert_rows
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 
@@ -130,3 +131,17 @@ async def test_a_broker_assigns_and_offers_by_hand_and_an_agent_gives_a_lead_bac
     back = await when(ids[0], "the return", lambda d: d["owner_agent_id"] == "hand-broker")
     returned = "hand-ann gave the lead back to the broker (Out of my area); hand-broker holds it now."
     assert any(e["summary"].endswith(returned) for e in back["timeline"])
+
+    # A lead an office transfer is moving right now (its record staged as crm-api writes one):
+    # named, the request is refused and nothing is sent; matched by a filter, it is skipped.
+    insert_rows(stack.mongo_url, "crm_office_transfers", [{
+        "_id": str(uuid.uuid4()), "account_id": OFFICE, "kind": "lead", "lead_id": ids[2], "agent_id": None,
+        "to_account_id": "elsewhere", "to_account_name": "Elsewhere", "by": "hand-broker",
+        "at": datetime.now(UTC), "status": "pending", "published": True,
+    }])  # fmt: skip
+    moving = await distribute({"agent_id": "hand-ann", "mode": "assign", "lead_ids": [ids[2]]})
+    assert moving.status_code == 422
+    assert moving.json()["invalid_params"] == [{"name": "body.lead_ids.0", "reason": "being moved to another office"}]
+    skipped = await distribute({"agent_id": "hand-ann", "mode": "assign", "filter": {"source": source}})
+    assert {"lead_id": ids[2], "reason": "being moved to another office"} in skipped.json()["skipped"]
+    assert ids[2] not in skipped.json()["lead_ids"]
