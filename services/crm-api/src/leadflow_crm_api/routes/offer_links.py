@@ -46,7 +46,7 @@ def _page(title: str, body: str, status: int) -> HTMLResponse:
                         headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
 
 
-@router.get("/v1/offer-links/{token}", response_class=HTMLResponse, include_in_schema=True)
+@router.get("/v1/offer-links/{token}", response_class=HTMLResponse)
 async def open_link(token: Token) -> HTMLResponse:
     """The page behind an offer notice's accept link: it claims as soon as it opens (one click)."""
     action = html.escape(f"/v1/offer-links/{token}")
