@@ -47,7 +47,7 @@ async def new_lead(stack: Stack, tag: str) -> str:
 
 def mails_to(stack: Stack, address: str) -> list[EmailMessage]:
     assert stack.mail is not None
-    return [m for m in stack.mail.received() if m["X-Envelope-To"] == address]
+    return stack.mail.received_by(address)
 
 
 async def test_a_deactivated_agent_loses_its_offers_and_its_lead_waits_for_the_broker(

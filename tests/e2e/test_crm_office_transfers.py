@@ -58,7 +58,7 @@ def problem(response: httpx.Response, status: int) -> str:
 
 def mails_to(stack: Stack, address: str) -> list[EmailMessage]:
     assert stack.mail is not None
-    return [m for m in stack.mail.received() if m["X-Envelope-To"] == address]
+    return stack.mail.received_by(address)
 
 
 async def new_lead(stack: Stack, client: httpx.AsyncClient, email: str) -> str:

@@ -51,7 +51,7 @@ async def new_lead(stack: Stack, source: str) -> str:
 
 def mails_to(stack: Stack, address: str) -> list[EmailMessage]:
     assert stack.mail is not None
-    return [m for m in stack.mail.received() if m["X-Envelope-To"] == address]
+    return stack.mail.received_by(address)
 
 
 async def test_a_broker_assigns_and_offers_by_hand_and_an_agent_gives_a_lead_back(

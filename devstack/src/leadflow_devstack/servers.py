@@ -120,3 +120,7 @@ class MailSink:
     def received(self) -> list[EmailMessage]:
         with self._lock:
             return list(self.messages)
+
+    def received_by(self, address: str) -> list[EmailMessage]:
+        """The messages delivered to `address` (its envelope recipient)."""
+        return [m for m in self.received() if m["X-Envelope-To"] == address]
