@@ -1,7 +1,8 @@
 """Routing rules a person can see end to end (issue 11.11), through intake, the router, the notifier
-and crm-api: R6's fairness over 1,000 leads while the broker's approvals change, R9's expiries and
+and crm-api: R3 with and without auto-accept, R4 when the agent left after intake, R6's eligibility
+filters and its fairness over 1,000 leads while the broker's approvals change, R9's expiries and
 fall-back with the broker's email, R10's deadline moved past a pause, R11's fee on the lead and in
-the list."""
+the list. R10 across a daylight-saving change is in test_r10_clock.py (its router runs on a test clock)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,12 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import eventually
+from leadflow_shared import topics
+from leadflow_shared.events.inbound import received_event_id
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 
@@ -25,6 +29,8 @@ FAIR = "fair-realty"  # round robin, race of 1, four agents
 FAIR_AGENTS = ["fair-ann", "fair-bo", "fair-cy", "fair-di"]
 LATE = "late-realty"  # round robin, 10 s claim windows, a referral fee: offers expire, then fall back
 LATE_AGENTS = ["late-broker", "late-eve"]
+PICK = "pick-realty"  # round robin; a source with a lead group and an office, a listing source without auto-accept
+LEFT = "left-realty"  # round robin off: a pre-assigned lead whose agent leaves before the router sees it
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -39,6 +45,24 @@ def offices(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
         {"account_id": LATE, "name": "Late Realty", "round_robin": True, "agents": agents(LATE_AGENTS, "late.example"),
          "roster": LATE_AGENTS,
          "sources": [{"name": "Website", "race_count": 1, "claim_window_seconds": 10, "referral_fee_percent": 25}]},
+        {"account_id": PICK, "name": "Pick Realty", "round_robin": True, "agents": [
+            {"agent_id": "pick-broker", "name": "Pia Broker", "email": "pia@pick.example", "offices": ["north"]},
+            {"agent_id": "pick-new", "name": "Ned New", "email": "ned@pick.example", "offices": ["north"],
+             "lead_groups": ["luxury"], "invitation_accepted": False},
+            {"agent_id": "pick-south", "name": "Sue South", "email": "sue@pick.example", "offices": ["south"],
+             "lead_groups": ["luxury"]},
+            {"agent_id": "pick-north", "name": "Nora North", "email": "nora@pick.example", "offices": ["north"],
+             "lead_groups": ["luxury"]},
+        ], "roster": ["pick-broker", "pick-new", "pick-south", "pick-north"], "sources": [
+            # Offered to every eligible agent at once (a race of 5): the offers name exactly who passed.
+            {"name": "Luxury", "lead_group": "luxury", "offices": ["north"], "race_count": 5,
+             "claim_window_seconds": 3600},
+            {"name": "Listing inquiry", "auto_accept": False, "direct_period_seconds": 10, "race_count": 1,
+             "claim_window_seconds": 3600, "referral_fee_percent": 30},
+        ]},
+        {"account_id": LEFT, "name": "Left Realty", "round_robin": False, "agents": agents(
+            ["left-broker", "left-lou"], "left.example"), "roster": ["left-broker", "left-lou"],
+         "sources": [{"name": "HomeFinder", "referral_fee_percent": 35}]},
     ]}))
     stack.seed(path)
 
@@ -206,3 +230,111 @@ async def test_r10_an_offer_made_inside_a_pause_gets_its_whole_window_after_the_
         assert await eventually(offered_after_the_pause, timeout=30, what="a deadline moved past the pause")
     finally:
         await client.put(url, headers=admin, json={"windows": []})
+
+
+async def detail_of(client: httpx.AsyncClient, headers: dict[str, str], account_id: str, lead_id: str) -> Any:
+    return (await client.get(f"/v1/accounts/{account_id}/leads/{lead_id}", headers=headers)).json()
+
+
+async def test_r6_eligibility_a_sources_lead_group_and_offices_and_unaccepted_invitations(
+    stack: Stack, client: httpx.AsyncClient
+) -> None:
+    # The Luxury source takes agents of its lead group in its office who accepted the invitation: of the
+    # four, only pick-north passes, so a race of five still offers the lead to pick-north alone.
+    body = {"account_id": PICK, "first_name": "Lux", "email": f"lux-{uuid.uuid4().hex[:8]}@example.com",
+            "source_name": "Luxury"}
+    async with httpx.AsyncClient() as intake:
+        posted = await intake.post(f"{stack.url('intake')}/v1/leads", json=body)
+    assert posted.status_code == 202, posted.text
+    lead_id = str(posted.json()["event_id"])
+    admin = stack.auth("pick-admin", "admin", PICK)
+
+    async def offered() -> Any:
+        detail = await detail_of(client, admin, PICK, lead_id)
+        return detail if detail.get("open_offers") else None
+
+    detail = await eventually(offered, what="the Luxury lead offered")
+    assert [o["agent_id"] for o in detail["open_offers"]] == ["pick-north"]
+    [offer_line] = [e["summary"] for e in detail["timeline"] if e["type"] == "LeadOffered"]
+    # The explanation a broker reads names why each other agent was passed by.
+    assert "pick-broker: not in lead group 'luxury'" in offer_line, offer_line
+    assert "pick-new: invitation not accepted" in offer_line, offer_line
+    assert "pick-south: not in the source's offices" in offer_line, offer_line
+
+
+async def test_r3_without_auto_accept_the_listing_agent_alone_has_the_direct_period_then_it_is_general(
+    stack: Stack, client: httpx.AsyncClient
+) -> None:
+    body = {"account_id": PICK, "first_name": "Lior", "email": f"lior-{uuid.uuid4().hex[:8]}@example.com",
+            "listing_id": "MLS-9", "listing_agent_id": "pick-south"}
+    async with httpx.AsyncClient() as intake:
+        posted = await intake.post(f"{stack.url('intake')}/v1/listing-inquiries", json=body)
+    assert posted.status_code == 202, posted.text
+    lead_id = str(posted.json()["event_id"])
+    admin = stack.auth("pick-admin", "admin", PICK)
+
+    async def first_offer() -> Any:
+        detail = await detail_of(client, admin, PICK, lead_id)
+        return detail["open_offers"] if detail.get("open_offers") else None
+
+    [direct] = await eventually(first_offer, what="the listing agent's offer")
+    assert direct["agent_id"] == "pick-south", "only the listing agent, during the direct period"
+    detail = await detail_of(client, admin, PICK, lead_id)
+    [made] = [e for e in detail["timeline"] if e["type"] == "LeadOffered"]
+    period = datetime.fromisoformat(direct["deadline"]) - datetime.fromisoformat(made["occurred_at"])
+    assert period == timedelta(seconds=10), "the source's direct period, not its 1 h claim window"
+    assert detail["referral_fee_percent"] == 0.0, "no fee while it is the listing agent's"
+
+    async def general() -> Any:
+        detail = await detail_of(client, admin, PICK, lead_id)
+        offers = [e for e in detail["timeline"] if e["type"] == "LeadOffered"]
+        return detail if len(offers) == 2 and detail.get("open_offers") else None
+
+    detail = await eventually(general, timeout=45, what="the direct period over and a general offer")
+    kinds = [(e["type"], e["agent_id"]) for e in detail["timeline"]]
+    assert ("OfferExpired", "pick-south") in kinds, "the direct period ended unclaimed"
+    [second] = detail["open_offers"]
+    assert second["agent_id"] != "pick-south", "the general route skips the agent who had it"
+    assert detail["referral_fee_percent"] == 30.0, "R11: general after the direct period, so the source's fee"
+
+
+async def test_r4_a_pre_assigned_lead_whose_agent_left_before_routing_is_routed_as_general(
+    stack: Stack, client: httpx.AsyncClient, wait_for_record: Any
+) -> None:
+    # Intake accepts a partner's lead pre-assigned to left-lou while the router is down; the broker then
+    # takes left-lou off the roster. The router, back up, must not give the lead to someone who left.
+    event_id = uuid.uuid4()
+    lead = {
+        "event_id": str(event_id), "type": "LeadSubmitted", "schema_version": 1, "account_id": LEFT,
+        "occurred_at": datetime.now(UTC).isoformat(), "correlation_id": str(event_id),
+        "payload": {"contact": {"first_name": "Lea", "email": f"lea-{event_id.hex[:8]}@example.com"},
+                    "source": {"partner": "homefinder", "name": "HomeFinder", "assigned_agent_id": "left-lou"}},
+    }  # fmt: skip
+    lead_id = str(received_event_id(event_id, LEFT))
+    admin = stack.auth("left-admin", "admin", LEFT)
+    stack.services["router"].stop()
+    try:
+        producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(topics.LEADS_INBOUND, json.dumps(lead).encode(), key=LEFT.encode())
+        finally:
+            await producer.stop()
+        await wait_for_record(topics.LEADS_INTAKE, lambda r: lead_id.encode() in r.value)
+        left = await client.put(f"/v1/accounts/{LEFT}/settings/routing", headers=admin,
+                                json={"round_robin": False, "roster": ["left-broker"]})
+        assert left.status_code == 200, left.text
+    finally:
+        stack.start_service("router")
+        stack.wait_ready("router", timeout=90)
+
+    async def routed() -> Any:
+        detail = await detail_of(client, admin, LEFT, lead_id)
+        return detail if detail.get("owner_agent_id") else None
+
+    detail = await eventually(routed, timeout=60, what="the lead routed after the restart")
+    assert detail["owner_agent_id"] == "left-broker", "R5: roster position 1, not the agent who left"
+    assert detail["referral_fee_percent"] == 35.0, "routed as a general lead, with the source's fee"
+    [assigned] = [e["summary"] for e in detail["timeline"] if e["type"] == "LeadAssigned"]
+    assert "R4 not applied" in assigned, assigned
+    assert "'left-lou', who is not an agent of this account" in assigned, assigned

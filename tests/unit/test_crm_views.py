@@ -357,3 +357,21 @@ def test_a_shared_lead_is_held_by_the_realtor_with_no_open_offers() -> None:
         "riley", "assigned", "lead_sharing")
     assert open_offers_after([{"agent_id": "ana", "offer_round": 1}], shared) == []
     assert not records_in_timeline(shared), "crm-api recorded the share when it took it"
+
+
+def test_a_later_offer_sets_the_leads_fee_and_its_line_says_why_that_agent() -> None:
+    # R3 then R6: the direct period's offer carries no fee, the general offer after it the source's (R11).
+    from leadflow_crm_api.domain.views import lead_row_changes
+
+    direct = _offered("sue")
+    general = LeadOffered.create(
+        account_id="acme-realty", occurred_at=T0 + timedelta(minutes=15),
+        payload=direct.payload.model_copy(update={
+            "agent_id": "nora", "offer_round": 2, "referral_fee_percent": 30.0,
+            "explanation": "R6: offered to nora (next in rotation); skipped: ned: invitation not accepted."}),
+    )  # fmt: skip
+    assert lead_row_changes(direct)["referral_fee_percent"] == 0.0
+    assert lead_row_changes(general)["referral_fee_percent"] == 30.0
+    summary = timeline_entry(general)["summary"]
+    assert summary.startswith("Offered to nora (round 2), claim before ")
+    assert summary.endswith(": R6: offered to nora (next in rotation); skipped: ned: invitation not accepted.")

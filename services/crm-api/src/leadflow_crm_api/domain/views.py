@@ -173,7 +173,9 @@ def lead_row_changes(event: LeadEvent) -> dict[str, Any]:
         changes |= {"status": LeadStatus.UNASSIGNED.value, "owner_agent_id": None, "assignment_reason": "agent_left"}
     elif isinstance(event, LeadOffered):
         # Nobody holds an offered lead (a lead distributed by hand as an offer leaves its holder).
-        changes |= {"status": LeadStatus.OFFERED.value, "owner_agent_id": None}
+        # R3's direct period over, the general offer carries the source's fee (R11).
+        changes |= {"status": LeadStatus.OFFERED.value, "owner_agent_id": None,
+                    "referral_fee_percent": event.payload.referral_fee_percent}
     return changes
 
 
@@ -246,7 +248,8 @@ def timeline_entry(event: LeadEvent) -> dict[str, Any]:
     elif isinstance(event, LeadOffered):
         offered = event.payload
         summary = (
-            f"Offered to {offered.agent_id} (round {offered.offer_round}), claim before {offered.deadline.isoformat()}"
+            f"Offered to {offered.agent_id} (round {offered.offer_round}), "
+            f"claim before {offered.deadline.isoformat()}: {offered.explanation}"  # why, and who was passed by (R6)
         )
     elif isinstance(event, OfferExpired):
         summary = f"Offer to {event.payload.agent_id} expired (round {event.payload.offer_round})"
