@@ -110,7 +110,8 @@ def channels(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         "agents": [{"agent_id": AGENT, "name": "Ana", "email": "ana@notify.example", "phone": "+13125550142",
                     "time_zone": "America/Chicago"}],
         "roster": [AGENT],
-        "sources": [{"name": "Website", "race_count": 1, "claim_window_seconds": 600}],
+        "sources": [{"name": "Website", "race_count": 1, "claim_window_seconds": 600},
+                    {"name": "Quick", "race_count": 1, "claim_window_seconds": 10}],
     }]}
     path = tmp_path_factory.mktemp("notify") / "accounts.json"
     path.write_text(json.dumps(config))
@@ -156,8 +157,9 @@ def mails(stack: Stack, lead_id: str) -> list[EmailMessage]:
     return [m for m in stack.mail.received() if m["X-Leadflow-Lead-Id"] == lead_id]
 
 
-async def post_lead(client: httpx.AsyncClient, stack: Stack) -> str:
-    body = {"account_id": ACCOUNT, "first_name": "Nia", "email": f"nia-{uuid.uuid4().hex[:8]}@example.com"}
+async def post_lead(client: httpx.AsyncClient, stack: Stack, source: str = "Website") -> str:
+    body = {"account_id": ACCOUNT, "first_name": "Nia", "email": f"nia-{uuid.uuid4().hex[:8]}@example.com",
+            "source_name": source}
     response = await client.post(f"{stack.url('intake')}/v1/leads", json=body)
     assert response.status_code == 202, response.text
     return str(response.json()["event_id"])
@@ -281,3 +283,26 @@ async def test_each_registered_device_gets_the_push_and_an_unregistered_one_is_f
 
 async def _without(listed: Callable[[], Any], device: str) -> bool:
     return device not in await listed()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_an_agent_whose_offer_expired_is_told_by_push(
+    stack: Stack, channels: Channels, set_push_token: Callable[[str], Any]
+) -> None:
+    # The Quick source gives 10 s to claim; nobody does. The agent's phone hears that the offer is gone
+    # (push only: an email for every expiry would bury the inbox, N2), then that the lead fell back to them.
+    await set_push_token("device-ana")
+    async with httpx.AsyncClient() as client:
+        lead_id = await post_lead(client, stack, source="Quick")
+
+    def titles() -> list[str]:
+        return [r["body"]["message"]["notification"]["title"] for r in channels.push.about(lead_id, 200)]
+
+    await eventually(lambda: "Your offer expired" in titles(), timeout=45, what="the expiry's push")
+    expired = [r for r in channels.push.about(lead_id, 200)
+               if r["body"]["message"]["notification"]["title"] == "Your offer expired"]
+    tokens = [r["body"]["message"]["token"] for r in expired]
+    assert "device-ana" in tokens, tokens  # and any device an earlier test registered for the agent
+    assert len(tokens) == len(set(tokens)), f"one push per device: {tokens}"
+    assert all(r["body"]["message"]["notification"]["body"].startswith("Your offer expired.") for r in expired)
+    assert not [m for m in mails(stack, lead_id) if str(m["Subject"]) == "Your offer expired"], "push only"
