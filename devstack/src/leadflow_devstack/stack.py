@@ -62,6 +62,8 @@ class Stack:
     services: dict[str, ManagedProcess] = field(default_factory=dict)
     # crm-api's token key for this run: random, so no token outlives the stack.
     signing_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    # Service -> environment variables added to (or replacing) the stack's own, e.g. a router's test clock.
+    extra_env: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def log_dir(self) -> Path:
@@ -110,7 +112,7 @@ class Stack:
                 env["ROUTER_URL"] = self.url("router")
         if service == "notifier":
             env["DIGEST__CHECK_SECONDS"] = "2"  # a due digest goes out within seconds, not a minute
-        return {prefix + k: v for k, v in env.items()}
+        return {prefix + k: v for k, v in env.items()} | self.extra_env.get(service, {})
 
     def seed(self, accounts_file: Path) -> None:
         env = {**os.environ, **self.service_env("router")}

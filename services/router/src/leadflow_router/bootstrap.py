@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, LeadRecords, Rotations, ensure_indexes
 from leadflow_router.domain.model import RoutingRejected
-from leadflow_router.handlers import RouterService
+from leadflow_router.handlers import RouterService, clock_from, utc_now
 from leadflow_router.metrics import RouterMetrics
 from leadflow_router.settings import RouterSettings
 from leadflow_router.sweeper import sweep
@@ -28,6 +28,7 @@ def create_app(settings: RouterSettings) -> FastAPI:
     metrics = RouterMetrics(runtime.registry)
     publish = publisher(runtime.broker, topics.LEADS_EVENTS)
     services: list[RouterService] = []
+    clock = utc_now if settings.clock_start is None else clock_from(settings.clock_start)
 
     def service() -> RouterService:
         # Built on first use: the MongoDB client opens in the lifespan, inside the loop.
@@ -41,6 +42,7 @@ def create_app(settings: RouterSettings) -> FastAPI:
                     rotations=Rotations(db),
                     publish=publish,
                     metrics=metrics,
+                    clock=clock,
                     sweep_batch=settings.sweep_batch,
                 )
             )

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -86,6 +87,12 @@ CAS_ATTEMPTS = 10
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def clock_from(start: datetime) -> Clock:
+    """A clock that reads `start` now and runs at real speed (ROUTER_CLOCK_START, tests only)."""
+    began = time.monotonic()
+    return lambda: start + timedelta(seconds=time.monotonic() - began)
 
 
 @dataclass

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Self
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from leadflow_shared.settings import HttpSettings, ServiceSettings
@@ -21,3 +21,14 @@ class RouterSettings(ServiceSettings):
     sweep_idle_seconds: float = Field(default=0.1, gt=0, description="Pause when no deadline is due.")
     intake_batch: int = Field(default=500, ge=1, le=5000, description="Leads routed per Kafka batch.")
     config_cache_seconds: float = Field(default=5.0, ge=0, description="How long account snapshots are reused.")
+    clock_start: AwareDatetime | None = Field(
+        default=None,
+        description="Development and test only: the router's clock reads this instant at start and runs at real "
+        "speed, so a test can route across a daylight-saving change (R10). Refused in production.",
+    )
+
+    @model_validator(mode="after")
+    def _real_clock_in_production(self) -> Self:
+        if self.clock_start is not None and self.environment == "production":
+            raise ValueError("clock_start is a test clock: production runs on the real clock")
+        return self
