@@ -2,7 +2,8 @@
 """leadflow's two commands, on any machine with Python 3.11+ and access to PyPI.
 
     python3 dev.py run    start leadflow with embedded Kafka, MongoDB and SMTP, feed sample leads
-    python3 dev.py test   lint (ruff), type-check (mypy --strict) and run every test (pytest)
+    python3 dev.py test   lint (ruff), type-check (mypy --strict) and run every test (pytest); the
+                          browser tests use Debian's Chromium, installed here when run as root
 
 It installs uv from PyPI into .tools/ when uv is not on PATH, then installs the locked
 workspace (uv.lock) into .venv/ and runs the command there. Extra arguments are passed on.
@@ -51,6 +52,24 @@ def in_env(uv_bin: str, *argv: str) -> int:
             child.send_signal(signal.SIGINT)
 
 
+def chromium() -> str | None:
+    """Debian's Chromium for the browser tests: found, or installed when this runs as root on Debian or
+    Ubuntu (Playwright's own browser download is not used). None, after saying what to do, otherwise."""
+    for name in ("chromium", "chromium-browser"):
+        if found := shutil.which(name):
+            return found
+    apt = shutil.which("apt-get")
+    if apt and hasattr(os, "geteuid") and os.geteuid() == 0:
+        print("==> installing Debian's chromium for the browser tests", flush=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for step in (["update", "-q"], ["install", "-y", "-q", "--no-install-recommends", "chromium"]):
+            subprocess.run([apt, *step], check=True, env=env, stdout=subprocess.DEVNULL)
+        return shutil.which("chromium")
+    print("the browser tests need Chromium: install it (Debian/Ubuntu: sudo apt-get install chromium) "
+          "or set LEADFLOW_CHROMIUM to its path")
+    return None
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"run", "test"}:
         print(__doc__)
@@ -64,6 +83,10 @@ def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     if command == "run":
         return in_env(uv_bin, "leadflow-dev", *rest)
+    if not os.environ.get("LEADFLOW_CHROMIUM"):
+        if (browser := chromium()) is None:
+            return 1
+        os.environ["LEADFLOW_CHROMIUM"] = browser
     steps = [
         ("ruff", ["ruff", "check", "."]),
         ("mypy", ["mypy", *(f"-p={p}" for p in PACKAGES)]),

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.unit
 
 KEY = "unit-test-signing-key-long-enough-for-hs512-which-wants-64-bytes!"
 OFFER_LINK_KEY = "an-offer-link-key-of-more-than-32-bytes!"
-SETTINGS = CrmApiSettings(environment="test", auth={"key": KEY}, offer_link_key=OFFER_LINK_KEY)
+WEB = {"session_key": "a-web-session-key-of-more-than-32-bytes!"}
+SETTINGS = CrmApiSettings(environment="test", auth={"key": KEY}, offer_link_key=OFFER_LINK_KEY, web=WEB)
 
 
 def _claims(**overrides: object) -> dict[str, object]:
@@ -66,7 +67,8 @@ def test_bad_tokens_are_unauthenticated(make_token: Callable[[], str], reason: s
 
 def test_issuer_is_checked_when_configured() -> None:
     settings = CrmApiSettings(
-        environment="test", auth={"key": KEY, "issuer": "https://auth.example.com/"}, offer_link_key=OFFER_LINK_KEY
+        environment="test", auth={"key": KEY, "issuer": "https://auth.example.com/"}, offer_link_key=OFFER_LINK_KEY,
+        web=WEB,
     )
     good = jwt.encode(_claims(iss="https://auth.example.com/"), KEY, algorithm="HS256")
     assert TokenVerifier(settings).verify(good).sub == "alex-rivera"
@@ -80,7 +82,8 @@ def test_rs256_with_the_issuers_public_key() -> None:
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ).decode()
     settings = CrmApiSettings(
-        environment="production", auth={"algorithm": "RS256", "key": public_pem}, offer_link_key=OFFER_LINK_KEY
+        environment="production", auth={"algorithm": "RS256", "key": public_pem}, offer_link_key=OFFER_LINK_KEY,
+        web=WEB,
     )
     token = jwt.encode(_claims(), private, algorithm="RS256")
     assert TokenVerifier(settings).verify(token).role is Role.REALTOR
@@ -104,7 +107,7 @@ def test_development_key_only_in_development() -> None:
     with pytest.raises(ValidationError, match="at least 32 bytes"):
         CrmApiSettings(environment="production", auth={"key": "a-real-but-short-secret"})
     assert CrmApiSettings(
-        environment="production", auth={"key": KEY}, offer_link_key=OFFER_LINK_KEY
+        environment="production", auth={"key": KEY}, offer_link_key=OFFER_LINK_KEY, web=WEB
     ).verification_key == KEY
     # The accept links' key: required outside development, never the development one in production.
     with pytest.raises(ValidationError, match=r"offer_link_key \(CRM_API_OFFER_LINK_KEY\) must be set"):

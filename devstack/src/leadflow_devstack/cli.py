@@ -55,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         console.print("[bold green]every sample lead reached its agent's inbox[/bold green]" if ok
                       else f"[bold red]not every sample lead was emailed within {args.timeout:.0f}s[/bold red]")
         console.rule("where to look")
+        console.print(f"[bold]Web app[/bold] {stack.url('crm-api')}/app/  sign in as a sample user:")
+        for account in json.loads(args.accounts.read_text())["accounts"]:
+            roster = account["roster"]
+            agents = ", ".join(roster[1:4]) or "none"
+            console.print(f"  {account['account_id']}: broker {roster[0] if roster else '-'}; agents {agents}")
         token = stack.token("dev-broker", "broker", "acme-realty")  # valid for an hour, this run only
         console.print(f"Brokerage CRM (All Leads): curl -H 'Authorization: Bearer {token}' "
                       f"'{stack.url('crm-api')}/v1/accounts/acme-realty/leads'")

@@ -108,6 +108,8 @@ class Stack:
         }
         if service == "crm-api":
             env["AUTH__KEY"] = self.signing_key
+            env["WEB__DEV_SIGN_IN"] = "true"  # the sign-in page lists the sample users (development only)
+            env["WEB__SECURE_COOKIES"] = "false"  # served over plain http://127.0.0.1
             if "router" in self.ports:
                 env["ROUTER_URL"] = self.url("router")
         if service == "notifier":

@@ -45,6 +45,7 @@ class LeadPublic(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [_LEAD_EXAMPLE]})
 
     lead_id: str
+    account_id: str | None = Field(default=None, description="The lead's office (a realtor's list spans offices).")
     name: str
     email: str | None
     phone: str | None
@@ -321,6 +322,7 @@ def _public_fields(doc: dict[str, Any], names: dict[str, str]) -> dict[str, Any]
         "last_activity_by": doc.get("last_activity_by"),
         "assigned_users": doc.get("assigned_users") or [],
         "lead_id": doc["_id"],
+        "account_id": doc.get("account_id"),
         "name": doc["name"],
         "email": doc.get("email"),
         "phone": doc.get("phone"),

@@ -9,10 +9,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import StringConstraints
 from pymongo.asynchronous.database import AsyncDatabase
 
-from leadflow_crm_api.adapters.leads import ScopedLeads, scope_filter
+from leadflow_crm_api.adapters.leads import ScopedLeads
 from leadflow_crm_api.adapters.tokens import TokenVerifier
-from leadflow_crm_api.domain.principal import Principal, Role
-from leadflow_crm_api.errors import Forbidden, Unauthenticated
+from leadflow_crm_api.domain.principal import Principal
+from leadflow_crm_api.errors import Unauthenticated
+from leadflow_crm_api.use_cases.leads import account_leads
 from leadflow_shared.kafka import PublishRaw
 from leadflow_shared.mongo import Document
 from leadflow_shared.service import ServiceRuntime
@@ -55,11 +56,8 @@ Db = Annotated[AsyncDatabase[Document], Depends(_db)]
 
 
 def _account_leads(account_id: Id, caller: Caller, db: Db) -> ScopedLeads:
-    """The account's leads as the caller may see them. Another account is refused outright, except
-    for a realtor, who sees there only the leads that account shared with it (T1, `scope_filter`)."""
-    if account_id != caller.account_id and caller.role is not Role.REALTOR:
-        raise Forbidden("The token does not grant access to this account.")
-    return ScopedLeads(db, scope_filter(caller, account_id))
+    """The account's leads as the caller may see them (`use_cases.leads.account_leads`)."""
+    return account_leads(caller, db, account_id)
 
 
 AccountLeads = Annotated[ScopedLeads, Depends(_account_leads)]

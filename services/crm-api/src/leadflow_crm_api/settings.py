@@ -26,6 +26,19 @@ class AuthSettings(BaseModel):
     leeway_seconds: int = Field(default=30, ge=0, le=300)
 
 
+class WebSettings(BaseModel):
+    """The web app (/app): its session cookie and, in development, the sign-in page for sample users."""
+
+    # Signs the CSRF tokens of the session's forms; the same on every replica (a secret, >= 32 bytes).
+    session_key: SecretStr | None = None
+    # How long the session cookie lives; the token's own expiry ends the session sooner.
+    session_hours: int = Field(default=8, ge=1, le=24)
+    # Development only: a page that signs in as any sample user without a password. Refused in production.
+    dev_sign_in: bool = False
+    # The session cookie is sent over HTTPS only; the embedded run (plain http://127.0.0.1) turns it off.
+    secure_cookies: bool = True
+
+
 class CrmApiSettings(ServiceSettings):
     SERVICE_NAME: ClassVar[str] = "crm-api"
     model_config = SettingsConfigDict(env_prefix="CRM_API_", env_nested_delimiter="__", extra="ignore", frozen=True)
@@ -40,6 +53,7 @@ class CrmApiSettings(ServiceSettings):
     router_url: str = "http://127.0.0.1:8002"
     # Verifies the notifier's one-click accept links (the same secret as NOTIFIER_OFFER_LINK_KEY).
     offer_link_key: SecretStr | None = None
+    web: WebSettings = WebSettings()
 
     @model_validator(mode="after")
     def _signing_key(self) -> Self:
@@ -62,6 +76,19 @@ class CrmApiSettings(ServiceSettings):
         value = self.offer_link_key.get_secret_value() if self.offer_link_key else None
         resolve_key(value, self.environment, "offer_link_key (CRM_API_OFFER_LINK_KEY)")
         return self
+
+    @model_validator(mode="after")
+    def _web(self) -> Self:
+        if self.web.dev_sign_in and self.environment == "production":
+            raise ValueError("web.dev_sign_in (CRM_API_WEB__DEV_SIGN_IN) is refused in production")
+        value = self.web.session_key.get_secret_value() if self.web.session_key else None
+        resolve_key(value, self.environment, "web.session_key (CRM_API_WEB__SESSION_KEY)")
+        return self
+
+    @property
+    def web_session_secret(self) -> str:
+        value = self.web.session_key.get_secret_value() if self.web.session_key else None
+        return resolve_key(value, self.environment, "web.session_key")
 
     @property
     def offer_link_secret(self) -> str:

@@ -224,6 +224,22 @@ class ScopedLeads:
     async def get(self, lead_id: str) -> dict[str, Any] | None:
         return await self._leads.find_one(merge_conditions([self._scope, {"_id": lead_id}]))
 
+    async def change_mark(self) -> str:
+        """Changes whenever a lead of the scope does: every projected event sets the row's `last_event_id`
+        and moves its last activity forward, so the most recently active row tells (the web app's live pages)."""
+        docs = await self._leads.find(self._scope, {"last_activity_ms": 1, "last_event_id": 1}).sort(
+            [("last_activity_ms", DESCENDING), ("_id", DESCENDING)]).limit(1).to_list()
+        return "" if not docs else f"{docs[0]['_id']}:{docs[0].get('last_activity_ms')}:{docs[0].get('last_event_id')}"
+
+    async def lead_mark(self, lead_id: str) -> str:
+        """Changes whenever the lead's row or timeline does (a view adds to the timeline only)."""
+        doc = await self._leads.find_one(merge_conditions([self._scope, {"_id": lead_id}]),
+                                         {"last_activity_ms": 1, "last_event_id": 1})
+        if doc is None:
+            return "gone"
+        entries = await self._timeline.count_documents({"lead_id": lead_id})
+        return f"{doc.get('last_activity_ms')}:{doc.get('last_event_id')}:{entries}"
+
     async def get_many(self, lead_ids: list[str]) -> dict[str, dict[str, Any]]:
         """The rows of `lead_ids` in this scope, by id (missing ones are absent)."""
         query = merge_conditions([self._scope, {"_id": {"$in": lead_ids}}])

@@ -1,0 +1,147 @@
+"""The lead lists (V1, V2), a lead's page (V3) and acting on a lead (R8), for the API and the web app."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi.exceptions import RequestValidationError
+from pymongo.asynchronous.database import AsyncDatabase
+
+from leadflow_crm_api.adapters.leads import ScopedLeads, agent_names, lost_offer, realtor_filter, scope_filter
+from leadflow_crm_api.adapters.settings import AccountSettings
+from leadflow_crm_api.api import ActivityAccepted, ActivityCreate, LeadDetail, LeadPage, lead_detail, lead_public
+from leadflow_crm_api.domain.claims import ClaimOutlook, claim_answer
+from leadflow_crm_api.domain.principal import Principal, Role
+from leadflow_crm_api.domain.views import (
+    LeadQuery,
+    activity_entry,
+    decode_cursor,
+    encode_cursor,
+    visible_timeline,
+)
+from leadflow_crm_api.errors import ClaimNotPossible, Forbidden, NotFound
+from leadflow_crm_api.publishing import publish_or_unavailable
+from leadflow_shared.events.activity import ActivityAction, ContactMessage, LeadActivity, LeadActivityPayload
+from leadflow_shared.kafka import PublishRaw
+from leadflow_shared.mongo import Document
+
+Db = AsyncDatabase[Document]
+
+
+def account_leads(caller: Principal, db: Db, account_id: str) -> ScopedLeads:
+    """The account's leads as the caller may see them. Another account is refused outright, except
+    for a realtor, who sees there only the leads that account shared with it (T1, `scope_filter`)."""
+    if account_id != caller.account_id and caller.role is not Role.REALTOR:
+        raise Forbidden("The token does not grant access to this account.")
+    return ScopedLeads(db, scope_filter(caller, account_id))
+
+
+def brokerage_leads(caller: Principal, db: Db, account_id: str) -> ScopedLeads:
+    """V1: the brokerage list is for its brokers and admins."""
+    leads = account_leads(caller, db, account_id)
+    if not caller.sees_whole_account:
+        raise Forbidden("The brokerage list is for brokers and admins; realtors use /v1/realtors/me/leads.")
+    return leads
+
+
+def realtor_leads(caller: Principal, db: Db) -> ScopedLeads:
+    """V2: the realtor's leads, on every account: held, offered to it now, or shared with it."""
+    if caller.role is not Role.REALTOR:
+        raise Forbidden("Only realtors have a realtor CRM.")
+    return ScopedLeads(db, realtor_filter(caller))
+
+
+async def lead_page(leads: ScopedLeads, db: Db, query: LeadQuery, limit: int, cursor: str | None) -> LeadPage:
+    """One page of a list, in `query.sort` order, after `cursor` (a previous page's `next_cursor`)."""
+    try:
+        after = decode_cursor(cursor, sort=query.sort) if cursor else None
+    except ValueError as exc:
+        reason = "not a cursor from this API for this sort order"
+        raise RequestValidationError([{"loc": ("query", "cursor"), "msg": reason, "type": "value_error"}]) from exc
+    docs = await leads.find_page(query, limit=limit + 1, after=after)
+    rows, more = docs[:limit], len(docs) > limit
+    next_cursor = encode_cursor(rows[-1][query.sort.field], rows[-1]["_id"], sort=query.sort) if more else None
+    names = await agent_names(db, {d.get("owner_agent_id") or "" for d in rows})
+    return LeadPage(items=[lead_public(d, names) for d in rows], next_cursor=next_cursor)
+
+
+async def lead_view(leads: ScopedLeads, caller: Principal, db: Db, lead_id: str) -> LeadDetail:
+    """V3: the contact, its holder, the open offers with deadlines, and the timeline the caller may see."""
+    doc = await leads.get(lead_id)
+    if doc is None:
+        raise NotFound("No such lead.")
+    realtor = None if caller.sees_whole_account else caller.sub
+    names = await agent_names(db, {doc.get("owner_agent_id") or ""})
+    return lead_detail(doc, visible_timeline(await leads.timeline(doc), realtor_id=realtor), names)
+
+
+async def _names(db: Db, row: dict[str, Any]) -> dict[str, str]:
+    """The lead holder's name by agent id (empty when nobody holds it or the agent has no name)."""
+    holder = row.get("owner_agent_id")
+    agent = await AccountSettings(db, row["account_id"]).agent(holder) if holder else None
+    return {holder: agent["name"]} if holder and agent and agent.get("name") else {}
+
+
+async def how_the_offer_ended(caller: Principal, db: Db, lead_id: str) -> str | None:
+    """For an agent who was offered a lead it no longer sees: how the offer ended and who holds the lead."""
+    if (lost := await lost_offer(db, caller.account_id, lead_id, caller.sub)) is None:
+        return None
+    row, entries = lost
+    answer = claim_answer(row, entries, caller=caller.sub, claims=True, now=datetime.now(UTC),
+                          names=await _names(db, row))
+    return answer.detail
+
+
+async def act_on_lead(
+    leads: ScopedLeads, caller: Principal, db: Db, lead_id: str, body: ActivityCreate, publish_activity: PublishRaw
+) -> ActivityAccepted:
+    """Record the caller's action on the timeline and hand it to the router, which decides claims (R8).
+
+    The answer says whether it can claim; an `accept` that cannot is refused (409) and nothing is written."""
+    action, now = ActivityAction(body.action.value), datetime.now(UTC)
+    doc = await leads.get(lead_id)
+    if doc is None:
+        # A realtor whose offer ended no longer sees the lead: tell it how the offer ended.
+        if (how := await how_the_offer_ended(caller, db, lead_id)) is None:
+            raise NotFound("No such lead.")
+        raise ClaimNotPossible(f"This lead is no longer yours to work: {how}")
+    answer = claim_answer(doc, [], caller=caller.sub, claims=action.claims, now=now, names={})
+    if answer.outlook is ClaimOutlook.NONE:  # say how the caller's offer ended, and who holds the lead
+        timeline = await leads.timeline(doc)
+        answer = claim_answer(doc, timeline, caller=caller.sub, claims=True, now=now, names=await _names(db, doc))
+        if action is ActivityAction.ACCEPT:
+            raise ClaimNotPossible(f"Nothing to accept: {answer.detail}")
+        if body.message is not None:
+            raise ClaimNotPossible(f"Only the lead's holder writes to the contact: {answer.detail}")
+    if body.message is not None and not doc.get("email" if action is ActivityAction.EMAIL else "phone"):
+        field = "email address" if action is ActivityAction.EMAIL else "phone number"
+        raise RequestValidationError(
+            [{"loc": ("body", "message"), "msg": f"the contact has no {field}", "type": "value_error"}]
+        )
+    activity = LeadActivity.create(
+        account_id=doc["account_id"],
+        occurred_at=now,
+        payload=LeadActivityPayload(
+            lead_id=uuid.UUID(doc["_id"]), agent_id=caller.sub, action=action,
+            message=None if body.message is None else ContactMessage(
+                subject=body.message.subject or "", body=body.message.body
+            ),
+        ),
+    )  # fmt: skip
+    await publish_or_unavailable(publish_activity, activity, detail="The action could not be recorded; try again.")
+    await leads.record(
+        activity_entry(
+            event_id=str(activity.event_id),
+            lead_id=doc["_id"],
+            account_id=activity.account_id,
+            agent_id=caller.sub,
+            action=body.action.value,
+            occurred_at=activity.occurred_at,
+            content=body.content(),
+        )
+    )
+    if action is not ActivityAction.VIEW:
+        await leads.touch(doc["_id"], at=now, kind=action.value, by=caller.sub)
+    return ActivityAccepted(event_id=activity.event_id, claim=answer.outlook, detail=answer.detail)

@@ -1,0 +1,55 @@
+// leadflow web app: light progressive enhancement. The pages work without it; with it, times show in
+// the viewer's time zone, offers count down, and a page refreshes itself when its data changes.
+"use strict";
+
+function localTimes(root) {
+  const format = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+  for (const el of root.querySelectorAll("time[datetime]")) {
+    const when = new Date(el.getAttribute("datetime"));
+    if (!Number.isNaN(when.getTime())) el.textContent = format.format(when);
+  }
+  for (const el of root.querySelectorAll("[data-timezone]")) {
+    el.value = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+  }
+}
+
+function countdowns() {
+  for (const el of document.querySelectorAll("[data-deadline]")) {
+    const left = Math.round((new Date(el.dataset.deadline).getTime() - Date.now()) / 1000);
+    if (left <= 0) { el.textContent = "(time is up)"; continue; }
+    const h = Math.floor(left / 3600), m = Math.floor((left % 3600) / 60), s = left % 60;
+    el.textContent = "(" + (h ? h + " h " : "") + (h || m ? m + " min " : "") + s + " s left)";
+  }
+}
+
+async function refresh() {
+  const response = await fetch(location.href, { headers: { "Accept": "text/html" }, credentials: "same-origin" });
+  const page = new DOMParser().parseFromString(await response.text(), "text/html");
+  const fresh = page.getElementById("live"), current = document.getElementById("live");
+  // Anything but this page again (signed out, the lead gone to someone else): show that page instead.
+  if (!response.ok || response.redirected || !fresh) { location.reload(); return; }
+  if (current) {
+    current.replaceWith(fresh);
+    localTimes(fresh);
+    countdowns();
+    document.dispatchEvent(new CustomEvent("leadflow:refreshed"));
+  }
+}
+
+function live() {
+  const url = document.body.dataset.live;
+  if (!url || !window.EventSource) return;
+  const source = new EventSource(url);
+  let pending = null;
+  source.addEventListener("changed", () => {
+    if (pending) return;  // several changes in a burst: one refresh
+    pending = setTimeout(() => { pending = null; refresh(); }, 50);
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  localTimes(document);
+  countdowns();
+  setInterval(countdowns, 1000);
+  live();
+});

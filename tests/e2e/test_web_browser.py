@@ -1,0 +1,139 @@
+"""The web app in a real browser (Chromium through Playwright), against the whole running system (issue 12.6):
+
+- a lead posted at intake appears in the broker's All Leads while the page is open, without a reload;
+- two agents race for a lead on its page: one claims, and the other's offer disappears from their open page.
+
+The browser is Debian's Chromium (`dev.py test` installs it when it can); a missing browser fails these
+tests with what to install, never skips them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+
+from leadflow_devstack.stack import Stack
+from leadflow_devstack.testing import eventually
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
+
+LIVE = "live-realty"  # round robin on, a race of two
+AGENTS = {"live-broker": "Lou Broker", "live-ann": "Ann Live", "live-bo": "Bo Live"}
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+LIVE_TIMEOUT_MS = 5_000  # a change shows on an open page within about a second; 5 s leaves room on a busy CI
+
+
+def chromium_path() -> str:
+    found = os.environ.get("LEADFLOW_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        pytest.fail("browser tests need Chromium: install Debian's 'chromium' package (python3 dev.py test does "
+                    "this when run as root) or set LEADFLOW_CHROMIUM to its path")
+    return found
+
+
+@pytest.fixture(scope="module", autouse=True)
+def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
+    config = {"accounts": [{
+        "account_id": LIVE, "name": "Live Realty", "round_robin": True, "roster": list(AGENTS),
+        # The broker takes no round-robin leads: the racers are always the two agents.
+        "agents": [{"agent_id": a, "name": n, "email": f"{a}@live.example", "round_robin": a != "live-broker"}
+                   for a, n in AGENTS.items()],
+        "sources": [{"name": "Website", "race_count": 2, "claim_window_seconds": 3600}],
+    }]}  # fmt: skip
+    path = tmp_path_factory.mktemp("browser") / "accounts.json"
+    path.write_text(json.dumps(config))
+    stack.seed(path)
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        yield launched
+        await launched.close()
+
+
+async def signed_in(browser: Browser, stack: Stack, user: str, role: str) -> tuple[BrowserContext, Page]:
+    """A browser window signed in through the sign-in page, as a person would."""
+    context = await browser.new_context(viewport={"width": 390, "height": 844})  # a phone
+    page = await context.new_page()
+    await page.goto(f"{stack.url('crm-api')}/app/sign-in?account={LIVE}")
+    await page.locator(f'form:has(input[name="user"][value="{LIVE}|{user}|{role}"]) button').click()
+    await page.wait_for_load_state()
+    return context, page
+
+
+async def post_lead(stack: Stack, last_name: str) -> str:
+    body = {"account_id": LIVE, "first_name": "Paula", "last_name": last_name,
+            "email": f"paula-{uuid.uuid4().hex[:8]}@example.com"}
+    async with httpx.AsyncClient() as intake:
+        posted = await intake.post(f"{stack.url('intake')}/v1/leads", json=body)
+    assert posted.status_code == 202, posted.text
+    return str(posted.json()["event_id"])
+
+
+async def test_a_new_lead_appears_in_the_brokers_all_leads_while_the_page_is_open(
+    browser: Browser, stack: Stack
+) -> None:
+    context, page = await signed_in(browser, stack, "live-broker", "broker")
+    try:
+        await expect(page.get_by_role("heading", name="Brokerage CRM")).to_be_visible()
+        await expect(page.get_by_role("link", name="All Leads")).to_have_attribute("aria-current", "page")
+        marker = f"Live{uuid.uuid4().hex[:6]}"
+        reloads: list[str] = []
+        page.on("framenavigated", lambda frame: reloads.append(frame.url) if frame == page.main_frame else None)
+        lead_id = await post_lead(stack, marker)
+        row = page.locator(f'tr[data-lead="{lead_id}"]')
+        await expect(row).to_be_visible(timeout=LIVE_TIMEOUT_MS + 5_000)  # routing, projection, then the page
+        await expect(row).to_contain_text(f"Paula {marker}")
+        await expect(row.locator('[data-label="Lead Status"]')).to_contain_text("offered")
+        assert reloads == [], "the row came in without the page reloading"
+    finally:
+        await context.close()
+
+
+async def test_an_agent_claims_on_the_lead_page_and_the_other_racers_offer_disappears(
+    browser: Browser, stack: Stack
+) -> None:
+    lead_id = await post_lead(stack, f"Race{uuid.uuid4().hex[:6]}")
+    headers = stack.auth("live-broker", "broker", LIVE)
+
+    async def racers() -> list[str] | None:
+        async with httpx.AsyncClient(base_url=stack.url("crm-api")) as api:
+            detail: dict[str, Any] = (await api.get(f"/v1/accounts/{LIVE}/leads/{lead_id}", headers=headers)).json()
+        offers = [o["agent_id"] for o in detail.get("open_offers", [])]
+        return offers if len(offers) == 2 else None
+
+    found = await eventually(racers, what="the race of two")
+    assert found is not None
+    winner, loser = found
+    url = f"{stack.url('crm-api')}/app/accounts/{LIVE}/leads/{lead_id}"
+    win_context, win_page = await signed_in(browser, stack, winner, "realtor")
+    lose_context, lose_page = await signed_in(browser, stack, loser, "realtor")
+    try:
+        await win_page.goto(url)
+        await lose_page.goto(url)
+        await expect(lose_page.locator(f'[data-offer="{loser}"]')).to_be_visible()
+        await expect(lose_page.locator(".countdown").first).to_contain_text("left")  # the time left to claim
+        await win_page.get_by_role("button", name="Claim").click()
+        await expect(win_page.get_by_role("status")).to_contain_text("Claim sent")
+        # The loser's open page hears of the claim and drops its offer, without anyone reloading it.
+        await expect(lose_page.locator(f'[data-offer="{loser}"]')).to_have_count(0, timeout=LIVE_TIMEOUT_MS + 5_000)
+        await expect(lose_page.get_by_role("button", name="Claim")).to_have_count(0)
+        # ...and says how its offer ended and who has the lead now.
+        await expect(lose_page.get_by_role("alert")).to_contain_text(f"the lead is held by {AGENTS[winner]}")
+        await expect(win_page.locator('li[data-type="LeadClaimed"]')).to_contain_text(f"Claimed by {winner}",
+                                                                                       timeout=LIVE_TIMEOUT_MS)
+    finally:
+        await win_context.close()
+        await lose_context.close()

@@ -1,0 +1,185 @@
+"""The web app's pages over HTTP, as an attacker or a careless user would meet them (issue 12, bad input):
+sign-in and its CSRF, forged or missing form tokens, expired sessions, other tenants' ids in URLs, open
+redirects, and form errors shown next to the field. The browser flows are in test_web_browser.py."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+import pytest_asyncio
+
+from leadflow_devstack.stack import Stack
+from leadflow_devstack.testing import eventually
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
+
+WEB = "web-realty"  # round robin on: two agents race for each lead
+OTHER = "web-other-realty"
+AGENTS = {"web-broker": "Wen Broker", "web-ann": "Ann Web", "web-bo": "Bo Web"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
+    def account(account_id: str, agents: dict[str, str]) -> dict[str, Any]:
+        return {"account_id": account_id, "name": account_id.replace("-", " ").title(), "round_robin": True,
+                # The broker takes no round-robin leads: the racers are always the two agents.
+                "agents": [{"agent_id": a, "name": n, "email": f"{a}@web.example",
+                            "round_robin": not a.endswith("broker")} for a, n in agents.items()],
+                "roster": list(agents),
+                "sources": [{"name": "Website", "race_count": 2, "claim_window_seconds": 3600}]}  # fmt: skip
+
+    path = tmp_path_factory.mktemp("web") / "accounts.json"
+    path.write_text(json.dumps({"accounts": [account(WEB, AGENTS), account(OTHER, {"web-otto": "Otto"})]}))
+    stack.seed(path)
+
+
+@pytest_asyncio.fixture
+async def browser_like(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    """A client that keeps cookies and does not follow redirects, so each step is visible."""
+    async with httpx.AsyncClient(base_url=stack.url("crm-api"), follow_redirects=False, timeout=30) as client:
+        yield client
+
+
+CSRF = re.compile(r'name="csrf" value="([^"]*)"')
+
+
+async def sign_in(client: httpx.AsyncClient, account_id: str, user: str, role: str) -> None:
+    page = await client.get(f"/app/sign-in?account={account_id}")
+    assert page.status_code == 200
+    nonce = CSRF.search(page.text)
+    assert nonce is not None
+    signed = await client.post("/app/sign-in", data={"csrf": nonce.group(1), "user": f"{account_id}|{user}|{role}"})
+    assert signed.status_code == 303, signed.text
+    assert "leadflow_session" in signed.cookies
+
+
+async def post_lead(stack: Stack, account_id: str = WEB) -> str:
+    body = {"account_id": account_id, "first_name": "Wendy", "last_name": f"Q{uuid.uuid4().hex[:6]}",
+            "email": f"wendy-{uuid.uuid4().hex[:8]}@example.com"}
+    async with httpx.AsyncClient() as intake:
+        posted = await intake.post(f"{stack.url('intake')}/v1/leads", json=body)
+    assert posted.status_code == 202, posted.text
+    return str(posted.json()["event_id"])
+
+
+async def offered(stack: Stack, lead_id: str, account_id: str = WEB) -> dict[str, Any]:
+    headers = stack.auth("web-broker", "broker", account_id)
+
+    async def detail() -> dict[str, Any] | None:
+        async with httpx.AsyncClient(base_url=stack.url("crm-api")) as api:
+            found = (await api.get(f"/v1/accounts/{account_id}/leads/{lead_id}", headers=headers)).json()
+        return found if found.get("open_offers") else None
+
+    return await eventually(detail, what="the lead offered")  # type: ignore[no-any-return]
+
+
+async def test_without_a_session_a_page_sends_you_to_sign_in_and_back(browser_like: httpx.AsyncClient) -> None:
+    target = f"/app/accounts/{WEB}/leads"
+    bounced = await browser_like.get(target)
+    assert bounced.status_code == 303
+    assert bounced.headers["location"].startswith("/app/sign-in?next=%2Fapp%2Faccounts%2Fweb-realty%2Fleads")
+    page = await browser_like.get(bounced.headers["location"] + f"&account={WEB}")
+    nonce = CSRF.search(page.text)
+    assert nonce is not None
+    assert "Wen Broker" in page.text, "the development sign-in lists the sample users"
+    signed = await browser_like.post("/app/sign-in", data={"csrf": nonce.group(1), "next": target,
+                                                           "user": f"{WEB}|web-broker|broker"})
+    assert signed.headers["location"] == target
+    listed = await browser_like.get(target)
+    assert listed.status_code == 200
+    assert "All Leads" in listed.text
+
+
+async def test_a_sign_in_without_its_forms_token_is_refused_and_an_outside_next_is_ignored(
+    browser_like: httpx.AsyncClient,
+) -> None:
+    refused = await browser_like.post("/app/sign-in", data={"csrf": "guess", "user": f"{WEB}|web-broker|broker"})
+    assert refused.status_code == 403
+    assert "leadflow_session" not in refused.cookies
+    assert "sign-in form expired" in refused.text
+    for outside in ("https://evil.example/", "//evil.example/app/", "/app/\\evil"):
+        page = await browser_like.get("/app/sign-in")  # each sign-in uses up its form's token
+        nonce = CSRF.search(page.text)
+        assert nonce is not None
+        signed = await browser_like.post("/app/sign-in", data={"csrf": nonce.group(1), "next": outside,
+                                                               "user": f"{WEB}|web-broker|broker"})
+        assert signed.headers["location"] == f"/app/accounts/{WEB}/leads", outside
+
+
+async def test_a_forged_or_missing_form_token_changes_nothing(stack: Stack, browser_like: httpx.AsyncClient) -> None:
+    lead_id = await post_lead(stack)
+    detail = await offered(stack, lead_id)
+    agent = detail["open_offers"][0]["agent_id"]
+    await sign_in(browser_like, WEB, agent, "realtor")
+    url = f"/app/accounts/{WEB}/leads/{lead_id}/actions"
+    for form in ({"action": "accept"}, {"action": "accept", "csrf": "0" * 40}):
+        refused = await browser_like.post(url, data=form)
+        assert refused.status_code == 403, refused.text
+        assert "did not come from leadflow" in refused.text
+    after = await offered(stack, lead_id)
+    assert [e["type"] for e in after["timeline"]] == [e["type"] for e in detail["timeline"]], "nothing written"
+
+
+async def test_an_expired_session_signs_in_again(stack: Stack, browser_like: httpx.AsyncClient) -> None:
+    old = jwt.encode({"sub": "web-broker", "role": "broker", "account_id": WEB, "aud": "leadflow-crm-api",
+                      "exp": datetime.now(UTC) - timedelta(hours=1)}, stack.signing_key, algorithm="HS256")
+    browser_like.cookies.set("leadflow_session", old, path="/app")
+    bounced = await browser_like.get(f"/app/accounts/{WEB}/leads")
+    assert bounced.status_code == 303
+    assert "session+has+ended" in bounced.headers["location"]
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        (f"/app/accounts/{OTHER}/leads", 403),  # another tenant's list
+        (f"/app/accounts/{WEB}/leads/{uuid.uuid4()}", 404),  # no such lead
+        (f"/app/accounts/{WEB}/leads/not%20an%20id", 404),
+        ("/app/no-such-page", 404),
+    ],
+)
+async def test_other_tenants_and_unknown_ids_get_a_page_never_data_or_a_500(
+    browser_like: httpx.AsyncClient, path: str, status: int
+) -> None:
+    await sign_in(browser_like, WEB, "web-broker", "broker")
+    response = await browser_like.get(path)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("text/html")
+    assert "<h1>" in response.text
+
+
+async def test_another_offices_lead_in_the_url_is_not_shown(stack: Stack, browser_like: httpx.AsyncClient) -> None:
+    foreign = await post_lead(stack, OTHER)
+    await offered(stack, foreign, OTHER)
+    await sign_in(browser_like, WEB, "web-broker", "broker")
+    for path in (f"/app/accounts/{OTHER}/leads/{foreign}", f"/app/accounts/{WEB}/leads/{foreign}"):
+        response = await browser_like.get(path)
+        assert response.status_code in {403, 404}, path
+        assert "Wendy" not in response.text
+
+
+async def test_a_form_error_is_shown_next_to_its_field_and_nothing_is_written(
+    stack: Stack, browser_like: httpx.AsyncClient
+) -> None:
+    lead_id = await post_lead(stack)
+    detail = await offered(stack, lead_id)
+    agent = detail["open_offers"][0]["agent_id"]
+    await sign_in(browser_like, WEB, agent, "realtor")
+    page = await browser_like.get(f"/app/accounts/{WEB}/leads/{lead_id}")
+    token = CSRF.search(page.text)
+    assert token is not None
+    form = {"csrf": token.group(1), "action": "task", "task_title": "", "task_due": "2026-12-01T10:00", "tz": "UTC"}
+    refused = await browser_like.post(f"/app/accounts/{WEB}/leads/{lead_id}/actions", data=form)
+    assert refused.status_code == 422
+    assert 'id="task_title-error"' in refused.text
+    after = await offered(stack, lead_id)
+    assert len(after["timeline"]) == len(detail["timeline"]), "nothing written"
+    assert after["open_offers"], "and nothing claimed"
