@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import AsyncIterator
@@ -137,3 +138,43 @@ async def test_an_agent_claims_on_the_lead_page_and_the_other_racers_offer_disap
     finally:
         await win_context.close()
         await lose_context.close()
+
+
+async def test_an_emails_accept_link_claims_in_one_click_and_its_lead_link_opens_the_page(
+    browser: Browser, stack: Stack
+) -> None:
+    # As an agent reading the offer email on a phone: one click on "accept" claims, and the other racer's
+    # lead link leads, through sign-in, to the lead's page, which says who has it now.
+    lead_id = await post_lead(stack, f"Mail{uuid.uuid4().hex[:6]}")
+
+    def offers() -> dict[str, str]:
+        assert stack.mail is not None
+        found: dict[str, str] = {}
+        for mail in stack.mail.received():
+            if mail["X-Leadflow-Lead-Id"] == lead_id and str(mail["Subject"]).startswith("Lead offer"):
+                body = mail.get_body(("plain",))
+                assert body is not None
+                found[str(mail["X-Envelope-To"]).split("@")[0]] = body.get_content()
+        return found if len(found) == 2 else {}
+
+    mails = await eventually(offers, what="both racers' offer emails")
+    winner, loser = sorted(mails)
+    accept = re.search(r"Accept it with one click: (\S+)", mails[winner])
+    lead_link = re.search(rf"(http\S+/app/accounts/{LIVE}/leads/{lead_id})", mails[loser])
+    assert accept is not None
+    assert lead_link is not None
+    context = await browser.new_context(viewport={"width": 390, "height": 844})
+    try:
+        page = await context.new_page()
+        await page.goto(accept.group(1))  # the page posts itself: the click was the claim
+        await expect(page.get_by_role("heading", name="Claim sent")).to_be_visible()
+        await context.clear_cookies()
+        await page.goto(lead_link.group(1))  # not signed in: sign in first, then back to the lead
+        await expect(page).to_have_url(re.compile(r"/app/sign-in\?next="))
+        await page.goto(page.url + f"&account={LIVE}")  # the sample users of this office
+        await page.locator(f'form:has(input[name="user"][value="{LIVE}|{loser}|realtor"]) button').click()
+        await expect(page.get_by_role("alert")).to_contain_text(f"the lead is held by {AGENTS[winner]}",
+                                                                timeout=LIVE_TIMEOUT_MS + 5_000)
+        assert page.url.endswith(f"/app/accounts/{LIVE}/leads/{lead_id}")
+    finally:
+        await context.close()

@@ -63,18 +63,20 @@ async def use_link(token: Token, request: Request, db: Db) -> Response:
     """Claim the offered lead for its agent (R8), once; otherwise say why nothing was claimed."""
     wants_page = "text/html" in request.headers.get("accept", "")
     try:
-        outcome = await _claim(token, request, db)
+        outcome, lead_page = await _claim(token, request, db)
     except CrmApiError as exc:
         if wants_page:
             return _page("Nothing was claimed", f"<p>{html.escape(exc.detail)}</p>", exc.status)
         return problem(exc.status, exc.slug, exc.detail)
     if wants_page:
-        return _page("Claim sent", f"<p>{html.escape(outcome)}</p>", 202)
+        link = f'<p><a href="{html.escape(lead_page)}">Open the lead</a></p>'
+        return _page("Claim sent", f"<p>{html.escape(outcome)}</p>{link}", 202)
     claimed = LinkClaim(claim=ClaimOutlook.REQUESTED, detail=outcome)
     return JSONResponse(claimed.model_dump(mode="json"), status_code=202)
 
 
-async def _claim(token: str, request: Request, db: Db) -> str:
+async def _claim(token: str, request: Request, db: Db) -> tuple[str, str]:
+    """What the claim says, and the lead's page in the web app."""
     settings = request.app.state.runtime.settings
     try:
         link_id = link_id_from(token, settings.offer_link_secret)
@@ -115,4 +117,6 @@ async def _claim(token: str, request: Request, db: Db) -> str:
         action=ActivityAction.ACCEPT.value, occurred_at=now,
     ))  # fmt: skip
     log.info("offer accepted by link", extra={"lead_id": row["_id"]})
-    return f"{answer.detail} The lead is yours unless another agent claimed it first; its page shows who holds it."
+    page = f"/app/accounts/{row['account_id']}/leads/{row['_id']}"
+    said = f"{answer.detail} The lead is yours unless another agent claimed it first; its page shows who holds it."
+    return said, page
