@@ -34,7 +34,7 @@ from leadflow_crm_api.routes import distribution, lead_work, next_up, offer_link
 from leadflow_crm_api.routes import settings as account_settings
 from leadflow_crm_api.settings import CrmApiSettings
 from leadflow_crm_api.use_cases import leads as leads_uc
-from leadflow_crm_api.web import pages as web_pages
+from leadflow_crm_api.web import app as web_app
 from leadflow_shared import topics
 from leadflow_shared.events.routing import ROUTING_EVENT
 from leadflow_shared.kafka import publisher
@@ -100,7 +100,7 @@ def create_app(settings: CrmApiSettings) -> FastAPI:
     app.include_router(offer_links.router)
     app.include_router(lead_work.router)
     app.include_router(next_up.router)
-    web_pages.install(app)  # after the API's error handlers: under /app, errors become pages
+    web_app.install(app)  # after the API's error handlers: under /app, errors become pages
     app.state.runtime, app.state.verifier = runtime, TokenVerifier(settings)
     app.state.publish_command = publisher(runtime.broker, topics.LEADS_COMMANDS)
     app.state.publish_activity = publish_activity

@@ -12,17 +12,17 @@ from leadflow_crm_api.domain.distribution import MAX_LEADS, LeadFilter
 
 
 async def selected_leads(
-    leads: ScopedLeads, lead_ids: list[str] | None, lead_filter: LeadFilter | None
+    leads: ScopedLeads, lead_ids: list[str] | None, lead_filter: LeadFilter | None, *, limit: int = MAX_LEADS
 ) -> tuple[list[str], dict[str, dict[str, Any]]]:
     """(the lead ids, in order and once each; their rows in scope, by id). A filter matching more than
-    MAX_LEADS is refused (422 `filter`)."""
+    `limit` leads is refused (422 `filter`)."""
     if lead_ids is not None:
         wanted = list(dict.fromkeys(lead_ids))
         return wanted, await leads.get_many(wanted)
     assert lead_filter is not None  # noqa: S101 (the request models require one of the two)
-    found = await leads.matching(lead_filter.query(), MAX_LEADS + 1)
-    if len(found) > MAX_LEADS:
-        invalid("filter", f"matches more than {MAX_LEADS} leads; narrow it")
+    found = await leads.matching(lead_filter.query(), limit + 1)
+    if len(found) > limit:
+        invalid("filter", f"matches more than {limit} leads; narrow it")
     return [r["_id"] for r in found], {r["_id"]: r for r in found}
 
 

@@ -1,181 +1,24 @@
-"""Lead sharing (T1) and the invitations it depends on (V4): brokerage to realtor.
-
-Brokers/admins of an account invite realtors, list them ("My Realtors") and transfer leads
-to those who accepted; only the invited realtor (token `sub` == `realtor_id`) answers an
-invitation. A transfer is validated whole, then written (adapters/transfers.py), so a
-refusal changes nothing. Decision 0018.
-"""
+"""Lead sharing (T1) and the invitations it depends on (V4): the JSON routes over `use_cases.sharing`."""
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
-from typing import Any
-
 from fastapi import APIRouter, Response, status
-from pydantic import BaseModel, ConfigDict, Field
 
-from leadflow_crm_api.adapters.invitations import Invitations
-from leadflow_crm_api.adapters.transfers import AccountTransfers
-from leadflow_crm_api.deps import Caller, Commands, Db, Id, IdempotencyKey, IdText
-from leadflow_crm_api.domain.principal import Principal, Role
-from leadflow_crm_api.domain.sharing import (
-    MAX_TRANSFER_LEADS,
-    InvitationStatus,
-    InviteOutcome,
-    answer_refusal,
-    invitation_id,
-    invite_outcome,
-    missing_leads,
-    missing_refusal,
-    realtor_label,
-    same_transfer,
-    share_command_id,
-    transfer_id,
-    transfer_record,
-    transfer_refusal,
-    unique,
+from leadflow_crm_api.deps import Caller, Commands, Db, Id, IdempotencyKey
+from leadflow_crm_api.domain.sharing import InvitationStatus
+from leadflow_crm_api.use_cases import sharing
+from leadflow_crm_api.use_cases.sharing import (
+    InvitationCreate,
+    InvitationList,
+    InvitationPublic,
+    RealtorList,
+    TransferCreate,
+    TransferDone,
 )
-from leadflow_crm_api.domain.text import Email, PersonName
-from leadflow_crm_api.domain.views import epoch_ms
-from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound
-from leadflow_crm_api.publishing import publish_or_unavailable
-from leadflow_shared.events.commands import InviteRealtor, InviteRealtorPayload, ShareLead, ShareLeadPayload
-from leadflow_shared.kafka import PublishRaw
 
 router = APIRouter(tags=["lead sharing"])
 
-
-
-class InvitationCreate(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [{"realtor_id": "riley-park", "email": "riley.park@example.com", "name": "Riley Park"}]
-        },
-    )
-
-    realtor_id: IdText = Field(description="The realtor's user id (its token `sub`), who answers the invitation.")
-    email: Email
-    name: PersonName | None = Field(default=None, description="The realtor's name, shown with its leads.")
-
-
-_INVITATION_EXAMPLE: dict[str, Any] = {
-    "invitation_id": "1efbe7bb-e815-5df2-b8d4-30a980b469d1",
-    "account_id": "acme-realty",
-    "realtor_id": "riley-park",
-    "email": "riley.park@example.com",
-    "name": "Riley Park",
-    "status": "accepted",
-    "invited_at": "2026-11-20T14:00:00Z",
-    "answered_at": "2026-11-21T09:30:00Z",
-}
-
-
-class InvitationPublic(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [_INVITATION_EXAMPLE]})
-
-    invitation_id: str
-    account_id: str
-    realtor_id: str
-    email: str
-    name: str | None
-    status: InvitationStatus
-    invited_at: datetime
-    answered_at: datetime | None
-
-
-class InvitationList(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [_INVITATION_EXAMPLE]}]})
-
-    items: list[InvitationPublic]
-
-
-class RealtorPublic(BaseModel):
-    realtor_id: str
-    name: str | None
-    email: str
-    accepted_at: datetime | None
-
-
-class RealtorList(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "items": [
-                        {
-                            "realtor_id": "riley-park",
-                            "name": "Riley Park",
-                            "email": "riley.park@example.com",
-                            "accepted_at": "2026-11-21T09:30:00Z",
-                        }
-                    ]
-                }
-            ]
-        }
-    )
-
-    items: list[RealtorPublic] = Field(description='"My Realtors": realtors who accepted, who can receive leads.')
-
-
-class TransferCreate(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "lead_ids": ["0b8e6c1e-3f55-5d7a-9c1e-2f4a6b8c0d12", "5d2f7a9b-8c1e-4b3a-a6d5-e4f3c2b1a098"],
-                    "realtor_id": "riley-park",
-                }
-            ]
-        },
-    )
-
-    lead_ids: list[IdText] = Field(min_length=1, max_length=MAX_TRANSFER_LEADS)
-    realtor_id: IdText
-
-
-class TransferDone(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "transfer_id": "d37797e5-95d2-5818-af0f-5457647aba4a",
-                    "realtor_id": "riley-park",
-                    "assigned_by": "Acme Realty",
-                    "transferred": 2,
-                    "transferred_at": "2026-11-24T15:04:05Z",
-                }
-            ]
-        }
-    )
-
-    transfer_id: str
-    realtor_id: str
-    assigned_by: str = Field(description='The "Assigned By" label the realtor sees.')
-    transferred: int = Field(description="How many leads the transfer moved (repeats in the selection count once).")
-    transferred_at: datetime
-
-
-def _broker_of(caller: Principal, account_id: str) -> None:
-    if account_id != caller.account_id:
-        raise Forbidden("The token does not grant access to this account.")
-    if not caller.sees_whole_account:
-        raise Forbidden("Only brokers and admins of the account manage its realtors and transfers.")
-
-
-def _invitation(doc: dict[str, Any]) -> InvitationPublic:
-    return InvitationPublic(
-        invitation_id=doc["_id"],
-        account_id=doc["account_id"],
-        realtor_id=doc["realtor_id"],
-        email=doc["email"],
-        name=doc.get("name"),
-        status=InvitationStatus(doc["status"]),
-        invited_at=doc["invited_at"],
-        answered_at=doc.get("answered_at"),
-    )
+__all__ = ["InvitationCreate", "TransferCreate", "router"]
 
 
 @router.post("/v1/accounts/{account_id}/invitations", status_code=status.HTTP_201_CREATED)
@@ -184,103 +27,28 @@ async def invite(
 ) -> InvitationPublic:
     """Invite a realtor to the brokerage: 201 when invited (again, after a decline or a disconnection),
     200 when already pending. The realtor is emailed the invitation with its link (the notifier)."""
-    stored = await _invite(account_id, body, caller, db, response)
-    if stored.get("notified_ms") != stored["invited_ms"]:  # also a retry after the email failed to go
-        await _email_invitation(publish, stored, await AccountTransfers(db, account_id).account_name() or account_id)
-        await Invitations(db).mark_notified(stored["_id"], stored["invited_ms"])
-    return _invitation(stored)
-
-
-async def _email_invitation(publish: PublishRaw, stored: dict[str, Any], brokerage: str) -> None:
-    command = InviteRealtor.create(
-        account_id=stored["account_id"],
-        # One email per (re)invitation: a retry publishes the same command.
-        event_id=uuid.uuid5(uuid.UUID(stored["_id"]), str(stored["invited_ms"])),
-        occurred_at=datetime.now(UTC),
-        payload=InviteRealtorPayload(
-            invitation_id=stored["_id"], realtor_id=stored["realtor_id"], email=stored["email"],
-            name=stored.get("name"), brokerage_name=brokerage, by_user_id=stored["invited_by"],
-        ),
-    )
-    await publish_or_unavailable(publish, command, detail="The invitation is saved but was not emailed; invite again.")
-
-
-async def _invite(
-    account_id: str, body: InvitationCreate, caller: Principal, db: Db, response: Response
-) -> dict[str, Any]:
-    _broker_of(caller, account_id)
-    invitations, now = Invitations(db), datetime.now(UTC)
-    invitation = invitation_id(account_id, body.realtor_id)
-    fields = {"email": str(body.email), "name": body.name, "invited_by": caller.sub,
-              "invited_at": now, "invited_ms": epoch_ms(now)}
-    new = {"_id": invitation, "account_id": account_id, "realtor_id": body.realtor_id,
-           "status": InvitationStatus.PENDING.value, "created_ms": epoch_ms(now),
-           "answered_at": None, "answered_ms": None, **fields}
-    for _ in range(3):  # each miss means a concurrent invite or answer changed it: decide again
-        stored = await invitations.get(invitation)
-        outcome = invite_outcome(None if stored is None else InvitationStatus(stored["status"]))
-        if outcome is InviteOutcome.REFUSE:
-            raise InvalidRequest("realtor_id: has already accepted this brokerage's invitation.")
-        if outcome is InviteOutcome.UNCHANGED and stored is not None:
-            response.status_code = status.HTTP_200_OK
-            return stored
-        done = await invitations.create(new) if outcome is InviteOutcome.CREATE else await invitations.reopen(
-            invitation, fields
-        )
-        if done and (stored := await invitations.get(invitation)) is not None:
-            return stored
-    raise InvalidRequest("realtor_id: the invitation is changing concurrently; try again.")
+    invitation, invited = await sharing.invite(account_id, body, caller, db, publish)
+    if not invited:
+        response.status_code = status.HTTP_200_OK
+    return invitation
 
 
 @router.get("/v1/accounts/{account_id}/invitations")
 async def list_invitations(account_id: Id, caller: Caller, db: Db) -> InvitationList:
     """Every invitation of the brokerage with its status, oldest first."""
-    _broker_of(caller, account_id)
-    return InvitationList(items=[_invitation(d) for d in await Invitations(db).of_account(account_id)])
+    return await sharing.list_invitations(account_id, caller, db)
 
 
 @router.get("/v1/accounts/{account_id}/realtors")
 async def my_realtors(account_id: Id, caller: Caller, db: Db) -> RealtorList:
     """"My Realtors": the realtors who accepted the brokerage's invitation (only they can receive leads)."""
-    _broker_of(caller, account_id)
-    accepted = await Invitations(db).of_account(account_id, status=InvitationStatus.ACCEPTED)
-    return RealtorList(
-        items=[
-            RealtorPublic(realtor_id=d["realtor_id"], name=d.get("name"), email=d["email"],
-                          accepted_at=d.get("answered_at"))
-            for d in accepted
-        ]
-    )
-
-
-async def _answer(invitation_id: str, caller: Principal, db: Db, answer: InvitationStatus) -> InvitationPublic:
-    if caller.role is not Role.REALTOR:
-        raise Forbidden("Only the invited realtor answers an invitation.")
-    invitations = Invitations(db)
-    stored = await invitations.get(invitation_id)
-    # Another caller learns nothing about the invitation, not even that it exists.
-    if stored is None or stored["realtor_id"] != caller.sub:
-        raise NotFound("No such invitation.")
-    if (refusal := answer_refusal(InvitationStatus(stored["status"]), answer)) is not None:
-        raise InvalidRequest(refusal + ".")
-    if not await invitations.answer(invitation_id, caller.sub, answer, datetime.now(UTC)):
-        # Not pending any more: a retry of the same answer is fine, a racing other answer won.
-        stored = await invitations.get(invitation_id)
-        if stored is None or stored["status"] != answer.value:
-            raise InvalidRequest("the invitation was answered otherwise meanwhile.")
-    # After the invitation's own write, so a crash here is repaired by retrying the same answer.
-    await invitations.mark_agent(stored["account_id"], caller.sub, accepted=answer is InvitationStatus.ACCEPTED)
-    answered = await invitations.get(invitation_id)
-    assert answered is not None  # noqa: S101 (invitations are never deleted)
-    return _invitation(answered)
+    return await sharing.my_realtors(account_id, caller, db)
 
 
 @router.get("/v1/realtors/me/invitations", tags=["realtor CRM"])
 async def my_invitations(caller: Caller, db: Db) -> InvitationList:
     """The calling realtor's invitations from every brokerage, oldest first (answer the pending ones)."""
-    if caller.role is not Role.REALTOR:
-        raise Forbidden("Only realtors receive invitations.")
-    return InvitationList(items=[_invitation(d) for d in await Invitations(db).of_realtor(caller.sub)])
+    return await sharing.my_invitations(caller, db)
 
 
 @router.delete("/v1/accounts/{account_id}/realtors/{realtor_id}")
@@ -288,29 +56,19 @@ async def disconnect(account_id: Id, realtor_id: Id, caller: Caller, db: Db) -> 
     """End the brokerage's connection with a realtor: no more leads can be transferred to it. The leads
     already transferred stay with the realtor, as any hand-over does (decision 0035); invite again to
     reconnect."""
-    _broker_of(caller, account_id)
-    invitations = Invitations(db)
-    invitation = invitation_id(account_id, realtor_id)
-    if not await invitations.disconnect(invitation, datetime.now(UTC)):
-        stored = await invitations.get(invitation)
-        if stored is None or stored["status"] != InvitationStatus.DISCONNECTED.value:
-            raise NotFound("No such realtor in My Realtors.")
-    await invitations.mark_agent(account_id, realtor_id, accepted=False)
-    stored = await invitations.get(invitation)
-    assert stored is not None  # noqa: S101 (invitations are never deleted)
-    return _invitation(stored)
+    return await sharing.disconnect(account_id, realtor_id, caller, db)
 
 
 @router.post("/v1/invitations/{invitation_id}/accept")
 async def accept(invitation_id: Id, caller: Caller, db: Db) -> InvitationPublic:
     """The invited realtor joins the brokerage: it can receive its leads and its round robin (R6)."""
-    return await _answer(invitation_id, caller, db, InvitationStatus.ACCEPTED)
+    return await sharing.answer_invitation(invitation_id, caller, db, InvitationStatus.ACCEPTED)
 
 
 @router.post("/v1/invitations/{invitation_id}/decline")
 async def decline(invitation_id: Id, caller: Caller, db: Db) -> InvitationPublic:
     """The invited realtor turns the invitation down; the brokerage may invite it again later."""
-    return await _answer(invitation_id, caller, db, InvitationStatus.DECLINED)
+    return await sharing.answer_invitation(invitation_id, caller, db, InvitationStatus.DECLINED)
 
 
 @router.post("/v1/accounts/{account_id}/lead-transfers")
@@ -322,64 +80,6 @@ async def transfer_leads(
     publish: Commands,
     idempotency_key: IdempotencyKey = None,
 ) -> TransferDone:
-    """T1: transfer the selected leads to a realtor who accepted the brokerage's invitation, all or none."""
-    _broker_of(caller, account_id)
-    lead_ids = unique(body.lead_ids)
-    invitation = await Invitations(db).get(invitation_id(account_id, body.realtor_id))
-    refusal = transfer_refusal(None if invitation is None else InvitationStatus(invitation["status"]))
-    if invitation is None or refusal is not None:
-        raise InvalidRequest(f"{refusal}; nothing was transferred.")
-    transfers = AccountTransfers(db, account_id)
-    if missing := missing_leads(lead_ids, await transfers.present(lead_ids)):
-        raise InvalidRequest(missing_refusal(missing))
-    record = transfer_record(
-        transfer_id=transfer_id(account_id, idempotency_key),
-        account_id=account_id,
-        realtor_id=body.realtor_id,
-        realtor_name=realtor_label(invitation.get("name"), body.realtor_id),
-        lead_ids=lead_ids,
-        assigned_by=await transfers.account_name() or account_id,
-        by=caller.sub,
-        at=datetime.now(UTC),
-    )
-    stored = await transfers.begin(record)
-    if not same_transfer(stored, realtor_id=body.realtor_id, lead_ids=lead_ids):
-        raise InvalidRequest("Idempotency-Key: already used for a different transfer; nothing was transferred.")
-    if not stored["done"]:
-        await transfers.apply(stored)
-    if not stored.get("published"):
-        # After the views: the router makes the realtor the lead's holder (its actions are the
-        # holder's from then on) and withdraws open offers. A failure here is retried with the key.
-        await _share_with_router(publish, stored)
-        await transfers.mark_published(stored["_id"])
-    return TransferDone(
-        transfer_id=stored["_id"],
-        realtor_id=stored["realtor_id"],
-        assigned_by=stored["assigned_by"],
-        transferred=len(stored["lead_ids"]),
-        transferred_at=stored["at"],
-    )
-
-
-async def _share_with_router(publish: PublishRaw, transfer: dict[str, Any]) -> None:
-    """One ShareLead per lead, ids derived from the transfer: publishing them again is the same commands."""
-    for lead_id in transfer["lead_ids"]:
-        command = ShareLead.create(
-            account_id=transfer["account_id"],
-            event_id=share_command_id(transfer, lead_id),
-            correlation_id=uuid.UUID(transfer["_id"]),
-            occurred_at=transfer["at"],
-            payload=ShareLeadPayload(
-                lead_id=uuid.UUID(lead_id),
-                share_id=uuid.UUID(transfer["_id"]),
-                realtor_id=transfer["realtor_id"],
-                realtor_name=transfer["realtor_name"],
-                assigned_by=transfer["assigned_by"],
-                by_user_id=transfer["by"],
-            ),
-        )
-        await publish_or_unavailable(
-            publish,
-            command,
-            detail="The leads were transferred, but the router was not told; retry with the same Idempotency-Key.",
-        )
+    """T1: transfer the selected leads (named, or all a filter matches) to a realtor who accepted the
+    brokerage's invitation, all or none."""
+    return await sharing.transfer_leads(account_id, body, caller, db, publish, idempotency_key)

@@ -1,0 +1,165 @@
+"""The lead lists (V1, V2), a lead's page (V3) and its actions (R8)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, Response
+from pydantic import ValidationError
+
+from leadflow_crm_api.adapters.leads import ScopedLeads
+from leadflow_crm_api.api import ActivityCreate
+from leadflow_crm_api.domain.principal import Principal
+from leadflow_crm_api.domain.views import LeadQuery, LeadSort, LeadStatus, LeadTab
+from leadflow_crm_api.errors import CrmApiError, NotFound
+from leadflow_crm_api.problems import reason_of
+from leadflow_crm_api.use_cases import leads as leads_uc
+from leadflow_crm_api.web.common import PREFIX, caller_of, checked_form, db_of, path_id, redirect, render
+
+PAGE_SIZE = 50
+ACTIONS = ("accept", "note", "call", "email", "sms", "task")
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+
+
+def _list_query(request: Request) -> tuple[LeadQuery, str | None, dict[str, str]]:
+    """The list's filters from the query string; a bad value is dropped (the page shows every lead)."""
+    params = request.query_params
+    shown = {k: params.get(k, "") for k in ("tab", "status", "q", "sort")}
+
+    def pick(kind: Any, value: str, default: Any) -> Any:
+        try:
+            return kind(value) if value else default
+        except ValueError:
+            return default
+
+    q = shown["q"].strip()[:100] or None
+    query = LeadQuery(tab=pick(LeadTab, shown["tab"], LeadTab.ALL), status=pick(LeadStatus, shown["status"], None),
+                      search=q, sort=pick(LeadSort, shown["sort"], LeadSort.CREATED_DESC))
+    cursor = params.get("cursor") or None
+    return query, cursor, shown
+
+
+@router.get("/accounts/{account_id}/leads")
+async def brokerage_list(request: Request, account_id: str) -> HTMLResponse:
+    caller, _ = caller_of(request)
+    leads = leads_uc.brokerage_leads(caller, db_of(request), path_id(account_id))
+    return await _list(request, caller, leads, title="Brokerage CRM", live=f"{PREFIX}/accounts/{account_id}/live")
+
+
+@router.get("/my/leads")
+async def realtor_list(request: Request) -> HTMLResponse:
+    caller, _ = caller_of(request)
+    return await _list(request, caller, leads_uc.realtor_leads(caller, db_of(request)), title="My Leads",
+                       live=f"{PREFIX}/my/live")
+
+
+async def _list(request: Request, caller: Principal, leads: ScopedLeads, *, title: str, live: str) -> HTMLResponse:
+    query, cursor, shown = _list_query(request)
+    try:
+        page = await leads_uc.lead_page(leads, db_of(request), query, PAGE_SIZE, cursor)
+    except RequestValidationError:  # a stale cursor: the first page instead
+        page = await leads_uc.lead_page(leads, db_of(request), query, PAGE_SIZE, None)
+    base = {k: v for k, v in shown.items() if v}
+    next_url = f"{request.url.path}?{urlencode(base | {'cursor': page.next_cursor})}" if page.next_cursor else None
+    tabs = [(tab, f"{request.url.path}?{urlencode(base | {'tab': tab.value})}") for tab in LeadTab]
+    return render(request, "leads.html", caller=caller, title=title, page=page, shown=shown, next_url=next_url,
+                   tabs=tabs, query=query, live=live, statuses=list(LeadStatus), sorts=list(LeadSort))
+
+
+# -- a lead's page (V3) and its actions (R8) ----------------------------------------------------------------
+
+
+@router.get("/accounts/{account_id}/leads/{lead_id}")
+async def lead_page(request: Request, account_id: str, lead_id: str) -> HTMLResponse:
+    caller, _ = caller_of(request)
+    return await _lead(request, caller, path_id(account_id), path_id(lead_id))
+
+
+async def _lead(request: Request, caller: Principal, account_id: str, lead_id: str, *, status: int = 200,
+                errors: dict[str, str] | None = None, values: dict[str, str] | None = None) -> HTMLResponse:
+    leads = leads_uc.account_leads(caller, db_of(request), account_id)
+    try:
+        lead = await leads_uc.lead_view(leads, caller, db_of(request), lead_id)
+    except NotFound:
+        if (how := await leads_uc.how_the_offer_ended(caller, db_of(request), lead_id)) is None:
+            raise
+        return render(request, "error.html", status=410, caller=caller, title="This lead is no longer yours",
+                       detail=how)
+    mine = [o for o in lead.open_offers if o.agent_id == caller.sub]
+    return render(request, "lead.html", status=status, caller=caller, lead=lead, account_id=account_id,
+                   my_offer=mine[0] if mine else None, errors=errors or {}, values=values or {},
+                   live=f"{PREFIX}/accounts/{account_id}/leads/{lead_id}/live", actions=ACTIONS)
+
+
+@router.post("/accounts/{account_id}/leads/{lead_id}/actions")
+async def act(request: Request, account_id: str, lead_id: str) -> Response:
+    caller, token = caller_of(request)
+    account_id, lead_id = path_id(account_id), path_id(lead_id)
+    form = await checked_form(request, token)
+    try:
+        body = ActivityCreate.model_validate(_activity(form))
+    except ValidationError as exc:
+        errors = {_field(e["loc"]): reason_of(e) for e in exc.errors()}
+        return await _lead(request, caller, account_id, lead_id, status=422, errors=errors, values=form)
+    except ValueError as exc:
+        return await _lead(request, caller, account_id, lead_id, status=422, errors={"task_due": str(exc)},
+                           values=form)
+    leads = leads_uc.account_leads(caller, db_of(request), account_id)
+    try:
+        answer = await leads_uc.act_on_lead(leads, caller, db_of(request), lead_id, body,
+                                            request.app.state.publish_activity)
+    except RequestValidationError as exc:
+        errors = {_field(e["loc"]): reason_of(e) for e in exc.errors()}
+        return await _lead(request, caller, account_id, lead_id, status=422, errors=errors, values=form)
+    except CrmApiError as exc:
+        if exc.status != 409:
+            raise
+        return await _lead(request, caller, account_id, lead_id, status=409, errors={"action": exc.detail},
+                           values=form)
+    done = {"accept": "Claim sent."}.get(body.action.value, "Saved.")
+    return redirect(f"{PREFIX}/accounts/{account_id}/leads/{lead_id}", flash=f"{done} {answer.detail}".strip(),
+                     request=request)
+
+
+def _activity(form: dict[str, str]) -> dict[str, Any]:
+    """The action form's fields as an ActivityCreate body (validated by the API's own model)."""
+    action = form.get("action", "")
+    body: dict[str, Any] = {"action": action}
+    if text := form.get("text", "").strip():
+        body["text"] = text
+    if action == "call" and form.get("call_outcome"):
+        body["call_outcome"] = form["call_outcome"]
+    if action == "task":
+        body["task"] = {"title": form.get("task_title", ""), "due_at": _local_time(form.get("task_due", ""),
+                                                                                  form.get("tz", ""))}
+    if action in {"email", "sms"} and form.get("message_body", "").strip():
+        body["message"] = {"body": form["message_body"]}
+        if action == "email":
+            body["message"]["subject"] = form.get("message_subject", "")
+        body.pop("text", None)
+    return body
+
+
+def _local_time(value: str, zone: str) -> str:
+    """A `datetime-local` field in the viewer's time zone (sent by the page's script), as ISO 8601."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError("give the task's due date and time") from exc
+    try:
+        tz = ZoneInfo(zone) if zone else UTC
+    except (ZoneInfoNotFoundError, ValueError):
+        tz = UTC
+    return (moment if moment.tzinfo else moment.replace(tzinfo=tz)).isoformat()
+
+
+def _field(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc if p not in {"body"}]
+    name = "_".join(parts[:2]) if parts else "action"
+    return {"message_subject": "message_subject", "message_body": "message_body", "task_title": "task_title",
+            "task_due_at": "task_due"}.get(name, parts[0] if parts else "action")

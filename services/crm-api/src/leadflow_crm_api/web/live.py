@@ -1,0 +1,63 @@
+"""Live pages: a page hears that its data changed (server-sent events), then fetches itself again."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from leadflow_crm_api.use_cases import leads as leads_uc
+from leadflow_crm_api.web.common import PREFIX, caller_of, db_of, path_id
+
+LIVE_POLL_SECONDS = 0.25  # a change shows on open pages within about a second (issue 12.4)
+LIVE_STREAM_SECONDS = 300  # then the browser reconnects, and the session is checked again
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+
+
+@router.get("/accounts/{account_id}/live")
+async def account_live(request: Request, account_id: str) -> StreamingResponse:
+    caller, _ = caller_of(request)
+    leads = leads_uc.brokerage_leads(caller, db_of(request), path_id(account_id))
+    return _stream(request, leads.change_mark)
+
+
+@router.get("/my/live")
+async def realtor_live(request: Request) -> StreamingResponse:
+    caller, _ = caller_of(request)
+    return _stream(request, leads_uc.realtor_leads(caller, db_of(request)).change_mark)
+
+
+@router.get("/accounts/{account_id}/leads/{lead_id}/live")
+async def lead_live(request: Request, account_id: str, lead_id: str) -> StreamingResponse:
+    caller, _ = caller_of(request)
+    leads = leads_uc.account_leads(caller, db_of(request), path_id(account_id))
+    lead_id = path_id(lead_id)
+
+    async def mark() -> str:
+        return await leads.lead_mark(lead_id)
+
+    return _stream(request, mark)
+
+
+def _stream(request: Request, mark: Callable[[], Awaitable[str]]) -> StreamingResponse:
+    """Server-sent events: `changed` whenever `mark()` differs from what the page was built from."""
+
+    async def events() -> AsyncIterator[str]:
+        seen = await mark()
+        yield "retry: 1000\n\n"
+        loop = asyncio.get_running_loop()
+        ends, beat = loop.time() + LIVE_STREAM_SECONDS, loop.time()
+        while loop.time() < ends and not await request.is_disconnected():
+            await asyncio.sleep(LIVE_POLL_SECONDS)
+            now = await mark()
+            if now != seen:
+                seen = now
+                yield "event: changed\ndata: {}\n\n"
+            elif loop.time() - beat > 15:
+                beat = loop.time()
+                yield ": still here\n\n"  # keeps proxies from closing an idle stream
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
