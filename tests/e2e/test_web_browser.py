@@ -28,6 +28,7 @@ from leadflow_devstack.testing import eventually
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
 LIVE = "live-realty"  # round robin on, a race of two
+SHARE, RILEY = "roof-realty", "riley-homes"  # a brokerage, and a realtor on an account of its own
 AGENTS = {"live-broker": "Lou Broker", "live-ann": "Ann Live", "live-bo": "Bo Live"}
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
@@ -50,6 +51,14 @@ def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
         "agents": [{"agent_id": a, "name": n, "email": f"{a}@live.example", "round_robin": a != "live-broker"}
                    for a, n in AGENTS.items()],
         "sources": [{"name": "Website", "race_count": 2, "claim_window_seconds": 3600}],
+    }, {
+        # AgentRoof: a brokerage that shares leads with realtors; round robin off, so its broker holds them.
+        "account_id": SHARE, "name": "Roof Realty", "round_robin": False, "roster": ["roof-broker"],
+        "agents": [{"agent_id": "roof-broker", "name": "Sam Broker", "email": "sam@roof.example"}],
+    }, {
+        "account_id": RILEY, "name": "Riley Homes", "round_robin": False, "roster": ["riley-office", "riley-park"],
+        "agents": [{"agent_id": "riley-office", "name": "Riley Office", "email": "office@riley.example"},
+                   {"agent_id": "riley-park", "name": "Riley Park", "email": "riley@riley.example"}],
     }]}  # fmt: skip
     path = tmp_path_factory.mktemp("browser") / "accounts.json"
     path.write_text(json.dumps(config))
@@ -64,18 +73,21 @@ async def browser() -> AsyncIterator[Browser]:
         await launched.close()
 
 
-async def signed_in(browser: Browser, stack: Stack, user: str, role: str) -> tuple[BrowserContext, Page]:
-    """A browser window signed in through the sign-in page, as a person would."""
-    context = await browser.new_context(viewport={"width": 390, "height": 844})  # a phone
+async def signed_in(
+    browser: Browser, stack: Stack, user: str, role: str, account: str = LIVE, *, desktop: bool = False
+) -> tuple[BrowserContext, Page]:
+    """A browser window (a phone's, unless `desktop`) signed in through the sign-in page, as a person would."""
+    viewport = {"width": 1280, "height": 900} if desktop else {"width": 390, "height": 844}
+    context = await browser.new_context(viewport=viewport)  # type: ignore[arg-type]
     page = await context.new_page()
-    await page.goto(f"{stack.url('crm-api')}/app/sign-in?account={LIVE}")
-    await page.locator(f'form:has(input[name="user"][value="{LIVE}|{user}|{role}"]) button').click()
+    await page.goto(f"{stack.url('crm-api')}/app/sign-in?account={account}")
+    await page.locator(f'form:has(input[name="user"][value="{account}|{user}|{role}"]) button').click()
     await page.wait_for_load_state()
     return context, page
 
 
-async def post_lead(stack: Stack, last_name: str) -> str:
-    body = {"account_id": LIVE, "first_name": "Paula", "last_name": last_name,
+async def post_lead(stack: Stack, last_name: str, account: str = LIVE) -> str:
+    body = {"account_id": account, "first_name": "Paula", "last_name": last_name,
             "email": f"paula-{uuid.uuid4().hex[:8]}@example.com"}
     async with httpx.AsyncClient() as intake:
         posted = await intake.post(f"{stack.url('intake')}/v1/leads", json=body)
@@ -178,3 +190,54 @@ async def test_an_emails_accept_link_claims_in_one_click_and_its_lead_link_opens
         assert page.url.endswith(f"/app/accounts/{LIVE}/leads/{lead_id}")
     finally:
         await context.close()
+
+
+async def test_a_broker_invites_a_realtor_and_transfers_two_leads_who_then_sees_them_assigned_by_the_brokerage(
+    browser: Browser, stack: Stack
+) -> None:
+    # AgentRoof, end to end in the browser: invite from My Realtors, the realtor accepts, then the broker
+    # selects two leads, More -> Lead Transfer -> the realtor -> Submit.
+    marker = f"Share{uuid.uuid4().hex[:6]}"
+    leads = [await post_lead(stack, marker, SHARE) for _ in range(2)]
+    broker_context, broker = await signed_in(browser, stack, "roof-broker", "broker", SHARE, desktop=True)
+    realtor_context, realtor = await signed_in(browser, stack, "riley-park", "realtor", RILEY)
+    try:
+        await broker.get_by_role("link", name="My Realtors").click()
+        await broker.get_by_label("Realtor's user id").fill("riley-park")
+        await broker.get_by_label("Email Address").fill("riley@riley.example")
+        await broker.get_by_label("Name").fill("Riley Park")
+        await broker.get_by_role("button", name="Invite").click()
+        await expect(broker.get_by_role("status")).to_contain_text("Invitation sent to Riley Park")
+        await expect(broker.locator('tr[data-realtor="riley-park"]')).to_contain_text("pending")
+
+        await realtor.reload()
+        invitation = realtor.locator("section.invitations li", has_text=SHARE)
+        await invitation.get_by_role("button", name="Accept").click()
+        await expect(realtor.get_by_role("status")).to_contain_text("You accepted the invitation")
+
+        await broker.get_by_role("link", name="Brokerage CRM").click()
+        await broker.get_by_label("Search").fill(marker)
+        await broker.get_by_role("button", name="Apply").click()
+        for lead_id in leads:
+            await expect(broker.locator(f'tr[data-lead="{lead_id}"]')).to_be_visible(timeout=LIVE_TIMEOUT_MS + 5_000)
+            await broker.locator(f'tr[data-lead="{lead_id}"] input[type="checkbox"]').check()
+        await broker.get_by_text("More", exact=True).click()
+        await broker.get_by_role("button", name="Lead Transfer").click()
+        dialog = broker.get_by_role("dialog", name="Lead Transfer")
+        await dialog.get_by_label("Riley Park").check()
+        await dialog.get_by_role("button", name="Submit").click()
+        await expect(broker.get_by_role("status")).to_contain_text(
+            "The selected leads were transferred successfully: 2 leads to Riley Park")
+        for lead_id in leads:  # still in the brokerage's CRM, labelled with the realtor
+            row = broker.locator(f'tr[data-lead="{lead_id}"]')
+            await expect(row.locator('[data-label="Assigned Realtor Information"]')).to_contain_text(
+                "Assigned To: Riley Park", timeout=LIVE_TIMEOUT_MS)
+
+        # The realtor's open My Leads gets both, labelled with the brokerage, without a reload.
+        for lead_id in leads:
+            row = realtor.locator(f'tr[data-lead="{lead_id}"]')
+            await expect(row).to_contain_text(f"Paula {marker}", timeout=LIVE_TIMEOUT_MS + 5_000)
+            await expect(row).to_contain_text("Assigned By: Roof Realty")
+    finally:
+        await broker_context.close()
+        await realtor_context.close()

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from leadflow_crm_api.domain.views import LeadQuery, LeadStatus, epoch_ms
+from leadflow_crm_api.domain.views import LeadQuery, LeadStatus, LeadTab, epoch_ms
 from leadflow_shared.events.commands import DistributionMode
 
 MAX_LEADS = 1000  # per request, named or matched by a filter
@@ -28,6 +28,7 @@ class LeadFilter(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"status": "unassigned"}]})
 
+    tab: LeadTab = Field(default=LeadTab.ALL, description="`mine`: only leads not transferred to a realtor (V1).")
     status: LeadStatus | None = None
     owner: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
         default=None, description="Agent holding the lead."
@@ -40,6 +41,7 @@ class LeadFilter(BaseModel):
 
     def query(self) -> LeadQuery:
         return LeadQuery(
+            tab=self.tab,
             status=self.status,
             owner_agent_id=self.owner,
             source=self.source,

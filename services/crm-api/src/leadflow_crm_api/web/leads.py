@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -15,10 +16,12 @@ from pydantic import ValidationError
 from leadflow_crm_api.adapters.leads import ScopedLeads
 from leadflow_crm_api.api import ActivityCreate
 from leadflow_crm_api.domain.principal import Principal
+from leadflow_crm_api.domain.sharing import InvitationStatus
 from leadflow_crm_api.domain.views import LeadQuery, LeadSort, LeadStatus, LeadTab
 from leadflow_crm_api.errors import CrmApiError, NotFound
 from leadflow_crm_api.problems import reason_of
 from leadflow_crm_api.use_cases import leads as leads_uc
+from leadflow_crm_api.use_cases import sharing as sharing_uc
 from leadflow_crm_api.web.common import PREFIX, caller_of, checked_form, db_of, path_id, redirect, render
 
 PAGE_SIZE = 50
@@ -47,18 +50,32 @@ def _list_query(request: Request) -> tuple[LeadQuery, str | None, dict[str, str]
 @router.get("/accounts/{account_id}/leads")
 async def brokerage_list(request: Request, account_id: str) -> HTMLResponse:
     caller, _ = caller_of(request)
-    leads = leads_uc.brokerage_leads(caller, db_of(request), path_id(account_id))
-    return await _list(request, caller, leads, title="Brokerage CRM", live=f"{PREFIX}/accounts/{account_id}/live")
+    return await brokerage_page(request, caller, path_id(account_id))
+
+
+async def brokerage_page(request: Request, caller: Principal, account_id: str, *, status: int = 200,
+                         transfer_error: str | None = None) -> HTMLResponse:
+    """V1 with its bulk actions: the realtors a Lead Transfer can pick (those who accepted, T1)."""
+    leads = leads_uc.brokerage_leads(caller, db_of(request), account_id)
+    realtors = await sharing_uc.my_realtors(account_id, caller, db_of(request))
+    return await _list(request, caller, leads, title="Brokerage CRM", live=f"{PREFIX}/accounts/{account_id}/live",
+                       status=status, realtors=realtors.items, transfer_error=transfer_error,
+                       request_id=uuid.uuid4().hex)
 
 
 @router.get("/my/leads")
 async def realtor_list(request: Request) -> HTMLResponse:
     caller, _ = caller_of(request)
+    invitations = await sharing_uc.my_invitations(caller, db_of(request))
+    pending = [i for i in invitations.items if i.status is InvitationStatus.PENDING]
     return await _list(request, caller, leads_uc.realtor_leads(caller, db_of(request)), title="My Leads",
-                       live=f"{PREFIX}/my/live")
+                       live=f"{PREFIX}/my/live", invitations=pending)
 
 
-async def _list(request: Request, caller: Principal, leads: ScopedLeads, *, title: str, live: str) -> HTMLResponse:
+async def _list(request: Request, caller: Principal, leads: ScopedLeads, *, title: str, live: str,
+                status: int = 200, **extra: Any) -> HTMLResponse:
+    # The change mark before the data: a change landing in between refreshes the page once more; none is missed.
+    live = f"{live}?{urlencode({'since': await leads.change_mark()})}"
     query, cursor, shown = _list_query(request)
     try:
         page = await leads_uc.lead_page(leads, db_of(request), query, PAGE_SIZE, cursor)
@@ -67,8 +84,9 @@ async def _list(request: Request, caller: Principal, leads: ScopedLeads, *, titl
     base = {k: v for k, v in shown.items() if v}
     next_url = f"{request.url.path}?{urlencode(base | {'cursor': page.next_cursor})}" if page.next_cursor else None
     tabs = [(tab, f"{request.url.path}?{urlencode(base | {'tab': tab.value})}") for tab in LeadTab]
-    return render(request, "leads.html", caller=caller, title=title, page=page, shown=shown, next_url=next_url,
-                   tabs=tabs, query=query, live=live, statuses=list(LeadStatus), sorts=list(LeadSort))
+    return render(request, "leads.html", status=status, caller=caller, title=title, page=page, shown=shown,
+                  next_url=next_url, tabs=tabs, query=query, live=live, statuses=list(LeadStatus),
+                  sorts=list(LeadSort), filters=urlencode(base), **extra)
 
 
 # -- a lead's page (V3) and its actions (R8) ----------------------------------------------------------------
@@ -83,6 +101,7 @@ async def lead_page(request: Request, account_id: str, lead_id: str) -> HTMLResp
 async def _lead(request: Request, caller: Principal, account_id: str, lead_id: str, *, status: int = 200,
                 errors: dict[str, str] | None = None, values: dict[str, str] | None = None) -> HTMLResponse:
     leads = leads_uc.account_leads(caller, db_of(request), account_id)
+    since = await leads.lead_mark(lead_id)  # before the data, as for the lists
     try:
         lead = await leads_uc.lead_view(leads, caller, db_of(request), lead_id)
     except NotFound:
@@ -93,7 +112,8 @@ async def _lead(request: Request, caller: Principal, account_id: str, lead_id: s
     mine = [o for o in lead.open_offers if o.agent_id == caller.sub]
     return render(request, "lead.html", status=status, caller=caller, lead=lead, account_id=account_id,
                    my_offer=mine[0] if mine else None, errors=errors or {}, values=values or {},
-                   live=f"{PREFIX}/accounts/{account_id}/leads/{lead_id}/live", actions=ACTIONS)
+                   live=f"{PREFIX}/accounts/{account_id}/leads/{lead_id}/live?{urlencode({'since': since})}",
+                  actions=ACTIONS)
 
 
 @router.post("/accounts/{account_id}/leads/{lead_id}/actions")

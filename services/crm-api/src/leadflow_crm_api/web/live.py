@@ -44,8 +44,12 @@ async def lead_live(request: Request, account_id: str, lead_id: str) -> Streamin
 def _stream(request: Request, mark: Callable[[], Awaitable[str]]) -> StreamingResponse:
     """Server-sent events: `changed` whenever `mark()` differs from what the page was built from."""
 
+    # What the page was built from (`since`, taken before its data was read), so a change between the
+    # page's render and this stream is still announced. A reconnect may announce one change twice.
+    since = request.query_params.get("since")
+
     async def events() -> AsyncIterator[str]:
-        seen = await mark()
+        seen = since[:300] if since is not None else await mark()
         yield "retry: 1000\n\n"
         loop = asyncio.get_running_loop()
         ends, beat = loop.time() + LIVE_STREAM_SECONDS, loop.time()

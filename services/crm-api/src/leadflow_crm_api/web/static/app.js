@@ -29,6 +29,9 @@ async function refresh() {
   // Anything but this page again (signed out, the lead gone to someone else): show that page instead.
   if (!response.ok || response.redirected || !fresh) { location.reload(); return; }
   if (current) {
+    // Keep what the person selected: the rows are new, the choice is theirs.
+    const chosen = new Set([...current.querySelectorAll("input[name=lead_ids]:checked")].map((el) => el.value));
+    for (const box of fresh.querySelectorAll("input[name=lead_ids]")) box.checked = chosen.has(box.value);
     current.replaceWith(fresh);
     localTimes(fresh);
     countdowns();
@@ -47,7 +50,20 @@ function live() {
   });
 }
 
+function dialogs() {
+  // Without this script a dialog shows inline (it is rendered open); with it, it is a modal opened on demand.
+  for (const dialog of document.querySelectorAll("dialog")) {
+    dialog.close();
+    if ("show" in dialog.dataset) dialog.showModal();  // reopened with the server's error in it
+    for (const close of dialog.querySelectorAll("[data-close]")) close.addEventListener("click", () => dialog.close());
+  }
+  for (const opener of document.querySelectorAll("[data-dialog]")) {
+    opener.addEventListener("click", () => document.getElementById(opener.dataset.dialog).showModal());
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  dialogs();
   localTimes(document);
   countdowns();
   setInterval(countdowns, 1000);
