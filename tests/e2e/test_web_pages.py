@@ -70,15 +70,22 @@ async def post_lead(stack: Stack, account_id: str = WEB) -> str:
     return str(posted.json()["event_id"])
 
 
-async def offered(stack: Stack, lead_id: str, account_id: str = WEB) -> dict[str, Any]:
+async def detail_now(stack: Stack, lead_id: str, account_id: str = WEB) -> dict[str, Any]:
     headers = stack.auth("web-broker", "broker", account_id)
+    async with httpx.AsyncClient(base_url=stack.url("crm-api")) as api:
+        found: dict[str, Any] = (await api.get(f"/v1/accounts/{account_id}/leads/{lead_id}", headers=headers)).json()
+    return found
 
-    async def detail() -> dict[str, Any] | None:
-        async with httpx.AsyncClient(base_url=stack.url("crm-api")) as api:
-            found = (await api.get(f"/v1/accounts/{account_id}/leads/{lead_id}", headers=headers)).json()
-        return found if found.get("open_offers") else None
 
-    return await eventually(detail, what="the lead offered")  # type: ignore[no-any-return]
+async def offered(stack: Stack, lead_id: str, account_id: str = WEB, racers: int = 2) -> dict[str, Any]:
+    """The lead once offered to all its racers, in the row and on the timeline (written one after the other)."""
+
+    async def settled() -> dict[str, Any] | None:
+        found = await detail_now(stack, lead_id, account_id)
+        types = [e["type"] for e in found.get("timeline", [])]
+        return found if len(found.get("open_offers", [])) == racers and types == ["LeadOffered"] * racers else None
+
+    return await eventually(settled, what="the lead offered to its racers")  # type: ignore[no-any-return]
 
 
 async def test_without_a_session_a_page_sends_you_to_sign_in_and_back(browser_like: httpx.AsyncClient) -> None:
@@ -124,7 +131,7 @@ async def test_a_forged_or_missing_form_token_changes_nothing(stack: Stack, brow
         refused = await browser_like.post(url, data=form)
         assert refused.status_code == 403, refused.text
         assert "did not come from leadflow" in refused.text
-    after = await offered(stack, lead_id)
+    after = await detail_now(stack, lead_id)
     assert [e["type"] for e in after["timeline"]] == [e["type"] for e in detail["timeline"]], "nothing written"
 
 
@@ -158,7 +165,7 @@ async def test_other_tenants_and_unknown_ids_get_a_page_never_data_or_a_500(
 
 async def test_another_offices_lead_in_the_url_is_not_shown(stack: Stack, browser_like: httpx.AsyncClient) -> None:
     foreign = await post_lead(stack, OTHER)
-    await offered(stack, foreign, OTHER)
+    await offered(stack, foreign, OTHER, racers=1)
     await sign_in(browser_like, WEB, "web-broker", "broker")
     for path in (f"/app/accounts/{OTHER}/leads/{foreign}", f"/app/accounts/{WEB}/leads/{foreign}"):
         response = await browser_like.get(path)
@@ -180,6 +187,6 @@ async def test_a_form_error_is_shown_next_to_its_field_and_nothing_is_written(
     refused = await browser_like.post(f"/app/accounts/{WEB}/leads/{lead_id}/actions", data=form)
     assert refused.status_code == 422
     assert 'id="task_title-error"' in refused.text
-    after = await offered(stack, lead_id)
+    after = await detail_now(stack, lead_id)
     assert len(after["timeline"]) == len(detail["timeline"]), "nothing written"
     assert after["open_offers"], "and nothing claimed"
