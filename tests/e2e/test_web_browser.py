@@ -29,6 +29,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
 LIVE = "live-realty"  # round robin on, a race of two
 SHARE, RILEY = "roof-realty", "riley-homes"  # a brokerage, and a realtor on an account of its own
+NORTH, SOUTH = "org-north-office", "org-south-office"  # two offices of one organisation
 AGENTS = {"live-broker": "Lou Broker", "live-ann": "Ann Live", "live-bo": "Bo Live"}
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
@@ -55,6 +56,15 @@ def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
         # AgentRoof: a brokerage that shares leads with realtors; round robin off, so its broker holds them.
         "account_id": SHARE, "name": "Roof Realty", "round_robin": False, "roster": ["roof-broker"],
         "agents": [{"agent_id": "roof-broker", "name": "Sam Broker", "email": "sam@roof.example"}],
+    }, {
+        # Brokerkit: two offices of one organisation.
+        "account_id": NORTH, "name": "Org North", "organisation_id": "web-org", "round_robin": False,
+        "roster": ["north-broker"], "agents": [{"agent_id": "north-broker", "name": "Nia North",
+                                                "email": "nia@north.example"}],
+    }, {
+        "account_id": SOUTH, "name": "Org South", "organisation_id": "web-org", "round_robin": False,
+        "roster": ["south-broker"], "agents": [{"agent_id": "south-broker", "name": "Sol South",
+                                                "email": "sol@south.example"}],
     }, {
         "account_id": RILEY, "name": "Riley Homes", "round_robin": False, "roster": ["riley-office", "riley-park"],
         "agents": [{"agent_id": "riley-office", "name": "Riley Office", "email": "office@riley.example"},
@@ -241,3 +251,40 @@ async def test_a_broker_invites_a_realtor_and_transfers_two_leads_who_then_sees_
     finally:
         await broker_context.close()
         await realtor_context.close()
+
+
+async def test_a_broker_reassigns_a_lead_to_another_office_with_its_labels(browser: Browser, stack: Stack) -> None:
+    # Brokerkit: the lead's profile -> labels; Reassign -> the other office -> Reassign. The other office's
+    # open All Leads gets it, labels and all, as a new lead.
+    marker = f"Move{uuid.uuid4().hex[:6]}"
+    lead_id = await post_lead(stack, marker, NORTH)
+    north_context, north = await signed_in(browser, stack, "north-broker", "broker", NORTH, desktop=True)
+    south_context, south = await signed_in(browser, stack, "south-broker", "broker", SOUTH, desktop=True)
+    try:
+        row = north.locator(f'tr[data-lead="{lead_id}"]')
+        await expect(row).to_be_visible(timeout=LIVE_TIMEOUT_MS + 5_000)
+        await row.get_by_role("link", name=f"Paula {marker}").click()
+        await north.get_by_label("Labels (comma-separated)").fill("Hot, Relocating")
+        await north.get_by_label("Company").fill("Harbor Lofts LLC")
+        await north.get_by_role("button", name="Save profile").click()
+        await expect(north.get_by_role("status")).to_contain_text("Profile saved.")
+        await north.get_by_role("button", name="Reassign").click()
+        dialog = north.get_by_role("dialog", name="Reassign")
+        await dialog.get_by_label("Office").select_option(label="Org South")
+        await dialog.get_by_role("button", name="Reassign").click()
+        await expect(north.get_by_role("status")).to_contain_text("reassigned to Org South")
+
+        moved = south.locator(f'tr[data-lead="{lead_id}"]')
+        await expect(moved).to_be_visible(timeout=LIVE_TIMEOUT_MS + 10_000)  # the router moves it, then the views
+        await expect(moved).to_contain_text("Hot")
+        await expect(moved).to_contain_text("Relocating")
+        await expect(moved).to_contain_text("from Org North")
+        await moved.get_by_role("link", name=f"Paula {marker}").click()
+        await expect(south.get_by_text("Moved from Org North")).to_be_visible()
+        await expect(south.get_by_label("Company")).to_have_value("Harbor Lofts LLC")
+        # ...and it is gone from the office it left.
+        await north.goto(f"{stack.url('crm-api')}/app/accounts/{NORTH}/leads")
+        await expect(north.locator(f'tr[data-lead="{lead_id}"]')).to_have_count(0)
+    finally:
+        await north_context.close()
+        await south_context.close()

@@ -21,6 +21,7 @@ from leadflow_crm_api.domain.views import LeadQuery, LeadSort, LeadStatus, LeadT
 from leadflow_crm_api.errors import CrmApiError, NotFound
 from leadflow_crm_api.problems import reason_of
 from leadflow_crm_api.use_cases import leads as leads_uc
+from leadflow_crm_api.use_cases import offices as offices_uc
 from leadflow_crm_api.use_cases import sharing as sharing_uc
 from leadflow_crm_api.web.common import PREFIX, caller_of, checked_form, db_of, path_id, redirect, render
 
@@ -98,6 +99,12 @@ async def lead_page(request: Request, account_id: str, lead_id: str) -> HTMLResp
     return await _lead(request, caller, path_id(account_id), path_id(lead_id))
 
 
+async def lead_page_of(request: Request, caller: Principal, account_id: str, lead_id: str, *, status: int = 200,
+                       errors: dict[str, str] | None = None, values: dict[str, str] | None = None) -> HTMLResponse:
+    """A lead's page; re-rendered with `errors` next to the fields of the form that was refused."""
+    return await _lead(request, caller, account_id, lead_id, status=status, errors=errors, values=values)
+
+
 async def _lead(request: Request, caller: Principal, account_id: str, lead_id: str, *, status: int = 200,
                 errors: dict[str, str] | None = None, values: dict[str, str] | None = None) -> HTMLResponse:
     leads = leads_uc.account_leads(caller, db_of(request), account_id)
@@ -110,8 +117,13 @@ async def _lead(request: Request, caller: Principal, account_id: str, lead_id: s
         return render(request, "error.html", status=410, caller=caller, title="This lead is no longer yours",
                        detail=how)
     mine = [o for o in lead.open_offers if o.agent_id == caller.sub]
+    offices = []  # Brokerkit's Reassign: the organisation's other offices (brokers and admins of this office)
+    if caller.sees_whole_account and caller.account_id == account_id:
+        listed = await offices_uc.list_offices(account_id, caller, db_of(request))
+        offices = [o for o in listed.items if not o.current]
     return render(request, "lead.html", status=status, caller=caller, lead=lead, account_id=account_id,
-                   my_offer=mine[0] if mine else None, errors=errors or {}, values=values or {},
+                   my_offer=mine[0] if mine else None, errors=errors or {}, values=values or {}, offices=offices,
+                   request_id=uuid.uuid4().hex,
                    live=f"{PREFIX}/accounts/{account_id}/leads/{lead_id}/live?{urlencode({'since': since})}",
                   actions=ACTIONS)
 

@@ -1,0 +1,475 @@
+"""Office-to-office transfers (T2), the lead profile they carry, labels, and the organisation's offices:
+the use cases the JSON routes (routes/offices.py) and the web pages call. Their parameters use the
+routes' dependency types only as annotations: callers pass plain values.
+
+A broker/admin moves a lead or a team member to another office of its organisation. The
+request is checked whole (a refusal changes nothing), recorded, then handed to the router
+on leads.commands.v1; the answer is 202 with the transfer, `pending` until the router's
+event reaches the views (`done`). Decision 0020.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from leadflow_crm_api.adapters.offices import Labels, OfficeTransfers, Organisation
+from leadflow_crm_api.adapters.settings import AccountSettings
+from leadflow_crm_api.deps import AccountLeads, Caller, Commands, Db, Id, IdempotencyKey, IdText
+from leadflow_crm_api.domain.distribution import MAX_LEADS, LeadFilter, LeadId, Skipped
+from leadflow_crm_api.domain.offices import (
+    TransferKind,
+    TransferStatus,
+    member_refusal,
+    office_refusal,
+    office_transfer_id,
+    profile_fields,
+)
+from leadflow_crm_api.domain.principal import Principal
+from leadflow_crm_api.domain.text import visible
+from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound
+from leadflow_crm_api.publishing import publish_or_unavailable
+from leadflow_crm_api.selection import refuse_named, selected_leads
+from leadflow_shared.events.commands import (
+    TransferLead,
+    TransferLeadPayload,
+    TransferTeamMember,
+    TransferTeamMemberPayload,
+)
+from leadflow_shared.kafka import PublishRaw
+
+# Shown to everyone who sees the lead: visible text only (domain/text.py), on one line.
+Line = Annotated[
+    str, StringConstraints(min_length=1, max_length=300, strip_whitespace=True), AfterValidator(visible(300))
+]
+Name = Annotated[
+    str, StringConstraints(min_length=1, max_length=60, strip_whitespace=True), AfterValidator(visible(60))
+]
+
+
+# --- the lead profile (what T2 carries and drops) ------------------------------------------------
+
+
+class LeadProfile(BaseModel):
+    """A lead's CRM attributes. An office transfer keeps the first group and the labels; it drops campaigns."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "company": "Harbor Lofts LLC",
+                    "office_address": "1 Main St, Brooklyn, NY 11201",
+                    "home_address": "22 Oak Ave, Brooklyn, NY 11215",
+                    "rating": 4,
+                    "production_value": "$5M+",
+                    "labels": ["Hot", "Relocating"],
+                    "campaigns": ["Spring buyers"],
+                    "campaign_subscriptions": ["Market report"],
+                    "campaign_triggers": ["Price drop alert"],
+                }
+            ]
+        },
+    )
+
+    company: Line | None = None
+    office_address: Line | None = None
+    home_address: Line | None = None
+    rating: int | None = Field(default=None, ge=0, le=5, description="0 to 5 stars.")
+    production_value: Line | None = Field(default=None, description="The production value label.")
+    labels: list[Name] = Field(default_factory=list, max_length=50, description="Created in the account if missing.")
+    campaigns: list[Name] = Field(default_factory=list, max_length=50, description="Not carried by office transfers.")
+    campaign_subscriptions: list[Name] = Field(default_factory=list, max_length=50, description="Not carried.")
+    campaign_triggers: list[Name] = Field(default_factory=list, max_length=50, description="Not carried.")
+
+
+async def put_profile(leads: AccountLeads, db: Db, lead_id: Id, body: LeadProfile) -> LeadProfile:
+    """Replace the lead's profile (anyone who can see the lead); its labels are created in the account."""
+    doc = await leads.get(lead_id)
+    if doc is None:
+        raise NotFound("No such lead.")
+    profile = body.model_copy(update={"labels": list(dict.fromkeys(body.labels))})
+    await Labels(db).ensure_named(doc["account_id"], profile.labels, at=datetime.now(UTC))
+    await leads.set_profile(lead_id, profile_fields(profile.model_dump()))
+    return profile
+
+
+class LabelPublic(BaseModel):
+    name: str
+    created_at_ms: int
+
+
+class LabelList(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {"name": "Hot", "created_at_ms": 1795183200000},
+                        {"name": "Relocating", "created_at_ms": 1795532645000},
+                    ]
+                }
+            ]
+        }
+    )
+
+    items: list[LabelPublic] = Field(description="The account's labels; filter leads with `label=`.")
+
+
+async def list_labels(account_id: Id, caller: Caller, db: Db) -> LabelList:
+    """Every label of the account, including those an office transfer created (brokers and admins)."""
+    if account_id != caller.account_id:
+        raise Forbidden("The token does not grant access to this account.")
+    if not caller.sees_whole_account:
+        raise Forbidden("The account's labels are for brokers and admins; realtors filter their leads by label.")
+    docs = await Labels(db).of_account(account_id)
+    return LabelList(items=[LabelPublic(name=d["name"], created_at_ms=d["created_ms"]) for d in docs])
+
+
+# --- the organisation's offices ------------------------------------------------------------------
+
+
+class Office(BaseModel):
+    account_id: str
+    name: str
+    current: bool = Field(description="The caller's own office.")
+
+
+class OfficeList(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "organisation_id": "acme-group",
+                    "items": [
+                        {"account_id": "acme-realty", "name": "Acme Realty", "current": True},
+                        {"account_id": "acme-brooklyn", "name": "Acme Realty Brooklyn", "current": False},
+                    ],
+                }
+            ]
+        }
+    )
+
+    organisation_id: str | None = Field(description="Null: the account belongs to no organisation.")
+    items: list[Office]
+
+
+def _broker_of(caller: Principal, account_id: str) -> None:
+    if account_id != caller.account_id:
+        raise Forbidden("The token does not grant access to this account.")
+    if not caller.sees_whole_account:
+        raise Forbidden("Only brokers and admins of the account move leads and team members between offices.")
+
+
+async def list_offices(account_id: Id, caller: Caller, db: Db) -> OfficeList:
+    """The offices of the account's organisation: the targets of an office transfer."""
+    _broker_of(caller, account_id)
+    organisation = Organisation(db)
+    account = await organisation.account(account_id)
+    if account is None:
+        raise NotFound("No such account.")
+    org = account.get("organisation_id")
+    if not org or (caller.organisation_id is not None and caller.organisation_id != org):
+        return OfficeList(organisation_id=org or None, items=[])
+    return OfficeList(
+        organisation_id=org,
+        items=[
+            Office(account_id=d["_id"], name=d.get("name", d["_id"]), current=d["_id"] == account_id)
+            for d in await organisation.offices(org)
+        ],
+    )
+
+
+# --- office transfers ---------------------------------------------------------------------------
+
+
+class OfficeTransferCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"lead_id": "0b8e6c1e-3f55-5d7a-9c1e-2f4a6b8c0d12", "to_account_id": "acme-brooklyn"},
+                {"agent_id": "blair-chen", "to_account_id": "acme-brooklyn"},
+            ]
+        },
+    )
+
+    lead_id: uuid.UUID | None = Field(default=None, description="The lead to move; or give `agent_id`.")
+    agent_id: IdText | None = Field(default=None, description="The team member to move; or give `lead_id`.")
+    to_account_id: IdText = Field(description="Another office of the account's organisation.")
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> OfficeTransferCreate:
+        if (self.lead_id is None) == (self.agent_id is None):
+            raise ValueError("give exactly one of lead_id and agent_id")
+        return self
+
+
+class OfficeTransferPublic(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "transfer_id": "a4104106-e3e6-50f9-886c-d2140da9179e",
+                    "kind": "lead",
+                    "lead_id": "0b8e6c1e-3f55-5d7a-9c1e-2f4a6b8c0d12",
+                    "agent_id": None,
+                    "from_account_id": "acme-realty",
+                    "to_account_id": "acme-brooklyn",
+                    "to_account_name": "Acme Realty Brooklyn",
+                    "status": "pending",
+                    "requested_at": "2026-11-24T15:04:05Z",
+                    "requested_by": "alex-rivera",
+                },
+                {
+                    "transfer_id": "e2b7c9d4-6a1f-4e8b-b3c5-7d9e1f2a4b6c",
+                    "kind": "team_member",
+                    "lead_id": None,
+                    "agent_id": "blair-chen",
+                    "from_account_id": "acme-realty",
+                    "to_account_id": "acme-brooklyn",
+                    "to_account_name": "Acme Realty Brooklyn",
+                    "status": "done",
+                    "requested_at": "2026-11-24T15:04:05Z",
+                    "requested_by": "alex-rivera",
+                },
+            ]
+        }
+    )
+
+    transfer_id: str
+    kind: TransferKind
+    lead_id: str | None = Field(default=None, description="The lead moved; null for a team member.")
+    agent_id: str | None = Field(default=None, description="The team member moved; null for a lead.")
+    from_account_id: str
+    to_account_id: str
+    to_account_name: str
+    status: TransferStatus = Field(description="`pending` until the target office has the lead or team member.")
+    requested_at: datetime
+    requested_by: str
+
+
+def _public(doc: dict[str, Any]) -> OfficeTransferPublic:
+    return OfficeTransferPublic(
+        transfer_id=doc["_id"],
+        kind=TransferKind(doc["kind"]),
+        lead_id=doc.get("lead_id"),
+        agent_id=doc.get("agent_id"),
+        from_account_id=doc["account_id"],
+        to_account_id=doc["to_account_id"],
+        to_account_name=doc["to_account_name"],
+        status=TransferStatus(doc["status"]),
+        requested_at=doc["at"],
+        requested_by=doc["by"],
+    )
+
+
+async def transfer_to_office(
+    account_id: Id,
+    body: OfficeTransferCreate,
+    leads: AccountLeads,
+    caller: Caller,
+    db: Db,
+    publish: Commands,
+    idempotency_key: IdempotencyKey = None,
+) -> OfficeTransferPublic:
+    """T2: move a lead (a new lead there) or a team member (Onboarding there) to another office."""
+    _broker_of(caller, account_id)
+    transfers = OfficeTransfers(db)
+    transfer_id = str(office_transfer_id(account_id, idempotency_key))
+    stored = await transfers.get(account_id, transfer_id)
+    if stored is None:
+        record = await _checked_record(transfer_id, account_id, body, leads, caller, db)
+        stored = await transfers.begin(record)
+    if (stored.get("lead_id"), stored.get("agent_id"), stored["to_account_id"]) != (
+        None if body.lead_id is None else str(body.lead_id),
+        body.agent_id,
+        body.to_account_id,
+    ):
+        raise InvalidRequest("Idempotency-Key: already used for a different transfer; nothing was transferred.")
+    if not stored.get("published"):
+        if stored["kind"] == TransferKind.TEAM_MEMBER:
+            await transfers.move_member(stored)  # settings first: the router's event tells the target's staff
+        await _publish(publish, stored)
+        await transfers.mark_published(stored["_id"])
+    current = await transfers.get(account_id, transfer_id)
+    return _public(current or stored)
+
+
+async def _office_base(
+    account_id: str, to_account_id: str, caller: Principal, db: Db
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the source office, a transfer record without id or subject), once the offices may move things."""
+    organisation = Organisation(db)
+    source = await organisation.account(account_id)
+    if source is None:
+        raise NotFound("No such account.")
+    target = await organisation.account(to_account_id)
+    if (refusal := office_refusal(source=source, target=target, token_organisation=caller.organisation_id)) or (
+        target is None
+    ):
+        raise InvalidRequest(f"{refusal}; nothing was transferred.")
+    at = datetime.now(UTC)
+    return source, {
+        "account_id": account_id,
+        "to_account_id": target["_id"],
+        "to_account_name": target.get("name", target["_id"]),
+        "by": caller.sub,
+        "at": at.replace(microsecond=at.microsecond // 1000 * 1000),  # what MongoDB keeps
+        "status": TransferStatus.PENDING.value,
+        "published": False,
+    }
+
+
+async def _checked_record(
+    transfer_id: str,
+    account_id: str,
+    body: OfficeTransferCreate,
+    leads: AccountLeads,
+    caller: Principal,
+    db: Db,
+) -> dict[str, Any]:
+    """Every check before anything is written; the record the writes take their values from."""
+    source, record = await _office_base(account_id, body.to_account_id, caller, db)
+    record["_id"] = transfer_id
+    if body.lead_id is not None:
+        if await leads.get(str(body.lead_id)) is None:
+            raise InvalidRequest("lead_id: not a lead of this account; nothing was transferred.")
+        return record | {"kind": TransferKind.LEAD.value, "lead_id": str(body.lead_id), "agent_id": None}
+    assert body.agent_id is not None  # noqa: S101 (the body's validator requires one of the two)
+    agent = await AccountSettings(db, account_id).agent(body.agent_id)
+    if (refusal := member_refusal(agent, list(source.get("roster", [])))) is not None or agent is None:
+        raise InvalidRequest(f"{refusal}; nothing was transferred.")
+    return record | {
+        "kind": TransferKind.TEAM_MEMBER.value,
+        "lead_id": None,
+        "agent_id": body.agent_id,
+        "agent_name": agent.get("name", body.agent_id),
+    }
+
+
+async def _publish(publish: PublishRaw, transfer: dict[str, Any]) -> None:
+    """The transfer's command; its event id is the transfer id, so publishing it again is the same command."""
+    command: TransferLead | TransferTeamMember
+    common = {
+        "account_id": transfer["account_id"],
+        "event_id": uuid.UUID(transfer["_id"]),
+        "occurred_at": transfer["at"].replace(tzinfo=UTC),
+    }
+    if transfer["kind"] == TransferKind.LEAD:
+        command = TransferLead.create(
+            **common,
+            payload=TransferLeadPayload(
+                lead_id=uuid.UUID(transfer["lead_id"]),
+                to_account_id=transfer["to_account_id"],
+                by_user_id=transfer["by"],
+            ),
+        )
+    else:
+        command = TransferTeamMember.create(
+            **common,
+            payload=TransferTeamMemberPayload(
+                agent_id=transfer["agent_id"],
+                agent_name=transfer["agent_name"],
+                to_account_id=transfer["to_account_id"],
+                by_user_id=transfer["by"],
+            ),
+        )
+    await publish_or_unavailable(
+        publish, command, detail="The transfer was not handed to the router; retry with the same Idempotency-Key."
+    )
+
+
+class BulkOfficeTransferCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"lead_ids": ["0b8e6c1e-3f55-5d7a-9c1e-2f4a6b8c0d12"], "to_account_id": "acme-brooklyn"},
+                {"filter": {"source": "Zillow", "label": "Brooklyn"}, "to_account_id": "acme-brooklyn"},
+            ]
+        },
+    )
+
+    lead_ids: list[LeadId] | None = Field(default=None, min_length=1, max_length=MAX_LEADS)
+    filter: LeadFilter | None = Field(default=None, description=f"Every lead it matches, at most {MAX_LEADS}.")
+    to_account_id: IdText = Field(description="Another office of the account's organisation.")
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> BulkOfficeTransferCreate:
+        if (self.lead_ids is None) == (self.filter is None):
+            raise ValueError("give either lead_ids or filter")
+        return self
+
+
+class BulkOfficeTransfer(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"bulk_id": "5d1f9c2e-7b3a-4e8d-a6c0-2f9e1b4d7a3c", "transfers": [], "skipped": []}]
+        }
+    )
+
+    bulk_id: str
+    transfers: list[OfficeTransferPublic] = Field(description="One per lead; poll each for `done`.")
+    skipped: list[Skipped] = Field(default_factory=list, description="Leads the filter matched that cannot move.")
+
+
+async def transfer_many_to_office(
+    account_id: Id,
+    body: BulkOfficeTransferCreate,
+    leads: AccountLeads,
+    caller: Caller,
+    db: Db,
+    publish: Commands,
+    idempotency_key: IdempotencyKey = None,
+) -> BulkOfficeTransfer:
+    """T2 for many leads: the selected ones, or all a filter matches, each its own transfer.
+
+    Named leads that cannot move (unknown, already being moved) refuse the request and nothing is
+    sent; such leads a filter matches are skipped and listed. The same `Idempotency-Key` resends
+    the same transfers."""
+    _broker_of(caller, account_id)
+    _, base = await _office_base(account_id, body.to_account_id, caller, db)
+    wanted, rows = await selected_leads(leads, body.lead_ids, body.filter)
+    transfers = OfficeTransfers(db)
+    bulk_id = office_transfer_id(account_id, idempotency_key)
+    ours = {i: str(uuid.uuid5(bulk_id, i)) for i in wanted}
+    pending = await transfers.moving(account_id, wanted) if wanted else {}
+    # A lead this very bulk is moving is no refusal: a retry with the same key resends its transfer.
+    refusals = {
+        i: why for i in wanted if (why := _bulk_refusal(rows.get(i), moving=pending.get(i, ours[i]) != ours[i]))
+    }
+    for lead_id in list(refusals):  # moved already by this very bulk (a retry after it finished): no refusal
+        if await transfers.get(account_id, ours[lead_id]) is not None:
+            del refusals[lead_id]
+    refuse_named(body.lead_ids, refusals)
+    done: list[OfficeTransferPublic] = []
+    for lead_id in (i for i in wanted if i not in refusals):
+        record = base | {"_id": ours[lead_id], "kind": TransferKind.LEAD.value,
+                         "lead_id": lead_id, "agent_id": None}
+        stored = await transfers.get(account_id, record["_id"]) or await transfers.begin(record)
+        if not stored.get("published"):
+            await _publish(publish, stored)
+            await transfers.mark_published(stored["_id"])
+        done.append(_public(stored))
+    return BulkOfficeTransfer(
+        bulk_id=str(bulk_id), transfers=done, skipped=[Skipped(lead_id=i, reason=w) for i, w in refusals.items()]
+    )
+
+
+def _bulk_refusal(row: dict[str, Any] | None, *, moving: bool) -> str | None:
+    if row is None:
+        return "not a lead of this account"
+    return "already being moved to another office" if moving else None
+
+
+async def get_office_transfer(account_id: Id, transfer_id: Id, caller: Caller, db: Db) -> OfficeTransferPublic:
+    """Whether the transfer is done: the lead is in the target's views, or the team member's staff were told."""
+    _broker_of(caller, account_id)
+    doc = await OfficeTransfers(db).get(account_id, transfer_id)
+    if doc is None:
+        raise NotFound("No such office transfer.")
+    return _public(doc)

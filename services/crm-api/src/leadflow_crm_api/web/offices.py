@@ -1,0 +1,70 @@
+"""Brokerkit in the web app: a lead's profile and labels, and Reassign to another office of the
+organisation (T2). The use cases are the JSON API's (`use_cases.offices`)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from leadflow_crm_api.errors import InvalidRequest, NotFound
+from leadflow_crm_api.problems import reason_of
+from leadflow_crm_api.use_cases import leads as leads_uc
+from leadflow_crm_api.use_cases import offices as offices_uc
+from leadflow_crm_api.use_cases.offices import LeadProfile, OfficeTransferCreate
+from leadflow_crm_api.web.common import PREFIX, caller_of, checked_form, db_of, path_id, redirect
+from leadflow_crm_api.web.leads import lead_page_of
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
+PROFILE_FIELDS = ("company", "office_address", "home_address", "production_value")
+
+
+@router.post("/accounts/{account_id}/leads/{lead_id}/profile")
+async def profile(request: Request, account_id: str, lead_id: str) -> Response:
+    """The lead's profile and labels (comma-separated); the campaigns it has are kept as they are."""
+    caller, token = caller_of(request)
+    account_id, lead_id = path_id(account_id), path_id(lead_id)
+    form = await checked_form(request, token)
+    leads = leads_uc.account_leads(caller, db_of(request), account_id)
+    current = await leads_uc.lead_view(leads, caller, db_of(request), lead_id)
+    fields: dict[str, object] = {k: form.get(k, "").strip() or None for k in PROFILE_FIELDS}
+    fields["rating"] = form.get("rating", "").strip() or None
+    fields["labels"] = [x.strip() for x in form.get("labels", "").split(",") if x.strip()]
+    try:
+        body = LeadProfile.model_validate(fields | {"campaigns": current.campaigns,
+                                                    "campaign_subscriptions": current.campaign_subscriptions,
+                                                    "campaign_triggers": current.campaign_triggers})
+    except ValidationError as exc:
+        errors = {str(e["loc"][0]): reason_of(e) for e in exc.errors() if e["loc"]}
+        return await lead_page_of(request, caller, account_id, lead_id, status=422, errors=errors, values=form)
+    await offices_uc.put_profile(leads, db_of(request), lead_id, body)
+    return redirect(f"{PREFIX}/accounts/{account_id}/leads/{lead_id}", flash="Profile saved.", request=request)
+
+
+@router.post("/accounts/{account_id}/leads/{lead_id}/reassign")
+async def reassign(request: Request, account_id: str, lead_id: str) -> Response:
+    """Reassign -> an office -> Reassign: the lead leaves this office and is a new lead there (T2)."""
+    caller, token = caller_of(request)
+    account_id, lead_id = path_id(account_id), path_id(lead_id)
+    form = await checked_form(request, token)
+    try:
+        body = OfficeTransferCreate(lead_id=uuid.UUID(lead_id), to_account_id=form.get("to_account_id", ""))
+    except (ValueError, ValidationError):
+        return await lead_page_of(request, caller, account_id, lead_id, status=422,
+                                  errors={"to_account_id": "Select the office that will receive the lead."},
+                                  values=form)
+    request_id = form.get("request_id", "")
+    key = f"web:{request_id}" if REQUEST_ID.match(request_id) else None  # a double submit is one transfer
+    leads = leads_uc.account_leads(caller, db_of(request), account_id)
+    try:
+        moved = await offices_uc.transfer_to_office(account_id, body, leads, caller, db_of(request),
+                                                    request.app.state.publish_command, key)
+    except (InvalidRequest, NotFound) as exc:
+        return await lead_page_of(request, caller, account_id, lead_id, status=422,
+                                  errors={"to_account_id": exc.detail}, values=form)
+    return redirect(f"{PREFIX}/accounts/{account_id}/leads", request=request,
+                    flash=f"The lead was reassigned to {moved.to_account_name}; it is a new lead there.")
