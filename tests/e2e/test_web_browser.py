@@ -30,6 +30,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 LIVE = "live-realty"  # round robin on, a race of two
 SHARE, RILEY = "roof-realty", "riley-homes"  # a brokerage, and a realtor on an account of its own
 NORTH, SOUTH = "org-north-office", "org-south-office"  # two offices of one organisation
+SET = "set-realty"  # the settings page changes how its next lead is routed
 AGENTS = {"live-broker": "Lou Broker", "live-ann": "Ann Live", "live-bo": "Bo Live"}
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
@@ -56,6 +57,13 @@ def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
         # AgentRoof: a brokerage that shares leads with realtors; round robin off, so its broker holds them.
         "account_id": SHARE, "name": "Roof Realty", "round_robin": False, "roster": ["roof-broker"],
         "agents": [{"agent_id": "roof-broker", "name": "Sam Broker", "email": "sam@roof.example"}],
+    }, {
+        # Round robin between two agents; the broker (position 1) takes none until round robin is off.
+        "account_id": SET, "name": "Set Realty", "round_robin": True, "roster": ["set-broker", "set-ann", "set-bo"],
+        "agents": [{"agent_id": "set-broker", "name": "Stu Broker", "email": "stu@set.example", "round_robin": False},
+                   {"agent_id": "set-ann", "name": "Ann Set", "email": "ann@set.example"},
+                   {"agent_id": "set-bo", "name": "Bo Set", "email": "bo@set.example"}],
+        "sources": [{"name": "Website", "race_count": 1, "claim_window_seconds": 3600}],
     }, {
         # Brokerkit: two offices of one organisation.
         "account_id": NORTH, "name": "Org North", "organisation_id": "web-org", "round_robin": False,
@@ -288,3 +296,42 @@ async def test_a_broker_reassigns_a_lead_to_another_office_with_its_labels(brows
     finally:
         await north_context.close()
         await south_context.close()
+
+
+async def test_turning_round_robin_off_in_settings_sends_the_next_lead_to_roster_position_1(
+    browser: Browser, stack: Stack
+) -> None:
+    context, page = await signed_in(browser, stack, "set-broker", "broker", SET, desktop=True)
+    headers = stack.auth("set-broker", "broker", SET)
+
+    async def holder(lead_id: str) -> tuple[str | None, list[str]] | None:
+        async with httpx.AsyncClient(base_url=stack.url("crm-api")) as api:
+            detail: dict[str, Any] = (await api.get(f"/v1/accounts/{SET}/leads/{lead_id}", headers=headers)).json()
+        offers = [o["agent_id"] for o in detail.get("open_offers", [])]
+        return (detail.get("owner_agent_id"), offers) if detail.get("owner_agent_id") or offers else None
+
+    try:
+        first = await post_lead(stack, "Before", SET)
+        before = await eventually(lambda: holder(first), what="a lead routed before the change")
+        assert before is not None
+        assert before[1][:1] in (["set-ann"], ["set-bo"]), f"round robin offers it to an agent: {before}"
+
+        await page.get_by_role("link", name="Settings").click()
+        await page.get_by_label("Round robin", exact=False).first.uncheck()
+        await page.get_by_role("button", name="Save routing").click()
+        await expect(page.get_by_role("status")).to_contain_text("Round robin off")
+        await expect(page.get_by_label("Round robin", exact=False).first).not_to_be_checked()
+
+        async def next_goes_to_the_broker() -> str | None:
+            # The router reuses settings for up to 5 s: post until a lead routes under the new ones.
+            lead_id = await post_lead(stack, f"After{uuid.uuid4().hex[:4]}", SET)
+            found = await eventually(lambda: holder(lead_id), what="the lead routed")
+            return lead_id if found and found[0] == "set-broker" else None
+
+        lead_id = await eventually(next_goes_to_the_broker, timeout=45, what="a lead held by roster position 1")
+        await page.get_by_role("link", name="Brokerage CRM").click()
+        row = page.locator(f'tr[data-lead="{lead_id}"]')
+        await expect(row.locator('[data-label="Lead Status"]')).to_contain_text("assigned")
+        await expect(row.locator('[data-label="Assigned Realtor Information"]')).to_contain_text("Stu Broker")
+    finally:
+        await context.close()

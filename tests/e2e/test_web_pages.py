@@ -190,3 +190,27 @@ async def test_a_form_error_is_shown_next_to_its_field_and_nothing_is_written(
     after = await detail_now(stack, lead_id)
     assert len(after["timeline"]) == len(detail["timeline"]), "nothing written"
     assert after["open_offers"], "and nothing claimed"
+
+
+async def test_a_settings_form_is_checked_like_the_api_and_a_refusal_saves_nothing(
+    stack: Stack, browser_like: httpx.AsyncClient
+) -> None:
+    await sign_in(browser_like, WEB, "web-broker", "broker")
+    page = await browser_like.get(f"/app/accounts/{WEB}/settings")
+    assert page.status_code == 200
+    token = CSRF.search(page.text)
+    assert token is not None
+    refused = await browser_like.post(f"/app/accounts/{WEB}/settings/routing",
+                                      data={"csrf": token.group(1), "round_robin": "on", "roster": "web-ann\nnobody"})
+    assert refused.status_code == 422
+    assert 'id="routing-roster-error"' in refused.text
+    assert "not an agent of this account" in refused.text
+    headers = stack.auth("web-broker", "broker", WEB)
+    async with httpx.AsyncClient(base_url=stack.url("crm-api")) as api:
+        routing = (await api.get(f"/v1/accounts/{WEB}/settings/routing", headers=headers)).json()
+    assert routing["roster"] == list(AGENTS), "nothing saved"
+    # A realtor of the account gets the 403 page, not the settings.
+    await sign_in(browser_like, WEB, "web-ann", "realtor")
+    denied = await browser_like.get(f"/app/accounts/{WEB}/settings")
+    assert denied.status_code == 403
+    assert "brokers and admins" in denied.text
