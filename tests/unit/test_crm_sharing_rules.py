@@ -24,7 +24,7 @@ from leadflow_crm_api.domain.sharing import (
     transfer_refusal,
     unique,
 )
-from leadflow_crm_api.routes.sharing import TransferCreate
+from leadflow_crm_api.use_cases.sharing import TransferCreate
 
 pytestmark = pytest.mark.unit
 
@@ -126,8 +126,10 @@ def test_the_row_change_and_timeline_entry_come_from_the_record_so_a_retry_write
 
 
 def test_a_transfer_request_holds_1_to_500_plain_ids() -> None:
-    assert len(TransferCreate(lead_ids=["a"] * 500, realtor_id="ria").lead_ids) == 500
+    assert TransferCreate(lead_ids=["a"] * 500, realtor_id="ria").lead_ids == ["a"] * 500
+    assert TransferCreate.model_validate({"filter": {"status": "assigned"}, "realtor_id": "ria"}).filter is not None
     for bad in ({"lead_ids": [], "realtor_id": "ria"}, {"lead_ids": ["a"] * 501, "realtor_id": "ria"},
+                {"realtor_id": "ria"}, {"lead_ids": ["a"], "filter": {}, "realtor_id": "ria"},
                 {"lead_ids": [{"$ne": None}], "realtor_id": "ria"}, {"lead_ids": ["a"], "realtor_id": "$where"},
                 {"lead_ids": ["a"], "realtor_id": "ria", "extra": 1}):
         with pytest.raises(ValidationError):

@@ -15,8 +15,8 @@ from pydantic import ValidationError
 
 from leadflow_crm_api.domain.sharing import MAX_REALTOR_LABEL, realtor_label
 from leadflow_crm_api.domain.text import MAX_PERSON_NAME, email_address, person_name, visible_text
-from leadflow_crm_api.routes.offices import LeadProfile
-from leadflow_crm_api.routes.sharing import InvitationCreate
+from leadflow_crm_api.use_cases.offices import LeadProfile
+from leadflow_crm_api.use_cases.sharing import InvitationCreate
 
 pytestmark = pytest.mark.unit
 

@@ -18,8 +18,6 @@ from leadflow_crm_api.use_cases.sharing import (
 
 router = APIRouter(tags=["lead sharing"])
 
-__all__ = ["InvitationCreate", "TransferCreate", "router"]
-
 
 @router.post("/v1/accounts/{account_id}/invitations", status_code=status.HTTP_201_CREATED)
 async def invite(
