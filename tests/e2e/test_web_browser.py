@@ -15,6 +15,7 @@ import re
 import shutil
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -35,6 +36,15 @@ AGENTS = {"live-broker": "Lou Broker", "live-ann": "Ann Live", "live-bo": "Bo Li
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 LIVE_TIMEOUT_MS = 5_000  # a change shows on an open page within about a second; 5 s leaves room on a busy CI
+
+
+SCREENS = os.environ.get("LEADFLOW_SCREENSHOTS")  # a folder: the tests photograph each screen into it
+
+
+async def shot(page: Page, name: str) -> None:
+    """docs/screens/: `LEADFLOW_SCREENSHOTS=docs/screens python3 dev.py test tests/e2e/test_web_browser.py`."""
+    if SCREENS:  # Playwright makes the folder
+        await page.screenshot(path=str(Path(SCREENS) / f"{name}.png"), full_page=True)
 
 
 def chromium_path() -> str:
@@ -99,6 +109,8 @@ async def signed_in(
     context = await browser.new_context(viewport=viewport)  # type: ignore[arg-type]
     page = await context.new_page()
     await page.goto(f"{stack.url('crm-api')}/app/sign-in?account={account}")
+    if account == SHARE and desktop:
+        await shot(page, "sign-in")
     await page.locator(f'form:has(input[name="user"][value="{account}|{user}|{role}"]) button').click()
     await page.wait_for_load_state()
     return context, page
@@ -129,6 +141,7 @@ async def test_a_new_lead_appears_in_the_brokers_all_leads_while_the_page_is_ope
         await expect(row).to_contain_text(f"Paula {marker}")
         await expect(row.locator('[data-label="Lead Status"]')).to_contain_text("offered")
         assert reloads == [], "the row came in without the page reloading"
+        await shot(page, "brokerage-crm-phone")
     finally:
         await context.close()
 
@@ -156,6 +169,7 @@ async def test_an_agent_claims_on_the_lead_page_and_the_other_racers_offer_disap
         await lose_page.goto(url)
         await expect(lose_page.locator(f'[data-offer="{loser}"]')).to_be_visible()
         await expect(lose_page.locator(".countdown").first).to_contain_text("left")  # the time left to claim
+        await shot(lose_page, "offer-to-claim-phone")
         await win_page.get_by_role("button", name="Claim").click()
         await expect(win_page.get_by_role("status")).to_contain_text("Claim sent")
         # The loser's open page hears of the claim and drops its offer, without anyone reloading it.
@@ -163,6 +177,8 @@ async def test_an_agent_claims_on_the_lead_page_and_the_other_racers_offer_disap
         await expect(lose_page.get_by_role("button", name="Claim")).to_have_count(0)
         # ...and says how its offer ended and who has the lead now.
         await expect(lose_page.get_by_role("alert")).to_contain_text(f"the lead is held by {AGENTS[winner]}")
+        await shot(lose_page, "offer-ended-phone")
+        await shot(win_page, "lead-page-claimed-phone")
         await expect(win_page.locator('li[data-type="LeadClaimed"]')).to_contain_text(f"Claimed by {winner}",
                                                                                        timeout=LIVE_TIMEOUT_MS)
     finally:
@@ -227,9 +243,11 @@ async def test_a_broker_invites_a_realtor_and_transfers_two_leads_who_then_sees_
         await broker.get_by_role("button", name="Invite").click()
         await expect(broker.get_by_role("status")).to_contain_text("Invitation sent to Riley Park")
         await expect(broker.locator('tr[data-realtor="riley-park"]')).to_contain_text("pending")
+        await shot(broker, "my-realtors")
 
         await realtor.reload()
         invitation = realtor.locator("section.invitations li", has_text=SHARE)
+        await shot(realtor, "realtor-invitation-phone")
         await invitation.get_by_role("button", name="Accept").click()
         await expect(realtor.get_by_role("status")).to_contain_text("You accepted the invitation")
 
@@ -243,6 +261,7 @@ async def test_a_broker_invites_a_realtor_and_transfers_two_leads_who_then_sees_
         await broker.get_by_role("button", name="Lead Transfer").click()
         dialog = broker.get_by_role("dialog", name="Lead Transfer")
         await dialog.get_by_label("Riley Park").check()
+        await shot(broker, "lead-transfer")
         await dialog.get_by_role("button", name="Submit").click()
         await expect(broker.get_by_role("status")).to_contain_text(
             "The selected leads were transferred successfully: 2 leads to Riley Park")
@@ -256,6 +275,8 @@ async def test_a_broker_invites_a_realtor_and_transfers_two_leads_who_then_sees_
             row = realtor.locator(f'tr[data-lead="{lead_id}"]')
             await expect(row).to_contain_text(f"Paula {marker}", timeout=LIVE_TIMEOUT_MS + 5_000)
             await expect(row).to_contain_text("Assigned By: Roof Realty")
+        await shot(realtor, "realtor-my-leads-phone")
+        await shot(broker, "brokerage-crm")
     finally:
         await broker_context.close()
         await realtor_context.close()
@@ -279,6 +300,7 @@ async def test_a_broker_reassigns_a_lead_to_another_office_with_its_labels(brows
         await north.get_by_role("button", name="Reassign").click()
         dialog = north.get_by_role("dialog", name="Reassign")
         await dialog.get_by_label("Office").select_option(label="Org South")
+        await shot(north, "reassign")
         await dialog.get_by_role("button", name="Reassign").click()
         await expect(north.get_by_role("status")).to_contain_text("reassigned to Org South")
 
@@ -290,6 +312,7 @@ async def test_a_broker_reassigns_a_lead_to_another_office_with_its_labels(brows
         await moved.get_by_role("link", name=f"Paula {marker}").click()
         await expect(south.get_by_text("Moved from Org North")).to_be_visible()
         await expect(south.get_by_label("Company")).to_have_value("Harbor Lofts LLC")
+        await shot(south, "lead-page")
         # ...and it is gone from the office it left.
         await north.goto(f"{stack.url('crm-api')}/app/accounts/{NORTH}/leads")
         await expect(north.locator(f'tr[data-lead="{lead_id}"]')).to_have_count(0)
@@ -321,6 +344,7 @@ async def test_turning_round_robin_off_in_settings_sends_the_next_lead_to_roster
         await page.get_by_role("button", name="Save routing").click()
         await expect(page.get_by_role("status")).to_contain_text("Round robin off")
         await expect(page.get_by_label("Round robin", exact=False).first).not_to_be_checked()
+        await shot(page, "settings")
 
         async def next_goes_to_the_broker() -> str | None:
             # The router reuses settings for up to 5 s: post until a lead routes under the new ones.
