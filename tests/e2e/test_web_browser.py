@@ -77,8 +77,9 @@ def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
     }, {
         # Brokerkit: two offices of one organisation.
         "account_id": NORTH, "name": "Org North", "organisation_id": "web-org", "round_robin": False,
-        "roster": ["north-broker"], "agents": [{"agent_id": "north-broker", "name": "Nia North",
-                                                "email": "nia@north.example"}],
+        "roster": ["north-broker", "north-ned"], "agents": [
+            {"agent_id": "north-broker", "name": "Nia North", "email": "nia@north.example"},
+            {"agent_id": "north-ned", "name": "Ned North", "email": "ned@north.example"}],
     }, {
         "account_id": SOUTH, "name": "Org South", "organisation_id": "web-org", "round_robin": False,
         "roster": ["south-broker"], "agents": [{"agent_id": "south-broker", "name": "Sol South",
@@ -359,3 +360,37 @@ async def test_turning_round_robin_off_in_settings_sends_the_next_lead_to_roster
         await expect(row.locator('[data-label="Assigned Realtor Information"]')).to_contain_text("Stu Broker")
     finally:
         await context.close()
+
+
+async def test_a_broker_assigns_a_lead_by_hand_and_the_agent_gives_it_back(browser: Browser, stack: Stack) -> None:
+    # T4 and ClientBAY's "return lead to broker": the lead held by roster position 1 (round robin off) goes to
+    # an agent by hand; the agent's open My Leads shows it; the agent returns it and the broker holds it again.
+    marker = f"Hand{uuid.uuid4().hex[:6]}"
+    lead_id = await post_lead(stack, marker, NORTH)
+    broker_context, broker = await signed_in(browser, stack, "north-broker", "broker", NORTH, desktop=True)
+    agent_context, agent = await signed_in(browser, stack, "north-ned", "realtor", NORTH)
+    try:
+        await broker.goto(f"{stack.url('crm-api')}/app/accounts/{NORTH}/leads/{lead_id}")
+        await broker.get_by_text("Assign", exact=True).click()
+        await broker.get_by_label("Agent").select_option(label="Ned North")
+        await broker.get_by_label("Note (on the timeline)").fill("Speaks Spanish")
+        await broker.get_by_role("button", name="Assign").click()
+        await expect(broker.get_by_role("status")).to_contain_text("assigned to north-ned")
+        await expect(broker.locator('li[data-type="LeadAssigned"]').last).to_contain_text(
+            "Speaks Spanish", timeout=LIVE_TIMEOUT_MS + 5_000)
+
+        row = agent.locator(f'tr[data-lead="{lead_id}"]')
+        await expect(row).to_be_visible(timeout=LIVE_TIMEOUT_MS + 5_000)
+        await shot(agent, "agent-my-leads-phone")
+        await row.get_by_role("link", name=f"Paula {marker}").click()
+        await agent.get_by_text("Return to broker", exact=True).click()
+        await agent.get_by_label("Why (optional)").fill("Not my area")
+        await agent.get_by_role("button", name="Return to broker").click()
+        await expect(agent.get_by_role("status")).to_contain_text("going back to the broker")
+
+        await expect(broker.locator('[data-label="Assigned To"], dd').filter(has_text="Nia North").first).to_be_visible(
+            timeout=LIVE_TIMEOUT_MS + 5_000)
+        await expect(broker.locator("ol.timeline")).to_contain_text("Not my area")
+    finally:
+        await broker_context.close()
+        await agent_context.close()

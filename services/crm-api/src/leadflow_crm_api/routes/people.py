@@ -1,138 +1,55 @@
-"""The account's people: the team list (agents, admins, staff) and the staff records (issue 11.4, 11.10)."""
+"""The account's people (issue 11.4, 11.10): the JSON routes, each one a use case of `use_cases.people`."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated
+from fastapi import APIRouter, status
 
-from fastapi import APIRouter, Depends, Query, Response, status
-
-from leadflow_crm_api.adapters.settings import AccountSettings
-from leadflow_crm_api.deps import Caller, Db, Id
-from leadflow_crm_api.domain.people import (
-    MAX_DEVICES,
-    Device,
-    DeviceList,
-    DeviceRegistration,
-    MemberRole,
-    StaffMember,
-    TeamList,
-    member_of_agent,
-    member_of_staff,
-    team,
-)
-from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound
+from leadflow_crm_api.domain.people import MAX_DEVICES
+from leadflow_crm_api.use_cases import people
+from leadflow_crm_api.use_cases.people import BASE
 
 router = APIRouter(tags=["people"])
 
-BASE = "/v1/accounts/{account_id}"
-
-
-def _account_people(account_id: Id, caller: Caller, db: Db) -> AccountSettings:
-    if account_id != caller.account_id:
-        raise Forbidden("The token does not grant access to this account.")
-    return AccountSettings(db, account_id)
-
-
-People = Annotated[AccountSettings, Depends(_account_people)]
-
-
-@router.get(f"{BASE}/team", description="Agents, admins and staff of the account, by name; search and filter.")
-async def list_team(
-    people: People,
-    caller: Caller,
-    q: Annotated[str | None, Query(min_length=1, max_length=100, description="Name or email, any case.")] = None,
-    role: MemberRole | None = None,
-    status_: Annotated[
-        str | None, Query(alias="status", pattern="^(active|onboarding|inactive)$", description="e.g. onboarding")
-    ] = None,
-) -> TeamList:
-    if not caller.sees_whole_account:
-        raise Forbidden("The team list is for brokers and admins.")
-    members = [member_of_agent(a) for a in await people.agents()] + [member_of_staff(s) for s in await people.staff()]
-    return TeamList(items=team(members, q=q, role=role, status=status_))
-
-
-@router.get(f"{BASE}/staff/{{user_id}}", description="An admin's or staff member's record.")
-async def get_staff_member(people: People, caller: Caller, user_id: Id) -> StaffMember:
-    _own_or_manager(caller, user_id)
-    doc = await people.staff_member(user_id)
-    if doc is None:
-        raise NotFound("No such staff member in this account.")
-    return StaffMember.model_validate({k: v for k, v in doc.items() if k in StaffMember.model_fields})
-
-
-@router.put(
-    f"{BASE}/staff/{{user_id}}",
-    description="Add or replace an admin or staff member who is not an agent: the daily digest and team updates "
-    "reach them by it (their notification preferences are set apart). Agents keep their agent record.",
+router.add_api_route(
+    f"{BASE}/team",
+    people.list_team,
+    methods=["GET"],
+    description="Agents, admins and staff of the account, by name; search and filter.",
 )
-async def put_staff_member(people: People, caller: Caller, user_id: Id, body: StaffMember) -> StaffMember:
-    _own_or_manager(caller, user_id)
-    if await people.agent(user_id) is not None:
-        raise InvalidRequest("user_id: an agent of this account; an agent's details are its agent record.")
-    if await people.staff_id_taken(user_id):
-        raise NotFound("No such staff member in this account.")  # another tenant's id: never touched
-    await people.put_staff_member(user_id, body.model_dump(mode="json"))
-    return body
-
-
-@router.delete(f"{BASE}/staff/{{user_id}}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_staff_member(people: People, caller: Caller, user_id: Id) -> Response:
-    """Remove a staff member and their notification preferences: nothing more reaches them."""
-    if not caller.sees_whole_account:
-        raise Forbidden("Brokers and admins remove staff members.")
-    if not await people.delete_staff_member(user_id):
-        raise NotFound("No such staff member in this account.")
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
-
-
-def _own_or_manager(caller: Caller, user_id: str) -> None:
-    if user_id != caller.sub and not caller.sees_whole_account:
-        raise Forbidden("Brokers and admins manage staff records; others only their own.")
-
-
-# Push devices: a user registers its own; brokers and admins may list and remove them.
-
-
-@router.put(
+router.add_api_route(
+    f"{BASE}/staff/{{user_id}}",
+    people.get_staff_member,
+    methods=["GET"],
+    description="An admin's or staff member's record.",
+)
+router.add_api_route(
+    f"{BASE}/staff/{{user_id}}",
+    people.put_staff_member,
+    methods=["PUT"],
+    description=(
+        "Add or replace an admin or staff member who is not an agent: the daily digest and team updates "
+        "reach them by it (their notification preferences are set apart). Agents keep their agent record."
+    ),
+)
+router.add_api_route(
+    f"{BASE}/staff/{{user_id}}", people.delete_staff_member, methods=["DELETE"], status_code=status.HTTP_204_NO_CONTENT
+)
+router.add_api_route(
     f"{BASE}/users/{{user_id}}/devices/{{device_id}}",
+    people.put_device,
+    methods=["PUT"],
     description=f"Register one of your devices for push (at most {MAX_DEVICES}); again with a new token to refresh "
     "it. A token the push provider no longer knows is removed by the notifier.",
 )
-async def put_device(
-    people: People, caller: Caller, user_id: Id, device_id: Id, body: DeviceRegistration
-) -> Device:
-    if user_id != caller.sub:
-        raise Forbidden("You register only your own devices.")
-    await _reachable(people, user_id)
-    known = {d["device_id"] for d in await people.devices(user_id)}
-    if device_id not in known and len(known) >= MAX_DEVICES:
-        raise InvalidRequest(f"device_id: at most {MAX_DEVICES} devices per user; remove one first.")
-    at = datetime.now(UTC).replace(microsecond=0)
-    await people.put_device(user_id, device_id, {"token": body.token, "platform": body.platform.value,
-                                                 "registered_at": at})
-    return Device(device_id=device_id, platform=body.platform, registered_at=at)
-
-
-@router.get(f"{BASE}/users/{{user_id}}/devices", description="A user's devices registered for push (no tokens).")
-async def list_devices(people: People, caller: Caller, user_id: Id) -> DeviceList:
-    _own_or_manager(caller, user_id)
-    return DeviceList(items=[
-        Device(device_id=d["device_id"], platform=d["platform"], registered_at=d["registered_at"])
-        for d in await people.devices(user_id)
-    ])  # fmt: skip
-
-
-@router.delete(f"{BASE}/users/{{user_id}}/devices/{{device_id}}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_device(people: People, caller: Caller, user_id: Id, device_id: Id) -> Response:
-    """Stop pushing to a device (a user's own, or any of the account's as a broker or admin)."""
-    _own_or_manager(caller, user_id)
-    if not await people.delete_device(user_id, device_id):
-        raise NotFound("No such device.")
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
-
-
-async def _reachable(people: AccountSettings, user_id: str) -> None:
-    if await people.agent(user_id) is None and await people.staff_member(user_id) is None:
-        raise NotFound("No such user in this account: only agents and staff members receive notifications.")
+router.add_api_route(
+    f"{BASE}/users/{{user_id}}/devices",
+    people.list_devices,
+    methods=["GET"],
+    description="A user's devices registered for push (no tokens).",
+)
+router.add_api_route(
+    f"{BASE}/users/{{user_id}}/devices/{{device_id}}",
+    people.delete_device,
+    methods=["DELETE"],
+    status_code=status.HTTP_204_NO_CONTENT,
+)

@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
 from leadflow_crm_api.adapters.leads import ScopedLeads
+from leadflow_crm_api.adapters.settings import AccountSettings
 from leadflow_crm_api.api import ActivityCreate
 from leadflow_crm_api.domain.principal import Principal
 from leadflow_crm_api.domain.sharing import InvitationStatus
@@ -55,13 +56,21 @@ async def brokerage_list(request: Request, account_id: str) -> HTMLResponse:
 
 
 async def brokerage_page(request: Request, caller: Principal, account_id: str, *, status: int = 200,
-                         transfer_error: str | None = None) -> HTMLResponse:
-    """V1 with its bulk actions: the realtors a Lead Transfer can pick (those who accepted, T1)."""
+                         transfer_error: str | None = None, assign_error: str | None = None) -> HTMLResponse:
+    """V1 with its bulk actions: the realtors a Lead Transfer can pick (those who accepted, T1), and the
+    agents leads can be assigned to by hand (T4)."""
     leads = leads_uc.brokerage_leads(caller, db_of(request), account_id)
     realtors = await sharing_uc.my_realtors(account_id, caller, db_of(request))
     return await _list(request, caller, leads, title="Brokerage CRM", live=f"{PREFIX}/accounts/{account_id}/live",
                        status=status, realtors=realtors.items, transfer_error=transfer_error,
+                       assign_error=assign_error, agents=await _active_agents(request, account_id),
                        request_id=uuid.uuid4().hex)
+
+
+async def _active_agents(request: Request, account_id: str) -> list[dict[str, Any]]:
+    """The office's active agents, by name: whom a broker can hand leads to."""
+    agents = await AccountSettings(db_of(request), account_id).agents()
+    return sorted((a for a in agents if a.get("active", True)), key=lambda a: str(a.get("name", a["_id"])))
 
 
 @router.get("/my/leads")
@@ -117,12 +126,15 @@ async def _lead(request: Request, caller: Principal, account_id: str, lead_id: s
         return render(request, "error.html", status=410, caller=caller, title="This lead is no longer yours",
                        detail=how)
     mine = [o for o in lead.open_offers if o.agent_id == caller.sub]
-    offices = []  # Brokerkit's Reassign: the organisation's other offices (brokers and admins of this office)
+    offices: list[Any] = []  # Brokerkit's Reassign: the organisation's other offices (its brokers and admins)
+    agents: list[dict[str, Any]] = []  # whom a broker can assign the lead to (T4)
     if caller.sees_whole_account and caller.account_id == account_id:
         listed = await offices_uc.list_offices(account_id, caller, db_of(request))
         offices = [o for o in listed.items if not o.current]
+        agents = await _active_agents(request, account_id)
     return render(request, "lead.html", status=status, caller=caller, lead=lead, account_id=account_id,
                    my_offer=mine[0] if mine else None, errors=errors or {}, values=values or {}, offices=offices,
+                   agents=agents, holds_it=lead.owner_agent_id == caller.sub and lead.assigned_to != caller.sub,
                    request_id=uuid.uuid4().hex,
                    live=f"{PREFIX}/accounts/{account_id}/leads/{lead_id}/live?{urlencode({'since': since})}",
                   actions=ACTIONS)
