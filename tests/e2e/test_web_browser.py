@@ -77,9 +77,10 @@ def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
     }, {
         # Brokerkit: two offices of one organisation.
         "account_id": NORTH, "name": "Org North", "organisation_id": "web-org", "round_robin": False,
-        "roster": ["north-broker", "north-ned"], "agents": [
+        "roster": ["north-broker", "north-ned", "north-tia"], "agents": [
             {"agent_id": "north-broker", "name": "Nia North", "email": "nia@north.example"},
-            {"agent_id": "north-ned", "name": "Ned North", "email": "ned@north.example"}],
+            {"agent_id": "north-ned", "name": "Ned North", "email": "ned@north.example"},
+            {"agent_id": "north-tia", "name": "Tia Mover", "email": "tia@north.example"}],
     }, {
         "account_id": SOUTH, "name": "Org South", "organisation_id": "web-org", "round_robin": False,
         "roster": ["south-broker"], "agents": [{"agent_id": "south-broker", "name": "Sol South",
@@ -394,3 +395,61 @@ async def test_a_broker_assigns_a_lead_by_hand_and_the_agent_gives_it_back(brows
     finally:
         await broker_context.close()
         await agent_context.close()
+
+
+async def test_a_team_member_reassigned_to_another_office_waits_in_its_onboarding_queue(
+    browser: Browser, stack: Stack
+) -> None:
+    # Brokerkit Retention: search the team, Reassign a member to the other office; there, the member is in
+    # the Onboarding queue until a broker sets it active.
+    north_context, north = await signed_in(browser, stack, "north-broker", "broker", NORTH, desktop=True)
+    south_context, south = await signed_in(browser, stack, "south-broker", "broker", SOUTH, desktop=True)
+    try:
+        await north.get_by_role("link", name="Team").click()
+        await north.get_by_label("Search").fill("tia")
+        await north.get_by_role("button", name="Apply").click()
+        member = north.locator('tr[data-member="north-tia"]')
+        await expect(north.locator("tr[data-member]")).to_have_count(1)
+        await shot(north, "team")
+        await member.get_by_label("Office for Tia Mover").select_option(label="Org South")
+        await member.get_by_role("button", name="Reassign").click()
+        await expect(north.get_by_role("status")).to_contain_text("moves to Org South")
+
+        await south.goto(f"{stack.url('crm-api')}/app/accounts/{SOUTH}/team?status=onboarding")
+
+        async def arrived() -> bool:
+            await south.reload()
+            return await south.locator('tr[data-member="north-tia"]').count() == 1
+
+        await eventually(arrived, what="the member in the Onboarding queue")
+        await expect(south.locator('tr[data-member="north-tia"] [data-label="Status"]')).to_have_text("onboarding")
+        row = south.locator('tr[data-member="north-tia"]')
+        await row.get_by_label("Status of Tia Mover").select_option("active")
+        await row.get_by_role("button", name="Set status").click()
+        await expect(south.get_by_role("status")).to_contain_text("north-tia is active now")
+        await expect(south.locator('tr[data-member="north-tia"]')).to_have_count(0)  # out of the queue
+    finally:
+        await north_context.close()
+        await south_context.close()
+
+
+async def test_the_lead_management_dashboard_shows_who_is_next_open_offers_and_todays_leads(
+    browser: Browser, stack: Stack
+) -> None:
+    context, page = await signed_in(browser, stack, "live-broker", "broker", LIVE, desktop=True)
+    try:
+        await page.get_by_role("link", name="Lead Management").click()
+        website = page.locator('tr[data-source="Website"]')
+        await expect(website.locator('[data-label="Rotation"]')).to_have_text("live-ann, live-bo")
+        await expect(website.locator('[data-label="Left out"]')).to_contain_text(
+            "live-broker: not approved for round robin")
+        marker = f"Dash{uuid.uuid4().hex[:6]}"
+        await post_lead(stack, marker)
+        # The open page gets the new lead's offers and today's count, live.
+        offers = page.locator("ul.open-offers li", has_text=f"Paula {marker}")
+        await expect(offers).to_have_count(2, timeout=LIVE_TIMEOUT_MS + 5_000)  # a race of two
+        await expect(offers.first.locator(".countdown")).to_contain_text("left")
+        await expect(page.locator('tr[data-today="Website"] [data-label="offered"]')).not_to_have_text("0")
+        await shot(page, "lead-management")
+    finally:
+        await context.close()

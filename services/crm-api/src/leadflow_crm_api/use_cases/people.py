@@ -27,13 +27,14 @@ from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound
 BASE = "/v1/accounts/{account_id}"
 
 
-def _account_people(account_id: Id, caller: Caller, db: Db) -> AccountSettings:
+def account_people(account_id: Id, caller: Caller, db: Db) -> AccountSettings:
+    """The people of the caller's own account."""
     if account_id != caller.account_id:
         raise Forbidden("The token does not grant access to this account.")
     return AccountSettings(db, account_id)
 
 
-People = Annotated[AccountSettings, Depends(_account_people)]
+People = Annotated[AccountSettings, Depends(account_people)]
 
 
 async def list_team(
