@@ -32,6 +32,7 @@ LIVE = "live-realty"  # round robin on, a race of two
 SHARE, RILEY = "roof-realty", "riley-homes"  # a brokerage, and a realtor on an account of its own
 NORTH, SOUTH = "org-north-office", "org-south-office"  # two offices of one organisation
 SET = "set-realty"  # the settings page changes how its next lead is routed
+DECLINE = "decline-realty"  # one agent at a time; a decline sends the lead on
 AGENTS = {"live-broker": "Lou Broker", "live-ann": "Ann Live", "live-bo": "Bo Live"}
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
@@ -73,6 +74,14 @@ def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
         "agents": [{"agent_id": "set-broker", "name": "Stu Broker", "email": "stu@set.example", "round_robin": False},
                    {"agent_id": "set-ann", "name": "Ann Set", "email": "ann@set.example"},
                    {"agent_id": "set-bo", "name": "Bo Set", "email": "bo@set.example"}],
+        "sources": [{"name": "Website", "race_count": 1, "claim_window_seconds": 3600}],
+    }, {
+        # RealHub's offers one agent at a time: a decline sends the lead on to the other agent.
+        "account_id": DECLINE, "name": "Decline Realty", "round_robin": True,
+        "roster": ["dec-broker", "dec-dee", "dec-eli"],
+        "agents": [{"agent_id": "dec-broker", "name": "Dot Broker", "email": "dot@dec.example", "round_robin": False},
+                   {"agent_id": "dec-dee", "name": "Dee Dec", "email": "dee@dec.example"},
+                   {"agent_id": "dec-eli", "name": "Eli Dec", "email": "eli@dec.example"}],
         "sources": [{"name": "Website", "race_count": 1, "claim_window_seconds": 3600}],
     }, {
         # Brokerkit: two offices of one organisation.
@@ -453,3 +462,36 @@ async def test_the_lead_management_dashboard_shows_who_is_next_open_offers_and_t
         await shot(page, "lead-management")
     finally:
         await context.close()
+
+
+async def test_an_agent_declines_an_offer_and_the_next_agent_gets_it_on_their_open_page(
+    browser: Browser, stack: Stack
+) -> None:
+    marker = f"Pass{uuid.uuid4().hex[:6]}"
+    lead_id = await post_lead(stack, marker, DECLINE)
+    headers = stack.auth("dec-broker", "broker", DECLINE)
+
+    async def offered_to() -> str | None:
+        async with httpx.AsyncClient(base_url=stack.url("crm-api")) as api:
+            detail = (await api.get(f"/v1/accounts/{DECLINE}/leads/{lead_id}", headers=headers)).json()
+        offers = detail.get("open_offers", [])
+        return str(offers[0]["agent_id"]) if offers else None
+
+    first = await eventually(offered_to, what="the first offer")
+    assert first is not None
+    other = "dec-eli" if first == "dec-dee" else "dec-dee"
+    first_context, first_page = await signed_in(browser, stack, first, "realtor", DECLINE)
+    other_context, other_page = await signed_in(browser, stack, other, "realtor", DECLINE)
+    try:
+        await expect(other_page.locator(f'tr[data-lead="{lead_id}"]')).to_have_count(0)  # not theirs yet
+        await first_page.goto(f"{stack.url('crm-api')}/app/accounts/{DECLINE}/leads/{lead_id}")
+        await first_page.get_by_role("button", name="Decline").click()
+        await expect(first_page.get_by_role("status")).to_contain_text("You declined the offer")
+        await expect(first_page.locator(f'tr[data-lead="{lead_id}"]')).to_have_count(0)
+        row = other_page.locator(f'tr[data-lead="{lead_id}"]')
+        await expect(row).to_contain_text(f"Paula {marker}", timeout=LIVE_TIMEOUT_MS + 5_000)
+        await row.get_by_role("link", name=f"Paula {marker}").click()
+        await expect(other_page.get_by_role("button", name="Claim")).to_be_visible()
+    finally:
+        await first_context.close()
+        await other_context.close()

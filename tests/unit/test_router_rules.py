@@ -50,6 +50,7 @@ from leadflow_shared.events.routing import (
     LeadSummary,
     OfferExpired,
     OfferWithdrawn,
+    WithdrawalReason,
 )
 
 pytestmark = pytest.mark.unit
@@ -507,3 +508,34 @@ def test_an_email_to_the_contact_goes_out_only_when_the_action_leaves_the_agent_
     assert [e.kind for e in lost.events] == [ActivityLogged], "someone who does not hold the lead writes to nobody"
     text = on_activity(claimed.state, Activity(agent, ActivityAction.SMS, ContactMessage(body="Hi")), NOW)
     assert [e.kind for e in text.events] == [ActivityLogged], "no phone: no text"
+
+
+def test_a_declined_offer_is_withdrawn_and_the_lead_goes_on_to_the_next_agent_at_once() -> None:
+    snapshot = account()
+    state = route(new_lead(), snapshot).state
+    assert state is not None
+    first = state.offers[0].agent_id
+    declined = on_activity(state, Activity(first, ActivityAction.DECLINE), NOW + timedelta(minutes=1))
+    withdrawn = only(declined, OfferWithdrawn)
+    assert (withdrawn.agent_id, withdrawn.reason) == (first, WithdrawalReason.DECLINED)  # type: ignore[attr-defined]
+    assert declined.state is not None
+    assert declined.state.next_deadline == NOW + timedelta(minutes=1), "due at once: the sweeper offers it on"
+    assert not declined.state.open_offers
+    # The sweeper's transition: the next agent, never the one who declined.
+    onward = on_deadline(declined.state, snapshot, 1, NOW + timedelta(minutes=1))
+    offers = [e.payload for e in onward.events if e.kind is LeadOffered]
+    assert len(offers) == 1
+    assert offers[0].agent_id != first  # type: ignore[attr-defined]
+
+
+def test_a_racer_who_declines_leaves_the_others_racing_and_a_decline_without_an_offer_changes_nothing() -> None:
+    snapshot = account(sources={"Race": LeadSourceConfig(name="Race", race_count=3)})
+    state = route(new_lead(name="Race"), snapshot).state
+    assert state is not None
+    declined = on_activity(state, Activity("a", ActivityAction.DECLINE), NOW)
+    assert declined.state is not None
+    assert {o.agent_id for o in declined.state.open_offers} == {"broker", "b"}
+    assert declined.state.next_deadline == state.next_deadline, "the race goes on to its deadline"
+    again = on_activity(declined.state, Activity("a", ActivityAction.DECLINE), NOW)
+    assert again.state == declined.state
+    assert only(again, ActivityLogged).claim_refused == "the offer to a was withdrawn; nobody holds the lead now"  # type: ignore[attr-defined]

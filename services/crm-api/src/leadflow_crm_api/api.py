@@ -174,6 +174,7 @@ class AgentAction(StrEnum):
     BULK_EMAIL = ActivityAction.BULK_EMAIL.value
     HOT_SHEET = ActivityAction.HOT_SHEET.value
     VIEW = ActivityAction.VIEW.value
+    DECLINE = ActivityAction.DECLINE.value
 
 
 class CallOutcome(StrEnum):
@@ -212,7 +213,10 @@ class ActivityCreate(BaseModel):
         },
     )
 
-    action: AgentAction = Field(description="Every action but `view` claims a lead offered to the caller (R8).")
+    action: AgentAction = Field(
+        description="Every action but `view` and `decline` claims a lead offered to the caller (R8); `decline` "
+        "passes on the caller's open offer, and the lead goes on to the next agent (R9)."
+    )
     text: Annotated[str, AfterValidator(visible(5000))] | None = Field(
         default=None, max_length=20_000, description="A note's text, or words about the action."
     )

@@ -27,10 +27,11 @@ class ActivityAction(StrEnum):
     HOT_SHEET = "hot_sheet"
     VIEW = "view"
     INQUIRY = "inquiry"  # the contact came back with a new inquiry (R1); never from an agent
+    DECLINE = "decline"  # the agent passes on its open offer: the lead goes on as after an expiry (R9)
 
     @property
     def claims(self) -> bool:
-        return self not in {ActivityAction.VIEW, ActivityAction.INQUIRY}
+        return self not in {ActivityAction.VIEW, ActivityAction.INQUIRY, ActivityAction.DECLINE}
 
 
 class ContactMessage(Contract):

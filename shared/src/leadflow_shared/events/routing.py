@@ -88,6 +88,7 @@ class WithdrawalReason(StrEnum):
     LEAD_SHARING = "lead_sharing"  # T1: the brokerage gave the lead to a realtor
     AGENT_LEFT = "agent_left"  # the offered agent left the office (deactivated or moved)
     REASSIGNED = "reassigned"  # a broker or admin distributed the lead by hand
+    DECLINED = "declined"  # the offered agent passed on it; the lead goes on (R9)
 
 
 class OfferClosedPayload(Contract):

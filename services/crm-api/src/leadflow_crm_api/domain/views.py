@@ -259,6 +259,7 @@ def timeline_entry(event: LeadEvent) -> dict[str, Any]:
             WithdrawalReason.LEAD_SHARING: "the brokerage assigned the lead to a realtor",
             WithdrawalReason.AGENT_LEFT: "the agent left the office",
             WithdrawalReason.REASSIGNED: "a broker or admin distributed the lead by hand",
+            WithdrawalReason.DECLINED: "the agent declined it",
         }.get(event.payload.reason or WithdrawalReason.CLAIMED_BY_ANOTHER, "another agent claimed the lead")
         summary = f"Offer to {event.payload.agent_id} withdrawn: {why}"
     elif isinstance(event, LeadClaimed):

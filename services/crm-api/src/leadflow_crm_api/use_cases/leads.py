@@ -107,12 +107,17 @@ async def act_on_lead(
         if (how := await how_the_offer_ended(caller, db, lead_id)) is None:
             raise NotFound("No such lead.")
         raise ClaimNotPossible(f"This lead is no longer yours to work: {how}")
-    answer = claim_answer(doc, [], caller=caller.sub, claims=action.claims, now=now, names={})
+    declining = action is ActivityAction.DECLINE
+    answer = claim_answer(doc, [], caller=caller.sub, claims=action.claims or declining, now=now, names={})
+    if declining and answer.outlook is ClaimOutlook.HOLDER:
+        raise ClaimNotPossible("Nothing to decline: you hold this lead; return it to the broker instead.")
     if answer.outlook is ClaimOutlook.NONE:  # say how the caller's offer ended, and who holds the lead
         timeline = await leads.timeline(doc)
         answer = claim_answer(doc, timeline, caller=caller.sub, claims=True, now=now, names=await _names(db, doc))
         if action is ActivityAction.ACCEPT:
             raise ClaimNotPossible(f"Nothing to accept: {answer.detail}")
+        if declining:
+            raise ClaimNotPossible(f"Nothing to decline: {answer.detail}")
         if body.message is not None:
             raise ClaimNotPossible(f"Only the lead's holder writes to the contact: {answer.detail}")
     if body.message is not None and not doc.get("email" if action is ActivityAction.EMAIL else "phone"):
@@ -144,4 +149,7 @@ async def act_on_lead(
     )
     if action is not ActivityAction.VIEW:
         await leads.touch(doc["_id"], at=now, kind=action.value, by=caller.sub)
+    if declining:  # a decline claims nothing: the lead goes on (the router decides to whom)
+        return ActivityAccepted(event_id=activity.event_id, claim=ClaimOutlook.NOT_A_CLAIM,
+                                detail="You declined the offer; the lead goes on to the next agent.")
     return ActivityAccepted(event_id=activity.event_id, claim=answer.outlook, detail=answer.detail)

@@ -24,7 +24,16 @@ from leadflow_crm_api.problems import reason_of
 from leadflow_crm_api.use_cases import leads as leads_uc
 from leadflow_crm_api.use_cases import offices as offices_uc
 from leadflow_crm_api.use_cases import sharing as sharing_uc
-from leadflow_crm_api.web.common import PREFIX, caller_of, checked_form, db_of, path_id, redirect, render
+from leadflow_crm_api.web.common import (
+    PREFIX,
+    caller_of,
+    checked_form,
+    db_of,
+    home_of,
+    path_id,
+    redirect,
+    render,
+)
 
 PAGE_SIZE = 50
 ACTIONS = ("accept", "note", "call", "email", "sms", "task")
@@ -165,6 +174,8 @@ async def act(request: Request, account_id: str, lead_id: str) -> Response:
             raise
         return await _lead(request, caller, account_id, lead_id, status=409, errors={"action": exc.detail},
                            values=form)
+    if body.action.value == "decline":  # the lead is no longer the agent's to see: back to its list
+        return redirect(home_of(caller), flash=answer.detail, request=request)
     done = {"accept": "Claim sent."}.get(body.action.value, "Saved.")
     return redirect(f"{PREFIX}/accounts/{account_id}/leads/{lead_id}", flash=f"{done} {answer.detail}".strip(),
                      request=request)

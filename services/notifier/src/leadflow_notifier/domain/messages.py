@@ -169,8 +169,9 @@ def recipient_of(event: RoutingEvent) -> str | None:
     """
     if isinstance(event, LeadAssigned) and event.payload.reason in SILENT_ASSIGNMENTS:
         return None
-    if isinstance(event, OfferWithdrawn) and event.payload.reason is WithdrawalReason.AGENT_LEFT:
-        return None  # the agent left the office: it has no more business with the lead
+    if isinstance(event, OfferWithdrawn) and event.payload.reason in {WithdrawalReason.AGENT_LEFT,
+                                                                       WithdrawalReason.DECLINED}:
+        return None  # the agent left the office, or declined the offer itself: nothing to tell it
     if isinstance(event, LeadReleased):
         return event.payload.broker_agent_id
     if isinstance(event, LeadAssigned | LeadOffered | LeadFellBack | OfferExpired | OfferWithdrawn | LeadShared):

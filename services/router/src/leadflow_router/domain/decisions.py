@@ -416,6 +416,8 @@ def on_activity(state: LeadState, activity: Activity, now: datetime, *, can_clai
     offer ended, by an agent no longer active in the office: `can_claim` false) is logged as
     activity and claims nothing: it is never poison.
     """
+    if activity.action is ActivityAction.DECLINE:
+        return on_decline(state, activity, now)
     if not activity.action.claims:
         return Outcome(state, (), "viewing does not claim")
     offer = next((o for o in state.open_offers if o.agent_id == activity.agent_id), None)
@@ -467,6 +469,28 @@ def on_activity(state: LeadState, activity: Activity, now: datetime, *, can_clai
         (Emit(LeadClaimed, claim), *events, *_message_to_contact(claimed, activity)),
         f"R8: {activity.agent_id} claimed the lead by {activity.action.value}.",
     )
+
+
+def on_decline(state: LeadState, activity: Activity, now: datetime) -> Outcome:
+    """The offered agent passes: its offer is withdrawn (`declined`). When no other offer of the lead is open,
+    the lead is due at once, so the sweeper offers it on exactly as after an expiry (R9, R10 included);
+    a racer's decline leaves the others racing. Declining without a live offer is logged and changes nothing."""
+    offer = next((o for o in state.open_offers if o.agent_id == activity.agent_id), None)
+    if offer is None or state.status is not LeadStatus.OFFERED or now >= offer.deadline:
+        refused = claim_refusal(state, activity.agent_id) if state.holder != activity.agent_id else None
+        payload = ActivityLoggedPayload(lead_id=uuid.UUID(state.lead_id), agent_id=state.holder,
+                                        action=activity.action, by_agent_id=activity.agent_id,
+                                        claim_refused=refused or "there was no open offer to decline")
+        return Outcome(state, (Emit(ActivityLogged, payload),), "nothing to decline")
+    declined = Offer(offer.agent_id, offer.round, offer.deadline, OfferStatus.WITHDRAWN)
+    offers = tuple(declined if o is offer else o for o in state.offers)
+    still_open = any(o.status is OfferStatus.OPEN for o in offers)
+    after = state.evolve(offers=offers, next_deadline=state.next_deadline if still_open else now)
+    withdrawn = OfferClosedPayload(lead_id=uuid.UUID(state.lead_id), agent_id=offer.agent_id,
+                                   offer_round=offer.round, reason=WithdrawalReason.DECLINED)
+    why = f"{activity.agent_id} declined the offer" + ("; the others still race." if still_open else
+                                                       "; the lead goes on to the next agent.")
+    return Outcome(after, (Emit(OfferWithdrawn, withdrawn),), why)
 
 
 def _message_to_contact(state: LeadState, activity: Activity) -> tuple[Emit, ...]:
