@@ -214,3 +214,23 @@ async def test_a_settings_form_is_checked_like_the_api_and_a_refusal_saves_nothi
     denied = await browser_like.get(f"/app/accounts/{WEB}/settings")
     assert denied.status_code == 403
     assert "brokers and admins" in denied.text
+
+
+async def test_my_notifications_are_saved_through_the_api_rules(stack: Stack, browser_like: httpx.AsyncClient) -> None:
+    await sign_in(browser_like, WEB, "web-bo", "realtor")
+    page = await browser_like.get("/app/me")
+    assert page.status_code == 200
+    token = CSRF.search(page.text)
+    assert token is not None
+    form = {"csrf": token.group(1), "channels": ["email", "push"], "quiet_start": "25:00", "quiet_end": "07:00"}
+    refused = await browser_like.post("/app/me/notifications", data=form)
+    assert refused.status_code == 422
+    assert 'id="quiet_hours-error"' in refused.text
+    saved = await browser_like.post("/app/me/notifications", data=form | {"quiet_start": "21:00", "digest": "on"})
+    assert saved.status_code == 303
+    headers = stack.auth("web-bo", "realtor", WEB)
+    async with httpx.AsyncClient(base_url=stack.url("crm-api")) as api:
+        prefs = (await api.get(f"/v1/accounts/{WEB}/settings/notifications/web-bo", headers=headers)).json()
+    assert prefs["channels"] == ["email", "push"]
+    assert prefs["quiet_hours"] == {"start": "21:00", "end": "07:00"}
+    assert prefs["digest"] is True

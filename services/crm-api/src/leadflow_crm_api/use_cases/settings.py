@@ -253,7 +253,7 @@ async def put_pause_schedule(settings: Settings, body: PauseSchedule) -> PauseSc
 # Notification preferences (the notifier's `notifier_preferences`)
 
 
-async def _preferences_scope(account_id: Id, user_id: Id, caller: Caller, db: Db) -> AccountSettings:
+async def preferences_scope(account_id: Id, user_id: Id, caller: Caller, db: Db) -> AccountSettings:
     """A realtor manages only its own preferences; a broker/admin those of any user of its account."""
     if account_id != caller.account_id:
         raise Forbidden("The token does not grant access to this account.")
@@ -273,7 +273,7 @@ async def _preferences_scope(account_id: Id, user_id: Id, caller: Caller, db: Db
     return settings
 
 
-Preferences = Annotated[AccountSettings, Depends(_preferences_scope)]
+Preferences = Annotated[AccountSettings, Depends(preferences_scope)]
 
 
 async def get_notifications(settings: Preferences, user_id: Id) -> NotificationPreferences:
