@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 LIVE = "live-realty"  # round robin on, a race of two
 SHARE, RILEY = "roof-realty", "riley-homes"  # a brokerage, and a realtor on an account of its own
 NORTH, SOUTH = "org-north-office", "org-south-office"  # two offices of one organisation
-SET = "set-realty"  # the settings page changes how its next lead is routed
+SET = "web-set-realty"  # the settings page changes how its next lead is routed
 DECLINE = "decline-realty"  # one agent at a time; a decline sends the lead on
 AGENTS = {"live-broker": "Lou Broker", "live-ann": "Ann Live", "live-bo": "Bo Live"}
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -381,10 +381,10 @@ async def test_a_broker_assigns_a_lead_by_hand_and_the_agent_gives_it_back(brows
     agent_context, agent = await signed_in(browser, stack, "north-ned", "realtor", NORTH)
     try:
         await broker.goto(f"{stack.url('crm-api')}/app/accounts/{NORTH}/leads/{lead_id}")
-        await broker.get_by_text("Assign", exact=True).click()
-        await broker.get_by_label("Agent").select_option(label="Ned North")
+        await broker.locator("summary", has_text="Assign").click()
+        await broker.get_by_label("Agent", exact=True).select_option(label="Ned North")
         await broker.get_by_label("Note (on the timeline)").fill("Speaks Spanish")
-        await broker.get_by_role("button", name="Assign").click()
+        await broker.get_by_role("button", name="Assign", exact=True).click()
         await expect(broker.get_by_role("status")).to_contain_text("assigned to north-ned")
         await expect(broker.locator('li[data-type="LeadAssigned"]').last).to_contain_text(
             "Speaks Spanish", timeout=LIVE_TIMEOUT_MS + 5_000)
@@ -393,7 +393,7 @@ async def test_a_broker_assigns_a_lead_by_hand_and_the_agent_gives_it_back(brows
         await expect(row).to_be_visible(timeout=LIVE_TIMEOUT_MS + 5_000)
         await shot(agent, "agent-my-leads-phone")
         await row.get_by_role("link", name=f"Paula {marker}").click()
-        await agent.get_by_text("Return to broker", exact=True).click()
+        await agent.locator("summary", has_text="Return to broker").click()
         await agent.get_by_label("Why (optional)").fill("Not my area")
         await agent.get_by_role("button", name="Return to broker").click()
         await expect(agent.get_by_role("status")).to_contain_text("going back to the broker")
