@@ -8,12 +8,15 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from fastapi import Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
 
 from leadflow_crm_api.adapters.tokens import TokenVerifier
 from leadflow_crm_api.domain.principal import Principal
 from leadflow_crm_api.errors import Forbidden, NotFound, Unauthenticated
+from leadflow_crm_api.problems import reason_of
 from leadflow_crm_api.settings import CrmApiSettings
 from leadflow_crm_api.web.session import CSRF_FIELD, SESSION_COOKIE, csrf_token, csrf_valid
 
@@ -23,6 +26,7 @@ templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.filters["urldecode"] = unquote
 
 ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
 FLASH_COOKIE = "leadflow_flash"
 
 
@@ -94,3 +98,31 @@ def home_of(caller: Principal) -> str:
     if caller.sees_whole_account:
         return f"{PREFIX}/accounts/{caller.account_id}/leads"
     return f"{PREFIX}/my/leads"
+
+
+def submit_key(form: dict[str, str]) -> str | None:
+    """The Idempotency-Key of a form that changes who has leads: its page's random `request_id`, so a
+    double submit (or a retry after a lost answer) is the same transfer or distribution, applied once."""
+    request_id = form.get("request_id", "")
+    return f"web:{request_id}" if REQUEST_ID.match(request_id) else None
+
+
+def field_errors(exc: ValidationError | RequestValidationError, prefix: str = "") -> dict[str, str]:
+    """Field name -> reason, for the message shown next to each field (the first reason per field)."""
+    found: dict[str, str] = {}
+    for error in exc.errors():
+        parts = [str(p) for p in error["loc"] if p not in {"body", "query"}]
+        found.setdefault(prefix + (parts[0] if parts else "form"), reason_of(error))
+    return found
+
+
+async def posted(request: Request, *ids: str) -> tuple[Principal, list[str], dict[str, str]]:
+    """A form post's caller, its path ids (checked) and its fields (once its CSRF token is)."""
+    caller, token = caller_of(request)
+    checked = [path_id(i) for i in ids]
+    return caller, checked, await checked_form(request, token)
+
+
+def same_query(request: Request, path: str) -> str:
+    """`path` with the query string the request came with (a list's filters survive a form post)."""
+    return path + (f"?{request.url.query}" if request.url.query else "")

@@ -4,7 +4,6 @@ cases are the JSON API's (`use_cases.distribution`); the router decides and the 
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -17,11 +16,18 @@ from leadflow_crm_api.errors import ClaimNotPossible, InvalidRequest
 from leadflow_crm_api.problems import reason_of
 from leadflow_crm_api.use_cases import distribution as distribution_uc
 from leadflow_crm_api.use_cases import leads as leads_uc
-from leadflow_crm_api.web.common import PREFIX, caller_of, checked_form, db_of, path_id, redirect
+from leadflow_crm_api.web.common import (
+    PREFIX,
+    caller_of,
+    db_of,
+    posted,
+    redirect,
+    same_query,
+    submit_key,
+)
 from leadflow_crm_api.web.leads import brokerage_page, lead_page_of
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
-REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def _body(form: dict[str, str], lead_ids: list[str] | None, lead_filter: LeadFilter | None) -> DistributionCreate:
@@ -41,8 +47,7 @@ def _reason(exc: ValidationError | RequestValidationError | InvalidRequest) -> s
 
 async def _distribute(request: Request, account_id: str, body: DistributionCreate, form: dict[str, str]) -> Any:
     caller, _ = caller_of(request)
-    request_id = form.get("request_id", "")
-    key = f"web:{request_id}" if REQUEST_ID.match(request_id) else None  # a double submit sends the same commands
+    key = submit_key(form)  # a double submit is applied once
     leads = leads_uc.account_leads(caller, db_of(request), account_id)
     return await distribution_uc.distribute(account_id, body, leads, caller, db_of(request),
                                             request.app.state.publish_command, key)
@@ -51,9 +56,7 @@ async def _distribute(request: Request, account_id: str, body: DistributionCreat
 @router.post("/accounts/{account_id}/leads/{lead_id}/distribute")
 async def distribute_one(request: Request, account_id: str, lead_id: str) -> Response:
     """Assign (or offer) this lead to an agent of the office."""
-    caller, token = caller_of(request)
-    account_id, lead_id = path_id(account_id), path_id(lead_id)
-    form = await checked_form(request, token)
+    caller, (account_id, lead_id), form = await posted(request, account_id, lead_id)
     try:
         done = await _distribute(request, account_id, _body(form, [lead_id], None), form)
     except (ValidationError, RequestValidationError, InvalidRequest) as exc:
@@ -67,9 +70,7 @@ async def distribute_one(request: Request, account_id: str, lead_id: str) -> Res
 @router.post("/accounts/{account_id}/distributions")
 async def distribute_many(request: Request, account_id: str) -> Response:
     """More -> Assign to an agent: the selected leads, or every lead the list's filters match."""
-    caller, token = caller_of(request)
-    account_id = path_id(account_id)
-    form = await checked_form(request, token)
+    caller, (account_id,), form = await posted(request, account_id)
     selected = [v for v in (await request.form()).getlist("lead_ids") if isinstance(v, str)]
     try:
         if form.get("all_matching") == "1":
@@ -82,16 +83,14 @@ async def distribute_many(request: Request, account_id: str) -> Response:
         reason = "Select one or more leads." if not selected and form.get("all_matching") != "1" else _reason(exc)
         return await brokerage_page(request, caller, account_id, status=422, assign_error=reason)
     skipped = f" {len(done.skipped)} could not go (see each lead)." if done.skipped else ""
-    back = f"{PREFIX}/accounts/{account_id}/leads" + (f"?{request.url.query}" if request.url.query else "")
+    back = same_query(request, f"{PREFIX}/accounts/{account_id}/leads")
     return redirect(back, request=request, flash=f"{len(done.lead_ids)} leads are going to {done.agent_id}.{skipped}")
 
 
 @router.post("/accounts/{account_id}/leads/{lead_id}/return")
 async def give_back(request: Request, account_id: str, lead_id: str) -> Response:
     """The holder gives the lead back to the broker (ClientBAY's "return lead to broker")."""
-    caller, token = caller_of(request)
-    account_id, lead_id = path_id(account_id), path_id(lead_id)
-    form = await checked_form(request, token)
+    caller, (account_id, lead_id), form = await posted(request, account_id, lead_id)
     leads = leads_uc.account_leads(caller, db_of(request), account_id)
     try:
         body = LeadReturn(note=form.get("return_note", ""))

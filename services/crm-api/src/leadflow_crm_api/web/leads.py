@@ -27,10 +27,10 @@ from leadflow_crm_api.use_cases import sharing as sharing_uc
 from leadflow_crm_api.web.common import (
     PREFIX,
     caller_of,
-    checked_form,
     db_of,
     home_of,
     path_id,
+    posted,
     redirect,
     render,
 )
@@ -151,9 +151,7 @@ async def _lead(request: Request, caller: Principal, account_id: str, lead_id: s
 
 @router.post("/accounts/{account_id}/leads/{lead_id}/actions")
 async def act(request: Request, account_id: str, lead_id: str) -> Response:
-    caller, token = caller_of(request)
-    account_id, lead_id = path_id(account_id), path_id(lead_id)
-    form = await checked_form(request, token)
+    caller, (account_id, lead_id), form = await posted(request, account_id, lead_id)
     try:
         body = ActivityCreate.model_validate(_activity(form))
     except ValidationError as exc:

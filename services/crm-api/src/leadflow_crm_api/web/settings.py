@@ -15,22 +15,13 @@ from leadflow_crm_api.adapters.settings import AccountSettings
 from leadflow_crm_api.domain.principal import Principal
 from leadflow_crm_api.domain.settings import LeadSource, LeadSources, PauseSchedule, RoundRobinApproval, RoutingSettings
 from leadflow_crm_api.errors import NotFound
-from leadflow_crm_api.problems import reason_of
 from leadflow_crm_api.use_cases import settings as settings_uc
-from leadflow_crm_api.web.common import PREFIX, caller_of, checked_form, db_of, path_id, redirect, render
+from leadflow_crm_api.web.common import PREFIX, caller_of, checked_form, db_of, field_errors, path_id, redirect, render
 from leadflow_shared.events.commands import DepartedLeads
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 SOURCE_NUMBERS = ("race_count", "claim_window_seconds", "referral_fee_percent", "direct_period_seconds")
-
-
-def _errors(exc: ValidationError | RequestValidationError, prefix: str = "") -> dict[str, str]:
-    found: dict[str, str] = {}
-    for error in exc.errors():
-        parts = [str(p) for p in error["loc"] if p != "body"]
-        found.setdefault(prefix + (parts[0] if parts else "form"), reason_of(error))
-    return found
 
 
 async def _page(request: Request, caller: Principal, account_id: str, *, status: int = 200,
@@ -61,7 +52,7 @@ async def _save(request: Request, account_id: str, form_name: str, save: Any) ->
     try:
         said = await save(account, fields)
     except (ValidationError, RequestValidationError) as exc:
-        return await _page(request, caller, account_id, status=422, errors=_errors(exc, f"{form_name}."),
+        return await _page(request, caller, account_id, status=422, errors=field_errors(exc, f"{form_name}."),
                            form=form_name)
     return redirect(f"{PREFIX}/accounts/{account_id}/settings", request=request,
                     flash=f"{said} The next leads are routed with it within a few seconds.")

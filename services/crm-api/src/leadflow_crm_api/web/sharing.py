@@ -3,7 +3,6 @@ invitations, and the realtor's answer to an invitation. The use cases are the JS
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -15,31 +14,30 @@ from leadflow_crm_api.domain.distribution import LeadFilter
 from leadflow_crm_api.domain.principal import Principal
 from leadflow_crm_api.domain.sharing import InvitationStatus
 from leadflow_crm_api.errors import InvalidRequest, NotFound
-from leadflow_crm_api.problems import reason_of
 from leadflow_crm_api.use_cases import sharing as sharing_uc
 from leadflow_crm_api.use_cases.sharing import InvitationCreate, TransferCreate
-from leadflow_crm_api.web.common import PREFIX, caller_of, checked_form, db_of, path_id, redirect, render
+from leadflow_crm_api.web.common import (
+    PREFIX,
+    caller_of,
+    checked_form,
+    db_of,
+    field_errors,
+    path_id,
+    posted,
+    redirect,
+    render,
+    same_query,
+    submit_key,
+)
 from leadflow_crm_api.web.leads import brokerage_page
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
-REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
-
-
-def _errors(exc: ValidationError | RequestValidationError) -> dict[str, str]:
-    """Field name -> reason, for the messages shown next to each field."""
-    found: dict[str, str] = {}
-    for error in exc.errors():
-        parts = [str(p) for p in error["loc"] if p not in {"body", "query"}]
-        found.setdefault(parts[0] if parts else "form", reason_of(error))
-    return found
 
 
 @router.post("/accounts/{account_id}/lead-transfers")
 async def transfer(request: Request, account_id: str) -> Response:
     """More -> Lead Transfer -> a realtor -> Submit: the selected leads, or all the list's filters match."""
-    caller, token = caller_of(request)
-    account_id = path_id(account_id)
-    form = await checked_form(request, token)
+    caller, (account_id,), form = await posted(request, account_id)
     selected = [v for v in (await request.form()).getlist("lead_ids") if isinstance(v, str)]
     all_matching = form.get("all_matching") == "1"
     try:
@@ -50,21 +48,20 @@ async def transfer(request: Request, account_id: str) -> Response:
             if all_matching else None,
         )  # fmt: skip
     except ValidationError as exc:
-        why = _errors(exc)
+        why = field_errors(exc)
         reason = (why.get("realtor_id") and "Select the realtor who will receive the leads.") or (
             "Select one or more leads." if not selected and not all_matching else "; ".join(why.values()))
         return await brokerage_page(request, caller, account_id, status=422, transfer_error=reason)
-    request_id = form.get("request_id", "")
-    key = f"web:{request_id}" if REQUEST_ID.match(request_id) else None  # a double submit is one transfer
+    key = submit_key(form)  # a double submit is applied once
     try:
         done = await sharing_uc.transfer_leads(account_id, body, caller, db_of(request), _commands(request), key)
     except (InvalidRequest, RequestValidationError) as exc:
-        reason = exc.detail if isinstance(exc, InvalidRequest) else "; ".join(_errors(exc).values())
+        reason = exc.detail if isinstance(exc, InvalidRequest) else "; ".join(field_errors(exc).values())
         return await brokerage_page(request, caller, account_id, status=422, transfer_error=reason)
     name = next((r.name for r in (await sharing_uc.my_realtors(account_id, caller, db_of(request))).items
                  if r.realtor_id == done.realtor_id), None) or done.realtor_id
     count = "1 lead" if done.transferred == 1 else f"{done.transferred} leads"
-    back = f"{PREFIX}/accounts/{account_id}/leads" + (f"?{request.url.query}" if request.url.query else "")
+    back = same_query(request, f"{PREFIX}/accounts/{account_id}/leads")
     return redirect(back, request=request,
                     flash=f"The selected leads were transferred successfully: {count} to {name}.")
 
@@ -91,14 +88,12 @@ async def _realtors_page(request: Request, caller: Principal, account_id: str, *
 
 @router.post("/accounts/{account_id}/realtors")
 async def invite(request: Request, account_id: str) -> Response:
-    caller, token = caller_of(request)
-    account_id = path_id(account_id)
-    form = await checked_form(request, token)
+    caller, (account_id,), form = await posted(request, account_id)
     try:
         body = InvitationCreate(realtor_id=form.get("realtor_id", ""), email=form.get("email", ""),
                                 name=form.get("name") or None)
     except ValidationError as exc:
-        return await _realtors_page(request, caller, account_id, status=422, errors=_errors(exc), values=form)
+        return await _realtors_page(request, caller, account_id, status=422, errors=field_errors(exc), values=form)
     try:
         invitation, invited = await sharing_uc.invite(account_id, body, caller, db_of(request), _commands(request))
     except InvalidRequest as exc:

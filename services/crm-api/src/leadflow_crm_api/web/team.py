@@ -4,8 +4,6 @@ JSON API's (`use_cases.people`, `use_cases.settings`, `use_cases.offices`)."""
 
 from __future__ import annotations
 
-import re
-
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
@@ -20,10 +18,19 @@ from leadflow_crm_api.use_cases import offices as offices_uc
 from leadflow_crm_api.use_cases import people as people_uc
 from leadflow_crm_api.use_cases import settings as settings_uc
 from leadflow_crm_api.use_cases.offices import OfficeTransferCreate
-from leadflow_crm_api.web.common import PREFIX, caller_of, checked_form, db_of, path_id, redirect, render
+from leadflow_crm_api.web.common import (
+    PREFIX,
+    caller_of,
+    db_of,
+    path_id,
+    posted,
+    redirect,
+    render,
+    same_query,
+    submit_key,
+)
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
-REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 @router.get("/accounts/{account_id}/team")
@@ -51,31 +58,26 @@ async def _page(request: Request, caller: Principal, account_id: str, *, status:
 @router.post("/accounts/{account_id}/team/{agent_id}/status")
 async def set_status(request: Request, account_id: str, agent_id: str) -> Response:
     """Onboarded (active), or out of routing (inactive: its offers withdrawn, its leads released, T3)."""
-    caller, token = caller_of(request)
-    account_id, agent_id = path_id(account_id), path_id(agent_id)
-    form = await checked_form(request, token)
+    caller, (account_id, agent_id), form = await posted(request, account_id, agent_id)
     try:
         body = AgentStatus(status=form.get("status", ""))
     except ValidationError:
         return await _page(request, caller, account_id, status=422, error="Choose active, onboarding or inactive.")
     account = settings_uc.admin_settings(account_id, caller, db_of(request))
     await settings_uc.put_agent_status(account, caller, request.app.state.publish_command, agent_id, body)
-    back = f"{PREFIX}/accounts/{account_id}/team" + (f"?{request.url.query}" if request.url.query else "")
+    back = same_query(request, f"{PREFIX}/accounts/{account_id}/team")
     return redirect(back, request=request, flash=f"{agent_id} is {body.status.value} now.")
 
 
 @router.post("/accounts/{account_id}/team/{agent_id}/reassign")
 async def reassign_member(request: Request, account_id: str, agent_id: str) -> Response:
     """Reassign a team member to another office: Onboarding there, its staff told (T2)."""
-    caller, token = caller_of(request)
-    account_id, agent_id = path_id(account_id), path_id(agent_id)
-    form = await checked_form(request, token)
+    caller, (account_id, agent_id), form = await posted(request, account_id, agent_id)
     try:
         body = OfficeTransferCreate(agent_id=agent_id, to_account_id=form.get("to_account_id", ""))
     except ValidationError:
         return await _page(request, caller, account_id, status=422, error="Select the office the member moves to.")
-    request_id = form.get("request_id", "")
-    key = f"web:{request_id}" if REQUEST_ID.match(request_id) else None
+    key = submit_key(form)  # a double submit is applied once
     leads = leads_uc.account_leads(caller, db_of(request), account_id)
     try:
         moved = await offices_uc.transfer_to_office(account_id, body, leads, caller, db_of(request),
