@@ -111,12 +111,15 @@ async def test_r6_shares_1000_leads_evenly_and_follows_the_brokers_approvals(
 
         rows = await eventually(all_offered, timeout=180, what=f"{len(ids)} leads offered")
         assert rows is not None
-        counts: Counter[str] = Counter()
-        for lead_id in ids:
-            detail = (await client.get(f"/v1/accounts/{FAIR}/leads/{lead_id}", headers=admin)).json()
+        limit = asyncio.Semaphore(16)
+
+        async def offered(lead_id: str) -> str:
+            async with limit:
+                detail = (await client.get(f"/v1/accounts/{FAIR}/leads/{lead_id}", headers=admin)).json()
             [offer] = detail["open_offers"]
-            counts[offer["agent_id"]] += 1
-        return counts
+            return str(offer["agent_id"])
+
+        return Counter(await asyncio.gather(*(offered(lead_id) for lead_id in ids)))
 
     first_tag = uuid.uuid4().hex[:6]
     first = await offered_to(await post_leads(stack, FAIR, 500, first_tag), first_tag)

@@ -136,6 +136,17 @@ async def post_lead(stack: Stack, last_name: str, account: str = LIVE) -> str:
     return str(posted.json()["event_id"])
 
 
+async def routed(stack: Stack, account: str, lead_id: str, broker: str) -> None:
+    """Wait until crm-api has the lead (routed and projected), so its page exists."""
+    headers = stack.auth(broker, "broker", account)
+
+    async def known() -> bool:
+        async with httpx.AsyncClient(base_url=stack.url("crm-api")) as api:
+            return (await api.get(f"/v1/accounts/{account}/leads/{lead_id}", headers=headers)).status_code == 200
+
+    await eventually(known, what="the lead in crm-api")
+
+
 async def test_a_new_lead_appears_in_the_brokers_all_leads_while_the_page_is_open(
     browser: Browser, stack: Stack
 ) -> None:
@@ -377,6 +388,7 @@ async def test_a_broker_assigns_a_lead_by_hand_and_the_agent_gives_it_back(brows
     # an agent by hand; the agent's open My Leads shows it; the agent returns it and the broker holds it again.
     marker = f"Hand{uuid.uuid4().hex[:6]}"
     lead_id = await post_lead(stack, marker, NORTH)
+    await routed(stack, NORTH, lead_id, "north-broker")
     broker_context, broker = await signed_in(browser, stack, "north-broker", "broker", NORTH, desktop=True)
     agent_context, agent = await signed_in(browser, stack, "north-ned", "realtor", NORTH)
     try:
@@ -393,7 +405,7 @@ async def test_a_broker_assigns_a_lead_by_hand_and_the_agent_gives_it_back(brows
         await expect(row).to_be_visible(timeout=LIVE_TIMEOUT_MS + 5_000)
         await shot(agent, "agent-my-leads-phone")
         await row.get_by_role("link", name=f"Paula {marker}").click()
-        await agent.get_by_label("CRM status").select_option("attempted_contact")
+        await agent.get_by_role("combobox", name="CRM status").select_option("attempted_contact")
         await agent.get_by_role("button", name="Set status").click()
         await expect(agent.get_by_role("status")).to_contain_text("CRM status saved.")
         await expect(agent.locator("p.muted").first).to_contain_text("CRM status: attempted contact")
