@@ -234,3 +234,26 @@ async def test_my_notifications_are_saved_through_the_api_rules(stack: Stack, br
     assert prefs["channels"] == ["email", "push"]
     assert prefs["quiet_hours"] == {"start": "21:00", "end": "07:00"}
     assert prefs["digest"] is True
+
+
+async def test_pause_windows_are_added_and_removed_one_at_a_time(stack: Stack, browser_like: httpx.AsyncClient) -> None:
+    await sign_in(browser_like, WEB, "web-broker", "broker")
+    page = await browser_like.get(f"/app/accounts/{WEB}/settings")
+    token = CSRF.search(page.text)
+    assert token is not None
+    url = f"/app/accounts/{WEB}/settings/pause"
+    base = {"csrf": token.group(1), "time_zone": "America/Chicago"}
+    refused = await browser_like.post(url, data=base | {"start": "20:00", "end": "08:00"})  # no day chosen
+    assert refused.status_code == 422
+    assert 'id="pause-windows-error"' in refused.text
+    for days, start, end in ((["0", "1", "2", "3", "4"], "20:00", "08:00"), (["5", "6"], "18:00", "10:00")):
+        added = await browser_like.post(url, data=base | {"weekdays": days, "start": start, "end": end})
+        assert added.status_code == 303
+    removed = await browser_like.post(url, data=base | {"remove": "0"})
+    assert removed.status_code == 303
+    headers = stack.auth("web-broker", "broker", WEB)
+    async with httpx.AsyncClient(base_url=stack.url("crm-api")) as api:
+        schedule = (await api.get(f"/v1/accounts/{WEB}/settings/pause-schedule", headers=headers)).json()
+        await api.put(f"/v1/accounts/{WEB}/settings/pause-schedule", headers=headers, json={"windows": []})
+    assert schedule == {"time_zone": "America/Chicago",
+                        "windows": [{"weekdays": [5, 6], "start": "18:00", "end": "10:00"}]}

@@ -105,13 +105,23 @@ async def save_source(request: Request, account_id: str, index: int) -> Response
 
 @router.post("/accounts/{account_id}/settings/pause")
 async def save_pause(request: Request, account_id: str) -> Response:
+    """Add a window, remove one (`remove` = its position), or change the time zone; the schedule is then
+    saved whole through the API's use case, which checks it."""
     async def save(account: AccountSettings, fields: dict[str, str]) -> str:
-        form = await request.form()
-        days = [int(d) for d in form.getlist("weekdays") if isinstance(d, str) and d.isdigit()]
-        windows = [] if fields.get("clear") == "1" else [
-            {"weekdays": days, "start": fields.get("start", ""), "end": fields.get("end", "")}]
+        current = await settings_uc.get_pause_schedule(account)
+        windows: list[dict[str, Any]] = [w.model_dump() for w in current.windows]
+        if (remove := fields.get("remove", "")).isdigit():
+            windows = [w for i, w in enumerate(windows) if i != int(remove)]
+            said = "Pause window removed."
+        elif fields.get("start") or fields.get("end"):
+            form = await request.form()
+            days = [int(d) for d in form.getlist("weekdays") if isinstance(d, str) and d.isdigit()]
+            windows.append({"weekdays": days, "start": fields.get("start", ""), "end": fields.get("end", "")})
+            said = "Pause window added."
+        else:
+            said = "Time zone saved."
         body = PauseSchedule.model_validate({"time_zone": fields.get("time_zone") or None, "windows": windows})
         await settings_uc.put_pause_schedule(account, body)
-        return "Pause schedule saved."
+        return said
 
     return await _save(request, account_id, "pause", save)
