@@ -92,8 +92,9 @@ def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
             {"agent_id": "north-tia", "name": "Tia Mover", "email": "tia@north.example"}],
     }, {
         "account_id": SOUTH, "name": "Org South", "organisation_id": "web-org", "round_robin": False,
-        "roster": ["south-broker"], "agents": [{"agent_id": "south-broker", "name": "Sol South",
-                                                "email": "sol@south.example"}],
+        "roster": ["south-broker", "south-sue"], "agents": [
+            {"agent_id": "south-broker", "name": "Sol South", "email": "sol@south.example"},
+            {"agent_id": "south-sue", "name": "Sue Second", "email": "sue@south.example"}],
     }, {
         "account_id": RILEY, "name": "Riley Homes", "round_robin": False, "roster": ["riley-office", "riley-park"],
         "agents": [{"agent_id": "riley-office", "name": "Riley Office", "email": "office@riley.example"},
@@ -511,3 +512,82 @@ async def test_an_agent_declines_an_offer_and_the_next_agent_gets_it_on_their_op
     finally:
         await first_context.close()
         await other_context.close()
+
+
+async def test_an_agent_claims_by_writing_a_note_then_adds_a_task_sets_notifications_and_signs_out(
+    browser: Browser, stack: Stack
+) -> None:
+    # RealHub: any qualifying action claims. The note claims the offer; the task's due time is read in the
+    # agent's own time zone (the browser's); then My notifications, then Sign out.
+    lead_id = await post_lead(stack, f"Note{uuid.uuid4().hex[:6]}", DECLINE)
+    headers = stack.auth("dec-broker", "broker", DECLINE)
+
+    async def offered_to() -> str | None:
+        async with httpx.AsyncClient(base_url=stack.url("crm-api")) as api:
+            detail = (await api.get(f"/v1/accounts/{DECLINE}/leads/{lead_id}", headers=headers)).json()
+        offers = detail.get("open_offers", [])
+        return str(offers[0]["agent_id"]) if offers else None
+
+    agent = await eventually(offered_to, what="the offer")
+    assert agent is not None
+    context = await browser.new_context(viewport={"width": 390, "height": 844}, timezone_id="America/Chicago")
+    page = await context.new_page()
+    try:
+        await page.goto(f"{stack.url('crm-api')}/app/sign-in?account={DECLINE}")
+        await page.locator(f'form:has(input[name="user"][value="{DECLINE}|{agent}|realtor"]) button').click()
+        await page.goto(f"{stack.url('crm-api')}/app/accounts/{DECLINE}/leads/{lead_id}")
+        await page.get_by_label("Action").select_option("note")
+        await page.get_by_label("Note or words about it").fill("Called back, wants a 3-bedroom.")
+        await page.get_by_role("button", name="Save", exact=True).click()
+        await expect(page.get_by_role("status")).to_contain_text("Saved.")
+        await expect(page.locator('li[data-type="LeadClaimed"]')).to_contain_text(f"Claimed by {agent}",
+                                                                                   timeout=LIVE_TIMEOUT_MS + 5_000)
+        await page.get_by_label("Action").select_option("task")
+        await page.get_by_label("Task title").fill("Send comps")
+        await page.get_by_label("Task due").fill("2026-12-01T09:30")
+        await page.get_by_role("button", name="Save", exact=True).click()
+        await expect(page.get_by_role("status")).to_contain_text("Saved.")
+        async with httpx.AsyncClient(base_url=stack.url("crm-api")) as api:
+            detail = (await api.get(f"/v1/accounts/{DECLINE}/leads/{lead_id}", headers=headers)).json()
+        [task] = [e for e in detail["timeline"] if e["action"] == "task"]
+        assert task["content"]["task"]["due_at"].startswith("2026-12-01T15:30"), task  # 09:30 in Chicago, in UTC
+
+        await page.get_by_role("link", name="My notifications").click()
+        await page.get_by_label("Text message").uncheck()
+        await page.get_by_label("Quiet hours from").fill("21:00")
+        await page.get_by_label("Quiet hours until").fill("07:00")
+        await page.get_by_role("button", name="Save").click()
+        await expect(page.get_by_role("status")).to_contain_text("Notification preferences saved.")
+        await expect(page.get_by_label("Text message")).not_to_be_checked()
+        await shot(page, "my-notifications-phone")
+
+        await page.get_by_role("button", name="Sign out").click()
+        await expect(page).to_have_url(re.compile(r"/app/sign-in$"))
+        await page.goto(f"{stack.url('crm-api')}/app/my/leads")
+        await expect(page).to_have_url(re.compile(r"/app/sign-in\?next="))  # the session is gone
+    finally:
+        await context.close()
+
+
+async def test_a_broker_assigns_every_lead_the_filters_match_from_the_list(browser: Browser, stack: Stack) -> None:
+    marker = f"Bulk{uuid.uuid4().hex[:6]}"
+    leads = [await post_lead(stack, marker, SOUTH) for _ in range(3)]
+    for lead_id in leads:
+        await routed(stack, SOUTH, lead_id, "south-broker")
+    context, page = await signed_in(browser, stack, "south-broker", "broker", SOUTH, desktop=True)
+    try:
+        await page.get_by_label("Search").fill(marker)
+        await page.get_by_role("button", name="Apply").click()
+        await expect(page.locator("tr[data-lead]")).to_have_count(3)
+        await page.get_by_text("More", exact=True).click()
+        await page.get_by_role("button", name="Assign to an agent").click()
+        dialog = page.get_by_role("dialog", name="Assign to an agent")
+        await dialog.get_by_label("Every lead the filters match").check()
+        await dialog.get_by_label("Agent").select_option(label="Sue Second")
+        await dialog.get_by_role("button", name="Assign").click()
+        await expect(page.get_by_role("status")).to_contain_text("3 leads are going to south-sue")
+        for lead_id in leads:
+            row = page.locator(f'tr[data-lead="{lead_id}"] [data-label="Assigned Realtor Information"]')
+            await expect(row).to_contain_text("Sue Second", timeout=LIVE_TIMEOUT_MS + 5_000)
+    finally:
+        await context.close()
