@@ -583,7 +583,7 @@ async def test_a_broker_assigns_every_lead_the_filters_match_from_the_list(brows
         await page.get_by_role("button", name="Assign to an agent").click()
         dialog = page.get_by_role("dialog", name="Assign to an agent")
         await dialog.get_by_label("Every lead the filters match").check()
-        await dialog.get_by_label("Agent").select_option(label="Sue Second")
+        await dialog.get_by_label("Agent", exact=True).select_option(label="Sue Second")
         await dialog.get_by_role("button", name="Assign").click()
         await expect(page.get_by_role("status")).to_contain_text("3 leads are going to south-sue")
         for lead_id in leads:
