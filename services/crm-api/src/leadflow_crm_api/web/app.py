@@ -45,6 +45,6 @@ def _error_page(request: Request, exc: Exception) -> Response:
     elif isinstance(exc, RequestValidationError):
         status, detail = 422, "The request has invalid fields: " + "; ".join(reason_of(e) for e in exc.errors()[:5])
     else:
-        status, detail = 500, "Something went wrong; nothing was changed. Try again."
+        status, detail = 500, "Something went wrong. Try again; if it keeps happening, tell your administrator."
     titles = {403: "Not allowed", 404: "Not found", 409: "Not possible", 422: "Check the form"}
     return render(request, "error.html", status=status, title=titles.get(status, "Error"), detail=detail)
