@@ -148,6 +148,21 @@ async def routed(stack: Stack, account: str, lead_id: str, broker: str) -> None:
     await eventually(known, what="the lead in crm-api")
 
 
+async def offered_to(stack: Stack, account: str, lead_id: str, broker: str) -> str:
+    """The agent the lead is offered to (a race of one), once it is."""
+    headers = stack.auth(broker, "broker", account)
+
+    async def first() -> str | None:
+        async with httpx.AsyncClient(base_url=stack.url("crm-api")) as api:
+            detail = (await api.get(f"/v1/accounts/{account}/leads/{lead_id}", headers=headers)).json()
+        offers = detail.get("open_offers", [])
+        return str(offers[0]["agent_id"]) if offers else None
+
+    found = await eventually(first, what="the offer")
+    assert found is not None
+    return found
+
+
 async def test_a_new_lead_appears_in_the_brokers_all_leads_while_the_page_is_open(
     browser: Browser, stack: Stack
 ) -> None:
@@ -486,16 +501,7 @@ async def test_an_agent_declines_an_offer_and_the_next_agent_gets_it_on_their_op
 ) -> None:
     marker = f"Pass{uuid.uuid4().hex[:6]}"
     lead_id = await post_lead(stack, marker, DECLINE)
-    headers = stack.auth("dec-broker", "broker", DECLINE)
-
-    async def offered_to() -> str | None:
-        async with httpx.AsyncClient(base_url=stack.url("crm-api")) as api:
-            detail = (await api.get(f"/v1/accounts/{DECLINE}/leads/{lead_id}", headers=headers)).json()
-        offers = detail.get("open_offers", [])
-        return str(offers[0]["agent_id"]) if offers else None
-
-    first = await eventually(offered_to, what="the first offer")
-    assert first is not None
+    first = await offered_to(stack, DECLINE, lead_id, "dec-broker")
     other = "dec-eli" if first == "dec-dee" else "dec-dee"
     first_context, first_page = await signed_in(browser, stack, first, "realtor", DECLINE)
     other_context, other_page = await signed_in(browser, stack, other, "realtor", DECLINE)
@@ -521,15 +527,7 @@ async def test_an_agent_claims_by_writing_a_note_then_adds_a_task_sets_notificat
     # agent's own time zone (the browser's); then My notifications, then Sign out.
     lead_id = await post_lead(stack, f"Note{uuid.uuid4().hex[:6]}", DECLINE)
     headers = stack.auth("dec-broker", "broker", DECLINE)
-
-    async def offered_to() -> str | None:
-        async with httpx.AsyncClient(base_url=stack.url("crm-api")) as api:
-            detail = (await api.get(f"/v1/accounts/{DECLINE}/leads/{lead_id}", headers=headers)).json()
-        offers = detail.get("open_offers", [])
-        return str(offers[0]["agent_id"]) if offers else None
-
-    agent = await eventually(offered_to, what="the offer")
-    assert agent is not None
+    agent = await offered_to(stack, DECLINE, lead_id, "dec-broker")
     context = await browser.new_context(viewport={"width": 390, "height": 844}, timezone_id="America/Chicago")
     page = await context.new_page()
     try:
