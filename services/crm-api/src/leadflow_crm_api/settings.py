@@ -81,6 +81,8 @@ class CrmApiSettings(ServiceSettings):
     def _web(self) -> Self:
         if self.web.dev_sign_in and self.environment == "production":
             raise ValueError("web.dev_sign_in (CRM_API_WEB__DEV_SIGN_IN) is refused in production")
+        if self.web.dev_sign_in and not self.auth.algorithm.startswith("HS"):
+            raise ValueError("web.dev_sign_in signs its tokens with the HMAC auth key: it needs an HS* algorithm")
         value = self.web.session_key.get_secret_value() if self.web.session_key else None
         resolve_key(value, self.environment, "web.session_key (CRM_API_WEB__SESSION_KEY)")
         return self
