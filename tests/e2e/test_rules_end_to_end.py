@@ -85,6 +85,14 @@ async def post_leads(stack: Stack, account_id: str, count: int, tag: str) -> lis
     return ids
 
 
+async def post_to_intake(stack: Stack, path: str, body: dict[str, Any]) -> str:
+    """One lead posted to intake as a site would; its lead id."""
+    async with httpx.AsyncClient() as intake:
+        posted = await intake.post(f"{stack.url('intake')}{path}", json=body)
+    assert posted.status_code == 202, posted.text
+    return str(posted.json()["event_id"])
+
+
 async def holders(client: httpx.AsyncClient, headers: dict[str, str], account_id: str, tag: str) -> dict[str, Any]:
     """Lead id -> row, for every lead of `account_id` whose contact's name holds `tag`."""
     rows: dict[str, Any] = {}
@@ -186,10 +194,7 @@ async def test_r3_an_inquiry_on_an_agents_own_listing_is_that_agents_at_once(
 ) -> None:
     body = {"account_id": FAIR, "first_name": "Lisa", "phone": "(212) 555-0142", "listing_id": "MLS-77",
             "listing_agent_id": "fair-cy", "message": "Is it still available?"}
-    async with httpx.AsyncClient() as intake:
-        posted = await intake.post(f"{stack.url('intake')}/v1/listing-inquiries", json=body)
-    assert posted.status_code == 202, posted.text
-    lead_id = str(posted.json()["event_id"])
+    lead_id = await post_to_intake(stack, "/v1/listing-inquiries", body)
     admin = stack.auth("fair-admin", "admin", FAIR)
 
     async def held() -> dict[str, Any] | None:
@@ -246,10 +251,7 @@ async def test_r6_eligibility_a_sources_lead_group_and_offices_and_unaccepted_in
     # four, only pick-north passes, so a race of five still offers the lead to pick-north alone.
     body = {"account_id": PICK, "first_name": "Lux", "email": f"lux-{uuid.uuid4().hex[:8]}@example.com",
             "source_name": "Luxury"}
-    async with httpx.AsyncClient() as intake:
-        posted = await intake.post(f"{stack.url('intake')}/v1/leads", json=body)
-    assert posted.status_code == 202, posted.text
-    lead_id = str(posted.json()["event_id"])
+    lead_id = await post_to_intake(stack, "/v1/leads", body)
     admin = stack.auth("pick-admin", "admin", PICK)
 
     async def offered() -> Any:
@@ -270,10 +272,7 @@ async def test_r3_without_auto_accept_the_listing_agent_alone_has_the_direct_per
 ) -> None:
     body = {"account_id": PICK, "first_name": "Lior", "email": f"lior-{uuid.uuid4().hex[:8]}@example.com",
             "listing_id": "MLS-9", "listing_agent_id": "pick-south"}
-    async with httpx.AsyncClient() as intake:
-        posted = await intake.post(f"{stack.url('intake')}/v1/listing-inquiries", json=body)
-    assert posted.status_code == 202, posted.text
-    lead_id = str(posted.json()["event_id"])
+    lead_id = await post_to_intake(stack, "/v1/listing-inquiries", body)
     admin = stack.auth("pick-admin", "admin", PICK)
 
     async def first_offer() -> Any:

@@ -257,3 +257,43 @@ async def test_pause_windows_are_added_and_removed_one_at_a_time(stack: Stack, b
         await api.put(f"/v1/accounts/{WEB}/settings/pause-schedule", headers=headers, json={"windows": []})
     assert schedule == {"time_zone": "America/Chicago",
                         "windows": [{"weekdays": [5, 6], "start": "18:00", "end": "10:00"}]}
+
+
+async def test_signing_in_with_a_pasted_token_and_with_a_bad_one(stack: Stack, browser_like: httpx.AsyncClient) -> None:
+    # The production path: a token from the identity provider, pasted or posted to the sign-in form.
+    for token, lands in ((stack.token("web-broker", "broker", WEB), f"/app/accounts/{WEB}/leads"),
+                         ("not-a-token", "/app/sign-in?why=")):
+        page = await browser_like.get("/app/sign-in")
+        nonce = CSRF.search(page.text)
+        assert nonce is not None
+        signed = await browser_like.post("/app/sign-in", data={"csrf": nonce.group(1), "token": token})
+        assert signed.status_code == 303
+        assert signed.headers["location"].startswith(lands), signed.headers["location"]
+        assert ("leadflow_session" in signed.cookies) == (token != "not-a-token")
+
+
+async def test_a_broker_invites_then_disconnects_a_realtor_from_my_realtors(
+    stack: Stack, browser_like: httpx.AsyncClient
+) -> None:
+    await sign_in(browser_like, WEB, "web-broker", "broker")
+    page = await browser_like.get(f"/app/accounts/{WEB}/realtors")
+    token = CSRF.search(page.text)
+    assert token is not None
+    invited = await browser_like.post(f"/app/accounts/{WEB}/realtors", data={
+        "csrf": token.group(1), "realtor_id": "web-rae", "email": "rae@web.example", "name": "Rae Web"})
+    assert invited.status_code == 303
+    refused = await browser_like.post(f"/app/accounts/{WEB}/realtors", data={
+        "csrf": token.group(1), "realtor_id": "web-rae", "email": "not an email"})
+    assert refused.status_code == 422
+    assert 'id="email-error"' in refused.text
+    headers = stack.auth("web-rae", "realtor", WEB)
+    async with httpx.AsyncClient(base_url=stack.url("crm-api")) as api:
+        [invitation] = [i for i in (await api.get("/v1/realtors/me/invitations", headers=headers)).json()["items"]
+                        if i["account_id"] == WEB]
+        accepted = await api.post(f"/v1/invitations/{invitation['invitation_id']}/accept", headers=headers)
+        assert accepted.status_code == 200
+    ended = await browser_like.post(f"/app/accounts/{WEB}/realtors/web-rae/disconnect", data={"csrf": token.group(1)})
+    assert ended.status_code == 303
+    listed = await browser_like.get(f"/app/accounts/{WEB}/realtors")
+    assert "disconnected" in listed.text
+    assert "Rae Web" in listed.text
