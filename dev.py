@@ -52,21 +52,29 @@ def in_env(uv_bin: str, *argv: str) -> int:
             child.send_signal(signal.SIGINT)
 
 
-def chromium() -> str | None:
-    """Debian's Chromium for the browser tests: found, or installed when this runs as root on Debian or
-    Ubuntu (Playwright's own browser download is not used). None, after saying what to do, otherwise."""
-    for name in ("chromium", "chromium-browser"):
+# Tools the tests need beyond Python: (environment variable, binaries, Debian package, what for).
+TOOLS = [
+    ("LEADFLOW_CHROMIUM", ("chromium", "chromium-browser"), "chromium", "the browser tests"),
+    ("LEADFLOW_PROMTOOL", ("promtool",), "prometheus", "the alert rule tests (promtool)"),
+    ("LEADFLOW_KUBECTL", ("kubectl",), "kubernetes-client", "the Kubernetes manifest tests (kubectl kustomize)"),
+]
+
+
+def debian_tool(binaries: tuple[str, ...], package: str, purpose: str) -> str | None:
+    """A tool the tests need: found on PATH, or installed from Debian's packages when this runs as
+    root on Debian or Ubuntu (never a download of its own). None, after saying what to do, otherwise."""
+    for name in binaries:
         if found := shutil.which(name):
             return found
     apt = shutil.which("apt-get")
     if apt and hasattr(os, "geteuid") and os.geteuid() == 0:
-        print("==> installing Debian's chromium for the browser tests", flush=True)
+        print(f"==> installing Debian's {package} for {purpose}", flush=True)
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for step in (["update", "-q"], ["install", "-y", "-q", "--no-install-recommends", "chromium"]):
+        for step in (["update", "-q"], ["install", "-y", "-q", "--no-install-recommends", package]):
             subprocess.run([apt, *step], check=True, env=env, stdout=subprocess.DEVNULL)
-        return shutil.which("chromium")
-    print("the browser tests need Chromium: install it (Debian/Ubuntu: sudo apt-get install chromium) "
-          "or set LEADFLOW_CHROMIUM to its path")
+        return next(filter(None, map(shutil.which, binaries)), None)
+    print(f"{purpose} need {binaries[0]}: install it (Debian/Ubuntu: sudo apt-get install {package}) "
+          "or set the variable named in dev.py's TOOLS to its path")
     return None
 
 
@@ -83,10 +91,11 @@ def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     if command == "run":
         return in_env(uv_bin, "leadflow-dev", *rest)
-    if not os.environ.get("LEADFLOW_CHROMIUM"):
-        if (browser := chromium()) is None:
-            return 1
-        os.environ["LEADFLOW_CHROMIUM"] = browser
+    for variable, binaries, package, purpose in TOOLS:
+        if not os.environ.get(variable):
+            if (found := debian_tool(binaries, package, purpose)) is None:
+                return 1
+            os.environ[variable] = found
     steps = [
         ("ruff", ["ruff", "check", "."]),
         ("mypy", ["mypy", *(f"-p={p}" for p in PACKAGES)]),

@@ -6,6 +6,7 @@ pydantic-settings at run time, so it is caught here instead.
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import tomllib
@@ -21,7 +22,8 @@ from leadflow_crm_api.settings import CrmApiSettings
 from leadflow_intake.settings import IntakeSettings
 from leadflow_notifier.settings import NotifierSettings
 from leadflow_router.settings import RouterSettings
-from leadflow_shared.settings import ServiceSettings
+from leadflow_shared.http import serve
+from leadflow_shared.settings import KafkaSettings, ServiceSettings
 from leadflow_shared.topics import all_topics
 
 pytestmark = pytest.mark.unit
@@ -105,6 +107,15 @@ def published_ports(svc: dict[str, Any]) -> set[tuple[int, int]]:
             *_, host, container = str(entry).split(":")
             pairs.add((int(host), int(container.split("/")[0])))
     return pairs
+
+
+def duration_seconds(value: str) -> float:
+    """A compose duration ("45s", "1m30s", "1500ms") in seconds."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 0.000001}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)", value)
+    assert parts, f"not a duration: {value!r}"
+    assert "".join(n + u for n, u in parts) == value, f"not a duration: {value!r}"
+    return sum(float(number) * units[unit] for number, unit in parts)
 
 
 def test_unknown_setting_catches_typos() -> None:
@@ -280,3 +291,26 @@ def test_k8s_deployment_matches_settings(name: str) -> None:
     assert refs == {"configMapRef": f"{name}-config", "secretRef": f"{name}-secrets"}, f"{name}: envFrom is {refs}"
     assert container.get("resources", {}).get("requests"), f"{name}: no resource requests (the HPA needs them)"
     assert ("Service", name) in objects, f"deploy/k8s: no Service {name}"
+
+
+def test_duration_parsing() -> None:
+    assert duration_seconds("45s") == 45
+    assert duration_seconds("1m30s") == 90
+    assert duration_seconds("1500ms") == 1.5
+    with pytest.raises(AssertionError):
+        duration_seconds("45")
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_stop_grace_period_outlasts_the_drain(compose: dict[str, Any], name: str) -> None:
+    # SIGTERM starts uvicorn's HTTP drain, then the Kafka handlers' (decision 0043); compose
+    # SIGKILLs after stop_grace_period (10 s unless set), in the middle of it.
+    svc = service(compose, name)
+    grace = svc.get("stop_grace_period")
+    assert grace, f"{name}: no stop_grace_period, so compose kills it 10 s after SIGTERM, mid-drain"
+    http = float(inspect.signature(serve).parameters["graceful_seconds"].default)
+    default = KafkaSettings.model_fields["graceful_timeout_seconds"].default
+    kafka = float(environment(svc).get(f"{SERVICES[name].prefix}KAFKA__GRACEFUL_TIMEOUT_SECONDS", default))
+    assert duration_seconds(str(grace)) > http + kafka, (
+        f"{name}: stop_grace_period {grace} <= HTTP drain {http} s + Kafka drain {kafka} s"
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ import pytest_asyncio
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from leadflow_intake.adapters import idempotency
 from leadflow_intake.adapters.accounts import MongoAccounts
 from leadflow_intake.adapters.idempotency import MongoIdempotencyStore
 from leadflow_intake.domain import keys
@@ -85,6 +87,30 @@ async def test_idempotency_claim_returns_the_first_claim_and_marks_it_published(
     await store.mark_published(acme_k)
     stored, created = await store.claim(acme_k, second)
     assert (stored.event_id, stored.published, created) == (first.event_id, True, False)
+
+
+async def test_a_published_request_keeps_no_contact_details_and_is_forgotten_after_its_days(
+    db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    await idempotency.ensure_indexes(db, keep_days=7)
+    await idempotency.ensure_indexes(db, keep_days=7)  # every start: the same index again is fine
+    store = MongoIdempotencyStore(db)
+    key = stored_key(keys.WEBSITE, "acme-realty", f"ttl-{uuid.uuid4()}")
+    claim = Claim(uuid.uuid4(), "hash", '{"email":"jo@example.com"}', published=False)
+    await store.claim(key, claim)
+    pending = await db[idempotency.INTAKE_REQUESTS].find_one({"_id": key})
+    assert pending is not None
+    assert pending["event_json"] == claim.event_json  # kept until published: a retry republishes it
+    await store.mark_published(key)
+    stored = await db[idempotency.INTAKE_REQUESTS].find_one({"_id": key})
+    assert stored is not None
+    assert "event_json" not in stored
+    assert isinstance(stored["created_at"], datetime)  # a BSON date: what a TTL index reads
+    # By its key: nx-27017 names indexes its own way (MongoDB keeps "forget_after").
+    ttl = [i async for i in await db[idempotency.INTAKE_REQUESTS].list_indexes() if dict(i["key"]) == {"created_at": 1}]
+    assert [i["expireAfterSeconds"] for i in ttl] == [7 * 86_400]
+    again, created = await store.claim(key, Claim(uuid.uuid4(), "hash", "{}", published=False))
+    assert (again.event_id, again.published, created) == (claim.event_id, True, False)
 
 
 async def test_the_same_key_text_in_each_way_in_is_a_different_key(db: AsyncDatabase[dict[str, Any]]) -> None:

@@ -32,6 +32,10 @@ class Seen:
 Reply = tuple[int, dict[str, object]]
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 64  # the default 5 makes a burst of concurrent sends wait a second for SYN retries
+
+
 @dataclass
 class Provider:
     """A local HTTP server: records each request and answers with `reply(request)`."""
@@ -62,7 +66,7 @@ class Provider:
                 pass
 
         self.released = threading.Event()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 

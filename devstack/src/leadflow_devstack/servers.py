@@ -61,7 +61,8 @@ class MailSink:
 
     Optional, for tests of SMTP clients: `tls_context` offers STARTTLS and then requires it;
     `logins` (user -> password) requires AUTH; each reply queued in `refusals` answers one
-    DATA instead of accepting it (e.g. "451 4.3.0 try later", "554 5.7.1 rejected");
+    DATA instead of accepting it (e.g. "451 4.3.0 try later", "554 5.7.1 rejected"); `refuse_to`
+    (envelope recipient -> reply) answers every DATA to that address so while it is there;
     `on_accept(message)` runs as each message is accepted (e.g. to time it, in benchmarks).
     """
 
@@ -71,6 +72,7 @@ class MailSink:
     tls_context: ssl.SSLContext | None = None
     logins: dict[str, str] | None = None
     refusals: list[str] = field(default_factory=list)
+    refuse_to: dict[str, str] = field(default_factory=dict)
     on_accept: Callable[[EmailMessage], None] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _controller: Controller | None = None
@@ -88,6 +90,8 @@ class MailSink:
 
     async def handle_DATA(self, _server: SMTP, _session: Session, envelope: Envelope) -> str:  # noqa: N802 (aiosmtpd's hook name)
         with self._lock:
+            if refused := next((self.refuse_to[to] for to in envelope.rcpt_tos if to in self.refuse_to), None):
+                return refused
             if self.refusals:
                 return self.refusals.pop(0)
         raw = envelope.original_content or b""

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 import uvicorn
 from fastapi import FastAPI, Response, status
 from prometheus_client import CollectorRegistry
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from leadflow_shared.metrics import CONTENT_TYPE_LATEST, render
+from leadflow_shared.metrics import CONTENT_TYPE_LATEST, ServiceMetrics, render
 from leadflow_shared.settings import HttpSettings
 
 log = logging.getLogger(__name__)
@@ -24,6 +26,7 @@ def add_operational_routes(
     registry: CollectorRegistry,
     readiness: ReadinessCheck,
     liveness: Callable[[], None] = lambda: None,
+    metrics: ServiceMetrics | None = None,
     timeout: float = 2.0,
 ) -> None:
     @app.get("/health/live", tags=["operations"])
@@ -42,13 +45,53 @@ def add_operational_routes(
         try:
             await asyncio.wait_for(readiness(), timeout)
         except Exception as exc:  # noqa: BLE001 (any failure means "not ready", reported not raised)
+            if metrics is not None:
+                metrics.readiness(False)
             response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
             return {"status": "unavailable", "reason": type(exc).__name__}
+        if metrics is not None:
+            metrics.readiness(True)
         return {"status": "ready"}
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False)
-    async def metrics() -> Response:
+    async def exposition() -> Response:
         return Response(render(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class RequestMetrics:
+    """ASGI middleware counting every HTTP response by route template (never the raw path: a
+    scanner's random URLs would each make a series) and timing it to the response's start."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        code = "500"  # what the client gets if the app raises before answering
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal code
+            if message["type"] == "http.response.start":
+                code = str(message["status"])
+                self.metrics.http_seconds.labels(self.metrics.service, _route(scope)).observe(
+                    time.perf_counter() - started
+                )
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            self.metrics.http_requests.labels(self.metrics.service, _route(scope), scope["method"], code).inc()
+
+
+def _route(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"
 
 
 def serve(app: FastAPI, settings: HttpSettings, *, graceful_seconds: float = 20.0) -> None:

@@ -9,6 +9,7 @@
 - Handlers get the record's raw bytes: FastStream neither decodes the body nor trusts
   header values to be UTF-8, nor replies to a sender's `reply_to` (`consumer_options`),
   so no input can fail, or publish anything, before the dead-letter guard runs.
+  A handler that needs headers too (the notifier's replay marker) gets an `Incoming`.
 - Poison input (invalid JSON or schema, too deep, not UTF-8, `PoisonMessage`) goes to
   `<topic>.dlq` at once with the reason; any other error is retried with backoff a bounded number of
   times, then dead-lettered, except infrastructure outages (`is_transient`),
@@ -23,7 +24,7 @@ import json
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -31,6 +32,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.kafka.security import parse_security
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
@@ -46,6 +48,7 @@ from tenacity import (
 from leadflow_shared import kafka_records
 from leadflow_shared.errors import PoisonMessage as PoisonMessage  # re-exported: the DLQ guard handles it
 from leadflow_shared.kafka_records import UNREADABLE, UnreadableRecord, printable, unreadable
+from leadflow_shared.logs import bind
 from leadflow_shared.metrics import ConsumerMetrics
 from leadflow_shared.settings import KafkaSettings
 from leadflow_shared.topics import TopicSpec, dlq
@@ -83,6 +86,11 @@ def _security(settings: KafkaSettings) -> BaseSecurity | None:
     )
 
 
+def client_security(settings: KafkaSettings) -> dict[str, Any]:
+    """The security options of a plain aiokafka client (a tool's consumer), the same as the services'."""
+    return parse_security(_security(settings))
+
+
 def ssl_context(settings: KafkaSettings) -> ssl.SSLContext | None:
     """A verifying TLS context for SSL and SASL_SSL (CA file and client certificate if set); None otherwise."""
     if not settings.uses_tls:
@@ -102,6 +110,9 @@ def make_broker(
     return KafkaBroker(
         settings.bootstrap_servers,
         client_id=client_id,
+        # FastStream's own logger prints coloured text with a handler of its own: through ours
+        # instead, its lines are JSON like the rest (leadflow_shared.logs).
+        logger=logging.getLogger("faststream.leadflow"),
         acks="all",
         enable_idempotence=settings.producer_idempotence,
         max_batch_size=settings.producer_batch_bytes,
@@ -177,6 +188,25 @@ DLQ_MAX_HEADER_BYTES = 16 * 1024
 BatchRejections = list[tuple[int, Exception]]
 """(index in the batch, why) for each message a batch handler could not process."""
 
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Incoming:
+    """A record's body with its headers, for the few handlers that read a header (a replay marker)."""
+
+    body: bytes
+    headers: dict[str, str]  # values decoded leniently (bad bytes as U+FFFD); a repeated name: the last one
+
+
+def body_of(record: ConsumerRecord[bytes, bytes]) -> bytes:
+    return record.value or b""
+
+
+def incoming_of(record: ConsumerRecord[bytes, bytes]) -> Incoming:
+    headers = {name: (value or b"").decode("utf-8", "replace") for name, value in record.headers}
+    return Incoming(body_of(record), headers)
+
 
 class DeadLetterGuard:
     """Runs handlers on raw Kafka records with bounded retries and a dead-letter exit."""
@@ -209,18 +239,22 @@ class DeadLetterGuard:
 
     async def run(self, message: KafkaMessage, handle: Callable[[bytes], Awaitable[None]]) -> None:
         """One message: retried, then dead-lettered; an outage rewinds instead."""
-        await self._run_record(message.raw_message, handle)  # a single-message subscriber
+        await self._run_record(message.raw_message, handle, body_of)  # a single-message subscriber
 
     async def _run_record(
-        self, record: ConsumerRecord[bytes, bytes], handle: Callable[[bytes], Awaitable[None]]
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        handle: Callable[[T], Awaitable[None]],
+        view: Callable[[ConsumerRecord[bytes, bytes]], T],
     ) -> None:
         if (why := unreadable(record.headers)) is not None:
             await self.dead_letter(record, UnreadableRecord(why))
             return
         try:
-            async for attempt in self._retrying(record.topic):
-                with attempt:
-                    await handle(record.value or b"")
+            with bind(topic=record.topic, partition=record.partition, offset=record.offset):
+                async for attempt in self._retrying(record.topic):
+                    with attempt:
+                        await handle(view(record))
         except Exception as exc:  # the consumer's edge: nothing may stop the partition
             if is_transient(exc):
                 raise  # rewind: the message is processed again when the dependency is back
@@ -237,6 +271,24 @@ class DeadLetterGuard:
         The batch handler must be idempotent (it may run again). If it fails on something
         unforeseen, each message is run alone, so one poison message cannot hold up the rest.
         """
+        await self._run_batch(message, handle_batch, handle_one, body_of)
+
+    async def run_batch_with_headers(
+        self,
+        message: KafkaMessage,
+        handle_batch: Callable[[list[Incoming]], Awaitable[BatchRejections]],
+        handle_one: Callable[[Incoming], Awaitable[None]],
+    ) -> None:
+        """`run_batch` for handlers that read headers as well as bodies."""
+        await self._run_batch(message, handle_batch, handle_one, incoming_of)
+
+    async def _run_batch(
+        self,
+        message: KafkaMessage,
+        handle_batch: Callable[[list[T]], Awaitable[BatchRejections]],
+        handle_one: Callable[[T], Awaitable[None]],
+        view: Callable[[ConsumerRecord[bytes, bytes]], T],
+    ) -> None:
         records: list[ConsumerRecord[bytes, bytes]] = []
         for record in message.raw_message:  # a batch subscriber's tuple of records
             if (why := unreadable(record.headers)) is not None:
@@ -245,16 +297,18 @@ class DeadLetterGuard:
                 records.append(record)
         if not records:
             return
+        first = records[0]
         try:
-            async for attempt in self._retrying(records[0].topic):
-                with attempt:
-                    rejections = await handle_batch([r.value or b"" for r in records])
+            with bind(topic=first.topic, partition=first.partition, offset=first.offset, batch=len(records)):
+                async for attempt in self._retrying(first.topic):
+                    with attempt:
+                        rejections = await handle_batch([view(r) for r in records])
         except Exception as failure:  # isolate the culprit: one message at a time
             if is_transient(failure):
                 raise
             log.warning("batch of %d from %s failed; processing one by one", len(records), records[0].topic)
             for record in records:
-                await self._run_record(record, handle_one)
+                await self._run_record(record, handle_one, view)
             return
         for index, exc in rejections:
             await self.dead_letter(records[index], exc)
@@ -299,12 +353,19 @@ class DeadLetterGuard:
             # coordinates still go out, so an operator can find the record on its topic.
             ours["dlq-value-dropped"] = type(publish_error).__name__
             await self._broker.publish(b"", dlq(topic), key=key, headers=ours)
-        self._metrics.dead_lettered.labels(topic, type(exc).__name__).inc()
+        self._metrics.dead_lettered.labels(topic, _reason(exc)).inc()
         # Logs get field paths and error types only: validators' messages may quote input.
         log.warning(
             "dead-lettered %s[%s]@%s: %s", topic, partition, offset, _describe(exc, messages=False),
             extra={"topic": topic, "partition": partition, "offset": offset},
         )
+
+
+def _reason(exc: Exception) -> str:
+    """The metric's fixed reason token (DEAD_LETTER_REASONS); the DLQ headers name the error type."""
+    if isinstance(exc, UnreadableRecord):
+        return "unreadable"
+    return "invalid" if isinstance(exc, POISON_ERRORS) else "failed"
 
 
 def _describe(exc: Exception, *, messages: bool = True) -> str:

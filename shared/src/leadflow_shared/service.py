@@ -24,9 +24,10 @@ from faststream.kafka import KafkaBroker, KafkaMessage
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from leadflow_shared.http import add_operational_routes
-from leadflow_shared.kafka import BatchRejections, DeadLetterGuard, consumer_options, make_broker
-from leadflow_shared.metrics import ConsumerMetrics, make_registry
+from leadflow_shared.http import RequestMetrics, add_operational_routes
+from leadflow_shared.kafka import BatchRejections, DeadLetterGuard, Incoming, consumer_options, make_broker
+from leadflow_shared.lag import report_lag
+from leadflow_shared.metrics import ConsumerMetrics, ServiceMetrics, make_registry
 from leadflow_shared.mongo import CommandCounter, Document, make_mongo_client, ping
 from leadflow_shared.settings import ServiceSettings
 
@@ -49,6 +50,7 @@ class ServiceRuntime:
             settings.kafka, client_id=f"leadflow-{service}", registry=self.registry
         )
         self.consumer_metrics = ConsumerMetrics(self.registry, service.replace("-", "_"))
+        self.metrics = ServiceMetrics(self.registry, service)
         self.guard = DeadLetterGuard(self.broker, settings.kafka, self.consumer_metrics, service=service)
         self._client: AsyncMongoClient[Document] | None = None
         self._command_counter = CommandCounter(self.registry, service.replace("-", "_"))
@@ -59,6 +61,7 @@ class ServiceRuntime:
         self._joining: asyncio.Task[None] | None = None
         self._join_failure: BaseException | None = None
         self._stopping = asyncio.Event()
+        self._groups: dict[str, str] = {}  # topic -> consumer group, for the lag metric
 
     @property
     def db(self) -> AsyncDatabase[Document]:
@@ -73,9 +76,7 @@ class ServiceRuntime:
             await self.guard.run(message, handle)
 
         on_message.__name__ = f"on_{topic.replace('.', '_')}"  # names the subscriber in logs and AsyncAPI
-        # One consumer group per (service, topic): a service's consumers of different
-        # topics then never make each other rebalance.
-        self.broker.subscriber(topic, **consumer_options(f"{group_id}.{topic}"))(on_message)
+        self.broker.subscriber(topic, **self._group_options(topic, group_id))(on_message)
 
     def consume_batches(
         self,
@@ -91,10 +92,39 @@ class ServiceRuntime:
         async def on_batch(message: KafkaMessage) -> None:
             await self.guard.run_batch(message, handle_batch, handle_one)
 
+        self._subscribe_batches(topic, group_id, max_records, on_batch)
+
+    def consume_batches_with_headers(
+        self,
+        topic: str,
+        *,
+        group_id: str,
+        handle_batch: Callable[[list[Incoming]], Awaitable[BatchRejections]],
+        handle_one: Callable[[Incoming], Awaitable[None]],
+        max_records: int = 500,
+    ) -> None:
+        """`consume_batches` for handlers that read headers as well (the notifier's replay marker)."""
+
+        async def on_batch(message: KafkaMessage) -> None:
+            await self.guard.run_batch_with_headers(message, handle_batch, handle_one)
+
+        self._subscribe_batches(topic, group_id, max_records, on_batch)
+
+    def _subscribe_batches(
+        self, topic: str, group_id: str, max_records: int, on_batch: Callable[[KafkaMessage], Awaitable[None]]
+    ) -> None:
         on_batch.__name__ = f"on_{topic.replace('.', '_')}_batch"
         self.broker.subscriber(
-            topic, batch=True, max_records=max_records, batch_timeout_ms=20, **consumer_options(f"{group_id}.{topic}")
+            topic, batch=True, max_records=max_records, batch_timeout_ms=20, **self._group_options(topic, group_id)
         )(on_batch)
+
+    def _group_options(self, topic: str, group_id: str) -> dict[str, Any]:
+        # One consumer group per (service, topic): a service's consumers of different
+        # topics then never make each other rebalance.
+        group = f"{group_id}.{topic}"
+        self._groups[topic] = group
+        self.consumer_metrics.consuming(topic)
+        return consumer_options(group)
 
     def run_in_background(self, worker: Worker) -> None:
         """Run `worker(stopping)` while the service runs; it must return soon after `stopping` is set."""
@@ -117,6 +147,9 @@ class ServiceRuntime:
         await self.broker.connect()  # the producer: what HTTP routes and workers publish with
         self._stopping.clear()
         self._tasks = [asyncio.create_task(worker(self._stopping)) for worker in self._workers]
+        if self.broker.subscribers:
+            lag = report_lag(self.broker, self.metrics, self._groups, self._stopping)
+            self._tasks.append(asyncio.create_task(lag))
         self._join_failure = None
         self._joining = asyncio.create_task(self._start_consumers())
         log.info("%s started; consumers joining", self.service)
@@ -181,5 +214,8 @@ class ServiceRuntime:
                 await self.stop()
 
         app = FastAPI(lifespan=lifespan, **fastapi_kwargs)
-        add_operational_routes(app, registry=self.registry, readiness=self.readiness, liveness=self.liveness)
+        add_operational_routes(
+            app, registry=self.registry, readiness=self.readiness, liveness=self.liveness, metrics=self.metrics
+        )
+        app.add_middleware(RequestMetrics, metrics=self.metrics)
         return app

@@ -71,6 +71,18 @@ class HttpSettings(BaseModel):
     port: int = Field(default=8000, ge=0, le=65535)
 
 
+class TracingSettings(BaseModel):
+    """OpenTelemetry traces, exported over OTLP/HTTP (decision 0046). Off unless enabled."""
+
+    enabled: bool = False
+    # The collector's traces URL (http://collector:4318/v1/traces). Unset: the standard
+    # OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces.
+    endpoint: str | None = None
+    service_name: str | None = None  # default leadflow-<service>, like its Kafka client id
+    # Share of new traces kept; a trace begun upstream follows its parent's decision.
+    sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+
+
 class ServiceSettings(BaseSettings):
     """Base of every service's settings."""
 
@@ -80,9 +92,24 @@ class ServiceSettings(BaseSettings):
 
     environment: Literal["development", "test", "production"] = "development"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # JSON lines for log collectors; "text" for a person reading a terminal.
+    log_format: Literal["json", "text"] = "json"
     kafka: KafkaSettings = KafkaSettings()
     mongo: MongoSettings = MongoSettings()
     http: HttpSettings = HttpSettings()
+    tracing: TracingSettings = TracingSettings()
+
+    @model_validator(mode="after")
+    def _addresses_given_in_production(self) -> Self:
+        """Production names its Kafka and MongoDB: the development defaults (this host) would leave
+        a pod running that never becomes ready, instead of failing at start with the reason."""
+        if self.environment == "production":
+            prefix = self.model_config.get("env_prefix", "")
+            if "bootstrap_servers" not in self.kafka.model_fields_set:
+                raise ValueError(f"{prefix}KAFKA__BOOTSTRAP_SERVERS must be set in production")
+            if "url" not in self.mongo.model_fields_set:
+                raise ValueError(f"{prefix}MONGO__URL must be set in production")
+        return self
 
 
 def require_secret(value: SecretStr | None, name: str, environment: str) -> None:

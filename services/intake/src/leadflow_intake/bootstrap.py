@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from pymongo.asynchronous.database import AsyncDatabase
 
+from leadflow_intake.adapters import idempotency
 from leadflow_intake.adapters.accounts import MongoAccounts
 from leadflow_intake.adapters.idempotency import MongoIdempotencyStore
 from leadflow_intake.entrypoints import http, kafka
@@ -38,6 +39,7 @@ def create_app(settings: IntakeSettings) -> FastAPI:
 
     async def wire(db: AsyncDatabase[Document]) -> None:
         accounts = MongoAccounts(db, fallback_region=settings.default_region, ttl=settings.account_cache_seconds)
+        await idempotency.ensure_indexes(db, keep_days=settings.idempotency_days)
         wired[:] = [Intake(accounts=accounts, store=MongoIdempotencyStore(db), publish=publish)]
 
     def intake() -> Intake:

@@ -30,12 +30,13 @@ from leadflow_notifier.adapters.repository import (
 from leadflow_notifier.adapters.smtp import SmtpMailer
 from leadflow_notifier.domain.messages import AcceptLinks
 from leadflow_notifier.domain.preferences import Channel
+from leadflow_notifier.domain.replay import replay_of
 from leadflow_notifier.handlers import Courier, DigestSender, Notifier, Redriver, RetryPolicy, Sender
 from leadflow_notifier.metrics import NotifierMetrics
 from leadflow_notifier.settings import NotifierSettings
 from leadflow_shared import topics
 from leadflow_shared.events.routing import ROUTING_EVENT
-from leadflow_shared.kafka import BatchRejections
+from leadflow_shared.kafka import BatchRejections, Incoming
 from leadflow_shared.service import ServiceRuntime
 
 log = logging.getLogger(__name__)
@@ -93,9 +94,11 @@ def create_app(settings: NotifierSettings) -> FastAPI:
         directory = AgentDirectory(runtime.db, cache=recipients, ttl_seconds=settings.directory_cache_seconds)
         ttl = settings.directory_cache_seconds
         policies = OfferContactPolicies(runtime.db, cache=contact_policies, ttl_seconds=ttl)
+        deliveries = DeliveryLog(runtime.db, leases=leases)
         return Notifier(
             directory=directory,
-            deliveries=DeliveryLog(runtime.db, leases=leases),
+            deliveries=deliveries,
+            replays=deliveries,
             senders=senders,
             dead_letters=dead_letters,
             metrics=metrics,
@@ -109,14 +112,18 @@ def create_app(settings: NotifierSettings) -> FastAPI:
             offer_policies=policies,
         )
 
-    async def handle_one(body: bytes) -> None:
-        await notifier().notify(ROUTING_EVENT.validate_json(body), body)
+    # With headers: a replayed dead letter (decision 0044) says so in its `leadflow-replay*` headers.
+    async def handle_one(message: Incoming) -> None:
+        event = ROUTING_EVENT.validate_json(message.body)
+        await notifier().notify(event, message.body, replay=replay_of(message.headers))
 
-    async def handle_batch(bodies: list[bytes]) -> BatchRejections:
-        return await notifier().notify_batch(bodies, concurrency=settings.delivery.concurrency)
+    async def handle_batch(messages: list[Incoming]) -> BatchRejections:
+        replays = {i: r for i, m in enumerate(messages) if (r := replay_of(m.headers)) is not None}
+        bodies = [m.body for m in messages]
+        return await notifier().notify_batch(bodies, concurrency=settings.delivery.concurrency, replays=replays)
 
     # Batches: deliveries of different leads overlap instead of queueing one by one (P2).
-    runtime.consume_batches(
+    runtime.consume_batches_with_headers(
         topics.LEADS_EVENTS, group_id=settings.consumer_group, handle_batch=handle_batch, handle_one=handle_one,
         max_records=settings.delivery.batch_size,
     )

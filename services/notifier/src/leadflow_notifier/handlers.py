@@ -3,7 +3,8 @@
 Each channel of an event is delivered on its own: its own delivery-log record, its own
 bounded retries with exponential backoff and jitter, its own dead letter. The channels
 run concurrently, so an SMS provider outage delays neither the email nor the push.
-A delivery whose process died mid-send is finished by the `Redriver` (decision 0021).
+A delivery whose process died mid-send is finished by the `Redriver` (decision 0021). A failed one
+is final, unless an operator replays its dead letter (decision 0044): then it is attempted again.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from leadflow_notifier.domain.messages import (
     team_member_email,
 )
 from leadflow_notifier.domain.preferences import Channel
+from leadflow_notifier.domain.replay import Replay
 from leadflow_notifier.metrics import NotifierMetrics
 from leadflow_shared.errors import PoisonMessage
 from leadflow_shared.events.routing import (
@@ -82,6 +84,12 @@ class Deliveries(Protocol):
     async def failed(self, key: str, *, reason: str, now_ms: int) -> None: ...
     async def postpone(self, key: str, *, until_ms: int) -> None: ...
     def release(self, key: str) -> None: ...
+
+
+class Replays(Protocol):
+    async def reopen(self, delivery: Delivery, *, marker: str, now_ms: int) -> bool:
+        """Put a failed delivery back to pending for this process, once per replay `marker`; True if it did."""
+        ...
 
 
 class DueDeliveries(Deliveries, Protocol):
@@ -247,11 +255,15 @@ class Notifier:
     devices: Devices | None = None  # forgets a device its push provider no longer knows
     accept_links: AcceptLinks | None = None  # one-click accept links in offer notices
     offer_policies: OfferPolicies | None = None  # whether offers show the contact before a claim
+    replays: Replays | None = None  # reopens failed deliveries of a replayed dead letter; None: never
 
-    async def notify_batch(self, bodies: list[bytes], *, concurrency: int) -> BatchRejections:
+    async def notify_batch(
+        self, bodies: list[bytes], *, concurrency: int, replays: Mapping[int, Replay] | None = None
+    ) -> BatchRejections:
         """A batch of raw events: one lead's events in order, different leads concurrently.
 
-        An event about no lead (a team member's transfer) is a group of its own.
+        An event about no lead (a team member's transfer) is a group of its own. `replays`: the
+        batch indexes of replayed dead letters of the notifier, with what to attempt again.
 
         Returns the poison messages (invalid, unknown agent) for the dead-letter queue; any
         other error propagates, and the guard then runs the messages one by one.
@@ -271,32 +283,32 @@ class Notifier:
             async with limit:
                 for index, event, body in events:
                     try:
-                        await self.notify(event, body)
+                        await self.notify(event, body, replay=(replays or {}).get(index))
                     except PoisonMessage as exc:
                         rejections.append((index, exc))
 
         await asyncio.gather(*(one_lead(events) for events in by_lead.values()))
         return rejections
 
-    async def notify(self, event: RoutingEvent, raw: bytes) -> None:
+    async def notify(self, event: RoutingEvent, raw: bytes, *, replay: Replay | None = None) -> None:
         if isinstance(event, TeamMemberTransferred):
-            await self._notify_staff(event, raw)
+            await self._notify_staff(event, raw, replay)
             return
         if isinstance(event, ContactMessaged):
             # The holder's own email or text to the contact (R8's qualifying actions), on that one channel.
             content = contact_message(event, await self.directory.get(event.payload.agent_id))
             channel = Channel.EMAIL if isinstance(content, EmailContent) else Channel.SMS
             if channel in self.senders:
-                await self._deliver(event, raw, f"contact:{event.payload.lead_id}", channel, content)
+                await self._deliver(event, raw, f"contact:{event.payload.lead_id}", channel, content, replay=replay)
             return
         if isinstance(event, RealtorInvited):
             if Channel.EMAIL in self.senders:  # to the invited address: the realtor may be no user yet
                 email = invitation_email(event, self.pages_url)
-                await self._deliver(event, raw, event.payload.realtor_id, Channel.EMAIL, email)
+                await self._deliver(event, raw, event.payload.realtor_id, Channel.EMAIL, email, replay=replay)
             return
         if self.digest is not None and (item := digest_item(event)) is not None:
             await self.digest.add(item)
-            await self._tell_new_lead(item, event, raw)
+            await self._tell_new_lead(item, event, raw, replay)
         agent_id = recipient_of(event)
         if agent_id is None:
             return
@@ -319,24 +331,24 @@ class Notifier:
             event, who, self.pages_url, now=self.clock(), accept_link=accept_link, hide_contact=hide_contact
         )
         await _all(
-            self._deliver(event, raw, agent_id, m.channel, m.content, m.device_id)
+            self._deliver(event, raw, agent_id, m.channel, m.content, m.device_id, replay=replay)
             for m in messages
             if m.channel in self.senders
         )
 
-    async def _tell_new_lead(self, item: DigestItem, event: RoutingEvent, raw: bytes) -> None:
+    async def _tell_new_lead(self, item: DigestItem, event: RoutingEvent, raw: bytes, replay: Replay | None) -> None:
         """N1: subscribed admins and staff get a new lead at once; once per lead arrival (the digest item's
         key), whichever of a race's offers carried it."""
         if self.staff is None or Channel.EMAIL not in self.senders:
             return
         await _all(
             self._deliver(event, raw, who.agent_id, Channel.EMAIL, new_lead_email(item, who, self.pages_url),
-                          key=f"new-lead:{item.key}:email:{who.agent_id}")
+                          key=f"new-lead:{item.key}:email:{who.agent_id}", replay=replay)
             for who in await self.staff.new_lead_subscribers(item.account_id)
             if who.email
         )
 
-    async def _notify_staff(self, event: TeamMemberTransferred, raw: bytes) -> None:
+    async def _notify_staff(self, event: TeamMemberTransferred, raw: bytes, replay: Replay | None) -> None:
         """T2: email the target office's broker and team-update subscribers; no new-lead notice, no digest.
 
         Email only, whatever the recipient's lead-notification channels: it is not a lead
@@ -346,7 +358,8 @@ class Notifier:
             return
         staff = [w for w in await self.staff.team_staff(event.account_id) if w.agent_id != event.payload.agent_id]
         await _all(
-            self._deliver(event, raw, who.agent_id, Channel.EMAIL, team_member_email(event, who, self.pages_url))
+            self._deliver(event, raw, who.agent_id, Channel.EMAIL, team_member_email(event, who, self.pages_url),
+                          replay=replay)
             for who in staff
             if who.email
         )
@@ -361,14 +374,20 @@ class Notifier:
         device_id: str = "",
         *,
         key: str | None = None,
+        replay: Replay | None = None,
     ) -> None:
-        """Deliver once per key (N3): by default (event, channel, recipient, device)."""
+        """Deliver once per key (N3): by default (event, channel, recipient, device). A failed delivery
+        the operator's `replay` covers is attempted once more (decision 0044); a sent one never again."""
         delivery = Delivery(
             key=key or delivery_key(event.event_id, channel, agent_id, device_id), channel=channel, agent_id=agent_id,
             account_id=event.account_id, event_type=event.type, content=content, event=raw,
             occurred_ms=_ms(event.occurred_at),
         )
-        state = await self.deliveries.begin(delivery, now_ms=_ms(self.clock()))
+        now_ms = _ms(self.clock())
+        if replay is not None and await self._reopen(delivery, replay, now_ms):
+            state = Begin.SEND
+        else:
+            state = await self.deliveries.begin(delivery, now_ms=now_ms)
         if state is not Begin.SEND:
             self.metrics.skipped.labels(channel, state).inc()
             return
@@ -376,6 +395,17 @@ class Notifier:
                           devices=self.devices,
                           metrics=self.metrics, clock=self.clock, retry=self.retry)
         await courier.drive(delivery)
+
+    async def _reopen(self, delivery: Delivery, replay: Replay, now_ms: int) -> bool:
+        """Whether the replayed dead letter covers this delivery and it was failed: then it is pending again."""
+        if self.replays is None or not replay.covers(delivery.channel, delivery.agent_id):
+            return False
+        if not await self.replays.reopen(delivery, marker=replay.marker, now_ms=now_ms):
+            return False
+        self.metrics.replayed.labels(delivery.channel).inc()
+        log.info("%s %s failed before: attempted again (replayed dead letter)", delivery.event_type, delivery.channel,
+                 extra={"delivery": delivery.key, "channel": delivery.channel, "replay": replay.marker})
+        return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
+CHANNELS: Final = ("email", "sms", "push")
+# The fixed reason tokens of DeliveryError (domain/errors.py and the adapters). Transient ones out
+# of retries are the "retries exhausted" alert; the others are refusals.
+TRANSIENT_REASONS: Final = ("timeout", "unavailable", "throttled", "abandoned")
+PERMANENT_REASONS: Final = ("auth", "rejected", "unregistered", "unreadable", "disabled")
 
 
 class NotifierMetrics:
@@ -31,6 +39,11 @@ class NotifierMetrics:
             "Pending deliveries taken over after their lease ran out (the process sending them died).",
             ["channel"], registry=registry,
         )
+        self.replayed = Counter(
+            "notifier_deliveries_replayed_total",
+            "Failed deliveries attempted again because an operator replayed their dead letter (decision 0044).",
+            ["channel"], registry=registry,
+        )
         self.unknown_recipients = Counter(
             "notifier_recipients_unknown_total",
             "Notices not sent because the directory does not know the recipient, by event type"
@@ -45,3 +58,10 @@ class NotifierMetrics:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
             registry=registry,
         )
+        # Exported at zero from the start: the first failure after a pod starts is an increase.
+        for channel in CHANNELS:
+            self.sent.labels(channel)
+            for reason in (*TRANSIENT_REASONS, *PERMANENT_REASONS):
+                self.failed.labels(channel, reason)
+            for reason in TRANSIENT_REASONS:
+                self.retries.labels(channel, reason)

@@ -37,14 +37,38 @@ class SmsSettings(BaseModel):
     timeout_seconds: float = Field(default=5.0, gt=0)
 
 
+FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
+
+
 class PushSettings(BaseModel):
-    """An FCM HTTP v1-style API (OAuth2 bearer token of a service account)."""
+    """FCM HTTP v1: OAuth2 bearer tokens minted from a service-account key, refreshed before they expire.
+
+    The key (the JSON file Google Cloud issues) is a mounted file or the JSON itself; its `token_uri`
+    is where tokens come from (decision 0042).
+    """
 
     enabled: bool = False
     base_url: str = "https://fcm.googleapis.com"
-    project_id: str = "leadflow-development"
+    credentials_file: str | None = Field(default=None, description="Path of the service-account key (JSON).")
+    credentials_json: SecretStr | None = Field(default=None, description="The service-account key's JSON itself.")
+    scope: str = FCM_SCOPE
+    project_id: str | None = Field(
+        default=None, description="Default: the key's project_id (without a key: leadflow-development)."
+    )
+    # Development and tests only, when no key is given: a fixed token that nothing renews. Refused in
+    # production, where a token would die within the hour.
     access_token: SecretStr = SecretStr("development-only")
     timeout_seconds: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_key(self) -> Self:
+        if self.credentials_file and self.credentials_json:
+            raise ValueError("set NOTIFIER_PUSH__CREDENTIALS_FILE or NOTIFIER_PUSH__CREDENTIALS_JSON, not both")
+        return self
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.credentials_file or self.credentials_json)
 
 
 class DeliverySettings(BaseModel):
@@ -108,8 +132,11 @@ class NotifierSettings(ServiceSettings):
         # The defaults above are for development only; production must bring its own.
         if self.sms.enabled:
             require_secret(_unless_default(self.sms.auth_token), "NOTIFIER_SMS__AUTH_TOKEN", self.environment)
-        if self.push.enabled:
-            require_secret(_unless_default(self.push.access_token), "NOTIFIER_PUSH__ACCESS_TOKEN", self.environment)
+        if self.push.enabled and self.environment == "production" and not self.push.has_credentials:
+            raise ValueError(
+                "NOTIFIER_PUSH__CREDENTIALS_FILE (or NOTIFIER_PUSH__CREDENTIALS_JSON) must name a service-account "
+                "key in production: a fixed NOTIFIER_PUSH__ACCESS_TOKEN expires within the hour"
+            )
         self.offer_link_secret  # noqa: B018 (validates the key: ValueError names the setting)
         return self
 

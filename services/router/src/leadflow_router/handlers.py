@@ -42,7 +42,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from leadflow_router.adapters.codec import decode_state, encode_state, to_ms
+from leadflow_router.adapters.codec import decode_state, encode_state, from_ms, to_ms
 from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, Doc, LeadRecords, Rotations
 from leadflow_router.domain.decisions import (
     ExistingContact,
@@ -452,6 +452,9 @@ class RouterService:
         """Fire the most overdue deadlines, a batch at a time (I3); returns how many were due."""
         now = self.clock()
         due = await self.records.due(to_ms(now) or 0, self.sweep_batch)
+        self.metrics.sweeps.inc()
+        oldest = from_ms(due[0].get("next_deadline_ms")) if due else None
+        self.metrics.overdue.set((now - oldest).total_seconds() if oldest else 0.0)
         if not due:
             return 0
         cursors: dict[str, int] = {}
@@ -548,6 +551,8 @@ class RouterService:
             ).model_dump_json()
             for index, emit in enumerate(outcome.events)
         ]
+        for emit in outcome.events:
+            self.metrics.events_decided.labels(emit.kind.__name__).inc()
         return {"outbox": events, "effects": effects, "outbox_since_ms": to_ms(now) if events or effects else None}
 
     def _next_doc(

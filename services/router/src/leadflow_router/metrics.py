@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class RouterMetrics:
@@ -34,3 +34,21 @@ class RouterMetrics:
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
             registry=registry,
         )
+        self.sweeps = Counter(
+            "router_sweeps_total", "Sweeper passes over the deadline index (a stalled sweeper stops counting).",
+            registry=registry,
+        )  # fmt: skip
+        self.overdue = Gauge(
+            "router_deadline_overdue_seconds",
+            "How long the most overdue unfired deadline has been due, at the last sweep (0: none due).",
+            registry=registry,
+        )
+        self.events_decided = Counter(
+            "router_events_decided_total",
+            "Events decided, by type (LeadOffered, LeadClaimed...): the funnel's middle. A decision that lost a"
+            " compare-and-set race is decided again and counted again (router_cas_conflicts_total).",
+            ["type"],
+            registry=registry,
+        )
+        for kind in ("LeadAssigned", "LeadOffered", "LeadClaimed", "OfferExpired"):
+            self.events_decided.labels(kind)

@@ -4,19 +4,31 @@ A key is claimed with the event id it produced and a hash of the request; the re
 is marked published after the event reached Kafka, so a retry after a crash in
 between publishes the same event (same id) again rather than losing it. The `_id` is the key's
 stored form (domain/keys.py: `<space>/<account_id>/<key>`), one key space per way in.
+
+The event (with the lead's contact details) is kept only until it is published; the record
+itself only for `idempotency_days` (a TTL index on `created_at`): nothing personal stays here.
 """
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
+from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from leadflow_intake.handlers import Claim
 
 INTAKE_REQUESTS = "intake_requests"
+
+
+async def ensure_indexes(db: AsyncDatabase[dict[str, Any]], *, keep_days: int) -> None:
+    """The TTL index that forgets keys after `keep_days` (changing it needs collMod; see operations.md)."""
+    await db[INTAKE_REQUESTS].create_index(
+        [("created_at", ASCENDING)], name="forget_after", expireAfterSeconds=keep_days * 86_400
+    )
 
 
 class MongoIdempotencyStore:
@@ -37,6 +49,7 @@ class MongoIdempotencyStore:
                     "request_hash": claim.request_hash,
                     "event_json": claim.event_json,
                     "published": claim.published,
+                    "created_at": datetime.now(UTC),
                 }
             )
         except DuplicateKeyError:
@@ -46,8 +59,10 @@ class MongoIdempotencyStore:
         return claim, True
 
     async def mark_published(self, stored_key: str) -> None:
-        await self._requests.update_one({"_id": stored_key}, {"$set": {"published": True}})
+        # Published: the event is on Kafka now, and a retry needs only its id.
+        published = {"$set": {"published": True}, "$unset": {"event_json": ""}}
+        await self._requests.update_one({"_id": stored_key}, published)
 
 
 def _claim_of(doc: dict[str, Any]) -> Claim:
-    return Claim(uuid.UUID(doc["event_id"]), doc["request_hash"], doc["event_json"], doc["published"])
+    return Claim(uuid.UUID(doc["event_id"]), doc["request_hash"], doc.get("event_json", ""), doc["published"])

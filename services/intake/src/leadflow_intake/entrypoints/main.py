@@ -24,5 +24,5 @@ def main(argv: list[str] | None = None) -> None:
             sys.stdout.write(f"{path}\n")
         return
     settings = IntakeSettings()
-    configure_logging("intake", settings.log_level)
+    configure_logging("intake", settings.log_level, settings.log_format)
     serve(create_app(settings), settings.http)

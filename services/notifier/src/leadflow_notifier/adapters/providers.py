@@ -1,4 +1,4 @@
-"""SMS and push over provider HTTP APIs (Twilio-style Messages, FCM HTTP v1-style send).
+"""SMS and push over provider HTTP APIs (Twilio-style Messages, FCM HTTP v1 send).
 
 Error mapping, shared by both: 2xx sent; 429 and 5xx, timeouts and connection errors are
 transient; any other 4xx is permanent (bad number, refused auth). A push provider's 404 (FCM:
@@ -7,8 +7,11 @@ UNREGISTERED) is permanent with reason `unregistered`: the device is then forgot
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import httpx
 
+from leadflow_notifier.adapters.fcm_tokens import bearer_tokens
 from leadflow_notifier.domain.errors import UNREGISTERED, PermanentDeliveryError, TransientDeliveryError
 from leadflow_notifier.domain.messages import PushContent, SmsContent
 from leadflow_notifier.settings import PushSettings, SmsSettings
@@ -63,12 +66,22 @@ class TwilioSms:
 
 
 class FcmPush:
+    """FCM HTTP v1 `messages:send` with a service account's bearer token (`fcm_tokens`, decision 0042).
+
+    A 401 (UNAUTHENTICATED: the token was revoked, or expired before our clock said so) gets one fresh
+    token and one more try; only a second 401 is the permanent `auth` error.
+    """
+
     def __init__(self, settings: PushSettings, client: httpx.AsyncClient) -> None:
         self._settings = settings
         self._client = client
+        self._tokens = bearer_tokens(settings)
+        project = settings.project_id or self._tokens.project_id
+        if not project:
+            raise ValueError("NOTIFIER_PUSH__PROJECT_ID must be set: the service-account key names no project_id")
+        self._url = f"{settings.base_url.rstrip('/')}/v1/projects/{project}/messages:send"
 
     async def send(self, content: PushContent, *, message_id: str) -> None:
-        s = self._settings
         body = {
             "message": {
                 "token": content.token,
@@ -77,12 +90,21 @@ class FcmPush:
                 "data": {**content.data, "notification_id": message_id},
             }
         }
+        token = await self._tokens.token()
+        try:
+            await self._post(body, token)
+        except PermanentDeliveryError as exc:
+            if not exc.detail.startswith("HTTP 401"):
+                raise
+            fresh = await self._tokens.renew(token)
+            if fresh is None:
+                raise
+            await self._post(body, fresh)
+
+    async def _post(self, body: Mapping[str, object], token: str) -> None:
         request = self._client.build_request(
-            "POST",
-            f"{s.base_url.rstrip('/')}/v1/projects/{s.project_id}/messages:send",
-            json=body,
-            headers={"Authorization": f"Bearer {s.access_token.get_secret_value()}"},
-            timeout=s.timeout_seconds,
+            "POST", self._url, json=body, headers={"Authorization": f"Bearer {token}"},
+            timeout=self._settings.timeout_seconds,
         )
         try:
             await _send(self._client, request)

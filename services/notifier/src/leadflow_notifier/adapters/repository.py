@@ -277,7 +277,8 @@ class Claimed:
 class DeliveryLog:
     """One record per (event, channel, recipient): the N3 at-most-once key.
 
-    `status`: `pending`, then `sent` or `failed`. A pending record carries its message (`content`)
+    `status`: `pending`, then `sent` or `failed` (a replayed dead letter may reopen a failed one:
+    `replay`, `replays`, `reopened_ms`). A pending record carries its message (`content`)
     and, for the dead letter, the original `event`, so the re-driver can finish it after its process
     died; both are removed once it is done (they hold personal data). `lease_until_ms` (epoch ms)
     and `owner`: who works on it until when; `drives`: how many times a process started it since
@@ -306,6 +307,31 @@ class DeliveryLog:
             return Begin.BUSY if pending is not None else Begin.DONE
         self._leases.held.add(delivery.key)
         return Begin.SEND
+
+    async def reopen(self, delivery: Delivery, *, marker: str, now_ms: int) -> bool:
+        """An operator replayed this delivery's dead letter (`marker`): a `failed` record goes back to
+        pending, with its message written again, under this process's lease (decision 0044).
+
+        A sent or pending record is left alone, and so is one this marker reopened before (a
+        redelivered replay), so a replayed dead letter is attempted again at most once.
+        """
+        failed = await self._deliveries.find_one({"_id": delivery.key, "status": "failed"}, {"replay": 1})
+        if failed is None or failed.get("replay") == marker:
+            return False
+        # A compare-and-set on the marker seen (one replica wins): nx-27017 neither matches nor writes
+        # an update filtered by `$ne`/`$nin` on a field the update sets (decision 0044).
+        reopened = await self._deliveries.find_one_and_update(
+            {"_id": delivery.key, "status": "failed", "replay": failed.get("replay")},
+            {"$set": {"status": "pending", "lease_until_ms": now_ms + self._leases.lease_ms,
+                      "owner": self._leases.owner, "drives": 1, "postponed": 0, "replay": marker,
+                      "reopened_ms": now_ms, **_payload(delivery)},
+             "$unset": {"reason": "", "done_ms": ""}, "$inc": {"replays": 1}},
+            projection={"_id": 1},
+        )
+        if reopened is None:
+            return False
+        self._leases.held.add(delivery.key)
+        return True
 
     async def claim_due(self, *, now_ms: int, limit: int) -> Claimed:
         """Take over up to `limit` pending deliveries whose lease ran out (their process died).

@@ -10,5 +10,5 @@ from leadflow_shared.logs import configure_logging
 
 def main() -> None:
     settings = NotifierSettings()
-    configure_logging("notifier", settings.log_level)
+    configure_logging("notifier", settings.log_level, settings.log_format)
     serve(create_app(settings), settings.http)

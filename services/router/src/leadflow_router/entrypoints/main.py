@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     seed.add_argument("file", type=Path)
     args = parser.parse_args(argv)
     settings = RouterSettings()
-    configure_logging("router", settings.log_level)
+    configure_logging("router", settings.log_level, settings.log_format)
     if args.command == "seed":
         asyncio.run(_seed(settings, json.loads(args.file.read_text())))
     else:

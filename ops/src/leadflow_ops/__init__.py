@@ -1,0 +1,1 @@
+"""leadflow-ops: recovery tools for SREs (decision 0044)."""

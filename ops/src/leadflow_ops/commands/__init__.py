@@ -1,0 +1,1 @@
+"""One module per command group (`dlq`, `seed`, ...); each has `register(commands)` (see leadflow_ops.cli)."""

@@ -1,0 +1,170 @@
+"""A dead letter as read from a `<topic>.dlq` topic: what its headers say, and whether it can be replayed.
+
+Dead letters are written by `DeadLetterGuard.dead_letter` (leadflow_shared.kafka: the original key,
+body and sender's headers, plus `dlq-*` headers) and by the notifier's `KafkaDeadLetters` (one failed
+delivery: the original event, `dlq-channel` and `dlq-recipient`). Bodies hold personal data: only
+`show` prints one; everything else uses the headers and the envelope's ids.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from leadflow_ops.errors import OpsError
+from leadflow_shared.replay import REPLAY, REPLAY_CHANNEL, REPLAY_HEADERS, REPLAY_RECIPIENT, REPLAY_SERVICE
+from leadflow_shared.topics import DLQ_SUFFIX
+
+DLQ_PREFIX = "dlq-"
+KEY_LIMIT = 1024  # DeadLetterGuard keeps at most this many bytes of the key
+
+
+class _EnvelopeIds(BaseModel):
+    """The ids of a leadflow envelope (leadflow_shared.envelope), whatever its payload."""
+
+    model_config = ConfigDict(extra="ignore")
+    event_id: uuid.UUID
+    type: str
+
+
+@dataclass(frozen=True, slots=True)
+class Coordinates:
+    partition: int
+    offset: int
+
+    def __str__(self) -> str:
+        return f"{self.partition}:{self.offset}"
+
+    @classmethod
+    def parse(cls, text: str) -> Coordinates:
+        """`PARTITION:OFFSET`, as `dlq list` prints them."""
+        partition, sep, offset = text.partition(":")
+        if not sep or not partition.isdigit() or not offset.isdigit():
+            raise OpsError(f"{text!r} is not PARTITION:OFFSET (e.g. 0:42)")
+        return cls(int(partition), int(offset))
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+
+    @property
+    def coordinates(self) -> Coordinates:
+        return Coordinates(self.partition, self.offset)
+
+    @property
+    def ref(self) -> str:
+        """`<dlq topic>/<partition>:<offset>`: names this dead letter everywhere (replay marker, ledger id)."""
+        return f"{self.topic}/{self.coordinates}"
+
+    @property
+    def at(self) -> datetime:
+        return datetime.fromtimestamp(self.timestamp_ms / 1000, UTC)
+
+    def header(self, name: str) -> str | None:
+        """The last value of header `name`, decoded leniently; None if absent."""
+        found = None
+        for header, value in self.headers:
+            if header == name:
+                found = value.decode("utf-8", "replace")
+        return found
+
+    @property
+    def source_topic(self) -> str | None:
+        return self.header("dlq-source-topic")
+
+    @property
+    def source(self) -> str:
+        """Where the failed record was: `topic[partition]@offset`, as much of it as the headers say."""
+        topic = self.source_topic or "?"
+        partition, offset = self.header("dlq-source-partition"), self.header("dlq-source-offset")
+        return topic + (f"[{partition}]" if partition else "") + (f"@{offset}" if offset else "")
+
+    def envelope_ids(self) -> tuple[str, str] | None:
+        """(event id, type) when the body is a leadflow envelope; None otherwise."""
+        try:
+            ids = _EnvelopeIds.model_validate_json(self.value)
+        except (ValidationError, ValueError):
+            return None
+        return str(ids.event_id), ids.type
+
+    def refusal(self) -> str | None:
+        """Why this dead letter must not be replayed, or None if it can be."""
+        source = self.source_topic
+        if source is None:
+            return "not a leadflow dead letter: no dlq-source-topic header"
+        if not self.topic.endswith(DLQ_SUFFIX) or source != self.topic.removesuffix(DLQ_SUFFIX):
+            return f"its dlq-source-topic {source!r} is not the topic of {self.topic!r}"
+        if (length := self.header("dlq-truncated-from-bytes")) is not None:
+            return (f"its body was cut to {len(self.value)} of {length} bytes; replaying it would publish a broken"
+                    f" message (the original is at {self.source})")
+        if (why := self.header("dlq-value-dropped")) is not None:
+            return f"its body was not kept (the broker refused it: {why}); the original is at {self.source}"
+        if self.header("dlq-error-type") == "UnreadableRecord":
+            return "the consumer could not read the record: its body is the raw bytes of a batch, not a message"
+        if self.key is not None and len(self.key) >= KEY_LIMIT:
+            return f"its key may have been cut at {KEY_LIMIT} bytes; the original is at {self.source}"
+        return None
+
+    def replay_headers(self) -> list[tuple[str, bytes]]:
+        """The sender's headers without leadflow's `dlq-*` (nor an earlier replay's), plus this replay's."""
+        kept = [(name, value) for name, value in self.headers
+                if not name.lower().startswith(DLQ_PREFIX) and name not in REPLAY_HEADERS]  # fmt: skip
+        ours = {REPLAY: self.ref, REPLAY_SERVICE: self.header("dlq-service"),
+                REPLAY_CHANNEL: self.header("dlq-channel"), REPLAY_RECIPIENT: self.header("dlq-recipient")}
+        return kept + [(name, value.encode()) for name, value in ours.items() if value]
+
+    def summary(self) -> dict[str, Any]:
+        """Everything `dlq list` shows: coordinates, headers' facts, envelope ids; never the body."""
+        ids = self.envelope_ids()
+        return {
+            "partition": self.partition,
+            "offset": self.offset,
+            "time": self.at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "key": None if self.key is None else self.key.decode("utf-8", "backslashreplace"),
+            "source_topic": self.source_topic,
+            "source_partition": _int(self.header("dlq-source-partition")),
+            "source_offset": _int(self.header("dlq-source-offset")),
+            "service": self.header("dlq-service"),
+            "reason": self.header("dlq-reason"),
+            "error_type": self.header("dlq-error-type"),
+            "channel": self.header("dlq-channel"),
+            "recipient": self.header("dlq-recipient"),
+            "event_id": ids[0] if ids else None,
+            "event_type": ids[1] if ids else None,
+            "bytes": len(self.value),
+            "truncated_from_bytes": _int(self.header("dlq-truncated-from-bytes")),
+            "value_dropped": self.header("dlq-value-dropped"),
+            "replay_of": self.header(REPLAY),  # this dead letter is itself a replay that failed again
+        }
+
+    def details(self) -> dict[str, Any]:
+        """`dlq show`: every header and the body (text when it is UTF-8, else base64)."""
+        body: dict[str, Any]
+        try:
+            text = self.value.decode("utf-8")
+        except UnicodeDecodeError:
+            body = {"body_base64": base64.b64encode(self.value).decode()}
+        else:
+            try:
+                body = {"body": json.loads(text)}
+            except (ValueError, RecursionError):
+                body = {"body_text": text}
+        headers = [[name, value.decode("utf-8", "backslashreplace")] for name, value in self.headers]
+        return {"topic": self.topic, **self.summary(), "headers": headers, **body}
+
+
+def _int(text: str | None) -> int | None:
+    return int(text) if text is not None and text.lstrip("-").isdigit() else None

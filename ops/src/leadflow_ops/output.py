@@ -1,0 +1,35 @@
+"""Writing results: lines for a person, or one JSON document (`--json`) for a script."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+
+def printable(text: str) -> str:
+    """`text` safe for a terminal: control characters (escape sequences a sender chose) as \\x.. escapes."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def line(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def note(text: str) -> None:
+    """A remark beside the results (counts, warnings), on stderr: stdout stays one line per item."""
+    sys.stderr.write(text + "\n")
+
+
+def as_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def iso(at: object) -> str:
+    """A stored time as the commands print times: UTC, to the second, with Z; "?" if it is none."""
+    if not isinstance(at, datetime):
+        return "?"
+    return at.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

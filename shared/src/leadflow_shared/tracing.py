@@ -1,0 +1,260 @@
+"""OpenTelemetry tracing, off by default (decision 0046).
+
+When a service enables it (`<PREFIX>TRACING__ENABLED=true`), `start` installs one tracer
+provider for the process, exporting in batches over OTLP/HTTP, and instruments:
+
+- FastAPI: a server span per request (not the probes nor /metrics), named by route; the path
+  and query are replaced by the route template, since a path may carry a credential (an
+  offer link's token);
+- Kafka (FastStream's telemetry middleware): publishing puts the W3C `traceparent` in the
+  record's headers, consuming a record continues its trace. A batch subscriber gets one span
+  for the batch, a child of its first record's context and linked to the others' (FastStream
+  would start a new trace for every batch);
+- PyMongo and httpx: client spans, without the statement (documents hold personal data);
+- SMTP: `client_span` around each send (the notifier).
+
+A client call outside any trace (a poller's MongoDB query every second) is not recorded: the
+sampler drops client spans that would start a trace. Disabled, nothing is installed: no
+provider, no middleware, no listener, and the helpers below return at once.
+
+A batch handler that wants each record's work in that record's trace keeps the record's
+`traceparent` with the work and resumes it (`continued`): the router stores it with a lead's
+outbox, so the events published for a lead carry that lead's trace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from faststream import BaseMiddleware
+from faststream.kafka.opentelemetry.provider import KafkaTelemetrySettingsProvider
+from faststream.opentelemetry.middleware import TelemetryMiddleware
+from opentelemetry import context, trace
+from opentelemetry.trace import Link, SpanKind
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from leadflow_shared.settings import TracingSettings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from faststream._internal.basic_types import AsyncFuncAny
+    from faststream._internal.context.repository import ContextRepo
+    from faststream.kafka.response import KafkaPublishCommand
+    from faststream.message import StreamMessage
+    from opentelemetry.sdk.trace import TracerProvider
+
+log = logging.getLogger(__name__)
+
+# Not traced: probes and scrapes every few seconds would drown the requests that matter.
+EXCLUDED_URLS = "/health/live,/health/ready,/metrics"
+MAX_LINKS = 128  # the SDK's default limit of links per span
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+_active: Tracing | None = None  # one per process, like the OpenTelemetry globals it sets
+
+
+class Tracing:
+    """The process's tracer provider and the instrumentation that uses it."""
+
+    def __init__(self, provider: TracerProvider, service_name: str) -> None:
+        self.provider = provider
+        self.service_name = service_name
+        self.tracer = provider.get_tracer("leadflow")
+
+    def kafka_middlewares(self) -> list[Any]:
+        """Broker middlewares: FastStream's for publishing and single records, ours for batches."""
+        single = TelemetryMiddleware["KafkaPublishCommand"](
+            settings_provider_factory=_single_records_only,
+            tracer_provider=self.provider,
+            include_messages_counters=False,
+        )
+        return [single, self._batch_middleware]
+
+    def _batch_middleware(self, msg: Any, /, *, context: ContextRepo) -> BaseMiddleware[Any, Any]:
+        return _BatchSpan(msg, context=context, tracer=self.tracer)
+
+    def instrument(self, app: FastAPI) -> None:
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        FastAPIInstrumentor.instrument_app(
+            app, tracer_provider=self.provider, excluded_urls=EXCLUDED_URLS, exclude_spans=["receive", "send"]
+        )
+
+    def shutdown(self) -> None:
+        """Export what is buffered, then stop (the end of the process)."""
+        self.provider.shutdown()
+
+
+def start(settings: TracingSettings, *, service: str) -> Tracing | None:
+    """Install tracing for this process when `settings` enable it; None (nothing installed) otherwise."""
+    global _active  # noqa: PLW0603 (OpenTelemetry's provider and instrumentation are per process)
+    if not settings.enabled:
+        return None
+    if _active is not None:
+        return _active
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+    from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ParentBased
+
+    name = settings.service_name or f"leadflow-{service}"
+    resource = Resource.create({"service.name": name, "service.namespace": "leadflow"})
+    provider = TracerProvider(resource=resource, sampler=ParentBased(root=_root_sampler(settings.sample_ratio)))
+    provider.add_span_processor(_RoutesNotPaths())
+    # The endpoint: the setting, else the exporter reads the standard OTEL_EXPORTER_OTLP_* variables.
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.endpoint)))
+    trace.set_tracer_provider(provider)
+    # Before any MongoDB client exists: PyMongo hands global listeners to the clients made after.
+    PymongoInstrumentor().instrument(tracer_provider=provider)
+    HTTPXClientInstrumentor().instrument(tracer_provider=provider)
+    _active = Tracing(provider, name)
+    log.info("tracing on: %s, sampling %.0f%% of new traces", name, settings.sample_ratio * 100)
+    return _active
+
+
+def enabled() -> bool:
+    return _active is not None
+
+
+def traceparent(headers: Mapping[str, str]) -> str | None:
+    """The W3C trace context of a record's headers, re-encoded (so only a valid one is kept); None
+    when tracing is off or the record has none."""
+    if _active is None:
+        return None
+    span = trace.get_current_span(_PROPAGATOR.extract(headers)).get_span_context()
+    if not span.is_valid:
+        return None
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier, trace.set_span_in_context(trace.NonRecordingSpan(span)))
+    return carrier.get("traceparent")
+
+
+@contextlib.contextmanager
+def continued(parent: str | None) -> Iterator[None]:
+    """Run the block in the trace of `parent` (a stored `traceparent`), unless the current span is
+    in that trace already (it is then the better parent: the batch span of the same record)."""
+    if _active is None or not parent:
+        yield
+        return
+    remote = _PROPAGATOR.extract({"traceparent": parent})
+    wanted = trace.get_current_span(remote).get_span_context()
+    if not wanted.is_valid or trace.get_current_span().get_span_context().trace_id == wanted.trace_id:
+        yield
+        return
+    token = context.attach(remote)
+    try:
+        yield
+    finally:
+        context.detach(token)
+
+
+@contextlib.contextmanager
+def client_span(name: str, **attributes: str | int) -> Iterator[None]:
+    """A client span around a call no instrumentation sees (an SMTP send); nothing when tracing is off."""
+    if _active is None:
+        yield
+        return
+    with _active.tracer.start_as_current_span(name, kind=SpanKind.CLIENT, attributes=attributes):
+        yield
+
+
+def _single_records_only(msg: Any) -> KafkaTelemetrySettingsProvider | None:
+    """FastStream's telemetry for single records and publishing; batches (a tuple) are `_BatchSpan`'s."""
+    return None if isinstance(msg, tuple) else KafkaTelemetrySettingsProvider()
+
+
+class _BatchSpan(BaseMiddleware[Any, Any]):
+    """One consumer span per batch: parent the first record's context, links to the other records'."""
+
+    def __init__(self, msg: Any, /, *, context: ContextRepo, tracer: trace.Tracer) -> None:
+        super().__init__(msg, context=context)
+        self._tracer = tracer
+
+    async def consume_scope(self, call_next: AsyncFuncAny, msg: StreamMessage[Any]) -> Any:
+        records = msg.raw_message
+        if not isinstance(records, tuple) or not records:
+            return await call_next(msg)
+        contexts = [_PROPAGATOR.extract(headers) for headers in msg.batch_headers]
+        spans = [s for c in contexts if (s := trace.get_current_span(c).get_span_context()).is_valid]
+        parent = trace.set_span_in_context(trace.NonRecordingSpan(spans[0])) if spans else context.Context()
+        links = [Link(s) for s in dict.fromkeys(spans[1:])][:MAX_LINKS]
+        topic = records[0].topic
+        attributes = {
+            "messaging.system": "kafka",
+            "messaging.operation": "process",
+            "messaging.destination.name": topic,
+            "messaging.batch.message_count": len(records),
+        }
+        with self._tracer.start_as_current_span(
+            f"{topic} process", context=parent, kind=SpanKind.CONSUMER, links=links, attributes=attributes
+        ):
+            return await call_next(msg)
+
+
+def _root_sampler(ratio: float) -> Any:
+    from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult, TraceIdRatioBased
+
+    class NoLoneClientCalls(Sampler):
+        """New traces at `ratio`, except one a client call would start: a poller's MongoDB query
+        (sweeper, re-driver, lease renewal) outside any request or message."""
+
+        def __init__(self) -> None:
+            self._ratio = TraceIdRatioBased(ratio)
+
+        def should_sample(
+            self,
+            parent_context: context.Context | None,
+            trace_id: int,
+            name: str,
+            kind: SpanKind | None = None,
+            attributes: Any = None,
+            links: Sequence[Link] | None = None,
+            trace_state: Any = None,
+        ) -> SamplingResult:
+            if kind is SpanKind.CLIENT:
+                return SamplingResult(Decision.DROP)
+            return self._ratio.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
+
+        def get_description(self) -> str:
+            return f"NoLoneClientCalls{{{ratio}}}"
+
+    return NoLoneClientCalls()
+
+
+def _routes_not_paths() -> Any:
+    from opentelemetry.sdk.trace import SpanProcessor
+
+    return SpanProcessor
+
+
+class _RoutesNotPaths:
+    """Server spans keep the route template where the path and query would be (set at start)."""
+
+    def on_start(self, span: Any, parent_context: context.Context | None = None) -> None:
+        if span.kind is not SpanKind.SERVER:
+            return
+        attributes = span.attributes or {}
+        route = str(attributes.get("http.route", "unmatched"))
+        for key in ("http.target", "url.path", "http.url", "url.full"):
+            if key in attributes:
+                span.set_attribute(key, route)
+        if "url.query" in attributes:
+            span.set_attribute("url.query", "")
+
+    def _on_ending(self, span: Any) -> None:
+        pass
+
+    def on_end(self, span: Any) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True

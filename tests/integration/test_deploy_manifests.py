@@ -1,0 +1,420 @@
+"""deploy/k8s renders, is valid Kubernetes, and scales and stops the way the code needs.
+
+`kubectl kustomize deploy/k8s` is rendered once for the module. Every built-in resource is
+checked against the Kubernetes 1.31 schema in strict mode (kubernetes-validate: an unknown or
+misspelt field fails). KEDA's ScaledObject and TriggerAuthentication are CRDs that schema does
+not know, so they get structural checks here instead, against the code: each service's app is
+built and the topics and consumer groups its broker really subscribes are read back, with the
+partition counts of leadflow_shared.topics. Decision: docs/decisions/0043-scaling-on-kubernetes.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+from faststream.kafka.subscriber.usecase import LogicSubscriber
+
+import leadflow_crm_api.bootstrap
+import leadflow_intake.bootstrap
+import leadflow_notifier.bootstrap
+import leadflow_router.bootstrap
+from leadflow_crm_api.settings import CrmApiSettings
+from leadflow_intake.settings import IntakeSettings
+from leadflow_notifier.settings import NotifierSettings
+from leadflow_router.settings import RouterSettings
+from leadflow_shared.http import serve
+from leadflow_shared.kafka import consumer_options
+from leadflow_shared.service import ServiceRuntime
+from leadflow_shared.settings import KafkaSettings, ServiceSettings
+from leadflow_shared.topics import all_topics
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S_DIR = ROOT / "deploy" / "k8s"
+KUBERNETES_VERSION = "1.31"  # the oldest release the manifests are written for (README.md)
+KEDA_KINDS = {"ScaledObject", "TriggerAuthentication"}  # CRDs: checked structurally below
+NAME_LABEL = "app.kubernetes.io/name"
+# Parameters KEDA's kafka scaler reads from a TriggerAuthentication.
+KEDA_KAFKA_AUTH = {"sasl", "username", "password", "tls", "ca", "cert", "key", "keyPassword"}
+PARTITIONS = {spec.name: spec.partitions for spec in all_topics()}
+
+
+@dataclass(frozen=True)
+class Service:
+    settings: type[ServiceSettings]
+    bootstrap: ModuleType  # has create_app(settings) and builds its ServiceRuntime by that name
+    autoscaler: str  # which one owns the replica count (decision 0043)
+
+
+SERVICES = {
+    "intake": Service(IntakeSettings, leadflow_intake.bootstrap, "HorizontalPodAutoscaler"),
+    "router": Service(RouterSettings, leadflow_router.bootstrap, "ScaledObject"),
+    "notifier": Service(NotifierSettings, leadflow_notifier.bootstrap, "ScaledObject"),
+    "crm-api": Service(CrmApiSettings, leadflow_crm_api.bootstrap, "HorizontalPodAutoscaler"),
+}
+
+Objects = dict[tuple[str, str], dict[str, Any]]
+
+
+def kubectl() -> str:
+    path = os.environ.get("LEADFLOW_KUBECTL") or shutil.which("kubectl")
+    if not path or not os.access(path, os.X_OK):
+        pytest.fail(
+            "kubectl not found: install kubectl (1.27+, it renders deploy/k8s with its built-in kustomize) "
+            "or set LEADFLOW_KUBECTL to its path",
+            pytrace=False,
+        )
+    return path
+
+
+@pytest.fixture(scope="module")
+def rendered() -> list[dict[str, Any]]:
+    result = subprocess.run(
+        [kubectl(), "kustomize", str(K8S_DIR)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, f"kubectl kustomize deploy/k8s failed: {result.stderr.strip()}"
+    docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    assert docs, "kubectl kustomize deploy/k8s rendered nothing"
+    return docs
+
+
+@pytest.fixture(scope="module")
+def objects(rendered: list[dict[str, Any]]) -> Objects:
+    found: Objects = {}
+    for doc in rendered:
+        key = (doc["kind"], doc["metadata"]["name"])
+        assert key not in found, f"rendered twice: {key}"
+        found[key] = doc
+    return found
+
+
+@dataclass(frozen=True)
+class Built:
+    consumer_group: str  # the setting, as the Deployment's ConfigMap leaves it
+    subscriptions: frozenset[tuple[str, str]]  # (topic, consumer group) the broker subscribes
+    routes: frozenset[str]
+
+
+def build(name: str, service: Service, config: dict[str, str]) -> Built:
+    """Build the service's app as its Deployment would (consumer group from the ConfigMap), without starting it."""
+    built: list[ServiceRuntime] = []
+
+    class Recording(ServiceRuntime):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    prefix = str(service.settings.model_config.get("env_prefix", ""))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(service.bootstrap, "ServiceRuntime", Recording)
+        for key in [k for k in os.environ if k.upper().startswith(prefix)]:
+            patch.delenv(key)
+        if group := config.get(f"{prefix}CONSUMER_GROUP"):
+            patch.setenv(f"{prefix}CONSUMER_GROUP", group)
+        settings = service.settings()
+        create_app: Callable[[ServiceSettings], Any] = service.bootstrap.create_app
+        app = create_app(settings)
+    assert len(built) == 1, f"{name}: create_app built {len(built)} ServiceRuntimes"
+    subscriptions = set()
+    for subscriber in built[0].broker.subscribers:
+        assert isinstance(subscriber, LogicSubscriber), f"{name}: not a Kafka subscriber: {subscriber!r}"
+        subscriptions |= {(topic, str(subscriber.group_id)) for topic in subscriber.topic_names}
+    return Built(
+        consumer_group=str(settings.model_dump()["consumer_group"]),  # every service has one, the base class not
+        subscriptions=frozenset(subscriptions),
+        routes=frozenset(str(getattr(route, "path", "")) for route in app.routes),
+    )
+
+
+@pytest.fixture(scope="module")
+def services(objects: Objects) -> dict[str, Built]:
+    return {name: build(name, service, config_of(objects, name)) for name, service in SERVICES.items()}
+
+
+def prefix_of(name: str) -> str:
+    return str(SERVICES[name].settings.model_config.get("env_prefix", ""))
+
+
+def config_of(objects: Objects, name: str) -> dict[str, str]:
+    config = objects.get(("ConfigMap", f"{name}-config"), {}).get("data")
+    assert isinstance(config, dict), f"no ConfigMap {name}-config with data"
+    return config
+
+
+def of_kind(objects: Objects, kind: str) -> list[dict[str, Any]]:
+    return [obj for (k, _), obj in objects.items() if k == kind]
+
+
+def deployment(objects: Objects, name: str) -> dict[str, Any]:
+    found = objects.get(("Deployment", name))
+    assert found, f"no Deployment {name}"
+    return found
+
+
+def container(objects: Objects, name: str) -> dict[str, Any]:
+    containers = deployment(objects, name)["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1, f"{name}: expected one container, got {len(containers)}"
+    found: dict[str, Any] = containers[0]
+    return found
+
+
+def pod_labels(objects: Objects, name: str) -> dict[str, str]:
+    labels: dict[str, str] = deployment(objects, name)["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A label selector (matchLabels only, as ours are) selects pods with these labels."""
+    assert set(selector) <= {"matchLabels"}, f"only matchLabels selectors are checked here: {selector}"
+    match = selector.get("matchLabels") or {}
+    return bool(match) and all(labels.get(key) == value for key, value in match.items())
+
+
+def targets(objects: Objects, kind: str, name: str) -> list[dict[str, Any]]:
+    """Autoscalers of `kind` whose scaleTargetRef names Deployment `name`."""
+    return [
+        obj
+        for obj in of_kind(objects, kind)
+        if obj["spec"]["scaleTargetRef"].get("kind", "Deployment") == "Deployment"
+        and obj["spec"]["scaleTargetRef"]["name"] == name
+    ]
+
+
+def drain_seconds(config: dict[str, str], prefix: str) -> float:
+    """How long a SIGTERM'd process may take: uvicorn's HTTP drain, then the Kafka handlers'."""
+    http = float(inspect.signature(serve).parameters["graceful_seconds"].default)
+    default = KafkaSettings.model_fields["graceful_timeout_seconds"].default
+    kafka = float(config.get(f"{prefix}KAFKA__GRACEFUL_TIMEOUT_SECONDS", default))
+    return http + kafka
+
+
+def pre_stop_seconds(spec: dict[str, Any]) -> float:
+    pre_stop = spec.get("lifecycle", {}).get("preStop", {})
+    if "sleep" in pre_stop:
+        return float(pre_stop["sleep"]["seconds"])
+    command = pre_stop.get("exec", {}).get("command", [])
+    assert len(command) == 2, f"preStop is not `sleep SECONDS`: {pre_stop}"
+    assert command[0] in {"sleep", "/bin/sleep"}, f"preStop is not a sleep: {pre_stop}"
+    return float(command[1])
+
+
+def strict_validate(resource: dict[str, Any]) -> str | None:
+    """Why `resource` is not valid Kubernetes KUBERNETES_VERSION (strict schema), or None."""
+    # Imported by name: the package ships no type information.
+    validator = importlib.import_module("kubernetes_validate")
+    try:
+        validator.validate(resource, KUBERNETES_VERSION, strict=True)
+    except (validator.ValidationError, validator.SchemaNotFoundError) as exc:
+        where = "/".join(str(part) for part in getattr(exc, "path", []))
+        return f"{exc.message} (at {where or 'top level'})"
+    return None
+
+
+# --- rendering and the schema -------------------------------------------------------------
+
+
+def test_every_manifest_is_in_the_kustomization() -> None:
+    kustomization = yaml.safe_load((K8S_DIR / "kustomization.yaml").read_text())
+    listed = set(kustomization.get("resources", []))
+    files = {path.name for path in K8S_DIR.glob("*.yaml")} - {"kustomization.yaml"}
+    assert listed == files, f"kustomization.yaml lists {sorted(listed)}, deploy/k8s has {sorted(files)}"
+
+
+def test_builtin_resources_are_valid_kubernetes(rendered: list[dict[str, Any]]) -> None:
+    problems = {
+        f"{doc['kind']}/{doc['metadata']['name']}": why
+        for doc in rendered
+        if doc["kind"] not in KEDA_KINDS and (why := strict_validate(doc))
+    }
+    assert not problems, f"invalid for Kubernetes {KUBERNETES_VERSION}: {problems}"
+    # Only KEDA's kinds skip the schema (a kind it does not know fails above), and they are there.
+    keda = {doc["kind"] for doc in rendered if doc["apiVersion"] == "keda.sh/v1alpha1"}
+    assert keda == KEDA_KINDS, f"KEDA resources rendered: {keda}, expected {KEDA_KINDS}"
+
+
+def test_strict_validation_catches_a_misspelt_field(objects: Objects) -> None:
+    # The validator must be able to fail, or the test above passes vacuously.
+    broken = yaml.safe_load(yaml.safe_dump(deployment(objects, "router")))
+    broken["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {"httpGet": {"path": "/", "port": 1}}
+    assert strict_validate(broken), "a misspelt field (readinesProbe) passed strict validation"
+    broken = yaml.safe_load(yaml.safe_dump(deployment(objects, "router")))
+    broken["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = "sixty"
+    assert strict_validate(broken), "a string for terminationGracePeriodSeconds passed validation"
+
+
+# --- autoscaling --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_one_autoscaler_owns_each_deployment(objects: Objects, services: dict[str, Built], name: str) -> None:
+    hpas = targets(objects, "HorizontalPodAutoscaler", name)
+    scaled = targets(objects, "ScaledObject", name)
+    # KEDA makes its own HPA for a ScaledObject: a second autoscaler on one Deployment fights it.
+    owners, expected = [obj["kind"] for obj in hpas + scaled], SERVICES[name].autoscaler
+    assert owners == [expected], f"{name}: autoscaled by {owners}, expected exactly one {expected}"
+    assert "replicas" not in deployment(objects, name)["spec"], (
+        f"{name}: the Deployment sets replicas, which every apply would reset under its autoscaler"
+    )
+    spec = (hpas + scaled)[0]["spec"]
+    bounds = ("minReplicas", "maxReplicas") if hpas else ("minReplicaCount", "maxReplicaCount")
+    low, high = spec[bounds[0]], spec[bounds[1]]
+    assert 2 <= low <= high, f"{name}: replicas {low}..{high}; at least 2, so a PDB can let one go"
+    assert services[name].subscriptions, f"{name}: consumes nothing, yet the decision counts it as a consumer"
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in SERVICES.items() if s.autoscaler == "HorizontalPodAutoscaler"))
+def test_hpa_scales_http_services_on_cpu(objects: Objects, name: str) -> None:
+    (hpa,) = targets(objects, "HorizontalPodAutoscaler", name)
+    assert hpa["apiVersion"] == "autoscaling/v2", f"{name}: HPA is {hpa['apiVersion']}"
+    assert hpa["spec"]["scaleTargetRef"].get("apiVersion") == "apps/v1", f"{name}: HPA target is not apps/v1"
+    metrics = [(m["type"], m.get("resource", {}).get("name")) for m in hpa["spec"]["metrics"]]
+    assert metrics == [("Resource", "cpu")], f"{name}: HPA metrics {metrics}, expected CPU"
+    requests = container(objects, name).get("resources", {}).get("requests", {})
+    assert "cpu" in requests, f"{name}: no CPU request, so CPU utilization has no denominator"
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in SERVICES.items() if s.autoscaler == "ScaledObject"))
+def test_scaled_object_follows_every_consumer_group(objects: Objects, services: dict[str, Built], name: str) -> None:
+    (scaled,) = targets(objects, "ScaledObject", name)
+    spec, built = scaled["spec"], services[name]
+    assert scaled["apiVersion"] == "keda.sh/v1alpha1", f"{name}: ScaledObject is {scaled['apiVersion']}"
+    assert spec["scaleTargetRef"].get("apiVersion", "apps/v1") == "apps/v1", f"{name}: target is not apps/v1"
+    triggers = spec.get("triggers", [])
+    assert {t["type"] for t in triggers} == {"kafka"}, f"{name}: trigger types {[t['type'] for t in triggers]}"
+
+    metadata = [t["metadata"] for t in triggers]
+    pairs = [(m.get("topic"), m.get("consumerGroup")) for m in metadata]
+    assert len(set(pairs)) == len(pairs), f"{name}: duplicate triggers {pairs}"
+    assert set(pairs) == built.subscriptions, (
+        f"{name}: triggers follow {sorted(pairs)}, but the service subscribes {sorted(built.subscriptions)}"
+    )
+    for topic, group in pairs:
+        assert group == f"{built.consumer_group}.{topic}", f"{name}: group {group} is not <consumer_group>.<topic>"
+
+    bootstrap = config_of(objects, name)[f"{prefix_of(name)}KAFKA__BOOTSTRAP_SERVERS"]
+    reset = consumer_options("g")["auto_offset_reset"]
+    for m in metadata:
+        where = f"{name} trigger {m.get('topic')}"
+        assert m.get("bootstrapServers") == bootstrap, f"{where}: bootstrapServers is not {name}-config's {bootstrap}"
+        assert m.get("allowIdleConsumers") == "false", f"{where}: allowIdleConsumers must be \"false\""
+        assert m.get("offsetResetPolicy") == reset, f"{where}: offsetResetPolicy must match the consumers' {reset!r}"
+        threshold = str(m.get("lagThreshold", ""))
+        assert threshold.isdigit(), f"{where}: lagThreshold {threshold!r} is not a whole number (in quotes)"
+        assert int(threshold) > 0, f"{where}: lagThreshold must be positive"
+
+    low, high = spec["minReplicaCount"], spec["maxReplicaCount"]
+    # A group uses one replica per partition at most; a replica idle in one group may still work
+    # for another, so the bound is the most partitions of any topic the service consumes.
+    most = max(PARTITIONS[topic] for topic, _ in pairs)
+    assert high <= most, f"{name}: maxReplicaCount {high} exceeds the {most} partitions of its topics"
+    fallback = spec.get("fallback")
+    if fallback:
+        replicas = fallback["replicas"]
+        assert low <= replicas <= high, f"{name}: fallback replicas {replicas} outside {low}..{high}"
+
+    for trigger in triggers:
+        ref = trigger.get("authenticationRef", {})
+        assert ref.get("kind", "TriggerAuthentication") == "TriggerAuthentication", f"{name}: auth ref {ref}"
+        assert ("TriggerAuthentication", ref.get("name")) in objects, (
+            f"{name}: trigger {trigger['metadata'].get('topic')} needs TriggerAuthentication {ref.get('name')!r}"
+        )
+
+
+def test_trigger_authentication_reads_a_secret_kept_out_of_the_repo(objects: Objects) -> None:
+    auths = of_kind(objects, "TriggerAuthentication")
+    assert auths, "no TriggerAuthentication rendered"
+    for auth in auths:
+        refs = auth["spec"].get("secretTargetRef", [])
+        params = {ref["parameter"] for ref in refs}
+        assert params <= KEDA_KAFKA_AUTH, f"{auth['metadata']['name']}: unknown parameters {params - KEDA_KAFKA_AUTH}"
+        # KEDA reads a missing key as "", which its kafka scaler refuses for tls (and sasl must say
+        # "none" rather than be guessed): the README has the Secret created with both.
+        assert {"sasl", "tls"} <= params, f"{auth['metadata']['name']}: sasl and tls must come from the Secret"
+        for ref in refs:
+            assert ("Secret", ref["name"]) not in objects, f"Secret {ref['name']} is committed; create it out of band"
+    readme = (K8S_DIR / "README.md").read_text()
+    for name in {ref["name"] for auth in auths for ref in auth["spec"]["secretTargetRef"]}:
+        assert name in readme, f"README.md does not say how to create the Secret {name}"
+
+
+# --- pods: probes, stopping, disruption, spread ------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_probes_ask_the_service_on_its_port(objects: Objects, services: dict[str, Built], name: str) -> None:
+    spec = container(objects, name)
+    ports = {p.get("name") for p in spec.get("ports", [])} | {p["containerPort"] for p in spec.get("ports", [])}
+    wanted = {
+        "startupProbe": {"/health/live", "/health/ready"},
+        "readinessProbe": {"/health/ready"},
+        "livenessProbe": {"/health/live"},
+    }
+    for probe, paths in wanted.items():
+        get = spec.get(probe, {}).get("httpGet")
+        assert get, f"{name}: no {probe} with httpGet"
+        assert get.get("path") in paths, f"{name}: {probe} asks {get.get('path')}, expected one of {sorted(paths)}"
+        assert get.get("path") in services[name].routes, f"{name}: the app serves no {get.get('path')}"
+        assert get.get("port") in ports, f"{name}: {probe} port {get.get('port')!r} is not a container port {ports}"
+    readiness_timeout = spec["readinessProbe"].get("timeoutSeconds", 1)
+    assert readiness_timeout > 2, f"{name}: readiness times out after {readiness_timeout} s, before the route's own 2 s"
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_grace_period_outlasts_pre_stop_and_drain(objects: Objects, name: str) -> None:
+    pod = deployment(objects, name)["spec"]["template"]["spec"]
+    prefix = prefix_of(name)
+    pre_stop = pre_stop_seconds(container(objects, name))
+    assert pre_stop > 0, f"{name}: no preStop delay; the endpoint may still get traffic after SIGTERM"
+    needed = pre_stop + drain_seconds(config_of(objects, name), prefix)
+    grace = float(pod.get("terminationGracePeriodSeconds", 30))
+    assert grace > needed, f"{name}: terminationGracePeriodSeconds {grace} <= preStop + drain = {needed}"
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_one_disruption_budget_per_service(objects: Objects, name: str) -> None:
+    labels = pod_labels(objects, name)
+    budgets = [pdb for pdb in of_kind(objects, "PodDisruptionBudget") if selects(pdb["spec"]["selector"], labels)]
+    assert len(budgets) == 1, f"{name}: {len(budgets)} PodDisruptionBudgets select its pods"
+    (pdb,) = budgets
+    limits = {key: pdb["spec"][key] for key in ("minAvailable", "maxUnavailable") if key in pdb["spec"]}
+    assert limits in ({"minAvailable": 1}, {"maxUnavailable": 1}), f"{name}: PDB limits {limits}"
+    others = [n for n in SERVICES if n != name and selects(pdb["spec"]["selector"], pod_labels(objects, n))]
+    assert not others, f"{name}: its PDB also selects {others}"
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_replicas_spread_over_hosts_and_zones(objects: Objects, name: str) -> None:
+    constraints = deployment(objects, name)["spec"]["template"]["spec"].get("topologySpreadConstraints", [])
+    keys = {c["topologyKey"] for c in constraints}
+    assert {"kubernetes.io/hostname", "topology.kubernetes.io/zone"} <= keys, f"{name}: spread over {keys}"
+    for constraint in constraints:
+        assert selects(constraint["labelSelector"], pod_labels(objects, name)), (
+            f"{name}: spread over {constraint['topologyKey']} selects other pods than its own"
+        )
+
+
+def test_operations_guide_lists_every_consumer_group_and_the_partner_acl_names_the_real_one(
+    services: dict[str, Built],
+) -> None:
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    acls = guide[guide.index("### Consumer groups and ACLs"):guide.index("## MongoDB")]
+    for name, built in services.items():
+        for topic, group in built.subscriptions:
+            assert f"`{group}`" in acls, f"docs/operations.md: no ACL for {name}'s group {group} ({topic})"
+    partner = (ROOT / "docs" / "partner-contract" / "README.md").read_text()
+    (intake_group,) = {g for t, g in services["intake"].subscriptions if t == "leads.inbound.v1"}
+    groups = re.findall(r"--group (\S+)", partner)
+    assert groups == [intake_group], f"the partner contract's ACL example names {groups}"

@@ -1,0 +1,304 @@
+"""`leadflow-ops` on a real Tansu and nx-27017 (decision 0044), run as its console script.
+
+Dead letters are written by the real writers (DeadLetterGuard, the notifier's KafkaDeadLetters);
+`dlq list` shows their facts without bodies, `show` the body, `replay` republishes each one once
+with the original key and body, refuses a truncated one, and records what it did. `seed` loads
+account configuration with the router's loader. The notifier's `DeliveryLog.reopen` puts a failed
+delivery back to pending once per replayed dead letter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aiokafka import ConsumerRecord
+from prometheus_client import CollectorRegistry
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from leadflow_devstack.servers import tansu
+from leadflow_devstack.testing import records_to_end
+from leadflow_notifier.adapters.dead_letters import KafkaDeadLetters
+from leadflow_notifier.adapters.repository import Begin, DeliveryLog, Leases
+from leadflow_notifier.domain.delivery import Delivery
+from leadflow_notifier.domain.errors import PermanentDeliveryError
+from leadflow_notifier.domain.messages import EmailContent
+from leadflow_notifier.domain.preferences import Channel
+from leadflow_shared.errors import PoisonMessage
+from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
+from leadflow_shared.kafka import DLQ_MAX_VALUE_BYTES, DeadLetterGuard, ensure_topics, make_broker
+from leadflow_shared.metrics import ConsumerMetrics
+from leadflow_shared.settings import KafkaSettings
+from leadflow_shared.topics import TopicSpec, dlq
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
+
+OPS = str(Path(sys.executable).parent / "leadflow-ops")
+ACCOUNT = "acct-ops-dlq"
+
+
+@pytest.fixture(scope="module")
+def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    proc, servers = tansu(tmp_path_factory.mktemp("ops-tansu"))
+    try:
+        yield servers
+    finally:
+        proc.stop(timeout=5)
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+@dataclass(frozen=True)
+class Ops:
+    """The console script with this test's OPS_* settings (its own MongoDB database)."""
+
+    env: dict[str, str]
+    database: str
+
+    async def __call__(self, *args: str) -> Result:
+        proc = await asyncio.create_subprocess_exec(OPS, *args, env=self.env, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=90)
+        assert proc.returncode is not None
+        return Result(proc.returncode, out.decode(), err.decode())
+
+
+@pytest.fixture
+def ops(bootstrap: str, mongo_url: str) -> Ops:
+    database = f"ops_{uuid.uuid4().hex[:10]}"
+    env = {name: value for name, value in os.environ.items() if not name.startswith("OPS_")}
+    env |= {"OPS_KAFKA__BOOTSTRAP_SERVERS": bootstrap, "OPS_KAFKA__PRODUCER_IDEMPOTENCE": "false",
+            "OPS_MONGO__URL": mongo_url, "OPS_MONGO__DATABASE": database}  # fmt: skip
+    return Ops(env, database)
+
+
+@pytest_asyncio.fixture
+async def db(ops: Ops, mongo_url: str) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
+    try:
+        yield client[ops.database]
+    finally:
+        await client.close()
+
+
+def lead(email: str) -> LeadReceived:
+    return LeadReceived.create(
+        account_id=ACCOUNT, occurred_at=datetime.now(UTC),
+        payload=LeadReceivedPayload(contact=Contact(first_name="Dee", last_name="Ell", email=email),
+                                    source=LeadSource(channel=LeadChannel.PARTNER, name="Partner")),
+    )  # fmt: skip
+
+
+def consumed(topic: str, partition: int, offset: int, key: bytes, value: bytes,
+             headers: list[tuple[str, bytes]]) -> ConsumerRecord[bytes, bytes]:  # fmt: skip
+    """A record as a service's consumer got it, for the dead-letter guard."""
+    return ConsumerRecord(topic=topic, partition=partition, offset=offset, timestamp=0, timestamp_type=0, key=key,
+                          value=value, checksum=None, serialized_key_size=len(key),
+                          serialized_value_size=len(value), headers=headers)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Letters:
+    """Three dead letters on `<source>.dlq`: a router's poison (0:0), a truncated one (0:1), a notifier
+    delivery (0:2); `emails`: the contacts' addresses in their bodies (personal data)."""
+
+    source: str
+    poison: LeadReceived
+    delivery: LeadReceived
+    emails: tuple[str, str]
+
+    @property
+    def topic(self) -> str:
+        return dlq(self.source)
+
+
+@pytest_asyncio.fixture
+async def letters(bootstrap: str) -> Letters:
+    source = f"ops-test-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(bootstrap, [TopicSpec(source, 3), TopicSpec(dlq(source), 1)])
+    emails = (f"dee-{uuid.uuid4().hex[:8]}@example.com", f"eve-{uuid.uuid4().hex[:8]}@example.com")
+    poison, delivery = lead(emails[0]), lead(emails[1])
+    settings = KafkaSettings(bootstrap_servers=bootstrap, producer_idempotence=False)
+    broker = make_broker(settings, client_id="ops-test", registry=CollectorRegistry())
+    await broker.connect()
+    try:
+        guard = DeadLetterGuard(broker, settings, ConsumerMetrics(CollectorRegistry(), "ops_test"), service="router")
+        sender_headers = [("content-type", b"application/json"), ("traceparent", b"00-abc-def-01")]
+        body = poison.model_dump_json().encode()
+        await guard.dead_letter(consumed(source, 2, 41, ACCOUNT.encode(), body, sender_headers),
+                                PoisonMessage(f"unknown account {ACCOUNT}"))  # fmt: skip
+        huge = b"x" * (DLQ_MAX_VALUE_BYTES + 1000)
+        await guard.dead_letter(consumed(source, 1, 7, ACCOUNT.encode(), huge, []), PoisonMessage("too large"))
+        await KafkaDeadLetters(broker, source).publish(
+            delivery.model_dump_json().encode(), account_id=ACCOUNT, channel="email", agent_id="ops-ana",
+            error=PermanentDeliveryError("rejected", "SMTP [554]"),
+        )
+    finally:
+        await broker.stop()
+    return Letters(source, poison, delivery, emails)
+
+
+def header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
+    values = [v for n, v in record.headers if n == name]
+    return values[-1].decode() if values else None
+
+
+async def test_list_shows_each_dead_letter_without_its_body_and_show_prints_it(ops: Ops, letters: Letters) -> None:
+    listed = await ops("dlq", "list", letters.topic, "--json")
+    assert listed.code == 0, listed.err
+    rows = listed.json()["dead_letters"]
+    assert [(r["partition"], r["offset"]) for r in rows] == [(0, 0), (0, 1), (0, 2)]
+    poison, truncated, delivery = rows
+    assert poison | {"time": None, "bytes": None} == {
+        "partition": 0, "offset": 0, "time": None, "key": ACCOUNT, "source_topic": letters.source,
+        "source_partition": 2, "source_offset": 41, "service": "router", "reason": f"PoisonMessage: unknown account "
+        f"{ACCOUNT}", "error_type": "PoisonMessage", "channel": None, "recipient": None,
+        "event_id": str(letters.poison.event_id), "event_type": "LeadReceived", "bytes": None,
+        "truncated_from_bytes": None, "value_dropped": None, "replay_of": None, "replayed": None,
+    }  # fmt: skip
+    assert truncated["truncated_from_bytes"] == DLQ_MAX_VALUE_BYTES + 1000
+    assert truncated["bytes"] == DLQ_MAX_VALUE_BYTES
+    assert (delivery["service"], delivery["channel"], delivery["recipient"]) == ("notifier", "email", "ops-ana")
+    assert (delivery["event_id"], delivery["error_type"]) == (str(letters.delivery.event_id), "PermanentDeliveryError")
+
+    lines = await ops("dlq", "list", letters.topic, "--limit", "2")
+    assert lines.code == 0, lines.err
+    shown = lines.out.splitlines()
+    assert [s.split()[0] for s in shown] == ["0:1", "0:2"], "the most recent two, oldest first"
+    assert "TRUNCATED" in shown[0]
+    assert "channel=email recipient=ops-ana" in shown[1]
+    assert f"event={letters.delivery.event_id} type=LeadReceived" in shown[1]
+    assert "3 dead letter(s), 2 shown" in lines.err
+    for text in (listed.out, lines.out):  # bodies hold personal data
+        assert not any(email in text for email in letters.emails)
+
+    show = await ops("dlq", "show", letters.topic, "0:0")
+    assert show.code == 0, show.err
+    assert letters.emails[0] in show.out
+    assert "dlq-source-topic: " + letters.source in show.out
+    missing = await ops("dlq", "show", letters.topic, "0:9")
+    assert (missing.code, missing.out) == (2, "")
+    assert "no record at 0:9" in missing.err
+
+
+async def test_replay_republishes_each_dead_letter_once_and_refuses_a_truncated_one(
+    ops: Ops, letters: Letters, bootstrap: str, db: AsyncDatabase[dict[str, Any]]
+) -> None:
+    dry = await ops("dlq", "replay", letters.topic, "--all", "--dry-run", "--json")
+    assert dry.code == 1, "a refused dead letter needs the operator"
+    assert [o["status"] for o in dry.json()["outcomes"]] == ["would-replay", "refused", "would-replay"]
+    assert await records_to_end(bootstrap, letters.source) == [], "a dry run publishes nothing"
+
+    first = await ops("dlq", "replay", letters.topic, "--all", "--json")
+    assert first.code == 1, first.err
+    outcomes = first.json()["outcomes"]
+    assert [o["status"] for o in outcomes] == ["replayed", "refused", "replayed"]
+    assert "cut to" in outcomes[1]["detail"]
+    assert f"{letters.source}[1]@7" in outcomes[1]["detail"]
+
+    replayed = await records_to_end(bootstrap, letters.source)
+    assert len(replayed) == 2
+    by_marker = {header(r, "leadflow-replay"): r for r in replayed}
+    poison, delivery = by_marker[f"{letters.topic}/0:0"], by_marker[f"{letters.topic}/0:2"]
+    assert (poison.key, poison.value) == (ACCOUNT.encode(), letters.poison.model_dump_json().encode())
+    assert (delivery.key, delivery.value) == (ACCOUNT.encode(), letters.delivery.model_dump_json().encode())
+    assert not [n for r in replayed for n, _ in r.headers if n.startswith("dlq-")]
+    assert (header(poison, "content-type"), header(poison, "traceparent")) == ("application/json", "00-abc-def-01")
+    assert header(poison, "leadflow-replay-service") == "router"
+    assert header(poison, "leadflow-replay-channel") is None
+    assert [header(delivery, f"leadflow-replay-{h}") for h in ("service", "channel", "recipient")] == [
+        "notifier", "email", "ops-ana"]  # fmt: skip
+    assert {o["replayed_to"] for o in outcomes if o["replayed_to"]} == {
+        f"{letters.source}[{r.partition}]@{r.offset}" for r in replayed}  # fmt: skip
+
+    ledger = {d["_id"]: d async for d in db["ops_replays"].find()}
+    assert set(ledger) == {f"{letters.topic}/0:0", f"{letters.topic}/0:2"}
+    assert ledger[f"{letters.topic}/0:2"]["event_id"] == str(letters.delivery.event_id)
+
+    again = await ops("dlq", "replay", letters.topic, "--all")
+    assert again.code == 1
+    assert [line.split()[0] for line in again.out.splitlines()] == ["already-replayed", "refused", "already-replayed"]
+    assert len(await records_to_end(bootstrap, letters.source)) == 2, "nothing published twice"
+
+    picked = await ops("dlq", "replay", letters.topic, "--offset", "0:2", "--offset", "0:9", "--json")
+    assert picked.code == 1
+    assert {o["dead_letter"]: o["status"] for o in picked.json()["outcomes"]} == {
+        f"{letters.topic}/0:2": "already-replayed", f"{letters.topic}/0:9": "missing"}  # fmt: skip
+
+    listed = (await ops("dlq", "list", letters.topic, "--json")).json()["dead_letters"]
+    assert [r["replayed"] is not None for r in listed] == [True, False, True]
+
+
+async def test_seed_loads_account_configuration_and_refuses_an_invalid_file(
+    ops: Ops, db: AsyncDatabase[dict[str, Any]], tmp_path: Path
+) -> None:
+    account = f"acct-ops-seed-{uuid.uuid4().hex[:6]}"
+    config = {"accounts": [{"account_id": account, "name": "Ops Seed Realty",
+                            "agents": [{"agent_id": f"{account}-ana", "name": "Ana", "email": "ana@ops.example"}],
+                            "roster": [f"{account}-ana"]}]}  # fmt: skip
+    good = tmp_path / "accounts.json"
+    good.write_text(json.dumps(config))
+    seeded = await ops("seed", str(good), "--json")
+    assert seeded.code == 0, seeded.err
+    assert seeded.json() == {"file": str(good), "database": ops.database, "accounts": 1}
+    assert (await db["accounts"].find_one({"_id": account}) or {}).get("name") == "Ops Seed Realty"
+    assert (await db["agents"].find_one({"_id": f"{account}-ana"}) or {}).get("account_id") == account
+
+    config["accounts"][0] |= {"account_id": f"{account}-bad", "colour": "red"}
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(config))
+    refused = await ops("seed", str(bad))
+    assert refused.code == 2
+    assert "not valid account configuration (nothing written)" in refused.err
+    assert await db["accounts"].find_one({"_id": f"{account}-bad"}) is None
+
+
+async def test_reopen_puts_a_failed_delivery_back_once_per_replayed_dead_letter(
+    db: AsyncDatabase[dict[str, Any]]
+) -> None:
+    leases = Leases(lease_ms=10_000)
+    deliveries = DeliveryLog(db, leases=leases)
+    content = EmailContent(to="ana@ops.example", subject="Lead offer: Dee", text="...", lead_id="lead-1")
+    delivery = Delivery(key=f"{uuid.uuid4()}:email:ana", channel=Channel.EMAIL, agent_id="ana", account_id=ACCOUNT,
+                        event_type="LeadOffered", content=content, event=b"{}")  # fmt: skip
+    records = db["notifier_deliveries"]
+
+    assert await deliveries.begin(delivery, now_ms=1_000) is Begin.SEND
+    assert not await deliveries.reopen(delivery, marker="t.dlq/0:1", now_ms=1_500), "pending: its owner is on it"
+    await deliveries.failed(delivery.key, reason="rejected", now_ms=2_000)
+    leases.held.clear()
+
+    assert await deliveries.reopen(delivery, marker="t.dlq/0:1", now_ms=3_000)
+    doc = await records.find_one({"_id": delivery.key}) or {}
+    assert {k: doc.get(k) for k in ("status", "replay", "replays", "drives", "owner", "lease_until_ms", "reason")} == {
+        "status": "pending", "replay": "t.dlq/0:1", "replays": 1, "drives": 1, "owner": leases.owner,
+        "lease_until_ms": 13_000, "reason": None}  # fmt: skip
+    assert doc["content"]["to"] == "ana@ops.example", "pending again with its message, for the re-driver"
+    assert delivery.key in leases.held
+
+    await deliveries.failed(delivery.key, reason="rejected", now_ms=4_000)
+    assert not await deliveries.reopen(delivery, marker="t.dlq/0:1", now_ms=5_000), "a redelivered replay"
+    assert await deliveries.reopen(delivery, marker="t.dlq/0:7", now_ms=5_000), "the next dead letter's replay"
+    await deliveries.sent(delivery.key, now_ms=6_000)
+    assert not await deliveries.reopen(delivery, marker="t.dlq/0:9", now_ms=7_000), "sent is never sent again"
+    doc = await records.find_one({"_id": delivery.key}) or {}
+    assert (doc["status"], doc["replays"], "content" in doc) == ("sent", 2, False)

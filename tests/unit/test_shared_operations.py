@@ -1,0 +1,123 @@
+"""What every service does alike for its operators: fail fast, JSON logs, metrics from zero."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
+from pydantic_settings import SettingsConfigDict
+
+from leadflow_shared.errors import PoisonMessage
+from leadflow_shared.http import RequestMetrics
+from leadflow_shared.kafka import _reason
+from leadflow_shared.kafka_records import UnreadableRecord
+from leadflow_shared.logs import bind, configure_logging
+from leadflow_shared.metrics import DEAD_LETTER_REASONS, ConsumerMetrics, ServiceMetrics, make_registry
+from leadflow_shared.settings import ServiceSettings
+
+pytestmark = [pytest.mark.unit]
+
+
+class _Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="OPS_", env_nested_delimiter="__", extra="ignore", frozen=True)
+
+
+def test_production_refuses_to_start_without_kafka_or_mongodb_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPS_KAFKA__BOOTSTRAP_SERVERS")
+    with pytest.raises(ValidationError, match="OPS_KAFKA__BOOTSTRAP_SERVERS must be set in production"):
+        _Settings(environment="production")
+    monkeypatch.setenv("OPS_KAFKA__BOOTSTRAP_SERVERS", "kafka:9093")
+    monkeypatch.delenv("OPS_MONGO__URL")
+    with pytest.raises(ValidationError, match="OPS_MONGO__URL must be set in production"):
+        _Settings(environment="production")
+    assert _Settings().mongo.url.get_secret_value().startswith("mongodb://127.0.0.1")  # development: defaults
+    monkeypatch.setenv("OPS_MONGO__URL", "mongodb://db:27017")
+    assert _Settings(environment="production").mongo.url.get_secret_value() == "mongodb://db:27017"
+
+
+def test_logs_are_json_lines_with_the_service_the_bound_fields_and_the_call_sites_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    root = logging.getLogger()
+    before = root.handlers[:], root.level
+    try:
+        configure_logging("router", "INFO")
+        with bind(topic="leads.intake.v1", partition=2, offset=41):
+            logging.getLogger("leadflow_router.handlers").warning("offer %s expired", "x", extra={"event_id": "e-1"})
+        logging.getLogger("elsewhere").info("outside")
+    finally:
+        root.handlers[:], level = before
+        root.setLevel(level)
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert first["message"] == "offer x expired"
+    assert (first["level"], first["logger"]) == ("WARNING", "leadflow_router.handlers")
+    assert (first["service"], first["event_id"], first["topic"], first["partition"], first["offset"]) == (
+        "router", "e-1", "leads.intake.v1", 2, 41,
+    )  # fmt: skip
+    assert first["time"].startswith("20")
+    assert "topic" not in second
+    assert second["service"] == "router"
+
+
+def test_dead_letter_reasons_are_a_fixed_set_exported_at_zero_per_topic() -> None:
+    assert _reason(UnreadableRecord("bad header")) == "unreadable"
+    assert _reason(PoisonMessage("no such lead")) == "invalid"
+    assert _reason(json.JSONDecodeError("x", "doc", 0)) == "invalid"
+    assert _reason(RuntimeError("still failing")) == "failed"
+    registry = make_registry()
+    ConsumerMetrics(registry, "router").consuming("leads.intake.v1")
+    for reason in DEAD_LETTER_REASONS:
+        value = registry.get_sample_value(
+            "router_dead_lettered_messages_total", {"topic": "leads.intake.v1", "reason": reason}
+        )
+        assert value == 0.0
+
+
+@pytest.mark.asyncio
+async def test_http_requests_are_counted_by_route_template_never_by_raw_path() -> None:
+    registry = CollectorRegistry()
+    metrics = ServiceMetrics(registry, "crm-api")
+    app = FastAPI()
+
+    @app.get("/accounts/{account_id}/leads")
+    async def leads(account_id: str) -> dict[str, str]:
+        return {"account": account_id}
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("unhandled")
+
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        for account in ("a1", "a2"):
+            assert (await client.get(f"/accounts/{account}/leads")).status_code == 200
+        assert (await client.get("/wp-admin/x.php")).status_code == 404
+        assert (await client.get("/boom")).status_code == 500
+
+    def count(route: str, code: str) -> float | None:
+        labels = {"service": "crm-api", "route": route, "method": "GET", "code": code}
+        return registry.get_sample_value("leadflow_http_requests_total", labels)
+
+    assert count("/accounts/{account_id}/leads", "200") == 2
+    assert count("unmatched", "404") == 1
+    assert count("/boom", "500") == 1
+    names = {s.labels.get("route") for m in registry.collect() for s in m.samples}
+    assert "/wp-admin/x.php" not in names
+
+
+def test_readiness_flips_are_counted_once_per_change() -> None:
+    registry = CollectorRegistry()
+    metrics = ServiceMetrics(registry, "intake")
+    for ok in (True, True, False, False, True):
+        metrics.readiness(ok)
+    assert registry.get_sample_value("leadflow_readiness_changes_total", {"service": "intake"}) == 3
+    assert registry.get_sample_value("leadflow_ready", {"service": "intake"}) == 1
