@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent
 UV_VERSION = "0.13.8"
 TOOLS = ROOT / ".tools"
 PACKAGES = ["leadflow_shared", "leadflow_intake", "leadflow_router", "leadflow_notifier", "leadflow_crm_api",
-            "leadflow_devstack"]
+            "leadflow_devstack", "leadflow_ops"]
 
 
 def uv() -> str:

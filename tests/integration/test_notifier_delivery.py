@@ -589,3 +589,44 @@ async def test_a_digest_refused_for_now_is_retried_later_that_day(
     record = await db["notifier_deliveries"].find_one({"_id": key})
     assert record is not None
     assert record["status"] == "sent"
+
+
+async def test_finished_deliveries_and_digest_items_are_forgotten_by_ttl_indexes(
+    db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    await ensure_indexes(db, delivery_days=30, digest_days=3)
+    log = DeliveryLog(db, leases=Leases(lease_ms=60_000))
+    content = EmailContent(to="ana@example.com", subject="s", text="t", lead_id="l")
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    month_ago_ms = now_ms - 31 * 86_400_000
+    keys = ["ttl-recent", "ttl-old", "ttl-pending"]
+    for key in keys:
+        delivery = Delivery(key=key, channel=Channel.EMAIL, agent_id="ana", account_id="acme",
+                            event_type="LeadOffered", content=content, event=b'{"x": 1}')  # fmt: skip
+        assert await log.begin(delivery, now_ms=month_ago_ms) is Begin.SEND
+    await log.sent("ttl-recent", now_ms=now_ms)
+    await log.failed("ttl-old", reason="rejected", now_ms=month_ago_ms)
+    # As if written a month ago (the TTL counts real time since the record was finished).
+    await db["notifier_deliveries"].update_one(
+        {"_id": "ttl-old"}, {"$set": {"done_at": datetime.now(UTC) - timedelta(days=31)}}
+    )
+
+    async def left() -> dict[str, Any] | None:
+        done = {d["_id"]: d.get("done_at") async for d in db["notifier_deliveries"].find({"_id": {"$in": keys}})}
+        return done if "ttl-old" not in done else None
+
+    # Done a month ago: gone once the server's TTL monitor ran (nx-27017 and MongoDB alike, within a minute).
+    done = await eventually(left, timeout=90, what="the month-old delivery record forgotten")
+    assert done["ttl-recent"] is not None  # a date (nx-27017 reads back a `$set` date as its text)
+    assert done["ttl-pending"] is None  # a delivery still to finish is never forgotten
+    await DigestItems(db).add(DigestItem(account_id="acme", lead_id="l1", name="Jo", source="Website", created_ms=1))
+    item = await db["notifier_digest_items"].find_one({"lead_id": "l1"})
+    assert item is not None
+    assert isinstance(item["created_at"], datetime)
+
+    async def ttl(collection: str) -> list[tuple[dict[str, Any], int]]:  # by key: nx-27017 renames indexes
+        return [(dict(i["key"]), i["expireAfterSeconds"]) async for i in await db[collection].list_indexes()
+                if "expireAfterSeconds" in i]  # fmt: skip
+
+    assert await ttl("notifier_deliveries") == [({"done_at": 1}, 30 * 86_400)]
+    assert await ttl("notifier_digest_items") == [({"created_at": 1}, 3 * 86_400)]

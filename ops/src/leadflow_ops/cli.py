@@ -2,7 +2,7 @@
 
 Each command group is one module of `leadflow_ops.commands` with a `register(commands, common)`
 function that adds its subcommands; each subcommand sets `run(args, settings) -> exit status`.
-A new group (e.g. `crm rebuild-views`) is a new module listed in COMMAND_GROUPS.
+A new group is a new module listed in COMMAND_GROUPS.
 
 Exit status: 0 done; 1 done, but some items need the operator (e.g. a refused replay);
 2 the command could not run (usage, settings, Kafka or MongoDB unreachable).
@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 
-from leadflow_ops.commands import dlq, seed
+from leadflow_ops.commands import crm, dlq, seed
 from leadflow_ops.errors import OpsError
 from leadflow_ops.output import note
 from leadflow_ops.settings import OpsSettings
@@ -29,7 +29,7 @@ from leadflow_ops.settings import OpsSettings
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", argparse.ArgumentParser], None]
 Run = Callable[[argparse.Namespace, OpsSettings], Coroutine[Any, Any, int]]
 
-COMMAND_GROUPS: tuple[Register, ...] = (dlq.register, seed.register)
+COMMAND_GROUPS: tuple[Register, ...] = (dlq.register, crm.register, seed.register)
 
 
 def parser() -> argparse.ArgumentParser:

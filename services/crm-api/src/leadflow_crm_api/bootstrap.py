@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from aiokafka import ConsumerRecord
 from fastapi import Depends, FastAPI, Query, status
 from pydantic import AwareDatetime
 
+from leadflow_crm_api.adapters.generations import Write, replayed_already, writing
 from leadflow_crm_api.adapters.leads import (
     LeadViews,
     ensure_indexes,
@@ -79,13 +81,25 @@ Cursor = Annotated[
 ]
 
 
+def projected(runtime: ServiceRuntime, body: bytes) -> Write:
+    """The event being projected, with its place on the topic (FastStream's context holds the record)."""
+    message = runtime.broker.context.get_local("message")
+    record = getattr(message, "raw_message", None)
+    if not isinstance(record, ConsumerRecord):
+        return Write(event=body)
+    return Write(event=body, partition=record.partition, offset=record.offset)
+
+
 def create_app(settings: CrmApiSettings) -> FastAPI:
     runtime = ServiceRuntime(settings, service="crm-api")
     runtime.on_startup(ensure_indexes)
     publish_activity = publisher(runtime.broker, topics.LEADS_ACTIVITY)
 
     async def handle(body: bytes) -> None:
-        await project(ROUTING_EVENT.validate_json(body), views=LeadViews(runtime.db))
+        event, write = ROUTING_EVENT.validate_json(body), projected(runtime, body)
+        async with writing(runtime.db, write) as names:  # decision 0045
+            if not await replayed_already(runtime.db, write):
+                await project(event, views=LeadViews(runtime.db, names))
 
     runtime.consume(topics.LEADS_EVENTS, group_id=settings.consumer_group, handle=handle)
 

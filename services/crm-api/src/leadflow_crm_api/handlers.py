@@ -3,11 +3,17 @@
 The timeline entry (_id = event id) is written last and marks the event as applied, so a
 redelivered event is skipped; one that crashed half-way is applied again, which the row
 changes tolerate (they are sets keyed by the event's own fields).
+
+A rebuild (decision 0045) applies the same function to every event of the log with
+`side_effects=False`: only the views are written, never the office transfers or labels.
 """
 
 from __future__ import annotations
 
-from leadflow_crm_api.adapters.leads import LeadViews
+from typing import Any, Protocol
+
+from pymongo.asynchronous.database import AsyncDatabase
+
 from leadflow_crm_api.adapters.offices import Labels, OfficeTransfers
 from leadflow_crm_api.domain.offices import label_doc, moved_row
 from leadflow_crm_api.domain.views import (
@@ -29,10 +35,25 @@ from leadflow_shared.events.routing import (
 )
 
 
-async def project(event: RoutingEvent, *, views: LeadViews) -> None:
+class ViewWriter(Protocol):
+    """What the projection reads and writes: `adapters.leads.LeadViews`, or a rebuild's buffer."""
+
+    db: AsyncDatabase[dict[str, Any]]
+
+    async def row(self, lead_id: str) -> dict[str, Any] | None: ...
+    async def upsert(self, lead_id: str, row: dict[str, Any]) -> None: ...
+    async def insert_new(self, lead_id: str, row: dict[str, Any]) -> None: ...
+    async def update(self, lead_id: str, changes: dict[str, Any]) -> None: ...
+    async def offer_fields(self, lead_id: str) -> dict[str, Any]: ...
+    async def recorded(self, event_id: str) -> bool: ...
+    async def record(self, entry: dict[str, Any]) -> None: ...
+
+
+async def project(event: RoutingEvent, *, views: ViewWriter, side_effects: bool = True) -> None:
     if isinstance(event, TeamMemberTransferred):
         # crm-api moved the member's settings itself; the router's event says the target was told.
-        await OfficeTransfers(views.db).mark_done(str(event.payload.transfer_id))
+        if side_effects:
+            await OfficeTransfers(views.db).mark_done(str(event.payload.transfer_id))
         return
     if isinstance(event, RealtorInvited):
         return  # the notifier's business (the invitation email); crm-api wrote the invitation itself
@@ -43,7 +64,7 @@ async def project(event: RoutingEvent, *, views: LeadViews) -> None:
     if isinstance(event, LeadAssigned):
         await views.upsert(lead_id, lead_row_from_assigned(event))
     elif isinstance(event, LeadTransferred):
-        await _moved(event, views)
+        await _moved(event, views, side_effects=side_effects)
     else:
         if isinstance(event, LeadOffered):
             await views.insert_new(lead_id, lead_row_from_offered(event))
@@ -61,12 +82,14 @@ async def project(event: RoutingEvent, *, views: LeadViews) -> None:
         await views.record(timeline_entry(event))
 
 
-async def _moved(event: LeadTransferred, views: LeadViews) -> None:
+async def _moved(event: LeadTransferred, views: ViewWriter, *, side_effects: bool) -> None:
     """T2: the row moves to the target office, its labels are created there, the transfer is done."""
     lead_id, target = str(event.payload.lead_id), event.payload.to_account_id
     row = await views.row(lead_id)
     if row is not None:
-        labels = [label_doc(target, name, at=event.occurred_at) for name in row.get("labels", [])]
-        await Labels(views.db).ensure(labels)
+        if side_effects:
+            labels = [label_doc(target, name, at=event.occurred_at) for name in row.get("labels", [])]
+            await Labels(views.db).ensure(labels)
         await views.update(lead_id, moved_row(row, event))
-    await OfficeTransfers(views.db).mark_done(str(event.payload.transfer_id))
+    if side_effects:
+        await OfficeTransfers(views.db).mark_done(str(event.payload.transfer_id))

@@ -65,7 +65,11 @@ def create_app(settings: NotifierSettings) -> FastAPI:
     # One set of leases per process: every delivery it starts is renewed until it ends (decision 0021).
     leases = Leases(lease_ms=int(settings.delivery.lease_seconds * 1000))
     dead_letters = KafkaDeadLetters(runtime.broker, topics.LEADS_EVENTS)
-    runtime.on_startup(ensure_indexes)
+
+    async def indexes(db: AsyncDatabase[Any]) -> None:
+        await ensure_indexes(db, delivery_days=settings.delivery.keep_days, digest_days=settings.digest.keep_days)
+
+    runtime.on_startup(indexes)
 
     # The renewer outlives the background workers: it stops only once the broker has drained the
     # in-flight batches, so no delivery still in progress loses its lease during a graceful stop.

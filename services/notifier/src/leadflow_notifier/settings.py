@@ -91,6 +91,11 @@ class DeliverySettings(BaseModel):
     # Events taken from Kafka at once, and how many leads' deliveries run at the same time.
     batch_size: int = Field(default=200, ge=1, le=1000)
     concurrency: int = Field(default=32, ge=1, le=256)
+    keep_days: int = Field(
+        default=30, ge=1, le=365,
+        description="Finished delivery records are forgotten after this (a TTL index): a redelivery or replay of an "
+        "older event would be sent again. Keep it at least the dead-letter topics' retention.",
+    )
 
 
 class DigestSettings(BaseModel):
@@ -101,6 +106,7 @@ class DigestSettings(BaseModel):
         "that set no `digest_hour`.",
     )
     check_seconds: float = Field(default=60.0, gt=0)
+    keep_days: int = Field(default=3, ge=2, le=30, description="Digest items (a lead's name) are forgotten after this.")
 
 
 class NotifierSettings(ServiceSettings):

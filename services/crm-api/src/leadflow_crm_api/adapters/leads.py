@@ -1,37 +1,49 @@
 """The crm_leads and crm_timeline views in MongoDB: the projection writes them, the API reads them.
 
 Readers get a `ScopedLeads` built from the caller, so every query carries the caller's
-account and role scope (S1) and no endpoint can forget it.
+account and role scope (S1) and no endpoint can forget it. Both use the views' active generation
+(`adapters.generations`, decision 0045); every write goes through `generations.writing`.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from leadflow_crm_api.adapters import invitations, offices
+from leadflow_crm_api.adapters import generations, invitations, offices
+from leadflow_crm_api.adapters.generations import Write, active_names, writing
 from leadflow_crm_api.adapters.settings import AGENTS
+from leadflow_crm_api.domain.generations import ViewNames, names_of
 from leadflow_crm_api.domain.offices import label_key
 from leadflow_crm_api.domain.principal import Principal
 from leadflow_crm_api.domain.views import LeadQuery, LeadTab, epoch_ms, search_patterns
 
-CRM_LEADS = "crm_leads"
-CRM_TIMELINE = "crm_timeline"
+CRM_LEADS = names_of(0).leads  # generation 0's names (decision 0045): the active ones unless rebuilt
+CRM_TIMELINE = names_of(0).timeline
 LAST_ACTIVITY_FIELDS = ("last_activity_at", "last_activity_ms", "last_activity_kind", "last_activity_by")
 TIMELINE_LIMIT = 2000  # a lead's detail shows at most this many entries, oldest first
 
 
 async def ensure_indexes(db: AsyncDatabase[dict[str, Any]]) -> None:
+    """crm-api's startup hook for its collections (a rebuild indexes the generation it builds itself)."""
+    await ensure_view_indexes(db, names_of((await generations.read_meta(db)).active))
+    await invitations.ensure_indexes(db)
+    await offices.ensure_indexes(db)
+
+
+async def ensure_view_indexes(db: AsyncDatabase[dict[str, Any]], names: ViewNames) -> None:
     # Sorts, filters and cursors use epoch-millisecond ints and no index names _id:
     # nx-27017 compares datetimes to the second and breaks on indexes that name _id
     # (docs/decisions/0004-mongodb-wire-fidelity.md). The (key, _id) tie-break sorts in memory
     # over the few rows sharing a millisecond.
-    leads = db[CRM_LEADS]
+    leads = db[names.leads]
     await leads.create_index([("account_id", ASCENDING), ("created_ms", DESCENDING)], name="account_recent")
     await leads.create_index([("account_id", ASCENDING), ("last_activity_ms", DESCENDING)], name="account_activity")
     await leads.create_index(
@@ -42,25 +54,43 @@ async def ensure_indexes(db: AsyncDatabase[dict[str, Any]]) -> None:
     )
     await leads.create_index([("account_id", ASCENDING), ("offered_to", ASCENDING)], name="account_offered_to")
     await leads.create_index([("transferred_to", ASCENDING), ("created_ms", DESCENDING)], name="transferred_to")
-    await db[CRM_TIMELINE].create_index([("lead_id", ASCENDING), ("occurred_ms", ASCENDING)], name="lead_timeline")
+    await db[names.timeline].create_index([("lead_id", ASCENDING), ("occurred_ms", ASCENDING)], name="lead_timeline")
     # No index on `offer_link_ids`: nx-27017 then stops matching array elements (a conformance xfail).
     await leads.create_index(
         [("account_id", ASCENDING), ("search_labels", ASCENDING), ("created_ms", DESCENDING)], name="account_labels"
     )
-    await invitations.ensure_indexes(db)  # crm-api's startup hook for its collections is this function
-    await offices.ensure_indexes(db)
+
+
+Coll = AsyncCollection[dict[str, Any]]
 
 
 class LeadViews:
-    """The projection's writes (no caller scope: it applies the account's own events)."""
+    """The projection's writes (no caller scope: it applies the account's own events).
 
-    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+    Bound to `names`, it reads and writes that generation: the projection inside its own
+    `generations.writing` block, and a rebuild. Unbound, it reads the active generation and
+    writes through `generations.writing` (a request's timeline entry).
+    """
+
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], names: ViewNames | None = None) -> None:
         self.db = db
-        self._leads = db[CRM_LEADS]
-        self._timeline = db[CRM_TIMELINE]
+        self._names = names
+
+    async def _read(self) -> tuple[Coll, Coll]:
+        names = self._names or await active_names(self.db)
+        return self.db[names.leads], self.db[names.timeline]
+
+    @contextlib.asynccontextmanager
+    async def _write(self, lead_id: str) -> AsyncIterator[tuple[Coll, Coll]]:
+        if self._names is not None:
+            yield self.db[self._names.leads], self.db[self._names.timeline]
+            return
+        async with writing(self.db, Write(lead_ids=(lead_id,))) as names:
+            yield self.db[names.leads], self.db[names.timeline]
 
     async def row(self, lead_id: str) -> dict[str, Any] | None:
-        return await self._leads.find_one({"_id": lead_id})
+        leads, _ = await self._read()
+        return await leads.find_one({"_id": lead_id})
 
     async def upsert(self, lead_id: str, row: dict[str, Any]) -> None:
         """Idempotent: applying the same event twice leaves the same row.
@@ -70,44 +100,52 @@ class LeadViews:
         """
         created = {k: row[k] for k in ("created_at", "created_ms", "transferred_to", "crm_status") if k in row}
         changes = {k: v for k, v in row.items() if k not in created}
-        await self._leads.update_one({"_id": lead_id}, {"$set": changes, "$setOnInsert": created}, upsert=True)
+        async with self._write(lead_id) as (leads, _):
+            await leads.update_one({"_id": lead_id}, {"$set": changes, "$setOnInsert": created}, upsert=True)
 
     async def insert_new(self, lead_id: str, row: dict[str, Any]) -> None:
         """Create the row unless it exists: a replayed first event must not undo later ones."""
-        with contextlib.suppress(DuplicateKeyError):
-            await self._leads.insert_one({"_id": lead_id, **row})
+        async with self._write(lead_id) as (leads, _):
+            with contextlib.suppress(DuplicateKeyError):
+                await leads.insert_one({"_id": lead_id, **row})
 
     async def update(self, lead_id: str, changes: dict[str, Any]) -> None:
         """`$set` the changes; the last-activity fields only when they are newer than the row's (an event
         projected after an action crm-api recorded later must not move "last activity" back)."""
         recent = {k: changes.pop(k) for k in LAST_ACTIVITY_FIELDS if k in changes}
-        if changes:
-            await self._leads.update_one({"_id": lead_id}, {"$set": changes})
-        if recent:
-            newer: dict[str, Any] = {"_id": lead_id}
-            if "last_activity_ms" in recent:
-                newer["last_activity_ms"] = {"$lt": recent["last_activity_ms"]}
-            await self._leads.update_one(newer, {"$set": recent})
+        async with self._write(lead_id) as (leads, _):
+            if changes:
+                await leads.update_one({"_id": lead_id}, {"$set": changes})
+            if recent:
+                newer: dict[str, Any] = {"_id": lead_id}
+                if "last_activity_ms" in recent:
+                    newer["last_activity_ms"] = {"$lt": recent["last_activity_ms"]}
+                await leads.update_one(newer, {"$set": recent})
 
     async def offer_fields(self, lead_id: str) -> dict[str, Any]:
         """The row's `open_offers` and `offer_links` ({} when there is no row yet)."""
-        return await self._leads.find_one({"_id": lead_id}, {"open_offers": 1, "offer_links": 1}) or {}
+        leads, _ = await self._read()
+        return await leads.find_one({"_id": lead_id}, {"open_offers": 1, "offer_links": 1}) or {}
 
     async def recorded(self, event_id: str) -> bool:
-        return await self._timeline.find_one({"_id": event_id}, {"_id": 1}) is not None
+        _, timeline = await self._read()
+        return await timeline.find_one({"_id": event_id}, {"_id": 1}) is not None
 
     async def timeline_of(self, lead_id: str) -> list[dict[str, Any]]:
-        cursor = self._timeline.find({"lead_id": lead_id}).sort([("occurred_ms", ASCENDING), ("_id", ASCENDING)])
+        _, timeline = await self._read()
+        cursor = timeline.find({"lead_id": lead_id}).sort([("occurred_ms", ASCENDING), ("_id", ASCENDING)])
         return [doc async for doc in cursor.limit(TIMELINE_LIMIT)]
 
     async def by_offer_link(self, link_id: str) -> dict[str, Any] | None:
         """The lead one of whose offers had this accept link (issue 11.6)."""
-        return await self._leads.find_one({"offer_link_ids": link_id})
+        leads, _ = await self._read()
+        return await leads.find_one({"offer_link_ids": link_id})
 
     async def record(self, entry: dict[str, Any]) -> None:
         """Add a timeline entry; the same event id twice is one entry."""
-        with contextlib.suppress(DuplicateKeyError):
-            await self._timeline.insert_one(entry)
+        async with self._write(str(entry["lead_id"])) as (_, timeline):
+            with contextlib.suppress(DuplicateKeyError):
+                await timeline.insert_one(entry)
 
 
 async def lost_offer(
@@ -117,12 +155,14 @@ async def lost_offer(
 
     Lets crm-api tell a realtor how its offer ended instead of "no such lead"; None otherwise.
     """
-    row = await db[CRM_LEADS].find_one({"_id": lead_id, "account_id": account_id})
+    names = await active_names(db)
+    row = await db[names.leads].find_one({"_id": lead_id, "account_id": account_id})
     if row is None:
         return None
     offer_types = ["LeadOffered", "OfferExpired", "OfferWithdrawn", "LeadClaimed"]
     query = {"lead_id": lead_id, "agent_id": agent_id, "type": {"$in": offer_types}}
-    entries = [e async for e in db[CRM_TIMELINE].find(query).sort([("occurred_ms", ASCENDING), ("_id", ASCENDING)])]
+    timeline = db[names.timeline]
+    entries = [e async for e in timeline.find(query).sort([("occurred_ms", ASCENDING), ("_id", ASCENDING)])]
     return (row, entries) if entries else None
 
 
@@ -197,9 +237,12 @@ class ScopedLeads:
     """Reads of the views, always inside `scope` (from `scope_filter` or `realtor_filter`)."""
 
     def __init__(self, db: AsyncDatabase[dict[str, Any]], scope: dict[str, Any]) -> None:
-        self._leads = db[CRM_LEADS]
-        self._timeline = db[CRM_TIMELINE]
+        self._db = db
         self._scope = scope
+
+    async def _views(self) -> tuple[Coll, Coll]:
+        names = await active_names(self._db)
+        return self._db[names.leads], self._db[names.timeline]
 
     async def find_page(self, query: LeadQuery, *, limit: int, after: tuple[int, str] | None) -> list[dict[str, Any]]:
         field, direction = query.sort.field, DESCENDING if query.sort.descending else ASCENDING
@@ -219,31 +262,36 @@ class ScopedLeads:
         return ties + rest
 
     async def _find(self, query: dict[str, Any], order: list[tuple[str, int]], limit: int) -> list[dict[str, Any]]:
-        return [doc async for doc in self._leads.find(query).sort(order).limit(limit)]
+        leads, _ = await self._views()
+        return [doc async for doc in leads.find(query).sort(order).limit(limit)]
 
     async def get(self, lead_id: str) -> dict[str, Any] | None:
-        return await self._leads.find_one(merge_conditions([self._scope, {"_id": lead_id}]))
+        leads, _ = await self._views()
+        return await leads.find_one(merge_conditions([self._scope, {"_id": lead_id}]))
 
     async def change_mark(self) -> str:
         """Changes whenever a lead of the scope does: every projected event sets the row's `last_event_id`
         and moves its last activity forward, so the most recently active row tells (the web app's live pages)."""
-        docs = await self._leads.find(self._scope, {"last_activity_ms": 1, "last_event_id": 1}).sort(
+        leads, _ = await self._views()
+        docs = await leads.find(self._scope, {"last_activity_ms": 1, "last_event_id": 1}).sort(
             [("last_activity_ms", DESCENDING), ("_id", DESCENDING)]).limit(1).to_list()
         return "" if not docs else f"{docs[0]['_id']}:{docs[0].get('last_activity_ms')}:{docs[0].get('last_event_id')}"
 
     async def lead_mark(self, lead_id: str) -> str:
         """Changes whenever the lead's row or timeline does (a view adds to the timeline only)."""
-        doc = await self._leads.find_one(merge_conditions([self._scope, {"_id": lead_id}]),
-                                         {"last_activity_ms": 1, "last_event_id": 1})
+        leads, timeline = await self._views()
+        doc = await leads.find_one(merge_conditions([self._scope, {"_id": lead_id}]),
+                                   {"last_activity_ms": 1, "last_event_id": 1})
         if doc is None:
             return "gone"
-        entries = await self._timeline.count_documents({"lead_id": lead_id})
+        entries = await timeline.count_documents({"lead_id": lead_id})
         return f"{doc.get('last_activity_ms')}:{doc.get('last_event_id')}:{entries}"
 
     async def get_many(self, lead_ids: list[str]) -> dict[str, dict[str, Any]]:
         """The rows of `lead_ids` in this scope, by id (missing ones are absent)."""
         query = merge_conditions([self._scope, {"_id": {"$in": lead_ids}}])
-        return {doc["_id"]: doc async for doc in self._leads.find(query)}
+        leads, _ = await self._views()
+        return {doc["_id"]: doc async for doc in leads.find(query)}
 
     async def matching(self, query: LeadQuery, limit: int) -> list[dict[str, Any]]:
         """Up to `limit` rows the list `query` matches, oldest first (a stable order for a bulk action)."""
@@ -252,17 +300,19 @@ class ScopedLeads:
 
     async def timeline(self, lead: dict[str, Any]) -> list[dict[str, Any]]:
         """The timeline of a lead this scope returned (pass `get`'s row, so the scope holds)."""
+        _, timeline = await self._views()
         cursor = (
             # By lead only: a lead moved from another office (T2) keeps the timeline it had there.
-            self._timeline.find({"lead_id": lead["_id"]})
+            timeline.find({"lead_id": lead["_id"]})
             .sort([("occurred_ms", ASCENDING), ("_id", ASCENDING)])
             .limit(TIMELINE_LIMIT)
         )
         return [doc async for doc in cursor]
 
     async def record(self, entry: dict[str, Any]) -> None:
-        with contextlib.suppress(DuplicateKeyError):
-            await self._timeline.insert_one(entry)
+        async with writing(self._db, Write(lead_ids=(str(entry["lead_id"]),))) as names:
+            with contextlib.suppress(DuplicateKeyError):
+                await self._db[names.timeline].insert_one(entry)
 
     async def touch(self, lead_id: str, *, at: datetime, kind: str, by: str) -> None:
         """The row's last activity is this action (crm-api took it; the router's echo is not recorded)."""
@@ -277,10 +327,12 @@ class ScopedLeads:
         update whose filter also holds `$or` (a realtor's scope does) and writes the first other lead
         the `$or` matches (tests/integration/test_mongo_conformance.py).
         """
-        if await self.get(lead_id) is None:
-            return False
-        result = await self._leads.update_one({"_id": lead_id}, {"$set": fields})
-        return result.matched_count > 0
+        async with writing(self._db, Write(lead_ids=(lead_id,))) as names:
+            leads = self._db[names.leads]
+            if await leads.find_one(merge_conditions([self._scope, {"_id": lead_id}]), {"_id": 1}) is None:
+                return False
+            result = await leads.update_one({"_id": lead_id}, {"$set": fields})
+            return result.matched_count > 0
 
 
 def merge_conditions(conditions: list[dict[str, Any]]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from leadflow_crm_api.adapters.leads import CRM_LEADS, CRM_TIMELINE
+from leadflow_crm_api.adapters.generations import Write, active_names, writing
 from leadflow_crm_api.adapters.settings import ACCOUNTS
 from leadflow_crm_api.domain.sharing import lead_row_transfer, transfer_entry
 
@@ -35,7 +35,8 @@ class AccountTransfers:
 
     async def present(self, lead_ids: list[str]) -> set[str]:
         """Which of `lead_ids` are leads of this account."""
-        cursor = self._db[CRM_LEADS].find({"account_id": self._account_id, "_id": {"$in": lead_ids}}, {"_id": 1})
+        leads = self._db[(await active_names(self._db)).leads]
+        cursor = leads.find({"account_id": self._account_id, "_id": {"$in": lead_ids}}, {"_id": 1})
         return {doc["_id"] async for doc in cursor}
 
     async def begin(self, record: Doc) -> Doc:
@@ -53,14 +54,15 @@ class AccountTransfers:
     async def apply(self, transfer: Doc) -> None:
         """The transfer's writes, each idempotent, then the record's `done` flag."""
         lead_ids: list[str] = transfer["lead_ids"]
-        await self._db[CRM_LEADS].update_many(
-            {"account_id": self._account_id, "_id": {"$in": lead_ids}}, {"$set": lead_row_transfer(transfer)}
-        )
-        timeline = self._db[CRM_TIMELINE]
-        for lead_id in lead_ids:
-            # One insert per lead, not insert_many: a retry meets its own earlier entries as duplicates.
-            with contextlib.suppress(DuplicateKeyError):
-                await timeline.insert_one(transfer_entry(transfer, lead_id))
+        async with writing(self._db, Write(lead_ids=tuple(lead_ids))) as names:
+            await self._db[names.leads].update_many(
+                {"account_id": self._account_id, "_id": {"$in": lead_ids}}, {"$set": lead_row_transfer(transfer)}
+            )
+            timeline = self._db[names.timeline]
+            for lead_id in lead_ids:
+                # One insert per lead, not insert_many: a retry meets its own earlier entries as duplicates.
+                with contextlib.suppress(DuplicateKeyError):
+                    await timeline.insert_one(transfer_entry(transfer, lead_id))
         await self._db[CRM_TRANSFERS].update_one({"_id": transfer["_id"]}, {"$set": {"done": True}})
 
     async def mark_published(self, transfer_id: str) -> None:

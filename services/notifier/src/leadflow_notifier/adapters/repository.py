@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import time
+from datetime import UTC, datetime, time
 from enum import StrEnum
 from time import monotonic
 from typing import Any
@@ -210,7 +210,7 @@ class DigestItems:
     async def add(self, item: DigestItem) -> None:
         doc = {"_id": item.key, "account_id": item.account_id, "lead_id": item.lead_id, "name": item.name,
                "source": item.source, "created_ms": item.created_ms, "transfer_id": item.transfer_id,
-               "from_account": item.from_account}
+               "from_account": item.from_account, "created_at": datetime.now(UTC)}
         with contextlib.suppress(DuplicateKeyError):  # a redelivery, or the second offer of a race
             await self._items.insert_one(doc)
 
@@ -231,12 +231,17 @@ class DigestItems:
         ]
 
 
-async def ensure_indexes(db: AsyncDatabase[dict[str, Any]]) -> None:
+async def ensure_indexes(db: AsyncDatabase[dict[str, Any]], *, delivery_days: int = 30, digest_days: int = 3) -> None:
     # No index names _id (nx-27017, decision 0004); epoch-ms ints, not datetimes, for ranges.
     await db[DIGEST_ITEMS].create_index([("created_ms", 1), ("account_id", 1)], name="digest_window")
     await db[PUSH_DEVICES].create_index([("user_id", 1)], name="by_user")
     # The re-driver's query: pending records whose lease ran out (equality, then range).
     await db[DELIVERIES].create_index([("status", 1), ("lease_until_ms", 1)], name="pending_lease")
+    # Forgetting (decision 0049): a finished delivery once a redelivery or replay of its event can no
+    # longer come (the dead-letter topics keep 30 days); a digest item (a lead's name) after its digest.
+    day = 86_400
+    await db[DELIVERIES].create_index([("done_at", 1)], name="forget_done", expireAfterSeconds=delivery_days * day)
+    await db[DIGEST_ITEMS].create_index([("created_at", 1)], name="forget_after", expireAfterSeconds=digest_days * day)
 
 
 class Begin(StrEnum):
@@ -325,7 +330,7 @@ class DeliveryLog:
             {"$set": {"status": "pending", "lease_until_ms": now_ms + self._leases.lease_ms,
                       "owner": self._leases.owner, "drives": 1, "postponed": 0, "replay": marker,
                       "reopened_ms": now_ms, **_payload(delivery)},
-             "$unset": {"reason": "", "done_ms": ""}, "$inc": {"replays": 1}},
+             "$unset": {"reason": "", "done_ms": "", "done_at": ""}, "$inc": {"replays": 1}},
             projection={"_id": 1},
         )
         if reopened is None:
@@ -389,12 +394,15 @@ class DeliveryLog:
 
     async def sent(self, key: str, *, now_ms: int) -> None:
         await self._deliveries.update_one(
-            {"_id": key}, {"$set": {"status": "sent", "done_ms": now_ms}, "$unset": DONE_UNSET}
+            {"_id": key},
+            {"$set": {"status": "sent", "done_ms": now_ms, "done_at": _wall_clock()}, "$unset": DONE_UNSET},
         )
 
     async def failed(self, key: str, *, reason: str, now_ms: int) -> None:
         await self._deliveries.update_one(
-            {"_id": key}, {"$set": {"status": "failed", "reason": reason, "done_ms": now_ms}, "$unset": DONE_UNSET}
+            {"_id": key},
+            {"$set": {"status": "failed", "reason": reason, "done_ms": now_ms, "done_at": _wall_clock()},
+             "$unset": DONE_UNSET},
         )
 
 
@@ -438,3 +446,8 @@ def _unreadable_of(doc: dict[str, Any]) -> Unreadable:
         account_id=account_id if isinstance(account_id, str) else None, agent_id=str(doc.get("agent_id") or ""),
         event=bytes(event) if isinstance(event, bytes | bytearray) else None,
     )
+
+
+def _wall_clock() -> datetime:
+    """When a record was written, for its TTL index: real time, whatever clock the handler runs on."""
+    return datetime.now(UTC)

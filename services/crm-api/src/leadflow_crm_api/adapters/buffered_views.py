@@ -1,0 +1,128 @@
+"""The projection's reads and writes of a fresh generation, folded in memory and written in bulk.
+
+Only for a rebuild (decision 0045), while it replays the log into a generation nobody else writes:
+a batch of events then costs a few round trips instead of several per event. It means what
+`adapters.leads.LeadViews` means, write for write (tests/integration/test_crm_rebuild.py projects
+the same events through both and compares).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from typing import Any, TypeVar
+
+from pymongo import ReplaceOne
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
+
+from leadflow_crm_api.adapters.leads import LAST_ACTIVITY_FIELDS
+from leadflow_crm_api.domain.generations import ViewNames
+
+Doc = dict[str, Any]
+CHUNK = 500  # documents per bulk command
+DUPLICATE_KEY = 11000
+T = TypeVar("T")
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """`itertools.batched` of Python 3.12, as lists."""
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+class BufferedViews:
+    def __init__(self, db: AsyncDatabase[Doc], names: ViewNames) -> None:
+        self.db = db
+        self._leads = db[names.leads]
+        self._timeline = db[names.timeline]
+        self._rows: dict[str, Doc | None] = {}  # None: known to have no row
+        self._dirty: set[str] = set()
+        self._entries: dict[str, Doc] = {}  # recorded since the last flush
+        self._recorded: dict[str, bool] = {}  # stored before, as far as looked up
+
+    async def load(self, lead_ids: set[str], event_ids: set[str]) -> None:
+        """Read the rows and timeline ids a batch of events will look at, in two queries."""
+        missing = sorted(i for i in lead_ids if i not in self._rows)
+        for chunk in batched(missing, CHUNK):
+            found = {doc["_id"]: doc async for doc in self._leads.find({"_id": {"$in": chunk}})}
+            self._rows |= {lead_id: found.get(lead_id) for lead_id in chunk}
+        unknown = sorted(i for i in event_ids if i not in self._recorded and i not in self._entries)
+        for chunk in batched(unknown, CHUNK):
+            stored = {doc["_id"] async for doc in self._timeline.find({"_id": {"$in": chunk}}, {"_id": 1})}
+            self._recorded |= {event_id: event_id in stored for event_id in chunk}
+
+    async def _row(self, lead_id: str) -> Doc | None:
+        if lead_id not in self._rows:
+            await self.load({lead_id}, set())
+        return self._rows[lead_id]
+
+    def _put(self, lead_id: str, row: Doc) -> None:
+        self._rows[lead_id] = row
+        self._dirty.add(lead_id)
+
+    async def row(self, lead_id: str) -> Doc | None:
+        row = await self._row(lead_id)
+        return None if row is None else dict(row)
+
+    async def upsert(self, lead_id: str, row: Doc) -> None:
+        created: Doc = {k: row[k] for k in ("created_at", "created_ms", "transferred_to", "crm_status") if k in row}
+        changes = {k: v for k, v in row.items() if k not in created}
+        current = await self._row(lead_id)
+        self._put(lead_id, {**current, **changes} if current is not None else {"_id": lead_id, **changes, **created})
+
+    async def insert_new(self, lead_id: str, row: Doc) -> None:
+        if await self._row(lead_id) is None:
+            self._put(lead_id, {"_id": lead_id, **row})
+
+    async def update(self, lead_id: str, changes: Doc) -> None:
+        recent = {k: changes.pop(k) for k in LAST_ACTIVITY_FIELDS if k in changes}
+        current = await self._row(lead_id)
+        if current is None:
+            return
+        updated = {**current, **changes}
+        # LeadViews filters on {"last_activity_ms": {"$lt": new}}: a missing or non-number field never matches
+        # (a stored one reads back as bson's Int64, an int).
+        stored_ms, new_ms = current.get("last_activity_ms"), recent.get("last_activity_ms")
+        numeric = isinstance(stored_ms, int) and not isinstance(stored_ms, bool)
+        if recent and (new_ms is None or (numeric and stored_ms < new_ms)):
+            updated |= recent
+        self._put(lead_id, updated)
+
+    async def offer_fields(self, lead_id: str) -> Doc:
+        row = await self._row(lead_id)
+        return {} if row is None else {k: row[k] for k in ("_id", "open_offers", "offer_links") if k in row}
+
+    async def recorded(self, event_id: str) -> bool:
+        if event_id in self._entries:
+            return True
+        if event_id not in self._recorded:
+            await self.load(set(), {event_id})
+        return self._recorded[event_id]
+
+    async def record(self, entry: Doc) -> None:
+        if not await self.recorded(str(entry["_id"])):
+            self._entries[str(entry["_id"])] = entry
+
+    async def flush(self) -> None:
+        """Write what changed, then forget it all (the next batch reads what it needs again)."""
+        rows = [row for i in sorted(self._dirty) if (row := self._rows[i]) is not None]
+        replacements = [ReplaceOne({"_id": row["_id"]}, row, upsert=True) for row in rows]
+        for ops in batched(replacements, CHUNK):
+            await self._leads.bulk_write(ops, ordered=False)
+        for entries in batched(self._entries.values(), CHUNK):
+            await insert_missing(self._timeline, entries)
+        self._rows, self._dirty, self._entries, self._recorded = {}, set(), {}, {}
+
+
+async def insert_missing(collection: AsyncCollection[Doc], docs: list[Doc]) -> int:
+    """Insert `docs`, skipping those whose `_id` is there already; how many were inserted."""
+    try:
+        result = await collection.insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        if any(error.get("code") != DUPLICATE_KEY for error in exc.details.get("writeErrors", [])):
+            raise
+        return int(exc.details.get("nInserted", 0))
+    return len(result.inserted_ids)

@@ -1,0 +1,130 @@
+"""Which generation of the CRM views to read and write (decision 0045): `crm_meta` and the rebuild log.
+
+Readers use the active generation from a cache of `META_TTL_SECONDS`. Every write to the views goes
+through `writing`: while a rebuild builds a new generation, the write goes to the active one as
+always and is then recorded in `crm_rebuild_log` under a sequence number (a ticket) taken from
+`crm_meta`, so the rebuild can bring it to the new generation in the order it happened; while the
+rebuild switches over, writers wait for it. A ticket is taken with a conditional update, so once
+the rebuild has moved to switching, no writer gets one any more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import weakref
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from bson import Binary
+from pymongo import AsyncMongoClient, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+
+from leadflow_crm_api.domain.generations import Phase, ViewNames, ViewsMeta, names_of
+
+log = logging.getLogger(__name__)
+
+META = "crm_meta"
+VIEWS = "views"  # the `crm_meta` document of the views' generations
+REBUILD_LOG = "crm_rebuild_log"
+# How stale a process's idea of the active generation may be. A rebuild waits twice this after each
+# change of phase, so every process has seen it before the rebuild relies on it.
+META_TTL_SECONDS = 0.5
+SWITCH_POLL_SECONDS = 0.02
+
+Doc = dict[str, Any]
+_cache: weakref.WeakKeyDictionary[AsyncMongoClient[Doc], dict[str, tuple[float, ViewsMeta]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """What a write to the views is about, for the rebuild log: leads a request changed, or an event
+    of leads.events.v1 the projection applied (its bytes, and where it was on the topic)."""
+
+    lead_ids: tuple[str, ...] = ()
+    event: bytes | None = None
+    partition: int | None = None
+    offset: int | None = None
+
+    def log_doc(self, ticket: int) -> Doc:
+        doc: Doc = {"_id": ticket, "lead_ids": list(self.lead_ids)}
+        if self.event is not None:
+            doc |= {"event": Binary(self.event), "partition": self.partition, "offset": self.offset}
+        return doc
+
+
+async def read_meta(db: AsyncDatabase[Doc]) -> ViewsMeta:
+    """`crm_meta.views` as stored now (and the cache refreshed with it)."""
+    meta = ViewsMeta.from_doc(await db[META].find_one({"_id": VIEWS}))
+    _cache.setdefault(db.client, {})[db.name] = (time.monotonic() + META_TTL_SECONDS, meta)
+    return meta
+
+
+async def cached_meta(db: AsyncDatabase[Doc]) -> ViewsMeta:
+    entry = _cache.get(db.client, {}).get(db.name)
+    if entry is not None and entry[0] > time.monotonic():
+        return entry[1]
+    return await read_meta(db)
+
+
+async def active_names(db: AsyncDatabase[Doc]) -> ViewNames:
+    """The collections readers use (at most `META_TTL_SECONDS` behind a switch)."""
+    return names_of((await cached_meta(db)).active)
+
+
+@contextlib.asynccontextmanager
+async def writing(db: AsyncDatabase[Doc], write: Write) -> AsyncIterator[ViewNames]:
+    """The generation to write to; during a rebuild, the write is logged once the block ends.
+
+    Never nest: a writer holding a ticket that waited on a switch would hold up that switch.
+    """
+    meta, ticket = await cached_meta(db), None
+    while True:
+        if meta.phase is Phase.SWITCHING:
+            meta = await _wait_for_switch(db, meta)
+            continue
+        if meta.phase is Phase.BUILDING:
+            doc = await db[META].find_one_and_update(
+                {"_id": VIEWS, "phase": Phase.BUILDING.value, "building": meta.building},
+                {"$inc": {"ticket": 1}},
+                return_document=ReturnDocument.AFTER,
+            )
+            if doc is None:  # the phase moved on since `meta` was read
+                meta = await read_meta(db)
+                continue
+            meta, ticket = ViewsMeta.from_doc(doc), int(doc["ticket"])
+        break
+    try:
+        yield names_of(meta.active)
+    finally:
+        if ticket is not None:  # also when the write failed: the rebuild waits for every ticket
+            await db[REBUILD_LOG].insert_one(write.log_doc(ticket))
+
+
+async def replayed_already(db: AsyncDatabase[Doc], write: Write) -> bool:
+    """The event is one the rebuild of the active generation replayed: a consumer that lagged behind the
+    rebuild's snapshot meets it after the switch, and applying it again could undo a later event."""
+    if write.partition is None or write.offset is None:
+        return False
+    return write.offset < (await cached_meta(db)).replayed.get(write.partition, 0)
+
+
+async def _wait_for_switch(db: AsyncDatabase[Doc], meta: ViewsMeta) -> ViewsMeta:
+    """Wait while a rebuild switches; past its deadline, abort it (the old generation stays active)."""
+    while meta.phase is Phase.SWITCHING:
+        if meta.switch_by_ms is not None and time.time() * 1000 > meta.switch_by_ms:
+            aborted = await db[META].update_one(
+                {"_id": VIEWS, "phase": Phase.SWITCHING.value, "building": meta.building},
+                {"$set": {"phase": Phase.IDLE.value, "building": None}},
+            )
+            if aborted.modified_count:
+                log.warning("crm views: a rebuild did not finish switching in time; aborted it")
+        else:
+            await asyncio.sleep(SWITCH_POLL_SECONDS)  # polling the switch, bounded by switch_by_ms
+        meta = await read_meta(db)
+    return meta
