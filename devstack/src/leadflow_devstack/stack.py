@@ -21,6 +21,7 @@ import httpx
 from leadflow_devstack.processes import ManagedProcess, free_port, wait_for_port
 from leadflow_devstack.servers import MailSink, mongo_wire, tansu
 from leadflow_devstack.tokens import Role, bearer, dev_token
+from leadflow_devstack.traces import TraceSink
 from leadflow_shared.kafka import ensure_topics
 from leadflow_shared.topics import all_topics
 
@@ -57,6 +58,7 @@ class Stack:
     bootstrap: str = ""
     mongo_url: str = ""
     mail: MailSink | None = None
+    traces: TraceSink | None = None  # where the services would export spans (tracing is off unless enabled)
     ports: dict[str, int] = field(default_factory=dict)
     _infra: list[ManagedProcess] = field(default_factory=list)
     services: dict[str, ManagedProcess] = field(default_factory=dict)
@@ -90,6 +92,8 @@ class Stack:
         self._infra.append(mongo)
         self.mail = MailSink(self.work_dir / "mail")
         self.mail.start()
+        self.traces = TraceSink()
+        self.traces.start()
         asyncio.run(ensure_topics(self.bootstrap, all_topics()))
         self.seed(self.accounts_file)
 
@@ -114,7 +118,12 @@ class Stack:
                 env["ROUTER_URL"] = self.url("router")
         if service == "notifier":
             env["DIGEST__CHECK_SECONDS"] = "2"  # a due digest goes out within seconds, not a minute
-        return {prefix + k: v for k, v in env.items()} | self.extra_env.get(service, {})
+        # Standard OpenTelemetry variables (no prefix), read only by a service that enables tracing;
+        # a short export delay lets a test see the spans within a fraction of a second.
+        otel = {}
+        if self.traces is not None:
+            otel = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": self.traces.url, "OTEL_BSP_SCHEDULE_DELAY": "100"}
+        return {prefix + k: v for k, v in env.items()} | otel | self.extra_env.get(service, {})
 
     def seed(self, accounts_file: Path) -> None:
         env = {**os.environ, **self.service_env("router")}
@@ -179,6 +188,8 @@ class Stack:
         codes = {name: proc.stop() for name, proc in self.services.items()}
         if self.mail is not None:
             self.mail.stop()
+        if self.traces is not None:
+            self.traces.stop()
         for proc in reversed(self._infra):
             proc.stop(timeout=5)
         return codes

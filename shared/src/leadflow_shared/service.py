@@ -24,6 +24,7 @@ from faststream.kafka import KafkaBroker, KafkaMessage
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from leadflow_shared import tracing
 from leadflow_shared.http import RequestMetrics, add_operational_routes
 from leadflow_shared.kafka import BatchRejections, DeadLetterGuard, Incoming, consumer_options, make_broker
 from leadflow_shared.lag import report_lag
@@ -46,9 +47,13 @@ class ServiceRuntime:
         self.settings = settings
         self.service = service
         self.registry = make_registry()
+        # Tracing first (off by default): PyMongo's listener must exist before the client is made.
+        self.tracing = tracing.start(settings.tracing, service=service)
         self.broker: KafkaBroker = make_broker(
             settings.kafka, client_id=f"leadflow-{service}", registry=self.registry
         )
+        for middleware in self.tracing.kafka_middlewares() if self.tracing else ():
+            self.broker.add_middleware(middleware)
         self.consumer_metrics = ConsumerMetrics(self.registry, service.replace("-", "_"))
         self.metrics = ServiceMetrics(self.registry, service)
         self.guard = DeadLetterGuard(self.broker, settings.kafka, self.consumer_metrics, service=service)
@@ -187,6 +192,8 @@ class ServiceRuntime:
         if self._client is not None:
             await self._client.close()
             self._client = None
+        if self.tracing is not None:
+            self.tracing.shutdown()  # exports the spans still buffered
         log.info("%s stopped", self.service)
 
     async def readiness(self) -> None:
@@ -218,4 +225,6 @@ class ServiceRuntime:
             app, registry=self.registry, readiness=self.readiness, liveness=self.liveness, metrics=self.metrics
         )
         app.add_middleware(RequestMetrics, metrics=self.metrics)
+        if self.tracing is not None:
+            self.tracing.instrument(app)
         return app

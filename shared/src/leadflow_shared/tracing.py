@@ -31,10 +31,16 @@ from typing import TYPE_CHECKING, Any
 
 from faststream import BaseMiddleware
 from faststream.kafka.opentelemetry.provider import KafkaTelemetrySettingsProvider
+from faststream.kafka.response import KafkaPublishCommand
 from faststream.opentelemetry.middleware import TelemetryMiddleware
 from opentelemetry import context, trace
-from opentelemetry.trace import Link, SpanKind
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, SamplingResult, TraceIdRatioBased
+from opentelemetry.trace import Link, SpanKind, TraceState
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import Attributes
 
 from leadflow_shared.settings import TracingSettings
 
@@ -42,9 +48,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
     from faststream._internal.basic_types import AsyncFuncAny
     from faststream._internal.context.repository import ContextRepo
-    from faststream.kafka.response import KafkaPublishCommand
     from faststream.message import StreamMessage
-    from opentelemetry.sdk.trace import TracerProvider
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +70,7 @@ class Tracing:
 
     def kafka_middlewares(self) -> list[Any]:
         """Broker middlewares: FastStream's for publishing and single records, ours for batches."""
-        single = TelemetryMiddleware["KafkaPublishCommand"](
+        single = TelemetryMiddleware[KafkaPublishCommand](
             settings_provider_factory=_single_records_only,
             tracer_provider=self.provider,
             include_messages_counters=False,
@@ -80,8 +84,9 @@ class Tracing:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
         FastAPIInstrumentor.instrument_app(
-            app, tracer_provider=self.provider, excluded_urls=EXCLUDED_URLS, exclude_spans=["receive", "send"]
-        )
+            app, tracer_provider=self.provider, excluded_urls=EXCLUDED_URLS, exclude_spans=["receive", "send"],
+            server_request_hook=_routes_not_paths,
+        )  # fmt: skip
 
     def shutdown(self) -> None:
         """Export what is buffered, then stop (the end of the process)."""
@@ -90,7 +95,7 @@ class Tracing:
 
 def start(settings: TracingSettings, *, service: str) -> Tracing | None:
     """Install tracing for this process when `settings` enable it; None (nothing installed) otherwise."""
-    global _active  # noqa: PLW0603 (OpenTelemetry's provider and instrumentation are per process)
+    global _active  # OpenTelemetry's provider and instrumentation are per process
     if not settings.enabled:
         return None
     if _active is not None:
@@ -98,15 +103,10 @@ def start(settings: TracingSettings, *, service: str) -> Tracing | None:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    from opentelemetry.sdk.trace.sampling import ParentBased
 
     name = settings.service_name or f"leadflow-{service}"
     resource = Resource.create({"service.name": name, "service.namespace": "leadflow"})
-    provider = TracerProvider(resource=resource, sampler=ParentBased(root=_root_sampler(settings.sample_ratio)))
-    provider.add_span_processor(_RoutesNotPaths())
+    provider = TracerProvider(resource=resource, sampler=ParentBased(root=_NoLoneClientCalls(settings.sample_ratio)))
     # The endpoint: the setting, else the exporter reads the standard OTEL_EXPORTER_OTLP_* variables.
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.endpoint)))
     trace.set_tracer_provider(provider)
@@ -116,10 +116,6 @@ def start(settings: TracingSettings, *, service: str) -> Tracing | None:
     _active = Tracing(provider, name)
     log.info("tracing on: %s, sampling %.0f%% of new traces", name, settings.sample_ratio * 100)
     return _active
-
-
-def enabled() -> bool:
-    return _active is not None
 
 
 def traceparent(headers: Mapping[str, str]) -> str | None:
@@ -142,7 +138,7 @@ def continued(parent: str | None) -> Iterator[None]:
     if _active is None or not parent:
         yield
         return
-    remote = _PROPAGATOR.extract({"traceparent": parent})
+    remote = _PROPAGATOR.extract({"traceparent": parent}, context.get_current())
     wanted = trace.get_current_span(remote).get_span_context()
     if not wanted.is_valid or trace.get_current_span().get_span_context().trace_id == wanted.trace_id:
         yield
@@ -155,13 +151,29 @@ def continued(parent: str | None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def client_span(name: str, **attributes: str | int) -> Iterator[None]:
+def client_span(name: str, attributes: Mapping[str, str | int]) -> Iterator[None]:
     """A client span around a call no instrumentation sees (an SMTP send); nothing when tracing is off."""
     if _active is None:
         yield
         return
-    with _active.tracer.start_as_current_span(name, kind=SpanKind.CLIENT, attributes=attributes):
+    with (
+        _active.tracer.start_as_current_span(
+            name, kind=SpanKind.CLIENT, attributes=attributes, record_exception=False, set_status_on_exception=False
+        ) as span,
+        _failure_type(span),
+    ):
         yield
+
+
+@contextlib.contextmanager
+def _failure_type(span: trace.Span) -> Iterator[None]:
+    """Our spans record a failure's type, not its message: a message may quote input (personal data)."""
+    try:
+        yield
+    except BaseException as exc:
+        span.set_attribute("error.type", type(exc).__name__)
+        span.set_status(trace.StatusCode.ERROR, type(exc).__name__)
+        raise
 
 
 def _single_records_only(msg: Any) -> KafkaTelemetrySettingsProvider | None:
@@ -183,7 +195,8 @@ class _BatchSpan(BaseMiddleware[Any, Any]):
         contexts = [_PROPAGATOR.extract(headers) for headers in msg.batch_headers]
         spans = [s for c in contexts if (s := trace.get_current_span(c).get_span_context()).is_valid]
         parent = trace.set_span_in_context(trace.NonRecordingSpan(spans[0])) if spans else context.Context()
-        links = [Link(s) for s in dict.fromkeys(spans[1:])][:MAX_LINKS]
+        others = {(s.trace_id, s.span_id): s for s in spans[1:]}  # a span context itself is unhashable
+        links = [Link(s) for s in others.values()][:MAX_LINKS]
         topic = records[0].topic
         attributes = {
             "messaging.system": "kafka",
@@ -192,69 +205,46 @@ class _BatchSpan(BaseMiddleware[Any, Any]):
             "messaging.batch.message_count": len(records),
         }
         with self._tracer.start_as_current_span(
-            f"{topic} process", context=parent, kind=SpanKind.CONSUMER, links=links, attributes=attributes
-        ):
+            f"{topic} process", context=parent, kind=SpanKind.CONSUMER, links=links, attributes=attributes,
+            record_exception=False, set_status_on_exception=False,
+        ) as span, _failure_type(span):
             return await call_next(msg)
 
 
-def _root_sampler(ratio: float) -> Any:
-    from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult, TraceIdRatioBased
+class _NoLoneClientCalls(Sampler):
+    """New traces at `ratio`, except one a client call would start: a poller's MongoDB query
+    (sweeper, re-driver, lease renewal) outside any request or message."""
 
-    class NoLoneClientCalls(Sampler):
-        """New traces at `ratio`, except one a client call would start: a poller's MongoDB query
-        (sweeper, re-driver, lease renewal) outside any request or message."""
+    def __init__(self, ratio: float) -> None:
+        self._ratio = TraceIdRatioBased(ratio)
 
-        def __init__(self) -> None:
-            self._ratio = TraceIdRatioBased(ratio)
+    def should_sample(
+        self,
+        parent_context: context.Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        if kind is SpanKind.CLIENT:
+            return SamplingResult(Decision.DROP)
+        return self._ratio.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
 
-        def should_sample(
-            self,
-            parent_context: context.Context | None,
-            trace_id: int,
-            name: str,
-            kind: SpanKind | None = None,
-            attributes: Any = None,
-            links: Sequence[Link] | None = None,
-            trace_state: Any = None,
-        ) -> SamplingResult:
-            if kind is SpanKind.CLIENT:
-                return SamplingResult(Decision.DROP)
-            return self._ratio.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
-
-        def get_description(self) -> str:
-            return f"NoLoneClientCalls{{{ratio}}}"
-
-    return NoLoneClientCalls()
+    def get_description(self) -> str:
+        return f"NoLoneClientCalls{{{self._ratio.rate}}}"
 
 
-def _routes_not_paths() -> Any:
-    from opentelemetry.sdk.trace import SpanProcessor
-
-    return SpanProcessor
-
-
-class _RoutesNotPaths:
-    """Server spans keep the route template where the path and query would be (set at start)."""
-
-    def on_start(self, span: Any, parent_context: context.Context | None = None) -> None:
-        if span.kind is not SpanKind.SERVER:
-            return
-        attributes = span.attributes or {}
-        route = str(attributes.get("http.route", "unmatched"))
-        for key in ("http.target", "url.path", "http.url", "url.full"):
-            if key in attributes:
-                span.set_attribute(key, route)
-        if "url.query" in attributes:
-            span.set_attribute("url.query", "")
-
-    def _on_ending(self, span: Any) -> None:
-        pass
-
-    def on_end(self, span: Any) -> None:
-        pass
-
-    def shutdown(self) -> None:
-        pass
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
+def _routes_not_paths(span: trace.Span, _scope: dict[str, Any]) -> None:
+    """FastAPI's request hook: the route template where the path and query were (a path may
+    carry a credential, an offer link's token)."""
+    if not isinstance(span, ReadableSpan) or span.kind is not SpanKind.SERVER:
+        return
+    attributes = span.attributes or {}
+    route = str(attributes.get("http.route", "unmatched"))
+    for key in ("http.target", "url.path", "http.url", "url.full"):
+        if key in attributes:
+            span.set_attribute(key, route)
+    if "url.query" in attributes:
+        span.set_attribute("url.query", "")

@@ -14,11 +14,11 @@ from leadflow_router.handlers import RouterService, clock_from, utc_now
 from leadflow_router.metrics import RouterMetrics
 from leadflow_router.settings import RouterSettings
 from leadflow_router.sweeper import sweep
-from leadflow_shared import topics
+from leadflow_shared import topics, tracing
 from leadflow_shared.events.activity import LeadActivity
 from leadflow_shared.events.commands import LEAD_COMMAND
 from leadflow_shared.events.intake import LeadReceived
-from leadflow_shared.kafka import BatchRejections, publisher
+from leadflow_shared.kafka import BatchRejections, Incoming, publisher
 from leadflow_shared.service import ServiceRuntime
 
 
@@ -48,26 +48,30 @@ def create_app(settings: RouterSettings) -> FastAPI:
             )
         return services[0]
 
-    async def on_lead_received(body: bytes) -> None:
-        await service().on_lead_received(LeadReceived.model_validate_json(body))
+    # With headers: each lead's events go out in the trace of the record that brought it (tracing).
+    async def on_lead_received(message: Incoming) -> None:
+        event = LeadReceived.model_validate_json(message.body)
+        await service().on_lead_received(event, trace=tracing.traceparent(message.headers))
 
-    async def on_leads_received(bodies: list[bytes]) -> BatchRejections:
+    async def on_leads_received(messages: list[Incoming]) -> BatchRejections:
         events: list[LeadReceived] = []
+        traces: list[str | None] = []
         positions: list[int] = []
         rejections: BatchRejections = []
-        for index, body in enumerate(bodies):
+        for index, message in enumerate(messages):
             try:
-                events.append(LeadReceived.model_validate_json(body))
+                events.append(LeadReceived.model_validate_json(message.body))
+                traces.append(tracing.traceparent(message.headers))
                 positions.append(index)
             except ValidationError as exc:
                 rejections.append((index, exc))
-        routed = await service().on_leads_received(events)
+        routed = await service().on_leads_received(events, traces=traces)
         return rejections + [(positions[index], exc) for index, exc in routed]
 
     async def on_activity(body: bytes) -> None:
         await service().on_activity(LeadActivity.model_validate_json(body))
 
-    runtime.consume_batches(
+    runtime.consume_batches_with_headers(
         topics.LEADS_INTAKE,
         group_id=settings.consumer_group,
         handle_batch=on_leads_received,

@@ -34,7 +34,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import repeat
@@ -61,6 +61,7 @@ from leadflow_router.domain.model import AccountSnapshot, Activity, LeadState, R
 from leadflow_router.domain.sharing import LeadShare, on_lead_shared
 from leadflow_router.domain.transfers import OfficeTransfer, on_office_transfer, team_member_transferred
 from leadflow_router.metrics import RouterMetrics
+from leadflow_shared import tracing
 from leadflow_shared.envelope import derived_event_id
 from leadflow_shared.events.activity import LeadActivity
 from leadflow_shared.events.commands import (
@@ -109,13 +110,19 @@ class RouterService:
 
     # --- intake ------------------------------------------------------------------------------
 
-    async def on_lead_received(self, event: LeadReceived) -> None:
+    async def on_lead_received(self, event: LeadReceived, *, trace: str | None = None) -> None:
         """Route one lead (see on_leads_received)."""
-        for _index, exc in await self.on_leads_received([event]):
+        for _index, exc in await self.on_leads_received([event], traces=[trace]):
             raise exc
 
-    async def on_leads_received(self, events: list[LeadReceived]) -> BatchRejections:
-        """Route each received lead exactly once, however often it is delivered (I1)."""
+    async def on_leads_received(
+        self, events: list[LeadReceived], *, traces: Sequence[str | None] = ()
+    ) -> BatchRejections:
+        """Route each received lead exactly once, however often it is delivered (I1).
+
+        `traces`: each event's record's `traceparent` (tracing on), kept with its outbox so the
+        lead's events are published in its trace, not in that of the batch's first record.
+        """
         stored = await self.records.get_many([str(e.event_id) for e in events])
         redelivered = list(
             {str(e.event_id): stored[str(e.event_id)] for e in events if str(e.event_id) in stored}.values()
@@ -195,6 +202,8 @@ class RouterService:
                 effects=effects,
             )
             doc |= {"correlation_id": str(event.correlation_id), "inputs": []}
+            if index < len(traces) and traces[index]:
+                doc["outbox_trace"] = traces[index]
             docs.append(doc)
             self.metrics.decisions.labels(_rule(outcome)).inc()
         await self.flush(await self.records.insert_many(docs))
@@ -521,8 +530,9 @@ class RouterService:
         async def publish_in_order(doc: Doc) -> None:
             # Keys are the events' accounts: the record's, unless a transfer stored others.
             keys: Iterable[str] = doc.get("outbox_keys") or repeat(doc["account_id"])
-            for key, raw in zip(keys, doc.get("outbox") or [], strict=False):
-                await self.publish(key, raw.encode())
+            with tracing.continued(doc.get("outbox_trace")):  # the lead's trace, when its record had one
+                for key, raw in zip(keys, doc.get("outbox") or [], strict=False):
+                    await self.publish(key, raw.encode())
 
         # Effects and events are independent (both idempotent); leads are independent of
         # each other; one lead's events keep their order.

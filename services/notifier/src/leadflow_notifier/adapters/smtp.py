@@ -17,6 +17,7 @@ import aiosmtplib
 from leadflow_notifier.domain.errors import PermanentDeliveryError, TransientDeliveryError
 from leadflow_notifier.domain.messages import EmailContent
 from leadflow_notifier.settings import SmtpSettings
+from leadflow_shared import tracing
 
 MESSAGE_ID_NAMESPACE = uuid.UUID("3a0f8f5e-2d59-4a7e-9a0c-6c1b1f0e7d21")
 
@@ -47,6 +48,12 @@ class SmtpMailer:
 
     async def send(self, content: EmailContent, *, message_id: str) -> None:
         message = self.message(content, message_id=message_id)
+        # A client span when tracing is on (no instrumentation sees aiosmtplib); never the recipients.
+        server: dict[str, str | int] = {"server.address": self._settings.host, "server.port": self._settings.port}
+        with tracing.client_span("smtp send", server):
+            await self._send(message)
+
+    async def _send(self, message: EmailMessage) -> None:
         async with self._slots:
             client = self._idle.pop() if self._idle else None
             try:
