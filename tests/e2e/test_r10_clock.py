@@ -1,15 +1,15 @@
 """R10 across a daylight-saving change, through a router process on a test clock (issue 11.11).
 
 A real clock cannot be moved to a DST change, so this module runs its own broker, database and
-router, with the router's clock starting at 01:58:58 EST on 2026-03-08 (ROUTER_CLOCK_START;
-refused in production). New York springs forward at 02:00 EST that morning: the pause from 01:59
-to 03:00 local lasts one real minute (06:59Z to 07:00Z), not an hour and one minute. Two things
-must come out of it:
+router, with the router's clock starting at 01:58:58 EST on 2026-03-08 and running three times real
+speed (ROUTER_CLOCK_START, ROUTER_CLOCK_RATE; refused in production). New York springs forward at
+02:00 EST that morning: the pause from 01:59 to 03:00 local lasts one minute of absolute time (06:59Z
+to 07:00Z), not an hour and one minute. Two things must come out of it:
 
 - a deadline that falls inside the pause moves to its end plus the whole claim window: 07:00:10Z
   (wall-clock arithmetic would give 08:00:10Z);
 - an offer that falls due inside the pause (the schedule changed after the offer) expires, the
-  lead waits, and it is offered on when the pause closes at 07:00Z, a real minute later.
+  lead waits, and it is offered on when the pause closes at 07:00Z, a minute later.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ START = datetime(2026, 3, 8, 6, 58, 58, tzinfo=UTC)  # 01:58:58 EST, a Sunday
 PAUSE_OPENS, PAUSE_CLOSES = datetime(2026, 3, 8, 6, 59, tzinfo=UTC), datetime(2026, 3, 8, 7, 0, tzinfo=UTC)
 SUNDAY_NIGHT = {"weekdays": [6], "start": "01:59", "end": "03:00"}  # 03:00 EDT is 07:00Z
 DST, WAIT = "dst-realty", "wait-realty"
+RATE = 3  # the router's clock runs three times real speed
 
 
 def account(account_id: str, window: int, pause: list[dict[str, Any]]) -> dict[str, Any]:
@@ -54,6 +55,7 @@ def clocked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     accounts.write_text(json.dumps({"accounts": [account(DST, 10, [SUNDAY_NIGHT]), account(WAIT, 20, [])]}))
     system = Stack(work, accounts_file=accounts, extra_env={"router": {
         "ROUTER_CLOCK_START": START.isoformat(),
+        "ROUTER_CLOCK_RATE": str(RATE),  # the router's minute across the change takes a real 20 s
         "ROUTER_CONFIG_CACHE_SECONDS": "0",  # the schedule change reaches the next decision
     }})  # fmt: skip
     try:

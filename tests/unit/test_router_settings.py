@@ -35,3 +35,16 @@ def test_the_test_clock_starts_at_its_instant_and_runs_at_real_speed() -> None:
     second = clock()
     elapsed = time.monotonic() - before
     assert START <= first <= second <= START + timedelta(seconds=elapsed)
+
+
+def test_the_test_clock_can_run_faster_than_real_time() -> None:
+    before = time.monotonic()
+    clock = clock_from(START, rate=4.0)
+    first = clock()
+    elapsed = time.monotonic() - before
+    while time.monotonic() - before < 0.05:  # the clock advances only with real time: let some pass
+        pass
+    second = clock()
+    real = time.monotonic() - before
+    assert START <= first <= START + timedelta(seconds=4 * elapsed)
+    assert START + timedelta(seconds=4 * 0.05) <= second <= START + timedelta(seconds=4 * real)

@@ -28,7 +28,7 @@ def create_app(settings: RouterSettings) -> FastAPI:
     metrics = RouterMetrics(runtime.registry)
     publish = publisher(runtime.broker, topics.LEADS_EVENTS)
     services: list[RouterService] = []
-    clock = utc_now if settings.clock_start is None else clock_from(settings.clock_start)
+    clock = utc_now if settings.clock_start is None else clock_from(settings.clock_start, settings.clock_rate)
 
     def service() -> RouterService:
         # Built on first use: the MongoDB client opens in the lifespan, inside the loop.

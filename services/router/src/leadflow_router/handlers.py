@@ -90,10 +90,11 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def clock_from(start: datetime) -> Clock:
-    """A clock that reads `start` now and runs at real speed (ROUTER_CLOCK_START, tests only)."""
+def clock_from(start: datetime, rate: float = 1.0) -> Clock:
+    """A clock that reads `start` now and runs `rate` times real speed (ROUTER_CLOCK_START and
+    ROUTER_CLOCK_RATE, tests only: a test crosses a DST change in a fraction of the real time)."""
     began = time.monotonic()
-    return lambda: start + timedelta(seconds=time.monotonic() - began)
+    return lambda: start + timedelta(seconds=(time.monotonic() - began) * rate)
 
 
 @dataclass

@@ -27,6 +27,11 @@ class RouterSettings(ServiceSettings):
         "speed, so a test can route across a daylight-saving change (R10). Refused in production.",
     )
 
+    clock_rate: float = Field(
+        default=1.0, ge=1.0, le=10.0,
+        description="Development and test only, with clock_start: how many times real speed the test clock runs.",
+    )
+
     @model_validator(mode="after")
     def _real_clock_in_production(self) -> Self:
         if self.clock_start is not None and self.environment == "production":
