@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -217,9 +221,18 @@ async def test_views_rebuilt_while_leads_arrive_keep_what_people_wrote_and_repai
     assert len(users_set) == 1
     assert instants(unchanged) == instants(before[noted]), "the note kept"
 
-    # Once more, keeping the previous generation: the views stay the same, back under today's names.
-    again = await rebuild_views(settings, keep_old=True)
-    assert again.generation == report.generation + 1
+    # Once more, as an operator does (the console command), keeping the previous generation: the
+    # views stay the same, back under today's names.
+    env = {**os.environ, "OPS_KAFKA__BOOTSTRAP_SERVERS": stack.bootstrap, "OPS_MONGO__URL": stack.mongo_url}
+    command = [str(Path(sys.executable).parent / "leadflow-ops"), "crm", "rebuild-views", "--keep-old", "--json"]
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+    ran = await asyncio.to_thread(run)
+    assert ran.returncode == 0, ran.stderr
+    again = json.loads(ran.stdout)
+    assert again["generation"] == report.generation + 1
     assert (await active(db)).leads == "crm_leads", "later modules read crm_leads directly"
     assert names_of(report.generation).leads in await db.list_collection_names(), "kept"
     for lead, shown in after.items():
