@@ -53,7 +53,7 @@ def in_env(uv_bin: str, *argv: str) -> int:
 
 
 # Tools the tests need beyond Python: (environment variable, binaries, Debian package, what for).
-TOOLS = [
+TEST_TOOLS = [
     ("LEADFLOW_CHROMIUM", ("chromium", "chromium-browser"), "chromium", "the browser tests"),
     ("LEADFLOW_PROMTOOL", ("promtool",), "prometheus", "the alert rule tests (promtool)"),
     ("LEADFLOW_KUBECTL", ("kubectl",), "kubernetes-client", "the Kubernetes manifest tests (kubectl kustomize)"),
@@ -74,7 +74,7 @@ def debian_tool(binaries: tuple[str, ...], package: str, purpose: str) -> str | 
             subprocess.run([apt, *step], check=True, env=env, stdout=subprocess.DEVNULL)
         return next(filter(None, map(shutil.which, binaries)), None)
     print(f"{purpose} need {binaries[0]}: install it (Debian/Ubuntu: sudo apt-get install {package}) "
-          "or set the variable named in dev.py's TOOLS to its path")
+          "or set the variable named in dev.py's TEST_TOOLS to its path")
     return None
 
 
@@ -91,7 +91,7 @@ def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     if command == "run":
         return in_env(uv_bin, "leadflow-dev", *rest)
-    for variable, binaries, package, purpose in TOOLS:
+    for variable, binaries, package, purpose in TEST_TOOLS:
         if not os.environ.get(variable):
             if (found := debian_tool(binaries, package, purpose)) is None:
                 return 1
