@@ -60,7 +60,7 @@ TEST_TOOLS = [
 ]
 
 
-def debian_tool(binaries: tuple[str, ...], package: str, purpose: str) -> str | None:
+def debian_tool(variable: str, binaries: tuple[str, ...], package: str, purpose: str) -> str | None:
     """A tool the tests need: found on PATH, or installed from Debian's packages when this runs as
     root on Debian or Ubuntu (never a download of its own). None, after saying what to do, otherwise."""
     for name in binaries:
@@ -74,7 +74,7 @@ def debian_tool(binaries: tuple[str, ...], package: str, purpose: str) -> str | 
             subprocess.run([apt, *step], check=True, env=env, stdout=subprocess.DEVNULL)
         return next(filter(None, map(shutil.which, binaries)), None)
     print(f"{purpose} need {binaries[0]}: install it (Debian/Ubuntu: sudo apt-get install {package}) "
-          "or set the variable named in dev.py's TEST_TOOLS to its path")
+          f"or set {variable} to its path")
     return None
 
 
@@ -93,7 +93,7 @@ def main(argv: list[str]) -> int:
         return in_env(uv_bin, "leadflow-dev", *rest)
     for variable, binaries, package, purpose in TEST_TOOLS:
         if not os.environ.get(variable):
-            if (found := debian_tool(binaries, package, purpose)) is None:
+            if (found := debian_tool(variable, binaries, package, purpose)) is None:
                 return 1
             os.environ[variable] = found
     steps = [
