@@ -30,6 +30,7 @@ from leadflow_shared.events.routing import (
     LEAD_EVENT,
     ActivityLogged,
     AssignmentReason,
+    ContactErased,
     LeadAssigned,
     LeadOffered,
     LeadTransferred,
@@ -298,7 +299,8 @@ async def _events_of(router: Router, lead: LeadReceived) -> list[tuple[str, Rout
     return [
         (key, e)
         for key, e in router.published.events()
-        if not isinstance(e, TeamMemberTransferred | RealtorInvited) and e.payload.lead_id == lead.event_id
+        if not isinstance(e, TeamMemberTransferred | RealtorInvited | ContactErased)
+        and e.payload.lead_id == lead.event_id
     ]
 
 

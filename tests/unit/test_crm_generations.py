@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from leadflow_crm_api.domain.erasure import ENTRY_TYPE as ERASURE_ENTRY
 from leadflow_crm_api.domain.generations import (
     LAST_ACTIVITY,
     PROJECTED_ENTRY_TYPES,
@@ -58,7 +59,8 @@ def test_projected_entry_types_are_the_lead_events_the_projection_records() -> N
     lead_event_types = {member.model_fields["type"].default for member in typing.get_args(union)}
     # LeadShared and ContactMessaged repeat what crm-api recorded itself (records_in_timeline).
     assert lead_event_types - set(PROJECTED_ENTRY_TYPES) == {"LeadShared", "ContactMessaged"}
-    assert set(PROJECTED_ENTRY_TYPES) <= lead_event_types
+    # ContactErased's entries are made by the projection too, one per erased lead (decision 0050).
+    assert set(PROJECTED_ENTRY_TYPES) <= lead_event_types | {ERASURE_ENTRY}
     transfer = {"_id": "7d1c5f0e-8f5e-4a53-9c1a-1d2e3f4a5b6c", "account_id": "acme", "realtor_id": "rio",
                 "realtor_name": "Rio", "at": AT, "at_ms": 1, "assigned_by": "Acme"}  # fmt: skip
     request_types = {

@@ -76,6 +76,9 @@ class LeadPublic(BaseModel):
     assigned_users: list[str] = Field(
         default_factory=list, description="Users the lead's owner (its holder) assigned to work it with them."
     )
+    erased: bool = Field(
+        default=False, description="The contact was erased (decision 0050): no name, email, phone or message."
+    )
 
 
 class LeadPage(BaseModel):
@@ -325,6 +328,7 @@ def _public_fields(doc: dict[str, Any], names: dict[str, str]) -> dict[str, Any]
         "last_activity_kind": doc.get("last_activity_kind"),
         "last_activity_by": doc.get("last_activity_by"),
         "assigned_users": doc.get("assigned_users") or [],
+        "erased": bool(doc.get("erased")),  # nx-27017 reads a `$set` true back as 1
         "lead_id": doc["_id"],
         "account_id": doc.get("account_id"),
         "name": doc["name"],

@@ -32,7 +32,16 @@ from leadflow_crm_api.domain.views import (
 )
 from leadflow_crm_api.handlers import project
 from leadflow_crm_api.problems import PROBLEM_RESPONSES, install_problem_handlers
-from leadflow_crm_api.routes import distribution, lead_work, next_up, offer_links, offices, people, sharing
+from leadflow_crm_api.routes import (
+    distribution,
+    erasures,
+    lead_work,
+    next_up,
+    offer_links,
+    offices,
+    people,
+    sharing,
+)
 from leadflow_crm_api.routes import settings as account_settings
 from leadflow_crm_api.settings import CrmApiSettings
 from leadflow_crm_api.use_cases import leads as leads_uc
@@ -114,6 +123,7 @@ def create_app(settings: CrmApiSettings) -> FastAPI:
     app.include_router(offer_links.router)
     app.include_router(lead_work.router)
     app.include_router(next_up.router)
+    app.include_router(erasures.router)
     web_app.install(app)  # after the API's error handlers: under /app, errors become pages
     app.state.runtime, app.state.verifier = runtime, TokenVerifier(settings)
     app.state.publish_command = publisher(runtime.broker, topics.LEADS_COMMANDS)

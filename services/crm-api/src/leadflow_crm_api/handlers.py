@@ -6,6 +6,9 @@ changes tolerate (they are sets keyed by the event's own fields).
 
 A rebuild (decision 0045) applies the same function to every event of the log with
 `side_effects=False`: only the views are written, never the office transfers or labels.
+
+A ContactErased (decision 0050) scrubs its leads' rows and what people wrote on their timelines;
+a rebuild replays it after the events that carried the contact, so it erases the rebuilt rows too.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any, Protocol
 from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_crm_api.adapters.offices import Labels, OfficeTransfers
+from leadflow_crm_api.domain.erasure import ERASED_ROW, erased_row, erasure_entry
 from leadflow_crm_api.domain.offices import label_doc, moved_row
 from leadflow_crm_api.domain.views import (
     lead_row_changes,
@@ -26,6 +30,7 @@ from leadflow_crm_api.domain.views import (
     timeline_entry,
 )
 from leadflow_shared.events.routing import (
+    ContactErased,
     LeadAssigned,
     LeadOffered,
     LeadTransferred,
@@ -47,6 +52,7 @@ class ViewWriter(Protocol):
     async def offer_fields(self, lead_id: str) -> dict[str, Any]: ...
     async def recorded(self, event_id: str) -> bool: ...
     async def record(self, entry: dict[str, Any]) -> None: ...
+    async def erase_timeline(self, lead_id: str) -> None: ...
 
 
 async def project(event: RoutingEvent, *, views: ViewWriter, side_effects: bool = True) -> None:
@@ -57,12 +63,18 @@ async def project(event: RoutingEvent, *, views: ViewWriter, side_effects: bool 
         return
     if isinstance(event, RealtorInvited):
         return  # the notifier's business (the invitation email); crm-api wrote the invitation itself
+    if isinstance(event, ContactErased):
+        await _erase(event, views)
+        return
     lead_id = str(event.payload.lead_id)
     in_timeline = records_in_timeline(event)
     if in_timeline and await views.recorded(str(event.event_id)):
         return
     if isinstance(event, LeadAssigned):
-        await views.upsert(lead_id, lead_row_from_assigned(event))
+        row = lead_row_from_assigned(event)
+        if (await views.row(lead_id) or {}).get("erased"):
+            row |= ERASED_ROW  # an event from before the erasure, delivered late (a replayed dead letter)
+        await views.upsert(lead_id, row)
     elif isinstance(event, LeadTransferred):
         await _moved(event, views, side_effects=side_effects)
     else:
@@ -80,6 +92,17 @@ async def project(event: RoutingEvent, *, views: ViewWriter, side_effects: bool 
         await views.update(lead_id, changes)
     if in_timeline:
         await views.record(timeline_entry(event))
+
+
+async def _erase(event: ContactErased, views: ViewWriter) -> None:
+    """Decision 0050: each lead's row without the person, its timeline without what people wrote, and
+    an entry saying who asked. Applying it again changes nothing."""
+    for lead in event.payload.lead_ids:
+        lead_id = str(lead)
+        await views.erase_timeline(lead_id)
+        if await views.row(lead_id) is not None:
+            await views.update(lead_id, erased_row(event))
+            await views.record(erasure_entry(event, lead_id))
 
 
 async def _moved(event: LeadTransferred, views: ViewWriter, *, side_effects: bool) -> None:

@@ -21,6 +21,7 @@ from leadflow_notifier.adapters.repository import (
     AgentDirectory,
     DeliveryLog,
     DigestItems,
+    LeadErasure,
     Leases,
     OfferContactPolicies,
     PushDevices,
@@ -114,6 +115,7 @@ def create_app(settings: NotifierSettings) -> FastAPI:
             devices=PushDevices(runtime.db),
             accept_links=AcceptLinks(settings.crm_base_url, settings.offer_link_secret),
             offer_policies=policies,
+            erasure=LeadErasure(runtime.db),
         )
 
     # With headers: a replayed dead letter (decision 0044) says so in its `leadflow-replay*` headers.

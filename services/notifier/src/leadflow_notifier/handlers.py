@@ -5,6 +5,7 @@ bounded retries with exponential backoff and jitter, its own dead letter. The ch
 run concurrently, so an SMS provider outage delays neither the email nor the push.
 A delivery whose process died mid-send is finished by the `Redriver` (decision 0021). A failed one
 is final, unless an operator replays its dead letter (decision 0044): then it is attempted again.
+A ContactErased (decision 0050) forgets its leads' digest items and ends their open deliveries unsent.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from leadflow_notifier.metrics import NotifierMetrics
 from leadflow_shared.errors import PoisonMessage
 from leadflow_shared.events.routing import (
     ROUTING_EVENT,
+    ContactErased,
     ContactMessaged,
     LeadOffered,
     LeadShared,
@@ -124,6 +126,12 @@ class OfferPolicies(Protocol):
 
 class Devices(Protocol):
     async def forget_token(self, user_id: str, token: str) -> None: ...
+
+
+class Erasure(Protocol):
+    async def erase(self, lead_ids: list[str], *, now_ms: int) -> int:
+        """Forget the leads' digest items and end their open deliveries unsent; how many it ended."""
+        ...
 
 
 class DeadLetters(Protocol):
@@ -256,27 +264,33 @@ class Notifier:
     accept_links: AcceptLinks | None = None  # one-click accept links in offer notices
     offer_policies: OfferPolicies | None = None  # whether offers show the contact before a claim
     replays: Replays | None = None  # reopens failed deliveries of a replayed dead letter; None: never
+    erasure: Erasure | None = None  # forgets erased leads (decision 0050); None: keeps them
 
     async def notify_batch(
         self, bodies: list[bytes], *, concurrency: int, replays: Mapping[int, Replay] | None = None
     ) -> BatchRejections:
         """A batch of raw events: one lead's events in order, different leads concurrently.
 
-        An event about no lead (a team member's transfer) is a group of its own. `replays`: the
-        batch indexes of replayed dead letters of the notifier, with what to attempt again.
+        An event about no lead (a team member's transfer) is a group of its own. A ContactErased
+        waits for the events before it and holds up those after it: nothing about its leads is sent
+        after it is applied. `replays`: the batch indexes of replayed dead letters of the notifier,
+        with what to attempt again.
 
         Returns the poison messages (invalid, unknown agent) for the dead-letter queue; any
         other error propagates, and the guard then runs the messages one by one.
         """
         rejections: BatchRejections = []
-        by_lead: dict[str, list[tuple[int, RoutingEvent, bytes]]] = {}
+        segments: list[dict[str, list[tuple[int, RoutingEvent, bytes]]]] = [{}]
         for index, body in enumerate(bodies):
             try:
                 event = ROUTING_EVENT.validate_json(body)
             except ValidationError as exc:
                 rejections.append((index, exc))
                 continue
-            by_lead.setdefault(_group(event), []).append((index, event, body))
+            if isinstance(event, ContactErased):
+                segments += [{_group(event): [(index, event, body)]}, {}]
+                continue
+            segments[-1].setdefault(_group(event), []).append((index, event, body))
         limit = asyncio.Semaphore(concurrency)
 
         async def one_lead(events: list[tuple[int, RoutingEvent, bytes]]) -> None:
@@ -287,12 +301,18 @@ class Notifier:
                     except PoisonMessage as exc:
                         rejections.append((index, exc))
 
-        await asyncio.gather(*(one_lead(events) for events in by_lead.values()))
+        for by_lead in segments:
+            await asyncio.gather(*(one_lead(events) for events in by_lead.values()))
         return rejections
 
     async def notify(self, event: RoutingEvent, raw: bytes, *, replay: Replay | None = None) -> None:
         if isinstance(event, TeamMemberTransferred):
             await self._notify_staff(event, raw, replay)
+            return
+        if isinstance(event, ContactErased):
+            if self.erasure is not None:
+                ended = await self.erasure.erase([str(i) for i in event.payload.lead_ids], now_ms=_ms(self.clock()))
+                log.info("contact erased", extra={"event_id": str(event.event_id), "ended": ended})
             return
         if isinstance(event, ContactMessaged):
             # The holder's own email or text to the contact (R8's qualifying actions), on that one channel.
@@ -378,10 +398,11 @@ class Notifier:
     ) -> None:
         """Deliver once per key (N3): by default (event, channel, recipient, device). A failed delivery
         the operator's `replay` covers is attempted once more (decision 0044); a sent one never again."""
+        lead_id = getattr(event.payload, "lead_id", None)
         delivery = Delivery(
             key=key or delivery_key(event.event_id, channel, agent_id, device_id), channel=channel, agent_id=agent_id,
             account_id=event.account_id, event_type=event.type, content=content, event=raw,
-            occurred_ms=_ms(event.occurred_at),
+            occurred_ms=_ms(event.occurred_at), lead_ids=() if lead_id is None else (str(lead_id),),
         )
         now_ms = _ms(self.clock())
         if replay is not None and await self._reopen(delivery, replay, now_ms):
@@ -481,7 +502,8 @@ class DigestSender:
                     continue
                 # Retried after a transient failure until the next digest is due, then given up.
                 delivery = Delivery(key=key, channel=Channel.EMAIL, agent_id=who.agent_id, account_id=account_id,
-                                    event_type="Digest", content=email, expires_ms=window.end_ms + DAY_MS)
+                                    event_type="Digest", content=email, expires_ms=window.end_ms + DAY_MS,
+                                    lead_ids=tuple(sorted({item.lead_id for item in items})))
                 if await self.deliveries.begin(delivery, now_ms=self._now_ms()) is not Begin.SEND:
                     continue
                 try:
@@ -514,7 +536,7 @@ def _ms(at: datetime) -> int:
 
 def _group(event: RoutingEvent) -> str:
     """Events of one lead stay in order; an event about no lead is on its own."""
-    if isinstance(event, TeamMemberTransferred | RealtorInvited):
+    if isinstance(event, TeamMemberTransferred | RealtorInvited | ContactErased):
         return f"event:{event.event_id}"
     return f"lead:{event.payload.lead_id}"
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, HTTPException, Path, Query
 from pydantic import ValidationError
 
-from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, LeadRecords, Rotations, ensure_indexes
+from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, Erasures, LeadRecords, Rotations, ensure_indexes
 from leadflow_router.domain.model import RoutingRejected
 from leadflow_router.handlers import RouterService, clock_from, utc_now
 from leadflow_router.metrics import RouterMetrics
@@ -44,6 +44,7 @@ def create_app(settings: RouterSettings) -> FastAPI:
                     metrics=metrics,
                     clock=clock,
                     sweep_batch=settings.sweep_batch,
+                    erasures=Erasures(db),
                 )
             )
         return services[0]

@@ -21,6 +21,10 @@ every key is the record's account, as on every other path), and moves the contac
 Lead sharing (T1, leads.commands.v1) is a compare-and-set too: the record stays in its
 account and the realtor holds it, so it needs neither `outbox_keys` nor contact moves.
 
+Erasing a contact (leads.commands.v1, decision 0050) resolves its leads once into an erasure
+record, forgets their contact keys, scrubs each lead by compare-and-set, then publishes one
+ContactErased for the other services.
+
 Exceptions: RoutingRejected (unknown account or lead; an impossible transfer or share) is
 returned per message from batches, or raised, and dead-lettered at the edge. A new lead
 pre-assigned to an agent the account does not have is not rejected: it is routed as a
@@ -43,7 +47,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from leadflow_router.adapters.codec import decode_state, encode_state, from_ms, to_ms
-from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, Doc, LeadRecords, Rotations
+from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, Doc, Erasures, LeadRecords, Rotations
 from leadflow_router.domain.decisions import (
     ExistingContact,
     NewLead,
@@ -57,6 +61,7 @@ from leadflow_router.domain.decisions import (
 )
 from leadflow_router.domain.departures import Departure, on_agent_left
 from leadflow_router.domain.distribution import Distribution, on_distributed, on_returned
+from leadflow_router.domain.erasure import without_contact
 from leadflow_router.domain.model import AccountSnapshot, Activity, LeadState, RoutingRejected
 from leadflow_router.domain.sharing import LeadShare, on_lead_shared
 from leadflow_router.domain.transfers import OfficeTransfer, on_office_transfer, team_member_transferred
@@ -67,6 +72,7 @@ from leadflow_shared.events.activity import LeadActivity
 from leadflow_shared.events.commands import (
     AgentDeparture,
     DistributeLead,
+    EraseContact,
     InviteRealtor,
     LeadCommand,
     ReleaseAgentLeads,
@@ -76,7 +82,13 @@ from leadflow_shared.events.commands import (
     TransferTeamMember,
 )
 from leadflow_shared.events.intake import LeadReceived
-from leadflow_shared.events.routing import LeadSummary, RealtorInvited, RealtorInvitedPayload
+from leadflow_shared.events.routing import (
+    ContactErased,
+    ContactErasedPayload,
+    LeadSummary,
+    RealtorInvited,
+    RealtorInvitedPayload,
+)
 from leadflow_shared.kafka import BatchRejections, PublishRaw
 
 log = logging.getLogger(__name__)
@@ -108,6 +120,7 @@ class RouterService:
     clock: Clock = utc_now
     sweep_batch: int = 200
     sweep_concurrency: int = 16
+    erasures: Erasures | None = None  # needed for EraseContact commands only
 
     # --- intake ------------------------------------------------------------------------------
 
@@ -245,8 +258,8 @@ class RouterService:
 
     async def on_command(self, command: LeadCommand) -> None:
         """Apply crm-api's command: move a lead to another office, tell an office a team member joined
-        (and release the member's leads in the office it left), give a lead to a realtor, or release
-        the leads of an agent who was deactivated."""
+        (and release the member's leads in the office it left), give a lead to a realtor, release
+        the leads of an agent who was deactivated, or erase a contact."""
         if isinstance(command, TransferLead):
             await self._transfer_lead(command)
         elif isinstance(command, ShareLead):
@@ -260,6 +273,8 @@ class RouterService:
             await self._return_lead(command)
         elif isinstance(command, InviteRealtor):
             await self._relay_invitation(command)
+        elif isinstance(command, EraseContact):
+            await self._erase_contact(command)
         else:
             await self._relay_team_member(command)
             departure = Departure(command.payload.agent_id, AgentDeparture.MOVED)
@@ -411,6 +426,81 @@ class RouterService:
                 await self.flush([new])
                 return
             self.metrics.cas_conflicts.labels("transfer").inc()
+        raise RuntimeError(f"lead {lead_id} kept changing under {CAS_ATTEMPTS} attempts")
+
+    # --- erasure (decision 0050) ---------------------------------------------------------------
+
+    async def _erase_contact(self, command: EraseContact) -> None:
+        """Forget a contact, idempotent by the command's id.
+
+        The leads are resolved once and stored in the erasure record (`router_erasures`), because
+        resolving again after the contact keys are gone would find nothing: a redelivery after a
+        crash repeats the rest with the same leads and publishes the same ContactErased (same id).
+        Keys go before the states are scrubbed, so an inquiry arriving meanwhile is a new lead.
+        """
+        if self.erasures is None:
+            raise RuntimeError("the router was built without its erasure records")
+        erasure_id = str(command.event_id)
+        record = await self.erasures.get(erasure_id)
+        if record is None:
+            await self._account(command.account_id)  # an unknown account is poison
+            p = command.payload
+            record = await self.erasures.start({
+                "_id": erasure_id, "account_id": command.account_id, "lead_ids": await self._leads_of(command),
+                "by_user_id": p.by_user_id, "reason": p.reason, "requested_ms": to_ms(command.occurred_at),
+                "status": "started",
+            })  # fmt: skip
+        if record.get("status") == "done":
+            return
+        lead_ids: list[str] = list(record["lead_ids"])
+        await self.contacts.forget_leads(lead_ids)
+        for lead_id in lead_ids:
+            await self._scrub(lead_id, command)
+        event = ContactErased.create(
+            account_id=command.account_id,
+            event_id=derived_event_id(command.event_id, "contact-erased"),
+            correlation_id=command.correlation_id,
+            occurred_at=command.occurred_at,
+            payload=ContactErasedPayload(
+                erasure_id=command.event_id, lead_ids=[uuid.UUID(i) for i in lead_ids],
+                by_user_id=command.payload.by_user_id, reason=command.payload.reason,
+            ),
+        )  # fmt: skip
+        await self.publish(command.account_id, event.model_dump_json().encode())
+        self.metrics.events_published.inc()
+        await self.erasures.finish(erasure_id, done_ms=to_ms(self.clock()) or 0)
+        log.info("contact erased", extra={"erasure_id": erasure_id, "leads": len(lead_ids)})
+
+    async def _leads_of(self, command: EraseContact) -> list[str]:
+        """The account's leads the request names: by the contact index (its email and phone), and by id.
+        Ids of another account, merged repeats (R1) and unknown ids are left out (tenant isolation)."""
+        p = command.payload
+        indexed = await self.contacts.find(Contacts.keys(command.account_id, p.email, p.phone))
+        wanted = sorted({*indexed.values(), *(str(i) for i in p.lead_ids)})
+        docs = await self.records.get_many(wanted)
+        mine = {i for i, d in docs.items() if d.get("kind") == "lead" and d["account_id"] == command.account_id}
+        return [i for i in wanted if i in mine]
+
+    async def _scrub(self, lead_id: str, command: EraseContact) -> None:
+        """One lead's state without its contact, by compare-and-set like a claim."""
+        for _ in range(CAS_ATTEMPTS):
+            doc = await self.records.get(lead_id)
+            if doc is None or doc.get("kind") != "lead" or doc["account_id"] != command.account_id:
+                return  # moved to another office meanwhile: it is erased by a request there
+            if doc.get("outbox") or doc.get("effects"):
+                # Events decided before the erasure go out first: ContactErased follows every event
+                # that still carries the contact, so every consumer's copy of it is erased.
+                await self.flush([doc])
+                continue
+            state = decode_state(doc)
+            scrubbed = without_contact(state)
+            if scrubbed == state:
+                return  # erased before (a redelivery, or an earlier request)
+            new = {**doc, **encode_state(scrubbed.evolve(version=state.version + 1))}
+            new["inputs"] = [*doc.get("inputs", [])[-(RECENT_INPUTS - 1) :], str(command.event_id)]
+            if await self.records.compare_and_set(new, expected_version=state.version):
+                return
+            self.metrics.cas_conflicts.labels("erase").inc()
         raise RuntimeError(f"lead {lead_id} kept changing under {CAS_ATTEMPTS} attempts")
 
     async def _relay_invitation(self, command: InviteRealtor) -> None:

@@ -1,6 +1,6 @@
 """Contracts of leads.commands.v1: what crm-api asks the router to do (T1 lead sharing, T2 office
 transfers, releasing the leads of an agent who left an office, distributing leads by hand and
-giving one back).
+giving one back, erasing a contact: decision 0050).
 
 A command is keyed by the account it is sent from. Its event id is the transfer's id, so
 a command published twice (a client retry) is one transfer.
@@ -12,7 +12,7 @@ import uuid
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import Field, TypeAdapter
+from pydantic import Field, TypeAdapter, field_validator, model_validator
 
 from leadflow_shared.envelope import Contract, Envelope
 
@@ -145,8 +145,63 @@ class ReturnLead(Envelope):
     payload: ReturnLeadPayload
 
 
+MAX_ERASED_LEAD_IDS = 100  # explicit lead ids per erasure request
+
+
+class EraseContactPayload(Contract):
+    """Who to forget: the contact's email and/or phone, normalized as intake normalizes them, and/or
+    explicit lead ids of the account. At least one of the three."""
+
+    email: str | None = Field(
+        default=None,
+        max_length=254,
+        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+        description="Normalized and lower-cased, as intake stores it.",
+        examples=["jane@example.com"],
+    )
+    phone: str | None = Field(
+        default=None, pattern=r"^\+[1-9]\d{6,14}$", description="E.164.", examples=["+14155550123"]
+    )
+    lead_ids: list[uuid.UUID] = Field(
+        default_factory=list, max_length=MAX_ERASED_LEAD_IDS, description="Leads of `account_id` to erase as well."
+    )
+    by_user_id: UserId = Field(description="The broker, admin or operator who asked for it.")
+    reason: str = Field(
+        min_length=1, max_length=200, description="A ticket or reference for the request; never personal data."
+    )
+
+    @field_validator("email")
+    @classmethod
+    def _lower_case(cls, value: str | None) -> str | None:
+        # A key of the router's contact index is the address as intake stored it: lower-cased.
+        if value is not None and value != value.lower():
+            raise ValueError("must be normalized (lower-cased)")
+        return value
+
+    @model_validator(mode="after")
+    def _someone(self) -> EraseContactPayload:
+        if self.email is None and self.phone is None and not self.lead_ids:
+            raise ValueError("name the contact: an email, a phone or lead ids")
+        return self
+
+
+class EraseContact(Envelope):
+    """Forget a contact of `account_id` (decision 0050): the router resolves its leads, scrubs them and
+    tells the other services with one `ContactErased`. Its event id is the erasure's id."""
+
+    type: Literal["EraseContact"] = "EraseContact"
+    payload: EraseContactPayload
+
+
 LeadCommand = Annotated[
-    TransferLead | TransferTeamMember | ShareLead | ReleaseAgentLeads | DistributeLead | ReturnLead | InviteRealtor,
+    TransferLead
+    | TransferTeamMember
+    | ShareLead
+    | ReleaseAgentLeads
+    | DistributeLead
+    | ReturnLead
+    | InviteRealtor
+    | EraseContact,
     Field(discriminator="type"),
 ]
 LEAD_COMMAND: TypeAdapter[LeadCommand] = TypeAdapter(LeadCommand)

@@ -269,6 +269,23 @@ class RealtorInvited(Envelope):
     payload: RealtorInvitedPayload
 
 
+class ContactErasedPayload(Contract):
+    erasure_id: uuid.UUID = Field(description="The EraseContact command's event id.")
+    lead_ids: list[uuid.UUID] = Field(
+        max_length=1000, description="The account's leads whose contact was erased; empty when none matched."
+    )
+    by_user_id: str = Field(min_length=1, max_length=64, description="Who asked for it.")
+    reason: str = Field(max_length=200, description="The request's ticket or reference (no personal data).")
+
+
+class ContactErased(Envelope):
+    """The router forgot a contact of `account_id` (decision 0050): its leads keep their ids, status,
+    holder and history, without the person. Each service erases what it keeps of these leads."""
+
+    type: Literal["ContactErased"] = "ContactErased"
+    payload: ContactErasedPayload
+
+
 # The message types on leads.events.v1 about one lead (each payload has a lead_id). A consumer
 # of the topic parses with ROUTING_EVENT below: the topic also carries account events.
 LeadEvent = Annotated[
@@ -301,7 +318,8 @@ RoutingEvent = Annotated[
     | LeadReleased
     | ContactMessaged
     | TeamMemberTransferred
-    | RealtorInvited,
+    | RealtorInvited
+    | ContactErased,
     Field(discriminator="type"),
 ]
 ROUTING_EVENT: TypeAdapter[RoutingEvent] = TypeAdapter(RoutingEvent)

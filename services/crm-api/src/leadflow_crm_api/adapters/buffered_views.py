@@ -17,7 +17,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from leadflow_crm_api.adapters.leads import LAST_ACTIVITY_FIELDS
+from leadflow_crm_api.adapters.leads import LAST_ACTIVITY_FIELDS, erase_entries
+from leadflow_crm_api.domain.erasure import without_free_text
 from leadflow_crm_api.domain.generations import ViewNames
 
 Doc = dict[str, Any]
@@ -105,6 +106,13 @@ class BufferedViews:
     async def record(self, entry: Doc) -> None:
         if not await self.recorded(str(entry["_id"])):
             self._entries[str(entry["_id"])] = entry
+
+    async def erase_timeline(self, lead_id: str) -> None:
+        # Entries held for the next flush, and those a flush stored before.
+        for event_id, entry in self._entries.items():
+            if entry["lead_id"] == lead_id and (changes := without_free_text(entry)) is not None:
+                self._entries[event_id] = {**entry, **changes}
+        await erase_entries(self._timeline, lead_id)
 
     async def flush(self) -> None:
         """Write what changed, then forget it all (the next batch reads what it needs again)."""

@@ -20,6 +20,7 @@ from pymongo.errors import DuplicateKeyError
 from leadflow_crm_api.adapters import generations, invitations, offices
 from leadflow_crm_api.adapters.generations import Write, active_names, writing
 from leadflow_crm_api.adapters.settings import AGENTS
+from leadflow_crm_api.domain.erasure import without_free_text
 from leadflow_crm_api.domain.generations import ViewNames, names_of
 from leadflow_crm_api.domain.offices import label_key
 from leadflow_crm_api.domain.principal import Principal
@@ -146,6 +147,18 @@ class LeadViews:
         async with self._write(str(entry["lead_id"])) as (_, timeline):
             with contextlib.suppress(DuplicateKeyError):
                 await timeline.insert_one(entry)
+
+    async def erase_timeline(self, lead_id: str) -> None:
+        """Drop what people wrote from the lead's timeline entries (decision 0050)."""
+        async with self._write(lead_id) as (_, timeline):
+            await erase_entries(timeline, lead_id)
+
+
+async def erase_entries(timeline: Coll, lead_id: str) -> None:
+    """`domain.erasure.without_free_text` on each of the lead's entries that has content."""
+    async for entry in timeline.find({"lead_id": lead_id, "content": {"$exists": True}}):
+        if (changes := without_free_text(entry)) is not None:
+            await timeline.update_one({"_id": entry["_id"]}, {"$set": changes})
 
 
 async def lost_offer(

@@ -82,12 +82,13 @@ REQUEST_ROW_FIELDS = (
 # Both the projection and requests (an action crm-api took) move the last activity; the later one wins.
 LAST_ACTIVITY = ("last_activity_at", "last_activity_ms", "last_activity_kind", "last_activity_by")
 
-# Timeline entry types the projection writes (`domain.views.records_in_timeline`); every other type
+# Timeline entry types the projection writes (`domain.views.records_in_timeline`, and an erasure's entry,
+# `domain.erasure.ENTRY_TYPE`); every other type
 # is an entry crm-api's requests wrote (LeadActivity, CrmStatusSet, LeadUsersSet, T1's LeadShared),
 # which a rebuild copies.
 PROJECTED_ENTRY_TYPES = (
     "LeadAssigned", "LeadOffered", "OfferExpired", "OfferWithdrawn", "LeadClaimed", "LeadFellBack",
-    "ActivityLogged", "LeadTransferred", "LeadReleased",
+    "ActivityLogged", "LeadTransferred", "LeadReleased", "ContactErased",
 )  # fmt: skip
 
 

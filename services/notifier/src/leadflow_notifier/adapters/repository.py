@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, time
@@ -283,9 +284,10 @@ class DeliveryLog:
     """One record per (event, channel, recipient): the N3 at-most-once key.
 
     `status`: `pending`, then `sent` or `failed` (a replayed dead letter may reopen a failed one:
-    `replay`, `replays`, `reopened_ms`). A pending record carries its message (`content`)
-    and, for the dead letter, the original `event`, so the re-driver can finish it after its process
-    died; both are removed once it is done (they hold personal data). `lease_until_ms` (epoch ms)
+    `replay`, `replays`, `reopened_ms`), or `erased` (its lead's contact was erased: `LeadErasure`). A
+    pending record carries its message (`content`) and, for the dead letter, the original `event`, so
+    the re-driver can finish it after its process died; both are removed once it is done (they hold
+    personal data); `lead_ids` (what it is about) stay. `lease_until_ms` (epoch ms)
     and `owner`: who works on it until when; `drives`: how many times a process started it since
     its last orderly end; `postponed`, `expires_ms`: a digest's tries left for later, and until when.
     """
@@ -410,6 +412,53 @@ class DeliveryLog:
 DONE_UNSET = {"content": "", "event": ""}
 
 
+class LeadErasure:
+    """What the notifier forgets of leads whose contact was erased (decision 0050).
+
+    Their digest items go. Their deliveries still pending end as `erased`, unsent, without their
+    message (a send already under way finishes); failed ones become `erased` too, so replaying their
+    dead letter does not send the old details again. A delivery started before its record had
+    `lead_ids` is recognised by the lead id in the event it still carries.
+    """
+
+    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        self._items = db[DIGEST_ITEMS]
+        self._deliveries = db[DELIVERIES]
+
+    async def erase(self, lead_ids: list[str], *, now_ms: int) -> int:
+        """Forget the leads' digest items and end their open deliveries; how many deliveries it ended."""
+        if not lead_ids:
+            return 0
+        await self._items.delete_many({"lead_id": {"$in": lead_ids}})
+        await self._items.delete_many({"_id": {"$in": lead_ids}})  # items stored before the key had the account
+        open_states = {"$in": ["pending", "failed"]}
+        keys = {str(d["_id"]) async for d in self._deliveries.find(
+            {"status": open_states, "lead_ids": {"$in": lead_ids}}, {"_id": 1})}  # fmt: skip
+        wanted = set(lead_ids)
+        async for doc in self._deliveries.find({"status": "pending", "lead_ids": {"$exists": False}}, {"event": 1}):
+            if _event_lead(doc.get("event")) in wanted:
+                keys.add(str(doc["_id"]))
+        ended = 0
+        for key in sorted(keys):
+            result = await self._deliveries.update_one(
+                {"_id": key, "status": open_states},
+                {"$set": {"status": "erased", "done_ms": now_ms, "done_at": _wall_clock()}, "$unset": DONE_UNSET},
+            )
+            ended += result.modified_count
+        return ended
+
+
+def _event_lead(raw: object) -> str | None:
+    """The lead id in a stored event's payload, if it reads."""
+    if not isinstance(raw, bytes | bytearray | str):
+        return None
+    try:
+        lead = json.loads(raw).get("payload", {}).get("lead_id")
+    except (ValueError, AttributeError):
+        return None
+    return lead if isinstance(lead, str) else None
+
+
 def _payload(delivery: Delivery) -> dict[str, Any]:
     """What a pending record needs to be delivered, and dead-lettered, by any process."""
     doc: dict[str, Any] = {
@@ -421,6 +470,8 @@ def _payload(delivery: Delivery) -> dict[str, Any]:
         doc["event"] = delivery.event
     if delivery.expires_ms is not None:
         doc["expires_ms"] = delivery.expires_ms
+    if delivery.lead_ids:
+        doc["lead_ids"] = list(delivery.lead_ids)
     return doc
 
 
@@ -434,7 +485,7 @@ def _delivery_of(doc: dict[str, Any]) -> Delivery:
         key=str(doc["_id"]), channel=Channel(doc["channel"]), agent_id=doc["agent_id"], account_id=doc["account_id"],
         event_type=doc["event_type"], content=kind(**content), event=doc.get("event"),
         occurred_ms=doc.get("occurred_ms"), drives=int(doc.get("drives", 1)), expires_ms=doc.get("expires_ms"),
-        postponed=int(doc.get("postponed", 0)),
+        postponed=int(doc.get("postponed", 0)), lead_ids=tuple(str(i) for i in doc.get("lead_ids") or ()),
     )
 
 

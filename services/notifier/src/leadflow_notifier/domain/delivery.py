@@ -33,6 +33,7 @@ class Delivery:
     # A digest (no event): until when a transient failure leaves it pending for a later try (its day's end).
     expires_ms: int | None = None
     postponed: int = 0  # how many times a transient failure left it pending for later
+    lead_ids: tuple[str, ...] = ()  # the leads it is about, so erasing one ends it unsent (decision 0050)
 
 
 @dataclass(frozen=True, slots=True)

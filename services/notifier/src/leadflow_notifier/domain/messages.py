@@ -19,6 +19,7 @@ from leadflow_shared.events.activity import ActivityAction
 from leadflow_shared.events.routing import (
     ActivityLogged,
     AssignmentReason,
+    ContactErased,
     ContactMessaged,
     LeadAssigned,
     LeadFellBack,
@@ -189,8 +190,8 @@ def notice_for(
     hi = f"Hi {who.name},"
     if isinstance(event, TeamMemberTransferred):
         return team_member_notice(event, who, pages_url)
-    if isinstance(event, RealtorInvited | ContactMessaged):
-        return None  # sent to an address of the event's (`invitation_email`, `contact_message`)
+    if isinstance(event, RealtorInvited | ContactMessaged | ContactErased):
+        return None  # sent to an address of the event's (`invitation_email`, `contact_message`), or nobody
     p = event.payload
     link = lead_link(pages_url, event.account_id, str(p.lead_id))
     if isinstance(event, LeadAssigned):

@@ -41,6 +41,8 @@ def encode_state(state: LeadState) -> dict[str, Any]:
         "referral_fee_percent": state.referral_fee_percent,
         "share_id": state.share_id,
         "version": state.version,
+        # Only on erased leads (decision 0050): every other record keeps the shape it always had.
+        **({"erased": True} if state.erased else {}),
     }
 
 
@@ -66,5 +68,6 @@ def decode_state(doc: dict[str, Any]) -> LeadState:
         next_deadline=from_ms(doc.get("next_deadline_ms")),
         referral_fee_percent=float(doc.get("referral_fee_percent", 0.0)),
         share_id=doc.get("share_id"),
+        erased=bool(doc.get("erased", False)),
         version=int(doc["version"]),
     )

@@ -2,7 +2,8 @@
 
 Collections (docs/account-config.md): accounts and agents (configuration, read only
 here), router_leads (one routing record per lead, with its outbox), router_contacts
-(email/phone -> lead, for R1), router_rotations (one cursor per lead source).
+(email/phone -> lead, for R1), router_rotations (one cursor per lead source), router_erasures
+(one record per erasure request, decision 0050).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ AGENTS = "agents"
 ROUTER_LEADS = "router_leads"
 CONTACTS = "router_contacts"
 ROTATIONS = "router_rotations"
+ERASURES = "router_erasures"
 DUPLICATE_KEY = 11000  # MongoDB's error code for an existing _id
 
 
@@ -215,6 +217,12 @@ class Contacts:
         if keys:
             await self._contacts.delete_many({"_id": {"$in": keys}, "lead_id": lead_id})
 
+    async def forget_leads(self, lead_ids: list[str]) -> None:
+        """Drop every key that points at these leads: their contact was erased (decision 0050), so its
+        next inquiry is a new lead."""
+        if lead_ids:
+            await self._contacts.delete_many({"lead_id": {"$in": lead_ids}})
+
 
 def _only_duplicates(exc: BulkWriteError) -> bool:
     """Whether every write of a failed bulk insert failed for an existing _id alone."""
@@ -222,6 +230,32 @@ def _only_duplicates(exc: BulkWriteError) -> bool:
     return not details.get("writeConcernErrors") and all(
         error.get("code") == DUPLICATE_KEY for error in details.get("writeErrors", [])
     )
+
+
+class Erasures:
+    """`router_erasures`: one record per erasure request (`_id` = the EraseContact's event id), the audit
+    trail of erasures: the account, the leads it resolved to, who asked, the ticket, when it was asked
+    and done (epoch ms). It holds no personal data; the email and phone it was asked for are not kept.
+    """
+
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self._erasures = db[ERASURES]
+
+    async def get(self, erasure_id: str) -> Doc | None:
+        return await self._erasures.find_one({"_id": erasure_id})
+
+    async def start(self, record: Doc) -> Doc:
+        """Store a request resolved to its leads; a request stored before (a redelivery) wins."""
+        try:
+            await self._erasures.insert_one(record)
+        except DuplicateKeyError:
+            stored = await self.get(str(record["_id"]))
+            assert stored is not None  # noqa: S101 (the duplicate key proves it exists)
+            return stored
+        return record
+
+    async def finish(self, erasure_id: str, *, done_ms: int) -> None:
+        await self._erasures.update_one({"_id": erasure_id}, {"$set": {"status": "done", "done_ms": done_ms}})
 
 
 class Rotations:

@@ -132,6 +132,7 @@ class LeadState:
     next_deadline: datetime | None = None  # when the sweeper must look at it again
     referral_fee_percent: float = 0.0
     share_id: str | None = None  # T1: the lead transfer that gave the holder the lead, while it holds it
+    erased: bool = False  # its contact was erased (decision 0050): the summary holds no person any more
     version: int = 0
 
     @property
