@@ -31,7 +31,7 @@ pytestmark = pytest.mark.e2e
 
 ACCOUNT = "crm-fuzz-realty"  # its own account, so the seeded rows change no other test's lists
 AGENT = "fuzz-ana"
-FUZZ = settings(max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+FUZZ = settings(max_examples=15, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 PROBLEM_JSON = "application/problem+json"
 
 

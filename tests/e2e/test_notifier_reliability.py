@@ -1,4 +1,4 @@
-"""N3 on the real processes: a notifier SIGKILLed three times while 2,000 leads are routed still sends
+"""N3 on the real processes: a notifier SIGKILLed three times while 1,000 leads are routed still sends
 every expected email exactly once, as the SMTP server sees it (decision 0021).
 
 The account has long claim windows, so each lead yields one email-bearing event: an offer (round robin)
@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 
 log = logging.getLogger(__name__)
 
-LEADS, PRE_ASSIGNED_EVERY, KILLS = 2000, 4, 3
+LEADS, PRE_ASSIGNED_EVERY, KILLS = 1000, 4, 3
 SMTP_CONNECTIONS = SmtpSettings().pool_size  # SMTP transactions a notifier can have open at a kill
 # Which email an event is, independent of its Message-ID: (lead id, recipient address, subject prefix).
 Mail = tuple[str, str, str]

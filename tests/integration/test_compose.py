@@ -7,6 +7,7 @@ pydantic-settings at run time, so it is caught here instead.
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import re
 import tomllib
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from compose_spec import PyCompose
 from pydantic import BaseModel, ValidationError
 
 from leadflow_crm_api.settings import CrmApiSettings
@@ -63,6 +65,36 @@ def compose() -> dict[str, Any]:
     assert isinstance(loaded, dict), "compose.yaml is not a mapping"
     assert isinstance(loaded.get("services"), dict), "compose.yaml has no services mapping"
     return loaded
+
+
+def compose_spec_errors(document: dict[str, Any]) -> str | None:
+    """What the Compose Specification refuses in `document` (the compose_spec crate's parser: every
+    field, type, enum and duration), or None. YAML anchors and merge keys are resolved first, as
+    Compose does; top-level `x-` extensions (the anchors' home) are left out."""
+    plain = {key: value for key, value in document.items() if not key.startswith("x-")}
+    try:
+        PyCompose.from_json(json.dumps(plain))
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def test_compose_file_follows_the_compose_specification(compose: dict[str, Any]) -> None:
+    assert compose_spec_errors(compose) is None
+
+
+def test_the_specification_check_catches_a_misspelt_field_a_bad_duration_and_an_unknown_condition(
+    compose: dict[str, Any],
+) -> None:
+    intake = service(compose, "intake")
+    for broken, why in (
+        ({**intake, "stop_grace_periodd": "45s"}, "stop_grace_periodd"),
+        ({**intake, "stop_grace_period": "45 parsecs"}, "duration"),
+        ({**intake, "depends_on": {"kafka": {"condition": "service_sleepy"}}}, "service_sleepy"),
+    ):
+        errors = compose_spec_errors({**compose, "services": {**compose["services"], "intake": broken}})
+        assert errors is not None, f"accepted: {why}"
+        assert why in errors
 
 
 def service(compose: dict[str, Any], name: str) -> dict[str, Any]:

@@ -189,12 +189,12 @@ async def secure(
         await server.wait_closed()
 
 
-async def _round_trip(settings: KafkaSettings, *, consumer_protocol: str = "SSL") -> None:
+async def _round_trip(settings: KafkaSettings, *, consumer_protocol: str = "SSL", connect_seconds: float = 20) -> None:
     """Publish through a leadflow broker built from `settings` and read it back with the same TLS settings."""
     payload = uuid.uuid4().hex.encode()
     broker = make_broker(settings, client_id="security-test", registry=CollectorRegistry())
     try:
-        await asyncio.wait_for(broker.connect(), timeout=20)
+        await asyncio.wait_for(broker.connect(), timeout=connect_seconds)
         await asyncio.wait_for(broker.publish(payload, TOPIC), timeout=20)
     finally:
         await broker.stop()
@@ -235,7 +235,8 @@ async def test_ssl_settings_never_fall_back_to_plaintext(plain_broker: int, pki:
                                               "producer_idempotence": False})  # fmt: skip
     await _round_trip(plaintext, consumer_protocol="PLAINTEXT")  # the broker works in the clear
     with pytest.raises(Exception):  # noqa: B017, PT011 (aiokafka's error type for a failed bootstrap varies)
-        await _round_trip(_tls_settings(plain_broker, pki))
+        # The clear round trip above took well under a second: 5 s without a TLS session is a refusal.
+        await _round_trip(_tls_settings(plain_broker, pki), connect_seconds=5)
     collect_refused()
 
 
