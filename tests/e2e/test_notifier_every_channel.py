@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 import httpx
 import pytest
@@ -27,6 +24,7 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from pymongo import AsyncMongoClient
 
 from leadflow_devstack.processes import ManagedProcess, free_port
+from leadflow_devstack.providers import ProviderApi
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import WaitForRecord, eventually
 from leadflow_shared import topics
@@ -39,54 +37,9 @@ AGENT = "nt-ana"
 
 
 @dataclass
-class Provider:
-    """A local provider API: keeps each request (path, headers, decoded body); `reply` answers it."""
-
-    reply: Callable[[dict[str, Any]], int]
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def __post_init__(self) -> None:
-        provider = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                if self.headers.get("Content-Type", "").startswith("application/json"):
-                    body: dict[str, Any] = json.loads(raw)
-                else:
-                    body = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
-                request = {"path": self.path, "auth": self.headers.get("Authorization", ""), "body": body}
-                with provider.lock:
-                    status = provider.reply(request)
-                    provider.requests.append(request | {"status": status})
-                data = b"{}"
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *_args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def about(self, lead_id: str, status: int | None = None) -> list[dict[str, Any]]:
-        with self.lock:
-            return [r for r in self.requests if lead_id in json.dumps(r["body"])
-                    and (status is None or r["status"] == status)]
-
-
-@dataclass
 class Channels:
-    sms: Provider
-    push: Provider
+    sms: ProviderApi
+    push: ProviderApi
     sms_outages: dict[str, int]  # lead id -> SMS requests still to fail with 503
 
 
@@ -104,7 +57,7 @@ def channels(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     def push_reply(request: dict[str, Any]) -> int:
         return 404 if request["body"]["message"]["token"] == "unregistered" else 200
 
-    sms, push = Provider(sms_reply), Provider(push_reply)
+    sms, push = ProviderApi(sms_reply), ProviderApi(push_reply)
     config = {"accounts": [{
         "account_id": ACCOUNT, "name": "Notify Realty", "round_robin": True, "time_zone": "America/Chicago",
         "agents": [{"agent_id": AGENT, "name": "Ana", "email": "ana@notify.example", "phone": "+13125550142",
@@ -135,8 +88,7 @@ def channels(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     proc.stop()
     del stack.services["notifier-channels"]
     for provider in (sms, push):
-        provider.server.shutdown()
-        provider.server.server_close()
+        provider.close()
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -29,17 +29,14 @@ import json
 import logging
 import re
 import sys
-import threading
 import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 import httpx
 import pytest
@@ -48,6 +45,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from pymongo import AsyncMongoClient, MongoClient
 
 from leadflow_devstack.processes import ManagedProcess, free_port
+from leadflow_devstack.providers import ProviderApi
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import TopicLog, eventually, publish_envelopes, records_to_end
 from leadflow_notifier.adapters.smtp import MESSAGE_ID_NAMESPACE
@@ -158,56 +156,10 @@ def start_replica(stack: Stack, service: str, n: int) -> str:
 
 
 @dataclass
-class Provider:
-    """A local SMS (Twilio-style, form body) or push (FCM, JSON body) API: accepts every request, keeps its body."""
-
-    status: int
-    bodies: list[dict[str, Any]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    server: ThreadingHTTPServer = field(init=False)
-
-    def __post_init__(self) -> None:
-        provider = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                if self.headers.get("Content-Type", "").startswith("application/json"):
-                    body: dict[str, Any] = json.loads(raw)
-                else:
-                    body = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
-                with provider.lock:
-                    provider.bodies.append(body)
-                self.send_response(provider.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            def log_message(self, *_args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def received(self) -> list[dict[str, Any]]:
-        with self.lock:
-            return list(self.bodies)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@dataclass
 class Scaled:
     stack: Stack
-    sms: Provider
-    push: Provider
+    sms: ProviderApi
+    push: ProviderApi
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +168,7 @@ def scaled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scaled]:
     work = tmp_path_factory.mktemp("scaling")
     accounts = work / "accounts.json"
     accounts.write_text(json.dumps(accounts_config()))
-    sms, push = Provider(201), Provider(200)
+    sms, push = ProviderApi(lambda _request: 201), ProviderApi()
     system = Stack(work, accounts_file=accounts, extra_env={"notifier": {
         "NOTIFIER_SMS__ENABLED": "true", "NOTIFIER_SMS__BASE_URL": sms.url,
         "NOTIFIER_PUSH__ENABLED": "true", "NOTIFIER_PUSH__BASE_URL": push.url,
@@ -623,10 +575,10 @@ async def test_replicas_added_and_removed_mid_stream_lose_and_double_nothing(sca
             key = email_keys.get(str(m["Message-ID"]), "")
             right = key and str(m["X-Envelope-To"]) == address(recipient_of_key(key))
             seen[key if right else f"email {m['Subject']} to {m['X-Envelope-To']}"] += 1
-        for body in scaled.sms.received():
+        for body in scaled.sms.bodies():
             lead = next((i for i in UUID.findall(body.get("Body", "")) if i in leads), "")
             seen[sms_keys.get((body.get("To", ""), lead), f"SMS to {body.get('To')} of {lead or 'no lead'}")] += 1
-        for body in scaled.push.received():
+        for body in scaled.push.bodies():
             message = body["message"]
             key = str(message["data"].get("notification_id", ""))
             right = key in expected and message["token"] == push_token(recipient_of_key(key))
