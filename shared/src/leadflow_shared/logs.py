@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 import faststream  # noqa: F401 (creates FastStream's logger, which configure_logging then takes over)
+from opentelemetry import trace
 from pythonjsonlogger.json import JsonFormatter
 
 LogFormat = Literal["json", "text"]
@@ -52,11 +53,7 @@ class _ContextFilter(logging.Filter):
 
 
 def _trace_ids() -> tuple[str, str] | None:
-    """The active OpenTelemetry span's ids, when tracing is installed and on."""
-    try:
-        from opentelemetry import trace  # optional: only with tracing installed
-    except ImportError:
-        return None
+    """The active OpenTelemetry span's ids (none while tracing is off)."""
     context = trace.get_current_span().get_span_context()
     if not context.is_valid:
         return None
