@@ -52,11 +52,15 @@ def test_logs_are_json_lines_with_the_service_the_bound_fields_and_the_call_site
         configure_logging("router", "INFO")
         with bind(topic="leads.intake.v1", partition=2, offset=41):
             logging.getLogger("leadflow_router.handlers").warning("offer %s expired", "x", extra={"event_id": "e-1"})
+        # uvicorn's copy of its message with terminal colours stays out of the JSON
+        logging.getLogger("uvicorn.error").info("Started", extra={"color_message": "\x1b[36mStarted\x1b[0m"})
         logging.getLogger("elsewhere").info("outside")
     finally:
         root.handlers[:], level = before
         root.setLevel(level)
-    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    first, started, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert started["message"] == "Started"
+    assert "color_message" not in started
     assert first["message"] == "offer x expired"
     assert (first["level"], first["logger"]) == ("WARNING", "leadflow_router.handlers")
     assert (first["service"], first["event_id"], first["topic"], first["partition"], first["offset"]) == (

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import faststream  # noqa: F401 (creates FastStream's logger, which configure_logging then takes over)
 from opentelemetry import trace
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 LogFormat = Literal["json", "text"]
@@ -70,6 +71,8 @@ def configure_logging(service: str, level: str = "INFO", fmt: LogFormat = "json"
                 style="{",
                 timestamp="time",  # ISO 8601 in UTC, to the microsecond
                 rename_fields={"levelname": "level", "name": "logger"},
+                # uvicorn repeats its message with terminal colour codes in `color_message`.
+                reserved_attrs=[*RESERVED_ATTRS, "color_message"],
                 json_ensure_ascii=False,
             )
         )
