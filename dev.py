@@ -2,8 +2,9 @@
 """leadflow's two commands, on any machine with Python 3.11+ and access to PyPI.
 
     python3 dev.py run    start leadflow with embedded Kafka, MongoDB and SMTP, feed sample leads
-    python3 dev.py test   lint (ruff), type-check (mypy --strict) and run every test (pytest); the
-                          browser tests use Debian's Chromium, installed here when run as root
+    python3 dev.py test   lint (ruff check and format), the duplicate-code check (pylint), type-check
+                          (mypy --strict) and run every test (pytest); the browser tests use Debian's
+                          Chromium, installed here when run as root
 
 It installs uv from PyPI into .tools/ when uv is not on PATH, then installs the locked
 workspace (uv.lock) into .venv/ and runs the command there. Extra arguments are passed on.
@@ -24,6 +25,9 @@ UV_VERSION = "0.13.8"
 TOOLS = ROOT / ".tools"
 PACKAGES = ["leadflow_shared", "leadflow_intake", "leadflow_router", "leadflow_notifier", "leadflow_crm_api",
             "leadflow_devstack", "leadflow_ops"]
+# The whole tree's Python, for the duplicate-code check (decision 0051).
+DUPLICATE_CHECKED = [*(str(p.relative_to(ROOT)) for p in sorted(ROOT.glob("services/*/src"))),
+                     "shared/src", "devstack/src", "ops/src", "tests", "bench"]
 
 
 def uv() -> str:
@@ -98,6 +102,8 @@ def main(argv: list[str]) -> int:
             os.environ[variable] = found
     steps = [
         ("ruff", ["ruff", "check", "."]),
+        ("ruff format", ["ruff", "format", "--check", "."]),
+        ("duplicate code", ["pylint", *DUPLICATE_CHECKED]),  # settings: pyproject's [tool.pylint.*]
         ("mypy", ["mypy", *(f"-p={p}" for p in PACKAGES)]),
         ("mypy tests and bench", ["mypy", "tests", "bench"]),
         ("pytest", ["pytest", *rest]),

@@ -1,6 +1,8 @@
 """Fixtures: real servers on free ports, started once per test session.
 
 - `mongo_url`: MONGODB_URL when set (a real MongoDB, to check fidelity), else an nx-27017.
+- `kafka_bootstrap`: a Tansu broker alone, for integration tests that run a service's code in the test process.
+- `sink` and `mailer` (one per test): an SMTP server of the test's own, and the notifier's SMTP client on it.
 - `stack`: the whole system as `leadflow-dev` runs it (Tansu, nx-27017, SMTP sink, the
   four services as processes), for integration and e2e tests.
 - `poisoned_stack`: another one, for the tests that put garbage on every topic.
@@ -10,15 +12,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from aiokafka import ConsumerRecord
 
-from leadflow_devstack.servers import mongo_wire
+from leadflow_devstack.servers import MailSink, mongo_wire, tansu
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import RecordPredicate, WaitForRecord, records_until
+from leadflow_notifier.adapters.smtp import SmtpMailer
+from leadflow_notifier.settings import SmtpSettings
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +36,30 @@ def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
     finally:
         server.stop(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    broker, bootstrap = tansu(tmp_path_factory.mktemp("tansu"))
+    try:
+        yield bootstrap
+    finally:
+        broker.stop(timeout=5)
+
+
+@pytest.fixture
+def sink(tmp_path: Path) -> Iterator[MailSink]:
+    mail = MailSink(tmp_path / "mail")
+    mail.start()
+    yield mail
+    mail.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def mailer(sink: MailSink) -> AsyncIterator[SmtpMailer]:
+    smtp = SmtpMailer(SmtpSettings(port=sink.port))
+    yield smtp
+    await smtp.close()
 
 
 @contextlib.contextmanager

@@ -5,6 +5,7 @@ did, with what people wrote on it, the broken rows repaired, and the leads of th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -149,50 +151,15 @@ async def test_views_rebuilt_while_leads_arrive_keep_what_people_wrote_and_repai
     assert (await detail(client, broker, corrupted))["name"] == "CORRUPT"
     assert (await client.get(f"{LEADS}/{deleted}", headers=broker)).status_code == 404
 
-    arrived: list[str] = []
-    background: list[asyncio.Task[Any]] = []
-    during_build: Doc = {}
-
-    async def meanwhile(step: str) -> None:
-        """Leads and people go on: a lead projected during the build (after the rebuild's snapshot of the
-        log) and a CRM status set; a lead and a change of users while it switches."""
-        if step.startswith("replaying"):
-            arrived.append(await post_lead(stack, f"{marker}b"))
-            await eventually(lambda: _all_in(client, broker, marker, set(arrived)), what="a lead during the build")
-            logged = [doc async for doc in db[REBUILD_LOG].find({}) if "event" in doc]
-            assert logged, "crm-api logs the events it projects during a build"
-            assert all(isinstance(doc["offset"], int) for doc in logged), "with their place on the topic"
-            changed = {"status": "appointment_set"}
-            assert (await client.put(f"{LEADS}/{worked}/crm-status", headers=broker, json=changed)).status_code == 200
-            during_build.update(await detail(client, broker, worked))
-        elif step.startswith("switching"):
-            background.append(asyncio.create_task(post_lead(stack, f"{marker}s")))
-            users = client.put(f"{LEADS}/{noted}/users", headers=broker, json={"user_ids": [OTHER]})
-            background.append(asyncio.create_task(users))
-
-    polls = 0
-    serving = True
-
-    async def serve() -> None:
-        """The API answers throughout, and every lead not deleted on purpose is listed every time."""
-        nonlocal polls
-        while serving:
-            assert {worked, noted, corrupted} <= set(await listed(client, broker, marker))
-            polls += 1
-            await asyncio.sleep(0.05)  # pacing the requests, not waiting for anything
-
-    server = asyncio.create_task(serve())
-    try:
+    meanwhile = Meanwhile(stack, client, db, broker, marker, worked=worked, noted=noted)
+    async with api_listing(client, broker, marker, {worked, noted, corrupted}) as polls:
         report = await rebuild_views(settings, progress=meanwhile)
-        done = await asyncio.gather(*background)
-    finally:
-        serving = False
-        await server
-    assert polls > 5
+        done = await asyncio.gather(*meanwhile.background)
+    assert polls.count > 5
 
     late, users = done
     assert users.status_code == 200, users.text
-    arrived.append(late)
+    arrived, during_build = [*meanwhile.arrived, late], meanwhile.during_build
     assert report.generation == report.previous_generation + 1
     assert report.previous_dropped
     assert report.events_caught_up >= 1, report  # the lead of the build's time came through the rebuild log
@@ -223,6 +190,74 @@ async def test_views_rebuilt_while_leads_arrive_keep_what_people_wrote_and_repai
 
     # Once more, as an operator does (the console command), keeping the previous generation: the
     # views stay the same, back under today's names.
+    again = await rebuild_with_the_console(stack)
+    assert again["generation"] == report.generation + 1
+    assert (await active(db)).leads == "crm_leads", "later modules read crm_leads directly"
+    assert names_of(report.generation).leads in await db.list_collection_names(), "kept"
+    for lead, shown in after.items():
+        assert instants(await detail(client, broker, lead)) == instants(shown)
+
+
+class Meanwhile:
+    """The rebuild's `progress`: leads and people go on. A lead projected during the build (after the
+    rebuild's snapshot of the log) and a CRM status set; a lead and a change of users while it switches."""
+
+    def __init__(self, stack: Stack, client: httpx.AsyncClient, db: AsyncDatabase[Doc], broker: dict[str, str],
+                 marker: str, *, worked: str, noted: str) -> None:  # fmt: skip
+        self.stack, self.client, self.db, self.broker, self.marker = stack, client, db, broker, marker
+        self.worked, self.noted = worked, noted
+        self.arrived: list[str] = []
+        self.background: list[asyncio.Task[Any]] = []
+        self.during_build: Doc = {}
+
+    async def __call__(self, step: str) -> None:
+        if step.startswith("replaying"):
+            await self._during_the_build()
+        elif step.startswith("switching"):
+            self.background.append(asyncio.create_task(post_lead(self.stack, f"{self.marker}s")))
+            users = self.client.put(f"{LEADS}/{self.noted}/users", headers=self.broker, json={"user_ids": [OTHER]})
+            self.background.append(asyncio.create_task(users))
+
+    async def _during_the_build(self) -> None:
+        client, broker, arrived = self.client, self.broker, self.arrived
+        arrived.append(await post_lead(self.stack, f"{self.marker}b"))
+        await eventually(lambda: _all_in(client, broker, self.marker, set(arrived)), what="a lead during the build")
+        logged = [doc async for doc in self.db[REBUILD_LOG].find({}) if "event" in doc]
+        assert logged, "crm-api logs the events it projects during a build"
+        assert all(isinstance(doc["offset"], int) for doc in logged), "with their place on the topic"
+        changed = {"status": "appointment_set"}
+        assert (await client.put(f"{LEADS}/{self.worked}/crm-status", headers=broker, json=changed)).status_code == 200
+        self.during_build.update(await detail(client, broker, self.worked))
+
+
+@dataclass
+class Polls:
+    count: int = 0
+
+
+@contextlib.asynccontextmanager
+async def api_listing(
+    client: httpx.AsyncClient, headers: dict[str, str], marker: str, leads: set[str]
+) -> AsyncIterator[Polls]:
+    """The API answers throughout, and lists `leads` every time it is asked."""
+    polls, serving = Polls(), True
+
+    async def serve() -> None:
+        while serving:
+            assert leads <= set(await listed(client, headers, marker))
+            polls.count += 1
+            await asyncio.sleep(0.05)  # pacing the requests, not waiting for anything
+
+    server = asyncio.create_task(serve())
+    try:
+        yield polls
+    finally:
+        serving = False
+        await server
+
+
+async def rebuild_with_the_console(stack: Stack) -> Doc:
+    """`leadflow-ops crm rebuild-views --keep-old`, as an operator runs it; its JSON report."""
     env = {**os.environ, "OPS_KAFKA__BOOTSTRAP_SERVERS": stack.bootstrap, "OPS_MONGO__URL": stack.mongo_url}
     command = [str(Path(sys.executable).parent / "leadflow-ops"), "crm", "rebuild-views", "--keep-old", "--json"]
 
@@ -231,12 +266,7 @@ async def test_views_rebuilt_while_leads_arrive_keep_what_people_wrote_and_repai
 
     ran = await asyncio.to_thread(run)
     assert ran.returncode == 0, ran.stderr
-    again = json.loads(ran.stdout)
-    assert again["generation"] == report.generation + 1
-    assert (await active(db)).leads == "crm_leads", "later modules read crm_leads directly"
-    assert names_of(report.generation).leads in await db.list_collection_names(), "kept"
-    for lead, shown in after.items():
-        assert instants(await detail(client, broker, lead)) == instants(shown)
+    return dict(json.loads(ran.stdout))
 
 
 async def _all_in(client: httpx.AsyncClient, headers: dict[str, str], marker: str, leads: set[str]) -> bool:

@@ -13,21 +13,19 @@ with webhook providers whose secrets this module generates; webhooks are signed 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaProducer, ConsumerRecord
+from example_scripts import load_example
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -39,23 +37,11 @@ from leadflow_shared.events.inbound import received_event_id
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT, OTHER_ACCOUNT = "acme-realty", "summit-homes"  # the sample accounts (devstack sample_accounts.json)
 AGENT, OTHER_ACCOUNTS_AGENT = "casey-okafor", "dana-whitehorse"
 
 
-def load_sender() -> ModuleType:
-    # The example is a stand-alone script, not a package of this workspace: load it from its file.
-    path = ROOT / "examples" / "webhook_sender" / "send_webhook.py"
-    spec = importlib.util.spec_from_file_location("send_webhook", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-SENDER = load_sender()
+SENDER = load_example("webhook_sender/send_webhook.py")
 
 
 @dataclass

@@ -471,48 +471,15 @@ def _rebalance_commit(line: str) -> bool:
 async def test_replicas_added_and_removed_mid_stream_lose_and_double_nothing(scaled: Scaled) -> None:
     stack, started = scaled.stack, time.monotonic()
     load = Load(stack, intakes=[stack.url("intake-1"), stack.url("intake-2")])
-    removals: dict[str, int | None] = {}
     async with load.running():
         await load.posted(PHASE_LEADS)
-
-        # Scale up while leads flow: a third replica of every service joins its groups.
         load.phase = "scaling up"
-        third = [start_replica(stack, service, 3) for service in CONSUMERS]
-        await eventually(lambda: ready(stack, third), timeout=90, what="the third replicas ready")
-        load.intakes.append(stack.url("intake-3"))
-        await eventually(lambda: balanced(stack, (1, 2, 3)), timeout=60, what="every group shared among three")
+        await scale_up(load)
         scaled_up = time.monotonic()
         load.phase = "three replicas"
         await load.posted(PHASE_LEADS)
-
-        # Scale down while leads flow: replica 1 of every service goes, the router's by a crash while it
-        # routes a burst of leads on its partition (the crash may or may not cut a batch: either way,
-        # nothing may be lost or doubled).
         load.phase = "scaling down"
-        [partition] = assignments(stack, f"{KILLED}-1")[topics.LEADS_INTAKE]
-        async with TopicLog(stack.bootstrap, topics.LEADS_EVENTS) as routed:
-            burst = await load.burst(ACCOUNTS[partition], BURST)
-
-            async def burst_routing() -> bool:
-                return any(lead_of(e) in burst for e in map(ROUTING_EVENT.validate_json, await routed.poll()))
-
-            await eventually(burst_routing, timeout=30, what="the router routing the burst")
-            routed_before = {lead_of(e) for e in map(ROUTING_EVENT.validate_json, routed.raw)} & burst
-        for service in CONSUMERS:
-            process = stack.services[f"{service}-1"].process
-            assert process is not None
-            if service == KILLED:
-                process.kill()
-            else:
-                process.terminate()
-
-        def all_gone() -> bool:
-            return not any(stack.services[f"{s}-1"].running() for s in CONSUMERS)
-
-        await eventually(all_gone, timeout=30, what="replica 1 of every service gone")
-        for service in CONSUMERS:
-            removals[service] = stack.services[f"{service}-1"].process.returncode  # type: ignore[union-attr]
-        await eventually(lambda: balanced(stack, (2, 3)), timeout=60, what="every group shared among the two left")
+        routed_before, removals = await scale_down(load)
         scaled_down = time.monotonic()
         load.phase = "two replicas again"
         await load.posted(PHASE_LEADS)
@@ -528,7 +495,74 @@ async def test_replicas_added_and_removed_mid_stream_lose_and_double_nothing(sca
     leads = set(ids)
     account_of = {lead.lead_id: lead.account_id for lead in load.leads}
 
-    # Every lead offered, expired and fallen back, as the events topic has it.
+    raw_events = await all_fallen_back(stack, leads)
+    fell_back = time.monotonic()
+    received_ids = await received_once_each(stack, leads)
+    events = routing_events(raw_events, leads)
+    distinct = {e.event_id: e for e in events}
+    check_lives(distinct, account_of)
+    await check_notices(scaled, distinct, leads)
+    await check_crm_lists(stack, account_of)
+    await check_quiet(stack)
+
+    log.info(
+        "scaling: %d leads %s (%d HTTP, %d partner), resends %s, %d HTTP retries on another replica; "
+        "%d of the burst of %d routed when the router was killed; copies of one id: %d on %s, %d on %s; "
+        "scaled up after %.1f s, down %.1f s later, last lead +%.1f s, all fallen back +%.1f s; total %.1f s",
+        len(leads), dict(by_phase), sum(1 for x in load.leads if x.way == "http"),
+        sum(1 for x in load.leads if x.way == "partner"), dict(load.resent), load.retried, len(routed_before), BURST,
+        sum(received_ids.values()) - len(received_ids), topics.LEADS_INTAKE, len(events) - len(distinct),
+        topics.LEADS_EVENTS, scaled_up - started, scaled_down - scaled_up, last_posted - scaled_down,
+        fell_back - last_posted, time.monotonic() - started,
+    )  # fmt: skip
+
+
+# -- the steps of the test ---------------------------------------------------------------------------
+
+
+async def scale_up(load: Load) -> None:
+    """While leads flow, a third replica of every service joins its groups."""
+    stack = load.stack
+    third = [start_replica(stack, service, 3) for service in CONSUMERS]
+    await eventually(lambda: ready(stack, third), timeout=90, what="the third replicas ready")
+    load.intakes.append(stack.url("intake-3"))
+    await eventually(lambda: balanced(stack, (1, 2, 3)), timeout=60, what="every group shared among three")
+
+
+async def scale_down(load: Load) -> tuple[set[str], dict[str, int | None]]:
+    """While leads flow, replica 1 of every service goes, the router's by a crash while it routes a burst
+    of leads on its partition (the crash may or may not cut a batch: either way, nothing may be lost or
+    doubled). The leads of the burst routed before the crash, and each replica's exit status."""
+    stack = load.stack
+    [partition] = assignments(stack, f"{KILLED}-1")[topics.LEADS_INTAKE]
+    async with TopicLog(stack.bootstrap, topics.LEADS_EVENTS) as routed:
+        burst = await load.burst(ACCOUNTS[partition], BURST)
+
+        async def burst_routing() -> bool:
+            return any(lead_of(e) in burst for e in map(ROUTING_EVENT.validate_json, await routed.poll()))
+
+        await eventually(burst_routing, timeout=30, what="the router routing the burst")
+        routed_before = {lead_of(e) for e in map(ROUTING_EVENT.validate_json, routed.raw)} & burst
+    replicas = {service: stack.services[f"{service}-1"].process for service in CONSUMERS}
+    for service, process in replicas.items():
+        assert process is not None
+        if service == KILLED:
+            process.kill()
+        else:
+            process.terminate()
+
+    def all_gone() -> bool:
+        return not any(stack.services[f"{s}-1"].running() for s in CONSUMERS)
+
+    await eventually(all_gone, timeout=30, what="replica 1 of every service gone")
+    removals = {service: process.returncode for service, process in replicas.items() if process is not None}
+    await eventually(lambda: balanced(stack, (2, 3)), timeout=60, what="every group shared among the two left")
+    return routed_before, removals
+
+
+async def all_fallen_back(stack: Stack, leads: set[str]) -> list[bytes]:
+    """Every lead offered, expired and fallen back, as the events topic has it: its records."""
+
     async def all_fell_back() -> list[bytes] | None:
         raw = [r.value or b"" for r in await records_to_end(stack.bootstrap, topics.LEADS_EVENTS)]
         done = {lead_of(e) for e in routing_events(raw, leads) if isinstance(e, LeadFellBack)}
@@ -536,18 +570,21 @@ async def test_replicas_added_and_removed_mid_stream_lose_and_double_nothing(sca
 
     raw_events = await eventually(all_fell_back, timeout=3 * WINDOW + 30, what="every lead fallen back to its broker")
     assert raw_events is not None
-    fell_back = time.monotonic()
+    return raw_events
 
-    # I1: each lead accepted is exactly one LeadReceived id on leads.intake.v1 (copies of one id allowed).
+
+async def received_once_each(stack: Stack, leads: set[str]) -> Counter[str]:
+    """I1: each lead accepted is exactly one LeadReceived id on leads.intake.v1 (copies of one id allowed)."""
     received = [json.loads(r.value or b"{}") for r in await records_to_end(stack.bootstrap, topics.LEADS_INTAKE)]
     received_ids = Counter(str(e["event_id"]) for e in received)
     assert set(received_ids) == leads, (
         f"lost: {sorted(leads - set(received_ids))[:5]}, unknown: {sorted(set(received_ids) - leads)[:5]}"
     )
+    return received_ids
 
-    # One offer, one closing (its expiry), one fall-back per lead, by distinct event ids.
-    events = routing_events(raw_events, leads)
-    distinct = {e.event_id: e for e in events}
+
+def check_lives(distinct: dict[uuid.UUID, RoutingEvent], account_of: dict[str, str]) -> None:
+    """One offer, one closing (its expiry), one fall-back (to the broker) per lead, by distinct event ids."""
     per_lead: dict[str, Counter[str]] = defaultdict(Counter)
     for event in distinct.values():
         per_lead[lead_of(event)][event.type] += 1
@@ -571,42 +608,69 @@ async def test_replicas_added_and_removed_mid_stream_lose_and_double_nothing(sca
         if isinstance(event, LeadFellBack):
             assert event.payload.agent_id == broker_of(account_of[str(event.payload.lead_id)])
 
-    # N3: every notice once per (event, channel, recipient), on each channel its event has: by delivery
-    # key, which the email's Message-ID and the push's notification_id carry (an SMS has one offer's lead).
-    expected = {delivery_key(e.event_id, c, recipient_of(e)): lead_of(e)
-                for e in distinct.values() for c in NOTICES.get(e.type, ())}  # fmt: skip
-    email_keys = {message_id(key): key for key in expected if channel_of(key) is Channel.EMAIL}
-    sms_keys = {(phone(recipient_of_key(key)), lead): key for key, lead in expected.items()
-                if channel_of(key) is Channel.SMS}  # fmt: skip
-    assert stack.mail is not None
-    mail = stack.mail
 
-    def delivered() -> Counter[str]:
+@dataclass
+class Deliveries:
+    """N3's delivery keys (event, channel, recipient) -> the lead, and what each channel's receiver saw."""
+
+    scaled: Scaled
+    expected: dict[str, str]
+    leads: set[str]
+
+    def __post_init__(self) -> None:
+        # By delivery key, which the email's Message-ID and the push's notification_id carry (an SMS has
+        # one offer's lead).
+        self.email_keys = {message_id(key): key for key in self.expected if channel_of(key) is Channel.EMAIL}
+        self.sms_keys = {(phone(recipient_of_key(key)), lead): key for key, lead in self.expected.items()
+                         if channel_of(key) is Channel.SMS}  # fmt: skip
+
+    def delivered(self) -> Counter[str]:
         """Delivery key -> times the SMTP server or a provider took it (anything else by what it was)."""
+        return self._emails() + self._texts() + self._pushes()
+
+    def _emails(self) -> Counter[str]:
         seen: Counter[str] = Counter()
-        for m in mail.received():
-            key = email_keys.get(str(m["Message-ID"]), "")
+        assert self.scaled.stack.mail is not None
+        for m in self.scaled.stack.mail.received():
+            key = self.email_keys.get(str(m["Message-ID"]), "")
             right = key and str(m["X-Envelope-To"]) == address(recipient_of_key(key))
             seen[key if right else f"email {m['Subject']} to {m['X-Envelope-To']}"] += 1
-        for body in scaled.sms.bodies():
-            lead = next((i for i in UUID.findall(body.get("Body", "")) if i in leads), "")
-            seen[sms_keys.get((body.get("To", ""), lead), f"SMS to {body.get('To')} of {lead or 'no lead'}")] += 1
-        for body in scaled.push.bodies():
+        return seen
+
+    def _texts(self) -> Counter[str]:
+        seen: Counter[str] = Counter()
+        for body in self.scaled.sms.bodies():
+            lead = next((i for i in UUID.findall(body.get("Body", "")) if i in self.leads), "")
+            seen[self.sms_keys.get((body.get("To", ""), lead), f"SMS to {body.get('To')} of {lead or 'no lead'}")] += 1
+        return seen
+
+    def _pushes(self) -> Counter[str]:
+        seen: Counter[str] = Counter()
+        for body in self.scaled.push.bodies():
             message = body["message"]
             key = str(message["data"].get("notification_id", ""))
-            right = key in expected and message["token"] == push_token(recipient_of_key(key))
+            right = key in self.expected and message["token"] == push_token(recipient_of_key(key))
             seen[key if right else f"push {message['notification']['title']} to {message['token']}"] += 1
         return seen
 
-    await eventually(lambda: set(expected) <= set(delivered()), timeout=30, what="every notice delivered")
-    await deliveries_settled(stack, set(expected))
-    seen = delivered()
+
+async def check_notices(scaled: Scaled, distinct: dict[uuid.UUID, RoutingEvent], leads: set[str]) -> None:
+    """N3: every notice once per (event, channel, recipient), on each channel its event has."""
+    expected = {delivery_key(e.event_id, c, recipient_of(e)): lead_of(e)
+                for e in distinct.values() for c in NOTICES.get(e.type, ())}  # fmt: skip
+    deliveries = Deliveries(scaled, expected, leads)
+    await eventually(lambda: set(expected) <= set(deliveries.delivered()), timeout=30, what="every notice delivered")
+    await deliveries_settled(scaled.stack, set(expected))
+    seen = deliveries.delivered()
     assert sorted(set(seen) - set(expected))[:5] == [], "notices nobody expected"
     assert [key for key, n in seen.items() if n > 1] == [], "a notice delivered twice"
     by_channel = Counter(channel_of(key) for key in seen)
     assert by_channel == {Channel.EMAIL: 2 * len(leads), Channel.SMS: len(leads), Channel.PUSH: 3 * len(leads)}
 
-    # crm-api (a replica started mid-stream) lists every lead once, and each timeline has each event once.
+
+async def check_crm_lists(stack: Stack, account_of: dict[str, str]) -> None:
+    """crm-api (a replica started mid-stream) lists every lead once, and each timeline has each event once."""
+    leads = set(account_of)
     async with httpx.AsyncClient(base_url=stack.url("crm-api-3"), timeout=30) as crm:
 
         async def listed() -> dict[str, list[dict[str, Any]]] | None:
@@ -634,20 +698,12 @@ async def test_replicas_added_and_removed_mid_stream_lose_and_double_nothing(sca
         wrong = {i: dict(t) for i, t in timelines.items() if t != ONE_EACH}
         assert not wrong, f"timelines with an event missing or twice: {list(wrong.items())[:3]}"
 
+
+async def check_quiet(stack: Stack) -> None:
+    """No dead letter; no error logged: rebalances, stops and the crash are all routine."""
     for topic in (topics.LEADS_INBOUND, topics.LEADS_INTAKE, topics.LEADS_EVENTS):
         assert await records_to_end(stack.bootstrap, topics.dlq(topic)) == [], f"{topics.dlq(topic)} is not empty"
-    for name, replica in stack.services.items():  # rebalances, stops and the crash are all routine
+    for name, replica in stack.services.items():
         errors = [line for line in replica.log_path.read_text(errors="replace").splitlines()
                   if ('"level": "ERROR"' in line or "Traceback" in line) and not _rebalance_commit(line)]  # fmt: skip
         assert errors == [], f"{name} logged errors: {errors[:2]}"
-
-    log.info(
-        "scaling: %d leads %s (%d HTTP, %d partner), resends %s, %d HTTP retries on another replica; "
-        "%d of the burst of %d routed when the router was killed; copies of one id: %d on %s, %d on %s; "
-        "scaled up after %.1f s, down %.1f s later, last lead +%.1f s, all fallen back +%.1f s; total %.1f s",
-        len(leads), dict(by_phase), sum(1 for x in load.leads if x.way == "http"),
-        sum(1 for x in load.leads if x.way == "partner"), dict(load.resent), load.retried, len(routed_before), BURST,
-        sum(received_ids.values()) - len(received_ids), topics.LEADS_INTAKE, len(events) - len(distinct),
-        topics.LEADS_EVENTS, scaled_up - started, scaled_down - scaled_up, last_posted - scaled_down,
-        fell_back - last_posted, time.monotonic() - started,
-    )  # fmt: skip

@@ -1,5 +1,5 @@
 """One RouterService on a fresh database of the real MongoDB-wire server, with a settable clock and
-a recording publisher: the harness of the router's command tests (T1 sharing, T2 transfers).
+a recording publisher (tests/unit/fakes_*.py): the harness of the router's state and command tests.
 
 Imported by the test modules beside it (pytest puts this folder on sys.path; it holds no tests).
 """
@@ -9,10 +9,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from fakes_router import Published
+from fakes_shared import Clock
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
@@ -29,34 +31,6 @@ from leadflow_router.adapters.mongo import (
 from leadflow_router.handlers import RouterService
 from leadflow_router.metrics import RouterMetrics
 from leadflow_shared.events.intake import LeadReceived
-from leadflow_shared.events.routing import ROUTING_EVENT, RoutingEvent
-
-
-@dataclass
-class Clock:
-    now: datetime
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@dataclass
-class Published:
-    """What the router published, as (Kafka key, body); `failing` simulates a broker outage."""
-
-    records: list[tuple[str, bytes]] = field(default_factory=list)
-    failing: bool = False
-
-    async def __call__(self, key: str, body: bytes) -> None:
-        if self.failing:
-            raise ConnectionError("broker down")
-        self.records.append((key, body))
-
-    def events(self) -> list[tuple[str, RoutingEvent]]:
-        return [(key, ROUTING_EVENT.validate_json(body)) for key, body in self.records]
-
-    def clear(self) -> None:
-        self.records.clear()
 
 
 @dataclass
@@ -76,6 +50,21 @@ class Router:
         return self.registry.get_sample_value("router_transfers_total", {"kind": kind}) or 0.0
 
 
+def router_service(
+    db: AsyncDatabase[dict[str, Any]], published: Published, clock: Clock, registry: CollectorRegistry
+) -> RouterService:
+    """The router's use cases on the real MongoDB adapters, with no snapshot cache."""
+    return RouterService(
+        records=LeadRecords(db),
+        accounts=AccountSnapshots(db, 0),
+        contacts=Contacts(db),
+        rotations=Rotations(db),
+        publish=published,
+        metrics=RouterMetrics(registry),
+        clock=clock,
+    )
+
+
 @asynccontextmanager
 async def router_on(mongo_url: str, config: dict[str, Any], *, now: datetime) -> AsyncIterator[Router]:
     """A router over `config` (the seed file format) in a database of its own, dropped afterwards."""
@@ -86,16 +75,7 @@ async def router_on(mongo_url: str, config: dict[str, Any], *, now: datetime) ->
         await load_account_config(db, config)
         await ensure_indexes(db)
         clock, published, registry = Clock(now), Published(), CollectorRegistry()
-        service = RouterService(
-            records=LeadRecords(db),
-            accounts=AccountSnapshots(db, 0),
-            contacts=Contacts(db),
-            rotations=Rotations(db),
-            publish=published,
-            metrics=RouterMetrics(registry),
-            clock=clock,
-        )
-        yield Router(service, clock, published, db, registry)
+        yield Router(router_service(db, published, clock, registry), clock, published, db, registry)
     finally:
         await client.drop_database(name)
         await client.close()

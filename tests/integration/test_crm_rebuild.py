@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -15,7 +14,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaProducer
+from crm_harness import Doc, Topic, canonical, docs, topic_on
 from pydantic import SecretStr
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
@@ -38,7 +37,6 @@ from leadflow_crm_api.domain.views import activity_entry
 from leadflow_crm_api.handlers import project
 from leadflow_crm_api.rebuild import rebuild_views
 from leadflow_crm_api.settings import CrmApiSettings
-from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import eventually
 from leadflow_ops import cli
 from leadflow_shared.events.activity import ActivityAction
@@ -69,17 +67,13 @@ from leadflow_shared.events.routing import (
     RoutingEvent,
     WithdrawalReason,
 )
-from leadflow_shared.kafka import ensure_topics
 from leadflow_shared.settings import KafkaSettings, MongoSettings
-from leadflow_shared.topics import TopicSpec
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
-Doc = dict[str, Any]
 T0 = datetime(2024, 5, 1, 12, tzinfo=UTC)
 SOURCE = LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website")
 BROKER = Principal("bea", Role.BROKER, "acme")
-DATETIME_TEXT = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)?")
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -152,22 +146,6 @@ def lives() -> list[RoutingEvent]:
     ]  # fmt: skip
 
 
-async def docs(db: AsyncDatabase[Doc], collection: str) -> list[Doc]:
-    return [doc async for doc in db[collection].find({}).sort("_id", 1)]
-
-
-def canonical(value: Any) -> Any:
-    """`value` with its datetimes as aware datetimes: nx-27017 stores a datetime that `$set` writes on an
-    existing document as naive UTC text (a bulk replace or an insert keeps it a datetime)."""
-    if isinstance(value, dict):
-        return {k: canonical(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [canonical(v) for v in value]
-    if isinstance(value, str) and DATETIME_TEXT.fullmatch(value):
-        return datetime.fromisoformat(value).replace(tzinfo=UTC)
-    return value
-
-
 async def test_a_buffered_replay_writes_what_the_projection_writes(mongo: tuple[AsyncDatabase[Doc], str]) -> None:
     db, _ = mongo
     events = lives()
@@ -228,37 +206,10 @@ async def test_writers_log_while_building_and_wait_out_a_switch(mongo: tuple[Asy
     assert (await db[names_of(1).leads].find_one({"_id": str(lead)}) or {})["crm_status"] == "lost"
 
 
-class Topic:
-    """A topic of this test on the stack's Tansu; `publish` answers where the record landed."""
-
-    def __init__(self, bootstrap: str, name: str) -> None:
-        self.name = name
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-
-    async def publish(self, event: RoutingEvent) -> tuple[bytes, int, int]:
-        body = event.model_dump_json().encode()
-        sent = await self._producer.send_and_wait(self.name, body, key=event.account_id.encode())
-        return body, sent.partition, sent.offset
-
-
 @pytest_asyncio.fixture(loop_scope="session")
-async def topic(stack: Stack) -> AsyncIterator[Topic]:
-    name = f"crm-rebuild-{uuid.uuid4().hex[:8]}"
-    await ensure_topics(stack.bootstrap, [TopicSpec(name, 2)])
-    log = Topic(stack.bootstrap, name)
-    await log._producer.start()
-    yield log
-    await log._producer.stop()
-
-
-async def live(db: AsyncDatabase[Doc], topic: Topic, event: RoutingEvent) -> Write:
-    """crm-api's consumer: the event is on the topic, then projected (bootstrap.create_app's `handle`)."""
-    body, partition, offset = await topic.publish(event)
-    write = Write(event=body, partition=partition, offset=offset)
-    async with writing(db, write) as names:
-        if not await replayed_already(db, write):
-            await project(event, views=LeadViews(db, names))
-    return write
+async def topic(kafka_bootstrap: str) -> AsyncIterator[Topic]:
+    async with topic_on(kafka_bootstrap, "crm-rebuild") as log:
+        yield log
 
 
 async def row(db: AsyncDatabase[Doc], names: ViewNames, lead: uuid.UUID) -> Doc:
@@ -268,12 +219,12 @@ async def row(db: AsyncDatabase[Doc], names: ViewNames, lead: uuid.UUID) -> Doc:
 
 
 async def test_a_rebuild_keeps_request_data_repairs_rows_and_brings_over_what_happened_meanwhile(
-    mongo: tuple[AsyncDatabase[Doc], str], topic: Topic, stack: Stack, mongo_url: str
+    mongo: tuple[AsyncDatabase[Doc], str], topic: Topic, kafka_bootstrap: str, mongo_url: str
 ) -> None:
     db, name = mongo
     gen0, gen1 = names_of(0), names_of(1)
     worked, racing, corrupted, deleted, late = (uuid.uuid4() for _ in range(5))
-    history = [await live(db, topic, event) for event in (
+    history = [await topic.live(db, event) for event in (
         assigned(worked, T0), offered(racing, "ana", T0), assigned(corrupted, T0), assigned(deleted, T0))]  # fmt: skip
     leads = ScopedLeads(db, scope_filter(BROKER, "acme"))
     assert await leads.set_profile(str(worked), {"labels": ["Hot"], "search_labels": ["hot"], "company": "Acme"})
@@ -304,7 +255,7 @@ async def test_a_rebuild_keeps_request_data_repairs_rows_and_brings_over_what_ha
             await ticketed.wait()
         elif step.startswith("switching"):
             background.append(asyncio.create_task(leads.set_profile(str(corrupted), {"assigned_users": ["bo"]})))
-            background.append(asyncio.create_task(live(db, topic, assigned(late, T0 + timedelta(hours=2)))))
+            background.append(asyncio.create_task(topic.live(db, assigned(late, T0 + timedelta(hours=2)))))
 
     async def slow_claim(ticketed: asyncio.Event) -> None:
         claim = claimed(racing, "ana", T0 + timedelta(minutes=1))
@@ -315,7 +266,7 @@ async def test_a_rebuild_keeps_request_data_repairs_rows_and_brings_over_what_ha
             await eventually(lambda: _phase_is(db, Phase.SWITCHING), what="the switch waiting for this write")
 
     settings = CrmApiSettings(
-        kafka=KafkaSettings(bootstrap_servers=stack.bootstrap, producer_idempotence=False),
+        kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap, producer_idempotence=False),
         mongo=MongoSettings(url=SecretStr(mongo_url), database=name),
     )
     report = await rebuild_views(settings, progress=meanwhile, topic=topic.name)

@@ -40,7 +40,7 @@ from leadflow_shared.service import ServiceRuntime
 from leadflow_shared.settings import KafkaSettings, ServiceSettings
 from leadflow_shared.topics import all_topics
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S_DIR = ROOT / "deploy" / "k8s"

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -18,14 +17,13 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaProducer
+from crm_harness import Doc, Topic, canonical, docs, topic_on
 from pydantic import SecretStr
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from router_harness import Router, router_on
 
 from leadflow_crm_api.adapters.buffered_views import BufferedViews
-from leadflow_crm_api.adapters.generations import Write, replayed_already, writing
 from leadflow_crm_api.adapters.leads import LeadViews, ScopedLeads, ensure_indexes, scope_filter
 from leadflow_crm_api.domain.generations import names_of
 from leadflow_crm_api.domain.principal import Principal, Role
@@ -33,7 +31,6 @@ from leadflow_crm_api.domain.views import activity_entry
 from leadflow_crm_api.handlers import project
 from leadflow_crm_api.rebuild import rebuild_views
 from leadflow_crm_api.settings import CrmApiSettings
-from leadflow_devstack.stack import Stack
 from leadflow_notifier.adapters.repository import DELIVERIES, Begin, DeliveryLog, DigestItems, LeadErasure, Leases
 from leadflow_notifier.domain.delivery import Delivery
 from leadflow_notifier.domain.digest import DigestItem
@@ -57,16 +54,12 @@ from leadflow_shared.events.routing import (
     LeadOfferedPayload,
     RoutingEvent,
 )
-from leadflow_shared.kafka import ensure_topics
 from leadflow_shared.settings import KafkaSettings, MongoSettings
-from leadflow_shared.topics import TopicSpec
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
-Doc = dict[str, Any]
 T0 = datetime(2026, 4, 6, 10, tzinfo=UTC)
 SOURCE = LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website")
-DATETIME_TEXT = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)?")
 
 
 def person(first: str) -> Contact:
@@ -258,21 +251,6 @@ def note(lead: uuid.UUID, text: str, at: datetime) -> Doc:
                           action="note", occurred_at=at, content={"text": text})  # fmt: skip
 
 
-def canonical(value: Any) -> Any:
-    """Datetimes as aware datetimes (nx-27017 stores one a `$set` writes as naive text: decision 0045)."""
-    if isinstance(value, dict):
-        return {k: canonical(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [canonical(v) for v in value]
-    if isinstance(value, str) and DATETIME_TEXT.fullmatch(value):
-        return datetime.fromisoformat(value).replace(tzinfo=UTC)
-    return value
-
-
-async def docs(db: AsyncDatabase[Doc], collection: str) -> list[Doc]:
-    return [doc async for doc in db[collection].find({}).sort("_id", 1)]
-
-
 async def test_the_projection_and_a_buffered_replay_erase_alike(crm: tuple[AsyncDatabase[Doc], str]) -> None:
     db, _ = crm
     jane, bob = person("Jane"), person("Bob")
@@ -315,35 +293,14 @@ async def test_the_projection_and_a_buffered_replay_erase_alike(crm: tuple[Async
     assert canonical(await docs(db, direct.timeline)) == canonical(await docs(db, buffered.timeline))
 
 
-class Topic:
-    """A topic of this test on the stack's Tansu (leads.events.v1's stand-in for a rebuild)."""
-
-    def __init__(self, bootstrap: str, name: str) -> None:
-        self.name = name
-        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-
-    async def live(self, db: AsyncDatabase[Doc], event: RoutingEvent) -> None:
-        """On the topic, then projected as crm-api's consumer does (bootstrap.create_app's `handle`)."""
-        body = event.model_dump_json().encode()
-        sent = await self.producer.send_and_wait(self.name, body, key=event.account_id.encode())
-        write = Write(event=body, partition=sent.partition, offset=sent.offset)
-        async with writing(db, write) as names:
-            if not await replayed_already(db, write):
-                await project(event, views=LeadViews(db, names))
-
-
 @pytest_asyncio.fixture(loop_scope="session")
-async def topic(stack: Stack) -> AsyncIterator[Topic]:
-    name = f"crm-erase-{uuid.uuid4().hex[:8]}"
-    await ensure_topics(stack.bootstrap, [TopicSpec(name, 2)])
-    log = Topic(stack.bootstrap, name)
-    await log.producer.start()
-    yield log
-    await log.producer.stop()
+async def topic(kafka_bootstrap: str) -> AsyncIterator[Topic]:
+    async with topic_on(kafka_bootstrap, "crm-erase") as log:
+        yield log
 
 
 async def test_a_rebuild_replays_the_erasure_and_brings_back_no_erased_contact(
-    crm: tuple[AsyncDatabase[Doc], str], topic: Topic, stack: Stack, mongo_url: str
+    crm: tuple[AsyncDatabase[Doc], str], topic: Topic, kafka_bootstrap: str, mongo_url: str
 ) -> None:
     db, name = crm
     jane, bob = person("Jane"), person("Bob")
@@ -357,7 +314,7 @@ async def test_a_rebuild_replays_the_erasure_and_brings_back_no_erased_contact(
     await topic.live(db, erased(gone, at=T0 + timedelta(minutes=10)))
     assert await holders_of(db, traces(jane)) == [], "the live projection erased it"
 
-    settings = CrmApiSettings(kafka=KafkaSettings(bootstrap_servers=stack.bootstrap, producer_idempotence=False),
+    settings = CrmApiSettings(kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap, producer_idempotence=False),
                               mongo=MongoSettings(url=SecretStr(mongo_url), database=name))  # fmt: skip
     report = await rebuild_views(settings, topic=topic.name)
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from fakes_intake import MonotonicClock
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -31,14 +32,6 @@ async def db(mongo_url: str) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
         await client.close()
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def test_accounts_give_the_stored_region_or_the_fallback(db: AsyncDatabase[dict[str, Any]]) -> None:
     await db["accounts"].insert_many([
         {"_id": "london-homes", "default_region": "gb"},
@@ -53,7 +46,7 @@ async def test_accounts_give_the_stored_region_or_the_fallback(db: AsyncDatabase
 
 
 async def test_accounts_cache_hits_longer_than_misses(db: AsyncDatabase[dict[str, Any]]) -> None:
-    clock = Clock()
+    clock = MonotonicClock()
     accounts = MongoAccounts(db, fallback_region="US", ttl=60, miss_ttl=5, clock=clock)
     assert await accounts.find("new-account") is None
     await db["accounts"].insert_one({"_id": "new-account", "default_region": "DE"})
@@ -153,7 +146,7 @@ async def test_agents_are_those_the_router_routes_to_in_the_account(db: AsyncDat
 
 async def test_a_new_agent_is_known_at_once_and_a_known_one_is_cached(db: AsyncDatabase[dict[str, Any]]) -> None:
     await seed_agents(db)
-    clock = Clock()
+    clock = MonotonicClock()
     accounts = MongoAccounts(db, fallback_region="US", ttl=60, clock=clock)
     assert not await accounts.has_agent("acme-realty", "eve-new")
     await db["agents"].insert_one({"_id": "eve-new", "account_id": "acme-realty", "name": "Eve"})

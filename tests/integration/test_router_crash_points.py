@@ -18,8 +18,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from fakes_router import Published
 from prometheus_client import CollectorRegistry
-from router_harness import Published, Router, router_on
+from router_harness import Router, router_on
 
 from leadflow_router.adapters.mongo import (
     CONTACTS,

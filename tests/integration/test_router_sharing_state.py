@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from router_harness import Router, router_on
+from router_leads import lead_received
 
 from leadflow_router.domain.model import RoutingRejected
 from leadflow_shared.envelope import derived_event_id
 from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
 from leadflow_shared.events.commands import LEAD_COMMAND, ShareLead, ShareLeadPayload
-from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
+from leadflow_shared.events.intake import LeadReceived
 from leadflow_shared.events.routing import (
     ROUTING_EVENT,
     ActivityLogged,
@@ -60,16 +61,7 @@ async def router(mongo_url: str) -> AsyncIterator[Router]:
 
 
 def received(account_id: str = "acme", email: str | None = None, source: str = "Website") -> LeadReceived:
-    return LeadReceived.create(
-        account_id=account_id,
-        occurred_at=T0,
-        payload=LeadReceivedPayload(
-            contact=Contact(
-                first_name="Lead", email=email or f"lead-{uuid.uuid4().hex}@example.com", phone="+15555550123"
-            ),
-            source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name=source),
-        ),
-    )
+    return lead_received(account_id, at=T0, email=email, source=source)
 
 
 def share(

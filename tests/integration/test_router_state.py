@@ -5,28 +5,28 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import pytest_asyncio
+from fakes_router import Published
+from fakes_shared import Clock
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
-from pymongo.asynchronous.database import AsyncDatabase
+from router_harness import router_service
 
 from leadflow_router.adapters.account_config import load_account_config
-from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, LeadRecords, Rotations, ensure_indexes
+from leadflow_router.adapters.mongo import ensure_indexes
 from leadflow_router.domain.model import RoutingRejected
 from leadflow_router.handlers import RouterService
-from leadflow_router.metrics import RouterMetrics
 from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
 from leadflow_shared.events.routing import (
     LEAD_EVENT,
     ActivityLogged,
     LeadClaimed,
-    LeadEvent,
     LeadOffered,
     OfferExpired,
 )
@@ -52,42 +52,10 @@ CONFIG = {
 
 
 @dataclass
-class Clock:
-    now: datetime = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@dataclass
-class Published:
-    raw: list[bytes] = field(default_factory=list)
-
-    async def __call__(self, _account_id: str, body: bytes) -> None:
-        self.raw.append(body)
-
-    def events(self) -> list[LeadEvent]:
-        return [LEAD_EVENT.validate_json(r) for r in self.raw]
-
-
-@dataclass
 class Router:
     service: RouterService
     clock: Clock
     published: Published
-
-
-def router_service(db: AsyncDatabase[dict[str, Any]], published: Published, clock: Clock) -> RouterService:
-    """The router's use cases on real MongoDB adapters, with no snapshot cache."""
-    return RouterService(
-        records=LeadRecords(db),
-        accounts=AccountSnapshots(db, 0),
-        contacts=Contacts(db),
-        rotations=Rotations(db),
-        publish=published,
-        metrics=RouterMetrics(CollectorRegistry()),
-        clock=clock,
-    )
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -110,8 +78,8 @@ async def routers(mongo_url: str, db_name: str) -> AsyncIterator[list[Router]]:
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
         clients.append(client)
         db = client[db_name]
-        clock, published = Clock(), Published()
-        service = router_service(db, published, clock)
+        clock, published = Clock(T0), Published()
+        service = router_service(db, published, clock, CollectorRegistry())
         instances.append(Router(service, clock, published))
     yield instances
     for client in clients:
@@ -138,7 +106,7 @@ def activity(lead_id: uuid.UUID, agent: str, action: ActivityAction = ActivityAc
 def offers(router: Router, lead_id: uuid.UUID) -> list[str]:
     return [
         e.payload.agent_id
-        for e in router.published.events()
+        for e in router.published.lead_events()
         if isinstance(e, LeadOffered) and e.payload.lead_id == lead_id
     ]
 
@@ -149,7 +117,7 @@ async def test_redelivered_lead_makes_no_second_decision(routers: list[Router]) 
     await router.service.on_lead_received(lead)
     await router.service.on_lead_received(lead)
     await routers[1].service.on_lead_received(lead)  # another replica after a rebalance
-    all_events = router.published.events() + routers[1].published.events()
+    all_events = router.published.lead_events() + routers[1].published.lead_events()
     assert [type(e) for e in all_events if e.payload.lead_id == lead.event_id] == [LeadOffered]
 
 
@@ -170,7 +138,7 @@ async def test_claim_racing_expiry_has_exactly_one_winner(routers: list[Router])
             pass
 
     await asyncio.gather(asyncio.gather(*(claim(lead) for lead in leads)), sweep_all())
-    events = claimer.published.events() + sweeper.published.events()
+    events = claimer.published.lead_events() + sweeper.published.lead_events()
     for lead in leads:
         claimed = [e for e in events if isinstance(e, LeadClaimed) and e.payload.lead_id == lead.event_id]
         expired = [e for e in events if isinstance(e, OfferExpired) and e.payload.lead_id == lead.event_id]
@@ -193,7 +161,7 @@ async def test_lead_race_has_one_winner_and_the_others_are_withdrawn(routers: li
         await router.service.on_activity(activity(lead.event_id, agent, ActivityAction.ACCEPT))
 
     await asyncio.gather(claim(first, racers[0]), claim(second, racers[1]), claim(first, racers[2]))
-    published = first.published.events() + second.published.events()
+    published = first.published.lead_events() + second.published.lead_events()
     # By event id: a router that finds another's unpublished outbox publishes it too (at least once).
     events = list({e.event_id: e for e in published if e.payload.lead_id == lead.event_id}.values())
     kinds = sorted(type(e).__name__ for e in events)
@@ -212,7 +180,7 @@ async def test_two_sweepers_fire_each_expiry_once(routers: list[Router]) -> None
     for lead in leads:
         await routers[0].service.on_lead_received(lead)
     for router in routers:
-        router.published.raw.clear()
+        router.published.clear()
         router.clock.now = T0 + timedelta(seconds=601)
 
     async def sweep_all(router: Router) -> None:
@@ -220,7 +188,7 @@ async def test_two_sweepers_fire_each_expiry_once(routers: list[Router]) -> None
             pass
 
     await asyncio.gather(sweep_all(routers[0]), sweep_all(routers[1]))
-    raw = routers[0].published.raw + routers[1].published.raw
+    raw = [body for _, body in routers[0].published.records + routers[1].published.records]
     expired = [e for e in (LEAD_EVENT.validate_json(r) for r in raw) if isinstance(e, OfferExpired)]
     assert sorted(str(e.payload.lead_id) for e in expired) == sorted(str(lead.event_id) for lead in leads)
     assert len({e.event_id for e in expired}) == len(expired), "no expiry published twice"
@@ -237,12 +205,12 @@ async def test_deadlines_survive_a_restart(mongo_url: str, db_name: str, routers
     try:
         db = client[db_name]
         published = Published()
-        restarted = router_service(db, published, Clock(T0 + timedelta(seconds=600)))
+        restarted = router_service(db, published, Clock(T0 + timedelta(seconds=600)), CollectorRegistry())
         while await restarted.sweep_once():
             pass
     finally:
         await client.close()
-    assert any(isinstance(e, OfferExpired) and e.payload.lead_id == lead.event_id for e in published.events())
+    assert any(isinstance(e, OfferExpired) and e.payload.lead_id == lead.event_id for e in published.lead_events())
 
 
 async def test_activity_for_unknown_lead_is_rejected_and_without_offer_is_logged(routers: list[Router]) -> None:
@@ -253,7 +221,7 @@ async def test_activity_for_unknown_lead_is_rejected_and_without_offer_is_logged
     await router.service.on_lead_received(lead)
     outsider = next(a for a in AGENTS if a not in offers(router, lead.event_id))
     await router.service.on_activity(activity(lead.event_id, outsider))
-    [logged] = [e for e in router.published.events() if not isinstance(e, LeadOffered)]
+    [logged] = [e for e in router.published.lead_events() if not isinstance(e, LeadOffered)]
     assert isinstance(logged, ActivityLogged)
     assert (logged.payload.by_agent_id, logged.payload.claim_refused) == (outsider, None)
     with pytest.raises(RoutingRejected, match="unknown account"):

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from router_harness import Router, router_on
+from router_leads import lead_received
 
 from leadflow_router.adapters.mongo import (
     ACCOUNTS,
@@ -78,16 +79,7 @@ async def router(mongo_url: str) -> AsyncIterator[Router]:
 
 
 def received(account_id: str, email: str | None = None, source: str = "Website") -> LeadReceived:
-    return LeadReceived.create(
-        account_id=account_id,
-        occurred_at=T0,
-        payload=LeadReceivedPayload(
-            contact=Contact(
-                first_name="Lead", email=email or f"lead-{uuid.uuid4().hex}@example.com", phone="+15555550123"
-            ),
-            source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name=source),
-        ),
-    )
+    return lead_received(account_id, at=T0, email=email, source=source)
 
 
 def transfer(lead_id: uuid.UUID, from_account: str = "north", to_account: str = "south") -> TransferLead:

@@ -15,7 +15,6 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 
-from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import eventually
 from leadflow_shared.service import ServiceRuntime
 from leadflow_shared.settings import ServiceSettings
@@ -23,16 +22,16 @@ from leadflow_shared.settings import ServiceSettings
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
 
-def runtime_for(stack: Stack) -> ServiceRuntime:
+def runtime_for(kafka_bootstrap: str, mongo_url: str) -> ServiceRuntime:
     settings = ServiceSettings.model_validate(
-        {"kafka": {"bootstrap_servers": stack.bootstrap, "producer_idempotence": False},
-         "mongo": {"url": stack.mongo_url}}
+        {"kafka": {"bootstrap_servers": kafka_bootstrap, "producer_idempotence": False},
+         "mongo": {"url": mongo_url}}
     )  # fmt: skip
     return ServiceRuntime(settings, service=f"startup-{uuid.uuid4().hex[:8]}")
 
 
-async def test_workers_and_readiness_do_not_wait_for_consumer_groups(stack: Stack) -> None:
-    runtime = runtime_for(stack)
+async def test_workers_and_readiness_do_not_wait_for_consumer_groups(kafka_bootstrap: str, mongo_url: str) -> None:
+    runtime = runtime_for(kafka_bootstrap, mongo_url)
     topic = f"startup.probe.{uuid.uuid4().hex}"
     received: list[bytes] = []
     consuming_when_worker_ran: list[bool] = []
@@ -52,7 +51,7 @@ async def test_workers_and_readiness_do_not_wait_for_consumer_groups(stack: Stac
         await eventually(lambda: consuming_when_worker_ran, timeout=10, what="the background worker to run")
         assert consuming_when_worker_ran == [False], "the worker waited for the consumer group join"
         # What arrives before the join is consumed once the group has joined (new groups start at the earliest).
-        producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all")
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
         await producer.start()
         try:
             await producer.send_and_wait(topic, b"before-or-after-the-join")
@@ -64,8 +63,10 @@ async def test_workers_and_readiness_do_not_wait_for_consumer_groups(stack: Stac
         await runtime.stop()
 
 
-async def test_a_failed_consumer_start_fails_liveness(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
-    runtime = runtime_for(stack)
+async def test_a_failed_consumer_start_fails_liveness(
+    kafka_bootstrap: str, mongo_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = runtime_for(kafka_bootstrap, mongo_url)
 
     async def handle(_body: bytes) -> None:
         return None
@@ -87,3 +88,51 @@ async def test_a_failed_consumer_start_fails_liveness(stack: Stack, monkeypatch:
         assert body["status"] == "failed"
         assert (await http.get("/health/ready")).status_code == 503
         assert not runtime.consuming
+
+
+async def test_idle_consumers_wait_at_the_broker_and_get_every_record(kafka_bootstrap: str, mongo_url: str) -> None:
+    """Decision 0052 against the pinned aiokafka and FastStream: every joined consumer's fetches wait
+    the idle time, and single and batch consumers still get each record that comes after a quiet spell."""
+    settings = ServiceSettings.model_validate(
+        {"kafka": {"bootstrap_servers": kafka_bootstrap, "producer_idempotence": False, "fetch_wait_idle_ms": 300,
+                   "fetch_wait_busy_ms": 15},
+         "mongo": {"url": mongo_url}}
+    )  # fmt: skip
+    runtime = ServiceRuntime(settings, service=f"idle-{uuid.uuid4().hex[:8]}")
+    one, many = f"idle.one.{uuid.uuid4().hex}", f"idle.many.{uuid.uuid4().hex}"
+    singles: list[bytes] = []
+    batches: list[bytes] = []
+
+    async def handle_batch(bodies: list[bytes]) -> list[tuple[int, Exception]]:
+        batches.extend(bodies)
+        return []
+
+    async def handle_one(body: bytes) -> None:
+        batches.append(body)
+
+    async def handle_single(body: bytes) -> None:
+        singles.append(body)
+
+    runtime.consume(one, group_id="idle-test", handle=handle_single)
+    runtime.consume_batches(many, group_id="idle-test", handle_batch=handle_batch, handle_one=handle_one)
+    await runtime.start()
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        await eventually(lambda: runtime.consuming, timeout=60, what="the consumers to join")
+        waits = [subscriber.consumer._fetcher._fetch_max_wait_ms for subscriber in runtime.broker.subscribers]  # type: ignore[attr-defined]
+        assert waits == [300, 300]
+        for n in range(1, 4):
+            await producer.send_and_wait(one, f"one-{n}".encode())
+            await producer.send_and_wait(many, f"many-{n}".encode())
+
+            def arrived(count: int = n) -> bool:
+                return len(singles) == len(batches) == count
+
+            await eventually(arrived, timeout=30, what=f"record {n}")
+            await asyncio.sleep(0.4)  # a quiet spell longer than the idle wait (the scenario, not a sync)
+        assert singles == [b"one-1", b"one-2", b"one-3"]
+        assert batches == [b"many-1", b"many-2", b"many-3"]
+    finally:
+        await producer.stop()
+        await runtime.stop()

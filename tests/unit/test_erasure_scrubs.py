@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from fakes_notifier import Directory, Journal, NoDeadLetters, Outbox
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
@@ -22,8 +23,6 @@ from leadflow_crm_api.domain.erasure import (
     without_free_text,
 )
 from leadflow_crm_api.domain.views import activity_entry
-from leadflow_notifier.adapters.repository import Begin
-from leadflow_notifier.domain.delivery import Delivery
 from leadflow_notifier.domain.messages import Recipient
 from leadflow_notifier.domain.preferences import Channel
 from leadflow_notifier.handlers import Notifier
@@ -177,48 +176,6 @@ def test_each_erased_lead_gets_one_timeline_entry_saying_who_asked() -> None:
 AGENT = Recipient(agent_id="ana", name="Ana", email="ana@example.com")
 
 
-class Directory:
-    async def get(self, agent_id: str) -> Recipient | None:
-        return AGENT if agent_id == AGENT.agent_id else None
-
-
-class Journal:
-    """Deliveries and erasures in the order the notifier made them."""
-
-    def __init__(self) -> None:
-        self.steps: list[str] = []
-
-    async def begin(self, delivery: Delivery, *, now_ms: int) -> Begin:  # noqa: ARG002
-        self.steps.append(f"begin {delivery.event_type} {','.join(delivery.lead_ids)}")
-        return Begin.SEND
-
-    async def sent(self, key: str, *, now_ms: int) -> None:
-        pass
-
-    async def failed(self, key: str, *, reason: str, now_ms: int) -> None:
-        pass
-
-    async def postpone(self, key: str, *, until_ms: int) -> None:
-        pass
-
-    def release(self, key: str) -> None:
-        pass
-
-    async def erase(self, lead_ids: list[str], *, now_ms: int) -> int:  # noqa: ARG002
-        self.steps.append(f"erase {','.join(lead_ids)}")
-        return 0
-
-
-class Mailer:
-    async def send(self, content: Any, *, message_id: str) -> None:
-        pass
-
-
-class NoDeadLetters:
-    async def publish(self, raw: bytes, *, account_id: str, channel: str, agent_id: str, error: Exception) -> None:  # noqa: ARG002
-        raise AssertionError("nothing fails here")
-
-
 def offered(lead: uuid.UUID, round_: int) -> LeadOffered:
     return LeadOffered.create(account_id="acme", occurred_at=NOW, payload=LeadOfferedPayload(
         lead_id=lead, agent_id="ana", offer_round=round_, race_size=1, deadline=NOW + timedelta(minutes=15),
@@ -228,7 +185,7 @@ def offered(lead: uuid.UUID, round_: int) -> LeadOffered:
 @pytest.mark.asyncio
 async def test_the_notifier_erases_after_the_events_before_it_and_before_those_after_it() -> None:
     journal = Journal()
-    notifier = Notifier(directory=Directory(), deliveries=journal, senders={Channel.EMAIL: Mailer()},
+    notifier = Notifier(directory=Directory(AGENT), deliveries=journal, senders={Channel.EMAIL: Outbox()},
                         dead_letters=NoDeadLetters(), metrics=NotifierMetrics(CollectorRegistry()),
                         pages_url="https://crm", clock=lambda: NOW, erasure=journal)  # fmt: skip
     lead, other = uuid.uuid4(), uuid.uuid4()
@@ -240,6 +197,6 @@ async def test_the_notifier_erases_after_the_events_before_it_and_before_those_a
     erase = journal.steps.index(f"erase {lead}")
     assert sorted(journal.steps[:erase]) == sorted([f"begin LeadOffered {lead}", f"begin LeadOffered {other}"])
     assert sorted(journal.steps[erase + 1 :]) == sorted([f"begin LeadOffered {lead}", f"begin LeadOffered {other}"])
-    without = Notifier(directory=Directory(), deliveries=journal, senders={}, dead_letters=NoDeadLetters(),
+    without = Notifier(directory=Directory(AGENT), deliveries=journal, senders={}, dead_letters=NoDeadLetters(),
                        metrics=NotifierMetrics(CollectorRegistry()), pages_url="https://crm", clock=lambda: NOW)
     await without.notify(erased_event(lead), b"{}")  # a notifier without the port keeps everything, quietly

@@ -115,45 +115,56 @@ def incompatibilities(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Why a message valid under `old` may be refused under `new` (an empty list: `new` is additive)."""
     problems: list[str] = []
 
-    def deref(root: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
-        while "$ref" in node:
-            node = resolve(root, node["$ref"])
-        return node
-
-    def types(node: dict[str, Any]) -> set[str]:
-        options = node.get("anyOf") or [node]
-        return {str(o.get("type") or o.get("$ref") or o.get("const") or "any") for o in options}
-
     def walk(path: str, o: dict[str, Any], n: dict[str, Any]) -> None:
-        o, n = deref(old, o), deref(new, n)
-        if not types(o) <= types(n):
-            problems.append(f"{path}: types {sorted(types(o))} became {sorted(types(n))}")
-        for key in _MAX:
-            if key in n and (key not in o or n[key] < o[key]):
-                problems.append(f"{path}: {key} tightened to {n[key]}")
-        for key in _MIN:
-            if key in n and n[key] > o.get(key, 0):
-                problems.append(f"{path}: {key} tightened to {n[key]}")
-        for key in ("pattern", "format", "const"):
-            if key in n and n.get(key) != o.get(key):
-                problems.append(f"{path}: {key} changed to {n[key]!r}")
-        if "enum" in o and not set(o["enum"]) <= set(n.get("enum", o["enum"])):
-            problems.append(f"{path}: enum values removed")
-        if added := set(n.get("required", [])) - set(o.get("required", [])):
-            problems.append(f"{path}: new required fields {sorted(added)}")
+        o, n = _deref(old, o), _deref(new, n)
+        problems.extend(_tightened(path, o, n))
         for name, sub in o.get("properties", {}).items():
             if name not in n.get("properties", {}):
                 problems.append(f"{path}.{name}: removed")
             else:
                 walk(f"{path}.{name}", sub, n["properties"][name])
-        for o_opt, n_opt in zip(o.get("anyOf", []), n.get("anyOf", []), strict=False):
-            walk(path, o_opt, n_opt)
-        for key in ("items", "additionalProperties"):
-            if isinstance(o.get(key), dict) and isinstance(n.get(key), dict):
-                walk(f"{path}[{key}]", o[key], n[key])
+        for sub_path, o_sub, n_sub in _nested(path, o, n):
+            walk(sub_path, o_sub, n_sub)
 
     walk("$", old, new)
     return problems
+
+
+def _deref(root: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        node = resolve(root, node["$ref"])
+    return node
+
+
+def _types(node: dict[str, Any]) -> set[str]:
+    options = node.get("anyOf") or [node]
+    return {str(o.get("type") or o.get("$ref") or o.get("const") or "any") for o in options}
+
+
+def _tightened(path: str, o: dict[str, Any], n: dict[str, Any]) -> list[str]:
+    """What the schema node `n` refuses that `o` took, apart from its properties and the schemas inside it."""
+    problems: list[str] = []
+    if not _types(o) <= _types(n):
+        problems.append(f"{path}: types {sorted(_types(o))} became {sorted(_types(n))}")
+    lowered = [key for key in _MAX if key in n and (key not in o or n[key] < o[key])]
+    raised = [key for key in _MIN if key in n and n[key] > o.get(key, 0)]
+    problems += [f"{path}: {key} tightened to {n[key]}" for key in (*lowered, *raised)]
+    problems += [f"{path}: {key} changed to {n[key]!r}" for key in ("pattern", "format", "const")
+                 if key in n and n.get(key) != o.get(key)]  # fmt: skip
+    if "enum" in o and not set(o["enum"]) <= set(n.get("enum", o["enum"])):
+        problems.append(f"{path}: enum values removed")
+    if added := set(n.get("required", [])) - set(o.get("required", [])):
+        problems.append(f"{path}: new required fields {sorted(added)}")
+    return problems
+
+
+def _nested(path: str, o: dict[str, Any], n: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """The schemas inside both nodes to compare in turn: the options of an anyOf, and items or values."""
+    for o_opt, n_opt in zip(o.get("anyOf", []), n.get("anyOf", []), strict=False):
+        yield path, o_opt, n_opt
+    for key in ("items", "additionalProperties"):
+        if isinstance(o.get(key), dict) and isinstance(n.get(key), dict):
+            yield f"{path}[{key}]", o[key], n[key]
 
 
 def test_current_schema_is_additive_over_the_first_v1_release() -> None:

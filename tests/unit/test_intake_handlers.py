@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from intake_fakes import FakeAccounts, FakeStore
+from fakes_intake import FakeAccounts, FakeStore, Published
 
 from leadflow_intake.domain import keys
 from leadflow_intake.domain.errors import (
@@ -30,18 +30,11 @@ from leadflow_intake.handlers import (
     accept_webhook,
 )
 from leadflow_shared.events.inbound import LeadSubmitted, received_event_id
-from leadflow_shared.events.intake import LeadChannel, LeadReceived
+from leadflow_shared.events.intake import LeadChannel
 
 pytestmark = [pytest.mark.unit, pytest.mark.asyncio]
 
 NOW = datetime(2026, 3, 2, 14, 5, tzinfo=UTC)
-
-
-class Published(list[LeadReceived]):
-    async def __call__(self, account_id: str, event_json: bytes) -> None:
-        event = LeadReceived.model_validate_json(event_json)
-        assert event.account_id == account_id
-        self.append(event)
 
 
 @pytest.fixture

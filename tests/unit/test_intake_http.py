@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+from fakes_intake import FakeAccounts, FakeStore, Published
 from fastapi import FastAPI
-from intake_fakes import FakeAccounts, FakeStore
 from prometheus_client import CollectorRegistry
 
 from leadflow_intake.domain.signature import SignedRequest, sign, webhook_path
@@ -29,14 +29,10 @@ FORM = {"account_id": "acme-realty", "first_name": "Jane", "last_name": "Doe", "
 LISTING = FORM | {"listing_id": "MLS-1", "listing_agent_id": "blair-chen", "site_host": "www.acme.example"}
 
 
-async def publish(account_id: str, event_json: bytes) -> None:
-    assert json.loads(event_json)["account_id"] == account_id  # what reaches Kafka is JSON text
-
-
 @pytest_asyncio.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     intake = Intake(accounts=FakeAccounts({"acme-realty": "US"}, {"acme-realty": {"blair-chen"}}), store=FakeStore(),
-                    publish=publish)
+                    publish=Published())
     hooks = {"homefinder": Webhook("homefinder", "generic", [SECRET], "HomeFinder", frozenset())}
     app = FastAPI()
     http.install(app, intake=lambda: intake, webhooks=hooks, metrics=IntakeMetrics(CollectorRegistry()),

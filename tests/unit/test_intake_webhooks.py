@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import importlib.util
 import json
 import secrets
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from example_scripts import load_example
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -288,20 +287,9 @@ def test_provider_names_are_url_safe(name: str) -> None:
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def load_example_sender() -> ModuleType:
-    # The example is a stand-alone script, not a package of this workspace: load it from its file.
-    path = ROOT / "examples" / "webhook_sender" / "send_webhook.py"
-    spec = importlib.util.spec_from_file_location("send_webhook", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("key", [None, "lead-8841"])
 def test_the_example_sender_signs_what_intake_verifies(key: str | None) -> None:
-    sender = load_example_sender()
+    sender = load_example("webhook_sender/send_webhook.py")
     body = b'{"first_name": "Jane"}\n'
     headers = sender.signature_headers(SECRET, account_id="acme-realty", provider="homefinder", body=body,
                                        idempotency_key=key, timestamp=NOW)  # fmt: skip

@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime, time
 
 import pytest
-from notifier_helpers import by_channel
+from fakes_notifier import by_channel
 
 from leadflow_notifier.domain.messages import (
     EmailContent,

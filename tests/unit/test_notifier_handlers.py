@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
+from fakes_notifier import Blocking, DeadLetters, Directory, Log, Provider
 from prometheus_client import CollectorRegistry
 
-from leadflow_notifier.adapters.repository import Begin, Claimed
 from leadflow_notifier.domain.delivery import POSTPONE_FIRST_MS, POSTPONE_MAX_MS, Delivery, retry_at
-from leadflow_notifier.domain.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from leadflow_notifier.domain.errors import PermanentDeliveryError, TransientDeliveryError
 from leadflow_notifier.domain.messages import Recipient, SmsContent
 from leadflow_notifier.domain.preferences import Channel
 from leadflow_notifier.handlers import Courier, Notifier, Redriver, RetryPolicy
@@ -25,81 +24,6 @@ pytestmark = [pytest.mark.unit, pytest.mark.asyncio]
 
 NOW = datetime(2024, 1, 10, 12, tzinfo=UTC)
 AGENT = Recipient(agent_id="a-1", name="Ana", email="ana@example.com", phone="+13125550100", push_token="tok")
-
-
-class Directory:
-    async def get(self, agent_id: str) -> Recipient | None:
-        return AGENT if agent_id == AGENT.agent_id else None
-
-
-class Log:
-    def __init__(self) -> None:
-        self.status: dict[str, str] = {}
-        self.held: set[str] = set()
-        self.due: list[Delivery] = []
-
-    async def begin(self, delivery: Delivery, *, now_ms: int) -> Begin:  # noqa: ARG002
-        key = delivery.key
-        if key in self.status:
-            return Begin.DONE if self.status[key] != "pending" else Begin.BUSY
-        self.status[key] = "pending"
-        self.held.add(key)
-        return Begin.SEND
-
-    async def claim_due(self, *, now_ms: int, limit: int) -> Claimed:  # noqa: ARG002
-        claimed, self.due = self.due[:limit], self.due[limit:]
-        self.held.update(d.key for d in claimed)
-        return Claimed(deliveries=claimed)
-
-    async def postpone(self, key: str, *, until_ms: int) -> None:
-        self.status[key] = f"pending:until {until_ms}"
-
-    async def sent(self, key: str, *, now_ms: int) -> None:  # noqa: ARG002
-        self.status[key] = "sent"
-
-    async def failed(self, key: str, *, reason: str, now_ms: int) -> None:  # noqa: ARG002
-        self.status[key] = f"failed:{reason}"
-
-    def release(self, key: str) -> None:
-        self.held.discard(key)
-
-
-class Provider:
-    """Fails with the queued errors first, then accepts."""
-
-    def __init__(self, *errors: DeliveryError) -> None:
-        self.errors = list(errors)
-        self.accepted: list[Any] = []
-        self.ids: list[str] = []
-        self.attempts = 0
-
-    async def send(self, content: Any, *, message_id: str) -> None:
-        self.attempts += 1
-        await asyncio.sleep(0)  # a real provider awaits: lets concurrent deliveries interleave
-        if self.errors:
-            raise self.errors.pop(0)
-        self.accepted.append(content)
-        self.ids.append(message_id)
-
-
-class Blocking(Provider):
-    """Hangs until released: shows the other channels do not wait for it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.release = asyncio.Event()
-
-    async def send(self, content: Any, *, message_id: str) -> None:
-        await self.release.wait()
-        await super().send(content, message_id=message_id)
-
-
-class DeadLetters:
-    def __init__(self) -> None:
-        self.letters: list[tuple[str, str, str]] = []
-
-    async def publish(self, raw: bytes, *, account_id: str, channel: str, agent_id: str, error: DeliveryError) -> None:  # noqa: ARG002
-        self.letters.append((channel, agent_id, error.reason))
 
 
 @pytest.fixture
@@ -122,7 +46,7 @@ def event(agent_id: str = "a-1") -> LeadOffered:
 def make(registry: CollectorRegistry, **providers: Provider) -> tuple[Notifier, Log, DeadLetters]:
     log, dead = Log(), DeadLetters()
     senders = {Channel(name): p for name, p in providers.items()}
-    notifier = Notifier(directory=Directory(), deliveries=log, senders=senders, dead_letters=dead,
+    notifier = Notifier(directory=Directory(AGENT), deliveries=log, senders=senders, dead_letters=dead,
                         metrics=NotifierMetrics(registry), pages_url="https://crm", clock=lambda: NOW,
                         retry=RetryPolicy(attempts=3, initial_seconds=0.001, max_seconds=0.002))
     return notifier, log, dead
@@ -238,7 +162,7 @@ async def test_every_started_delivery_stops_renewing_its_lease(registry: Collect
     assert log.held == set(), "sent and dead-lettered deliveries hold no lease"
 
     broken = Unmarkable()
-    notifier = Notifier(directory=Directory(), deliveries=broken, senders={Channel.EMAIL: Provider()},
+    notifier = Notifier(directory=Directory(AGENT), deliveries=broken, senders={Channel.EMAIL: Provider()},
                         dead_letters=DeadLetters(), metrics=NotifierMetrics(CollectorRegistry()),
                         pages_url="https://crm", clock=lambda: NOW, retry=RetryPolicy(attempts=1))
     with pytest.raises(ConnectionError):

@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
-from notifier_helpers import by_channel
+from fakes_notifier import Digest, Directory, Log, NoDeadLetters, Outbox, by_channel
 from prometheus_client import CollectorRegistry
 
-from leadflow_notifier.adapters.repository import Begin
-from leadflow_notifier.domain.delivery import Delivery
-from leadflow_notifier.domain.digest import DigestItem, digest_item
-from leadflow_notifier.domain.errors import DeliveryError
+from leadflow_notifier.domain.digest import digest_item
 from leadflow_notifier.domain.messages import (
     CHANNELS_BY_TYPE,
     EmailContent,
@@ -151,70 +147,12 @@ def test_an_assignment_for_a_share_is_neither_a_digest_item_nor_a_second_notice(
     assert digest_item(assigned(AssignmentReason.ROSTER_POSITION_1)) is not None  # unchanged
 
 
-# The handler, with in-memory ports
-
-
-class Log:
-    def __init__(self) -> None:
-        self.status: dict[str, str] = {}
-
-    async def begin(self, delivery: Delivery, *, now_ms: int) -> Begin:  # noqa: ARG002
-        key = delivery.key
-        if key in self.status:
-            return Begin.DONE
-        self.status[key] = "pending"
-        return Begin.SEND
-
-    async def sent(self, key: str, *, now_ms: int) -> None:  # noqa: ARG002
-        self.status[key] = "sent"
-
-    async def failed(self, key: str, *, reason: str, now_ms: int) -> None:  # noqa: ARG002
-        self.status[key] = f"failed:{reason}"
-
-    async def postpone(self, key: str, *, until_ms: int) -> None:
-        pass
-
-    def release(self, key: str) -> None:
-        pass
-
-
-class Outbox:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, Any]] = []
-
-    async def send(self, content: Any, *, message_id: str) -> None:
-        self.sent.append((message_id, content))
-
-
-class Directory:
-    async def get(self, agent_id: str) -> Recipient | None:
-        return REALTOR if agent_id == REALTOR.agent_id else None
-
-
-class Digest:
-    def __init__(self) -> None:
-        self.items: list[DigestItem] = []
-
-    async def add(self, item: DigestItem) -> None:
-        self.items.append(item)
-
-    async def accounts_since(self, since_ms: int) -> list[str]:  # noqa: ARG002
-        return []
-
-    async def in_window(self, account_id: str, window: Any) -> list[DigestItem]:  # noqa: ARG002
-        return []
-
-
-class NoDeadLetters:
-    async def publish(
-        self, raw: bytes, *, account_id: str, channel: str, agent_id: str, error: DeliveryError  # noqa: ARG002
-    ) -> None:
-        raise AssertionError(error)
+# The handler, with in-memory ports (fakes_notifier.py)
 
 
 def notifier(outbox: Outbox, digest: Digest, registry: CollectorRegistry) -> Notifier:
     return Notifier(
-        directory=Directory(), deliveries=Log(),
+        directory=Directory(REALTOR), deliveries=Log(),
         senders={Channel.EMAIL: outbox, Channel.SMS: outbox, Channel.PUSH: outbox},
         dead_letters=NoDeadLetters(), metrics=NotifierMetrics(registry), pages_url="https://crm",
         clock=lambda: AT, retry=RetryPolicy(attempts=1), digest=digest,

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
-from notifier_helpers import by_channel
+from fakes_notifier import Digest, Directory, Log, NoDeadLetters, Outbox, Staff, by_channel
 from prometheus_client import CollectorRegistry
 
-from leadflow_notifier.adapters.repository import Begin
-from leadflow_notifier.domain.delivery import Delivery
 from leadflow_notifier.domain.digest import DigestItem, digest_email, digest_item, distinct_leads, due_window
-from leadflow_notifier.domain.errors import DeliveryError
 from leadflow_notifier.domain.messages import (
     Recipient,
     messages_for,
@@ -183,81 +179,12 @@ def test_team_member_html_is_escaped() -> None:
     assert "&lt;b&gt;Tom&lt;/b&gt;" in email.html
 
 
-# The handler, with in-memory ports
-
-
-class Log:
-    def __init__(self) -> None:
-        self.status: dict[str, str] = {}
-
-    async def begin(self, delivery: Delivery, *, now_ms: int) -> Begin:  # noqa: ARG002
-        key = delivery.key
-        if key in self.status:
-            return Begin.DONE
-        self.status[key] = "pending"
-        return Begin.SEND
-
-    async def sent(self, key: str, *, now_ms: int) -> None:  # noqa: ARG002
-        self.status[key] = "sent"
-
-    async def failed(self, key: str, *, reason: str, now_ms: int) -> None:  # noqa: ARG002
-        self.status[key] = f"failed:{reason}"
-
-    async def postpone(self, key: str, *, until_ms: int) -> None:
-        pass
-
-    def release(self, key: str) -> None:
-        pass
-
-
-class Outbox:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, Any]] = []
-
-    async def send(self, content: Any, *, message_id: str) -> None:
-        self.sent.append((message_id, content))
-
-
-class Directory:
-    async def get(self, agent_id: str) -> Recipient | None:
-        return BROKER if agent_id == BROKER.agent_id else None
-
-
-class Staff:
-    def __init__(self, *people: Recipient) -> None:
-        self.people = list(people)
-
-    async def team_staff(self, account_id: str) -> list[Recipient]:
-        return self.people if account_id == "north" else []
-
-    async def new_lead_subscribers(self, account_id: str) -> list[Recipient]:  # noqa: ARG002
-        return []
-
-
-class Digest:
-    def __init__(self) -> None:
-        self.items: list[DigestItem] = []
-
-    async def add(self, item: DigestItem) -> None:
-        self.items.append(item)
-
-    async def accounts_since(self, since_ms: int) -> list[str]:  # noqa: ARG002
-        return []
-
-    async def in_window(self, account_id: str, window: Any) -> list[DigestItem]:  # noqa: ARG002
-        return []
-
-
-class NoDeadLetters:
-    async def publish(
-        self, raw: bytes, *, account_id: str, channel: str, agent_id: str, error: DeliveryError  # noqa: ARG002
-    ) -> None:
-        raise AssertionError(error)
+# The handler, with in-memory ports (fakes_notifier.py)
 
 
 def notifier(outbox: Outbox, staff: Staff, digest: Digest, log: Log | None = None) -> Notifier:
     return Notifier(
-        directory=Directory(), deliveries=log or Log(),
+        directory=Directory(BROKER), deliveries=log or Log(),
         senders={Channel.EMAIL: outbox, Channel.SMS: outbox, Channel.PUSH: outbox},
         dead_letters=NoDeadLetters(), metrics=NotifierMetrics(CollectorRegistry()), pages_url="https://crm",
         clock=lambda: AT, retry=RetryPolicy(attempts=1), digest=digest, staff=staff,

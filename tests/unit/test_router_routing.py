@@ -1,9 +1,4 @@
-"""Router: the R5 decision and exactly-once handling of LeadReceived, with in-memory fakes.
-
-The fakes subclass the MongoDB adapters (the service is typed with them) and keep
-their documents in dicts, with the same semantics: insert_many keeps a record stored
-before and returns it, mark_flushed clears an outbox only at the version given.
-"""
+"""Router: the R5 decision and exactly-once handling of LeadReceived, with in-memory fakes (fakes_router.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +7,9 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from fakes_router import FakeAccounts, FakeContacts, FakeRecords, FakeRotations, Published
 from prometheus_client import CollectorRegistry
 
-from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, Doc, LeadRecords, Rotations
 from leadflow_router.domain.decisions import NewLead, RoutingContext, route_new_lead
 from leadflow_router.domain.model import AccountSnapshot, Agent, RoutingRejected
 from leadflow_router.handlers import RouterService
@@ -22,7 +17,6 @@ from leadflow_router.metrics import RouterMetrics
 from leadflow_shared.envelope import derived_event_id
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
 from leadflow_shared.events.routing import (
-    LEAD_EVENT,
     AssignmentReason,
     LeadAssigned,
     LeadAssignedPayload,
@@ -37,97 +31,10 @@ ACCOUNT = AccountSnapshot(
 )
 
 
-class FakeAccounts(AccountSnapshots):
-    def __init__(self, *accounts: AccountSnapshot) -> None:
-        self._accounts = {a.account_id: a for a in accounts}
-
-    async def get(self, account_id: str, *, fresh: bool = False) -> AccountSnapshot | None:  # noqa: ARG002
-        return self._accounts.get(account_id)
-
-
-class FakeRecords(LeadRecords):
-    def __init__(self) -> None:
-        self.docs: dict[str, Doc] = {}
-        self.inserted = 0
-
-    async def get(self, lead_id: str) -> Doc | None:
-        doc = self.docs.get(lead_id)
-        return None if doc is None else dict(doc)
-
-    async def get_many(self, lead_ids: list[str]) -> dict[str, Doc]:
-        return {i: dict(self.docs[i]) for i in lead_ids if i in self.docs}
-
-    async def insert_many(self, docs: list[Doc]) -> list[Doc]:
-        for doc in docs:
-            if doc["_id"] not in self.docs:
-                self.docs[doc["_id"]] = dict(doc)
-                self.inserted += 1
-        return [dict(self.docs[d["_id"]]) for d in docs]
-
-    async def compare_and_set(self, doc: Doc, expected_version: int) -> bool:
-        if self.docs.get(doc["_id"], {}).get("version") != expected_version:
-            return False
-        self.docs[doc["_id"]] = dict(doc)
-        return True
-
-    async def mark_flushed(self, docs: list[Doc]) -> None:
-        for doc in docs:
-            stored = self.docs.get(doc["_id"])
-            if stored is not None and stored["version"] == doc["version"]:
-                stored |= {"outbox": [], "effects": {}, "outbox_since_ms": None}
-
-    async def due(self, now_ms: int, limit: int) -> list[Doc]:
-        due = [d for d in self.docs.values() if d.get("next_deadline_ms") is not None]
-        return sorted((d for d in due if d["next_deadline_ms"] <= now_ms), key=lambda d: d["next_deadline_ms"])[:limit]
-
-    async def unflushed(self, before_ms: int, limit: int) -> list[Doc]:
-        pending = [d for d in self.docs.values() if d.get("outbox_since_ms") is not None]
-        return [d for d in pending if d["outbox_since_ms"] <= before_ms][:limit]
-
-
-class FakeContacts(Contacts):
-    def __init__(self) -> None:
-        self.leads: dict[str, str] = {}
-
-    async def find(self, keys: list[str]) -> dict[str, str]:
-        return {k: self.leads[k] for k in keys if k in self.leads}
-
-    async def register(self, lead_by_key: dict[str, str]) -> None:
-        for key, lead_id in lead_by_key.items():
-            self.leads.setdefault(key, lead_id)
-
-
-class FakeRotations(Rotations):
-    def __init__(self) -> None:
-        self.positions: dict[str, int] = {}
-
-    async def get(self, key: str) -> int:
-        return self.positions.get(key, 0)
-
-    async def advance(self, key: str, position: int) -> None:
-        self.positions[key] = max(position, self.positions.get(key, 0))
-
-
-class FakePublisher:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes]] = []
-        self.down = False
-
-    async def __call__(self, account_id: str, raw: bytes) -> None:
-        if self.down:
-            raise ConnectionError("broker down")
-        self.sent.append((account_id, raw))
-
-    def assigned(self) -> list[LeadAssigned]:
-        events = [LEAD_EVENT.validate_json(raw) for _, raw in self.sent]
-        assert all(isinstance(e, LeadAssigned) for e in events)
-        return [e for e in events if isinstance(e, LeadAssigned)]
-
-
 @dataclasses.dataclass
 class Router:
     records: FakeRecords = dataclasses.field(default_factory=FakeRecords)
-    publish: FakePublisher = dataclasses.field(default_factory=FakePublisher)
+    publish: Published = dataclasses.field(default_factory=Published)
     accounts: FakeAccounts = dataclasses.field(default_factory=lambda: FakeAccounts(ACCOUNT))
 
     def service(self) -> RouterService:
@@ -194,7 +101,7 @@ async def test_first_delivery_stores_one_record_and_publishes_one_lead_assigned(
 
     assert list(router.records.docs) == [str(event.event_id)]
     assert router.records.docs[str(event.event_id)]["outbox"] == []  # flushed
-    [(account_id, _)] = router.publish.sent
+    [(account_id, _)] = router.publish.records
     [assigned] = router.publish.assigned()
     assert account_id == "acme-realty"
     assert assigned.event_id == derived_event_id(event.event_id, "0")  # first event of the input
@@ -217,19 +124,19 @@ async def test_redelivery_publishes_nothing_more_and_stores_no_second_record() -
 
     assert router.records.inserted == 1
     assert len(router.records.docs) == 1
-    assert len(router.publish.sent) == 1
+    assert len(router.publish.records) == 1
 
 
 @pytest.mark.asyncio
 async def test_a_record_stored_but_not_published_is_published_on_redelivery_with_the_same_event_id() -> None:
     router, event = Router(), _lead()
-    router.publish.down = True
+    router.publish.failing = True
     with pytest.raises(ConnectionError):
         await router.service().on_lead_received(event)  # crash after the record was stored
     assert router.records.docs[str(event.event_id)]["outbox"] != []
-    assert router.publish.sent == []
+    assert router.publish.records == []
 
-    router.publish.down = False
+    router.publish.failing = False
     await router.service().on_lead_received(event)
 
     assert router.records.inserted == 1
@@ -255,7 +162,7 @@ async def test_unknown_account_is_rejected_without_side_effects() -> None:
     with pytest.raises(RoutingRejected, match="other-realty"):
         await router.service().on_lead_received(_lead("other-realty"))
     assert router.records.docs == {}
-    assert router.publish.sent == []
+    assert router.publish.records == []
 
 
 @pytest.mark.asyncio

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
+from router_leads import LEAD_ID, NOW, SUMMARY, direct_phase_lead, held_lead, race_withdrawn, raced_lead
 
 from leadflow_router.adapters.codec import decode_state, encode_state
 from leadflow_router.domain.decisions import on_activity, on_deadline
@@ -15,21 +16,17 @@ from leadflow_router.domain.model import (
     Agent,
     LeadState,
     LeadStatus,
-    Offer,
-    OfferStatus,
     RoutingRejected,
 )
 from leadflow_router.domain.sharing import LeadShare, on_lead_shared
 from leadflow_router.domain.transfers import OfficeTransfer, on_office_transfer
 from leadflow_shared.events.activity import ActivityAction
-from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import (
     ActivityLogged,
     ActivityLoggedPayload,
     AssignmentReason,
     LeadShared,
     LeadSharedPayload,
-    LeadSummary,
     OfferClosedPayload,
     OfferWithdrawn,
     WithdrawalReason,
@@ -37,39 +34,20 @@ from leadflow_shared.events.routing import (
 
 pytestmark = pytest.mark.unit
 
-NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
-LEAD_ID = str(uuid.UUID(int=7))
 SHARE_ID = uuid.UUID(int=42)
 BROKERAGE = AccountSnapshot(
     account_id="acme",
     name="Acme Realty",
     roster=tuple(Agent(agent_id=a, name=f"{a.title()} Agent") for a in ("broker", "a", "b", "c")),
 )
-SUMMARY = LeadSummary(
-    contact=Contact(first_name="Jane", email="jane@example.com", phone="+15555550100"),
-    source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
-)
 
 
 def lead(**changes: object) -> LeadState:
-    base = LeadState(lead_id=LEAD_ID, account_id="acme", summary=SUMMARY, status=LeadStatus.ASSIGNED, holder="a")
-    return base.evolve(**{"reason": AssignmentReason.CLAIMED, **changes})
+    return held_lead("acme", **changes)
 
 
 def offered() -> LeadState:
-    deadline = NOW + timedelta(minutes=10)
-    return lead(
-        status=LeadStatus.OFFERED,
-        holder=None,
-        reason=None,
-        round=2,
-        offers=(
-            Offer("a", 1, NOW - timedelta(minutes=5), OfferStatus.EXPIRED),
-            Offer("b", 2, deadline),
-            Offer("c", 2, deadline),
-        ),
-        next_deadline=deadline,
-    )
+    return raced_lead("acme")
 
 
 def share(realtor: str = "realtor-1", share_id: uuid.UUID = SHARE_ID, **changes: str) -> LeadShare:
@@ -118,15 +96,7 @@ def test_lead_in_a_race_withdraws_open_offers_first_then_is_shared() -> None:
         )
         for agent in ("b", "c")
     ]
-    state = outcome.state
-    assert state is not None
-    assert [(o.agent_id, o.status) for o in state.offers] == [
-        ("a", OfferStatus.EXPIRED),  # closed offers stay as they were
-        ("b", OfferStatus.WITHDRAWN),
-        ("c", OfferStatus.WITHDRAWN),
-    ]
-    assert not state.open_offers
-    assert state.next_deadline is None
+    state = race_withdrawn(outcome)  # closed offers stay as they were
     assert (state.status, state.holder) == (LeadStatus.ASSIGNED, "realtor-1")
     shared = outcome.events[-1].payload
     assert isinstance(shared, LeadSharedPayload)
@@ -135,15 +105,7 @@ def test_lead_in_a_race_withdraws_open_offers_first_then_is_shared() -> None:
 
 
 def test_direct_phase_offer_is_withdrawn_and_the_phase_ends() -> None:
-    deadline = NOW + timedelta(minutes=10)
-    state = lead(
-        status=LeadStatus.OFFERED,
-        holder=None,
-        offers=(Offer("a", 1, deadline),),
-        round=1,
-        direct_phase=True,
-        next_deadline=deadline,
-    )
+    state = direct_phase_lead("acme")
     outcome = on_lead_shared(state, share())
     assert outcome.state is not None
     assert not outcome.state.direct_phase

@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
 
 import pytest
+from router_leads import LEAD_ID, SUMMARY, direct_phase_lead, held_lead, race_withdrawn, raced_lead
 
 from leadflow_router.domain.model import (
     AccountSnapshot,
     Agent,
     LeadState,
     LeadStatus,
-    Offer,
-    OfferStatus,
     RoutingRejected,
 )
 from leadflow_router.domain.transfers import OfficeTransfer, on_office_transfer, team_member_transferred
-from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import (
     AssignmentReason,
-    LeadSummary,
     LeadTransferred,
     LeadTransferredPayload,
     OfferClosedPayload,
@@ -32,8 +28,6 @@ from leadflow_shared.events.routing import (
 
 pytestmark = pytest.mark.unit
 
-NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
-LEAD_ID = str(uuid.UUID(int=7))
 TRANSFER_ID = uuid.UUID(int=99)
 
 
@@ -47,31 +41,14 @@ def office(account_id: str, *roster: str) -> AccountSnapshot:
 
 NORTH = office("north", "north-broker", "a", "b", "c")
 SOUTH = office("south", "south-broker", "x")
-SUMMARY = LeadSummary(
-    contact=Contact(first_name="Jane", email="jane@example.com", phone="+15555550100"),
-    source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
-)
 
 
 def lead(**changes: object) -> LeadState:
-    base = LeadState(lead_id=LEAD_ID, account_id="north", summary=SUMMARY, status=LeadStatus.ASSIGNED, holder="a")
-    return base.evolve(**{"reason": AssignmentReason.CLAIMED, **changes})
+    return held_lead("north", **changes)
 
 
 def offered() -> LeadState:
-    deadline = NOW + timedelta(minutes=10)
-    return lead(
-        status=LeadStatus.OFFERED,
-        holder=None,
-        reason=None,
-        round=2,
-        offers=(
-            Offer("a", 1, NOW - timedelta(minutes=5), OfferStatus.EXPIRED),
-            Offer("b", 2, deadline),
-            Offer("c", 2, deadline),
-        ),
-        next_deadline=deadline,
-    )
+    return raced_lead("north")
 
 
 def transfer(lead_id: str = LEAD_ID) -> OfficeTransfer:
@@ -122,15 +99,7 @@ def test_offered_lead_withdraws_open_offers_first_then_transfers() -> None:
         )
         for agent in ("b", "c")
     ]
-    state = outcome.state
-    assert state is not None
-    assert [(o.agent_id, o.status) for o in state.offers] == [
-        ("a", OfferStatus.EXPIRED),
-        ("b", OfferStatus.WITHDRAWN),
-        ("c", OfferStatus.WITHDRAWN),
-    ]
-    assert not state.open_offers
-    assert state.next_deadline is None
+    state = race_withdrawn(outcome)  # closed offers stay as they were
     assert state.holder == "south-broker"
     transferred = outcome.events[-1].payload
     assert isinstance(transferred, LeadTransferredPayload)
@@ -139,15 +108,7 @@ def test_offered_lead_withdraws_open_offers_first_then_transfers() -> None:
 
 
 def test_direct_phase_offer_is_withdrawn_and_the_phase_ends() -> None:
-    deadline = NOW + timedelta(minutes=10)
-    state = lead(
-        status=LeadStatus.OFFERED,
-        holder=None,
-        offers=(Offer("a", 1, deadline),),
-        round=1,
-        direct_phase=True,
-        next_deadline=deadline,
-    )
+    state = direct_phase_lead("north")
     outcome = on_office_transfer(state, NORTH, SOUTH, transfer())
     assert outcome.state is not None
     assert not outcome.state.direct_phase

@@ -71,6 +71,11 @@ class Stack:
     def log_dir(self) -> Path:
         return self.work_dir / "logs"
 
+    @property
+    def servers(self) -> list[ManagedProcess]:
+        """The broker and the database processes (e.g. for a benchmark to read their CPU time)."""
+        return list(self._infra)
+
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
 
@@ -104,6 +109,9 @@ class Stack:
             "ENVIRONMENT": "development",
             "KAFKA__BOOTSTRAP_SERVERS": self.bootstrap,
             "KAFKA__PRODUCER_IDEMPOTENCE": "false",  # Tansu has no InitProducerId (docs/decisions)
+            # Tansu does not answer a waiting fetch when data arrives (Kafka does), so on it every
+            # fetch waits briefly; a long wait would add to each lead's latency (decision 0052).
+            "KAFKA__FETCH_WAIT_IDLE_MS": "20",
             "MONGO__URL": self.mongo_url,
             "HTTP__PORT": str(self.ports.get(service, 0)),
             "SMTP__HOST": "127.0.0.1",

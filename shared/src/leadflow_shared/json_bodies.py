@@ -109,34 +109,42 @@ def _too_deep(loc: Location, bounds: JsonBounds) -> JsonViolation:
     return JsonViolation(loc, "json_too_deep", f"nested deeper than {bounds.max_depth} levels")
 
 
+_Pending = list[tuple[Any, Location, int]]  # (value, where, depth) still to check, the next one last
+
+
 def _walk(document: Any, bounds: JsonBounds) -> list[JsonViolation]:
     """Violations in document order, up to `bounds.max_errors` (iterative: the depth is what is checked)."""
     found: list[JsonViolation] = []
-    pending: list[tuple[Any, Location, int]] = [(document, (), 0)]
+    pending: _Pending = [(document, (), 0)]
     while pending and len(found) < bounds.max_errors:
         value, loc, depth = pending.pop()
-        if isinstance(value, _Refused):
-            found.append(JsonViolation(loc, value.kind, value.reason))
-        elif isinstance(value, str):
-            if _SURROGATE.search(value):
-                found.append(JsonViolation(loc, "unicode", _LONE_SURROGATE))
-        elif not isinstance(value, dict | list):
-            continue
-        elif depth >= bounds.max_depth:
-            found.append(_too_deep(loc, bounds))
-        elif isinstance(value, list):
-            if bounds.max_items is not None and len(value) > bounds.max_items:
-                found.append(JsonViolation(loc, "too_many", f"more than {bounds.max_items} items"))
-                continue
-            pending += [(item, (*loc, i), depth + 1) for i, item in reversed(list(enumerate(value)))]
-        elif bounds.max_members is not None and len(value) > bounds.max_members:
-            found.append(JsonViolation(loc, "too_many", f"more than {bounds.max_members} members"))
-        else:
-            children: list[tuple[Any, Location, int]] = []
-            for key, item in value.items():
-                if _SURROGATE.search(key):  # a member name cannot be named by itself: the object is
-                    children.append((_Refused("unicode", f"a member name is {_LONE_SURROGATE}"), loc, depth))
-                else:
-                    children.append((item, (*loc, key), depth + 1))
-            pending += reversed(children)
+        if (violation := _check(value, loc, depth, bounds, pending)) is not None:
+            found.append(violation)
     return found
+
+
+def _check(value: Any, loc: Location, depth: int, bounds: JsonBounds, pending: _Pending) -> JsonViolation | None:
+    """What `value` itself breaks; an array or object within bounds puts its children on `pending`."""
+    if isinstance(value, _Refused):
+        return JsonViolation(loc, value.kind, value.reason)
+    if isinstance(value, str):
+        return JsonViolation(loc, "unicode", _LONE_SURROGATE) if _SURROGATE.search(value) else None
+    if not isinstance(value, dict | list):
+        return None
+    if depth >= bounds.max_depth:
+        return _too_deep(loc, bounds)
+    if isinstance(value, list):
+        if bounds.max_items is not None and len(value) > bounds.max_items:
+            return JsonViolation(loc, "too_many", f"more than {bounds.max_items} items")
+        pending += [(item, (*loc, i), depth + 1) for i, item in reversed(list(enumerate(value)))]
+        return None
+    if bounds.max_members is not None and len(value) > bounds.max_members:
+        return JsonViolation(loc, "too_many", f"more than {bounds.max_members} members")
+    pending += reversed([_member(key, item, loc, depth) for key, item in value.items()])
+    return None
+
+
+def _member(key: str, item: Any, loc: Location, depth: int) -> tuple[Any, Location, int]:
+    if _SURROGATE.search(key):  # a member name cannot be named by itself: the object is
+        return _Refused("unicode", f"a member name is {_LONE_SURROGATE}"), loc, depth
+    return item, (*loc, key), depth + 1

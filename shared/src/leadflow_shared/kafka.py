@@ -155,8 +155,8 @@ async def _raw_body(msg: KafkaMessage) -> Any:
 def consumer_options(group_id: str, *, fetch_max_wait_ms: int = 20) -> dict[str, Any]:
     """Subscriber options every leadflow consumer uses (see the module docstring).
 
-    Fetches wait at most `fetch_max_wait_ms` for data (aiokafka's default is 500 ms): a
-    lead crosses three consumers on its way to an email, and each wait adds to its latency.
+    Fetches wait at most `fetch_max_wait_ms` for data until the consumer has joined; then
+    `long_poll` chooses each fetch's wait (decision 0052).
     """
     return {
         "group_id": group_id,

@@ -28,6 +28,7 @@ from leadflow_shared import tracing
 from leadflow_shared.http import RequestMetrics, add_operational_routes
 from leadflow_shared.kafka import BatchRejections, DeadLetterGuard, Incoming, consumer_options, make_broker
 from leadflow_shared.lag import report_lag
+from leadflow_shared.long_poll import block_for_batches, long_poll
 from leadflow_shared.metrics import ConsumerMetrics, ServiceMetrics, make_registry
 from leadflow_shared.mongo import CommandCounter, Document, make_mongo_client, ping
 from leadflow_shared.settings import ServiceSettings
@@ -119,9 +120,12 @@ class ServiceRuntime:
         self, topic: str, group_id: str, max_records: int, on_batch: Callable[[KafkaMessage], Awaitable[None]]
     ) -> None:
         on_batch.__name__ = f"on_{topic.replace('.', '_')}_batch"
-        self.broker.subscriber(
-            topic, batch=True, max_records=max_records, batch_timeout_ms=20, **self._group_options(topic, group_id)
-        )(on_batch)
+        subscriber = self.broker.subscriber(
+            topic, batch=True, max_records=max_records, **self._group_options(topic, group_id)
+        )
+        subscriber(on_batch)
+        # Records wake the wait at once: the timeout only bounds how long stopping waits for it.
+        block_for_batches(subscriber, idle_ms=500)
 
     def _group_options(self, topic: str, group_id: str) -> dict[str, Any]:
         # One consumer group per (service, topic): a service's consumers of different
@@ -129,7 +133,7 @@ class ServiceRuntime:
         group = f"{group_id}.{topic}"
         self._groups[topic] = group
         self.consumer_metrics.consuming(topic)
-        return consumer_options(group)
+        return consumer_options(group, fetch_max_wait_ms=self.settings.kafka.fetch_wait_busy_ms)
 
     def run_in_background(self, worker: Worker) -> None:
         """Run `worker(stopping)` while the service runs; it must return soon after `stopping` is set."""
@@ -164,6 +168,9 @@ class ServiceRuntime:
         started = time.monotonic()
         try:
             await asyncio.gather(*(subscriber.start() for subscriber in self.broker.subscribers))
+            kafka = self.settings.kafka
+            for subscriber in self.broker.subscribers:
+                long_poll(subscriber, idle_ms=kafka.fetch_wait_idle_ms, busy_ms=kafka.fetch_wait_busy_ms)
             for publisher in self.broker.publishers:
                 await publisher.start()
             self.broker.running = True

@@ -36,6 +36,11 @@ class KafkaSettings(BaseModel):
     # Bytes per partition batch: bursts of events (a routed batch) fill aiokafka's 16 KiB
     # default at once and then wait for it to drain.
     producer_batch_bytes: int = Field(default=512 * 1024, ge=16 * 1024, le=8 * 1024 * 1024)
+    # How long a fetch waits at the broker for data (decision 0052): long while it covers every
+    # assigned partition (the broker answers as soon as one has data, so idle consumers wake
+    # seldom at no cost in latency), short while a busy handler's partition is left out of it.
+    fetch_wait_idle_ms: int = Field(default=500, ge=1, le=30_000)
+    fetch_wait_busy_ms: int = Field(default=20, ge=1, le=1_000)
     handler_attempts: int = Field(default=5, ge=1, le=20)
     retry_initial_seconds: float = Field(default=0.2, gt=0)
     retry_max_seconds: float = Field(default=5.0, gt=0)

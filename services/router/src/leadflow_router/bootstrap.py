@@ -13,7 +13,7 @@ from leadflow_router.domain.model import RoutingRejected
 from leadflow_router.handlers import RouterService, clock_from, utc_now
 from leadflow_router.metrics import RouterMetrics
 from leadflow_router.settings import RouterSettings
-from leadflow_router.sweeper import sweep
+from leadflow_router.sweeper import Alarm, sweep
 from leadflow_shared import topics, tracing
 from leadflow_shared.events.activity import LeadActivity
 from leadflow_shared.events.commands import LEAD_COMMAND
@@ -28,6 +28,7 @@ def create_app(settings: RouterSettings) -> FastAPI:
     metrics = RouterMetrics(runtime.registry)
     publish = publisher(runtime.broker, topics.LEADS_EVENTS)
     services: list[RouterService] = []
+    alarm = Alarm()
     clock = utc_now if settings.clock_start is None else clock_from(settings.clock_start, settings.clock_rate)
 
     def service() -> RouterService:
@@ -45,6 +46,7 @@ def create_app(settings: RouterSettings) -> FastAPI:
                     clock=clock,
                     sweep_batch=settings.sweep_batch,
                     erasures=Erasures(db),
+                    on_deadline=alarm.at,
                 )
             )
         return services[0]
@@ -87,7 +89,8 @@ def create_app(settings: RouterSettings) -> FastAPI:
     runtime.consume(topics.LEADS_COMMANDS, group_id=settings.consumer_group, handle=on_command)
 
     async def sweeper(stopping: asyncio.Event) -> None:
-        await sweep(service(), stopping, idle_seconds=settings.sweep_idle_seconds)
+        await sweep(service(), stopping, alarm=alarm, idle_seconds=settings.sweep_idle_seconds,
+                    clock_rate=settings.clock_rate)
 
     if settings.sweeper:
         runtime.run_in_background(sweeper)

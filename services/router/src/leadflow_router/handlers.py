@@ -121,6 +121,8 @@ class RouterService:
     sweep_batch: int = 200
     sweep_concurrency: int = 16
     erasures: Erasures | None = None  # needed for EraseContact commands only
+    # Told each deadline this process stores, so the sweeper can sleep until the earliest (decision 0052).
+    on_deadline: Callable[[int | None], None] = lambda _ms: None
 
     # --- intake ------------------------------------------------------------------------------
 
@@ -596,6 +598,8 @@ class RouterService:
 
     async def flush(self, docs: list[Doc]) -> None:
         """Apply the records' pending side effects and publish their events, then clear them."""
+        for doc in docs:
+            self.on_deadline(doc.get("next_deadline_ms"))
         docs = [d for d in docs if d.get("outbox") or d.get("effects")]
         if not docs:
             return

@@ -18,7 +18,11 @@ class RouterSettings(ServiceSettings):
     consumer_group: str = "leadflow-router"
     sweeper: bool = Field(default=True, description="Fire offer deadlines in this replica (safe on several).")
     sweep_batch: int = Field(default=200, ge=1, le=5000, description="Due records fired per sweep.")
-    sweep_idle_seconds: float = Field(default=0.1, gt=0, description="Pause when no deadline is due.")
+    sweep_idle_seconds: float = Field(
+        default=2.0, gt=0,
+        description="Longest pause of the sweeper: it sleeps until the next deadline it knows of (its own offers "
+        "wake it), and looks again at least this often for deadlines set by other replicas.",
+    )
     intake_batch: int = Field(default=500, ge=1, le=5000, description="Leads routed per Kafka batch.")
     config_cache_seconds: float = Field(default=5.0, ge=0, description="How long account snapshots are reused.")
     clock_start: AwareDatetime | None = Field(

@@ -80,34 +80,56 @@ class EventHistory:
         if not due:
             return
         await self._consumer.seek_to_beginning(*due)
-        buffers: dict[TopicPartition, deque[ConsumerRecord[bytes, bytes]]] = {tp: deque() for tp in due}
-        heads: list[tuple[int, int, int]] = []  # (timestamp, partition, offset) of each buffered head
-        waiting, stalled_since = set(due), time.monotonic()
-        while due:
-            if waiting:  # every partition still due needs a head before the earliest can be chosen
-                fetched = await self._consumer.getmany(*waiting, timeout_ms=FETCH_MS)
-                for tp, records in fetched.items():
-                    buffers[tp].extend(r for r in records if r.offset < self.ends[tp.partition])
-                for tp in list(waiting):
-                    if buffers[tp]:
-                        waiting.discard(tp)
-                        head = buffers[tp][0]
-                        heapq.heappush(heads, (head.timestamp, tp.partition, head.offset))
-                        stalled_since = time.monotonic()
-                    elif await self._consumer.position(tp) >= self.ends[tp.partition]:
-                        waiting.discard(tp)
-                        due.discard(tp)
-                if waiting and time.monotonic() - stalled_since > STALL_SECONDS:
-                    raise TimeoutError(f"{self._topic}: no records for {STALL_SECONDS:.0f} s before its end")
-                continue
-            _, partition, _ = heapq.heappop(heads)
-            tp = TopicPartition(self._topic, partition)
-            record = buffers[tp].popleft()
-            yield record
-            if buffers[tp]:
-                head = buffers[tp][0]
-                heapq.heappush(heads, (head.timestamp, partition, head.offset))
-            elif record.offset + 1 >= self.ends[partition]:
-                due.discard(tp)
+        merge = _Merge(self._topic, self.ends, due)
+        while merge.due:
+            if merge.waiting:  # every partition still due needs a head before the earliest can be chosen
+                await merge.fetch(self._consumer)
             else:
-                waiting.add(tp)
+                yield merge.pop()
+
+
+class _Merge:
+    """One merged read: a buffer per partition and a heap of the buffers' heads by record time.
+
+    `due`: partitions with records still to yield; `waiting`: those of them without a buffered head.
+    """
+
+    def __init__(self, topic: str, ends: dict[int, int], due: set[TopicPartition]) -> None:
+        self._topic, self._ends = topic, ends
+        self.due, self.waiting = set(due), set(due)
+        self._buffers: dict[TopicPartition, deque[ConsumerRecord[bytes, bytes]]] = {tp: deque() for tp in due}
+        self._heads: list[tuple[int, int, int]] = []  # (timestamp, partition, offset) of each buffered head
+        self._stalled_since = time.monotonic()
+
+    async def fetch(self, consumer: AIOKafkaConsumer) -> None:
+        """One fetch for the waiting partitions: each gets a head, or is done once at its end."""
+        fetched = await consumer.getmany(*self.waiting, timeout_ms=FETCH_MS)
+        for tp, records in fetched.items():
+            self._buffers[tp].extend(r for r in records if r.offset < self._ends[tp.partition])
+        for tp in list(self.waiting):
+            if self._buffers[tp]:
+                self.waiting.discard(tp)
+                self._push_head(tp)
+                self._stalled_since = time.monotonic()
+            elif await consumer.position(tp) >= self._ends[tp.partition]:
+                self.waiting.discard(tp)
+                self.due.discard(tp)
+        if self.waiting and time.monotonic() - self._stalled_since > STALL_SECONDS:
+            raise TimeoutError(f"{self._topic}: no records for {STALL_SECONDS:.0f} s before its end")
+
+    def pop(self) -> ConsumerRecord[bytes, bytes]:
+        """The earliest head; its partition then shows its next head, waits for a fetch, or is done."""
+        _, partition, _ = heapq.heappop(self._heads)
+        tp = TopicPartition(self._topic, partition)
+        record = self._buffers[tp].popleft()
+        if self._buffers[tp]:
+            self._push_head(tp)
+        elif record.offset + 1 >= self._ends[partition]:
+            self.due.discard(tp)
+        else:
+            self.waiting.add(tp)
+        return record
+
+    def _push_head(self, tp: TopicPartition) -> None:
+        head = self._buffers[tp][0]
+        heapq.heappush(self._heads, (head.timestamp, tp.partition, head.offset))

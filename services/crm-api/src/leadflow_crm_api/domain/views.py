@@ -239,50 +239,7 @@ def timeline_entry(event: LeadEvent) -> dict[str, Any]:
     `account_id` is the office the event happened in; a lead moved to another office (T2)
     keeps its whole timeline, so the timeline is read by lead id.
     """
-
-    agent: str | None = event.payload.agent_id
-    action: str | None = None
-    if isinstance(event, LeadAssigned):
-        assigned = event.payload
-        summary = f"Assigned to {assigned.agent_id} ({assigned.reason.value}): {assigned.explanation}"
-    elif isinstance(event, LeadOffered):
-        offered = event.payload
-        summary = (
-            f"Offered to {offered.agent_id} (round {offered.offer_round}), "
-            f"claim before {offered.deadline.isoformat()}: {offered.explanation}"  # why, and who was passed by (R6)
-        )
-    elif isinstance(event, OfferExpired):
-        summary = f"Offer to {event.payload.agent_id} expired (round {event.payload.offer_round})"
-    elif isinstance(event, OfferWithdrawn):
-        why = {
-            WithdrawalReason.OFFICE_TRANSFER: "the lead moved to another office",
-            WithdrawalReason.LEAD_SHARING: "the brokerage assigned the lead to a realtor",
-            WithdrawalReason.AGENT_LEFT: "the agent left the office",
-            WithdrawalReason.REASSIGNED: "a broker or admin distributed the lead by hand",
-            WithdrawalReason.DECLINED: "the agent declined it",
-        }.get(event.payload.reason or WithdrawalReason.CLAIMED_BY_ANOTHER, "another agent claimed the lead")
-        summary = f"Offer to {event.payload.agent_id} withdrawn: {why}"
-    elif isinstance(event, LeadClaimed):
-        action = event.payload.action.value
-        summary = f"Claimed by {event.payload.agent_id} ({action})"
-    elif isinstance(event, LeadFellBack):
-        summary = f"Fell back to {event.payload.agent_id}: {event.payload.explanation}"
-    elif isinstance(event, LeadTransferred):
-        summary = moved_summary(event)
-    elif isinstance(event, LeadShared):
-        summary = f"Transferred to {event.payload.realtor_name} by {event.payload.assigned_by}"
-    elif isinstance(event, LeadReleased):
-        summary = f"Unassigned: {event.payload.explanation}"
-    elif isinstance(event, ContactMessaged):
-        summary = f"{event.payload.channel} to the contact by {event.payload.agent_id}"
-    else:
-        logged = event.payload
-        action = logged.action.value
-        agent = logged.by_agent_id or logged.agent_id
-        inquiry = logged.by_agent_id is None
-        summary = "The contact came back with a new inquiry" if inquiry else f"{action} by {agent}"
-        if logged.claim_refused:
-            summary = f"{action} by {agent} claimed nothing: {logged.claim_refused}"
+    agent, action, summary = _timeline_line(event)
     return {
         "_id": str(event.event_id),
         "lead_id": str(event.payload.lead_id),
@@ -294,6 +251,71 @@ def timeline_entry(event: LeadEvent) -> dict[str, Any]:
         "action": action,
         "summary": summary,
     }
+
+
+def _timeline_line(event: LeadEvent) -> tuple[str | None, str | None, str]:
+    """The entry's agent, its action (a claim's or a logged activity's, else None) and its summary."""
+    if isinstance(event, ActivityLogged):
+        return _activity_line(event)
+    if isinstance(event, LeadClaimed):
+        action = event.payload.action.value
+        return event.payload.agent_id, action, f"Claimed by {event.payload.agent_id} ({action})"
+    if isinstance(event, LeadOffered | OfferExpired | OfferWithdrawn):
+        return event.payload.agent_id, None, _offer_summary(event)
+    return event.payload.agent_id, None, _holder_summary(event)
+
+
+def _activity_line(event: ActivityLogged) -> tuple[str | None, str | None, str]:
+    """An agent's action by the agent who acted, or the contact's new inquiry (by nobody: the holder's)."""
+    logged = event.payload
+    action = logged.action.value
+    agent = logged.by_agent_id or logged.agent_id
+    inquiry = logged.by_agent_id is None
+    summary = "The contact came back with a new inquiry" if inquiry else f"{action} by {agent}"
+    if logged.claim_refused:
+        summary = f"{action} by {agent} claimed nothing: {logged.claim_refused}"
+    return agent, action, summary
+
+
+_WITHDRAWN_BECAUSE = {
+    WithdrawalReason.OFFICE_TRANSFER: "the lead moved to another office",
+    WithdrawalReason.LEAD_SHARING: "the brokerage assigned the lead to a realtor",
+    WithdrawalReason.AGENT_LEFT: "the agent left the office",
+    WithdrawalReason.REASSIGNED: "a broker or admin distributed the lead by hand",
+    WithdrawalReason.DECLINED: "the agent declined it",
+}
+
+
+def _offer_summary(event: LeadOffered | OfferExpired | OfferWithdrawn) -> str:
+    if isinstance(event, LeadOffered):
+        offered = event.payload
+        return (
+            f"Offered to {offered.agent_id} (round {offered.offer_round}), "
+            f"claim before {offered.deadline.isoformat()}: {offered.explanation}"  # why, and who was passed by (R6)
+        )
+    if isinstance(event, OfferExpired):
+        return f"Offer to {event.payload.agent_id} expired (round {event.payload.offer_round})"
+    reason = event.payload.reason or WithdrawalReason.CLAIMED_BY_ANOTHER
+    why = _WITHDRAWN_BECAUSE.get(reason, "another agent claimed the lead")
+    return f"Offer to {event.payload.agent_id} withdrawn: {why}"
+
+
+def _holder_summary(
+    event: LeadAssigned | LeadFellBack | LeadTransferred | LeadShared | LeadReleased | ContactMessaged,
+) -> str:
+    """Who holds the lead now, or what its holder did."""
+    if isinstance(event, LeadAssigned):
+        assigned = event.payload
+        return f"Assigned to {assigned.agent_id} ({assigned.reason.value}): {assigned.explanation}"
+    if isinstance(event, LeadFellBack):
+        return f"Fell back to {event.payload.agent_id}: {event.payload.explanation}"
+    if isinstance(event, LeadTransferred):
+        return moved_summary(event)
+    if isinstance(event, LeadShared):
+        return f"Transferred to {event.payload.realtor_name} by {event.payload.assigned_by}"
+    if isinstance(event, LeadReleased):
+        return f"Unassigned: {event.payload.explanation}"
+    return f"{event.payload.channel} to the contact by {event.payload.agent_id}"
 
 
 def moved_summary(event: LeadTransferred) -> str:

@@ -12,7 +12,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from leadflow_crm_api.adapters.leads import ScopedLeads, agent_names, lost_offer, realtor_filter, scope_filter
 from leadflow_crm_api.adapters.settings import AccountSettings
 from leadflow_crm_api.api import ActivityAccepted, ActivityCreate, LeadDetail, LeadPage, lead_detail, lead_public
-from leadflow_crm_api.domain.claims import ClaimOutlook, claim_answer
+from leadflow_crm_api.domain.claims import ClaimAnswer, ClaimOutlook, claim_answer
 from leadflow_crm_api.domain.principal import Principal, Role
 from leadflow_crm_api.domain.views import (
     LeadQuery,
@@ -101,40 +101,10 @@ async def act_on_lead(
 
     The answer says whether it can claim; an `accept` that cannot is refused (409) and nothing is written."""
     action, now = ActivityAction(body.action.value), datetime.now(UTC)
-    doc = await leads.get(lead_id)
-    if doc is None:
-        # A realtor whose offer ended no longer sees the lead: tell it how the offer ended.
-        if (how := await how_the_offer_ended(caller, db, lead_id)) is None:
-            raise NotFound("No such lead.")
-        raise ClaimNotPossible(f"This lead is no longer yours to work: {how}")
-    declining = action is ActivityAction.DECLINE
-    answer = claim_answer(doc, [], caller=caller.sub, claims=action.claims or declining, now=now, names={})
-    if declining and answer.outlook is ClaimOutlook.HOLDER:
-        raise ClaimNotPossible("Nothing to decline: you hold this lead; return it to the broker instead.")
-    if answer.outlook is ClaimOutlook.NONE:  # say how the caller's offer ended, and who holds the lead
-        timeline = await leads.timeline(doc)
-        answer = claim_answer(doc, timeline, caller=caller.sub, claims=True, now=now, names=await _names(db, doc))
-        if action is ActivityAction.ACCEPT:
-            raise ClaimNotPossible(f"Nothing to accept: {answer.detail}")
-        if declining:
-            raise ClaimNotPossible(f"Nothing to decline: {answer.detail}")
-        if body.message is not None:
-            raise ClaimNotPossible(f"Only the lead's holder writes to the contact: {answer.detail}")
-    if body.message is not None and not doc.get("email" if action is ActivityAction.EMAIL else "phone"):
-        field = "email address" if action is ActivityAction.EMAIL else "phone number"
-        raise RequestValidationError(
-            [{"loc": ("body", "message"), "msg": f"the contact has no {field}", "type": "value_error"}]
-        )
-    activity = LeadActivity.create(
-        account_id=doc["account_id"],
-        occurred_at=now,
-        payload=LeadActivityPayload(
-            lead_id=uuid.UUID(doc["_id"]), agent_id=caller.sub, action=action,
-            message=None if body.message is None else ContactMessage(
-                subject=body.message.subject or "", body=body.message.body
-            ),
-        ),
-    )  # fmt: skip
+    doc = await _lead_to_act_on(leads, caller, db, lead_id)
+    answer = await _claim_answer(leads, caller, db, doc, action, body, now=now)
+    _check_the_contact_is_reachable(doc, action, body)
+    activity = _activity(doc, caller, action, body, now=now)
     await publish_or_unavailable(publish_activity, activity, detail="The action could not be recorded; try again.")
     await leads.record(
         activity_entry(
@@ -149,7 +119,70 @@ async def act_on_lead(
     )
     if action is not ActivityAction.VIEW:
         await leads.touch(doc["_id"], at=now, kind=action.value, by=caller.sub)
-    if declining:  # a decline claims nothing: the lead goes on (the router decides to whom)
+    if action is ActivityAction.DECLINE:  # a decline claims nothing: the lead goes on (the router decides to whom)
         return ActivityAccepted(event_id=activity.event_id, claim=ClaimOutlook.NOT_A_CLAIM,
                                 detail="You declined the offer; the lead goes on to the next agent.")
     return ActivityAccepted(event_id=activity.event_id, claim=answer.outlook, detail=answer.detail)
+
+
+async def _lead_to_act_on(leads: ScopedLeads, caller: Principal, db: Db, lead_id: str) -> dict[str, Any]:
+    """The lead's row; a realtor whose offer ended no longer sees the lead: it is told how the offer ended."""
+    doc = await leads.get(lead_id)
+    if doc is None:
+        if (how := await how_the_offer_ended(caller, db, lead_id)) is None:
+            raise NotFound("No such lead.")
+        raise ClaimNotPossible(f"This lead is no longer yours to work: {how}")
+    return doc
+
+
+async def _claim_answer(
+    leads: ScopedLeads,
+    caller: Principal,
+    db: Db,
+    doc: dict[str, Any],
+    action: ActivityAction,
+    body: ActivityCreate,
+    *,
+    now: datetime,
+) -> ClaimAnswer:
+    """Whether the action claims the lead; an accept, a decline or a message to the contact that has
+    nothing to act on is refused (409), saying how the caller's offer ended and who holds the lead."""
+    declining = action is ActivityAction.DECLINE
+    answer = claim_answer(doc, [], caller=caller.sub, claims=action.claims or declining, now=now, names={})
+    if declining and answer.outlook is ClaimOutlook.HOLDER:
+        raise ClaimNotPossible("Nothing to decline: you hold this lead; return it to the broker instead.")
+    if answer.outlook is not ClaimOutlook.NONE:
+        return answer
+    timeline = await leads.timeline(doc)
+    answer = claim_answer(doc, timeline, caller=caller.sub, claims=True, now=now, names=await _names(db, doc))
+    if action is ActivityAction.ACCEPT:
+        raise ClaimNotPossible(f"Nothing to accept: {answer.detail}")
+    if declining:
+        raise ClaimNotPossible(f"Nothing to decline: {answer.detail}")
+    if body.message is not None:
+        raise ClaimNotPossible(f"Only the lead's holder writes to the contact: {answer.detail}")
+    return answer
+
+
+def _check_the_contact_is_reachable(doc: dict[str, Any], action: ActivityAction, body: ActivityCreate) -> None:
+    """A message to the contact needs its email address (an email) or its phone number (a text)."""
+    if body.message is not None and not doc.get("email" if action is ActivityAction.EMAIL else "phone"):
+        field = "email address" if action is ActivityAction.EMAIL else "phone number"
+        raise RequestValidationError(
+            [{"loc": ("body", "message"), "msg": f"the contact has no {field}", "type": "value_error"}]
+        )
+
+
+def _activity(
+    doc: dict[str, Any], caller: Principal, action: ActivityAction, body: ActivityCreate, *, now: datetime
+) -> LeadActivity:
+    return LeadActivity.create(
+        account_id=doc["account_id"],
+        occurred_at=now,
+        payload=LeadActivityPayload(
+            lead_id=uuid.UUID(doc["_id"]), agent_id=caller.sub, action=action,
+            message=None if body.message is None else ContactMessage(
+                subject=body.message.subject or "", body=body.message.body
+            ),
+        ),
+    )  # fmt: skip

@@ -192,10 +192,20 @@ def install(
     """Add intake's routes, error handlers and middleware to `app`."""
     app.add_middleware(LeadRequests, max_body_bytes=max_body_bytes, metrics=metrics)
     app.state.intake = intake
+    _install_error_handlers(app)
+    _install_form_routes(app)
+    _install_webhook_route(app, webhooks, tolerance_seconds=tolerance_seconds)
+    _install_contract_routes(app)
+    _document_provider_formats(app)
 
-    def accepted(request: Request, result: Accepted) -> AcceptedOut:
-        request.state.intake_duplicate = result.duplicate
-        return AcceptedOut(event_id=result.event_id)
+
+def _accepted(request: Request, result: Accepted) -> AcceptedOut:
+    request.state.intake_duplicate = result.duplicate
+    return AcceptedOut(event_id=result.event_id)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Each refusal as its status and a detail that names places and reasons, never what was sent."""
 
     @app.exception_handler(InvalidLead)
     async def invalid_lead(request: Request, exc: InvalidLead) -> JSONResponse:
@@ -239,6 +249,10 @@ def install(
                   for e in exc.errors()]  # fmt: skip
         return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
+
+def _install_form_routes(app: FastAPI) -> None:
+    """The website form and the listing inquiry: JSON bodies read and checked here (domain/body.py)."""
+
     @app.post(
         WEBSITE_PATH, status_code=status.HTTP_202_ACCEPTED, tags=["leads"], responses=_ERRORS,
         openapi_extra=_json_request_body(WebsiteLeadIn),
@@ -252,7 +266,7 @@ def install(
             form.to_submission(), intake=intake, space=keys.WEBSITE, idempotency_key=idempotency_key,
             now=datetime.now(UTC),
         )  # fmt: skip
-        return accepted(request, result)
+        return _accepted(request, result)
 
     @app.post(
         LISTING_PATH, status_code=status.HTTP_202_ACCEPTED, tags=["leads"], responses=_ERRORS,
@@ -267,8 +281,11 @@ def install(
             inquiry.to_submission(), intake=intake, space=keys.LISTING_INQUIRY, idempotency_key=idempotency_key,
             now=datetime.now(UTC),
         )  # fmt: skip
-        return accepted(request, result)
+        return _accepted(request, result)
 
+
+def _install_webhook_route(app: FastAPI, webhooks: Mapping[str, Webhook], *, tolerance_seconds: int) -> None:
+    """Providers' signed webhooks, each in the format configured for the provider."""
     webhook_body = {"oneOf": [{"$ref": f"#/components/schemas/{model.__name__}"} for model in FORMATS.values()]}
 
     @app.post(
@@ -300,7 +317,11 @@ def install(
             signature=signature, idempotency_key=idempotency_key, intake=intake, now=datetime.now(UTC),
             tolerance_seconds=tolerance_seconds,
         )  # fmt: skip
-        return accepted(request, result)
+        return _accepted(request, result)
+
+
+def _install_contract_routes(app: FastAPI) -> None:
+    """The partner contract (AsyncAPI), as JSON and as YAML."""
 
     @app.get("/asyncapi.json", tags=["contract"])
     async def asyncapi_json() -> dict[str, Any]:
@@ -312,8 +333,6 @@ def install(
         """The same AsyncAPI document as YAML."""
         text = yaml.safe_dump(contract.asyncapi(), sort_keys=False, allow_unicode=True, width=110)
         return Response(text, media_type="application/yaml")
-
-    _document_provider_formats(app)
 
 
 def _document_provider_formats(app: FastAPI) -> None:

@@ -187,101 +187,129 @@ def notice_for(
 ) -> Notice | None:
     """What `event` tells `who`. An offer carries `accept_link`, and with `hide_contact` shows the
     contact's email and phone only once the lead is claimed (the account's choice)."""
-    hi = f"Hi {who.name},"
     if isinstance(event, TeamMemberTransferred):
         return team_member_notice(event, who, pages_url)
     if isinstance(event, RealtorInvited | ContactMessaged | ContactErased):
         return None  # sent to an address of the event's (`invitation_email`, `contact_message`), or nobody
-    p = event.payload
-    link = lead_link(pages_url, event.account_id, str(p.lead_id))
+    link = lead_link(pages_url, event.account_id, str(event.payload.lead_id))
+    if isinstance(event, LeadOffered):
+        return offered_notice(event, who, link, accept_link=accept_link, hide_contact=hide_contact)
     if isinstance(event, LeadAssigned):
-        c = event.payload.contact
-        return Notice(
-            lead_id=str(p.lead_id),
-            subject=f"New lead: {c.full_name}",
-            greeting=hi,
-            lines=(f"{c.full_name} is now your lead ({event.payload.source.name}).",),
-            fields=(("Email", c.email or "-"), ("Phone", c.phone or "-")),
-            quote=event.payload.message,
-            notes=(f"Why you: {event.payload.explanation}",),
-            link=link,
-            headline=f"New lead: {c.full_name}",
-        )
+        return assigned_notice(event, who, link)
     if isinstance(event, LeadShared):
         return shared_notice(event, who, link)
-    if isinstance(event, LeadOffered):
-        o = event.payload
-        deadline = f"{o.deadline.astimezone(ZoneInfo(who.time_zone)):%a %d %b %H:%M %Z}"
-        race = f" It was offered to {o.race_size} agents: the first to act gets it." if o.race_size > 1 else ""
-        return Notice(
-            lead_id=str(p.lead_id),
-            subject=f"Lead offer: {o.contact.full_name}",
-            greeting=hi,
-            lines=(
-                f"New lead for you: {o.contact.full_name} ({o.source.name}).{race}",
-                f"Claim it before {deadline} by accepting it or acting on it (email, call, note, ...);"
-                " opening it does not claim it.",
-            ),
-            fields=(
-                (("Email", HIDDEN_UNTIL_CLAIMED), ("Phone", HIDDEN_UNTIL_CLAIMED)) if hide_contact
-                else (("Email", o.contact.email or "-"), ("Phone", o.contact.phone or "-"))
-            ),
-            quote=o.message,
-            link=link,
-            headline=f"Lead offer: {o.contact.full_name}. Claim it before {deadline}",
-            deadline=deadline,
-            accept_link=accept_link,
-        )
-    if isinstance(event, LeadReleased):
-        return Notice(
-            lead_id=str(p.lead_id),
-            subject="A lead needs a new agent",
-            greeting=hi,
-            lines=("The agent who held this lead left the office. Nobody holds it now: assign it to an agent.",),
-            notes=(f"Why: {event.payload.explanation}",),
-            link=link,
-            headline="A lead needs a new agent: its agent left the office",
-        )
-    if isinstance(event, LeadFellBack):
-        return Notice(
-            lead_id=str(p.lead_id),
-            subject="Lead back in the broker pool",
-            greeting=hi,
-            lines=("Nobody claimed this lead in time, so it is back with you.",),
-            notes=(f"Why: {event.payload.explanation}",),
-            link=link,
-            headline="A lead nobody claimed is back in the broker pool",
-        )
+    if isinstance(event, LeadReleased | LeadFellBack):
+        return back_with_the_broker_notice(event, who, link)
     if isinstance(event, OfferExpired | OfferWithdrawn):
-        if isinstance(event, OfferExpired):
-            why, line = "Your offer expired", "Your offer expired."
-        elif event.payload.reason is WithdrawalReason.OFFICE_TRANSFER:
-            why = "The lead moved to another office"
-            line = "The lead you were offered moved to another office of the organisation, so your offer was withdrawn."
-        elif event.payload.reason is WithdrawalReason.REASSIGNED:
-            why = "The lead was distributed by hand"
-            line = "A broker or admin gave the lead you were offered to an agent by hand, so your offer was withdrawn."
-        elif event.payload.reason is WithdrawalReason.LEAD_SHARING:
-            why = "The brokerage assigned the lead to a realtor"
-            line = "The brokerage assigned the lead you were offered to a realtor, so your offer was withdrawn."
-        else:
-            why, line = "Another agent claimed the lead", "Another agent claimed the lead."
-        return Notice(lead_id=str(p.lead_id), subject=why, greeting=hi, lines=(line,), link=link, headline=why)
+        return offer_closed_notice(event, who, link)
     if isinstance(event, ActivityLogged):
-        a = event.payload
-        if a.action is not ActivityAction.INQUIRY or a.summary is None:
-            return None
-        c = a.summary.contact
-        return Notice(
-            lead_id=str(p.lead_id),
-            subject=f"Your lead {c.full_name} is back",
-            greeting=hi,
-            lines=(f"{c.full_name}, your lead, sent a new inquiry ({a.summary.source.name}).",),
-            quote=a.summary.message,
-            link=link,
-            headline=f"Your lead {c.full_name} sent a new inquiry",
-        )
+        return inquiry_notice(event, who, link)
     return None
+
+
+def assigned_notice(event: LeadAssigned, who: Recipient, link: str) -> Notice:
+    c = event.payload.contact
+    return Notice(
+        lead_id=str(event.payload.lead_id),
+        subject=f"New lead: {c.full_name}",
+        greeting=f"Hi {who.name},",
+        lines=(f"{c.full_name} is now your lead ({event.payload.source.name}).",),
+        fields=(("Email", c.email or "-"), ("Phone", c.phone or "-")),
+        quote=event.payload.message,
+        notes=(f"Why you: {event.payload.explanation}",),
+        link=link,
+        headline=f"New lead: {c.full_name}",
+    )
+
+
+def offered_notice(event: LeadOffered, who: Recipient, link: str, *, accept_link: str, hide_contact: bool) -> Notice:
+    """The claim window in the recipient's time zone; the contact's email and phone hidden when asked."""
+    o = event.payload
+    deadline = f"{o.deadline.astimezone(ZoneInfo(who.time_zone)):%a %d %b %H:%M %Z}"
+    race = f" It was offered to {o.race_size} agents: the first to act gets it." if o.race_size > 1 else ""
+    return Notice(
+        lead_id=str(o.lead_id),
+        subject=f"Lead offer: {o.contact.full_name}",
+        greeting=f"Hi {who.name},",
+        lines=(
+            f"New lead for you: {o.contact.full_name} ({o.source.name}).{race}",
+            f"Claim it before {deadline} by accepting it or acting on it (email, call, note, ...);"
+            " opening it does not claim it.",
+        ),
+        fields=(
+            (("Email", HIDDEN_UNTIL_CLAIMED), ("Phone", HIDDEN_UNTIL_CLAIMED)) if hide_contact
+            else (("Email", o.contact.email or "-"), ("Phone", o.contact.phone or "-"))
+        ),
+        quote=o.message,
+        link=link,
+        headline=f"Lead offer: {o.contact.full_name}. Claim it before {deadline}",
+        deadline=deadline,
+        accept_link=accept_link,
+    )  # fmt: skip
+
+
+def back_with_the_broker_notice(event: LeadReleased | LeadFellBack, who: Recipient, link: str) -> Notice:
+    """The broker pool's agent: its holder left the office (R7), or nobody claimed it in time (R9)."""
+    if isinstance(event, LeadReleased):
+        subject, headline = "A lead needs a new agent", "A lead needs a new agent: its agent left the office"
+        line = "The agent who held this lead left the office. Nobody holds it now: assign it to an agent."
+    else:
+        subject, headline = "Lead back in the broker pool", "A lead nobody claimed is back in the broker pool"
+        line = "Nobody claimed this lead in time, so it is back with you."
+    return Notice(
+        lead_id=str(event.payload.lead_id),
+        subject=subject,
+        greeting=f"Hi {who.name},",
+        lines=(line,),
+        notes=(f"Why: {event.payload.explanation}",),
+        link=link,
+        headline=headline,
+    )
+
+
+# Why an offer was withdrawn, as (subject, line); any other reason: another agent claimed the lead.
+_WITHDRAWN_BECAUSE = {
+    WithdrawalReason.OFFICE_TRANSFER: (
+        "The lead moved to another office",
+        "The lead you were offered moved to another office of the organisation, so your offer was withdrawn.",
+    ),
+    WithdrawalReason.REASSIGNED: (
+        "The lead was distributed by hand",
+        "A broker or admin gave the lead you were offered to an agent by hand, so your offer was withdrawn.",
+    ),
+    WithdrawalReason.LEAD_SHARING: (
+        "The brokerage assigned the lead to a realtor",
+        "The brokerage assigned the lead you were offered to a realtor, so your offer was withdrawn.",
+    ),
+}
+
+
+def offer_closed_notice(event: OfferExpired | OfferWithdrawn, who: Recipient, link: str) -> Notice:
+    if isinstance(event, OfferExpired):
+        why, line = "Your offer expired", "Your offer expired."
+    elif event.payload.reason in _WITHDRAWN_BECAUSE:
+        why, line = _WITHDRAWN_BECAUSE[event.payload.reason]
+    else:
+        why, line = "Another agent claimed the lead", "Another agent claimed the lead."
+    return Notice(lead_id=str(event.payload.lead_id), subject=why, greeting=f"Hi {who.name},", lines=(line,),
+                  link=link, headline=why)  # fmt: skip
+
+
+def inquiry_notice(event: ActivityLogged, who: Recipient, link: str) -> Notice | None:
+    """R1: the contact of the recipient's lead came back with a new inquiry; other activity tells nobody."""
+    a = event.payload
+    if a.action is not ActivityAction.INQUIRY or a.summary is None:
+        return None
+    c = a.summary.contact
+    return Notice(
+        lead_id=str(a.lead_id),
+        subject=f"Your lead {c.full_name} is back",
+        greeting=f"Hi {who.name},",
+        lines=(f"{c.full_name}, your lead, sent a new inquiry ({a.summary.source.name}).",),
+        quote=a.summary.message,
+        link=link,
+        headline=f"Your lead {c.full_name} sent a new inquiry",
+    )
 
 
 def shared_notice(event: LeadShared, who: Recipient, link: str) -> Notice:

@@ -171,6 +171,13 @@ class LeadRecords:
         cursor = self._leads.find({"next_deadline_ms": {"$lte": now_ms}}).sort("next_deadline_ms", ASCENDING)
         return [doc async for doc in cursor.limit(limit)]
 
+    async def next_deadline_ms(self, after_ms: int) -> int | None:
+        """The earliest deadline later than `after_ms`, if any record has one."""
+        cursor = self._leads.find({"next_deadline_ms": {"$gt": after_ms}}, {"next_deadline_ms": 1})
+        async for doc in cursor.sort("next_deadline_ms", ASCENDING).limit(1):
+            return int(doc["next_deadline_ms"])
+        return None
+
     async def unflushed(self, before_ms: int, limit: int) -> list[Doc]:
         cursor = self._leads.find({"outbox_since_ms": {"$lte": before_ms}}).limit(limit)
         return [doc async for doc in cursor]

@@ -15,7 +15,7 @@ from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadAc
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
 from leadflow_shared.events.routing import ROUTING_EVENT, ActivityLogged, LeadAssigned
 
-pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 
 
 def received(account_id: str = "acme-realty") -> LeadReceived:

@@ -1,9 +1,13 @@
-"""In-memory fakes of intake's ports (accounts, idempotency store) for its unit tests; the
-integration tests run the same use cases against nx-27017 (tests/integration/test_intake_*)."""
+"""In-memory fakes of intake's ports (accounts, idempotency store, publisher, cache clock) for its tests;
+the integration tests run the same use cases against nx-27017 (tests/integration/test_intake_*).
+
+Imported by unit and integration tests alike (pyproject puts tests/unit on pytest's sys.path; it holds no tests).
+"""
 
 from __future__ import annotations
 
 from leadflow_intake.handlers import AccountInfo, Claim
+from leadflow_shared.events.intake import LeadReceived
 
 
 class FakeAccounts:
@@ -33,3 +37,22 @@ class FakeStore:
     async def mark_published(self, stored_key: str) -> None:
         old = self.claims[stored_key]
         self.claims[stored_key] = Claim(old.event_id, old.request_hash, old.event_json, published=True)
+
+
+class Published(list[LeadReceived]):
+    """The publisher: keeps each LeadReceived it is given, after checking it is keyed by its account."""
+
+    async def __call__(self, account_id: str, event_json: bytes) -> None:
+        event = LeadReceived.model_validate_json(event_json)
+        assert event.account_id == account_id
+        self.append(event)
+
+
+class MonotonicClock:
+    """The seconds a cache reads (time.monotonic's stand-in); the test moves `now`."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now

@@ -18,7 +18,7 @@ from leadflow_devstack.testing import WaitForRecord, records_until
 from leadflow_shared import topics
 from leadflow_shared.events.inbound import received_event_id
 
-pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 
 ACCOUNT = "acme-realty"
 

@@ -21,7 +21,7 @@ from leadflow_shared import topics
 from leadflow_shared.events.inbound import InboundContact, InboundSource, LeadSubmitted, LeadSubmittedPayload
 from leadflow_shared.events.intake import LeadReceived
 
-pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 
 JSON = [("content-type", b"application/json")]
 

@@ -29,7 +29,7 @@ from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import records_until
 from leadflow_shared import topics
 
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.e2e]
 
 CONSUMERS = {
     topics.LEADS_INBOUND: ["intake"],

@@ -1,0 +1,133 @@
+"""In-memory fakes of the router's ports (the MongoDB stores, the publisher) and the leads its tests share.
+
+The stores subclass the MongoDB adapters (the service is typed with them) and keep their documents
+in dicts, with the same semantics: insert_many keeps a record stored before and returns it,
+mark_flushed clears an outbox only at the version given. `Published` is also the publisher of the
+integration harness (tests/integration/router_harness.py), where the stores are the real ones.
+
+Imported by unit and integration tests alike (pyproject puts tests/unit on pytest's sys.path; it holds no tests).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, Doc, LeadRecords, Rotations
+from leadflow_router.domain.model import AccountSnapshot
+from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
+from leadflow_shared.events.routing import LEAD_EVENT, ROUTING_EVENT, LeadAssigned, LeadEvent, RoutingEvent
+
+
+class FakeAccounts(AccountSnapshots):
+    def __init__(self, *accounts: AccountSnapshot) -> None:
+        self._accounts = {a.account_id: a for a in accounts}
+
+    async def get(self, account_id: str, *, fresh: bool = False) -> AccountSnapshot | None:  # noqa: ARG002
+        return self._accounts.get(account_id)
+
+
+class FakeRecords(LeadRecords):
+    def __init__(self) -> None:
+        self.docs: dict[str, Doc] = {}
+        self.inserted = 0
+
+    async def get(self, lead_id: str) -> Doc | None:
+        doc = self.docs.get(lead_id)
+        return None if doc is None else dict(doc)
+
+    async def get_many(self, lead_ids: list[str]) -> dict[str, Doc]:
+        return {i: dict(self.docs[i]) for i in lead_ids if i in self.docs}
+
+    async def insert_many(self, docs: list[Doc]) -> list[Doc]:
+        for doc in docs:
+            if doc["_id"] not in self.docs:
+                self.docs[doc["_id"]] = dict(doc)
+                self.inserted += 1
+        return [dict(self.docs[d["_id"]]) for d in docs]
+
+    async def compare_and_set(self, doc: Doc, expected_version: int) -> bool:
+        if self.docs.get(doc["_id"], {}).get("version") != expected_version:
+            return False
+        self.docs[doc["_id"]] = dict(doc)
+        return True
+
+    async def mark_flushed(self, docs: list[Doc]) -> None:
+        for doc in docs:
+            stored = self.docs.get(doc["_id"])
+            if stored is not None and stored["version"] == doc["version"]:
+                stored |= {"outbox": [], "effects": {}, "outbox_since_ms": None}
+
+    async def due(self, now_ms: int, limit: int) -> list[Doc]:
+        due = [d for d in self.docs.values() if d.get("next_deadline_ms") is not None]
+        return sorted((d for d in due if d["next_deadline_ms"] <= now_ms), key=lambda d: d["next_deadline_ms"])[:limit]
+
+    async def unflushed(self, before_ms: int, limit: int) -> list[Doc]:
+        pending = [d for d in self.docs.values() if d.get("outbox_since_ms") is not None]
+        return [d for d in pending if d["outbox_since_ms"] <= before_ms][:limit]
+
+
+class FakeContacts(Contacts):
+    def __init__(self) -> None:
+        self.leads: dict[str, str] = {}
+
+    async def find(self, keys: list[str]) -> dict[str, str]:
+        return {k: self.leads[k] for k in keys if k in self.leads}
+
+    async def register(self, lead_by_key: dict[str, str]) -> None:
+        for key, lead_id in lead_by_key.items():
+            self.leads.setdefault(key, lead_id)
+
+
+class FakeRotations(Rotations):
+    def __init__(self) -> None:
+        self.positions: dict[str, int] = {}
+
+    async def get(self, key: str) -> int:
+        return self.positions.get(key, 0)
+
+    async def advance(self, key: str, position: int) -> None:
+        self.positions[key] = max(position, self.positions.get(key, 0))
+
+
+@dataclass
+class Published:
+    """What the router published, as (Kafka key, body); `failing` simulates a broker outage."""
+
+    records: list[tuple[str, bytes]] = field(default_factory=list)
+    failing: bool = False
+
+    async def __call__(self, key: str, body: bytes) -> None:
+        if self.failing:
+            raise ConnectionError("broker down")
+        self.records.append((key, body))
+
+    def events(self) -> list[tuple[str, RoutingEvent]]:
+        return [(key, ROUTING_EVENT.validate_json(body)) for key, body in self.records]
+
+    def lead_events(self) -> list[LeadEvent]:
+        return [LEAD_EVENT.validate_json(body) for _, body in self.records]
+
+    def assigned(self) -> list[LeadAssigned]:
+        """The LeadAssigned events, after checking nothing else was published."""
+        events = self.lead_events()
+        assert all(isinstance(e, LeadAssigned) for e in events)
+        return [e for e in events if isinstance(e, LeadAssigned)]
+
+    def clear(self) -> None:
+        self.records.clear()
+
+
+def pre_assigned(account_id: str, agent_id: str) -> LeadReceived:
+    """A lead-gen lead (Zillow) that names its agent, with a contact unique to it."""
+    return LeadReceived.create(
+        account_id=account_id,
+        occurred_at=datetime.now(UTC),
+        payload=LeadReceivedPayload(
+            contact=Contact(first_name="Pre", email=f"pre-{uuid.uuid4().hex}@example.com"),
+            source=LeadSource(
+                channel=LeadChannel.LEAD_GEN, name="Zillow", provider="Zillow", assigned_agent_id=agent_id
+            ),
+        ),
+    )
