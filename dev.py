@@ -23,11 +23,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 UV_VERSION = "0.13.8"
 TOOLS = ROOT / ".tools"
-PACKAGES = ["leadflow_shared", "leadflow_intake", "leadflow_router", "leadflow_notifier", "leadflow_crm_api",
-            "leadflow_devstack", "leadflow_ops"]
+PACKAGES = [
+    "leadflow_shared",
+    "leadflow_intake",
+    "leadflow_router",
+    "leadflow_notifier",
+    "leadflow_crm_api",
+    "leadflow_devstack",
+    "leadflow_ops",
+]
 # The whole tree's Python, for the duplicate-code check (decision 0051).
-DUPLICATE_CHECKED = [*(str(p.relative_to(ROOT)) for p in sorted(ROOT.glob("services/*/src"))),
-                     "shared/src", "devstack/src", "ops/src", "tests", "bench"]
+DUPLICATE_CHECKED = [
+    *(str(p.relative_to(ROOT)) for p in sorted(ROOT.glob("services/*/src"))),
+    "shared/src",
+    "devstack/src",
+    "ops/src",
+    "tests",
+    "bench",
+]
 
 
 def uv() -> str:
@@ -77,8 +90,10 @@ def debian_tool(variable: str, binaries: tuple[str, ...], package: str, purpose:
         for step in (["update", "-q"], ["install", "-y", "-q", "--no-install-recommends", package]):
             subprocess.run([apt, *step], check=True, env=env, stdout=subprocess.DEVNULL)
         return next(filter(None, map(shutil.which, binaries)), None)
-    print(f"{purpose} need {binaries[0]}: install it (Debian/Ubuntu: sudo apt-get install {package}) "
-          f"or set {variable} to its path")
+    print(
+        f"{purpose} need {binaries[0]}: install it (Debian/Ubuntu: sudo apt-get install {package}) "
+        f"or set {variable} to its path"
+    )
     return None
 
 

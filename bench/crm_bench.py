@@ -51,10 +51,16 @@ def row(account_id: str, n: int, now: datetime, rng: random.Random) -> dict[str,
         account_id=account_id,
         occurred_at=created,
         payload=LeadAssignedPayload(
-            lead_id=uuid.uuid4(), agent_id=rng.choice(AGENTS), reason=AssignmentReason.ROSTER_POSITION_1,
+            lead_id=uuid.uuid4(),
+            agent_id=rng.choice(AGENTS),
+            reason=AssignmentReason.ROSTER_POSITION_1,
             explanation="bench",
-            contact=Contact(first_name=rng.choice(FIRST), last_name=rng.choice(LAST), email=f"lead{n}@mail.example",
-                            phone=f"+1555{n:07d}"),
+            contact=Contact(
+                first_name=rng.choice(FIRST),
+                last_name=rng.choice(LAST),
+                email=f"lead{n}@mail.example",
+                phone=f"+1555{n:07d}",
+            ),
             source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name=rng.choice(SOURCES)),
         ),
     )
@@ -110,8 +116,10 @@ def kinds(rows: list[dict[str, Any]]) -> list[Kind]:
     return [
         Kind("first page (created_desc)", lambda _: {}),
         Kind("deep page via cursor (created_desc)", lambda rng: {"cursor": rng.choice(by_desc)}),
-        Kind("deep page via cursor (last_activity_desc)",
-             lambda rng: {"cursor": rng.choice(by_activity), "sort": "last_activity_desc"}),
+        Kind(
+            "deep page via cursor (last_activity_desc)",
+            lambda rng: {"cursor": rng.choice(by_activity), "sort": "last_activity_desc"},
+        ),
         Kind("tab=mine", lambda _: {"tab": "mine"}),
         Kind("status", lambda rng: {"status": rng.choice(["offered", "assigned", "fell_back"])}),
         Kind("owner", lambda rng: {"owner": rng.choice(AGENTS)}),
@@ -144,23 +152,29 @@ def measure(http: httpx.Client, kind: Kind, requests: int, limit: int) -> dict[s
         items.append(len(response.json()["items"]))
     times.sort()
     return {
-        "kind": kind.name, "requests": requests, "limit": limit, "items_mean": statistics.fmean(items),
-        "p50_ms": statistics.median(times), "p99_ms": times[max(0, round(len(times) * 0.99) - 1)],
-        "max_ms": times[-1], "mean_ms": statistics.fmean(times),
+        "kind": kind.name,
+        "requests": requests,
+        "limit": limit,
+        "items_mean": statistics.fmean(items),
+        "p50_ms": statistics.median(times),
+        "p99_ms": times[max(0, round(len(times) * 0.99) - 1)],
+        "max_ms": times[-1],
+        "mean_ms": statistics.fmean(times),
     }
-
-
 
 
 def report(result: dict[str, Any], console: Console) -> None:
     seeded = result["seeded"]
-    table = Table(title=f"crm-api list queries, {seeded['account']:,} leads in the account "
-                        f"({seeded['other_accounts']:,} in others), limit {result['limit']}")
+    table = Table(
+        title=f"crm-api list queries, {seeded['account']:,} leads in the account "
+        f"({seeded['other_accounts']:,} in others), limit {result['limit']}"
+    )
     for column in ("query", "rows/page", "p50 ms", "p99 ms", "max ms"):
         table.add_column(column, justify="left" if column == "query" else "right")
     for q in result["queries"]:
-        table.add_row(q["kind"], f"{q['items_mean']:.0f}", f"{q['p50_ms']:.1f}", f"{q['p99_ms']:.1f}",
-                      f"{q['max_ms']:.1f}")
+        table.add_row(
+            q["kind"], f"{q['items_mean']:.0f}", f"{q['p50_ms']:.1f}", f"{q['p99_ms']:.1f}", f"{q['max_ms']:.1f}"
+        )
     console.print(table)
     console.print(f"seeded in {seeded['seconds']:.0f} s")
 

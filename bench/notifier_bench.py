@@ -31,12 +31,22 @@ from leadflow_shared.events.routing import ROUTING_EVENT, LeadOffered
 
 ACCOUNT = "p2-realty"
 AGENTS = [f"p2-agent-{n:02d}" for n in range(10)]
-CONFIG = {"accounts": [{
-    "account_id": ACCOUNT, "name": "P2 Realty", "round_robin": True, "time_zone": "America/New_York",
-    "agents": [{"agent_id": a, "name": a, "email": f"{a}@bench.example", "time_zone": "America/New_York"}
-               for a in AGENTS],
-    "roster": AGENTS, "default_source": {"claim_window_seconds": 3600, "race_count": 1},
-}]}
+CONFIG = {
+    "accounts": [
+        {
+            "account_id": ACCOUNT,
+            "name": "P2 Realty",
+            "round_robin": True,
+            "time_zone": "America/New_York",
+            "agents": [
+                {"agent_id": a, "name": a, "email": f"{a}@bench.example", "time_zone": "America/New_York"}
+                for a in AGENTS
+            ],
+            "roster": AGENTS,
+            "default_source": {"claim_window_seconds": 3600, "race_count": 1},
+        }
+    ]
+}
 
 
 class Clock:
@@ -56,8 +66,13 @@ class Clock:
 
 
 async def watch_offers(stack: Stack, clock: Clock, stop: asyncio.Event) -> None:
-    consumer = AIOKafkaConsumer(topics.LEADS_EVENTS, bootstrap_servers=stack.bootstrap, auto_offset_reset="latest",
-                                enable_auto_commit=False, fetch_max_wait_ms=20)  # as the services' consumers
+    consumer = AIOKafkaConsumer(
+        topics.LEADS_EVENTS,
+        bootstrap_servers=stack.bootstrap,
+        auto_offset_reset="latest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=20,
+    )  # as the services' consumers
     await consumer.start()
     try:
         await consumer.seek_to_end()
@@ -79,8 +94,12 @@ async def post_steadily(stack: Stack, clock: Clock, rate: float, seconds: float)
         url = f"{stack.url('intake')}/v1/leads"
 
         async def one(n: int) -> None:
-            body = {"account_id": ACCOUNT, "first_name": "Pat", "last_name": f"Bench{n}",
-                    "email": f"p2-{uuid.uuid4().hex}@example.com"}
+            body = {
+                "account_id": ACCOUNT,
+                "first_name": "Pat",
+                "last_name": f"Bench{n}",
+                "email": f"p2-{uuid.uuid4().hex}@example.com",
+            }
             response = await client.post(url, json=body)
             at = time.monotonic()
             if response.status_code == 202:
@@ -136,7 +155,10 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         "offer_to_email_p99_ms": percentile(notified, 0.99) * 1000 if notified else float("nan"),
     }
     return split | {
-        "rate_target": args.rate, "rate_achieved": achieved, "posted": posted, "accepted": len(clock.accepted),
+        "rate_target": args.rate,
+        "rate_achieved": achieved,
+        "posted": posted,
+        "accepted": len(clock.accepted),
         "emailed": len(latencies),
         "p50_ms": percentile(latencies, 0.5) * 1000 if latencies else float("nan"),
         "p99_ms": percentile(latencies, 0.99) * 1000 if latencies else float("nan"),
@@ -144,23 +166,29 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-
-
 def report(result: dict[str, Any], console: Console) -> None:
     table = Table(title="notifier benchmark (P2: intake 202 -> offer email accepted by SMTP)")
     for column in ("measure", "value", "goal"):
         table.add_column(column)
-    table.add_row("leads/s posted (target / achieved)", f"{result['rate_target']:.0f} / {result['rate_achieved']:.0f}",
-                  "")
-    table.add_row("leads posted / 202 / emailed", f"{result['posted']} / {result['accepted']} / {result['emailed']}",
-                  "all")
+    table.add_row(
+        "leads/s posted (target / achieved)", f"{result['rate_target']:.0f} / {result['rate_achieved']:.0f}", ""
+    )
+    table.add_row(
+        "leads posted / 202 / emailed", f"{result['posted']} / {result['accepted']} / {result['emailed']}", "all"
+    )
     table.add_row("latency p50", f"{result['p50_ms']:.1f} ms", "")
     table.add_row("latency p99", f"{result['p99_ms']:.1f} ms", "< 100 ms")
     table.add_row("latency max", f"{result['max_ms']:.1f} ms", "")
-    table.add_row("  of which 202 -> LeadOffered on Kafka, p50 / p99",
-                  f"{result['to_offer_p50_ms']:.1f} / {result['to_offer_p99_ms']:.1f} ms", "")
-    table.add_row("  of which LeadOffered -> email accepted, p50 / p99",
-                  f"{result['offer_to_email_p50_ms']:.1f} / {result['offer_to_email_p99_ms']:.1f} ms", "")
+    table.add_row(
+        "  of which 202 -> LeadOffered on Kafka, p50 / p99",
+        f"{result['to_offer_p50_ms']:.1f} / {result['to_offer_p99_ms']:.1f} ms",
+        "",
+    )
+    table.add_row(
+        "  of which LeadOffered -> email accepted, p50 / p99",
+        f"{result['offer_to_email_p50_ms']:.1f} / {result['offer_to_email_p99_ms']:.1f} ms",
+        "",
+    )
     console.print(table)
 
 

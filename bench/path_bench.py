@@ -115,8 +115,9 @@ async def measure_singles(stack: Stack, count: int) -> list[float]:
     return latencies
 
 
-async def measure_rate(stack: Stack, cpu: CpuMeter, mongo: AsyncMongoClient[dict[str, Any]], rate: float,
-                       seconds: float, rows_before: int) -> dict[str, Any]:
+async def measure_rate(
+    stack: Stack, cpu: CpuMeter, mongo: AsyncMongoClient[dict[str, Any]], rate: float, seconds: float, rows_before: int
+) -> dict[str, Any]:
     clock = Clock()
     assert stack.mail is not None
     stack.mail.on_accept = clock.on_email
@@ -126,12 +127,17 @@ async def measure_rate(stack: Stack, cpu: CpuMeter, mongo: AsyncMongoClient[dict
     await wait_for_rows(mongo, rows_before + len(clock.accepted), 120)
     spent = CpuMeter.delta(before, cpu.read())
     elapsed = time.monotonic() - start
-    latencies = sorted((clock.emailed[lead] - at) * 1000 for lead, at in clock.accepted.items()
-                       if lead in clock.emailed)
+    latencies = sorted(
+        (clock.emailed[lead] - at) * 1000 for lead, at in clock.accepted.items() if lead in clock.emailed
+    )
     leads = max(len(clock.accepted), 1)
     return {
-        "rate_target": rate, "rate_achieved": achieved, "posted": posted, "accepted": len(clock.accepted),
-        "emailed": len(latencies), "elapsed_s": elapsed,
+        "rate_target": rate,
+        "rate_achieved": achieved,
+        "posted": posted,
+        "accepted": len(clock.accepted),
+        "emailed": len(latencies),
+        "elapsed_s": elapsed,
         "p50_ms": percentile(latencies, 0.5) if latencies else float("nan"),
         "p99_ms": percentile(latencies, 0.99) if latencies else float("nan"),
         "max_ms": latencies[-1] if latencies else float("nan"),
@@ -164,10 +170,15 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         await mongo.close()
     met = [r["rate_target"] for r in rates if r["p99_ms"] < P2_MS and r["emailed"] == r["accepted"]]
     return {
-        "fetch_wait_idle_ms": args.fetch_wait_idle_ms, "idle_cpu_ms_per_s": idle,
-        "singles_ms": {"count": len(singles), "p50": percentile(singles, 0.5) if singles else None,
-                       "max": singles[-1] if singles else None},
-        "rates": rates, "highest_rate_p99_under_100ms": max(met, default=None),
+        "fetch_wait_idle_ms": args.fetch_wait_idle_ms,
+        "idle_cpu_ms_per_s": idle,
+        "singles_ms": {
+            "count": len(singles),
+            "p50": percentile(singles, 0.5) if singles else None,
+            "max": singles[-1] if singles else None,
+        },
+        "rates": rates,
+        "highest_rate_p99_under_100ms": max(met, default=None),
     }
 
 
@@ -179,8 +190,10 @@ def report(result: dict[str, Any], console: Console) -> None:
     for r in result["rates"]:
         table.add_column(f"per lead at {r['rate_target']:.0f}/s")
     for name in (*SERVICES, "services", *SERVERS):
+
         def cell(values: dict[str, float], name: str = name) -> str:
             return f"{sum(values[s] for s in SERVICES) if name == 'services' else values[name]:.2f}"
+
         table.add_row(name, cell(idle), *(cell(r["cpu_ms_per_lead"]) for r in result["rates"]))
     console.print(table)
     latency = Table(title="whole path: intake 202 -> offer email accepted (ms)")
@@ -188,20 +201,29 @@ def report(result: dict[str, Any], console: Console) -> None:
         latency.add_column(column)
     singles = result["singles_ms"]
     if singles["count"]:
-        latency.add_row("one lead at a time, idle", f"{singles['count']}", f"{singles['p50']:.1f}", "",
-                        f"{singles['max']:.1f}")
+        latency.add_row(
+            "one lead at a time, idle", f"{singles['count']}", f"{singles['p50']:.1f}", "", f"{singles['max']:.1f}"
+        )
     for r in result["rates"]:
-        latency.add_row(f"{r['rate_target']:.0f}/s (achieved {r['rate_achieved']:.0f})",
-                        f"{r['accepted']} / {r['emailed']}", f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}",
-                        f"{r['max_ms']:.1f}")
+        latency.add_row(
+            f"{r['rate_target']:.0f}/s (achieved {r['rate_achieved']:.0f})",
+            f"{r['accepted']} / {r['emailed']}",
+            f"{r['p50_ms']:.1f}",
+            f"{r['p99_ms']:.1f}",
+            f"{r['max_ms']:.1f}",
+        )
     console.print(latency)
     console.print(f"highest rate with p99 < {P2_MS:.0f} ms: {result['highest_rate_p99_under_100ms']}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rates", type=lambda s: [float(r) for r in s.split(",")], default=[50.0, 100.0, 200.0],
-                        help="comma-separated leads per second, measured in turn")
+    parser.add_argument(
+        "--rates",
+        type=lambda s: [float(r) for r in s.split(",")],
+        default=[50.0, 100.0, 200.0],
+        help="comma-separated leads per second, measured in turn",
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="how long to post at each rate")
     parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU measured")
     parser.add_argument("--singles", type=int, default=10, help="leads posted one at a time to an idle system")

@@ -89,8 +89,12 @@ class Watch:
 
 def website_lead() -> dict[str, str]:
     marker = uuid.uuid4().hex[:10]
-    return {"account_id": ACCOUNT, "first_name": "Rae", "last_name": f"Bench-{marker}",
-            "email": f"rae.{marker}@example.com"}
+    return {
+        "account_id": ACCOUNT,
+        "first_name": "Rae",
+        "last_name": f"Bench-{marker}",
+        "email": f"rae.{marker}@example.com",
+    }
 
 
 async def produce(stack: Stack, topic: str, body: bytes) -> None:

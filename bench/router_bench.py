@@ -40,19 +40,34 @@ from leadflow_shared.topics import TopicSpec
 
 ACCOUNT = "bench-realty"
 AGENTS = [f"agent-{n:02d}" for n in range(10)]
-CONFIG = {"accounts": [{
-    "account_id": ACCOUNT, "name": "Bench Realty", "round_robin": True,
-    "agents": [{"agent_id": a, "name": a, "email": f"{a}@bench.example"} for a in AGENTS],
-    "roster": AGENTS, "default_source": {"claim_window_seconds": 3600},
-}]}
+CONFIG = {
+    "accounts": [
+        {
+            "account_id": ACCOUNT,
+            "name": "Bench Realty",
+            "round_robin": True,
+            "agents": [{"agent_id": a, "name": a, "email": f"{a}@bench.example"} for a in AGENTS],
+            "roster": AGENTS,
+            "default_source": {"claim_window_seconds": 3600},
+        }
+    ]
+}
 
 
 def leads(count: int) -> list[bytes]:
-    return [LeadReceived.create(
-        account_id=ACCOUNT, occurred_at=datetime.now(UTC),
-        payload=LeadReceivedPayload(contact=Contact(first_name="Bench", email=f"b-{uuid.uuid4().hex}@example.com"),
-                                    source=LeadSource(channel=LeadChannel.PARTNER, name="Partner")),
-    ).model_dump_json().encode() for _ in range(count)]
+    return [
+        LeadReceived.create(
+            account_id=ACCOUNT,
+            occurred_at=datetime.now(UTC),
+            payload=LeadReceivedPayload(
+                contact=Contact(first_name="Bench", email=f"b-{uuid.uuid4().hex}@example.com"),
+                source=LeadSource(channel=LeadChannel.PARTNER, name="Partner"),
+            ),
+        )
+        .model_dump_json()
+        .encode()
+        for _ in range(count)
+    ]
 
 
 async def produce(bootstrap: str, topic: str, bodies: list[bytes]) -> float:
@@ -137,21 +152,36 @@ async def timers(stack: Stack, open_offers: int, due: int, due_window: float) ->
     """P3: `open_offers` open offers, `due` of them falling due over `due_window` seconds."""
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_url)
     db = client["leadflow"]
-    summary = LeadSummary(contact=Contact(first_name="Timer", email="t@example.com"),
-                          source=LeadSource(channel=LeadChannel.PARTNER, name="Partner"))
+    summary = LeadSummary(
+        contact=Contact(first_name="Timer", email="t@example.com"),
+        source=LeadSource(channel=LeadChannel.PARTNER, name="Partner"),
+    )
 
     def offer(n: int, deadline: datetime) -> dict[str, Any]:
-        state = LeadState(lead_id=str(uuid.uuid4()), account_id=ACCOUNT, summary=summary, status=LeadStatus.OFFERED,
-                          offers=(Offer(AGENTS[n % len(AGENTS)], 1, deadline),), round=1, next_deadline=deadline,
-                          version=1)
-        return {**encode_state(state), "outbox": [], "effects": {}, "outbox_since_ms": None,
-                "correlation_id": state.lead_id, "inputs": []}
+        state = LeadState(
+            lead_id=str(uuid.uuid4()),
+            account_id=ACCOUNT,
+            summary=summary,
+            status=LeadStatus.OFFERED,
+            offers=(Offer(AGENTS[n % len(AGENTS)], 1, deadline),),
+            round=1,
+            next_deadline=deadline,
+            version=1,
+        )
+        return {
+            **encode_state(state),
+            "outbox": [],
+            "effects": {},
+            "outbox_since_ms": None,
+            "correlation_id": state.lead_id,
+            "inputs": [],
+        }
 
     # The open offers that stay open (deadlines over the next day) go in first...
     now = datetime.now(UTC)
     idle = [offer(n, now + timedelta(hours=1, seconds=random.uniform(0, 86_400))) for n in range(open_offers - due)]  # noqa: S311
     for chunk in range(0, len(idle), 2000):
-        await db["router_leads"].insert_many(idle[chunk:chunk + 2000], ordered=False)
+        await db["router_leads"].insert_many(idle[chunk : chunk + 2000], ordered=False)
     # ...then those falling due during the run, timed from when they are stored.
     start_due = datetime.now(UTC) + timedelta(seconds=2)
     due_docs = [offer(n, start_due + timedelta(seconds=due_window * n / due)) for n in range(due)]
@@ -172,13 +202,14 @@ async def timers(stack: Stack, open_offers: int, due: int, due_window: float) ->
         await client.close()
     lateness.sort()
     return {
-        "open_offers": open_offers, "due": due, "due_window_seconds": due_window, "fired": len(lateness),
+        "open_offers": open_offers,
+        "due": due,
+        "due_window_seconds": due_window,
+        "fired": len(lateness),
         "lateness_p50_s": statistics.median(lateness) if lateness else float("nan"),
         "lateness_p99_s": lateness[int(len(lateness) * 0.99) - 1] if lateness else float("nan"),
         "lateness_max_s": lateness[-1] if lateness else float("nan"),
     }
-
-
 
 
 async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
@@ -193,8 +224,12 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     memory = rss_mb(stack.services["router"].pid)
     p3 = await timers(stack, args.open_offers, args.due, args.due_window)
     return {
-        "p1": {"leads": args.leads, "router_leads_per_s": routed, "broker_msgs_per_s": baseline,
-               "ratio": routed / baseline},
+        "p1": {
+            "leads": args.leads,
+            "router_leads_per_s": routed,
+            "broker_msgs_per_s": baseline,
+            "ratio": routed / baseline,
+        },
         "p3": p3,
         "p4": {"mongo_commands_per_lead": mongo_commands, "kafka_messages_per_lead": 1 + kafka_out},
         "p5": {"router_rss_mb": memory},
@@ -209,13 +244,16 @@ def report(result: dict[str, Any], console: Console) -> None:
     table.add_row("P1", f"router leads/s ({p1['leads']} leads)", f"{p1['router_leads_per_s']:.0f}", "")
     table.add_row("P1", "broker produce-consume msgs/s, same messages", f"{p1['broker_msgs_per_s']:.0f}", "")
     table.add_row("P1", "router / broker", f"{p1['ratio']:.2f}", ">= 0.5")
-    table.add_row("P3", f"expiry lateness p50 ({p3['fired']}/{p3['due']} due of {p3['open_offers']} open)",
-                  f"{p3['lateness_p50_s']:.3f} s", "")
+    table.add_row(
+        "P3",
+        f"expiry lateness p50 ({p3['fired']}/{p3['due']} due of {p3['open_offers']} open)",
+        f"{p3['lateness_p50_s']:.3f} s",
+        "",
+    )
     table.add_row("P3", "expiry lateness p99", f"{p3['lateness_p99_s']:.3f} s", "< 1 s")
     table.add_row("P3", "expiry lateness max", f"{p3['lateness_max_s']:.3f} s", "")
     table.add_row("P4", "MongoDB commands per routed lead", f"{p4['mongo_commands_per_lead']:.2f}", "reported")
-    table.add_row("P4", "Kafka messages per routed lead (in + out)", f"{p4['kafka_messages_per_lead']:.1f}",
-                  "reported")
+    table.add_row("P4", "Kafka messages per routed lead (in + out)", f"{p4['kafka_messages_per_lead']:.1f}", "reported")
     table.add_row("P5", "router resident memory after the run", f"{p5['router_rss_mb']:.0f} MB", "reported")
     console.print(table)
 

@@ -48,8 +48,14 @@ def lead_submitted(
 ) -> dict[str, Any]:
     """A LeadSubmitted message (leads.inbound.v1); fields left None are left out."""
     event_id = event_id or uuid.uuid4()
-    source = {"partner": partner, "name": source_name, "listing_id": listing_id,
-              "assigned_agent_id": assigned_agent_id, "site_host": site_host, "utm": dict(utm or {})}
+    source = {
+        "partner": partner,
+        "name": source_name,
+        "listing_id": listing_id,
+        "assigned_agent_id": assigned_agent_id,
+        "site_host": site_host,
+        "utm": dict(utm or {}),
+    }
     contact = {"first_name": first_name, "last_name": last_name, "email": email, "phone": phone}
     return {
         "event_id": str(event_id),

@@ -33,26 +33,42 @@ def signed_text(timestamp: int, method: str, path: str, idempotency_key: str | N
 
 
 def signature_headers(
-    secret: bytes, *, account_id: str, provider: str, body: bytes, idempotency_key: str | None = None,
+    secret: bytes,
+    *,
+    account_id: str,
+    provider: str,
+    body: bytes,
+    idempotency_key: str | None = None,
     timestamp: int | None = None,
 ) -> dict[str, str]:
     """The headers of one webhook request: timestamp, signature and, if given, the Idempotency-Key."""
     ts = int(time.time()) if timestamp is None else timestamp
     path = f"/v1/accounts/{account_id}/webhooks/{provider}"
     digest = hmac.new(secret, signed_text(ts, "POST", path, idempotency_key, body), hashlib.sha256).hexdigest()
-    headers = {"X-Leadflow-Timestamp": str(ts), "X-Leadflow-Signature": f"{SCHEME}={digest}",
-               "Content-Type": "application/json"}
+    headers = {
+        "X-Leadflow-Timestamp": str(ts),
+        "X-Leadflow-Signature": f"{SCHEME}={digest}",
+        "Content-Type": "application/json",
+    }
     if idempotency_key is not None:
         headers["Idempotency-Key"] = idempotency_key
     return headers
 
 
-def send(base_url: str, secret: bytes, *, account_id: str, provider: str, lead: dict[str, object],
-         idempotency_key: str | None = None) -> dict[str, object]:
+def send(
+    base_url: str,
+    secret: bytes,
+    *,
+    account_id: str,
+    provider: str,
+    lead: dict[str, object],
+    idempotency_key: str | None = None,
+) -> dict[str, object]:
     """POST `lead`; returns leadflow's answer ({"event_id": ...}); urllib raises HTTPError on a 4xx."""
     body = json.dumps(lead).encode()
-    headers = signature_headers(secret, account_id=account_id, provider=provider, body=body,
-                                idempotency_key=idempotency_key)
+    headers = signature_headers(
+        secret, account_id=account_id, provider=provider, body=body, idempotency_key=idempotency_key
+    )
     url = f"{base_url.rstrip('/')}/v1/accounts/{account_id}/webhooks/{provider}"
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310 (a configured URL)
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
@@ -63,9 +79,14 @@ def send(base_url: str, secret: bytes, *, account_id: str, provider: str, lead: 
 def main() -> None:
     lead = json.loads(Path(sys.argv[1]).read_text())
     key = sys.argv[2] if len(sys.argv) > 2 else None
-    answer = send(os.environ["LEADFLOW_URL"], os.environ["LEADFLOW_WEBHOOK_SECRET"].encode(),
-                  account_id=os.environ["LEADFLOW_ACCOUNT"], provider=os.environ["LEADFLOW_PROVIDER"], lead=lead,
-                  idempotency_key=key)
+    answer = send(
+        os.environ["LEADFLOW_URL"],
+        os.environ["LEADFLOW_WEBHOOK_SECRET"].encode(),
+        account_id=os.environ["LEADFLOW_ACCOUNT"],
+        provider=os.environ["LEADFLOW_PROVIDER"],
+        lead=lead,
+        idempotency_key=key,
+    )
     sys.stdout.write(json.dumps(answer) + "\n")
 
 

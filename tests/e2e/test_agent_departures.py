@@ -72,8 +72,11 @@ async def test_a_deactivated_agent_loses_its_offers_and_its_lead_waits_for_the_b
     held_id = await new_lead(stack, uuid.uuid4().hex[:8])
     held = await when(held_id, "the first race", lambda d: len(d["open_offers"]) == 2)
     leaver = held["open_offers"][0]["agent_id"]
-    claimed = await client.post(f"/v1/accounts/{OFFICE}/leads/{held_id}/activities",
-                                headers=stack.auth(leaver, "realtor", OFFICE), json={"action": "accept"})
+    claimed = await client.post(
+        f"/v1/accounts/{OFFICE}/leads/{held_id}/activities",
+        headers=stack.auth(leaver, "realtor", OFFICE),
+        json={"action": "accept"},
+    )
     assert claimed.status_code == 202, claimed.text
     await when(held_id, "the claim", lambda d: d["owner_agent_id"] == leaver)
     raced_id = ""
@@ -85,27 +88,35 @@ async def test_a_deactivated_agent_loses_its_offers_and_its_lead_waits_for_the_b
             break
     assert raced_id, f"{leaver} was not offered another lead"
 
-    deactivated = await client.put(f"/v1/accounts/{OFFICE}/agents/{leaver}/status", headers=broker,
-                                   json={"status": "inactive"})
+    deactivated = await client.put(
+        f"/v1/accounts/{OFFICE}/agents/{leaver}/status", headers=broker, json={"status": "inactive"}
+    )
     assert deactivated.status_code == 200, deactivated.text
 
     # The race goes on without the leaver: its offer is withdrawn, the other one stays open.
-    raced = await when(raced_id, "the leaver's offer withdrawn",
-                       lambda d: leaver not in {o["agent_id"] for o in d["open_offers"]})
+    raced = await when(
+        raced_id, "the leaver's offer withdrawn", lambda d: leaver not in {o["agent_id"] for o in d["open_offers"]}
+    )
     assert len(raced["open_offers"]) == 1
     assert any(e["summary"] == f"Offer to {leaver} withdrawn: the agent left the office" for e in raced["timeline"])
     # The lead it held waits for a broker or admin to distribute it by hand (the default setting).
     released = await when(held_id, "the held lead released", lambda d: d["status"] == "unassigned")
     assert released["owner_agent_id"] is None
     assert any(e["type"] == "LeadReleased" for e in released["timeline"])
-    mails = await eventually(lambda: [m for m in mails_to(stack, "leave-broker@leave.example")
-                                      if str(m["Subject"]) == "A lead needs a new agent"],
-                             what="the broker's email about the released lead")
+    mails = await eventually(
+        lambda: [
+            m for m in mails_to(stack, "leave-broker@leave.example") if str(m["Subject"]) == "A lead needs a new agent"
+        ],
+        what="the broker's email about the released lead",
+    )
     assert len(mails) == 1
     assert not [m for m in mails_to(stack, f"{leaver}@leave.example") if "withdrawn" in str(m["Subject"]).lower()]
 
     # The leaver can no longer claim what it was offered, and is told why.
-    refused = await client.post(f"/v1/accounts/{OFFICE}/leads/{raced_id}/activities",
-                                headers=stack.auth(leaver, "realtor", OFFICE), json={"action": "accept"})
+    refused = await client.post(
+        f"/v1/accounts/{OFFICE}/leads/{raced_id}/activities",
+        headers=stack.auth(leaver, "realtor", OFFICE),
+        json={"action": "accept"},
+    )
     assert refused.status_code == 409, refused.text
     assert "Your offer was withdrawn" in refused.json()["detail"]

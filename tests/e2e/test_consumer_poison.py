@@ -191,18 +191,40 @@ async def test_records_the_fetcher_cannot_read_are_dead_lettered_and_the_partiti
     def marked(name: str, *headers: tuple[bytes, bytes]) -> list[tuple[bytes, bytes]]:
         return [*headers, (b"x-poison-run", f"{run}:{name}".encode())]
 
-    await produce_batch(poisoned_stack.bootstrap, topic, key, record_batch([
-        RawRecord(b"{}", key, marked("header-name-not-utf8", (b"\xff\xfe", b"x"))),
-        RawRecord(b"{x", key, marked("behind-in-batch")),
-    ]))
-    await produce_batch(poisoned_stack.bootstrap, topic, key, record_batch([
-        RawRecord(b"{x", key, marked("gzip-header-name-not-utf8", (b"\xc3(", b"x"))),
-    ], compression=GZIP))
-    partition, first = await produce_batch(poisoned_stack.bootstrap, topic, key, record_batch([
-        RawRecord(b"{x", key, marked("before-broken")),
-        RawRecord(b"{x", key, marked("broken"), length_error=2),
-        RawRecord(b"{x", key, marked("lost-behind-broken")),
-    ]))
+    await produce_batch(
+        poisoned_stack.bootstrap,
+        topic,
+        key,
+        record_batch(
+            [
+                RawRecord(b"{}", key, marked("header-name-not-utf8", (b"\xff\xfe", b"x"))),
+                RawRecord(b"{x", key, marked("behind-in-batch")),
+            ]
+        ),
+    )
+    await produce_batch(
+        poisoned_stack.bootstrap,
+        topic,
+        key,
+        record_batch(
+            [
+                RawRecord(b"{x", key, marked("gzip-header-name-not-utf8", (b"\xc3(", b"x"))),
+            ],
+            compression=GZIP,
+        ),
+    )
+    partition, first = await produce_batch(
+        poisoned_stack.bootstrap,
+        topic,
+        key,
+        record_batch(
+            [
+                RawRecord(b"{x", key, marked("before-broken")),
+                RawRecord(b"{x", key, marked("broken"), length_error=2),
+                RawRecord(b"{x", key, marked("lost-behind-broken")),
+            ]
+        ),
+    )
     producer = AIOKafkaProducer(bootstrap_servers=poisoned_stack.bootstrap, acks="all")
     await producer.start()
     try:

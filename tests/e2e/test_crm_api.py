@@ -47,21 +47,22 @@ def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
         "accounts": [
             _account(RACE, RACE_AGENTS, round_robin=True),
             _account(LIST, ("crm-lee", "crm-max"), round_robin=False),
-            _account(CLAIMS, tuple(NAMES), round_robin=True) | {
-                "agents": [{"agent_id": a, "name": n, "email": f"{a}@crm.example"} for a, n in NAMES.items()]
-            },
+            _account(CLAIMS, tuple(NAMES), round_robin=True)
+            | {"agents": [{"agent_id": a, "name": n, "email": f"{a}@crm.example"} for a, n in NAMES.items()]},
         ]
     }
     path.write_text(json.dumps(config))
     stack.seed(path)
 
 
-
-
-
 async def post_lead(stack: Stack, account_id: str, first: str, last: str, phone: str) -> str:
-    body = {"account_id": account_id, "first_name": first, "last_name": last, "phone": phone,
-            "email": f"{first}.{last}@Example.com"}
+    body = {
+        "account_id": account_id,
+        "first_name": first,
+        "last_name": last,
+        "phone": phone,
+        "email": f"{first}.{last}@Example.com",
+    }
     async with httpx.AsyncClient() as intake:
         response = await intake.post(f"{stack.url('intake')}/v1/leads", json=body)
     assert response.status_code == 202, response.text
@@ -79,8 +80,9 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     return problem
 
 
-async def detail_when(client: httpx.AsyncClient, url: str, headers: dict[str, str], what: str,
-                      ready: Any) -> dict[str, Any]:
+async def detail_when(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str], what: str, ready: Any
+) -> dict[str, Any]:
     async def poll() -> dict[str, Any] | None:
         response = await client.get(url, headers=headers)
         body: dict[str, Any] = response.json() if response.status_code == 200 else {}
@@ -141,8 +143,11 @@ async def test_other_tenants_and_other_realtors_get_403_or_404_and_no_data(
         "profile": ("PUT", f"{detail_url}/profile", {"company": "Stolen Inc"}),
         "labels": ("GET", f"/v1/accounts/{LIST}/labels", None),
         "offices": ("GET", f"/v1/accounts/{LIST}/offices", None),
-        "office transfer": ("POST", f"/v1/accounts/{LIST}/office-transfers",
-                            {"lead_id": lead_id, "to_account_id": "other-realty"}),
+        "office transfer": (
+            "POST",
+            f"/v1/accounts/{LIST}/office-transfers",
+            {"lead_id": lead_id, "to_account_id": "other-realty"},
+        ),
     }
     for who, headers in strangers.items():
         for name, (method, url, body) in calls.items():
@@ -183,8 +188,12 @@ async def test_list_filters_search_sort_and_cursor_pages(stack: Stack, client: h
     await eventually(lambda: _all_listed(found, search, ids), what="five leads found by name")
     # Keyset pages in every order: each lead once, in (sort key, id) order, even when leads
     # routed in one batch share a millisecond.
-    orders = [("created_asc", "created_at", "2"), ("created_desc", "created_at", "2"),
-              ("last_activity_desc", "last_activity_at", "1"), ("last_activity_asc", "last_activity_at", "3")]
+    orders = [
+        ("created_asc", "created_at", "2"),
+        ("created_desc", "created_at", "2"),
+        ("last_activity_desc", "last_activity_at", "1"),
+        ("last_activity_asc", "last_activity_at", "3"),
+    ]
     for sort, key, limit in orders:
         listed = await rows({**search, "sort": sort, "limit": limit})
         assert sorted(r["lead_id"] for r in listed) == sorted(ids), sort
@@ -250,8 +259,9 @@ async def test_offer_detail_activities_claim_and_timeline(
     after_view = (await client.get(detail_url, headers=broker)).json()
     assert after_view["status"] == "offered"
     assert any(e["event_id"] == view_id and e["action"] == "view" for e in after_view["timeline"])
-    bad = assert_problem(await client.post(f"{detail_url}/activities", headers=as_winner, json={"action": "inquiry"}),
-                         422)
+    bad = assert_problem(
+        await client.post(f"{detail_url}/activities", headers=as_winner, json={"action": "inquiry"}), 422
+    )
     assert bad["invalid_params"][0]["name"] == "body.action"
 
     called = await client.post(f"{detail_url}/activities", headers=as_winner, json={"action": "call"})
@@ -306,21 +316,29 @@ async def test_actions_that_cannot_claim_are_answered_and_logged_never_dead_lett
     # A claim that reaches the router after the offer ended (crm-api's view trailing it): the router
     # logs it with the reason, crm-api shows that on the timeline, and nothing is dead-lettered.
     late = LeadActivity.create(
-        account_id=CLAIMS, occurred_at=datetime.now(UTC),
+        account_id=CLAIMS,
+        occurred_at=datetime.now(UTC),
         payload=LeadActivityPayload(lead_id=uuid.UUID(lead_id), agent_id=loser, action=ActivityAction.CALL),
     )
     await publish_envelopes(stack.bootstrap, topics.LEADS_ACTIVITY, [late])
     refused = f"call by {loser} claimed nothing: the offer to {loser} was withdrawn; the lead is held by {winner}"
-    detail = await detail_when(client, url, broker, "the refused claim on the timeline",
-                               lambda d: any(e["summary"] == refused for e in d["timeline"]))
+    detail = await detail_when(
+        client,
+        url,
+        broker,
+        "the refused claim on the timeline",
+        lambda d: any(e["summary"] == refused for e in d["timeline"]),
+    )
     assert detail["owner_agent_id"] == winner
     broker_note = note.json()["event_id"]
     assert [e["summary"] for e in detail["timeline"] if e["event_id"] == broker_note] == ["note by crm-claims-broker"]
 
     def broker_note_logged(record: ConsumerRecord[bytes, bytes]) -> bool:
         event = ROUTING_EVENT.validate_json(record.value or b"")
-        return isinstance(event, ActivityLogged) and str(event.payload.lead_id) == lead_id and (
-            event.payload.by_agent_id == "crm-claims-broker"
+        return (
+            isinstance(event, ActivityLogged)
+            and str(event.payload.lead_id) == lead_id
+            and (event.payload.by_agent_id == "crm-claims-broker")
         )
 
     await wait_for_record(topics.LEADS_EVENTS, broker_note_logged)
@@ -331,9 +349,14 @@ async def test_actions_that_cannot_claim_are_answered_and_logged_never_dead_lett
 async def test_the_lead_page_has_what_the_lead_said_who_holds_it_and_the_work_done_on_it(
     stack: Stack, client: httpx.AsyncClient
 ) -> None:
-    body = {"account_id": CLAIMS, "first_name": "Page", "email": f"page-{uuid.uuid4().hex[:8]}@example.com",
-            "message": "Looking for a 3-bedroom near the park.", "site_host": "www.claims.example",
-            "utm": {"utm_source": "newsletter", "utm_campaign": "spring"}}
+    body = {
+        "account_id": CLAIMS,
+        "first_name": "Page",
+        "email": f"page-{uuid.uuid4().hex[:8]}@example.com",
+        "message": "Looking for a 3-bedroom near the park.",
+        "site_host": "www.claims.example",
+        "utm": {"utm_source": "newsletter", "utm_campaign": "spring"},
+    }
     async with httpx.AsyncClient() as intake:
         posted = await intake.post(f"{stack.url('intake')}/v1/leads", json=body)
     assert posted.status_code == 202, posted.text
@@ -375,14 +398,16 @@ async def test_the_lead_page_has_what_the_lead_said_who_holds_it_and_the_work_do
     assert "Saturday at 10?" in mail.get_body(("plain",)).get_content()
     no_text = await act({"action": "sms", "message": {"body": "Hi"}})
     assert no_text.status_code == 422, "the contact gave no phone"
-    outsider = await client.post(f"{url}/activities", headers=broker,
-                                 json={"action": "email", "message": {"body": "Hello"}})
+    outsider = await client.post(
+        f"{url}/activities", headers=broker, json={"action": "email", "message": {"body": "Hello"}}
+    )
     assert outsider.status_code == 409, "only the holder writes to the contact"
 
     set_status = await client.put(f"{url}/crm-status", headers=as_holder, json={"status": "appointment_set"})
     assert set_status.status_code == 200, set_status.text
-    not_holder = await client.put(f"{url}/crm-status", headers=stack.auth(other, "realtor", CLAIMS),
-                                  json={"status": "lost"})
+    not_holder = await client.put(
+        f"{url}/crm-status", headers=stack.auth(other, "realtor", CLAIMS), json={"status": "lost"}
+    )
     assert not_holder.status_code in {403, 404}
     assert (await client.put(f"{url}/crm-status", headers=broker, json={"status": "sold"})).status_code == 422
 

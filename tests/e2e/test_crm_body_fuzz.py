@@ -18,23 +18,22 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
+from crm_rows import assigned_row
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from leadflow_crm_api.adapters.leads import CRM_LEADS
 from leadflow_crm_api.domain.sharing import invitation_id
-from leadflow_crm_api.domain.views import lead_row_from_assigned
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import insert_rows
 from leadflow_devstack.tokens import bearer
-from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
-from leadflow_shared.events.routing import AssignmentReason, LeadAssigned, LeadAssignedPayload
+from leadflow_shared.events.intake import Contact
 
 pytestmark = pytest.mark.e2e
 
@@ -47,31 +46,42 @@ PROBLEM_JSON = "application/problem+json"
 BODIES = settings(max_examples=1200, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 QUERIES = settings(max_examples=600, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 JSON_TYPES = ("application/json", "application/json; charset=utf-8", "application/merge-patch+json")
-OTHER_TYPES = ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
-               "application/octet-stream", "garbage;;=", "")
+OTHER_TYPES = (
+    "text/plain",
+    "application/x-www-form-urlencoded",
+    "multipart/form-data; boundary=x",
+    "application/octet-stream",
+    "garbage;;=",
+    "",
+)
 
 
 @pytest.fixture(scope="module")
 def lead_ids(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     path = tmp_path_factory.mktemp("bfuzz") / "accounts.json"
     agents = [{"agent_id": a, "name": a, "email": f"{a}@bfuzz.example"} for a in (AGENT, "bfuzz-ben")]
-    path.write_text(json.dumps({"accounts": [
-        {"account_id": ACCOUNT, "name": "Body Fuzz Realty", "round_robin": False, "agents": agents,
-         "roster": [AGENT, "bfuzz-ben"], "sources": [{"name": "Website"}]},
-    ]}))
-    stack.seed(path)
-    rows = []
-    for n in range(4):
-        event = LeadAssigned.create(
-            account_id=ACCOUNT,
-            occurred_at=datetime.now(UTC) - timedelta(minutes=n),
-            payload=LeadAssignedPayload(
-                lead_id=uuid.uuid4(), agent_id=AGENT, reason=AssignmentReason.ROSTER_POSITION_1, explanation="fuzz",
-                contact=Contact(first_name="Body", last_name=f"Fuzz{n}", email=f"bf{n}@example.com"),
-                source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
-            ),
+    path.write_text(
+        json.dumps(
+            {
+                "accounts": [
+                    {
+                        "account_id": ACCOUNT,
+                        "name": "Body Fuzz Realty",
+                        "round_robin": False,
+                        "agents": agents,
+                        "roster": [AGENT, "bfuzz-ben"],
+                        "sources": [{"name": "Website"}],
+                    },
+                ]
+            }
         )
-        rows.append({"_id": str(event.payload.lead_id), **lead_row_from_assigned(event)})
+    )
+    stack.seed(path)
+    rows = [
+        assigned_row(ACCOUNT, AGENT, Contact(first_name="Body", last_name=f"Fuzz{n}", email=f"bf{n}@example.com"),
+                     minutes_ago=n)
+        for n in range(4)
+    ]  # fmt: skip
     return insert_rows(stack.mongo_url, CRM_LEADS, rows)
 
 
@@ -206,10 +216,25 @@ _cursors = (
     | _text
 )
 _query_values = _text | st.integers().map(str) | _cursors | st.datetimes().map(lambda d: d.isoformat())
-_query_names = st.sampled_from(
-    ["tab", "status", "owner", "assigned_to", "source", "label", "created_from", "created_to", "q", "sort",
-     "limit", "cursor"]
-) | _text
+_query_names = (
+    st.sampled_from(
+        [
+            "tab",
+            "status",
+            "owner",
+            "assigned_to",
+            "source",
+            "label",
+            "created_from",
+            "created_to",
+            "q",
+            "sort",
+            "limit",
+            "cursor",
+        ]
+    )
+    | _text
+)
 
 
 def encode(text: str) -> str:
@@ -228,8 +253,10 @@ class Request:
 
     def __repr__(self) -> str:  # hypothesis prints failing examples; a body can be a megabyte
         body = self.body.content or b""
-        return (f"{self.method} {self.url[:300]} as {self.caller}, body {self.body.why} ({len(body)} bytes: "
-                f"{body[:200]!r}), {self.content_type!r}, chunked={self.chunked}")
+        return (
+            f"{self.method} {self.url[:300]} as {self.caller}, body {self.body.why} ({len(body)} bytes: "
+            f"{body[:200]!r}), {self.content_type!r}, chunked={self.chunked}"
+        )
 
     def _repr_pretty_(self, printer: Any, _cycle: bool) -> None:
         printer.text(repr(self))
@@ -324,8 +351,15 @@ def test_arbitrary_bodies_to_every_operation_get_no_server_error(target: Target)
         content_type = draw(st.sampled_from(JSON_TYPES) | st.sampled_from(OTHER_TYPES) | st.none())
         caller, headers = target.headers(draw, op, content_type)
         query = draw(st.lists(st.tuples(_query_names, _query_values), max_size=2))
-        return Request(op.method, target.path(draw, op) + query_string(query), caller, headers, content_type,
-                       body=draw(bodies(op.example)), chunked=draw(st.booleans()))
+        return Request(
+            op.method,
+            target.path(draw, op) + query_string(query),
+            caller,
+            headers,
+            content_type,
+            body=draw(bodies(op.example)),
+            chunked=draw(st.booleans()),
+        )
 
     @BODIES
     @given(request=requests())
@@ -362,8 +396,15 @@ def test_arbitrary_list_queries_and_cursors_get_no_server_error(target: Target) 
         query = [("cursor", draw(_cursors))]
         query += [(name, draw(_list_values[name] | _query_values)) for name in others]
         query += draw(st.lists(st.tuples(_query_names, _query_values), max_size=1))
-        return Request(op.method, target.path(draw, op) + query_string(draw(st.permutations(query))), caller,
-                       headers, None, Body(None, bad=False, why="none"), chunked=False)
+        return Request(
+            op.method,
+            target.path(draw, op) + query_string(draw(st.permutations(query))),
+            caller,
+            headers,
+            None,
+            Body(None, bad=False, why="none"),
+            chunked=False,
+        )
 
     @QUERIES
     @given(request=requests())

@@ -32,10 +32,22 @@ MAX_BODY = 1024 * 1024  # CrmApiSettings.max_body_bytes' default, which the stac
 def account(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
     path = tmp_path_factory.mktemp("edges") / "accounts.json"
     agents = [{"agent_id": AGENT, "name": "Ana Edge", "email": f"{AGENT}@edges.example"}]
-    path.write_text(json.dumps({"accounts": [
-        {"account_id": ACCOUNT, "name": "Edges Realty", "round_robin": False, "agents": agents, "roster": [AGENT],
-         "sources": [{"name": "Website"}]},
-    ]}))
+    path.write_text(
+        json.dumps(
+            {
+                "accounts": [
+                    {
+                        "account_id": ACCOUNT,
+                        "name": "Edges Realty",
+                        "round_robin": False,
+                        "agents": agents,
+                        "roster": [AGENT],
+                        "sources": [{"name": "Website"}],
+                    },
+                ]
+            }
+        )
+    )
     stack.seed(path)
 
 
@@ -49,7 +61,10 @@ def lead_ids(stack: Stack) -> list[str]:
             account_id=ACCOUNT,
             occurred_at=now - timedelta(milliseconds=max(n - 3, 0)),
             payload=LeadAssignedPayload(
-                lead_id=uuid.uuid4(), agent_id=AGENT, reason=AssignmentReason.ROSTER_POSITION_1, explanation="edges",
+                lead_id=uuid.uuid4(),
+                agent_id=AGENT,
+                reason=AssignmentReason.ROSTER_POSITION_1,
+                explanation="edges",
                 contact=Contact(first_name="Edge", last_name=f"Lead{n}"),
                 source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
             ),
@@ -111,9 +126,7 @@ async def test_a_cursor_holding_a_huge_integer_or_a_bad_id_is_a_422_naming_curso
         assert sorted(seen) == sorted(lead_ids), sort
 
 
-async def test_a_body_beyond_the_limit_is_a_413_announced_or_streamed(
-    stack: Stack, client: httpx.AsyncClient
-) -> None:
+async def test_a_body_beyond_the_limit_is_a_413_announced_or_streamed(stack: Stack, client: httpx.AsyncClient) -> None:
     url = f"/v1/accounts/{ACCOUNT}/settings/routing"
     broker = {**stack.auth("edges-broker", "broker", ACCOUNT), "content-type": "application/json"}
     roster = json.dumps({"round_robin": False, "roster": [AGENT] * 100_000}).encode()  # about 1.2 MB
@@ -143,19 +156,39 @@ async def test_nan_infinity_surrogates_huge_numbers_and_deep_nesting_are_422s_na
     broker = {**stack.auth("edges-broker", "broker", ACCOUNT), "content-type": "application/json"}
     base = f"/v1/accounts/{ACCOUNT}"
     cases = [
-        ("PUT", f"{base}/settings/lead-sources", b'{"sources": [{"name": "Web", "referral_fee_percent": NaN}]}',
-         "body.sources.0.referral_fee_percent", "NaN"),
+        (
+            "PUT",
+            f"{base}/settings/lead-sources",
+            b'{"sources": [{"name": "Web", "referral_fee_percent": NaN}]}',
+            "body.sources.0.referral_fee_percent",
+            "NaN",
+        ),
         ("PUT", f"{base}/leads/{lead_ids[0]}/profile", b'{"rating": Infinity}', "body.rating", "NaN and Infinity"),
         ("PUT", f"{base}/leads/{lead_ids[0]}/profile", b'{"rating": -Infinity}', "body.rating", "NaN and Infinity"),
         ("PUT", f"{base}/leads/{lead_ids[0]}/profile", b'{"rating": 1e400}', "body.rating", "64-bit"),
-        ("PUT", f"{base}/leads/{lead_ids[0]}/profile", b'{"rating": 100000000000000000000000000000}', "body.rating",
-         "64-bit"),
+        (
+            "PUT",
+            f"{base}/leads/{lead_ids[0]}/profile",
+            b'{"rating": 100000000000000000000000000000}',
+            "body.rating",
+            "64-bit",
+        ),
         ("PUT", f"{base}/leads/{lead_ids[0]}/profile", b'{"company": "A\\ud800b"}', "body.company", "surrogate"),
-        ("POST", f"{base}/invitations", b'{"realtor_id": "r1", "email": "r1@example.com", "name": "A\\udfffb"}',
-         "body.name", "surrogate"),
+        (
+            "POST",
+            f"{base}/invitations",
+            b'{"realtor_id": "r1", "email": "r1@example.com", "name": "A\\udfffb"}',
+            "body.name",
+            "surrogate",
+        ),
         ("POST", f"{base}/leads/{lead_ids[0]}/activities", b'{"action": "note", "\\ud800": 1}', "body", "surrogate"),
-        ("PUT", f"{base}/settings/pause-schedule", b'{"windows": ' + b"[" * 20_000 + b"]" * 20_000 + b"}", "body",
-         "nested deeper"),
+        (
+            "PUT",
+            f"{base}/settings/pause-schedule",
+            b'{"windows": ' + b"[" * 20_000 + b"]" * 20_000 + b"}",
+            "body",
+            "nested deeper",
+        ),
         ("POST", f"{base}/lead-transfers", b'{"lead_ids": ["a"], "realtor_id": "r1"', "body", "not valid JSON"),
     ]
     for method, url, content, name, reason in cases:
@@ -201,7 +234,10 @@ async def test_422s_do_not_repeat_what_was_sent(stack: Stack, client: httpx.Asyn
         problem(response, 422)
         assert secret not in response.text, response.text
         assert "<" not in response.text, response.text
-    transfer = await client.post(f"/v1/accounts/{ACCOUNT}/office-transfers", headers=broker,
-                                 json={"lead_id": f"{secret}-not-a-uuid", "to_account_id": "x"})
+    transfer = await client.post(
+        f"/v1/accounts/{ACCOUNT}/office-transfers",
+        headers=broker,
+        json={"lead_id": f"{secret}-not-a-uuid", "to_account_id": "x"},
+    )
     assert list(invalid(transfer)) == ["body.lead_id"]
     assert secret not in transfer.text

@@ -8,24 +8,21 @@ pytest loader does not run under this pytest), as in test_intake_paths.py.
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import schemathesis
+from crm_rows import assigned_row
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.core.result import Ok
 
 from leadflow_crm_api.adapters.leads import CRM_LEADS
-from leadflow_crm_api.domain.views import lead_row_from_assigned
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import insert_rows
 from leadflow_devstack.tokens import bearer
-from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
-from leadflow_shared.events.routing import AssignmentReason, LeadAssigned, LeadAssignedPayload
+from leadflow_shared.events.intake import Contact
 
 pytestmark = pytest.mark.e2e
 
@@ -36,16 +33,8 @@ PROBLEM_JSON = "application/problem+json"
 
 
 def seeded_row(n: int) -> dict[str, Any]:
-    event = LeadAssigned.create(
-        account_id=ACCOUNT,
-        occurred_at=datetime.now(UTC) - timedelta(minutes=n),
-        payload=LeadAssignedPayload(
-            lead_id=uuid.uuid4(), agent_id=AGENT, reason=AssignmentReason.ROSTER_POSITION_1, explanation="fuzz",
-            contact=Contact(first_name="Fuzz", last_name=f"Lead{n}", email=f"f{n}@example.com", phone="+15555550100"),
-            source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
-        ),
-    )
-    return {"_id": str(event.payload.lead_id), **lead_row_from_assigned(event)}
+    contact = Contact(first_name="Fuzz", last_name=f"Lead{n}", email=f"f{n}@example.com", phone="+15555550100")
+    return assigned_row(ACCOUNT, AGENT, contact, minutes_ago=n)
 
 
 @pytest.fixture(scope="module")

@@ -22,9 +22,15 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 NORTH, SOUTH, ZETA = "move-north", "move-south", "move-zeta"
 GROUP = "move-group"
 PROFILE = {
-    "company": "Harbor Lofts LLC", "office_address": "1 Main St, Brooklyn", "home_address": "22 Oak Ave",
-    "rating": 4, "production_value": "$5M+", "labels": ["Hot", "Relocating"], "campaigns": ["Spring buyers"],
-    "campaign_subscriptions": ["Market report"], "campaign_triggers": ["Price drop alert"],
+    "company": "Harbor Lofts LLC",
+    "office_address": "1 Main St, Brooklyn",
+    "home_address": "22 Oak Ave",
+    "rating": 4,
+    "production_value": "$5M+",
+    "labels": ["Hot", "Relocating"],
+    "campaigns": ["Spring buyers"],
+    "campaign_subscriptions": ["Market report"],
+    "campaign_triggers": ["Price drop alert"],
 }
 
 
@@ -34,15 +40,27 @@ def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
         return {"agent_id": agent_id, "name": agent_id.replace("-", " ").title(), "email": f"{agent_id}@move.example"}
 
     def account(account_id: str, name: str, org: str, agents: list[str]) -> dict[str, Any]:
-        return {"account_id": account_id, "name": name, "organisation_id": org, "round_robin": False,
-                "agents": [agent(a) for a in agents], "roster": agents}
+        return {
+            "account_id": account_id,
+            "name": name,
+            "organisation_id": org,
+            "round_robin": False,
+            "agents": [agent(a) for a in agents],
+            "roster": agents,
+        }
 
     path = tmp_path_factory.mktemp("offices") / "accounts.json"
-    path.write_text(json.dumps({"accounts": [
-        account(NORTH, "North Office", GROUP, ["north-nia", "north-ned", "north-max", "north-kit"]),
-        account(SOUTH, "South Office", GROUP, ["south-sol", "south-sue"]),
-        account(ZETA, "Zeta Realty", "zeta-group", ["zeta-zoe"]),
-    ]}))
+    path.write_text(
+        json.dumps(
+            {
+                "accounts": [
+                    account(NORTH, "North Office", GROUP, ["north-nia", "north-ned", "north-max", "north-kit"]),
+                    account(SOUTH, "South Office", GROUP, ["south-sol", "south-sue"]),
+                    account(ZETA, "Zeta Realty", "zeta-group", ["zeta-zoe"]),
+                ]
+            }
+        )
+    )
     stack.seed(path)
 
 
@@ -103,9 +121,11 @@ async def test_a_lead_moves_to_another_office_as_a_new_lead_with_its_profile_and
     url, body = f"/v1/accounts/{NORTH}/office-transfers", {"lead_id": lead_id, "to_account_id": SOUTH}
     # Refusals change nothing.
     assert "not an office of this account's organisation" in problem(
-        await client.post(url, headers=north, json={**body, "to_account_id": ZETA}), 422)
+        await client.post(url, headers=north, json={**body, "to_account_id": ZETA}), 422
+    )
     assert "token's organisation" in problem(
-        await client.post(url, headers=broker(stack, NORTH, org="zeta-group"), json=body), 422)
+        await client.post(url, headers=broker(stack, NORTH, org="zeta-group"), json=body), 422
+    )
     problem(await client.post(url, headers=stack.auth("north-nia", "realtor", NORTH), json=body), 403)
     problem(await client.post(url, headers=south, json=body), 403)
     assert "lead_id" in problem(await client.post(url, headers=north, json={**body, "lead_id": str(uuid.uuid4())}), 422)
@@ -125,12 +145,16 @@ async def test_a_lead_moves_to_another_office_as_a_new_lead_with_its_profile_and
     listed = (await client.get(f"/v1/accounts/{SOUTH}/leads", headers=south, params={"label": "hot"})).json()
     assert [row["lead_id"] for row in listed["items"]] == [lead_id], "a new lead in South, found by its label"
     detail = (await client.get(f"/v1/accounts/{SOUTH}/leads/{lead_id}", headers=south)).json()
-    assert {k: detail[k] for k in ("company", "office_address", "home_address", "rating", "production_value",
-                                   "labels")} == {k: v for k, v in PROFILE.items() if not k.startswith("campaign")}
+    assert {
+        k: detail[k] for k in ("company", "office_address", "home_address", "rating", "production_value", "labels")
+    } == {k: v for k, v in PROFILE.items() if not k.startswith("campaign")}
     assert detail["source"] == "Website"
     assert (detail["campaigns"], detail["campaign_subscriptions"], detail["campaign_triggers"]) == ([], [], [])
     assert (detail["owner_agent_id"], detail["moved_from_account_id"], detail["moved_from_owner"]) == (
-        "south-sol", NORTH, "North Nia")
+        "south-sol",
+        NORTH,
+        "North Nia",
+    )
     types = [entry["type"] for entry in detail["timeline"]]
     assert types[0] == "LeadAssigned", "the first office's timeline stays"
     moved = [entry for entry in detail["timeline"] if entry["type"] == "LeadTransferred"]
@@ -143,8 +167,9 @@ async def test_a_lead_moves_to_another_office_as_a_new_lead_with_its_profile_and
 
     # The router moved the contact: the same person asking again in South is R1 on this lead.
     async with httpx.AsyncClient() as intake:
-        returned = await intake.post(f"{stack.url('intake')}/v1/leads",
-                                     json={"account_id": SOUTH, "first_name": "Morgan", "email": email})
+        returned = await intake.post(
+            f"{stack.url('intake')}/v1/leads", json={"account_id": SOUTH, "first_name": "Morgan", "email": email}
+        )
     assert returned.status_code == 202, returned.text
 
     async def inquiry_on_the_moved_lead() -> bool:
@@ -161,8 +186,10 @@ async def test_a_lead_moves_to_another_office_as_a_new_lead_with_its_profile_and
         await mongo.close()
     assert [d.get("lead_id", d["_id"]) for d in items if lead_id in str(d)] != [], "queued for South's digest"
     # South's holder hears of the lead only through R1's notice (sent after the digest item was queued).
-    about = await eventually(lambda: [m for m in mails_to(stack, "south-sol@move.example")
-                                      if m["X-Leadflow-Lead-Id"] == lead_id], what="R1's notice to South's holder")
+    about = await eventually(
+        lambda: [m for m in mails_to(stack, "south-sol@move.example") if m["X-Leadflow-Lead-Id"] == lead_id],
+        what="R1's notice to South's holder",
+    )
     assert [str(m["Subject"]) for m in about] == ["Your lead Morgan is back"], "no new-lead email at once"
 
 
@@ -170,12 +197,16 @@ async def test_a_team_member_moves_as_onboarding_and_the_target_staff_are_told(
     stack: Stack, client: httpx.AsyncClient
 ) -> None:
     north, south = broker(stack, NORTH), broker(stack, SOUTH)
-    subscribed = await client.put(f"/v1/accounts/{SOUTH}/settings/notifications/south-sue", headers=south,
-                                  json={"channels": ["email"], "team_updates": True})
+    subscribed = await client.put(
+        f"/v1/accounts/{SOUTH}/settings/notifications/south-sue",
+        headers=south,
+        json={"channels": ["email"], "team_updates": True},
+    )
     assert subscribed.status_code == 200, subscribed.text
     url = f"/v1/accounts/{NORTH}/office-transfers"
     assert "not a team member" in problem(
-        await client.post(url, headers=north, json={"agent_id": "south-sue", "to_account_id": SOUTH}), 422)
+        await client.post(url, headers=north, json={"agent_id": "south-sue", "to_account_id": SOUTH}), 422
+    )
 
     accepted = await client.post(url, headers=north, json={"agent_id": "north-max", "to_account_id": SOUTH})
     assert accepted.status_code == 202, accepted.text
@@ -183,8 +214,9 @@ async def test_a_team_member_moves_as_onboarding_and_the_target_staff_are_told(
 
     roster = (await client.get(f"/v1/accounts/{SOUTH}/settings/routing", headers=south)).json()["roster"]
     assert roster[-1] == "north-max"
-    assert "north-max" not in (await client.get(f"/v1/accounts/{NORTH}/settings/routing", headers=north)).json()[
-        "roster"]
+    assert (
+        "north-max" not in (await client.get(f"/v1/accounts/{NORTH}/settings/routing", headers=north)).json()["roster"]
+    )
     status = await client.get(f"/v1/accounts/{SOUTH}/agents/north-max/status", headers=south)
     assert status.json() == {"status": "onboarding"}
     problem(await client.get(f"/v1/accounts/{NORTH}/agents/north-max/status", headers=north), 404)
@@ -192,16 +224,19 @@ async def test_a_team_member_moves_as_onboarding_and_the_target_staff_are_told(
     def told(address: str) -> list[EmailMessage]:
         return [m for m in mails_to(stack, address) if "North Max" in str(m["Subject"])]
 
-    await eventually(lambda: told("south-sol@move.example") and told("south-sue@move.example"),
-                     what="South's broker and subscribed staff told")
+    await eventually(
+        lambda: told("south-sol@move.example") and told("south-sue@move.example"),
+        what="South's broker and subscribed staff told",
+    )
     assert len(told("south-sol@move.example")) == len(told("south-sue@move.example")) == 1
     assert not told("north-nia@move.example"), "the first office's staff are not the target's"
     assert not [m for m in mails_to(stack, "north-max@move.example") if "lead" in str(m["Subject"]).lower()], (
         "no new-lead notification for a team member"
     )
 
-    activated = await client.put(f"/v1/accounts/{SOUTH}/agents/north-max/status", headers=south,
-                                 json={"status": "active"})
+    activated = await client.put(
+        f"/v1/accounts/{SOUTH}/agents/north-max/status", headers=south, json={"status": "active"}
+    )
     assert (activated.status_code, activated.json()) == (200, {"status": "active"})
 
 

@@ -25,7 +25,10 @@ AGENTS = ("set-ana", "set-ben", "set-cy")
 def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
     def account(account_id: str, agents: tuple[str, ...]) -> dict[str, Any]:
         return {
-            "account_id": account_id, "name": account_id, "round_robin": False, "time_zone": "UTC",
+            "account_id": account_id,
+            "name": account_id,
+            "round_robin": False,
+            "time_zone": "UTC",
             "agents": [{"agent_id": a, "name": a, "email": f"{a}@settings.example"} for a in agents],
             "roster": list(agents),
         }
@@ -34,9 +37,6 @@ def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
     config = {"accounts": [account(ACCOUNT, AGENTS), account(EFFECT, ("eff-ana", "eff-ben"))]}
     path.write_text(json.dumps(config))
     stack.seed(path)
-
-
-
 
 
 def invalid(response: httpx.Response) -> dict[str, str]:
@@ -59,8 +59,12 @@ async def test_routing_roster_and_round_robin_approval(stack: Stack, client: htt
     unassigned = {"departed_agent_leads": "unassigned", "allow_direct_to_user": True}  # the defaults (T3, R2/R3)
     assert (await client.get(url, headers=broker)).json() == {"round_robin": False, "roster": list(AGENTS)} | unassigned
 
-    changed = {"round_robin": True, "roster": ["set-cy", "set-ana"], "departed_agent_leads": "broker_pool",
-               "allow_direct_to_user": False}
+    changed = {
+        "round_robin": True,
+        "roster": ["set-cy", "set-ana"],
+        "departed_agent_leads": "broker_pool",
+        "allow_direct_to_user": False,
+    }
     put = await client.put(url, headers=broker, json=changed)
     assert put.status_code == 200, put.text
     assert (await client.get(url, headers=broker)).json() == changed
@@ -87,15 +91,22 @@ async def test_routing_roster_and_round_robin_approval(stack: Stack, client: htt
 async def test_lead_groups_and_sources(stack: Stack, client: httpx.AsyncClient) -> None:
     admin = stack.auth("set-admin", "admin", ACCOUNT)
     groups_url, sources_url = (f"/v1/accounts/{ACCOUNT}/settings/{s}" for s in ("lead-groups", "lead-sources"))
-    zillow = {"name": "Zillow", "lead_group": "luxury", "offices": ["downtown"], "race_count": 2,
-              "claim_window_seconds": 600, "referral_fee_percent": 25}
+    zillow = {
+        "name": "Zillow",
+        "lead_group": "luxury",
+        "offices": ["downtown"],
+        "race_count": 2,
+        "claim_window_seconds": 600,
+        "referral_fee_percent": 25,
+    }
 
     # The group does not exist yet.
     assert invalid(await client.put(sources_url, headers=admin, json={"sources": [zillow]})) == {
         "body.sources.0.lead_group": "not a lead group of this account"
     }
-    groups = {"groups": [{"name": "luxury", "agent_ids": ["set-ana", "set-cy"]},
-                         {"name": "condos", "agent_ids": ["set-cy"]}]}
+    groups = {
+        "groups": [{"name": "luxury", "agent_ids": ["set-ana", "set-cy"]}, {"name": "condos", "agent_ids": ["set-cy"]}]
+    }
     assert (await client.put(groups_url, headers=admin, json=groups)).status_code == 200
     assert (await client.get(groups_url, headers=admin)).json() == groups
 
@@ -110,14 +121,19 @@ async def test_lead_groups_and_sources(stack: Stack, client: httpx.AsyncClient) 
     bad = [{**zillow, "race_count": 0}, {"name": "Zillow", "claim_window_seconds": 5, "referral_fee_percent": 101}]
     reasons = invalid(await client.put(sources_url, headers=admin, json={"sources": bad}))
     assert set(reasons) == {
-        "body.sources.0.race_count", "body.sources.1.claim_window_seconds", "body.sources.1.referral_fee_percent"
+        "body.sources.0.race_count",
+        "body.sources.1.claim_window_seconds",
+        "body.sources.1.referral_fee_percent",
     }
     dupes = invalid(await client.put(sources_url, headers=admin, json={"sources": [zillow, zillow]}))
     assert dupes == {f"body.sources.{i}.name": "another source has this name" for i in (0, 1)}
 
     # "luxury" is still used by Zillow; an unknown agent is named by position.
-    reasons = invalid(await client.put(groups_url, headers=admin, json={"groups": [
-        {"name": "condos", "agent_ids": ["set-ben", "alex-rivera"]}]}))
+    reasons = invalid(
+        await client.put(
+            groups_url, headers=admin, json={"groups": [{"name": "condos", "agent_ids": ["set-ben", "alex-rivera"]}]}
+        )
+    )
     assert reasons["body.groups.0.agent_ids.1"] == "not an agent of this account"
     assert "Zillow" in reasons["body.groups"]
     assert (await client.get(groups_url, headers=admin)).json() == groups
@@ -142,7 +158,9 @@ async def test_pause_schedule(stack: Stack, client: httpx.AsyncClient) -> None:
 
     bad = {"time_zone": "Mars/Olympus", "windows": [{"weekdays": [7], "start": "25:00", "end": "08:00"}]}
     assert set(invalid(await client.put(url, headers=broker, json=bad))) == {
-        "body.time_zone", "body.windows.0.weekdays.0", "body.windows.0.start"
+        "body.time_zone",
+        "body.windows.0.weekdays.0",
+        "body.windows.0.start",
     }
     assert (await client.get(url, headers=broker)).json() == {"time_zone": "Europe/Berlin", "windows": []}
 
@@ -151,11 +169,19 @@ async def test_notification_preferences_own_and_by_the_broker(stack: Stack, clie
     ana, broker = stack.auth("set-ana", "realtor", ACCOUNT), stack.auth("set-boss", "broker", ACCOUNT)
     own = f"/v1/accounts/{ACCOUNT}/settings/notifications/set-ana"
     assert (await client.get(own, headers=ana)).json() == {
-        "channels": ["email", "sms", "push"], "quiet_hours": None, "digest": False, "team_updates": False,
+        "channels": ["email", "sms", "push"],
+        "quiet_hours": None,
+        "digest": False,
+        "team_updates": False,
         "new_lead_notices": False,
     }
-    prefs = {"channels": ["email", "push"], "quiet_hours": {"start": "22:00", "end": "07:00"}, "digest": False,
-             "team_updates": True, "new_lead_notices": True}
+    prefs = {
+        "channels": ["email", "push"],
+        "quiet_hours": {"start": "22:00", "end": "07:00"},
+        "digest": False,
+        "team_updates": True,
+        "new_lead_notices": True,
+    }
     assert (await client.put(own, headers=ana, json=prefs)).status_code == 200
     assert (await client.get(own, headers=broker)).json() == prefs
     assert "body.channels" in invalid(await client.put(own, headers=ana, json={"channels": ["sms", "sms"]}))
@@ -198,8 +224,11 @@ SETTINGS_CALLS: list[tuple[str, str, dict[str, Any] | None]] = [
 async def snapshot(client: httpx.AsyncClient, stack: Stack) -> list[Any]:
     """Everything the calls above could change in OTHER, read as its own broker."""
     owner = stack.auth("summit-boss", "broker", OTHER)
-    return [(await client.get(f"/v1/accounts/{OTHER}/{path}", headers=owner)).json()
-            for method, path, _ in SETTINGS_CALLS if method == "GET"]
+    return [
+        (await client.get(f"/v1/accounts/{OTHER}/{path}", headers=owner)).json()
+        for method, path, _ in SETTINGS_CALLS
+        if method == "GET"
+    ]
 
 
 @pytest.mark.parametrize("role", ["broker", "admin", "realtor"])
@@ -243,8 +272,11 @@ async def test_a_roster_change_reaches_the_router(stack: Stack, client: httpx.As
         return await eventually(owner, what="the lead's owner in crm-api")
 
     assert await owner_of_new_lead() == "eff-ana"
-    put = await client.put(f"/v1/accounts/{EFFECT}/settings/routing", headers=broker,
-                           json={"round_robin": False, "roster": ["eff-ben", "eff-ana"]})
+    put = await client.put(
+        f"/v1/accounts/{EFFECT}/settings/routing",
+        headers=broker,
+        json={"round_robin": False, "roster": ["eff-ben", "eff-ana"]},
+    )
     assert put.status_code == 200, put.text
 
     # The router may keep its snapshot for up to 5 s, so leads are posted until one lands on eff-ben.

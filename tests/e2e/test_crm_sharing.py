@@ -29,21 +29,43 @@ T = TypeVar("T")
 @pytest.fixture(scope="module", autouse=True)
 def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
     def agent(agent_id: str, *, accepted: bool = True) -> dict[str, Any]:
-        return {"agent_id": agent_id, "name": agent_id, "email": f"{agent_id}@share.example",
-                "invitation_accepted": accepted}
+        return {
+            "agent_id": agent_id,
+            "name": agent_id,
+            "email": f"{agent_id}@share.example",
+            "invitation_accepted": accepted,
+        }
 
     def account(account_id: str, name: str, agents: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"account_id": account_id, "name": name, "round_robin": False, "agents": agents,
-                "roster": [a["agent_id"] for a in agents]}
+        return {
+            "account_id": account_id,
+            "name": name,
+            "round_robin": False,
+            "agents": agents,
+            "roster": [a["agent_id"] for a in agents],
+        }
 
     path = tmp_path_factory.mktemp("sharing") / "accounts.json"
-    path.write_text(json.dumps({"accounts": [
-        account(SHARE, SHARE_NAME, [agent("share-lee"), agent("share-ria", accepted=False),
-                                    agent("share-rob", accepted=True), agent("share-dee", accepted=False)]),
-        account(OTHER, "Other Realty", [agent("other-olga")]),
-    ]}))
+    path.write_text(
+        json.dumps(
+            {
+                "accounts": [
+                    account(
+                        SHARE,
+                        SHARE_NAME,
+                        [
+                            agent("share-lee"),
+                            agent("share-ria", accepted=False),
+                            agent("share-rob", accepted=True),
+                            agent("share-dee", accepted=False),
+                        ],
+                    ),
+                    account(OTHER, "Other Realty", [agent("other-olga")]),
+                ]
+            }
+        )
+    )
     stack.seed(path)
-
 
 
 def auth(stack: Stack, sub: str, role: str, account_id: str = SHARE) -> dict[str, str]:
@@ -89,8 +111,13 @@ async def new_leads(stack: Stack, client: httpx.AsyncClient, count: int) -> list
     ids: list[str] = []
     async with httpx.AsyncClient() as intake:
         for i in range(count):
-            body = {"account_id": SHARE, "first_name": f"Sam{i}", "last_name": f"Share{marker}",
-                    "email": f"sam{i}.{marker}@example.com", "phone": f"(415) 555-{uuid.uuid4().int % 9000 + 1000}"}
+            body = {
+                "account_id": SHARE,
+                "first_name": f"Sam{i}",
+                "last_name": f"Share{marker}",
+                "email": f"sam{i}.{marker}@example.com",
+                "phone": f"(415) 555-{uuid.uuid4().int % 9000 + 1000}",
+            }
             response = await intake.post(f"{stack.url('intake')}/v1/leads", json=body)
             assert response.status_code == 202, response.text
             ids.append(str(response.json()["event_id"]))
@@ -117,8 +144,9 @@ async def invite(stack: Stack, client: httpx.AsyncClient, realtor_id: str, *, an
     assert invited.status_code == 201, invited.text
     invitation_id = str(invited.json()["invitation_id"])
     if answer is not None:
-        answered = await client.post(f"/v1/invitations/{invitation_id}/{answer}", headers=auth(stack, realtor_id,
-                                                                                               "realtor"))
+        answered = await client.post(
+            f"/v1/invitations/{invitation_id}/{answer}", headers=auth(stack, realtor_id, "realtor")
+        )
         assert answered.status_code == 200, answered.text
     return invitation_id
 
@@ -156,17 +184,24 @@ async def test_invite_accept_decline_and_my_realtors(stack: Stack, client: httpx
 
     realtors = (await client.get(f"{base}/realtors", headers=broker)).json()["items"]
     assert [(r["realtor_id"], r["name"], r["email"]) for r in realtors] == [
-        ("share-ria", "Ria Lopez", "ria@share.example")]
-    statuses = {i["invitation_id"]: i["status"] for i in
-                (await client.get(f"{base}/invitations", headers=broker)).json()["items"]}
+        ("share-ria", "Ria Lopez", "ria@share.example")
+    ]
+    statuses = {
+        i["invitation_id"]: i["status"]
+        for i in (await client.get(f"{base}/invitations", headers=broker)).json()["items"]
+    }
     assert statuses == {invitation: "accepted", declined_id: "declined", pending_id: "pending"}
 
-    reinvited = await client.post(f"{base}/invitations", headers=broker,
-                                  json={"realtor_id": "share-rob", "email": "rob@share.example"})
+    reinvited = await client.post(
+        f"{base}/invitations", headers=broker, json={"realtor_id": "share-rob", "email": "rob@share.example"}
+    )
     assert (reinvited.status_code, reinvited.json()["status"]) == (201, "pending"), "invited again after a decline"
 
-    for who, headers in {"realtor": ria, "broker of another account": auth(stack, "o-broker", "broker", OTHER),
-                         "admin of another account": auth(stack, "o-admin", "admin", OTHER)}.items():
+    for who, headers in {
+        "realtor": ria,
+        "broker of another account": auth(stack, "o-broker", "broker", OTHER),
+        "admin of another account": auth(stack, "o-admin", "admin", OTHER),
+    }.items():
         for url in (f"{base}/invitations", f"{base}/realtors"):
             response = await client.get(url, headers=headers)
             problem(response, 403)
@@ -190,8 +225,9 @@ async def test_transfer_to_an_accepted_realtor_labels_both_sides_and_a_retry_app
     assert (result["realtor_id"], result["assigned_by"], result["transferred"]) == (realtor, SHARE_NAME, 2)
 
     everything = await listed(client, f"{base}/leads", broker)
-    assert all(everything[i]["assigned_to"] == realtor and everything[i]["transferred_at"] for i in leads), \
+    assert all(everything[i]["assigned_to"] == realtor and everything[i]["transferred_at"] for i in leads), (
         'All Leads keeps them, labelled "Assigned To"'
+    )
     assert not set(leads) & set(await listed(client, f"{base}/leads", broker, tab="mine")), "they leave My Leads"
     assert set(leads) <= set(await listed(client, f"{base}/leads", broker, assigned_to=realtor))
     as_realtor = auth(stack, realtor, "realtor")
@@ -224,8 +260,9 @@ async def test_transfer_to_an_accepted_realtor_labels_both_sides_and_a_retry_app
     assert retry.json() == result, "the same Idempotency-Key is the same transfer"
     timeline = (await client.get(f"{base}/leads/{leads[0]}", headers=broker)).json()["timeline"]
     assert len([e for e in timeline if e["type"] == "LeadShared"]) == 1, "a retry records nothing twice"
-    other = await client.post(f"{base}/lead-transfers", headers={**broker, **key},
-                              json={"lead_ids": leads[:1], "realtor_id": realtor})
+    other = await client.post(
+        f"{base}/lead-transfers", headers={**broker, **key}, json={"lead_ids": leads[:1], "realtor_id": realtor}
+    )
     assert "Idempotency-Key" in problem(other, 422)
 
 
@@ -244,8 +281,12 @@ async def test_refused_transfers_change_nothing(stack: Stack, client: httpx.Asyn
         assert detail.startswith("realtor_id: "), detail
         assert reason in detail, detail
     unknown = str(uuid.uuid4())
-    detail = problem(await client.post(url, headers=broker,
-                                       json={"lead_ids": [leads[0], unknown, leads[1]], "realtor_id": accepted}), 422)
+    detail = problem(
+        await client.post(
+            url, headers=broker, json={"lead_ids": [leads[0], unknown, leads[1]], "realtor_id": accepted}
+        ),
+        422,
+    )
     assert detail.startswith("lead_ids: 1 not found")
     assert unknown in detail
     assert leads[0] not in detail
@@ -287,9 +328,16 @@ async def test_a_transfer_that_crashed_half_way_is_finished_by_its_retry(
     await invite(stack, client, realtor, answer="accept")
     key = uuid.uuid4().hex
     # Stage what a crash after the first lead leaves: the record (not done), one row and one timeline entry.
-    record = transfer_record(transfer_id=transfer_id(SHARE, key), account_id=SHARE, realtor_id=realtor,
-                             realtor_name=realtor, lead_ids=leads, assigned_by=SHARE_NAME, by="share-broker",
-                             at=datetime.now(UTC))
+    record = transfer_record(
+        transfer_id=transfer_id(SHARE, key),
+        account_id=SHARE,
+        realtor_id=realtor,
+        realtor_name=realtor,
+        lead_ids=leads,
+        assigned_by=SHARE_NAME,
+        by="share-broker",
+        at=datetime.now(UTC),
+    )
 
     async def crash(db: AsyncDatabase[dict[str, Any]]) -> None:
         await db["crm_transfers"].insert_one(record)
@@ -298,8 +346,11 @@ async def test_a_transfer_that_crashed_half_way_is_finished_by_its_retry(
 
     await on_db(stack, crash)
     broker, base = auth(stack, "share-broker", "broker"), f"/v1/accounts/{SHARE}"
-    retry = await client.post(f"{base}/lead-transfers", headers={**broker, "Idempotency-Key": key},
-                              json={"lead_ids": leads, "realtor_id": realtor})
+    retry = await client.post(
+        f"{base}/lead-transfers",
+        headers={**broker, "Idempotency-Key": key},
+        json={"lead_ids": leads, "realtor_id": realtor},
+    )
     assert retry.status_code == 200, retry.text
     assert (retry.json()["transfer_id"], retry.json()["transferred"]) == (record["_id"], 3)
     assert datetime.fromisoformat(retry.json()["transferred_at"]) == record["at"]
@@ -321,8 +372,11 @@ async def test_a_realtor_on_its_own_account_is_emailed_answers_works_shared_lead
     own = auth(stack, realtor, "realtor", f"{realtor}-realty")
     broker = auth(stack, "share-broker", "broker")
     address = f"{realtor}@solo.example"
-    invited = await client.post(f"/v1/accounts/{SHARE}/invitations", headers=broker,
-                                json={"realtor_id": realtor, "email": address, "name": "Sol Oh"})
+    invited = await client.post(
+        f"/v1/accounts/{SHARE}/invitations",
+        headers=broker,
+        json={"realtor_id": realtor, "email": address, "name": "Sol Oh"},
+    )
     assert invited.status_code == 201, invited.text
     invitation = invited.json()["invitation_id"]
 
@@ -342,8 +396,9 @@ async def test_a_realtor_on_its_own_account_is_emailed_answers_works_shared_lead
     assert accepted.status_code == 200, accepted.text
 
     [lead_id] = await new_leads(stack, client, 1)
-    moved = await client.post(f"/v1/accounts/{SHARE}/lead-transfers", headers=broker,
-                              json={"lead_ids": [lead_id], "realtor_id": realtor})
+    moved = await client.post(
+        f"/v1/accounts/{SHARE}/lead-transfers", headers=broker, json={"lead_ids": [lead_id], "realtor_id": realtor}
+    )
     assert moved.status_code == 200, moved.text
     url = f"/v1/accounts/{SHARE}/leads/{lead_id}"
 
@@ -364,11 +419,13 @@ async def test_a_realtor_on_its_own_account_is_emailed_answers_works_shared_lead
     # Disconnected: no more transfers; the lead already handed over stays the realtor's.
     gone = await client.delete(f"/v1/accounts/{SHARE}/realtors/{realtor}", headers=broker)
     assert (gone.status_code, gone.json()["status"]) == (200, "disconnected")
-    refused = await client.post(f"/v1/accounts/{SHARE}/lead-transfers", headers=broker,
-                                json={"lead_ids": others, "realtor_id": realtor})
+    refused = await client.post(
+        f"/v1/accounts/{SHARE}/lead-transfers", headers=broker, json={"lead_ids": others, "realtor_id": realtor}
+    )
     assert "disconnected" in problem(refused, 422)
     assert (await client.get(url, headers=own)).status_code == 200
-    again = await client.post(f"/v1/accounts/{SHARE}/invitations", headers=broker,
-                              json={"realtor_id": realtor, "email": address})
+    again = await client.post(
+        f"/v1/accounts/{SHARE}/invitations", headers=broker, json={"realtor_id": realtor, "email": address}
+    )
     assert (again.status_code, again.json()["status"]) == (201, "pending")
     await eventually(lambda: len(emailed()) == 2, what="the second invitation's email")

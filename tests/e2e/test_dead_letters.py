@@ -89,7 +89,8 @@ async def test_activity_on_an_unknown_lead_is_dead_lettered_and_without_an_offer
             await producer.stop()
         await wait_for_record(topics.LEADS_EVENTS, lambda r: str(lead_id).encode() in (r.value or b""))
     activity = LeadActivity.create(
-        account_id="acme-realty", occurred_at=datetime.now(UTC),
+        account_id="acme-realty",
+        occurred_at=datetime.now(UTC),
         payload=LeadActivityPayload(lead_id=lead_id, agent_id="blair-chen", action=ActivityAction.NOTE),
     )
     body = activity.model_dump_json().encode()

@@ -23,10 +23,19 @@ OFFICE = "direct-realty"
 def office(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
     path = tmp_path_factory.mktemp("direct") / "accounts.json"
     account = {
-        "account_id": OFFICE, "name": "Direct Realty", "round_robin": False, "time_zone": "UTC",
-        "agents": [{"agent_id": "direct-broker", "name": "Dee Broker", "email": "broker@direct.example"},
-                   {"agent_id": "direct-sam", "name": "Sam Site", "email": "sam@direct.example",
-                    "site_hosts": ["sam.direct.example"]}],
+        "account_id": OFFICE,
+        "name": "Direct Realty",
+        "round_robin": False,
+        "time_zone": "UTC",
+        "agents": [
+            {"agent_id": "direct-broker", "name": "Dee Broker", "email": "broker@direct.example"},
+            {
+                "agent_id": "direct-sam",
+                "name": "Sam Site",
+                "email": "sam@direct.example",
+                "site_hosts": ["sam.direct.example"],
+            },
+        ],
         "roster": ["direct-broker", "direct-sam"],
     }
     path.write_text(json.dumps({"accounts": [account]}))
@@ -34,8 +43,13 @@ def office(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 async def site_lead(stack: Stack) -> str:
-    body = {"account_id": OFFICE, "first_name": "Ada", "email": f"ada-{uuid.uuid4().hex[:8]}@example.com",
-            "site_host": "sam.direct.example", "site_kind": "agent"}
+    body = {
+        "account_id": OFFICE,
+        "first_name": "Ada",
+        "email": f"ada-{uuid.uuid4().hex[:8]}@example.com",
+        "site_host": "sam.direct.example",
+        "site_kind": "agent",
+    }
     async with httpx.AsyncClient() as intake:
         response = await intake.post(f"{stack.url('intake')}/v1/leads", json=body)
     assert response.status_code == 202, response.text

@@ -128,7 +128,8 @@ async def test_a_captured_webhook_replayed_any_other_way_is_refused_and_the_exac
     }
     if key is not None:
         replays["the Idempotency-Key removed"] = (
-            webhook("homefinder"), {k: v for k, v in captured.items() if k != "Idempotency-Key"}
+            webhook("homefinder"),
+            {k: v for k, v in captured.items() if k != "Idempotency-Key"},
         )
     for why, (path, headers) in replays.items():
         response = await client.post(path, content=body, headers=headers)
@@ -156,8 +157,9 @@ async def test_a_form_posting_a_webhook_key_does_not_make_the_providers_webhook_
     squat = await client.post("/v1/leads", json=form(m), headers={"Idempotency-Key": f"webhook:homefinder:k-{m}"})
     assert squat.status_code == 202, squat.text
     body = json.dumps({"first_name": "Kim", "last_name": f"Real-{m}", "email": f"kim.{m}@example.org"}).encode()
-    real = await client.post(webhook("homefinder"), content=body, headers=intake.signed("homefinder", body,
-                                                                                          key=f"k-{m}"))
+    real = await client.post(
+        webhook("homefinder"), content=body, headers=intake.signed("homefinder", body, key=f"k-{m}")
+    )
     assert real.status_code == 202, real.text
     assert real.json()["event_id"] != squat.json()["event_id"]
     assert [json.loads(r.value or b"")["event_id"] for r in await leads_with(stack, client, f"Real-{m}")] == [
@@ -234,8 +236,10 @@ async def produce(stack: Stack, *messages: dict[str, Any]) -> None:
 async def test_a_partner_lead_pre_assigned_to_an_agent_not_of_the_account_is_dead_lettered_with_the_reason(
     stack: Stack, wait_for_record: WaitForRecord, agent: str
 ) -> None:
-    refused, valid = partner_lead(uuid.uuid4(), last_name=marker(), agent=agent), partner_lead(uuid.uuid4(),
-                                                                                               last_name=marker())
+    refused, valid = (
+        partner_lead(uuid.uuid4(), last_name=marker(), agent=agent),
+        partner_lead(uuid.uuid4(), last_name=marker()),
+    )
     await produce(stack, refused, valid)
     dead = await wait_for_record(topics.dlq(topics.LEADS_INBOUND), containing(refused["event_id"]))
     reason = dict(dead.headers)["dlq-reason"].decode()
@@ -316,8 +320,19 @@ def fuzzed_requests(draw: st.DrawFn, route: str, secrets_by_provider: dict[str, 
         body = _deep(draw(st.integers(1, 30_000)), draw(st.sampled_from("[{")))
     else:
         body = _field_replaced(route, ["unknown"], "x" * draw(st.integers(60_000, 70_000)))
-    content_type = draw(st.sampled_from([None, "application/json", "text/plain", "application/x-www-form-urlencoded",
-                                         "multipart/form-data", "application/problem+json", "application/json; x"]))
+    content_type = draw(
+        st.sampled_from(
+            [
+                None,
+                "application/json",
+                "text/plain",
+                "application/x-www-form-urlencoded",
+                "multipart/form-data",
+                "application/problem+json",
+                "application/json; x",
+            ]
+        )
+    )
     # Header values as HTTP clients can send them: visible ASCII, spaces inside only (h11 refuses the rest).
     key = draw(st.none() | st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=210).map(str.strip))
     key = key or None

@@ -79,7 +79,9 @@ async def test_partner_lead_is_normalized_onto_the_intake_topic(
     assert event["occurred_at"] == "2026-03-02T14:05:00Z"
     contact, source = event["payload"]["contact"], event["payload"]["source"]
     assert (contact["first_name"], contact["email"], contact["phone"]) == (
-        "Maria", "maria.lopez@example.com", "+14155550123"
+        "Maria",
+        "maria.lopez@example.com",
+        "+14155550123",
     )
     assert contact["last_name"] == message["payload"]["contact"]["last_name"].title()
     assert source == {
@@ -128,8 +130,6 @@ async def test_poison_goes_to_the_dlq_with_reason_and_original_bytes_and_the_nex
     assert "Maria.Lopez" not in header(dead, "dlq-reason")  # reasons name fields, never values
 
     await wait_for_record(topics.LEADS_INTAKE, with_event_id(received_id(valid)))
-
-
 
 
 async def test_a_resent_event_is_one_lead_and_a_reused_event_id_is_dead_lettered(

@@ -54,15 +54,24 @@ class Intake:
     process: ManagedProcess
 
     def signed(
-        self, provider: str, body: bytes, *, at: int | None = None, secret: bytes | None = None,
-        account: str = ACCOUNT, key: str | None = None,
+        self,
+        provider: str,
+        body: bytes,
+        *,
+        at: int | None = None,
+        secret: bytes | None = None,
+        account: str = ACCOUNT,
+        key: str | None = None,
     ) -> dict[str, str]:
         """Signature headers (scheme v2) for `body` posted for `account` to `provider`, with `key` if given."""
         ts = int(time.time()) if at is None else at
         request = SignedRequest("POST", webhook_path(account, provider), key, body)
         signature = sign(secret if secret is not None else self.secrets[provider], ts, request)
-        headers = {"X-Leadflow-Timestamp": str(ts), "X-Leadflow-Signature": signature,
-                   "content-type": "application/json"}
+        headers = {
+            "X-Leadflow-Timestamp": str(ts),
+            "X-Leadflow-Signature": signature,
+            "content-type": "application/json",
+        }
         return headers | ({"Idempotency-Key": key} if key is not None else {})
 
 
@@ -103,61 +112,121 @@ class WayIn:
 
 PATHS = [
     WayIn(
-        "brokerage-site", "/v1/leads",
-        lambda m: {"account_id": ACCOUNT, "first_name": "ROBIN", "last_name": f"o'neil-{m}",
-                   "email": f"Robin.{m}@Example.com", "phone": "(415) 555-0123", "site_host": "WWW.Acme-Realty.example",
-                   "utm": {"utm_source": "google"}, "message": "3-bed near schools?\r\n"},
-        {"channel": "brokerage_site", "name": "Website", "site_host": "www.acme-realty.example",
-         "utm": {"utm_source": "google"}},
+        "brokerage-site",
+        "/v1/leads",
+        lambda m: {
+            "account_id": ACCOUNT,
+            "first_name": "ROBIN",
+            "last_name": f"o'neil-{m}",
+            "email": f"Robin.{m}@Example.com",
+            "phone": "(415) 555-0123",
+            "site_host": "WWW.Acme-Realty.example",
+            "utm": {"utm_source": "google"},
+            "message": "3-bed near schools?\r\n",
+        },
+        {
+            "channel": "brokerage_site",
+            "name": "Website",
+            "site_host": "www.acme-realty.example",
+            "utm": {"utm_source": "google"},
+        },
         expected_contact={"first_name": "Robin", "phone": "+14155550123"},
     ),
     WayIn(
-        "agent-subdomain", "/v1/leads",
-        lambda m: {"account_id": ACCOUNT, "first_name": "Sam", "last_name": m, "email": f"sam.{m}@example.com",
-                   "site_kind": "agent", "site_host": "https://Alex.Acme-Realty.example/contact"},
+        "agent-subdomain",
+        "/v1/leads",
+        lambda m: {
+            "account_id": ACCOUNT,
+            "first_name": "Sam",
+            "last_name": m,
+            "email": f"sam.{m}@example.com",
+            "site_kind": "agent",
+            "site_host": "https://Alex.Acme-Realty.example/contact",
+        },
         {"channel": "agent_site", "site_host": "alex.acme-realty.example"},
     ),
     WayIn(
-        "listing-inquiry", "/v1/listing-inquiries",
-        lambda m: {"account_id": ACCOUNT, "first_name": "lee", "last_name": m, "phone": "212.555.0199",
-                   "listing_id": "MLS-4471", "listing_agent_id": "blair-chen", "message": "Open house times?"},
-        {"channel": "listing_inquiry", "name": "Listing inquiry", "listing_id": "MLS-4471",
-         "listing_agent_id": "blair-chen"},
+        "listing-inquiry",
+        "/v1/listing-inquiries",
+        lambda m: {
+            "account_id": ACCOUNT,
+            "first_name": "lee",
+            "last_name": m,
+            "phone": "212.555.0199",
+            "listing_id": "MLS-4471",
+            "listing_agent_id": "blair-chen",
+            "message": "Open house times?",
+        },
+        {
+            "channel": "listing_inquiry",
+            "name": "Listing inquiry",
+            "listing_id": "MLS-4471",
+            "listing_agent_id": "blair-chen",
+        },
         expected_contact={"first_name": "Lee", "phone": "+12125550199"},
     ),
     WayIn(
-        "webhook-generic", f"/v1/accounts/{ACCOUNT}/webhooks/homefinder",
-        lambda m: {"first_name": "Kim", "last_name": m, "email": f"Kim.{m}@Example.org",
-                   "assigned_agent_id": "casey-okafor", "utm": {"utm_campaign": "spring"}},
+        "webhook-generic",
+        f"/v1/accounts/{ACCOUNT}/webhooks/homefinder",
+        lambda m: {
+            "first_name": "Kim",
+            "last_name": m,
+            "email": f"Kim.{m}@Example.org",
+            "assigned_agent_id": "casey-okafor",
+            "utm": {"utm_campaign": "spring"},
+        },
         {"channel": "lead_gen", "provider": "homefinder", "name": "HomeFinder", "assigned_agent_id": "casey-okafor"},
         provider="homefinder",
         expected_contact={"first_name": "Kim"},
     ),
     WayIn(
-        "webhook-fub-events", f"/v1/accounts/{ACCOUNT}/webhooks/idx-site",
-        lambda m: {"source": "acme-idx.example", "system": "IDXBuilder", "type": "Registration",
-                   "person": {"firstName": "PAT", "lastName": m, "emails": [{"value": f"pat.{m}@example.com"}],
-                              "phones": [{"value": "646-555-0144"}], "assignedTo": "blair-chen"},
-                   "property": {"street": "12 Elm St", "mlsNumber": "MLS-12"}, "campaign": {"source": "fb"}},
-        {"channel": "lead_gen", "provider": "idx-site", "name": "idx-site", "assigned_agent_id": "blair-chen",
-         "listing_id": "MLS-12", "utm": {"utm_source": "fb"}},
+        "webhook-fub-events",
+        f"/v1/accounts/{ACCOUNT}/webhooks/idx-site",
+        lambda m: {
+            "source": "acme-idx.example",
+            "system": "IDXBuilder",
+            "type": "Registration",
+            "person": {
+                "firstName": "PAT",
+                "lastName": m,
+                "emails": [{"value": f"pat.{m}@example.com"}],
+                "phones": [{"value": "646-555-0144"}],
+                "assignedTo": "blair-chen",
+            },
+            "property": {"street": "12 Elm St", "mlsNumber": "MLS-12"},
+            "campaign": {"source": "fb"},
+        },
+        {
+            "channel": "lead_gen",
+            "provider": "idx-site",
+            "name": "idx-site",
+            "assigned_agent_id": "blair-chen",
+            "listing_id": "MLS-12",
+            "utm": {"utm_source": "fb"},
+        },
         provider="idx-site",
         expected_contact={"first_name": "Pat", "phone": "+16465550144"},
     ),
     WayIn(
-        "webhook-portal-push", f"/v1/accounts/{ACCOUNT}/webhooks/portal",
-        lambda m: {"lead_id": f"PL-{m}", "lead_source": "streeteasy",
-                   "people": [{"first_name": "Ana", "last_name": m, "email": f"ana.{m}@example.com"}],
-                   "listings": [{"listing_id": "SE-1", "property_address": "123 First St"}],
-                   "messages": [{"message": "Hi!"}], "agents": [{"agent_id": "casey-okafor"}]},
+        "webhook-portal-push",
+        f"/v1/accounts/{ACCOUNT}/webhooks/portal",
+        lambda m: {
+            "lead_id": f"PL-{m}",
+            "lead_source": "streeteasy",
+            "people": [{"first_name": "Ana", "last_name": m, "email": f"ana.{m}@example.com"}],
+            "listings": [{"listing_id": "SE-1", "property_address": "123 First St"}],
+            "messages": [{"message": "Hi!"}],
+            "agents": [{"agent_id": "casey-okafor"}],
+        },
         {"channel": "lead_gen", "provider": "portal", "assigned_agent_id": "casey-okafor", "listing_id": "SE-1"},
         provider="portal",
     ),
 ]
 
 
-async def post(client: httpx.AsyncClient, intake: Intake, way: WayIn, body: dict[str, Any],
-               key: str | None = None) -> httpx.Response:
+async def post(
+    client: httpx.AsyncClient, intake: Intake, way: WayIn, body: dict[str, Any], key: str | None = None
+) -> httpx.Response:
     raw = json.dumps(body).encode()
     if way.provider:
         return await client.post(way.path, content=raw, headers=intake.signed(way.provider, raw, key=key))
@@ -189,8 +258,6 @@ async def test_each_way_in_publishes_a_normalized_lead(
     assert {k: contact[k] for k in way.expected_contact} == way.expected_contact
     assert m.lower() in contact["last_name"].lower()
     assert contact["email"] is None or contact["email"] == contact["email"].lower()
-
-
 
 
 # Without a key a form is a new lead each time; a webhook without one is keyed on its body's hash.
@@ -313,8 +380,17 @@ async def test_oversized_bodies_get_413_with_or_without_content_length(
         (5, {"people": [{"first_name": "A", "email": "a@example.com"}] * 11}, ["body", "people"]),
         (3, {"email": "not an email"}, ["body", "email"]),
     ],
-    ids=["name", "message", "utm", "unknown-account", "phone", "listing-id", "fub-emails", "portal-people",
-         "webhook-email"],
+    ids=[
+        "name",
+        "message",
+        "utm",
+        "unknown-account",
+        "phone",
+        "listing-id",
+        "fub-emails",
+        "portal-people",
+        "webhook-email",
+    ],
 )
 async def test_invalid_input_gets_422_naming_the_field(
     intake: Intake, client: httpx.AsyncClient, way: int, change: dict[str, Any], loc: list[str]
@@ -327,8 +403,11 @@ async def test_invalid_input_gets_422_naming_the_field(
 @pytest.mark.asyncio
 async def test_unknown_account_in_a_webhook_url_is_422(intake: Intake, client: httpx.AsyncClient) -> None:
     raw = json.dumps(PATHS[3].body(marker())).encode()
-    response = await client.post("/v1/accounts/no-such-account/webhooks/homefinder", content=raw,
-                                 headers=intake.signed("homefinder", raw, account="no-such-account"))
+    response = await client.post(
+        "/v1/accounts/no-such-account/webhooks/homefinder",
+        content=raw,
+        headers=intake.signed("homefinder", raw, account="no-such-account"),
+    )
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["path", "account_id"]
 

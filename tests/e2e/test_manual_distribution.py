@@ -41,8 +41,13 @@ def office(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
 
 async def new_lead(stack: Stack, source: str) -> str:
     tag = uuid.uuid4().hex[:8]
-    body = {"account_id": OFFICE, "first_name": "Robin", "last_name": f"Q{tag}", "email": f"robin.{tag}@example.com",
-            "source_name": source}
+    body = {
+        "account_id": OFFICE,
+        "first_name": "Robin",
+        "last_name": f"Q{tag}",
+        "email": f"robin.{tag}@example.com",
+        "source_name": source,
+    }
     async with httpx.AsyncClient() as intake:
         response = await intake.post(f"{stack.url('intake')}/v1/leads", json=body)
     assert response.status_code == 202, response.text
@@ -103,12 +108,20 @@ async def test_a_broker_assigns_and_offers_by_hand_and_an_agent_gives_a_lead_bac
     by_hand = [e["summary"] for e in first["timeline"] if "by hand" in e["summary"]]
     expected = "Assigned to hand-ann (manual): Assigned by hand to hand-ann by hand-broker: Speaks Spanish."
     assert by_hand == [expected], "the refused request sent nothing, the accepted one exactly one assignment"
-    await eventually(lambda: [m for m in mails_to(stack, "hand-ann@hand.example") if "New lead" in str(m["Subject"])],
-                     what="Ann's email")
+    await eventually(
+        lambda: [m for m in mails_to(stack, "hand-ann@hand.example") if "New lead" in str(m["Subject"])],
+        what="Ann's email",
+    )
 
     # Every lead the filter matches that the broker still holds, offered to Bo with a claim window.
-    offered = await distribute({"agent_id": "hand-bo", "mode": "offer", "claim_window_seconds": 600,
-                                "filter": {"source": source, "owner": "hand-broker"}})
+    offered = await distribute(
+        {
+            "agent_id": "hand-bo",
+            "mode": "offer",
+            "claim_window_seconds": 600,
+            "filter": {"source": source, "owner": "hand-broker"},
+        }
+    )
     assert offered.status_code == 202, offered.text
     assert sorted(offered.json()["lead_ids"]) == sorted(ids[1:])
     for lead_id in ids[1:]:
@@ -125,8 +138,9 @@ async def test_a_broker_assigns_and_offers_by_hand_and_an_agent_gives_a_lead_bac
     # Ann gives her lead back: the broker pool holds it; someone who does not hold it cannot.
     not_hers = await client.post(f"/v1/accounts/{OFFICE}/leads/{ids[1]}/return", headers=ann, json={})
     assert not_hers.status_code in {404, 409}, not_hers.text
-    given_back = await client.post(f"/v1/accounts/{OFFICE}/leads/{ids[0]}/return", headers=ann,
-                                   json={"note": "Out of my area"})
+    given_back = await client.post(
+        f"/v1/accounts/{OFFICE}/leads/{ids[0]}/return", headers=ann, json={"note": "Out of my area"}
+    )
     assert given_back.status_code == 202, given_back.text
     back = await when(ids[0], "the return", lambda d: d["owner_agent_id"] == "hand-broker")
     returned = "hand-ann gave the lead back to the broker (Out of my area); hand-broker holds it now."

@@ -58,14 +58,30 @@ def channels(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         return 404 if request["body"]["message"]["token"] == "unregistered" else 200
 
     sms, push = ProviderApi(sms_reply), ProviderApi(push_reply)
-    config = {"accounts": [{
-        "account_id": ACCOUNT, "name": "Notify Realty", "round_robin": True, "time_zone": "America/Chicago",
-        "agents": [{"agent_id": AGENT, "name": "Ana", "email": "ana@notify.example", "phone": "+13125550142",
-                    "time_zone": "America/Chicago"}],
-        "roster": [AGENT],
-        "sources": [{"name": "Website", "race_count": 1, "claim_window_seconds": 600},
-                    {"name": "Quick", "race_count": 1, "claim_window_seconds": 10}],
-    }]}
+    config = {
+        "accounts": [
+            {
+                "account_id": ACCOUNT,
+                "name": "Notify Realty",
+                "round_robin": True,
+                "time_zone": "America/Chicago",
+                "agents": [
+                    {
+                        "agent_id": AGENT,
+                        "name": "Ana",
+                        "email": "ana@notify.example",
+                        "phone": "+13125550142",
+                        "time_zone": "America/Chicago",
+                    }
+                ],
+                "roster": [AGENT],
+                "sources": [
+                    {"name": "Website", "race_count": 1, "claim_window_seconds": 600},
+                    {"name": "Quick", "race_count": 1, "claim_window_seconds": 10},
+                ],
+            }
+        ]
+    }
     path = tmp_path_factory.mktemp("notify") / "accounts.json"
     path.write_text(json.dumps(config))
     stack.seed(path)
@@ -73,13 +89,17 @@ def channels(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     env = stack.service_env("notifier") | {
         "NOTIFIER_HTTP__PORT": str(port),
         "NOTIFIER_CONSUMER_GROUP": "leadflow-notifier-channels",
-        "NOTIFIER_SMS__ENABLED": "true", "NOTIFIER_SMS__BASE_URL": sms.url, "NOTIFIER_SMS__ACCOUNT_SID": "AC42",
-        "NOTIFIER_PUSH__ENABLED": "true", "NOTIFIER_PUSH__BASE_URL": push.url,
+        "NOTIFIER_SMS__ENABLED": "true",
+        "NOTIFIER_SMS__BASE_URL": sms.url,
+        "NOTIFIER_SMS__ACCOUNT_SID": "AC42",
+        "NOTIFIER_PUSH__ENABLED": "true",
+        "NOTIFIER_PUSH__BASE_URL": push.url,
         "NOTIFIER_DELIVERY__RETRY_INITIAL_SECONDS": "0.05",
         "NOTIFIER_DIRECTORY_CACHE_SECONDS": "0",  # the tests change push tokens between leads
     }
-    proc = ManagedProcess("notifier-channels", [str(Path(sys.executable).parent / "leadflow-notifier")],
-                          log_dir=stack.log_dir, env=env)
+    proc = ManagedProcess(
+        "notifier-channels", [str(Path(sys.executable).parent / "leadflow-notifier")], log_dir=stack.log_dir, env=env
+    )
     proc.start()
     stack.ports["notifier-channels"] = port
     stack.services["notifier-channels"] = proc
@@ -97,8 +117,7 @@ async def set_push_token(stack: Stack) -> AsyncIterator[Callable[[str], Any]]:
     prefs = client["leadflow"]["notifier_preferences"]
 
     async def set_token(token: str) -> None:
-        await prefs.replace_one({"_id": AGENT}, {"_id": AGENT, "account_id": ACCOUNT, "push_token": token},
-                                upsert=True)
+        await prefs.replace_one({"_id": AGENT}, {"_id": AGENT, "account_id": ACCOUNT, "push_token": token}, upsert=True)
 
     yield set_token
     await client.close()
@@ -110,8 +129,12 @@ def mails(stack: Stack, lead_id: str) -> list[EmailMessage]:
 
 
 async def post_lead(client: httpx.AsyncClient, stack: Stack, source: str = "Website") -> str:
-    body = {"account_id": ACCOUNT, "first_name": "Nia", "email": f"nia-{uuid.uuid4().hex[:8]}@example.com",
-            "source_name": source}
+    body = {
+        "account_id": ACCOUNT,
+        "first_name": "Nia",
+        "email": f"nia-{uuid.uuid4().hex[:8]}@example.com",
+        "source_name": source,
+    }
     response = await client.post(f"{stack.url('intake')}/v1/leads", json=body)
     assert response.status_code == 202, response.text
     return str(response.json()["event_id"])
@@ -226,7 +249,8 @@ async def test_each_registered_device_gets_the_push_and_an_unregistered_one_is_f
         later = await post_lead(client, stack)
         await eventually(lambda: len(channels.push.about(later)) >= 2, what="the next lead's pushes")
         assert sorted(r["body"]["message"]["token"] for r in channels.push.about(later)) == [
-            "device-phone", "device-tablet"
+            "device-phone",
+            "device-tablet",
         ]
         assert (await crm.delete(f"{devices}/tablet", headers=ana)).status_code == 204
         assert await listed() == ["phone"]

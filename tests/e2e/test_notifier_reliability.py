@@ -74,15 +74,20 @@ def account(stack: Stack, tmp_path: Path) -> Account:
 
 def new_lead(account: Account, n: int) -> LeadReceived:
     if n % PRE_ASSIGNED_EVERY == 0:  # R4: an assignment email instead of an offer email
-        source = LeadSource(channel=LeadChannel.LEAD_GEN, name="Zillow", provider="zillow",
-                            assigned_agent_id=account.agents[n % len(account.agents)])
+        source = LeadSource(
+            channel=LeadChannel.LEAD_GEN,
+            name="Zillow",
+            provider="zillow",
+            assigned_agent_id=account.agents[n % len(account.agents)],
+        )
     else:
         source = LeadSource(channel=LeadChannel.PARTNER, name="Partner")
     return LeadReceived.create(
         account_id=account.account_id,
         occurred_at=datetime.now(UTC),
-        payload=LeadReceivedPayload(contact=Contact(first_name="Crash", last_name=f"Test{n}",
-                                                    email=f"crash-{n}@example.com"), source=source),
+        payload=LeadReceivedPayload(
+            contact=Contact(first_name="Crash", last_name=f"Test{n}", email=f"crash-{n}@example.com"), source=source
+        ),
     )
 
 
@@ -121,8 +126,11 @@ async def test_notifier_sigkilled_three_times_sends_every_expected_email_once(st
     for k in range(1, KILLS + 1):
         # Killed while emails flow: each kill cuts the deliveries in flight at that moment.
         threshold = k * LEADS // (KILLS + 1)
-        await eventually(lambda: len(received(stack, account)) >= threshold,  # noqa: B023 (awaited at once)
-                         timeout=90, what=f"emails flowing before kill {k}")
+        await eventually(
+            lambda: len(received(stack, account)) >= threshold,  # noqa: B023 (awaited at once)
+            timeout=90,
+            what=f"emails flowing before kill {k}",
+        )
         stack.services["notifier"].kill()
         kills.append(time.monotonic())
         stack.start_service("notifier")
@@ -167,8 +175,12 @@ async def test_notifier_sigkilled_three_times_sends_every_expected_email_once(st
     log.info(
         "notifier crash test: %d emails, %d resent (same Message-ID), %d taken over after a crash; last kill to"
         " last email %.1f s; restarts %s s; total %.1f s",
-        len(expected), sum(resent.values()), sum(1 for r in records.values() if r.get("drives", 1) >= 2),
-        arrived - kills[-1], [round(r, 1) for r in restarts], time.monotonic() - started,
+        len(expected),
+        sum(resent.values()),
+        sum(1 for r in records.values() if r.get("drives", 1) >= 2),
+        arrived - kills[-1],
+        [round(r, 1) for r in restarts],
+        time.monotonic() - started,
     )
 
 

@@ -28,7 +28,10 @@ ACCEPT = re.compile(r"Accept it with one click: (\S+)")
 def office(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
     path = tmp_path_factory.mktemp("links") / "accounts.json"
     account = {
-        "account_id": OFFICE, "name": "Link Realty", "round_robin": True, "time_zone": "UTC",
+        "account_id": OFFICE,
+        "name": "Link Realty",
+        "round_robin": True,
+        "time_zone": "UTC",
         "agents": [{"agent_id": a, "name": n, "email": f"{a}@link.example"} for a, n in AGENTS.items()],
         "roster": list(AGENTS),
         "sources": [{"name": "Website", "race_count": 2, "claim_window_seconds": 600}],
@@ -42,15 +45,20 @@ async def test_a_race_offer_hides_the_contact_and_its_accept_link_claims_once(
 ) -> None:
     contact = f"casey.{uuid.uuid4().hex[:8]}@example.com"
     async with httpx.AsyncClient() as intake:
-        posted = await intake.post(f"{stack.url('intake')}/v1/leads", json={
-            "account_id": OFFICE, "first_name": "Casey", "email": contact, "phone": "(312) 555-0177"})
+        posted = await intake.post(
+            f"{stack.url('intake')}/v1/leads",
+            json={"account_id": OFFICE, "first_name": "Casey", "email": contact, "phone": "(312) 555-0177"},
+        )
     assert posted.status_code == 202, posted.text
     lead_id = str(posted.json()["event_id"])
 
     def offers() -> dict[str, EmailMessage]:
         assert stack.mail is not None
-        found = {str(m["X-Envelope-To"]): m for m in stack.mail.received()
-                 if m["X-Leadflow-Lead-Id"] == lead_id and str(m["Subject"]).startswith("Lead offer")}
+        found = {
+            str(m["X-Envelope-To"]): m
+            for m in stack.mail.received()
+            if m["X-Leadflow-Lead-Id"] == lead_id and str(m["Subject"]).startswith("Lead offer")
+        }
         return found if len(found) == 2 else {}
 
     mails = await eventually(offers, what="both racers' offer emails")

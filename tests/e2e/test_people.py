@@ -31,11 +31,21 @@ def office(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
     path = tmp_path_factory.mktemp("people") / "accounts.json"
     agents = [
         {"agent_id": "ppl-ravi", "name": "Ravi Rao", "email": "ravi@people.example"},
-        {"agent_id": "ppl-noor", "name": "Noor Shah", "email": "noor@people.example", "status": "onboarding",
-         "active": False},
+        {
+            "agent_id": "ppl-noor",
+            "name": "Noor Shah",
+            "email": "noor@people.example",
+            "status": "onboarding",
+            "active": False,
+        },
     ]
-    account = {"account_id": OFFICE, "name": "People Realty", "time_zone": ZONE, "agents": agents,
-               "roster": ["ppl-ravi", "ppl-noor"]}
+    account = {
+        "account_id": OFFICE,
+        "name": "People Realty",
+        "time_zone": ZONE,
+        "agents": agents,
+        "roster": ["ppl-ravi", "ppl-noor"],
+    }
     path.write_text(json.dumps({"accounts": [account]}))
     stack.seed(path)
 
@@ -50,11 +60,18 @@ async def test_staff_are_listed_with_the_team_and_get_the_digest_at_the_offices_
     refused = await client.put(f"{base}/settings/notifications/ppl-ops", headers=broker, json=prefs)
     assert refused.status_code == 404, "preferences of someone the notifier cannot reach are refused"
 
-    bad = await client.put(f"{base}/staff/ppl-ops", headers=broker,
-                           json={"name": "🙂", "email": "not-an-address", "phone": "555", "time_zone": "Mars/Base"})
+    bad = await client.put(
+        f"{base}/staff/ppl-ops",
+        headers=broker,
+        json={"name": "🙂", "email": "not-an-address", "phone": "555", "time_zone": "Mars/Base"},
+    )
     assert bad.status_code == 422
-    assert {p["name"] for p in bad.json()["invalid_params"]} == {"body.name", "body.email", "body.phone",
-                                                                  "body.time_zone"}
+    assert {p["name"] for p in bad.json()["invalid_params"]} == {
+        "body.name",
+        "body.email",
+        "body.phone",
+        "body.time_zone",
+    }
     member = {"name": "Priya Ops", "email": address, "phone": "+91 98765 43210", "time_zone": ZONE, "role": "staff"}
     saved = await client.put(f"{base}/staff/ppl-ops", headers=broker, json=member)
     assert saved.status_code == 200, saved.text
@@ -66,7 +83,9 @@ async def test_staff_are_listed_with_the_team_and_get_the_digest_at_the_offices_
 
     team = (await client.get(f"{base}/team", headers=broker)).json()["items"]
     assert [(m["user_id"], m["role"], m["status"]) for m in team] == [
-        ("ppl-noor", "agent", "onboarding"), ("ppl-ops", "staff", "active"), ("ppl-ravi", "agent", "active")
+        ("ppl-noor", "agent", "onboarding"),
+        ("ppl-ops", "staff", "active"),
+        ("ppl-ravi", "agent", "active"),
     ]
     found = (await client.get(f"{base}/team", headers=broker, params={"q": address.upper()})).json()["items"]
     assert [m["user_id"] for m in found] == ["ppl-ops"]

@@ -35,9 +35,18 @@ def test_sigterm_shuts_down_cleanly_and_service_restarts(stack: Stack, service: 
 
 def test_readme_run_command_emails_every_sample_lead(tmp_path: Path) -> None:
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "leadflow-dev"), "--work-dir", str(tmp_path / "run"),
-         "--exit-when-done", "--timeout", "60"],
-        capture_output=True, text=True, timeout=180, check=False,
+        [
+            str(Path(sys.executable).parent / "leadflow-dev"),
+            "--work-dir",
+            str(tmp_path / "run"),
+            "--exit-when-done",
+            "--timeout",
+            "60",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "every sample lead reached its agent's inbox" in result.stdout

@@ -39,31 +39,94 @@ def offices(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
         return [{"agent_id": a, "name": a.replace("-", " ").title(), "email": f"{a}@{domain}"} for a in ids]
 
     path = tmp_path_factory.mktemp("rules") / "accounts.json"
-    path.write_text(json.dumps({"accounts": [
-        {"account_id": FAIR, "name": "Fair Realty", "round_robin": True, "agents": agents(FAIR_AGENTS, "fair.example"),
-         "roster": FAIR_AGENTS, "sources": [{"name": "Website", "race_count": 1, "claim_window_seconds": 3600}]},
-        {"account_id": LATE, "name": "Late Realty", "round_robin": True, "agents": agents(LATE_AGENTS, "late.example"),
-         "roster": LATE_AGENTS,
-         "sources": [{"name": "Website", "race_count": 1, "claim_window_seconds": 10, "referral_fee_percent": 25}]},
-        {"account_id": PICK, "name": "Pick Realty", "round_robin": True, "agents": [
-            {"agent_id": "pick-broker", "name": "Pia Broker", "email": "pia@pick.example", "offices": ["north"]},
-            {"agent_id": "pick-new", "name": "Ned New", "email": "ned@pick.example", "offices": ["north"],
-             "lead_groups": ["luxury"], "invitation_accepted": False},
-            {"agent_id": "pick-south", "name": "Sue South", "email": "sue@pick.example", "offices": ["south"],
-             "lead_groups": ["luxury"]},
-            {"agent_id": "pick-north", "name": "Nora North", "email": "nora@pick.example", "offices": ["north"],
-             "lead_groups": ["luxury"]},
-        ], "roster": ["pick-broker", "pick-new", "pick-south", "pick-north"], "sources": [
-            # Offered to every eligible agent at once (a race of 5): the offers name exactly who passed.
-            {"name": "Luxury", "lead_group": "luxury", "offices": ["north"], "race_count": 5,
-             "claim_window_seconds": 3600},
-            {"name": "Listing inquiry", "auto_accept": False, "direct_period_seconds": 10, "race_count": 1,
-             "claim_window_seconds": 3600, "referral_fee_percent": 30},
-        ]},
-        {"account_id": LEFT, "name": "Left Realty", "round_robin": False, "agents": agents(
-            ["left-broker", "left-lou"], "left.example"), "roster": ["left-broker", "left-lou"],
-         "sources": [{"name": "HomeFinder", "referral_fee_percent": 35}]},
-    ]}))
+    path.write_text(
+        json.dumps(
+            {
+                "accounts": [
+                    {
+                        "account_id": FAIR,
+                        "name": "Fair Realty",
+                        "round_robin": True,
+                        "agents": agents(FAIR_AGENTS, "fair.example"),
+                        "roster": FAIR_AGENTS,
+                        "sources": [{"name": "Website", "race_count": 1, "claim_window_seconds": 3600}],
+                    },
+                    {
+                        "account_id": LATE,
+                        "name": "Late Realty",
+                        "round_robin": True,
+                        "agents": agents(LATE_AGENTS, "late.example"),
+                        "roster": LATE_AGENTS,
+                        "sources": [
+                            {"name": "Website", "race_count": 1, "claim_window_seconds": 10, "referral_fee_percent": 25}
+                        ],
+                    },
+                    {
+                        "account_id": PICK,
+                        "name": "Pick Realty",
+                        "round_robin": True,
+                        "agents": [
+                            {
+                                "agent_id": "pick-broker",
+                                "name": "Pia Broker",
+                                "email": "pia@pick.example",
+                                "offices": ["north"],
+                            },
+                            {
+                                "agent_id": "pick-new",
+                                "name": "Ned New",
+                                "email": "ned@pick.example",
+                                "offices": ["north"],
+                                "lead_groups": ["luxury"],
+                                "invitation_accepted": False,
+                            },
+                            {
+                                "agent_id": "pick-south",
+                                "name": "Sue South",
+                                "email": "sue@pick.example",
+                                "offices": ["south"],
+                                "lead_groups": ["luxury"],
+                            },
+                            {
+                                "agent_id": "pick-north",
+                                "name": "Nora North",
+                                "email": "nora@pick.example",
+                                "offices": ["north"],
+                                "lead_groups": ["luxury"],
+                            },
+                        ],
+                        "roster": ["pick-broker", "pick-new", "pick-south", "pick-north"],
+                        "sources": [
+                            # Offered to every eligible agent at once (a race of 5): the offers name exactly who passed.
+                            {
+                                "name": "Luxury",
+                                "lead_group": "luxury",
+                                "offices": ["north"],
+                                "race_count": 5,
+                                "claim_window_seconds": 3600,
+                            },
+                            {
+                                "name": "Listing inquiry",
+                                "auto_accept": False,
+                                "direct_period_seconds": 10,
+                                "race_count": 1,
+                                "claim_window_seconds": 3600,
+                                "referral_fee_percent": 30,
+                            },
+                        ],
+                    },
+                    {
+                        "account_id": LEFT,
+                        "name": "Left Realty",
+                        "round_robin": False,
+                        "agents": agents(["left-broker", "left-lou"], "left.example"),
+                        "roster": ["left-broker", "left-lou"],
+                        "sources": [{"name": "HomeFinder", "referral_fee_percent": 35}],
+                    },
+                ]
+            }
+        )
+    )
     stack.seed(path)
 
 
@@ -74,8 +137,12 @@ async def post_leads(stack: Stack, account_id: str, count: int, tag: str) -> lis
     async with httpx.AsyncClient(base_url=stack.url("intake"), timeout=30) as intake:
 
         async def one(n: int) -> None:
-            body = {"account_id": account_id, "first_name": "Fay", "last_name": f"Q{tag}",
-                    "email": f"fay.{n}.{tag}@example.com"}
+            body = {
+                "account_id": account_id,
+                "first_name": "Fay",
+                "last_name": f"Q{tag}",
+                "email": f"fay.{n}.{tag}@example.com",
+            }
             async with limit:
                 response = await intake.post("/v1/leads", json=body)
             assert response.status_code == 202, response.text
@@ -135,8 +202,9 @@ async def test_r6_shares_400_leads_evenly_and_follows_the_brokers_approvals(
     assert max(first.values()) - min(first.values()) <= 1, f"R6 shares evenly: {first}"
 
     # The broker withdraws one agent's approval: the router's settings cache lets it go within 5 s.
-    withdrawn = await client.put(f"/v1/accounts/{FAIR}/agents/fair-di/round-robin", headers=admin,
-                                 json={"approved": False})
+    withdrawn = await client.put(
+        f"/v1/accounts/{FAIR}/agents/fair-di/round-robin", headers=admin, json={"approved": False}
+    )
     assert withdrawn.status_code == 200
     # The router caches settings up to 5 s: probe leads until a whole rotation (4 in a row) passes
     # fair-di by, which a stale cache could not do.
@@ -182,9 +250,13 @@ async def test_r9_offers_expire_to_the_next_agent_then_fall_back_and_the_broker_
 
     def broker_told() -> list[EmailMessage]:
         assert stack.mail is not None
-        return [m for m in stack.mail.received()
-                if m["X-Envelope-To"] == "late-broker@late.example" and m["X-Leadflow-Lead-Id"] == lead_id
-                and str(m["Subject"]) == "Lead back in the broker pool"]
+        return [
+            m
+            for m in stack.mail.received()
+            if m["X-Envelope-To"] == "late-broker@late.example"
+            and m["X-Leadflow-Lead-Id"] == lead_id
+            and str(m["Subject"]) == "Lead back in the broker pool"
+        ]
 
     await eventually(broker_told, what="the broker's fall-back email")
 
@@ -192,8 +264,14 @@ async def test_r9_offers_expire_to_the_next_agent_then_fall_back_and_the_broker_
 async def test_r3_an_inquiry_on_an_agents_own_listing_is_that_agents_at_once(
     stack: Stack, client: httpx.AsyncClient
 ) -> None:
-    body = {"account_id": FAIR, "first_name": "Lisa", "phone": "(212) 555-0142", "listing_id": "MLS-77",
-            "listing_agent_id": "fair-cy", "message": "Is it still available?"}
+    body = {
+        "account_id": FAIR,
+        "first_name": "Lisa",
+        "phone": "(212) 555-0142",
+        "listing_id": "MLS-77",
+        "listing_agent_id": "fair-cy",
+        "message": "Is it still available?",
+    }
     lead_id = await post_to_intake(stack, "/v1/listing-inquiries", body)
     admin = stack.auth("fair-admin", "admin", FAIR)
 
@@ -249,8 +327,12 @@ async def test_r6_eligibility_a_sources_lead_group_and_offices_and_unaccepted_in
 ) -> None:
     # The Luxury source takes agents of its lead group in its office who accepted the invitation: of the
     # four, only pick-north passes, so a race of five still offers the lead to pick-north alone.
-    body = {"account_id": PICK, "first_name": "Lux", "email": f"lux-{uuid.uuid4().hex[:8]}@example.com",
-            "source_name": "Luxury"}
+    body = {
+        "account_id": PICK,
+        "first_name": "Lux",
+        "email": f"lux-{uuid.uuid4().hex[:8]}@example.com",
+        "source_name": "Luxury",
+    }
     lead_id = await post_to_intake(stack, "/v1/leads", body)
     admin = stack.auth("pick-admin", "admin", PICK)
 
@@ -270,8 +352,13 @@ async def test_r6_eligibility_a_sources_lead_group_and_offices_and_unaccepted_in
 async def test_r3_without_auto_accept_the_listing_agent_alone_has_the_direct_period_then_it_is_general(
     stack: Stack, client: httpx.AsyncClient
 ) -> None:
-    body = {"account_id": PICK, "first_name": "Lior", "email": f"lior-{uuid.uuid4().hex[:8]}@example.com",
-            "listing_id": "MLS-9", "listing_agent_id": "pick-south"}
+    body = {
+        "account_id": PICK,
+        "first_name": "Lior",
+        "email": f"lior-{uuid.uuid4().hex[:8]}@example.com",
+        "listing_id": "MLS-9",
+        "listing_agent_id": "pick-south",
+    }
     lead_id = await post_to_intake(stack, "/v1/listing-inquiries", body)
     admin = stack.auth("pick-admin", "admin", PICK)
 
@@ -323,8 +410,11 @@ async def test_r4_a_pre_assigned_lead_whose_agent_left_before_routing_is_routed_
         finally:
             await producer.stop()
         await wait_for_record(topics.LEADS_INTAKE, lambda r: lead_id.encode() in r.value)
-        left = await client.put(f"/v1/accounts/{LEFT}/settings/routing", headers=admin,
-                                json={"round_robin": False, "roster": ["left-broker"]})
+        left = await client.put(
+            f"/v1/accounts/{LEFT}/settings/routing",
+            headers=admin,
+            json={"round_robin": False, "roster": ["left-broker"]},
+        )
         assert left.status_code == 200, left.text
     finally:
         stack.start_service("router")

@@ -468,6 +468,7 @@ def _rebalance_commit(line: str) -> bool:
         and message.endswith("will rejoin")
     )
 
+
 async def test_replicas_added_and_removed_mid_stream_lose_and_double_nothing(scaled: Scaled) -> None:
     stack, started = scaled.stack, time.monotonic()
     load = Load(stack, intakes=[stack.url("intake-1"), stack.url("intake-2")])

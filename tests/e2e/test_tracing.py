@@ -135,6 +135,7 @@ async def test_one_trace_runs_from_the_intake_request_to_the_email_and_the_proje
     assert {s.service for s in mongo} >= {NAMES["intake"], NAMES["router"], NAMES["crm-api"]}, "MongoDB spans"
     assert all(s.kind == "CLIENT" and s.parent_span_id for s in mongo)
     assert not any(str(s.attributes.get("db.statement", "")).count("@") for s in mongo), "no documents in spans"
+
     # crm-api's own requests (the test's reads): the path's ids are not recorded, only the route.
     def reads() -> list[ReceivedSpan]:
         assert traced.traces is not None
@@ -206,8 +207,11 @@ async def test_leads_routed_in_one_batch_each_publish_in_their_own_trace(traced:
 
 async def test_tracing_is_off_by_default_and_nothing_is_exported(stack: Stack) -> None:
     async with httpx.AsyncClient() as client:
-        response = await client.post(f"{stack.url('intake')}/v1/leads", json=website_lead(),
-                                     headers={"traceparent": f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"})
+        response = await client.post(
+            f"{stack.url('intake')}/v1/leads",
+            json=website_lead(),
+            headers={"traceparent": f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"},
+        )
         assert response.status_code == 202, response.text
         lead_id = response.json()["event_id"]
         # Every service has handled it by now; with tracing on, spans leave 0.1 s after they end.

@@ -34,8 +34,14 @@ NORTH, SOUTH = "org-north-office", "org-south-office"  # two offices of one orga
 SET = "web-set-realty"  # the settings page changes how its next lead is routed
 DECLINE = "decline-realty"  # one agent at a time; a decline sends the lead on
 AGENTS = {"live-broker": "Lou Broker", "live-ann": "Ann Live", "live-bo": "Bo Live"}
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 LIVE_TIMEOUT_MS = 5_000  # a change shows on an open page within about a second; 5 s leaves room on a busy CI
 
 
@@ -51,8 +57,10 @@ async def shot(page: Page, name: str) -> None:
 def chromium_path() -> str:
     found = os.environ.get("LEADFLOW_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     if not found:
-        pytest.fail("browser tests need Chromium: install Debian's 'chromium' package (python3 dev.py test does "
-                    "this when run as root) or set LEADFLOW_CHROMIUM to its path")
+        pytest.fail(
+            "browser tests need Chromium: install Debian's 'chromium' package (python3 dev.py test does "
+            "this when run as root) or set LEADFLOW_CHROMIUM to its path"
+        )
     return found
 
 
@@ -129,8 +137,12 @@ async def signed_in(
 
 
 async def post_lead(stack: Stack, last_name: str, account: str = LIVE) -> str:
-    body = {"account_id": account, "first_name": "Paula", "last_name": last_name,
-            "email": f"paula-{uuid.uuid4().hex[:8]}@example.com"}
+    body = {
+        "account_id": account,
+        "first_name": "Paula",
+        "last_name": last_name,
+        "email": f"paula-{uuid.uuid4().hex[:8]}@example.com",
+    }
     async with httpx.AsyncClient() as intake:
         posted = await intake.post(f"{stack.url('intake')}/v1/leads", json=body)
     assert posted.status_code == 202, posted.text
@@ -217,8 +229,9 @@ async def test_an_agent_claims_on_the_lead_page_and_the_other_racers_offer_disap
         await expect(lose_page.get_by_role("alert")).to_contain_text(f"the lead is held by {AGENTS[winner]}")
         await shot(lose_page, "offer-ended-phone")
         await shot(win_page, "lead-page-claimed-phone")
-        await expect(win_page.locator('li[data-type="LeadClaimed"]')).to_contain_text(f"Claimed by {winner}",
-                                                                                       timeout=LIVE_TIMEOUT_MS)
+        await expect(win_page.locator('li[data-type="LeadClaimed"]')).to_contain_text(
+            f"Claimed by {winner}", timeout=LIVE_TIMEOUT_MS
+        )
     finally:
         await win_context.close()
         await lose_context.close()
@@ -257,8 +270,9 @@ async def test_an_emails_accept_link_claims_in_one_click_and_its_lead_link_opens
         await expect(page).to_have_url(re.compile(r"/app/sign-in\?next="))
         await page.goto(page.url + f"&account={LIVE}")  # the sample users of this office
         await page.locator(f'form:has(input[name="user"][value="{LIVE}|{loser}|realtor"]) button').click()
-        await expect(page.get_by_role("alert")).to_contain_text(f"the lead is held by {AGENTS[winner]}",
-                                                                timeout=LIVE_TIMEOUT_MS + 5_000)
+        await expect(page.get_by_role("alert")).to_contain_text(
+            f"the lead is held by {AGENTS[winner]}", timeout=LIVE_TIMEOUT_MS + 5_000
+        )
         assert page.url.endswith(f"/app/accounts/{LIVE}/leads/{lead_id}")
     finally:
         await context.close()
@@ -302,11 +316,13 @@ async def test_a_broker_invites_a_realtor_and_transfers_two_leads_who_then_sees_
         await shot(broker, "lead-transfer")
         await dialog.get_by_role("button", name="Submit").click()
         await expect(broker.get_by_role("status")).to_contain_text(
-            "The selected leads were transferred successfully: 2 leads to Riley Park")
+            "The selected leads were transferred successfully: 2 leads to Riley Park"
+        )
         for lead_id in leads:  # still in the brokerage's CRM, labelled with the realtor
             row = broker.locator(f'tr[data-lead="{lead_id}"]')
             await expect(row.locator('[data-label="Assigned Realtor Information"]')).to_contain_text(
-                "Assigned To: Riley Park", timeout=LIVE_TIMEOUT_MS)
+                "Assigned To: Riley Park", timeout=LIVE_TIMEOUT_MS
+            )
 
         # The realtor's open My Leads gets both, labelled with the brokerage, without a reload.
         for lead_id in leads:
@@ -415,7 +431,8 @@ async def test_a_broker_assigns_a_lead_by_hand_and_the_agent_gives_it_back(brows
         await broker.get_by_role("button", name="Assign", exact=True).click()
         await expect(broker.get_by_role("status")).to_contain_text("assigned to north-ned")
         await expect(broker.locator('li[data-type="LeadAssigned"]').last).to_contain_text(
-            "Speaks Spanish", timeout=LIVE_TIMEOUT_MS + 5_000)
+            "Speaks Spanish", timeout=LIVE_TIMEOUT_MS + 5_000
+        )
 
         row = agent.locator(f'tr[data-lead="{lead_id}"]')
         await expect(row).to_be_visible(timeout=LIVE_TIMEOUT_MS + 5_000)
@@ -431,7 +448,8 @@ async def test_a_broker_assigns_a_lead_by_hand_and_the_agent_gives_it_back(brows
         await expect(agent.get_by_role("status")).to_contain_text("going back to the broker")
 
         await expect(broker.locator('[data-label="Assigned To"], dd').filter(has_text="Nia North").first).to_be_visible(
-            timeout=LIVE_TIMEOUT_MS + 5_000)
+            timeout=LIVE_TIMEOUT_MS + 5_000
+        )
         await expect(broker.locator("ol.timeline")).to_contain_text("Not my area")
     finally:
         await broker_context.close()
@@ -483,7 +501,8 @@ async def test_the_lead_management_dashboard_shows_who_is_next_open_offers_and_t
         website = page.locator('tr[data-source="Website"]')
         await expect(website.locator('[data-label="Rotation"]')).to_have_text("live-ann, live-bo")
         await expect(website.locator('[data-label="Left out"]')).to_contain_text(
-            "live-broker: not approved for round robin")
+            "live-broker: not approved for round robin"
+        )
         marker = f"Dash{uuid.uuid4().hex[:6]}"
         await post_lead(stack, marker)
         # The open page gets the new lead's offers and today's count, live.
@@ -538,8 +557,9 @@ async def test_an_agent_claims_by_writing_a_note_then_adds_a_task_sets_notificat
         await page.get_by_label("Note or words about it").fill("Called back, wants a 3-bedroom.")
         await page.get_by_role("button", name="Save", exact=True).click()
         await expect(page.get_by_role("status")).to_contain_text("Saved.")
-        await expect(page.locator('li[data-type="LeadClaimed"]')).to_contain_text(f"Claimed by {agent}",
-                                                                                   timeout=LIVE_TIMEOUT_MS + 5_000)
+        await expect(page.locator('li[data-type="LeadClaimed"]')).to_contain_text(
+            f"Claimed by {agent}", timeout=LIVE_TIMEOUT_MS + 5_000
+        )
         await page.get_by_label("Action").select_option("task")
         await page.get_by_label("Task title").fill("Send comps")
         await page.get_by_label("Task due").fill("2026-12-01T09:30")

@@ -24,18 +24,65 @@ FUZZ = "web-fuzz-realty"  # its own office: a fuzzed form may really change its 
 OTHER = "web-fuzz-other"
 AGENTS = ["fz-broker", "fz-ann", "fz-bo"]
 CSRF = re.compile(r'name="csrf" value="([^"]*)"')
-FIELDS = ["csrf", "action", "text", "call_outcome", "task_title", "task_due", "tz", "message_subject",
-          "message_body", "labels", "company", "rating", "to_account_id", "request_id", "agent_id", "mode",
-          "claim_window_seconds", "note", "return_note", "crm_status", "lead_ids", "all_matching", "realtor_id",
-          "email", "name", "round_robin", "roster", "allow_direct_to_user", "departed_agent_leads", "approved",
-          "race_count", "referral_fee_percent", "lead_group", "offices", "auto_accept", "weekdays", "start", "end",
-          "time_zone", "clear", "status", "channels", "quiet_start", "quiet_end", "digest", "user", "token", "next",
-          "q", "tab", "sort"]
+FIELDS = [
+    "csrf",
+    "action",
+    "text",
+    "call_outcome",
+    "task_title",
+    "task_due",
+    "tz",
+    "message_subject",
+    "message_body",
+    "labels",
+    "company",
+    "rating",
+    "to_account_id",
+    "request_id",
+    "agent_id",
+    "mode",
+    "claim_window_seconds",
+    "note",
+    "return_note",
+    "crm_status",
+    "lead_ids",
+    "all_matching",
+    "realtor_id",
+    "email",
+    "name",
+    "round_robin",
+    "roster",
+    "allow_direct_to_user",
+    "departed_agent_leads",
+    "approved",
+    "race_count",
+    "referral_fee_percent",
+    "lead_group",
+    "offices",
+    "auto_accept",
+    "weekdays",
+    "start",
+    "end",
+    "time_zone",
+    "clear",
+    "status",
+    "channels",
+    "quiet_start",
+    "quiet_end",
+    "digest",
+    "user",
+    "token",
+    "next",
+    "q",
+    "tab",
+    "sort",
+]
 
 
 @pytest.fixture(scope="module")
 def web(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, str, str]]:
     """A broker's signed-in client, its CSRF token, and a lead of the office."""
+
     def account(account_id: str, org: str) -> dict[str, Any]:
         return {"account_id": account_id, "name": account_id.title(), "organisation_id": org, "round_robin": True,
                 "roster": AGENTS, "agents": [{"agent_id": a, "name": a.title(), "email": f"{a}@fuzz.example"}
@@ -45,8 +92,10 @@ def web(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tupl
     path = tmp_path_factory.mktemp("web-fuzz") / "accounts.json"
     path.write_text(json.dumps({"accounts": [account(FUZZ, "fuzz-org"), account(OTHER, "fuzz-org")]}))
     stack.seed(path)
-    posted = httpx.post(f"{stack.url('intake')}/v1/leads", json={
-        "account_id": FUZZ, "first_name": "Fuzz", "email": f"fuzz-{uuid.uuid4().hex[:8]}@example.com"})
+    posted = httpx.post(
+        f"{stack.url('intake')}/v1/leads",
+        json={"account_id": FUZZ, "first_name": "Fuzz", "email": f"fuzz-{uuid.uuid4().hex[:8]}@example.com"},
+    )
     assert posted.status_code == 202
     with httpx.Client(base_url=stack.url("crm-api"), follow_redirects=False, timeout=30) as client:
         page = client.get(f"/app/sign-in?account={FUZZ}")
@@ -72,21 +121,27 @@ def routes(lead: str) -> list[str]:
 
 
 HUGE = "<70,000 characters>"  # stands for a long value in hypothesis's reports, expanded when sent
-_short = st.text(max_size=40) | st.sampled_from(["", "0", "-1", "1e309", "NaN", "25:00", "web-fuzz-other", "fz-ann",
-                                                 "accept", "offer", "on", "1", "\ud800", "\x00"])
+_short = st.text(max_size=40) | st.sampled_from(
+    ["", "0", "-1", "1e309", "NaN", "25:00", "web-fuzz-other", "fz-ann", "accept", "offer", "on", "1", "\ud800", "\x00"]
+)
 _text = _short | st.just(HUGE)
 
 
 def _encode(pairs: list[tuple[str, str]]) -> bytes:
     """A form body; lone surrogates become the invalid UTF-8 bytes a careless client would send."""
+
     def part(text: str) -> str:
         return quote(("a" * 70_000 if text == HUGE else text).encode("utf-8", "surrogatepass"))
 
     return "&".join(f"{part(k)}={part(v)}" for k, v in pairs).encode()
 
 
-SETTINGS = settings(max_examples=150, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 def test_arbitrary_forms_to_every_web_action_get_a_page_never_a_server_error(
@@ -96,9 +151,12 @@ def test_arbitrary_forms_to_every_web_action_get_a_page_never_a_server_error(
     seen: set[int] = set()
 
     @SETTINGS
-    @given(route=st.sampled_from(routes(lead)), with_token=st.booleans(),
-           pairs=st.lists(st.tuples(st.sampled_from(FIELDS) | st.text(max_size=10), _text), max_size=8),
-           raw=st.none() | st.binary(max_size=200))
+    @given(
+        route=st.sampled_from(routes(lead)),
+        with_token=st.booleans(),
+        pairs=st.lists(st.tuples(st.sampled_from(FIELDS) | st.text(max_size=10), _text), max_size=8),
+        raw=st.none() | st.binary(max_size=200),
+    )
     def fuzz(route: str, with_token: bool, pairs: list[tuple[str, str]], raw: bytes | None) -> None:
         body = raw if raw is not None else _encode(([("csrf", token)] if with_token else []) + pairs)
         response = client.post(route, content=body, headers={"Content-Type": "application/x-www-form-urlencoded"})
@@ -113,14 +171,30 @@ def test_arbitrary_query_strings_on_every_page_get_a_page_never_a_server_error(
     web: tuple[httpx.Client, str, str],
 ) -> None:
     client, _, lead = web
-    pages = [f"/app/accounts/{FUZZ}/leads", f"/app/accounts/{FUZZ}/leads/{lead}", f"/app/accounts/{FUZZ}/team",
-             f"/app/accounts/{FUZZ}/settings", f"/app/accounts/{FUZZ}/dashboard", f"/app/accounts/{FUZZ}/realtors",
-             "/app/me", "/app/sign-in", "/app/my/leads"]
+    pages = [
+        f"/app/accounts/{FUZZ}/leads",
+        f"/app/accounts/{FUZZ}/leads/{lead}",
+        f"/app/accounts/{FUZZ}/team",
+        f"/app/accounts/{FUZZ}/settings",
+        f"/app/accounts/{FUZZ}/dashboard",
+        f"/app/accounts/{FUZZ}/realtors",
+        "/app/me",
+        "/app/sign-in",
+        "/app/my/leads",
+    ]
 
     @SETTINGS
-    @given(page=st.sampled_from(pages),
-           pairs=st.lists(st.tuples(st.sampled_from(["q", "status", "sort", "tab", "cursor", "role", "next", "why",
-                                                     "account"]) | st.text(max_size=10), _short), max_size=5))
+    @given(
+        page=st.sampled_from(pages),
+        pairs=st.lists(
+            st.tuples(
+                st.sampled_from(["q", "status", "sort", "tab", "cursor", "role", "next", "why", "account"])
+                | st.text(max_size=10),
+                _short,
+            ),
+            max_size=5,
+        ),
+    )
     def fuzz(page: str, pairs: list[tuple[str, str]]) -> None:
         query = _encode(pairs).decode()
         response = client.get(f"{page}?{query}")

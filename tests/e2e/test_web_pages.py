@@ -62,8 +62,12 @@ async def sign_in(client: httpx.AsyncClient, account_id: str, user: str, role: s
 
 
 async def post_lead(stack: Stack, account_id: str = WEB) -> str:
-    body = {"account_id": account_id, "first_name": "Wendy", "last_name": f"Q{uuid.uuid4().hex[:6]}",
-            "email": f"wendy-{uuid.uuid4().hex[:8]}@example.com"}
+    body = {
+        "account_id": account_id,
+        "first_name": "Wendy",
+        "last_name": f"Q{uuid.uuid4().hex[:6]}",
+        "email": f"wendy-{uuid.uuid4().hex[:8]}@example.com",
+    }
     async with httpx.AsyncClient() as intake:
         posted = await intake.post(f"{stack.url('intake')}/v1/leads", json=body)
     assert posted.status_code == 202, posted.text
@@ -97,8 +101,9 @@ async def test_without_a_session_a_page_sends_you_to_sign_in_and_back(browser_li
     nonce = CSRF.search(page.text)
     assert nonce is not None
     assert "Wen Broker" in page.text, "the development sign-in lists the sample users"
-    signed = await browser_like.post("/app/sign-in", data={"csrf": nonce.group(1), "next": target,
-                                                           "user": f"{WEB}|web-broker|broker"})
+    signed = await browser_like.post(
+        "/app/sign-in", data={"csrf": nonce.group(1), "next": target, "user": f"{WEB}|web-broker|broker"}
+    )
     assert signed.headers["location"] == target
     listed = await browser_like.get(target)
     assert listed.status_code == 200
@@ -116,8 +121,9 @@ async def test_a_sign_in_without_its_forms_token_is_refused_and_an_outside_next_
         page = await browser_like.get("/app/sign-in")  # each sign-in uses up its form's token
         nonce = CSRF.search(page.text)
         assert nonce is not None
-        signed = await browser_like.post("/app/sign-in", data={"csrf": nonce.group(1), "next": outside,
-                                                               "user": f"{WEB}|web-broker|broker"})
+        signed = await browser_like.post(
+            "/app/sign-in", data={"csrf": nonce.group(1), "next": outside, "user": f"{WEB}|web-broker|broker"}
+        )
         assert signed.headers["location"] == f"/app/accounts/{WEB}/leads", outside
 
 
@@ -136,8 +142,17 @@ async def test_a_forged_or_missing_form_token_changes_nothing(stack: Stack, brow
 
 
 async def test_an_expired_session_signs_in_again(stack: Stack, browser_like: httpx.AsyncClient) -> None:
-    old = jwt.encode({"sub": "web-broker", "role": "broker", "account_id": WEB, "aud": "leadflow-crm-api",
-                      "exp": datetime.now(UTC) - timedelta(hours=1)}, stack.signing_key, algorithm="HS256")
+    old = jwt.encode(
+        {
+            "sub": "web-broker",
+            "role": "broker",
+            "account_id": WEB,
+            "aud": "leadflow-crm-api",
+            "exp": datetime.now(UTC) - timedelta(hours=1),
+        },
+        stack.signing_key,
+        algorithm="HS256",
+    )
     browser_like.cookies.set("leadflow_session", old, path="/app")
     bounced = await browser_like.get(f"/app/accounts/{WEB}/leads")
     assert bounced.status_code == 303
@@ -200,8 +215,10 @@ async def test_a_settings_form_is_checked_like_the_api_and_a_refusal_saves_nothi
     assert page.status_code == 200
     token = CSRF.search(page.text)
     assert token is not None
-    refused = await browser_like.post(f"/app/accounts/{WEB}/settings/routing",
-                                      data={"csrf": token.group(1), "round_robin": "on", "roster": "web-ann\nnobody"})
+    refused = await browser_like.post(
+        f"/app/accounts/{WEB}/settings/routing",
+        data={"csrf": token.group(1), "round_robin": "on", "roster": "web-ann\nnobody"},
+    )
     assert refused.status_code == 422
     assert 'id="routing-roster-error"' in refused.text
     assert "not an agent of this account" in refused.text
@@ -255,14 +272,18 @@ async def test_pause_windows_are_added_and_removed_one_at_a_time(stack: Stack, b
     async with httpx.AsyncClient(base_url=stack.url("crm-api")) as api:
         schedule = (await api.get(f"/v1/accounts/{WEB}/settings/pause-schedule", headers=headers)).json()
         await api.put(f"/v1/accounts/{WEB}/settings/pause-schedule", headers=headers, json={"windows": []})
-    assert schedule == {"time_zone": "America/Chicago",
-                        "windows": [{"weekdays": [5, 6], "start": "18:00", "end": "10:00"}]}
+    assert schedule == {
+        "time_zone": "America/Chicago",
+        "windows": [{"weekdays": [5, 6], "start": "18:00", "end": "10:00"}],
+    }
 
 
 async def test_signing_in_with_a_pasted_token_and_with_a_bad_one(stack: Stack, browser_like: httpx.AsyncClient) -> None:
     # The production path: a token from the identity provider, pasted or posted to the sign-in form.
-    for token, lands in ((stack.token("web-broker", "broker", WEB), f"/app/accounts/{WEB}/leads"),
-                         ("not-a-token", "/app/sign-in?why=")):
+    for token, lands in (
+        (stack.token("web-broker", "broker", WEB), f"/app/accounts/{WEB}/leads"),
+        ("not-a-token", "/app/sign-in?why="),
+    ):
         page = await browser_like.get("/app/sign-in")
         nonce = CSRF.search(page.text)
         assert nonce is not None
@@ -279,17 +300,23 @@ async def test_a_broker_invites_then_disconnects_a_realtor_from_my_realtors(
     page = await browser_like.get(f"/app/accounts/{WEB}/realtors")
     token = CSRF.search(page.text)
     assert token is not None
-    invited = await browser_like.post(f"/app/accounts/{WEB}/realtors", data={
-        "csrf": token.group(1), "realtor_id": "web-rae", "email": "rae@web.example", "name": "Rae Web"})
+    invited = await browser_like.post(
+        f"/app/accounts/{WEB}/realtors",
+        data={"csrf": token.group(1), "realtor_id": "web-rae", "email": "rae@web.example", "name": "Rae Web"},
+    )
     assert invited.status_code == 303
-    refused = await browser_like.post(f"/app/accounts/{WEB}/realtors", data={
-        "csrf": token.group(1), "realtor_id": "web-rae", "email": "not an email"})
+    refused = await browser_like.post(
+        f"/app/accounts/{WEB}/realtors", data={"csrf": token.group(1), "realtor_id": "web-rae", "email": "not an email"}
+    )
     assert refused.status_code == 422
     assert 'id="email-error"' in refused.text
     headers = stack.auth("web-rae", "realtor", WEB)
     async with httpx.AsyncClient(base_url=stack.url("crm-api")) as api:
-        [invitation] = [i for i in (await api.get("/v1/realtors/me/invitations", headers=headers)).json()["items"]
-                        if i["account_id"] == WEB]
+        [invitation] = [
+            i
+            for i in (await api.get("/v1/realtors/me/invitations", headers=headers)).json()["items"]
+            if i["account_id"] == WEB
+        ]
         accepted = await api.post(f"/v1/invitations/{invitation['invitation_id']}/accept", headers=headers)
         assert accepted.status_code == 200
     ended = await browser_like.post(f"/app/accounts/{WEB}/realtors/web-rae/disconnect", data={"csrf": token.group(1)})

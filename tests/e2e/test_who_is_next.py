@@ -22,12 +22,19 @@ AGENTS = {"next-ann": "Ann Next", "next-bo": "Bo Next", "next-cy": "Cy Next"}
 def office(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
     path = tmp_path_factory.mktemp("next") / "accounts.json"
     account = {
-        "account_id": OFFICE, "name": "Next Realty", "round_robin": True, "time_zone": "UTC",
-        "agents": [{"agent_id": a, "name": n, "email": f"{a}@next.example", "lead_groups": ["buyers"]}
-                   for a, n in AGENTS.items()],
+        "account_id": OFFICE,
+        "name": "Next Realty",
+        "round_robin": True,
+        "time_zone": "UTC",
+        "agents": [
+            {"agent_id": a, "name": n, "email": f"{a}@next.example", "lead_groups": ["buyers"]}
+            for a, n in AGENTS.items()
+        ],
         "roster": list(AGENTS),
-        "sources": [{"name": "Website", "race_count": 1, "claim_window_seconds": 600},
-                    {"name": "Zillow", "lead_group": "buyers", "race_count": 2, "claim_window_seconds": 600}],
+        "sources": [
+            {"name": "Website", "race_count": 1, "claim_window_seconds": 600},
+            {"name": "Zillow", "lead_group": "buyers", "race_count": 2, "claim_window_seconds": 600},
+        ],
     }
     path.write_text(json.dumps({"accounts": [account]}))
     stack.seed(path)
@@ -54,14 +61,16 @@ async def test_who_is_next_follows_the_rotation_and_the_approvals(stack: Stack, 
         return await next_for(source="Website") == [["next-bo"]]
 
     await eventually(moved_on, what="the rotation after a Website lead went to Ann")
-    withdrawn = await client.put(f"/v1/accounts/{OFFICE}/agents/next-bo/round-robin", headers=admin,
-                                 json={"approved": False})
+    withdrawn = await client.put(
+        f"/v1/accounts/{OFFICE}/agents/next-bo/round-robin", headers=admin, json={"approved": False}
+    )
     assert withdrawn.status_code == 200, withdrawn.text
     answer = (await client.get(url, headers=admin, params={"source": "Website"})).json()["items"][0]
     assert [a["agent_id"] for a in answer["next"]] == ["next-cy"]
     assert {"agent_id": "next-bo", "reason": "not approved for round robin"} in answer["skipped"]
 
-    assert (await client.get(url, headers=stack.auth("next-ann", "realtor", OFFICE),
-                             params={"source": "Website"})).status_code == 403
+    assert (
+        await client.get(url, headers=stack.auth("next-ann", "realtor", OFFICE), params={"source": "Website"})
+    ).status_code == 403
     assert (await client.get(url, headers=admin, params={"group": "sellers"})).status_code == 404
     assert (await client.get(url, headers=admin)).status_code == 422

@@ -121,6 +121,8 @@ class ScramEndpoint:
             return struct.pack(">h", 0) + _string(None) + struct.pack(">i", len(server_first)) + server_first.encode()
         if api_key == SASL_AUTHENTICATE:  # the client's final message, with its proof
             attempt.proof_valid = scram.proof_valid(body[4:].decode())
-        return struct.pack(">h", SASL_AUTHENTICATION_FAILED) + _string("not a broker: the test ends here") + (
-            struct.pack(">i", 0)
+        return (
+            struct.pack(">h", SASL_AUTHENTICATION_FAILED)
+            + _string("not a broker: the test ends here")
+            + (struct.pack(">i", 0))
         )

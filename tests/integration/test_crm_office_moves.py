@@ -36,9 +36,15 @@ MOVED_AT = T0 + timedelta(hours=3)
 SOURCE = LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website")
 CONTACT = Contact(first_name="Mo", last_name="Vers", email="mo@example.com")
 PROFILE = {
-    "company": "Harbor Lofts LLC", "office_address": "1 Main St", "home_address": "22 Oak Ave", "rating": 4,
-    "production_value": "$5M+", "labels": ["Hot", "Relocating"], "campaigns": ["Spring buyers"],
-    "campaign_subscriptions": ["Market report"], "campaign_triggers": ["Price drop"],
+    "company": "Harbor Lofts LLC",
+    "office_address": "1 Main St",
+    "home_address": "22 Oak Ave",
+    "rating": 4,
+    "production_value": "$5M+",
+    "labels": ["Hot", "Relocating"],
+    "campaigns": ["Spring buyers"],
+    "campaign_subscriptions": ["Market report"],
+    "campaign_triggers": ["Price drop"],
 }
 
 
@@ -54,23 +60,42 @@ async def db(mongo_url: str) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
 
 def events(lead: uuid.UUID, transfer: uuid.UUID) -> tuple[LeadOffered, OfferWithdrawn, LeadTransferred]:
     offered = LeadOffered.create(
-        account_id="north", occurred_at=T0,
+        account_id="north",
+        occurred_at=T0,
         payload=LeadOfferedPayload(
-            lead_id=lead, agent_id="ana", offer_round=1, race_size=1, deadline=T0 + timedelta(minutes=15),
-            explanation="R6", contact=CONTACT, source=SOURCE,
+            lead_id=lead,
+            agent_id="ana",
+            offer_round=1,
+            race_size=1,
+            deadline=T0 + timedelta(minutes=15),
+            explanation="R6",
+            contact=CONTACT,
+            source=SOURCE,
         ),
     )
     withdrawn = OfferWithdrawn.create(
-        account_id="north", occurred_at=MOVED_AT,
-        payload=OfferClosedPayload(lead_id=lead, agent_id="ana", offer_round=1,
-                                   reason=WithdrawalReason.OFFICE_TRANSFER),
+        account_id="north",
+        occurred_at=MOVED_AT,
+        payload=OfferClosedPayload(
+            lead_id=lead, agent_id="ana", offer_round=1, reason=WithdrawalReason.OFFICE_TRANSFER
+        ),
     )
     moved = LeadTransferred.create(
-        account_id="north", occurred_at=MOVED_AT,
+        account_id="north",
+        occurred_at=MOVED_AT,
         payload=LeadTransferredPayload(
-            lead_id=lead, transfer_id=transfer, from_account_id="north", from_account_name="North Office",
-            previous_owner_agent_id="ana", previous_owner_name="Ana Diaz", to_account_id="south",
-            to_account_name="South Office", agent_id="sol", by_user_id="nora", contact=CONTACT, source=SOURCE,
+            lead_id=lead,
+            transfer_id=transfer,
+            from_account_id="north",
+            from_account_name="North Office",
+            previous_owner_agent_id="ana",
+            previous_owner_name="Ana Diaz",
+            to_account_id="south",
+            to_account_name="South Office",
+            agent_id="sol",
+            by_user_id="nora",
+            contact=CONTACT,
+            source=SOURCE,
         ),
     )
     return offered, withdrawn, moved
@@ -96,9 +121,15 @@ async def test_a_moved_lead_is_new_in_the_target_keeps_its_profile_and_timeline_
     assert await north.get(str(lead)) is None, "the lead left the first office"
     row = await south.get(str(lead))
     assert row is not None, "and is in the second"
-    assert {k: row.get(k) for k in ("company", "office_address", "home_address", "rating", "production_value",
-                                     "labels", "source")} == {**{k: PROFILE[k] for k in (
-        "company", "office_address", "home_address", "rating", "production_value", "labels")}, "source": "Website"}
+    assert {
+        k: row.get(k)
+        for k in ("company", "office_address", "home_address", "rating", "production_value", "labels", "source")
+    } == {
+        **{
+            k: PROFILE[k] for k in ("company", "office_address", "home_address", "rating", "production_value", "labels")
+        },
+        "source": "Website",
+    }
     assert (row["campaigns"], row["campaign_subscriptions"], row["campaign_triggers"]) == ([], [], [])
     assert (row["owner_agent_id"], row["status"], row["open_offers"], row["offered_to"]) == ("sol", "assigned", [], [])
     assert row["created_ms"] == epoch_ms(MOVED_AT), "a new lead in the target: it lists by its arrival"
@@ -141,13 +172,24 @@ async def test_replaying_an_earlier_event_after_the_move_keeps_the_lead_in_the_t
 async def test_a_moved_team_member_arrives_onboarding_in_the_target_roster_and_a_retry_changes_nothing(
     db: AsyncDatabase[dict[str, Any]],
 ) -> None:
-    await db["accounts"].insert_many([
-        {"_id": "north", "name": "North", "roster": ["nora", "max", "ana"]},
-        {"_id": "south", "name": "South", "roster": ["sol"]},
-    ])
-    await db["agents"].insert_one({"_id": "max", "account_id": "north", "name": "Max", "active": True,
-                                   "round_robin": True, "offices": ["n1"], "lead_groups": ["buyers"],
-                                   "site_hosts": ["max.north.example"]})
+    await db["accounts"].insert_many(
+        [
+            {"_id": "north", "name": "North", "roster": ["nora", "max", "ana"]},
+            {"_id": "south", "name": "South", "roster": ["sol"]},
+        ]
+    )
+    await db["agents"].insert_one(
+        {
+            "_id": "max",
+            "account_id": "north",
+            "name": "Max",
+            "active": True,
+            "round_robin": True,
+            "offices": ["n1"],
+            "lead_groups": ["buyers"],
+            "site_hosts": ["max.north.example"],
+        }
+    )
     await db["notifier_preferences"].insert_one({"_id": "max", "account_id": "north", "digest": True})
     transfer = {"_id": str(uuid.uuid4()), "account_id": "north", "to_account_id": "south", "agent_id": "max"}
     for _ in range(2):
@@ -158,7 +200,11 @@ async def test_a_moved_team_member_arrives_onboarding_in_the_target_roster_and_a
     agent = await db["agents"].find_one({"_id": "max"})
     assert agent is not None
     assert (agent["account_id"], agent["status"], bool(agent["active"]), bool(agent["round_robin"])) == (
-        "south", "onboarding", False, False)
+        "south",
+        "onboarding",
+        False,
+        False,
+    )
     assert (agent["offices"], agent["lead_groups"], agent["site_hosts"]) == ([], [], ["max.north.example"])
     prefs = await db["notifier_preferences"].find_one({"_id": "max"})
     assert prefs is not None

@@ -154,7 +154,7 @@ async def test_a_buffered_replay_writes_what_the_projection_writes(mongo: tuple[
         await project(event, views=LeadViews(db, direct), side_effects=False)
     buffer = BufferedViews(db, buffered)
     for start in range(0, len(events), 4):  # batch boundaries inside every lead's life
-        batch = events[start:start + 4]
+        batch = events[start : start + 4]
         leads = {str(lead) for e in batch if (lead := getattr(e.payload, "lead_id", None)) is not None}
         await buffer.load(leads, {str(e.event_id) for e in batch})
         for event in batch:
@@ -228,8 +228,15 @@ async def test_a_rebuild_keeps_request_data_repairs_rows_and_brings_over_what_ha
         assigned(worked, T0), offered(racing, "ana", T0), assigned(corrupted, T0), assigned(deleted, T0))]  # fmt: skip
     leads = ScopedLeads(db, scope_filter(BROKER, "acme"))
     assert await leads.set_profile(str(worked), {"labels": ["Hot"], "search_labels": ["hot"], "company": "Acme"})
-    note = activity_entry(event_id=str(uuid.uuid4()), lead_id=str(worked), account_id="acme", agent_id="ana",
-                          action="note", occurred_at=T0 + timedelta(hours=1), content={"text": "Pre-approved"})
+    note = activity_entry(
+        event_id=str(uuid.uuid4()),
+        lead_id=str(worked),
+        account_id="acme",
+        agent_id="ana",
+        action="note",
+        occurred_at=T0 + timedelta(hours=1),
+        content={"text": "Pre-approved"},
+    )
     await leads.record(note)
     await leads.touch(str(worked), at=T0 + timedelta(hours=1), kind="note", by="ana")
     assert await leads.set_profile(str(corrupted), {"crm_status": "closed"})
@@ -312,7 +319,9 @@ async def _phase_is(db: AsyncDatabase[Doc], phase: Phase) -> bool:
 
 
 async def test_the_command_refuses_a_second_rebuild_and_abandons_one_whose_process_died(
-    mongo: tuple[AsyncDatabase[Doc], str], mongo_url: str, capsys: pytest.CaptureFixture[str],
+    mongo: tuple[AsyncDatabase[Doc], str],
+    mongo_url: str,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     db, name = mongo

@@ -62,8 +62,12 @@ def assigned(account: str, agent: str, at: datetime, name: str = "Jane Doe") -> 
         account_id=account,
         occurred_at=at,
         payload=LeadAssignedPayload(
-            lead_id=uuid.uuid4(), agent_id=agent, reason=AssignmentReason.ROSTER_POSITION_1, explanation="R5",
-            contact=Contact(first_name=first, last_name=last, email=f"{first}@example.com".lower()), source=SOURCE,
+            lead_id=uuid.uuid4(),
+            agent_id=agent,
+            reason=AssignmentReason.ROSTER_POSITION_1,
+            explanation="R5",
+            contact=Contact(first_name=first, last_name=last, email=f"{first}@example.com".lower()),
+            source=SOURCE,
         ),
     )
 
@@ -71,17 +75,25 @@ def assigned(account: str, agent: str, at: datetime, name: str = "Jane Doe") -> 
 def race(lead: uuid.UUID) -> list[LeadEvent]:
     def offered(agent: str) -> LeadOffered:
         payload = LeadOfferedPayload(
-            lead_id=lead, agent_id=agent, offer_round=1, race_size=2, deadline=T0 + timedelta(minutes=15),
-            explanation="R6", contact=Contact(first_name="Rae"), source=SOURCE,
+            lead_id=lead,
+            agent_id=agent,
+            offer_round=1,
+            race_size=2,
+            deadline=T0 + timedelta(minutes=15),
+            explanation="R6",
+            contact=Contact(first_name="Rae"),
+            source=SOURCE,
         )
         return LeadOffered.create(account_id="acme", occurred_at=T0, payload=payload)
 
     claimed = LeadClaimed.create(
-        account_id="acme", occurred_at=T0 + timedelta(minutes=1),
+        account_id="acme",
+        occurred_at=T0 + timedelta(minutes=1),
         payload=LeadClaimedPayload(lead_id=lead, agent_id="ana", action=ActivityAction.NOTE, offer_round=1),
     )
     withdrawn = OfferWithdrawn.create(
-        account_id="acme", occurred_at=T0 + timedelta(minutes=1),
+        account_id="acme",
+        occurred_at=T0 + timedelta(minutes=1),
         payload=OfferClosedPayload(lead_id=lead, agent_id="ben", offer_round=1),
     )
     return [offered("ana"), offered("ben"), claimed, withdrawn]
@@ -129,8 +141,10 @@ async def test_scopes_keep_accounts_and_realtors_apart(db: AsyncDatabase[dict[st
 
 async def test_keyset_pages_are_complete_with_ties_and_filters(db: AsyncDatabase[dict[str, Any]]) -> None:
     # Twelve leads in four milliseconds: ties on the sort key must neither repeat nor skip rows.
-    events = [assigned("acme", "ana" if i % 2 else "ben", T0 + timedelta(milliseconds=i // 3), f"Pat{i} Zed")
-              for i in range(12)]
+    events = [
+        assigned("acme", "ana" if i % 2 else "ben", T0 + timedelta(milliseconds=i // 3), f"Pat{i} Zed")
+        for i in range(12)
+    ]
     for event in events:
         await project(event, views=LeadViews(db))
     await db[CRM_LEADS].update_one({"_id": str(events[0].payload.lead_id)}, {"$set": {"transferred_to": "rio"}})

@@ -309,7 +309,7 @@ def test_scaled_object_follows_every_consumer_group(objects: Objects, services: 
     for m in metadata:
         where = f"{name} trigger {m.get('topic')}"
         assert m.get("bootstrapServers") == bootstrap, f"{where}: bootstrapServers is not {name}-config's {bootstrap}"
-        assert m.get("allowIdleConsumers") == "false", f"{where}: allowIdleConsumers must be \"false\""
+        assert m.get("allowIdleConsumers") == "false", f'{where}: allowIdleConsumers must be "false"'
         assert m.get("offsetResetPolicy") == reset, f"{where}: offsetResetPolicy must match the consumers' {reset!r}"
         threshold = str(m.get("lagThreshold", ""))
         assert threshold.isdigit(), f"{where}: lagThreshold {threshold!r} is not a whole number (in quotes)"
@@ -410,7 +410,7 @@ def test_operations_guide_lists_every_consumer_group_and_the_partner_acl_names_t
     services: dict[str, Built],
 ) -> None:
     guide = (ROOT / "docs" / "operations.md").read_text()
-    acls = guide[guide.index("### Consumer groups and ACLs"):guide.index("## MongoDB")]
+    acls = guide[guide.index("### Consumer groups and ACLs") : guide.index("## MongoDB")]
     for name, built in services.items():
         for topic, group in built.subscriptions:
             assert f"`{group}`" in acls, f"docs/operations.md: no ACL for {name}'s group {group} ({topic})"

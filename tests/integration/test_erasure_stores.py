@@ -257,9 +257,13 @@ async def test_the_projection_and_a_buffered_replay_erase_alike(crm: tuple[Async
     gone, kept = uuid.uuid4(), uuid.uuid4()
     t = [T0 + timedelta(minutes=i) for i in range(6)]
     events: list[RoutingEvent] = [
-        offered(gone, jane, t[0]), offered(kept, bob, t[0]), claim(gone, t[1]), erased(gone, at=t[2]),
+        offered(gone, jane, t[0]),
+        offered(kept, bob, t[0]),
+        claim(gone, t[1]),
+        erased(gone, at=t[2]),
         assigned(gone, jane, t[3]),  # from before the erasure, delivered late (a replayed dead letter)
-        claim(kept, t[4]), erased(gone, at=t[5]),  # a second request for the same lead
+        claim(kept, t[4]),
+        erased(gone, at=t[5]),  # a second request for the same lead
     ]
     direct, buffered = names_of(0), names_of(1)
     notes = [note(gone, f"{jane.first_name} wants a loft", t[1]), note(kept, f"{bob.first_name} wants a yard", t[1])]
@@ -308,8 +312,16 @@ async def test_a_rebuild_replays_the_erasure_and_brings_back_no_erased_contact(
     await topic.live(db, assigned(gone, jane, T0))
     await topic.live(db, assigned(kept, bob, T0))
     leads = ScopedLeads(db, scope_filter(Principal("bea", Role.BROKER, "acme"), "acme"))
-    assert await leads.set_profile(str(gone), {"company": f"{jane.last_name} Lofts", "home_address": "1 Elm St",
-                                               "labels": ["Hot"], "search_labels": ["hot"], "crm_status": "contacted"})
+    assert await leads.set_profile(
+        str(gone),
+        {
+            "company": f"{jane.last_name} Lofts",
+            "home_address": "1 Elm St",
+            "labels": ["Hot"],
+            "search_labels": ["hot"],
+            "crm_status": "contacted",
+        },
+    )
     await leads.record(note(gone, f"Called {jane.first_name} at {jane.phone}", T0 + timedelta(minutes=5)))
     await topic.live(db, erased(gone, at=T0 + timedelta(minutes=10)))
     assert await holders_of(db, traces(jane)) == [], "the live projection erased it"

@@ -55,8 +55,14 @@ async def db(mongo_url: str) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
     name = f"notifier_{uuid.uuid4().hex[:12]}"
     await client[name]["agents"].insert_one(
-        {"_id": "ana", "account_id": "acme", "name": "Ana", "email": "ana@example.com", "phone": "+13125550100",
-         "time_zone": "America/Chicago"}
+        {
+            "_id": "ana",
+            "account_id": "acme",
+            "name": "Ana",
+            "email": "ana@example.com",
+            "phone": "+13125550100",
+            "time_zone": "America/Chicago",
+        }
     )
     yield client[name]
     await client.drop_database(name)
@@ -65,10 +71,15 @@ async def db(mongo_url: str) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
 
 def offer() -> LeadOffered:
     return LeadOffered.create(
-        account_id="acme", occurred_at=NOON,
+        account_id="acme",
+        occurred_at=NOON,
         payload=LeadOfferedPayload(
-            lead_id=uuid.uuid4(), agent_id="ana", offer_round=1, race_size=1,
-            deadline=datetime(2024, 1, 10, 12, 15, tzinfo=UTC), explanation="rr",
+            lead_id=uuid.uuid4(),
+            agent_id="ana",
+            offer_round=1,
+            race_size=1,
+            deadline=datetime(2024, 1, 10, 12, 15, tzinfo=UTC),
+            explanation="rr",
             contact=Contact.model_validate({"first_name": "Jane", "email": "jane@example.com"}),
             source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
         ),
@@ -77,10 +88,14 @@ def offer() -> LeadOffered:
 
 def notifier(db: AsyncDatabase[dict[str, Any]], mailer: SmtpMailer, texts: Recorder) -> Notifier:
     return Notifier(
-        directory=AgentDirectory(db), deliveries=DeliveryLog(db, leases=Leases(lease_ms=60_000)),
+        directory=AgentDirectory(db),
+        deliveries=DeliveryLog(db, leases=Leases(lease_ms=60_000)),
         senders={Channel.EMAIL: mailer, Channel.SMS: texts},
-        dead_letters=NoDeadLetters(), metrics=NotifierMetrics(CollectorRegistry()), pages_url="https://crm",
-        clock=lambda: NOON, retry=RetryPolicy(attempts=2, initial_seconds=0.01, max_seconds=0.02),
+        dead_letters=NoDeadLetters(),
+        metrics=NotifierMetrics(CollectorRegistry()),
+        pages_url="https://crm",
+        clock=lambda: NOON,
+        retry=RetryPolicy(attempts=2, initial_seconds=0.01, max_seconds=0.02),
     )
 
 
@@ -119,9 +134,15 @@ async def test_preferences_from_mongodb_are_honoured(
 
 async def test_a_pending_delivery_is_the_redrivers_once_its_lease_runs_out(db: AsyncDatabase[dict[str, Any]]) -> None:
     crashed, alive = Leases(lease_ms=1_000), Leases(lease_ms=1_000)
-    delivery = Delivery(key=f"{uuid.uuid4()}:email:ana", channel=Channel.EMAIL, agent_id="ana", account_id="acme",
-                        event_type="LeadOffered", content=EmailContent(to="ana@example.com", subject="s", text="t",
-                                                                       lead_id="l"), event=b'{"x": 1}')
+    delivery = Delivery(
+        key=f"{uuid.uuid4()}:email:ana",
+        channel=Channel.EMAIL,
+        agent_id="ana",
+        account_id="acme",
+        event_type="LeadOffered",
+        content=EmailContent(to="ana@example.com", subject="s", text="t", lead_id="l"),
+        event=b'{"x": 1}',
+    )
     assert await DeliveryLog(db, leases=crashed).begin(delivery, now_ms=10_000) is Begin.SEND
     log = DeliveryLog(db, leases=alive)
 
@@ -147,18 +168,26 @@ async def test_the_daily_digest_goes_to_each_subscriber_once(
     await ensure_indexes(db)
     items, directory = DigestItems(db), AgentDirectory(db)
     account = f"office-{uuid.uuid4().hex[:6]}"
-    await directory.save_preferences("staff-1", PreferencesDoc(account_id=account, digest=True, name="Sam",
-                                                               email="sam@example.com"))
-    await directory.save_preferences("staff-2", PreferencesDoc(account_id=account, digest=False,
-                                                               email="no@example.com"))
+    await directory.save_preferences(
+        "staff-1", PreferencesDoc(account_id=account, digest=True, name="Sam", email="sam@example.com")
+    )
+    await directory.save_preferences(
+        "staff-2", PreferencesDoc(account_id=account, digest=False, email="no@example.com")
+    )
     day_before = int(datetime(2024, 1, 9, 12, tzinfo=UTC).timestamp() * 1000)
     for i, created in enumerate((day_before, day_before, int(NOON.timestamp() * 1000))):
         await items.add(DigestItem(account, f"{account}-lead-{i % 2 if i < 2 else 9}", f"Lead {i}", "Web", created))
-    sender = DigestSender(items=items, subscribers=directory,
-                          deliveries=DeliveryLog(db, leases=Leases(lease_ms=60_000)), mailer=mailer,
-                          metrics=NotifierMetrics(CollectorRegistry()), pages_url="https://crm",
-                          default_hour=7, schedules=AccountSchedules(db),
-                          clock=lambda: NOON)
+    sender = DigestSender(
+        items=items,
+        subscribers=directory,
+        deliveries=DeliveryLog(db, leases=Leases(lease_ms=60_000)),
+        mailer=mailer,
+        metrics=NotifierMetrics(CollectorRegistry()),
+        pages_url="https://crm",
+        default_hour=7,
+        schedules=AccountSchedules(db),
+        clock=lambda: NOON,
+    )
 
     assert await sender.run_once() == 1
     assert await sender.run_once() == 0  # the next check, or another replica: already sent
@@ -180,17 +209,32 @@ async def test_a_staff_member_gets_the_digest_at_the_offices_hour_in_its_time_zo
     await db["accounts"].insert_one(
         {"_id": account, "name": "West", "time_zone": "America/Los_Angeles", "digest_hour": 9, "roster": []}
     )
-    await db["staff"].insert_one({"_id": staff_id, "account_id": account, "name": "Ops Lee", "email": address,
-                                  "time_zone": "America/Los_Angeles", "role": "staff"})
+    await db["staff"].insert_one(
+        {
+            "_id": staff_id,
+            "account_id": account,
+            "name": "Ops Lee",
+            "email": address,
+            "time_zone": "America/Los_Angeles",
+            "role": "staff",
+        }
+    )
     await AgentDirectory(db).save_preferences(staff_id, PreferencesDoc(account_id=account, digest=True))
     items = DigestItems(db)
     created = datetime(2026, 6, 1, 20, tzinfo=UTC)  # 13:00 in Los Angeles, the day before
     await items.add(DigestItem(account, f"{account}-lead", "Lead One", "Web", int(created.timestamp() * 1000)))
     clock = Clock(NOON)
-    sender = DigestSender(items=items, subscribers=AgentDirectory(db), schedules=AccountSchedules(db),
-                          deliveries=DeliveryLog(db, leases=Leases(lease_ms=60_000)), mailer=mailer,
-                          metrics=NotifierMetrics(CollectorRegistry()), pages_url="https://crm",
-                          default_hour=7, clock=clock)
+    sender = DigestSender(
+        items=items,
+        subscribers=AgentDirectory(db),
+        schedules=AccountSchedules(db),
+        deliveries=DeliveryLog(db, leases=Leases(lease_ms=60_000)),
+        mailer=mailer,
+        metrics=NotifierMetrics(CollectorRegistry()),
+        pages_url="https://crm",
+        default_hour=7,
+        clock=clock,
+    )
 
     def to_staff() -> list[Any]:
         return [m for m in sink.received() if m["X-Envelope-To"] == address]
@@ -222,10 +266,16 @@ async def test_a_subscribed_admin_is_told_of_each_new_lead_at_once_and_once(
     lead = uuid.uuid4()
     race = [
         LeadOffered.create(
-            account_id=account, occurred_at=NOON,
+            account_id=account,
+            occurred_at=NOON,
             payload=LeadOfferedPayload(
-                lead_id=lead, agent_id=agent, offer_round=1, race_size=2, deadline=NOON + timedelta(minutes=15),
-                explanation="rr", contact=Contact.model_validate({"first_name": "Nia", "email": "nia@example.com"}),
+                lead_id=lead,
+                agent_id=agent,
+                offer_round=1,
+                race_size=2,
+                deadline=NOON + timedelta(minutes=15),
+                explanation="rr",
+                contact=Contact.model_validate({"first_name": "Nia", "email": "nia@example.com"}),
                 source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
             ),
         )
@@ -255,8 +305,14 @@ class Replica:
     """One notifier process: its leases, its consumer-side notifier and its re-driver."""
 
     def __init__(
-        self, db: AsyncDatabase[dict[str, Any]], clock: Clock, email: Sender, *, dead_letters: Any = None,
-        max_drives: int = 5, concurrency: int = 16,
+        self,
+        db: AsyncDatabase[dict[str, Any]],
+        clock: Clock,
+        email: Sender,
+        *,
+        dead_letters: Any = None,
+        max_drives: int = 5,
+        concurrency: int = 16,
     ) -> None:
         self.leases = Leases(lease_ms=LEASE_MS)
         self.log = DeliveryLog(db, leases=self.leases)
@@ -264,13 +320,26 @@ class Replica:
         retry = RetryPolicy(attempts=3, initial_seconds=0.01, max_seconds=0.02)
         letters = dead_letters or NoDeadLetters()
         self.notifier = Notifier(
-            directory=AgentDirectory(db), deliveries=self.log, senders={Channel.EMAIL: email},
-            dead_letters=letters, metrics=self.metrics, pages_url="https://crm", clock=clock, retry=retry,
+            directory=AgentDirectory(db),
+            deliveries=self.log,
+            senders={Channel.EMAIL: email},
+            dead_letters=letters,
+            metrics=self.metrics,
+            pages_url="https://crm",
+            clock=clock,
+            retry=retry,
         )
-        courier = Courier(deliveries=self.log, senders={Channel.EMAIL: email}, dead_letters=letters,
-                          metrics=self.metrics, clock=clock, retry=retry)
-        self.redriver = Redriver(deliveries=self.log, courier=courier, metrics=self.metrics, max_drives=max_drives,
-                                 concurrency=concurrency)
+        courier = Courier(
+            deliveries=self.log,
+            senders={Channel.EMAIL: email},
+            dead_letters=letters,
+            metrics=self.metrics,
+            clock=clock,
+            retry=retry,
+        )
+        self.redriver = Redriver(
+            deliveries=self.log, courier=courier, metrics=self.metrics, max_drives=max_drives, concurrency=concurrency
+        )
 
 
 def about(sink: MailSink, event: LeadOffered) -> list[EmailMessage]:
@@ -391,12 +460,27 @@ async def test_a_delivery_whose_every_drive_crashed_is_dead_lettered_as_abandone
 
 def stranded(event: LeadOffered, clock: Clock) -> dict[str, Any]:
     """A pending email record whose process died: its lease ran out a lease ago."""
-    return {"_id": f"{event.event_id}:email:ana", "channel": "email", "status": "pending", "created_ms": clock.ms,
-            "lease_until_ms": clock.ms - LEASE_MS, "owner": "dead", "drives": 1, "agent_id": "ana",
-            "account_id": "acme", "event_type": "LeadOffered", "occurred_ms": clock.ms,
-            "event": event.model_dump_json().encode(),
-            "content": {"kind": "EmailContent", "to": "ana@example.com", "subject": "s", "text": "t",
-                        "lead_id": str(event.payload.lead_id)}}
+    return {
+        "_id": f"{event.event_id}:email:ana",
+        "channel": "email",
+        "status": "pending",
+        "created_ms": clock.ms,
+        "lease_until_ms": clock.ms - LEASE_MS,
+        "owner": "dead",
+        "drives": 1,
+        "agent_id": "ana",
+        "account_id": "acme",
+        "event_type": "LeadOffered",
+        "occurred_ms": clock.ms,
+        "event": event.model_dump_json().encode(),
+        "content": {
+            "kind": "EmailContent",
+            "to": "ana@example.com",
+            "subject": "s",
+            "text": "t",
+            "lead_id": str(event.payload.lead_id),
+        },
+    }
 
 
 async def test_an_unreadable_pending_record_is_dead_lettered_and_the_rest_is_driven(
@@ -480,13 +564,20 @@ async def test_a_digest_refused_for_now_is_retried_later_that_day(
     items, directory = DigestItems(db), AgentDirectory(db)
     account = f"office-{uuid.uuid4().hex[:6]}"
     email = f"{account}@example.com"
-    await directory.save_preferences(f"{account}-staff", PreferencesDoc(account_id=account, digest=True,
-                                                                        email=email))
+    await directory.save_preferences(f"{account}-staff", PreferencesDoc(account_id=account, digest=True, email=email))
     await items.add(DigestItem(account, f"{account}-lead", "Lead", "Web", clock.ms - 6 * 3_600_000))
     replica = Replica(db, clock, mailer)
-    sender = DigestSender(items=items, subscribers=directory, deliveries=replica.log, mailer=mailer,
-                          metrics=replica.metrics, pages_url="https://crm",
-                          default_hour=7, schedules=AccountSchedules(db), clock=clock)
+    sender = DigestSender(
+        items=items,
+        subscribers=directory,
+        deliveries=replica.log,
+        mailer=mailer,
+        metrics=replica.metrics,
+        pages_url="https://crm",
+        default_hour=7,
+        schedules=AccountSchedules(db),
+        clock=clock,
+    )
     key = f"digest:{account}:{clock.now.date().isoformat()}:email:{account}-staff"
 
     sink.refusals.extend(["451 4.3.0 try later"] * 4)  # the run, then every attempt of a re-drive (3)

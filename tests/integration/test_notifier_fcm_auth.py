@@ -35,8 +35,9 @@ AUDIENCE = "https://oauth2.googleapis.com/token"  # what google-auth puts in eve
 # google-auth treats a token as expired 3 min 45 s before its expiry: one with a minute left is renewed
 # before it is used again, while FCM would still take it.
 NEARLY_EXPIRED = 60
-UNAUTHENTICATED: dict[str, object] = {"error": {"code": 401, "status": "UNAUTHENTICATED",
-                             "message": "Request had invalid authentication credentials."}}
+UNAUTHENTICATED: dict[str, object] = {
+    "error": {"code": 401, "status": "UNAUTHENTICATED", "message": "Request had invalid authentication credentials."}
+}
 
 
 def _b64(part: str) -> bytes:
@@ -148,10 +149,17 @@ def pem(key: rsa.RSAPrivateKey) -> str:
 
 def key_json(key: rsa.RSAPrivateKey, token_uri: str) -> str:
     """A service-account key as Google Cloud issues it (the fields google-auth reads)."""
-    return json.dumps({
-        "type": "service_account", "project_id": "leadflow-test", "private_key_id": "key-1",
-        "private_key": pem(key), "client_email": EMAIL, "client_id": "1001", "token_uri": token_uri,
-    })
+    return json.dumps(
+        {
+            "type": "service_account",
+            "project_id": "leadflow-test",
+            "private_key_id": "key-1",
+            "private_key": pem(key),
+            "client_email": EMAIL,
+            "client_id": "1001",
+            "token_uri": token_uri,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -169,8 +177,9 @@ def push(account_key: rsa.RSAPrivateKey) -> Iterator[Push]:
         server.close()
 
 
-def adapter(push: Push, client: httpx.AsyncClient, tmp_path: Path, key: rsa.RSAPrivateKey,
-            token_uri: str | None = None) -> FcmPush:
+def adapter(
+    push: Push, client: httpx.AsyncClient, tmp_path: Path, key: rsa.RSAPrivateKey, token_uri: str | None = None
+) -> FcmPush:
     path = tmp_path / "service-account.json"
     path.write_text(key_json(key, token_uri or push.token_url))
     return FcmPush(PushSettings(enabled=True, base_url=push.fcm_url, credentials_file=str(path)), client)
@@ -189,8 +198,9 @@ async def test_pushes_carry_a_token_granted_for_the_key_and_reuse_it(
 
 
 async def test_the_key_can_be_given_as_json_content(push: Push, account_key: rsa.RSAPrivateKey) -> None:
-    settings = PushSettings(enabled=True, base_url=push.fcm_url,
-                            credentials_json=SecretStr(key_json(account_key, push.token_url)))
+    settings = PushSettings(
+        enabled=True, base_url=push.fcm_url, credentials_json=SecretStr(key_json(account_key, push.token_url))
+    )
     async with httpx.AsyncClient() as client:
         await FcmPush(settings, client).send(PUSH, message_id="ev:push:a")
     assert push.fcm.delivered() == ["ya29.test-token-1"]
@@ -216,9 +226,7 @@ async def test_a_token_fcm_refuses_is_renewed_once_and_the_push_delivered(
         await fcm.send(PUSH, message_id="ev:push:a")
         push.tokens.revoked.add("ya29.test-token-1")  # revoked (or expired early) before our clock says so
         await fcm.send(PUSH, message_id="ev:push:b")  # no error: not dead-lettered
-    assert push.fcm.answers == [
-        ("ya29.test-token-1", 200), ("ya29.test-token-1", 401), ("ya29.test-token-2", 200)
-    ]
+    assert push.fcm.answers == [("ya29.test-token-1", 200), ("ya29.test-token-1", 401), ("ya29.test-token-2", 200)]
 
 
 async def test_a_second_refusal_is_a_permanent_auth_error(
@@ -279,8 +287,9 @@ async def test_a_token_endpoint_outage_is_transient(
             await fcm.send(PUSH, message_id="ev:push:a")
         assert time.monotonic() - started < 2, "no sleeping retries inside the refresh: the courier backs off"
         assert raised.value.reason == "unavailable"
-        assert raised.value.detail == ("token endpoint: ConnectError" if outage == "nothing listens"
-                                       else "token endpoint: HTTP 503")
+        assert raised.value.detail == (
+            "token endpoint: ConnectError" if outage == "nothing listens" else "token endpoint: HTTP 503"
+        )
         assert push.fcm.answers == []
         if outage == "503":
             push.tokens.down = False  # back: the retry delivers
@@ -338,9 +347,11 @@ async def test_tokens_and_keys_stay_out_of_logs_and_errors(
     [
         ('{"type": "service_account", "private_key": "-----BEGIN', "is not JSON"),
         ('{"type": "service_account", "client_email": "a@b"}', "is not a usable service-account key"),
-        ('{"type": "service_account", "client_email": "a@b", "token_uri": "http://x", '
-         '"private_key": "-----BEGIN PRIVATE KEY-----\\nc2VjcmV0\\n-----END PRIVATE KEY-----\\n"}',
-         "is not a usable service-account key"),
+        (
+            '{"type": "service_account", "client_email": "a@b", "token_uri": "http://x", '
+            '"private_key": "-----BEGIN PRIVATE KEY-----\\nc2VjcmV0\\n-----END PRIVATE KEY-----\\n"}',
+            "is not a usable service-account key",
+        ),
     ],
 )
 async def test_a_broken_key_stops_the_start_without_quoting_it(content: str, problem: str) -> None:

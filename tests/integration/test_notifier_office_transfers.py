@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from fakes_notifier import NoDeadLetters, Recorder, plain
+from fakes_notifier import NoDeadLetters, Recorder, member_moved, plain
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
@@ -40,8 +40,6 @@ from leadflow_shared.events.routing import (
     LeadOfferedPayload,
     LeadTransferred,
     LeadTransferredPayload,
-    TeamMemberTransferred,
-    TeamMemberTransferredPayload,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -54,8 +52,14 @@ SOURCE = LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website")
 
 
 def agent(agent_id: str, account: str, name: str) -> dict[str, Any]:
-    return {"_id": agent_id, "account_id": account, "name": name, "email": f"{agent_id}@example.com",
-            "phone": "+13125550100", "time_zone": "America/Chicago"}
+    return {
+        "_id": agent_id,
+        "account_id": account,
+        "name": name,
+        "email": f"{agent_id}@example.com",
+        "phone": "+13125550100",
+        "time_zone": "America/Chicago",
+    }
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -66,25 +70,41 @@ async def db(mongo_url: str) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
     name = f"notifier_t2_{uuid.uuid4().hex[:12]}"
     d = client[name]
-    await d["accounts"].insert_many([
-        {"_id": "north", "name": "North Office", "roster": ["bea", "carl"]},
-        {"_id": "south", "name": "South Office", "roster": ["sam"]},
-    ])
-    await d["agents"].insert_many([agent("bea", "north", "Bea"), agent("carl", "north", "Carl"),
-                                   agent("sam", "south", "Sam"), agent("tom", "north", "Tom Jones")])
+    await d["accounts"].insert_many(
+        [
+            {"_id": "north", "name": "North Office", "roster": ["bea", "carl"]},
+            {"_id": "south", "name": "South Office", "roster": ["sam"]},
+        ]
+    )
+    await d["agents"].insert_many(
+        [
+            agent("bea", "north", "Bea"),
+            agent("carl", "north", "Carl"),
+            agent("sam", "south", "Sam"),
+            agent("tom", "north", "Tom Jones"),
+        ]
+    )
     prefs = d["notifier_preferences"]
-    await prefs.insert_many([
-        {"_id": "bea", "account_id": "north", "push_token": "bea-token"},
-        {"_id": "carl", "account_id": "north", "team_updates": False},
-        {"_id": "sue", "account_id": "north", "name": "Sue", "email": "sue@example.com", "team_updates": False},
-        {"_id": "ned", "account_id": "north", "name": "Ned", "email": "ned@example.com", "team_updates": False},
-        {"_id": "ola", "account_id": "north", "name": "Ola", "email": "ola@example.com"},
-        {"_id": "dan", "account_id": "north", "name": "Dan", "email": "dan@example.com", "digest": True},
-        {"_id": "zed", "account_id": "south", "name": "Zed", "email": "zed@example.com", "team_updates": True,
-         "digest": False},
-        # The moved member's preferences moved with it: it is not told about its own move.
-        {"_id": "tom", "account_id": "north", "team_updates": True},
-    ])
+    await prefs.insert_many(
+        [
+            {"_id": "bea", "account_id": "north", "push_token": "bea-token"},
+            {"_id": "carl", "account_id": "north", "team_updates": False},
+            {"_id": "sue", "account_id": "north", "name": "Sue", "email": "sue@example.com", "team_updates": False},
+            {"_id": "ned", "account_id": "north", "name": "Ned", "email": "ned@example.com", "team_updates": False},
+            {"_id": "ola", "account_id": "north", "name": "Ola", "email": "ola@example.com"},
+            {"_id": "dan", "account_id": "north", "name": "Dan", "email": "dan@example.com", "digest": True},
+            {
+                "_id": "zed",
+                "account_id": "south",
+                "name": "Zed",
+                "email": "zed@example.com",
+                "team_updates": True,
+                "digest": False,
+            },
+            # The moved member's preferences moved with it: it is not told about its own move.
+            {"_id": "tom", "account_id": "north", "team_updates": True},
+        ]
+    )
     # crm-api `$set`s the flags (nx-27017 then stores true as 1, decision 0018).
     await prefs.update_one({"_id": "sue"}, {"$set": {"team_updates": True}})
     await prefs.update_one({"_id": "zed"}, {"$set": {"digest": True}})
@@ -97,20 +117,29 @@ async def db(mongo_url: str) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
 def notifier(db: AsyncDatabase[dict[str, Any]], mailer: SmtpMailer, other: Recorder) -> Notifier:
     directory = AgentDirectory(db)
     return Notifier(
-        directory=directory, deliveries=DeliveryLog(db, leases=Leases(lease_ms=60_000)),
+        directory=directory,
+        deliveries=DeliveryLog(db, leases=Leases(lease_ms=60_000)),
         senders={Channel.EMAIL: mailer, Channel.SMS: other, Channel.PUSH: other},
-        dead_letters=NoDeadLetters(), metrics=NotifierMetrics(CollectorRegistry()), pages_url="https://crm",
-        clock=lambda: MOVED_AT, retry=RetryPolicy(attempts=2, initial_seconds=0.01, max_seconds=0.02),
-        digest=DigestItems(db), staff=directory,
+        dead_letters=NoDeadLetters(),
+        metrics=NotifierMetrics(CollectorRegistry()),
+        pages_url="https://crm",
+        clock=lambda: MOVED_AT,
+        retry=RetryPolicy(attempts=2, initial_seconds=0.01, max_seconds=0.02),
+        digest=DigestItems(db),
+        staff=directory,
     )
 
 
 def digests(db: AsyncDatabase[dict[str, Any]], mailer: SmtpMailer, now: datetime) -> DigestSender:
     return DigestSender(
-        items=DigestItems(db), subscribers=AgentDirectory(db),
-        deliveries=DeliveryLog(db, leases=Leases(lease_ms=60_000)), mailer=mailer,
-        metrics=NotifierMetrics(CollectorRegistry()), pages_url="https://crm",
-        default_hour=DIGEST_HOUR, schedules=AccountSchedules(db),
+        items=DigestItems(db),
+        subscribers=AgentDirectory(db),
+        deliveries=DeliveryLog(db, leases=Leases(lease_ms=60_000)),
+        mailer=mailer,
+        metrics=NotifierMetrics(CollectorRegistry()),
+        pages_url="https://crm",
+        default_hour=DIGEST_HOUR,
+        schedules=AccountSchedules(db),
         clock=lambda: now,
     )
 
@@ -121,31 +150,38 @@ def to(sink: MailSink, address: str) -> list[EmailMessage]:
 
 def first_offer(lead_id: uuid.UUID) -> LeadOffered:
     return LeadOffered.create(
-        account_id="south", occurred_at=OFFERED_AT,
+        account_id="south",
+        occurred_at=OFFERED_AT,
         payload=LeadOfferedPayload(
-            lead_id=lead_id, agent_id="sam", offer_round=1, race_size=1,
-            deadline=datetime(2024, 1, 9, 12, 15, tzinfo=UTC), explanation="rr", contact=CONTACT, source=SOURCE,
+            lead_id=lead_id,
+            agent_id="sam",
+            offer_round=1,
+            race_size=1,
+            deadline=datetime(2024, 1, 9, 12, 15, tzinfo=UTC),
+            explanation="rr",
+            contact=CONTACT,
+            source=SOURCE,
         ),
     )
 
 
 def lead_moved(lead_id: uuid.UUID) -> LeadTransferred:
     return LeadTransferred.create(
-        account_id="south", occurred_at=MOVED_AT,
+        account_id="south",
+        occurred_at=MOVED_AT,
         payload=LeadTransferredPayload(
-            lead_id=lead_id, transfer_id=uuid.uuid4(), from_account_id="south", from_account_name="South Office",
-            previous_owner_agent_id="sam", previous_owner_name="Sam", to_account_id="north",
-            to_account_name="North Office", agent_id="bea", by_user_id="admin-1", contact=CONTACT, source=SOURCE,
-        ),
-    )
-
-
-def member_moved() -> TeamMemberTransferred:
-    return TeamMemberTransferred.create(
-        account_id="north", occurred_at=MOVED_AT,
-        payload=TeamMemberTransferredPayload(
-            agent_id="tom", agent_name="Tom Jones", transfer_id=uuid.uuid4(), from_account_id="south",
-            from_account_name="South Office", to_account_name="North Office", by_user_id="admin-1",
+            lead_id=lead_id,
+            transfer_id=uuid.uuid4(),
+            from_account_id="south",
+            from_account_name="South Office",
+            previous_owner_agent_id="sam",
+            previous_owner_name="Sam",
+            to_account_id="north",
+            to_account_name="North Office",
+            agent_id="bea",
+            by_user_id="admin-1",
+            contact=CONTACT,
+            source=SOURCE,
         ),
     )
 
@@ -185,7 +221,7 @@ async def test_a_moved_team_member_is_emailed_to_the_target_staff_once_each_and_
     db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer
 ) -> None:
     other = Recorder()
-    event = member_moved()
+    event = member_moved(MOVED_AT)
     raw = event.model_dump_json().encode()
     a, b = notifier(db, mailer, other), notifier(db, mailer, other)
 

@@ -94,8 +94,14 @@ def server() -> Iterator[Callable[[Callable[[Seen], Reply]], Provider]]:
 
 
 SMS = SmsContent(to="+13125550100", body="Lead offer: Jane. https://crm/x", lead_id="l-1")
-PUSH = PushContent(token="device-token-1", title="Lead offer: Jane", body="Claim it before 06:15 CST",
-                   lead_id="l-1", link="https://crm/x", data={"lead_id": "l-1", "link": "https://crm/x"})
+PUSH = PushContent(
+    token="device-token-1",
+    title="Lead offer: Jane",
+    body="Claim it before 06:15 CST",
+    lead_id="l-1",
+    link="https://crm/x",
+    data={"lead_id": "l-1", "link": "https://crm/x"},
+)
 
 
 def twilio(reply: Reply) -> Callable[[Seen], Reply]:
@@ -106,6 +112,7 @@ def twilio(reply: Reply) -> Callable[[Seen], Reply]:
         assert request.headers["authorization"] == "Basic " + base64.b64encode(b"AC123:tok-en").decode()
         assert parse_qs(request.body.decode()) == {"To": [SMS.to], "From": ["+15005550006"], "Body": [SMS.body]}
         return reply
+
     return check
 
 
@@ -113,24 +120,33 @@ def fcm(reply: Reply) -> Callable[[Seen], Reply]:
     def check(request: Seen) -> Reply:
         assert request.path == "/v1/projects/leadflow-test/messages:send"
         assert request.headers["authorization"] == "Bearer ya29.token"
-        assert json.loads(request.body) == {"message": {
-            "token": "device-token-1",
-            "notification": {"title": PUSH.title, "body": PUSH.body},
-            "data": {"lead_id": "l-1", "link": "https://crm/x", "notification_id": "ev:push:a"},
-        }}
+        assert json.loads(request.body) == {
+            "message": {
+                "token": "device-token-1",
+                "notification": {"title": PUSH.title, "body": PUSH.body},
+                "data": {"lead_id": "l-1", "link": "https://crm/x", "notification_id": "ev:push:a"},
+            }
+        }
         return reply
+
     return check
 
 
 def sms_adapter(provider: Provider, client: httpx.AsyncClient, timeout: float = 5.0) -> TwilioSms:
-    settings = SmsSettings(enabled=True, base_url=provider.url, account_sid="AC123", auth_token=SecretStr("tok-en"),
-                           timeout_seconds=timeout)
+    settings = SmsSettings(
+        enabled=True,
+        base_url=provider.url,
+        account_sid="AC123",
+        auth_token=SecretStr("tok-en"),
+        timeout_seconds=timeout,
+    )
     return TwilioSms(settings, client)
 
 
 def push_adapter(provider: Provider, client: httpx.AsyncClient) -> FcmPush:
-    settings = PushSettings(enabled=True, base_url=provider.url, project_id="leadflow-test",
-                            access_token=SecretStr("ya29.token"))
+    settings = PushSettings(
+        enabled=True, base_url=provider.url, project_id="leadflow-test", access_token=SecretStr("ya29.token")
+    )
     return FcmPush(settings, client)
 
 

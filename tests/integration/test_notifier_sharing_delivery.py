@@ -38,38 +38,59 @@ async def db(mongo_url: str) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
     name = f"notifier_t1_{uuid.uuid4().hex[:12]}"
     d = client[name]
     await d["accounts"].insert_one({"_id": "acme", "name": "Acme Realty", "roster": ["bea"]})
-    await d["agents"].insert_many([
-        {"_id": "bea", "account_id": "acme", "name": "Bea", "email": "bea@example.com"},
-        {"_id": "rita", "account_id": "rita-realty", "name": "Rita", "email": "rita@example.com",
-         "phone": "+13125550100", "time_zone": "America/Chicago"},
-    ])
-    await d["notifier_preferences"].insert_many([
-        {"_id": "rita", "account_id": "rita-realty", "push_token": "rita-token"},
-        {"_id": "dan", "account_id": "acme", "name": "Dan", "email": "dan@example.com", "digest": True},
-    ])
+    await d["agents"].insert_many(
+        [
+            {"_id": "bea", "account_id": "acme", "name": "Bea", "email": "bea@example.com"},
+            {
+                "_id": "rita",
+                "account_id": "rita-realty",
+                "name": "Rita",
+                "email": "rita@example.com",
+                "phone": "+13125550100",
+                "time_zone": "America/Chicago",
+            },
+        ]
+    )
+    await d["notifier_preferences"].insert_many(
+        [
+            {"_id": "rita", "account_id": "rita-realty", "push_token": "rita-token"},
+            {"_id": "dan", "account_id": "acme", "name": "Dan", "email": "dan@example.com", "digest": True},
+        ]
+    )
     await ensure_indexes(d)
     yield d
     await client.drop_database(name)
     await client.close()
 
 
-def notifier(db: AsyncDatabase[dict[str, Any]], mailer: SmtpMailer, other: Recorder,
-             registry: CollectorRegistry) -> Notifier:
+def notifier(
+    db: AsyncDatabase[dict[str, Any]], mailer: SmtpMailer, other: Recorder, registry: CollectorRegistry
+) -> Notifier:
     return Notifier(
-        directory=AgentDirectory(db), deliveries=DeliveryLog(db, leases=Leases(lease_ms=60_000)),
+        directory=AgentDirectory(db),
+        deliveries=DeliveryLog(db, leases=Leases(lease_ms=60_000)),
         senders={Channel.EMAIL: mailer, Channel.SMS: other, Channel.PUSH: other},
-        dead_letters=NoDeadLetters(), metrics=NotifierMetrics(registry), pages_url="https://crm",
-        clock=lambda: SHARED_AT, retry=RetryPolicy(attempts=2, initial_seconds=0.01, max_seconds=0.02),
+        dead_letters=NoDeadLetters(),
+        metrics=NotifierMetrics(registry),
+        pages_url="https://crm",
+        clock=lambda: SHARED_AT,
+        retry=RetryPolicy(attempts=2, initial_seconds=0.01, max_seconds=0.02),
         digest=DigestItems(db),
     )
 
 
 def shared(lead_id: uuid.UUID, agent_id: str = "rita") -> LeadShared:
     return LeadShared.create(
-        account_id="acme", occurred_at=SHARED_AT,
+        account_id="acme",
+        occurred_at=SHARED_AT,
         payload=LeadSharedPayload(
-            lead_id=lead_id, share_id=uuid.uuid4(), agent_id=agent_id, realtor_name="Rita",
-            assigned_by="Acme Realty", previous_owner_agent_id="bea", by_user_id="bea",
+            lead_id=lead_id,
+            share_id=uuid.uuid4(),
+            agent_id=agent_id,
+            realtor_name="Rita",
+            assigned_by="Acme Realty",
+            previous_owner_agent_id="bea",
+            by_user_id="bea",
         ),
     )
 

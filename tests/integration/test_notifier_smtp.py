@@ -19,8 +19,13 @@ from leadflow_notifier.settings import SmtpSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
-EMAIL = EmailContent(to="ana@example.com", subject="Lead offer: Jane", text="Claim it before 06:15 CST",
-                     html="<p>Claim it before 06:15 CST</p>", lead_id="lead-1")
+EMAIL = EmailContent(
+    to="ana@example.com",
+    subject="Lead offer: Jane",
+    text="Claim it before 06:15 CST",
+    html="<p>Claim it before 06:15 CST</p>",
+    lead_id="lead-1",
+)
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +34,26 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     d = tmp_path_factory.mktemp("tls")
     cert, key = d / "cert.pem", d / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",  # noqa: S607
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
+        [  # noqa: S607 (openssl from PATH)
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
     )
     return cert, key
 
@@ -47,12 +69,20 @@ def secure_sink(tmp_path: Path, certificate: tuple[Path, Path]) -> Iterator[Mail
 
 
 def settings(
-    sink: MailSink, certificate: tuple[Path, Path], password: str = "s3cret-pass"  # noqa: S107 (a test server's login)
+    sink: MailSink,
+    certificate: tuple[Path, Path],
+    password: str = "s3cret-pass",  # noqa: S107 (a test server's login)
 ) -> SmtpSettings:
-    return SmtpSettings.model_validate({
-        "port": sink.port, "username": "leadflow", "password": password, "starttls": "required",
-        "ca_file": str(certificate[0]), "sender": "leadflow <no-reply@leadflow.test>",
-    })
+    return SmtpSettings.model_validate(
+        {
+            "port": sink.port,
+            "username": "leadflow",
+            "password": password,
+            "starttls": "required",
+            "ca_file": str(certificate[0]),
+            "sender": "leadflow <no-reply@leadflow.test>",
+        }
+    )
 
 
 async def test_sends_text_and_html_over_starttls_with_auth(
@@ -92,9 +122,7 @@ async def test_an_untrusted_certificate_is_not_sent_to(secure_sink: MailSink, ce
     ("reply", "error"),
     [("451 4.3.0 try again later", TransientDeliveryError), ("554 5.7.1 message rejected", PermanentDeliveryError)],
 )
-async def test_smtp_replies_map_to_transient_or_permanent(
-    tmp_path: Path, reply: str, error: type[Exception]
-) -> None:
+async def test_smtp_replies_map_to_transient_or_permanent(tmp_path: Path, reply: str, error: type[Exception]) -> None:
     sink = MailSink(tmp_path / "mail", refusals=[reply])
     sink.start()
     try:

@@ -75,8 +75,9 @@ class Ops:
     database: str
 
     async def __call__(self, *args: str) -> Result:
-        proc = await asyncio.create_subprocess_exec(OPS, *args, env=self.env, stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.PIPE)
+        proc = await asyncio.create_subprocess_exec(
+            OPS, *args, env=self.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
         out, err = await asyncio.wait_for(proc.communicate(), timeout=90)
         assert proc.returncode is not None
         return Result(proc.returncode, out.decode(), err.decode())
@@ -149,7 +150,10 @@ async def letters(bootstrap: str) -> Letters:
         huge = b"x" * (DLQ_MAX_VALUE_BYTES + 1000)
         await guard.dead_letter(consumed(source, 1, 7, ACCOUNT.encode(), huge, []), PoisonMessage("too large"))
         await KafkaDeadLetters(broker, source).publish(
-            delivery.model_dump_json().encode(), account_id=ACCOUNT, channel="email", agent_id="ops-ana",
+            delivery.model_dump_json().encode(),
+            account_id=ACCOUNT,
+            channel="email",
+            agent_id="ops-ana",
             error=PermanentDeliveryError("rejected", "SMTP [554]"),
         )
     finally:
@@ -273,7 +277,7 @@ async def test_seed_loads_account_configuration_and_refuses_an_invalid_file(
 
 
 async def test_reopen_puts_a_failed_delivery_back_once_per_replayed_dead_letter(
-    db: AsyncDatabase[dict[str, Any]]
+    db: AsyncDatabase[dict[str, Any]],
 ) -> None:
     leases = Leases(lease_ms=10_000)
     deliveries = DeliveryLog(db, leases=leases)

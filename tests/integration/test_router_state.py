@@ -166,8 +166,14 @@ async def test_lead_race_has_one_winner_and_the_others_are_withdrawn(routers: li
     events = list({e.event_id: e for e in published if e.payload.lead_id == lead.event_id}.values())
     kinds = sorted(type(e).__name__ for e in events)
     assert kinds == [
-        "ActivityLogged", "ActivityLogged", "LeadClaimed", "LeadOffered", "LeadOffered", "LeadOffered",
-        "OfferWithdrawn", "OfferWithdrawn",
+        "ActivityLogged",
+        "ActivityLogged",
+        "LeadClaimed",
+        "LeadOffered",
+        "LeadOffered",
+        "LeadOffered",
+        "OfferWithdrawn",
+        "OfferWithdrawn",
     ]
     [winner] = [e.payload.agent_id for e in events if isinstance(e, LeadClaimed)]
     for lost in (e for e in events if isinstance(e, ActivityLogged)):

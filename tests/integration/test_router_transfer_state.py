@@ -410,7 +410,8 @@ async def test_a_team_member_who_moves_leaves_its_offers_and_leads_in_the_old_of
     router.published.clear()
 
     command = TransferTeamMember.create(
-        account_id="north", occurred_at=T0,
+        account_id="north",
+        occurred_at=T0,
         payload=TransferTeamMemberPayload(
             agent_id=mover, agent_name="Mover", to_account_id="south", by_user_id="admin-1"
         ),

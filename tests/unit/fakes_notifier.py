@@ -7,6 +7,8 @@ Imported by unit and integration tests alike (pyproject puts tests/unit on pytes
 from __future__ import annotations
 
 import asyncio
+import uuid
+from datetime import datetime
 from email.message import EmailMessage
 from typing import Any
 
@@ -17,6 +19,7 @@ from leadflow_notifier.domain.errors import DeliveryError
 from leadflow_notifier.domain.messages import Content, Outgoing, Recipient
 from leadflow_notifier.domain.preferences import Channel
 from leadflow_notifier.handlers import Sender
+from leadflow_shared.events.routing import TeamMemberTransferred, TeamMemberTransferredPayload
 
 # --- who is told ------------------------------------------------------------------------------------
 
@@ -223,7 +226,13 @@ class NoDeadLetters:
     """For tests where nothing may be dead-lettered: a dead letter fails the test."""
 
     async def publish(
-        self, raw: bytes, *, account_id: str, channel: str, agent_id: str, error: DeliveryError  # noqa: ARG002
+        self,
+        raw: bytes,  # noqa: ARG002
+        *,
+        account_id: str,  # noqa: ARG002
+        channel: str,
+        agent_id: str,  # noqa: ARG002
+        error: DeliveryError,
     ) -> None:
         raise AssertionError(f"unexpected dead letter {channel} {error}")
 
@@ -243,3 +252,20 @@ def plain(message: EmailMessage) -> str:
     body = message.get_body(("plain",))
     assert body is not None
     return str(body.get_content())
+
+
+def member_moved(at: datetime, transfer_id: uuid.UUID | None = None) -> TeamMemberTransferred:
+    """Tom moves from the South Office to the North Office (T2), announced to the North Office."""
+    return TeamMemberTransferred.create(
+        account_id="north",
+        occurred_at=at,
+        payload=TeamMemberTransferredPayload(
+            agent_id="tom",
+            agent_name="Tom Jones",
+            transfer_id=transfer_id or uuid.uuid4(),
+            from_account_id="south",
+            from_account_name="South Office",
+            to_account_name="North Office",
+            by_user_id="admin-1",
+        ),
+    )

@@ -164,9 +164,7 @@ def test_service_is_built_checked_and_ordered(compose: dict[str, Any], name: str
     svc = service(compose, name)
     build = svc.get("build")
     assert isinstance(build, dict), f"{name}: no build section"
-    assert build.get("dockerfile") == DOCKERFILE, (
-        f"{name}: build must use {DOCKERFILE} (got {build!r})"
-    )
+    assert build.get("dockerfile") == DOCKERFILE, f"{name}: build must use {DOCKERFILE} (got {build!r})"
     assert (ROOT / build.get("context", ".") / DOCKERFILE).is_file(), (
         f"{name}: {DOCKERFILE} not found from its build context"
     )

@@ -67,7 +67,9 @@ def test_bad_tokens_are_unauthenticated(make_token: Callable[[], str], reason: s
 
 def test_issuer_is_checked_when_configured() -> None:
     settings = CrmApiSettings(
-        environment="test", auth={"key": KEY, "issuer": "https://auth.example.com/"}, offer_link_key=OFFER_LINK_KEY,
+        environment="test",
+        auth={"key": KEY, "issuer": "https://auth.example.com/"},
+        offer_link_key=OFFER_LINK_KEY,
         web=WEB,
     )
     good = jwt.encode(_claims(iss="https://auth.example.com/"), KEY, algorithm="HS256")
@@ -78,11 +80,15 @@ def test_issuer_is_checked_when_configured() -> None:
 
 def test_rs256_with_the_issuers_public_key() -> None:
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    public_pem = private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    public_pem = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     settings = CrmApiSettings(
-        environment="production", auth={"algorithm": "RS256", "key": public_pem}, offer_link_key=OFFER_LINK_KEY,
+        environment="production",
+        auth={"algorithm": "RS256", "key": public_pem},
+        offer_link_key=OFFER_LINK_KEY,
         web=WEB,
     )
     token = jwt.encode(_claims(), private, algorithm="RS256")
@@ -106,9 +112,12 @@ def test_development_key_only_in_development() -> None:
         CrmApiSettings(environment="production", auth={"key": "changeme"})
     with pytest.raises(ValidationError, match="at least 32 bytes"):
         CrmApiSettings(environment="production", auth={"key": "a-real-but-short-secret"})
-    assert CrmApiSettings(
-        environment="production", auth={"key": KEY}, offer_link_key=OFFER_LINK_KEY, web=WEB
-    ).verification_key == KEY
+    assert (
+        CrmApiSettings(
+            environment="production", auth={"key": KEY}, offer_link_key=OFFER_LINK_KEY, web=WEB
+        ).verification_key
+        == KEY
+    )
     # The accept links' key: required outside development, never the development one in production.
     with pytest.raises(ValidationError, match=r"offer_link_key \(CRM_API_OFFER_LINK_KEY\) must be set"):
         CrmApiSettings(environment="production", auth={"key": KEY})

@@ -91,8 +91,9 @@ def small_app(max_bytes: int = 64 * 1024) -> FastAPI:
     return app
 
 
-async def send(app: FastAPI, content: bytes | AsyncIterator[bytes], content_type: str = "application/json",
-               path: str = "/notes") -> httpx.Response:
+async def send(
+    app: FastAPI, content: bytes | AsyncIterator[bytes], content_type: str = "application/json", path: str = "/notes"
+) -> httpx.Response:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://crm") as client:
         return await client.post(path, content=content, headers={"content-type": content_type})
 
@@ -173,8 +174,10 @@ async def test_422s_list_a_bounded_number_of_fields_and_never_the_values() -> No
 async def test_a_413_reads_no_further_than_the_end_of_the_body() -> None:
     """An over-limit last chunk (more_body false) is answered at once; a wait for more would hang."""
     guard = BodyGuard(small_app(1024), limits=BodyLimits(max_bytes=1024))
-    script = [{"type": "http.request", "body": b"x" * 600, "more_body": True},
-              {"type": "http.request", "body": b"x" * 600, "more_body": False}]
+    script = [
+        {"type": "http.request", "body": b"x" * 600, "more_body": True},
+        {"type": "http.request", "body": b"x" * 600, "more_body": False},
+    ]
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
@@ -184,8 +187,17 @@ async def test_a_413_reads_no_further_than_the_end_of_the_body() -> None:
     async def send_(message: Any) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "method": "POST", "path": "/raw", "headers": [(b"content-type", b"text/plain")],
-             "query_string": b"", "http_version": "1.1", "scheme": "http", "server": ("crm", 80), "root_path": ""}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/raw",
+        "headers": [(b"content-type", b"text/plain")],
+        "query_string": b"",
+        "http_version": "1.1",
+        "scheme": "http",
+        "server": ("crm", 80),
+        "root_path": "",
+    }
     await guard(scope, receive, send_)
     assert sent[0]["status"] == 413
 
@@ -203,8 +215,17 @@ async def test_a_413_drops_the_rest_of_a_streamed_body_before_answering() -> Non
     async def send_(message: Any) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "method": "POST", "path": "/raw", "headers": [(b"transfer-encoding", b"chunked")],
-             "query_string": b"", "http_version": "1.1", "scheme": "http", "server": ("crm", 80), "root_path": ""}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/raw",
+        "headers": [(b"transfer-encoding", b"chunked")],
+        "query_string": b"",
+        "http_version": "1.1",
+        "scheme": "http",
+        "server": ("crm", 80),
+        "root_path": "",
+    }
     await guard(scope, receive, send_)
     assert script == [], "the whole body was read before the answer"
     assert sent[0]["status"] == 413
@@ -218,8 +239,9 @@ async def test_an_unexpected_error_is_still_a_problem_without_details() -> None:
     async def broken() -> None:
         raise RuntimeError("jane.secret@example.com")  # a bug whose message holds data
 
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
-                                 base_url="http://crm") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://crm"
+    ) as client:
         response = await client.get("/broken")
     body = assert_problem(response, 500)
     assert "jane.secret" not in response.text

@@ -23,7 +23,10 @@ def entry(kind: str, agent: str, at: datetime) -> dict[str, Any]:
 
 
 def answer(
-    lead: dict[str, Any], timeline: list[dict[str, Any]] | None = None, *, claims: bool = True,
+    lead: dict[str, Any],
+    timeline: list[dict[str, Any]] | None = None,
+    *,
+    claims: bool = True,
     names: dict[str, str] | None = None,
 ) -> tuple[ClaimOutlook, str | None]:
     found = claim_answer(lead, timeline or [], caller="ana", claims=claims, now=NOW, names=names or {})

@@ -31,11 +31,20 @@ AT = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
 
 def moved(owner: str | None = "ana", owner_name: str | None = "Ana Diaz") -> LeadTransferred:
     return LeadTransferred.create(
-        account_id="north", occurred_at=AT,
+        account_id="north",
+        occurred_at=AT,
         payload=LeadTransferredPayload(
-            lead_id=uuid.uuid4(), transfer_id=uuid.uuid4(), from_account_id="north", from_account_name="North",
-            previous_owner_agent_id=owner, previous_owner_name=owner_name, to_account_id="south",
-            to_account_name="South", agent_id="sol", by_user_id="nora", contact=Contact(first_name="Mo"),
+            lead_id=uuid.uuid4(),
+            transfer_id=uuid.uuid4(),
+            from_account_id="north",
+            from_account_name="North",
+            previous_owner_agent_id=owner,
+            previous_owner_name=owner_name,
+            to_account_id="south",
+            to_account_name="South",
+            agent_id="sol",
+            by_user_id="nora",
+            contact=Contact(first_name="Mo"),
             source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
         ),
     )

@@ -133,7 +133,11 @@ def test_stored_pause_and_sources_are_what_the_router_reads() -> None:
     window = PauseWindow(weekdays=[4], start="22:30", end="06:00").model_dump()
     PauseWindowConfig.model_validate(window)
     account = {
-        "_id": "acc", "name": "Acc", "round_robin": True, "time_zone": "Europe/Berlin", "pause": [window],
+        "_id": "acc",
+        "name": "Acc",
+        "round_robin": True,
+        "time_zone": "Europe/Berlin",
+        "pause": [window],
         "sources": [LeadSource(name="Web", race_count=3, claim_window_seconds=60).model_dump(mode="json")],
     }
     snapshot = _snapshot(account, [])

@@ -75,8 +75,16 @@ def test_an_invitation_is_answered_once_and_the_same_answer_again_is_a_retry() -
 
 def test_one_invitation_id_per_brokerage_and_realtor() -> None:
     assert invitation_id("acme-realty", "ria") == invitation_id("acme-realty", "ria")
-    assert len({invitation_id("acme-realty", "ria"), invitation_id("acme-realty", "rob"),
-                invitation_id("other-realty", "ria")}) == 3
+    assert (
+        len(
+            {
+                invitation_id("acme-realty", "ria"),
+                invitation_id("acme-realty", "rob"),
+                invitation_id("other-realty", "ria"),
+            }
+        )
+        == 3
+    )
 
 
 def test_the_selection_is_deduplicated_in_order_and_missing_leads_are_named() -> None:
@@ -121,16 +129,25 @@ def test_the_row_change_and_timeline_entry_come_from_the_record_so_a_retry_write
     assert entry["_id"] != transfer_entry(record, "l2")["_id"]
     assert entry["_id"] != transfer_entry(_record(transfer_id=transfer_id("acme-realty", "key-2")), "l1")["_id"]
     assert (entry["type"], entry["lead_id"], entry["account_id"], entry["occurred_ms"]) == (
-        "LeadShared", "l1", "acme-realty", 1772366400123)
+        "LeadShared",
+        "l1",
+        "acme-realty",
+        1772366400123,
+    )
     assert entry["summary"] == "Transferred to Ria Lopez (ria) by Acme Realty"
 
 
 def test_a_transfer_request_holds_1_to_500_plain_ids() -> None:
     assert TransferCreate(lead_ids=["a"] * 500, realtor_id="ria").lead_ids == ["a"] * 500
     assert TransferCreate.model_validate({"filter": {"status": "assigned"}, "realtor_id": "ria"}).filter is not None
-    for bad in ({"lead_ids": [], "realtor_id": "ria"}, {"lead_ids": ["a"] * 501, "realtor_id": "ria"},
-                {"realtor_id": "ria"}, {"lead_ids": ["a"], "filter": {}, "realtor_id": "ria"},
-                {"lead_ids": [{"$ne": None}], "realtor_id": "ria"}, {"lead_ids": ["a"], "realtor_id": "$where"},
-                {"lead_ids": ["a"], "realtor_id": "ria", "extra": 1}):
+    for bad in (
+        {"lead_ids": [], "realtor_id": "ria"},
+        {"lead_ids": ["a"] * 501, "realtor_id": "ria"},
+        {"realtor_id": "ria"},
+        {"lead_ids": ["a"], "filter": {}, "realtor_id": "ria"},
+        {"lead_ids": [{"$ne": None}], "realtor_id": "ria"},
+        {"lead_ids": ["a"], "realtor_id": "$where"},
+        {"lead_ids": ["a"], "realtor_id": "ria", "extra": 1},
+    ):
         with pytest.raises(ValidationError):
             TransferCreate.model_validate(bad)

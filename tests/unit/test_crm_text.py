@@ -40,14 +40,30 @@ REAL_NAMES = [
 
 HIDDEN = [
     "\u202e",  # RIGHT-TO-LEFT OVERRIDE (issue 10)
-    "\u202a", "\u202b", "\u202c", "\u202d",  # embeddings and overrides
-    "\u2066", "\u2067", "\u2068", "\u2069",  # isolates
-    "\u200e", "\u200f", "\u061c",  # direction marks
-    "\u200b", "\u2060", "\ufeff", "\u00ad", "\u180e",  # zero-width space, word joiner, BOM, soft hyphen
-    "\u0000", "\u0007", "\u007f",  # controls
+    "\u202a",
+    "\u202b",
+    "\u202c",
+    "\u202d",  # embeddings and overrides
+    "\u2066",
+    "\u2067",
+    "\u2068",
+    "\u2069",  # isolates
+    "\u200e",
+    "\u200f",
+    "\u061c",  # direction marks
+    "\u200b",
+    "\u2060",
+    "\ufeff",
+    "\u00ad",
+    "\u180e",  # zero-width space, word joiner, BOM, soft hyphen
+    "\u0000",
+    "\u0007",
+    "\u007f",  # controls
     "\ue000",  # private use
     "\U000e0041",  # tag character
-    "\u3164", "\u115f", "\u2800",  # Hangul filler, choseong filler, blank Braille: letters that draw nothing
+    "\u3164",
+    "\u115f",
+    "\u2800",  # Hangul filler, choseong filler, blank Braille: letters that draw nothing
 ]
 
 

@@ -125,8 +125,8 @@ _wrong_shapes = [
     b"[1]",
     b'[1, "x", 2]',
     b'["1", "x"]',
-    b"[1.5, \"x\"]",
-    b"[NaN, \"x\"]",
+    b'[1.5, "x"]',
+    b'[NaN, "x"]',
     b"[1, 2]",
     b"[1, null]",
     b'[1, ["x"]]',
@@ -248,8 +248,14 @@ def _offered(agent: str, offer_round: int = 1) -> LeadOffered:
         account_id="acme-realty",
         occurred_at=T0,
         payload=LeadOfferedPayload(
-            lead_id=LEAD, agent_id=agent, offer_round=offer_round, race_size=2, deadline=T0 + timedelta(minutes=15),
-            explanation="R6", contact=CONTACT, source=SOURCE,
+            lead_id=LEAD,
+            agent_id=agent,
+            offer_round=offer_round,
+            race_size=2,
+            deadline=T0 + timedelta(minutes=15),
+            explanation="R6",
+            contact=CONTACT,
+            source=SOURCE,
         ),
     )
 
@@ -270,7 +276,8 @@ def test_open_offers_follow_offers_expiries_withdrawals_and_claims() -> None:
     assert [o["agent_id"] for o in open_offers_after(offers, _closed(OfferExpired, "ana")) or []] == ["ben"]
     assert [o["agent_id"] for o in open_offers_after(offers, _closed(OfferWithdrawn, "ben")) or []] == ["ana"]
     claim = LeadClaimed.create(
-        account_id="acme-realty", occurred_at=T0,
+        account_id="acme-realty",
+        occurred_at=T0,
         payload=LeadClaimedPayload(lead_id=LEAD, agent_id="ana", action=ActivityAction.CALL, offer_round=1),
     )
     assert open_offers_after(offers, claim) == []
@@ -278,8 +285,12 @@ def test_open_offers_follow_offers_expiries_withdrawals_and_claims() -> None:
 
 
 def _activity(*, by: str | None) -> ActivityLogged:
-    payload = ActivityLoggedPayload(lead_id=LEAD, agent_id="ana", action=ActivityAction.INQUIRY if by is None
-                                    else ActivityAction.NOTE, by_agent_id=by)
+    payload = ActivityLoggedPayload(
+        lead_id=LEAD,
+        agent_id="ana",
+        action=ActivityAction.INQUIRY if by is None else ActivityAction.NOTE,
+        by_agent_id=by,
+    )
     return ActivityLogged.create(account_id="acme-realty", occurred_at=T0, payload=payload)
 
 
@@ -340,7 +351,11 @@ def test_a_realtor_sees_its_own_offers_on_the_timeline_but_not_other_agents() ->
     assert visible_timeline(entries, realtor_id=None) == entries, "the brokerage sees everything"
     assert [e["agent_id"] for e in visible_timeline(entries, realtor_id="ana")] == ["ana", "ana", "ana"]
     assert [e["type"] for e in visible_timeline(entries, realtor_id="ben")] == [
-        "LeadOffered", "OfferWithdrawn", "LeadClaimed", "LeadActivity"]
+        "LeadOffered",
+        "OfferWithdrawn",
+        "LeadClaimed",
+        "LeadActivity",
+    ]
 
 
 def test_a_shared_lead_is_held_by_the_realtor_with_no_open_offers() -> None:
@@ -348,13 +363,24 @@ def test_a_shared_lead_is_held_by_the_realtor_with_no_open_offers() -> None:
     from leadflow_shared.events.routing import LeadShared, LeadSharedPayload
 
     shared = LeadShared.create(
-        account_id="acme", occurred_at=T0,
-        payload=LeadSharedPayload(lead_id=uuid.uuid4(), share_id=uuid.uuid4(), agent_id="riley", realtor_name="Riley",
-                                  assigned_by="Acme", previous_owner_agent_id="ana", by_user_id="bea"),
+        account_id="acme",
+        occurred_at=T0,
+        payload=LeadSharedPayload(
+            lead_id=uuid.uuid4(),
+            share_id=uuid.uuid4(),
+            agent_id="riley",
+            realtor_name="Riley",
+            assigned_by="Acme",
+            previous_owner_agent_id="ana",
+            by_user_id="bea",
+        ),
     )
     changes = lead_row_changes(shared)
     assert (changes["owner_agent_id"], changes["status"], changes["assignment_reason"]) == (
-        "riley", "assigned", "lead_sharing")
+        "riley",
+        "assigned",
+        "lead_sharing",
+    )
     assert open_offers_after([{"agent_id": "ana", "offer_round": 1}], shared) == []
     assert not records_in_timeline(shared), "crm-api recorded the share when it took it"
 

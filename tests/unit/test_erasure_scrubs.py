@@ -153,7 +153,10 @@ def test_free_text_leaves_the_timeline_and_the_entries_stay() -> None:
     assert without_free_text(email) == {"summary": "email by ana", "content": None, "erased": True}
     call = entry("call", {"call_outcome": "left_voicemail", "text": "Jane's husband answered"})
     assert without_free_text(call) == {
-        "summary": "call by ana (left voicemail)", "content": {"call_outcome": "left_voicemail"}, "erased": True}
+        "summary": "call by ana (left voicemail)",
+        "content": {"call_outcome": "left_voicemail"},
+        "erased": True,
+    }
     task = entry("task", {"task": {"title": "Send Jane comps", "due_at": NOW}})
     assert without_free_text(task) == {"summary": "task by ana", "content": None, "erased": True}
     assert without_free_text(entry("crm_status", {"crm_status": "lost"}, kind="CrmStatusSet")) is None
@@ -197,6 +200,13 @@ async def test_the_notifier_erases_after_the_events_before_it_and_before_those_a
     erase = journal.steps.index(f"erase {lead}")
     assert sorted(journal.steps[:erase]) == sorted([f"begin LeadOffered {lead}", f"begin LeadOffered {other}"])
     assert sorted(journal.steps[erase + 1 :]) == sorted([f"begin LeadOffered {lead}", f"begin LeadOffered {other}"])
-    without = Notifier(directory=Directory(AGENT), deliveries=journal, senders={}, dead_letters=NoDeadLetters(),
-                       metrics=NotifierMetrics(CollectorRegistry()), pages_url="https://crm", clock=lambda: NOW)
+    without = Notifier(
+        directory=Directory(AGENT),
+        deliveries=journal,
+        senders={},
+        dead_letters=NoDeadLetters(),
+        metrics=NotifierMetrics(CollectorRegistry()),
+        pages_url="https://crm",
+        clock=lambda: NOW,
+    )
     await without.notify(erased_event(lead), b"{}")  # a notifier without the port keeps everything, quietly

@@ -55,7 +55,9 @@ def test_asyncapi_document_has_the_asyncapi_3_structure_and_every_reference_reso
     assert document["info"]["title"]
     assert document["info"]["version"] == contract.CONTRACT_VERSION
     assert {c["address"] for c in document["channels"].values()} == {
-        "leads.inbound.v1", "leads.inbound.v1.dlq", "leads.intake.v1"
+        "leads.inbound.v1",
+        "leads.inbound.v1.dlq",
+        "leads.intake.v1",
     }
     for name, operation in document["operations"].items():
         assert operation["action"] in {"send", "receive"}, name

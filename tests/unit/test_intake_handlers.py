@@ -44,14 +44,21 @@ def published() -> Published:
 
 @pytest.fixture
 def intake(published: Published) -> Intake:
-    return Intake(accounts=FakeAccounts({"acme-realty": "US", "london-homes": "GB"}), store=FakeStore(),
-                  publish=published)
+    return Intake(
+        accounts=FakeAccounts({"acme-realty": "US", "london-homes": "GB"}), store=FakeStore(), publish=published
+    )
 
 
 def submission(**overrides: Any) -> Submission:
-    fields: dict[str, Any] = {"account_id": "acme-realty", "channel": LeadChannel.BROKERAGE_SITE,
-                              "source_name": "Website", "first_name": "jane", "last_name": "DOE",
-                              "email": "Jane@Example.com", "phone": "(415) 555-0123"}
+    fields: dict[str, Any] = {
+        "account_id": "acme-realty",
+        "channel": LeadChannel.BROKERAGE_SITE,
+        "source_name": "Website",
+        "first_name": "jane",
+        "last_name": "DOE",
+        "email": "Jane@Example.com",
+        "phone": "(415) 555-0123",
+    }
     return Submission(**(fields | overrides))
 
 
@@ -60,15 +67,23 @@ async def test_accepted_lead_is_published_normalized(intake: Intake, published: 
     assert [e.event_id for e in published] == [result.event_id]
     contact = published[0].payload.contact
     assert (contact.first_name, contact.last_name, contact.email, contact.phone) == (
-        "Jane", "Doe", "jane@example.com", "+14155550123"
+        "Jane",
+        "Doe",
+        "jane@example.com",
+        "+14155550123",
     )
     assert published[0].occurred_at == NOW
     assert not result.duplicate
 
 
 async def test_phone_without_country_code_is_read_in_the_accounts_region(intake: Intake, published: Published) -> None:
-    await accept_lead(submission(account_id="london-homes", phone="020 7946 0958"), intake=intake,
-                      space=keys.WEBSITE, idempotency_key=None, now=NOW)
+    await accept_lead(
+        submission(account_id="london-homes", phone="020 7946 0958"),
+        intake=intake,
+        space=keys.WEBSITE,
+        idempotency_key=None,
+        now=NOW,
+    )
     assert published[0].payload.contact.phone == "+442079460958"
 
 
@@ -76,8 +91,9 @@ async def test_same_key_same_request_returns_same_event_and_publishes_once(
     intake: Intake, published: Published
 ) -> None:
     first = await accept_lead(submission(), intake=intake, space=keys.WEBSITE, idempotency_key="k1", now=NOW)
-    again = await accept_lead(submission(), intake=intake, space=keys.WEBSITE, idempotency_key="k1",
-                              now=NOW + timedelta(seconds=5))
+    again = await accept_lead(
+        submission(), intake=intake, space=keys.WEBSITE, idempotency_key="k1", now=NOW + timedelta(seconds=5)
+    )
     assert again.event_id == first.event_id
     assert (first.duplicate, again.duplicate) == (False, True)
     assert len(published) == 1
@@ -86,8 +102,7 @@ async def test_same_key_same_request_returns_same_event_and_publishes_once(
 async def test_same_key_different_request_is_a_conflict(intake: Intake, published: Published) -> None:
     await accept_lead(submission(), intake=intake, space=keys.WEBSITE, idempotency_key="k1", now=NOW)
     with pytest.raises(IdempotencyConflict):
-        await accept_lead(submission(message="other"), intake=intake, space=keys.WEBSITE, idempotency_key="k1",
-                          now=NOW)
+        await accept_lead(submission(message="other"), intake=intake, space=keys.WEBSITE, idempotency_key="k1", now=NOW)
     assert len(published) == 1
 
 
@@ -112,15 +127,21 @@ async def test_claimed_but_unpublished_key_is_published_on_retry_with_the_same_i
 
 async def test_unknown_account_is_refused(intake: Intake, published: Published) -> None:
     with pytest.raises(UnknownAccount):
-        await accept_lead(submission(account_id="nobody"), intake=intake, space=keys.WEBSITE, idempotency_key=None,
-                          now=NOW)
+        await accept_lead(
+            submission(account_id="nobody"), intake=intake, space=keys.WEBSITE, idempotency_key=None, now=NOW
+        )
     assert not published
 
 
 async def test_every_bad_field_is_named(intake: Intake) -> None:
     with pytest.raises(InvalidLead) as info:
-        await accept_lead(submission(email="nope", phone="12", site_host="not a host"), intake=intake,
-                          space=keys.WEBSITE, idempotency_key=None, now=NOW)
+        await accept_lead(
+            submission(email="nope", phone="12", site_host="not a host"),
+            intake=intake,
+            space=keys.WEBSITE,
+            idempotency_key=None,
+            now=NOW,
+        )
     assert {e.field for e in info.value.errors} == {"email", "phone", "site_host"}
 
 
@@ -141,15 +162,24 @@ def partner_lead(event_id: uuid.UUID | None = None, **contact: str) -> LeadSubmi
 async def test_one_event_id_in_two_accounts_is_two_leads(intake: Intake, published: Published) -> None:
     """Partners of two accounts may pick the same event id: neither lead may stand for the other."""
     event = partner_lead()
-    other = event.model_copy(update={"account_id": "london-homes", "payload": event.payload.model_copy(
-        update={"source": event.payload.source.model_copy(update={"assigned_agent_id": None, "site_host": None})})})
+    other = event.model_copy(
+        update={
+            "account_id": "london-homes",
+            "payload": event.payload.model_copy(
+                update={
+                    "source": event.payload.source.model_copy(update={"assigned_agent_id": None, "site_host": None})
+                }
+            ),
+        }
+    )
     first = await accept_partner_lead(event, intake=intake)
     second = await accept_partner_lead(other, intake=intake)
     assert not first.duplicate
     assert not second.duplicate
     assert first.event_id != second.event_id
     assert [(e.event_id, e.account_id) for e in published] == [
-        (first.event_id, "acme-realty"), (second.event_id, "london-homes")
+        (first.event_id, "acme-realty"),
+        (second.event_id, "london-homes"),
     ]
 
 
@@ -192,31 +222,58 @@ async def test_partner_field_errors_name_the_path_in_the_message(intake: Intake)
 
 @pytest.fixture
 def webhook() -> Webhook:
-    return Webhook(name="homefinder", format="generic", secrets=[secrets.token_bytes(32)], source_name="HomeFinder",
-                   accounts=frozenset())
+    return Webhook(
+        name="homefinder",
+        format="generic",
+        secrets=[secrets.token_bytes(32)],
+        source_name="HomeFinder",
+        accounts=frozenset(),
+    )
 
 
 def generic_body(**overrides: Any) -> bytes:
-    return json.dumps({"first_name": "Jane", "email": "jane@example.com", "assigned_agent_id": "casey-okafor"}
-                      | overrides).encode()
+    return json.dumps(
+        {"first_name": "Jane", "email": "jane@example.com", "assigned_agent_id": "casey-okafor"} | overrides
+    ).encode()
 
 
-async def call_webhook(webhook: Webhook | None, intake: Intake, body: bytes, *, secret: bytes | None = None,
-                       ts: int | None = None, account_id: str = "acme-realty", key: str | None = None,
-                       provider: str = "homefinder", signature: str | None = None) -> Any:
+async def call_webhook(
+    webhook: Webhook | None,
+    intake: Intake,
+    body: bytes,
+    *,
+    secret: bytes | None = None,
+    ts: int | None = None,
+    account_id: str = "acme-realty",
+    key: str | None = None,
+    provider: str = "homefinder",
+    signature: str | None = None,
+) -> Any:
     ts = int(NOW.timestamp()) if ts is None else ts
     request = SignedRequest("POST", webhook_path(account_id, provider), key, body)
     signature = signature or sign(secret or (webhook.secrets[0] if webhook else b"x"), ts, request)
-    return await accept_webhook(webhook, provider=provider, account_id=account_id, body=body, timestamp=str(ts),
-                                signature=signature, idempotency_key=key, intake=intake, now=NOW,
-                                tolerance_seconds=300)
+    return await accept_webhook(
+        webhook,
+        provider=provider,
+        account_id=account_id,
+        body=body,
+        timestamp=str(ts),
+        signature=signature,
+        idempotency_key=key,
+        intake=intake,
+        now=NOW,
+        tolerance_seconds=300,
+    )
 
 
 async def test_signed_webhook_is_a_lead_gen_lead(webhook: Webhook, intake: Intake, published: Published) -> None:
     await call_webhook(webhook, intake, generic_body())
     source = published[0].payload.source
     assert (source.channel, source.provider, source.name, source.assigned_agent_id) == (
-        LeadChannel.LEAD_GEN, "homefinder", "HomeFinder", "casey-okafor"
+        LeadChannel.LEAD_GEN,
+        "homefinder",
+        "HomeFinder",
+        "casey-okafor",
     )
 
 
@@ -264,7 +321,6 @@ async def test_webhook_body_is_checked_only_after_the_signature(webhook: Webhook
     assert info.value.errors[0]["type"] == "json_invalid"
 
 
-
 # -- replays of a captured webhook (issue 10, items 2 and 3) ---------------------------------------
 
 
@@ -272,8 +328,9 @@ async def test_a_replay_of_a_captured_webhook_is_the_same_lead(
     webhook: Webhook, intake: Intake, published: Published
 ) -> None:
     body, ts = generic_body(), int(NOW.timestamp()) - 10
-    captured = sign(webhook.secrets[0], ts, SignedRequest("POST", webhook_path("acme-realty", "homefinder"),
-                                                          "k1", body))
+    captured = sign(
+        webhook.secrets[0], ts, SignedRequest("POST", webhook_path("acme-realty", "homefinder"), "k1", body)
+    )
     first = await call_webhook(webhook, intake, body, ts=ts, key="k1", signature=captured)
     again = await call_webhook(webhook, intake, body, ts=ts, key="k1", signature=captured)
     assert (again.event_id, again.duplicate) == (first.event_id, True)
@@ -297,8 +354,9 @@ async def test_a_captured_webhook_replayed_with_anything_changed_is_refused(
     made a new lead (in another tenant, for the account). Now the signature holds for the request as sent."""
     body, ts = generic_body(), int(NOW.timestamp()) - 10
     signed_key = change.pop("signed_key", "k1")
-    captured = sign(webhook.secrets[0], ts, SignedRequest("POST", webhook_path("acme-realty", "homefinder"),
-                                                          signed_key, body))
+    captured = sign(
+        webhook.secrets[0], ts, SignedRequest("POST", webhook_path("acme-realty", "homefinder"), signed_key, body)
+    )
     await call_webhook(webhook, intake, body, ts=ts, key=signed_key, signature=captured)
     twin = Webhook("homefinder-2", webhook.format, webhook.secrets, webhook.source_name, frozenset())
     target = twin if change.get("provider") == "homefinder-2" else webhook
@@ -315,8 +373,9 @@ async def test_a_captured_webhook_replayed_with_anything_changed_is_refused(
 async def test_a_form_key_naming_a_webhook_key_does_not_block_the_webhook(
     webhook: Webhook, intake: Intake, published: Published
 ) -> None:
-    squat = await accept_lead(submission(), intake=intake, space=keys.WEBSITE,
-                              idempotency_key="webhook:homefinder:k1", now=NOW)
+    squat = await accept_lead(
+        submission(), intake=intake, space=keys.WEBSITE, idempotency_key="webhook:homefinder:k1", now=NOW
+    )
     real = await call_webhook(webhook, intake, generic_body(), key="k1")
     assert real.event_id != squat.event_id
     assert not real.duplicate
@@ -328,8 +387,9 @@ async def test_a_form_key_naming_a_partner_event_does_not_take_the_partners_lead
 ) -> None:
     event = partner_lead()
     for space in (keys.WEBSITE, keys.LISTING_INQUIRY):
-        await accept_lead(submission(), intake=intake, space=space, idempotency_key=f"inbound:{event.event_id}",
-                          now=NOW)
+        await accept_lead(
+            submission(), intake=intake, space=space, idempotency_key=f"inbound:{event.event_id}", now=NOW
+        )
         await accept_lead(submission(), intake=intake, space=space, idempotency_key=str(event.event_id), now=NOW)
     result = await accept_partner_lead(event, intake=intake)
     assert (result.event_id, result.duplicate) == (received_event_id(event.event_id, event.account_id), False)
@@ -339,8 +399,9 @@ async def test_a_form_key_naming_a_partner_event_does_not_take_the_partners_lead
 async def test_each_provider_has_its_own_key_space(webhook: Webhook, intake: Intake, published: Published) -> None:
     other = Webhook("portal", "generic", [secrets.token_bytes(32)], "Portal", frozenset())
     first = await call_webhook(webhook, intake, generic_body(), key="shared-key")
-    second = await call_webhook(other, intake, generic_body(message="another lead"), key="shared-key",
-                                provider="portal")
+    second = await call_webhook(
+        other, intake, generic_body(message="another lead"), key="shared-key", provider="portal"
+    )
     assert first.event_id != second.event_id
     assert len(published) == 2
 
@@ -350,8 +411,10 @@ async def test_each_provider_has_its_own_key_space(webhook: Webhook, intake: Int
 
 @pytest.fixture
 def two_accounts(published: Published) -> Intake:
-    accounts = FakeAccounts({"acme-realty": "US", "summit-homes": "US"},
-                            {"acme-realty": {"casey-okafor"}, "summit-homes": {"dana-whitehorse"}})
+    accounts = FakeAccounts(
+        {"acme-realty": "US", "summit-homes": "US"},
+        {"acme-realty": {"casey-okafor"}, "summit-homes": {"dana-whitehorse"}},
+    )
     return Intake(accounts=accounts, store=FakeStore(), publish=published)
 
 
@@ -417,8 +480,13 @@ async def test_a_partner_lead_pre_assigned_to_an_agent_not_of_the_account_is_ref
 
 async def test_an_unknown_agent_is_reported_with_the_other_bad_fields(two_accounts: Intake) -> None:
     with pytest.raises(InvalidLead) as info:
-        await accept_lead(submission(phone="12", email=None, assigned_agent_id="nobody"), intake=two_accounts,
-                          space=keys.PARTNER, idempotency_key=None, now=NOW)
+        await accept_lead(
+            submission(phone="12", email=None, assigned_agent_id="nobody"),
+            intake=two_accounts,
+            space=keys.PARTNER,
+            idempotency_key=None,
+            now=NOW,
+        )
     assert {e.field for e in info.value.errors} == {"phone", "assigned_agent_id"}
 
 

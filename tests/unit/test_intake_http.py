@@ -31,8 +31,11 @@ LISTING = FORM | {"listing_id": "MLS-1", "listing_agent_id": "blair-chen", "site
 
 @pytest_asyncio.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    intake = Intake(accounts=FakeAccounts({"acme-realty": "US"}, {"acme-realty": {"blair-chen"}}), store=FakeStore(),
-                    publish=Published())
+    intake = Intake(
+        accounts=FakeAccounts({"acme-realty": "US"}, {"acme-realty": {"blair-chen"}}),
+        store=FakeStore(),
+        publish=Published(),
+    )
     hooks = {"homefinder": Webhook("homefinder", "generic", [SECRET], "HomeFinder", frozenset())}
     app = FastAPI()
     http.install(app, intake=lambda: intake, webhooks=hooks, metrics=IntakeMetrics(CollectorRegistry()),
@@ -71,8 +74,9 @@ POISON = ["NaN", "Infinity", "-Infinity", '"A\\ud800b"', '"\\udfffB"']
 async def test_nan_infinity_and_lone_surrogates_are_a_422_naming_the_field(
     client: httpx.AsyncClient, path: str, form: dict[str, Any], field: str, poison: str
 ) -> None:
-    response = await client.post(path, content=with_value(form, field, poison),
-                                 headers={"content-type": "application/json"})
+    response = await client.post(
+        path, content=with_value(form, field, poison), headers={"content-type": "application/json"}
+    )
     assert response.status_code == 422, response.text
     errors = response.json()["detail"]
     assert ["body", *field.split(".")] in [e["loc"] for e in errors], errors

@@ -124,8 +124,9 @@ def test_every_field_is_normalized() -> None:
 
 def test_a_lead_needs_an_email_or_a_phone() -> None:
     with pytest.raises(InvalidLead, match="give an email or a phone number"):
-        normalize_submission(Submission("acme-realty", LeadChannel.PARTNER, "P", "Jane", email=" ", phone=""),
-                             default_region="US")
+        normalize_submission(
+            Submission("acme-realty", LeadChannel.PARTNER, "P", "Jane", email=" ", phone=""), default_region="US"
+        )
 
 
 _contact_text = st.one_of(st.none(), st.text(max_size=40), st.emails(), st.sampled_from(["(415) 555-0123", "+44 20"]))
@@ -166,21 +167,39 @@ def test_any_bounded_submission_is_a_valid_payload_or_names_its_bad_fields(**fie
 
 
 def test_agent_site_form_is_an_agent_site_lead_and_needs_its_host() -> None:
-    form = WebsiteLeadIn.model_validate({"account_id": "acme-realty", "first_name": "Al", "email": "al@example.com",
-                                         "site_kind": "agent", "site_host": "Alex.Acme-Realty.com"})
+    form = WebsiteLeadIn.model_validate(
+        {
+            "account_id": "acme-realty",
+            "first_name": "Al",
+            "email": "al@example.com",
+            "site_kind": "agent",
+            "site_host": "Alex.Acme-Realty.com",
+        }
+    )
     sub = form.to_submission()
     assert (sub.channel, sub.site_host) == (LeadChannel.AGENT_SITE, "alex.acme-realty.com")
     with pytest.raises(ValidationError, match="needs site_host"):
-        WebsiteLeadIn.model_validate({"account_id": "acme-realty", "first_name": "Al", "email": "al@example.com",
-                                      "site_kind": "agent"})
+        WebsiteLeadIn.model_validate(
+            {"account_id": "acme-realty", "first_name": "Al", "email": "al@example.com", "site_kind": "agent"}
+        )
 
 
 def test_listing_inquiry_carries_the_listing_and_its_agent() -> None:
-    inquiry = ListingInquiryIn.model_validate({"account_id": "acme-realty", "first_name": "Al", "phone": "2125550101",
-                                               "listing_id": "MLS-4471", "listing_agent_id": "blair-chen"})
+    inquiry = ListingInquiryIn.model_validate(
+        {
+            "account_id": "acme-realty",
+            "first_name": "Al",
+            "phone": "2125550101",
+            "listing_id": "MLS-4471",
+            "listing_agent_id": "blair-chen",
+        }
+    )
     sub = inquiry.to_submission()
     assert (sub.channel, sub.listing_id, sub.listing_agent_id, sub.source_name) == (
-        LeadChannel.LISTING_INQUIRY, "MLS-4471", "blair-chen", "Listing inquiry"
+        LeadChannel.LISTING_INQUIRY,
+        "MLS-4471",
+        "blair-chen",
+        "Listing inquiry",
     )
 
 

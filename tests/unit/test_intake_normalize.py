@@ -202,9 +202,7 @@ def test_normalize_email_on_any_text_is_idempotent_or_raises_value_error(raw: st
     assert normalize_email(once) == once
 
 
-@pytest.mark.parametrize(
-    "raw", ["jane@exa$mple.com", "jane.doe@xn--ls8h.la", "jane@[1.2.3.999]", "sécret@exa mple"]
-)
+@pytest.mark.parametrize("raw", ["jane@exa$mple.com", "jane.doe@xn--ls8h.la", "jane@[1.2.3.999]", "sécret@exa mple"])
 def test_normalize_email_reasons_do_not_quote_the_address(raw: str) -> None:
     with pytest.raises(ValueError, match=r".") as info:
         normalize_email(raw)

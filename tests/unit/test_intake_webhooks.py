@@ -35,10 +35,17 @@ def req(body: bytes = b"{}", *, key: str | None = None, path: str = PATH, method
     return SignedRequest(method, path, key, body)
 
 
-def check(request: SignedRequest, signature: str | None, *, ts: str | None = str(NOW),
-          keys: list[bytes] | None = None) -> None:
-    verify(secrets=[SECRET] if keys is None else keys, timestamp=ts, signature=signature, request=request, now=NOW,
-           tolerance_seconds=300)
+def check(
+    request: SignedRequest, signature: str | None, *, ts: str | None = str(NOW), keys: list[bytes] | None = None
+) -> None:
+    verify(
+        secrets=[SECRET] if keys is None else keys,
+        timestamp=ts,
+        signature=signature,
+        request=request,
+        now=NOW,
+        tolerance_seconds=300,
+    )
 
 
 # -- signatures --------------------------------------------------------------------------------
@@ -102,8 +109,14 @@ def test_either_of_two_secrets_is_accepted_while_rotating() -> None:
 
 def test_unknown_provider_is_refused_even_with_a_plausible_signature() -> None:
     with pytest.raises(Unauthorized) as info:
-        verify(secrets=None, timestamp=str(NOW), signature=sign(b"\x00" * 32, NOW, req()), request=req(), now=NOW,
-               tolerance_seconds=300)
+        verify(
+            secrets=None,
+            timestamp=str(NOW),
+            signature=sign(b"\x00" * 32, NOW, req()),
+            request=req(),
+            now=NOW,
+            tolerance_seconds=300,
+        )
     assert info.value.why == "provider"
 
 
@@ -122,8 +135,11 @@ _printable = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_
 _requests = st.builds(
     SignedRequest,
     method=st.sampled_from(["POST", "PUT"]),
-    path=st.builds(lambda a, p: f"/v1/accounts/{a}/webhooks/{p}", st.from_regex(r"[a-z.-]{1,5}", fullmatch=True),
-                   st.from_regex(r"[a-z-]{1,5}", fullmatch=True)),
+    path=st.builds(
+        lambda a, p: f"/v1/accounts/{a}/webhooks/{p}",
+        st.from_regex(r"[a-z.-]{1,5}", fullmatch=True),
+        st.from_regex(r"[a-z-]{1,5}", fullmatch=True),
+    ),
     idempotency_key=st.none() | _printable.filter(bool),
     body=st.binary(max_size=60),
 )
@@ -181,7 +197,10 @@ def to_payload(model: GenericLeadIn | FubEventIn | PortalLeadIn) -> Any:
 def test_fub_event_maps_person_property_campaign_and_assigned_agent() -> None:
     payload = to_payload(FubEventIn.model_validate_json(json.dumps(FUB_EVENT)))
     assert payload.contact.model_dump() == {
-        "first_name": "John", "last_name": "Smith", "email": "john.smith@example.com", "phone": "+14155550123"
+        "first_name": "John",
+        "last_name": "Smith",
+        "email": "john.smith@example.com",
+        "phone": "+14155550123",
     }
     assert payload.source.channel is LeadChannel.LEAD_GEN
     assert payload.source.listing_id == "MLS-4471"
@@ -258,8 +277,9 @@ def test_providers_are_read_from_one_json_environment_variable(monkeypatch: pyte
 @pytest.mark.parametrize("secret", ["changeme", "short-but-real", DEVELOPMENT_SECRET, "  "])
 def test_production_refuses_placeholder_or_short_secrets(secret: str) -> None:
     with pytest.raises(ValidationError, match="secret"):
-        IntakeSettings.model_validate({"environment": "production",
-                                       "webhooks": {"providers": json.loads(providers_json(secret))}})
+        IntakeSettings.model_validate(
+            {"environment": "production", "webhooks": {"providers": json.loads(providers_json(secret))}}
+        )
 
 
 def test_development_without_providers_gets_the_demo_providers_only_in_development() -> None:
@@ -271,8 +291,9 @@ def test_development_without_providers_gets_the_demo_providers_only_in_developme
 
 
 def test_configured_providers_replace_the_demo_ones_in_development() -> None:
-    configured = IntakeSettings.model_validate({"environment": "development",
-                                                "webhooks": {"providers": json.loads(providers_json("x"))}})
+    configured = IntakeSettings.model_validate(
+        {"environment": "development", "webhooks": {"providers": json.loads(providers_json("x"))}}
+    )
     assert list(webhooks(configured)) == ["homefinder"]
 
 

@@ -31,8 +31,14 @@ pytestmark = pytest.mark.unit
 
 LEAD_ID = uuid.UUID("0b8f4a0e-6a52-4a8c-9d55-2f1b7b2c9e01")
 NOON_UTC = datetime(2024, 1, 10, 12, tzinfo=UTC)  # 06:00 in Chicago (CST)
-AGENT = Recipient(agent_id="a-1", name="Ana", email="ana@example.com", time_zone="America/Chicago",
-                  phone="+13125550100", push_token="tok-1")
+AGENT = Recipient(
+    agent_id="a-1",
+    name="Ana",
+    email="ana@example.com",
+    time_zone="America/Chicago",
+    phone="+13125550100",
+    push_token="tok-1",
+)
 
 
 def offered(name: str = "Jane", message: str = "") -> LeadOffered:
@@ -40,10 +46,15 @@ def offered(name: str = "Jane", message: str = "") -> LeadOffered:
         account_id="acme-realty",
         occurred_at=NOON_UTC,
         payload=LeadOfferedPayload(
-            lead_id=LEAD_ID, agent_id="a-1", offer_round=1, race_size=2,
-            deadline=datetime(2024, 1, 10, 12, 15, tzinfo=UTC), explanation="round robin",
+            lead_id=LEAD_ID,
+            agent_id="a-1",
+            offer_round=1,
+            race_size=2,
+            deadline=datetime(2024, 1, 10, 12, 15, tzinfo=UTC),
+            explanation="round robin",
             contact=Contact.model_validate({"first_name": name, "last_name": "Doe", "email": "jane@example.com"}),
-            source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"), message=message,
+            source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
+            message=message,
         ),
     )
 
@@ -93,14 +104,21 @@ def test_quiet_hours_hold_back_sms_and_push_in_the_recipients_zone(
 
 
 def test_channels_the_recipient_turned_off_or_has_no_address_for_are_skipped() -> None:
-    no_sms = Recipient(agent_id="a-1", name="Ana", email="ana@example.com",
-                       preferences=Preferences(channels=frozenset({Channel.EMAIL, Channel.SMS})))
+    no_sms = Recipient(
+        agent_id="a-1",
+        name="Ana",
+        email="ana@example.com",
+        preferences=Preferences(channels=frozenset({Channel.EMAIL, Channel.SMS})),
+    )
     assert set(by_channel(messages_for(offered(), no_sms, "https://c", now=NOON_UTC))) == {Channel.EMAIL}
 
 
 def test_a_withdrawn_offer_only_pushes() -> None:
-    event = OfferWithdrawn.create(account_id="acme-realty", occurred_at=NOON_UTC,
-                                  payload=OfferClosedPayload(lead_id=LEAD_ID, agent_id="a-1", offer_round=1))
+    event = OfferWithdrawn.create(
+        account_id="acme-realty",
+        occurred_at=NOON_UTC,
+        payload=OfferClosedPayload(lead_id=LEAD_ID, agent_id="a-1", offer_round=1),
+    )
     assert recipient_of(event) == "a-1"
     out = by_channel(messages_for(event, AGENT, "https://c", now=NOON_UTC))
     assert set(out) == {Channel.PUSH}
@@ -125,8 +143,9 @@ def test_every_registered_device_gets_the_push_and_the_legacy_token_once() -> No
 def test_an_offer_carries_its_one_click_accept_link_and_can_hide_the_contact_until_claimed() -> None:
     accept = "https://crm.example.com/v1/offer-links/T0KEN"
     shown = by_channel(messages_for(offered(), AGENT, "https://app", now=NOON_UTC, accept_link=accept))
-    hidden = by_channel(messages_for(offered(), AGENT, "https://app", now=NOON_UTC, accept_link=accept,
-                                     hide_contact=True))
+    hidden = by_channel(
+        messages_for(offered(), AGENT, "https://app", now=NOON_UTC, accept_link=accept, hide_contact=True)
+    )
     for out in (shown, hidden):
         email, sms = out[Channel.EMAIL], out[Channel.SMS]
         assert isinstance(email, EmailContent)

@@ -20,9 +20,13 @@ AT = datetime(2024, 3, 5, 9, 30, tzinfo=UTC)
 
 def assigned(reason: AssignmentReason) -> LeadAssigned:
     return LeadAssigned.create(
-        account_id="office-2", occurred_at=AT,
+        account_id="office-2",
+        occurred_at=AT,
         payload=LeadAssignedPayload(
-            lead_id=uuid.uuid4(), agent_id="a", reason=reason, explanation="x",
+            lead_id=uuid.uuid4(),
+            agent_id="a",
+            reason=reason,
+            explanation="x",
             contact=Contact.model_validate({"first_name": "Jane", "last_name": "Doe", "email": "j@example.com"}),
             source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
         ),
@@ -31,8 +35,12 @@ def assigned(reason: AssignmentReason) -> LeadAssigned:
 
 @pytest.mark.parametrize(
     ("reason", "is_new"),
-    [(AssignmentReason.ROSTER_POSITION_1, True), (AssignmentReason.PRE_ASSIGNED, True),
-     (AssignmentReason.CLAIMED, False), (AssignmentReason.FALLBACK, False)],
+    [
+        (AssignmentReason.ROSTER_POSITION_1, True),
+        (AssignmentReason.PRE_ASSIGNED, True),
+        (AssignmentReason.CLAIMED, False),
+        (AssignmentReason.FALLBACK, False),
+    ],
 )
 def test_a_first_assignment_is_a_new_lead_a_claim_or_fall_back_is_not(reason: AssignmentReason, is_new: bool) -> None:
     item = digest_item(assigned(reason))

@@ -33,10 +33,15 @@ def registry() -> CollectorRegistry:
 
 def event(agent_id: str = "a-1") -> LeadOffered:
     return LeadOffered.create(
-        account_id="acme-realty", occurred_at=NOW,
+        account_id="acme-realty",
+        occurred_at=NOW,
         payload=LeadOfferedPayload(
-            lead_id=uuid.uuid4(), agent_id=agent_id, offer_round=1, race_size=1,
-            deadline=datetime(2024, 1, 10, 12, 15, tzinfo=UTC), explanation="rr",
+            lead_id=uuid.uuid4(),
+            agent_id=agent_id,
+            offer_round=1,
+            race_size=1,
+            deadline=datetime(2024, 1, 10, 12, 15, tzinfo=UTC),
+            explanation="rr",
             contact=Contact.model_validate({"first_name": "Jane", "email": "jane@example.com"}),
             source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
         ),
@@ -46,9 +51,16 @@ def event(agent_id: str = "a-1") -> LeadOffered:
 def make(registry: CollectorRegistry, **providers: Provider) -> tuple[Notifier, Log, DeadLetters]:
     log, dead = Log(), DeadLetters()
     senders = {Channel(name): p for name, p in providers.items()}
-    notifier = Notifier(directory=Directory(AGENT), deliveries=log, senders=senders, dead_letters=dead,
-                        metrics=NotifierMetrics(registry), pages_url="https://crm", clock=lambda: NOW,
-                        retry=RetryPolicy(attempts=3, initial_seconds=0.001, max_seconds=0.002))
+    notifier = Notifier(
+        directory=Directory(AGENT),
+        deliveries=log,
+        senders=senders,
+        dead_letters=dead,
+        metrics=NotifierMetrics(registry),
+        pages_url="https://crm",
+        clock=lambda: NOW,
+        retry=RetryPolicy(attempts=3, initial_seconds=0.001, max_seconds=0.002),
+    )
     return notifier, log, dead
 
 
@@ -134,8 +146,9 @@ async def test_a_batch_rejects_poison_and_keeps_each_leads_events_in_order(regis
     email = Provider()
     notifier, _, _ = make(registry, email=email)
     first, unknown, second = event(), event(agent_id="nobody"), event()
-    same_lead = LeadOffered.create(account_id="acme-realty", occurred_at=NOW,
-                                   payload=first.payload.model_copy(update={"offer_round": 2}))
+    same_lead = LeadOffered.create(
+        account_id="acme-realty", occurred_at=NOW, payload=first.payload.model_copy(update={"offer_round": 2})
+    )
     bodies = [e.model_dump_json().encode() for e in (first, unknown, second, same_lead)] + [b"{not json"]
 
     rejections = await notifier.notify_batch(bodies, concurrency=4)
@@ -162,9 +175,16 @@ async def test_every_started_delivery_stops_renewing_its_lease(registry: Collect
     assert log.held == set(), "sent and dead-lettered deliveries hold no lease"
 
     broken = Unmarkable()
-    notifier = Notifier(directory=Directory(AGENT), deliveries=broken, senders={Channel.EMAIL: Provider()},
-                        dead_letters=DeadLetters(), metrics=NotifierMetrics(CollectorRegistry()),
-                        pages_url="https://crm", clock=lambda: NOW, retry=RetryPolicy(attempts=1))
+    notifier = Notifier(
+        directory=Directory(AGENT),
+        deliveries=broken,
+        senders={Channel.EMAIL: Provider()},
+        dead_letters=DeadLetters(),
+        metrics=NotifierMetrics(CollectorRegistry()),
+        pages_url="https://crm",
+        clock=lambda: NOW,
+        retry=RetryPolicy(attempts=1),
+    )
     with pytest.raises(ConnectionError):
         await notifier.notify(event(), b"{}")
     assert list(broken.status.values()) == ["pending"]
@@ -173,15 +193,29 @@ async def test_every_started_delivery_stops_renewing_its_lease(registry: Collect
 
 def redriver(registry: CollectorRegistry, log: Log, dead: DeadLetters, **senders: Provider) -> Redriver:
     metrics = NotifierMetrics(registry)
-    courier = Courier(deliveries=log, senders={Channel(c): p for c, p in senders.items()}, dead_letters=dead,
-                      metrics=metrics, clock=lambda: NOW, retry=RetryPolicy(attempts=2, initial_seconds=0.001))
+    courier = Courier(
+        deliveries=log,
+        senders={Channel(c): p for c, p in senders.items()},
+        dead_letters=dead,
+        metrics=metrics,
+        clock=lambda: NOW,
+        retry=RetryPolicy(attempts=2, initial_seconds=0.001),
+    )
     return Redriver(deliveries=log, courier=courier, metrics=metrics, max_drives=3)
 
 
 def pending(channel: Channel, drives: int) -> Delivery:
-    return Delivery(key=f"{uuid.uuid4()}:{channel}:a-1", channel=channel, agent_id="a-1", account_id="acme-realty",
-                    event_type="LeadOffered", content=SmsContent(to="+13125550100", body="hi", lead_id="l"),
-                    event=b'{"the": "event"}', occurred_ms=int(NOW.timestamp() * 1000), drives=drives)
+    return Delivery(
+        key=f"{uuid.uuid4()}:{channel}:a-1",
+        channel=channel,
+        agent_id="a-1",
+        account_id="acme-realty",
+        event_type="LeadOffered",
+        content=SmsContent(to="+13125550100", body="hi", lead_id="l"),
+        event=b'{"the": "event"}',
+        occurred_ms=int(NOW.timestamp() * 1000),
+        drives=drives,
+    )
 
 
 async def test_the_redriver_sends_with_the_same_key_or_dead_letters(registry: CollectorRegistry) -> None:
@@ -206,8 +240,14 @@ async def test_a_round_claims_no_more_than_it_sends_at_once(registry: CollectorR
     log, dead = Log(), DeadLetters()
     log.due = [pending(Channel.SMS, 2) for _ in range(5)]
     metrics = NotifierMetrics(registry)
-    courier = Courier(deliveries=log, senders={Channel.SMS: sms}, dead_letters=dead, metrics=metrics,
-                      clock=lambda: NOW, retry=RetryPolicy(attempts=1))
+    courier = Courier(
+        deliveries=log,
+        senders={Channel.SMS: sms},
+        dead_letters=dead,
+        metrics=metrics,
+        clock=lambda: NOW,
+        retry=RetryPolicy(attempts=1),
+    )
     redriver = Redriver(deliveries=log, courier=courier, metrics=metrics, batch=100, concurrency=2)
 
     assert await redriver.run_once() == 2 == redriver.round_size, "a full round: the caller goes on at once"
@@ -216,10 +256,16 @@ async def test_a_round_claims_no_more_than_it_sends_at_once(registry: CollectorR
 
 
 def digest(expires_ms: int | None, postponed: int = 0) -> Delivery:
-    return Delivery(key=f"digest:acme:{uuid.uuid4()}:email:a-1", channel=Channel.EMAIL, agent_id="a-1",
-                    account_id="acme", event_type="Digest",
-                    content=SmsContent(to="+13125550100", body="hi", lead_id=""), expires_ms=expires_ms,
-                    postponed=postponed)
+    return Delivery(
+        key=f"digest:acme:{uuid.uuid4()}:email:a-1",
+        channel=Channel.EMAIL,
+        agent_id="a-1",
+        account_id="acme",
+        event_type="Digest",
+        content=SmsContent(to="+13125550100", body="hi", lead_id=""),
+        expires_ms=expires_ms,
+        postponed=postponed,
+    )
 
 
 async def test_a_digest_out_of_retries_waits_for_a_later_try_until_its_day_is_over(
@@ -228,9 +274,14 @@ async def test_a_digest_out_of_retries_waits_for_a_later_try_until_its_day_is_ov
     now_ms = int(NOW.timestamp() * 1000)
     log, dead = Log(), DeadLetters()
     down = Provider(*[TransientDeliveryError("unavailable")] * 4)
-    courier = Courier(deliveries=log, senders={Channel.EMAIL: down}, dead_letters=dead,
-                      metrics=NotifierMetrics(registry), clock=lambda: NOW, retry=RetryPolicy(attempts=2,
-                                                                                              initial_seconds=0.001))
+    courier = Courier(
+        deliveries=log,
+        senders={Channel.EMAIL: down},
+        dead_letters=dead,
+        metrics=NotifierMetrics(registry),
+        clock=lambda: NOW,
+        retry=RetryPolicy(attempts=2, initial_seconds=0.001),
+    )
     today, over = digest(now_ms + 3_600_000), digest(now_ms)
     for delivery in (today, over):
         await log.begin(delivery, now_ms=now_ms)

@@ -43,8 +43,14 @@ def test_email_to_the_agent_about_the_lead() -> None:
     assert email.lead_id == str(LEAD_ID)
     assert f"https://crm.example.com/accounts/acme-realty/leads/{LEAD_ID}" in email.text
     assert "//v1" not in email.text
-    for expected in ("Hi Alex Agent,", "jane@example.com", "+14155550123", "Is 12 Elm St still for sale?",
-                     "Round robin is off", f"Lead id: {LEAD_ID}"):
+    for expected in (
+        "Hi Alex Agent,",
+        "jane@example.com",
+        "+14155550123",
+        "Is 12 Elm St still for sale?",
+        "Round robin is off",
+        f"Lead id: {LEAD_ID}",
+    ):
         assert expected in email.text
 
 

@@ -22,8 +22,12 @@ def test_production_refuses_the_development_secret_of_an_enabled_channel(channel
 def test_development_defaults_and_real_production_secrets_are_accepted() -> None:
     assert NotifierSettings.model_validate({"environment": "development", "sms": {"enabled": True}}).sms.enabled
     settings = NotifierSettings.model_validate(
-        {"environment": "production", "sms": {"enabled": True, "auth_token": "a-real-token-from-the-vault"},
-         "push": {"enabled": False}, "offer_link_key": "an-offer-link-key-of-more-than-32-bytes!"}
+        {
+            "environment": "production",
+            "sms": {"enabled": True, "auth_token": "a-real-token-from-the-vault"},
+            "push": {"enabled": False},
+            "offer_link_key": "an-offer-link-key-of-more-than-32-bytes!",
+        }
     )
     assert settings.sms.auth_token.get_secret_value() == "a-real-token-from-the-vault"
 

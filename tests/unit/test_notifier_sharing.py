@@ -44,32 +44,42 @@ LEAD = uuid.UUID("7a3e2c1d-0f4b-4e8a-9c6d-5b2a1f0e9d88")
 SHARE = uuid.UUID("c4d9e8f7-1a2b-4c3d-8e5f-6a7b8c9d0e1f")
 CONTACT = Contact.model_validate({"first_name": "Jane", "last_name": "Doe", "email": "j@example.com"})
 SOURCE = LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website")
-REALTOR = Recipient(agent_id="rita", name="Rita", email="rita@realty.example", phone="+13125550100",
-                    push_token="rita-token")
+REALTOR = Recipient(
+    agent_id="rita", name="Rita", email="rita@realty.example", phone="+13125550100", push_token="rita-token"
+)
 
 
 def shared(agent_id: str = "rita") -> LeadShared:
     return LeadShared.create(
-        account_id="acme", occurred_at=AT,
+        account_id="acme",
+        occurred_at=AT,
         payload=LeadSharedPayload(
-            lead_id=LEAD, share_id=SHARE, agent_id=agent_id, realtor_name="Rita", assigned_by="Acme Realty",
-            previous_owner_agent_id="bea", by_user_id="broker-1",
+            lead_id=LEAD,
+            share_id=SHARE,
+            agent_id=agent_id,
+            realtor_name="Rita",
+            assigned_by="Acme Realty",
+            previous_owner_agent_id="bea",
+            by_user_id="broker-1",
         ),
     )
 
 
 def withdrawn(reason: WithdrawalReason | None, agent_id: str = "rita") -> OfferWithdrawn:
     return OfferWithdrawn.create(
-        account_id="acme", occurred_at=AT,
+        account_id="acme",
+        occurred_at=AT,
         payload=OfferClosedPayload(lead_id=LEAD, agent_id=agent_id, offer_round=1, reason=reason),
     )
 
 
 def assigned(reason: AssignmentReason) -> LeadAssigned:
     return LeadAssigned.create(
-        account_id="acme", occurred_at=AT,
-        payload=LeadAssignedPayload(lead_id=LEAD, agent_id="rita", reason=reason, explanation="T1",
-                                    contact=CONTACT, source=SOURCE),
+        account_id="acme",
+        occurred_at=AT,
+        payload=LeadAssignedPayload(
+            lead_id=LEAD, agent_id="rita", reason=reason, explanation="T1", contact=CONTACT, source=SOURCE
+        ),
     )
 
 
@@ -87,10 +97,12 @@ def test_the_realtor_is_told_by_email_and_push_with_the_brokerage_and_the_link()
     assert isinstance(email, EmailContent)
     assert isinstance(push, PushContent)
     link = f"https://crm/accounts/acme/leads/{LEAD}"
-    assert (email.to, email.subject, email.lead_id) == ("rita@realty.example", "Acme Realty assigned you a lead",
-                                                        str(LEAD))
-    for expected in ("Hi Rita,", 'labelled "Assigned By: Acme Realty"', f"Open the lead: {link}",
-                     f"Lead id: {LEAD}"):
+    assert (email.to, email.subject, email.lead_id) == (
+        "rita@realty.example",
+        "Acme Realty assigned you a lead",
+        str(LEAD),
+    )
+    for expected in ("Hi Rita,", 'labelled "Assigned By: Acme Realty"', f"Open the lead: {link}", f"Lead id: {LEAD}"):
         assert expected in email.text
     assert f'href="{link}"' in email.html
     assert (push.token, push.title, push.link) == ("rita-token", "Acme Realty assigned you a lead", link)
@@ -99,8 +111,13 @@ def test_the_realtor_is_told_by_email_and_push_with_the_brokerage_and_the_link()
 
 
 def test_the_realtors_preferences_narrow_the_channels() -> None:
-    email_only = Recipient(agent_id="rita", name="Rita", email="rita@realty.example", push_token="rita-token",
-                           preferences=Preferences(channels=frozenset({Channel.EMAIL})))
+    email_only = Recipient(
+        agent_id="rita",
+        name="Rita",
+        email="rita@realty.example",
+        push_token="rita-token",
+        preferences=Preferences(channels=frozenset({Channel.EMAIL})),
+    )
     assert set(by_channel(messages_for(shared(), email_only, "https://crm", now=AT))) == {Channel.EMAIL}
 
 
@@ -118,9 +135,11 @@ def test_the_brokerage_name_is_escaped_in_html() -> None:
 
 @pytest.mark.parametrize(
     ("reason", "said"),
-    [(WithdrawalReason.LEAD_SHARING, "The brokerage assigned the lead to a realtor"),
-     (WithdrawalReason.CLAIMED_BY_ANOTHER, "Another agent claimed the lead"),
-     (WithdrawalReason.OFFICE_TRANSFER, "The lead moved to another office")],
+    [
+        (WithdrawalReason.LEAD_SHARING, "The brokerage assigned the lead to a realtor"),
+        (WithdrawalReason.CLAIMED_BY_ANOTHER, "Another agent claimed the lead"),
+        (WithdrawalReason.OFFICE_TRANSFER, "The lead moved to another office"),
+    ],
 )
 def test_an_offer_withdrawn_by_a_share_says_the_brokerage_assigned_it(reason: WithdrawalReason, said: str) -> None:
     messages = by_channel(messages_for(withdrawn(reason), REALTOR, "https://crm", now=AT))
@@ -152,10 +171,15 @@ def test_an_assignment_for_a_share_is_neither_a_digest_item_nor_a_second_notice(
 
 def notifier(outbox: Outbox, digest: Digest, registry: CollectorRegistry) -> Notifier:
     return Notifier(
-        directory=Directory(REALTOR), deliveries=Log(),
+        directory=Directory(REALTOR),
+        deliveries=Log(),
         senders={Channel.EMAIL: outbox, Channel.SMS: outbox, Channel.PUSH: outbox},
-        dead_letters=NoDeadLetters(), metrics=NotifierMetrics(registry), pages_url="https://crm",
-        clock=lambda: AT, retry=RetryPolicy(attempts=1), digest=digest,
+        dead_letters=NoDeadLetters(),
+        metrics=NotifierMetrics(registry),
+        pages_url="https://crm",
+        clock=lambda: AT,
+        retry=RetryPolicy(attempts=1),
+        digest=digest,
     )
 
 

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from fakes_notifier import Digest, Directory, Log, NoDeadLetters, Outbox, Staff, by_channel
+from fakes_notifier import Digest, Directory, Log, NoDeadLetters, Outbox, Staff, by_channel, member_moved
 from prometheus_client import CollectorRegistry
 
 from leadflow_notifier.domain.digest import DigestItem, digest_email, digest_item, distinct_leads, due_window
@@ -30,8 +30,6 @@ from leadflow_shared.events.routing import (
     OfferClosedPayload,
     OfferExpired,
     OfferWithdrawn,
-    TeamMemberTransferred,
-    TeamMemberTransferredPayload,
     WithdrawalReason,
 )
 
@@ -47,28 +45,29 @@ BROKER = Recipient(agent_id="bea", name="Bea", email="bea@north.example", phone=
 
 def transferred(transfer_id: uuid.UUID = TRANSFER, to: str = "north") -> LeadTransferred:
     return LeadTransferred.create(
-        account_id="south", occurred_at=AT,
+        account_id="south",
+        occurred_at=AT,
         payload=LeadTransferredPayload(
-            lead_id=LEAD, transfer_id=transfer_id, from_account_id="south", from_account_name="South Office",
-            previous_owner_agent_id="sam", previous_owner_name="Sam", to_account_id=to,
-            to_account_name="North Office", agent_id="bea", by_user_id="admin-1", contact=CONTACT, source=SOURCE,
-        ),
-    )
-
-
-def member_moved() -> TeamMemberTransferred:
-    return TeamMemberTransferred.create(
-        account_id="north", occurred_at=AT,
-        payload=TeamMemberTransferredPayload(
-            agent_id="tom", agent_name="Tom Jones", transfer_id=TRANSFER, from_account_id="south",
-            from_account_name="South Office", to_account_name="North Office", by_user_id="admin-1",
+            lead_id=LEAD,
+            transfer_id=transfer_id,
+            from_account_id="south",
+            from_account_name="South Office",
+            previous_owner_agent_id="sam",
+            previous_owner_name="Sam",
+            to_account_id=to,
+            to_account_name="North Office",
+            agent_id="bea",
+            by_user_id="admin-1",
+            contact=CONTACT,
+            source=SOURCE,
         ),
     )
 
 
 def closed(kind: type[OfferExpired | OfferWithdrawn], reason: WithdrawalReason | None) -> OfferExpired | OfferWithdrawn:
     return kind.create(
-        account_id="south", occurred_at=AT,
+        account_id="south",
+        occurred_at=AT,
         payload=OfferClosedPayload(lead_id=LEAD, agent_id="bea", offer_round=1, reason=reason),
     )
 
@@ -78,9 +77,15 @@ def closed(kind: type[OfferExpired | OfferWithdrawn], reason: WithdrawalReason |
 
 def test_a_transferred_lead_is_a_new_lead_of_the_target_office() -> None:
     item = digest_item(transferred())
-    assert item == DigestItem(account_id="north", lead_id=str(LEAD), name="Jane Doe", source="Website",
-                              created_ms=int(AT.timestamp() * 1000), transfer_id=str(TRANSFER),
-                              from_account="South Office")
+    assert item == DigestItem(
+        account_id="north",
+        lead_id=str(LEAD),
+        name="Jane Doe",
+        source="Website",
+        created_ms=int(AT.timestamp() * 1000),
+        transfer_id=str(TRANSFER),
+        from_account="South Office",
+    )
 
 
 def test_the_digest_key_is_per_account_lead_and_arrival() -> None:
@@ -96,18 +101,27 @@ def test_the_digest_key_is_per_account_lead_and_arrival() -> None:
 
 def test_the_assignment_that_comes_with_a_transfer_is_not_a_second_new_lead() -> None:
     event = LeadAssigned.create(
-        account_id="north", occurred_at=AT,
-        payload=LeadAssignedPayload(lead_id=LEAD, agent_id="bea", reason=AssignmentReason.OFFICE_TRANSFER,
-                                    explanation="T2", contact=CONTACT, source=SOURCE),
+        account_id="north",
+        occurred_at=AT,
+        payload=LeadAssignedPayload(
+            lead_id=LEAD,
+            agent_id="bea",
+            reason=AssignmentReason.OFFICE_TRANSFER,
+            explanation="T2",
+            contact=CONTACT,
+            source=SOURCE,
+        ),
     )
     assert digest_item(event) is None
     assert recipient_of(event) is None  # the new-lead notice is the next digest, not an email now
 
 
 def test_one_row_per_lead_in_a_digest() -> None:
-    items = [DigestItem("north", "l1", "Jane", "Web", 20, transfer_id="t2", from_account="South"),
-             DigestItem("north", "l1", "Jane", "Web", 10),
-             DigestItem("north", "l2", "Joe", "Web", 15)]
+    items = [
+        DigestItem("north", "l1", "Jane", "Web", 20, transfer_id="t2", from_account="South"),
+        DigestItem("north", "l1", "Jane", "Web", 10),
+        DigestItem("north", "l2", "Joe", "Web", 15),
+    ]
     assert [(i.lead_id, i.created_ms) for i in distinct_leads(items)] == [("l1", 10), ("l2", 15)]
 
 
@@ -117,15 +131,13 @@ def test_the_digest_links_the_lead_in_the_target_office_and_names_the_office_it_
     who = Recipient(agent_id="admin", name="Ada", email="ada@north.example")
     email = digest_email([item], who, due_window(AT, hour=7), "https://crm")
     assert email is not None
-    assert f"Jane Doe (Website, transferred from South Office): https://crm/accounts/north/leads/{LEAD}" in (
-        email.text
-    )
+    assert f"Jane Doe (Website, transferred from South Office): https://crm/accounts/north/leads/{LEAD}" in (email.text)
     assert f'href="https://crm/accounts/north/leads/{LEAD}"' in email.html
 
 
 def test_a_team_member_is_not_a_new_lead() -> None:
-    assert digest_item(member_moved()) is None
-    assert recipient_of(member_moved()) is None
+    assert digest_item(member_moved(AT, TRANSFER)) is None
+    assert recipient_of(member_moved(AT, TRANSFER)) is None
 
 
 # Immediate notices
@@ -139,10 +151,12 @@ def test_nobody_is_told_of_a_lead_transfer_at_once() -> None:
 
 @pytest.mark.parametrize(
     ("kind", "reason", "said"),
-    [(OfferWithdrawn, WithdrawalReason.OFFICE_TRANSFER, "The lead moved to another office"),
-     (OfferWithdrawn, WithdrawalReason.CLAIMED_BY_ANOTHER, "Another agent claimed the lead"),
-     (OfferWithdrawn, None, "Another agent claimed the lead"),
-     (OfferExpired, None, "Your offer expired")],
+    [
+        (OfferWithdrawn, WithdrawalReason.OFFICE_TRANSFER, "The lead moved to another office"),
+        (OfferWithdrawn, WithdrawalReason.CLAIMED_BY_ANOTHER, "Another agent claimed the lead"),
+        (OfferWithdrawn, None, "Another agent claimed the lead"),
+        (OfferExpired, None, "Your offer expired"),
+    ],
 )
 def test_a_withdrawn_offer_says_why(
     kind: type[OfferExpired | OfferWithdrawn], reason: WithdrawalReason | None, said: str
@@ -159,12 +173,16 @@ def test_a_withdrawn_offer_says_why(
 
 
 def test_the_team_member_email_names_who_joined_from_where_as_onboarding() -> None:
-    email = team_member_email(member_moved(), BROKER, "https://crm/")
+    email = team_member_email(member_moved(AT, TRANSFER), BROKER, "https://crm/")
     assert email.to == "bea@north.example"
     assert email.subject == "Tom Jones joined North Office from South Office (Onboarding)"
     assert email.lead_id == ""
-    for expected in ("Hi Bea,", "Tom Jones was moved from South Office to North Office.", "status Onboarding",
-                     "Open the team settings: https://crm/accounts/north/team"):
+    for expected in (
+        "Hi Bea,",
+        "Tom Jones was moved from South Office to North Office.",
+        "status Onboarding",
+        "Open the team settings: https://crm/accounts/north/team",
+    ):
         assert expected in email.text
     assert "Lead id" not in email.text
     assert "new lead" not in email.subject.lower()
@@ -172,7 +190,7 @@ def test_the_team_member_email_names_who_joined_from_where_as_onboarding() -> No
 
 
 def test_team_member_html_is_escaped() -> None:
-    event = member_moved()
+    event = member_moved(AT, TRANSFER)
     event = event.model_copy(update={"payload": event.payload.model_copy(update={"agent_name": "<b>Tom</b>"})})
     email = team_member_email(event, BROKER, "https://crm")
     assert "<b>Tom</b>" not in email.html
@@ -184,10 +202,16 @@ def test_team_member_html_is_escaped() -> None:
 
 def notifier(outbox: Outbox, staff: Staff, digest: Digest, log: Log | None = None) -> Notifier:
     return Notifier(
-        directory=Directory(BROKER), deliveries=log or Log(),
+        directory=Directory(BROKER),
+        deliveries=log or Log(),
         senders={Channel.EMAIL: outbox, Channel.SMS: outbox, Channel.PUSH: outbox},
-        dead_letters=NoDeadLetters(), metrics=NotifierMetrics(CollectorRegistry()), pages_url="https://crm",
-        clock=lambda: AT, retry=RetryPolicy(attempts=1), digest=digest, staff=staff,
+        dead_letters=NoDeadLetters(),
+        metrics=NotifierMetrics(CollectorRegistry()),
+        pages_url="https://crm",
+        clock=lambda: AT,
+        retry=RetryPolicy(attempts=1),
+        digest=digest,
+        staff=staff,
     )
 
 
@@ -195,10 +219,14 @@ def notifier(outbox: Outbox, staff: Staff, digest: Digest, log: Log | None = Non
 async def test_the_handler_emails_each_staff_member_once_and_nothing_else() -> None:
     # The moved member is listed (its preferences moved with it) but is not told about itself.
     tom = Recipient(agent_id="tom", name="Tom", email="tom@north.example")
-    ada = Recipient(agent_id="ada", name="Ada", email="ada@north.example",
-                    preferences=Preferences(channels=frozenset({Channel.PUSH})))
+    ada = Recipient(
+        agent_id="ada",
+        name="Ada",
+        email="ada@north.example",
+        preferences=Preferences(channels=frozenset({Channel.PUSH})),
+    )
     outbox, digest, log = Outbox(), Digest(), Log()
-    event = member_moved()
+    event = member_moved(AT, TRANSFER)
     n = notifier(outbox, Staff(BROKER, ada, tom), digest, log)
 
     await n.notify(event, b"{}")
@@ -220,8 +248,12 @@ async def test_the_handler_files_a_transfer_for_the_target_digest_and_sends_noth
 @pytest.mark.asyncio
 async def test_a_batch_with_a_team_member_event_groups_it_on_its_own() -> None:
     outbox, digest = Outbox(), Digest()
-    bodies = [transferred().model_dump_json().encode(), member_moved().model_dump_json().encode(),
-              member_moved().model_dump_json().encode(), b"not json"]
+    bodies = [
+        transferred().model_dump_json().encode(),
+        member_moved(AT, TRANSFER).model_dump_json().encode(),
+        member_moved(AT, TRANSFER).model_dump_json().encode(),
+        b"not json",
+    ]
     rejected = await notifier(outbox, Staff(BROKER), digest).notify_batch(bodies, concurrency=4)
     assert [index for index, _ in rejected] == [3]
     assert len(outbox.sent) == 2  # two transfers (two event ids), the broker each time

@@ -42,7 +42,9 @@ def test_an_assignment_by_hand_ends_the_race_and_names_who_and_why() -> None:
     assert {e.payload.reason for e in outcome.events[:2]} == {WithdrawalReason.REASSIGNED}  # type: ignore[attr-defined]
     assert outcome.state is not None
     assert (outcome.state.holder, outcome.state.reason, outcome.state.status) == (
-        "c", AssignmentReason.MANUAL, LeadStatus.ASSIGNED
+        "c",
+        AssignmentReason.MANUAL,
+        LeadStatus.ASSIGNED,
     )
     assert outcome.state.next_deadline is None
     assert outcome.explanation == "Assigned by hand to c by boss: VIP."

@@ -159,8 +159,10 @@ def test_r2_with_auto_accept_off_offers_the_site_agent_alone_first() -> None:
 
 @pytest.mark.parametrize(
     "lead",
-    [new_lead(channel="agent_site", site_host="b.acme.com"),
-     new_lead(channel="listing_inquiry", listing_id="L1", listing_agent_id="b")],
+    [
+        new_lead(channel="agent_site", site_host="b.acme.com"),
+        new_lead(channel="listing_inquiry", listing_id="L1", listing_agent_id="b"),
+    ],
     ids=["R2 agent site", "R3 own listing"],
 )
 def test_an_account_that_allows_no_direct_to_user_leads_routes_them_as_general(lead: NewLead) -> None:

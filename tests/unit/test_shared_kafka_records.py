@@ -36,10 +36,12 @@ def read(data: bytes, fetch_offset: int = 0) -> tuple[list[ConsumerRecord[bytes,
 
 
 def test_a_header_name_not_utf8_is_kept_flagged_and_the_rest_of_the_batch_is_read() -> None:
-    data = record_batch([
-        RawRecord(b"one", b"k", [(b"x-ok", b"1"), (b"\xff\xfe", b"2")]),
-        RawRecord(b"two", b"k", [(b"content-type", b"application/json")]),
-    ])
+    data = record_batch(
+        [
+            RawRecord(b"one", b"k", [(b"x-ok", b"1"), (b"\xff\xfe", b"2")]),
+            RawRecord(b"two", b"k", [(b"content-type", b"application/json")]),
+        ]
+    )
     records, next_offset = read(data)
     assert [r.value for r in records] == [b"one", b"two"]
     assert next_offset == 2
@@ -51,11 +53,16 @@ def test_a_header_name_not_utf8_is_kept_flagged_and_the_rest_of_the_batch_is_rea
 
 
 def test_a_record_whose_lengths_do_not_add_up_becomes_one_stand_in_at_the_batch_end() -> None:
-    data = at(record_batch([
-        RawRecord(b"one", b"k"),
-        RawRecord(b"two", b"k", length_error=3),
-        RawRecord(b"three", b"k"),
-    ]), 40)
+    data = at(
+        record_batch(
+            [
+                RawRecord(b"one", b"k"),
+                RawRecord(b"two", b"k", length_error=3),
+                RawRecord(b"three", b"k"),
+            ]
+        ),
+        40,
+    )
     records, next_offset = read(data, fetch_offset=40)
     assert [r.offset for r in records] == [40, 42]
     assert records[0].value == b"one"

@@ -53,6 +53,10 @@ def test_development_sign_in_and_a_missing_session_key_are_refused_in_production
 
 def test_development_sign_in_needs_a_key_it_can_sign_with() -> None:
     with pytest.raises(ValidationError, match="needs an HS"):
-        CrmApiSettings(environment="test", auth={"algorithm": "RS256", "key": "-----BEGIN PUBLIC KEY-----"},
-                       offer_link_key="o" * 40, web={"session_key": "s" * 40, "dev_sign_in": True})
+        CrmApiSettings(
+            environment="test",
+            auth={"algorithm": "RS256", "key": "-----BEGIN PUBLIC KEY-----"},
+            offer_link_key="o" * 40,
+            web={"session_key": "s" * 40, "dev_sign_in": True},
+        )
     assert CrmApiSettings(web={"dev_sign_in": True}).web.dev_sign_in, "development, HS256: allowed"

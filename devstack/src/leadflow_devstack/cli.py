@@ -43,8 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with console.status("starting Kafka (Tansu), MongoDB wire (nx-27017) and SMTP..."):
             stack.start_infra()
-        console.print(f"[bold]Kafka[/bold] {stack.bootstrap}   [bold]MongoDB[/bold] {stack.mongo_url}   "
-                      f"[bold]SMTP[/bold] 127.0.0.1:{stack.mail.port if stack.mail else '?'}")
+        console.print(
+            f"[bold]Kafka[/bold] {stack.bootstrap}   [bold]MongoDB[/bold] {stack.mongo_url}   "
+            f"[bold]SMTP[/bold] 127.0.0.1:{stack.mail.port if stack.mail else '?'}"
+        )
         with console.status("starting intake, router, notifier, crm-api..."):
             stack.start_services()
         for name in ("intake", "router", "notifier", "crm-api"):
@@ -52,8 +54,11 @@ def main(argv: list[str] | None = None) -> int:
         console.rule("sample leads")
         leads = json.loads(args.leads.read_text())
         ok = asyncio.run(run_demo(stack, console, leads, timeout=args.timeout))
-        console.print("[bold green]every sample lead reached its agent's inbox[/bold green]" if ok
-                      else f"[bold red]not every sample lead was emailed within {args.timeout:.0f}s[/bold red]")
+        console.print(
+            "[bold green]every sample lead reached its agent's inbox[/bold green]"
+            if ok
+            else f"[bold red]not every sample lead was emailed within {args.timeout:.0f}s[/bold red]"
+        )
         console.rule("where to look")
         console.print(f"[bold]Web app[/bold] {stack.url('crm-api')}/app/  sign in as a sample user:")
         for account in json.loads(args.accounts.read_text())["accounts"]:
@@ -61,10 +66,14 @@ def main(argv: list[str] | None = None) -> int:
             agents = ", ".join(roster[1:4]) or "none"
             console.print(f"  {account['account_id']}: broker {roster[0] if roster else '-'}; agents {agents}")
         token = stack.token("dev-broker", "broker", "acme-realty")  # valid for an hour, this run only
-        console.print(f"Brokerage CRM (All Leads): curl -H 'Authorization: Bearer {token}' "
-                      f"'{stack.url('crm-api')}/v1/accounts/acme-realty/leads'")
-        console.print(f"Post a lead:  curl -X POST {stack.url('intake')}/v1/leads -H 'content-type: application/json' "
-                      "-d '{\"account_id\":\"acme-realty\",\"first_name\":\"Ada\",\"email\":\"ada@example.com\"}'")
+        console.print(
+            f"Brokerage CRM (All Leads): curl -H 'Authorization: Bearer {token}' "
+            f"'{stack.url('crm-api')}/v1/accounts/acme-realty/leads'"
+        )
+        console.print(
+            f"Post a lead:  curl -X POST {stack.url('intake')}/v1/leads -H 'content-type: application/json' "
+            '-d \'{"account_id":"acme-realty","first_name":"Ada","email":"ada@example.com"}\''
+        )
         console.print(f"Captured emails: {stack.work_dir / 'mail'}   Logs: {stack.log_dir}")
         if not args.exit_when_done:
             console.print("[dim]Running. Ctrl-C stops everything.[/dim]")

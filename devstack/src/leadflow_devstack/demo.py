@@ -56,8 +56,9 @@ class Demo:
         await consumer.start()
         try:
             await consumer.topics()  # fetches metadata, so the partitions are known
-            partitions = [TopicPartition(topics.LEADS_EVENTS, p)
-                          for p in consumer.partitions_for_topic(topics.LEADS_EVENTS) or ()]
+            partitions = [
+                TopicPartition(topics.LEADS_EVENTS, p) for p in consumer.partitions_for_topic(topics.LEADS_EVENTS) or ()
+            ]
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             ready.set()
@@ -68,20 +69,26 @@ class Demo:
                     progress = self.leads.setdefault(lead_id, LeadProgress(name=event.payload.contact.full_name))
                     progress.name = event.payload.contact.full_name
                     progress.agent = ", ".join(filter(None, [progress.agent, f"{event.payload.agent_id} (offer)"]))
-                    self._say(f"[magenta]offered[/magenta]   {lead_id[:8]}  {progress.name} to "
-                              f"{event.payload.agent_id} until {event.payload.deadline:%H:%M:%S} UTC "
-                              f"(race of {event.payload.race_size})")
+                    self._say(
+                        f"[magenta]offered[/magenta]   {lead_id[:8]}  {progress.name} to "
+                        f"{event.payload.agent_id} until {event.payload.deadline:%H:%M:%S} UTC "
+                        f"(race of {event.payload.race_size})"
+                    )
                 elif isinstance(event, LeadAssigned):
                     lead_id = str(event.payload.lead_id)
                     progress = self.leads.setdefault(lead_id, LeadProgress(name=event.payload.contact.full_name))
                     progress.name = event.payload.contact.full_name  # as normalized by intake
                     progress.agent = event.payload.agent_id
-                    self._say(f"[yellow]assigned[/yellow]  {lead_id[:8]}  {progress.name} to "
-                              f"{event.payload.agent_id} ({event.payload.reason.value})")
+                    self._say(
+                        f"[yellow]assigned[/yellow]  {lead_id[:8]}  {progress.name} to "
+                        f"{event.payload.agent_id} ({event.payload.reason.value})"
+                    )
                 elif isinstance(event, LeadTransferred):
                     p = event.payload
-                    self._say(f"[blue]moved[/blue]     {str(p.lead_id)[:8]}  from {p.from_account_name} to "
-                              f"{p.to_account_name}, now held by {p.agent_id}")
+                    self._say(
+                        f"[blue]moved[/blue]     {str(p.lead_id)[:8]}  from {p.from_account_name} to "
+                        f"{p.to_account_name}, now held by {p.agent_id}"
+                    )
         finally:
             await consumer.stop()
 
@@ -118,19 +125,24 @@ class Demo:
                 if time.monotonic() > deadline:
                     return False
                 await asyncio.sleep(0.1)
-            asked = await crm.post(f"/v1/accounts/{from_account}/office-transfers",
-                                   headers={"Authorization": f"Bearer {token}"},
-                                   json={"lead_id": lead_id, "to_account_id": to_account})
+            asked = await crm.post(
+                f"/v1/accounts/{from_account}/office-transfers",
+                headers={"Authorization": f"Bearer {token}"},
+                json={"lead_id": lead_id, "to_account_id": to_account},
+            )
             asked.raise_for_status()
             self._say(f"[blue]transfer[/blue]  {lead_id[:8]}  asked: {from_account} -> {to_account}")
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                got = await crm.get(f"/v1/accounts/{to_account}/leads/{lead_id}",
-                                    headers={"Authorization": f"Bearer {target}"})
+                got = await crm.get(
+                    f"/v1/accounts/{to_account}/leads/{lead_id}", headers={"Authorization": f"Bearer {target}"}
+                )
                 # The row moves before its timeline entry is written (crm-api's projection): wait for both.
-                moved = [e["summary"] for e in got.json()["timeline"] if e["type"] == "LeadTransferred"] if (
-                    got.status_code == 200
-                ) else []
+                moved = (
+                    [e["summary"] for e in got.json()["timeline"] if e["type"] == "LeadTransferred"]
+                    if (got.status_code == 200)
+                    else []
+                )
                 if moved:
                     self._say(f"[blue]arrived[/blue]   {lead_id[:8]}  in {to_account}'s CRM: {moved[-1]}")
                     return True

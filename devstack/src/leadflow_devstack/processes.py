@@ -45,9 +45,7 @@ def wait_for_port(port: int, *, timeout: float, process: subprocess.Popen[bytes]
 class ManagedProcess:
     """A child process logging to a file, stopped with SIGTERM then SIGKILL."""
 
-    def __init__(
-        self, name: str, argv: Sequence[str], *, log_dir: Path, env: Mapping[str, str] | None = None
-    ) -> None:
+    def __init__(self, name: str, argv: Sequence[str], *, log_dir: Path, env: Mapping[str, str] | None = None) -> None:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_dir / f"{name}.log"

@@ -79,8 +79,9 @@ async def produce_batch(bootstrap: str, topic: str, key: bytes, batch: bytes) ->
         await client.add_topic(topic)
         partition = await partition_for(client, topic, key)
         leader = client.cluster.leader_for_partition(TopicPartition(topic, partition))
-        request = ProduceRequest(transactional_id=None, required_acks=-1, timeout=30_000,
-                                 topics=[(topic, [(partition, batch)])])
+        request = ProduceRequest(
+            transactional_id=None, required_acks=-1, timeout=30_000, topics=[(topic, [(partition, batch)])]
+        )
         response = await client.send(leader, request)
         _, error_code, base_offset, *_ = response.topics[0][1][0]
         if error_code:

@@ -45,8 +45,19 @@ def mongo_wire(log_dir: Path, port: int | None = None) -> tuple[ManagedProcess, 
     exe = shutil.which("nx-27017", path=str(Path(sys.executable).parent)) or "nx-27017"
     proc = ManagedProcess(
         "nx-27017",
-        [exe, "--data-dir", str(log_dir / f"nx-27017-{port}-data"), "--host", "127.0.0.1", "--port", str(port),
-         "--pid-file", str(log_dir / f"nx-27017-{port}.pid"), "--log-file", str(log_dir / "nx-27017.server.log")],
+        [
+            exe,
+            "--data-dir",
+            str(log_dir / f"nx-27017-{port}-data"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--pid-file",
+            str(log_dir / f"nx-27017-{port}.pid"),
+            "--log-file",
+            str(log_dir / "nx-27017.server.log"),
+        ],
         log_dir=log_dir,
     )
     proc.start()
@@ -111,8 +122,11 @@ class MailSink:
         if self.tls_context is not None:
             options |= {"tls_context": self.tls_context, "require_starttls": True}
         if self.logins is not None:
-            options |= {"authenticator": self._authenticate, "auth_required": True,
-                        "auth_require_tls": self.tls_context is not None}
+            options |= {
+                "authenticator": self._authenticate,
+                "auth_required": True,
+                "auth_require_tls": self.tls_context is not None,
+            }
         self._controller = Controller(self, hostname="127.0.0.1", port=self.port, **options)
         self._controller.start()
 

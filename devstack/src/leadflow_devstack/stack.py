@@ -29,8 +29,12 @@ SAMPLE_ACCOUNTS = Path(str(resources.files("leadflow_devstack") / "sample_accoun
 SAMPLE_LEADS = Path(str(resources.files("leadflow_devstack") / "sample_leads.json"))
 
 # (service, env prefix, preferred port)
-SERVICES = (("intake", "INTAKE_", 8001), ("router", "ROUTER_", 8002), ("notifier", "NOTIFIER_", 8003),
-            ("crm-api", "CRM_API_", 8004))
+SERVICES = (
+    ("intake", "INTAKE_", 8001),
+    ("router", "ROUTER_", 8002),
+    ("notifier", "NOTIFIER_", 8003),
+    ("crm-api", "CRM_API_", 8004),
+)
 
 
 def _port(preferred: int | None) -> int:
@@ -135,12 +139,14 @@ class Stack:
 
     def seed(self, accounts_file: Path) -> None:
         env = {**os.environ, **self.service_env("router")}
-        subprocess.run([_bin("leadflow-router"), "seed", str(accounts_file)], env=env, check=True,  # noqa: S603
-                       capture_output=True)
+        subprocess.run(  # noqa: S603 (argv built here, no shell)
+            [_bin("leadflow-router"), "seed", str(accounts_file)], env=env, check=True, capture_output=True
+        )
 
     def start_service(self, service: str) -> ManagedProcess:
-        proc = ManagedProcess(service, [_bin(f"leadflow-{service}")], log_dir=self.log_dir,
-                              env=self.service_env(service))
+        proc = ManagedProcess(
+            service, [_bin(f"leadflow-{service}")], log_dir=self.log_dir, env=self.service_env(service)
+        )
         proc.start()
         self.services[service] = proc
         return proc

@@ -45,8 +45,9 @@ async def records_until(
     bootstrap: str, topic: str, last: RecordPredicate, timeout: float = 30.0
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record of `topic` from the beginning up to the first one `last` matches; fail after `timeout`."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     seen: list[ConsumerRecord[bytes, bytes]] = []
     try:

@@ -108,8 +108,10 @@ class DeadLetter:
         if not self.topic.endswith(DLQ_SUFFIX) or source != self.topic.removesuffix(DLQ_SUFFIX):
             return f"its dlq-source-topic {source!r} is not the topic of {self.topic!r}"
         if (length := self.header("dlq-truncated-from-bytes")) is not None:
-            return (f"its body was cut to {len(self.value)} of {length} bytes; replaying it would publish a broken"
-                    f" message (the original is at {self.source})")
+            return (
+                f"its body was cut to {len(self.value)} of {length} bytes; replaying it would publish a broken"
+                f" message (the original is at {self.source})"
+            )
         if (why := self.header("dlq-value-dropped")) is not None:
             return f"its body was not kept (the broker refused it: {why}); the original is at {self.source}"
         if self.header("dlq-error-type") == "UnreadableRecord":
@@ -122,8 +124,12 @@ class DeadLetter:
         """The sender's headers without leadflow's `dlq-*` (nor an earlier replay's), plus this replay's."""
         kept = [(name, value) for name, value in self.headers
                 if not name.lower().startswith(DLQ_PREFIX) and name not in REPLAY_HEADERS]  # fmt: skip
-        ours = {REPLAY: self.ref, REPLAY_SERVICE: self.header("dlq-service"),
-                REPLAY_CHANNEL: self.header("dlq-channel"), REPLAY_RECIPIENT: self.header("dlq-recipient")}
+        ours = {
+            REPLAY: self.ref,
+            REPLAY_SERVICE: self.header("dlq-service"),
+            REPLAY_CHANNEL: self.header("dlq-channel"),
+            REPLAY_RECIPIENT: self.header("dlq-recipient"),
+        }
         return kept + [(name, value.encode()) for name, value in ours.items() if value]
 
     def summary(self) -> dict[str, Any]:

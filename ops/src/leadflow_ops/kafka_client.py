@@ -25,8 +25,13 @@ READ_TIMEOUT_SECONDS = 60.0
 
 def _dead_letter(record: ConsumerRecord[bytes, bytes]) -> DeadLetter:
     return DeadLetter(
-        topic=record.topic, partition=record.partition, offset=record.offset, timestamp_ms=record.timestamp,
-        key=record.key, value=record.value or b"", headers=tuple((n, v or b"") for n, v in record.headers),
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        timestamp_ms=record.timestamp,
+        key=record.key,
+        value=record.value or b"",
+        headers=tuple((n, v or b"") for n, v in record.headers),
     )
 
 

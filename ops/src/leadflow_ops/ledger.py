@@ -45,10 +45,20 @@ class ReplayLedger:
         """Record a replay; False if another run recorded this dead letter first."""
         summary = letter.summary()
         doc = {
-            "_id": letter.ref, "dlq_topic": letter.topic, "partition": letter.partition, "offset": letter.offset,
-            "source_topic": letter.source_topic, "service": summary["service"], "channel": summary["channel"],
-            "recipient": summary["recipient"], "event_id": summary["event_id"], "event_type": summary["event_type"],
-            "replayed_to": to, "replayed_at": at, "replayed_ms": int(at.timestamp() * 1000), "by": by,
+            "_id": letter.ref,
+            "dlq_topic": letter.topic,
+            "partition": letter.partition,
+            "offset": letter.offset,
+            "source_topic": letter.source_topic,
+            "service": summary["service"],
+            "channel": summary["channel"],
+            "recipient": summary["recipient"],
+            "event_id": summary["event_id"],
+            "event_type": summary["event_type"],
+            "replayed_to": to,
+            "replayed_at": at,
+            "replayed_ms": int(at.timestamp() * 1000),
+            "by": by,
         }
         try:
             await self._replays.insert_one(doc)

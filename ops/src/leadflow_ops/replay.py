@@ -36,8 +36,14 @@ class Outcome:
     event_type: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"dead_letter": self.ref, "status": str(self.status), "detail": self.detail, "replayed_to": self.to,
-                "event_id": self.event_id, "event_type": self.event_type}
+        return {
+            "dead_letter": self.ref,
+            "status": str(self.status),
+            "detail": self.detail,
+            "replayed_to": self.to,
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+        }
 
     @property
     def ok(self) -> bool:
@@ -64,7 +70,10 @@ class Replayer:
     operator: str
 
     async def run(
-        self, topic: str, letters: Iterable[DeadLetter], missing: Iterable[Coordinates],
+        self,
+        topic: str,
+        letters: Iterable[DeadLetter],
+        missing: Iterable[Coordinates],
         report: Callable[[Outcome], None],
     ) -> list[Outcome]:
         """Replay `letters` in partition and offset order (a key's dead letters stay in order); `report`

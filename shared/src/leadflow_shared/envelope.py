@@ -40,9 +40,7 @@ class Envelope(Contract):
         examples=["acme-realty"],
     )
     occurred_at: AwareDatetime = Field(description="When it happened, UTC, ISO 8601.")
-    correlation_id: uuid.UUID = Field(
-        description="Id shared by every event caused by the same original input."
-    )
+    correlation_id: uuid.UUID = Field(description="Id shared by every event caused by the same original input.")
     payload: Any
 
     @field_validator("occurred_at")

@@ -65,11 +65,17 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, KafkaError):
         return bool(exc.retriable)
     return isinstance(exc, TRANSIENT_ERRORS)
+
+
 # FastStream's request-reply header; leadflow never replies, so a sender may not choose a topic for it.
 REPLY_TO = "reply_to"
 # Errors the same bytes raise every time: retrying only delays the dead letter.
 POISON_ERRORS: tuple[type[BaseException], ...] = (
-    ValidationError, PoisonMessage, RecursionError, UnicodeError, json.JSONDecodeError,
+    ValidationError,
+    PoisonMessage,
+    RecursionError,
+    UnicodeError,
+    json.JSONDecodeError,
 )
 
 
@@ -102,9 +108,7 @@ def ssl_context(settings: KafkaSettings) -> ssl.SSLContext | None:
     return context
 
 
-def make_broker(
-    settings: KafkaSettings, *, client_id: str, registry: CollectorRegistry
-) -> KafkaBroker:
+def make_broker(settings: KafkaSettings, *, client_id: str, registry: CollectorRegistry) -> KafkaBroker:
     """A FastStream Kafka broker with leadflow's delivery guarantees."""
     kafka_records.install()  # before any consumer fetches
     return KafkaBroker(
@@ -356,7 +360,11 @@ class DeadLetterGuard:
         self._metrics.dead_lettered.labels(topic, _reason(exc)).inc()
         # Logs get field paths and error types only: validators' messages may quote input.
         log.warning(
-            "dead-lettered %s[%s]@%s: %s", topic, partition, offset, _describe(exc, messages=False),
+            "dead-lettered %s[%s]@%s: %s",
+            topic,
+            partition,
+            offset,
+            _describe(exc, messages=False),
             extra={"topic": topic, "partition": partition, "offset": offset},
         )
 

@@ -114,8 +114,10 @@ class _Reader:
             headers.append((name, self.sized()))
         if self.pos - start != length:
             raise ValueError(f"a record declares {length} bytes but holds {self.pos - start}")
-        timestamp = batch.max_timestamp if batch.timestamp_type == batch.LOG_APPEND_TIME else (
-            batch.first_timestamp + timestamp_delta
+        timestamp = (
+            batch.max_timestamp
+            if batch.timestamp_type == batch.LOG_APPEND_TIME
+            else (batch.first_timestamp + timestamp_delta)
         )
         return _Record(batch.base_offset + offset_delta, timestamp, batch.timestamp_type, key, value, headers)
 
@@ -137,8 +139,10 @@ def _read_tolerantly(data: memoryview, after: int, last: int, cause: Exception) 
                 yield record
     except Exception as exc:  # noqa: BLE001 (any fault of these bytes ends the batch, never the partition)
         if last >= first:
-            reason = (f"records {first}..{last} of this partition are unreadable ({type(exc).__name__}: {exc});"
-                      " the value holds the raw record batch")
+            reason = (
+                f"records {first}..{last} of this partition are unreadable ({type(exc).__name__}: {exc});"
+                " the value holds the raw record batch"
+            )
             yield _Record(last, timestamp, 0, None, bytes(data), [(UNREADABLE, reason[:2000].encode())])
 
 

@@ -19,7 +19,9 @@ class CommandCounter(monitoring.CommandListener):
 
     def __init__(self, registry: CollectorRegistry, service: str) -> None:
         self._commands = Counter(
-            f"{service}_mongo_commands_total", "MongoDB commands sent, by command name.", ["command"],
+            f"{service}_mongo_commands_total",
+            "MongoDB commands sent, by command name.",
+            ["command"],
             registry=registry,
         )
 

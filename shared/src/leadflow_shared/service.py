@@ -50,9 +50,7 @@ class ServiceRuntime:
         self.registry = make_registry()
         # Tracing first (off by default): PyMongo's listener must exist before the client is made.
         self.tracing = tracing.start(settings.tracing, service=service)
-        self.broker: KafkaBroker = make_broker(
-            settings.kafka, client_id=f"leadflow-{service}", registry=self.registry
-        )
+        self.broker: KafkaBroker = make_broker(settings.kafka, client_id=f"leadflow-{service}", registry=self.registry)
         for middleware in self.tracing.kafka_middlewares() if self.tracing else ():
             self.broker.add_middleware(middleware)
         self.consumer_metrics = ConsumerMetrics(self.registry, service.replace("-", "_"))

@@ -204,10 +204,18 @@ class _BatchSpan(BaseMiddleware[Any, Any]):
             "messaging.destination.name": topic,
             "messaging.batch.message_count": len(records),
         }
-        with self._tracer.start_as_current_span(
-            f"{topic} process", context=parent, kind=SpanKind.CONSUMER, links=links, attributes=attributes,
-            record_exception=False, set_status_on_exception=False,
-        ) as span, _failure_type(span):
+        with (
+            self._tracer.start_as_current_span(
+                f"{topic} process",
+                context=parent,
+                kind=SpanKind.CONSUMER,
+                links=links,
+                attributes=attributes,
+                record_exception=False,
+                set_status_on_exception=False,
+            ) as span,
+            _failure_type(span),
+        ):
             return await call_next(msg)
 
 

@@ -27,8 +27,11 @@ Subcommands = argparse._SubParsersAction  # argparse names no public type for it
 
 
 def register(commands: Subcommands[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
-    group = commands.add_parser("dlq", help="dead-letter topics: list, show and replay dead letters",
-                                description="Dead-letter topics (<topic>.dlq). See ops/README.md.")
+    group = commands.add_parser(
+        "dlq",
+        help="dead-letter topics: list, show and replay dead letters",
+        description="Dead-letter topics (<topic>.dlq). See ops/README.md.",
+    )
     sub = group.add_subparsers(dest="dlq_command", required=True, metavar="COMMAND")
 
     listing = sub.add_parser(
@@ -200,4 +203,3 @@ def _coordinates(text: str) -> Coordinates:
         return Coordinates.parse(text)
     except OpsError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
-

@@ -285,9 +285,7 @@ def lead_public(doc: dict[str, Any], names: dict[str, str] | None = None) -> Lea
     return LeadPublic(**_public_fields(doc, names or {}))
 
 
-def lead_detail(
-    doc: dict[str, Any], timeline: list[dict[str, Any]], names: dict[str, str] | None = None
-) -> LeadDetail:
+def lead_detail(doc: dict[str, Any], timeline: list[dict[str, Any]], names: dict[str, str] | None = None) -> LeadDetail:
     return LeadDetail(
         **_public_fields(doc, names or {}),
         message=doc.get("message") or "",

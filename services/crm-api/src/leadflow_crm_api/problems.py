@@ -45,9 +45,7 @@ _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 
 def location_name(loc: Sequence[str | int]) -> str:
     """`query.limit`, `body.sources.0.name`: list indexes as numbers, unknown keys as `*`."""
-    return ".".join(
-        str(part) if isinstance(part, int) or _FIELD_NAME.fullmatch(part) else "*" for part in loc
-    )
+    return ".".join(str(part) if isinstance(part, int) or _FIELD_NAME.fullmatch(part) else "*" for part in loc)
 
 
 def reason_of(error: Mapping[str, Any]) -> str:

@@ -16,6 +16,5 @@ async def publish_or_unavailable(publish: PublishRaw, message: Envelope, *, deta
     try:
         await publish(message.account_id, message.model_dump_json().encode())
     except Exception as exc:  # the edge: whatever Kafka failed with, the client may retry
-        log.warning("%s not published: %s", message.type, type(exc).__name__,
-                    extra={"event_id": str(message.event_id)})
+        log.warning("%s not published: %s", message.type, type(exc).__name__, extra={"event_id": str(message.event_id)})
         raise Unavailable(detail) from exc

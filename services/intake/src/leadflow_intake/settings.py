@@ -67,7 +67,9 @@ class IntakeSettings(ServiceSettings):
     account_cache_seconds: float = Field(default=60.0, ge=0)
     webhooks: WebhookSettings = WebhookSettings()
     idempotency_days: int = Field(
-        default=7, ge=1, le=90,
+        default=7,
+        ge=1,
+        le=90,
         description="How long an Idempotency-Key is remembered: a retry within it gets the same event; MongoDB then "
         "deletes the record (a TTL index).",
     )

@@ -80,9 +80,11 @@ def create_app(settings: NotifierSettings) -> FastAPI:
     async def start_renewing(db: AsyncDatabase[Any]) -> None:
         deliveries = DeliveryLog(db, leases=leases)
         renewing.clear()
-        renewer.append(asyncio.create_task(
-            _every(leases.renew_seconds, renewing, "lease renewal", lambda: deliveries.renew(now_ms=_now_ms()))
-        ))
+        renewer.append(
+            asyncio.create_task(
+                _every(leases.renew_seconds, renewing, "lease renewal", lambda: deliveries.renew(now_ms=_now_ms()))
+            )
+        )
 
     async def stop_renewing() -> None:
         renewing.set()
@@ -130,26 +132,45 @@ def create_app(settings: NotifierSettings) -> FastAPI:
 
     # Batches: deliveries of different leads overlap instead of queueing one by one (P2).
     runtime.consume_batches_with_headers(
-        topics.LEADS_EVENTS, group_id=settings.consumer_group, handle_batch=handle_batch, handle_one=handle_one,
+        topics.LEADS_EVENTS,
+        group_id=settings.consumer_group,
+        handle_batch=handle_batch,
+        handle_one=handle_one,
         max_records=settings.delivery.batch_size,
     )
 
     async def digests(stopping: asyncio.Event) -> None:
         sender = DigestSender(
-            items=DigestItems(runtime.db), subscribers=AgentDirectory(runtime.db),
-            schedules=AccountSchedules(runtime.db), deliveries=DeliveryLog(runtime.db, leases=leases),
-            mailer=mailer, metrics=metrics, pages_url=settings.pages_url,
-            default_hour=settings.digest.default_hour, clock=_now,
+            items=DigestItems(runtime.db),
+            subscribers=AgentDirectory(runtime.db),
+            schedules=AccountSchedules(runtime.db),
+            deliveries=DeliveryLog(runtime.db, leases=leases),
+            mailer=mailer,
+            metrics=metrics,
+            pages_url=settings.pages_url,
+            default_hour=settings.digest.default_hour,
+            clock=_now,
         )
         await _every(settings.digest.check_seconds, stopping, "daily digest run", sender.run_once)
 
     async def redrive(stopping: asyncio.Event) -> None:
         deliveries = DeliveryLog(runtime.db, leases=leases)
-        courier = Courier(deliveries=deliveries, senders=senders, dead_letters=dead_letters, metrics=metrics,
-                          devices=PushDevices(runtime.db),
-                          clock=_now, retry=retry)
-        redriver = Redriver(deliveries=deliveries, courier=courier, metrics=metrics,
-                            max_drives=settings.delivery.max_drives, batch=settings.delivery.redrive_batch)
+        courier = Courier(
+            deliveries=deliveries,
+            senders=senders,
+            dead_letters=dead_letters,
+            metrics=metrics,
+            devices=PushDevices(runtime.db),
+            clock=_now,
+            retry=retry,
+        )
+        redriver = Redriver(
+            deliveries=deliveries,
+            courier=courier,
+            metrics=metrics,
+            max_drives=settings.delivery.max_drives,
+            batch=settings.delivery.redrive_batch,
+        )
 
         async def drain() -> None:
             # A full batch means more may be due: go on at once.

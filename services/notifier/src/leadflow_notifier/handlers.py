@@ -135,8 +135,9 @@ class Erasure(Protocol):
 
 
 class DeadLetters(Protocol):
-    async def publish(self, raw: bytes, *, account_id: str, channel: str, agent_id: str, error: DeliveryError) -> None:
-        ...
+    async def publish(
+        self, raw: bytes, *, account_id: str, channel: str, agent_id: str, error: DeliveryError
+    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,12 +207,20 @@ class Courier:
         """Dead-letter (if it still has its event) and fail a claimed record that no longer reads."""
         error = PermanentDeliveryError("unreadable", "the pending record's message does not read")
         if record.event is not None and record.account_id is not None:
-            await self.dead_letters.publish(record.event, account_id=record.account_id, channel=record.channel,
-                                            agent_id=record.agent_id, error=error)
+            await self.dead_letters.publish(
+                record.event,
+                account_id=record.account_id,
+                channel=record.channel,
+                agent_id=record.agent_id,
+                error=error,
+            )
         await self.deliveries.failed(record.key, reason=error.reason, now_ms=self._now_ms())
         self.metrics.failed.labels(record.channel, error.reason).inc()
-        log.warning("a pending %s delivery is unreadable: dead-lettered", record.channel,
-                    extra={"delivery": record.key, "channel": record.channel})
+        log.warning(
+            "a pending %s delivery is unreadable: dead-lettered",
+            record.channel,
+            extra={"delivery": record.key, "channel": record.channel},
+        )
 
     async def _postpone(self, delivery: Delivery, error: TransientDeliveryError) -> bool:
         """A digest (no event to dead-letter, nothing re-sends it) out of retries stays pending
@@ -223,8 +232,13 @@ class Courier:
             return False
         await self.deliveries.postpone(delivery.key, until_ms=until)
         self.metrics.retries.labels(delivery.channel, error.reason).inc()
-        log.info("%s %s left for a later try: %s", delivery.event_type, delivery.channel, error,
-                 extra={"delivery": delivery.key, "channel": delivery.channel})
+        log.info(
+            "%s %s left for a later try: %s",
+            delivery.event_type,
+            delivery.channel,
+            error,
+            extra={"delivery": delivery.key, "channel": delivery.channel},
+        )
         return True
 
     async def _dead_letter(self, delivery: Delivery, error: DeliveryError) -> None:
@@ -232,12 +246,22 @@ class Courier:
             # The provider no longer knows the device: never push to it again.
             await self.devices.forget_token(delivery.agent_id, delivery.content.token)
         if delivery.event is not None:
-            await self.dead_letters.publish(delivery.event, account_id=delivery.account_id, channel=delivery.channel,
-                                            agent_id=delivery.agent_id, error=error)
+            await self.dead_letters.publish(
+                delivery.event,
+                account_id=delivery.account_id,
+                channel=delivery.channel,
+                agent_id=delivery.agent_id,
+                error=error,
+            )
         await self.deliveries.failed(delivery.key, reason=error.reason, now_ms=self._now_ms())
         self.metrics.failed.labels(delivery.channel, error.reason).inc()
-        log.warning("%s %s dead-lettered: %s", delivery.event_type, delivery.channel, error,
-                    extra={"delivery": delivery.key, "channel": delivery.channel})
+        log.warning(
+            "%s %s dead-lettered: %s",
+            delivery.event_type,
+            delivery.channel,
+            error,
+            extra={"delivery": delivery.key, "channel": delivery.channel},
+        )
 
     def _count_retry(self, channel: Channel, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
@@ -337,8 +361,9 @@ class Notifier:
             # T1: a realtor may be an outside agent invited by email only, unknown here. Not
             # poison: the share happened; nobody to tell. Counted, logged without the id.
             self.metrics.unknown_recipients.labels(event.type).inc()
-            log.info("%s: recipient not in the directory, not notified", event.type,
-                     extra={"event_id": str(event.event_id)})
+            log.info(
+                "%s: recipient not in the directory, not notified", event.type, extra={"event_id": str(event.event_id)}
+            )
             return
         if who is None:
             raise PoisonMessage(f"unknown agent {agent_id!r}")
@@ -362,8 +387,15 @@ class Notifier:
         if self.staff is None or Channel.EMAIL not in self.senders:
             return
         await _all(
-            self._deliver(event, raw, who.agent_id, Channel.EMAIL, new_lead_email(item, who, self.pages_url),
-                          key=f"new-lead:{item.key}:email:{who.agent_id}", replay=replay)
+            self._deliver(
+                event,
+                raw,
+                who.agent_id,
+                Channel.EMAIL,
+                new_lead_email(item, who, self.pages_url),
+                key=f"new-lead:{item.key}:email:{who.agent_id}",
+                replay=replay,
+            )
             for who in await self.staff.new_lead_subscribers(item.account_id)
             if who.email
         )
@@ -378,8 +410,9 @@ class Notifier:
             return
         staff = [w for w in await self.staff.team_staff(event.account_id) if w.agent_id != event.payload.agent_id]
         await _all(
-            self._deliver(event, raw, who.agent_id, Channel.EMAIL, team_member_email(event, who, self.pages_url),
-                          replay=replay)
+            self._deliver(
+                event, raw, who.agent_id, Channel.EMAIL, team_member_email(event, who, self.pages_url), replay=replay
+            )
             for who in staff
             if who.email
         )
@@ -400,9 +433,15 @@ class Notifier:
         the operator's `replay` covers is attempted once more (decision 0044); a sent one never again."""
         lead_id = getattr(event.payload, "lead_id", None)
         delivery = Delivery(
-            key=key or delivery_key(event.event_id, channel, agent_id, device_id), channel=channel, agent_id=agent_id,
-            account_id=event.account_id, event_type=event.type, content=content, event=raw,
-            occurred_ms=_ms(event.occurred_at), lead_ids=() if lead_id is None else (str(lead_id),),
+            key=key or delivery_key(event.event_id, channel, agent_id, device_id),
+            channel=channel,
+            agent_id=agent_id,
+            account_id=event.account_id,
+            event_type=event.type,
+            content=content,
+            event=raw,
+            occurred_ms=_ms(event.occurred_at),
+            lead_ids=() if lead_id is None else (str(lead_id),),
         )
         now_ms = _ms(self.clock())
         if replay is not None and await self._reopen(delivery, replay, now_ms):
@@ -412,9 +451,15 @@ class Notifier:
         if state is not Begin.SEND:
             self.metrics.skipped.labels(channel, state).inc()
             return
-        courier = Courier(deliveries=self.deliveries, senders=self.senders, dead_letters=self.dead_letters,
-                          devices=self.devices,
-                          metrics=self.metrics, clock=self.clock, retry=self.retry)
+        courier = Courier(
+            deliveries=self.deliveries,
+            senders=self.senders,
+            dead_letters=self.dead_letters,
+            devices=self.devices,
+            metrics=self.metrics,
+            clock=self.clock,
+            retry=self.retry,
+        )
         await courier.drive(delivery)
 
     async def _reopen(self, delivery: Delivery, replay: Replay, now_ms: int) -> bool:
@@ -424,8 +469,12 @@ class Notifier:
         if not await self.replays.reopen(delivery, marker=replay.marker, now_ms=now_ms):
             return False
         self.metrics.replayed.labels(delivery.channel).inc()
-        log.info("%s %s failed before: attempted again (replayed dead letter)", delivery.event_type, delivery.channel,
-                 extra={"delivery": delivery.key, "channel": delivery.channel, "replay": replay.marker})
+        log.info(
+            "%s %s failed before: attempted again (replayed dead letter)",
+            delivery.event_type,
+            delivery.channel,
+            extra={"delivery": delivery.key, "channel": delivery.channel, "replay": replay.marker},
+        )
         return True
 
 
@@ -457,8 +506,12 @@ class Redriver:
 
         async def one(delivery: Delivery) -> None:
             self.metrics.redriven.labels(delivery.channel).inc()
-            log.info("%s %s re-driven", delivery.event_type, delivery.channel,
-                     extra={"delivery": delivery.key, "drives": delivery.drives})
+            log.info(
+                "%s %s re-driven",
+                delivery.event_type,
+                delivery.channel,
+                extra={"delivery": delivery.key, "drives": delivery.drives},
+            )
             if delivery.drives > self.max_drives:
                 # Each earlier drive died with its process: this message may be what kills it.
                 error = PermanentDeliveryError("abandoned", f"{delivery.drives - 1} drives ended in a crash")
@@ -466,8 +519,12 @@ class Redriver:
                 return
             await self.courier.drive(delivery)
 
-        await _all([*(one(delivery) for delivery in due.deliveries),
-                    *(self.courier.end_unreadable(record) for record in due.unreadable)])
+        await _all(
+            [
+                *(one(delivery) for delivery in due.deliveries),
+                *(self.courier.end_unreadable(record) for record in due.unreadable),
+            ]
+        )
         return len(due)
 
 
@@ -501,9 +558,16 @@ class DigestSender:
                 if email is None:
                     continue
                 # Retried after a transient failure until the next digest is due, then given up.
-                delivery = Delivery(key=key, channel=Channel.EMAIL, agent_id=who.agent_id, account_id=account_id,
-                                    event_type="Digest", content=email, expires_ms=window.end_ms + DAY_MS,
-                                    lead_ids=tuple(sorted({item.lead_id for item in items})))
+                delivery = Delivery(
+                    key=key,
+                    channel=Channel.EMAIL,
+                    agent_id=who.agent_id,
+                    account_id=account_id,
+                    event_type="Digest",
+                    content=email,
+                    expires_ms=window.end_ms + DAY_MS,
+                    lead_ids=tuple(sorted({item.lead_id for item in items})),
+                )
                 if await self.deliveries.begin(delivery, now_ms=self._now_ms()) is not Begin.SEND:
                     continue
                 try:

@@ -25,8 +25,10 @@ class NotifierMetrics:
             registry=registry,
         )
         self.retries = Counter(
-            "notifier_delivery_retries_total", "Delivery attempts retried after a transient failure.",
-            ["channel", "reason"], registry=registry,
+            "notifier_delivery_retries_total",
+            "Delivery attempts retried after a transient failure.",
+            ["channel", "reason"],
+            registry=registry,
         )
         self.skipped = Counter(
             "notifier_notifications_skipped_total",
@@ -37,12 +39,14 @@ class NotifierMetrics:
         self.redriven = Counter(
             "notifier_deliveries_redriven_total",
             "Pending deliveries taken over after their lease ran out (the process sending them died).",
-            ["channel"], registry=registry,
+            ["channel"],
+            registry=registry,
         )
         self.replayed = Counter(
             "notifier_deliveries_replayed_total",
             "Failed deliveries attempted again because an operator replayed their dead letter (decision 0044).",
-            ["channel"], registry=registry,
+            ["channel"],
+            registry=registry,
         )
         self.unknown_recipients = Counter(
             "notifier_recipients_unknown_total",

@@ -92,7 +92,9 @@ class DeliverySettings(BaseModel):
     batch_size: int = Field(default=200, ge=1, le=1000)
     concurrency: int = Field(default=32, ge=1, le=256)
     keep_days: int = Field(
-        default=30, ge=1, le=365,
+        default=30,
+        ge=1,
+        le=365,
         description="Finished delivery records are forgotten after this (a TTL index): a redelivery or replay of an "
         "older event would be sent again. Keep it at least the dead-letter topics' retention.",
     )
@@ -101,7 +103,9 @@ class DeliverySettings(BaseModel):
 class DigestSettings(BaseModel):
     enabled: bool = True
     default_hour: int = Field(
-        default=7, ge=0, le=23,
+        default=7,
+        ge=0,
+        le=23,
         description="When the daily digest of new leads goes out, in each account's time zone, for accounts "
         "that set no `digest_hour`.",
     )

@@ -89,8 +89,9 @@ def create_app(settings: RouterSettings) -> FastAPI:
     runtime.consume(topics.LEADS_COMMANDS, group_id=settings.consumer_group, handle=on_command)
 
     async def sweeper(stopping: asyncio.Event) -> None:
-        await sweep(service(), stopping, alarm=alarm, idle_seconds=settings.sweep_idle_seconds,
-                    clock_rate=settings.clock_rate)
+        await sweep(
+            service(), stopping, alarm=alarm, idle_seconds=settings.sweep_idle_seconds, clock_rate=settings.clock_rate
+        )
 
     if settings.sweeper:
         runtime.run_in_background(sweeper)
@@ -109,7 +110,10 @@ def create_app(settings: RouterSettings) -> FastAPI:
         except RoutingRejected as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from exc
         return {
-            "source": up.source, "lead_group": up.lead_group, "round_robin": up.round_robin, "next": list(up.next),
+            "source": up.source,
+            "lead_group": up.lead_group,
+            "round_robin": up.round_robin,
+            "next": list(up.next),
             "eligible": [a.agent_id for a in up.eligibility.eligible],
             "skipped": [{"agent_id": a, "reason": why} for a, why in up.eligibility.skipped],
         }

@@ -347,9 +347,7 @@ class RouterService:
         """The holder gives the lead back to the broker pool; idempotent by the command's id."""
         p = command.payload
         account = await self._account(command.account_id)
-        await self._change_lead(
-            command, "return", lambda state, _now: on_returned(state, p.agent_id, p.note, account)
-        )
+        await self._change_lead(command, "return", lambda state, _now: on_returned(state, p.agent_id, p.note, account))
 
     async def _change_lead(
         self,

@@ -19,7 +19,8 @@ class RouterSettings(ServiceSettings):
     sweeper: bool = Field(default=True, description="Fire offer deadlines in this replica (safe on several).")
     sweep_batch: int = Field(default=200, ge=1, le=5000, description="Due records fired per sweep.")
     sweep_idle_seconds: float = Field(
-        default=2.0, gt=0,
+        default=2.0,
+        gt=0,
         description="Longest pause of the sweeper: it sleeps until the next deadline it knows of (its own offers "
         "wake it), and looks again at least this often for deadlines set by other replicas.",
     )
@@ -32,7 +33,9 @@ class RouterSettings(ServiceSettings):
     )
 
     clock_rate: float = Field(
-        default=1.0, ge=1.0, le=10.0,
+        default=1.0,
+        ge=1.0,
+        le=10.0,
         description="Development and test only, with clock_start: how many times real speed the test clock runs.",
     )
 

@@ -61,8 +61,9 @@ class Invitations:
 
     async def mark_notified(self, invitation_id: str, invited_ms: int) -> None:
         """The invitation email of this (re)invitation was handed to the router."""
-        await self._invitations.update_one({"_id": invitation_id, "invited_ms": invited_ms},
-                                           {"$set": {"notified_ms": invited_ms}})
+        await self._invitations.update_one(
+            {"_id": invitation_id, "invited_ms": invited_ms}, {"$set": {"notified_ms": invited_ms}}
+        )
 
     async def disconnect(self, invitation_id: str, at: datetime) -> bool:
         """End an accepted invitation; False if it is not accepted (any more)."""
@@ -75,8 +76,10 @@ class Invitations:
     async def reopen(self, invitation_id: str, fields: Doc) -> bool:
         """Invite again after a decline or a disconnection; False if it is neither any more."""
         result = await self._invitations.update_one(
-            {"_id": invitation_id,
-             "status": {"$in": [InvitationStatus.DECLINED.value, InvitationStatus.DISCONNECTED.value]}},
+            {
+                "_id": invitation_id,
+                "status": {"$in": [InvitationStatus.DECLINED.value, InvitationStatus.DISCONNECTED.value]},
+            },
             {"$set": {**fields, "status": InvitationStatus.PENDING.value, "answered_at": None, "answered_ms": None}},
         )
         return result.matched_count > 0

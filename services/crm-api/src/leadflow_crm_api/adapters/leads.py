@@ -286,15 +286,20 @@ class ScopedLeads:
         """Changes whenever a lead of the scope does: every projected event sets the row's `last_event_id`
         and moves its last activity forward, so the most recently active row tells (the web app's live pages)."""
         leads, _ = await self._views()
-        docs = await leads.find(self._scope, {"last_activity_ms": 1, "last_event_id": 1}).sort(
-            [("last_activity_ms", DESCENDING), ("_id", DESCENDING)]).limit(1).to_list()
+        docs = (
+            await leads.find(self._scope, {"last_activity_ms": 1, "last_event_id": 1})
+            .sort([("last_activity_ms", DESCENDING), ("_id", DESCENDING)])
+            .limit(1)
+            .to_list()
+        )
         return "" if not docs else f"{docs[0]['_id']}:{docs[0].get('last_activity_ms')}:{docs[0].get('last_event_id')}"
 
     async def lead_mark(self, lead_id: str) -> str:
         """Changes whenever the lead's row or timeline does (a view adds to the timeline only)."""
         leads, timeline = await self._views()
-        doc = await leads.find_one(merge_conditions([self._scope, {"_id": lead_id}]),
-                                   {"last_activity_ms": 1, "last_event_id": 1})
+        doc = await leads.find_one(
+            merge_conditions([self._scope, {"_id": lead_id}]), {"last_activity_ms": 1, "last_event_id": 1}
+        )
         if doc is None:
             return "gone"
         entries = await timeline.count_documents({"lead_id": lead_id})
@@ -329,8 +334,12 @@ class ScopedLeads:
 
     async def touch(self, lead_id: str, *, at: datetime, kind: str, by: str) -> None:
         """The row's last activity is this action (crm-api took it; the router's echo is not recorded)."""
-        fields = {"last_activity_at": at, "last_activity_ms": epoch_ms(at), "last_activity_kind": kind,
-                  "last_activity_by": by}
+        fields = {
+            "last_activity_at": at,
+            "last_activity_ms": epoch_ms(at),
+            "last_activity_kind": kind,
+            "last_activity_by": by,
+        }
         await self.set_profile(lead_id, fields)
 
     async def set_profile(self, lead_id: str, fields: dict[str, Any]) -> bool:

@@ -58,8 +58,13 @@ class DistributionCreate(BaseModel):
         json_schema_extra={
             "examples": [
                 {"agent_id": "blair-chen", "mode": "assign", "lead_ids": ["0b8e6c1e-3f55-5d7a-9c1e-2f4a6b8c0d12"]},
-                {"agent_id": "blair-chen", "mode": "offer", "claim_window_seconds": 900,
-                 "filter": {"status": "unassigned"}, "note": "Spring open house leads"},
+                {
+                    "agent_id": "blair-chen",
+                    "mode": "offer",
+                    "claim_window_seconds": 900,
+                    "filter": {"status": "unassigned"},
+                    "note": "Spring open house leads",
+                },
             ]
         },
     )

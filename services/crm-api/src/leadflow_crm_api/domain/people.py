@@ -51,8 +51,13 @@ class StaffMember(BaseModel):
         extra="forbid",
         json_schema_extra={
             "examples": [
-                {"name": "Sam Ortiz", "email": "sam@acme.example", "phone": "+12125550143",
-                 "time_zone": "America/New_York", "role": "staff"}
+                {
+                    "name": "Sam Ortiz",
+                    "email": "sam@acme.example",
+                    "phone": "+12125550143",
+                    "time_zone": "America/New_York",
+                    "role": "staff",
+                }
             ]
         },
     )
@@ -78,8 +83,19 @@ class TeamList(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                {"items": [{"user_id": "blair-chen", "name": "Blair Chen", "email": "blair@acme.example",
-                            "phone": None, "role": "agent", "status": "onboarding", "time_zone": "UTC"}]}
+                {
+                    "items": [
+                        {
+                            "user_id": "blair-chen",
+                            "name": "Blair Chen",
+                            "email": "blair@acme.example",
+                            "phone": None,
+                            "role": "agent",
+                            "status": "onboarding",
+                            "time_zone": "UTC",
+                        }
+                    ]
+                }
             ]
         }
     )
@@ -161,8 +177,9 @@ class Device(BaseModel):
 class DeviceList(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{"items": [{"device_id": "pixel-8", "platform": "android",
-                                     "registered_at": "2026-11-24T14:02:11Z"}]}]
+            "examples": [
+                {"items": [{"device_id": "pixel-8", "platform": "android", "registered_at": "2026-11-24T14:02:11Z"}]}
+            ]
         }
     )
 

@@ -117,8 +117,15 @@ def same_transfer(stored: dict[str, Any], *, realtor_id: str, lead_ids: list[str
 
 
 def transfer_record(
-    *, transfer_id: str, account_id: str, realtor_id: str, realtor_name: str, lead_ids: list[str],
-    assigned_by: str, by: str, at: datetime,
+    *,
+    transfer_id: str,
+    account_id: str,
+    realtor_id: str,
+    realtor_name: str,
+    lead_ids: list[str],
+    assigned_by: str,
+    by: str,
+    at: datetime,
 ) -> dict[str, Any]:
     """The transfer as stored before its writes: they take their values from it, so a retry writes the same."""
     at = at.replace(microsecond=at.microsecond // 1000 * 1000)  # what MongoDB keeps, so a retry answers the same

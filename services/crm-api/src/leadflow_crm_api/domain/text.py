@@ -57,8 +57,9 @@ def person_name(raw: str) -> str:
         raise ValueError("a name must contain letters")
     for char in name:
         category = unicodedata.category(char)
-        if not (category[0] in "LM" or category == "Nd" or char in _NAME_PUNCTUATION or char in _JOINERS
-                or char == " "):
+        if not (
+            category[0] in "LM" or category == "Nd" or char in _NAME_PUNCTUATION or char in _JOINERS or char == " "
+        ):
             raise ValueError("a name holds letters, marks, digits, spaces and ' - . , ( ) only")
     return name
 

@@ -162,8 +162,12 @@ def lead_row_changes(event: LeadEvent) -> dict[str, Any]:
     if records_in_timeline(event):  # an echo of an action crm-api took keeps the kind crm-api recorded
         changes |= last_activity(event.type, _actor(event))
     if isinstance(event, LeadClaimed):
-        changes |= {"status": "assigned", "owner_agent_id": event.payload.agent_id, "assignment_reason": "claimed",
-                    "referral_fee_percent": event.payload.referral_fee_percent}
+        changes |= {
+            "status": "assigned",
+            "owner_agent_id": event.payload.agent_id,
+            "assignment_reason": "claimed",
+            "referral_fee_percent": event.payload.referral_fee_percent,
+        }
     elif isinstance(event, LeadFellBack):
         changes |= {"status": "fell_back", "owner_agent_id": event.payload.agent_id, "assignment_reason": "fallback"}
     elif isinstance(event, LeadShared):
@@ -174,8 +178,11 @@ def lead_row_changes(event: LeadEvent) -> dict[str, Any]:
     elif isinstance(event, LeadOffered):
         # Nobody holds an offered lead (a lead distributed by hand as an offer leaves its holder).
         # R3's direct period over, the general offer carries the source's fee (R11).
-        changes |= {"status": LeadStatus.OFFERED.value, "owner_agent_id": None,
-                    "referral_fee_percent": event.payload.referral_fee_percent}
+        changes |= {
+            "status": LeadStatus.OFFERED.value,
+            "owner_agent_id": None,
+            "referral_fee_percent": event.payload.referral_fee_percent,
+        }
     return changes
 
 
@@ -380,7 +387,7 @@ def activity_entry(
 
 
 def activity_summary(action: str, agent_id: str, content: dict[str, Any] | None) -> str:
-    """"call by ana (left voicemail): Asked for a callback", "task by ana: Send comps, due 2026-11-25 22:00 UTC"."""
+    """ "call by ana (left voicemail): Asked for a callback", "task by ana: Send comps, due 2026-11-25 22:00 UTC"."""
     content = content or {}
     if "users" in content:
         return f"Users set to {', '.join(content['users']) or 'nobody'} by {agent_id}"

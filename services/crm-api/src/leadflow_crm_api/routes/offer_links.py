@@ -42,8 +42,11 @@ _PAGE = """<!doctype html>
 
 
 def _page(title: str, body: str, status: int) -> HTMLResponse:
-    return HTMLResponse(_PAGE.format(title=html.escape(title), body=body), status_code=status,
-                        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+    return HTMLResponse(
+        _PAGE.format(title=html.escape(title), body=body),
+        status_code=status,
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+    )
 
 
 @router.get("/v1/offer-links/{token}", response_class=HTMLResponse)

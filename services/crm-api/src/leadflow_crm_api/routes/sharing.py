@@ -39,7 +39,7 @@ async def list_invitations(account_id: Id, caller: Caller, db: Db) -> Invitation
 
 @router.get("/v1/accounts/{account_id}/realtors")
 async def my_realtors(account_id: Id, caller: Caller, db: Db) -> RealtorList:
-    """"My Realtors": the realtors who accepted the brokerage's invitation (only they can receive leads)."""
+    """ "My Realtors": the realtors who accepted the brokerage's invitation (only they can receive leads)."""
     return await sharing.my_realtors(account_id, caller, db)
 
 

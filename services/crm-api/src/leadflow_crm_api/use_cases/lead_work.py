@@ -63,9 +63,7 @@ class LeadUsers(BaseModel):
     )
 
 
-async def assign_users(
-    leads: AccountLeads, caller: Caller, db: Db, lead_id: Id, body: LeadUsers
-) -> LeadUsers:
+async def assign_users(leads: AccountLeads, caller: Caller, db: Db, lead_id: Id, body: LeadUsers) -> LeadUsers:
     """The lead's owner (its holder), or a broker or admin, sets who works the lead with the owner: they see
     it and act on it (their actions claim nothing), the owner keeps it."""
     doc = await leads.get(lead_id)

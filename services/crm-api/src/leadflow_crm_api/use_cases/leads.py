@@ -89,8 +89,9 @@ async def how_the_offer_ended(caller: Principal, db: Db, lead_id: str) -> str | 
     if (lost := await lost_offer(db, caller.account_id, lead_id, caller.sub)) is None:
         return None
     row, entries = lost
-    answer = claim_answer(row, entries, caller=caller.sub, claims=True, now=datetime.now(UTC),
-                          names=await _names(db, row))
+    answer = claim_answer(
+        row, entries, caller=caller.sub, claims=True, now=datetime.now(UTC), names=await _names(db, row)
+    )
     return answer.detail
 
 
@@ -120,8 +121,11 @@ async def act_on_lead(
     if action is not ActivityAction.VIEW:
         await leads.touch(doc["_id"], at=now, kind=action.value, by=caller.sub)
     if action is ActivityAction.DECLINE:  # a decline claims nothing: the lead goes on (the router decides to whom)
-        return ActivityAccepted(event_id=activity.event_id, claim=ClaimOutlook.NOT_A_CLAIM,
-                                detail="You declined the offer; the lead goes on to the next agent.")
+        return ActivityAccepted(
+            event_id=activity.event_id,
+            claim=ClaimOutlook.NOT_A_CLAIM,
+            detail="You declined the offer; the lead goes on to the next agent.",
+        )
     return ActivityAccepted(event_id=activity.event_id, claim=answer.outlook, detail=answer.detail)
 
 

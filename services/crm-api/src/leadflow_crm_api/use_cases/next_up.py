@@ -39,10 +39,20 @@ class NextUp(BaseModel):
 class NextUpList(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{"items": [{"source": "Zillow", "lead_group": "buyers", "round_robin": True,
-                                     "next": [{"agent_id": "blair-chen", "name": "Blair Chen"}],
-                                     "eligible": ["alex-rivera", "blair-chen"],
-                                     "skipped": [{"agent_id": "dana-whitehorse", "reason": "inactive"}]}]}]
+            "examples": [
+                {
+                    "items": [
+                        {
+                            "source": "Zillow",
+                            "lead_group": "buyers",
+                            "round_robin": True,
+                            "next": [{"agent_id": "blair-chen", "name": "Blair Chen"}],
+                            "eligible": ["alex-rivera", "blair-chen"],
+                            "skipped": [{"agent_id": "dana-whitehorse", "reason": "inactive"}],
+                        }
+                    ]
+                }
+            ]
         }
     )
 

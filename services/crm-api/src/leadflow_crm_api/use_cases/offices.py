@@ -448,8 +448,7 @@ async def transfer_many_to_office(
     refuse_named(body.lead_ids, refusals)
     done: list[OfficeTransferPublic] = []
     for lead_id in (i for i in wanted if i not in refusals):
-        record = base | {"_id": ours[lead_id], "kind": TransferKind.LEAD.value,
-                         "lead_id": lead_id, "agent_id": None}
+        record = base | {"_id": ours[lead_id], "kind": TransferKind.LEAD.value, "lead_id": lead_id, "agent_id": None}
         stored = await transfers.get(account_id, record["_id"]) or await transfers.begin(record)
         if not stored.get("published"):
             await _publish(publish, stored)

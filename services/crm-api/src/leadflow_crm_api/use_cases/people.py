@@ -87,9 +87,7 @@ def _own_or_manager(caller: Caller, user_id: str) -> None:
 # Push devices: a user registers its own; brokers and admins may list and remove them.
 
 
-async def put_device(
-    people: People, caller: Caller, user_id: Id, device_id: Id, body: DeviceRegistration
-) -> Device:
+async def put_device(people: People, caller: Caller, user_id: Id, device_id: Id, body: DeviceRegistration) -> Device:
     if user_id != caller.sub:
         raise Forbidden("You register only your own devices.")
     await _reachable(people, user_id)
@@ -97,8 +95,9 @@ async def put_device(
     if device_id not in known and len(known) >= MAX_DEVICES:
         raise InvalidRequest(f"device_id: at most {MAX_DEVICES} devices per user; remove one first.")
     at = datetime.now(UTC).replace(microsecond=0)
-    await people.put_device(user_id, device_id, {"token": body.token, "platform": body.platform.value,
-                                                 "registered_at": at})
+    await people.put_device(
+        user_id, device_id, {"token": body.token, "platform": body.platform.value, "registered_at": at}
+    )
     return Device(device_id=device_id, platform=body.platform, registered_at=at)
 
 

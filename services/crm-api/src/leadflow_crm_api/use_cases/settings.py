@@ -111,8 +111,12 @@ async def get_routing(settings: Settings) -> RoutingSettings:
 async def put_routing(settings: Settings, body: RoutingSettings) -> RoutingSettings:
     await _account(settings)
     _refuse(check_roster(body.roster, [a["_id"] for a in await settings.agents()]))
-    fields = {"round_robin": body.round_robin, "roster": body.roster, "departed_agent_leads": body.departed_agent_leads,
-              "allow_direct_to_user": body.allow_direct_to_user}
+    fields = {
+        "round_robin": body.round_robin,
+        "roster": body.roster,
+        "departed_agent_leads": body.departed_agent_leads,
+        "allow_direct_to_user": body.allow_direct_to_user,
+    }
     await _set_account(settings, fields)
     return body
 

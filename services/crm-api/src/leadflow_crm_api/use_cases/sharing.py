@@ -136,8 +136,9 @@ class TransferCreate(BaseModel):
 
     lead_ids: list[IdText] | None = Field(default=None, min_length=1, max_length=MAX_TRANSFER_LEADS)
     filter: LeadFilter | None = Field(
-        default=None, description=f"Instead of `lead_ids`: every lead the brokerage list's filter matches "
-        f"(at most {MAX_TRANSFER_LEADS})."
+        default=None,
+        description=f"Instead of `lead_ids`: every lead the brokerage list's filter matches "
+        f"(at most {MAX_TRANSFER_LEADS}).",
     )
     realtor_id: IdText
 
@@ -209,8 +210,12 @@ async def _email_invitation(publish: PublishRaw, stored: dict[str, Any], brokera
         event_id=uuid.uuid5(uuid.UUID(stored["_id"]), str(stored["invited_ms"])),
         occurred_at=datetime.now(UTC),
         payload=InviteRealtorPayload(
-            invitation_id=stored["_id"], realtor_id=stored["realtor_id"], email=stored["email"],
-            name=stored.get("name"), brokerage_name=brokerage, by_user_id=stored["invited_by"],
+            invitation_id=stored["_id"],
+            realtor_id=stored["realtor_id"],
+            email=stored["email"],
+            name=stored.get("name"),
+            brokerage_name=brokerage,
+            by_user_id=stored["invited_by"],
         ),
     )
     await publish_or_unavailable(publish, command, detail="The invitation is saved but was not emailed; invite again.")
@@ -220,11 +225,23 @@ async def _invite(account_id: str, body: InvitationCreate, caller: Principal, db
     _broker_of(caller, account_id)
     invitations, now = Invitations(db), datetime.now(UTC)
     invitation = invitation_id(account_id, body.realtor_id)
-    fields = {"email": str(body.email), "name": body.name, "invited_by": caller.sub,
-              "invited_at": now, "invited_ms": epoch_ms(now)}
-    new = {"_id": invitation, "account_id": account_id, "realtor_id": body.realtor_id,
-           "status": InvitationStatus.PENDING.value, "created_ms": epoch_ms(now),
-           "answered_at": None, "answered_ms": None, **fields}
+    fields = {
+        "email": str(body.email),
+        "name": body.name,
+        "invited_by": caller.sub,
+        "invited_at": now,
+        "invited_ms": epoch_ms(now),
+    }
+    new = {
+        "_id": invitation,
+        "account_id": account_id,
+        "realtor_id": body.realtor_id,
+        "status": InvitationStatus.PENDING.value,
+        "created_ms": epoch_ms(now),
+        "answered_at": None,
+        "answered_ms": None,
+        **fields,
+    }
     for _ in range(3):  # each miss means a concurrent invite or answer changed it: decide again
         stored = await invitations.get(invitation)
         outcome = invite_outcome(None if stored is None else InvitationStatus(stored["status"]))
@@ -232,8 +249,10 @@ async def _invite(account_id: str, body: InvitationCreate, caller: Principal, db
             raise InvalidRequest("realtor_id: has already accepted this brokerage's invitation.")
         if outcome is InviteOutcome.UNCHANGED and stored is not None:
             return stored, False
-        done = await invitations.create(new) if outcome is InviteOutcome.CREATE else await invitations.reopen(
-            invitation, fields
+        done = (
+            await invitations.create(new)
+            if outcome is InviteOutcome.CREATE
+            else await invitations.reopen(invitation, fields)
         )
         if done and (stored := await invitations.get(invitation)) is not None:
             return stored, True
@@ -247,13 +266,14 @@ async def list_invitations(account_id: str, caller: Principal, db: Db) -> Invita
 
 
 async def my_realtors(account_id: str, caller: Principal, db: Db) -> RealtorList:
-    """"My Realtors": the realtors who accepted the brokerage's invitation (only they can receive leads)."""
+    """ "My Realtors": the realtors who accepted the brokerage's invitation (only they can receive leads)."""
     _broker_of(caller, account_id)
     accepted = await Invitations(db).of_account(account_id, status=InvitationStatus.ACCEPTED)
     return RealtorList(
         items=[
-            RealtorPublic(realtor_id=d["realtor_id"], name=d.get("name"), email=d["email"],
-                          accepted_at=d.get("answered_at"))
+            RealtorPublic(
+                realtor_id=d["realtor_id"], name=d.get("name"), email=d["email"], accepted_at=d.get("answered_at")
+            )
             for d in accepted
         ]
     )

@@ -89,8 +89,15 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
 def redirect(url: str, *, flash: str | None = None, request: Request | None = None) -> RedirectResponse:
     response = RedirectResponse(url, status_code=303)
     if flash and request is not None:
-        response.set_cookie(FLASH_COOKIE, quote(flash), max_age=60, path=PREFIX, httponly=True, samesite="lax",
-                            secure=settings_of(request).web.secure_cookies)
+        response.set_cookie(
+            FLASH_COOKIE,
+            quote(flash),
+            max_age=60,
+            path=PREFIX,
+            httponly=True,
+            samesite="lax",
+            secure=settings_of(request).web.secure_cookies,
+        )
     return response
 
 

@@ -39,8 +39,9 @@ async def dashboard(request: Request, account_id: str) -> HTMLResponse:
             next_up.extend(item.model_dump() for item in found.items)
         except CrmApiError as exc:  # the router did not answer: the rest of the dashboard still shows
             next_up.append({"source": name, "error": exc.detail})
-    offered = await leads.find_page(LeadQuery(status=LeadStatus.OFFERED, sort=LeadSort.ACTIVITY_DESC),
-                                    limit=OPEN_OFFERS_SHOWN, after=None)
+    offered = await leads.find_page(
+        LeadQuery(status=LeadStatus.OFFERED, sort=LeadSort.ACTIVITY_DESC), limit=OPEN_OFFERS_SHOWN, after=None
+    )
     try:
         zone = ZoneInfo(account.get("time_zone") or "UTC")
     except (ZoneInfoNotFoundError, ValueError):
@@ -50,7 +51,18 @@ async def dashboard(request: Request, account_id: str) -> HTMLResponse:
     by_source: Counter[tuple[str, str]] = Counter((r["source"], r["status"]) for r in today)
     outcomes = sorted({status for _, status in by_source})
     table = {src: {o: by_source[(src, o)] for o in outcomes} for src in sorted({s for s, _ in by_source})}
-    return render(request, "dashboard.html", caller=caller, title="Lead Management", account_id=account_id,
-                  next_up=next_up, offered=offered, outcomes=outcomes, table=table, total=len(today),
-                  capped=len(today) >= TODAY_READ, today=midnight,
-                  live=f"{PREFIX}/accounts/{account_id}/live?{urlencode({'since': since})}")
+    return render(
+        request,
+        "dashboard.html",
+        caller=caller,
+        title="Lead Management",
+        account_id=account_id,
+        next_up=next_up,
+        offered=offered,
+        outcomes=outcomes,
+        table=table,
+        total=len(today),
+        capped=len(today) >= TODAY_READ,
+        today=midnight,
+        live=f"{PREFIX}/accounts/{account_id}/live?{urlencode({'since': since})}",
+    )

@@ -49,8 +49,9 @@ async def _distribute(request: Request, account_id: str, body: DistributionCreat
     caller, _ = caller_of(request)
     key = submit_key(form)  # a double submit is applied once
     leads = leads_uc.account_leads(caller, db_of(request), account_id)
-    return await distribution_uc.distribute(account_id, body, leads, caller, db_of(request),
-                                            request.app.state.publish_command, key)
+    return await distribution_uc.distribute(
+        account_id, body, leads, caller, db_of(request), request.app.state.publish_command, key
+    )
 
 
 @router.post("/accounts/{account_id}/leads/{lead_id}/distribute")
@@ -60,11 +61,15 @@ async def distribute_one(request: Request, account_id: str, lead_id: str) -> Res
     try:
         done = await _distribute(request, account_id, _body(form, [lead_id], None), form)
     except (ValidationError, RequestValidationError, InvalidRequest) as exc:
-        return await lead_page_of(request, caller, account_id, lead_id, status=422,
-                                  errors={"agent_id": _reason(exc)}, values=form)
+        return await lead_page_of(
+            request, caller, account_id, lead_id, status=422, errors={"agent_id": _reason(exc)}, values=form
+        )
     verb = "assigned to" if done.mode.value == "assign" else "offered to"
-    return redirect(f"{PREFIX}/accounts/{account_id}/leads/{lead_id}", request=request,
-                    flash=f"The lead is being {verb} {done.agent_id}; its timeline shows when the router did it.")
+    return redirect(
+        f"{PREFIX}/accounts/{account_id}/leads/{lead_id}",
+        request=request,
+        flash=f"The lead is being {verb} {done.agent_id}; its timeline shows when the router did it.",
+    )
 
 
 @router.post("/accounts/{account_id}/distributions")
@@ -97,8 +102,11 @@ async def give_back(request: Request, account_id: str, lead_id: str) -> Response
         await distribution_uc.return_lead(leads, caller, request.app.state.publish_command, lead_id, body)
     except (ValidationError, ClaimNotPossible) as exc:
         reason = exc.detail if isinstance(exc, ClaimNotPossible) else _reason(exc)
-        return await lead_page_of(request, caller, account_id, lead_id, status=422,
-                                  errors={"return_note": reason}, values=form)
-    return redirect(f"{PREFIX}/my/leads" if not caller.sees_whole_account else f"{PREFIX}/accounts/{account_id}/leads",
-                    request=request, flash="The lead is going back to the broker.")
-
+        return await lead_page_of(
+            request, caller, account_id, lead_id, status=422, errors={"return_note": reason}, values=form
+        )
+    return redirect(
+        f"{PREFIX}/my/leads" if not caller.sees_whole_account else f"{PREFIX}/accounts/{account_id}/leads",
+        request=request,
+        flash="The lead is going back to the broker.",
+    )

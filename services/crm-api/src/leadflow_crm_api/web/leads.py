@@ -52,8 +52,12 @@ def _list_query(request: Request) -> tuple[LeadQuery, str | None, dict[str, str]
             return default
 
     q = shown["q"].strip()[:100] or None
-    query = LeadQuery(tab=pick(LeadTab, shown["tab"], LeadTab.ALL), status=pick(LeadStatus, shown["status"], None),
-                      search=q, sort=pick(LeadSort, shown["sort"], LeadSort.CREATED_DESC))
+    query = LeadQuery(
+        tab=pick(LeadTab, shown["tab"], LeadTab.ALL),
+        status=pick(LeadStatus, shown["status"], None),
+        search=q,
+        sort=pick(LeadSort, shown["sort"], LeadSort.CREATED_DESC),
+    )
     cursor = params.get("cursor") or None
     return query, cursor, shown
 
@@ -64,16 +68,32 @@ async def brokerage_list(request: Request, account_id: str) -> HTMLResponse:
     return await brokerage_page(request, caller, path_id(account_id))
 
 
-async def brokerage_page(request: Request, caller: Principal, account_id: str, *, status: int = 200,
-                         transfer_error: str | None = None, assign_error: str | None = None) -> HTMLResponse:
+async def brokerage_page(
+    request: Request,
+    caller: Principal,
+    account_id: str,
+    *,
+    status: int = 200,
+    transfer_error: str | None = None,
+    assign_error: str | None = None,
+) -> HTMLResponse:
     """V1 with its bulk actions: the realtors a Lead Transfer can pick (those who accepted, T1), and the
     agents leads can be assigned to by hand (T4)."""
     leads = leads_uc.brokerage_leads(caller, db_of(request), account_id)
     realtors = await sharing_uc.my_realtors(account_id, caller, db_of(request))
-    return await _list(request, caller, leads, title="Brokerage CRM", live=f"{PREFIX}/accounts/{account_id}/live",
-                       status=status, realtors=realtors.items, transfer_error=transfer_error,
-                       assign_error=assign_error, agents=await _active_agents(request, account_id),
-                       request_id=uuid.uuid4().hex)
+    return await _list(
+        request,
+        caller,
+        leads,
+        title="Brokerage CRM",
+        live=f"{PREFIX}/accounts/{account_id}/live",
+        status=status,
+        realtors=realtors.items,
+        transfer_error=transfer_error,
+        assign_error=assign_error,
+        agents=await _active_agents(request, account_id),
+        request_id=uuid.uuid4().hex,
+    )
 
 
 async def _active_agents(request: Request, account_id: str) -> list[dict[str, Any]]:
@@ -87,12 +107,19 @@ async def realtor_list(request: Request) -> HTMLResponse:
     caller, _ = caller_of(request)
     invitations = await sharing_uc.my_invitations(caller, db_of(request))
     pending = [i for i in invitations.items if i.status is InvitationStatus.PENDING]
-    return await _list(request, caller, leads_uc.realtor_leads(caller, db_of(request)), title="My Leads",
-                       live=f"{PREFIX}/my/live", invitations=pending)
+    return await _list(
+        request,
+        caller,
+        leads_uc.realtor_leads(caller, db_of(request)),
+        title="My Leads",
+        live=f"{PREFIX}/my/live",
+        invitations=pending,
+    )
 
 
-async def _list(request: Request, caller: Principal, leads: ScopedLeads, *, title: str, live: str,
-                status: int = 200, **extra: Any) -> HTMLResponse:
+async def _list(
+    request: Request, caller: Principal, leads: ScopedLeads, *, title: str, live: str, status: int = 200, **extra: Any
+) -> HTMLResponse:
     # The change mark before the data: a change landing in between refreshes the page once more; none is missed.
     live = f"{live}?{urlencode({'since': await leads.change_mark()})}"
     query, cursor, shown = _list_query(request)
@@ -103,9 +130,23 @@ async def _list(request: Request, caller: Principal, leads: ScopedLeads, *, titl
     base = {k: v for k, v in shown.items() if v}
     next_url = f"{request.url.path}?{urlencode(base | {'cursor': page.next_cursor})}" if page.next_cursor else None
     tabs = [(tab, f"{request.url.path}?{urlencode(base | {'tab': tab.value})}") for tab in LeadTab]
-    return render(request, "leads.html", status=status, caller=caller, title=title, page=page, shown=shown,
-                  next_url=next_url, tabs=tabs, query=query, live=live, statuses=list(LeadStatus),
-                  sorts=list(LeadSort), filters=urlencode(base), **extra)
+    return render(
+        request,
+        "leads.html",
+        status=status,
+        caller=caller,
+        title=title,
+        page=page,
+        shown=shown,
+        next_url=next_url,
+        tabs=tabs,
+        query=query,
+        live=live,
+        statuses=list(LeadStatus),
+        sorts=list(LeadSort),
+        filters=urlencode(base),
+        **extra,
+    )
 
 
 # -- a lead's page (V3) and its actions (R8) ----------------------------------------------------------------
@@ -117,14 +158,30 @@ async def lead_page(request: Request, account_id: str, lead_id: str) -> HTMLResp
     return await _lead(request, caller, path_id(account_id), path_id(lead_id))
 
 
-async def lead_page_of(request: Request, caller: Principal, account_id: str, lead_id: str, *, status: int = 200,
-                       errors: dict[str, str] | None = None, values: dict[str, str] | None = None) -> HTMLResponse:
+async def lead_page_of(
+    request: Request,
+    caller: Principal,
+    account_id: str,
+    lead_id: str,
+    *,
+    status: int = 200,
+    errors: dict[str, str] | None = None,
+    values: dict[str, str] | None = None,
+) -> HTMLResponse:
     """A lead's page; re-rendered with `errors` next to the fields of the form that was refused."""
     return await _lead(request, caller, account_id, lead_id, status=status, errors=errors, values=values)
 
 
-async def _lead(request: Request, caller: Principal, account_id: str, lead_id: str, *, status: int = 200,
-                errors: dict[str, str] | None = None, values: dict[str, str] | None = None) -> HTMLResponse:
+async def _lead(
+    request: Request,
+    caller: Principal,
+    account_id: str,
+    lead_id: str,
+    *,
+    status: int = 200,
+    errors: dict[str, str] | None = None,
+    values: dict[str, str] | None = None,
+) -> HTMLResponse:
     leads = leads_uc.account_leads(caller, db_of(request), account_id)
     since = await leads.lead_mark(lead_id)  # before the data, as for the lists
     try:
@@ -132,8 +189,9 @@ async def _lead(request: Request, caller: Principal, account_id: str, lead_id: s
     except NotFound:
         if (how := await leads_uc.how_the_offer_ended(caller, db_of(request), lead_id)) is None:
             raise
-        return render(request, "error.html", status=410, caller=caller, title="This lead is no longer yours",
-                       detail=how)
+        return render(
+            request, "error.html", status=410, caller=caller, title="This lead is no longer yours", detail=how
+        )
     mine = [o for o in lead.open_offers if o.agent_id == caller.sub]
     offices: list[Any] = []  # Brokerkit's Reassign: the organisation's other offices (its brokers and admins)
     agents: list[dict[str, Any]] = []  # whom a broker can assign the lead to (T4)
@@ -141,12 +199,23 @@ async def _lead(request: Request, caller: Principal, account_id: str, lead_id: s
         listed = await offices_uc.list_offices(account_id, caller, db_of(request))
         offices = [o for o in listed.items if not o.current]
         agents = await _active_agents(request, account_id)
-    return render(request, "lead.html", status=status, caller=caller, lead=lead, account_id=account_id,
-                   my_offer=mine[0] if mine else None, errors=errors or {}, values=values or {}, offices=offices,
-                   agents=agents, holds_it=lead.owner_agent_id == caller.sub and lead.assigned_to != caller.sub,
-                   request_id=uuid.uuid4().hex,
-                   live=f"{PREFIX}/accounts/{account_id}/leads/{lead_id}/live?{urlencode({'since': since})}",
-                  actions=ACTIONS)
+    return render(
+        request,
+        "lead.html",
+        status=status,
+        caller=caller,
+        lead=lead,
+        account_id=account_id,
+        my_offer=mine[0] if mine else None,
+        errors=errors or {},
+        values=values or {},
+        offices=offices,
+        agents=agents,
+        holds_it=lead.owner_agent_id == caller.sub and lead.assigned_to != caller.sub,
+        request_id=uuid.uuid4().hex,
+        live=f"{PREFIX}/accounts/{account_id}/leads/{lead_id}/live?{urlencode({'since': since})}",
+        actions=ACTIONS,
+    )
 
 
 @router.post("/accounts/{account_id}/leads/{lead_id}/actions")
@@ -158,25 +227,25 @@ async def act(request: Request, account_id: str, lead_id: str) -> Response:
         errors = {_field(e["loc"]): reason_of(e) for e in exc.errors()}
         return await _lead(request, caller, account_id, lead_id, status=422, errors=errors, values=form)
     except ValueError as exc:
-        return await _lead(request, caller, account_id, lead_id, status=422, errors={"task_due": str(exc)},
-                           values=form)
+        return await _lead(request, caller, account_id, lead_id, status=422, errors={"task_due": str(exc)}, values=form)
     leads = leads_uc.account_leads(caller, db_of(request), account_id)
     try:
-        answer = await leads_uc.act_on_lead(leads, caller, db_of(request), lead_id, body,
-                                            request.app.state.publish_activity)
+        answer = await leads_uc.act_on_lead(
+            leads, caller, db_of(request), lead_id, body, request.app.state.publish_activity
+        )
     except RequestValidationError as exc:
         errors = {_field(e["loc"]): reason_of(e) for e in exc.errors()}
         return await _lead(request, caller, account_id, lead_id, status=422, errors=errors, values=form)
     except CrmApiError as exc:
         if exc.status != 409:
             raise
-        return await _lead(request, caller, account_id, lead_id, status=409, errors={"action": exc.detail},
-                           values=form)
+        return await _lead(request, caller, account_id, lead_id, status=409, errors={"action": exc.detail}, values=form)
     if body.action.value == "decline":  # the lead is no longer the agent's to see: back to its list
         return redirect(home_of(caller), flash=answer.detail, request=request)
     done = {"accept": "Claim sent."}.get(body.action.value, "Saved.")
-    return redirect(f"{PREFIX}/accounts/{account_id}/leads/{lead_id}", flash=f"{done} {answer.detail}".strip(),
-                     request=request)
+    return redirect(
+        f"{PREFIX}/accounts/{account_id}/leads/{lead_id}", flash=f"{done} {answer.detail}".strip(), request=request
+    )
 
 
 def _activity(form: dict[str, str]) -> dict[str, Any]:
@@ -188,8 +257,10 @@ def _activity(form: dict[str, str]) -> dict[str, Any]:
     if action == "call" and form.get("call_outcome"):
         body["call_outcome"] = form["call_outcome"]
     if action == "task":
-        body["task"] = {"title": form.get("task_title", ""), "due_at": _local_time(form.get("task_due", ""),
-                                                                                  form.get("tz", ""))}
+        body["task"] = {
+            "title": form.get("task_title", ""),
+            "due_at": _local_time(form.get("task_due", ""), form.get("tz", "")),
+        }
     if action in {"email", "sms"} and form.get("message_body", "").strip():
         body["message"] = {"body": form["message_body"]}
         if action == "email":
@@ -214,5 +285,9 @@ def _local_time(value: str, zone: str) -> str:
 def _field(loc: tuple[Any, ...] | list[Any]) -> str:
     parts = [str(p) for p in loc if p not in {"body"}]
     name = "_".join(parts[:2]) if parts else "action"
-    return {"message_subject": "message_subject", "message_body": "message_body", "task_title": "task_title",
-            "task_due_at": "task_due"}.get(name, parts[0] if parts else "action")
+    return {
+        "message_subject": "message_subject",
+        "message_body": "message_body",
+        "task_title": "task_title",
+        "task_due_at": "task_due",
+    }.get(name, parts[0] if parts else "action")

@@ -63,5 +63,6 @@ def _stream(request: Request, mark: Callable[[], Awaitable[str]]) -> StreamingRe
                 beat = loop.time()
                 yield ": still here\n\n"  # keeps proxies from closing an idle stream
 
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    )

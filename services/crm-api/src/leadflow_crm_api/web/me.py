@@ -19,14 +19,30 @@ from leadflow_crm_api.web.common import PREFIX, caller_of, checked_form, db_of, 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
 
-async def _page(request: Request, caller: Principal, *, status: int = 200, errors: dict[str, str] | None = None,
-                values: dict[str, Any] | None = None) -> HTMLResponse:
+async def _page(
+    request: Request,
+    caller: Principal,
+    *,
+    status: int = 200,
+    errors: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+) -> HTMLResponse:
     scope = await settings_uc.preferences_scope(caller.account_id, caller.sub, caller, db_of(request))
     prefs = await settings_uc.get_notifications(scope, caller.sub)
     people = people_uc.account_people(caller.account_id, caller, db_of(request))
     devices = await people_uc.list_devices(people, caller, caller.sub)
-    return render(request, "me.html", status=status, caller=caller, title="My notifications", prefs=prefs,
-                  channels=list(Channel), devices=devices.items, errors=errors or {}, values=values or {})
+    return render(
+        request,
+        "me.html",
+        status=status,
+        caller=caller,
+        title="My notifications",
+        prefs=prefs,
+        channels=list(Channel),
+        devices=devices.items,
+        errors=errors or {},
+        values=values or {},
+    )
 
 
 @router.get("/me")

@@ -39,9 +39,14 @@ async def profile(request: Request, account_id: str, lead_id: str) -> Response:
     fields["rating"] = form.get("rating", "").strip() or None
     fields["labels"] = [x.strip() for x in form.get("labels", "").split(",") if x.strip()]
     try:
-        body = LeadProfile.model_validate(fields | {"campaigns": current.campaigns,
-                                                    "campaign_subscriptions": current.campaign_subscriptions,
-                                                    "campaign_triggers": current.campaign_triggers})
+        body = LeadProfile.model_validate(
+            fields
+            | {
+                "campaigns": current.campaigns,
+                "campaign_subscriptions": current.campaign_subscriptions,
+                "campaign_triggers": current.campaign_triggers,
+            }
+        )
     except ValidationError as exc:
         errors = {str(e["loc"][0]): reason_of(e) for e in exc.errors() if e["loc"]}
         return await lead_page_of(request, caller, account_id, lead_id, status=422, errors=errors, values=form)
@@ -56,19 +61,30 @@ async def reassign(request: Request, account_id: str, lead_id: str) -> Response:
     try:
         body = OfficeTransferCreate(lead_id=uuid.UUID(lead_id), to_account_id=form.get("to_account_id", ""))
     except (ValueError, ValidationError):
-        return await lead_page_of(request, caller, account_id, lead_id, status=422,
-                                  errors={"to_account_id": "Select the office that will receive the lead."},
-                                  values=form)
+        return await lead_page_of(
+            request,
+            caller,
+            account_id,
+            lead_id,
+            status=422,
+            errors={"to_account_id": "Select the office that will receive the lead."},
+            values=form,
+        )
     key = submit_key(form)  # a double submit is applied once
     leads = leads_uc.account_leads(caller, db_of(request), account_id)
     try:
-        moved = await offices_uc.transfer_to_office(account_id, body, leads, caller, db_of(request),
-                                                    request.app.state.publish_command, key)
+        moved = await offices_uc.transfer_to_office(
+            account_id, body, leads, caller, db_of(request), request.app.state.publish_command, key
+        )
     except (InvalidRequest, NotFound) as exc:
-        return await lead_page_of(request, caller, account_id, lead_id, status=422,
-                                  errors={"to_account_id": exc.detail}, values=form)
-    return redirect(f"{PREFIX}/accounts/{account_id}/leads", request=request,
-                    flash=f"The lead was reassigned to {moved.to_account_name}; it is a new lead there.")
+        return await lead_page_of(
+            request, caller, account_id, lead_id, status=422, errors={"to_account_id": exc.detail}, values=form
+        )
+    return redirect(
+        f"{PREFIX}/accounts/{account_id}/leads",
+        request=request,
+        flash=f"The lead was reassigned to {moved.to_account_name}; it is a new lead there.",
+    )
 
 
 @router.post("/accounts/{account_id}/leads/{lead_id}/crm-status")
@@ -81,6 +97,13 @@ async def crm_status(request: Request, account_id: str, lead_id: str) -> Respons
         await lead_work_uc.set_crm_status(leads, caller, lead_id, body)
     except (ValidationError, Forbidden) as exc:
         reason = exc.detail if isinstance(exc, Forbidden) else "Choose one of the statuses."
-        return await lead_page_of(request, caller, account_id, lead_id, status=422 if isinstance(exc, ValidationError)
-                                  else 403, errors={"crm_status": reason}, values=form)
+        return await lead_page_of(
+            request,
+            caller,
+            account_id,
+            lead_id,
+            status=422 if isinstance(exc, ValidationError) else 403,
+            errors={"crm_status": reason},
+            values=form,
+        )
     return redirect(f"{PREFIX}/accounts/{account_id}/leads/{lead_id}", flash="CRM status saved.", request=request)

@@ -24,17 +24,39 @@ WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 SOURCE_NUMBERS = ("race_count", "claim_window_seconds", "referral_fee_percent", "direct_period_seconds")
 
 
-async def _page(request: Request, caller: Principal, account_id: str, *, status: int = 200,
-                errors: dict[str, str] | None = None, form: str = "") -> HTMLResponse:
+async def _page(
+    request: Request,
+    caller: Principal,
+    account_id: str,
+    *,
+    status: int = 200,
+    errors: dict[str, str] | None = None,
+    form: str = "",
+) -> HTMLResponse:
     account = settings_uc.admin_settings(account_id, caller, db_of(request))
     routing = await settings_uc.get_routing(account)
     sources = await settings_uc.get_lead_sources(account)
     pause = await settings_uc.get_pause_schedule(account)
-    agents = sorted(await account.agents(), key=lambda a: routing.roster.index(a["_id"])
-                    if a["_id"] in routing.roster else len(routing.roster))
-    return render(request, "settings.html", status=status, caller=caller, title="Settings", account_id=account_id,
-                  routing=routing, sources=sources.sources, pause=pause, agents=agents, errors=errors or {},
-                  failed=form, departed=list(DepartedLeads), weekdays=WEEKDAYS)
+    agents = sorted(
+        await account.agents(),
+        key=lambda a: routing.roster.index(a["_id"]) if a["_id"] in routing.roster else len(routing.roster),
+    )
+    return render(
+        request,
+        "settings.html",
+        status=status,
+        caller=caller,
+        title="Settings",
+        account_id=account_id,
+        routing=routing,
+        sources=sources.sources,
+        pause=pause,
+        agents=agents,
+        errors=errors or {},
+        failed=form,
+        departed=list(DepartedLeads),
+        weekdays=WEEKDAYS,
+    )
 
 
 @router.get("/accounts/{account_id}/settings")
@@ -52,19 +74,26 @@ async def _save(request: Request, account_id: str, form_name: str, save: Any) ->
     try:
         said = await save(account, fields)
     except (ValidationError, RequestValidationError) as exc:
-        return await _page(request, caller, account_id, status=422, errors=field_errors(exc, f"{form_name}."),
-                           form=form_name)
-    return redirect(f"{PREFIX}/accounts/{account_id}/settings", request=request,
-                    flash=f"{said} The next leads are routed with it within a few seconds.")
+        return await _page(
+            request, caller, account_id, status=422, errors=field_errors(exc, f"{form_name}."), form=form_name
+        )
+    return redirect(
+        f"{PREFIX}/accounts/{account_id}/settings",
+        request=request,
+        flash=f"{said} The next leads are routed with it within a few seconds.",
+    )
 
 
 @router.post("/accounts/{account_id}/settings/routing")
 async def save_routing(request: Request, account_id: str) -> Response:
     async def save(account: AccountSettings, fields: dict[str, str]) -> str:
         roster = [line.strip() for line in fields.get("roster", "").splitlines() if line.strip()]
-        body = RoutingSettings(round_robin=fields.get("round_robin") == "on", roster=roster,
-                               departed_agent_leads=fields.get("departed_agent_leads") or DepartedLeads.UNASSIGNED,
-                               allow_direct_to_user=fields.get("allow_direct_to_user") == "on")
+        body = RoutingSettings(
+            round_robin=fields.get("round_robin") == "on",
+            roster=roster,
+            departed_agent_leads=fields.get("departed_agent_leads") or DepartedLeads.UNASSIGNED,
+            allow_direct_to_user=fields.get("allow_direct_to_user") == "on",
+        )
         await settings_uc.put_routing(account, body)
         return "Round robin " + ("on." if body.round_robin else "off: roster position 1 gets new general leads.")
 
@@ -96,7 +125,7 @@ async def save_source(request: Request, account_id: str, index: int) -> Response
             "offices": [o.strip() for o in fields.get("offices", "").split(",") if o.strip()],
             "auto_accept": fields.get("auto_accept") == "on",
         })  # fmt: skip
-        sources = [*current[:index], edited, *current[index + 1:]]
+        sources = [*current[:index], edited, *current[index + 1 :]]
         await settings_uc.put_lead_sources(account, LeadSources(sources=sources))
         return f"Lead source {edited.name} saved."
 
@@ -107,6 +136,7 @@ async def save_source(request: Request, account_id: str, index: int) -> Response
 async def save_pause(request: Request, account_id: str) -> Response:
     """Add a window, remove one (`remove` = its position), or change the time zone; the schedule is then
     saved whole through the API's use case, which checks it."""
+
     async def save(account: AccountSettings, fields: dict[str, str]) -> str:
         current = await settings_uc.get_pause_schedule(account)
         windows: list[dict[str, Any]] = [w.model_dump() for w in current.windows]

@@ -50,7 +50,8 @@ async def transfer(request: Request, account_id: str) -> Response:
     except ValidationError as exc:
         why = field_errors(exc)
         reason = (why.get("realtor_id") and "Select the realtor who will receive the leads.") or (
-            "Select one or more leads." if not selected and not all_matching else "; ".join(why.values()))
+            "Select one or more leads." if not selected and not all_matching else "; ".join(why.values())
+        )
         return await brokerage_page(request, caller, account_id, status=422, transfer_error=reason)
     key = submit_key(form)  # a double submit is applied once
     try:
@@ -58,12 +59,22 @@ async def transfer(request: Request, account_id: str) -> Response:
     except (InvalidRequest, RequestValidationError) as exc:
         reason = exc.detail if isinstance(exc, InvalidRequest) else "; ".join(field_errors(exc).values())
         return await brokerage_page(request, caller, account_id, status=422, transfer_error=reason)
-    name = next((r.name for r in (await sharing_uc.my_realtors(account_id, caller, db_of(request))).items
-                 if r.realtor_id == done.realtor_id), None) or done.realtor_id
+    name = (
+        next(
+            (
+                r.name
+                for r in (await sharing_uc.my_realtors(account_id, caller, db_of(request))).items
+                if r.realtor_id == done.realtor_id
+            ),
+            None,
+        )
+        or done.realtor_id
+    )
     count = "1 lead" if done.transferred == 1 else f"{done.transferred} leads"
     back = same_query(request, f"{PREFIX}/accounts/{account_id}/leads")
-    return redirect(back, request=request,
-                    flash=f"The selected leads were transferred successfully: {count} to {name}.")
+    return redirect(
+        back, request=request, flash=f"The selected leads were transferred successfully: {count} to {name}."
+    )
 
 
 def _commands(request: Request) -> Any:
@@ -79,19 +90,36 @@ async def my_realtors(request: Request, account_id: str) -> HTMLResponse:
     return await _realtors_page(request, caller, path_id(account_id))
 
 
-async def _realtors_page(request: Request, caller: Principal, account_id: str, *, status: int = 200,
-                         errors: dict[str, str] | None = None, values: dict[str, str] | None = None) -> HTMLResponse:
+async def _realtors_page(
+    request: Request,
+    caller: Principal,
+    account_id: str,
+    *,
+    status: int = 200,
+    errors: dict[str, str] | None = None,
+    values: dict[str, str] | None = None,
+) -> HTMLResponse:
     invitations = await sharing_uc.list_invitations(account_id, caller, db_of(request))
-    return render(request, "realtors.html", status=status, caller=caller, title="My Realtors",
-                  account_id=account_id, invitations=invitations.items, errors=errors or {}, values=values or {})
+    return render(
+        request,
+        "realtors.html",
+        status=status,
+        caller=caller,
+        title="My Realtors",
+        account_id=account_id,
+        invitations=invitations.items,
+        errors=errors or {},
+        values=values or {},
+    )
 
 
 @router.post("/accounts/{account_id}/realtors")
 async def invite(request: Request, account_id: str) -> Response:
     caller, (account_id,), form = await posted(request, account_id)
     try:
-        body = InvitationCreate(realtor_id=form.get("realtor_id", ""), email=form.get("email", ""),
-                                name=form.get("name") or None)
+        body = InvitationCreate(
+            realtor_id=form.get("realtor_id", ""), email=form.get("email", ""), name=form.get("name") or None
+        )
     except ValidationError as exc:
         return await _realtors_page(request, caller, account_id, status=422, errors=field_errors(exc), values=form)
     try:
@@ -111,8 +139,11 @@ async def disconnect(request: Request, account_id: str, realtor_id: str) -> Resp
     account_id, realtor_id = path_id(account_id), path_id(realtor_id)
     await checked_form(request, token)
     ended = await sharing_uc.disconnect(account_id, realtor_id, caller, db_of(request))
-    return redirect(f"{PREFIX}/accounts/{account_id}/realtors", request=request,
-                    flash=f"{ended.name or ended.realtor_id} is disconnected; the leads already shared stay theirs.")
+    return redirect(
+        f"{PREFIX}/accounts/{account_id}/realtors",
+        request=request,
+        flash=f"{ended.name or ended.realtor_id} is disconnected; the leads already shared stay theirs.",
+    )
 
 
 # -- the realtor's invitations ------------------------------------------------------------------------------

@@ -47,8 +47,15 @@ async def sign_in_page(request: Request, next: str = "", why: str = "", account:
     only = account if ID.match(account) else None
     users = await _sample_users(request, only) if settings.web.dev_sign_in else []
     response = render(request, "sign_in.html", nonce=nonce, users=users, next=_safe_next(next), why=why[:200])
-    response.set_cookie(SIGN_IN_COOKIE, nonce, max_age=900, path=PREFIX, httponly=True, samesite="strict",
-                        secure=settings.web.secure_cookies)
+    response.set_cookie(
+        SIGN_IN_COOKIE,
+        nonce,
+        max_age=900,
+        path=PREFIX,
+        httponly=True,
+        samesite="strict",
+        secure=settings.web.secure_cookies,
+    )
     return response
 
 
@@ -68,8 +75,15 @@ async def sign_in(request: Request) -> Response:
     except Unauthenticated as exc:
         return redirect(f"{PREFIX}/sign-in?{urlencode({'why': exc.detail})}")
     response = redirect(_safe_next(fields.get("next", "")) or home_of(caller))
-    response.set_cookie(SESSION_COOKIE, token, max_age=settings_of(request).web.session_hours * 3600, path=PREFIX,
-                        httponly=True, samesite="lax", secure=settings_of(request).web.secure_cookies)
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=settings_of(request).web.session_hours * 3600,
+        path=PREFIX,
+        httponly=True,
+        samesite="lax",
+        secure=settings_of(request).web.secure_cookies,
+    )
     response.delete_cookie(SIGN_IN_COOKIE, path=PREFIX)
     return response
 
@@ -98,11 +112,23 @@ async def _sample_users(request: Request, account_id: str | None) -> list[dict[s
         names = {a["_id"]: a.get("name", a["_id"]) async for a in db["agents"].find({"account_id": account["_id"]})}
         for position, agent_id in enumerate(roster[:12]):
             role = Role.BROKER if position == 0 else Role.REALTOR
-            users.append({"value": f"{account['_id']}|{agent_id}|{role.value}", "account": account.get("name", ""),
-                          "name": names.get(agent_id, agent_id), "role": role.value})
+            users.append(
+                {
+                    "value": f"{account['_id']}|{agent_id}|{role.value}",
+                    "account": account.get("name", ""),
+                    "name": names.get(agent_id, agent_id),
+                    "role": role.value,
+                }
+            )
         async for person in db["staff"].find({"account_id": account["_id"], "role": "admin"}).limit(3):
-            users.append({"value": f"{account['_id']}|{person['user_id']}|admin", "account": account.get("name", ""),
-                          "name": person.get("name", person["user_id"]), "role": "admin"})
+            users.append(
+                {
+                    "value": f"{account['_id']}|{person['user_id']}|admin",
+                    "account": account.get("name", ""),
+                    "name": person.get("name", person["user_id"]),
+                    "role": "admin",
+                }
+            )
     return users
 
 
@@ -112,8 +138,13 @@ def _dev_token(request: Request, user: str) -> str:
     if len(parts) != 3 or not all(ID.match(p) for p in parts) or parts[2] not in {r.value for r in Role}:
         raise NotFound("No such sample user.")
     account_id, sub, role = parts
-    claims: dict[str, Any] = {"sub": sub, "role": role, "account_id": account_id, "aud": settings.auth.audience,
-                              "exp": datetime.now(UTC) + timedelta(hours=settings.web.session_hours)}
+    claims: dict[str, Any] = {
+        "sub": sub,
+        "role": role,
+        "account_id": account_id,
+        "aud": settings.auth.audience,
+        "exp": datetime.now(UTC) + timedelta(hours=settings.web.session_hours),
+    }
     if settings.auth.issuer:
         claims["iss"] = settings.auth.issuer
     return jwt.encode(claims, settings.verification_key, algorithm=settings.auth.algorithm)

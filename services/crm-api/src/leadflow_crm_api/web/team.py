@@ -39,8 +39,9 @@ async def team_page(request: Request, account_id: str) -> HTMLResponse:
     return await _page(request, caller, path_id(account_id))
 
 
-async def _page(request: Request, caller: Principal, account_id: str, *, status: int = 200,
-                error: str | None = None) -> HTMLResponse:
+async def _page(
+    request: Request, caller: Principal, account_id: str, *, status: int = 200, error: str | None = None
+) -> HTMLResponse:
     params = request.query_params
     q = params.get("q", "").strip()[:100] or None
     role = params.get("role", "")
@@ -50,9 +51,22 @@ async def _page(request: Request, caller: Principal, account_id: str, *, status:
     people = people_uc.account_people(account_id, caller, db_of(request))
     members = await people_uc.list_team(people, caller, q=q, role=role_, status_=status_)
     listed = await offices_uc.list_offices(account_id, caller, db_of(request))
-    return render(request, "team.html", status=status, caller=caller, title="Team", account_id=account_id,
-                  members=members.items, q=q or "", role=role, state=status_ or "", roles=list(MemberRole),
-                  statuses=list(TeamStatus), offices=[o for o in listed.items if not o.current], error=error)
+    return render(
+        request,
+        "team.html",
+        status=status,
+        caller=caller,
+        title="Team",
+        account_id=account_id,
+        members=members.items,
+        q=q or "",
+        role=role,
+        state=status_ or "",
+        roles=list(MemberRole),
+        statuses=list(TeamStatus),
+        offices=[o for o in listed.items if not o.current],
+        error=error,
+    )
 
 
 @router.post("/accounts/{account_id}/team/{agent_id}/status")
@@ -80,9 +94,13 @@ async def reassign_member(request: Request, account_id: str, agent_id: str) -> R
     key = submit_key(form)  # a double submit is applied once
     leads = leads_uc.account_leads(caller, db_of(request), account_id)
     try:
-        moved = await offices_uc.transfer_to_office(account_id, body, leads, caller, db_of(request),
-                                                    request.app.state.publish_command, key)
+        moved = await offices_uc.transfer_to_office(
+            account_id, body, leads, caller, db_of(request), request.app.state.publish_command, key
+        )
     except InvalidRequest as exc:
         return await _page(request, caller, account_id, status=422, error=exc.detail)
-    return redirect(f"{PREFIX}/accounts/{account_id}/team", request=request,
-                    flash=f"{agent_id} moves to {moved.to_account_name}, where it is in the Onboarding queue.")
+    return redirect(
+        f"{PREFIX}/accounts/{account_id}/team",
+        request=request,
+        flash=f"{agent_id} moves to {moved.to_account_name}, where it is in the Onboarding queue.",
+    )

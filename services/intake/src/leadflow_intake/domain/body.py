@@ -44,9 +44,9 @@ def parse_model(model: type[Model], body: bytes) -> Model:
 
 def validation_errors(exc: ValidationError) -> list[dict[str, Any]]:
     """pydantic's errors as type, loc and msg: no input, no context values."""
-    return [
-        _error(e["type"], tuple(e["loc"]), e["msg"]) for e in exc.errors(include_input=False, include_url=False)
-    ][:MAX_ERRORS]
+    return [_error(e["type"], tuple(e["loc"]), e["msg"]) for e in exc.errors(include_input=False, include_url=False)][
+        :MAX_ERRORS
+    ]
 
 
 def safe_loc(loc: Loc) -> list[str | int]:

@@ -1,12 +1,12 @@
 """Why intake refuses a lead; translated only at the edges (HTTP status, dead-letter reason).
 
-    IntakeError
-    ├── InvalidLead             -> 422 / dead letter: fields and reasons, never values
-    ├── InvalidBody             -> 422: a body that is not bounded JSON text or does not fit its model
-    ├── UnsupportedContentType  -> 415: a form posted as something other than JSON
-    ├── UnknownAccount          -> 422 / dead letter
-    ├── IdempotencyConflict     -> 409 / dead letter: a key reused for a different request
-    └── Unauthorized            -> 401 with no detail: a webhook's signature, timestamp or provider is wrong
+IntakeError
+├── InvalidLead             -> 422 / dead letter: fields and reasons, never values
+├── InvalidBody             -> 422: a body that is not bounded JSON text or does not fit its model
+├── UnsupportedContentType  -> 415: a form posted as something other than JSON
+├── UnknownAccount          -> 422 / dead letter
+├── IdempotencyConflict     -> 409 / dead letter: a key reused for a different request
+└── Unauthorized            -> 401 with no detail: a webhook's signature, timestamp or provider is wrong
 """
 
 from __future__ import annotations

@@ -123,9 +123,7 @@ class FubEventIn(_Lenient):
         person, prop = self.person, self.property
         about = ", ".join(p for p in (prop.street, prop.city, prop.state, prop.code) if p) if prop else ""
         message = "\n\n".join(p for p in (self.message, self.description, about and f"Property: {about}") if p)
-        utm = (
-            {f"utm_{k}": v for k, v in self.campaign.model_dump().items() if v} if self.campaign is not None else {}
-        )
+        utm = {f"utm_{k}": v for k, v in self.campaign.model_dump().items() if v} if self.campaign is not None else {}
         return Submission(
             account_id=account_id, channel=LeadChannel.LEAD_GEN, source_name=source_name,
             first_name=person.firstName, last_name=person.lastName,

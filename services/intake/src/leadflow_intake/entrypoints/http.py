@@ -50,8 +50,14 @@ WEBSITE_PATH = "/v1/leads"
 LISTING_PATH = "/v1/listing-inquiries"
 _STATE_REASON = "intake_reject_reason"  # set by the error handlers, read by the metrics middleware
 _STATE_DUPLICATE = "intake_duplicate"
-_REASON_BY_STATUS = {400: "invalid", 401: "unauthorized", 409: "conflict", 413: "too_large", 415: "invalid",
-                     422: "invalid"}
+_REASON_BY_STATUS = {
+    400: "invalid",
+    401: "unauthorized",
+    409: "conflict",
+    413: "too_large",
+    415: "invalid",
+    422: "invalid",
+}
 
 
 class AcceptedOut(BaseModel):
@@ -76,8 +82,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorOut, "description": "The Idempotency-Key was used before with a different request."},
     413: {"model": ErrorOut, "description": "The body is larger than the limit."},
     415: {"model": ErrorOut, "description": "The body is not JSON (Content-Type application/json)."},
-    422: {"model": ErrorOut, "description": "Invalid or unknown fields, or a body that is not bounded JSON text "
-          "(UTF-8, finite numbers, no lone surrogates, nesting depth at most 32), named in detail; never the values."},
+    422: {
+        "model": ErrorOut,
+        "description": "Invalid or unknown fields, or a body that is not bounded JSON text "
+        "(UTF-8, finite numbers, no lone surrogates, nesting depth at most 32), named in detail; never the values.",
+    },
 }
 
 
@@ -292,8 +301,10 @@ def _install_webhook_route(app: FastAPI, webhooks: Mapping[str, Webhook], *, tol
         WEBHOOK_PATH,
         status_code=status.HTTP_202_ACCEPTED,
         tags=["webhooks"],
-        responses={401: {"model": ErrorOut, "description": "Bad or missing signature."},
-                   **{code: answer for code, answer in _ERRORS.items() if code != 415}},
+        responses={
+            401: {"model": ErrorOut, "description": "Bad or missing signature."},
+            **{code: answer for code, answer in _ERRORS.items() if code != 415},
+        },
         openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": webhook_body}}}},
     )
     async def post_webhook(

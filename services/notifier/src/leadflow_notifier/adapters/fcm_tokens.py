@@ -205,7 +205,10 @@ class _HttpxRequest(google.auth.transport.Request):
     ) -> _Response:
         try:
             response = self._client.request(
-                method, url, content=body, headers=headers,
+                method,
+                url,
+                content=body,
+                headers=headers,
                 timeout=self._client.timeout if timeout is None else timeout,
             )
         except httpx.TimeoutException as exc:
@@ -214,6 +217,7 @@ class _HttpxRequest(google.auth.transport.Request):
             raise _EndpointDown("unavailable", type(exc).__name__) from None
         # Raised, not returned: google-auth would retry these itself, sleeping in the thread.
         if response.status_code == 429 or response.status_code >= 500:
-            raise _EndpointDown("throttled" if response.status_code == 429 else "unavailable",
-                                f"HTTP {response.status_code}")
+            raise _EndpointDown(
+                "throttled" if response.status_code == 429 else "unavailable", f"HTTP {response.status_code}"
+            )
         return _Response(response)

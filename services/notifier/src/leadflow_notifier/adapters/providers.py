@@ -103,7 +103,10 @@ class FcmPush:
 
     async def _post(self, body: Mapping[str, object], token: str) -> None:
         request = self._client.build_request(
-            "POST", self._url, json=body, headers={"Authorization": f"Bearer {token}"},
+            "POST",
+            self._url,
+            json=body,
+            headers={"Authorization": f"Bearer {token}"},
             timeout=self._settings.timeout_seconds,
         )
         try:

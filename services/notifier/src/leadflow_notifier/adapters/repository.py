@@ -138,8 +138,13 @@ class AgentDirectory:
             recipient = await self.get(str(doc["_id"]))
             prefs = PreferencesDoc.model_validate(doc)
             if recipient is None and prefs.email:
-                recipient = Recipient(agent_id=str(doc["_id"]), name=prefs.name or prefs.email, email=prefs.email,
-                                      time_zone=prefs.time_zone, preferences=prefs.preferences())
+                recipient = Recipient(
+                    agent_id=str(doc["_id"]),
+                    name=prefs.name or prefs.email,
+                    email=prefs.email,
+                    time_zone=prefs.time_zone,
+                    preferences=prefs.preferences(),
+                )
             if recipient is not None:
                 found.append(recipient)
         return found
@@ -166,7 +171,10 @@ class OfferContactPolicies:
     """Each account's `offer_contact_details` (shown, hidden_for_races, hidden), cached for `ttl_seconds`."""
 
     def __init__(
-        self, db: AsyncDatabase[dict[str, Any]], *, cache: dict[str, tuple[float, str]] | None = None,
+        self,
+        db: AsyncDatabase[dict[str, Any]],
+        *,
+        cache: dict[str, tuple[float, str]] | None = None,
         ttl_seconds: float = 0.0,
     ) -> None:
         self._accounts = db[ACCOUNTS]
@@ -209,9 +217,17 @@ class DigestItems:
         self._items = db[DIGEST_ITEMS]
 
     async def add(self, item: DigestItem) -> None:
-        doc = {"_id": item.key, "account_id": item.account_id, "lead_id": item.lead_id, "name": item.name,
-               "source": item.source, "created_ms": item.created_ms, "transfer_id": item.transfer_id,
-               "from_account": item.from_account, "created_at": datetime.now(UTC)}
+        doc = {
+            "_id": item.key,
+            "account_id": item.account_id,
+            "lead_id": item.lead_id,
+            "name": item.name,
+            "source": item.source,
+            "created_ms": item.created_ms,
+            "transfer_id": item.transfer_id,
+            "from_account": item.from_account,
+            "created_at": datetime.now(UTC),
+        }
         with contextlib.suppress(DuplicateKeyError):  # a redelivery, or the second offer of a race
             await self._items.insert_one(doc)
 
@@ -225,9 +241,15 @@ class DigestItems:
             {"account_id": account_id, "created_ms": {"$gte": window.start_ms, "$lt": window.end_ms}}
         ).sort("created_ms", 1)
         return [
-            DigestItem(account_id=d["account_id"], lead_id=str(d.get("lead_id") or d["_id"]), name=d["name"],
-                       source=d["source"], created_ms=d["created_ms"], transfer_id=d.get("transfer_id") or "",
-                       from_account=d.get("from_account") or "")
+            DigestItem(
+                account_id=d["account_id"],
+                lead_id=str(d.get("lead_id") or d["_id"]),
+                name=d["name"],
+                source=d["source"],
+                created_ms=d["created_ms"],
+                transfer_id=d.get("transfer_id") or "",
+                from_account=d.get("from_account") or "",
+            )
             async for d in cursor
         ]
 
@@ -301,9 +323,16 @@ class DeliveryLog:
         payload = _payload(delivery)
         try:
             await self._deliveries.insert_one(
-                {"_id": delivery.key, "channel": str(delivery.channel), "status": "pending", "created_ms": now_ms,
-                 "lease_until_ms": now_ms + self._leases.lease_ms, "owner": self._leases.owner, "drives": 1,
-                 **payload}
+                {
+                    "_id": delivery.key,
+                    "channel": str(delivery.channel),
+                    "status": "pending",
+                    "created_ms": now_ms,
+                    "lease_until_ms": now_ms + self._leases.lease_ms,
+                    "owner": self._leases.owner,
+                    "drives": 1,
+                    **payload,
+                }
             )
         except DuplicateKeyError:
             # Never taken over here: a pending record is the re-driver's once its lease ran out. Its
@@ -329,10 +358,20 @@ class DeliveryLog:
         # an update filtered by `$ne`/`$nin` on a field the update sets (decision 0044).
         reopened = await self._deliveries.find_one_and_update(
             {"_id": delivery.key, "status": "failed", "replay": failed.get("replay")},
-            {"$set": {"status": "pending", "lease_until_ms": now_ms + self._leases.lease_ms,
-                      "owner": self._leases.owner, "drives": 1, "postponed": 0, "replay": marker,
-                      "reopened_ms": now_ms, **_payload(delivery)},
-             "$unset": {"reason": "", "done_ms": "", "done_at": ""}, "$inc": {"replays": 1}},
+            {
+                "$set": {
+                    "status": "pending",
+                    "lease_until_ms": now_ms + self._leases.lease_ms,
+                    "owner": self._leases.owner,
+                    "drives": 1,
+                    "postponed": 0,
+                    "replay": marker,
+                    "reopened_ms": now_ms,
+                    **_payload(delivery),
+                },
+                "$unset": {"reason": "", "done_ms": "", "done_at": ""},
+                "$inc": {"replays": 1},
+            },
             projection={"_id": 1},
         )
         if reopened is None:
@@ -355,8 +394,10 @@ class DeliveryLog:
                 # Conditional on the expired lease: of several replicas, one wins each record.
                 doc = await self._deliveries.find_one_and_update(
                     {"_id": key, **due},
-                    {"$set": {"lease_until_ms": now_ms + self._leases.lease_ms, "owner": self._leases.owner},
-                     "$inc": {"drives": 1}},
+                    {
+                        "$set": {"lease_until_ms": now_ms + self._leases.lease_ms, "owner": self._leases.owner},
+                        "$inc": {"drives": 1},
+                    },
                     return_document=ReturnDocument.AFTER,
                 )
                 if doc is None:
@@ -403,8 +444,10 @@ class DeliveryLog:
     async def failed(self, key: str, *, reason: str, now_ms: int) -> None:
         await self._deliveries.update_one(
             {"_id": key},
-            {"$set": {"status": "failed", "reason": reason, "done_ms": now_ms, "done_at": _wall_clock()},
-             "$unset": DONE_UNSET},
+            {
+                "$set": {"status": "failed", "reason": reason, "done_ms": now_ms, "done_at": _wall_clock()},
+                "$unset": DONE_UNSET,
+            },
         )
 
 
@@ -462,7 +505,9 @@ def _event_lead(raw: object) -> str | None:
 def _payload(delivery: Delivery) -> dict[str, Any]:
     """What a pending record needs to be delivered, and dead-lettered, by any process."""
     doc: dict[str, Any] = {
-        "agent_id": delivery.agent_id, "account_id": delivery.account_id, "event_type": delivery.event_type,
+        "agent_id": delivery.agent_id,
+        "account_id": delivery.account_id,
+        "event_type": delivery.event_type,
         "content": {"kind": type(delivery.content).__name__, **asdict(delivery.content)},
         "occurred_ms": delivery.occurred_ms,
     }
@@ -482,10 +527,18 @@ def _delivery_of(doc: dict[str, Any]) -> Delivery:
     content = dict(doc["content"])
     kind = CONTENT_KINDS[content.pop("kind")]
     return Delivery(
-        key=str(doc["_id"]), channel=Channel(doc["channel"]), agent_id=doc["agent_id"], account_id=doc["account_id"],
-        event_type=doc["event_type"], content=kind(**content), event=doc.get("event"),
-        occurred_ms=doc.get("occurred_ms"), drives=int(doc.get("drives", 1)), expires_ms=doc.get("expires_ms"),
-        postponed=int(doc.get("postponed", 0)), lead_ids=tuple(str(i) for i in doc.get("lead_ids") or ()),
+        key=str(doc["_id"]),
+        channel=Channel(doc["channel"]),
+        agent_id=doc["agent_id"],
+        account_id=doc["account_id"],
+        event_type=doc["event_type"],
+        content=kind(**content),
+        event=doc.get("event"),
+        occurred_ms=doc.get("occurred_ms"),
+        drives=int(doc.get("drives", 1)),
+        expires_ms=doc.get("expires_ms"),
+        postponed=int(doc.get("postponed", 0)),
+        lead_ids=tuple(str(i) for i in doc.get("lead_ids") or ()),
     )
 
 
@@ -493,8 +546,10 @@ def _unreadable_of(doc: dict[str, Any]) -> Unreadable:
     """What a dead letter of a record that no longer reads can still carry."""
     event, account_id = doc.get("event"), doc.get("account_id")
     return Unreadable(
-        key=str(doc["_id"]), channel=str(doc.get("channel") or "unknown"),
-        account_id=account_id if isinstance(account_id, str) else None, agent_id=str(doc.get("agent_id") or ""),
+        key=str(doc["_id"]),
+        channel=str(doc.get("channel") or "unknown"),
+        account_id=account_id if isinstance(account_id, str) else None,
+        agent_id=str(doc.get("agent_id") or ""),
         event=bytes(event) if isinstance(event, bytes | bytearray) else None,
     )
 

@@ -31,10 +31,14 @@ from leadflow_shared.events.routing import (
 # An office transfer's assignment is not the lead's arrival: its LeadTransferred is. A lead
 # share (T1, `LeadShared` or an assignment with its reason) gives a lead the brokerage already
 # had to a realtor: no new lead either.
-NOT_NEW = frozenset({
-    AssignmentReason.CLAIMED, AssignmentReason.FALLBACK, AssignmentReason.OFFICE_TRANSFER,
-    AssignmentReason.LEAD_SHARING,
-})
+NOT_NEW = frozenset(
+    {
+        AssignmentReason.CLAIMED,
+        AssignmentReason.FALLBACK,
+        AssignmentReason.OFFICE_TRANSFER,
+        AssignmentReason.LEAD_SHARING,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,9 +134,7 @@ def new_lead_email(item: DigestItem, who: Recipient, pages_url: str) -> EmailCon
     return email_of(notice, who.email)
 
 
-def digest_email(
-    items: list[DigestItem], who: Recipient, window: DigestWindow, pages_url: str
-) -> EmailContent | None:
+def digest_email(items: list[DigestItem], who: Recipient, window: DigestWindow, pages_url: str) -> EmailContent | None:
     if not items:
         return None
     rows = [(item, lead_link(pages_url, item.account_id, item.lead_id)) for item in items]

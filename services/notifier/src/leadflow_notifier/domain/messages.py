@@ -170,8 +170,10 @@ def recipient_of(event: RoutingEvent) -> str | None:
     """
     if isinstance(event, LeadAssigned) and event.payload.reason in SILENT_ASSIGNMENTS:
         return None
-    if isinstance(event, OfferWithdrawn) and event.payload.reason in {WithdrawalReason.AGENT_LEFT,
-                                                                       WithdrawalReason.DECLINED}:
+    if isinstance(event, OfferWithdrawn) and event.payload.reason in {
+        WithdrawalReason.AGENT_LEFT,
+        WithdrawalReason.DECLINED,
+    }:
         return None  # the agent left the office, or declined the offer itself: nothing to tell it
     if isinstance(event, LeadReleased):
         return event.payload.broker_agent_id
@@ -323,9 +325,7 @@ def shared_notice(event: LeadShared, who: Recipient, link: str) -> Notice:
         lead_id=str(event.payload.lead_id),
         subject=f"{by} assigned you a lead",
         greeting=f"Hi {who.name},",
-        lines=(
-            f"{by} assigned you a lead: it is yours now and shows in your CRM labelled \"Assigned By: {by}\".",
-        ),
+        lines=(f'{by} assigned you a lead: it is yours now and shows in your CRM labelled "Assigned By: {by}".',),
         fields=(("Assigned by", by),),
         link=link,
         headline=f"{by} assigned you a lead",
@@ -383,7 +383,10 @@ def contact_message(event: ContactMessaged, sender: Recipient | None) -> EmailCo
         return SmsContent(to=m.to, body=f"{m.body}\n- {name}" if name else m.body, lead_id=str(m.lead_id))
     signed = f"{m.body}\n\n{name}" if name else m.body
     return EmailContent(
-        to=m.to, subject=m.subject or "(no subject)", text=signed, lead_id=str(m.lead_id),
+        to=m.to,
+        subject=m.subject or "(no subject)",
+        text=signed,
+        lead_id=str(m.lead_id),
         reply_to=sender.email if sender is not None else "",
     )
 

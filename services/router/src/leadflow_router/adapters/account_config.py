@@ -137,8 +137,11 @@ async def load_account_config(db: AsyncDatabase[dict[str, Any]], raw: object) ->
             }
             await db[AGENTS].replace_one({"_id": agent.agent_id}, doc, upsert=True)
         for member in account.staff:
-            doc = {"_id": member.user_id, "account_id": account.account_id,
-                   **member.model_dump(mode="json", exclude={"user_id"})}
+            doc = {
+                "_id": member.user_id,
+                "account_id": account.account_id,
+                **member.model_dump(mode="json", exclude={"user_id"}),
+            }
             await db[STAFF].replace_one({"_id": member.user_id}, doc, upsert=True)
         exclude = {"account_id", "agents", "staff"} | ({"digest_hour"} if account.digest_hour is None else set())
         doc = {"_id": account.account_id, **account.model_dump(mode="json", exclude=exclude)}

@@ -421,8 +421,11 @@ def on_activity(state: LeadState, activity: Activity, now: datetime, *, can_clai
     if not activity.action.claims:
         return Outcome(state, (), "viewing does not claim")
     offer = next((o for o in state.open_offers if o.agent_id == activity.agent_id), None)
-    if state.holder == activity.agent_id or offer is None or state.status is not LeadStatus.OFFERED or (
-        now >= offer.deadline or not can_claim
+    if (
+        state.holder == activity.agent_id
+        or offer is None
+        or state.status is not LeadStatus.OFFERED
+        or (now >= offer.deadline or not can_claim)
     ):
         if state.holder == activity.agent_id:
             refused = None
@@ -478,18 +481,27 @@ def on_decline(state: LeadState, activity: Activity, now: datetime) -> Outcome:
     offer = next((o for o in state.open_offers if o.agent_id == activity.agent_id), None)
     if offer is None or state.status is not LeadStatus.OFFERED or now >= offer.deadline:
         refused = claim_refusal(state, activity.agent_id) if state.holder != activity.agent_id else None
-        payload = ActivityLoggedPayload(lead_id=uuid.UUID(state.lead_id), agent_id=state.holder,
-                                        action=activity.action, by_agent_id=activity.agent_id,
-                                        claim_refused=refused or "there was no open offer to decline")
+        payload = ActivityLoggedPayload(
+            lead_id=uuid.UUID(state.lead_id),
+            agent_id=state.holder,
+            action=activity.action,
+            by_agent_id=activity.agent_id,
+            claim_refused=refused or "there was no open offer to decline",
+        )
         return Outcome(state, (Emit(ActivityLogged, payload),), "nothing to decline")
     declined = Offer(offer.agent_id, offer.round, offer.deadline, OfferStatus.WITHDRAWN)
     offers = tuple(declined if o is offer else o for o in state.offers)
     still_open = any(o.status is OfferStatus.OPEN for o in offers)
     after = state.evolve(offers=offers, next_deadline=state.next_deadline if still_open else now)
-    withdrawn = OfferClosedPayload(lead_id=uuid.UUID(state.lead_id), agent_id=offer.agent_id,
-                                   offer_round=offer.round, reason=WithdrawalReason.DECLINED)
-    why = f"{activity.agent_id} declined the offer" + ("; the others still race." if still_open else
-                                                       "; the lead goes on to the next agent.")
+    withdrawn = OfferClosedPayload(
+        lead_id=uuid.UUID(state.lead_id),
+        agent_id=offer.agent_id,
+        offer_round=offer.round,
+        reason=WithdrawalReason.DECLINED,
+    )
+    why = f"{activity.agent_id} declined the offer" + (
+        "; the others still race." if still_open else "; the lead goes on to the next agent."
+    )
     return Outcome(after, (Emit(OfferWithdrawn, withdrawn),), why)
 
 

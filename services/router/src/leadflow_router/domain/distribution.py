@@ -82,9 +82,7 @@ def on_returned(state: LeadState, agent_id: str, note: str, account: AccountSnap
             lead_id=uuid.UUID(state.lead_id), agent_id=agent_id, broker_agent_id=agent_id, explanation=explanation
         )
         return Outcome(released, (Emit(LeadReleased, payload),), explanation)
-    explanation = fit_explanation(
-        f"{agent_id} gave the lead back to the broker{why}; {pool.agent_id} holds it now."
-    )
+    explanation = fit_explanation(f"{agent_id} gave the lead back to the broker{why}; {pool.agent_id} holds it now.")
     returned = state.evolve(
         status=LeadStatus.ASSIGNED, holder=pool.agent_id, reason=AssignmentReason.RETURNED, next_deadline=None
     )
