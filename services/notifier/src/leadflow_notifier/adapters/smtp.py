@@ -10,10 +10,14 @@ from __future__ import annotations
 import asyncio
 import ssl
 import uuid
+from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
+from email.utils import formataddr, parseaddr
+from typing import Any
 
 import aiosmtplib
 
+from leadflow_notifier.adapters.mime import mime_bytes
 from leadflow_notifier.domain.errors import PermanentDeliveryError, TransientDeliveryError
 from leadflow_notifier.domain.messages import EmailContent
 from leadflow_notifier.settings import SmtpSettings
@@ -28,6 +32,8 @@ class SmtpMailer:
         self._tls = ssl.create_default_context(cafile=settings.ca_file) if settings.ca_file else None
         self._idle: list[aiosmtplib.SMTP] = []
         self._slots = asyncio.Semaphore(settings.pool_size)
+        name, self._envelope_from = parseaddr(settings.sender)
+        self._from = settings.sender if settings.sender.isascii() else formataddr((name, self._envelope_from), "utf-8")
 
     def message(self, content: EmailContent, *, message_id: str) -> EmailMessage:
         message = EmailMessage()
@@ -36,9 +42,7 @@ class SmtpMailer:
         message["Subject"] = content.subject
         if content.reply_to:
             message["Reply-To"] = content.reply_to
-        # A stable Message-ID lets receiving systems drop a resend of the same notice. It is a
-        # uuid5 of the delivery key: the key's ":" and free-form agent ids are not valid there.
-        message["Message-ID"] = f"<{uuid.uuid5(MESSAGE_ID_NAMESPACE, message_id).hex}@leadflow>"
+        message["Message-ID"] = message_id_header(message_id)
         if content.lead_id:  # a digest is about many leads
             message["X-Leadflow-Lead-Id"] = content.lead_id
         message.set_content(content.text)
@@ -47,19 +51,25 @@ class SmtpMailer:
         return message
 
     async def send(self, content: EmailContent, *, message_id: str) -> None:
-        message = self.message(content, message_id=message_id)
+        raw = mime_bytes(content, sender=self._from, message_id=message_id_header(message_id))
+        transmit: Callable[[aiosmtplib.SMTP], Awaitable[Any]]
+        if raw is not None:  # the common case, built without the email package (adapters/mime.py)
+            transmit = lambda client: client.sendmail(self._envelope_from, [content.to], raw)  # noqa: E731
+        else:  # an address that needs SMTPUTF8: the email package and aiosmtplib handle it
+            message = self.message(content, message_id=message_id)
+            transmit = lambda client: client.send_message(message)  # noqa: E731
         # A client span when tracing is on (no instrumentation sees aiosmtplib); never the recipients.
         server: dict[str, str | int] = {"server.address": self._settings.host, "server.port": self._settings.port}
         with tracing.client_span("smtp send", server):
-            await self._send(message)
+            await self._send(transmit)
 
-    async def _send(self, message: EmailMessage) -> None:
+    async def _send(self, transmit: Callable[[aiosmtplib.SMTP], Awaitable[Any]]) -> None:
         async with self._slots:
             client = self._idle.pop() if self._idle else None
             try:
                 if client is None or not client.is_connected:
                     client = await self._connect()
-                await client.send_message(message)
+                await transmit(client)
             except BaseException as exc:
                 if client is not None:
                     client.close()
@@ -94,6 +104,12 @@ class SmtpMailer:
             client.close()
             raise
         return client
+
+
+def message_id_header(message_id: str) -> str:
+    # A stable Message-ID lets receiving systems drop a resend of the same notice. It is a
+    # uuid5 of the delivery key: the key's ":" and free-form agent ids are not valid there.
+    return f"<{uuid.uuid5(MESSAGE_ID_NAMESPACE, message_id).hex}@leadflow>"
 
 
 def _mapped(exc: BaseException) -> BaseException:
