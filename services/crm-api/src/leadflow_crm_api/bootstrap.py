@@ -52,7 +52,7 @@ from leadflow_shared.kafka import publisher
 from leadflow_shared.service import ServiceRuntime
 
 
-def lead_query(
+async def lead_query(
     tab: LeadTab = LeadTab.ALL,
     status_: Annotated[LeadStatus | None, Query(alias="status")] = None,
     owner: Annotated[str | None, Query(max_length=64, description="Agent holding the lead.")] = None,

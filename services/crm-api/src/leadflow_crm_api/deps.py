@@ -35,7 +35,9 @@ IdempotencyKey = Annotated[
 bearer = HTTPBearer(auto_error=False, description="OAuth2 access token (JWT) for the crm-api audience.")
 
 
-def _principal(
+# Dependencies are `async def` though none awaits: FastAPI runs a plain `def` one in a worker thread,
+# a thread hop per request for nothing (issue 14).
+async def _principal(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Principal:
     if credentials is None:
@@ -47,7 +49,7 @@ def _principal(
 Caller = Annotated[Principal, Depends(_principal)]
 
 
-def _db(request: Request) -> AsyncDatabase[Document]:
+async def _db(request: Request) -> AsyncDatabase[Document]:
     runtime: ServiceRuntime = request.app.state.runtime
     return runtime.db
 
@@ -55,7 +57,7 @@ def _db(request: Request) -> AsyncDatabase[Document]:
 Db = Annotated[AsyncDatabase[Document], Depends(_db)]
 
 
-def _account_leads(account_id: Id, caller: Caller, db: Db) -> ScopedLeads:
+async def _account_leads(account_id: Id, caller: Caller, db: Db) -> ScopedLeads:
     """The account's leads as the caller may see them (`use_cases.leads.account_leads`)."""
     return account_leads(caller, db, account_id)
 
@@ -63,7 +65,7 @@ def _account_leads(account_id: Id, caller: Caller, db: Db) -> ScopedLeads:
 AccountLeads = Annotated[ScopedLeads, Depends(_account_leads)]
 
 
-def _commands(request: Request) -> PublishRaw:
+async def _commands(request: Request) -> PublishRaw:
     """Publishes to leads.commands.v1 (the router's input), keyed by account."""
     publish: PublishRaw = request.app.state.publish_command
     return publish

@@ -90,7 +90,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _intake(request: Request) -> Intake:
+async def _intake(request: Request) -> Intake:  # async: no thread hop per request
     provide: Callable[[], Intake] = request.app.state.intake
     return provide()
 
