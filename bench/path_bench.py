@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from pymongo import AsyncMongoClient
 from rich.console import Console
 from rich.table import Table
@@ -86,6 +88,23 @@ def meter(stack: Stack) -> CpuMeter:
     return CpuMeter(pids)
 
 
+async def mongo_commands(stack: Stack) -> dict[str, float]:
+    """MongoDB commands each service has sent so far (its `<service>_mongo_commands_total`, all names)."""
+    counts = {}
+    async with httpx.AsyncClient(timeout=10) as client:
+        for service in SERVICES:
+            text = (await client.get(f"{stack.url(service)}/metrics")).text
+            name = f"{service.replace('-', '_')}_mongo_commands"
+            counts[service] = sum(
+                sample.value
+                for family in text_string_to_metric_families(text)
+                if family.name == name
+                for sample in family.samples
+                if sample.name.endswith("_total")
+            )
+    return counts
+
+
 async def wait_for_rows(mongo: AsyncMongoClient[dict[str, Any]], count: int, timeout: float) -> None:
     rows = mongo.get_default_database("leadflow")[CRM_LEADS]
     deadline = time.monotonic() + timeout
@@ -121,12 +140,14 @@ async def measure_rate(
     clock = Clock()
     assert stack.mail is not None
     stack.mail.on_accept = clock.on_email
+    commands_before = await mongo_commands(stack)
     before, start = cpu.read(), time.monotonic()
     posted, achieved = await post_steadily(stack, clock, rate, seconds)
     await wait_for_emails(clock, 120)
     await wait_for_rows(mongo, rows_before + len(clock.accepted), 120)
     spent = CpuMeter.delta(before, cpu.read())
     elapsed = time.monotonic() - start
+    commands = CpuMeter.delta(commands_before, await mongo_commands(stack))
     latencies = sorted(
         (clock.emailed[lead] - at) * 1000 for lead, at in clock.accepted.items() if lead in clock.emailed
     )
@@ -142,6 +163,7 @@ async def measure_rate(
         "p99_ms": percentile(latencies, 0.99) if latencies else float("nan"),
         "max_ms": latencies[-1] if latencies else float("nan"),
         "cpu_ms_per_lead": {name: s * 1000 / leads for name, s in spent.items()},
+        "mongo_commands_per_lead": {name: n / leads for name, n in commands.items()},
     }
 
 
@@ -196,6 +218,13 @@ def report(result: dict[str, Any], console: Console) -> None:
 
         table.add_row(name, cell(idle), *(cell(r["cpu_ms_per_lead"]) for r in result["rates"]))
     console.print(table)
+    commands = Table(title="whole path: MongoDB commands per lead, each service (round trips)")
+    commands.add_column("service")
+    for r in result["rates"]:
+        commands.add_column(f"at {r['rate_target']:.0f}/s")
+    for name in SERVICES:
+        commands.add_row(name, *(f"{r['mongo_commands_per_lead'][name]:.2f}" for r in result["rates"]))
+    console.print(commands)
     latency = Table(title="whole path: intake 202 -> offer email accepted (ms)")
     for column in ("load", "leads (202 / emailed)", "p50", "p99", "max"):
         latency.add_column(column)

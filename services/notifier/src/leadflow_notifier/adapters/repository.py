@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -13,13 +12,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pymongo import ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from leadflow_notifier.domain.delivery import Delivery, Unreadable
 from leadflow_notifier.domain.digest import DigestItem, DigestWindow
 from leadflow_notifier.domain.messages import Content, EmailContent, PushContent, PushDevice, Recipient, SmsContent
 from leadflow_notifier.domain.preferences import Channel, Preferences, QuietHours
+from leadflow_shared.coalesce import Coalesced
 
 ACCOUNTS = "accounts"
 AGENTS = "agents"
@@ -215,6 +216,7 @@ class DigestItems:
 
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self._items = db[DIGEST_ITEMS]
+        self._insert = Coalesced(self._insert_many)  # one command for a batch's leads
 
     async def add(self, item: DigestItem) -> None:
         doc = {
@@ -228,8 +230,11 @@ class DigestItems:
             "from_account": item.from_account,
             "created_at": datetime.now(UTC),
         }
-        with contextlib.suppress(DuplicateKeyError):  # a redelivery, or the second offer of a race
-            await self._items.insert_one(doc)
+        await self._insert(doc)
+
+    async def _insert_many(self, docs: list[dict[str, Any]]) -> list[BaseException | None]:
+        # A key stored already is a redelivery, or the second offer of a race: nothing to add.
+        return [None if isinstance(e, DuplicateKeyError) else e for e in await insert_each(self._items, docs)]
 
     async def accounts_since(self, since_ms: int) -> list[str]:
         """Accounts with items created since `since_ms` (each account's window is its own)."""
@@ -317,12 +322,15 @@ class DeliveryLog:
     def __init__(self, db: AsyncDatabase[dict[str, Any]], *, leases: Leases) -> None:
         self._deliveries = db[DELIVERIES]
         self._leases = leases
+        # A batch's deliveries start, and end as sent, in one command each (shared/coalesce.py).
+        self._insert: Coalesced[dict[str, Any], None] = Coalesced(lambda docs: insert_each(self._deliveries, docs))
+        self._mark_sent = Coalesced(self._sent_many)
 
     async def begin(self, delivery: Delivery, *, now_ms: int) -> Begin:
         """Start `delivery` unless a record of it exists; on SEND this process holds its lease."""
         payload = _payload(delivery)
         try:
-            await self._deliveries.insert_one(
+            await self._insert(
                 {
                     "_id": delivery.key,
                     "channel": str(delivery.channel),
@@ -436,10 +444,18 @@ class DeliveryLog:
         self._leases.held.discard(key)
 
     async def sent(self, key: str, *, now_ms: int) -> None:
-        await self._deliveries.update_one(
-            {"_id": key},
-            {"$set": {"status": "sent", "done_ms": now_ms, "done_at": _wall_clock()}, "$unset": DONE_UNSET},
+        await self._mark_sent((key, now_ms))
+
+    async def _sent_many(self, sent: list[tuple[str, int]]) -> list[None]:
+        # One `done_ms` for the lot: the latest of theirs (they ended within one database command).
+        await self._deliveries.update_many(
+            {"_id": {"$in": [key for key, _ in sent]}},
+            {
+                "$set": {"status": "sent", "done_ms": max(ms for _, ms in sent), "done_at": _wall_clock()},
+                "$unset": DONE_UNSET,
+            },
         )
+        return [None] * len(sent)
 
     async def failed(self, key: str, *, reason: str, now_ms: int) -> None:
         await self._deliveries.update_one(
@@ -451,6 +467,23 @@ class DeliveryLog:
         )
 
 
+async def insert_each(
+    collection: AsyncCollection[dict[str, Any]], docs: list[dict[str, Any]]
+) -> list[BaseException | None]:
+    """Insert `docs` in one command; per document, None or why it was not stored (a DuplicateKeyError
+    for a key stored already, as `insert_one` would raise)."""
+    try:
+        await collection.insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        outcomes: list[BaseException | None] = [None] * len(docs)
+        for error in exc.details.get("writeErrors", []):
+            kind = DuplicateKeyError if error.get("code") == DUPLICATE_KEY else OperationFailure
+            outcomes[int(error["index"])] = kind(str(error.get("errmsg", "")), error.get("code"), error)
+        return outcomes
+    return [None] * len(docs)
+
+
+DUPLICATE_KEY = 11000
 # A finished record keeps no message or event: they hold personal data and nothing will send them again.
 DONE_UNSET = {"content": "", "event": ""}
 
