@@ -197,10 +197,12 @@ T = TypeVar("T")
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Incoming:
-    """A record's body with its headers, for the few handlers that read a header (a replay marker)."""
+    """A record's body with its headers and place, for handlers that read more than the body."""
 
     body: bytes
     headers: dict[str, str]  # values decoded leniently (bad bytes as U+FFFD); a repeated name: the last one
+    partition: int | None = None  # where it was on its topic (crm-api's rebuild log records it)
+    offset: int | None = None
 
 
 def body_of(record: ConsumerRecord[bytes, bytes]) -> bytes:
@@ -209,7 +211,7 @@ def body_of(record: ConsumerRecord[bytes, bytes]) -> bytes:
 
 def incoming_of(record: ConsumerRecord[bytes, bytes]) -> Incoming:
     headers = {name: (value or b"").decode("utf-8", "replace") for name, value in record.headers}
-    return Incoming(body_of(record), headers)
+    return Incoming(body_of(record), headers, record.partition, record.offset)
 
 
 class DeadLetterGuard:

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from aiokafka import ConsumerRecord
 from fastapi import Depends, FastAPI, Query, status
 from pydantic import AwareDatetime
 
-from leadflow_crm_api.adapters.generations import Write, replayed_already, writing
 from leadflow_crm_api.adapters.leads import (
-    LeadViews,
     ensure_indexes,
 )
 from leadflow_crm_api.adapters.tokens import TokenVerifier
@@ -30,7 +27,7 @@ from leadflow_crm_api.domain.views import (
     LeadTab,
     epoch_ms,
 )
-from leadflow_crm_api.handlers import project
+from leadflow_crm_api.entrypoints import kafka
 from leadflow_crm_api.problems import PROBLEM_RESPONSES, install_problem_handlers
 from leadflow_crm_api.routes import (
     distribution,
@@ -47,7 +44,6 @@ from leadflow_crm_api.settings import CrmApiSettings
 from leadflow_crm_api.use_cases import leads as leads_uc
 from leadflow_crm_api.web import app as web_app
 from leadflow_shared import topics
-from leadflow_shared.events.routing import ROUTING_EVENT
 from leadflow_shared.kafka import publisher
 from leadflow_shared.service import ServiceRuntime
 
@@ -90,27 +86,12 @@ Cursor = Annotated[
 ]
 
 
-def projected(runtime: ServiceRuntime, body: bytes) -> Write:
-    """The event being projected, with its place on the topic (FastStream's context holds the record)."""
-    message = runtime.broker.context.get_local("message")
-    record = getattr(message, "raw_message", None)
-    if not isinstance(record, ConsumerRecord):
-        return Write(event=body)
-    return Write(event=body, partition=record.partition, offset=record.offset)
-
-
 def create_app(settings: CrmApiSettings) -> FastAPI:
     runtime = ServiceRuntime(settings, service="crm-api")
     runtime.on_startup(ensure_indexes)
     publish_activity = publisher(runtime.broker, topics.LEADS_ACTIVITY)
 
-    async def handle(body: bytes) -> None:
-        event, write = ROUTING_EVENT.validate_json(body), projected(runtime, body)
-        async with writing(runtime.db, write) as names:  # decision 0045
-            if not await replayed_already(runtime.db, write):
-                await project(event, views=LeadViews(runtime.db, names))
-
-    runtime.consume(topics.LEADS_EVENTS, group_id=settings.consumer_group, handle=handle)
+    kafka.subscribe(runtime, group_id=settings.consumer_group)
 
     app = runtime.app(title="leadflow crm-api", version="0.1.0", responses=PROBLEM_RESPONSES)
     install_problem_handlers(app, realm="leadflow-crm-api")

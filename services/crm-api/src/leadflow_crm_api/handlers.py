@@ -47,7 +47,7 @@ class ViewWriter(Protocol):
 
     async def row(self, lead_id: str) -> dict[str, Any] | None: ...
     async def upsert(self, lead_id: str, row: dict[str, Any]) -> None: ...
-    async def insert_new(self, lead_id: str, row: dict[str, Any]) -> None: ...
+    async def insert_new(self, lead_id: str, row: dict[str, Any]) -> bool: ...
     async def update(self, lead_id: str, changes: dict[str, Any]) -> None: ...
     async def offer_fields(self, lead_id: str) -> dict[str, Any]: ...
     async def recorded(self, event_id: str) -> bool: ...
@@ -78,10 +78,14 @@ async def project(event: RoutingEvent, *, views: ViewWriter, side_effects: bool 
     elif isinstance(event, LeadTransferred):
         await _moved(event, views, side_effects=side_effects)
     else:
+        current: dict[str, Any] | None = None
         if isinstance(event, LeadOffered):
-            await views.insert_new(lead_id, lead_row_from_offered(event))
+            row = lead_row_from_offered(event)
+            if await views.insert_new(lead_id, row):  # only the projection writes these fields: no read
+                current = {k: row[k] for k in ("open_offers", "offer_links") if k in row}
         changes = lead_row_changes(event)
-        current = await views.offer_fields(lead_id)
+        if current is None:
+            current = await views.offer_fields(lead_id)
         offers = open_offers_after(current.get("open_offers", []), event)
         if offers is not None:
             # $set of the whole array: nx-27017 mangles $push of documents (decision 0004).

@@ -74,9 +74,11 @@ class BufferedViews:
         current = await self._row(lead_id)
         self._put(lead_id, {**current, **changes} if current is not None else {"_id": lead_id, **changes, **created})
 
-    async def insert_new(self, lead_id: str, row: Doc) -> None:
-        if await self._row(lead_id) is None:
-            self._put(lead_id, {"_id": lead_id, **row})
+    async def insert_new(self, lead_id: str, row: Doc) -> bool:
+        if await self._row(lead_id) is not None:
+            return False
+        self._put(lead_id, {"_id": lead_id, **row})
+        return True
 
     async def update(self, lead_id: str, changes: Doc) -> None:
         recent = {k: changes.pop(k) for k in LAST_ACTIVITY_FIELDS if k in changes}

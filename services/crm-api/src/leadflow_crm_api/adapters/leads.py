@@ -104,24 +104,28 @@ class LeadViews:
         async with self._write(lead_id) as (leads, _):
             await leads.update_one({"_id": lead_id}, {"$set": changes, "$setOnInsert": created}, upsert=True)
 
-    async def insert_new(self, lead_id: str, row: dict[str, Any]) -> None:
-        """Create the row unless it exists: a replayed first event must not undo later ones."""
+    async def insert_new(self, lead_id: str, row: dict[str, Any]) -> bool:
+        """Create the row unless it exists (a replayed first event must not undo later ones); whether it did."""
         async with self._write(lead_id) as (leads, _):
-            with contextlib.suppress(DuplicateKeyError):
+            try:
                 await leads.insert_one({"_id": lead_id, **row})
+            except DuplicateKeyError:
+                return False
+            return True
 
     async def update(self, lead_id: str, changes: dict[str, Any]) -> None:
         """`$set` the changes; the last-activity fields only when they are newer than the row's (an event
         projected after an action crm-api recorded later must not move "last activity" back)."""
         recent = {k: changes.pop(k) for k in LAST_ACTIVITY_FIELDS if k in changes}
         async with self._write(lead_id) as (leads, _):
-            if changes:
+            if "last_activity_ms" not in recent:
+                if changes or recent:
+                    await leads.update_one({"_id": lead_id}, {"$set": changes | recent})
+                return
+            # Usually the event is the newest activity: one command. Else the changes alone.
+            newer = {"_id": lead_id, "last_activity_ms": {"$lt": recent["last_activity_ms"]}}
+            if (await leads.update_one(newer, {"$set": changes | recent})).matched_count == 0 and changes:
                 await leads.update_one({"_id": lead_id}, {"$set": changes})
-            if recent:
-                newer: dict[str, Any] = {"_id": lead_id}
-                if "last_activity_ms" in recent:
-                    newer["last_activity_ms"] = {"$lt": recent["last_activity_ms"]}
-                await leads.update_one(newer, {"$set": recent})
 
     async def offer_fields(self, lead_id: str) -> dict[str, Any]:
         """The row's `open_offers` and `offer_links` ({} when there is no row yet)."""
