@@ -260,6 +260,9 @@ async def timers(stack: Stack, open_offers: int, due: int, due_window: float) ->
 
 
 async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    # The router serves before its consumers have joined (decision 0026): one lead routed first, so
+    # the measure starts with a router that consumes.
+    await router_rate(stack, leads(1))
     bodies = leads(args.leads)
     baseline = await broker_rate(stack.bootstrap, bodies)
     database = await database_rate(stack, leads(args.leads), args.db_batch)

@@ -31,6 +31,7 @@ from leadflow_crm_api.adapters.generations import (
     writing,
 )
 from leadflow_crm_api.adapters.leads import LeadViews, ScopedLeads, ensure_indexes, scope_filter
+from leadflow_crm_api.adapters.view_commands import ViewCommands
 from leadflow_crm_api.domain.generations import Phase, ViewNames, names_of
 from leadflow_crm_api.domain.principal import Principal, Role
 from leadflow_crm_api.domain.views import activity_entry
@@ -165,6 +166,32 @@ async def test_a_buffered_replay_writes_what_the_projection_writes(mongo: tuple[
     assert {row["status"] for row in rows} == {"assigned", "fell_back", "offered"}
     assert canonical(rows) == canonical(await docs(db, buffered.leads))
     assert canonical(await docs(db, direct.timeline)) == canonical(await docs(db, buffered.timeline))
+
+
+async def test_the_coalesced_projection_writes_what_the_projection_writes(
+    mongo: tuple[AsyncDatabase[Doc], str],
+) -> None:
+    """crm-api's consumer (entrypoints/kafka.py): leads concurrently, each lead's events in order, their
+    reads and writes coalesced into a few commands (adapters/view_commands.py); same views as one by one."""
+    db, _ = mongo
+    events = lives()
+    direct, coalesced = names_of(0), names_of(2)
+    for event in events:
+        await project(event, views=LeadViews(db, direct), side_effects=False)
+    commands = ViewCommands(db)
+    by_lead: dict[str, list[RoutingEvent]] = {}
+    for event in events:
+        by_lead.setdefault(str(getattr(event.payload, "lead_id", event.event_id)), []).append(event)
+
+    async def one_lead(lives_events: list[RoutingEvent]) -> None:
+        for event in lives_events:
+            await project(event, views=LeadViews(db, coalesced, commands=commands), side_effects=False)
+
+    await asyncio.gather(*(one_lead(e) for e in by_lead.values()))
+    rows = await docs(db, direct.leads)
+    assert len(rows) == 3
+    assert canonical(rows) == canonical(await docs(db, coalesced.leads))
+    assert canonical(await docs(db, direct.timeline)) == canonical(await docs(db, coalesced.timeline))
 
 
 async def set_meta(db: AsyncDatabase[Doc], **fields: Any) -> None:

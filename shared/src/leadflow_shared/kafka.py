@@ -70,7 +70,7 @@ def is_transient(exc: BaseException) -> bool:
 # FastStream's request-reply header; leadflow never replies, so a sender may not choose a topic for it.
 REPLY_TO = "reply_to"
 # Errors the same bytes raise every time: retrying only delays the dead letter.
-POISON_ERRORS: tuple[type[BaseException], ...] = (
+POISON_ERRORS: tuple[type[Exception], ...] = (
     ValidationError,
     PoisonMessage,
     RecursionError,

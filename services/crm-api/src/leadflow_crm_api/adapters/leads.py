@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -20,6 +20,7 @@ from pymongo.errors import DuplicateKeyError
 from leadflow_crm_api.adapters import generations, invitations, offices
 from leadflow_crm_api.adapters.generations import Write, active_names, writing
 from leadflow_crm_api.adapters.settings import AGENTS
+from leadflow_crm_api.adapters.view_commands import ViewCommands
 from leadflow_crm_api.domain.erasure import without_free_text
 from leadflow_crm_api.domain.generations import ViewNames, names_of
 from leadflow_crm_api.domain.offices import label_key
@@ -73,9 +74,13 @@ class LeadViews:
     writes through `generations.writing` (a request's timeline entry).
     """
 
-    def __init__(self, db: AsyncDatabase[dict[str, Any]], names: ViewNames | None = None) -> None:
+    def __init__(
+        self, db: AsyncDatabase[dict[str, Any]], names: ViewNames | None = None, *, commands: ViewCommands | None = None
+    ) -> None:
         self.db = db
         self._names = names
+        # Bound to a generation with `commands`: reads and writes coalesced with other leads' (the projection).
+        self._commands = commands if names is not None else None
 
     async def _read(self) -> tuple[Coll, Coll]:
         names = self._names or await active_names(self.db)
@@ -90,6 +95,8 @@ class LeadViews:
             yield self.db[names.leads], self.db[names.timeline]
 
     async def row(self, lead_id: str) -> dict[str, Any] | None:
+        if self._commands is not None and self._names is not None:
+            return await self._commands.find(self._names.leads, lead_id)
         leads, _ = await self._read()
         return await leads.find_one({"_id": lead_id})
 
@@ -101,11 +108,17 @@ class LeadViews:
         """
         created = {k: row[k] for k in ("created_at", "created_ms", "transferred_to", "crm_status") if k in row}
         changes = {k: v for k, v in row.items() if k not in created}
+        update = {"$set": changes, "$setOnInsert": created}
+        if self._commands is not None and self._names is not None:
+            await self._commands.update(self._names.leads, [UpdateOne({"_id": lead_id}, update, upsert=True)])
+            return
         async with self._write(lead_id) as (leads, _):
-            await leads.update_one({"_id": lead_id}, {"$set": changes, "$setOnInsert": created}, upsert=True)
+            await leads.update_one({"_id": lead_id}, update, upsert=True)
 
     async def insert_new(self, lead_id: str, row: dict[str, Any]) -> bool:
         """Create the row unless it exists (a replayed first event must not undo later ones); whether it did."""
+        if self._commands is not None and self._names is not None:
+            return await self._commands.insert(self._names.leads, {"_id": lead_id, **row})
         async with self._write(lead_id) as (leads, _):
             try:
                 await leads.insert_one({"_id": lead_id, **row})
@@ -117,6 +130,15 @@ class LeadViews:
         """`$set` the changes; the last-activity fields only when they are newer than the row's (an event
         projected after an action crm-api recorded later must not move "last activity" back)."""
         recent = {k: changes.pop(k) for k in LAST_ACTIVITY_FIELDS if k in changes}
+        if self._commands is not None and self._names is not None:
+            # Coalesced with other leads' writes, the two updates cost no extra round trip.
+            newer: dict[str, Any] = {"_id": lead_id}
+            if "last_activity_ms" in recent:
+                newer["last_activity_ms"] = {"$lt": recent["last_activity_ms"]}
+            ops = [UpdateOne({"_id": lead_id}, {"$set": changes})] if changes else []
+            ops += [UpdateOne(newer, {"$set": recent})] if recent else []
+            await self._commands.update(self._names.leads, ops)
+            return
         async with self._write(lead_id) as (leads, _):
             if "last_activity_ms" not in recent:
                 if changes or recent:
@@ -129,10 +151,15 @@ class LeadViews:
 
     async def offer_fields(self, lead_id: str) -> dict[str, Any]:
         """The row's `open_offers` and `offer_links` ({} when there is no row yet)."""
+        if self._commands is not None and self._names is not None:
+            row = await self._commands.find(self._names.leads, lead_id) or {}
+            return {k: row[k] for k in ("_id", "open_offers", "offer_links") if k in row}
         leads, _ = await self._read()
         return await leads.find_one({"_id": lead_id}, {"open_offers": 1, "offer_links": 1}) or {}
 
     async def recorded(self, event_id: str) -> bool:
+        if self._commands is not None and self._names is not None:
+            return await self._commands.exists(self._names.timeline, event_id)
         _, timeline = await self._read()
         return await timeline.find_one({"_id": event_id}, {"_id": 1}) is not None
 
@@ -148,6 +175,9 @@ class LeadViews:
 
     async def record(self, entry: dict[str, Any]) -> None:
         """Add a timeline entry; the same event id twice is one entry."""
+        if self._commands is not None and self._names is not None:
+            await self._commands.insert(self._names.timeline, entry)
+            return
         async with self._write(str(entry["lead_id"])) as (_, timeline):
             with contextlib.suppress(DuplicateKeyError):
                 await timeline.insert_one(entry)

@@ -12,15 +12,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pymongo import ReturnDocument
-from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
+from pymongo.errors import DuplicateKeyError
 
 from leadflow_notifier.domain.delivery import Delivery, Unreadable
 from leadflow_notifier.domain.digest import DigestItem, DigestWindow
 from leadflow_notifier.domain.messages import Content, EmailContent, PushContent, PushDevice, Recipient, SmsContent
 from leadflow_notifier.domain.preferences import Channel, Preferences, QuietHours
 from leadflow_shared.coalesce import Coalesced
+from leadflow_shared.mongo_bulk import insert_each
 
 ACCOUNTS = "accounts"
 AGENTS = "agents"
@@ -467,23 +467,6 @@ class DeliveryLog:
         )
 
 
-async def insert_each(
-    collection: AsyncCollection[dict[str, Any]], docs: list[dict[str, Any]]
-) -> list[BaseException | None]:
-    """Insert `docs` in one command; per document, None or why it was not stored (a DuplicateKeyError
-    for a key stored already, as `insert_one` would raise)."""
-    try:
-        await collection.insert_many(docs, ordered=False)
-    except BulkWriteError as exc:
-        outcomes: list[BaseException | None] = [None] * len(docs)
-        for error in exc.details.get("writeErrors", []):
-            kind = DuplicateKeyError if error.get("code") == DUPLICATE_KEY else OperationFailure
-            outcomes[int(error["index"])] = kind(str(error.get("errmsg", "")), error.get("code"), error)
-        return outcomes
-    return [None] * len(docs)
-
-
-DUPLICATE_KEY = 11000
 # A finished record keeps no message or event: they hold personal data and nothing will send them again.
 DONE_UNSET = {"content": "", "event": ""}
 
