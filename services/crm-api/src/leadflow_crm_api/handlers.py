@@ -32,6 +32,7 @@ from leadflow_crm_api.domain.views import (
 from leadflow_shared.events.routing import (
     ContactErased,
     LeadAssigned,
+    LeadEvent,
     LeadOffered,
     LeadTransferred,
     RealtorInvited,
@@ -66,36 +67,45 @@ async def project(event: RoutingEvent, *, views: ViewWriter, side_effects: bool 
     if isinstance(event, ContactErased):
         await _erase(event, views)
         return
-    lead_id = str(event.payload.lead_id)
     in_timeline = records_in_timeline(event)
     if in_timeline and await views.recorded(str(event.event_id)):
         return
     if isinstance(event, LeadAssigned):
-        row = lead_row_from_assigned(event)
-        if (await views.row(lead_id) or {}).get("erased"):
-            row |= ERASED_ROW  # an event from before the erasure, delivered late (a replayed dead letter)
-        await views.upsert(lead_id, row)
+        await _assigned(event, views)
     elif isinstance(event, LeadTransferred):
         await _moved(event, views, side_effects=side_effects)
     else:
-        current: dict[str, Any] | None = None
-        if isinstance(event, LeadOffered):
-            row = lead_row_from_offered(event)
-            if await views.insert_new(lead_id, row):  # only the projection writes these fields: no read
-                current = {k: row[k] for k in ("open_offers", "offer_links") if k in row}
-        changes = lead_row_changes(event)
-        if current is None:
-            current = await views.offer_fields(lead_id)
-        offers = open_offers_after(current.get("open_offers", []), event)
-        if offers is not None:
-            # $set of the whole array: nx-27017 mangles $push of documents (decision 0004).
-            changes |= {"open_offers": offers, "offered_to": sorted({o["agent_id"] for o in offers})}
-        links = offer_links_after(current.get("offer_links", []), event)
-        if links is not None:  # `offer_link_ids` is what a click's lookup matches (an array of strings)
-            changes |= {"offer_links": links, "offer_link_ids": [link["link_id"] for link in links]}
-        await views.update(lead_id, changes)
+        await _changed(event, views)
     if in_timeline:
         await views.record(timeline_entry(event))
+
+
+async def _assigned(event: LeadAssigned, views: ViewWriter) -> None:
+    lead_id, row = str(event.payload.lead_id), lead_row_from_assigned(event)
+    if (await views.row(lead_id) or {}).get("erased"):
+        row |= ERASED_ROW  # an event from before the erasure, delivered late (a replayed dead letter)
+    await views.upsert(lead_id, row)
+
+
+async def _changed(event: LeadEvent, views: ViewWriter) -> None:
+    """Any other lead event: its row's changes, with the open offers and accept links it leaves."""
+    lead_id = str(event.payload.lead_id)
+    current: dict[str, Any] | None = None
+    if isinstance(event, LeadOffered):
+        row = lead_row_from_offered(event)
+        if await views.insert_new(lead_id, row):  # only the projection writes these fields: no read
+            current = {k: row[k] for k in ("open_offers", "offer_links") if k in row}
+    if current is None:
+        current = await views.offer_fields(lead_id)
+    changes = lead_row_changes(event)
+    offers = open_offers_after(current.get("open_offers", []), event)
+    if offers is not None:
+        # $set of the whole array: nx-27017 mangles $push of documents (decision 0004).
+        changes |= {"open_offers": offers, "offered_to": sorted({o["agent_id"] for o in offers})}
+    links = offer_links_after(current.get("offer_links", []), event)
+    if links is not None:  # `offer_link_ids` is what a click's lookup matches (an array of strings)
+        changes |= {"offer_links": links, "offer_link_ids": [link["link_id"] for link in links]}
+    await views.update(lead_id, changes)
 
 
 async def _erase(event: ContactErased, views: ViewWriter) -> None:

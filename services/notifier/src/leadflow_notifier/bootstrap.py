@@ -38,7 +38,7 @@ from leadflow_notifier.settings import NotifierSettings
 from leadflow_shared import topics
 from leadflow_shared.events.routing import ROUTING_EVENT
 from leadflow_shared.kafka import BatchRejections, Incoming
-from leadflow_shared.service import ServiceRuntime
+from leadflow_shared.service import ServiceRuntime, Worker
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +55,7 @@ def create_app(settings: NotifierSettings) -> FastAPI:
     mailer = SmtpMailer(settings.smtp)
     runtime.on_shutdown(http.aclose)
     runtime.on_shutdown(mailer.close)
-    senders: dict[Channel, Sender] = {Channel.EMAIL: mailer}
-    if settings.sms.enabled:
-        senders[Channel.SMS] = TwilioSms(settings.sms, http)
-    if settings.push.enabled:
-        senders[Channel.PUSH] = FcmPush(settings.push, http)
+    senders = _senders(settings, http, mailer)
     retry = RetryPolicy(
         settings.delivery.attempts, settings.delivery.retry_initial_seconds, settings.delivery.retry_max_seconds
     )
@@ -72,27 +68,7 @@ def create_app(settings: NotifierSettings) -> FastAPI:
 
     runtime.on_startup(indexes)
 
-    # The renewer outlives the background workers: it stops only once the broker has drained the
-    # in-flight batches, so no delivery still in progress loses its lease during a graceful stop.
-    renewing = asyncio.Event()
-    renewer: list[asyncio.Task[None]] = []
-
-    async def start_renewing(db: AsyncDatabase[Any]) -> None:
-        deliveries = DeliveryLog(db, leases=leases)
-        renewing.clear()
-        renewer.append(
-            asyncio.create_task(
-                _every(leases.renew_seconds, renewing, "lease renewal", lambda: deliveries.renew(now_ms=_now_ms()))
-            )
-        )
-
-    async def stop_renewing() -> None:
-        renewing.set()
-        while renewer:
-            await renewer.pop()
-
-    runtime.on_startup(start_renewing)
-    runtime.on_shutdown(stop_renewing)
+    _renew_leases(runtime, leases)
 
     recipients: RecipientCache = {}
     contact_policies: dict[str, tuple[float, str]] = {}
@@ -139,6 +115,49 @@ def create_app(settings: NotifierSettings) -> FastAPI:
         max_records=settings.delivery.batch_size,
     )
 
+    # Always on: it is what finishes a delivery whose process died (N3 with crashes).
+    runtime.run_in_background(_redrive(runtime, settings, leases, senders, dead_letters, metrics, retry))
+    if settings.digest.enabled:
+        runtime.run_in_background(_digests(runtime, settings, leases, mailer, metrics))
+    return runtime.app(title="leadflow notifier", version="0.1.0")
+
+
+def _senders(settings: NotifierSettings, http: httpx.AsyncClient, mailer: SmtpMailer) -> dict[Channel, Sender]:
+    senders: dict[Channel, Sender] = {Channel.EMAIL: mailer}
+    if settings.sms.enabled:
+        senders[Channel.SMS] = TwilioSms(settings.sms, http)
+    if settings.push.enabled:
+        senders[Channel.PUSH] = FcmPush(settings.push, http)
+    return senders
+
+
+def _renew_leases(runtime: ServiceRuntime, leases: Leases) -> None:
+    """The renewer outlives the background workers: it stops only once the broker has drained the
+    in-flight batches, so no delivery still in progress loses its lease during a graceful stop."""
+    renewing = asyncio.Event()
+    renewer: list[asyncio.Task[None]] = []
+
+    async def start_renewing(db: AsyncDatabase[Any]) -> None:
+        deliveries = DeliveryLog(db, leases=leases)
+        renewing.clear()
+        renewer.append(
+            asyncio.create_task(
+                _every(leases.renew_seconds, renewing, "lease renewal", lambda: deliveries.renew(now_ms=_now_ms()))
+            )
+        )
+
+    async def stop_renewing() -> None:
+        renewing.set()
+        while renewer:
+            await renewer.pop()
+
+    runtime.on_startup(start_renewing)
+    runtime.on_shutdown(stop_renewing)
+
+
+def _digests(
+    runtime: ServiceRuntime, settings: NotifierSettings, leases: Leases, mailer: SmtpMailer, metrics: NotifierMetrics
+) -> Worker:
     async def digests(stopping: asyncio.Event) -> None:
         sender = DigestSender(
             items=DigestItems(runtime.db),
@@ -153,6 +172,18 @@ def create_app(settings: NotifierSettings) -> FastAPI:
         )
         await _every(settings.digest.check_seconds, stopping, "daily digest run", sender.run_once)
 
+    return digests
+
+
+def _redrive(
+    runtime: ServiceRuntime,
+    settings: NotifierSettings,
+    leases: Leases,
+    senders: dict[Channel, Sender],
+    dead_letters: KafkaDeadLetters,
+    metrics: NotifierMetrics,
+    retry: RetryPolicy,
+) -> Worker:
     async def redrive(stopping: asyncio.Event) -> None:
         deliveries = DeliveryLog(runtime.db, leases=leases)
         courier = Courier(
@@ -179,11 +210,7 @@ def create_app(settings: NotifierSettings) -> FastAPI:
 
         await _every(settings.delivery.redrive_seconds, stopping, "re-drive", drain)
 
-    # Always on: it is what finishes a delivery whose process died (N3 with crashes).
-    runtime.run_in_background(redrive)
-    if settings.digest.enabled:
-        runtime.run_in_background(digests)
-    return runtime.app(title="leadflow notifier", version="0.1.0")
+    return redrive
 
 
 async def _every(seconds: float, stopping: asyncio.Event, what: str, step: Callable[[], Awaitable[object]]) -> None:

@@ -330,29 +330,36 @@ class Notifier:
         return rejections
 
     async def notify(self, event: RoutingEvent, raw: bytes, *, replay: Replay | None = None) -> None:
+        if await self._notify_other(event, raw, replay):
+            return
+        if self.digest is not None and (item := digest_item(event)) is not None:
+            await self.digest.add(item)
+            await self._tell_new_lead(item, event, raw, replay)
+        await self._notify_recipient(event, raw, replay)
+
+    async def _notify_other(self, event: RoutingEvent, raw: bytes, replay: Replay | None) -> bool:
+        """Events that are not about telling a lead's recipient; whether `event` was one."""
         if isinstance(event, TeamMemberTransferred):
             await self._notify_staff(event, raw, replay)
-            return
-        if isinstance(event, ContactErased):
+        elif isinstance(event, ContactErased):
             if self.erasure is not None:
                 ended = await self.erasure.erase([str(i) for i in event.payload.lead_ids], now_ms=_ms(self.clock()))
                 log.info("contact erased", extra={"event_id": str(event.event_id), "ended": ended})
-            return
-        if isinstance(event, ContactMessaged):
+        elif isinstance(event, ContactMessaged):
             # The holder's own email or text to the contact (R8's qualifying actions), on that one channel.
             content = contact_message(event, await self.directory.get(event.payload.agent_id))
             channel = Channel.EMAIL if isinstance(content, EmailContent) else Channel.SMS
             if channel in self.senders:
                 await self._deliver(event, raw, f"contact:{event.payload.lead_id}", channel, content, replay=replay)
-            return
-        if isinstance(event, RealtorInvited):
+        elif isinstance(event, RealtorInvited):
             if Channel.EMAIL in self.senders:  # to the invited address: the realtor may be no user yet
                 email = invitation_email(event, self.pages_url)
                 await self._deliver(event, raw, event.payload.realtor_id, Channel.EMAIL, email, replay=replay)
-            return
-        if self.digest is not None and (item := digest_item(event)) is not None:
-            await self.digest.add(item)
-            await self._tell_new_lead(item, event, raw, replay)
+        else:
+            return False
+        return True
+
+    async def _notify_recipient(self, event: RoutingEvent, raw: bytes, replay: Replay | None) -> None:
         agent_id = recipient_of(event)
         if agent_id is None:
             return
@@ -361,9 +368,8 @@ class Notifier:
             # T1: a realtor may be an outside agent invited by email only, unknown here. Not
             # poison: the share happened; nobody to tell. Counted, logged without the id.
             self.metrics.unknown_recipients.labels(event.type).inc()
-            log.info(
-                "%s: recipient not in the directory, not notified", event.type, extra={"event_id": str(event.event_id)}
-            )
+            log.info("%s: recipient not in the directory, not notified", event.type,
+                     extra={"event_id": str(event.event_id)})  # fmt: skip
             return
         if who is None:
             raise PoisonMessage(f"unknown agent {agent_id!r}")

@@ -6,19 +6,16 @@ import asyncio
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Path, Query
-from pydantic import ValidationError
 
 from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, Erasures, LeadRecords, Rotations, ensure_indexes
 from leadflow_router.domain.model import RoutingRejected
+from leadflow_router.entrypoints import kafka
 from leadflow_router.handlers import RouterService, clock_from, utc_now
 from leadflow_router.metrics import RouterMetrics
 from leadflow_router.settings import RouterSettings
 from leadflow_router.sweeper import Alarm, sweep
-from leadflow_shared import topics, tracing
-from leadflow_shared.events.activity import LeadActivity
-from leadflow_shared.events.commands import LEAD_COMMAND
-from leadflow_shared.events.intake import LeadReceived
-from leadflow_shared.kafka import BatchRejections, Incoming, publisher
+from leadflow_shared import topics
+from leadflow_shared.kafka import publisher
 from leadflow_shared.service import ServiceRuntime
 
 
@@ -51,42 +48,7 @@ def create_app(settings: RouterSettings) -> FastAPI:
             )
         return services[0]
 
-    # With headers: each lead's events go out in the trace of the record that brought it (tracing).
-    async def on_lead_received(message: Incoming) -> None:
-        event = LeadReceived.model_validate_json(message.body)
-        await service().on_lead_received(event, trace=tracing.traceparent(message.headers))
-
-    async def on_leads_received(messages: list[Incoming]) -> BatchRejections:
-        events: list[LeadReceived] = []
-        traces: list[str | None] = []
-        positions: list[int] = []
-        rejections: BatchRejections = []
-        for index, message in enumerate(messages):
-            try:
-                events.append(LeadReceived.model_validate_json(message.body))
-                traces.append(tracing.traceparent(message.headers))
-                positions.append(index)
-            except ValidationError as exc:
-                rejections.append((index, exc))
-        routed = await service().on_leads_received(events, traces=traces)
-        return rejections + [(positions[index], exc) for index, exc in routed]
-
-    async def on_activity(body: bytes) -> None:
-        await service().on_activity(LeadActivity.model_validate_json(body))
-
-    runtime.consume_batches_with_headers(
-        topics.LEADS_INTAKE,
-        group_id=settings.consumer_group,
-        handle_batch=on_leads_received,
-        handle_one=on_lead_received,
-        max_records=settings.intake_batch,
-    )
-
-    async def on_command(body: bytes) -> None:
-        await service().on_command(LEAD_COMMAND.validate_json(body))
-
-    runtime.consume(topics.LEADS_ACTIVITY, group_id=settings.consumer_group, handle=on_activity)
-    runtime.consume(topics.LEADS_COMMANDS, group_id=settings.consumer_group, handle=on_command)
+    kafka.subscribe(runtime, service, group_id=settings.consumer_group, intake_batch=settings.intake_batch)
 
     async def sweeper(stopping: asyncio.Event) -> None:
         await sweep(

@@ -39,7 +39,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import repeat
 from typing import Any
@@ -110,6 +110,50 @@ def clock_from(start: datetime, rate: float = 1.0) -> Clock:
 
 
 @dataclass
+class _NewLeads:
+    """What routing a batch of new leads shares: their contact keys, the contacts known so far (and
+    their leads' holders), the rotations' cursors, the accounts read past the cache, one `now`."""
+
+    keys: dict[str, list[str]]
+    known: dict[str, str]
+    holders: dict[str, Any]
+    now: datetime
+    cursors: dict[str, int] = field(default_factory=dict)
+    reread: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class _Decided:
+    outcome: Outcome
+    rotation_key: str
+    existing: str | None  # the lead a repeat contact merges into (R1)
+
+
+@dataclass
+class _Effects:
+    """The side effects records carry to `flush`, merged: rotations' furthest positions, contact keys
+    to register (first lead wins), contact keys to forget by lead."""
+
+    positions: dict[str, int] = field(default_factory=dict)
+    lead_by_key: dict[str, str] = field(default_factory=dict)
+    forget: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, docs: list[Doc]) -> _Effects:
+        merged = cls()
+        for doc in docs:
+            effects: dict[str, Any] = doc.get("effects") or {}
+            if rotation := effects.get("rotation"):
+                key = rotation["key"]
+                merged.positions[key] = max(merged.positions.get(key, 0), int(rotation["position"]))
+            for key in effects.get("contacts", []):
+                merged.lead_by_key.setdefault(key, effects.get("contacts_lead") or doc["_id"])
+            if keys := effects.get("forget_contacts"):
+                merged.forget[doc["_id"]] = keys
+        return merged
+
+
+@dataclass
 class RouterService:
     records: LeadRecords
     accounts: AccountSnapshots
@@ -156,74 +200,75 @@ class RouterService:
         holders = {
             d["_id"]: d.get("holder") for d in (await self.records.get_many(sorted(set(known.values())))).values()
         }
-        cursors: dict[str, int] = {}
-        reread: set[str] = set()  # accounts read past the snapshot cache in this batch
+        batch = _NewLeads(keys=keys, known=known, holders=holders, now=self.clock())
         rejections: BatchRejections = []
         docs: list[Doc] = []
-        now = self.clock()
         for lead_id, (index, event) in fresh.items():
             try:
-                account = await self._account(event.account_id)
-                assigned = event.payload.source.assigned_agent_id
-                if assigned and account.agent(assigned) is None and event.account_id not in reread:
-                    # An agent added since the snapshot was cached keeps its lead (R4): read once more.
-                    reread.add(event.account_id)
-                    account = await self._account(event.account_id, fresh=True)
-                summary = LeadSummary(
-                    contact=event.payload.contact, source=event.payload.source, message=event.payload.message
-                )
-                rotation_key = f"{event.account_id}:{summary.source.name}"
-                if rotation_key not in cursors:
-                    cursors[rotation_key] = await self.rotations.get(rotation_key)
-                existing = next((known[k] for k in keys[lead_id] if k in known), None)
-                context = RoutingContext(
-                    existing=None if existing is None else ExistingContact(existing, holders.get(existing)),
-                    rotation=cursors[rotation_key],
-                )
-                outcome = route_new_lead(NewLead(lead_id, event.account_id, summary), account, context, now)
+                decided = await self._decide_new(lead_id, event, batch)
             except (RoutingRejected, ValidationError) as exc:
                 rejections.append((index, exc))
                 continue
-            effects: dict[str, Any] = {}
-            if outcome.rotation is not None:
-                cursors[rotation_key] = outcome.rotation
-                effects["rotation"] = {"key": rotation_key, "position": outcome.rotation}
-            if outcome.state is not None:
-                effects["contacts"] = keys[lead_id]
-                # Later leads of this batch with the same email or phone are R1 on this one.
-                for key in keys[lead_id]:
-                    known.setdefault(key, lead_id)
-                holders[lead_id] = outcome.state.holder
-                doc = encode_state(outcome.state.evolve(version=1))
-            else:
-                assert existing is not None  # noqa: S101 (only R1 merges, into an existing lead)
-                # The repeat's email and phone are the contact's now: an inquiry by a new phone
-                # or email alone, later, finds the same lead (R1).
-                effects |= {"contacts": keys[lead_id], "contacts_lead": existing}
-                for key in keys[lead_id]:
-                    known.setdefault(key, existing)
-                doc = {
-                    "_id": lead_id,
-                    "kind": "merged",
-                    "account_id": event.account_id,
-                    "version": 1,
-                    "next_deadline_ms": None,
-                }
-            doc |= self._outbox(
-                outcome,
-                source_id=event.event_id,
-                correlation_id=event.correlation_id,
-                account_id=event.account_id,
-                now=now,
-                effects=effects,
-            )
-            doc |= {"correlation_id": str(event.correlation_id), "inputs": []}
+            doc = self._new_record(lead_id, event, decided, batch)
             if index < len(traces) and traces[index]:
                 doc["outbox_trace"] = traces[index]
             docs.append(doc)
-            self.metrics.decisions.labels(_rule(outcome)).inc()
+            self.metrics.decisions.labels(_rule(decided.outcome)).inc()
         await self.flush(await self.records.insert_many(docs))
         return rejections
+
+    async def _decide_new(self, lead_id: str, event: LeadReceived, batch: _NewLeads) -> _Decided:
+        account = await self._account(event.account_id)
+        assigned = event.payload.source.assigned_agent_id
+        if assigned and account.agent(assigned) is None and event.account_id not in batch.reread:
+            # An agent added since the snapshot was cached keeps its lead (R4): read once more.
+            batch.reread.add(event.account_id)
+            account = await self._account(event.account_id, fresh=True)
+        summary = LeadSummary(contact=event.payload.contact, source=event.payload.source, message=event.payload.message)
+        rotation_key = f"{event.account_id}:{summary.source.name}"
+        if rotation_key not in batch.cursors:
+            batch.cursors[rotation_key] = await self.rotations.get(rotation_key)
+        existing = next((batch.known[k] for k in batch.keys[lead_id] if k in batch.known), None)
+        context = RoutingContext(
+            existing=None if existing is None else ExistingContact(existing, batch.holders.get(existing)),
+            rotation=batch.cursors[rotation_key],
+        )
+        outcome = route_new_lead(NewLead(lead_id, event.account_id, summary), account, context, batch.now)
+        return _Decided(outcome, rotation_key, existing)
+
+    def _new_record(self, lead_id: str, event: LeadReceived, decided: _Decided, batch: _NewLeads) -> Doc:
+        """The new lead's routing record (or its merge into an existing lead, R1), with its outbox."""
+        outcome, keys = decided.outcome, batch.keys[lead_id]
+        effects: dict[str, Any] = {}
+        if outcome.rotation is not None:
+            batch.cursors[decided.rotation_key] = outcome.rotation
+            effects["rotation"] = {"key": decided.rotation_key, "position": outcome.rotation}
+        if outcome.state is not None:
+            effects["contacts"] = keys
+            # Later leads of this batch with the same email or phone are R1 on this one.
+            for key in keys:
+                batch.known.setdefault(key, lead_id)
+            batch.holders[lead_id] = outcome.state.holder
+            doc = encode_state(outcome.state.evolve(version=1))
+        else:
+            existing = decided.existing
+            assert existing is not None  # noqa: S101 (only R1 merges, into an existing lead)
+            # The repeat's email and phone are the contact's now: an inquiry by a new phone
+            # or email alone, later, finds the same lead (R1).
+            effects |= {"contacts": keys, "contacts_lead": existing}
+            for key in keys:
+                batch.known.setdefault(key, existing)
+            doc = {"_id": lead_id, "kind": "merged", "account_id": event.account_id, "version": 1,
+                   "next_deadline_ms": None}  # fmt: skip
+        doc |= self._outbox(
+            outcome,
+            source_id=event.event_id,
+            correlation_id=event.correlation_id,
+            account_id=event.account_id,
+            now=batch.now,
+            effects=effects,
+        )
+        return doc | {"correlation_id": str(event.correlation_id), "inputs": []}
 
     # --- agents' activity --------------------------------------------------------------------
 
@@ -601,23 +646,13 @@ class RouterService:
         docs = [d for d in docs if d.get("outbox") or d.get("effects")]
         if not docs:
             return
-        positions: dict[str, int] = {}
-        lead_by_key: dict[str, str] = {}
-        forget: dict[str, list[str]] = {}
-        for doc in docs:
-            effects: dict[str, Any] = doc.get("effects") or {}
-            if rotation := effects.get("rotation"):
-                positions[rotation["key"]] = max(positions.get(rotation["key"], 0), int(rotation["position"]))
-            for key in effects.get("contacts", []):
-                lead_by_key.setdefault(key, effects.get("contacts_lead") or doc["_id"])
-            if keys := effects.get("forget_contacts"):
-                forget[doc["_id"]] = keys
+        effects = _Effects.of(docs)
 
         async def apply_effects() -> None:
-            for key, position in positions.items():
+            for key, position in effects.positions.items():
                 await self.rotations.advance(key, position)
-            await self.contacts.register(lead_by_key)
-            for lead_id, keys in forget.items():
+            await self.contacts.register(effects.lead_by_key)
+            for lead_id, keys in effects.forget.items():
                 await self.contacts.forget(lead_id, keys)
 
         async def publish_in_order(doc: Doc) -> None:

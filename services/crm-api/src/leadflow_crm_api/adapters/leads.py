@@ -254,30 +254,28 @@ def query_filter(query: LeadQuery) -> list[dict[str, Any]]:
     if query.tab is LeadTab.MINE:
         # $eq, not a bare None: inside $and, nx-27017 matches a bare None only on missing fields.
         conditions.append({"transferred_to": {"$eq": None}})
-    if query.status is not None:
-        conditions.append({"status": query.status.value})
-    if query.owner_agent_id is not None:
-        conditions.append({"owner_agent_id": query.owner_agent_id})
-    if query.assigned_to is not None:
-        conditions.append({"transferred_to": query.assigned_to})
-    if query.source is not None:
-        conditions.append({"source": query.source})
-    if query.label is not None:
-        conditions.append({"search_labels": label_key(query.label)})
-    created: dict[str, int] = {}
-    if query.created_from_ms is not None:
-        created["$gte"] = query.created_from_ms
-    if query.created_to_ms is not None:
-        created["$lt"] = query.created_to_ms
+    equal = {
+        "status": query.status.value if query.status is not None else None,
+        "owner_agent_id": query.owner_agent_id,
+        "transferred_to": query.assigned_to,
+        "source": query.source,
+        "search_labels": label_key(query.label) if query.label is not None else None,
+    }
+    conditions += [{name: value} for name, value in equal.items() if value is not None]
+    created = {op: ms for op, ms in (("$gte", query.created_from_ms), ("$lt", query.created_to_ms)) if ms is not None}
     if created:
         conditions.append({"created_ms": created})
     if query.search:
-        text, digits = search_patterns(query.search)
-        matches: list[dict[str, Any]] = [{"search_name": {"$regex": text}}, {"search_email": {"$regex": text}}]
-        if digits:
-            matches.append({"search_phone": {"$regex": digits}})
-        conditions.append({"$or": matches})
+        conditions.append({"$or": _search_matches(query.search)})
     return conditions
+
+
+def _search_matches(search: str) -> list[dict[str, Any]]:
+    text, digits = search_patterns(search)
+    matches: list[dict[str, Any]] = [{"search_name": {"$regex": text}}, {"search_email": {"$regex": text}}]
+    if digits:
+        matches.append({"search_phone": {"$regex": digits}})
+    return matches
 
 
 class ScopedLeads:
