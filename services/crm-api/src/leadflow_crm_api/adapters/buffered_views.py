@@ -15,15 +15,15 @@ from typing import Any, TypeVar
 from pymongo import ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import DuplicateKeyError
 
 from leadflow_crm_api.adapters.leads import LAST_ACTIVITY_FIELDS, erase_entries
 from leadflow_crm_api.domain.erasure import without_free_text
 from leadflow_crm_api.domain.generations import ViewNames
+from leadflow_shared.mongo_bulk import insert_each
 
 Doc = dict[str, Any]
 CHUNK = 500  # documents per bulk command
-DUPLICATE_KEY = 11000
 T = TypeVar("T")
 
 
@@ -129,10 +129,7 @@ class BufferedViews:
 
 async def insert_missing(collection: AsyncCollection[Doc], docs: list[Doc]) -> int:
     """Insert `docs`, skipping those whose `_id` is there already; how many were inserted."""
-    try:
-        result = await collection.insert_many(docs, ordered=False)
-    except BulkWriteError as exc:
-        if any(error.get("code") != DUPLICATE_KEY for error in exc.details.get("writeErrors", [])):
-            raise
-        return int(exc.details.get("nInserted", 0))
-    return len(result.inserted_ids)
+    outcomes = await insert_each(collection, docs)
+    if failed := next((o for o in outcomes if o is not None and not isinstance(o, DuplicateKeyError)), None):
+        raise failed
+    return outcomes.count(None)
