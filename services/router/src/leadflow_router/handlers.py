@@ -38,7 +38,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import repeat
@@ -127,6 +127,28 @@ class _Decided:
     outcome: Outcome
     rotation_key: str
     existing: str | None  # the lead a repeat contact merges into (R1)
+
+
+def _nothing() -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    """A routing record's next version, to store by compare-and-set, and what to do once stored."""
+
+    new: Doc
+    stored: Callable[[], None] = _nothing
+
+
+AGAIN = _Write({})  # `decide` did something first (flushed the record): read the record again
+
+Check = Callable[[Doc | None], bool]
+Decide = Callable[[Doc, LeadState], Awaitable[_Write | None]]
+
+
+def _logged(message: str, lead_id: str, explanation: str) -> Callable[[], None]:
+    return lambda: log.info(message, extra={"lead_id": lead_id, "explanation": explanation})
 
 
 @dataclass
@@ -276,29 +298,55 @@ class RouterService:
         """Apply an agent's action (R8 claims); a race with another claim or an expiry has one winner (I2)."""
         lead_id = str(event.payload.lead_id)
         activity = Activity(event.payload.agent_id, event.payload.action, event.payload.message)
-        for _ in range(CAS_ATTEMPTS):
-            doc = await self.records.get(lead_id)
+
+        def check(doc: Doc | None) -> bool:
             if doc is None or doc.get("kind") != "lead" or doc["account_id"] != event.account_id:
                 raise RoutingRejected(f"unknown lead {lead_id} in account {event.account_id}")
-            if str(event.event_id) in doc.get("inputs", []):
-                await self.flush([doc])
-                return
-            state = decode_state(doc)
+            return True
+
+        async def decide(doc: Doc, state: LeadState) -> _Write | None:
             now = self.clock()
             # Only an active agent of the office claims (one who left may still hold an offer until
             # its ReleaseAgentLeads is applied).
             agent = (await self._account(event.account_id)).agent(activity.agent_id)
             outcome = on_activity(state, activity, now, can_claim=agent is not None and agent.active)
             if outcome.state == state and not outcome.events:
-                return  # a view: nothing changes, nothing to tell
-            new = self._next_doc(doc, outcome, source_id=event.event_id, now=now)
-            new["inputs"] = [*doc.get("inputs", [])[-(RECENT_INPUTS - 1) :], str(event.event_id)]
+                return None  # a view: nothing changes, nothing to tell
+            claimed = outcome.state is not None and outcome.state.holder != state.holder
+            return _Write(
+                self._next_doc(doc, outcome, source_id=event.event_id, now=now),
+                stored=self.metrics.claims.inc if claimed else _nothing,
+            )
+
+        await self._compare_and_set(lead_id, event.event_id, "activity", check, decide)
+
+    async def _compare_and_set(
+        self, lead_id: str, input_id: uuid.UUID, path: str, check: Check, decide: Decide
+    ) -> bool:
+        """The loop every change of one routing record goes through (I2): read it; `check` it (raise to
+        refuse, False to leave it); if it has `input_id` already (a redelivery), finish what a crash may
+        have left; else `decide` its next version and store it only if nobody changed the record
+        meanwhile, else read again. True when this call stored a change."""
+        for _ in range(CAS_ATTEMPTS):
+            doc = await self.records.get(lead_id)
+            if not check(doc):
+                return False
+            assert doc is not None  # noqa: S101 (a check lets no missing record through)
+            if str(input_id) in doc.get("inputs", []):
+                await self.flush([doc])  # a redelivery: finish what a crash may have left
+                return False
+            state = decode_state(doc)
+            write = await decide(doc, state)
+            if write is None:
+                return False
+            if write is AGAIN:
+                continue
+            new = write.new | {"inputs": [*doc.get("inputs", [])[-(RECENT_INPUTS - 1) :], str(input_id)]}
             if await self.records.compare_and_set(new, expected_version=state.version):
-                if outcome.state is not None and outcome.state.holder != state.holder:
-                    self.metrics.claims.inc()
+                write.stored()
                 await self.flush([new])
-                return
-            self.metrics.cas_conflicts.labels("activity").inc()
+                return True
+            self.metrics.cas_conflicts.labels(path).inc()
         raise RuntimeError(f"lead {lead_id} kept changing under {CAS_ATTEMPTS} attempts")
 
     # --- office transfers (T2) and lead sharing (T1) ----------------------------------------------
@@ -332,33 +380,27 @@ class RouterService:
         idempotent by the command's id; its events' ids derive from the command and the lead."""
         account = await self._account(account_id, fresh=True)
         for found in await self.records.of_agent(account_id, departure.agent_id):
-            lead_id = found["_id"]
-            for _ in range(CAS_ATTEMPTS):
-                doc = await self.records.get(lead_id)
-                if doc is None or doc.get("kind") != "lead" or doc["account_id"] != account_id:
-                    break  # moved to another office meanwhile
-                if str(command_id) in doc.get("inputs", []):
-                    await self.flush([doc])  # a redelivery: finish what a crash may have left
-                    break
-                state = decode_state(doc)
+            lead_id: str = found["_id"]
+
+            def check(doc: Doc | None) -> bool:
+                return doc is not None and doc.get("kind") == "lead" and doc["account_id"] == account_id
+
+            async def decide(doc: Doc, state: LeadState, lead_id: str = lead_id) -> _Write | None:
                 rotation_key = f"{account_id}:{state.source_name}"
                 now = self.clock()
                 outcome = on_agent_left(state, departure, account, await self.rotations.get(rotation_key), now)
                 if outcome.state == state and not outcome.events:
-                    break
+                    return None
                 effects: dict[str, Any] = {}
                 if outcome.rotation is not None:
                     effects["rotation"] = {"key": rotation_key, "position": outcome.rotation}
                 source_id = derived_event_id(command_id, f"release:{lead_id}")
-                new = self._next_doc(doc, outcome, source_id=source_id, now=now, effects=effects)
-                new["inputs"] = [*doc.get("inputs", [])[-(RECENT_INPUTS - 1) :], str(command_id)]
-                if await self.records.compare_and_set(new, expected_version=state.version):
-                    log.info("agent's lead released", extra={"lead_id": lead_id, "explanation": outcome.explanation})
-                    await self.flush([new])
-                    break
-                self.metrics.cas_conflicts.labels("release").inc()
-            else:
-                raise RuntimeError(f"lead {lead_id} kept changing under {CAS_ATTEMPTS} attempts")
+                return _Write(
+                    self._next_doc(doc, outcome, source_id=source_id, now=now, effects=effects),
+                    stored=_logged("agent's lead released", lead_id, outcome.explanation),
+                )
+
+            await self._compare_and_set(lead_id, command_id, "release", check, decide)
 
     async def _share_lead(self, command: ShareLead) -> None:
         """T1, idempotent by the command's id (one per share and lead).
@@ -406,48 +448,44 @@ class RouterService:
         is refused.
         """
         lead_id = str(command.payload.lead_id)
-        for _ in range(CAS_ATTEMPTS):
-            doc = await self.records.get(lead_id)
+
+        def check(doc: Doc | None) -> bool:
             if doc is None or doc["account_id"] != command.account_id:
                 raise RoutingRejected(f"unknown lead {lead_id} in account {command.account_id}")
             if doc.get("kind") != "lead":
                 raise RoutingRejected(f"lead {lead_id} was merged into an existing contact (R1); nothing to change")
-            if str(command.event_id) in doc.get("inputs", []):
-                await self.flush([doc])  # a redelivery: finish what a crash may have left
-                return False
-            state = decode_state(doc)
+            return True
+
+        async def change(doc: Doc, state: LeadState) -> _Write | None:
             now = self.clock()
             outcome = decide(state, now)
             if outcome.state == state and not outcome.events:
-                return False  # nothing to do (already applied in effect)
-            new = self._next_doc(doc, outcome, source_id=command.event_id, now=now)
-            new["inputs"] = [*doc.get("inputs", [])[-(RECENT_INPUTS - 1) :], str(command.event_id)]
-            if await self.records.compare_and_set(new, expected_version=state.version):
-                log.info("lead changed by %s", path, extra={"lead_id": lead_id, "explanation": outcome.explanation})
-                await self.flush([new])
-                return True
-            self.metrics.cas_conflicts.labels(path).inc()
-        raise RuntimeError(f"lead {lead_id} kept changing under {CAS_ATTEMPTS} attempts")
+                return None  # nothing to do (already applied in effect)
+            return _Write(
+                self._next_doc(doc, outcome, source_id=command.event_id, now=now),
+                stored=_logged(f"lead changed by {path}", lead_id, outcome.explanation),
+            )
+
+        return await self._compare_and_set(lead_id, command.event_id, path, check, change)
 
     async def _transfer_lead(self, command: TransferLead) -> None:
         """T2: a compare-and-set like a claim, idempotent by the command's id (the transfer id)."""
         lead_id = str(command.payload.lead_id)
         transfer = OfficeTransfer(command.event_id, lead_id, command.payload.by_user_id)
-        for _ in range(CAS_ATTEMPTS):
-            doc = await self.records.get(lead_id)
+
+        def check(doc: Doc | None) -> bool:
             if doc is None:
                 raise RoutingRejected(f"unknown lead {lead_id} in account {command.account_id}")
             if doc.get("kind") != "lead":
                 raise RoutingRejected(f"lead {lead_id} was merged into an existing contact (R1); nothing to move")
-            if str(command.event_id) in doc.get("inputs", []):
-                await self.flush([doc])  # a redelivery: finish what a crash may have left
-                return
+            return True
+
+        async def decide(doc: Doc, state: LeadState) -> _Write | None:
             source = await self._account(command.account_id)
             target = await self._account(command.payload.to_account_id)
-            state = decode_state(doc)
             outcome = on_office_transfer(state, source, target, transfer)
             if outcome.state == state and not outcome.events:
-                return  # already in the target office
+                return None  # already in the target office
             contact = state.summary.contact
             old_effects: dict[str, Any] = doc.get("effects") or {}
             # Every email and phone of the contact (its repeats' too, R1) moves: registered in
@@ -460,18 +498,18 @@ class RouterService:
                 "contacts": [Contacts.in_account(key, target.account_id) for key in moving],
                 "forget_contacts": list(dict.fromkeys([*old_effects.get("forget_contacts", []), *moving])),
             }
-            now = self.clock()
             new = self._next_doc(
-                doc, outcome, source_id=command.event_id, now=now, effects=effects, event_account_id=source.account_id
-            )
-            new["inputs"] = [*doc.get("inputs", [])[-(RECENT_INPUTS - 1) :], str(command.event_id)]
-            if await self.records.compare_and_set(new, expected_version=state.version):
+                doc, outcome, source_id=command.event_id, now=self.clock(), effects=effects,
+                event_account_id=source.account_id,
+            )  # fmt: skip
+
+            def stored() -> None:
                 self.metrics.transfers.labels("lead").inc()
                 log.info("lead transferred", extra={"lead_id": lead_id, "explanation": outcome.explanation})
-                await self.flush([new])
-                return
-            self.metrics.cas_conflicts.labels("transfer").inc()
-        raise RuntimeError(f"lead {lead_id} kept changing under {CAS_ATTEMPTS} attempts")
+
+            return _Write(new, stored=stored)
+
+        await self._compare_and_set(lead_id, command.event_id, "transfer", check, decide)
 
     # --- erasure (decision 0050) ---------------------------------------------------------------
 
@@ -528,25 +566,23 @@ class RouterService:
 
     async def _scrub(self, lead_id: str, command: EraseContact) -> None:
         """One lead's state without its contact, by compare-and-set like a claim."""
-        for _ in range(CAS_ATTEMPTS):
-            doc = await self.records.get(lead_id)
-            if doc is None or doc.get("kind") != "lead" or doc["account_id"] != command.account_id:
-                return  # moved to another office meanwhile: it is erased by a request there
+
+        def check(doc: Doc | None) -> bool:
+            # Moved to another office meanwhile: it is erased by a request there.
+            return doc is not None and doc.get("kind") == "lead" and doc["account_id"] == command.account_id
+
+        async def decide(doc: Doc, state: LeadState) -> _Write | None:
             if doc.get("outbox") or doc.get("effects"):
                 # Events decided before the erasure go out first: ContactErased follows every event
                 # that still carries the contact, so every consumer's copy of it is erased.
                 await self.flush([doc])
-                continue
-            state = decode_state(doc)
+                return AGAIN
             scrubbed = without_contact(state)
             if scrubbed == state:
-                return  # erased before (a redelivery, or an earlier request)
-            new = {**doc, **encode_state(scrubbed.evolve(version=state.version + 1))}
-            new["inputs"] = [*doc.get("inputs", [])[-(RECENT_INPUTS - 1) :], str(command.event_id)]
-            if await self.records.compare_and_set(new, expected_version=state.version):
-                return
-            self.metrics.cas_conflicts.labels("erase").inc()
-        raise RuntimeError(f"lead {lead_id} kept changing under {CAS_ATTEMPTS} attempts")
+                return None  # erased before (an earlier request)
+            return _Write({**doc, **encode_state(scrubbed.evolve(version=state.version + 1))})
+
+        await self._compare_and_set(lead_id, command.event_id, "erase", check, decide)
 
     async def _relay_invitation(self, command: InviteRealtor) -> None:
         """T1: one RealtorInvited for the notifier to email, keyed by the account; same id on a redelivery."""
