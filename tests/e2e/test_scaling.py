@@ -461,12 +461,13 @@ def _rebalance_commit(line: str) -> bool:
     Scaling causes exactly that; the outcome checks above are what prove nothing was lost or doubled."""
     record = json.loads(line) if line.startswith("{") else {}
     message = str(record.get("message", ""))
-    return (
-        record.get("logger") == "aiokafka.consumer.group_coordinator"
-        and message.startswith("OffsetCommit failed")
-        and ("IllegalGeneration" in message or "RebalanceInProgress" in message)
-        and message.endswith("will rejoin")
+    rebalanced = ("IllegalGeneration" in message or "RebalanceInProgress" in message) and message.endswith(
+        "will rejoin"
     )
+    # FastStream's acknowledgement middleware logs the same refusal (CommitFailedError) with its traceback.
+    refused_ack = message.startswith("CommitFailedError(") and "IllegalGenerationError" in str(record.get("exc_info"))
+    return (record.get("logger") == "aiokafka.consumer.group_coordinator" and message.startswith("OffsetCommit failed")
+            and rebalanced) or (record.get("logger") == "faststream.leadflow" and refused_ack)  # fmt: skip
 
 
 async def test_replicas_added_and_removed_mid_stream_lose_and_double_nothing(scaled: Scaled) -> None:

@@ -31,13 +31,11 @@ from leadflow_notifier.adapters.repository import (
 from leadflow_notifier.adapters.smtp import SmtpMailer
 from leadflow_notifier.domain.messages import AcceptLinks
 from leadflow_notifier.domain.preferences import Channel
-from leadflow_notifier.domain.replay import replay_of
+from leadflow_notifier.entrypoints import kafka
 from leadflow_notifier.handlers import Courier, DigestSender, Notifier, Redriver, RetryPolicy, Sender
 from leadflow_notifier.metrics import NotifierMetrics
 from leadflow_notifier.settings import NotifierSettings
 from leadflow_shared import topics
-from leadflow_shared.events.routing import ROUTING_EVENT
-from leadflow_shared.kafka import BatchRejections, Incoming
 from leadflow_shared.service import ServiceRuntime, Worker
 
 log = logging.getLogger(__name__)
@@ -96,24 +94,10 @@ def create_app(settings: NotifierSettings) -> FastAPI:
             erasure=LeadErasure(runtime.db),
         )
 
-    # With headers: a replayed dead letter (decision 0044) says so in its `leadflow-replay*` headers.
-    async def handle_one(message: Incoming) -> None:
-        event = ROUTING_EVENT.validate_json(message.body)
-        await notifier().notify(event, message.body, replay=replay_of(message.headers))
-
-    async def handle_batch(messages: list[Incoming]) -> BatchRejections:
-        replays = {i: r for i, m in enumerate(messages) if (r := replay_of(m.headers)) is not None}
-        bodies = [m.body for m in messages]
-        return await notifier().notify_batch(bodies, concurrency=settings.delivery.concurrency, replays=replays)
-
-    # Batches: deliveries of different leads overlap instead of queueing one by one (P2).
-    runtime.consume_batches_with_headers(
-        topics.LEADS_EVENTS,
-        group_id=settings.consumer_group,
-        handle_batch=handle_batch,
-        handle_one=handle_one,
-        max_records=settings.delivery.batch_size,
-    )
+    kafka.subscribe(
+        runtime, notifier, group_id=settings.consumer_group, concurrency=settings.delivery.concurrency,
+        batch_size=settings.delivery.batch_size,
+    )  # fmt: skip
 
     # Always on: it is what finishes a delivery whose process died (N3 with crashes).
     runtime.run_in_background(_redrive(runtime, settings, leases, senders, dead_letters, metrics, retry))
