@@ -27,10 +27,11 @@ from rich.table import Table
 
 import bench_results
 from leadflow_crm_api.adapters.leads import CRM_LEADS
-from leadflow_crm_api.domain.views import LeadSort, encode_cursor, epoch_ms, lead_row_from_assigned
+from leadflow_crm_api.domain.views import LeadSort, encode_cursor, lead_row_from_assigned
 from leadflow_devstack.processes import free_port
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.tokens import bearer
+from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import AssignmentReason, LeadAssigned, LeadAssignedPayload
 

@@ -36,6 +36,8 @@ from leadflow_router.adapters.codec import encode_state
 from leadflow_router.adapters.mongo import Contacts, LeadRecords, Rotations
 from leadflow_router.domain.model import LeadState, LeadStatus, Offer
 from leadflow_shared import topics
+from leadflow_shared.clock import now_ms
+from leadflow_shared.collections import ROUTER_LEADS
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
 from leadflow_shared.events.routing import ROUTING_EVENT, LeadOffered, LeadSummary, OfferExpired
 from leadflow_shared.kafka import ensure_topics
@@ -148,7 +150,7 @@ def routed_doc(body: bytes, n: int) -> dict[str, Any]:
         **encode_state(state),
         "outbox": [body.decode()],  # an event of about the size of LeadOffered
         "effects": {"contacts": keys, "rotation": {"key": f"{ACCOUNT}:Partner", "position": n}},
-        "outbox_since_ms": int(time.time() * 1000),
+        "outbox_since_ms": now_ms(),
         "correlation_id": state.lead_id,
         "inputs": [str(event.event_id)],
     }
@@ -228,13 +230,13 @@ async def timers(stack: Stack, open_offers: int, due: int, due_window: float) ->
     now = datetime.now(UTC)
     idle = [offer(n, now + timedelta(hours=1, seconds=random.uniform(0, 86_400))) for n in range(open_offers - due)]  # noqa: S311
     for chunk in range(0, len(idle), 2000):
-        await db["router_leads"].insert_many(idle[chunk : chunk + 2000], ordered=False)
+        await db[ROUTER_LEADS].insert_many(idle[chunk : chunk + 2000], ordered=False)
     # ...then those falling due during the run, timed from when they are stored.
     start_due = datetime.now(UTC) + timedelta(seconds=2)
     due_docs = [offer(n, start_due + timedelta(seconds=due_window * n / due)) for n in range(due)]
     deadlines = {d["_id"]: start_due + timedelta(seconds=due_window * n / due) for n, d in enumerate(due_docs)}
     consumer = await tail_consumer(stack.bootstrap, topics.LEADS_EVENTS)
-    await db["router_leads"].insert_many(due_docs, ordered=False)
+    await db[ROUTER_LEADS].insert_many(due_docs, ordered=False)
     lateness: list[float] = []
     try:
         deadline = time.monotonic() + due_window + 300

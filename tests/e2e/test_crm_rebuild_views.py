@@ -25,13 +25,14 @@ from aiokafka import ConsumerRecord
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from leadflow_crm_api.adapters.generations import META, REBUILD_LOG, VIEWS
+from leadflow_crm_api.adapters.generations import VIEWS
 from leadflow_crm_api.domain.generations import ViewNames, names_of
 from leadflow_crm_api.rebuild import rebuild_views
 from leadflow_crm_api.settings import CrmApiSettings
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import WaitForRecord, eventually
 from leadflow_shared import topics
+from leadflow_shared.collections import CRM_META, CRM_REBUILD_LOG
 from leadflow_shared.events.routing import ROUTING_EVENT, ActivityLogged
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
@@ -105,7 +106,7 @@ def instants(value: Any) -> Any:
 
 
 async def active(db: AsyncDatabase[Doc]) -> ViewNames:
-    meta = await db[META].find_one({"_id": VIEWS}) or {}
+    meta = await db[CRM_META].find_one({"_id": VIEWS}) or {}
     return names_of(int(meta.get("active", 0)))
 
 
@@ -164,7 +165,7 @@ async def test_views_rebuilt_while_leads_arrive_keep_what_people_wrote_and_repai
     assert report.previous_dropped
     assert report.events_caught_up >= 1, report  # the lead of the build's time came through the rebuild log
     assert await active(db) == names_of(report.generation)
-    assert await db[REBUILD_LOG].count_documents({}) == 0
+    assert await db[CRM_REBUILD_LOG].count_documents({}) == 0
     await eventually(lambda: _all_in(client, broker, marker, {worked, noted, corrupted, deleted, *arrived}),
                      what="every lead, those of the rebuild's time included")  # fmt: skip
     ids = await listed(client, broker, marker)
@@ -222,7 +223,7 @@ class Meanwhile:
         client, broker, arrived = self.client, self.broker, self.arrived
         arrived.append(await post_lead(self.stack, f"{self.marker}b"))
         await eventually(lambda: _all_in(client, broker, self.marker, set(arrived)), what="a lead during the build")
-        logged = [doc async for doc in self.db[REBUILD_LOG].find({}) if "event" in doc]
+        logged = [doc async for doc in self.db[CRM_REBUILD_LOG].find({}) if "event" in doc]
         assert logged, "crm-api logs the events it projects during a build"
         assert all(isinstance(doc["offset"], int) for doc in logged), "with their place on the topic"
         changed = {"status": "appointment_set"}

@@ -32,8 +32,8 @@ from pymongo import AsyncMongoClient
 from leadflow_devstack.processes import ManagedProcess
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import TopicLog, eventually
-from leadflow_router.adapters.mongo import CONTACTS, ROUTER_LEADS
 from leadflow_shared import topics
+from leadflow_shared.collections import ROUTER_CONTACTS, ROUTER_LEADS
 from leadflow_shared.envelope import derived_event_id
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
 from leadflow_shared.events.routing import ROUTING_EVENT, ActivityLogged, LeadAssigned, LeadOffered, RoutingEvent
@@ -139,7 +139,7 @@ async def kill_in_flight(stack: Stack, db: Any, since_ms: int, rng: random.Rando
 
     async def keys_missing(after_ms: int) -> bool:
         keys = [k for doc in await stored_unflushed(after_ms) for k in (doc.get("effects") or {}).get("contacts", [])]
-        return bool(keys) and await db[CONTACTS].count_documents({"_id": {"$in": keys}}) < len(keys)
+        return bool(keys) and await db[ROUTER_CONTACTS].count_documents({"_id": {"$in": keys}}) < len(keys)
 
     await eventually(lambda: stored_unflushed(since_ms), timeout=HUNT_SECONDS, what="the router to consume")
     await asyncio.sleep(rng.uniform(*ARM_DELAY))  # not synchronization: where in the stream the kill lands

@@ -20,16 +20,10 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_router.adapters.account_config import load_account_config
-from leadflow_router.adapters.mongo import (
-    ROUTER_LEADS,
-    AccountSnapshots,
-    Contacts,
-    LeadRecords,
-    Rotations,
-    ensure_indexes,
-)
+from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, LeadRecords, Rotations, ensure_indexes
 from leadflow_router.handlers import RouterService
 from leadflow_router.metrics import RouterMetrics
+from leadflow_shared.collections import ROUTER_LEADS
 from leadflow_shared.events.intake import LeadReceived
 
 

@@ -13,11 +13,13 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_crm_api.adapters.leads import CRM_TIMELINE, LeadViews, ScopedLeads, ensure_indexes, scope_filter
-from leadflow_crm_api.adapters.offices import LABELS, OFFICE_TRANSFERS, Labels, OfficeTransfers
+from leadflow_crm_api.adapters.offices import Labels, OfficeTransfers
 from leadflow_crm_api.domain.offices import profile_fields
 from leadflow_crm_api.domain.principal import Principal, Role
-from leadflow_crm_api.domain.views import LeadQuery, epoch_ms
+from leadflow_crm_api.domain.views import LeadQuery
 from leadflow_crm_api.handlers import project
+from leadflow_shared.clock import epoch_ms
+from leadflow_shared.collections import CRM_LABELS, CRM_OFFICE_TRANSFERS
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import (
     LeadOffered,
@@ -113,7 +115,7 @@ async def test_a_moved_lead_is_new_in_the_target_keeps_its_profile_and_timeline_
     assert await north.set_profile(str(lead), profile_fields(PROFILE))
     await Labels(db).ensure_named("north", ["Hot", "Relocating"], at=T0)
     await Labels(db).ensure_named("south", ["hot"], at=T0)  # exists in the target, in another case
-    await db[OFFICE_TRANSFERS].insert_one({"_id": str(transfer), "account_id": "north", "status": "pending"})
+    await db[CRM_OFFICE_TRANSFERS].insert_one({"_id": str(transfer), "account_id": "north", "status": "pending"})
 
     for event in (withdrawn, moved, withdrawn, moved):  # a redelivery changes nothing
         await project(event, views=views)
@@ -138,7 +140,7 @@ async def test_a_moved_lead_is_new_in_the_target_keeps_its_profile_and_timeline_
 
     listed = await south.find_page(LeadQuery(label="RELOCATING"), limit=10, after=None)
     assert [d["_id"] for d in listed] == [str(lead)], "labels are searchable in the target, in any case"
-    labels = {d["key"]: d["name"] async for d in db[LABELS].find({"account_id": "south"})}
+    labels = {d["key"]: d["name"] async for d in db[CRM_LABELS].find({"account_id": "south"})}
     assert labels == {"hot": "hot", "relocating": "Relocating"}, "missing labels created, existing ones kept"
 
     timeline = await south.timeline(row)
@@ -151,7 +153,7 @@ async def test_a_moved_lead_is_new_in_the_target_keeps_its_profile_and_timeline_
     )
     assert by_type["LeadTransferred"]["occurred_ms"] == epoch_ms(MOVED_AT)
     assert await db[CRM_TIMELINE].count_documents({"lead_id": str(lead)}) == 3
-    transfer_doc = await db[OFFICE_TRANSFERS].find_one({"_id": str(transfer)})
+    transfer_doc = await db[CRM_OFFICE_TRANSFERS].find_one({"_id": str(transfer)})
     assert transfer_doc is not None
     assert transfer_doc["status"] == "done"
 

@@ -20,16 +20,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_crm_api.adapters.buffered_views import BufferedViews
-from leadflow_crm_api.adapters.generations import (
-    META,
-    META_TTL_SECONDS,
-    REBUILD_LOG,
-    VIEWS,
-    Write,
-    read_meta,
-    replayed_already,
-    writing,
-)
+from leadflow_crm_api.adapters.generations import META_TTL_SECONDS, VIEWS, Write, read_meta, replayed_already, writing
 from leadflow_crm_api.adapters.leads import LeadViews, ScopedLeads, ensure_indexes, scope_filter
 from leadflow_crm_api.adapters.view_commands import ViewCommands
 from leadflow_crm_api.domain.generations import Phase, ViewNames, names_of
@@ -40,6 +31,7 @@ from leadflow_crm_api.rebuild import rebuild_views
 from leadflow_crm_api.settings import CrmApiSettings
 from leadflow_devstack.testing import eventually
 from leadflow_ops import cli
+from leadflow_shared.collections import CRM_META, CRM_REBUILD_LOG
 from leadflow_shared.events.activity import ActivityAction
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import (
@@ -195,7 +187,7 @@ async def test_the_coalesced_projection_writes_what_the_projection_writes(
 
 
 async def set_meta(db: AsyncDatabase[Doc], **fields: Any) -> None:
-    await db[META].update_one({"_id": VIEWS}, {"$set": fields}, upsert=True)
+    await db[CRM_META].update_one({"_id": VIEWS}, {"$set": fields}, upsert=True)
     await read_meta(db)  # this process's cache too
 
 
@@ -211,7 +203,10 @@ async def test_writers_log_while_building_and_wait_out_a_switch(mongo: tuple[Asy
     note = activity_entry(event_id=str(uuid.uuid4()), lead_id=str(lead), account_id="acme", agent_id="ana",
                           action="note", occurred_at=T0)  # fmt: skip
     await LeadViews(db).record(note)
-    assert await docs(db, REBUILD_LOG) == [{"_id": 41, "lead_ids": [str(lead)]}, {"_id": 42, "lead_ids": [str(lead)]}]
+    assert await docs(db, CRM_REBUILD_LOG) == [
+        {"_id": 41, "lead_ids": [str(lead)]},
+        {"_id": 42, "lead_ids": [str(lead)]},
+    ]
     assert (await db[names_of(0).leads].find_one({"_id": str(lead)}) or {})["crm_status"] == "contacted"
     assert await db[names_of(1).timeline].count_documents({"_id": note["_id"]}) == 0, "the rebuild copies it"
 
@@ -223,7 +218,7 @@ async def test_writers_log_while_building_and_wait_out_a_switch(mongo: tuple[Asy
     assert await asyncio.wait_for(waiting, 5)
     assert (await db[names_of(1).leads].find_one({"_id": str(lead)}) or {}).get("assigned_users") == ["bo"]
     assert "assigned_users" not in (await db[names_of(0).leads].find_one({"_id": str(lead)}) or {})
-    assert await db[REBUILD_LOG].count_documents({}) == 2, "no ticket outside a build"
+    assert await db[CRM_REBUILD_LOG].count_documents({}) == 2, "no ticket outside a build"
 
     # A switch whose rebuild died: past its deadline the first writer aborts it and goes on.
     await set_meta(db, phase=Phase.SWITCHING.value, building=2, switch_by_ms=int(time.time() * 1000) - 1)
@@ -317,7 +312,7 @@ async def test_a_rebuild_keeps_request_data_repairs_rows_and_brings_over_what_ha
     assert all([await replayed_already(db, write) for write in history])
     assert not await replayed_already(db, Write(event=b"{}", partition=0, offset=meta.replayed.get(0, 0)))
     assert gen0.leads not in await db.list_collection_names()
-    assert await db[REBUILD_LOG].count_documents({}) == 0
+    assert await db[CRM_REBUILD_LOG].count_documents({}) == 0
 
     assert canonical(await row(db, gen1, worked)) == canonical(before[worked] | {"crm_status": "contacted"})
     assert canonical(await row(db, gen1, corrupted)) == canonical(before[corrupted] | {"assigned_users": ["bo"]})
@@ -356,7 +351,7 @@ async def test_the_command_refuses_a_second_rebuild_and_abandons_one_whose_proce
     monkeypatch.setenv("OPS_MONGO__DATABASE", name)
     await set_meta(db, active=0, phase=Phase.BUILDING.value, building=1, ticket=3)
     await db[names_of(1).leads].insert_one({"_id": "half-built"})
-    await db[REBUILD_LOG].insert_one({"_id": 3, "lead_ids": []})
+    await db[CRM_REBUILD_LOG].insert_one({"_id": 3, "lead_ids": []})
 
     def ops(*argv: str) -> int:  # `leadflow-ops crm rebuild-views ...`, in a thread: it runs its own loop
         return cli.run(cli.parser().parse_args(["crm", "rebuild-views", *argv]))
@@ -369,4 +364,4 @@ async def test_the_command_refuses_a_second_rebuild_and_abandons_one_whose_proce
     meta = await read_meta(db)
     assert (meta.active, meta.phase, meta.building) == (0, Phase.IDLE, None)
     assert names_of(1).leads not in await db.list_collection_names()
-    assert await db[REBUILD_LOG].count_documents({}) == 0
+    assert await db[CRM_REBUILD_LOG].count_documents({}) == 0

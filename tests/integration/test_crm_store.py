@@ -22,8 +22,9 @@ from leadflow_crm_api.adapters.leads import (
     scope_filter,
 )
 from leadflow_crm_api.domain.principal import Principal, Role
-from leadflow_crm_api.domain.views import LeadQuery, LeadSort, LeadStatus, LeadTab, epoch_ms
+from leadflow_crm_api.domain.views import LeadQuery, LeadSort, LeadStatus, LeadTab
 from leadflow_crm_api.handlers import project
+from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.activity import ActivityAction
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import (

@@ -31,13 +31,14 @@ from leadflow_crm_api.domain.views import activity_entry
 from leadflow_crm_api.handlers import project
 from leadflow_crm_api.rebuild import rebuild_views
 from leadflow_crm_api.settings import CrmApiSettings
-from leadflow_notifier.adapters.repository import DELIVERIES, Begin, DeliveryLog, DigestItems, LeadErasure, Leases
+from leadflow_notifier.adapters.repository import Begin, DeliveryLog, DigestItems, LeadErasure, Leases
 from leadflow_notifier.domain.delivery import Delivery
 from leadflow_notifier.domain.digest import DigestItem
 from leadflow_notifier.domain.messages import EmailContent
 from leadflow_notifier.domain.preferences import Channel
-from leadflow_router.adapters.mongo import CONTACTS, ERASURES, Erasures
+from leadflow_router.adapters.mongo import Erasures
 from leadflow_router.domain.model import RoutingRejected
+from leadflow_shared.collections import NOTIFIER_DELIVERIES, ROUTER_CONTACTS, ROUTER_ERASURES
 from leadflow_shared.envelope import derived_event_id
 from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
 from leadflow_shared.events.commands import LEAD_COMMAND, EraseContact, EraseContactPayload
@@ -114,7 +115,7 @@ def erase(account_id: str, **who: Any) -> EraseContact:
 
 
 async def keys_of(router: Router, lead: LeadReceived) -> list[str]:
-    return [doc["_id"] async for doc in router.db[CONTACTS].find({"lead_id": str(lead.event_id)})]
+    return [doc["_id"] async for doc in router.db[ROUTER_CONTACTS].find({"lead_id": str(lead.event_id)})]
 
 
 async def test_the_router_forgets_a_contact_once_and_its_next_inquiry_is_a_new_lead(router: Router) -> None:
@@ -147,7 +148,7 @@ async def test_the_router_forgets_a_contact_once_and_its_next_inquiry_is_a_new_l
     assert len(await keys_of(router, others[0])) == 2
     assert len(await keys_of(router, others[1])) == 2, "the same email in another account is another contact"
     assert (await router.record(others[1]))["summary"]["contact"]["email"] == jane.email
-    record = await router.db[ERASURES].find_one({"_id": str(command.event_id)})
+    record = await router.db[ROUTER_ERASURES].find_one({"_id": str(command.event_id)})
     assert record is not None
     assert (record["status"], record["lead_ids"], record["account_id"]) == ("done", [str(first.event_id)], "acme")
     assert not any(trace in repr(record) for trace in traces(jane)), "the audit record holds no personal data"
@@ -388,7 +389,7 @@ async def test_the_notifier_forgets_digest_items_and_ends_open_deliveries_unsent
     ended = await LeadErasure(db).erase([gone], now_ms=3_000)
 
     assert ended == 4  # pending, the one started before records had lead ids, the failed one, the digest
-    status = {d["_id"]: d["status"] async for d in db[DELIVERIES].find({})}
+    status = {d["_id"]: d["status"] async for d in db[NOTIFIER_DELIVERIES].find({})}
     assert {k: status[k] for k in (pending.key, old_style.key, failed.key, digest.key)} == dict.fromkeys(
         (pending.key, old_style.key, failed.key, digest.key), "erased")  # fmt: skip
     assert (status[sent.key], status[other.key]) == ("sent", "pending")

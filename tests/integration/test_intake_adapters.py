@@ -19,6 +19,7 @@ from leadflow_intake.adapters.idempotency import MongoIdempotencyStore
 from leadflow_intake.domain import keys
 from leadflow_intake.domain.keys import stored_key
 from leadflow_intake.handlers import AccountInfo, Claim
+from leadflow_shared.collections import INTAKE_REQUESTS
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -91,16 +92,16 @@ async def test_a_published_request_keeps_no_contact_details_and_is_forgotten_aft
     key = stored_key(keys.WEBSITE, "acme-realty", f"ttl-{uuid.uuid4()}")
     claim = Claim(uuid.uuid4(), "hash", '{"email":"jo@example.com"}', published=False)
     await store.claim(key, claim)
-    pending = await db[idempotency.INTAKE_REQUESTS].find_one({"_id": key})
+    pending = await db[INTAKE_REQUESTS].find_one({"_id": key})
     assert pending is not None
     assert pending["event_json"] == claim.event_json  # kept until published: a retry republishes it
     await store.mark_published(key)
-    stored = await db[idempotency.INTAKE_REQUESTS].find_one({"_id": key})
+    stored = await db[INTAKE_REQUESTS].find_one({"_id": key})
     assert stored is not None
     assert "event_json" not in stored
     assert isinstance(stored["created_at"], datetime)  # a BSON date: what a TTL index reads
     # By its key: nx-27017 names indexes its own way (MongoDB keeps "forget_after").
-    ttl = [i async for i in await db[idempotency.INTAKE_REQUESTS].list_indexes() if dict(i["key"]) == {"created_at": 1}]
+    ttl = [i async for i in await db[INTAKE_REQUESTS].list_indexes() if dict(i["key"]) == {"created_at": 1}]
     assert [i["expireAfterSeconds"] for i in ttl] == [7 * 86_400]
     again, created = await store.claim(key, Claim(uuid.uuid4(), "hash", "{}", published=False))
     assert (again.event_id, again.published, created) == (claim.event_id, True, False)

@@ -1,6 +1,6 @@
 """`leadflow-ops` on a real Tansu and nx-27017 (decision 0044), run as its console script.
 
-Dead letters are written by the real writers (DeadLetterGuard, the notifier's KafkaDeadLetters);
+Dead letters are written by the real writers (DeadLetters, the notifier's KafkaDeadLetters);
 `dlq list` shows their facts without bodies, `show` the body, `replay` republishes each one once
 with the original key and body, refuses a truncated one, and records what it did. `seed` loads
 account configuration with the router's loader. The notifier's `DeliveryLog.reopen` puts a failed
@@ -35,9 +35,10 @@ from leadflow_notifier.domain.delivery import Delivery
 from leadflow_notifier.domain.errors import PermanentDeliveryError
 from leadflow_notifier.domain.messages import EmailContent
 from leadflow_notifier.domain.preferences import Channel
+from leadflow_shared.dead_letters import DLQ_MAX_VALUE_BYTES, DeadLetters
 from leadflow_shared.errors import PoisonMessage
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
-from leadflow_shared.kafka import DLQ_MAX_VALUE_BYTES, DeadLetterGuard, ensure_topics, make_broker
+from leadflow_shared.kafka import ensure_topics, make_broker
 from leadflow_shared.metrics import ConsumerMetrics
 from leadflow_shared.settings import KafkaSettings
 from leadflow_shared.topics import TopicSpec, dlq
@@ -111,7 +112,7 @@ def lead(email: str) -> LeadReceived:
 
 def consumed(topic: str, partition: int, offset: int, key: bytes, value: bytes,
              headers: list[tuple[str, bytes]]) -> ConsumerRecord[bytes, bytes]:  # fmt: skip
-    """A record as a service's consumer got it, for the dead-letter guard."""
+    """A record as a service's consumer got it, for its dead letter."""
     return ConsumerRecord(topic=topic, partition=partition, offset=offset, timestamp=0, timestamp_type=0, key=key,
                           value=value, checksum=None, serialized_key_size=len(key),
                           serialized_value_size=len(value), headers=headers)  # fmt: skip
@@ -142,13 +143,13 @@ async def letters(bootstrap: str) -> Letters:
     broker = make_broker(settings, client_id="ops-test", registry=CollectorRegistry())
     await broker.connect()
     try:
-        guard = DeadLetterGuard(broker, settings, ConsumerMetrics(CollectorRegistry(), "ops_test"), service="router")
+        dead_letters = DeadLetters(broker, ConsumerMetrics(CollectorRegistry(), "ops_test"), service="router")
         sender_headers = [("content-type", b"application/json"), ("traceparent", b"00-abc-def-01")]
         body = poison.model_dump_json().encode()
-        await guard.dead_letter(consumed(source, 2, 41, ACCOUNT.encode(), body, sender_headers),
+        await dead_letters.publish(consumed(source, 2, 41, ACCOUNT.encode(), body, sender_headers),
                                 PoisonMessage(f"unknown account {ACCOUNT}"))  # fmt: skip
         huge = b"x" * (DLQ_MAX_VALUE_BYTES + 1000)
-        await guard.dead_letter(consumed(source, 1, 7, ACCOUNT.encode(), huge, []), PoisonMessage("too large"))
+        await dead_letters.publish(consumed(source, 1, 7, ACCOUNT.encode(), huge, []), PoisonMessage("too large"))
         await KafkaDeadLetters(broker, source).publish(
             delivery.model_dump_json().encode(),
             account_id=ACCOUNT,

@@ -22,17 +22,10 @@ from fakes_router import Published
 from prometheus_client import CollectorRegistry
 from router_harness import Router, router_on
 
-from leadflow_router.adapters.mongo import (
-    CONTACTS,
-    ROUTER_LEADS,
-    AccountSnapshots,
-    Contacts,
-    Doc,
-    LeadRecords,
-    Rotations,
-)
+from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, Doc, LeadRecords, Rotations
 from leadflow_router.handlers import RouterService
 from leadflow_router.metrics import RouterMetrics
+from leadflow_shared.collections import ROUTER_CONTACTS, ROUTER_LEADS
 from leadflow_shared.envelope import derived_event_id
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
 from leadflow_shared.events.routing import ActivityLogged, LeadOffered, RoutingEvent
@@ -215,6 +208,6 @@ async def test_a_crash_anywhere_in_a_batch_leaves_each_repeat_one_activity_on_it
             str(m.event_id) for m in (first, second, third)
         }
         assert not [i for i, d in stored.items() if d.get("outbox") or d.get("effects")], "every outbox flushed"
-        keys = {d["_id"]: d["lead_id"] async for d in router.db[CONTACTS].find({})}
+        keys = {d["_id"]: d["lead_id"] async for d in router.db[ROUTER_CONTACTS].find({})}
         for lead in (first, second, third):
             assert keys[f"acme:email:{lead.payload.contact.email}"] == str(lead.event_id)

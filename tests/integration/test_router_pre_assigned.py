@@ -14,7 +14,8 @@ import pytest
 from fakes_router import pre_assigned
 from router_harness import router_on
 
-from leadflow_router.adapters.mongo import ACCOUNTS, AGENTS, AccountSnapshots
+from leadflow_router.adapters.mongo import AccountSnapshots
+from leadflow_shared.collections import ACCOUNTS, AGENTS
 from leadflow_shared.events.routing import AssignmentReason, LeadAssigned, LeadOffered
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]

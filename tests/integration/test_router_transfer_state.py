@@ -12,12 +12,8 @@ import pytest_asyncio
 from router_harness import Router, router_on
 from router_leads import lead_received
 
-from leadflow_router.adapters.mongo import (
-    ACCOUNTS,
-    CONTACTS,
-    ROUTER_LEADS,
-)
 from leadflow_router.domain.model import RoutingRejected
+from leadflow_shared.collections import ACCOUNTS, ROUTER_CONTACTS, ROUTER_LEADS
 from leadflow_shared.envelope import derived_event_id
 from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
 from leadflow_shared.events.commands import (
@@ -194,7 +190,7 @@ async def test_contacts_move_to_the_target_office(router: Router) -> None:
     email = f"moving-{uuid.uuid4().hex}@example.com"
     lead = await offered_lead(router, email)
     await router.service.on_command(transfer(lead.event_id))
-    keys = {d["_id"]: d["lead_id"] async for d in router.db[CONTACTS].find({"lead_id": str(lead.event_id)})}
+    keys = {d["_id"]: d["lead_id"] async for d in router.db[ROUTER_CONTACTS].find({"lead_id": str(lead.event_id)})}
     assert keys == {"south:email:" + email: str(lead.event_id), "south:phone:+15555550123": str(lead.event_id)}
     router.published.clear()
 
@@ -230,7 +226,7 @@ async def test_contacts_come_back_when_the_lead_does(router: Router) -> None:
     await router.service.on_lead_received(lead)
     await router.service.on_command(transfer(lead.event_id))
     await router.service.on_command(transfer(lead.event_id, "south", "north"))
-    keys = {d["_id"] async for d in router.db[CONTACTS].find({"lead_id": str(lead.event_id)})}
+    keys = {d["_id"] async for d in router.db[ROUTER_CONTACTS].find({"lead_id": str(lead.event_id)})}
     assert f"north:email:{email}" in keys
     assert not any(k.startswith("south:") for k in keys)
     doc = await router.db[ROUTER_LEADS].find_one({"_id": str(lead.event_id)})
@@ -375,13 +371,13 @@ async def test_a_returning_contact_with_a_new_phone_or_email_stays_one_lead(rout
     assert leads == {first.event_id}, "a repeat became a lead of its own"
     logged = [e for _, e in router.published.events() if isinstance(e, ActivityLogged)]
     assert [e.payload.lead_id for e in logged] == [first.event_id] * 4
-    keys = {d["_id"] async for d in router.db[CONTACTS].find({"lead_id": str(first.event_id)})}
+    keys = {d["_id"] async for d in router.db[ROUTER_CONTACTS].find({"lead_id": str(first.event_id)})}
     assert keys == {f"north:email:first-{tag}@example.com", f"north:phone:{phone}",
                     f"north:email:second-{tag}@example.com", f"north:phone:{second_phone}"}  # fmt: skip
 
     # T2: every email and phone the contact used moves with the lead.
     await router.service.on_command(transfer(first.event_id))
-    moved = {d["_id"] async for d in router.db[CONTACTS].find({"lead_id": str(first.event_id)})}
+    moved = {d["_id"] async for d in router.db[ROUTER_CONTACTS].find({"lead_id": str(first.event_id)})}
     assert moved == {key.replace("north:", "south:", 1) for key in keys}
     router.published.clear()
     await router.service.on_lead_received(inquiry("south", None, second_phone))

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from leadflow_devstack.testing import eventually
+from leadflow_shared.consumers import Batch
 from leadflow_shared.service import ServiceRuntime
 from leadflow_shared.settings import ServiceSettings
 
@@ -43,7 +44,7 @@ async def test_workers_and_readiness_do_not_wait_for_consumer_groups(kafka_boots
         consuming_when_worker_ran.append(runtime.consuming)
         await stopping.wait()
 
-    runtime.consume(topic, group_id="startup-test", handle=handle)
+    runtime.subscribe(topic, handle, group_id="startup-test")
     runtime.run_in_background(worker)
     await runtime.start()
     try:
@@ -74,7 +75,7 @@ async def test_a_failed_consumer_start_fails_liveness(
     async def coordinator_gone() -> None:
         raise GroupCoordinatorNotAvailableError  # fault injection: the group could not be joined
 
-    runtime.consume(f"startup.probe.{uuid.uuid4().hex}", group_id="startup-test", handle=handle)
+    runtime.subscribe(f"startup.probe.{uuid.uuid4().hex}", handle, group_id="startup-test")
     monkeypatch.setattr(runtime.broker.subscribers[0], "start", coordinator_gone)
     app = runtime.app()
     transport = httpx.ASGITransport(app=app)
@@ -103,18 +104,15 @@ async def test_idle_consumers_wait_at_the_broker_and_get_every_record(kafka_boot
     singles: list[bytes] = []
     batches: list[bytes] = []
 
-    async def handle_batch(bodies: list[bytes]) -> list[tuple[int, Exception]]:
-        batches.extend(bodies)
+    async def handle_batch(bodies: Batch[bytes]) -> list[tuple[int, Exception]]:
+        batches.extend(body.event for body in bodies)
         return []
-
-    async def handle_one(body: bytes) -> None:
-        batches.append(body)
 
     async def handle_single(body: bytes) -> None:
         singles.append(body)
 
-    runtime.consume(one, group_id="idle-test", handle=handle_single)
-    runtime.consume_batches(many, group_id="idle-test", handle_batch=handle_batch, handle_one=handle_one)
+    runtime.subscribe(one, handle_single, group_id="idle-test")
+    runtime.subscribe(many, handle_batch, group_id="idle-test")
     await runtime.start()
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
     await producer.start()

@@ -17,7 +17,8 @@ from leadflow_crm_api.domain.offices import (
     office_transfer_id,
     profile_fields,
 )
-from leadflow_crm_api.domain.views import epoch_ms, moved_summary
+from leadflow_crm_api.domain.views import moved_summary
+from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import LeadTransferred, LeadTransferredPayload
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from leadflow_crm_api.entrypoints.kafka import Parsed, segments
+from leadflow_shared.consumers import Incoming
 from leadflow_shared.events.routing import (
     ContactErased,
     ContactErasedPayload,
@@ -15,7 +16,6 @@ from leadflow_shared.events.routing import (
     OfferExpired,
     RoutingEvent,
 )
-from leadflow_shared.kafka import Incoming
 
 pytestmark = pytest.mark.unit
 

@@ -18,13 +18,13 @@ from leadflow_crm_api.domain.views import (
     LeadSort,
     decode_cursor,
     encode_cursor,
-    epoch_ms,
     lead_row_from_assigned,
     open_offers_after,
     records_in_timeline,
     search_patterns,
     timeline_entry,
 )
+from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.activity import ActivityAction
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import (

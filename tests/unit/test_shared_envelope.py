@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from leadflow_shared.dead_letters import _describe
 from leadflow_shared.envelope import derived_event_id
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
-from leadflow_shared.kafka import _describe
 
 pytestmark = pytest.mark.unit
 

@@ -8,14 +8,15 @@ import logging
 
 import httpx
 import pytest
+from aiokafka.errors import CommitFailedError
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 from pydantic_settings import SettingsConfigDict
 
+from leadflow_shared.dead_letters import _reason
 from leadflow_shared.errors import PoisonMessage
 from leadflow_shared.http import RequestMetrics
-from leadflow_shared.kafka import _reason
 from leadflow_shared.kafka_records import UnreadableRecord
 from leadflow_shared.logs import bind, configure_logging
 from leadflow_shared.metrics import DEAD_LETTER_REASONS, ConsumerMetrics, ServiceMetrics, make_registry
@@ -69,6 +70,33 @@ def test_logs_are_json_lines_with_the_service_the_bound_fields_and_the_call_site
     assert first["time"].startswith("20")
     assert "topic" not in second
     assert second["service"] == "router"
+
+
+def test_a_commit_refused_by_a_rebalance_is_one_warning_and_other_errors_stay_errors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    root = logging.getLogger()
+    before = root.handlers[:], root.level
+    refused = CommitFailedError("Commit cannot be completed since the group has already rebalanced")
+    try:
+        configure_logging("intake", "INFO")
+        logging.getLogger("aiokafka.consumer.group_coordinator").error(
+            "OffsetCommit failed for group %s due to group error (%s), will rejoin",
+            "g",
+            "[Error 22] IllegalGenerationError",
+        )
+        logging.getLogger("faststream.leadflow").log(logging.CRITICAL, repr(refused), exc_info=refused)
+        logging.getLogger("faststream.leadflow").log(logging.CRITICAL, "boom", exc_info=RuntimeError("boom"))
+        logging.getLogger("aiokafka.consumer.group_coordinator").error("OffsetCommit failed: %s", "UnknownError")
+    finally:
+        root.handlers[:], level = before
+        root.setLevel(level)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["level"] for line in lines] == ["WARNING", "WARNING", "CRITICAL", "ERROR"]
+    assert "exc_info" not in lines[1]
+    assert "RuntimeError" in lines[2]["exc_info"]
 
 
 def test_dead_letter_reasons_are_a_fixed_set_exported_at_zero_per_topic() -> None:

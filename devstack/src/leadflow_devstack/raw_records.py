@@ -9,7 +9,6 @@ with a plain Produce request: what leadflow's consumers must survive (I4).
 from __future__ import annotations
 
 import struct
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -19,6 +18,8 @@ from aiokafka.errors import for_code
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.protocol.produce import ProduceRequest
 from aiokafka.record.util import calc_crc32c, encode_varint
+
+from leadflow_shared.clock import now_ms
 
 NO_COMPRESSION, GZIP = 0, 1
 
@@ -56,7 +57,7 @@ def record_batch(records: Sequence[RawRecord], *, compression: int = NO_COMPRESS
     body = b"".join(_record(i, r) for i, r in enumerate(records))
     if compression == GZIP:
         body = gzip_encode(body)
-    now = int(time.time() * 1000)
+    now = now_ms()
     # Attributes, last offset delta, first/max timestamp, producer id/epoch, base sequence, count.
     after_crc = struct.pack(">hiqqqhii", compression, len(records) - 1, now, now, -1, -1, -1, len(records)) + body
     crc = calc_crc32c(after_crc)

@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 
-from leadflow_ops.commands import contact, crm, dlq, seed
+from leadflow_ops.commands import asyncapi, contact, crm, dlq, seed
 from leadflow_ops.errors import OpsError
 from leadflow_ops.output import note
 from leadflow_ops.settings import OpsSettings
@@ -29,7 +29,13 @@ from leadflow_ops.settings import OpsSettings
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", argparse.ArgumentParser], None]
 Run = Callable[[argparse.Namespace, OpsSettings], Coroutine[Any, Any, int]]
 
-COMMAND_GROUPS: tuple[Register, ...] = (dlq.register, crm.register, seed.register, contact.register)
+COMMAND_GROUPS: tuple[Register, ...] = (
+    dlq.register,
+    crm.register,
+    seed.register,
+    contact.register,
+    asyncapi.register,
+)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -1,6 +1,6 @@
 """A dead letter as read from a `<topic>.dlq` topic: what its headers say, and whether it can be replayed.
 
-Dead letters are written by `DeadLetterGuard.dead_letter` (leadflow_shared.kafka: the original key,
+Dead letters are written by `DeadLetters.publish` (leadflow_shared.dead_letters: the original key,
 body and sender's headers, plus `dlq-*` headers) and by the notifier's `KafkaDeadLetters` (one failed
 delivery: the original event, `dlq-channel` and `dlq-recipient`). Bodies hold personal data: only
 `show` prints one; everything else uses the headers and the envelope's ids.
@@ -12,17 +12,18 @@ import base64
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from leadflow_ops.errors import OpsError
+from leadflow_shared.clock import from_epoch_ms
 from leadflow_shared.replay import REPLAY, REPLAY_CHANNEL, REPLAY_HEADERS, REPLAY_RECIPIENT, REPLAY_SERVICE
 from leadflow_shared.topics import DLQ_SUFFIX
 
 DLQ_PREFIX = "dlq-"
-KEY_LIMIT = 1024  # DeadLetterGuard keeps at most this many bytes of the key
+KEY_LIMIT = 1024  # DeadLetters.publish keeps at most this many bytes of the key
 
 
 class _EnvelopeIds(BaseModel):
@@ -71,7 +72,7 @@ class DeadLetter:
 
     @property
     def at(self) -> datetime:
-        return datetime.fromtimestamp(self.timestamp_ms / 1000, UTC)
+        return from_epoch_ms(self.timestamp_ms)
 
     def header(self, name: str) -> str | None:
         """The last value of header `name`, decoded leniently; None if absent."""

@@ -18,8 +18,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from leadflow_ops.dead_letters import DeadLetter
-
-REPLAYS = "ops_replays"
+from leadflow_shared.clock import epoch_ms
+from leadflow_shared.collections import OPS_REPLAYS
 
 
 def operator() -> str:
@@ -33,7 +33,7 @@ def operator() -> str:
 
 class ReplayLedger:
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
-        self._replays = db[REPLAYS]
+        self._replays = db[OPS_REPLAYS]
 
     async def replayed(self, refs: list[str]) -> dict[str, dict[str, Any]]:
         """The ledger's documents of these dead letters (those replayed before)."""
@@ -57,7 +57,7 @@ class ReplayLedger:
             "event_type": summary["event_type"],
             "replayed_to": to,
             "replayed_at": at,
-            "replayed_ms": int(at.timestamp() * 1000),
+            "replayed_ms": epoch_ms(at),
             "by": by,
         }
         try:

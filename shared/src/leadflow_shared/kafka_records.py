@@ -12,7 +12,7 @@ before, and only when it fails is the batch read again here, tolerantly:
   holding the batch's raw bytes, whose only header (UNREADABLE) says which offsets were
   lost and why.
 
-`unreadable()` tells both apart from readable records; the dead-letter guard dead-letters
+`unreadable()` tells both apart from readable records; the consumers' edge dead-letters
 them with that reason, and the partition moves on.
 """
 

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Mapping
 
 from faststream.kafka import KafkaBroker
 
+from leadflow_shared.background import every
 from leadflow_shared.metrics import ServiceMetrics
-
-log = logging.getLogger(__name__)
 
 Series = tuple[str, str, str, str]
 
@@ -32,13 +30,13 @@ async def report_lag(
 ) -> None:
     """Update `leadflow_consumer_lag_messages` every `every_seconds` until `stopping` is set."""
     shown: set[Series] = set()
-    while not stopping.is_set():
-        try:
-            shown = await _report_once(broker, metrics, groups, shown)
-        except Exception as exc:  # noqa: BLE001 (a metric must never take the service down)
-            log.warning("consumer lag not reported: %s", type(exc).__name__)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), every_seconds)
+
+    async def report() -> None:
+        nonlocal shown
+        shown = await _report_once(broker, metrics, groups, shown)
+
+    # Any error is quiet: a metric must never take the service down, nor fill the log.
+    await every(every_seconds, stopping, report, what="consumer lag not reported", quiet=(Exception,))
 
 
 async def _report_once(

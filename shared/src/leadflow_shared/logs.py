@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 import faststream  # noqa: F401 (creates FastStream's logger, which configure_logging then takes over)
+from aiokafka.errors import CommitFailedError
 from opentelemetry import trace
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
@@ -53,6 +54,32 @@ class _ContextFilter(logging.Filter):
         return True
 
 
+class _RoutineRebalance(logging.Filter):
+    """A commit refused because the group rebalanced meanwhile (a replica came or went) is routine:
+    the consumer rejoins and the records come again, which the handlers absorb by event id. aiokafka
+    logs it at ERROR and FastStream's acknowledgement middleware at CRITICAL with a traceback; both
+    become one WARNING line, so an alert on errors means something is wrong."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _is_rebalance_commit(record):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info = record.exc_text = None
+            record.msg, record.args = "offset commit refused by a rebalance; the records come again", ()
+        return True
+
+
+def _is_rebalance_commit(record: logging.LogRecord) -> bool:
+    if record.levelno < logging.ERROR:
+        return False
+    if record.name == "aiokafka.consumer.group_coordinator":
+        message = record.getMessage()
+        return message.startswith("OffsetCommit failed") and (
+            "IllegalGeneration" in message or "RebalanceInProgress" in message
+        )
+    error = record.exc_info[1] if record.exc_info else None
+    return record.name.startswith("faststream") and isinstance(error, CommitFailedError)
+
+
 def _trace_ids() -> tuple[str, str] | None:
     """The active OpenTelemetry span's ids (none while tracing is off)."""
     context = trace.get_current_span().get_span_context()
@@ -79,6 +106,7 @@ def configure_logging(service: str, level: str = "INFO", fmt: LogFormat = "json"
     else:
         handler.setFormatter(logging.Formatter(_TEXT_FORMAT))
     handler.addFilter(_ContextFilter(service))
+    handler.addFilter(_RoutineRebalance())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -13,6 +13,7 @@ seconds per group; nothing that does not consume should wait for it.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -20,20 +21,30 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.kafka import KafkaBroker
+from pydantic import TypeAdapter
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_shared import tracing
+from leadflow_shared.consumers import ConsumerEdge, Subscription, contract_of
+from leadflow_shared.dead_letters import DeadLetters
 from leadflow_shared.http import RequestMetrics, add_operational_routes
-from leadflow_shared.kafka import BatchRejections, DeadLetterGuard, Incoming, consumer_options, make_broker
+from leadflow_shared.kafka import PublishRaw, consumer_options, declare_publisher, make_broker
 from leadflow_shared.lag import report_lag
 from leadflow_shared.long_poll import block_for_batches, long_poll
 from leadflow_shared.metrics import ConsumerMetrics, ServiceMetrics, make_registry
 from leadflow_shared.mongo import CommandCounter, Document, make_mongo_client, ping
 from leadflow_shared.settings import ServiceSettings
+from leadflow_shared.topics import dlq
 
 log = logging.getLogger(__name__)
+
+DEAD_LETTER_DESCRIPTION = (
+    "What this service could not process: the original value and key, the sender's headers, and "
+    "dlq-reason, dlq-error-type, dlq-source-topic, dlq-source-partition, dlq-source-offset, dlq-service "
+    "(docs/operations.md; `leadflow-ops dlq` lists and replays them)."
+)
 
 StartupHook = Callable[[AsyncDatabase[Document]], Awaitable[None]]
 Worker = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
@@ -55,7 +66,9 @@ class ServiceRuntime:
             self.broker.add_middleware(middleware)
         self.consumer_metrics = ConsumerMetrics(self.registry, service.replace("-", "_"))
         self.metrics = ServiceMetrics(self.registry, service)
-        self.guard = DeadLetterGuard(self.broker, settings.kafka, self.consumer_metrics, service=service)
+        self.dead_letters = DeadLetters(self.broker, self.consumer_metrics, service=service)
+        # Last, so innermost: retries and dead letters happen inside tracing's consuming span.
+        self.broker.add_middleware(ConsumerEdge(self.dead_letters, settings.kafka, self.consumer_metrics))
         self._client: AsyncMongoClient[Document] | None = None
         self._command_counter = CommandCounter(self.registry, service.replace("-", "_"))
         self._startup_hooks: list[StartupHook] = []
@@ -73,57 +86,45 @@ class ServiceRuntime:
             raise NotStartedError("MongoDB client is not open yet")
         return self._client[self.settings.mongo.database]
 
-    def consume(self, topic: str, *, group_id: str, handle: Callable[[bytes], Awaitable[None]]) -> None:
-        """Subscribe `handle(body)` to `topic` in group `<group_id>.<topic>`, with the dead-letter guard."""
-
-        async def on_message(message: KafkaMessage) -> None:
-            await self.guard.run(message, handle)
-
-        on_message.__name__ = f"on_{topic.replace('.', '_')}"  # names the subscriber in logs and AsyncAPI
-        self.broker.subscriber(topic, **self._group_options(topic, group_id))(on_message)
-
-    def consume_batches(
+    def subscribe(
         self,
         topic: str,
+        handler: Callable[..., Awaitable[Any]],
         *,
         group_id: str,
-        handle_batch: Callable[[list[bytes]], Awaitable[BatchRejections]],
-        handle_one: Callable[[bytes], Awaitable[None]],
         max_records: int = 500,
+        max_bytes: int | None = None,
+        on_invalid: Callable[[Exception], None] | None = None,
     ) -> None:
-        """Like `consume`, in batches of up to `max_records`: one commit and bulk I/O per batch."""
-
-        async def on_batch(message: KafkaMessage) -> None:
-            await self.guard.run_batch(message, handle_batch, handle_one)
-
-        self._subscribe_batches(topic, group_id, max_records, on_batch)
-
-    def consume_batches_with_headers(
-        self,
-        topic: str,
-        *,
-        group_id: str,
-        handle_batch: Callable[[list[Incoming]], Awaitable[BatchRejections]],
-        handle_one: Callable[[Incoming], Awaitable[None]],
-        max_records: int = 500,
-    ) -> None:
-        """`consume_batches` for handlers that read headers as well (the notifier's replay marker)."""
-
-        async def on_batch(message: KafkaMessage) -> None:
-            await self.guard.run_batch_with_headers(message, handle_batch, handle_one)
-
-        self._subscribe_batches(topic, group_id, max_records, on_batch)
-
-    def _subscribe_batches(
-        self, topic: str, group_id: str, max_records: int, on_batch: Callable[[KafkaMessage], Awaitable[None]]
-    ) -> None:
-        on_batch.__name__ = f"on_{topic.replace('.', '_')}_batch"
-        subscriber = self.broker.subscriber(
-            topic, batch=True, max_records=max_records, **self._group_options(topic, group_id)
+        """Consume `topic` in group `<group_id>.<topic>` with `handler`, typed by its first parameter:
+        an event type (one message at a time) or `Batch[...]` (up to `max_records` per batch, one
+        commit). Messages over `max_bytes` are refused unread; `on_invalid(why)` hears of every
+        message that cannot be decoded. The consumers' edge retries and dead-letters (consumers.py)."""
+        event, batch = contract_of(handler)
+        adapter = None if event is bytes else TypeAdapter(event)
+        subscription = Subscription(topic, adapter, batch, max_bytes, on_invalid)
+        options = self._group_options(topic, group_id) | {
+            "decoder": subscription.decode,
+            "title": f"{topic} -> {self.service}",
+            "description": " ".join((inspect.getdoc(handler) or "").split()) or None,
+        }
+        if batch:
+            subscriber = self.broker.subscriber(topic, batch=True, max_records=max_records, **options)
+            subscriber(handler)
+            # Records wake the wait at once: the timeout only bounds how long stopping waits for it.
+            block_for_batches(subscriber, idle_ms=500)
+        else:
+            self.broker.subscriber(topic, **options)(handler)
+        self.broker.publisher(
+            dlq(topic),
+            schema=bytes,
+            title=f"{self.service} -> {dlq(topic)}",
+            description=DEAD_LETTER_DESCRIPTION,
         )
-        subscriber(on_batch)
-        # Records wake the wait at once: the timeout only bounds how long stopping waits for it.
-        block_for_batches(subscriber, idle_ms=500)
+
+    def publisher(self, topic: str, event: Any, *, description: str) -> PublishRaw:
+        """Publish serialized `event`s to `topic`, keyed by account (declared for the AsyncAPI document)."""
+        return declare_publisher(self.broker, topic, event, title=f"{self.service} -> {topic}", description=description)
 
     def _group_options(self, topic: str, group_id: str) -> dict[str, Any]:
         # One consumer group per (service, topic): a service's consumers of different

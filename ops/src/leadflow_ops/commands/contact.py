@@ -23,8 +23,8 @@ from leadflow_ops.kafka_client import Republisher
 from leadflow_ops.ledger import operator
 from leadflow_ops.output import as_json, line, note
 from leadflow_ops.settings import OpsSettings
-from leadflow_router.adapters.mongo import ERASURES
 from leadflow_shared import topics
+from leadflow_shared.collections import ROUTER_ERASURES
 from leadflow_shared.events.commands import EraseContact, EraseContactPayload
 
 Subcommands = argparse._SubParsersAction  # argparse names no public type for it
@@ -107,7 +107,7 @@ async def _wait_for(settings: OpsSettings, erasure_id: str, seconds: float) -> d
     deadline = time.monotonic() + seconds
     async with database(settings.mongo) as db:
         while True:
-            record = await db[ERASURES].find_one({"_id": erasure_id, "status": "done"})
+            record = await db[ROUTER_ERASURES].find_one({"_id": erasure_id, "status": "done"})
             if record is not None:
                 return record
             if time.monotonic() > deadline:

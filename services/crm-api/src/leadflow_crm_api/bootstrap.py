@@ -1,143 +1,37 @@
-"""Composition root of the crm-api process: projection consumer, auth, scoped data access, routes."""
+"""Composition root of the crm-api process: projection consumer, publishers, auth, the HTTP app."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import FastAPI
 
-from fastapi import Depends, FastAPI, Query, status
-from pydantic import AwareDatetime
-
-from leadflow_crm_api.adapters.leads import (
-    ensure_indexes,
-)
+from leadflow_crm_api.adapters.leads import ensure_indexes
 from leadflow_crm_api.adapters.tokens import TokenVerifier
-from leadflow_crm_api.api import (
-    ActivityAccepted,
-    ActivityCreate,
-    LeadDetail,
-    LeadPage,
-)
-from leadflow_crm_api.bodies import BodyGuard, BodyLimits
-from leadflow_crm_api.deps import AccountLeads, Caller, Db, Id, Text
-from leadflow_crm_api.domain.views import (
-    MAX_CURSOR_LENGTH,
-    LeadQuery,
-    LeadSort,
-    LeadStatus,
-    LeadTab,
-    epoch_ms,
-)
-from leadflow_crm_api.entrypoints import kafka
-from leadflow_crm_api.problems import PROBLEM_RESPONSES, install_problem_handlers
-from leadflow_crm_api.routes import (
-    distribution,
-    erasures,
-    lead_work,
-    next_up,
-    offer_links,
-    offices,
-    people,
-    sharing,
-)
-from leadflow_crm_api.routes import settings as account_settings
+from leadflow_crm_api.entrypoints import http, kafka
+from leadflow_crm_api.problems import PROBLEM_RESPONSES
 from leadflow_crm_api.settings import CrmApiSettings
-from leadflow_crm_api.use_cases import leads as leads_uc
-from leadflow_crm_api.web import app as web_app
 from leadflow_shared import topics
-from leadflow_shared.kafka import publisher
+from leadflow_shared.events.activity import LeadActivity
+from leadflow_shared.events.commands import LeadCommand
 from leadflow_shared.service import ServiceRuntime
-
-
-async def lead_query(
-    tab: LeadTab = LeadTab.ALL,
-    status_: Annotated[LeadStatus | None, Query(alias="status")] = None,
-    owner: Annotated[str | None, Query(max_length=64, description="Agent holding the lead.")] = None,
-    assigned_to: Annotated[str | None, Query(max_length=64, description='"Assigned To" realtor.')] = None,
-    source: Text = None,
-    label: Annotated[str | None, Query(min_length=1, max_length=60, description="A label; any case.")] = None,
-    created_from: Annotated[AwareDatetime | None, Query(description="Inclusive, ISO 8601 with offset.")] = None,
-    created_to: Annotated[AwareDatetime | None, Query(description="Exclusive, ISO 8601 with offset.")] = None,
-    q: Annotated[str | None, Query(min_length=1, max_length=100, description="Name, email or phone.")] = None,
-    sort: LeadSort = LeadSort.CREATED_DESC,
-) -> LeadQuery:
-    return LeadQuery(
-        tab=tab,
-        status=status_,
-        owner_agent_id=owner,
-        assigned_to=assigned_to,
-        source=source,
-        label=label,
-        created_from_ms=None if created_from is None else epoch_ms(created_from),
-        created_to_ms=None if created_to is None else epoch_ms(created_to),
-        search=q.strip() or None if q else None,
-        sort=sort,
-    )
-
-
-Filters = Annotated[LeadQuery, Depends(lead_query)]
-Limit = Annotated[int, Query(ge=1, le=200)]
-Cursor = Annotated[
-    str | None,
-    Query(
-        max_length=MAX_CURSOR_LENGTH,
-        pattern=r"^[A-Za-z0-9_-]*$",  # base64url without padding
-        description="`next_cursor` of the previous page, with the same `sort`.",
-    ),
-]
 
 
 def create_app(settings: CrmApiSettings) -> FastAPI:
     runtime = ServiceRuntime(settings, service="crm-api")
     runtime.on_startup(ensure_indexes)
-    publish_activity = publisher(runtime.broker, topics.LEADS_ACTIVITY)
-
     kafka.subscribe(runtime, group_id=settings.consumer_group)
 
     app = runtime.app(title="leadflow crm-api", version="0.1.0", responses=PROBLEM_RESPONSES)
-    install_problem_handlers(app, realm="leadflow-crm-api")
-    app.add_middleware(BodyGuard, limits=BodyLimits(max_bytes=settings.max_body_bytes))
-    app.include_router(sharing.router)
-    app.include_router(account_settings.router)
-    app.include_router(offices.router)
-    app.include_router(distribution.router)
-    app.include_router(people.router)
-    app.include_router(offer_links.router)
-    app.include_router(lead_work.router)
-    app.include_router(next_up.router)
-    app.include_router(erasures.router)
-    web_app.install(app)  # after the API's error handlers: under /app, errors become pages
+    http.install(app, max_body_bytes=settings.max_body_bytes)
     app.state.runtime, app.state.verifier = runtime, TokenVerifier(settings)
-    app.state.publish_command = publisher(runtime.broker, topics.LEADS_COMMANDS)
-    app.state.publish_activity = publish_activity
-
-    @app.get("/v1/accounts/{account_id}/leads", tags=["brokerage CRM"])
-    async def list_leads(
-        account_id: Id, caller: Caller, db: Db, query: Filters, limit: Limit = 50, cursor: Cursor = None
-    ) -> LeadPage:
-        """V1: the brokerage's leads (brokers and admins); `tab=mine` keeps only leads it still holds."""
-        return await leads_uc.lead_page(leads_uc.brokerage_leads(caller, db, account_id), db, query, limit, cursor)
-
-    @app.get("/v1/realtors/me/leads", tags=["realtor CRM"])
-    async def my_leads(caller: Caller, db: Db, query: Filters, limit: Limit = 50, cursor: Cursor = None) -> LeadPage:
-        """V2: the calling realtor's leads: held, offered to it now, or shared with it."""
-        return await leads_uc.lead_page(leads_uc.realtor_leads(caller, db), db, query, limit, cursor)
-
-    @app.get("/v1/accounts/{account_id}/leads/{lead_id}", tags=["brokerage CRM", "realtor CRM"])
-    async def get_lead(leads: AccountLeads, caller: Caller, db: Db, lead_id: Id) -> LeadDetail:
-        """V3: the contact, its holder, the open offers with deadlines, and the timeline."""
-        return await leads_uc.lead_view(leads, caller, db, lead_id)
-
-    @app.post(
-        "/v1/accounts/{account_id}/leads/{lead_id}/activities",
-        tags=["brokerage CRM", "realtor CRM"],
-        status_code=status.HTTP_202_ACCEPTED,
+    app.state.publish_activity = runtime.publisher(
+        topics.LEADS_ACTIVITY,
+        LeadActivity,
+        description="What a user did on a lead in the CRM (a note, a call, an accept): the router decides claims (R8).",
     )
-    async def act_on_lead(
-        leads: AccountLeads, caller: Caller, db: Db, lead_id: Id, body: ActivityCreate
-    ) -> ActivityAccepted:
-        """Record the caller's action on the timeline and hand it to the router, which decides claims (R8).
-
-        The answer says whether it can claim; an `accept` that cannot is refused (409) and nothing is written."""
-        return await leads_uc.act_on_lead(leads, caller, db, lead_id, body, publish_activity)
-
+    app.state.publish_command = runtime.publisher(
+        topics.LEADS_COMMANDS,
+        LeadCommand,
+        description="What a broker or admin asked the router to do: transfers, sharing, distribution by hand, "
+        "releasing a departed agent's leads, inviting a realtor, erasing a contact.",
+    )
     return app

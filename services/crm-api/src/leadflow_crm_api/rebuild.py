@@ -32,7 +32,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_crm_api.adapters.buffered_views import BufferedViews, batched, insert_missing
 from leadflow_crm_api.adapters.event_log import EventHistory
-from leadflow_crm_api.adapters.generations import META, META_TTL_SECONDS, REBUILD_LOG, VIEWS, read_meta
+from leadflow_crm_api.adapters.generations import META_TTL_SECONDS, VIEWS, read_meta
 from leadflow_crm_api.adapters.leads import LeadViews, ensure_view_indexes
 from leadflow_crm_api.domain.generations import (
     LAST_ACTIVITY,
@@ -46,8 +46,10 @@ from leadflow_crm_api.domain.generations import (
 )
 from leadflow_crm_api.handlers import project
 from leadflow_shared import topics
+from leadflow_shared.clock import now_ms
+from leadflow_shared.collections import CRM_META, CRM_REBUILD_LOG
+from leadflow_shared.dead_letters import POISON_ERRORS
 from leadflow_shared.events.routing import ROUTING_EVENT, RoutingEvent
-from leadflow_shared.kafka import POISON_ERRORS
 from leadflow_shared.kafka_records import unreadable
 from leadflow_shared.mongo import Document, make_mongo_client
 from leadflow_shared.settings import ServiceSettings
@@ -162,7 +164,7 @@ class _Rebuild:
         except BaseException:
             await self.abort(new)
             raise
-        await self._db[REBUILD_LOG].delete_many({"_id": {"$lte": self._drained}})
+        await self._db[CRM_REBUILD_LOG].delete_many({"_id": {"$lte": self._drained}})
         await self._say(f"generation {new.generation} is active")
         unrebuilt = await self._still_missing(new)
         if not keep_old:
@@ -181,7 +183,7 @@ class _Rebuild:
         )  # fmt: skip
 
     async def _begin(self) -> tuple[ViewNames, ViewNames]:
-        meta_docs = self._db[META]
+        meta_docs = self._db[CRM_META]
         await meta_docs.update_one(
             {"_id": VIEWS}, {"$setOnInsert": {"active": 0, "phase": Phase.IDLE.value, "ticket": 0}}, upsert=True
         )
@@ -200,7 +202,7 @@ class _Rebuild:
         # Nothing but this rebuild uses the other slot: clear what a kept or failed generation left there.
         await self._db.drop_collection(new.leads)
         await self._db.drop_collection(new.timeline)
-        await self._db[REBUILD_LOG].delete_many({"_id": {"$lte": self._drained}})
+        await self._db[CRM_REBUILD_LOG].delete_many({"_id": {"$lte": self._drained}})
         await self._say(f"building generation {new.generation} (generation {old.generation} is active)")
         return old, new
 
@@ -245,7 +247,7 @@ class _Rebuild:
         """Apply the rebuild log's tickets that follow the last one applied, up to the first gap (a
         writer still busy): they are applied in the order they were handed out, and only once."""
         applied, views = 0, LeadViews(self._db, new)
-        cursor = self._db[REBUILD_LOG].find({"_id": {"$gt": self._drained}}).sort("_id", 1)
+        cursor = self._db[CRM_REBUILD_LOG].find({"_id": {"$gt": self._drained}}).sort("_id", 1)
         async for doc in cursor:
             if doc["_id"] != self._drained + 1:
                 break
@@ -291,7 +293,7 @@ class _Rebuild:
 
     async def _switch(self, old: ViewNames, new: ViewNames, marks: Watermarks) -> None:
         deadline = time.time() + SWITCH_SECONDS
-        switching = await self._db[META].find_one_and_update(
+        switching = await self._db[CRM_META].find_one_and_update(
             {"_id": VIEWS, "phase": Phase.BUILDING.value, "building": new.generation},
             {"$set": {"phase": Phase.SWITCHING.value, "switch_by_ms": int(deadline * 1000)}},
             return_document=ReturnDocument.AFTER,
@@ -308,10 +310,10 @@ class _Rebuild:
                 raise RebuildAbortedError(f"ticket {self._drained + 1} of the rebuild log never came (a writer died?)")
             await asyncio.sleep(POLL_SECONDS)  # a writer with a ticket is finishing its write
         await self._carry(old, new, self._touched)
-        switched = await self._db[META].update_one(
+        switched = await self._db[CRM_META].update_one(
             {"_id": VIEWS, "phase": Phase.SWITCHING.value, "building": new.generation},
             {"$set": {"active": new.generation, "phase": Phase.IDLE.value, "building": None, "switch_by_ms": None,
-                      "previous": old.generation, "switched_ms": int(time.time() * 1000),
+                      "previous": old.generation, "switched_ms": now_ms(),
                       "replayed": {str(p): end for p, end in self._ends.items()}}},
         )  # fmt: skip
         if not switched.modified_count:
@@ -320,13 +322,13 @@ class _Rebuild:
     async def abort(self, new: ViewNames) -> None:
         """Back to idle on the active generation; the new collections and the log are dropped."""
         try:
-            await self._db[META].update_one(
+            await self._db[CRM_META].update_one(
                 {"_id": VIEWS, "building": new.generation},
                 {"$set": {"phase": Phase.IDLE.value, "building": None, "switch_by_ms": None}},
             )
             await self._db.drop_collection(new.leads)
             await self._db.drop_collection(new.timeline)
-            await self._db[REBUILD_LOG].delete_many({})
+            await self._db[CRM_REBUILD_LOG].delete_many({})
             await self._say(f"aborted: generation {new.generation} dropped")
         except Exception as exc:  # noqa: BLE001 (the original failure is the one to report)
             log.warning("crm views: cleaning up an aborted rebuild failed: %s", type(exc).__name__)

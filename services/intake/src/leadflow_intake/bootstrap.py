@@ -13,7 +13,7 @@ from leadflow_intake.handlers import Intake, Webhook
 from leadflow_intake.metrics import IntakeMetrics
 from leadflow_intake.settings import IntakeSettings
 from leadflow_shared import topics
-from leadflow_shared.kafka import publisher
+from leadflow_shared.events.intake import LeadReceived
 from leadflow_shared.mongo import Document
 from leadflow_shared.service import NotStartedError, ServiceRuntime
 
@@ -34,7 +34,11 @@ def webhooks(settings: IntakeSettings) -> dict[str, Webhook]:
 def create_app(settings: IntakeSettings) -> FastAPI:
     runtime = ServiceRuntime(settings, service="intake")
     metrics = IntakeMetrics(runtime.registry)
-    publish = publisher(runtime.broker, topics.LEADS_INTAKE)
+    publish = runtime.publisher(
+        topics.LEADS_INTAKE,
+        LeadReceived,
+        description="Every lead intake accepted, from any way in, normalized: the router routes it.",
+    )
     wired: list[Intake] = []  # filled once MongoDB is open (the client is bound to the running loop)
 
     async def wire(db: AsyncDatabase[Document]) -> None:
@@ -58,6 +62,7 @@ def create_app(settings: IntakeSettings) -> FastAPI:
         description="Leads in: website forms, listing inquiries and lead-generation webhooks over HTTP; "
         "partners on Kafka (leads.inbound.v1, see /asyncapi.json).",
     )
+    app.state.runtime = runtime
     http.install(
         app, intake=intake, webhooks=webhooks(settings), metrics=metrics, max_body_bytes=settings.max_body_bytes,
         tolerance_seconds=settings.webhooks.tolerance_seconds,

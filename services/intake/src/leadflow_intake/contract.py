@@ -27,6 +27,7 @@ DLQ_HEADERS = {
     "dlq-reason": "Why: field paths and rules, e.g. 'payload.contact.phone: not a valid phone number'. No values.",
     "dlq-error-type": (
         "ValidationError (schema), PoisonMessage (normalization, unknown account, reused event_id), "
+        "TooLarge (over the size limit, not read), "
         "UnreadableRecord (a header name not UTF-8; a record that cannot be framed, whose dead letter carries "
         "the raw record batch)."
     ),

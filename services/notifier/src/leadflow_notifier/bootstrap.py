@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -36,7 +35,10 @@ from leadflow_notifier.handlers import Courier, DigestSender, Notifier, Redriver
 from leadflow_notifier.metrics import NotifierMetrics
 from leadflow_notifier.settings import NotifierSettings
 from leadflow_shared import topics
+from leadflow_shared.background import every
+from leadflow_shared.clock import epoch_ms
 from leadflow_shared.service import ServiceRuntime, Worker
+from leadflow_shared.ttl_cache import TtlCache
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +70,12 @@ def create_app(settings: NotifierSettings) -> FastAPI:
 
     _renew_leases(runtime, leases)
 
-    recipients: RecipientCache = {}
-    contact_policies: dict[str, tuple[float, str]] = {}
+    recipients = RecipientCache(settings.directory_cache_seconds)
+    contact_policies = TtlCache[str, str](settings.directory_cache_seconds)
 
     def notifier() -> Notifier:
-        directory = AgentDirectory(runtime.db, cache=recipients, ttl_seconds=settings.directory_cache_seconds)
-        ttl = settings.directory_cache_seconds
-        policies = OfferContactPolicies(runtime.db, cache=contact_policies, ttl_seconds=ttl)
+        directory = AgentDirectory(runtime.db, cache=recipients)
+        policies = OfferContactPolicies(runtime.db, cache=contact_policies)
         deliveries = DeliveryLog(runtime.db, leases=leases)
         return Notifier(
             directory=directory,
@@ -103,7 +104,9 @@ def create_app(settings: NotifierSettings) -> FastAPI:
     runtime.run_in_background(_redrive(runtime, settings, leases, senders, dead_letters, metrics, retry))
     if settings.digest.enabled:
         runtime.run_in_background(_digests(runtime, settings, leases, mailer, metrics))
-    return runtime.app(title="leadflow notifier", version="0.1.0")
+    app = runtime.app(title="leadflow notifier", version="0.1.0")
+    app.state.runtime = runtime
+    return app
 
 
 def _senders(settings: NotifierSettings, http: httpx.AsyncClient, mailer: SmtpMailer) -> dict[Channel, Sender]:
@@ -198,17 +201,8 @@ def _redrive(
 
 
 async def _every(seconds: float, stopping: asyncio.Event, what: str, step: Callable[[], Awaitable[object]]) -> None:
-    """Run `step` every `seconds` until `stopping` is set; a failed round is logged and tried again."""
-    while not stopping.is_set():
-        try:
-            await step()
-        except PyMongoError as exc:  # an outage: no traceback every round
-            log.warning("%s: %s; trying again", what, type(exc).__name__)
-        except Exception:  # a background loop's edge: logged, tried again next round
-            log.exception("%s failed", what)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), timeout=seconds)
+    await every(seconds, stopping, step, what=what, quiet=(PyMongoError,))  # an outage: no stack every round
 
 
 def _now_ms() -> int:
-    return int(_now().timestamp() * 1000)
+    return epoch_ms(_now())

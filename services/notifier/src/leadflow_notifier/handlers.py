@@ -52,6 +52,8 @@ from leadflow_notifier.domain.messages import (
 from leadflow_notifier.domain.preferences import Channel
 from leadflow_notifier.domain.replay import Replay
 from leadflow_notifier.metrics import NotifierMetrics
+from leadflow_shared.clock import epoch_ms
+from leadflow_shared.consumers import BatchRejections
 from leadflow_shared.errors import PoisonMessage
 from leadflow_shared.events.routing import (
     ROUTING_EVENT,
@@ -63,7 +65,6 @@ from leadflow_shared.events.routing import (
     RoutingEvent,
     TeamMemberTransferred,
 )
-from leadflow_shared.kafka import BatchRejections
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +270,16 @@ class Courier:
         self.metrics.retries.labels(channel, reason).inc()
 
     def _now_ms(self) -> int:
-        return _ms(self.clock())
+        return epoch_ms(self.clock())
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """An event to tell people about, as it came on the topic (stored with failed deliveries)."""
+
+    event: RoutingEvent
+    raw: bytes
+    replay: Replay | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,40 +303,49 @@ class Notifier:
     async def notify_batch(
         self, bodies: list[bytes], *, concurrency: int, replays: Mapping[int, Replay] | None = None
     ) -> BatchRejections:
-        """A batch of raw events: one lead's events in order, different leads concurrently.
+        """`notify_events` for raw events; what does not parse is rejected too."""
+        rejections: BatchRejections = []
+        events: list[Notice] = []
+        positions: list[int] = []
+        for index, body in enumerate(bodies):
+            try:
+                events.append(Notice(ROUTING_EVENT.validate_json(body), body, (replays or {}).get(index)))
+                positions.append(index)
+            except ValidationError as exc:
+                rejections.append((index, exc))
+        notified = await self.notify_events(events, concurrency=concurrency)
+        return rejections + [(positions[index], exc) for index, exc in notified]
+
+    async def notify_events(self, notices: list[Notice], *, concurrency: int) -> BatchRejections:
+        """A batch of events: one lead's events in order, different leads concurrently.
 
         An event about no lead (a team member's transfer) is a group of its own. A ContactErased
         waits for the events before it and holds up those after it: nothing about its leads is sent
-        after it is applied. `replays`: the batch indexes of replayed dead letters of the notifier,
-        with what to attempt again.
+        after it is applied. A notice's `replay`: a replayed dead letter of the notifier, with what
+        to attempt again.
 
-        Returns the poison messages (invalid, unknown agent) for the dead-letter queue; any
-        other error propagates, and the guard then runs the messages one by one.
+        Returns the poison messages (unknown agent) for the dead-letter queue; any other error
+        propagates, and the consumers' edge then runs the messages one by one.
         """
         rejections: BatchRejections = []
-        segments: list[dict[str, list[tuple[int, RoutingEvent, bytes]]]] = [{}]
-        for index, body in enumerate(bodies):
-            try:
-                event = ROUTING_EVENT.validate_json(body)
-            except ValidationError as exc:
-                rejections.append((index, exc))
+        segments: list[dict[str, list[tuple[int, Notice]]]] = [{}]
+        for index, notice in enumerate(notices):
+            if isinstance(notice.event, ContactErased):
+                segments += [{_group(notice.event): [(index, notice)]}, {}]
                 continue
-            if isinstance(event, ContactErased):
-                segments += [{_group(event): [(index, event, body)]}, {}]
-                continue
-            segments[-1].setdefault(_group(event), []).append((index, event, body))
+            segments[-1].setdefault(_group(notice.event), []).append((index, notice))
         limit = asyncio.Semaphore(concurrency)
 
-        async def one_lead(events: list[tuple[int, RoutingEvent, bytes]]) -> None:
+        async def one_lead(group: list[tuple[int, Notice]]) -> None:
             async with limit:
-                for index, event, body in events:
+                for index, notice in group:
                     try:
-                        await self.notify(event, body, replay=(replays or {}).get(index))
+                        await self.notify(notice.event, notice.raw, replay=notice.replay)
                     except PoisonMessage as exc:
                         rejections.append((index, exc))
 
         for by_lead in segments:
-            await asyncio.gather(*(one_lead(events) for events in by_lead.values()))
+            await asyncio.gather(*(one_lead(group) for group in by_lead.values()))
         return rejections
 
     async def notify(self, event: RoutingEvent, raw: bytes, *, replay: Replay | None = None) -> None:
@@ -343,7 +362,9 @@ class Notifier:
             await self._notify_staff(event, raw, replay)
         elif isinstance(event, ContactErased):
             if self.erasure is not None:
-                ended = await self.erasure.erase([str(i) for i in event.payload.lead_ids], now_ms=_ms(self.clock()))
+                ended = await self.erasure.erase(
+                    [str(i) for i in event.payload.lead_ids], now_ms=epoch_ms(self.clock())
+                )
                 log.info("contact erased", extra={"event_id": str(event.event_id), "ended": ended})
         elif isinstance(event, ContactMessaged):
             # The holder's own email or text to the contact (R8's qualifying actions), on that one channel.
@@ -446,10 +467,10 @@ class Notifier:
             event_type=event.type,
             content=content,
             event=raw,
-            occurred_ms=_ms(event.occurred_at),
+            occurred_ms=epoch_ms(event.occurred_at),
             lead_ids=() if lead_id is None else (str(lead_id),),
         )
-        now_ms = _ms(self.clock())
+        now_ms = epoch_ms(self.clock())
         if replay is not None and await self._reopen(delivery, replay, now_ms):
             state = Begin.SEND
         else:
@@ -508,7 +529,7 @@ class Redriver:
 
     async def run_once(self) -> int:
         """Claim and drive the due deliveries; returns how many were claimed (`round_size`: call again)."""
-        due = await self.deliveries.claim_due(now_ms=_ms(self.courier.clock()), limit=self.round_size)
+        due = await self.deliveries.claim_due(now_ms=epoch_ms(self.courier.clock()), limit=self.round_size)
 
         async def one(delivery: Delivery) -> None:
             self.metrics.redriven.labels(delivery.channel).inc()
@@ -594,14 +615,10 @@ class DigestSender:
         return sent
 
     def _now_ms(self) -> int:
-        return _ms(self.clock())
+        return epoch_ms(self.clock())
 
 
 DAY_MS = 24 * 3600 * 1000
-
-
-def _ms(at: datetime) -> int:
-    return int(at.timestamp() * 1000)
 
 
 def _group(event: RoutingEvent) -> str:

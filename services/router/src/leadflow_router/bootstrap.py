@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Path, Query
+from fastapi import FastAPI
 
 from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, Erasures, LeadRecords, Rotations, ensure_indexes
-from leadflow_router.domain.model import RoutingRejected
-from leadflow_router.entrypoints import kafka
+from leadflow_router.entrypoints import http, kafka
 from leadflow_router.handlers import RouterService, clock_from, utc_now
 from leadflow_router.metrics import RouterMetrics
 from leadflow_router.settings import RouterSettings
 from leadflow_router.sweeper import Alarm, sweep
 from leadflow_shared import topics
-from leadflow_shared.kafka import publisher
+from leadflow_shared.events.routing import RoutingEvent
 from leadflow_shared.service import ServiceRuntime
 
 
@@ -23,7 +21,12 @@ def create_app(settings: RouterSettings) -> FastAPI:
     runtime = ServiceRuntime(settings, service="router")
     runtime.on_startup(ensure_indexes)
     metrics = RouterMetrics(runtime.registry)
-    publish = publisher(runtime.broker, topics.LEADS_EVENTS)
+    publish = runtime.publisher(
+        topics.LEADS_EVENTS,
+        RoutingEvent,
+        description="What the router decided about each lead (offers, claims, expiries, transfers, erasures): "
+        "the notifier tells people, crm-api projects its views.",
+    )
     services: list[RouterService] = []
     alarm = Alarm()
     clock = utc_now if settings.clock_start is None else clock_from(settings.clock_start, settings.clock_rate)
@@ -59,25 +62,7 @@ def create_app(settings: RouterSettings) -> FastAPI:
         runtime.run_in_background(sweeper)
 
     app = runtime.app(title="leadflow router", version="0.1.0")
+    app.state.runtime = runtime
 
-    @app.get("/internal/v1/accounts/{account_id}/next-up", tags=["internal"])
-    async def who_is_next(
-        account_id: Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")],
-        source: Annotated[str, Query(min_length=1, max_length=100)],
-    ) -> dict[str, Any]:
-        """For crm-api only (no authentication: keep it on the internal network): who the next general
-        lead of `source` goes to, and why the others would not get it."""
-        try:
-            up = await service().next_up(account_id, source)
-        except RoutingRejected as exc:
-            raise HTTPException(status_code=404, detail=str(exc)) from exc
-        return {
-            "source": up.source,
-            "lead_group": up.lead_group,
-            "round_robin": up.round_robin,
-            "next": list(up.next),
-            "eligible": [a.agent_id for a in up.eligibility.eligible],
-            "skipped": [{"agent_id": a, "reason": why} for a, why in up.eligibility.skipped],
-        }
-
+    http.install(app, service)
     return app

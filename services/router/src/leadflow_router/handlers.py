@@ -67,6 +67,7 @@ from leadflow_router.domain.sharing import LeadShare, on_lead_shared
 from leadflow_router.domain.transfers import OfficeTransfer, on_office_transfer, team_member_transferred
 from leadflow_router.metrics import RouterMetrics
 from leadflow_shared import tracing
+from leadflow_shared.consumers import BatchRejections
 from leadflow_shared.envelope import derived_event_id
 from leadflow_shared.events.activity import LeadActivity
 from leadflow_shared.events.commands import (
@@ -89,7 +90,7 @@ from leadflow_shared.events.routing import (
     RealtorInvited,
     RealtorInvitedPayload,
 )
-from leadflow_shared.kafka import BatchRejections, PublishRaw
+from leadflow_shared.kafka import PublishRaw
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -24,21 +23,21 @@ from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_crm_api.domain.generations import Phase, ViewNames, ViewsMeta, names_of
+from leadflow_shared.clock import now_ms
+from leadflow_shared.collections import CRM_META, CRM_REBUILD_LOG
+from leadflow_shared.ttl_cache import TtlCache
 
 log = logging.getLogger(__name__)
 
-META = "crm_meta"
 VIEWS = "views"  # the `crm_meta` document of the views' generations
-REBUILD_LOG = "crm_rebuild_log"
 # How stale a process's idea of the active generation may be. A rebuild waits twice this after each
 # change of phase, so every process has seen it before the rebuild relies on it.
 META_TTL_SECONDS = 0.5
 SWITCH_POLL_SECONDS = 0.02
 
 Doc = dict[str, Any]
-_cache: weakref.WeakKeyDictionary[AsyncMongoClient[Doc], dict[str, tuple[float, ViewsMeta]]] = (
-    weakref.WeakKeyDictionary()
-)
+# Per client, per database name: tests run several databases on one client.
+_cache: weakref.WeakKeyDictionary[AsyncMongoClient[Doc], TtlCache[str, ViewsMeta]] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,16 +59,19 @@ class Write:
 
 async def read_meta(db: AsyncDatabase[Doc]) -> ViewsMeta:
     """`crm_meta.views` as stored now (and the cache refreshed with it)."""
-    meta = ViewsMeta.from_doc(await db[META].find_one({"_id": VIEWS}))
-    _cache.setdefault(db.client, {})[db.name] = (time.monotonic() + META_TTL_SECONDS, meta)
-    return meta
+    return await _meta_cache(db).get_or_load(db.name, lambda: _read_meta(db), fresh=True)
 
 
 async def cached_meta(db: AsyncDatabase[Doc]) -> ViewsMeta:
-    entry = _cache.get(db.client, {}).get(db.name)
-    if entry is not None and entry[0] > time.monotonic():
-        return entry[1]
-    return await read_meta(db)
+    return await _meta_cache(db).get_or_load(db.name, lambda: _read_meta(db))
+
+
+def _meta_cache(db: AsyncDatabase[Doc]) -> TtlCache[str, ViewsMeta]:
+    return _cache.setdefault(db.client, TtlCache(META_TTL_SECONDS))
+
+
+async def _read_meta(db: AsyncDatabase[Doc]) -> ViewsMeta:
+    return ViewsMeta.from_doc(await db[CRM_META].find_one({"_id": VIEWS}))
 
 
 async def active_names(db: AsyncDatabase[Doc]) -> ViewNames:
@@ -89,7 +91,7 @@ async def writing(db: AsyncDatabase[Doc], write: Write) -> AsyncIterator[ViewNam
             meta = await _wait_for_switch(db, meta)
             continue
         if meta.phase is Phase.BUILDING:
-            doc = await db[META].find_one_and_update(
+            doc = await db[CRM_META].find_one_and_update(
                 {"_id": VIEWS, "phase": Phase.BUILDING.value, "building": meta.building},
                 {"$inc": {"ticket": 1}},
                 return_document=ReturnDocument.AFTER,
@@ -103,7 +105,7 @@ async def writing(db: AsyncDatabase[Doc], write: Write) -> AsyncIterator[ViewNam
         yield names_of(meta.active)
     finally:
         if ticket is not None:  # also when the write failed: the rebuild waits for every ticket
-            await db[REBUILD_LOG].insert_one(write.log_doc(ticket))
+            await db[CRM_REBUILD_LOG].insert_one(write.log_doc(ticket))
 
 
 async def replayed_already(db: AsyncDatabase[Doc], write: Write) -> bool:
@@ -117,8 +119,8 @@ async def replayed_already(db: AsyncDatabase[Doc], write: Write) -> bool:
 async def _wait_for_switch(db: AsyncDatabase[Doc], meta: ViewsMeta) -> ViewsMeta:
     """Wait while a rebuild switches; past its deadline, abort it (the old generation stays active)."""
     while meta.phase is Phase.SWITCHING:
-        if meta.switch_by_ms is not None and time.time() * 1000 > meta.switch_by_ms:
-            aborted = await db[META].update_one(
+        if meta.switch_by_ms is not None and now_ms() > meta.switch_by_ms:
+            aborted = await db[CRM_META].update_one(
                 {"_id": VIEWS, "phase": Phase.SWITCHING.value, "building": meta.building},
                 {"$set": {"phase": Phase.IDLE.value, "building": None}},
             )

@@ -15,11 +15,10 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from leadflow_crm_api.adapters.settings import AGENTS
 from leadflow_crm_api.domain.sharing import InvitationStatus
-from leadflow_crm_api.domain.views import epoch_ms
+from leadflow_shared.clock import epoch_ms
+from leadflow_shared.collections import AGENTS, CRM_INVITATIONS
 
-CRM_INVITATIONS = "crm_invitations"
 LIST_LIMIT = 1000  # a brokerage's invitations listed at once
 
 Doc = dict[str, Any]

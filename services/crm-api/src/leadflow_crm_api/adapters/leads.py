@@ -19,13 +19,14 @@ from pymongo.errors import DuplicateKeyError
 
 from leadflow_crm_api.adapters import generations, invitations, offices
 from leadflow_crm_api.adapters.generations import Write, active_names, writing
-from leadflow_crm_api.adapters.settings import AGENTS
 from leadflow_crm_api.adapters.view_commands import ViewCommands
 from leadflow_crm_api.domain.erasure import without_free_text
 from leadflow_crm_api.domain.generations import ViewNames, names_of
 from leadflow_crm_api.domain.offices import label_key
 from leadflow_crm_api.domain.principal import Principal
-from leadflow_crm_api.domain.views import LeadQuery, LeadTab, epoch_ms, search_patterns
+from leadflow_crm_api.domain.views import LeadQuery, LeadTab, search_patterns
+from leadflow_shared.clock import epoch_ms
+from leadflow_shared.collections import AGENTS
 
 CRM_LEADS = names_of(0).leads  # generation 0's names (decision 0045): the active ones unless rebuilt
 CRM_TIMELINE = names_of(0).timeline

@@ -14,18 +14,16 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from leadflow_crm_api.adapters.settings import ACCOUNTS, AGENTS, PREFERENCES
 from leadflow_crm_api.domain.offices import TeamStatus, TransferStatus, label_doc
+from leadflow_shared.collections import ACCOUNTS, AGENTS, CRM_LABELS, CRM_OFFICE_TRANSFERS, NOTIFIER_PREFERENCES
 
-OFFICE_TRANSFERS = "crm_office_transfers"
-LABELS = "crm_labels"
 MAX_OFFICES = 500
 
 Doc = dict[str, Any]
 
 
 async def ensure_indexes(db: AsyncDatabase[Doc]) -> None:
-    await db[LABELS].create_index([("account_id", ASCENDING), ("key", ASCENDING)], name="account_labels")
+    await db[CRM_LABELS].create_index([("account_id", ASCENDING), ("key", ASCENDING)], name="account_labels")
     await db[ACCOUNTS].create_index([("organisation_id", ASCENDING)], name="organisation")
 
 
@@ -45,7 +43,7 @@ class Organisation:
 
 class Labels:
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
-        self._labels = db[LABELS]
+        self._labels = db[CRM_LABELS]
 
     async def ensure(self, docs: list[Doc]) -> None:
         """Create the labels that are missing (one insert each: the ids collide on an existing label)."""
@@ -64,7 +62,7 @@ class Labels:
 class OfficeTransfers:
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self._db = db
-        self._transfers = db[OFFICE_TRANSFERS]
+        self._transfers = db[CRM_OFFICE_TRANSFERS]
 
     async def begin(self, record: Doc) -> Doc:
         """Store the record; if its id is stored already (a retry), return the stored one."""
@@ -112,7 +110,7 @@ class OfficeTransfers:
         # Rosters are lists of ids; $pull and $addToSet of strings (not documents: decision 0004).
         await self._db[ACCOUNTS].update_one({"_id": source}, {"$pull": {"roster": agent_id}})
         await self._db[ACCOUNTS].update_one({"_id": target}, {"$addToSet": {"roster": agent_id}})
-        await self._db[PREFERENCES].update_one(
+        await self._db[NOTIFIER_PREFERENCES].update_one(
             {"_id": agent_id, "account_id": {"$in": [source, target]}}, {"$set": {"account_id": target}}
         )
 

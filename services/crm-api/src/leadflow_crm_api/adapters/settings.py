@@ -12,11 +12,7 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-ACCOUNTS = "accounts"
-AGENTS = "agents"
-PREFERENCES = "notifier_preferences"
-STAFF = "staff"  # admins and staff who are not agents (the notifier reaches them through it)
-PUSH_DEVICES = "push_devices"  # each user's devices for push (`_id` = `<user>/<device>`); the notifier reads it
+from leadflow_shared.collections import ACCOUNTS, AGENTS, NOTIFIER_PREFERENCES, PUSH_DEVICES, STAFF
 
 Doc = dict[str, Any]
 
@@ -61,7 +57,7 @@ class AccountSettings:
     async def delete_staff_member(self, user_id: str) -> bool:
         result = await self._db[STAFF].delete_one({"_id": user_id, "account_id": self.account_id})
         if result.deleted_count:
-            await self._db[PREFERENCES].delete_one({"_id": user_id, "account_id": self.account_id})
+            await self._db[NOTIFIER_PREFERENCES].delete_one({"_id": user_id, "account_id": self.account_id})
         return result.deleted_count > 0
 
     async def devices(self, user_id: str) -> list[Doc]:
@@ -94,7 +90,7 @@ class AccountSettings:
         return result.matched_count > 0
 
     async def preferences(self, user_id: str) -> Doc | None:
-        return await self._db[PREFERENCES].find_one({"_id": user_id})
+        return await self._db[NOTIFIER_PREFERENCES].find_one({"_id": user_id})
 
     async def set_preferences(self, user_id: str, fields: Doc) -> None:
         """Set the given fields, keeping the rest (push token, a staff member's name and email).
@@ -103,7 +99,7 @@ class AccountSettings:
         for update_one (it does not for replace_one, decision 0004), so insert with `_id` instead.
         """
         fields = {**fields, "account_id": self.account_id}
-        collection = self._db[PREFERENCES]
+        collection = self._db[NOTIFIER_PREFERENCES]
         if (await collection.update_one({"_id": user_id}, {"$set": fields})).matched_count:
             return
         try:

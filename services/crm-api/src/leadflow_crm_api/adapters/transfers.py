@@ -15,10 +15,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from leadflow_crm_api.adapters.generations import Write, active_names, writing
-from leadflow_crm_api.adapters.settings import ACCOUNTS
 from leadflow_crm_api.domain.sharing import lead_row_transfer, transfer_entry
-
-CRM_TRANSFERS = "crm_transfers"
+from leadflow_shared.collections import ACCOUNTS, CRM_TRANSFERS
 
 Doc = dict[str, Any]
 

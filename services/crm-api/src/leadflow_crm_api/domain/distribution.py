@@ -13,7 +13,8 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from leadflow_crm_api.domain.views import LeadQuery, LeadStatus, LeadTab, epoch_ms
+from leadflow_crm_api.domain.views import LeadQuery, LeadStatus, LeadTab
+from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.commands import DistributionMode
 
 MAX_LEADS = 1000  # per request, named or matched by a filter

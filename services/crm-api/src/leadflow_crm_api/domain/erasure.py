@@ -23,7 +23,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, 
 
 from leadflow_crm_api.domain.people import Phone
 from leadflow_crm_api.domain.text import Email, email_address, visible
-from leadflow_crm_api.domain.views import activity_summary, epoch_ms
+from leadflow_crm_api.domain.views import activity_summary
+from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.commands import MAX_ERASED_LEAD_IDS
 from leadflow_shared.events.routing import ContactErased
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-BASE_LEADS = "crm_leads"
-BASE_TIMELINE = "crm_timeline"
+from leadflow_shared.collections import CRM_LEADS, CRM_TIMELINE
+
 GREEN = "_green"  # the other slot's suffix: generations alternate between two sets of names
 
 
@@ -32,7 +32,7 @@ def names_of(generation: int) -> ViewNames:
     at most two generations exist and the names stay known to operators and tools.
     """
     suffix = "" if generation % 2 == 0 else GREEN
-    return ViewNames(generation, BASE_LEADS + suffix, BASE_TIMELINE + suffix)
+    return ViewNames(generation, CRM_LEADS + suffix, CRM_TIMELINE + suffix)
 
 
 class Phase(StrEnum):

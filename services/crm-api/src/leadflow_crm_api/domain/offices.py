@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from leadflow_crm_api.domain.views import epoch_ms
+from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.routing import LeadTransferred
 
 # Fixed namespaces: the same inputs give the same ids in every process and after restarts.

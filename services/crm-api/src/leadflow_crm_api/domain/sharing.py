@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from leadflow_crm_api.domain.views import epoch_ms
+from leadflow_shared.clock import epoch_ms
 
 MAX_TRANSFER_LEADS = 500
 MAX_NAMED_IDS = 20  # a refusal names at most this many unknown lead ids

@@ -6,10 +6,11 @@ import base64
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.routing import (
     ActivityLogged,
     ContactMessaged,
@@ -26,8 +27,6 @@ from leadflow_shared.events.routing import (
     WithdrawalReason,
 )
 from leadflow_shared.offer_links import link_id_of
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class LeadTab(StrEnum):
@@ -405,11 +404,6 @@ def activity_summary(action: str, agent_id: str, content: dict[str, Any] | None)
         shown = text if len(text) <= SUMMARY_TEXT else text[: SUMMARY_TEXT - 1].rstrip() + "…"
         summary += f": {shown}"
     return summary
-
-
-def epoch_ms(moment: datetime) -> int:
-    """Whole milliseconds since 1970, in integer arithmetic (a float timestamp can lose one)."""
-    return (moment - EPOCH) // timedelta(milliseconds=1)
 
 
 # A cursor's parts: any epoch_ms of a datetime (years 1 to 9999), and a lead id (a UUID as text).

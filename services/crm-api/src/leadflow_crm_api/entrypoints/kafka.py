@@ -20,8 +20,9 @@ from leadflow_crm_api.adapters.leads import LeadViews
 from leadflow_crm_api.adapters.view_commands import ViewCommands
 from leadflow_crm_api.handlers import project
 from leadflow_shared import topics
-from leadflow_shared.events.routing import ROUTING_EVENT, ContactErased, RoutingEvent
-from leadflow_shared.kafka import POISON_ERRORS, BatchRejections, Incoming
+from leadflow_shared.consumers import Batch, BatchRejections, Incoming
+from leadflow_shared.dead_letters import POISON_ERRORS
+from leadflow_shared.events.routing import ContactErased, RoutingEvent
 from leadflow_shared.service import ServiceRuntime
 
 CONCURRENT_LEADS = 32
@@ -56,17 +57,9 @@ class Projection:
             if not await replayed_already(db, write):
                 await project(event, views=LeadViews(db, names, commands=self._commands))
 
-    async def handle(self, message: Incoming) -> None:
-        await self.project_one(ROUTING_EVENT.validate_json(message.body), message)
-
-    async def handle_batch(self, messages: list[Incoming]) -> BatchRejections:
+    async def on_routing_events(self, events: Batch[RoutingEvent]) -> BatchRejections:
+        """Folds what the router decided into the CRM views (V1-V5): leads, offers, timelines."""
         rejections: BatchRejections = []
-        parsed: list[Parsed] = []
-        for index, message in enumerate(messages):
-            try:
-                parsed.append((index, ROUTING_EVENT.validate_json(message.body), message))
-            except POISON_ERRORS as exc:
-                rejections.append((index, exc))
         limit = asyncio.Semaphore(CONCURRENT_LEADS)
 
         async def one_lead(events: list[Parsed]) -> None:
@@ -74,19 +67,16 @@ class Projection:
                 for index, event, message in events:
                     try:
                         await self.project_one(event, message)
-                    except POISON_ERRORS as exc:  # dead-lettered; anything else: the guard retries the
+                    except POISON_ERRORS as exc:  # dead-lettered; anything else: the edge retries the
                         rejections.append((index, exc))  # batch (the projection is idempotent), then one by one
 
-        for run in segments(parsed):
+        for run in segments([(index, item.event, item.message) for index, item in enumerate(events)]):
             await _all([one_lead(events) for events in run.values()])
         return rejections
 
 
 def subscribe(runtime: ServiceRuntime, *, group_id: str) -> None:
-    projection = Projection(runtime)
-    runtime.consume_batches_with_headers(
-        topics.LEADS_EVENTS, group_id=group_id, handle_batch=projection.handle_batch, handle_one=projection.handle
-    )
+    runtime.subscribe(topics.LEADS_EVENTS, Projection(runtime).on_routing_events, group_id=group_id)
 
 
 async def _all(coroutines: list[Coroutine[Any, Any, None]]) -> None:

@@ -24,13 +24,13 @@ from leadflow_crm_api.domain.views import activity_entry
 from leadflow_crm_api.errors import CrmApiError, LinkRefused, LinkUnknown, Unavailable
 from leadflow_crm_api.problems import problem
 from leadflow_crm_api.publishing import publish_or_unavailable
+from leadflow_shared.collections import CRM_USED_OFFER_LINKS
 from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
 from leadflow_shared.offer_links import InvalidOfferLink, link_id_from
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["offer links"])
 
-USED_LINKS = "crm_used_offer_links"
 Token = Annotated[str, Path(min_length=40, max_length=48, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
@@ -100,7 +100,7 @@ async def _claim(token: str, request: Request, db: Db) -> tuple[str, str]:
         answer = claim_answer(row, timeline, caller=agent, claims=True, now=now, names={})
         raise LinkRefused(f"Nothing was claimed: {answer.detail}")
     try:  # single use, before anything is published: a second click finds the link used
-        await db[USED_LINKS].insert_one({"_id": link_id, "lead_id": row["_id"], "agent_id": agent, "at": now})
+        await db[CRM_USED_OFFER_LINKS].insert_one({"_id": link_id, "lead_id": row["_id"], "agent_id": agent, "at": now})
     except DuplicateKeyError as exc:
         raise LinkRefused("This link was used already; open the lead in leadflow to see who holds it.") from exc
     activity = LeadActivity.create(
@@ -113,7 +113,7 @@ async def _claim(token: str, request: Request, db: Db) -> tuple[str, str]:
             request.app.state.publish_activity, activity, detail="The claim could not be sent; click the link again."
         )
     except Unavailable:
-        await db[USED_LINKS].delete_one({"_id": link_id})  # not used after all: the next click may claim
+        await db[CRM_USED_OFFER_LINKS].delete_one({"_id": link_id})  # not used after all: the next click may claim
         raise
     await views.record(activity_entry(
         event_id=str(activity.event_id), lead_id=row["_id"], account_id=row["account_id"], agent_id=agent,

@@ -37,16 +37,15 @@ from leadflow_crm_api.domain.settings import (
     check_groups,
     check_roster,
     check_sources,
-    clock,
     groups_of,
     known_group_names,
     preferences_from,
 )
 from leadflow_crm_api.errors import Forbidden, NotFound
 from leadflow_crm_api.publishing import publish_or_unavailable
+from leadflow_shared.account_config import RoutingFields, pause_windows
 from leadflow_shared.events.commands import (
     AgentDeparture,
-    DepartedLeads,
     ReleaseAgentLeads,
     ReleaseAgentLeadsPayload,
 )
@@ -99,12 +98,12 @@ def _refuse(violations: list[Violation]) -> None:
 
 
 async def get_routing(settings: Settings) -> RoutingSettings:
-    account = await _account(settings)
+    routing = RoutingFields.of(await _account(settings))
     return RoutingSettings(
-        round_robin=bool(account.get("round_robin", False)),
-        roster=account.get("roster", []),
-        departed_agent_leads=account.get("departed_agent_leads", DepartedLeads.UNASSIGNED),
-        allow_direct_to_user=bool(account.get("allow_direct_to_user", True)),
+        round_robin=routing.round_robin,
+        roster=routing.roster,
+        departed_agent_leads=routing.departed_agent_leads,
+        allow_direct_to_user=routing.allow_direct_to_user,
     )
 
 
@@ -239,8 +238,8 @@ async def get_pause_schedule(settings: Settings) -> PauseSchedule:
     return PauseSchedule(
         time_zone=account.get("time_zone", "UTC"),
         windows=[
-            PauseWindow(weekdays=w["weekdays"], start=clock(w["start"]), end=clock(w["end"]))
-            for w in account.get("pause", [])
+            PauseWindow(weekdays=w.weekdays, start=f"{w.start:%H:%M}", end=f"{w.end:%H:%M}")
+            for w in pause_windows(account)
         ],
     )
 

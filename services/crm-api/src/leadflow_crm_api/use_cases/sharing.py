@@ -39,10 +39,10 @@ from leadflow_crm_api.domain.sharing import (
     unique,
 )
 from leadflow_crm_api.domain.text import Email, PersonName
-from leadflow_crm_api.domain.views import epoch_ms
 from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound
 from leadflow_crm_api.publishing import publish_or_unavailable
 from leadflow_crm_api.selection import selected_leads
+from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.commands import InviteRealtor, InviteRealtorPayload, ShareLead, ShareLeadPayload
 from leadflow_shared.kafka import PublishRaw
 

@@ -12,11 +12,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from leadflow_crm_api.adapters.settings import AccountSettings
-from leadflow_crm_api.domain.views import LeadQuery, LeadSort, LeadStatus, epoch_ms
+from leadflow_crm_api.domain.views import LeadQuery, LeadSort, LeadStatus
 from leadflow_crm_api.errors import CrmApiError
 from leadflow_crm_api.use_cases import leads as leads_uc
 from leadflow_crm_api.use_cases import next_up as next_up_uc
 from leadflow_crm_api.web.common import PREFIX, caller_of, db_of, path_id, render
+from leadflow_shared.clock import epoch_ms
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 OPEN_OFFERS_SHOWN = 50

@@ -26,6 +26,7 @@ from leadflow_crm_api.web.common import (
     settings_of,
 )
 from leadflow_crm_api.web.session import CSRF_FIELD, SESSION_COOKIE, SIGN_IN_COOKIE, same_nonce, sign_in_nonce
+from leadflow_shared.collections import ACCOUNTS, AGENTS, STAFF
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -107,9 +108,9 @@ async def _sample_users(request: Request, account_id: str | None) -> list[dict[s
     users: list[dict[str, str]] = []
     db = db_of(request)
     accounts = {} if account_id is None else {"_id": account_id}
-    async for account in db["accounts"].find(accounts, {"roster": 1, "name": 1}).sort("_id", 1).limit(20):
+    async for account in db[ACCOUNTS].find(accounts, {"roster": 1, "name": 1}).sort("_id", 1).limit(20):
         roster = list(account.get("roster", []))
-        names = {a["_id"]: a.get("name", a["_id"]) async for a in db["agents"].find({"account_id": account["_id"]})}
+        names = {a["_id"]: a.get("name", a["_id"]) async for a in db[AGENTS].find({"account_id": account["_id"]})}
         for position, agent_id in enumerate(roster[:12]):
             role = Role.BROKER if position == 0 else Role.REALTOR
             users.append(
@@ -120,7 +121,7 @@ async def _sample_users(request: Request, account_id: str | None) -> list[dict[s
                     "role": role.value,
                 }
             )
-        async for person in db["staff"].find({"account_id": account["_id"], "role": "admin"}).limit(3):
+        async for person in db[STAFF].find({"account_id": account["_id"], "role": "admin"}).limit(3):
             users.append(
                 {
                     "value": f"{account['_id']}|{person['user_id']}|admin",

@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import phonenumbers
 from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_intake.handlers import AccountInfo
-
-ACCOUNTS = "accounts"
-AGENTS = "agents"
-
-K = TypeVar("K")
-V = TypeVar("V")
+from leadflow_shared.collections import ACCOUNTS, AGENTS
+from leadflow_shared.ttl_cache import TtlCache
 
 
 class MongoAccounts:
@@ -38,43 +34,35 @@ class MongoAccounts:
         self._accounts = db[ACCOUNTS]
         self._agents = db[AGENTS]
         self._fallback_region = fallback_region.upper()
-        self._ttl, self._miss_ttl, self._max_entries = ttl, miss_ttl, max_entries
-        self._clock = clock
-        self._cache: dict[str, tuple[float, AccountInfo | None]] = {}
-        self._known_agents: dict[tuple[str, str], float] = {}  # expiry of each known agent
+        self._cache: TtlCache[str, AccountInfo | None] = TtlCache(
+            lambda info: ttl if info else miss_ttl, max_entries=max_entries, clock=clock
+        )
+        self._known_agents: TtlCache[tuple[str, str], bool] = TtlCache(
+            lambda known: ttl if known else 0.0, max_entries=max_entries, clock=clock
+        )
 
     async def find(self, account_id: str) -> AccountInfo | None:
-        now = self._clock()
-        cached = self._cache.get(account_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        # account_id is a validated plain string (pattern ^[A-Za-z0-9_.-]+$), never an operator.
-        doc = await self._accounts.find_one({"_id": account_id}, {"default_region": 1})
-        info = None if doc is None else AccountInfo(default_region=self._region(doc.get("default_region")))
-        self._remember(self._cache, account_id, (now + (self._ttl if info else self._miss_ttl), info))
-        return info
+        return await self._cache.get_or_load(account_id, lambda: self._info(account_id))
 
     async def has_agent(self, account_id: str, agent_id: str) -> bool:
         """On the account's roster (whom the router routes to) and an agent of this account, not another's."""
-        now = self._clock()
-        if self._known_agents.get((account_id, agent_id), 0.0) > now:
-            return True
+        return await self._known_agents.get_or_load(
+            (account_id, agent_id), lambda: self._is_agent(account_id, agent_id)
+        )
+
+    async def _info(self, account_id: str) -> AccountInfo | None:
+        # account_id is a validated plain string (pattern ^[A-Za-z0-9_.-]+$), never an operator.
+        doc = await self._accounts.find_one({"_id": account_id}, {"default_region": 1})
+        return None if doc is None else AccountInfo(default_region=self._region(doc.get("default_region")))
+
+    async def _is_agent(self, account_id: str, agent_id: str) -> bool:
         # Both ids are validated plain strings (pattern ^[A-Za-z0-9_.-]+$), never operators.
         account = await self._accounts.find_one({"_id": account_id}, {"roster": 1})
         roster = account.get("roster") if account is not None else None
-        known = isinstance(roster, list) and agent_id in roster
-        if known:
-            agent = await self._agents.find_one({"_id": agent_id}, {"account_id": 1})
-            known = agent is not None and agent.get("account_id") == account_id
-        if known:
-            self._remember(self._known_agents, (account_id, agent_id), now + self._ttl)
-        return known
-
-    def _remember(self, cache: dict[K, V], key: K, value: V) -> None:
-        cache.pop(key, None)
-        if len(cache) >= self._max_entries:
-            cache.pop(next(iter(cache)))  # the entry stored longest ago
-        cache[key] = value
+        if not (isinstance(roster, list) and agent_id in roster):
+            return False
+        agent = await self._agents.find_one({"_id": agent_id}, {"account_id": 1})
+        return agent is not None and agent.get("account_id") == account_id
 
     def _region(self, stored: object) -> str:
         region = stored.upper() if isinstance(stored, str) else ""

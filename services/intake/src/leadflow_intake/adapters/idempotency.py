@@ -20,8 +20,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from leadflow_intake.handlers import Claim
-
-INTAKE_REQUESTS = "intake_requests"
+from leadflow_shared.collections import INTAKE_REQUESTS
 
 
 async def ensure_indexes(db: AsyncDatabase[dict[str, Any]], *, keep_days: int) -> None:

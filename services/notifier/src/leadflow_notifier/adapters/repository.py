@@ -7,7 +7,6 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, time
 from enum import StrEnum
-from time import monotonic
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,17 +19,20 @@ from leadflow_notifier.domain.digest import DigestItem, DigestWindow
 from leadflow_notifier.domain.messages import Content, EmailContent, PushContent, PushDevice, Recipient, SmsContent
 from leadflow_notifier.domain.preferences import Channel, Preferences, QuietHours
 from leadflow_shared.coalesce import Coalesced
+from leadflow_shared.collections import (
+    ACCOUNTS,
+    AGENTS,
+    NOTIFIER_DELIVERIES,
+    NOTIFIER_DIGEST_ITEMS,
+    NOTIFIER_PREFERENCES,
+    PUSH_DEVICES,
+    STAFF,
+)
 from leadflow_shared.mongo_bulk import insert_each
+from leadflow_shared.ttl_cache import TtlCache
 
-ACCOUNTS = "accounts"
-AGENTS = "agents"
-STAFF = "staff"  # admins and staff who are not agents (crm-api writes them)
-PUSH_DEVICES = "push_devices"  # each user's devices registered for push (crm-api writes them)
 MAX_DEVICES = 10  # per user (crm-api refuses more); a bound on one notice's pushes
 HIDDEN_FOR_RACES = "hidden_for_races"  # the default: a race's offers hide the contact until someone claims
-PREFERENCES = "notifier_preferences"
-DELIVERIES = "notifier_deliveries"
-DIGEST_ITEMS = "notifier_digest_items"
 
 
 class QuietHoursDoc(BaseModel):
@@ -60,7 +62,7 @@ class PreferencesDoc(BaseModel):
         return Preferences(channels=frozenset(self.channels), quiet_hours=quiet, digest=self.digest)
 
 
-RecipientCache = dict[str, tuple[float, Recipient | None]]
+RecipientCache = TtlCache[str, Recipient | None]
 
 # nx-27017 stores a `$set` boolean as 1/0 (decision 0018) and crm-api `$set`s preferences:
 # match both forms, so the filter also holds on MongoDB, where true and 1 differ.
@@ -68,27 +70,18 @@ TRUE = {"$in": [True, 1]}
 
 
 class AgentDirectory:
-    """Agents with their preferences; cached for `ttl_seconds` (a change applies within that time)."""
+    """Agents with their preferences; with a `cache`, a change applies within its time to live."""
 
-    def __init__(
-        self, db: AsyncDatabase[dict[str, Any]], *, cache: RecipientCache | None = None, ttl_seconds: float = 0.0
-    ) -> None:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], *, cache: RecipientCache | None = None) -> None:
         self._accounts = db[ACCOUNTS]
         self._db = db
         self._agents = db[AGENTS]
         self._staff = db[STAFF]
-        self._preferences = db[PREFERENCES]
-        self._cache = cache if cache is not None else {}
-        self._ttl = ttl_seconds
+        self._preferences = db[NOTIFIER_PREFERENCES]
+        self._cache = cache if cache is not None else RecipientCache(0.0)
 
     async def get(self, agent_id: str) -> Recipient | None:
-        cached = self._cache.get(agent_id)
-        if cached is not None and monotonic() - cached[0] < self._ttl:
-            return cached[1]
-        recipient = await self._load(agent_id)
-        if self._ttl > 0:
-            self._cache[agent_id] = (monotonic(), recipient)
-        return recipient
+        return await self._cache.get_or_load(agent_id, lambda: self._load(agent_id))
 
     async def _load(self, agent_id: str) -> Recipient | None:
         # An agent, or an admin or staff member who is not one (crm-api's `staff`).
@@ -156,7 +149,7 @@ class PushDevices:
 
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self._devices = db[PUSH_DEVICES]
-        self._preferences = db[PREFERENCES]
+        self._preferences = db[NOTIFIER_PREFERENCES]
 
     async def of_user(self, user_id: str) -> list[PushDevice]:
         cursor = self._devices.find({"user_id": user_id}).sort("_id", 1).limit(MAX_DEVICES)
@@ -169,29 +162,19 @@ class PushDevices:
 
 
 class OfferContactPolicies:
-    """Each account's `offer_contact_details` (shown, hidden_for_races, hidden), cached for `ttl_seconds`."""
+    """Each account's `offer_contact_details` (shown, hidden_for_races, hidden), with an optional cache."""
 
-    def __init__(
-        self,
-        db: AsyncDatabase[dict[str, Any]],
-        *,
-        cache: dict[str, tuple[float, str]] | None = None,
-        ttl_seconds: float = 0.0,
-    ) -> None:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], *, cache: TtlCache[str, str] | None = None) -> None:
         self._accounts = db[ACCOUNTS]
-        self._cache = cache if cache is not None else {}
-        self._ttl = ttl_seconds
+        self._cache: TtlCache[str, str] = cache if cache is not None else TtlCache(0.0)
 
     async def hide_contact(self, account_id: str, race_size: int) -> bool:
-        cached = self._cache.get(account_id)
-        if cached is not None and monotonic() - cached[0] < self._ttl:
-            policy = cached[1]
-        else:
-            doc = await self._accounts.find_one({"_id": account_id}, {"offer_contact_details": 1}) or {}
-            policy = str(doc.get("offer_contact_details") or HIDDEN_FOR_RACES)
-            if self._ttl > 0:
-                self._cache[account_id] = (monotonic(), policy)
+        policy = await self._cache.get_or_load(account_id, lambda: self._policy(account_id))
         return policy == "hidden" or (policy == HIDDEN_FOR_RACES and race_size > 1)
+
+    async def _policy(self, account_id: str) -> str:
+        doc = await self._accounts.find_one({"_id": account_id}, {"offer_contact_details": 1}) or {}
+        return str(doc.get("offer_contact_details") or HIDDEN_FOR_RACES)
 
 
 class AccountSchedules:
@@ -215,7 +198,7 @@ class DigestItems:
     """
 
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
-        self._items = db[DIGEST_ITEMS]
+        self._items = db[NOTIFIER_DIGEST_ITEMS]
         self._insert = Coalesced(self._insert_many)  # one command for a batch's leads
 
     async def add(self, item: DigestItem) -> None:
@@ -261,15 +244,19 @@ class DigestItems:
 
 async def ensure_indexes(db: AsyncDatabase[dict[str, Any]], *, delivery_days: int = 30, digest_days: int = 3) -> None:
     # No index names _id (nx-27017, decision 0004); epoch-ms ints, not datetimes, for ranges.
-    await db[DIGEST_ITEMS].create_index([("created_ms", 1), ("account_id", 1)], name="digest_window")
+    await db[NOTIFIER_DIGEST_ITEMS].create_index([("created_ms", 1), ("account_id", 1)], name="digest_window")
     await db[PUSH_DEVICES].create_index([("user_id", 1)], name="by_user")
     # The re-driver's query: pending records whose lease ran out (equality, then range).
-    await db[DELIVERIES].create_index([("status", 1), ("lease_until_ms", 1)], name="pending_lease")
+    await db[NOTIFIER_DELIVERIES].create_index([("status", 1), ("lease_until_ms", 1)], name="pending_lease")
     # Forgetting (decision 0049): a finished delivery once a redelivery or replay of its event can no
     # longer come (the dead-letter topics keep 30 days); a digest item (a lead's name) after its digest.
     day = 86_400
-    await db[DELIVERIES].create_index([("done_at", 1)], name="forget_done", expireAfterSeconds=delivery_days * day)
-    await db[DIGEST_ITEMS].create_index([("created_at", 1)], name="forget_after", expireAfterSeconds=digest_days * day)
+    await db[NOTIFIER_DELIVERIES].create_index(
+        [("done_at", 1)], name="forget_done", expireAfterSeconds=delivery_days * day
+    )
+    await db[NOTIFIER_DIGEST_ITEMS].create_index(
+        [("created_at", 1)], name="forget_after", expireAfterSeconds=digest_days * day
+    )
 
 
 class Begin(StrEnum):
@@ -320,7 +307,7 @@ class DeliveryLog:
     """
 
     def __init__(self, db: AsyncDatabase[dict[str, Any]], *, leases: Leases) -> None:
-        self._deliveries = db[DELIVERIES]
+        self._deliveries = db[NOTIFIER_DELIVERIES]
         self._leases = leases
         # A batch's deliveries start, and end as sent, in one command each (shared/coalesce.py).
         self._insert: Coalesced[dict[str, Any], None] = Coalesced(lambda docs: insert_each(self._deliveries, docs))
@@ -481,8 +468,8 @@ class LeadErasure:
     """
 
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
-        self._items = db[DIGEST_ITEMS]
-        self._deliveries = db[DELIVERIES]
+        self._items = db[NOTIFIER_DIGEST_ITEMS]
+        self._deliveries = db[NOTIFIER_DELIVERIES]
 
     async def erase(self, lead_ids: list[str], *, now_ms: int) -> int:
         """Forget the leads' digest items and end their open deliveries; how many deliveries it ended."""

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from leadflow_notifier.domain.messages import EmailContent, Notice, Recipient, email_of, lead_link
 from leadflow_notifier.domain.templates import render
+from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.routing import (
     AssignmentReason,
     LeadAssigned,
@@ -65,10 +66,6 @@ class DigestWindow:
     end_ms: int
 
 
-def _ms(at: datetime) -> int:
-    return int(at.timestamp() * 1000)
-
-
 def digest_item(event: RoutingEvent) -> DigestItem | None:
     if isinstance(event, LeadTransferred):
         t = event.payload
@@ -77,7 +74,7 @@ def digest_item(event: RoutingEvent) -> DigestItem | None:
             lead_id=str(t.lead_id),
             name=t.contact.full_name,
             source=t.source.name,
-            created_ms=_ms(event.occurred_at),
+            created_ms=epoch_ms(event.occurred_at),
             transfer_id=str(t.transfer_id),
             from_account=t.from_account_name or t.from_account_id,
         )
@@ -92,7 +89,7 @@ def digest_item(event: RoutingEvent) -> DigestItem | None:
         lead_id=str(event.payload.lead_id),
         name=contact.full_name,
         source=source.name,
-        created_ms=_ms(event.occurred_at),
+        created_ms=epoch_ms(event.occurred_at),
     )
 
 
@@ -117,7 +114,7 @@ def due_window(now: datetime, *, hour: int, time_zone: str = "UTC") -> DigestWin
     before = day - timedelta(days=1)
     end = datetime(day.year, day.month, day.day, hour, tzinfo=zone)
     start = datetime(before.year, before.month, before.day, hour, tzinfo=zone)
-    return DigestWindow(day, _ms(start), _ms(end))
+    return DigestWindow(day, epoch_ms(start), epoch_ms(end))
 
 
 def new_lead_email(item: DigestItem, who: Recipient, pages_url: str) -> EmailContent:

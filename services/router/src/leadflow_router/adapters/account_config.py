@@ -13,10 +13,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
 from pymongo.asynchronous.database import AsyncDatabase
 
-from leadflow_router.adapters.mongo import ACCOUNTS, AGENTS
+from leadflow_shared.collections import ACCOUNTS, AGENTS, STAFF
 from leadflow_shared.events.commands import DepartedLeads
 
-STAFF = "staff"  # crm-api's collection of admins and staff who are not agents
 Id = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
 
 

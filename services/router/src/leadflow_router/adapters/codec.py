@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from leadflow_router.domain.model import LeadState, LeadStatus, Offer, OfferStatus
+from leadflow_shared.clock import epoch_ms, from_epoch_ms
 from leadflow_shared.events.routing import AssignmentReason, LeadSummary
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def to_ms(moment: datetime | None) -> int | None:
     """Whole milliseconds since 1970, in integer arithmetic (a float timestamp can lose one)."""
-    return None if moment is None else (moment - EPOCH) // timedelta(milliseconds=1)
+    return None if moment is None else epoch_ms(moment)
 
 
 def from_ms(value: int | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value / 1000, UTC)
+    return None if value is None else from_epoch_ms(value)
 
 
 def encode_state(state: LeadState) -> dict[str, Any]:

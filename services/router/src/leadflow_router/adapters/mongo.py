@@ -9,8 +9,6 @@ here), router_leads (one routing record per lead, with its outbox), router_conta
 from __future__ import annotations
 
 import contextlib
-import time
-from datetime import time as clock_time
 from datetime import timedelta
 from typing import Any
 
@@ -21,19 +19,22 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from leadflow_router.domain.model import (
     AccountSnapshot,
     Agent,
-    DepartedLeads,
     LeadSourceConfig,
     PauseWindow,
     SourceKind,
 )
+from leadflow_shared.account_config import RoutingFields, pause_windows
+from leadflow_shared.collections import (
+    ACCOUNTS,
+    AGENTS,
+    ROUTER_CONTACTS,
+    ROUTER_ERASURES,
+    ROUTER_LEADS,
+    ROUTER_ROTATIONS,
+)
+from leadflow_shared.ttl_cache import TtlCache
 
 Doc = dict[str, Any]
-ACCOUNTS = "accounts"
-AGENTS = "agents"
-ROUTER_LEADS = "router_leads"
-CONTACTS = "router_contacts"
-ROTATIONS = "router_rotations"
-ERASURES = "router_erasures"
 DUPLICATE_KEY = 11000  # MongoDB's error code for an existing _id
 
 
@@ -41,7 +42,7 @@ async def ensure_indexes(db: AsyncDatabase[Doc]) -> None:
     # No index names _id (nx-27017 defect, docs/decisions/0004); deadlines are epoch ms.
     await db[ROUTER_LEADS].create_index([("next_deadline_ms", ASCENDING)], name="due")
     await db[ROUTER_LEADS].create_index([("outbox_since_ms", ASCENDING)], name="unpublished")
-    await db[CONTACTS].create_index([("lead_id", ASCENDING)], name="by_lead")  # a moving lead's keys (T2)
+    await db[ROUTER_CONTACTS].create_index([("lead_id", ASCENDING)], name="by_lead")  # a moving lead's keys (T2)
 
 
 class AccountSnapshots:
@@ -49,43 +50,36 @@ class AccountSnapshots:
 
     def __init__(self, db: AsyncDatabase[Doc], ttl_seconds: float = 5.0) -> None:
         self._db = db
-        self._ttl = ttl_seconds
-        self._cache: dict[str, tuple[float, AccountSnapshot | None]] = {}
+        self._cache: TtlCache[str, AccountSnapshot | None] = TtlCache(ttl_seconds)
 
     async def get(self, account_id: str, *, fresh: bool = False) -> AccountSnapshot | None:
         """The account's snapshot, from the cache unless it is older than the TTL or `fresh` is asked."""
-        cached = self._cache.get(account_id)
-        if cached and not fresh and time.monotonic() - cached[0] < self._ttl:
-            return cached[1]
+        return await self._cache.get_or_load(account_id, lambda: self._load(account_id), fresh=fresh)
+
+    async def _load(self, account_id: str) -> AccountSnapshot | None:
         account = await self._db[ACCOUNTS].find_one({"_id": account_id})
-        snapshot = None
-        if account is not None:
-            roster_ids = list(account.get("roster", []))
-            agents = {a["_id"]: a async for a in self._db[AGENTS].find({"_id": {"$in": roster_ids}})}
-            snapshot = _snapshot(account, [agents[i] for i in roster_ids if i in agents])
-        self._cache[account_id] = (time.monotonic(), snapshot)
-        return snapshot
+        if account is None:
+            return None
+        roster_ids = RoutingFields.of(account).roster
+        agents = {a["_id"]: a async for a in self._db[AGENTS].find({"_id": {"$in": roster_ids}})}
+        return _snapshot(account, [agents[i] for i in roster_ids if i in agents])
 
 
 def _snapshot(account: Doc, agents: list[Doc]) -> AccountSnapshot:
     sources = {s["name"]: _source(s) for s in account.get("sources", [])}
     default = _source({"name": "default", **account.get("default_source", {})})
+    routing = RoutingFields.of(account)
     return AccountSnapshot(
         account_id=account["_id"],
         name=account["name"],
         roster=tuple(_agent(a) for a in agents),
-        round_robin=bool(account.get("round_robin", False)),
+        round_robin=routing.round_robin,
         time_zone=account.get("time_zone", "UTC"),
         sources=sources,
         default_source=default,
-        pause=tuple(
-            PauseWindow(
-                frozenset(w["weekdays"]), clock_time.fromisoformat(w["start"]), clock_time.fromisoformat(w["end"])
-            )
-            for w in account.get("pause", [])
-        ),
-        departed_agent_leads=DepartedLeads(account.get("departed_agent_leads", DepartedLeads.UNASSIGNED.value)),
-        allow_direct_to_user=bool(account.get("allow_direct_to_user", True)),
+        pause=tuple(PauseWindow(frozenset(w.weekdays), w.start, w.end) for w in pause_windows(account)),
+        departed_agent_leads=routing.departed_agent_leads,
+        allow_direct_to_user=routing.allow_direct_to_user,
     )
 
 
@@ -187,7 +181,7 @@ class Contacts:
     """Normalized email and phone -> lead, per account (R1)."""
 
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
-        self._contacts = db[CONTACTS]
+        self._contacts = db[ROUTER_CONTACTS]
 
     @staticmethod
     def keys(account_id: str, email: str | None, phone: str | None) -> list[str]:
@@ -246,7 +240,7 @@ class Erasures:
     """
 
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
-        self._erasures = db[ERASURES]
+        self._erasures = db[ROUTER_ERASURES]
 
     async def get(self, erasure_id: str) -> Doc | None:
         return await self._erasures.find_one({"_id": erasure_id})
@@ -269,7 +263,7 @@ class Rotations:
     """Per-source rotation cursors; they only grow, so replaying an update is harmless."""
 
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
-        self._rotations = db[ROTATIONS]
+        self._rotations = db[ROUTER_ROTATIONS]
 
     async def get(self, key: str) -> int:
         doc = await self._rotations.find_one({"_id": key})

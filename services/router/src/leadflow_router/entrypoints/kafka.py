@@ -1,60 +1,40 @@
 """The router's Kafka edge: new leads from leads.intake.v1 (in batches), agents' activity from
 leads.activity.v1 and crm-api's commands from leads.commands.v1, each to its RouterService use case.
 
-Invalid messages are rejected to their dead-letter topic by the runtime's guard (I4).
+Each handler's first parameter is its topic's contract; what does not decode to it is dead-lettered
+by the consumers' edge before a handler runs (leadflow_shared.consumers, I4).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from pydantic import ValidationError
-
 from leadflow_router.handlers import RouterService
 from leadflow_shared import topics, tracing
+from leadflow_shared.consumers import Batch, BatchRejections
 from leadflow_shared.events.activity import LeadActivity
-from leadflow_shared.events.commands import LEAD_COMMAND
+from leadflow_shared.events.commands import LeadCommand
 from leadflow_shared.events.intake import LeadReceived
-from leadflow_shared.kafka import BatchRejections, Incoming
 from leadflow_shared.service import ServiceRuntime
 
 
 def subscribe(
     runtime: ServiceRuntime, service: Callable[[], RouterService], *, group_id: str, intake_batch: int
 ) -> None:
-    # With headers: each lead's events go out in the trace of the record that brought it (tracing).
-    async def on_lead_received(message: Incoming) -> None:
-        event = LeadReceived.model_validate_json(message.body)
-        await service().on_lead_received(event, trace=tracing.traceparent(message.headers))
+    async def on_leads_received(leads: Batch[LeadReceived]) -> BatchRejections:
+        """New leads from intake: each one routed and offered (R1-R7). The events of a lead go out
+        in the trace of the record that brought it (W3C traceparent header, when tracing is on)."""
+        traces = [tracing.traceparent(lead.message.headers) for lead in leads]
+        return await service().on_leads_received([lead.event for lead in leads], traces=traces)
 
-    async def on_leads_received(messages: list[Incoming]) -> BatchRejections:
-        events: list[LeadReceived] = []
-        traces: list[str | None] = []
-        positions: list[int] = []
-        rejections: BatchRejections = []
-        for index, message in enumerate(messages):
-            try:
-                events.append(LeadReceived.model_validate_json(message.body))
-                traces.append(tracing.traceparent(message.headers))
-                positions.append(index)
-            except ValidationError as exc:
-                rejections.append((index, exc))
-        routed = await service().on_leads_received(events, traces=traces)
-        return rejections + [(positions[index], exc) for index, exc in routed]
+    async def on_activity(activity: LeadActivity) -> None:
+        """An agent's action on a lead, recorded by crm-api: claims (R8) and qualifying actions."""
+        await service().on_activity(activity)
 
-    async def on_activity(body: bytes) -> None:
-        await service().on_activity(LeadActivity.model_validate_json(body))
+    async def on_command(command: LeadCommand) -> None:
+        """crm-api's commands: transfers, sharing, distribution by hand, departures, erasure."""
+        await service().on_command(command)
 
-    runtime.consume_batches_with_headers(
-        topics.LEADS_INTAKE,
-        group_id=group_id,
-        handle_batch=on_leads_received,
-        handle_one=on_lead_received,
-        max_records=intake_batch,
-    )
-
-    async def on_command(body: bytes) -> None:
-        await service().on_command(LEAD_COMMAND.validate_json(body))
-
-    runtime.consume(topics.LEADS_ACTIVITY, group_id=group_id, handle=on_activity)
-    runtime.consume(topics.LEADS_COMMANDS, group_id=group_id, handle=on_command)
+    runtime.subscribe(topics.LEADS_INTAKE, on_leads_received, group_id=group_id, max_records=intake_batch)
+    runtime.subscribe(topics.LEADS_ACTIVITY, on_activity, group_id=group_id)
+    runtime.subscribe(topics.LEADS_COMMANDS, on_command, group_id=group_id)

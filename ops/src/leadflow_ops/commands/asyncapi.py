@@ -1,0 +1,32 @@
+"""`leadflow-ops asyncapi`: the AsyncAPI document of every topic, generated from the services' code."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from leadflow_ops import asyncapi
+from leadflow_ops.output import line
+from leadflow_ops.settings import OpsSettings
+
+Subcommands = argparse._SubParsersAction  # argparse names no public type for it
+
+
+def register(commands: Subcommands[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    command = commands.add_parser(
+        "asyncapi", parents=[common], help="print the AsyncAPI document of every topic (or write it to a file)",
+        description="Generate the AsyncAPI 3 document from the four services' typed subscribers and declared "
+                    "publishers (docs/asyncapi.yaml is this document). Connects to nothing.",
+    )  # fmt: skip
+    command.add_argument("--out", type=Path, metavar="FILE", help="write it to FILE instead of printing it")
+    command.set_defaults(run=write_document)
+
+
+async def write_document(args: argparse.Namespace, _settings: OpsSettings) -> int:
+    text = asyncapi.document()
+    if args.out is None:
+        line(text.rstrip("\n"))
+    else:
+        await asyncio.to_thread(args.out.write_text, text, encoding="utf-8")
+    return 0

@@ -1,0 +1,33 @@
+"""crm-api's HTTP edge: the API's error handling and body limits, its routes (`routes/`), the web app (`web/`).
+
+Routes reach the runtime, the token verifier and the publishers through `app.state` (`deps.py`).
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from leadflow_crm_api.bodies import BodyGuard, BodyLimits
+from leadflow_crm_api.problems import install_problem_handlers
+from leadflow_crm_api.routes import (
+    distribution,
+    erasures,
+    lead_work,
+    leads,
+    next_up,
+    offer_links,
+    offices,
+    people,
+    sharing,
+)
+from leadflow_crm_api.routes import settings as account_settings
+from leadflow_crm_api.web import app as web_app
+
+
+def install(app: FastAPI, *, max_body_bytes: int) -> None:
+    install_problem_handlers(app, realm="leadflow-crm-api")
+    app.add_middleware(BodyGuard, limits=BodyLimits(max_bytes=max_body_bytes))
+    for module in (sharing, account_settings, offices, distribution, people, offer_links, lead_work, next_up, erasures):
+        app.include_router(module.router)
+    web_app.install(app)  # after the API's error handlers: under /app, errors become pages
+    app.include_router(leads.router)

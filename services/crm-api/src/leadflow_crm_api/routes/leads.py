@@ -1,0 +1,98 @@
+"""The leads themselves: the brokerage's and the realtor's lists (V1, V2), one lead (V3), and acting on it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, status
+from pydantic import AwareDatetime
+
+from leadflow_crm_api.api import ActivityAccepted, ActivityCreate, LeadDetail, LeadPage
+from leadflow_crm_api.deps import AccountLeads, Caller, Db, Id, Text
+from leadflow_crm_api.domain.views import MAX_CURSOR_LENGTH, LeadQuery, LeadSort, LeadStatus, LeadTab
+from leadflow_crm_api.use_cases import leads as leads_uc
+from leadflow_shared.clock import epoch_ms
+from leadflow_shared.kafka import PublishRaw
+
+router = APIRouter()
+
+
+async def lead_query(
+    tab: LeadTab = LeadTab.ALL,
+    status_: Annotated[LeadStatus | None, Query(alias="status")] = None,
+    owner: Annotated[str | None, Query(max_length=64, description="Agent holding the lead.")] = None,
+    assigned_to: Annotated[str | None, Query(max_length=64, description='"Assigned To" realtor.')] = None,
+    source: Text = None,
+    label: Annotated[str | None, Query(min_length=1, max_length=60, description="A label; any case.")] = None,
+    created_from: Annotated[AwareDatetime | None, Query(description="Inclusive, ISO 8601 with offset.")] = None,
+    created_to: Annotated[AwareDatetime | None, Query(description="Exclusive, ISO 8601 with offset.")] = None,
+    q: Annotated[str | None, Query(min_length=1, max_length=100, description="Name, email or phone.")] = None,
+    sort: LeadSort = LeadSort.CREATED_DESC,
+) -> LeadQuery:
+    return LeadQuery(
+        tab=tab,
+        status=status_,
+        owner_agent_id=owner,
+        assigned_to=assigned_to,
+        source=source,
+        label=label,
+        created_from_ms=None if created_from is None else epoch_ms(created_from),
+        created_to_ms=None if created_to is None else epoch_ms(created_to),
+        search=q.strip() or None if q else None,
+        sort=sort,
+    )
+
+
+Filters = Annotated[LeadQuery, Depends(lead_query)]
+Limit = Annotated[int, Query(ge=1, le=200)]
+Cursor = Annotated[
+    str | None,
+    Query(
+        max_length=MAX_CURSOR_LENGTH,
+        pattern=r"^[A-Za-z0-9_-]*$",  # base64url without padding
+        description="`next_cursor` of the previous page, with the same `sort`.",
+    ),
+]
+
+
+async def _activities(request: Request) -> PublishRaw:
+    """Publishes to leads.activity.v1 (the router decides claims from it), keyed by account."""
+    publish: PublishRaw = request.app.state.publish_activity
+    return publish
+
+
+Activities = Annotated[PublishRaw, Depends(_activities)]
+
+
+@router.get("/v1/accounts/{account_id}/leads", tags=["brokerage CRM"])
+async def list_leads(
+    account_id: Id, caller: Caller, db: Db, query: Filters, limit: Limit = 50, cursor: Cursor = None
+) -> LeadPage:
+    """V1: the brokerage's leads (brokers and admins); `tab=mine` keeps only leads it still holds."""
+    return await leads_uc.lead_page(leads_uc.brokerage_leads(caller, db, account_id), db, query, limit, cursor)
+
+
+@router.get("/v1/realtors/me/leads", tags=["realtor CRM"])
+async def my_leads(caller: Caller, db: Db, query: Filters, limit: Limit = 50, cursor: Cursor = None) -> LeadPage:
+    """V2: the calling realtor's leads: held, offered to it now, or shared with it."""
+    return await leads_uc.lead_page(leads_uc.realtor_leads(caller, db), db, query, limit, cursor)
+
+
+@router.get("/v1/accounts/{account_id}/leads/{lead_id}", tags=["brokerage CRM", "realtor CRM"])
+async def get_lead(leads: AccountLeads, caller: Caller, db: Db, lead_id: Id) -> LeadDetail:
+    """V3: the contact, its holder, the open offers with deadlines, and the timeline."""
+    return await leads_uc.lead_view(leads, caller, db, lead_id)
+
+
+@router.post(
+    "/v1/accounts/{account_id}/leads/{lead_id}/activities",
+    tags=["brokerage CRM", "realtor CRM"],
+    status_code=status.HTTP_202_ACCEPTED,
+)
+async def act_on_lead(
+    leads: AccountLeads, caller: Caller, db: Db, lead_id: Id, body: ActivityCreate, activities: Activities
+) -> ActivityAccepted:
+    """Record the caller's action on the timeline and hand it to the router, which decides claims (R8).
+
+    The answer says whether it can claim; an `accept` that cannot is refused (409) and nothing is written."""
+    return await leads_uc.act_on_lead(leads, caller, db, lead_id, body, activities)

@@ -1,0 +1,44 @@
+"""MongoDB collection names: the one place they are spelled out.
+
+All services share one database. The account configuration (docs/account-config.md) is written by
+the seed loader and crm-api and read by every service; the others belong to the service named by
+their prefix.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Account configuration, read by several services.
+ACCOUNTS: Final = "accounts"
+AGENTS: Final = "agents"
+STAFF: Final = "staff"  # admins and staff who are not agents (crm-api writes them; the notifier reaches them)
+PUSH_DEVICES: Final = "push_devices"  # each user's devices for push (`_id` = `<user>/<device>`; crm-api writes)
+NOTIFIER_PREFERENCES: Final = "notifier_preferences"  # each user's notification preferences (crm-api writes too)
+
+# intake
+INTAKE_REQUESTS: Final = "intake_requests"
+
+# router
+ROUTER_LEADS: Final = "router_leads"
+ROUTER_CONTACTS: Final = "router_contacts"
+ROUTER_ROTATIONS: Final = "router_rotations"
+ROUTER_ERASURES: Final = "router_erasures"
+
+# notifier
+NOTIFIER_DELIVERIES: Final = "notifier_deliveries"
+NOTIFIER_DIGEST_ITEMS: Final = "notifier_digest_items"
+
+# crm-api: the views' generation-0 names (odd generations add a suffix, decision 0045), and the rest
+CRM_LEADS: Final = "crm_leads"
+CRM_TIMELINE: Final = "crm_timeline"
+CRM_META: Final = "crm_meta"
+CRM_REBUILD_LOG: Final = "crm_rebuild_log"
+CRM_LABELS: Final = "crm_labels"
+CRM_OFFICE_TRANSFERS: Final = "crm_office_transfers"
+CRM_INVITATIONS: Final = "crm_invitations"
+CRM_TRANSFERS: Final = "crm_transfers"
+CRM_USED_OFFER_LINKS: Final = "crm_used_offer_links"
+
+# ops
+OPS_REPLAYS: Final = "ops_replays"

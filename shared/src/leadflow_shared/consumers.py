@@ -1,0 +1,271 @@
+"""Typed subscriptions and the one middleware at the consumers' edge: retries and dead letters (I4).
+
+A handler's first parameter is its topic's contract, as FastStream reads it (and documents it in
+the AsyncAPI document):
+
+    async def on_command(command: LeadCommand) -> None: ...              # one message at a time
+    async def on_leads(leads: Batch[LeadReceived]) -> BatchRejections: ...  # a batch, one commit
+
+`Subscription.decode` (FastStream's decoder for the subscriber) turns the record's bytes into
+that type, in pydantic's JSON mode. Nothing from the record reaches FastStream's own decoding:
+cut-off JSON, deep nesting, NaN or bytes that are not UTF-8 are a validation error here, like a
+wrong field. In a batch, each record is decoded on its own: what cannot be decoded is set
+aside (`Batch.rejected`) and the rest handled.
+
+`ConsumerEdge`, a FastStream middleware on every subscriber, then:
+- dead-letters poison at once: what cannot be decoded, and what a handler rejects
+  (`PoisonMessage`, a validation error, a batch handler's rejections);
+- retries any other error with backoff a bounded number of times, then dead-letters it;
+- lets an outage (`is_transient`) through, so FastStream rewinds to the message (NACK_ON_ERROR)
+  and it is processed again once the dependency is back;
+- runs a failed batch again one record at a time, so one bad record cannot hold up the others.
+Tracing's middleware sits outside it (ServiceRuntime adds this one last): a dead letter is
+published inside the consuming span.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+import logging
+import typing
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeAlias, TypeVar, cast
+
+from aiokafka import ConsumerRecord
+from faststream import BaseMiddleware
+from faststream.kafka import KafkaMessage
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler, TypeAdapter
+from pydantic_core import CoreSchema, core_schema
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_not_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from leadflow_shared.dead_letters import POISON_ERRORS, DeadLetters, is_transient
+from leadflow_shared.errors import PoisonMessage
+from leadflow_shared.kafka_records import UnreadableRecord, unreadable
+from leadflow_shared.logs import bind
+from leadflow_shared.metrics import ConsumerMetrics
+from leadflow_shared.settings import KafkaSettings
+
+if typing.TYPE_CHECKING:
+    from faststream._internal.basic_types import AsyncFuncAny
+    from faststream._internal.context.repository import ContextRepo
+    from faststream.message import StreamMessage
+
+log = logging.getLogger(__name__)
+
+E = TypeVar("E")
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
+
+BatchRejections = list[tuple[int, Exception]]
+"""(index in the batch, why) for each message a batch handler could not process."""
+
+
+class TooLarge(PoisonMessage):
+    """A message over its subscription's size limit: refused before it is parsed."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Incoming:
+    """A record's body with its headers and place, for handlers that read more than the event."""
+
+    body: bytes
+    headers: dict[str, str]  # values decoded leniently (bad bytes as U+FFFD); a repeated name: the last one
+    partition: int | None = None  # where it was on its topic (crm-api's rebuild log records it)
+    offset: int | None = None
+
+
+def incoming_of(record: Record) -> Incoming:
+    headers = {name: (value or b"").decode("utf-8", "replace") for name, value in record.headers}
+    return Incoming(record.value or b"", headers, record.partition, record.offset)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Received(Generic[E]):
+    """One record of a batch: its event, and the record as it came (body, headers, place)."""
+
+    event: E
+    message: Incoming
+
+
+class Batch(list[Received[E]], Generic[E]):
+    """The decodable records of a consumed batch, in topic order; `rejected`: the others, and why.
+
+    For FastStream's AsyncAPI document a batch is its topic's message type (what is on the topic).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rejected: list[tuple[Record, Exception]] = []
+        self.records: list[Record] = []  # the record of each item, for its dead letter
+
+    def add(self, event: E, record: Record) -> None:
+        self.append(Received(event, incoming_of(record)))
+        self.records.append(record)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        (item,) = typing.get_args(source) or (Any,)
+
+        def documented(schema: CoreSchema, generate: GetJsonSchemaHandler) -> dict[str, Any]:
+            # allOf: FastStream's generator misreads a parameter whose schema is a bare $ref.
+            return {"allOf": [generate(schema)], "description": "Consumed in batches of such messages."}
+
+        return core_schema.json_or_python_schema(
+            json_schema=handler.generate_schema(item),
+            python_schema=core_schema.is_instance_schema(cls),  # decoded already: passed through as is
+            metadata={"pydantic_js_functions": [documented]},
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Subscription(Generic[E]):
+    """What a topic's consumer accepts, and how its records become that."""
+
+    topic: str
+    adapter: TypeAdapter[E] | None  # None: `bytes`, the value as it came
+    batch: bool
+    max_bytes: int | None = None
+    on_invalid: Callable[[Exception], None] | None = None  # e.g. a service's own rejection metric
+
+    def event(self, record: Record) -> E:
+        """The record as this subscription's type; poison (POISON_ERRORS) if it cannot be."""
+        try:
+            if (why := unreadable(record.headers)) is not None:
+                raise UnreadableRecord(why)
+            value = record.value or b""
+            if self.max_bytes is not None and len(value) > self.max_bytes:
+                raise TooLarge(f"message is larger than {self.max_bytes} bytes")
+            return cast(E, value) if self.adapter is None else self.adapter.validate_json(value)
+        except POISON_ERRORS as exc:
+            if self.on_invalid is not None:
+                self.on_invalid(exc)
+            raise
+
+    async def decode(self, message: KafkaMessage) -> E | Batch[E]:
+        """FastStream's decoder hook (run once per message: FastStream caches the result)."""
+        if not self.batch:
+            return self.event(message.raw_message)
+        batch: Batch[E] = Batch()
+        for record in message.raw_message:
+            try:
+                batch.add(self.event(record), record)
+            except POISON_ERRORS as exc:
+                batch.rejected.append((record, exc))
+        return batch
+
+
+def contract_of(handler: Callable[..., Awaitable[Any]]) -> tuple[Any, bool]:
+    """The type of a handler's first parameter, and whether it takes batches (`Batch[E]`)."""
+    first = next(iter(inspect.signature(handler).parameters))
+    hint = typing.get_type_hints(handler, include_extras=True)[first]
+    if typing.get_origin(hint) is Batch:
+        return typing.get_args(hint)[0], True
+    return hint, False
+
+
+class ConsumerEdge:
+    """The middleware factory FastStream calls for each consumed message (see the module docstring)."""
+
+    def __init__(self, dead_letters: DeadLetters, settings: KafkaSettings, metrics: ConsumerMetrics) -> None:
+        self.dead_letters = dead_letters
+        self._settings = settings
+        self._metrics = metrics
+
+    def __call__(self, msg: Any, /, *, context: ContextRepo) -> _EdgeMiddleware:
+        return _EdgeMiddleware(msg, context=context, edge=self)
+
+    def _retrying(self, topic: str) -> AsyncRetrying:
+        return AsyncRetrying(
+            stop=stop_after_attempt(self._settings.handler_attempts),
+            wait=wait_exponential_jitter(
+                multiplier=self._settings.retry_initial_seconds,
+                max=self._settings.retry_max_seconds,
+                jitter=self._settings.retry_initial_seconds,
+            ),
+            retry=retry_if_not_exception_type(POISON_ERRORS),
+            before_sleep=lambda state: self._count_retry(topic, state),
+            reraise=True,
+        )
+
+    def _count_retry(self, topic: str, state: RetryCallState) -> None:
+        self._metrics.retries.labels(topic).inc()
+        error = state.outcome.exception() if state.outcome else None
+        log.warning("retrying %s handler after %s", topic, type(error).__name__)
+
+    async def _attempts(self, call_next: AsyncFuncAny, message: StreamMessage[Any], topic: str) -> Any:
+        async for attempt in self._retrying(topic):
+            with attempt:
+                return await call_next(message)
+        raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
+
+    async def one(self, call_next: AsyncFuncAny, message: StreamMessage[Any]) -> None:
+        """One record: handled, retried, or dead-lettered; an outage rewinds instead."""
+        record = cast(Record, message.raw_message)
+        try:
+            with bind(topic=record.topic, partition=record.partition, offset=record.offset):
+                await self._attempts(call_next, message, record.topic)
+        except Exception as exc:  # the consumer's edge: nothing may stop the partition
+            if is_transient(exc):
+                raise  # rewind: the message is processed again when the dependency is back
+            await self.dead_letters.publish(record, exc)
+
+    async def batch(self, call_next: AsyncFuncAny, message: StreamMessage[Any]) -> None:
+        """A batch in one go; rejected records dead-lettered, the rest committed together.
+
+        The batch handler must be idempotent (it may run again). If it fails on something
+        unforeseen, each record is run alone, so one poison record cannot hold up the rest.
+        """
+        batch = cast(Batch[Any], await message.decode())
+        for record, why in batch.rejected:
+            await self.dead_letters.publish(record, why)
+        if not batch:
+            return
+        first = batch.records[0]
+        try:
+            with bind(topic=first.topic, partition=first.partition, offset=first.offset, batch=len(batch)):
+                rejections: BatchRejections = await self._attempts(call_next, message, first.topic)
+        except Exception as failure:  # isolate the culprit: one record at a time
+            if is_transient(failure):
+                raise
+            log.warning("batch of %d from %s failed; processing one by one", len(batch), first.topic)
+            for record in batch.records:
+                await self._alone(call_next, message, record)
+            return
+        for index, why in rejections:
+            await self.dead_letters.publish(batch.records[index], why)
+
+    async def _alone(self, call_next: AsyncFuncAny, message: StreamMessage[Any], record: Record) -> None:
+        one = copy.copy(message)  # a copy forgets the decoded batch: it decodes its one record
+        one.raw_message, one.body = (record,), [record.value or b""]
+        try:
+            with bind(topic=record.topic, partition=record.partition, offset=record.offset):
+                rejections: BatchRejections = await self._attempts(call_next, one, record.topic)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            await self.dead_letters.publish(record, exc)
+            return
+        for _, why in rejections:
+            await self.dead_letters.publish(record, why)
+
+
+class _EdgeMiddleware(BaseMiddleware):
+    __slots__ = ("_edge",)
+
+    def __init__(self, msg: Any, /, *, context: ContextRepo, edge: ConsumerEdge) -> None:
+        super().__init__(msg, context=context)
+        self._edge = edge
+
+    async def consume_scope(self, call_next: AsyncFuncAny, msg: StreamMessage[Any]) -> Any:
+        if isinstance(msg.raw_message, (tuple, list)):  # a batch's records (a list: FastStream's test broker)
+            await self._edge.batch(call_next, msg)
+        else:
+            await self._edge.one(call_next, msg)
+        return None  # nothing to publish: leadflow's handlers never reply

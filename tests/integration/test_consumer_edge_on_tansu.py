@@ -1,0 +1,48 @@
+"""The consumers' edge tests of tests/unit/test_consumer_edge.py, run against the real broker (Tansu):
+the same test functions, given an `edge` on a started service runtime instead of the in-memory broker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+import pytest_asyncio
+from test_consumer_edge import (
+    Edge,
+    settings,
+    test_a_batch_sets_poison_aside_and_a_failed_batch_runs_one_record_at_a_time,
+    test_a_typed_subscriber_gets_the_event_and_poison_goes_to_the_dead_letter_topic,
+    test_an_error_is_retried_a_bounded_number_of_times_then_dead_lettered,
+)
+
+from leadflow_devstack.testing import eventually
+from leadflow_shared.service import ServiceRuntime
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
+
+__all__ = [  # collected here too, with this module's `edge`
+    "test_a_batch_sets_poison_aside_and_a_failed_batch_runs_one_record_at_a_time",
+    "test_a_typed_subscriber_gets_the_event_and_poison_goes_to_the_dead_letter_topic",
+    "test_an_error_is_retried_a_bounded_number_of_times_then_dead_lettered",
+]
+
+
+@pytest_asyncio.fixture
+async def edge(kafka_bootstrap: str, mongo_url: str) -> AsyncIterator[Edge]:
+    runtime = ServiceRuntime(settings(mongo_url, bootstrap_servers=kafka_bootstrap), service="edge-test")
+    started: list[bool] = []
+
+    async def start() -> None:
+        await runtime.start()
+        started.append(True)
+        await eventually(lambda: runtime.consuming, timeout=60, what="the consumers to join")
+
+    async def publish(topic: str, value: bytes) -> None:
+        await runtime.broker.publish(value, topic, key=b"acme")
+
+    async def settle(condition: Callable[[], bool]) -> None:
+        await eventually(condition, timeout=60, what="the records to be handled or dead-lettered")
+
+    yield Edge(runtime, start, publish, settle)
+    if started:
+        await runtime.stop()

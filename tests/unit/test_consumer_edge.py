@@ -1,0 +1,167 @@
+"""The consumers' edge (leadflow_shared.consumers) on FastStream's in-memory test broker: typed
+subscribers, poison dead-lettered with the reason, bounded retries, a failed batch run one by one.
+
+The same tests run against the real broker (Tansu) in tests/integration/test_consumer_edge_on_tansu.py,
+which imports them and gives them an `edge` on a running service instead.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from faststream.kafka import TestKafkaBroker
+
+from leadflow_shared.consumers import Batch, BatchRejections
+from leadflow_shared.errors import PoisonMessage
+from leadflow_shared.events.activity import LeadActivity
+from leadflow_shared.service import ServiceRuntime
+from leadflow_shared.settings import ServiceSettings
+from leadflow_shared.topics import dlq
+
+pytestmark = [pytest.mark.unit, pytest.mark.asyncio]
+
+ACTIVITY = {
+    "type": "LeadActivity",
+    "account_id": "acme",
+    "occurred_at": "2026-11-29T10:00:00Z",
+    "payload": {"lead_id": str(uuid.UUID(int=1)), "agent_id": "ana", "action": "note"},
+}
+
+
+def activity(**changes: Any) -> bytes:
+    event = LeadActivity.model_validate({"event_id": str(uuid.uuid4()), "correlation_id": str(uuid.uuid4())} | ACTIVITY)
+    return event.model_copy(update=changes).model_dump_json().encode()
+
+
+@dataclass
+class Edge:
+    """A service runtime's broker with test subscriptions, and what reached them and the dead-letter topics."""
+
+    runtime: ServiceRuntime
+    start: Callable[[], Awaitable[None]]  # once the test's subscriptions are made
+    publish: Callable[[str, bytes], Awaitable[None]]
+    settle: Callable[[Callable[[], bool]], Awaitable[None]]  # waits for (real broker) or checks (in memory) it
+    topic: str = field(default_factory=lambda: f"edge.{uuid.uuid4().hex[:8]}")
+    handled: list[Any] = field(default_factory=list)
+    dead: list[dict[str, str]] = field(default_factory=list)  # each dead letter's headers
+
+    def collect_dead_letters(self, topic: str) -> None:
+        async def on_dead_letters(letters: Batch[bytes]) -> BatchRejections:
+            self.dead.extend(letter.message.headers for letter in letters)
+            return []
+
+        self.runtime.subscribe(dlq(topic), on_dead_letters, group_id="edge-test")
+
+
+def settings(mongo_url: str = "mongodb://localhost:27017", **kafka: Any) -> ServiceSettings:
+    return ServiceSettings.model_validate(
+        {"kafka": {"handler_attempts": 3, "retry_initial_seconds": 0.01, "retry_max_seconds": 0.02,
+                   "producer_idempotence": False} | kafka,
+         "mongo": {"url": mongo_url}}
+    )  # fmt: skip
+
+
+@pytest_asyncio.fixture
+async def edge() -> AsyncIterator[Edge]:
+    """In memory: FastStream's TestKafkaBroker runs each published message through its subscriber at once."""
+    runtime = ServiceRuntime(settings(), service="edge-test")
+    in_memory = TestKafkaBroker(runtime.broker)
+    started: list[bool] = []
+
+    async def start() -> None:
+        await in_memory.__aenter__()
+        started.append(True)
+
+    async def publish(topic: str, value: bytes) -> None:
+        await runtime.broker.publish(value, topic, key=b"acme")
+
+    async def settle(condition: Callable[[], bool]) -> None:
+        assert condition()
+
+    yield Edge(runtime, start, publish, settle)
+    if started:
+        await in_memory.__aexit__(None, None, None)
+
+
+async def test_a_typed_subscriber_gets_the_event_and_poison_goes_to_the_dead_letter_topic(
+    edge: Edge,
+) -> None:
+
+    async def on_activity(event: LeadActivity) -> None:
+        edge.handled.append(event)
+
+    edge.runtime.subscribe(edge.topic, on_activity, group_id="edge-test")
+    edge.collect_dead_letters(edge.topic)
+    await edge.start()
+    good = activity()
+    for poison in (b"{not json", b'{"type": "LeadActivity"}', "\ud800".encode("utf-8", "surrogatepass"), b"[" * 5000):
+        await edge.publish(edge.topic, poison)
+    await edge.publish(edge.topic, good)
+    await edge.settle(lambda: len(edge.dead) == 4 and len(edge.handled) == 1)
+    assert [type(e) for e in edge.handled] == [LeadActivity]
+    assert edge.handled[0].model_dump_json().encode() == good
+    assert {d["dlq-error-type"] for d in edge.dead} == {"ValidationError"}
+    assert {d["dlq-source-topic"] for d in edge.dead} == {edge.topic}
+    assert all(d["dlq-reason"] for d in edge.dead)
+
+
+async def test_an_error_is_retried_a_bounded_number_of_times_then_dead_lettered(
+    edge: Edge,
+) -> None:
+    attempts: list[str] = []
+
+    async def on_activity(event: LeadActivity) -> None:
+        attempts.append(event.payload.agent_id)
+        if event.payload.agent_id == "flaky" and attempts.count("flaky") < 2:
+            raise RuntimeError("first attempt fails")
+        if event.payload.agent_id == "broken":
+            raise RuntimeError("always fails")
+        if event.payload.agent_id == "refused":
+            raise PoisonMessage("no such agent")
+        edge.handled.append(event.payload.agent_id)
+
+    edge.runtime.subscribe(edge.topic, on_activity, group_id="edge-test")
+    edge.collect_dead_letters(edge.topic)
+    await edge.start()
+    for agent in ("flaky", "broken", "refused", "ana"):
+        payload = LeadActivity.model_validate_json(activity()).payload.model_copy(update={"agent_id": agent})
+        await edge.publish(edge.topic, activity(payload=payload))
+    await edge.settle(lambda: edge.handled == ["flaky", "ana"] and len(edge.dead) == 2)
+    assert attempts.count("flaky") == 2  # retried once, then handled
+    assert attempts.count("broken") == 3  # handler_attempts, then dead-lettered
+    assert attempts.count("refused") == 1  # poison is never retried
+    assert sorted(d["dlq-error-type"] for d in edge.dead) == ["PoisonMessage", "RuntimeError"]
+
+
+async def test_a_batch_sets_poison_aside_and_a_failed_batch_runs_one_record_at_a_time(
+    edge: Edge,
+) -> None:
+    runs: list[list[str]] = []
+
+    async def on_activities(batch: Batch[LeadActivity]) -> BatchRejections:
+        agents = [item.event.payload.agent_id for item in batch]
+        runs.append(agents)
+        if "crashes" in agents and len(agents) > 1:
+            raise RuntimeError("something unforeseen in a batch")  # the edge isolates the culprit
+        if agents == ["crashes"]:
+            raise RuntimeError("the culprit alone")
+        rejected: BatchRejections = [(i, PoisonMessage("refused")) for i, a in enumerate(agents) if a == "refused"]
+        edge.handled.extend(a for a in agents if a != "refused")
+        return rejected
+
+    edge.runtime.subscribe(edge.topic, on_activities, group_id="edge-test")
+    edge.collect_dead_letters(edge.topic)
+    await edge.start()
+    bodies = [b"{not json"]
+    for agent in ("ana", "refused", "crashes", "bob"):
+        payload = LeadActivity.model_validate_json(activity()).payload.model_copy(update={"agent_id": agent})
+        bodies.append(activity(payload=payload))
+    await edge.runtime.broker.publish_batch(*bodies, topic=edge.topic)  # one batch, in order
+    await edge.settle(lambda: sorted(edge.handled) == ["ana", "bob"] and len(edge.dead) == 3)
+    assert sorted(d["dlq-error-type"] for d in edge.dead) == ["PoisonMessage", "RuntimeError", "ValidationError"]
+    assert ["crashes"] in runs  # run alone after the batch failed
