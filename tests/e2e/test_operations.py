@@ -113,6 +113,7 @@ async def test_the_counters_alerts_read_exist_at_zero_from_the_start(stack: Stac
     for channel in ("email", "sms", "push"):
         assert (("channel", channel), ("reason", "unavailable")) in failed
     assert labels("crm-api", "leadflow_ready") == {(("service", "crm-api"),)}
+    assert (("type", "LeadOffered"),) in labels("crm-api", "crm_api_events_projected_total")
 
     async def router_reports_lag() -> bool:  # every 10 s, once its consumers fetched
         families.update(await scrape(stack))
@@ -120,6 +121,13 @@ async def test_the_counters_alerts_read_exist_at_zero_from_the_start(stack: Stac
         return any(dict(series).get("group") == f"leadflow-router.{topics.LEADS_INTAKE}" for series in lag)
 
     await eventually(router_reports_lag, what="the router's consumer lag")
+
+
+async def projected_offers(stack: Stack) -> float:
+    families = await scrape(stack)
+    samples = [sample for family in families["crm-api"] for sample in family.samples]
+    wanted = ("crm_api_events_projected_total", "LeadOffered")
+    return float(sum(s.value for s in samples if (s.name, s.labels.get("type")) == wanted))
 
 
 @pytest.mark.asyncio
@@ -134,6 +142,7 @@ async def test_logs_are_json_and_hold_no_personal_data_of_a_lead(stack: Stack, t
     path = tmp_path / "accounts.json"
     path.write_text(json.dumps(config))
     stack.seed(path)
+    offers_before = await projected_offers(stack)
     marker = uuid.uuid4().hex[:10]
     first, last, email, local = "Quenby", f"Zyx{marker}", f"quenby.{marker}@mail.example", "(720) 555-0199"
     lead = {"account_id": ACCOUNT, "first_name": first, "last_name": last, "email": email, "phone": local,
@@ -161,6 +170,8 @@ async def test_logs_are_json_and_hold_no_personal_data_of_a_lead(stack: Stack, t
             return (await crm.get(f"/v1/accounts/{ACCOUNT}/leads/{lead_id}")).status_code == 200
 
     await eventually(projected, what="crm-api's view of the lead")
+    after = await projected_offers(stack)
+    assert after > offers_before, "crm-api counts the events it projects"
 
     secrets = {first, last, last.lower(), email, email.split("@")[0], marker, "7205550199", "555-0199"}
     service_logs = [p for p in stack.log_dir.glob("*.log") if p.stem.split("-")[0] in {"intake", "router",

@@ -103,4 +103,7 @@ def serve(app: FastAPI, settings: HttpSettings, *, graceful_seconds: float = 20.
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(graceful_seconds),
+        # h11, never httptools: httptools answers some malformed requests itself with a bare text/plain
+        # 400, before leadflow's problem+json handling sees them (decision 0054).
+        http="h11",
     )

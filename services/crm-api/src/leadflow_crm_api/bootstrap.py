@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from leadflow_crm_api.adapters.leads import ensure_indexes
 from leadflow_crm_api.adapters.tokens import TokenVerifier
 from leadflow_crm_api.entrypoints import http, kafka
+from leadflow_crm_api.metrics import CrmMetrics
 from leadflow_crm_api.problems import PROBLEM_RESPONSES
 from leadflow_crm_api.settings import CrmApiSettings
 from leadflow_shared import topics
@@ -18,7 +19,7 @@ from leadflow_shared.service import ServiceRuntime
 def create_app(settings: CrmApiSettings) -> FastAPI:
     runtime = ServiceRuntime(settings, service="crm-api")
     runtime.on_startup(ensure_indexes)
-    kafka.subscribe(runtime, group_id=settings.consumer_group)
+    kafka.subscribe(runtime, CrmMetrics(runtime.registry), group_id=settings.consumer_group)
 
     app = runtime.app(title="leadflow crm-api", version="0.1.0", responses=PROBLEM_RESPONSES)
     http.install(app, max_body_bytes=settings.max_body_bytes)

@@ -19,6 +19,7 @@ from leadflow_crm_api.adapters.generations import Write, replayed_already, writi
 from leadflow_crm_api.adapters.leads import LeadViews
 from leadflow_crm_api.adapters.view_commands import ViewCommands
 from leadflow_crm_api.handlers import project
+from leadflow_crm_api.metrics import CrmMetrics
 from leadflow_shared import topics
 from leadflow_shared.consumers import Batch, BatchRejections, Incoming
 from leadflow_shared.dead_letters import POISON_ERRORS
@@ -46,6 +47,7 @@ def segments(parsed: list[Parsed]) -> list[dict[str, list[Parsed]]]:
 @dataclass
 class Projection:
     runtime: ServiceRuntime
+    metrics: CrmMetrics
     _commands: ViewCommands | None = None  # made on first use: the MongoDB client opens in the lifespan
 
     async def project_one(self, event: RoutingEvent, message: Incoming) -> None:
@@ -56,6 +58,7 @@ class Projection:
         async with writing(db, write) as names:  # decision 0045
             if not await replayed_already(db, write):
                 await project(event, views=LeadViews(db, names, commands=self._commands))
+        self.metrics.projected.labels(type(event).__name__).inc()
 
     async def on_routing_events(self, events: Batch[RoutingEvent]) -> BatchRejections:
         """Folds what the router decided into the CRM views (V1-V5): leads, offers, timelines."""
@@ -75,8 +78,8 @@ class Projection:
         return rejections
 
 
-def subscribe(runtime: ServiceRuntime, *, group_id: str) -> None:
-    runtime.subscribe(topics.LEADS_EVENTS, Projection(runtime).on_routing_events, group_id=group_id)
+def subscribe(runtime: ServiceRuntime, metrics: CrmMetrics, *, group_id: str) -> None:
+    runtime.subscribe(topics.LEADS_EVENTS, Projection(runtime, metrics).on_routing_events, group_id=group_id)
 
 
 async def _all(coroutines: list[Coroutine[Any, Any, None]]) -> None:
