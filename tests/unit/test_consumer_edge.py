@@ -1,7 +1,7 @@
 """The consumers' edge (leadflow_shared.consumers) on FastStream's in-memory test broker: typed
 subscribers, poison dead-lettered with the reason, bounded retries, a failed batch run one by one.
 
-The same tests run against the real broker (Tansu) in tests/integration/test_consumer_edge_on_tansu.py,
+The same tests run against the real broker (Tansu) in tests/integration/test_kafka_handlers_on_tansu.py,
 which imports them and gives them an `edge` on a running service instead.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 import pytest_asyncio
@@ -38,21 +38,28 @@ def activity(**changes: Any) -> bytes:
     return event.model_copy(update=changes).model_dump_json().encode()
 
 
+class Publish(Protocol):
+    async def __call__(self, topic: str, value: bytes, key: bytes = b"acme") -> None: ...
+
+
 @dataclass
 class Edge:
     """A service runtime's broker with test subscriptions, and what reached them and the dead-letter topics."""
 
     runtime: ServiceRuntime
     start: Callable[[], Awaitable[None]]  # once the test's subscriptions are made
-    publish: Callable[[str, bytes], Awaitable[None]]
+    publish: Publish
     settle: Callable[[Callable[[], bool]], Awaitable[None]]  # waits for (real broker) or checks (in memory) it
     topic: str = field(default_factory=lambda: f"edge.{uuid.uuid4().hex[:8]}")
     handled: list[Any] = field(default_factory=list)
     dead: list[dict[str, str]] = field(default_factory=list)  # each dead letter's headers
+    dead_keys: list[bytes] = field(default_factory=list)  # and its key
 
     def collect_dead_letters(self, topic: str) -> None:
         async def on_dead_letters(letters: Batch[bytes]) -> BatchRejections:
-            self.dead.extend(letter.message.headers for letter in letters)
+            for letter in letters:
+                self.dead.append(letter.message.headers)
+                self.dead_keys.append(letter.message.key or b"")
             return []
 
         self.runtime.subscribe(dlq(topic), on_dead_letters, group_id="edge-test")
@@ -77,8 +84,8 @@ async def edge() -> AsyncIterator[Edge]:
         await in_memory.__aenter__()
         started.append(True)
 
-    async def publish(topic: str, value: bytes) -> None:
-        await runtime.broker.publish(value, topic, key=b"acme")
+    async def publish(topic: str, value: bytes, key: bytes = b"acme") -> None:
+        await runtime.broker.publish(value, topic, key=key)
 
     async def settle(condition: Callable[[], bool]) -> None:
         assert condition()

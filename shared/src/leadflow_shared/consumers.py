@@ -79,11 +79,12 @@ class Incoming:
     headers: dict[str, str]  # values decoded leniently (bad bytes as U+FFFD); a repeated name: the last one
     partition: int | None = None  # where it was on its topic (crm-api's rebuild log records it)
     offset: int | None = None
+    key: bytes | None = None
 
 
 def incoming_of(record: Record) -> Incoming:
     headers = {name: (value or b"").decode("utf-8", "replace") for name, value in record.headers}
-    return Incoming(record.value or b"", headers, record.partition, record.offset)
+    return Incoming(record.value or b"", headers, record.partition, record.offset, record.key)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

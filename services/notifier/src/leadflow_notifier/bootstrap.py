@@ -25,6 +25,7 @@ from leadflow_notifier.adapters.repository import (
     OfferContactPolicies,
     PushDevices,
     RecipientCache,
+    SubscriberCache,
     ensure_indexes,
 )
 from leadflow_notifier.adapters.smtp import SmtpMailer
@@ -72,9 +73,10 @@ def create_app(settings: NotifierSettings) -> FastAPI:
 
     recipients = RecipientCache(settings.directory_cache_seconds)
     contact_policies = TtlCache[str, str](settings.directory_cache_seconds)
+    subscriber_lists = SubscriberCache(settings.directory_cache_seconds)
 
     def notifier() -> Notifier:
-        directory = AgentDirectory(runtime.db, cache=recipients)
+        directory = AgentDirectory(runtime.db, cache=recipients, subscribers=subscriber_lists)
         policies = OfferContactPolicies(runtime.db, cache=contact_policies)
         deliveries = DeliveryLog(runtime.db, leases=leases)
         return Notifier(

@@ -134,7 +134,8 @@ class NotifierSettings(ServiceSettings):
     )
     # Signs one-click accept links (the same secret as CRM_API_OFFER_LINK_KEY).
     offer_link_key: SecretStr | None = None
-    # Agents and preferences are read per event; a short cache saves two reads each (P2).
+    # Agents, preferences and who subscribed to new-lead notices are read per event; a short cache
+    # saves the reads (P2): a change applies within this time.
     directory_cache_seconds: float = Field(default=5.0, ge=0)
 
     @model_validator(mode="after")

@@ -63,6 +63,7 @@ class PreferencesDoc(BaseModel):
 
 
 RecipientCache = TtlCache[str, Recipient | None]
+SubscriberCache = TtlCache[str, list[Recipient]]  # by query: who subscribed to what in an account
 
 # nx-27017 stores a `$set` boolean as 1/0 (decision 0018) and crm-api `$set`s preferences:
 # match both forms, so the filter also holds on MongoDB, where true and 1 differ.
@@ -70,15 +71,23 @@ TRUE = {"$in": [True, 1]}
 
 
 class AgentDirectory:
-    """Agents with their preferences; with a `cache`, a change applies within its time to live."""
+    """Agents with their preferences; with caches, a change applies within their time to live."""
 
-    def __init__(self, db: AsyncDatabase[dict[str, Any]], *, cache: RecipientCache | None = None) -> None:
+    def __init__(
+        self,
+        db: AsyncDatabase[dict[str, Any]],
+        *,
+        cache: RecipientCache | None = None,
+        subscribers: SubscriberCache | None = None,
+    ) -> None:
         self._accounts = db[ACCOUNTS]
         self._db = db
         self._agents = db[AGENTS]
         self._staff = db[STAFF]
         self._preferences = db[NOTIFIER_PREFERENCES]
         self._cache = cache if cache is not None else RecipientCache(0.0)
+        # New-lead notices are looked up for every new lead: one read per account per TTL, not per lead.
+        self._subscriber_lists = subscribers if subscribers is not None else SubscriberCache(0.0)
 
     async def get(self, agent_id: str) -> Recipient | None:
         return await self._cache.get_or_load(agent_id, lambda: self._load(agent_id))
@@ -111,7 +120,8 @@ class AgentDirectory:
         return await self._subscribers({"account_id": account_id, "digest": TRUE})
 
     async def new_lead_subscribers(self, account_id: str) -> list[Recipient]:
-        return await self._subscribers({"account_id": account_id, "new_lead_notices": TRUE})
+        query = {"account_id": account_id, "new_lead_notices": TRUE}
+        return await self._subscriber_lists.get_or_load(f"new_lead:{account_id}", lambda: self._subscribers(query))
 
     async def team_staff(self, account_id: str) -> list[Recipient]:
         """Who hears that a team member joined the account (T2): its broker (roster position 1)
