@@ -32,9 +32,10 @@ from rich.table import Table
 import bench_results
 from leadflow_devstack.processes import free_port
 from leadflow_devstack.stack import Stack
-from leadflow_router.adapters.codec import encode_state
+from leadflow_router.adapters.codec import encode_record
 from leadflow_router.adapters.mongo import Contacts, LeadRecords, Rotations
 from leadflow_router.domain.model import LeadState, LeadStatus, Offer
+from leadflow_router.domain.record import Effects, Outbox, RoutingRecord
 from leadflow_shared import topics
 from leadflow_shared.clock import now_ms
 from leadflow_shared.collections import ROUTER_LEADS
@@ -136,7 +137,7 @@ async def router_rate(stack: Stack, bodies: list[bytes]) -> float:
         await consumer.stop()
 
 
-def routed_doc(body: bytes, n: int) -> dict[str, Any]:
+def routed_record(body: bytes, n: int) -> RoutingRecord:
     """The record the router stores for the lead in `body` (offered to one agent), with its outbox."""
     event = LeadReceived.model_validate_json(body)
     deadline = datetime.now(UTC) + timedelta(hours=1)
@@ -145,15 +146,13 @@ def routed_doc(body: bytes, n: int) -> dict[str, Any]:
         lead_id=str(event.event_id), account_id=ACCOUNT, summary=summary, status=LeadStatus.OFFERED,
         offers=(Offer(AGENTS[n % len(AGENTS)], 1, deadline),), round=1, next_deadline=deadline, version=1,
     )  # fmt: skip
-    keys = Contacts.keys(ACCOUNT, event.payload.contact.email, event.payload.contact.phone)
-    return {
-        **encode_state(state),
-        "outbox": [body.decode()],  # an event of about the size of LeadOffered
-        "effects": {"contacts": keys, "rotation": {"key": f"{ACCOUNT}:Partner", "position": n}},
-        "outbox_since_ms": now_ms(),
-        "correlation_id": state.lead_id,
-        "inputs": [str(event.event_id)],
-    }
+    keys = tuple(Contacts.keys(ACCOUNT, event.payload.contact.email, event.payload.contact.phone))
+    outbox = Outbox(
+        events=(body.decode(),),  # an event of about the size of LeadOffered
+        effects=Effects(rotation=(f"{ACCOUNT}:Partner", n), contacts=keys),
+        since_ms=now_ms(),
+    )
+    return RoutingRecord(state.lead_id, ACCOUNT, 1, state, state.lead_id, (str(event.event_id),), outbox)
 
 
 async def database_rate(stack: Stack, bodies: list[bytes], batch: int) -> float:
@@ -162,20 +161,20 @@ async def database_rate(stack: Stack, bodies: list[bytes], batch: int) -> float:
     outboxes), through its own adapters and nothing else; leads per second."""
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_url)
     db = client["leadflow"]
-    records, contacts, rotations = LeadRecords(db), Contacts(db), Rotations(db)
-    docs = [routed_doc(body, n) for n, body in enumerate(bodies)]
+    store, contacts, rotations = LeadRecords(db), Contacts(db), Rotations(db)
+    records = [routed_record(body, n) for n, body in enumerate(bodies)]
     started = time.perf_counter()
     try:
-        for first in range(0, len(docs), batch):
-            chunk = docs[first : first + batch]
-            keys = {key: doc["_id"] for doc in chunk for key in doc["effects"]["contacts"]}
-            await records.get_many([doc["_id"] for doc in chunk])
+        for first in range(0, len(records), batch):
+            chunk = records[first : first + batch]
+            keys = {key: record.lead_id for record in chunk for key in record.outbox.effects.contacts}
+            await store.get_many([record.lead_id for record in chunk])
             await contacts.find(sorted(keys))
-            await records.insert_many(chunk)
+            await store.insert_many(chunk)
             await rotations.advance(f"{ACCOUNT}:Partner", first + len(chunk))
             await contacts.register(keys)
-            await records.mark_flushed(chunk)
-        return len(docs) / (time.perf_counter() - started)
+            await store.mark_flushed(chunk)
+        return len(records) / (time.perf_counter() - started)
     finally:
         await client.close()
 
@@ -217,14 +216,7 @@ async def timers(stack: Stack, open_offers: int, due: int, due_window: float) ->
             next_deadline=deadline,
             version=1,
         )
-        return {
-            **encode_state(state),
-            "outbox": [],
-            "effects": {},
-            "outbox_since_ms": None,
-            "correlation_id": state.lead_id,
-            "inputs": [],
-        }
+        return encode_record(RoutingRecord(state.lead_id, ACCOUNT, 1, state, state.lead_id))
 
     # The open offers that stay open (deadlines over the next day) go in first...
     now = datetime.now(UTC)

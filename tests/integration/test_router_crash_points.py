@@ -22,7 +22,8 @@ from fakes_router import Published
 from prometheus_client import CollectorRegistry
 from router_harness import Router, router_on
 
-from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, Doc, LeadRecords, Rotations
+from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, LeadRecords, Rotations
+from leadflow_router.domain.record import RoutingRecord
 from leadflow_router.handlers import RouterService
 from leadflow_router.metrics import RouterMetrics
 from leadflow_shared.collections import ROUTER_CONTACTS, ROUTER_LEADS
@@ -83,22 +84,22 @@ class DyingRecords(LeadRecords):
         super().__init__(db)
         self._death = death
 
-    async def get_many(self, lead_ids: list[str]) -> dict[str, Doc]:
+    async def get_many(self, lead_ids: list[str]) -> dict[str, RoutingRecord]:
         self._death.alive()
         return await super().get_many(lead_ids)
 
-    async def insert_many(self, docs: list[Doc]) -> list[Doc]:
+    async def insert_many(self, records: list[RoutingRecord]) -> list[RoutingRecord]:
         self._death.at("before store")
         if self._death.point == "mid store":
-            await super().insert_many(docs[:1])  # the server stores a prefix of an interrupted insert
+            await super().insert_many(records[:1])  # the server stores a prefix of an interrupted insert
             self._death.at("mid store")
-        stored = await super().insert_many(docs)
+        stored = await super().insert_many(records)
         self._death.at("after store")
         return stored
 
-    async def mark_flushed(self, docs: list[Doc]) -> None:
+    async def mark_flushed(self, records: list[RoutingRecord]) -> None:
         self._death.at("after publish")
-        await super().mark_flushed(docs)
+        await super().mark_flushed(records)
         self._death.at("after outbox cleared")
 
 

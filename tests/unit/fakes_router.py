@@ -1,8 +1,9 @@
 """In-memory fakes of the router's ports (the MongoDB stores, the publisher) and the leads its tests share.
 
 The stores subclass the MongoDB adapters (the service is typed with them) and keep their documents
-in dicts, with the same semantics: insert_many keeps a record stored before and returns it,
-mark_flushed clears an outbox only at the version given. `Published` is also the publisher of the
+in dicts (routing records as the documents the real store writes), with the same semantics:
+insert_many keeps a record stored before and returns it, mark_flushed clears an outbox only at the
+version given. `Published` is also the publisher of the
 integration harness (tests/integration/router_harness.py), where the stores are the real ones.
 
 Imported by unit and integration tests alike (pyproject puts tests/unit on pytest's sys.path; it holds no tests).
@@ -14,8 +15,10 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from leadflow_router.adapters.codec import decode_record, encode_record
 from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, Doc, LeadRecords, Rotations
 from leadflow_router.domain.model import AccountSnapshot
+from leadflow_router.domain.record import RoutingRecord
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
 from leadflow_shared.events.routing import LEAD_EVENT, ROUTING_EVENT, LeadAssigned, LeadEvent, RoutingEvent
 
@@ -29,43 +32,46 @@ class FakeAccounts(AccountSnapshots):
 
 
 class FakeRecords(LeadRecords):
+    """Keeps each record as the document the real store writes (`codec.encode_record`): tests read `docs`."""
+
     def __init__(self) -> None:
         self.docs: dict[str, Doc] = {}
         self.inserted = 0
 
-    async def get(self, lead_id: str) -> Doc | None:
+    async def get(self, lead_id: str) -> RoutingRecord | None:
         doc = self.docs.get(lead_id)
-        return None if doc is None else dict(doc)
+        return None if doc is None else decode_record(doc)
 
-    async def get_many(self, lead_ids: list[str]) -> dict[str, Doc]:
-        return {i: dict(self.docs[i]) for i in lead_ids if i in self.docs}
+    async def get_many(self, lead_ids: list[str]) -> dict[str, RoutingRecord]:
+        return {i: decode_record(self.docs[i]) for i in lead_ids if i in self.docs}
 
-    async def insert_many(self, docs: list[Doc]) -> list[Doc]:
-        for doc in docs:
-            if doc["_id"] not in self.docs:
-                self.docs[doc["_id"]] = dict(doc)
+    async def insert_many(self, records: list[RoutingRecord]) -> list[RoutingRecord]:
+        for record in records:
+            if record.lead_id not in self.docs:
+                self.docs[record.lead_id] = encode_record(record)
                 self.inserted += 1
-        return [dict(self.docs[d["_id"]]) for d in docs]
+        return [decode_record(self.docs[r.lead_id]) for r in records]
 
-    async def compare_and_set(self, doc: Doc, expected_version: int) -> bool:
-        if self.docs.get(doc["_id"], {}).get("version") != expected_version:
+    async def compare_and_set(self, record: RoutingRecord, expected_version: int) -> bool:
+        if self.docs.get(record.lead_id, {}).get("version") != expected_version:
             return False
-        self.docs[doc["_id"]] = dict(doc)
+        self.docs[record.lead_id] = encode_record(record)
         return True
 
-    async def mark_flushed(self, docs: list[Doc]) -> None:
-        for doc in docs:
-            stored = self.docs.get(doc["_id"])
-            if stored is not None and stored["version"] == doc["version"]:
+    async def mark_flushed(self, records: list[RoutingRecord]) -> None:
+        for record in records:
+            stored = self.docs.get(record.lead_id)
+            if stored is not None and stored["version"] == record.version:
                 stored |= {"outbox": [], "effects": {}, "outbox_since_ms": None}
 
-    async def due(self, now_ms: int, limit: int) -> list[Doc]:
+    async def due(self, now_ms: int, limit: int) -> list[RoutingRecord]:
         due = [d for d in self.docs.values() if d.get("next_deadline_ms") is not None]
-        return sorted((d for d in due if d["next_deadline_ms"] <= now_ms), key=lambda d: d["next_deadline_ms"])[:limit]
+        ordered = sorted((d for d in due if d["next_deadline_ms"] <= now_ms), key=lambda d: d["next_deadline_ms"])
+        return [decode_record(d) for d in ordered[:limit]]
 
-    async def unflushed(self, before_ms: int, limit: int) -> list[Doc]:
+    async def unflushed(self, before_ms: int, limit: int) -> list[RoutingRecord]:
         pending = [d for d in self.docs.values() if d.get("outbox_since_ms") is not None]
-        return [d for d in pending if d["outbox_since_ms"] <= before_ms][:limit]
+        return [decode_record(d) for d in pending if d["outbox_since_ms"] <= before_ms][:limit]
 
 
 class FakeContacts(Contacts):

@@ -39,15 +39,15 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from itertools import repeat
 from typing import Any
 
 from pydantic import ValidationError
 
-from leadflow_router.adapters.codec import decode_state, encode_state, from_ms, to_ms
-from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, Doc, Erasures, LeadRecords, Rotations
+from leadflow_router.adapters.codec import from_ms, to_ms
+from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, Erasures, LeadRecords, Rotations
 from leadflow_router.domain.decisions import (
     ExistingContact,
     NewLead,
@@ -63,6 +63,7 @@ from leadflow_router.domain.departures import Departure, on_agent_left
 from leadflow_router.domain.distribution import Distribution, on_distributed, on_returned
 from leadflow_router.domain.erasure import without_contact
 from leadflow_router.domain.model import AccountSnapshot, Activity, LeadState, RoutingRejected
+from leadflow_router.domain.record import Effects, Outbox, RoutingRecord
 from leadflow_router.domain.sharing import LeadShare, on_lead_shared
 from leadflow_router.domain.transfers import OfficeTransfer, on_office_transfer, team_member_transferred
 from leadflow_router.metrics import RouterMetrics
@@ -138,14 +139,14 @@ def _nothing() -> None:
 class _Write:
     """A routing record's next version, to store by compare-and-set, and what to do once stored."""
 
-    new: Doc
+    new: RoutingRecord | None
     stored: Callable[[], None] = _nothing
 
 
-AGAIN = _Write({})  # `decide` did something first (flushed the record): read the record again
+AGAIN = _Write(None)  # `decide` did something first (flushed the record): read the record again
 
-Check = Callable[[Doc | None], bool]
-Decide = Callable[[Doc, LeadState], Awaitable[_Write | None]]
+Check = Callable[[RoutingRecord | None], bool]
+Decide = Callable[[RoutingRecord, LeadState], Awaitable[_Write | None]]
 
 
 def _logged(message: str, lead_id: str, explanation: str) -> Callable[[], None]:
@@ -162,17 +163,17 @@ class _Effects:
     forget: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, docs: list[Doc]) -> _Effects:
+    def of(cls, records: list[RoutingRecord]) -> _Effects:
         merged = cls()
-        for doc in docs:
-            effects: dict[str, Any] = doc.get("effects") or {}
-            if rotation := effects.get("rotation"):
-                key = rotation["key"]
-                merged.positions[key] = max(merged.positions.get(key, 0), int(rotation["position"]))
-            for key in effects.get("contacts", []):
-                merged.lead_by_key.setdefault(key, effects.get("contacts_lead") or doc["_id"])
-            if keys := effects.get("forget_contacts"):
-                merged.forget[doc["_id"]] = keys
+        for record in records:
+            effects = record.outbox.effects
+            if effects.rotation is not None:
+                key, position = effects.rotation
+                merged.positions[key] = max(merged.positions.get(key, 0), position)
+            for key in effects.contacts:
+                merged.lead_by_key.setdefault(key, effects.contacts_lead or record.lead_id)
+            if effects.forget_contacts:
+                merged.forget[record.lead_id] = list(effects.forget_contacts)
         return merged
 
 
@@ -221,23 +222,22 @@ class RouterService:
         keys = {lead_id: _contact_keys(event) for lead_id, (_, event) in fresh.items()}
         known = await self.contacts.find(sorted({k for ks in keys.values() for k in ks}))
         holders = {
-            d["_id"]: d.get("holder") for d in (await self.records.get_many(sorted(set(known.values())))).values()
+            lead_id: record.state.holder if record.state is not None else None
+            for lead_id, record in (await self.records.get_many(sorted(set(known.values())))).items()
         }
         batch = _NewLeads(keys=keys, known=known, holders=holders, now=self.clock())
         rejections: BatchRejections = []
-        docs: list[Doc] = []
+        records: list[RoutingRecord] = []
         for lead_id, (index, event) in fresh.items():
             try:
                 decided = await self._decide_new(lead_id, event, batch)
             except (RoutingRejected, ValidationError) as exc:
                 rejections.append((index, exc))
                 continue
-            doc = self._new_record(lead_id, event, decided, batch)
-            if index < len(traces) and traces[index]:
-                doc["outbox_trace"] = traces[index]
-            docs.append(doc)
+            trace = traces[index] if index < len(traces) else None
+            records.append(self._new_record(lead_id, event, decided, batch, trace=trace))
             self.metrics.decisions.labels(_rule(decided.outcome)).inc()
-        await self.flush(await self.records.insert_many(docs))
+        await self.flush(await self.records.insert_many(records))
         return rejections
 
     async def _decide_new(self, lead_id: str, event: LeadReceived, batch: _NewLeads) -> _Decided:
@@ -259,31 +259,31 @@ class RouterService:
         outcome = route_new_lead(NewLead(lead_id, event.account_id, summary), account, context, batch.now)
         return _Decided(outcome, rotation_key, existing)
 
-    def _new_record(self, lead_id: str, event: LeadReceived, decided: _Decided, batch: _NewLeads) -> Doc:
+    def _new_record(
+        self, lead_id: str, event: LeadReceived, decided: _Decided, batch: _NewLeads, *, trace: str | None
+    ) -> RoutingRecord:
         """The new lead's routing record (or its merge into an existing lead, R1), with its outbox."""
-        outcome, keys = decided.outcome, batch.keys[lead_id]
-        effects: dict[str, Any] = {}
+        outcome, keys = decided.outcome, tuple(batch.keys[lead_id])
+        rotation = None
         if outcome.rotation is not None:
             batch.cursors[decided.rotation_key] = outcome.rotation
-            effects["rotation"] = {"key": decided.rotation_key, "position": outcome.rotation}
-        if outcome.state is not None:
-            effects["contacts"] = keys
+            rotation = (decided.rotation_key, outcome.rotation)
+        state = None if outcome.state is None else outcome.state.evolve(version=1)
+        if state is not None:
+            effects = Effects(rotation=rotation, contacts=keys)
             # Later leads of this batch with the same email or phone are R1 on this one.
             for key in keys:
                 batch.known.setdefault(key, lead_id)
-            batch.holders[lead_id] = outcome.state.holder
-            doc = encode_state(outcome.state.evolve(version=1))
+            batch.holders[lead_id] = state.holder
         else:
             existing = decided.existing
             assert existing is not None  # noqa: S101 (only R1 merges, into an existing lead)
             # The repeat's email and phone are the contact's now: an inquiry by a new phone
             # or email alone, later, finds the same lead (R1).
-            effects |= {"contacts": keys, "contacts_lead": existing}
+            effects = Effects(rotation=rotation, contacts=keys, contacts_lead=existing)
             for key in keys:
                 batch.known.setdefault(key, existing)
-            doc = {"_id": lead_id, "kind": "merged", "account_id": event.account_id, "version": 1,
-                   "next_deadline_ms": None}  # fmt: skip
-        doc |= self._outbox(
+        outbox = self._outbox(
             outcome,
             source_id=event.event_id,
             correlation_id=event.correlation_id,
@@ -291,7 +291,9 @@ class RouterService:
             now=batch.now,
             effects=effects,
         )
-        return doc | {"correlation_id": str(event.correlation_id), "inputs": []}
+        return RoutingRecord(
+            lead_id, event.account_id, 1, state, str(event.correlation_id), outbox=replace(outbox, trace=trace or None)
+        )
 
     # --- agents' activity --------------------------------------------------------------------
 
@@ -300,12 +302,12 @@ class RouterService:
         lead_id = str(event.payload.lead_id)
         activity = Activity(event.payload.agent_id, event.payload.action, event.payload.message)
 
-        def check(doc: Doc | None) -> bool:
-            if doc is None or doc.get("kind") != "lead" or doc["account_id"] != event.account_id:
+        def check(record: RoutingRecord | None) -> bool:
+            if record is None or not record.is_lead or record.account_id != event.account_id:
                 raise RoutingRejected(f"unknown lead {lead_id} in account {event.account_id}")
             return True
 
-        async def decide(doc: Doc, state: LeadState) -> _Write | None:
+        async def decide(record: RoutingRecord, state: LeadState) -> _Write | None:
             now = self.clock()
             # Only an active agent of the office claims (one who left may still hold an offer until
             # its ReleaseAgentLeads is applied).
@@ -315,7 +317,7 @@ class RouterService:
                 return None  # a view: nothing changes, nothing to tell
             claimed = outcome.state is not None and outcome.state.holder != state.holder
             return _Write(
-                self._next_doc(doc, outcome, source_id=event.event_id, now=now),
+                self._next_record(record, outcome, source_id=event.event_id, now=now),
                 stored=self.metrics.claims.inc if claimed else _nothing,
             )
 
@@ -329,21 +331,21 @@ class RouterService:
         have left; else `decide` its next version and store it only if nobody changed the record
         meanwhile, else read again. True when this call stored a change."""
         for _ in range(CAS_ATTEMPTS):
-            doc = await self.records.get(lead_id)
-            if not check(doc):
+            record = await self.records.get(lead_id)
+            if not check(record):
                 return False
-            assert doc is not None  # noqa: S101 (a check lets no missing record through)
-            if str(input_id) in doc.get("inputs", []):
-                await self.flush([doc])  # a redelivery: finish what a crash may have left
+            assert record is not None  # noqa: S101 (a check lets no missing record through)
+            assert record.state is not None  # noqa: S101 (nor a merged repeat)
+            if str(input_id) in record.inputs:
+                await self.flush([record])  # a redelivery: finish what a crash may have left
                 return False
-            state = decode_state(doc)
-            write = await decide(doc, state)
+            write = await decide(record, record.state)
             if write is None:
                 return False
-            if write is AGAIN:
+            if write.new is None:  # AGAIN
                 continue
-            new = write.new | {"inputs": [*doc.get("inputs", [])[-(RECENT_INPUTS - 1) :], str(input_id)]}
-            if await self.records.compare_and_set(new, expected_version=state.version):
+            new = replace(write.new, inputs=record.remembering(str(input_id), RECENT_INPUTS).inputs)
+            if await self.records.compare_and_set(new, expected_version=record.version):
                 write.stored()
                 await self.flush([new])
                 return True
@@ -381,23 +383,21 @@ class RouterService:
         idempotent by the command's id; its events' ids derive from the command and the lead."""
         account = await self._account(account_id, fresh=True)
         for found in await self.records.of_agent(account_id, departure.agent_id):
-            lead_id: str = found["_id"]
+            lead_id = found.lead_id
 
-            def check(doc: Doc | None) -> bool:
-                return doc is not None and doc.get("kind") == "lead" and doc["account_id"] == account_id
+            def check(record: RoutingRecord | None) -> bool:
+                return record is not None and record.is_lead and record.account_id == account_id
 
-            async def decide(doc: Doc, state: LeadState, lead_id: str = lead_id) -> _Write | None:
+            async def decide(record: RoutingRecord, state: LeadState, lead_id: str = lead_id) -> _Write | None:
                 rotation_key = f"{account_id}:{state.source_name}"
                 now = self.clock()
                 outcome = on_agent_left(state, departure, account, await self.rotations.get(rotation_key), now)
                 if outcome.state == state and not outcome.events:
                     return None
-                effects: dict[str, Any] = {}
-                if outcome.rotation is not None:
-                    effects["rotation"] = {"key": rotation_key, "position": outcome.rotation}
+                effects = Effects(rotation=None if outcome.rotation is None else (rotation_key, outcome.rotation))
                 source_id = derived_event_id(command_id, f"release:{lead_id}")
                 return _Write(
-                    self._next_doc(doc, outcome, source_id=source_id, now=now, effects=effects),
+                    self._next_record(record, outcome, source_id=source_id, now=now, effects=effects),
                     stored=_logged("agent's lead released", lead_id, outcome.explanation),
                 )
 
@@ -450,20 +450,20 @@ class RouterService:
         """
         lead_id = str(command.payload.lead_id)
 
-        def check(doc: Doc | None) -> bool:
-            if doc is None or doc["account_id"] != command.account_id:
+        def check(record: RoutingRecord | None) -> bool:
+            if record is None or record.account_id != command.account_id:
                 raise RoutingRejected(f"unknown lead {lead_id} in account {command.account_id}")
-            if doc.get("kind") != "lead":
+            if not record.is_lead:
                 raise RoutingRejected(f"lead {lead_id} was merged into an existing contact (R1); nothing to change")
             return True
 
-        async def change(doc: Doc, state: LeadState) -> _Write | None:
+        async def change(record: RoutingRecord, state: LeadState) -> _Write | None:
             now = self.clock()
             outcome = decide(state, now)
             if outcome.state == state and not outcome.events:
                 return None  # nothing to do (already applied in effect)
             return _Write(
-                self._next_doc(doc, outcome, source_id=command.event_id, now=now),
+                self._next_record(record, outcome, source_id=command.event_id, now=now),
                 stored=_logged(f"lead changed by {path}", lead_id, outcome.explanation),
             )
 
@@ -474,33 +474,32 @@ class RouterService:
         lead_id = str(command.payload.lead_id)
         transfer = OfficeTransfer(command.event_id, lead_id, command.payload.by_user_id)
 
-        def check(doc: Doc | None) -> bool:
-            if doc is None:
+        def check(record: RoutingRecord | None) -> bool:
+            if record is None:
                 raise RoutingRejected(f"unknown lead {lead_id} in account {command.account_id}")
-            if doc.get("kind") != "lead":
+            if not record.is_lead:
                 raise RoutingRejected(f"lead {lead_id} was merged into an existing contact (R1); nothing to move")
             return True
 
-        async def decide(doc: Doc, state: LeadState) -> _Write | None:
+        async def decide(record: RoutingRecord, state: LeadState) -> _Write | None:
             source = await self._account(command.account_id)
             target = await self._account(command.payload.to_account_id)
             outcome = on_office_transfer(state, source, target, transfer)
             if outcome.state == state and not outcome.events:
                 return None  # already in the target office
             contact = state.summary.contact
-            old_effects: dict[str, Any] = doc.get("effects") or {}
             # Every email and phone of the contact (its repeats' too, R1) moves: registered in
             # the new office (R1 there), dropped from the one it left where it still points at
             # the lead (a new lead there).
             moving = list(dict.fromkeys([
                 *Contacts.keys(source.account_id, contact.email, contact.phone), *await self.contacts.of_lead(lead_id),
             ]))  # fmt: skip
-            effects: dict[str, Any] = {
-                "contacts": [Contacts.in_account(key, target.account_id) for key in moving],
-                "forget_contacts": list(dict.fromkeys([*old_effects.get("forget_contacts", []), *moving])),
-            }
-            new = self._next_doc(
-                doc, outcome, source_id=command.event_id, now=self.clock(), effects=effects,
+            effects = Effects(
+                contacts=tuple(Contacts.in_account(key, target.account_id) for key in moving),
+                forget_contacts=tuple(dict.fromkeys([*record.outbox.effects.forget_contacts, *moving])),
+            )
+            new = self._next_record(
+                record, outcome, source_id=command.event_id, now=self.clock(), effects=effects,
                 event_account_id=source.account_id,
             )  # fmt: skip
 
@@ -561,27 +560,28 @@ class RouterService:
         p = command.payload
         indexed = await self.contacts.find(Contacts.keys(command.account_id, p.email, p.phone))
         wanted = sorted({*indexed.values(), *(str(i) for i in p.lead_ids)})
-        docs = await self.records.get_many(wanted)
-        mine = {i for i, d in docs.items() if d.get("kind") == "lead" and d["account_id"] == command.account_id}
+        records = await self.records.get_many(wanted)
+        mine = {i for i, r in records.items() if r.is_lead and r.account_id == command.account_id}
         return [i for i in wanted if i in mine]
 
     async def _scrub(self, lead_id: str, command: EraseContact) -> None:
         """One lead's state without its contact, by compare-and-set like a claim."""
 
-        def check(doc: Doc | None) -> bool:
+        def check(record: RoutingRecord | None) -> bool:
             # Moved to another office meanwhile: it is erased by a request there.
-            return doc is not None and doc.get("kind") == "lead" and doc["account_id"] == command.account_id
+            return record is not None and record.is_lead and record.account_id == command.account_id
 
-        async def decide(doc: Doc, state: LeadState) -> _Write | None:
-            if doc.get("outbox") or doc.get("effects"):
+        async def decide(record: RoutingRecord, state: LeadState) -> _Write | None:
+            if record.outbox:
                 # Events decided before the erasure go out first: ContactErased follows every event
                 # that still carries the contact, so every consumer's copy of it is erased.
-                await self.flush([doc])
+                await self.flush([record])
                 return AGAIN
             scrubbed = without_contact(state)
             if scrubbed == state:
                 return None  # erased before (an earlier request)
-            return _Write({**doc, **encode_state(scrubbed.evolve(version=state.version + 1))})
+            version = record.version + 1
+            return _Write(replace(record, version=version, state=scrubbed.evolve(version=version)))
 
         await self._compare_and_set(lead_id, command.event_id, "erase", check, decide)
 
@@ -635,14 +635,15 @@ class RouterService:
         now = self.clock()
         due = await self.records.due(to_ms(now) or 0, self.sweep_batch)
         self.metrics.sweeps.inc()
-        oldest = from_ms(due[0].get("next_deadline_ms")) if due else None
+        oldest = from_ms(due[0].next_deadline_ms) if due else None
         self.metrics.overdue.set((now - oldest).total_seconds() if oldest else 0.0)
         if not due:
             return 0
         cursors: dict[str, int] = {}
-        changes: list[tuple[Doc, int]] = []
-        for doc in due:
-            state = decode_state(doc)
+        changes: list[tuple[RoutingRecord, int]] = []
+        for record in due:
+            state = record.state
+            assert state is not None  # noqa: S101 (only leads have deadlines)
             account = await self._account(state.account_id)
             rotation_key = f"{state.account_id}:{state.source_name}"
             if rotation_key not in cursors:
@@ -650,19 +651,19 @@ class RouterService:
             outcome = on_deadline(state, account, cursors[rotation_key], now)
             if state.next_deadline is not None:
                 self.metrics.timer_lateness.observe(max(0.0, (now - state.next_deadline).total_seconds()))
-            effects: dict[str, Any] = {}
+            effects = Effects()
             if outcome.rotation is not None:
                 cursors[rotation_key] = outcome.rotation
-                effects["rotation"] = {"key": rotation_key, "position": outcome.rotation}
-            new = self._next_doc(doc, outcome, source_id=uuid.UUID(state.lead_id), now=now, effects=effects)
-            changes.append((new, state.version))
+                effects = Effects(rotation=(rotation_key, outcome.rotation))
+            new = self._next_record(record, outcome, source_id=uuid.UUID(state.lead_id), now=now, effects=effects)
+            changes.append((new, record.version))
         limit = asyncio.Semaphore(self.sweep_concurrency)
 
-        async def store(new: Doc, version: int) -> Doc | None:
+        async def store(new: RoutingRecord, version: int) -> RoutingRecord | None:
             async with limit:
                 return new if await self.records.compare_and_set(new, expected_version=version) else None
 
-        stored = [doc for doc in await asyncio.gather(*(store(*c) for c in changes)) if doc is not None]
+        stored = [record for record in await asyncio.gather(*(store(*c) for c in changes)) if record is not None]
         self.metrics.expiries.inc(len(stored))
         self.metrics.cas_conflicts.labels("sweeper").inc(len(changes) - len(stored))  # a claim or replica won
         await self.flush(stored)
@@ -676,14 +677,14 @@ class RouterService:
 
     # --- outbox ----------------------------------------------------------------------------------
 
-    async def flush(self, docs: list[Doc]) -> None:
+    async def flush(self, records: list[RoutingRecord]) -> None:
         """Apply the records' pending side effects and publish their events, then clear them."""
-        for doc in docs:
-            self.on_deadline(doc.get("next_deadline_ms"))
-        docs = [d for d in docs if d.get("outbox") or d.get("effects")]
-        if not docs:
+        for record in records:
+            self.on_deadline(record.next_deadline_ms)
+        records = [r for r in records if r.outbox]
+        if not records:
             return
-        effects = _Effects.of(docs)
+        effects = _Effects.of(records)
 
         async def apply_effects() -> None:
             for key, position in effects.positions.items():
@@ -692,18 +693,18 @@ class RouterService:
             for lead_id, keys in effects.forget.items():
                 await self.contacts.forget(lead_id, keys)
 
-        async def publish_in_order(doc: Doc) -> None:
+        async def publish_in_order(record: RoutingRecord) -> None:
             # Keys are the events' accounts: the record's, unless a transfer stored others.
-            keys: Iterable[str] = doc.get("outbox_keys") or repeat(doc["account_id"])
-            with tracing.continued(doc.get("outbox_trace")):  # the lead's trace, when its record had one
-                for key, raw in zip(keys, doc.get("outbox") or [], strict=False):
+            keys: Iterable[str] = record.outbox.keys or repeat(record.account_id)
+            with tracing.continued(record.outbox.trace):  # the lead's trace, when its record had one
+                for key, raw in zip(keys, record.outbox.events, strict=False):
                     await self.publish(key, raw.encode())
 
         # Effects and events are independent (both idempotent); leads are independent of
         # each other; one lead's events keep their order.
-        await asyncio.gather(apply_effects(), *(publish_in_order(doc) for doc in docs))
-        self.metrics.events_published.inc(sum(len(doc.get("outbox") or []) for doc in docs))
-        await self.records.mark_flushed(docs)
+        await asyncio.gather(apply_effects(), *(publish_in_order(record) for record in records))
+        self.metrics.events_published.inc(sum(len(record.outbox.events) for record in records))
+        await self.records.mark_flushed(records)
 
     def _outbox(
         self,
@@ -713,10 +714,10 @@ class RouterService:
         correlation_id: uuid.UUID,
         account_id: str,
         now: datetime,
-        effects: dict[str, Any],
+        effects: Effects,
         purpose: str = "",
-    ) -> Doc:
-        events = [
+    ) -> Outbox:
+        events = tuple(
             emit.kind.create(
                 account_id=account_id,
                 event_id=derived_event_id(source_id, f"{purpose}{index}"),
@@ -725,21 +726,21 @@ class RouterService:
                 payload=emit.payload,
             ).model_dump_json()
             for index, emit in enumerate(outcome.events)
-        ]
+        )
         for emit in outcome.events:
             self.metrics.events_decided.labels(emit.kind.__name__).inc()
-        return {"outbox": events, "effects": effects, "outbox_since_ms": to_ms(now) if events or effects else None}
+        return Outbox(events=events, effects=effects, since_ms=to_ms(now) if events or effects else None)
 
-    def _next_doc(
+    def _next_record(
         self,
-        doc: Doc,
+        record: RoutingRecord,
         outcome: Outcome,
         *,
         source_id: uuid.UUID,
         now: datetime,
-        effects: dict[str, Any] | None = None,
+        effects: Effects | None = None,
         event_account_id: str | None = None,
-    ) -> Doc:
+    ) -> RoutingRecord:
         """The record after `outcome`: state, version + 1, and an outbox that keeps any unflushed events.
 
         The events belong to `event_account_id` (envelope and Kafka key), by default the
@@ -747,29 +748,31 @@ class RouterService:
         """
         state = outcome.state
         assert state is not None  # noqa: S101 (transitions of an existing lead keep a state)
-        version = int(doc["version"]) + 1
-        new = encode_state(state.evolve(version=version))
+        version = record.version + 1
         events_account = event_account_id or state.account_id
         pending = self._outbox(
             outcome,
             source_id=source_id,
-            correlation_id=uuid.UUID(doc["correlation_id"]),
+            correlation_id=uuid.UUID(record.correlation_id),
             account_id=events_account,
             now=now,
-            effects=effects or {},
+            effects=effects or Effects(),
             purpose=f"v{version}:",
         )
         # Events of an earlier change not yet flushed go out first (same ids: consumers drop copies).
-        carried: list[str] = doc.get("outbox") or []
-        carried_keys: list[str] = doc.get("outbox_keys") or [doc["account_id"]] * len(carried)
-        keys = [*carried_keys, *[events_account] * len(pending["outbox"])]
-        if any(key != state.account_id for key in keys):
-            pending["outbox_keys"] = keys  # only when some event is not the record's account's
-        pending["outbox"] = [*carried, *pending["outbox"]]
-        pending["effects"] = {**(doc.get("effects") or {}), **pending["effects"]}
-        if pending["outbox"] or pending["effects"]:
-            pending["outbox_since_ms"] = doc.get("outbox_since_ms") or to_ms(now)
-        return {**new, **pending, "correlation_id": doc["correlation_id"], "inputs": doc.get("inputs", [])}
+        carried = record.outbox
+        keys = (*(carried.keys or (record.account_id,) * len(carried.events)), *(events_account,) * len(pending.events))
+        outbox = Outbox(
+            events=(*carried.events, *pending.events),
+            keys=keys if any(key != state.account_id for key in keys) else None,  # only if not all the record's
+            effects=carried.effects.then(pending.effects),
+        )
+        if outbox:
+            outbox = replace(outbox, since_ms=carried.since_ms or to_ms(now))
+        return RoutingRecord(
+            state.lead_id, state.account_id, version, state.evolve(version=version), record.correlation_id,
+            inputs=record.inputs, outbox=outbox,
+        )  # fmt: skip
 
     async def _account(self, account_id: str, *, fresh: bool = False) -> AccountSnapshot:
         account = await self.accounts.get(account_id, fresh=fresh)

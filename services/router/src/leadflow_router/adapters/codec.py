@@ -1,4 +1,6 @@
-"""LeadState <-> MongoDB document. Times are stored as epoch milliseconds (see docs/decisions/0004)."""
+"""RoutingRecord and LeadState <-> MongoDB document (`router_leads`). Times are stored as epoch
+milliseconds (see docs/decisions/0004). The document's shape is what it always was: records stored
+before this module took domain objects read the same."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from leadflow_router.domain.model import LeadState, LeadStatus, Offer, OfferStatus
+from leadflow_router.domain.record import Effects, Outbox, RoutingRecord
 from leadflow_shared.clock import epoch_ms, from_epoch_ms
 from leadflow_shared.events.routing import AssignmentReason, LeadSummary
 
@@ -70,3 +73,58 @@ def decode_state(doc: dict[str, Any]) -> LeadState:
         erased=bool(doc.get("erased", False)),
         version=int(doc["version"]),
     )
+
+
+def encode_record(record: RoutingRecord) -> dict[str, Any]:
+    """The record's `router_leads` document: its state's fields (or a merged repeat's few), the outbox."""
+    if record.state is not None:
+        doc = encode_state(record.state.evolve(version=record.version))
+    else:
+        doc = {"_id": record.lead_id, "kind": "merged", "account_id": record.account_id,
+               "version": record.version, "next_deadline_ms": None}  # fmt: skip
+    outbox = record.outbox
+    doc["outbox"], doc["effects"] = list(outbox.events), _encode_effects(outbox.effects)
+    doc["outbox_since_ms"] = outbox.since_ms
+    if outbox.keys is not None:
+        doc["outbox_keys"] = list(outbox.keys)
+    if outbox.trace is not None:
+        doc["outbox_trace"] = outbox.trace
+    return doc | {"correlation_id": record.correlation_id, "inputs": list(record.inputs)}
+
+
+def decode_record(doc: dict[str, Any]) -> RoutingRecord:
+    effects: dict[str, Any] = doc.get("effects") or {}
+    rotation = effects.get("rotation")
+    return RoutingRecord(
+        lead_id=doc["_id"],
+        account_id=doc["account_id"],
+        version=int(doc["version"]),
+        state=decode_state(doc) if doc.get("kind") == "lead" else None,
+        correlation_id=str(doc.get("correlation_id") or doc["_id"]),
+        inputs=tuple(doc.get("inputs") or ()),
+        outbox=Outbox(
+            events=tuple(doc.get("outbox") or ()),
+            keys=tuple(doc["outbox_keys"]) if doc.get("outbox_keys") else None,
+            effects=Effects(
+                rotation=(str(rotation["key"]), int(rotation["position"])) if rotation else None,
+                contacts=tuple(effects.get("contacts") or ()),
+                contacts_lead=effects.get("contacts_lead"),
+                forget_contacts=tuple(effects.get("forget_contacts") or ()),
+            ),
+            since_ms=doc.get("outbox_since_ms"),
+            trace=doc.get("outbox_trace"),
+        ),
+    )
+
+
+def _encode_effects(effects: Effects) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    if effects.rotation is not None:
+        doc["rotation"] = {"key": effects.rotation[0], "position": effects.rotation[1]}
+    if effects.contacts:
+        doc["contacts"] = list(effects.contacts)
+    if effects.contacts_lead is not None:
+        doc["contacts_lead"] = effects.contacts_lead
+    if effects.forget_contacts:
+        doc["forget_contacts"] = list(effects.forget_contacts)
+    return doc

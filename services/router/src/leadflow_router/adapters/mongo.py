@@ -16,6 +16,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from leadflow_router.adapters.codec import decode_record, encode_record
 from leadflow_router.domain.model import (
     AccountSnapshot,
     Agent,
@@ -23,6 +24,7 @@ from leadflow_router.domain.model import (
     PauseWindow,
     SourceKind,
 )
+from leadflow_router.domain.record import RoutingRecord
 from leadflow_shared.account_config import RoutingFields, pause_windows
 from leadflow_shared.collections import (
     ACCOUNTS,
@@ -111,59 +113,62 @@ def _source(doc: Doc) -> LeadSourceConfig:
 
 
 class LeadRecords:
-    """Routing records: every change is a compare-and-set on `version`."""
+    """Routing records (`RoutingRecord`, stored as `codec.encode_record` documents): every change is a
+    compare-and-set on `version`."""
 
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self._leads = db[ROUTER_LEADS]
 
-    async def get(self, lead_id: str) -> Doc | None:
-        return await self._leads.find_one({"_id": lead_id})
+    async def get(self, lead_id: str) -> RoutingRecord | None:
+        doc = await self._leads.find_one({"_id": lead_id})
+        return None if doc is None else decode_record(doc)
 
-    async def get_many(self, lead_ids: list[str]) -> dict[str, Doc]:
+    async def get_many(self, lead_ids: list[str]) -> dict[str, RoutingRecord]:
         if not lead_ids:
             return {}
-        return {doc["_id"]: doc async for doc in self._leads.find({"_id": {"$in": lead_ids}})}
+        return {doc["_id"]: decode_record(doc) async for doc in self._leads.find({"_id": {"$in": lead_ids}})}
 
-    async def insert_many(self, docs: list[Doc]) -> list[Doc]:
+    async def insert_many(self, records: list[RoutingRecord]) -> list[RoutingRecord]:
         """Insert new records; returns what is stored under their ids (theirs, or one stored before)."""
-        if not docs:
+        if not records:
             return []
         try:
-            await self._leads.insert_many(docs, ordered=False)
+            await self._leads.insert_many([encode_record(r) for r in records], ordered=False)
         except BulkWriteError as exc:
             if not _only_duplicates(exc):
                 raise  # a record not stored must not count as routed: the batch runs again
             # Some ids existed (redeliveries, a replica racing): the stored records are the truth.
-            stored = await self.get_many([d["_id"] for d in docs])
-            return [stored[d["_id"]] for d in docs]
-        return docs
+            stored = await self.get_many([r.lead_id for r in records])
+            return [stored[r.lead_id] for r in records]
+        return records
 
-    async def compare_and_set(self, doc: Doc, expected_version: int) -> bool:
-        result = await self._leads.replace_one({"_id": doc["_id"], "version": expected_version}, doc)
+    async def compare_and_set(self, record: RoutingRecord, expected_version: int) -> bool:
+        doc = encode_record(record)
+        result = await self._leads.replace_one({"_id": record.lead_id, "version": expected_version}, doc)
         return result.matched_count == 1
 
-    async def mark_flushed(self, docs: list[Doc]) -> None:
+    async def mark_flushed(self, records: list[RoutingRecord]) -> None:
         """Clear the outboxes just published, unless a newer change (which carries them) replaced them."""
         by_version: dict[int, list[str]] = {}
-        for doc in docs:
-            by_version.setdefault(int(doc["version"]), []).append(doc["_id"])
+        for record in records:
+            by_version.setdefault(record.version, []).append(record.lead_id)
         cleared: Doc = {"outbox": [], "effects": {}, "outbox_since_ms": None}
-        if any(doc.get("outbox_keys") for doc in docs):  # only after a transfer (T2)
+        if any(record.outbox.keys for record in records):  # only after a transfer (T2)
             cleared["outbox_keys"] = None
         for version, ids in by_version.items():
             await self._leads.update_many({"_id": {"$in": ids}, "version": version}, {"$set": cleared})
 
-    async def of_agent(self, account_id: str, agent_id: str) -> list[Doc]:
+    async def of_agent(self, account_id: str, agent_id: str) -> list[RoutingRecord]:
         """The account's leads `agent_id` holds or has an open offer on (`open_to`, see codec); also any
         offered record written before `open_to` existed (the caller decides on the decoded state)."""
         mine = [{"holder": agent_id}, {"open_to": agent_id}, {"status": "offered", "open_to": {"$exists": False}}]
         query = {"account_id": account_id, "kind": "lead", "$or": mine}
-        return [doc async for doc in self._leads.find(query)]
+        return [decode_record(doc) async for doc in self._leads.find(query)]
 
-    async def due(self, now_ms: int, limit: int) -> list[Doc]:
+    async def due(self, now_ms: int, limit: int) -> list[RoutingRecord]:
         """The most overdue records, oldest deadline first."""
         cursor = self._leads.find({"next_deadline_ms": {"$lte": now_ms}}).sort("next_deadline_ms", ASCENDING)
-        return [doc async for doc in cursor.limit(limit)]
+        return [decode_record(doc) async for doc in cursor.limit(limit)]
 
     async def next_deadline_ms(self, after_ms: int) -> int | None:
         """The earliest deadline later than `after_ms`, if any record has one."""
@@ -172,9 +177,9 @@ class LeadRecords:
             return int(doc["next_deadline_ms"])
         return None
 
-    async def unflushed(self, before_ms: int, limit: int) -> list[Doc]:
+    async def unflushed(self, before_ms: int, limit: int) -> list[RoutingRecord]:
         cursor = self._leads.find({"outbox_since_ms": {"$lte": before_ms}}).limit(limit)
-        return [doc async for doc in cursor]
+        return [decode_record(doc) async for doc in cursor]
 
 
 class Contacts:

@@ -1,0 +1,81 @@
+"""A lead's routing record: its state and what is still to be done about its last change.
+
+Every change of a lead is stored as a new version of its record (compare-and-set on `version`,
+I2) together with its outbox: the events to publish and the side effects to apply (rotation
+cursors, contact keys). `RouterService.flush` publishes and applies them after the record is
+stored, then clears them; a crash in between leaves them for a redelivery or `republish_stale`
+(decision 0022). `adapters/codec.py` maps a record to its MongoDB document and back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from leadflow_router.domain.model import LeadState
+from leadflow_shared.clock import epoch_ms
+
+
+@dataclass(frozen=True, slots=True)
+class Effects:
+    """Side effects a change leaves for `flush`: all idempotent, applied after the record is stored."""
+
+    rotation: tuple[str, int] | None = None  # a source's rotation cursor moves to this position
+    contacts: tuple[str, ...] = ()  # contact keys to register for the lead (R1) ...
+    contacts_lead: str | None = None  # ... or for this lead instead (a repeat merged into it)
+    forget_contacts: tuple[str, ...] = ()  # contact keys to drop where they point at the lead (T2)
+
+    def __bool__(self) -> bool:
+        return bool(self.rotation or self.contacts or self.forget_contacts)
+
+    def then(self, later: Effects) -> Effects:
+        """These effects and `later`'s, the later ones winning where both set the same thing."""
+        return Effects(
+            rotation=later.rotation or self.rotation,
+            contacts=later.contacts or self.contacts,
+            contacts_lead=later.contacts_lead or self.contacts_lead,
+            forget_contacts=later.forget_contacts or self.forget_contacts,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Outbox:
+    """Serialized events to publish in order, each with its Kafka key, and the effects to apply."""
+
+    events: tuple[str, ...] = ()
+    keys: tuple[str, ...] | None = None  # each event's key, only when one is not the record's account
+    effects: Effects = field(default_factory=Effects)
+    since_ms: int | None = None  # when the oldest of them was stored (republish_stale looks for old ones)
+    trace: str | None = None  # the W3C traceparent to publish them in (tracing)
+
+    def __bool__(self) -> bool:
+        return bool(self.events or self.effects)
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingRecord:
+    """One lead's stored routing record. `state` is None for a repeat merged into another lead (R1)."""
+
+    lead_id: str
+    account_id: str
+    version: int
+    state: LeadState | None
+    correlation_id: str
+    inputs: tuple[str, ...] = ()  # ids of the inputs applied lately (activities, commands): redeliveries
+    outbox: Outbox = field(default_factory=Outbox)
+
+    @property
+    def is_lead(self) -> bool:
+        return self.state is not None
+
+    @property
+    def next_deadline_ms(self) -> int | None:
+        deadline = self.state.next_deadline if self.state is not None else None
+        return None if deadline is None else epoch_ms(deadline)
+
+    def flushed(self) -> RoutingRecord:
+        """The record once its outbox has been published and applied."""
+        return replace(self, outbox=Outbox())
+
+    def remembering(self, input_id: str, recent: int) -> RoutingRecord:
+        """The record with `input_id` among the last `recent` inputs applied."""
+        return replace(self, inputs=(*self.inputs[-(recent - 1) :], input_id))
