@@ -55,6 +55,10 @@ class Edge:
     dead: list[dict[str, str]] = field(default_factory=list)  # each dead letter's headers
     dead_keys: list[bytes] = field(default_factory=list)  # and its key
 
+    def dead_of(self, key: bytes) -> list[dict[str, str]]:
+        """The headers of the dead letters keyed `key`: a test's own, when others share the broker's topics."""
+        return [headers for headers, k in zip(self.dead, self.dead_keys, strict=True) if k == key]
+
     def collect_dead_letters(self, topic: str) -> None:
         async def on_dead_letters(letters: Batch[bytes]) -> BatchRejections:
             for letter in letters:

@@ -65,13 +65,10 @@ async def test_a_partner_lead_becomes_one_lead_received_and_what_cannot_be_accep
     last = submitted(account, message="the last lead")  # same key, same partition: handled after all the others
     await edge.publish(topics.LEADS_INBOUND, last, key)
 
-    def dead() -> list[dict[str, str]]:
-        return [headers for headers, k in zip(edge.dead, edge.dead_keys, strict=True) if k == key]
-
-    await edge.settle(lambda: len(received) == 2 and len(dead()) == 3)
+    await edge.settle(lambda: len(received) == 2 and len(edge.dead_of(key)) == 3)
     assert [lead.payload.message for lead in received] == ["the first lead", "the last lead"]
-    assert sorted(d["dlq-error-type"] for d in dead()) == ["PoisonMessage", "TooLarge", "ValidationError"]
-    assert {d["dlq-service"] for d in dead()} == {"edge-test"}
+    assert sorted(d["dlq-error-type"] for d in edge.dead_of(key)) == ["PoisonMessage", "TooLarge", "ValidationError"]
+    assert {d["dlq-service"] for d in edge.dead_of(key)} == {"edge-test"}
 
     def count(name: str, **labels: str) -> float:
         return edge.runtime.registry.get_sample_value(name, {"source": "partner", **labels}) or 0.0

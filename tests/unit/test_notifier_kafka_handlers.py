@@ -66,9 +66,6 @@ async def test_each_offer_is_emailed_once_and_poison_is_dead_lettered(edge: Edge
     await edge.publish(topics.LEADS_EVENTS, first, key)  # a redelivery: not emailed again
     await edge.publish(topics.LEADS_EVENTS, offered(account), key)  # same key, same partition: handled last
 
-    def dead() -> list[dict[str, str]]:
-        return [headers for headers, k in zip(edge.dead, edge.dead_keys, strict=True) if k == key]
-
-    await edge.settle(lambda: len(email.accepted) == 2 and len(dead()) == 2)
-    assert sorted(d["dlq-error-type"] for d in dead()) == ["PoisonMessage", "ValidationError"]
+    await edge.settle(lambda: len(email.accepted) == 2 and len(edge.dead_of(key)) == 2)
+    assert sorted(d["dlq-error-type"] for d in edge.dead_of(key)) == ["PoisonMessage", "ValidationError"]
     assert len(set(email.ids)) == 2

@@ -69,15 +69,12 @@ async def test_a_lead_from_intake_is_assigned_once_and_poison_is_dead_lettered(e
     await edge.publish(topics.LEADS_INTAKE, sentinel.model_dump_json().encode(), key)
     await edge.publish(topics.LEADS_COMMANDS, b'{"type": "NoSuchCommand"}', key)
 
-    def dead() -> list[dict[str, str]]:  # this test's: other tests may share the broker's topics
-        return [headers for headers, k in zip(edge.dead, edge.dead_keys, strict=True) if k == key]
-
-    await edge.settle(lambda: len(published) >= 2 and len(dead()) == 2)
+    await edge.settle(lambda: len(published) >= 2 and len(edge.dead_of(key)) == 2)
     assert all(isinstance(event, LeadAssigned) for event in published)
     assert [(str(e.payload.lead_id), e.payload.agent_id) for e in published if isinstance(e, LeadAssigned)] == [
         (str(lead.event_id), "ana"),
         (str(sentinel.event_id), "ana"),
     ]
-    assert sorted(d["dlq-source-topic"] for d in dead()) == [topics.LEADS_COMMANDS, topics.LEADS_INTAKE]
-    assert {d["dlq-error-type"] for d in dead()} == {"ValidationError"}
-    assert {d["dlq-service"] for d in dead()} == {"edge-test"}
+    assert sorted(d["dlq-source-topic"] for d in edge.dead_of(key)) == [topics.LEADS_COMMANDS, topics.LEADS_INTAKE]
+    assert {d["dlq-error-type"] for d in edge.dead_of(key)} == {"ValidationError"}
+    assert {d["dlq-service"] for d in edge.dead_of(key)} == {"edge-test"}

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -42,24 +45,32 @@ def test_production_refuses_to_start_without_kafka_or_mongodb_addresses(monkeypa
     assert _Settings(environment="production").mongo.url.get_secret_value() == "mongodb://db:27017"
 
 
-def test_logs_are_json_lines_with_the_service_the_bound_fields_and_the_call_sites_extra(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    stream = io.StringIO()
+@contextlib.contextmanager
+def json_logs(monkeypatch: pytest.MonkeyPatch, service: str) -> Iterator[list[dict[str, Any]]]:
+    """Logging configured for `service` inside the block; the list fills with the lines written, parsed."""
+    stream, lines = io.StringIO(), list[dict[str, Any]]()
     monkeypatch.setattr("sys.stderr", stream)
     root = logging.getLogger()
     before = root.handlers[:], root.level
     try:
-        configure_logging("router", "INFO")
+        configure_logging(service, "INFO")
+        yield lines
+    finally:
+        root.handlers[:], level = before
+        root.setLevel(level)
+        lines += [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_logs_are_json_lines_with_the_service_the_bound_fields_and_the_call_sites_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with json_logs(monkeypatch, "router") as lines:
         with bind(topic="leads.intake.v1", partition=2, offset=41):
             logging.getLogger("leadflow_router.handlers").warning("offer %s expired", "x", extra={"event_id": "e-1"})
         # uvicorn's copy of its message with terminal colours stays out of the JSON
         logging.getLogger("uvicorn.error").info("Started", extra={"color_message": "\x1b[36mStarted\x1b[0m"})
         logging.getLogger("elsewhere").info("outside")
-    finally:
-        root.handlers[:], level = before
-        root.setLevel(level)
-    first, started, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    first, started, second = lines
     assert started["message"] == "Started"
     assert "color_message" not in started
     assert first["message"] == "offer x expired"
@@ -75,13 +86,8 @@ def test_logs_are_json_lines_with_the_service_the_bound_fields_and_the_call_site
 def test_a_commit_refused_by_a_rebalance_is_one_warning_and_other_errors_stay_errors(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    stream = io.StringIO()
-    monkeypatch.setattr("sys.stderr", stream)
-    root = logging.getLogger()
-    before = root.handlers[:], root.level
     refused = CommitFailedError("Commit cannot be completed since the group has already rebalanced")
-    try:
-        configure_logging("intake", "INFO")
+    with json_logs(monkeypatch, "intake") as lines:
         logging.getLogger("aiokafka.consumer.group_coordinator").error(
             "OffsetCommit failed for group %s due to group error (%s), will rejoin",
             "g",
@@ -90,10 +96,6 @@ def test_a_commit_refused_by_a_rebalance_is_one_warning_and_other_errors_stay_er
         logging.getLogger("faststream.leadflow").log(logging.CRITICAL, repr(refused), exc_info=refused)
         logging.getLogger("faststream.leadflow").log(logging.CRITICAL, "boom", exc_info=RuntimeError("boom"))
         logging.getLogger("aiokafka.consumer.group_coordinator").error("OffsetCommit failed: %s", "UnknownError")
-    finally:
-        root.handlers[:], level = before
-        root.setLevel(level)
-    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert [line["level"] for line in lines] == ["WARNING", "WARNING", "CRITICAL", "ERROR"]
     assert "exc_info" not in lines[1]
     assert "RuntimeError" in lines[2]["exc_info"]
