@@ -47,7 +47,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from leadflow_router.adapters.codec import from_ms, to_ms
-from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, Erasures, LeadRecords, Rotations
+from leadflow_router.adapters.ports import AccountSource, ContactIndex, ErasureLog, RotationCursors, RoutingRecords
+from leadflow_router.domain.contacts import contact_keys, in_account
 from leadflow_router.domain.decisions import (
     ExistingContact,
     NewLead,
@@ -61,7 +62,7 @@ from leadflow_router.domain.decisions import (
 )
 from leadflow_router.domain.departures import Departure, on_agent_left
 from leadflow_router.domain.distribution import Distribution, on_distributed, on_returned
-from leadflow_router.domain.erasure import without_contact
+from leadflow_router.domain.erasure import ErasureRequest, without_contact
 from leadflow_router.domain.model import AccountSnapshot, Activity, LeadState, RoutingRejected
 from leadflow_router.domain.record import Effects, Outbox, RoutingRecord
 from leadflow_router.domain.sharing import LeadShare, on_lead_shared
@@ -179,16 +180,16 @@ class _Effects:
 
 @dataclass
 class RouterService:
-    records: LeadRecords
-    accounts: AccountSnapshots
-    contacts: Contacts
-    rotations: Rotations
+    records: RoutingRecords
+    accounts: AccountSource
+    contacts: ContactIndex
+    rotations: RotationCursors
     publish: PublishRaw
     metrics: RouterMetrics
     clock: Clock = utc_now
     sweep_batch: int = 200
     sweep_concurrency: int = 16
-    erasures: Erasures | None = None  # needed for EraseContact commands only
+    erasures: ErasureLog | None = None  # needed for EraseContact commands only
     # Told each deadline this process stores, so the sweeper can sleep until the earliest (decision 0052).
     on_deadline: Callable[[int | None], None] = lambda _ms: None
 
@@ -492,10 +493,10 @@ class RouterService:
             # the new office (R1 there), dropped from the one it left where it still points at
             # the lead (a new lead there).
             moving = list(dict.fromkeys([
-                *Contacts.keys(source.account_id, contact.email, contact.phone), *await self.contacts.of_lead(lead_id),
+                *contact_keys(source.account_id, contact.email, contact.phone), *await self.contacts.of_lead(lead_id),
             ]))  # fmt: skip
             effects = Effects(
-                contacts=tuple(Contacts.in_account(key, target.account_id) for key in moving),
+                contacts=tuple(in_account(key, target.account_id) for key in moving),
                 forget_contacts=tuple(dict.fromkeys([*record.outbox.effects.forget_contacts, *moving])),
             )
             new = self._next_record(
@@ -524,18 +525,17 @@ class RouterService:
         if self.erasures is None:
             raise RuntimeError("the router was built without its erasure records")
         erasure_id = str(command.event_id)
-        record = await self.erasures.get(erasure_id)
-        if record is None:
+        request = await self.erasures.get(erasure_id)
+        if request is None:
             await self._account(command.account_id)  # an unknown account is poison
             p = command.payload
-            record = await self.erasures.start({
-                "_id": erasure_id, "account_id": command.account_id, "lead_ids": await self._leads_of(command),
-                "by_user_id": p.by_user_id, "reason": p.reason, "requested_ms": to_ms(command.occurred_at),
-                "status": "started",
-            })  # fmt: skip
-        if record.get("status") == "done":
+            request = await self.erasures.start(ErasureRequest(
+                erasure_id, command.account_id, tuple(await self._leads_of(command)), p.by_user_id, p.reason,
+                requested_ms=to_ms(command.occurred_at),
+            ))  # fmt: skip
+        if request.done:
             return
-        lead_ids: list[str] = list(record["lead_ids"])
+        lead_ids = list(request.lead_ids)
         await self.contacts.forget_leads(lead_ids)
         for lead_id in lead_ids:
             await self._scrub(lead_id, command)
@@ -558,7 +558,7 @@ class RouterService:
         """The account's leads the request names: by the contact index (its email and phone), and by id.
         Ids of another account, merged repeats (R1) and unknown ids are left out (tenant isolation)."""
         p = command.payload
-        indexed = await self.contacts.find(Contacts.keys(command.account_id, p.email, p.phone))
+        indexed = await self.contacts.find(contact_keys(command.account_id, p.email, p.phone))
         wanted = sorted({*indexed.values(), *(str(i) for i in p.lead_ids)})
         records = await self.records.get_many(wanted)
         mine = {i for i, r in records.items() if r.is_lead and r.account_id == command.account_id}
@@ -782,7 +782,7 @@ class RouterService:
 
 
 def _contact_keys(event: LeadReceived) -> list[str]:
-    return Contacts.keys(event.account_id, event.payload.contact.email, event.payload.contact.phone)
+    return contact_keys(event.account_id, event.payload.contact.email, event.payload.contact.phone)
 
 
 def _rule(outcome: Outcome) -> str:

@@ -17,6 +17,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from leadflow_router.adapters.codec import decode_record, encode_record
+from leadflow_router.domain.contacts import contact_keys
+from leadflow_router.domain.erasure import ErasureRequest
 from leadflow_router.domain.model import (
     AccountSnapshot,
     Agent,
@@ -188,14 +190,7 @@ class Contacts:
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self._contacts = db[ROUTER_CONTACTS]
 
-    @staticmethod
-    def keys(account_id: str, email: str | None, phone: str | None) -> list[str]:
-        return [f"{account_id}:{kind}:{value}" for kind, value in (("email", email), ("phone", phone)) if value]
-
-    @staticmethod
-    def in_account(key: str, account_id: str) -> str:
-        """The same email or phone as a key of another account (account ids hold no ':')."""
-        return f"{account_id}:{key.split(':', 1)[1]}"
+    keys = staticmethod(contact_keys)  # kept here too: the keys are this collection's ids
 
     async def of_lead(self, lead_id: str) -> list[str]:
         """Every key that points at `lead_id`: its first email and phone, and those of its repeats (R1)."""
@@ -239,7 +234,7 @@ def _only_duplicates(exc: BulkWriteError) -> bool:
 
 
 class Erasures:
-    """`router_erasures`: one record per erasure request (`_id` = the EraseContact's event id), the audit
+    """`router_erasures`: one document per erasure request (`_id` = the EraseContact's event id), the audit
     trail of erasures: the account, the leads it resolved to, who asked, the ticket, when it was asked
     and done (epoch ms). It holds no personal data; the email and phone it was asked for are not kept.
     """
@@ -247,21 +242,39 @@ class Erasures:
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self._erasures = db[ROUTER_ERASURES]
 
-    async def get(self, erasure_id: str) -> Doc | None:
-        return await self._erasures.find_one({"_id": erasure_id})
+    async def get(self, erasure_id: str) -> ErasureRequest | None:
+        doc = await self._erasures.find_one({"_id": erasure_id})
+        return None if doc is None else _erasure(doc)
 
-    async def start(self, record: Doc) -> Doc:
+    async def start(self, request: ErasureRequest) -> ErasureRequest:
         """Store a request resolved to its leads; a request stored before (a redelivery) wins."""
         try:
-            await self._erasures.insert_one(record)
+            await self._erasures.insert_one({
+                "_id": request.erasure_id, "account_id": request.account_id, "lead_ids": list(request.lead_ids),
+                "by_user_id": request.by_user_id, "reason": request.reason, "requested_ms": request.requested_ms,
+                "status": "done" if request.done else "started",
+            })  # fmt: skip
         except DuplicateKeyError:
-            stored = await self.get(str(record["_id"]))
+            stored = await self.get(request.erasure_id)
             assert stored is not None  # noqa: S101 (the duplicate key proves it exists)
             return stored
-        return record
+        return request
 
     async def finish(self, erasure_id: str, *, done_ms: int) -> None:
         await self._erasures.update_one({"_id": erasure_id}, {"$set": {"status": "done", "done_ms": done_ms}})
+
+
+def _erasure(doc: Doc) -> ErasureRequest:
+    return ErasureRequest(
+        erasure_id=str(doc["_id"]),
+        account_id=doc["account_id"],
+        lead_ids=tuple(doc.get("lead_ids") or ()),
+        by_user_id=doc.get("by_user_id", ""),
+        reason=doc.get("reason", ""),
+        requested_ms=doc.get("requested_ms"),
+        done=doc.get("status") == "done",
+        done_ms=doc.get("done_ms"),
+    )
 
 
 class Rotations:

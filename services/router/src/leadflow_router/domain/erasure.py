@@ -8,6 +8,8 @@ the blank contact.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from leadflow_router.domain.model import LeadState
 from leadflow_shared.events.intake import Contact
 from leadflow_shared.events.routing import LeadSummary
@@ -19,3 +21,18 @@ def without_contact(state: LeadState) -> LeadState:
     """The state with its contact and message blank and `erased` set; the same for an erased one."""
     summary = LeadSummary(contact=NOBODY, source=state.summary.source, message="")
     return state.evolve(summary=summary, erased=True)
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureRequest:
+    """One erasure request as the router keeps it (`router_erasures`, the audit trail): the leads it
+    resolved to, once, so a redelivery erases the same ones. No personal data: not the email or phone."""
+
+    erasure_id: str  # the EraseContact's event id
+    account_id: str
+    lead_ids: tuple[str, ...]
+    by_user_id: str
+    reason: str
+    requested_ms: int | None
+    done: bool = False
+    done_ms: int | None = None
