@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import pytest
 import pytest_asyncio
 from faststream.kafka import TestKafkaBroker
+from pydantic import BaseModel, field_validator
 
 from leadflow_shared.consumers import Batch, BatchRejections
 from leadflow_shared.errors import PoisonMessage
@@ -176,3 +177,29 @@ async def test_a_batch_sets_poison_aside_and_a_failed_batch_runs_one_record_at_a
     await edge.settle(lambda: sorted(edge.handled) == ["ana", "bob"] and len(edge.dead) == 3)
     assert sorted(d["dlq-error-type"] for d in edge.dead) == ["PoisonMessage", "RuntimeError", "ValidationError"]
     assert ["crashes"] in runs  # run alone after the batch failed
+
+
+class Fragile(BaseModel):
+    """A contract whose validator has a bug: it raises something pydantic does not turn into a ValidationError."""
+
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def _buggy(cls, value: str) -> str:
+        if value == "boom":
+            raise RuntimeError("a bug in a validator")
+        return value
+
+
+async def test_a_record_that_breaks_decoding_in_a_batch_is_dead_lettered_alone(edge: Edge) -> None:
+    async def on_fragile(batch: Batch[Fragile]) -> BatchRejections:
+        edge.handled.extend(item.event.name for item in batch)
+        return []
+
+    edge.runtime.subscribe(edge.topic, on_fragile, group_id="edge-test")
+    edge.collect_dead_letters(edge.topic)
+    await edge.start()
+    await edge.runtime.broker.publish_batch(b'{"name": "a"}', b'{"name": "boom"}', b'{"name": "b"}', topic=edge.topic)
+    await edge.settle(lambda: edge.handled == ["a", "b"] and len(edge.dead) == 1)
+    assert edge.dead[0]["dlq-error-type"] == "RuntimeError"
