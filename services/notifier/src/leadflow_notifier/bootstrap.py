@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -40,8 +39,6 @@ from leadflow_shared.background import every
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.service import ServiceRuntime, Worker
 from leadflow_shared.ttl_cache import TtlCache
-
-log = logging.getLogger(__name__)
 
 
 def _now() -> datetime:
