@@ -96,8 +96,11 @@ async def test_staff_are_listed_with_the_team_and_get_the_digest_at_the_offices_
     # The digest goes out at this hour of the office's day: the one that has just begun there.
     local_now = datetime.now(UTC).astimezone(ZoneInfo(ZONE))
     hour = local_now.hour
+    unset = await client.get(f"{base}/settings/digest", headers=broker)  # the deployment's default (7)
+    assert unset.json() == {"hour": 7, "time_zone": ZONE}
     digest = await client.put(f"{base}/settings/digest", headers=broker, json={"hour": hour})
     assert digest.json() == {"hour": hour, "time_zone": ZONE}
+    assert (await client.get(f"{base}/settings/digest", headers=broker)).json() == digest.json()
     send_time = local_now.replace(minute=0, second=0, microsecond=0)
     yesterday = int((send_time - timedelta(hours=3)).timestamp() * 1000)
     lead_id = str(uuid.uuid4())

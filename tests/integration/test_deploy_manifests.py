@@ -154,6 +154,13 @@ def config_of(objects: Objects, name: str) -> dict[str, str]:
     return config
 
 
+def test_crm_api_shows_the_digest_hour_the_notifier_uses(objects: Objects) -> None:
+    """An account without a digest_hour gets its digest at the notifier's default; crm-api's settings
+    show its own copy of that default: the manifests set both alike."""
+    shown = config_of(objects, "crm-api")["CRM_API_DIGEST_DEFAULT_HOUR"]
+    assert shown == config_of(objects, "notifier")["NOTIFIER_DIGEST__DEFAULT_HOUR"]
+
+
 def of_kind(objects: Objects, kind: str) -> list[dict[str, Any]]:
     return [obj for (k, _), obj in objects.items() if k == kind]
 

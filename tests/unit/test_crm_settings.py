@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from leadflow_crm_api.adapters.settings import AccountSettings
 from leadflow_crm_api.domain.settings import (
     Channel,
+    DigestSchedule,
     LeadGroup,
     LeadSource,
     NotificationPreferences,
@@ -25,6 +27,7 @@ from leadflow_crm_api.domain.settings import (
     known_group_names,
     preferences_from,
 )
+from leadflow_crm_api.use_cases import settings as settings_uc
 from leadflow_notifier.adapters.repository import PreferencesDoc
 from leadflow_notifier.domain.preferences import QuietHours
 from leadflow_router.adapters.account_config import PauseWindowConfig, SourceConfig
@@ -180,3 +183,21 @@ def test_stored_preferences_are_what_the_notifier_reads() -> None:
     written = PreferencesDoc(channels=["push"], quiet_hours={"start": "21:15", "end": "06:00"}).model_dump(mode="json")
     assert preferences_from(written).quiet_hours is not None
     assert preferences_from(written).model_dump()["quiet_hours"] == {"start": "21:15", "end": "06:00"}
+
+
+class _StoredAccount(AccountSettings):
+    """An account document as stored, without a database."""
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.account_id, self._doc = str(doc["_id"]), doc
+
+    async def account(self) -> dict[str, Any] | None:
+        return self._doc
+
+
+@pytest.mark.asyncio
+async def test_the_digest_hour_of_an_account_that_set_none_is_the_deployments_default() -> None:
+    unset = _StoredAccount({"_id": "north", "time_zone": "America/Denver"})
+    assert await settings_uc.get_digest(unset, 5) == DigestSchedule(hour=5, time_zone="America/Denver")
+    chosen = _StoredAccount({"_id": "north", "time_zone": "America/Denver", "digest_hour": 9})
+    assert (await settings_uc.get_digest(chosen, 5)).hour == 9

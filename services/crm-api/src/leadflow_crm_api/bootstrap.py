@@ -24,6 +24,7 @@ def create_app(settings: CrmApiSettings) -> FastAPI:
     app = runtime.app(title="leadflow crm-api", version="0.1.0", responses=PROBLEM_RESPONSES)
     http.install(app, max_body_bytes=settings.max_body_bytes)
     app.state.runtime, app.state.verifier = runtime, TokenVerifier(settings)
+    app.state.digest_default_hour = settings.digest_default_hour
     app.state.publish_activity = runtime.publisher(
         topics.LEADS_ACTIVITY,
         LeadActivity,

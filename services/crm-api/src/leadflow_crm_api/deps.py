@@ -72,3 +72,12 @@ async def _commands(request: Request) -> PublishRaw:
 
 
 Commands = Annotated[PublishRaw, Depends(_commands)]
+
+
+async def _digest_default_hour(request: Request) -> int:
+    """The digest hour of an account that set none (CRM_API_DIGEST_DEFAULT_HOUR, the notifier's default)."""
+    hour: int = request.app.state.digest_default_hour
+    return hour
+
+
+DigestDefaultHour = Annotated[int, Depends(_digest_default_hour)]

@@ -54,6 +54,9 @@ class CrmApiSettings(ServiceSettings):
     # Verifies the notifier's one-click accept links (the same secret as NOTIFIER_OFFER_LINK_KEY).
     offer_link_key: SecretStr | None = None
     web: WebSettings = WebSettings()
+    # The hour the settings show for an account that set no `digest_hour`: the notifier's
+    # NOTIFIER_DIGEST__DEFAULT_HOUR, which decides when the digest goes out (set both alike).
+    digest_default_hour: int = Field(default=7, ge=0, le=23)
 
     @model_validator(mode="after")
     def _signing_key(self) -> Self:

@@ -16,7 +16,7 @@ from fastapi import Depends
 from fastapi.exceptions import RequestValidationError
 
 from leadflow_crm_api.adapters.settings import AccountSettings
-from leadflow_crm_api.deps import Caller, Commands, Db, Id
+from leadflow_crm_api.deps import Caller, Commands, Db, DigestDefaultHour, Id
 from leadflow_crm_api.domain.offices import TeamStatus
 from leadflow_crm_api.domain.settings import (
     AgentRoundRobin,
@@ -51,7 +51,6 @@ from leadflow_shared.events.commands import (
 )
 
 BASE = "/v1/accounts/{account_id}"
-DEFAULT_DIGEST_HOUR = 7  # the notifier's NOTIFIER_DIGEST__DEFAULT_HOUR default
 ROUTER_CACHE = (
     " The router caches account settings for up to 5 s (`ROUTER_CONFIG_CACHE_SECONDS`), so a change "
     "applies to leads routed from at most 5 s after the response."
@@ -120,9 +119,9 @@ async def put_routing(settings: Settings, body: RoutingSettings) -> RoutingSetti
     return body
 
 
-async def get_digest(settings: Settings) -> DigestSchedule:
+async def get_digest(settings: Settings, default_hour: DigestDefaultHour) -> DigestSchedule:
     account = await _account(settings)
-    return DigestSchedule(hour=int(account.get("digest_hour", DEFAULT_DIGEST_HOUR)), time_zone=account.get("time_zone"))
+    return DigestSchedule(hour=int(account.get("digest_hour", default_hour)), time_zone=account.get("time_zone"))
 
 
 async def put_digest(settings: Settings, body: DigestSchedule) -> DigestSchedule:
