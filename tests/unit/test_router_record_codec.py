@@ -77,7 +77,5 @@ def test_a_later_change_carries_the_unflushed_outbox_and_its_effects() -> None:
     assert not Outbox()
     assert Outbox(effects=later)
     assert Outbox(events=("e",))
-    flushed = RoutingRecord("l", "a", 2, STATE.evolve(version=2), "c", outbox=Outbox(events=("e",))).flushed()
-    assert flushed.outbox == Outbox()
     remembered = RoutingRecord("l", "a", 2, None, "c", inputs=tuple(str(n) for n in range(20))).remembering("x", 20)
     assert remembered.inputs == (*(str(n) for n in range(1, 20)), "x")

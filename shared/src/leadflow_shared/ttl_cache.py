@@ -45,10 +45,6 @@ class TtlCache(Generic[K, V]):
     def __len__(self) -> int:
         return len(self._entries)
 
-    def put(self, key: K, value: V) -> None:
-        """Store `value`, read just now."""
-        self._store(key, value, self._clock(), next(self._orders))
-
     def _store(self, key: K, value: V, read_at: float, order: int) -> None:
         stored = self._entries.get(key)
         if stored is not None and stored.order > order:

@@ -72,10 +72,6 @@ class RoutingRecord:
         deadline = self.state.next_deadline if self.state is not None else None
         return None if deadline is None else epoch_ms(deadline)
 
-    def flushed(self) -> RoutingRecord:
-        """The record once its outbox has been published and applied."""
-        return replace(self, outbox=Outbox())
-
     def remembering(self, input_id: str, recent: int) -> RoutingRecord:
         """The record with `input_id` among the last `recent` inputs applied."""
         return replace(self, inputs=(*self.inputs[-(recent - 1) :], input_id))
