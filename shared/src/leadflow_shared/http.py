@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable
+from email.utils import formatdate
 
 import uvicorn
 from fastapi import FastAPI, Response, status
 from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.server import ServerState
 
 from leadflow_shared.metrics import CONTENT_TYPE_LATEST, ServiceMetrics, render
 from leadflow_shared.settings import HttpSettings
@@ -96,7 +101,7 @@ def _route(scope: Scope) -> str:
 
 def serve(app: FastAPI, settings: HttpSettings, *, graceful_seconds: float = 20.0) -> None:
     """Run `app` until SIGTERM/SIGINT; uvicorn then drains requests and runs the lifespan's shutdown."""
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -107,3 +112,64 @@ def serve(app: FastAPI, settings: HttpSettings, *, graceful_seconds: float = 20.
         # 400, before leadflow's problem+json handling sees them (decision 0054).
         http="h11",
     )
+    config.load_app()
+    server = QuietServer(config)
+    server.run()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
+
+
+class QuietServer(uvicorn.Server):
+    """uvicorn's server without its tick: uvicorn wakes 10 times a second to see whether it should
+    exit and to refresh its Date header; this one sleeps until told to exit, and dates each
+    response when it starts (decision 0055)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        self._exit: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._should_exit = False
+        super().__init__(config)
+        self.server_state = _DatedServerState()
+
+    @property  # uvicorn's plain attribute, made to wake the main loop
+    def should_exit(self) -> bool:
+        return self._should_exit
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        self._should_exit = value
+        if value and self._loop is not None and self._exit is not None:
+            # Set from a signal handler, which runs between any two bytecodes: hand it to the loop.
+            self._loop.call_soon_threadsafe(self._exit.set)
+
+    async def main_loop(self) -> None:
+        self._loop, self._exit = asyncio.get_running_loop(), asyncio.Event()
+        self.server_state.default_headers = self.config.encoded_headers  # what uvicorn's first tick sets
+        if not self._should_exit:
+            await self._exit.wait()
+
+
+class _DatedServerState(ServerState):
+    """Default headers with a Date of the second each response starts in (RFC 9110 6.6.1)."""
+
+    def __init__(self) -> None:
+        self._others: list[tuple[bytes, bytes]] = []
+        super().__init__()
+
+    @property  # uvicorn's plain attribute, read as each response starts
+    def default_headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"date", http_date()), *self._others]
+
+    @default_headers.setter
+    def default_headers(self, headers: list[tuple[bytes, bytes]]) -> None:
+        self._others = [(name, value) for name, value in headers if name != b"date"]
+
+
+@functools.lru_cache(maxsize=1)
+def _formatted(second: int) -> bytes:
+    return formatdate(second, usegmt=True).encode()
+
+
+def http_date() -> bytes:
+    """The current time as an HTTP Date header value, formatted once per second."""
+    return _formatted(int(time.time()))

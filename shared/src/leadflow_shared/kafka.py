@@ -111,6 +111,9 @@ async def _parse_tolerantly(msg: Any, parse: Callable[[Any], Awaitable[Any]]) ->
     return await parse(_safe_headers(msg))
 
 
+CONSUMER_TIMEOUT_MS = 5_000
+
+
 def consumer_options(group_id: str, *, fetch_max_wait_ms: int = 20) -> dict[str, Any]:
     """Subscriber options every leadflow consumer uses (see the module docstring).
 
@@ -122,6 +125,10 @@ def consumer_options(group_id: str, *, fetch_max_wait_ms: int = 20) -> dict[str,
         "auto_offset_reset": "earliest",
         "ack_policy": AckPolicy.NACK_ON_ERROR,
         "fetch_max_wait_ms": fetch_max_wait_ms,
+        # aiokafka's fetch loop also wakes every `consumer_timeout_ms` (200 by default) in case
+        # nothing else does; a fetch in flight, a rebalance and a consumed buffer all wake it
+        # already, so the idle consumer sleeps between its fetches instead (decision 0055).
+        "consumer_timeout_ms": CONSUMER_TIMEOUT_MS,
         "parser": _parse_tolerantly,
     }
 

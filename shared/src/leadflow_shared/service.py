@@ -30,7 +30,7 @@ from leadflow_shared import tracing
 from leadflow_shared.consumers import ConsumerEdge, Subscription, contract_of
 from leadflow_shared.dead_letters import DeadLetters
 from leadflow_shared.http import RequestMetrics, add_operational_routes
-from leadflow_shared.kafka import PublishRaw, consumer_options, declare_publisher, make_broker
+from leadflow_shared.kafka import CONSUMER_TIMEOUT_MS, PublishRaw, consumer_options, declare_publisher, make_broker
 from leadflow_shared.lag import report_lag
 from leadflow_shared.long_poll import block_for_batches, long_poll
 from leadflow_shared.metrics import ConsumerMetrics, ServiceMetrics, make_registry
@@ -111,8 +111,8 @@ class ServiceRuntime:
         if batch:
             subscriber = self.broker.subscriber(topic, batch=True, max_records=max_records, **options)
             subscriber(handler)
-            # Records wake the wait at once: the timeout only bounds how long stopping waits for it.
-            block_for_batches(subscriber, idle_ms=500)
+            # Records wake the wait at once, and so does stopping the consumer: the timeout is a backstop.
+            block_for_batches(subscriber, idle_ms=CONSUMER_TIMEOUT_MS)
         else:
             self.broker.subscriber(topic, **options)(handler)
         self.broker.publisher(
