@@ -2,7 +2,10 @@
 
 One run, four phases, the four services as separate processes beside Tansu and nx-27017:
 1. idle: nothing to do for `--idle` seconds; CPU seconds per second of each process (from
-   /proc/<pid>/stat, user + system, the process and its children);
+   /proc/<pid>/stat, user + system, the process and its children) and how often it woke (times
+   its threads were put on a CPU, /proc/<pid>/task/*/schedstat). Beside them a reference: a bare
+   Python process that only sleeps in 0.5 s steps, what this machine charges for waking at all
+   (on this virtual machine a wake-up costs far more than the few microseconds of code it runs);
 2. single leads: `--singles` leads posted one at a time to an idle system, each waited for:
    intake 202 -> offer email accepted by SMTP (what an idle brokerage sees);
 3. steady load at each of `--rates` for `--seconds`: latency 202 -> email (p50, p99, max), and
@@ -22,6 +25,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +46,8 @@ from notifier_bench import ACCOUNT, CONFIG, Clock, percentile, post_steadily, wa
 
 SERVICES = ("intake", "router", "notifier", "crm-api")
 SERVERS = ("tansu", "nx-27017")
+REFERENCE = "reference sleeper"
+SLEEPER = "import time\nwhile True:\n    time.sleep(0.5)\n"
 TICKS = os.sysconf("SC_CLK_TCK")
 P2_MS = 100.0
 
@@ -77,15 +84,29 @@ class CpuMeter:
         tree = _children()
         return {name: _cpu_seconds(pid, tree) for name, pid in self.pids.items()}
 
+    def wakeups(self) -> dict[str, float]:
+        return {name: _wakeups(pid) for name, pid in self.pids.items()}
+
     @staticmethod
     def delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
         return {name: after[name] - before[name] for name in before}
 
 
-def meter(stack: Stack) -> CpuMeter:
+def _wakeups(pid: int) -> float:
+    """How many times the threads of `pid` were put on a CPU (the third field of each schedstat)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total += int(task.read_text().split()[2])
+        except (OSError, IndexError, ValueError):
+            continue
+    return float(total)
+
+
+def meter(stack: Stack, reference: int) -> CpuMeter:
     pids = {name: stack.services[name].pid for name in SERVICES}
     pids |= {proc.name: proc.pid for proc in stack.servers}
-    return CpuMeter(pids)
+    return CpuMeter(pids | {REFERENCE: reference})
 
 
 async def mongo_commands(stack: Stack) -> dict[str, float]:
@@ -113,11 +134,14 @@ async def wait_for_rows(mongo: AsyncMongoClient[dict[str, Any]], count: int, tim
         await asyncio.sleep(0.05)
 
 
-async def measure_idle(cpu: CpuMeter, seconds: float) -> dict[str, float]:
-    before, start = cpu.read(), time.monotonic()
+async def measure_idle(cpu: CpuMeter, seconds: float) -> tuple[dict[str, float], dict[str, float]]:
+    """CPU ms per second and wake-ups per second of each process."""
+    before, woken, start = cpu.read(), cpu.wakeups(), time.monotonic()
     await asyncio.sleep(seconds)
     elapsed = time.monotonic() - start
-    return {name: spent / elapsed * 1000 for name, spent in CpuMeter.delta(before, cpu.read()).items()}
+    spent = CpuMeter.delta(before, cpu.read())
+    wakeups = CpuMeter.delta(woken, cpu.wakeups())
+    return {name: ms / elapsed * 1000 for name, ms in spent.items()}, {n: w / elapsed for n, w in wakeups.items()}
 
 
 async def measure_singles(stack: Stack, count: int) -> list[float]:
@@ -167,8 +191,8 @@ async def measure_rate(
     }
 
 
-async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
-    cpu = meter(stack)
+async def run(stack: Stack, args: argparse.Namespace, reference: int) -> dict[str, Any]:
+    cpu = meter(stack, reference)
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_url)
     try:
         # Warm-up (connections, caches, lazy imports) is measured and thrown away.
@@ -178,7 +202,7 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         await post_steadily(stack, warm, 20, 1)
         await wait_for_emails(warm, 30)
         await asyncio.sleep(args.settle)
-        idle = await measure_idle(cpu, args.idle)
+        idle, idle_wakeups = await measure_idle(cpu, args.idle)
         singles = sorted(await measure_singles(stack, args.singles))
         rows = len(warm.accepted) + len(singles)
         await wait_for_rows(mongo, rows, 30)
@@ -194,6 +218,7 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     return {
         "fetch_wait_idle_ms": args.fetch_wait_idle_ms,
         "idle_cpu_ms_per_s": idle,
+        "idle_wakeups_per_s": idle_wakeups,
         "singles_ms": {
             "count": len(singles),
             "p50": percentile(singles, 0.5) if singles else None,
@@ -205,18 +230,21 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def report(result: dict[str, Any], console: Console) -> None:
-    idle = result["idle_cpu_ms_per_s"]
+    idle, wakeups = result["idle_cpu_ms_per_s"], result["idle_wakeups_per_s"]
     table = Table(title="whole path: CPU per process (ms)")
     table.add_column("process")
     table.add_column("idle, ms/s")
+    table.add_column("idle wake-ups/s")
     for r in result["rates"]:
         table.add_column(f"per lead at {r['rate_target']:.0f}/s")
-    for name in (*SERVICES, "services", *SERVERS):
+    for name in (*SERVICES, "services", *SERVERS, REFERENCE):
 
         def cell(values: dict[str, float], name: str = name) -> str:
+            if name == REFERENCE and values is not idle and values is not wakeups:
+                return ""
             return f"{sum(values[s] for s in SERVICES) if name == 'services' else values[name]:.2f}"
 
-        table.add_row(name, cell(idle), *(cell(r["cpu_ms_per_lead"]) for r in result["rates"]))
+        table.add_row(name, cell(idle), cell(wakeups), *(cell(r["cpu_ms_per_lead"]) for r in result["rates"]))
     console.print(table)
     commands = Table(title="whole path: MongoDB commands per lead, each service (round trips)")
     commands.add_column("service")
@@ -265,7 +293,11 @@ def main() -> None:
         for service, prefix, _ in STACK_SERVICES:
             stack.extra_env[service] = {f"{prefix}KAFKA__FETCH_WAIT_IDLE_MS": str(args.fetch_wait_idle_ms)}
         stack.start_services(timeout=90)
-        result = asyncio.run(run(stack, args))
+        with subprocess.Popen([sys.executable, "-c", SLEEPER]) as sleeper:  # noqa: S603 (a constant program)
+            try:
+                result = asyncio.run(run(stack, args, sleeper.pid))
+            finally:
+                sleeper.kill()
     bench_results.save(result, name="path", out=args.out, console=console)
     report(result, console)
 

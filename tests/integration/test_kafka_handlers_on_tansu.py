@@ -1,7 +1,8 @@
 """The Kafka handler tests of tests/unit/test_consumer_edge.py (the consumers' edge),
-test_router_kafka_handlers.py, test_intake_kafka_handlers.py and test_notifier_kafka_handlers.py
-(the services' subscribers and publishers), run against the real broker (Tansu): the same test
-functions, given an `edge` on a started service runtime instead of FastStream's in-memory broker."""
+test_router_kafka_handlers.py, test_intake_kafka_handlers.py, test_notifier_kafka_handlers.py and
+test_crm_kafka_handlers.py (the services' subscribers and publishers), run against the real broker
+(Tansu): the same test functions, given an `edge` on a started service runtime instead of FastStream's
+in-memory broker."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from test_consumer_edge import (
     test_a_batch_sets_poison_aside_and_a_failed_batch_runs_one_record_at_a_time,
     test_a_typed_subscriber_gets_the_event_and_poison_goes_to_the_dead_letter_topic,
     test_an_error_is_retried_a_bounded_number_of_times_then_dead_lettered,
+)
+from test_crm_kafka_handlers import (
+    test_a_race_is_projected_once_however_often_delivered_and_poison_is_dead_lettered,
 )
 from test_intake_kafka_handlers import (
     test_a_partner_lead_becomes_one_lead_received_and_what_cannot_be_accepted_is_dead_lettered,
@@ -31,6 +35,7 @@ __all__ = [  # collected here too, with this module's `edge`
     "test_a_batch_sets_poison_aside_and_a_failed_batch_runs_one_record_at_a_time",
     "test_a_lead_from_intake_is_assigned_once_and_poison_is_dead_lettered",
     "test_a_partner_lead_becomes_one_lead_received_and_what_cannot_be_accepted_is_dead_lettered",
+    "test_a_race_is_projected_once_however_often_delivered_and_poison_is_dead_lettered",
     "test_a_typed_subscriber_gets_the_event_and_poison_goes_to_the_dead_letter_topic",
     "test_an_error_is_retried_a_bounded_number_of_times_then_dead_lettered",
     "test_each_offer_is_emailed_once_and_poison_is_dead_lettered",

@@ -11,9 +11,11 @@ place on the topic (decision 0045).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_crm_api.adapters.generations import Write, replayed_already, writing
 from leadflow_crm_api.adapters.leads import LeadViews
@@ -24,6 +26,7 @@ from leadflow_shared import topics
 from leadflow_shared.consumers import Batch, BatchRejections, Incoming
 from leadflow_shared.dead_letters import POISON_ERRORS
 from leadflow_shared.events.routing import ContactErased, RoutingEvent
+from leadflow_shared.mongo import Document
 from leadflow_shared.service import ServiceRuntime
 
 CONCURRENT_LEADS = 32
@@ -46,12 +49,12 @@ def segments(parsed: list[Parsed]) -> list[dict[str, list[Parsed]]]:
 
 @dataclass
 class Projection:
-    runtime: ServiceRuntime
+    database: Callable[[], AsyncDatabase[Document]]  # the runtime's, once the lifespan opened it
     metrics: CrmMetrics
     _commands: ViewCommands | None = None  # made on first use: the MongoDB client opens in the lifespan
 
     async def project_one(self, event: RoutingEvent, message: Incoming) -> None:
-        db = self.runtime.db
+        db = self.database()
         if self._commands is None:
             self._commands = ViewCommands(db)
         write = Write(event=message.body, partition=message.partition, offset=message.offset)
@@ -78,8 +81,16 @@ class Projection:
         return rejections
 
 
-def subscribe(runtime: ServiceRuntime, metrics: CrmMetrics, *, group_id: str) -> None:
-    runtime.subscribe(topics.LEADS_EVENTS, Projection(runtime, metrics).on_routing_events, group_id=group_id)
+def subscribe(
+    runtime: ServiceRuntime,
+    metrics: CrmMetrics,
+    *,
+    group_id: str,
+    database: Callable[[], AsyncDatabase[Document]] | None = None,
+) -> None:
+    """The projection's subscriber, on the runtime's MongoDB unless given another `database`."""
+    projection = Projection(database or (lambda: runtime.db), metrics)
+    runtime.subscribe(topics.LEADS_EVENTS, projection.on_routing_events, group_id=group_id)
 
 
 async def _all(coroutines: list[Coroutine[Any, Any, None]]) -> None:

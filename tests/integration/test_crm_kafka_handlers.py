@@ -1,0 +1,70 @@
+"""crm-api's Kafka edge (crm-api/entrypoints/kafka.py) on FastStream's in-memory test broker: the
+projection's batch subscriber of leads.events.v1 folds a race into the views once, however often it
+is delivered, and dead-letters poison. The views are real (nx-27017): they are MongoDB queries.
+
+tests/integration/test_kafka_handlers_on_tansu.py runs the same test against the real broker.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from pymongo import AsyncMongoClient
+from test_consumer_edge import Edge, edge
+from test_crm_store import race
+
+from leadflow_crm_api.adapters.leads import CRM_LEADS, CRM_TIMELINE, ensure_indexes
+from leadflow_crm_api.entrypoints import kafka
+from leadflow_crm_api.metrics import CrmMetrics
+from leadflow_devstack.testing import eventually
+from leadflow_shared import topics
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
+
+__all__ = ["edge"]  # the in-memory broker's fixture (test_consumer_edge.py)
+
+
+async def test_a_race_is_projected_once_however_often_delivered_and_poison_is_dead_lettered(
+    edge: Edge, mongo_url: str
+) -> None:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    db = client[f"crm_{uuid.uuid4().hex[:12]}"]
+    try:
+        await ensure_indexes(db)
+        metrics = CrmMetrics(CollectorRegistry())
+        kafka.subscribe(edge.runtime, metrics, group_id=f"crm-{uuid.uuid4().hex[:6]}", database=lambda: db)
+        edge.collect_dead_letters(topics.LEADS_EVENTS)
+        await edge.start()
+        lead = uuid.uuid4()
+        events = race(lead)  # ana and ben offered, ana claims, ben's offer withdrawn (account "acme")
+        key = f"crm-edge-{lead}".encode()  # the test's own key: its dead letters among others' on a shared topic
+        bodies = [event.model_dump_json().encode() for event in events]
+        await edge.publish(topics.LEADS_EVENTS, bodies[0], key)
+        await edge.publish(topics.LEADS_EVENTS, b'{"type": "LeadOffered", "account_id": 7}', key)
+        for body in [*bodies, *bodies[1:]]:  # the first offer again, then a redelivery of the rest
+            await edge.publish(topics.LEADS_EVENTS, body, key)
+
+        async def projected() -> bool:
+            row = await db[CRM_LEADS].find_one({"_id": str(lead)})
+            return row is not None and row["open_offers"] == [] and bool(edge.dead_of(key))
+
+        await eventually(projected, timeout=60, what="the race to be projected and the poison dead-lettered")
+        row = await db[CRM_LEADS].find_one({"_id": str(lead)})
+        assert row is not None
+        assert (row["account_id"], row["status"], row["owner_agent_id"], row["offered_to"]) == (
+            "acme",
+            "assigned",
+            "ana",
+            [],
+        )
+        assert await db[CRM_LEADS].count_documents({"_id": str(lead)}) == 1
+        assert await db[CRM_TIMELINE].count_documents({"lead_id": str(lead)}) == len(events)
+        assert [(d["dlq-source-topic"], d["dlq-error-type"]) for d in edge.dead_of(key)] == [
+            (topics.LEADS_EVENTS, "ValidationError")
+        ]
+    finally:
+        await client.drop_database(db.name)
+        await client.close()
