@@ -165,11 +165,12 @@ async def measure_rate(
     assert stack.mail is not None
     stack.mail.on_accept = clock.on_email
     commands_before = await mongo_commands(stack)
-    before, start = cpu.read(), time.monotonic()
+    before, woken, start = cpu.read(), cpu.wakeups(), time.monotonic()
     posted, achieved = await post_steadily(stack, clock, rate, seconds)
     await wait_for_emails(clock, 120)
     await wait_for_rows(mongo, rows_before + len(clock.accepted), 120)
     spent = CpuMeter.delta(before, cpu.read())
+    wakeups = CpuMeter.delta(woken, cpu.wakeups())
     elapsed = time.monotonic() - start
     commands = CpuMeter.delta(commands_before, await mongo_commands(stack))
     latencies = sorted(
@@ -187,6 +188,7 @@ async def measure_rate(
         "p99_ms": percentile(latencies, 0.99) if latencies else float("nan"),
         "max_ms": latencies[-1] if latencies else float("nan"),
         "cpu_ms_per_lead": {name: s * 1000 / leads for name, s in spent.items()},
+        "wakeups_per_lead": {name: w / leads for name, w in wakeups.items()},
         "mongo_commands_per_lead": {name: n / leads for name, n in commands.items()},
     }
 
@@ -230,29 +232,44 @@ async def run(stack: Stack, args: argparse.Namespace, reference: int) -> dict[st
 
 
 def report(result: dict[str, Any], console: Console) -> None:
+    console.print(_cpu_table(result))
+    wakeups = "whole path: wake-ups per lead (times a process's threads were put on a CPU)"
+    console.print(_per_lead(result, "wakeups_per_lead", (*SERVICES, *SERVERS), wakeups, "{:.1f}"))
+    commands = "whole path: MongoDB commands per lead, each service (round trips)"
+    console.print(_per_lead(result, "mongo_commands_per_lead", SERVICES, commands, "{:.2f}"))
+    console.print(_latency_table(result))
+    console.print(f"highest rate with p99 < {P2_MS:.0f} ms: {result['highest_rate_p99_under_100ms']}")
+
+
+def _cpu_table(result: dict[str, Any]) -> Table:
     idle, wakeups = result["idle_cpu_ms_per_s"], result["idle_wakeups_per_s"]
     table = Table(title="whole path: CPU per process (ms)")
-    table.add_column("process")
-    table.add_column("idle, ms/s")
-    table.add_column("idle wake-ups/s")
+    for column in ("process", "idle, ms/s", "idle wake-ups/s"):
+        table.add_column(column)
     for r in result["rates"]:
         table.add_column(f"per lead at {r['rate_target']:.0f}/s")
     for name in (*SERVICES, "services", *SERVERS, REFERENCE):
 
         def cell(values: dict[str, float], name: str = name) -> str:
-            if name == REFERENCE and values is not idle and values is not wakeups:
-                return ""
             return f"{sum(values[s] for s in SERVICES) if name == 'services' else values[name]:.2f}"
 
-        table.add_row(name, cell(idle), cell(wakeups), *(cell(r["cpu_ms_per_lead"]) for r in result["rates"]))
-    console.print(table)
-    commands = Table(title="whole path: MongoDB commands per lead, each service (round trips)")
-    commands.add_column("service")
+        rates = result["rates"]
+        per_lead = ("",) * len(rates) if name == REFERENCE else (cell(r["cpu_ms_per_lead"]) for r in rates)
+        table.add_row(name, cell(idle), cell(wakeups), *per_lead)
+    return table
+
+
+def _per_lead(result: dict[str, Any], key: str, names: tuple[str, ...], title: str, fmt: str) -> Table:
+    table = Table(title=title)
+    table.add_column("process")
     for r in result["rates"]:
-        commands.add_column(f"at {r['rate_target']:.0f}/s")
-    for name in SERVICES:
-        commands.add_row(name, *(f"{r['mongo_commands_per_lead'][name]:.2f}" for r in result["rates"]))
-    console.print(commands)
+        table.add_column(f"at {r['rate_target']:.0f}/s")
+    for name in names:
+        table.add_row(name, *(fmt.format(r[key][name]) for r in result["rates"]))
+    return table
+
+
+def _latency_table(result: dict[str, Any]) -> Table:
     latency = Table(title="whole path: intake 202 -> offer email accepted (ms)")
     for column in ("load", "leads (202 / emailed)", "p50", "p99", "max"):
         latency.add_column(column)
@@ -269,8 +286,7 @@ def report(result: dict[str, Any], console: Console) -> None:
             f"{r['p99_ms']:.1f}",
             f"{r['max_ms']:.1f}",
         )
-    console.print(latency)
-    console.print(f"highest rate with p99 < {P2_MS:.0f} ms: {result['highest_rate_p99_under_100ms']}")
+    return latency
 
 
 def main() -> None:
