@@ -9,8 +9,8 @@ fetch covers every assigned partition, and delays a partition left out of it.
 `long_poll` lets each fetch choose: the long wait when it covers everything, the short one when a
 partition was left out (a handler is busy). And FastStream's batch subscriber asks for records
 with a short timeout and then sleeps as long again when there were none: `block_for_batches`
-makes it wait for records without the sleep, so an idle batch consumer wakes once per
-`idle_ms` and a record that arrives is handed over at once.
+makes it wait for records without the sleep: a record that arrives is handed over at once, and
+`idle_ms` is only a backstop (stopping the consumer wakes the wait too; decision 0055).
 
 Both reach into aiokafka's fetcher and FastStream's subscriber (versions pinned in uv.lock); they
 fail at start-up, not silently, if those change (tests/integration/test_long_poll.py).
