@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from leadflow_crm_api.adapters.settings import AccountSettings
 from leadflow_crm_api.domain.settings import (
     Channel,
+    ContactDetails,
     DigestSchedule,
     LeadGroup,
     LeadSource,
@@ -201,3 +202,16 @@ async def test_the_digest_hour_of_an_account_that_set_none_is_the_deployments_de
     assert await settings_uc.get_digest(unset, 5) == DigestSchedule(hour=5, time_zone="America/Denver")
     chosen = _StoredAccount({"_id": "north", "time_zone": "America/Denver", "digest_hour": 9})
     assert (await settings_uc.get_digest(chosen, 5)).hour == 9
+
+
+@pytest.mark.asyncio
+async def test_a_malformed_stored_notice_setting_shows_what_the_notifier_applies() -> None:
+    """Hand-written or older account documents: the settings page shows the notifier's fallback, not a 500."""
+    stored = _StoredAccount(
+        {"_id": "north", "digest_hour": "8", "time_zone": "Mars/Olympus", "offer_contact_details": "SHOWN"}
+    )
+    assert await settings_uc.get_digest(stored, 5) == DigestSchedule(hour=5, time_zone="UTC")
+    assert (await settings_uc.get_offer_notices(stored)).contact_details is ContactDetails.HIDDEN_FOR_RACES
+    nulls = _StoredAccount({"_id": "north", "digest_hour": None, "time_zone": None, "offer_contact_details": None})
+    assert await settings_uc.get_digest(nulls, 5) == DigestSchedule(hour=5, time_zone="UTC")
+    assert (await settings_uc.get_offer_notices(nulls)).contact_details is ContactDetails.HIDDEN_FOR_RACES

@@ -1,9 +1,10 @@
 """Reading the parts of a stored `accounts` document that more than one service parses.
 
-The router routes with them and crm-api shows them (docs/account-config.md has the shape and
-the defaults written here). What only one service reads, or reads with its own fallback (intake's
-`default_region`, the notifier's `digest_hour` and `offer_contact_details`), stays in that service.
-Pure: no I/O.
+The router routes with them and crm-api shows them; the notifier applies the notice fields and
+crm-api shows them (docs/account-config.md has the shape and the defaults written here). Read
+here once, with one fallback each for a value that is missing or malformed, so what crm-api shows
+is what the other services do. What only one service reads (intake's `default_region`) stays in
+that service. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import time
+from enum import StrEnum
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from leadflow_shared.events.commands import DepartedLeads
 
@@ -50,3 +53,48 @@ def pause_windows(account: Mapping[str, Any]) -> list[StoredPause]:
         StoredPause(list(w["weekdays"]), time.fromisoformat(w["start"]), time.fromisoformat(w["end"]))
         for w in account.get("pause", [])
     ]
+
+
+class ContactDetails(StrEnum):
+    """Whether an offer's notice shows the lead's contact before someone claims it."""
+
+    SHOWN = "shown"
+    HIDDEN_FOR_RACES = "hidden_for_races"  # the default: a race's offers hide it until someone claims
+    HIDDEN = "hidden"
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeFields:
+    """How the account's notices go out: the notifier applies them, crm-api shows them.
+
+    A stored value that is missing or malformed (written by hand, or by an older version) falls
+    back: the contact to the cautious default, the digest hour to the deployment's, the time zone
+    to UTC. Never an error: one bad field must not stop an account's notices or its settings page.
+    """
+
+    contact_details: ContactDetails
+    digest_hour: int | None  # local hour 0-23; None: the deployment's default hour
+    time_zone: str  # an IANA zone that exists here
+
+    @classmethod
+    def of(cls, account: Mapping[str, Any]) -> NoticeFields:
+        details = account.get("offer_contact_details")
+        hour = account.get("digest_hour")
+        return cls(
+            contact_details=ContactDetails(details) if details in _CONTACT_NAMES else ContactDetails.HIDDEN_FOR_RACES,
+            digest_hour=hour if type(hour) is int and 0 <= hour <= 23 else None,  # not a bool, not 8.5
+            time_zone=_zone(account.get("time_zone")),
+        )
+
+
+_CONTACT_NAMES = tuple(ContactDetails)  # a tuple: `in` compares, so an unhashable stored value is just not in it
+
+
+def _zone(name: object) -> str:
+    if not isinstance(name, str) or not name:
+        return "UTC"
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # not a key ("../x", NUL), or a folder ("America")
+        return "UTC"
+    return name

@@ -35,6 +35,7 @@ from leadflow_notifier.handlers import Courier, DigestSender, Notifier, Redriver
 from leadflow_notifier.metrics import NotifierMetrics
 from leadflow_notifier.settings import NotifierSettings
 from leadflow_shared import topics
+from leadflow_shared.account_config import ContactDetails
 from leadflow_shared.background import every
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.service import ServiceRuntime, Worker
@@ -69,7 +70,7 @@ def create_app(settings: NotifierSettings) -> FastAPI:
     _renew_leases(runtime, leases)
 
     recipients = RecipientCache(settings.directory_cache_seconds)
-    contact_policies = TtlCache[str, str](settings.directory_cache_seconds)
+    contact_policies = TtlCache[str, ContactDetails](settings.directory_cache_seconds)
     subscriber_lists = SubscriberCache(settings.directory_cache_seconds)
 
     def notifier() -> Notifier:

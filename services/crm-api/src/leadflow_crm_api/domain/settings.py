@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from leadflow_crm_api.domain.offices import TeamStatus
+from leadflow_shared.account_config import ContactDetails as ContactDetails  # re-exported: the API's enum
 from leadflow_shared.events.commands import DepartedLeads
 
 AgentId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
@@ -86,12 +87,6 @@ class DigestSchedule(_Body):
         ge=0, le=23, description="When the daily digest of new leads goes out, in the office's time zone."
     )
     time_zone: str | None = Field(default=None, description="The office's time zone (read only: set with the account).")
-
-
-class ContactDetails(StrEnum):
-    SHOWN = "shown"
-    HIDDEN_FOR_RACES = "hidden_for_races"
-    HIDDEN = "hidden"
 
 
 class OfferNotices(_Body):

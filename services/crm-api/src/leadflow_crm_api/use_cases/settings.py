@@ -21,7 +21,6 @@ from leadflow_crm_api.domain.offices import TeamStatus
 from leadflow_crm_api.domain.settings import (
     AgentRoundRobin,
     AgentStatus,
-    ContactDetails,
     DigestSchedule,
     LeadGroup,
     LeadGroups,
@@ -43,7 +42,7 @@ from leadflow_crm_api.domain.settings import (
 )
 from leadflow_crm_api.errors import Forbidden, NotFound
 from leadflow_crm_api.publishing import publish_or_unavailable
-from leadflow_shared.account_config import RoutingFields, pause_windows
+from leadflow_shared.account_config import NoticeFields, RoutingFields, pause_windows
 from leadflow_shared.events.commands import (
     AgentDeparture,
     ReleaseAgentLeads,
@@ -120,19 +119,21 @@ async def put_routing(settings: Settings, body: RoutingSettings) -> RoutingSetti
 
 
 async def get_digest(settings: Settings, default_hour: DigestDefaultHour) -> DigestSchedule:
-    account = await _account(settings)
-    return DigestSchedule(hour=int(account.get("digest_hour", default_hour)), time_zone=account.get("time_zone"))
+    """When the digest goes out, as the notifier reads it (a stored value it cannot use: its fallback)."""
+    fields = NoticeFields.of(await _account(settings))
+    hour = default_hour if fields.digest_hour is None else fields.digest_hour
+    return DigestSchedule(hour=hour, time_zone=fields.time_zone)
 
 
 async def put_digest(settings: Settings, body: DigestSchedule) -> DigestSchedule:
     account = await _account(settings)
     await _set_account(settings, {"digest_hour": body.hour})
-    return DigestSchedule(hour=body.hour, time_zone=account.get("time_zone"))
+    return DigestSchedule(hour=body.hour, time_zone=NoticeFields.of(account).time_zone)
 
 
 async def get_offer_notices(settings: Settings) -> OfferNotices:
-    account = await _account(settings)
-    return OfferNotices(contact_details=account.get("offer_contact_details", ContactDetails.HIDDEN_FOR_RACES))
+    """Whether offers show the contact, as the notifier reads it (a stored value it cannot use: hidden for races)."""
+    return OfferNotices(contact_details=NoticeFields.of(await _account(settings)).contact_details)
 
 
 async def put_offer_notices(settings: Settings, body: OfferNotices) -> OfferNotices:

@@ -18,6 +18,7 @@ from leadflow_notifier.domain.delivery import Delivery, Unreadable
 from leadflow_notifier.domain.digest import DigestItem, DigestWindow
 from leadflow_notifier.domain.messages import Content, EmailContent, PushContent, PushDevice, Recipient, SmsContent
 from leadflow_notifier.domain.preferences import Channel, Preferences, QuietHours
+from leadflow_shared.account_config import ContactDetails, NoticeFields
 from leadflow_shared.coalesce import Coalesced
 from leadflow_shared.collections import (
     ACCOUNTS,
@@ -32,7 +33,6 @@ from leadflow_shared.mongo_bulk import insert_each
 from leadflow_shared.ttl_cache import TtlCache
 
 MAX_DEVICES = 10  # per user (crm-api refuses more); a bound on one notice's pushes
-HIDDEN_FOR_RACES = "hidden_for_races"  # the default: a race's offers hide the contact until someone claims
 
 
 class QuietHoursDoc(BaseModel):
@@ -174,17 +174,19 @@ class PushDevices:
 class OfferContactPolicies:
     """Each account's `offer_contact_details` (shown, hidden_for_races, hidden), with an optional cache."""
 
-    def __init__(self, db: AsyncDatabase[dict[str, Any]], *, cache: TtlCache[str, str] | None = None) -> None:
+    def __init__(
+        self, db: AsyncDatabase[dict[str, Any]], *, cache: TtlCache[str, ContactDetails] | None = None
+    ) -> None:
         self._accounts = db[ACCOUNTS]
-        self._cache: TtlCache[str, str] = cache if cache is not None else TtlCache(0.0)
+        self._cache: TtlCache[str, ContactDetails] = cache if cache is not None else TtlCache(0.0)
 
     async def hide_contact(self, account_id: str, race_size: int) -> bool:
         policy = await self._cache.get_or_load(account_id, lambda: self._policy(account_id))
-        return policy == "hidden" or (policy == HIDDEN_FOR_RACES and race_size > 1)
+        return policy is ContactDetails.HIDDEN or (policy is ContactDetails.HIDDEN_FOR_RACES and race_size > 1)
 
-    async def _policy(self, account_id: str) -> str:
+    async def _policy(self, account_id: str) -> ContactDetails:
         doc = await self._accounts.find_one({"_id": account_id}, {"offer_contact_details": 1}) or {}
-        return str(doc.get("offer_contact_details") or HIDDEN_FOR_RACES)
+        return NoticeFields.of(doc).contact_details  # missing or malformed: hidden for races
 
 
 class AccountSchedules:
@@ -194,9 +196,10 @@ class AccountSchedules:
         self._accounts = db[ACCOUNTS]
 
     async def of(self, account_id: str) -> tuple[int | None, str]:
+        """The digest hour (None: the deployment's default) and the time zone, as crm-api shows them."""
         doc = await self._accounts.find_one({"_id": account_id}, {"digest_hour": 1, "time_zone": 1}) or {}
-        hour = doc.get("digest_hour")
-        return (int(hour) if isinstance(hour, int) and 0 <= hour <= 23 else None), str(doc.get("time_zone") or "UTC")
+        fields = NoticeFields.of(doc)
+        return fields.digest_hour, fields.time_zone
 
 
 class DigestItems:
