@@ -83,14 +83,21 @@ class NoticeFields:
         return cls(
             contact_details=ContactDetails(details) if details in _CONTACT_NAMES else ContactDetails.HIDDEN_FOR_RACES,
             digest_hour=hour if type(hour) is int and 0 <= hour <= 23 else None,  # not a bool, not 8.5
-            time_zone=_zone(account.get("time_zone")),
+            time_zone=time_zone_of(account),
         )
 
 
 _CONTACT_NAMES = tuple(ContactDetails)  # a tuple: `in` compares, so an unhashable stored value is just not in it
 
 
-def _zone(name: object) -> str:
+def time_zone_of(doc: Mapping[str, Any]) -> str:
+    """The IANA time zone of a stored account, agent or staff member; UTC when it is missing or
+    not a zone this machine knows.
+
+    Every reader uses this one: a zone that fails to load would otherwise stop the router's claim
+    clock for each of an account's leads (R8, R10), a recipient's notices, and the pages that show
+    times."""
+    name = doc.get("time_zone")
     if not isinstance(name, str) or not name:
         return "UTC"
     try:

@@ -42,7 +42,7 @@ from leadflow_crm_api.domain.settings import (
 )
 from leadflow_crm_api.errors import Forbidden, NotFound
 from leadflow_crm_api.publishing import publish_or_unavailable
-from leadflow_shared.account_config import NoticeFields, RoutingFields, pause_windows
+from leadflow_shared.account_config import NoticeFields, RoutingFields, pause_windows, time_zone_of
 from leadflow_shared.events.commands import (
     AgentDeparture,
     ReleaseAgentLeads,
@@ -236,7 +236,7 @@ async def put_lead_groups(settings: Settings, body: LeadGroups) -> LeadGroups:
 async def get_pause_schedule(settings: Settings) -> PauseSchedule:
     account = await _account(settings)
     return PauseSchedule(
-        time_zone=account.get("time_zone", "UTC"),
+        time_zone=time_zone_of(account),  # as the router reads it
         windows=[
             PauseWindow(weekdays=w.weekdays, start=f"{w.start:%H:%M}", end=f"{w.end:%H:%M}")
             for w in pause_windows(account)
@@ -250,7 +250,7 @@ async def put_pause_schedule(settings: Settings, body: PauseSchedule) -> PauseSc
     if body.time_zone is not None:
         fields["time_zone"] = body.time_zone
     await _set_account(settings, fields)
-    return body.model_copy(update={"time_zone": body.time_zone or account.get("time_zone", "UTC")})
+    return body.model_copy(update={"time_zone": body.time_zone or time_zone_of(account)})
 
 
 # Notification preferences (the notifier's `notifier_preferences`)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime, time
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
@@ -17,6 +17,7 @@ from leadflow_crm_api.errors import CrmApiError
 from leadflow_crm_api.use_cases import leads as leads_uc
 from leadflow_crm_api.use_cases import next_up as next_up_uc
 from leadflow_crm_api.web.common import PREFIX, caller_of, db_of, path_id, render
+from leadflow_shared.account_config import time_zone_of
 from leadflow_shared.clock import epoch_ms
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -43,10 +44,7 @@ async def dashboard(request: Request, account_id: str) -> HTMLResponse:
     offered = await leads.find_page(
         LeadQuery(status=LeadStatus.OFFERED, sort=LeadSort.ACTIVITY_DESC), limit=OPEN_OFFERS_SHOWN, after=None
     )
-    try:
-        zone = ZoneInfo(account.get("time_zone") or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = ZoneInfo("UTC")
+    zone = ZoneInfo(time_zone_of(account))
     midnight = datetime.combine(datetime.now(zone).date(), time(0), zone)
     today = await leads.matching(LeadQuery(created_from_ms=epoch_ms(midnight.astimezone(UTC))), TODAY_READ)
     by_source: Counter[tuple[str, str]] = Counter((r["source"], r["status"]) for r in today)

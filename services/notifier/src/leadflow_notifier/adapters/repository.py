@@ -18,7 +18,7 @@ from leadflow_notifier.domain.delivery import Delivery, Unreadable
 from leadflow_notifier.domain.digest import DigestItem, DigestWindow
 from leadflow_notifier.domain.messages import Content, EmailContent, PushContent, PushDevice, Recipient, SmsContent
 from leadflow_notifier.domain.preferences import Channel, Preferences, QuietHours
-from leadflow_shared.account_config import ContactDetails, NoticeFields
+from leadflow_shared.account_config import ContactDetails, NoticeFields, time_zone_of
 from leadflow_shared.coalesce import Coalesced
 from leadflow_shared.collections import (
     ACCOUNTS,
@@ -104,7 +104,7 @@ class AgentDirectory:
             agent_id=agent_id,
             name=doc["name"],
             email=doc["email"],
-            time_zone=doc.get("time_zone", "UTC"),
+            time_zone=time_zone_of(doc),  # missing or unknown: UTC, never a notice that cannot be written
             phone=doc.get("phone"),
             push_token=prefs.push_token,
             preferences=prefs.preferences(),

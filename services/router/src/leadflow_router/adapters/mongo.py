@@ -27,7 +27,7 @@ from leadflow_router.domain.model import (
     SourceKind,
 )
 from leadflow_router.domain.record import RoutingRecord
-from leadflow_shared.account_config import RoutingFields, pause_windows
+from leadflow_shared.account_config import RoutingFields, pause_windows, time_zone_of
 from leadflow_shared.collections import (
     ACCOUNTS,
     AGENTS,
@@ -78,7 +78,7 @@ def _snapshot(account: Doc, agents: list[Doc]) -> AccountSnapshot:
         name=account["name"],
         roster=tuple(_agent(a) for a in agents),
         round_robin=routing.round_robin,
-        time_zone=account.get("time_zone", "UTC"),
+        time_zone=time_zone_of(account),  # missing or unknown: UTC, never a lead that cannot be timed
         sources=sources,
         default_source=default,
         pause=tuple(PauseWindow(frozenset(w.weekdays), w.start, w.end) for w in pause_windows(account)),
