@@ -52,6 +52,9 @@ async def test_the_notifier_applies_what_crm_api_shows(
     shown = await crm_settings.get_digest(settings, DEFAULT_HOUR)
     hour, zone = await AccountSchedules(db).of(account)
     assert (hour if hour is not None else DEFAULT_HOUR, zone) == (shown.hour, shown.time_zone)
+    if stored.get("time_zone") in ("Asia/Kolkata", "America/New_York"):  # well-formed: read as written
+        assert (shown.hour, shown.time_zone) == (stored["digest_hour"], stored["time_zone"])
+        assert (await crm_settings.get_offer_notices(settings)).contact_details == stored["offer_contact_details"]
 
     details = (await crm_settings.get_offer_notices(settings)).contact_details
     policies = OfferContactPolicies(db)

@@ -4,6 +4,9 @@ and the server still stops when told to."""
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import sys
 import time
 from email.utils import parsedate_to_datetime
 
@@ -12,7 +15,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from leadflow_devstack.processes import free_port
+from leadflow_devstack.processes import free_port, wait_for_port
 from leadflow_devstack.testing import eventually
 from leadflow_shared import http
 
@@ -58,3 +61,27 @@ def test_the_date_is_formatted_once_per_second_and_follows_the_clock(monkeypatch
     assert http.http_date() is first  # the same second: formatted once
     monkeypatch.setattr(time, "time", lambda: 1_790_000_001.0)
     assert (first, http.http_date()) == (b"Mon, 21 Sep 2026 14:13:20 GMT", b"Mon, 21 Sep 2026 14:13:21 GMT")
+
+
+SERVE = """
+import sys
+from fastapi import FastAPI
+from leadflow_shared.http import serve
+from leadflow_shared.settings import HttpSettings
+serve(FastAPI(), HttpSettings(host="127.0.0.1", port=int(sys.argv[1])))
+print("served", flush=True)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_the_server_cleanly(sig: signal.Signals) -> None:
+    """SIGINT (Ctrl-C in leadflow-dev reaches every service) ends without a traceback, as with uvicorn.run;
+    SIGTERM ends with uvicorn's re-raised signal, as the orchestrator expects."""
+    port = free_port()
+    command = [sys.executable, "-c", SERVE, str(port)]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        wait_for_port(port, timeout=30, process=process)
+        process.send_signal(sig)
+        out, err = process.communicate(timeout=30)
+    assert b"Traceback" not in err, err.decode()
+    assert (process.returncode, out.strip()) == ((0, b"served") if sig is signal.SIGINT else (-sig, b""))

@@ -7,6 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from bson.int64 import Int64
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -42,6 +43,7 @@ def test_notice_fields_are_read_as_written() -> None:
     stored = {"offer_contact_details": "shown", "digest_hour": 0, "time_zone": "Asia/Kolkata"}
     assert NoticeFields.of(stored) == NoticeFields(ContactDetails.SHOWN, 0, "Asia/Kolkata")
     assert NoticeFields.of({"_id": "acme"}) == NoticeFields(ContactDetails.HIDDEN_FOR_RACES, None, "UTC")
+    assert NoticeFields.of({"digest_hour": Int64(23)}).digest_hour == 23  # a 64-bit BSON integer from MongoDB
 
 
 @pytest.mark.parametrize(

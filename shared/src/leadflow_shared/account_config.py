@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import time
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeGuard
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from leadflow_shared.events.commands import DepartedLeads
@@ -82,9 +82,14 @@ class NoticeFields:
         hour = account.get("digest_hour")
         return cls(
             contact_details=ContactDetails(details) if details in _CONTACT_NAMES else ContactDetails.HIDDEN_FOR_RACES,
-            digest_hour=hour if type(hour) is int and 0 <= hour <= 23 else None,  # not a bool, not 8.5
+            digest_hour=int(hour) if _is_hour(hour) else None,
             time_zone=time_zone_of(account),
         )
+
+
+def _is_hour(value: object) -> TypeGuard[int]:
+    # An int (PyMongo's Int64 from a 64-bit BSON integer too), not a bool, not 8.5 or "8".
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 23
 
 
 _CONTACT_NAMES = tuple(ContactDetails)  # a tuple: `in` compares, so an unhashable stored value is just not in it
@@ -94,9 +99,9 @@ def time_zone_of(doc: Mapping[str, Any]) -> str:
     """The IANA time zone of a stored account, agent or staff member; UTC when it is missing or
     not a zone this machine knows.
 
-    Every reader uses this one: a zone that fails to load would otherwise stop the router's claim
-    clock for each of an account's leads (R8, R10), a recipient's notices, and the pages that show
-    times."""
+    The router's account snapshots, the notifier's recipients and crm-api's settings and team pages
+    read stored zones through this: a zone that fails to load would otherwise stop the router's claim
+    clock for each of an account's leads (R8, R10), a recipient's notices, and the pages."""
     name = doc.get("time_zone")
     if not isinstance(name, str) or not name:
         return "UTC"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import sys
@@ -114,7 +115,8 @@ def serve(app: FastAPI, settings: HttpSettings, *, graceful_seconds: float = 20.
     )
     config.load_app()
     server = QuietServer(config)
-    server.run()
+    with contextlib.suppress(KeyboardInterrupt):  # SIGINT, re-raised by uvicorn after its shutdown (as uvicorn.run)
+        server.run()
     if not server.started:
         sys.exit(STARTUP_FAILURE)
 
@@ -122,7 +124,8 @@ def serve(app: FastAPI, settings: HttpSettings, *, graceful_seconds: float = 20.
 class QuietServer(uvicorn.Server):
     """uvicorn's server without its tick: uvicorn wakes 10 times a second to see whether it should
     exit and to refresh its Date header; this one sleeps until told to exit, and dates each
-    response when it starts (decision 0055)."""
+    request's response when the request arrives (decision 0055). It does not do what else the tick
+    did (`limit_max_requests`, `callback_notify`), which leadflow does not use."""
 
     def __init__(self, config: uvicorn.Config) -> None:
         self._exit: asyncio.Event | None = None
@@ -138,7 +141,7 @@ class QuietServer(uvicorn.Server):
     @should_exit.setter
     def should_exit(self, value: bool) -> None:
         self._should_exit = value
-        if value and self._loop is not None and self._exit is not None:
+        if value and self._loop is not None and self._exit is not None and not self._loop.is_closed():
             # Set from a signal handler, which runs between any two bytecodes: hand it to the loop.
             self._loop.call_soon_threadsafe(self._exit.set)
 
@@ -150,7 +153,7 @@ class QuietServer(uvicorn.Server):
 
 
 class _DatedServerState(ServerState):
-    """Default headers with a Date of the second each response starts in (RFC 9110 6.6.1)."""
+    """Default headers with a Date of the second each request arrives in (RFC 9110 6.6.1)."""
 
     def __init__(self) -> None:
         self._others: list[tuple[bytes, bytes]] = []

@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from leadflow_crm_api.domain.settings import TimeZone
 from leadflow_crm_api.domain.text import Email, PersonName
+from leadflow_shared.account_config import time_zone_of
 
 
 class StaffRole(StrEnum):
@@ -111,7 +112,7 @@ def member_of_agent(doc: dict[str, Any]) -> TeamMember:
         phone=doc.get("phone"),
         role=MemberRole.AGENT,
         status=doc.get("status") or ("active" if doc.get("active", True) else "inactive"),
-        time_zone=doc.get("time_zone", "UTC"),
+        time_zone=time_zone_of(doc),  # as the notifier reads it
     )
 
 
@@ -123,7 +124,7 @@ def member_of_staff(doc: dict[str, Any]) -> TeamMember:
         phone=doc.get("phone"),
         role=MemberRole(doc.get("role", StaffRole.STAFF.value)),
         status="active",
-        time_zone=doc.get("time_zone", "UTC"),
+        time_zone=time_zone_of(doc),
     )
 
 
