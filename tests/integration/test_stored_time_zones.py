@@ -75,3 +75,18 @@ async def test_the_notifier_writes_the_offer_of_an_agent_whose_time_zone_cannot_
     finally:
         await client.drop_database(db.name)
         await client.close()
+
+
+@pytest.mark.parametrize("zone", WRONG)
+async def test_a_staff_member_s_stored_zone_that_cannot_be_read_is_utc(mongo_url: str, zone: object) -> None:
+    """An admin or staff member who is not an agent: name, email and zone come from the preferences."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    db = client[f"zones_{uuid.uuid4().hex[:12]}"]
+    try:
+        prefs = {"_id": "ops", "account_id": "acme", "digest": True, "email": "ops@example.com", "time_zone": zone}
+        await db["notifier_preferences"].insert_one(prefs)
+        [staff] = await AgentDirectory(db).digest_subscribers("acme")
+        assert (staff.agent_id, staff.time_zone) == ("ops", "UTC")
+    finally:
+        await client.drop_database(db.name)
+        await client.close()

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, time
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -56,6 +56,11 @@ class PreferencesDoc(BaseModel):
     name: str | None = None
     email: str | None = None
     time_zone: str = "UTC"
+
+    @field_validator("time_zone", mode="before")
+    @classmethod
+    def _usable_zone(cls, value: object) -> str:
+        return time_zone_of({"time_zone": value})  # null or unknown: UTC, as for agents
 
     def preferences(self) -> Preferences:
         quiet = QuietHours(self.quiet_hours.start, self.quiet_hours.end) if self.quiet_hours else None
