@@ -14,6 +14,7 @@ from test_consumer_edge import (
     Edge,
     settings,
     test_a_batch_sets_poison_aside_and_a_failed_batch_runs_one_record_at_a_time,
+    test_a_field_from_a_newer_version_is_ignored_and_refused_only_where_the_contract_forbids_it,
     test_a_typed_subscriber_gets_the_event_and_poison_goes_to_the_dead_letter_topic,
     test_an_error_is_retried_a_bounded_number_of_times_then_dead_lettered,
 )
@@ -33,6 +34,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
 __all__ = [  # collected here too, with this module's `edge`
     "test_a_batch_sets_poison_aside_and_a_failed_batch_runs_one_record_at_a_time",
+    "test_a_field_from_a_newer_version_is_ignored_and_refused_only_where_the_contract_forbids_it",
     "test_a_lead_from_intake_is_assigned_once_and_poison_is_dead_lettered",
     "test_a_partner_lead_becomes_one_lead_received_and_what_cannot_be_accepted_is_dead_lettered",
     "test_a_race_is_projected_once_however_often_delivered_and_poison_is_dead_lettered",

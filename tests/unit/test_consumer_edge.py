@@ -7,6 +7,7 @@ which imports them and gives them an `edge` on a running service instead.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -120,6 +121,38 @@ async def test_a_typed_subscriber_gets_the_event_and_poison_goes_to_the_dead_let
     assert {d["dlq-error-type"] for d in edge.dead} == {"ValidationError"}
     assert {d["dlq-source-topic"] for d in edge.dead} == {edge.topic}
     assert all(d["dlq-reason"] for d in edge.dead)
+
+
+async def test_a_field_from_a_newer_version_is_ignored_and_refused_only_where_the_contract_forbids_it(
+    edge: Edge,
+) -> None:
+    """Decision 0056: another leadflow service a version ahead (a rolling upgrade) adds a field; this
+    one reads the event without it. A partner's topic forbids what its contract does not name."""
+    strict_topic = f"{edge.topic}.strict"
+    refused: list[LeadActivity] = []
+
+    async def on_activity(event: LeadActivity) -> None:
+        edge.handled.append(event)
+
+    async def on_partner_activity(event: LeadActivity) -> None:
+        refused.append(event)
+
+    edge.runtime.subscribe(edge.topic, on_activity, group_id="edge-test")
+    edge.runtime.subscribe(strict_topic, on_partner_activity, group_id="edge-test", unknown_fields="forbid")
+    edge.collect_dead_letters(strict_topic)
+    await edge.start()
+    original = activity()
+    newer = json.loads(original)
+    newer["trace_hint"] = "v2"  # at the envelope, and nested in the payload
+    newer["payload"]["criteria"] = {"intent": "buy"}
+    body = json.dumps(newer).encode()
+    await edge.publish(edge.topic, body)
+    await edge.publish(strict_topic, body)
+    await edge.settle(lambda: len(edge.handled) == 1 and len(edge.dead) == 1)
+    assert edge.handled[0].model_dump_json().encode() == original  # the same event, without what it did not know
+    assert refused == []
+    assert edge.dead[0]["dlq-error-type"] == "ValidationError"
+    assert "criteria" in edge.dead[0]["dlq-reason"]
 
 
 async def test_an_error_is_retried_a_bounded_number_of_times_then_dead_lettered(

@@ -31,7 +31,7 @@ import inspect
 import logging
 import typing
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeAlias, TypeVar, cast
+from typing import Any, Generic, Literal, TypeAlias, TypeVar, cast
 
 from aiokafka import ConsumerRecord
 from faststream import BaseMiddleware
@@ -61,6 +61,7 @@ if typing.TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 E = TypeVar("E")
+UnknownFields: TypeAlias = Literal["ignore", "forbid"]  # what a record's fields this version does not know get
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
 BatchRejections = list[tuple[int, Exception]]
@@ -134,6 +135,9 @@ class Subscription(Generic[E]):
     batch: bool
     max_bytes: int | None = None
     on_invalid: Callable[[Exception], None] | None = None  # e.g. a service's own rejection metric
+    # "ignore": a field this version does not know is dropped (another leadflow service, newer than
+    # this one, during a rolling upgrade); "forbid": it is refused (a partner's documented contract).
+    unknown_fields: UnknownFields = "ignore"
 
     def event(self, record: Record) -> E:
         """The record as this subscription's type; poison (POISON_ERRORS) if it cannot be."""
@@ -143,7 +147,9 @@ class Subscription(Generic[E]):
             value = record.value or b""
             if self.max_bytes is not None and len(value) > self.max_bytes:
                 raise TooLarge(f"message is larger than {self.max_bytes} bytes")
-            return cast(E, value) if self.adapter is None else self.adapter.validate_json(value)
+            if self.adapter is None:
+                return cast(E, value)
+            return self.adapter.validate_json(value, extra=self.unknown_fields)
         except POISON_ERRORS as exc:
             if self.on_invalid is not None:
                 self.on_invalid(exc)

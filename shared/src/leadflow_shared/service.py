@@ -27,7 +27,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_shared import tracing
-from leadflow_shared.consumers import ConsumerEdge, Subscription, contract_of
+from leadflow_shared.consumers import ConsumerEdge, Subscription, UnknownFields, contract_of
 from leadflow_shared.dead_letters import DeadLetters
 from leadflow_shared.http import RequestMetrics, add_operational_routes
 from leadflow_shared.kafka import CONSUMER_TIMEOUT_MS, PublishRaw, consumer_options, declare_publisher, make_broker
@@ -95,14 +95,17 @@ class ServiceRuntime:
         max_records: int = 500,
         max_bytes: int | None = None,
         on_invalid: Callable[[Exception], None] | None = None,
+        unknown_fields: UnknownFields = "ignore",
     ) -> None:
         """Consume `topic` in group `<group_id>.<topic>` with `handler`, typed by its first parameter:
         an event type (one message at a time) or `Batch[...]` (up to `max_records` per batch, one
         commit). Messages over `max_bytes` are refused unread; `on_invalid(why)` hears of every
-        message that cannot be decoded. The consumers' edge retries and dead-letters (consumers.py)."""
+        message that cannot be decoded. The consumers' edge retries and dead-letters (consumers.py).
+        A field the event type does not name is ignored (another leadflow service may be a version
+        ahead during a rolling upgrade) unless `unknown_fields="forbid"` (decision 0056)."""
         event, batch = contract_of(handler)
         adapter = None if event is bytes else TypeAdapter(event)
-        subscription = Subscription(topic, adapter, batch, max_bytes, on_invalid)
+        subscription = Subscription(topic, adapter, batch, max_bytes, on_invalid, unknown_fields)
         options = self._group_options(topic, group_id) | {
             "decoder": subscription.decode,
             "title": f"{topic} -> {self.service}",

@@ -43,5 +43,10 @@ def subscribe(
         metrics.outcome("partner", rejected="too_large" if isinstance(why, TooLarge) else "invalid")
 
     runtime.subscribe(
-        topics.LEADS_INBOUND, on_lead_submitted, group_id=group_id, max_bytes=max_bytes, on_invalid=on_invalid
+        topics.LEADS_INBOUND,
+        on_lead_submitted,
+        group_id=group_id,
+        max_bytes=max_bytes,
+        on_invalid=on_invalid,
+        unknown_fields="forbid",  # the partner contract: a field it does not name is refused, with the reason
     )
