@@ -108,6 +108,7 @@ class WayIn:
     expected_source: dict[str, Any]
     provider: str | None = None
     expected_contact: dict[str, Any] = field(default_factory=dict)
+    expected_criteria: dict[str, Any] | None = None  # what routing rules match on (issue 15), normalized
 
 
 PATHS = [
@@ -123,6 +124,13 @@ PATHS = [
             "site_host": "WWW.Acme-Realty.example",
             "utm": {"utm_source": "google"},
             "message": "3-bed near schools?\r\n",
+            "criteria": {
+                "intent": "buy",
+                "property_type": "condo",
+                "price": {"min": 400_000, "max": 550_000},
+                "place": {"city": "Austin", "postal_code": " 78701 ", "state": "tx"},
+                "tags": ["First-Time Buyer", "first-time buyer", "VIP"],
+            },
         },
         {
             "channel": "brokerage_site",
@@ -131,6 +139,14 @@ PATHS = [
             "utm": {"utm_source": "google"},
         },
         expected_contact={"first_name": "Robin", "phone": "+14155550123"},
+        expected_criteria={
+            "intent": "buy",
+            "property_type": "condo",
+            "price": {"min": 400_000, "max": 550_000},
+            "place": {"city": "Austin", "postal_code": "78701", "county": None, "state": "TX"},
+            "tags": ["first-time buyer", "vip"],
+            "mls_number": None,
+        },
     ),
     WayIn(
         "agent-subdomain",
@@ -156,6 +172,7 @@ PATHS = [
             "listing_id": "MLS-4471",
             "listing_agent_id": "blair-chen",
             "message": "Open house times?",
+            "criteria": {"intent": "rent", "mls_number": "TX-4471", "price": {}, "place": {}},
         },
         {
             "channel": "listing_inquiry",
@@ -164,6 +181,14 @@ PATHS = [
             "listing_agent_id": "blair-chen",
         },
         expected_contact={"first_name": "Lee", "phone": "+12125550199"},
+        expected_criteria={  # empty price and place: left out
+            "intent": "rent",
+            "property_type": None,
+            "price": None,
+            "place": None,
+            "tags": [],
+            "mls_number": "TX-4471",
+        },
     ),
     WayIn(
         "webhook-generic",
@@ -256,6 +281,7 @@ async def test_each_way_in_publishes_a_normalized_lead(
     source, contact = event["payload"]["source"], event["payload"]["contact"]
     assert {k: source[k] for k in way.expected_source} == way.expected_source
     assert {k: contact[k] for k in way.expected_contact} == way.expected_contact
+    assert event["payload"].get("criteria") == way.expected_criteria
     assert m.lower() in contact["last_name"].lower()
     assert contact["email"] is None or contact["email"] == contact["email"].lower()
 

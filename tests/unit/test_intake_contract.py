@@ -169,11 +169,21 @@ def _nested(path: str, o: dict[str, Any], n: dict[str, Any]) -> Iterator[tuple[s
             yield f"{path}[{key}]", o[key], n[key]
 
 
-def test_current_schema_is_additive_over_the_first_v1_release() -> None:
-    problems = incompatibilities(json.loads(BASELINE.read_text()), contract.inbound_json_schema())
+RELEASES = sorted(CONTRACT_DIR.glob("schemas/v1.*/leads.inbound.v1.LeadSubmitted.schema.json"))
+
+
+@pytest.mark.parametrize("release", RELEASES, ids=lambda path: path.parent.name)
+def test_current_schema_is_additive_over_every_v1_release(release: Path) -> None:
+    problems = incompatibilities(json.loads(release.read_text()), contract.inbound_json_schema())
     assert not problems, "leads.inbound.v1 changed incompatibly (make it leads.inbound.v2 instead): " + "; ".join(
         problems
     )
+
+
+def test_the_current_contract_version_is_frozen_as_released() -> None:
+    frozen = CONTRACT_DIR / "schemas" / f"v{contract.CONTRACT_VERSION}" / BASELINE.name
+    assert frozen in RELEASES, f"freeze schemas/v{contract.CONTRACT_VERSION}/ when releasing it (README.md)"
+    assert json.loads(frozen.read_text()) == contract.inbound_json_schema(), "a released version changed"
 
 
 def test_the_compatibility_check_catches_breaking_changes() -> None:

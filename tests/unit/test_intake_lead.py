@@ -119,6 +119,7 @@ def test_every_field_is_normalized() -> None:
                    "listing_id": "MLS-1", "listing_agent_id": "alex-rivera", "assigned_agent_id": None,
                    "provider": None, "utm": {"utm_source": "google"}},
         "message": "Hello",
+        "criteria": None,  # none given (issue 15's routing criteria: tests/unit/test_intake_criteria.py)
     }  # fmt: skip
 
 

@@ -18,7 +18,7 @@ from leadflow_shared import topics
 from leadflow_shared.events.inbound import LeadSubmitted
 from leadflow_shared.events.intake import LeadReceived
 
-CONTRACT_VERSION = "1.0.0"  # minor/patch only within v1: changes are additive (README.md there)
+CONTRACT_VERSION = "1.1.0"  # minor/patch only within v1: changes are additive (README.md there)
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 INBOUND_SCHEMA_FILE = "schemas/leads.inbound.v1.LeadSubmitted.schema.json"
 EXAMPLE_FILE = "examples/lead-submitted.json"

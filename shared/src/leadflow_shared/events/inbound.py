@@ -14,6 +14,7 @@ from typing import Annotated, Literal, Self
 from pydantic import Field, StringConstraints, model_validator
 
 from leadflow_shared.envelope import Contract, Envelope, derived_event_id
+from leadflow_shared.events.criteria import LeadCriteria
 
 TOPIC = "leads.inbound.v1"
 
@@ -71,6 +72,9 @@ class LeadSubmittedPayload(Contract):
     contact: InboundContact
     source: InboundSource
     message: str = Field(default="", max_length=5000, description="Free text the lead wrote.")
+    criteria: LeadCriteria | None = Field(
+        default=None, description="What the lead is about, for the account's routing rules (since 1.1.0)."
+    )
 
 
 class LeadSubmitted(Envelope):

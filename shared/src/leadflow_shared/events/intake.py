@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from leadflow_shared.envelope import Contract, Envelope
+from leadflow_shared.events.criteria import LeadCriteria
 
 TOPIC = "leads.intake.v1"
 
@@ -66,6 +67,7 @@ class LeadReceivedPayload(Contract):
     contact: Contact
     source: LeadSource
     message: str = Field(default="", max_length=5000, description="Free text the lead wrote.")
+    criteria: LeadCriteria | None = Field(default=None, description="What the lead is about, normalized (issue 15).")
 
 
 class LeadReceived(Envelope):

@@ -20,6 +20,7 @@ from leadflow_intake.domain.fields import (
     Utm,
 )
 from leadflow_intake.domain.lead import Submission
+from leadflow_shared.events.criteria import LeadCriteria
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceivedPayload, LeadSource
 
 
@@ -33,6 +34,9 @@ class _ContactForm(BaseModel):
     phone: Phone = None
     message: Message = ""
     utm: Utm = Field(default_factory=dict)
+    criteria: LeadCriteria | None = Field(
+        default=None, description="What the lead is about, for the account's routing rules: all optional."
+    )
 
     @model_validator(mode="after")
     def _reachable(self) -> Self:
@@ -63,7 +67,7 @@ class WebsiteLeadIn(_ContactForm):
         return Submission(
             account_id=self.account_id, channel=channel, source_name=self.source_name,
             first_name=self.first_name, last_name=self.last_name, email=self.email, phone=self.phone,
-            message=self.message, site_host=self.site_host, utm=self.utm,
+            message=self.message, site_host=self.site_host, utm=self.utm, criteria=self.criteria,
         )  # fmt: skip
 
     def to_payload(self, phone_e164: str | None) -> LeadReceivedPayload:
@@ -73,6 +77,7 @@ class WebsiteLeadIn(_ContactForm):
             contact=Contact(first_name=sub.first_name, last_name=sub.last_name, email=sub.email, phone=phone_e164),
             source=LeadSource(channel=sub.channel, name=sub.source_name, site_host=sub.site_host, utm=sub.utm),
             message=sub.message,
+            criteria=sub.criteria.normalized() if sub.criteria is not None else None,
         )
 
 
@@ -91,5 +96,5 @@ class ListingInquiryIn(_ContactForm):
             account_id=self.account_id, channel=LeadChannel.LISTING_INQUIRY, source_name=self.source_name,
             first_name=self.first_name, last_name=self.last_name, email=self.email, phone=self.phone,
             message=self.message, site_host=self.site_host, listing_id=self.listing_id,
-            listing_agent_id=self.listing_agent_id, utm=self.utm,
+            listing_agent_id=self.listing_agent_id, utm=self.utm, criteria=self.criteria,
         )  # fmt: skip

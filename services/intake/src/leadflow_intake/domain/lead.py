@@ -14,6 +14,7 @@ from leadflow_intake.domain.normalize import (
     normalize_phone,
     normalize_utm,
 )
+from leadflow_shared.events.criteria import LeadCriteria
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceivedPayload, LeadSource
 
 MESSAGE_LIMIT = 5000  # LeadReceivedPayload.message's max_length
@@ -37,6 +38,7 @@ class Submission:
     assigned_agent_id: str | None = None
     provider: str | None = None
     utm: dict[str, str] = field(default_factory=dict)
+    criteria: LeadCriteria | None = None  # validated already (a contract model)
 
 
 def normalize_submission(
@@ -77,4 +79,5 @@ def normalize_submission(
             utm=normalize_utm(sub.utm),
         ),
         message=normalize_free_text(sub.message, MESSAGE_LIMIT),
+        criteria=sub.criteria.normalized() if sub.criteria is not None else None,
     )

@@ -25,4 +25,5 @@ def submission(event: LeadSubmitted) -> Submission:
         first_name=contact.first_name, last_name=contact.last_name, email=contact.email, phone=contact.phone,
         message=event.payload.message, site_host=source.site_host, listing_id=source.listing_id,
         assigned_agent_id=source.assigned_agent_id, provider=source.partner, utm=dict(source.utm),
+        criteria=event.payload.criteria,
     )  # fmt: skip

@@ -1,0 +1,72 @@
+"""What a lead is about (issue 15, item 1): the optional criteria routing rules will match on,
+validated at every way in and normalized once by intake (shared/events/criteria.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from leadflow_intake.domain.lead import normalize_submission
+from leadflow_intake.domain.partner import submission
+from leadflow_shared.events.criteria import MAX_TAGS, LeadCriteria, LeadIntent, PropertyType
+from leadflow_shared.events.inbound import LeadSubmitted
+
+pytestmark = pytest.mark.unit
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "partner-contract" / "examples" / "lead-submitted.json"
+
+
+def test_criteria_are_normalized_once() -> None:
+    criteria = LeadCriteria.model_validate(
+        {
+            "intent": "sell",
+            "property_type": "single_family",
+            "price": {"min": 300_000, "max": 300_000},  # one price
+            "place": {"city": " Round Rock ", "postal_code": "sw1a  1aa", "county": "Williamson", "state": "Texas"},
+            "tags": [" Investor", "INVESTOR", "cash buyer"],
+        }
+    ).normalized()
+    assert criteria is not None
+    assert (criteria.intent, criteria.property_type) == (LeadIntent.SELL, PropertyType.SINGLE_FAMILY)
+    place = criteria.place
+    assert place is not None
+    assert (place.city, place.postal_code, place.state) == ("Round Rock", "SW1A 1AA", "Texas")
+    assert criteria.tags == ["investor", "cash buyer"]
+    assert LeadCriteria.model_validate({"price": {}, "place": {}, "tags": []}).normalized() is None
+
+
+@pytest.mark.parametrize(
+    ("criteria", "where"),
+    [
+        ({"price": {"min": 600_000, "max": 500_000}}, "price"),
+        ({"price": {"min": -1}}, "price.min"),
+        ({"price": {"max": 10**12}}, "price.max"),
+        ({"price": {"min": 1.5}}, "price.min"),
+        ({"intent": "lease-to-own"}, "intent"),
+        ({"property_type": "castle"}, "property_type"),
+        ({"place": {"postal_code": "787<01>"}}, "place.postal_code"),
+        ({"place": {"city": ""}}, "place.city"),
+        ({"tags": ["x"] * (MAX_TAGS + 1)}, "tags"),
+        ({"tags": ["   "]}, "tags.0"),
+        ({"mls_number": "MLS 44"}, "mls_number"),
+        ({"bedrooms": 3}, "bedrooms"),
+    ],
+)
+def test_criteria_that_cannot_be_routed_on_are_refused_naming_the_field(criteria: dict[str, Any], where: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        LeadCriteria.model_validate(criteria)
+    assert {".".join(str(part) for part in error["loc"]) for error in refused.value.errors()} == {where}
+
+
+def test_a_partner_s_criteria_reach_the_normalized_lead() -> None:
+    message = json.loads(EXAMPLE.read_text())
+    message["payload"]["criteria"] = {"intent": "buy", "tags": ["Relocation"], "place": {"postal_code": "10001"}}
+    payload = normalize_submission(submission(LeadSubmitted.model_validate(message)), default_region="US")
+    assert payload.criteria is not None
+    assert (payload.criteria.intent, payload.criteria.tags) == (LeadIntent.BUY, ["relocation"])
+    del message["payload"]["criteria"]  # a partner on contract 1.0.0
+    assert normalize_submission(submission(LeadSubmitted.model_validate(message)), default_region="US").criteria is None
