@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from leadflow_intake.domain.criteria import property_type
 from leadflow_intake.domain.lead import normalize_submission
 from leadflow_intake.domain.partner import submission
+from leadflow_intake.domain.providers import FubEventIn, GenericLeadIn
 from leadflow_shared.events.criteria import MAX_TAGS, LeadCriteria, LeadIntent, PropertyType
 from leadflow_shared.events.inbound import LeadSubmitted
 
@@ -70,3 +72,56 @@ def test_a_partner_s_criteria_reach_the_normalized_lead() -> None:
     assert (payload.criteria.intent, payload.criteria.tags) == (LeadIntent.BUY, ["relocation"])
     del message["payload"]["criteria"]  # a partner on contract 1.0.0
     assert normalize_submission(submission(LeadSubmitted.model_validate(message)), default_region="US").criteria is None
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("Single Family", PropertyType.SINGLE_FAMILY),
+        ("Multi-Family", PropertyType.MULTI_FAMILY),
+        ("CONDO", PropertyType.CONDO),
+        ("Mobile/Manufactured", PropertyType.MANUFACTURED),
+        ("Lots & Land", PropertyType.LAND),
+        ("Castle", PropertyType.OTHER),  # a type, just not one of ours
+        ("  ", None),
+        (None, None),
+    ],
+)
+def test_a_provider_s_property_type_is_read_by_name(name: str | None, kind: PropertyType | None) -> None:
+    assert property_type(name) is kind
+
+
+def fub(**event: Any) -> FubEventIn:
+    return FubEventIn.model_validate({"person": {"firstName": "Pat", "emails": [{"value": "pat@example.com"}]}} | event)
+
+
+def test_a_fub_event_gives_what_it_says_and_drops_what_does_not_fit() -> None:
+    seller = fub(type="Seller Inquiry", property={"type": "Condo", "price": 725000.0, "city": "Austin", "state": "TX"})
+    assert seller.criteria() == LeadCriteria.model_validate(
+        {"intent": "sell", "property_type": "condo", "price": {"min": 725_000, "max": 725_000},
+         "place": {"city": "Austin", "state": "TX"}}
+    )  # fmt: skip
+    search = fub(type="Property Search", propertySearch={"minPrice": "300,000", "maxPrice": 450000, "code": "78701"})
+    assert search.criteria() == LeadCriteria.model_validate(
+        {"intent": "buy", "price": {"min": 300_000, "max": 450_000}, "place": {"postal_code": "78701"}}
+    )
+    renter = fub(type="Property Inquiry", property={"forRent": True, "price": {"monthly": 2100}})
+    assert renter.criteria() == LeadCriteria(intent=LeadIntent.RENT)
+    odd = fub(
+        type="General Inquiry",
+        person={"firstName": "Pat", "emails": [{"value": "pat@example.com"}], "tags": ["a"] * 60},
+        property={"price": "call me", "forRent": "yes", "state": "x" * 150},
+        propertySearch={"minPrice": 900_000, "maxPrice": 100_000},  # not used: the property comes first
+    )
+    assert odd.criteria() == LeadCriteria(tags=["a"])
+    assert fub().criteria() is None  # nothing said: no criteria
+
+
+def test_leadflow_s_own_webhook_shape_refuses_criteria_that_do_not_fit() -> None:
+    body = {"first_name": "Kim", "email": "kim@example.org"}
+    assert GenericLeadIn.model_validate(body | {"criteria": {"intent": "buy"}}).criteria == LeadCriteria(
+        intent=LeadIntent.BUY
+    )
+    with pytest.raises(ValidationError) as refused:
+        GenericLeadIn.model_validate(body | {"criteria": {"price": {"min": "cheap"}}})
+    assert [e["loc"] for e in refused.value.errors()] == [("criteria", "price", "min")]

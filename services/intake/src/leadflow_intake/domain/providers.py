@@ -12,18 +12,34 @@ every list and string they read; a body is at most INTAKE_MAX_BODY_BYTES anyway.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from leadflow_intake.domain.criteria import criteria_from
 from leadflow_intake.domain.fields import AgentId, Email, FirstName, Host, ListingId, Message, OptionalName, Phone, Utm
 from leadflow_intake.domain.lead import MESSAGE_LIMIT, Submission
 from leadflow_intake.domain.normalize import normalize_free_text
+from leadflow_shared.events.criteria import LeadCriteria, LeadIntent
 from leadflow_shared.events.intake import LeadChannel
 
 Format = Literal["generic", "fub-events", "portal-push"]
 Text = Annotated[str, Field(max_length=MESSAGE_LIMIT)]
 Short = Annotated[str, Field(max_length=200)]
+
+
+def _scalar(value: Any) -> Any:
+    return value if isinstance(value, int | float | str) and not isinstance(value, bool) else None
+
+
+def _words(value: Any) -> list[str]:
+    return [v for v in value[:50] if isinstance(v, str)] if isinstance(value, list) else []
+
+
+# Criteria a provider sends in its own way: what does not fit is dropped, never a refused lead (criteria.py).
+Loose = Annotated[int | float | str | None, BeforeValidator(_scalar)]
+Words = Annotated[list[str], BeforeValidator(_words)]
+Flag = Annotated[bool | None, BeforeValidator(lambda value: value if isinstance(value, bool) else None)]
 
 
 class _Strict(BaseModel):
@@ -47,6 +63,7 @@ class GenericLeadIn(_Strict):
     site_host: Host = None
     source_name: Annotated[str, Field(min_length=1, max_length=100)] | None = None
     utm: Utm = Field(default_factory=dict)
+    criteria: LeadCriteria | None = Field(default=None, description="What the lead is about (routing rules).")
 
     def paths(self) -> dict[str, str]:
         """Where the Submission's fields sit in this body (the same names: a flat shape)."""
@@ -57,7 +74,7 @@ class GenericLeadIn(_Strict):
             account_id=account_id, channel=LeadChannel.LEAD_GEN, source_name=self.source_name or source_name,
             first_name=self.first_name, last_name=self.last_name, email=self.email, phone=self.phone,
             message=self.message, site_host=self.site_host, listing_id=self.listing_id,
-            assigned_agent_id=self.assigned_agent_id, provider=provider, utm=self.utm,
+            assigned_agent_id=self.assigned_agent_id, provider=provider, utm=self.utm, criteria=self.criteria,
         )  # fmt: skip
 
 
@@ -77,6 +94,7 @@ class FubPerson(_Lenient):
     assignedTo: AgentId | None = Field(  # noqa: N815
         default=None, description="leadflow agent id of the agent the provider assigned (R4)."
     )
+    tags: Words = Field(default_factory=list)
 
 
 class FubProperty(_Lenient):
@@ -86,6 +104,20 @@ class FubProperty(_Lenient):
     code: Short = ""
     mlsNumber: ListingId | None = None  # noqa: N815
     url: Annotated[str, Field(max_length=2000)] = ""
+    type: Short = ""
+    price: Loose = None
+    forRent: Flag = None  # noqa: N815
+
+
+class FubPropertySearch(_Lenient):
+    """What a person searched for (a saved search, a registration with criteria)."""
+
+    type: Short = ""
+    city: Short = ""
+    state: Short = ""
+    code: Short = ""
+    minPrice: Loose = None  # noqa: N815
+    maxPrice: Loose = None  # noqa: N815
 
 
 class FubCampaign(_Lenient):
@@ -106,6 +138,7 @@ class FubEventIn(_Lenient):
     description: Text = ""
     person: FubPerson
     property: FubProperty | None = None
+    propertySearch: FubPropertySearch | None = None  # noqa: N815
     campaign: FubCampaign | None = None
 
     def paths(self) -> dict[str, str]:
@@ -131,8 +164,36 @@ class FubEventIn(_Lenient):
             phone=next((p.value for p in person.phones if p.value), None),
             message=normalize_free_text(message, MESSAGE_LIMIT),
             listing_id=prop.mlsNumber if prop else None, assigned_agent_id=person.assignedTo,
-            provider=provider, utm=utm,
+            provider=provider, utm=utm, criteria=self.criteria(),
         )  # fmt: skip
+
+    def criteria(self) -> LeadCriteria | None:
+        """The property asked about, else the search; the event type says buyer or seller."""
+        prop, search = self.property, self.propertySearch
+        about = prop or search
+        intent = _FUB_INTENTS.get(self.type.casefold())
+        if prop is not None and prop.forRent:
+            intent = LeadIntent.RENT
+        return criteria_from(
+            intent=intent,
+            kind=about.type if about else None,
+            price_min=prop.price if prop else search.minPrice if search else None,
+            price_max=prop.price if prop else search.maxPrice if search else None,
+            place={"city": about.city, "state": about.state, "postal_code": about.code} if about else None,
+            tags=self.person.tags,
+            mls_number=prop.mlsNumber if prop else None,
+        )
+
+
+# Follow Up Boss event types that say what the person wants; the others ("General Inquiry") do not.
+_FUB_INTENTS = {
+    "seller inquiry": LeadIntent.SELL,
+    "property inquiry": LeadIntent.BUY,
+    "property search": LeadIntent.BUY,
+    "saved property search": LeadIntent.BUY,
+    "visited open house": LeadIntent.BUY,
+    "registration": LeadIntent.BUY,
+}
 
 
 class PortalPerson(_Lenient):
