@@ -256,13 +256,32 @@ PATHS = [
         lambda m: {
             "lead_id": f"PL-{m}",
             "lead_source": "streeteasy",
+            "lead_type": "Rental",
             "people": [{"first_name": "Ana", "last_name": m, "email": f"ana.{m}@example.com"}],
-            "listings": [{"listing_id": "SE-1", "property_address": "123 First St"}],
+            "listings": [
+                {
+                    "listing_id": "SE-1",
+                    "property_address": "123 First St",
+                    "city": "New York",
+                    "state": "NY",
+                    "zip": "10009",
+                    "property_type": "Apartment",
+                    "price": 3400,
+                }
+            ],
             "messages": [{"message": "Hi!"}],
             "agents": [{"agent_id": "casey-okafor"}],
         },
         {"channel": "lead_gen", "provider": "portal", "assigned_agent_id": "casey-okafor", "listing_id": "SE-1"},
         provider="portal",
+        expected_criteria={
+            "intent": "rent",
+            "property_type": "condo",  # an apartment: one unit of a building
+            "price": {"min": 3400, "max": 3400},
+            "place": {"city": "New York", "postal_code": "10009", "county": None, "state": "NY"},
+            "tags": [],
+            "mls_number": None,
+        },
     ),
 ]
 

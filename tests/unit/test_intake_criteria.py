@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from leadflow_intake.domain.criteria import property_type
 from leadflow_intake.domain.lead import normalize_submission
 from leadflow_intake.domain.partner import submission
-from leadflow_intake.domain.providers import FubEventIn, GenericLeadIn
+from leadflow_intake.domain.providers import FubEventIn, GenericLeadIn, PortalLeadIn
 from leadflow_shared.events.criteria import MAX_TAGS, LeadCriteria, LeadIntent, PropertyType
 from leadflow_shared.events.inbound import LeadSubmitted
 
@@ -125,3 +125,12 @@ def test_leadflow_s_own_webhook_shape_refuses_criteria_that_do_not_fit() -> None
     with pytest.raises(ValidationError) as refused:
         GenericLeadIn.model_validate(body | {"criteria": {"price": {"min": "cheap"}}})
     assert [e["loc"] for e in refused.value.errors()] == [("criteria", "price", "min")]
+
+
+def test_a_portal_push_gives_its_lead_type_and_first_listing() -> None:
+    body: dict[str, Any] = {"people": [{"first_name": "Ana", "email": "ana@example.com"}], "lead_type": "Seller"}
+    body["listings"] = [{"listing_id": "SE-9", "property_type": "Duplex", "price": "n/a", "zip": "10009"}, {}]
+    assert PortalLeadIn.model_validate(body).criteria() == LeadCriteria.model_validate(
+        {"intent": "sell", "property_type": "multi_family", "place": {"postal_code": "10009"}}
+    )
+    assert PortalLeadIn.model_validate(body | {"lead_type": "browsing", "listings": []}).criteria() is None

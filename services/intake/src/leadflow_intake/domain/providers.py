@@ -6,6 +6,9 @@ Three formats (docs/decisions/0007-lead-gen-webhook-formats.md):
   lists of emails and phones, property, campaign), which IDX sites and portals already send.
 - "portal-push": a listing portal's lead push (lists of people, listings, messages and agents).
 
+Each maps what it says about the lead onto routing criteria (decision 0057); the provider formats drop
+a value that does not fit rather than refuse the lead (domain/criteria.py).
+
 Provider shapes ignore fields they do not know (providers add fields without notice) but bound
 every list and string they read; a body is at most INTAKE_MAX_BODY_BYTES anyway.
 """
@@ -208,6 +211,11 @@ class PortalListing(_Lenient):
     listing_id: ListingId | None = None
     property_address: Short = ""
     unit_number: Annotated[str, Field(max_length=20)] = ""
+    city: Short = ""
+    state: Short = ""
+    zip: Short = ""
+    property_type: Short = ""
+    price: Loose = None
 
 
 class PortalMessage(_Lenient):
@@ -223,6 +231,7 @@ class PortalLeadIn(_Lenient):
 
     lead_id: Annotated[str, Field(max_length=100)] = ""
     lead_source: Annotated[str, Field(max_length=100)] = ""
+    lead_type: Short = Field(default="", description="buyer, seller or renter (rental).")
     people: list[PortalPerson] = Field(min_length=1, max_length=10)
     listings: list[PortalListing] = Field(default_factory=list, max_length=20)
     messages: list[PortalMessage] = Field(default_factory=list, max_length=20)
@@ -252,7 +261,27 @@ class PortalLeadIn(_Lenient):
             listing_id=listing.listing_id if listing else None,
             assigned_agent_id=next((a.agent_id for a in self.agents if a.agent_id), None),
             provider=provider, utm={"utm_source": self.lead_source} if self.lead_source else {},
+            criteria=self.criteria(),
         )  # fmt: skip
+
+    def criteria(self) -> LeadCriteria | None:
+        """The lead type, and the first listing asked about: its type, price and place."""
+        listing = self.listings[0] if self.listings else None
+        return criteria_from(
+            intent=_PORTAL_INTENTS.get(self.lead_type.strip().casefold()),
+            kind=listing.property_type if listing else None,
+            price_min=listing.price if listing else None,
+            price_max=listing.price if listing else None,
+            place={"city": listing.city, "state": listing.state, "postal_code": listing.zip} if listing else None,
+        )
+
+
+_PORTAL_INTENTS = {
+    "buyer": LeadIntent.BUY,
+    "seller": LeadIntent.SELL,
+    "renter": LeadIntent.RENT,
+    "rental": LeadIntent.RENT,
+}
 
 
 ProviderPayload = GenericLeadIn | FubEventIn | PortalLeadIn
