@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from leadflow_intake.domain.criteria import property_type
@@ -134,3 +136,32 @@ def test_a_portal_push_gives_its_lead_type_and_first_listing() -> None:
         {"intent": "sell", "property_type": "multi_family", "place": {"postal_code": "10009"}}
     )
     assert PortalLeadIn.model_validate(body | {"lead_type": "browsing", "listings": []}).criteria() is None
+
+
+_ANY_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=10,
+)
+_CRITERIA_FIELDS = ("type", "price", "forRent", "city", "state", "code", "minPrice", "maxPrice", "zip", "property_type")
+
+
+@given(
+    event_type=_ANY_JSON,
+    lead_type=_ANY_JSON,
+    about=st.dictionaries(st.sampled_from(_CRITERIA_FIELDS), _ANY_JSON, max_size=6),
+    tags=_ANY_JSON,
+)
+def test_whatever_a_provider_says_about_a_lead_never_refuses_it(
+    event_type: object, lead_type: object, about: dict[str, object], tags: object
+) -> None:
+    """A provider's criteria fields, whatever their values: the lead is read, its criteria valid or none."""
+    person = {"firstName": "Pat", "emails": [{"value": "pat@example.com"}], "tags": tags}
+    fub_event: dict[str, object] = {"person": person, "property": about, "propertySearch": about}
+    if isinstance(event_type, str) and len(event_type) <= 50:
+        fub_event["type"] = event_type
+    portal: dict[str, object] = {"people": [{"first_name": "Ana", "email": "ana@example.com"}], "listings": [about]}
+    if isinstance(lead_type, str) and len(lead_type) <= 200:
+        portal["lead_type"] = lead_type
+    for criteria in (FubEventIn.model_validate(fub_event).criteria(), PortalLeadIn.model_validate(portal).criteria()):
+        assert criteria is None or LeadCriteria.model_validate(criteria.model_dump()) == criteria

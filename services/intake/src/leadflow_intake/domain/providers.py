@@ -43,6 +43,7 @@ def _words(value: Any) -> list[str]:
 Loose = Annotated[int | float | str | None, BeforeValidator(_scalar)]
 Words = Annotated[list[str], BeforeValidator(_words)]
 Flag = Annotated[bool | None, BeforeValidator(lambda value: value if isinstance(value, bool) else None)]
+Word = Annotated[str, BeforeValidator(lambda value: value if isinstance(value, str) and len(value) <= 200 else "")]
 
 
 class _Strict(BaseModel):
@@ -102,12 +103,12 @@ class FubPerson(_Lenient):
 
 class FubProperty(_Lenient):
     street: Short = ""
-    city: Short = ""
-    state: Short = ""
-    code: Short = ""
+    city: Word = ""
+    state: Word = ""
+    code: Word = ""
     mlsNumber: ListingId | None = None  # noqa: N815
     url: Annotated[str, Field(max_length=2000)] = ""
-    type: Short = ""
+    type: Word = ""
     price: Loose = None
     forRent: Flag = None  # noqa: N815
 
@@ -115,10 +116,10 @@ class FubProperty(_Lenient):
 class FubPropertySearch(_Lenient):
     """What a person searched for (a saved search, a registration with criteria)."""
 
-    type: Short = ""
-    city: Short = ""
-    state: Short = ""
-    code: Short = ""
+    type: Word = ""
+    city: Word = ""
+    state: Word = ""
+    code: Word = ""
     minPrice: Loose = None  # noqa: N815
     maxPrice: Loose = None  # noqa: N815
 
@@ -211,10 +212,10 @@ class PortalListing(_Lenient):
     listing_id: ListingId | None = None
     property_address: Short = ""
     unit_number: Annotated[str, Field(max_length=20)] = ""
-    city: Short = ""
-    state: Short = ""
-    zip: Short = ""
-    property_type: Short = ""
+    city: Word = ""
+    state: Word = ""
+    zip: Word = ""
+    property_type: Word = ""
     price: Loose = None
 
 
@@ -231,7 +232,7 @@ class PortalLeadIn(_Lenient):
 
     lead_id: Annotated[str, Field(max_length=100)] = ""
     lead_source: Annotated[str, Field(max_length=100)] = ""
-    lead_type: Short = Field(default="", description="buyer, seller or renter (rental).")
+    lead_type: Word = Field(default="", description="buyer, seller or renter (rental).")
     people: list[PortalPerson] = Field(min_length=1, max_length=10)
     listings: list[PortalListing] = Field(default_factory=list, max_length=20)
     messages: list[PortalMessage] = Field(default_factory=list, max_length=20)
