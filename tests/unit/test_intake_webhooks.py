@@ -219,6 +219,34 @@ def test_portal_push_maps_first_person_listing_messages_and_agent() -> None:
     assert payload.message == "Hi, I'm interested in 2A.\n\nCan I see it Saturday?\n\nListing: 123 First St 2A"
 
 
+def _nulls_everywhere_but(node: Any, keep: set[str]) -> Any:
+    """`node` with every optional field set to null, as providers send what they do not have."""
+    if isinstance(node, list):
+        return [_nulls_everywhere_but(item, keep) for item in node]
+    if isinstance(node, dict):
+        return {k: _nulls_everywhere_but(v, keep) if k in keep else None for k, v in node.items()}
+    return node
+
+
+@pytest.mark.parametrize(
+    ("model", "body", "keep"),
+    [
+        (FubEventIn, FUB_EVENT, {"person", "emails", "value"}),
+        (PortalLeadIn, PORTAL_PUSH, {"people", "phone_2"}),
+    ],
+    ids=["fub-events", "portal-push"],
+)
+def test_a_provider_s_nulls_read_as_left_out_and_the_lead_is_kept(
+    model: Any, body: dict[str, Any], keep: set[str]
+) -> None:
+    nulls = _nulls_everywhere_but(body, keep)
+    payload = to_payload(model.model_validate_json(json.dumps(nulls)))
+    assert (payload.contact.email or payload.contact.phone) is not None  # the way to reach the lead survives
+    assert (payload.message, payload.source.listing_id, payload.source.assigned_agent_id) == ("", None, None)
+    with pytest.raises(ValidationError):  # no person at all is still no lead
+        model.model_validate({"person": None, "people": None})
+
+
 def test_generic_format_is_strict_about_unknown_fields() -> None:
     with pytest.raises(ValidationError) as info:
         GenericLeadIn.model_validate({"first_name": "A", "email": "a@example.com", "agent": "x"})

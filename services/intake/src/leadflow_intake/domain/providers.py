@@ -9,15 +9,16 @@ Three formats (docs/decisions/0007-lead-gen-webhook-formats.md):
 Each maps what it says about the lead onto routing criteria (decision 0057); the provider formats drop
 a value that does not fit rather than refuse the lead (domain/criteria.py).
 
-Provider shapes ignore fields they do not know (providers add fields without notice) but bound
-every list and string they read; a body is at most INTAKE_MAX_BODY_BYTES anyway.
+Provider shapes ignore fields they do not know (providers add fields without notice) and read a
+null as a field left out (providers send null for what they do not have), but bound every list and
+string they read; a body is at most INTAKE_MAX_BODY_BYTES anyway.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from leadflow_intake.domain.criteria import criteria_from
 from leadflow_intake.domain.fields import AgentId, Email, FirstName, Host, ListingId, Message, OptionalName, Phone, Utm
@@ -52,6 +53,13 @@ class _Strict(BaseModel):
 
 class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_absent(cls, data: Any) -> Any:
+        # Providers send null for what they do not have: read as left out (the field's default), so a
+        # lead is never refused for it; a required part (the person) that is null is still missing.
+        return {k: v for k, v in data.items() if v is not None} if isinstance(data, dict) else data
 
 
 class GenericLeadIn(_Strict):
