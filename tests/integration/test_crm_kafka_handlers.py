@@ -8,18 +8,16 @@ tests/integration/test_kafka_handlers_on_tansu.py runs the same test against the
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from pymongo import AsyncMongoClient
 from test_consumer_edge import Edge, edge
 from test_crm_store import race
 
 from leadflow_crm_api.adapters.leads import CRM_LEADS, CRM_TIMELINE, ensure_indexes
 from leadflow_crm_api.entrypoints import kafka
 from leadflow_crm_api.metrics import CrmMetrics
-from leadflow_devstack.testing import eventually
+from leadflow_devstack.testing import eventually, fresh_database
 from leadflow_shared import topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
@@ -30,9 +28,7 @@ __all__ = ["edge"]  # the in-memory broker's fixture (test_consumer_edge.py)
 async def test_a_race_is_projected_once_however_often_delivered_and_poison_is_dead_lettered(
     edge: Edge, mongo_url: str
 ) -> None:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
-    db = client[f"crm_{uuid.uuid4().hex[:12]}"]
-    try:
+    async with fresh_database(mongo_url, "crm") as db:
         await ensure_indexes(db)
         metrics = CrmMetrics(CollectorRegistry())
         kafka.subscribe(edge.runtime, metrics, group_id=f"crm-{uuid.uuid4().hex[:6]}", database=lambda: db)
@@ -65,6 +61,3 @@ async def test_a_race_is_projected_once_however_often_delivered_and_poison_is_de
         assert [(d["dlq-source-topic"], d["dlq-error-type"]) for d in edge.dead_of(key)] == [
             (topics.LEADS_EVENTS, "ValidationError")
         ]
-    finally:
-        await client.drop_database(db.name)
-        await client.close()

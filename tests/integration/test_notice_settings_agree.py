@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_crm_api.adapters.settings import AccountSettings
 from leadflow_crm_api.use_cases import settings as crm_settings
+from leadflow_devstack.testing import fresh_database
 from leadflow_notifier.adapters.repository import AccountSchedules, OfferContactPolicies
 from leadflow_shared.collections import ACCOUNTS
 
@@ -34,11 +34,8 @@ STORED = [
 
 @pytest_asyncio.fixture
 async def db(mongo_url: str) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
-    name = f"notices_{uuid.uuid4().hex[:12]}"
-    yield client[name]
-    await client.drop_database(name)
-    await client.close()
+    async with fresh_database(mongo_url, "notices") as db:
+        yield db
 
 
 @pytest.mark.parametrize("stored", STORED)

@@ -5,16 +5,14 @@ writes the recipient's offer notice."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 from fakes_router import pre_assigned
-from pymongo import AsyncMongoClient
 from router_harness import router_on
 from test_notifier_channels import offered
 
+from leadflow_devstack.testing import fresh_database
 from leadflow_notifier.adapters.repository import AgentDirectory
 from leadflow_notifier.domain.messages import EmailContent, messages_for
 from leadflow_router.adapters.mongo import AccountSnapshots
@@ -61,9 +59,7 @@ async def test_the_router_offers_the_leads_of_an_account_whose_time_zone_cannot_
 async def test_the_notifier_writes_the_offer_of_an_agent_whose_time_zone_cannot_be_read(
     mongo_url: str, zone: object
 ) -> None:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
-    db = client[f"zones_{uuid.uuid4().hex[:12]}"]
-    try:
+    async with fresh_database(mongo_url, "zones") as db:
         agent = {"_id": "a-1", "account_id": "acme-realty", "name": "Ana", "email": "ana@example.com"}
         await db[AGENTS].insert_one(agent | {"time_zone": zone})
         recipient = await AgentDirectory(db).get("a-1")
@@ -72,21 +68,13 @@ async def test_the_notifier_writes_the_offer_of_an_agent_whose_time_zone_cannot_
         sent = messages_for(offered(), recipient, "https://crm.example", now=T0)
         [email] = [m.content for m in sent if isinstance(m.content, EmailContent)]
         assert "12:15 UTC" in email.text  # the claim deadline, in the zone it fell back to
-    finally:
-        await client.drop_database(db.name)
-        await client.close()
 
 
 @pytest.mark.parametrize("zone", WRONG)
 async def test_a_staff_member_s_stored_zone_that_cannot_be_read_is_utc(mongo_url: str, zone: object) -> None:
     """An admin or staff member who is not an agent: name, email and zone come from the preferences."""
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
-    db = client[f"zones_{uuid.uuid4().hex[:12]}"]
-    try:
+    async with fresh_database(mongo_url, "zones") as db:
         prefs = {"_id": "ops", "account_id": "acme", "digest": True, "email": "ops@example.com", "time_zone": zone}
         await db["notifier_preferences"].insert_one(prefs)
         [staff] = await AgentDirectory(db).digest_subscribers("acme")
         assert (staff.agent_id, staff.time_zone) == ("ops", "UTC")
-    finally:
-        await client.drop_database(db.name)
-        await client.close()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Iterable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, TypeVar, overload
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from pymongo import MongoClient
+from pymongo import AsyncMongoClient, MongoClient
+from pymongo.asynchronous.database import AsyncDatabase
 from tenacity import AsyncRetrying, stop_after_delay, wait_fixed
 
 from leadflow_shared import kafka_records
@@ -134,3 +137,15 @@ def insert_rows(
     finally:
         client.close()
     return [str(row["_id"]) for row in rows]
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(mongo_url: str, prefix: str) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
+    """A database of the test's own (`<prefix>_<random>`), dropped afterwards."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    db = client[f"{prefix}_{uuid.uuid4().hex[:12]}"]
+    try:
+        yield db
+    finally:
+        await client.drop_database(db.name)
+        await client.close()

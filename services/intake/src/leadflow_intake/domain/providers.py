@@ -109,25 +109,26 @@ class FubPerson(_Lenient):
     tags: Words = Field(default_factory=list)
 
 
-class FubProperty(_Lenient):
-    street: Short = ""
+class _FubPlace(_Lenient):
+    """What a property and a property search both say: its type and where it is."""
+
+    type: Word = ""
     city: Word = ""
     state: Word = ""
     code: Word = ""
+
+
+class FubProperty(_FubPlace):
+    street: Short = ""
     mlsNumber: ListingId | None = None  # noqa: N815
     url: Annotated[str, Field(max_length=2000)] = ""
-    type: Word = ""
     price: Loose = None
     forRent: Flag = None  # noqa: N815
 
 
-class FubPropertySearch(_Lenient):
+class FubPropertySearch(_FubPlace):
     """What a person searched for (a saved search, a registration with criteria)."""
 
-    type: Word = ""
-    city: Word = ""
-    state: Word = ""
-    code: Word = ""
     minPrice: Loose = None  # noqa: N815
     maxPrice: Loose = None  # noqa: N815
 
