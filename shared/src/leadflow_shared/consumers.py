@@ -1,4 +1,4 @@
-"""Typed subscriptions and the one middleware at the consumers' edge: retries and dead letters (I4).
+"""Typed subscriptions and the one middleware at the consumers' edge: retries, dead letters (I4), tracing.
 
 A handler's first parameter is its topic's contract, as FastStream reads it (and documents it in
 the AsyncAPI document):
@@ -19,12 +19,14 @@ aside (`Batch.rejected`) and the rest handled.
 - lets an outage (`is_transient`) through, so FastStream rewinds to the message (NACK_ON_ERROR)
   and it is processed again once the dependency is back;
 - runs a failed batch again one record at a time, so one bad record cannot hold up the others.
-Tracing's middleware sits outside it (ServiceRuntime adds this one last): a dead letter is
-published inside the consuming span.
+With tracing on, it does all that inside the message's consuming span (`Tracing.consuming`: a
+record's continues the record's trace, a batch's its first record's), so a dead letter carries the
+trace; with tracing off there is no span code on the way, one shared no-op context.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import inspect
@@ -58,11 +60,15 @@ if typing.TYPE_CHECKING:
     from faststream._internal.context.repository import ContextRepo
     from faststream.message import StreamMessage
 
+    from leadflow_shared.tracing import Tracing
+
 log = logging.getLogger(__name__)
 
 E = TypeVar("E")
 UnknownFields: TypeAlias = Literal["ignore", "forbid"]  # what a record's fields this version does not know get
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
+
+_UNTRACED = contextlib.nullcontext()  # tracing off: the consuming "span" of every message (reentrant)
 
 BatchRejections = list[tuple[int, Exception]]
 """(index in the batch, why) for each message a batch handler could not process."""
@@ -180,10 +186,17 @@ def contract_of(handler: Callable[..., Awaitable[Any]]) -> tuple[Any, bool]:
 class ConsumerEdge:
     """The middleware factory FastStream calls for each consumed message (see the module docstring)."""
 
-    def __init__(self, dead_letters: DeadLetters, settings: KafkaSettings, metrics: ConsumerMetrics) -> None:
+    def __init__(
+        self, dead_letters: DeadLetters, settings: KafkaSettings, metrics: ConsumerMetrics, *, tracing: Tracing | None
+    ) -> None:
         self.dead_letters = dead_letters
         self._settings = settings
         self._metrics = metrics
+        self._tracing = tracing
+
+    def span(self, message: StreamMessage[Any]) -> contextlib.AbstractContextManager[object]:
+        """The consuming span the message is processed in (`Tracing.consuming`); nothing when tracing is off."""
+        return _UNTRACED if self._tracing is None else self._tracing.consuming(message)
 
     def __call__(self, msg: Any, /, *, context: ContextRepo) -> _EdgeMiddleware:
         return _EdgeMiddleware(msg, context=context, edge=self)
@@ -271,8 +284,9 @@ class _EdgeMiddleware(BaseMiddleware):
         self._edge = edge
 
     async def consume_scope(self, call_next: AsyncFuncAny, msg: StreamMessage[Any]) -> Any:
-        if isinstance(msg.raw_message, (tuple, list)):  # a batch's records (a list: FastStream's test broker)
-            await self._edge.batch(call_next, msg)
-        else:
-            await self._edge.one(call_next, msg)
+        with self._edge.span(msg):  # retries and dead letters inside: a dead letter carries the trace
+            if isinstance(msg.raw_message, (tuple, list)):  # a batch's records (a list: FastStream's test broker)
+                await self._edge.batch(call_next, msg)
+            else:
+                await self._edge.one(call_next, msg)
         return None  # nothing to publish: leadflow's handlers never reply

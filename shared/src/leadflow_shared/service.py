@@ -1,4 +1,6 @@
-"""One process's runtime: Prometheus registry, Kafka broker, MongoDB client, HTTP app.
+"""One process's runtime: Prometheus registry, tracing (off by default), Kafka broker, MongoDB
+client, HTTP app. The broker's middlewares: the consumer edge on every subscriber (retries, dead
+letters, the consuming span: consumers.py) and, with tracing on, FastStream's telemetry on publishing.
 
 Every service builds one `ServiceRuntime` in its bootstrap, registers its subscribers
 and routes on it, and hands `runtime.app()` to uvicorn. The MongoDB client is opened
@@ -62,13 +64,13 @@ class ServiceRuntime:
         # Tracing first (off by default): PyMongo's listener must exist before the client is made.
         self.tracing = tracing.start(settings.tracing, service=service)
         self.broker: KafkaBroker = make_broker(settings.kafka, client_id=f"leadflow-{service}", registry=self.registry)
-        for middleware in self.tracing.kafka_middlewares() if self.tracing else ():
-            self.broker.add_middleware(middleware)
+        if self.tracing is not None:  # a record's traceparent; consuming spans are the consumer edge's
+            self.broker.add_middleware(self.tracing.publishing_middleware())
         self.consumer_metrics = ConsumerMetrics(self.registry, service.replace("-", "_"))
         self.metrics = ServiceMetrics(self.registry, service)
         self.dead_letters = DeadLetters(self.broker, self.consumer_metrics, service=service)
-        # Last, so innermost: retries and dead letters happen inside tracing's consuming span.
-        self.broker.add_middleware(ConsumerEdge(self.dead_letters, settings.kafka, self.consumer_metrics))
+        edge = ConsumerEdge(self.dead_letters, settings.kafka, self.consumer_metrics, tracing=self.tracing)
+        self.broker.add_middleware(edge)
         self._client: AsyncMongoClient[Document] | None = None
         self._command_counter = CommandCounter(self.registry, service.replace("-", "_"))
         self._startup_hooks: list[StartupHook] = []

@@ -6,16 +6,17 @@ provider for the process, exporting in batches over OTLP/HTTP, and instruments:
 - FastAPI: a server span per request (not the probes nor /metrics), named by route; the path
   and query are replaced by the route template, since a path may carry a credential (an
   offer link's token);
-- Kafka (FastStream's telemetry middleware): publishing puts the W3C `traceparent` in the
-  record's headers, consuming a record continues its trace. A batch subscriber gets one span
-  for the batch, a child of its first record's context and linked to the others' (FastStream
-  would start a new trace for every batch);
+- Kafka: publishing (FastStream's telemetry middleware, for nothing else) makes a producer span
+  and puts its W3C `traceparent` in the record's headers. Consuming is the consumer edge's
+  (`consumers.ConsumerEdge` opens `Tracing.consuming`): a record is processed, retried and
+  dead-lettered in one span continuing its trace; a batch in one span, a child of its first
+  record's context and linked to the others' (FastStream would start a new trace for every batch);
 - PyMongo and httpx: client spans, without the statement (documents hold personal data);
 - SMTP: `client_span` around each send (the notifier).
 
 A client call outside any trace (a poller's MongoDB query every second) is not recorded: the
 sampler drops client spans that would start a trace. Disabled, nothing is installed: no
-provider, no middleware, no listener, and the helpers below return at once.
+provider, no middleware, no listener, no consuming span, and the helpers below return at once.
 
 A batch handler that wants each record's work in that record's trace keeps the record's
 `traceparent` with the work and resumes it (`continued`): the router stores it with a lead's
@@ -29,7 +30,6 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from faststream import BaseMiddleware
 from faststream.kafka.opentelemetry.provider import KafkaTelemetrySettingsProvider
 from faststream.kafka.response import KafkaPublishCommand
 from faststream.opentelemetry.middleware import TelemetryMiddleware
@@ -46,8 +46,6 @@ from leadflow_shared.settings import TracingSettings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
-    from faststream._internal.basic_types import AsyncFuncAny
-    from faststream._internal.context.repository import ContextRepo
     from faststream.message import StreamMessage
 
 log = logging.getLogger(__name__)
@@ -68,17 +66,52 @@ class Tracing:
         self.service_name = service_name
         self.tracer = provider.get_tracer("leadflow")
 
-    def kafka_middlewares(self) -> list[Any]:
-        """Broker middlewares: FastStream's for publishing and single records, ours for batches."""
-        single = TelemetryMiddleware[KafkaPublishCommand](
-            settings_provider_factory=_single_records_only,
+    def publishing_middleware(self) -> TelemetryMiddleware[KafkaPublishCommand]:
+        """The broker middleware that traces publishing: FastStream's, kept from consuming."""
+        return TelemetryMiddleware[KafkaPublishCommand](
+            settings_provider_factory=_publishing_only,
             tracer_provider=self.provider,
             include_messages_counters=False,
         )
-        return [single, self._batch_middleware]
 
-    def _batch_middleware(self, msg: Any, /, *, context: ContextRepo) -> BaseMiddleware[Any, Any]:
-        return _BatchSpan(msg, context=context, tracer=self.tracer)
+    def consuming(self, msg: StreamMessage[Any]) -> contextlib.AbstractContextManager[None]:
+        """The span a consumed record or batch is processed in (the consumer edge opens it)."""
+        records = msg.raw_message
+        attributes: dict[str, str | int]
+        if not isinstance(records, (tuple, list)):  # one record (a batch: a tuple, a list in the test broker)
+            attributes = {"messaging.kafka.destination.partition": records.partition,
+                          "messaging.kafka.message.offset": records.offset}  # fmt: skip
+            return self._consumer_span(records.topic, [msg.headers], attributes)
+        if not records:
+            return contextlib.nullcontext()
+        attributes = {"messaging.batch.message_count": len(records)}
+        return self._consumer_span(records[0].topic, msg.batch_headers, attributes)
+
+    @contextlib.contextmanager
+    def _consumer_span(
+        self, topic: str, headers: Sequence[Mapping[str, Any]], attributes: Mapping[str, str | int]
+    ) -> Iterator[None]:
+        """A consumer span: parent the first record's context that has one, links to the others'."""
+        contexts = [_PROPAGATOR.extract(carrier) for carrier in headers]
+        spans = [s for c in contexts if (s := trace.get_current_span(c).get_span_context()).is_valid]
+        parent = trace.set_span_in_context(trace.NonRecordingSpan(spans[0])) if spans else context.Context()
+        others = {(s.trace_id, s.span_id): s for s in spans[1:]}  # a span context itself is unhashable
+        links = [Link(s) for s in others.values()][:MAX_LINKS]
+        attributes = {"messaging.system": "kafka", "messaging.operation": "process",
+                      "messaging.destination.name": topic, **attributes}  # fmt: skip
+        with (
+            self.tracer.start_as_current_span(
+                f"{topic} process",
+                context=parent,
+                kind=SpanKind.CONSUMER,
+                links=links,
+                attributes=attributes,
+                record_exception=False,
+                set_status_on_exception=False,
+            ) as span,
+            _failure_type(span),
+        ):
+            yield
 
     def instrument(self, app: FastAPI) -> None:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -176,47 +209,10 @@ def _failure_type(span: trace.Span) -> Iterator[None]:
         raise
 
 
-def _single_records_only(msg: Any) -> KafkaTelemetrySettingsProvider | None:
-    """FastStream's telemetry for single records and publishing; batches (a tuple) are `_BatchSpan`'s."""
-    return None if isinstance(msg, tuple) else KafkaTelemetrySettingsProvider()
-
-
-class _BatchSpan(BaseMiddleware[Any, Any]):
-    """One consumer span per batch: parent the first record's context, links to the other records'."""
-
-    def __init__(self, msg: Any, /, *, context: ContextRepo, tracer: trace.Tracer) -> None:
-        super().__init__(msg, context=context)
-        self._tracer = tracer
-
-    async def consume_scope(self, call_next: AsyncFuncAny, msg: StreamMessage[Any]) -> Any:
-        records = msg.raw_message
-        if not isinstance(records, tuple) or not records:
-            return await call_next(msg)
-        contexts = [_PROPAGATOR.extract(headers) for headers in msg.batch_headers]
-        spans = [s for c in contexts if (s := trace.get_current_span(c).get_span_context()).is_valid]
-        parent = trace.set_span_in_context(trace.NonRecordingSpan(spans[0])) if spans else context.Context()
-        others = {(s.trace_id, s.span_id): s for s in spans[1:]}  # a span context itself is unhashable
-        links = [Link(s) for s in others.values()][:MAX_LINKS]
-        topic = records[0].topic
-        attributes = {
-            "messaging.system": "kafka",
-            "messaging.operation": "process",
-            "messaging.destination.name": topic,
-            "messaging.batch.message_count": len(records),
-        }
-        with (
-            self._tracer.start_as_current_span(
-                f"{topic} process",
-                context=parent,
-                kind=SpanKind.CONSUMER,
-                links=links,
-                attributes=attributes,
-                record_exception=False,
-                set_status_on_exception=False,
-            ) as span,
-            _failure_type(span),
-        ):
-            return await call_next(msg)
+def _publishing_only(msg: Any) -> KafkaTelemetrySettingsProvider | None:
+    """FastStream's telemetry for publishing only (FastStream makes a publish's middlewares with no
+    message): consuming spans are the consumer edge's, so retries and dead letters happen inside."""
+    return KafkaTelemetrySettingsProvider() if msg is None else None
 
 
 class _NoLoneClientCalls(Sampler):
