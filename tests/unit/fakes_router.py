@@ -93,6 +93,9 @@ class FakeRotations(Rotations):
     async def get(self, key: str) -> int:
         return self.positions.get(key, 0)
 
+    async def get_many(self, keys: list[str]) -> dict[str, int]:
+        return {key: self.positions.get(key, 0) for key in keys}
+
     async def advance(self, key: str, position: int) -> None:
         self.positions[key] = max(position, self.positions.get(key, 0))
 

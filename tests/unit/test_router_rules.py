@@ -34,6 +34,7 @@ from leadflow_router.domain.model import (
     RoutingRejected,
     SourceKind,
 )
+from leadflow_router.domain.rules import Order
 from leadflow_router.domain.schedule import claim_deadline, pause_end
 from leadflow_shared.events.activity import ActivityAction, ContactMessage
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
@@ -415,14 +416,14 @@ POOL = agents("p0", "p1", "p2", "p3", "p4", "p5")
 @settings(max_examples=60, deadline=None)
 @given(pool=st.integers(1, 6), leads=st.integers(1, 60), race=st.integers(1, 3))
 def test_rotation_is_fair_across_leads(pool: int, leads: int, race: int) -> None:
-    eligible = POOL[:pool]
-    counts = dict.fromkeys((a.agent_id for a in eligible), 0)
+    eligible = Order(tuple(a.agent_id for a in POOL[:pool]))
+    counts = dict.fromkeys(eligible.agents, 0)
     cursor = 0
     for _ in range(leads):
         picked, cursor = pick(eligible, cursor, race, frozenset())
-        assert len({a.agent_id for a in picked}) == len(picked) == min(race, pool)
+        assert len(set(picked)) == len(picked) == min(race, pool)
         for agent in picked:
-            counts[agent.agent_id] += 1
+            counts[agent] += 1
     assert max(counts.values()) - min(counts.values()) <= 1, counts
 
 

@@ -55,10 +55,14 @@ from leadflow_router.domain.decisions import (
     NextUp,
     Outcome,
     RoutingContext,
+    follows_source,
     next_up,
     on_activity,
     on_deadline,
+    pool_of,
     route_new_lead,
+    rule_for,
+    rule_id_of,
 )
 from leadflow_router.domain.departures import Departure, on_agent_left
 from leadflow_router.domain.distribution import Distribution, on_distributed, on_returned
@@ -93,6 +97,7 @@ from leadflow_shared.events.routing import (
     RealtorInvitedPayload,
 )
 from leadflow_shared.kafka import PublishRaw
+from leadflow_shared.routing_rules import RotationAction, RotationMode
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +131,36 @@ class _NewLeads:
 
 
 @dataclass(frozen=True, slots=True)
+class _Turn:
+    """Where a lead's rotation stands: its key, its cursor and (balanced) its agents' lead counts."""
+
+    key: str
+    cursor: int
+    counts: dict[str, int]  # by agent id
+
+    def effects(self, outcome: Outcome, known: dict[str, int]) -> Effects:
+        """The rotation's moves `outcome` made, noted in `known` (later decisions of the batch see them)."""
+        rotation = None if outcome.rotation is None else (self.key, outcome.rotation)
+        counts = tuple((_count_key(self.key, agent), n) for agent, n in outcome.counts)
+        known.update(dict(counts) | ({} if rotation is None else dict([rotation])))
+        return Effects(rotation=rotation, counts=counts)
+
+
+def rotation_key(account: AccountSnapshot, source_name: str, rule_id: str | None) -> str:
+    """The rotation a lead takes turns in: its source's (the seeds, R6) or its routing rule's."""
+    if follows_source(account, rule_id):
+        return f"{account.account_id}:{source_name}"
+    return f"{account.account_id}:rule:{rule_id}"
+
+
+def _count_key(key: str, agent_id: str) -> str:
+    return f"{key}@{agent_id}"
+
+
+@dataclass(frozen=True, slots=True)
 class _Decided:
     outcome: Outcome
-    rotation_key: str
+    turn: _Turn
     existing: str | None  # the lead a repeat contact merges into (R1)
 
 
@@ -168,8 +200,7 @@ class _Effects:
         merged = cls()
         for record in records:
             effects = record.outbox.effects
-            if effects.rotation is not None:
-                key, position = effects.rotation
+            for key, position in (*([effects.rotation] if effects.rotation else ()), *effects.counts):
                 merged.positions[key] = max(merged.positions.get(key, 0), position)
             for key in effects.contacts:
                 merged.lead_by_key.setdefault(key, effects.contacts_lead or record.lead_id)
@@ -248,30 +279,44 @@ class RouterService:
             # An agent added since the snapshot was cached keeps its lead (R4): read once more.
             batch.reread.add(event.account_id)
             account = await self._account(event.account_id, fresh=True)
-        summary = LeadSummary(contact=event.payload.contact, source=event.payload.source, message=event.payload.message)
-        rotation_key = f"{event.account_id}:{summary.source.name}"
-        if rotation_key not in batch.cursors:
-            batch.cursors[rotation_key] = await self.rotations.get(rotation_key)
+        payload = event.payload
+        summary = LeadSummary(
+            contact=payload.contact, source=payload.source, message=payload.message, criteria=payload.criteria
+        )
+        lead = NewLead(lead_id, event.account_id, summary)
+        choice = rule_for(lead, account, batch.now)
+        turn = await self._turn(account, summary.source.name, rule_id_of(choice, account), batch.cursors)
         existing = next((batch.known[k] for k in batch.keys[lead_id] if k in batch.known), None)
         context = RoutingContext(
             existing=None if existing is None else ExistingContact(existing, batch.holders.get(existing)),
-            rotation=batch.cursors[rotation_key],
+            rotation=turn.cursor,
+            counts=turn.counts,
+            choice=choice,
         )
-        outcome = route_new_lead(NewLead(lead_id, event.account_id, summary), account, context, batch.now)
-        return _Decided(outcome, rotation_key, existing)
+        return _Decided(route_new_lead(lead, account, context, batch.now), turn, existing)
+
+    async def _turn(
+        self, account: AccountSnapshot, source_name: str, rule_id: str | None, known: dict[str, int]
+    ) -> _Turn:
+        """The rotation of a lead of `source_name` routed by `rule_id`, read past what is `known`."""
+        key = rotation_key(account, source_name, rule_id)
+        action = account.rules.action_of(rule_id) if rule_id is not None else None
+        agents: list[str] = []
+        if isinstance(action, RotationAction) and action.mode is RotationMode.BALANCED:
+            agents = [a.agent_id for a in pool_of(account, source_name, rule_id).who.eligible]
+        if missing := [k for k in [key, *(_count_key(key, a) for a in agents)] if k not in known]:
+            known.update(await self.rotations.get_many(missing))
+        return _Turn(key, known[key], {a: known[_count_key(key, a)] for a in agents})
 
     def _new_record(
         self, lead_id: str, event: LeadReceived, decided: _Decided, batch: _NewLeads, *, trace: str | None
     ) -> RoutingRecord:
         """The new lead's routing record (or its merge into an existing lead, R1), with its outbox."""
         outcome, keys = decided.outcome, tuple(batch.keys[lead_id])
-        rotation = None
-        if outcome.rotation is not None:
-            batch.cursors[decided.rotation_key] = outcome.rotation
-            rotation = (decided.rotation_key, outcome.rotation)
+        moved = decided.turn.effects(outcome, batch.cursors)
         state = None if outcome.state is None else outcome.state.evolve(version=1)
         if state is not None:
-            effects = Effects(rotation=rotation, contacts=keys)
+            effects = replace(moved, contacts=keys)
             # Later leads of this batch with the same email or phone are R1 on this one.
             for key in keys:
                 batch.known.setdefault(key, lead_id)
@@ -281,7 +326,7 @@ class RouterService:
             assert existing is not None  # noqa: S101 (only R1 merges, into an existing lead)
             # The repeat's email and phone are the contact's now: an inquiry by a new phone
             # or email alone, later, finds the same lead (R1).
-            effects = Effects(rotation=rotation, contacts=keys, contacts_lead=existing)
+            effects = replace(moved, contacts=keys, contacts_lead=existing)
             for key in keys:
                 batch.known.setdefault(key, existing)
         outbox = self._outbox(
@@ -390,12 +435,12 @@ class RouterService:
                 return record is not None and record.is_lead and record.account_id == account_id
 
             async def decide(record: RoutingRecord, state: LeadState, lead_id: str = lead_id) -> _Write | None:
-                rotation_key = f"{account_id}:{state.source_name}"
+                turn = await self._turn(account, state.source_name, state.rule_id, {})
                 now = self.clock()
-                outcome = on_agent_left(state, departure, account, await self.rotations.get(rotation_key), now)
+                outcome = on_agent_left(state, departure, account, turn.cursor, now, counts=turn.counts)
                 if outcome.state == state and not outcome.events:
                     return None
-                effects = Effects(rotation=None if outcome.rotation is None else (rotation_key, outcome.rotation))
+                effects = turn.effects(outcome, {})
                 source_id = derived_event_id(command_id, f"release:{lead_id}")
                 return _Write(
                     self._next_record(record, outcome, source_id=source_id, now=now, effects=effects),
@@ -645,16 +690,11 @@ class RouterService:
             state = record.state
             assert state is not None  # noqa: S101 (only leads have deadlines)
             account = await self._account(state.account_id)
-            rotation_key = f"{state.account_id}:{state.source_name}"
-            if rotation_key not in cursors:
-                cursors[rotation_key] = await self.rotations.get(rotation_key)
-            outcome = on_deadline(state, account, cursors[rotation_key], now)
+            turn = await self._turn(account, state.source_name, state.rule_id, cursors)
+            outcome = on_deadline(state, account, turn.cursor, now, counts=turn.counts)
             if state.next_deadline is not None:
                 self.metrics.timer_lateness.observe(max(0.0, (now - state.next_deadline).total_seconds()))
-            effects = Effects()
-            if outcome.rotation is not None:
-                cursors[rotation_key] = outcome.rotation
-                effects = Effects(rotation=(rotation_key, outcome.rotation))
+            effects = turn.effects(outcome, cursors)
             new = self._next_record(record, outcome, source_id=uuid.UUID(state.lead_id), now=now, effects=effects)
             changes.append((new, record.version))
         limit = asyncio.Semaphore(self.sweep_concurrency)

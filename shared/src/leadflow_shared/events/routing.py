@@ -15,6 +15,7 @@ from pydantic import AwareDatetime, Field, TypeAdapter
 
 from leadflow_shared.envelope import Contract, Envelope
 from leadflow_shared.events.activity import ActivityAction
+from leadflow_shared.events.criteria import LeadCriteria
 from leadflow_shared.events.intake import Contact, LeadSource
 
 TOPIC = "leads.events.v1"
@@ -44,6 +45,7 @@ class LeadSummary(Contract):
     contact: Contact
     source: LeadSource
     message: str = Field(default="", max_length=5000)
+    criteria: LeadCriteria | None = Field(default=None, description="What the lead is about (issue 15).")
 
 
 class LeadAssignedPayload(Contract):
@@ -55,6 +57,7 @@ class LeadAssignedPayload(Contract):
     source: LeadSource
     message: str = Field(default="", max_length=5000)
     referral_fee_percent: float = Field(default=0, ge=0, le=100, description="R11: general leads only.")
+    criteria: LeadCriteria | None = Field(default=None, description="What the lead is about (issue 15).")
 
 
 class LeadAssigned(Envelope):
@@ -75,6 +78,7 @@ class LeadOfferedPayload(Contract):
     source: LeadSource
     message: str = Field(default="", max_length=5000)
     referral_fee_percent: float = Field(default=0, ge=0, le=100)
+    criteria: LeadCriteria | None = Field(default=None, description="What the lead is about (issue 15).")
 
 
 class LeadOffered(Envelope):

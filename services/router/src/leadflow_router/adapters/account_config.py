@@ -15,6 +15,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_shared.collections import ACCOUNTS, AGENTS, STAFF
 from leadflow_shared.events.commands import DepartedLeads
+from leadflow_shared.routing_rules import RuleSet
 
 Id = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
 
@@ -99,6 +100,9 @@ class AccountConfig(_Strict):
     digest_hour: int | None = Field(default=None, ge=0, le=23, description="Local; None: the notifier's default.")
     offer_contact_details: Literal["shown", "hidden_for_races", "hidden"] = "hidden_for_races"
     staff: list[StaffConfig] = Field(default_factory=list, max_length=1000)
+    routing_rules: RuleSet | None = Field(
+        default=None, description="Routing rules (docs/routing-rules.md); none: each source's settings decide."
+    )
 
     @field_validator("time_zone")
     @classmethod
@@ -116,6 +120,8 @@ class AccountConfig(_Strict):
             raise ValueError(f"roster names unknown agents {unknown}")
         if not self.roster:
             raise ValueError("the roster needs at least position 1")
+        if self.routing_rules is not None and (refused := self.routing_rules.refusals(set(self.roster))):
+            raise ValueError("; ".join(refused))
         return self
 
 
@@ -142,7 +148,8 @@ async def load_account_config(db: AsyncDatabase[dict[str, Any]], raw: object) ->
                 **member.model_dump(mode="json", exclude={"user_id"}),
             }
             await db[STAFF].replace_one({"_id": member.user_id}, doc, upsert=True)
-        exclude = {"account_id", "agents", "staff"} | ({"digest_hour"} if account.digest_hour is None else set())
+        unset = {name for name in ("digest_hour", "routing_rules") if getattr(account, name) is None}
+        exclude = {"account_id", "agents", "staff"} | unset
         doc = {"_id": account.account_id, **account.model_dump(mode="json", exclude=exclude)}
         await db[ACCOUNTS].replace_one({"_id": account.account_id}, doc, upsert=True)
     return len(config.accounts)

@@ -27,7 +27,8 @@ def encode_state(state: LeadState) -> dict[str, Any]:
         "_id": state.lead_id,
         "kind": "lead",
         "account_id": state.account_id,
-        "summary": state.summary.model_dump(mode="json"),
+        # Criteria only when the lead has them: older records keep the shape they had.
+        "summary": state.summary.model_dump(mode="json", exclude=None if state.summary.criteria else {"criteria"}),
         "status": state.status.value,
         "holder": state.holder,
         "reason": state.reason.value if state.reason else None,
@@ -45,6 +46,7 @@ def encode_state(state: LeadState) -> dict[str, Any]:
         "version": state.version,
         # Only on erased leads (decision 0050): every other record keeps the shape it always had.
         **({"erased": True} if state.erased else {}),
+        **({"rule_id": state.rule_id} if state.rule_id is not None else {}),
     }
 
 
@@ -71,6 +73,7 @@ def decode_state(doc: dict[str, Any]) -> LeadState:
         referral_fee_percent=float(doc.get("referral_fee_percent", 0.0)),
         share_id=doc.get("share_id"),
         erased=bool(doc.get("erased", False)),
+        rule_id=doc.get("rule_id"),
         version=int(doc["version"]),
     )
 
@@ -107,6 +110,7 @@ def decode_record(doc: dict[str, Any]) -> RoutingRecord:
             keys=tuple(doc["outbox_keys"]) if doc.get("outbox_keys") else None,
             effects=Effects(
                 rotation=(str(rotation["key"]), int(rotation["position"])) if rotation else None,
+                counts=tuple((str(key), int(count)) for key, count in effects.get("counts") or ()),
                 contacts=tuple(effects.get("contacts") or ()),
                 contacts_lead=effects.get("contacts_lead"),
                 forget_contacts=tuple(effects.get("forget_contacts") or ()),
@@ -121,6 +125,8 @@ def _encode_effects(effects: Effects) -> dict[str, Any]:
     doc: dict[str, Any] = {}
     if effects.rotation is not None:
         doc["rotation"] = {"key": effects.rotation[0], "position": effects.rotation[1]}
+    if effects.counts:
+        doc["counts"] = [list(count) for count in effects.counts]
     if effects.contacts:
         doc["contacts"] = list(effects.contacts)
     if effects.contacts_lead is not None:

@@ -36,6 +36,7 @@ from leadflow_shared.collections import (
     ROUTER_LEADS,
     ROUTER_ROTATIONS,
 )
+from leadflow_shared.routing_rules import RuleSet, rule_set_of
 from leadflow_shared.ttl_cache import TtlCache
 
 Doc = dict[str, Any]
@@ -73,6 +74,7 @@ def _snapshot(account: Doc, agents: list[Doc]) -> AccountSnapshot:
     sources = {s["name"]: _source(s) for s in account.get("sources", [])}
     default = _source({"name": "default", **account.get("default_source", {})})
     routing = RoutingFields.of(account)
+    rules = rule_set_of(account)  # None: stored rules that cannot be read; the default routes meanwhile
     return AccountSnapshot(
         account_id=account["_id"],
         name=account["name"],
@@ -84,6 +86,8 @@ def _snapshot(account: Doc, agents: list[Doc]) -> AccountSnapshot:
         pause=tuple(PauseWindow(frozenset(w.weekdays), w.start, w.end) for w in pause_windows(account)),
         departed_agent_leads=routing.departed_agent_leads,
         allow_direct_to_user=routing.allow_direct_to_user,
+        rules=rules or RuleSet(),
+        rules_unreadable=rules is None,
     )
 
 
@@ -278,7 +282,8 @@ def _erasure(doc: Doc) -> ErasureRequest:
 
 
 class Rotations:
-    """Per-source rotation cursors; they only grow, so replaying an update is harmless."""
+    """Rotation cursors (per lead source, per routing rule) and balanced rotations' lead counts
+    (per rule and agent): they only grow, so replaying an update is harmless."""
 
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self._rotations = db[ROUTER_ROTATIONS]
@@ -286,6 +291,11 @@ class Rotations:
     async def get(self, key: str) -> int:
         doc = await self._rotations.find_one({"_id": key})
         return 0 if doc is None else int(doc["position"])
+
+    async def get_many(self, keys: list[str]) -> dict[str, int]:
+        """Each key's position (0 when it has none), in one query."""
+        found = {doc["_id"]: int(doc["position"]) async for doc in self._rotations.find({"_id": {"$in": keys}})}
+        return {key: found.get(key, 0) for key in keys}
 
     async def advance(self, key: str, position: int) -> None:
         result = await self._rotations.update_one(

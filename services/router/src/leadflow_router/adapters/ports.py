@@ -44,9 +44,10 @@ class ContactIndex(Protocol):
 
 
 class RotationCursors(Protocol):
-    """Each lead source's round-robin position; it only grows."""
+    """Rotation cursors and lead counts by key; they only grow."""
 
     async def get(self, key: str) -> int: ...
+    async def get_many(self, keys: list[str]) -> dict[str, int]: ...
     async def advance(self, key: str, position: int) -> None: ...
 
 

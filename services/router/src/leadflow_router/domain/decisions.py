@@ -1,8 +1,10 @@
 """Routing decisions (DESIGN section 3) as pure functions: state and snapshot in, outcome out.
 
 A new lead runs through an ordered pipeline of rules, first match wins:
-R1 existing contact, R4 pre-assigned, R2 site attribution, R3 direct-to-user,
-R5 round robin off, R6/R7 rotation with a lead race. Deadlines (R8-R10) and agents'
+R1 existing contact, R4 pre-assigned, R2 site attribution, R3 direct-to-user, then the
+account's routing rules (issue 15, `rules.py`): the first that matches, else the default
+rule, whose seeds' form is R5 round robin off, R6/R7 rotation with a lead race. The rule's
+pool (`pool_of`) offers the lead and re-offers it. Deadlines (R8-R10) and agents'
 actions (R8) then move the lead's state on. Every outcome carries the events to
 publish (R12) and an explanation a person can read.
 """
@@ -10,9 +12,9 @@ publish (R12) and an explanation a person can read.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Literal
 
 from leadflow_router.domain.model import (
@@ -26,6 +28,7 @@ from leadflow_router.domain.model import (
     OfferStatus,
     SourceKind,
 )
+from leadflow_router.domain.rules import Order, RuleChoice, balanced_first, choose_rule, rotation_order
 from leadflow_router.domain.schedule import claim_deadline, pause_end
 from leadflow_shared.envelope import Contract, Envelope
 from leadflow_shared.events.activity import ActivityAction
@@ -49,6 +52,11 @@ from leadflow_shared.events.routing import (
     OfferExpired,
     OfferWithdrawn,
     WithdrawalReason,
+)
+from leadflow_shared.routing_rules import (
+    AgentAction,
+    RotationMode,
+    SourceRotationAction,
 )
 
 EXPLANATION_MAX = 1000  # characters: the explanation field of the routing events
@@ -77,6 +85,7 @@ class Outcome:
     events: tuple[Emit, ...]
     explanation: str
     rotation: int | None = None  # the source's rotation cursor after this decision, if it moved
+    counts: tuple[tuple[str, int], ...] = ()  # a balanced rotation's new lead counts, by agent
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,24 +107,38 @@ def _listed(items: Sequence[str], separator: str) -> str:
 
 def eligibility(account: AccountSnapshot, source: LeadSourceConfig) -> Eligibility:
     """R6: who may receive this source's general leads, in roster order, and why the others may not."""
-    eligible: list[Agent] = []
-    skipped: list[tuple[str, str]] = []
-    for agent in account.roster:
-        reason = _ineligible(agent, source)
-        if reason:
-            skipped.append((agent.agent_id, reason))
-        else:
-            eligible.append(agent)
-    return Eligibility(tuple(eligible), tuple(skipped))
+    return _sorted_out([(agent.agent_id, agent, _ineligible(agent, source)) for agent in account.roster])
 
 
-def _ineligible(agent: Agent, source: LeadSourceConfig) -> str | None:
+def listed_eligibility(account: AccountSnapshot, agent_ids: Sequence[str]) -> Eligibility:
+    """Who of the agents a rule names may receive its leads, in the rule's order."""
+    return _sorted_out(
+        [
+            (i, agent, _unavailable(agent) if agent else "not on the roster")
+            for i in agent_ids
+            for agent in [account.agent(i)]
+        ]
+    )
+
+
+def _sorted_out(candidates: list[tuple[str, Agent | None, str | None]]) -> Eligibility:
+    eligible = tuple(agent for _, agent, why in candidates if agent is not None and why is None)
+    return Eligibility(eligible, tuple((agent_id, why) for agent_id, _, why in candidates if why is not None))
+
+
+def _unavailable(agent: Agent) -> str | None:
     if not agent.active:
         return "inactive"
     if not agent.invitation_accepted:
         return "invitation not accepted"
     if not agent.round_robin:
         return "not approved for round robin"
+    return None
+
+
+def _ineligible(agent: Agent, source: LeadSourceConfig) -> str | None:
+    if reason := _unavailable(agent):
+        return reason
     if source.lead_group and source.lead_group not in agent.lead_groups:
         return f"not in lead group {source.lead_group!r}"
     if source.offices and not (source.offices & agent.offices):
@@ -123,24 +146,76 @@ def _ineligible(agent: Agent, source: LeadSourceConfig) -> str | None:
     return None
 
 
-def pick(eligible: Sequence[Agent], cursor: int, count: int, exclude: frozenset[str]) -> tuple[list[Agent], int]:
+def pick(order: Order, cursor: int, count: int, exclude: frozenset[str]) -> tuple[list[str], int]:
     """The next `count` agents in rotation from `cursor`, skipping `exclude`; and the new cursor.
 
-    The cursor only grows (agents are taken at cursor modulo the pool size), so storing
+    The cursor only grows (agents are taken at cursor modulo the cycle), so storing
     it with "keep the larger" is idempotent when a decision is replayed.
     """
-    picked: list[Agent] = []
-    size = len(eligible)
+    picked: list[str] = []
     steps = 0
-    for step in range(size):
-        agent = eligible[(cursor + step) % size]
-        if agent.agent_id in exclude:
+    for step in range(order.period):
+        agent = order.at(cursor + step)
+        if agent in exclude or agent in picked:
             continue
         picked.append(agent)
         steps = step + 1
         if len(picked) == count:
             break
     return picked, cursor + steps
+
+
+@dataclass(frozen=True, slots=True)
+class Pool:
+    """Who a lead's offers go to: the eligible agents, the order they take turns in, how many race at
+    once and for how long. `rule`: the routing rule's name; None, the lead source's rotation (R6)."""
+
+    rule: str | None
+    who: Eligibility
+    order: Order
+    race: int
+    claim_window: timedelta
+    balanced: bool = False
+
+    def take(
+        self, cursor: int, counts: Mapping[str, int], exclude: frozenset[str]
+    ) -> tuple[list[str], int, dict[str, int]]:
+        """The agents offered next, the new cursor, and (balanced) their new lead counts."""
+        if not self.balanced:
+            picked, moved = pick(self.order, cursor, self.race, exclude)
+            return picked, moved, {}
+        ids = [a.agent_id for a in self.who.eligible]
+        picked = [a for a in balanced_first(ids, counts, cursor) if a not in exclude][: self.race]
+        return picked, cursor + (1 if picked else 0), {a: counts.get(a, 0) + 1 for a in picked}
+
+
+def pool_of(account: AccountSnapshot, source_name: str, rule_id: str | None) -> Pool:
+    """The pool of rule `rule_id` (None, or a rule whose action is `source_rotation`: the source's, R6)."""
+    source = account.source(source_name)
+    action = account.rules.action_of(rule_id) if rule_id is not None else SourceRotationAction()
+    if isinstance(action, SourceRotationAction):
+        who = eligibility(account, source)
+        return Pool(None, who, Order(_ids(who)), max(1, source.race_count), source.claim_window)
+    rule = account.rules.find(rule_id)
+    name = rule.name if rule is not None else "default"
+    window = source.claim_window
+    if action.claim_window_seconds is not None:
+        window = timedelta(seconds=action.claim_window_seconds)
+    if isinstance(action, AgentAction):
+        who = listed_eligibility(account, [action.agent_id])
+        return Pool(name, who, Order(_ids(who)), 1, window)
+    who = eligibility(account, source) if action.agents is None else listed_eligibility(account, action.agents)
+    order = rotation_order(action, _ids(who), seed=f"{account.account_id}:{rule_id}")
+    return Pool(name, who, order, action.race, window, balanced=action.mode is RotationMode.BALANCED)
+
+
+def follows_source(account: AccountSnapshot, rule_id: str | None) -> bool:
+    """Whether a lead of rule `rule_id` goes by its lead source's settings (the seeds' R5-R7)."""
+    return rule_id is None or isinstance(account.rules.action_of(rule_id), SourceRotationAction)
+
+
+def _ids(who: Eligibility) -> tuple[str, ...]:
+    return tuple(a.agent_id for a in who.eligible)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,8 +236,8 @@ def next_up(account: AccountSnapshot, source_name: str, rotation: int) -> NextUp
     if not account.round_robin:  # R5: roster position 1 gets every general lead
         nxt: tuple[str, ...] = (account.broker.agent_id,) if account.roster else ()
     else:
-        picked, _ = pick(who.eligible, rotation, max(1, source.race_count), frozenset())
-        nxt = tuple(a.agent_id for a in picked) or ((account.broker.agent_id,) if account.roster else ())
+        picked, _ = pick(Order(_ids(who)), rotation, max(1, source.race_count), frozenset())
+        nxt = tuple(picked) or ((account.broker.agent_id,) if account.roster else ())
     return NextUp(source.name, source.lead_group, account.round_robin, nxt, who)
 
 
@@ -184,11 +259,38 @@ class RoutingContext:
     """What the router looked up for this decision besides the snapshot."""
 
     existing: ExistingContact | None = None
-    rotation: int = 0  # the lead source's rotation cursor
+    rotation: int = 0  # the cursor of the rotation the lead's rule uses (its source's, by default)
+    counts: Mapping[str, int] = field(default_factory=dict)  # a balanced rotation's lead counts, by agent
+    choice: RuleChoice | None = None  # the routing rule for the lead, when the caller chose it already
+
+
+def rule_for(lead: NewLead, account: AccountSnapshot, now: datetime) -> RuleChoice:
+    """The account's routing rule for a general lead (`rules.choose_rule`)."""
+    return choose_rule(account.rules, lead.summary, now, account.time_zone)
+
+
+def rule_id_of(choice: RuleChoice | None, account: AccountSnapshot) -> str | None:
+    """What a general lead remembers of its rule: None when it goes by its source's settings (the seeds)."""
+    return None if choice is None or follows_source(account, choice.rule_id) else choice.rule_id
+
+
+def _rule_id(context: RoutingContext, account: AccountSnapshot) -> str | None:
+    return rule_id_of(context.choice, account)
+
+
+def _rule_note(context: RoutingContext, account: AccountSnapshot) -> str:
+    """Which routing rule decided and why the rules before it did not; nothing for an account without rules."""
+    note = "the stored routing rules cannot be read: routed by the default rule. " if account.rules_unreadable else ""
+    choice = context.choice
+    if choice is None or not choice.checks:
+        return note
+    return f"{note}Routing rules: {choice.describe()}. "
 
 
 def route_new_lead(lead: NewLead, account: AccountSnapshot, context: RoutingContext, now: datetime) -> Outcome:
     """Decide what happens to a lead that just arrived: the first rule that applies decides."""
+    if context.choice is None:
+        context = replace(context, choice=rule_for(lead, account, now))
     for rule in RULES:
         outcome = rule(lead, account, context, now)
         if outcome is not None:
@@ -258,7 +360,7 @@ def site_attribution(
     if agent is None:
         return None
     why = f"came in on {agent.agent_id}'s site {host}"
-    return _direct(lead, agent, account, now, "R2", AssignmentReason.SITE_ATTRIBUTION, why)
+    return _direct(lead, agent, account, now, "R2", AssignmentReason.SITE_ATTRIBUTION, why, _rule_id(_context, account))
 
 
 def direct_to_user(lead: NewLead, account: AccountSnapshot, _context: RoutingContext, now: datetime) -> Outcome | None:
@@ -270,11 +372,18 @@ def direct_to_user(lead: NewLead, account: AccountSnapshot, _context: RoutingCon
     if agent is None:
         return None  # a listing of another brokerage: a general lead
     why = f"inquiry on {agent.agent_id}'s listing {source.listing_id}"
-    return _direct(lead, agent, account, now, "R3", AssignmentReason.DIRECT_TO_USER, why)
+    return _direct(lead, agent, account, now, "R3", AssignmentReason.DIRECT_TO_USER, why, _rule_id(_context, account))
 
 
 def _direct(
-    lead: NewLead, agent: Agent, account: AccountSnapshot, now: datetime, rule: str, reason: AssignmentReason, why: str
+    lead: NewLead,
+    agent: Agent,
+    account: AccountSnapshot,
+    now: datetime,
+    rule: str,
+    reason: AssignmentReason,
+    why: str,
+    general_rule: str | None,
 ) -> Outcome | None:
     """A direct-to-user lead (R2, R3; ClientBAY): the agent's at once with auto-accept on, else offered to
     it alone for the source's direct period, then routed as a general lead. When the account does not
@@ -286,7 +395,15 @@ def _direct(
         return _assign(lead, agent, reason, 0.0, now, f"{rule}: {why}; direct-to-user, auto-accept on, no fee.")
     deadline = claim_deadline(now, config.direct_period, account.pause, account.time_zone)
     offer = Offer(agent.agent_id, 1, deadline)
-    state = _new_state(lead, LeadStatus.OFFERED, offers=(offer,), round=1, direct_phase=True, next_deadline=deadline)
+    state = _new_state(
+        lead,
+        LeadStatus.OFFERED,
+        offers=(offer,),
+        round=1,
+        direct_phase=True,
+        next_deadline=deadline,
+        rule_id=general_rule,
+    )
     explanation = (
         f"{rule}: {why}; auto-accept off, offered to that agent alone until {deadline.isoformat()}, "
         "then routed as a general lead."
@@ -295,10 +412,11 @@ def _direct(
 
 
 def roster_position_1(
-    lead: NewLead, account: AccountSnapshot, _context: RoutingContext, now: datetime
+    lead: NewLead, account: AccountSnapshot, context: RoutingContext, now: datetime
 ) -> Outcome | None:
-    """R5: with round robin off, position 1 of the roster gets the lead and distributes it by hand."""
-    if account.round_robin:
+    """R5: with round robin off, position 1 of the roster gets the lead and distributes it by hand
+    (when the lead goes by its source's settings: a routing rule of its own decides otherwise)."""
+    if account.round_robin or _rule_id(context, account) is not None:
         return None
     source = account.source(lead.summary.source.name)
     return _assign(
@@ -307,14 +425,18 @@ def roster_position_1(
         AssignmentReason.ROSTER_POSITION_1,
         _fee(source),
         now,
-        f"R5: round robin is off; roster position 1 ({account.broker.agent_id}) distributes it.",
+        _rule_note(context, account)
+        + f"R5: round robin is off; roster position 1 ({account.broker.agent_id}) distributes it.",
     )
 
 
 def round_robin(lead: NewLead, account: AccountSnapshot, context: RoutingContext, now: datetime) -> Outcome | None:
-    """R6/R7: offer to the next eligible agent(s) in rotation."""
-    state = _new_state(lead, LeadStatus.OFFERED, referral_fee_percent=_fee(account.source(lead.summary.source.name)))
-    return offer_next(state, account, context.rotation, now)
+    """R6/R7, or the matched routing rule: offer to the next eligible agent(s) of its pool."""
+    fee = _fee(account.source(lead.summary.source.name))
+    state = _new_state(lead, LeadStatus.OFFERED, referral_fee_percent=fee, rule_id=_rule_id(context, account))
+    outcome = offer_next(state, account, context.rotation, now, counts=context.counts)
+    note = _rule_note(context, account)
+    return _prefixed(outcome, note) if note else outcome
 
 
 RULES: tuple[Rule, ...] = (
@@ -331,13 +453,19 @@ RULES: tuple[Rule, ...] = (
 
 
 def offer_next(
-    state: LeadState, account: AccountSnapshot, rotation: int, now: datetime, exclude: frozenset[str] = frozenset()
+    state: LeadState,
+    account: AccountSnapshot,
+    rotation: int,
+    now: datetime,
+    exclude: frozenset[str] = frozenset(),
+    *,
+    counts: Mapping[str, int] | None = None,
 ) -> Outcome:
-    """Offer the lead to the next eligible agents who have not had it (R6, R7, R9), or fall back;
-    never to `exclude`."""
-    source = account.source(state.source_name)
-    who = eligibility(account, source)
-    picked, cursor = pick(who.eligible, rotation, max(1, source.race_count), state.agents_offered | exclude)
+    """Offer the lead to the next eligible agents of its pool who have not had it (R6, R7, R9, or its
+    routing rule's), or fall back; never to `exclude`."""
+    pool = pool_of(account, state.source_name, state.rule_id)
+    who = pool.who
+    picked, cursor, new_counts = pool.take(rotation, counts or {}, state.agents_offered | exclude)
     if not picked:
         broker = account.broker
         explanation = fit_explanation(
@@ -354,13 +482,14 @@ def offer_next(
             lead_id=uuid.UUID(state.lead_id), agent_id=broker.agent_id, explanation=explanation
         )
         return Outcome(fell_back, (Emit(LeadFellBack, payload),), explanation)
-    deadline = claim_deadline(now, source.claim_window, account.pause, account.time_zone)
+    deadline = claim_deadline(now, pool.claim_window, account.pause, account.time_zone)
     round_ = state.round + 1
-    offers = tuple(Offer(agent.agent_id, round_, deadline) for agent in picked)
-    names = _listed([a.agent_id for a in picked], ", ")
+    offers = tuple(Offer(agent, round_, deadline) for agent in picked)
+    names = _listed(picked, ", ")
+    how = "next in rotation" if pool.rule is None else f"rule {pool.rule!r}"
     explanation = fit_explanation(
-        f"R6: offered to {names} (next in rotation, race of {len(picked)}) until {deadline.isoformat()}; "
-        f"{who.describe()}."
+        f"{'R6' if pool.rule is None else 'Rule'}: offered to {names} ({how}, race of {len(picked)}) "
+        f"until {deadline.isoformat()}; {who.describe()}."
     )
     offered = state.evolve(
         status=LeadStatus.OFFERED,
@@ -370,10 +499,12 @@ def offer_next(
         direct_phase=False,
     )
     events = tuple(offered_event(offered, offer, len(picked), explanation) for offer in offers)
-    return Outcome(offered, events, explanation, rotation=cursor)
+    return Outcome(offered, events, explanation, rotation=cursor, counts=tuple(sorted(new_counts.items())))
 
 
-def on_deadline(state: LeadState, account: AccountSnapshot, rotation: int, now: datetime) -> Outcome:
+def on_deadline(
+    state: LeadState, account: AccountSnapshot, rotation: int, now: datetime, *, counts: Mapping[str, int] | None = None
+) -> Outcome:
     """The sweeper's transition: expire due offers (R9), wait out a pause (R10), re-offer or fall back."""
     if state.next_deadline is None or now < state.next_deadline:
         return Outcome(state, (), "not due")
@@ -389,7 +520,7 @@ def on_deadline(state: LeadState, account: AccountSnapshot, rotation: int, now: 
     if paused_until is not None:
         waiting = expired.evolve(status=LeadStatus.WAITING, next_deadline=paused_until)
         return Outcome(waiting, tuple(events), f"R10: reassignment paused until {paused_until.isoformat()}.")
-    if not account.round_robin and expired.direct_phase:
+    if not account.round_robin and expired.direct_phase and follows_source(account, state.rule_id):
         # R3 with round robin off: the general route is roster position 1.
         source = account.source(state.source_name)
         broker = account.broker
@@ -405,8 +536,8 @@ def on_deadline(state: LeadState, account: AccountSnapshot, rotation: int, now: 
         return Outcome(assigned, (*events, assigned_event(assigned, explanation)), explanation)
     if expired.direct_phase:
         expired = expired.evolve(referral_fee_percent=_fee(account.source(state.source_name)))
-    next_step = offer_next(expired, account, rotation, now)
-    return Outcome(next_step.state, (*events, *next_step.events), next_step.explanation, next_step.rotation)
+    next_step = offer_next(expired, account, rotation, now, counts=counts)
+    return replace(next_step, events=(*events, *next_step.events))
 
 
 def on_activity(state: LeadState, activity: Activity, now: datetime, *, can_claim: bool = True) -> Outcome:
@@ -568,7 +699,15 @@ def fit_explanation(explanation: str, limit: int = EXPLANATION_MAX) -> str:
 
 def _noted(outcome: Outcome, note: str) -> Outcome:
     """`outcome` with `note` after its explanation, on the outcome and on every event that explains."""
-    explanation = f"{fit_explanation(outcome.explanation, EXPLANATION_MAX - len(note) - 1)} {note}"
+    return _explained(outcome, f"{fit_explanation(outcome.explanation, EXPLANATION_MAX - len(note) - 1)} {note}")
+
+
+def _prefixed(outcome: Outcome, note: str) -> Outcome:
+    """`outcome` with `note` before its explanation, on the outcome and on every event that explains."""
+    return _explained(outcome, fit_explanation(note + outcome.explanation))
+
+
+def _explained(outcome: Outcome, explanation: str) -> Outcome:
     events = tuple(
         Emit(e.kind, e.payload.model_copy(update={"explanation": explanation}))
         if "explanation" in type(e.payload).model_fields
@@ -611,6 +750,7 @@ def assigned_event(state: LeadState, explanation: str) -> Emit:
             source=state.summary.source,
             message=state.summary.message,
             referral_fee_percent=state.referral_fee_percent,
+            criteria=state.summary.criteria,
         ),
     )
 
@@ -629,6 +769,7 @@ def offered_event(state: LeadState, offer: Offer, race_size: int, explanation: s
             source=state.summary.source,
             message=state.summary.message,
             referral_fee_percent=state.referral_fee_percent,
+            criteria=state.summary.criteria,
         ),
     )
 

@@ -10,7 +10,8 @@ routing rules to agents who have not had them.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from leadflow_router.domain.decisions import (
@@ -44,7 +45,13 @@ class Departure:
 
 
 def on_agent_left(
-    state: LeadState, departure: Departure, account: AccountSnapshot, rotation: int, now: datetime
+    state: LeadState,
+    departure: Departure,
+    account: AccountSnapshot,
+    rotation: int,
+    now: datetime,
+    *,
+    counts: Mapping[str, int] | None = None,
 ) -> Outcome:
     """The lead after `departure`: the agent's open offers withdrawn, its hold released."""
     offers: list[Offer] = []
@@ -62,31 +69,31 @@ def on_agent_left(
         offers.append(offer)
     withdrawn = state.evolve(offers=tuple(offers))
     if state.holder == departure.agent_id and state.share_id is None:
-        return _release(withdrawn, departure, account, rotation, now, tuple(events))
+        return _release(withdrawn, departure, (account, rotation, counts), now, tuple(events))
     if not events:
         return Outcome(state, (), f"{departure.describe()}; it had nothing of this lead's")
     if withdrawn.open_offers or state.status is not LeadStatus.OFFERED:
         return Outcome(withdrawn, tuple(events), f"{departure.describe()}; the race goes on without it")
     # The race lost its last open offer: on as if its deadline had passed (R9, R10, R3 then R5).
-    after = on_deadline(withdrawn.evolve(next_deadline=now), account, rotation, now)
+    after = on_deadline(withdrawn.evolve(next_deadline=now), account, rotation, now, counts=counts)
     explanation = fit_explanation(f"{departure.describe()}, so its offer was withdrawn; {after.explanation}")
-    return Outcome(after.state, (*events, *after.events), explanation, after.rotation)
+    return replace(after, events=(*events, *after.events), explanation=explanation)
 
 
 def _release(
     state: LeadState,
     departure: Departure,
-    account: AccountSnapshot,
-    rotation: int,
+    routing: tuple[AccountSnapshot, int, Mapping[str, int] | None],  # the account, its rotation's cursor and counts
     now: datetime,
     events: tuple[Emit, ...],
 ) -> Outcome:
+    account, rotation, counts = routing
     policy = account.departed_agent_leads
     cleared = state.evolve(holder=None, reason=None, next_deadline=None, direct_phase=False)
     if policy is DepartedLeads.REROUTE:
-        after = offer_next(cleared, account, rotation, now, exclude=frozenset({departure.agent_id}))
+        after = offer_next(cleared, account, rotation, now, exclude=frozenset({departure.agent_id}), counts=counts)
         explanation = fit_explanation(f"{departure.describe()}; its lead is routed again. {after.explanation}")
-        return Outcome(after.state, (*events, *after.events), explanation, after.rotation)
+        return replace(after, events=(*events, *after.events), explanation=explanation)
     # The broker pool: roster position 1, or the next active agent when position 1 is the one leaving.
     broker = next((a for a in account.roster if a.active and a.agent_id != departure.agent_id), account.broker)
     if policy is DepartedLeads.BROKER_POOL and broker.agent_id != departure.agent_id:

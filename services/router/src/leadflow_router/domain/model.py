@@ -2,9 +2,8 @@
 
 Both are immutable values. `AccountSnapshot` is what the router knows of an account
 when it decides; `LeadState` is one lead's routing record, changed only by the pure
-transitions in `decisions.py`. Room is left for richer routing (criteria-matched
-rules, weights, caps, availability, ponds): they add fields with defaults here and
-steps to the rule pipeline, without changing these shapes.
+transitions in `decisions.py`. The account's routing rules (`rules`, issue 15) choose who a
+general lead's offers go to (`domain/rules.py`); a lead remembers the rule (`rule_id`).
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from leadflow_shared.errors import PoisonMessage
 from leadflow_shared.events.activity import ActivityAction, ContactMessage
 from leadflow_shared.events.commands import DepartedLeads as DepartedLeads  # an account setting the router reads
 from leadflow_shared.events.routing import AssignmentReason, LeadSummary
+from leadflow_shared.routing_rules import RuleSet
 
 
 class RoutingRejected(PoisonMessage):
@@ -79,6 +79,10 @@ class AccountSnapshot:
     pause: tuple[PauseWindow, ...] = ()
     departed_agent_leads: DepartedLeads = DepartedLeads.UNASSIGNED
     allow_direct_to_user: bool = True  # ClientBAY: off, agent-site and listing leads are general leads (R2, R3)
+    rules: RuleSet = field(
+        default_factory=RuleSet
+    )  # the account's routing rules (issue 15); RuleSet(): the seeds' routing
+    rules_unreadable: bool = False  # the stored rule set could not be read: routed by the default
 
     def agent(self, agent_id: str) -> Agent | None:
         return next((a for a in self.roster if a.agent_id == agent_id), None)
@@ -133,6 +137,7 @@ class LeadState:
     referral_fee_percent: float = 0.0
     share_id: str | None = None  # T1: the lead transfer that gave the holder the lead, while it holds it
     erased: bool = False  # its contact was erased (decision 0050): the summary holds no person any more
+    rule_id: str | None = None  # the routing rule whose pool offers it; None: its lead source's rotation (R6)
     version: int = 0
 
     @property

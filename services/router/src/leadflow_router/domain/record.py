@@ -19,18 +19,20 @@ from leadflow_shared.clock import epoch_ms
 class Effects:
     """Side effects a change leaves for `flush`: all idempotent, applied after the record is stored."""
 
-    rotation: tuple[str, int] | None = None  # a source's rotation cursor moves to this position
+    rotation: tuple[str, int] | None = None  # a rotation's cursor moves to this position
+    counts: tuple[tuple[str, int], ...] = ()  # a balanced rotation's lead counts (key, count): they only grow
     contacts: tuple[str, ...] = ()  # contact keys to register for the lead (R1) ...
     contacts_lead: str | None = None  # ... or for this lead instead (a repeat merged into it)
     forget_contacts: tuple[str, ...] = ()  # contact keys to drop where they point at the lead (T2)
 
     def __bool__(self) -> bool:
-        return bool(self.rotation or self.contacts or self.forget_contacts)
+        return bool(self.rotation or self.counts or self.contacts or self.forget_contacts)
 
     def then(self, later: Effects) -> Effects:
         """These effects and `later`'s, the later ones winning where both set the same thing."""
         return Effects(
             rotation=later.rotation or self.rotation,
+            counts=later.counts or self.counts,
             contacts=later.contacts or self.contacts,
             contacts_lead=later.contacts_lead or self.contacts_lead,
             forget_contacts=later.forget_contacts or self.forget_contacts,

@@ -1,0 +1,216 @@
+"""A brokerage's routing rules (issue 15): the rule set stored on its account as `routing_rules`.
+
+crm-api validates a rule set when it is saved (`RuleSet.refusals` against the roster) and the
+router decides with it (`leadflow_router.domain.rules`). Written semantics, also in
+docs/routing-rules.md:
+
+- Rules are tried in order; the first enabled rule whose criteria all hold decides. A lead that
+  matches none goes to the `default` rule, which every rule set has and which cannot be removed.
+- Criteria: the values listed for one field are OR-ed (any of them), fields are AND-ed (all of
+  them). A field left empty does not constrain. Text compares without case; postal codes and
+  two-letter states as intake normalizes them (upper case).
+- `match`: "exact", a lead that lacks a field the rule constrains does not match (Lofty's "match
+  exactly"); "empty_or_match", it does ("empty or match"). Time of day and day of week are the
+  account's clock, never missing.
+- Actions: offer to one `agent`; a `rotation` (round robin, weighted 1-10, balanced by count, or
+  random with no agent first twice in a row; several leads per round; a race of N); or
+  `source_rotation`, the lead source's own settings: roster position 1 when round robin is off
+  (R5), else its rotation and race (R6, R7). The default rule's default is `source_rotation`: an
+  account without rules routes as the seeds describe (R1-R12).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from collections.abc import Collection, Mapping
+from datetime import time
+from enum import StrEnum
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+from leadflow_shared.events.criteria import LeadIntent, Price, PropertyType, Tag
+
+MAX_RULES = 200
+MAX_VALUES = 200  # values per criterion
+MAX_ROTATION = 1000  # agents named by one rotation
+
+RuleId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+AgentRef = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+PostalCode = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, to_upper=True, min_length=1, max_length=16, pattern=r"^[A-Z0-9][A-Z0-9 -]*$"
+    ),
+]
+Host = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=253)]
+Weight = Annotated[int, Field(ge=1, le=10)]
+ClaimWindow = Annotated[int, Field(ge=10, le=7 * 24 * 3600, description="Seconds an offer waits for a claim.")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Match(StrEnum):
+    EXACT = "exact"  # a lead without a constrained field does not match
+    EMPTY_OR_MATCH = "empty_or_match"  # a lead without a constrained field matches
+
+
+class Hours(_Strict):
+    """Local time of day in the account's time zone, `start` included, `end` not; `end <= start`
+    crosses midnight."""
+
+    start: time
+    end: time
+
+
+class Criteria(_Strict):
+    """What a lead must be for the rule to apply: values of one field OR-ed, fields AND-ed."""
+
+    sources: list[Text] = Field(default_factory=list, max_length=MAX_VALUES, description="Lead source names.")
+    intents: list[LeadIntent] = Field(default_factory=list, description="Lead kind: buyer, seller or renter.")
+    property_types: list[PropertyType] = Field(default_factory=list)
+    price_min: Price | None = Field(default=None, description="The lead's price or range must reach this.")
+    price_max: Price | None = Field(default=None, description="... and start at or below this.")
+    cities: list[Text] = Field(default_factory=list, max_length=MAX_VALUES)
+    postal_codes: list[PostalCode] = Field(default_factory=list, max_length=MAX_VALUES)
+    counties: list[Text] = Field(default_factory=list, max_length=MAX_VALUES)
+    states: list[Text] = Field(default_factory=list, max_length=MAX_VALUES)
+    tags: list[Tag] = Field(default_factory=list, max_length=MAX_VALUES, description="Any of them.")
+    sites: list[Host] = Field(default_factory=list, max_length=MAX_VALUES, description="Hosts the lead came in on.")
+    has_phone: bool | None = None
+    hours: Hours | None = None
+    weekdays: list[Annotated[int, Field(ge=0, le=6)]] = Field(default_factory=list, description="0 = Monday.")
+
+    @model_validator(mode="after")
+    def _price_ordered(self) -> Self:
+        if self.price_min is not None and self.price_max is not None and self.price_min > self.price_max:
+            raise ValueError("price_min is above price_max")
+        return self
+
+
+class AgentAction(_Strict):
+    """Offer the lead to this agent alone; unclaimed, it falls back to roster position 1 (R9)."""
+
+    kind: Literal["agent"] = "agent"
+    agent_id: AgentRef
+    claim_window_seconds: ClaimWindow | None = None  # None: the lead source's
+
+
+class RotationMode(StrEnum):
+    ROUND_ROBIN = "round_robin"  # in the listed order
+    WEIGHTED = "weighted"  # an agent of weight 3 gets three leads where one of weight 1 gets one
+    BALANCED = "balanced"  # the agent with the fewest leads from this rule first
+    RANDOM = "random"  # each agent once per round in a random order; no agent first twice in a row
+
+
+class RotationAction(_Strict):
+    kind: Literal["rotation"] = "rotation"
+    agents: list[AgentRef] | None = Field(
+        default=None, min_length=1, max_length=MAX_ROTATION, description="None: the lead source's eligible agents."
+    )
+    mode: RotationMode = RotationMode.ROUND_ROBIN
+    weights: dict[AgentRef, Weight] = Field(default_factory=dict, description="Weighted mode; agents not named: 1.")
+    leads_per_round: int = Field(default=1, ge=1, le=10, description="Leads in a row each agent gets.")
+    race: int = Field(default=1, ge=1, le=50, description="Agents offered at once; the first to claim wins.")
+    claim_window_seconds: ClaimWindow | None = None
+
+    @model_validator(mode="after")
+    def _weights_fit(self) -> Self:
+        if self.weights and self.mode is not RotationMode.WEIGHTED:
+            raise ValueError("weights apply to the weighted mode only")
+        if self.leads_per_round > 1 and self.mode is RotationMode.RANDOM:
+            raise ValueError("leads_per_round does not apply to the random mode (one lead per agent per round)")
+        if self.agents is not None:
+            if duplicates := sorted(a for a, n in Counter(self.agents).items() if n > 1):
+                raise ValueError(f"agents listed twice: {duplicates}")
+            if outside := sorted(set(self.weights) - set(self.agents)):
+                raise ValueError(f"weights name agents not in the rotation: {outside}")
+        return self
+
+
+class SourceRotationAction(_Strict):
+    """The seeds' routing: the lead source's settings (R5 when round robin is off, else R6/R7)."""
+
+    kind: Literal["source_rotation"] = "source_rotation"
+
+
+Action = Annotated[AgentAction | RotationAction | SourceRotationAction, Field(discriminator="kind")]
+
+
+class Rule(_Strict):
+    id: RuleId
+    name: Text
+    enabled: bool = True
+    match: Match = Match.EXACT
+    criteria: Criteria = Criteria()
+    action: Action
+
+
+class DefaultRule(_Strict):
+    """What a lead no rule matches gets."""
+
+    action: Action = SourceRotationAction()
+
+
+DEFAULT_RULE_ID = "default"
+
+
+class RuleSet(_Strict):
+    version: int = Field(default=0, ge=0, description="Raised by one on every saved change.")
+    rules: list[Rule] = Field(default_factory=list, max_length=MAX_RULES)
+    default: DefaultRule = DefaultRule()
+
+    @model_validator(mode="after")
+    def _ids_unique(self) -> Self:
+        ids = Counter(rule.id for rule in self.rules)
+        if DEFAULT_RULE_ID in ids:
+            raise ValueError(f"{DEFAULT_RULE_ID!r} names the default rule; give the rule another id")
+        if duplicates := sorted(i for i, n in ids.items() if n > 1):
+            raise ValueError(f"rule ids used twice: {duplicates}")
+        return self
+
+    def find(self, rule_id: str | None) -> Rule | None:
+        return next((rule for rule in self.rules if rule.id == rule_id), None)
+
+    def action_of(self, rule_id: str | None) -> Action:
+        """The action of rule `rule_id`; the default rule's when it is the default or no longer there."""
+        rule = self.find(rule_id)
+        return self.default.action if rule is None else rule.action
+
+    def refusals(self, roster: Collection[str]) -> list[str]:
+        """Why this rule set cannot be saved for an account with `roster` (agent ids); empty: it can."""
+        reasons: list[str] = []
+        for rule_id, action in [(r.id, r.action) for r in self.rules] + [(DEFAULT_RULE_ID, self.default.action)]:
+            named = [action.agent_id] if isinstance(action, AgentAction) else []
+            if isinstance(action, RotationAction):
+                named = list(action.agents or [])
+            if unknown := sorted({a for a in named if a not in roster}):
+                reasons.append(f"rule {rule_id!r}: agents not on the roster: {unknown}")
+        return reasons
+
+
+def rule_set_of(account: Mapping[str, Any]) -> RuleSet | None:
+    """The account's stored rule set; `RuleSet()` (the seeds' routing) when it has none; None when
+    the stored one cannot be read (the router then routes by the default and says so)."""
+    stored = account.get("routing_rules")
+    if stored is None:
+        return RuleSet()
+    try:
+        return RuleSet.model_validate(stored)
+    except ValidationError:
+        return None
+
+
+def json_schema() -> str:
+    """The rule set's published JSON Schema (docs/routing-rules.schema.json), as committed."""
+    schema = RuleSet.model_json_schema(mode="validation")
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":  # python -m leadflow_shared.routing_rules > docs/routing-rules.schema.json
+    sys.stdout.write(json_schema())

@@ -1,0 +1,126 @@
+"""Routing rules stored on the account (issue 15), routed through the router's use cases on the real
+MongoDB-wire server: the rule set is read from the account document, a balanced rotation's counts
+and a rule's cursor survive between batches, the sweeper re-offers within the rule, and a stored rule
+set the router cannot read routes by the default instead of losing the lead."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+from router_harness import Router, router_on
+
+from leadflow_router.adapters.account_config import ConfigFile
+from leadflow_shared.collections import ACCOUNTS, ROUTER_ROTATIONS
+from leadflow_shared.events.criteria import LeadCriteria
+from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
+from leadflow_shared.events.routing import LeadOffered
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+RULES = {
+    "rules": [
+        {
+            "id": "luxury",
+            "name": "Luxury",
+            "criteria": {"price_min": 1_000_000},
+            "action": {"kind": "rotation", "agents": ["lux1", "lux2"], "claim_window_seconds": 300},
+        },
+        {
+            "id": "rentals",
+            "name": "Rentals",
+            "criteria": {"intents": ["rent"]},
+            "action": {"kind": "rotation", "mode": "balanced", "agents": ["r1", "r2", "r3"]},
+        },
+    ]
+}
+
+
+def config(routing_rules: Any = RULES) -> dict[str, Any]:
+    ids = ["broker", "lux1", "lux2", "r1", "r2", "r3", "gen"]
+    return {
+        "accounts": [
+            {
+                "account_id": "acme",
+                "name": "Acme",
+                "round_robin": True,
+                "agents": [{"agent_id": i, "name": i.title(), "email": f"{i}@acme.example"} for i in ids],
+                "roster": ids,
+                **({"routing_rules": routing_rules} if routing_rules is not None else {}),
+            }
+        ]
+    }
+
+
+def lead(n: int, **criteria: Any) -> LeadReceived:
+    payload = LeadReceivedPayload(
+        contact=Contact(first_name="Lead", email=f"lead{n}@example.com"),
+        source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
+        criteria=LeadCriteria.model_validate(criteria) if criteria else None,
+    )
+    return LeadReceived.create(account_id="acme", payload=payload, occurred_at=NOW)
+
+
+def offers(router: Router) -> list[LeadOffered]:
+    return [e for _, e in router.published.events() if isinstance(e, LeadOffered)]
+
+
+@pytest.mark.asyncio
+async def test_rules_on_the_account_route_and_their_rotations_persist(mongo_url: str) -> None:
+    async with router_on(mongo_url, config(), now=NOW) as router:
+        await router.service.on_leads_received([lead(1, price={"min": 2_000_000}), lead(2, intent="buy")])
+        await router.service.on_leads_received([lead(3, price={"min": 1_500_000})])
+        for n in range(4, 10):  # one batch each: the counts must come back from the database
+            await router.service.on_leads_received([lead(n, intent="rent")])
+
+        got = [(o.payload.agent_id, o.payload.explanation.split(".")[0]) for o in offers(router)]
+        assert got[0][0] == "lux1"
+        assert got[1][0] not in {"lux1", "lux2", "r1", "r2", "r3"}  # no rule: the source's rotation
+        assert got[2][0] == "lux2"  # the rule's cursor, stored after the first batch
+        assert Counter(agent for agent, _ in got[3:]) == {"r1": 2, "r2": 2, "r3": 2}
+        assert got[0][1] == "Routing rules: rule 'Luxury'"
+        rotations = {d["_id"]: d["position"] async for d in router.db[ROUTER_ROTATIONS].find({})}
+        assert rotations["acme:rule:luxury"] == 2
+        assert {k: v for k, v in rotations.items() if "@" in k} == {
+            "acme:rule:rentals@r1": 2,
+            "acme:rule:rentals@r2": 2,
+            "acme:rule:rentals@r3": 2,
+        }
+
+
+@pytest.mark.asyncio
+async def test_an_unclaimed_offer_goes_on_within_its_rule(mongo_url: str) -> None:
+    async with router_on(mongo_url, config(), now=NOW) as router:
+        first = lead(1, price={"max": 3_000_000, "min": 2_500_000})
+        await router.service.on_leads_received([first])
+        stored = await router.record(first)
+        assert stored["rule_id"] == "luxury"
+        assert stored["summary"]["criteria"] == {
+            "price": {"min": 2_500_000, "max": 3_000_000},
+            "tags": [],
+        } | dict.fromkeys(("intent", "property_type", "place", "mls_number"))
+        router.clock.advance(301_000)
+        assert await router.service.sweep_once() == 1
+        assert [o.payload.agent_id for o in offers(router)] == ["lux1", "lux2"]
+        router.clock.advance(301_000)
+        await router.service.sweep_once()
+        assert (await router.record(first))["holder"] == "broker"  # both had it: R9, roster position 1
+
+
+@pytest.mark.asyncio
+async def test_a_stored_rule_set_the_router_cannot_read_routes_by_the_default(mongo_url: str) -> None:
+    async with router_on(mongo_url, config(None), now=NOW) as router:
+        await router.db[ACCOUNTS].update_one({"_id": "acme"}, {"$set": {"routing_rules": {"rules": "garbage"}}})
+        await router.service.on_leads_received([lead(1, intent="rent")])
+        [offer] = offers(router)
+        assert offer.payload.explanation.startswith("the stored routing rules cannot be read: routed by the default")
+
+
+def test_a_rule_set_naming_agents_off_the_roster_is_refused_when_loaded() -> None:
+    bad = config({"rules": [{"id": "x", "name": "X", "action": {"kind": "agent", "agent_id": "ghost"}}]})
+    with pytest.raises(ValidationError, match=r"rule 'x': agents not on the roster: \['ghost'\]"):
+        ConfigFile.model_validate(bad)
