@@ -124,34 +124,39 @@ async def test_a_moved_lead_is_new_in_the_target_keeps_its_profile_and_timeline_
     row = await south.get(str(lead))
     assert row is not None, "and is in the second"
     assert {
-        k: row.get(k)
-        for k in ("company", "office_address", "home_address", "rating", "production_value", "labels", "source")
+        "company": row.company,
+        "office_address": row.office_address,
+        "home_address": row.home_address,
+        "rating": row.rating,
+        "production_value": row.production_value,
+        "labels": list(row.labels),
+        "source": row.source,
     } == {
         **{
             k: PROFILE[k] for k in ("company", "office_address", "home_address", "rating", "production_value", "labels")
         },
         "source": "Website",
     }
-    assert (row["campaigns"], row["campaign_subscriptions"], row["campaign_triggers"]) == ([], [], [])
-    assert (row["owner_agent_id"], row["status"], row["open_offers"], row["offered_to"]) == ("sol", "assigned", [], [])
-    assert row["created_ms"] == epoch_ms(MOVED_AT), "a new lead in the target: it lists by its arrival"
-    assert row["first_created_ms"] == epoch_ms(T0)
-    assert (row["moved_from_account_id"], row["moved_from_owner"]) == ("north", "Ana Diaz")
+    assert (list(row.campaigns), list(row.campaign_subscriptions), list(row.campaign_triggers)) == ([], [], [])
+    assert (row.owner_agent_id, row.status, list(row.open_offers), list(row.offered_to)) == ("sol", "assigned", [], [])
+    assert row.created_ms == epoch_ms(MOVED_AT), "a new lead in the target: it lists by its arrival"
+    assert row.first_created_ms == epoch_ms(T0)
+    assert (row.moved_from_account_id, row.moved_from_owner) == ("north", "Ana Diaz")
 
     listed = await south.find_page(LeadQuery(label="RELOCATING"), limit=10, after=None)
-    assert [d["_id"] for d in listed] == [str(lead)], "labels are searchable in the target, in any case"
+    assert [d.lead_id for d in listed] == [str(lead)], "labels are searchable in the target, in any case"
     labels = {d["key"]: d["name"] async for d in db[CRM_LABELS].find({"account_id": "south"})}
     assert labels == {"hot": "hot", "relocating": "Relocating"}, "missing labels created, existing ones kept"
 
     timeline = await south.timeline(row)
-    by_type = {e["type"]: e for e in timeline}
+    by_type = {e.type: e for e in timeline}
     assert len(timeline) == len(by_type) == 3, "the whole timeline, once"
-    assert timeline[0]["type"] == "LeadOffered", "the first office's history stays"
-    assert "moved to another office" in by_type["OfferWithdrawn"]["summary"]
-    assert by_type["LeadTransferred"]["summary"] == (
+    assert timeline[0].type == "LeadOffered", "the first office's history stays"
+    assert "moved to another office" in by_type["OfferWithdrawn"].summary
+    assert by_type["LeadTransferred"].summary == (
         "Transferred from North Office (north), owned there by Ana Diaz, to South Office by nora"
     )
-    assert by_type["LeadTransferred"]["occurred_ms"] == epoch_ms(MOVED_AT)
+    assert by_type["LeadTransferred"].occurred_ms == epoch_ms(MOVED_AT)
     assert await db[CRM_TIMELINE].count_documents({"lead_id": str(lead)}) == 3
     transfer_doc = await db[CRM_OFFICE_TRANSFERS].find_one({"_id": str(transfer)})
     assert transfer_doc is not None
@@ -168,7 +173,7 @@ async def test_replaying_an_earlier_event_after_the_move_keeps_the_lead_in_the_t
         await project(event, views=views)
     row = await ScopedLeads(db, scope_filter(Principal("sam", Role.BROKER, "south"), "south")).get(str(lead))
     assert row is not None
-    assert row["owner_agent_id"] == "sol"
+    assert row.owner_agent_id == "sol"
 
 
 async def test_a_moved_team_member_arrives_onboarding_in_the_target_roster_and_a_retry_changes_nothing(

@@ -109,14 +109,14 @@ async def test_projection_is_idempotent_and_tracks_open_offers(db: AsyncDatabase
     ben = ScopedLeads(db, scope_filter(Principal("ben", Role.REALTOR, "acme"), "acme"))
     row = await ben.get(str(lead))
     assert row is not None, "an offered realtor sees the lead it may claim"
-    assert row["offered_to"] == ["ana", "ben"]
-    assert [o["deadline_ms"] for o in row["open_offers"]] == [epoch_ms(T0 + timedelta(minutes=15))] * 2
+    assert list(row.offered_to) == ["ana", "ben"]
+    assert [o.deadline_ms for o in row.open_offers] == [epoch_ms(T0 + timedelta(minutes=15))] * 2
 
     for event in [*events, *events]:  # redelivery of the whole stream, in order
         await project(event, views=views)
     row = await ScopedLeads(db, scope_filter(BROKER, "acme")).get(str(lead))
     assert row is not None
-    assert (row["status"], row["owner_agent_id"], row["open_offers"], row["offered_to"]) == ("assigned", "ana", [], [])
+    assert (row.status, row.owner_agent_id, list(row.open_offers), list(row.offered_to)) == ("assigned", "ana", [], [])
     assert await db[CRM_TIMELINE].count_documents({"lead_id": str(lead)}) == len(events)
     assert await ben.get(str(lead)) is None, "a withdrawn offer takes the lead out of the realtor's scope"
     assert await db[CRM_LEADS].count_documents({"_id": str(lead)}) == 1
@@ -130,7 +130,7 @@ async def test_scopes_keep_accounts_and_realtors_apart(db: AsyncDatabase[dict[st
 
     async def visible(scope: dict[str, Any]) -> set[str]:
         docs = await ScopedLeads(db, scope).find_page(LeadQuery(), limit=50, after=None)
-        return {ids[d["_id"]] for d in docs}
+        return {ids[d.lead_id] for d in docs}
 
     ana = Principal("ana", Role.REALTOR, "acme")
     assert await visible(scope_filter(BROKER, "acme")) == {"mine", "theirs"}
@@ -155,8 +155,8 @@ async def test_keyset_pages_are_complete_with_ties_and_filters(db: AsyncDatabase
         seen: list[str] = []
         after: tuple[int, str] | None = None
         while docs := await leads.find_page(query, limit=limit, after=after):
-            seen += [d["_id"] for d in docs]
-            after = (docs[-1][query.sort.field], docs[-1]["_id"])
+            seen += [d.lead_id for d in docs]
+            after = (query.sort.key_of(docs[-1]), docs[-1].lead_id)
         return seen
 
     ordered = sorted((epoch_ms(e.occurred_at), str(e.payload.lead_id)) for e in events)

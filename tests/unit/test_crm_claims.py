@@ -3,28 +3,29 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
 from leadflow_crm_api.domain.claims import ClaimOutlook, claim_answer
+from leadflow_crm_api.domain.lead_row import LeadRow, TimelineEntry
 
 pytestmark = pytest.mark.unit
 
 NOW = datetime(2026, 11, 24, 14, 30, tzinfo=UTC)
 
 
-def row(holder: str | None = None, offers: list[tuple[str, datetime]] | None = None) -> dict[str, Any]:
-    return {"owner_agent_id": holder, "open_offers": [{"agent_id": a, "deadline": d} for a, d in offers or []]}
+def row(holder: str | None = None, offers: list[tuple[str, datetime]] | None = None) -> LeadRow:
+    offered = [{"agent_id": a, "offer_round": 1, "deadline": d} for a, d in offers or []]
+    return LeadRow.from_doc({"_id": "lead-1", "owner_agent_id": holder, "open_offers": offered})
 
 
-def entry(kind: str, agent: str, at: datetime) -> dict[str, Any]:
-    return {"type": kind, "agent_id": agent, "occurred_at": at}
+def entry(kind: str, agent: str, at: datetime) -> TimelineEntry:
+    return TimelineEntry.from_doc({"_id": f"{kind}-{agent}", "type": kind, "agent_id": agent, "occurred_at": at})
 
 
 def answer(
-    lead: dict[str, Any],
-    timeline: list[dict[str, Any]] | None = None,
+    lead: LeadRow,
+    timeline: list[TimelineEntry] | None = None,
     *,
     claims: bool = True,
     names: dict[str, str] | None = None,

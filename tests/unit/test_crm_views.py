@@ -339,18 +339,20 @@ def test_merge_conditions_flattens_distinct_keys_and_keeps_clashes_in_and() -> N
 
 
 def test_a_realtor_sees_its_own_offers_on_the_timeline_but_not_other_agents() -> None:
+    from leadflow_crm_api.domain.lead_row import TimelineEntry
     from leadflow_crm_api.domain.views import visible_timeline
 
-    entries = [
+    docs = [
         {"type": "LeadOffered", "agent_id": "ana"},
         {"type": "LeadOffered", "agent_id": "ben"},
         {"type": "OfferWithdrawn", "agent_id": "ben"},
         {"type": "LeadClaimed", "agent_id": "ana"},
         {"type": "LeadActivity", "agent_id": "ana"},
     ]
+    entries = [TimelineEntry.from_doc({"_id": str(i), **doc}) for i, doc in enumerate(docs)]
     assert visible_timeline(entries, realtor_id=None) == entries, "the brokerage sees everything"
-    assert [e["agent_id"] for e in visible_timeline(entries, realtor_id="ana")] == ["ana", "ana", "ana"]
-    assert [e["type"] for e in visible_timeline(entries, realtor_id="ben")] == [
+    assert [e.agent_id for e in visible_timeline(entries, realtor_id="ana")] == ["ana", "ana", "ana"]
+    assert [e.type for e in visible_timeline(entries, realtor_id="ben")] == [
         "LeadOffered",
         "OfferWithdrawn",
         "LeadClaimed",

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from leadflow_crm_api.domain import lead_row as rows
 from leadflow_crm_api.domain.claims import ClaimOutlook
 from leadflow_crm_api.domain.text import visible
 from leadflow_shared.events.activity import ActivityAction
@@ -281,66 +282,78 @@ class ActivityAccepted(BaseModel):
     detail: str | None = Field(default=None, description="Your offer's deadline, or why the action claims nothing.")
 
 
-def lead_public(doc: dict[str, Any], names: dict[str, str] | None = None) -> LeadPublic:
-    return LeadPublic(**_public_fields(doc, names or {}))
+def lead_public(row: rows.LeadRow, names: dict[str, str] | None = None) -> LeadPublic:
+    return LeadPublic(**_public_fields(row, names or {}))
 
 
-def lead_detail(doc: dict[str, Any], timeline: list[dict[str, Any]], names: dict[str, str] | None = None) -> LeadDetail:
+def lead_detail(
+    row: rows.LeadRow, timeline: list[rows.TimelineEntry], names: dict[str, str] | None = None
+) -> LeadDetail:
     return LeadDetail(
-        **_public_fields(doc, names or {}),
-        message=doc.get("message") or "",
-        **{k: doc.get(k) for k in ("site_host", "listing_id", "provider")},
-        utm=doc.get("utm") or {},
-        campaigns=doc.get("campaigns") or [],
-        campaign_subscriptions=doc.get("campaign_subscriptions") or [],
-        campaign_triggers=doc.get("campaign_triggers") or [],
-        first_created_at=doc.get("first_created_at"),
+        **_public_fields(row, names or {}),
+        message=row.message,
+        site_host=row.site_host,
+        listing_id=row.listing_id,
+        provider=row.provider,
+        utm=dict(row.utm),
+        campaigns=list(row.campaigns),
+        campaign_subscriptions=list(row.campaign_subscriptions),
+        campaign_triggers=list(row.campaign_triggers),
+        first_created_at=row.first_created_at,
         open_offers=[
-            OpenOffer(agent_id=o["agent_id"], offer_round=o["offer_round"], deadline=o["deadline"])
-            for o in sorted(doc.get("open_offers", []), key=lambda o: (o["deadline_ms"], o["agent_id"]))
+            OpenOffer(agent_id=o.agent_id, offer_round=o.offer_round, deadline=o.deadline)
+            for o in sorted(row.open_offers, key=lambda o: (o.deadline_ms, o.agent_id))
         ],
         timeline=[
             TimelineEntry(
-                event_id=e["_id"],
-                type=e["type"],
-                occurred_at=e["occurred_at"],
-                agent_id=e.get("agent_id"),
-                action=e.get("action"),
-                summary=e["summary"],
-                content=e.get("content"),
+                event_id=e.entry_id,
+                type=e.type,
+                occurred_at=e.occurred_at,
+                agent_id=e.agent_id,
+                action=e.action,
+                summary=e.summary,
+                content=None if e.content is None else dict(e.content),
             )
             for e in timeline
         ],
     )
 
 
-def _public_fields(doc: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
-    owner, assigned_to = doc.get("owner_agent_id"), doc.get("transferred_to")
-    assigned_name = doc.get("transferred_to_name") or (names.get(assigned_to) if assigned_to else None)
+def _public_fields(row: rows.LeadRow, names: dict[str, str]) -> dict[str, Any]:
+    """LeadPublic's fields (LeadDetail adds its own): the row's, and the holder's and realtor's names."""
+    owner, assigned_to = row.owner_agent_id, row.transferred_to
+    assigned_name = row.transferred_to_name or (names.get(assigned_to) if assigned_to else None)
     owner_name = (names.get(owner) if owner else None) or (assigned_name if owner and owner == assigned_to else None)
     return {
         "owner_name": owner_name,
         "assigned_to_name": assigned_name,
-        "crm_status": doc.get("crm_status") or "new",
-        "referral_fee_percent": float(doc.get("referral_fee_percent") or 0.0),
-        "last_activity_kind": doc.get("last_activity_kind"),
-        "last_activity_by": doc.get("last_activity_by"),
-        "assigned_users": doc.get("assigned_users") or [],
-        "erased": bool(doc.get("erased")),  # nx-27017 reads a `$set` true back as 1
-        "lead_id": doc["_id"],
-        "account_id": doc.get("account_id"),
-        "name": doc["name"],
-        "email": doc.get("email"),
-        "phone": doc.get("phone"),
-        "source": doc["source"],
-        "status": doc["status"],
-        "owner_agent_id": doc.get("owner_agent_id"),
-        "assigned_to": doc.get("transferred_to"),
-        "assigned_by": doc.get("assigned_by"),
-        "transferred_at": doc.get("transferred_at"),
-        "created_at": doc["created_at"],
-        "last_activity_at": doc["last_activity_at"],
-        **{k: doc.get(k) for k in ("company", "office_address", "home_address", "rating", "production_value")},
-        "labels": doc.get("labels") or [],
-        **{k: doc.get(k) for k in ("moved_from_account_id", "moved_from_account_name", "moved_from_owner", "moved_at")},
+        "crm_status": row.crm_status,
+        "referral_fee_percent": row.referral_fee_percent,
+        "last_activity_kind": row.last_activity_kind,
+        "last_activity_by": row.last_activity_by,
+        "assigned_users": list(row.assigned_users),
+        "erased": row.erased,
+        "lead_id": row.lead_id,
+        "account_id": row.account_id or None,
+        "name": row.name,
+        "email": row.email,
+        "phone": row.phone,
+        "source": row.source,
+        "status": row.status,
+        "owner_agent_id": row.owner_agent_id,
+        "assigned_to": row.transferred_to,
+        "assigned_by": row.assigned_by,
+        "transferred_at": row.transferred_at,
+        "created_at": row.created_at,
+        "last_activity_at": row.last_activity_at,
+        "company": row.company,
+        "office_address": row.office_address,
+        "home_address": row.home_address,
+        "rating": row.rating,
+        "production_value": row.production_value,
+        "labels": list(row.labels),
+        "moved_from_account_id": row.moved_from_account_id,
+        "moved_from_account_name": row.moved_from_account_name,
+        "moved_from_owner": row.moved_from_owner,
+        "moved_at": row.moved_at,
     }

@@ -3,17 +3,18 @@ hand, office transfers in bulk), and how a refusal of some of them is answered."
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from fastapi.exceptions import RequestValidationError
 
 from leadflow_crm_api.adapters.leads import ScopedLeads
 from leadflow_crm_api.domain.distribution import MAX_LEADS, LeadFilter
+from leadflow_crm_api.domain.lead_row import LeadRow
 
 
 async def selected_leads(
     leads: ScopedLeads, lead_ids: list[str] | None, lead_filter: LeadFilter | None, *, limit: int = MAX_LEADS
-) -> tuple[list[str], dict[str, dict[str, Any]]]:
+) -> tuple[list[str], dict[str, LeadRow]]:
     """(the lead ids, in order and once each; their rows in scope, by id). A filter matching more than
     `limit` leads is refused (422 `filter`)."""
     if lead_ids is not None:
@@ -23,7 +24,7 @@ async def selected_leads(
     found = await leads.matching(lead_filter.query(), limit + 1)
     if len(found) > limit:
         invalid("filter", f"matches more than {limit} leads; narrow it")
-    return [r["_id"] for r in found], {r["_id"]: r for r in found}
+    return [r.lead_id for r in found], {r.lead_id: r for r in found}
 
 
 def refuse_named(lead_ids: list[str] | None, refusals: dict[str, str]) -> None:

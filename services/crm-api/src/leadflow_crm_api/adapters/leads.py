@@ -1,8 +1,10 @@
 """The crm_leads and crm_timeline views in MongoDB: the projection writes them, the API reads them.
 
 Readers get a `ScopedLeads` built from the caller, so every query carries the caller's
-account and role scope (S1) and no endpoint can forget it. Both use the views' active generation
-(`adapters.generations`, decision 0045); every write goes through `generations.writing`.
+account and role scope (S1) and no endpoint can forget it. Reads answer typed rows and entries
+(`domain.lead_row`); the projection's writes (`LeadViews`) fold partial documents, as dicts. Both use
+the views' active generation (`adapters.generations`, decision 0045); every write goes through
+`generations.writing`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from leadflow_crm_api.adapters.generations import Write, active_names, writing
 from leadflow_crm_api.adapters.view_commands import ViewCommands
 from leadflow_crm_api.domain.erasure import without_free_text
 from leadflow_crm_api.domain.generations import ViewNames, names_of
+from leadflow_crm_api.domain.lead_row import LeadRow, TimelineEntry
 from leadflow_crm_api.domain.offices import label_key
 from leadflow_crm_api.domain.principal import Principal
 from leadflow_crm_api.domain.views import LeadQuery, LeadTab, search_patterns
@@ -164,15 +167,15 @@ class LeadViews:
         _, timeline = await self._read()
         return await timeline.find_one({"_id": event_id}, {"_id": 1}) is not None
 
-    async def timeline_of(self, lead_id: str) -> list[dict[str, Any]]:
+    async def timeline_of(self, lead_id: str) -> list[TimelineEntry]:
         _, timeline = await self._read()
         cursor = timeline.find({"lead_id": lead_id}).sort([("occurred_ms", ASCENDING), ("_id", ASCENDING)])
-        return [doc async for doc in cursor.limit(TIMELINE_LIMIT)]
+        return [TimelineEntry.from_doc(doc) async for doc in cursor.limit(TIMELINE_LIMIT)]
 
-    async def by_offer_link(self, link_id: str) -> dict[str, Any] | None:
+    async def by_offer_link(self, link_id: str) -> LeadRow | None:
         """The lead one of whose offers had this accept link (issue 11.6)."""
         leads, _ = await self._read()
-        return await leads.find_one({"offer_link_ids": link_id})
+        return _row(await leads.find_one({"offer_link_ids": link_id}))
 
     async def record(self, entry: dict[str, Any]) -> None:
         """Add a timeline entry; the same event id twice is one entry."""
@@ -198,7 +201,7 @@ async def erase_entries(timeline: Coll, lead_id: str) -> None:
 
 async def lost_offer(
     db: AsyncDatabase[dict[str, Any]], account_id: str, lead_id: str, agent_id: str
-) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+) -> tuple[LeadRow, list[TimelineEntry]] | None:
     """A lead of `account_id` outside a realtor's scope that was offered to it: (row, its offer entries).
 
     Lets crm-api tell a realtor how its offer ended instead of "no such lead"; None otherwise.
@@ -210,8 +213,9 @@ async def lost_offer(
     offer_types = ["LeadOffered", "OfferExpired", "OfferWithdrawn", "LeadClaimed"]
     query = {"lead_id": lead_id, "agent_id": agent_id, "type": {"$in": offer_types}}
     timeline = db[names.timeline]
-    entries = [e async for e in timeline.find(query).sort([("occurred_ms", ASCENDING), ("_id", ASCENDING)])]
-    return (row, entries) if entries else None
+    cursor = timeline.find(query).sort([("occurred_ms", ASCENDING), ("_id", ASCENDING)])
+    entries = [TimelineEntry.from_doc(e) async for e in cursor]
+    return (LeadRow.from_doc(row), entries) if entries else None
 
 
 async def agent_names(db: AsyncDatabase[dict[str, Any]], agent_ids: set[str]) -> dict[str, str]:
@@ -290,7 +294,7 @@ class ScopedLeads:
         names = await active_names(self._db)
         return self._db[names.leads], self._db[names.timeline]
 
-    async def find_page(self, query: LeadQuery, *, limit: int, after: tuple[int, str] | None) -> list[dict[str, Any]]:
+    async def find_page(self, query: LeadQuery, *, limit: int, after: tuple[int, str] | None) -> list[LeadRow]:
         field, direction = query.sort.field, DESCENDING if query.sort.descending else ASCENDING
         conditions = [self._scope, *query_filter(query)]
         order = [(field, direction), ("_id", direction)]
@@ -307,13 +311,13 @@ class ScopedLeads:
         rest = await self._find(merge_conditions([*conditions, {field: {beyond: key}}]), order, limit - len(ties))
         return ties + rest
 
-    async def _find(self, query: dict[str, Any], order: list[tuple[str, int]], limit: int) -> list[dict[str, Any]]:
+    async def _find(self, query: dict[str, Any], order: list[tuple[str, int]], limit: int) -> list[LeadRow]:
         leads, _ = await self._views()
-        return [doc async for doc in leads.find(query).sort(order).limit(limit)]
+        return [LeadRow.from_doc(doc) async for doc in leads.find(query).sort(order).limit(limit)]
 
-    async def get(self, lead_id: str) -> dict[str, Any] | None:
+    async def get(self, lead_id: str) -> LeadRow | None:
         leads, _ = await self._views()
-        return await leads.find_one(merge_conditions([self._scope, {"_id": lead_id}]))
+        return _row(await leads.find_one(merge_conditions([self._scope, {"_id": lead_id}])))
 
     async def change_mark(self) -> str:
         """Changes whenever a lead of the scope does: every projected event sets the row's `last_event_id`
@@ -338,27 +342,28 @@ class ScopedLeads:
         entries = await timeline.count_documents({"lead_id": lead_id})
         return f"{doc.get('last_activity_ms')}:{doc.get('last_event_id')}:{entries}"
 
-    async def get_many(self, lead_ids: list[str]) -> dict[str, dict[str, Any]]:
+    async def get_many(self, lead_ids: list[str]) -> dict[str, LeadRow]:
         """The rows of `lead_ids` in this scope, by id (missing ones are absent)."""
         query = merge_conditions([self._scope, {"_id": {"$in": lead_ids}}])
         leads, _ = await self._views()
-        return {doc["_id"]: doc async for doc in leads.find(query)}
+        rows = [LeadRow.from_doc(doc) async for doc in leads.find(query)]
+        return {row.lead_id: row for row in rows}
 
-    async def matching(self, query: LeadQuery, limit: int) -> list[dict[str, Any]]:
+    async def matching(self, query: LeadQuery, limit: int) -> list[LeadRow]:
         """Up to `limit` rows the list `query` matches, oldest first (a stable order for a bulk action)."""
         conditions = merge_conditions([self._scope, *query_filter(query)])
         return await self._find(conditions, [("created_ms", ASCENDING), ("_id", ASCENDING)], limit)
 
-    async def timeline(self, lead: dict[str, Any]) -> list[dict[str, Any]]:
+    async def timeline(self, lead: LeadRow) -> list[TimelineEntry]:
         """The timeline of a lead this scope returned (pass `get`'s row, so the scope holds)."""
         _, timeline = await self._views()
         cursor = (
             # By lead only: a lead moved from another office (T2) keeps the timeline it had there.
-            timeline.find({"lead_id": lead["_id"]})
+            timeline.find({"lead_id": lead.lead_id})
             .sort([("occurred_ms", ASCENDING), ("_id", ASCENDING)])
             .limit(TIMELINE_LIMIT)
         )
-        return [doc async for doc in cursor]
+        return [TimelineEntry.from_doc(doc) async for doc in cursor]
 
     async def record(self, entry: dict[str, Any]) -> None:
         async with writing(self._db, Write(lead_ids=(str(entry["lead_id"]),))) as names:
@@ -388,6 +393,10 @@ class ScopedLeads:
                 return False
             result = await leads.update_one({"_id": lead_id}, {"$set": fields})
             return result.matched_count > 0
+
+
+def _row(doc: dict[str, Any] | None) -> LeadRow | None:
+    return None if doc is None else LeadRow.from_doc(doc)
 
 
 def merge_conditions(conditions: list[dict[str, Any]]) -> dict[str, Any]:

@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict
+
+from leadflow_crm_api.domain.lead_row import LeadRow, TimelineEntry
 
 _OFFER_TYPES = ("LeadOffered", "OfferExpired", "OfferWithdrawn", "LeadClaimed")
 
@@ -52,8 +53,8 @@ class ClaimAnswer:
 
 
 def claim_answer(
-    row: dict[str, Any],
-    timeline: list[dict[str, Any]],
+    row: LeadRow,
+    timeline: list[TimelineEntry],
     *,
     caller: str,
     claims: bool,
@@ -67,30 +68,30 @@ def claim_answer(
     """
     if not claims:
         return ClaimAnswer(ClaimOutlook.NOT_A_CLAIM)
-    holder = row.get("owner_agent_id")
+    holder = row.owner_agent_id
     if holder == caller:
         return ClaimAnswer(ClaimOutlook.HOLDER)
-    live = [o for o in row.get("open_offers", []) if o["agent_id"] == caller and o["deadline"] > now]
+    live = [o for o in row.open_offers if o.agent_id == caller and o.deadline > now]
     if live:
-        deadline = min(o["deadline"] for o in live)
+        deadline = min(o.deadline for o in live)
         return ClaimAnswer(ClaimOutlook.REQUESTED, f"Your offer is open until {_at(deadline)}.")
     held = f"the lead is held by {names.get(holder, holder)}" if holder else "nobody holds the lead now"
     return ClaimAnswer(ClaimOutlook.NONE, f"{_how_it_ended(row, timeline, caller)}; {held}.")
 
 
-def _how_it_ended(row: dict[str, Any], timeline: list[dict[str, Any]], caller: str) -> str:
-    overdue = [o for o in row.get("open_offers", []) if o["agent_id"] == caller]
+def _how_it_ended(row: LeadRow, timeline: list[TimelineEntry], caller: str) -> str:
+    overdue = [o for o in row.open_offers if o.agent_id == caller]
     if overdue:  # past its deadline; the router's sweeper has not expired it yet
-        return f"Your offer ended at {_at(max(o['deadline'] for o in overdue))}"
-    mine = [e for e in timeline if e.get("type") in _OFFER_TYPES and e.get("agent_id") == caller]
+        return f"Your offer ended at {_at(max(o.deadline for o in overdue))}"
+    mine = [e for e in timeline if e.type in _OFFER_TYPES and e.agent_id == caller]
     if not mine:
         return "You were not offered this lead"
     last = mine[-1]
-    if last["type"] == "OfferExpired":
-        return f"Your offer expired at {_at(last['occurred_at'])}"
-    if last["type"] == "OfferWithdrawn":
-        return f"Your offer was withdrawn at {_at(last['occurred_at'])}"
-    if last["type"] == "LeadClaimed":
+    if last.type == "OfferExpired":
+        return f"Your offer expired at {_at(last.occurred_at)}"
+    if last.type == "OfferWithdrawn":
+        return f"Your offer was withdrawn at {_at(last.occurred_at)}"
+    if last.type == "LeadClaimed":
         return "You claimed this lead before and no longer hold it"
     return "Your offer ended"  # offered, and the end is not in the view yet
 

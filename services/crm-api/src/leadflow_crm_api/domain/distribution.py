@@ -9,10 +9,11 @@ request (nothing is sent); leads a filter matches that cannot go are skipped and
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from leadflow_crm_api.domain.lead_row import LeadRow
 from leadflow_crm_api.domain.views import LeadQuery, LeadStatus, LeadTab
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.commands import DistributionMode
@@ -139,12 +140,12 @@ def distribution_id(account_id: str, idempotency_key: str | None) -> uuid.UUID:
     return uuid.uuid5(_DISTRIBUTIONS, f"{account_id}/{idempotency_key}")
 
 
-def lead_refusal(row: dict[str, Any] | None, *, moving: bool) -> str | None:
+def lead_refusal(row: LeadRow | None, *, moving: bool) -> str | None:
     """Why this lead cannot be distributed by hand now, or None."""
     if row is None:
         return "no such lead"
     if moving:
         return "being moved to another office"
-    if row.get("transferred_to"):
+    if row.transferred_to:
         return "shared with a realtor (T1)"
     return None

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from leadflow_crm_api.domain.lead_row import LeadRow, TimelineEntry
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.routing import (
     ActivityLogged,
@@ -70,6 +71,10 @@ class LeadSort(StrEnum):
     @property
     def descending(self) -> bool:
         return self in {LeadSort.CREATED_DESC, LeadSort.ACTIVITY_DESC}
+
+    def key_of(self, row: LeadRow) -> int:
+        """The row's value of `field`: what a cursor after it holds."""
+        return row.created_ms if self.field == "created_ms" else row.last_activity_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,11 +343,11 @@ def moved_summary(event: LeadTransferred) -> str:
 _OFFER_ENTRIES = frozenset({"LeadOffered", "OfferExpired", "OfferWithdrawn"})
 
 
-def visible_timeline(entries: list[dict[str, Any]], *, realtor_id: str | None) -> list[dict[str, Any]]:
+def visible_timeline(entries: list[TimelineEntry], *, realtor_id: str | None) -> list[TimelineEntry]:
     """The timeline as the caller may read it: a realtor does not see offers made to other agents."""
     if realtor_id is None:
         return entries
-    return [e for e in entries if e["type"] not in _OFFER_ENTRIES or e.get("agent_id") == realtor_id]
+    return [e for e in entries if e.type not in _OFFER_ENTRIES or e.agent_id == realtor_id]
 
 
 def records_in_timeline(event: LeadEvent) -> bool:

@@ -87,26 +87,27 @@ async def _claim(token: str, request: Request, db: Db) -> tuple[str, str]:
         raise LinkUnknown("This is not a valid accept link; open the lead in leadflow instead.") from exc
     views = LeadViews(db)
     row = await views.by_offer_link(link_id)
-    link = next((x for x in (row or {}).get("offer_links", []) if x["link_id"] == link_id), None)
+    link = None if row is None else row.offer_link(link_id)
     if row is None or link is None:
         raise LinkUnknown("This offer is not known (yet): try again in a moment, or open the lead in leadflow.")
-    agent = link["agent_id"]
+    agent = link.agent_id
     now = datetime.now(UTC)
     answer = claim_answer(row, [], caller=agent, claims=True, now=now, names={})
     if answer.outlook is not ClaimOutlook.REQUESTED:
         if answer.outlook is ClaimOutlook.HOLDER:
             raise LinkRefused("You hold this lead already.")
-        timeline = await views.timeline_of(row["_id"])
+        timeline = await views.timeline_of(row.lead_id)
         answer = claim_answer(row, timeline, caller=agent, claims=True, now=now, names={})
         raise LinkRefused(f"Nothing was claimed: {answer.detail}")
     try:  # single use, before anything is published: a second click finds the link used
-        await db[CRM_USED_OFFER_LINKS].insert_one({"_id": link_id, "lead_id": row["_id"], "agent_id": agent, "at": now})
+        used = {"_id": link_id, "lead_id": row.lead_id, "agent_id": agent, "at": now}
+        await db[CRM_USED_OFFER_LINKS].insert_one(used)
     except DuplicateKeyError as exc:
         raise LinkRefused("This link was used already; open the lead in leadflow to see who holds it.") from exc
     activity = LeadActivity.create(
-        account_id=row["account_id"],
+        account_id=row.account_id,
         occurred_at=now,
-        payload=LeadActivityPayload(lead_id=uuid.UUID(row["_id"]), agent_id=agent, action=ActivityAction.ACCEPT),
+        payload=LeadActivityPayload(lead_id=uuid.UUID(row.lead_id), agent_id=agent, action=ActivityAction.ACCEPT),
     )
     try:
         await publish_or_unavailable(
@@ -116,10 +117,10 @@ async def _claim(token: str, request: Request, db: Db) -> tuple[str, str]:
         await db[CRM_USED_OFFER_LINKS].delete_one({"_id": link_id})  # not used after all: the next click may claim
         raise
     await views.record(activity_entry(
-        event_id=str(activity.event_id), lead_id=row["_id"], account_id=row["account_id"], agent_id=agent,
+        event_id=str(activity.event_id), lead_id=row.lead_id, account_id=row.account_id, agent_id=agent,
         action=ActivityAction.ACCEPT.value, occurred_at=now,
     ))  # fmt: skip
-    log.info("offer accepted by link", extra={"lead_id": row["_id"]})
-    page = f"/app/accounts/{row['account_id']}/leads/{row['_id']}"
+    log.info("offer accepted by link", extra={"lead_id": row.lead_id})
+    page = f"/app/accounts/{row.account_id}/leads/{row.lead_id}"
     said = f"{answer.detail} The lead is yours unless another agent claimed it first; its page shows who holds it."
     return said, page

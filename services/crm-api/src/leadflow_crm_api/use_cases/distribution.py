@@ -90,12 +90,12 @@ async def return_lead(
     row = await leads.get(lead_id)
     if row is None:
         raise NotFound("No such lead.")
-    if row.get("transferred_to") == caller.sub:
+    if row.transferred_to == caller.sub:
         raise ClaimNotPossible("The brokerage shared this lead with you (T1); ask the brokerage to take it back.")
-    if row.get("owner_agent_id") != caller.sub:
+    if row.owner_agent_id != caller.sub:
         raise ClaimNotPossible("You do not hold this lead, so there is nothing to give back.")
     command = ReturnLead.create(
-        account_id=row["account_id"],
+        account_id=row.account_id,
         occurred_at=datetime.now(UTC),
         payload=ReturnLeadPayload(lead_id=uuid.UUID(lead_id), agent_id=caller.sub, note=body.note),
     )

@@ -39,13 +39,13 @@ async def set_crm_status(leads: AccountLeads, caller: Caller, lead_id: Id, body:
     doc = await leads.get(lead_id)
     if doc is None:
         raise NotFound("No such lead.")
-    if not caller.sees_whole_account and doc.get("owner_agent_id") != caller.sub:
+    if not caller.sees_whole_account and doc.owner_agent_id != caller.sub:
         raise Forbidden("Only the lead's holder, or a broker or admin, sets its CRM status.")
     at = datetime.now(UTC)
     if not await leads.set_profile(lead_id, {"crm_status": body.status.value}):
         raise NotFound("No such lead.")  # it left the caller's scope meanwhile
     await leads.record(activity_entry(
-        event_id=str(uuid.uuid4()), lead_id=lead_id, account_id=doc["account_id"], agent_id=caller.sub,
+        event_id=str(uuid.uuid4()), lead_id=lead_id, account_id=doc.account_id, agent_id=caller.sub,
         action="crm_status", occurred_at=at, content={"crm_status": body.status.value}, kind="CrmStatusSet",
     ))  # fmt: skip
     await leads.touch(lead_id, at=at, kind="crm_status", by=caller.sub)
@@ -69,10 +69,10 @@ async def assign_users(leads: AccountLeads, caller: Caller, db: Db, lead_id: Id,
     doc = await leads.get(lead_id)
     if doc is None:
         raise NotFound("No such lead.")
-    if not caller.sees_whole_account and doc.get("owner_agent_id") != caller.sub:
+    if not caller.sees_whole_account and doc.owner_agent_id != caller.sub:
         raise Forbidden("Only the lead's owner, or a broker or admin, assigns its users.")
     users = list(dict.fromkeys(body.user_ids))
-    people = AccountSettings(db, doc["account_id"])
+    people = AccountSettings(db, doc.account_id)
     unknown = [i for i, u in enumerate(body.user_ids)
                if await people.agent(u) is None and await people.staff_member(u) is None]  # fmt: skip
     if unknown:
@@ -84,7 +84,7 @@ async def assign_users(leads: AccountLeads, caller: Caller, db: Db, lead_id: Id,
     if not await leads.set_profile(lead_id, {"assigned_users": users}):
         raise NotFound("No such lead.")
     await leads.record(activity_entry(
-        event_id=str(uuid.uuid4()), lead_id=lead_id, account_id=doc["account_id"], agent_id=caller.sub,
+        event_id=str(uuid.uuid4()), lead_id=lead_id, account_id=doc.account_id, agent_id=caller.sub,
         action="users", occurred_at=at, content={"users": users}, kind="LeadUsersSet",
     ))  # fmt: skip
     return LeadUsers(user_ids=users)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 from fastapi.exceptions import RequestValidationError
 from pymongo.asynchronous.database import AsyncDatabase
@@ -13,6 +12,7 @@ from leadflow_crm_api.adapters.leads import ScopedLeads, agent_names, lost_offer
 from leadflow_crm_api.adapters.settings import AccountSettings
 from leadflow_crm_api.api import ActivityAccepted, ActivityCreate, LeadDetail, LeadPage, lead_detail, lead_public
 from leadflow_crm_api.domain.claims import ClaimAnswer, ClaimOutlook, claim_answer
+from leadflow_crm_api.domain.lead_row import LeadRow
 from leadflow_crm_api.domain.principal import Principal, Role
 from leadflow_crm_api.domain.views import (
     LeadQuery,
@@ -62,8 +62,8 @@ async def lead_page(leads: ScopedLeads, db: Db, query: LeadQuery, limit: int, cu
         raise RequestValidationError([{"loc": ("query", "cursor"), "msg": reason, "type": "value_error"}]) from exc
     docs = await leads.find_page(query, limit=limit + 1, after=after)
     rows, more = docs[:limit], len(docs) > limit
-    next_cursor = encode_cursor(rows[-1][query.sort.field], rows[-1]["_id"], sort=query.sort) if more else None
-    names = await agent_names(db, {d.get("owner_agent_id") or "" for d in rows})
+    next_cursor = encode_cursor(query.sort.key_of(rows[-1]), rows[-1].lead_id, sort=query.sort) if more else None
+    names = await agent_names(db, {d.owner_agent_id or "" for d in rows})
     return LeadPage(items=[lead_public(d, names) for d in rows], next_cursor=next_cursor)
 
 
@@ -73,14 +73,14 @@ async def lead_view(leads: ScopedLeads, caller: Principal, db: Db, lead_id: str)
     if doc is None:
         raise NotFound("No such lead.")
     realtor = None if caller.sees_whole_account else caller.sub
-    names = await agent_names(db, {doc.get("owner_agent_id") or ""})
+    names = await agent_names(db, {doc.owner_agent_id or ""})
     return lead_detail(doc, visible_timeline(await leads.timeline(doc), realtor_id=realtor), names)
 
 
-async def _names(db: Db, row: dict[str, Any]) -> dict[str, str]:
+async def _names(db: Db, row: LeadRow) -> dict[str, str]:
     """The lead holder's name by agent id (empty when nobody holds it or the agent has no name)."""
-    holder = row.get("owner_agent_id")
-    agent = await AccountSettings(db, row["account_id"]).agent(holder) if holder else None
+    holder = row.owner_agent_id
+    agent = await AccountSettings(db, row.account_id).agent(holder) if holder else None
     return {holder: agent["name"]} if holder and agent and agent.get("name") else {}
 
 
@@ -110,7 +110,7 @@ async def act_on_lead(
     await leads.record(
         activity_entry(
             event_id=str(activity.event_id),
-            lead_id=doc["_id"],
+            lead_id=doc.lead_id,
             account_id=activity.account_id,
             agent_id=caller.sub,
             action=body.action.value,
@@ -119,7 +119,7 @@ async def act_on_lead(
         )
     )
     if action is not ActivityAction.VIEW:
-        await leads.touch(doc["_id"], at=now, kind=action.value, by=caller.sub)
+        await leads.touch(doc.lead_id, at=now, kind=action.value, by=caller.sub)
     if action is ActivityAction.DECLINE:  # a decline claims nothing: the lead goes on (the router decides to whom)
         return ActivityAccepted(
             event_id=activity.event_id,
@@ -129,7 +129,7 @@ async def act_on_lead(
     return ActivityAccepted(event_id=activity.event_id, claim=answer.outlook, detail=answer.detail)
 
 
-async def _lead_to_act_on(leads: ScopedLeads, caller: Principal, db: Db, lead_id: str) -> dict[str, Any]:
+async def _lead_to_act_on(leads: ScopedLeads, caller: Principal, db: Db, lead_id: str) -> LeadRow:
     """The lead's row; a realtor whose offer ended no longer sees the lead: it is told how the offer ended."""
     doc = await leads.get(lead_id)
     if doc is None:
@@ -143,7 +143,7 @@ async def _claim_answer(
     leads: ScopedLeads,
     caller: Principal,
     db: Db,
-    doc: dict[str, Any],
+    doc: LeadRow,
     action: ActivityAction,
     body: ActivityCreate,
     *,
@@ -168,9 +168,9 @@ async def _claim_answer(
     return answer
 
 
-def _check_the_contact_is_reachable(doc: dict[str, Any], action: ActivityAction, body: ActivityCreate) -> None:
+def _check_the_contact_is_reachable(doc: LeadRow, action: ActivityAction, body: ActivityCreate) -> None:
     """A message to the contact needs its email address (an email) or its phone number (a text)."""
-    if body.message is not None and not doc.get("email" if action is ActivityAction.EMAIL else "phone"):
+    if body.message is not None and not (doc.email if action is ActivityAction.EMAIL else doc.phone):
         field = "email address" if action is ActivityAction.EMAIL else "phone number"
         raise RequestValidationError(
             [{"loc": ("body", "message"), "msg": f"the contact has no {field}", "type": "value_error"}]
@@ -178,13 +178,13 @@ def _check_the_contact_is_reachable(doc: dict[str, Any], action: ActivityAction,
 
 
 def _activity(
-    doc: dict[str, Any], caller: Principal, action: ActivityAction, body: ActivityCreate, *, now: datetime
+    doc: LeadRow, caller: Principal, action: ActivityAction, body: ActivityCreate, *, now: datetime
 ) -> LeadActivity:
     return LeadActivity.create(
-        account_id=doc["account_id"],
+        account_id=doc.account_id,
         occurred_at=now,
         payload=LeadActivityPayload(
-            lead_id=uuid.UUID(doc["_id"]), agent_id=caller.sub, action=action,
+            lead_id=uuid.UUID(doc.lead_id), agent_id=caller.sub, action=action,
             message=None if body.message is None else ContactMessage(
                 subject=body.message.subject or "", body=body.message.body
             ),

@@ -20,6 +20,7 @@ from leadflow_crm_api.adapters.offices import Labels, OfficeTransfers, Organisat
 from leadflow_crm_api.adapters.settings import AccountSettings
 from leadflow_crm_api.deps import AccountLeads, Caller, Commands, Db, Id, IdempotencyKey, IdText
 from leadflow_crm_api.domain.distribution import MAX_LEADS, LeadFilter, LeadId, Skipped
+from leadflow_crm_api.domain.lead_row import LeadRow
 from leadflow_crm_api.domain.offices import (
     TransferKind,
     TransferStatus,
@@ -92,7 +93,7 @@ async def put_profile(leads: AccountLeads, db: Db, lead_id: Id, body: LeadProfil
     if doc is None:
         raise NotFound("No such lead.")
     profile = body.model_copy(update={"labels": list(dict.fromkeys(body.labels))})
-    await Labels(db).ensure_named(doc["account_id"], profile.labels, at=datetime.now(UTC))
+    await Labels(db).ensure_named(doc.account_id, profile.labels, at=datetime.now(UTC))
     await leads.set_profile(lead_id, profile_fields(profile.model_dump()))
     return profile
 
@@ -459,7 +460,7 @@ async def transfer_many_to_office(
     )
 
 
-def _bulk_refusal(row: dict[str, Any] | None, *, moving: bool) -> str | None:
+def _bulk_refusal(row: LeadRow | None, *, moving: bool) -> str | None:
     if row is None:
         return "not a lead of this account"
     return "already being moved to another office" if moving else None

@@ -47,7 +47,7 @@ async def dashboard(request: Request, account_id: str) -> HTMLResponse:
     zone = ZoneInfo(time_zone_of(account))
     midnight = datetime.combine(datetime.now(zone).date(), time(0), zone)
     today = await leads.matching(LeadQuery(created_from_ms=epoch_ms(midnight.astimezone(UTC))), TODAY_READ)
-    by_source: Counter[tuple[str, str]] = Counter((r["source"], r["status"]) for r in today)
+    by_source: Counter[tuple[str, str]] = Counter((r.source, r.status) for r in today)
     outcomes = sorted({status for _, status in by_source})
     table = {src: {o: by_source[(src, o)] for o in outcomes} for src in sorted({s for s, _ in by_source})}
     return render(
