@@ -20,7 +20,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_router.adapters.account_config import load_account_config
-from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, LeadRecords, Rotations, ensure_indexes
+from leadflow_router.adapters.mongo import AccountSnapshots, Capacity, Contacts, LeadRecords, Rotations, ensure_indexes
 from leadflow_router.handlers import RouterService
 from leadflow_router.metrics import RouterMetrics
 from leadflow_shared.collections import ROUTER_LEADS
@@ -53,6 +53,7 @@ def router_service(
         accounts=AccountSnapshots(db, 0),
         contacts=Contacts(db),
         rotations=Rotations(db),
+        capacity=Capacity(db),
         publish=published,
         metrics=RouterMetrics(registry),
         clock=clock,

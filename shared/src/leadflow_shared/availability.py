@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from datetime import date, time
 from typing import Annotated, Any, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 Weekday = Annotated[int, Field(ge=0, le=6, description="0 = Monday.")]
 Cap = Annotated[int, Field(ge=0, le=100_000)]
@@ -57,6 +57,17 @@ class AgentAvailability(_Strict):
     working_hours: list[WorkWindow] = Field(default_factory=list, max_length=50)
     holidays: list[date] = Field(default_factory=list, max_length=400)
     caps: Caps | None = None
+
+
+_HOLIDAYS: TypeAdapter[list[date]] = TypeAdapter(list[date])
+
+
+def holidays_of(account: Mapping[str, Any]) -> frozenset[date]:
+    """The office's days off (`holidays` on the account): none when missing or unreadable."""
+    try:
+        return frozenset(_HOLIDAYS.validate_python(account.get("holidays") or []))
+    except ValidationError:
+        return frozenset()
 
 
 def availability_of(agent: Mapping[str, Any]) -> AgentAvailability | None:

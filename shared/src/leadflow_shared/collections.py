@@ -23,6 +23,7 @@ INTAKE_REQUESTS: Final = "intake_requests"
 ROUTER_LEADS: Final = "router_leads"
 ROUTER_CONTACTS: Final = "router_contacts"
 ROUTER_ROTATIONS: Final = "router_rotations"
+ROUTER_CAPACITY: Final = "router_capacity"  # one document per lead and agent it counts against (caps)
 ROUTER_ERASURES: Final = "router_erasures"
 
 # notifier
@@ -39,6 +40,7 @@ CRM_OFFICE_TRANSFERS: Final = "crm_office_transfers"
 CRM_INVITATIONS: Final = "crm_invitations"
 CRM_TRANSFERS: Final = "crm_transfers"
 CRM_USED_OFFER_LINKS: Final = "crm_used_offer_links"
+CRM_SETTINGS_AUDIT: Final = "crm_settings_audit"  # one change of routing rules or of an availability
 
 # ops
 OPS_REPLAYS: Final = "ops_replays"

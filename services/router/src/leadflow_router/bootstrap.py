@@ -6,7 +6,15 @@ import asyncio
 
 from fastapi import FastAPI
 
-from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, Erasures, LeadRecords, Rotations, ensure_indexes
+from leadflow_router.adapters.mongo import (
+    AccountSnapshots,
+    Capacity,
+    Contacts,
+    Erasures,
+    LeadRecords,
+    Rotations,
+    ensure_indexes,
+)
 from leadflow_router.entrypoints import http, kafka
 from leadflow_router.handlers import RouterService, clock_from, utc_now
 from leadflow_router.metrics import RouterMetrics
@@ -46,6 +54,7 @@ def create_app(settings: RouterSettings) -> FastAPI:
                     clock=clock,
                     sweep_batch=settings.sweep_batch,
                     erasures=Erasures(db),
+                    capacity=Capacity(db),
                     on_deadline=alarm.at,
                 )
             )

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -47,7 +48,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from leadflow_router.adapters.codec import from_ms, to_ms
-from leadflow_router.adapters.ports import AccountSource, ContactIndex, ErasureLog, RotationCursors, RoutingRecords
+from leadflow_router.adapters.ports import (
+    AccountSource,
+    CapacityLog,
+    ContactIndex,
+    ErasureLog,
+    RotationCursors,
+    RoutingRecords,
+)
+from leadflow_router.domain.availability import NO_USAGE, Gate, Usage, counted, period_start, usage_of
 from leadflow_router.domain.contacts import contact_keys, in_account
 from leadflow_router.domain.decisions import (
     ExistingContact,
@@ -73,6 +82,7 @@ from leadflow_router.domain.sharing import LeadShare, on_lead_shared
 from leadflow_router.domain.transfers import OfficeTransfer, on_office_transfer, team_member_transferred
 from leadflow_router.metrics import RouterMetrics
 from leadflow_shared import tracing
+from leadflow_shared.clock import from_epoch_ms
 from leadflow_shared.consumers import BatchRejections
 from leadflow_shared.envelope import derived_event_id
 from leadflow_shared.events.activity import LeadActivity
@@ -128,6 +138,7 @@ class _NewLeads:
     now: datetime
     cursors: dict[str, int] = field(default_factory=dict)
     reread: set[str] = field(default_factory=set)
+    usage: dict[str, dict[str, Usage]] = field(default_factory=dict)  # by account: capped agents' counted leads
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +232,7 @@ class RouterService:
     sweep_batch: int = 200
     sweep_concurrency: int = 16
     erasures: ErasureLog | None = None  # needed for EraseContact commands only
+    capacity: CapacityLog | None = None  # needed for lead caps only (issue 15): without it, caps are not checked
     # Told each deadline this process stores, so the sweeper can sleep until the earliest (decision 0052).
     on_deadline: Callable[[int | None], None] = lambda _ms: None
 
@@ -291,6 +303,7 @@ class RouterService:
             existing=None if existing is None else ExistingContact(existing, batch.holders.get(existing)),
             rotation=turn.cursor,
             counts=turn.counts,
+            usage=await self._usage(account, batch.now, batch.usage),
             choice=choice,
         )
         return _Decided(route_new_lead(lead, account, context, batch.now), turn, existing)
@@ -313,7 +326,7 @@ class RouterService:
     ) -> RoutingRecord:
         """The new lead's routing record (or its merge into an existing lead, R1), with its outbox."""
         outcome, keys = decided.outcome, tuple(batch.keys[lead_id])
-        moved = decided.turn.effects(outcome, batch.cursors)
+        moved = replace(decided.turn.effects(outcome, batch.cursors), capacity=_recount(None, outcome, batch.usage))
         state = None if outcome.state is None else outcome.state.evolve(version=1)
         if state is not None:
             effects = replace(moved, contacts=keys)
@@ -437,7 +450,8 @@ class RouterService:
             async def decide(record: RoutingRecord, state: LeadState, lead_id: str = lead_id) -> _Write | None:
                 turn = await self._turn(account, state.source_name, state.rule_id, {})
                 now = self.clock()
-                outcome = on_agent_left(state, departure, account, turn.cursor, now, counts=turn.counts)
+                usage = await self._usage(account, now, {})
+                outcome = on_agent_left(state, departure, account, turn.cursor, now, counts=turn.counts, usage=usage)
                 if outcome.state == state and not outcome.events:
                     return None
                 effects = turn.effects(outcome, {})
@@ -671,7 +685,9 @@ class RouterService:
     async def next_up(self, account_id: str, source_name: str) -> NextUp:
         """ClientBAY's "who is next" for a source (its account's live settings and rotation)."""
         account = await self._account(account_id, fresh=True)
-        return next_up(account, source_name, await self.rotations.get(f"{account_id}:{source_name}"))
+        now = self.clock()
+        gate = Gate(now, account.holidays, await self._usage(account, now, {}))  # paused, away, at a cap...
+        return next_up(account, source_name, await self.rotations.get(f"{account_id}:{source_name}"), gate)
 
     # --- durable timers ----------------------------------------------------------------------
 
@@ -685,13 +701,16 @@ class RouterService:
         if not due:
             return 0
         cursors: dict[str, int] = {}
+        usage: dict[str, dict[str, Usage]] = {}
         changes: list[tuple[RoutingRecord, int]] = []
         for record in due:
             state = record.state
             assert state is not None  # noqa: S101 (only leads have deadlines)
             account = await self._account(state.account_id)
             turn = await self._turn(account, state.source_name, state.rule_id, cursors)
-            outcome = on_deadline(state, account, turn.cursor, now, counts=turn.counts)
+            known = await self._usage(account, now, usage)
+            outcome = on_deadline(state, account, turn.cursor, now, counts=turn.counts, usage=known)
+            _recount(state, outcome, usage)
             if state.next_deadline is not None:
                 self.metrics.timer_lateness.observe(max(0.0, (now - state.next_deadline).total_seconds()))
             effects = turn.effects(outcome, cursors)
@@ -729,6 +748,7 @@ class RouterService:
         async def apply_effects() -> None:
             for key, position in effects.positions.items():
                 await self.rotations.advance(key, position)
+            await self._hold(records)
             await self.contacts.register(effects.lead_by_key)
             for lead_id, keys in effects.forget.items():
                 await self.contacts.forget(lead_id, keys)
@@ -788,6 +808,8 @@ class RouterService:
         """
         state = outcome.state
         assert state is not None  # noqa: S101 (transitions of an existing lead keep a state)
+        if counted(record.state) != counted(state):
+            effects = replace(effects or Effects(), capacity=tuple(sorted(counted(state))))
         version = record.version + 1
         events_account = event_account_id or state.account_id
         pending = self._outbox(
@@ -820,11 +842,55 @@ class RouterService:
             raise RoutingRejected(f"unknown account {account_id!r}")
         return account
 
+    async def _usage(
+        self, account: AccountSnapshot, now: datetime, known: dict[str, dict[str, Usage]]
+    ) -> dict[str, Usage] | None:
+        """The counted leads of the account's capped agents this day, week and month (read once per
+        batch into `known`); None when nobody has a cap (nothing is counted or read then)."""
+        if self.capacity is None or not account.counts_leads:
+            return None
+        if account.account_id not in known:
+            capped = [a.agent_id for a in account.roster if a.availability is not None and a.availability.caps]
+            since = to_ms(period_start(now, account.time_zone)) or 0
+            times = await self.capacity.times(account.account_id, capped, since)
+            known[account.account_id] = {
+                agent: usage_of([from_epoch_ms(ms) for ms in at], now, account.time_zone) for agent, at in times.items()
+            }
+        return known[account.account_id]
+
+    async def _hold(self, records: list[RoutingRecord]) -> None:
+        """Who each changed lead counts against now, for accounts where somebody has a cap."""
+        if self.capacity is None:
+            return
+        at_ms = to_ms(self.clock()) or 0
+        for record in records:
+            agents = record.outbox.effects.capacity
+            if agents is None:
+                continue
+            account = await self.accounts.get(record.account_id)
+            if account is not None and account.counts_leads:
+                await self.capacity.hold(record.lead_id, record.account_id, agents, at_ms)
+
 
 def _contact_keys(event: LeadReceived) -> list[str]:
     return contact_keys(event.account_id, event.payload.contact.email, event.payload.contact.phone)
 
 
+def _recount(before: LeadState | None, outcome: Outcome, usage: dict[str, dict[str, Usage]]) -> tuple[str, ...] | None:
+    """Who the lead counts against after `outcome`, when that changed (None: unchanged); the batch's
+    known usage follows, so the batch's later decisions see the caps it filled."""
+    after = counted(outcome.state)
+    if after == counted(before):
+        return None
+    if (known := usage.get(outcome.state.account_id if outcome.state else "")) is not None:
+        for agent in after - counted(before):
+            known[agent] = known.get(agent, NO_USAGE).plus(1)
+        for agent in counted(before) - after:
+            known[agent] = known.get(agent, NO_USAGE).plus(-1)
+    return tuple(sorted(after))
+
+
 def _rule(outcome: Outcome) -> str:
-    """The rule that decided, for metrics ("R5", "R6"...): the explanation starts with it."""
-    return outcome.explanation.split(":", 1)[0][:8]
+    """The rule that decided, for metrics ("R5", "R6", "Rule"...): the first one the explanation names."""
+    found = re.search(r"\b(R\d{1,2}|Rule):", outcome.explanation)
+    return found.group(1) if found else outcome.explanation.split(":", 1)[0][:8]

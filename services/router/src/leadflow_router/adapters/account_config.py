@@ -6,13 +6,15 @@ Loading replaces each account and agent document, so it can be rerun.
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import date, time
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
 from pymongo.asynchronous.database import AsyncDatabase
 
+from leadflow_shared.availability import FIELDS as AVAILABILITY
+from leadflow_shared.availability import AgentAvailability
 from leadflow_shared.collections import ACCOUNTS, AGENTS, STAFF
 from leadflow_shared.events.commands import DepartedLeads
 from leadflow_shared.routing_rules import RuleSet
@@ -24,7 +26,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class AgentConfig(_Strict):
+class AgentConfig(AgentAvailability):
+    """An agent; with its availability (pause, time away, working hours, holidays, lead caps: issue 15)."""
+
     agent_id: str = Id
     name: str = Field(min_length=1, max_length=200)
     email: EmailStr
@@ -100,6 +104,7 @@ class AccountConfig(_Strict):
     digest_hour: int | None = Field(default=None, ge=0, le=23, description="Local; None: the notifier's default.")
     offer_contact_details: Literal["shown", "hidden_for_races", "hidden"] = "hidden_for_races"
     staff: list[StaffConfig] = Field(default_factory=list, max_length=1000)
+    holidays: list[date] = Field(default_factory=list, max_length=400, description="The office's days off.")
     routing_rules: RuleSet | None = Field(
         default=None, description="Routing rules (docs/routing-rules.md); none: each source's settings decide."
     )
@@ -122,6 +127,9 @@ class AccountConfig(_Strict):
             raise ValueError("the roster needs at least position 1")
         if self.routing_rules is not None and (refused := self.routing_rules.refusals(set(self.roster))):
             raise ValueError("; ".join(refused))
+        takers = [a for a in self.agents if a.agent_id in self.roster and a.active and a.round_robin]
+        if takers and all(a.caps is not None and 0 in (a.caps.day, a.caps.week, a.caps.month) for a in takers):
+            raise ValueError("every agent who takes round-robin leads has a cap of 0: no lead could be offered")
         return self
 
 
@@ -138,7 +146,11 @@ async def load_account_config(db: AsyncDatabase[dict[str, Any]], raw: object) ->
             doc = {
                 "_id": agent.agent_id,
                 "account_id": account.account_id,
-                **agent.model_dump(mode="json", exclude={"agent_id"}),
+                **agent.model_dump(mode="json", exclude={"agent_id", *AVAILABILITY}),
+                # Only what differs from "always available": agents without any keep the shape they had.
+                **AgentAvailability.model_validate(agent.model_dump(include=set(AVAILABILITY))).model_dump(
+                    mode="json", exclude_defaults=True
+                ),
             }
             await db[AGENTS].replace_one({"_id": agent.agent_id}, doc, upsert=True)
         for member in account.staff:
@@ -149,6 +161,7 @@ async def load_account_config(db: AsyncDatabase[dict[str, Any]], raw: object) ->
             }
             await db[STAFF].replace_one({"_id": member.user_id}, doc, upsert=True)
         unset = {name for name in ("digest_hour", "routing_rules") if getattr(account, name) is None}
+        unset |= set() if account.holidays else {"holidays"}
         exclude = {"account_id", "agents", "staff"} | unset
         doc = {"_id": account.account_id, **account.model_dump(mode="json", exclude=exclude)}
         await db[ACCOUNTS].replace_one({"_id": account.account_id}, doc, upsert=True)

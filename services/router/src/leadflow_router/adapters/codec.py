@@ -114,6 +114,7 @@ def decode_record(doc: dict[str, Any]) -> RoutingRecord:
                 contacts=tuple(effects.get("contacts") or ()),
                 contacts_lead=effects.get("contacts_lead"),
                 forget_contacts=tuple(effects.get("forget_contacts") or ()),
+                capacity=tuple(effects["capacity"]) if effects.get("capacity") is not None else None,
             ),
             since_ms=doc.get("outbox_since_ms"),
             trace=doc.get("outbox_trace"),
@@ -133,4 +134,6 @@ def _encode_effects(effects: Effects) -> dict[str, Any]:
         doc["contacts_lead"] = effects.contacts_lead
     if effects.forget_contacts:
         doc["forget_contacts"] = list(effects.forget_contacts)
+    if effects.capacity is not None:
+        doc["capacity"] = list(effects.capacity)
     return doc

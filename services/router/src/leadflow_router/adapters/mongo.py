@@ -28,9 +28,11 @@ from leadflow_router.domain.model import (
 )
 from leadflow_router.domain.record import RoutingRecord
 from leadflow_shared.account_config import RoutingFields, pause_windows, time_zone_of
+from leadflow_shared.availability import availability_of, holidays_of
 from leadflow_shared.collections import (
     ACCOUNTS,
     AGENTS,
+    ROUTER_CAPACITY,
     ROUTER_CONTACTS,
     ROUTER_ERASURES,
     ROUTER_LEADS,
@@ -48,6 +50,10 @@ async def ensure_indexes(db: AsyncDatabase[Doc]) -> None:
     await db[ROUTER_LEADS].create_index([("next_deadline_ms", ASCENDING)], name="due")
     await db[ROUTER_LEADS].create_index([("outbox_since_ms", ASCENDING)], name="unpublished")
     await db[ROUTER_CONTACTS].create_index([("lead_id", ASCENDING)], name="by_lead")  # a moving lead's keys (T2)
+    await db[ROUTER_CAPACITY].create_index([("lead_id", ASCENDING)], name="by_lead")
+    await db[ROUTER_CAPACITY].create_index(
+        [("account_id", ASCENDING), ("agent_id", ASCENDING), ("at_ms", ASCENDING)], name="by_agent"
+    )
 
 
 class AccountSnapshots:
@@ -88,6 +94,7 @@ def _snapshot(account: Doc, agents: list[Doc]) -> AccountSnapshot:
         allow_direct_to_user=routing.allow_direct_to_user,
         rules=rules or RuleSet(),
         rules_unreadable=rules is None,
+        holidays=holidays_of(account),
     )
 
 
@@ -101,6 +108,8 @@ def _agent(doc: Doc) -> Agent:
         offices=frozenset(doc.get("offices", [])),
         lead_groups=frozenset(doc.get("lead_groups", [])),
         site_hosts=frozenset(h.lower() for h in doc.get("site_hosts", [])),
+        time_zone=time_zone_of(doc),
+        availability=availability_of(doc),
     )
 
 
@@ -304,3 +313,36 @@ class Rotations:
         if result.matched_count == 0:
             with contextlib.suppress(DuplicateKeyError):  # it exists, at least as far along
                 await self._rotations.insert_one({"_id": key, "position": position})
+
+
+class Capacity:
+    """The leads each agent counts against its caps (issue 15): one document per lead and agent, from
+    the moment the lead is offered to the agent until it no longer counts (`held` replaces a lead's set)."""
+
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self._held = db[ROUTER_CAPACITY]
+
+    async def times(self, account_id: str, agent_ids: list[str], since_ms: int) -> dict[str, list[int]]:
+        """When each agent's counted leads were offered to it, from `since_ms` on."""
+        found: dict[str, list[int]] = {agent_id: [] for agent_id in agent_ids}
+        query = {"account_id": account_id, "agent_id": {"$in": agent_ids}, "at_ms": {"$gte": since_ms}}
+        async for doc in self._held.find(query, {"agent_id": 1, "at_ms": 1}):
+            found.setdefault(doc["agent_id"], []).append(int(doc["at_ms"]))
+        return found
+
+    async def hold(self, lead_id: str, account_id: str, agent_ids: tuple[str, ...], at_ms: int) -> None:
+        """The lead now counts against exactly `agent_ids` (those already counted keep their time)."""
+        stored = {doc["agent_id"]: doc["_id"] async for doc in self._held.find({"lead_id": lead_id}, {"agent_id": 1})}
+        if stale := [doc_id for agent_id, doc_id in stored.items() if agent_id not in agent_ids]:
+            await self._held.delete_many({"_id": {"$in": stale}})
+        new = [
+            {"_id": f"{lead_id}|{agent_id}", "lead_id": lead_id, "account_id": account_id, "agent_id": agent_id,
+             "at_ms": at_ms}
+            for agent_id in agent_ids if agent_id not in stored
+        ]  # fmt: skip
+        if new:
+            try:
+                await self._held.insert_many(new, ordered=False)
+            except BulkWriteError as exc:
+                if not _only_duplicates(exc):  # a replay inserted some already: nothing else is fine
+                    raise

@@ -51,6 +51,13 @@ class RotationCursors(Protocol):
     async def advance(self, key: str, position: int) -> None: ...
 
 
+class CapacityLog(Protocol):
+    """The leads each agent counts against its caps (issue 15)."""
+
+    async def times(self, account_id: str, agent_ids: list[str], since_ms: int) -> dict[str, list[int]]: ...
+    async def hold(self, lead_id: str, account_id: str, agent_ids: tuple[str, ...], at_ms: int) -> None: ...
+
+
 class ErasureLog(Protocol):
     """Erasure requests (decision 0050)."""
 

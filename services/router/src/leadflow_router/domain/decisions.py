@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
+from leadflow_router.domain.availability import OPEN, Gate, Usage
 from leadflow_router.domain.model import (
     AccountSnapshot,
     Activity,
@@ -105,16 +106,16 @@ def _listed(items: Sequence[str], separator: str) -> str:
     return shown + (f"{separator}and {len(items) - LISTED_MAX} more" if len(items) > LISTED_MAX else "")
 
 
-def eligibility(account: AccountSnapshot, source: LeadSourceConfig) -> Eligibility:
+def eligibility(account: AccountSnapshot, source: LeadSourceConfig, gate: Gate = OPEN) -> Eligibility:
     """R6: who may receive this source's general leads, in roster order, and why the others may not."""
-    return _sorted_out([(agent.agent_id, agent, _ineligible(agent, source)) for agent in account.roster])
+    return _sorted_out([(agent.agent_id, agent, _ineligible(agent, source, gate)) for agent in account.roster])
 
 
-def listed_eligibility(account: AccountSnapshot, agent_ids: Sequence[str]) -> Eligibility:
+def listed_eligibility(account: AccountSnapshot, agent_ids: Sequence[str], gate: Gate = OPEN) -> Eligibility:
     """Who of the agents a rule names may receive its leads, in the rule's order."""
     return _sorted_out(
         [
-            (i, agent, _unavailable(agent) if agent else "not on the roster")
+            (i, agent, _unavailable(agent, gate) if agent else "not on the roster")
             for i in agent_ids
             for agent in [account.agent(i)]
         ]
@@ -126,18 +127,18 @@ def _sorted_out(candidates: list[tuple[str, Agent | None, str | None]]) -> Eligi
     return Eligibility(eligible, tuple((agent_id, why) for agent_id, _, why in candidates if why is not None))
 
 
-def _unavailable(agent: Agent) -> str | None:
+def _unavailable(agent: Agent, gate: Gate) -> str | None:
     if not agent.active:
         return "inactive"
     if not agent.invitation_accepted:
         return "invitation not accepted"
     if not agent.round_robin:
         return "not approved for round robin"
-    return None
+    return gate.refuses(agent)  # paused, away, off hours, at a cap (issue 15)
 
 
-def _ineligible(agent: Agent, source: LeadSourceConfig) -> str | None:
-    if reason := _unavailable(agent):
+def _ineligible(agent: Agent, source: LeadSourceConfig, gate: Gate) -> str | None:
+    if reason := _unavailable(agent, gate):
         return reason
     if source.lead_group and source.lead_group not in agent.lead_groups:
         return f"not in lead group {source.lead_group!r}"
@@ -189,12 +190,13 @@ class Pool:
         return picked, cursor + (1 if picked else 0), {a: counts.get(a, 0) + 1 for a in picked}
 
 
-def pool_of(account: AccountSnapshot, source_name: str, rule_id: str | None) -> Pool:
-    """The pool of rule `rule_id` (None, or a rule whose action is `source_rotation`: the source's, R6)."""
+def pool_of(account: AccountSnapshot, source_name: str, rule_id: str | None, gate: Gate = OPEN) -> Pool:
+    """The pool of rule `rule_id` (None, or a rule whose action is `source_rotation`: the source's, R6);
+    `gate` says who cannot take a lead now (paused, away, off hours, at a cap)."""
     source = account.source(source_name)
     action = account.rules.action_of(rule_id) if rule_id is not None else SourceRotationAction()
     if isinstance(action, SourceRotationAction):
-        who = eligibility(account, source)
+        who = eligibility(account, source, gate)
         return Pool(None, who, Order(_ids(who)), max(1, source.race_count), source.claim_window)
     rule = account.rules.find(rule_id)
     name = rule.name if rule is not None else "default"
@@ -202,9 +204,12 @@ def pool_of(account: AccountSnapshot, source_name: str, rule_id: str | None) -> 
     if action.claim_window_seconds is not None:
         window = timedelta(seconds=action.claim_window_seconds)
     if isinstance(action, AgentAction):
-        who = listed_eligibility(account, [action.agent_id])
+        who = listed_eligibility(account, [action.agent_id], gate)
         return Pool(name, who, Order(_ids(who)), 1, window)
-    who = eligibility(account, source) if action.agents is None else listed_eligibility(account, action.agents)
+    if action.agents is None:
+        who = eligibility(account, source, gate)
+    else:
+        who = listed_eligibility(account, action.agents, gate)
     order = rotation_order(action, _ids(who), seed=f"{account.account_id}:{rule_id}")
     return Pool(name, who, order, action.race, window, balanced=action.mode is RotationMode.BALANCED)
 
@@ -229,10 +234,10 @@ class NextUp:
     eligibility: Eligibility
 
 
-def next_up(account: AccountSnapshot, source_name: str, rotation: int) -> NextUp:
+def next_up(account: AccountSnapshot, source_name: str, rotation: int, gate: Gate = OPEN) -> NextUp:
     """Who the next general lead of `source_name` goes to, as `offer_next` would pick it now."""
     source = account.source(source_name)
-    who = eligibility(account, source)
+    who = eligibility(account, source, gate)
     if not account.round_robin:  # R5: roster position 1 gets every general lead
         nxt: tuple[str, ...] = (account.broker.agent_id,) if account.roster else ()
     else:
@@ -261,6 +266,7 @@ class RoutingContext:
     existing: ExistingContact | None = None
     rotation: int = 0  # the cursor of the rotation the lead's rule uses (its source's, by default)
     counts: Mapping[str, int] = field(default_factory=dict)  # a balanced rotation's lead counts, by agent
+    usage: Mapping[str, Usage] | None = None  # each capped agent's counted leads (None: caps not checked)
     choice: RuleChoice | None = None  # the routing rule for the lead, when the caller chose it already
 
 
@@ -434,7 +440,7 @@ def round_robin(lead: NewLead, account: AccountSnapshot, context: RoutingContext
     """R6/R7, or the matched routing rule: offer to the next eligible agent(s) of its pool."""
     fee = _fee(account.source(lead.summary.source.name))
     state = _new_state(lead, LeadStatus.OFFERED, referral_fee_percent=fee, rule_id=_rule_id(context, account))
-    outcome = offer_next(state, account, context.rotation, now, counts=context.counts)
+    outcome = offer_next(state, account, context.rotation, now, counts=context.counts, usage=context.usage)
     note = _rule_note(context, account)
     return _prefixed(outcome, note) if note else outcome
 
@@ -460,10 +466,12 @@ def offer_next(
     exclude: frozenset[str] = frozenset(),
     *,
     counts: Mapping[str, int] | None = None,
+    usage: Mapping[str, Usage] | None = None,
 ) -> Outcome:
     """Offer the lead to the next eligible agents of its pool who have not had it (R6, R7, R9, or its
-    routing rule's), or fall back; never to `exclude`."""
-    pool = pool_of(account, state.source_name, state.rule_id)
+    routing rule's), or fall back; never to `exclude`, nor to an agent who cannot take a lead now
+    (paused, away, off hours; at a cap when `usage` is known)."""
+    pool = pool_of(account, state.source_name, state.rule_id, Gate(now, account.holidays, usage))
     who = pool.who
     picked, cursor, new_counts = pool.take(rotation, counts or {}, state.agents_offered | exclude)
     if not picked:
@@ -503,7 +511,13 @@ def offer_next(
 
 
 def on_deadline(
-    state: LeadState, account: AccountSnapshot, rotation: int, now: datetime, *, counts: Mapping[str, int] | None = None
+    state: LeadState,
+    account: AccountSnapshot,
+    rotation: int,
+    now: datetime,
+    *,
+    counts: Mapping[str, int] | None = None,
+    usage: Mapping[str, Usage] | None = None,
 ) -> Outcome:
     """The sweeper's transition: expire due offers (R9), wait out a pause (R10), re-offer or fall back."""
     if state.next_deadline is None or now < state.next_deadline:
@@ -536,7 +550,7 @@ def on_deadline(
         return Outcome(assigned, (*events, assigned_event(assigned, explanation)), explanation)
     if expired.direct_phase:
         expired = expired.evolve(referral_fee_percent=_fee(account.source(state.source_name)))
-    next_step = offer_next(expired, account, rotation, now, counts=counts)
+    next_step = offer_next(expired, account, rotation, now, counts=counts, usage=usage)
     return replace(next_step, events=(*events, *next_step.events))
 
 

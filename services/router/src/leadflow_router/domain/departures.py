@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from leadflow_router.domain.availability import Usage
 from leadflow_router.domain.decisions import (
     Emit,
     Outcome,
@@ -52,6 +53,7 @@ def on_agent_left(
     now: datetime,
     *,
     counts: Mapping[str, int] | None = None,
+    usage: Mapping[str, Usage] | None = None,
 ) -> Outcome:
     """The lead after `departure`: the agent's open offers withdrawn, its hold released."""
     offers: list[Offer] = []
@@ -69,13 +71,13 @@ def on_agent_left(
         offers.append(offer)
     withdrawn = state.evolve(offers=tuple(offers))
     if state.holder == departure.agent_id and state.share_id is None:
-        return _release(withdrawn, departure, (account, rotation, counts), now, tuple(events))
+        return _release(withdrawn, departure, (account, rotation, counts, usage), now, tuple(events))
     if not events:
         return Outcome(state, (), f"{departure.describe()}; it had nothing of this lead's")
     if withdrawn.open_offers or state.status is not LeadStatus.OFFERED:
         return Outcome(withdrawn, tuple(events), f"{departure.describe()}; the race goes on without it")
     # The race lost its last open offer: on as if its deadline had passed (R9, R10, R3 then R5).
-    after = on_deadline(withdrawn.evolve(next_deadline=now), account, rotation, now, counts=counts)
+    after = on_deadline(withdrawn.evolve(next_deadline=now), account, rotation, now, counts=counts, usage=usage)
     explanation = fit_explanation(f"{departure.describe()}, so its offer was withdrawn; {after.explanation}")
     return replace(after, events=(*events, *after.events), explanation=explanation)
 
@@ -83,15 +85,17 @@ def on_agent_left(
 def _release(
     state: LeadState,
     departure: Departure,
-    routing: tuple[AccountSnapshot, int, Mapping[str, int] | None],  # the account, its rotation's cursor and counts
+    # The account, its rotation's cursor and balanced counts, the agents' counted leads.
+    routing: tuple[AccountSnapshot, int, Mapping[str, int] | None, Mapping[str, Usage] | None],
     now: datetime,
     events: tuple[Emit, ...],
 ) -> Outcome:
-    account, rotation, counts = routing
+    account, rotation, counts, usage = routing
     policy = account.departed_agent_leads
     cleared = state.evolve(holder=None, reason=None, next_deadline=None, direct_phase=False)
     if policy is DepartedLeads.REROUTE:
-        after = offer_next(cleared, account, rotation, now, exclude=frozenset({departure.agent_id}), counts=counts)
+        gone = frozenset({departure.agent_id})
+        after = offer_next(cleared, account, rotation, now, exclude=gone, counts=counts, usage=usage)
         explanation = fit_explanation(f"{departure.describe()}; its lead is routed again. {after.explanation}")
         return replace(after, events=(*events, *after.events), explanation=explanation)
     # The broker pool: roster position 1, or the next active agent when position 1 is the one leaving.

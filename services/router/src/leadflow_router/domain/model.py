@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Self
 
+from leadflow_shared.availability import AgentAvailability
 from leadflow_shared.errors import PoisonMessage
 from leadflow_shared.events.activity import ActivityAction, ContactMessage
 from leadflow_shared.events.commands import DepartedLeads as DepartedLeads  # an account setting the router reads
@@ -43,6 +44,8 @@ class Agent:
     offices: frozenset[str] = frozenset()
     lead_groups: frozenset[str] = frozenset()
     site_hosts: frozenset[str] = frozenset()  # the agent's subdomains and own sites (R2)
+    time_zone: str = "UTC"  # its working hours and holidays are in it
+    availability: AgentAvailability | None = field(default_factory=AgentAvailability)  # None: unreadable
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,12 @@ class AccountSnapshot:
         default_factory=RuleSet
     )  # the account's routing rules (issue 15); RuleSet(): the seeds' routing
     rules_unreadable: bool = False  # the stored rule set could not be read: routed by the default
+    holidays: frozenset[date] = frozenset()  # the office's days off: no agent with working hours works them
+
+    @property
+    def counts_leads(self) -> bool:
+        """Whether some agent has a lead cap: only then are the leads each agent has counted (issue 15)."""
+        return any(a.availability is not None and a.availability.caps is not None for a in self.roster)
 
     def agent(self, agent_id: str) -> Agent | None:
         return next((a for a in self.roster if a.agent_id == agent_id), None)

@@ -24,9 +24,10 @@ class Effects:
     contacts: tuple[str, ...] = ()  # contact keys to register for the lead (R1) ...
     contacts_lead: str | None = None  # ... or for this lead instead (a repeat merged into it)
     forget_contacts: tuple[str, ...] = ()  # contact keys to drop where they point at the lead (T2)
+    capacity: tuple[str, ...] | None = None  # the agents the lead now counts against (caps); None: unchanged
 
     def __bool__(self) -> bool:
-        return bool(self.rotation or self.counts or self.contacts or self.forget_contacts)
+        return bool(self.rotation or self.counts or self.contacts or self.forget_contacts or self.capacity is not None)
 
     def then(self, later: Effects) -> Effects:
         """These effects and `later`'s, the later ones winning where both set the same thing."""
@@ -36,6 +37,7 @@ class Effects:
             contacts=later.contacts or self.contacts,
             contacts_lead=later.contacts_lead or self.contacts_lead,
             forget_contacts=later.forget_contacts or self.forget_contacts,
+            capacity=self.capacity if later.capacity is None else later.capacity,
         )
 
 

@@ -1,0 +1,114 @@
+"""Whether an agent can take a lead now (issue 15, items 3 and 4), and why not. Pure.
+
+The settings are `leadflow_shared.availability`; the leads an agent has are counted by the router
+(`counted`: the agents a lead is offered to or was claimed by), their times read back per agent
+(`Usage`) when a pool is formed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from leadflow_router.domain.model import Agent, LeadState, PauseWindow
+from leadflow_router.domain.schedule import pause_end
+from leadflow_shared.availability import Caps
+from leadflow_shared.events.routing import AssignmentReason
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """The leads an agent has counted against its caps this day, week and month."""
+
+    day: int = 0
+    week: int = 0
+    month: int = 0
+
+    def plus(self, leads: int) -> Usage:
+        return Usage(self.day + leads, self.week + leads, self.month + leads)
+
+
+NO_USAGE = Usage()
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """What decides, besides an agent's own settings, whether it can take a lead: the moment, the
+    office's holidays, and each agent's usage (None: not known, caps not checked)."""
+
+    now: datetime | None = None
+    holidays: frozenset[date] = frozenset()
+    usage: Mapping[str, Usage] | None = None
+
+    def refuses(self, agent: Agent) -> str | None:
+        """Why `agent` cannot take a lead now, or None."""
+        settings = agent.availability
+        if settings is None:
+            return "availability settings cannot be read"
+        if settings.paused:
+            return "paused"
+        if self.now is not None and (why := _away_or_off(agent, self.now, self.holidays)):
+            return why
+        if self.usage is not None and settings.caps is not None:
+            return over_cap(settings.caps, self.usage.get(agent.agent_id, NO_USAGE))
+        return None
+
+
+OPEN = Gate()  # no time, no usage: only the settings that need neither (paused, unreadable)
+
+
+def _away_or_off(agent: Agent, now: datetime, office_holidays: frozenset[date]) -> str | None:
+    settings = agent.availability
+    assert settings is not None  # noqa: S101 (checked by the caller)
+    for away in settings.away:
+        if away.start <= now < away.end:
+            return f"away until {away.end.astimezone(ZoneInfo(agent.time_zone)):%Y-%m-%d %H:%M}"
+    if not settings.working_hours:
+        return None
+    local = now.astimezone(ZoneInfo(agent.time_zone))
+    if local.date() in office_holidays or local.date() in settings.holidays:
+        return "on a holiday"
+    hours = tuple(PauseWindow(frozenset(w.weekdays), w.start, w.end) for w in settings.working_hours)
+    if pause_end(now, hours, agent.time_zone) is None:  # no working window covers this moment
+        return f"outside working hours ({local:%a %H:%M})"
+    return None
+
+
+def over_cap(caps: Caps, usage: Usage) -> str | None:
+    for period, cap, used in (("daily", caps.day, usage.day), ("weekly", caps.week, usage.week),
+                              ("monthly", caps.month, usage.month)):  # fmt: skip
+        if cap is not None and used >= cap:
+            return f"at its {period} cap ({used} of {cap})"
+    return None
+
+
+def usage_of(times: Iterable[datetime], now: datetime, time_zone: str) -> Usage:
+    """An agent's usage from the times its counted leads were offered, by the account's calendar."""
+    zone = ZoneInfo(time_zone)
+    today = now.astimezone(zone).date()
+    week_start = today - timedelta(days=today.weekday())
+    day = week = month = 0
+    for moment in times:
+        local = moment.astimezone(zone).date()
+        day += local == today
+        week += week_start <= local <= today
+        month += (local.year, local.month) == (today.year, today.month) and local <= today
+    return Usage(day, week, month)
+
+
+def period_start(now: datetime, time_zone: str) -> datetime:
+    """The earliest moment a lead counted now can have been offered: this week's or this month's start."""
+    zone = ZoneInfo(time_zone)
+    today = now.astimezone(zone).date()
+    first = min(today - timedelta(days=today.weekday()), today.replace(day=1))
+    return datetime.combine(first, datetime.min.time(), zone)
+
+
+def counted(state: LeadState | None) -> frozenset[str]:
+    """The agents a lead counts against: those it is open to, and the holder who claimed it."""
+    if state is None:
+        return frozenset()
+    claimed = {state.holder} if state.holder is not None and state.reason is AssignmentReason.CLAIMED else set()
+    return frozenset({o.agent_id for o in state.open_offers} | claimed)
