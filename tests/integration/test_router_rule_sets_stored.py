@@ -5,19 +5,24 @@ set the router cannot read routes by the default instead of losing the lead."""
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from pydantic import ValidationError
 from router_harness import Router, router_on
 
 from leadflow_router.adapters.account_config import ConfigFile
+from leadflow_router.entrypoints.http import install
 from leadflow_shared.collections import ACCOUNTS, ROUTER_ROTATIONS
 from leadflow_shared.events.criteria import LeadCriteria
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
 from leadflow_shared.events.routing import LeadOffered
+from leadflow_shared.routing_info import RoutingDecision
 
 pytestmark = pytest.mark.integration
 
@@ -124,3 +129,28 @@ def test_a_rule_set_naming_agents_off_the_roster_is_refused_when_loaded() -> Non
     bad = config({"rules": [{"id": "x", "name": "X", "action": {"kind": "agent", "agent_id": "ghost"}}]})
     with pytest.raises(ValidationError, match=r"rule 'x': agents not on the roster: \['ghost'\]"):
         ConfigFile.model_validate(bad)
+
+
+@pytest.mark.asyncio
+async def test_a_lead_s_routing_decisions_are_kept_and_served_to_crm_api(mongo_url: str) -> None:
+    async with router_on(mongo_url, config(), now=NOW) as router:
+        first = lead(1, price={"min": 2_000_000})
+        await router.service.on_leads_received([first])
+        router.clock.advance(301_000)
+        await router.service.sweep_once()
+
+        app = FastAPI()
+        install(app, lambda: router.service)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://router") as client:
+            answer = await client.get(f"/internal/v1/accounts/acme/leads/{first.event_id}/routing")
+            other_account = await client.get(f"/internal/v1/accounts/other/leads/{first.event_id}/routing")
+            unknown = await client.get(f"/internal/v1/accounts/acme/leads/{uuid.uuid4()}/routing")
+        assert answer.status_code == 200, answer.text
+        assert (other_account.status_code, unknown.status_code) == (404, 404)
+        offered, reoffered = [RoutingDecision.model_validate(d) for d in answer.json()["decisions"]]
+        assert (offered.rule_id, offered.chosen, offered.waiting) == ("luxury", ["lux1"], ["lux2"])
+        assert [(r.rule_id, r.matched) for r in offered.rules] == [("luxury", True)]
+        assert reoffered.chosen == ["lux2"]
+        assert [(s.agent_id, s.reason) for s in reoffered.skipped] == [("lux1", "had the lead already")]
+        assert reoffered.rotation is not None
+        assert reoffered.rotation.cursor_before == offered.rotation.cursor_after if offered.rotation else False

@@ -395,3 +395,86 @@ def test_a_record_without_criteria_or_rule_keeps_the_shape_it_had() -> None:
     assert "rule_id" not in doc
     assert "criteria" not in doc["summary"]
     assert "counts" not in doc["effects"]
+
+
+# --- "why this agent" ------------------------------------------------------------------------------------------
+
+
+def test_a_decision_records_the_rules_tried_and_every_candidate_with_its_reason() -> None:
+    roster = (*ROSTER, Agent("e", "E", active=False))
+    snapshot = dataclasses.replace(
+        account(
+            rules(
+                rule("sellers", AGENT_B, intents=["sell"]),
+                rule("team", {"kind": "rotation", "agents": ["c", "d", "e", "a"], "race": 2}),
+            )
+        ),
+        roster=roster,
+    )
+    outcome = route(snapshot, summary(intent="buy"), rotation=5)
+    decision = outcome.decision()
+    assert decision is not None
+    assert decision.step == "Rule"
+    assert (decision.rule_id, decision.rule_name) == ("team", "Team")
+    assert [(r.rule_id, r.matched, r.why_not) for r in decision.rules] == [
+        ("sellers", False, "lead kind 'buy' not in 'sell'"),
+        ("team", True, None),
+    ]
+    assert decision.chosen == offered_to(outcome)
+    assert [(s.agent_id, s.reason) for s in decision.skipped] == [("e", "inactive")]
+    assert sorted(decision.chosen + decision.waiting) == ["a", "c", "d"]
+    assert decision.rotation is not None
+    assert (decision.rotation.kind, decision.rotation.mode, decision.rotation.cursor_before) == (
+        "rule",
+        "round_robin",
+        5,
+    )
+    assert decision.explanation == outcome.explanation
+
+    state = outcome.state
+    assert state is not None
+    again = on_deadline(state, snapshot, outcome.rotation or 0, state.next_deadline or NOW).decision()
+    assert again is not None
+    assert {s.agent_id: s.reason for s in again.skipped} == {
+        "e": "inactive",
+        **dict.fromkeys(decision.chosen, "had the lead already"),
+    }
+
+
+def test_a_seeds_decision_names_its_rule_and_holder() -> None:
+    outcome = route(account(RuleSet(), round_robin=False), summary())
+    decision = outcome.decision()
+    assert decision is not None
+    assert (decision.step, decision.chosen, decision.rules, decision.rotation) == ("R5", ["broker"], [], None)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    intents=st.lists(st.sampled_from(["buy", "sell", "rent"]), max_size=3),
+    cities=st.lists(st.sampled_from(["Austin", "Dallas"]), max_size=2),
+    lead_intent=st.sampled_from(["buy", "sell", "rent", None]),
+    lead_city=st.sampled_from(["Austin", "Dallas", None]),
+    match=st.sampled_from(["exact", "empty_or_match"]),
+    agents=st.lists(st.sampled_from(["a", "b", "c", "d"]), min_size=1, max_size=4, unique=True),
+)
+def test_every_decision_names_the_rule_that_decided(
+    intents: list[str], cities: list[str], lead_intent: str | None, lead_city: str | None, match: str, agents: list[str]
+) -> None:
+    rule_set = rules(rule("r", {"kind": "rotation", "agents": agents}, match, intents=intents, cities=cities))
+    criteria: dict[str, Any] = {"intent": lead_intent} if lead_intent else {}
+    if lead_city:
+        criteria["place"] = {"city": lead_city}
+    outcome = route(account(rule_set), summary(**criteria))
+    decision = outcome.decision()
+    assert decision is not None
+    choice = choose_rule(rule_set, summary(**criteria), NOW, "America/New_York")
+    assert decision.rules[-1].matched is (choice.rule_id == "r")
+    if choice.rule_id == "r":
+        assert decision.rule_id == "r"
+        assert "rule 'R'" in outcome.explanation
+        assert set(decision.chosen) <= set(agents)
+    else:
+        assert decision.rule_id is None
+        assert "no rule matched" in outcome.explanation
+    assert outcome.state is not None
+    assert len(offered_to(outcome)) == 1 or outcome.state.holder is not None  # one holder or one offer

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -80,6 +79,7 @@ from leadflow_router.domain.model import AccountSnapshot, Activity, LeadState, R
 from leadflow_router.domain.record import Effects, Outbox, RoutingRecord
 from leadflow_router.domain.sharing import LeadShare, on_lead_shared
 from leadflow_router.domain.transfers import OfficeTransfer, on_office_transfer, team_member_transferred
+from leadflow_router.domain.why import step_of
 from leadflow_router.metrics import RouterMetrics
 from leadflow_shared import tracing
 from leadflow_shared.clock import from_epoch_ms
@@ -107,6 +107,7 @@ from leadflow_shared.events.routing import (
     RealtorInvitedPayload,
 )
 from leadflow_shared.kafka import PublishRaw
+from leadflow_shared.routing_info import RoutingDecision
 from leadflow_shared.routing_rules import RotationAction, RotationMode
 
 log = logging.getLogger(__name__)
@@ -352,7 +353,7 @@ class RouterService:
         )
         return RoutingRecord(
             lead_id, event.account_id, 1, state, str(event.correlation_id), outbox=replace(outbox, trace=trace or None)
-        )
+        ).deciding(outcome.decision() if state is not None else None)
 
     # --- agents' activity --------------------------------------------------------------------
 
@@ -682,6 +683,14 @@ class RouterService:
 
     # --- queries ------------------------------------------------------------------------------
 
+    async def routing_of(self, account_id: str, lead_id: str) -> tuple[RoutingDecision, ...]:
+        """A lead's latest routing decisions, oldest first ("why this agent", issue 15); unknown or
+        another account's lead: RoutingRejected."""
+        record = await self.records.get(lead_id)
+        if record is None or record.account_id != account_id or not record.is_lead:
+            raise RoutingRejected(f"no lead {lead_id!r} in account {account_id!r}")
+        return record.decisions
+
     async def next_up(self, account_id: str, source_name: str) -> NextUp:
         """ClientBAY's "who is next" for a source (its account's live settings and rotation)."""
         account = await self._account(account_id, fresh=True)
@@ -833,8 +842,8 @@ class RouterService:
             outbox = replace(outbox, since_ms=carried.since_ms or to_ms(now))
         return RoutingRecord(
             state.lead_id, state.account_id, version, state.evolve(version=version), record.correlation_id,
-            inputs=record.inputs, outbox=outbox,
-        )  # fmt: skip
+            inputs=record.inputs, outbox=outbox, decisions=record.decisions,
+        ).deciding(outcome.decision())  # fmt: skip
 
     async def _account(self, account_id: str, *, fresh: bool = False) -> AccountSnapshot:
         account = await self.accounts.get(account_id, fresh=fresh)
@@ -892,5 +901,4 @@ def _recount(before: LeadState | None, outcome: Outcome, usage: dict[str, dict[s
 
 def _rule(outcome: Outcome) -> str:
     """The rule that decided, for metrics ("R5", "R6", "Rule"...): the first one the explanation names."""
-    found = re.search(r"\b(R\d{1,2}|Rule):", outcome.explanation)
-    return found.group(1) if found else outcome.explanation.split(":", 1)[0][:8]
+    return step_of(outcome.explanation)

@@ -4,13 +4,17 @@ before this module took domain objects read the same."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from typing import Any
+
+from pydantic import ValidationError
 
 from leadflow_router.domain.model import LeadState, LeadStatus, Offer, OfferStatus
 from leadflow_router.domain.record import Effects, Outbox, RoutingRecord
 from leadflow_shared.clock import epoch_ms, from_epoch_ms
 from leadflow_shared.events.routing import AssignmentReason, LeadSummary
+from leadflow_shared.routing_info import RoutingDecision
 
 
 def to_ms(moment: datetime | None) -> int | None:
@@ -92,6 +96,8 @@ def encode_record(record: RoutingRecord) -> dict[str, Any]:
         doc["outbox_keys"] = list(outbox.keys)
     if outbox.trace is not None:
         doc["outbox_trace"] = outbox.trace
+    if record.decisions:
+        doc["routing"] = [decision.model_dump(mode="json") for decision in record.decisions]
     return doc | {"correlation_id": record.correlation_id, "inputs": list(record.inputs)}
 
 
@@ -119,7 +125,17 @@ def decode_record(doc: dict[str, Any]) -> RoutingRecord:
             since_ms=doc.get("outbox_since_ms"),
             trace=doc.get("outbox_trace"),
         ),
+        decisions=_decisions(doc.get("routing")),
     )
+
+
+def _decisions(stored: Any) -> tuple[RoutingDecision, ...]:
+    """The stored routing decisions that can be read (a record is never unreadable because of them)."""
+    decisions = []
+    for item in stored if isinstance(stored, list) else ():
+        with contextlib.suppress(ValidationError):
+            decisions.append(RoutingDecision.model_validate(item))
+    return tuple(decisions)
 
 
 def _encode_effects(effects: Effects) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from leadflow_router.domain.model import (
 )
 from leadflow_router.domain.rules import Order, RuleChoice, balanced_first, choose_rule, rotation_order
 from leadflow_router.domain.schedule import claim_deadline, pause_end
+from leadflow_router.domain.why import Candidates, Why
 from leadflow_shared.envelope import Contract, Envelope
 from leadflow_shared.events.activity import ActivityAction
 from leadflow_shared.events.intake import LeadChannel
@@ -54,7 +55,9 @@ from leadflow_shared.events.routing import (
     OfferWithdrawn,
     WithdrawalReason,
 )
+from leadflow_shared.routing_info import RoutingDecision
 from leadflow_shared.routing_rules import (
+    DEFAULT_RULE_ID,
     AgentAction,
     RotationMode,
     SourceRotationAction,
@@ -87,6 +90,11 @@ class Outcome:
     explanation: str
     rotation: int | None = None  # the source's rotation cursor after this decision, if it moved
     counts: tuple[tuple[str, int], ...] = ()  # a balanced rotation's new lead counts, by agent
+    why: Why | None = None  # what a routing decision was made from ("why this agent", issue 15)
+
+    def decision(self) -> RoutingDecision | None:
+        """The structured record of the routing decision this outcome made, if it made one."""
+        return None if self.why is None else self.why.decision(self.explanation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +185,19 @@ class Pool:
     race: int
     claim_window: timedelta
     balanced: bool = False
+    rule_id: str | None = None
+    mode: str = "round_robin"
+
+    def why(self, at: datetime, chosen: Sequence[str], cursors: tuple[int, int], excluded: frozenset[str]) -> Why:
+        eligible = tuple(a.agent_id for a in self.who.eligible)
+        kind = "source" if self.rule is None else "rule"
+        return Why(
+            at,
+            tuple(chosen),
+            Candidates(eligible, self.who.skipped, excluded & frozenset(eligible)),
+            (kind, self.mode, *cursors),
+            None if self.rule is None else (self.rule_id or DEFAULT_RULE_ID, self.rule),
+        )
 
     def take(
         self, cursor: int, counts: Mapping[str, int], exclude: frozenset[str]
@@ -205,13 +226,14 @@ def pool_of(account: AccountSnapshot, source_name: str, rule_id: str | None, gat
         window = timedelta(seconds=action.claim_window_seconds)
     if isinstance(action, AgentAction):
         who = listed_eligibility(account, [action.agent_id], gate)
-        return Pool(name, who, Order(_ids(who)), 1, window)
+        return Pool(name, who, Order(_ids(who)), 1, window, rule_id=rule_id, mode="agent")
     if action.agents is None:
         who = eligibility(account, source, gate)
     else:
         who = listed_eligibility(account, action.agents, gate)
     order = rotation_order(action, _ids(who), seed=f"{account.account_id}:{rule_id}")
-    return Pool(name, who, order, action.race, window, balanced=action.mode is RotationMode.BALANCED)
+    balanced = action.mode is RotationMode.BALANCED
+    return Pool(name, who, order, action.race, window, balanced, rule_id=rule_id, mode=action.mode.value)
 
 
 def follows_source(account: AccountSnapshot, rule_id: str | None) -> bool:
@@ -300,8 +322,20 @@ def route_new_lead(lead: NewLead, account: AccountSnapshot, context: RoutingCont
     for rule in RULES:
         outcome = rule(lead, account, context, now)
         if outcome is not None:
-            return outcome
+            return _recorded(outcome, context, now)
     raise AssertionError("the round-robin rule always decides")  # pragma: no cover
+
+
+def _recorded(outcome: Outcome, context: RoutingContext, now: datetime) -> Outcome:
+    """`outcome` with what it was decided from: the pool's (offers) or the agent it went to, and the
+    routing rules tried when the account has any."""
+    why = outcome.why
+    if why is None:
+        state = outcome.state
+        holder = (state.holder,) if state is not None and state.holder else ()
+        why = Why(now, holder or tuple(o.agent_id for o in state.open_offers) if state is not None else ())
+    choice = context.choice if context.choice is not None and context.choice.checks else None
+    return replace(outcome, why=replace(why, choice=choice))
 
 
 def existing_contact(
@@ -489,7 +523,10 @@ def offer_next(
         payload = LeadFellBackPayload(
             lead_id=uuid.UUID(state.lead_id), agent_id=broker.agent_id, explanation=explanation
         )
-        return Outcome(fell_back, (Emit(LeadFellBack, payload),), explanation)
+        why = replace(
+            pool.why(now, (), (rotation, rotation), state.agents_offered | exclude), chosen=(broker.agent_id,)
+        )
+        return Outcome(fell_back, (Emit(LeadFellBack, payload),), explanation, why=why)
     deadline = claim_deadline(now, pool.claim_window, account.pause, account.time_zone)
     round_ = state.round + 1
     offers = tuple(Offer(agent, round_, deadline) for agent in picked)
@@ -507,7 +544,8 @@ def offer_next(
         direct_phase=False,
     )
     events = tuple(offered_event(offered, offer, len(picked), explanation) for offer in offers)
-    return Outcome(offered, events, explanation, rotation=cursor, counts=tuple(sorted(new_counts.items())))
+    why = pool.why(now, picked, (rotation, cursor), state.agents_offered | exclude)
+    return Outcome(offered, events, explanation, cursor, tuple(sorted(new_counts.items())), why)
 
 
 def on_deadline(

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field, replace
 
 from leadflow_router.domain.model import LeadState
 from leadflow_shared.clock import epoch_ms
+from leadflow_shared.routing_info import RoutingDecision
+
+DECISIONS_KEPT = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,7 @@ class RoutingRecord:
     correlation_id: str
     inputs: tuple[str, ...] = ()  # ids of the inputs applied lately (activities, commands): redeliveries
     outbox: Outbox = field(default_factory=Outbox)
+    decisions: tuple[RoutingDecision, ...] = ()  # its latest routing decisions, oldest first ("why this agent")
 
     @property
     def is_lead(self) -> bool:
@@ -75,6 +79,12 @@ class RoutingRecord:
     def next_deadline_ms(self) -> int | None:
         deadline = self.state.next_deadline if self.state is not None else None
         return None if deadline is None else epoch_ms(deadline)
+
+    def deciding(self, decision: RoutingDecision | None) -> RoutingRecord:
+        """The record with `decision` as its latest routing decision (the last DECISIONS_KEPT are kept)."""
+        if decision is None:
+            return self
+        return replace(self, decisions=(*self.decisions[-(DECISIONS_KEPT - 1) :], decision))
 
     def remembering(self, input_id: str, recent: int) -> RoutingRecord:
         """The record with `input_id` among the last `recent` inputs applied."""

@@ -1,0 +1,83 @@
+""" "Why this agent" (issue 15, item 6): what a routing decision was made from, kept cheap until recorded.
+
+A decision carries a `Why`: the rules tried, the pool's candidates (chosen, skipped with the reason, or
+waiting their turn) and where its rotation stood. It becomes a `RoutingDecision` (the structured record
+crm-api shows) only when the router stores the lead: the decision core itself stays a few object
+allocations per lead. Pure.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from leadflow_router.domain.rules import RuleChoice
+from leadflow_shared.routing_info import MAX_LISTED, RotationUsed, RoutingDecision, RuleTried, Skipped
+
+_STEP = re.compile(r"\b(R\d{1,2}|Rule):")
+
+
+def step_of(explanation: str) -> str:
+    """The rule an explanation says decided ("R5", "R6", "Rule"...): the first one it names."""
+    found = _STEP.search(explanation)
+    return found.group(1) if found else explanation.split(":", 1)[0][:8]
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """A pool's agents at a decision: eligible in turn order, skipped with why, and those left out
+    because they had the lead already."""
+
+    eligible: tuple[str, ...]
+    skipped: tuple[tuple[str, str], ...]
+    excluded: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Why:
+    at: datetime
+    chosen: tuple[str, ...] = ()
+    candidates: Candidates | None = None
+    rotation: tuple[str, str, int, int] | None = None  # kind ("source" or "rule"), mode, cursor before, after
+    rule: tuple[str, str] | None = None  # the routing rule whose pool was used: id, name
+    choice: RuleChoice | None = None  # how the routing rules were tried, when the account has any
+
+    def decision(self, explanation: str) -> RoutingDecision:
+        """The structured record of this decision, with the explanation the events carry."""
+        skipped, waiting = _sorted_out(self.candidates, self.chosen)
+        rotation = None
+        if self.rotation is not None:
+            kind, mode, before, after = self.rotation
+            rotation = RotationUsed(kind="rule" if kind == "rule" else "source", mode=mode, cursor_before=before,
+                                    cursor_after=after)  # fmt: skip
+        return RoutingDecision(
+            at=self.at,
+            step=step_of(explanation),
+            rule_id=self.rule[0] if self.rule else None,
+            rule_name=self.rule[1] if self.rule else None,
+            rules=_tried(self.choice),
+            chosen=list(self.chosen),
+            skipped=skipped,
+            waiting=waiting,
+            rotation=rotation,
+            explanation=explanation,
+        )
+
+
+def _sorted_out(candidates: Candidates | None, chosen: Sequence[str]) -> tuple[list[Skipped], list[str]]:
+    if candidates is None:
+        return [], []
+    skipped = [Skipped(agent_id=agent, reason=why) for agent, why in candidates.skipped]
+    skipped += [
+        Skipped(agent_id=a, reason="had the lead already") for a in candidates.eligible if a in candidates.excluded
+    ]
+    waiting = [a for a in candidates.eligible if a not in chosen and a not in candidates.excluded]
+    return skipped[:MAX_LISTED], waiting[:MAX_LISTED]
+
+
+def _tried(choice: RuleChoice | None) -> list[RuleTried]:
+    if choice is None:
+        return []
+    return [RuleTried(rule_id=c.rule_id, name=c.name, matched=c.matched, why_not=c.why_not) for c in choice.checks]
