@@ -154,3 +154,37 @@ async def test_a_lead_s_routing_decisions_are_kept_and_served_to_crm_api(mongo_u
         assert [(s.agent_id, s.reason) for s in reoffered.skipped] == [("lux1", "had the lead already")]
         assert reoffered.rotation is not None
         assert reoffered.rotation.cursor_before == offered.rotation.cursor_after if offered.rotation else False
+
+
+@pytest.mark.asyncio
+async def test_a_dry_run_decides_by_the_current_or_a_draft_rule_set_and_changes_nothing(mongo_url: str) -> None:
+    async with router_on(mongo_url, config(), now=NOW) as router:
+        past = lead(1, intent="rent")
+        await router.service.on_leads_received([past])
+        before = {name: [d async for d in router.db[name].find({})] for name in await router.db.list_collection_names()}
+        app = FastAPI()
+        install(app, lambda: router.service)
+        luxury = lead(2, price={"min": 3_000_000}).payload
+        summary = {"contact": luxury.contact.model_dump(mode="json"), "source": luxury.source.model_dump(mode="json"),
+                   "criteria": luxury.criteria.model_dump(mode="json") if luxury.criteria else None}  # fmt: skip
+        draft = {"rules": [{"id": "all", "name": "All", "action": {"kind": "agent", "agent_id": "gen"}}]}
+        url = "/internal/v1/accounts/acme/routing/dry-run"
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://router") as client:
+            current = await client.post(url, json={"lead": summary})
+            drafted = await client.post(url, json={"lead": summary, "rules": draft})
+            by_id = await client.post(url, json={"lead_id": str(past.event_id)})
+            ghost = await client.post(url, json={"lead": summary, "rules": {"rules": [
+                {"id": "x", "name": "X", "action": {"kind": "agent", "agent_id": "ghost"}}]}})  # fmt: skip
+            both = await client.post(url, json={"lead": summary, "lead_id": str(past.event_id)})
+            nowhere = await client.post("/internal/v1/accounts/nobody/routing/dry-run", json={"lead": summary})
+
+        assert current.status_code == drafted.status_code == by_id.status_code == 200, current.text
+        assert current.json()["offered_to"] == ["lux1"]
+        assert current.json()["decision"]["rule_id"] == "luxury"
+        assert drafted.json()["offered_to"] == ["gen"]
+        assert by_id.json()["decision"]["rule_id"] == "rentals"  # the past lead's stored criteria
+        assert ghost.status_code == 422
+        assert ghost.json()["detail"] == ["rule 'x': agents not on the roster: ['ghost']"]
+        assert (both.status_code, nowhere.status_code) == (422, 404)
+        after = {name: [d async for d in router.db[name].find({})] for name in await router.db.list_collection_names()}
+        assert after == before

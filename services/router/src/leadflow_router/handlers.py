@@ -79,7 +79,7 @@ from leadflow_router.domain.model import AccountSnapshot, Activity, LeadState, R
 from leadflow_router.domain.record import Effects, Outbox, RoutingRecord
 from leadflow_router.domain.sharing import LeadShare, on_lead_shared
 from leadflow_router.domain.transfers import OfficeTransfer, on_office_transfer, team_member_transferred
-from leadflow_router.domain.why import step_of
+from leadflow_router.domain.why import Why, step_of
 from leadflow_router.metrics import RouterMetrics
 from leadflow_shared import tracing
 from leadflow_shared.clock import from_epoch_ms
@@ -108,13 +108,21 @@ from leadflow_shared.events.routing import (
 )
 from leadflow_shared.kafka import PublishRaw
 from leadflow_shared.routing_info import RoutingDecision
-from leadflow_shared.routing_rules import RotationAction, RotationMode
+from leadflow_shared.routing_rules import RotationAction, RotationMode, RuleSet
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 RECENT_INPUTS = 20  # activity ids remembered per lead to drop redeliveries
 CAS_ATTEMPTS = 10
+
+
+class RuleSetRefusedError(ValueError):
+    """A draft rule set that cannot work for the account (its reasons, `RuleSet.refusals`)."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        super().__init__("; ".join(reasons))
+        self.reasons = reasons
 
 
 def utc_now() -> datetime:
@@ -682,6 +690,43 @@ class RouterService:
         self.metrics.transfers.labels("team_member").inc()
 
     # --- queries ------------------------------------------------------------------------------
+
+    async def dry_run(
+        self, account_id: str, lead: LeadSummary | str, rules: RuleSet | None = None
+    ) -> tuple[Outcome, RoutingDecision]:
+        """How a lead (or a past lead, by id) would be routed now, by the account's rules or by `rules` (a
+        draft), from where its rotations stand: changing nothing (issue 15, item 7)."""
+        account = await self._account(account_id, fresh=True)
+        if rules is not None:
+            if refused := rules.refusals({agent.agent_id for agent in account.roster}):
+                raise RuleSetRefusedError(refused)
+            account = replace(account, rules=rules, rules_unreadable=False)
+        lead_id = str(uuid.uuid4())
+        if isinstance(lead, str):
+            record = await self.records.get(lead)
+            if record is None or record.account_id != account_id or record.state is None:
+                raise RoutingRejected(f"no lead {lead!r} in account {account_id!r}")
+            lead_id, lead = lead, record.state.summary
+        now = self.clock()
+        new = NewLead(lead_id, account_id, lead)
+        choice = rule_for(new, account, now)
+        turn = await self._turn(account, lead.source.name, rule_id_of(choice, account), {})
+        keys = contact_keys(account_id, lead.contact.email, lead.contact.phone)
+        existing = next(
+            (lead_of for key, lead_of in (await self.contacts.find(keys)).items() if lead_of != lead_id), None
+        )
+        holders = await self.records.get_many([existing]) if existing else {}
+        held = holders[existing].state if existing in holders else None
+        context = RoutingContext(
+            existing=None if existing is None else ExistingContact(existing, held.holder if held else None),
+            rotation=turn.cursor,
+            counts=turn.counts,
+            usage=await self._usage(account, now, {}),
+            choice=choice,
+        )
+        outcome = route_new_lead(new, account, context, now)
+        decision = outcome.decision() or Why(now).decision(outcome.explanation)  # R1: logged on its lead
+        return outcome, decision
 
     async def routing_of(self, account_id: str, lead_id: str) -> tuple[RoutingDecision, ...]:
         """A lead's latest routing decisions, oldest first ("why this agent", issue 15); unknown or

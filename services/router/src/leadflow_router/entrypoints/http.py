@@ -8,14 +8,53 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Path, Query
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from leadflow_router.domain.model import RoutingRejected
-from leadflow_router.handlers import RouterService
+from leadflow_router.handlers import RouterService, RuleSetRefusedError
+from leadflow_shared.events.routing import LeadSummary
+from leadflow_shared.routing_rules import RuleSet
 
 AccountId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 
 
+class DryRun(BaseModel):
+    """A lead as intake would pass it on (or a past lead's id), and optionally a draft rule set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lead: LeadSummary | None = None
+    lead_id: uuid.UUID | None = None
+    rules: RuleSet | None = Field(default=None, description="A draft; none: the account's current rules.")
+
+    @model_validator(mode="after")
+    def _one_lead(self) -> DryRun:
+        if (self.lead is None) == (self.lead_id is None):
+            raise ValueError("give either lead or lead_id")
+        return self
+
+
 def install(app: FastAPI, service: Callable[[], RouterService]) -> None:
+    @app.post("/internal/v1/accounts/{account_id}/routing/dry-run", tags=["internal"])
+    async def dry_run(account_id: AccountId, body: DryRun) -> dict[str, Any]:
+        """For crm-api only: how the lead would be routed now, by the current rules or a draft, changing
+        nothing: the decision as data (rules tried, chosen, skipped and why) and the state it would leave."""
+        try:
+            outcome, decision = await service().dry_run(
+                account_id, body.lead if body.lead is not None else str(body.lead_id), body.rules
+            )
+        except RoutingRejected as exc:
+            raise HTTPException(status_code=404, detail=str(exc)) from exc
+        except RuleSetRefusedError as exc:
+            raise HTTPException(status_code=422, detail=exc.reasons) from exc
+        state = outcome.state
+        return {
+            "decision": decision.model_dump(mode="json"),
+            "status": state.status.value if state is not None else "merged",
+            "holder": state.holder if state is not None else None,
+            "offered_to": [o.agent_id for o in state.open_offers] if state is not None else [],
+        }
+
     @app.get("/internal/v1/accounts/{account_id}/leads/{lead_id}/routing", tags=["internal"])
     async def routing_info(account_id: AccountId, lead_id: uuid.UUID) -> dict[str, Any]:
         """For crm-api only (no authentication: keep it on the internal network): the lead's latest
