@@ -16,13 +16,23 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from leadflow_router.adapters.codec import decode_record, encode_record
-from leadflow_router.domain.decisions import NewLead, Outcome, RoutingContext, on_deadline, pool_of, route_new_lead
-from leadflow_router.domain.model import AccountSnapshot, Agent, LeadSourceConfig, LeadStatus
+from leadflow_router.domain.decisions import (
+    NewLead,
+    Outcome,
+    RoutingContext,
+    idle_watch,
+    on_activity,
+    on_deadline,
+    pool_of,
+    route_new_lead,
+)
+from leadflow_router.domain.model import AccountSnapshot, Activity, Agent, LeadSourceConfig, LeadStatus
 from leadflow_router.domain.record import Effects, Outbox, RoutingRecord
 from leadflow_router.domain.rules import choose_rule
+from leadflow_shared.events.activity import ActivityAction
 from leadflow_shared.events.criteria import LeadCriteria, LeadIntent, LeadPlace, PropertyType
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
-from leadflow_shared.events.routing import LeadFellBack, LeadOffered, LeadSummary
+from leadflow_shared.events.routing import LeadFellBack, LeadOffered, LeadReleased, LeadSummary
 from leadflow_shared.routing_rules import DEFAULT_RULE_ID, RuleSet, rule_set_of
 
 pytestmark = pytest.mark.unit
@@ -478,3 +488,104 @@ def test_every_decision_names_the_rule_that_decided(
         assert "no rule matched" in outcome.explanation
     assert outcome.state is not None
     assert len(offered_to(outcome)) == 1 or outcome.state.holder is not None  # one holder or one offer
+
+
+# --- fallbacks and idle reassignment -----------------------------------------------------------------------------
+
+
+def test_fallback_steps_follow_each_other_then_position_1() -> None:
+    snapshot = account(
+        rules(
+            {
+                **rule("team", {"kind": "rotation", "agents": ["a"]}),
+                "fallbacks": [
+                    {"kind": "rotation", "agents": ["b", "c"], "race": 2},
+                    {"kind": "agent", "agent_id": "d"},
+                ],
+            }
+        )
+    )
+    first = route(snapshot, summary())
+    assert offered_to(first) == ["a"]
+    state = first.state
+    assert state is not None
+    steps = []
+    for _ in range(3):
+        outcome = on_deadline(state, snapshot, 1, state.next_deadline or NOW)
+        steps.append((offered_to(outcome), outcome.explanation.split(" until ")[0]))
+        assert outcome.state is not None
+        state = outcome.state
+    assert steps[0][0] in (["b", "c"], ["c", "b"])
+    assert "rule 'Team, fallback 1', race of 2" in steps[0][1]
+    assert steps[1] == (["d"], "Rule: offered to d (rule 'Team, fallback 2', race of 1)")
+    assert steps[2][0] == []
+    assert state.status is LeadStatus.FELL_BACK
+    assert state.holder == "broker"
+
+
+def test_an_owner_step_ends_the_chain_and_must_be_last() -> None:
+    snapshot = account(rules({**rule("team", AGENT_B), "fallbacks": [{"kind": "owner"}]}))
+    state = route(snapshot, summary()).state
+    assert state is not None
+    after = on_deadline(state, snapshot, 0, state.next_deadline or NOW)
+    assert after.state is not None
+    assert after.state.holder == "broker"
+    with pytest.raises(ValidationError, match="only be the last fallback"):
+        rules({**rule("x", AGENT_B), "fallbacks": [{"kind": "owner"}, AGENT_B]})
+    with pytest.raises(ValidationError, match="at most 3 items"):
+        rules({**rule("x", AGENT_B), "fallbacks": [AGENT_B] * 4})
+    assert rules({**rule("x", AGENT_B), "fallbacks": [{"kind": "agent", "agent_id": "zed"}]}).refusals({"b"}) == [
+        "rule 'x': agents not on the roster: ['zed']"
+    ]
+
+
+def test_a_claimed_lead_left_idle_goes_to_the_next_agent_at_most_n_times() -> None:
+    team = {**rule("team", {"kind": "rotation", "agents": ["a", "b", "c"]}), "idle": {"minutes": 30, "times": 1}}
+    snapshot = account(rules(team))
+    state = route(snapshot, summary()).state
+    assert state is not None
+    claimed = idle_watch(
+        state,
+        on_activity(state, Activity("a", ActivityAction.ACCEPT), NOW),
+        Activity("a", ActivityAction.ACCEPT),
+        snapshot,
+        NOW,
+    )
+    held = claimed.state
+    assert held is not None
+    assert held.holder == "a"
+    assert held.next_deadline == NOW + timedelta(minutes=30)
+
+    moved = on_deadline(held, snapshot, 1, NOW + timedelta(minutes=30))
+    assert [e.kind for e in moved.events] == [LeadReleased, LeadOffered]
+    assert moved.events[0].payload.reason == "idle"  # type: ignore[attr-defined]
+    assert offered_to(moved) == ["b"]
+    assert moved.explanation.startswith("Idle: a did nothing with the lead within 30 working minutes; ")
+    again = moved.state
+    assert again is not None
+    assert again.idle_reassigned == 1
+    at = NOW + timedelta(minutes=31)
+    reclaimed = idle_watch(
+        again,
+        on_activity(again, Activity("b", ActivityAction.CALL), at),
+        Activity("b", ActivityAction.CALL),
+        snapshot,
+        at,
+    )
+    assert reclaimed.state is not None
+    assert reclaimed.state.next_deadline is None  # reassigned once already: b keeps it
+
+
+def test_the_holder_s_first_action_stops_the_idle_clock() -> None:
+    snapshot = account(rules({**rule("team", {"kind": "rotation", "agents": ["a", "b"]}), "idle": {"minutes": 5}}))
+    state = route(snapshot, summary()).state
+    assert state is not None
+    accept = Activity("a", ActivityAction.ACCEPT)
+    held = idle_watch(state, on_activity(state, accept, NOW), accept, snapshot, NOW).state
+    assert held is not None
+    assert held.next_deadline is not None
+    call = Activity("a", ActivityAction.CALL)
+    worked = idle_watch(held, on_activity(held, call, NOW), call, snapshot, NOW).state
+    assert worked is not None
+    assert worked.next_deadline is None
+    assert worked.holder == "a"

@@ -142,7 +142,39 @@ class SourceRotationAction(_Strict):
 Action = Annotated[AgentAction | RotationAction | SourceRotationAction, Field(discriminator="kind")]
 
 
-class Rule(_Strict):
+class OwnerAction(_Strict):
+    """Roster position 1 holds the lead (what R9 does at the end of every chain): ends a chain early."""
+
+    kind: Literal["owner"] = "owner"
+
+
+Fallback = Annotated[AgentAction | RotationAction | OwnerAction, Field(discriminator="kind")]
+MAX_FALLBACKS = 3
+
+
+class IdleReassignment(_Strict):
+    """A claimed lead with no activity by its holder within `minutes` (outside the account's pauses, R10)
+    goes on to the rule's next agent, at most `times` times."""
+
+    minutes: int = Field(ge=1, le=7 * 24 * 60)
+    times: int = Field(default=1, ge=1, le=5)
+
+
+class _Steps(_Strict):
+    """What happens when nobody takes the lead: fallback steps in order, then roster position 1 (R9);
+    and, once claimed, idle reassignment."""
+
+    fallbacks: list[Fallback] = Field(default_factory=list, max_length=MAX_FALLBACKS)
+    idle: IdleReassignment | None = None
+
+    @model_validator(mode="after")
+    def _owner_last(self) -> Self:
+        if any(isinstance(step, OwnerAction) for step in self.fallbacks[:-1]):
+            raise ValueError("an owner step ends the chain: it can only be the last fallback")
+        return self
+
+
+class Rule(_Steps):
     id: RuleId
     name: Text
     enabled: bool = True
@@ -151,7 +183,7 @@ class Rule(_Strict):
     action: Action
 
 
-class DefaultRule(_Strict):
+class DefaultRule(_Steps):
     """What a lead no rule matches gets."""
 
     action: Action = SourceRotationAction()
@@ -182,16 +214,26 @@ class RuleSet(_Strict):
         rule = self.find(rule_id)
         return self.default.action if rule is None else rule.action
 
+    def steps_of(self, rule_id: str | None) -> _Steps:
+        """The fallbacks and idle reassignment of rule `rule_id` (the default rule's, as `action_of`)."""
+        return self.find(rule_id) or self.default
+
     def refusals(self, roster: Collection[str]) -> list[str]:
         """Why this rule set cannot be saved for an account with `roster` (agent ids); empty: it can."""
         reasons: list[str] = []
-        for rule_id, action in [(r.id, r.action) for r in self.rules] + [(DEFAULT_RULE_ID, self.default.action)]:
-            named = [action.agent_id] if isinstance(action, AgentAction) else []
-            if isinstance(action, RotationAction):
-                named = list(action.agents or [])
+        for rule_id, rule in [(r.id, r) for r in self.rules] + [(DEFAULT_RULE_ID, self.default)]:
+            named = [agent for action in (rule.action, *rule.fallbacks) for agent in _named(action)]
             if unknown := sorted({a for a in named if a not in roster}):
                 reasons.append(f"rule {rule_id!r}: agents not on the roster: {unknown}")
         return reasons
+
+
+def _named(action: Action | Fallback) -> list[str]:
+    if isinstance(action, AgentAction):
+        return [action.agent_id]
+    if isinstance(action, RotationAction):
+        return list(action.agents or [])
+    return []
 
 
 def rule_set_of(account: Mapping[str, Any]) -> RuleSet | None:

@@ -64,6 +64,7 @@ from leadflow_router.domain.decisions import (
     Outcome,
     RoutingContext,
     follows_source,
+    idle_watch,
     next_up,
     on_activity,
     on_deadline,
@@ -379,8 +380,10 @@ class RouterService:
             now = self.clock()
             # Only an active agent of the office claims (one who left may still hold an offer until
             # its ReleaseAgentLeads is applied).
-            agent = (await self._account(event.account_id)).agent(activity.agent_id)
+            account = await self._account(event.account_id)
+            agent = account.agent(activity.agent_id)
             outcome = on_activity(state, activity, now, can_claim=agent is not None and agent.active)
+            outcome = idle_watch(state, outcome, activity, account, now)
             if outcome.state == state and not outcome.events:
                 return None  # a view: nothing changes, nothing to tell
             claimed = outcome.state is not None and outcome.state.holder != state.holder

@@ -227,9 +227,13 @@ class ContactMessaged(Envelope):
 
 class LeadReleasedPayload(Contract):
     lead_id: uuid.UUID
-    agent_id: AgentId = Field(description="The agent who held the lead and left the office.")
-    broker_agent_id: AgentId = Field(description="Roster position 1, who is told to distribute the lead.")
+    agent_id: AgentId = Field(description="The agent who held the lead (and left the office, or left it idle).")
+    broker_agent_id: AgentId = Field(description="Roster position 1, who is told.")
     explanation: str = Field(max_length=1000)
+    reason: Literal["agent_left", "idle"] = Field(
+        default="agent_left",
+        description="agent_left: nobody holds it until distributed; idle: no activity in time, offered on (issue 15).",
+    )
 
 
 class LeadReleased(Envelope):

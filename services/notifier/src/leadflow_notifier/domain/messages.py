@@ -252,7 +252,10 @@ def offered_notice(event: LeadOffered, who: Recipient, link: str, *, accept_link
 
 def back_with_the_broker_notice(event: LeadReleased | LeadFellBack, who: Recipient, link: str) -> Notice:
     """The broker pool's agent: its holder left the office (R7), or nobody claimed it in time (R9)."""
-    if isinstance(event, LeadReleased):
+    if isinstance(event, LeadReleased) and event.payload.reason == "idle":
+        subject, headline = "A lead moved on", "A lead moved on: its agent did not work it in time"
+        line = "The agent who held this lead did nothing with it in time, so it is offered to the next agent."
+    elif isinstance(event, LeadReleased):
         subject, headline = "A lead needs a new agent", "A lead needs a new agent: its agent left the office"
         line = "The agent who held this lead left the office. Nobody holds it now: assign it to an agent."
     else:

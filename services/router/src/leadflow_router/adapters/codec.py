@@ -51,6 +51,8 @@ def encode_state(state: LeadState) -> dict[str, Any]:
         # Only on erased leads (decision 0050): every other record keeps the shape it always had.
         **({"erased": True} if state.erased else {}),
         **({"rule_id": state.rule_id} if state.rule_id is not None else {}),
+        **({"fallback_step": state.fallback_step} if state.fallback_step else {}),
+        **({"idle_reassigned": state.idle_reassigned} if state.idle_reassigned else {}),
     }
 
 
@@ -78,6 +80,8 @@ def decode_state(doc: dict[str, Any]) -> LeadState:
         share_id=doc.get("share_id"),
         erased=bool(doc.get("erased", False)),
         rule_id=doc.get("rule_id"),
+        fallback_step=int(doc.get("fallback_step", 0)),
+        idle_reassigned=int(doc.get("idle_reassigned", 0)),
         version=int(doc["version"]),
     )
 

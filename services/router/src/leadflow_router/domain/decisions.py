@@ -49,6 +49,8 @@ from leadflow_shared.events.routing import (
     LeadFellBackPayload,
     LeadOffered,
     LeadOfferedPayload,
+    LeadReleased,
+    LeadReleasedPayload,
     LeadSummary,
     OfferClosedPayload,
     OfferExpired,
@@ -58,7 +60,10 @@ from leadflow_shared.events.routing import (
 from leadflow_shared.routing_info import RoutingDecision
 from leadflow_shared.routing_rules import (
     DEFAULT_RULE_ID,
+    Action,
     AgentAction,
+    Fallback,
+    OwnerAction,
     RotationMode,
     SourceRotationAction,
 )
@@ -211,16 +216,19 @@ class Pool:
         return picked, cursor + (1 if picked else 0), {a: counts.get(a, 0) + 1 for a in picked}
 
 
-def pool_of(account: AccountSnapshot, source_name: str, rule_id: str | None, gate: Gate = OPEN) -> Pool:
-    """The pool of rule `rule_id` (None, or a rule whose action is `source_rotation`: the source's, R6);
-    `gate` says who cannot take a lead now (paused, away, off hours, at a cap)."""
+def pool_of(account: AccountSnapshot, source_name: str, rule_id: str | None, gate: Gate = OPEN, step: int = 0) -> Pool:
+    """The pool of rule `rule_id` (None, or a rule whose action is `source_rotation`: the source's, R6),
+    or of its fallback `step`; `gate` says who cannot take a lead now (paused, away, off hours, at a cap).
+    An owner step's pool is empty: roster position 1 then holds the lead (R9)."""
     source = account.source(source_name)
-    action = account.rules.action_of(rule_id) if rule_id is not None else SourceRotationAction()
+    action = _action_at(account, rule_id, step)
     if isinstance(action, SourceRotationAction):
         who = eligibility(account, source, gate)
         return Pool(None, who, Order(_ids(who)), max(1, source.race_count), source.claim_window)
     rule = account.rules.find(rule_id)
-    name = rule.name if rule is not None else "default"
+    name = (rule.name if rule is not None else "default") + (f", fallback {step}" if step else "")
+    if isinstance(action, OwnerAction):
+        return Pool(name, Eligibility((), ()), Order(()), 1, source.claim_window, rule_id=rule_id, mode="owner")
     window = source.claim_window
     if action.claim_window_seconds is not None:
         window = timedelta(seconds=action.claim_window_seconds)
@@ -234,6 +242,26 @@ def pool_of(account: AccountSnapshot, source_name: str, rule_id: str | None, gat
     order = rotation_order(action, _ids(who), seed=f"{account.account_id}:{rule_id}")
     balanced = action.mode is RotationMode.BALANCED
     return Pool(name, who, order, action.race, window, balanced, rule_id=rule_id, mode=action.mode.value)
+
+
+def _action_at(account: AccountSnapshot, rule_id: str | None, step: int) -> Action | Fallback:
+    if rule_id is None:
+        return SourceRotationAction()
+    if step == 0:
+        return account.rules.action_of(rule_id)
+    fallbacks = account.rules.steps_of(rule_id).fallbacks
+    return fallbacks[step - 1] if step <= len(fallbacks) else OwnerAction()
+
+
+def _fallbacks(account: AccountSnapshot, rule_id: str | None) -> int:
+    return 0 if rule_id is None else len(account.rules.steps_of(rule_id).fallbacks)
+
+
+def _lead_start(lead_id: str) -> int:
+    """Where a fallback group's rotation starts for a lead: drawn from its id (fair over many leads,
+    the same on a replay, and no cursor of its own to store)."""
+    digits = lead_id.replace("-", "")[:8]
+    return int(digits, 16) if digits and all(c in "0123456789abcdefABCDEF" for c in digits) else len(lead_id)
 
 
 def follows_source(account: AccountSnapshot, rule_id: str | None) -> bool:
@@ -298,8 +326,13 @@ def rule_for(lead: NewLead, account: AccountSnapshot, now: datetime) -> RuleChoi
 
 
 def rule_id_of(choice: RuleChoice | None, account: AccountSnapshot) -> str | None:
-    """What a general lead remembers of its rule: None when it goes by its source's settings (the seeds)."""
-    return None if choice is None or follows_source(account, choice.rule_id) else choice.rule_id
+    """What a general lead remembers of its rule: None when it goes by its source's settings (the seeds)
+    and its rule has no fallbacks nor idle reassignment."""
+    if choice is None:
+        return None
+    steps = account.rules.steps_of(choice.rule_id)
+    plain = not steps.fallbacks and steps.idle is None
+    return None if plain and follows_source(account, choice.rule_id) else choice.rule_id
 
 
 def _rule_id(context: RoutingContext, account: AccountSnapshot) -> str | None:
@@ -456,7 +489,7 @@ def roster_position_1(
 ) -> Outcome | None:
     """R5: with round robin off, position 1 of the roster gets the lead and distributes it by hand
     (when the lead goes by its source's settings: a routing rule of its own decides otherwise)."""
-    if account.round_robin or _rule_id(context, account) is not None:
+    if account.round_robin or not follows_source(account, _rule_id(context, account)):
         return None
     source = account.source(lead.summary.source.name)
     return _assign(
@@ -505,9 +538,17 @@ def offer_next(
     """Offer the lead to the next eligible agents of its pool who have not had it (R6, R7, R9, or its
     routing rule's), or fall back; never to `exclude`, nor to an agent who cannot take a lead now
     (paused, away, off hours; at a cap when `usage` is known)."""
-    pool = pool_of(account, state.source_name, state.rule_id, Gate(now, account.holidays, usage))
+    gate, excluded = Gate(now, account.holidays, usage), state.agents_offered | exclude
+    pool = pool_of(account, state.source_name, state.rule_id, gate, state.fallback_step)
+    start = rotation if state.fallback_step == 0 else _lead_start(state.lead_id)
+    picked, cursor, new_counts = pool.take(start, counts or {}, excluded)
+    while not picked and pool.mode != "owner" and state.fallback_step < _fallbacks(account, state.rule_id):
+        state = state.evolve(fallback_step=state.fallback_step + 1)  # nobody left here: the next step
+        pool = pool_of(account, state.source_name, state.rule_id, gate, state.fallback_step)
+        start = _lead_start(state.lead_id)
+        picked, _, _ = pool.take(start, {}, excluded)
+        cursor, new_counts = rotation, {}
     who = pool.who
-    picked, cursor, new_counts = pool.take(rotation, counts or {}, state.agents_offered | exclude)
     if not picked:
         broker = account.broker
         explanation = fit_explanation(
@@ -523,9 +564,7 @@ def offer_next(
         payload = LeadFellBackPayload(
             lead_id=uuid.UUID(state.lead_id), agent_id=broker.agent_id, explanation=explanation
         )
-        why = replace(
-            pool.why(now, (), (rotation, rotation), state.agents_offered | exclude), chosen=(broker.agent_id,)
-        )
+        why = replace(pool.why(now, (), (start, start), excluded), chosen=(broker.agent_id,))
         return Outcome(fell_back, (Emit(LeadFellBack, payload),), explanation, why=why)
     deadline = claim_deadline(now, pool.claim_window, account.pause, account.time_zone)
     round_ = state.round + 1
@@ -544,8 +583,9 @@ def offer_next(
         direct_phase=False,
     )
     events = tuple(offered_event(offered, offer, len(picked), explanation) for offer in offers)
-    why = pool.why(now, picked, (rotation, cursor), state.agents_offered | exclude)
-    return Outcome(offered, events, explanation, cursor, tuple(sorted(new_counts.items())), why)
+    main = state.fallback_step == 0  # a fallback group keeps no cursor
+    why = pool.why(now, picked, (start, cursor if main else start), excluded)
+    return Outcome(offered, events, explanation, cursor if main else None, tuple(sorted(new_counts.items())), why)
 
 
 def on_deadline(
@@ -557,9 +597,12 @@ def on_deadline(
     counts: Mapping[str, int] | None = None,
     usage: Mapping[str, Usage] | None = None,
 ) -> Outcome:
-    """The sweeper's transition: expire due offers (R9), wait out a pause (R10), re-offer or fall back."""
+    """The sweeper's transition: expire due offers (R9), wait out a pause (R10), re-offer or fall back;
+    a claimed lead left idle goes on to the next agent (its rule's idle reassignment)."""
     if state.next_deadline is None or now < state.next_deadline:
         return Outcome(state, (), "not due")
+    if state.status is LeadStatus.ASSIGNED:
+        return on_idle(state, account, rotation, now, counts=counts, usage=usage)
     events: list[Emit] = []
     offers = []
     for offer in state.offers:
@@ -590,6 +633,60 @@ def on_deadline(
         expired = expired.evolve(referral_fee_percent=_fee(account.source(state.source_name)))
     next_step = offer_next(expired, account, rotation, now, counts=counts, usage=usage)
     return replace(next_step, events=(*events, *next_step.events))
+
+
+def on_idle(
+    state: LeadState,
+    account: AccountSnapshot,
+    rotation: int,
+    now: datetime,
+    *,
+    counts: Mapping[str, int] | None = None,
+    usage: Mapping[str, Usage] | None = None,
+) -> Outcome:
+    """Its holder did nothing with the lead in time (the rule's idle reassignment): it is taken back and
+    offered to the rule's next agent (never the same one), its broker told; nobody left: R9."""
+    holder = state.holder or ""
+    idle = account.rules.steps_of(state.rule_id).idle
+    minutes = idle.minutes if idle is not None else 0
+    head = f"Idle: {holder} did nothing with the lead within {minutes} working minutes; "
+    taken = state.evolve(
+        status=LeadStatus.OFFERED,
+        holder=None,
+        reason=None,
+        next_deadline=None,
+        idle_reassigned=state.idle_reassigned + 1,
+    )
+    after = offer_next(taken, account, rotation, now, counts=counts, usage=usage)
+    explanation = fit_explanation(head + after.explanation)
+    released = LeadReleasedPayload(
+        lead_id=uuid.UUID(state.lead_id),
+        agent_id=holder,
+        broker_agent_id=account.broker.agent_id,
+        explanation=explanation,
+        reason="idle",
+    )
+    return replace(after, events=(Emit(LeadReleased, released), *after.events), explanation=explanation)
+
+
+def idle_watch(
+    before: LeadState, outcome: Outcome, activity: Activity, account: AccountSnapshot, now: datetime
+) -> Outcome:
+    """The idle clock of a lead's rule (issue 15): started when an agent claims the lead (until `times`
+    reassignments were made), stopped by the holder's first qualifying action."""
+    after = outcome.state
+    if after is None or after.status is not LeadStatus.ASSIGNED:
+        return outcome
+    idle = account.rules.steps_of(after.rule_id).idle if after.rule_id is not None else None
+    if after.holder != before.holder:
+        if idle is None or after.reason is not AssignmentReason.CLAIMED or after.idle_reassigned >= idle.times:
+            return outcome
+        # Working minutes: the account's pauses (R10) do not count.
+        deadline = claim_deadline(now, timedelta(minutes=idle.minutes), account.pause, account.time_zone)
+        return replace(outcome, state=after.evolve(next_deadline=deadline))
+    if after.holder == activity.agent_id and activity.action.claims and after.next_deadline is not None:
+        return replace(outcome, state=after.evolve(next_deadline=None))  # worked: no longer idle
+    return outcome
 
 
 def on_activity(state: LeadState, activity: Activity, now: datetime, *, can_claim: bool = True) -> Outcome:

@@ -147,6 +147,8 @@ class LeadState:
     share_id: str | None = None  # T1: the lead transfer that gave the holder the lead, while it holds it
     erased: bool = False  # its contact was erased (decision 0050): the summary holds no person any more
     rule_id: str | None = None  # the routing rule whose pool offers it; None: its lead source's rotation (R6)
+    fallback_step: int = 0  # 0: the rule's own pool; n: its n-th fallback (issue 15)
+    idle_reassigned: int = 0  # times it was taken from an idle holder and offered on (issue 15)
     version: int = 0
 
     @property

@@ -10,13 +10,16 @@ agents, and storing the cursor with "keep the larger" stays idempotent.
 from __future__ import annotations
 
 import functools
+import heapq
 import random
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time
+from typing import overload
 from zoneinfo import ZoneInfo
 
-from leadflow_shared.events.criteria import LeadCriteria
+from leadflow_shared.events.criteria import LeadCriteria, LeadPlace
 from leadflow_shared.events.routing import LeadSummary
 from leadflow_shared.routing_rules import (
     DEFAULT_RULE_ID,
@@ -43,33 +46,77 @@ class RuleCheck:
 
 @dataclass(frozen=True, slots=True)
 class RuleChoice:
-    """The rule that decides (`rule_id` DEFAULT_RULE_ID: none matched) and every rule tried before it."""
+    """The rule that decides (`rule_id` DEFAULT_RULE_ID: none matched) and every rule tried before it.
+
+    Why each rule tried did not apply is worked out when it is read (`checks`, `describe`): a lead
+    tries dozens of rules, and its explanation names five of them.
+    """
 
     rule_id: str
     name: str
     action: Action
-    checks: tuple[RuleCheck, ...]
+    tried: tuple[Rule, ...]  # in order; the deciding rule last, unless it is the default
+    summary: LeadSummary
+    local: datetime  # the account's clock when the rules were tried
+
+    @property
+    def checks(self) -> Sequence[RuleCheck]:
+        return _Checks(self)
+
+    @property
+    def missed(self) -> tuple[Rule, ...]:
+        return self.tried if self.rule_id == DEFAULT_RULE_ID else self.tried[:-1]
+
+    def why_not(self, rule: Rule) -> str | None:
+        return "disabled" if not rule.enabled else mismatch(rule, self.summary, self.local)
 
     def describe(self) -> str:
-        missed = [f"{c.name} ({c.why_not})" for c in self.checks if not c.matched]
+        missed = self.missed
+        shown = [f"{rule.name} ({self.why_not(rule)})" for rule in missed[:5]]
         head = "no rule matched; the default rule" if self.rule_id == DEFAULT_RULE_ID else f"rule {self.name!r}"
         return (
             head
-            + (f"; not matched: {'; '.join(missed[:5])}" if missed else "")
+            + (f"; not matched: {'; '.join(shown)}" if missed else "")
             + (f" and {len(missed) - 5} more" if len(missed) > 5 else "")
         )
+
+
+class _Checks(Sequence[RuleCheck]):
+    """A choice's rules tried, each with why it did not apply, worked out as it is read."""
+
+    __slots__ = ("_choice",)
+
+    def __init__(self, choice: RuleChoice) -> None:
+        self._choice = choice
+
+    def __len__(self) -> int:
+        return len(self._choice.tried)
+
+    @overload
+    def __getitem__(self, index: int) -> RuleCheck: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[RuleCheck]: ...
+
+    def __getitem__(self, index: int | slice) -> RuleCheck | Sequence[RuleCheck]:
+        if isinstance(index, slice):
+            return tuple(self[i] for i in range(len(self))[index])
+        choice = self._choice
+        rule = choice.tried[index]
+        if rule.id == choice.rule_id:
+            return RuleCheck(rule.id, rule.name, True)
+        return RuleCheck(rule.id, rule.name, False, choice.why_not(rule))
 
 
 def choose_rule(rules: RuleSet, summary: LeadSummary, now: datetime, time_zone: str) -> RuleChoice:
     """The first enabled rule whose criteria the lead meets; the default rule when none does."""
     local = now.astimezone(ZoneInfo(time_zone))
-    checks: list[RuleCheck] = []
-    for rule in rules.rules:
-        why_not = "disabled" if not rule.enabled else mismatch(rule, summary, local)
-        checks.append(RuleCheck(rule.id, rule.name, why_not is None, why_not))
-        if why_not is None:
-            return RuleChoice(rule.id, rule.name, rule.action, tuple(checks))
-    return RuleChoice(DEFAULT_RULE_ID, "default", rules.default.action, tuple(checks))
+    # Without rules (the seeds' routing) there is nothing to read off the lead.
+    n = _first_met(_compiled(rules), _Lead.of(summary, local)) if rules.rules else None
+    if n is None:
+        return RuleChoice(DEFAULT_RULE_ID, "default", rules.default.action, tuple(rules.rules), summary, local)
+    rule = rules.rules[n]
+    return RuleChoice(rule.id, rule.name, rule.action, tuple(rules.rules[: n + 1]), summary, local)
 
 
 def mismatch(rule: Rule, summary: LeadSummary, local: datetime) -> str | None:
@@ -197,6 +244,150 @@ def within(hours: Hours, moment: time) -> bool:
     return moment >= hours.start or moment < hours.end  # crosses midnight (start == end: all day)
 
 
+# --- the criteria compiled: yes or no, fast -------------------------------------------------------
+# `choose_rule` tries each rule with tests built once per rule set (values folded, in frozensets);
+# they agree with `mismatch`, which says why not when an explanation asks.
+
+
+@dataclass(frozen=True, slots=True)
+class _Lead:
+    """What the compiled tests look at, read and folded once per lead."""
+
+    source: str
+    site: str | None
+    intent: str | None
+    property_type: str | None
+    price: tuple[int | None, int | None] | None  # (min, max); None: the lead has no price
+    city: str | None
+    postal_code: str | None
+    county: str | None
+    state: str | None
+    tags: tuple[str, ...]
+    has_phone: bool
+    weekday: int
+    time: time
+
+    @classmethod
+    def of(cls, summary: LeadSummary, local: datetime) -> _Lead:
+        facts = _Facts.of(summary)
+        c = facts.criteria
+        place = c.place or _NO_PLACE
+        return cls(
+            source=facts.source,
+            site=facts.site,
+            intent=c.intent.value if c.intent else None,
+            property_type=c.property_type.value if c.property_type else None,
+            price=None if c.price is None else (c.price.min, c.price.max),
+            city=_fold(place.city),
+            postal_code=place.postal_code,
+            county=_fold(place.county),
+            state=_fold(place.state),
+            tags=tuple(c.tags),
+            has_phone=facts.has_phone,
+            weekday=local.weekday(),
+            time=local.time(),
+        )
+
+
+_NO_PLACE = LeadPlace()
+
+
+def _fold(value: str | None) -> str | None:
+    return value.casefold() if value else None
+
+
+_Test = Callable[[_Lead], bool]
+_COMPILED: dict[int, tuple[weakref.ref[RuleSet], tuple[tuple[_Test, ...], ...]]] = {}
+
+
+def _compiled(rules: RuleSet) -> tuple[tuple[_Test, ...], ...]:
+    """Each rule's tests, built once per rule set (a rule set is immutable) and dropped with it."""
+    key = id(rules)
+    entry = _COMPILED.get(key)
+    if entry is not None and entry[0]() is rules:
+        return entry[1]
+    compiled = tuple(_tests(rule) for rule in rules.rules)
+    _COMPILED[key] = (weakref.ref(rules, lambda _: _COMPILED.pop(key, None)), compiled)
+    return compiled
+
+
+def _tests(rule: Rule) -> tuple[_Test, ...]:
+    """The rule's criteria as tests that only say yes or no; an empty field has none."""
+    if not rule.enabled:
+        return (_never,)
+    c, loose = rule.criteria, rule.match is Match.EMPTY_OR_MATCH
+    listed: list[tuple[Callable[[_Lead], str | None], Sequence[str]]] = [
+        (lambda f: f.city, _folded(c.cities)),
+        (lambda f: f.postal_code, c.postal_codes),
+        (lambda f: f.county, _folded(c.counties)),
+        (lambda f: f.state, _folded(c.states)),
+        (lambda f: f.source, _folded(c.sources)),
+        (lambda f: f.site, c.sites),
+        (lambda f: f.intent, [i.value for i in c.intents]),
+        (lambda f: f.property_type, [p.value for p in c.property_types]),
+    ]
+    tests = [_any_of(value, frozenset(wanted), loose) for value, wanted in listed if wanted]
+    if c.tags:
+        tests.append(_any_tag(frozenset(_folded(c.tags)), loose))
+    if c.price_min is not None or c.price_max is not None:
+        tests.append(_price_test(c.price_min, c.price_max, loose))
+    return (*tests, *_other_tests(c))
+
+
+def _first_met(compiled: Sequence[tuple[_Test, ...]], lead: _Lead) -> int | None:
+    """The position of the first rule whose tests the lead passes, or None."""
+    for n, tests in enumerate(compiled):
+        for test in tests:
+            if not test(lead):
+                break
+        else:
+            return n
+    return None
+
+
+def _never(_lead: _Lead) -> bool:
+    return False
+
+
+def _any_of(value: Callable[[_Lead], str | None], wanted: frozenset[str], loose: bool) -> _Test:
+    if loose:
+        return lambda f: (v := value(f)) is None or v in wanted
+    return lambda f: value(f) in wanted  # None is never wanted
+
+
+def _any_tag(wanted: frozenset[str], loose: bool) -> _Test:
+    if loose:
+        return lambda f: not f.tags or not wanted.isdisjoint(f.tags)
+    return lambda f: not wanted.isdisjoint(f.tags)
+
+
+def _price_test(least: int | None, most: int | None, loose: bool) -> _Test:
+    def test(f: _Lead) -> bool:
+        if f.price is None:
+            return loose
+        low, high = f.price  # an open end reaches as far as it needs to
+        return not (least is not None and high is not None and high < least) and not (
+            most is not None and low is not None and low > most
+        )
+
+    return test
+
+
+def _other_tests(c: Criteria) -> list[_Test]:
+    """Phone, days and hours."""
+    tests: list[_Test] = []
+    if c.has_phone is not None:
+        phone = c.has_phone
+        tests.append(lambda f: f.has_phone == phone)
+    if c.weekdays:
+        days = frozenset(c.weekdays)
+        tests.append(lambda f: f.weekday in days)
+    if c.hours is not None:
+        hours = c.hours
+        tests.append(lambda f: within(hours, f.time))
+    return tests
+
+
 # --- rotation orders ----------------------------------------------------------------------------
 
 
@@ -223,23 +414,35 @@ def rotation_order(action: RotationAction, eligible: Sequence[str], seed: str) -
         return Order(())
     repeat = action.leads_per_round
     if action.mode is RotationMode.WEIGHTED:
-        cycle = _smooth_weighted([(a, action.weights.get(a, 1)) for a in eligible])
-        return Order(tuple(a for a in cycle for _ in range(repeat)))
+        return Order(_weighted_cycle(tuple((a, action.weights.get(a, 1)) for a in eligible), repeat))
     agents = tuple(a for a in eligible for _ in range(repeat))
     return Order(agents, shuffle_seed=seed if action.mode is RotationMode.RANDOM else None)
 
 
+@functools.lru_cache(maxsize=64)
+def _weighted_cycle(weighted: tuple[tuple[str, int], ...], repeat: int) -> tuple[str, ...]:
+    """A weighted rotation's cycle, built once per set of eligible agents and weights."""
+    return tuple(a for a in _smooth_weighted(weighted) for _ in range(repeat))
+
+
 def _smooth_weighted(weighted: Sequence[tuple[str, int]]) -> list[str]:
-    """Nginx's smooth weighted round robin: each agent as often as its weight, spread out evenly."""
+    """Nginx's smooth weighted round robin: each agent as often as its weight, spread out evenly.
+
+    At step t (from 1) agent i's counter is t * weight - total * (times it was picked); the highest
+    counter is picked, the lowest index on a tie. Agents of one weight stay in the same order among
+    themselves (fewest picks, then lowest index: a heap), so a step compares one agent per weight.
+    """
     total = sum(w for _, w in weighted)
-    current = [0] * len(weighted)
+    by_weight: dict[int, list[tuple[int, int]]] = {}
+    for i, (_, weight) in enumerate(weighted):
+        by_weight.setdefault(weight, []).append((0, i))  # (picks, index), in index order: a heap
     cycle: list[str] = []
-    for _ in range(total):
-        for i, (_, weight) in enumerate(weighted):
-            current[i] += weight
-        best = max(range(len(weighted)), key=lambda i: (current[i], -i))
-        current[best] -= total
-        cycle.append(weighted[best][0])
+    for step in range(1, total + 1):
+        weight = max(by_weight, key=lambda w: (step * w - total * by_weight[w][0][0], -by_weight[w][0][1]))
+        heap = by_weight[weight]
+        picks, i = heap[0]
+        heapq.heapreplace(heap, (picks + 1, i))
+        cycle.append(weighted[i][0])
     return cycle
 
 
