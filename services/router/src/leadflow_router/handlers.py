@@ -46,7 +46,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from leadflow_router.adapters.codec import from_ms, to_ms
+from leadflow_router.adapters.codec import from_ms, readable_decisions, to_ms
 from leadflow_router.adapters.ports import (
     AccountSource,
     CapacityLog,
@@ -336,22 +336,28 @@ class RouterService:
     ) -> RoutingRecord:
         """The new lead's routing record (or its merge into an existing lead, R1), with its outbox."""
         outcome, keys = decided.outcome, tuple(batch.keys[lead_id])
-        moved = replace(decided.turn.effects(outcome, batch.cursors), capacity=_recount(None, outcome, batch.usage))
+        turn = decided.turn.effects(outcome, batch.cursors)
         state = None if outcome.state is None else outcome.state.evolve(version=1)
+        merged_into = None
         if state is not None:
-            effects = replace(moved, contacts=keys)
             # Later leads of this batch with the same email or phone are R1 on this one.
             for key in keys:
                 batch.known.setdefault(key, lead_id)
             batch.holders[lead_id] = state.holder
         else:
-            existing = decided.existing
-            assert existing is not None  # noqa: S101 (only R1 merges, into an existing lead)
+            merged_into = decided.existing
+            assert merged_into is not None  # noqa: S101 (only R1 merges, into an existing lead)
             # The repeat's email and phone are the contact's now: an inquiry by a new phone
             # or email alone, later, finds the same lead (R1).
-            effects = replace(moved, contacts=keys, contacts_lead=existing)
             for key in keys:
-                batch.known.setdefault(key, existing)
+                batch.known.setdefault(key, merged_into)
+        effects = Effects(
+            rotation=turn.rotation,
+            counts=turn.counts,
+            contacts=keys,
+            contacts_lead=merged_into,
+            capacity=_recount(None, outcome, batch.usage),
+        )
         outbox = self._outbox(
             outcome,
             source_id=event.event_id,
@@ -359,10 +365,13 @@ class RouterService:
             account_id=event.account_id,
             now=batch.now,
             effects=effects,
+            trace=trace,
         )
+        decision = outcome.decision() if state is not None else None
         return RoutingRecord(
-            lead_id, event.account_id, 1, state, str(event.correlation_id), outbox=replace(outbox, trace=trace or None)
-        ).deciding(outcome.decision() if state is not None else None)
+            lead_id, event.account_id, 1, state, str(event.correlation_id), outbox=outbox,
+            decisions=(decision.model_dump(mode="json", exclude_defaults=True),) if decision is not None else (),
+        )  # fmt: skip
 
     # --- agents' activity --------------------------------------------------------------------
 
@@ -737,7 +746,7 @@ class RouterService:
         record = await self.records.get(lead_id)
         if record is None or record.account_id != account_id or not record.is_lead:
             raise RoutingRejected(f"no lead {lead_id!r} in account {account_id!r}")
-        return record.decisions
+        return readable_decisions(record.decisions)
 
     async def next_up(self, account_id: str, source_name: str) -> NextUp:
         """ClientBAY's "who is next" for a source (its account's live settings and rotation)."""
@@ -833,6 +842,7 @@ class RouterService:
         now: datetime,
         effects: Effects,
         purpose: str = "",
+        trace: str | None = None,
     ) -> Outbox:
         events = tuple(
             emit.kind.create(
@@ -846,7 +856,8 @@ class RouterService:
         )
         for emit in outcome.events:
             self.metrics.events_decided.labels(emit.kind.__name__).inc()
-        return Outbox(events=events, effects=effects, since_ms=to_ms(now) if events or effects else None)
+        since = to_ms(now) if events or effects else None
+        return Outbox(events=events, effects=effects, since_ms=since, trace=trace or None)
 
     def _next_record(
         self,

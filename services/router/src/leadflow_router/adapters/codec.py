@@ -101,7 +101,7 @@ def encode_record(record: RoutingRecord) -> dict[str, Any]:
     if outbox.trace is not None:
         doc["outbox_trace"] = outbox.trace
     if record.decisions:
-        doc["routing"] = [decision.model_dump(mode="json") for decision in record.decisions]
+        doc["routing"] = list(record.decisions)
     return doc | {"correlation_id": record.correlation_id, "inputs": list(record.inputs)}
 
 
@@ -133,10 +133,15 @@ def decode_record(doc: dict[str, Any]) -> RoutingRecord:
     )
 
 
-def _decisions(stored: Any) -> tuple[RoutingDecision, ...]:
+def _decisions(stored: Any) -> tuple[dict[str, Any], ...]:
+    """The stored routing decisions, as stored (read by `readable_decisions` when someone asks)."""
+    return tuple(item for item in stored if isinstance(item, dict)) if isinstance(stored, list) else ()
+
+
+def readable_decisions(stored: tuple[dict[str, Any], ...]) -> tuple[RoutingDecision, ...]:
     """The stored routing decisions that can be read (a record is never unreadable because of them)."""
     decisions = []
-    for item in stored if isinstance(stored, list) else ():
+    for item in stored:
         with contextlib.suppress(ValidationError):
             decisions.append(RoutingDecision.model_validate(item))
     return tuple(decisions)

@@ -363,11 +363,13 @@ def _recorded(outcome: Outcome, context: RoutingContext, now: datetime) -> Outco
     """`outcome` with what it was decided from: the pool's (offers) or the agent it went to, and the
     routing rules tried when the account has any."""
     why = outcome.why
+    choice = context.choice if context.choice is not None and context.choice.checks else None
+    if why is not None and choice is None:
+        return outcome  # an offer, with no rules to tell of: as it is
     if why is None:
         state = outcome.state
         holder = (state.holder,) if state is not None and state.holder else ()
         why = Why(now, holder or tuple(o.agent_id for o in state.open_offers) if state is not None else ())
-    choice = context.choice if context.choice is not None and context.choice.checks else None
     return replace(outcome, why=replace(why, choice=choice))
 
 

@@ -10,6 +10,7 @@ stored, then clears them; a crash in between leaves them for a redelivery or `re
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from leadflow_router.domain.model import LeadState
 from leadflow_shared.clock import epoch_ms
@@ -69,7 +70,8 @@ class RoutingRecord:
     correlation_id: str
     inputs: tuple[str, ...] = ()  # ids of the inputs applied lately (activities, commands): redeliveries
     outbox: Outbox = field(default_factory=Outbox)
-    decisions: tuple[RoutingDecision, ...] = ()  # its latest routing decisions, oldest first ("why this agent")
+    # Its latest routing decisions, oldest first ("why this agent"), as stored: read only when asked for.
+    decisions: tuple[dict[str, Any], ...] = ()
 
     @property
     def is_lead(self) -> bool:
@@ -84,7 +86,8 @@ class RoutingRecord:
         """The record with `decision` as its latest routing decision (the last DECISIONS_KEPT are kept)."""
         if decision is None:
             return self
-        return replace(self, decisions=(*self.decisions[-(DECISIONS_KEPT - 1) :], decision))
+        kept = self.decisions[-(DECISIONS_KEPT - 1) :]
+        return replace(self, decisions=(*kept, decision.model_dump(mode="json", exclude_defaults=True)))
 
     def remembering(self, input_id: str, recent: int) -> RoutingRecord:
         """The record with `input_id` among the last `recent` inputs applied."""

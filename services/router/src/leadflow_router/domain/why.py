@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from leadflow_router.domain.rules import RuleChoice
-from leadflow_shared.routing_info import MAX_LISTED, RotationUsed, RoutingDecision, RuleTried, Skipped
+from leadflow_shared.routing_info import MAX_LISTED, RULES_LISTED, RotationUsed, RoutingDecision, RuleTried, Skipped
 
 _STEP = re.compile(r"\b(R\d{1,2}|Rule):")
 
@@ -47,17 +47,19 @@ class Why:
     def decision(self, explanation: str) -> RoutingDecision:
         """The structured record of this decision, with the explanation the events carry."""
         skipped, waiting = _sorted_out(self.candidates, self.chosen)
+        # Built from values this router made: constructed without validating them again (the hot path).
         rotation = None
         if self.rotation is not None:
             kind, mode, before, after = self.rotation
-            rotation = RotationUsed(kind="rule" if kind == "rule" else "source", mode=mode, cursor_before=before,
-                                    cursor_after=after)  # fmt: skip
-        return RoutingDecision(
+            rotation = RotationUsed.model_construct(kind="rule" if kind == "rule" else "source", mode=mode,
+                                                    cursor_before=before, cursor_after=after)  # fmt: skip
+        return RoutingDecision.model_construct(
             at=self.at,
             step=step_of(explanation),
             rule_id=self.rule[0] if self.rule else None,
             rule_name=self.rule[1] if self.rule else None,
             rules=_tried(self.choice),
+            rules_not_listed=max(0, len(self.choice.checks) - RULES_LISTED) if self.choice else 0,
             chosen=list(self.chosen),
             skipped=skipped,
             waiting=waiting,
@@ -69,9 +71,11 @@ class Why:
 def _sorted_out(candidates: Candidates | None, chosen: Sequence[str]) -> tuple[list[Skipped], list[str]]:
     if candidates is None:
         return [], []
-    skipped = [Skipped(agent_id=agent, reason=why) for agent, why in candidates.skipped]
+    skipped = [Skipped.model_construct(agent_id=agent, reason=why) for agent, why in candidates.skipped]
     skipped += [
-        Skipped(agent_id=a, reason="had the lead already") for a in candidates.eligible if a in candidates.excluded
+        Skipped.model_construct(agent_id=a, reason="had the lead already")
+        for a in candidates.eligible
+        if a in candidates.excluded
     ]
     waiting = [a for a in candidates.eligible if a not in chosen and a not in candidates.excluded]
     return skipped[:MAX_LISTED], waiting[:MAX_LISTED]
@@ -80,4 +84,8 @@ def _sorted_out(candidates: Candidates | None, chosen: Sequence[str]) -> tuple[l
 def _tried(choice: RuleChoice | None) -> list[RuleTried]:
     if choice is None:
         return []
-    return [RuleTried(rule_id=c.rule_id, name=c.name, matched=c.matched, why_not=c.why_not) for c in choice.checks]
+    checks = choice.checks
+    listed = checks if len(checks) <= RULES_LISTED else [*checks[: RULES_LISTED - 1], checks[-1]]
+    return [
+        RuleTried.model_construct(rule_id=c.rule_id, name=c.name, matched=c.matched, why_not=c.why_not) for c in listed
+    ]
