@@ -15,6 +15,7 @@ from pydantic import AwareDatetime, Field
 from leadflow_shared.envelope import Contract
 
 MAX_LISTED = 1000  # agents per list: a roster is at most 10,000, a rule names at most 1,000
+RULES_LISTED = 25  # rules tried per decision: the first 24 and the one that decided
 
 
 class RuleTried(Contract):
@@ -45,7 +46,12 @@ class RoutingDecision(Contract):
     step: str = Field(description="What decided: R1-R10 (the seeds' rules) or Rule (a routing rule).")
     rule_id: str | None = Field(default=None, description="The routing rule whose pool was used; none: the source's.")
     rule_name: str | None = None
-    rules: list[RuleTried] = Field(default_factory=list, max_length=250, description="The rules tried, in order.")
+    rules: list[RuleTried] = Field(
+        default_factory=list,
+        max_length=250,
+        description="The rules tried, in order (at most 25: the first and the last).",
+    )
+    rules_not_listed: int = Field(default=0, ge=0, description="Rules tried between those listed, not matched.")
     chosen: list[str] = Field(default_factory=list, description="Agents offered (or given) the lead.")
     skipped: list[Skipped] = Field(default_factory=list, max_length=MAX_LISTED)
     waiting: list[str] = Field(
