@@ -76,6 +76,12 @@ FIELDS = [
     "q",
     "tab",
     "sort",
+    "rules",
+    "version",
+    "paused",
+    "away_start",
+    "away_end",
+    "remove_away",
 ]
 
 
@@ -116,6 +122,7 @@ def routes(lead: str) -> list[str]:
             f"{acc}/settings/routing", f"{acc}/settings/approvals/fz-ann", f"{acc}/settings/sources/0",
             f"{acc}/settings/pause", f"{acc}/team/fz-bo/status", f"{acc}/team/fz-bo/reassign",
             "/app/me/notifications", "/app/me/devices/fz-phone/remove", "/app/invitations/fz-inv/accept",
+            f"{acc}/settings/routing-rules", "/app/me/availability",
             f"/app/accounts/{OTHER}/settings/routing",
             f"/app/accounts/{FUZZ}/leads/{uuid.uuid4()}/actions", "/app/accounts/..%2f/leads/x/actions"]  # fmt: skip
 

@@ -10,7 +10,8 @@ gap in nx-27017 shows up here and not as a puzzling service bug:
 - replace_one with upsert=True (insert, then replace the whole document)
 - update_one with $set, $setOnInsert + upsert, $inc, $unset
 - find_one_and_update with ReturnDocument.AFTER and a conditional filter: the atomic
-  claim primitive (two concurrent callers, exactly one wins)
+  claim primitive (two concurrent callers, exactly one wins); update_one filtered on a field of an
+  embedded document (`$exists: false`, then equality): crm-api's compare-and-set of routing rules
 - find with equality, {"field": None} matching null and missing fields, $lt/$lte/$gt on
   timezone-aware datetimes (and their round trip, to the millisecond), $in, $or, a
   compound descending sort on (created_at, _id) with limit, and keyset pagination over
@@ -231,6 +232,25 @@ async def test_find_one_and_update_conditional_claim_has_exactly_one_winner(db: 
     assert winner["claimed_by"] in {"agent-1", "agent-2"}
     assert await offers.find_one({"_id": "offer-1"}) == winner
     assert await claim("agent-3") is None
+
+
+async def test_update_one_filtered_on_an_embedded_field_is_a_compare_and_set(db: AsyncDatabase[Doc]) -> None:
+    """crm-api saves routing rules only while `routing_rules.version` is still the one it read (decision 0060)."""
+    accounts = db["accounts"]
+    await accounts.insert_many([{"_id": "a"}, {"_id": "b", "rules": {"version": 1}}])
+
+    async def save(guard: Doc, version: int) -> int:
+        result = await accounts.update_one({**guard, "_id": "a"}, {"$set": {"rules": {"version": version}}})
+        return result.matched_count
+
+    assert await save({"rules.version": {"$exists": False}}, 1) == 1
+    assert await save({"rules.version": {"$exists": False}}, 1) == 0  # no longer missing
+    assert await save({"rules.version": 2}, 3) == 0
+    assert await save({"rules.version": 1}, 2) == 1
+    assert [d async for d in accounts.find({}).sort("_id", 1)] == [
+        {"_id": "a", "rules": {"version": 2}},
+        {"_id": "b", "rules": {"version": 1}},  # the filter's other matches are never written
+    ]
 
 
 # --- queries ---------------------------------------------------------------------------

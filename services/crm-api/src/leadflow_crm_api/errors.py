@@ -7,6 +7,7 @@ CrmApiError
 ├── LinkUnknown       404  an accept link that is not ours, or names no known offer
 ├── ClaimNotPossible  409  an accept by someone who holds no live offer (the offer ended, or never was)
 ├── LinkRefused       409  an accept link already used, or whose offer ended
+├── VersionConflict   409  a change based on a version of a setting that another change replaced
 ├── InvalidRequest    422  well-formed but unusable input (e.g. a transfer to a realtor who did not accept)
 └── Unavailable       503  a dependency (Kafka) did not take the action
 
@@ -49,6 +50,10 @@ class LinkUnknown(CrmApiError):  # noqa: N818
 
 class LinkRefused(CrmApiError):  # noqa: N818
     status, slug, title = 409, "offer-link-refused", "Conflict"
+
+
+class VersionConflict(CrmApiError):  # noqa: N818
+    status, slug, title = 409, "version-conflict", "Conflict"
 
 
 class InvalidRequest(CrmApiError):  # noqa: N818

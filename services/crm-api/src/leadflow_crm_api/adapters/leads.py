@@ -19,7 +19,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from leadflow_crm_api.adapters import generations, invitations, offices
+from leadflow_crm_api.adapters import generations, invitations, offices, settings_audit
 from leadflow_crm_api.adapters.generations import Write, active_names, writing
 from leadflow_crm_api.adapters.view_commands import ViewCommands
 from leadflow_crm_api.domain.erasure import without_free_text
@@ -42,6 +42,7 @@ async def ensure_indexes(db: AsyncDatabase[dict[str, Any]]) -> None:
     await ensure_view_indexes(db, names_of((await generations.read_meta(db)).active))
     await invitations.ensure_indexes(db)
     await offices.ensure_indexes(db)
+    await settings_audit.ensure_indexes(db)
 
 
 async def ensure_view_indexes(db: AsyncDatabase[dict[str, Any]], names: ViewNames) -> None:

@@ -85,6 +85,11 @@ class AccountSettings:
         result = await self._db[ACCOUNTS].update_one({"_id": self.account_id}, {"$set": fields})
         return result.matched_count > 0
 
+    async def set_account_if(self, guard: Doc, fields: Doc) -> bool:
+        """`$set` on the account only while `guard` holds (compare-and-set): False when it no longer does."""
+        result = await self._db[ACCOUNTS].update_one({**guard, "_id": self.account_id}, {"$set": fields})
+        return result.matched_count > 0
+
     async def set_agent(self, agent_id: str, fields: Doc) -> bool:
         result = await self._db[AGENTS].update_one({"_id": agent_id, "account_id": self.account_id}, {"$set": fields})
         return result.matched_count > 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from leadflow_crm_api.bodies import BodyGuard, BodyLimits
+from leadflow_crm_api.openapi import install as install_openapi
 from leadflow_crm_api.problems import install_problem_handlers
 from leadflow_crm_api.routes import (
     distribution,
@@ -26,6 +27,7 @@ from leadflow_crm_api.web import app as web_app
 
 def install(app: FastAPI, *, max_body_bytes: int) -> None:
     install_problem_handlers(app, realm="leadflow-crm-api")
+    install_openapi(app)  # schema names without the module paths a clash with a shared model adds
     app.add_middleware(BodyGuard, limits=BodyLimits(max_bytes=max_body_bytes))
     for module in (sharing, account_settings, offices, distribution, people, offer_links, lead_work, next_up, erasures):
         app.include_router(module.router)

@@ -1,9 +1,11 @@
-"""Account settings (V4): the JSON routes, each one a use case of `use_cases.settings`."""
+"""Account settings (V4): the JSON routes, each one a use case of `use_cases.settings`, or for routing rules
+and availability (issue 15) of `use_cases.rules_and_availability`."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
+from leadflow_crm_api.use_cases import rules_and_availability as rules
 from leadflow_crm_api.use_cases import settings
 from leadflow_crm_api.use_cases.settings import BASE, NOTIFIER_CACHE, ROUTER_CACHE
 
@@ -131,4 +133,64 @@ router.add_api_route(
         "member's contact details are kept)."
     )
     + NOTIFIER_CACHE,
+)
+router.add_api_route(
+    f"{BASE}/settings/routing-rules",
+    rules.get_routing_rules,
+    methods=["GET"],
+    description="The routing rule set (docs/routing-rules.md) and its version; the default rule alone, version 0, "
+    "when the account has none.",
+)
+router.add_api_route(
+    f"{BASE}/settings/routing-rules",
+    rules.put_routing_rules,
+    methods=["PUT"],
+    description=(
+        "Replace the routing rule set. `version` is the version the change is based on (from the GET): when the "
+        "rules changed since, the answer is 409 and nothing is saved. Saved, the rules are at that version + 1. "
+        "Refused (422, naming the field) as the rule set's schema says, and when an action names agents not on "
+        "the roster. Every change is kept in the history."
+    )
+    + ROUTER_CACHE,
+)
+router.add_api_route(
+    f"{BASE}/settings/routing-rules/history",
+    rules.routing_rules_history,
+    methods=["GET"],
+    description="The last changes of the routing rules, newest first: who, when, the versions and the rule set saved.",
+)
+AVAILABILITY = (
+    "When the agent takes new leads: `paused`, time `away` (start included, end not), weekly `working_hours` and "
+    "`holidays` in the agent's time zone (none: any time), and lead `caps` per day, week and month."
+)
+AVAILABILITY_PUT = (
+    " Replaces all five fields. Refused (422, naming the field): an `away` that does not end after it starts, a "
+    "weekday outside 0-6, a negative cap, and a cap of 0 that would leave every agent who takes round-robin "
+    "leads (on the roster, active, approved) with a cap of 0. Every change is audited."
+)
+router.add_api_route(
+    "/v1/agents/me/availability",
+    rules.get_my_availability,
+    methods=["GET"],
+    description="The calling agent's availability in the account its token is for. " + AVAILABILITY,
+)
+router.add_api_route(
+    "/v1/agents/me/availability",
+    rules.put_my_availability,
+    methods=["PUT"],
+    description="Change the calling agent's availability." + AVAILABILITY_PUT + ROUTER_CACHE,
+)
+router.add_api_route(
+    f"{BASE}/agents/{{agent_id}}/availability",
+    rules.get_availability,
+    methods=["GET"],
+    description="An agent's availability (brokers and admins; an agent its own). " + AVAILABILITY,
+)
+router.add_api_route(
+    f"{BASE}/agents/{{agent_id}}/availability",
+    rules.put_availability,
+    methods=["PUT"],
+    description="Change an agent's availability (brokers and admins; an agent its own)."
+    + AVAILABILITY_PUT
+    + ROUTER_CACHE,
 )

@@ -1,9 +1,11 @@
-"""Account settings in the web app (V4): round robin and the roster, approvals, lead sources and the pause
-schedule. Each form saves one setting through the JSON API's use case (`use_cases.settings`), which
-checks it against the account's agents and groups the same way."""
+"""Account settings in the web app (V4): round robin and the roster, approvals, lead sources, the pause
+schedule and the routing rules (issue 15). Each form saves one setting through the JSON API's use case
+(`use_cases.settings`, `use_cases.rules_and_availability`), which checks it against the account's agents
+and groups the same way."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -12,15 +14,22 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
 from leadflow_crm_api.adapters.settings import AccountSettings
+from leadflow_crm_api.bodies import JSON_BOUNDS
 from leadflow_crm_api.domain.principal import Principal
+from leadflow_crm_api.domain.rules_and_availability import RoutingRules, stored_rules
 from leadflow_crm_api.domain.settings import LeadSource, LeadSources, PauseSchedule, RoundRobinApproval, RoutingSettings
-from leadflow_crm_api.errors import NotFound
+from leadflow_crm_api.errors import NotFound, VersionConflict
+from leadflow_crm_api.problems import location_name, reason_of
+from leadflow_crm_api.use_cases import rules_and_availability as rules_uc
 from leadflow_crm_api.use_cases import settings as settings_uc
 from leadflow_crm_api.web.common import PREFIX, caller_of, checked_form, db_of, field_errors, path_id, redirect, render
+from leadflow_crm_api.web.rule_summaries import criteria_summary, rules_json, steps_summary
 from leadflow_shared.events.commands import DepartedLeads
+from leadflow_shared.json_bodies import NotStrictJson, parse_strict_json
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+VERSION = re.compile(r"[0-9]{1,18}")
 SOURCE_NUMBERS = ("race_count", "claim_window_seconds", "referral_fee_percent", "direct_period_seconds")
 
 
@@ -32,9 +41,11 @@ async def _page(
     status: int = 200,
     errors: dict[str, str] | None = None,
     form: str = "",
+    rules_text: str | None = None,
 ) -> HTMLResponse:
     account = settings_uc.admin_settings(account_id, caller, db_of(request))
     routing = await settings_uc.get_routing(account)
+    rules = await rules_uc.get_routing_rules(await rules_uc.rules_scope(account_id, caller, db_of(request)))
     sources = await settings_uc.get_lead_sources(account)
     pause = await settings_uc.get_pause_schedule(account)
     agents = sorted(
@@ -56,6 +67,11 @@ async def _page(
         failed=form,
         departed=list(DepartedLeads),
         weekdays=WEEKDAYS,
+        rules=rules,
+        rule_lines=[(r, criteria_summary(r.criteria), steps_summary(r)) for r in rules.rules],
+        default_action=steps_summary(rules.default),
+        rules_readable=stored_rules(await account.account() or {}).readable,
+        rules_text=rules_json(rules) if rules_text is None else rules_text,
     )
 
 
@@ -155,3 +171,41 @@ async def save_pause(request: Request, account_id: str) -> Response:
         return said
 
     return await _save(request, account_id, "pause", save)
+
+
+def _rule_set(text: str, version: str) -> RoutingRules:
+    """The text area's rule set; the form's `version` when the JSON gives none."""
+    document = parse_strict_json(text.encode("utf-8", "surrogatepass"), JSON_BOUNDS)
+    if isinstance(document, dict) and "version" not in document and VERSION.fullmatch(version):
+        document["version"] = int(version)
+    return RoutingRules.model_validate(document)
+
+
+def _rule_errors(exc: ValidationError | RequestValidationError) -> str:
+    """Every refusal with its place in the rule set (`rules.0.action.agent_id: ...`), not only the first field's."""
+    said = [(location_name([p for p in e["loc"] if p != "body"]) or "rule set", reason_of(e)) for e in exc.errors()]
+    return "; ".join(f"{where}: {reason}" for where, reason in said[:10])
+
+
+@router.post("/accounts/{account_id}/settings/routing-rules")
+async def save_routing_rules(request: Request, account_id: str) -> Response:
+    """Save the rule set as the JSON API does (its version checked, its agents on the roster); refused, the page
+    again with the reason and the text as it was sent, so nothing typed is lost."""
+    caller, token = caller_of(request)
+    account_id = path_id(account_id)
+    fields = await checked_form(request, token)
+    scope = await rules_uc.rules_scope(account_id, caller, db_of(request))
+    text = fields.get("rules", "")
+    try:
+        saved = await rules_uc.put_routing_rules(scope, _rule_set(text, fields.get("version", "")))
+    except NotStrictJson as exc:
+        status, refused = 422, "; ".join(f"{location_name(v.loc) or 'rule set'}: {v.reason}" for v in exc.violations)
+    except (ValidationError, RequestValidationError) as exc:
+        status, refused = 422, _rule_errors(exc)
+    except VersionConflict as exc:
+        status, refused = 409, exc.detail
+    else:
+        flash = f"Routing rules saved as version {saved.version}. The next leads are routed with them within seconds."
+        return redirect(f"{PREFIX}/accounts/{account_id}/settings", request=request, flash=flash)
+    errors = {"rules.rules": refused}
+    return await _page(request, caller, account_id, status=status, errors=errors, form="rules", rules_text=text)
