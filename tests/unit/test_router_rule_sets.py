@@ -589,3 +589,35 @@ def test_the_holder_s_first_action_stops_the_idle_clock() -> None:
     assert worked is not None
     assert worked.next_deadline is None
     assert worked.holder == "a"
+
+
+# --- a rule's hours ---------------------------------------------------------------------------------------------
+
+
+def test_outside_its_hours_a_rule_that_pauses_its_clock_still_offers_and_the_window_waits_for_them() -> None:
+    office = {
+        **rule(
+            "office",
+            {"kind": "agent", "agent_id": "b", "claim_window_seconds": 900},
+            hours={"start": "09:00", "end": "17:00"},
+            weekdays=[0, 1, 2, 3, 4],
+        ),
+        "when_closed": "pause_clock",
+    }
+    snapshot = account(rules(office))
+    friday_4_55pm = datetime(2026, 3, 6, 21, 55, tzinfo=UTC)  # New York
+    new = NewLead(str(uuid.uuid4()), "acme", summary())
+    outcome = route_new_lead(new, snapshot, RoutingContext(), friday_4_55pm)
+    assert offered_to(outcome) == ["b"]
+    state = outcome.state
+    assert state is not None
+    # It would expire after 17:00: the whole window again from Monday 09:00 (New York), as R10 does.
+    assert state.next_deadline == datetime(2026, 3, 9, 13, 15, tzinfo=UTC)
+    saturday = datetime(2026, 3, 7, 15, 0, tzinfo=UTC)
+    held = route_new_lead(new, snapshot, RoutingContext(), saturday).state
+    assert held is not None
+    assert held.next_deadline == datetime(2026, 3, 9, 13, 15, tzinfo=UTC)
+    skipping = account(rules({**office, "when_closed": "skip"}))
+    assert route_new_lead(new, skipping, RoutingContext(), saturday).state.rule_id is None  # type: ignore[union-attr]
+    with pytest.raises(ValidationError, match="needs the rule's hours or weekdays"):
+        rules({**rule("x", AGENT_B), "when_closed": "pause_clock"})

@@ -181,6 +181,16 @@ class Rule(_Steps):
     match: Match = Match.EXACT
     criteria: Criteria = Criteria()
     action: Action
+    # The rule's `hours` and `weekdays` outside them: "skip", the rule does not apply (a criterion like
+    # the others); "pause_clock", it applies and the offer's claim window runs only while they are open
+    # (R10's pause, for this rule).
+    when_closed: Literal["skip", "pause_clock"] = "skip"
+
+    @model_validator(mode="after")
+    def _hours_to_close(self) -> Self:
+        if self.when_closed != "skip" and self.criteria.hours is None and not self.criteria.weekdays:
+            raise ValueError(f"when_closed {self.when_closed!r} needs the rule's hours or weekdays")
+        return self
 
 
 class DefaultRule(_Steps):

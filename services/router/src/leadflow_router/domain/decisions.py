@@ -27,10 +27,11 @@ from leadflow_router.domain.model import (
     LeadStatus,
     Offer,
     OfferStatus,
+    PauseWindow,
     SourceKind,
 )
 from leadflow_router.domain.rules import Order, RuleChoice, balanced_first, choose_rule, rotation_order
-from leadflow_router.domain.schedule import claim_deadline, pause_end
+from leadflow_router.domain.schedule import claim_deadline, closed_windows, pause_end
 from leadflow_router.domain.why import Candidates, Why
 from leadflow_shared.envelope import Contract, Envelope
 from leadflow_shared.events.activity import ActivityAction
@@ -251,6 +252,15 @@ def _action_at(account: AccountSnapshot, rule_id: str | None, step: int) -> Acti
         return account.rules.action_of(rule_id)
     fallbacks = account.rules.steps_of(rule_id).fallbacks
     return fallbacks[step - 1] if step <= len(fallbacks) else OwnerAction()
+
+
+def _rule_closed(account: AccountSnapshot, rule_id: str | None) -> tuple[PauseWindow, ...]:
+    """When a rule that pauses its claim clock outside its hours is closed (nothing for other rules)."""
+    rule = account.rules.find(rule_id) if rule_id is not None else None
+    if rule is None or rule.when_closed != "pause_clock":
+        return ()
+    c = rule.criteria
+    return closed_windows((c.hours.start, c.hours.end) if c.hours else None, frozenset(c.weekdays))
 
 
 def _fallbacks(account: AccountSnapshot, rule_id: str | None) -> int:
@@ -568,7 +578,8 @@ def offer_next(
         )
         why = replace(pool.why(now, (), (start, start), excluded), chosen=(broker.agent_id,))
         return Outcome(fell_back, (Emit(LeadFellBack, payload),), explanation, why=why)
-    deadline = claim_deadline(now, pool.claim_window, account.pause, account.time_zone)
+    deadline = claim_deadline(now, pool.claim_window, (*account.pause, *_rule_closed(account, state.rule_id)),
+                              account.time_zone)  # fmt: skip
     round_ = state.round + 1
     offers = tuple(Offer(agent, round_, deadline) for agent in picked)
     names = _listed(picked, ", ")

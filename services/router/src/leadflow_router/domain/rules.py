@@ -126,7 +126,7 @@ def mismatch(rule: Rule, summary: LeadSummary, local: datetime) -> str | None:
         why = check(rule.criteria, facts, rule.match)
         if why is not None:
             return why
-    return _clock(rule.criteria, local)
+    return _clock(rule.criteria, local) if rule.when_closed == "skip" else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,7 +331,7 @@ def _tests(rule: Rule) -> tuple[_Test, ...]:
         tests.append(_any_tag(frozenset(_folded(c.tags)), loose))
     if c.price_min is not None or c.price_max is not None:
         tests.append(_price_test(c.price_min, c.price_max, loose))
-    return (*tests, *_other_tests(c))
+    return (*tests, *_other_tests(c, clock=rule.when_closed == "skip"))
 
 
 def _first_met(compiled: Sequence[tuple[_Test, ...]], lead: _Lead) -> int | None:
@@ -373,12 +373,14 @@ def _price_test(least: int | None, most: int | None, loose: bool) -> _Test:
     return test
 
 
-def _other_tests(c: Criteria) -> list[_Test]:
-    """Phone, days and hours."""
+def _other_tests(c: Criteria, *, clock: bool) -> list[_Test]:
+    """Phone, and days and hours when they are criteria (`clock`), not the rule's opening hours."""
     tests: list[_Test] = []
     if c.has_phone is not None:
         phone = c.has_phone
         tests.append(lambda f: f.has_phone == phone)
+    if not clock:
+        return tests
     if c.weekdays:
         days = frozenset(c.weekdays)
         tests.append(lambda f: f.weekday in days)

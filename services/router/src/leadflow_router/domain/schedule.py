@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from leadflow_router.domain.model import PauseWindow
+
+MIDNIGHT = time(0)
 
 
 def pause_end(moment: datetime, windows: Iterable[PauseWindow], time_zone: str) -> datetime | None:
@@ -50,3 +52,20 @@ def claim_deadline(offered_at: datetime, window: timedelta, pauses: Iterable[Pau
     deadline = offered_at + window
     closes = pause_end(deadline, pauses, time_zone)
     return deadline if closes is None else closes + window
+
+
+def closed_windows(hours: tuple[time, time] | None, weekdays: frozenset[int]) -> tuple[PauseWindow, ...]:
+    """The week outside opening `hours` (start, end; end <= start crosses midnight) on `weekdays` (none:
+    every day), as pause windows. A day not open is closed all day; a window past midnight is closed
+    from its end to its start the same day."""
+    days = weekdays or frozenset(range(7))
+    closed = [PauseWindow(frozenset({d}), MIDNIGHT, MIDNIGHT) for d in range(7) if d not in days]
+    if hours is None:
+        return tuple(closed)
+    start, end = hours
+    if start < end:
+        closed += [PauseWindow(days, MIDNIGHT, start)] if start != MIDNIGHT else []
+        closed += [PauseWindow(days, end, MIDNIGHT)]
+    elif end < start:
+        closed += [PauseWindow(days, end, start)]
+    return tuple(closed)
