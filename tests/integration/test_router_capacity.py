@@ -15,7 +15,7 @@ from router_harness import Router, router_on
 from leadflow_shared.collections import ROUTER_CAPACITY
 from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
-from leadflow_shared.events.routing import LeadOffered
+from leadflow_shared.events.routing import ActivityLogged, LeadOffered
 
 pytestmark = pytest.mark.integration
 
@@ -137,3 +137,32 @@ async def test_a_weekly_cap_counts_across_days(mongo_url: str) -> None:
         event = lead()
         await router.service.on_leads_received([event])
         assert offered(router, event) != []
+
+
+@pytest.mark.asyncio
+async def test_a_pond_lead_counts_against_nobody_until_claimed_and_a_capped_agent_cannot_claim_it(
+    mongo_url: str,
+) -> None:
+    pond = {
+        "ponds": [{"id": "all", "name": "All", "agents": ["ana", "ben"]}],
+        "rules": [{"id": "pool", "name": "Pool", "action": {"kind": "pond", "pond": "all"}}],
+    }
+    seeded = config()
+    seeded["accounts"][0]["routing_rules"] = pond
+    async with router_on(mongo_url, seeded, now=NOW) as router:
+        first, second = lead(), lead()
+        await router.service.on_leads_received([first, second])
+        assert sorted(offered(router, first)) == sorted(offered(router, second)) == ["ana", "ben"]
+        assert await counted(router) == {}
+        await router.service.on_activity(act(first, "ana", ActivityAction.ACCEPT))
+        assert (await router.record(first))["holder"] == "ana"
+        assert await counted(router) == {"ana": {str(first.event_id)}}
+        await router.service.on_activity(act(second, "ana", ActivityAction.ACCEPT))  # at her daily cap of 1
+        refused = [
+            e
+            for e in router.published.lead_events()
+            if isinstance(e, ActivityLogged) and e.payload.lead_id == second.event_id
+        ]
+        assert refused[-1].payload.claim_refused == "ana cannot take it from the pond: at its daily cap (1 of 1)"
+        await router.service.on_activity(act(second, "ben", ActivityAction.ACCEPT))
+        assert (await router.record(second))["holder"] == "ben"

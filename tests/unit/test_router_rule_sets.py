@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from leadflow_router.adapters.codec import decode_record, encode_record
+from leadflow_router.domain.availability import counted
 from leadflow_router.domain.decisions import (
     NewLead,
     Outcome,
@@ -621,3 +622,49 @@ def test_outside_its_hours_a_rule_that_pauses_its_clock_still_offers_and_the_win
     assert route_new_lead(new, skipping, RoutingContext(), saturday).state.rule_id is None  # type: ignore[union-attr]
     with pytest.raises(ValidationError, match="needs the rule's hours or weekdays"):
         rules({**rule("x", AGENT_B), "when_closed": "pause_clock"})
+
+
+# --- ponds -----------------------------------------------------------------------------------------------------
+
+
+def pond_rules(**pond: Any) -> RuleSet:
+    return RuleSet.model_validate(
+        {
+            "ponds": [{"id": "buyers", "name": "Buyers", "agents": ["b", "c", "d"], "hold_seconds": 3600, **pond}],
+            "rules": [{**rule("pool", {"kind": "pond", "pond": "buyers"}), "fallbacks": [AGENT_B]}],
+        }
+    )
+
+
+def test_a_pond_offers_the_lead_to_all_its_agents_at_once_and_counts_it_against_none() -> None:
+    outcome = route(account(pond_rules()), summary())
+    assert offered_to(outcome) == ["b", "c", "d"]
+    payloads = [e.payload for e in outcome.events]
+    assert {p.pond for p in payloads} == {"buyers"}  # type: ignore[attr-defined]
+    assert {p.race_size for p in payloads} == {3}  # type: ignore[attr-defined]
+    state = outcome.state
+    assert state is not None
+    assert state.pond == "buyers"
+    assert state.next_deadline == NOW + timedelta(hours=1)
+    assert counted(state) == frozenset()
+    claimed = on_activity(state, Activity("c", ActivityAction.ACCEPT), NOW).state
+    assert claimed is not None
+    assert (claimed.holder, counted(claimed)) == ("c", frozenset({"c"}))
+
+
+def test_an_unclaimed_pond_lead_goes_on_to_the_next_step() -> None:
+    snapshot = account(pond_rules(agents=["c", "d"]))
+    state = route(snapshot, summary()).state
+    assert state is not None
+    after = on_deadline(state, snapshot, 0, NOW + timedelta(hours=1))
+    assert offered_to(after) == ["b"]  # the fallback step
+    assert after.state is not None
+    assert after.state.pond is None
+
+
+def test_ponds_must_exist_and_name_agents_of_the_roster() -> None:
+    with pytest.raises(ValidationError, match=r"rule 'x': unknown ponds \['nowhere'\]"):
+        rules(rule("x", {"kind": "pond", "pond": "nowhere"}))
+    assert pond_rules(agents=["b", "ghost"]).refusals({"b", "c", "d"}) == [
+        "pond 'buyers': agents not on the roster: ['ghost']"
+    ]

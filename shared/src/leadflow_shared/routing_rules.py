@@ -139,7 +139,16 @@ class SourceRotationAction(_Strict):
     kind: Literal["source_rotation"] = "source_rotation"
 
 
-Action = Annotated[AgentAction | RotationAction | SourceRotationAction, Field(discriminator="kind")]
+class PondAction(_Strict):
+    """Put the lead in a pond (`RuleSet.ponds`): every agent of the pond is offered it at once, without
+    counting it against their caps, and the first to claim it has it; unclaimed for the pond's
+    `hold_seconds`, it goes on (the next fallback step, else roster position 1)."""
+
+    kind: Literal["pond"] = "pond"
+    pond: RuleId
+
+
+Action = Annotated[AgentAction | RotationAction | SourceRotationAction | PondAction, Field(discriminator="kind")]
 
 
 class OwnerAction(_Strict):
@@ -148,7 +157,7 @@ class OwnerAction(_Strict):
     kind: Literal["owner"] = "owner"
 
 
-Fallback = Annotated[AgentAction | RotationAction | OwnerAction, Field(discriminator="kind")]
+Fallback = Annotated[AgentAction | RotationAction | PondAction | OwnerAction, Field(discriminator="kind")]
 MAX_FALLBACKS = 3
 
 
@@ -202,10 +211,22 @@ class DefaultRule(_Steps):
 DEFAULT_RULE_ID = "default"
 
 
+class Pond(_Strict):
+    """A shared pool of leads that eligible agents browse and claim from."""
+
+    id: RuleId
+    name: Text
+    agents: list[AgentRef] | None = Field(
+        default=None, min_length=1, max_length=MAX_ROTATION, description="None: the lead source's eligible agents."
+    )
+    hold_seconds: int = Field(default=7 * 24 * 3600, ge=60, le=90 * 24 * 3600, description="How long a lead waits.")
+
+
 class RuleSet(_Strict):
     version: int = Field(default=0, ge=0, description="Raised by one on every saved change.")
     rules: list[Rule] = Field(default_factory=list, max_length=MAX_RULES)
     default: DefaultRule = DefaultRule()
+    ponds: list[Pond] = Field(default_factory=list, max_length=50)
 
     @model_validator(mode="after")
     def _ids_unique(self) -> Self:
@@ -214,7 +235,17 @@ class RuleSet(_Strict):
             raise ValueError(f"{DEFAULT_RULE_ID!r} names the default rule; give the rule another id")
         if duplicates := sorted(i for i, n in ids.items() if n > 1):
             raise ValueError(f"rule ids used twice: {duplicates}")
+        ponds = {pond.id for pond in self.ponds}
+        if len(ponds) < len(self.ponds):
+            raise ValueError("pond ids used twice")
+        for rule_id, steps in [(r.id, r) for r in self.rules] + [(DEFAULT_RULE_ID, self.default)]:
+            named = [a.pond for a in (steps.action, *steps.fallbacks) if isinstance(a, PondAction)]
+            if unknown := sorted(set(named) - ponds):
+                raise ValueError(f"rule {rule_id!r}: unknown ponds {unknown}")
         return self
+
+    def pond(self, pond_id: str) -> Pond | None:
+        return next((pond for pond in self.ponds if pond.id == pond_id), None)
 
     def find(self, rule_id: str | None) -> Rule | None:
         return next((rule for rule in self.rules if rule.id == rule_id), None)
@@ -235,6 +266,9 @@ class RuleSet(_Strict):
             named = [agent for action in (rule.action, *rule.fallbacks) for agent in _named(action)]
             if unknown := sorted({a for a in named if a not in roster}):
                 reasons.append(f"rule {rule_id!r}: agents not on the roster: {unknown}")
+        for pond in self.ponds:
+            if unknown := sorted({a for a in pond.agents or () if a not in roster}):
+                reasons.append(f"pond {pond.id!r}: agents not on the roster: {unknown}")
         return reasons
 
 

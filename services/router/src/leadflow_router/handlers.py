@@ -76,7 +76,7 @@ from leadflow_router.domain.decisions import (
 from leadflow_router.domain.departures import Departure, on_agent_left
 from leadflow_router.domain.distribution import Distribution, on_distributed, on_returned
 from leadflow_router.domain.erasure import ErasureRequest, without_contact
-from leadflow_router.domain.model import AccountSnapshot, Activity, LeadState, RoutingRejected
+from leadflow_router.domain.model import AccountSnapshot, Activity, Agent, LeadState, RoutingRejected
 from leadflow_router.domain.record import Effects, Outbox, RoutingRecord
 from leadflow_router.domain.sharing import LeadShare, on_lead_shared
 from leadflow_router.domain.transfers import OfficeTransfer, on_office_transfer, team_member_transferred
@@ -391,7 +391,9 @@ class RouterService:
             # its ReleaseAgentLeads is applied).
             account = await self._account(event.account_id)
             agent = account.agent(activity.agent_id)
-            outcome = on_activity(state, activity, now, can_claim=agent is not None and agent.active)
+            cannot = await self._cannot_claim_from_pond(state, agent, account, now)
+            can_claim = agent is not None and agent.active and cannot is None
+            outcome = on_activity(state, activity, now, can_claim=can_claim, cannot=cannot)
             outcome = idle_watch(state, outcome, activity, account, now)
             if outcome.state == state and not outcome.events:
                 return None  # a view: nothing changes, nothing to tell
@@ -909,6 +911,16 @@ class RouterService:
         if account is None:
             raise RoutingRejected(f"unknown account {account_id!r}")
         return account
+
+    async def _cannot_claim_from_pond(
+        self, state: LeadState, agent: Agent | None, account: AccountSnapshot, now: datetime
+    ) -> str | None:
+        """Why `agent` cannot claim this lead from its pond now (paused, away, off hours, at a cap: a pond's
+        offers are not counted against caps, so they are checked at the claim), or None."""
+        if state.pond is None or agent is None:
+            return None
+        refusal = Gate(now, account.holidays, await self._usage(account, now, {})).refuses(agent)
+        return None if refusal is None else f"{agent.agent_id} cannot take it from the pond: {refusal}"
 
     async def _usage(
         self, account: AccountSnapshot, now: datetime, known: dict[str, dict[str, Usage]]

@@ -79,6 +79,9 @@ class LeadOfferedPayload(Contract):
     message: str = Field(default="", max_length=5000)
     referral_fee_percent: float = Field(default=0, ge=0, le=100)
     criteria: LeadCriteria | None = Field(default=None, description="What the lead is about (issue 15).")
+    pond: str | None = Field(
+        default=None, max_length=64, description="The pond the lead is in: all its agents are offered it (issue 15)."
+    )
 
 
 class LeadOffered(Envelope):

@@ -53,6 +53,7 @@ def encode_state(state: LeadState) -> dict[str, Any]:
         **({"rule_id": state.rule_id} if state.rule_id is not None else {}),
         **({"fallback_step": state.fallback_step} if state.fallback_step else {}),
         **({"idle_reassigned": state.idle_reassigned} if state.idle_reassigned else {}),
+        **({"pond": state.pond} if state.pond is not None else {}),
     }
 
 
@@ -82,6 +83,7 @@ def decode_state(doc: dict[str, Any]) -> LeadState:
         rule_id=doc.get("rule_id"),
         fallback_step=int(doc.get("fallback_step", 0)),
         idle_reassigned=int(doc.get("idle_reassigned", 0)),
+        pond=doc.get("pond"),
         version=int(doc["version"]),
     )
 

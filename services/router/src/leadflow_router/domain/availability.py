@@ -107,8 +107,10 @@ def period_start(now: datetime, time_zone: str) -> datetime:
 
 
 def counted(state: LeadState | None) -> frozenset[str]:
-    """The agents a lead counts against: those it is open to, and the holder who claimed it."""
+    """The agents a lead counts against: those it is open to (not in a pond: its agents' caps are checked
+    when one claims it), and the holder who claimed it."""
     if state is None:
         return frozenset()
     claimed = {state.holder} if state.holder is not None and state.reason is AssignmentReason.CLAIMED else set()
-    return frozenset({o.agent_id for o in state.open_offers} | claimed)
+    offered = set() if state.pond is not None else {o.agent_id for o in state.open_offers}  # a pond's: not yet
+    return frozenset(offered | claimed)

@@ -65,6 +65,7 @@ from leadflow_shared.routing_rules import (
     AgentAction,
     Fallback,
     OwnerAction,
+    PondAction,
     RotationMode,
     SourceRotationAction,
 )
@@ -193,6 +194,7 @@ class Pool:
     balanced: bool = False
     rule_id: str | None = None
     mode: str = "round_robin"
+    pond: str | None = None  # a pond's id: its agents are offered the lead at once (not counted against caps)
 
     def why(self, at: datetime, chosen: Sequence[str], cursors: tuple[int, int], excluded: frozenset[str]) -> Why:
         eligible = tuple(a.agent_id for a in self.who.eligible)
@@ -230,6 +232,8 @@ def pool_of(account: AccountSnapshot, source_name: str, rule_id: str | None, gat
     name = (rule.name if rule is not None else "default") + (f", fallback {step}" if step else "")
     if isinstance(action, OwnerAction):
         return Pool(name, Eligibility((), ()), Order(()), 1, source.claim_window, rule_id=rule_id, mode="owner")
+    if isinstance(action, PondAction):
+        return _pond_pool(account, source, rule_id, gate, (name, action.pond))
     window = source.claim_window
     if action.claim_window_seconds is not None:
         window = timedelta(seconds=action.claim_window_seconds)
@@ -243,6 +247,22 @@ def pool_of(account: AccountSnapshot, source_name: str, rule_id: str | None, gat
     order = rotation_order(action, _ids(who), seed=f"{account.account_id}:{rule_id}")
     balanced = action.mode is RotationMode.BALANCED
     return Pool(name, who, order, action.race, window, balanced, rule_id=rule_id, mode=action.mode.value)
+
+
+def _pond_pool(
+    account: AccountSnapshot, source: LeadSourceConfig, rule_id: str | None, gate: Gate, names: tuple[str, str]
+) -> Pool:
+    """A pond: all its eligible agents offered the lead at once, for the pond's hold (first claim wins)."""
+    rule_name, pond_id = names
+    pond = account.rules.pond(pond_id)
+    if pond is None:  # refused when saved; a stored rule set changed by hand: nobody, so R9
+        return Pool(rule_name, Eligibility((), ()), Order(()), 1, source.claim_window, rule_id=rule_id, mode="pond")
+    who = eligibility(account, source, gate) if pond.agents is None else listed_eligibility(account, pond.agents, gate)
+    hold = timedelta(seconds=pond.hold_seconds)
+    label = f"{rule_name}, pond {pond.name!r}"
+    return Pool(
+        label, who, Order(_ids(who)), max(1, len(who.eligible)), hold, rule_id=rule_id, mode="pond", pond=pond.id
+    )
 
 
 def _action_at(account: AccountSnapshot, rule_id: str | None, step: int) -> Action | Fallback:
@@ -572,6 +592,7 @@ def offer_next(
             reason=AssignmentReason.FALLBACK,
             next_deadline=None,
             direct_phase=False,
+            pond=None,
         )
         payload = LeadFellBackPayload(
             lead_id=uuid.UUID(state.lead_id), agent_id=broker.agent_id, explanation=explanation
@@ -594,6 +615,7 @@ def offer_next(
         round=round_,
         next_deadline=deadline,
         direct_phase=False,
+        pond=pool.pond,
     )
     events = tuple(offered_event(offered, offer, len(picked), explanation) for offer in offers)
     main = state.fallback_step == 0  # a fallback group keeps no cursor
@@ -702,7 +724,9 @@ def idle_watch(
     return outcome
 
 
-def on_activity(state: LeadState, activity: Activity, now: datetime, *, can_claim: bool = True) -> Outcome:
+def on_activity(
+    state: LeadState, activity: Activity, now: datetime, *, can_claim: bool = True, cannot: str | None = None
+) -> Outcome:
     """R8: a qualifying action claims an open offer; the other offers are withdrawn (R7). Views do nothing.
 
     An action that cannot claim (by the holder, by someone never offered the lead, after the
@@ -723,7 +747,7 @@ def on_activity(state: LeadState, activity: Activity, now: datetime, *, can_clai
         if state.holder == activity.agent_id:
             refused = None
         elif offer is not None and now < offer.deadline and not can_claim:
-            refused = f"{activity.agent_id} is no longer an active agent of this office"
+            refused = cannot or f"{activity.agent_id} is no longer an active agent of this office"
         else:
             refused = claim_refusal(state, activity.agent_id)
         payload = ActivityLoggedPayload(
@@ -932,6 +956,7 @@ def offered_event(state: LeadState, offer: Offer, race_size: int, explanation: s
             message=state.summary.message,
             referral_fee_percent=state.referral_fee_percent,
             criteria=state.summary.criteria,
+            pond=state.pond,
         ),
     )
 

@@ -149,6 +149,7 @@ class LeadState:
     rule_id: str | None = None  # the routing rule whose pool offers it; None: its lead source's rotation (R6)
     fallback_step: int = 0  # 0: the rule's own pool; n: its n-th fallback (issue 15)
     idle_reassigned: int = 0  # times it was taken from an idle holder and offered on (issue 15)
+    pond: str | None = None  # the pond its open offers are (issue 15): they do not count against caps
     version: int = 0
 
     @property
