@@ -29,7 +29,7 @@ from datetime import time
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError, model_validator
 
 from leadflow_shared.events.criteria import LeadIntent, Price, PropertyType, Tag
 
@@ -247,8 +247,13 @@ class RuleSet(_Strict):
     def pond(self, pond_id: str) -> Pond | None:
         return next((pond for pond in self.ponds if pond.id == pond_id), None)
 
+    _by_id: dict[str, Rule] = PrivateAttr(default_factory=dict)  # the rules by id: a lookup per lead
+
+    def model_post_init(self, _context: Any, /) -> None:
+        self._by_id = {rule.id: rule for rule in self.rules}
+
     def find(self, rule_id: str | None) -> Rule | None:
-        return next((rule for rule in self.rules if rule.id == rule_id), None)
+        return None if rule_id is None else self._by_id.get(rule_id)
 
     def action_of(self, rule_id: str | None) -> Action:
         """The action of rule `rule_id`; the default rule's when it is the default or no longer there."""

@@ -44,6 +44,8 @@ class Gate:
 
     def refuses(self, agent: Agent) -> str | None:
         """Why `agent` cannot take a lead now, or None."""
+        if agent.free:
+            return None
         settings = agent.availability
         if settings is None:
             return "availability settings cannot be read"

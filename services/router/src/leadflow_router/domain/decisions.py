@@ -108,6 +108,10 @@ class Outcome:
 class Eligibility:
     eligible: tuple[Agent, ...]
     skipped: tuple[tuple[str, str], ...]  # (agent id, why not)
+    ids: tuple[str, ...] = field(init=False, repr=False, compare=False)  # the eligible agents' ids
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ids", tuple(a.agent_id for a in self.eligible))
 
     def describe(self) -> str:
         """Who was eligible and why each other agent was not; long rosters are summed up, not listed."""
@@ -122,19 +126,32 @@ def _listed(items: Sequence[str], separator: str) -> str:
 
 
 def eligibility(account: AccountSnapshot, source: LeadSourceConfig, gate: Gate = OPEN) -> Eligibility:
-    """R6: who may receive this source's general leads, in roster order, and why the others may not."""
-    return _sorted_out([(agent.agent_id, agent, _ineligible(agent, source, gate)) for agent in account.roster])
+    """R6: who may receive this source's general leads, in roster order, and why the others may not
+    (what the snapshot decides first, then what the moment does: `gate`)."""
+    static = account.memo(
+        ("source", source), lambda: _sorted_out([(a.agent_id, a, _ineligible(a, source)) for a in account.roster])
+    )
+    return _gated(static, gate)
 
 
 def listed_eligibility(account: AccountSnapshot, agent_ids: Sequence[str], gate: Gate = OPEN) -> Eligibility:
     """Who of the agents a rule names may receive its leads, in the rule's order."""
-    return _sorted_out(
-        [
-            (i, agent, _unavailable(agent, gate) if agent else "not on the roster")
-            for i in agent_ids
-            for agent in [account.agent(i)]
-        ]
-    )
+
+    def static() -> Eligibility:
+        agents = [(i, account.agent(i)) for i in agent_ids]
+        return _sorted_out([(i, a, _unavailable(a) if a else "not on the roster") for i, a in agents])
+
+    return _gated(account.memo(("listed", tuple(agent_ids)), static), gate)
+
+
+def _gated(static: Eligibility, gate: Gate) -> Eligibility:
+    """`static` without the agents `gate` refuses now (paused, away, off hours, at a cap); only agents
+    with such settings are asked."""
+    refused = {a.agent_id: why for a in static.eligible if not a.free and (why := gate.refuses(a)) is not None}
+    if not refused:
+        return static
+    kept = tuple(a for a in static.eligible if a.agent_id not in refused)
+    return Eligibility(kept, static.skipped + tuple(refused.items()))
 
 
 def _sorted_out(candidates: list[tuple[str, Agent | None, str | None]]) -> Eligibility:
@@ -142,18 +159,18 @@ def _sorted_out(candidates: list[tuple[str, Agent | None, str | None]]) -> Eligi
     return Eligibility(eligible, tuple((agent_id, why) for agent_id, _, why in candidates if why is not None))
 
 
-def _unavailable(agent: Agent, gate: Gate) -> str | None:
+def _unavailable(agent: Agent) -> str | None:
     if not agent.active:
         return "inactive"
     if not agent.invitation_accepted:
         return "invitation not accepted"
     if not agent.round_robin:
         return "not approved for round robin"
-    return gate.refuses(agent)  # paused, away, off hours, at a cap (issue 15)
+    return None
 
 
-def _ineligible(agent: Agent, source: LeadSourceConfig, gate: Gate) -> str | None:
-    if reason := _unavailable(agent, gate):
+def _ineligible(agent: Agent, source: LeadSourceConfig) -> str | None:
+    if reason := _unavailable(agent):
         return reason
     if source.lead_group and source.lead_group not in agent.lead_groups:
         return f"not in lead group {source.lead_group!r}"
@@ -197,7 +214,7 @@ class Pool:
     pond: str | None = None  # a pond's id: its agents are offered the lead at once (not counted against caps)
 
     def why(self, at: datetime, chosen: Sequence[str], cursors: tuple[int, int], excluded: frozenset[str]) -> Why:
-        eligible = tuple(a.agent_id for a in self.who.eligible)
+        eligible = self.who.ids
         kind = "source" if self.rule is None else "rule"
         return Why(
             at,
@@ -214,8 +231,7 @@ class Pool:
         if not self.balanced:
             picked, moved = pick(self.order, cursor, self.race, exclude)
             return picked, moved, {}
-        ids = [a.agent_id for a in self.who.eligible]
-        picked = [a for a in balanced_first(ids, counts, cursor) if a not in exclude][: self.race]
+        picked = balanced_first(self.who.ids, counts, cursor, exclude, self.race)
         return picked, cursor + (1 if picked else 0), {a: counts.get(a, 0) + 1 for a in picked}
 
 
@@ -300,7 +316,7 @@ def follows_source(account: AccountSnapshot, rule_id: str | None) -> bool:
 
 
 def _ids(who: Eligibility) -> tuple[str, ...]:
-    return tuple(a.agent_id for a in who.eligible)
+    return who.ids
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,11 +8,11 @@ general lead's offers go to (`domain/rules.py`); a lead remembers the rule (`rul
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
-from typing import Self
+from typing import Any, Self, TypeVar
 
 from leadflow_shared.availability import AgentAvailability
 from leadflow_shared.errors import PoisonMessage
@@ -20,6 +20,8 @@ from leadflow_shared.events.activity import ActivityAction, ContactMessage
 from leadflow_shared.events.commands import DepartedLeads as DepartedLeads  # an account setting the router reads
 from leadflow_shared.events.routing import AssignmentReason, LeadSummary
 from leadflow_shared.routing_rules import RuleSet
+
+T = TypeVar("T")
 
 
 class RoutingRejected(PoisonMessage):
@@ -46,6 +48,16 @@ class Agent:
     site_hosts: frozenset[str] = frozenset()  # the agent's subdomains and own sites (R2)
     time_zone: str = "UTC"  # its working hours and holidays are in it
     availability: AgentAvailability | None = field(default_factory=AgentAvailability)  # None: unreadable
+    # Nothing about the moment can keep it from a lead (no pause, time away, hours nor cap): worked out
+    # once, since every pool asks of every agent for every lead.
+    free: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        settings = self.availability
+        free = settings is not None and not (
+            settings.paused or settings.away or settings.working_hours or settings.caps
+        )
+        object.__setattr__(self, "free", free)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,19 +94,31 @@ class AccountSnapshot:
     pause: tuple[PauseWindow, ...] = ()
     departed_agent_leads: DepartedLeads = DepartedLeads.UNASSIGNED
     allow_direct_to_user: bool = True  # ClientBAY: off, agent-site and listing leads are general leads (R2, R3)
-    rules: RuleSet = field(
-        default_factory=RuleSet
-    )  # the account's routing rules (issue 15); RuleSet(): the seeds' routing
+    rules: RuleSet = field(default_factory=RuleSet)  # the account's routing rules (issue 15)
     rules_unreadable: bool = False  # the stored rule set could not be read: routed by the default
     holidays: frozenset[date] = frozenset()  # the office's days off: no agent with working hours works them
+    # Worked out once per snapshot (a snapshot serves many leads): the agents by id, and whether some
+    # agent has a lead cap (only then are the leads each agent has counted, issue 15).
+    _by_id: Mapping[str, Agent] = field(init=False, repr=False, compare=False)
+    counts_leads: bool = field(init=False, repr=False, compare=False)
+    _memo: dict[Hashable, Any] = field(init=False, repr=False, compare=False)
 
-    @property
-    def counts_leads(self) -> bool:
-        """Whether some agent has a lead cap: only then are the leads each agent has counted (issue 15)."""
-        return any(a.availability is not None and a.availability.caps is not None for a in self.roster)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_id", {a.agent_id: a for a in reversed(self.roster)})  # the first wins
+        capped = any(a.availability is not None and a.availability.caps is not None for a in self.roster)
+        object.__setattr__(self, "counts_leads", capped)
+        object.__setattr__(self, "_memo", {})
+
+    def memo(self, key: Hashable, work: Callable[[], T]) -> T:
+        """`work()`, done once per snapshot and key: what only the snapshot decides (who of a source's
+        agents is eligible before the moment is asked), not the lead nor the time."""
+        if key not in self._memo:
+            self._memo[key] = work()
+        found: T = self._memo[key]
+        return found
 
     def agent(self, agent_id: str) -> Agent | None:
-        return next((a for a in self.roster if a.agent_id == agent_id), None)
+        return self._by_id.get(agent_id)
 
     def source(self, name: str) -> LeadSourceConfig:
         return self.sources.get(name, self.default_source)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import heapq
+import itertools
 import random
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -467,8 +468,23 @@ def _raw_shuffle(agents: tuple[str, ...], seed: str, round_: int) -> list[str]:
     return order
 
 
-def balanced_first(eligible: Sequence[str], counts: Mapping[str, int], cursor: int) -> list[str]:
-    """Balanced mode: the agents by how few leads the rule gave them; ties in turn from `cursor`."""
+def balanced_first(
+    eligible: Sequence[str], counts: Mapping[str, int], cursor: int, exclude: frozenset[str], race: int
+) -> list[str]:
+    """Balanced mode: the `race` agents (not in `exclude`) the rule gave the fewest leads; ties in turn
+    from `cursor`. Usually the fewest are many: found by one pass in C and a short walk from the cursor."""
     size = len(eligible)
-    turn = {agent: (i - cursor) % size for i, agent in enumerate(eligible)}
-    return sorted(eligible, key=lambda a: (counts.get(a, 0), turn[a]))
+    if not size:
+        return []
+    fewest = min(map(counts.get, eligible, itertools.repeat(0)))
+    picked = []
+    for step in range(size):
+        agent = eligible[(cursor + step) % size]
+        if agent not in exclude and counts.get(agent, 0) == fewest:
+            picked.append(agent)
+            if len(picked) == race:
+                return picked
+    ranked = (
+        (counts.get(agent, 0), (i - cursor) % size, agent) for i, agent in enumerate(eligible) if agent not in exclude
+    )  # not enough at the fewest (a race, or those excluded): all of them by count, then turn
+    return [agent for _, _, agent in heapq.nsmallest(race, ranked)]
