@@ -166,3 +166,28 @@ async def test_a_pond_lead_counts_against_nobody_until_claimed_and_a_capped_agen
         assert refused[-1].payload.claim_refused == "ana cannot take it from the pond: at its daily cap (1 of 1)"
         await router.service.on_activity(act(second, "ben", ActivityAction.ACCEPT))
         assert (await router.record(second))["holder"] == "ben"
+
+
+@pytest.mark.asyncio
+async def test_a_missed_offer_asked_back_is_offered_again_unless_the_agent_is_at_its_cap(mongo_url: str) -> None:
+    async with router_on(mongo_url, config(caps={"day": 5}), now=NOW) as router:
+        first = lead()
+        await router.service.on_leads_received([first])
+        assert offered(router, first) == ["ana"]
+        router.clock.advance(601_000)  # ana misses it: ben has it
+        await router.service.sweep_once()
+        assert offered(router, first) == ["ana", "ben"]
+        await router.service.on_activity(act(first, "ana", ActivityAction.ASK_BACK))
+        assert offered(router, first) == ["ana", "ben", "ana"]
+        assert await counted(router) == {"ana": {str(first.event_id)}, "ben": {str(first.event_id)}}
+
+    async with router_on(mongo_url, config(caps={"day": 1}), now=NOW) as router:
+        first, second = lead(), lead()
+        await router.service.on_leads_received([first])
+        router.clock.advance(601_000)
+        await router.service.sweep_once()  # ana missed it, ben has it
+        await router.service.on_leads_received([second])
+        assert offered(router, second) == ["ana"]  # her missed offer was credited back: now at her cap of 1
+        await router.service.on_activity(act(first, "ana", ActivityAction.ASK_BACK))
+        logged = [e for e in router.published.lead_events() if isinstance(e, ActivityLogged)]
+        assert logged[-1].payload.claim_refused == "cannot ask it back: at its daily cap (1 of 1)"

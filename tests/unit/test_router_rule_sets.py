@@ -23,6 +23,7 @@ from leadflow_router.domain.decisions import (
     RoutingContext,
     idle_watch,
     on_activity,
+    on_ask_back,
     on_deadline,
     pool_of,
     route_new_lead,
@@ -668,3 +669,48 @@ def test_ponds_must_exist_and_name_agents_of_the_roster() -> None:
     assert pond_rules(agents=["b", "ghost"]).refusals({"b", "c", "d"}) == [
         "pond 'buyers': agents not on the roster: ['ghost']"
     ]
+
+
+# --- a missed offer asked back ----------------------------------------------------------------------------------
+
+
+def test_a_missed_offer_asked_back_joins_the_race_or_comes_back_alone() -> None:
+    snapshot = account(rules(rule("team", {"kind": "rotation", "agents": ["a", "b", "c"]})))
+    first = route(snapshot, summary())
+    state = first.state
+    assert state is not None
+    declined = on_activity(state, Activity("a", ActivityAction.DECLINE), NOW).state
+    assert declined is not None
+    moved_on = on_deadline(declined, snapshot, 1, NOW)  # the decline made the lead due: b has it now
+    racing = moved_on.state
+    assert racing is not None
+    assert offered_to(moved_on) == ["b"]
+    back = on_ask_back(racing, Activity("a", ActivityAction.ASK_BACK), snapshot, NOW)
+    assert offered_to(back) == ["a"]
+    assert back.state is not None
+    assert sorted(o.agent_id for o in back.state.open_offers) == ["a", "b"]  # both race now
+    assert back.state.next_deadline == racing.next_deadline
+    claimed = on_activity(back.state, Activity("a", ActivityAction.CALL), NOW).state
+    assert claimed is not None
+    assert claimed.holder == "a"
+    refused = on_ask_back(claimed, Activity("b", ActivityAction.ASK_BACK), snapshot, NOW)
+    assert refused.state == claimed
+    assert refused.explanation == "cannot ask it back: the lead is held by a"
+
+
+def test_an_agent_never_offered_or_who_cannot_take_it_now_cannot_ask_it_back() -> None:
+    snapshot = account(rules(rule("team", {"kind": "rotation", "agents": ["a"]})))
+    state = route(snapshot, summary()).state
+    assert state is not None
+    never = on_ask_back(state, Activity("d", ActivityAction.ASK_BACK), snapshot, NOW)
+    assert never.explanation == "cannot ask it back: d was never offered the lead"
+    still = on_ask_back(state, Activity("a", ActivityAction.ASK_BACK), snapshot, NOW)
+    assert still.explanation == "cannot ask it back: its offer is still open"
+    fell = on_deadline(state, snapshot, 1, state.next_deadline or NOW).state  # a let it expire: R9
+    assert fell is not None
+    assert fell.status is LeadStatus.FELL_BACK
+    paused = on_ask_back(fell, Activity("a", ActivityAction.ASK_BACK), snapshot, NOW, cannot="paused")
+    assert paused.explanation == "cannot ask it back: paused"
+    alone = on_ask_back(fell, Activity("a", ActivityAction.ASK_BACK), snapshot, NOW)
+    assert alone.state is not None
+    assert (alone.state.status, alone.state.holder, offered_to(alone)) == (LeadStatus.OFFERED, None, ["a"])

@@ -67,6 +67,7 @@ from leadflow_router.domain.decisions import (
     idle_watch,
     next_up,
     on_activity,
+    on_ask_back,
     on_deadline,
     pool_of,
     route_new_lead,
@@ -86,7 +87,7 @@ from leadflow_shared import tracing
 from leadflow_shared.clock import from_epoch_ms
 from leadflow_shared.consumers import BatchRejections
 from leadflow_shared.envelope import derived_event_id
-from leadflow_shared.events.activity import LeadActivity
+from leadflow_shared.events.activity import ActivityAction, LeadActivity
 from leadflow_shared.events.commands import (
     AgentDeparture,
     DistributeLead,
@@ -391,9 +392,13 @@ class RouterService:
             # its ReleaseAgentLeads is applied).
             account = await self._account(event.account_id)
             agent = account.agent(activity.agent_id)
-            cannot = await self._cannot_claim_from_pond(state, agent, account, now)
-            can_claim = agent is not None and agent.active and cannot is None
-            outcome = on_activity(state, activity, now, can_claim=can_claim, cannot=cannot)
+            if activity.action is ActivityAction.ASK_BACK:  # a missed offer asked back (issue 15)
+                cannot = await self._cannot_take(state, agent, account, now, pond_only=False)
+                outcome = on_ask_back(state, activity, account, now, cannot=cannot)
+            else:
+                cannot = await self._cannot_take(state, agent, account, now)
+                can_claim = agent is not None and agent.active and cannot is None
+                outcome = on_activity(state, activity, now, can_claim=can_claim, cannot=cannot)
             outcome = idle_watch(state, outcome, activity, account, now)
             if outcome.state == state and not outcome.events:
                 return None  # a view: nothing changes, nothing to tell
@@ -912,15 +917,19 @@ class RouterService:
             raise RoutingRejected(f"unknown account {account_id!r}")
         return account
 
-    async def _cannot_claim_from_pond(
-        self, state: LeadState, agent: Agent | None, account: AccountSnapshot, now: datetime
+    async def _cannot_take(
+        self, state: LeadState, agent: Agent | None, account: AccountSnapshot, now: datetime, *, pond_only: bool = True
     ) -> str | None:
-        """Why `agent` cannot claim this lead from its pond now (paused, away, off hours, at a cap: a pond's
-        offers are not counted against caps, so they are checked at the claim), or None."""
-        if state.pond is None or agent is None:
+        """Why `agent` cannot take this lead now (paused, away, off hours, at a cap), or None: asked of a
+        claim from a pond (its offers are not counted against caps) and of a missed offer asked back."""
+        if agent is None or not agent.active:
+            return None if pond_only else "not an active agent of this office"
+        if pond_only and state.pond is None:
             return None
         refusal = Gate(now, account.holidays, await self._usage(account, now, {})).refuses(agent)
-        return None if refusal is None else f"{agent.agent_id} cannot take it from the pond: {refusal}"
+        if refusal is None:
+            return None
+        return f"{agent.agent_id} cannot take it from the pond: {refusal}" if pond_only else refusal
 
     async def _usage(
         self, account: AccountSnapshot, now: datetime, known: dict[str, dict[str, Usage]]

@@ -28,10 +28,21 @@ class ActivityAction(StrEnum):
     VIEW = "view"
     INQUIRY = "inquiry"  # the contact came back with a new inquiry (R1); never from an agent
     DECLINE = "decline"  # the agent passes on its open offer: the lead goes on as after an expiry (R9)
+    ASK_BACK = "ask_back"  # the agent missed its offer and asks for it again (issue 15); claims nothing
 
     @property
     def claims(self) -> bool:
-        return self not in {ActivityAction.VIEW, ActivityAction.INQUIRY, ActivityAction.DECLINE}
+        return self not in {
+            ActivityAction.VIEW,
+            ActivityAction.INQUIRY,
+            ActivityAction.DECLINE,
+            ActivityAction.ASK_BACK,
+        }
+
+
+_CLAIMS_NOTHING = frozenset(
+    {ActivityAction.VIEW, ActivityAction.INQUIRY, ActivityAction.DECLINE, ActivityAction.ASK_BACK}
+)
 
 
 class ContactMessage(Contract):

@@ -807,6 +807,54 @@ def on_activity(
     )
 
 
+def on_ask_back(
+    state: LeadState, activity: Activity, account: AccountSnapshot, now: datetime, *, cannot: str | None = None
+) -> Outcome:
+    """A missed offer asked back (issue 15): an agent whose offer ended unclaimed gets a new one, joining
+    the race if others still have theirs, alone if the lead fell back or waits; never while someone holds
+    the lead or when the agent cannot take it now (`cannot`). A refusal is logged with its reason."""
+    had = [o for o in state.offers if o.agent_id == activity.agent_id]
+    open_now = any(o.status is OfferStatus.OPEN for o in had)
+    if not had or open_now or state.status not in {LeadStatus.OFFERED, LeadStatus.WAITING, LeadStatus.FELL_BACK}:
+        why = (
+            f"{activity.agent_id} was never offered the lead" if not had
+            else "its offer is still open" if open_now
+            else f"the lead is held by {state.holder}" if state.holder
+            else "nobody can be offered the lead now"
+        )  # fmt: skip
+        return _refused(state, activity, f"cannot ask it back: {why}")
+    if cannot is not None:
+        return _refused(state, activity, f"cannot ask it back: {cannot}")
+    pool = pool_of(account, state.source_name, state.rule_id, step=state.fallback_step)
+    racing = state.status is LeadStatus.OFFERED and state.next_deadline is not None and bool(state.open_offers)
+    deadline = state.next_deadline if racing and state.next_deadline else (
+        claim_deadline(now, pool.claim_window, account.pause, account.time_zone)
+    )  # fmt: skip
+    round_ = state.round if racing else state.round + 1
+    offer = Offer(activity.agent_id, round_, deadline)
+    offered = state.evolve(
+        status=LeadStatus.OFFERED, holder=None, reason=None, offers=(*state.offers, offer), round=round_,
+        next_deadline=deadline, direct_phase=False,
+    )  # fmt: skip
+    explanation = fit_explanation(
+        f"{activity.agent_id} asked back the offer it missed: offered to it again until {deadline.isoformat()}"
+        + ("; the race goes on." if racing else ".")
+    )
+    race = len(offered.open_offers)
+    return Outcome(offered, (offered_event(offered, offer, race, explanation),), explanation)
+
+
+def _refused(state: LeadState, activity: Activity, why: str) -> Outcome:
+    payload = ActivityLoggedPayload(
+        lead_id=uuid.UUID(state.lead_id),
+        agent_id=state.holder,
+        action=activity.action,
+        by_agent_id=activity.agent_id,
+        claim_refused=why,
+    )
+    return Outcome(state, (Emit(ActivityLogged, payload),), why)
+
+
 def on_decline(state: LeadState, activity: Activity, now: datetime) -> Outcome:
     """The offered agent passes: its offer is withdrawn (`declined`). When no other offer of the lead is open,
     the lead is due at once, so the sweeper offers it on exactly as after an expiry (R9, R10 included);
