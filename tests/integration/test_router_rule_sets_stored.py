@@ -188,3 +188,23 @@ async def test_a_dry_run_decides_by_the_current_or_a_draft_rule_set_and_changes_
         assert (both.status_code, nowhere.status_code) == (422, 404)
         after = {name: [d async for d in router.db[name].find({})] for name in await router.db.list_collection_names()}
         assert after == before
+
+
+@pytest.mark.asyncio
+async def test_who_is_next_per_rule_follows_the_rule_s_rotation(mongo_url: str) -> None:
+    async with router_on(mongo_url, config(), now=NOW) as router:
+        app = FastAPI()
+        install(app, lambda: router.service)
+        base = "/internal/v1/accounts/acme/routing/rules"
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://router") as client:
+            before = (await client.get(f"{base}/luxury/next")).json()
+            await router.service.on_leads_received([lead(1, price={"min": 5_000_000})])
+            after = (await client.get(f"{base}/luxury/next")).json()
+            default = await client.get(f"{base}/default/next", params={"source": "Website"})
+            unknown = await client.get(f"{base}/nothing/next")
+        assert (before["next"], after["next"]) == (["lux1"], ["lux2"])
+        assert after["eligible"] == ["lux1", "lux2"]
+        assert after["pool"] == "Luxury"
+        assert default.status_code == 200
+        assert default.json()["pool"] == "the lead source's rotation"
+        assert unknown.status_code == 404

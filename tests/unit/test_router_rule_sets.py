@@ -714,3 +714,19 @@ def test_an_agent_never_offered_or_who_cannot_take_it_now_cannot_ask_it_back() -
     alone = on_ask_back(fell, Activity("a", ActivityAction.ASK_BACK), snapshot, NOW)
     assert alone.state is not None
     assert (alone.state.status, alone.state.holder, offered_to(alone)) == (LeadStatus.OFFERED, None, ["a"])
+
+
+def test_a_rule_can_be_for_the_offices_a_lead_s_source_is_for() -> None:
+    offices = {
+        "Downtown site": LeadSourceConfig(name="Downtown site", offices=frozenset({"downtown"})),
+        "Uptown site": LeadSourceConfig(name="Uptown site", offices=frozenset({"uptown"})),
+    }
+    downtown = dataclasses.replace(account(rules(rule("dt", AGENT_B, offices=["Downtown"]))), sources=offices)
+    assert offered_to(route(downtown, summary(source="Downtown site"))) == ["b"]
+    other = route(downtown, summary(source="Uptown site"))
+    assert "Dt (source's offices 'uptown' not in 'Downtown')" in other.explanation
+    assert "Dt (its source is for no office)" in route(downtown, summary(source="Website")).explanation
+    loose = dataclasses.replace(
+        account(rules(rule("dt", AGENT_B, "empty_or_match", offices=["downtown"]))), sources=offices
+    )
+    assert offered_to(route(loose, summary(source="Website"))) == ["b"]

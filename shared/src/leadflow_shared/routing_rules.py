@@ -71,6 +71,9 @@ class Hours(_Strict):
 class Criteria(_Strict):
     """What a lead must be for the rule to apply: values of one field OR-ed, fields AND-ed."""
 
+    offices: list[Text] = Field(
+        default_factory=list, max_length=MAX_VALUES, description="Offices the lead's source is for (per-office rules)."
+    )
     sources: list[Text] = Field(default_factory=list, max_length=MAX_VALUES, description="Lead source names.")
     intents: list[LeadIntent] = Field(default_factory=list, description="Lead kind: buyer, seller or renter.")
     property_types: list[PropertyType] = Field(default_factory=list)

@@ -62,6 +62,7 @@ from leadflow_router.domain.decisions import (
     NewLead,
     NextUp,
     Outcome,
+    Pool,
     RoutingContext,
     follows_source,
     idle_watch,
@@ -110,7 +111,7 @@ from leadflow_shared.events.routing import (
 )
 from leadflow_shared.kafka import PublishRaw
 from leadflow_shared.routing_info import RoutingDecision
-from leadflow_shared.routing_rules import RotationAction, RotationMode, RuleSet
+from leadflow_shared.routing_rules import DEFAULT_RULE_ID, RotationAction, RotationMode, RuleSet
 
 log = logging.getLogger(__name__)
 
@@ -746,6 +747,20 @@ class RouterService:
         outcome = route_new_lead(new, account, context, now)
         decision = outcome.decision() or Why(now).decision(outcome.explanation)  # R1: logged on its lead
         return outcome, decision
+
+    async def next_up_by_rule(self, account_id: str, rule_id: str, source_name: str) -> tuple[Pool, list[str]]:
+        """Who the next lead of routing rule `rule_id` (from `source_name`) goes to now, and the rule's pool
+        (issue 15, item 7: "who is next" per rule)."""
+        account = await self._account(account_id, fresh=True)
+        if rule_id != DEFAULT_RULE_ID and account.rules.find(rule_id) is None:
+            raise RoutingRejected(f"no routing rule {rule_id!r} in account {account_id!r}")
+        own = None if follows_source(account, rule_id) else rule_id
+        now = self.clock()
+        gate = Gate(now, account.holidays, await self._usage(account, now, {}))
+        turn = await self._turn(account, source_name, own, {})
+        pool = pool_of(account, source_name, own, gate)
+        picked, _, _ = pool.take(turn.cursor, turn.counts, frozenset())
+        return pool, picked
 
     async def routing_of(self, account_id: str, lead_id: str) -> tuple[RoutingDecision, ...]:
         """A lead's latest routing decisions, oldest first ("why this agent", issue 15); unknown or

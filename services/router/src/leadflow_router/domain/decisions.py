@@ -368,7 +368,8 @@ class RoutingContext:
 
 def rule_for(lead: NewLead, account: AccountSnapshot, now: datetime) -> RuleChoice:
     """The account's routing rule for a general lead (`rules.choose_rule`)."""
-    return choose_rule(account.rules, lead.summary, now, account.time_zone)
+    offices = account.source(lead.summary.source.name).offices
+    return choose_rule(account.rules, lead.summary, now, account.time_zone, offices)
 
 
 def rule_id_of(choice: RuleChoice | None, account: AccountSnapshot) -> str | None:

@@ -59,6 +59,7 @@ class RuleChoice:
     tried: tuple[Rule, ...]  # in order; the deciding rule last, unless it is the default
     summary: LeadSummary
     local: datetime  # the account's clock when the rules were tried
+    offices: frozenset[str] = frozenset()  # the offices the lead's source is for
 
     @property
     def checks(self) -> Sequence[RuleCheck]:
@@ -69,7 +70,7 @@ class RuleChoice:
         return self.tried if self.rule_id == DEFAULT_RULE_ID else self.tried[:-1]
 
     def why_not(self, rule: Rule) -> str | None:
-        return "disabled" if not rule.enabled else mismatch(rule, self.summary, self.local)
+        return "disabled" if not rule.enabled else mismatch(rule, self.summary, self.local, self.offices)
 
     def describe(self) -> str:
         missed = self.missed
@@ -109,20 +110,23 @@ class _Checks(Sequence[RuleCheck]):
         return RuleCheck(rule.id, rule.name, False, choice.why_not(rule))
 
 
-def choose_rule(rules: RuleSet, summary: LeadSummary, now: datetime, time_zone: str) -> RuleChoice:
-    """The first enabled rule whose criteria the lead meets; the default rule when none does."""
+def choose_rule(
+    rules: RuleSet, summary: LeadSummary, now: datetime, time_zone: str, offices: frozenset[str] = frozenset()
+) -> RuleChoice:
+    """The first enabled rule whose criteria the lead meets (`offices`: those its lead source is for);
+    the default rule when none does."""
     local = now.astimezone(ZoneInfo(time_zone))
     # Without rules (the seeds' routing) there is nothing to read off the lead.
-    n = _first_met(_compiled(rules), _Lead.of(summary, local)) if rules.rules else None
+    n = _first_met(_compiled(rules), _Lead.of(summary, local, offices)) if rules.rules else None
     if n is None:
-        return RuleChoice(DEFAULT_RULE_ID, "default", rules.default.action, tuple(rules.rules), summary, local)
+        return RuleChoice(DEFAULT_RULE_ID, "default", rules.default.action, tuple(rules.rules), summary, local, offices)
     rule = rules.rules[n]
-    return RuleChoice(rule.id, rule.name, rule.action, tuple(rules.rules[: n + 1]), summary, local)
+    return RuleChoice(rule.id, rule.name, rule.action, tuple(rules.rules[: n + 1]), summary, local, offices)
 
 
-def mismatch(rule: Rule, summary: LeadSummary, local: datetime) -> str | None:
+def mismatch(rule: Rule, summary: LeadSummary, local: datetime, offices: frozenset[str] = frozenset()) -> str | None:
     """Why the lead does not meet the rule's criteria (the first field that fails), or None."""
-    facts = _Facts.of(summary)
+    facts = _Facts.of(summary, offices)
     for check in _CHECKS:
         why = check(rule.criteria, facts, rule.match)
         if why is not None:
@@ -138,13 +142,14 @@ class _Facts:
     site: str | None
     has_phone: bool
     criteria: LeadCriteria
+    offices: frozenset[str] = frozenset()  # folded
 
     @classmethod
-    def of(cls, summary: LeadSummary) -> _Facts:
+    def of(cls, summary: LeadSummary, offices: frozenset[str] = frozenset()) -> _Facts:
         site = summary.source.site_host.lower() if summary.source.site_host else None
-        return cls(
-            summary.source.name.casefold(), site, bool(summary.contact.phone), summary.criteria or LeadCriteria()
-        )
+        folded = frozenset(o.casefold() for o in offices)
+        criteria = summary.criteria or LeadCriteria()
+        return cls(summary.source.name.casefold(), site, bool(summary.contact.phone), criteria, folded)
 
 
 def _one_of(field: str, wanted: Sequence[str], value: str | None, match: Match) -> str | None:
@@ -226,8 +231,18 @@ def _phone(c: Criteria, f: _Facts, _match: Match) -> str | None:
     return "no phone" if c.has_phone else "has a phone"
 
 
+def _office(c: Criteria, f: _Facts, match: Match) -> str | None:
+    if not c.offices:
+        return None
+    if not f.offices:
+        return None if match is Match.EMPTY_OR_MATCH else "its source is for no office"
+    if f.offices & frozenset(_folded(c.offices)):
+        return None
+    return f"source's offices {_few(sorted(f.offices))} not in {_few(c.offices)}"
+
+
 _CHECKS: tuple[Callable[[Criteria, _Facts, Match], str | None], ...] = (
-    _source, _site, _intent, _property_type, _price, _place, _tags, _phone,
+    _office, _source, _site, _intent, _property_type, _price, _place, _tags, _phone,
 )  # fmt: skip
 
 
@@ -267,10 +282,11 @@ class _Lead:
     has_phone: bool
     weekday: int
     time: time
+    offices: frozenset[str]
 
     @classmethod
-    def of(cls, summary: LeadSummary, local: datetime) -> _Lead:
-        facts = _Facts.of(summary)
+    def of(cls, summary: LeadSummary, local: datetime, offices: frozenset[str] = frozenset()) -> _Lead:
+        facts = _Facts.of(summary, offices)
         c = facts.criteria
         place = c.place or _NO_PLACE
         return cls(
@@ -287,6 +303,7 @@ class _Lead:
             has_phone=facts.has_phone,
             weekday=local.weekday(),
             time=local.time(),
+            offices=facts.offices,
         )
 
 
@@ -328,6 +345,8 @@ def _tests(rule: Rule) -> tuple[_Test, ...]:
         (lambda f: f.property_type, [p.value for p in c.property_types]),
     ]
     tests = [_any_of(value, frozenset(wanted), loose) for value, wanted in listed if wanted]
+    if c.offices:
+        tests.append(_any_office(frozenset(_folded(c.offices)), loose))
     if c.tags:
         tests.append(_any_tag(frozenset(_folded(c.tags)), loose))
     if c.price_min is not None or c.price_max is not None:
@@ -354,6 +373,12 @@ def _any_of(value: Callable[[_Lead], str | None], wanted: frozenset[str], loose:
     if loose:
         return lambda f: (v := value(f)) is None or v in wanted
     return lambda f: value(f) in wanted  # None is never wanted
+
+
+def _any_office(wanted: frozenset[str], loose: bool) -> _Test:
+    if loose:
+        return lambda f: not f.offices or not wanted.isdisjoint(f.offices)
+    return lambda f: not wanted.isdisjoint(f.offices)
 
 
 def _any_tag(wanted: frozenset[str], loose: bool) -> _Test:

@@ -35,6 +35,27 @@ class DryRun(BaseModel):
 
 
 def install(app: FastAPI, service: Callable[[], RouterService]) -> None:
+    @app.get("/internal/v1/accounts/{account_id}/routing/rules/{rule_id}/next", tags=["internal"])
+    async def who_is_next_by_rule(
+        account_id: AccountId,
+        rule_id: Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")],
+        source: Annotated[str, Query(min_length=1, max_length=100)] = "default",
+    ) -> dict[str, Any]:
+        """For crm-api only: who the next lead of a routing rule goes to (`source`: the lead source, for
+        rules that rotate over its agents), and why the rule's other agents would not get it."""
+        try:
+            pool, picked = await service().next_up_by_rule(account_id, rule_id, source)
+        except RoutingRejected as exc:
+            raise HTTPException(status_code=404, detail=str(exc)) from exc
+        return {
+            "rule_id": rule_id,
+            "pool": pool.rule or "the lead source's rotation",
+            "mode": pool.mode,
+            "next": picked,
+            "eligible": list(pool.who.ids),
+            "skipped": [{"agent_id": a, "reason": why} for a, why in pool.who.skipped],
+        }
+
     @app.post("/internal/v1/accounts/{account_id}/routing/dry-run", tags=["internal"])
     async def dry_run(account_id: AccountId, body: DryRun) -> dict[str, Any]:
         """For crm-api only: how the lead would be routed now, by the current rules or a draft, changing
