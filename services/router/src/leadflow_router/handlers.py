@@ -64,6 +64,7 @@ from leadflow_router.domain.decisions import (
     Outcome,
     Pool,
     RoutingContext,
+    Standing,
     follows_source,
     idle_watch,
     next_up,
@@ -480,7 +481,7 @@ class RouterService:
                 turn = await self._turn(account, state.source_name, state.rule_id, {})
                 now = self.clock()
                 usage = await self._usage(account, now, {})
-                outcome = on_agent_left(state, departure, account, turn.cursor, now, counts=turn.counts, usage=usage)
+                outcome = on_agent_left(state, departure, account, Standing(turn.cursor, turn.counts, usage), now)
                 if outcome.state == state and not outcome.events:
                     return None
                 effects = turn.effects(outcome, {})
@@ -797,7 +798,7 @@ class RouterService:
             account = await self._account(state.account_id)
             turn = await self._turn(account, state.source_name, state.rule_id, cursors)
             known = await self._usage(account, now, usage)
-            outcome = on_deadline(state, account, turn.cursor, now, counts=turn.counts, usage=known)
+            outcome = on_deadline(state, account, Standing(turn.cursor, turn.counts, known), now)
             _recount(state, outcome, usage)
             if state.next_deadline is not None:
                 self.metrics.timer_lateness.observe(max(0.0, (now - state.next_deadline).total_seconds()))

@@ -105,6 +105,20 @@ class Outcome:
 
 
 @dataclass(frozen=True, slots=True)
+class Standing:
+    """Where a lead's rotation stands when it is offered on: the cursor, a balanced rotation's lead counts
+    by agent, and the capped agents' usage (None: caps not checked). A bare cursor is enough elsewhere."""
+
+    cursor: int = 0
+    counts: Mapping[str, int] = field(default_factory=dict)
+    usage: Mapping[str, Usage] | None = None
+
+    @staticmethod
+    def of(rotation: int | Standing) -> Standing:
+        return rotation if isinstance(rotation, Standing) else Standing(rotation)
+
+
+@dataclass(frozen=True, slots=True)
 class Eligibility:
     eligible: tuple[Agent, ...]
     skipped: tuple[tuple[str, str], ...]  # (agent id, why not)
@@ -556,7 +570,7 @@ def round_robin(lead: NewLead, account: AccountSnapshot, context: RoutingContext
     """R6/R7, or the matched routing rule: offer to the next eligible agent(s) of its pool."""
     fee = _fee(account.source(lead.summary.source.name))
     state = _new_state(lead, LeadStatus.OFFERED, referral_fee_percent=fee, rule_id=_rule_id(context, account))
-    outcome = offer_next(state, account, context.rotation, now, counts=context.counts, usage=context.usage)
+    outcome = offer_next(state, account, Standing(context.rotation, context.counts, context.usage), now)
     note = _rule_note(context, account)
     return _prefixed(outcome, note) if note else outcome
 
@@ -577,20 +591,19 @@ RULES: tuple[Rule, ...] = (
 def offer_next(
     state: LeadState,
     account: AccountSnapshot,
-    rotation: int,
+    rotation: int | Standing,
     now: datetime,
     exclude: frozenset[str] = frozenset(),
-    *,
-    counts: Mapping[str, int] | None = None,
-    usage: Mapping[str, Usage] | None = None,
 ) -> Outcome:
     """Offer the lead to the next eligible agents of its pool who have not had it (R6, R7, R9, or its
     routing rule's), or fall back; never to `exclude`, nor to an agent who cannot take a lead now
     (paused, away, off hours; at a cap when `usage` is known)."""
-    gate, excluded = Gate(now, account.holidays, usage), state.agents_offered | exclude
+    standing = Standing.of(rotation)
+    rotation, counts = standing.cursor, standing.counts
+    gate, excluded = Gate(now, account.holidays, standing.usage), state.agents_offered | exclude
     pool = pool_of(account, state.source_name, state.rule_id, gate, state.fallback_step)
     start = rotation if state.fallback_step == 0 else _lead_start(state.lead_id)
-    picked, cursor, new_counts = pool.take(start, counts or {}, excluded)
+    picked, cursor, new_counts = pool.take(start, counts, excluded)
     while not picked and pool.mode != "owner" and state.fallback_step < _fallbacks(account, state.rule_id):
         state = state.evolve(fallback_step=state.fallback_step + 1)  # nobody left here: the next step
         pool = pool_of(account, state.source_name, state.rule_id, gate, state.fallback_step)
@@ -643,18 +656,15 @@ def offer_next(
 def on_deadline(
     state: LeadState,
     account: AccountSnapshot,
-    rotation: int,
+    rotation: int | Standing,
     now: datetime,
-    *,
-    counts: Mapping[str, int] | None = None,
-    usage: Mapping[str, Usage] | None = None,
 ) -> Outcome:
     """The sweeper's transition: expire due offers (R9), wait out a pause (R10), re-offer or fall back;
     a claimed lead left idle goes on to the next agent (its rule's idle reassignment)."""
     if state.next_deadline is None or now < state.next_deadline:
         return Outcome(state, (), "not due")
     if state.status is LeadStatus.ASSIGNED:
-        return on_idle(state, account, rotation, now, counts=counts, usage=usage)
+        return on_idle(state, account, rotation, now)
     events: list[Emit] = []
     offers = []
     for offer in state.offers:
@@ -683,18 +693,15 @@ def on_deadline(
         return Outcome(assigned, (*events, assigned_event(assigned, explanation)), explanation)
     if expired.direct_phase:
         expired = expired.evolve(referral_fee_percent=_fee(account.source(state.source_name)))
-    next_step = offer_next(expired, account, rotation, now, counts=counts, usage=usage)
+    next_step = offer_next(expired, account, rotation, now)
     return replace(next_step, events=(*events, *next_step.events))
 
 
 def on_idle(
     state: LeadState,
     account: AccountSnapshot,
-    rotation: int,
+    rotation: int | Standing,
     now: datetime,
-    *,
-    counts: Mapping[str, int] | None = None,
-    usage: Mapping[str, Usage] | None = None,
 ) -> Outcome:
     """Its holder did nothing with the lead in time (the rule's idle reassignment): it is taken back and
     offered to the rule's next agent (never the same one), its broker told; nobody left: R9."""
@@ -709,7 +716,7 @@ def on_idle(
         next_deadline=None,
         idle_reassigned=state.idle_reassigned + 1,
     )
-    after = offer_next(taken, account, rotation, now, counts=counts, usage=usage)
+    after = offer_next(taken, account, rotation, now)
     explanation = fit_explanation(head + after.explanation)
     released = LeadReleasedPayload(
         lead_id=uuid.UUID(state.lead_id),

@@ -10,14 +10,13 @@ routing rules to agents who have not had them.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from leadflow_router.domain.availability import Usage
 from leadflow_router.domain.decisions import (
     Emit,
     Outcome,
+    Standing,
     assigned_event,
     fit_explanation,
     offer_next,
@@ -46,14 +45,7 @@ class Departure:
 
 
 def on_agent_left(
-    state: LeadState,
-    departure: Departure,
-    account: AccountSnapshot,
-    rotation: int,
-    now: datetime,
-    *,
-    counts: Mapping[str, int] | None = None,
-    usage: Mapping[str, Usage] | None = None,
+    state: LeadState, departure: Departure, account: AccountSnapshot, rotation: int | Standing, now: datetime
 ) -> Outcome:
     """The lead after `departure`: the agent's open offers withdrawn, its hold released."""
     offers: list[Offer] = []
@@ -71,13 +63,13 @@ def on_agent_left(
         offers.append(offer)
     withdrawn = state.evolve(offers=tuple(offers))
     if state.holder == departure.agent_id and state.share_id is None:
-        return _release(withdrawn, departure, (account, rotation, counts, usage), now, tuple(events))
+        return _release(withdrawn, departure, (account, rotation), now, tuple(events))
     if not events:
         return Outcome(state, (), f"{departure.describe()}; it had nothing of this lead's")
     if withdrawn.open_offers or state.status is not LeadStatus.OFFERED:
         return Outcome(withdrawn, tuple(events), f"{departure.describe()}; the race goes on without it")
     # The race lost its last open offer: on as if its deadline had passed (R9, R10, R3 then R5).
-    after = on_deadline(withdrawn.evolve(next_deadline=now), account, rotation, now, counts=counts, usage=usage)
+    after = on_deadline(withdrawn.evolve(next_deadline=now), account, rotation, now)
     explanation = fit_explanation(f"{departure.describe()}, so its offer was withdrawn; {after.explanation}")
     return replace(after, events=(*events, *after.events), explanation=explanation)
 
@@ -85,17 +77,16 @@ def on_agent_left(
 def _release(
     state: LeadState,
     departure: Departure,
-    # The account, its rotation's cursor and balanced counts, the agents' counted leads.
-    routing: tuple[AccountSnapshot, int, Mapping[str, int] | None, Mapping[str, Usage] | None],
+    routing: tuple[AccountSnapshot, int | Standing],  # the account, and where its rotation stands
     now: datetime,
     events: tuple[Emit, ...],
 ) -> Outcome:
-    account, rotation, counts, usage = routing
+    account, rotation = routing
     policy = account.departed_agent_leads
     cleared = state.evolve(holder=None, reason=None, next_deadline=None, direct_phase=False)
     if policy is DepartedLeads.REROUTE:
         gone = frozenset({departure.agent_id})
-        after = offer_next(cleared, account, rotation, now, exclude=gone, counts=counts, usage=usage)
+        after = offer_next(cleared, account, rotation, now, exclude=gone)
         explanation = fit_explanation(f"{departure.describe()}; its lead is routed again. {after.explanation}")
         return replace(after, events=(*events, *after.events), explanation=explanation)
     # The broker pool: roster position 1, or the next active agent when position 1 is the one leaving.
