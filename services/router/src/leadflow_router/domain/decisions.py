@@ -663,8 +663,10 @@ def on_deadline(
     a claimed lead left idle goes on to the next agent (its rule's idle reassignment)."""
     if state.next_deadline is None or now < state.next_deadline:
         return Outcome(state, (), "not due")
-    if state.status is LeadStatus.ASSIGNED:
+    if state.status is LeadStatus.ASSIGNED and state.reason is AssignmentReason.CLAIMED:
         return on_idle(state, account, rotation, now)
+    if state.status is LeadStatus.ASSIGNED:  # held, and no idle clock of its own: nothing to do, ever
+        return Outcome(state.evolve(next_deadline=None), (), "held: no deadline")
     events: list[Emit] = []
     offers = []
     for offer in state.offers:
