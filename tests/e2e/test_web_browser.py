@@ -395,7 +395,7 @@ async def test_turning_round_robin_off_in_settings_sends_the_next_lead_to_roster
 
         await page.get_by_role("link", name="Settings").click()
         await page.get_by_label("Round robin", exact=False).first.uncheck()
-        await page.get_by_role("button", name="Save routing").click()
+        await page.get_by_role("button", name="Save routing", exact=True).click()
         await expect(page.get_by_role("status")).to_contain_text("Round robin off")
         await expect(page.get_by_label("Round robin", exact=False).first).not_to_be_checked()
         await shot(page, "settings")

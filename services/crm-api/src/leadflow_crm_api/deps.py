@@ -10,9 +10,11 @@ from pydantic import StringConstraints
 from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_crm_api.adapters.leads import ScopedLeads
+from leadflow_crm_api.adapters.router_api import RouterApi
 from leadflow_crm_api.adapters.tokens import TokenVerifier
 from leadflow_crm_api.domain.principal import Principal
 from leadflow_crm_api.errors import Unauthenticated
+from leadflow_crm_api.settings import CrmApiSettings
 from leadflow_crm_api.use_cases.leads import account_leads
 from leadflow_shared.kafka import PublishRaw
 from leadflow_shared.mongo import Document
@@ -72,6 +74,15 @@ async def _commands(request: Request) -> PublishRaw:
 
 
 Commands = Annotated[PublishRaw, Depends(_commands)]
+
+
+async def _router_api(request: Request) -> RouterApi:
+    """The router's internal HTTP API (CRM_API_ROUTER_URL): routing decisions, the dry-run, who is next."""
+    settings: CrmApiSettings = request.app.state.runtime.settings
+    return RouterApi(settings.router_url)
+
+
+Router = Annotated[RouterApi, Depends(_router_api)]
 
 
 async def _digest_default_hour(request: Request) -> int:

@@ -49,7 +49,7 @@ class CrmApiSettings(ServiceSettings):
     # Request bodies beyond this are refused with 413 (bodies.py); the largest real one, a roster of
     # 10,000 agent ids, is about 700 KB.
     max_body_bytes: int = Field(default=1024 * 1024, ge=64 * 1024, le=16 * 1024 * 1024)
-    # The router's internal HTTP address: "who is next" asks it (GET /internal/v1/.../next-up).
+    # The router's internal HTTP address: "who is next", a lead's routing decisions and the dry-run ask it.
     router_url: str = "http://127.0.0.1:8002"
     # Verifies the notifier's one-click accept links (the same secret as NOTIFIER_OFFER_LINK_KEY).
     offer_link_key: SecretStr | None = None

@@ -19,6 +19,7 @@ from leadflow_crm_api.routes import (
     offer_links,
     offices,
     people,
+    routing_info,
     sharing,
 )
 from leadflow_crm_api.routes import settings as account_settings
@@ -29,7 +30,8 @@ def install(app: FastAPI, *, max_body_bytes: int) -> None:
     install_problem_handlers(app, realm="leadflow-crm-api")
     install_openapi(app)  # schema names without the module paths a clash with a shared model adds
     app.add_middleware(BodyGuard, limits=BodyLimits(max_bytes=max_body_bytes))
-    for module in (sharing, account_settings, offices, distribution, people, offer_links, lead_work, next_up, erasures):
+    pieces = (sharing, account_settings, offices, distribution, people, offer_links, lead_work, next_up, routing_info)
+    for module in (*pieces, erasures):
         app.include_router(module.router)
     web_app.install(app)  # after the API's error handlers: under /app, errors become pages
     app.include_router(leads.router)

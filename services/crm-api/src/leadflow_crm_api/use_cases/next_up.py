@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import httpx
 from fastapi import Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from leadflow_crm_api.adapters.leads import agent_names
+from leadflow_crm_api.adapters.router_api import RouterApi
 from leadflow_crm_api.adapters.settings import AccountSettings
 from leadflow_crm_api.deps import Caller, Db, Id
-from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound, Unavailable
+from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound
 
 
 class NextAgent(BaseModel):
@@ -86,15 +86,6 @@ async def who_is_next(
 
 
 async def _ask_router(request: Request, account_id: str, source: str) -> dict[str, Any]:
-    url = f"{request.app.state.runtime.settings.router_url.rstrip('/')}/internal/v1/accounts/{account_id}/next-up"
-    try:
-        async with httpx.AsyncClient(timeout=5) as client:
-            response = await client.get(url, params={"source": source})
-    except httpx.HTTPError as exc:
-        raise Unavailable("The router did not answer; try again.") from exc
-    if response.status_code == 404:
-        raise NotFound("No such account for routing.")
-    if response.status_code != 200:
-        raise Unavailable("The router did not answer; try again.")
-    answer: dict[str, Any] = response.json()
-    return answer
+    router = RouterApi(request.app.state.runtime.settings.router_url)
+    path = f"/internal/v1/accounts/{account_id}/next-up"
+    return await router.get(path, params={"source": source}, missing="No such account for routing.")

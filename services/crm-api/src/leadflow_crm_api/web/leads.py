@@ -14,15 +14,18 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
 from leadflow_crm_api.adapters.leads import ScopedLeads
+from leadflow_crm_api.adapters.router_api import RouterApi
 from leadflow_crm_api.adapters.settings import AccountSettings
 from leadflow_crm_api.api import ActivityCreate
 from leadflow_crm_api.domain.principal import Principal
+from leadflow_crm_api.domain.routing_info import LeadRouting
 from leadflow_crm_api.domain.sharing import InvitationStatus
 from leadflow_crm_api.domain.views import LeadQuery, LeadSort, LeadStatus, LeadTab
 from leadflow_crm_api.errors import CrmApiError, NotFound
 from leadflow_crm_api.problems import reason_of
 from leadflow_crm_api.use_cases import leads as leads_uc
 from leadflow_crm_api.use_cases import offices as offices_uc
+from leadflow_crm_api.use_cases import routing_info as routing_uc
 from leadflow_crm_api.use_cases import sharing as sharing_uc
 from leadflow_crm_api.web.common import (
     PREFIX,
@@ -33,9 +36,11 @@ from leadflow_crm_api.web.common import (
     posted,
     redirect,
     render,
+    settings_of,
 )
 
 PAGE_SIZE = 50
+PAGE_ROUTER_TIMEOUT = 2.0  # seconds: a router that hangs delays a broker's lead page by at most this
 ACTIONS = ("accept", "note", "call", "email", "sms", "task")
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -195,10 +200,12 @@ async def _lead(
     mine = [o for o in lead.open_offers if o.agent_id == caller.sub]
     offices: list[Any] = []  # Brokerkit's Reassign: the organisation's other offices (its brokers and admins)
     agents: list[dict[str, Any]] = []  # whom a broker can assign the lead to (T4)
+    routing: LeadRouting | str | None = None  # "Routing info": the decisions, or why they cannot be shown now
     if caller.sees_whole_account and caller.account_id == account_id:
         listed = await offices_uc.list_offices(account_id, caller, db_of(request))
         offices = [o for o in listed.items if not o.current]
         agents = await _active_agents(request, account_id)
+        routing = await _routing_info(request, caller, leads, account_id, lead_id)
     return render(
         request,
         "lead.html",
@@ -215,7 +222,19 @@ async def _lead(
         request_id=uuid.uuid4().hex,
         live=f"{PREFIX}/accounts/{account_id}/leads/{lead_id}/live?{urlencode({'since': since})}",
         actions=ACTIONS,
+        routing=routing,
     )
+
+
+async def _routing_info(
+    request: Request, caller: Principal, leads: ScopedLeads, account_id: str, lead_id: str
+) -> LeadRouting | str:
+    """The lead's routing decisions (the JSON API's use case); a router not answering is a notice, not an error."""
+    router = RouterApi(settings_of(request).router_url, timeout=PAGE_ROUTER_TIMEOUT)
+    try:
+        return await routing_uc.lead_routing(account_id, leads, caller, db_of(request), router, lead_id)
+    except CrmApiError as exc:  # the router down (503) or refusing: the lead page still shows
+        return exc.detail
 
 
 @router.post("/accounts/{account_id}/leads/{lead_id}/actions")

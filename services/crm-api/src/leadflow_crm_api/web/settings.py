@@ -13,18 +13,32 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
+from leadflow_crm_api.adapters.router_api import RouterApi
 from leadflow_crm_api.adapters.settings import AccountSettings
 from leadflow_crm_api.bodies import JSON_BOUNDS
 from leadflow_crm_api.domain.principal import Principal
+from leadflow_crm_api.domain.routing_info import DryRunAnswer, DryRunLead, DryRunRequest
 from leadflow_crm_api.domain.rules_and_availability import RoutingRules, stored_rules
 from leadflow_crm_api.domain.settings import LeadSource, LeadSources, PauseSchedule, RoundRobinApproval, RoutingSettings
-from leadflow_crm_api.errors import NotFound, VersionConflict
+from leadflow_crm_api.errors import InvalidRequest, NotFound, Unavailable, VersionConflict
 from leadflow_crm_api.problems import location_name, reason_of
+from leadflow_crm_api.use_cases import routing_info as routing_uc
 from leadflow_crm_api.use_cases import rules_and_availability as rules_uc
 from leadflow_crm_api.use_cases import settings as settings_uc
-from leadflow_crm_api.web.common import PREFIX, caller_of, checked_form, db_of, field_errors, path_id, redirect, render
+from leadflow_crm_api.web.common import (
+    PREFIX,
+    caller_of,
+    checked_form,
+    db_of,
+    field_errors,
+    path_id,
+    redirect,
+    render,
+    settings_of,
+)
 from leadflow_crm_api.web.rule_summaries import criteria_summary, rules_json, steps_summary
 from leadflow_shared.events.commands import DepartedLeads
+from leadflow_shared.events.criteria import LeadIntent
 from leadflow_shared.json_bodies import NotStrictJson, parse_strict_json
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -42,6 +56,8 @@ async def _page(
     errors: dict[str, str] | None = None,
     form: str = "",
     rules_text: str | None = None,
+    tested: DryRunAnswer | None = None,
+    test_values: dict[str, str] | None = None,
 ) -> HTMLResponse:
     account = settings_uc.admin_settings(account_id, caller, db_of(request))
     routing = await settings_uc.get_routing(account)
@@ -72,6 +88,9 @@ async def _page(
         default_action=steps_summary(rules.default),
         rules_readable=stored_rules(await account.account() or {}).readable,
         rules_text=rules_json(rules) if rules_text is None else rules_text,
+        intents=[i.value for i in LeadIntent],
+        tested=tested,
+        test_values=test_values or {},
     )
 
 
@@ -199,7 +218,7 @@ async def save_routing_rules(request: Request, account_id: str) -> Response:
     try:
         saved = await rules_uc.put_routing_rules(scope, _rule_set(text, fields.get("version", "")))
     except NotStrictJson as exc:
-        status, refused = 422, "; ".join(f"{location_name(v.loc) or 'rule set'}: {v.reason}" for v in exc.violations)
+        status, refused = 422, _json_refusal(exc)
     except (ValidationError, RequestValidationError) as exc:
         status, refused = 422, _rule_errors(exc)
     except VersionConflict as exc:
@@ -209,3 +228,86 @@ async def save_routing_rules(request: Request, account_id: str) -> Response:
         return redirect(f"{PREFIX}/accounts/{account_id}/settings", request=request, flash=flash)
     errors = {"rules.rules": refused}
     return await _page(request, caller, account_id, status=status, errors=errors, form="rules", rules_text=text)
+
+
+# "Test a lead" (issue 15, item 7): the dry-run of the JSON API, from the routing rules form's fields
+
+# Where a refusal of the lead is shown: the longest matching location wins.
+TEST_FIELDS = {
+    ("source",): "test_source",
+    ("criteria", "intent"): "test_intent",
+    ("criteria", "price"): "test_price_min",
+    ("criteria", "price", "max"): "test_price_max",
+    ("criteria", "place"): "test_city",
+    ("criteria", "tags"): "test_tags",
+}
+
+
+def _test_lead(fields: dict[str, str]) -> DryRunLead:
+    """The form's few fields as a website form's lead: source, intent, price range, city, tags."""
+    criteria: dict[str, Any] = {"tags": [t.strip() for t in fields.get("test_tags", "").split(",") if t.strip()]}
+    if intent := fields.get("test_intent", ""):
+        criteria["intent"] = intent
+    price = {end: fields.get(f"test_price_{end}", "").strip().replace(",", "").lstrip("$") for end in ("min", "max")}
+    if price := {end: value for end, value in price.items() if value}:
+        criteria["price"] = price
+    if city := fields.get("test_city", "").strip():
+        criteria["place"] = {"city": city}
+    return DryRunLead.model_validate(
+        {"first_name": "Test", "source": fields.get("test_source", "").strip() or "Website", "criteria": criteria}
+    )
+
+
+def _test_errors(exc: ValidationError | RequestValidationError) -> dict[str, str]:
+    """The refusals by form field: the draft's beside the text area, the lead's beside its field."""
+    errors: dict[str, str] = {}
+    for error in exc.errors():
+        where = tuple(p for p in error["loc"] if p not in {"body", "lead"})
+        if where[:1] == ("rules",):
+            name = "rules.rules"
+            reason = f"{location_name(list(where[1:])) or 'rule set'}: {reason_of(error)}"
+        else:
+            key = next((k for k in sorted(TEST_FIELDS, key=len, reverse=True) if where[: len(k)] == k), ("source",))
+            name, reason = f"test.{TEST_FIELDS[key]}", reason_of(error)
+        errors.setdefault(name, reason)
+    return errors
+
+
+def _json_refusal(exc: NotStrictJson) -> str:
+    return "; ".join(f"{location_name(v.loc) or 'rule set'}: {v.reason}" for v in exc.violations)
+
+
+@router.post("/accounts/{account_id}/settings/routing-rules/dry-run")
+async def test_a_lead(request: Request, account_id: str) -> Response:
+    """How a lead with the form's fields would be routed now by the saved rules or the draft in the text area,
+    changing nothing; the page again with the decision (or why not), the text area as it was sent."""
+    caller, token = caller_of(request)
+    account_id = path_id(account_id)
+    fields = await checked_form(request, token)
+    text, status, errors, tested = fields.get("rules", ""), 200, {}, None
+    try:
+        draft = _rule_set(text, "0") if fields.get("test_use") == "draft" else None
+    except NotStrictJson as exc:
+        status, errors, draft = 422, {"rules.rules": _json_refusal(exc)}, None
+    except ValidationError as exc:
+        status, errors, draft = 422, {"rules.rules": _rule_errors(exc)}, None
+    if not errors:
+        status, errors, tested = await _tested(request, caller, account_id, fields, draft)
+    return await _page(
+        request, caller, account_id, status=status, errors=errors, form="test", rules_text=text,
+        tested=tested, test_values=fields,
+    )  # fmt: skip
+
+
+async def _tested(
+    request: Request, caller: Principal, account_id: str, fields: dict[str, str], draft: RoutingRules | None
+) -> tuple[int, dict[str, str], DryRunAnswer | None]:
+    """The dry-run's answer, or the status and the refusals by form field."""
+    router_api = RouterApi(settings_of(request).router_url)
+    try:
+        body = DryRunRequest(lead=_test_lead(fields), rules=draft)
+        return 200, {}, await routing_uc.dry_run(account_id, caller, db_of(request), router_api, body)
+    except (ValidationError, RequestValidationError) as exc:
+        return 422, _test_errors(exc), None
+    except (Unavailable, NotFound, InvalidRequest) as exc:  # the router down, or refusing: said beside the form
+        return exc.status, {"test.answer": exc.detail}, None

@@ -1,0 +1,63 @@
+"""The router's internal HTTP API (decision 0038), as crm-api calls it: "who is next", a lead's routing
+decisions and the dry-run (issue 15). The router owns rotation and eligibility, so crm-api asks it.
+
+Its answers become crm-api's errors here: no answer or a 5xx is `Unavailable` (503), a 404 `NotFound` with
+the caller's words, a 422 `InvalidRequest` with the router's reasons (it names agents and rules, never a
+contact's details).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from leadflow_crm_api.errors import InvalidRequest, NotFound, Unavailable
+
+TIMEOUT_SECONDS = 5.0
+NO_ANSWER = "The router did not answer; try again."
+
+
+class RouterApi:
+    """One call per request, each on a client of its own (the calls are rare: a person asking)."""
+
+    def __init__(self, base_url: str, *, timeout: float = TIMEOUT_SECONDS) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    async def get(self, path: str, *, missing: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+        return await self._call("GET", path, missing=missing, params=params)
+
+    async def post(self, path: str, body: dict[str, Any], *, missing: str) -> dict[str, Any]:
+        return await self._call("POST", path, missing=missing, json=body)
+
+    async def _call(self, method: str, path: str, *, missing: str, **sent: Any) -> dict[str, Any]:
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout) as client:
+                response = await client.request(method, f"{self.base_url}{path}", **sent)
+        except httpx.HTTPError as exc:
+            raise Unavailable(NO_ANSWER) from exc
+        if response.status_code == 404:
+            raise NotFound(missing)
+        if response.status_code == 422:
+            raise InvalidRequest(_reasons(response))
+        if response.status_code != 200:
+            raise Unavailable(NO_ANSWER)
+        try:
+            answer = response.json()
+        except ValueError as exc:
+            raise Unavailable(NO_ANSWER) from exc
+        if not isinstance(answer, dict):
+            raise Unavailable(NO_ANSWER)
+        return answer
+
+
+def _reasons(response: httpx.Response) -> str:
+    """The router's reasons for a 422 when they are its own (a list of sentences), else a generic one."""
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    if isinstance(detail, list) and detail and all(isinstance(d, str) for d in detail):
+        return "; ".join(detail[:10])
+    return "The router refused the request."

@@ -1,0 +1,455 @@
+"""crm-api's "why this agent" and dry-run (issue 15, items 6-7) against a real router: the router's use cases
+on the MongoDB-wire server behind its own internal HTTP app, served on a free port by the services' HTTP
+server, and crm-api's use cases calling it over HTTP as they do in production (`RouterApi`). crm-api's
+views are the router's events projected as its consumer projects them.
+
+What is checked: the decisions come back with the agents' names, oldest first; who may ask (brokers and
+admins of the lead's account); a lead the router never routed has none; the router down or answering
+nonsense is a 503, never a 500; a dry-run decides by the saved rules, a draft or a past lead and changes
+nothing (every collection compared, nothing published); a draft naming agents off the roster is a 422
+naming the rule, before and at the router.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+import uvicorn
+from crm_rows import assigned_row
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from router_harness import Router, router_on
+
+from leadflow_crm_api.adapters.leads import CRM_LEADS, LeadViews, ensure_indexes
+from leadflow_crm_api.adapters.router_api import RouterApi
+from leadflow_crm_api.bootstrap import create_app
+from leadflow_crm_api.domain.principal import Principal, Role
+from leadflow_crm_api.domain.routing_info import DryRunLead, DryRunRequest, LeadRouting
+from leadflow_crm_api.domain.rules_and_availability import RoutingRules
+from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound, Unavailable
+from leadflow_crm_api.handlers import project
+from leadflow_crm_api.settings import CrmApiSettings
+from leadflow_crm_api.use_cases import routing_info as uc
+from leadflow_crm_api.use_cases.leads import account_leads
+from leadflow_devstack.processes import free_port
+from leadflow_devstack.testing import eventually
+from leadflow_router.entrypoints.http import install
+from leadflow_shared import http
+from leadflow_shared.events.criteria import LeadCriteria
+from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+
+Db = AsyncDatabase[dict[str, Any]]
+NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+ACCOUNT, OTHER = "oak", "elm"
+BROKER, ADMIN = Principal("oak-boss", Role.BROKER, ACCOUNT), Principal("oak-admin", Role.ADMIN, ACCOUNT)
+OUTSIDER = Principal("elm-boss", Role.BROKER, OTHER)
+NAMES = {"oak-boss": "Olive Boss", "villa1": "Vera Villa", "villa2": "Vic Villa", "let1": "Lena Let", "gen": "Gus Gen"}
+RULES = {
+    "rules": [
+        {"id": "villas", "name": "Villas", "criteria": {"price_min": 1_000_000},
+         "action": {"kind": "rotation", "agents": ["villa1", "villa2"], "claim_window_seconds": 300}},
+        {"id": "lettings", "name": "Lettings", "criteria": {"intents": ["rent"]},
+         "action": {"kind": "agent", "agent_id": "let1"}},
+    ]
+}  # fmt: skip
+
+
+def config() -> dict[str, Any]:
+    def account(account_id: str, names: dict[str, str], **more: Any) -> dict[str, Any]:
+        agents = [{"agent_id": a, "name": n, "email": f"{a}@{account_id}.example"} for a, n in names.items()]
+        return {"account_id": account_id, "name": account_id.title(), "round_robin": True, "agents": agents,
+                "roster": list(names), **more}  # fmt: skip
+
+    return {"accounts": [account(ACCOUNT, NAMES, routing_rules=RULES), account(OTHER, {"elm-boss": "Eli"})]}
+
+
+def received(n: int, account_id: str = ACCOUNT, **criteria: Any) -> LeadReceived:
+    payload = LeadReceivedPayload(
+        contact=Contact(first_name="Lead", email=f"lead{n}-{uuid.uuid4().hex[:6]}@example.com"),
+        source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
+        criteria=LeadCriteria.model_validate(criteria) if criteria else None,
+    )
+    return LeadReceived.create(account_id=account_id, payload=payload, occurred_at=NOW)
+
+
+class Served:
+    """An app on a local port by the server the services run (shared.http.QuietServer); stopped and started
+    again on the same port, it is a service that went down and came back."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app, self.port = app, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server: http.QuietServer | None = None
+        self._serving: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_config=None, http="h11")
+        server = self._server = http.QuietServer(config)
+        self._serving = asyncio.create_task(server.serve())
+        await eventually(lambda: server.started, timeout=10, what="the server to start")
+
+    async def stop(self) -> None:
+        if self._server is not None and self._serving is not None:
+            self._server.should_exit = True
+            await asyncio.wait_for(self._serving, timeout=10)
+        self._server = self._serving = None
+
+
+@asynccontextmanager
+async def served(app: FastAPI) -> AsyncIterator[Served]:
+    server = Served(app)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+class World:
+    """The router (its service, its HTTP app served) and crm-api's side on the same database."""
+
+    def __init__(self, router: Router, crm_db: Db, server: Served, mongo_url: str) -> None:
+        self.router, self.db, self.server, self.mongo_url = router, crm_db, server, mongo_url
+        self.api = RouterApi(server.url)
+
+    async def route(self, *leads: LeadReceived) -> None:
+        """Route the leads and project what the router published into crm-api's views."""
+        await self.router.service.on_leads_received(list(leads))
+        await self.project()
+
+    async def project(self) -> None:
+        for _, event in self.router.published.events():
+            await project(event, views=LeadViews(self.db))
+        self.router.published.clear()
+
+    async def routing(self, lead_id: str, caller: Principal = BROKER, account_id: str = ACCOUNT) -> LeadRouting:
+        leads = account_leads(caller, self.db, account_id)
+        return await uc.lead_routing(account_id, leads, caller, self.db, self.api, lead_id)
+
+    async def dry_run(self, caller: Principal = BROKER, account_id: str = ACCOUNT, **body: Any) -> Any:
+        return await uc.dry_run(account_id, caller, self.db, self.api, DryRunRequest.model_validate(body))
+
+    async def everything(self) -> dict[str, list[dict[str, Any]]]:
+        names = sorted(await self.db.list_collection_names())
+        return {name: [d async for d in self.db[name].find({}).sort("_id", 1)] for name in names}
+
+
+@asynccontextmanager
+async def world_on(mongo_url: str) -> AsyncIterator[World]:
+    async with router_on(mongo_url, config(), now=NOW) as router:
+        app = FastAPI()
+        install(app, lambda: router.service)
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+        try:
+            crm_db = client[router.db.name]
+            await ensure_indexes(crm_db)
+            async with served(app) as server:
+                yield World(router, crm_db, server, mongo_url)
+        finally:
+            await client.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def world(mongo_url: str) -> AsyncIterator[World]:
+    async with world_on(mongo_url) as world:
+        yield world
+
+
+async def test_a_lead_s_decisions_come_with_the_agents_names_oldest_first(world: World) -> None:
+    lead = received(1, price={"min": 2_000_000})
+    await world.route(lead)
+    world.router.clock.advance(301_000)  # nobody claimed: the rule's next agent
+    await world.router.service.sweep_once()
+    await world.project()
+
+    for caller in (BROKER, ADMIN):
+        got = await world.routing(str(lead.event_id), caller)
+        assert got.lead_id == str(lead.event_id)
+        offered, reoffered = got.decisions
+        assert offered.at <= reoffered.at
+        assert (offered.rule_id, offered.rule_name) == ("villas", "Villas")
+        assert [(r.rule_id, r.matched) for r in offered.rules] == [("villas", True)]
+        assert [(a.agent_id, a.name) for a in offered.chosen] == [("villa1", "Vera Villa")]
+        assert [(a.agent_id, a.name) for a in offered.waiting] == [("villa2", "Vic Villa")]
+        assert offered.rotation is not None
+        assert (offered.rotation.kind, offered.rotation.mode) == ("rule", "round_robin")
+        assert [(a.agent_id, a.name) for a in reoffered.chosen] == [("villa2", "Vic Villa")]
+        assert [(s.agent_id, s.name, s.reason) for s in reoffered.skipped] == [
+            ("villa1", "Vera Villa", "had the lead already")
+        ]
+
+    rental = received(2, intent="rent")
+    await world.route(rental)
+    [decision] = (await world.routing(str(rental.event_id))).decisions
+    assert [(r.rule_id, r.matched, r.why_not is not None) for r in decision.rules] == [
+        ("villas", False, True),
+        ("lettings", True, False),
+    ]
+    assert [(a.agent_id, a.name) for a in decision.chosen] == [("let1", "Lena Let")]
+
+
+async def test_routing_info_is_for_the_brokers_and_admins_of_the_lead_s_account(world: World) -> None:
+    lead, theirs = received(3, price={"min": 2_000_000}), received(4, OTHER)
+    await world.route(lead, theirs)
+    offered_to = Principal("villa1", Role.REALTOR, ACCOUNT)  # sees the lead (offered to it), not its routing
+    assert await account_leads(offered_to, world.db, ACCOUNT).get(str(lead.event_id)) is not None
+    with pytest.raises(Forbidden, match="brokers and admins"):
+        await world.routing(str(lead.event_id), offered_to)
+    with pytest.raises(Forbidden):  # another account's broker: refused before any lead is looked at
+        await world.routing(str(lead.event_id), OUTSIDER)
+    with pytest.raises(NotFound):  # another account's lead named under one's own account: no such lead
+        await world.routing(str(theirs.event_id))
+    with pytest.raises(NotFound):
+        await world.routing(str(uuid.uuid4()))
+    assert (await world.routing(str(theirs.event_id), OUTSIDER, OTHER)).decisions, "its own broker sees it"
+
+
+async def test_a_lead_the_router_never_routed_has_no_decisions(world: World) -> None:
+    row = assigned_row(ACCOUNT, "gen", Contact(first_name="Imported", email="imported@example.com"), minutes_ago=5)
+    await world.db[CRM_LEADS].insert_one(row)
+    assert (await world.routing(row["_id"])).decisions == []
+
+
+async def test_a_dry_run_decides_by_the_saved_rules_a_draft_or_a_past_lead_and_changes_nothing(world: World) -> None:
+    past = received(5, intent="rent")
+    await world.route(past)
+    before = await world.everything()
+
+    villa = {
+        "first_name": "Val",
+        "email": "Val@Example.com",
+        "source": "Website",
+        "criteria": {"price": {"min": 3_000_000}},
+    }
+    saved = await world.dry_run(lead=villa)
+    assert (saved.status, saved.decision.rule_id) == ("offered", "villas")
+    assert [(a.agent_id, a.name) for a in saved.offered_to] == [("villa1", "Vera Villa")]
+    assert saved.decision.chosen == saved.offered_to
+    again = await world.dry_run(lead=villa)
+    assert again.offered_to == saved.offered_to, "the rotation did not move"
+
+    draft = {"rules": [{"id": "all", "name": "All", "action": {"kind": "agent", "agent_id": "gen"}}]}
+    drafted = await world.dry_run(lead=villa, rules=draft)
+    assert (drafted.decision.rule_id, [a.name for a in drafted.offered_to]) == ("all", ["Gus Gen"])
+    by_id = await world.dry_run(lead_id=str(past.event_id))
+    assert (by_id.decision.rule_id, [a.agent_id for a in by_id.offered_to]) == ("lettings", ["let1"])
+    tagged = await world.dry_run(lead={"criteria": {"tags": ["  VIP "], "place": {"state": "tx"}}})
+    assert tagged.decision.rule_id is None, "no rule matched: the source's rotation"
+
+    assert await world.everything() == before, "nothing was written"
+    assert world.router.published.records == [], "nothing was published: no offer, no email"
+
+
+async def test_a_dry_run_refuses_what_it_cannot_decide(world: World) -> None:
+    ghost = {
+        "rules": [
+            {"id": "ok", "name": "OK", "action": {"kind": "agent", "agent_id": "gen"}},
+            {"id": "x", "name": "X", "action": {"kind": "rotation", "agents": ["gen", "ghost"]}},
+        ]
+    }
+    with pytest.raises(RequestValidationError) as refused:
+        await world.dry_run(lead={}, rules=ghost)
+    assert [(e["loc"], e["msg"]) for e in refused.value.errors()] == [
+        (("body", "rules", "rules", 1), "rule 'x': agents not on the roster: ['ghost']")
+    ]
+    # The router checks too (a roster changed between the two checks): its reasons, as a 422.
+    sent = {"lead": DryRunLead().summary().model_dump(mode="json"), "rules": ghost}
+    with pytest.raises(InvalidRequest, match=r"rule 'x': agents not on the roster: \['ghost'\]"):
+        await world.api.post(f"/internal/v1/accounts/{ACCOUNT}/routing/dry-run", sent, missing="none")
+
+    with pytest.raises(NotFound):
+        await world.dry_run(lead_id=str(uuid.uuid4()))
+    with pytest.raises(Forbidden):
+        await world.dry_run(Principal("gen", Role.REALTOR, ACCOUNT), lead={})
+    with pytest.raises(Forbidden):
+        await world.dry_run(OUTSIDER, lead={})
+    with pytest.raises(NotFound):  # its own broker, an account the views have no document of
+        await world.dry_run(Principal("b", Role.BROKER, "nowhere"), "nowhere", lead={})
+
+
+def broken_router(answer: Callable[[], Any]) -> FastAPI:
+    app = FastAPI()
+
+    @app.api_route("/internal/v1/{path:path}", methods=["GET", "POST"])
+    async def anything(path: str) -> Any:
+        del path
+        return answer()
+
+    return app
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        lambda: PlainTextResponse("overloaded", status_code=503),
+        lambda: PlainTextResponse("not json"),
+        lambda: JSONResponse(["a", "list"]),
+        lambda: JSONResponse({"decisions": [{"at": "yesterday"}], "decision": {"step": 1}, "status": "offered"}),
+    ],
+    ids=["5xx", "not JSON", "not an object", "not decisions"],
+)
+async def test_a_router_that_does_not_answer_properly_is_a_503(world: World, answer: Callable[[], Any]) -> None:
+    lead = received(6)
+    await world.route(lead)
+    async with served(broken_router(answer)) as broken:
+        world.api = RouterApi(broken.url)
+        with pytest.raises(Unavailable):
+            await world.routing(str(lead.event_id))
+        with pytest.raises(Unavailable):
+            await world.dry_run(lead={})
+
+
+async def test_a_router_that_is_down_is_a_503(world: World) -> None:
+    lead = received(7)
+    await world.route(lead)
+    world.api = RouterApi(f"http://127.0.0.1:{free_port()}", timeout=2)
+    with pytest.raises(Unavailable, match="did not answer"):
+        await world.routing(str(lead.event_id))
+    with pytest.raises(Unavailable, match="did not answer"):
+        await world.dry_run(lead={}, rules=RoutingRules().model_dump())
+
+
+# The web app's pages: crm-api in-process (its own lifespan, on this module's Tansu and database). One app for
+# the module: stopping it waits for its consumer's fetch (5 s).
+
+CSRF = re.compile(r'name="csrf" value="([^"]*)"')
+
+
+class Site:
+    """crm-api's web app asking the world's router."""
+
+    def __init__(self, world: World, web: httpx.AsyncClient) -> None:
+        self.world, self.web = world, web
+
+    async def sign_in(self, user: str) -> httpx.AsyncClient:
+        """Signed in as `user` ("account|id|role"), instead of whoever was."""
+        page = await self.web.get(f"/app/sign-in?account={user.split('|')[0]}")
+        signed = await self.web.post("/app/sign-in", data={"user": user, "csrf": csrf_of(page)})
+        assert signed.status_code == 303, signed.text
+        return self.web
+
+    @asynccontextmanager
+    async def router_down(self) -> AsyncIterator[None]:
+        await self.world.server.stop()
+        try:
+            yield
+        finally:
+            await self.world.server.start()
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def site(mongo_url: str, kafka_bootstrap: str) -> AsyncIterator[Site]:
+    async with world_on(mongo_url) as world:
+        settings = CrmApiSettings.model_validate(
+            {"kafka": {"bootstrap_servers": kafka_bootstrap, "producer_idempotence": False},
+             "mongo": {"url": mongo_url, "database": world.db.name}, "router_url": world.server.url,
+             "consumer_group": f"routing-info-{uuid.uuid4().hex[:8]}",
+             "web": {"dev_sign_in": True, "secure_cookies": False}}
+        )  # fmt: skip
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://crm", follow_redirects=False) as web:
+                yield Site(world, web)
+
+
+def csrf_of(page: httpx.Response) -> str:
+    found = CSRF.search(page.text)
+    assert found is not None, page.text[:500]
+    return found.group(1)
+
+
+def text_of(page: httpx.Response) -> str:
+    """The page's text without tags, spaces collapsed (what a reader sees)."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page.text)).split())
+
+
+async def test_the_lead_page_shows_routing_info_to_brokers_and_a_notice_when_the_router_is_down(site: Site) -> None:
+    lead = received(8, price={"min": 2_000_000})
+    await site.world.route(lead)
+    url = f"/app/accounts/{ACCOUNT}/leads/{lead.event_id}"
+    web = await site.sign_in(f"{ACCOUNT}|oak-boss|broker")
+    page = await web.get(url)
+    assert page.status_code == 200, page.text[:500]
+    shown = text_of(page)
+    assert "Routing info" in shown
+    assert "decided by rule Villas" in shown
+    assert "Rules tried Villas: matched" in shown
+    assert "Chosen Vera Villa villa1" in shown
+    assert "Waiting their turn Vic Villa villa2" in shown
+    assert "Rotation the rule's round robin, position" in shown
+
+    agent = await site.sign_in(f"{ACCOUNT}|villa1|realtor")
+    page = await agent.get(url)
+    assert page.status_code == 200
+    assert "Routing info" not in page.text, "a realtor's view does not name the other agents"
+
+    web = await site.sign_in(f"{ACCOUNT}|oak-admin|admin")
+    async with site.router_down():
+        page = await web.get(url)
+    assert page.status_code == 200, page.text[:500]
+    assert "Routing info cannot be shown now: The router did not answer; try again." in text_of(page)
+    assert 'class="decision"' not in page.text
+
+
+async def test_the_settings_page_tests_a_lead_by_the_saved_rules_or_the_draft(site: Site) -> None:
+    before = await site.world.everything()
+    url = f"/app/accounts/{ACCOUNT}/settings/routing-rules/dry-run"
+    draft = json.dumps({"rules": [{"id": "all", "name": "All", "action": {"kind": "agent", "agent_id": "gen"}}]})
+    web = await site.sign_in(f"{ACCOUNT}|oak-boss|broker")
+    page = await web.get(f"/app/accounts/{ACCOUNT}/settings")
+    assert "Test a lead" in text_of(page)
+    # A renter's lead below the villas' price: the Lettings rule, one agent (whatever the rotations did before).
+    form = {"csrf": csrf_of(page), "version": "0", "rules": draft, "test_source": "Website", "test_intent": "rent",
+            "test_price_min": "$1,500", "test_price_max": "2,000", "test_city": "Austin",
+            "test_tags": "VIP, cash"}  # fmt: skip
+
+    saved = await web.post(url, data=form | {"test_use": "saved"})
+    assert saved.status_code == 200, saved.text[:500]
+    assert "By the saved rules, this lead would be offered to Lena Let let1 ." in text_of(saved)
+    assert "decided by rule Lettings" in text_of(saved)
+    assert "Villas: not matched (" in text_of(saved)
+    assert 'value="$1,500"' in saved.text, "what was typed is kept"
+    drafted = await web.post(url, data=form | {"test_use": "draft"})
+    assert "By the draft, this lead would be offered to Gus Gen gen ." in text_of(drafted)
+    assert "{&#34;rules&#34;: [{&#34;id&#34;: &#34;all&#34;" in drafted.text, "the draft is kept as typed"
+
+    not_json = await web.post(url, data=form | {"test_use": "draft", "rules": '{"rules": [,'})
+    assert not_json.status_code == 422
+    assert 'id="rules-rules-error"' in not_json.text
+    ghost = json.dumps({"rules": [{"id": "x", "name": "X", "action": {"kind": "agent", "agent_id": "ghost"}}]})
+    off_roster = await web.post(url, data=form | {"test_use": "draft", "rules": ghost})
+    assert off_roster.status_code == 422
+    assert "rules.0: rule 'x': agents not on the roster: ['ghost']" in text_of(off_roster)
+    bad_price = await web.post(url, data=form | {"test_use": "saved", "test_price_max": "1000"})
+    assert bad_price.status_code == 422
+    assert re.search(r'id="test-test_price_min-error" role="alert">Value error, min is above max<', bad_price.text)
+    bad_intent = await web.post(url, data=form | {"test_intent": "lease"})
+    assert bad_intent.status_code == 422
+    assert 'id="test-test_intent-error"' in bad_intent.text
+
+    async with site.router_down():
+        unanswered = await web.post(url, data=form | {"test_use": "saved"})
+    assert unanswered.status_code == 503
+    assert 'id="test-answer-error" role="alert">The router did not answer; try again.<' in unanswered.text
+
+    agent = await site.sign_in(f"{ACCOUNT}|villa1|realtor")
+    refused = await agent.post(url, data=form | {"csrf": csrf_of(await agent.get("/app/my/leads"))})
+    assert refused.status_code == 403
+    assert await site.world.everything() == before, "testing a lead changed nothing"
