@@ -219,6 +219,14 @@ async def lost_offer(
     return (LeadRow.from_doc(row), entries) if entries else None
 
 
+async def ask_back_refusals(db: AsyncDatabase[dict[str, Any]], lead_id: str, agent_id: str) -> list[TimelineEntry]:
+    """The router's refusals of the agent's asks for a missed offer of the lead (issue 15), oldest first."""
+    names = await active_names(db)
+    query = {"lead_id": lead_id, "agent_id": agent_id, "type": "ActivityLogged", "action": "ask_back"}
+    cursor = db[names.timeline].find(query).sort([("occurred_ms", ASCENDING), ("_id", ASCENDING)])
+    return [TimelineEntry.from_doc(e) async for e in cursor]
+
+
 async def agent_names(db: AsyncDatabase[dict[str, Any]], agent_ids: set[str]) -> dict[str, str]:
     """Agent id -> name, for the ids that are agents (names change: read, never copied into rows)."""
     ids = sorted(i for i in agent_ids if i)

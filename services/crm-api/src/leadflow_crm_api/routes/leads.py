@@ -11,6 +11,8 @@ from leadflow_crm_api.api import ActivityAccepted, ActivityCreate, LeadDetail, L
 from leadflow_crm_api.deps import AccountLeads, Caller, Db, Id, Text
 from leadflow_crm_api.domain.views import MAX_CURSOR_LENGTH, LeadQuery, LeadSort, LeadStatus, LeadTab
 from leadflow_crm_api.use_cases import leads as leads_uc
+from leadflow_crm_api.use_cases.ask_back import AskedBack
+from leadflow_crm_api.use_cases.ask_back import ask_back as ask_back_uc
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.kafka import PublishRaw
 
@@ -96,3 +98,17 @@ async def act_on_lead(
 
     The answer says whether it can claim; an `accept` that cannot is refused (409) and nothing is written."""
     return await leads_uc.act_on_lead(leads, caller, db, lead_id, body, activities)
+
+
+@router.post(
+    "/v1/accounts/{account_id}/leads/{lead_id}/ask-back",
+    tags=["brokerage CRM", "realtor CRM"],
+    status_code=status.HTTP_202_ACCEPTED,
+)
+async def ask_back(account_id: Id, caller: Caller, db: Db, lead_id: Id, activities: Activities) -> AskedBack:
+    """Ask again for a lead whose offer to you ended unclaimed (expired, declined or withdrawn): an `ask_back`
+    activity for the router, which offers you the lead again (joining the race if others still have theirs)
+    or logs why not on the lead's timeline (someone holds it, you are paused or at a cap...).
+
+    404 when you were never offered the lead; 409 while your offer is open or you hold the lead."""
+    return await ask_back_uc(account_id, caller, db, lead_id, activities)

@@ -12,7 +12,7 @@ from leadflow_crm_api.adapters.leads import ScopedLeads, agent_names, lost_offer
 from leadflow_crm_api.adapters.settings import AccountSettings
 from leadflow_crm_api.api import ActivityAccepted, ActivityCreate, LeadDetail, LeadPage, lead_detail, lead_public
 from leadflow_crm_api.domain.claims import ClaimAnswer, ClaimOutlook, claim_answer
-from leadflow_crm_api.domain.lead_row import LeadRow
+from leadflow_crm_api.domain.lead_row import LeadRow, TimelineEntry
 from leadflow_crm_api.domain.principal import Principal, Role
 from leadflow_crm_api.domain.views import (
     LeadQuery,
@@ -88,7 +88,11 @@ async def how_the_offer_ended(caller: Principal, db: Db, lead_id: str) -> str | 
     """For an agent who was offered a lead it no longer sees: how the offer ended and who holds the lead."""
     if (lost := await lost_offer(db, caller.account_id, lead_id, caller.sub)) is None:
         return None
-    row, entries = lost
+    return await offer_ended(caller, db, *lost)
+
+
+async def offer_ended(caller: Principal, db: Db, row: LeadRow, entries: list[TimelineEntry]) -> str | None:
+    """How the caller's offer of the lead `row` ended (`entries`: its offer entries, `lost_offer`'s)."""
     answer = claim_answer(
         row, entries, caller=caller.sub, claims=True, now=datetime.now(UTC), names=await _names(db, row)
     )

@@ -21,8 +21,9 @@ from leadflow_crm_api.domain.principal import Principal
 from leadflow_crm_api.domain.routing_info import LeadRouting
 from leadflow_crm_api.domain.sharing import InvitationStatus
 from leadflow_crm_api.domain.views import LeadQuery, LeadSort, LeadStatus, LeadTab
-from leadflow_crm_api.errors import CrmApiError, NotFound
+from leadflow_crm_api.errors import ClaimNotPossible, CrmApiError, NotFound
 from leadflow_crm_api.problems import reason_of
+from leadflow_crm_api.use_cases import ask_back as ask_back_uc
 from leadflow_crm_api.use_cases import leads as leads_uc
 from leadflow_crm_api.use_cases import offices as offices_uc
 from leadflow_crm_api.use_cases import routing_info as routing_uc
@@ -192,11 +193,12 @@ async def _lead(
     try:
         lead = await leads_uc.lead_view(leads, caller, db_of(request), lead_id)
     except NotFound:
-        if (how := await leads_uc.how_the_offer_ended(caller, db_of(request), lead_id)) is None:
+        if (lost := await ask_back_uc.lost_offer_notice(caller, db_of(request), lead_id)) is None:
             raise
         return render(
-            request, "error.html", status=410, caller=caller, title="This lead is no longer yours", detail=how
-        )
+            request, "lost_offer.html", status=410, caller=caller, title="This lead is no longer yours", lost=lost,
+            ask_back=f"{PREFIX}/accounts/{account_id}/leads/{lead_id}/ask-back",
+        )  # fmt: skip
     mine = [o for o in lead.open_offers if o.agent_id == caller.sub]
     offices: list[Any] = []  # Brokerkit's Reassign: the organisation's other offices (its brokers and admins)
     agents: list[dict[str, Any]] = []  # whom a broker can assign the lead to (T4)
@@ -265,6 +267,21 @@ async def act(request: Request, account_id: str, lead_id: str) -> Response:
     return redirect(
         f"{PREFIX}/accounts/{account_id}/leads/{lead_id}", flash=f"{done} {answer.detail}".strip(), request=request
     )
+
+
+@router.post("/accounts/{account_id}/leads/{lead_id}/ask-back")
+async def ask_back(request: Request, account_id: str, lead_id: str) -> Response:
+    """The "Ask for it back" button of a lead whose offer ended: back to the lead's page, which shows the lead
+    once the router offers it again, else how the offer ended and why asking was refused."""
+    caller, (account_id, lead_id), _ = await posted(request, account_id, lead_id)
+    page = f"{PREFIX}/accounts/{account_id}/leads/{lead_id}"
+    try:
+        asked = await ask_back_uc.ask_back(
+            account_id, caller, db_of(request), lead_id, request.app.state.publish_activity
+        )
+    except ClaimNotPossible as exc:  # its offer is open or it holds the lead: the lead's page shows it
+        return redirect(page, flash=exc.detail, request=request)
+    return redirect(page, flash=asked.detail, request=request)
 
 
 def _activity(form: dict[str, str]) -> dict[str, Any]:

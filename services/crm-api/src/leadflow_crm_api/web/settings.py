@@ -22,6 +22,7 @@ from leadflow_crm_api.domain.rules_and_availability import RoutingRules, stored_
 from leadflow_crm_api.domain.settings import LeadSource, LeadSources, PauseSchedule, RoundRobinApproval, RoutingSettings
 from leadflow_crm_api.errors import InvalidRequest, NotFound, Unavailable, VersionConflict
 from leadflow_crm_api.problems import location_name, reason_of
+from leadflow_crm_api.use_cases import next_up as next_up_uc
 from leadflow_crm_api.use_cases import routing_info as routing_uc
 from leadflow_crm_api.use_cases import rules_and_availability as rules_uc
 from leadflow_crm_api.use_cases import settings as settings_uc
@@ -36,15 +37,18 @@ from leadflow_crm_api.web.common import (
     render,
     settings_of,
 )
+from leadflow_crm_api.web.leads import PAGE_ROUTER_TIMEOUT
 from leadflow_crm_api.web.rule_summaries import criteria_summary, rules_json, steps_summary
 from leadflow_shared.events.commands import DepartedLeads
 from leadflow_shared.events.criteria import LeadIntent
 from leadflow_shared.json_bodies import NotStrictJson, parse_strict_json
+from leadflow_shared.routing_rules import DEFAULT_RULE_ID
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 VERSION = re.compile(r"[0-9]{1,18}")
 SOURCE_NUMBERS = ("race_count", "claim_window_seconds", "referral_fee_percent", "direct_period_seconds")
+NEXT_UP_RULES = 20  # the Routing rules section asks the router who is next for this many rules at most (one call each)
 
 
 async def _page(
@@ -68,6 +72,8 @@ async def _page(
         await account.agents(),
         key=lambda a: routing.roster.index(a["_id"]) if a["_id"] in routing.roster else len(routing.roster),
     )
+    source = sources.sources[0].name if sources.sources else None
+    next_up, next_notice = await _who_is_next(request, account_id, rules, source)
     return render(
         request,
         "settings.html",
@@ -91,7 +97,26 @@ async def _page(
         intents=[i.value for i in LeadIntent],
         tested=tested,
         test_values=test_values or {},
+        next_up=next_up,
+        next_notice=next_notice,
+        next_source=source,
+        source_rotation=next_up_uc.SOURCE_ROTATION,
     )
+
+
+async def _who_is_next(
+    request: Request, account_id: str, rules: RoutingRules, source: str | None
+) -> tuple[dict[str, next_up_uc.RuleNextUp], str | None]:
+    """Who is next for each enabled rule (the first `NEXT_UP_RULES`) and the default rule, for the lead source
+    `source` (rules that rotate over its agents); a router down or slow is a notice (the page still shows)."""
+    enabled = [r.id for r in rules.rules if r.enabled]
+    asked = [*enabled[:NEXT_UP_RULES], DEFAULT_RULE_ID]
+    router_api = RouterApi(settings_of(request).router_url, timeout=PAGE_ROUTER_TIMEOUT)
+    found, failed = await next_up_uc.next_per_rule(router_api, db_of(request), account_id, asked, source)
+    notices = [f"Who is next cannot be shown now: {failed}"] if failed else []
+    if len(enabled) > NEXT_UP_RULES:
+        notices.append(f"Who is next is shown for the first {NEXT_UP_RULES} enabled rules and the default rule.")
+    return found, " ".join(notices) or None
 
 
 @router.get("/accounts/{account_id}/settings")

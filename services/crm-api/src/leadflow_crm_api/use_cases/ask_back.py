@@ -1,0 +1,106 @@
+"""Asking a missed offer back (issue 15, item 5): the use case the JSON route registers (routes/leads.py) and
+the web app's "Ask for it back" button calls.
+
+An agent whose offer of a lead ended unclaimed (it expired, was declined or withdrawn) no longer sees the
+lead. crm-api checks that the caller was offered the lead and has no open offer of it nor holds it, and
+hands an `ask_back` activity to the router, which alone decides: a new offer (the agent sees the lead
+again) or a refusal with its reason (someone holds the lead, the agent is at a cap...), logged on the
+lead's timeline (`ActivityLogged.claim_refused`) and shown on the agent's "no longer yours" page.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+from pymongo.asynchronous.database import AsyncDatabase
+
+from leadflow_crm_api.adapters.leads import LeadViews, ask_back_refusals, lost_offer
+from leadflow_crm_api.domain.lead_row import LeadRow, TimelineEntry
+from leadflow_crm_api.domain.principal import Principal
+from leadflow_crm_api.domain.views import activity_entry
+from leadflow_crm_api.errors import ClaimNotPossible, NotFound
+from leadflow_crm_api.publishing import publish_or_unavailable
+from leadflow_crm_api.use_cases.leads import account_leads, offer_ended
+from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
+from leadflow_shared.kafka import PublishRaw
+from leadflow_shared.mongo import Document
+
+Db = AsyncDatabase[Document]
+ASKED = "Asked; the router decides: a new offer if the lead can be yours again, else the reason on the lead's timeline."
+REFUSED_PREFIX = "cannot ask it back: "  # the router's words before each reason (router/domain/decisions.py)
+
+
+class AskedBack(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"event_id": "3c9d8e7f-1a2b-4c3d-9e8f-5a6b7c8d9e0f", "detail": ASKED}]}
+    )
+
+    event_id: uuid.UUID = Field(description="Id of the LeadActivity (action ask_back) published to leads.activity.v1.")
+    detail: str
+
+
+async def ask_back(account_id: str, caller: Principal, db: Db, lead_id: str, publish_activity: PublishRaw) -> AskedBack:
+    """Ask the router to offer the caller again a lead whose offer to it ended unclaimed. 404 when the caller
+    was never offered the lead; 409 while its offer is open or it holds the lead."""
+    account_leads(caller, db, account_id)  # another account's broker or admin: 403, as for reading its leads
+    lost = await lost_offer(db, account_id, lead_id, caller.sub) if account_id == caller.account_id else None
+    if lost is None:  # never offered it (or no such lead: a realtor is not told which)
+        raise NotFound("You were not offered this lead." if caller.sees_whole_account else "No such lead.")
+    row, _ = lost
+    now = datetime.now(UTC)
+    if (why := _nothing_to_ask_back(row, caller.sub, now)) is not None:
+        raise ClaimNotPossible(f"Nothing to ask back: {why}.")
+    activity = LeadActivity.create(
+        account_id=row.account_id,
+        occurred_at=now,
+        payload=LeadActivityPayload(
+            lead_id=uuid.UUID(row.lead_id), agent_id=caller.sub, action=ActivityAction.ASK_BACK
+        ),
+    )
+    await publish_or_unavailable(publish_activity, activity, detail="The request could not be sent; try again.")
+    await LeadViews(db).record(activity_entry(
+        event_id=str(activity.event_id), lead_id=row.lead_id, account_id=row.account_id, agent_id=caller.sub,
+        action=ActivityAction.ASK_BACK.value, occurred_at=now,
+    ))  # fmt: skip
+    return AskedBack(event_id=activity.event_id, detail=ASKED)
+
+
+def _nothing_to_ask_back(row: LeadRow, agent_id: str, now: datetime) -> str | None:
+    """Why the agent has nothing to ask back (it holds the lead, or its offer is open), or None."""
+    if row.owner_agent_id == agent_id:
+        return "you hold this lead"
+    mine = [o.deadline for o in row.open_offers if o.agent_id == agent_id]
+    if not mine:
+        return None
+    if max(mine) > now:
+        return f"your offer is open until {max(mine):%Y-%m-%d %H:%M} UTC; claim it instead"
+    return "your offer ended and is being closed; try again in a moment"  # the router's sweeper is due
+
+
+@dataclass(frozen=True, slots=True)
+class LostOffer:
+    """What an agent whose offer of a lead ended is told instead of the lead (the web app's page)."""
+
+    how: str  # how the offer ended and who holds the lead
+    refused: str | None  # the router's refusal of its latest ask, when no offer came since
+
+
+async def lost_offer_notice(caller: Principal, db: Db, lead_id: str) -> LostOffer | None:
+    """How the caller's offer of the lead ended, and why asking it back was refused; None: never offered it."""
+    lost = await lost_offer(db, caller.account_id, lead_id, caller.sub)
+    if lost is None or (how := await offer_ended(caller, db, *lost)) is None:
+        return None
+    offers = [e for e in lost[1] if e.type == "LeadOffered"]
+    refusals = await ask_back_refusals(db, lead_id, caller.sub)
+    return LostOffer(how, _refusal(refusals[-1], offers[-1] if offers else None) if refusals else None)
+
+
+def _refusal(refused: TimelineEntry, offered: TimelineEntry | None) -> str | None:
+    """The refusal's reason, unless an offer came after it (that offer then ended too: `how` says how)."""
+    if offered is not None and offered.occurred_ms > refused.occurred_ms:
+        return None
+    reason = refused.summary.partition(REFUSED_PREFIX)[2] or refused.summary
+    return f"Asking it back was refused at {refused.occurred_at:%Y-%m-%d %H:%M} UTC: {reason}."
