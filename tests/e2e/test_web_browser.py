@@ -574,7 +574,7 @@ async def test_an_agent_claims_by_writing_a_note_then_adds_a_task_sets_notificat
         await page.get_by_label("Text message").uncheck()
         await page.get_by_label("Quiet hours from").fill("21:00")
         await page.get_by_label("Quiet hours until").fill("07:00")
-        await page.get_by_role("button", name="Save").click()
+        await page.get_by_role("button", name="Save", exact=True).click()
         await expect(page.get_by_role("status")).to_contain_text("Notification preferences saved.")
         await expect(page.get_by_label("Text message")).not_to_be_checked()
         await shot(page, "my-notifications-phone")
