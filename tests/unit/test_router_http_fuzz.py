@@ -83,3 +83,11 @@ def test_any_dry_run_body_is_answered_never_with_a_500(body: Any) -> None:
 def test_any_routing_info_path_is_answered_never_with_a_500(account: str, lead: str) -> None:
     answer = call("GET", f"/internal/v1/accounts/{quote(account, safe='')}/leads/{quote(lead, safe='')}/routing")
     assert answer.status_code in {404, 422}
+
+
+@settings(max_examples=60, deadline=None)
+@given(account=st.text(max_size=70), rule=st.text(max_size=70), source=st.text(max_size=120))
+def test_any_who_is_next_by_rule_path_is_answered_never_with_a_500(account: str, rule: str, source: str) -> None:
+    path = f"/internal/v1/accounts/{quote(account, safe='')}/routing/rules/{quote(rule, safe='')}/next"
+    answer = call("GET", f"{path}?source={quote(source, safe='')}")
+    assert answer.status_code in {200, 404, 422}, answer.text
