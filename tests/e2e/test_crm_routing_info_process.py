@@ -242,7 +242,7 @@ def test_arbitrary_json_to_the_dry_run_never_gets_a_server_error(stack: Stack, f
     }
     seen: dict[int, int] = {}
 
-    @settings(max_examples=250, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(body=_any_bodies, caller=st.sampled_from(["broker", "broker", "realtor", "outsider"]))
     def fuzz(body: Any, caller: str) -> None:
         response = fuzz_client.post(f"/v1/accounts/{WHY}/routing/dry-run", headers=callers[caller], json=body)

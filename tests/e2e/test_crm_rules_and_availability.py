@@ -224,7 +224,7 @@ def test_arbitrary_json_to_the_puts_never_gets_a_server_error(stack: Stack, fuzz
     ]
     seen: dict[int, int] = {}
 
-    @settings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(data=st.data())
     def fuzz(data: st.DataObject) -> None:
         path, bodies = data.draw(st.sampled_from(targets))
