@@ -531,6 +531,9 @@ async def test_embedded_stack_accepts_the_demo_providers_in_development(
 # -- fuzzing the HTTP API from its OpenAPI document ------------------------------------------
 
 FUZZ = settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+# The signed webhooks must show the accept path is reached (a 202): their generation is seeded, so whether
+# some generated lead is accepted does not change from run to run (random, a run could draw none).
+SIGNED_FUZZ = settings(FUZZ, derandomize=True)
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
@@ -563,7 +566,7 @@ def test_fuzzed_requests_never_get_a_server_error(intake: Intake) -> None:
             assert isinstance(result, Ok)
             operation = result.ok()
 
-            @FUZZ
+            @SIGNED_FUZZ
             @given(case=operation.as_strategy(GenerationMode.POSITIVE))
             def signed(case: schemathesis.Case[Any]) -> None:
                 raw = json.dumps(case.body).encode()
