@@ -12,6 +12,8 @@ from leadflow_devstack.stack import Stack
 
 @pytest_asyncio.fixture
 async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client for the stack's crm-api (test modules of other services override it)."""
-    async with httpx.AsyncClient(base_url=stack.url("crm-api")) as crm:
+    """An HTTP client for the stack's crm-api (test modules of other services override it). It drops a
+    connection idle for 2 s, before the server's 5 s keep-alive closes it: reusing one the server is closing
+    at that moment fails the request ("Server disconnected without sending a response")."""
+    async with httpx.AsyncClient(base_url=stack.url("crm-api"), limits=httpx.Limits(keepalive_expiry=2)) as crm:
         yield crm
