@@ -92,7 +92,7 @@ async def sign_in(browser: Browser, stack: Stack, account_id: str, user: str) ->
 
 async def intake(stack: Stack, account_id: str, criteria: dict[str, Any]) -> str:
     """A website lead posted to intake; its lead id."""
-    lead = {"account_id": account_id, "first_name": "Wren", "last_name": uuid.uuid4().hex[:6],
+    lead = {"account_id": account_id, "first_name": "Wren", "last_name": f"Lee{uuid.uuid4().hex[:6]}",
             "email": f"wren-{uuid.uuid4().hex[:8]}@example.com", "criteria": criteria}  # fmt: skip
     async with httpx.AsyncClient() as client:
         answer = await client.post(f"{stack.url('intake')}/v1/leads", json=lead)
