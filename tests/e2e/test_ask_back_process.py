@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import eventually
@@ -39,12 +37,6 @@ def account(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
     path = tmp_path_factory.mktemp("askb") / "accounts.json"
     path.write_text(json.dumps({"accounts": [config]}))
     stack.seed(path)
-
-
-@pytest_asyncio.fixture
-async def crm(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.url("crm-api"), timeout=30) as client:
-        yield client
 
 
 def offer_mails(stack: Stack, lead_id: str, agent_id: str) -> int:

@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -46,12 +45,6 @@ def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
     configs = [account(WHY, AGENTS, routing_rules={"rules": [SELLERS]}), account(OTHER, {"why-otto": "Otto"})]
     path.write_text(json.dumps({"accounts": configs}))
     stack.seed(path)
-
-
-@pytest_asyncio.fixture
-async def crm(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.url("crm-api"), timeout=30) as client:
-        yield client
 
 
 async def post_seller(stack: Stack, crm: httpx.AsyncClient) -> str:

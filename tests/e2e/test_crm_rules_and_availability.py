@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -49,12 +48,6 @@ def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
     path = tmp_path_factory.mktemp("rav") / "accounts.json"
     path.write_text(json.dumps({"accounts": configs}))
     stack.seed(path)
-
-
-@pytest_asyncio.fixture
-async def crm(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.url("crm-api"), timeout=30) as client:
-        yield client
 
 
 def problem(response: httpx.Response, status: int) -> dict[str, Any]:
