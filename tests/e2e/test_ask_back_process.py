@@ -78,6 +78,8 @@ async def test_an_agent_asks_back_the_offer_it_declined_and_is_emailed_a_new_off
     assert asked.status_code == 202, asked.text
     assert asked.json()["detail"].startswith("Asked; the router decides")
     await eventually(lambda: offered_to("askb-ann", "askb-bo"), what="ann offered the lead again, racing bo")
+    outcome = await crm.get(f"{url}/ask-back", headers=ann)  # what became of the ask, in JSON
+    assert (outcome.status_code, outcome.json()["status"]) == (200, "offered"), outcome.text
     await eventually(lambda: offer_mails(stack, lead_id, "askb-ann") == 2, what="ann's second offer email")
     assert (await crm.get(url, headers=ann)).status_code == 200, "offered again, ann sees the lead"
     again = await crm.post(f"{url}/ask-back", headers=ann)

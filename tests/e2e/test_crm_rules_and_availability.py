@@ -24,7 +24,7 @@ from leadflow_shared.routing_rules import RuleSet
 pytestmark = [pytest.mark.e2e]
 
 API, FUZZ, ROUTED, WEB = "rav-api-realty", "rav-fuzz-realty", "rav-routed-realty", "rav-web-realty"
-OUTSIDE = "rav-outside-realty"
+OUTSIDE, HISTORY = "rav-outside-realty", "rav-history-realty"
 PROBLEM_JSON = "application/problem+json"
 SELLERS_RULE = {"id": "sellers", "name": "Sellers", "criteria": {"intents": ["sell"]}}
 ALL_ZERO = "every agent who takes round-robin leads (on the roster, active, approved) would have a cap of 0"
@@ -43,7 +43,7 @@ def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
          "roster": agents_of(account_id),
          "agents": [{"agent_id": a, "name": a, "email": f"{a}@rav.example", "time_zone": "America/Chicago"}
                     for a in agents_of(account_id)]}
-        for account_id in (API, FUZZ, ROUTED, WEB, OUTSIDE)
+        for account_id in (API, FUZZ, ROUTED, WEB, OUTSIDE, HISTORY)
     ]  # fmt: skip
     path = tmp_path_factory.mktemp("rav") / "accounts.json"
     path.write_text(json.dumps({"accounts": configs}))
@@ -170,6 +170,44 @@ async def test_availability_is_the_agents_own_and_its_brokers(stack: Stack, crm:
     assert invalid_params(refused)["body.caps.week"].startswith(ALL_ZERO)
     for agent_id in (ana, ben):  # leave the account as it was
         await crm.put(f"/v1/accounts/{API}/agents/{agent_id}/availability", headers=broker, json={})
+
+
+@pytest.mark.asyncio
+async def test_an_agents_availability_history_is_served_newest_first_to_it_and_its_brokers(
+    stack: Stack, crm: httpx.AsyncClient
+) -> None:
+    ana, ben, _ = agents_of(HISTORY)
+    me, broker = stack.auth(ana, "realtor", HISTORY), stack.auth("hist-boss", "broker", HISTORY)
+    admin = stack.auth("hist-admin", "admin", HISTORY)
+    mine, theirs = "/v1/agents/me/availability", f"/v1/accounts/{HISTORY}/agents/{ana}/availability"
+    assert (await crm.get(f"{mine}/history", headers=me)).json() == {"items": []}
+    for headers, url, body in ((me, mine, {"paused": True}), (me, mine, {"holidays": ["2026-12-24"]}),
+                               (broker, theirs, {"caps": {"week": 10}})):  # fmt: skip
+        assert (await crm.put(url, headers=headers, json=body)).status_code == 200
+    await crm.put(f"/v1/accounts/{HISTORY}/agents/{ben}/availability", headers=broker, json={"paused": True})
+
+    changes = (await crm.get(f"{mine}/history", headers=me)).json()["items"]
+    assert [(c["setting"], c["agent_id"], c["by_user_id"]) for c in changes] == [
+        ("availability", ana, "hist-boss"),
+        ("availability", ana, ana),
+        ("availability", ana, ana),
+    ]
+    assert changes[0]["document"] == AgentAvailability.model_validate({"caps": {"week": 10}}).model_dump(mode="json")
+    assert (changes[1]["document"]["holidays"], changes[2]["document"]["paused"]) == (["2026-12-24"], True)
+    assert changes[0]["at"] >= changes[1]["at"] >= changes[2]["at"]
+    assert (await crm.get(f"{theirs}/history", headers=broker)).json()["items"] == changes
+    assert (await crm.get(f"{theirs}/history", headers=me)).json()["items"] == changes  # its own, by the account
+    assert (await crm.get(f"{theirs}/history?limit=2", headers=admin)).json()["items"] == changes[:2]
+    for limit in ("0", "101", "x"):
+        assert "query.limit" in invalid_params(await crm.get(f"{theirs}/history?limit={limit}", headers=broker))
+
+    # Nobody else: another agent, another account's broker, an agent not of the account, a broker as "me".
+    problem(await crm.get(f"{theirs}/history", headers=stack.auth(ben, "realtor", HISTORY)), 403)
+    problem(await crm.get(f"{theirs}/history", headers=stack.auth("rav-outside-boss", "broker", OUTSIDE)), 403)
+    outsider = agents_of(OUTSIDE)[0]
+    problem(await crm.get(f"/v1/accounts/{HISTORY}/agents/{outsider}/availability/history", headers=broker), 404)
+    problem(await crm.get(f"{mine}/history", headers=broker), 404)
+    problem(await crm.get(f"{mine}/history"), 401)
 
 
 # Arbitrary JSON to the PUTs
@@ -364,3 +402,42 @@ async def test_an_agent_pauses_itself_and_plans_time_away_on_its_page(stack: Sta
         assert after == AgentAvailability(paused=True).model_dump(mode="json")
         assert (await agent.post("/app/me/availability", data=form)).status_code == 303  # unchecked: resumed
         assert (await crm.get("/v1/agents/me/availability", headers=mine)).json()["paused"] is False
+
+
+@pytest.mark.asyncio
+async def test_a_broker_sets_an_agents_hours_holidays_and_caps_from_the_team_page(
+    stack: Stack, crm: httpx.AsyncClient
+) -> None:
+    _, ben, cy = agents_of(WEB)
+    page_url = f"/app/accounts/{WEB}/team/{cy}/availability"
+    async with web_session(stack, "web-boss", "broker") as web:
+        assert f'href="{page_url}"' in (await web.get(f"/app/accounts/{WEB}/team")).text
+        page = await web.get(page_url)
+        assert (page.status_code, "America/Chicago" in page.text) == (200, True)
+        form = {"csrf": csrf_of(page)}
+        hours = {f"hours_{day}_{edge}": at for day in (0, 1) for edge, at in (("start", "08:00"), ("end", "16:00"))}
+        for part in ({"part": "hours"} | hours, {"part": "holidays", "holiday": "2026-12-24"},
+                     {"part": "caps", "cap_week": "12"}):  # fmt: skip
+            saved = await web.post(page_url, data=form | part)
+            assert (saved.status_code, saved.headers["location"]) == (303, page_url)
+        refused = await web.post(page_url, data=form | {"part": "caps", "cap_day": "-2", "cap_week": "12"})
+        assert refused.status_code == 422
+        assert 'id="availability_caps_day-error"' in refused.text
+        assert "greater than or equal to 0" in refused.text
+        shown = (await web.get(page_url)).text
+        assert 'id="hours_1_end" name="hours_1_end" type="time" value="16:00"' in shown
+        assert 'data-holiday="2026-12-24"' in shown
+        assert 'id="cap_week" name="cap_week" type="number" min="0" step="1" inputmode="numeric" value="12"' in shown
+        assert "by you: caps: 12 a week" in shown.split("by you: holidays: 2026-12-24")[0]  # the last change first
+
+    stored = (await crm.get("/v1/agents/me/availability", headers=stack.auth(cy, "realtor", WEB))).json()
+    assert (stored["working_hours"], stored["holidays"], stored["caps"]) == (
+        [{"weekdays": [0, 1], "start": "08:00:00", "end": "16:00:00"}], ["2026-12-24"],
+        {"day": None, "week": 12, "month": None},
+    )  # fmt: skip
+    async with web_session(stack, cy, "realtor") as agent:  # the agent's own page says who changed it
+        assert "by web-boss: caps: 12 a week" in (await agent.get("/app/me")).text
+    async with web_session(stack, ben, "realtor") as agent:  # another agent: neither the page nor the form
+        assert (await agent.get(page_url)).status_code == 403
+        token = csrf_of(await agent.get("/app/me"))
+        assert (await agent.post(page_url, data={"csrf": token, "part": "caps", "cap_day": "1"})).status_code == 403

@@ -40,6 +40,7 @@ from leadflow_shared.events.routing import (
     ROUTING_EVENT,
     LeadClaimed,
     LeadFellBack,
+    LeadHeld,
     LeadOffered,
     LeadReleased,
     OfferExpired,
@@ -603,3 +604,54 @@ async def test_a_claimed_lead_left_idle_goes_to_the_rules_next_agent_after_a_rou
         await events.wait(lead, LeadClaimed, 2, timeout=60)
         record = router_record(clocked, lead)
         assert (record["holder"], record.get("idle_reassigned"), record["next_deadline_ms"]) == ("rri-i2", 1, None)
+
+
+async def test_a_lead_that_comes_while_its_rule_is_closed_is_held_then_offered_when_it_opens(clocked: Stack) -> None:
+    """`when_closed: hold`, saved through crm-api: the lead is listed held (offered to nobody) until the rule's
+    hours open, then offered (and emailed) at once. Its hours open a few router minutes after now (a real 20-30 s)."""
+    router = clocked.url("router")
+    dry_run = f"{router}/internal/v1/accounts/{CLOCKED}/routing/dry-run"
+    probe = {"contact": {"first_name": "Probe"}, "source": {"channel": "brokerage_site", "name": "Website"},
+             "criteria": {"tags": ["hold"]}}  # fmt: skip
+    broker = clocked.auth("rri-broker", "broker", CLOCKED)
+    rules_url = f"/v1/accounts/{CLOCKED}/settings/routing-rules"
+    crm = httpx.AsyncClient(base_url=clocked.url("crm-api"), timeout=30, limits=httpx.Limits(keepalive_expiry=2))
+    async with httpx.AsyncClient() as http, crm, RoutingEvents(clocked, CLOCKED) as events:
+        now = datetime.fromisoformat((await http.post(dry_run, json={"lead": probe})).json()["decision"]["at"])
+        opens = (now + timedelta(minutes=5)).replace(second=0, microsecond=0)
+        hours = {"start": f"{opens:%H:%M}", "end": f"{opens + timedelta(hours=2):%H:%M}"}
+        held_rule = rule("hold", "Office hours", "hold", {"kind": "agent", "agent_id": "rri-i3"}, when_closed="hold")
+        held_rule["criteria"]["hours"] = hours
+        current = (await crm.get(rules_url, headers=broker)).json()
+        saved = await crm.put(rules_url, headers=broker, json=current | {"rules": [*current["rules"], held_rule]})
+        assert saved.status_code == 200, saved.text
+
+        async def router_holds() -> bool:  # the router reads the account again within its cache's 5 s
+            answer = (await http.post(dry_run, json={"lead": probe})).json()
+            return answer["status"] == "waiting" and "'Office hours' is closed" in answer["decision"]["explanation"]
+
+        await eventually(router_holds, what="the router holding leads of the new rule")
+        lead = await post_lead(clocked, http, CLOCKED, {"tags": ["hold"]})
+        [held] = await events.wait(lead, LeadHeld, timeout=60)
+        assert (held.payload.rule_id, held.payload.until) == ("hold", opens), events.story(lead)
+        assert held.occurred_at < opens, "the machine was too slow: the rule opened before the lead came"
+        assert not events.of(lead, LeadOffered)
+
+        async def listed_held() -> dict[str, Any] | None:
+            got = await crm.get(f"/v1/accounts/{CLOCKED}/leads/{lead}", headers=broker)
+            return got.json() if got.status_code == 200 and got.json()["status"] == "held" else None
+
+        row = await eventually(listed_held, what="crm-api listing the lead held")
+        assert datetime.fromisoformat(row["held_until"]) == opens
+        assert row["owner_agent_id"] is None
+
+        [offer] = await events.wait(lead, LeadOffered, timeout=90)
+        assert offer.payload.agent_id == "rri-i3"
+        assert offer.occurred_at >= opens, "offered only once its hours opened"
+        assert await mail_recipients(clocked, lead, 1) == {"rri-i3"}
+
+        async def listed_offered() -> bool:
+            got = (await crm.get(f"/v1/accounts/{CLOCKED}/leads/{lead}", headers=broker)).json()
+            return bool(got["status"] == "offered" and got["held_until"] is None)
+
+        await eventually(listed_offered, what="crm-api listing the lead offered")

@@ -82,6 +82,13 @@ FIELDS = [
     "away_start",
     "away_end",
     "remove_away",
+    "part",
+    "hours_0_start",
+    "hours_0_end",
+    "holiday",
+    "remove_holiday",
+    "cap_day",
+    "cap_week",
 ]
 
 
@@ -122,7 +129,7 @@ def routes(lead: str) -> list[str]:
             f"{acc}/settings/routing", f"{acc}/settings/approvals/fz-ann", f"{acc}/settings/sources/0",
             f"{acc}/settings/pause", f"{acc}/team/fz-bo/status", f"{acc}/team/fz-bo/reassign",
             "/app/me/notifications", "/app/me/devices/fz-phone/remove", "/app/invitations/fz-inv/accept",
-            f"{acc}/settings/routing-rules", "/app/me/availability",
+            f"{acc}/settings/routing-rules", "/app/me/availability", f"{acc}/team/fz-ann/availability",
             f"/app/accounts/{OTHER}/settings/routing",
             f"/app/accounts/{FUZZ}/leads/{uuid.uuid4()}/actions", "/app/accounts/..%2f/leads/x/actions"]  # fmt: skip
 
@@ -188,6 +195,7 @@ def test_arbitrary_query_strings_on_every_page_get_a_page_never_a_server_error(
         f"/app/accounts/{FUZZ}/leads",
         f"/app/accounts/{FUZZ}/leads/{lead}",
         f"/app/accounts/{FUZZ}/team",
+        f"/app/accounts/{FUZZ}/team/fz-ann/availability",
         f"/app/accounts/{FUZZ}/settings",
         f"/app/accounts/{FUZZ}/dashboard",
         f"/app/accounts/{FUZZ}/realtors",

@@ -1,6 +1,6 @@
 """crm-api's routing rules and availability use cases (issue 15) on a real MongoDB-wire server: versions and
 the compare-and-set behind them, 409 on a stale version, 422 with the field and the reason (roster, all caps
-at zero), the audit, and who may change what."""
+at zero), the audit, an agent's availability history, and who may change or read what."""
 
 from __future__ import annotations
 
@@ -17,7 +17,13 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_crm_api.adapters.leads import ensure_indexes
 from leadflow_crm_api.domain.principal import Principal, Role
-from leadflow_crm_api.domain.rules_and_availability import ALL_CAPPED, Availability, RoutingRules, stored_rules
+from leadflow_crm_api.domain.rules_and_availability import (
+    ALL_CAPPED,
+    Availability,
+    RoutingRules,
+    SettingsChange,
+    stored_rules,
+)
 from leadflow_crm_api.errors import Forbidden, NotFound, VersionConflict
 from leadflow_crm_api.use_cases import rules_and_availability as uc
 from leadflow_shared.availability import availability_of
@@ -189,3 +195,49 @@ async def test_an_agent_changes_only_its_own_availability_and_brokers_only_their
     own = await uc.availability_scope(ACCOUNT, "ana", ANA, db)  # the account's path, for itself
     assert (await uc.get_availability(own)).paused is False
     assert await db[CRM_SETTINGS_AUDIT].count_documents({}) == 0
+
+
+async def availability_history(db: Db, agent_id: str, by: Principal = BROKER, limit: int = 10) -> list[SettingsChange]:
+    scope = await uc.availability_scope(ACCOUNT, agent_id, by, db)
+    return (await uc.availability_history(scope, limit)).items
+
+
+async def test_an_agents_availability_history_is_its_own_changes_newest_first(db: Db) -> None:
+    # Three saves of ana's in quick succession (within a millisecond of each other, maybe), one of ben's.
+    await uc.put_my_availability(await uc.my_availability_scope(ANA, db), Availability(paused=True))
+    await availability(db, "ana", {"caps": {"day": 3}})
+    await availability(db, "ben", {"holidays": ["2026-12-24"]})
+    await availability(db, "ana", {"working_hours": [{"weekdays": [0], "start": "09:00", "end": "17:00"}]}, by=ADMIN)
+
+    changes = await availability_history(db, "ana")
+    assert [(c.setting, c.agent_id, c.by_user_id) for c in changes] == [
+        ("availability", "ana", "adam"),
+        ("availability", "ana", "nora"),
+        ("availability", "ana", "ana"),
+    ]
+    assert changes[0].document["working_hours"] == [{"weekdays": [0], "start": "09:00:00", "end": "17:00:00"}]
+    assert changes[1].document["caps"] == {"day": 3, "week": None, "month": None}
+    assert changes[2].document["paused"] is True
+    assert changes[0].at >= changes[1].at >= changes[2].at
+    assert [c.by_user_id for c in await availability_history(db, "ana", limit=2)] == ["adam", "nora"]
+
+    # The agent reads its own, by either path, as its brokers do; ben's is ben's alone; the rules' has none of it.
+    mine = await uc.my_availability_history(await uc.my_availability_scope(ANA, db), limit=10)
+    assert mine.items == changes == await availability_history(db, "ana", by=ANA)
+    assert [c.document["holidays"] for c in await availability_history(db, "ben", by=ADMIN)] == [["2026-12-24"]]
+    assert await history(db) == []
+    assert await availability_history(db, "cy") == []
+
+
+async def test_an_availability_history_is_for_the_agent_and_its_accounts_brokers_and_admins(db: Db) -> None:
+    await availability(db, "ben", {"paused": True})
+    with pytest.raises(Forbidden, match="only their own"):
+        await availability_history(db, "ben", by=ANA)
+    with pytest.raises(Forbidden, match="this account"):
+        await availability_history(db, "ben", by=Principal("sam", Role.BROKER, OTHER))
+    with pytest.raises(NotFound):  # another account's agent, named under this one
+        await availability_history(db, "sid")
+    with pytest.raises(NotFound):  # no such agent: no history, even an empty one
+        await availability_history(db, "ghost")
+    with pytest.raises(NotFound):  # a broker who is no agent has no availability of its own
+        await uc.my_availability_history(await uc.my_availability_scope(Principal("boss", Role.BROKER, ACCOUNT), db))

@@ -22,6 +22,7 @@ gap in nx-27017 shows up here and not as a puzzling service bug:
 - $set of a whole array of embedded documents; $push of a string and of an embedded document
 - delete_one / delete_many (also by `_id $in` and a field)
 - $pull / $addToSet of strings; `$in: [true, 1]` on a flag written by $set
+- `$gt: ""` matching text only (no null or missing field), beside an indexed array asked inside `$or`
 - create_index called twice with the same spec (idempotent); writes into a collection
   with an index whose keys include _id (crm-api's list index)
 
@@ -682,3 +683,24 @@ async def test_an_update_filtered_by_id_and_or_writes_that_document(db: AsyncDat
     await rows.update_one({"account": "a", "$or": [{"owner": "r"}, {"shared": "r"}], "_id": "lead-2"},
                           {"$set": {"status": "contacted"}})  # fmt: skip
     assert {d["_id"]: d["status"] async for d in rows.find({})} == {"lead-1": "new", "lead-2": "contacted"}
+
+
+async def test_gt_empty_text_matches_text_only_and_an_indexed_array_inside_or(db: AsyncDatabase[Doc]) -> None:
+    """crm-api's pond lists (issue 15): `pond: {$gt: ""}` is a lead in some pond, never a null or missing pond
+    (nx-27017's `$ne: null` also matches missing fields); an agent's are those whose indexed `offered_to` holds
+    it, asked inside an `$or` (a flat filter on an indexed array matches no element on nx-27017, above)."""
+    rows = db["rows"]
+    await rows.create_index([("account", ASCENDING), ("pond", ASCENDING)], name="account_pond")
+    await rows.create_index([("account", ASCENDING), ("offered_to", ASCENDING)], name="account_offered_to")
+    await rows.insert_many([
+        {"_id": "in-pond", "account": "a", "pond": "open-house", "offered_to": ["ana", "bo"]},
+        {"_id": "other-pond", "account": "a", "pond": "weekend", "offered_to": ["bo"]},
+        {"_id": "null", "account": "a", "pond": None, "offered_to": ["ana"]},
+        {"_id": "missing", "account": "a", "offered_to": ["ana"]},
+        {"_id": "elsewhere", "account": "b", "pond": "open-house", "offered_to": ["ana"]},
+    ])  # fmt: skip
+    await rows.update_one({"_id": "null"}, {"$set": {"pond": None}})
+    assert sorted(await _ids(rows.find({"account": "a", "pond": {"$gt": ""}}))) == ["in-pond", "other-pond"]
+    mine = {"account": "a", "pond": {"$gt": ""}, "$or": [{"offered_to": "ana"}]}
+    assert await _ids(rows.find(mine)) == ["in-pond"]
+    assert await _ids(rows.find({"account": "a", "pond": "weekend", "$or": [{"offered_to": "bo"}]})) == ["other-pond"]

@@ -18,7 +18,9 @@ from leadflow_crm_api.domain.views import (
     LeadSort,
     decode_cursor,
     encode_cursor,
+    lead_row_changes,
     lead_row_from_assigned,
+    lead_row_from_held,
     open_offers_after,
     records_in_timeline,
     search_patterns,
@@ -35,6 +37,8 @@ from leadflow_shared.events.routing import (
     LeadAssignedPayload,
     LeadClaimed,
     LeadClaimedPayload,
+    LeadHeld,
+    LeadHeldPayload,
     LeadOffered,
     LeadOfferedPayload,
     OfferClosedPayload,
@@ -403,3 +407,25 @@ def test_a_later_offer_sets_the_leads_fee_and_its_line_says_why_that_agent() -> 
     summary = timeline_entry(general)["summary"]
     assert summary.startswith("Offered to nora (round 2), claim before ")
     assert summary.endswith(": R6: offered to nora (next in rotation); skipped: ned: invitation not accepted.")
+
+
+def test_a_held_lead_is_listed_held_until_its_rule_opens_and_its_offer_ends_the_hold() -> None:
+    until = T0 + timedelta(hours=14)
+    held = LeadHeld.create(
+        account_id="acme-realty",
+        occurred_at=T0,
+        payload=LeadHeldPayload(
+            lead_id=LEAD, rule_id="office", until=until, explanation="Rule: 'Office' is closed", contact=CONTACT,
+            source=SOURCE,
+        ),
+    )  # fmt: skip
+    row = lead_row_from_held(held)
+    assert (row["status"], row["held_until"], row["owner_agent_id"], row["open_offers"]) == ("held", until, None, [])
+    assert row["name"] == "Jane Doe"
+    assert open_offers_after([], held) is None
+    entry = timeline_entry(held)
+    assert entry["agent_id"] is None
+    assert entry["summary"].startswith(f"Held until {until.isoformat()}: Rule: 'Office' is closed")
+    offered = lead_row_changes(_offered("ana"))
+    assert (offered["status"], offered["held_until"]) == ("offered", None), "its offer ends the hold"
+    assert lead_row_changes(held)["status"] == "held"

@@ -34,7 +34,7 @@ from leadflow_router.domain.rules import choose_rule
 from leadflow_shared.events.activity import ActivityAction
 from leadflow_shared.events.criteria import LeadCriteria, LeadIntent, LeadPlace, PropertyType
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
-from leadflow_shared.events.routing import LeadFellBack, LeadOffered, LeadReleased, LeadSummary
+from leadflow_shared.events.routing import LeadFellBack, LeadHeld, LeadOffered, LeadReleased, LeadSummary
 from leadflow_shared.routing_rules import DEFAULT_RULE_ID, RuleSet, rule_set_of
 
 pytestmark = pytest.mark.unit
@@ -623,6 +623,60 @@ def test_outside_its_hours_a_rule_that_pauses_its_clock_still_offers_and_the_win
     assert route_new_lead(new, skipping, RoutingContext(), saturday).state.rule_id is None  # type: ignore[union-attr]
     with pytest.raises(ValidationError, match="needs the rule's hours or weekdays"):
         rules({**rule("x", AGENT_B), "when_closed": "pause_clock"})
+
+
+def test_a_rule_that_holds_its_leads_offers_nobody_while_closed_and_offers_when_it_opens() -> None:
+    office = {
+        **rule("office", {"kind": "agent", "agent_id": "b"}, hours={"start": "09:00", "end": "17:00"}, weekdays=[0, 1]),
+        "when_closed": "hold",
+    }
+    snapshot = account(rules(office))
+    monday_6pm = datetime(2026, 3, 2, 23, 0, tzinfo=UTC)  # New York
+    tuesday_9am = datetime(2026, 3, 3, 14, 0, tzinfo=UTC)
+    outcome = route_new_lead(NewLead(str(uuid.uuid4()), "acme", summary()), snapshot, RoutingContext(), monday_6pm)
+    state = outcome.state
+    assert state is not None
+    assert (state.status, state.next_deadline, state.rule_id, state.offers) == (
+        LeadStatus.WAITING, tuesday_9am, "office", ()
+    )  # fmt: skip
+    [held] = outcome.events
+    assert held.kind is LeadHeld
+    assert (held.payload.rule_id, held.payload.until) == ("office", tuesday_9am)  # type: ignore[attr-defined]
+    assert held.payload.contact == summary().contact  # type: ignore[attr-defined]
+    decision = outcome.decision()
+    assert decision is not None
+    assert (decision.rule_id, decision.chosen) == ("office", [])
+    assert "'Office' is closed" in decision.explanation
+
+    assert on_deadline(state, snapshot, 0, tuesday_9am - timedelta(minutes=1)).events == ()
+    opened = on_deadline(state, snapshot, 0, tuesday_9am)
+    assert offered_to(opened) == ["b"]
+    assert opened.state is not None
+    assert opened.state.status is LeadStatus.OFFERED
+
+    # Offered at 16:55 Tuesday, its claim clock waits for Monday; declined at 17:05 (closed), it is held
+    # again until Monday 09:00, its next open day, not offered on at once.
+    tuesday_4_55pm, tuesday_5_05pm = datetime(2026, 3, 3, 21, 55, tzinfo=UTC), datetime(2026, 3, 3, 22, 5, tzinfo=UTC)
+    late = on_deadline(state, snapshot, 0, tuesday_4_55pm).state
+    assert late is not None
+    assert late.next_deadline == datetime(2026, 3, 9, 13, 15, tzinfo=UTC)
+    declined = on_activity(late, Activity("b", ActivityAction.DECLINE), tuesday_5_05pm)
+    assert declined.state is not None
+    again = on_deadline(declined.state, snapshot, 0, tuesday_5_05pm)
+    assert [e.kind for e in again.events] == [LeadHeld]
+    assert again.state is not None
+    assert again.state.next_deadline == datetime(2026, 3, 9, 13, 0, tzinfo=UTC)
+
+
+def test_a_source_rotation_rule_keeps_its_hours_clock_with_its_leads() -> None:
+    """A rule whose action is the source's rotation, with no fallbacks: its leads still remember the rule when
+    it pauses its claim clock or holds them (else the sweeper would not know its hours)."""
+    hours = {"start": "09:00", "end": "17:00"}
+    for when in ("pause_clock", "hold"):
+        snapshot = account(rules({**rule("office", {"kind": "source_rotation"}, hours=hours), "when_closed": when}))
+        state = route(snapshot, summary()).state
+        assert state is not None
+        assert state.rule_id == "office", when
 
 
 # --- ponds -----------------------------------------------------------------------------------------------------

@@ -195,8 +195,9 @@ class Rule(_Steps):
     action: Action
     # The rule's `hours` and `weekdays` outside them: "skip", the rule does not apply (a criterion like
     # the others); "pause_clock", it applies and the offer's claim window runs only while they are open
-    # (R10's pause, for this rule).
-    when_closed: Literal["skip", "pause_clock"] = "skip"
+    # (R10's pause, for this rule); "hold", as pause_clock, and a lead that comes (or is to be offered
+    # again) while they are closed waits unoffered until they open (`LeadHeld`).
+    when_closed: Literal["skip", "pause_clock", "hold"] = "skip"
 
     @model_validator(mode="after")
     def _hours_to_close(self) -> Self:

@@ -51,7 +51,10 @@ class LeadPublic(BaseModel):
     email: str | None
     phone: str | None
     source: str
-    status: str
+    status: str = Field(description="offered, assigned, fell_back, unassigned, or held (see `held_until`).")
+    held_until: datetime | None = Field(
+        default=None, description="Held: offered to nobody until its routing rule's hours open at this time."
+    )
     owner_agent_id: str | None = Field(description="Agent who holds the lead.")
     assigned_to: str | None = Field(description='Realtor named by the "Assigned To" label (lead sharing).')
     assigned_by: str | None = Field(default=None, description='Brokerage named by the "Assigned By" label (T1).')
@@ -340,6 +343,7 @@ def _public_fields(row: rows.LeadRow, names: dict[str, str]) -> dict[str, Any]:
         "phone": row.phone,
         "source": row.source,
         "status": row.status,
+        "held_until": row.held_until if row.status == "held" else None,
         "owner_agent_id": row.owner_agent_id,
         "assigned_to": row.transferred_to,
         "assigned_by": row.assigned_by,

@@ -23,9 +23,11 @@ from leadflow_crm_api.domain.offices import label_doc, moved_row
 from leadflow_crm_api.domain.views import (
     lead_row_changes,
     lead_row_from_assigned,
+    lead_row_from_held,
     lead_row_from_offered,
     offer_links_after,
     open_offers_after,
+    pond_of,
     records_in_timeline,
     timeline_entry,
 )
@@ -33,6 +35,7 @@ from leadflow_shared.events.routing import (
     ContactErased,
     LeadAssigned,
     LeadEvent,
+    LeadHeld,
     LeadOffered,
     LeadTransferred,
     RealtorInvited,
@@ -91,8 +94,8 @@ async def _changed(event: LeadEvent, views: ViewWriter) -> None:
     """Any other lead event: its row's changes, with the open offers and accept links it leaves."""
     lead_id = str(event.payload.lead_id)
     current: dict[str, Any] | None = None
-    if isinstance(event, LeadOffered):
-        row = lead_row_from_offered(event)
+    if isinstance(event, LeadOffered | LeadHeld):
+        row = lead_row_from_offered(event) if isinstance(event, LeadOffered) else lead_row_from_held(event)
         if await views.insert_new(lead_id, row):  # only the projection writes these fields: no read
             current = {k: row[k] for k in ("open_offers", "offer_links") if k in row}
     if current is None:
@@ -101,7 +104,8 @@ async def _changed(event: LeadEvent, views: ViewWriter) -> None:
     offers = open_offers_after(current.get("open_offers", []), event)
     if offers is not None:
         # $set of the whole array: nx-27017 mangles $push of documents (decision 0004).
-        changes |= {"open_offers": offers, "offered_to": sorted({o["agent_id"] for o in offers})}
+        agents = sorted({o["agent_id"] for o in offers})
+        changes |= {"open_offers": offers, "offered_to": agents, "pond": pond_of(offers)}  # pond: issue 15
     links = offer_links_after(current.get("offer_links", []), event)
     if links is not None:  # `offer_link_ids` is what a click's lookup matches (an array of strings)
         changes |= {"offer_links": links, "offer_link_ids": [link["link_id"] for link in links]}

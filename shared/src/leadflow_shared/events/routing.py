@@ -89,6 +89,26 @@ class LeadOffered(Envelope):
     payload: LeadOfferedPayload
 
 
+class LeadHeldPayload(Contract):
+    lead_id: uuid.UUID
+    rule_id: str = Field(min_length=1, max_length=64, description="The routing rule whose hours are closed.")
+    until: AwareDatetime = Field(description="When its hours open and the lead is offered.")
+    explanation: str = Field(max_length=1000)
+    contact: Contact
+    source: LeadSource
+    message: str = Field(default="", max_length=5000)
+    referral_fee_percent: float = Field(default=0, ge=0, le=100)
+    criteria: LeadCriteria | None = Field(default=None, description="What the lead is about (issue 15).")
+
+
+class LeadHeld(Envelope):
+    """Nobody is offered the lead until its routing rule's hours open (`when_closed: hold`, issue 15): a new
+    lead starts its life here, a lead to be offered again waits here. Its LeadOffered follows at `until`."""
+
+    type: Literal["LeadHeld"] = "LeadHeld"
+    payload: LeadHeldPayload
+
+
 class WithdrawalReason(StrEnum):
     CLAIMED_BY_ANOTHER = "claimed_by_another"  # R7: another agent of the race claimed it
     OFFICE_TRANSFER = "office_transfer"  # T2: the lead moved to another office
@@ -302,6 +322,7 @@ class ContactErased(Envelope):
 LeadEvent = Annotated[
     LeadAssigned
     | LeadOffered
+    | LeadHeld
     | OfferExpired
     | OfferWithdrawn
     | LeadClaimed
@@ -319,6 +340,7 @@ LEAD_EVENT: TypeAdapter[LeadEvent] = TypeAdapter(LeadEvent)
 RoutingEvent = Annotated[
     LeadAssigned
     | LeadOffered
+    | LeadHeld
     | OfferExpired
     | OfferWithdrawn
     | LeadClaimed

@@ -60,6 +60,7 @@ async def ensure_view_indexes(db: AsyncDatabase[dict[str, Any]], names: ViewName
         [("account_id", ASCENDING), ("status", ASCENDING), ("created_ms", DESCENDING)], name="account_status"
     )
     await leads.create_index([("account_id", ASCENDING), ("offered_to", ASCENDING)], name="account_offered_to")
+    await leads.create_index([("account_id", ASCENDING), ("pond", ASCENDING)], name="account_pond")
     await leads.create_index([("transferred_to", ASCENDING), ("created_ms", DESCENDING)], name="transferred_to")
     await db[names.timeline].create_index([("lead_id", ASCENDING), ("occurred_ms", ASCENDING)], name="lead_timeline")
     # No index on `offer_link_ids`: nx-27017 then stops matching array elements (a conformance xfail).
@@ -219,10 +220,12 @@ async def lost_offer(
     return (LeadRow.from_doc(row), entries) if entries else None
 
 
-async def ask_back_refusals(db: AsyncDatabase[dict[str, Any]], lead_id: str, agent_id: str) -> list[TimelineEntry]:
-    """The router's refusals of the agent's asks for a missed offer of the lead (issue 15), oldest first."""
+async def ask_back_entries(db: AsyncDatabase[dict[str, Any]], lead_id: str, agent_id: str) -> list[TimelineEntry]:
+    """The agent's asks for a missed offer of the lead (`LeadActivity`, recorded by crm-api) and the router's
+    refusals of them (`ActivityLogged`), issue 15; oldest first."""
     names = await active_names(db)
-    query = {"lead_id": lead_id, "agent_id": agent_id, "type": "ActivityLogged", "action": "ask_back"}
+    kinds = ["LeadActivity", "ActivityLogged"]
+    query = {"lead_id": lead_id, "agent_id": agent_id, "type": {"$in": kinds}, "action": "ask_back"}
     cursor = db[names.timeline].find(query).sort([("occurred_ms", ASCENDING), ("_id", ASCENDING)])
     return [TimelineEntry.from_doc(e) async for e in cursor]
 
@@ -274,6 +277,7 @@ def query_filter(query: LeadQuery) -> list[dict[str, Any]]:
         "transferred_to": query.assigned_to,
         "source": query.source,
         "search_labels": label_key(query.label) if query.label is not None else None,
+        "pond": query.pond,
     }
     conditions += [{name: value} for name, value in equal.items() if value is not None]
     created = {op: ms for op, ms in (("$gte", query.created_from_ms), ("$lt", query.created_to_ms)) if ms is not None}
@@ -402,6 +406,26 @@ class ScopedLeads:
                 return False
             result = await leads.update_one({"_id": lead_id}, {"$set": fields})
             return result.matched_count > 0
+
+
+def offered_to(agent_id: str) -> dict[str, Any]:
+    """Leads offered to the agent now. Inside an `$or`, as the realtor's scope has it: nx-27017 matches no
+    element of the indexed `offered_to` array in a flat filter (tests/integration/test_mongo_conformance.py)."""
+    return {"$or": [{"offered_to": agent_id}]}
+
+
+async def pond_counts(db: AsyncDatabase[dict[str, Any]], account_id: str, agent_id: str | None) -> dict[str, int]:
+    """Pond id -> how many of the account's leads are in it (issue 15); with `agent_id`, only those it holds
+    an open offer of (the ones it can claim). Counted here: nx-27017's `$match` misses array elements."""
+    names = await active_names(db)
+    # `$gt: ""`: a pond's id (text), never null or missing (MongoDB and nx-27017 agree; `$ne: null` differs).
+    query: dict[str, Any] = {"account_id": account_id, "pond": {"$gt": ""}}
+    if agent_id is not None:
+        query |= offered_to(agent_id)
+    counts: dict[str, int] = {}
+    async for doc in db[names.leads].find(query, {"pond": 1}):
+        counts[doc["pond"]] = counts.get(doc["pond"], 0) + 1
+    return counts
 
 
 def _row(doc: dict[str, Any] | None) -> LeadRow | None:

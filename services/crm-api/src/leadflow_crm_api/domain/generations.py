@@ -87,7 +87,7 @@ LAST_ACTIVITY = ("last_activity_at", "last_activity_ms", "last_activity_kind", "
 # is an entry crm-api's requests wrote (LeadActivity, CrmStatusSet, LeadUsersSet, T1's LeadShared),
 # which a rebuild copies.
 PROJECTED_ENTRY_TYPES = (
-    "LeadAssigned", "LeadOffered", "OfferExpired", "OfferWithdrawn", "LeadClaimed", "LeadFellBack",
+    "LeadAssigned", "LeadOffered", "LeadHeld", "OfferExpired", "OfferWithdrawn", "LeadClaimed", "LeadFellBack",
     "ActivityLogged", "LeadTransferred", "LeadReleased", "ContactErased",
 )  # fmt: skip
 

@@ -29,6 +29,7 @@ class Offer:
     offer_round: int
     deadline: datetime
     deadline_ms: int
+    pond: str | None = None  # the pond the lead is in, when this is one of a pond's offers (issue 15)
 
     @classmethod
     def from_doc(cls, doc: object) -> Offer | None:
@@ -38,7 +39,8 @@ class Offer:
         agent, offer_round, deadline = _text(doc.get("agent_id")), _int(doc.get("offer_round")), _moment(doc)
         if agent is None or offer_round is None or deadline is None:
             return None
-        return cls(agent, offer_round, deadline, _int(doc.get("deadline_ms")) or epoch_ms(deadline))
+        ms = _int(doc.get("deadline_ms")) or epoch_ms(deadline)
+        return cls(agent, offer_round, deadline, ms, _text(doc.get("pond")) or None)
 
 
 def _moment(offer: Mapping[str, Any]) -> datetime | None:
@@ -93,7 +95,9 @@ class LeadRow:
     transferred_at: datetime | None = None
     assigned_by: str | None = None
     open_offers: tuple[Offer, ...] = ()
+    held_until: datetime | None = None  # held, offered to nobody until its routing rule's hours open (issue 15)
     offered_to: tuple[str, ...] = ()
+    pond: str | None = None  # the pond its open offers are (issue 15); rows written before ponds have none
     offer_links: tuple[OfferLink, ...] = ()
     last_activity_kind: str | None = None
     last_activity_by: str | None = None
@@ -150,7 +154,9 @@ class LeadRow:
             transferred_at=_when(doc.get("transferred_at")),
             assigned_by=_text(doc.get("assigned_by")),
             open_offers=_each(Offer.from_doc, doc.get("open_offers")),
+            held_until=_when(doc.get("held_until")),
             offered_to=_texts(doc.get("offered_to")),
+            pond=_text(doc.get("pond")) or None,
             offer_links=_each(OfferLink.from_doc, doc.get("offer_links")),
             last_activity_kind=_text(doc.get("last_activity_kind")),
             last_activity_by=_text(doc.get("last_activity_by")),

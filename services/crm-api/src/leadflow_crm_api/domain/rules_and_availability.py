@@ -212,5 +212,33 @@ class SettingsHistory(BaseModel):
     items: list[SettingsChange] = Field(description="Newest first.")
 
 
+class AvailabilityHistory(SettingsHistory):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {
+                            "setting": "availability",
+                            "agent_id": "alex-rivera",
+                            "by_user_id": "morgan-broker",
+                            "at": "2026-11-24T15:04:05Z",
+                            "document": {
+                                "paused": False,
+                                "away": [],
+                                "working_hours": [
+                                    {"weekdays": [0, 1, 2, 3, 4], "start": "09:00:00", "end": "18:00:00"}
+                                ],
+                                "holidays": ["2026-12-24"],
+                                "caps": {"day": 5, "week": 20, "month": None},
+                            },
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
+
 def change_of(doc: Mapping[str, Any]) -> SettingsChange:
     return SettingsChange.model_validate({k: doc.get(k) for k in SettingsChange.model_fields})

@@ -19,6 +19,7 @@ from leadflow_shared.events.routing import (
     LeadClaimed,
     LeadEvent,
     LeadFellBack,
+    LeadHeld,
     LeadOffered,
     LeadReleased,
     LeadShared,
@@ -42,6 +43,7 @@ class LeadStatus(StrEnum):
     ASSIGNED = "assigned"
     FELL_BACK = "fell_back"
     UNASSIGNED = "unassigned"  # its holder left the office; a broker or admin distributes it by hand
+    HELD = "held"  # offered to nobody until its routing rule's hours open (`held_until`, issue 15)
 
 
 class CrmStatus(StrEnum):
@@ -91,6 +93,7 @@ class LeadQuery:
     created_to_ms: int | None = None  # exclusive
     search: str | None = None
     sort: LeadSort = LeadSort.CREATED_DESC
+    pond: str | None = None  # leads in this pond (issue 15)
 
 
 def search_patterns(text: str) -> tuple[str, str | None]:
@@ -116,7 +119,7 @@ def _search_fields(name: str, email: str | None, phone: str | None) -> dict[str,
 
 
 def _new_row(
-    event: LeadOffered | LeadAssigned, *, status: str, owner: str | None, reason: str | None
+    event: LeadOffered | LeadAssigned | LeadHeld, *, status: str, owner: str | None, reason: str | None
 ) -> dict[str, Any]:
     """The row of a lead's first event: who the contact is, where it came from, who holds it."""
     p = event.payload
@@ -146,7 +149,7 @@ def _new_row(
         "last_activity_at": event.occurred_at,
         "last_activity_ms": epoch_ms(event.occurred_at),
         "last_event_id": str(event.event_id),
-        **last_activity(event.type, p.agent_id),
+        **last_activity(event.type, getattr(p, "agent_id", None)),
         "crm_status": CrmStatus.NEW.value,
     }
 
@@ -154,6 +157,11 @@ def _new_row(
 def lead_row_from_offered(event: LeadOffered) -> dict[str, Any]:
     """A lead that starts its life offered (round robin): nobody holds it yet; offers are added after."""
     return _new_row(event, status=LeadStatus.OFFERED.value, owner=None, reason=None)
+
+
+def lead_row_from_held(event: LeadHeld) -> dict[str, Any]:
+    """A lead that starts its life held (its rule's hours closed): nobody is offered it before `held_until`."""
+    return _new_row(event, status=LeadStatus.HELD.value, owner=None, reason=None) | {"held_until": event.payload.until}
 
 
 def lead_row_changes(event: LeadEvent) -> dict[str, Any]:
@@ -187,7 +195,10 @@ def lead_row_changes(event: LeadEvent) -> dict[str, Any]:
             "status": LeadStatus.OFFERED.value,
             "owner_agent_id": None,
             "referral_fee_percent": event.payload.referral_fee_percent,
+            "held_until": None,
         }
+    elif isinstance(event, LeadHeld):  # to be offered on while its rule is closed: waits for it to open
+        changes |= {"status": LeadStatus.HELD.value, "owner_agent_id": None, "held_until": event.payload.until}
     return changes
 
 
@@ -221,6 +232,7 @@ def open_offers_after(open_offers: list[dict[str, Any]], event: LeadEvent) -> li
             "offer_round": p.offer_round,
             "deadline": p.deadline,
             "deadline_ms": epoch_ms(p.deadline),
+            **({"pond": p.pond} if p.pond else {}),
         }
         kept = [o for o in open_offers if (o["agent_id"], o["offer_round"]) != (p.agent_id, p.offer_round)]
         return [*kept, offer]
@@ -230,6 +242,12 @@ def open_offers_after(open_offers: list[dict[str, Any]], event: LeadEvent) -> li
     if isinstance(event, LeadClaimed | LeadAssigned | LeadFellBack | LeadTransferred | LeadShared | LeadReleased):
         return []  # someone holds the lead, or it waits to be distributed by hand: no offer is open
     return None
+
+
+def pond_of(open_offers: list[dict[str, Any]]) -> str | None:
+    """The pond the lead is in (issue 15): its open offers' pond, None when none is a pond's. The row keeps it
+    (`pond`) so the ponds' lists are a query; it clears with the last of those offers."""
+    return next((o["pond"] for o in open_offers if o.get("pond")), None)
 
 
 def offer_links_after(links: list[dict[str, Any]], event: LeadEvent) -> list[dict[str, Any]] | None:
@@ -274,6 +292,8 @@ def _timeline_line(event: LeadEvent) -> tuple[str | None, str | None, str]:
         return event.payload.agent_id, action, f"Claimed by {event.payload.agent_id} ({action})"
     if isinstance(event, LeadOffered | OfferExpired | OfferWithdrawn):
         return event.payload.agent_id, None, _offer_summary(event)
+    if isinstance(event, LeadHeld):
+        return None, None, f"Held until {event.payload.until.isoformat()}: {event.payload.explanation}"
     return event.payload.agent_id, None, _holder_summary(event)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, status
@@ -11,8 +12,10 @@ from leadflow_crm_api.api import ActivityAccepted, ActivityCreate, LeadDetail, L
 from leadflow_crm_api.deps import AccountLeads, Caller, Db, Id, Text
 from leadflow_crm_api.domain.views import MAX_CURSOR_LENGTH, LeadQuery, LeadSort, LeadStatus, LeadTab
 from leadflow_crm_api.use_cases import leads as leads_uc
-from leadflow_crm_api.use_cases.ask_back import AskedBack
+from leadflow_crm_api.use_cases import ponds as ponds_uc
+from leadflow_crm_api.use_cases.ask_back import AskBackAnswer, AskedBack, ask_back_status
 from leadflow_crm_api.use_cases.ask_back import ask_back as ask_back_uc
+from leadflow_crm_api.use_cases.ponds import PondLeads, Ponds
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.kafka import PublishRaw
 
@@ -112,3 +115,34 @@ async def ask_back(account_id: Id, caller: Caller, db: Db, lead_id: Id, activiti
 
     404 when you were never offered the lead; 409 while your offer is open or you hold the lead."""
     return await ask_back_uc(account_id, caller, db, lead_id, activities)
+
+
+@router.get("/v1/accounts/{account_id}/leads/{lead_id}/ask-back", tags=["brokerage CRM", "realtor CRM"])
+async def ask_back_outcome(account_id: Id, caller: Caller, db: Db, lead_id: Id) -> AskBackAnswer:
+    """What became of your latest ask for the lead back (`POST .../ask-back`): `pending` until the router answers,
+    then `offered` (you can claim it until `offered_until`) or `refused` with the router's `reason`.
+
+    404 when you were never offered the lead, or never asked for it back; 403 for another account's broker."""
+    return await ask_back_status(account_id, caller, db, lead_id)
+
+
+# Ponds (issue 15): leads a routing rule put in a pond, which its agents browse and claim from.
+
+
+@router.get("/v1/accounts/{account_id}/ponds", tags=["brokerage CRM", "realtor CRM"])
+async def list_ponds(account_id: Id, caller: Caller, db: Db) -> Ponds:
+    """The account's ponds and how many leads wait in each: for an agent, the ponds it is an agent of and the
+    leads it can claim there; for brokers and admins, every pond and all its leads. 403 for another account."""
+    return await ponds_uc.list_ponds(account_id, caller, db)
+
+
+@router.get("/v1/accounts/{account_id}/ponds/{pond_id}/leads", tags=["brokerage CRM", "realtor CRM"])
+async def pond_leads(
+    account_id: Id, caller: Caller, db: Db, pond_id: Id, limit: Limit = 50, cursor: Cursor = None
+) -> PondLeads:
+    """The pond's leads, oldest first: for an agent, those it can claim (it holds an open offer of them); for
+    brokers and admins, all, with the agents who can claim each. Claim one as any offer:
+    `POST .../leads/{lead_id}/activities` with `{"action": "accept"}` (the first claim wins).
+
+    404 for a pond the routing rules do not declare and no lead is in; 403 for another account."""
+    return await ponds_uc.pond_leads(account_id, caller, db, pond_id, limit=limit, cursor=cursor, now=datetime.now(UTC))

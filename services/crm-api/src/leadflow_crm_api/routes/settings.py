@@ -166,7 +166,7 @@ AVAILABILITY = (
 AVAILABILITY_PUT = (
     " Replaces all five fields. Refused (422, naming the field): an `away` that does not end after it starts, a "
     "weekday outside 0-6, a negative cap, and a cap of 0 that would leave every agent who takes round-robin "
-    "leads (on the roster, active, approved) with a cap of 0. Every change is audited."
+    "leads (on the roster, active, approved) with a cap of 0. Every change is audited (`.../availability/history`)."
 )
 router.add_api_route(
     "/v1/agents/me/availability",
@@ -193,4 +193,20 @@ router.add_api_route(
     description="Change an agent's availability (brokers and admins; an agent its own)."
     + AVAILABILITY_PUT
     + ROUTER_CACHE,
+)
+HISTORY = (
+    "The last changes of the agent's availability, newest first (`limit`, at most 100): who changed it, when, and "
+    "the five fields as saved."
+)
+router.add_api_route(
+    "/v1/agents/me/availability/history",
+    rules.my_availability_history,
+    methods=["GET"],
+    description="The calling agent's own availability changes. " + HISTORY,
+)
+router.add_api_route(
+    f"{BASE}/agents/{{agent_id}}/availability/history",
+    rules.availability_history,
+    methods=["GET"],
+    description="An agent's availability changes (brokers and admins; an agent its own). " + HISTORY,
 )

@@ -6,6 +6,8 @@ lead. crm-api checks that the caller was offered the lead and has no open offer 
 hands an `ask_back` activity to the router, which alone decides: a new offer (the agent sees the lead
 again) or a refusal with its reason (someone holds the lead, the agent is at a cap...), logged on the
 lead's timeline (`ActivityLogged.claim_refused`) and shown on the agent's "no longer yours" page.
+What became of the ask (`domain.ask_back`) is read once, by `ask_back_facts`, for that page and for the JSON
+route `GET .../ask-back` (`ask_back_status`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from datetime import UTC, datetime
 from pydantic import BaseModel, ConfigDict, Field
 from pymongo.asynchronous.database import AsyncDatabase
 
-from leadflow_crm_api.adapters.leads import LeadViews, ask_back_refusals, lost_offer
+from leadflow_crm_api.adapters.leads import LeadViews, ask_back_entries, lost_offer
+from leadflow_crm_api.domain.ask_back import AskBackOutcome, AskBackStatus, ask_back_outcome
 from leadflow_crm_api.domain.lead_row import LeadRow, TimelineEntry
 from leadflow_crm_api.domain.principal import Principal
 from leadflow_crm_api.domain.views import activity_entry
@@ -30,7 +33,6 @@ from leadflow_shared.mongo import Document
 
 Db = AsyncDatabase[Document]
 ASKED = "Asked; the router decides: a new offer if the lead can be yours again, else the reason on the lead's timeline."
-REFUSED_PREFIX = "cannot ask it back: "  # the router's words before each reason (router/domain/decisions.py)
 
 
 class AskedBack(BaseModel):
@@ -81,26 +83,92 @@ def _nothing_to_ask_back(row: LeadRow, agent_id: str, now: datetime) -> str | No
 
 
 @dataclass(frozen=True, slots=True)
+class AskBackFacts:
+    """The agent's ended offer of a lead (`lost_offer`: the row, its offer entries) and what became of its
+    latest ask for it back (None: it never asked)."""
+
+    row: LeadRow
+    offers: list[TimelineEntry]
+    outcome: AskBackOutcome | None
+
+
+async def ask_back_facts(db: Db, account_id: str, lead_id: str, agent_id: str) -> AskBackFacts | None:
+    """The one reading of an ask's outcome, for the JSON route and the lost offer's page; None when the agent
+    was never offered the lead (or there is no such lead in the account)."""
+    lost = await lost_offer(db, account_id, lead_id, agent_id)
+    if lost is None:
+        return None
+    row, offers = lost
+    asks = await ask_back_entries(db, lead_id, agent_id)
+    return AskBackFacts(row, offers, ask_back_outcome(row, offers, asks, agent_id, now=datetime.now(UTC)))
+
+
+class AskBackAnswer(BaseModel):
+    """What became of the caller's latest ask for a missed offer of the lead."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"status": "pending", "asked_at": "2026-11-24T14:20:05Z"},
+                {"status": "offered", "asked_at": "2026-11-24T14:20:05Z", "answered_at": "2026-11-24T14:20:06Z",
+                 "offered_until": "2026-11-24T14:35:06Z"},
+                {"status": "refused", "asked_at": "2026-11-24T14:20:05Z", "answered_at": "2026-11-24T14:20:06Z",
+                 "reason": "the lead is held by alex-rivera"},
+            ]
+        }
+    )  # fmt: skip
+
+    status: AskBackStatus = Field(
+        description="`pending`: the router has not answered yet; `offered`: you were offered the lead again (claim "
+        "it while `offered_until` is set); `refused`: the router said why not (`reason`), and you may ask again."
+    )
+    asked_at: datetime = Field(description="Your latest ask.")
+    answered_at: datetime | None = Field(default=None, description="When the router answered it.")
+    reason: str | None = Field(default=None, description="Why it was refused: someone holds it, you are paused...")
+    offered_until: datetime | None = Field(default=None, description="Your open offer's deadline, while it is open.")
+
+
+async def ask_back_status(account_id: str, caller: Principal, db: Db, lead_id: str) -> AskBackAnswer:
+    """What became of the caller's latest ask for the lead back. 404 when it was never offered the lead, or
+    never asked for it back."""
+    account_leads(caller, db, account_id)  # another account's broker or admin: 403, as for asking
+    facts = await ask_back_facts(db, account_id, lead_id, caller.sub) if account_id == caller.account_id else None
+    if facts is None:
+        raise NotFound("You were not offered this lead." if caller.sees_whole_account else "No such lead.")
+    if (outcome := facts.outcome) is None:
+        raise NotFound("You have not asked for this lead back.")
+    return AskBackAnswer(
+        status=outcome.status, asked_at=outcome.asked_at, answered_at=outcome.answered_at, reason=outcome.reason,
+        offered_until=outcome.offered_until,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
 class LostOffer:
     """What an agent whose offer of a lead ended is told instead of the lead (the web app's page)."""
 
     how: str  # how the offer ended and who holds the lead
     refused: str | None  # the router's refusal of its latest ask, when no offer came since
+    pending: str | None = None  # its latest ask, while the router has not answered it
 
 
 async def lost_offer_notice(caller: Principal, db: Db, lead_id: str) -> LostOffer | None:
-    """How the caller's offer of the lead ended, and why asking it back was refused; None: never offered it."""
-    lost = await lost_offer(db, caller.account_id, lead_id, caller.sub)
-    if lost is None or (how := await offer_ended(caller, db, *lost)) is None:
+    """How the caller's offer of the lead ended, and what became of its latest ask for it back (`ask_back_facts`,
+    as the JSON route reads it); None: never offered it."""
+    facts = await ask_back_facts(db, caller.account_id, lead_id, caller.sub)
+    if facts is None or (how := await offer_ended(caller, db, facts.row, facts.offers)) is None:
         return None
-    offers = [e for e in lost[1] if e.type == "LeadOffered"]
-    refusals = await ask_back_refusals(db, lead_id, caller.sub)
-    return LostOffer(how, _refusal(refusals[-1], offers[-1] if offers else None) if refusals else None)
+    outcome = facts.outcome
+    if outcome is None or outcome.status is AskBackStatus.OFFERED:
+        return LostOffer(how, None)
+    if outcome.status is AskBackStatus.PENDING:
+        return LostOffer(how, None, f"You asked for it back at {outcome.asked_at:%Y-%m-%d %H:%M} UTC; no answer yet.")
+    return LostOffer(how, _refusal(outcome, facts.offers))
 
 
-def _refusal(refused: TimelineEntry, offered: TimelineEntry | None) -> str | None:
-    """The refusal's reason, unless an offer came after it (that offer then ended too: `how` says how)."""
-    if offered is not None and offered.occurred_ms > refused.occurred_ms:
+def _refusal(refused: AskBackOutcome, offers: list[TimelineEntry]) -> str | None:
+    """The refusal's words, unless an offer came after it (that offer then ended too: `how` says how)."""
+    at = refused.answered_at
+    if at is None or any(e.type == "LeadOffered" and e.occurred_at > at for e in offers):
         return None
-    reason = refused.summary.partition(REFUSED_PREFIX)[2] or refused.summary
-    return f"Asking it back was refused at {refused.occurred_at:%Y-%m-%d %H:%M} UTC: {reason}."
+    return f"Asking it back was refused at {refused.answered_at:%Y-%m-%d %H:%M} UTC: {refused.reason}."

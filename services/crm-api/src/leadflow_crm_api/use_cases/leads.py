@@ -55,16 +55,20 @@ def realtor_leads(caller: Principal, db: Db) -> ScopedLeads:
 
 async def lead_page(leads: ScopedLeads, db: Db, query: LeadQuery, limit: int, cursor: str | None) -> LeadPage:
     """One page of a list, in `query.sort` order, after `cursor` (a previous page's `next_cursor`)."""
-    try:
-        after = decode_cursor(cursor, sort=query.sort) if cursor else None
-    except ValueError as exc:
-        reason = "not a cursor from this API for this sort order"
-        raise RequestValidationError([{"loc": ("query", "cursor"), "msg": reason, "type": "value_error"}]) from exc
-    docs = await leads.find_page(query, limit=limit + 1, after=after)
+    docs = await leads.find_page(query, limit=limit + 1, after=cursor_after(cursor, query))
     rows, more = docs[:limit], len(docs) > limit
     next_cursor = encode_cursor(query.sort.key_of(rows[-1]), rows[-1].lead_id, sort=query.sort) if more else None
     names = await agent_names(db, {d.owner_agent_id or "" for d in rows})
     return LeadPage(items=[lead_public(d, names) for d in rows], next_cursor=next_cursor)
+
+
+def cursor_after(cursor: str | None, query: LeadQuery) -> tuple[int, str] | None:
+    """Where a page starts: after `cursor` (a previous page's `next_cursor`, of the same sort); 422 otherwise."""
+    try:
+        return decode_cursor(cursor, sort=query.sort) if cursor else None
+    except ValueError as exc:
+        reason = "not a cursor from this API for this sort order"
+        raise RequestValidationError([{"loc": ("query", "cursor"), "msg": reason, "type": "value_error"}]) from exc
 
 
 async def lead_view(leads: ScopedLeads, caller: Principal, db: Db, lead_id: str) -> LeadDetail:

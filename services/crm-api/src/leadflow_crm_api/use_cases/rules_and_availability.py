@@ -24,7 +24,9 @@ from leadflow_crm_api.domain.rules_and_availability import (
     AVAILABILITY_SETTING,
     RULES_SETTING,
     Availability,
+    AvailabilityHistory,
     RoutingRules,
+    SettingsChange,
     SettingsHistory,
     availability_fields,
     capacity_refusals,
@@ -39,6 +41,7 @@ from leadflow_shared.account_config import RoutingFields
 from leadflow_shared.mongo import Document
 
 HISTORY_LIMIT = 20
+HistoryLimit = Annotated[int, Query(ge=1, le=100, description="How many changes.")]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,11 +100,14 @@ async def put_routing_rules(scope: Rules, body: RoutingRules) -> RoutingRules:
     return saved
 
 
-async def routing_rules_history(
-    scope: Rules, limit: Annotated[int, Query(ge=1, le=100, description="How many changes.")] = HISTORY_LIMIT
-) -> SettingsHistory:
+async def _history(scope: Changes, setting: str, limit: int) -> list[SettingsChange]:
+    """The last `limit` audited changes of `setting` in the scope (its agent's, for availability), newest first."""
+    return [change_of(doc) for doc in await scope.audit.latest(setting, limit, scope.agent_id or None)]
+
+
+async def routing_rules_history(scope: Rules, limit: HistoryLimit = HISTORY_LIMIT) -> SettingsHistory:
     await _account(scope.settings)
-    return SettingsHistory(items=[change_of(doc) for doc in await scope.audit.latest(RULES_SETTING, limit)])
+    return SettingsHistory(items=await _history(scope, RULES_SETTING, limit))
 
 
 # Availability
@@ -162,3 +168,12 @@ async def get_my_availability(scope: MyChanges) -> Availability:
 
 async def put_my_availability(scope: MyChanges, body: Availability) -> Availability:
     return await put_availability(scope, body)
+
+
+async def availability_history(scope: AgentChanges, limit: HistoryLimit = HISTORY_LIMIT) -> AvailabilityHistory:
+    await _agent(scope)
+    return AvailabilityHistory(items=await _history(scope, AVAILABILITY_SETTING, limit))
+
+
+async def my_availability_history(scope: MyChanges, limit: HistoryLimit = HISTORY_LIMIT) -> AvailabilityHistory:
+    return await availability_history(scope, limit)

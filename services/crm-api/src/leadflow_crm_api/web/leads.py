@@ -28,6 +28,7 @@ from leadflow_crm_api.use_cases import leads as leads_uc
 from leadflow_crm_api.use_cases import offices as offices_uc
 from leadflow_crm_api.use_cases import routing_info as routing_uc
 from leadflow_crm_api.use_cases import sharing as sharing_uc
+from leadflow_crm_api.web import ponds
 from leadflow_crm_api.web.common import (
     PREFIX,
     caller_of,
@@ -44,6 +45,7 @@ PAGE_SIZE = 50
 PAGE_ROUTER_TIMEOUT = 2.0  # seconds: a router that hangs delays a broker's lead page by at most this
 ACTIONS = ("accept", "note", "call", "email", "sms", "task")
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
+router.include_router(ponds.router)  # the Ponds page (issue 15): pond leads, claimed with this module's actions
 
 
 def _list_query(request: Request) -> tuple[LeadQuery, str | None, dict[str, str]]:

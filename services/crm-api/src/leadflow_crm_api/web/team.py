@@ -1,6 +1,7 @@
 """Brokerkit's people side in the web app: the team (agents, admins, staff) with search, the Onboarding
-queue, a member's status, and Reassign of a team member to another office (T2). The use cases are the
-JSON API's (`use_cases.people`, `use_cases.settings`, `use_cases.offices`)."""
+queue, a member's status, Reassign of a team member to another office (T2), and an agent's availability page
+(issue 15, web/availability.py). The use cases are the JSON API's (`use_cases.people`, `use_cases.settings`,
+`use_cases.offices`, `use_cases.rules_and_availability`)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ from leadflow_crm_api.domain.offices import TeamStatus
 from leadflow_crm_api.domain.people import MemberRole
 from leadflow_crm_api.domain.principal import Principal
 from leadflow_crm_api.domain.settings import AgentStatus
-from leadflow_crm_api.errors import InvalidRequest
+from leadflow_crm_api.errors import InvalidRequest, NotFound
 from leadflow_crm_api.use_cases import leads as leads_uc
 from leadflow_crm_api.use_cases import offices as offices_uc
 from leadflow_crm_api.use_cases import people as people_uc
+from leadflow_crm_api.use_cases import rules_and_availability as rules_uc
 from leadflow_crm_api.use_cases import settings as settings_uc
 from leadflow_crm_api.use_cases.offices import OfficeTransferCreate
+from leadflow_crm_api.web import availability as web_availability
 from leadflow_crm_api.web.common import (
     PREFIX,
     caller_of,
@@ -104,3 +107,53 @@ async def reassign_member(request: Request, account_id: str, agent_id: str) -> R
         request=request,
         flash=f"{agent_id} moves to {moved.to_account_name}, where it is in the Onboarding queue.",
     )
+
+
+async def _availability_page(
+    request: Request,
+    caller: Principal,
+    account_id: str,
+    agent_id: str,
+    *,
+    status: int = 200,
+    errors: dict[str, str] | None = None,
+    values: dict[str, str] | None = None,
+) -> HTMLResponse:
+    """One agent's availability, for its account's brokers and admins (and the agent itself)."""
+    scope = await rules_uc.availability_scope(account_id, agent_id, caller, db_of(request))
+    action = f"{PREFIX}/accounts/{account_id}/team/{agent_id}/availability"
+    section = await web_availability.section(scope, action, caller.sub)
+    if section is None:
+        raise NotFound("No such agent in this account.")
+    agent = await scope.settings.agent(agent_id) or {}
+    return render(
+        request,
+        "agent_availability.html",
+        status=status,
+        caller=caller,
+        title=f"Availability of {agent.get('name') or agent_id}",
+        account_id=account_id,
+        agent_id=agent_id,
+        agent_name=str(agent.get("name") or agent_id),
+        av=section,
+        errors=errors or {},
+        values=values or {},
+    )
+
+
+@router.get("/accounts/{account_id}/team/{agent_id}/availability")
+async def agent_availability(request: Request, account_id: str, agent_id: str) -> HTMLResponse:
+    caller, _ = caller_of(request)
+    return await _availability_page(request, caller, path_id(account_id), path_id(agent_id))
+
+
+@router.post("/accounts/{account_id}/team/{agent_id}/availability")
+async def save_agent_availability(request: Request, account_id: str, agent_id: str) -> Response:
+    """One part of the agent's availability (web/availability.py), saved whole through the API's use case."""
+    caller, (account_id, agent_id), form = await posted(request, account_id, agent_id)
+    scope = await rules_uc.availability_scope(account_id, agent_id, caller, db_of(request))
+    said, errors = await web_availability.save(scope, form, own=agent_id == caller.sub)
+    if errors:
+        return await _availability_page(request, caller, account_id, agent_id, status=422, errors=errors, values=form)
+    back = f"{PREFIX}/accounts/{account_id}/team/{agent_id}/availability"
+    return redirect(back, request=request, flash=said)

@@ -48,6 +48,8 @@ from leadflow_shared.events.routing import (
     LeadClaimedPayload,
     LeadFellBack,
     LeadFellBackPayload,
+    LeadHeld,
+    LeadHeldPayload,
     LeadOffered,
     LeadOfferedPayload,
     LeadReleased,
@@ -69,6 +71,7 @@ from leadflow_shared.routing_rules import (
     RotationMode,
     SourceRotationAction,
 )
+from leadflow_shared.routing_rules import Rule as RoutingRule
 
 EXPLANATION_MAX = 1000  # characters: the explanation field of the routing events
 LISTED_MAX = 10  # agents named per list in an explanation; the rest are counted
@@ -305,12 +308,44 @@ def _action_at(account: AccountSnapshot, rule_id: str | None, step: int) -> Acti
 
 
 def _rule_closed(account: AccountSnapshot, rule_id: str | None) -> tuple[PauseWindow, ...]:
-    """When a rule that pauses its claim clock outside its hours is closed (nothing for other rules)."""
-    rule = account.rules.find(rule_id) if rule_id is not None else None
-    if rule is None or rule.when_closed != "pause_clock":
-        return ()
+    """When a rule that pauses its claim clock outside its hours (or holds its leads then) is closed;
+    nothing for other rules."""
+    rule = account.rules.find(rule_id)
+    return () if rule is None or rule.when_closed == "skip" else _closed_hours(rule)
+
+
+def _closed_hours(rule: RoutingRule) -> tuple[PauseWindow, ...]:
     c = rule.criteria
     return closed_windows((c.hours.start, c.hours.end) if c.hours else None, frozenset(c.weekdays))
+
+
+def _held(state: LeadState, account: AccountSnapshot, now: datetime) -> Outcome | None:
+    """A rule that holds its leads while its hours are closed (`when_closed: hold`): nobody is offered the
+    lead until they open; the sweeper offers it then (`on_deadline`). None when it is open (or not such a rule)."""
+    rule = account.rules.find(state.rule_id)
+    if rule is None or rule.when_closed != "hold":
+        return None
+    until = pause_end(now, _closed_hours(rule), account.time_zone)
+    if until is None:
+        return None
+    explanation = fit_explanation(
+        f"Rule: {rule.name!r} is closed; the lead waits, offered to nobody, until its hours open at "
+        f"{until.isoformat()}."
+    )
+    held = state.evolve(status=LeadStatus.WAITING, next_deadline=until, direct_phase=False, pond=None)
+    summary = state.summary
+    payload = LeadHeldPayload(
+        lead_id=uuid.UUID(state.lead_id),
+        rule_id=rule.id,
+        until=until,
+        explanation=explanation,
+        contact=summary.contact,
+        source=summary.source,
+        message=summary.message,
+        referral_fee_percent=state.referral_fee_percent,
+        criteria=summary.criteria,
+    )
+    return Outcome(held, (Emit(LeadHeld, payload),), explanation, why=Why(now, rule=(rule.id, rule.name)))
 
 
 def _fallbacks(account: AccountSnapshot, rule_id: str | None) -> int:
@@ -392,7 +427,9 @@ def rule_id_of(choice: RuleChoice | None, account: AccountSnapshot) -> str | Non
     if choice is None:
         return None
     steps = account.rules.steps_of(choice.rule_id)
-    plain = not steps.fallbacks and steps.idle is None
+    rule = account.rules.find(choice.rule_id)
+    # Its hours pausing the claim clock or holding the lead are the rule's own, so a lead of it remembers it.
+    plain = not steps.fallbacks and steps.idle is None and (rule is None or rule.when_closed == "skip")
     return None if plain and follows_source(account, choice.rule_id) else choice.rule_id
 
 
@@ -597,7 +634,10 @@ def offer_next(
 ) -> Outcome:
     """Offer the lead to the next eligible agents of its pool who have not had it (R6, R7, R9, or its
     routing rule's), or fall back; never to `exclude`, nor to an agent who cannot take a lead now
-    (paused, away, off hours; at a cap when `usage` is known)."""
+    (paused, away, off hours; at a cap when `usage` is known). A rule that holds its leads while closed
+    offers nobody then (`_held`)."""
+    if (held := _held(state, account, now)) is not None:
+        return held
     standing = Standing.of(rotation)
     rotation, counts = standing.cursor, standing.counts
     gate, excluded = Gate(now, account.holidays, standing.usage), state.agents_offered | exclude
@@ -837,8 +877,9 @@ def on_ask_back(
         return _refused(state, activity, f"cannot ask it back: {cannot}")
     pool = pool_of(account, state.source_name, state.rule_id, step=state.fallback_step)
     racing = state.status is LeadStatus.OFFERED and state.next_deadline is not None and bool(state.open_offers)
+    pauses = (*account.pause, *_rule_closed(account, state.rule_id))
     deadline = state.next_deadline if racing and state.next_deadline else (
-        claim_deadline(now, pool.claim_window, account.pause, account.time_zone)
+        claim_deadline(now, pool.claim_window, pauses, account.time_zone)
     )  # fmt: skip
     round_ = state.round if racing else state.round + 1
     offer = Offer(activity.agent_id, round_, deadline)

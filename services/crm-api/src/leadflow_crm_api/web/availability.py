@@ -1,0 +1,304 @@
+"""An agent's availability on the web (issue 15): the forms of the Me page and of a broker's page for one agent
+(pause and time away, working hours per weekday, holidays, lead caps), what they show, and the last changes.
+
+Each form changes one part and saves the whole availability through the JSON API's use case, which checks it;
+a refusal comes back keyed by the field it is about (`availability_caps_week`, `availability_hours_2`...).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from leadflow_crm_api.domain.rules_and_availability import Availability, SettingsChange, stored_availability
+from leadflow_crm_api.problems import reason_of
+from leadflow_crm_api.use_cases import rules_and_availability as rules_uc
+from leadflow_crm_api.use_cases.rules_and_availability import Changes
+from leadflow_shared.account_config import time_zone_of
+from leadflow_shared.availability import AgentAvailability, Caps, WorkWindow
+
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+PERIODS = ("day", "week", "month")
+POSITION = re.compile(r"[0-9]{1,3}")
+RECENT = 5  # changes shown under the forms
+
+
+class FormError(Exception):
+    """A form refused before it reaches the use case (its fields' reasons, like the API's 422)."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+
+# What the forms show
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    at: datetime
+    at_text: str  # in the zone of the agent whose availability it is
+    by: str
+    what: str
+
+
+@dataclass(frozen=True, slots=True)
+class AvailabilityView:
+    """The availability section of a page: the stored availability and the forms' starting values."""
+
+    availability: Availability
+    own: bool  # the viewer's own ("you") or an agent's its broker sees
+    time_zone: str
+    action: str  # where the forms post
+    away: list[str]
+    hours: list[tuple[str, str]]  # per weekday, Monday first: (start, end) as HH:MM, ("", "") for none
+    more_hours: list[str]  # windows beyond one a day (set through the API): the per-day form keeps one
+    holidays: list[date]
+    caps: dict[str, str]  # per period, "" for none
+    changes: list[Change] = field(default_factory=list)
+    weekdays: tuple[str, ...] = WEEKDAYS
+
+
+def _hhmm(moment: time) -> str:
+    return moment.isoformat(timespec="minutes" if not (moment.second or moment.microsecond) else "seconds")
+
+
+def _shown(moment: datetime, zone: ZoneInfo) -> str:
+    try:
+        return f"{moment.astimezone(zone):%Y-%m-%d %H:%M}"
+    except OverflowError:  # year 1 or 9999 with an offset: beyond what a datetime holds in this zone
+        return moment.isoformat()
+
+
+def away_lines(availability: AgentAvailability, zone: str) -> list[str]:
+    """Each time away as the agent reads it, in its own time zone."""
+    local = ZoneInfo(zone)
+    return [f"{_shown(a.start, local)} – {_shown(a.end, local)}" for a in availability.away]
+
+
+def day_hours(windows: Sequence[WorkWindow]) -> tuple[list[tuple[str, str]], list[str]]:
+    """The first window of each weekday, and the others as text."""
+    days: list[tuple[str, str]] = [("", "")] * 7
+    more: list[str] = []
+    for window in windows:
+        hours = (_hhmm(window.start), _hhmm(window.end))
+        for day in window.weekdays:
+            if days[day] == ("", ""):
+                days[day] = hours
+            else:
+                more.append(f"{WEEKDAYS[day]} {hours[0]}–{hours[1]}")
+    return days, more
+
+
+def view_of(availability: Availability, own: bool, zone: str, action: str, changes: list[Change]) -> AvailabilityView:
+    hours, more = day_hours(availability.working_hours)
+    limits = availability.caps.model_dump() if availability.caps else {}
+    caps = {p: "" if limits.get(p) is None else str(limits[p]) for p in PERIODS}
+    return AvailabilityView(
+        availability, own, zone, action, away_lines(availability, zone), hours, more, sorted(availability.holidays),
+        caps, changes,
+    )  # fmt: skip
+
+
+# The last changes, in words
+
+
+def _windows_text(windows: Sequence[WorkWindow]) -> str:
+    if not windows:
+        return "any time"
+    return "; ".join(
+        f"{', '.join(WEEKDAYS[d][:3] for d in w.weekdays)} {_hhmm(w.start)}–{_hhmm(w.end)}" for w in windows
+    )
+
+
+def _caps_text(caps: Caps | None) -> str:
+    limits = [f"{getattr(caps, p)} a {p}" for p in PERIODS if caps is not None and getattr(caps, p) is not None]
+    return ", ".join(limits) or "none"
+
+
+def _field_text(name: str, value: AgentAvailability, zone: str) -> str:
+    if name == "paused":
+        return "paused" if value.paused else "taking leads"
+    if name == "away":
+        return "time away: " + ("; ".join(away_lines(value, zone)) or "none")
+    if name == "working_hours":
+        return "working hours: " + _windows_text(value.working_hours)
+    if name == "holidays":
+        return "holidays: " + (", ".join(d.isoformat() for d in sorted(value.holidays)) or "none")
+    return "caps: " + _caps_text(value.caps)
+
+
+def _readable(document: Mapping[str, Any]) -> AgentAvailability | None:
+    try:
+        return AgentAvailability.model_validate(document)
+    except ValidationError:
+        return None
+
+
+def change_text(document: Mapping[str, Any], before: Mapping[str, Any] | None, zone: str) -> str:
+    """What a change set: the fields that differ from the change before it (all of them for the first)."""
+    after = _readable(document)
+    if after is None:
+        return "a value that cannot be read"
+    previous = _readable(before) if before is not None else None
+    names = [n for n in AgentAvailability.model_fields if previous is None or getattr(previous, n) != getattr(after, n)]
+    return "; ".join(_field_text(n, after, zone) for n in names) or "saved unchanged"
+
+
+async def recent_changes(scope: Changes, zone: str, viewer: str) -> list[Change]:
+    """The last few changes of the scope's agent's availability, each said against the one before it."""
+    history = (await rules_uc.availability_history(scope, RECENT + 1)).items
+    names = {a["_id"]: str(a.get("name") or a["_id"]) for a in await scope.settings.agents()}
+    local = ZoneInfo(zone)
+
+    def said(change: SettingsChange, before: SettingsChange | None) -> Change:
+        at = change.at if change.at.tzinfo else change.at.replace(tzinfo=UTC)
+        who = "you" if change.by_user_id == viewer else names.get(change.by_user_id, change.by_user_id)
+        what = change_text(change.document, before.document if before else None, zone)
+        return Change(at, _shown(at, local), who, what)
+
+    return [said(c, history[i + 1] if i + 1 < len(history) else None) for i, c in enumerate(history[:RECENT])]
+
+
+# The forms: each changes one part of the availability
+
+
+def _local(text: str, zone: str) -> datetime | str:
+    """A `datetime-local` value in the agent's zone; anything else as sent, for the model to refuse by name."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    return moment if moment.tzinfo else moment.replace(tzinfo=ZoneInfo(zone))
+
+
+def _pause_and_away(current: dict[str, Any], form: Mapping[str, str], zone: str) -> dict[str, Any]:
+    """Remove one time away (`remove_away` = its position), or set the pause and add a time away when given."""
+    away: list[Any] = list(current["away"])
+    if POSITION.fullmatch(remove := form.get("remove_away", "")):
+        return {"away": [a for i, a in enumerate(away) if i != int(remove)]}
+    start, end = form.get("away_start", "").strip(), form.get("away_end", "").strip()
+    if start or end:
+        away.append({"start": _local(start, zone), "end": _local(end, zone)})
+    return {"paused": form.get("paused") == "on", "away": away}
+
+
+def _hours(form: Mapping[str, str]) -> tuple[dict[str, Any], list[list[int]]]:
+    """One window per weekday given, days with the same hours in one window; and each window's days (where a
+    refusal of it is shown). No day given: any time."""
+    same: dict[tuple[str, str], list[int]] = {}
+    missing: dict[str, str] = {}
+    for day in range(7):
+        start, end = (form.get(f"hours_{day}_{edge}", "").strip() for edge in ("start", "end"))
+        if start and end:
+            same.setdefault((start, end), []).append(day)
+        elif start or end:
+            missing[f"availability_hours_{day}"] = "give both the start and the end, or neither for a day off"
+    if missing:
+        raise FormError(missing)
+    windows = [{"weekdays": days, "start": start, "end": end} for (start, end), days in same.items()]
+    return {"working_hours": windows}, list(same.values())
+
+
+def _holidays(current: dict[str, Any], form: Mapping[str, str]) -> dict[str, Any]:
+    """Remove the holiday `remove_holiday` (an ISO date), or add `holiday`."""
+    if "remove_holiday" in form:
+        return {"holidays": [d for d in current["holidays"] if d.isoformat() != form["remove_holiday"]]}
+    added = form.get("holiday", "").strip()
+    if not added:
+        raise FormError({"availability_holiday": "choose the day"})
+    return {"holidays": [*current["holidays"], added]}
+
+
+def _caps(form: Mapping[str, str]) -> dict[str, Any]:
+    """Each period's cap; empty: none."""
+    caps = {p: form.get(f"cap_{p}", "").strip() or None for p in PERIODS}
+    return {"caps": caps if any(caps.values()) else None}
+
+
+def edited(current: Availability, form: Mapping[str, str], zone: str) -> tuple[dict[str, Any], list[list[int]]]:
+    """The availability with the posted form's part changed (`part`: hours, holidays, caps; none: the pause and
+    time away), unchecked, and the days of each of its working-hours windows. Raises `FormError`."""
+    whole = current.model_dump()
+    part, days = form.get("part", ""), [list(w.weekdays) for w in current.working_hours]
+    if part == "":
+        whole |= _pause_and_away(whole, form, zone)
+    elif part == "hours":
+        changed, days = _hours(form)
+        whole |= changed
+    elif part == "holidays":
+        whole |= _holidays(whole, form)
+    elif part == "caps":
+        whole |= _caps(form)
+    else:
+        raise FormError({"availability_form": "this is not one of the availability forms; reload the page"})
+    return whole, days
+
+
+def checked(whole: Mapping[str, Any]) -> Availability:
+    """The model's checks; holidays in order, each once."""
+    body = Availability.model_validate(whole)
+    return body.model_copy(update={"holidays": sorted(set(body.holidays))})
+
+
+def errors_of(exc: ValidationError | RequestValidationError, days: Sequence[Sequence[int]]) -> dict[str, str]:
+    """Each refusal keyed by the field that shows it: a cap's own, a working-hours window's days, the holiday
+    being added, else the availability field's (`availability_away`)."""
+    found: dict[str, str] = {}
+    for error in exc.errors():
+        loc = [p for p in error["loc"] if p != "body"]
+        name, rest = (str(loc[0]), loc[1:]) if loc else ("form", [])
+        keys = [f"availability_{name}"]
+        if name == "caps" and rest and rest[0] in PERIODS:
+            keys = [f"availability_caps_{rest[0]}"]
+        elif name == "working_hours" and rest and isinstance(rest[0], int) and rest[0] < len(days):
+            keys = [f"availability_hours_{d}" for d in days[rest[0]]]
+        elif name == "holidays":
+            keys = ["availability_holiday"]
+        for key in keys:
+            found.setdefault(key, reason_of(error))
+    return found
+
+
+SAID = {
+    "hours": "Working hours saved.",
+    "holidays": "Holidays saved.",
+    "caps": "Lead caps saved.",
+}
+
+
+async def save(scope: Changes, form: Mapping[str, str], *, own: bool) -> tuple[str, dict[str, str]]:
+    """Apply the posted form to the stored availability and save it through the use case (which checks it):
+    the message to flash, or the refusals by field."""
+    current = await rules_uc.get_availability(scope)  # 404 for an agent not of the account
+    zone = time_zone_of(await scope.settings.agent(scope.agent_id) or {})
+    try:
+        whole, days = edited(current, form, zone)
+    except FormError as exc:
+        return "", exc.errors
+    try:
+        saved = await rules_uc.put_availability(scope, checked(whole))
+    except (ValidationError, RequestValidationError) as exc:
+        return "", errors_of(exc, days)
+    if form.get("part", "") in SAID:
+        return SAID[form["part"]], {}
+    if not saved.paused:
+        return "Availability saved.", {}
+    return ("Paused: no new leads until you resume." if own else f"{scope.agent_id} is paused: no new leads."), {}
+
+
+async def section(scope: Changes, action: str, viewer: str) -> AvailabilityView | None:
+    """The availability section of a page for the scope's agent; None when it is no agent of the account."""
+    agent = await scope.settings.agent(scope.agent_id)
+    if agent is None:
+        return None
+    zone = time_zone_of(agent)
+    changes = await recent_changes(scope, zone, viewer)
+    return view_of(stored_availability(agent), scope.agent_id == viewer, zone, action, changes)

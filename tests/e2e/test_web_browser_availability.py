@@ -1,0 +1,119 @@
+"""An agent's availability forms in a real browser (Chromium through Playwright, as test_web_browser.py starts it),
+against the whole running system (issue 15, item 4): on its own page an agent sets working hours, adds a holiday
+and caps its leads, sees each saved (in the form, in its recent changes and through the API), and a cap the API
+refuses comes back next to its field with the reason, what was typed kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import pytest_asyncio
+from playwright.async_api import Page, async_playwright, expect
+
+from leadflow_devstack.stack import Stack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
+
+ACCOUNT, AGENT = "wba-realty", "wba-ann"
+ZONE = "America/New_York"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
+    people = {"wba-broker": "Wes Broker", AGENT: "Ann Avail", "wba-bo": "Bo Avail"}
+    config = {"account_id": ACCOUNT, "name": "Avail Realty", "round_robin": True, "time_zone": "UTC",
+              "roster": list(people),
+              "agents": [{"agent_id": a, "name": n, "email": f"{a}@wba.example", "time_zone": ZONE}
+                         for a, n in people.items()]}  # fmt: skip
+    path = tmp_path_factory.mktemp("web-availability") / "accounts.json"
+    path.write_text(json.dumps({"accounts": [config]}))
+    stack.seed(path)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def agent_page(stack: Stack) -> AsyncIterator[Page]:
+    """Chromium, signed in as the agent on the sign-in page; a missing browser fails (never skips) the test."""
+    binary = os.environ.get("LEADFLOW_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not binary:
+        pytest.fail("browser tests need Chromium: install Debian's 'chromium' package or set LEADFLOW_CHROMIUM")
+    flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=binary, args=[*flags, "--no-first-run"])
+        page = await chromium.new_page(viewport={"width": 1280, "height": 1000})
+        await page.goto(f"{stack.url('crm-api')}/app/sign-in?account={ACCOUNT}")
+        await page.locator(f'form:has(input[name="user"][value="{ACCOUNT}|{AGENT}|realtor"]) button').click()
+        await page.wait_for_load_state()
+        try:
+            yield page
+        finally:
+            await chromium.close()
+
+
+async def pressed(page: Page, button: str) -> int:
+    """Click `button` and wait for the page the server answers with (after a redirect, where it leads); its status."""
+    async with page.expect_navigation() as arrived:
+        await page.get_by_role("button", name=button, exact=True).click()
+    answer = await arrived.value
+    return answer.status if answer is not None else 0
+
+
+async def test_an_agent_sets_its_working_hours_a_holiday_and_a_cap_and_a_refused_cap_shows_why(
+    agent_page: Page, stack: Stack
+) -> None:
+    page = agent_page
+    await page.get_by_role("link", name="My notifications").click()
+    await expect(page.get_by_role("heading", name="My availability")).to_be_visible()
+    await expect(page.locator("#availability-h + p")).to_contain_text(ZONE)
+    flash = page.get_by_role("status")
+
+    for day in ("Monday", "Tuesday"):
+        await page.get_by_label(f"{day} from").fill("09:00")
+        await page.get_by_label(f"{day} until").fill("17:30")
+    assert await pressed(page, "Save working hours") == 200
+    await expect(flash).to_have_text("Working hours saved.")
+    await expect(page.get_by_label("Tuesday until")).to_have_value("17:30")
+    await expect(page.get_by_label("Wednesday from")).to_have_value("")
+
+    await page.get_by_label("A day off").fill("2026-12-24")
+    assert await pressed(page, "Add holiday") == 200
+    await expect(flash).to_have_text("Holidays saved.")
+    await expect(page.locator('ul.holidays li[data-holiday="2026-12-24"]')).to_contain_text("2026-12-24 (Thursday)")
+
+    week = page.get_by_label("A week (Monday to Sunday)")
+    await week.fill("15")
+    assert await pressed(page, "Save caps") == 200
+    await expect(flash).to_have_text("Lead caps saved.")
+    await expect(week).to_have_value("15")
+
+    # A negative daily cap: the API's use case refuses it, and the page says why beside the field.
+    day_cap = page.get_by_label("A day", exact=True)
+    await day_cap.fill("-1")
+    assert await pressed(page, "Save caps") == 422
+    await expect(page.locator("#availability_caps_day-error")).to_have_text(
+        "Input should be greater than or equal to 0"
+    )
+    await expect(day_cap).to_have_attribute("aria-describedby", "availability_caps_day-error")
+    await expect(day_cap).to_have_value("-1")  # as typed
+    await expect(week).to_have_value("15")
+
+    # The last changes, newest first, each said by what it changed.
+    await page.goto(f"{stack.url('crm-api')}/app/me")
+    changes = page.locator("ol.changes li")
+    await expect(changes).to_have_count(3)
+    await expect(changes.nth(0)).to_contain_text("by you: caps: 15 a week")
+    await expect(changes.nth(1)).to_contain_text("by you: holidays: 2026-12-24")
+    await expect(changes.nth(2)).to_contain_text("working hours: Mon, Tue 09:00–17:30")
+    await expect(page.get_by_label("A day", exact=True)).to_have_value("")  # the refused cap was not saved
+
+    async with httpx.AsyncClient(base_url=stack.url("crm-api")) as crm:
+        stored = await crm.get("/v1/agents/me/availability", headers=stack.auth(AGENT, "realtor", ACCOUNT))
+    assert stored.json() == {
+        "paused": False, "away": [], "holidays": ["2026-12-24"], "caps": {"day": None, "week": 15, "month": None},
+        "working_hours": [{"weekdays": [0, 1], "start": "09:00:00", "end": "17:30:00"}],
+    }  # fmt: skip
