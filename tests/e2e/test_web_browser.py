@@ -12,16 +12,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import eventually
@@ -34,14 +31,6 @@ NORTH, SOUTH = "org-north-office", "org-south-office"  # two offices of one orga
 SET = "web-set-realty"  # the settings page changes how its next lead is routed
 DECLINE = "decline-realty"  # one agent at a time; a decline sends the lead on
 AGENTS = {"live-broker": "Lou Broker", "live-ann": "Ann Live", "live-bo": "Bo Live"}
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 LIVE_TIMEOUT_MS = 5_000  # a change shows on an open page within about a second; 5 s leaves room on a busy CI
 
 
@@ -52,16 +41,6 @@ async def shot(page: Page, name: str) -> None:
     """docs/screens/: `LEADFLOW_SCREENSHOTS=docs/screens python3 dev.py test tests/e2e/test_web_browser.py`."""
     if SCREENS:  # Playwright makes the folder
         await page.screenshot(path=str(Path(SCREENS) / f"{name}.png"), full_page=True)
-
-
-def chromium_path() -> str:
-    found = os.environ.get("LEADFLOW_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if not found:
-        pytest.fail(
-            "browser tests need Chromium: install Debian's 'chromium' package (python3 dev.py test does "
-            "this when run as root) or set LEADFLOW_CHROMIUM to its path"
-        )
-    return found
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -111,14 +90,6 @@ def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
     path = tmp_path_factory.mktemp("browser") / "accounts.json"
     path.write_text(json.dumps(config))
     stack.seed(path)
-
-
-@pytest_asyncio.fixture(loop_scope="session", scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        yield launched
-        await launched.close()
 
 
 async def signed_in(

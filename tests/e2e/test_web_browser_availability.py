@@ -7,14 +7,12 @@ refuses comes back next to its field with the reason, what was typed kept.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 import pytest_asyncio
-from playwright.async_api import Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from leadflow_devstack.stack import Stack
 
@@ -37,22 +35,17 @@ def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def agent_page(stack: Stack) -> AsyncIterator[Page]:
-    """Chromium, signed in as the agent on the sign-in page; a missing browser fails (never skips) the test."""
-    binary = os.environ.get("LEADFLOW_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if not binary:
-        pytest.fail("browser tests need Chromium: install Debian's 'chromium' package or set LEADFLOW_CHROMIUM")
-    flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=binary, args=[*flags, "--no-first-run"])
-        page = await chromium.new_page(viewport={"width": 1280, "height": 1000})
-        await page.goto(f"{stack.url('crm-api')}/app/sign-in?account={ACCOUNT}")
-        await page.locator(f'form:has(input[name="user"][value="{ACCOUNT}|{AGENT}|realtor"]) button').click()
-        await page.wait_for_load_state()
-        try:
-            yield page
-        finally:
-            await chromium.close()
+async def agent_page(browser: Browser, stack: Stack) -> AsyncIterator[Page]:
+    """A browser window signed in as the agent on the sign-in page."""
+    context = await browser.new_context(viewport={"width": 1280, "height": 1000})
+    page = await context.new_page()
+    await page.goto(f"{stack.url('crm-api')}/app/sign-in?account={ACCOUNT}")
+    await page.locator(f'form:has(input[name="user"][value="{ACCOUNT}|{AGENT}|realtor"]) button').click()
+    await page.wait_for_load_state()
+    try:
+        yield page
+    finally:
+        await context.close()
 
 
 async def pressed(page: Page, button: str) -> int:

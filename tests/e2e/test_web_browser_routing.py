@@ -13,16 +13,12 @@ so whatever depends on a change reaching it is waited for, never slept on.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import eventually
@@ -38,8 +34,6 @@ NAMES = {
 BROKERS = {"wbr-rb", "wbr-pb", "wbr-kb"}
 SELLERS = "Sellers to Sid"
 ASK_TAG = "wbr-askb"
-FLAGS = "--no-sandbox --disable-gpu --disable-background-networking --disable-component-update"
-CHROMIUM_FLAGS = [*FLAGS.split(), "--disable-sync", "--no-first-run"]  # test_web_browser.py's
 ROUTER_WAIT = 20  # seconds: the router's 5 s account cache, then routing and projection on a busy machine
 
 
@@ -66,17 +60,6 @@ def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
     path = tmp_path_factory.mktemp("web-routing") / "accounts.json"
     path.write_text(json.dumps({"accounts": configs}))
     stack.seed(path)
-
-
-@pytest_asyncio.fixture(loop_scope="session", scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    chromium = os.environ.get("LEADFLOW_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:  # as test_web_browser.py: a missing browser fails, never skips
-        pytest.fail("browser tests need Chromium: install Debian's 'chromium' package or set LEADFLOW_CHROMIUM")
-    async with async_playwright() as playwright:
-        started = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
-        yield started
-        await started.close()
 
 
 async def sign_in(browser: Browser, stack: Stack, account_id: str, user: str) -> tuple[BrowserContext, Page]:
