@@ -5,6 +5,7 @@ matched to the router's answers by count (two clocks), not by time."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -81,8 +82,8 @@ def offer(at: datetime, why: str = "ana asked back the offer it missed: offered 
 
 def outcome(
     asks: list[TimelineEntry],
-    offers: list[TimelineEntry] = [],
-    **row: Any,  # noqa: B006 (never mutated)
+    offers: Sequence[TimelineEntry] = (),
+    **row: Any,
 ) -> AskBackOutcome | None:
     return ask_back_outcome(LeadRow.from_doc({"_id": "l1", **row}), offers, asks, "ana", now=T0 + timedelta(hours=1))
 
