@@ -14,9 +14,12 @@ choose_rule     the rule for a lead, every rule before it tried (why each did no
 route_new_lead  the whole decision: the rule, its pool, the agents, the LeadOffered events, the
                 explanation; rotation cursors and balanced counts carried from lead to lead as
                 the router does
+decision record Outcome.decision() as the router stores it with each new lead (model_dump to
+                JSON): the rules tried (at most 25) with their reasons, the candidates
 Pool.take       pool_of(...).take(...) alone (no availability gate), for a rule rotating over
-                all 500 agents, weighted (weights 1-10) and balanced; and take() alone on a pool
-                built once
+                all 500 agents, weighted (weights 1-10) and balanced (the pool is worked out
+                once per snapshot, so this is the lookup and the turn); and take() alone on a
+                pool built once
 
 Target: at least 20,000 whole decisions (route_new_lead) per CPU second.
 """
@@ -38,7 +41,15 @@ from rich.console import Console
 from rich.table import Table
 
 import bench_results
-from leadflow_router.domain.decisions import NewLead, RoutingContext, pool_of, route_new_lead, rule_for, rule_id_of
+from leadflow_router.domain.decisions import (
+    NewLead,
+    Outcome,
+    RoutingContext,
+    pool_of,
+    route_new_lead,
+    rule_for,
+    rule_id_of,
+)
 from leadflow_router.domain.model import AccountSnapshot, Agent, LeadSourceConfig
 from leadflow_router.domain.rules import choose_rule, mismatch
 from leadflow_shared.events.criteria import LeadCriteria, LeadIntent, PropertyType
@@ -286,7 +297,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     cursors: dict[str, int] = {}
     counts: dict[str, dict[str, int]] = {}
 
-    def decide(n: int) -> object:
+    def decide(n: int) -> Outcome:
         """As the router decides a new lead: its rule, that rule's rotation state, the decision."""
         lead, at = stream[n % size]
         choice = rule_for(lead, account, at)
@@ -307,6 +318,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "route_new_lead": rate(decide, args.decisions, args.warmup) | {"target_per_cpu_s": TARGET},
     }
     result["route_new_lead"]["met"] = result["route_new_lead"]["per_cpu_s"] >= TARGET
+    outcomes = [decide(n) for n in range(size)]
+
+    def record(n: int) -> object:
+        decision = outcomes[n % size].decision()
+        return None if decision is None else decision.model_dump(mode="json", exclude_defaults=True)
+
+    result["decision_record"] = rate(record, args.decisions, args.warmup)
     for rule_id in (WEIGHTED_ALL, BALANCED_ALL):
         result[f"pool_take:{rule_id}"] = pool_rate(account, rule_id, args)
     return result
@@ -347,6 +365,7 @@ def report(result: dict[str, Any], console: Console) -> None:
     whole = result["route_new_lead"]
     row("choose_rule", result["choose_rule"])
     row("route_new_lead (whole)", whole, f">= {TARGET:,}" + ("" if whole["met"] else " NOT MET"))
+    row("decision record", result["decision_record"])
     for rule_id in (WEIGHTED_ALL, BALANCED_ALL):
         figures = result[f"pool_take:{rule_id}"]
         mode = rule_id.split("-")[1]

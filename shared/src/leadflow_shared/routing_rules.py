@@ -257,7 +257,14 @@ class RuleSet(_Strict):
         self._by_id = {rule.id: rule for rule in self.rules}
 
     def find(self, rule_id: str | None) -> Rule | None:
-        return None if rule_id is None else self._by_id.get(rule_id)
+        if rule_id is None:
+            return None
+        # Read from pydantic's slot of private values: `self._by_id` goes through BaseModel.__getattr__,
+        # which raises and catches AttributeError on the way (ten times as long as this), and a decision
+        # asks for its rule about eight times.
+        private = self.__pydantic_private__  # a dict on every model with private attributes
+        by_id: dict[str, Rule] = private["_by_id"] if private else {}
+        return by_id.get(rule_id)
 
     def action_of(self, rule_id: str | None) -> Action:
         """The action of rule `rule_id`; the default rule's when it is the default or no longer there."""

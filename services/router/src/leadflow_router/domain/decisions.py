@@ -11,11 +11,12 @@ publish (R12) and an explanation a person can read.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from leadflow_router.domain.availability import OPEN, Gate, Usage
 from leadflow_router.domain.model import (
@@ -121,25 +122,34 @@ class Standing:
         return rotation if isinstance(rotation, Standing) else Standing(rotation)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # not slots: `describe` is cached on the instance (a pool's is kept per snapshot)
 class Eligibility:
     eligible: tuple[Agent, ...]
     skipped: tuple[tuple[str, str], ...]  # (agent id, why not)
     ids: tuple[str, ...] = field(init=False, repr=False, compare=False)  # the eligible agents' ids
+    # Those with a pause, time away, hours or a cap: the only ones the moment can refuse (`_gated`).
+    gated: tuple[Agent, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ids", tuple(a.agent_id for a in self.eligible))
+        object.__setattr__(self, "gated", tuple(a for a in self.eligible if not a.free))
 
     def describe(self) -> str:
         """Who was eligible and why each other agent was not; long rosters are summed up, not listed."""
-        skipped = _listed([f"{agent}: {why}" for agent, why in self.skipped], "; ")
-        names = _listed([a.agent_id for a in self.eligible], ", ") or "none"
+        return self._description
+
+    @functools.cached_property
+    def _description(self) -> str:
+        # Only the agents shown are written out: a pool of a 500-agent roster skips dozens.
+        skipped = _listed([f"{agent}: {why}" for agent, why in self.skipped[:LISTED_MAX]], "; ", len(self.skipped))
+        names = _listed(self.ids, ", ") or "none"
         return f"eligible: {names}" + (f"; skipped {skipped}" if skipped else "")
 
 
-def _listed(items: Sequence[str], separator: str) -> str:
-    shown = separator.join(items[:LISTED_MAX])
-    return shown + (f"{separator}and {len(items) - LISTED_MAX} more" if len(items) > LISTED_MAX else "")
+def _listed(items: Sequence[str], separator: str, total: int | None = None) -> str:
+    """The first LISTED_MAX of `items` (of `total`, when only those were given), then how many more."""
+    shown, total = separator.join(items[:LISTED_MAX]), len(items) if total is None else total
+    return shown + (f"{separator}and {total - LISTED_MAX} more" if total > LISTED_MAX else "")
 
 
 def eligibility(account: AccountSnapshot, source: LeadSourceConfig, gate: Gate = OPEN) -> Eligibility:
@@ -164,7 +174,7 @@ def listed_eligibility(account: AccountSnapshot, agent_ids: Sequence[str], gate:
 def _gated(static: Eligibility, gate: Gate) -> Eligibility:
     """`static` without the agents `gate` refuses now (paused, away, off hours, at a cap); only agents
     with such settings are asked."""
-    refused = {a.agent_id: why for a in static.eligible if not a.free and (why := gate.refuses(a)) is not None}
+    refused = {a.agent_id: why for a in static.gated if (why := gate.refuses(a)) is not None}
     if not refused:
         return static
     kept = tuple(a for a in static.eligible if a.agent_id not in refused)
@@ -236,7 +246,7 @@ class Pool:
         return Why(
             at,
             tuple(chosen),
-            Candidates(eligible, self.who.skipped, excluded & frozenset(eligible)),
+            Candidates(eligible, self.who.skipped, excluded & frozenset(eligible) if excluded else frozenset()),
             (kind, self.mode, *cursors),
             None if self.rule is None else (self.rule_id or DEFAULT_RULE_ID, self.rule),
         )
@@ -257,6 +267,13 @@ def pool_of(account: AccountSnapshot, source_name: str, rule_id: str | None, gat
     or of its fallback `step`; `gate` says who cannot take a lead now (paused, away, off hours, at a cap).
     An owner step's pool is empty: roster position 1 then holds the lead (R9)."""
     source = account.source(source_name)
+    # What the snapshot decides (who, in what order, for how long) is worked out once per snapshot; it is
+    # the pool whenever `gate` refuses nobody more than the snapshot does, as for most leads.
+    static = account.memo(("pool", source, rule_id, step), lambda: _pool(account, source, rule_id, OPEN, step))
+    return static if _gated(static.who, gate) is static.who else _pool(account, source, rule_id, gate, step)
+
+
+def _pool(account: AccountSnapshot, source: LeadSourceConfig, rule_id: str | None, gate: Gate, step: int) -> Pool:
     action = _action_at(account, rule_id, step)
     if isinstance(action, SourceRotationAction):
         who = eligibility(account, source, gate)
@@ -441,7 +458,7 @@ def _rule_note(context: RoutingContext, account: AccountSnapshot) -> str:
     """Which routing rule decided and why the rules before it did not; nothing for an account without rules."""
     note = "the stored routing rules cannot be read: routed by the default rule. " if account.rules_unreadable else ""
     choice = context.choice
-    if choice is None or not choice.checks:
+    if choice is None or not choice.tried:
         return note
     return f"{note}Routing rules: {choice.describe()}. "
 
@@ -461,14 +478,14 @@ def _recorded(outcome: Outcome, context: RoutingContext, now: datetime) -> Outco
     """`outcome` with what it was decided from: the pool's (offers) or the agent it went to, and the
     routing rules tried when the account has any."""
     why = outcome.why
-    choice = context.choice if context.choice is not None and context.choice.checks else None
+    choice = context.choice if context.choice is not None and context.choice.tried else None
     if why is not None and choice is None:
         return outcome  # an offer, with no rules to tell of: as it is
     if why is None:
         state = outcome.state
         holder = (state.holder,) if state is not None and state.holder else ()
         why = Why(now, holder or tuple(o.agent_id for o in state.open_offers) if state is not None else ())
-    return replace(outcome, why=replace(why, choice=choice))
+    return replace(outcome, why=why.with_choice(choice))
 
 
 def existing_contact(
@@ -529,11 +546,17 @@ def site_attribution(
 ) -> Outcome | None:
     """R2: registering on an agent's subdomain or own site makes the visitor that agent's lead (direct-to-user)."""
     host = (lead.summary.source.site_host or "").lower()
-    agent = next((a for a in account.roster if host and host in a.site_hosts), None)
+    agent = _site_agent(account, host) if host else None
     if agent is None:
         return None
     why = f"came in on {agent.agent_id}'s site {host}"
     return _direct(lead, agent, account, now, "R2", AssignmentReason.SITE_ATTRIBUTION, why, _rule_id(_context, account))
+
+
+def _site_agent(account: AccountSnapshot, host: str) -> Agent | None:
+    """The first agent in roster order with the site `host`: indexed once per snapshot, not a roster scan per lead."""
+    by_host = account.memo(("site_hosts",), lambda: {h: a for a in reversed(account.roster) for h in a.site_hosts})
+    return by_host.get(host)
 
 
 def direct_to_user(lead: NewLead, account: AccountSnapshot, _context: RoutingContext, now: datetime) -> Outcome | None:
@@ -607,9 +630,8 @@ def round_robin(lead: NewLead, account: AccountSnapshot, context: RoutingContext
     """R6/R7, or the matched routing rule: offer to the next eligible agent(s) of its pool."""
     fee = _fee(account.source(lead.summary.source.name))
     state = _new_state(lead, LeadStatus.OFFERED, referral_fee_percent=fee, rule_id=_rule_id(context, account))
-    outcome = offer_next(state, account, Standing(context.rotation, context.counts, context.usage), now)
     note = _rule_note(context, account)
-    return _prefixed(outcome, note) if note else outcome
+    return offer_next(state, account, Standing(context.rotation, context.counts, context.usage), now, note=note)
 
 
 RULES: tuple[Rule, ...] = (
@@ -631,13 +653,16 @@ def offer_next(
     rotation: int | Standing,
     now: datetime,
     exclude: frozenset[str] = frozenset(),
+    *,
+    note: str = "",
 ) -> Outcome:
     """Offer the lead to the next eligible agents of its pool who have not had it (R6, R7, R9, or its
     routing rule's), or fall back; never to `exclude`, nor to an agent who cannot take a lead now
     (paused, away, off hours; at a cap when `usage` is known). A rule that holds its leads while closed
-    offers nobody then (`_held`)."""
+    offers nobody then (`_held`). `note` goes before the explanation (as `_prefixed` puts it), written
+    into the events as they are built rather than copied into them after."""
     if (held := _held(state, account, now)) is not None:
-        return held
+        return _prefixed(held, note) if note else held
     standing = Standing.of(rotation)
     rotation, counts = standing.cursor, standing.counts
     gate, excluded = Gate(now, account.holidays, standing.usage), state.agents_offered | exclude
@@ -653,8 +678,8 @@ def offer_next(
     who = pool.who
     if not picked:
         broker = account.broker
-        explanation = fit_explanation(
-            f"R9: every eligible agent has had the lead ({who.describe()}); back to {broker.agent_id}."
+        explanation = _after_note(
+            note, f"R9: every eligible agent has had the lead ({who.describe()}); back to {broker.agent_id}."
         )
         fell_back = state.evolve(
             status=LeadStatus.FELL_BACK,
@@ -675,9 +700,10 @@ def offer_next(
     offers = tuple(Offer(agent, round_, deadline) for agent in picked)
     names = _listed(picked, ", ")
     how = "next in rotation" if pool.rule is None else f"rule {pool.rule!r}"
-    explanation = fit_explanation(
+    explanation = _after_note(
+        note,
         f"{'R6' if pool.rule is None else 'Rule'}: offered to {names} ({how}, race of {len(picked)}) "
-        f"until {deadline.isoformat()}; {who.describe()}."
+        f"until {deadline.isoformat()}; {who.describe()}.",
     )
     offered = state.evolve(
         status=LeadStatus.OFFERED,
@@ -1008,6 +1034,11 @@ def _prefixed(outcome: Outcome, note: str) -> Outcome:
     return _explained(outcome, fit_explanation(note + outcome.explanation))
 
 
+def _after_note(note: str, explanation: str) -> str:
+    """`explanation` cut to fit, then `note` before it, cut again: what `_prefixed` makes of the two."""
+    return fit_explanation(note + fit_explanation(explanation))
+
+
 def _explained(outcome: Outcome, explanation: str) -> Outcome:
     events = tuple(
         Emit(e.kind, e.payload.model_copy(update={"explanation": explanation}))
@@ -1023,10 +1054,9 @@ def _fee(source: LeadSourceConfig) -> float:
     return source.referral_fee_percent if source.kind is SourceKind.GENERAL else 0.0
 
 
-def _new_state(lead: NewLead, status: LeadStatus, **changes: object) -> LeadState:
-    return LeadState(lead_id=lead.lead_id, account_id=lead.account_id, summary=lead.summary, status=status).evolve(
-        **changes
-    )
+def _new_state(lead: NewLead, status: LeadStatus, **changes: Any) -> LeadState:
+    # Built at once, not built then evolved: a dataclass `replace` is a few µs on every new lead.
+    return LeadState(lead_id=lead.lead_id, account_id=lead.account_id, summary=lead.summary, status=status, **changes)
 
 
 def _assign(
@@ -1060,7 +1090,7 @@ def offered_event(state: LeadState, offer: Offer, race_size: int, explanation: s
     return Emit(
         LeadOffered,
         LeadOfferedPayload(
-            lead_id=uuid.UUID(state.lead_id),
+            lead_id=state.lead_id,  # validated into a UUID by pydantic, in less time than uuid.UUID takes
             agent_id=offer.agent_id,
             offer_round=offer.round,
             race_size=race_size,

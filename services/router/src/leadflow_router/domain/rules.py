@@ -17,10 +17,11 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time
-from typing import overload
+from operator import attrgetter
+from typing import NamedTuple, overload
 from zoneinfo import ZoneInfo
 
-from leadflow_shared.events.criteria import LeadCriteria, LeadPlace
+from leadflow_shared.events.criteria import LeadPlace
 from leadflow_shared.events.routing import LeadSummary
 from leadflow_shared.routing_rules import (
     DEFAULT_RULE_ID,
@@ -60,6 +61,10 @@ class RuleChoice:
     summary: LeadSummary
     local: datetime  # the account's clock when the rules were tried
     offices: frozenset[str] = frozenset()  # the offices the lead's source is for
+    # The tried rules' criteria as compiled for the rule set (same order as `tried`), and the lead as
+    # they read it: why a rule did not apply is then one pass over the fields it constrains.
+    tests: tuple[_RuleTests, ...] = ()
+    lead: _Lead | None = None  # None: no rule was tried
 
     @property
     def checks(self) -> Sequence[RuleCheck]:
@@ -72,14 +77,23 @@ class RuleChoice:
     def why_not(self, rule: Rule) -> str | None:
         return "disabled" if not rule.enabled else mismatch(rule, self.summary, self.local, self.offices)
 
+    def why_not_at(self, index: int) -> str | None:
+        """Why the rule tried at `index` did not apply (as `why_not`, from the compiled criteria)."""
+        rule = self.tried[index]
+        if not rule.enabled:
+            return "disabled"
+        if self.lead is None or not self.tests:
+            return mismatch(rule, self.summary, self.local, self.offices)
+        return self.tests[index].why_not(self.lead)
+
     def describe(self) -> str:
-        missed = self.missed
-        shown = [f"{rule.name} ({self.why_not(rule)})" for rule in missed[:5]]
+        missed = len(self.tried) - (self.rule_id != DEFAULT_RULE_ID)
+        shown = [f"{self.tried[i].name} ({self.why_not_at(i)})" for i in range(min(missed, 5))]
         head = "no rule matched; the default rule" if self.rule_id == DEFAULT_RULE_ID else f"rule {self.name!r}"
         return (
             head
             + (f"; not matched: {'; '.join(shown)}" if missed else "")
-            + (f" and {len(missed) - 5} more" if len(missed) > 5 else "")
+            + (f" and {missed - 5} more" if missed > 5 else "")
         )
 
 
@@ -107,7 +121,7 @@ class _Checks(Sequence[RuleCheck]):
         rule = choice.tried[index]
         if rule.id == choice.rule_id:
             return RuleCheck(rule.id, rule.name, True)
-        return RuleCheck(rule.id, rule.name, False, choice.why_not(rule))
+        return RuleCheck(rule.id, rule.name, False, choice.why_not_at(index))
 
 
 def choose_rule(
@@ -116,142 +130,21 @@ def choose_rule(
     """The first enabled rule whose criteria the lead meets (`offices`: those its lead source is for);
     the default rule when none does."""
     local = now.astimezone(ZoneInfo(time_zone))
-    # Without rules (the seeds' routing) there is nothing to read off the lead.
-    n = _first_met(_compiled(rules), _Lead.of(summary, local, offices)) if rules.rules else None
+    if not rules.rules:  # the seeds' routing: nothing to read off the lead
+        return RuleChoice(DEFAULT_RULE_ID, "default", rules.default.action, (), summary, local, offices)
+    compiled, lead = _compiled(rules), _Lead.of(summary, local, offices)
+    n = compiled.first_met(lead)
     if n is None:
-        return RuleChoice(DEFAULT_RULE_ID, "default", rules.default.action, tuple(rules.rules), summary, local, offices)
+        tried, tests = tuple(rules.rules), compiled.rules
+        return RuleChoice(DEFAULT_RULE_ID, "default", rules.default.action, tried, summary, local, offices, tests, lead)
     rule = rules.rules[n]
-    return RuleChoice(rule.id, rule.name, rule.action, tuple(rules.rules[: n + 1]), summary, local, offices)
+    tried, tests = tuple(rules.rules[: n + 1]), compiled.rules[: n + 1]
+    return RuleChoice(rule.id, rule.name, rule.action, tried, summary, local, offices, tests, lead)
 
 
 def mismatch(rule: Rule, summary: LeadSummary, local: datetime, offices: frozenset[str] = frozenset()) -> str | None:
     """Why the lead does not meet the rule's criteria (the first field that fails), or None."""
-    facts = _Facts.of(summary, offices)
-    for check in _CHECKS:
-        why = check(rule.criteria, facts, rule.match)
-        if why is not None:
-            return why
-    return _clock(rule.criteria, local) if rule.when_closed == "skip" else None
-
-
-@dataclass(frozen=True, slots=True)
-class _Facts:
-    """What the criteria look at, read once per lead: text folded the way the criteria are."""
-
-    source: str
-    site: str | None
-    has_phone: bool
-    criteria: LeadCriteria
-    offices: frozenset[str] = frozenset()  # folded
-
-    @classmethod
-    def of(cls, summary: LeadSummary, offices: frozenset[str] = frozenset()) -> _Facts:
-        site = summary.source.site_host.lower() if summary.source.site_host else None
-        folded = frozenset(o.casefold() for o in offices)
-        criteria = summary.criteria or LeadCriteria()
-        return cls(summary.source.name.casefold(), site, bool(summary.contact.phone), criteria, folded)
-
-
-def _one_of(field: str, wanted: Sequence[str], value: str | None, match: Match) -> str | None:
-    """A field whose listed values are OR-ed; None when the lead meets it."""
-    if not wanted:
-        return None
-    if value is None:
-        return None if match is Match.EMPTY_OR_MATCH else f"no {field}"
-    if value in wanted:
-        return None
-    return f"{field} {value!r} not in {_few(wanted)}"
-
-
-def _few(values: Sequence[str]) -> str:
-    return ", ".join(repr(v) for v in values[:5]) + (f" and {len(values) - 5} more" if len(values) > 5 else "")
-
-
-def _folded(values: Sequence[str]) -> list[str]:
-    return [v.casefold() for v in values]
-
-
-def _source(c: Criteria, f: _Facts, match: Match) -> str | None:
-    return _one_of("source", _folded(c.sources), f.source, match)
-
-
-def _site(c: Criteria, f: _Facts, match: Match) -> str | None:
-    return _one_of("site", c.sites, f.site, match)
-
-
-def _intent(c: Criteria, f: _Facts, match: Match) -> str | None:
-    value = f.criteria.intent.value if f.criteria.intent else None
-    return _one_of("lead kind", [i.value for i in c.intents], value, match)
-
-
-def _property_type(c: Criteria, f: _Facts, match: Match) -> str | None:
-    value = f.criteria.property_type.value if f.criteria.property_type else None
-    return _one_of("property type", [p.value for p in c.property_types], value, match)
-
-
-def _place(c: Criteria, f: _Facts, match: Match) -> str | None:
-    place = f.criteria.place
-    fields = (
-        ("city", _folded(c.cities), place.city.casefold() if place and place.city else None),
-        ("postal code", c.postal_codes, place.postal_code if place else None),
-        ("county", _folded(c.counties), place.county.casefold() if place and place.county else None),
-        ("state", _folded(c.states), place.state.casefold() if place and place.state else None),
-    )
-    return next((why for name, wanted, value in fields if (why := _one_of(name, wanted, value, match))), None)
-
-
-def _tags(c: Criteria, f: _Facts, match: Match) -> str | None:
-    if not c.tags:
-        return None
-    wanted = _folded(c.tags)
-    if not f.criteria.tags:
-        return None if match is Match.EMPTY_OR_MATCH else "no tags"
-    if any(tag in wanted for tag in f.criteria.tags):
-        return None
-    return f"none of the tags {_few(wanted)}"
-
-
-def _price(c: Criteria, f: _Facts, match: Match) -> str | None:
-    if c.price_min is None and c.price_max is None:
-        return None
-    price = f.criteria.price
-    if price is None:
-        return None if match is Match.EMPTY_OR_MATCH else "no price"
-    low, high = price.min, price.max  # an open end reaches as far as it needs to
-    if c.price_min is not None and high is not None and high < c.price_min:
-        return f"price up to {high} is below {c.price_min}"
-    if c.price_max is not None and low is not None and low > c.price_max:
-        return f"price from {low} is above {c.price_max}"
-    return None
-
-
-def _phone(c: Criteria, f: _Facts, _match: Match) -> str | None:
-    if c.has_phone is None or c.has_phone == f.has_phone:
-        return None
-    return "no phone" if c.has_phone else "has a phone"
-
-
-def _office(c: Criteria, f: _Facts, match: Match) -> str | None:
-    if not c.offices:
-        return None
-    if not f.offices:
-        return None if match is Match.EMPTY_OR_MATCH else "its source is for no office"
-    if f.offices & frozenset(_folded(c.offices)):
-        return None
-    return f"source's offices {_few(sorted(f.offices))} not in {_few(c.offices)}"
-
-
-_CHECKS: tuple[Callable[[Criteria, _Facts, Match], str | None], ...] = (
-    _office, _source, _site, _intent, _property_type, _price, _place, _tags, _phone,
-)  # fmt: skip
-
-
-def _clock(c: Criteria, local: datetime) -> str | None:
-    if c.weekdays and local.weekday() not in c.weekdays:
-        return f"not on the rule's days ({local:%A})"
-    if c.hours is not None and not within(c.hours, local.time()):
-        return f"outside the rule's hours ({local:%H:%M})"
-    return None
+    return _RuleTests.of(rule).why_not(_Lead.of(summary, local, offices))
 
 
 def within(hours: Hours, moment: time) -> bool:
@@ -260,14 +153,17 @@ def within(hours: Hours, moment: time) -> bool:
     return moment >= hours.start or moment < hours.end  # crosses midnight (start == end: all day)
 
 
-# --- the criteria compiled: yes or no, fast -------------------------------------------------------
-# `choose_rule` tries each rule with tests built once per rule set (values folded, in frozensets);
-# they agree with `mismatch`, which says why not when an explanation asks.
+# --- the criteria compiled ----------------------------------------------------------------------
+# A rule's criteria become, once per rule set, one `_Criterion` per field it constrains (values folded
+# into frozensets): a fast yes or no, and why not, worked out only when an explanation asks. The rule
+# set is indexed by the lead fields its rules list values of (`_FieldIndex`): a lead's own values (or
+# their absence) leave the few rules they meet, and only those are tested on the other criteria, in
+# the rules' order: the first that passes decides.
 
 
-@dataclass(frozen=True, slots=True)
-class _Lead:
-    """What the compiled tests look at, read and folded once per lead."""
+class _Lead(NamedTuple):
+    """What the criteria look at, read and folded once per lead: text folded the way the criteria are.
+    (A named tuple: one is built for every lead, in about half the time of a frozen dataclass.)"""
 
     source: str
     site: str | None
@@ -280,30 +176,32 @@ class _Lead:
     state: str | None
     tags: tuple[str, ...]
     has_phone: bool
+    offices: frozenset[str]  # folded
+    local: datetime  # the account's clock
     weekday: int
     time: time
-    offices: frozenset[str]
 
     @classmethod
     def of(cls, summary: LeadSummary, local: datetime, offices: frozenset[str] = frozenset()) -> _Lead:
-        facts = _Facts.of(summary, offices)
-        c = facts.criteria
-        place = c.place or _NO_PLACE
+        source = summary.source
+        c = summary.criteria
+        place = (c.place if c is not None else None) or _NO_PLACE
         return cls(
-            source=facts.source,
-            site=facts.site,
-            intent=c.intent.value if c.intent else None,
-            property_type=c.property_type.value if c.property_type else None,
-            price=None if c.price is None else (c.price.min, c.price.max),
+            source=source.name.casefold(),
+            site=source.site_host.lower() if source.site_host else None,
+            intent=c.intent.value if c is not None and c.intent else None,
+            property_type=c.property_type.value if c is not None and c.property_type else None,
+            price=None if c is None or c.price is None else (c.price.min, c.price.max),
             city=_fold(place.city),
             postal_code=place.postal_code,
             county=_fold(place.county),
             state=_fold(place.state),
-            tags=tuple(c.tags),
-            has_phone=facts.has_phone,
+            tags=tuple(c.tags) if c is not None else (),
+            has_phone=bool(summary.contact.phone),
+            offices=frozenset(o.casefold() for o in offices) if offices else frozenset(),
+            local=local,
             weekday=local.weekday(),
             time=local.time(),
-            offices=facts.offices,
         )
 
 
@@ -314,106 +212,225 @@ def _fold(value: str | None) -> str | None:
     return value.casefold() if value else None
 
 
+def _folded(values: Sequence[str]) -> list[str]:
+    return [v.casefold() for v in values]
+
+
+def _few(values: Sequence[str]) -> str:
+    return ", ".join(repr(v) for v in values[:5]) + (f" and {len(values) - 5} more" if len(values) > 5 else "")
+
+
 _Test = Callable[[_Lead], bool]
-_COMPILED: dict[int, tuple[weakref.ref[RuleSet], tuple[tuple[_Test, ...], ...]]] = {}
 
 
-def _compiled(rules: RuleSet) -> tuple[tuple[_Test, ...], ...]:
-    """Each rule's tests, built once per rule set (a rule set is immutable) and dropped with it."""
+@dataclass(frozen=True, slots=True)
+class _Criterion:
+    """One field a rule constrains: whether a lead meets it, and why not (asked only when it does not)."""
+
+    met: _Test
+    why_not: Callable[[_Lead], str]
+    # A one-value field of `_Lead` the rule lists values of, and those values: what the index finds it by.
+    field: str | None = None
+    values: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class _RuleTests:
+    """A rule's criteria, in the order `mismatch` names the first that fails."""
+
+    criteria: tuple[_Criterion, ...]
+
+    @classmethod
+    def of(cls, rule: Rule) -> _RuleTests:
+        c, loose = rule.criteria, rule.match is Match.EMPTY_OR_MATCH
+        found = (
+            _offices(c.offices, loose),
+            _one_of("source", "source", _folded(c.sources), loose),
+            _one_of("site", "site", c.sites, loose),
+            _one_of("lead kind", "intent", [i.value for i in c.intents], loose),
+            _one_of("property type", "property_type", [p.value for p in c.property_types], loose),
+            _price(c.price_min, c.price_max, loose),
+            _one_of("city", "city", _folded(c.cities), loose),
+            _one_of("postal code", "postal_code", c.postal_codes, loose),
+            _one_of("county", "county", _folded(c.counties), loose),
+            _one_of("state", "state", _folded(c.states), loose),
+            _tags(_folded(c.tags), loose),
+            _phone(c.has_phone),
+            # Days and hours are criteria only when the rule skips outside them (else they are its opening hours).
+            *(_clock(c) if rule.when_closed == "skip" else ()),
+        )
+        return cls(tuple(criterion for criterion in found if criterion is not None))
+
+    def why_not(self, lead: _Lead) -> str | None:
+        for criterion in self.criteria:
+            if not criterion.met(lead):
+                return criterion.why_not(lead)
+        return None
+
+
+def _one_of(name: str, field: str, wanted: Sequence[str], loose: bool) -> _Criterion | None:
+    """A field whose listed values are OR-ed (`name`: as the explanation calls it; `field`: `_Lead`'s)."""
+    if not wanted:
+        return None
+    value_of: Callable[[_Lead], str | None] = attrgetter(field)
+    values, listed = frozenset(wanted), _few(wanted)
+
+    def met(lead: _Lead) -> bool:
+        value = value_of(lead)
+        return value in values or (loose and value is None)  # None is never a listed value
+
+    def why_not(lead: _Lead) -> str:
+        value = value_of(lead)
+        return f"no {name}" if value is None else f"{name} {value!r} not in {listed}"
+
+    return _Criterion(met, why_not, field, values)
+
+
+def _offices(offices: Sequence[str], loose: bool) -> _Criterion | None:
+    if not offices:
+        return None
+    wanted, listed = frozenset(_folded(offices)), _few(offices)
+
+    def why_not(lead: _Lead) -> str:
+        if not lead.offices:
+            return "its source is for no office"
+        return f"source's offices {_few(sorted(lead.offices))} not in {listed}"
+
+    return _Criterion(lambda lead: not wanted.isdisjoint(lead.offices) or (loose and not lead.offices), why_not)
+
+
+def _tags(tags: Sequence[str], loose: bool) -> _Criterion | None:
+    if not tags:
+        return None
+    wanted, listed = frozenset(tags), _few(tags)
+
+    def why_not(lead: _Lead) -> str:
+        return f"none of the tags {listed}" if lead.tags else "no tags"
+
+    return _Criterion(lambda lead: not wanted.isdisjoint(lead.tags) or (loose and not lead.tags), why_not)
+
+
+def _price(least: int | None, most: int | None, loose: bool) -> _Criterion | None:
+    """The lead's price or range overlaps the rule's; an open end reaches as far as it needs to."""
+    if least is None and most is None:
+        return None
+
+    def met(lead: _Lead) -> bool:
+        if lead.price is None:
+            return loose
+        low, high = lead.price
+        below = least is not None and high is not None and high < least
+        return not below and not (most is not None and low is not None and low > most)
+
+    def why_not(lead: _Lead) -> str:
+        if lead.price is None:
+            return "no price"
+        low, high = lead.price
+        if least is not None and high is not None and high < least:
+            return f"price up to {high} is below {least}"
+        return f"price from {low} is above {most}"
+
+    return _Criterion(met, why_not)
+
+
+def _phone(has_phone: bool | None) -> _Criterion | None:
+    if has_phone is None:
+        return None
+    why = "no phone" if has_phone else "has a phone"
+    return _Criterion(lambda lead: lead.has_phone == has_phone, lambda _lead: why)
+
+
+def _clock(c: Criteria) -> tuple[_Criterion, ...]:
+    found = []
+    if c.weekdays:
+        days = frozenset(c.weekdays)
+        found.append(
+            _Criterion(lambda lead: lead.weekday in days, lambda lead: f"not on the rule's days ({lead.local:%A})")
+        )
+    if c.hours is not None:
+        hours = c.hours
+        found.append(
+            _Criterion(
+                lambda lead: within(hours, lead.time), lambda lead: f"outside the rule's hours ({lead.local:%H:%M})"
+            )
+        )
+    return tuple(found)
+
+
+@dataclass(frozen=True, slots=True)
+class _FieldIndex:
+    """One of the lead's one-value fields across the rule set: for each value a rule lists (and for
+    None), the rules whose criterion on the field that value meets, as bits (rule n is bit n)."""
+
+    value_of: Callable[[_Lead], str | None]
+    meets: Mapping[str | None, int]
+    unlisted: int  # a value no rule lists: only the rules that do not constrain the field
+
+    @classmethod
+    def of(cls, field: str, rules: Sequence[tuple[int, Rule, _Criterion | None]]) -> _FieldIndex:
+        """`rules`: each enabled rule's position, the rule, and its criterion on `field` (None: none)."""
+        free = sum(1 << n for n, _, criterion in rules if criterion is None)
+        meets: dict[str | None, int] = {None: free}
+        for n, rule, criterion in rules:
+            if criterion is None:
+                continue
+            for value in criterion.values:
+                meets[value] = meets.get(value, free) | (1 << n)
+            if rule.match is Match.EMPTY_OR_MATCH:  # a lead without the field meets it
+                meets[None] |= 1 << n
+        return cls(attrgetter(field), meets, free)
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    """A rule set's rules compiled, and indexed by the one-value fields they list values of (place,
+    source, site, lead kind, property type): a lead's values pick, one lookup per field, the rules
+    that all its fields meet; only those are tested on the rest (offices, price, tags, phone, clock)."""
+
+    rules: tuple[_RuleTests, ...]
+    enabled: int  # the enabled rules, as bits
+    fields: tuple[_FieldIndex, ...]  # the fields some rule lists values of
+    rest: tuple[tuple[_Test, ...], ...]  # each rule's tests on the fields the index does not cover
+
+    @classmethod
+    def of(cls, rules: Sequence[Rule]) -> _Compiled:
+        compiled = tuple(_RuleTests.of(rule) for rule in rules)
+        by_field = [{c.field: c for c in tests.criteria if c.field is not None} for tests in compiled]
+        enabled = [(n, rule, by_field[n]) for n, rule in enumerate(rules) if rule.enabled]
+        listed = sorted({field for fields in by_field for field in fields})
+        return cls(
+            compiled,
+            sum(1 << n for n, _, _ in enabled),
+            tuple(_FieldIndex.of(f, [(n, rule, fields.get(f)) for n, rule, fields in enabled]) for f in listed),
+            tuple(tuple(c.met for c in tests.criteria if c.field is None) for tests in compiled),
+        )
+
+    def first_met(self, lead: _Lead) -> int | None:
+        """The position of the first rule whose criteria the lead meets, or None."""
+        candidates = self.enabled
+        for index in self.fields:
+            candidates &= index.meets.get(index.value_of(lead), index.unlisted)
+        while candidates:
+            lowest = candidates & -candidates  # the first rule left
+            n = lowest.bit_length() - 1
+            if all(test(lead) for test in self.rest[n]):
+                return n
+            candidates ^= lowest
+        return None
+
+
+_COMPILED: dict[int, tuple[weakref.ref[RuleSet], _Compiled]] = {}
+
+
+def _compiled(rules: RuleSet) -> _Compiled:
+    """The rule set compiled, once per rule set (a rule set is immutable) and dropped with it."""
     key = id(rules)
     entry = _COMPILED.get(key)
     if entry is not None and entry[0]() is rules:
         return entry[1]
-    compiled = tuple(_tests(rule) for rule in rules.rules)
+    compiled = _Compiled.of(rules.rules)
     _COMPILED[key] = (weakref.ref(rules, lambda _: _COMPILED.pop(key, None)), compiled)
     return compiled
-
-
-def _tests(rule: Rule) -> tuple[_Test, ...]:
-    """The rule's criteria as tests that only say yes or no; an empty field has none."""
-    if not rule.enabled:
-        return (_never,)
-    c, loose = rule.criteria, rule.match is Match.EMPTY_OR_MATCH
-    listed: list[tuple[Callable[[_Lead], str | None], Sequence[str]]] = [
-        (lambda f: f.city, _folded(c.cities)),
-        (lambda f: f.postal_code, c.postal_codes),
-        (lambda f: f.county, _folded(c.counties)),
-        (lambda f: f.state, _folded(c.states)),
-        (lambda f: f.source, _folded(c.sources)),
-        (lambda f: f.site, c.sites),
-        (lambda f: f.intent, [i.value for i in c.intents]),
-        (lambda f: f.property_type, [p.value for p in c.property_types]),
-    ]
-    tests = [_any_of(value, frozenset(wanted), loose) for value, wanted in listed if wanted]
-    if c.offices:
-        tests.append(_any_office(frozenset(_folded(c.offices)), loose))
-    if c.tags:
-        tests.append(_any_tag(frozenset(_folded(c.tags)), loose))
-    if c.price_min is not None or c.price_max is not None:
-        tests.append(_price_test(c.price_min, c.price_max, loose))
-    return (*tests, *_other_tests(c, clock=rule.when_closed == "skip"))
-
-
-def _first_met(compiled: Sequence[tuple[_Test, ...]], lead: _Lead) -> int | None:
-    """The position of the first rule whose tests the lead passes, or None."""
-    for n, tests in enumerate(compiled):
-        for test in tests:
-            if not test(lead):
-                break
-        else:
-            return n
-    return None
-
-
-def _never(_lead: _Lead) -> bool:
-    return False
-
-
-def _any_of(value: Callable[[_Lead], str | None], wanted: frozenset[str], loose: bool) -> _Test:
-    if loose:
-        return lambda f: (v := value(f)) is None or v in wanted
-    return lambda f: value(f) in wanted  # None is never wanted
-
-
-def _any_office(wanted: frozenset[str], loose: bool) -> _Test:
-    if loose:
-        return lambda f: not f.offices or not wanted.isdisjoint(f.offices)
-    return lambda f: not wanted.isdisjoint(f.offices)
-
-
-def _any_tag(wanted: frozenset[str], loose: bool) -> _Test:
-    if loose:
-        return lambda f: not f.tags or not wanted.isdisjoint(f.tags)
-    return lambda f: not wanted.isdisjoint(f.tags)
-
-
-def _price_test(least: int | None, most: int | None, loose: bool) -> _Test:
-    def test(f: _Lead) -> bool:
-        if f.price is None:
-            return loose
-        low, high = f.price  # an open end reaches as far as it needs to
-        return not (least is not None and high is not None and high < least) and not (
-            most is not None and low is not None and low > most
-        )
-
-    return test
-
-
-def _other_tests(c: Criteria, *, clock: bool) -> list[_Test]:
-    """Phone, and days and hours when they are criteria (`clock`), not the rule's opening hours."""
-    tests: list[_Test] = []
-    if c.has_phone is not None:
-        phone = c.has_phone
-        tests.append(lambda f: f.has_phone == phone)
-    if not clock:
-        return tests
-    if c.weekdays:
-        days = frozenset(c.weekdays)
-        tests.append(lambda f: f.weekday in days)
-    if c.hours is not None:
-        hours = c.hours
-        tests.append(lambda f: within(hours, f.time))
-    return tests
 
 
 # --- rotation orders ----------------------------------------------------------------------------
@@ -440,17 +457,20 @@ def rotation_order(action: RotationAction, eligible: Sequence[str], seed: str) -
     """The cycle a rotation walks over `eligible` (agent ids, in the rule's order)."""
     if not eligible:
         return Order(())
-    repeat = action.leads_per_round
+    repeat, agents = action.leads_per_round, tuple(eligible)
     if action.mode is RotationMode.WEIGHTED:
-        return Order(_weighted_cycle(tuple((a, action.weights.get(a, 1)) for a in eligible), repeat))
-    agents = tuple(a for a in eligible for _ in range(repeat))
+        # Each agent's weight read in C (an agent not named weighs 1): the cache key, without a tuple per agent.
+        weights = tuple(map(action.weights.get, agents, itertools.repeat(1)))
+        return Order(_weighted_cycle(agents, weights, repeat))
+    if repeat > 1:
+        agents = tuple(a for a in agents for _ in range(repeat))
     return Order(agents, shuffle_seed=seed if action.mode is RotationMode.RANDOM else None)
 
 
 @functools.lru_cache(maxsize=64)
-def _weighted_cycle(weighted: tuple[tuple[str, int], ...], repeat: int) -> tuple[str, ...]:
+def _weighted_cycle(agents: tuple[str, ...], weights: tuple[int, ...], repeat: int) -> tuple[str, ...]:
     """A weighted rotation's cycle, built once per set of eligible agents and weights."""
-    return tuple(a for a in _smooth_weighted(weighted) for _ in range(repeat))
+    return tuple(a for a in _smooth_weighted(tuple(zip(agents, weights, strict=True))) for _ in range(repeat))
 
 
 def _smooth_weighted(weighted: Sequence[tuple[str, int]]) -> list[str]:

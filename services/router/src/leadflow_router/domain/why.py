@@ -8,10 +8,13 @@ allocations per lead. Pure.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+
+from pydantic import TypeAdapter
 
 from leadflow_router.domain.rules import RuleChoice
 from leadflow_shared.routing_info import MAX_LISTED, RULES_LISTED, RotationUsed, RoutingDecision, RuleTried, Skipped
@@ -44,6 +47,11 @@ class Why:
     rule: tuple[str, str] | None = None  # the routing rule whose pool was used: id, name
     choice: RuleChoice | None = None  # how the routing rules were tried, when the account has any
 
+    def with_choice(self, choice: RuleChoice | None) -> Why:
+        """This decision, with how the routing rules were tried (built at once: `dataclasses.replace` is
+        several times slower, and every new lead is recorded this way)."""
+        return Why(self.at, self.chosen, self.candidates, self.rotation, self.rule, choice)
+
     def decision(self, explanation: str) -> RoutingDecision:
         """The structured record of this decision, with the explanation the events carry."""
         skipped, waiting = _sorted_out(self.candidates, self.chosen)
@@ -71,14 +79,24 @@ class Why:
 def _sorted_out(candidates: Candidates | None, chosen: Sequence[str]) -> tuple[list[Skipped], list[str]]:
     if candidates is None:
         return [], []
-    skipped = [Skipped.model_construct(agent_id=agent, reason=why) for agent, why in candidates.skipped]
-    skipped += [
-        Skipped.model_construct(agent_id=a, reason="had the lead already")
-        for a in candidates.eligible
-        if a in candidates.excluded
-    ]
-    waiting = [a for a in candidates.eligible if a not in chosen and a not in candidates.excluded]
-    return skipped[:MAX_LISTED], waiting[:MAX_LISTED]
+    excluded = candidates.excluded
+    had = [(a, "had the lead already") for a in candidates.eligible if a in excluded] if excluded else []
+    skipped = [_skipped(agent, why) for agent, why in [*candidates.skipped, *had][:MAX_LISTED]]
+    passed = excluded.union(chosen)
+    waiting = [a for a in candidates.eligible if a not in passed]
+    return skipped, waiting[:MAX_LISTED]
+
+
+@functools.lru_cache(maxsize=4096)
+def _skipped(agent_id: str, reason: str) -> Skipped:
+    """One (immutable) model per agent and reason: the same agents are skipped for the same reasons lead
+    after lead, and a `model_construct` is a few µs."""
+    return Skipped.model_construct(agent_id=agent_id, reason=reason)
+
+
+# The rules tried are validated in one call to pydantic-core, four times faster than a `model_construct` per
+# rule, and the same models: ids, names (stripped when the rule set was) and reasons have nothing to strip.
+_RULES_TRIED: TypeAdapter[list[RuleTried]] = TypeAdapter(list[RuleTried])
 
 
 def _tried(choice: RuleChoice | None) -> list[RuleTried]:
@@ -86,6 +104,6 @@ def _tried(choice: RuleChoice | None) -> list[RuleTried]:
         return []
     checks = choice.checks
     listed = checks if len(checks) <= RULES_LISTED else [*checks[: RULES_LISTED - 1], checks[-1]]
-    return [
-        RuleTried.model_construct(rule_id=c.rule_id, name=c.name, matched=c.matched, why_not=c.why_not) for c in listed
-    ]
+    return _RULES_TRIED.validate_python(
+        [{"rule_id": c.rule_id, "name": c.name, "matched": c.matched, "why_not": c.why_not} for c in listed]
+    )
