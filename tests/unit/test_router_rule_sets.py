@@ -7,7 +7,7 @@ import dataclasses
 import itertools
 import uuid
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -666,6 +666,28 @@ def test_a_rule_that_holds_its_leads_offers_nobody_while_closed_and_offers_when_
     assert [e.kind for e in again.events] == [LeadHeld]
     assert again.state is not None
     assert again.state.next_deadline == datetime(2026, 3, 9, 13, 0, tzinfo=UTC)
+
+
+def test_a_rule_with_hours_is_closed_on_the_office_s_holidays() -> None:
+    """Skipped (the next rule decides, saying why), or holding its lead until the first open hour after."""
+    hours = {"start": "09:00", "end": "17:00"}
+    office = rule("office", {"kind": "agent", "agent_id": "b"}, hours=hours)
+    always = rule("always", {"kind": "agent", "agent_id": "c"})  # no hours: holidays are nothing to it
+    friday = date(2026, 3, 6)
+    snapshot = dataclasses.replace(account(rules(office, always)), holidays=frozenset({friday}))
+    friday_10am = datetime(2026, 3, 6, 15, 0, tzinfo=UTC)  # New York
+    new = NewLead(str(uuid.uuid4()), "acme", summary())
+    skipped = route_new_lead(new, snapshot, RoutingContext(), friday_10am)
+    assert offered_to(skipped) == ["c"]
+    assert "Office (an office holiday (2026-03-06))" in skipped.explanation
+    thursday_10am = friday_10am - timedelta(days=1)
+    assert offered_to(route_new_lead(new, snapshot, RoutingContext(), thursday_10am)) == ["b"]
+
+    held = dataclasses.replace(snapshot, rules=rules({**office, "when_closed": "hold"}, always))
+    outcome = route_new_lead(new, held, RoutingContext(), friday_10am)
+    assert [e.kind for e in outcome.events] == [LeadHeld]
+    assert outcome.state is not None
+    assert outcome.state.next_deadline == datetime(2026, 3, 7, 14, 0, tzinfo=UTC), "Saturday 09:00 (no days: all open)"
 
 
 def test_a_source_rotation_rule_keeps_its_hours_clock_with_its_leads() -> None:

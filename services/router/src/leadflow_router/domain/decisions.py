@@ -328,12 +328,14 @@ def _rule_closed(account: AccountSnapshot, rule_id: str | None) -> tuple[PauseWi
     """When a rule that pauses its claim clock outside its hours (or holds its leads then) is closed;
     nothing for other rules."""
     rule = account.rules.find(rule_id)
-    return () if rule is None or rule.when_closed == "skip" else _closed_hours(rule)
+    return () if rule is None or rule.when_closed == "skip" else _closed_hours(rule, account)
 
 
-def _closed_hours(rule: RoutingRule) -> tuple[PauseWindow, ...]:
+def _closed_hours(rule: RoutingRule, account: AccountSnapshot) -> tuple[PauseWindow, ...]:
+    """Outside the rule's hours and days, and the office's holidays (closed all day)."""
     c = rule.criteria
-    return closed_windows((c.hours.start, c.hours.end) if c.hours else None, frozenset(c.weekdays))
+    hours = (c.hours.start, c.hours.end) if c.hours else None
+    return closed_windows(hours, frozenset(c.weekdays), account.holidays)
 
 
 def _held(state: LeadState, account: AccountSnapshot, now: datetime) -> Outcome | None:
@@ -342,7 +344,7 @@ def _held(state: LeadState, account: AccountSnapshot, now: datetime) -> Outcome 
     rule = account.rules.find(state.rule_id)
     if rule is None or rule.when_closed != "hold":
         return None
-    until = pause_end(now, _closed_hours(rule), account.time_zone)
+    until = pause_end(now, _closed_hours(rule, account), account.time_zone)
     if until is None:
         return None
     explanation = fit_explanation(
@@ -435,7 +437,7 @@ class RoutingContext:
 def rule_for(lead: NewLead, account: AccountSnapshot, now: datetime) -> RuleChoice:
     """The account's routing rule for a general lead (`rules.choose_rule`)."""
     offices = account.source(lead.summary.source.name).offices
-    return choose_rule(account.rules, lead.summary, now, account.time_zone, offices)
+    return choose_rule(account.rules, lead.summary, now, account.time_zone, offices, account.holidays)
 
 
 def rule_id_of(choice: RuleChoice | None, account: AccountSnapshot) -> str | None:

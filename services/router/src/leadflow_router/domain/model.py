@@ -80,6 +80,7 @@ class PauseWindow:
     weekdays: frozenset[int]  # 0 = Monday
     start: time
     end: time
+    dates: frozenset[date] = frozenset()  # given: on these dates instead of `weekdays` (the office's holidays)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ import random
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import date, datetime, time
 from operator import attrgetter
 from typing import NamedTuple, overload
 from zoneinfo import ZoneInfo
@@ -65,6 +65,7 @@ class RuleChoice:
     # they read it: why a rule did not apply is then one pass over the fields it constrains.
     tests: tuple[_RuleTests, ...] = ()
     lead: _Lead | None = None  # None: no rule was tried
+    holidays: frozenset[date] = frozenset()  # the office's: a rule with hours or days is closed on them
 
     @property
     def checks(self) -> Sequence[RuleCheck]:
@@ -75,7 +76,9 @@ class RuleChoice:
         return self.tried if self.rule_id == DEFAULT_RULE_ID else self.tried[:-1]
 
     def why_not(self, rule: Rule) -> str | None:
-        return "disabled" if not rule.enabled else mismatch(rule, self.summary, self.local, self.offices)
+        if not rule.enabled:
+            return "disabled"
+        return mismatch(rule, self.summary, self.local, self.offices, self.holidays)
 
     def why_not_at(self, index: int) -> str | None:
         """Why the rule tried at `index` did not apply (as `why_not`, from the compiled criteria)."""
@@ -83,7 +86,7 @@ class RuleChoice:
         if not rule.enabled:
             return "disabled"
         if self.lead is None or not self.tests:
-            return mismatch(rule, self.summary, self.local, self.offices)
+            return mismatch(rule, self.summary, self.local, self.offices, self.holidays)
         return self.tests[index].why_not(self.lead)
 
     def describe(self) -> str:
@@ -125,26 +128,38 @@ class _Checks(Sequence[RuleCheck]):
 
 
 def choose_rule(
-    rules: RuleSet, summary: LeadSummary, now: datetime, time_zone: str, offices: frozenset[str] = frozenset()
+    rules: RuleSet,
+    summary: LeadSummary,
+    now: datetime,
+    time_zone: str,
+    offices: frozenset[str] = frozenset(),
+    holidays: frozenset[date] = frozenset(),
 ) -> RuleChoice:
-    """The first enabled rule whose criteria the lead meets (`offices`: those its lead source is for);
-    the default rule when none does."""
+    """The first enabled rule whose criteria the lead meets (`offices`: those its lead source is for; on one
+    of the office's `holidays` a rule with hours or days does not apply); the default rule when none does."""
     local = now.astimezone(ZoneInfo(time_zone))
     if not rules.rules:  # the seeds' routing: nothing to read off the lead
         return RuleChoice(DEFAULT_RULE_ID, "default", rules.default.action, (), summary, local, offices)
-    compiled, lead = _compiled(rules), _Lead.of(summary, local, offices)
+    compiled, lead = _compiled(rules), _Lead.of(summary, local, offices, holidays)
     n = compiled.first_met(lead)
     if n is None:
         tried, tests = tuple(rules.rules), compiled.rules
-        return RuleChoice(DEFAULT_RULE_ID, "default", rules.default.action, tried, summary, local, offices, tests, lead)
+        default = rules.default.action
+        return RuleChoice(DEFAULT_RULE_ID, "default", default, tried, summary, local, offices, tests, lead, holidays)
     rule = rules.rules[n]
     tried, tests = tuple(rules.rules[: n + 1]), compiled.rules[: n + 1]
-    return RuleChoice(rule.id, rule.name, rule.action, tried, summary, local, offices, tests, lead)
+    return RuleChoice(rule.id, rule.name, rule.action, tried, summary, local, offices, tests, lead, holidays)
 
 
-def mismatch(rule: Rule, summary: LeadSummary, local: datetime, offices: frozenset[str] = frozenset()) -> str | None:
+def mismatch(
+    rule: Rule,
+    summary: LeadSummary,
+    local: datetime,
+    offices: frozenset[str] = frozenset(),
+    holidays: frozenset[date] = frozenset(),
+) -> str | None:
     """Why the lead does not meet the rule's criteria (the first field that fails), or None."""
-    return _RuleTests.of(rule).why_not(_Lead.of(summary, local, offices))
+    return _RuleTests.of(rule).why_not(_Lead.of(summary, local, offices, holidays))
 
 
 def within(hours: Hours, moment: time) -> bool:
@@ -180,9 +195,16 @@ class _Lead(NamedTuple):
     local: datetime  # the account's clock
     weekday: int
     time: time
+    holiday: bool  # one of the office's holidays, on the account's clock
 
     @classmethod
-    def of(cls, summary: LeadSummary, local: datetime, offices: frozenset[str] = frozenset()) -> _Lead:
+    def of(
+        cls,
+        summary: LeadSummary,
+        local: datetime,
+        offices: frozenset[str] = frozenset(),
+        holidays: frozenset[date] = frozenset(),
+    ) -> _Lead:
         source = summary.source
         c = summary.criteria
         place = (c.place if c is not None else None) or _NO_PLACE
@@ -202,6 +224,7 @@ class _Lead(NamedTuple):
             local=local,
             weekday=local.weekday(),
             time=local.time(),
+            holiday=bool(holidays) and local.date() in holidays,
         )
 
 
@@ -341,7 +364,10 @@ def _phone(has_phone: bool | None) -> _Criterion | None:
 
 
 def _clock(c: Criteria) -> tuple[_Criterion, ...]:
-    found = []
+    """A rule's days and hours, as criteria; a rule that has either is closed on the office's holidays."""
+    if not c.weekdays and c.hours is None:
+        return ()
+    found = [_Criterion(lambda lead: not lead.holiday, lambda lead: f"an office holiday ({lead.local:%Y-%m-%d})")]
     if c.weekdays:
         days = frozenset(c.weekdays)
         found.append(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from leadflow_router.domain.model import PauseWindow
@@ -35,7 +35,7 @@ def _covering_end(local: datetime, windows: tuple[PauseWindow, ...], zone: ZoneI
         # A window that started yesterday may still be open now if it crosses midnight.
         for days_back in (0, 1):
             day = local.date() - timedelta(days=days_back)
-            if day.weekday() not in window.weekdays:
+            if (day not in window.dates) if window.dates else (day.weekday() not in window.weekdays):
                 continue
             # Wall-clock times resolved by zoneinfo on their own date: DST shifts are respected.
             start = datetime.combine(day, window.start, zone)
@@ -54,12 +54,15 @@ def claim_deadline(offered_at: datetime, window: timedelta, pauses: Iterable[Pau
     return deadline if closes is None else closes + window
 
 
-def closed_windows(hours: tuple[time, time] | None, weekdays: frozenset[int]) -> tuple[PauseWindow, ...]:
+def closed_windows(
+    hours: tuple[time, time] | None, weekdays: frozenset[int], holidays: frozenset[date] = frozenset()
+) -> tuple[PauseWindow, ...]:
     """The week outside opening `hours` (start, end; end <= start crosses midnight) on `weekdays` (none:
-    every day), as pause windows. A day not open is closed all day; a window past midnight is closed
-    from its end to its start the same day."""
+    every day), as pause windows, and the `holidays` all day. A day not open is closed all day; a window
+    past midnight is closed from its end to its start the same day."""
     days = weekdays or frozenset(range(7))
     closed = [PauseWindow(frozenset({d}), MIDNIGHT, MIDNIGHT) for d in range(7) if d not in days]
+    closed += [PauseWindow(frozenset(), MIDNIGHT, MIDNIGHT, holidays)] if holidays else []
     if hours is None:
         return tuple(closed)
     start, end = hours
