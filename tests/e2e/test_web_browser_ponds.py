@@ -63,7 +63,8 @@ async def test_an_agent_claims_a_pond_lead_from_the_ponds_page(browser: Browser,
     [listed] = await eventually(in_the_pond, what="the lead in the pond, offered to both its agents")
     assert listed["offered_to"] == ["wbp-ann", "wbp-bo"], "offered to the pond's agents at once"
     assert await api(stack, "/ponds", "wbp-boss", "broker") == {
-        "ponds": [{"pond_id": "open-house", "name": "Open house", "open_leads": 1}]
+        "ponds": [{"pond_id": "open-house", "name": "Open house", "open_leads": 1}],
+        "cannot_claim": None,
     }
 
     context = await browser.new_context(viewport={"width": 1280, "height": 900})

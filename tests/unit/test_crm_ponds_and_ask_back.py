@@ -1,11 +1,13 @@
 """crm-api's read side of ponds and of asking a missed offer back (issue 15, item 5): the pond a lead's offers
-are in, kept on its row and read from rows written before ponds; and what became of an agent's latest ask,
-matched to the router's answers by count (two clocks), not by time."""
+are in, kept on its row, cleared when the lead moves, and read from rows written before ponds; and what became of
+an agent's latest ask, matched to the router's answers by count (two clocks), not by time, answers of one router
+millisecond in the order the router wrote them."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,10 +15,18 @@ import pytest
 
 from leadflow_crm_api.domain.ask_back import AskBackOutcome, AskBackStatus, ask_back_outcome
 from leadflow_crm_api.domain.lead_row import LeadRow, Offer, TimelineEntry
+from leadflow_crm_api.domain.offices import moved_row
 from leadflow_crm_api.domain.views import open_offers_after, pond_of
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
-from leadflow_shared.events.routing import LeadOffered, LeadOfferedPayload, OfferClosedPayload, OfferExpired
+from leadflow_shared.events.routing import (
+    LeadOffered,
+    LeadOfferedPayload,
+    LeadTransferred,
+    LeadTransferredPayload,
+    OfferClosedPayload,
+    OfferExpired,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -54,6 +64,20 @@ def test_a_pond_s_offers_carry_the_pond_and_the_row_keeps_it_while_one_is_open()
     row = LeadRow.from_doc({"_id": "l1", "open_offers": offers, "pond": pond_of(offers)})
     assert row.pond == "open-house"
     assert [o.pond for o in row.open_offers] == ["open-house", "open-house"]
+
+
+def test_a_lead_moved_to_another_office_leaves_its_pond() -> None:
+    offers = open_offers_after([], offered("ana", "open-house"))
+    row = {"_id": str(LEAD), "open_offers": offers, "pond": pond_of(offers or [])}
+    payload = LeadTransferredPayload(
+        lead_id=LEAD, transfer_id=uuid.uuid4(), from_account_id="acme-realty", from_account_name="Acme",
+        previous_owner_agent_id=None, to_account_id="acme-south", to_account_name="Acme South", agent_id="sol",
+        by_user_id="nora", contact=Contact(first_name="Jane"),
+        source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
+    )  # fmt: skip
+    changes = moved_row(row, LeadTransferred.create(account_id="acme-realty", occurred_at=T0, payload=payload))
+    assert (changes["open_offers"], changes["pond"]) == ([], None), "its offers were the first office's"
+    assert LeadRow.from_doc(row | changes).pond is None
 
 
 def test_a_row_written_before_ponds_reads_in_no_pond() -> None:
@@ -122,3 +146,20 @@ def test_an_open_offer_of_the_lead_says_offered_even_after_a_late_refusal() -> N
     assert (found.status, found.offered_until, found.reason) == (AskBackStatus.OFFERED, until, None)
     expired = outcome(asks[:1], [offer(T0)], open_offers=[open_offer | {"deadline": T0}])
     assert expired == AskBackOutcome(AskBackStatus.OFFERED, T0, T0), "offered; that offer ended since"
+
+
+def test_answers_of_one_router_millisecond_are_in_the_order_the_router_wrote_them_whatever_their_ids() -> None:
+    """Two asks answered in the same millisecond of the router's clock. The answers' ids are random run to run
+    (derived from the asks' ids), so they never decide which answer is the latest."""
+    at = T0 + timedelta(seconds=1)
+    asks = [asked(T0), asked(T0)]
+    for low, high in (("0" * 32, "f" * 32), ("f" * 32, "0" * 32)):
+        back = replace(offer(at), entry_id=low)
+        # The offer, then a refusal while it was open: the latest ask was refused (that offer has ended since).
+        still_open = replace(refused(at, "its offer is still open"), entry_id=high)
+        assert outcome([*asks, still_open], [back]) == AskBackOutcome(
+            AskBackStatus.REFUSED, T0, at, reason="its offer is still open"
+        )
+        # A refusal for any other reason, then the offer (an offer first would have made it "still open").
+        held = replace(refused(at), entry_id=high)
+        assert outcome([*asks, held], [back]) == AskBackOutcome(AskBackStatus.OFFERED, T0, at)

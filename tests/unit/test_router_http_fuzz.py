@@ -1,5 +1,6 @@
-"""The router's internal HTTP routes (dry-run, routing info, who is next) answer any body or path with a
-200, 404 or 422, never a 500 (issue 15; the service on in-memory fakes: only the HTTP edge is under test)."""
+"""The router's internal HTTP routes (dry-run, routing info, who is next, can an agent take a lead) answer any
+body or path with a 200, 404 or 422, never a 500 (issue 15; the service on in-memory fakes: only the HTTP edge
+is under test)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from leadflow_router.domain.model import AccountSnapshot, Agent
 from leadflow_router.entrypoints.http import install
 from leadflow_router.handlers import RouterService
 from leadflow_router.metrics import RouterMetrics
+from leadflow_shared.availability import AgentAvailability
 
 pytestmark = pytest.mark.unit
 
@@ -36,10 +38,18 @@ DRAFTS = st.fixed_dictionaries(
 )
 
 
+AGENTS = (
+    Agent("a", "A"),
+    Agent("b", "B"),
+    Agent("paused", "P", availability=AgentAvailability(paused=True)),
+    Agent("gone", "G", active=False),
+)
+
+
 def app() -> FastAPI:
     service = RouterService(
         records=FakeRecords(),
-        accounts=FakeAccounts(AccountSnapshot("acme", "Acme", (Agent("a", "A"), Agent("b", "B")), round_robin=True)),
+        accounts=FakeAccounts(AccountSnapshot("acme", "Acme", AGENTS, round_robin=True)),
         contacts=FakeContacts(),
         rotations=FakeRotations(),
         publish=Published(),
@@ -90,4 +100,23 @@ def test_any_routing_info_path_is_answered_never_with_a_500(account: str, lead: 
 def test_any_who_is_next_by_rule_path_is_answered_never_with_a_500(account: str, rule: str, source: str) -> None:
     path = f"/internal/v1/accounts/{quote(account, safe='')}/routing/rules/{quote(rule, safe='')}/next"
     answer = call("GET", f"{path}?source={quote(source, safe='')}")
+    assert answer.status_code in {200, 404, 422}, answer.text
+
+
+def test_can_take_says_whether_an_agent_could_claim_a_pond_lead_now_and_why_not() -> None:
+    base = "/internal/v1/accounts/acme/agents"
+    answers = {agent: call("GET", f"{base}/{agent}/can-take") for agent in ("a", "paused", "gone", "nobody")}
+    assert {a: (r.status_code, r.json()) for a, r in answers.items()} == {
+        "a": (200, {"can_take": True, "reason": None}),
+        "paused": (200, {"can_take": False, "reason": "paused"}),
+        "gone": (200, {"can_take": False, "reason": "not an active agent of this office"}),
+        "nobody": (200, {"can_take": False, "reason": "not an active agent of this office"}),
+    }
+    assert call("GET", "/internal/v1/accounts/elm/agents/a/can-take").status_code == 404, "an unknown account"
+
+
+@settings(max_examples=60, deadline=None)
+@given(account=st.text(max_size=70), agent=st.text(max_size=70))
+def test_any_can_take_path_is_answered_never_with_a_500(account: str, agent: str) -> None:
+    answer = call("GET", f"/internal/v1/accounts/{quote(account, safe='')}/agents/{quote(agent, safe='')}/can-take")
     assert answer.status_code in {200, 404, 422}, answer.text

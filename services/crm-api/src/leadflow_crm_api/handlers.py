@@ -84,7 +84,8 @@ async def project(event: RoutingEvent, *, views: ViewWriter, side_effects: bool 
 
 
 async def _assigned(event: LeadAssigned, views: ViewWriter) -> None:
-    lead_id, row = str(event.payload.lead_id), lead_row_from_assigned(event)
+    # An assignment ends any offer, a pond's too: the lead leaves its pond (issue 15).
+    lead_id, row = str(event.payload.lead_id), lead_row_from_assigned(event) | {"pond": None}
     if (await views.row(lead_id) or {}).get("erased"):
         row |= ERASED_ROW  # an event from before the erasure, delivered late (a replayed dead letter)
     await views.upsert(lead_id, row)

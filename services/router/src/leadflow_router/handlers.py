@@ -119,6 +119,7 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 RECENT_INPUTS = 20  # activity ids remembered per lead to drop redeliveries
 CAS_ATTEMPTS = 10
+NOT_ACTIVE = "not an active agent of this office"  # why such an agent's ask back (or pond claim) is refused
 
 
 class RuleSetRefusedError(ValueError):
@@ -771,6 +772,15 @@ class RouterService:
             raise RoutingRejected(f"no lead {lead_id!r} in account {account_id!r}")
         return readable_decisions(record.decisions)
 
+    async def can_take(self, account_id: str, agent_id: str) -> str | None:
+        """Why the agent could not claim a pond lead now, or None: the check `on_activity` gives a claim from a
+        pond (`_cannot_take`, caps included), without a lead (crm-api's Ponds list asks it, issue 15)."""
+        account = await self._account(account_id, fresh=True)
+        agent = account.agent(agent_id)
+        if agent is None or not agent.active:  # on_activity refuses their claims (`can_claim`)
+            return NOT_ACTIVE
+        return await self._refuses(agent, account, self.clock())
+
     async def next_up(self, account_id: str, source_name: str) -> NextUp:
         """ClientBAY's "who is next" for a source (its account's live settings and rotation)."""
         account = await self._account(account_id, fresh=True)
@@ -939,13 +949,17 @@ class RouterService:
         """Why `agent` cannot take this lead now (paused, away, off hours, at a cap), or None: asked of a
         claim from a pond (its offers are not counted against caps) and of a missed offer asked back."""
         if agent is None or not agent.active:
-            return None if pond_only else "not an active agent of this office"
+            return None if pond_only else NOT_ACTIVE
         if pond_only and state.pond is None:
             return None
-        refusal = Gate(now, account.holidays, await self._usage(account, now, {})).refuses(agent)
+        refusal = await self._refuses(agent, account, now)
         if refusal is None:
             return None
         return f"{agent.agent_id} cannot take it from the pond: {refusal}" if pond_only else refusal
+
+    async def _refuses(self, agent: Agent, account: AccountSnapshot, now: datetime) -> str | None:
+        """Why the active `agent` cannot take a lead now (paused, away, off hours, on a holiday, at a cap)."""
+        return Gate(now, account.holidays, await self._usage(account, now, {})).refuses(agent)
 
     async def _usage(
         self, account: AccountSnapshot, now: datetime, known: dict[str, dict[str, Usage]]

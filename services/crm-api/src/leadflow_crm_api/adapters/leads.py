@@ -414,17 +414,27 @@ def offered_to(agent_id: str) -> dict[str, Any]:
     return {"$or": [{"offered_to": agent_id}]}
 
 
-async def pond_counts(db: AsyncDatabase[dict[str, Any]], account_id: str, agent_id: str | None) -> dict[str, int]:
-    """Pond id -> how many of the account's leads are in it (issue 15); with `agent_id`, only those it holds
-    an open offer of (the ones it can claim). Counted here: nx-27017's `$match` misses array elements."""
+async def pond_counts(
+    db: AsyncDatabase[dict[str, Any]], account_id: str, agent_id: str | None, *, now: datetime
+) -> dict[str, int]:
+    """Pond id -> how many of the account's leads are in it (issue 15); with `agent_id`, only those it holds an
+    open offer of there, its deadline after `now` (an offer past it is not claimable, though the router's sweeper
+    may not have closed it yet). Whether the router lets the agent claim now is asked of it (`use_cases.ponds`).
+    Counted here: nx-27017's `$match` misses array elements."""
     names = await active_names(db)
     # `$gt: ""`: a pond's id (text), never null or missing (MongoDB and nx-27017 agree; `$ne: null` differs).
     query: dict[str, Any] = {"account_id": account_id, "pond": {"$gt": ""}}
     if agent_id is not None:
         query |= offered_to(agent_id)
     counts: dict[str, int] = {}
-    async for doc in db[names.leads].find(query, {"pond": 1}):
-        counts[doc["pond"]] = counts.get(doc["pond"], 0) + 1
+    async for doc in db[names.leads].find(query, {"pond": 1, "open_offers": 1}):
+        row = LeadRow.from_doc(doc)
+        if row.pond is None:
+            continue
+        if agent_id is None or any(
+            o.agent_id == agent_id and o.pond == row.pond and o.deadline > now for o in row.open_offers
+        ):
+            counts[row.pond] = counts.get(row.pond, 0) + 1
     return counts
 
 

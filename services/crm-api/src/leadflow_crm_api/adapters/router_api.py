@@ -1,5 +1,6 @@
 """The router's internal HTTP API (decision 0038), as crm-api calls it: "who is next", a lead's routing
-decisions and the dry-run (issue 15). The router owns rotation and eligibility, so crm-api asks it.
+decisions, the dry-run and whether an agent can take a lead now (issue 15). The router owns rotation and
+eligibility (availability, caps), so crm-api asks it.
 
 Its answers become crm-api's errors here: no answer or a 5xx is `Unavailable` (503), a 404 `NotFound` with
 the caller's words, a 422 `InvalidRequest` with the router's reasons (it names agents and rules, never a
@@ -8,7 +9,9 @@ contact's details).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -16,6 +19,14 @@ from leadflow_crm_api.errors import InvalidRequest, NotFound, Unavailable
 
 TIMEOUT_SECONDS = 5.0
 NO_ANSWER = "The router did not answer; try again."
+
+
+@dataclass(frozen=True, slots=True)
+class CanTake:
+    """The router's answer: could the agent claim a pond lead now, and why not (paused, at a cap...)."""
+
+    can_take: bool
+    reason: str | None
 
 
 class RouterApi:
@@ -30,6 +41,16 @@ class RouterApi:
 
     async def post(self, path: str, body: dict[str, Any], *, missing: str) -> dict[str, Any]:
         return await self._call("POST", path, missing=missing, json=body)
+
+    async def can_take(self, account_id: str, agent_id: str) -> CanTake:
+        """Whether the agent could claim a pond lead now, by the router's own check of such a claim (issue 15).
+        `Unavailable` when the router does not answer or answers nonsense; `NotFound` for an unknown account."""
+        path = f"/internal/v1/accounts/{quote(account_id, safe='')}/agents/{quote(agent_id, safe='')}/can-take"
+        answer = await self.get(path, missing="No such account.")
+        can, reason = answer.get("can_take"), answer.get("reason")
+        if not isinstance(can, bool) or not (reason is None or isinstance(reason, str)) or can == bool(reason):
+            raise Unavailable(NO_ANSWER)
+        return CanTake(can, reason[:500] if reason else None)
 
     async def _call(self, method: str, path: str, *, missing: str, **sent: Any) -> dict[str, Any]:
         try:

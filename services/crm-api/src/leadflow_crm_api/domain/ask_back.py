@@ -5,10 +5,20 @@ each one exactly once, at its own time: a new offer to the agent (`LeadOffered`,
 refusal (`ActivityLogged`, action `ask_back`, with the reason). Asks and answers are stamped by two clocks, so
 they are matched by count, not by time: once there are as many answers as asks, the latest answer is the
 latest ask's. The agent holding an open offer of the lead now says "offered" whatever the count.
+
+Not by id: the router derives an answer's event id from the ask's (`derived_event_id(ask, "v{version}:{i}")`,
+router handlers `_outbox`), but with its routing record's version, which no event carries, so crm-api cannot
+recompute it. crm-api takes one ask at a time (a new one is refused while the latest is pending), so answers come
+in the order of the asks; answers in the same router millisecond (its clock, so a tie is common under a test's
+frozen clock and possible in real life) are put in the order the router must have written them (`_written`):
+a refusal saying the agent's offer "is still open" follows the asked-back offer that opened it, any other
+refusal precedes it (an asked-back offer leaves the agent an open offer, so the next ask of that millisecond is
+refused as "still open"), and offers follow their round. Never by the answers' ids, which are random run to run.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +28,8 @@ from leadflow_crm_api.domain.lead_row import LeadRow, TimelineEntry
 
 REFUSED_PREFIX = "cannot ask it back: "  # the router's words before each reason (router/domain/decisions.py)
 ASKED_BACK = "asked back the offer it missed"  # the explanation of the router's new offer (on_ask_back there)
+STILL_OPEN = "its offer is still open"  # the router's refusal of an ask while the agent's offer is open (there)
+ROUND = re.compile(r"\(round (\d+)\)")  # an offer entry's round ("Offered to ana (round 2), ...": domain/views.py)
 
 
 class AskBackStatus(StrEnum):
@@ -47,8 +59,7 @@ def ask_back_outcome(
         return None
     refusals = [e for e in asks if e.type == "ActivityLogged"]
     answers = sorted(
-        [*refusals, *(e for e in offers if e.type == "LeadOffered" and ASKED_BACK in e.summary)],
-        key=lambda e: (e.occurred_ms, e.entry_id),
+        [*refusals, *(e for e in offers if e.type == "LeadOffered" and ASKED_BACK in e.summary)], key=_written
     )
     asked_at = asked[-1].occurred_at
     open_until = max((o.deadline for o in row.open_offers if o.agent_id == agent_id and o.deadline > now), default=None)
@@ -62,3 +73,13 @@ def ask_back_outcome(
         return AskBackOutcome(AskBackStatus.OFFERED, asked_at, answer.occurred_at)
     reason = answer.summary.partition(REFUSED_PREFIX)[2] or answer.summary
     return AskBackOutcome(AskBackStatus.REFUSED, asked_at, answer.occurred_at, reason=reason)
+
+
+def _written(answer: TimelineEntry) -> tuple[int, int, int, str]:
+    """The order the router wrote its answers in: by its clock, and within one millisecond a refusal before an
+    asked-back offer, that offer (by round) before a refusal saying the agent's offer is still open; last, the
+    refusal's words (two refusals of one millisecond with different reasons: rare; one order, whatever the ids)."""
+    if answer.type == "LeadOffered":
+        found = ROUND.search(answer.summary)
+        return answer.occurred_ms, 1, int(found.group(1)) if found else 0, ""
+    return answer.occurred_ms, 2 if STILL_OPEN in answer.summary else 0, 0, answer.summary

@@ -127,6 +127,7 @@ def moved_row(row: dict[str, Any], event: LeadTransferred) -> dict[str, Any]:
         "transfer_id": None,
         "open_offers": [],
         "offered_to": [],
+        "pond": None,  # with its offers, the lead left the first office's pond (issue 15)
         **{name: [] for name in DROPPED_ON_MOVE},
         "last_event_id": str(event.event_id),
     }

@@ -9,13 +9,13 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from pydantic import AwareDatetime
 
 from leadflow_crm_api.api import ActivityAccepted, ActivityCreate, LeadDetail, LeadPage
-from leadflow_crm_api.deps import AccountLeads, Caller, Db, Id, Text
+from leadflow_crm_api.deps import AccountLeads, Caller, Db, Id, Router, Text
 from leadflow_crm_api.domain.views import MAX_CURSOR_LENGTH, LeadQuery, LeadSort, LeadStatus, LeadTab
 from leadflow_crm_api.use_cases import leads as leads_uc
 from leadflow_crm_api.use_cases import ponds as ponds_uc
 from leadflow_crm_api.use_cases.ask_back import AskBackAnswer, AskedBack, ask_back_status
 from leadflow_crm_api.use_cases.ask_back import ask_back as ask_back_uc
-from leadflow_crm_api.use_cases.ponds import PondLeads, Ponds
+from leadflow_crm_api.use_cases.ponds import PondLeads, Ponds, RouterCheck
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.kafka import PublishRaw
 
@@ -113,7 +113,8 @@ async def ask_back(account_id: Id, caller: Caller, db: Db, lead_id: Id, activiti
     activity for the router, which offers you the lead again (joining the race if others still have theirs)
     or logs why not on the lead's timeline (someone holds it, you are paused or at a cap...).
 
-    404 when you were never offered the lead; 409 while your offer is open or you hold the lead."""
+    404 when you were never offered the lead; 409 while your offer is open or you hold the lead, and while your
+    previous ask waits for the router's answer ("Already asked; waiting for the router's answer.")."""
     return await ask_back_uc(account_id, caller, db, lead_id, activities)
 
 
@@ -130,19 +131,28 @@ async def ask_back_outcome(account_id: Id, caller: Caller, db: Db, lead_id: Id) 
 
 
 @router.get("/v1/accounts/{account_id}/ponds", tags=["brokerage CRM", "realtor CRM"])
-async def list_ponds(account_id: Id, caller: Caller, db: Db) -> Ponds:
+async def list_ponds(account_id: Id, caller: Caller, db: Db, router: Router) -> Ponds:
     """The account's ponds and how many leads wait in each: for an agent, the ponds it is an agent of and the
-    leads it can claim there; for brokers and admins, every pond and all its leads. 403 for another account."""
-    return await ponds_uc.list_ponds(account_id, caller, db)
+    leads it holds an open offer of there, and, when it holds any, `cannot_claim`: why the router would refuse
+    its claims now (paused, away, off hours, on a holiday, at a cap), asked of the router; for brokers and admins,
+    every pond and all its leads. 403 for another account."""
+    return await ponds_uc.list_ponds(account_id, caller, db, RouterCheck(router, caller), now=datetime.now(UTC))
 
 
 @router.get("/v1/accounts/{account_id}/ponds/{pond_id}/leads", tags=["brokerage CRM", "realtor CRM"])
 async def pond_leads(
-    account_id: Id, caller: Caller, db: Db, pond_id: Id, limit: Limit = 50, cursor: Cursor = None
+    account_id: Id, caller: Caller, db: Db, pond_id: Id, router: Router, limit: Limit = 50, cursor: Cursor = None
 ) -> PondLeads:
-    """The pond's leads, oldest first: for an agent, those it can claim (it holds an open offer of them); for
-    brokers and admins, all, with the agents who can claim each. Claim one as any offer:
-    `POST .../leads/{lead_id}/activities` with `{"action": "accept"}` (the first claim wins).
+    """The pond's leads, oldest first: for an agent, those it holds an offer of, each with `can_claim` (its offer
+    is open and the router says it can take a lead now: asked once per request) and `cannot_claim` (the router's
+    reason it would refuse the claim: paused, away, off hours, on a holiday, at a cap; or that the router could not
+    be asked, the offer then deciding `can_claim`); for brokers and admins, all, with the agents who can claim
+    each. Claim one as any offer: `POST .../leads/{lead_id}/activities` with `{"action": "accept"}` (the first
+    claim wins).
 
-    404 for a pond the routing rules do not declare and no lead is in; 403 for another account."""
-    return await ponds_uc.pond_leads(account_id, caller, db, pond_id, limit=limit, cursor=cursor, now=datetime.now(UTC))
+    404 for a pond the routing rules do not declare and no lead is in, and to an agent for a pond it is not an
+    agent of and holds no open offer in ("No such pond.", as `GET .../ponds` does not list it); 403 for another
+    account."""
+    return await ponds_uc.pond_leads(
+        account_id, caller, db, pond_id, RouterCheck(router, caller), limit=limit, cursor=cursor, now=datetime.now(UTC)
+    )

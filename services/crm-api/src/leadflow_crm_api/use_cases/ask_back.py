@@ -2,10 +2,12 @@
 the web app's "Ask for it back" button calls.
 
 An agent whose offer of a lead ended unclaimed (it expired, was declined or withdrawn) no longer sees the
-lead. crm-api checks that the caller was offered the lead and has no open offer of it nor holds it, and
-hands an `ask_back` activity to the router, which alone decides: a new offer (the agent sees the lead
-again) or a refusal with its reason (someone holds the lead, the agent is at a cap...), logged on the
-lead's timeline (`ActivityLogged.claim_refused`) and shown on the agent's "no longer yours" page.
+lead. crm-api checks that the caller was offered the lead, has no open offer of it nor holds it, and is not
+waiting for the router's answer to a previous ask (a second ask then would race the first: one refused "its
+offer is still open" beside its offer), and hands an `ask_back` activity to the router, which alone decides: a
+new offer (the agent sees the lead again) or a refusal with its reason (someone holds the lead, the agent is at
+a cap...), logged on the lead's timeline (`ActivityLogged.claim_refused`) and shown on the agent's "no longer
+yours" page.
 What became of the ask (`domain.ask_back`) is read once, by `ask_back_facts`, for that page and for the JSON
 route `GET .../ask-back` (`ask_back_status`).
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 from pymongo.asynchronous.database import AsyncDatabase
@@ -27,12 +29,16 @@ from leadflow_crm_api.domain.views import activity_entry
 from leadflow_crm_api.errors import ClaimNotPossible, NotFound
 from leadflow_crm_api.publishing import publish_or_unavailable
 from leadflow_crm_api.use_cases.leads import account_leads, offer_ended
+from leadflow_shared.envelope import derived_event_id
 from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
 from leadflow_shared.kafka import PublishRaw
 from leadflow_shared.mongo import Document
 
 Db = AsyncDatabase[Document]
 ASKED = "Asked; the router decides: a new offer if the lead can be yours again, else the reason on the lead's timeline."
+ALREADY_ASKED = "Already asked; waiting for the router's answer."
+# The router answers an ask within seconds; one unanswered this long (dead-lettered, say) no longer blocks a new one.
+UNANSWERED_AFTER = timedelta(minutes=2)
 
 
 class AskedBack(BaseModel):
@@ -46,18 +52,24 @@ class AskedBack(BaseModel):
 
 async def ask_back(account_id: str, caller: Principal, db: Db, lead_id: str, publish_activity: PublishRaw) -> AskedBack:
     """Ask the router to offer the caller again a lead whose offer to it ended unclaimed. 404 when the caller
-    was never offered the lead; 409 while its offer is open or it holds the lead."""
+    was never offered the lead; 409 while its offer is open or it holds the lead, and while its latest ask waits
+    for the router's answer."""
     account_leads(caller, db, account_id)  # another account's broker or admin: 403, as for reading its leads
-    lost = await lost_offer(db, account_id, lead_id, caller.sub) if account_id == caller.account_id else None
-    if lost is None:  # never offered it (or no such lead: a realtor is not told which)
+    facts = await ask_back_facts(db, account_id, lead_id, caller.sub) if account_id == caller.account_id else None
+    if facts is None:  # never offered it (or no such lead: a realtor is not told which)
         raise NotFound("You were not offered this lead." if caller.sees_whole_account else "No such lead.")
-    row, _ = lost
-    now = datetime.now(UTC)
+    row, now = facts.row, datetime.now(UTC)
     if (why := _nothing_to_ask_back(row, caller.sub, now)) is not None:
         raise ClaimNotPossible(f"Nothing to ask back: {why}.")
+    pending = facts.outcome is not None and facts.outcome.status is AskBackStatus.PENDING
+    if pending and facts.outcome is not None and now - facts.outcome.asked_at < UNANSWERED_AFTER:
+        raise ClaimNotPossible(ALREADY_ASKED)
     activity = LeadActivity.create(
         account_id=row.account_id,
         occurred_at=now,
+        # The n-th ask's id is derived from the lead, the agent and n: two asks sent at once (a double click,
+        # both checked before either was recorded) are one, which the router takes once and the timeline keeps once.
+        event_id=derived_event_id(uuid.UUID(row.lead_id), f"ask-back:{caller.sub}:{facts.asks + 1}"),
         payload=LeadActivityPayload(
             lead_id=uuid.UUID(row.lead_id), agent_id=caller.sub, action=ActivityAction.ASK_BACK
         ),
@@ -84,12 +96,13 @@ def _nothing_to_ask_back(row: LeadRow, agent_id: str, now: datetime) -> str | No
 
 @dataclass(frozen=True, slots=True)
 class AskBackFacts:
-    """The agent's ended offer of a lead (`lost_offer`: the row, its offer entries) and what became of its
-    latest ask for it back (None: it never asked)."""
+    """The agent's ended offer of a lead (`lost_offer`: the row, its offer entries), how many times it asked
+    for it back, and what became of its latest ask (None: it never asked)."""
 
     row: LeadRow
     offers: list[TimelineEntry]
     outcome: AskBackOutcome | None
+    asks: int = 0
 
 
 async def ask_back_facts(db: Db, account_id: str, lead_id: str, agent_id: str) -> AskBackFacts | None:
@@ -100,7 +113,8 @@ async def ask_back_facts(db: Db, account_id: str, lead_id: str, agent_id: str) -
         return None
     row, offers = lost
     asks = await ask_back_entries(db, lead_id, agent_id)
-    return AskBackFacts(row, offers, ask_back_outcome(row, offers, asks, agent_id, now=datetime.now(UTC)))
+    outcome = ask_back_outcome(row, offers, asks, agent_id, now=datetime.now(UTC))
+    return AskBackFacts(row, offers, outcome, sum(1 for e in asks if e.type == "LeadActivity"))
 
 
 class AskBackAnswer(BaseModel):

@@ -1,5 +1,5 @@
-"""The router's HTTP edge: internal routes for crm-api: "who is next" (decision 0038) and a lead's
-routing decisions ("why this agent", issue 15)."""
+"""The router's HTTP edge: internal routes for crm-api: "who is next" (decision 0038), a lead's
+routing decisions ("why this agent", issue 15), the dry-run, and whether an agent can take a pond lead now."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from leadflow_shared.events.routing import LeadSummary
 from leadflow_shared.routing_rules import RuleSet
 
 AccountId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+AgentId = Annotated[str, Path(min_length=1, max_length=64)]  # as the events carry it (shared AgentId)
 
 
 class DryRun(BaseModel):
@@ -35,6 +36,8 @@ class DryRun(BaseModel):
 
 
 def install(app: FastAPI, service: Callable[[], RouterService]) -> None:
+    _install_can_take(app, service)
+
     @app.get("/internal/v1/accounts/{account_id}/routing/rules/{rule_id}/next", tags=["internal"])
     async def who_is_next_by_rule(
         account_id: AccountId,
@@ -105,3 +108,16 @@ def install(app: FastAPI, service: Callable[[], RouterService]) -> None:
             "eligible": [a.agent_id for a in up.eligibility.eligible],
             "skipped": [{"agent_id": a, "reason": why} for a, why in up.eligibility.skipped],
         }
+
+
+def _install_can_take(app: FastAPI, service: Callable[[], RouterService]) -> None:
+    @app.get("/internal/v1/accounts/{account_id}/agents/{agent_id}/can-take", tags=["internal"])
+    async def can_take(account_id: AccountId, agent_id: AgentId) -> dict[str, Any]:
+        """For crm-api only (no authentication: keep it on the internal network): whether the agent could claim
+        a pond lead now, by the check the router gives such a claim (an active agent of the office, not paused,
+        away, off hours, on a holiday or at a cap), and why not. Read-only; 404 for an unknown account."""
+        try:
+            reason = await service().can_take(account_id, agent_id)
+        except RoutingRejected as exc:
+            raise HTTPException(status_code=404, detail=str(exc)) from exc
+        return {"can_take": reason is None, "reason": reason}
