@@ -34,6 +34,8 @@ def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
                 "agents": [{"agent_id": a, "name": n, "email": f"{a}@web.example",
                             "round_robin": not a.endswith("broker")} for a, n in agents.items()],
                 "roster": list(agents),
+                "staff": [{"user_id": f"{account_id}-ada", "name": "Ada Admin", "email": f"ada@{account_id}.example",
+                           "role": "admin"}],
                 "sources": [{"name": "Website", "race_count": 2, "claim_window_seconds": 3600}]}  # fmt: skip
 
     path = tmp_path_factory.mktemp("web") / "accounts.json"
@@ -101,6 +103,7 @@ async def test_without_a_session_a_page_sends_you_to_sign_in_and_back(browser_li
     nonce = CSRF.search(page.text)
     assert nonce is not None
     assert "Wen Broker" in page.text, "the development sign-in lists the sample users"
+    assert f'value="{WEB}|{WEB}-ada|admin"' in page.text, "and the account's admins"
     signed = await browser_like.post(
         "/app/sign-in", data={"csrf": nonce.group(1), "next": target, "user": f"{WEB}|web-broker|broker"}
     )
@@ -108,6 +111,8 @@ async def test_without_a_session_a_page_sends_you_to_sign_in_and_back(browser_li
     listed = await browser_like.get(target)
     assert listed.status_code == 200
     assert "All Leads" in listed.text
+    everyone = await browser_like.get("/app/sign-in")  # the first accounts' users: admins among them are no 500
+    assert everyone.status_code == 200
 
 
 async def test_a_sign_in_without_its_forms_token_is_refused_and_an_outside_next_is_ignored(

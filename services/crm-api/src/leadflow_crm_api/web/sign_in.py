@@ -122,11 +122,12 @@ async def _sample_users(request: Request, account_id: str | None) -> list[dict[s
                 }
             )
         async for person in db[STAFF].find({"account_id": account["_id"], "role": "admin"}).limit(3):
+            user_id = str(person["_id"])  # a staff member's user id is its document's id (the seed's and crm-api's)
             users.append(
                 {
-                    "value": f"{account['_id']}|{person['user_id']}|admin",
+                    "value": f"{account['_id']}|{user_id}|admin",
                     "account": account.get("name", ""),
-                    "name": person.get("name", person["user_id"]),
+                    "name": person.get("name", user_id),
                     "role": "admin",
                 }
             )
