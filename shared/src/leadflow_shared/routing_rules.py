@@ -252,9 +252,12 @@ class RuleSet(_Strict):
         return next((pond for pond in self.ponds if pond.id == pond_id), None)
 
     _by_id: dict[str, Rule] = PrivateAttr(default_factory=dict)  # the rules by id: a lookup per lead
+    _as_source: dict[str, bool] = PrivateAttr(default_factory=dict)  # `routes_as_source` by rule id, default's too
 
     def model_post_init(self, _context: Any, /) -> None:
         self._by_id = {rule.id: rule for rule in self.rules}
+        as_source = {rule.id: _routes_as_source(rule) for rule in self.rules}
+        self._as_source = as_source | {DEFAULT_RULE_ID: _routes_as_source(self.default)}
 
     def find(self, rule_id: str | None) -> Rule | None:
         if rule_id is None:
@@ -265,6 +268,14 @@ class RuleSet(_Strict):
         private = self.__pydantic_private__  # a dict on every model with private attributes
         by_id: dict[str, Rule] = private["_by_id"] if private else {}
         return by_id.get(rule_id)
+
+    def routes_as_source(self, rule_id: str) -> bool:
+        """Whether rule `rule_id` (the default rule when it is the default or no longer there) only routes as
+        the lead's source does: the source's rotation, no fallbacks, no idle reassignment, no hours that pause
+        the claim clock or hold the lead. The router asks it twice per new lead: worked out once."""
+        private = self.__pydantic_private__  # as in `find`
+        found = (private["_as_source"] if private else {}).get(rule_id)
+        return _routes_as_source(self.find(rule_id) or self.default) if found is None else found
 
     def action_of(self, rule_id: str | None) -> Action:
         """The action of rule `rule_id`; the default rule's when it is the default or no longer there."""
@@ -286,6 +297,11 @@ class RuleSet(_Strict):
             if unknown := sorted({a for a in pond.agents or () if a not in roster}):
                 reasons.append(f"pond {pond.id!r}: agents not on the roster: {unknown}")
         return reasons
+
+
+def _routes_as_source(rule: Rule | DefaultRule) -> bool:
+    closes = isinstance(rule, Rule) and rule.when_closed != "skip"
+    return isinstance(rule.action, SourceRotationAction) and not rule.fallbacks and rule.idle is None and not closes
 
 
 def _named(action: Action | Fallback) -> list[str]:

@@ -21,7 +21,7 @@ from operator import attrgetter
 from typing import NamedTuple, overload
 from zoneinfo import ZoneInfo
 
-from leadflow_shared.events.criteria import LeadPlace
+from leadflow_shared.events.criteria import LeadCriteria, LeadPlace
 from leadflow_shared.events.routing import LeadSummary
 from leadflow_shared.routing_rules import (
     DEFAULT_RULE_ID,
@@ -61,8 +61,8 @@ class RuleChoice:
     summary: LeadSummary
     local: datetime  # the account's clock when the rules were tried
     offices: frozenset[str] = frozenset()  # the offices the lead's source is for
-    # The tried rules' criteria as compiled for the rule set (same order as `tried`), and the lead as
-    # they read it: why a rule did not apply is then one pass over the fields it constrains.
+    # The rule set's criteria as compiled (same order as `tried`, the rules after it too: not copied per lead),
+    # and the lead as they read it: why a rule did not apply is then one pass over the fields it constrains.
     tests: tuple[_RuleTests, ...] = ()
     lead: _Lead | None = None  # None: no rule was tried
     holidays: frozenset[date] = frozenset()  # the office's: a rule with hours or days is closed on them
@@ -141,14 +141,12 @@ def choose_rule(
     if not rules.rules:  # the seeds' routing: nothing to read off the lead
         return RuleChoice(DEFAULT_RULE_ID, "default", rules.default.action, (), summary, local, offices)
     compiled, lead = _compiled(rules), _Lead.of(summary, local, offices, holidays)
-    n = compiled.first_met(lead)
+    n, tried, tests = compiled.first_met(lead), compiled.rules, compiled.tests
     if n is None:
-        tried, tests = tuple(rules.rules), compiled.rules
         default = rules.default.action
         return RuleChoice(DEFAULT_RULE_ID, "default", default, tried, summary, local, offices, tests, lead, holidays)
-    rule = rules.rules[n]
-    tried, tests = tuple(rules.rules[: n + 1]), compiled.rules[: n + 1]
-    return RuleChoice(rule.id, rule.name, rule.action, tried, summary, local, offices, tests, lead, holidays)
+    rule = tried[n]
+    return RuleChoice(rule.id, rule.name, rule.action, tried[: n + 1], summary, local, offices, tests, lead, holidays)
 
 
 def mismatch(
@@ -206,33 +204,33 @@ class _Lead(NamedTuple):
         holidays: frozenset[date] = frozenset(),
     ) -> _Lead:
         source = summary.source
-        c = summary.criteria
-        place = (c.place if c is not None else None) or _NO_PLACE
+        c = summary.criteria or _NO_CRITERIA
+        intent, kind, price, place = c.intent, c.property_type, c.price, c.place or _NO_PLACE
+        city, county, state = place.city, place.county, place.state
+        # In field order, not by keyword: a named tuple's `__new__` matches 16 keywords one by one (1.4 µs more
+        # per lead in the benchmark, a third of the time reading it took).
         return cls(
-            source=source.name.casefold(),
-            site=source.site_host.lower() if source.site_host else None,
-            intent=c.intent.value if c is not None and c.intent else None,
-            property_type=c.property_type.value if c is not None and c.property_type else None,
-            price=None if c is None or c.price is None else (c.price.min, c.price.max),
-            city=_fold(place.city),
-            postal_code=place.postal_code,
-            county=_fold(place.county),
-            state=_fold(place.state),
-            tags=tuple(c.tags) if c is not None else (),
-            has_phone=bool(summary.contact.phone),
-            offices=frozenset(o.casefold() for o in offices) if offices else frozenset(),
-            local=local,
-            weekday=local.weekday(),
-            time=local.time(),
-            holiday=bool(holidays) and local.date() in holidays,
+            source.name.casefold(),
+            source.site_host.lower() if source.site_host else None,
+            intent.value if intent else None,
+            kind.value if kind else None,
+            None if price is None else (price.min, price.max),
+            city.casefold() if city else None,
+            place.postal_code,
+            county.casefold() if county else None,
+            state.casefold() if state else None,
+            tuple(c.tags),
+            bool(summary.contact.phone),
+            frozenset(o.casefold() for o in offices) if offices else frozenset(),
+            local,
+            local.weekday(),
+            local.time(),
+            bool(holidays) and local.date() in holidays,
         )
 
 
+_NO_CRITERIA = LeadCriteria()
 _NO_PLACE = LeadPlace()
-
-
-def _fold(value: str | None) -> str | None:
-    return value.casefold() if value else None
 
 
 def _folded(values: Sequence[str]) -> list[str]:
@@ -413,7 +411,8 @@ class _Compiled:
     source, site, lead kind, property type): a lead's values pick, one lookup per field, the rules
     that all its fields meet; only those are tested on the rest (offices, price, tags, phone, clock)."""
 
-    rules: tuple[_RuleTests, ...]
+    rules: tuple[Rule, ...]  # the rules tried for a lead are a slice of these
+    tests: tuple[_RuleTests, ...]  # each rule's criteria, in the same order
     enabled: int  # the enabled rules, as bits
     fields: tuple[_FieldIndex, ...]  # the fields some rule lists values of
     rest: tuple[tuple[_Test, ...], ...]  # each rule's tests on the fields the index does not cover
@@ -425,6 +424,7 @@ class _Compiled:
         enabled = [(n, rule, by_field[n]) for n, rule in enumerate(rules) if rule.enabled]
         listed = sorted({field for fields in by_field for field in fields})
         return cls(
+            tuple(rules),
             compiled,
             sum(1 << n for n, _, _ in enabled),
             tuple(_FieldIndex.of(f, [(n, rule, fields.get(f)) for n, rule, fields in enabled]) for f in listed),
@@ -439,7 +439,10 @@ class _Compiled:
         while candidates:
             lowest = candidates & -candidates  # the first rule left
             n = lowest.bit_length() - 1
-            if all(test(lead) for test in self.rest[n]):
+            for test in self.rest[n]:
+                if not test(lead):
+                    break
+            else:  # every test passed
                 return n
             candidates ^= lowest
         return None

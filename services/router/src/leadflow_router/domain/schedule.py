@@ -18,6 +18,8 @@ def pause_end(moment: datetime, windows: Iterable[PauseWindow], time_zone: str) 
     two weeks, so a misconfiguration cannot stall a lead forever.
     """
     windows = tuple(windows)
+    if not windows:  # most accounts pause nothing: every offer's deadline asks
+        return None
     zone = ZoneInfo(time_zone)
     closes: datetime | None = None
     current = moment.astimezone(zone)
@@ -48,7 +50,6 @@ def _covering_end(local: datetime, windows: tuple[PauseWindow, ...], zone: ZoneI
 
 def claim_deadline(offered_at: datetime, window: timedelta, pauses: Iterable[PauseWindow], time_zone: str) -> datetime:
     """R10: an offer that would expire inside a pause gets the full claim window after it closes."""
-    pauses = tuple(pauses)
     deadline = offered_at + window
     closes = pause_end(deadline, pauses, time_zone)
     return deadline if closes is None else closes + window
