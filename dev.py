@@ -121,7 +121,9 @@ def main(argv: list[str]) -> int:
         ("duplicate code", ["pylint", *DUPLICATE_CHECKED]),  # settings: pyproject's [tool.pylint.*]
         ("mypy", ["mypy", *(f"-p={p}" for p in PACKAGES)]),
         ("mypy tests and bench", ["mypy", "tests", "bench"]),
-        ("pytest", ["pytest", *rest]),
+        # Two workers (decision 0065): a file's tests stay on one worker (its module fixtures, its order); options
+        # after `test` come later and win (`-n 0` runs in one process).
+        ("pytest", ["pytest", "-n", "2", "--dist", "loadfile", *rest]),
     ]
     for name, step in steps:
         print(f"==> {name}", flush=True)
