@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -25,13 +26,14 @@ from leadflow_devstack.testing import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
-RULES, PAUSE, ASK = "wbr-rules-realty", "wbr-pause-realty", "wbr-ask-realty"
+RULES, PAUSE, ASK, HOLD = "wbr-rules-realty", "wbr-pause-realty", "wbr-ask-realty", "wbr-hold-realty"
 NAMES = {
     "wbr-rb": "Rhea Broker", "wbr-ra": "Ann Rules", "wbr-rs": "Sid Seller",
     "wbr-pb": "Pia Broker", "wbr-pa": "Pat Pause", "wbr-pc": "Cal Pause",
     "wbr-kb": "Kay Broker", "wbr-ka": "Ada Ask", "wbr-ko": "Otto Ask",
+    "wbr-hb": "Hal Broker", "wbr-ha": "Hana Hold",
 }  # fmt: skip
-BROKERS = {"wbr-rb", "wbr-pb", "wbr-kb"}
+BROKERS = {"wbr-rb", "wbr-pb", "wbr-kb", "wbr-hb"}
 SELLERS = "Sellers to Sid"
 ASK_TAG = "wbr-askb"
 ROUTER_WAIT = 20  # seconds: the router's 5 s account cache, then routing and projection on a busy machine
@@ -52,7 +54,13 @@ def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
     mine = {"id": "mine", "name": "Mine", "criteria": {"tags": [ASK_TAG]},
             "action": {"kind": "agent", "agent_id": "wbr-ka"},
             "fallbacks": [{"kind": "agent", "agent_id": "wbr-ko"}]}  # fmt: skip
+    # The hold account: its one rule opens twelve hours from now (UTC), for an hour; a lead now waits for it.
+    opens = datetime.now(UTC) + timedelta(hours=12)
+    hours = {"start": f"{opens:%H}:00", "end": f"{opens + timedelta(hours=1):%H}:00"}
+    hold = {"id": "office", "name": "Office hours", "criteria": {"hours": hours}, "when_closed": "hold",
+            "action": {"kind": "agent", "agent_id": "wbr-ha"}}  # fmt: skip
     configs = [
+        account(HOLD, ["wbr-hb", "wbr-ha"], routing_rules={"rules": [hold]}),
         account(RULES, ["wbr-rb", "wbr-ra", "wbr-rs"]),  # no rule set yet: version 0
         account(PAUSE, ["wbr-pb", "wbr-pa", "wbr-pc"]),
         account(ASK, ["wbr-kb", "wbr-ka", "wbr-ko"], routing_rules={"rules": [mine]}),
@@ -241,5 +249,30 @@ async def test_an_agent_whose_offer_ended_asks_for_the_lead_back_and_sees_it_aga
         await eventually(offered_again, timeout=ROUTER_WAIT, what="the lead offered to the agent again")
         await expect(page.locator('[data-offer="wbr-ka"]')).to_be_visible()
         assert sorted(await open_offers(stack, ASK, lead_id, "wbr-kb")) == ["wbr-ka", "wbr-ko"]  # a race again
+    finally:
+        await context.close()
+
+
+async def test_a_broker_sees_a_lead_held_until_its_rule_opens_on_the_lead_page(browser: Browser, stack: Stack) -> None:
+    lead_id = await intake(stack, HOLD, {})
+    headers = stack.auth("wbr-hb", "broker", HOLD)
+
+    async def held() -> dict[str, Any] | None:
+        async with httpx.AsyncClient(base_url=stack.url("crm-api")) as crm:
+            found = await crm.get(f"/v1/accounts/{HOLD}/leads/{lead_id}", headers=headers)
+        return found.json() if found.status_code == 200 and found.json()["status"] == "held" else None
+
+    row = await eventually(held, what="the lead listed held")
+    until = datetime.fromisoformat(row["held_until"])
+    assert (until.minute, row["owner_agent_id"], row["open_offers"]) == (0, None, [])
+    context, page = await sign_in(browser, stack, HOLD, "wbr-hb")
+    try:
+        await page.goto(f"{stack.url('crm-api')}/app/accounts/{HOLD}/leads/{lead_id}")
+        status = page.locator("p.muted", has=page.locator(".status-held"))
+        await expect(status).to_contain_text("held until")
+        await expect(status).to_contain_text("(its routing rule's hours are closed)")
+        # The page shows the time in the reader's own clock (app.js); the moment is the element's datetime.
+        await expect(status.locator("time")).to_have_attribute("datetime", until.isoformat())
+        await expect(page.locator('li[data-type="LeadHeld"]')).to_contain_text("'Office hours' is closed")
     finally:
         await context.close()

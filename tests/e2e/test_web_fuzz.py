@@ -196,6 +196,7 @@ def test_arbitrary_query_strings_on_every_page_get_a_page_never_a_server_error(
         f"/app/accounts/{FUZZ}/leads/{lead}",
         f"/app/accounts/{FUZZ}/team",
         f"/app/accounts/{FUZZ}/team/fz-ann/availability",
+        f"/app/accounts/{FUZZ}/ponds",
         f"/app/accounts/{FUZZ}/settings",
         f"/app/accounts/{FUZZ}/dashboard",
         f"/app/accounts/{FUZZ}/realtors",
