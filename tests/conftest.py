@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -24,6 +25,8 @@ from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import RecordPredicate, WaitForRecord, records_until
 from leadflow_notifier.adapters.smtp import SmtpMailer
 from leadflow_notifier.settings import SmtpSettings
+from leadflow_shared.kafka import ensure_topics
+from leadflow_shared.topics import all_topics
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +45,10 @@ def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     broker, bootstrap = tansu(tmp_path_factory.mktemp("tansu"))
     try:
+        # leadflow's topics created once, before any client: Tansu creates a topic a client's metadata request
+        # names, and several clients doing so at once (consumers joining, a producer) once left a topic whose
+        # partitions answered "not leader" for 40 s. The services' own start does the same (`Stack`).
+        asyncio.run(ensure_topics(bootstrap, all_topics()))
         yield bootstrap
     finally:
         broker.stop(timeout=5)

@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from prometheus_client.parser import text_string_to_metric_families
 
 from leadflow_devstack.stack import Stack
-from leadflow_devstack.testing import WaitForRecord, records_until
+from leadflow_devstack.testing import WaitForRecord, eventually, records_until
 from leadflow_shared import topics
 from leadflow_shared.events.inbound import received_event_id
 
@@ -166,12 +166,26 @@ async def test_partner_outcomes_are_counted(
         await produce(encoded(bad))
         await produce(encoded(good))
         await wait_for_record(topics.LEADS_INTAKE, with_event_id(received_id(good)))
-        after = (await http.get("/metrics")).text
 
-    def delta(name: str, **labels: str) -> float:
-        return metric(after, name, **labels) - metric(before, name, **labels)
+        # The record can be read a moment before intake, its publish acknowledged, counts it.
+        async def counted() -> dict[str, float] | None:
+            after = (await http.get("/metrics")).text
+            deltas = {
+                "received": metric(after, "intake_leads_received_total", source="partner")
+                - metric(before, "intake_leads_received_total", source="partner"),
+                "accepted": metric(after, "intake_leads_accepted_total", source="partner")
+                - metric(before, "intake_leads_accepted_total", source="partner"),
+                "rejected": metric(after, "intake_leads_rejected_total", source="partner", reason="invalid")
+                - metric(before, "intake_leads_rejected_total", source="partner", reason="invalid"),
+                "dead-lettered": metric(after, "intake_dead_lettered_messages_total", topic=topics.LEADS_INBOUND)
+                - metric(before, "intake_dead_lettered_messages_total", topic=topics.LEADS_INBOUND),
+            }
+            return deltas if deltas["accepted"] >= 1 and deltas["dead-lettered"] >= 1 else None
 
-    assert delta("intake_leads_received_total", source="partner") >= 2
-    assert delta("intake_leads_accepted_total", source="partner") >= 1
-    assert delta("intake_leads_rejected_total", source="partner", reason="invalid") >= 1
-    assert delta("intake_dead_lettered_messages_total", topic=topics.LEADS_INBOUND) >= 1
+        deltas = await eventually(counted, what="intake's counters of the partner leads")
+        assert deltas is not None
+
+    assert deltas["received"] >= 2
+    assert deltas["accepted"] >= 1
+    assert deltas["rejected"] >= 1
+    assert deltas["dead-lettered"] >= 1
