@@ -299,3 +299,45 @@ async def test_a_later_try_backs_off_and_never_passes_the_deadline() -> None:
     assert retry_at(now_ms=0, postponed=2, expires_ms=10**9) == 4 * POSTPONE_FIRST_MS
     assert retry_at(now_ms=0, postponed=10**6, expires_ms=10**9) == POSTPONE_MAX_MS
     assert retry_at(now_ms=0, postponed=10, expires_ms=1_000) == 1_000
+
+
+class SlowMarks(Log):
+    """Marks `sent` only when released: a busy database while a batch of emails goes out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.marking = asyncio.Event()
+
+    async def sent(self, key: str, *, now_ms: int) -> None:
+        await self.marking.wait()
+        await super().sent(key, now_ms=now_ms)
+
+
+class PooledProvider(Provider):
+    """A sender over two connections (as SmtpMailer): `unmarked` is the handler's to hold until the mark."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unmarked = asyncio.Semaphore(2)
+
+
+async def test_a_pooled_sender_has_at_most_one_unmarked_message_per_connection(registry: CollectorRegistry) -> None:
+    """A crash between a provider's acceptance and the mark resends; with marks slow, a connection's next
+    message waits for the previous one's mark, so a crash resends at most one message per connection."""
+    email, log = PooledProvider(), SlowMarks()
+    courier = Courier(
+        deliveries=log,
+        senders={Channel.SMS: email},
+        dead_letters=DeadLetters(),
+        metrics=NotifierMetrics(registry),
+        clock=lambda: NOW,
+        retry=RetryPolicy(attempts=1),
+    )
+    drives = [asyncio.create_task(courier.drive(pending(Channel.SMS, 1))) for _ in range(5)]
+    for _ in range(20):  # every drive gets as far as it can while no mark is stored
+        await asyncio.sleep(0)
+    assert len(email.ids) == 2, "accepted and not marked: one per connection"
+    log.marking.set()
+    await asyncio.gather(*drives)
+    assert len(email.ids) == 5
+    assert sorted(log.status.values()) == ["sent"] * 5

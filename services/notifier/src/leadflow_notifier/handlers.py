@@ -11,11 +11,12 @@ A ContactErased (decision 0050) forgets its leads' digest items and ends their o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
@@ -103,6 +104,14 @@ class Sender(Protocol):
     async def send(self, content: Any, *, message_id: str) -> None: ...
 
 
+@runtime_checkable
+class Pooled(Protocol):
+    """A sender over a pool of connections (SMTP): `unmarked` has one permit per connection, held from a send
+    until its delivery is marked sent, so a crash leaves at most one accepted, unmarked message per connection."""
+
+    unmarked: asyncio.Semaphore
+
+
 class DigestStore(Protocol):
     async def add(self, item: DigestItem) -> None: ...
     async def accounts_since(self, since_ms: int) -> list[str]: ...
@@ -179,17 +188,20 @@ class Courier:
                 before_sleep=lambda s: self._count_retry(channel, s),
                 reraise=True,
             )
+            unmarked = sender.unmarked if isinstance(sender, Pooled) else contextlib.nullcontext()
             try:
                 async for attempt in retrying:
                     with attempt:
-                        await sender.send(delivery.content, message_id=delivery.key)
+                        async with unmarked:
+                            await sender.send(delivery.content, message_id=delivery.key)
+                            # Right after the provider's acceptance: a crash before this line resends (same
+                            # Message-ID). Marked before the connection's permit is free (marks are batched).
+                            await self.deliveries.sent(delivery.key, now_ms=self._now_ms())
             except DeliveryError as exc:
                 if isinstance(exc, TransientDeliveryError) and await self._postpone(delivery, exc):
                     return
                 await self._dead_letter(delivery, exc)
                 return
-            # Right after the provider's acceptance: a crash before this line resends (same Message-ID).
-            await self.deliveries.sent(delivery.key, now_ms=self._now_ms())
         finally:
             self.deliveries.release(delivery.key)
         self.metrics.sent.labels(channel).inc()

@@ -32,6 +32,8 @@ class SmtpMailer:
         self._tls = ssl.create_default_context(cafile=settings.ca_file) if settings.ca_file else None
         self._idle: list[aiosmtplib.SMTP] = []
         self._slots = asyncio.Semaphore(settings.pool_size)
+        # One permit per connection, held by a delivery from its send until it is marked sent (`Pooled`).
+        self.unmarked = asyncio.Semaphore(settings.pool_size)
         name, self._envelope_from = parseaddr(settings.sender)
         self._from = settings.sender if settings.sender.isascii() else formataddr((name, self._envelope_from), "utf-8")
 
