@@ -441,3 +441,46 @@ async def test_a_broker_sets_an_agents_hours_holidays_and_caps_from_the_team_pag
         assert (await agent.get(page_url)).status_code == 403
         token = csrf_of(await agent.get("/app/me"))
         assert (await agent.post(page_url, data={"csrf": token, "part": "caps", "cap_day": "1"})).status_code == 403
+
+
+@pytest.mark.asyncio
+async def test_split_shifts_are_saved_from_both_pages_and_overlaps_refused_as_the_api_refuses_them(
+    stack: Stack, crm: httpx.AsyncClient
+) -> None:
+    ana = agents_of(WEB)[0]
+    mine, page_url = stack.auth(ana, "realtor", WEB), f"/app/accounts/{WEB}/team/{ana}/availability"
+    split = {"hours_0_start": "09:00", "hours_0_end": "12:00", "hours_0_1_start": "13:00", "hours_0_1_end": "17:00",
+             "hours_1_start": "09:00", "hours_1_end": "12:00", "hours_1_1_start": "", "hours_1_1_end": ""}  # fmt: skip
+    async with web_session(stack, ana, "realtor") as agent:
+        form = {"csrf": csrf_of(await agent.get("/app/me")), "part": "hours"}
+        saved = await agent.post("/app/me/availability", data=form | split)
+        assert (saved.status_code, saved.headers["location"]) == (303, "/app/me")
+        shown = (await agent.get("/app/me")).text
+    for field, value in (("hours_0", "09:00"), ("hours_0_1", "13:00"), ("hours_1", "09:00"), ("hours_0_2", "")):
+        assert f'id="{field}_start" name="{field}_start" type="time" value="{value}"' in shown
+    assert 'id="hours_1_2_start"' not in shown, "one empty row after a day's windows"
+    windows = [{"weekdays": [0, 1], "start": "09:00:00", "end": "12:00:00"},
+               {"weekdays": [0], "start": "13:00:00", "end": "17:00:00"}]  # fmt: skip
+    assert (await crm.get("/v1/agents/me/availability", headers=mine)).json()["working_hours"] == windows
+
+    reason = "Monday 11:00–14:00 overlaps Monday 09:00–12:00"
+    async with web_session(stack, "web-boss", "broker") as web:
+        form = {"csrf": csrf_of(await web.get(page_url)), "part": "hours"}
+        overlap = split | {"hours_0_1_start": "11:00", "hours_0_1_end": "14:00"}
+        refused = await web.post(page_url, data=form | overlap)
+        assert refused.status_code == 422
+        assert f'<span class="error" id="availability_hours_0-error" role="alert">{reason}</span>' in refused.text
+        assert 'id="availability_hours_1-error"' not in refused.text, "Tuesday is not refused"
+        assert 'id="hours_0_1_end" name="hours_0_1_end" type="time" value="14:00"' in refused.text, "kept as typed"
+        one_a_day = {"hours_2_start": "08:00", "hours_2_end": "16:00"}  # the one-window form's fields, as before
+        assert (await web.post(page_url, data=form | one_a_day)).status_code == 303
+    assert (await crm.get("/v1/agents/me/availability", headers=mine)).json()["working_hours"] == [
+        {"weekdays": [2], "start": "08:00:00", "end": "16:00:00"}
+    ]
+
+    # The JSON API refuses the same windows with the same reason, at the weekday.
+    body = {"working_hours": [{"weekdays": [0], "start": "09:00", "end": "12:00"},
+                              {"weekdays": [0], "start": "11:00", "end": "14:00"}]}  # fmt: skip
+    assert invalid_params(await crm.put("/v1/agents/me/availability", headers=mine, json=body)) == {
+        "body.working_hours.1.weekdays.0": reason
+    }

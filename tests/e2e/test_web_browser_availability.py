@@ -1,11 +1,14 @@
 """An agent's availability forms in a real browser (Chromium through Playwright, as test_web_browser.py starts it),
 against the whole running system (issue 15, item 4): on its own page an agent sets working hours, adds a holiday
 and caps its leads, sees each saved (in the form, in its recent changes and through the API), and a cap the API
-refuses comes back next to its field with the reason, what was typed kept.
+refuses comes back next to its field with the reason, what was typed kept. An agent saves a split shift (two
+windows on a day) and finds both after a reload; its broker, changing it from the Team page into two windows that
+overlap, is refused with the reason beside the day, and nothing is saved.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 
@@ -34,18 +37,25 @@ def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
     stack.seed(path)
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def agent_page(browser: Browser, stack: Stack) -> AsyncIterator[Page]:
-    """A browser window signed in as the agent on the sign-in page."""
+@contextlib.asynccontextmanager
+async def signed_in(browser: Browser, stack: Stack, user: str, role: str) -> AsyncIterator[Page]:
+    """A browser window signed in as `user`, on the page signing in leads to."""
     context = await browser.new_context(viewport={"width": 1280, "height": 1000})
     page = await context.new_page()
     await page.goto(f"{stack.url('crm-api')}/app/sign-in?account={ACCOUNT}")
-    await page.locator(f'form:has(input[name="user"][value="{ACCOUNT}|{AGENT}|realtor"]) button').click()
+    await page.locator(f'form:has(input[name="user"][value="{ACCOUNT}|{user}|{role}"]) button').click()
     await page.wait_for_load_state()
     try:
         yield page
     finally:
         await context.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def agent_page(browser: Browser, stack: Stack) -> AsyncIterator[Page]:
+    """A browser window signed in as the agent on the sign-in page."""
+    async with signed_in(browser, stack, AGENT, "realtor") as page:
+        yield page
 
 
 async def pressed(page: Page, button: str) -> int:
@@ -110,3 +120,48 @@ async def test_an_agent_sets_its_working_hours_a_holiday_and_a_cap_and_a_refused
         "paused": False, "away": [], "holidays": ["2026-12-24"], "caps": {"day": None, "week": 15, "month": None},
         "working_hours": [{"weekdays": [0, 1], "start": "09:00:00", "end": "17:30:00"}],
     }  # fmt: skip
+
+
+async def test_an_agent_saves_a_split_shift_and_a_broker_is_refused_an_overlap_with_the_reason(
+    browser: Browser, stack: Stack
+) -> None:
+    bo = "wba-bo"
+    async with signed_in(browser, stack, bo, "realtor") as page:
+        await page.get_by_role("link", name="My notifications").click()
+        await expect(page.get_by_role("heading", name="My availability")).to_be_visible()
+        for label, at in (("Monday from", "09:00"), ("Monday until", "12:00"), ("Monday, window 2, from", "13:00"),
+                          ("Monday, window 2, until", "17:00")):  # fmt: skip
+            await page.get_by_label(label, exact=True).fill(at)
+        assert await pressed(page, "Save working hours") == 200
+        await expect(page.get_by_role("status")).to_have_text("Working hours saved.")
+
+        await page.reload()
+        for label, at in (("Monday from", "09:00"), ("Monday until", "12:00"), ("Monday, window 2, from", "13:00"),
+                          ("Monday, window 2, until", "17:00"), ("Monday, window 3, from", ""),
+                          ("Tuesday from", ""), ("Tuesday, window 2, from", "")):  # fmt: skip
+            await expect(page.get_by_label(label, exact=True)).to_have_value(at)
+        await expect(page.locator("ol.changes li").first).to_contain_text(
+            "working hours: Mon 09:00–12:00; Mon 13:00–17:00"
+        )
+
+    reason = "Monday 11:00–17:00 overlaps Monday 09:00–12:00"
+    async with signed_in(browser, stack, "wba-broker", "broker") as page:
+        await page.get_by_role("link", name="Team").click()
+        await page.get_by_role("link", name="Availability of Bo Avail").click()
+        await expect(page.get_by_role("heading", name="Availability of Bo Avail")).to_be_visible()
+        second = page.get_by_label("Monday, window 2, from", exact=True)
+        await expect(second).to_have_value("13:00")  # the agent's split shift, as saved
+        await second.fill("11:00")
+        assert await pressed(page, "Save working hours") == 422
+        error = page.locator("#availability_hours_0-error")
+        await expect(error).to_have_text(reason)
+        await expect(second).to_have_attribute("aria-describedby", "availability_hours_0-error")
+        await expect(second).to_have_value("11:00")  # as typed
+        await expect(page.locator('tbody[data-day="0"]')).to_contain_text(reason)  # beside Monday's windows
+
+    async with httpx.AsyncClient(base_url=stack.url("crm-api")) as crm:
+        stored = await crm.get("/v1/agents/me/availability", headers=stack.auth(bo, "realtor", ACCOUNT))
+    assert stored.json()["working_hours"] == [
+        {"weekdays": [0], "start": "09:00:00", "end": "12:00:00"},
+        {"weekdays": [0], "start": "13:00:00", "end": "17:00:00"},
+    ], "nothing saved"

@@ -3,7 +3,8 @@
 - a broker replaces the routing rules on Settings, tests a lead against them, and reads on a routed lead's page
   why it went to that agent; a save based on an older version is refused with the reason, not a crash;
 - an agent pauses itself on its own page and the broker's "Next up" shows it skipped as paused, until it resumes;
-- an agent whose offer ended asks for the lead back from the page its lead link now shows, and gets it again.
+- an agent whose offer ended asks for the lead back from the page its lead link now shows, and gets it again
+  (the router's new offer naming that ask, decision 0067).
 
 The browser and how it is started are those of test_web_browser.py (its helpers cannot be imported here: the
 type checker does not see tests/e2e as a module path). The router reuses an account's settings for up to 5 s,
@@ -22,7 +23,8 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from leadflow_devstack.stack import Stack
-from leadflow_devstack.testing import eventually
+from leadflow_devstack.testing import eventually, records_until
+from leadflow_shared import topics
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
@@ -249,8 +251,32 @@ async def test_an_agent_whose_offer_ended_asks_for_the_lead_back_and_sees_it_aga
         await eventually(offered_again, timeout=ROUTER_WAIT, what="the lead offered to the agent again")
         await expect(page.locator('[data-offer="wbr-ka"]')).to_be_visible()
         assert sorted(await open_offers(stack, ASK, lead_id, "wbr-kb")) == ["wbr-ka", "wbr-ko"]  # a race again
+        await the_offer_names_the_button_s_ask(stack, lead_id)
     finally:
         await context.close()
+
+
+async def the_offer_names_the_button_s_ask(stack: Stack, lead_id: str) -> None:
+    """The button's ask (its id as crm-api's JSON outcome gives it) is the one the router's new offer on
+    leads.events.v1 and crm-api's timeline entry of it name (decision 0067)."""
+    async with httpx.AsyncClient(base_url=stack.url("crm-api")) as crm:
+        url = f"/v1/accounts/{ASK}/leads/{lead_id}"
+        outcome = (await crm.get(f"{url}/ask-back", headers=stack.auth("wbr-ka", "realtor", ASK))).json()
+        timeline = (await crm.get(url, headers=stack.auth("wbr-kb", "broker", ASK))).json()["timeline"]
+    assert outcome["status"] == "offered", outcome
+    ask_id = outcome["event_id"]
+
+    def names_it(record: Any) -> bool:
+        return bool(json.loads(record.value or b"{}").get("payload", {}).get("answers_activity_id") == ask_id)
+
+    [record] = [r for r in await records_until(stack.bootstrap, topics.LEADS_EVENTS, names_it) if names_it(r)]
+    offer = json.loads(record.value or b"{}")
+    assert (offer["type"], offer["payload"]["agent_id"], offer["payload"]["lead_id"]) == (
+        "LeadOffered",
+        "wbr-ka",
+        lead_id,
+    )
+    assert [e["answers_activity_id"] for e in timeline if e["event_id"] == offer["event_id"]] == [ask_id]
 
 
 async def test_a_broker_sees_a_lead_held_until_its_rule_opens_on_the_lead_page(browser: Browser, stack: Stack) -> None:

@@ -85,6 +85,8 @@ FIELDS = [
     "part",
     "hours_0_start",
     "hours_0_end",
+    "hours_0_1_start",
+    "hours_0_1_end",
     "holiday",
     "remove_holiday",
     "cap_day",

@@ -416,9 +416,10 @@ async def test_a_second_ask_while_the_first_waits_is_refused(site: Site, kafka_b
     assert len([r for r in await records_to_end(kafka_bootstrap, topics.LEADS_ACTIVITY) if match(r)]) == 1
 
 
-async def test_an_ask_left_unanswered_for_minutes_no_longer_blocks_a_new_one(site: Site) -> None:
-    """The router answers within seconds; an ask it never answered (dead-lettered) must not block the agent for good."""
-    lead_id, first, _ = await expired_villa_lead(site, 234)
+async def test_an_ask_left_unanswered_for_minutes_no_longer_blocks_a_new_one(site: Site, kafka_bootstrap: str) -> None:
+    """The router answers within seconds; an ask it never answered (dead-lettered) must not block the agent for good,
+    nor leave the next ask pending once the router has answered that one (decision 0067: its answer names it)."""
+    lead_id, first, second = await expired_villa_lead(site, 234)
     url = f"{villa_url(lead_id)}/ask-back"
     assert (await site.web.post(url, headers=site.auth(first, "realtor"))).status_code == 202
     assert (await site.web.post(url, headers=site.auth(first, "realtor"))).status_code == 409
@@ -428,8 +429,24 @@ async def test_an_ask_left_unanswered_for_minutes_no_longer_blocks_a_new_one(sit
         {"$set": {"occurred_at": long_ago, "occurred_ms": epoch_ms(long_ago)}},
     )
     assert moved.modified_count == 1
+    take = LeadActivity.create(
+        account_id=ACCOUNT, occurred_at=datetime.now(UTC),
+        payload=LeadActivityPayload(lead_id=uuid.UUID(lead_id), agent_id=second, action=ActivityAction.ACCEPT),
+    )  # fmt: skip
+    await site.world.router.service.on_activity(take)  # its rival claims the lead meanwhile
+    await site.world.project()
     again = await site.web.post(url, headers=site.auth(first, "realtor"))
     assert again.status_code == 202, again.text
+
+    ask_id = again.json()["event_id"]  # the router takes this ask only: the first never reached it
+    match = ours(lead_id, first, "ask_back")
+    [record] = [r for r in await records_to_end(kafka_bootstrap, topics.LEADS_ACTIVITY) if match(r)
+                and json.loads(r.value or b"{}")["event_id"] == ask_id]  # fmt: skip
+    await site.world.router.service.on_activity(LeadActivity.model_validate_json(record.value or b""))
+    await site.world.project()
+    refused = (await outcome(site, lead_id, first)).json()
+    assert (refused["status"], refused["event_id"]) == ("refused", ask_id), "answered, though one ask never was"
+    assert refused["reason"] == f"the lead is held by {second}"
 
 
 async def test_two_asks_sent_at_once_are_one_which_the_router_answers_once(site: Site, kafka_bootstrap: str) -> None:

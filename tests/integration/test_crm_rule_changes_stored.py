@@ -183,6 +183,29 @@ async def test_a_cap_of_zero_on_every_agent_taking_leads_is_refused_with_the_rea
     await availability(db, "ben", {"caps": {"day": 1}})
 
 
+async def test_overlapping_working_hours_are_refused_at_the_weekday_and_nothing_is_written(db: Db) -> None:
+    split = [
+        {"weekdays": [0, 1], "start": "09:00", "end": "12:00"},
+        {"weekdays": [0], "start": "13:00", "end": "17:00"},
+    ]
+    await availability(db, "ben", {"working_hours": split})
+    overlapping = [*split, {"weekdays": [2, 1], "start": "11:30", "end": "13:30"}]
+    with pytest.raises(RequestValidationError) as refused:
+        await availability(db, "ben", {"working_hours": overlapping, "caps": {"day": 2}})
+    assert refused_at(refused) == {
+        "body.working_hours.2.weekdays.1": "Tuesday 11:30–13:30 overlaps Tuesday 09:00–12:00"
+    }
+    stored = await db[AGENTS].find_one({"_id": "ben"})
+    assert stored is not None
+    assert ([w["start"] for w in stored["working_hours"]], stored["caps"]) == (["09:00:00", "13:00:00"], None)
+    assert len(await availability_history(db, "ben")) == 1, "only the first save is audited"
+
+    # Hours stored before the check (here written by hand) stay savable unchanged with the other fields.
+    await db[AGENTS].update_one({"_id": "ben"}, {"$set": {"working_hours": overlapping}})
+    kept = await availability(db, "ben", {"working_hours": overlapping, "caps": {"day": 2}})
+    assert (len(kept.working_hours), kept.caps) == (3, Availability.model_validate({"caps": {"day": 2}}).caps)
+
+
 async def test_an_agent_changes_only_its_own_availability_and_brokers_only_their_accounts(db: Db) -> None:
     with pytest.raises(Forbidden, match="only their own"):
         await uc.availability_scope(ACCOUNT, "ben", ANA, db)

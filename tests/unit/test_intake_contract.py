@@ -1,4 +1,5 @@
-"""The partner contract in docs/partner-contract/: in step with the models, valid, and additive within v1."""
+"""The partner contract in docs/partner-contract/: in step with the models, valid, and additive within v1. The
+same compatibility check holds leadflow's own leads.events.v1 to its frozen schema (decision 0067)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import yaml
 
 from leadflow_intake import contract
 from leadflow_shared.events.inbound import LeadSubmitted
+from leadflow_shared.events.routing import ROUTING_EVENT, ActivityLogged, LeadOffered
 
 pytestmark = pytest.mark.unit
 
@@ -202,3 +204,85 @@ def test_the_compatibility_check_catches_breaking_changes() -> None:
     additive["$defs"]["InboundContact"]["properties"]["middle_name"] = {"type": "string", "default": ""}
     additive["$defs"]["InboundContact"]["properties"]["first_name"]["maxLength"] = 200
     assert incompatibilities(baseline, additive) == []
+
+
+# -- leadflow's own events: leads.events.v1 is additive within v1 too (decisions 0056, 0067) ---------------
+
+# leads.events.v1 as it stood before its answers named the asks they answer (decision 0067): every later v1 must
+# take what it took. Freeze a new file only with leads.events.v2.
+EVENTS_V1 = Path(__file__).resolve().parent / "frozen_contracts" / "leads.events.v1.schema.json"
+# Answers to an ask back as the router wrote them before they named the ask: a history every reader meets.
+OLD_OFFERED = (
+    '{"event_id":"5f0c3b1e-8d2a-5e4f-9a6b-7c8d9e0f1a2b","type":"LeadOffered","schema_version":1,'
+    '"account_id":"acme-realty","occurred_at":"2026-11-24T14:20:06Z","correlation_id":"5f0c3b1e-8d2a-5e4f-9a6b-'
+    '7c8d9e0f1a2b","payload":{"lead_id":"0b8f4a0e-6a52-4a8c-9d55-2f1b7b2c9e01","agent_id":"ana","offer_round":2,'
+    '"race_size":1,"deadline":"2026-11-24T14:35:06Z","explanation":"ana asked back the offer it missed: offered '
+    'to it again until 2026-11-24T14:35:06+00:00.","contact":{"first_name":"Jane","last_name":"","email":'
+    '"jane@example.com","phone":null},"source":{"channel":"brokerage_site","name":"Website","site_host":null,'
+    '"listing_id":null,"listing_agent_id":null,"assigned_agent_id":null,"provider":null,"utm":{}},"message":"",'
+    '"referral_fee_percent":0.0,"criteria":null,"pond":null}}'
+)
+OLD_REFUSAL = (
+    '{"event_id":"6a1d4c2f-9e3b-5f5a-8b7c-8d9e0f1a2b3c","type":"ActivityLogged","schema_version":1,'
+    '"account_id":"acme-realty","occurred_at":"2026-11-24T14:20:06Z","correlation_id":"6a1d4c2f-9e3b-5f5a-8b7c-'
+    '8d9e0f1a2b3c","payload":{"lead_id":"0b8f4a0e-6a52-4a8c-9d55-2f1b7b2c9e01","agent_id":"bo","action":'
+    '"ask_back","by_agent_id":"ana","summary":null,"claim_refused":"cannot ask it back: the lead is held by bo"}}'
+)
+
+
+def event_incompatibilities(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """`incompatibilities` of every event type and definition of the frozen union (`oneOf` with a discriminator,
+    which the walk from the root does not enter), each walked from its own definition."""
+    problems = [f"event type {t}: removed" for t in old["discriminator"]["mapping"]
+                if t not in new["discriminator"]["mapping"]]  # fmt: skip
+    for name, definition in old["$defs"].items():
+        if name not in new["$defs"]:
+            problems.append(f"$defs.{name}: removed")
+            continue
+        rooted_old = {"$defs": old["$defs"], **definition}
+        rooted_new = {"$defs": new["$defs"], **new["$defs"][name]}
+        problems += [p.replace("$", name, 1) for p in incompatibilities(rooted_old, rooted_new)]
+    return list(dict.fromkeys(problems))
+
+
+def test_leads_events_v1_is_additive_over_its_frozen_schema() -> None:
+    problems = event_incompatibilities(json.loads(EVENTS_V1.read_text()), ROUTING_EVENT.json_schema())
+    assert not problems, "leads.events.v1 changed incompatibly (make it leads.events.v2 instead): " + "; ".join(
+        problems
+    )
+
+
+def test_answers_written_before_they_named_their_ask_still_validate() -> None:
+    frozen, current = json.loads(EVENTS_V1.read_text()), ROUTING_EVENT.json_schema()
+    for raw in (OLD_OFFERED, OLD_REFUSAL):
+        jsonschema_rs.validate(frozen, json.loads(raw))  # what the frozen v1 took...
+        jsonschema_rs.validate(current, json.loads(raw))  # ...the current schema takes, and the models read
+        event = ROUTING_EVENT.validate_json(raw)
+        assert isinstance(event, LeadOffered | ActivityLogged)
+        assert event.payload.answers_activity_id is None, "an old answer names no ask"
+    named = json.loads(OLD_REFUSAL)
+    named["payload"]["answers_activity_id"] = "3c9d8e7f-1a2b-4c3d-9e8f-5a6b7c8d9e0f"
+    event = ROUTING_EVENT.validate_python(named)
+    assert isinstance(event, ActivityLogged)
+    assert str(event.payload.answers_activity_id) == "3c9d8e7f-1a2b-4c3d-9e8f-5a6b7c8d9e0f"
+    jsonschema_rs.validate(current, named)
+
+
+def test_the_event_compatibility_check_catches_breaking_changes() -> None:
+    frozen = json.loads(EVENTS_V1.read_text())
+    changed = json.loads(json.dumps(frozen))
+    offered = changed["$defs"]["LeadOfferedPayload"]
+    offered["properties"]["answers_activity_id"] = {"format": "uuid", "type": "string"}
+    offered["required"] = [*offered["required"], "answers_activity_id"]  # a new field, but required: breaking
+    del changed["$defs"]["ActivityLoggedPayload"]["properties"]["claim_refused"]
+    del changed["discriminator"]["mapping"]["LeadHeld"]
+    problems = event_incompatibilities(frozen, changed)
+    assert any("LeadOfferedPayload: new required fields ['answers_activity_id']" in p for p in problems), problems
+    assert any("claim_refused: removed" in p for p in problems), problems
+    assert "event type LeadHeld: removed" in problems, problems
+    additive = json.loads(json.dumps(frozen))
+    additive["$defs"]["LeadOfferedPayload"]["properties"]["answers_activity_id"] = {
+        "anyOf": [{"format": "uuid", "type": "string"}, {"type": "null"}],
+        "default": None,
+    }
+    assert event_incompatibilities(frozen, additive) == []

@@ -34,7 +34,16 @@ from leadflow_router.domain.rules import choose_rule
 from leadflow_shared.events.activity import ActivityAction
 from leadflow_shared.events.criteria import LeadCriteria, LeadIntent, LeadPlace, PropertyType
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
-from leadflow_shared.events.routing import LeadFellBack, LeadHeld, LeadOffered, LeadReleased, LeadSummary
+from leadflow_shared.events.routing import (
+    ActivityLogged,
+    ActivityLoggedPayload,
+    LeadFellBack,
+    LeadHeld,
+    LeadOffered,
+    LeadOfferedPayload,
+    LeadReleased,
+    LeadSummary,
+)
 from leadflow_shared.routing_rules import DEFAULT_RULE_ID, RuleSet, rule_set_of
 
 pytestmark = pytest.mark.unit
@@ -790,6 +799,41 @@ def test_an_agent_never_offered_or_who_cannot_take_it_now_cannot_ask_it_back() -
     alone = on_ask_back(fell, Activity("a", ActivityAction.ASK_BACK), snapshot, NOW)
     assert alone.state is not None
     assert (alone.state.status, alone.state.holder, offered_to(alone)) == (LeadStatus.OFFERED, None, ["a"])
+
+
+def test_every_answer_to_an_ask_names_the_ask_the_offer_and_each_refusal() -> None:
+    """Decision 0067: the router's one answer to an ask (a new offer, or a refusal with its reason) carries the
+    ask's LeadActivity id, so crm-api matches an ask to its own answer without comparing clocks."""
+    snapshot = account(rules(rule("team", {"kind": "rotation", "agents": ["a"]})))
+    offered = route(snapshot, summary()).state
+    assert offered is not None
+    fell = on_deadline(offered, snapshot, 1, offered.next_deadline or NOW).state  # a let its offer expire: R9
+    claimed = on_activity(offered, Activity("a", ActivityAction.CALL), NOW).state
+    assert fell is not None
+    assert claimed is not None
+    nobody = dataclasses.replace(fell, status=LeadStatus.UNASSIGNED, holder=None)  # its holder left
+    cases = [  # (the answer's words, the lead, the asking agent, why it cannot take it now)
+        ("a asked back the offer it missed", fell, "a", None),
+        ("cannot ask it back: d was never offered the lead", offered, "d", None),
+        ("cannot ask it back: its offer is still open", offered, "a", None),
+        ("cannot ask it back: the lead is held by a", claimed, "a", None),
+        ("cannot ask it back: nobody can be offered the lead now", nobody, "a", None),
+        ("cannot ask it back: a is paused", fell, "a", "a is paused"),
+    ]
+    for said, state, agent, cannot in cases:
+        ask = uuid.uuid4()
+        outcome = on_ask_back(
+            state, Activity(agent, ActivityAction.ASK_BACK, event_id=ask), snapshot, NOW, cannot=cannot
+        )
+        assert outcome.explanation.startswith(said), (said, outcome.explanation)
+        [answer] = outcome.events
+        assert answer.kind is (LeadOffered if "asked back" in said else ActivityLogged), said
+        assert isinstance(answer.payload, LeadOfferedPayload | ActivityLoggedPayload)
+        assert answer.payload.answers_activity_id == ask, said
+    [claim_refused] = on_activity(offered, Activity("d", ActivityAction.DECLINE, event_id=uuid.uuid4()), NOW).events
+    assert isinstance(claim_refused.payload, ActivityLoggedPayload)
+    assert claim_refused.payload.claim_refused is not None
+    assert claim_refused.payload.answers_activity_id is None, "only answers to asks name what they answer"
 
 
 def test_a_rule_can_be_for_the_offices_a_lead_s_source_is_for() -> None:

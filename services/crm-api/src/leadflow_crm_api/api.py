@@ -117,6 +117,11 @@ class TimelineEntry(BaseModel):
     content: dict[str, Any] | None = Field(
         default=None, description="An action's content: `text`, `call_outcome`, `task` {title, due_at}, `crm_status`."
     )
+    answers_activity_id: str | None = Field(
+        default=None,
+        description="On the router's answer to an agent's ask for a missed offer (a new offer, or the refusal): the "
+        "ask's `event_id` (its own `LeadActivity` entry, action `ask_back`). Null on every other entry.",
+    )
 
 
 class LeadDetail(LeadPublic):
@@ -316,6 +321,7 @@ def lead_detail(
                 action=e.action,
                 summary=e.summary,
                 content=None if e.content is None else dict(e.content),
+                answers_activity_id=e.answers,
             )
             for e in timeline
         ],

@@ -21,6 +21,11 @@ from leadflow_shared.events.intake import Contact, LeadSource
 TOPIC = "leads.events.v1"
 
 AgentId = Annotated[str, Field(min_length=1, max_length=64)]
+ANSWERS = (
+    "The event id of the LeadActivity (action ask_back, on leads.activity.v1) this event answers: set on the "
+    "router's answer to an agent's ask for a missed offer, null on every other event (and on answers written "
+    "before the field existed)."
+)  # issue 15, decision 0067: the answer names the ask, so crm-api matches them by id, not by two clocks
 
 
 class AssignmentReason(StrEnum):
@@ -82,6 +87,7 @@ class LeadOfferedPayload(Contract):
     pond: str | None = Field(
         default=None, max_length=64, description="The pond the lead is in: all its agents are offered it (issue 15)."
     )
+    answers_activity_id: uuid.UUID | None = Field(default=None, description=ANSWERS)
 
 
 class LeadOffered(Envelope):
@@ -179,6 +185,7 @@ class ActivityLoggedPayload(Contract):
         description="Why this action, by an agent the lead had been offered to, claimed nothing (R8): "
         "the offer ended, and who holds the lead. Null for everyone else.",
     )
+    answers_activity_id: uuid.UUID | None = Field(default=None, description=ANSWERS)
 
 
 class ActivityLogged(Envelope):

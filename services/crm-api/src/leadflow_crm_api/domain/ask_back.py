@@ -1,19 +1,20 @@
 """What became of an agent's ask for a missed offer (issue 15, item 5), from the lead's timeline: pure, no I/O.
 
 crm-api records each ask (a `LeadActivity` entry, action `ask_back`, at crm-api's time); the router answers
-each one exactly once, at its own time: a new offer to the agent (`LeadOffered`, explained as asked back) or a
-refusal (`ActivityLogged`, action `ask_back`, with the reason). Asks and answers are stamped by two clocks, so
-they are matched by count, not by time: once there are as many answers as asks, the latest answer is the
-latest ask's. The agent holding an open offer of the lead now says "offered" whatever the count.
+each one it takes exactly once, at its own time: a new offer to the agent (`LeadOffered`, explained as asked
+back) or a refusal (`ActivityLogged`, action `ask_back`, with the reason). The answer names its ask
+(`answers_activity_id`, the ask's event id, kept on the timeline entry as `TimelineEntry.answers`; decision
+0067), so an ask is matched to ITS answer by id: no clock is compared, and an answer to an older ask is never
+taken for a newer one. An ask with no answer naming it is pending: the router has not answered yet, or never
+will (the ask was dead-lettered; crm-api then lets the agent ask again after a while, `use_cases.ask_back`).
+The agent holding an open offer of the lead now says "offered" whatever the answers.
 
-Not by id: the router derives an answer's event id from the ask's (`derived_event_id(ask, "v{version}:{i}")`,
-router handlers `_outbox`), but with its routing record's version, which no event carries, so crm-api cannot
-recompute it. crm-api takes one ask at a time (a new one is refused while the latest is pending), so answers come
-in the order of the asks; answers in the same router millisecond (its clock, so a tie is common under a test's
-frozen clock and possible in real life) are put in the order the router must have written them (`_written`):
-a refusal saying the agent's offer "is still open" follows the asked-back offer that opened it, any other
-refusal precedes it (an asked-back offer leaves the agent an open offer, so the next ask of that millisecond is
-refused as "still open"), and offers follow their round. Never by the answers' ids, which are random run to run.
+Answers written before the field existed (history; an answer projected by a crm-api a version behind) name no
+ask. Only for those the old way remains, among the asks no named answer answers: matched by count (two clocks),
+so once there are as many such answers as such asks, the latest one is the latest ask's; answers in the same
+router millisecond are put in the order the router must have written them (`_written`): a refusal saying the
+agent's offer "is still open" follows the asked-back offer that opened it, any other refusal precedes it, and
+offers follow their round. Never by the answers' own ids, which are random run to run.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class AskBackOutcome:
     answered_at: datetime | None = None  # the router's answer to it (its clock)
     reason: str | None = None  # a refusal's reason, without the router's "cannot ask it back: "
     offered_until: datetime | None = None  # the agent's open offer of the lead, while it is open
+    ask_id: str | None = None  # the latest ask's event id
 
 
 def ask_back_outcome(
@@ -57,22 +59,40 @@ def ask_back_outcome(
     asked = [e for e in asks if e.type == "LeadActivity"]
     if not asked:
         return None
-    refusals = [e for e in asks if e.type == "ActivityLogged"]
-    answers = sorted(
-        [*refusals, *(e for e in offers if e.type == "LeadOffered" and ASKED_BACK in e.summary)], key=_written
-    )
-    asked_at = asked[-1].occurred_at
+    latest = asked[-1]
+    answers = [
+        *(e for e in asks if e.type == "ActivityLogged"),
+        *(e for e in offers if e.type == "LeadOffered" and (e.answers is not None or ASKED_BACK in e.summary)),
+    ]
+    answer = answer_of(latest, asked, answers)
+    asked_at, ask_id = latest.occurred_at, latest.entry_id
     open_until = max((o.deadline for o in row.open_offers if o.agent_id == agent_id and o.deadline > now), default=None)
     if open_until is not None:
-        answered = answers[-1].occurred_at if answers and answers[-1].type == "LeadOffered" else None
-        return AskBackOutcome(AskBackStatus.OFFERED, asked_at, answered, offered_until=open_until)
-    if len(answers) < len(asked):
-        return AskBackOutcome(AskBackStatus.PENDING, asked_at)
-    answer = answers[-1]
+        answered = answer.occurred_at if answer is not None and answer.type == "LeadOffered" else None
+        return AskBackOutcome(AskBackStatus.OFFERED, asked_at, answered, offered_until=open_until, ask_id=ask_id)
+    if answer is None:
+        return AskBackOutcome(AskBackStatus.PENDING, asked_at, ask_id=ask_id)
     if answer.type == "LeadOffered":  # offered again; that offer ended since (how it ended is on the timeline)
-        return AskBackOutcome(AskBackStatus.OFFERED, asked_at, answer.occurred_at)
+        return AskBackOutcome(AskBackStatus.OFFERED, asked_at, answer.occurred_at, ask_id=ask_id)
     reason = answer.summary.partition(REFUSED_PREFIX)[2] or answer.summary
-    return AskBackOutcome(AskBackStatus.REFUSED, asked_at, answer.occurred_at, reason=reason)
+    return AskBackOutcome(AskBackStatus.REFUSED, asked_at, answer.occurred_at, reason=reason, ask_id=ask_id)
+
+
+def answer_of(
+    ask: TimelineEntry, asked: Sequence[TimelineEntry], answers: Sequence[TimelineEntry]
+) -> TimelineEntry | None:
+    """The router's answer to `ask` (one of `asked`), or None while it has none.
+
+    The answer naming it, if any (the first the router wrote, should a long-delayed redelivery have been answered
+    twice). Else only answers naming no ask can be its own (written before answers named their asks): counted
+    against the asks no answer names, the latest of them once there are as many (the module's docstring)."""
+    named = sorted((a for a in answers if a.answers == ask.entry_id), key=_written)
+    if named:
+        return named[0]
+    answered = {a.answers for a in answers if a.answers is not None}
+    unnamed = [a for a in asked if a.entry_id not in answered]
+    legacy = sorted((a for a in answers if a.answers is None), key=_written)
+    return legacy[-1] if legacy and len(legacy) >= len(unnamed) else None
 
 
 def _written(answer: TimelineEntry) -> tuple[int, int, int, str]:

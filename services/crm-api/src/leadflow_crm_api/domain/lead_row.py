@@ -200,6 +200,7 @@ class TimelineEntry:
     summary: str = ""
     content: Mapping[str, Any] | None = None  # an action's: text, call_outcome, task, message, crm_status, users
     erased: bool = False
+    answers: str | None = None  # the ask (its LeadActivity's id) a router's answer to an ask back names (0067)
 
     @classmethod
     def from_doc(cls, doc: Doc) -> TimelineEntry:
@@ -218,6 +219,7 @@ class TimelineEntry:
             summary=_text(doc.get("summary")) or "",
             content=dict(content) if isinstance(content, Mapping) else None,
             erased=bool(doc.get("erased")),
+            answers=_text(doc.get("answers_activity_id")),
         )
 
 

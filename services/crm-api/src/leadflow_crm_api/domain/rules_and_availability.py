@@ -10,17 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, time
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from leadflow_crm_api.domain.settings import Violation
-from leadflow_shared.availability import FIELDS, AgentAvailability, Caps, availability_of
+from leadflow_shared.availability import FIELDS, AgentAvailability, Caps, WorkWindow, availability_of
 from leadflow_shared.routing_rules import RuleSet, rule_set_of
 
 RULES_SETTING = "routing_rules"  # the account's field, and the audit's name for the setting
 AVAILABILITY_SETTING = "availability"
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 _RULES_EXAMPLE: dict[str, Any] = {
     "version": 3,
@@ -174,6 +175,68 @@ ALL_CAPPED = (
     "every agent who takes round-robin leads (on the roster, active, approved) would have a cap of 0: "
     "no lead could be offered"
 )
+
+
+# Working hours: no two windows overlap (decision 0066)
+
+_DAY_US = 86_400_000_000
+_WEEK_US = 7 * _DAY_US
+
+
+def clock_text(moment: time) -> str:
+    """A time of day as HH:MM, with the seconds (and their fraction) only when it has them."""
+    if moment.microsecond:
+        return moment.isoformat()
+    return moment.isoformat(timespec="seconds" if moment.second else "minutes")
+
+
+@dataclass(frozen=True, slots=True)
+class _Stretch:
+    """One weekday of a window on the week's clock, in microseconds from Monday 00:00 (a window crossing
+    midnight ends on the next day; Sunday's past the week's end)."""
+
+    at: tuple[int, int]  # the window's position, and the weekday's in its `weekdays`
+    start: int
+    end: int
+    text: str  # the weekday and the hours, as a refusal says them
+
+
+def _since_midnight(moment: time) -> int:
+    return ((moment.hour * 60 + moment.minute) * 60 + moment.second) * 1_000_000 + moment.microsecond
+
+
+def _stretches(windows: Sequence[WorkWindow]) -> list[_Stretch]:
+    found: list[_Stretch] = []
+    for i, window in enumerate(windows):
+        start, end = _since_midnight(window.start), _since_midnight(window.end)
+        length = end - start if end > start else end - start + _DAY_US  # `end <= start` runs past midnight
+        hours = f"{clock_text(window.start)}–{clock_text(window.end)}"
+        for p, day in enumerate(window.weekdays):
+            at = day * _DAY_US + start
+            found.append(_Stretch((i, p), at, at + length, f"{WEEKDAYS[day]} {hours}"))
+    return found
+
+
+def _overlap(a: _Stretch, b: _Stretch) -> bool:
+    """Whether the two share a moment of the week (an end is not in its window: back to back is no overlap)."""
+    return any(max(a.start, b.start + shift) < min(a.end, b.end + shift) for shift in (-_WEEK_US, 0, _WEEK_US))
+
+
+def window_refusals(body: AgentAvailability, stored: AgentAvailability) -> list[Violation]:
+    """Each weekday of a working-hours window that overlaps an earlier window (or repeats it), at that weekday
+    (`working_hours.1.weekdays.0`) with both windows in words. Hours saved unchanged are not checked again (stored
+    before this check, they stay savable with the other fields)."""
+    if body.working_hours == stored.working_hours:
+        return []
+    stretches = _stretches(body.working_hours)
+    found: list[Violation] = []
+    for n, this in enumerate(stretches):
+        other = next((o for o in stretches[:n] if _overlap(this, o)), None)
+        if other is None:
+            continue
+        reason = f"{this.text} is given twice" if other.text == this.text else f"{this.text} overlaps {other.text}"
+        found.append((("working_hours", this.at[0], "weekdays", this.at[1]), reason))
+    return found
 
 
 # The audit of changes (`crm_settings_audit`)

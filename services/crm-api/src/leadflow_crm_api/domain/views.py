@@ -267,9 +267,11 @@ def timeline_entry(event: LeadEvent) -> dict[str, Any]:
     """One lead event as a timeline document (_id = event id, so replays insert nothing new).
 
     `account_id` is the office the event happened in; a lead moved to another office (T2)
-    keeps its whole timeline, so the timeline is read by lead id.
+    keeps its whole timeline, so the timeline is read by lead id. The router's answer to an ask
+    for a missed offer keeps the ask's id (`answers_activity_id`, decision 0067).
     """
     agent, action, summary = _timeline_line(event)
+    answers = event.payload.answers_activity_id if isinstance(event, LeadOffered | ActivityLogged) else None
     return {
         "_id": str(event.event_id),
         "lead_id": str(event.payload.lead_id),
@@ -280,6 +282,7 @@ def timeline_entry(event: LeadEvent) -> dict[str, Any]:
         "agent_id": agent,
         "action": action,
         "summary": summary,
+        **({"answers_activity_id": str(answers)} if answers is not None else {}),
     }
 
 

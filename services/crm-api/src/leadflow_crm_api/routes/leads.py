@@ -121,7 +121,8 @@ async def ask_back(account_id: Id, caller: Caller, db: Db, lead_id: Id, activiti
 @router.get("/v1/accounts/{account_id}/leads/{lead_id}/ask-back", tags=["brokerage CRM", "realtor CRM"])
 async def ask_back_outcome(account_id: Id, caller: Caller, db: Db, lead_id: Id) -> AskBackAnswer:
     """What became of your latest ask for the lead back (`POST .../ask-back`): `pending` until the router answers,
-    then `offered` (you can claim it until `offered_until`) or `refused` with the router's `reason`.
+    then `offered` (you can claim it until `offered_until`) or `refused` with the router's `reason`; `event_id`
+    is that ask's (the POST's), whose own answer this is.
 
     404 when you were never offered the lead, or never asked for it back; 403 for another account's broker."""
     return await ask_back_status(account_id, caller, db, lead_id)

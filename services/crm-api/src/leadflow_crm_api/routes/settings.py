@@ -165,8 +165,10 @@ AVAILABILITY = (
 )
 AVAILABILITY_PUT = (
     " Replaces all five fields. Refused (422, naming the field): an `away` that does not end after it starts, a "
-    "weekday outside 0-6, a negative cap, and a cap of 0 that would leave every agent who takes round-robin "
-    "leads (on the roster, active, approved) with a cap of 0. Every change is audited (`.../availability/history`)."
+    "weekday outside 0-6, working-hours windows that overlap (at the later window's weekday, both said; hours saved "
+    "unchanged are not checked again), a negative cap, and a cap of 0 that would leave every agent who takes "
+    "round-robin leads (on the roster, active, approved) with a cap of 0. Every change is audited "
+    "(`.../availability/history`)."
 )
 router.add_api_route(
     "/v1/agents/me/availability",

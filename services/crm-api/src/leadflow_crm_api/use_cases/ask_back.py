@@ -8,8 +8,8 @@ offer is still open" beside its offer), and hands an `ask_back` activity to the 
 new offer (the agent sees the lead again) or a refusal with its reason (someone holds the lead, the agent is at
 a cap...), logged on the lead's timeline (`ActivityLogged.claim_refused`) and shown on the agent's "no longer
 yours" page.
-What became of the ask (`domain.ask_back`) is read once, by `ask_back_facts`, for that page and for the JSON
-route `GET .../ask-back` (`ask_back_status`).
+What became of the ask (`domain.ask_back`: the router's answer names the ask, decision 0067) is read once, by
+`ask_back_facts`, for that page and for the JSON route `GET .../ask-back` (`ask_back_status`).
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ from leadflow_shared.mongo import Document
 Db = AsyncDatabase[Document]
 ASKED = "Asked; the router decides: a new offer if the lead can be yours again, else the reason on the lead's timeline."
 ALREADY_ASKED = "Already asked; waiting for the router's answer."
-# The router answers an ask within seconds; one unanswered this long (dead-lettered, say) no longer blocks a new one.
+# The router answers an ask within seconds, naming it. An ask no answer names this long got none and never will
+# (dead-lettered, say): it no longer blocks a new one. An answered ask never waits for this (decision 0067).
 UNANSWERED_AFTER = timedelta(minutes=2)
 
 
@@ -53,7 +54,7 @@ class AskedBack(BaseModel):
 async def ask_back(account_id: str, caller: Principal, db: Db, lead_id: str, publish_activity: PublishRaw) -> AskedBack:
     """Ask the router to offer the caller again a lead whose offer to it ended unclaimed. 404 when the caller
     was never offered the lead; 409 while its offer is open or it holds the lead, and while its latest ask waits
-    for the router's answer."""
+    for the router's answer (for `UNANSWERED_AFTER` at most: an ask the router never answers)."""
     account_leads(caller, db, account_id)  # another account's broker or admin: 403, as for reading its leads
     facts = await ask_back_facts(db, account_id, lead_id, caller.sub) if account_id == caller.account_id else None
     if facts is None:  # never offered it (or no such lead: a realtor is not told which)
@@ -117,17 +118,20 @@ async def ask_back_facts(db: Db, account_id: str, lead_id: str, agent_id: str) -
     return AskBackFacts(row, offers, outcome, sum(1 for e in asks if e.type == "LeadActivity"))
 
 
+ASK_ID = "3c9d8e7f-1a2b-4c3d-9e8f-5a6b7c8d9e0f"
+
+
 class AskBackAnswer(BaseModel):
     """What became of the caller's latest ask for a missed offer of the lead."""
 
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                {"status": "pending", "asked_at": "2026-11-24T14:20:05Z"},
-                {"status": "offered", "asked_at": "2026-11-24T14:20:05Z", "answered_at": "2026-11-24T14:20:06Z",
-                 "offered_until": "2026-11-24T14:35:06Z"},
-                {"status": "refused", "asked_at": "2026-11-24T14:20:05Z", "answered_at": "2026-11-24T14:20:06Z",
-                 "reason": "the lead is held by alex-rivera"},
+                {"status": "pending", "event_id": ASK_ID, "asked_at": "2026-11-24T14:20:05Z"},
+                {"status": "offered", "event_id": ASK_ID, "asked_at": "2026-11-24T14:20:05Z",
+                 "answered_at": "2026-11-24T14:20:06Z", "offered_until": "2026-11-24T14:35:06Z"},
+                {"status": "refused", "event_id": ASK_ID, "asked_at": "2026-11-24T14:20:05Z",
+                 "answered_at": "2026-11-24T14:20:06Z", "reason": "the lead is held by alex-rivera"},
             ]
         }
     )  # fmt: skip
@@ -135,6 +139,9 @@ class AskBackAnswer(BaseModel):
     status: AskBackStatus = Field(
         description="`pending`: the router has not answered yet; `offered`: you were offered the lead again (claim "
         "it while `offered_until` is set); `refused`: the router said why not (`reason`), and you may ask again."
+    )
+    event_id: uuid.UUID | None = Field(
+        default=None, description="Your latest ask's id (the `event_id` its POST answered); the status is its own."
     )
     asked_at: datetime = Field(description="Your latest ask.")
     answered_at: datetime | None = Field(default=None, description="When the router answered it.")
@@ -152,9 +159,17 @@ async def ask_back_status(account_id: str, caller: Principal, db: Db, lead_id: s
     if (outcome := facts.outcome) is None:
         raise NotFound("You have not asked for this lead back.")
     return AskBackAnswer(
-        status=outcome.status, asked_at=outcome.asked_at, answered_at=outcome.answered_at, reason=outcome.reason,
-        offered_until=outcome.offered_until,
+        status=outcome.status, event_id=_uuid(outcome.ask_id), asked_at=outcome.asked_at,
+        answered_at=outcome.answered_at, reason=outcome.reason, offered_until=outcome.offered_until,
     )  # fmt: skip
+
+
+def _uuid(text: str | None) -> uuid.UUID | None:
+    """An ask's id as a UUID (None when a hand-written timeline entry's `_id` is not one)."""
+    try:
+        return uuid.UUID(text) if text else None
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)

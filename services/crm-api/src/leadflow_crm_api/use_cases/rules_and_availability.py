@@ -34,6 +34,7 @@ from leadflow_crm_api.domain.rules_and_availability import (
     rule_refusals,
     stored_availability,
     stored_rules,
+    window_refusals,
 )
 from leadflow_crm_api.errors import Forbidden, NotFound, VersionConflict
 from leadflow_crm_api.use_cases.settings import _account, _refuse, admin_settings
@@ -150,10 +151,13 @@ async def get_availability(scope: AgentChanges) -> Availability:
 
 
 async def put_availability(scope: AgentChanges, body: Availability) -> Availability:
-    """Sets all five fields on the agent's document (`paused`, `away`, `working_hours`, `holidays`, `caps`)."""
-    await _agent(scope)
+    """Sets all five fields on the agent's document (`paused`, `away`, `working_hours`, `holidays`, `caps`).
+    Refused (422): a cap of 0 for the last agent without one, working-hours windows that overlap."""
+    stored = stored_availability(await _agent(scope))
     roster = RoutingFields.of(await _account(scope.settings)).roster
-    _refuse(capacity_refusals(scope.agent_id, body, await scope.settings.agents(), roster))
+    _refuse(
+        capacity_refusals(scope.agent_id, body, await scope.settings.agents(), roster) + window_refusals(body, stored)
+    )
     fields = availability_fields(body)
     if not await scope.settings.set_agent(scope.agent_id, fields):
         raise NotFound("No such agent in this account.")

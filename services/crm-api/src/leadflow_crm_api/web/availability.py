@@ -1,5 +1,6 @@
 """An agent's availability on the web (issue 15): the forms of the Me page and of a broker's page for one agent
-(pause and time away, working hours per weekday, holidays, lead caps), what they show, and the last changes.
+(pause and time away, working hours per weekday, several windows a day, holidays, lead caps), what they show, and
+the last changes.
 
 Each form changes one part and saves the whole availability through the JSON API's use case, which checks it;
 a refusal comes back keyed by the field it is about (`availability_caps_week`, `availability_hours_2`...).
@@ -10,23 +11,31 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from leadflow_crm_api.domain.rules_and_availability import Availability, SettingsChange, stored_availability
+from leadflow_crm_api.domain.rules_and_availability import (
+    WEEKDAYS,
+    Availability,
+    SettingsChange,
+    clock_text,
+    stored_availability,
+)
 from leadflow_crm_api.problems import reason_of
 from leadflow_crm_api.use_cases import rules_and_availability as rules_uc
 from leadflow_crm_api.use_cases.rules_and_availability import Changes
 from leadflow_shared.account_config import time_zone_of
 from leadflow_shared.availability import AgentAvailability, Caps, WorkWindow
 
-WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 PERIODS = ("day", "week", "month")
 POSITION = re.compile(r"[0-9]{1,3}")
+# A working-hours field: the day's first window `hours_<day>_start` (as when the form held one a day), its next
+# ones `hours_<day>_<n>_start` (n = 1, 2...), and the same with `_end`.
+HOURS_FIELD = re.compile(r"hours_([0-6])(?:_([1-9][0-9]?))?_(start|end)")
 RECENT = 5  # changes shown under the forms
 
 
@@ -50,6 +59,32 @@ class Change:
 
 
 @dataclass(frozen=True, slots=True)
+class HoursRow:
+    """One working-hours window of a day in the form: its fields' stem (`hours_0`, `hours_0_1`) and values."""
+
+    day: int
+    n: int  # 0 for the day's first window
+    start: str
+    end: str
+
+    @property
+    def stem(self) -> str:
+        return f"hours_{self.day}" if self.n == 0 else f"hours_{self.day}_{self.n}"
+
+    @property
+    def label(self) -> str:
+        return WEEKDAYS[self.day] if self.n == 0 else f"{WEEKDAYS[self.day]}, window {self.n + 1},"
+
+
+def hours_rows(day: int, windows: Sequence[tuple[str, str]]) -> list[HoursRow]:
+    """A day's windows as rows, and empty ones after them for more: always one empty last, and two rows at least."""
+    given = list(windows)
+    while len(given) < 2 or given[-1] != ("", ""):
+        given.append(("", ""))
+    return [HoursRow(day, n, start, end) for n, (start, end) in enumerate(given)]
+
+
+@dataclass(frozen=True, slots=True)
 class AvailabilityView:
     """The availability section of a page: the stored availability and the forms' starting values."""
 
@@ -58,16 +93,17 @@ class AvailabilityView:
     time_zone: str
     action: str  # where the forms post
     away: list[str]
-    hours: list[tuple[str, str]]  # per weekday, Monday first: (start, end) as HH:MM, ("", "") for none
-    more_hours: list[str]  # windows beyond one a day (set through the API): the per-day form keeps one
+    hours: list[list[tuple[str, str]]]  # per weekday, Monday first: its windows (start, end) as HH:MM, by start
     holidays: list[date]
     caps: dict[str, str]  # per period, "" for none
     changes: list[Change] = field(default_factory=list)
     weekdays: tuple[str, ...] = WEEKDAYS
 
-
-def _hhmm(moment: time) -> str:
-    return moment.isoformat(timespec="minutes" if not (moment.second or moment.microsecond) else "seconds")
+    def rows(self, day: int, values: Mapping[str, str]) -> list[HoursRow]:
+        """The day's rows in the hours form: as posted when the hours form comes back refused, else as saved."""
+        if values.get("part") == "hours":
+            return hours_rows(day, posted_hours(values).get(day, []))
+        return hours_rows(day, self.hours[day])
 
 
 def _shown(moment: datetime, zone: ZoneInfo) -> str:
@@ -83,27 +119,31 @@ def away_lines(availability: AgentAvailability, zone: str) -> list[str]:
     return [f"{_shown(a.start, local)} – {_shown(a.end, local)}" for a in availability.away]
 
 
-def day_hours(windows: Sequence[WorkWindow]) -> tuple[list[tuple[str, str]], list[str]]:
-    """The first window of each weekday, and the others as text."""
-    days: list[tuple[str, str]] = [("", "")] * 7
-    more: list[str] = []
-    for window in windows:
-        hours = (_hhmm(window.start), _hhmm(window.end))
+def day_hours(windows: Sequence[WorkWindow]) -> list[list[tuple[str, str]]]:
+    """Each weekday's windows (start, end), in order of their start."""
+    days: list[list[tuple[str, str]]] = [[] for _ in WEEKDAYS]
+    for window in sorted(windows, key=lambda w: (w.start, w.end)):
         for day in window.weekdays:
-            if days[day] == ("", ""):
-                days[day] = hours
-            else:
-                more.append(f"{WEEKDAYS[day]} {hours[0]}–{hours[1]}")
-    return days, more
+            days[day].append((clock_text(window.start), clock_text(window.end)))
+    return days
+
+
+def posted_hours(form: Mapping[str, str]) -> dict[int, list[tuple[str, str]]]:
+    """The working-hours fields of a form: each day's rows (start, end) as typed, in the form's order."""
+    rows: dict[int, dict[int, list[str]]] = {}
+    for name, value in form.items():
+        if found := HOURS_FIELD.fullmatch(name):
+            row = rows.setdefault(int(found[1]), {}).setdefault(int(found[2] or 0), ["", ""])
+            row[found[3] == "end"] = value.strip()
+    return {day: [(r[0], r[1]) for _, r in sorted(slots.items())] for day, slots in sorted(rows.items())}
 
 
 def view_of(availability: Availability, own: bool, zone: str, action: str, changes: list[Change]) -> AvailabilityView:
-    hours, more = day_hours(availability.working_hours)
     limits = availability.caps.model_dump() if availability.caps else {}
     caps = {p: "" if limits.get(p) is None else str(limits[p]) for p in PERIODS}
     return AvailabilityView(
-        availability, own, zone, action, away_lines(availability, zone), hours, more, sorted(availability.holidays),
-        caps, changes,
+        availability, own, zone, action, away_lines(availability, zone), day_hours(availability.working_hours),
+        sorted(availability.holidays), caps, changes,
     )  # fmt: skip
 
 
@@ -114,7 +154,7 @@ def _windows_text(windows: Sequence[WorkWindow]) -> str:
     if not windows:
         return "any time"
     return "; ".join(
-        f"{', '.join(WEEKDAYS[d][:3] for d in w.weekdays)} {_hhmm(w.start)}–{_hhmm(w.end)}" for w in windows
+        f"{', '.join(WEEKDAYS[d][:3] for d in w.weekdays)} {clock_text(w.start)}–{clock_text(w.end)}" for w in windows
     )
 
 
@@ -191,16 +231,16 @@ def _pause_and_away(current: dict[str, Any], form: Mapping[str, str], zone: str)
 
 
 def _hours(form: Mapping[str, str]) -> tuple[dict[str, Any], list[list[int]]]:
-    """One window per weekday given, days with the same hours in one window; and each window's days (where a
-    refusal of it is shown). No day given: any time."""
+    """Each window given on each weekday (a row with neither time is none), days with the same hours in one window;
+    and each window's days (where a refusal of it is shown). No window given: any time."""
     same: dict[tuple[str, str], list[int]] = {}
     missing: dict[str, str] = {}
-    for day in range(7):
-        start, end = (form.get(f"hours_{day}_{edge}", "").strip() for edge in ("start", "end"))
-        if start and end:
-            same.setdefault((start, end), []).append(day)
-        elif start or end:
-            missing[f"availability_hours_{day}"] = "give both the start and the end, or neither for a day off"
+    for day, rows in posted_hours(form).items():
+        for start, end in rows:
+            if start and end:
+                same.setdefault((start, end), []).append(day)  # twice on one day: refused as given twice
+            elif start or end:
+                missing[f"availability_hours_{day}"] = "give both the start and the end of each window, or neither"
     if missing:
         raise FormError(missing)
     windows = [{"weekdays": days, "start": start, "end": end} for (start, end), days in same.items()]
@@ -248,9 +288,20 @@ def checked(whole: Mapping[str, Any]) -> Availability:
     return body.model_copy(update={"holidays": sorted(set(body.holidays))})
 
 
+def _window_days(rest: Sequence[Any], days: Sequence[Sequence[int]]) -> list[int] | None:
+    """The weekdays a refusal of a working-hours window is about: the one it names (`1, "weekdays", 0`), else all
+    of the window's; None when it names no window of the form."""
+    if not rest or not isinstance(rest[0], int) or not 0 <= rest[0] < len(days):
+        return None
+    window = days[rest[0]]
+    if len(rest) == 3 and rest[1] == "weekdays" and isinstance(rest[2], int) and 0 <= rest[2] < len(window):
+        return [window[rest[2]]]
+    return list(window)
+
+
 def errors_of(exc: ValidationError | RequestValidationError, days: Sequence[Sequence[int]]) -> dict[str, str]:
-    """Each refusal keyed by the field that shows it: a cap's own, a working-hours window's days, the holiday
-    being added, else the availability field's (`availability_away`)."""
+    """Each refusal keyed by the field that shows it: a cap's own, the weekday of a working-hours window it names
+    (else the window's days), the holiday being added, else the availability field's (`availability_away`)."""
     found: dict[str, str] = {}
     for error in exc.errors():
         loc = [p for p in error["loc"] if p != "body"]
@@ -258,8 +309,8 @@ def errors_of(exc: ValidationError | RequestValidationError, days: Sequence[Sequ
         keys = [f"availability_{name}"]
         if name == "caps" and rest and rest[0] in PERIODS:
             keys = [f"availability_caps_{rest[0]}"]
-        elif name == "working_hours" and rest and isinstance(rest[0], int) and rest[0] < len(days):
-            keys = [f"availability_hours_{d}" for d in days[rest[0]]]
+        elif name == "working_hours" and (weekdays := _window_days(rest, days)) is not None:
+            keys = [f"availability_hours_{d}" for d in weekdays]
         elif name == "holidays":
             keys = ["availability_holiday"]
         for key in keys:

@@ -909,7 +909,9 @@ def on_ask_back(
 ) -> Outcome:
     """A missed offer asked back (issue 15): an agent whose offer ended unclaimed gets a new one, joining
     the race if others still have theirs, alone if the lead fell back or waits; never while someone holds
-    the lead or when the agent cannot take it now (`cannot`). A refusal is logged with its reason."""
+    the lead or when the agent cannot take it now (`cannot`). A refusal is logged with its reason. Either
+    answer names the ask (`answers_activity_id`: `activity.event_id`), so crm-api matches it to its ask
+    (decision 0067)."""
     had = [o for o in state.offers if o.agent_id == activity.agent_id]
     open_now = any(o.status is OfferStatus.OPEN for o in had)
     if not had or open_now or state.status not in {LeadStatus.OFFERED, LeadStatus.WAITING, LeadStatus.FELL_BACK}:
@@ -939,7 +941,8 @@ def on_ask_back(
         + ("; the race goes on." if racing else ".")
     )
     race = len(offered.open_offers)
-    return Outcome(offered, (offered_event(offered, offer, race, explanation),), explanation)
+    answer = offered_event(offered, offer, race, explanation, answers=activity.event_id)
+    return Outcome(offered, (answer,), explanation)
 
 
 def _refused(state: LeadState, activity: Activity, why: str) -> Outcome:
@@ -949,6 +952,7 @@ def _refused(state: LeadState, activity: Activity, why: str) -> Outcome:
         action=activity.action,
         by_agent_id=activity.agent_id,
         claim_refused=why,
+        answers_activity_id=activity.event_id,
     )
     return Outcome(state, (Emit(ActivityLogged, payload),), why)
 
@@ -1107,7 +1111,10 @@ def assigned_event(state: LeadState, explanation: str) -> Emit:
     )
 
 
-def offered_event(state: LeadState, offer: Offer, race_size: int, explanation: str) -> Emit:
+def offered_event(
+    state: LeadState, offer: Offer, race_size: int, explanation: str, *, answers: uuid.UUID | None = None
+) -> Emit:
+    """The offer's `LeadOffered`; `answers`: the ask back it answers (decision 0067), if any."""
     summary = state.summary
     return Emit(
         LeadOffered,
@@ -1126,6 +1133,7 @@ def offered_event(state: LeadState, offer: Offer, race_size: int, explanation: s
                 "referral_fee_percent": state.referral_fee_percent,
                 "criteria": summary.criteria,
                 "pond": state.pond,
+                "answers_activity_id": answers,
             }
         ),
     )

@@ -8,6 +8,7 @@ general lead's offers go to (`domain/rules.py`); a lead remembers the rule (`rul
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
@@ -222,3 +223,4 @@ class Activity:
     agent_id: str
     action: ActivityAction
     message: ContactMessage | None = None  # an email or text to the contact, sent if the agent holds the lead
+    event_id: uuid.UUID | None = None  # its LeadActivity's id: an answer to an ask back names it (decision 0067)
