@@ -184,7 +184,11 @@ def contract_of(handler: Callable[..., Awaitable[Any]]) -> tuple[Any, bool]:
 
 
 class ConsumerEdge:
-    """The middleware factory FastStream calls for each consumed message (see the module docstring)."""
+    """The middleware factory FastStream calls for each consumed message (see the module docstring).
+
+    The middleware it makes, `_EdgeMiddleware`, runs the message in its `consume_scope`: there the
+    handler is called (and retried); what the edge does before and after are these methods, which return.
+    """
 
     def __init__(
         self, dead_letters: DeadLetters, settings: KafkaSettings, metrics: ConsumerMetrics, *, tracing: Tracing | None
@@ -201,7 +205,8 @@ class ConsumerEdge:
     def __call__(self, msg: Any, /, *, context: ContextRepo) -> _EdgeMiddleware:
         return _EdgeMiddleware(msg, context=context, edge=self)
 
-    def _retrying(self, topic: str) -> AsyncRetrying:
+    def retrying(self, topic: str) -> AsyncRetrying:
+        """The handler's attempts: bounded, with backoff; poison is not retried."""
         return AsyncRetrying(
             stop=stop_after_attempt(self._settings.handler_attempts),
             wait=wait_exponential_jitter(
@@ -219,47 +224,24 @@ class ConsumerEdge:
         error = state.outcome.exception() if state.outcome else None
         log.warning("retrying %s handler after %s", topic, type(error).__name__)
 
-    async def _attempts(self, call_next: AsyncFuncAny, message: StreamMessage[Any], topic: str) -> Any:
-        async for attempt in self._retrying(topic):
-            with attempt:
-                return await call_next(message)
-        raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
-
-    async def one(self, call_next: AsyncFuncAny, message: StreamMessage[Any]) -> None:
-        """One record: handled, retried, or dead-lettered; an outage rewinds instead."""
-        record = cast(Record, message.raw_message)
-        try:
-            with bind(topic=record.topic, partition=record.partition, offset=record.offset):
-                await self._attempts(call_next, message, record.topic)
-        except Exception as exc:  # the consumer's edge: nothing may stop the partition
-            if is_transient(exc):
-                raise  # rewind: the message is processed again when the dependency is back
-            await self.dead_letters.publish(record, exc)
-
-    async def batch(self, call_next: AsyncFuncAny, message: StreamMessage[Any]) -> None:
-        """A batch in one go; rejected records dead-lettered, the rest committed together.
-
-        The batch handler must be idempotent (it may run again). If it fails on something
-        unforeseen, each record is run alone, so one poison record cannot hold up the rest.
-        """
+    async def admitted(self, message: StreamMessage[Any]) -> Batch[Any]:
+        """A batch's decodable records; the others (`Batch.rejected`) dead-lettered."""
         batch = cast(Batch[Any], await message.decode())
         for record, why in batch.rejected:
             await self.dead_letters.publish(record, why)
-        if not batch:
+        return batch
+
+    async def given_up(
+        self, call_next: AsyncFuncAny, message: StreamMessage[Any], batch: Batch[Any] | None, failure: Exception
+    ) -> None:
+        """Out of attempts: a record is dead-lettered. A batch runs again one record at a time, so one
+        poison record cannot hold up the rest (a batch handler must be idempotent: it may run again)."""
+        if batch is None:
+            await self.dead_letters.publish(cast(Record, message.raw_message), failure)
             return
-        first = batch.records[0]
-        try:
-            with bind(topic=first.topic, partition=first.partition, offset=first.offset, batch=len(batch)):
-                rejections: BatchRejections = await self._attempts(call_next, message, first.topic)
-        except Exception as failure:  # isolate the culprit: one record at a time
-            if is_transient(failure):
-                raise
-            log.warning("batch of %d from %s failed; processing one by one", len(batch), first.topic)
-            for record in batch.records:
-                await self._alone(call_next, message, record)
-            return
-        for index, why in rejections:
-            await self.dead_letters.publish(batch.records[index], why)
+        log.warning("batch of %d from %s failed; processing one by one", len(batch), batch.records[0].topic)
+        for record in batch.records:
+            await self._alone(call_next, message, record)
 
     async def _alone(self, call_next: AsyncFuncAny, message: StreamMessage[Any], record: Record) -> None:
         one = copy.copy(message)  # a copy forgets the decoded batch: it decodes its one record
@@ -275,6 +257,12 @@ class ConsumerEdge:
         for _, why in rejections:
             await self.dead_letters.publish(record, why)
 
+    async def _attempts(self, call_next: AsyncFuncAny, message: StreamMessage[Any], topic: str) -> Any:
+        async for attempt in self.retrying(topic):
+            with attempt:
+                return await call_next(message)
+        raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
+
 
 class _EdgeMiddleware(BaseMiddleware):
     __slots__ = ("_edge",)
@@ -284,9 +272,32 @@ class _EdgeMiddleware(BaseMiddleware):
         self._edge = edge
 
     async def consume_scope(self, call_next: AsyncFuncAny, msg: StreamMessage[Any]) -> Any:
-        with self._edge.span(msg):  # retries and dead letters inside: a dead letter carries the trace
+        """One record, or a batch in one go: handled (retried), or dead-lettered; an outage rewinds instead.
+
+        A batch's rejected records are dead-lettered, the rest committed together.
+        """
+        edge, batch, rejections = self._edge, None, None
+        with edge.span(msg):  # retries and dead letters inside: a dead letter carries the trace
             if isinstance(msg.raw_message, (tuple, list)):  # a batch's records (a list: FastStream's test broker)
-                await self._edge.batch(call_next, msg)
+                batch = await edge.admitted(msg)
+                if not batch:
+                    return None
+                first = batch.records[0]
+                place = bind(topic=first.topic, partition=first.partition, offset=first.offset, batch=len(batch))
             else:
-                await self._edge.one(call_next, msg)
+                first = cast(Record, msg.raw_message)
+                place = bind(topic=first.topic, partition=first.partition, offset=first.offset)
+            try:
+                with place:
+                    async for attempt in edge.retrying(first.topic):
+                        with attempt:
+                            rejections = await call_next(msg)
+            except Exception as failure:  # the consumer's edge: nothing may stop the partition
+                if is_transient(failure):
+                    raise  # rewind: the message is processed again when the dependency is back
+                await edge.given_up(call_next, msg, batch, failure)
+                return None
+            if batch is not None:
+                for index, why in cast(BatchRejections, rejections):
+                    await edge.dead_letters.publish(batch.records[index], why)
         return None  # nothing to publish: leadflow's handlers never reply

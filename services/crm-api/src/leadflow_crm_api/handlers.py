@@ -59,16 +59,12 @@ class ViewWriter(Protocol):
     async def erase_timeline(self, lead_id: str) -> None: ...
 
 
+_OTHER_EVENTS = (TeamMemberTransferred, RealtorInvited, ContactErased)  # about no lead, or (erasure) several
+
+
 async def project(event: RoutingEvent, *, views: ViewWriter, side_effects: bool = True) -> None:
-    if isinstance(event, TeamMemberTransferred):
-        # crm-api moved the member's settings itself; the router's event says the target was told.
-        if side_effects:
-            await OfficeTransfers(views.db).mark_done(str(event.payload.transfer_id))
-        return
-    if isinstance(event, RealtorInvited):
-        return  # the notifier's business (the invitation email); crm-api wrote the invitation itself
-    if isinstance(event, ContactErased):
-        await _erase(event, views)
+    if isinstance(event, _OTHER_EVENTS):
+        await _other(event, views, side_effects=side_effects)
         return
     in_timeline = records_in_timeline(event)
     if in_timeline and await views.recorded(str(event.event_id)):
@@ -77,10 +73,29 @@ async def project(event: RoutingEvent, *, views: ViewWriter, side_effects: bool 
         await _assigned(event, views)
     elif isinstance(event, LeadTransferred):
         await _moved(event, views, side_effects=side_effects)
-    else:
-        await _changed(event, views)
+    else:  # any other lead event: its row's changes, with the open offers and accept links it leaves
+        lead_id, row = str(event.payload.lead_id), _first_row(event)
+        current: dict[str, Any]
+        if row is not None and await views.insert_new(lead_id, row):  # only the projection writes these fields
+            current = {k: row[k] for k in ("open_offers", "offer_links") if k in row}  # so no read back
+        else:
+            current = await views.offer_fields(lead_id)
+        await views.update(lead_id, _changes(event, current))
     if in_timeline:
         await views.record(timeline_entry(event))
+
+
+async def _other(
+    event: TeamMemberTransferred | RealtorInvited | ContactErased, views: ViewWriter, *, side_effects: bool
+) -> None:
+    """The events that are not one lead's: a team member's transfer, an invitation, an erasure."""
+    if isinstance(event, TeamMemberTransferred):
+        # crm-api moved the member's settings itself; the router's event says the target was told.
+        if side_effects:
+            await OfficeTransfers(views.db).mark_done(str(event.payload.transfer_id))
+    elif isinstance(event, ContactErased):
+        await _erase(event, views)
+    # RealtorInvited: the notifier's business (the invitation email); crm-api wrote the invitation itself
 
 
 async def _assigned(event: LeadAssigned, views: ViewWriter) -> None:
@@ -91,16 +106,17 @@ async def _assigned(event: LeadAssigned, views: ViewWriter) -> None:
     await views.upsert(lead_id, row)
 
 
-async def _changed(event: LeadEvent, views: ViewWriter) -> None:
-    """Any other lead event: its row's changes, with the open offers and accept links it leaves."""
-    lead_id = str(event.payload.lead_id)
-    current: dict[str, Any] | None = None
-    if isinstance(event, LeadOffered | LeadHeld):
-        row = lead_row_from_offered(event) if isinstance(event, LeadOffered) else lead_row_from_held(event)
-        if await views.insert_new(lead_id, row):  # only the projection writes these fields: no read
-            current = {k: row[k] for k in ("open_offers", "offer_links") if k in row}
-    if current is None:
-        current = await views.offer_fields(lead_id)
+def _first_row(event: LeadEvent) -> dict[str, Any] | None:
+    """The row an offer or a hold creates if the lead has none yet; None for other events."""
+    if isinstance(event, LeadOffered):
+        return lead_row_from_offered(event)
+    if isinstance(event, LeadHeld):
+        return lead_row_from_held(event)
+    return None
+
+
+def _changes(event: LeadEvent, current: dict[str, Any]) -> dict[str, Any]:
+    """The row's changes for `event`, given its `current` open offers and accept links."""
     changes = lead_row_changes(event)
     offers = open_offers_after(current.get("open_offers", []), event)
     if offers is not None:
@@ -110,7 +126,7 @@ async def _changed(event: LeadEvent, views: ViewWriter) -> None:
     links = offer_links_after(current.get("offer_links", []), event)
     if links is not None:  # `offer_link_ids` is what a click's lookup matches (an array of strings)
         changes |= {"offer_links": links, "offer_link_ids": [link["link_id"] for link in links]}
-    await views.update(lead_id, changes)
+    return changes
 
 
 async def _erase(event: ContactErased, views: ViewWriter) -> None:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -159,7 +159,7 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True)
 class Courier:
-    """Takes one started delivery to its end: sent, or dead-lettered after bounded retries."""
+    """Takes one delivery to its end: sent, or dead-lettered after bounded retries."""
 
     deliveries: Deliveries
     senders: Mapping[Channel, Sender]
@@ -168,29 +168,30 @@ class Courier:
     clock: Callable[[], datetime]
     retry: RetryPolicy
     devices: Devices | None = None
+    replays: Replays | None = None  # reopens failed deliveries of a replayed dead letter; None: never
 
-    async def drive(self, delivery: Delivery) -> None:
-        """Deliver what `begin` or `claim_due` handed this process; its lease is released at the end.
+    async def drive(self, delivery: Delivery, *, begin: bool = False, replay: Replay | None = None) -> None:
+        """Deliver once per key (N3): the delivery record, then the send, then its `sent` mark.
+
+        `begin`: the record is written first (`Deliveries.begin`), and the delivery goes on only if this
+        process now holds it; a failed one the operator's `replay` covers is attempted once more
+        (decision 0044), a sent one never again. Without `begin`: what `begin` or `claim_due` handed
+        this process already. Its lease is released at the end.
 
         An error here that is not the provider's (MongoDB, Kafka, cancellation) leaves the record
         pending: once its lease runs out, the re-driver finishes it.
         """
+        if begin and not await self._begun(delivery, replay):
+            return
         channel = delivery.channel
         try:
             sender = self.senders.get(channel)
             if sender is None:  # the channel was switched off since this delivery started
                 await self._dead_letter(delivery, PermanentDeliveryError("disabled", f"{channel} is off"))
                 return
-            retrying = AsyncRetrying(
-                stop=stop_after_attempt(self.retry.attempts),
-                wait=wait_exponential_jitter(multiplier=self.retry.initial_seconds, max=self.retry.max_seconds),
-                retry=retry_if_exception_type(TransientDeliveryError),
-                before_sleep=lambda s: self._count_retry(channel, s),
-                reraise=True,
-            )
             unmarked = sender.unmarked if isinstance(sender, Pooled) else contextlib.nullcontext()
             try:
-                async for attempt in retrying:
+                async for attempt in self._retrying(channel):
                     with attempt:
                         async with unmarked:
                             await sender.send(delivery.content, message_id=delivery.key)
@@ -208,6 +209,41 @@ class Courier:
         if delivery.occurred_ms is not None:
             self.metrics.latency.labels(channel).observe(max(0.0, (self._now_ms() - delivery.occurred_ms) / 1000))
         log.info("%s %s sent", delivery.event_type, channel, extra={"delivery": delivery.key, "channel": channel})
+
+    async def _begun(self, delivery: Delivery, replay: Replay | None) -> bool:
+        """Whether this process now holds the delivery: its record begun, or reopened for a replay."""
+        now_ms = self._now_ms()
+        if replay is not None and await self._reopen(delivery, replay, now_ms):
+            return True
+        state = await self.deliveries.begin(delivery, now_ms=now_ms)
+        if state is not Begin.SEND:
+            self.metrics.skipped.labels(delivery.channel, state).inc()
+            return False
+        return True
+
+    async def _reopen(self, delivery: Delivery, replay: Replay, now_ms: int) -> bool:
+        """Whether the replayed dead letter covers this delivery and it was failed: then it is pending again."""
+        if self.replays is None or not replay.covers(delivery.channel, delivery.agent_id):
+            return False
+        if not await self.replays.reopen(delivery, marker=replay.marker, now_ms=now_ms):
+            return False
+        self.metrics.replayed.labels(delivery.channel).inc()
+        log.info(
+            "%s %s failed before: attempted again (replayed dead letter)",
+            delivery.event_type,
+            delivery.channel,
+            extra={"delivery": delivery.key, "channel": delivery.channel, "replay": replay.marker},
+        )
+        return True
+
+    def _retrying(self, channel: Channel) -> AsyncRetrying:
+        return AsyncRetrying(
+            stop=stop_after_attempt(self.retry.attempts),
+            wait=wait_exponential_jitter(multiplier=self.retry.initial_seconds, max=self.retry.max_seconds),
+            retry=retry_if_exception_type(TransientDeliveryError),
+            before_sleep=lambda s: self._count_retry(channel, s),
+            reraise=True,
+        )
 
     async def give_up(self, delivery: Delivery, error: DeliveryError) -> None:
         """Dead-letter a started delivery without sending it; its lease is released."""
@@ -296,6 +332,8 @@ class Notice:
 
 @dataclass(frozen=True, slots=True)
 class Notifier:
+    """Plans each event's deliveries (who, which channels, what) and has its `Courier` drive them."""
+
     directory: Directory
     deliveries: Deliveries
     senders: Mapping[Channel, Sender]  # enabled channels only
@@ -311,6 +349,20 @@ class Notifier:
     offer_policies: OfferPolicies | None = None  # whether offers show the contact before a claim
     replays: Replays | None = None  # reopens failed deliveries of a replayed dead letter; None: never
     erasure: Erasure | None = None  # forgets erased leads (decision 0050); None: keeps them
+    _courier: Courier = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        courier = Courier(
+            deliveries=self.deliveries,
+            senders=self.senders,
+            dead_letters=self.dead_letters,
+            metrics=self.metrics,
+            clock=self.clock,
+            retry=self.retry,
+            devices=self.devices,
+            replays=self.replays,
+        )
+        object.__setattr__(self, "_courier", courier)  # frozen: set once, here
 
     async def notify_batch(
         self, bodies: list[bytes], *, concurrency: int, replays: Mapping[int, Replay] | None = None
@@ -336,66 +388,86 @@ class Notifier:
         after it is applied. A notice's `replay`: a replayed dead letter of the notifier, with what
         to attempt again.
 
-        Returns the poison messages (unknown agent) for the dead-letter queue; any other error
-        propagates, and the consumers' edge then runs the messages one by one.
+        For each event: its deliveries planned (`_planned`), then driven together by the `Courier`,
+        each finishing (or failing) on its own before an error is raised. Returns the poison
+        messages (unknown agent) for the dead-letter queue; any other error propagates (re-raised so
+        the batch is processed again; the deliveries made are skipped by their log record), and the
+        consumers' edge then runs the messages one by one.
         """
         rejections: BatchRejections = []
-        segments: list[dict[str, list[tuple[int, Notice]]]] = [{}]
-        for index, notice in enumerate(notices):
-            if isinstance(notice.event, ContactErased):
-                segments += [{_group(notice.event): [(index, notice)]}, {}]
-                continue
-            segments[-1].setdefault(_group(notice.event), []).append((index, notice))
         limit = asyncio.Semaphore(concurrency)
+        drive = self._courier.drive
 
         async def one_lead(group: list[tuple[int, Notice]]) -> None:
             async with limit:
                 for index, notice in group:
                     try:
-                        await self.notify(notice.event, notice.raw, replay=notice.replay)
+                        deliveries, poison = await self._planned(notice.event, notice.raw)
+                        outcomes = await asyncio.gather(
+                            *(drive(d, begin=True, replay=notice.replay) for d in deliveries), return_exceptions=True
+                        )
+                        _raise_first(outcomes, poison)
                     except PoisonMessage as exc:
                         rejections.append((index, exc))
 
-        for by_lead in segments:
+        for by_lead in _segments(notices):
             await asyncio.gather(*(one_lead(group) for group in by_lead.values()))
         return rejections
 
     async def notify(self, event: RoutingEvent, raw: bytes, *, replay: Replay | None = None) -> None:
-        if await self._notify_other(event, raw, replay):
-            return
+        """One event, as a batch of one: raises PoisonMessage if it is poison (an unknown agent)."""
+        for _, poison in await self.notify_events([Notice(event, raw, replay)], concurrency=1):
+            raise poison
+
+    async def _planned(self, event: RoutingEvent, raw: bytes) -> tuple[list[Delivery], PoisonMessage | None]:
+        """The deliveries `event` asks for, not begun yet, and the poison it is (or None).
+
+        What is no delivery is done here: an erasure, a digest item. The new-lead notices of an
+        event whose recipient is unknown still go out: the poison is returned with them.
+        """
+        other = await self._other(event, raw)
+        if other is not None:
+            return other, None
+        deliveries: list[Delivery] = []
         if self.digest is not None and (item := digest_item(event)) is not None:
             await self.digest.add(item)
-            await self._tell_new_lead(item, event, raw, replay)
-        await self._notify_recipient(event, raw, replay)
+            deliveries += await self._new_lead_notices(item, event, raw)
+        try:
+            deliveries += await self._to_recipient(event, raw)
+        except PoisonMessage as poison:
+            return deliveries, poison
+        return deliveries, None
 
-    async def _notify_other(self, event: RoutingEvent, raw: bytes, replay: Replay | None) -> bool:
-        """Events that are not about telling a lead's recipient; whether `event` was one."""
+    async def _other(self, event: RoutingEvent, raw: bytes) -> list[Delivery] | None:
+        """The deliveries of an event that is not about telling a lead's recipient; None for any other event."""
         if isinstance(event, TeamMemberTransferred):
-            await self._notify_staff(event, raw, replay)
-        elif isinstance(event, ContactErased):
+            return await self._staff_notices(event, raw)
+        if isinstance(event, ContactErased):
             if self.erasure is not None:
                 ended = await self.erasure.erase(
                     [str(i) for i in event.payload.lead_ids], now_ms=epoch_ms(self.clock())
                 )
                 log.info("contact erased", extra={"event_id": str(event.event_id), "ended": ended})
-        elif isinstance(event, ContactMessaged):
+            return []
+        if isinstance(event, ContactMessaged):
             # The holder's own email or text to the contact (R8's qualifying actions), on that one channel.
             content = contact_message(event, await self.directory.get(event.payload.agent_id))
             channel = Channel.EMAIL if isinstance(content, EmailContent) else Channel.SMS
-            if channel in self.senders:
-                await self._deliver(event, raw, f"contact:{event.payload.lead_id}", channel, content, replay=replay)
-        elif isinstance(event, RealtorInvited):
-            if Channel.EMAIL in self.senders:  # to the invited address: the realtor may be no user yet
-                email = invitation_email(event, self.pages_url)
-                await self._deliver(event, raw, event.payload.realtor_id, Channel.EMAIL, email, replay=replay)
-        else:
-            return False
-        return True
+            if channel not in self.senders:
+                return []
+            return [_delivery(event, raw, f"contact:{event.payload.lead_id}", channel, content)]
+        if isinstance(event, RealtorInvited):
+            if Channel.EMAIL not in self.senders:  # to the invited address: the realtor may be no user yet
+                return []
+            email = invitation_email(event, self.pages_url)
+            return [_delivery(event, raw, event.payload.realtor_id, Channel.EMAIL, email)]
+        return None
 
-    async def _notify_recipient(self, event: RoutingEvent, raw: bytes, replay: Replay | None) -> None:
+    async def _to_recipient(self, event: RoutingEvent, raw: bytes) -> list[Delivery]:
+        """The deliveries to the one agent the event concerns, on its channels (N1, N2)."""
         agent_id = recipient_of(event)
         if agent_id is None:
-            return
+            return []
         who = await self.directory.get(agent_id)
         if who is None and isinstance(event, SKIP_UNKNOWN):
             # T1: a realtor may be an outside agent invited by email only, unknown here. Not
@@ -403,7 +475,7 @@ class Notifier:
             self.metrics.unknown_recipients.labels(event.type).inc()
             log.info("%s: recipient not in the directory, not notified", event.type,
                      extra={"event_id": str(event.event_id)})  # fmt: skip
-            return
+            return []
         if who is None:
             raise PoisonMessage(f"unknown agent {agent_id!r}")
         accept_link, hide_contact = "", False
@@ -414,107 +486,93 @@ class Notifier:
         messages = messages_for(
             event, who, self.pages_url, now=self.clock(), accept_link=accept_link, hide_contact=hide_contact
         )
-        await _all(
-            self._deliver(event, raw, agent_id, m.channel, m.content, m.device_id, replay=replay)
+        return [
+            _delivery(event, raw, agent_id, m.channel, m.content, m.device_id)
             for m in messages
             if m.channel in self.senders
-        )
+        ]
 
-    async def _tell_new_lead(self, item: DigestItem, event: RoutingEvent, raw: bytes, replay: Replay | None) -> None:
+    async def _new_lead_notices(self, item: DigestItem, event: RoutingEvent, raw: bytes) -> list[Delivery]:
         """N1: subscribed admins and staff get a new lead at once; once per lead arrival (the digest item's
         key), whichever of a race's offers carried it."""
         if self.staff is None or Channel.EMAIL not in self.senders:
-            return
-        await _all(
-            self._deliver(
+            return []
+        return [
+            _delivery(
                 event,
                 raw,
                 who.agent_id,
                 Channel.EMAIL,
                 new_lead_email(item, who, self.pages_url),
                 key=f"new-lead:{item.key}:email:{who.agent_id}",
-                replay=replay,
             )
             for who in await self.staff.new_lead_subscribers(item.account_id)
             if who.email
-        )
+        ]
 
-    async def _notify_staff(self, event: TeamMemberTransferred, raw: bytes, replay: Replay | None) -> None:
+    async def _staff_notices(self, event: TeamMemberTransferred, raw: bytes) -> list[Delivery]:
         """T2: email the target office's broker and team-update subscribers; no new-lead notice, no digest.
 
         Email only, whatever the recipient's lead-notification channels: it is not a lead
         notification and arrives once per transfer. The moved member is not told about itself.
         """
         if self.staff is None or Channel.EMAIL not in self.senders:
-            return
+            return []
         staff = [w for w in await self.staff.team_staff(event.account_id) if w.agent_id != event.payload.agent_id]
-        await _all(
-            self._deliver(
-                event, raw, who.agent_id, Channel.EMAIL, team_member_email(event, who, self.pages_url), replay=replay
-            )
+        return [
+            _delivery(event, raw, who.agent_id, Channel.EMAIL, team_member_email(event, who, self.pages_url))
             for who in staff
             if who.email
-        )
+        ]
 
-    async def _deliver(
-        self,
-        event: RoutingEvent,
-        raw: bytes,
-        agent_id: str,
-        channel: Channel,
-        content: Content,
-        device_id: str = "",
-        *,
-        key: str | None = None,
-        replay: Replay | None = None,
-    ) -> None:
-        """Deliver once per key (N3): by default (event, channel, recipient, device). A failed delivery
-        the operator's `replay` covers is attempted once more (decision 0044); a sent one never again."""
-        lead_id = getattr(event.payload, "lead_id", None)
-        delivery = Delivery(
-            key=key or delivery_key(event.event_id, channel, agent_id, device_id),
-            channel=channel,
-            agent_id=agent_id,
-            account_id=event.account_id,
-            event_type=event.type,
-            content=content,
-            event=raw,
-            occurred_ms=epoch_ms(event.occurred_at),
-            lead_ids=() if lead_id is None else (str(lead_id),),
-        )
-        now_ms = epoch_ms(self.clock())
-        if replay is not None and await self._reopen(delivery, replay, now_ms):
-            state = Begin.SEND
-        else:
-            state = await self.deliveries.begin(delivery, now_ms=now_ms)
-        if state is not Begin.SEND:
-            self.metrics.skipped.labels(channel, state).inc()
-            return
-        courier = Courier(
-            deliveries=self.deliveries,
-            senders=self.senders,
-            dead_letters=self.dead_letters,
-            devices=self.devices,
-            metrics=self.metrics,
-            clock=self.clock,
-            retry=self.retry,
-        )
-        await courier.drive(delivery)
 
-    async def _reopen(self, delivery: Delivery, replay: Replay, now_ms: int) -> bool:
-        """Whether the replayed dead letter covers this delivery and it was failed: then it is pending again."""
-        if self.replays is None or not replay.covers(delivery.channel, delivery.agent_id):
-            return False
-        if not await self.replays.reopen(delivery, marker=replay.marker, now_ms=now_ms):
-            return False
-        self.metrics.replayed.labels(delivery.channel).inc()
-        log.info(
-            "%s %s failed before: attempted again (replayed dead letter)",
-            delivery.event_type,
-            delivery.channel,
-            extra={"delivery": delivery.key, "channel": delivery.channel, "replay": replay.marker},
-        )
-        return True
+def _delivery(
+    event: RoutingEvent,
+    raw: bytes,
+    agent_id: str,
+    channel: Channel,
+    content: Content,
+    device_id: str = "",
+    *,
+    key: str | None = None,
+) -> Delivery:
+    """A delivery of `event`, once per key (N3): by default (event, channel, recipient, device)."""
+    lead_id = getattr(event.payload, "lead_id", None)
+    return Delivery(
+        key=key or delivery_key(event.event_id, channel, agent_id, device_id),
+        channel=channel,
+        agent_id=agent_id,
+        account_id=event.account_id,
+        event_type=event.type,
+        content=content,
+        event=raw,
+        occurred_ms=epoch_ms(event.occurred_at),
+        lead_ids=() if lead_id is None else (str(lead_id),),
+    )
+
+
+def _segments(notices: list[Notice]) -> list[dict[str, list[tuple[int, Notice]]]]:
+    """The batch as runs of events grouped by lead (`_group`), in order; a ContactErased alone."""
+    segments: list[dict[str, list[tuple[int, Notice]]]] = [{}]
+    for index, notice in enumerate(notices):
+        if isinstance(notice.event, ContactErased):
+            segments += [{_group(notice.event): [(index, notice)]}, {}]
+            continue
+        segments[-1].setdefault(_group(notice.event), []).append((index, notice))
+    return segments
+
+
+def _raise_first(outcomes: Iterable[object], then: BaseException | None = None) -> None:
+    """Raise the first error among the deliveries' outcomes (each finished on its own), else `then`.
+
+    Only infrastructure errors (MongoDB, Kafka) are among them: re-raised so the message is processed
+    again; the deliveries already made are skipped by their log record.
+    """
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    if then is not None:
+        raise then
 
 
 @dataclass(frozen=True, slots=True)
@@ -558,12 +616,12 @@ class Redriver:
                 return
             await self.courier.drive(delivery)
 
-        await _all(
-            [
-                *(one(delivery) for delivery in due.deliveries),
-                *(self.courier.end_unreadable(record) for record in due.unreadable),
-            ]
+        outcomes = await asyncio.gather(
+            *(one(delivery) for delivery in due.deliveries),
+            *(self.courier.end_unreadable(record) for record in due.unreadable),
+            return_exceptions=True,
         )
+        _raise_first(outcomes)
         return len(due)
 
 
@@ -638,15 +696,3 @@ def _group(event: RoutingEvent) -> str:
     if isinstance(event, TeamMemberTransferred | RealtorInvited | ContactErased):
         return f"event:{event.event_id}"
     return f"lead:{event.payload.lead_id}"
-
-
-async def _all(deliveries: Iterable[Coroutine[Any, Any, None]]) -> None:
-    """Run deliveries concurrently; each finishes (or fails) on its own before any error is raised.
-
-    Only infrastructure errors (MongoDB, Kafka) get here: re-raised so the message is processed
-    again; the deliveries already made are skipped by their log record.
-    """
-    results = await asyncio.gather(*deliveries, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result

@@ -102,7 +102,7 @@ class LeadViews:
 
     async def row(self, lead_id: str) -> dict[str, Any] | None:
         if self._commands is not None and self._names is not None:
-            return await self._commands.find(self._names.leads, lead_id)
+            return await self._commands[self._names.leads].find(lead_id)
         leads, _ = await self._read()
         return await leads.find_one({"_id": lead_id})
 
@@ -116,7 +116,7 @@ class LeadViews:
         changes = {k: v for k, v in row.items() if k not in created}
         update = {"$set": changes, "$setOnInsert": created}
         if self._commands is not None and self._names is not None:
-            await self._commands.update(self._names.leads, [UpdateOne({"_id": lead_id}, update, upsert=True)])
+            await self._commands[self._names.leads].update([UpdateOne({"_id": lead_id}, update, upsert=True)])
             return
         async with self._write(lead_id) as (leads, _):
             await leads.update_one({"_id": lead_id}, update, upsert=True)
@@ -124,7 +124,11 @@ class LeadViews:
     async def insert_new(self, lead_id: str, row: dict[str, Any]) -> bool:
         """Create the row unless it exists (a replayed first event must not undo later ones); whether it did."""
         if self._commands is not None and self._names is not None:
-            return await self._commands.insert(self._names.leads, {"_id": lead_id, **row})
+            try:
+                await self._commands[self._names.leads].insert({"_id": lead_id, **row})
+            except DuplicateKeyError:
+                return False
+            return True
         async with self._write(lead_id) as (leads, _):
             try:
                 await leads.insert_one({"_id": lead_id, **row})
@@ -143,7 +147,8 @@ class LeadViews:
                 newer["last_activity_ms"] = {"$lt": recent["last_activity_ms"]}
             ops = [UpdateOne({"_id": lead_id}, {"$set": changes})] if changes else []
             ops += [UpdateOne(newer, {"$set": recent})] if recent else []
-            await self._commands.update(self._names.leads, ops)
+            if ops:
+                await self._commands[self._names.leads].update(ops)
             return
         async with self._write(lead_id) as (leads, _):
             if "last_activity_ms" not in recent:
@@ -158,14 +163,14 @@ class LeadViews:
     async def offer_fields(self, lead_id: str) -> dict[str, Any]:
         """The row's `open_offers` and `offer_links` ({} when there is no row yet)."""
         if self._commands is not None and self._names is not None:
-            row = await self._commands.find(self._names.leads, lead_id) or {}
+            row = await self._commands[self._names.leads].find(lead_id) or {}
             return {k: row[k] for k in ("_id", "open_offers", "offer_links") if k in row}
         leads, _ = await self._read()
         return await leads.find_one({"_id": lead_id}, {"open_offers": 1, "offer_links": 1}) or {}
 
     async def recorded(self, event_id: str) -> bool:
         if self._commands is not None and self._names is not None:
-            return await self._commands.exists(self._names.timeline, event_id)
+            return await self._commands[self._names.timeline].exists(event_id)
         _, timeline = await self._read()
         return await timeline.find_one({"_id": event_id}, {"_id": 1}) is not None
 
@@ -182,7 +187,8 @@ class LeadViews:
     async def record(self, entry: dict[str, Any]) -> None:
         """Add a timeline entry; the same event id twice is one entry."""
         if self._commands is not None and self._names is not None:
-            await self._commands.insert(self._names.timeline, entry)
+            with contextlib.suppress(DuplicateKeyError):
+                await self._commands[self._names.timeline].insert(entry)
             return
         async with self._write(str(entry["lead_id"])) as (_, timeline):
             with contextlib.suppress(DuplicateKeyError):

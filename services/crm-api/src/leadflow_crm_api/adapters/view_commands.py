@@ -9,63 +9,61 @@ outcome, and a lead's next event starts only once its previous writes are stored
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import functools
+from dataclasses import dataclass
 from typing import Any
 
 from pymongo import UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
 from leadflow_shared.coalesce import Coalesced
 from leadflow_shared.mongo_bulk import insert_each
 
 Doc = dict[str, Any]
+Coll = AsyncCollection[Doc]
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionCommands:
+    """One collection's coalesced commands, each awaited with one item: `await commands.find(doc_id)`."""
+
+    find: Coalesced[str, Doc | None]  # the document with this `_id`, or None
+    exists: Coalesced[str, bool]  # whether a document has this `_id`
+    insert: Coalesced[Doc, None]  # stores the document; DuplicateKeyError if its `_id` is there already
+    update: Coalesced[list[UpdateOne], None]  # applies one lead's ops in order, in one ordered `bulk_write`
 
 
 class ViewCommands:
+    """The coalesced commands of each collection of the views (`commands[collection].insert(doc)`)."""
+
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self._db = db
-        self._coalesced: dict[tuple[str, str], Coalesced[Any, Any]] = {}
+        self._of: dict[str, CollectionCommands] = {}
 
-    def _of(self, kind: str, collection: str, flush: Callable[[list[Any]], Awaitable[Sequence[Any]]]) -> Any:
-        key = (kind, collection)
-        if key not in self._coalesced:
-            self._coalesced[key] = Coalesced(flush)
-        return self._coalesced[key]
+    def __getitem__(self, collection: str) -> CollectionCommands:
+        commands = self._of.get(collection)
+        if commands is None:
+            coll = self._db[collection]
+            commands = self._of[collection] = CollectionCommands(
+                find=Coalesced(functools.partial(_find, coll)),
+                exists=Coalesced(functools.partial(_exists, coll)),
+                insert=Coalesced(functools.partial(insert_each, coll)),
+                update=Coalesced(functools.partial(_update, coll)),
+            )
+        return commands
 
-    async def find(self, collection: str, doc_id: str) -> Doc | None:
-        async def flush(ids: list[str]) -> list[Doc | None]:
-            found = {doc["_id"]: doc async for doc in self._db[collection].find({"_id": {"$in": sorted(set(ids))}})}
-            return [found.get(i) for i in ids]
 
-        found: Doc | None = await self._of("find", collection, flush)(doc_id)
-        return found
+async def _find(collection: Coll, ids: list[str]) -> list[Doc | None]:
+    found = {doc["_id"]: doc async for doc in collection.find({"_id": {"$in": sorted(set(ids))}})}
+    return [found.get(i) for i in ids]
 
-    async def exists(self, collection: str, doc_id: str) -> bool:
-        async def flush(ids: list[str]) -> list[bool]:
-            cursor = self._db[collection].find({"_id": {"$in": sorted(set(ids))}}, {"_id": 1})
-            stored = {doc["_id"] async for doc in cursor}
-            return [i in stored for i in ids]
 
-        there: bool = await self._of("exists", collection, flush)(doc_id)
-        return there
+async def _exists(collection: Coll, ids: list[str]) -> list[bool]:
+    stored = {doc["_id"] async for doc in collection.find({"_id": {"$in": sorted(set(ids))}}, {"_id": 1})}
+    return [i in stored for i in ids]
 
-    async def insert(self, collection: str, doc: Doc) -> bool:
-        """Store `doc` unless its `_id` is there already; whether it did."""
 
-        async def flush(docs: list[Doc]) -> list[bool | BaseException]:
-            outcomes = await insert_each(self._db[collection], docs)
-            return [o is None or (False if isinstance(o, DuplicateKeyError) else o) for o in outcomes]
-
-        inserted: bool = await self._of("insert", collection, flush)(doc)
-        return inserted
-
-    async def update(self, collection: str, ops: list[UpdateOne]) -> None:
-        """Apply `ops` in order (one lead's), in one `bulk_write` with the other leads' ops."""
-
-        async def flush(batches: list[list[UpdateOne]]) -> list[None]:
-            await self._db[collection].bulk_write([op for ops in batches for op in ops], ordered=True)
-            return [None] * len(batches)
-
-        if ops:
-            await self._of("update", collection, flush)(ops)
+async def _update(collection: Coll, batches: list[list[UpdateOne]]) -> list[None]:
+    await collection.bulk_write([op for ops in batches for op in ops], ordered=True)
+    return [None] * len(batches)

@@ -11,9 +11,8 @@ place on the topic (decision 0045).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -53,31 +52,35 @@ class Projection:
     metrics: CrmMetrics
     _commands: ViewCommands | None = None  # made on first use: the MongoDB client opens in the lifespan
 
-    async def project_one(self, event: RoutingEvent, message: Incoming) -> None:
-        db = self.database()
-        if self._commands is None:
-            self._commands = ViewCommands(db)
-        write = Write(event=message.body, partition=message.partition, offset=message.offset)
-        async with writing(db, write) as names:  # decision 0045
-            if not await replayed_already(db, write):
-                await project(event, views=LeadViews(db, names, commands=self._commands))
-        self.metrics.projected.labels(type(event).__name__).inc()
-
     async def on_routing_events(self, events: Batch[RoutingEvent]) -> BatchRejections:
         """Folds what the router decided into the CRM views (V1-V5): leads, offers, timelines."""
         rejections: BatchRejections = []
         limit = asyncio.Semaphore(CONCURRENT_LEADS)
+        db = self.database()
+        if self._commands is None:
+            self._commands = ViewCommands(db)
+        commands, projected = self._commands, self.metrics.projected
 
         async def one_lead(events: list[Parsed]) -> None:
             async with limit:
                 for index, event, message in events:
+                    write = Write(event=message.body, partition=message.partition, offset=message.offset)
                     try:
-                        await self.project_one(event, message)
+                        async with writing(db, write) as names:  # the generation gate (decision 0045)
+                            if not await replayed_already(db, write):
+                                await project(event, views=LeadViews(db, names, commands=commands))
                     except POISON_ERRORS as exc:  # dead-lettered; anything else: the edge retries the
                         rejections.append((index, exc))  # batch (the projection is idempotent), then one by one
+                        continue
+                    projected.labels(type(event).__name__).inc()
 
         for run in segments([(index, item.event, item.message) for index, item in enumerate(events)]):
-            await _all([one_lead(events) for events in run.values()])
+            try:  # a run's leads together; on a failure the others are cancelled, the first error raised as is
+                async with asyncio.TaskGroup() as group:
+                    for lead_events in run.values():
+                        group.create_task(one_lead(lead_events))
+            except ExceptionGroup as failed:
+                raise failed.exceptions[0] from None
         return rejections
 
 
@@ -91,13 +94,3 @@ def subscribe(
     """The projection's subscriber, on the runtime's MongoDB unless given another `database`."""
     projection = Projection(database or (lambda: runtime.db), metrics)
     runtime.subscribe(topics.LEADS_EVENTS, projection.on_routing_events, group_id=group_id)
-
-
-async def _all(coroutines: list[Coroutine[Any, Any, None]]) -> None:
-    """Run them together; on a failure the others are cancelled and the first error is raised as is."""
-    try:
-        async with asyncio.TaskGroup() as group:
-            for coroutine in coroutines:
-                group.create_task(coroutine)
-    except ExceptionGroup as failed:
-        raise failed.exceptions[0] from None

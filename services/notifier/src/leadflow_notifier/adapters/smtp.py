@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import ssl
 import uuid
-from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
 from email.utils import formataddr, parseaddr
-from typing import Any
 
 import aiosmtplib
 
@@ -53,33 +51,31 @@ class SmtpMailer:
         return message
 
     async def send(self, content: EmailContent, *, message_id: str) -> None:
+        """Send the email on a pooled connection (a new one if none is idle, or the idle one dropped)."""
         raw = mime_bytes(content, sender=self._from, message_id=message_id_header(message_id))
-        transmit: Callable[[aiosmtplib.SMTP], Awaitable[Any]]
-        if raw is not None:  # the common case, built without the email package (adapters/mime.py)
-            transmit = lambda client: client.sendmail(self._envelope_from, [content.to], raw)  # noqa: E731
-        else:  # an address that needs SMTPUTF8: the email package and aiosmtplib handle it
-            message = self.message(content, message_id=message_id)
-            transmit = lambda client: client.send_message(message)  # noqa: E731
+        # The common case is bytes, built without the email package (adapters/mime.py); an address that
+        # needs SMTPUTF8 gets a message of the email package, which aiosmtplib sends as it must.
+        email: bytes | EmailMessage = raw if raw is not None else self.message(content, message_id=message_id)
         # A client span when tracing is on (no instrumentation sees aiosmtplib); never the recipients.
         server: dict[str, str | int] = {"server.address": self._settings.host, "server.port": self._settings.port}
         with tracing.client_span("smtp send", server):
-            await self._send(transmit)
-
-    async def _send(self, transmit: Callable[[aiosmtplib.SMTP], Awaitable[Any]]) -> None:
-        async with self._slots:
-            client = self._idle.pop() if self._idle else None
-            try:
-                if client is None or not client.is_connected:
-                    client = await self._connect()
-                await transmit(client)
-            except BaseException as exc:
-                if client is not None:
-                    client.close()
-                mapped = _mapped(exc)
-                if mapped is exc:
-                    raise
-                raise mapped from exc
-            self._idle.append(client)
+            async with self._slots:
+                client = self._idle.pop() if self._idle else None
+                try:
+                    if client is None or not client.is_connected:
+                        client = await self._connect()
+                    if isinstance(email, bytes):
+                        await client.sendmail(self._envelope_from, [content.to], email)
+                    else:
+                        await client.send_message(email)
+                except BaseException as exc:
+                    if client is not None:
+                        client.close()
+                    mapped = _mapped(exc)
+                    if mapped is exc:
+                        raise
+                    raise mapped from exc
+                self._idle.append(client)
 
     async def close(self) -> None:
         while self._idle:
