@@ -14,7 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from leadflow_crm_api.domain.rules_and_availability import WEEKDAYS, Availability, window_refusals
+from leadflow_crm_api.domain.rules_and_availability import (
+    WEEKDAYS,
+    Availability,
+    stored_availability,
+    window_refusals,
+)
 from leadflow_crm_api.web.availability import (
     AvailabilityView,
     FormError,
@@ -354,3 +359,19 @@ def test_a_window_starting_inside_another_on_its_day_is_refused_there_with_the_r
     said = [f"{WEEKDAYS[day]} {s}–{e}" for s, e in windows]
     reason = f"{said[1]} is given twice" if said[0] == said[1] else f"{said[1]} overlaps {said[0]}"
     assert came == {f"availability_hours_{day}": reason}
+
+
+def test_working_hours_with_a_utc_offset_are_refused_and_stored_ones_still_show() -> None:
+    # Times are the agent's wall clock: an offset is refused at the field (the router would ignore it) ...
+    with pytest.raises(ValidationError) as refused:
+        Availability.model_validate({"working_hours": [{"weekdays": [1], "start": "09:00+01:00", "end": "12:00"}]})
+    assert refused.value.errors()[0]["loc"] == ("working_hours",)
+    assert "UTC offset" in refused.value.errors()[0]["msg"]
+    # ... and hours stored with one before (mixed with plain times) still show instead of failing the page.
+    stored = [WorkWindow(weekdays=[0], start=time(13), end=time(17)),
+              WorkWindow.model_validate({"weekdays": [0], "start": "09:00+01:00", "end": "12:00+01:00"})]  # fmt: skip
+    assert day_hours(stored)[0] == [("09:00+01:00", "12:00+01:00"), ("13:00", "17:00")]  # as stored, in order
+    shown = stored_availability({"working_hours": [w.model_dump(mode="json") for w in stored]})
+    assert [w.start for w in shown.working_hours] == [w.start for w in stored]
+    view = view_of(shown, True, ZONE, "/app/me/availability", [])
+    assert [r.start for r in view.rows(0, {})] == ["09:00+01:00", "13:00", ""]

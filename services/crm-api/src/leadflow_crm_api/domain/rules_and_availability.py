@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from leadflow_crm_api.domain.settings import Violation
 from leadflow_shared.availability import FIELDS, AgentAvailability, Caps, WorkWindow, availability_of
@@ -62,6 +62,16 @@ class RoutingRules(RuleSet):
 
 class Availability(AgentAvailability):
     """When an agent takes new leads: paused, time away, working hours (its time zone), days off, lead caps."""
+
+    @field_validator("working_hours")
+    @classmethod
+    def _wall_clock_times(cls, windows: list[WorkWindow]) -> list[WorkWindow]:
+        # Working hours are read in the agent's time zone: an offset would be ignored by the router and
+        # would make the windows incomparable (a sort or an overlap check of mixed times fails).
+        for i, window in enumerate(windows):
+            if window.start.tzinfo is not None or window.end.tzinfo is not None:
+                raise ValueError(f"window {i}: times without a UTC offset (they are in the agent's time zone)")
+        return windows
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -121,15 +131,16 @@ def rule_refusals(rules: RuleSet, roster: Sequence[str]) -> list[Violation]:
 def stored_availability(agent: Mapping[str, Any]) -> Availability:
     """An agent's availability as stored; a field the router cannot read shows as its default (a PUT replaces it)."""
     whole = availability_of(agent)
-    if whole is not None:
-        return Availability.model_validate(whole.model_dump())
-    readable: dict[str, Any] = {}
-    for name in FIELDS:
-        try:
-            readable |= AgentAvailability.model_validate({name: agent[name]}).model_dump(include={name})
-        except (ValidationError, KeyError):
-            continue
-    return Availability.model_validate(readable)
+    if whole is None:
+        readable: dict[str, Any] = {}
+        for name in FIELDS:
+            try:
+                readable |= AgentAvailability.model_validate({name: agent[name]}).model_dump(include={name})
+            except (ValidationError, KeyError):
+                continue
+        whole = AgentAvailability.model_validate(readable)
+    # As the router reads it: a change's own checks (no UTC offsets) are not applied to what is stored.
+    return Availability.model_construct(**dict(whole))
 
 
 def availability_fields(body: AgentAvailability) -> dict[str, Any]:

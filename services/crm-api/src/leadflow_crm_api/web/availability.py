@@ -122,7 +122,8 @@ def away_lines(availability: AgentAvailability, zone: str) -> list[str]:
 def day_hours(windows: Sequence[WorkWindow]) -> list[list[tuple[str, str]]]:
     """Each weekday's windows (start, end), in order of their start."""
     days: list[list[tuple[str, str]]] = [[] for _ in WEEKDAYS]
-    for window in sorted(windows, key=lambda w: (w.start, w.end)):
+    # A stored time may carry an offset (written before crm-api refused them): compared as wall-clock times.
+    for window in sorted(windows, key=lambda w: (w.start.replace(tzinfo=None), w.end.replace(tzinfo=None))):
         for day in window.weekdays:
             days[day].append((clock_text(window.start), clock_text(window.end)))
     return days
