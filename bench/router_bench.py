@@ -152,13 +152,22 @@ def routed_record(body: bytes, n: int) -> RoutingRecord:
         effects=Effects(rotation=(f"{ACCOUNT}:Partner", n), contacts=keys),
         since_ms=now_ms(),
     )
-    return RoutingRecord(state.lead_id, ACCOUNT, 1, state, state.lead_id, (str(event.event_id),), outbox)
+    agent, waiting = AGENTS[n % len(AGENTS)], [a for a in AGENTS if a != AGENTS[n % len(AGENTS)]]
+    decision = {  # the routing decision the router keeps with the record ("why this agent", issue 15)
+        "at": datetime.now(UTC).isoformat(), "step": "R6", "chosen": [agent], "waiting": waiting,
+        "rotation": {"kind": "source", "mode": "round_robin", "cursor_before": n, "cursor_after": n + 1},
+        "explanation": f"R6: offered to {agent} (next in rotation, race of 1) until {deadline.isoformat()}; "
+        f"eligible: {', '.join(AGENTS)}.",
+    }  # fmt: skip
+    return RoutingRecord(
+        state.lead_id, ACCOUNT, 1, state, state.lead_id, (str(event.event_id),), outbox, decisions=(decision,)
+    )
 
 
 async def database_rate(stack: Stack, bodies: list[bytes], batch: int) -> float:
     """The P1 database floor: per batch, the router's commands for new leads (look the leads and
-    their contacts up, insert the records, advance the rotation, register the contacts, clear the
-    outboxes), through its own adapters and nothing else; leads per second."""
+    their contacts up, insert the outbox document and the records, advance the rotation, register the
+    contacts, drop the outbox document), through its own adapters and nothing else; leads per second."""
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_url)
     db = client["leadflow"]
     store, contacts, rotations = LeadRecords(db), Contacts(db), Rotations(db)
@@ -170,10 +179,10 @@ async def database_rate(stack: Stack, bodies: list[bytes], batch: int) -> float:
             keys = {key: record.lead_id for record in chunk for key in record.outbox.effects.contacts}
             await store.get_many([record.lead_id for record in chunk])
             await contacts.find(sorted(keys))
-            await store.insert_many(chunk)
+            _, outbox_docs = await store.insert_batch(chunk, batch_id=uuid.uuid4().hex, now_ms=now_ms())
             await rotations.advance(f"{ACCOUNT}:Partner", first + len(chunk))
             await contacts.register(keys)
-            await store.mark_flushed(chunk)
+            await store.end_batch(outbox_docs)
         return len(records) / (time.perf_counter() - started)
     finally:
         await client.close()

@@ -3,9 +3,10 @@ and again while leads arrive, each followed a few messages later by a repeat inq
 contact. Every repeat must be exactly one ActivityLogged on its first lead: no second lead, none lost.
 
 The kills aim at the window that matters: a batch's lead records stored in MongoDB, their contact
-keys not yet written. The test watches `router_leads`; when a stored, unflushed lead record shows
-it freezes the router (SIGSTOP), looks whether that record's keys are in `router_contacts`, and
-kills it if they are not (else lets it go on). The redelivered batch then holds the stored leads
+keys not yet written. The test watches the batches' outbox documents (`router_outboxes`, decision 0068)
+and `router_leads`; when a stored lead record whose outbox is unflushed shows it freezes the router
+(SIGSTOP), looks whether that record's keys are in `router_contacts`, and kills it if they are not
+(else lets it go on). The redelivered batch then holds the stored leads
 and, behind them, their repeats.
 """
 
@@ -33,7 +34,7 @@ from leadflow_devstack.processes import ManagedProcess
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import TopicLog, eventually
 from leadflow_shared import topics
-from leadflow_shared.collections import ROUTER_CONTACTS, ROUTER_LEADS
+from leadflow_shared.collections import ROUTER_CONTACTS, ROUTER_LEADS, ROUTER_OUTBOXES
 from leadflow_shared.envelope import derived_event_id
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
 from leadflow_shared.events.routing import ROUTING_EVENT, ActivityLogged, LeadAssigned, LeadOffered, RoutingEvent
@@ -134,8 +135,13 @@ async def kill_in_flight(stack: Stack, db: Any, since_ms: int, rng: random.Rando
     router = stack.services["router"]
 
     async def stored_unflushed(after_ms: int) -> list[dict[str, Any]]:
-        query = {"account_id": ACCOUNT, "kind": "lead", "outbox_since_ms": {"$gt": after_ms}}
-        return [doc async for doc in db[ROUTER_LEADS].find(query)]
+        # A batch's outboxes wait in its outbox documents (decision 0068): those of our leads already stored.
+        waiting: list[dict[str, Any]] = []
+        async for doc in db[ROUTER_OUTBOXES].find({"since_ms": {"$gt": after_ms}}):
+            waiting += [item for item in doc.get("leads") or () if isinstance(item, dict)]
+        query = {"_id": {"$in": [item.get("lead_id") for item in waiting]}, "account_id": ACCOUNT, "kind": "lead"}
+        stored = {doc["_id"] async for doc in db[ROUTER_LEADS].find(query, {"_id": 1})}
+        return [item for item in waiting if item.get("lead_id") in stored]
 
     async def keys_missing(after_ms: int) -> bool:
         keys = [k for doc in await stored_unflushed(after_ms) for k in (doc.get("effects") or {}).get("contacts", [])]

@@ -26,7 +26,7 @@ from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, LeadRecor
 from leadflow_router.domain.record import RoutingRecord
 from leadflow_router.handlers import RouterService
 from leadflow_router.metrics import RouterMetrics
-from leadflow_shared.collections import ROUTER_CONTACTS, ROUTER_LEADS
+from leadflow_shared.collections import ROUTER_CONTACTS, ROUTER_LEADS, ROUTER_OUTBOXES
 from leadflow_shared.envelope import derived_event_id
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
 from leadflow_shared.events.routing import ActivityLogged, LeadOffered, RoutingEvent
@@ -88,18 +88,21 @@ class DyingRecords(LeadRecords):
         self._death.alive()
         return await super().get_many(lead_ids)
 
-    async def insert_many(self, records: list[RoutingRecord]) -> list[RoutingRecord]:
+    async def insert_batch(
+        self, records: list[RoutingRecord], *, batch_id: str, now_ms: int
+    ) -> tuple[list[RoutingRecord], list[str]]:
         self._death.at("before store")
         if self._death.point == "mid store":
-            await super().insert_many(records[:1])  # the server stores a prefix of an interrupted insert
+            # The server stores a prefix of an interrupted insert: the outbox document, one record.
+            await super().insert_batch(records[:1], batch_id=batch_id, now_ms=now_ms)
             self._death.at("mid store")
-        stored = await super().insert_many(records)
+        stored = await super().insert_batch(records, batch_id=f"{batch_id}-whole", now_ms=now_ms)
         self._death.at("after store")
         return stored
 
-    async def mark_flushed(self, records: list[RoutingRecord]) -> None:
+    async def end_batch(self, doc_ids: list[str]) -> None:
         self._death.at("after publish")
-        await super().mark_flushed(records)
+        await super().end_batch(doc_ids)
         self._death.at("after outbox cleared")
 
 
@@ -209,6 +212,7 @@ async def test_a_crash_anywhere_in_a_batch_leaves_each_repeat_one_activity_on_it
             str(m.event_id) for m in (first, second, third)
         }
         assert not [i for i, d in stored.items() if d.get("outbox") or d.get("effects")], "every outbox flushed"
+        assert await router.db[ROUTER_OUTBOXES].count_documents({}) == 0, "every outbox document dropped"
         keys = {d["_id"]: d["lead_id"] async for d in router.db[ROUTER_CONTACTS].find({})}
         for lead in (first, second, third):
             assert keys[f"acme:email:{lead.payload.contact.email}"] == str(lead.event_id)

@@ -2,8 +2,8 @@
 
 The stores subclass the MongoDB adapters (the service is typed with them) and keep their documents
 in dicts (routing records as the documents the real store writes), with the same semantics:
-insert_many keeps a record stored before and returns it, mark_flushed clears an outbox only at the
-version given. `Published` is also the publisher of the
+insert_batch keeps a record stored before and returns it, mark_flushed clears an outbox only at the
+version given, outbox documents live in `outboxes` until end_batch. `Published` is also the publisher of the
 integration harness (tests/integration/router_harness.py), where the stores are the real ones.
 
 Imported by unit and integration tests alike (pyproject puts tests/unit on pytest's sys.path; it holds no tests).
@@ -12,13 +12,13 @@ Imported by unit and integration tests alike (pyproject puts tests/unit on pytes
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from leadflow_router.adapters.codec import decode_record, encode_record
+from leadflow_router.adapters.codec import decode_outbox, decode_record, encode_outbox, encode_record
 from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, Doc, LeadRecords, Rotations
 from leadflow_router.domain.model import AccountSnapshot
-from leadflow_router.domain.record import RoutingRecord
+from leadflow_router.domain.record import Outbox, RoutingRecord
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
 from leadflow_shared.events.routing import LEAD_EVENT, ROUTING_EVENT, LeadAssigned, LeadEvent, RoutingEvent
 
@@ -36,6 +36,7 @@ class FakeRecords(LeadRecords):
 
     def __init__(self) -> None:
         self.docs: dict[str, Doc] = {}
+        self.outboxes: dict[str, Doc] = {}  # outbox documents (router_outboxes) by id
         self.inserted = 0
 
     async def get(self, lead_id: str) -> RoutingRecord | None:
@@ -45,12 +46,38 @@ class FakeRecords(LeadRecords):
     async def get_many(self, lead_ids: list[str]) -> dict[str, RoutingRecord]:
         return {i: decode_record(self.docs[i]) for i in lead_ids if i in self.docs}
 
-    async def insert_many(self, records: list[RoutingRecord]) -> list[RoutingRecord]:
+    async def insert_batch(
+        self, records: list[RoutingRecord], *, batch_id: str, now_ms: int
+    ) -> tuple[list[RoutingRecord], list[str]]:
+        if not records:
+            return [], []
+        doc_id = f"{batch_id}/0"
+        leads = [{"lead_id": r.lead_id, **encode_outbox(r.outbox)} for r in records]
+        self.outboxes[doc_id] = {"_id": doc_id, "since_ms": now_ms, "leads": leads}
+        stored = []
         for record in records:
+            mine = replace(record, outbox=replace(record.outbox, batch=doc_id))
             if record.lead_id not in self.docs:
-                self.docs[record.lead_id] = encode_record(record)
+                self.docs[record.lead_id] = encode_record(replace(record, outbox=Outbox(batch=doc_id)))
                 self.inserted += 1
-        return [decode_record(self.docs[r.lead_id]) for r in records]
+                stored.append(mine)
+            else:
+                stored.append(decode_record(self.docs[record.lead_id]))
+        return stored, [doc_id]
+
+    async def end_batch(self, doc_ids: list[str]) -> None:
+        for doc_id in doc_ids:
+            self.outboxes.pop(doc_id, None)
+
+    async def batch_outboxes(self, doc_ids: list[str]) -> dict[str, dict[str, Outbox]]:
+        return {
+            i: {item["lead_id"]: decode_outbox(item | {"batch": i}) for item in self.outboxes[i]["leads"]}
+            for i in doc_ids
+            if i in self.outboxes
+        }
+
+    async def stale_batches(self, before_ms: int, limit: int) -> list[str]:
+        return [i for i, doc in self.outboxes.items() if doc["since_ms"] <= before_ms][:limit]
 
     async def compare_and_set(self, record: RoutingRecord, expected_version: int) -> bool:
         if self.docs.get(record.lead_id, {}).get("version") != expected_version:

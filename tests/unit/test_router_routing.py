@@ -133,15 +133,24 @@ async def test_a_record_stored_but_not_published_is_published_on_redelivery_with
     router.publish.failing = True
     with pytest.raises(ConnectionError):
         await router.service().on_lead_received(event)  # crash after the record was stored
-    assert router.records.docs[str(event.event_id)]["outbox"] != []
+    assert _pending_events(router, str(event.event_id)) != []  # stored, with its events kept (decision 0068)
     assert router.publish.records == []
 
     router.publish.failing = False
     await router.service().on_lead_received(event)
 
     assert router.records.inserted == 1
-    assert router.records.docs[str(event.event_id)]["outbox"] == []
+    assert _pending_events(router, str(event.event_id)) == []
     assert [a.event_id for a in router.publish.assigned()] == [derived_event_id(event.event_id, "0")]
+
+
+def _pending_events(router: Router, lead_id: str) -> list[str]:
+    """The lead's events stored and not yet published: in its record's outbox or its batch's outbox document."""
+    in_record = list(router.records.docs[lead_id]["outbox"])
+    documents = router.records.outboxes.values()
+    return in_record + [
+        e for d in documents for item in d["leads"] if item["lead_id"] == lead_id for e in item["events"]
+    ]
 
 
 @pytest.mark.asyncio

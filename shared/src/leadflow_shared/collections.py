@@ -21,6 +21,7 @@ INTAKE_REQUESTS: Final = "intake_requests"
 
 # router
 ROUTER_LEADS: Final = "router_leads"
+ROUTER_OUTBOXES: Final = "router_outboxes"  # a batch of new leads' outboxes until published (decision 0068)
 ROUTER_CONTACTS: Final = "router_contacts"
 ROUTER_ROTATIONS: Final = "router_rotations"
 ROUTER_CAPACITY: Final = "router_capacity"  # one document per lead and agent it counts against (caps)

@@ -119,6 +119,9 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 RECENT_INPUTS = 20  # activity ids remembered per lead to drop redeliveries
 CAS_ATTEMPTS = 10
+# An outbox document older than this (wall clock) is finished by `republish_stale`: a crash left it and no
+# redelivery came (decision 0068). Redeliveries finish theirs at once; this is the backstop.
+STALE_BATCH_SECONDS = 60
 NOT_ACTIVE = "not an active agent of this office"  # why such an agent's ask back (or pond claim) is refused
 
 
@@ -249,6 +252,8 @@ class RouterService:
     capacity: CapacityLog | None = None  # needed for lead caps only (issue 15): without it, caps are not checked
     # Told each deadline this process stores, so the sweeper can sleep until the earliest (decision 0052).
     on_deadline: Callable[[int | None], None] = lambda _ms: None
+    # Batches whose outbox documents this process is writing or publishing now: never "stale" to its sweeper.
+    _batches_in_flight: set[str] = field(default_factory=set, init=False, repr=False)
 
     # --- intake ------------------------------------------------------------------------------
 
@@ -272,6 +277,7 @@ class RouterService:
         # Records a crash left unflushed (stored, offsets not committed) are finished before
         # anything behind them is decided: their contact keys are then known to a repeat later
         # in this batch (R1), and the rotation goes on after them (decision 0022).
+        await self._finish_batches(r.outbox.batch for r in redelivered if r.outbox.batch is not None)
         await self.flush(redelivered)
         fresh: dict[str, tuple[int, LeadReceived]] = {}
         for index, event in enumerate(events):
@@ -295,8 +301,41 @@ class RouterService:
             trace = traces[index] if index < len(traces) else None
             records.append(self._new_record(lead_id, event, decided, batch, trace=trace))
             self.metrics.decisions.labels(_rule(decided.outcome)).inc()
-        await self.flush(await self.records.insert_many(records))
+        # The batch's outboxes wait in outbox documents (decision 0068): dropped once published.
+        batch_id = str(uuid.uuid4())
+        self._batches_in_flight.add(batch_id)
+        try:
+            ours, documents = await self._store(records, batch_id)
+            await self.flush(ours, clear=False)
+            await self.records.end_batch(documents)
+        finally:
+            self._batches_in_flight.discard(batch_id)
         return rejections
+
+    async def _store(self, records: list[RoutingRecord], batch_id: str) -> tuple[list[RoutingRecord], list[str]]:
+        """Store a batch's new records with their outboxes in outbox documents (decision 0068); returns
+        those this call stored, with their outboxes, and the documents' ids. A record stored before (a
+        replica racing) is finished here from its own outbox or document."""
+        now_ms = int(time.time() * 1000)  # wall clock, as `republish_stale` reads it (not the routing clock)
+        stored, documents = await self.records.insert_batch(records, batch_id=batch_id, now_ms=now_ms)
+        await self._finish_batches(r.outbox.batch for r in stored if r.outbox.batch not in (None, *documents))
+        await self.flush([r for r in stored if r.outbox.batch is None])
+        return [r for r in stored if r.outbox.batch in documents], documents
+
+    async def _finish_batches(self, doc_ids: Iterable[str | None]) -> None:
+        """Publish and apply what outbox documents a crash left, then drop them (decision 0068). Only a
+        record that still names its document is finished from it: a lead with no record is being decided
+        again (a redelivery), a record changed since carries its own outbox."""
+        outboxes = await self.records.batch_outboxes(sorted({i for i in doc_ids if i is not None}))
+        if not outboxes:
+            return
+        stored = await self.records.get_many(sorted({lead for leads in outboxes.values() for lead in leads}))
+        await self.flush(
+            [replace(r, outbox=outboxes[b][r.lead_id]) for r in stored.values()
+             if (b := r.outbox.batch) is not None and r.lead_id in outboxes.get(b, {})],
+            clear=False,
+        )  # fmt: skip
+        await self.records.end_batch(sorted(outboxes))
 
     async def _decide_new(self, lead_id: str, event: LeadReceived, batch: _NewLeads) -> _Decided:
         account = await self._account(event.account_id)
@@ -828,15 +867,21 @@ class RouterService:
         return len(due)
 
     async def republish_stale(self, older_than_ms: int = 5_000, limit: int = 500) -> int:
-        """Flush outboxes a crash left behind (the inputs that made them were already committed)."""
+        """Flush outboxes a crash left behind (the inputs that made them were already committed), and
+        outbox documents no redelivery finished (decision 0068)."""
         stale = await self.records.unflushed((to_ms(self.clock()) or 0) - older_than_ms, limit)
         await self.flush(stale)
-        return len(stale)
+        cutoff_ms = int((time.time() - STALE_BATCH_SECONDS) * 1000)  # wall clock: documents are stamped so
+        stale_batches = await self.records.stale_batches(cutoff_ms, limit)
+        batches = [b for b in stale_batches if b.rpartition("/")[0] not in self._batches_in_flight]
+        await self._finish_batches(batches)
+        return len(stale) + len(batches)
 
     # --- outbox ----------------------------------------------------------------------------------
 
-    async def flush(self, records: list[RoutingRecord]) -> None:
-        """Apply the records' pending side effects and publish their events, then clear them."""
+    async def flush(self, records: list[RoutingRecord], *, clear: bool = True) -> None:
+        """Apply the records' pending side effects and publish their events, then clear them (`clear`: in
+        the records; outboxes kept in an outbox document are dropped with it by the caller)."""
         for record in records:
             self.on_deadline(record.next_deadline_ms)
         records = [r for r in records if r.outbox]
@@ -863,7 +908,8 @@ class RouterService:
         # each other; one lead's events keep their order.
         await asyncio.gather(apply_effects(), *(publish_in_order(record) for record in records))
         self.metrics.events_published.inc(sum(len(record.outbox.events) for record in records))
-        await self.records.mark_flushed(records)
+        if clear:
+            await self.records.mark_flushed(records)
 
     def _outbox(
         self,

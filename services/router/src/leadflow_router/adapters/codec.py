@@ -95,21 +95,17 @@ def encode_record(record: RoutingRecord) -> dict[str, Any]:
     else:
         doc = {"_id": record.lead_id, "kind": "merged", "account_id": record.account_id,
                "version": record.version, "next_deadline_ms": None}  # fmt: skip
-    outbox = record.outbox
-    doc["outbox"], doc["effects"] = list(outbox.events), _encode_effects(outbox.effects)
-    doc["outbox_since_ms"] = outbox.since_ms
-    if outbox.keys is not None:
-        doc["outbox_keys"] = list(outbox.keys)
-    if outbox.trace is not None:
-        doc["outbox_trace"] = outbox.trace
+    outbox = encode_outbox(record.outbox)
+    doc["outbox"], doc["effects"], doc["outbox_since_ms"] = outbox.pop("events"), outbox.pop("effects"), None
+    doc |= {f"outbox_{name}": value for name, value in outbox.items()}
+    if record.outbox.batch is not None:
+        doc["outbox_batch"] = record.outbox.batch
     if record.decisions:
         doc["routing"] = list(record.decisions)
     return doc | {"correlation_id": record.correlation_id, "inputs": list(record.inputs)}
 
 
 def decode_record(doc: dict[str, Any]) -> RoutingRecord:
-    effects: dict[str, Any] = doc.get("effects") or {}
-    rotation = effects.get("rotation")
     return RoutingRecord(
         lead_id=doc["_id"],
         account_id=doc["account_id"],
@@ -117,21 +113,45 @@ def decode_record(doc: dict[str, Any]) -> RoutingRecord:
         state=decode_state(doc) if doc.get("kind") == "lead" else None,
         correlation_id=str(doc.get("correlation_id") or doc["_id"]),
         inputs=tuple(doc.get("inputs") or ()),
-        outbox=Outbox(
-            events=tuple(doc.get("outbox") or ()),
-            keys=tuple(doc["outbox_keys"]) if doc.get("outbox_keys") else None,
-            effects=Effects(
-                rotation=(str(rotation["key"]), int(rotation["position"])) if rotation else None,
-                counts=tuple((str(key), int(count)) for key, count in effects.get("counts") or ()),
-                contacts=tuple(effects.get("contacts") or ()),
-                contacts_lead=effects.get("contacts_lead"),
-                forget_contacts=tuple(effects.get("forget_contacts") or ()),
-                capacity=tuple(effects["capacity"]) if effects.get("capacity") is not None else None,
-            ),
-            since_ms=doc.get("outbox_since_ms"),
-            trace=doc.get("outbox_trace"),
-        ),
+        outbox=decode_outbox({"events": doc.get("outbox"), "effects": doc.get("effects")} | _outbox_fields(doc)),
         decisions=_decisions(doc.get("routing")),
+    )
+
+
+def _outbox_fields(doc: dict[str, Any]) -> dict[str, Any]:
+    """The record's `outbox_*` fields, by their names in an outbox document."""
+    return {name: doc.get(f"outbox_{name}") for name in ("since_ms", "keys", "trace", "batch")}
+
+
+def encode_outbox(outbox: Outbox) -> dict[str, Any]:
+    """An outbox as stored: in its record's fields `outbox*` and `effects`, or in a batch's outbox document."""
+    doc: dict[str, Any] = {"events": list(outbox.events), "effects": _encode_effects(outbox.effects)}
+    if outbox.since_ms is not None:
+        doc["since_ms"] = outbox.since_ms
+    if outbox.keys is not None:
+        doc["keys"] = list(outbox.keys)
+    if outbox.trace is not None:
+        doc["trace"] = outbox.trace
+    return doc
+
+
+def decode_outbox(doc: dict[str, Any]) -> Outbox:
+    effects: dict[str, Any] = doc.get("effects") or {}
+    rotation = effects.get("rotation")
+    return Outbox(
+        events=tuple(doc.get("events") or ()),
+        keys=tuple(doc["keys"]) if doc.get("keys") else None,
+        effects=Effects(
+            rotation=(str(rotation["key"]), int(rotation["position"])) if rotation else None,
+            counts=tuple((str(key), int(count)) for key, count in effects.get("counts") or ()),
+            contacts=tuple(effects.get("contacts") or ()),
+            contacts_lead=effects.get("contacts_lead"),
+            forget_contacts=tuple(effects.get("forget_contacts") or ()),
+            capacity=tuple(effects["capacity"]) if effects.get("capacity") is not None else None,
+        ),
+        since_ms=doc.get("since_ms"),
+        trace=doc.get("trace"),
+        batch=doc.get("batch"),
     )
 
 

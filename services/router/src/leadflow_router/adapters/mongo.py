@@ -1,7 +1,8 @@
 """MongoDB adapters of the router: account snapshots, routing records, contacts, rotation cursors.
 
 Collections (docs/account-config.md): accounts and agents (configuration, read only
-here), router_leads (one routing record per lead, with its outbox), router_contacts
+here), router_leads (one routing record per lead, with its outbox), router_outboxes (a batch of
+new leads' outboxes until they are published, decision 0068), router_contacts
 (email/phone -> lead, for R1), router_rotations (one cursor per lead source), router_erasures
 (one record per erasure request, decision 0050).
 """
@@ -9,6 +10,7 @@ here), router_leads (one routing record per lead, with its outbox), router_conta
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -16,7 +18,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from leadflow_router.adapters.codec import decode_record, encode_record
+from leadflow_router.adapters.codec import decode_outbox, decode_record, encode_outbox, encode_record
 from leadflow_router.domain.contacts import contact_keys
 from leadflow_router.domain.erasure import ErasureRequest
 from leadflow_router.domain.model import (
@@ -26,7 +28,7 @@ from leadflow_router.domain.model import (
     PauseWindow,
     SourceKind,
 )
-from leadflow_router.domain.record import RoutingRecord
+from leadflow_router.domain.record import Outbox, RoutingRecord
 from leadflow_shared.account_config import RoutingFields, pause_windows, time_zone_of
 from leadflow_shared.availability import availability_of, holidays_of
 from leadflow_shared.collections import (
@@ -36,6 +38,7 @@ from leadflow_shared.collections import (
     ROUTER_CONTACTS,
     ROUTER_ERASURES,
     ROUTER_LEADS,
+    ROUTER_OUTBOXES,
     ROUTER_ROTATIONS,
 )
 from leadflow_shared.routing_rules import RuleSet, rule_set_of
@@ -43,12 +46,16 @@ from leadflow_shared.ttl_cache import TtlCache
 
 Doc = dict[str, Any]
 DUPLICATE_KEY = 11000  # MongoDB's error code for an existing _id
+# An outbox document stays well under MongoDB's 16 MB: a batch's outboxes take several when they are large
+# (a pond's lead is offered to each of its agents: one LeadOffered each).
+OUTBOX_DOC_BYTES = 4_000_000
 
 
 async def ensure_indexes(db: AsyncDatabase[Doc]) -> None:
     # No index names _id (nx-27017 defect, docs/decisions/0004); deadlines are epoch ms.
     await db[ROUTER_LEADS].create_index([("next_deadline_ms", ASCENDING)], name="due")
     await db[ROUTER_LEADS].create_index([("outbox_since_ms", ASCENDING)], name="unpublished")
+    await db[ROUTER_OUTBOXES].create_index([("since_ms", ASCENDING)], name="unpublished")
     await db[ROUTER_CONTACTS].create_index([("lead_id", ASCENDING)], name="by_lead")  # a moving lead's keys (T2)
     await db[ROUTER_CAPACITY].create_index([("lead_id", ASCENDING)], name="by_lead")
     await db[ROUTER_CAPACITY].create_index(
@@ -133,6 +140,7 @@ class LeadRecords:
 
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self._leads = db[ROUTER_LEADS]
+        self._outboxes = db[ROUTER_OUTBOXES]
 
     async def get(self, lead_id: str) -> RoutingRecord | None:
         doc = await self._leads.find_one({"_id": lead_id})
@@ -143,19 +151,55 @@ class LeadRecords:
             return {}
         return {doc["_id"]: decode_record(doc) async for doc in self._leads.find({"_id": {"$in": lead_ids}})}
 
-    async def insert_many(self, records: list[RoutingRecord]) -> list[RoutingRecord]:
-        """Insert new records; returns what is stored under their ids (theirs, or one stored before)."""
+    async def insert_batch(
+        self, records: list[RoutingRecord], *, batch_id: str, now_ms: int
+    ) -> tuple[list[RoutingRecord], list[str]]:
+        """Insert a batch of new records whose outboxes wait in outbox documents (`router_outboxes`,
+        decision 0068), written first; each record is stored with an empty outbox naming its document.
+        Once published, `end_batch` drops the documents: one delete instead of a write per record.
+
+        Returns what is stored under the records' ids (each of these records, with its outbox and its
+        document's id; or one stored before: a redelivery, a replica racing) and the documents' ids.
+        """
         if not records:
-            return []
+            return [], []
+        chunks = _outbox_chunks(records, batch_id)
+        await self._outboxes.insert_many(
+            [{"_id": doc_id, "since_ms": now_ms, "leads": [{"lead_id": r.lead_id, **encode_outbox(r.outbox)}
+                                                          for r in chunk]} for doc_id, chunk in chunks]
+        )  # fmt: skip
+        pointed = [replace(r, outbox=replace(r.outbox, batch=doc_id)) for doc_id, chunk in chunks for r in chunk]
+        docs = [encode_record(replace(r, outbox=Outbox(batch=r.outbox.batch))) for r in pointed]
+        doc_ids = [doc_id for doc_id, _ in chunks]
         try:
-            await self._leads.insert_many([encode_record(r) for r in records], ordered=False)
+            await self._leads.insert_many(docs, ordered=False)
         except BulkWriteError as exc:
             if not _only_duplicates(exc):
                 raise  # a record not stored must not count as routed: the batch runs again
-            # Some ids existed (redeliveries, a replica racing): the stored records are the truth.
-            stored = await self.get_many([r.lead_id for r in records])
-            return [stored[r.lead_id] for r in records]
-        return records
+            stored = await self.get_many([r.lead_id for r in pointed])
+            mine = [r if stored[r.lead_id].outbox.batch == r.outbox.batch else stored[r.lead_id] for r in pointed]
+            return mine, doc_ids
+        return pointed, doc_ids
+
+    async def end_batch(self, doc_ids: list[str]) -> None:
+        """Drop outbox documents whose events are published and effects applied."""
+        if doc_ids:
+            await self._outboxes.delete_many({"_id": {"$in": doc_ids}})
+
+    async def batch_outboxes(self, doc_ids: list[str]) -> dict[str, dict[str, Outbox]]:
+        """The outbox documents among `doc_ids` that are still there: document id -> lead id -> outbox."""
+        if not doc_ids:
+            return {}
+        found: dict[str, dict[str, Outbox]] = {}
+        async for doc in self._outboxes.find({"_id": {"$in": doc_ids}}):
+            leads = [item for item in doc.get("leads") or () if isinstance(item, dict) and "lead_id" in item]
+            found[doc["_id"]] = {str(item["lead_id"]): decode_outbox(item | {"batch": doc["_id"]}) for item in leads}
+        return found
+
+    async def stale_batches(self, before_ms: int, limit: int) -> list[str]:
+        """Outbox documents written before `before_ms` and still there (a crash left them)."""
+        cursor = self._outboxes.find({"since_ms": {"$lte": before_ms}}, {"_id": 1}).limit(limit)
+        return [doc["_id"] async for doc in cursor]
 
     async def compare_and_set(self, record: RoutingRecord, expected_version: int) -> bool:
         doc = encode_record(record)
@@ -236,6 +280,20 @@ class Contacts:
         next inquiry is a new lead."""
         if lead_ids:
             await self._contacts.delete_many({"lead_id": {"$in": lead_ids}})
+
+
+def _outbox_chunks(records: list[RoutingRecord], batch_id: str) -> list[tuple[str, list[RoutingRecord]]]:
+    """The records in runs whose outboxes fit one outbox document, each run with its document's id."""
+    chunks: list[tuple[str, list[RoutingRecord]]] = []
+    size = OUTBOX_DOC_BYTES
+    for record in records:
+        cost = 512 + sum(len(event) for event in record.outbox.events)
+        if size + cost > OUTBOX_DOC_BYTES:
+            chunks.append((f"{batch_id}/{len(chunks)}", []))
+            size = 0
+        chunks[-1][1].append(record)
+        size += cost
+    return chunks
 
 
 def _only_duplicates(exc: BulkWriteError) -> bool:

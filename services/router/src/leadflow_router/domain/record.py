@@ -4,7 +4,8 @@ Every change of a lead is stored as a new version of its record (compare-and-set
 I2) together with its outbox: the events to publish and the side effects to apply (rotation
 cursors, contact keys). `RouterService.flush` publishes and applies them after the record is
 stored, then clears them; a crash in between leaves them for a redelivery or `republish_stale`
-(decision 0022). `adapters/codec.py` maps a record to its MongoDB document and back.
+(decision 0022). A batch of new leads keeps its outboxes in one document beside the records instead,
+dropped once published (decision 0068). `adapters/codec.py` maps a record to its MongoDB document and back.
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ class Outbox:
     effects: Effects = field(default_factory=Effects)
     since_ms: int | None = None  # when the oldest of them was stored (republish_stale looks for old ones)
     trace: str | None = None  # the W3C traceparent to publish them in (tracing)
+    # A new lead's first outbox waits in its batch's outbox document (`router_outboxes`, decision 0068), not in
+    # the record: this names that document. While it exists the events may be unpublished; the record's own
+    # outbox is empty either way.
+    batch: str | None = None
 
     def __bool__(self) -> bool:
         return bool(self.events or self.effects)

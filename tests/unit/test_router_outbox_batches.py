@@ -1,0 +1,184 @@
+"""A batch of new leads keeps its outboxes in outbox documents beside the records, dropped once they are
+published (decision 0068): nothing is lost or published twice by it, on the router's in-memory stores.
+
+The crash points on the real MongoDB-wire server: integration/test_router_crash_points.py; the SIGKILLed
+router: e2e/test_router_crash_repeats.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from datetime import UTC, datetime
+
+import pytest
+from fakes_router import FakeAccounts, FakeContacts, FakeRecords, FakeRotations, Published
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
+
+from leadflow_router.adapters.codec import decode_outbox, decode_record, encode_outbox, encode_record
+from leadflow_router.domain.model import AccountSnapshot, Agent
+from leadflow_router.domain.record import Effects, Outbox, RoutingRecord
+from leadflow_router.handlers import STALE_BATCH_SECONDS, RouterService
+from leadflow_router.metrics import RouterMetrics
+from leadflow_shared.envelope import derived_event_id
+from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 5, 4, 15, 0, tzinfo=UTC)
+ACCOUNT = AccountSnapshot(account_id="acme", name="Acme", roster=(Agent("a", "A"), Agent("b", "B")), round_robin=True)
+
+
+@dataclasses.dataclass
+class Router:
+    records: FakeRecords = dataclasses.field(default_factory=FakeRecords)
+    published: Published = dataclasses.field(default_factory=Published)
+    service: RouterService = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.service = RouterService(
+            records=self.records,
+            accounts=FakeAccounts(ACCOUNT),
+            contacts=FakeContacts(),
+            rotations=FakeRotations(),
+            publish=self.published,
+            metrics=RouterMetrics(CollectorRegistry()),
+            clock=lambda: NOW,
+        )
+
+    def offered(self) -> list[str]:
+        return [str(e.event_id) for _, e in self.published.events()]
+
+
+def lead(n: int) -> LeadReceived:
+    return LeadReceived.create(
+        account_id="acme",
+        occurred_at=NOW,
+        payload=LeadReceivedPayload(
+            contact=Contact(first_name="Pat", email=f"pat{n}@example.com"),
+            source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
+        ),
+    )
+
+
+def age_documents(records: FakeRecords) -> None:
+    """As if the outbox documents were written longer ago than `republish_stale` waits for."""
+    for doc in records.outboxes.values():
+        doc["since_ms"] = int((time.time() - STALE_BATCH_SECONDS - 1) * 1000)
+
+
+@pytest.mark.asyncio
+async def test_a_routed_batch_leaves_no_outbox_document_and_records_without_outboxes() -> None:
+    router = Router()
+    leads = [lead(n) for n in range(3)]
+    assert not await router.service.on_leads_received(leads)
+    assert router.records.outboxes == {}, "dropped once published"
+    for doc in router.records.docs.values():
+        assert (doc["outbox"], doc["effects"], doc["outbox_since_ms"]) == ([], {}, None)
+        assert doc["outbox_batch"], "the record names the document its first outbox waited in"
+    assert sorted(router.offered()) == sorted(str(derived_event_id(e.event_id, "0")) for e in leads)
+
+
+@pytest.mark.asyncio
+async def test_a_document_a_crash_left_is_published_once_by_republish_stale_when_no_redelivery_comes() -> None:
+    router = Router()
+    router.published.failing = True
+    with pytest.raises(ConnectionError):
+        await router.service.on_leads_received([lead(1), lead(2)])
+    assert len(router.records.outboxes) == 1
+    assert router.published.records == []
+    router.published.failing = False
+
+    assert await router.service.republish_stale() == 0, "too recent: a redelivery finishes it"
+    age_documents(router.records)
+    assert await router.service.republish_stale() == 1
+    assert len(router.offered()) == 2
+    assert router.records.outboxes == {}
+    assert await router.service.republish_stale() == 0
+    assert len(router.offered()) == 2, "published once"
+
+
+@pytest.mark.asyncio
+async def test_a_record_changed_since_or_never_stored_is_not_published_from_the_document() -> None:
+    router = Router()
+    router.published.failing = True
+    first, second = lead(1), lead(2)
+    with pytest.raises(ConnectionError):
+        await router.service.on_leads_received([first, second])
+    router.published.failing = False
+    # The first lead's record changed since (it carries its own outbox now); the second's is gone, as
+    # if only a prefix of the insert had been stored.
+    changed = decode_record(router.records.docs[str(first.event_id)])
+    newer = dataclasses.replace(changed, version=2, outbox=Outbox(events=(), effects=Effects()))
+    assert await router.records.compare_and_set(newer, expected_version=1)
+    del router.records.docs[str(second.event_id)]
+
+    age_documents(router.records)
+    assert await router.service.republish_stale() == 1
+    assert router.published.records == [], "neither is the document's to publish"
+    assert router.records.outboxes == {}
+
+
+@pytest.mark.asyncio
+async def test_a_redelivered_batch_finishes_its_documents_before_deciding_what_is_new() -> None:
+    router = Router()
+    router.published.failing = True
+    first, repeat = lead(1), lead(1)  # the same contact: the repeat is R1 on the first lead
+    with pytest.raises(ConnectionError):
+        await router.service.on_leads_received([first])
+    router.published.failing = False
+
+    assert not await router.service.on_leads_received([first, repeat])
+    events = router.published.lead_events()
+    assert [type(e).__name__ for e in events] == ["LeadOffered", "ActivityLogged"]
+    assert events[1].payload.lead_id == first.event_id, "the repeat found the first lead's contact keys"
+    assert router.records.outboxes == {}
+
+
+@pytest.mark.asyncio
+async def test_a_batch_in_flight_is_not_stale_to_its_own_sweeper() -> None:
+    router = Router()
+    started, go_on = asyncio.Event(), asyncio.Event()
+    publish = router.published
+
+    async def slow(key: str, body: bytes) -> None:
+        started.set()
+        await go_on.wait()
+        await publish(key, body)
+
+    router.service.publish = slow
+    routing = asyncio.create_task(router.service.on_leads_received([lead(1)]))
+    await started.wait()
+    age_documents(router.records)
+    assert await router.service.republish_stale() == 0, "its own batch, still being published"
+    go_on.set()
+    assert not await routing
+    assert len(router.offered()) == 1
+    assert router.records.outboxes == {}
+
+
+outboxes = st.builds(
+    Outbox,
+    events=st.lists(st.text(max_size=20), max_size=3).map(tuple),
+    keys=st.none() | st.lists(st.text(min_size=1, max_size=5), min_size=1, max_size=3).map(tuple),
+    effects=st.builds(
+        Effects,
+        rotation=st.none() | st.tuples(st.text(min_size=1, max_size=5), st.integers(0, 10**6)),
+        contacts=st.lists(st.text(min_size=1, max_size=8), max_size=3).map(tuple),
+        capacity=st.none() | st.lists(st.text(min_size=1, max_size=5), max_size=2).map(tuple),
+    ),
+    since_ms=st.none() | st.integers(0, 2**45),
+    trace=st.none() | st.text(min_size=1, max_size=10),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(outbox=outboxes, batch=st.none() | st.text(min_size=1, max_size=12))
+def test_an_outbox_reads_back_as_written_in_a_document_and_in_its_record(outbox: Outbox, batch: str | None) -> None:
+    assert decode_outbox(encode_outbox(outbox)) == outbox
+    kept = dataclasses.replace(outbox, batch=batch)
+    record = RoutingRecord(lead_id="l", account_id="acme", version=1, state=None, correlation_id="l", outbox=kept)
+    assert decode_record(encode_record(record)).outbox == kept
