@@ -22,8 +22,8 @@ from fakes_router import Published
 from prometheus_client import CollectorRegistry
 from router_harness import Router, router_on
 
-from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, LeadRecords, Rotations
-from leadflow_router.domain.record import RoutingRecord
+from leadflow_router.adapters.mongo import OUTBOX_DOC_BYTES, AccountSnapshots, Contacts, LeadRecords, Rotations
+from leadflow_router.domain.record import Outbox, RoutingRecord
 from leadflow_router.handlers import RouterService
 from leadflow_router.metrics import RouterMetrics
 from leadflow_shared.collections import ROUTER_CONTACTS, ROUTER_LEADS, ROUTER_OUTBOXES
@@ -216,3 +216,27 @@ async def test_a_crash_anywhere_in_a_batch_leaves_each_repeat_one_activity_on_it
         keys = {d["_id"]: d["lead_id"] async for d in router.db[ROUTER_CONTACTS].find({})}
         for lead in (first, second, third):
             assert keys[f"acme:email:{lead.payload.contact.email}"] == str(lead.event_id)
+
+
+async def test_large_outboxes_take_several_documents_each_lead_naming_its_own(mongo_url: str) -> None:
+    # A batch whose events pass OUTBOX_DOC_BYTES goes in several outbox documents (MongoDB's 16 MB).
+    async with router_on(mongo_url, CONFIG, now=T0) as router:
+        store = LeadRecords(router.db)
+        big = "x" * (OUTBOX_DOC_BYTES // 2 - 1024)  # two leads' events fill a document
+        records = [
+            RoutingRecord(f"lead-{n}", "acme", 1, None, f"lead-{n}", outbox=Outbox(events=(big,), since_ms=1))
+            for n in range(5)
+        ]
+        stored, documents = await store.insert_batch(records, batch_id="b", now_ms=1)
+        assert documents == ["b/0", "b/1", "b/2"]
+        assert [r.outbox.batch for r in stored] == ["b/0", "b/0", "b/1", "b/1", "b/2"]
+        found = await store.batch_outboxes(documents)
+        assert {d: sorted(doc.outboxes) for d, doc in found.items()} == {
+            "b/0": ["lead-0", "lead-1"], "b/1": ["lead-2", "lead-3"], "b/2": ["lead-4"]
+        }  # fmt: skip
+        assert all(o.events == (big,) for doc in found.values() for o in doc.outboxes.values())
+        named = await store.get_many([r.lead_id for r in records])
+        assert {r.lead_id: r.outbox.batch for r in named.values()} == {r.lead_id: r.outbox.batch for r in stored}
+        assert all(not r.outbox for r in named.values()), "the records keep no outbox of their own"
+        await store.end_batch(documents)
+        assert await store.batch_outboxes(documents) == {}

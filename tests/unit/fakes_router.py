@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from leadflow_router.adapters.codec import decode_outbox, decode_record, encode_outbox, encode_record
 from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, Doc, LeadRecords, Rotations
 from leadflow_router.domain.model import AccountSnapshot
-from leadflow_router.domain.record import Outbox, RoutingRecord
+from leadflow_router.domain.record import Outbox, OutboxDocument, RoutingRecord
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
 from leadflow_shared.events.routing import LEAD_EVENT, ROUTING_EVENT, LeadAssigned, LeadEvent, RoutingEvent
 
@@ -69,9 +69,12 @@ class FakeRecords(LeadRecords):
         for doc_id in doc_ids:
             self.outboxes.pop(doc_id, None)
 
-    async def batch_outboxes(self, doc_ids: list[str]) -> dict[str, dict[str, Outbox]]:
+    async def batch_outboxes(self, doc_ids: list[str]) -> dict[str, OutboxDocument]:
         return {
-            i: {item["lead_id"]: decode_outbox(item | {"batch": i}) for item in self.outboxes[i]["leads"]}
+            i: OutboxDocument(
+                self.outboxes[i]["since_ms"],
+                {item["lead_id"]: decode_outbox(item | {"batch": i}) for item in self.outboxes[i]["leads"]},
+            )
             for i in doc_ids
             if i in self.outboxes
         }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fakes_router import FakeAccounts, FakeContacts, FakeRecords, FakeRotations, Published
@@ -24,6 +24,7 @@ from leadflow_router.domain.record import Effects, Outbox, RoutingRecord
 from leadflow_router.handlers import STALE_BATCH_SECONDS, RouterService
 from leadflow_router.metrics import RouterMetrics
 from leadflow_shared.envelope import derived_event_id
+from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
 
 pytestmark = pytest.mark.unit
@@ -36,17 +37,19 @@ ACCOUNT = AccountSnapshot(account_id="acme", name="Acme", roster=(Agent("a", "A"
 class Router:
     records: FakeRecords = dataclasses.field(default_factory=FakeRecords)
     published: Published = dataclasses.field(default_factory=Published)
+    contacts: FakeContacts = dataclasses.field(default_factory=FakeContacts)
+    now: datetime = NOW
     service: RouterService = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
         self.service = RouterService(
             records=self.records,
             accounts=FakeAccounts(ACCOUNT),
-            contacts=FakeContacts(),
+            contacts=self.contacts,
             rotations=FakeRotations(),
             publish=self.published,
             metrics=RouterMetrics(CollectorRegistry()),
-            clock=lambda: NOW,
+            clock=lambda: self.now,
         )
 
     def offered(self) -> list[str]:
@@ -119,6 +122,65 @@ async def test_a_record_changed_since_or_never_stored_is_not_published_from_the_
     age_documents(router.records)
     assert await router.service.republish_stale() == 1
     assert router.published.records == [], "neither is the document's to publish"
+    assert router.records.outboxes == {}
+
+
+async def crashed_after_store(router: Router, *leads: LeadReceived) -> None:
+    """The router dies with the batch's records and outbox document stored, nothing published."""
+    router.published.failing = True
+    with pytest.raises(ConnectionError):
+        await router.service.on_leads_received(list(leads))
+    router.published.failing = False
+
+
+@pytest.mark.asyncio
+async def test_an_offer_expiring_before_the_redelivery_publishes_the_first_events_and_keys_first() -> None:
+    router, first = Router(), lead(1)
+    await crashed_after_store(router, first)
+    router.now = NOW + timedelta(hours=1)  # past the claim window, no redelivery yet
+    assert await router.service.sweep_once() == 1
+    events = router.published.lead_events()
+    assert [type(e).__name__ for e in events] == ["LeadOffered", "OfferExpired", "LeadOffered"]
+    assert events[0].event_id == derived_event_id(first.event_id, "0"), "the first offer is not lost"
+    assert router.contacts.leads == {"acme:email:pat1@example.com": str(first.event_id)}, "R1 keys registered"
+    assert router.records.outboxes == {}
+    # The redelivery now changes nothing, and a repeat of the contact is R1 on the first lead.
+    repeat = lead(1)
+    assert not await router.service.on_leads_received([first, repeat])
+    later = router.published.lead_events()[3:]
+    assert [type(e).__name__ for e in later] == ["ActivityLogged"]
+    assert later[0].payload.lead_id == first.event_id
+
+
+@pytest.mark.asyncio
+async def test_a_change_before_the_redelivery_publishes_the_first_events_before_its_own() -> None:
+    router, first = Router(), lead(1)
+    await crashed_after_store(router, first)
+    offered_to = decode_record(router.records.docs[str(first.event_id)]).state
+    assert offered_to is not None
+    claim = LeadActivity.create(
+        account_id="acme",
+        occurred_at=NOW,
+        payload=LeadActivityPayload(
+            lead_id=first.event_id, agent_id=offered_to.offers[0].agent_id, action=ActivityAction.ACCEPT
+        ),
+    )
+    await router.service.on_activity(claim)
+    assert [type(e).__name__ for e in router.published.lead_events()] == ["LeadOffered", "LeadClaimed"]
+    assert router.contacts.leads, "the first outbox's effects applied"
+    assert router.records.outboxes == {}
+
+
+@pytest.mark.asyncio
+async def test_a_document_listing_a_lead_not_stored_yet_is_kept_until_it_is_stale() -> None:
+    router, first, second = Router(), lead(1), lead(2)
+    await crashed_after_store(router, first, second)
+    del router.records.docs[str(second.event_id)]  # its writer has not stored it yet (or died first)
+    await router.service.on_leads_received([first])  # another replica's redelivery of the first alone
+    assert len(router.records.outboxes) == 1, "kept: the second lead may still be stored by its writer"
+    assert len(router.offered()) == 1
+    age_documents(router.records)
+    assert await router.service.republish_stale() == 1
     assert router.records.outboxes == {}
 
 

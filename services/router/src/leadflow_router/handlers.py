@@ -323,19 +323,27 @@ class RouterService:
         return [r for r in stored if r.outbox.batch in documents], documents
 
     async def _finish_batches(self, doc_ids: Iterable[str | None]) -> None:
-        """Publish and apply what outbox documents a crash left, then drop them (decision 0068). Only a
-        record that still names its document is finished from it: a lead with no record is being decided
-        again (a redelivery), a record changed since carries its own outbox."""
-        outboxes = await self.records.batch_outboxes(sorted({i for i in doc_ids if i is not None}))
-        if not outboxes:
+        """Publish and apply what outbox documents a crash left, then drop them (decision 0068).
+
+        Only a record that still names its document, unchanged since (version 1), is finished from it: a
+        lead with no record is being decided again (a redelivery) or still being stored by the process
+        that wrote the document. So a document is dropped only once every lead it lists has a record,
+        or when it is stale: else its writer, a redelivery or the sweeper finishes it later.
+        """
+        documents = await self.records.batch_outboxes(sorted({i for i in doc_ids if i is not None}))
+        if not documents:
             return
-        stored = await self.records.get_many(sorted({lead for leads in outboxes.values() for lead in leads}))
+        listed = sorted({lead for document in documents.values() for lead in document.outboxes})
+        stored = await self.records.get_many(listed)
         await self.flush(
-            [replace(r, outbox=outboxes[b][r.lead_id]) for r in stored.values()
-             if (b := r.outbox.batch) is not None and r.lead_id in outboxes.get(b, {})],
+            [replace(r, outbox=documents[b].outboxes[r.lead_id]) for r in stored.values()
+             if (b := r.outbox.batch) in documents and r.version == 1 and r.lead_id in documents[b].outboxes],
             clear=False,
         )  # fmt: skip
-        await self.records.end_batch(sorted(outboxes))
+        stale_ms = int((time.time() - STALE_BATCH_SECONDS) * 1000)
+        await self.records.end_batch(
+            sorted(i for i, d in documents.items() if d.since_ms <= stale_ms or set(d.outboxes) <= stored.keys())
+        )
 
     async def _decide_new(self, lead_id: str, event: LeadReceived, batch: _NewLeads) -> _Decided:
         account = await self._account(event.account_id)
@@ -465,6 +473,10 @@ class RouterService:
                 return False
             assert record is not None  # noqa: S101 (a check lets no missing record through)
             assert record.state is not None  # noqa: S101 (nor a merged repeat)
+            if record.outbox.batch is not None:
+                # Its first events may still wait in its batch's document (a crash): out before any change
+                # (the change's own outbox does not carry them, decision 0068). A miss when published.
+                await self._finish_batches([record.outbox.batch])
             if str(input_id) in record.inputs:
                 await self.flush([record])  # a redelivery: finish what a crash may have left
                 return False
@@ -710,7 +722,9 @@ class RouterService:
             if scrubbed == state:
                 return None  # erased before (an earlier request)
             version = record.version + 1
-            return _Write(replace(record, version=version, state=scrubbed.evolve(version=version)))
+            # The scrubbed record no longer names a batch's document (its events went out above).
+            outbox = replace(record.outbox, batch=None)
+            return _Write(replace(record, version=version, state=scrubbed.evolve(version=version), outbox=outbox))
 
         await self._compare_and_set(lead_id, command.event_id, "erase", check, decide)
 
@@ -838,6 +852,8 @@ class RouterService:
         self.metrics.overdue.set((now - oldest).total_seconds() if oldest else 0.0)
         if not due:
             return 0
+        # First events a crash left in their batch's document go out before the expiries (decision 0068).
+        await self._finish_batches(record.outbox.batch for record in due)
         cursors: dict[str, int] = {}
         usage: dict[str, dict[str, Usage]] = {}
         changes: list[tuple[RoutingRecord, int]] = []

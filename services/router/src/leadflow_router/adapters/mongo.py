@@ -28,7 +28,7 @@ from leadflow_router.domain.model import (
     PauseWindow,
     SourceKind,
 )
-from leadflow_router.domain.record import Outbox, RoutingRecord
+from leadflow_router.domain.record import Outbox, OutboxDocument, RoutingRecord
 from leadflow_shared.account_config import RoutingFields, pause_windows, time_zone_of
 from leadflow_shared.availability import availability_of, holidays_of
 from leadflow_shared.collections import (
@@ -186,14 +186,15 @@ class LeadRecords:
         if doc_ids:
             await self._outboxes.delete_many({"_id": {"$in": doc_ids}})
 
-    async def batch_outboxes(self, doc_ids: list[str]) -> dict[str, dict[str, Outbox]]:
-        """The outbox documents among `doc_ids` that are still there: document id -> lead id -> outbox."""
+    async def batch_outboxes(self, doc_ids: list[str]) -> dict[str, OutboxDocument]:
+        """The outbox documents among `doc_ids` that are still there, by id."""
         if not doc_ids:
             return {}
-        found: dict[str, dict[str, Outbox]] = {}
+        found: dict[str, OutboxDocument] = {}
         async for doc in self._outboxes.find({"_id": {"$in": doc_ids}}):
             leads = [item for item in doc.get("leads") or () if isinstance(item, dict) and "lead_id" in item]
-            found[doc["_id"]] = {str(item["lead_id"]): decode_outbox(item | {"batch": doc["_id"]}) for item in leads}
+            outboxes = {str(item["lead_id"]): decode_outbox(item | {"batch": doc["_id"]}) for item in leads}
+            found[doc["_id"]] = OutboxDocument(int(doc.get("since_ms") or 0), outboxes)
         return found
 
     async def stale_batches(self, before_ms: int, limit: int) -> list[str]:

@@ -65,6 +65,14 @@ class Outbox:
 
 
 @dataclass(frozen=True, slots=True)
+class OutboxDocument:
+    """A batch of new leads' outboxes, kept beside their records until published (decision 0068)."""
+
+    since_ms: int  # when it was written, wall-clock epoch ms
+    outboxes: dict[str, Outbox]  # by lead id
+
+
+@dataclass(frozen=True, slots=True)
 class RoutingRecord:
     """One lead's stored routing record. `state` is None for a repeat merged into another lead (R1)."""
 
