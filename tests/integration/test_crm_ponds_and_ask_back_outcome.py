@@ -367,14 +367,19 @@ async def test_an_ask_is_pending_until_the_router_answers_then_offered(site: Sit
     assert offered["answered_at"] is not None
 
 
-async def test_a_refused_ask_says_why_in_json_as_the_lost_offer_page_does(site: Site, kafka_bootstrap: str) -> None:
-    lead_id, first, second = await expired_villa_lead(site, 231)
+async def rival_claims(site: Site, lead_id: str, rival: str) -> None:
+    """The lead's rival claims it meanwhile, through the router, and the views follow."""
     take = LeadActivity.create(
         account_id=ACCOUNT, occurred_at=datetime.now(UTC),
-        payload=LeadActivityPayload(lead_id=uuid.UUID(lead_id), agent_id=second, action=ActivityAction.ACCEPT),
+        payload=LeadActivityPayload(lead_id=uuid.UUID(lead_id), agent_id=rival, action=ActivityAction.ACCEPT),
     )  # fmt: skip
-    await site.world.router.service.on_activity(take)  # its rival claims the lead meanwhile
+    await site.world.router.service.on_activity(take)
     await site.world.project()
+
+
+async def test_a_refused_ask_says_why_in_json_as_the_lost_offer_page_does(site: Site, kafka_bootstrap: str) -> None:
+    lead_id, first, second = await expired_villa_lead(site, 231)
+    await rival_claims(site, lead_id, second)
 
     page_url = f"/app/accounts/{ACCOUNT}/leads/{lead_id}"
     web = await site.sign_in(f"{ACCOUNT}|{first}|realtor")
@@ -429,12 +434,7 @@ async def test_an_ask_left_unanswered_for_minutes_no_longer_blocks_a_new_one(sit
         {"$set": {"occurred_at": long_ago, "occurred_ms": epoch_ms(long_ago)}},
     )
     assert moved.modified_count == 1
-    take = LeadActivity.create(
-        account_id=ACCOUNT, occurred_at=datetime.now(UTC),
-        payload=LeadActivityPayload(lead_id=uuid.UUID(lead_id), agent_id=second, action=ActivityAction.ACCEPT),
-    )  # fmt: skip
-    await site.world.router.service.on_activity(take)  # its rival claims the lead meanwhile
-    await site.world.project()
+    await rival_claims(site, lead_id, second)
     again = await site.web.post(url, headers=site.auth(first, "realtor"))
     assert again.status_code == 202, again.text
 
