@@ -93,10 +93,11 @@ async def test_a_failed_consumer_start_fails_liveness(
 
 async def test_idle_consumers_wait_at_the_broker_and_get_every_record(kafka_bootstrap: str, mongo_url: str) -> None:
     """Decision 0052 against the pinned aiokafka and FastStream: every joined consumer's fetches wait
-    the idle time, and single and batch consumers still get each record that comes after a quiet spell."""
+    the idle time (a consumer off a new lead's path its own, decision 0070), and single and batch
+    consumers still get each record that comes after a quiet spell."""
     settings = ServiceSettings.model_validate(
         {"kafka": {"bootstrap_servers": kafka_bootstrap, "producer_idempotence": False, "fetch_wait_idle_ms": 300,
-                   "fetch_wait_busy_ms": 15},
+                   "fetch_wait_idle_off_path_ms": 700, "fetch_wait_busy_ms": 15},
          "mongo": {"url": mongo_url}}
     )  # fmt: skip
     runtime = ServiceRuntime(settings, service=f"idle-{uuid.uuid4().hex[:8]}")
@@ -111,7 +112,7 @@ async def test_idle_consumers_wait_at_the_broker_and_get_every_record(kafka_boot
     async def handle_single(body: bytes) -> None:
         singles.append(body)
 
-    runtime.subscribe(one, handle_single, group_id="idle-test")
+    runtime.subscribe(one, handle_single, group_id="idle-test", on_lead_path=False)
     runtime.subscribe(many, handle_batch, group_id="idle-test")
     await runtime.start()
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
@@ -119,7 +120,7 @@ async def test_idle_consumers_wait_at_the_broker_and_get_every_record(kafka_boot
     try:
         await eventually(lambda: runtime.consuming, timeout=60, what="the consumers to join")
         waits = [subscriber.consumer._fetcher._fetch_max_wait_ms for subscriber in runtime.broker.subscribers]  # type: ignore[attr-defined]
-        assert waits == [300, 300]
+        assert waits == [700, 300]
         for n in range(1, 4):
             await producer.send_and_wait(one, f"one-{n}".encode())
             await producer.send_and_wait(many, f"many-{n}".encode())

@@ -116,6 +116,7 @@ class Stack:
             # Tansu does not answer a waiting fetch when data arrives (Kafka does), so on it every
             # fetch waits briefly; a long wait would add to each lead's latency (decision 0052).
             "KAFKA__FETCH_WAIT_IDLE_MS": "20",
+            "KAFKA__FETCH_WAIT_IDLE_OFF_PATH_MS": "20",
             "MONGO__URL": self.mongo_url,
             "HTTP__PORT": str(self.ports.get(service, 0)),
             "SMTP__HOST": "127.0.0.1",

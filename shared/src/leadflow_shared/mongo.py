@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, Counter
 from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 
+from leadflow_shared.quiet_mongo import quiet_periodic_executors, slower_upkeep
 from leadflow_shared.settings import MongoSettings
 
 Document = dict[str, Any]
@@ -38,8 +39,11 @@ class CommandCounter(monitoring.CommandListener):
 def make_mongo_client(
     settings: MongoSettings, *, app_name: str, listeners: Sequence[monitoring.CommandListener] = ()
 ) -> AsyncMongoClient[Document]:
-    """Client with bounded timeouts, so a missing server fails fast instead of hanging."""
-    return AsyncMongoClient(
+    """Client with bounded timeouts, so a missing server fails fast instead of hanging.
+
+    Its background tasks wait for their next run instead of polling for it (decision 0070)."""
+    quiet_periodic_executors()
+    client: AsyncMongoClient[Document] = AsyncMongoClient(
         settings.url.get_secret_value(),
         appname=app_name,
         serverSelectionTimeoutMS=settings.timeout_ms,
@@ -47,6 +51,8 @@ def make_mongo_client(
         tz_aware=True,
         event_listeners=list(listeners),
     )
+    slower_upkeep(client)
+    return client
 
 
 def database(client: AsyncMongoClient[Document], settings: MongoSettings) -> AsyncDatabase[Document]:

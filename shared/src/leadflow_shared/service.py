@@ -81,6 +81,7 @@ class ServiceRuntime:
         self._join_failure: BaseException | None = None
         self._stopping = asyncio.Event()
         self._groups: dict[str, str] = {}  # topic -> consumer group, for the lag metric
+        self._off_path: set[int] = set()  # subscribers (by id) off a new lead's way to its first notice
 
     @property
     def db(self) -> AsyncDatabase[Document]:
@@ -98,13 +99,16 @@ class ServiceRuntime:
         max_bytes: int | None = None,
         on_invalid: Callable[[Exception], None] | None = None,
         unknown_fields: UnknownFields = "ignore",
+        on_lead_path: bool = True,
     ) -> None:
         """Consume `topic` in group `<group_id>.<topic>` with `handler`, typed by its first parameter:
         an event type (one message at a time) or `Batch[...]` (up to `max_records` per batch, one
         commit). Messages over `max_bytes` are refused unread; `on_invalid(why)` hears of every
         message that cannot be decoded. The consumers' edge retries and dead-letters (consumers.py).
         A field the event type does not name is ignored (another leadflow service may be a version
-        ahead during a rolling upgrade) unless `unknown_fields="forbid"` (decision 0056)."""
+        ahead during a rolling upgrade) unless `unknown_fields="forbid"` (decision 0056). A consumer
+        not `on_lead_path` (not on a new lead's way to its first notice) waits longer at the broker
+        while idle (`kafka.fetch_wait_idle_off_path_ms`, decision 0070)."""
         event, batch = contract_of(handler)
         adapter = None if event is bytes else TypeAdapter(event)
         subscription = Subscription(topic, adapter, batch, max_bytes, on_invalid, unknown_fields)
@@ -119,7 +123,10 @@ class ServiceRuntime:
             # Records wake the wait at once, and so does stopping the consumer: the timeout is a backstop.
             block_for_batches(subscriber, idle_ms=CONSUMER_TIMEOUT_MS)
         else:
-            self.broker.subscriber(topic, **options)(handler)
+            subscriber = self.broker.subscriber(topic, **options)
+            subscriber(handler)
+        if not on_lead_path:
+            self._off_path.add(id(subscriber))
         self.broker.publisher(
             dlq(topic),
             schema=bytes,
@@ -174,7 +181,9 @@ class ServiceRuntime:
             await asyncio.gather(*(subscriber.start() for subscriber in self.broker.subscribers))
             kafka = self.settings.kafka
             for subscriber in self.broker.subscribers:
-                long_poll(subscriber, idle_ms=kafka.fetch_wait_idle_ms, busy_ms=kafka.fetch_wait_busy_ms)
+                off_path = id(subscriber) in self._off_path
+                idle_ms = kafka.fetch_wait_idle_off_path_ms if off_path else kafka.fetch_wait_idle_ms
+                long_poll(subscriber, idle_ms=idle_ms, busy_ms=kafka.fetch_wait_busy_ms)
             for publisher in self.broker.publishers:
                 await publisher.start()
             self.broker.running = True

@@ -40,6 +40,10 @@ class KafkaSettings(BaseModel):
     # assigned partition (the broker answers as soon as one has data, so idle consumers wake
     # seldom at no cost in latency), short while a busy handler's partition is left out of it.
     fetch_wait_idle_ms: int = Field(default=500, ge=1, le=30_000)
+    # The same, for the consumers off a new lead's way to its first notice (the router's activity and
+    # commands, crm-api's projection; decision 0070). Kafka answers a waiting fetch as soon as data
+    # arrives, so there the longer wait costs no latency and halves their idle fetches again.
+    fetch_wait_idle_off_path_ms: int = Field(default=2_000, ge=1, le=30_000)
     fetch_wait_busy_ms: int = Field(default=20, ge=1, le=1_000)
     handler_attempts: int = Field(default=5, ge=1, le=20)
     retry_initial_seconds: float = Field(default=0.2, gt=0)

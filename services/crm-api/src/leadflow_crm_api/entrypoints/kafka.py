@@ -93,4 +93,5 @@ def subscribe(
 ) -> None:
     """The projection's subscriber, on the runtime's MongoDB unless given another `database`."""
     projection = Projection(database or (lambda: runtime.db), metrics)
-    runtime.subscribe(topics.LEADS_EVENTS, projection.on_routing_events, group_id=group_id)
+    # The views are not on a new lead's way to its first notice: longer idle fetches (decision 0070).
+    runtime.subscribe(topics.LEADS_EVENTS, projection.on_routing_events, group_id=group_id, on_lead_path=False)

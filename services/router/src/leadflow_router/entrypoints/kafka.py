@@ -36,5 +36,6 @@ def subscribe(
         await service().on_command(command)
 
     runtime.subscribe(topics.LEADS_INTAKE, on_leads_received, group_id=group_id, max_records=intake_batch)
-    runtime.subscribe(topics.LEADS_ACTIVITY, on_activity, group_id=group_id)
-    runtime.subscribe(topics.LEADS_COMMANDS, on_command, group_id=group_id)
+    # Claims and commands are not on a new lead's way to its first notice: longer idle fetches (decision 0070).
+    runtime.subscribe(topics.LEADS_ACTIVITY, on_activity, group_id=group_id, on_lead_path=False)
+    runtime.subscribe(topics.LEADS_COMMANDS, on_command, group_id=group_id, on_lead_path=False)

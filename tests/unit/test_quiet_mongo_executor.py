@@ -1,0 +1,116 @@
+"""The quiet wait of PyMongo's periodic executors (decision 0070): it runs its target on the interval,
+answers a wake at once, keeps PyMongo's minimum spacing, and stops when closed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from pydantic import SecretStr
+from pymongo.periodic_executor import AsyncPeriodicExecutor
+
+from leadflow_devstack.testing import eventually
+from leadflow_shared import quiet_mongo
+from leadflow_shared.mongo import make_mongo_client
+from leadflow_shared.settings import MongoSettings
+
+
+@pytest.fixture(autouse=True)
+def quiet() -> None:
+    quiet_mongo.quiet_periodic_executors()
+
+
+class Runs:
+    def __init__(self) -> None:
+        self.at: list[float] = []
+
+    async def __call__(self) -> bool:
+        self.at.append(time.monotonic())
+        return True
+
+
+@pytest.mark.asyncio
+async def test_a_wake_runs_the_target_long_before_its_interval() -> None:
+    runs = Runs()
+    executor = AsyncPeriodicExecutor(interval=60, min_interval=0.01, target=runs)
+    executor.open()
+    try:
+        await eventually(lambda: len(runs.at) == 1, timeout=5, what="the first run")
+        executor.wake()
+        await eventually(lambda: len(runs.at) == 2, timeout=5, what="the run the wake asked for")
+    finally:
+        executor.close()
+        await executor.join(5)
+
+
+@pytest.mark.asyncio
+async def test_it_runs_on_its_interval_unwoken() -> None:
+    runs = Runs()
+    executor = AsyncPeriodicExecutor(interval=0.05, min_interval=0.01, target=runs)
+    executor.open()
+    try:
+        await eventually(lambda: len(runs.at) >= 4, timeout=5, what="runs on the interval")
+    finally:
+        executor.close()
+        await executor.join(5)
+
+
+@pytest.mark.asyncio
+async def test_wakes_never_run_it_twice_within_the_minimum_interval() -> None:
+    runs = Runs()
+    executor = AsyncPeriodicExecutor(interval=60, min_interval=0.2, target=runs)
+    executor.open()
+    try:
+        await eventually(lambda: len(runs.at) == 1, timeout=5, what="the first run")
+        for _ in range(20):  # woken much more often than min_interval allows
+            executor.wake()
+            await asyncio.sleep(0.02)
+        await eventually(lambda: len(runs.at) >= 3, timeout=5, what="runs asked for by wakes")
+    finally:
+        executor.close()
+        await executor.join(5)
+    gaps = [later - earlier for earlier, later in zip(runs.at, runs.at[1:], strict=False)]
+    assert min(gaps) >= 0.2 - 0.005, gaps
+
+
+@pytest.mark.asyncio
+async def test_close_stops_it_and_a_false_target_ends_it() -> None:
+    runs = Runs()
+    executor = AsyncPeriodicExecutor(interval=60, min_interval=0.01, target=runs)
+    executor.open()
+    await eventually(lambda: len(runs.at) == 1, timeout=5, what="the first run")
+    executor.close()
+    await executor.join(5)
+    executor.wake()
+    await asyncio.sleep(0)
+    assert len(runs.at) == 1
+
+    async def once() -> bool:
+        return False
+
+    ending = AsyncPeriodicExecutor(interval=0.01, min_interval=0.01, target=once)
+    ending.open()
+    await ending.join(5)
+    assert ending._stopped
+
+
+def test_a_pymongo_without_the_expected_attributes_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(quiet_mongo, "_EXPECTED", (*quiet_mongo._EXPECTED, "_renamed_in_a_new_pymongo"))
+    with pytest.raises(RuntimeError, match="_renamed_in_a_new_pymongo"):
+        quiet_mongo.quiet_periodic_executors()
+
+
+def test_a_client_without_the_expected_upkeep_is_refused() -> None:
+    class NotAClient:
+        pass
+
+    with pytest.raises(RuntimeError, match="_kill_cursors_executor"):
+        quiet_mongo.slower_upkeep(NotAClient())
+
+
+def test_leadflows_client_runs_its_upkeep_every_five_seconds() -> None:
+    client = make_mongo_client(
+        MongoSettings(url=SecretStr("mongodb://127.0.0.1:1/?directConnection=true")), app_name="t"
+    )
+    assert client._kill_cursors_executor._interval == quiet_mongo.UPKEEP_SECONDS
