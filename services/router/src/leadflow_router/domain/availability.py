@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from leadflow_router.domain.frozen import fast_init
 from leadflow_router.domain.model import Agent, LeadState, PauseWindow
 from leadflow_router.domain.schedule import pause_end
 from leadflow_shared.availability import Caps
 from leadflow_shared.events.routing import AssignmentReason
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Usage:
     """The leads an agent has counted against its caps this day, week and month."""
@@ -33,6 +35,7 @@ class Usage:
 NO_USAGE = Usage()
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Gate:
     """What decides, besides an agent's own settings, whether it can take a lead: the moment, the

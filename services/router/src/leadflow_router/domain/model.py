@@ -15,6 +15,7 @@ from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any, Self, TypeVar
 
+from leadflow_router.domain.frozen import fast_init
 from leadflow_shared.availability import AgentAvailability
 from leadflow_shared.errors import PoisonMessage
 from leadflow_shared.events.activity import ActivityAction, ContactMessage
@@ -147,6 +148,7 @@ class OfferStatus(StrEnum):
     WITHDRAWN = "withdrawn"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Offer:
     agent_id: str
@@ -155,6 +157,7 @@ class Offer:
     status: OfferStatus = OfferStatus.OPEN
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class LeadState:
     """One lead's routing record. `version` orders writes: every change is a compare-and-set."""
@@ -195,26 +198,27 @@ class LeadState:
 
     def offered(self, offers: tuple[Offer, ...], round_: int, deadline: datetime, pond: str | None) -> LeadState:
         """This lead offered in round `round_`: `offers` made, due at `deadline`, in `pond` (None: none).
-        Every decision offers a lead: rebuilt from its values, in two thirds of the time `evolve` takes."""
+        Every decision offers a lead: rebuilt from its values in field order, in a third of the time `evolve`
+        takes (keywords cost CPython a search each). tests/unit/test_router_offered_state.py checks the order."""
         return LeadState(
-            lead_id=self.lead_id,
-            account_id=self.account_id,
-            summary=self.summary,
-            status=LeadStatus.OFFERED,
-            holder=self.holder,
-            reason=self.reason,
-            offers=self.offers + offers,
-            round=round_,
-            direct_phase=False,
-            next_deadline=deadline,
-            referral_fee_percent=self.referral_fee_percent,
-            share_id=self.share_id,
-            erased=self.erased,
-            rule_id=self.rule_id,
-            fallback_step=self.fallback_step,
-            idle_reassigned=self.idle_reassigned,
-            pond=pond,
-            version=self.version,
+            self.lead_id,
+            self.account_id,
+            self.summary,
+            LeadStatus.OFFERED,  # status
+            self.holder,
+            self.reason,
+            self.offers + offers,  # offers
+            round_,  # round
+            False,  # direct_phase
+            deadline,  # next_deadline
+            self.referral_fee_percent,
+            self.share_id,
+            self.erased,
+            self.rule_id,
+            self.fallback_step,
+            self.idle_reassigned,
+            pond,  # pond
+            self.version,
         )
 
 

@@ -51,6 +51,8 @@ def _covering_end(local: datetime, windows: tuple[PauseWindow, ...], zone: ZoneI
 def claim_deadline(offered_at: datetime, window: timedelta, pauses: Iterable[PauseWindow], time_zone: str) -> datetime:
     """R10: an offer that would expire inside a pause gets the full claim window after it closes."""
     deadline = offered_at + window
+    if not pauses:  # as for most offers: no call to `pause_end`
+        return deadline
     closes = pause_end(deadline, pauses, time_zone)
     return deadline if closes is None else closes + window
 

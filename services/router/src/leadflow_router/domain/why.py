@@ -16,6 +16,7 @@ from datetime import datetime
 
 from pydantic import TypeAdapter
 
+from leadflow_router.domain.frozen import fast_init
 from leadflow_router.domain.rules import RuleChoice
 from leadflow_shared.routing_info import MAX_LISTED, RULES_LISTED, RotationUsed, RoutingDecision, RuleTried, Skipped
 
@@ -28,6 +29,7 @@ def step_of(explanation: str) -> str:
     return found.group(1) if found else explanation.split(":", 1)[0][:8]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Candidates:
     """A pool's agents at a decision: eligible in turn order, skipped with why, and those left out
@@ -38,6 +40,7 @@ class Candidates:
     excluded: frozenset[str] = frozenset()
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Why:
     at: datetime
