@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from pydantic import SecretStr
@@ -30,46 +32,43 @@ class Runs:
         return True
 
 
-@pytest.mark.asyncio
-async def test_a_wake_runs_the_target_long_before_its_interval() -> None:
+@asynccontextmanager
+async def running(*, interval: float, min_interval: float) -> AsyncIterator[tuple[AsyncPeriodicExecutor, Runs]]:
+    """An executor counting its runs, open for the block and closed (and joined) after it."""
     runs = Runs()
-    executor = AsyncPeriodicExecutor(interval=60, min_interval=0.01, target=runs)
+    executor = AsyncPeriodicExecutor(interval=interval, min_interval=min_interval, target=runs)
     executor.open()
     try:
-        await eventually(lambda: len(runs.at) == 1, timeout=5, what="the first run")
-        executor.wake()
-        await eventually(lambda: len(runs.at) == 2, timeout=5, what="the run the wake asked for")
+        yield executor, runs
     finally:
         executor.close()
         await executor.join(5)
+
+
+@pytest.mark.asyncio
+async def test_a_wake_runs_the_target_long_before_its_interval() -> None:
+    async with running(interval=60, min_interval=0.01) as (executor, runs):
+        await eventually(lambda: len(runs.at) == 1, timeout=5, what="the first run")
+        executor.wake()
+        await eventually(lambda: len(runs.at) == 2, timeout=5, what="the run the wake asked for")
 
 
 @pytest.mark.asyncio
 async def test_it_runs_on_its_interval_unwoken() -> None:
-    runs = Runs()
-    executor = AsyncPeriodicExecutor(interval=0.05, min_interval=0.01, target=runs)
-    executor.open()
-    try:
+    async with running(interval=0.05, min_interval=0.01) as (_, runs):
         await eventually(lambda: len(runs.at) >= 4, timeout=5, what="runs on the interval")
-    finally:
-        executor.close()
-        await executor.join(5)
+    gaps = [later - earlier for earlier, later in zip(runs.at, runs.at[1:], strict=False)]
+    assert min(gaps) >= 0.05 - 0.005, gaps  # never sooner than its interval unless woken
 
 
 @pytest.mark.asyncio
 async def test_wakes_never_run_it_twice_within_the_minimum_interval() -> None:
-    runs = Runs()
-    executor = AsyncPeriodicExecutor(interval=60, min_interval=0.2, target=runs)
-    executor.open()
-    try:
+    async with running(interval=60, min_interval=0.2) as (executor, runs):
         await eventually(lambda: len(runs.at) == 1, timeout=5, what="the first run")
         for _ in range(20):  # woken much more often than min_interval allows
             executor.wake()
             await asyncio.sleep(0.02)
         await eventually(lambda: len(runs.at) >= 3, timeout=5, what="runs asked for by wakes")
-    finally:
-        executor.close()
-        await executor.join(5)
     gaps = [later - earlier for earlier, later in zip(runs.at, runs.at[1:], strict=False)]
     assert min(gaps) >= 0.2 - 0.005, gaps
 
