@@ -42,7 +42,7 @@ class KafkaSettings(BaseModel):
     fetch_wait_idle_ms: int = Field(default=500, ge=1, le=30_000)
     # The same, for the consumers off a new lead's way to its first notice (the router's activity and
     # commands, crm-api's projection; decision 0070). Kafka answers a waiting fetch as soon as data
-    # arrives, so there the longer wait costs no latency and halves their idle fetches again.
+    # arrives, so there the longer wait costs no latency and they fetch a quarter as often while idle.
     fetch_wait_idle_off_path_ms: int = Field(default=2_000, ge=1, le=30_000)
     fetch_wait_busy_ms: int = Field(default=20, ge=1, le=1_000)
     handler_attempts: int = Field(default=5, ge=1, le=20)
