@@ -93,11 +93,12 @@ async def test_a_failed_consumer_start_fails_liveness(
 
 async def test_idle_consumers_wait_at_the_broker_and_get_every_record(kafka_bootstrap: str, mongo_url: str) -> None:
     """Decision 0052 against the pinned aiokafka and FastStream: every joined consumer's fetches wait
-    the idle time (a consumer off a new lead's path its own, decision 0070), and single and batch
-    consumers still get each record that comes after a quiet spell."""
+    the idle time (a consumer off a new lead's path its own, decision 0070), its group hears the
+    configured session timeout (decision 0073), and single and batch consumers still get each record
+    that comes after a quiet spell."""
     settings = ServiceSettings.model_validate(
         {"kafka": {"bootstrap_servers": kafka_bootstrap, "producer_idempotence": False, "fetch_wait_idle_ms": 300,
-                   "fetch_wait_idle_off_path_ms": 700, "fetch_wait_busy_ms": 15},
+                   "fetch_wait_idle_off_path_ms": 700, "fetch_wait_busy_ms": 15, "session_timeout_ms": 6000},
          "mongo": {"url": mongo_url}}
     )  # fmt: skip
     runtime = ServiceRuntime(settings, service=f"idle-{uuid.uuid4().hex[:8]}")
@@ -124,6 +125,11 @@ async def test_idle_consumers_wait_at_the_broker_and_get_every_record(kafka_boot
             for subscriber in runtime.broker.subscribers
         }
         assert waits == {one: 700, many: 300}
+        sessions = {  # what each joined consumer told its group (decision 0073)
+            (c._session_timeout_ms, c._heartbeat_interval_ms)  # type: ignore[attr-defined]
+            for c in (subscriber.consumer._coordinator for subscriber in runtime.broker.subscribers)  # type: ignore[attr-defined]
+        }
+        assert sessions == {(6000, 2000)}
         for n in range(1, 4):
             await producer.send_and_wait(one, f"one-{n}".encode())
             await producer.send_and_wait(many, f"many-{n}".encode())

@@ -117,6 +117,9 @@ class Stack:
             # fetch waits briefly; a long wait would add to each lead's latency (decision 0052).
             "KAFKA__FETCH_WAIT_IDLE_MS": "20",
             "KAFKA__FETCH_WAIT_IDLE_OFF_PATH_MS": "20",
+            # Tansu holds every group join for half the session timeout, and a crashed member's
+            # partitions for all of it: Kafka's least (decision 0073).
+            "KAFKA__SESSION_TIMEOUT_MS": "6000",
             "MONGO__URL": self.mongo_url,
             "HTTP__PORT": str(self.ports.get(service, 0)),
             "SMTP__HOST": "127.0.0.1",

@@ -114,14 +114,17 @@ async def _parse_tolerantly(msg: Any, parse: Callable[[Any], Awaitable[Any]]) ->
 CONSUMER_TIMEOUT_MS = 5_000
 
 
-def consumer_options(group_id: str, *, fetch_max_wait_ms: int = 20) -> dict[str, Any]:
+def consumer_options(group_id: str, *, fetch_max_wait_ms: int = 20, session_timeout_ms: int = 10_000) -> dict[str, Any]:
     """Subscriber options every leadflow consumer uses (see the module docstring).
 
     Fetches wait at most `fetch_max_wait_ms` for data until the consumer has joined; then
-    `long_poll` chooses each fetch's wait (decision 0052).
+    `long_poll` chooses each fetch's wait (decision 0052). A member silent for `session_timeout_ms`
+    is dropped from its group; it heartbeats every third of that (Kafka's advice, decision 0073).
     """
     return {
         "group_id": group_id,
+        "session_timeout_ms": session_timeout_ms,
+        "heartbeat_interval_ms": session_timeout_ms // 3,
         "auto_offset_reset": "earliest",
         "ack_policy": AckPolicy.NACK_ON_ERROR,
         "fetch_max_wait_ms": fetch_max_wait_ms,

@@ -144,7 +144,10 @@ class ServiceRuntime:
         group = f"{group_id}.{topic}"
         self._groups[topic] = group
         self.consumer_metrics.consuming(topic)
-        return consumer_options(group, fetch_max_wait_ms=self.settings.kafka.fetch_wait_busy_ms)
+        kafka = self.settings.kafka
+        return consumer_options(
+            group, fetch_max_wait_ms=kafka.fetch_wait_busy_ms, session_timeout_ms=kafka.session_timeout_ms
+        )
 
     def run_in_background(self, worker: Worker) -> None:
         """Run `worker(stopping)` while the service runs; it must return soon after `stopping` is set."""

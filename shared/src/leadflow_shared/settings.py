@@ -45,6 +45,11 @@ class KafkaSettings(BaseModel):
     # arrives, so there the longer wait costs no latency and they fetch a quarter as often while idle.
     fetch_wait_idle_off_path_ms: int = Field(default=2_000, ge=1, le=30_000)
     fetch_wait_busy_ms: int = Field(default=20, ge=1, le=1_000)
+    # How long the group waits for a silent member (a crashed replica) before it hands its partitions
+    # to the others; heartbeats go every third of it. aiokafka's default; Kafka refuses less than its
+    # group.min.session.timeout.ms (6,000 by default). Tansu also holds every join for half of it
+    # (decision 0073), so the embedded stack sets 6,000.
+    session_timeout_ms: int = Field(default=10_000, ge=3_000, le=300_000)
     handler_attempts: int = Field(default=5, ge=1, le=20)
     retry_initial_seconds: float = Field(default=0.2, gt=0)
     retry_max_seconds: float = Field(default=5.0, gt=0)
