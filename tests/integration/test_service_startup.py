@@ -126,7 +126,7 @@ async def test_idle_consumers_wait_at_the_broker_and_get_every_record(kafka_boot
         }
         assert waits == {one: 700, many: 300}
         sessions = {  # what each joined consumer told its group (decision 0073)
-            (c._session_timeout_ms, c._heartbeat_interval_ms)  # type: ignore[attr-defined]
+            (c._session_timeout_ms, c._heartbeat_interval_ms)
             for c in (subscriber.consumer._coordinator for subscriber in runtime.broker.subscribers)  # type: ignore[attr-defined]
         }
         assert sessions == {(6000, 2000)}
