@@ -27,6 +27,7 @@ from test_intake_kafka_handlers import (
 from test_notifier_kafka_handlers import test_each_offer_is_emailed_once_and_poison_is_dead_lettered
 from test_router_kafka_handlers import test_a_lead_from_intake_is_assigned_once_and_poison_is_dead_lettered
 
+from leadflow_devstack.servers import TANSU_SESSION_TIMEOUT_MS
 from leadflow_devstack.testing import eventually
 from leadflow_shared.service import ServiceRuntime
 
@@ -46,7 +47,8 @@ __all__ = [  # collected here too, with this module's `edge`
 
 @pytest_asyncio.fixture
 async def edge(kafka_bootstrap: str, mongo_url: str) -> AsyncIterator[Edge]:
-    runtime = ServiceRuntime(settings(mongo_url, bootstrap_servers=kafka_bootstrap), service="edge-test")
+    on_tansu = settings(mongo_url, bootstrap_servers=kafka_bootstrap, session_timeout_ms=TANSU_SESSION_TIMEOUT_MS)
+    runtime = ServiceRuntime(on_tansu, service="edge-test")
     started: list[bool] = []
 
     async def start() -> None:

@@ -15,6 +15,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 
+from leadflow_devstack.servers import TANSU_SESSION_TIMEOUT_MS
 from leadflow_devstack.testing import eventually
 from leadflow_shared.consumers import Batch
 from leadflow_shared.service import ServiceRuntime
@@ -25,7 +26,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
 def runtime_for(kafka_bootstrap: str, mongo_url: str) -> ServiceRuntime:
     settings = ServiceSettings.model_validate(
-        {"kafka": {"bootstrap_servers": kafka_bootstrap, "producer_idempotence": False},
+        {"kafka": {"bootstrap_servers": kafka_bootstrap, "producer_idempotence": False,
+                   "session_timeout_ms": TANSU_SESSION_TIMEOUT_MS},
          "mongo": {"url": mongo_url}}
     )  # fmt: skip
     return ServiceRuntime(settings, service=f"startup-{uuid.uuid4().hex[:8]}")

@@ -19,6 +19,10 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from leadflow_devstack.processes import ManagedProcess, free_port, wait_for_port
 
+# A consumer's group session timeout on Tansu: Kafka's least. Tansu holds every JoinGroup for half of it, and
+# a crashed member's partitions for all of it (decision 0073), so clients of the embedded broker use this.
+TANSU_SESSION_TIMEOUT_MS = 6_000
+
 
 def tansu(log_dir: Path, port: int | None = None) -> tuple[ManagedProcess, str]:
     """A Tansu broker (memory storage: a restart loses the log) and its bootstrap address."""

@@ -19,7 +19,7 @@ from typing import Any, cast, get_args
 import httpx
 
 from leadflow_devstack.processes import ManagedProcess, free_port, wait_for_port
-from leadflow_devstack.servers import MailSink, mongo_wire, tansu
+from leadflow_devstack.servers import TANSU_SESSION_TIMEOUT_MS, MailSink, mongo_wire, tansu
 from leadflow_devstack.tokens import Role, bearer, dev_token
 from leadflow_devstack.traces import TraceSink
 from leadflow_shared.kafka import ensure_topics
@@ -117,9 +117,7 @@ class Stack:
             # fetch waits briefly; a long wait would add to each lead's latency (decision 0052).
             "KAFKA__FETCH_WAIT_IDLE_MS": "20",
             "KAFKA__FETCH_WAIT_IDLE_OFF_PATH_MS": "20",
-            # Tansu holds every group join for half the session timeout, and a crashed member's
-            # partitions for all of it: Kafka's least (decision 0073).
-            "KAFKA__SESSION_TIMEOUT_MS": "6000",
+            "KAFKA__SESSION_TIMEOUT_MS": str(TANSU_SESSION_TIMEOUT_MS),  # joins take half of it (decision 0073)
             "MONGO__URL": self.mongo_url,
             "HTTP__PORT": str(self.ports.get(service, 0)),
             "SMTP__HOST": "127.0.0.1",
