@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
@@ -16,6 +17,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 from pydantic_settings import SettingsConfigDict
+from starlette.types import Message, Receive, Scope, Send
 
 from leadflow_shared.dead_letters import _reason
 from leadflow_shared.errors import PoisonMessage
@@ -129,7 +131,7 @@ async def test_http_requests_are_counted_by_route_template_never_by_raw_path() -
     async def boom() -> None:
         raise RuntimeError("unhandled")
 
-    app.add_middleware(RequestMetrics, metrics=metrics)
+    app.add_middleware(RequestMetrics, metrics=metrics, body_seconds=30)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         for account in ("a1", "a2"):
@@ -146,6 +148,54 @@ async def test_http_requests_are_counted_by_route_template_never_by_raw_path() -
     assert count("/boom", "500") == 1
     names = {s.labels.get("route") for m in registry.collect() for s in m.samples}
     assert "/wp-admin/x.php" not in names
+
+
+async def _never() -> Message:
+    await asyncio.Event().wait()  # a body announced and never sent
+    raise AssertionError("unreachable")
+
+
+_SCOPE: dict[str, Any] = {"type": "http", "method": "POST", "path": "/x", "headers": []}
+
+
+@pytest.mark.asyncio
+async def test_a_body_late_after_the_response_started_ends_the_request_without_a_408() -> None:
+    registry = CollectorRegistry()
+    sent: list[Message] = []
+
+    async def streaming(_scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await receive()
+        raise AssertionError("the body came")
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    layer = RequestMetrics(streaming, ServiceMetrics(registry, "intake"), body_seconds=0.05)
+    await asyncio.wait_for(layer(dict(_SCOPE), _never, send), timeout=5)
+    assert [message["type"] for message in sent] == ["http.response.start"]  # no 408 after it: uvicorn closes
+    labels = {"service": "intake", "route": "unmatched", "method": "POST", "code": "200"}
+    assert registry.get_sample_value("leadflow_http_requests_total", labels) == 1
+
+
+@pytest.mark.asyncio
+async def test_a_disconnect_passes_through_the_body_deadline_unchanged() -> None:
+    gone: Message = {"type": "http.disconnect"}
+    messages: list[Message] = [{"type": "http.request", "body": b"ab", "more_body": True}, gone]
+    received: list[Message] = []
+
+    async def receive() -> Message:
+        return messages.pop(0)
+
+    async def app(_scope: Scope, receive: Receive, _send: Send) -> None:
+        received.extend([await receive(), await receive()])
+
+    async def send(_message: Message) -> None:
+        raise AssertionError("nothing to answer a client that left")
+
+    layer = RequestMetrics(app, ServiceMetrics(CollectorRegistry(), "intake"), body_seconds=30)
+    await layer(dict(_SCOPE), receive, send)
+    assert received[1] is gone
 
 
 def test_readiness_flips_are_counted_once_per_change() -> None:

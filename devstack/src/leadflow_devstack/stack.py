@@ -176,13 +176,16 @@ class Stack:
         raise TimeoutError(f"{service} not ready after {timeout}s; see {proc.log_path}")
 
     @contextlib.contextmanager
-    def extra_intake(self, name: str, providers: dict[str, Any], *, timeout: float = 60.0) -> Iterator[str]:
-        """An HTTP-only intake beside the stack's, with these webhook `providers`; yields its URL.
+    def extra_intake(
+        self, name: str, providers: dict[str, Any], *, timeout: float = 60.0, env: dict[str, str] | None = None
+    ) -> Iterator[str]:
+        """An HTTP-only intake beside the stack's, with these webhook `providers` (and settings `env`, e.g.
+        `INTAKE_HTTP__BODY_TIMEOUT_SECONDS`); yields its URL.
 
         Its log must hold no traceback when it stops: tests that attack intake use it.
         """
         port = free_port()
-        env = self.service_env("intake") | {
+        env = self.service_env("intake") | (env or {}) | {
             "INTAKE_ENVIRONMENT": "test", "INTAKE_HTTP__PORT": str(port), "INTAKE_CONSUME_INBOUND": "false",
             "INTAKE_WEBHOOKS__PROVIDERS": json.dumps(providers),
         }  # fmt: skip

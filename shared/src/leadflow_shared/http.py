@@ -1,21 +1,27 @@
-"""Operational HTTP routes every service serves: liveness, readiness, Prometheus metrics."""
+"""Every service's HTTP: the operational routes (liveness, readiness, Prometheus metrics), the request
+layer on every app (`ServiceApp`, `RequestMetrics`: metrics and the body's deadline) and the server
+(`serve`: uvicorn on h11 with a deadline for each request head, without uvicorn's tick).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from email.utils import formatdate
+from typing import Any, ClassVar, cast
 
 import uvicorn
 from fastapi import FastAPI, Response, status
 from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.config import STARTUP_FAILURE
+from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
 from leadflow_shared.metrics import CONTENT_TYPE_LATEST, ServiceMetrics, render
@@ -64,20 +70,88 @@ def add_operational_routes(
         return Response(render(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-class RequestMetrics:
-    """ASGI middleware counting every HTTP response by route template (never the raw path: a
-    scanner's random URLs would each make a series) and timing it to the response's start."""
+class ServiceApp(FastAPI):
+    """FastAPI with `RequestMetrics` outermost of the middleware added to it, whenever it was added: what
+    a later middleware answers itself (intake's and crm-api's 413, crm-api's 422) is counted too, and
+    every body read, theirs included, has the body's deadline."""
 
-    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+    def build_middleware_stack(self) -> ASGIApp:
+        self.user_middleware.sort(key=lambda middleware: cast(object, middleware.cls) is not RequestMetrics)  # stable
+        return super().build_middleware_stack()
+
+
+class BodyLate(BaseException):
+    """Raised out of `receive` when the request's body has not all arrived by its deadline. A
+    BaseException, like a cancellation: no handler of the app may answer it (FastAPI turns any
+    Exception raised while it reads a body into a 400), only `RequestMetrics`, which answers 408."""
+
+
+class _BodyInTime:
+    """A request's `receive` with its body's deadline: until the body's last part (or a disconnect) has
+    come, each wait for it ends at the deadline with `BodyLate`; after that, `receive` unchanged. One
+    timer per wait that may block, none once the body is in."""
+
+    __slots__ = ("_deadline", "_receive", "_whole")
+
+    def __init__(self, receive: Receive, deadline: float) -> None:
+        self._receive, self._deadline, self._whole = receive, deadline, False
+
+    async def __call__(self) -> Message:
+        if self._whole:
+            return await self._receive()
+        within = asyncio.timeout(self._deadline - time.perf_counter())
+        try:
+            async with within:
+                message = await self._receive()
+        except TimeoutError:
+            if not within.expired():
+                raise
+            raise BodyLate from None
+        self._whole = message["type"] != "http.request" or not message.get("more_body", False)
+        return message
+
+
+PROBLEM_TYPE_BASE = "https://leadflow.dev/problems/"  # as crm-api's problem details (crm-api/problems.py)
+
+
+def _request_timeout(body_seconds: float) -> tuple[Message, Message]:
+    """The 408 for a body that did not arrive in time: RFC 9457 problem details, and the connection
+    closed (what is still on its way of the body would be read as the next request)."""
+    body = json.dumps({
+        "type": PROBLEM_TYPE_BASE + "request-timeout",
+        "title": "Request Timeout",
+        "status": 408,
+        "detail": f"The request body did not arrive within {body_seconds:g} s.",
+    }).encode()  # fmt: skip
+    headers = [
+        (b"content-type", b"application/problem+json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
+    return (
+        {"type": "http.response.start", "status": 408, "headers": headers},
+        {"type": "http.response.body", "body": body, "more_body": False},
+    )
+
+
+class RequestMetrics:
+    """ASGI middleware, outermost on every service's app (`ServiceApp`): counts every HTTP response by
+    route template (never the raw path: a scanner's random URLs would each make a series), times it to
+    the response's start, and bounds the request's body: all of it within `body_seconds` of the
+    request's start, else a 408 (decision 0071). A body late after the response started ends the
+    request: uvicorn closes the connection."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, *, body_seconds: float) -> None:
         self.app = app
         self.metrics = metrics
+        self.body_seconds = body_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        code = "500"  # what the client gets if the app raises before answering
+        code = ""  # until the response starts; "500" if the app raises before answering
 
         async def send_and_note(message: Message) -> None:
             nonlocal code
@@ -89,9 +163,16 @@ class RequestMetrics:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_and_note)
+            await self.app(scope, _BodyInTime(receive, started + self.body_seconds), send_and_note)
+        except BodyLate:
+            if code:
+                log.warning("request body late after the response started: connection closed")
+                return
+            for message in _request_timeout(self.body_seconds):
+                await send_and_note(message)
         finally:
-            self.metrics.http_requests.labels(self.metrics.service, _route(scope), scope["method"], code).inc()
+            labels = (self.metrics.service, _route(scope), scope["method"], code or "500")
+            self.metrics.http_requests.labels(*labels).inc()
 
 
 def _route(scope: Scope) -> str:
@@ -100,9 +181,9 @@ def _route(scope: Scope) -> str:
     return path if isinstance(path, str) else "unmatched"
 
 
-def serve(app: FastAPI, settings: HttpSettings, *, graceful_seconds: float = 20.0) -> None:
-    """Run `app` until SIGTERM/SIGINT; uvicorn then drains requests and runs the lifespan's shutdown."""
-    config = uvicorn.Config(
+def server_config(app: FastAPI, settings: HttpSettings, *, graceful_seconds: float = 20.0) -> uvicorn.Config:
+    """uvicorn's configuration of every service (`serve`)."""
+    return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -110,15 +191,78 @@ def serve(app: FastAPI, settings: HttpSettings, *, graceful_seconds: float = 20.
         access_log=False,
         timeout_graceful_shutdown=int(graceful_seconds),
         # h11, never httptools: httptools answers some malformed requests itself with a bare text/plain
-        # 400, before leadflow's problem+json handling sees them (decision 0054).
-        http="h11",
+        # 400, before leadflow's problem+json handling sees them (decision 0054). With a deadline for
+        # each request head (decision 0071).
+        http=_with_head_deadline(settings.head_timeout_seconds),
     )
+
+
+def serve(app: FastAPI, settings: HttpSettings, *, graceful_seconds: float = 20.0) -> None:
+    """Run `app` until SIGTERM/SIGINT; uvicorn then drains requests and runs the lifespan's shutdown."""
+    config = server_config(app, settings, graceful_seconds=graceful_seconds)
     config.load_app()
     server = QuietServer(config)
     with contextlib.suppress(KeyboardInterrupt):  # SIGINT, re-raised by uvicorn after its shutdown (as uvicorn.run)
         server.run()
     if not server.started:
         sys.exit(STARTUP_FAILURE)
+
+
+class HeadDeadline(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for each request head: a connection must send a whole
+    request line and headers within `head_seconds` of its opening, or of its previous response, or it
+    is closed unanswered (decision 0071). uvicorn itself never closes a connection that has not sent a
+    whole request: its keep-alive timer starts only after a response and stops at the first byte.
+    One timer per connection and per response, cancelled when the head is in; no periodic task."""
+
+    head_seconds: ClassVar[float] = 10.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._await_head()
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self._head_timer is not None and self.cycle is not None and not self.cycle.response_complete:
+            self._head_in()  # a request's head was read: its app runs
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # arms uvicorn's keep-alive timer; may start a pipelined request
+        if not self.transport.is_closing() and self.cycle.response_complete:
+            self._await_head()
+
+    def handle_websocket_upgrade(self, event: Any) -> None:  # with a WebSocket library installed
+        self._head_in()
+        super().handle_websocket_upgrade(event)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._head_in()
+        super().connection_lost(exc)
+
+    def _await_head(self) -> None:
+        self._head_in()
+        self._head_timer = self.loop.call_later(self.head_seconds, self._head_late)
+
+    def _head_in(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_late(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+def _with_head_deadline(seconds: float) -> type[HeadDeadline]:
+    class H11WithHeadDeadline(HeadDeadline):
+        head_seconds = seconds
+
+    return H11WithHeadDeadline
 
 
 class QuietServer(uvicorn.Server):

@@ -31,7 +31,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from leadflow_shared import tracing
 from leadflow_shared.consumers import ConsumerEdge, Subscription, UnknownFields, contract_of
 from leadflow_shared.dead_letters import DeadLetters
-from leadflow_shared.http import RequestMetrics, add_operational_routes
+from leadflow_shared.http import RequestMetrics, ServiceApp, add_operational_routes
 from leadflow_shared.kafka import CONSUMER_TIMEOUT_MS, PublishRaw, consumer_options, declare_publisher, make_broker
 from leadflow_shared.lag import report_lag
 from leadflow_shared.long_poll import block_for_batches, long_poll
@@ -243,11 +243,12 @@ class ServiceRuntime:
             finally:
                 await self.stop()
 
-        app = FastAPI(lifespan=lifespan, **fastapi_kwargs)
+        app = ServiceApp(lifespan=lifespan, **fastapi_kwargs)
         add_operational_routes(
             app, registry=self.registry, readiness=self.readiness, liveness=self.liveness, metrics=self.metrics
         )
-        app.add_middleware(RequestMetrics, metrics=self.metrics)
+        # Outermost of the app's middleware, whatever the service adds after it (`ServiceApp`).
+        app.add_middleware(RequestMetrics, metrics=self.metrics, body_seconds=self.settings.http.body_timeout_seconds)
         if self.tracing is not None:
             self.tracing.instrument(app)
         return app

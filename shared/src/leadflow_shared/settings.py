@@ -83,6 +83,12 @@ class MongoSettings(BaseModel):
 class HttpSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    # Request deadlines (decision 0071). A connection's request head (request line and headers) must be
+    # whole within head_timeout_seconds of the connection's opening or of its previous response, else the
+    # connection is closed unanswered; a request's whole body within body_timeout_seconds of its head,
+    # else 408. A client on a slow mobile link sends a lead form (a few KiB) in well under a second.
+    head_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    body_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
 
 
 class TracingSettings(BaseModel):

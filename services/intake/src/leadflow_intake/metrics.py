@@ -9,8 +9,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 Source = Literal["website", "listing_inquiry", "webhook", "partner"]
 SOURCES: tuple[Source, ...] = ("website", "listing_inquiry", "webhook", "partner")
 # invalid: fails validation or normalization; too_large: over a size limit; unauthorized: bad webhook
-# signature; conflict: idempotency key reused for another request; unknown_account; error: a 5xx.
-REASONS = ("invalid", "too_large", "unauthorized", "conflict", "unknown_account", "error")
+# signature; conflict: idempotency key reused for another request; unknown_account; too_slow: the body
+# did not arrive in time (408, decision 0071); error: a 5xx.
+REASONS = ("invalid", "too_large", "unauthorized", "conflict", "unknown_account", "too_slow", "error")
 
 
 class IntakeMetrics:

@@ -43,6 +43,7 @@ from leadflow_intake.domain.providers import FORMATS
 from leadflow_intake.domain.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, WEBHOOK_PATH
 from leadflow_intake.handlers import Accepted, Intake, Webhook, accept_lead, accept_webhook
 from leadflow_intake.metrics import IntakeMetrics, Source
+from leadflow_shared.http import BodyLate
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ _STATE_DUPLICATE = "intake_duplicate"
 _REASON_BY_STATUS = {
     400: "invalid",
     401: "unauthorized",
+    408: "too_slow",
     409: "conflict",
     413: "too_large",
     415: "invalid",
@@ -113,7 +115,8 @@ def source_of(method: str, path: str) -> Source | None:
 
 
 class LeadRequests:
-    """Bounds every request body (Content-Length or streamed) and measures the lead routes."""
+    """Bounds every request body's size (Content-Length or streamed) and measures the lead routes. Its
+    time is bounded by the runtime's `RequestMetrics`, outside this layer (decision 0071)."""
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: IntakeMetrics) -> None:
         self.app, self.max_body_bytes, self.metrics = app, max_body_bytes, metrics
@@ -151,6 +154,9 @@ class LeadRequests:
                 await response(scope, receive, send_tracked)
                 return
             await self.app(scope, receive_bounded, send_tracked)
+        except BodyLate:
+            status_code = status.HTTP_408_REQUEST_TIMEOUT  # answered by RequestMetrics, outside this layer
+            raise
         finally:
             if source is not None:
                 self._record(source, status_code, state, time.perf_counter() - started)

@@ -1,0 +1,128 @@
+"""Intake's process bounds how long it waits for a request (decision 0071): a lead form whose body never
+comes, or comes too slowly, gets a 408 problem and is counted; a connection that never sends a whole
+request head is closed; a lead posted at once or chunked still gets its 202.
+
+A second intake beside the stack's (same Kafka and MongoDB), with short deadlines. Raw sockets send what
+HTTP clients do not; every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+import pytest_asyncio
+from prometheus_client.parser import text_string_to_metric_families
+from raw_http import Answer, chunked, connect, parse, request
+
+from leadflow_devstack.stack import Stack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
+
+HEAD, BODY = 2.0, 1.0  # the services: 10 s and 30 s
+LATE = 3.0  # how much later than due a timer may fire on a loaded test machine
+EARLY = 0.05  # clocks' granularity
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def intake(stack: Stack) -> Iterator[str]:
+    deadlines = {"INTAKE_HTTP__HEAD_TIMEOUT_SECONDS": str(HEAD), "INTAKE_HTTP__BODY_TIMEOUT_SECONDS": str(BODY)}
+    with stack.extra_intake("intake-deadlines", {}, env=deadlines) as url:
+        yield url
+
+
+@pytest_asyncio.fixture
+async def client(intake: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=intake, timeout=10) as http:
+        yield http
+
+
+def lead() -> bytes:
+    m = f"m{uuid.uuid4().hex[:10]}"
+    return json.dumps({"account_id": "acme-realty", "first_name": "Robin", "last_name": m,
+                       "email": f"robin.{m}@example.com"}).encode()  # fmt: skip
+
+
+async def sample(client: httpx.AsyncClient, name: str, **labels: str) -> float:
+    text = (await client.get("/metrics")).text
+    for family in text_string_to_metric_families(text):
+        for found in family.samples:
+            if found.name == name and all(found.labels.get(k) == v for k, v in labels.items()):
+                return float(found.value)
+    return 0.0
+
+
+async def timed_out(client: httpx.AsyncClient) -> tuple[float, float]:
+    """Intake's count of lead forms too slow, and of its 408s on the form's route."""
+    return (
+        await sample(client, "intake_leads_rejected_total", source="website", reason="too_slow"),
+        await sample(client, "leadflow_http_requests_total", route="/v1/leads", method="POST", code="408"),
+    )
+
+
+def is_408_problem(answer: Answer) -> bool:
+    problem = answer.json()
+    return (
+        answer.status == 408
+        and answer.headers["content-type"] == "application/problem+json"
+        and answer.headers["connection"] == "close"
+        and problem["type"] == "https://leadflow.dev/problems/request-timeout"
+        and problem["detail"] == "The request body did not arrive within 1 s."
+    )
+
+
+async def test_a_lead_form_whose_body_never_comes_gets_a_408_is_counted_and_intake_goes_on(
+    intake: str, client: httpx.AsyncClient
+) -> None:
+    before = await timed_out(client)
+    async with connect(intake) as conn:
+        await conn.send(request("POST", "/v1/leads", headers=JSON | {"Content-Length": "10"}))
+        raw, closed_at = await conn.until_closed(timeout=BODY + LATE)
+    assert is_408_problem(parse(raw)), raw
+    assert closed_at - conn.sent_at >= BODY - EARLY
+    after = await timed_out(client)
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 1)
+    accepted = await client.post("/v1/leads", content=lead(), headers=JSON)
+    assert accepted.status_code == 202, accepted.text
+
+
+async def test_a_lead_form_trickled_past_the_deadline_gets_a_408(intake: str) -> None:
+    body = lead()
+    async with connect(intake) as conn:
+        await conn.send(request("POST", "/v1/leads", headers=JSON | {"Content-Length": str(len(body))}))
+        started = conn.sent_at
+        trickling = asyncio.create_task(conn.trickle(body, every=BODY / 4))  # 4 bytes within each deadline's span
+        try:
+            raw, closed_at = await conn.until_closed(timeout=BODY + LATE)
+        finally:
+            trickling.cancel()
+    assert is_408_problem(parse(raw)), raw
+    assert closed_at - started >= BODY - EARLY
+
+
+@pytest.mark.parametrize("sent", [b"POST /v1/leads HTTP/1.1\r\nHost: x\r\n", b""], ids=["partial head", "nothing"])
+async def test_a_connection_without_a_whole_request_head_is_closed_at_the_head_deadline(
+    intake: str, sent: bytes
+) -> None:
+    async with connect(intake) as conn:
+        if sent:
+            await conn.send(sent)
+        raw, closed_at = await conn.until_closed(timeout=HEAD + LATE)
+    assert raw == b""
+    assert closed_at - conn.sent_at >= HEAD - EARLY
+
+
+async def test_a_lead_posted_at_once_or_chunked_still_gets_its_202(intake: str) -> None:
+    async with connect(intake) as conn:
+        await conn.send(request("POST", "/v1/leads", body=lead(), headers=JSON))
+        at_once = await conn.response(timeout=10)
+        await conn.send(request("POST", "/v1/leads", headers=JSON | {"Transfer-Encoding": "chunked"}))
+        await conn.send(chunked(lead(), size=16))
+        in_chunks = await conn.response(timeout=10)
+    assert (at_once.status, in_chunks.status) == (202, 202), (at_once, in_chunks)
+    assert at_once.json()["event_id"] != in_chunks.json()["event_id"]

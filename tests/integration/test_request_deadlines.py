@@ -1,0 +1,171 @@
+"""How long every service's HTTP server waits for a request (decision 0071), on a real uvicorn server made
+with `serve`'s own configuration (`server_config`: h11 with the head's deadline) and an app as the runtime
+makes it (`ServiceApp`, `RequestMetrics` with the body's deadline), with crm-api's body guard added after
+it: the guard reads the whole body before routing, where a GET announcing a body it never sent hung
+crm-api. Raw sockets send what HTTP clients do not; every wait has a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+import pytest_asyncio
+from fastapi import Request
+from prometheus_client import CollectorRegistry
+from raw_http import chunked, connect, parse, request
+
+from leadflow_crm_api.bodies import BodyGuard, BodyLimits
+from leadflow_devstack.processes import free_port
+from leadflow_devstack.testing import eventually
+from leadflow_shared.http import QuietServer, RequestMetrics, ServiceApp, server_config
+from leadflow_shared.metrics import ServiceMetrics
+from leadflow_shared.settings import HttpSettings
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
+
+HEAD, BODY, KEEP_ALIVE = 3.0, 1.0, 1  # the services: 10 s, 30 s and uvicorn's 5 s
+LATE = 2.0  # how much later than due a timer may fire on a loaded test machine
+EARLY = 0.05  # clocks' granularity
+PROBLEM = {
+    "type": "https://leadflow.dev/problems/request-timeout",
+    "title": "Request Timeout",
+    "status": 408,
+    "detail": "The request body did not arrive within 1 s.",
+}
+
+
+@dataclass
+class Served:
+    url: str
+    registry: CollectorRegistry
+
+    def count(self, method: str, code: str, route: str = "unmatched") -> float:
+        labels = {"service": "deadlines", "route": route, "method": method, "code": code}
+        return self.registry.get_sample_value("leadflow_http_requests_total", labels) or 0.0
+
+
+@pytest_asyncio.fixture
+async def served() -> AsyncIterator[Served]:
+    settings = HttpSettings(port=free_port(), head_timeout_seconds=HEAD, body_timeout_seconds=BODY)
+    registry = CollectorRegistry()
+    app = ServiceApp()
+
+    @app.get("/")
+    async def root() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/echo")
+    async def echo(request: Request) -> dict[str, int]:
+        return {"bytes": len(await request.body())}
+
+    metrics = ServiceMetrics(registry, "deadlines")
+    app.add_middleware(RequestMetrics, metrics=metrics, body_seconds=settings.body_timeout_seconds)
+    app.add_middleware(BodyGuard, limits=BodyLimits())  # after the runtime's layer, as crm-api adds it
+    config = server_config(app, settings)
+    config.timeout_keep_alive = KEEP_ALIVE  # shorter than the head's deadline here, to tell them apart
+    server = QuietServer(config)
+    serving = asyncio.create_task(server.serve())
+    try:
+        await eventually(lambda: server.started, timeout=10, what="the server to start")
+        yield Served(f"http://127.0.0.1:{settings.port}", registry)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, timeout=30)
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_a_body_announced_and_never_sent_gets_a_408_and_the_server_goes_on(served: Served, method: str) -> None:
+    async with connect(served.url) as conn:
+        await conn.send(request(method, "/", headers={"Content-Length": "10"}))
+        raw, closed_at = await conn.until_closed(timeout=BODY + LATE)
+    answer = parse(raw)
+    assert (answer.status, answer.json()) == (408, PROBLEM)
+    assert (answer.headers["content-type"], answer.headers["connection"]) == ("application/problem+json", "close")
+    assert closed_at - conn.sent_at >= BODY - EARLY
+    assert served.count(method, "408") == 1  # counted like any other response (the guard reads before routing)
+
+    async with connect(served.url) as again:
+        await again.send(request("GET", "/"))
+        assert (await again.response(timeout=5)).json() == {"status": "ok"}
+
+
+async def test_a_body_trickled_past_the_deadline_gets_a_408_however_fast_each_byte_comes(served: Served) -> None:
+    body = b'"abcdefgh"'  # JSON: whole, the route would answer 200
+    async with connect(served.url) as conn:
+        await conn.send(request("POST", "/echo", headers={"Content-Length": str(len(body))}))
+        started = conn.sent_at
+        trickling = asyncio.create_task(conn.trickle(body, every=BODY / 4))  # 4 bytes within each deadline's span
+        try:
+            raw, closed_at = await conn.until_closed(timeout=BODY + LATE)
+        finally:
+            trickling.cancel()
+    answer = parse(raw)
+    assert (answer.status, answer.json()) == (408, PROBLEM)
+    assert closed_at - started >= BODY - EARLY
+    assert served.count("POST", "408") == 1
+
+
+@pytest.mark.parametrize("sent", [b"POST /v1/leads HTTP/1.1\r\nHost: x\r\n", b""], ids=["partial head", "nothing"])
+async def test_a_connection_without_a_whole_request_head_is_closed_at_the_head_deadline(
+    served: Served, sent: bytes
+) -> None:
+    async with connect(served.url) as conn:
+        if sent:
+            await conn.send(sent)
+        raw, closed_at = await conn.until_closed(timeout=HEAD + LATE)
+    assert raw == b""  # closed unanswered
+    assert closed_at - conn.sent_at >= HEAD - EARLY
+
+
+async def test_a_head_trickled_byte_by_byte_is_closed_at_the_deadline_from_the_connections_opening(
+    served: Served,
+) -> None:
+    async with connect(served.url) as conn:
+        opened = conn.sent_at
+        trickling = asyncio.create_task(conn.trickle(request("GET", "/"), every=HEAD / 6))  # whole after 3 HEADs
+        try:
+            raw, closed_at = await conn.until_closed(timeout=HEAD + LATE)
+        finally:
+            trickling.cancel()
+    assert raw == b""
+    assert closed_at - opened >= HEAD - EARLY
+
+
+async def test_keep_alive_still_works_and_closes_an_idle_connection_at_its_own_timeout(served: Served) -> None:
+    async with connect(served.url) as conn:
+        for _ in range(2):  # a second request on the kept-alive connection
+            await conn.send(request("GET", "/"))
+            assert (await conn.response(timeout=5)).status == 200
+        raw, closed_at = await conn.until_closed(timeout=HEAD + LATE)
+    assert raw == b""
+    assert KEEP_ALIVE - EARLY <= closed_at - conn.sent_at < HEAD  # uvicorn's keep-alive, not the head's deadline
+
+
+async def test_a_partial_head_after_a_response_is_closed_at_the_head_deadline(served: Served) -> None:
+    """uvicorn's keep-alive timer stops at the first byte of the next request: alone, it never closes this."""
+    async with connect(served.url) as conn:
+        await conn.send(request("GET", "/"))
+        assert (await conn.response(timeout=5)).status == 200
+        answered = conn.loop.time()
+        await conn.send(b"GET / HTTP/1.1\r\n")
+        raw, closed_at = await conn.until_closed(timeout=HEAD + LATE)
+    assert raw == b""
+    assert closed_at - answered >= HEAD - EARLY - 0.1  # the deadline runs from the response's end
+
+
+async def test_bodies_whole_in_time_are_taken_sent_at_once_chunked_or_slowly(served: Served) -> None:
+    body = b'{"name": "Robin", "n": 12345}'
+    json_type = {"Content-Type": "application/json"}
+    async with connect(served.url) as conn:
+        await conn.send(request("POST", "/echo", body=body, headers=json_type))
+        assert (await conn.response(timeout=5)).json() == {"bytes": len(body)}
+        await conn.send(request("POST", "/echo", headers=json_type | {"Transfer-Encoding": "chunked"}))
+        await conn.send(chunked(body, size=7))
+        assert (await conn.response(timeout=5)).json() == {"bytes": len(body)}
+        await conn.send(request("POST", "/echo", headers=json_type | {"Content-Length": "4"}))
+        await conn.trickle(b"1234", every=BODY / 10)  # whole within the deadline
+        assert (await conn.response(timeout=5)).json() == {"bytes": 4}
+    assert served.count("POST", "200", route="/echo") == 3
+    assert served.count("POST", "408") == 0
