@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from raw_http import Answer, chunked, connect, parse, request
 
 from leadflow_devstack.stack import Stack
+from leadflow_devstack.testing import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 
@@ -126,3 +127,32 @@ async def test_a_lead_posted_at_once_or_chunked_still_gets_its_202(intake: str) 
         in_chunks = await conn.response(timeout=10)
     assert (at_once.status, in_chunks.status) == (202, 202), (at_once, in_chunks)
     assert at_once.json()["event_id"] != in_chunks.json()["event_id"]
+
+
+async def test_a_client_that_leaves_mid_body_is_counted_as_gone_not_as_intakes_error(
+    intake: str, client: httpx.AsyncClient
+) -> None:
+    """A client that goes away before its body is in: nobody to answer, so no 5xx in the metrics an SRE
+    alerts on (counted 499, rejected `client_left`) and no traceback in intake's log (the fixture checks)."""
+
+    async def counts() -> tuple[float, ...]:
+        return (
+            await sample(client, "intake_leads_rejected_total", source="website", reason="client_left"),
+            await sample(client, "intake_leads_rejected_total", source="website", reason="error"),
+            await sample(client, "leadflow_http_requests_total", route="/v1/leads", method="POST", code="499"),
+            await sample(client, "leadflow_http_requests_total", route="/v1/leads", method="POST", code="500"),
+        )
+
+    before = await counts()
+    async with connect(intake) as conn:
+        await conn.send(request("POST", "/v1/leads", headers=JSON | {"Content-Length": "500"}) + lead()[:20])
+
+    async def counted() -> tuple[float, ...] | None:
+        now = await counts()
+        return now if now != before else None
+
+    after = await eventually(counted, timeout=10, what="intake to count the request the client left")
+    assert after is not None
+    assert tuple(a - b for a, b in zip(after, before, strict=True)) == (1, 0, 1, 0)
+    accepted = await client.post("/v1/leads", content=lead(), headers=JSON)
+    assert accepted.status_code == 202, accepted.text

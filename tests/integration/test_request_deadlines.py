@@ -169,3 +169,16 @@ async def test_bodies_whole_in_time_are_taken_sent_at_once_chunked_or_slowly(ser
         assert (await conn.response(timeout=5)).json() == {"bytes": 4}
     assert served.count("POST", "200", route="/echo") == 3
     assert served.count("POST", "408") == 0
+
+
+async def test_a_client_that_leaves_mid_body_is_counted_499_not_as_a_server_error(served: Served) -> None:
+    """crm-api's guard returns without an answer when the client leaves; the runtime's layer counts that as
+    the client's doing (499), not as a 500 an SRE would be paged for."""
+    async with connect(served.url) as conn:
+        await conn.send(request("POST", "/echo", headers={"Content-Length": "100"}) + b'"0123456789')
+
+    def counted() -> bool:
+        return served.count("POST", "499") + served.count("POST", "500") > 0
+
+    await eventually(counted, timeout=10, what="the request the client left to be counted")
+    assert (served.count("POST", "499"), served.count("POST", "500")) == (1, 0)

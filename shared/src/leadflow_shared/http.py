@@ -19,6 +19,7 @@ from typing import Any, ClassVar, cast
 import uvicorn
 from fastapi import FastAPI, Response, status
 from prometheus_client import CollectorRegistry
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -89,16 +90,18 @@ class BodyLate(BaseException):
 class _BodyInTime:
     """A request's `receive` with its body's deadline: until the body's last part (or a disconnect) has
     come, each wait for it ends at the deadline with `BodyLate`; after that, `receive` unchanged. One
-    timer per wait that may block, none once the body is in."""
+    timer per wait that may block, none once the body is in. Notes whether the client left (`left`)."""
 
-    __slots__ = ("_deadline", "_receive", "_whole")
+    __slots__ = ("_deadline", "_receive", "_whole", "left")
 
     def __init__(self, receive: Receive, deadline: float) -> None:
-        self._receive, self._deadline, self._whole = receive, deadline, False
+        self._receive, self._deadline, self._whole, self.left = receive, deadline, False, False
 
     async def __call__(self) -> Message:
         if self._whole:
-            return await self._receive()
+            message = await self._receive()
+            self.left = message["type"] == "http.disconnect"
+            return message
         within = asyncio.timeout(self._deadline - time.perf_counter())
         try:
             async with within:
@@ -108,9 +111,11 @@ class _BodyInTime:
                 raise
             raise BodyLate from None
         self._whole = message["type"] != "http.request" or not message.get("more_body", False)
+        self.left = message["type"] == "http.disconnect"
         return message
 
 
+CLIENT_CLOSED = "499"  # nginx's status for a request its client left before the answer; never sent
 PROBLEM_TYPE_BASE = "https://leadflow.dev/problems/"  # as crm-api's problem details (crm-api/problems.py)
 
 
@@ -139,7 +144,9 @@ class RequestMetrics:
     route template (never the raw path: a scanner's random URLs would each make a series), times it to
     the response's start, and bounds the request's body: all of it within `body_seconds` of the
     request's start, else a 408 (decision 0071). A body late after the response started ends the
-    request: uvicorn closes the connection."""
+    request: uvicorn closes the connection. A client that leaves before its body is in is counted as
+    499, nginx's "client closed request", not as the server's error, and nothing is logged: there is
+    nobody to answer."""
 
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics, *, body_seconds: float) -> None:
         self.app = app
@@ -162,16 +169,20 @@ class RequestMetrics:
                 )
             await send(message)
 
+        body = _BodyInTime(receive, started + self.body_seconds)
         try:
-            await self.app(scope, _BodyInTime(receive, started + self.body_seconds), send_and_note)
+            await self.app(scope, body, send_and_note)
         except BodyLate:
             if code:
                 log.warning("request body late after the response started: connection closed")
                 return
             for message in _request_timeout(self.body_seconds):
                 await send_and_note(message)
+        except ClientDisconnect:
+            pass  # the client left (`body.left`): nobody to answer, nothing to log
         finally:
-            labels = (self.metrics.service, _route(scope), scope["method"], code or "500")
+            unanswered = CLIENT_CLOSED if body.left else "500"
+            labels = (self.metrics.service, _route(scope), scope["method"], code or unanswered)
             self.metrics.http_requests.labels(*labels).inc()
 
 

@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leadflow_intake import contract
@@ -43,7 +44,7 @@ from leadflow_intake.domain.providers import FORMATS
 from leadflow_intake.domain.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, WEBHOOK_PATH
 from leadflow_intake.handlers import Accepted, Intake, Webhook, accept_lead, accept_webhook
 from leadflow_intake.metrics import IntakeMetrics, Source
-from leadflow_shared.http import BodyLate
+from leadflow_shared.http import CLIENT_CLOSED, BodyLate
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ _REASON_BY_STATUS = {
     400: "invalid",
     401: "unauthorized",
     408: "too_slow",
+    499: "client_left",
     409: "conflict",
     413: "too_large",
     415: "invalid",
@@ -156,6 +158,9 @@ class LeadRequests:
             await self.app(scope, receive_bounded, send_tracked)
         except BodyLate:
             status_code = status.HTTP_408_REQUEST_TIMEOUT  # answered by RequestMetrics, outside this layer
+            raise
+        except ClientDisconnect:
+            status_code = int(CLIENT_CLOSED)  # nobody to answer; RequestMetrics counts it, quietly
             raise
         finally:
             if source is not None:
