@@ -8,7 +8,6 @@ HTTP clients do not; every wait has a deadline.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -96,14 +95,10 @@ async def test_a_lead_form_trickled_past_the_deadline_gets_a_408(intake: str) ->
     body = lead()
     async with connect(intake) as conn:
         await conn.send(request("POST", "/v1/leads", headers=JSON | {"Content-Length": str(len(body))}))
-        started = conn.sent_at
-        trickling = asyncio.create_task(conn.trickle(body, every=BODY / 4))  # 4 bytes within each deadline's span
-        try:
-            raw, closed_at = await conn.until_closed(timeout=BODY + LATE)
-        finally:
-            trickling.cancel()
+        # 4 bytes within each deadline's span
+        raw, took = await conn.trickled_until_closed(body, every=BODY / 4, timeout=BODY + LATE)
     assert is_408_problem(parse(raw)), raw
-    assert closed_at - started >= BODY - EARLY
+    assert took >= BODY - EARLY
 
 
 @pytest.mark.parametrize("sent", [b"POST /v1/leads HTTP/1.1\r\nHost: x\r\n", b""], ids=["partial head", "nothing"])

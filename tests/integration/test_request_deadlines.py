@@ -95,15 +95,11 @@ async def test_a_body_trickled_past_the_deadline_gets_a_408_however_fast_each_by
     body = b'"abcdefgh"'  # JSON: whole, the route would answer 200
     async with connect(served.url) as conn:
         await conn.send(request("POST", "/echo", headers={"Content-Length": str(len(body))}))
-        started = conn.sent_at
-        trickling = asyncio.create_task(conn.trickle(body, every=BODY / 4))  # 4 bytes within each deadline's span
-        try:
-            raw, closed_at = await conn.until_closed(timeout=BODY + LATE)
-        finally:
-            trickling.cancel()
+        # 4 bytes within each deadline's span
+        raw, took = await conn.trickled_until_closed(body, every=BODY / 4, timeout=BODY + LATE)
     answer = parse(raw)
     assert (answer.status, answer.json()) == (408, PROBLEM)
-    assert closed_at - started >= BODY - EARLY
+    assert took >= BODY - EARLY
     assert served.count("POST", "408") == 1
 
 
@@ -122,15 +118,10 @@ async def test_a_connection_without_a_whole_request_head_is_closed_at_the_head_d
 async def test_a_head_trickled_byte_by_byte_is_closed_at_the_deadline_from_the_connections_opening(
     served: Served,
 ) -> None:
-    async with connect(served.url) as conn:
-        opened = conn.sent_at
-        trickling = asyncio.create_task(conn.trickle(request("GET", "/"), every=HEAD / 6))  # whole after 3 HEADs
-        try:
-            raw, closed_at = await conn.until_closed(timeout=HEAD + LATE)
-        finally:
-            trickling.cancel()
+    async with connect(served.url) as conn:  # the head, whole only after 3 HEADs
+        raw, took = await conn.trickled_until_closed(request("GET", "/"), every=HEAD / 6, timeout=HEAD + LATE)
     assert raw == b""
-    assert closed_at - opened >= HEAD - EARLY
+    assert took >= HEAD - EARLY
 
 
 async def test_keep_alive_still_works_and_closes_an_idle_connection_at_its_own_timeout(served: Served) -> None:

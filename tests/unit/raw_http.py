@@ -52,6 +52,31 @@ class RawConnection:
                 await asyncio.sleep(every)
                 await self.send(bytes([byte]))
 
+    async def trickled_until_closed(self, data: bytes, *, every: float, timeout: float) -> tuple[bytes, float]:
+        """Send `data` one byte at a time, `every` seconds apart, until the server answers or closes, then
+        read until it closes (fails after `timeout` seconds): what it sent, and how long after the last
+        bytes sent before the trickle it closed. Not a byte is sent once the server has answered: a byte
+        arriving after the server closed would have its kernel reset the connection, and a reset can
+        destroy the answer before this side reads it."""
+        started = self.sent_at
+        deadline = self.loop.time() + timeout
+        pending = iter(data)
+        while not (first := await self._read_within(every, deadline)):
+            if self.reader.at_eof():
+                return b"", self.loop.time() - started
+            if (byte := next(pending, None)) is not None:
+                await self.send(bytes([byte]))
+        rest, closed_at = await self.until_closed(timeout=max(deadline - self.loop.time(), 0.001))
+        return first + rest, closed_at - started
+
+    async def _read_within(self, seconds: float, deadline: float) -> bytes:
+        """What the server sends within `seconds` (b"" if nothing, or if it closed); fails past `deadline`."""
+        if self.loop.time() >= deadline:
+            raise TimeoutError("the server neither answered nor closed in time")
+        with contextlib.suppress(TimeoutError):
+            return await asyncio.wait_for(self.reader.read(65536), min(seconds, deadline - self.loop.time()))
+        return b""
+
     async def response(self, *, timeout: float) -> Answer:
         """The next whole response on this connection (it stays open)."""
         head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), timeout)
