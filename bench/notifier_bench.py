@@ -89,7 +89,9 @@ async def watch_offers(stack: Stack, clock: Clock, stop: asyncio.Event) -> None:
 
 async def post_steadily(stack: Stack, clock: Clock, rate: float, seconds: float) -> tuple[int, float]:
     count = int(rate * seconds)
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    # Idle connections dropped after 2 s, before the server's keep-alive timeout (uvicorn: 5 s, httpx's own default
+    # too): a request sent on a connection the server is closing at that moment fails with a ReadError.
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200, keepalive_expiry=2)
     async with httpx.AsyncClient(limits=limits, timeout=30) as client:
         url = f"{stack.url('intake')}/v1/leads"
 

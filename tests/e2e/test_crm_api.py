@@ -266,7 +266,14 @@ async def test_offer_detail_activities_claim_and_timeline(
 
     called = await client.post(f"{detail_url}/activities", headers=as_winner, json={"action": "call"})
     assert called.status_code == 202, called.text
-    claimed = await detail_when(client, detail_url, broker, "the claim", lambda d: d["owner_agent_id"] == winner)
+
+    def claim_projected(detail: dict[str, Any]) -> bool:
+        # The router publishes LeadClaimed and the loser's OfferWithdrawn together, but crm-api may project
+        # them in different batches: the row can show the owner before the withdrawal is on the timeline.
+        withdrawn = any(e["type"] == "OfferWithdrawn" for e in detail["timeline"])
+        return bool(detail["owner_agent_id"] == winner and withdrawn)
+
+    claimed = await detail_when(client, detail_url, broker, "the claim and the withdrawal", claim_projected)
     assert claimed["status"] == "assigned"
     assert claimed["open_offers"] == []
     types = [e["type"] for e in claimed["timeline"]]
