@@ -18,12 +18,13 @@ import pytest_asyncio
 from fakes_notifier import DeadLetters, Gate, NoDeadLetters, Recorder, Stuck
 from fakes_shared import Clock
 from prometheus_client import CollectorRegistry
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import AutoReconnect
 
 from leadflow_devstack.servers import MailSink
 from leadflow_devstack.testing import eventually
+from leadflow_notifier.adapters import repository
 from leadflow_notifier.adapters.repository import (
     AccountSchedules,
     AgentDirectory,
@@ -40,7 +41,7 @@ from leadflow_notifier.domain.delivery import Delivery
 from leadflow_notifier.domain.digest import DigestItem
 from leadflow_notifier.domain.messages import EmailContent
 from leadflow_notifier.domain.preferences import Channel
-from leadflow_notifier.handlers import Courier, DigestSender, Notifier, Redriver, RetryPolicy, Sender
+from leadflow_notifier.handlers import Courier, DigestSender, Notice, Notifier, Redriver, RetryPolicy, Sender
 from leadflow_notifier.metrics import NotifierMetrics
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import LeadOffered, LeadOfferedPayload
@@ -294,6 +295,56 @@ async def test_a_subscribed_admin_is_told_of_each_new_lead_at_once_and_once(
     assert body is not None
     assert f"https://crm/accounts/{account}/leads/{lead}" in body.get_content()
     assert not [m for m in sink.received() if m["X-Envelope-To"] == "no@x.example"]
+
+
+class Updates(monitoring.CommandListener):
+    """Counts the `update` commands on the delivery log."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "update" and event.command.get("update") == "notifier_deliveries":
+            self.count += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_a_batchs_emails_are_marked_sent_in_one_command_each_once(
+    db: AsyncDatabase[dict[str, Any]],
+    mongo_url: str,
+    sink: MailSink,
+    mailer: SmtpMailer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Decision 0072: the emails of a batch end one by one; each mark waits for those of the other sends
+    in progress (the SMTP connections' permits held), so the batch is marked in one command. Each email
+    still goes once and its record ends `sent`."""
+    monkeypatch.setattr(repository, "MARK_LINGER_SECONDS", 30.0)  # the marks wait for each other, not the clock
+    updates = Updates()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, event_listeners=[updates])
+    try:
+        log = DeliveryLog(client[db.name], leases=Leases(lease_ms=60_000),
+                          marks_on_the_way=lambda: mailer.unmarked.held)  # fmt: skip
+        only_email = {Channel.EMAIL: mailer}
+        batch = dataclasses.replace(notifier(db, mailer, Recorder()), deliveries=log, replays=log, senders=only_email)
+        events = [offer() for _ in range(4)]  # fewer than the mailer's connections: all sent at once
+        notices = [Notice(e, e.model_dump_json().encode()) for e in events]
+        assert await batch.notify_events(notices, concurrency=8) == []
+    finally:
+        await client.close()
+    assert updates.count == 1
+    for event in events:
+        emails = [m for m in sink.received() if m["X-Leadflow-Lead-Id"] == str(event.payload.lead_id)]
+        assert len(emails) == 1
+        record = await db["notifier_deliveries"].find_one({"_id": f"{event.event_id}:email:ana"})
+        assert record is not None
+        assert record["status"] == "sent"
+    assert mailer.unmarked.held == 0
 
 
 # The re-driver: a delivery whose process died (decision 0021)

@@ -67,3 +67,35 @@ async def test_a_command_holds_at_most_max_items() -> None:
     write = Coalesced(store.write, max_items=2)
     await asyncio.gather(*(write(n) for n in (2, 4, 6, 8, 10)))
     assert store.commands == [[2, 4], [6, 8], [10]]
+
+
+async def test_calls_expected_one_after_another_wait_for_each_other_and_go_as_one_command() -> None:
+    """The notifier's `sent` marks: each email ends on its own; with three on their way, the first two
+    wait for the third (decision 0072), and it is one command."""
+    store = Store()
+    on_the_way = 3
+    write = Coalesced(store.write, expected=lambda: on_the_way, linger=60.0)
+    first = asyncio.create_task(write(2))
+    second = asyncio.create_task(write(4))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert store.commands == [], "two of the three expected: no command yet"
+    assert list(await asyncio.gather(first, second, write(6))) == ["stored 2", "stored 4", "stored 6"]
+    assert store.commands == [[2, 4, 6]]
+
+
+async def test_an_expected_call_that_never_comes_holds_the_others_no_longer_than_the_linger() -> None:
+    """A send that failed is never marked: the marks waiting for it go once the linger is over."""
+    store = Store()
+    write = Coalesced(store.write, expected=lambda: 2, linger=0.01)
+    started = asyncio.get_running_loop().time()
+    assert await asyncio.wait_for(write(2), timeout=5) == "stored 2"
+    assert asyncio.get_running_loop().time() - started >= 0.01
+    assert store.commands == [[2]]
+
+
+async def test_nothing_expected_beyond_the_calls_waiting_goes_at_once() -> None:
+    store = Store()
+    write = Coalesced(store.write, expected=lambda: 1, linger=60.0)
+    assert await asyncio.wait_for(write(2), timeout=5) == "stored 2"
+    assert store.commands == [[2]]

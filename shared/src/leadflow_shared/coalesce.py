@@ -5,11 +5,16 @@ notifier: its delivery record, `sent`, the digest item). `Coalesced` turns the c
 the previous command is in flight, or in the same turn of the event loop, into one bulk command:
 round trips per batch instead of per lead, each caller still awaiting its own outcome. At low
 load a call waits one turn of the loop and goes alone.
+
+Calls that come one after another rather than together (the notifier's `sent` marks: each email's
+SMTP exchange ends on its own) can still share a command: `expected` says how many calls are on
+their way, and a flush waits for that many, at most `linger` seconds (decision 0072).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -21,22 +26,47 @@ Flush = Callable[[list[T]], Awaitable[Sequence[R | BaseException]]]
 
 
 class Coalesced(Generic[T, R]):
-    def __init__(self, flush: Flush[T, R], *, max_items: int = 500) -> None:
+    def __init__(
+        self,
+        flush: Flush[T, R],
+        *,
+        max_items: int = 500,
+        expected: Callable[[], int] | None = None,
+        linger: float = 0.0,
+    ) -> None:
+        """`expected`: how many calls are under way (those waiting included); a flush waits until that
+        many wait, or `linger` seconds have passed since it could have gone. None: no waiting."""
         self._flush = flush
         self._max_items = max_items
+        self._expected = expected
+        self._linger = linger
         self._waiting: list[tuple[T, asyncio.Future[R]]] = []
         self._running: asyncio.Task[None] | None = None
+        self._arrived = asyncio.Event()
 
     async def __call__(self, item: T) -> R:
         outcome: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, outcome))
+        self._arrived.set()
         if self._running is None:
             self._running = asyncio.create_task(self._drain())
         return await outcome
 
+    async def _gathered(self) -> None:
+        """Wait until the calls `expected` are all waiting, at most `linger` seconds."""
+        if self._expected is None or len(self._waiting) >= min(self._expected(), self._max_items):
+            return
+        deadline = asyncio.get_running_loop().time() + self._linger
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(deadline):
+                while len(self._waiting) < min(self._expected(), self._max_items):
+                    self._arrived.clear()
+                    await self._arrived.wait()
+
     async def _drain(self) -> None:
         try:
             while self._waiting:
+                await self._gathered()
                 batch, self._waiting = self._waiting[: self._max_items], self._waiting[self._max_items :]
                 try:
                     outcomes = await self._flush([item for item, _ in batch])

@@ -76,7 +76,7 @@ def create_app(settings: NotifierSettings) -> FastAPI:
     def notifier() -> Notifier:
         directory = AgentDirectory(runtime.db, cache=recipients, subscribers=subscriber_lists)
         policies = OfferContactPolicies(runtime.db, cache=contact_policies)
-        deliveries = DeliveryLog(runtime.db, leases=leases)
+        deliveries = DeliveryLog(runtime.db, leases=leases, marks_on_the_way=lambda: mailer.unmarked.held)
         return Notifier(
             directory=directory,
             deliveries=deliveries,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, time
 from enum import StrEnum
@@ -238,9 +239,9 @@ class DigestItems:
         return [None if isinstance(e, DuplicateKeyError) else e for e in await insert_each(self._items, docs)]
 
     async def accounts_since(self, since_ms: int) -> list[str]:
-        """Accounts with items created since `since_ms` (each account's window is its own)."""
-        cursor = self._items.find({"created_ms": {"$gte": since_ms}}, {"account_id": 1})
-        return sorted({str(d["account_id"]) async for d in cursor})
+        """Accounts with items created since `since_ms` (each account's window is its own): the set made by
+        the database, not from every item of the last days."""
+        return sorted({str(a) for a in await self._items.distinct("account_id", {"created_ms": {"$gte": since_ms}})})
 
     async def in_window(self, account_id: str, window: DigestWindow) -> list[DigestItem]:
         cursor = self._items.find(
@@ -312,6 +313,11 @@ class Claimed:
         return len(self.deliveries) + len(self.unreadable)
 
 
+# How long a `sent` mark waits for those of the other sends in progress (decision 0072): a few SMTP
+# exchanges' spread; the connection's permit is held meanwhile.
+MARK_LINGER_SECONDS = 0.02
+
+
 class DeliveryLog:
     """One record per (event, channel, recipient): the N3 at-most-once key.
 
@@ -324,12 +330,17 @@ class DeliveryLog:
     its last orderly end; `postponed`, `expires_ms`: a digest's tries left for later, and until when.
     """
 
-    def __init__(self, db: AsyncDatabase[dict[str, Any]], *, leases: Leases) -> None:
+    def __init__(
+        self, db: AsyncDatabase[dict[str, Any]], *, leases: Leases, marks_on_the_way: Callable[[], int] | None = None
+    ) -> None:
+        """`marks_on_the_way`: how many sends in progress will be marked next (the SMTP connections' permits
+        held); a `sent` mark then waits for them, at most `MARK_LINGER_SECONDS`, so a batch's emails, which
+        end one by one, are marked in one command (decision 0072). None: each mark goes at once."""
         self._deliveries = db[NOTIFIER_DELIVERIES]
         self._leases = leases
         # A batch's deliveries start, and end as sent, in one command each (shared/coalesce.py).
         self._insert: Coalesced[dict[str, Any], None] = Coalesced(lambda docs: insert_each(self._deliveries, docs))
-        self._mark_sent = Coalesced(self._sent_many)
+        self._mark_sent = Coalesced(self._sent_many, expected=marks_on_the_way, linger=MARK_LINGER_SECONDS)
 
     async def begin(self, delivery: Delivery, *, now_ms: int) -> Begin:
         """Start `delivery` unless a record of it exists; on SEND this process holds its lease."""

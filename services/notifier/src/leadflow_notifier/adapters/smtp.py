@@ -12,6 +12,7 @@ import ssl
 import uuid
 from email.message import EmailMessage
 from email.utils import formataddr, parseaddr
+from typing import Literal
 
 import aiosmtplib
 
@@ -24,6 +25,23 @@ from leadflow_shared import tracing
 MESSAGE_ID_NAMESPACE = uuid.UUID("3a0f8f5e-2d59-4a7e-9a0c-6c1b1f0e7d21")
 
 
+class Permits(asyncio.Semaphore):
+    """A semaphore that counts its permits held: how many `sent` marks are on their way (decision 0072)."""
+
+    def __init__(self, value: int) -> None:
+        super().__init__(value)
+        self.held = 0
+
+    async def acquire(self) -> Literal[True]:
+        await super().acquire()
+        self.held += 1
+        return True
+
+    def release(self) -> None:
+        self.held -= 1
+        super().release()
+
+
 class SmtpMailer:
     def __init__(self, settings: SmtpSettings) -> None:
         self._settings = settings
@@ -31,7 +49,7 @@ class SmtpMailer:
         self._idle: list[aiosmtplib.SMTP] = []
         self._slots = asyncio.Semaphore(settings.pool_size)
         # One permit per connection, held by a delivery from its send until it is marked sent (`Pooled`).
-        self.unmarked = asyncio.Semaphore(settings.pool_size)
+        self.unmarked = Permits(settings.pool_size)
         name, self._envelope_from = parseaddr(settings.sender)
         self._from = settings.sender if settings.sender.isascii() else formataddr((name, self._envelope_from), "utf-8")
 

@@ -18,6 +18,7 @@ _ENV = Environment(
     keep_trailing_newline=False,
     trim_blocks=True,
     lstrip_blocks=True,
+    auto_reload=False,  # shipped with the package: no stat of the template's file at every render
 )
 
 
