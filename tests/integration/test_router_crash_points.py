@@ -134,6 +134,10 @@ class DyingRotations(Rotations):
         self._death.alive()
         await super().advance(key, position)
 
+    async def advance_many(self, positions: dict[str, int]) -> None:
+        self._death.alive()
+        await super().advance_many(positions)
+
 
 @dataclass
 class DyingPublisher:

@@ -129,6 +129,10 @@ class FakeRotations(Rotations):
     async def advance(self, key: str, position: int) -> None:
         self.positions[key] = max(position, self.positions.get(key, 0))
 
+    async def advance_many(self, positions: dict[str, int]) -> None:
+        for key, position in positions.items():
+            await self.advance(key, position)
+
 
 @dataclass
 class Published:

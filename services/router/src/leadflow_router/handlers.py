@@ -81,6 +81,7 @@ from leadflow_router.domain.distribution import Distribution, on_distributed, on
 from leadflow_router.domain.erasure import ErasureRequest, without_contact
 from leadflow_router.domain.model import AccountSnapshot, Activity, Agent, LeadState, RoutingRejected
 from leadflow_router.domain.record import Effects, Outbox, RoutingRecord
+from leadflow_router.domain.rules import RuleChoice
 from leadflow_router.domain.sharing import LeadShare, on_lead_shared
 from leadflow_router.domain.transfers import OfficeTransfer, on_office_transfer, team_member_transferred
 from leadflow_router.domain.why import Why, step_of
@@ -147,7 +148,8 @@ def clock_from(start: datetime, rate: float = 1.0) -> Clock:
 @dataclass
 class _NewLeads:
     """What routing a batch of new leads shares: their contact keys, the contacts known so far (and
-    their leads' holders), the rotations' cursors, the accounts read past the cache, one `now`."""
+    their leads' holders), the rotations' cursors (read once for the batch), its accounts' snapshots and the
+    accounts read past the cache, each lead's rule choice, one `now`."""
 
     keys: dict[str, list[str]]
     known: dict[str, str]
@@ -155,6 +157,8 @@ class _NewLeads:
     now: datetime
     cursors: dict[str, int] = field(default_factory=dict)
     reread: set[str] = field(default_factory=set)
+    accounts: dict[str, AccountSnapshot] = field(default_factory=dict)  # each read once per batch
+    choices: dict[str, tuple[AccountSnapshot, RuleChoice]] = field(default_factory=dict)  # by lead, `_read_turns`
     usage: dict[str, dict[str, Usage]] = field(default_factory=dict)  # by account: capped agents' counted leads
 
 
@@ -183,6 +187,16 @@ def rotation_key(account: AccountSnapshot, source_name: str, rule_id: str | None
 
 def _count_key(key: str, agent_id: str) -> str:
     return f"{key}@{agent_id}"
+
+
+def _turn_keys(account: AccountSnapshot, source_name: str, rule_id: str | None) -> tuple[str, list[str]]:
+    """The rotation a lead of `source_name` routed by `rule_id` takes turns in, and (balanced) the agents
+    whose lead counts it reads."""
+    key = rotation_key(account, source_name, rule_id)
+    action = account.rules.action_of(rule_id) if rule_id is not None else None
+    if isinstance(action, RotationAction) and action.mode is RotationMode.BALANCED:
+        return key, [a.agent_id for a in pool_of(account, source_name, rule_id).who.eligible]
+    return key, []
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +304,7 @@ class RouterService:
             for lead_id, record in (await self.records.get_many(sorted(set(known.values())))).items()
         }
         batch = _NewLeads(keys=keys, known=known, holders=holders, now=self.clock())
+        await self._read_turns(fresh, batch)
         rejections: BatchRejections = []
         records: list[RoutingRecord] = []
         for lead_id, (index, event) in fresh.items():
@@ -345,20 +360,40 @@ class RouterService:
             sorted(i for i, d in documents.items() if d.since_ms <= stale_ms or set(d.outboxes) <= stored.keys())
         )
 
+    async def _read_turns(self, fresh: dict[str, tuple[int, LeadReceived]], batch: _NewLeads) -> None:
+        """Read the cursors of every rotation the batch's leads take turns in, in one query; keep each lead's
+        rule choice for `_decide_new`. A lead whose account is unknown or whose rule changes when its account is
+        read again (R4) is left to `_decide_new`, which reads what it still misses."""
+        wanted: list[str] = []
+        for lead_id, (_, event) in fresh.items():
+            if event.account_id not in batch.accounts:
+                found = await self.accounts.get(event.account_id)
+                if found is None:
+                    continue  # rejected by `_decide_new`
+                batch.accounts[event.account_id] = found
+            account = batch.accounts[event.account_id]
+            try:
+                lead = _new_lead(lead_id, event)
+            except ValidationError:
+                continue  # rejected by `_decide_new`
+            choice = rule_for(lead, account, batch.now)
+            batch.choices[lead_id] = (account, choice)
+            key, agents = _turn_keys(account, lead.summary.source.name, rule_id_of(choice, account))
+            wanted += [key, *(_count_key(key, agent) for agent in agents)]
+        if missing := sorted(set(wanted) - batch.cursors.keys()):
+            batch.cursors.update(await self.rotations.get_many(missing))
+
     async def _decide_new(self, lead_id: str, event: LeadReceived, batch: _NewLeads) -> _Decided:
-        account = await self._account(event.account_id)
+        account = batch.accounts.get(event.account_id) or await self._account(event.account_id)
         assigned = event.payload.source.assigned_agent_id
         if assigned and account.agent(assigned) is None and event.account_id not in batch.reread:
             # An agent added since the snapshot was cached keeps its lead (R4): read once more.
             batch.reread.add(event.account_id)
-            account = await self._account(event.account_id, fresh=True)
-        payload = event.payload
-        summary = LeadSummary(
-            contact=payload.contact, source=payload.source, message=payload.message, criteria=payload.criteria
-        )
-        lead = NewLead(lead_id, event.account_id, summary)
-        choice = rule_for(lead, account, batch.now)
-        turn = await self._turn(account, summary.source.name, rule_id_of(choice, account), batch.cursors)
+            account = batch.accounts[event.account_id] = await self._account(event.account_id, fresh=True)
+        lead = _new_lead(lead_id, event)
+        chosen = batch.choices.get(lead_id)
+        choice = chosen[1] if chosen is not None and chosen[0] is account else rule_for(lead, account, batch.now)
+        turn = await self._turn(account, lead.summary.source.name, rule_id_of(choice, account), batch.cursors)
         existing = next((batch.known[k] for k in batch.keys[lead_id] if k in batch.known), None)
         context = RoutingContext(
             existing=None if existing is None else ExistingContact(existing, batch.holders.get(existing)),
@@ -373,11 +408,7 @@ class RouterService:
         self, account: AccountSnapshot, source_name: str, rule_id: str | None, known: dict[str, int]
     ) -> _Turn:
         """The rotation of a lead of `source_name` routed by `rule_id`, read past what is `known`."""
-        key = rotation_key(account, source_name, rule_id)
-        action = account.rules.action_of(rule_id) if rule_id is not None else None
-        agents: list[str] = []
-        if isinstance(action, RotationAction) and action.mode is RotationMode.BALANCED:
-            agents = [a.agent_id for a in pool_of(account, source_name, rule_id).who.eligible]
+        key, agents = _turn_keys(account, source_name, rule_id)
         if missing := [k for k in [key, *(_count_key(key, a) for a in agents)] if k not in known]:
             known.update(await self.rotations.get_many(missing))
         return _Turn(key, known[key], {a: known[_count_key(key, a)] for a in agents})
@@ -906,8 +937,7 @@ class RouterService:
         effects = _Effects.of(records)
 
         async def apply_effects() -> None:
-            for key, position in effects.positions.items():
-                await self.rotations.advance(key, position)
+            await self.rotations.advance_many(effects.positions)
             await self._hold(records)
             await self.contacts.register(effects.lead_by_key)
             for lead_id, keys in effects.forget.items():
@@ -1043,14 +1073,23 @@ class RouterService:
         """Who each changed lead counts against now, for accounts where somebody has a cap."""
         if self.capacity is None:
             return
-        at_ms = to_ms(self.clock()) or 0
+        holds: list[tuple[str, str, tuple[str, ...]]] = []
         for record in records:
             agents = record.outbox.effects.capacity
             if agents is None:
                 continue
             account = await self.accounts.get(record.account_id)
             if account is not None and account.counts_leads:
-                await self.capacity.hold(record.lead_id, record.account_id, agents, at_ms)
+                holds.append((record.lead_id, record.account_id, agents))
+        await self.capacity.hold_many(holds, to_ms(self.clock()) or 0)  # one read and write for them all
+
+
+def _new_lead(lead_id: str, event: LeadReceived) -> NewLead:
+    payload = event.payload
+    summary = LeadSummary(
+        contact=payload.contact, source=payload.source, message=payload.message, criteria=payload.criteria
+    )
+    return NewLead(lead_id, event.account_id, summary)
 
 
 def _contact_keys(event: LeadReceived) -> list[str]:

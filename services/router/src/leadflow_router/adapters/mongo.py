@@ -9,12 +9,11 @@ new leads' outboxes until they are published, decision 0068), router_contacts
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -366,12 +365,20 @@ class Rotations:
         return {key: found.get(key, 0) for key in keys}
 
     async def advance(self, key: str, position: int) -> None:
-        result = await self._rotations.update_one(
-            {"_id": key, "position": {"$lt": position}}, {"$set": {"position": position}}
-        )
-        if result.matched_count == 0:
-            with contextlib.suppress(DuplicateKeyError):  # it exists, at least as far along
-                await self._rotations.insert_one({"_id": key, "position": position})
+        await self.advance_many({key: position})
+
+    async def advance_many(self, positions: dict[str, int]) -> None:
+        """Move each key at least as far as its position, in one command (`$max`, created when missing)."""
+        if not positions:
+            return
+        ups = [UpdateOne({"_id": key}, {"$max": {"position": p}}, upsert=True) for key, p in positions.items()]
+        try:
+            await self._rotations.bulk_write(ups, ordered=False)
+        except BulkWriteError as exc:
+            if not _only_duplicates(exc):
+                raise
+            # Another replica created some of these keys at the same moment: they exist now, so `$max` applies.
+            await self._rotations.bulk_write([ups[error["index"]] for error in exc.details["writeErrors"]])
 
 
 class Capacity:
@@ -391,13 +398,27 @@ class Capacity:
 
     async def hold(self, lead_id: str, account_id: str, agent_ids: tuple[str, ...], at_ms: int) -> None:
         """The lead now counts against exactly `agent_ids` (those already counted keep their time)."""
-        stored = {doc["agent_id"]: doc["_id"] async for doc in self._held.find({"lead_id": lead_id}, {"agent_id": 1})}
-        if stale := [doc_id for agent_id, doc_id in stored.items() if agent_id not in agent_ids]:
+        await self.hold_many([(lead_id, account_id, agent_ids)], at_ms)
+
+    async def hold_many(self, holds: list[tuple[str, str, tuple[str, ...]]], at_ms: int) -> None:
+        """Each (lead, account, agents): the lead now counts against exactly these agents (those already
+        counted keep their time); a lead named twice, the last. One read, at most one delete and one insert."""
+        if not holds:
+            return
+        wanted = {lead_id: (account_id, agent_ids) for lead_id, account_id, agent_ids in holds}
+        stored: dict[str, dict[str, str]] = {}
+        async for doc in self._held.find({"lead_id": {"$in": list(wanted)}}, {"lead_id": 1, "agent_id": 1}):
+            stored.setdefault(doc["lead_id"], {})[doc["agent_id"]] = doc["_id"]
+        if stale := [
+            doc_id for lead_id, held in stored.items() for agent_id, doc_id in held.items()
+            if agent_id not in wanted[lead_id][1]
+        ]:  # fmt: skip
             await self._held.delete_many({"_id": {"$in": stale}})
         new = [
             {"_id": f"{lead_id}|{agent_id}", "lead_id": lead_id, "account_id": account_id, "agent_id": agent_id,
              "at_ms": at_ms}
-            for agent_id in agent_ids if agent_id not in stored
+            for lead_id, (account_id, agent_ids) in wanted.items() for agent_id in agent_ids
+            if agent_id not in stored.get(lead_id, {})
         ]  # fmt: skip
         if new:
             try:

@@ -1,0 +1,178 @@
+"""The MongoDB commands a batch of new leads costs the router, on the real MongoDB-wire server (issue 14
+goal 1: PyMongo's client CPU is per command, whatever it carries).
+
+A batch reads its records, contacts and rotation cursors once each, stores its outbox document and
+records, then advances every rotation it moved, registers its contact keys and drops its outbox
+document, one command each: however many leads, sources, rules and balanced counts it holds.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from fakes_router import Published
+from fakes_shared import Clock
+from prometheus_client import CollectorRegistry
+from pymongo import AsyncMongoClient, monitoring
+from router_harness import router_service
+
+from leadflow_router.adapters.account_config import load_account_config
+from leadflow_router.adapters.mongo import ensure_indexes
+from leadflow_shared.collections import ROUTER_CAPACITY, ROUTER_ROTATIONS
+from leadflow_shared.events.criteria import LeadCriteria
+from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
+from leadflow_shared.events.routing import LeadOffered
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+
+NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+AGENTS = ["broker", "lux1", "lux2", "r1", "r2", "r3", "gen"]
+CONFIG = {
+    "accounts": [
+        {
+            "account_id": "acme",
+            "name": "Acme",
+            "round_robin": True,
+            "agents": [{"agent_id": i, "name": i.title(), "email": f"{i}@acme.example"} for i in AGENTS],
+            "roster": AGENTS,
+            "sources": [{"name": "Zillow"}],
+            "routing_rules": {
+                "rules": [
+                    {
+                        "id": "luxury",
+                        "name": "Luxury",
+                        "criteria": {"price_min": 1_000_000},
+                        "action": {"kind": "rotation", "agents": ["lux1", "lux2"]},
+                    },
+                    {
+                        "id": "rentals",
+                        "name": "Rentals",
+                        "criteria": {"intents": ["rent"]},
+                        "action": {"kind": "rotation", "mode": "balanced", "agents": ["r1", "r2", "r3"]},
+                    },
+                ]
+            },
+        }
+    ]
+}
+# One of each per batch, in this order (a batch of leads none of which was stored or seen before).
+BATCH_COMMANDS = [
+    ("find", "router_leads"),  # redeliveries (I1)
+    ("find", "router_contacts"),  # repeat contacts (R1)
+    ("find", "router_rotations"),  # every cursor and balanced count the batch's leads take turns in
+    ("insert", "router_outboxes"),  # decision 0068: outboxes first,
+    ("insert", "router_leads"),  # then the records,
+    ("update", "router_rotations"),  # then the effects (every rotation moved)
+    ("insert", "router_contacts"),
+    ("delete", "router_outboxes"),  # and the outbox document dropped once published
+]
+
+
+class Commands(monitoring.CommandListener):
+    """The commands sent on one client, as (name, collection)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        target = event.command.get(event.command_name)
+        self.sent.append((event.command_name, target if isinstance(target, str) else ""))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def lead(source: str = "Website", **criteria: Any) -> LeadReceived:
+    payload = LeadReceivedPayload(
+        contact=Contact(first_name="Lead", email=f"lead-{uuid.uuid4().hex}@example.com"),
+        source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name=source),
+        criteria=LeadCriteria.model_validate(criteria) if criteria else None,
+    )
+    return LeadReceived.create(account_id="acme", payload=payload, occurred_at=NOW)
+
+
+def mixed_batch() -> list[LeadReceived]:
+    """Leads of two sources, a rule's rotation and a balanced rule's: four rotations, three counts."""
+    return [
+        one for _ in range(3) for one in (lead(), lead("Zillow"), lead(price={"min": 2_000_000}), lead(intent="rent"))
+    ]
+
+
+async def test_a_batch_of_new_leads_costs_one_command_of_each_kind(mongo_url: str) -> None:
+    commands = Commands()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, event_listeners=[commands])
+    db = client[f"router_{uuid.uuid4().hex[:12]}"]
+    try:
+        await load_account_config(db, CONFIG)
+        await ensure_indexes(db)
+        published = Published()
+        service = router_service(db, published, Clock(NOW), CollectorRegistry())
+        # The harness caches no account snapshot: its reads (once per batch) are left out of the counts.
+        await service.on_leads_received([lead()])
+
+        for size, batch in [(1, [lead()]), (12, mixed_batch()), (12, mixed_batch())]:
+            commands.sent.clear()
+            assert not await service.on_leads_received(batch)
+            sent = [c for c in commands.sent if c[1] not in {"accounts", "agents"}]
+            assert sent == BATCH_COMMANDS, f"a batch of {size}"
+
+        offered = [e.payload for _, e in published.events() if isinstance(e, LeadOffered)]
+        assert len(offered) == 26
+        by_kind = [offered[2 + n :: 4] for n in range(4)]  # website, zillow, luxury, rentals (after 2 singles)
+        assert [o.agent_id for o in by_kind[2]] == ["lux1", "lux2"] * 3, "the rule's cursor, batch after batch"
+        assert Counter(o.agent_id for o in by_kind[3]) == {"r1": 2, "r2": 2, "r3": 2}, "balanced across batches"
+        for source in by_kind[:2]:  # each source's own rotation, on through the roster
+            agents = [o.agent_id for o in source]
+            assert len(set(agents)) == len(agents) == 6
+        positions = {d["_id"]: d["position"] async for d in db[ROUTER_ROTATIONS].find({})}
+        assert positions["acme:rule:luxury"] == 6
+        assert {k: v for k, v in positions.items() if "@" in k} == {f"acme:rule:rentals@r{n}": 2 for n in (1, 2, 3)}
+    finally:
+        await client.drop_database(db.name)
+        await client.close()
+
+
+async def test_a_batch_for_capped_agents_reads_and_writes_their_counts_once(mongo_url: str) -> None:
+    capped = [{"agent_id": a, "name": a.title(), "email": f"{a}@capped.example", "caps": {"day": 10}} for a in AGENTS]
+    config = {"accounts": [{"account_id": "acme", "name": "Acme", "round_robin": True, "agents": capped,
+                            "roster": AGENTS}]}  # fmt: skip
+    commands = Commands()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, event_listeners=[commands])
+    db = client[f"router_{uuid.uuid4().hex[:12]}"]
+    try:
+        await load_account_config(db, config)
+        await ensure_indexes(db)
+        published = Published()
+        service = router_service(db, published, Clock(NOW), CollectorRegistry())
+        await service.on_leads_received([lead()])
+
+        commands.sent.clear()
+        assert not await service.on_leads_received([lead() for _ in range(6)])
+        sent = [c for c in commands.sent if c[1] not in {"accounts", "agents"}]
+        assert (
+            sent
+            == [
+                *BATCH_COMMANDS[:3],
+                ("find", "router_capacity"),  # the capped agents' counted leads, once for the account
+                *BATCH_COMMANDS[3:6],
+                ("find", "router_capacity"),  # whom the batch's leads counted against already (a replay)
+                ("insert", "router_capacity"),  # each lead now counts against its agent
+                *BATCH_COMMANDS[6:],
+            ]
+        )
+        offered = {
+            str(e.payload.lead_id): e.payload.agent_id for _, e in published.events() if isinstance(e, LeadOffered)
+        }
+        held = {d["lead_id"]: d["agent_id"] async for d in db[ROUTER_CAPACITY].find({})}
+        assert held == offered
+        assert len(set(offered.values())) == 7
+    finally:
+        await client.drop_database(db.name)
+        await client.close()
