@@ -8,8 +8,11 @@ document, one command each: however many leads, sources, rules and balanced coun
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,10 +21,12 @@ from fakes_router import Published
 from fakes_shared import Clock
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient, monitoring
+from pymongo.asynchronous.database import AsyncDatabase
 from router_harness import router_service
 
 from leadflow_router.adapters.account_config import load_account_config
 from leadflow_router.adapters.mongo import ensure_indexes
+from leadflow_router.handlers import RouterService
 from leadflow_shared.collections import ROUTER_CAPACITY, ROUTER_ROTATIONS
 from leadflow_shared.events.criteria import LeadCriteria
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
@@ -105,23 +110,44 @@ def mixed_batch() -> list[LeadReceived]:
     ]
 
 
-async def test_a_batch_of_new_leads_costs_one_command_of_each_kind(mongo_url: str) -> None:
+@dataclass
+class Counted:
+    service: RouterService
+    db: AsyncDatabase[dict[str, Any]]
+    published: Published
+    commands: Commands
+
+    async def sent_for(self, batch: list[LeadReceived]) -> list[tuple[str, str]]:
+        """The commands routing `batch` sends (the account snapshot's reads left out: the harness caches none)."""
+        self.commands.sent.clear()
+        assert not await self.service.on_leads_received(batch)
+        return [c for c in self.commands.sent if c[1] not in {"accounts", "agents"}]
+
+
+@contextlib.asynccontextmanager
+async def counted_router(mongo_url: str, config: dict[str, Any]) -> AsyncIterator[Counted]:
+    """A router on its own database of nx-27017 with `config`, whose MongoDB commands are counted, after a
+    first lead (the first batch also creates what the account's later ones only update)."""
     commands = Commands()
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, event_listeners=[commands])
     db = client[f"router_{uuid.uuid4().hex[:12]}"]
     try:
-        await load_account_config(db, CONFIG)
+        await load_account_config(db, config)
         await ensure_indexes(db)
         published = Published()
         service = router_service(db, published, Clock(NOW), CollectorRegistry())
-        # The harness caches no account snapshot: its reads (once per batch) are left out of the counts.
         await service.on_leads_received([lead()])
+        yield Counted(service, db, published, commands)
+    finally:
+        await client.drop_database(db.name)
+        await client.close()
 
+
+async def test_a_batch_of_new_leads_costs_one_command_of_each_kind(mongo_url: str) -> None:
+    async with counted_router(mongo_url, CONFIG) as router:
+        db, published = router.db, router.published
         for size, batch in [(1, [lead()]), (12, mixed_batch()), (12, mixed_batch())]:
-            commands.sent.clear()
-            assert not await service.on_leads_received(batch)
-            sent = [c for c in commands.sent if c[1] not in {"accounts", "agents"}]
-            assert sent == BATCH_COMMANDS, f"a batch of {size}"
+            assert await router.sent_for(batch) == BATCH_COMMANDS, f"a batch of {size}"
 
         offered = [e.payload for _, e in published.events() if isinstance(e, LeadOffered)]
         assert len(offered) == 26
@@ -134,28 +160,15 @@ async def test_a_batch_of_new_leads_costs_one_command_of_each_kind(mongo_url: st
         positions = {d["_id"]: d["position"] async for d in db[ROUTER_ROTATIONS].find({})}
         assert positions["acme:rule:luxury"] == 6
         assert {k: v for k, v in positions.items() if "@" in k} == {f"acme:rule:rentals@r{n}": 2 for n in (1, 2, 3)}
-    finally:
-        await client.drop_database(db.name)
-        await client.close()
 
 
 async def test_a_batch_for_capped_agents_reads_and_writes_their_counts_once(mongo_url: str) -> None:
     capped = [{"agent_id": a, "name": a.title(), "email": f"{a}@capped.example", "caps": {"day": 10}} for a in AGENTS]
     config = {"accounts": [{"account_id": "acme", "name": "Acme", "round_robin": True, "agents": capped,
                             "roster": AGENTS}]}  # fmt: skip
-    commands = Commands()
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, event_listeners=[commands])
-    db = client[f"router_{uuid.uuid4().hex[:12]}"]
-    try:
-        await load_account_config(db, config)
-        await ensure_indexes(db)
-        published = Published()
-        service = router_service(db, published, Clock(NOW), CollectorRegistry())
-        await service.on_leads_received([lead()])
-
-        commands.sent.clear()
-        assert not await service.on_leads_received([lead() for _ in range(6)])
-        sent = [c for c in commands.sent if c[1] not in {"accounts", "agents"}]
+    async with counted_router(mongo_url, config) as router:
+        db, published = router.db, router.published
+        sent = await router.sent_for([lead() for _ in range(6)])
         assert (
             sent
             == [
@@ -173,6 +186,3 @@ async def test_a_batch_for_capped_agents_reads_and_writes_their_counts_once(mong
         held = {d["lead_id"]: d["agent_id"] async for d in db[ROUTER_CAPACITY].find({})}
         assert held == offered
         assert len(set(offered.values())) == 7
-    finally:
-        await client.drop_database(db.name)
-        await client.close()
