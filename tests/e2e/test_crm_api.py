@@ -268,8 +268,9 @@ async def test_offer_detail_activities_claim_and_timeline(
     assert called.status_code == 202, called.text
 
     def claim_projected(detail: dict[str, Any]) -> bool:
-        # The router publishes LeadClaimed and the loser's OfferWithdrawn together, but crm-api may project
-        # them in different batches: the row can show the owner before the withdrawal is on the timeline.
+        # crm-api writes an event's row change before its timeline entry (the entry marks the event projected,
+        # so it goes last), and projects LeadClaimed before the loser's OfferWithdrawn: the row can show the
+        # owner before the withdrawal is on the timeline.
         withdrawn = any(e["type"] == "OfferWithdrawn" for e in detail["timeline"])
         return bool(detail["owner_agent_id"] == winner and withdrawn)
 
