@@ -25,7 +25,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from router_harness import router_service
 
 from leadflow_router.adapters.account_config import load_account_config
-from leadflow_router.adapters.mongo import ensure_indexes
+from leadflow_router.adapters.mongo import AccountSnapshots, ensure_indexes
 from leadflow_router.handlers import RouterService
 from leadflow_shared.collections import ROUTER_CAPACITY, ROUTER_ROTATIONS
 from leadflow_shared.events.criteria import LeadCriteria
@@ -94,13 +94,13 @@ class Commands(monitoring.CommandListener):
         pass
 
 
-def lead(source: str = "Website", **criteria: Any) -> LeadReceived:
+def lead(source: str = "Website", account_id: str = "acme", **criteria: Any) -> LeadReceived:
     payload = LeadReceivedPayload(
         contact=Contact(first_name="Lead", email=f"lead-{uuid.uuid4().hex}@example.com"),
         source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name=source),
         criteria=LeadCriteria.model_validate(criteria) if criteria else None,
     )
-    return LeadReceived.create(account_id="acme", payload=payload, occurred_at=NOW)
+    return LeadReceived.create(account_id=account_id, payload=payload, occurred_at=NOW)
 
 
 def mixed_batch() -> list[LeadReceived]:
@@ -186,3 +186,34 @@ async def test_a_batch_for_capped_agents_reads_and_writes_their_counts_once(mong
         held = {d["lead_id"]: d["agent_id"] async for d in db[ROUTER_CAPACITY].find({})}
         assert held == offered
         assert len(set(offered.values())) == 7
+
+
+async def test_a_batch_of_many_offices_reads_their_configuration_in_one_command_per_collection(mongo_url: str) -> None:
+    offices = [f"office-{n}" for n in range(10)]
+    config = {
+        "accounts": [
+            {
+                "account_id": office,
+                "name": office.title(),
+                "round_robin": True,
+                "agents": [{"agent_id": f"{office}-{a}", "name": a.title(), "email": f"{a}@{office}.example"}
+                           for a in ("broker", "ann", "bob")],
+                "roster": [f"{office}-{a}" for a in ("broker", "ann", "bob")],
+            }
+            for office in offices
+        ]
+    }  # fmt: skip
+    async with counted_router(mongo_url, config | {"accounts": [*config["accounts"], *CONFIG["accounts"]]}) as router:
+        router.service.accounts = AccountSnapshots(router.db, 60)  # cached, as in production (none cached yet)
+        router.commands.sent.clear()
+        batch = [lead(account_id=office) for office in offices for _ in range(2)] + [lead(account_id="nowhere")]
+        rejected = await router.service.on_leads_received(batch)
+        read = [c for c in router.commands.sent if c[1] in {"accounts", "agents"}]
+        assert read == [("find", "accounts"), ("find", "agents")], "one query each for ten offices (and nowhere)"
+        assert len(rejected) == 1, "the unknown account's lead is refused, the others routed"
+        offered = [e.payload for _, e in router.published.events() if isinstance(e, LeadOffered)]
+        by_office = Counter(o.agent_id.rpartition("-")[0] for o in offered if o.agent_id.startswith("office-"))
+        assert by_office == dict.fromkeys(offices, 2), "each office's leads offered to its own agents"
+        router.commands.sent.clear()
+        assert not await router.service.on_leads_received([lead(account_id=office) for office in offices])
+        assert not [c for c in router.commands.sent if c[1] in {"accounts", "agents"}], "all cached now"

@@ -12,6 +12,7 @@ Imported by unit and integration tests alike (pyproject puts tests/unit on pytes
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -29,6 +30,9 @@ class FakeAccounts(AccountSnapshots):
 
     async def get(self, account_id: str, *, fresh: bool = False) -> AccountSnapshot | None:  # noqa: ARG002
         return self._accounts.get(account_id)
+
+    async def get_many(self, account_ids: Iterable[str]) -> dict[str, AccountSnapshot | None]:
+        return {account_id: self._accounts.get(account_id) for account_id in account_ids}
 
 
 class FakeRecords(LeadRecords):

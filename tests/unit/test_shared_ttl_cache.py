@@ -147,3 +147,71 @@ async def test_the_bound_drops_the_entry_stored_longest_ago() -> None:
     await cache.get_or_load("b", source.loader("b"))
     await cache.get_or_load("a", source.loader("a"))
     assert source.loads == ["a", "b", "c", "a"], "b was kept, a was dropped"
+
+
+class ManySource(Source):
+    """`Source` that also loads many keys at once, recording each call's keys."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[list[str]] = []
+
+    async def load_many(self, keys: list[str]) -> dict[str, str | None]:
+        self.calls.append(list(keys))
+        self.started.set()
+        await self.gate.wait()
+        if self.error is not None:
+            raise self.error
+        return {key: self.values.get(key) for key in keys}
+
+
+async def test_the_keys_one_caller_misses_are_loaded_in_one_call_and_kept() -> None:
+    clock, source = Clock(), ManySource()
+    source.values.update(a="one", b="two")
+    cache: TtlCache[str, str | None] = TtlCache(60, clock=clock)
+    await cache.get_or_load("a", source.loader("a"))
+    got = await cache.get_many_or_load(["a", "b", "c", "b"], source.load_many)
+    assert got == {"a": "one", "b": "two", "c": None}
+    assert source.calls == [["b", "c"]], "the cached key is not read again; each missing key once"
+    source.values["b"] = "changed"
+    assert await cache.get_or_load("b", source.loader("b")) == "two", "what was loaded together is stored"
+    clock.now += 61
+    assert await cache.get_many_or_load(["a", "b"], source.load_many) == {"a": "one", "b": "changed"}
+    assert source.calls == [["b", "c"], ["a", "b"]]
+    assert await cache.get_many_or_load([], source.load_many) == {}
+    assert len(source.calls) == 2, "nothing to load: no call"
+
+
+async def test_keys_loaded_together_are_shared_with_callers_that_miss_them_meanwhile() -> None:
+    source = ManySource()
+    source.values.update(a="one", b="two")
+    source.gate.clear()
+    cache: TtlCache[str, str | None] = TtlCache(60, clock=Clock())
+    together = asyncio.create_task(cache.get_many_or_load(["a", "b"], source.load_many))
+    await source.started.wait()
+    alone = asyncio.create_task(cache.get_or_load("a", source.loader("a")))
+    overlapping = asyncio.create_task(cache.get_many_or_load(["b", "c"], source.load_many))
+    await asyncio.sleep(0)  # let both join or start their loads before the first one finishes
+    source.gate.set()
+    assert await together == {"a": "one", "b": "two"}
+    assert await alone == "one"
+    assert await overlapping == {"b": "two", "c": None}
+    assert source.calls == [["a", "b"], ["c"]], "b waited for, only c loaded again"
+    assert source.loads == []
+
+
+async def test_a_failed_load_of_many_fails_its_sharers_and_stores_nothing() -> None:
+    source = ManySource()
+    source.gate.clear()
+    source.error = ConnectionError("database away")
+    cache: TtlCache[str, str | None] = TtlCache(60, clock=Clock())
+    together = asyncio.create_task(cache.get_many_or_load(["a", "b"], source.load_many))
+    await source.started.wait()
+    sharer = asyncio.create_task(cache.get_or_load("b", source.loader("b")))
+    await asyncio.sleep(0)
+    source.gate.set()
+    for outcome in await asyncio.gather(together, sharer, return_exceptions=True):
+        assert isinstance(outcome, ConnectionError)
+    source.error, source.values["a"] = None, "back"
+    assert await cache.get_many_or_load(["a", "b"], source.load_many) == {"a": "back", "b": None}
+    assert len(cache) == 2

@@ -3,16 +3,18 @@
 A value is kept for `ttl` seconds from the moment its load began (so a change is seen within
 `ttl` of being stored, however slow the read), or for a time that depends on the value (a miss
 cached more briefly than a hit); a time of 0 or less does not store it. Concurrent callers that
-miss the same key share one load. With `max_entries`, storing one more drops the entry stored
-longest ago. One event loop only (not thread-safe).
+miss the same key share one load; `get_many_or_load` loads the keys one caller misses together (one
+query for many keys). With `max_entries`, storing one more drops the entry stored longest ago. One
+event loop only (not thread-safe).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -78,22 +80,58 @@ class TtlCache(Generic[K, V]):
                 raise
         return await self._load(key, load)
 
+    async def get_many_or_load(
+        self, keys: Iterable[K], load_many: Callable[[list[K]], Awaitable[Mapping[K, V]]]
+    ) -> dict[K, V]:
+        """The value of each key: cached, or else loaded with the other keys missed here by one
+        `load_many(missing)`, which returns a value for each (stored, and shared with callers that miss
+        them meanwhile); a key another caller is loading already is waited for, as `get_or_load` does."""
+        values: dict[K, V] = {}
+        waiting: list[K] = []
+        missing: list[K] = []
+        now = self._clock()
+        for key in dict.fromkeys(keys):
+            entry = self._entries.get(key)
+            if entry is not None and entry.expires > now:
+                values[key] = entry.value
+            else:
+                (waiting if key in self._loading else missing).append(key)
+        if missing:
+            values.update(await self._load_many(missing, load_many))
+        for key in waiting:
+            values[key] = await self.get_or_load(key, functools.partial(_one, key, load_many))
+        return values
+
     async def _load(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
-        read_at, order = self._clock(), next(self._orders)
-        future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
-        self._loading[key] = future
+        async def load_one(_: list[K]) -> dict[K, V]:
+            return {key: await load()}
+
+        return (await self._load_many([key], load_one))[key]
+
+    async def _load_many(self, keys: list[K], load_many: Callable[[list[K]], Awaitable[Mapping[K, V]]]) -> dict[K, V]:
+        read_at, loop = self._clock(), asyncio.get_running_loop()
+        loading = {key: (next(self._orders), loop.create_future()) for key in keys}
+        self._loading.update((key, future) for key, (_, future) in loading.items())
         try:
-            value = await load()
+            values = await load_many(keys)
+            loaded = {key: values[key] for key in keys}
         except Exception as exc:
-            future.set_exception(exc)
-            future.exception()  # marked retrieved: when nobody waits on it, that is no error to report
+            for _, future in loading.values():
+                future.set_exception(exc)
+                future.exception()  # marked retrieved: when nobody waits on it, that is no error to report
             raise
         else:
-            future.set_result(value)
-            self._store(key, value, read_at, order)
-            return value
+            for key, (order, future) in loading.items():
+                future.set_result(loaded[key])
+                self._store(key, loaded[key], read_at, order)
+            return loaded
         finally:
-            if not future.done():  # cancelled: callers waiting on it load again
-                future.cancel()
-            if self._loading.get(key) is future:
-                del self._loading[key]
+            for key, (_, future) in loading.items():
+                if not future.done():  # cancelled: callers waiting on it load again
+                    future.cancel()
+                if self._loading.get(key) is future:
+                    del self._loading[key]
+
+
+async def _one(key: K, load_many: Callable[[list[K]], Awaitable[Mapping[K, V]]]) -> V:
+    return (await load_many([key]))[key]

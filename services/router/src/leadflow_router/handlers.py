@@ -361,17 +361,18 @@ class RouterService:
         )
 
     async def _read_turns(self, fresh: dict[str, tuple[int, LeadReceived]], batch: _NewLeads) -> None:
-        """Read the cursors of every rotation the batch's leads take turns in, in one query; keep each lead's
-        rule choice for `_decide_new`. A lead whose account is unknown or whose rule changes when its account is
-        read again (R4) is left to `_decide_new`, which reads what it still misses."""
+        """Read the batch's accounts (those not cached: one query of accounts and one of agents for all) and
+        the cursors of every rotation its leads take turns in (one query); keep each lead's rule choice for
+        `_decide_new`. A lead whose account is unknown or whose rule changes when its account is read again
+        (R4) is left to `_decide_new`, which reads what it still misses."""
+        unread = sorted({event.account_id for _, event in fresh.values()} - batch.accounts.keys())
+        found = await self.accounts.get_many(unread)
+        batch.accounts.update((account_id, a) for account_id, a in found.items() if a is not None)
         wanted: list[str] = []
         for lead_id, (_, event) in fresh.items():
-            if event.account_id not in batch.accounts:
-                found = await self.accounts.get(event.account_id)
-                if found is None:
-                    continue  # rejected by `_decide_new`
-                batch.accounts[event.account_id] = found
-            account = batch.accounts[event.account_id]
+            account = batch.accounts.get(event.account_id)
+            if account is None:
+                continue  # an unknown account: rejected by `_decide_new`
             try:
                 lead = _new_lead(lead_id, event)
             except ValidationError:
@@ -1073,14 +1074,13 @@ class RouterService:
         """Who each changed lead counts against now, for accounts where somebody has a cap."""
         if self.capacity is None:
             return
-        holds: list[tuple[str, str, tuple[str, ...]]] = []
-        for record in records:
-            agents = record.outbox.effects.capacity
-            if agents is None:
-                continue
-            account = await self.accounts.get(record.account_id)
-            if account is not None and account.counts_leads:
-                holds.append((record.lead_id, record.account_id, agents))
+        counted = [(record, agents) for record in records if (agents := record.outbox.effects.capacity) is not None]
+        accounts = await self.accounts.get_many(sorted({record.account_id for record, _ in counted}))
+        holds = [
+            (record.lead_id, record.account_id, agents)
+            for record, agents in counted
+            if (account := accounts[record.account_id]) is not None and account.counts_leads
+        ]
         await self.capacity.hold_many(holds, to_ms(self.clock()) or 0)  # one read and write for them all
 
 

@@ -9,6 +9,7 @@ new leads' outboxes until they are published, decision 0068), router_contacts
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -71,15 +72,27 @@ class AccountSnapshots:
 
     async def get(self, account_id: str, *, fresh: bool = False) -> AccountSnapshot | None:
         """The account's snapshot, from the cache unless it is older than the TTL or `fresh` is asked."""
-        return await self._cache.get_or_load(account_id, lambda: self._load(account_id), fresh=fresh)
+        return await self._cache.get_or_load(account_id, lambda: self._load_one(account_id), fresh=fresh)
 
-    async def _load(self, account_id: str) -> AccountSnapshot | None:
-        account = await self._db[ACCOUNTS].find_one({"_id": account_id})
-        if account is None:
-            return None
-        roster_ids = RoutingFields.of(account).roster
-        agents = {a["_id"]: a async for a in self._db[AGENTS].find({"_id": {"$in": roster_ids}})}
-        return _snapshot(account, [agents[i] for i in roster_ids if i in agents])
+    async def get_many(self, account_ids: Iterable[str]) -> dict[str, AccountSnapshot | None]:
+        """Each account's snapshot, from the cache; those it does not hold read together: one query of the
+        accounts and one of their agents, however many accounts (a batch of many offices' leads)."""
+        return await self._cache.get_many_or_load(account_ids, self._load)
+
+    async def _load_one(self, account_id: str) -> AccountSnapshot | None:
+        return (await self._load([account_id]))[account_id]
+
+    async def _load(self, account_ids: list[str]) -> dict[str, AccountSnapshot | None]:
+        accounts = {a["_id"]: a async for a in self._db[ACCOUNTS].find({"_id": {"$in": account_ids}})}
+        rosters = {account_id: RoutingFields.of(account).roster for account_id, account in accounts.items()}
+        wanted = sorted({agent_id for roster in rosters.values() for agent_id in roster})
+        agents = {a["_id"]: a async for a in self._db[AGENTS].find({"_id": {"$in": wanted}})} if wanted else {}
+        return {
+            account_id: _snapshot(accounts[account_id], [agents[i] for i in rosters[account_id] if i in agents])
+            if account_id in accounts
+            else None
+            for account_id in account_ids
+        }
 
 
 def _snapshot(account: Doc, agents: list[Doc]) -> AccountSnapshot:

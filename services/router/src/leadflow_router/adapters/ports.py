@@ -6,6 +6,7 @@ in memory. Each returns domain objects (`domain/record.py`, `domain/model.py`, `
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Protocol
 
 from leadflow_router.domain.erasure import ErasureRequest
@@ -36,6 +37,7 @@ class AccountSource(Protocol):
     """Account configuration as routing snapshots (cached by the implementation)."""
 
     async def get(self, account_id: str, *, fresh: bool = False) -> AccountSnapshot | None: ...
+    async def get_many(self, account_ids: Iterable[str]) -> dict[str, AccountSnapshot | None]: ...
 
 
 class ContactIndex(Protocol):
