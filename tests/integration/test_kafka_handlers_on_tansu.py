@@ -10,8 +10,11 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 import pytest_asyncio
+from aiokafka.errors import KafkaTimeoutError
+from pymongo.errors import AutoReconnect
 from test_consumer_edge import (
     Edge,
+    activity,
     settings,
     test_a_batch_sets_poison_aside_and_a_failed_batch_runs_one_record_at_a_time,
     test_a_field_from_a_newer_version_is_ignored_and_refused_only_where_the_contract_forbids_it,
@@ -29,6 +32,7 @@ from test_router_kafka_handlers import test_a_lead_from_intake_is_assigned_once_
 
 from leadflow_devstack.servers import TANSU_SESSION_TIMEOUT_MS
 from leadflow_devstack.testing import eventually
+from leadflow_shared.events.activity import LeadActivity
 from leadflow_shared.service import ServiceRuntime
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
@@ -65,3 +69,30 @@ async def edge(kafka_bootstrap: str, mongo_url: str) -> AsyncIterator[Edge]:
     yield Edge(runtime, start, publish, settle)
     if started:
         await runtime.stop()
+
+
+@pytest.mark.parametrize(
+    "outage",
+    [
+        AutoReconnect("primary stepped down"),
+        # aiokafka's producer when a partition's batch cannot drain in time: the broker is away (not retriable
+        # by its flag, yet an outage: dead-lettering the record would leave a partner's lead unpublished).
+        KafkaTimeoutError(),
+    ],
+    ids=type,
+)
+async def test_an_outage_the_handler_meets_rewinds_instead_of_dead_lettering(edge: Edge, outage: Exception) -> None:
+    attempts: list[str] = []
+
+    async def on_activity(event: LeadActivity) -> None:
+        attempts.append(event.payload.agent_id)
+        if len(attempts) <= 2 * edge.runtime.settings.kafka.handler_attempts:  # outlasts the retries, twice
+            raise outage
+        edge.handled.append(event.payload.agent_id)
+
+    edge.runtime.subscribe(edge.topic, on_activity, group_id="edge-test")
+    edge.collect_dead_letters(edge.topic)
+    await edge.start()
+    await edge.publish(edge.topic, activity())
+    await edge.settle(lambda: edge.handled == ["ana"] or bool(edge.dead))
+    assert (edge.handled, edge.dead) == (["ana"], [])

@@ -15,12 +15,15 @@ from fakes_router import Published
 from fakes_shared import Clock
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
-from router_harness import router_service
+from router_harness import router_on, router_service
 
+from leadflow_devstack.testing import eventually
 from leadflow_router.adapters.account_config import load_account_config
 from leadflow_router.adapters.mongo import ensure_indexes
 from leadflow_router.domain.model import RoutingRejected
-from leadflow_router.handlers import RouterService
+from leadflow_router.handlers import SWEEP_RETRY_SECONDS, RouterService
+from leadflow_router.sweeper import Alarm, sweep
+from leadflow_shared.collections import ACCOUNTS
 from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
 from leadflow_shared.events.routing import (
@@ -86,9 +89,9 @@ async def routers(mongo_url: str, db_name: str) -> AsyncIterator[list[Router]]:
         await client.close()
 
 
-def received(source: str = "Website", n: int = 0) -> LeadReceived:
+def received(source: str = "Website", n: int = 0, account_id: str = "acme") -> LeadReceived:
     return LeadReceived.create(
-        account_id="acme",
+        account_id=account_id,
         occurred_at=T0,
         payload=LeadReceivedPayload(
             contact=Contact(first_name="Lead", last_name=str(n), email=f"lead-{uuid.uuid4().hex}@example.com"),
@@ -217,6 +220,87 @@ async def test_deadlines_survive_a_restart(mongo_url: str, db_name: str, routers
     finally:
         await client.close()
     assert any(isinstance(e, OfferExpired) and e.payload.lead_id == lead.event_id for e in published.lead_events())
+
+
+def office(account_id: str, claim_window_seconds: int) -> dict[str, Any]:
+    agents = [f"{account_id}-{n}" for n in ("broker", "a", "b")]
+    return {
+        "account_id": account_id, "name": account_id.title(), "round_robin": True, "roster": agents,
+        "agents": [{"agent_id": a, "name": a, "email": f"{a}@{account_id}.example"} for a in agents],
+        "default_source": {"claim_window_seconds": claim_window_seconds},
+    }  # fmt: skip
+
+
+# A newer crm-api during a rolling upgrade writes a source kind this router does not know yet.
+UNREADABLE = {"$set": {"sources": [{"name": "Website", "kind": "a-kind-from-the-future"}]}}
+
+
+@pytest.mark.parametrize("breakage", ["deleted", "unreadable"])
+async def test_a_deadline_that_cannot_fire_holds_up_no_other_office_s_deadlines(mongo_url: str, breakage: str) -> None:
+    """I3: the sweeper takes the most overdue deadlines first; one whose office is gone or unreadable fails
+    alone and is looked at again a minute later, while every other office's offers still expire on time."""
+    config = {"accounts": [office("north", 60), office("acme", 600)]}
+    async with router_on(mongo_url, config, now=T0) as router:
+        north = [received(account_id="north", n=n) for n in range(2)]
+        kept = received()
+        await router.service.on_leads_received([*north, kept])
+        if breakage == "deleted":
+            await router.db[ACCOUNTS].delete_one({"_id": "north"})
+        else:
+            await router.db[ACCOUNTS].update_one({"_id": "north"}, UNREADABLE)
+        router.service.sweep_batch = len(north)  # the broken office's deadlines fill a whole pass
+        router.published.clear()
+        router.clock.advance(601_000)
+        for _ in range(5):  # as `sweeper.sweep` does: a full pass is followed by another at once
+            if await router.service.sweep_once() < router.service.sweep_batch:
+                break
+        expired = [e.payload.lead_id for e in router.published.lead_events() if isinstance(e, OfferExpired)]
+        assert expired == [kept.event_id]
+        retry_ms = router.clock.ms + SWEEP_RETRY_SECONDS * 1000
+        for lead in north:  # not lost: due again later, its offer still open
+            doc = await router.record(lead)
+            assert (doc["next_deadline_ms"], doc["status"], doc["version"]) == (retry_ms, "offered", 1)
+        failures = router.registry.get_sample_value("router_deadline_failures_total")
+        assert failures == len(north)
+
+        await load_account_config(router.db, {"accounts": [office("north", 60)]})  # the office is back
+        router.published.clear()
+        router.clock.advance(SWEEP_RETRY_SECONDS * 1000)
+        while await router.service.sweep_once():
+            pass
+        expired = [e.payload.lead_id for e in router.published.lead_events() if isinstance(e, OfferExpired)]
+        assert sorted(expired) == sorted(lead.event_id for lead in north)
+
+
+async def test_an_outbox_that_cannot_be_published_keeps_no_deadline_from_firing(mongo_url: str) -> None:
+    """I3: the sweeper's loop also republishes outboxes a failure left; one that fails every time (its office
+    unreadable) is retried each round, and the deadlines still fire in between."""
+    config = {"accounts": [office("north", 60), office("acme", 600)]}
+    async with router_on(mongo_url, config, now=T0) as router:
+        north, kept = received(account_id="north"), received()
+        await router.service.on_leads_received([north, kept])
+        router.clock.advance(61_000)
+        router.published.failing = True  # the broker away while north's expiry is stored: its outbox stays
+        with pytest.raises(ConnectionError):
+            await router.service.sweep_once()
+        router.published.failing = False
+        await router.db[ACCOUNTS].update_one({"_id": "north"}, UNREADABLE)
+        router.clock.advance(540_000)  # acme's offer is due now
+
+        def kept_expired() -> bool:
+            events = router.published.lead_events()
+            return any(isinstance(e, OfferExpired) and e.payload.lead_id == kept.event_id for e in events)
+
+        stopping = asyncio.Event()
+        sweeper = asyncio.create_task(
+            sweep(router.service, stopping, alarm=Alarm(), idle_seconds=0.05, republish_every_seconds=0.2)
+        )
+        try:
+            await eventually(kept_expired, timeout=10, what="acme's offer to expire")
+        finally:
+            stopping.set()
+            await sweeper
+        assert (await router.record(north))["outbox"], "north's events wait for its office to read again"
 
 
 async def test_activity_for_unknown_lead_is_rejected_and_without_offer_is_logged(routers: list[Router]) -> None:

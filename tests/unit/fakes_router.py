@@ -103,6 +103,11 @@ class FakeRecords(LeadRecords):
         ordered = sorted((d for d in due if d["next_deadline_ms"] <= now_ms), key=lambda d: d["next_deadline_ms"])
         return [decode_record(d) for d in ordered[:limit]]
 
+    async def postpone(self, lead_id: str, *, expected_version: int, until_ms: int) -> None:
+        stored = self.docs.get(lead_id)
+        if stored is not None and stored["version"] == expected_version:
+            stored["next_deadline_ms"] = until_ms
+
     async def unflushed(self, before_ms: int, limit: int) -> list[RoutingRecord]:
         pending = [d for d in self.docs.values() if d.get("outbox_since_ms") is not None]
         return [decode_record(d) for d in pending if d["outbox_since_ms"] <= before_ms][:limit]

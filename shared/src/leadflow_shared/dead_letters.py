@@ -11,7 +11,7 @@ import json
 import logging
 
 from aiokafka import ConsumerRecord
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 from pymongo.errors import ConnectionFailure
@@ -24,14 +24,16 @@ from leadflow_shared.topics import dlq
 log = logging.getLogger(__name__)
 
 # Errors of a dependency being down: retrying later will succeed, dead-lettering would not.
-# Of Kafka's errors only the retriable ones (a record too large for the broker never fits).
+# Of Kafka's errors only the retriable ones (a record too large for the broker never fits), and the
+# producer's KafkaTimeoutError: a partition's batch did not drain in time, the broker is away (aiokafka
+# does not flag it retriable, decision 0077).
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionFailure, KafkaError)
 
 
 def is_transient(exc: BaseException) -> bool:
     """An outage to wait out (rewind), not a fault of the message (dead letter)."""
     if isinstance(exc, KafkaError):
-        return bool(exc.retriable)
+        return bool(exc.retriable) or isinstance(exc, KafkaTimeoutError)
     return isinstance(exc, TRANSIENT_ERRORS)
 
 
@@ -87,7 +89,7 @@ class DeadLetters:
         try:
             await self._broker.publish(value, dlq(topic), key=key, headers=theirs | ours)
         except KafkaError as publish_error:
-            if publish_error.retriable:
+            if is_transient(publish_error):
                 raise  # the broker is away: rewind, and dead-letter it once it is back
             # Refused for good (too large for this broker's limits): the reason and the source's
             # coordinates still go out, so an operator can find the record on its topic.

@@ -89,6 +89,7 @@ from leadflow_router.metrics import RouterMetrics
 from leadflow_shared import tracing
 from leadflow_shared.clock import from_epoch_ms
 from leadflow_shared.consumers import BatchRejections
+from leadflow_shared.dead_letters import is_transient
 from leadflow_shared.envelope import derived_event_id
 from leadflow_shared.events.activity import ActivityAction, LeadActivity
 from leadflow_shared.events.commands import (
@@ -123,6 +124,9 @@ CAS_ATTEMPTS = 10
 # An outbox document older than this (wall clock) is finished by `republish_stale`: a crash left it and no
 # redelivery came (decision 0068). Redeliveries finish theirs at once; this is the backstop.
 STALE_BATCH_SECONDS = 60
+# A due deadline the sweeper cannot fire (its account unknown or unreadable, a fault) waits this long before it
+# is looked at again, so it cannot hold up every other deadline behind it (decision 0077).
+SWEEP_RETRY_SECONDS = 60
 NOT_ACTIVE = "not an active agent of this office"  # why such an agent's ask back (or pond claim) is refused
 
 
@@ -890,18 +894,14 @@ class RouterService:
         usage: dict[str, dict[str, Usage]] = {}
         changes: list[tuple[RoutingRecord, int]] = []
         for record in due:
-            state = record.state
-            assert state is not None  # noqa: S101 (only leads have deadlines)
-            account = await self._account(state.account_id)
-            turn = await self._turn(account, state.source_name, state.rule_id, cursors)
-            known = await self._usage(account, now, usage)
-            outcome = on_deadline(state, account, Standing(turn.cursor, turn.counts, known), now)
-            _recount(state, outcome, usage)
-            if state.next_deadline is not None:
-                self.metrics.timer_lateness.observe(max(0.0, (now - state.next_deadline).total_seconds()))
-            effects = turn.effects(outcome, cursors)
-            new = self._next_record(record, outcome, source_id=uuid.UUID(state.lead_id), now=now, effects=effects)
-            changes.append((new, record.version))
+            try:
+                changes.append((await self._fired(record, now, cursors, usage), record.version))
+            except Exception as exc:
+                if is_transient(exc):
+                    raise  # an outage: the whole pass again, later
+                # This record alone (its account unknown or unreadable, a fault): the others' deadlines still
+                # fire, and it is looked at again later instead of heading every pass (decision 0077).
+                await self._postpone(record, now, exc)
         limit = asyncio.Semaphore(self.sweep_concurrency)
 
         async def store(new: RoutingRecord, version: int) -> RoutingRecord | None:
@@ -913,6 +913,34 @@ class RouterService:
         self.metrics.cas_conflicts.labels("sweeper").inc(len(changes) - len(stored))  # a claim or replica won
         await self.flush(stored)
         return len(due)
+
+    async def _fired(
+        self, record: RoutingRecord, now: datetime, cursors: dict[str, int], usage: dict[str, dict[str, Usage]]
+    ) -> RoutingRecord:
+        """The due record's next version: its offers expired, the lead offered on or fallen back (R9, R10)."""
+        state = record.state
+        assert state is not None  # noqa: S101 (only leads have deadlines)
+        account = await self._account(state.account_id)
+        turn = await self._turn(account, state.source_name, state.rule_id, cursors)
+        known = await self._usage(account, now, usage)
+        outcome = on_deadline(state, account, Standing(turn.cursor, turn.counts, known), now)
+        _recount(state, outcome, usage)
+        if state.next_deadline is not None:
+            self.metrics.timer_lateness.observe(max(0.0, (now - state.next_deadline).total_seconds()))
+        effects = turn.effects(outcome, cursors)
+        return self._next_record(record, outcome, source_id=uuid.UUID(state.lead_id), now=now, effects=effects)
+
+    async def _postpone(self, record: RoutingRecord, now: datetime, exc: Exception) -> None:
+        """A deadline that cannot fire now is looked at again in SWEEP_RETRY_SECONDS (decision 0077)."""
+        until_ms = (to_ms(now) or 0) + SWEEP_RETRY_SECONDS * 1000
+        await self.records.postpone(record.lead_id, expected_version=record.version, until_ms=until_ms)
+        self.metrics.deadline_failures.inc()
+        log.error(
+            "sweeper could not fire a deadline: %s; looking again in %d s",
+            type(exc).__name__,
+            SWEEP_RETRY_SECONDS,
+            extra={"lead_id": record.lead_id},
+        )
 
     async def republish_stale(self, older_than_ms: int = 5_000, limit: int = 500) -> int:
         """Flush outboxes a crash left behind (the inputs that made them were already committed), and

@@ -22,6 +22,12 @@ class RouterMetrics:
             "Deadlines fired by the sweeper.",
             registry=registry,
         )
+        self.deadline_failures = Counter(
+            "router_deadline_failures_total",
+            "Due deadlines the sweeper could not fire (the lead's account unknown or unreadable, a fault): each is"
+            " looked at again a minute later (decision 0077).",
+            registry=registry,
+        )
         self.cas_conflicts = Counter(
             "router_cas_conflicts_total", "Compare-and-set writes that lost a race.", ["path"], registry=registry
         )

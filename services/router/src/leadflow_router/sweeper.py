@@ -68,8 +68,9 @@ async def sweep(
         alarm.clear()  # before reading MongoDB: a deadline stored meanwhile sets it again
         try:
             if time.monotonic() >= next_republish:
-                await service.republish_stale()
+                # Set first: a republish that keeps failing must not keep the deadlines from firing.
                 next_republish = time.monotonic() + republish_every_seconds
+                await service.republish_stale()
             if await service.sweep_once() >= service.sweep_batch:
                 continue  # more are due: no pause
             now_ms = to_ms(service.clock()) or 0

@@ -242,6 +242,12 @@ class LeadRecords:
         cursor = self._leads.find({"next_deadline_ms": {"$lte": now_ms}}).sort("next_deadline_ms", ASCENDING)
         return [decode_record(doc) async for doc in cursor.limit(limit)]
 
+    async def postpone(self, lead_id: str, *, expected_version: int, until_ms: int) -> None:
+        """Make an unchanged record due again at `until_ms` (a deadline the sweeper could not fire, decision 0077)."""
+        await self._leads.update_one(
+            {"_id": lead_id, "version": expected_version}, {"$set": {"next_deadline_ms": until_ms}}
+        )
+
     async def next_deadline_ms(self, after_ms: int) -> int | None:
         """The earliest deadline later than `after_ms`, if any record has one."""
         cursor = self._leads.find({"next_deadline_ms": {"$gt": after_ms}}, {"next_deadline_ms": 1})
