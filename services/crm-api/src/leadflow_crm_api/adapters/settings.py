@@ -44,6 +44,10 @@ class AccountSettings:
         """Whether `user_id` is another account's staff member (never touch another tenant's)."""
         return await self._db[STAFF].find_one({"_id": user_id, "account_id": {"$ne": self.account_id}}) is not None
 
+    async def agent_elsewhere(self, user_id: str) -> bool:
+        """Whether `user_id` is another account's agent (ids are global: never one of this account's staff)."""
+        return await self._db[AGENTS].find_one({"_id": user_id, "account_id": {"$ne": self.account_id}}) is not None
+
     async def put_staff_member(self, user_id: str, fields: Doc) -> None:
         """Insert or replace the record (not an upsert: see set_preferences)."""
         doc = {"_id": user_id, **fields, "account_id": self.account_id}

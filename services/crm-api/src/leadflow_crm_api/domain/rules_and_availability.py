@@ -115,13 +115,20 @@ def stored_rules(account: Mapping[str, Any]) -> StoredRules:
 
 
 def rule_refusals(rules: RuleSet, roster: Sequence[str]) -> list[Violation]:
-    """`RuleSet.refusals` against the roster, each at the rule it is about (`rules.2`, `default`)."""
+    """`RuleSet.refusals` against the roster, each at the rule or pond it is about (`rules.2`, `default`,
+    `ponds.0`). Each part is checked alone in a set built without validation: a rule that puts leads in a pond
+    is no set of its own (its pond is declared beside it), and `refusals` reads only the parts."""
     found: list[Violation] = [
         (("rules", i), reason)
         for i, rule in enumerate(rules.rules)
-        for reason in RuleSet(rules=[rule]).refusals(roster)
+        for reason in RuleSet.model_construct(rules=[rule], ponds=[]).refusals(roster)
     ]
-    found += [(("default",), reason) for reason in RuleSet(default=rules.default).refusals(roster)]
+    found += [(("default",), r) for r in RuleSet.model_construct(default=rules.default, ponds=[]).refusals(roster)]
+    found += [
+        (("ponds", i), reason)
+        for i, pond in enumerate(rules.ponds)
+        for reason in RuleSet.model_construct(rules=[], ponds=[pond]).refusals(roster)
+    ]
     return found
 
 

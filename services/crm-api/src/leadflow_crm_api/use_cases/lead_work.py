@@ -71,6 +71,8 @@ async def assign_users(leads: AccountLeads, caller: Caller, db: Db, lead_id: Id,
         raise NotFound("No such lead.")
     if not caller.sees_whole_account and doc.owner_agent_id != caller.sub:
         raise Forbidden("Only the lead's owner, or a broker or admin, assigns its users.")
+    if doc.account_id != caller.account_id:  # a realtor holding another brokerage's lead (T1): not its people
+        raise Forbidden("Only users of the lead's account assign its users.")
     users = list(dict.fromkeys(body.user_ids))
     people = AccountSettings(db, doc.account_id)
     unknown = [i for i, u in enumerate(body.user_ids)

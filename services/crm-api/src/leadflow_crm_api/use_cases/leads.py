@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from fastapi.exceptions import RequestValidationError
@@ -72,11 +73,14 @@ def cursor_after(cursor: str | None, query: LeadQuery) -> tuple[int, str] | None
 
 
 async def lead_view(leads: ScopedLeads, caller: Principal, db: Db, lead_id: str) -> LeadDetail:
-    """V3: the contact, its holder, the open offers with deadlines, and the timeline the caller may see."""
+    """V3: the contact, its holder, the open offers with deadlines, and the timeline the caller may see: a realtor
+    sees no offer made to another agent, on the timeline or among the open offers (decision 0076)."""
     doc = await leads.get(lead_id)
     if doc is None:
         raise NotFound("No such lead.")
     realtor = None if caller.sees_whole_account else caller.sub
+    if realtor is not None:  # its own open offer only: who else races for the lead is not the realtor's to know
+        doc = replace(doc, open_offers=tuple(o for o in doc.open_offers if o.agent_id == realtor))
     names = await agent_names(db, {doc.owner_agent_id or ""})
     return lead_detail(doc, visible_timeline(await leads.timeline(doc), realtor_id=realtor), names)
 

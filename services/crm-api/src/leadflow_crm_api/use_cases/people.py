@@ -17,6 +17,7 @@ from leadflow_crm_api.domain.people import (
     DeviceRegistration,
     MemberRole,
     StaffMember,
+    StaffRole,
     TeamList,
     member_of_agent,
     member_of_staff,
@@ -64,10 +65,23 @@ async def put_staff_member(people: People, caller: Caller, user_id: Id, body: St
     _own_or_manager(caller, user_id)
     if await people.agent(user_id) is not None:
         raise InvalidRequest("user_id: an agent of this account; an agent's details are its agent record.")
-    if await people.staff_id_taken(user_id):
-        raise NotFound("No such staff member in this account.")  # another tenant's id: never touched
+    if await people.staff_id_taken(user_id) or await people.agent_elsewhere(user_id):
+        # Another tenant's id, staff or agent: never touched (its preferences are keyed by the same id).
+        raise NotFound("No such staff member in this account.")
+    if not caller.sees_whole_account:
+        await _own_record_only(people, user_id, body)
     await people.put_staff_member(user_id, body.model_dump(mode="json"))
     return body
+
+
+async def _own_record_only(people: AccountSettings, user_id: str, body: StaffMember) -> None:
+    """Someone who is no broker or admin updates the staff record it has, never makes one or sets its role: a
+    staff record is what digests and new-lead notices reach, so it is the managers' to give (decision 0076)."""
+    stored = await people.staff_member(user_id)
+    if stored is None:
+        raise Forbidden("Brokers and admins add staff members.")
+    if stored.get("role", StaffRole.STAFF.value) != body.role.value:
+        raise Forbidden("Brokers and admins set a staff member's role.")
 
 
 async def delete_staff_member(people: People, caller: Caller, user_id: Id) -> Response:

@@ -267,8 +267,11 @@ async def preferences_scope(account_id: Id, user_id: Id, caller: Caller, db: Db)
     stored = await settings.preferences(user_id)
     if stored is not None and stored.get("account_id") not in {None, account_id}:
         raise NotFound("No such user in this account.")  # ids are global; never touch another tenant's
-    if await settings.agent(user_id) is None and await settings.staff_member(user_id) is None:
-        # Preferences of someone the notifier cannot reach would be accepted and never used.
+    if await settings.agent(user_id) is None and (
+        await settings.staff_member(user_id) is None or await settings.agent_elsewhere(user_id)
+    ):
+        # Preferences of someone the notifier cannot reach would be accepted and never used; another account's
+        # agent is that account's to reach (a staff record here naming it gives no hold on it, decision 0076).
         raise NotFound(
             "No such user in this account. Add an admin or staff member who is not an agent with "
             "PUT /v1/accounts/{account_id}/staff/{user_id} first, so notifications can reach them."
