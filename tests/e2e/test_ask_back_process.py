@@ -95,7 +95,15 @@ async def test_an_agent_asks_back_the_offer_it_declined_and_is_emailed_a_new_off
     assert asked.status_code == 202, asked.text
     assert asked.json()["detail"].startswith("Asked; the router decides")
     ask_id = asked.json()["event_id"]
-    await eventually(lambda: offered_to("askb-ann", "askb-bo"), what="ann offered the lead again, racing bo")
+
+    async def offered_again() -> dict[str, Any] | None:
+        # crm-api writes the new offer's row change before its timeline entry (the entry goes last): wait for both.
+        found = await offered_to("askb-ann", "askb-bo")
+        timeline = found["timeline"] if found else []
+        answer = [e for e in timeline if e["type"] == "LeadOffered" and e["answers_activity_id"] == ask_id]
+        return found if answer else None
+
+    await eventually(offered_again, what="ann offered the lead again, racing bo, the offer on the timeline too")
     outcome = await crm.get(f"{url}/ask-back", headers=ann)  # what became of the ask, in JSON
     assert (outcome.status_code, outcome.json()["status"]) == (200, "offered"), outcome.text
     assert outcome.json()["event_id"] == ask_id, "the outcome is that ask's"

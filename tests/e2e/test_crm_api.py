@@ -308,7 +308,14 @@ async def test_actions_that_cannot_claim_are_answered_and_logged_never_dead_lett
     assert called.status_code == 202, called.text
     assert called.json()["claim"] == "requested"
     assert called.json()["detail"].startswith("Your offer is open until ")
-    await detail_when(client, url, broker, "the claim", lambda d: d["owner_agent_id"] == winner)
+
+    def claim_projected(detail: dict[str, Any]) -> bool:
+        # The loser's answer below says how its offer ended, which crm-api reads from the timeline: the row can
+        # show the owner before the loser's OfferWithdrawn is on the timeline (see the test above).
+        withdrawn = any(e["type"] == "OfferWithdrawn" and e["agent_id"] == loser for e in detail["timeline"])
+        return bool(detail["owner_agent_id"] == winner and withdrawn)
+
+    await detail_when(client, url, broker, "the claim and the loser's withdrawal on the timeline", claim_projected)
 
     # The loser's offer was withdrawn: an accept is answered with how it ended and who holds the lead.
     lost = assert_problem(await act(as_loser, "accept"), 409)

@@ -144,7 +144,16 @@ async def test_a_lead_moves_to_another_office_as_a_new_lead_with_its_profile_and
     assert lead_id not in (await client.get(f"/v1/accounts/{NORTH}/leads", headers=north)).text, "it left North"
     listed = (await client.get(f"/v1/accounts/{SOUTH}/leads", headers=south, params={"label": "hot"})).json()
     assert [row["lead_id"] for row in listed["items"]] == [lead_id], "a new lead in South, found by its label"
-    detail = (await client.get(f"/v1/accounts/{SOUTH}/leads/{lead_id}", headers=south)).json()
+
+    async def moved_on_the_timeline() -> dict[str, Any] | None:
+        # crm-api marks the transfer done and moves the row before it writes LeadTransferred's timeline entry
+        # (the entry goes last; the first office's LeadAssigned, too, was waited for only on the row).
+        got: dict[str, Any] = (await client.get(f"/v1/accounts/{SOUTH}/leads/{lead_id}", headers=south)).json()
+        types = {entry["type"] for entry in got.get("timeline", [])}
+        return got if {"LeadAssigned", "LeadTransferred"} <= types else None
+
+    detail = await eventually(moved_on_the_timeline, what="LeadAssigned and LeadTransferred on the lead's timeline")
+    assert detail is not None
     assert {
         k: detail[k] for k in ("company", "office_address", "home_address", "rating", "production_value", "labels")
     } == {k: v for k, v in PROFILE.items() if not k.startswith("campaign")}

@@ -60,13 +60,15 @@ async def test_direct_to_user_leads_can_be_switched_off(stack: Stack, client: ht
     broker = stack.auth("direct-admin", "admin", OFFICE)
 
     async def holder_of(lead_id: str) -> tuple[str, str] | None:
-        """(holder, the first timeline entry's summary) once the lead is held."""
+        """(holder, the first timeline entry's summary) once the lead is held and its entry written (crm-api
+        writes the row first, the entry last)."""
         response = await client.get(f"/v1/accounts/{OFFICE}/leads/{lead_id}", headers=broker)
         body: dict[str, Any] = response.json() if response.status_code == 200 else {}
-        return (body["owner_agent_id"], body["timeline"][0]["summary"]) if body.get("owner_agent_id") else None
+        held = body.get("owner_agent_id") and body["timeline"]
+        return (body["owner_agent_id"], body["timeline"][0]["summary"]) if held else None
 
     direct = await site_lead(stack)
-    held = await eventually(lambda: holder_of(direct), what="the agent-site lead")
+    held = await eventually(lambda: holder_of(direct), what="the agent-site lead held, on the timeline too")
     assert held is not None
     assert held[0] == "direct-sam"
     assert "direct-to-user" in held[1]

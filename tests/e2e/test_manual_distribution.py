@@ -104,7 +104,12 @@ async def test_a_broker_assigns_and_offers_by_hand_and_an_agent_gives_a_lead_bac
     )
     assert assigned.status_code == 202, assigned.text
     assert assigned.json()["lead_ids"] == [ids[0]]
-    first = await when(ids[0], "the assignment", lambda d: d["owner_agent_id"] == "hand-ann")
+
+    def assigned_by_hand(d: dict[str, Any]) -> bool:
+        # crm-api writes an event's row change before its timeline entry (the entry goes last): wait for both.
+        return d["owner_agent_id"] == "hand-ann" and any("by hand" in e["summary"] for e in d["timeline"])
+
+    first = await when(ids[0], "the assignment, on the timeline too", assigned_by_hand)
     by_hand = [e["summary"] for e in first["timeline"] if "by hand" in e["summary"]]
     expected = "Assigned to hand-ann (manual): Assigned by hand to hand-ann by hand-broker: Speaks Spanish."
     assert by_hand == [expected], "the refused request sent nothing, the accepted one exactly one assignment"
@@ -142,8 +147,12 @@ async def test_a_broker_assigns_and_offers_by_hand_and_an_agent_gives_a_lead_bac
         f"/v1/accounts/{OFFICE}/leads/{ids[0]}/return", headers=ann, json={"note": "Out of my area"}
     )
     assert given_back.status_code == 202, given_back.text
-    back = await when(ids[0], "the return", lambda d: d["owner_agent_id"] == "hand-broker")
     returned = "hand-ann gave the lead back to the broker (Out of my area); hand-broker holds it now."
+
+    def given_back_to_the_broker(d: dict[str, Any]) -> bool:
+        return d["owner_agent_id"] == "hand-broker" and any(e["summary"].endswith(returned) for e in d["timeline"])
+
+    back = await when(ids[0], "the return, on the timeline too", given_back_to_the_broker)
     assert any(e["summary"].endswith(returned) for e in back["timeline"])
 
     # A lead an office transfer is moving right now (its record staged as crm-api writes one):

@@ -90,10 +90,14 @@ async def test_a_race_offer_hides_the_contact_and_its_accept_link_claims_once(
         broker = stack.auth("link-broker", "broker", OFFICE)
 
         async def held_by_ann() -> dict[str, Any] | None:
+            # crm-api writes an event's row change before its timeline entry (the entry goes last), and bo's
+            # OfferWithdrawn comes after the claim: the late click's answer below reads how bo's offer ended there.
             detail = (await client.get(f"/v1/accounts/{OFFICE}/leads/{lead_id}", headers=broker)).json()
-            return detail if detail.get("owner_agent_id") == "link-ann" else None
+            types = {(e["type"], e["agent_id"]) for e in detail.get("timeline", [])}
+            on_the_timeline = {("LeadClaimed", "link-ann"), ("OfferWithdrawn", "link-bo")} <= types
+            return detail if detail.get("owner_agent_id") == "link-ann" and on_the_timeline else None
 
-        detail = await eventually(held_by_ann, what="the claim through the link")
+        detail = await eventually(held_by_ann, what="the claim through the link and bo's withdrawal, on the timeline")
         assert detail is not None
         assert any(e["type"] == "LeadClaimed" and e["action"] == "accept" for e in detail["timeline"])
 

@@ -277,9 +277,9 @@ async def test_r3_an_inquiry_on_an_agents_own_listing_is_that_agents_at_once(
 
     async def held() -> dict[str, Any] | None:
         detail = (await client.get(f"/v1/accounts/{FAIR}/leads/{lead_id}", headers=admin)).json()
-        return detail if detail.get("owner_agent_id") else None
+        return detail if detail.get("owner_agent_id") and has_entry(detail, "LeadAssigned") else None
 
-    detail = await eventually(held, what="the listing inquiry routed")
+    detail = await eventually(held, what="the listing inquiry routed, on the timeline too")
     assert detail is not None
     assert (detail["owner_agent_id"], detail["listing_id"]) == ("fair-cy", "MLS-77")
     assert detail["referral_fee_percent"] == 0.0, "R11: no fee on a direct-to-user lead"
@@ -322,6 +322,12 @@ async def detail_of(client: httpx.AsyncClient, headers: dict[str, str], account_
     return (await client.get(f"/v1/accounts/{account_id}/leads/{lead_id}", headers=headers)).json()
 
 
+def has_entry(detail: dict[str, Any], kind: str) -> bool:
+    """Whether the lead's timeline has an entry of `kind`: crm-api writes an event's row change first and its
+    timeline entry last, so a wait on the row alone may read the timeline without it."""
+    return any(e["type"] == kind for e in detail.get("timeline", []))
+
+
 async def test_r6_eligibility_a_sources_lead_group_and_offices_and_unaccepted_invitations(
     stack: Stack, client: httpx.AsyncClient
 ) -> None:
@@ -338,9 +344,9 @@ async def test_r6_eligibility_a_sources_lead_group_and_offices_and_unaccepted_in
 
     async def offered() -> Any:
         detail = await detail_of(client, admin, PICK, lead_id)
-        return detail if detail.get("open_offers") else None
+        return detail if detail.get("open_offers") and has_entry(detail, "LeadOffered") else None
 
-    detail = await eventually(offered, what="the Luxury lead offered")
+    detail = await eventually(offered, what="the Luxury lead offered, on the timeline too")
     assert [o["agent_id"] for o in detail["open_offers"]] == ["pick-north"]
     [offer_line] = [e["summary"] for e in detail["timeline"] if e["type"] == "LeadOffered"]
     # The explanation a broker reads names why each other agent was passed by.
@@ -364,9 +370,9 @@ async def test_r3_without_auto_accept_the_listing_agent_alone_has_the_direct_per
 
     async def first_offer() -> Any:
         detail = await detail_of(client, admin, PICK, lead_id)
-        return detail["open_offers"] if detail.get("open_offers") else None
+        return detail["open_offers"] if detail.get("open_offers") and has_entry(detail, "LeadOffered") else None
 
-    [direct] = await eventually(first_offer, what="the listing agent's offer")
+    [direct] = await eventually(first_offer, what="the listing agent's offer, on the timeline too")
     assert direct["agent_id"] == "pick-south", "only the listing agent, during the direct period"
     detail = await detail_of(client, admin, PICK, lead_id)
     [made] = [e for e in detail["timeline"] if e["type"] == "LeadOffered"]
@@ -422,9 +428,9 @@ async def test_r4_a_pre_assigned_lead_whose_agent_left_before_routing_is_routed_
 
     async def routed() -> Any:
         detail = await detail_of(client, admin, LEFT, lead_id)
-        return detail if detail.get("owner_agent_id") else None
+        return detail if detail.get("owner_agent_id") and has_entry(detail, "LeadAssigned") else None
 
-    detail = await eventually(routed, timeout=60, what="the lead routed after the restart")
+    detail = await eventually(routed, timeout=60, what="the lead routed after the restart, on the timeline too")
     assert detail["owner_agent_id"] == "left-broker", "R5: roster position 1, not the agent who left"
     assert detail["referral_fee_percent"] == 35.0, "routed as a general lead, with the source's fee"
     [assigned] = [e["summary"] for e in detail["timeline"] if e["type"] == "LeadAssigned"]

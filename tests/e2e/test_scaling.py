@@ -681,7 +681,14 @@ async def check_crm_lists(stack: Stack, account_of: dict[str, str]) -> None:
             assert response.status_code == 200, response.text
             return Counter(str(entry["type"]) for entry in response.json()["timeline"])
 
-        timelines = dict(zip(sorted(leads), await asyncio.gather(*(timeline(i) for i in sorted(leads))), strict=True))
+        async def fallen_back_on_every_timeline() -> dict[str, Counter[str]] | None:
+            # crm-api writes an event's row change before its timeline entry (the entry goes last): the rows
+            # above can say fell_back before LeadFellBack is on the timeline.
+            found = await asyncio.gather(*(timeline(i) for i in sorted(leads)))
+            return dict(zip(sorted(leads), found, strict=True)) if all(t["LeadFellBack"] for t in found) else None
+
+        timelines = await eventually(fallen_back_on_every_timeline, timeout=30, what="LeadFellBack on every timeline")
+        assert timelines is not None
         wrong = {i: dict(t) for i, t in timelines.items() if t != ONE_EACH}
         assert not wrong, f"timelines with an event missing or twice: {list(wrong.items())[:3]}"
 

@@ -261,8 +261,19 @@ async def the_offer_names_the_button_s_ask(stack: Stack, lead_id: str) -> None:
     leads.events.v1 and crm-api's timeline entry of it name (decision 0067)."""
     async with httpx.AsyncClient(base_url=stack.url("crm-api")) as crm:
         url = f"/v1/accounts/{ASK}/leads/{lead_id}"
-        outcome = (await crm.get(f"{url}/ask-back", headers=stack.auth("wbr-ka", "realtor", ASK))).json()
-        timeline = (await crm.get(url, headers=stack.auth("wbr-kb", "broker", ASK))).json()["timeline"]
+
+        async def answer_on_the_timeline() -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+            # The page showed the new offer from the lead's row; crm-api writes the offer's timeline entry after
+            # the row (the entry goes last): wait for the entry that answers the ask.
+            outcome = (await crm.get(f"{url}/ask-back", headers=stack.auth("wbr-ka", "realtor", ASK))).json()
+            timeline = (await crm.get(url, headers=stack.auth("wbr-kb", "broker", ASK))).json()["timeline"]
+            ask = outcome.get("event_id")
+            answered = ask is not None and any(e["answers_activity_id"] == ask for e in timeline)
+            return (outcome, timeline) if answered else None
+
+        found = await eventually(answer_on_the_timeline, what="the offer answering the ask, on crm-api's timeline")
+        assert found is not None
+        outcome, timeline = found
     assert outcome["status"] == "offered", outcome
     ask_id = outcome["event_id"]
 
