@@ -119,11 +119,11 @@ async def test_a_deactivated_agent_loses_its_offers_and_its_lead_waits_for_the_b
     assert len(mails) == 1
     assert not [m for m in mails_to(stack, f"{leaver}@leave.example") if "withdrawn" in str(m["Subject"]).lower()]
 
-    # The leaver can no longer claim what it was offered, and is told why.
+    # The leaver can no longer claim what it was offered: its token no longer opens the office (decision 0079;
+    # the router's own refusal of a withdrawn offer is in unit/test_router_departures.py).
     refused = await client.post(
         f"/v1/accounts/{OFFICE}/leads/{raced_id}/activities",
         headers=stack.auth(leaver, "realtor", OFFICE),
         json={"action": "accept"},
     )
-    assert refused.status_code == 409, refused.text
-    assert "Your offer was withdrawn" in refused.json()["detail"]
+    assert refused.status_code == 401, refused.text

@@ -235,7 +235,9 @@ async def snapshot(client: httpx.AsyncClient, stack: Stack) -> list[Any]:
 async def test_another_account_and_realtors_are_refused(stack: Stack, client: httpx.AsyncClient, role: str) -> None:
     before = await snapshot(client, stack)
     assert before[0]["roster"], "the seeded account has a roster to protect"
-    outsider = stack.auth(f"set-{role}", role, ACCOUNT)
+    # A user of ACCOUNT that no other module seeds as an agent elsewhere: agent ids are global, and a token naming
+    # another office's agent is refused before any scope (401, decision 0079; `set-broker` is test_web_browser's).
+    outsider = stack.auth(f"set-outsider-{role}", role, ACCOUNT)
     for method, path, body in SETTINGS_CALLS:
         response = await client.request(method, f"/v1/accounts/{OTHER}/{path}", headers=outsider, json=body)
         refused(response, 403)

@@ -416,6 +416,17 @@ async def test_a_realtor_on_its_own_account_is_emailed_answers_works_shared_lead
     brokerage_view = (await client.get(url, headers=broker)).json()
     assert (brokerage_view["assigned_to"], brokerage_view["owner_agent_id"]) == (realtor, realtor)
 
+    # The realtor fills in the lead's profile, but the brokerage's labels are the brokerage's: a new one is refused
+    # (it would be created in the brokerage's account), and the labels the lead has stay as they are (S4).
+    label = f"From {realtor}"
+    refused_label = await client.put(f"{url}/profile", headers=own, json={"labels": [label], "company": "Sol Co"})
+    assert "account change its labels" in problem(refused_label, 403)
+    labels = (await client.get(f"/v1/accounts/{SHARE}/labels", headers=broker)).json()["items"]
+    assert label not in [item["name"] for item in labels], "no label was created in the brokerage's account"
+    kept = await client.put(f"{url}/profile", headers=own, json={"labels": opened["labels"], "company": "Sol Co"})
+    assert kept.status_code == 200, kept.text
+    assert (await client.get(url, headers=broker)).json()["company"] == "Sol Co"
+
     # Disconnected: no more transfers; the lead already handed over stays the realtor's.
     gone = await client.delete(f"/v1/accounts/{SHARE}/realtors/{realtor}", headers=broker)
     assert (gone.status_code, gone.json()["status"]) == (200, "disconnected")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -12,11 +13,17 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from prometheus_client.parser import text_string_to_metric_families
+from pymongo import AsyncMongoClient
 
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import WaitForRecord, eventually, records_until
+from leadflow_intake.adapters.idempotency import MongoIdempotencyStore
+from leadflow_intake.domain import keys, partner
+from leadflow_intake.domain.lead import normalize_submission, submission_hash
+from leadflow_intake.handlers import Claim
 from leadflow_shared import topics
-from leadflow_shared.events.inbound import received_event_id
+from leadflow_shared.events.inbound import LeadSubmitted, received_event_id
+from leadflow_shared.events.intake import LeadReceived
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 
@@ -189,3 +196,42 @@ async def test_partner_outcomes_are_counted(
     assert deltas["accepted"] >= 1
     assert deltas["rejected"] >= 1
     assert deltas["dead-lettered"] >= 1
+
+
+async def test_a_resend_of_a_lead_claimed_before_a_crash_is_published_once_though_a_newer_rule_refuses_it(
+    stack: Stack, produce: Callable[[bytes], Any]
+) -> None:
+    """An older intake accepted this lead, claimed its event id and stopped before publishing (the claim
+    is written here with intake's own store, as it left it); the rules now refuse its name. Refused, the
+    resend would be dead-lettered and its replay refused again: the lead never published (decision 0081)."""
+    message = lead(last_name="Lopez\u202e")  # a bidirectional control: refused since
+    submitted = LeadSubmitted.model_validate(message)
+    sub = partner.submission(submitted)
+    then = normalize_submission(dataclasses.replace(sub, last_name="Lopez"), default_region="US")  # as accepted
+    event = LeadReceived.create(
+        account_id=ACCOUNT, payload=then, occurred_at=submitted.occurred_at,
+        event_id=received_event_id(submitted.event_id, ACCOUNT), correlation_id=submitted.correlation_id,
+    )  # fmt: skip
+    stored_key = keys.stored_key(keys.PARTNER, ACCOUNT, message["event_id"])
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_url)
+    try:
+        store = MongoIdempotencyStore(client["leadflow"])
+        claim = Claim(event.event_id, "normalized-then", event.model_dump_json(), False, submission_hash(sub))
+        assert await store.claim(stored_key, claim) == (claim, True)
+
+        closing = lead()
+        await produce(encoded(message))
+        await produce(encoded(closing))
+        records = await records_until(stack.bootstrap, topics.LEADS_INTAKE, with_event_id(received_id(closing)))
+        published = [json.loads(r.value or b"") for r in records if with_event_id(received_id(message))(r)]
+        assert [(e["event_id"], e["payload"]["contact"]["last_name"]) for e in published] == [
+            (received_id(message), "Lopez")
+        ]
+
+        async def marked() -> bool:
+            stored = await store.find(stored_key)
+            return stored is not None and bool(stored.published)
+
+        await eventually(marked, what="the claim marked published")
+    finally:
+        await client.close()

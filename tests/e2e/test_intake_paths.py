@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from aiokafka import ConsumerRecord
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
+from pymongo import AsyncMongoClient
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
@@ -36,9 +38,16 @@ from schemathesis.specs.openapi.checks import (
 from leadflow_devstack.processes import ManagedProcess
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import WaitForRecord, records_until
+from leadflow_intake.adapters.idempotency import MongoIdempotencyStore
+from leadflow_intake.domain import keys as key_spaces
+from leadflow_intake.domain.forms import WebsiteLeadIn
+from leadflow_intake.domain.lead import Submission, normalize_submission, submission_hash
+from leadflow_intake.domain.providers import GenericLeadIn
 from leadflow_intake.domain.signature import SignedRequest, sign, webhook_path
+from leadflow_intake.handlers import Claim, webhook_hash
 from leadflow_intake.settings import DEVELOPMENT_SECRET
 from leadflow_shared import topics
+from leadflow_shared.events.intake import LeadReceived
 
 pytestmark = pytest.mark.e2e
 
@@ -355,6 +364,57 @@ async def test_same_key_for_a_different_request_is_409(intake: Intake, client: h
     changed = await post(client, intake, way, {**body, "message": "something else"}, key)
     assert changed.status_code == 409
     assert "Idempotency-Key" in changed.json()["detail"]
+
+
+LONDON_PHONE = "020 7946 0958"  # +442079460958 read in GB; not a valid number in acme-realty's region (US)
+
+
+def accepted_then(way: WayIn, body: dict[str, Any], raw: bytes, key: str) -> tuple[str, Claim]:
+    """The stored key and the claim an intake left that accepted this request while the account's region was
+    GB and stopped before publishing: its stored event, and the hash it recognizes the request by."""
+    sub: Submission
+    if way.provider:
+        sub = GenericLeadIn.model_validate(body).to_submission(
+            account_id=ACCOUNT, provider=way.provider, source_name="HomeFinder"
+        )
+        space, received = key_spaces.webhook(way.provider), webhook_hash(raw)
+    else:
+        sub = WebsiteLeadIn.model_validate(body).to_submission()
+        space, received = key_spaces.WEBSITE, submission_hash(sub)
+    payload = normalize_submission(sub, default_region="GB")
+    event = LeadReceived.create(account_id=ACCOUNT, payload=payload, occurred_at=datetime.now(UTC))
+    claim = Claim(event.event_id, "normalized-then", event.model_dump_json(), False, received)
+    return key_spaces.stored_key(space, ACCOUNT, key), claim
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("way", [PATHS[0], PATHS[3]], ids=[PATHS[0].name, PATHS[3].name])
+async def test_a_retry_of_a_lead_claimed_before_a_crash_is_published_once_after_the_region_changed(
+    stack: Stack, intake: Intake, client: httpx.AsyncClient, way: WayIn
+) -> None:
+    """Accepted while the account's region was GB, claimed, and intake stopped before publishing (the claim
+    is written here with intake's own store, as it left it); the region is the US now, where the phone is
+    not valid. Before decision 0081 the retry was 422 and the lead accepted then was never published."""
+    body, key = way.body(marker()) | {"phone": LONDON_PHONE}, str(uuid.uuid4())
+    stored_key, claim = accepted_then(way, body, json.dumps(body).encode(), key)
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_url)
+    try:
+        assert await MongoIdempotencyStore(mongo["leadflow"]).claim(stored_key, claim) == (claim, True)
+        new = await post(client, intake, way, body, str(uuid.uuid4()))
+        assert new.status_code == 422, new.text  # the same lead as a new request: refused in the US
+        retry = await post(client, intake, way, body, key)
+        assert retry.status_code == 202, retry.text
+        assert retry.json()["event_id"] == str(claim.event_id)
+        stored = await MongoIdempotencyStore(mongo["leadflow"]).find(stored_key)
+        assert stored is not None
+        assert stored.published
+    finally:
+        await mongo.close()
+
+    later = await post(client, intake, PATHS[0], PATHS[0].body(marker()))
+    records = await records_until(stack.bootstrap, topics.LEADS_INTAKE, with_event_id(later.json()["event_id"]))
+    published = [json.loads(r.value or b"") for r in records if with_event_id(str(claim.event_id))(r)]
+    assert [e["payload"]["contact"]["phone"] for e in published] == ["+442079460958"]
 
 
 # -- webhook authentication --------------------------------------------------------------------

@@ -580,3 +580,29 @@ async def test_a_broker_assigns_every_lead_the_filters_match_from_the_list(brows
             await expect(row).to_contain_text("Sue Second", timeout=LIVE_TIMEOUT_MS + 5_000)
     finally:
         await context.close()
+
+
+async def test_another_site_cannot_show_leadflow_s_pages_in_a_frame(browser: Browser, stack: Stack) -> None:
+    # Clickjacking (S4): a page that is not leadflow's frames crm-api's sign-in page and its offer-link page, and,
+    # to show that framing works at all, intake's health answer (intake sends no anti-framing header). Chromium
+    # shows intake's and refuses crm-api's: the headers are not only sent but valid as the browser reads them.
+    context = await browser.new_context()
+    page = await context.new_page()
+    try:
+        frames = {
+            "control": f"{stack.url('intake')}/health/live",
+            "sign-in": f"{stack.url('crm-api')}/app/sign-in",
+            "offer-link": f"{stack.url('crm-api')}/v1/offer-links/{'x' * 43}",
+        }
+        await page.set_content("".join(f'<iframe id="{k}" src="{url}"></iframe>' for k, url in frames.items()))
+        await expect(page.frame_locator("#control").locator("body")).to_contain_text("ok")
+        # The frames have loaded (set_content waits for the page's load, which waits for its frames) and show
+        # Chromium's error page instead of leadflow's.
+        await expect(page.frame_locator("#sign-in").get_by_role("heading", name="Sign in")).to_have_count(0)
+        await expect(page.frame_locator("#offer-link").get_by_role("heading", name="Accepting the lead")).to_have_count(
+            0
+        )
+        loaded = {frame.url for frame in page.frames}
+        assert not {frames["sign-in"], frames["offer-link"]} & loaded, loaded
+    finally:
+        await context.close()

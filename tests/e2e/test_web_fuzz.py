@@ -98,14 +98,17 @@ FIELDS = [
 def web(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, str, str]]:
     """A broker's signed-in client, its CSRF token, and a lead of the office."""
 
-    def account(account_id: str, org: str) -> dict[str, Any]:
+    def account(account_id: str, org: str, agents: list[str]) -> dict[str, Any]:
         return {"account_id": account_id, "name": account_id.title(), "organisation_id": org, "round_robin": True,
-                "roster": AGENTS, "agents": [{"agent_id": a, "name": a.title(), "email": f"{a}@fuzz.example"}
-                                             for a in AGENTS],
+                "roster": agents, "agents": [{"agent_id": a, "name": a.title(), "email": f"{a}@fuzz.example"}
+                                             for a in agents],
                 "sources": [{"name": "Website", "race_count": 2}]}  # fmt: skip
 
+    # Agent ids are global (decision 0076): the other office has agents of its own, or the one seeded last would
+    # hold them and the first office's tokens would name agents of another office (refused, decision 0079).
+    others = [f"{a}-other" for a in AGENTS]
     path = tmp_path_factory.mktemp("web-fuzz") / "accounts.json"
-    path.write_text(json.dumps({"accounts": [account(FUZZ, "fuzz-org"), account(OTHER, "fuzz-org")]}))
+    path.write_text(json.dumps({"accounts": [account(FUZZ, "fuzz-org", AGENTS), account(OTHER, "fuzz-org", others)]}))
     stack.seed(path)
     posted = httpx.post(
         f"{stack.url('intake')}/v1/leads",

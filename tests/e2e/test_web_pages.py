@@ -15,6 +15,8 @@ import httpx
 import jwt
 import pytest
 import pytest_asyncio
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import eventually
@@ -51,6 +53,7 @@ async def browser_like(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
 
 
 CSRF = re.compile(r'name="csrf" value="([^"]*)"')
+CODES = {"sign_in", "session_ended", "token_expired", "token_refused"}  # why the sign-in page opened (S4)
 
 
 async def sign_in(client: httpx.AsyncClient, account_id: str, user: str, role: str) -> None:
@@ -77,7 +80,7 @@ async def post_lead(stack: Stack, account_id: str = WEB) -> str:
 
 
 async def detail_now(stack: Stack, lead_id: str, account_id: str = WEB) -> dict[str, Any]:
-    headers = stack.auth("web-broker", "broker", account_id)
+    headers = stack.auth("web-broker" if account_id == WEB else "web-otto", "broker", account_id)  # one of the office
     async with httpx.AsyncClient(base_url=stack.url("crm-api")) as api:
         found: dict[str, Any] = (await api.get(f"/v1/accounts/{account_id}/leads/{lead_id}", headers=headers)).json()
     return found
@@ -161,7 +164,9 @@ async def test_an_expired_session_signs_in_again(stack: Stack, browser_like: htt
     browser_like.cookies.set("leadflow_session", old, path="/app")
     bounced = await browser_like.get(f"/app/accounts/{WEB}/leads")
     assert bounced.status_code == 303
-    assert "session+has+ended" in bounced.headers["location"]
+    assert bounced.headers["location"].endswith("&why=session_ended"), "a code, never words, in the link (S4)"
+    page = await browser_like.get(bounced.headers["location"])
+    assert '<p class="error" role="alert">Your session has ended; sign in again.</p>' in page.text
 
 
 @pytest.mark.parametrize(
@@ -285,17 +290,75 @@ async def test_pause_windows_are_added_and_removed_one_at_a_time(stack: Stack, b
 
 async def test_signing_in_with_a_pasted_token_and_with_a_bad_one(stack: Stack, browser_like: httpx.AsyncClient) -> None:
     # The production path: a token from the identity provider, pasted or posted to the sign-in form.
-    for token, lands in (
-        (stack.token("web-broker", "broker", WEB), f"/app/accounts/{WEB}/leads"),
-        ("not-a-token", "/app/sign-in?why="),
+    expired = jwt.encode(
+        {"sub": "web-broker", "role": "broker", "account_id": WEB, "aud": "leadflow-crm-api",
+         "exp": datetime.now(UTC) - timedelta(hours=1)},
+        stack.signing_key,
+        algorithm="HS256",
+    )  # fmt: skip
+    for token, lands, says in (
+        (stack.token("web-broker", "broker", WEB), f"/app/accounts/{WEB}/leads", None),
+        ("not-a-token", "/app/sign-in?why=token_refused", "That access token was not accepted"),
+        (expired, "/app/sign-in?why=token_expired", "That access token has expired"),
     ):
         page = await browser_like.get("/app/sign-in")
         nonce = CSRF.search(page.text)
         assert nonce is not None
         signed = await browser_like.post("/app/sign-in", data={"csrf": nonce.group(1), "token": token})
         assert signed.status_code == 303
-        assert signed.headers["location"].startswith(lands), signed.headers["location"]
-        assert ("leadflow_session" in signed.cookies) == (token != "not-a-token")
+        assert signed.headers["location"] == lands
+        assert ("leadflow_session" in signed.cookies) == (says is None)
+        if says is not None:
+            assert says in (await browser_like.get(lands)).text
+
+
+async def test_the_sign_in_page_says_only_leadflow_s_own_words(stack: Stack) -> None:
+    # A link anyone can send: /app/sign-in?why=<text>. The page once showed that text (escaped) as its alert,
+    # so a phishing mail could make leadflow's sign-in page say "Your account is locked: call +1 555 ...".
+    # `why` is a code now: one the app sends shows its own words, anything else shows nothing (S4).
+    alert = re.compile(r'role="alert">([^<]*)<')
+    with httpx.Client(base_url=stack.url("crm-api"), timeout=30) as client:
+
+        def shown(why: str) -> list[str]:
+            page = client.get("/app/sign-in", params={"why": why})
+            assert page.status_code == 200, page.text[:300]
+            return alert.findall(page.text)
+
+        assert shown("session_ended") == ["Your session has ended; sign in again."]
+        assert shown("sign_in") == ["Sign in to continue."]
+
+        @settings(max_examples=60, deadline=None, database=None)
+        @example("Your account is locked. Call +1 555 0100 to unlock it.")
+        @example("Session_Ended")
+        @given(st.text(max_size=300).filter(lambda t: t not in CODES))
+        def nothing_for(why: str) -> None:
+            assert shown(why) == [], why
+
+        nothing_for()
+
+
+FRAMED_NEVER = ("frame-ancestors 'none'", "DENY")
+
+
+async def test_no_answer_of_crm_api_may_be_framed(stack: Stack, browser_like: httpx.AsyncClient) -> None:
+    # Clickjacking: another site shows leadflow's page in an invisible frame over its own and makes the person
+    # click Claim, Submit or Reassign. Every answer forbids being framed: the web app's pages (and its error
+    # pages and redirects), the offer links' page, and the JSON API alike, where it changes nothing (S4).
+    answers = [await browser_like.get("/app/sign-in"), await browser_like.get(f"/app/accounts/{WEB}/leads")]
+    answers.append(await browser_like.post("/app/sign-in", data={"csrf": "guess", "user": f"{WEB}|web-broker|broker"}))
+    await sign_in(browser_like, WEB, "web-broker", "broker")
+    answers += [await browser_like.get(path) for path in (f"/app/accounts/{WEB}/leads", "/app/no-such-page")]
+    answers += [await browser_like.get("/app/static/app.css"), await browser_like.get(f"/v1/offer-links/{'x' * 43}")]
+    headers = stack.auth("web-broker", "broker", WEB)
+    answers += [
+        await browser_like.get(f"/v1/accounts/{WEB}/leads", headers=headers),
+        await browser_like.get("/v1/accounts/x/leads"),
+    ]
+    assert [a.status_code for a in answers] == [200, 303, 403, 200, 404, 200, 200, 200, 401]
+    for answer in answers:
+        where = f"{answer.request.method} {answer.request.url.path} ({answer.status_code})"
+        policies = answer.headers.get_list("content-security-policy")
+        assert (policies, answer.headers.get("x-frame-options")) == ([FRAMED_NEVER[0]], FRAMED_NEVER[1]), where
 
 
 async def test_a_broker_invites_then_disconnects_a_realtor_from_my_realtors(

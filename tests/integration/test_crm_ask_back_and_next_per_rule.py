@@ -181,7 +181,9 @@ async def test_only_an_agent_whose_offer_ended_can_ask_it_back(site: Site) -> No
     assert await ask("let1", "realtor") == (404, "No such lead."), "never offered it: no lead, as for reading it"
     assert await ask(BROKER.sub, "broker") == (404, "You were not offered this lead."), "a broker sees the lead"
     assert (await ask("elm-boss", "broker", OTHER))[0] == 403, "another account's broker"
-    assert await ask(first, "realtor", OTHER) == (404, "No such lead."), "its lead named under another account"
+    # Its own token names its office: one naming another is not who it says (decision 0079), refused at once.
+    assert (await ask(first, "realtor", OTHER))[0] == 401, "its lead asked for with a token of another account"
+    assert await ask("elm-rae", "realtor", OTHER) == (404, "No such lead."), "the lead asked for by another account"
     assert await ask(first, "realtor", where=f"{lead_url(str(uuid.uuid4()))}/ask-back") == (404, "No such lead.")
 
     await act(site, lead_id, first, ActivityAction.CALL)  # it claims the lead

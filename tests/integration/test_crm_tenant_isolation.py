@@ -4,7 +4,8 @@ what is not theirs through crm-api's use cases (the JSON routes and the web page
 
 Each test is a hole that review 0076 found and closed: another office's agent made one's staff member to take
 over its notifications; a user who is no manager making itself a staff member (or an admin); a racer reading
-who else is offered its lead; a realtor of another brokerage probing the brokerage's user ids.
+who else is offered its lead; a realtor of another brokerage probing the brokerage's user ids. Review 0080 found
+the last: a realtor of another brokerage creating labels in the brokerage's account through the lead's profile.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from leadflow_crm_api.domain.rules_and_availability import RoutingRules
 from leadflow_crm_api.domain.settings import Channel, NotificationPreferences
 from leadflow_crm_api.errors import Forbidden, NotFound
 from leadflow_crm_api.handlers import project
-from leadflow_crm_api.use_cases import lead_work, people, rules_and_availability, settings
+from leadflow_crm_api.use_cases import lead_work, offices, people, rules_and_availability, settings
 from leadflow_crm_api.use_cases.leads import account_leads, lead_view
 from leadflow_notifier.adapters.repository import AgentDirectory
 from leadflow_shared.collections import ACCOUNTS, AGENTS, NOTIFIER_PREFERENCES, STAFF
@@ -177,6 +178,44 @@ async def test_a_realtor_of_another_brokerage_never_assigns_nor_probes_the_broke
     assert assigned.user_ids == ["ana"]
     with pytest.raises(RequestValidationError):
         await lead_work.assign_users(north, NORA, db, lead_id, lead_work.LeadUsers(user_ids=["sid"]))
+
+
+async def test_a_realtor_of_another_brokerage_creates_no_label_in_the_brokerage_s_account(db: Db) -> None:
+    # North shared a lead with Rio (T1). Rio may fill in the lead's profile, but North's labels are North's filing:
+    # through the profile, Rio could create labels in North's account (shown on North's label list and filters).
+    lead = LeadAssigned.create(
+        account_id=NORTH,
+        occurred_at=T0,
+        payload=LeadAssignedPayload(
+            lead_id=uuid.uuid4(), agent_id="rio", reason=AssignmentReason.LEAD_SHARING, explanation="T1",
+            contact=Contact(first_name="Lou"), source=SOURCE,
+        ),
+    )  # fmt: skip
+    await project(lead, views=LeadViews(db))
+    lead_id = str(lead.payload.lead_id)
+    await db[CRM_LEADS].update_one({"_id": lead_id}, {"$set": {"transferred_to": "rio", "assigned_by": "North"}})
+    north, shared = account_leads(NORA, db, NORTH), account_leads(RIO, db, NORTH)
+    await offices.put_profile(north, NORA, db, lead_id, offices.LeadProfile(labels=["Hot"]))
+
+    async def north_labels() -> list[str]:
+        return [label.name for label in (await offices.list_labels(NORTH, NORA, db)).items]
+
+    for labels in (["Hot", "Rio's pick"], ["Rio's pick"], [], ["hot"]):  # adding, replacing, removing, renaming
+        with pytest.raises(Forbidden) as refused:
+            await offices.put_profile(shared, RIO, db, lead_id, offices.LeadProfile(labels=labels, company="Rio Co"))
+        assert refused.value.detail == offices.FOREIGN_LABELS
+    assert await north_labels() == ["Hot"], "no label created in North's account"
+    row = await db[CRM_LEADS].find_one({"_id": lead_id})
+    assert row is not None
+    assert (row["labels"], row.get("company")) == (["Hot"], None), "nothing saved"
+
+    # The labels as they are, and the rest of the profile is Rio's to fill in; North's own people add labels.
+    await offices.put_profile(shared, RIO, db, lead_id, offices.LeadProfile(labels=["Hot"], company="Rio Co"))
+    await offices.put_profile(north, NORA, db, lead_id, offices.LeadProfile(labels=["Hot", "Vip"], company="Rio Co"))
+    assert await north_labels() == ["Hot", "Vip"]
+    row = await db[CRM_LEADS].find_one({"_id": lead_id})
+    assert row is not None
+    assert (row["labels"], row["company"]) == (["Hot", "Vip"], "Rio Co")
 
 
 async def test_a_rule_set_with_a_pond_is_saved_and_its_pond_names_only_agents_of_the_roster(db: Db) -> None:

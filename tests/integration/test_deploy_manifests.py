@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -425,3 +426,180 @@ def test_operations_guide_lists_every_consumer_group_and_the_partner_acl_names_t
     (intake_group,) = {g for t, g in services["intake"].subscriptions if t == "leads.inbound.v1"}
     groups = re.findall(r"--group (\S+)", partner)
     assert groups == [intake_group], f"the partner contract's ACL example names {groups}"
+
+
+# --- network policies (decision 0080) ----------------------------------------------------------
+
+# The metrics scraper as the policies name it, and docs/operations.md with them: Prometheus's pods (the
+# Prometheus operator's label) in namespace `monitoring`.
+SCRAPER_NAMESPACE = "monitoring"
+SCRAPER_LABELS = {NAME_LABEL: "prometheus"}
+NAMESPACE_NAME = "kubernetes.io/metadata.name"  # the label Kubernetes gives every namespace: its name
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Where a connection comes from: a pod (its namespace's labels, its own), or outside the cluster (None)."""
+
+    namespace: dict[str, str] | None
+    pod: dict[str, str] | None
+
+
+def peers(objects: Objects) -> dict[str, Peer]:
+    (namespace,) = of_kind(objects, "Namespace")
+    ours = {**namespace["metadata"].get("labels", {}), NAMESPACE_NAME: namespace["metadata"]["name"]}
+    elsewhere = {NAMESPACE_NAME: "default"}
+    scrapers = {NAMESPACE_NAME: SCRAPER_NAMESPACE}
+    return {name: Peer(ours, pod_labels(objects, name)) for name in SERVICES} | {
+        "scraper": Peer(scrapers, SCRAPER_LABELS),
+        "another pod of the scraper's namespace": Peer(scrapers, {NAME_LABEL: "grafana"}),
+        "a pod labelled as the scraper elsewhere": Peer(elsewhere, SCRAPER_LABELS),
+        "a pod labelled as crm-api elsewhere": Peer(elsewhere, {NAME_LABEL: "crm-api"}),
+        "another pod of leadflow's namespace": Peer(ours, {NAME_LABEL: "debug"}),
+        "a pod of another namespace": Peer(elsewhere, {"app": "curl"}),
+        "outside the cluster": Peer(None, None),
+    }
+
+
+EVERYONE = frozenset(
+    {*SERVICES, "scraper", "another pod of the scraper's namespace", "a pod labelled as the scraper elsewhere",
+     "a pod labelled as crm-api elsewhere", "another pod of leadflow's namespace", "a pod of another namespace",
+     "outside the cluster"}
+)  # fmt: skip
+# Who reaches each service's HTTP port (docs/operations.md, "Network policies").
+ADMITTED = {
+    "intake": EVERYONE,  # the public ingest
+    "crm-api": EVERYONE,  # it serves people
+    "router": frozenset({"crm-api", "scraper"}),  # its internal API is unauthenticated
+    "notifier": frozenset({"scraper"}),  # it serves /metrics and the probes only
+}
+
+
+def labels_match(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A label selector (matchLabels only, as ours are; {} selects everything) selects these labels."""
+    assert set(selector) <= {"matchLabels"}, f"only matchLabels selectors are checked here: {selector}"
+    return all(labels.get(key) == value for key, value in (selector.get("matchLabels") or {}).items())
+
+
+def peer_matches(sources: list[dict[str, Any]] | None, policy_namespace: str, peer: Peer) -> bool:
+    """Whether an ingress rule's `from` lets `peer` in (no `from`: everyone, outside the cluster included)."""
+    if not sources:
+        return True
+    for source in sources:
+        assert "ipBlock" not in source, f"ipBlock is not checked here: {source}"
+        if peer.namespace is None or peer.pod is None:
+            continue  # outside the cluster: only a rule without `from` (or an ipBlock) lets it in
+        if "namespaceSelector" in source:
+            namespace_ok = labels_match(source["namespaceSelector"], peer.namespace)
+        else:
+            namespace_ok = peer.namespace.get(NAMESPACE_NAME) == policy_namespace
+        if namespace_ok and labels_match(source.get("podSelector", {}), peer.pod):
+            return True
+    return False
+
+
+def port_matches(ports: list[dict[str, Any]] | None, port: int, named: dict[str, int]) -> bool:
+    """Whether an ingress rule's `ports` include the target pod's `port` (a name is the container port's)."""
+    if not ports:
+        return True
+    for entry in ports:
+        assert entry.get("protocol", "TCP") == "TCP", f"only TCP is checked here: {entry}"
+        assert "endPort" not in entry, f"port ranges are not checked here: {entry}"
+        wanted = entry.get("port")
+        if wanted is None or (named.get(wanted) if isinstance(wanted, str) else wanted) == port:
+            return True
+    return False
+
+
+def reaches(objects: Objects, pod: dict[str, str], named: dict[str, int], peer: Peer, port: int) -> bool:
+    """Whether `peer` may open a connection to `port` of a pod with these labels in leadflow's namespace."""
+    policies = [
+        policy
+        for policy in of_kind(objects, "NetworkPolicy")
+        if "Ingress" in policy["spec"].get("policyTypes", ["Ingress"])
+        and labels_match(policy["spec"]["podSelector"], pod)
+    ]
+    if not policies:
+        return True  # a pod no policy selects is not isolated
+    return any(
+        port_matches(rule.get("ports"), port, named)
+        and peer_matches(rule.get("from"), policy["metadata"]["namespace"], peer)
+        for policy in policies
+        for rule in policy["spec"].get("ingress", [])
+    )
+
+
+def http_port(objects: Objects, name: str) -> tuple[int, dict[str, int]]:
+    named = {p["name"]: p["containerPort"] for p in container(objects, name).get("ports", []) if "name" in p}
+    return named["http"], named
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_each_service_s_http_port_admits_only_who_needs_it(objects: Objects, name: str) -> None:
+    port, named = http_port(objects, name)
+    admitted = {
+        who for who, peer in peers(objects).items() if reaches(objects, pod_labels(objects, name), named, peer, port)
+    }
+    assert admitted == ADMITTED[name], (
+        f"{name}: port {port} admits {sorted(admitted)}, expected {sorted(ADMITTED[name])}"
+    )
+    other = {
+        who
+        for who, peer in peers(objects).items()
+        if reaches(objects, pod_labels(objects, name), named, peer, port + 1)
+    }
+    assert not other, f"{name}: port {port + 1}, which it does not serve, admits {sorted(other)}"
+
+
+def test_a_pod_no_service_policy_opens_is_closed_to_everyone(objects: Objects) -> None:
+    # The namespace's default deny: a pod added later (a debug pod, a new service) is reachable by nobody
+    # until a policy of its own opens it.
+    reached = {who for who, peer in peers(objects).items() if reaches(objects, {NAME_LABEL: "new"}, {}, peer, 8080)}
+    assert not reached, f"a new pod of the namespace is reachable by {sorted(reached)}"
+
+
+def test_crm_api_reaches_the_router_at_the_address_it_is_configured_with(objects: Objects) -> None:
+    url = urlsplit(config_of(objects, "crm-api")["CRM_API_ROUTER_URL"])
+    service = objects.get(("Service", str(url.hostname)))
+    assert service, f"CRM_API_ROUTER_URL names {url.hostname}, which is no Service"
+    (entry,) = [p for p in service["spec"]["ports"] if p["port"] == url.port]
+    assert labels_match({"matchLabels": service["spec"]["selector"]}, pod_labels(objects, "router"))
+    port, named = http_port(objects, "router")
+    target = entry["targetPort"]
+    assert (named.get(target) if isinstance(target, str) else target) == port, f"{url.hostname}:{url.port} -> {target}"
+    assert reaches(objects, pod_labels(objects, "router"), named, peers(objects)["crm-api"], port)
+
+
+def test_the_policy_check_can_fail(objects: Objects) -> None:
+    # Without the router's policy, the namespace's default deny would shut crm-api out too; without the default
+    # deny as well, anyone would reach the router: the check above sees both.
+    port, named = http_port(objects, "router")
+    router, everyone = pod_labels(objects, "router"), peers(objects)
+    without = {key: obj for key, obj in objects.items() if key != ("NetworkPolicy", "router")}
+    assert not reaches(without, router, named, everyone["crm-api"], port)
+    bare = {key: obj for key, obj in without.items() if key != ("NetworkPolicy", "default-deny-ingress")}
+    assert reaches(bare, router, named, everyone["a pod of another namespace"], port)
+    assert reaches(bare, router, named, everyone["outside the cluster"], port)
+
+
+def test_operations_guide_names_who_reaches_each_service_and_the_scraper_the_policies_name(objects: Objects) -> None:
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    section = guide[guide.index("### Network policies") :]
+    section = section[: section.index("\n## ")]
+    for name in SERVICES:
+        assert f"| {name} " in section, f"docs/operations.md, Network policies: no row for {name}"
+    assert f"`{SCRAPER_NAMESPACE}`" in section, "docs/operations.md does not name the scraper's namespace"
+    assert "`app.kubernetes.io/name: prometheus`" in section, "docs/operations.md does not name the scraper's label"
+    scraper_sources = [
+        source
+        for policy in of_kind(objects, "NetworkPolicy")
+        for rule in policy["spec"].get("ingress", [])
+        for source in rule.get("from", [])
+        if "namespaceSelector" in source
+    ]
+    assert scraper_sources, "no policy names the scraper"
+    for source in scraper_sources:
+        assert source == {
+            "namespaceSelector": {"matchLabels": {NAMESPACE_NAME: SCRAPER_NAMESPACE}},
+            "podSelector": {"matchLabels": SCRAPER_LABELS},
+        }, f"a policy names another scraper than docs/operations.md: {source}"

@@ -6,6 +6,8 @@ Imported by unit and integration tests alike (pyproject puts tests/unit on pytes
 
 from __future__ import annotations
 
+import dataclasses
+
 from leadflow_intake.handlers import AccountInfo, Claim
 from leadflow_shared.events.intake import LeadReceived
 
@@ -35,8 +37,7 @@ class FakeStore:
         return stored, stored is claim
 
     async def mark_published(self, stored_key: str) -> None:
-        old = self.claims[stored_key]
-        self.claims[stored_key] = Claim(old.event_id, old.request_hash, old.event_json, published=True)
+        self.claims[stored_key] = dataclasses.replace(self.claims[stored_key], published=True)
 
 
 class Published(list[LeadReceived]):
@@ -46,6 +47,21 @@ class Published(list[LeadReceived]):
         event = LeadReceived.model_validate_json(event_json)
         assert event.account_id == account_id
         self.append(event)
+
+
+class FailingOnce:
+    """A publisher whose first call fails as a crash between the claim and the publish would (Kafka down,
+    or the process killed): the claim stays unpublished. Later calls go to `then`."""
+
+    def __init__(self, then: Published) -> None:
+        self.then = then
+        self.calls = 0
+
+    async def __call__(self, account_id: str, event_json: bytes) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            raise ConnectionError("intake stopped before publishing")
+        await self.then(account_id, event_json)
 
 
 class MonotonicClock:

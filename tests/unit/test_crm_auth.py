@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
+from pymongo.asynchronous.database import AsyncDatabase
 
+from leadflow_crm_api.adapters.callers import Callers
 from leadflow_crm_api.adapters.tokens import TokenVerifier
-from leadflow_crm_api.domain.principal import Principal, Role
+from leadflow_crm_api.domain.principal import Membership, Principal, Role, admitted
 from leadflow_crm_api.errors import Unauthenticated
 from leadflow_crm_api.settings import DEVELOPMENT_SIGNING_KEY, CrmApiSettings
 from leadflow_devstack.tokens import dev_token
@@ -125,3 +130,72 @@ def test_development_key_only_in_development() -> None:
         CrmApiSettings(environment="production", auth={"key": KEY}, offer_link_key=offer_links.DEVELOPMENT_KEY)
     with pytest.raises(ValidationError, match="at least 32 bytes"):
         CrmApiSettings(environment="production", auth={"key": KEY}, offer_link_key="short")
+
+
+# Decision 0079: a token holds while its user is who it says (an agent of the token's office, not inactive).
+
+STATUSES = st.sampled_from(["active", "onboarding", "inactive", None, "retired", 3, ["inactive"]])
+ACTIVE = st.sampled_from([True, False, 1, 0, None])
+
+
+def _agent(account_id: str, status: object, active: object) -> dict[str, object]:
+    record: dict[str, object] = {"_id": "ann", "account_id": account_id}
+    if status is not None:
+        record["status"] = status
+    if active is not None:
+        record["active"] = active  # nx-27017 stores a `$set` boolean as 1/0
+    return record
+
+
+@given(status=STATUSES, active=ACTIVE, same_office=st.booleans(), role=st.sampled_from(list(Role)))
+def test_an_agent_is_admitted_while_of_the_tokens_office_and_not_inactive(
+    status: object, active: object, same_office: bool, role: Role
+) -> None:
+    caller = Principal("ann", role, "acme-realty")
+    membership = Membership.of(_agent("acme-realty" if same_office else "other-realty", status, active))
+    # A status the team list knows decides; a record without one (or an unknown one) is read by `active`.
+    left = status == "inactive" or (status not in ("active", "onboarding") and active is not None and not active)
+    assert admitted(caller, membership) is (same_office and not left)
+    assert admitted(caller, None), "no agent record (an admin, staff, a broker who is no agent): the token alone"
+
+
+class _Agents:
+    """`agents` with one record, counting the reads."""
+
+    def __init__(self, record: dict[str, object] | None) -> None:
+        self.record, self.reads = record, 0
+
+    async def find_one(self, query: dict[str, object], _fields: dict[str, int]) -> dict[str, object] | None:
+        self.reads += 1
+        return self.record if self.record is not None and query == {"_id": self.record["_id"]} else None
+
+
+def _callers(agents: _Agents, ttl: float) -> Callers:
+    db = cast(AsyncDatabase[dict[str, Any]], {"agents": agents})
+    return Callers(TokenVerifier(SETTINGS), lambda: db, ttl=ttl)
+
+
+@pytest.mark.asyncio
+async def test_the_agent_record_is_read_once_per_user_per_cache_time() -> None:
+    agents = _Agents(_agent("acme-realty", "active", True))
+    token = dev_token("ann", "realtor", "acme-realty", key=KEY)
+    callers = _callers(agents, ttl=60)
+    for _ in range(5):
+        assert (await callers.of(token)).sub == "ann"
+    assert agents.reads == 1, "one read for the cache's time, however many requests"
+    agents.record = _agent("acme-realty", "inactive", False)
+    assert (await callers.of(token)).sub == "ann", "cached: other replicas see a departure within their cache's time"
+    await callers.recheck("ann")  # this replica made the change (a status, a move): read again at once
+    with pytest.raises(Unauthenticated, match="no longer"):
+        await callers.of(token)
+
+    uncached = _callers(agents, ttl=0)
+    agents.record = _agent("acme-realty", None, 0)  # no status: read by `active`, stored as 0
+    with pytest.raises(Unauthenticated, match="no longer"):
+        await uncached.of(token)
+    agents.record = _agent("acme-realty", "active", 1)
+    with pytest.raises(Unauthenticated, match="no longer"):
+        await uncached.of(dev_token("ann", "realtor", "other-realty", key=KEY))
+    assert (await uncached.of(token)).sub == "ann"
+    staff = dev_token("sam", "admin", "acme-realty", key=KEY)
+    assert (await uncached.of(staff)).role is Role.ADMIN, "no agent record: the token alone"

@@ -18,7 +18,7 @@ from leadflow_notifier.domain.messages import (
     messages_for,
     recipient_of,
 )
-from leadflow_notifier.domain.preferences import Channel, Preferences, QuietHours, allowed_channels
+from leadflow_notifier.domain.preferences import Channel, Preferences, QuietHours, allowed_channels, hears_account
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import (
     LeadOffered,
@@ -157,3 +157,22 @@ def test_an_offer_carries_its_one_click_accept_link_and_can_hide_the_contact_unt
     assert "jane@example.com" in shown[Channel.EMAIL].text  # type: ignore[union-attr]
     assert "jane@example.com" not in hidden[Channel.EMAIL].text + hidden[Channel.EMAIL].html  # type: ignore[union-attr]
     assert "Email: shown once you claim the lead" in hidden[Channel.EMAIL].text  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("agent", "hears"),
+    [
+        (None, True),  # an admin or staff member who is no agent: as its preferences say
+        ({"account_id": "acme", "active": True}, True),
+        ({"account_id": "acme"}, True),  # `active` unset: active, as the router reads it
+        ({"account_id": "acme", "active": 1}, True),  # nx-27017 stores a `$set` boolean as 1/0
+        ({"account_id": "acme", "active": False}, False),  # made inactive (T3)
+        ({"account_id": "acme", "active": 0}, False),
+        ({"account_id": "acme", "status": "onboarding", "active": False}, False),  # not activated yet
+        ({"account_id": "other", "active": True}, False),  # moved to another office (T2), preferences left behind
+    ],
+)
+def test_an_offices_news_reach_an_agent_only_while_it_is_active_there(
+    agent: dict[str, object] | None, hears: bool
+) -> None:
+    assert hears_account(agent, "acme") is hears

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from leadflow_crm_api.adapters.callers import Callers
 from leadflow_crm_api.adapters.leads import ensure_indexes
 from leadflow_crm_api.adapters.tokens import TokenVerifier
 from leadflow_crm_api.entrypoints import http, kafka
@@ -23,7 +24,8 @@ def create_app(settings: CrmApiSettings) -> FastAPI:
 
     app = runtime.app(title="leadflow crm-api", version="0.1.0", responses=PROBLEM_RESPONSES)
     http.install(app, max_body_bytes=settings.max_body_bytes)
-    app.state.runtime, app.state.verifier = runtime, TokenVerifier(settings)
+    app.state.runtime = runtime
+    app.state.callers = Callers(TokenVerifier(settings), lambda: runtime.db, ttl=settings.auth.member_cache_seconds)
     app.state.digest_default_hour = settings.digest_default_hour
     app.state.publish_activity = runtime.publisher(
         topics.LEADS_ACTIVITY,

@@ -9,9 +9,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import StringConstraints
 from pymongo.asynchronous.database import AsyncDatabase
 
+from leadflow_crm_api.adapters.callers import Callers
 from leadflow_crm_api.adapters.leads import ScopedLeads
 from leadflow_crm_api.adapters.router_api import RouterApi
-from leadflow_crm_api.adapters.tokens import TokenVerifier
 from leadflow_crm_api.domain.principal import Principal
 from leadflow_crm_api.errors import Unauthenticated
 from leadflow_crm_api.settings import CrmApiSettings
@@ -37,18 +37,27 @@ IdempotencyKey = Annotated[
 bearer = HTTPBearer(auto_error=False, description="OAuth2 access token (JWT) for the crm-api audience.")
 
 
-# Dependencies are `async def` though none awaits: FastAPI runs a plain `def` one in a worker thread,
+# Dependencies are `async def` even where none awaits: FastAPI runs a plain `def` one in a worker thread,
 # a thread hop per request for nothing (issue 14).
 async def _principal(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Principal:
     if credentials is None:
         raise Unauthenticated("A bearer token is required.")
-    verifier: TokenVerifier = request.app.state.verifier
-    return verifier.verify(credentials.credentials)
+    callers: Callers = request.app.state.callers
+    return await callers.of(credentials.credentials)
 
 
 Caller = Annotated[Principal, Depends(_principal)]
+
+
+async def _callers(request: Request) -> Callers:
+    """Who requests come from (`adapters/callers.py`): told when a use case changes an agent's record."""
+    callers: Callers = request.app.state.callers
+    return callers
+
+
+Members = Annotated[Callers, Depends(_callers)]
 
 
 async def _db(request: Request) -> AsyncDatabase[Document]:

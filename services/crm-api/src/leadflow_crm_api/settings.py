@@ -24,6 +24,9 @@ class AuthSettings(BaseModel):
     audience: str = Field(default="leadflow-crm-api", min_length=1)
     issuer: str | None = None
     leeway_seconds: int = Field(default=30, ge=0, le=300)
+    # How long a caller's agent record (active? of the token's office?) is kept before it is read again: an
+    # agent made inactive or moved is refused within this time (decision 0079). 0 reads it on every request.
+    member_cache_seconds: float = Field(default=2.0, ge=0, le=10)
 
 
 class WebSettings(BaseModel):

@@ -18,7 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from leadflow_crm_api.adapters.offices import Labels, OfficeTransfers, Organisation
 from leadflow_crm_api.adapters.settings import AccountSettings
-from leadflow_crm_api.deps import AccountLeads, Caller, Commands, Db, Id, IdempotencyKey, IdText
+from leadflow_crm_api.deps import AccountLeads, Caller, Commands, Db, Id, IdempotencyKey, IdText, Members
 from leadflow_crm_api.domain.distribution import MAX_LEADS, LeadFilter, LeadId, Skipped
 from leadflow_crm_api.domain.lead_row import LeadRow
 from leadflow_crm_api.domain.offices import (
@@ -52,6 +52,8 @@ Name = Annotated[
 
 
 # --- the lead profile (what T2 carries and drops) ------------------------------------------------
+
+FOREIGN_LABELS = "Only users of the lead's account change its labels: keep the labels it has."
 
 
 class LeadProfile(BaseModel):
@@ -87,12 +89,16 @@ class LeadProfile(BaseModel):
     campaign_triggers: list[Name] = Field(default_factory=list, max_length=50, description="Not carried.")
 
 
-async def put_profile(leads: AccountLeads, db: Db, lead_id: Id, body: LeadProfile) -> LeadProfile:
-    """Replace the lead's profile (anyone who can see the lead); its labels are created in the account."""
+async def put_profile(leads: AccountLeads, caller: Caller, db: Db, lead_id: Id, body: LeadProfile) -> LeadProfile:
+    """Replace the lead's profile (anyone who can see the lead); its labels are created in the account. A
+    realtor holding another brokerage's lead (T1) keeps the labels as they are: they are that brokerage's
+    filing, and a new one would be created in its account (403, S4)."""
     doc = await leads.get(lead_id)
     if doc is None:
         raise NotFound("No such lead.")
     profile = body.model_copy(update={"labels": list(dict.fromkeys(body.labels))})
+    if doc.account_id != caller.account_id and set(profile.labels) != set(doc.labels):
+        raise Forbidden(FOREIGN_LABELS)
     await Labels(db).ensure_named(doc.account_id, profile.labels, at=datetime.now(UTC))
     await leads.set_profile(lead_id, profile_fields(profile.model_dump()))
     return profile
@@ -275,9 +281,11 @@ async def transfer_to_office(
     caller: Caller,
     db: Db,
     publish: Commands,
+    members: Members,
     idempotency_key: IdempotencyKey = None,
 ) -> OfficeTransferPublic:
-    """T2: move a lead (a new lead there) or a team member (Onboarding there) to another office."""
+    """T2: move a lead (a new lead there) or a team member (Onboarding there) to another office. A moved
+    member's token of the office it left is refused from its next request on (S1, decision 0079)."""
     _broker_of(caller, account_id)
     transfers = OfficeTransfers(db)
     transfer_id = str(office_transfer_id(account_id, idempotency_key))
@@ -294,6 +302,7 @@ async def transfer_to_office(
     if not stored.get("published"):
         if stored["kind"] == TransferKind.TEAM_MEMBER:
             await transfers.move_member(stored)  # settings first: the router's event tells the target's staff
+            await members.recheck(stored["agent_id"])
         await _publish(publish, stored)
         await transfers.mark_published(stored["_id"])
     current = await transfers.get(account_id, transfer_id)

@@ -16,7 +16,7 @@ from fastapi import Depends
 from fastapi.exceptions import RequestValidationError
 
 from leadflow_crm_api.adapters.settings import AccountSettings
-from leadflow_crm_api.deps import Caller, Commands, Db, DigestDefaultHour, Id
+from leadflow_crm_api.deps import Caller, Commands, Db, DigestDefaultHour, Id, Members
 from leadflow_crm_api.domain.offices import TeamStatus
 from leadflow_crm_api.domain.settings import (
     AgentRoundRobin,
@@ -166,10 +166,11 @@ async def get_agent_status(settings: Settings, agent_id: Id) -> AgentStatus:
 
 
 async def put_agent_status(
-    settings: Settings, caller: Caller, commands: Commands, agent_id: Id, body: AgentStatus
+    settings: Settings, caller: Caller, commands: Commands, members: Members, agent_id: Id, body: AgentStatus
 ) -> AgentStatus:
     """Any status but `active` takes the agent out of routing: its open offers are withdrawn and the
-    leads it holds are released as `departed_agent_leads` says (the router applies the command)."""
+    leads it holds are released as `departed_agent_leads` says (the router applies the command). An
+    inactive agent's token is refused from its next request on (S1, decision 0079)."""
     await _account(settings)
     if await settings.agent(agent_id) is None:
         raise NotFound("No such agent in this account.")
@@ -185,6 +186,7 @@ async def put_agent_status(
         await publish_or_unavailable(commands, release, detail="The status was not changed; try again.")
     if not await settings.set_agent(agent_id, {"status": body.status.value, "active": active}):
         raise NotFound("No such agent in this account.")
+    await members.recheck(agent_id)
     return body
 
 

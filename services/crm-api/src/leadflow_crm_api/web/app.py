@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from leadflow_crm_api.errors import CrmApiError, Unauthenticated
 from leadflow_crm_api.problems import reason_of
 from leadflow_crm_api.web import dashboard, distribution, leads, live, me, offices, settings, sharing, sign_in, team
-from leadflow_crm_api.web.common import HERE, PREFIX, redirect, render
+from leadflow_crm_api.web.common import HERE, PREFIX, SignInRequired, redirect, render
 
 
 def install(app: FastAPI) -> None:
@@ -37,7 +37,8 @@ def install(app: FastAPI) -> None:
 def _error_page(request: Request, exc: Exception) -> Response:
     if isinstance(exc, Unauthenticated):
         where = request.url.path if request.method == "GET" else ""
-        return redirect(f"{PREFIX}/sign-in?{urlencode({'next': where, 'why': exc.detail})}")
+        why = exc.why if isinstance(exc, SignInRequired) else "sign_in"  # a code: the page words it (S4)
+        return redirect(f"{PREFIX}/sign-in?{urlencode({'next': where, 'why': why})}")
     if isinstance(exc, CrmApiError):
         status, detail = exc.status, exc.detail
     elif isinstance(exc, StarletteHTTPException):

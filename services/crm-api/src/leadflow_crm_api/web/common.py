@@ -13,9 +13,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
-from leadflow_crm_api.adapters.tokens import TokenVerifier
+from leadflow_crm_api.adapters.callers import Callers
 from leadflow_crm_api.domain.principal import Principal
 from leadflow_crm_api.errors import Forbidden, NotFound, Unauthenticated
+from leadflow_crm_api.framing import deny_framing
 from leadflow_crm_api.problems import reason_of
 from leadflow_crm_api.settings import CrmApiSettings
 from leadflow_crm_api.web.session import CSRF_FIELD, SESSION_COOKIE, csrf_token, csrf_valid
@@ -30,8 +31,22 @@ REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
 FLASH_COOKIE = "leadflow_flash"
 
 
+# Why the sign-in page was opened: `?why=` is one of these codes, shown in leadflow's own words (S4). Never
+# text from the link: anyone can send a link to the sign-in page, and its words would look like leadflow's.
+SIGN_IN_REASONS = {
+    "sign_in": "Sign in to continue.",
+    "session_ended": "Your session has ended; sign in again.",
+    "token_expired": "That access token has expired; get a new one from your brokerage's sign-in.",
+    "token_refused": "That access token was not accepted; get a new one from your brokerage's sign-in.",
+}
+
+
 class SignInRequired(Unauthenticated):
-    """No session, or one whose token expired: the page sends the person to sign in again."""
+    """No session, or one whose token expired: the page sends the person to sign in again, saying why."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(SIGN_IN_REASONS[why])
+        self.why = why  # a key of SIGN_IN_REASONS
 
 
 def settings_of(request: Request) -> CrmApiSettings:
@@ -50,15 +65,20 @@ def path_id(value: str) -> str:
     return value
 
 
-def caller_of(request: Request) -> tuple[Principal, str]:
+def callers_of(request: Request) -> Callers:
+    callers: Callers = request.app.state.callers
+    return callers
+
+
+async def caller_of(request: Request) -> tuple[Principal, str]:
+    """The session's caller and token: the token verified and its user still who it says (as the API's, S1)."""
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
-        raise SignInRequired("Sign in to continue.")
-    verifier: TokenVerifier = request.app.state.verifier
+        raise SignInRequired("sign_in")
     try:
-        return verifier.verify(token), token
+        return await callers_of(request).of(token), token
     except Unauthenticated as exc:
-        raise SignInRequired("Your session has ended; sign in again.") from exc
+        raise SignInRequired("session_ended") from exc
 
 
 async def checked_form(request: Request, token: str) -> dict[str, str]:
@@ -81,6 +101,7 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
         status_code=status,
         headers={"Cache-Control": "no-store"},
     )  # fmt: skip
+    deny_framing(response.headers)  # also here: the 500 page passes no middleware of the app's (framing.py)
     if flash:
         response.delete_cookie(FLASH_COOKIE, path=PREFIX)
     return response
@@ -125,7 +146,7 @@ def field_errors(exc: ValidationError | RequestValidationError, prefix: str = ""
 
 async def posted(request: Request, *ids: str) -> tuple[Principal, list[str], dict[str, str]]:
     """A form post's caller, its path ids (checked) and its fields (once its CSRF token is)."""
-    caller, token = caller_of(request)
+    caller, token = await caller_of(request)
     checked = [path_id(i) for i in ids]
     return caller, checked, await checked_form(request, token)
 

@@ -27,7 +27,7 @@ TODAY_READ = 5_000  # leads of today counted at most (a larger day says "at leas
 
 @router.get("/accounts/{account_id}/dashboard")
 async def dashboard(request: Request, account_id: str) -> HTMLResponse:
-    caller, _ = caller_of(request)
+    caller, _ = await caller_of(request)
     account_id = path_id(account_id)
     db = db_of(request)
     leads = leads_uc.brokerage_leads(caller, db, account_id)

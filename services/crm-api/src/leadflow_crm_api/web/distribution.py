@@ -46,7 +46,7 @@ def _reason(exc: ValidationError | RequestValidationError | InvalidRequest) -> s
 
 
 async def _distribute(request: Request, account_id: str, body: DistributionCreate, form: dict[str, str]) -> Any:
-    caller, _ = caller_of(request)
+    caller, _ = await caller_of(request)
     key = submit_key(form)  # a double submit is applied once
     leads = leads_uc.account_leads(caller, db_of(request), account_id)
     return await distribution_uc.distribute(

@@ -72,7 +72,7 @@ def _list_query(request: Request) -> tuple[LeadQuery, str | None, dict[str, str]
 
 @router.get("/accounts/{account_id}/leads")
 async def brokerage_list(request: Request, account_id: str) -> HTMLResponse:
-    caller, _ = caller_of(request)
+    caller, _ = await caller_of(request)
     return await brokerage_page(request, caller, path_id(account_id))
 
 
@@ -112,7 +112,7 @@ async def _active_agents(request: Request, account_id: str) -> list[dict[str, An
 
 @router.get("/my/leads")
 async def realtor_list(request: Request) -> HTMLResponse:
-    caller, _ = caller_of(request)
+    caller, _ = await caller_of(request)
     invitations = await sharing_uc.my_invitations(caller, db_of(request))
     pending = [i for i in invitations.items if i.status is InvitationStatus.PENDING]
     return await _list(
@@ -162,7 +162,7 @@ async def _list(
 
 @router.get("/accounts/{account_id}/leads/{lead_id}")
 async def lead_page(request: Request, account_id: str, lead_id: str) -> HTMLResponse:
-    caller, _ = caller_of(request)
+    caller, _ = await caller_of(request)
     return await _lead(request, caller, path_id(account_id), path_id(lead_id))
 
 

@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
+from leadflow_crm_api.domain.principal import Principal
 from leadflow_crm_api.use_cases import leads as leads_uc
-from leadflow_crm_api.web.common import PREFIX, caller_of, db_of, path_id
+from leadflow_crm_api.web.common import PREFIX, caller_of, callers_of, db_of, path_id
 
 LIVE_POLL_SECONDS = 0.25  # a change shows on open pages within about a second (issue 12.4)
 LIVE_STREAM_SECONDS = 300  # then the browser reconnects, and the session is checked again
@@ -18,31 +19,32 @@ router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
 @router.get("/accounts/{account_id}/live")
 async def account_live(request: Request, account_id: str) -> StreamingResponse:
-    caller, _ = caller_of(request)
+    caller, _ = await caller_of(request)
     leads = leads_uc.brokerage_leads(caller, db_of(request), path_id(account_id))
-    return _stream(request, leads.change_mark)
+    return _stream(request, caller, leads.change_mark)
 
 
 @router.get("/my/live")
 async def realtor_live(request: Request) -> StreamingResponse:
-    caller, _ = caller_of(request)
-    return _stream(request, leads_uc.realtor_leads(caller, db_of(request)).change_mark)
+    caller, _ = await caller_of(request)
+    return _stream(request, caller, leads_uc.realtor_leads(caller, db_of(request)).change_mark)
 
 
 @router.get("/accounts/{account_id}/leads/{lead_id}/live")
 async def lead_live(request: Request, account_id: str, lead_id: str) -> StreamingResponse:
-    caller, _ = caller_of(request)
+    caller, _ = await caller_of(request)
     leads = leads_uc.account_leads(caller, db_of(request), path_id(account_id))
     lead_id = path_id(lead_id)
 
     async def mark() -> str:
         return await leads.lead_mark(lead_id)
 
-    return _stream(request, mark)
+    return _stream(request, caller, mark)
 
 
-def _stream(request: Request, mark: Callable[[], Awaitable[str]]) -> StreamingResponse:
-    """Server-sent events: `changed` whenever `mark()` differs from what the page was built from."""
+def _stream(request: Request, caller: Principal, mark: Callable[[], Awaitable[str]]) -> StreamingResponse:
+    """Server-sent events: `changed` whenever `mark()` differs from what the page was built from; the
+    stream ends once its caller is no longer admitted (an agent made inactive or moved, decision 0079)."""
 
     # What the page was built from (`since`, taken before its data was read), so a change between the
     # page's render and this stream is still announced. A reconnect may announce one change twice.
@@ -53,8 +55,11 @@ def _stream(request: Request, mark: Callable[[], Awaitable[str]]) -> StreamingRe
         yield "retry: 1000\n\n"
         loop = asyncio.get_running_loop()
         ends, beat = loop.time() + LIVE_STREAM_SECONDS, loop.time()
+        callers = callers_of(request)
         while loop.time() < ends and not await request.is_disconnected():
             await asyncio.sleep(LIVE_POLL_SECONDS)
+            if not await callers.still(caller):
+                return  # the browser reconnects, and that request is refused
             now = await mark()
             if now != seen:
                 seen = now

@@ -54,13 +54,13 @@ async def _page(
 
 @router.get("/me")
 async def my_settings(request: Request) -> HTMLResponse:
-    caller, _ = caller_of(request)
+    caller, _ = await caller_of(request)
     return await _page(request, caller)
 
 
 @router.post("/me/notifications")
 async def save_notifications(request: Request) -> Response:
-    caller, token = caller_of(request)
+    caller, token = await caller_of(request)
     form = await checked_form(request, token)
     chosen = [v for v in (await request.form()).getlist("channels") if isinstance(v, str)]
     start, end = form.get("quiet_start", "").strip(), form.get("quiet_end", "").strip()
@@ -79,7 +79,7 @@ async def save_notifications(request: Request) -> Response:
 
 @router.post("/me/devices/{device_id}/remove")
 async def remove_device(request: Request, device_id: str) -> Response:
-    caller, token = caller_of(request)
+    caller, token = await caller_of(request)
     await checked_form(request, token)
     people = people_uc.account_people(caller.account_id, caller, db_of(request))
     await people_uc.delete_device(people, caller, caller.sub, path_id(device_id))
@@ -89,7 +89,7 @@ async def remove_device(request: Request, device_id: str) -> Response:
 @router.post("/me/availability")
 async def save_availability(request: Request) -> Response:
     """One part of the agent's own availability (web/availability.py), saved whole through the API's use case."""
-    caller, token = caller_of(request)
+    caller, token = await caller_of(request)
     form = await checked_form(request, token)
     scope = await rules_uc.my_availability_scope(caller, db_of(request))
     said, errors = await web_availability.save(scope, form, own=True)

@@ -18,6 +18,7 @@ from leadflow_crm_api.use_cases.lead_work import CrmStatusChange
 from leadflow_crm_api.use_cases.offices import LeadProfile, OfficeTransferCreate
 from leadflow_crm_api.web.common import (
     PREFIX,
+    callers_of,
     db_of,
     posted,
     redirect,
@@ -50,7 +51,12 @@ async def profile(request: Request, account_id: str, lead_id: str) -> Response:
     except ValidationError as exc:
         errors = {str(e["loc"][0]): reason_of(e) for e in exc.errors() if e["loc"]}
         return await lead_page_of(request, caller, account_id, lead_id, status=422, errors=errors, values=form)
-    await offices_uc.put_profile(leads, db_of(request), lead_id, body)
+    try:
+        await offices_uc.put_profile(leads, caller, db_of(request), lead_id, body)
+    except Forbidden as exc:  # another brokerage's labels (T1): the reason next to the field, nothing saved
+        return await lead_page_of(
+            request, caller, account_id, lead_id, status=403, errors={"labels": exc.detail}, values=form
+        )
     return redirect(f"{PREFIX}/accounts/{account_id}/leads/{lead_id}", flash="Profile saved.", request=request)
 
 
@@ -74,7 +80,7 @@ async def reassign(request: Request, account_id: str, lead_id: str) -> Response:
     leads = leads_uc.account_leads(caller, db_of(request), account_id)
     try:
         moved = await offices_uc.transfer_to_office(
-            account_id, body, leads, caller, db_of(request), request.app.state.publish_command, key
+            account_id, body, leads, caller, db_of(request), request.app.state.publish_command, callers_of(request), key
         )
     except (InvalidRequest, NotFound) as exc:
         return await lead_page_of(

@@ -121,13 +121,13 @@ async def _who_is_next(
 
 @router.get("/accounts/{account_id}/settings")
 async def settings_page(request: Request, account_id: str) -> HTMLResponse:
-    caller, _ = caller_of(request)
+    caller, _ = await caller_of(request)
     return await _page(request, caller, path_id(account_id))
 
 
 async def _save(request: Request, account_id: str, form_name: str, save: Any) -> Response:
     """Check the form's token, run `save(account_settings, fields)`; the page again with errors, or saved."""
-    caller, token = caller_of(request)
+    caller, token = await caller_of(request)
     account_id = path_id(account_id)
     fields = await checked_form(request, token)
     account = settings_uc.admin_settings(account_id, caller, db_of(request))
@@ -235,7 +235,7 @@ def _rule_errors(exc: ValidationError | RequestValidationError) -> str:
 async def save_routing_rules(request: Request, account_id: str) -> Response:
     """Save the rule set as the JSON API does (its version checked, its agents on the roster); refused, the page
     again with the reason and the text as it was sent, so nothing typed is lost."""
-    caller, token = caller_of(request)
+    caller, token = await caller_of(request)
     account_id = path_id(account_id)
     fields = await checked_form(request, token)
     scope = await rules_uc.rules_scope(account_id, caller, db_of(request))
@@ -306,7 +306,7 @@ def _json_refusal(exc: NotStrictJson) -> str:
 async def test_a_lead(request: Request, account_id: str) -> Response:
     """How a lead with the form's fields would be routed now by the saved rules or the draft in the text area,
     changing nothing; the page again with the decision (or why not), the text area as it was sent."""
-    caller, token = caller_of(request)
+    caller, token = await caller_of(request)
     account_id = path_id(account_id)
     fields = await checked_form(request, token)
     text, status, errors, tested = fields.get("rules", ""), 200, {}, None

@@ -86,7 +86,7 @@ def _commands(request: Request) -> Any:
 
 @router.get("/accounts/{account_id}/realtors")
 async def my_realtors(request: Request, account_id: str) -> HTMLResponse:
-    caller, _ = caller_of(request)
+    caller, _ = await caller_of(request)
     return await _realtors_page(request, caller, path_id(account_id))
 
 
@@ -135,7 +135,7 @@ async def invite(request: Request, account_id: str) -> Response:
 
 @router.post("/accounts/{account_id}/realtors/{realtor_id}/disconnect")
 async def disconnect(request: Request, account_id: str, realtor_id: str) -> Response:
-    caller, token = caller_of(request)
+    caller, token = await caller_of(request)
     account_id, realtor_id = path_id(account_id), path_id(realtor_id)
     await checked_form(request, token)
     ended = await sharing_uc.disconnect(account_id, realtor_id, caller, db_of(request))
@@ -151,7 +151,7 @@ async def disconnect(request: Request, account_id: str, realtor_id: str) -> Resp
 
 @router.post("/invitations/{invitation_id}/{answer}")
 async def answer(request: Request, invitation_id: str, answer: str) -> Response:
-    caller, token = caller_of(request)
+    caller, token = await caller_of(request)
     await checked_form(request, token)
     choice = {"accept": InvitationStatus.ACCEPTED, "decline": InvitationStatus.DECLINED}.get(answer)
     if choice is None:

@@ -10,14 +10,15 @@ import jwt
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from leadflow_crm_api.adapters.tokens import TokenVerifier
 from leadflow_crm_api.domain.principal import Role
 from leadflow_crm_api.errors import Forbidden, NotFound, Unauthenticated
 from leadflow_crm_api.web.common import (
     ID,
     PREFIX,
+    SIGN_IN_REASONS,
     SignInRequired,
     caller_of,
+    callers_of,
     checked_form,
     db_of,
     home_of,
@@ -35,7 +36,7 @@ router = APIRouter(prefix=PREFIX, include_in_schema=False)
 @router.get("/")
 async def start(request: Request) -> Response:
     try:
-        caller, _ = caller_of(request)
+        caller, _ = await caller_of(request)
     except SignInRequired:
         return redirect(f"{PREFIX}/sign-in")
     return redirect(home_of(caller))
@@ -47,7 +48,8 @@ async def sign_in_page(request: Request, next: str = "", why: str = "", account:
     nonce = sign_in_nonce()
     only = account if ID.match(account) else None
     users = await _sample_users(request, only) if settings.web.dev_sign_in else []
-    response = render(request, "sign_in.html", nonce=nonce, users=users, next=_safe_next(next), why=why[:200])
+    reason = SIGN_IN_REASONS.get(why, "")  # a code the app sends; anything else shows nothing (S4)
+    response = render(request, "sign_in.html", nonce=nonce, users=users, next=_safe_next(next), why=reason)
     response.set_cookie(
         SIGN_IN_COOKIE,
         nonce,
@@ -70,11 +72,11 @@ async def sign_in(request: Request) -> Response:
     token = fields.get("token", "").strip()
     if fields.get("user") and settings_of(request).web.dev_sign_in:
         token = _dev_token(request, fields["user"])
-    verifier: TokenVerifier = request.app.state.verifier
     try:
-        caller = verifier.verify(token)
+        caller = await callers_of(request).of(token)
     except Unauthenticated as exc:
-        return redirect(f"{PREFIX}/sign-in?{urlencode({'why': exc.detail})}")
+        expired = isinstance(exc.__cause__, jwt.ExpiredSignatureError)
+        return redirect(f"{PREFIX}/sign-in?{urlencode({'why': 'token_expired' if expired else 'token_refused'})}")
     response = redirect(_safe_next(fields.get("next", "")) or home_of(caller))
     response.set_cookie(
         SESSION_COOKIE,
@@ -91,7 +93,7 @@ async def sign_in(request: Request) -> Response:
 
 @router.post("/sign-out")
 async def sign_out(request: Request) -> Response:
-    _, token = caller_of(request)
+    _, token = await caller_of(request)
     await checked_form(request, token)
     response = redirect(f"{PREFIX}/sign-in")
     response.delete_cookie(SESSION_COOKIE, path=PREFIX)

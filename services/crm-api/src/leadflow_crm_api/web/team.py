@@ -24,6 +24,7 @@ from leadflow_crm_api.web import availability as web_availability
 from leadflow_crm_api.web.common import (
     PREFIX,
     caller_of,
+    callers_of,
     db_of,
     path_id,
     posted,
@@ -38,7 +39,7 @@ router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
 @router.get("/accounts/{account_id}/team")
 async def team_page(request: Request, account_id: str) -> HTMLResponse:
-    caller, _ = caller_of(request)
+    caller, _ = await caller_of(request)
     return await _page(request, caller, path_id(account_id))
 
 
@@ -81,7 +82,8 @@ async def set_status(request: Request, account_id: str, agent_id: str) -> Respon
     except ValidationError:
         return await _page(request, caller, account_id, status=422, error="Choose active, onboarding or inactive.")
     account = settings_uc.admin_settings(account_id, caller, db_of(request))
-    await settings_uc.put_agent_status(account, caller, request.app.state.publish_command, agent_id, body)
+    publish = request.app.state.publish_command
+    await settings_uc.put_agent_status(account, caller, publish, callers_of(request), agent_id, body)
     back = same_query(request, f"{PREFIX}/accounts/{account_id}/team")
     return redirect(back, request=request, flash=f"{agent_id} is {body.status.value} now.")
 
@@ -98,7 +100,7 @@ async def reassign_member(request: Request, account_id: str, agent_id: str) -> R
     leads = leads_uc.account_leads(caller, db_of(request), account_id)
     try:
         moved = await offices_uc.transfer_to_office(
-            account_id, body, leads, caller, db_of(request), request.app.state.publish_command, key
+            account_id, body, leads, caller, db_of(request), request.app.state.publish_command, callers_of(request), key
         )
     except InvalidRequest as exc:
         return await _page(request, caller, account_id, status=422, error=exc.detail)
@@ -143,7 +145,7 @@ async def _availability_page(
 
 @router.get("/accounts/{account_id}/team/{agent_id}/availability")
 async def agent_availability(request: Request, account_id: str, agent_id: str) -> HTMLResponse:
-    caller, _ = caller_of(request)
+    caller, _ = await caller_of(request)
     return await _availability_page(request, caller, path_id(account_id), path_id(agent_id))
 
 

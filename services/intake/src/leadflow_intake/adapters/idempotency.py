@@ -1,8 +1,8 @@
 """Idempotency keys of intake requests, in MongoDB.
 
-A key is claimed with the event id it produced and a hash of the request; the record
-is marked published after the event reached Kafka, so a retry after a crash in
-between publishes the same event (same id) again rather than losing it. The `_id` is the key's
+A key is claimed with the event id it produced and two hashes of the request (as received and as
+normalized, decision 0081); the record is marked published after the event reached Kafka, so a retry
+after a crash in between publishes the same event (same id) again rather than losing it. The `_id` is the key's
 stored form (domain/keys.py: `<space>/<account_id>/<key>`), one key space per way in.
 
 The event (with the lead's contact details) is kept only until it is published; the record
@@ -46,6 +46,7 @@ class MongoIdempotencyStore:
                     "_id": stored_key,
                     "event_id": str(claim.event_id),
                     "request_hash": claim.request_hash,
+                    "received_hash": claim.received_hash,
                     "event_json": claim.event_json,
                     "published": claim.published,
                     "created_at": datetime.now(UTC),
@@ -64,4 +65,8 @@ class MongoIdempotencyStore:
 
 
 def _claim_of(doc: dict[str, Any]) -> Claim:
-    return Claim(uuid.UUID(doc["event_id"]), doc["request_hash"], doc.get("event_json", ""), doc["published"])
+    # A claim stored before decision 0081 has no received_hash: a retry is recognized by request_hash alone.
+    return Claim(
+        uuid.UUID(doc["event_id"]), doc["request_hash"], doc.get("event_json", ""), doc["published"],
+        received_hash=doc.get("received_hash"),
+    )  # fmt: skip

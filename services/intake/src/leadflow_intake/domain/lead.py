@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -39,6 +42,31 @@ class Submission:
     provider: str | None = None
     utm: dict[str, str] = field(default_factory=dict)
     criteria: LeadCriteria | None = None  # validated already (a contract model)
+
+
+def submission_hash(sub: Submission) -> str:
+    """The hash of the lead as it was handed to intake, before normalization: how a retry is recognized
+    whatever normalization or the account's settings say by then (decision 0081).
+
+    Canonical JSON: the fields not at their default, by name, keys sorted, ASCII only (a lone surrogate is
+    escaped, never an error), the criteria as their JSON dump. Equal submissions hash alike in every process
+    and version, and a field added with a default changes no stored hash.
+    """
+    fields = {f.name: value for f in _FIELDS if (value := getattr(sub, f.name)) != _default(f)}
+    if sub.criteria is not None:
+        fields["criteria"] = sub.criteria.model_dump(mode="json")
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return hashlib.sha256(b"submission/1\n" + text.encode()).hexdigest()
+
+
+_FIELDS = dataclasses.fields(Submission)
+_NO_DEFAULT = object()
+
+
+def _default(f: dataclasses.Field[object]) -> object:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else _NO_DEFAULT
 
 
 def normalize_submission(

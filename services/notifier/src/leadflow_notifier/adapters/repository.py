@@ -18,7 +18,7 @@ from pymongo.errors import DuplicateKeyError
 from leadflow_notifier.domain.delivery import Delivery, Unreadable
 from leadflow_notifier.domain.digest import DigestItem, DigestWindow
 from leadflow_notifier.domain.messages import Content, EmailContent, PushContent, PushDevice, Recipient, SmsContent
-from leadflow_notifier.domain.preferences import Channel, Preferences, QuietHours
+from leadflow_notifier.domain.preferences import Channel, Preferences, QuietHours, hears_account
 from leadflow_shared.account_config import ContactDetails, NoticeFields, time_zone_of
 from leadflow_shared.coalesce import Coalesced
 from leadflow_shared.collections import (
@@ -142,9 +142,19 @@ class AgentDirectory:
         return list(found.values())
 
     async def _subscribers(self, query: dict[str, Any]) -> list[Recipient]:
-        """Agents (with their agent record) and staff who are not agents (name and email in the preferences)."""
+        """Agents (with their agent record) and staff who are not agents (name and email in the preferences).
+
+        An agent is left out unless it is active and of the account (`hears_account`): its agent record is read
+        here, not from the recipients' cache, so a departure counts from the list's next read.
+        """
+        docs = [doc async for doc in self._preferences.find(query)]
+        ids = [doc["_id"] for doc in docs]
+        fields = {"account_id": 1, "active": 1}
+        agents = {a["_id"]: a async for a in self._agents.find({"_id": {"$in": ids}}, fields)} if ids else {}
         found = []
-        async for doc in self._preferences.find(query):
+        for doc in docs:
+            if not hears_account(agents.get(doc["_id"]), query["account_id"]):
+                continue
             recipient = await self.get(str(doc["_id"]))
             prefs = PreferencesDoc.model_validate(doc)
             if recipient is None and prefs.email:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, time
 from enum import StrEnum
+from typing import Any
 from zoneinfo import ZoneInfo
 
 
@@ -45,3 +47,14 @@ def allowed_channels(prefs: Preferences, *, time_zone: str, now: datetime) -> fr
     if prefs.quiet_hours is not None and prefs.quiet_hours.contains(now.astimezone(ZoneInfo(time_zone)).time()):
         return prefs.channels - INTERRUPTING
     return prefs.channels
+
+
+def hears_account(agent: Mapping[str, Any] | None, account_id: str) -> bool:
+    """N1 (decision 0079): an account's digest, new-lead notices and team updates reach a subscriber who is an
+    agent (`agent`: its record) only while it is active (as the router reads it) and of that account; one made
+    inactive (T3) or moved to another office (T2) hears no more of it, whatever its preferences still say. A
+    subscriber with no agent record (an admin or staff member) is as its preferences say."""
+    if agent is None:
+        return True
+    # `active` may be stored as 1/0: nx-27017 stores a `$set` boolean so (decision 0018).
+    return bool(agent.get("active", True)) and agent.get("account_id") == account_id
