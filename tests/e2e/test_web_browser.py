@@ -73,15 +73,15 @@ def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
     }, {
         # Brokerkit: two offices of one organisation.
         "account_id": NORTH, "name": "Org North", "organisation_id": "web-org", "round_robin": False,
-        "roster": ["north-broker", "north-ned", "north-tia"], "agents": [
+        "roster": ["north-broker", "org-north-ned", "north-tia"], "agents": [
             {"agent_id": "north-broker", "name": "Nia North", "email": "nia@north.example"},
-            {"agent_id": "north-ned", "name": "Ned North", "email": "ned@north.example"},
+            {"agent_id": "org-north-ned", "name": "Ned North", "email": "ned@north.example"},
             {"agent_id": "north-tia", "name": "Tia Mover", "email": "tia@north.example"}],
     }, {
         "account_id": SOUTH, "name": "Org South", "organisation_id": "web-org", "round_robin": False,
-        "roster": ["south-broker", "south-sue"], "agents": [
+        "roster": ["south-broker", "org-south-sue"], "agents": [
             {"agent_id": "south-broker", "name": "Sol South", "email": "sol@south.example"},
-            {"agent_id": "south-sue", "name": "Sue Second", "email": "sue@south.example"}],
+            {"agent_id": "org-south-sue", "name": "Sue Second", "email": "sue@south.example"}],
     }, {
         "account_id": RILEY, "name": "Riley Homes", "round_robin": False, "roster": ["riley-office", "riley-park"],
         "agents": [{"agent_id": "riley-office", "name": "Riley Office", "email": "office@riley.example"},
@@ -393,14 +393,14 @@ async def test_a_broker_assigns_a_lead_by_hand_and_the_agent_gives_it_back(brows
     lead_id = await post_lead(stack, marker, NORTH)
     await routed(stack, NORTH, lead_id, "north-broker")
     broker_context, broker = await signed_in(browser, stack, "north-broker", "broker", NORTH, desktop=True)
-    agent_context, agent = await signed_in(browser, stack, "north-ned", "realtor", NORTH)
+    agent_context, agent = await signed_in(browser, stack, "org-north-ned", "realtor", NORTH)
     try:
         await broker.goto(f"{stack.url('crm-api')}/app/accounts/{NORTH}/leads/{lead_id}")
         await broker.locator("summary", has_text="Assign").click()
         await broker.get_by_label("Agent", exact=True).select_option(label="Ned North")
         await broker.get_by_label("Note (on the timeline)").fill("Speaks Spanish")
         await broker.get_by_role("button", name="Assign", exact=True).click()
-        await expect(broker.get_by_role("status")).to_contain_text("assigned to north-ned")
+        await expect(broker.get_by_role("status")).to_contain_text("assigned to org-north-ned")
         await expect(broker.locator('li[data-type="LeadAssigned"]').last).to_contain_text(
             "Speaks Spanish", timeout=LIVE_TIMEOUT_MS + 5_000
         )
@@ -574,7 +574,7 @@ async def test_a_broker_assigns_every_lead_the_filters_match_from_the_list(brows
         await dialog.get_by_label("Every lead the filters match").check()
         await dialog.get_by_label("Agent", exact=True).select_option(label="Sue Second")
         await dialog.get_by_role("button", name="Assign").click()
-        await expect(page.get_by_role("status")).to_contain_text("3 leads are going to south-sue")
+        await expect(page.get_by_role("status")).to_contain_text("3 leads are going to org-south-sue")
         for lead_id in leads:
             row = page.locator(f'tr[data-lead="{lead_id}"] [data-label="Assigned Realtor Information"]')
             await expect(row).to_contain_text("Sue Second", timeout=LIVE_TIMEOUT_MS + 5_000)

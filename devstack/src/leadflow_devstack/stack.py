@@ -70,6 +70,9 @@ class Stack:
     signing_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     # Service -> environment variables added to (or replacing) the stack's own, e.g. a router's test clock.
     extra_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Agent id -> the account that seeded it: user ids are global (decision 0076), and a token names its office
+    # (decision 0079), so one stack never seeds one agent id into two accounts.
+    seeded_agents: dict[str, str] = field(default_factory=dict)
 
     @property
     def log_dir(self) -> Path:
@@ -140,10 +143,23 @@ class Stack:
         return {prefix + k: v for k, v in env.items()} | otel | self.extra_env.get(service, {})
 
     def seed(self, accounts_file: Path) -> None:
+        self._claim_agent_ids(json.loads(accounts_file.read_text()))
         env = {**os.environ, **self.service_env("router")}
         subprocess.run(  # noqa: S603 (argv built here, no shell)
             [_bin("leadflow-router"), "seed", str(accounts_file)], env=env, check=True, capture_output=True
         )
+
+    def _claim_agent_ids(self, config: dict[str, Any]) -> None:
+        """Refuse a seed that would move an agent another seed made to another account: the tests sharing this
+        stack would then hold tokens of an office their agent is no longer of, and fail far from the cause."""
+        for account in config.get("accounts", []):
+            for agent in account.get("agents", []):
+                agent_id, account_id = agent["agent_id"], account["account_id"]
+                if self.seeded_agents.setdefault(agent_id, account_id) != account_id:
+                    raise ValueError(
+                        f"agent {agent_id!r} is seeded into {account_id!r} but is of {self.seeded_agents[agent_id]!r}"
+                        " already: agent ids are global, give this one another id"
+                    )
 
     def start_service(self, service: str) -> ManagedProcess:
         proc = ManagedProcess(
