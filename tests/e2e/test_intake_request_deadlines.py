@@ -48,21 +48,36 @@ def lead() -> bytes:
                        "email": f"robin.{m}@example.com"}).encode()  # fmt: skip
 
 
-async def sample(client: httpx.AsyncClient, name: str, **labels: str) -> float:
-    text = (await client.get("/metrics")).text
-    for family in text_string_to_metric_families(text):
-        for found in family.samples:
-            if found.name == name and all(found.labels.get(k) == v for k, v in labels.items()):
-                return float(found.value)
-    return 0.0
+Wanted = tuple[str, dict[str, str]]  # a metric's sample name and the labels it must have
+
+
+async def samples(client: httpx.AsyncClient, *wanted: Wanted) -> tuple[float, ...]:
+    """The values of `wanted` from one scrape of /metrics: counters read in one scrape are of one moment (read
+    apart, a request finishing between two reads shows in one counter and not in the other)."""
+    families = list(text_string_to_metric_families((await client.get("/metrics")).text))
+
+    def value(name: str, labels: dict[str, str]) -> float:
+        for family in families:
+            for found in family.samples:
+                if found.name == name and all(found.labels.get(k) == v for k, v in labels.items()):
+                    return float(found.value)
+        return 0.0
+
+    return tuple(value(name, labels) for name, labels in wanted)
+
+
+def rejected(reason: str) -> Wanted:
+    return "intake_leads_rejected_total", {"source": "website", "reason": reason}
+
+
+def answered(code: str) -> Wanted:
+    return "leadflow_http_requests_total", {"route": "/v1/leads", "method": "POST", "code": code}
 
 
 async def timed_out(client: httpx.AsyncClient) -> tuple[float, float]:
     """Intake's count of lead forms too slow, and of its 408s on the form's route."""
-    return (
-        await sample(client, "intake_leads_rejected_total", source="website", reason="too_slow"),
-        await sample(client, "leadflow_http_requests_total", route="/v1/leads", method="POST", code="408"),
-    )
+    too_slow, timeouts = await samples(client, rejected("too_slow"), answered("408"))
+    return too_slow, timeouts
 
 
 def is_408_problem(answer: Answer) -> bool:
@@ -131,12 +146,7 @@ async def test_a_client_that_leaves_mid_body_is_counted_as_gone_not_as_intakes_e
     alerts on (counted 499, rejected `client_left`) and no traceback in intake's log (the fixture checks)."""
 
     async def counts() -> tuple[float, ...]:
-        return (
-            await sample(client, "intake_leads_rejected_total", source="website", reason="client_left"),
-            await sample(client, "intake_leads_rejected_total", source="website", reason="error"),
-            await sample(client, "leadflow_http_requests_total", route="/v1/leads", method="POST", code="499"),
-            await sample(client, "leadflow_http_requests_total", route="/v1/leads", method="POST", code="500"),
-        )
+        return await samples(client, rejected("client_left"), rejected("error"), answered("499"), answered("500"))
 
     before = await counts()
     async with connect(intake) as conn:
