@@ -13,13 +13,15 @@ from dataclasses import dataclass
 import pytest
 import pytest_asyncio
 from fastapi import Request
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from raw_http import chunked, connect, parse, request
 
 from leadflow_crm_api.bodies import BodyGuard, BodyLimits
 from leadflow_devstack.processes import free_port
 from leadflow_devstack.testing import eventually
-from leadflow_shared.http import QuietServer, RequestMetrics, ServiceApp, server_config
+from leadflow_shared.http import METHODS, QuietServer, RequestMetrics, ServiceApp, server_config
 from leadflow_shared.metrics import ServiceMetrics
 from leadflow_shared.settings import HttpSettings
 
@@ -173,3 +175,18 @@ async def test_a_client_that_leaves_mid_body_is_counted_499_not_as_a_server_erro
 
     await eventually(counted, timeout=10, what="the request the client left to be counted")
     assert (served.count("POST", "499"), served.count("POST", "500")) == (1, 0)
+
+
+@given(invented=st.lists(st.from_regex(r"[A-Z][A-Z0-9]{2,15}", fullmatch=True), min_size=1, max_size=8, unique=True))
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+async def test_a_method_a_client_invents_makes_no_series_of_its_own(served: Served, invented: list[str]) -> None:
+    """Any token is a method on the request line: counted by name, each would be a series in every replica."""
+    invented = [m for m in invented if m not in METHODS]
+    before = served.count("OTHER", "405", route="/")
+    for method in invented:
+        async with connect(served.url) as conn:
+            await conn.send(request(method, "/"))
+            assert (await conn.response(timeout=5)).status == 405
+    assert served.count("OTHER", "405", route="/") == before + len(invented)
+    methods = {s.labels["method"] for m in served.registry.collect() for s in m.samples if "method" in s.labels}
+    assert methods <= METHODS | {"OTHER"}

@@ -4,6 +4,7 @@ The strict-JSON rule itself is tested in test_shared_json_bodies.py; here, intak
 
 from __future__ import annotations
 
+import email.message
 import json
 from typing import Any
 
@@ -15,6 +16,7 @@ from pydantic import BaseModel
 from leadflow_intake.domain.body import MAX_ERRORS, MAX_JSON_DEPTH, parse_json, parse_model
 from leadflow_intake.domain.errors import InvalidBody
 from leadflow_intake.domain.forms import WebsiteLeadIn
+from leadflow_intake.entrypoints.http import USUAL_JSON_TYPES, is_json
 
 pytestmark = pytest.mark.unit
 
@@ -132,3 +134,39 @@ def test_refusals_never_repeat_the_values_sent(values: list[str], poison: str) -
         parse_model(WebsiteLeadIn, body.encode())
     answer = json.dumps(info.value.errors, ensure_ascii=False)
     assert not any(value in answer for value in values)
+
+
+# -- which Content-Type is JSON (the forms' 415) -------------------------------------------------
+
+
+def json_when_parsed(content_type: str) -> bool:
+    """The rule as email.message reads the header: what `is_json` answers, whatever its shortcuts."""
+    parsed = email.message.Message()
+    parsed["content-type"] = content_type
+    subtype = parsed.get_content_subtype()
+    return parsed.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
+_header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=40)
+_near_json = st.builds(
+    "{}/{}{}".format,
+    st.sampled_from(["application", "Application", "APPLICATION", " application", "text", ""]),
+    st.sampled_from(["json", "JSON", "Json ", "vnd.lead+json", "json+x", "jsonp", "x-json", ""]),
+    st.sampled_from(["", ";charset=utf-8", "; charset=utf-8", "; charset=UTF-8", "; charset=latin-1", ";", '; x="1"']),
+)
+_usual = st.sampled_from(sorted(USUAL_JSON_TYPES))
+
+
+@PROPERTY
+@given(st.one_of(_usual, _near_json, _header_text))
+def test_is_json_answers_as_the_parsed_content_type(content_type: str) -> None:
+    assert is_json(content_type) == json_when_parsed(content_type)
+
+
+@pytest.mark.parametrize("content_type", sorted(USUAL_JSON_TYPES))
+def test_the_content_types_answered_without_parsing_are_json_when_parsed(content_type: str) -> None:
+    assert json_when_parsed(content_type)
+
+
+def test_the_usual_json_content_types_are_answered_without_parsing() -> None:
+    assert {"application/json", "application/json; charset=utf-8"} <= USUAL_JSON_TYPES

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -219,3 +220,44 @@ def test_listing_inquiry_limits_name_the_field(overrides: dict[str, Any], loc: t
     with pytest.raises(ValidationError) as info:
         ListingInquiryIn.model_validate(body | overrides)
     assert info.value.errors()[0]["loc"] == loc
+
+
+# -- fields a form normalized already -----------------------------------------------------------
+
+_form_text = st.one_of(
+    st.text(max_size=40),
+    st.emails(),
+    st.sampled_from(
+        ["  JANE ", "o'neil-smith", "Ja\u200bne", "ß", " Jane@Example.COM", "HTTPS://Alex.Acme-Realty.com/x"]
+    ),
+)
+
+
+def _outcome(sub: Submission) -> LeadReceivedPayload | list[tuple[str, str]]:
+    try:
+        return normalize_submission(sub, default_region="US")
+    except InvalidLead as exc:
+        return [(e.field, e.reason) for e in exc.errors]
+
+
+@PROPERTY
+@given(
+    first_name=_form_text,
+    last_name=_form_text,
+    email=st.one_of(st.none(), _form_text),
+    phone=st.one_of(st.none(), st.sampled_from(["(415) 555-0123", "+44 20 7946 0958", "12"])),
+    site_host=st.one_of(st.none(), _form_text),
+    listing=st.booleans(),
+)
+def test_a_forms_lead_is_what_normalizing_every_field_again_makes(listing: bool, **fields: Any) -> None:
+    """The fields a form's types normalized are not normalized again (normalizers are idempotent): the
+    lead, or its refusal, is the same as when every field is."""
+    model: type[WebsiteLeadIn | ListingInquiryIn] = ListingInquiryIn if listing else WebsiteLeadIn
+    extra = {"listing_id": "MLS-1"} if listing else {}
+    try:
+        form = model.model_validate({"account_id": "acme-realty", **fields, **extra})
+    except ValidationError:
+        return
+    sub = form.to_submission()
+    assert sub.normalized
+    assert _outcome(sub) == _outcome(dataclasses.replace(sub, normalized=frozenset()))

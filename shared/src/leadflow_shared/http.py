@@ -18,7 +18,7 @@ from typing import Any, ClassVar, cast
 
 import uvicorn
 from fastapi import FastAPI, Response, status
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.config import STARTUP_FAILURE
@@ -141,17 +141,34 @@ def _request_timeout(body_seconds: float) -> tuple[Message, Message]:
 
 class RequestMetrics:
     """ASGI middleware, outermost on every service's app (`ServiceApp`): counts every HTTP response by
-    route template (never the raw path: a scanner's random URLs would each make a series), times it to
-    the response's start, and bounds the request's body: all of it within `body_seconds` of the
-    request's start, else a 408 (decision 0071). A body late after the response started ends the
-    request: uvicorn closes the connection. A client that leaves before its body is in is counted as
-    499, nginx's "client closed request", not as the server's error, and nothing is logged: there is
-    nobody to answer."""
+    route template (never the raw path: a scanner's random URLs would each make a series) and method (one
+    not in `METHODS` is OTHER, for the same reason), times it to the response's start, and bounds the
+    request's body: all of it within `body_seconds` of the request's start, else a 408 (decision 0071). A
+    body late after the response started ends the request: uvicorn closes the connection. A client that
+    leaves before its body is in is counted as 499, nginx's "client closed request", not as the server's
+    error, and nothing is logged: there is nobody to answer."""
 
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics, *, body_seconds: float) -> None:
         self.app = app
         self.metrics = metrics
         self.body_seconds = body_seconds
+        # The series met so far, by label values: `labels` takes a lock and checks the values each time.
+        # No more of them than the metrics' own children: route templates, `METHODS` and OTHER, status codes.
+        self._counted: dict[tuple[str, str, str], Counter] = {}
+        self._timed: dict[str, Histogram] = {}
+
+    def _count(self, route: str, method: str, code: str) -> None:
+        key = (route, method, code)
+        counter = self._counted.get(key)
+        if counter is None:
+            counter = self._counted[key] = self.metrics.http_requests.labels(self.metrics.service, *key)
+        counter.inc()
+
+    def _time(self, route: str, seconds: float) -> None:
+        histogram = self._timed.get(route)
+        if histogram is None:
+            histogram = self._timed[route] = self.metrics.http_seconds.labels(self.metrics.service, route)
+        histogram.observe(seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -164,9 +181,7 @@ class RequestMetrics:
             nonlocal code
             if message["type"] == "http.response.start":
                 code = str(message["status"])
-                self.metrics.http_seconds.labels(self.metrics.service, _route(scope)).observe(
-                    time.perf_counter() - started
-                )
+                self._time(_route(scope), time.perf_counter() - started)
             await send(message)
 
         body = _BodyInTime(receive, started + self.body_seconds)
@@ -182,8 +197,17 @@ class RequestMetrics:
             pass  # the client left (`body.left`): nobody to answer, nothing to log
         finally:
             unanswered = CLIENT_CLOSED if body.left else "500"
-            labels = (self.metrics.service, _route(scope), scope["method"], code or unanswered)
-            self.metrics.http_requests.labels(*labels).inc()
+            self._count(_route(scope), _method(scope), code or unanswered)
+
+
+# The methods counted by name; any other (a request line may carry any token) is counted as OTHER, so that
+# a client cannot make a series per method it invents (each one memory in every replica and in Prometheus).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _method(scope: Scope) -> str:
+    method = scope["method"]
+    return method if method in METHODS else "OTHER"
 
 
 def _route(scope: Scope) -> str:

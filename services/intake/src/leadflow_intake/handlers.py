@@ -178,7 +178,8 @@ async def _normalized(
         payload = normalize_submission(sub, default_region=account.default_region, paths=paths)
     except InvalidLead as exc:
         raise InvalidLead([*exc.errors, *await _check_assigned_agent(sub, intake.accounts, paths)]) from None
-    payload_hash = hashlib.sha256(payload.model_dump_json().encode()).hexdigest()
+    # Without a key nothing is compared with the payload: no hash.
+    payload_hash = hashlib.sha256(payload.model_dump_json().encode()).hexdigest() if request is not None else ""
     # The same lead written differently answers as it did then too (an agent removed since).
     retry = request is not None and request.before is not None and request.made(request.before, payload_hash)
     if not retry and (agent_errors := await _check_assigned_agent(sub, intake.accounts, paths)):

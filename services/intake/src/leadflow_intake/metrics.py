@@ -43,15 +43,29 @@ class IntakeMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
             registry=registry,
         )
-        for source in SOURCES:  # export zeros, so rates and alerts work before the first lead
-            self.received.labels(source)
-            self.accepted.labels(source)
-            self.duplicates.labels(source)
+        # Each source's series, made once, not looked up per lead (`labels` takes a lock and checks its
+        # values). The counts export zeros, so rates and alerts work before the first lead; a latency
+        # series appears with its source's first HTTP request (never for partners).
+        self._received = {source: self.received.labels(source) for source in SOURCES}
+        self._accepted = {source: self.accepted.labels(source) for source in SOURCES}
+        self._duplicates = {source: self.duplicates.labels(source) for source in SOURCES}
+        self._seconds: dict[Source, Histogram] = {}
+
+    def receiving(self, source: Source) -> None:
+        """A submission from `source` was received."""
+        self._received[source].inc()
+
+    def answered(self, source: Source, seconds: float) -> None:
+        """An HTTP lead request from `source` was answered after `seconds`."""
+        histogram = self._seconds.get(source)
+        if histogram is None:
+            histogram = self._seconds[source] = self.request_seconds.labels(source)
+        histogram.observe(seconds)
 
     def outcome(self, source: Source, *, rejected: str | None = None, duplicate: bool = False) -> None:
         if rejected is not None:
             self.rejected.labels(source, rejected).inc()
             return
-        self.accepted.labels(source).inc()
+        self._accepted[source].inc()
         if duplicate:
-            self.duplicates.labels(source).inc()
+            self._duplicates[source].inc()

@@ -23,6 +23,9 @@ from leadflow_intake.domain.lead import Submission
 from leadflow_shared.events.criteria import LeadCriteria
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceivedPayload, LeadSource
 
+# The fields whose types normalize them (fields.py) as normalize_submission would.
+NORMALIZED = frozenset({"first_name", "last_name", "email", "site_host"})
+
 
 class _ContactForm(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
@@ -68,6 +71,7 @@ class WebsiteLeadIn(_ContactForm):
             account_id=self.account_id, channel=channel, source_name=self.source_name,
             first_name=self.first_name, last_name=self.last_name, email=self.email, phone=self.phone,
             message=self.message, site_host=self.site_host, utm=self.utm, criteria=self.criteria,
+            normalized=NORMALIZED,
         )  # fmt: skip
 
     def to_payload(self, phone_e164: str | None) -> LeadReceivedPayload:
@@ -97,4 +101,5 @@ class ListingInquiryIn(_ContactForm):
             first_name=self.first_name, last_name=self.last_name, email=self.email, phone=self.phone,
             message=self.message, site_host=self.site_host, listing_id=self.listing_id,
             listing_agent_id=self.listing_agent_id, utm=self.utm, criteria=self.criteria,
+            normalized=NORMALIZED,
         )  # fmt: skip

@@ -42,6 +42,9 @@ class Submission:
     provider: str | None = None
     utm: dict[str, str] = field(default_factory=dict)
     criteria: LeadCriteria | None = None  # validated already (a contract model)
+    # Fields the input model normalized already (its field types run the same normalizers): every
+    # normalizer is idempotent, so normalizing them again would change nothing, and is not done.
+    normalized: frozenset[str] = frozenset()
 
 
 def submission_hash(sub: Submission) -> str:
@@ -59,7 +62,8 @@ def submission_hash(sub: Submission) -> str:
     return hashlib.sha256(b"submission/1\n" + text.encode()).hexdigest()
 
 
-_FIELDS = dataclasses.fields(Submission)
+# What was sent: `normalized` says how intake read it, so it is not hashed.
+_FIELDS = tuple(f for f in dataclasses.fields(Submission) if f.name != "normalized")
 _NO_DEFAULT = object()
 
 
@@ -79,6 +83,8 @@ def normalize_submission(
     def check(name: str, normalize: Callable[[str], str], value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
+        if name in sub.normalized:
+            return value
         try:
             return normalize(value)
         except ValueError as exc:

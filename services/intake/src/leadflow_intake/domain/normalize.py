@@ -2,6 +2,7 @@
 
 Every normalizer is idempotent (normalizing twice changes nothing) and never makes its
 input longer, so a value that passed a length limit still passes it once normalized.
+Forms rely on the first: what their field types normalized is not normalized again (decision 0075).
 """
 
 from __future__ import annotations

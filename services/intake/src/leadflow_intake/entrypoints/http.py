@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import yaml
-from fastapi import Depends, FastAPI, Header, Path, Request, Response, status
+from fastapi import FastAPI, Header, Path, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
@@ -94,14 +94,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _intake(request: Request) -> Intake:  # async: no thread hop per request
-    provide: Callable[[], Intake] = request.app.state.intake
-    return provide()
-
-
-IntakeDep = Annotated[Intake, Depends(_intake)]
-
-
 def source_of(method: str, path: str) -> Source | None:
     """The metrics source of a lead request; None for every other request."""
     if method != "POST":
@@ -167,8 +159,8 @@ class LeadRequests:
                 self._record(source, status_code, state, time.perf_counter() - started)
 
     def _record(self, source: Source, status_code: int, state: dict[str, Any], seconds: float) -> None:
-        self.metrics.received.labels(source).inc()
-        self.metrics.request_seconds.labels(source).observe(seconds)
+        self.metrics.receiving(source)
+        self.metrics.answered(source, seconds)
         if status_code == status.HTTP_202_ACCEPTED:
             self.metrics.outcome(source, duplicate=bool(state.get(_STATE_DUPLICATE)))
         else:
@@ -182,15 +174,25 @@ def _errors(request: Request, exc: IntakeError, status_code: int, detail: Any) -
     return JSONResponse({"detail": detail}, status_code=status_code)
 
 
+# What nearly every sender says, answered without parsing (the parse says JSON to each).
+USUAL_JSON_TYPES = frozenset({"application/json", "application/json; charset=utf-8", "application/json; charset=UTF-8"})
+
+
+def is_json(content_type: str) -> bool:
+    """Whether a Content-Type is application/json or application/*+json, parameters aside."""
+    if content_type in USUAL_JSON_TYPES:
+        return True
+    parsed = email.message.Message()
+    parsed["content-type"] = content_type
+    subtype = parsed.get_content_subtype()
+    return parsed.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
 async def _json_body(request: Request) -> bytes:
     """The raw body of a form, which must be JSON: no Content-Type (read as JSON), or application/(*+)json."""
     content_type = request.headers.get("content-type")
-    if content_type is not None:
-        parsed = email.message.Message()
-        parsed["content-type"] = content_type
-        subtype = parsed.get_content_subtype()
-        if parsed.get_content_maintype() != "application" or not (subtype == "json" or subtype.endswith("+json")):
-            raise UnsupportedContentType
+    if content_type is not None and not is_json(content_type):
+        raise UnsupportedContentType
     return await request.body()
 
 
@@ -211,10 +213,9 @@ def install(
 ) -> None:
     """Add intake's routes, error handlers and middleware to `app`."""
     app.add_middleware(LeadRequests, max_body_bytes=max_body_bytes, metrics=metrics)
-    app.state.intake = intake
     _install_error_handlers(app)
-    _install_form_routes(app)
-    _install_webhook_route(app, webhooks, tolerance_seconds=tolerance_seconds)
+    _install_form_routes(app, intake)
+    _install_webhook_route(app, intake, webhooks, tolerance_seconds=tolerance_seconds)
     _install_contract_routes(app)
     _document_provider_formats(app)
 
@@ -270,20 +271,19 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
-def _install_form_routes(app: FastAPI) -> None:
+def _install_form_routes(app: FastAPI, intake: Callable[[], Intake]) -> None:
     """The website form and the listing inquiry: JSON bodies read and checked here (domain/body.py)."""
 
     @app.post(
         WEBSITE_PATH, status_code=status.HTTP_202_ACCEPTED, tags=["leads"], responses=_ERRORS,
         openapi_extra=_json_request_body(WebsiteLeadIn),
     )  # fmt: skip
-    async def post_website_lead(
-        request: Request, intake: IntakeDep, idempotency_key: IdempotencyKey = None
-    ) -> AcceptedOut:
+    async def post_website_lead(request: Request, idempotency_key: IdempotencyKey = None) -> AcceptedOut:
         """A registration or contact-us form from the brokerage's main site or an agent's subdomain."""
+        ports = intake()
         form = parse_model(WebsiteLeadIn, await _json_body(request))
         result = await accept_lead(
-            form.to_submission(), intake=intake, space=keys.WEBSITE, idempotency_key=idempotency_key,
+            form.to_submission(), intake=ports, space=keys.WEBSITE, idempotency_key=idempotency_key,
             now=datetime.now(UTC),
         )  # fmt: skip
         return _accepted(request, result)
@@ -292,19 +292,20 @@ def _install_form_routes(app: FastAPI) -> None:
         LISTING_PATH, status_code=status.HTTP_202_ACCEPTED, tags=["leads"], responses=_ERRORS,
         openapi_extra=_json_request_body(ListingInquiryIn),
     )  # fmt: skip
-    async def post_listing_inquiry(
-        request: Request, intake: IntakeDep, idempotency_key: IdempotencyKey = None
-    ) -> AcceptedOut:
+    async def post_listing_inquiry(request: Request, idempotency_key: IdempotencyKey = None) -> AcceptedOut:
         """A question about a listing; one of the brokerage's own listings goes to its agent (R3)."""
+        ports = intake()
         inquiry = parse_model(ListingInquiryIn, await _json_body(request))
         result = await accept_lead(
-            inquiry.to_submission(), intake=intake, space=keys.LISTING_INQUIRY, idempotency_key=idempotency_key,
+            inquiry.to_submission(), intake=ports, space=keys.LISTING_INQUIRY, idempotency_key=idempotency_key,
             now=datetime.now(UTC),
         )  # fmt: skip
         return _accepted(request, result)
 
 
-def _install_webhook_route(app: FastAPI, webhooks: Mapping[str, Webhook], *, tolerance_seconds: int) -> None:
+def _install_webhook_route(
+    app: FastAPI, intake: Callable[[], Intake], webhooks: Mapping[str, Webhook], *, tolerance_seconds: int
+) -> None:
     """Providers' signed webhooks, each in the format configured for the provider."""
     webhook_body = {"oneOf": [{"$ref": f"#/components/schemas/{model.__name__}"} for model in FORMATS.values()]}
 
@@ -322,7 +323,6 @@ def _install_webhook_route(app: FastAPI, webhooks: Mapping[str, Webhook], *, tol
         request: Request,
         account_id: Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)],
         provider: Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[a-z0-9][a-z0-9-]*$")],
-        intake: IntakeDep,
         timestamp: Annotated[str | None, Header(alias=TIMESTAMP_HEADER, max_length=20)] = None,
         signature: Annotated[str | None, Header(alias=SIGNATURE_HEADER, max_length=200)] = None,
         idempotency_key: IdempotencyKey = None,
@@ -333,10 +333,11 @@ def _install_webhook_route(app: FastAPI, webhooks: Mapping[str, Webhook], *, tol
         header (or its absence) and the body. The body is one of the provider formats (generic, fub-events,
         portal-push), as configured for the provider, whatever the Content-Type says.
         """
+        ports = intake()
         result = await accept_webhook(
             webhooks.get(provider), provider=provider, account_id=account_id, body=await request.body(),
             timestamp=timestamp,
-            signature=signature, idempotency_key=idempotency_key, intake=intake, now=datetime.now(UTC),
+            signature=signature, idempotency_key=idempotency_key, intake=ports, now=datetime.now(UTC),
             tolerance_seconds=tolerance_seconds,
         )  # fmt: skip
         return _accepted(request, result)
