@@ -148,20 +148,26 @@ async def test_a_racer_sees_its_own_open_offer_and_not_who_else_is_offered_the_l
     assert await offers(BEN) == ["ben"]
 
 
-async def test_a_realtor_of_another_brokerage_never_assigns_nor_probes_the_brokerage_s_users(db: Db) -> None:
-    # North shared a lead with Rio (T1): Rio holds it and works it under North's path; North's people are not
-    # its to assign, nor to find out by trying ids (200 for a user of North, 422 for anyone else).
+async def shared_with_rio(db: Db, first_name: str) -> str:
+    """A lead of North's that North shared with Rio, a realtor of its own account (T1): Rio holds it."""
     lead = LeadAssigned.create(
         account_id=NORTH,
         occurred_at=T0,
         payload=LeadAssignedPayload(
             lead_id=uuid.uuid4(), agent_id="rio", reason=AssignmentReason.LEAD_SHARING, explanation="T1",
-            contact=Contact(first_name="Tess"), source=SOURCE,
+            contact=Contact(first_name=first_name), source=SOURCE,
         ),
     )  # fmt: skip
     await project(lead, views=LeadViews(db))
     lead_id = str(lead.payload.lead_id)
     await db[CRM_LEADS].update_one({"_id": lead_id}, {"$set": {"transferred_to": "rio", "assigned_by": "North"}})
+    return lead_id
+
+
+async def test_a_realtor_of_another_brokerage_never_assigns_nor_probes_the_brokerage_s_users(db: Db) -> None:
+    # North shared a lead with Rio (T1): Rio holds it and works it under North's path; North's people are not
+    # its to assign, nor to find out by trying ids (200 for a user of North, 422 for anyone else).
+    lead_id = await shared_with_rio(db, "Tess")
     shared = account_leads(RIO, db, NORTH)
     assert (await lead_view(shared, RIO, db, lead_id)).owner_agent_id == "rio", "Rio works the shared lead"
 
@@ -183,17 +189,7 @@ async def test_a_realtor_of_another_brokerage_never_assigns_nor_probes_the_broke
 async def test_a_realtor_of_another_brokerage_creates_no_label_in_the_brokerage_s_account(db: Db) -> None:
     # North shared a lead with Rio (T1). Rio may fill in the lead's profile, but North's labels are North's filing:
     # through the profile, Rio could create labels in North's account (shown on North's label list and filters).
-    lead = LeadAssigned.create(
-        account_id=NORTH,
-        occurred_at=T0,
-        payload=LeadAssignedPayload(
-            lead_id=uuid.uuid4(), agent_id="rio", reason=AssignmentReason.LEAD_SHARING, explanation="T1",
-            contact=Contact(first_name="Lou"), source=SOURCE,
-        ),
-    )  # fmt: skip
-    await project(lead, views=LeadViews(db))
-    lead_id = str(lead.payload.lead_id)
-    await db[CRM_LEADS].update_one({"_id": lead_id}, {"$set": {"transferred_to": "rio", "assigned_by": "North"}})
+    lead_id = await shared_with_rio(db, "Lou")
     north, shared = account_leads(NORA, db, NORTH), account_leads(RIO, db, NORTH)
     await offices.put_profile(north, NORA, db, lead_id, offices.LeadProfile(labels=["Hot"]))
 
