@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import AutoReconnect
 
 from leadflow_crm_api.adapters.callers import Callers
 from leadflow_crm_api.adapters.tokens import TokenVerifier
@@ -199,3 +200,23 @@ async def test_the_agent_record_is_read_once_per_user_per_cache_time() -> None:
     assert (await uncached.of(token)).sub == "ann"
     staff = dev_token("sam", "admin", "acme-realty", key=KEY)
     assert (await uncached.of(staff)).role is Role.ADMIN, "no agent record: the token alone"
+
+
+class _AgentsAway(_Agents):
+    """`agents` while MongoDB is unreachable."""
+
+    async def find_one(self, _query: dict[str, object], _fields: dict[str, int]) -> dict[str, object] | None:
+        self.reads += 1
+        raise AutoReconnect("connection refused")
+
+
+@pytest.mark.asyncio
+async def test_a_recheck_that_cannot_read_fails_nothing_and_the_cache_reads_again_later() -> None:
+    # The change it follows (a departure, a move) is stored already: its caller must not get a 500 for it.
+    agents = _AgentsAway(_agent("acme-realty", "inactive", False))
+    callers = _callers(agents, ttl=60)
+    await callers.recheck("ann")
+    assert agents.reads == 1
+    with pytest.raises(AutoReconnect):  # nothing was cached: a request meanwhile fails as any read in an outage
+        await callers.of(dev_token("ann", "realtor", "acme-realty", key=KEY))
+    assert agents.reads == 2

@@ -7,10 +7,12 @@ from its next request on, as an expired token is (401). The agent record is read
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
 
 from leadflow_crm_api.adapters.tokens import TokenVerifier
 from leadflow_crm_api.domain.principal import Membership, Principal, admitted
@@ -42,8 +44,10 @@ class Callers:
 
     async def recheck(self, user_id: str) -> None:
         """Read `user_id`'s agent record again now: this process changed it (a departure, a move), so its next
-        request here is judged by the change, not by what was cached (other replicas: within `ttl`)."""
-        await self._members.get_or_load(user_id, lambda: self._membership(user_id), fresh=True)
+        request here is judged by the change, not by what was cached (other replicas: within `ttl`). The change
+        is stored already: a read that fails now fails nothing (the cache reads it again within `ttl`)."""
+        with contextlib.suppress(PyMongoError):
+            await self._members.get_or_load(user_id, lambda: self._membership(user_id), fresh=True)
 
     async def _membership(self, user_id: str) -> Membership | None:
         agent = await self._db()[AGENTS].find_one({"_id": user_id}, {"account_id": 1, "status": 1, "active": 1})

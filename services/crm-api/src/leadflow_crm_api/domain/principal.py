@@ -31,6 +31,9 @@ class Principal:
         return self.role in {Role.BROKER, Role.ADMIN}
 
 
+_STATUSES = frozenset(s.value for s in TeamStatus)
+
+
 @dataclass(frozen=True, slots=True)
 class Membership:
     """What a caller's agent record (`agents`, `_id` = the user id) says of it now: its office and team status."""
@@ -43,7 +46,7 @@ class Membership:
         """From the stored record; one without `status` (written before it existed) is read by its `active`
         (which nx-27017 may store as 1/0, decision 0018)."""
         stored = agent.get("status")
-        if isinstance(stored, str) and stored in {s.value for s in TeamStatus}:
+        if isinstance(stored, str) and stored in _STATUSES:
             status = TeamStatus(stored)
         else:
             status = TeamStatus.ACTIVE if bool(agent.get("active", True)) else TeamStatus.INACTIVE

@@ -28,7 +28,7 @@ def subscribe(
     async def on_lead_submitted(lead: LeadSubmitted) -> None:
         """A partner's lead (the partner contract, docs/partner-contract/): normalized like every other
         lead and handed to the router on leads.intake.v1, once per event_id."""
-        metrics.received.labels("partner").inc()  # per delivery attempt: a retried message counts again
+        metrics.receiving("partner")  # per delivery attempt: a retried message counts again
         try:
             result = await accept_partner_lead(lead, intake=intake())
         except IntakeError as exc:
@@ -39,7 +39,7 @@ def subscribe(
         log.info("partner lead accepted", extra={"event_id": str(result.event_id), "account_id": lead.account_id})
 
     def on_invalid(why: Exception) -> None:
-        metrics.received.labels("partner").inc()
+        metrics.receiving("partner")
         metrics.outcome("partner", rejected="too_large" if isinstance(why, TooLarge) else "invalid")
 
     runtime.subscribe(
