@@ -41,10 +41,10 @@ from leadflow_devstack.testing import WaitForRecord, records_until
 from leadflow_intake.adapters.idempotency import MongoIdempotencyStore
 from leadflow_intake.domain import keys as key_spaces
 from leadflow_intake.domain.forms import WebsiteLeadIn
-from leadflow_intake.domain.lead import Submission, normalize_submission, submission_hash
+from leadflow_intake.domain.lead import Submission, normalize_submission
 from leadflow_intake.domain.providers import GenericLeadIn
 from leadflow_intake.domain.signature import SignedRequest, sign, webhook_path
-from leadflow_intake.handlers import Claim, webhook_hash
+from leadflow_intake.handlers import Claim, form_hash, webhook_hash
 from leadflow_intake.settings import DEVELOPMENT_SECRET
 from leadflow_shared import topics
 from leadflow_shared.events.intake import LeadReceived
@@ -380,7 +380,7 @@ def accepted_then(way: WayIn, body: dict[str, Any], raw: bytes, key: str) -> tup
         space, received = key_spaces.webhook(way.provider), webhook_hash(raw)
     else:
         sub = WebsiteLeadIn.model_validate(body).to_submission()
-        space, received = key_spaces.WEBSITE, submission_hash(sub)
+        space, received = key_spaces.WEBSITE, form_hash(raw)
     payload = normalize_submission(sub, default_region="GB")
     event = LeadReceived.create(account_id=ACCOUNT, payload=payload, occurred_at=datetime.now(UTC))
     claim = Claim(event.event_id, "normalized-then", event.model_dump_json(), False, received)
@@ -415,6 +415,39 @@ async def test_a_retry_of_a_lead_claimed_before_a_crash_is_published_once_after_
     records = await records_until(stack.bootstrap, topics.LEADS_INTAKE, with_event_id(later.json()["event_id"]))
     published = [json.loads(r.value or b"") for r in records if with_event_id(str(claim.event_id))(r)]
     assert [e["payload"]["contact"]["phone"] for e in published] == ["+442079460958"]
+
+
+@pytest.mark.asyncio
+async def test_a_forms_retry_is_answered_though_its_field_rules_now_refuse_it(
+    stack: Stack, client: httpx.AsyncClient
+) -> None:
+    """A form accepted and claimed by an intake that stopped before publishing, whose field rules then allowed a
+    name that today's refuse (a bidirectional control): its retry is recognized by its body before the form's
+    rules read it, and the lead accepted then is published once (decision 0081)."""
+    way, key = PATHS[0], str(uuid.uuid4())
+    body = way.body(marker())
+    raw = json.dumps(body | {"last_name": "Lopez\u202e"}).encode()
+    then = WebsiteLeadIn.model_validate(body).to_submission()  # what the older rules made of it
+    event = LeadReceived.create(
+        account_id=ACCOUNT, payload=normalize_submission(then, default_region="US"), occurred_at=datetime.now(UTC)
+    )
+    claim = Claim(event.event_id, "normalized-then", event.model_dump_json(), False, form_hash(raw))
+    stored_key = key_spaces.stored_key(key_spaces.WEBSITE, ACCOUNT, key)
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_url)
+    try:
+        assert await MongoIdempotencyStore(mongo["leadflow"]).claim(stored_key, claim) == (claim, True)
+        headers = {"content-type": "application/json"}
+        new = await client.post(way.path, content=raw, headers=headers | {"Idempotency-Key": str(uuid.uuid4())})
+        assert new.status_code == 422, new.text  # the same body as a new request: refused by today's rules
+        retry = await client.post(way.path, content=raw, headers=headers | {"Idempotency-Key": key})
+        assert retry.status_code == 202, retry.text
+        assert retry.json()["event_id"] == str(claim.event_id)
+        stored = await MongoIdempotencyStore(mongo["leadflow"]).find(stored_key)
+        assert stored is not None
+        assert stored.published
+    finally:
+        await mongo.close()
+    await records_until(stack.bootstrap, topics.LEADS_INTAKE, with_event_id(str(claim.event_id)))
 
 
 # -- webhook authentication --------------------------------------------------------------------

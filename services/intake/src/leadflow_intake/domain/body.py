@@ -35,7 +35,11 @@ def parse_json(body: bytes) -> Any:
 
 def parse_model(model: type[Model], body: bytes) -> Model:
     """The body validated as `model`; InvalidBody with pydantic's errors, without the input values."""
-    value = parse_json(body)
+    return validate_model(model, parse_json(body))
+
+
+def validate_model(model: type[Model], value: Any) -> Model:
+    """A body's JSON value (`parse_json`) validated as `model`, as `parse_model` does."""
     try:
         return model.model_validate(value)
     except ValidationError as exc:

@@ -7,6 +7,7 @@ text (domain/signature.py), where a newline or a byte HTTP would trim must not f
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
@@ -31,6 +32,7 @@ def _utm(value: dict[str, str]) -> dict[str, str]:
 
 
 AccountId = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN, examples=["acme-realty"])]
+ACCOUNT_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # what AccountId accepts, for a body not read yet (fullmatch)
 AgentId = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN, examples=["alex-rivera"])]
 ListingId = Annotated[str, Field(min_length=1, max_length=64, pattern=LISTING_ID_PATTERN, examples=["MLS-4471"])]
 FirstName = Annotated[str, Field(min_length=1, max_length=100, examples=["Jane"]), AfterValidator(check_name)]

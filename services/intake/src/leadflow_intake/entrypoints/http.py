@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leadflow_intake import contract
 from leadflow_intake.domain import keys
-from leadflow_intake.domain.body import parse_model, safe_loc
+from leadflow_intake.domain.body import safe_loc
 from leadflow_intake.domain.errors import (
     IdempotencyConflict,
     IntakeError,
@@ -42,7 +42,7 @@ from leadflow_intake.domain.fields import ID_PATTERN, IDEMPOTENCY_KEY_PATTERN, M
 from leadflow_intake.domain.forms import ListingInquiryIn, WebsiteLeadIn
 from leadflow_intake.domain.providers import FORMATS
 from leadflow_intake.domain.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, WEBHOOK_PATH
-from leadflow_intake.handlers import Accepted, Intake, Webhook, accept_lead, accept_webhook
+from leadflow_intake.handlers import Accepted, Intake, Webhook, accept_form, accept_webhook
 from leadflow_intake.metrics import IntakeMetrics, Source
 from leadflow_shared.http import CLIENT_CLOSED, BodyLate
 
@@ -280,11 +280,9 @@ def _install_form_routes(app: FastAPI, intake: Callable[[], Intake]) -> None:
     )  # fmt: skip
     async def post_website_lead(request: Request, idempotency_key: IdempotencyKey = None) -> AcceptedOut:
         """A registration or contact-us form from the brokerage's main site or an agent's subdomain."""
-        ports = intake()
-        form = parse_model(WebsiteLeadIn, await _json_body(request))
-        result = await accept_lead(
-            form.to_submission(), intake=ports, space=keys.WEBSITE, idempotency_key=idempotency_key,
-            now=datetime.now(UTC),
+        result = await accept_form(
+            WebsiteLeadIn, await _json_body(request), space=keys.WEBSITE, idempotency_key=idempotency_key,
+            intake=intake(), now=datetime.now(UTC),
         )  # fmt: skip
         return _accepted(request, result)
 
@@ -294,11 +292,9 @@ def _install_form_routes(app: FastAPI, intake: Callable[[], Intake]) -> None:
     )  # fmt: skip
     async def post_listing_inquiry(request: Request, idempotency_key: IdempotencyKey = None) -> AcceptedOut:
         """A question about a listing; one of the brokerage's own listings goes to its agent (R3)."""
-        ports = intake()
-        inquiry = parse_model(ListingInquiryIn, await _json_body(request))
-        result = await accept_lead(
-            inquiry.to_submission(), intake=ports, space=keys.LISTING_INQUIRY, idempotency_key=idempotency_key,
-            now=datetime.now(UTC),
+        result = await accept_form(
+            ListingInquiryIn, await _json_body(request), space=keys.LISTING_INQUIRY, idempotency_key=idempotency_key,
+            intake=intake(), now=datetime.now(UTC),
         )  # fmt: skip
         return _accepted(request, result)
 
