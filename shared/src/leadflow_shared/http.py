@@ -17,14 +17,17 @@ from email.utils import formatdate
 from typing import Any, ClassVar, cast
 
 import uvicorn
-from fastapi import FastAPI, Response, status
+from aiokafka.errors import KafkaError
+from fastapi import FastAPI, Request, Response, status
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from pymongo.errors import PyMongoError
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
+from leadflow_shared.dead_letters import is_transient
 from leadflow_shared.metrics import CONTENT_TYPE_LATEST, ServiceMetrics, render
 from leadflow_shared.settings import HttpSettings
 
@@ -79,6 +82,28 @@ class ServiceApp(FastAPI):
     def build_middleware_stack(self) -> ASGIApp:
         self.user_middleware.sort(key=lambda middleware: cast(object, middleware.cls) is not RequestMetrics)  # stable
         return super().build_middleware_stack()
+
+
+RETRY_AFTER_SECONDS = 5  # what a 503 for an outage asks the client to wait before trying again
+
+
+def answer_outages(app: FastAPI, respond: Callable[[str], Response]) -> None:
+    """A request that meets an outage of MongoDB or Kafka (`is_transient`: the database unreachable, the broker
+    away) is answered 503 with `Retry-After` and `respond(detail)`'s body, not 500: nothing is wrong with the
+    request, and a client, a load balancer or a provider's webhook retries a 503 later. Any other error of
+    theirs (a bug, a refused write) goes on to the app's 500 as before."""
+
+    async def on_outage(_request: Request, exc: Exception) -> Response:
+        if not is_transient(exc):
+            raise exc
+        log.warning("request met an outage: %s", type(exc).__name__)
+        response = respond(f"A service leadflow needs is unavailable ({type(exc).__name__}); try again later.")
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+
+    app.add_exception_handler(PyMongoError, on_outage)
+    app.add_exception_handler(KafkaError, on_outage)
 
 
 class BodyLate(BaseException):

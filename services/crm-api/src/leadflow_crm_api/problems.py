@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from leadflow_crm_api.errors import CrmApiError, Unauthenticated
+from leadflow_shared.http import answer_outages
 
 log = logging.getLogger(__name__)
 
@@ -117,5 +118,6 @@ def install_problem_handlers(app: FastAPI, *, realm: str) -> None:
 
     app.add_exception_handler(CrmApiError, on_crm_error)
     app.add_exception_handler(Exception, on_unexpected)
+    answer_outages(app, lambda detail: problem(503, "unavailable", detail))  # MongoDB or Kafka away: retry later
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)

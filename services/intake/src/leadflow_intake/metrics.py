@@ -11,8 +11,18 @@ SOURCES: tuple[Source, ...] = ("website", "listing_inquiry", "webhook", "partner
 # invalid: fails validation or normalization; too_large: over a size limit; unauthorized: bad webhook
 # signature; conflict: idempotency key reused for another request; unknown_account; too_slow: the body
 # did not arrive in time (408, decision 0071); client_left: the client went away before its body was in;
-# error: a 5xx.
-REASONS = ("invalid", "too_large", "unauthorized", "conflict", "unknown_account", "too_slow", "client_left", "error")
+# unavailable: MongoDB or Kafka away (503, try again); error: any other 5xx.
+REASONS = (
+    "invalid",
+    "too_large",
+    "unauthorized",
+    "conflict",
+    "unknown_account",
+    "too_slow",
+    "client_left",
+    "unavailable",
+    "error",
+)
 
 
 class IntakeMetrics:

@@ -44,7 +44,7 @@ from leadflow_intake.domain.providers import FORMATS
 from leadflow_intake.domain.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, WEBHOOK_PATH
 from leadflow_intake.handlers import Accepted, Intake, Webhook, accept_form, accept_webhook
 from leadflow_intake.metrics import IntakeMetrics, Source
-from leadflow_shared.http import CLIENT_CLOSED, BodyLate
+from leadflow_shared.http import CLIENT_CLOSED, BodyLate, answer_outages
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ _REASON_BY_STATUS = {
     413: "too_large",
     415: "invalid",
     422: "invalid",
+    503: "unavailable",
 }
 
 
@@ -227,6 +228,7 @@ def _accepted(request: Request, result: Accepted) -> AcceptedOut:
 
 def _install_error_handlers(app: FastAPI) -> None:
     """Each refusal as its status and a detail that names places and reasons, never what was sent."""
+    answer_outages(app, lambda detail: JSONResponse({"detail": detail}))  # MongoDB or Kafka away: 503, retry
 
     @app.exception_handler(InvalidLead)
     async def invalid_lead(request: Request, exc: InvalidLead) -> JSONResponse:
