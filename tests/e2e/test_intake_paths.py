@@ -10,7 +10,7 @@ import json
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -387,6 +387,26 @@ def accepted_then(way: WayIn, body: dict[str, Any], raw: bytes, key: str) -> tup
     return key_spaces.stored_key(space, ACCOUNT, key), claim
 
 
+async def retried_after_a_crash(
+    stack: Stack, stored_key: str, claim: Claim, key: str, send: Callable[[str], Awaitable[httpx.Response]]
+) -> None:
+    """`claim` stored as an intake left it that stopped before publishing; then the request `send` makes under a
+    new key is refused (422), and under `key` answered as then (202, the claim's event) and its claim published."""
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_url)
+    try:
+        assert await MongoIdempotencyStore(mongo["leadflow"]).claim(stored_key, claim) == (claim, True)
+        new = await send(str(uuid.uuid4()))
+        assert new.status_code == 422, new.text
+        retry = await send(key)
+        assert retry.status_code == 202, retry.text
+        assert retry.json()["event_id"] == str(claim.event_id)
+        stored = await MongoIdempotencyStore(mongo["leadflow"]).find(stored_key)
+        assert stored is not None
+        assert stored.published
+    finally:
+        await mongo.close()
+
+
 @pytest.mark.asyncio
 @pytest.mark.parametrize("way", [PATHS[0], PATHS[3]], ids=[PATHS[0].name, PATHS[3].name])
 async def test_a_retry_of_a_lead_claimed_before_a_crash_is_published_once_after_the_region_changed(
@@ -397,19 +417,8 @@ async def test_a_retry_of_a_lead_claimed_before_a_crash_is_published_once_after_
     not valid. Before decision 0081 the retry was 422 and the lead accepted then was never published."""
     body, key = way.body(marker()) | {"phone": LONDON_PHONE}, str(uuid.uuid4())
     stored_key, claim = accepted_then(way, body, json.dumps(body).encode(), key)
-    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_url)
-    try:
-        assert await MongoIdempotencyStore(mongo["leadflow"]).claim(stored_key, claim) == (claim, True)
-        new = await post(client, intake, way, body, str(uuid.uuid4()))
-        assert new.status_code == 422, new.text  # the same lead as a new request: refused in the US
-        retry = await post(client, intake, way, body, key)
-        assert retry.status_code == 202, retry.text
-        assert retry.json()["event_id"] == str(claim.event_id)
-        stored = await MongoIdempotencyStore(mongo["leadflow"]).find(stored_key)
-        assert stored is not None
-        assert stored.published
-    finally:
-        await mongo.close()
+    # The same lead as a new request is refused in the US; its retry is answered as then.
+    await retried_after_a_crash(stack, stored_key, claim, key, lambda k: post(client, intake, way, body, k))
 
     later = await post(client, intake, PATHS[0], PATHS[0].body(marker()))
     records = await records_until(stack.bootstrap, topics.LEADS_INTAKE, with_event_id(later.json()["event_id"]))
@@ -433,20 +442,13 @@ async def test_a_forms_retry_is_answered_though_its_field_rules_now_refuse_it(
     )
     claim = Claim(event.event_id, "normalized-then", event.model_dump_json(), False, form_hash(raw))
     stored_key = key_spaces.stored_key(key_spaces.WEBSITE, ACCOUNT, key)
-    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_url)
-    try:
-        assert await MongoIdempotencyStore(mongo["leadflow"]).claim(stored_key, claim) == (claim, True)
-        headers = {"content-type": "application/json"}
-        new = await client.post(way.path, content=raw, headers=headers | {"Idempotency-Key": str(uuid.uuid4())})
-        assert new.status_code == 422, new.text  # the same body as a new request: refused by today's rules
-        retry = await client.post(way.path, content=raw, headers=headers | {"Idempotency-Key": key})
-        assert retry.status_code == 202, retry.text
-        assert retry.json()["event_id"] == str(claim.event_id)
-        stored = await MongoIdempotencyStore(mongo["leadflow"]).find(stored_key)
-        assert stored is not None
-        assert stored.published
-    finally:
-        await mongo.close()
+    headers = {"content-type": "application/json"}
+
+    def send(k: str) -> Awaitable[httpx.Response]:
+        return client.post(way.path, content=raw, headers=headers | {"Idempotency-Key": k})
+
+    # The same body as a new request is refused by today's rules; its retry is answered as then.
+    await retried_after_a_crash(stack, stored_key, claim, key, send)
     await records_until(stack.bootstrap, topics.LEADS_INTAKE, with_event_id(str(claim.event_id)))
 
 
