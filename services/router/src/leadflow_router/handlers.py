@@ -924,11 +924,15 @@ class RouterService:
         turn = await self._turn(account, state.source_name, state.rule_id, cursors)
         known = await self._usage(account, now, usage)
         outcome = on_deadline(state, account, Standing(turn.cursor, turn.counts, known), now)
+        moved: dict[str, int] = {}
+        effects = turn.effects(outcome, moved)
+        new = self._next_record(record, outcome, source_id=uuid.UUID(state.lead_id), now=now, effects=effects)
+        # Only a record decided counts for the pass's later deadlines: its rotation's turn, the caps it took.
+        cursors.update(moved)
         _recount(state, outcome, usage)
         if state.next_deadline is not None:
             self.metrics.timer_lateness.observe(max(0.0, (now - state.next_deadline).total_seconds()))
-        effects = turn.effects(outcome, cursors)
-        return self._next_record(record, outcome, source_id=uuid.UUID(state.lead_id), now=now, effects=effects)
+        return new
 
     async def _postpone(self, record: RoutingRecord, now: datetime, exc: Exception) -> None:
         """A deadline that cannot fire now is looked at again in SWEEP_RETRY_SECONDS (decision 0077)."""
