@@ -302,6 +302,17 @@ async def test_a_broker_invites_a_realtor_and_transfers_two_leads_who_then_sees_
             await expect(row).to_contain_text("Assigned By: Roof Realty")
         await shot(realtor, "realtor-my-leads-phone")
         await shot(broker, "brokerage-crm")
+
+        # On the lead's page the realtor fills in the profile, but the brokerage's labels are not its to change.
+        await realtor.goto(f"{stack.url('crm-api')}/app/accounts/{SHARE}/leads/{leads[0]}")
+        labels = realtor.get_by_label("Labels (comma-separated)")
+        await expect(labels).not_to_be_editable()
+        await expect(realtor.locator("#labels-note")).to_contain_text("Labels are the brokerage's own")
+        await realtor.get_by_label("Company").fill("Park Partners")
+        await realtor.get_by_role("button", name="Save profile").click()
+        await expect(realtor.get_by_role("status")).to_contain_text("Profile saved.")
+        await expect(realtor.get_by_label("Company")).to_have_value("Park Partners")
+        await expect(labels).to_have_value("")
     finally:
         await broker_context.close()
         await realtor_context.close()
