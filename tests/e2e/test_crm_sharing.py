@@ -196,6 +196,7 @@ async def test_invite_accept_decline_and_my_realtors(stack: Stack, client: httpx
         f"{base}/invitations", headers=broker, json={"realtor_id": "share-rob", "email": "rob@share.example"}
     )
     assert (reinvited.status_code, reinvited.json()["status"]) == (201, "pending"), "invited again after a decline"
+    assert reinvited.json()["name"] == "Realtor share-rob", "invited again without a name: the name it had stays"
 
     for who, headers in {
         "realtor": ria,

@@ -269,7 +269,7 @@ async def leads(stack: Stack, client: httpx.AsyncClient, account: str, tag: str,
 
 
 async def routing_of(stack: Stack, account: str, lead_id: uuid.UUID) -> list[dict[str, Any]]:
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(headers=stack.router_auth()) as client:  # crm-api's service token
         response = await client.get(f"{stack.url('router')}/internal/v1/accounts/{account}/leads/{lead_id}/routing")
     assert response.status_code == 200, response.text
     decisions: list[dict[str, Any]] = response.json()["decisions"]
@@ -334,7 +334,7 @@ async def test_a_balanced_rotation_gives_the_next_lead_to_whoever_has_fewest_fro
     for mode in ("balanced", "round_robin"):
         agents = ("rre-b1", "rre-b2", "rre-b3", "rre-b4")
         draft = {"rules": [rule("balanced", "Balanced", "balanced", rotation(*agents, mode=mode))]}
-        answer = await http.post(dry_run, json={"lead": lead, "rules": draft})
+        answer = await http.post(dry_run, json={"lead": lead, "rules": draft}, headers=stack.router_auth())
         assert answer.status_code == 200, answer.text
         next_of[mode] = answer.json()["offered_to"]
     assert next_of == {"balanced": ["rre-b4"], "round_robin": ["rre-b1"]}
@@ -443,7 +443,7 @@ async def test_a_paused_agent_and_an_agent_at_its_daily_cap_are_skipped_saying_w
     assert (decision["rotation"]["kind"], decision["rotation"]["mode"]) == ("rule", "round_robin")
     assert decision["explanation"] == second_offer.payload.explanation
 
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(headers=stack.router_auth()) as client:
         unknown = f"{stack.url('router')}/internal/v1/accounts/{account}/leads/{uuid.uuid4()}/routing"
         assert (await client.get(unknown)).status_code == 404
         other_account = f"{stack.url('router')}/internal/v1/accounts/acme-realty/leads/{second}/routing"
@@ -460,7 +460,8 @@ async def test_a_dry_run_decides_by_the_rules_or_a_draft_and_changes_nothing(
         "source": {"channel": "brokerage_site", "name": "Website"},
         "criteria": {"tags": ["dry"]},
     }
-    answers = [await http.post(dry_run, json={"lead": lead}) for _ in range(2)]
+    auth = stack.router_auth()
+    answers = [await http.post(dry_run, json={"lead": lead}, headers=auth) for _ in range(2)]
     assert [a.status_code for a in answers] == [200, 200], answers[0].text
     answer = answers[0].json()
     assert (answer["status"], answer["holder"], answer["offered_to"]) == ("offered", None, ["rre-dr1"])
@@ -470,11 +471,11 @@ async def test_a_dry_run_decides_by_the_rules_or_a_draft_and_changes_nothing(
     assert answers[1].json()["decision"]["chosen"] == ["rre-dr1"], "the first dry-run moved the rotation"
 
     draft = {"rules": [rule("draft", "Draft", "dry", {"kind": "agent", "agent_id": "rre-dr2"})]}
-    drafted = await http.post(dry_run, json={"lead": lead, "rules": draft})
+    drafted = await http.post(dry_run, json={"lead": lead, "rules": draft}, headers=auth)
     assert drafted.status_code == 200, drafted.text
     assert (drafted.json()["decision"]["rule_id"], drafted.json()["offered_to"]) == ("draft", ["rre-dr2"])
     outsider = {"rules": [rule("draft", "Draft", "dry", {"kind": "agent", "agent_id": "rre-nobody"})]}
-    refused = await http.post(dry_run, json={"lead": lead, "rules": outsider})
+    refused = await http.post(dry_run, json={"lead": lead, "rules": outsider}, headers=auth)
     assert refused.status_code == 422
     assert "rre-nobody" in refused.text
 
@@ -483,7 +484,7 @@ async def test_a_dry_run_decides_by_the_rules_or_a_draft_and_changes_nothing(
     real = await post_lead(stack, http, account, {"tags": ["dry"]}, email=email)
     [offer] = await events.wait(real, LeadOffered)
     assert offer.payload.agent_id == "rre-dr1"
-    by_id = await http.post(dry_run, json={"lead_id": str(real)})  # a past lead, by its stored summary
+    by_id = await http.post(dry_run, json={"lead_id": str(real)}, headers=auth)  # a past lead, by its stored summary
     assert by_id.status_code == 200, by_id.text
     assert (by_id.json()["decision"]["rule_id"], by_id.json()["offered_to"]) == ("dry", ["rre-dr2"])
     after = await post_lead(stack, http, account, {"tags": ["dry"]})
@@ -617,7 +618,8 @@ async def test_a_lead_that_comes_while_its_rule_is_closed_is_held_then_offered_w
     rules_url = f"/v1/accounts/{CLOCKED}/settings/routing-rules"
     crm = httpx.AsyncClient(base_url=clocked.url("crm-api"), timeout=30, limits=httpx.Limits(keepalive_expiry=2))
     async with httpx.AsyncClient() as http, crm, RoutingEvents(clocked, CLOCKED) as events:
-        now = datetime.fromisoformat((await http.post(dry_run, json={"lead": probe})).json()["decision"]["at"])
+        probed = await http.post(dry_run, json={"lead": probe}, headers=clocked.router_auth())
+        now = datetime.fromisoformat(probed.json()["decision"]["at"])
         opens = (now + timedelta(minutes=5)).replace(second=0, microsecond=0)
         hours = {"start": f"{opens:%H:%M}", "end": f"{opens + timedelta(hours=2):%H:%M}"}
         held_rule = rule("hold", "Office hours", "hold", {"kind": "agent", "agent_id": "rri-i3"}, when_closed="hold")
@@ -627,7 +629,7 @@ async def test_a_lead_that_comes_while_its_rule_is_closed_is_held_then_offered_w
         assert saved.status_code == 200, saved.text
 
         async def router_holds() -> bool:  # the router reads the account again within its cache's 5 s
-            answer = (await http.post(dry_run, json={"lead": probe})).json()
+            answer = (await http.post(dry_run, json={"lead": probe}, headers=clocked.router_auth())).json()
             return answer["status"] == "waiting" and "'Office hours' is closed" in answer["decision"]["explanation"]
 
         await eventually(router_holds, what="the router holding leads of the new rule")

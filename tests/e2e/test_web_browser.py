@@ -335,6 +335,8 @@ async def test_a_broker_reassigns_a_lead_to_another_office_with_its_labels(brows
         await expect(north.get_by_role("status")).to_contain_text("Profile saved.")
         await north.get_by_role("button", name="Reassign").click()
         dialog = north.get_by_role("dialog", name="Reassign")
+        await dialog.get_by_role("button", name="Reassign").click()  # no office chosen: refused in the dialog
+        await expect(dialog.get_by_role("alert")).to_have_text("Select the office that will receive the lead.")
         await dialog.get_by_label("Office").select_option(label="Org South")
         await shot(north, "reassign")
         await dialog.get_by_role("button", name="Reassign").click()

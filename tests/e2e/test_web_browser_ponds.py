@@ -1,7 +1,8 @@
 """The Ponds page in a real browser (Chromium through Playwright), against the whole running system (issue 15,
-item 5): a lead a routing rule puts in a pond is offered to the pond's agents at once; an agent opens "Ponds"
-from the menu, claims it with the row's Claim button (the lead page's claim: the router decides), lands on the
-lead, now its own, and the lead leaves the pond for everyone. The JSON routes say the same along the way.
+item 5): a lead a routing rule puts in a pond is offered to the pond's agents at once; the broker's "Ponds" lists it
+with whom it is offered to, and no Claim button; an agent opens "Ponds" from the menu, claims it with the row's
+Claim button (the lead page's claim: the router decides), lands on the lead, now its own, and the lead leaves the
+pond for everyone. The JSON routes say the same along the way.
 
 The browser and how it is started are those of test_web_browser.py (its helpers cannot be imported here: the
 type checker does not see tests/e2e as a module path).
@@ -67,9 +68,18 @@ async def test_an_agent_claims_a_pond_lead_from_the_ponds_page(browser: Browser,
         "cannot_claim": None,
     }
 
-    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    context = await browser.new_context(viewport={"width": 390, "height": 844})  # a phone's: the agents' page
     page = await context.new_page()
     try:
+        # The broker's Ponds: the lead, whom it is offered to, and no Claim button (not the broker's to claim).
+        await page.goto(f"{stack.url('crm-api')}/app/sign-in?account={ACCOUNT}")
+        await page.locator(f'form:has(input[name="user"][value="{ACCOUNT}|wbp-boss|broker"]) button').click()
+        await page.get_by_role("link", name="Ponds", exact=True).click()
+        seen = page.locator(f'section[data-pond="open-house"] tr[data-lead="{lead_id}"]')
+        await expect(seen.locator('[data-label="Offered to"]')).to_have_text("wbp-ann, wbp-bo")
+        await expect(seen.get_by_role("button")).to_have_count(0)
+        await page.get_by_role("button", name="Sign out").click()
+
         await page.goto(f"{stack.url('crm-api')}/app/sign-in?account={ACCOUNT}")
         await page.locator(f'form:has(input[name="user"][value="{ACCOUNT}|wbp-ann|realtor"]) button').click()
         await page.wait_for_load_state()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import html
 import re
+import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ from typing import Any
 import httpx
 import uvicorn
 from fastapi import FastAPI
+from pydantic import SecretStr
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from router_harness import Router, router_on
@@ -38,7 +40,7 @@ from leadflow_devstack.processes import free_port
 from leadflow_devstack.testing import eventually
 from leadflow_devstack.tokens import Role as TokenRole
 from leadflow_devstack.tokens import bearer, dev_token
-from leadflow_router.entrypoints.http import install
+from leadflow_router.entrypoints.http import ServiceTokens, install
 from leadflow_shared import http
 from leadflow_shared.events.criteria import LeadCriteria
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
@@ -48,6 +50,8 @@ NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 ACCOUNT, OTHER = "oak", "elm"
 BROKER, ADMIN = Principal("oak-boss", Role.BROKER, ACCOUNT), Principal("oak-admin", Role.ADMIN, ACCOUNT)
 OUTSIDER = Principal("elm-boss", Role.BROKER, OTHER)
+# The router's service token for this test run, given to the router and to crm-api (decision 0082).
+ROUTER_TOKEN = SecretStr(secrets.token_urlsafe(32))
 NAMES = {"oak-boss": "Olive Boss", "villa1": "Vera Villa", "villa2": "Vic Villa", "let1": "Lena Let", "gen": "Gus Gen"}
 RULES: dict[str, Any] = {
     "rules": [
@@ -123,7 +127,7 @@ class World:
 
     def __init__(self, router: Router, crm_db: Db, server: Served, mongo_url: str) -> None:
         self.router, self.db, self.server, self.mongo_url = router, crm_db, server, mongo_url
-        self.api = RouterApi(server.url)
+        self.api = RouterApi(server.url, token=ROUTER_TOKEN)
 
     async def route(self, *leads: LeadReceived) -> None:
         """Route the leads and project what the router published into crm-api's views."""
@@ -152,7 +156,7 @@ async def world_on(mongo_url: str, seed: dict[str, Any], *, now: datetime = NOW)
     """A world over the seed file `seed` (`config()`), the router's clock at `now`."""
     async with router_on(mongo_url, seed, now=now) as router:
         app = FastAPI()
-        install(app, lambda: router.service)
+        install(app, lambda: router.service, tokens=ServiceTokens([ROUTER_TOKEN.get_secret_value()]))
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
         try:
             crm_db = client[router.db.name]
@@ -215,6 +219,7 @@ async def site_on(
         settings = CrmApiSettings.model_validate(
             {"kafka": {"bootstrap_servers": kafka_bootstrap, "producer_idempotence": False},
              "mongo": {"url": mongo_url, "database": world.db.name}, "router_url": world.server.url,
+             "router_token": ROUTER_TOKEN,
              "consumer_group": f"routing-info-{uuid.uuid4().hex[:8]}",
              "web": {"dev_sign_in": True, "secure_cookies": False}}
         )  # fmt: skip

@@ -30,6 +30,7 @@ from routing_world import (
     BROKER,
     NAMES,
     OTHER,
+    ROUTER_TOKEN,
     RULES,
     Site,
     broken_router,
@@ -279,10 +280,10 @@ async def test_a_router_down_or_answering_nonsense_about_a_rule_is_unavailable(s
 
     assert (await rule_next(site.world.api)).next[0].name == "Lena Let"
     with pytest.raises(Unavailable, match="did not answer"):
-        await rule_next(RouterApi(f"http://127.0.0.1:{free_port()}", timeout=2))
+        await rule_next(RouterApi(f"http://127.0.0.1:{free_port()}", token=ROUTER_TOKEN, timeout=2))
     async with served(broken_router(lambda: JSONResponse({"next": "villa1"}))) as broken:
         with pytest.raises(Unavailable, match="could not be read"):
-            await rule_next(RouterApi(broken.url))
+            await rule_next(RouterApi(broken.url, token=ROUTER_TOKEN))
 
 
 def row_text(page: httpx.Response, rule_id: str) -> str:

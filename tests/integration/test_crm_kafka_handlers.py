@@ -61,3 +61,42 @@ async def test_a_race_is_projected_once_however_often_delivered_and_poison_is_de
         assert [(d["dlq-source-topic"], d["dlq-error-type"]) for d in edge.dead_of(key)] == [
             (topics.LEADS_EVENTS, "ValidationError")
         ]
+
+
+async def test_an_event_no_view_can_hold_is_dead_lettered_and_writes_nothing(edge: Edge, mongo_url: str) -> None:
+    """An offer of round 2**70 (the contract bounds it below only) used to insert the lead's row, then fail on its
+    timeline entry (BSON holds 64 bits), at every retry, and end dead-lettered with the row left half-projected.
+    Decision 0083: refused before the projection, naming the field; the lead's next good event is projected."""
+    async with fresh_database(mongo_url, "crm") as db:
+        await ensure_indexes(db)
+        kafka.subscribe(edge.runtime, CrmMetrics(CollectorRegistry()), group_id=f"crm-{uuid.uuid4().hex[:6]}",
+                        database=lambda: db)  # fmt: skip
+        edge.collect_dead_letters(topics.LEADS_EVENTS)
+        await edge.start()
+        lead = uuid.uuid4()
+        offered, *rest = race(lead)
+        huge = offered.model_copy(update={"payload": offered.payload.model_copy(update={"offer_round": 2**70})})
+        key = f"crm-edge-{lead}".encode()
+        await edge.publish(topics.LEADS_EVENTS, huge.model_dump_json().encode(), key)
+
+        async def dead_lettered() -> bool:
+            return bool(edge.dead_of(key))
+
+        await eventually(dead_lettered, timeout=60, what="the offer of round 2**70 to be dead-lettered")
+        assert [(d["dlq-error-type"], d["dlq-reason"]) for d in edge.dead_of(key)] == [
+            ("NotStrictRecord", "NotStrictRecord: payload.offer_round: an integer beyond the 64-bit range")
+        ]
+        assert await db[CRM_LEADS].count_documents({"_id": str(lead)}) == 0, "a row of the refused offer"
+        assert await db[CRM_TIMELINE].count_documents({"lead_id": str(lead)}) == 0
+
+        for event in (offered, *rest):
+            await edge.publish(topics.LEADS_EVENTS, event.model_dump_json().encode(), key)
+
+        async def projected() -> bool:
+            return await db[CRM_TIMELINE].count_documents({"lead_id": str(lead)}) == len(rest) + 1
+
+        await eventually(projected, timeout=60, what="the lead's good events to be projected")
+        row = await db[CRM_LEADS].find_one({"_id": str(lead)})
+        assert row is not None
+        assert (row["status"], row["owner_agent_id"]) == ("assigned", "ana")
+        assert len(edge.dead_of(key)) == 1

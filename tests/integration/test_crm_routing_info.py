@@ -4,16 +4,18 @@ server, and crm-api's use cases calling it over HTTP as they do in production (`
 views are the router's events projected as its consumer projects them (routing_world.py, beside this file).
 
 What is checked: the decisions come back with the agents' names, oldest first; who may ask (brokers and
-admins of the lead's account); a lead the router never routed has none; the router down or answering
-nonsense is a 503, never a 500; a dry-run decides by the saved rules, a draft or a past lead and changes
-nothing (every collection compared, nothing published); a draft naming agents off the roster is a 422
-naming the rule, before and at the router.
+admins of the lead's account); a lead the router never routed has none; the router down, answering
+nonsense or refusing crm-api's service token is a 503, never a 500; a dry-run decides by the saved rules, a
+draft or a past lead and changes nothing (every collection compared, nothing published); a draft naming
+agents off the roster is a 422 naming the rule, before and at the router.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
+import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -23,12 +25,14 @@ import pytest_asyncio
 from crm_rows import assigned_row
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import SecretStr
 from routing_world import (
     ACCOUNT,
     ADMIN,
     BROKER,
     OTHER,
     OUTSIDER,
+    ROUTER_TOKEN,
     Site,
     World,
     broken_router,
@@ -186,17 +190,38 @@ async def test_a_router_that_does_not_answer_properly_is_a_503(world: World, ans
     lead = received(6)
     await world.route(lead)
     async with served(broken_router(answer)) as broken:
-        world.api = RouterApi(broken.url)
+        world.api = RouterApi(broken.url, token=ROUTER_TOKEN)
         with pytest.raises(Unavailable):
             await world.routing(str(lead.event_id))
         with pytest.raises(Unavailable):
             await world.dry_run(lead={})
 
 
+@pytest.mark.parametrize("token", [None, SecretStr(secrets.token_urlsafe(32))], ids=["no token", "another token"])
+async def test_without_the_router_s_service_token_crm_api_gets_no_routing_data_and_says_which_setting(
+    world: World, token: SecretStr | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Decision 0082: the router refuses (401) a caller without its token; crm-api answers 503 and logs that its
+    CRM_API_ROUTER_TOKEN is not the router's, never the token itself."""
+    lead = received(8)
+    await world.route(lead)
+    assert (await world.routing(str(lead.event_id))).decisions, "with the token, the decisions come"
+    world.api = RouterApi(world.server.url, token=token)
+    with caplog.at_level(logging.ERROR, logger="leadflow_crm_api.adapters.router_api"):
+        with pytest.raises(Unavailable):
+            await world.routing(str(lead.event_id))
+        with pytest.raises(Unavailable):
+            await world.dry_run(lead={})
+    refusals = [r.getMessage() for r in caplog.records if r.name == "leadflow_crm_api.adapters.router_api"]
+    assert len(refusals) == 2, refusals
+    assert all("CRM_API_ROUTER_TOKEN" in message for message in refusals)
+    assert token is None or token.get_secret_value() not in caplog.text
+
+
 async def test_a_router_that_is_down_is_a_503(world: World) -> None:
     lead = received(7)
     await world.route(lead)
-    world.api = RouterApi(f"http://127.0.0.1:{free_port()}", timeout=2)
+    world.api = RouterApi(f"http://127.0.0.1:{free_port()}", token=ROUTER_TOKEN, timeout=2)
     with pytest.raises(Unavailable, match="did not answer"):
         await world.routing(str(lead.event_id))
     with pytest.raises(Unavailable, match="did not answer"):

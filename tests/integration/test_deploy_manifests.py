@@ -39,6 +39,7 @@ from leadflow_shared.http import serve
 from leadflow_shared.kafka import consumer_options
 from leadflow_shared.service import ServiceRuntime
 from leadflow_shared.settings import KafkaSettings, ServiceSettings
+from leadflow_shared.settings_catalog import unknown_variables
 from leadflow_shared.topics import all_topics
 
 pytestmark = pytest.mark.integration
@@ -160,6 +161,75 @@ def test_crm_api_shows_the_digest_hour_the_notifier_uses(objects: Objects) -> No
     show its own copy of that default: the manifests set both alike."""
     shown = config_of(objects, "crm-api")["CRM_API_DIGEST_DEFAULT_HOUR"]
     assert shown == config_of(objects, "notifier")["NOTIFIER_DIGEST__DEFAULT_HOUR"]
+
+
+# --- environment: every variable a container is given is a setting of its service (decision 0084) ------------
+
+COMMANDS = {f"leadflow-{name}": name for name in SERVICES}  # the image's console commands
+# Read by a library, not by leadflow's settings: the OpenTelemetry SDK's own variables.
+LIBRARY_VARIABLES = re.compile(r"OTEL_[A-Z0-9_]+")
+
+
+def pod_specs(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pod spec(s) a rendered workload runs."""
+    spec = doc.get("spec") or {}
+    if doc["kind"] == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    if doc["kind"] == "Pod":
+        return [spec]
+    return [spec["template"]["spec"]] if "template" in spec else []
+
+
+def given_variables(spec: dict[str, Any], objects: Objects) -> dict[str, str]:
+    """Each variable a container's manifest sets (`env`, and the ConfigMaps of `envFrom`), with where from.
+    Its Secrets are created out of band: the names README.md has them created with are checked in
+    tests/unit/test_unknown_settings.py."""
+    given = {variable["name"]: "env" for variable in spec.get("env", [])}
+    for source in spec.get("envFrom", []):
+        if "configMapRef" in source:
+            ref = source["configMapRef"]["name"]
+            data = objects.get(("ConfigMap", ref), {}).get("data")
+            assert isinstance(data, dict), f"envFrom names ConfigMap {ref}, which is not rendered (or has no data)"
+            given |= {source.get("prefix", "") + key: f"ConfigMap {ref}" for key in data}
+    return given
+
+
+def ignored_by(name: str, variables: dict[str, str]) -> dict[str, str]:
+    """The variables service `name` would not read, each with where it is set."""
+    settings, prefix = SERVICES[name].settings, prefix_of(name)
+    unread = set(unknown_variables(settings, variables))
+    return {
+        variable: where
+        for variable, where in variables.items()
+        if variable in unread or not (variable.upper().startswith(prefix) or LIBRARY_VARIABLES.fullmatch(variable))
+    }
+
+
+def test_every_variable_a_leadflow_container_is_given_is_a_setting_of_its_service(
+    rendered: list[dict[str, Any]], objects: Objects
+) -> None:
+    checked: dict[str, int] = {}
+    for doc in rendered:
+        for pod in pod_specs(doc):
+            for spec in pod.get("initContainers", []) + pod.get("containers", []):
+                service = COMMANDS.get((spec.get("command") or [""])[0])
+                if service is None:
+                    continue
+                variables = given_variables(spec, objects)
+                where = f"{doc['kind']}/{doc['metadata']['name']} container {spec['name']}"
+                assert not ignored_by(service, variables), (
+                    f"{where}: {SERVICES[service].settings.__name__} reads none of {ignored_by(service, variables)}"
+                )
+                checked[service] = checked.get(service, 0) + len(variables)
+    assert set(checked) == set(SERVICES), f"containers found per service: {checked}"
+    assert all(checked.values()), checked
+
+
+def test_the_variable_check_can_fail(objects: Objects) -> None:
+    variables = given_variables(container(objects, "router"), objects)
+    assert not ignored_by("router", variables)
+    misspelt = {**variables, "ROUTER_SWEEP_BACTH": "env", "NOTIFIER_SMTP__HOST": "env", "OTEL_SERVICE_NAME": "env"}
+    assert ignored_by("router", misspelt) == {"ROUTER_SWEEP_BACTH": "env", "NOTIFIER_SMTP__HOST": "env"}
 
 
 def of_kind(objects: Objects, kind: str) -> list[dict[str, Any]]:
@@ -568,6 +638,25 @@ def test_crm_api_reaches_the_router_at_the_address_it_is_configured_with(objects
     target = entry["targetPort"]
     assert (named.get(target) if isinstance(target, str) else target) == port, f"{url.hostname}:{url.port} -> {target}"
     assert reaches(objects, pod_labels(objects, "router"), named, peers(objects)["crm-api"], port)
+
+
+# The router's service token (decision 0082): each service reads it from its Secret, never from the manifests.
+SERVICE_TOKEN_SETTINGS = {"router": ("ROUTER_API_TOKEN", "ROUTER_API_TOKEN_NEXT"), "crm-api": ("CRM_API_ROUTER_TOKEN",)}
+
+
+def test_the_router_s_service_token_comes_from_the_secrets_the_readme_has_created(objects: Objects) -> None:
+    readme = (K8S_DIR / "README.md").read_text()
+    for name, variables in SERVICE_TOKEN_SETTINGS.items():
+        settings = SERVICES[name].settings
+        for variable in variables:
+            field = variable.removeprefix(prefix_of(name)).lower()
+            assert field in settings.model_fields, f"{variable} is no setting of {settings.__name__}"
+            assert variable not in config_of(objects, name), f"{name}-config holds {variable}: it is a secret"
+            assert variable not in {e["name"] for e in container(objects, name).get("env", [])}, variable
+        refs = [ref["secretRef"]["name"] for ref in container(objects, name).get("envFrom", []) if "secretRef" in ref]
+        assert refs == [f"{name}-secrets"], f"{name}: reads the Secrets {refs}"
+        assert ("Secret", f"{name}-secrets") not in objects, f"Secret {name}-secrets is committed"
+        assert re.search(rf"{name}-secrets[^`]*{variables[0]}", readme, re.DOTALL), f"README: {variables[0]}"
 
 
 def test_the_policy_check_can_fail(objects: Objects) -> None:

@@ -20,15 +20,24 @@ from test_consumer_edge import (
     test_a_field_from_a_newer_version_is_ignored_and_refused_only_where_the_contract_forbids_it,
     test_a_typed_subscriber_gets_the_event_and_poison_goes_to_the_dead_letter_topic,
     test_an_error_is_retried_a_bounded_number_of_times_then_dead_lettered,
+    test_what_no_consumer_can_store_is_dead_lettered_before_the_handler_naming_the_place,
 )
 from test_crm_kafka_handlers import (
     test_a_race_is_projected_once_however_often_delivered_and_poison_is_dead_lettered,
+    test_an_event_no_view_can_hold_is_dead_lettered_and_writes_nothing,
 )
 from test_intake_kafka_handlers import (
     test_a_partner_lead_becomes_one_lead_received_and_what_cannot_be_accepted_is_dead_lettered,
+    test_a_partner_lead_replayed_under_other_keys_is_one_lead_keyed_by_its_account,
 )
-from test_notifier_kafka_handlers import test_each_offer_is_emailed_once_and_poison_is_dead_lettered
-from test_router_kafka_handlers import test_a_lead_from_intake_is_assigned_once_and_poison_is_dead_lettered
+from test_notifier_kafka_handlers import (
+    test_an_offer_no_delivery_record_can_hold_is_dead_lettered_unsent_and_the_next_is_emailed,
+    test_each_offer_is_emailed_once_and_poison_is_dead_lettered,
+)
+from test_router_kafka_handlers import (
+    test_a_lead_from_intake_is_assigned_once_and_poison_is_dead_lettered,
+    test_a_lead_no_record_can_hold_is_dead_lettered_at_once_and_the_next_is_routed,
+)
 
 from leadflow_devstack.servers import TANSU_SESSION_TIMEOUT_MS
 from leadflow_devstack.testing import eventually
@@ -41,11 +50,16 @@ __all__ = [  # collected here too, with this module's `edge`
     "test_a_batch_sets_poison_aside_and_a_failed_batch_runs_one_record_at_a_time",
     "test_a_field_from_a_newer_version_is_ignored_and_refused_only_where_the_contract_forbids_it",
     "test_a_lead_from_intake_is_assigned_once_and_poison_is_dead_lettered",
+    "test_a_lead_no_record_can_hold_is_dead_lettered_at_once_and_the_next_is_routed",
     "test_a_partner_lead_becomes_one_lead_received_and_what_cannot_be_accepted_is_dead_lettered",
+    "test_a_partner_lead_replayed_under_other_keys_is_one_lead_keyed_by_its_account",
     "test_a_race_is_projected_once_however_often_delivered_and_poison_is_dead_lettered",
     "test_a_typed_subscriber_gets_the_event_and_poison_goes_to_the_dead_letter_topic",
     "test_an_error_is_retried_a_bounded_number_of_times_then_dead_lettered",
+    "test_an_event_no_view_can_hold_is_dead_lettered_and_writes_nothing",
+    "test_an_offer_no_delivery_record_can_hold_is_dead_lettered_unsent_and_the_next_is_emailed",
     "test_each_offer_is_emailed_once_and_poison_is_dead_lettered",
+    "test_what_no_consumer_can_store_is_dead_lettered_before_the_handler_naming_the_place",
 ]
 
 

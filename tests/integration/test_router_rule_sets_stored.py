@@ -5,6 +5,7 @@ set the router cannot read routes by the default instead of losing the lead."""
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
@@ -17,7 +18,7 @@ from pydantic import ValidationError
 from router_harness import Router, router_on
 
 from leadflow_router.adapters.account_config import ConfigFile
-from leadflow_router.entrypoints.http import install
+from leadflow_router.entrypoints.http import ServiceTokens, install
 from leadflow_shared.collections import ACCOUNTS, ROUTER_ROTATIONS
 from leadflow_shared.events.criteria import LeadCriteria
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
@@ -27,6 +28,7 @@ from leadflow_shared.routing_info import RoutingDecision
 pytestmark = pytest.mark.integration
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+TOKEN = secrets.token_urlsafe(32)  # crm-api's service token (decision 0082)
 RULES = {
     "rules": [
         {
@@ -68,6 +70,12 @@ def lead(n: int, **criteria: Any) -> LeadReceived:
         criteria=LeadCriteria.model_validate(criteria) if criteria else None,
     )
     return LeadReceived.create(account_id="acme", payload=payload, occurred_at=NOW)
+
+
+def client_of(app: FastAPI) -> httpx.AsyncClient:
+    """A client of the router's HTTP edge, with crm-api's service token."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://router", headers=auth)
 
 
 def offers(router: Router) -> list[LeadOffered]:
@@ -140,8 +148,8 @@ async def test_a_lead_s_routing_decisions_are_kept_and_served_to_crm_api(mongo_u
         await router.service.sweep_once()
 
         app = FastAPI()
-        install(app, lambda: router.service)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://router") as client:
+        install(app, lambda: router.service, tokens=ServiceTokens([TOKEN]))
+        async with client_of(app) as client:
             answer = await client.get(f"/internal/v1/accounts/acme/leads/{first.event_id}/routing")
             other_account = await client.get(f"/internal/v1/accounts/other/leads/{first.event_id}/routing")
             unknown = await client.get(f"/internal/v1/accounts/acme/leads/{uuid.uuid4()}/routing")
@@ -163,13 +171,13 @@ async def test_a_dry_run_decides_by_the_current_or_a_draft_rule_set_and_changes_
         await router.service.on_leads_received([past])
         before = {name: [d async for d in router.db[name].find({})] for name in await router.db.list_collection_names()}
         app = FastAPI()
-        install(app, lambda: router.service)
+        install(app, lambda: router.service, tokens=ServiceTokens([TOKEN]))
         luxury = lead(2, price={"min": 3_000_000}).payload
         summary = {"contact": luxury.contact.model_dump(mode="json"), "source": luxury.source.model_dump(mode="json"),
                    "criteria": luxury.criteria.model_dump(mode="json") if luxury.criteria else None}  # fmt: skip
         draft = {"rules": [{"id": "all", "name": "All", "action": {"kind": "agent", "agent_id": "gen"}}]}
         url = "/internal/v1/accounts/acme/routing/dry-run"
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://router") as client:
+        async with client_of(app) as client:
             current = await client.post(url, json={"lead": summary})
             drafted = await client.post(url, json={"lead": summary, "rules": draft})
             by_id = await client.post(url, json={"lead_id": str(past.event_id)})
@@ -194,9 +202,9 @@ async def test_a_dry_run_decides_by_the_current_or_a_draft_rule_set_and_changes_
 async def test_who_is_next_per_rule_follows_the_rule_s_rotation(mongo_url: str) -> None:
     async with router_on(mongo_url, config(), now=NOW) as router:
         app = FastAPI()
-        install(app, lambda: router.service)
+        install(app, lambda: router.service, tokens=ServiceTokens([TOKEN]))
         base = "/internal/v1/accounts/acme/routing/rules"
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://router") as client:
+        async with client_of(app) as client:
             before = (await client.get(f"{base}/luxury/next")).json()
             await router.service.on_leads_received([lead(1, price={"min": 5_000_000})])
             after = (await client.get(f"{base}/luxury/next")).json()

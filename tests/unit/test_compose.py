@@ -10,6 +10,7 @@ import inspect
 import json
 import os
 import re
+import secrets
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,12 +104,22 @@ def service(compose: dict[str, Any], name: str) -> dict[str, Any]:
     return found
 
 
-def environment(svc: dict[str, Any]) -> dict[str, str]:
-    """A service's environment, whether written as a mapping or as KEY=VALUE items."""
+# What compose.yaml takes from the shell that runs it: secrets it must not hold, given as a run would give them.
+SHELL = {"LEADFLOW_ROUTER_API_TOKEN": secrets.token_urlsafe(32)}
+INTERPOLATION = re.compile(r"\$\{(\w+)(?::?[?-][^}]*)?\}")
+
+
+def raw_environment(svc: dict[str, Any]) -> dict[str, str]:
+    """A service's environment as written, whether as a mapping or as KEY=VALUE items."""
     env = svc.get("environment") or {}
     if isinstance(env, list):
         return dict(item.split("=", 1) for item in env)
     return {key: "" if value is None else str(value) for key, value in env.items()}
+
+
+def environment(svc: dict[str, Any]) -> dict[str, str]:
+    """A service's environment as compose gives it: `${NAME...}` replaced by the shell's (SHELL) value."""
+    return {key: INTERPOLATION.sub(lambda m: SHELL[m[1]], value) for key, value in raw_environment(svc).items()}
 
 
 def unknown_setting(settings: type[BaseModel], env_name: str, prefix: str) -> str | None:
@@ -240,6 +251,19 @@ def test_notifier_sends_mail_to_mailpit(compose: dict[str, Any]) -> None:
     assert smtp == ("mailpit", "1025"), f"notifier: SMTP must be mailpit:1025, is {smtp}"
     assert "healthcheck" in service(compose, "mailpit"), "mailpit: no healthcheck"
     assert env.get("NOTIFIER_CRM_BASE_URL"), "notifier: NOTIFIER_CRM_BASE_URL is not set"
+
+
+def test_the_router_s_service_token_comes_from_the_shell_to_both_router_and_crm_api(compose: dict[str, Any]) -> None:
+    """Decision 0082: compose.yaml holds no token; the router and crm-api get the same one, required (`:?`, no
+    default), from LEADFLOW_ROUTER_API_TOKEN; the seeding job, which serves nothing, gets none."""
+    router = raw_environment(service(compose, "router")).get("ROUTER_API_TOKEN", "")
+    crm_api = raw_environment(service(compose, "crm-api")).get("CRM_API_ROUTER_TOKEN", "")
+    for name, value in {"router": router, "crm-api": crm_api}.items():
+        assert re.fullmatch(r"\$\{LEADFLOW_ROUTER_API_TOKEN:\?[^}]+\}", value), f"{name}: its token is {value!r}"
+    assert "ROUTER_API_TOKEN" not in raw_environment(service(compose, "router-seed"))
+    assert environment(service(compose, "router"))["ROUTER_API_TOKEN"] == SHELL["LEADFLOW_ROUTER_API_TOKEN"]
+    words = [w for svc in compose["services"].values() for v in raw_environment(svc).values() for w in v.split()]
+    assert not [w for w in words if re.fullmatch(r"[A-Za-z0-9_\-]{32,}", w)], "a secret-like value in compose.yaml"
 
 
 def test_kafka_init_creates_exactly_the_shared_topics(compose: dict[str, Any]) -> None:

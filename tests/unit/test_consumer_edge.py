@@ -236,3 +236,46 @@ async def test_a_record_that_breaks_decoding_in_a_batch_is_dead_lettered_alone(e
     await edge.runtime.broker.publish_batch(b'{"name": "a"}', b'{"name": "boom"}', b'{"name": "b"}', topic=edge.topic)
     await edge.settle(lambda: edge.handled == ["a", "b"] and len(edge.dead) == 1)
     assert edge.dead[0]["dlq-error-type"] == "RuntimeError"
+
+
+class Counted(BaseModel):
+    """A contract as leadflow's events have them: an unbounded count, campaign fields with any names, a rate."""
+
+    round: int = 1
+    utm: dict[str, str] = {}
+    rate: float = 0.0
+
+
+async def test_what_no_consumer_can_store_is_dead_lettered_before_the_handler_naming_the_place(edge: Edge) -> None:
+    """Decision 0083: pydantic reads integers beyond 64 bits, NaN and a NUL in a member name, which BSON cannot
+    hold; a handler would store part of what the record means, fail at the rest, and do so again at every retry
+    (crm-api wrote a lead's row, then not its timeline entry). They are refused before the handler, at once."""
+
+    async def on_counted(batch: Batch[Counted]) -> BatchRejections:
+        edge.handled.extend(item.event.model_dump() for item in batch)
+        return []
+
+    edge.runtime.subscribe(edge.topic, on_counted, group_id="edge-test")
+    edge.collect_dead_letters(edge.topic)
+    await edge.start()
+    poison = {
+        f'{{"round": {2**63}}}'.encode(): "round: an integer beyond the 64-bit range",
+        f'{{"round": {-(2**70)}, "rate": NaN}}'.encode(): "round: an integer beyond the 64-bit range; "
+        "rate: must be a finite number: NaN and Infinity are not JSON",
+        b'{"utm": {"utm_source": "a", "x\\u0000": "b"}}': "utm: a member name holds a NUL character (\\u0000), "
+        "which no stored document can hold",
+        b'{"rate": -Infinity}': "rate: must be a finite number: NaN and Infinity are not JSON",
+    }
+    good = [
+        f'{{"round": {2**63 - 1}, "utm": {{"u": "a\\u0000b NaN Infinity {"9" * 30}"}}}}'.encode(),  # text holds any
+        b'{"round": -9223372036854775808, "rate": 1e308}',
+    ]
+    await edge.runtime.broker.publish_batch(*poison, *good, topic=edge.topic)
+    await edge.settle(lambda: len(edge.handled) == 2 and len(edge.dead) == len(poison))
+    assert edge.handled == [
+        {"round": 2**63 - 1, "utm": {"u": f"a\x00b NaN Infinity {'9' * 30}"}, "rate": 0.0},
+        {"round": -(2**63), "utm": {}, "rate": 1e308},
+    ]
+    assert [(d["dlq-error-type"], d["dlq-reason"]) for d in edge.dead] == [
+        ("NotStrictRecord", f"NotStrictRecord: {why}") for why in poison.values()
+    ]

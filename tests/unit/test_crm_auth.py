@@ -29,6 +29,7 @@ pytestmark = pytest.mark.unit
 KEY = "unit-test-signing-key-long-enough-for-hs512-which-wants-64-bytes!"
 OFFER_LINK_KEY = "an-offer-link-key-of-more-than-32-bytes!"
 WEB = {"session_key": "a-web-session-key-of-more-than-32-bytes!"}
+ROUTER_TOKEN = "a-router-service-token-of-more-than-32-chars"  # production needs one (decision 0082)
 SETTINGS = CrmApiSettings(environment="test", auth={"key": KEY}, offer_link_key=OFFER_LINK_KEY, web=WEB)
 
 
@@ -95,6 +96,7 @@ def test_rs256_with_the_issuers_public_key() -> None:
         environment="production",
         auth={"algorithm": "RS256", "key": public_pem},
         offer_link_key=OFFER_LINK_KEY,
+        router_token=ROUTER_TOKEN,
         web=WEB,
     )
     token = jwt.encode(_claims(), private, algorithm="RS256")
@@ -120,7 +122,11 @@ def test_development_key_only_in_development() -> None:
         CrmApiSettings(environment="production", auth={"key": "a-real-but-short-secret"})
     assert (
         CrmApiSettings(
-            environment="production", auth={"key": KEY}, offer_link_key=OFFER_LINK_KEY, web=WEB
+            environment="production",
+            auth={"key": KEY},
+            offer_link_key=OFFER_LINK_KEY,
+            router_token=ROUTER_TOKEN,
+            web=WEB,
         ).verification_key
         == KEY
     )

@@ -78,3 +78,81 @@ async def test_a_partner_lead_becomes_one_lead_received_and_what_cannot_be_accep
     assert count("intake_leads_rejected_total", reason="invalid") == 1
     assert count("intake_leads_duplicate_total") == 1
     assert count("intake_leads_rejected_total", reason="unknown_account") == 1
+
+
+async def test_a_partner_lead_no_store_can_hold_is_dead_lettered_naming_the_field_and_claims_nothing(
+    edge: Edge,
+) -> None:
+    """A NUL in a campaign field's name: intake used to claim and publish the lead, and the router then failed to
+    store it at every retry and dead-lettered it (BSON ends a key at NUL): a lead lost after it was accepted.
+    Refused at the edge now, naming the field (decision 0083); the partition goes on to the next lead."""
+    account = f"edge-{uuid.uuid4().hex[:8]}"
+    store = FakeStore()
+    publish = edge.runtime.publisher(topics.LEADS_INTAKE, LeadReceived, description="leads in")
+    intake = Intake(accounts=FakeAccounts({account: "US"}, {account: {"blair-chen"}}), store=store, publish=publish)
+    kafka.subscribe(edge.runtime, intake=lambda: intake, metrics=IntakeMetrics(edge.runtime.registry),
+                    group_id=f"intake-{account}", max_bytes=MAX_BYTES)  # fmt: skip
+    received: list[LeadReceived] = []
+
+    async def on_leads(leads: Batch[LeadReceived]) -> BatchRejections:
+        received.extend(lead.event for lead in leads if lead.event.account_id == account)
+        return []
+
+    edge.runtime.subscribe(topics.LEADS_INTAKE, on_leads, group_id=f"watcher-{account}")
+    edge.collect_dead_letters(topics.LEADS_INBOUND)
+    await edge.start()
+    key = account.encode()
+    refused = json.loads(submitted(account, message="refused"))
+    refused["payload"]["source"]["utm"] = {"utm_source": "x", "utm\u0000medium": "y"}
+    await edge.publish(topics.LEADS_INBOUND, json.dumps(refused).encode(), key)
+    await edge.publish(topics.LEADS_INBOUND, submitted(account, message="the next lead"), key)
+
+    await edge.settle(lambda: len(received) == 1 and len(edge.dead_of(key)) == 1)
+    assert [lead.payload.message for lead in received] == ["the next lead"]
+    assert [(d["dlq-error-type"], d["dlq-reason"]) for d in edge.dead_of(key)] == [
+        ("NotStrictRecord", "NotStrictRecord: payload.source.utm: a member name holds a NUL character (\\u0000), "
+         "which no stored document can hold")
+    ]  # fmt: skip
+    assert len(store.claims) == 1, "the refused lead claimed its event id"
+    rejected = {"source": "partner", "reason": "invalid"}
+    assert edge.runtime.registry.get_sample_value("intake_leads_rejected_total", rejected) == 1
+
+
+async def test_a_partner_lead_replayed_under_other_keys_is_one_lead_keyed_by_its_account(edge: Edge) -> None:
+    """A partner replays a lead under another record key (another partition, maybe another consumer), even under
+    another account's name: the event id is the idempotency key, the account the one the event names. One lead,
+    published once, keyed by its account; the same event id with another lead is dead-lettered (I1)."""
+    account = f"edge-{uuid.uuid4().hex[:8]}"
+    store = FakeStore()
+    publish = edge.runtime.publisher(topics.LEADS_INTAKE, LeadReceived, description="leads in")
+    intake = Intake(accounts=FakeAccounts({account: "US"}, {account: {"blair-chen"}}), store=store, publish=publish)
+    kafka.subscribe(edge.runtime, intake=lambda: intake, metrics=IntakeMetrics(edge.runtime.registry),
+                    group_id=f"intake-{account}", max_bytes=MAX_BYTES)  # fmt: skip
+    received: list[tuple[bytes | None, LeadReceived]] = []
+
+    async def on_leads(leads: Batch[LeadReceived]) -> BatchRejections:
+        received.extend((lead.message.key, lead.event) for lead in leads if lead.event.account_id == account)
+        return []
+
+    edge.runtime.subscribe(topics.LEADS_INTAKE, on_leads, group_id=f"watcher-{account}")
+    edge.collect_dead_letters(topics.LEADS_INBOUND)
+    await edge.start()
+    lead = submitted(account, message="once")
+    for key in (account.encode(), b"another-account", b"\xff\x00", account.encode()):
+        await edge.publish(topics.LEADS_INBOUND, lead, key)
+    changed = json.loads(lead)
+    changed["payload"]["message"] = "another lead under the same event id"
+    await edge.publish(topics.LEADS_INBOUND, json.dumps(changed).encode(), b"re-keyed")
+    await edge.publish(topics.LEADS_INBOUND, submitted(account, message="the next lead"), b"re-keyed")
+
+    def messages() -> set[str]:
+        return {event.payload.message for _, event in received}
+
+    await edge.settle(lambda: messages() == {"once", "the next lead"} and len(edge.dead_of(b"re-keyed")) == 1)
+    # Copies of one event id may reach the topic when two partitions race (I1: consumers drop them); one lead each.
+    assert {(key, event.payload.message) for key, event in received} == {
+        (account.encode(), "once"),
+        (account.encode(), "the next lead"),
+    }
+    assert len({event.event_id for _, event in received}) == 2
+    assert edge.dead_of(b"re-keyed")[0]["dlq-reason"] == "PoisonMessage: event_id: already used for a different lead"

@@ -69,3 +69,30 @@ async def test_each_offer_is_emailed_once_and_poison_is_dead_lettered(edge: Edge
     await edge.settle(lambda: len(email.accepted) == 2 and len(edge.dead_of(key)) == 2)
     assert sorted(d["dlq-error-type"] for d in edge.dead_of(key)) == ["PoisonMessage", "ValidationError"]
     assert len(set(email.ids)) == 2
+
+
+async def test_an_offer_no_delivery_record_can_hold_is_dead_lettered_unsent_and_the_next_is_emailed(
+    edge: Edge,
+) -> None:
+    """An offer of round 2**70 (the contract bounds it below only; BSON holds 64 bits): refused before the
+    notifier plans a delivery, naming the field (decision 0083); the offer behind it is emailed."""
+    account = f"edge-{uuid.uuid4().hex[:8]}"
+    email = Provider()
+    # An agent of its own: on the real broker, the test beside it reads this one's offers too (and dead-letters them).
+    bo = Recipient(agent_id="kafka-bo", name="Bo", email="bo@example.com")
+    notifier = Notifier(directory=Directory(bo), deliveries=Log(), senders={Channel.EMAIL: email},
+                        dead_letters=DeadLetters(), metrics=NotifierMetrics(edge.runtime.registry),
+                        pages_url="https://crm.example", clock=lambda: NOW)  # fmt: skip
+    kafka.subscribe(edge.runtime, lambda: notifier, group_id=f"notifier-{account}", concurrency=4, batch_size=50)
+    edge.collect_dead_letters(topics.LEADS_EVENTS)
+    await edge.start()
+    key = account.encode()
+    huge = LeadOffered.model_validate_json(offered(account, bo.agent_id))
+    huge = huge.model_copy(update={"payload": huge.payload.model_copy(update={"offer_round": 2**70})})
+    await edge.publish(topics.LEADS_EVENTS, huge.model_dump_json().encode(), key)
+    await edge.publish(topics.LEADS_EVENTS, offered(account, bo.agent_id), key)
+
+    await edge.settle(lambda: len(email.accepted) == 1 and len(edge.dead_of(key)) == 1)
+    assert [(d["dlq-error-type"], d["dlq-reason"]) for d in edge.dead_of(key)] == [
+        ("NotStrictRecord", "NotStrictRecord: payload.offer_round: an integer beyond the 64-bit range")
+    ]

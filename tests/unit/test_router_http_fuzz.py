@@ -5,6 +5,7 @@ is under test)."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 from typing import Any
 from urllib.parse import quote
 
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from leadflow_router.domain.model import AccountSnapshot, Agent
-from leadflow_router.entrypoints.http import install
+from leadflow_router.entrypoints.http import ServiceTokens, install
 from leadflow_router.handlers import RouterService
 from leadflow_router.metrics import RouterMetrics
 from leadflow_shared.availability import AgentAvailability
@@ -56,10 +57,11 @@ def app() -> FastAPI:
         metrics=RouterMetrics(CollectorRegistry()),
     )
     router = FastAPI()
-    install(router, lambda: service)
+    install(router, lambda: service, tokens=ServiceTokens([TOKEN]))
     return router
 
 
+TOKEN = secrets.token_urlsafe(32)  # the service token crm-api sends (decision 0082)
 APP = app()
 
 
@@ -70,7 +72,7 @@ def call(method: str, path: str, body: Any = None) -> httpx.Response:
         # raise_app_exceptions=False: an unhandled error is the 500 a real server sends, not a test crash.
         transport = httpx.ASGITransport(app=APP, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://router") as client:
-            return await client.request(method, path, json=body)
+            return await client.request(method, path, json=body, headers={"Authorization": f"Bearer {TOKEN}"})
 
     return asyncio.run(send())
 

@@ -78,3 +78,26 @@ async def test_a_lead_from_intake_is_assigned_once_and_poison_is_dead_lettered(e
     assert sorted(d["dlq-source-topic"] for d in edge.dead_of(key)) == [topics.LEADS_COMMANDS, topics.LEADS_INTAKE]
     assert {d["dlq-error-type"] for d in edge.dead_of(key)} == {"ValidationError"}
     assert {d["dlq-service"] for d in edge.dead_of(key)} == {"edge-test"}
+
+
+async def test_a_lead_no_record_can_hold_is_dead_lettered_at_once_and_the_next_is_routed(edge: Edge) -> None:
+    """A NUL in a campaign field's name: the router failed to store the lead at every attempt (BSON ends a key at
+    NUL), leaving an outbox document each time, then dead-lettered it. Refused before the handler now, naming the
+    field (decision 0083), with nothing stored; the lead behind it is routed."""
+    account = f"edge-{uuid.uuid4().hex[:8]}"
+    published = wire_router(edge, account)
+    await edge.start()
+    key = account.encode()
+    bad = pre_assigned(account, "ana")
+    bad = bad.model_copy(update={"payload": bad.payload.model_copy(update={
+        "source": bad.payload.source.model_copy(update={"utm": {"utm\x00source": "x"}})})})  # fmt: skip
+    good = pre_assigned(account, "ana")
+    await edge.publish(topics.LEADS_INTAKE, bad.model_dump_json().encode(), key)
+    await edge.publish(topics.LEADS_INTAKE, good.model_dump_json().encode(), key)
+
+    await edge.settle(lambda: len(published) == 1 and len(edge.dead_of(key)) == 1)
+    assert [(d["dlq-error-type"], d["dlq-reason"]) for d in edge.dead_of(key)] == [
+        ("NotStrictRecord", "NotStrictRecord: payload.source.utm: a member name holds a NUL character (\\u0000), "
+         "which no stored document can hold")
+    ]  # fmt: skip
+    assert [str(e.payload.lead_id) for e in published if isinstance(e, LeadAssigned)] == [str(good.event_id)]

@@ -77,6 +77,23 @@ def test_lone_surrogates_are_refused_in_values_and_member_names(body: str, loc: 
 
 
 @pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        (r'{"utm": {"utm_source": "x", "a\u0000b": "y"}}', ("utm",)),  # the object is named, not the name
+        (r'{"\u0000": 1}', ()),
+        (r'{"people": [{"first_name": "ok"}, {"\u0000first_name": "x"}]}', ("people", 1)),
+    ],
+)
+def test_a_nul_in_a_member_name_is_refused_naming_its_object(body: str, loc: tuple[Any]) -> None:
+    for bounds in (BOUNDS, UNBOUNDED):
+        [violation] = refusal(body, bounds)
+        assert (violation.loc, violation.kind) == (loc, "unicode")
+        assert violation.reason == "a member name holds a NUL character (\\u0000), which no stored document can hold"
+    # In a value it is text: BSON strings hold it.
+    assert parse_strict_json(rb'{"message": "a\u0000b"}', BOUNDS) == {"message": "a\x00b"}
+
+
+@pytest.mark.parametrize(
     ("body", "value"),
     [
         (rb'{"a": "\ud83d\ude00"}', {"a": "😀"}),  # a pair is one character
@@ -145,13 +162,15 @@ def test_violations_are_listed_in_document_order_up_to_max_errors() -> None:
 
 BAD = "@@bad-leaf@@"  # longer than any generated member name; kept out of generated strings
 _strings = st.text().filter(lambda text: "@@" not in text)
+_names = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=8)
 _json = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(-(2**63), 2**63 - 1)
     | st.floats(allow_nan=False, allow_infinity=False)
     | _strings,
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=5),
+    # Member names without NUL: no stored document can hold one (test_a_nul_in_a_member_name_is_refused...).
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(_names, inner, max_size=5),
     max_leaves=30,
 )
 _bad_values = st.sampled_from(["NaN", "Infinity", "-Infinity", r'"\udbff"', r'"ok\ud800"', "1e999", str(2**64)])

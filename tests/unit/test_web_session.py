@@ -40,7 +40,9 @@ def test_the_sign_in_forms_token_must_repeat_its_cookie() -> None:
 
 def test_development_sign_in_and_a_missing_session_key_are_refused_in_production() -> None:
     def production(**web: object) -> CrmApiSettings:
-        return CrmApiSettings(environment="production", auth={"key": "p" * 40}, offer_link_key="o" * 40, web=web)
+        return CrmApiSettings(
+            environment="production", auth={"key": "p" * 40}, offer_link_key="o" * 40, router_token="r" * 40, web=web
+        )
 
     with pytest.raises(ValidationError, match="CRM_API_WEB__SESSION_KEY"):
         production()

@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         with console.status("starting intake, router, notifier, crm-api..."):
             stack.start_services()
         for name in ("intake", "router", "notifier", "crm-api"):
-            console.print(f"[bold]{name:9}[/bold] {stack.url(name)}  (/health/ready, /metrics, /docs)")
+            # The router's API and its /docs take this run's service token (Stack.router_token) only.
+            pages = "/health/ready, /metrics" if name == "router" else "/health/ready, /metrics, /docs"
+            console.print(f"[bold]{name:9}[/bold] {stack.url(name)}  ({pages})")
         console.rule("sample leads")
         leads = json.loads(args.leads.read_text())
         ok = asyncio.run(run_demo(stack, console, leads, timeout=args.timeout))

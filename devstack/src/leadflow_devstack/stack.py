@@ -68,6 +68,8 @@ class Stack:
     services: dict[str, ManagedProcess] = field(default_factory=dict)
     # crm-api's token key for this run: random, so no token outlives the stack.
     signing_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    # The router's service token for this run (ROUTER_API_TOKEN, CRM_API_ROUTER_TOKEN; decision 0082): random too.
+    router_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     # Service -> environment variables added to (or replacing) the stack's own, e.g. a router's test clock.
     extra_env: dict[str, dict[str, str]] = field(default_factory=dict)
     # Agent id -> the account that seeded it: user ids are global (decision 0076), and a token names its office
@@ -96,6 +98,10 @@ class Stack:
             raise ValueError(f"unknown role {role!r}")
         return bearer(self.token(sub, cast(Role, role), account_id))
 
+    def router_auth(self) -> dict[str, str]:
+        """The Authorization header the router's internal API takes from crm-api in this stack."""
+        return {"Authorization": f"Bearer {self.router_token}"}
+
     def start_infra(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         broker, self.bootstrap = tansu(self.log_dir)
@@ -123,17 +129,20 @@ class Stack:
             "KAFKA__SESSION_TIMEOUT_MS": str(TANSU_SESSION_TIMEOUT_MS),  # joins take half of it (decision 0073)
             "MONGO__URL": self.mongo_url,
             "HTTP__PORT": str(self.ports.get(service, 0)),
-            "SMTP__HOST": "127.0.0.1",
-            "SMTP__PORT": str(self.mail.port),
-            "CRM_BASE_URL": self.url("crm-api") if "crm-api" in self.ports else "",
         }
+        if service == "router":
+            env["API_TOKEN"] = self.router_token
         if service == "crm-api":
             env["AUTH__KEY"] = self.signing_key
+            env["ROUTER_TOKEN"] = self.router_token
             env["WEB__DEV_SIGN_IN"] = "true"  # the sign-in page lists the sample users (development only)
             env["WEB__SECURE_COOKIES"] = "false"  # served over plain http://127.0.0.1
             if "router" in self.ports:
                 env["ROUTER_URL"] = self.url("router")
         if service == "notifier":
+            env["SMTP__HOST"] = "127.0.0.1"
+            env["SMTP__PORT"] = str(self.mail.port)
+            env["CRM_BASE_URL"] = self.url("crm-api") if "crm-api" in self.ports else ""
             env["DIGEST__CHECK_SECONDS"] = "2"  # a due digest goes out within seconds, not a minute
         # Standard OpenTelemetry variables (no prefix), read only by a service that enables tracing;
         # a short export delay lets a test see the spans within a fraction of a second.

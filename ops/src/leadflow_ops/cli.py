@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -21,10 +22,11 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 
-from leadflow_ops.commands import asyncapi, contact, crm, dlq, seed
+from leadflow_ops.commands import asyncapi, contact, crm, dlq, seed, settings_reference
 from leadflow_ops.errors import OpsError
 from leadflow_ops.output import note
 from leadflow_ops.settings import OpsSettings
+from leadflow_shared.settings_catalog import nearest_setting, unknown_variables
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", argparse.ArgumentParser], None]
 Run = Callable[[argparse.Namespace, OpsSettings], Coroutine[Any, Any, int]]
@@ -35,6 +37,7 @@ COMMAND_GROUPS: tuple[Register, ...] = (
     seed.register,
     contact.register,
     asyncapi.register,
+    settings_reference.register,
 )
 
 
@@ -63,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     command: Run = args.run
+    _warn_of_unknown_variables()
     try:
         settings = OpsSettings()
     except ValidationError as exc:
@@ -77,6 +81,16 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"MongoDB: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
     except KeyboardInterrupt:
         return _fail("interrupted")
+
+
+def _warn_of_unknown_variables() -> None:
+    """An OPS_ variable no setting reads would be ignored without a word (decision 0084): name it, not its value."""
+    for name in unknown_variables(OpsSettings, os.environ):
+        nearest = nearest_setting(OpsSettings, name)
+        note(
+            f"leadflow-ops: warning: {name} is not a setting: ignored"
+            + (f" (did you mean {nearest}?)" if nearest else "")
+        )
 
 
 def _fail(message: str) -> int:

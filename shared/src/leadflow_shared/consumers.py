@@ -9,8 +9,11 @@ the AsyncAPI document):
 `Subscription.decode` (FastStream's decoder for the subscriber) turns the record's bytes into
 that type, in pydantic's JSON mode. Nothing from the record reaches FastStream's own decoding:
 cut-off JSON, deep nesting, NaN or bytes that are not UTF-8 are a validation error here, like a
-wrong field. In a batch, each record is decoded on its own: what cannot be decoded is set
-aside (`Batch.rejected`) and the rest handled.
+wrong field. What pydantic's parser takes but no consumer can store (an integer beyond 64 bits, a
+NUL in a member name: BSON has neither) or JSON does not have (NaN, Infinity) is refused before it,
+naming the place (`NotStrictRecord`, decision 0083): else a handler would write part of what the
+record means and fail at the rest, again at every retry. In a batch, each record is decoded on its
+own: what cannot be decoded is set aside (`Batch.rejected`) and the rest handled.
 
 `ConsumerEdge`, a FastStream middleware on every subscriber, then:
 - dead-letters poison at once: what cannot be decoded, and what a handler rejects
@@ -50,6 +53,7 @@ from tenacity import (
 
 from leadflow_shared.dead_letters import POISON_ERRORS, DeadLetters, is_transient
 from leadflow_shared.errors import PoisonMessage
+from leadflow_shared.json_bodies import JsonBounds, NotStrictJson, parse_strict_json, safe_loc
 from leadflow_shared.kafka_records import UnreadableRecord, unreadable
 from leadflow_shared.logs import bind
 from leadflow_shared.metrics import ConsumerMetrics
@@ -76,6 +80,38 @@ BatchRejections = list[tuple[int, Exception]]
 
 class TooLarge(PoisonMessage):
     """A message over its subscription's size limit: refused before it is parsed."""
+
+
+class NotStrictRecord(PoisonMessage):
+    """A record whose JSON holds what no consumer can keep or JSON does not have: refused before it is decoded."""
+
+
+# Records are strict JSON too (leadflow_shared.json_bodies): integers within BSON's 64 bits, no NaN or Infinity,
+# no NUL in a member name. Checked only on a record that may hold one (`_suspect`): a leadflow event never does.
+RECORD_BOUNDS = JsonBounds(max_depth=64, int_bits=64, max_errors=5)
+_DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
+_LONG_NUMBER = b"0" * 19  # 19 digits in a row: an integer that may be beyond 64 bits (2**63 has 19)
+_NOT_STORABLE = frozenset({"finite_number", "integer_range", "unicode"})  # the rest: pydantic's to name
+
+
+def _suspect(value: bytes) -> bool:
+    """Whether `value` may hold what `RECORD_BOUNDS` refuses: a few microseconds, against the parse's tens."""
+    if b"NaN" in value or b"Infinity" in value or b"\\u0000" in value:
+        return True
+    return _LONG_NUMBER in value.translate(_DIGITS_AS_ZERO)
+
+
+def check_storable(value: bytes) -> None:
+    """`NotStrictRecord` naming each place (no value) where `value` holds what `RECORD_BOUNDS` refuses."""
+    if not _suspect(value):
+        return
+    try:
+        parse_strict_json(value, RECORD_BOUNDS)
+    except NotStrictJson as exc:
+        found = [v for v in exc.violations if v.kind in _NOT_STORABLE]
+        if found:
+            places = "; ".join(f"{'.'.join(str(p) for p in safe_loc(v.loc)) or '<message>'}: {v.reason}" for v in found)
+            raise NotStrictRecord(places) from None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -155,6 +191,7 @@ class Subscription(Generic[E]):
                 raise TooLarge(f"message is larger than {self.max_bytes} bytes")
             if self.adapter is None:
                 return cast(E, value)
+            check_storable(value)
             return self.adapter.validate_json(value, extra=self.unknown_fields)
         except POISON_ERRORS as exc:
             if self.on_invalid is not None:

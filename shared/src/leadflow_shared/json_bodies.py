@@ -2,10 +2,11 @@
 
 What Python's json module reads and this refuses: NaN, Infinity and -Infinity; numbers that overflow a
 double ("1e400" reads as inf); integers beyond `JsonBounds.int_bits` or beyond int()'s digit limit; lone
-UTF-16 surrogates ("\\ud800" without its pair) in strings and member names; text that is not UTF-8 (a
-byte order mark included). Nesting, list lengths and object sizes are bounded. A refusal names places
-and reasons, never the values sent. Pure: no framework imports; the services map `NotStrictJson` to
-their own answers (intake's InvalidBody, crm-api's problem details).
+UTF-16 surrogates ("\\ud800" without its pair) in strings and member names; a NUL ("\\u0000") in a member
+name (no BSON document can hold it: it ends a key); text that is not UTF-8 (a byte order mark included).
+Nesting, list lengths and object sizes are bounded. A refusal names places and reasons, never the values
+sent. Pure: no framework imports; the services map `NotStrictJson` to their own answers (intake's
+InvalidBody, crm-api's and the router's 422s, the consumers' dead letters: `leadflow_shared.consumers`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,6 +26,7 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _NOT_FINITE = "must be a finite number: NaN and Infinity are not JSON"
 _BEYOND_DOUBLE = "must be a finite number: beyond the range of 64-bit doubles"
 _LONE_SURROGATE = "not valid Unicode text: a lone surrogate (\\ud800-\\udfff without its pair)"
+_NUL_IN_NAME = "a member name holds a NUL character (\\u0000), which no stored document can hold"
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,4 +150,21 @@ def _check(value: Any, loc: Location, depth: int, bounds: JsonBounds, pending: _
 def _member(key: str, item: Any, loc: Location, depth: int) -> tuple[Any, Location, int]:
     if _SURROGATE.search(key):  # a member name cannot be named by itself: the object is
         return _Refused("unicode", f"a member name is {_LONE_SURROGATE}"), loc, depth
+    if "\x00" in key:
+        return _Refused("unicode", _NUL_IN_NAME), loc, depth
     return item, (*loc, key), depth + 1
+
+
+MAX_LOC_TEXT = 64  # characters of a member name kept in a place named in an answer (names are the sender's text)
+
+
+def safe_loc(loc: Sequence[str | int]) -> list[str | int]:
+    """A place fit for an answer or a dead letter's reason: the sender's member names shortened, and always
+    encodable as UTF-8 (a lone surrogate becomes "?")."""
+    parts: list[str | int] = []
+    for part in loc:
+        if isinstance(part, str):
+            part = part.encode("utf-8", "replace").decode("utf-8")
+            part = part if len(part) <= MAX_LOC_TEXT else part[: MAX_LOC_TEXT - 1] + "…"
+        parts.append(part)
+    return parts

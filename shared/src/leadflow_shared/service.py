@@ -32,6 +32,7 @@ from leadflow_shared import tracing
 from leadflow_shared.consumers import ConsumerEdge, Subscription, UnknownFields, contract_of
 from leadflow_shared.dead_letters import DeadLetters
 from leadflow_shared.http import RequestMetrics, ServiceApp, add_operational_routes
+from leadflow_shared.http_bodies import BodyGuard, BodyLimits, answer_invalid_requests
 from leadflow_shared.kafka import CONSUMER_TIMEOUT_MS, PublishRaw, consumer_options, declare_publisher, make_broker
 from leadflow_shared.lag import report_lag
 from leadflow_shared.long_poll import block_for_batches, long_poll
@@ -234,7 +235,11 @@ class ServiceRuntime:
         if self._join_failure is not None:
             raise NotStartedError(f"consumers failed to start: {type(self._join_failure).__name__}")
 
-    def app(self, **fastapi_kwargs: Any) -> FastAPI:
+    def app(self, *, body_limits: BodyLimits | None = None, **fastapi_kwargs: Any) -> FastAPI:
+        """The service's FastAPI app: the operational routes, `RequestMetrics` outermost, a 422 that never
+        repeats the input (`answer_invalid_requests`; intake and crm-api install their own shapes over it),
+        and with `body_limits` the bodies bounded and strict JSON (`BodyGuard`, decision 0083)."""
+
         @asynccontextmanager
         async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
             await self.start()
@@ -247,6 +252,9 @@ class ServiceRuntime:
         add_operational_routes(
             app, registry=self.registry, readiness=self.readiness, liveness=self.liveness, metrics=self.metrics
         )
+        answer_invalid_requests(app)
+        if body_limits is not None:
+            app.add_middleware(BodyGuard, limits=body_limits)  # inside what the service adds later (its gates)
         # Outermost of the app's middleware, whatever the service adds after it (`ServiceApp`).
         app.add_middleware(RequestMetrics, metrics=self.metrics, body_seconds=self.settings.http.body_timeout_seconds)
         if self.tracing is not None:

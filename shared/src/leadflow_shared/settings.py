@@ -16,44 +16,82 @@ PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "passwor
 
 
 class KafkaSettings(BaseModel):
-    bootstrap_servers: str = "127.0.0.1:9092"
-    # Idempotent producers need the broker's InitProducerId. Kafka has it; the
-    # embedded Tansu broker does not (docs/decisions/0003-kafka-delivery.md), so
-    # the embedded default and the tests switch it off. acks=all stays on always.
-    producer_idempotence: bool = True
-    security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
+    """The Kafka client: brokers, transport security (decision 0027), the producer, the consumers' fetches and
+    group membership, and the handlers' retries."""
+
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:9092", description="Brokers to connect to first (host:port, comma-separated). Required in "
+        "production.",
+    )  # fmt: skip
+    # The embedded Tansu broker has no InitProducerId (docs/decisions/0003-kafka-delivery.md), so the
+    # embedded default and the tests switch it off.
+    producer_idempotence: bool = Field(
+        default=True, description="Idempotent producers (they need the broker's InitProducerId; off only for a "
+        "broker without it, such as the embedded Tansu). acks=all stays on always.",
+    )  # fmt: skip
+    security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = Field(
+        default="PLAINTEXT", description="TLS (SSL, SASL_SSL) and SASL authentication (SASL_*) to the brokers; "
+        "settings that ask for either and cannot get it stop the service at start.",
+    )  # fmt: skip
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="Required with SASL_PLAINTEXT and SASL_SSL, refused without them."
+    )
+    sasl_username: str | None = Field(default=None, description="The SASL user; required with SASL_*.")
+    sasl_password: SecretStr | None = Field(default=None, description="The SASL user's password; required with SASL_*.")
     # TLS (SSL, SASL_SSL): the broker's certificate is verified against the system CAs or
     # `ssl_cafile`; `ssl_certfile`/`ssl_keyfile` add a client certificate (mutual TLS).
-    ssl_cafile: Path | None = None
-    ssl_certfile: Path | None = None
-    ssl_keyfile: Path | None = None
-    ssl_check_hostname: bool = True
-    # Bounded in-process retries of a failing handler before the message is
-    # dead-lettered (transient errors only; invalid input goes straight to the DLQ).
-    # Bytes per partition batch: bursts of events (a routed batch) fill aiokafka's 16 KiB
-    # default at once and then wait for it to drain.
-    producer_batch_bytes: int = Field(default=512 * 1024, ge=16 * 1024, le=8 * 1024 * 1024)
-    # How long a fetch waits at the broker for data (decision 0052): long while it covers every
-    # assigned partition (the broker answers as soon as one has data, so idle consumers wake
-    # seldom at no cost in latency), short while a busy handler's partition is left out of it.
-    fetch_wait_idle_ms: int = Field(default=500, ge=1, le=30_000)
-    # The same, for the consumers off a new lead's way to its first notice (the router's activity and
-    # commands, crm-api's projection; decision 0070). Kafka answers a waiting fetch as soon as data
-    # arrives, so there the longer wait costs no latency and they fetch a quarter as often while idle.
-    fetch_wait_idle_off_path_ms: int = Field(default=2_000, ge=1, le=30_000)
-    fetch_wait_busy_ms: int = Field(default=20, ge=1, le=1_000)
-    # How long the group waits for a silent member (a crashed replica) before it hands its partitions
-    # to the others; heartbeats go every third of it. aiokafka's default; Kafka refuses less than its
-    # group.min.session.timeout.ms (6,000 by default). Tansu also holds every join for half of it
-    # (decision 0073), so the embedded stack sets 6,000.
-    session_timeout_ms: int = Field(default=10_000, ge=3_000, le=300_000)
-    handler_attempts: int = Field(default=5, ge=1, le=20)
-    retry_initial_seconds: float = Field(default=0.2, gt=0)
-    retry_max_seconds: float = Field(default=5.0, gt=0)
-    graceful_timeout_seconds: float = Field(default=15.0, gt=0)
+    ssl_cafile: Path | None = Field(
+        default=None, description="CA bundle (PEM) the broker's certificate is verified against; unset: the system "
+        "CAs. TLS only.",
+    )  # fmt: skip
+    ssl_certfile: Path | None = Field(
+        default=None, description="Client certificate (PEM) for mutual TLS; goes with ssl_keyfile. TLS only."
+    )
+    ssl_keyfile: Path | None = Field(
+        default=None, description="The client certificate's private key (PEM); goes with ssl_certfile. TLS only."
+    )
+    ssl_check_hostname: bool = Field(
+        default=True, description="The broker's certificate must name the host connected to."
+    )
+    # Bursts of events (a routed batch) fill aiokafka's 16 KiB default at once and then wait for it to drain.
+    producer_batch_bytes: int = Field(
+        default=512 * 1024, ge=16 * 1024, le=8 * 1024 * 1024, description="Bytes per partition batch of the producer."
+    )
+    # The broker answers a waiting fetch as soon as one partition has data, so idle consumers wake seldom
+    # at no cost in latency (decision 0052).
+    fetch_wait_idle_ms: int = Field(
+        default=500, ge=1, le=30_000, description="How long a fetch covering every assigned partition waits at the "
+        "broker for data.",
+    )  # fmt: skip
+    # Kafka answers a waiting fetch as soon as data arrives, so there the longer wait costs no latency
+    # and they fetch a quarter as often while idle (decision 0070).
+    fetch_wait_idle_off_path_ms: int = Field(
+        default=2_000, ge=1, le=30_000, description="The same, for the consumers off a new lead's way to its first "
+        "notice (the router's activity and commands, crm-api's projection).",
+    )  # fmt: skip
+    fetch_wait_busy_ms: int = Field(
+        default=20, ge=1, le=1_000, description="How long a fetch waits while a busy handler's partition is left "
+        "out of it.",
+    )  # fmt: skip
+    # aiokafka's default; Kafka refuses less than its group.min.session.timeout.ms (6,000 by default). Tansu
+    # also holds every join for half of it (decision 0073), so the embedded stack sets 6,000.
+    session_timeout_ms: int = Field(
+        default=10_000, ge=3_000, le=300_000, description="How long the consumer group waits for a silent member "
+        "(a crashed replica) before it hands its partitions to the others; heartbeats go every third of it.",
+    )  # fmt: skip
+    handler_attempts: int = Field(
+        default=5, ge=1, le=20, description="Attempts of a failing handler before the message is dead-lettered "
+        "(transient errors only: invalid input goes straight to the dead-letter topic).",
+    )  # fmt: skip
+    retry_initial_seconds: float = Field(
+        default=0.2, gt=0, description="A handler's first pause between attempts; it grows exponentially, "
+        "with jitter.",
+    )  # fmt: skip
+    retry_max_seconds: float = Field(default=5.0, gt=0, description="A handler's longest pause between attempts.")
+    graceful_timeout_seconds: float = Field(
+        default=15.0, gt=0, description="On SIGTERM, how long the Kafka handlers have to finish and commit, after "
+        "the HTTP drain.",
+    )  # fmt: skip
 
     @property
     def uses_tls(self) -> bool:
@@ -75,32 +113,51 @@ class KafkaSettings(BaseModel):
 
 
 class MongoSettings(BaseModel):
-    url: SecretStr = SecretStr("mongodb://127.0.0.1:27017/?directConnection=true")
-    database: str = "leadflow"
-    timeout_ms: int = Field(default=5000, ge=100)
+    """The MongoDB client."""
+
+    url: SecretStr = Field(
+        default=SecretStr("mongodb://127.0.0.1:27017/?directConnection=true"),
+        description="Connection string (a replica set, with w=majority in production); may hold credentials. "
+        "Required in production.",
+    )
+    database: str = Field(default="leadflow", description="The database every service shares.")
+    timeout_ms: int = Field(
+        default=5000, ge=100, description="How long the client waits to connect and to select a server."
+    )
 
 
 class HttpSettings(BaseModel):
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=0, le=65535)
-    # Request deadlines (decision 0071). A connection's request head (request line and headers) must be
-    # whole within head_timeout_seconds of the connection's opening or of its previous response, else the
-    # connection is closed unanswered; a request's whole body within body_timeout_seconds of its head,
-    # else 408. A client on a slow mobile link sends a lead form (a few KiB) in well under a second.
-    head_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
-    body_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    """The HTTP server (the service's API and /health, /metrics). Request deadlines: decision 0071."""
+
+    host: str = Field(default="127.0.0.1", description="Address to listen on (0.0.0.0 in a container).")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port to listen on.")
+    # A client on a slow mobile link sends a lead form (a few KiB) in well under a second.
+    head_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="A connection's request head (request line and headers) must be "
+        "whole within this of the connection's opening or of its previous response, else the connection is "
+        "closed unanswered.",
+    )  # fmt: skip
+    body_timeout_seconds: float = Field(
+        default=30.0, gt=0, le=600, description="A request's whole body must arrive within this of its head, "
+        "else 408.",
+    )  # fmt: skip
 
 
 class TracingSettings(BaseModel):
     """OpenTelemetry traces, exported over OTLP/HTTP (decision 0046). Off unless enabled."""
 
-    enabled: bool = False
-    # The collector's traces URL (http://collector:4318/v1/traces). Unset: the standard
-    # OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces.
-    endpoint: str | None = None
-    service_name: str | None = None  # default leadflow-<service>, like its Kafka client id
-    # Share of new traces kept; a trace begun upstream follows its parent's decision.
-    sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+    enabled: bool = Field(default=False, description="Export traces.")
+    endpoint: str | None = Field(
+        default=None, description="The collector's traces URL (http://collector:4318/v1/traces). Unset: the "
+        "standard OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces.",
+    )  # fmt: skip
+    service_name: str | None = Field(
+        default=None, description="The traces' service name; unset: leadflow-<service>, like its Kafka client id."
+    )
+    sample_ratio: float = Field(
+        default=1.0, ge=0.0, le=1.0, description="Share of new traces kept; a trace begun upstream follows its "
+        "parent's decision.",
+    )  # fmt: skip
 
 
 class ServiceSettings(BaseSettings):
@@ -110,10 +167,14 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_nested_delimiter="__", extra="ignore", frozen=True)
 
-    environment: Literal["development", "test", "production"] = "development"
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    # JSON lines for log collectors; "text" for a person reading a terminal.
-    log_format: Literal["json", "text"] = "json"
+    environment: Literal["development", "test", "production"] = Field(
+        default="development", description="production requires the Kafka and MongoDB addresses and real secrets, "
+        "and refuses the development-only conveniences.",
+    )  # fmt: skip
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Least level logged.")
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="JSON lines for log collectors; text for a person reading a terminal."
+    )
     kafka: KafkaSettings = KafkaSettings()
     mongo: MongoSettings = MongoSettings()
     http: HttpSettings = HttpSettings()

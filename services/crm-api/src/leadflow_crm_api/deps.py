@@ -86,9 +86,10 @@ Commands = Annotated[PublishRaw, Depends(_commands)]
 
 
 async def _router_api(request: Request) -> RouterApi:
-    """The router's internal HTTP API (CRM_API_ROUTER_URL): routing decisions, the dry-run, who is next."""
+    """The router's internal HTTP API (CRM_API_ROUTER_URL, with CRM_API_ROUTER_TOKEN): routing decisions, the
+    dry-run, who is next."""
     settings: CrmApiSettings = request.app.state.runtime.settings
-    return RouterApi(settings.router_url)
+    return RouterApi.of(settings)
 
 
 Router = Annotated[RouterApi, Depends(_router_api)]

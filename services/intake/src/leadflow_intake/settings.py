@@ -34,9 +34,16 @@ class WebhookProvider(BaseModel):
 
 
 class WebhookSettings(BaseModel):
+    """Signed webhooks of lead providers (decision 0008)."""
+
     model_config = ConfigDict(frozen=True)
 
-    providers: dict[ProviderName, WebhookProvider] = Field(default_factory=dict)
+    providers: dict[ProviderName, WebhookProvider] = Field(
+        default_factory=dict,
+        description='The providers by name, as one JSON object: {"<name>": {"format": "generic" | "fub-events" | '
+        '"portal-push", "secrets": ["<new>", "<old while rotating>"], "accounts": [...], "source_name": "..."}}; '
+        "secrets of 32+ characters in production. Empty in development: the embedded stack's demo providers.",
+    )
     tolerance_seconds: int = Field(default=300, ge=30, le=3600, description="Replay window around the timestamp.")
 
 
@@ -60,11 +67,22 @@ class IntakeSettings(ServiceSettings):
         default="US", min_length=2, max_length=2,
         description="Region of phone numbers without a country code, for accounts that set none.",
     )  # fmt: skip
-    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
-    consumer_group: str = "leadflow-intake"
-    # False runs an HTTP-only replica (e.g. to scale the web path apart from the Kafka consumer).
-    consume_inbound: bool = True
-    account_cache_seconds: float = Field(default=60.0, ge=0)
+    max_body_bytes: int = Field(
+        default=64 * 1024, ge=1024, le=1024 * 1024, description="Request bodies beyond this are refused with 413, "
+        "and partners' records on leads.inbound.v1 beyond it are dead-lettered.",
+    )  # fmt: skip
+    consumer_group: str = Field(
+        default="leadflow-intake", description="Consumer groups are <this>.<topic>; a new name starts from the "
+        "topic's earliest offset.",
+    )  # fmt: skip
+    consume_inbound: bool = Field(
+        default=True, description="Consume partners' leads.inbound.v1; false runs an HTTP-only replica (e.g. to "
+        "scale the web path apart from the Kafka consumer).",
+    )  # fmt: skip
+    account_cache_seconds: float = Field(
+        default=60.0, ge=0, description="How long an account's existence and phone region are "
+        "reused before it is read again.",
+    )  # fmt: skip
     webhooks: WebhookSettings = WebhookSettings()
     idempotency_days: int = Field(
         default=7,

@@ -12,29 +12,40 @@ from leadflow_shared.settings import HttpSettings, ServiceSettings, require_secr
 
 
 class SmtpSettings(BaseModel):
-    host: str = "127.0.0.1"
-    port: int = Field(default=1025, ge=1, le=65535)
-    username: str | None = None
-    password: SecretStr | None = None
-    # "auto": STARTTLS when the server offers it; "required": refuse to send in clear.
-    starttls: Literal["auto", "required", "off"] = "auto"
-    # A private CA bundle for the STARTTLS certificate (tests, internal relays); None: system CAs.
-    ca_file: str | None = None
-    sender: str = "leadflow <no-reply@leadflow.invalid>"
-    timeout_seconds: float = Field(default=10.0, gt=0)
-    # Open connections kept for reuse: a new one per email costs connect, EHLO, STARTTLS, AUTH.
-    pool_size: int = Field(default=8, ge=1, le=64)
+    """The SMTP relay emails go out through."""
+
+    host: str = Field(default="127.0.0.1", description="The relay's host.")
+    port: int = Field(default=1025, ge=1, le=65535, description="The relay's port (587 for submission).")
+    username: str | None = Field(default=None, description="Set: log in (AUTH) as this user; unset: no login.")
+    password: SecretStr | None = Field(default=None, description="The SMTP user's password.")
+    starttls: Literal["auto", "required", "off"] = Field(
+        default="auto", description="auto: STARTTLS when the server offers it; required: refuse to send in clear; "
+        "off: never.",
+    )  # fmt: skip
+    ca_file: str | None = Field(
+        default=None, description="A private CA bundle for the STARTTLS certificate (tests, internal relays); "
+        "unset: the system CAs.",
+    )  # fmt: skip
+    sender: str = Field(default="leadflow <no-reply@leadflow.invalid>", description="The emails' From address.")
+    timeout_seconds: float = Field(default=10.0, gt=0, description="How long one SMTP exchange may take.")
+    # A new connection per email costs connect, EHLO, STARTTLS, AUTH.
+    pool_size: int = Field(
+        default=8, ge=1, le=64, description="Open connections kept for reuse, and emails sent at once."
+    )
 
 
 class SmsSettings(BaseModel):
     """A Twilio-style Messages API (HTTP basic auth: account SID and auth token)."""
 
-    enabled: bool = False
-    base_url: str = "https://api.twilio.com"
-    account_sid: str = "AC-development"
-    auth_token: SecretStr = SecretStr("development-only")
+    enabled: bool = Field(default=False, description="Send text messages.")
+    base_url: str = Field(default="https://api.twilio.com", description="The Messages API's base URL.")
+    account_sid: str = Field(default="AC-development", description="The provider's account SID (the basic-auth user).")
+    auth_token: SecretStr = Field(
+        default=SecretStr("development-only"), description="The account's auth token; required when SMS is enabled "
+        "in production.",
+    )  # fmt: skip
     sender: str = Field(default="+15005550006", description="E.164 number messages come from.")
-    timeout_seconds: float = Field(default=5.0, gt=0)
+    timeout_seconds: float = Field(default=5.0, gt=0, description="How long one call of the API may take.")
 
 
 FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
@@ -47,18 +58,20 @@ class PushSettings(BaseModel):
     is where tokens come from (decision 0042).
     """
 
-    enabled: bool = False
-    base_url: str = "https://fcm.googleapis.com"
+    enabled: bool = Field(default=False, description="Send push notifications.")
+    base_url: str = Field(default="https://fcm.googleapis.com", description="FCM's base URL.")
     credentials_file: str | None = Field(default=None, description="Path of the service-account key (JSON).")
     credentials_json: SecretStr | None = Field(default=None, description="The service-account key's JSON itself.")
-    scope: str = FCM_SCOPE
+    scope: str = Field(default=FCM_SCOPE, description="The OAuth2 scope tokens are minted for.")
     project_id: str | None = Field(
         default=None, description="Default: the key's project_id (without a key: leadflow-development)."
     )
-    # Development and tests only, when no key is given: a fixed token that nothing renews. Refused in
-    # production, where a token would die within the hour.
-    access_token: SecretStr = SecretStr("development-only")
-    timeout_seconds: float = Field(default=5.0, gt=0)
+    # Refused in production, where a token would die within the hour.
+    access_token: SecretStr = Field(
+        default=SecretStr("development-only"), description="Development and tests only, when no key is given: a "
+        "fixed bearer token that nothing renews.",
+    )  # fmt: skip
+    timeout_seconds: float = Field(default=5.0, gt=0, description="How long one call of FCM or the token URL may take.")
 
     @model_validator(mode="after")
     def _one_key(self) -> Self:
@@ -79,18 +92,23 @@ class DeliverySettings(BaseModel):
     (decision 0021).
     """
 
-    attempts: int = Field(default=4, ge=1, le=10)
-    retry_initial_seconds: float = Field(default=0.2, gt=0)
-    retry_max_seconds: float = Field(default=5.0, gt=0)
-    # How long a crashed process blocks its deliveries: the lease is renewed while it lives.
-    lease_seconds: float = Field(default=10.0, ge=3, le=600)
+    attempts: int = Field(default=4, ge=1, le=10, description="Attempts of one channel's delivery (transient errors).")
+    retry_initial_seconds: float = Field(
+        default=0.2, gt=0, description="First pause between a delivery's attempts; it doubles, with jitter."
+    )
+    retry_max_seconds: float = Field(default=5.0, gt=0, description="Longest pause between a delivery's attempts.")
+    lease_seconds: float = Field(
+        default=10.0, ge=3, le=600, description="How long a crashed process blocks its deliveries: the lease is "
+        "renewed while it lives.",
+    )  # fmt: skip
     redrive_seconds: float = Field(default=2.0, gt=0, le=60, description="How often expired leases are looked for.")
-    redrive_batch: int = Field(default=100, ge=1, le=1000)
-    # A delivery whose every drive died with its process is dead-lettered after this many.
-    max_drives: int = Field(default=5, ge=2, le=20)
-    # Events taken from Kafka at once, and how many leads' deliveries run at the same time.
-    batch_size: int = Field(default=200, ge=1, le=1000)
-    concurrency: int = Field(default=32, ge=1, le=256)
+    redrive_batch: int = Field(default=100, ge=1, le=1000, description="Expired deliveries taken per look.")
+    max_drives: int = Field(
+        default=5, ge=2, le=20, description="A delivery whose every drive died with its process is dead-lettered "
+        "after this many.",
+    )  # fmt: skip
+    batch_size: int = Field(default=200, ge=1, le=1000, description="Events taken from Kafka at once.")
+    concurrency: int = Field(default=32, ge=1, le=256, description="Leads whose deliveries run at the same time.")
     keep_days: int = Field(
         default=30,
         ge=1,
@@ -101,7 +119,11 @@ class DeliverySettings(BaseModel):
 
 
 class DigestSettings(BaseModel):
-    enabled: bool = True
+    """The daily digest of new leads, per account and recipient."""
+
+    enabled: bool = Field(
+        default=True, description="Send digests from this replica (each goes once, through the delivery log)."
+    )
     default_hour: int = Field(
         default=7,
         ge=0,
@@ -109,7 +131,7 @@ class DigestSettings(BaseModel):
         description="When the daily digest of new leads goes out, in each account's time zone, for accounts "
         "that set no `digest_hour`.",
     )
-    check_seconds: float = Field(default=60.0, gt=0)
+    check_seconds: float = Field(default=60.0, gt=0, description="How often due digests are looked for.")
     keep_days: int = Field(default=3, ge=2, le=30, description="Digest items (a lead's name) are forgotten after this.")
 
 
@@ -118,7 +140,10 @@ class NotifierSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="NOTIFIER_", env_nested_delimiter="__", extra="ignore", frozen=True)
 
     http: HttpSettings = HttpSettings(port=8003)
-    consumer_group: str = "leadflow-notifier"
+    consumer_group: str = Field(
+        default="leadflow-notifier", description="Consumer groups are <this>.<topic>; a new name starts from the "
+        "topic's earliest offset, and events older than DELIVERY__KEEP_DAYS are notified again.",
+    )  # fmt: skip
     smtp: SmtpSettings = SmtpSettings()
     sms: SmsSettings = SmsSettings()
     push: PushSettings = PushSettings()
@@ -132,11 +157,16 @@ class NotifierSettings(ServiceSettings):
         description="leadflow's web app: lead links open {web_app_url}/accounts/{account}/leads/{lead}. "
         "Default: {crm_base_url}/app.",
     )
-    # Signs one-click accept links (the same secret as CRM_API_OFFER_LINK_KEY).
-    offer_link_key: SecretStr | None = None
-    # Agents, preferences and who subscribed to new-lead notices are read per event; a short cache
-    # saves the reads (P2): a change applies within this time.
-    directory_cache_seconds: float = Field(default=5.0, ge=0)
+    offer_link_key: SecretStr | None = Field(
+        default=None, description="Signs one-click accept links: the same secret (32+ bytes) as crm-api's "
+        "CRM_API_OFFER_LINK_KEY. Required outside development.",
+    )  # fmt: skip
+    # Agents, preferences and who subscribed to new-lead notices are read per event; a short cache saves the
+    # reads (P2).
+    directory_cache_seconds: float = Field(
+        default=5.0, ge=0, description="How long agents, preferences and subscriptions are reused: a change "
+        "applies within this time.",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _real_secrets_in_production(self) -> Self:

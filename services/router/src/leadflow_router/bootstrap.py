@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import FastAPI
+from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_router.adapters.mongo import (
     AccountSnapshots,
@@ -22,11 +23,24 @@ from leadflow_router.settings import RouterSettings
 from leadflow_router.sweeper import Alarm, sweep
 from leadflow_shared import topics
 from leadflow_shared.events.routing import RoutingEvent
+from leadflow_shared.http_bodies import BodyLimits
+from leadflow_shared.json_bodies import JsonBounds
+from leadflow_shared.mongo import Document
 from leadflow_shared.service import ServiceRuntime
+
+# The internal API's bodies (the dry-run: a lead and a draft rule set, which crm-api took in at most 1 MiB and
+# sends on re-encoded): bounded, and strict JSON with crm-api's integers, before the route reads them (0083).
+BODY_LIMITS = BodyLimits(max_bytes=4 * 1024 * 1024, json=JsonBounds(max_depth=32, int_bits=64, max_errors=5))
 
 
 def create_app(settings: RouterSettings) -> FastAPI:
     runtime = ServiceRuntime(settings, service="router")
+
+    async def token_required(_db: AsyncDatabase[Document]) -> None:
+        # Built without a token (the AsyncAPI document, the manifests' checks), the app never serves without one.
+        settings.require_api_token()
+
+    runtime.on_startup(token_required)
     runtime.on_startup(ensure_indexes)
     metrics = RouterMetrics(runtime.registry)
     publish = runtime.publisher(
@@ -70,8 +84,8 @@ def create_app(settings: RouterSettings) -> FastAPI:
     if settings.sweeper:
         runtime.run_in_background(sweeper)
 
-    app = runtime.app(title="leadflow router", version="0.1.0")
+    app = runtime.app(title="leadflow router", version="0.1.0", body_limits=BODY_LIMITS)
     app.state.runtime = runtime
 
-    http.install(app, service)
+    http.install(app, service, tokens=http.ServiceTokens(settings.api_tokens))
     return app

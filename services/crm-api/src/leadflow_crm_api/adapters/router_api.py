@@ -2,20 +2,27 @@
 decisions, the dry-run and whether an agent can take a lead now (issue 15). The router owns rotation and
 eligibility (availability, caps), so crm-api asks it.
 
-Its answers become crm-api's errors here: no answer or a 5xx is `Unavailable` (503), a 404 `NotFound` with
-the caller's words, a 422 `InvalidRequest` with the router's reasons (it names agents and rules, never a
-contact's details).
+Every call carries crm-api's service token (`CRM_API_ROUTER_TOKEN`, decision 0082): `RouterApi.of` builds the
+client from the settings, the one way the app makes one. Its answers become crm-api's errors here: no answer,
+a 5xx or a refused token (401, logged as a misconfiguration) is `Unavailable` (503), a 404 `NotFound` with the
+caller's words, a 422 `InvalidRequest` with the router's reasons (it names agents and rules, never a contact's
+details).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+from pydantic import SecretStr
 
 from leadflow_crm_api.errors import InvalidRequest, NotFound, Unavailable
+from leadflow_crm_api.settings import CrmApiSettings
+
+log = logging.getLogger(__name__)
 
 TIMEOUT_SECONDS = 5.0
 NO_ANSWER = "The router did not answer; try again."
@@ -32,9 +39,15 @@ class CanTake:
 class RouterApi:
     """One call per request, each on a client of its own (the calls are rare: a person asking)."""
 
-    def __init__(self, base_url: str, *, timeout: float = TIMEOUT_SECONDS) -> None:
+    def __init__(self, base_url: str, *, token: SecretStr | None, timeout: float = TIMEOUT_SECONDS) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self._headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token is not None else {}
+
+    @classmethod
+    def of(cls, settings: CrmApiSettings, *, timeout: float = TIMEOUT_SECONDS) -> RouterApi:
+        """The router's API at CRM_API_ROUTER_URL, called with CRM_API_ROUTER_TOKEN."""
+        return cls(settings.router_url, token=settings.router_token, timeout=timeout)
 
     async def get(self, path: str, *, missing: str, params: dict[str, str] | None = None) -> dict[str, Any]:
         return await self._call("GET", path, missing=missing, params=params)
@@ -54,7 +67,7 @@ class RouterApi:
 
     async def _call(self, method: str, path: str, *, missing: str, **sent: Any) -> dict[str, Any]:
         try:
-            async with httpx.AsyncClient(timeout=self.timeout) as client:
+            async with httpx.AsyncClient(timeout=self.timeout, headers=self._headers) as client:
                 response = await client.request(method, f"{self.base_url}{path}", **sent)
         except httpx.HTTPError as exc:
             raise Unavailable(NO_ANSWER) from exc
@@ -62,6 +75,12 @@ class RouterApi:
             raise NotFound(missing)
         if response.status_code == 422:
             raise InvalidRequest(_reasons(response))
+        if response.status_code == 401:
+            log.error(
+                "the router refused crm-api's service token: CRM_API_ROUTER_TOKEN must be one of the router's "
+                "ROUTER_API_TOKEN and ROUTER_API_TOKEN_NEXT"
+            )
+            raise Unavailable(NO_ANSWER)
         if response.status_code != 200:
             raise Unavailable(NO_ANSWER)
         try:

@@ -90,7 +90,7 @@ async def who_is_next(
 
 
 async def _ask_router(request: Request, account_id: str, source: str) -> dict[str, Any]:
-    router = RouterApi(request.app.state.runtime.settings.router_url)
+    router = RouterApi.of(request.app.state.runtime.settings)
     path = f"/internal/v1/accounts/{account_id}/next-up"
     return await router.get(path, params={"source": source}, missing="No such account for routing.")
 

@@ -225,13 +225,14 @@ async def _invite(account_id: str, body: InvitationCreate, caller: Principal, db
     _broker_of(caller, account_id)
     invitations, now = Invitations(db), datetime.now(UTC)
     invitation = invitation_id(account_id, body.realtor_id)
-    fields = {
+    fields: dict[str, Any] = {
         "email": str(body.email),
-        "name": body.name,
         "invited_by": caller.sub,
         "invited_at": now,
         "invited_ms": epoch_ms(now),
     }
+    if body.name is not None:  # invited again without a name: the realtor keeps the one it had
+        fields["name"] = body.name
     new = {
         "_id": invitation,
         "account_id": account_id,
@@ -240,6 +241,7 @@ async def _invite(account_id: str, body: InvitationCreate, caller: Principal, db
         "created_ms": epoch_ms(now),
         "answered_at": None,
         "answered_ms": None,
+        "name": body.name,
         **fields,
     }
     for _ in range(3):  # each miss means a concurrent invite or answer changed it: decide again

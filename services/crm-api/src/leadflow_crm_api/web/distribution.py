@@ -45,6 +45,13 @@ def _reason(exc: ValidationError | RequestValidationError | InvalidRequest) -> s
     return "; ".join(f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {reason_of(e)}" for e in exc.errors())
 
 
+def _assign_reason(exc: ValidationError | RequestValidationError | InvalidRequest, form: dict[str, str]) -> str:
+    """Why an assignment was refused: no agent chosen, said as such; else each refusal with its field."""
+    if not isinstance(exc, InvalidRequest) and not form.get("agent_id", "").strip():
+        return "Select an agent."
+    return _reason(exc)
+
+
 async def _distribute(request: Request, account_id: str, body: DistributionCreate, form: dict[str, str]) -> Any:
     caller, _ = await caller_of(request)
     key = submit_key(form)  # a double submit is applied once
@@ -61,9 +68,8 @@ async def distribute_one(request: Request, account_id: str, lead_id: str) -> Res
     try:
         done = await _distribute(request, account_id, _body(form, [lead_id], None), form)
     except (ValidationError, RequestValidationError, InvalidRequest) as exc:
-        return await lead_page_of(
-            request, caller, account_id, lead_id, status=422, errors={"agent_id": _reason(exc)}, values=form
-        )
+        errors = {"agent_id": _assign_reason(exc, form)}
+        return await lead_page_of(request, caller, account_id, lead_id, status=422, errors=errors, values=form)
     verb = "assigned to" if done.mode.value == "assign" else "offered to"
     return redirect(
         f"{PREFIX}/accounts/{account_id}/leads/{lead_id}",
@@ -85,8 +91,11 @@ async def distribute_many(request: Request, account_id: str) -> Response:
             body = _body(form, selected or None, None)
         done = await _distribute(request, account_id, body, form)
     except (ValidationError, RequestValidationError, InvalidRequest) as exc:
-        reason = "Select one or more leads." if not selected and form.get("all_matching") != "1" else _reason(exc)
-        return await brokerage_page(request, caller, account_id, status=422, assign_error=reason)
+        some = bool(selected) or form.get("all_matching") == "1"
+        reason = _assign_reason(exc, form) if some else "Select one or more leads."
+        return await brokerage_page(
+            request, caller, account_id, status=422, assign_error=reason, values=form, selected=selected
+        )
     skipped = f" {len(done.skipped)} could not go (see each lead)." if done.skipped else ""
     back = same_query(request, f"{PREFIX}/accounts/{account_id}/leads")
     return redirect(back, request=request, flash=f"{len(done.lead_ids)} leads are going to {done.agent_id}.{skipped}")

@@ -84,9 +84,12 @@ async def brokerage_page(
     status: int = 200,
     transfer_error: str | None = None,
     assign_error: str | None = None,
+    values: dict[str, str] | None = None,
+    selected: list[str] | None = None,
 ) -> HTMLResponse:
     """V1 with its bulk actions: the realtors a Lead Transfer can pick (those who accepted, T1), and the
-    agents leads can be assigned to by hand (T4)."""
+    agents leads can be assigned to by hand (T4). A refused bulk form comes back with its dialog as it was
+    filled in (`values`) and its leads still selected (`selected`)."""
     leads = leads_uc.brokerage_leads(caller, db_of(request), account_id)
     realtors = await sharing_uc.my_realtors(account_id, caller, db_of(request))
     return await _list(
@@ -101,6 +104,8 @@ async def brokerage_page(
         assign_error=assign_error,
         agents=await _active_agents(request, account_id),
         request_id=uuid.uuid4().hex,
+        values=values or {},
+        selected=set(selected or []),
     )
 
 
@@ -234,7 +239,7 @@ async def _routing_info(
     request: Request, caller: Principal, leads: ScopedLeads, account_id: str, lead_id: str
 ) -> LeadRouting | str:
     """The lead's routing decisions (the JSON API's use case); a router not answering is a notice, not an error."""
-    router = RouterApi(settings_of(request).router_url, timeout=PAGE_ROUTER_TIMEOUT)
+    router = RouterApi.of(settings_of(request), timeout=PAGE_ROUTER_TIMEOUT)
     try:
         return await routing_uc.lead_routing(account_id, leads, caller, db_of(request), router, lead_id)
     except CrmApiError as exc:  # the router down (503) or refusing: the lead page still shows

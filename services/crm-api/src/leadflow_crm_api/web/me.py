@@ -71,7 +71,8 @@ async def save_notifications(request: Request) -> Response:
         })  # fmt: skip
     except ValidationError as exc:
         errors = {str(e["loc"][0]) if e["loc"] else "form": reason_of(e) for e in exc.errors()}
-        return await _page(request, caller, status=422, errors=errors, values=form)
+        # The form again as it was sent (its channels too): only the refused field needs changing.
+        return await _page(request, caller, status=422, errors=errors, values=form | {"channels": chosen})
     scope = await settings_uc.preferences_scope(caller.account_id, caller.sub, caller, db_of(request))
     await settings_uc.put_notifications(scope, caller.sub, body)
     return redirect(f"{PREFIX}/me", flash="Notification preferences saved.", request=request)

@@ -32,7 +32,7 @@ router = APIRouter(include_in_schema=False)  # included by web/leads.py's router
 async def ponds_page(request: Request, account_id: str) -> HTMLResponse:
     caller, _ = await caller_of(request)
     account_id, db, now = path_id(account_id), db_of(request), datetime.now(UTC)
-    check = RouterCheck(RouterApi(settings_of(request).router_url, timeout=PAGE_ROUTER_TIMEOUT), caller)
+    check = RouterCheck(RouterApi.of(settings_of(request), timeout=PAGE_ROUTER_TIMEOUT), caller)
     overview = await ponds_uc.list_ponds(account_id, caller, db, check, now=now)
     chosen = request.query_params.get("pond") or None  # one pond, paged ("Next page")
     cursor = request.query_params.get("cursor") or None if chosen else None

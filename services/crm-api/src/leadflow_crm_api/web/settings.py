@@ -59,6 +59,7 @@ async def _page(
     status: int = 200,
     errors: dict[str, str] | None = None,
     form: str = "",
+    values: dict[str, Any] | None = None,
     rules_text: str | None = None,
     tested: DryRunAnswer | None = None,
     test_values: dict[str, str] | None = None,
@@ -87,6 +88,7 @@ async def _page(
         agents=agents,
         errors=errors or {},
         failed=form,
+        values=values or {},  # the refused form's fields as posted: it shows them, not the stored setting
         departed=list(DepartedLeads),
         weekdays=WEEKDAYS,
         rules=rules,
@@ -111,7 +113,7 @@ async def _who_is_next(
     `source` (rules that rotate over its agents); a router down or slow is a notice (the page still shows)."""
     enabled = [r.id for r in rules.rules if r.enabled]
     asked = [*enabled[:NEXT_UP_RULES], DEFAULT_RULE_ID]
-    router_api = RouterApi(settings_of(request).router_url, timeout=PAGE_ROUTER_TIMEOUT)
+    router_api = RouterApi.of(settings_of(request), timeout=PAGE_ROUTER_TIMEOUT)
     found, failed = await next_up_uc.next_per_rule(router_api, db_of(request), account_id, asked, source)
     notices = [f"Who is next cannot be shown now: {failed}"] if failed else []
     if len(enabled) > NEXT_UP_RULES:
@@ -134,9 +136,9 @@ async def _save(request: Request, account_id: str, form_name: str, save: Any) ->
     try:
         said = await save(account, fields)
     except (ValidationError, RequestValidationError) as exc:
-        return await _page(
-            request, caller, account_id, status=422, errors=field_errors(exc, f"{form_name}."), form=form_name
-        )
+        posted = fields | {"weekdays": (await request.form()).getlist("weekdays")}  # shown again as it was sent
+        errors = field_errors(exc, f"{form_name}.")
+        return await _page(request, caller, account_id, status=422, errors=errors, form=form_name, values=posted)
     return redirect(
         f"{PREFIX}/accounts/{account_id}/settings",
         request=request,
@@ -328,7 +330,7 @@ async def _tested(
     request: Request, caller: Principal, account_id: str, fields: dict[str, str], draft: RoutingRules | None
 ) -> tuple[int, dict[str, str], DryRunAnswer | None]:
     """The dry-run's answer, or the status and the refusals by form field."""
-    router_api = RouterApi(settings_of(request).router_url)
+    router_api = RouterApi.of(settings_of(request))
     try:
         body = DryRunRequest(lead=_test_lead(fields), rules=draft)
         return 200, {}, await routing_uc.dry_run(account_id, caller, db_of(request), router_api, body)

@@ -52,13 +52,17 @@ async def transfer(request: Request, account_id: str) -> Response:
         reason = (why.get("realtor_id") and "Select the realtor who will receive the leads.") or (
             "Select one or more leads." if not selected and not all_matching else "; ".join(why.values())
         )
-        return await brokerage_page(request, caller, account_id, status=422, transfer_error=reason)
+        return await brokerage_page(
+            request, caller, account_id, status=422, transfer_error=reason, values=form, selected=selected
+        )
     key = submit_key(form)  # a double submit is applied once
     try:
         done = await sharing_uc.transfer_leads(account_id, body, caller, db_of(request), _commands(request), key)
     except (InvalidRequest, RequestValidationError) as exc:
         reason = exc.detail if isinstance(exc, InvalidRequest) else "; ".join(field_errors(exc).values())
-        return await brokerage_page(request, caller, account_id, status=422, transfer_error=reason)
+        return await brokerage_page(
+            request, caller, account_id, status=422, transfer_error=reason, values=form, selected=selected
+        )
     name = (
         next(
             (

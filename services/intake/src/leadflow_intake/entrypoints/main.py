@@ -10,7 +10,7 @@ from leadflow_intake import contract
 from leadflow_intake.bootstrap import create_app
 from leadflow_intake.settings import IntakeSettings
 from leadflow_shared.http import serve
-from leadflow_shared.logs import configure_logging
+from leadflow_shared.settings_catalog import load_settings
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -23,6 +23,5 @@ def main(argv: list[str] | None = None) -> None:
         for path in contract.write(args.directory):
             sys.stdout.write(f"{path}\n")
         return
-    settings = IntakeSettings()
-    configure_logging("intake", settings.log_level, settings.log_format)
+    settings = load_settings(IntakeSettings, "intake")
     serve(create_app(settings), settings.http)

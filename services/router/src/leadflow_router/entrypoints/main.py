@@ -9,10 +9,10 @@ from pathlib import Path
 
 from leadflow_router.adapters.account_config import load_account_config
 from leadflow_router.bootstrap import create_app
-from leadflow_router.settings import RouterSettings
+from leadflow_router.settings import MissingApiTokenError, RouterSettings
 from leadflow_shared.http import serve
-from leadflow_shared.logs import configure_logging
 from leadflow_shared.mongo import make_mongo_client
+from leadflow_shared.settings_catalog import load_settings
 
 
 async def _seed(settings: RouterSettings, config: object) -> None:
@@ -29,9 +29,12 @@ def main(argv: list[str] | None = None) -> None:
     seed = sub.add_parser("seed", help="load accounts and agents from a JSON file")
     seed.add_argument("file", type=Path)
     args = parser.parse_args(argv)
-    settings = RouterSettings()
-    configure_logging("router", settings.log_level, settings.log_format)
+    settings = load_settings(RouterSettings, "router")
     if args.command == "seed":
         asyncio.run(_seed(settings, json.loads(args.file.read_text())))
     else:
+        try:
+            settings.require_api_token()
+        except MissingApiTokenError as exc:
+            parser.exit(2, f"leadflow-router: {exc}\n")
         serve(create_app(settings), settings.http)

@@ -44,6 +44,9 @@ function live() {
   if (!url || !window.EventSource) return;
   const source = new EventSource(url);
   let pending = null;
+  // The stream refused for good (the session ended, the person made inactive: decision 0079): the page asks for
+  // itself again, which shows the sign-in page instead of data that no longer refreshes.
+  source.addEventListener("error", () => { if (source.readyState === EventSource.CLOSED) refresh(); });
   source.addEventListener("changed", () => {
     if (pending) return;  // several changes in a burst: one refresh
     pending = setTimeout(() => { pending = null; refresh(); }, 50);
