@@ -22,7 +22,8 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, expect
+from browser_windows import sign_in_as, window
+from playwright.async_api import Browser, expect
 
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import eventually
@@ -48,19 +49,6 @@ def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
     path.write_text(json.dumps({"accounts": [office(TEAM, ["wbt-boss", "wbt-kim", "wbt-lou"], staff=staff),
                                              office(RAE, ["wbt-rae-office", "wbt-rae"])]}))  # fmt: skip
     stack.seed(path)
-
-
-async def window(browser: Browser, *, phone: bool = False) -> tuple[BrowserContext, Page]:
-    viewport = {"width": 390, "height": 844} if phone else {"width": 1280, "height": 900}
-    context = await browser.new_context(viewport=viewport)  # type: ignore[arg-type]
-    return context, await context.new_page()
-
-
-async def sign_in_as(page: Page, stack: Stack, account_id: str, user: str, role: str) -> None:
-    """The development sign-in page's sample user, as a person would pick it."""
-    await page.goto(f"{stack.url('crm-api')}/app/sign-in?account={account_id}")
-    await page.locator(f'form:has(input[name="user"][value="{account_id}|{user}|{role}"]) button').click()
-    await page.wait_for_load_state()
 
 
 async def post_lead(stack: Stack, last_name: str) -> str:

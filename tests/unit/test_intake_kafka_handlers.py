@@ -7,6 +7,7 @@ tests/integration/test_kafka_handlers_on_tansu.py runs the same test against the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 
@@ -35,26 +36,45 @@ def submitted(account: str, message: str = "Is it still available?", **changes: 
     return json.dumps(lead).encode()
 
 
-async def test_a_partner_lead_becomes_one_lead_received_and_what_cannot_be_accepted_is_dead_lettered(
-    edge: Edge,
-) -> None:
-    account = f"edge-{uuid.uuid4().hex[:8]}"
+@dataclasses.dataclass
+class PartnerIntake:
+    """Intake consuming the partner topic for a new account, and (key, event) of each lead it published for it."""
+
+    account: str
+    store: FakeStore
+    metrics: IntakeMetrics
+    published: list[tuple[bytes | None, LeadReceived]]
+
+    @property
+    def received(self) -> list[LeadReceived]:
+        return [event for _, event in self.published]
+
+
+async def partner_intake(edge: Edge) -> PartnerIntake:
+    """Started: intake's partner consumer over in-memory ports, a watcher of what it publishes, dead letters kept."""
+    account, store = f"edge-{uuid.uuid4().hex[:8]}", FakeStore()
     metrics = IntakeMetrics(edge.runtime.registry)
     publish = edge.runtime.publisher(topics.LEADS_INTAKE, LeadReceived, description="leads in")
-    intake = Intake(
-        accounts=FakeAccounts({account: "US"}, {account: {"blair-chen"}}), store=FakeStore(), publish=publish
-    )
+    intake = Intake(accounts=FakeAccounts({account: "US"}, {account: {"blair-chen"}}), store=store, publish=publish)
     kafka.subscribe(edge.runtime, intake=lambda: intake, metrics=metrics, group_id=f"intake-{account}",
                     max_bytes=MAX_BYTES)  # fmt: skip
-    received: list[LeadReceived] = []
+    found = PartnerIntake(account, store, metrics, [])
 
     async def on_leads(leads: Batch[LeadReceived]) -> BatchRejections:
-        received.extend(lead.event for lead in leads if lead.event.account_id == account)
+        found.published.extend((lead.message.key, lead.event) for lead in leads if lead.event.account_id == account)
         return []
 
     edge.runtime.subscribe(topics.LEADS_INTAKE, on_leads, group_id=f"watcher-{account}")
     edge.collect_dead_letters(topics.LEADS_INBOUND)
     await edge.start()
+    return found
+
+
+async def test_a_partner_lead_becomes_one_lead_received_and_what_cannot_be_accepted_is_dead_lettered(
+    edge: Edge,
+) -> None:
+    intake = await partner_intake(edge)
+    account = intake.account
     key = account.encode()
     good = submitted(account, message="the first lead")
     await edge.publish(topics.LEADS_INBOUND, good, key)
@@ -65,8 +85,8 @@ async def test_a_partner_lead_becomes_one_lead_received_and_what_cannot_be_accep
     last = submitted(account, message="the last lead")  # same key, same partition: handled after all the others
     await edge.publish(topics.LEADS_INBOUND, last, key)
 
-    await edge.settle(lambda: len(received) == 2 and len(edge.dead_of(key)) == 3)
-    assert [lead.payload.message for lead in received] == ["the first lead", "the last lead"]
+    await edge.settle(lambda: len(intake.received) == 2 and len(edge.dead_of(key)) == 3)
+    assert [lead.payload.message for lead in intake.received] == ["the first lead", "the last lead"]
     assert sorted(d["dlq-error-type"] for d in edge.dead_of(key)) == ["PoisonMessage", "TooLarge", "ValidationError"]
     assert {d["dlq-service"] for d in edge.dead_of(key)} == {"edge-test"}
 
@@ -86,29 +106,16 @@ async def test_a_partner_lead_no_store_can_hold_is_dead_lettered_naming_the_fiel
     """A NUL in a campaign field's name: intake used to claim and publish the lead, and the router then failed to
     store it at every retry and dead-lettered it (BSON ends a key at NUL): a lead lost after it was accepted.
     Refused at the edge now, naming the field (decision 0083); the partition goes on to the next lead."""
-    account = f"edge-{uuid.uuid4().hex[:8]}"
-    store = FakeStore()
-    publish = edge.runtime.publisher(topics.LEADS_INTAKE, LeadReceived, description="leads in")
-    intake = Intake(accounts=FakeAccounts({account: "US"}, {account: {"blair-chen"}}), store=store, publish=publish)
-    kafka.subscribe(edge.runtime, intake=lambda: intake, metrics=IntakeMetrics(edge.runtime.registry),
-                    group_id=f"intake-{account}", max_bytes=MAX_BYTES)  # fmt: skip
-    received: list[LeadReceived] = []
-
-    async def on_leads(leads: Batch[LeadReceived]) -> BatchRejections:
-        received.extend(lead.event for lead in leads if lead.event.account_id == account)
-        return []
-
-    edge.runtime.subscribe(topics.LEADS_INTAKE, on_leads, group_id=f"watcher-{account}")
-    edge.collect_dead_letters(topics.LEADS_INBOUND)
-    await edge.start()
+    intake = await partner_intake(edge)
+    account, store = intake.account, intake.store
     key = account.encode()
     refused = json.loads(submitted(account, message="refused"))
     refused["payload"]["source"]["utm"] = {"utm_source": "x", "utm\u0000medium": "y"}
     await edge.publish(topics.LEADS_INBOUND, json.dumps(refused).encode(), key)
     await edge.publish(topics.LEADS_INBOUND, submitted(account, message="the next lead"), key)
 
-    await edge.settle(lambda: len(received) == 1 and len(edge.dead_of(key)) == 1)
-    assert [lead.payload.message for lead in received] == ["the next lead"]
+    await edge.settle(lambda: len(intake.received) == 1 and len(edge.dead_of(key)) == 1)
+    assert [lead.payload.message for lead in intake.received] == ["the next lead"]
     assert [(d["dlq-error-type"], d["dlq-reason"]) for d in edge.dead_of(key)] == [
         ("NotStrictRecord", "NotStrictRecord: payload.source.utm: a member name holds a NUL character (\\u0000), "
          "which no stored document can hold")
@@ -122,21 +129,8 @@ async def test_a_partner_lead_replayed_under_other_keys_is_one_lead_keyed_by_its
     """A partner replays a lead under another record key (another partition, maybe another consumer), even under
     another account's name: the event id is the idempotency key, the account the one the event names. One lead,
     published once, keyed by its account; the same event id with another lead is dead-lettered (I1)."""
-    account = f"edge-{uuid.uuid4().hex[:8]}"
-    store = FakeStore()
-    publish = edge.runtime.publisher(topics.LEADS_INTAKE, LeadReceived, description="leads in")
-    intake = Intake(accounts=FakeAccounts({account: "US"}, {account: {"blair-chen"}}), store=store, publish=publish)
-    kafka.subscribe(edge.runtime, intake=lambda: intake, metrics=IntakeMetrics(edge.runtime.registry),
-                    group_id=f"intake-{account}", max_bytes=MAX_BYTES)  # fmt: skip
-    received: list[tuple[bytes | None, LeadReceived]] = []
-
-    async def on_leads(leads: Batch[LeadReceived]) -> BatchRejections:
-        received.extend((lead.message.key, lead.event) for lead in leads if lead.event.account_id == account)
-        return []
-
-    edge.runtime.subscribe(topics.LEADS_INTAKE, on_leads, group_id=f"watcher-{account}")
-    edge.collect_dead_letters(topics.LEADS_INBOUND)
-    await edge.start()
+    intake = await partner_intake(edge)
+    account, received = intake.account, intake.published
     lead = submitted(account, message="once")
     for key in (account.encode(), b"another-account", b"\xff\x00", account.encode()):
         await edge.publish(topics.LEADS_INBOUND, lead, key)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 
@@ -17,6 +19,14 @@ def printable(text: str) -> str:
 
 def line(text: str = "") -> None:
     sys.stdout.write(text + "\n")
+
+
+async def document(text: str, out: Path | None) -> None:
+    """A generated document (`--out FILE`): written to the file, or printed."""
+    if out is None:
+        line(text.rstrip("\n"))
+    else:
+        await asyncio.to_thread(out.write_text, text, encoding="utf-8")
 
 
 def note(text: str) -> None:

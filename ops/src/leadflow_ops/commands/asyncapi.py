@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from pathlib import Path
 
-from leadflow_ops.output import line
+from leadflow_ops import output
 from leadflow_ops.settings import OpsSettings
 
 Subcommands = argparse._SubParsersAction  # argparse names no public type for it
@@ -26,9 +25,5 @@ async def write_document(args: argparse.Namespace, _settings: OpsSettings) -> in
     # Imported here: it builds the four services' apps, 1.6 s of imports every other command does without.
     from leadflow_ops import asyncapi
 
-    text = asyncapi.document()
-    if args.out is None:
-        line(text.rstrip("\n"))
-    else:
-        await asyncio.to_thread(args.out.write_text, text, encoding="utf-8")
+    await output.document(asyncapi.document(), args.out)
     return 0

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from pathlib import Path
 
-from leadflow_ops.output import line
+from leadflow_ops import output
 from leadflow_ops.settings import OpsSettings
 
 Subcommands = argparse._SubParsersAction  # argparse names no public type for it
@@ -28,9 +27,5 @@ async def write_reference(args: argparse.Namespace, _settings: OpsSettings) -> i
     # Imported here: it imports the four services' settings, which the other commands do without.
     from leadflow_ops import settings_reference
 
-    text = settings_reference.document()
-    if args.out is None:
-        line(text.rstrip("\n"))
-    else:
-        await asyncio.to_thread(args.out.write_text, text, encoding="utf-8")
+    await output.document(settings_reference.document(), args.out)
     return 0

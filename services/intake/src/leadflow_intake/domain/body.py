@@ -13,11 +13,10 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from leadflow_intake.domain.errors import InvalidBody
-from leadflow_shared.json_bodies import JsonBounds, NotStrictJson, parse_strict_json
+from leadflow_shared.json_bodies import JsonBounds, NotStrictJson, parse_strict_json, safe_loc
 
 MAX_JSON_DEPTH = 32  # objects and arrays inside each other; the formats need 4, providers' extras get room
 MAX_ERRORS = 20  # a 422 names at most this many places
-MAX_LOC_TEXT = 64  # characters of an object key kept in a loc (keys are the sender's text)
 # Arrays, objects and integers are bounded only by the body's size (and int()'s digit limit).
 BOUNDS = JsonBounds(max_depth=MAX_JSON_DEPTH, max_errors=MAX_ERRORS)
 
@@ -51,17 +50,6 @@ def validation_errors(exc: ValidationError) -> list[dict[str, Any]]:
     return [_error(e["type"], tuple(e["loc"]), e["msg"]) for e in exc.errors(include_input=False, include_url=False)][
         :MAX_ERRORS
     ]
-
-
-def safe_loc(loc: Loc) -> list[str | int]:
-    """A loc fit for a response: the sender's object keys shortened, and always encodable as UTF-8."""
-    parts: list[str | int] = []
-    for part in loc:
-        if isinstance(part, str):
-            part = part.encode("utf-8", "replace").decode("utf-8")
-            part = part if len(part) <= MAX_LOC_TEXT else part[: MAX_LOC_TEXT - 1] + "…"
-        parts.append(part)
-    return parts
 
 
 def _error(kind: str, loc: Loc, msg: str) -> dict[str, Any]:

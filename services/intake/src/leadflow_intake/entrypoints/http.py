@@ -28,7 +28,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leadflow_intake import contract
 from leadflow_intake.domain import keys
-from leadflow_intake.domain.body import safe_loc
 from leadflow_intake.domain.errors import (
     IdempotencyConflict,
     IntakeError,
@@ -45,6 +44,7 @@ from leadflow_intake.domain.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER,
 from leadflow_intake.handlers import Accepted, Intake, Webhook, accept_form, accept_webhook
 from leadflow_intake.metrics import IntakeMetrics, Source
 from leadflow_shared.http import CLIENT_CLOSED, BodyLate, answer_outages
+from leadflow_shared.json_bodies import safe_loc
 
 log = logging.getLogger(__name__)
 
