@@ -266,7 +266,7 @@ async def test_the_lead_page_shows_routing_info_to_brokers_and_a_notice_when_the
 
 
 async def test_the_settings_page_tests_a_lead_by_the_saved_rules_or_the_draft(site: Site) -> None:
-    before = await site.world.everything()
+    before = await site.stored()
     url = f"/app/accounts/{ACCOUNT}/settings/routing-rules/dry-run"
     draft = json.dumps({"rules": [{"id": "all", "name": "All", "action": {"kind": "agent", "agent_id": "gen"}}]})
     web = await site.sign_in(f"{ACCOUNT}|oak-boss|broker")
@@ -309,4 +309,4 @@ async def test_the_settings_page_tests_a_lead_by_the_saved_rules_or_the_draft(si
     agent = await site.sign_in(f"{ACCOUNT}|villa1|realtor")
     refused = await agent.post(url, data=form | {"csrf": csrf_of(await agent.get("/app/my/leads"))})
     assert refused.status_code == 403
-    assert await site.world.everything() == before, "testing a lead changed nothing"
+    assert await site.stored() == before, "testing a lead changed nothing"

@@ -81,13 +81,13 @@ async def web(mongo_url: str, kafka_bootstrap: str) -> AsyncIterator[Web]:
 
 async def post(web: Web, client: httpx.AsyncClient, path: str, body: bytes) -> httpx.Response:
     """Post `body`; a refusal (4xx) must leave every collection and the publishers as they were."""
-    before, sent = await web.site.world.everything(), len(web.sent.records)
+    before, sent = await web.site.stored(), len(web.sent.records)
     response = await client.post(path, content=body, headers={"content-type": "application/x-www-form-urlencoded"})
     label = f"{path} {body[:300]!r} -> {response.status_code}: {response.text[:300]}"
     assert response.status_code < 500, label
     if 400 <= response.status_code < 500:
         assert len(web.sent.records) == sent, f"a refused form published; {label}"
-        assert await web.site.world.everything() == before, f"a refused form changed what is stored; {label}"
+        assert await web.site.stored() == before, f"a refused form changed what is stored; {label}"
     return response
 
 

@@ -90,7 +90,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     422: {
         "model": ErrorOut,
         "description": "Invalid or unknown fields, or a body that is not bounded JSON text "
-        "(UTF-8, finite numbers, no lone surrogates, nesting depth at most 32), named in detail; never the values.",
+        "(UTF-8, finite numbers, no lone surrogates, no NUL in a member name, nesting depth at most 32), named in "
+        "detail; never the values.",
     },
 }
 
