@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
-from browser_windows import sign_in_as, window
+from browser_windows import office, sign_in_as, window
 from playwright.async_api import Browser, Page, expect
 
 from leadflow_devstack.stack import Stack
@@ -39,16 +39,11 @@ LIVE_MS = 10_000  # a change shows on an open page within about a second; routin
 
 @pytest.fixture(scope="module", autouse=True)
 def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
-    def office(account_id: str, roster: list[str], **more: Any) -> dict[str, Any]:
-        agents = [{"agent_id": a, "name": NAMES[a], "email": f"{a}@wbl.example"} for a in roster]
-        return {"account_id": account_id, "name": account_id, "round_robin": False, "time_zone": "UTC",
-                "roster": roster, "agents": agents, **more}  # fmt: skip
-
     admin = {"user_id": "wbl-ada", "name": "Ada Admin", "email": "ada@wbl.example", "role": "admin"}
     configs = [
-        office(LIST, ["wbl-boss", "wbl-amy", "wbl-cal"], staff=[admin]),  # round robin off: the broker holds them
-        office(OTHER, ["wbl-otto"]),
-        office(WORK, ["wbl-wb", "wbl-wa"]),
+        office(LIST, ["wbl-boss", "wbl-amy", "wbl-cal"], NAMES, staff=[admin]),  # the broker holds new leads
+        office(OTHER, ["wbl-otto"], NAMES),
+        office(WORK, ["wbl-wb", "wbl-wa"], NAMES),
     ]
     path = tmp_path_factory.mktemp("web-leads") / "accounts.json"
     path.write_text(json.dumps({"accounts": configs}))

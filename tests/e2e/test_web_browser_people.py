@@ -18,11 +18,10 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from typing import Any
 
 import httpx
 import pytest
-from browser_windows import sign_in_as, window
+from browser_windows import office, sign_in_as, window
 from playwright.async_api import Browser, expect
 
 from leadflow_devstack.stack import Stack
@@ -38,16 +37,11 @@ LIVE_MS = 10_000  # a change shows on an open page within about a second; routin
 
 @pytest.fixture(scope="module", autouse=True)
 def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
-    def office(account_id: str, roster: list[str], **more: Any) -> dict[str, Any]:
-        agents = [{"agent_id": a, "name": NAMES[a], "email": f"{a}@wbt.example"} for a in roster]
-        return {"account_id": account_id, "name": account_id, "round_robin": False, "time_zone": "UTC",
-                "roster": roster, "agents": agents, **more}  # fmt: skip
-
     staff = [{"user_id": "wbt-ada", "name": "Ada Admin", "email": "ada@wbt.example", "role": "admin"},
              {"user_id": "wbt-sam", "name": "Sam Staff", "email": "sam@wbt.example", "role": "staff"}]  # fmt: skip
     path = tmp_path_factory.mktemp("web-people") / "accounts.json"
-    path.write_text(json.dumps({"accounts": [office(TEAM, ["wbt-boss", "wbt-kim", "wbt-lou"], staff=staff),
-                                             office(RAE, ["wbt-rae-office", "wbt-rae"])]}))  # fmt: skip
+    path.write_text(json.dumps({"accounts": [office(TEAM, ["wbt-boss", "wbt-kim", "wbt-lou"], NAMES, staff=staff),
+                                             office(RAE, ["wbt-rae-office", "wbt-rae"], NAMES)]}))  # fmt: skip
     stack.seed(path)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from browser_windows import sign_in_as, window
 from playwright.async_api import Browser, Page, expect
 
 from leadflow_devstack.stack import Stack
@@ -57,12 +58,10 @@ async def pressed(page: Page, button: str) -> int:
 async def test_a_broker_changes_each_setting_and_a_refused_one_keeps_what_was_typed(
     browser: Browser, stack: Stack
 ) -> None:
-    context = await browser.new_context(viewport={"width": 1280, "height": 900})
-    page = await context.new_page()
+    context, page = await window(browser)
     flash = page.get_by_role("status").first
     try:
-        await page.goto(f"{stack.url('crm-api')}/app/sign-in?account={ACCOUNT}")
-        await page.locator(f'form:has(input[name="user"][value="{ACCOUNT}|wbs-boss|broker"]) button').click()
+        await sign_in_as(page, stack, ACCOUNT, "wbs-boss", "broker")
         await page.get_by_role("link", name="Settings").click()
 
         # Routing: a roster naming someone who is no agent here is refused beside it, as typed.
