@@ -44,8 +44,10 @@ async def test_a_race_is_projected_once_however_often_delivered_and_poison_is_de
             await edge.publish(topics.LEADS_EVENTS, body, key)
 
         async def projected() -> bool:
+            # An event's timeline entry is written after its row's changes: the last one is awaited too.
             row = await db[CRM_LEADS].find_one({"_id": str(lead)})
-            return row is not None and row["open_offers"] == [] and bool(edge.dead_of(key))
+            entries = await db[CRM_TIMELINE].count_documents({"lead_id": str(lead)})
+            return row is not None and row["open_offers"] == [] and entries >= len(events) and bool(edge.dead_of(key))
 
         await eventually(projected, timeout=60, what="the race to be projected and the poison dead-lettered")
         row = await db[CRM_LEADS].find_one({"_id": str(lead)})

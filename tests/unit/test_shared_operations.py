@@ -17,9 +17,11 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 from pydantic_settings import SettingsConfigDict
+from pymongo import AsyncMongoClient
+from pymongo.errors import InvalidOperation
 from starlette.types import Message, Receive, Scope, Send
 
-from leadflow_shared.dead_letters import _reason
+from leadflow_shared.dead_letters import _reason, is_transient
 from leadflow_shared.errors import PoisonMessage
 from leadflow_shared.http import RequestMetrics
 from leadflow_shared.kafka_records import UnreadableRecord
@@ -115,6 +117,18 @@ def test_dead_letter_reasons_are_a_fixed_set_exported_at_zero_per_topic() -> Non
             "router_dead_lettered_messages_total", {"topic": "leads.intake.v1", "reason": reason}
         )
         assert value == 0.0
+
+
+@pytest.mark.asyncio
+async def test_a_closed_mongodb_client_rewinds_the_record_and_other_misuse_is_the_records_fault() -> None:
+    """A handler that outlives the broker's graceful stop meets the closed client: the record belongs to the
+    partition's next consumer, never to the dead letters (a clean-clone run dead-lettered nine so)."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient("mongodb://127.0.0.1:9/?directConnection=true")
+    await client.close()
+    with pytest.raises(InvalidOperation) as closed:
+        await client["db"]["c"].find_one({})
+    assert is_transient(closed.value)
+    assert not is_transient(InvalidOperation("cannot set options after executing query"))
 
 
 @pytest.mark.asyncio

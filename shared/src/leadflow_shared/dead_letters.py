@@ -14,7 +14,7 @@ from aiokafka import ConsumerRecord
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
-from pymongo.errors import ConnectionFailure
+from pymongo.errors import ConnectionFailure, InvalidOperation
 
 from leadflow_shared.errors import PoisonMessage
 from leadflow_shared.kafka_records import UNREADABLE, UnreadableRecord, printable
@@ -34,6 +34,10 @@ def is_transient(exc: BaseException) -> bool:
     """An outage to wait out (rewind), not a fault of the message (dead letter)."""
     if isinstance(exc, KafkaError):
         return bool(exc.retriable) or isinstance(exc, KafkaTimeoutError)
+    if isinstance(exc, InvalidOperation):
+        # PyMongo's closed client: this process is stopping (a handler outlived the broker's graceful
+        # timeout). The record is for the next consumer of its partition, not for the dead letters.
+        return "after close" in str(exc)
     return isinstance(exc, TRANSIENT_ERRORS)
 
 
