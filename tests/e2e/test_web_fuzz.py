@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -226,5 +227,56 @@ def test_arbitrary_query_strings_on_every_page_get_a_page_never_a_server_error(
         query = _encode(pairs).decode()
         response = client.get(f"{page}?{query}")
         assert response.status_code < 500, (page, query[:200], response.status_code, response.text[:300])
+
+    fuzz()
+
+
+def _first_events(response: httpx.Response, *, until: str, seconds: float) -> str:
+    """What a live page's stream sent until `until` appeared in it, or its deadline passed."""
+    received, deadline = "", time.monotonic() + seconds
+    for chunk in response.iter_text():
+        received += chunk
+        if until in received or time.monotonic() > deadline:
+            break
+    return received
+
+
+def test_arbitrary_ids_and_marks_to_the_live_pages_streams_get_events_or_a_refusal(
+    web: tuple[httpx.Client, str, str],
+) -> None:
+    """A live page's stream (server-sent events) starts with its retry line; one told it was built from a mark
+    that is not the data's current one announces a change at once; an id that names nothing of the caller's is
+    a refusal before the stream starts, never a server error or a stream that breaks."""
+    client, _, lead = web
+    ids = st.sampled_from([FUZZ, OTHER, lead, str(uuid.uuid4()), "..%2f", "%00", "a" * 300]) | st.text(max_size=12)
+
+    @settings(SETTINGS, max_examples=40)
+    @example(kind="lead", account=FUZZ, lead_id=lead, since="stale")  # the lead's page, built from an old mark
+    @example(kind="account", account=FUZZ, lead_id=lead, since=None)
+    @given(
+        kind=st.sampled_from(["account", "lead", "my"]),
+        account=ids,
+        lead_id=ids,
+        since=st.none() | _short | st.just("s" * 20_000),  # a URL a client sends (httpx stops at 64 KiB)
+    )
+    def fuzz(kind: str, account: str, lead_id: str, since: str | None) -> None:
+        def part(text: str) -> str:
+            return text if "%" in text else quote(text.encode("utf-8", "surrogatepass"), safe="")
+
+        path = {"account": f"/app/accounts/{part(account)}/live", "my": "/app/my/live",
+                "lead": f"/app/accounts/{part(account)}/leads/{part(lead_id)}/live"}[kind]  # fmt: skip
+        query = "" if since is None else "?" + _encode([("since", since)]).decode()
+        # A mark that cannot be the data's ("" and "gone" can: an empty list, a lead not there).
+        stale = since is not None and since not in {"", "gone"}
+        with client.stream("GET", path + query, timeout=10) as response:
+            if response.status_code != 200:
+                response.read()
+                assert response.status_code in {403, 404}, (path, response.status_code, response.text[:300])
+                return
+            assert response.headers["content-type"].startswith("text/event-stream")
+            sent = _first_events(response, until="event: changed" if stale else "retry:", seconds=5)
+        assert sent.startswith("retry: 1000\n\n"), (path, sent[:200])
+        if stale:
+            assert "event: changed\n" in sent, (path, (since or "")[:40], sent[:200])
 
     fuzz()
