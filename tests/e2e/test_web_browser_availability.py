@@ -3,7 +3,8 @@ against the whole running system (issue 15, item 4): on its own page an agent se
 and caps its leads, sees each saved (in the form, in its recent changes and through the API), and a cap the API
 refuses comes back next to its field with the reason, what was typed kept. An agent saves a split shift (two
 windows on a day) and finds both after a reload; its broker, changing it from the Team page into two windows that
-overlap, is refused with the reason beside the day, and nothing is saved.
+overlap, is refused with the reason beside the day, and nothing is saved. A broker removes an agent's holidays one at
+a time and its caps one field at a time, and finds each removal stored and shown after a reload.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -27,7 +29,7 @@ ZONE = "America/New_York"
 
 @pytest.fixture(scope="module", autouse=True)
 def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
-    people = {"wba-broker": "Wes Broker", AGENT: "Ann Avail", "wba-bo": "Bo Avail"}
+    people = {"wba-broker": "Wes Broker", AGENT: "Ann Avail", "wba-bo": "Bo Avail", "wba-cy": "Cy Avail"}
     config = {"account_id": ACCOUNT, "name": "Avail Realty", "round_robin": True, "time_zone": "UTC",
               "roster": list(people),
               "agents": [{"agent_id": a, "name": n, "email": f"{a}@wba.example", "time_zone": ZONE}
@@ -165,3 +167,68 @@ async def test_an_agent_saves_a_split_shift_and_a_broker_is_refused_an_overlap_w
         {"weekdays": [0], "start": "09:00:00", "end": "12:00:00"},
         {"weekdays": [0], "start": "13:00:00", "end": "17:00:00"},
     ], "nothing saved"
+
+
+async def test_a_broker_removes_an_agent_s_holidays_and_caps_and_each_removal_is_stored_and_shown(
+    browser: Browser, stack: Stack
+) -> None:
+    cy = "wba-cy"
+
+    async def stored() -> dict[str, Any]:
+        async with httpx.AsyncClient(base_url=stack.url("crm-api")) as crm:
+            found = await crm.get(
+                f"/v1/accounts/{ACCOUNT}/agents/{cy}/availability", headers=stack.auth("wba-broker", "broker", ACCOUNT)
+            )
+        assert found.status_code == 200, found.text
+        return dict(found.json())
+
+    async with signed_in(browser, stack, "wba-broker", "broker") as page:
+        await page.get_by_role("link", name="Team").click()
+        await page.get_by_role("link", name="Availability of Cy Avail").click()
+        flash, holidays = page.get_by_role("status"), page.locator("ul.holidays li")
+        for day in ("2026-12-24", "2026-12-31"):
+            await page.get_by_label("A day off").fill(day)
+            assert await pressed(page, "Add holiday") == 200
+        day_cap, week_cap = page.get_by_label("A day", exact=True), page.get_by_label("A week (Monday to Sunday)")
+        await day_cap.fill("3")
+        await week_cap.fill("10")
+        assert await pressed(page, "Save caps") == 200
+        assert ((await stored())["holidays"], (await stored())["caps"]) == (
+            ["2026-12-24", "2026-12-31"], {"day": 3, "week": 10, "month": None}
+        )  # fmt: skip
+
+        # One holiday removed: the other stays, stored and shown.
+        async with page.expect_navigation():
+            await page.get_by_role("button", name="Remove the holiday 2026-12-24").click()
+        await expect(flash).to_have_text("Holidays saved.")
+        await expect(holidays).to_have_count(1)
+        await expect(holidays.first).to_have_attribute("data-holiday", "2026-12-31")
+        assert (await stored())["holidays"] == ["2026-12-31"]
+
+        # The day's cap emptied: no limit a day, the week's kept.
+        await day_cap.fill("")
+        assert await pressed(page, "Save caps") == 200
+        await expect(flash).to_have_text("Lead caps saved.")
+        await expect(day_cap).to_have_value("")
+        await expect(week_cap).to_have_value("10")
+        assert (await stored())["caps"] == {"day": None, "week": 10, "month": None}
+
+        # The last cap and the last holiday removed: no caps at all, no holidays of the agent's own.
+        await week_cap.fill("")
+        assert await pressed(page, "Save caps") == 200
+        async with page.expect_navigation():
+            await page.get_by_role("button", name="Remove the holiday 2026-12-31").click()
+        await expect(holidays).to_have_text(["No holidays (the office’s still apply)."])
+        after = await stored()
+        assert (after["holidays"], after["caps"]) == ([], None), after
+
+        # As stored after a reload, and the recent changes say each removal, by whom.
+        await page.reload()
+        await expect(holidays).to_have_text(["No holidays (the office’s still apply)."])
+        for period in ("A day", "A week (Monday to Sunday)", "A month"):
+            await expect(page.get_by_label(period, exact=True)).to_have_value("")
+        changes = page.locator("ol.changes li")
+        await expect(changes.nth(0)).to_contain_text("by you: holidays: none")
+        await expect(changes.nth(1)).to_contain_text("by you: caps: none")
+        await expect(changes.nth(2)).to_contain_text("by you: caps: 10 a week")
+        await expect(changes.nth(3)).to_contain_text("by you: holidays: 2026-12-31")

@@ -2,7 +2,9 @@
 reorders the roster (a refused roster comes back with the reason and what was typed), withdraws an agent's
 round-robin approval (Lead Management then leaves it out, saying why), edits a lead source (a refused acceptance
 period likewise), adds and removes a pause window and sets the office's time zone (refusals likewise), and tests a
-lead against a draft rule set without saving it. Each change is read back through the JSON API.
+lead against a draft rule set without saving it. Each change is read back through the JSON API. In another office,
+a broker sets each other field of a lead source (referral fee, lead group, offices, auto-accept, direct period):
+refusals beside their fields with everything as typed, nothing saved; then saved, shown after a reload, and cleared.
 
 The browser and how it is started are those of test_web_browser.py (its helpers cannot be imported here: the
 type checker does not see tests/e2e as a module path).
@@ -25,6 +27,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
 ACCOUNT = "wbs-realty"
 NAMES = {"wbs-boss": "Sia Boss", "wbs-ann": "Ann Set", "wbs-bo": "Bo Set"}
+SOURCES = "wbs-src-realty"  # one lead source, Zillow, each of its fields as the defaults; one lead group, luxury
 ROUTER_WAIT = 20  # seconds: the router's 5 s account cache, on a busy machine
 
 
@@ -35,14 +38,21 @@ def account(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
     config = {"account_id": ACCOUNT, "name": "Set Realty", "round_robin": True, "time_zone": "UTC",
               "roster": list(NAMES), "agents": agents,
               "sources": [{"name": "Website", "race_count": 1, "claim_window_seconds": 900}]}  # fmt: skip
+    sources = {"account_id": SOURCES, "name": "Source Realty", "round_robin": False, "time_zone": "UTC",
+               "roster": ["wbs-src-boss", "wbs-src-lux"],
+               "agents": [{"agent_id": "wbs-src-boss", "name": "Sol Boss", "email": "sol@wbs-src.example"},
+                          {"agent_id": "wbs-src-lux", "name": "Lux Agent", "email": "lux@wbs-src.example",
+                           "lead_groups": ["luxury"]}],
+               "sources": [{"name": "Zillow"}]}  # fmt: skip
     path = tmp_path_factory.mktemp("web-settings") / "accounts.json"
-    path.write_text(json.dumps({"accounts": [config]}))
+    path.write_text(json.dumps({"accounts": [config, sources]}))
     stack.seed(path)
 
 
-async def api(stack: Stack, path: str) -> Any:
+async def api(stack: Stack, path: str, account_id: str = ACCOUNT) -> Any:
+    broker = "wbs-boss" if account_id == ACCOUNT else "wbs-src-boss"
     async with httpx.AsyncClient(base_url=stack.url("crm-api")) as crm:
-        answer = await crm.get(f"/v1/accounts/{ACCOUNT}{path}", headers=stack.auth("wbs-boss", "broker", ACCOUNT))
+        answer = await crm.get(f"/v1/accounts/{account_id}{path}", headers=stack.auth(broker, "broker", account_id))
     assert answer.status_code == 200, answer.text
     return answer.json()
 
@@ -159,5 +169,72 @@ async def test_a_broker_changes_each_setting_and_a_refused_one_keeps_what_was_ty
         await expect(page.locator('tr[data-rule="vips"]')).to_have_count(0)
         await expect(page.locator("#rules-h + p")).to_contain_text(f"Version {shown['version']}.")
         assert (await api(stack, "/settings/routing-rules"))["rules"] == []
+    finally:
+        await context.close()
+
+
+async def test_a_broker_sets_each_other_field_of_a_lead_source_and_a_refusal_keeps_all_as_typed(
+    browser: Browser, stack: Stack
+) -> None:
+    context, page = await window(browser)
+    try:
+        await sign_in_as(page, stack, SOURCES, "wbs-src-boss", "broker")
+        await page.goto(f"{stack.url('crm-api')}/app/accounts/{SOURCES}/settings")
+        source = page.get_by_role("form", name="Lead source Zillow")
+        fee, group = source.get_by_label("Referral fee (%)"), source.get_by_label("Lead group")
+        offices, direct = source.get_by_label("Offices"), source.get_by_label("Direct period without auto-accept")
+        auto = source.get_by_label("Auto-accept direct-to-user leads")
+        [seeded] = (await api(stack, "/settings/lead-sources", SOURCES))["sources"]
+
+        # Three fields the model refuses at once, each beside its field (and named by it), all kept as typed.
+        typed = {fee: "150", group: "nobody", offices: "north, north", direct: "5"}
+        for field, text in typed.items():
+            await field.fill(text)
+        await auto.uncheck()
+        assert await pressed(page, "Save Zillow") == 422
+        for field, name, reason in ((fee, "referral_fee_percent", "less than or equal to 100"),
+                                    (offices, "offices", "values must not repeat"),
+                                    (direct, "direct_period_seconds", "greater than or equal to 10")):  # fmt: skip
+            await expect(page.locator(f"#source0-{name}-error")).to_contain_text(reason)
+            await expect(field).to_have_attribute("aria-describedby", f"source0-{name}-error")
+        for field, text in typed.items():
+            await expect(field).to_have_value(text)
+        await expect(auto).not_to_be_checked()
+
+        # The account's own check: a lead group it does not have, beside the lead group; the rest as typed.
+        typed = {fee: "12.5", group: "nobody", offices: "north, south", direct: "1800"}
+        for field, text in typed.items():
+            await field.fill(text)
+        assert await pressed(page, "Save Zillow") == 422
+        await expect(page.locator("#source0-lead_group-error")).to_have_text("not a lead group of this account")
+        for field, text in typed.items():
+            await expect(field).to_have_value(text)
+        await expect(auto).not_to_be_checked()
+        assert (await api(stack, "/settings/lead-sources", SOURCES))["sources"] == [seeded], "nothing saved"
+
+        # Saved: stored as typed, and shown so after a reload.
+        await group.fill("luxury")
+        assert await pressed(page, "Save Zillow") == 200
+        await expect(page.get_by_role("status").first).to_contain_text("Lead source Zillow saved.")
+        await page.reload()
+        for field, text in (typed | {group: "luxury"}).items():
+            await expect(field).to_have_value(text)
+        await expect(auto).not_to_be_checked()
+        [zillow] = (await api(stack, "/settings/lead-sources", SOURCES))["sources"]
+        assert zillow == seeded | {"referral_fee_percent": 12.5, "lead_group": "luxury", "offices": ["north", "south"],
+                                   "auto_accept": False, "direct_period_seconds": 1800}, zillow  # fmt: skip
+
+        # Cleared: no lead group, every office, auto-accept again; the numbers as they were.
+        await group.fill("")
+        await offices.fill("")
+        await auto.check()
+        assert await pressed(page, "Save Zillow") == 200
+        await page.reload()
+        await expect(group).to_have_value("")
+        await expect(offices).to_have_value("")
+        await expect(auto).to_be_checked()
+        await expect(fee).to_have_value("12.5")
+        [zillow] = (await api(stack, "/settings/lead-sources", SOURCES))["sources"]
+        assert zillow == seeded | {"referral_fee_percent": 12.5, "direct_period_seconds": 1800}, zillow
     finally:
         await context.close()

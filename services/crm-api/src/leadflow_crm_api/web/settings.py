@@ -188,10 +188,22 @@ async def save_source(request: Request, account_id: str, index: int) -> Response
             "auto_accept": fields.get("auto_accept") == "on",
         })  # fmt: skip
         sources = [*current[:index], edited, *current[index + 1 :]]
-        await settings_uc.put_lead_sources(account, LeadSources(sources=sources))
+        try:
+            await settings_uc.put_lead_sources(account, LeadSources(sources=sources))
+        except RequestValidationError as exc:  # the account's checks name `sources.<i>.<field>`: this form's field
+            raise RequestValidationError([_of_source(e, index) for e in exc.errors()]) from exc
         return f"Lead source {edited.name} saved."
 
     return await _save(request, account_id, f"source{index}", save)
+
+
+def _of_source(error: Any, index: int) -> Any:
+    """A refusal of the account's sources located at source `index`'s field, as that field's own (shown beside
+    it); any other, as it is (shown under the lead group)."""
+    where = [p for p in error["loc"] if p != "body"]
+    if len(where) > 2 and where[0] == "sources" and where[1] == index:
+        return {**error, "loc": tuple(where[2:])}
+    return error
 
 
 @router.post("/accounts/{account_id}/settings/pause")

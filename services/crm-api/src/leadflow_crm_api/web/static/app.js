@@ -22,35 +22,127 @@ function countdowns() {
   }
 }
 
+// A field's place on the page, the same in a fresh copy of it: its form (the one it names, else the one it is in),
+// its name (a box or a radio button: with its value).
+function fieldKey(el) {
+  const form = el.getAttribute("form") || (el.closest("form") ? el.closest("form").getAttribute("action") : "");
+  const which = el.type === "checkbox" || el.type === "radio" ? el.value : "";
+  return [form, el.name || el.id, which].join("\n");
+}
+
+// The options a select shows as the page built it: those marked selected, else (a single choice) the first.
+function builtWith(select) {
+  const marked = [...select.options].filter((o) => o.defaultSelected);
+  if (select.multiple) return marked;
+  const first = marked.length ? marked[marked.length - 1] : [...select.options].find((o) => !o.disabled);
+  return first ? [first] : [];
+}
+
+// Whether the person changed a field from what the page was built with: a choice in progress.
+function edited(el) {
+  if (el.type === "checkbox" || el.type === "radio") return el.checked !== el.defaultChecked;
+  if (el instanceof HTMLSelectElement) {
+    const built = builtWith(el);
+    return [...el.options].some((o) => o.selected !== built.includes(o));
+  }
+  return el.value !== el.defaultValue;
+}
+
+// The choices in progress in `root` (fields changed since the page was built), by place; and the focused one's.
+function choicesIn(root) {
+  const choices = new Map();
+  for (const el of root.querySelectorAll("input, select, textarea")) {
+    if (el.type !== "hidden" && el.type !== "file" && (el.name || el.id) && edited(el)) choices.set(fieldKey(el), el);
+  }
+  const active = document.activeElement;
+  const focused = active && active !== root && root.contains(active) && (active.name || active.id) ? fieldKey(active) : null;
+  return { choices, focused, active };
+}
+
+// The fresh copy takes the choices in progress back (an option or a box only if it is still offered), and the focus.
+function keepChoices(fresh, kept) {
+  for (const el of fresh.querySelectorAll("input, select, textarea")) {
+    const key = fieldKey(el), was = kept.choices.get(key);
+    if (was && (el.type === "checkbox" || el.type === "radio")) el.checked = was.checked;
+    else if (was && el instanceof HTMLSelectElement) {
+      const chosen = new Set([...was.selectedOptions].map((o) => o.value));
+      const offered = [...el.options].filter((o) => chosen.has(o.value));
+      if (el.multiple) for (const o of el.options) o.selected = chosen.has(o.value);
+      else if (offered.length) offered[0].selected = true;
+    } else if (was) el.value = was.value;
+    if (key === kept.focused) {
+      el.focus({ preventScroll: true });
+      try { el.setSelectionRange(kept.active.selectionStart, kept.active.selectionEnd); } catch (_) { /* no text */ }
+    }
+  }
+}
+
+// The page fetched again and its live part replaced: "shown"; "left" when the answer is another page (signed out,
+// the lead gone to someone else), which is then shown instead; "later" when no answer came (the network, a server
+// restarting behind its proxy: 5xx), the page kept as it is.
 async function refresh() {
-  const response = await fetch(location.href, { headers: { "Accept": "text/html" }, credentials: "same-origin" });
+  let response;
+  try {
+    response = await fetch(location.href, { headers: { "Accept": "text/html" }, credentials: "same-origin" });
+  } catch (_) {
+    return "later";
+  }
+  if (response.status >= 500) return "later";
   const page = new DOMParser().parseFromString(await response.text(), "text/html");
   const fresh = page.getElementById("live"), current = document.getElementById("live");
-  // Anything but this page again (signed out, the lead gone to someone else): show that page instead.
-  if (!response.ok || response.redirected || !fresh) { location.reload(); return; }
+  if (!response.ok || response.redirected || !fresh) { location.reload(); return "left"; }
   if (current) {
     // Keep what the person selected: the rows are new, the choice is theirs.
     const chosen = new Set([...current.querySelectorAll("input[name=lead_ids]:checked")].map((el) => el.value));
     for (const box of fresh.querySelectorAll("input[name=lead_ids]")) box.checked = chosen.has(box.value);
+    // And any other choice in progress in the live part (a CRM status picked, not yet set): the data is new, the
+    // choice stays the person's until they submit or leave it (decision 0086).
+    const kept = choicesIn(current);
     current.replaceWith(fresh);
+    keepChoices(fresh, kept);
     localTimes(fresh);
     countdowns();
     document.dispatchEvent(new CustomEvent("leadflow:refreshed"));
   }
+  return "shown";
 }
+
+const RETRY_MS = [1000, 2000, 5000, 10000, 30000];  // how long a page without an answer waits before asking again
 
 function live() {
   const url = document.body.dataset.live;
   if (!url || !window.EventSource) return;
-  const source = new EventSource(url);
-  let pending = null;
-  // The stream refused for good (the session ended, the person made inactive: decision 0079): the page asks for
-  // itself again, which shows the sign-in page instead of data that no longer refreshes.
-  source.addEventListener("error", () => { if (source.readyState === EventSource.CLOSED) refresh(); });
-  source.addEventListener("changed", () => {
-    if (pending) return;  // several changes in a burst: one refresh
-    pending = setTimeout(() => { pending = null; refresh(); }, 50);
-  });
+  let pending = null, failures = 0, reopens = 0;
+  const wait = (n) => RETRY_MS[Math.min(n, RETRY_MS.length - 1)];
+  // Refresh now; without an answer, again a little later (and the stream opened again once answered: `reopen`).
+  const refreshing = (reopen) => {
+    pending = null;
+    refresh().then((outcome) => {
+      if (outcome === "later") {
+        pending = setTimeout(() => refreshing(reopen), wait(failures++));
+        return;
+      }
+      failures = 0;
+      if (outcome === "shown" && reopen) setTimeout(listen, wait(reopens++));  // refused again and again: slower
+    });
+  };
+  const listen = () => {
+    const source = new EventSource(url);  // its `since`: a change made while it was closed is announced at once
+    // A dropped stream the browser opens again by itself. One it closed (refused: the session ended, the person
+    // made inactive, decision 0079; or a proxy's error while crm-api restarts): the page asks for itself, which
+    // shows the sign-in page instead of data that no longer refreshes, or else opens the stream again.
+    source.addEventListener("open", () => { reopens = 0; });
+    source.addEventListener("error", () => {
+      if (source.readyState !== EventSource.CLOSED) return;
+      clearTimeout(pending);
+      refreshing(true);
+    });
+    source.addEventListener("changed", () => {
+      if (pending) return;  // several changes in a burst: one refresh
+      pending = setTimeout(() => refreshing(false), 50);
+    });
+  };
+  listen();
 }
 
 function dialogs() {
