@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import httpx
@@ -31,6 +34,47 @@ def test_sigterm_shuts_down_cleanly_and_service_restarts(stack: Stack, service: 
     assert "Traceback" not in log
     stack.start_service(service)
     stack.wait_ready(service, timeout=60)
+
+
+def test_crm_api_stopped_under_an_open_live_page_ends_its_stream_at_once(stack: Stack, tmp_path: Path) -> None:
+    """A live page's event stream never ends by itself (5 minutes): a stopping crm-api used to wait out its
+    graceful timeout (20 s) for it, then cancel it. It ends the stream as the shutdown starts; the browser
+    reconnects to a replica that stays."""
+    account = "proc-live-realty"
+    seed = {"account_id": account, "name": "Proc Live", "round_robin": True, "roster": ["pl-ann"],
+            "agents": [{"agent_id": "pl-ann", "name": "Ann", "email": "pl-ann@example.com"}]}  # fmt: skip
+    (tmp_path / "accounts.json").write_text(json.dumps({"accounts": [seed]}))
+    stack.seed(tmp_path / "accounts.json")
+    proc = stack.services["crm-api"]
+    ended = threading.Event()
+    with httpx.Client(base_url=stack.url("crm-api"), timeout=30) as client:
+        csrf = re.compile(r'name="csrf" value="([^"]*)"')
+        nonce = csrf.search(client.get(f"/app/sign-in?account={account}").text)
+        assert nonce is not None
+        client.post("/app/sign-in", data={"csrf": nonce.group(1), "user": f"{account}|pl-broker|broker"})
+        with client.stream("GET", f"/app/accounts/{account}/live") as stream:
+            assert stream.status_code == 200
+            chunks = stream.iter_text()
+            assert next(chunks).startswith("retry:")
+
+            def read_to_the_end() -> None:
+                for _ in chunks:
+                    pass
+                ended.set()
+
+            reader = threading.Thread(target=read_to_the_end, daemon=True)
+            reader.start()
+            code = proc.stop(timeout=30)
+            reader.join(timeout=10)
+    try:
+        assert code == -15, f"crm-api exit status {code}"
+        assert ended.is_set(), "the stream did not end with crm-api"
+        log = proc.log_path.read_text()
+        assert "crm-api stopped" in log
+        assert "timeout graceful shutdown exceeded" not in log, "the shutdown waited for the stream, then cut it"
+    finally:
+        stack.start_service("crm-api")
+        stack.wait_ready("crm-api", timeout=60)
 
 
 def test_readme_run_command_emails_every_sample_lead(tmp_path: Path) -> None:

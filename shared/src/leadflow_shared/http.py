@@ -10,6 +10,7 @@ import contextlib
 import functools
 import json
 import logging
+import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -354,6 +355,20 @@ class QuietServer(uvicorn.Server):
         self.server_state.default_headers = self.config.encoded_headers  # what uvicorn's first tick sets
         if not self._should_exit:
             await self._exit.wait()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Said before uvicorn waits for the open responses: a response that would never end by itself (a live
+        # page's event stream) ends now, not at the graceful timeout's cancellation (`draining`).
+        state = getattr(self.config.app, "state", None)
+        if state is not None:
+            state.leadflow_draining = True
+        await super().shutdown(sockets)
+
+
+def draining(request: Request) -> bool:
+    """Whether the server is shutting down: a long-lived response (an event stream) should end now, so the
+    client reconnects to a replica that stays (`QuietServer.shutdown`)."""
+    return bool(getattr(request.app.state, "leadflow_draining", False))
 
 
 class _DatedServerState(ServerState):

@@ -11,6 +11,7 @@ from fastapi.responses import StreamingResponse
 from leadflow_crm_api.domain.principal import Principal
 from leadflow_crm_api.use_cases import leads as leads_uc
 from leadflow_crm_api.web.common import PREFIX, caller_of, callers_of, db_of, path_id
+from leadflow_shared.http import draining
 
 LIVE_POLL_SECONDS = 0.25  # a change shows on open pages within about a second (issue 12.4)
 LIVE_STREAM_SECONDS = 300  # then the browser reconnects, and the session is checked again
@@ -56,7 +57,8 @@ def _stream(request: Request, caller: Principal, mark: Callable[[], Awaitable[st
         loop = asyncio.get_running_loop()
         ends, beat = loop.time() + LIVE_STREAM_SECONDS, loop.time()
         callers = callers_of(request)
-        while loop.time() < ends and not await request.is_disconnected():
+        # A replica shutting down ends its streams at once: the browser reconnects to one that stays.
+        while loop.time() < ends and not draining(request) and not await request.is_disconnected():
             await asyncio.sleep(LIVE_POLL_SECONDS)
             if not await callers.still(caller):
                 return  # the browser reconnects, and that request is refused
