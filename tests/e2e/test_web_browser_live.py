@@ -156,6 +156,10 @@ async def test_a_live_update_keeps_every_choice_in_progress_on_the_lead_page_and
         await expect(broker.locator("#live p.muted").first).to_contain_text("CRM status: appointment set")
         await expect(broker_status).to_have_value("lost")
         await expect(broker.get_by_label("Agent", exact=True)).to_have_value(BO)
+        # The agent's email in progress, in another form, survived that form's submit and the page built again.
+        await expect(agent.get_by_label("Action")).to_have_value("email")
+        await expect(agent.get_by_label("Email subject (to the contact)")).to_have_value(f"Viewing for {marker}")
+        await expect(agent.get_by_label("Email or text to the contact")).to_have_value("Saturday at 10?")
 
         # The broker's Assign goes as picked: Bo holds the lead, with the broker's note on its timeline.
         await broker.get_by_role("button", name="Assign", exact=True).click()

@@ -157,7 +157,42 @@ function dialogs() {
   }
 }
 
+// What a person has typed or picked in a page's other forms survives submitting one of them: the answer to a form
+// builds the page again, so those choices are kept in this tab for its next build of the same page, for a minute, and
+// put back there (decision 0086). Not the submitted form's (its answer shows it as it should be now), nor a list's
+// row selections (the bulk forms act on them).
+const DRAFTS = "leadflow:drafts", DRAFT_MS = 60000;
+
+function keepDrafts(submitted) {
+  sessionStorage.removeItem(DRAFTS);
+  if ((submitted.getAttribute("action") || "").endsWith("/sign-out")) return;  // nothing stays for the next person
+  const drafts = {};
+  for (const el of document.querySelectorAll("input, select, textarea")) {
+    const skip = el.form === submitted || ["hidden", "password", "file"].includes(el.type) || el.name === "lead_ids";
+    if (skip || !(el.name || el.id) || "timezone" in el.dataset || !edited(el)) continue;
+    drafts[fieldKey(el)] = el.type === "checkbox" || el.type === "radio" ? { checked: el.checked }
+      : el instanceof HTMLSelectElement ? { chosen: [...el.selectedOptions].map((o) => o.value) } : { value: el.value };
+  }
+  if (Object.keys(drafts).length) sessionStorage.setItem(DRAFTS, JSON.stringify({ path: location.pathname, at: Date.now(), drafts }));
+}
+
+function restoreDrafts() {
+  const kept = JSON.parse(sessionStorage.getItem(DRAFTS) || "null");
+  sessionStorage.removeItem(DRAFTS);
+  if (!kept || kept.path !== location.pathname || Date.now() - kept.at > DRAFT_MS) return;
+  for (const el of document.querySelectorAll("input, select, textarea")) {
+    const draft = kept.drafts[fieldKey(el)];
+    if (!draft || edited(el)) continue;  // a field the answer itself filled in (a refusal) is the answer's
+    if ("checked" in draft) el.checked = draft.checked;
+    else if ("chosen" in draft) for (const o of el.options) o.selected = draft.chosen.includes(o.value);
+    else el.value = draft.value;
+    el.dispatchEvent(new Event("change", { bubbles: true }));
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  restoreDrafts();
+  document.addEventListener("submit", (event) => keepDrafts(event.target));
   dialogs();
   localTimes(document);
   countdowns();
