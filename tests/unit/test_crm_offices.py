@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from leadflow_crm_api.domain.lead_row import LeadRow
 from leadflow_crm_api.domain.offices import (
     CARRIED_PROFILE,
     DROPPED_ON_MOVE,
@@ -95,13 +96,13 @@ def test_transfer_ids_follow_the_idempotency_key() -> None:
 
 def test_a_move_drops_campaigns_and_sharing_and_leaves_the_carried_profile_alone() -> None:
     row = {"created_at": AT.replace(year=2024), "created_ms": 1, "company": "Acme", "labels": ["Hot"]}
-    changes = moved_row(row, moved())
+    changes = moved_row(LeadRow.from_doc({"_id": "l1", **row}), moved())
     assert not set(CARRIED_PROFILE) & set(changes), "a $set that never names them keeps them"
     assert {k: changes[k] for k in DROPPED_ON_MOVE} == {key: [] for key in DROPPED_ON_MOVE}
     assert (changes["transferred_to"], changes["assigned_by"], changes["open_offers"]) == (None, None, [])
     assert (changes["account_id"], changes["owner_agent_id"], changes["created_ms"]) == ("south", "sol", epoch_ms(AT))
     assert (changes["first_created_at"], changes["first_created_ms"]) == (row["created_at"], 1)
-    again = moved_row({**row, **changes}, moved())
+    again = moved_row(LeadRow.from_doc({"_id": "l1", **row, **changes}), moved())
     assert again["first_created_ms"] == 1, "a second move keeps the first creation"
 
 

@@ -81,7 +81,8 @@ def test_a_lead_moved_to_another_office_leaves_its_pond() -> None:
         by_user_id="nora", contact=Contact(first_name="Jane"),
         source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
     )  # fmt: skip
-    changes = moved_row(row, LeadTransferred.create(account_id="acme-realty", occurred_at=T0, payload=payload))
+    moved = LeadTransferred.create(account_id="acme-realty", occurred_at=T0, payload=payload)
+    changes = moved_row(LeadRow.from_doc(row), moved)
     assert (changes["open_offers"], changes["pond"]) == ([], None), "its offers were the first office's"
     assert LeadRow.from_doc(row | changes).pond is None
 

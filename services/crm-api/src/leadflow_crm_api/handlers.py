@@ -1,5 +1,9 @@
 """crm-api projection: fold leads.events.v1 into the read views, idempotently.
 
+Each event is loaded, decided, committed: what the projection needs of the lead's row is read through its port
+(`ViewWriter`), `domain.projection` decides the write as a typed value, the port stores it. A lead's first offer
+or hold stores the row with the event's changes in it (unless the lead has a row): nothing is read back.
+
 The timeline entry (_id = event id) is written last and marks the event as applied, so a
 redelivered event is skipped; one that crashed half-way is applied again, which the row
 changes tolerate (they are sets keyed by the event's own fields).
@@ -18,25 +22,22 @@ from typing import Any, Protocol
 from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_crm_api.adapters.offices import Labels, OfficeTransfers
-from leadflow_crm_api.domain.erasure import ERASED_ROW, erased_row, erasure_entry
+from leadflow_crm_api.domain.erasure import erased_row, erasure_entry
+from leadflow_crm_api.domain.lead_row import LeadRow
 from leadflow_crm_api.domain.offices import label_doc, moved_row
-from leadflow_crm_api.domain.views import (
-    lead_row_changes,
-    lead_row_from_assigned,
-    lead_row_from_held,
-    lead_row_from_offered,
-    offer_links_after,
-    open_offers_after,
-    pond_of,
-    records_in_timeline,
-    timeline_entry,
+from leadflow_crm_api.domain.projection import (
+    NewRow,
+    RowChanges,
+    RowState,
+    RowUpsert,
+    assigned_row,
+    first_row,
+    row_changes,
 )
+from leadflow_crm_api.domain.views import records_in_timeline, timeline_entry
 from leadflow_shared.events.routing import (
     ContactErased,
     LeadAssigned,
-    LeadEvent,
-    LeadHeld,
-    LeadOffered,
     LeadTransferred,
     RealtorInvited,
     RoutingEvent,
@@ -45,15 +46,16 @@ from leadflow_shared.events.routing import (
 
 
 class ViewWriter(Protocol):
-    """What the projection reads and writes: `adapters.leads.LeadViews`, or a rebuild's buffer."""
+    """What the projection reads and writes (`domain.projection`): `adapters.leads.LeadViews`, or a rebuild's
+    buffer (`adapters.buffered_views.BufferedViews`)."""
 
     db: AsyncDatabase[dict[str, Any]]
 
-    async def row(self, lead_id: str) -> dict[str, Any] | None: ...
-    async def upsert(self, lead_id: str, row: dict[str, Any]) -> None: ...
-    async def insert_new(self, lead_id: str, row: dict[str, Any]) -> bool: ...
-    async def update(self, lead_id: str, changes: dict[str, Any]) -> None: ...
-    async def offer_fields(self, lead_id: str) -> dict[str, Any]: ...
+    async def state(self, lead_id: str) -> RowState: ...
+    async def row(self, lead_id: str) -> LeadRow | None: ...
+    async def insert_new(self, row: NewRow) -> bool: ...
+    async def upsert(self, row: RowUpsert) -> None: ...
+    async def update(self, changes: RowChanges) -> None: ...
     async def recorded(self, event_id: str) -> bool: ...
     async def record(self, entry: dict[str, Any]) -> None: ...
     async def erase_timeline(self, lead_id: str) -> None: ...
@@ -66,21 +68,21 @@ async def project(event: RoutingEvent, *, views: ViewWriter, side_effects: bool 
     if isinstance(event, _OTHER_EVENTS):
         await _other(event, views, side_effects=side_effects)
         return
+    first = first_row(event)  # a first offer's or hold's row, the event's changes in it
+    if first is not None and await views.insert_new(first):
+        # The lead had no row, so the event has no timeline entry yet (an entry is written after its row).
+        await views.record(timeline_entry(event))
+        return
     in_timeline = records_in_timeline(event)
     if in_timeline and await views.recorded(str(event.event_id)):
         return
+    lead_id = str(event.payload.lead_id)
     if isinstance(event, LeadAssigned):
-        await _assigned(event, views)
+        await views.upsert(assigned_row(event, await views.state(lead_id)))
     elif isinstance(event, LeadTransferred):
         await _moved(event, views, side_effects=side_effects)
     else:  # any other lead event: its row's changes, with the open offers and accept links it leaves
-        lead_id, row = str(event.payload.lead_id), _first_row(event)
-        current: dict[str, Any]
-        if row is not None and await views.insert_new(lead_id, row):  # only the projection writes these fields
-            current = {k: row[k] for k in ("open_offers", "offer_links") if k in row}  # so no read back
-        else:
-            current = await views.offer_fields(lead_id)
-        await views.update(lead_id, _changes(event, current))
+        await views.update(row_changes(event, await views.state(lead_id)))
     if in_timeline:
         await views.record(timeline_entry(event))
 
@@ -98,45 +100,14 @@ async def _other(
     # RealtorInvited: the notifier's business (the invitation email); crm-api wrote the invitation itself
 
 
-async def _assigned(event: LeadAssigned, views: ViewWriter) -> None:
-    # An assignment ends any offer, a pond's too: the lead leaves its pond (issue 15).
-    lead_id, row = str(event.payload.lead_id), lead_row_from_assigned(event) | {"pond": None}
-    if (await views.row(lead_id) or {}).get("erased"):
-        row |= ERASED_ROW  # an event from before the erasure, delivered late (a replayed dead letter)
-    await views.upsert(lead_id, row)
-
-
-def _first_row(event: LeadEvent) -> dict[str, Any] | None:
-    """The row an offer or a hold creates if the lead has none yet; None for other events."""
-    if isinstance(event, LeadOffered):
-        return lead_row_from_offered(event)
-    if isinstance(event, LeadHeld):
-        return lead_row_from_held(event)
-    return None
-
-
-def _changes(event: LeadEvent, current: dict[str, Any]) -> dict[str, Any]:
-    """The row's changes for `event`, given its `current` open offers and accept links."""
-    changes = lead_row_changes(event)
-    offers = open_offers_after(current.get("open_offers", []), event)
-    if offers is not None:
-        # $set of the whole array: nx-27017 mangles $push of documents (decision 0004).
-        agents = sorted({o["agent_id"] for o in offers})
-        changes |= {"open_offers": offers, "offered_to": agents, "pond": pond_of(offers)}  # pond: issue 15
-    links = offer_links_after(current.get("offer_links", []), event)
-    if links is not None:  # `offer_link_ids` is what a click's lookup matches (an array of strings)
-        changes |= {"offer_links": links, "offer_link_ids": [link["link_id"] for link in links]}
-    return changes
-
-
 async def _erase(event: ContactErased, views: ViewWriter) -> None:
     """Decision 0050: each lead's row without the person, its timeline without what people wrote, and
     an entry saying who asked. Applying it again changes nothing."""
     for lead in event.payload.lead_ids:
         lead_id = str(lead)
         await views.erase_timeline(lead_id)
-        if await views.row(lead_id) is not None:
-            await views.update(lead_id, erased_row(event))
+        if (await views.state(lead_id)).exists:
+            await views.update(RowChanges.of(lead_id, erased_row(event)))
             await views.record(erasure_entry(event, lead_id))
 
 
@@ -146,8 +117,8 @@ async def _moved(event: LeadTransferred, views: ViewWriter, *, side_effects: boo
     row = await views.row(lead_id)
     if row is not None:
         if side_effects:
-            labels = [label_doc(target, name, at=event.occurred_at) for name in row.get("labels", [])]
+            labels = [label_doc(target, name, at=event.occurred_at) for name in row.labels]
             await Labels(views.db).ensure(labels)
-        await views.update(lead_id, moved_row(row, event))
+        await views.update(RowChanges.of(lead_id, moved_row(row, event)))
     if side_effects:
         await OfficeTransfers(views.db).mark_done(str(event.payload.transfer_id))

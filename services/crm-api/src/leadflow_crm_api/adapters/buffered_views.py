@@ -2,8 +2,9 @@
 
 Only for a rebuild (decision 0045), while it replays the log into a generation nobody else writes:
 a batch of events then costs a few round trips instead of several per event. It means what
-`adapters.leads.LeadViews` means, write for write (tests/integration/test_crm_rebuild.py projects
-the same events through both and compares).
+`adapters.leads.LeadViews` means, write for write: both apply the typed writes of `domain.projection`, this one
+as their `document` and `applied_to` say (tests/integration/test_crm_rebuild.py projects the same events
+through both and compares).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from leadflow_crm_api.adapters.leads import LAST_ACTIVITY_FIELDS, erase_entries
+from leadflow_crm_api.adapters.leads import erase_entries
 from leadflow_crm_api.domain.erasure import without_free_text
 from leadflow_crm_api.domain.generations import ViewNames
+from leadflow_crm_api.domain.lead_row import LeadRow
+from leadflow_crm_api.domain.projection import NewRow, RowChanges, RowState, RowUpsert
 from leadflow_shared.mongo_bulk import insert_each
 
 Doc = dict[str, Any]
@@ -64,39 +67,25 @@ class BufferedViews:
         self._rows[lead_id] = row
         self._dirty.add(lead_id)
 
-    async def row(self, lead_id: str) -> Doc | None:
+    async def state(self, lead_id: str) -> RowState:
+        return RowState.of(await self._row(lead_id))
+
+    async def row(self, lead_id: str) -> LeadRow | None:
         row = await self._row(lead_id)
-        return None if row is None else dict(row)
+        return None if row is None else LeadRow.from_doc(row)
 
-    async def upsert(self, lead_id: str, row: Doc) -> None:
-        created: Doc = {k: row[k] for k in ("created_at", "created_ms", "transferred_to", "crm_status") if k in row}
-        changes = {k: v for k, v in row.items() if k not in created}
-        current = await self._row(lead_id)
-        self._put(lead_id, {**current, **changes} if current is not None else {"_id": lead_id, **changes, **created})
-
-    async def insert_new(self, lead_id: str, row: Doc) -> bool:
-        if await self._row(lead_id) is not None:
+    async def insert_new(self, row: NewRow) -> bool:
+        if await self._row(row.lead_id) is not None:
             return False
-        self._put(lead_id, {"_id": lead_id, **row})
+        self._put(row.lead_id, row.document())
         return True
 
-    async def update(self, lead_id: str, changes: Doc) -> None:
-        recent = {k: changes.pop(k) for k in LAST_ACTIVITY_FIELDS if k in changes}
-        current = await self._row(lead_id)
-        if current is None:
-            return
-        updated = {**current, **changes}
-        # LeadViews filters on {"last_activity_ms": {"$lt": new}}: a missing or non-number field never matches
-        # (a stored one reads back as bson's Int64, an int).
-        stored_ms, new_ms = current.get("last_activity_ms"), recent.get("last_activity_ms")
-        numeric = isinstance(stored_ms, int) and not isinstance(stored_ms, bool)
-        if recent and (new_ms is None or (numeric and stored_ms < new_ms)):
-            updated |= recent
-        self._put(lead_id, updated)
+    async def upsert(self, row: RowUpsert) -> None:
+        self._put(row.lead_id, row.applied_to(await self._row(row.lead_id)))
 
-    async def offer_fields(self, lead_id: str) -> Doc:
-        row = await self._row(lead_id)
-        return {} if row is None else {k: row[k] for k in ("_id", "open_offers", "offer_links") if k in row}
+    async def update(self, changes: RowChanges) -> None:
+        if (current := await self._row(changes.lead_id)) is not None:
+            self._put(changes.lead_id, changes.applied_to(current))
 
     async def recorded(self, event_id: str) -> bool:
         if event_id in self._entries:

@@ -2,7 +2,8 @@
 
 Readers get a `ScopedLeads` built from the caller, so every query carries the caller's
 account and role scope (S1) and no endpoint can forget it. Reads answer typed rows and entries
-(`domain.lead_row`); the projection's writes (`LeadViews`) fold partial documents, as dicts. Both use
+(`domain.lead_row`); the projection's port (`LeadViews`) reads and writes the typed values of
+`domain.projection`, encoded here as MongoDB commands. Both use
 the views' active generation (`adapters.generations`, decision 0045); every write goes through
 `generations.writing`.
 """
@@ -10,7 +11,6 @@ the views' active generation (`adapters.generations`, decision 0045); every writ
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -27,13 +27,13 @@ from leadflow_crm_api.domain.generations import ViewNames, names_of
 from leadflow_crm_api.domain.lead_row import LeadRow, TimelineEntry
 from leadflow_crm_api.domain.offices import label_key
 from leadflow_crm_api.domain.principal import Principal
+from leadflow_crm_api.domain.projection import NewRow, RowChanges, RowState, RowUpsert
 from leadflow_crm_api.domain.views import LeadQuery, LeadTab, search_patterns
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.collections import AGENTS
 
 CRM_LEADS = names_of(0).leads  # generation 0's names (decision 0045): the active ones unless rebuilt
 CRM_TIMELINE = names_of(0).timeline
-LAST_ACTIVITY_FIELDS = ("last_activity_at", "last_activity_ms", "last_activity_kind", "last_activity_by")
 TIMELINE_LIMIT = 2000  # a lead's detail shows at most this many entries, oldest first
 
 
@@ -73,11 +73,13 @@ Coll = AsyncCollection[dict[str, Any]]
 
 
 class LeadViews:
-    """The projection's writes (no caller scope: it applies the account's own events).
+    """The projection's port to the views (`handlers.ViewWriter`; no caller scope: it applies the account's own
+    events), and a request's timeline entry.
 
     Bound to `names`, it reads and writes that generation: the projection inside its own
     `generations.writing` block, and a rebuild. Unbound, it reads the active generation and
-    writes through `generations.writing` (a request's timeline entry).
+    writes through `generations.writing` (a request's timeline entry). Its commands are `commands`, shared with
+    the other leads of the consumer's batch (coalesced), or its own: one command each.
     """
 
     def __init__(
@@ -85,119 +87,79 @@ class LeadViews:
     ) -> None:
         self.db = db
         self._names = names
-        # Bound to a generation with `commands`: reads and writes coalesced with other leads' (the projection).
-        self._commands = commands if names is not None else None
+        self._bound = None if names is None else contextlib.nullcontext(names)
+        self._commands = commands or ViewCommands(db)
 
-    async def _read(self) -> tuple[Coll, Coll]:
+    async def _read(self) -> ViewNames:
+        return self._names or await active_names(self.db)
+
+    def _write(self, lead_id: str) -> contextlib.AbstractAsyncContextManager[ViewNames]:
+        """The generation to write: the bound one, else the active one, through the generation gate."""
+        return self._bound or writing(self.db, Write(lead_ids=(lead_id,)))
+
+    async def _doc(self, lead_id: str) -> dict[str, Any] | None:
         names = self._names or await active_names(self.db)
-        return self.db[names.leads], self.db[names.timeline]
+        return await self._commands[names.leads].find(lead_id)
 
-    @contextlib.asynccontextmanager
-    async def _write(self, lead_id: str) -> AsyncIterator[tuple[Coll, Coll]]:
-        if self._names is not None:
-            yield self.db[self._names.leads], self.db[self._names.timeline]
-            return
-        async with writing(self.db, Write(lead_ids=(lead_id,))) as names:
-            yield self.db[names.leads], self.db[names.timeline]
+    async def state(self, lead_id: str) -> RowState:
+        return RowState.of(await self._doc(lead_id))
 
-    async def row(self, lead_id: str) -> dict[str, Any] | None:
-        if self._commands is not None and self._names is not None:
-            return await self._commands[self._names.leads].find(lead_id)
-        leads, _ = await self._read()
-        return await leads.find_one({"_id": lead_id})
+    async def row(self, lead_id: str) -> LeadRow | None:
+        return _row(await self._doc(lead_id))
 
-    async def upsert(self, lead_id: str, row: dict[str, Any]) -> None:
-        """Idempotent: applying the same event twice leaves the same row.
-
-        Fields only crm-api itself changes later (lead sharing's transferred_to, the holder's CRM
-        status) are set on insert only, so replaying an old event cannot undo them.
-        """
-        created = {k: row[k] for k in ("created_at", "created_ms", "transferred_to", "crm_status") if k in row}
-        changes = {k: v for k, v in row.items() if k not in created}
-        update = {"$set": changes, "$setOnInsert": created}
-        if self._commands is not None and self._names is not None:
-            await self._commands[self._names.leads].update([UpdateOne({"_id": lead_id}, update, upsert=True)])
-            return
-        async with self._write(lead_id) as (leads, _):
-            await leads.update_one({"_id": lead_id}, update, upsert=True)
-
-    async def insert_new(self, lead_id: str, row: dict[str, Any]) -> bool:
-        """Create the row unless it exists (a replayed first event must not undo later ones); whether it did."""
-        if self._commands is not None and self._names is not None:
+    async def insert_new(self, row: NewRow) -> bool:
+        """Create the row unless the lead has one; whether it did."""
+        async with self._write(row.lead_id) as names:
             try:
-                await self._commands[self._names.leads].insert({"_id": lead_id, **row})
-            except DuplicateKeyError:
-                return False
-            return True
-        async with self._write(lead_id) as (leads, _):
-            try:
-                await leads.insert_one({"_id": lead_id, **row})
+                await self._commands[names.leads].insert(row.document())
             except DuplicateKeyError:
                 return False
             return True
 
-    async def update(self, lead_id: str, changes: dict[str, Any]) -> None:
-        """`$set` the changes; the last-activity fields only when they are newer than the row's (an event
-        projected after an action crm-api recorded later must not move "last activity" back)."""
-        recent = {k: changes.pop(k) for k in LAST_ACTIVITY_FIELDS if k in changes}
-        if self._commands is not None and self._names is not None:
-            # Coalesced with other leads' writes, the two updates cost no extra round trip.
-            newer: dict[str, Any] = {"_id": lead_id}
-            if "last_activity_ms" in recent:
-                newer["last_activity_ms"] = {"$lt": recent["last_activity_ms"]}
-            ops = [UpdateOne({"_id": lead_id}, {"$set": changes})] if changes else []
-            ops += [UpdateOne(newer, {"$set": recent})] if recent else []
-            if ops:
-                await self._commands[self._names.leads].update(ops)
-            return
-        async with self._write(lead_id) as (leads, _):
-            if "last_activity_ms" not in recent:
-                if changes or recent:
-                    await leads.update_one({"_id": lead_id}, {"$set": changes | recent})
-                return
-            # Usually the event is the newest activity: one command. Else the changes alone.
-            newer = {"_id": lead_id, "last_activity_ms": {"$lt": recent["last_activity_ms"]}}
-            if (await leads.update_one(newer, {"$set": changes | recent})).matched_count == 0 and changes:
-                await leads.update_one({"_id": lead_id}, {"$set": changes})
+    async def upsert(self, row: RowUpsert) -> None:
+        update = {"$set": row.fields, "$setOnInsert": row.on_insert}
+        async with self._write(row.lead_id) as names:
+            await self._commands[names.leads].update([UpdateOne({"_id": row.lead_id}, update, upsert=True)])
 
-    async def offer_fields(self, lead_id: str) -> dict[str, Any]:
-        """The row's `open_offers` and `offer_links` ({} when there is no row yet)."""
-        if self._commands is not None and self._names is not None:
-            row = await self._commands[self._names.leads].find(lead_id) or {}
-            return {k: row[k] for k in ("_id", "open_offers", "offer_links") if k in row}
-        leads, _ = await self._read()
-        return await leads.find_one({"_id": lead_id}, {"open_offers": 1, "offer_links": 1}) or {}
+    async def update(self, changes: RowChanges) -> None:
+        if ops := _update_ops(changes):
+            async with self._write(changes.lead_id) as names:
+                await self._commands[names.leads].update(ops)
 
     async def recorded(self, event_id: str) -> bool:
-        if self._commands is not None and self._names is not None:
-            return await self._commands[self._names.timeline].exists(event_id)
-        _, timeline = await self._read()
-        return await timeline.find_one({"_id": event_id}, {"_id": 1}) is not None
+        return await self._commands[(await self._read()).timeline].exists(event_id)
 
     async def timeline_of(self, lead_id: str) -> list[TimelineEntry]:
-        _, timeline = await self._read()
+        timeline = self.db[(await self._read()).timeline]
         cursor = timeline.find({"lead_id": lead_id}).sort([("occurred_ms", ASCENDING), ("_id", ASCENDING)])
         return [TimelineEntry.from_doc(doc) async for doc in cursor.limit(TIMELINE_LIMIT)]
 
     async def by_offer_link(self, link_id: str) -> LeadRow | None:
         """The lead one of whose offers had this accept link (issue 11.6)."""
-        leads, _ = await self._read()
-        return _row(await leads.find_one({"offer_link_ids": link_id}))
+        return _row(await self.db[(await self._read()).leads].find_one({"offer_link_ids": link_id}))
 
     async def record(self, entry: dict[str, Any]) -> None:
         """Add a timeline entry; the same event id twice is one entry."""
-        if self._commands is not None and self._names is not None:
+        async with self._write(str(entry["lead_id"])) as names:
             with contextlib.suppress(DuplicateKeyError):
-                await self._commands[self._names.timeline].insert(entry)
-            return
-        async with self._write(str(entry["lead_id"])) as (_, timeline):
-            with contextlib.suppress(DuplicateKeyError):
-                await timeline.insert_one(entry)
+                await self._commands[names.timeline].insert(entry)
 
     async def erase_timeline(self, lead_id: str) -> None:
         """Drop what people wrote from the lead's timeline entries (decision 0050)."""
-        async with self._write(lead_id) as (_, timeline):
-            await erase_entries(timeline, lead_id)
+        async with self._write(lead_id) as names:
+            await erase_entries(self.db[names.timeline], lead_id)
+
+
+def _update_ops(changes: RowChanges) -> list[UpdateOne]:
+    """`changes` as MongoDB updates, applied in order: the fields, then the last activity if the row's is older
+    (`RowChanges.applied_to` says the same in memory). One lead's, sent together as one ordered `bulk_write`."""
+    ops = [UpdateOne({"_id": changes.lead_id}, {"$set": changes.fields})] if changes.fields else []
+    if changes.activity:
+        newer: dict[str, Any] = {"_id": changes.lead_id}
+        if "last_activity_ms" in changes.activity:
+            newer["last_activity_ms"] = {"$lt": changes.activity["last_activity_ms"]}
+        ops.append(UpdateOne(newer, {"$set": changes.activity}))
+    return ops
 
 
 async def erase_entries(timeline: Coll, lead_id: str) -> None:

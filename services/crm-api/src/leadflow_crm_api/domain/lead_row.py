@@ -1,7 +1,8 @@
 """What the read side of crm-api's views holds: a lead's row and its timeline entries, typed. Pure, no I/O.
 
-The projection writes the documents (domain/views.py, handlers.py) and folds partial ones, so the
-stored shape stays a dict there; readers (`adapters.leads.ScopedLeads`) hand out these objects instead.
+The projection writes the documents (its typed writes, domain/projection.py, carry the fields domain/views.py
+builds); readers (`adapters.leads.ScopedLeads`) hand out these objects, and so does the projection's port for
+an office move (`LeadViews.row`).
 `from_doc` reads a document whatever it lacks: rows written before a field existed, a field of an odd
 type, and nx-27017's quirks (a datetime `$set` on an existing document comes back as naive UTC text, a
 `$set` true as 1; decision 0045). A missing or unreadable field takes its default; an unreadable item

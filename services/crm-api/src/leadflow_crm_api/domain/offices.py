@@ -13,6 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from leadflow_crm_api.domain.lead_row import LeadRow
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.routing import LeadTransferred
 
@@ -96,7 +97,7 @@ def profile_fields(profile: dict[str, Any]) -> dict[str, Any]:
     return {**profile, "search_labels": sorted({label_key(label) for label in profile.get("labels", [])})}
 
 
-def moved_row(row: dict[str, Any], event: LeadTransferred) -> dict[str, Any]:
+def moved_row(row: LeadRow, event: LeadTransferred) -> dict[str, Any]:
     """What the move `$set`s on the lead's row: new office, new holder, a new lead there (T2).
 
     The row's `created_*` become the move's time, so the lead lists as new in the target; the
@@ -108,8 +109,8 @@ def moved_row(row: dict[str, Any], event: LeadTransferred) -> dict[str, Any]:
         "owner_agent_id": p.agent_id,
         "status": "assigned",
         "assignment_reason": "office_transfer",
-        "first_created_at": row.get("first_created_at") or row.get("created_at"),
-        "first_created_ms": row.get("first_created_ms") or row.get("created_ms"),
+        "first_created_at": row.first_created_at or row.created_at,
+        "first_created_ms": row.first_created_ms or row.created_ms,
         "created_at": at,
         "created_ms": epoch_ms(at),
         "last_activity_at": at,

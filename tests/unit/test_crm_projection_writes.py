@@ -1,0 +1,140 @@
+"""What crm-api's projection writes, typed (domain/projection.py, decision 0085): a new lead's row with its first
+event's changes in it, a row's changes with its last activity kept only when newer, an assignment's upsert."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from leadflow_crm_api.domain.erasure import ERASED_ROW
+from leadflow_crm_api.domain.projection import (
+    NO_ROW,
+    RowChanges,
+    RowState,
+    RowUpsert,
+    assigned_row,
+    first_row,
+    row_changes,
+)
+from leadflow_crm_api.domain.views import lead_row_from_offered
+from leadflow_shared.clock import epoch_ms
+from leadflow_shared.events.activity import ActivityAction
+from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
+from leadflow_shared.events.routing import (
+    AssignmentReason,
+    LeadAssigned,
+    LeadAssignedPayload,
+    LeadClaimed,
+    LeadClaimedPayload,
+    LeadHeld,
+    LeadHeldPayload,
+    LeadOffered,
+    LeadOfferedPayload,
+)
+from leadflow_shared.offer_links import link_id_of
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2026, 11, 30, 12, tzinfo=UTC)
+LEAD = uuid.uuid4()
+CONTACT = Contact(first_name="Jane", last_name="Doe", email="jane@example.com")
+SOURCE = LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website")
+
+
+def offered(agent: str, at: datetime = T0, pond: str | None = None) -> LeadOffered:
+    return LeadOffered.create(account_id="acme", occurred_at=at, payload=LeadOfferedPayload(
+        lead_id=LEAD, agent_id=agent, offer_round=1, race_size=2, deadline=at + timedelta(minutes=15),
+        explanation="R6", contact=CONTACT, source=SOURCE, pond=pond, referral_fee_percent=25))  # fmt: skip
+
+
+def assigned(at: datetime = T0) -> LeadAssigned:
+    return LeadAssigned.create(account_id="acme", occurred_at=at, payload=LeadAssignedPayload(
+        lead_id=LEAD, agent_id="ana", reason=AssignmentReason.MANUAL, explanation="by hand", contact=CONTACT,
+        source=SOURCE))  # fmt: skip
+
+
+def test_a_first_offer_makes_the_row_with_its_offer_and_accept_link_in_it() -> None:
+    event = offered("ana", pond="open-house")
+    new = first_row(event)
+    assert new is not None
+    assert new.lead_id == str(LEAD)
+    row = new.document()
+    assert row["_id"] == str(LEAD)
+    assert (row["status"], row["owner_agent_id"], row["referral_fee_percent"], row["held_until"]) == (
+        "offered", None, 25, None)  # fmt: skip
+    assert [(o["agent_id"], o["offer_round"], o["pond"]) for o in row["open_offers"]] == [("ana", 1, "open-house")]
+    assert (row["offered_to"], row["pond"]) == (["ana"], "open-house")
+    assert row["offer_link_ids"] == [link_id_of(event.event_id)]
+    assert (row["last_activity_ms"], row["last_activity_kind"], row["last_event_id"]) == (
+        epoch_ms(T0), "LeadOffered", str(event.event_id))  # fmt: skip
+    assert row["created_ms"] == epoch_ms(T0)
+    # What storing the plain row and then applying the event's changes to it leaves.
+    plain = {"_id": str(LEAD), **lead_row_from_offered(event)}
+    assert row == row_changes(event, RowState.of(plain)).applied_to(plain)
+
+
+def test_a_first_hold_makes_a_held_row_and_other_events_make_none() -> None:
+    until = T0 + timedelta(hours=3)
+    held = LeadHeld.create(account_id="acme", occurred_at=T0, payload=LeadHeldPayload(
+        lead_id=LEAD, rule_id="office", until=until, explanation="closed", contact=CONTACT, source=SOURCE))  # fmt: skip
+    new = first_row(held)
+    assert new is not None
+    assert (new.fields["status"], new.fields["held_until"], new.fields["open_offers"]) == ("held", until, [])
+    claim = LeadClaimed.create(account_id="acme", occurred_at=T0, payload=LeadClaimedPayload(
+        lead_id=LEAD, agent_id="ana", action=ActivityAction.CALL, offer_round=1))  # fmt: skip
+    assert first_row(claim) is None
+    assert first_row(assigned()) is None
+
+
+def test_a_later_offer_builds_on_the_offers_and_links_the_row_has() -> None:
+    first = first_row(offered("ana"))
+    assert first is not None
+    second = offered("ben", T0 + timedelta(minutes=1))
+    changes = row_changes(second, RowState.of(first.document()))
+    assert changes.fields["offered_to"] == ["ana", "ben"]
+    assert len(changes.fields["offer_links"]) == 2
+    assert set(changes.activity) == {"last_activity_at", "last_activity_ms", "last_activity_kind", "last_activity_by"}
+    assert not set(changes.activity) & set(changes.fields)
+    assert row_changes(second, NO_ROW).fields["offered_to"] == ["ben"], "no row: nothing to build on"
+
+
+_stored_ms = st.one_of(st.none(), st.booleans(), st.text(max_size=3), st.integers(-(2**63), 2**63 - 1))
+
+
+@settings(database=None, deadline=None)
+@given(stored=_stored_ms, new=st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)))
+def test_the_last_activity_moves_only_forward(stored: Any, new: int | None) -> None:
+    """As MongoDB's `{"last_activity_ms": {"$lt": new}}` filter: a missing or non-number stored time never
+    matches; without a new time, the activity is set."""
+    row = {"_id": "l", "status": "offered", "last_activity_kind": "before"} | (
+        {} if stored is None else {"last_activity_ms": stored})  # fmt: skip
+    activity: dict[str, Any] = {"last_activity_kind": "after"} | ({} if new is None else {"last_activity_ms": new})
+    changed = RowChanges.of("l", {"status": "assigned", **activity}).applied_to(row)
+    assert changed["status"] == "assigned", "the fields are set whatever the time"
+    newer = new is None or (type(stored) is int and stored < new)
+    assert changed["last_activity_kind"] == ("after" if newer else "before")
+    assert row["last_activity_kind"] == "before", "the row given is left alone"
+
+
+def test_an_assignment_sets_on_insert_only_what_crm_api_changes_later() -> None:
+    upsert = assigned_row(assigned(), NO_ROW)
+    assert set(upsert.on_insert) == {"created_at", "created_ms", "transferred_to", "crm_status"}
+    assert upsert.fields["pond"] is None, "an assignment takes the lead out of its pond"
+    created = upsert.applied_to(None)
+    assert (created["_id"], created["crm_status"], created["owner_agent_id"]) == (str(LEAD), "new", "ana")
+    kept = upsert.applied_to({"_id": str(LEAD), "crm_status": "contacted", "transferred_to": "rio", "created_ms": 1})
+    assert (kept["crm_status"], kept["transferred_to"], kept["created_ms"]) == ("contacted", "rio", 1)
+    assert RowUpsert.of("l", {"a": 1, "crm_status": "new"}) == RowUpsert("l", {"a": 1}, {"crm_status": "new"})
+
+
+def test_an_assignment_delivered_after_the_erasure_keeps_the_row_erased() -> None:
+    erased = RowState.of({"_id": str(LEAD), "erased": 1})  # nx-27017 reads a `$set` true back as 1
+    assert erased.erased
+    fields = assigned_row(assigned(), erased).fields
+    assert {k: fields[k] for k in ERASED_ROW} == ERASED_ROW
+    assert assigned_row(assigned(), RowState.of({"_id": str(LEAD)})).fields["name"] == "Jane Doe"
