@@ -133,9 +133,11 @@ def main(argv: list[str]) -> int:
         ("duplicate code", ["pylint", *DUPLICATE_CHECKED]),  # settings: pyproject's [tool.pylint.*]
         ("mypy", ["mypy", *(f"-p={p}" for p in PACKAGES)]),
         ("mypy tests and bench", ["mypy", "tests", "bench"]),
-        # Two workers (decision 0065): a file's tests stay on one worker (its module fixtures, its order); options
+        # Two workers (decision 0065): a file's tests stay on one worker (its module fixtures, its order); files are
+        # handed out in collection order, e2e first and the short unit files last, so the workers finish together
+        # (xdist's default order, most tests first, left the one-test e2e files, the longest, for the end); options
         # after `test` come later and win (`-n 0` runs in one process).
-        ("pytest", ["pytest", "-n", "2", "--dist", "loadfile", *rest]),
+        ("pytest", ["pytest", "-n", "2", "--dist", "loadfile", "--no-loadscope-reorder", *rest]),
     ]
     for name, step in steps:
         print(f"==> {name}", flush=True)

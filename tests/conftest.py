@@ -5,7 +5,7 @@
 - `sink` and `mailer` (one per test): an SMTP server of the test's own, and the notifier's SMTP client on it.
 - `stack`: the whole system as `leadflow-dev` runs it (Tansu, nx-27017, SMTP sink, the
   four services as processes), for integration and e2e tests.
-- `poisoned_stack`: another one, for the tests that put garbage on every topic.
+- `poisoned_stack`: another one per test module, for the tests that put garbage on every topic.
 """
 
 from __future__ import annotations
@@ -74,7 +74,9 @@ def running_stack(work_dir: Path) -> Iterator[Stack]:
     system = Stack(work_dir)
     try:
         system.start_infra()
-        system.start_services()
+        # A deadline, not a wait: both workers start their stacks together as a run begins (e2e files first), and
+        # on a loaded machine one service took 45 s to import (eight at once, beside others' tests).
+        system.start_services(timeout=120)
         yield system
     finally:
         system.stop()
@@ -86,10 +88,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield system
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def poisoned_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A second whole system for the tests that fill every topic with garbage on purpose, so
-    the other tests' readers (which parse every record of a topic) never meet it."""
+    the other tests' readers (which parse every record of a topic) never meet it. One per module, stopped
+    when its module is done: an idle stack's consumers still poll Tansu, which would take CPU from every
+    later test of the worker."""
     with running_stack(tmp_path_factory.mktemp("poisoned")) as system:
         yield system
 

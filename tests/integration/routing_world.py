@@ -37,6 +37,7 @@ from leadflow_crm_api.settings import CrmApiSettings
 from leadflow_crm_api.use_cases import routing_info as uc
 from leadflow_crm_api.use_cases.leads import account_leads
 from leadflow_devstack.processes import free_port
+from leadflow_devstack.servers import tansu_consumer_settings
 from leadflow_devstack.testing import eventually
 from leadflow_devstack.tokens import Role as TokenRole
 from leadflow_devstack.tokens import bearer, dev_token
@@ -227,7 +228,8 @@ async def site_on(
 ) -> AsyncIterator[Site]:
     async with world_on(mongo_url, seed, now=now) as world:
         settings = CrmApiSettings.model_validate(
-            {"kafka": {"bootstrap_servers": kafka_bootstrap, "producer_idempotence": False},
+            {"kafka": {"bootstrap_servers": kafka_bootstrap, "producer_idempotence": False,
+                       **tansu_consumer_settings()},
              "mongo": {"url": mongo_url, "database": world.db.name}, "router_url": world.server.url,
              "router_token": ROUTER_TOKEN,
              "consumer_group": f"routing-info-{uuid.uuid4().hex[:8]}",

@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanContext, SpanKind
 from test_consumer_edge import activity, settings
 
-from leadflow_devstack.servers import TANSU_SESSION_TIMEOUT_MS
+from leadflow_devstack.servers import tansu_consumer_settings
 from leadflow_devstack.testing import eventually, records_to_end
 from leadflow_shared import tracing
 from leadflow_shared.consumers import Batch, BatchRejections
@@ -60,7 +60,7 @@ async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
 
 
 def traced_runtime(kafka_bootstrap: str, mongo_url: str) -> ServiceRuntime:
-    on_tansu = settings(mongo_url, bootstrap_servers=kafka_bootstrap, session_timeout_ms=TANSU_SESSION_TIMEOUT_MS)
+    on_tansu = settings(mongo_url, bootstrap_servers=kafka_bootstrap, **tansu_consumer_settings())
     traced = on_tansu.model_copy(update={"tracing": TracingSettings(enabled=True)})
     runtime = ServiceRuntime(traced, service="edge-test")
     assert runtime.tracing is tracing._active

@@ -39,7 +39,7 @@ from test_router_kafka_handlers import (
     test_a_lead_no_record_can_hold_is_dead_lettered_at_once_and_the_next_is_routed,
 )
 
-from leadflow_devstack.servers import TANSU_SESSION_TIMEOUT_MS
+from leadflow_devstack.servers import tansu_consumer_settings
 from leadflow_devstack.testing import eventually
 from leadflow_shared.events.activity import LeadActivity
 from leadflow_shared.service import ServiceRuntime
@@ -65,7 +65,7 @@ __all__ = [  # collected here too, with this module's `edge`
 
 @pytest_asyncio.fixture
 async def edge(kafka_bootstrap: str, mongo_url: str) -> AsyncIterator[Edge]:
-    on_tansu = settings(mongo_url, bootstrap_servers=kafka_bootstrap, session_timeout_ms=TANSU_SESSION_TIMEOUT_MS)
+    on_tansu = settings(mongo_url, bootstrap_servers=kafka_bootstrap, **tansu_consumer_settings())
     runtime = ServiceRuntime(on_tansu, service="edge-test")
     started: list[bool] = []
 

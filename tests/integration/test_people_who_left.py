@@ -33,7 +33,7 @@ from leadflow_crm_api.adapters.leads import LeadViews
 from leadflow_crm_api.bootstrap import create_app
 from leadflow_crm_api.handlers import project
 from leadflow_crm_api.settings import CrmApiSettings
-from leadflow_devstack.servers import MailSink
+from leadflow_devstack.servers import MailSink, tansu_consumer_settings
 from leadflow_devstack.testing import eventually
 from leadflow_devstack.tokens import Role, bearer, dev_token
 from leadflow_notifier.adapters.repository import (
@@ -112,7 +112,7 @@ async def site(mongo_url: str, kafka_bootstrap: str) -> AsyncIterator[Site]:
     db = client[f"people_who_left_{uuid.uuid4().hex[:12]}"]
     await ensure_topics(kafka_bootstrap, all_topics())  # crm-api publishes a departure's command
     settings = CrmApiSettings.model_validate(
-        {"kafka": {"bootstrap_servers": kafka_bootstrap, "producer_idempotence": False},
+        {"kafka": {"bootstrap_servers": kafka_bootstrap, "producer_idempotence": False, **tansu_consumer_settings()},
          "mongo": {"url": mongo_url, "database": db.name},
          "consumer_group": f"people-who-left-{uuid.uuid4().hex[:8]}",
          "web": {"secure_cookies": False}}

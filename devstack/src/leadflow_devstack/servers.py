@@ -19,9 +19,24 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from leadflow_devstack.processes import ManagedProcess, free_port, wait_for_port
 
-# A consumer's group session timeout on Tansu: Kafka's least. Tansu holds every JoinGroup for half of it, and
-# a crashed member's partitions for all of it (decision 0073), so clients of the embedded broker use this.
-TANSU_SESSION_TIMEOUT_MS = 6_000
+# A consumer's group session timeout on Tansu: the least leadflow's settings allow (a Kafka broker refuses less
+# than 6 s; Tansu does not). Tansu holds a JoinGroup for about half of it (2 s here, 3 s at 6 s), a rebalance 3 s
+# (5 s), and a crashed member's partitions for all of it (decision 0073), so clients of the embedded broker use this.
+TANSU_SESSION_TIMEOUT_MS = 3_000
+# A consumer's idle fetch wait on Tansu, which answers a waiting fetch only part-way through its wait when data
+# arrives (Kafka at once): measured, 100 ms adds some 10 ms to a hop (p90 30 ms) against 20 ms, and an idle
+# consumer's polling costs a third of the CPU; production's 500 ms (2,000 off a lead's path) would add hundreds
+# of milliseconds to each hop (decisions 0052, 0070). The tests run several stacks at once.
+TANSU_FETCH_WAIT_MS = 100
+
+
+def tansu_consumer_settings() -> dict[str, int]:
+    """The consumers' settings above as `KafkaSettings` fields, for a service a test runs in its own process."""
+    return {
+        "session_timeout_ms": TANSU_SESSION_TIMEOUT_MS,
+        "fetch_wait_idle_ms": TANSU_FETCH_WAIT_MS,
+        "fetch_wait_idle_off_path_ms": TANSU_FETCH_WAIT_MS,
+    }
 
 
 def tansu(log_dir: Path, port: int | None = None) -> tuple[ManagedProcess, str]:

@@ -19,7 +19,7 @@ from typing import Any, cast, get_args
 import httpx
 
 from leadflow_devstack.processes import ManagedProcess, free_port, wait_for_port
-from leadflow_devstack.servers import TANSU_SESSION_TIMEOUT_MS, MailSink, mongo_wire, tansu
+from leadflow_devstack.servers import TANSU_FETCH_WAIT_MS, TANSU_SESSION_TIMEOUT_MS, MailSink, mongo_wire, tansu
 from leadflow_devstack.tokens import Role, bearer, dev_token
 from leadflow_devstack.traces import TraceSink
 from leadflow_shared.kafka import ensure_topics
@@ -122,11 +122,10 @@ class Stack:
             "ENVIRONMENT": "development",
             "KAFKA__BOOTSTRAP_SERVERS": self.bootstrap,
             "KAFKA__PRODUCER_IDEMPOTENCE": "false",  # Tansu has no InitProducerId (docs/decisions)
-            # Tansu does not answer a waiting fetch when data arrives (Kafka does), so on it every
-            # fetch waits briefly; a long wait would add to each lead's latency (decision 0052).
-            "KAFKA__FETCH_WAIT_IDLE_MS": "20",
-            "KAFKA__FETCH_WAIT_IDLE_OFF_PATH_MS": "20",
-            "KAFKA__SESSION_TIMEOUT_MS": str(TANSU_SESSION_TIMEOUT_MS),  # joins take half of it (decision 0073)
+            # Tansu answers a waiting fetch late (Kafka at once), so on it every fetch waits briefly (decision 0052).
+            "KAFKA__FETCH_WAIT_IDLE_MS": str(TANSU_FETCH_WAIT_MS),
+            "KAFKA__FETCH_WAIT_IDLE_OFF_PATH_MS": str(TANSU_FETCH_WAIT_MS),
+            "KAFKA__SESSION_TIMEOUT_MS": str(TANSU_SESSION_TIMEOUT_MS),  # joins take part of it (decision 0073)
             "MONGO__URL": self.mongo_url,
             "HTTP__PORT": str(self.ports.get(service, 0)),
         }
