@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+from browser_windows import pressed
 from playwright.async_api import Browser, Page, expect
 
 from leadflow_devstack.stack import Stack
@@ -58,14 +59,6 @@ async def agent_page(browser: Browser, stack: Stack) -> AsyncIterator[Page]:
     """A browser window signed in as the agent on the sign-in page."""
     async with signed_in(browser, stack, AGENT, "realtor") as page:
         yield page
-
-
-async def pressed(page: Page, button: str) -> int:
-    """Click `button` and wait for the page the server answers with (after a redirect, where it leads); its status."""
-    async with page.expect_navigation() as arrived:
-        await page.get_by_role("button", name=button, exact=True).click()
-    answer = await arrived.value
-    return answer.status if answer is not None else 0
 
 
 async def test_an_agent_sets_its_working_hours_a_holiday_and_a_cap_and_a_refused_cap_shows_why(

@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
-from browser_windows import sign_in_as, window
-from playwright.async_api import Browser, Page, expect
+from browser_windows import pressed, sign_in_as, window
+from playwright.async_api import Browser, expect
 
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import eventually
@@ -55,14 +55,6 @@ async def api(stack: Stack, path: str, account_id: str = ACCOUNT) -> Any:
         answer = await crm.get(f"/v1/accounts/{account_id}{path}", headers=stack.auth(broker, "broker", account_id))
     assert answer.status_code == 200, answer.text
     return answer.json()
-
-
-async def pressed(page: Page, button: str) -> int:
-    """Click `button` and wait for the page the server answers with (after a redirect, where it leads); its status."""
-    async with page.expect_navigation() as arrived:
-        await page.get_by_role("button", name=button, exact=True).click()
-    answer = await arrived.value
-    return answer.status if answer is not None else 0
 
 
 async def test_a_broker_changes_each_setting_and_a_refused_one_keeps_what_was_typed(

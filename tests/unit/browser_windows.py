@@ -110,3 +110,11 @@ class Cable:
             pass
         finally:
             sink.transport.abort()
+
+
+async def pressed(page: Page, button: str) -> int:
+    """Click `button` and wait for the page the server answers with (after a redirect, where it leads); its status."""
+    async with page.expect_navigation() as arrived:
+        await page.get_by_role("button", name=button, exact=True).click()
+    answer = await arrived.value
+    return answer.status if answer is not None else 0
