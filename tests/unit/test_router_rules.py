@@ -36,7 +36,6 @@ from leadflow_router.domain.model import (
 )
 from leadflow_router.domain.rules import Order
 from leadflow_router.domain.schedule import claim_deadline, pause_end
-from leadflow_shared.clock import epoch_ms, from_epoch_ms
 from leadflow_shared.events.activity import ActivityAction, ContactMessage
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import (
@@ -543,20 +542,3 @@ def test_a_racer_who_declines_leaves_the_others_racing_and_a_decline_without_an_
     again = on_activity(declined.state, Activity("a", ActivityAction.DECLINE), NOW)
     assert again.state == declined.state
     assert only(again, ActivityLogged).claim_refused == "the offer to a was withdrawn; nobody holds the lead now"  # type: ignore[attr-defined]
-
-
-@given(
-    offered_at=st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2035, 1, 1), timezones=st.just(UTC)),  # noqa: DTZ001 (hypothesis takes naive bounds)
-    window_s=st.integers(min_value=1, max_value=86_400),
-)
-def test_a_claim_deadline_is_a_whole_millisecond_never_before_the_window_ends(
-    offered_at: datetime, window_s: int
-) -> None:
-    """Deadlines are stored and swept in whole milliseconds: a stated deadline with a fraction of one expired up
-    to a millisecond before it (an OfferExpired 85 us before its offer's deadline, in a clean-clone run)."""
-    deadline = claim_deadline(offered_at, timedelta(seconds=window_s), (), "UTC")
-    assert deadline.microsecond % 1000 == 0
-    assert (
-        offered_at + timedelta(seconds=window_s) <= deadline < offered_at + timedelta(seconds=window_s, milliseconds=1)
-    )
-    assert from_epoch_ms(epoch_ms(deadline)) == deadline

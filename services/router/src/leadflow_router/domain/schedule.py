@@ -8,8 +8,6 @@ from zoneinfo import ZoneInfo
 
 from leadflow_router.domain.model import PauseWindow
 
-_MICROSECOND = timedelta(microseconds=1)
-
 MIDNIGHT = time(0)
 
 
@@ -53,12 +51,10 @@ def _covering_end(local: datetime, windows: tuple[PauseWindow, ...], zone: ZoneI
 def claim_deadline(offered_at: datetime, window: timedelta, pauses: Iterable[PauseWindow], time_zone: str) -> datetime:
     """R10: an offer that would expire inside a pause gets the full claim window after it closes."""
     deadline = offered_at + window
-    if pauses:  # most offers have none: no call to `pause_end`
-        closes = pause_end(deadline, pauses, time_zone)
-        deadline = deadline if closes is None else closes + window
-    # Up to a whole millisecond, the resolution it is stored and swept in (`epoch_ms`): the deadline an offer
-    # states is then the moment it expires, never one a sub-millisecond claim could still beat.
-    return deadline + (-deadline.microsecond % 1000) * _MICROSECOND
+    if not pauses:  # as for most offers: no call to `pause_end`
+        return deadline
+    closes = pause_end(deadline, pauses, time_zone)
+    return deadline if closes is None else closes + window
 
 
 def closed_windows(
