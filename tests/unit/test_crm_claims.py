@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from leadflow_crm_api.domain.claims import ClaimOutlook, claim_answer
 from leadflow_crm_api.domain.lead_row import LeadRow, TimelineEntry
+from leadflow_crm_api.domain.views import open_offers_after
+from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
+from leadflow_shared.events.routing import LeadOffered, LeadOfferedPayload
 
 pytestmark = pytest.mark.unit
 
@@ -71,3 +75,28 @@ def test_how_the_callers_offer_ended_and_who_holds_the_lead_by_name(kind: str, s
 def test_someone_never_offered_the_lead_is_told_so_and_the_holder_by_id_without_a_name() -> None:
     found = answer(row(holder="ben"), [entry("LeadOffered", "cy", NOW)])
     assert found == (ClaimOutlook.NONE, "You were not offered this lead; the lead is held by ben.")
+
+
+@pytest.mark.parametrize("fraction_us", [1, 85, 999])
+def test_an_offer_stated_with_a_fraction_of_a_millisecond_is_claimable_to_its_stated_deadline(fraction_us: int) -> None:
+    # The stored BSON datetime loses the fraction downwards; the stored milliseconds are rounded up (R8).
+    deadline = NOW + timedelta(minutes=5, microseconds=fraction_us)
+    event = LeadOffered.create(
+        account_id="acme",
+        occurred_at=NOW,
+        payload=LeadOfferedPayload(
+            lead_id=uuid.uuid4(), agent_id="ana", offer_round=1, race_size=1, deadline=deadline, explanation="R6",
+            contact=Contact(first_name="Jordan", email="jordan@example.com"),
+            source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
+        ),
+    )  # fmt: skip
+    offers = open_offers_after([], event)
+    assert offers is not None
+    stored = [
+        o | {"deadline": o["deadline"].replace(microsecond=o["deadline"].microsecond // 1000 * 1000)} for o in offers
+    ]
+    lead = LeadRow.from_doc({"_id": "lead-1", "owner_agent_id": None, "open_offers": stored})
+    just_before = claim_answer(lead, [], caller="ana", claims=True, now=deadline - timedelta(microseconds=1), names={})
+    assert just_before.outlook is ClaimOutlook.REQUESTED
+    at_it = claim_answer(lead, [], caller="ana", claims=True, now=deadline + timedelta(milliseconds=1), names={})
+    assert at_it.outlook is ClaimOutlook.NONE

@@ -17,6 +17,13 @@ def epoch_ms(moment: datetime) -> int:
     return (moment - EPOCH) // _MS
 
 
+def epoch_ms_ceil(moment: datetime) -> int:
+    """The first whole millisecond at or after `moment`: the form a deadline is stored in, so a
+    stored deadline never falls before the stated one (a floored one expired an offer up to a
+    millisecond early, refusing a claim made inside its window)."""
+    return -((EPOCH - moment) // _MS)
+
+
 def from_epoch_ms(value: int) -> datetime:
     """The UTC datetime `value` milliseconds after 1970 (exact: the inverse of `epoch_ms`)."""
     return EPOCH + value * _MS

@@ -400,7 +400,7 @@ async def pond_counts(
         if row.pond is None:
             continue
         if agent_id is None or any(
-            o.agent_id == agent_id and o.pond == row.pond and o.deadline > now for o in row.open_offers
+            o.agent_id == agent_id and o.pond == row.pond and o.open_at(now) for o in row.open_offers
         ):
             counts[row.pond] = counts.get(row.pond, 0) + 1
     return counts

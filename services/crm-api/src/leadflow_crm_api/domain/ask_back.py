@@ -66,7 +66,7 @@ def ask_back_outcome(
     ]
     answer = answer_of(latest, asked, answers)
     asked_at, ask_id = latest.occurred_at, latest.entry_id
-    open_until = max((o.deadline for o in row.open_offers if o.agent_id == agent_id and o.deadline > now), default=None)
+    open_until = max((o.deadline for o in row.open_offers if o.agent_id == agent_id and o.open_at(now)), default=None)
     if open_until is not None:
         answered = answer.occurred_at if answer is not None and answer.type == "LeadOffered" else None
         return AskBackOutcome(AskBackStatus.OFFERED, asked_at, answered, offered_until=open_until, ask_id=ask_id)

@@ -71,7 +71,7 @@ def claim_answer(
     holder = row.owner_agent_id
     if holder == caller:
         return ClaimAnswer(ClaimOutlook.HOLDER)
-    live = [o for o in row.open_offers if o.agent_id == caller and o.deadline > now]
+    live = [o for o in row.open_offers if o.agent_id == caller and o.open_at(now)]
     if live:
         deadline = min(o.deadline for o in live)
         return ClaimAnswer(ClaimOutlook.REQUESTED, f"Your offer is open until {_at(deadline)}.")

@@ -43,6 +43,11 @@ class Offer:
         ms = _int(doc.get("deadline_ms")) or epoch_ms(deadline)
         return cls(agent, offer_round, deadline, ms, _text(doc.get("pond")) or None)
 
+    def open_at(self, now: datetime) -> bool:
+        """Whether the offer can still be claimed at `now`: by its milliseconds, rounded up when stored, where
+        the stored datetime lost its fraction downwards; never refused before the stated deadline (R8)."""
+        return self.deadline_ms > epoch_ms(now)
+
 
 def _moment(offer: Mapping[str, Any]) -> datetime | None:
     return _when(offer.get("deadline")) or _from_ms(offer.get("deadline_ms"))

@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from leadflow_crm_api.domain.lead_row import LeadRow, TimelineEntry
-from leadflow_shared.clock import epoch_ms
+from leadflow_shared.clock import epoch_ms, epoch_ms_ceil
 from leadflow_shared.events.routing import (
     ActivityLogged,
     ContactMessaged,
@@ -231,7 +231,7 @@ def open_offers_after(open_offers: list[dict[str, Any]], event: LeadEvent) -> li
             "agent_id": p.agent_id,
             "offer_round": p.offer_round,
             "deadline": p.deadline,
-            "deadline_ms": epoch_ms(p.deadline),
+            "deadline_ms": epoch_ms_ceil(p.deadline),  # rounded up, as the router stores it (R8)
             **({"pond": p.pond} if p.pond else {}),
         }
         kept = [o for o in open_offers if (o["agent_id"], o["offer_round"]) != (p.agent_id, p.offer_round)]

@@ -253,7 +253,7 @@ def _pond_offers(row: LeadRow) -> list[Offer]:
 
 def _open_offer(row: LeadRow, agent_id: str, now: datetime) -> bool:
     """The agent holds an offer of the row's pond lead whose deadline has not passed."""
-    return any(o.agent_id == agent_id and o.deadline > now for o in _pond_offers(row))
+    return any(o.agent_id == agent_id and o.open_at(now) for o in _pond_offers(row))
 
 
 def pond_lead(

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from leadflow_router.domain.model import LeadState, LeadStatus, Offer, OfferStatus
 from leadflow_router.domain.record import Effects, Outbox, RoutingRecord
-from leadflow_shared.clock import epoch_ms, from_epoch_ms
+from leadflow_shared.clock import epoch_ms, epoch_ms_ceil, from_epoch_ms
 from leadflow_shared.events.routing import AssignmentReason, LeadSummary
 from leadflow_shared.routing_info import RoutingDecision
 
@@ -20,6 +20,12 @@ from leadflow_shared.routing_info import RoutingDecision
 def to_ms(moment: datetime | None) -> int | None:
     """Whole milliseconds since 1970, in integer arithmetic (a float timestamp can lose one)."""
     return None if moment is None else epoch_ms(moment)
+
+
+def deadline_ms(moment: datetime | None) -> int | None:
+    """A deadline in whole milliseconds, rounded up: stored and swept so, it is never before the one
+    an event stated (docs/rules.md, R claim window)."""
+    return None if moment is None else epoch_ms_ceil(moment)
 
 
 def from_ms(value: int | None) -> datetime | None:
@@ -37,14 +43,14 @@ def encode_state(state: LeadState) -> dict[str, Any]:
         "holder": state.holder,
         "reason": state.reason.value if state.reason else None,
         "offers": [
-            {"agent_id": o.agent_id, "round": o.round, "deadline_ms": to_ms(o.deadline), "status": o.status.value}
+            {"agent_id": o.agent_id, "round": o.round, "deadline_ms": deadline_ms(o.deadline), "status": o.status.value}
             for o in state.offers
         ],
         # Derived, for finding an agent's leads when it leaves the office (never decoded).
         "open_to": sorted({o.agent_id for o in state.open_offers}),
         "round": state.round,
         "direct_phase": state.direct_phase,
-        "next_deadline_ms": to_ms(state.next_deadline),
+        "next_deadline_ms": deadline_ms(state.next_deadline),
         "referral_fee_percent": state.referral_fee_percent,
         "share_id": state.share_id,
         "version": state.version,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from leadflow_router.domain.model import LeadState
-from leadflow_shared.clock import epoch_ms
+from leadflow_shared.clock import epoch_ms_ceil
 from leadflow_shared.routing_info import RoutingDecision
 
 DECISIONS_KEPT = 5
@@ -93,7 +93,7 @@ class RoutingRecord:
     @property
     def next_deadline_ms(self) -> int | None:
         deadline = self.state.next_deadline if self.state is not None else None
-        return None if deadline is None else epoch_ms(deadline)
+        return None if deadline is None else epoch_ms_ceil(deadline)  # as stored: rounded up
 
     def deciding(self, decision: RoutingDecision | None) -> RoutingRecord:
         """The record with `decision` as its latest routing decision (the last DECISIONS_KEPT are kept)."""

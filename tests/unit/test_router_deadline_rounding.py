@@ -1,0 +1,77 @@
+"""A deadline is stored and swept in whole milliseconds rounded up (decision 0004, docs/rules.md R8): an
+offer whose stated deadline has a fraction of a millisecond never expires before it. A clean-clone run
+saw an OfferExpired 85 us before its LeadOffered's deadline when deadlines were floored; a claim in
+that gap would have been refused. On the router's in-memory stores, which keep the documents the real
+store writes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fakes_router import FakeAccounts, FakeContacts, FakeRecords, FakeRotations, Published
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
+
+from leadflow_router.domain.model import AccountSnapshot, Agent
+from leadflow_router.handlers import RouterService
+from leadflow_router.metrics import RouterMetrics
+from leadflow_shared.clock import epoch_ms, epoch_ms_ceil, from_epoch_ms
+from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
+from leadflow_shared.events.routing import LeadOffered, OfferExpired
+
+pytestmark = pytest.mark.unit
+
+MS = timedelta(milliseconds=1)
+
+
+@settings(database=None, deadline=None)
+@given(st.datetimes(datetime(1, 1, 2), datetime(9999, 12, 30), timezones=st.just(UTC)))  # noqa: DTZ001 (naive bounds)
+def test_a_deadline_in_whole_milliseconds_is_the_first_one_at_or_after_it(moment: datetime) -> None:
+    stored = from_epoch_ms(epoch_ms_ceil(moment))
+    assert moment <= stored < moment + MS
+    assert (epoch_ms_ceil(moment) == epoch_ms(moment)) == (moment.microsecond % 1000 == 0)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("fraction_us", [1, 85, 500, 999])
+async def test_an_offer_stated_with_a_fraction_of_a_millisecond_is_not_expired_before_its_deadline(
+    fraction_us: int,
+) -> None:
+    offered_at = datetime(2026, 5, 4, 15, 0, tzinfo=UTC) + timedelta(microseconds=fraction_us)
+    now = [offered_at]
+    published = Published()
+    service = RouterService(
+        records=FakeRecords(),
+        accounts=FakeAccounts(
+            AccountSnapshot(account_id="acme", name="Acme", roster=(Agent("a", "A"), Agent("b", "B")), round_robin=True)
+        ),
+        contacts=FakeContacts(),
+        rotations=FakeRotations(),
+        publish=published,
+        metrics=RouterMetrics(CollectorRegistry()),
+        clock=lambda: now[0],
+    )
+    lead = LeadReceived.create(
+        account_id="acme",
+        occurred_at=offered_at,
+        payload=LeadReceivedPayload(
+            contact=Contact(first_name="Pat", email="pat@example.com"),
+            source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
+        ),
+    )
+    assert not await service.on_leads_received([lead])
+    (offer,) = [e for e in published.lead_events() if isinstance(e, LeadOffered)]
+    deadline = offer.payload.deadline
+    assert deadline == offered_at + timedelta(minutes=15), "the stated deadline is the window, to the microsecond"
+
+    for before in (deadline - MS, deadline - timedelta(microseconds=1)):
+        now[0] = before
+        await service.sweep_once()
+        assert not [e for e in published.lead_events() if isinstance(e, OfferExpired)], f"expired at {before}"
+
+    now[0] = from_epoch_ms(epoch_ms_ceil(deadline))  # the first whole millisecond at or after it
+    assert await service.sweep_once() == 1
+    (expired,) = [e for e in published.lead_events() if isinstance(e, OfferExpired)]
+    assert deadline <= expired.occurred_at < deadline + MS
