@@ -15,11 +15,16 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry
 
 from leadflow_router.adapters.codec import decode_outbox, decode_record, encode_outbox, encode_record
 from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, Doc, LeadRecords, Rotations
 from leadflow_router.domain.model import AccountSnapshot
 from leadflow_router.domain.record import Outbox, OutboxDocument, RoutingRecord
+from leadflow_router.handlers import Clock, RouterService
+from leadflow_router.metrics import RouterMetrics
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
 from leadflow_shared.events.routing import LEAD_EVENT, ROUTING_EVENT, LeadAssigned, LeadEvent, RoutingEvent
 
@@ -181,5 +186,25 @@ def pre_assigned(account_id: str, agent_id: str) -> LeadReceived:
             source=LeadSource(
                 channel=LeadChannel.LEAD_GEN, name="Zillow", provider="Zillow", assigned_agent_id=agent_id
             ),
+        ),
+    )
+
+
+def router_on_fakes(*accounts: AccountSnapshot, clock: Clock, **ports: Any) -> RouterService:
+    """A RouterService on these in-memory stores, serving `accounts`; `ports` replace any of the fresh ones
+    (records=, contacts=, rotations=, publish=, ...)."""
+    fresh: dict[str, Any] = {"records": FakeRecords(), "contacts": FakeContacts(), "rotations": FakeRotations(),
+                             "publish": Published(), "metrics": RouterMetrics(CollectorRegistry())}  # fmt: skip
+    return RouterService(accounts=FakeAccounts(*accounts), clock=clock, **(fresh | ports))
+
+
+def website_lead(account_id: str, occurred_at: datetime, email: str = "pat@example.com") -> LeadReceived:
+    """A lead from the brokerage's website."""
+    return LeadReceived.create(
+        account_id=account_id,
+        occurred_at=occurred_at,
+        payload=LeadReceivedPayload(
+            contact=Contact(first_name="Pat", email=email),
+            source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
         ),
     )

@@ -9,21 +9,18 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from fakes_router import FakeAccounts, FakeContacts, FakeRecords, FakeRotations, Published
+from fakes_router import Published, router_on_fakes, website_lead
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry
 
 from leadflow_router.domain.model import AccountSnapshot, Agent
-from leadflow_router.handlers import RouterService
-from leadflow_router.metrics import RouterMetrics
 from leadflow_shared.clock import epoch_ms, epoch_ms_ceil, from_epoch_ms
-from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
 from leadflow_shared.events.routing import LeadOffered, OfferExpired
 
 pytestmark = pytest.mark.unit
 
 MS = timedelta(milliseconds=1)
+ACCOUNT = AccountSnapshot(account_id="acme", name="Acme", roster=(Agent("a", "A"), Agent("b", "B")), round_robin=True)
 
 
 @settings(database=None, deadline=None)
@@ -42,25 +39,11 @@ async def test_an_offer_stated_with_a_fraction_of_a_millisecond_is_not_expired_b
     offered_at = datetime(2026, 5, 4, 15, 0, tzinfo=UTC) + timedelta(microseconds=fraction_us)
     now = [offered_at]
     published = Published()
-    service = RouterService(
-        records=FakeRecords(),
-        accounts=FakeAccounts(
-            AccountSnapshot(account_id="acme", name="Acme", roster=(Agent("a", "A"), Agent("b", "B")), round_robin=True)
-        ),
-        contacts=FakeContacts(),
-        rotations=FakeRotations(),
-        publish=published,
-        metrics=RouterMetrics(CollectorRegistry()),
-        clock=lambda: now[0],
+    account = AccountSnapshot(
+        account_id="acme", name="Acme", roster=(Agent("a", "A"), Agent("b", "B")), round_robin=True
     )
-    lead = LeadReceived.create(
-        account_id="acme",
-        occurred_at=offered_at,
-        payload=LeadReceivedPayload(
-            contact=Contact(first_name="Pat", email="pat@example.com"),
-            source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
-        ),
-    )
+    service = router_on_fakes(account, clock=lambda: now[0], publish=published)
+    lead = website_lead("acme", offered_at)
     assert not await service.on_leads_received([lead])
     (offer,) = [e for e in published.lead_events() if isinstance(e, LeadOffered)]
     deadline = offer.payload.deadline

@@ -8,15 +8,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from fakes_router import FakeAccounts, FakeContacts, FakeRecords, FakeRotations, Published
-from prometheus_client import CollectorRegistry
+from fakes_router import FakeRecords, router_on_fakes, website_lead
 
 from leadflow_router.adapters.codec import decode_record
 from leadflow_router.domain.availability import Usage
 from leadflow_router.domain.model import AccountSnapshot, Agent
-from leadflow_router.handlers import RouterService
-from leadflow_router.metrics import RouterMetrics
-from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
 
 pytestmark = [pytest.mark.unit, pytest.mark.asyncio]
 
@@ -27,25 +23,9 @@ ACCOUNT = AccountSnapshot(
 
 
 async def test_a_record_that_fails_to_be_decided_takes_no_turn_from_the_rotation() -> None:
-    now = [NOW]
     records = FakeRecords()
-    service = RouterService(
-        records=records,
-        accounts=FakeAccounts(ACCOUNT),
-        contacts=FakeContacts(),
-        rotations=FakeRotations(),
-        publish=Published(),
-        metrics=RouterMetrics(CollectorRegistry()),
-        clock=lambda: now[0],
-    )
-    lead = LeadReceived.create(
-        account_id="acme",
-        occurred_at=NOW,
-        payload=LeadReceivedPayload(
-            contact=Contact(first_name="Pat", email="pat@example.com"),
-            source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
-        ),
-    )
+    service = router_on_fakes(ACCOUNT, clock=lambda: NOW, records=records)
+    lead = website_lead("acme", NOW)
     assert not await service.on_leads_received([lead])
     record = decode_record(records.docs[str(lead.event_id)])
     due = NOW + timedelta(hours=1)  # past its claim window
