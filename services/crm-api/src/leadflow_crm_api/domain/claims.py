@@ -15,7 +15,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
-from leadflow_crm_api.domain.lead_row import LeadRow, TimelineEntry
+from leadflow_crm_api.domain.lead_row import LeadRow, OfferLink, TimelineEntry
 
 _OFFER_TYPES = ("LeadOffered", "OfferExpired", "OfferWithdrawn", "LeadClaimed")
 
@@ -77,6 +77,14 @@ def claim_answer(
         return ClaimAnswer(ClaimOutlook.REQUESTED, f"Your offer is open until {_at(deadline)}.")
     held = f"the lead is held by {names.get(holder, holder)}" if holder else "nobody holds the lead now"
     return ClaimAnswer(ClaimOutlook.NONE, f"{_how_it_ended(row, timeline, caller)}; {held}.")
+
+
+def link_outlives_its_offer(row: LeadRow, link: OfferLink, now: datetime) -> bool:
+    """Whether the link's own offer (its round) ended while its agent holds a newer offer of the lead: the
+    link ends with its offer, so an old text or email claims nothing though a newer offer is open."""
+    return not any(
+        o.agent_id == link.agent_id and o.offer_round == link.offer_round and o.open_at(now) for o in row.open_offers
+    )
 
 
 def _how_it_ended(row: LeadRow, timeline: list[TimelineEntry], caller: str) -> str:

@@ -7,6 +7,7 @@ to, once: a used, ended or foreign link claims nothing and says why, as a page o
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import uuid
@@ -19,7 +20,8 @@ from pymongo.errors import DuplicateKeyError
 
 from leadflow_crm_api.adapters.leads import LeadViews
 from leadflow_crm_api.deps import Db
-from leadflow_crm_api.domain.claims import ClaimOutlook, LinkClaim, claim_answer
+from leadflow_crm_api.domain.claims import ClaimOutlook, LinkClaim, claim_answer, link_outlives_its_offer
+from leadflow_crm_api.domain.lead_row import LeadRow, OfferLink
 from leadflow_crm_api.domain.views import activity_entry
 from leadflow_crm_api.errors import CrmApiError, LinkRefused, LinkUnknown, Unavailable
 from leadflow_crm_api.problems import problem
@@ -31,6 +33,8 @@ from leadflow_shared.offer_links import InvalidOfferLink, link_id_from
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["offer links"])
 
+PROJECTION_WAIT_SECONDS = 5.0  # how long a click waits for crm-api to project the offer its notice announced
+PROJECTION_POLL_SECONDS = 0.2
 Token = Annotated[str, Path(min_length=40, max_length=48, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
@@ -78,6 +82,20 @@ async def use_link(token: Token, request: Request, db: Db) -> Response:
     return JSONResponse(claimed.model_dump(mode="json"), status_code=202)
 
 
+async def _linked_offer(views: LeadViews, link_id: str) -> tuple[LeadRow | None, OfferLink | None]:
+    """The lead and the offer a genuine link names. The notice can reach the agent before crm-api has projected
+    its offer (the notifier and the projection read the same event apart): a click then waits for it a while
+    rather than being told to try again."""
+    loop = asyncio.get_running_loop()
+    gives_up = loop.time() + PROJECTION_WAIT_SECONDS
+    while True:
+        row = await views.by_offer_link(link_id)
+        link = None if row is None else row.offer_link(link_id)
+        if link is not None or loop.time() >= gives_up:
+            return row, link
+        await asyncio.sleep(PROJECTION_POLL_SECONDS)
+
+
 async def _claim(token: str, request: Request, db: Db) -> tuple[str, str]:
     """What the claim says, and the lead's page in the web app."""
     settings = request.app.state.runtime.settings
@@ -86,8 +104,7 @@ async def _claim(token: str, request: Request, db: Db) -> tuple[str, str]:
     except InvalidOfferLink as exc:
         raise LinkUnknown("This is not a valid accept link; open the lead in leadflow instead.") from exc
     views = LeadViews(db)
-    row = await views.by_offer_link(link_id)
-    link = None if row is None else row.offer_link(link_id)
+    row, link = await _linked_offer(views, link_id)
     if row is None or link is None:
         raise LinkUnknown("This offer is not known (yet): try again in a moment, or open the lead in leadflow.")
     agent = link.agent_id
@@ -99,6 +116,11 @@ async def _claim(token: str, request: Request, db: Db) -> tuple[str, str]:
         timeline = await views.timeline_of(row.lead_id)
         answer = claim_answer(row, timeline, caller=agent, claims=True, now=now, names={})
         raise LinkRefused(f"Nothing was claimed: {answer.detail}")
+    if link_outlives_its_offer(row, link, now):
+        raise LinkRefused(
+            "Nothing was claimed: this link's offer ended, and you were offered the lead again since. "
+            "Use the newer offer's link, or open the lead in leadflow."
+        )
     try:  # single use, before anything is published: a second click finds the link used
         used = {"_id": link_id, "lead_id": row.lead_id, "agent_id": agent, "at": now}
         await db[CRM_USED_OFFER_LINKS].insert_one(used)

@@ -1,0 +1,122 @@
+"""crm-api's accept links (issue 11.6) on a real MongoDB-wire server (nx-27017): a link claims its own offer only
+(an ended offer's link claims nothing though its agent holds a newer offer of the lead: helper 62's review), and a
+click that reaches crm-api before the offer is projected waits for it rather than being told to try again.
+Through the whole system: e2e/test_offer_links.py."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+import pytest_asyncio
+from fastapi import Request
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from leadflow_crm_api.adapters.leads import LeadViews, ensure_indexes
+from leadflow_crm_api.handlers import project
+from leadflow_crm_api.routes import offer_links
+from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
+from leadflow_shared.events.routing import LeadOffered, LeadOfferedPayload, OfferClosedPayload, OfferExpired
+from leadflow_shared.offer_links import link_id_of, token_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+
+Db = AsyncDatabase[dict[str, Any]]
+OFFICE = "north"
+LINK_KEY = "integration-offer-link-key-of-at-least-32-bytes"
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def db(mongo_url: str) -> AsyncIterator[Db]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    database = client[f"crm_links_{uuid.uuid4().hex[:12]}"]
+    await ensure_indexes(database)
+    yield database
+    await client.drop_database(database.name)
+    await client.close()
+
+
+def offered(lead: uuid.UUID, agent: str, *, offer_round: int, at: datetime) -> LeadOffered:
+    return LeadOffered.create(
+        account_id=OFFICE,
+        occurred_at=at,
+        payload=LeadOfferedPayload(
+            lead_id=lead, agent_id=agent, offer_round=offer_round, race_size=1,
+            deadline=at + timedelta(minutes=15), explanation="R6",
+            source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
+            contact=Contact(first_name="Rae", email="rae@x.example"),
+        ),
+    )  # fmt: skip
+
+
+class Published:
+    """leads.activity.v1 as the route sees it: what it publishes, kept."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, bytes]] = []
+
+    async def __call__(self, account_id: str, body: bytes) -> None:
+        self.records.append((account_id, body))
+
+
+def link_request(publish: Published) -> Request:
+    """What `POST /v1/offer-links/{token}` reads of its request: the link key, the publisher, the Accept header."""
+    state = SimpleNamespace(runtime=SimpleNamespace(settings=SimpleNamespace(offer_link_secret=LINK_KEY)))
+    state.publish_activity = publish
+    return cast(Request, SimpleNamespace(app=SimpleNamespace(state=state), headers={"accept": "application/json"}))
+
+
+def link_of(event: LeadOffered) -> str:
+    return token_for(link_id_of(event.event_id), LINK_KEY)
+
+
+async def test_an_ended_offers_link_claims_nothing_when_its_agent_is_offered_the_lead_again(db: Db) -> None:
+    # Ana's first offer (round 1) expired; the lead came round to her again (round 2, a new link). The first link
+    # ends with its offer: an old text on a shared phone must not claim the new offer.
+    lead, t0 = uuid.uuid4(), datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    first = offered(lead, "ana", offer_round=1, at=t0)
+    await project(first, views=LeadViews(db))
+    closed = OfferClosedPayload(lead_id=lead, agent_id="ana", offer_round=1)
+    await project(OfferExpired.create(account_id=OFFICE, occurred_at=t0 + timedelta(minutes=15), payload=closed),
+                  views=LeadViews(db))  # fmt: skip
+    second = offered(lead, "ana", offer_round=2, at=datetime.now(UTC).replace(microsecond=0))
+    await project(second, views=LeadViews(db))
+
+    publish = Published()
+    refused = await offer_links.use_link(link_of(first), link_request(publish), db)
+    assert refused.status_code == 409
+    assert b"this link's offer ended" in bytes(refused.body)
+    assert publish.records == [], "nothing published for the new offer through the old offer's link"
+
+    claimed = await offer_links.use_link(link_of(second), link_request(publish), db)
+    assert claimed.status_code == 202, "the newer offer's own link claims it"
+    assert len(publish.records) == 1
+
+
+async def test_a_click_before_the_offer_is_projected_waits_for_it(db: Db) -> None:
+    # The notice reaches the agent before crm-api projects the offer it announces (both read the same event).
+    event = offered(uuid.uuid4(), "ana", offer_round=1, at=datetime.now(UTC).replace(microsecond=0))
+    publish = Published()
+    click = asyncio.create_task(offer_links.use_link(link_of(event), link_request(publish), db))
+    await asyncio.sleep(0)  # the click has asked for the offer once, in vain
+    assert not click.done()
+    await project(event, views=LeadViews(db))
+    answer = await asyncio.wait_for(click, timeout=offer_links.PROJECTION_WAIT_SECONDS + 5)
+    assert answer.status_code == 202, bytes(answer.body)
+    assert len(publish.records) == 1
+
+
+async def test_a_genuine_link_whose_offer_never_comes_is_answered_after_the_wait(
+    db: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(offer_links, "PROJECTION_WAIT_SECONDS", 0.5)
+    event = offered(uuid.uuid4(), "ana", offer_round=1, at=datetime.now(UTC))
+    answer = await offer_links.use_link(link_of(event), link_request(Published()), db)
+    assert answer.status_code == 404
+    assert b"not known (yet)" in bytes(answer.body)
