@@ -329,6 +329,24 @@ def test_claim_after_the_deadline_claims_nothing_and_says_why() -> None:
     assert logged.claim_refused == f"the offer to {agent} expired at {deadline}; nobody holds the lead now"  # type: ignore[attr-defined]
 
 
+def test_a_claim_counts_by_when_it_was_made_not_when_the_router_reads_it() -> None:
+    # Decision 0087: an accept made a second before the deadline and read after it (the activity topic's lag)
+    # claims while the offer is open; one made at the deadline claims nothing however early it is read.
+    state = route(new_lead(), account()).state
+    assert state is not None
+    offer = state.offers[0]
+    read_late = NOW + WINDOW + timedelta(seconds=5)
+    in_time = Activity(offer.agent_id, ActivityAction.ACCEPT, made_at=offer.deadline - timedelta(seconds=1))
+    won = on_activity(state, in_time, read_late)
+    assert won.state is not None
+    assert (won.state.holder, won.state.status) == (offer.agent_id, LeadStatus.ASSIGNED)
+    too_late = Activity(offer.agent_id, ActivityAction.ACCEPT, made_at=offer.deadline)
+    assert only(on_activity(state, too_late, read_late), ActivityLogged).claim_refused  # type: ignore[attr-defined]
+    # A stamp later than the router's clock (crm-api's clock ahead) counts as now.
+    ahead = Activity(offer.agent_id, ActivityAction.ACCEPT, made_at=offer.deadline + timedelta(minutes=1))
+    assert on_activity(state, ahead, offer.deadline - timedelta(seconds=1)).state.holder == offer.agent_id  # type: ignore[union-attr]
+
+
 def test_action_by_someone_never_offered_the_lead_is_logged_without_a_refusal() -> None:
     # A broker's note on an agent's lead: activity, not a lost claim.
     state = route(new_lead(), account()).state

@@ -862,15 +862,17 @@ def on_activity(
     if not activity.action.claims:
         return Outcome(state, (), "viewing does not claim")
     offer = next((o for o in state.open_offers if o.agent_id == activity.agent_id), None)
+    # In time if made before the deadline, however late it is read (consumer lag), while the offer is open.
+    made = now if activity.made_at is None else min(now, activity.made_at)
     if (
         state.holder == activity.agent_id
         or offer is None
         or state.status is not LeadStatus.OFFERED
-        or (now >= offer.deadline or not can_claim)
+        or (made >= offer.deadline or not can_claim)
     ):
         if state.holder == activity.agent_id:
             refused = None
-        elif offer is not None and now < offer.deadline and not can_claim:
+        elif offer is not None and made < offer.deadline and not can_claim:
             refused = cannot or f"{activity.agent_id} is no longer an active agent of this office"
         else:
             refused = claim_refusal(state, activity.agent_id)

@@ -228,3 +228,6 @@ class Activity:
     action: ActivityAction
     message: ContactMessage | None = None  # an email or text to the contact, sent if the agent holds the lead
     event_id: uuid.UUID | None = None  # its LeadActivity's id: an answer to an ask back names it (decision 0067)
+    # When the agent acted (its LeadActivity's occurred_at, stamped by crm-api): a claim counts by it, not by
+    # when the router reads it (decision 0087). None: when it is decided.
+    made_at: datetime | None = None
