@@ -14,10 +14,12 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_crm_api.adapters.leads import CRM_TIMELINE, LeadViews, ScopedLeads, ensure_indexes, scope_filter
 from leadflow_crm_api.adapters.offices import Labels, OfficeTransfers
+from leadflow_crm_api.adapters.settings import AccountSettings
 from leadflow_crm_api.domain.offices import profile_fields
 from leadflow_crm_api.domain.principal import Principal, Role
 from leadflow_crm_api.domain.views import LeadQuery
 from leadflow_crm_api.handlers import project
+from leadflow_notifier.adapters.repository import AgentDirectory
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.collections import CRM_LABELS, CRM_OFFICE_TRANSFERS
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
@@ -190,6 +192,7 @@ async def test_a_moved_team_member_arrives_onboarding_in_the_target_roster_and_a
             "_id": "max",
             "account_id": "north",
             "name": "Max",
+            "email": "max@north.example",
             "active": True,
             "round_robin": True,
             "offices": ["n1"],
@@ -198,6 +201,11 @@ async def test_a_moved_team_member_arrives_onboarding_in_the_target_roster_and_a
         }
     )
     await db["notifier_preferences"].insert_one({"_id": "max", "account_id": "north", "digest": True})
+    # Max's phone and tablet, registered in North; a device another office registered for the id is not Max's.
+    await db["push_devices"].insert_many([
+        {"_id": f"max/{d}", "user_id": "max", "device_id": d, "account_id": a, "token": f"fcm-{d}", "platform": "ios"}
+        for d, a in (("phone", "north"), ("tablet", "north"), ("other", "west"))
+    ])  # fmt: skip
     transfer = {"_id": str(uuid.uuid4()), "account_id": "north", "to_account_id": "south", "agent_id": "max"}
     for _ in range(2):
         await OfficeTransfers(db).move_member(transfer)
@@ -216,3 +224,10 @@ async def test_a_moved_team_member_arrives_onboarding_in_the_target_roster_and_a
     prefs = await db["notifier_preferences"].find_one({"_id": "max"})
     assert prefs is not None
     assert prefs["account_id"] == "south"
+    devices = {d["device_id"]: d["account_id"] async for d in db["push_devices"].find({"user_id": "max"})}
+    assert devices == {"phone": "south", "tablet": "south", "other": "west"}, "its devices went along, no other"
+    assert await AccountSettings(db, "north").devices("max") == [], "the office it left lists none of them"
+    recipient = await AgentDirectory(db).get("max")
+    assert recipient is not None
+    pushed = [d.token for d in recipient.push_devices]
+    assert pushed == ["fcm-phone", "fcm-tablet"], "the notifier pushes to them for its new office"

@@ -22,10 +22,10 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_crm_api.adapters.leads import CRM_LEADS, LeadViews, ensure_indexes
-from leadflow_crm_api.domain.people import StaffMember, StaffRole
+from leadflow_crm_api.domain.people import DeviceRegistration, Platform, StaffMember, StaffRole
 from leadflow_crm_api.domain.principal import Principal, Role
 from leadflow_crm_api.domain.rules_and_availability import RoutingRules
-from leadflow_crm_api.domain.settings import Channel, NotificationPreferences
+from leadflow_crm_api.domain.settings import DEFAULT_PREFERENCES, Channel, NotificationPreferences
 from leadflow_crm_api.errors import Forbidden, NotFound
 from leadflow_crm_api.handlers import project
 from leadflow_crm_api.use_cases import lead_work, offices, people, rules_and_availability, settings
@@ -97,6 +97,45 @@ async def test_another_office_s_agent_is_never_made_one_s_staff_member_nor_its_n
     assert recipient is not None
     assert recipient.preferences.channels == frozenset({Channel.EMAIL.value, Channel.PUSH.value})
     await db[STAFF].delete_one({"_id": "sid"})
+
+
+async def test_what_an_office_wrote_for_an_id_of_nobody_s_gives_no_hold_once_it_is_another_office_s_agent(
+    db: Db,
+) -> None:
+    # North's broker adds "nell" (an id nobody has yet: a hire South is about to seed) as a staff member of North and
+    # turns off its every channel; "nell", signed in to North, registers a phone for push. Then South seeds its agent
+    # "nell": neither North's preferences nor North's device count for South's agent (decision 0076).
+    await people.put_staff_member(people.account_people(NORTH, NORA, db), NORA, "nell", STAFF_RECORD)
+    north = await settings.preferences_scope(NORTH, "nell", NORA, db)
+    await settings.put_notifications(north, "nell", NotificationPreferences(channels=[], digest=True))
+    nell_north = Principal("nell", Role.REALTOR, NORTH)
+    phone = DeviceRegistration(token="fcm-nell-north", platform=Platform.IOS)
+    await people.put_device(people.account_people(NORTH, nell_north, db), nell_north, "nell", "phone", phone)
+    # A push token in the preferences themselves, as stored before devices existed (the notifier still reads it).
+    await db[NOTIFIER_PREFERENCES].update_one({"_id": "nell"}, {"$set": {"push_token": "fcm-nell-legacy"}})
+    await db[AGENTS].insert_one({"_id": "nell", "account_id": SOUTH, "name": "Nell", "email": "nell@south.example"})
+
+    recipient = await AgentDirectory(db).get("nell")
+    assert recipient is not None
+    assert (recipient.preferences.channels, recipient.push_devices) == (frozenset(c.value for c in Channel), ()), (
+        "the notifier reaches South's agent on every channel, and not on the device registered in North"
+    )
+    nell = Principal("nell", Role.REALTOR, SOUTH)
+    own = await settings.preferences_scope(SOUTH, "nell", nell, db)
+    assert await settings.get_notifications(own, "nell") == DEFAULT_PREFERENCES
+    assert (await people.list_devices(people.account_people(SOUTH, nell, db), nell, "nell")).items == []
+    with pytest.raises(NotFound):
+        await settings.preferences_scope(NORTH, "nell", NORA, db)
+
+    # South's agent sets its own: North's record is replaced, nothing of it kept.
+    await settings.put_notifications(own, "nell", NotificationPreferences(channels=[Channel.SMS]))
+    stored = await db[NOTIFIER_PREFERENCES].find_one({"_id": "nell"})
+    assert stored is not None
+    assert (stored["account_id"], set(stored)) == (SOUTH, {"_id", "account_id", *NotificationPreferences.model_fields})
+    recipient = await AgentDirectory(db).get("nell")
+    assert recipient is not None
+    assert recipient.preferences.channels == frozenset({Channel.SMS.value})
+    await db[STAFF].delete_one({"_id": "nell"})
 
 
 async def test_only_brokers_and_admins_add_a_staff_member_or_set_its_role(db: Db) -> None:

@@ -364,16 +364,19 @@ class Replica:
         dead_letters: Any = None,
         max_drives: int = 5,
         concurrency: int = 16,
+        texts: Sender | None = None,
+        lease_ms: int = LEASE_MS,
     ) -> None:
-        self.leases = Leases(lease_ms=LEASE_MS)
+        self.leases = Leases(lease_ms=lease_ms)
         self.log = DeliveryLog(db, leases=self.leases)
         self.metrics = NotifierMetrics(CollectorRegistry())
         retry = RetryPolicy(attempts=3, initial_seconds=0.01, max_seconds=0.02)
         letters = dead_letters or NoDeadLetters()
+        senders: dict[Channel, Sender] = {Channel.EMAIL: email} | ({Channel.SMS: texts} if texts else {})
         self.notifier = Notifier(
             directory=AgentDirectory(db),
             deliveries=self.log,
-            senders={Channel.EMAIL: email},
+            senders=senders,
             dead_letters=letters,
             metrics=self.metrics,
             pages_url="https://crm",
@@ -382,7 +385,7 @@ class Replica:
         )
         courier = Courier(
             deliveries=self.log,
-            senders={Channel.EMAIL: email},
+            senders=senders,
             dead_letters=letters,
             metrics=self.metrics,
             clock=clock,
@@ -589,6 +592,111 @@ async def test_a_mongodb_blip_mid_claim_lets_go_of_what_it_claimed(
     clock.advance(2 * LEASE_MS)
     assert await replica.redriver.run_once() == 2, "both are driven once the first one's lease ran out"
     assert (len(about(sink, first)), len(about(sink, second))) == (1, 1)
+
+
+class MarksFail:
+    """The delivery collection, whose `sent` marks (not the lease renewals) fail while `left` > 0: a MongoDB blip
+    (`left` 1), or an outage the test ends by setting `left` to 0."""
+
+    def __init__(self, real: Any, left: int) -> None:
+        self.real, self.left, self.failed = real, left, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    async def update_many(self, query: Any, update: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.left > 0 and update.get("$set", {}).get("status") == "sent":
+            self.left -= 1
+            self.failed += 1
+            raise AutoReconnect("primary stepped down")
+        return await self.real.update_many(query, update, *args, **kwargs)
+
+
+async def test_a_mongodb_blip_on_the_sent_mark_sends_the_offer_once(
+    db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer
+) -> None:
+    """N3: the provider accepted the message, then the `sent` mark met a MongoDB blip. The mark is tried
+    again (it was left pending, and the re-driver sent the offer a second time: 2 SMS for one offer)."""
+    clock, event, texts = Clock(NOON), offer(), Recorder()
+    await ensure_indexes(db)
+    replica = Replica(db, clock, mailer, texts=texts)
+    marks = MarksFail(replica.log._deliveries, left=1)
+    replica.log._deliveries = marks  # type: ignore[assignment]
+    raw = event.model_dump_json().encode()
+
+    await replica.notifier.notify(event, raw)
+    assert marks.failed == 1
+    await replica.notifier.notify(event, raw)  # a redelivery: done, skipped
+    for _ in range(2):
+        clock.advance(2 * LEASE_MS)
+        assert await replica.redriver.run_once() == 0, "nothing left pending for the re-driver"
+
+    assert (len(about(sink, event)), texts.sent) == (1, [f"{event.event_id}:sms:ana"])
+    keys = [f"{event.event_id}:email:ana", f"{event.event_id}:sms:ana"]
+    statuses = {d["_id"]: d["status"] async for d in db["notifier_deliveries"].find({"_id": {"$in": keys}})}
+    assert statuses == dict.fromkeys(keys, "sent")
+    assert replica.leases.held == set()
+
+
+async def test_a_delivery_whose_sent_mark_is_retried_keeps_its_lease(
+    db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer
+) -> None:
+    """While its mark is tried again, the delivery is still this drive's: renewed, so no re-driver takes it."""
+    clock, event = Clock(NOON), offer()
+    await ensure_indexes(db)
+    lease_ms = 10_000  # the marks are tried again for a lease of real time: more than this test takes
+    owner, other = Replica(db, clock, mailer, lease_ms=lease_ms), Replica(db, clock, mailer, lease_ms=lease_ms)
+    marks = MarksFail(owner.log._deliveries, left=1_000_000)
+    owner.log._deliveries = marks  # type: ignore[assignment]
+    sending = asyncio.create_task(owner.notifier.notify(event, event.model_dump_json().encode()))
+    await eventually(lambda: marks.failed >= 2, timeout=5, what="the mark failed and was tried again")
+
+    for _ in range(4):  # two leases of the test's clock
+        clock.advance(lease_ms // 2)
+        await owner.log.renew(now_ms=clock.ms)
+        assert await other.redriver.run_once() == 0, "a delivery whose mark was being retried was taken over"
+        await other.notifier.notify(event, event.model_dump_json().encode())  # a rebalance's copy: busy
+    assert not sending.done()
+    marks.left = 0  # MongoDB is back
+    await asyncio.wait_for(sending, timeout=5)
+
+    clock.advance(10 * lease_ms)
+    assert await other.redriver.run_once() == 0
+    assert len(about(sink, event)) == 1
+    record = await db["notifier_deliveries"].find_one({"_id": f"{event.event_id}:email:ana"})
+    assert record is not None
+    assert record["status"] == "sent"
+    assert owner.leases.held == set()
+
+
+async def test_a_sent_mark_failing_for_longer_than_a_lease_leaves_the_delivery_to_the_redriver(
+    db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer
+) -> None:
+    """The bound, and the window N3 leaves open: marks failing for a whole lease (LEASE_MS of real time) give
+    up; the record stays pending, no longer held, and once MongoDB is back the re-driver sends it again, with
+    the first copy's Message-ID."""
+    clock, event = Clock(NOON), offer()
+    await ensure_indexes(db)
+    replica = Replica(db, clock, mailer)
+    marks = MarksFail(replica.log._deliveries, left=1_000_000)
+    replica.log._deliveries = marks  # type: ignore[assignment]
+
+    with pytest.raises(AutoReconnect):
+        await asyncio.wait_for(replica.notifier.notify(event, event.model_dump_json().encode()), timeout=10)
+    assert marks.failed > 2, "tried again before giving up"
+    assert replica.leases.held == set()
+    key = f"{event.event_id}:email:ana"
+    assert await db["notifier_deliveries"].count_documents({"_id": key, "status": "pending"}) == 1
+
+    marks.left = 0
+    clock.advance(2 * LEASE_MS)
+    assert await replica.redriver.run_once() == 1
+    sent = about(sink, event)
+    assert len(sent) == 2
+    assert sent[0]["Message-ID"] == sent[1]["Message-ID"]
+    record = await db["notifier_deliveries"].find_one({"_id": key})
+    assert record is not None
+    assert record["status"] == "sent"
 
 
 async def test_a_crash_counts_a_drive_only_for_records_whose_send_started(db: AsyncDatabase[dict[str, Any]]) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from leadflow_crm_api.domain.lead_row import LeadRow, TimelineEntry
 from leadflow_crm_api.domain.views import (
     MAX_CURSOR_LENGTH,
     MAX_SORT_KEY,
@@ -21,10 +23,14 @@ from leadflow_crm_api.domain.views import (
     lead_row_changes,
     lead_row_from_assigned,
     lead_row_from_held,
+    may_name_a_rival,
     open_offers_after,
     records_in_timeline,
+    rivals,
     search_patterns,
+    shown_to_realtor,
     timeline_entry,
+    visible_timeline,
 )
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.activity import ActivityAction
@@ -362,6 +368,78 @@ def test_a_realtor_sees_its_own_offers_on_the_timeline_but_not_other_agents() ->
         "LeadClaimed",
         "LeadActivity",
     ]
+
+
+def _racing_row(**fields: object) -> LeadRow:
+    at = datetime(2026, 11, 24, tzinfo=UTC)
+    doc = {"_id": "l", "account_id": "a", "status": "offered", "created_at": at, "last_activity_at": at}
+    return LeadRow.from_doc(doc | fields)
+
+
+def test_a_realtor_is_told_nothing_of_an_agent_who_only_races_with_it() -> None:
+    # Decision 0076: Ana and Ben race; Ben viewed, declined, and his offer was withdrawn. Carl held the lead
+    # before (claimed it, then was released): a holder is known, as is a user the holder assigned.
+    docs: list[dict[str, str | None]] = [
+        {"type": "LeadOffered", "agent_id": "carl"},
+        {"type": "LeadClaimed", "agent_id": "carl", "action": "accept"},
+        {"type": "LeadActivity", "agent_id": "carl", "action": "note"},
+        {"type": "LeadOffered", "agent_id": "ana"},
+        {"type": "LeadOffered", "agent_id": "ben"},
+        {"type": "LeadOffered", "agent_id": "dee"},
+        {"type": "LeadActivity", "agent_id": "ben", "action": "view"},
+        {"type": "LeadActivity", "agent_id": "ben", "action": "decline"},
+        {"type": "OfferWithdrawn", "agent_id": "ben"},
+        {"type": "LeadActivity", "agent_id": "nora", "action": "note"},  # a broker's
+        {"type": "ActivityLogged", "agent_id": None, "action": "inquiry"},  # the contact's
+    ]
+    entries = [TimelineEntry.from_doc({"_id": str(i), **doc}) for i, doc in enumerate(docs)]
+    row = _racing_row(last_activity_by="ben", last_activity_kind="OfferWithdrawn", assigned_users=["dee"])
+    assert may_name_a_rival(row, "ana")
+    hidden = rivals(row, entries, realtor_id="ana")
+    assert hidden == {"ben"}, "Carl held it, Dee was assigned to it: only Ben raced and nothing else"
+    shown = visible_timeline(entries, realtor_id="ana", hidden=hidden)
+    assert [(e.agent_id, e.action) for e in shown if e.type != "LeadOffered"] == [
+        ("carl", "accept"), ("carl", "note"), ("nora", "note"), (None, "inquiry"),
+    ]  # fmt: skip
+    assert [e.agent_id for e in shown if e.type == "LeadOffered"] == ["ana"]
+    seen = shown_to_realtor(row, "ana", hidden)
+    assert (seen.last_activity_by, seen.last_activity_kind) == (None, "OfferWithdrawn")
+    assert rivals(row, entries, realtor_id="ben") == {"ana"}, "and Ben is told nothing of Ana"
+    assert visible_timeline(entries, realtor_id=None, hidden=hidden) == entries, "the brokerage sees everything"
+    assert not may_name_a_rival(replace(row, last_activity_by="ana"), "ana")
+
+
+_AGENTS = st.sampled_from(["ana", "ben", "carl", "dee", None])
+_ENTRY_TYPES = st.sampled_from(
+    ["LeadOffered", "OfferExpired", "OfferWithdrawn", "LeadClaimed", "LeadAssigned", "LeadActivity", "ActivityLogged"]
+)
+
+
+@given(
+    st.lists(st.tuples(_ENTRY_TYPES, _AGENTS), max_size=12),
+    _AGENTS,
+    st.lists(st.sampled_from(["ana", "ben", "carl", "dee"]), max_size=2),
+    _AGENTS,
+)
+def test_what_a_realtor_sees_never_names_one_who_only_raced(
+    docs: list[tuple[str, str | None]], holder: str | None, assigned: list[str], last_by: str | None
+) -> None:
+    entries = [TimelineEntry.from_doc({"_id": str(i), "type": t, "agent_id": a}) for i, (t, a) in enumerate(docs)]
+    row = _racing_row(owner_agent_id=holder, assigned_users=assigned, last_activity_by=last_by)
+    hidden = rivals(row, entries, realtor_id="ana")
+    raced = {a for t, a in docs if t in {"LeadOffered", "OfferExpired", "OfferWithdrawn"}}
+    held = {a for t, a in docs if t in {"LeadClaimed", "LeadAssigned"}}
+    assert hidden == {a for a in raced - held - {"ana", holder, *assigned} if a is not None}
+    shown = visible_timeline(entries, realtor_id="ana", hidden=hidden)
+    assert all(e.agent_id not in hidden for e in shown)
+    assert [e for e in entries if e not in shown] == [
+        e for e in entries if e.agent_id in hidden or (e.type in {"LeadOffered", "OfferExpired", "OfferWithdrawn"}
+                                                       and e.agent_id != "ana")
+    ]  # fmt: skip
+    seen = shown_to_realtor(row, "ana", hidden)
+    assert seen.last_activity_by == (None if last_by in hidden else last_by)
+    if not may_name_a_rival(row, "ana"):
+        assert seen.last_activity_by not in hidden, "the list asks for no timeline when the row names nobody unknown"
 
 
 def test_a_shared_lead_is_held_by_the_realtor_with_no_open_offers() -> None:

@@ -179,7 +179,11 @@ class Courier:
         this process already. Its lease is released at the end.
 
         An error here that is not the provider's (MongoDB, Kafka, cancellation) leaves the record
-        pending: once its lease runs out, the re-driver finishes it.
+        pending: once its lease runs out, the re-driver finishes it. After the send, that means a second
+        copy (same key, same Message-ID), so the `sent` mark rides out a MongoDB blip: `DeliveryLog.sent`
+        tries it again for up to one lease while this drive still holds the delivery (its lease renewed).
+        What remains at-least-once: a process killed between the provider's acceptance and the mark, and
+        a MongoDB outage longer than a lease.
         """
         if begin and not await self._begun(delivery, replay):
             return
@@ -196,7 +200,8 @@ class Courier:
                         async with unmarked:
                             await sender.send(delivery.content, message_id=delivery.key)
                             # Right after the provider's acceptance: a crash before this line resends (same
-                            # Message-ID). Marked before the connection's permit is free (marks are batched).
+                            # Message-ID). Marked before the connection's permit is free (marks are batched),
+                            # and before the lease is released: a blip's retries keep the delivery this drive's.
                             await self.deliveries.sent(delivery.key, now_ms=self._now_ms())
             except DeliveryError as exc:
                 if isinstance(exc, TransientDeliveryError) and await self._postpone(delivery, exc):

@@ -28,7 +28,7 @@ from leadflow_crm_api.domain.lead_row import LeadRow, TimelineEntry
 from leadflow_crm_api.domain.offices import label_key
 from leadflow_crm_api.domain.principal import Principal
 from leadflow_crm_api.domain.projection import NewRow, RowChanges, RowState, RowUpsert
-from leadflow_crm_api.domain.views import LeadQuery, LeadTab, search_patterns
+from leadflow_crm_api.domain.views import RACE_ENTRIES, LeadQuery, LeadTab, search_patterns
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.collections import AGENTS
 
@@ -265,11 +265,13 @@ def _search_matches(search: str) -> list[dict[str, Any]]:
 
 
 class ScopedLeads:
-    """Reads of the views, always inside `scope` (from `scope_filter` or `realtor_filter`)."""
+    """Reads of the views, always inside `scope` (from `scope_filter` or `realtor_filter`); `realtor`: the
+    realtor reading them (None: a broker or admin), whom a row shows less (`views.shown_to_realtor`)."""
 
-    def __init__(self, db: AsyncDatabase[dict[str, Any]], scope: dict[str, Any]) -> None:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], scope: dict[str, Any], *, realtor: str | None = None) -> None:
         self._db = db
         self._scope = scope
+        self.realtor = realtor
 
     async def _views(self) -> tuple[Coll, Coll]:
         names = await active_names(self._db)
@@ -345,6 +347,18 @@ class ScopedLeads:
             .limit(TIMELINE_LIMIT)
         )
         return [TimelineEntry.from_doc(doc) async for doc in cursor]
+
+    async def race_entries(self, lead_ids: list[str]) -> dict[str, list[TimelineEntry]]:
+        """The offer and holder entries (`views.RACE_ENTRIES`) of leads this scope returned, by lead id."""
+        if not lead_ids:
+            return {}
+        _, timeline = await self._views()
+        query = {"lead_id": {"$in": sorted(set(lead_ids))}, "type": {"$in": sorted(RACE_ENTRIES)}}
+        found: dict[str, list[TimelineEntry]] = {}
+        async for doc in timeline.find(query, {"lead_id": 1, "type": 1, "agent_id": 1, "occurred_ms": 1}):
+            entry = TimelineEntry.from_doc(doc)
+            found.setdefault(entry.lead_id, []).append(entry)
+        return found
 
     async def record(self, entry: dict[str, Any]) -> None:
         async with writing(self._db, Write(lead_ids=(str(entry["lead_id"]),))) as names:

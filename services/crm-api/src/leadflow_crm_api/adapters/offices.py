@@ -15,7 +15,14 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from leadflow_crm_api.domain.offices import TeamStatus, TransferStatus, label_doc
-from leadflow_shared.collections import ACCOUNTS, AGENTS, CRM_LABELS, CRM_OFFICE_TRANSFERS, NOTIFIER_PREFERENCES
+from leadflow_shared.collections import (
+    ACCOUNTS,
+    AGENTS,
+    CRM_LABELS,
+    CRM_OFFICE_TRANSFERS,
+    NOTIFIER_PREFERENCES,
+    PUSH_DEVICES,
+)
 
 MAX_OFFICES = 500
 
@@ -88,7 +95,8 @@ class OfficeTransfers:
         await self._transfers.update_one({"_id": transfer_id}, {"$set": {"status": TransferStatus.DONE.value}})
 
     async def move_member(self, transfer: Doc) -> None:
-        """The team member's settings documents to the target office; each write can be repeated.
+        """The team member's settings documents (agent record, roster places, notification preferences, push
+        devices) to the target office; each write can be repeated.
 
         It arrives as Onboarding, out of round robin and of the first office's offices and
         lead groups (they name that office's setup); the target's broker activates it.
@@ -112,6 +120,10 @@ class OfficeTransfers:
         await self._db[ACCOUNTS].update_one({"_id": target}, {"$addToSet": {"roster": agent_id}})
         await self._db[NOTIFIER_PREFERENCES].update_one(
             {"_id": agent_id, "account_id": {"$in": [source, target]}}, {"$set": {"account_id": target}}
+        )
+        # Its push devices too: they are listed, removed and pushed to in the office it belongs to (decision 0076).
+        await self._db[PUSH_DEVICES].update_many(
+            {"user_id": agent_id, "account_id": {"$in": [source, target]}}, {"$set": {"account_id": target}}
         )
 
     async def mark_published(self, transfer_id: str) -> None:

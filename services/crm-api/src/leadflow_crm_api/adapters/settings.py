@@ -12,6 +12,7 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from leadflow_crm_api.domain.settings import holds_for
 from leadflow_shared.collections import ACCOUNTS, AGENTS, NOTIFIER_PREFERENCES, PUSH_DEVICES, STAFF
 
 Doc = dict[str, Any]
@@ -99,16 +100,23 @@ class AccountSettings:
         return result.matched_count > 0
 
     async def preferences(self, user_id: str) -> Doc | None:
-        return await self._db[NOTIFIER_PREFERENCES].find_one({"_id": user_id})
+        """The user's preferences as this account sees them: none when another account wrote them (decision 0076)."""
+        doc = await self._db[NOTIFIER_PREFERENCES].find_one({"_id": user_id})
+        return doc if doc is not None and holds_for(doc, self.account_id) else None
 
     async def set_preferences(self, user_id: str, fields: Doc) -> None:
-        """Set the given fields, keeping the rest (push token, a staff member's name and email).
+        """Set the given fields, keeping the rest (push token, a staff member's name and email) of this
+        account's record; a record another account wrote is replaced, nothing of it kept (decision 0076: the
+        caller checked that the user is this account's).
 
         Not an upsert: whether nx-27017 takes `_id` from the filter on upsert is not established
         for update_one (it does not for replace_one, decision 0004), so insert with `_id` instead.
         """
         fields = {**fields, "account_id": self.account_id}
         collection = self._db[NOTIFIER_PREFERENCES]
+        stored = await collection.find_one({"_id": user_id}, {"account_id": 1})
+        if stored is not None and not holds_for(stored, self.account_id):
+            await collection.delete_one({"_id": user_id, "account_id": stored["account_id"]})
         if (await collection.update_one({"_id": user_id}, {"$set": fields})).matched_count:
             return
         try:

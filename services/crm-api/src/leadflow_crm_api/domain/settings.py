@@ -329,6 +329,13 @@ class NotificationPreferences(_Body):
 DEFAULT_PREFERENCES = NotificationPreferences(channels=list(Channel))
 
 
+def holds_for(doc: Mapping[str, Any], account_id: str) -> bool:
+    """Whether a stored preferences document counts for `account_id`, the account its user belongs to (as the
+    notifier reads it, decision 0076): one another account wrote (for an id that was nobody's then) has no hold
+    on this account's user; one with no account (written before crm-api recorded it) counts."""
+    return doc.get("account_id") in {None, account_id}
+
+
 def preferences_from(doc: Mapping[str, Any] | None) -> NotificationPreferences:
     """The API view of a stored preferences document (the notifier's defaults when there is none)."""
     if doc is None:

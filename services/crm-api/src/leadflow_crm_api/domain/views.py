@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -366,13 +367,52 @@ def moved_summary(event: LeadTransferred) -> str:
 
 # Entries about one agent's offer; a realtor sees only its own (the brokerage sees all).
 _OFFER_ENTRIES = frozenset({"LeadOffered", "OfferExpired", "OfferWithdrawn"})
+# Entries that make their agent the lead's holder: whoever sees the lead may know who holds or held it.
+_HOLDER_ENTRIES = frozenset({"LeadClaimed", "LeadAssigned", "LeadFellBack", "LeadShared"})
+RACE_ENTRIES = _OFFER_ENTRIES | _HOLDER_ENTRIES  # what `rivals` reads of a lead's timeline
 
 
-def visible_timeline(entries: list[TimelineEntry], *, realtor_id: str | None) -> list[TimelineEntry]:
-    """The timeline as the caller may read it: a realtor does not see offers made to other agents."""
+def visible_timeline(
+    entries: list[TimelineEntry], *, realtor_id: str | None, hidden: Collection[str] = frozenset()
+) -> list[TimelineEntry]:
+    """The timeline as the caller may read it: a realtor does not see offers made to other agents, nor anything
+    done by those `hidden` from it (its `rivals`: a view, a decline, a claim that lost the race; decision 0076)."""
     if realtor_id is None:
         return entries
-    return [e for e in entries if e.type not in _OFFER_ENTRIES or e.agent_id == realtor_id]
+    return [
+        e
+        for e in entries
+        if (e.type not in _OFFER_ENTRIES or e.agent_id == realtor_id) and (e.agent_id or "") not in hidden
+    ]
+
+
+def _known_to(row: LeadRow, realtor_id: str) -> set[str | None]:
+    """Whom a realtor seeing the lead may know works it: itself, its holder, the realtor it was shared with, and
+    the users its holder assigned to it."""
+    return {realtor_id, row.owner_agent_id, row.transferred_to, *row.assigned_users}
+
+
+def may_name_a_rival(row: LeadRow, realtor_id: str) -> bool:
+    """Whether the row's last activity is by someone the realtor may not know of (then `rivals` tells)."""
+    return row.last_activity_by is not None and row.last_activity_by not in _known_to(row, realtor_id)
+
+
+def rivals(row: LeadRow, entries: Iterable[TimelineEntry], *, realtor_id: str) -> frozenset[str]:
+    """The agents who raced for the lead (an offer entry names them) and never held it, other than those the
+    realtor may know of (`_known_to`): who else races for a lead is not the realtor's to know (decision 0076).
+    `entries`: the lead's timeline, or its `RACE_ENTRIES` at least."""
+    listed = list(entries)
+    raced = {e.agent_id for e in listed if e.type in _OFFER_ENTRIES and e.agent_id}
+    held = {e.agent_id for e in listed if e.type in _HOLDER_ENTRIES}
+    return frozenset(a for a in raced - held - _known_to(row, realtor_id) if a is not None)
+
+
+def shown_to_realtor(row: LeadRow, realtor_id: str, hidden: Collection[str]) -> LeadRow:
+    """The row as a realtor sees it: its own open offer only, and its last activity without the actor when that
+    is one of those `hidden` from it (its `rivals`; the kind and time stay: the lists sort on them)."""
+    offers = tuple(o for o in row.open_offers if o.agent_id == realtor_id)
+    actor = None if (row.last_activity_by or "") in hidden else row.last_activity_by
+    return replace(row, open_offers=offers, last_activity_by=actor)
 
 
 def records_in_timeline(event: LeadEvent) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
 from datetime import UTC, datetime
 
 from fastapi.exceptions import RequestValidationError
@@ -20,6 +19,9 @@ from leadflow_crm_api.domain.views import (
     activity_entry,
     decode_cursor,
     encode_cursor,
+    may_name_a_rival,
+    rivals,
+    shown_to_realtor,
     visible_timeline,
 )
 from leadflow_crm_api.errors import ClaimNotPossible, Forbidden, NotFound
@@ -36,7 +38,7 @@ def account_leads(caller: Principal, db: Db, account_id: str) -> ScopedLeads:
     for a realtor, who sees there only the leads that account shared with it (T1, `scope_filter`)."""
     if account_id != caller.account_id and caller.role is not Role.REALTOR:
         raise Forbidden("The token does not grant access to this account.")
-    return ScopedLeads(db, scope_filter(caller, account_id))
+    return ScopedLeads(db, scope_filter(caller, account_id), realtor=None if caller.sees_whole_account else caller.sub)
 
 
 def brokerage_leads(caller: Principal, db: Db, account_id: str) -> ScopedLeads:
@@ -51,13 +53,13 @@ def realtor_leads(caller: Principal, db: Db) -> ScopedLeads:
     """V2: the realtor's leads, on every account: held, offered to it now, or shared with it."""
     if caller.role is not Role.REALTOR:
         raise Forbidden("Only realtors have a realtor CRM.")
-    return ScopedLeads(db, realtor_filter(caller))
+    return ScopedLeads(db, realtor_filter(caller), realtor=caller.sub)
 
 
 async def lead_page(leads: ScopedLeads, db: Db, query: LeadQuery, limit: int, cursor: str | None) -> LeadPage:
     """One page of a list, in `query.sort` order, after `cursor` (a previous page's `next_cursor`)."""
     docs = await leads.find_page(query, limit=limit + 1, after=cursor_after(cursor, query))
-    rows, more = docs[:limit], len(docs) > limit
+    rows, more = await shown_rows(leads, docs[:limit]), len(docs) > limit
     next_cursor = encode_cursor(query.sort.key_of(rows[-1]), rows[-1].lead_id, sort=query.sort) if more else None
     names = await agent_names(db, {d.owner_agent_id or "" for d in rows})
     return LeadPage(items=[lead_public(d, names) for d in rows], next_cursor=next_cursor)
@@ -72,17 +74,35 @@ def cursor_after(cursor: str | None, query: LeadQuery) -> tuple[int, str] | None
         raise RequestValidationError([{"loc": ("query", "cursor"), "msg": reason, "type": "value_error"}]) from exc
 
 
+async def shown_rows(leads: ScopedLeads, rows: list[LeadRow]) -> list[LeadRow]:
+    """The rows as the scope's reader sees them: a realtor's name no agent who only races with it for the lead
+    (a last activity of such an agent's shows without its actor, decision 0076); brokers and admins see them as
+    stored."""
+    realtor = leads.realtor
+    if realtor is None:
+        return rows
+    asked = [row.lead_id for row in rows if may_name_a_rival(row, realtor)]
+    entries = await leads.race_entries(asked)
+    return [
+        shown_to_realtor(row, realtor, rivals(row, entries.get(row.lead_id, []), realtor_id=realtor)) for row in rows
+    ]
+
+
 async def lead_view(leads: ScopedLeads, caller: Principal, db: Db, lead_id: str) -> LeadDetail:
     """V3: the contact, its holder, the open offers with deadlines, and the timeline the caller may see: a realtor
-    sees no offer made to another agent, on the timeline or among the open offers (decision 0076)."""
+    sees its own open offer only and nothing that names another agent who only races for the lead (no offer,
+    view, decline or lost claim of theirs, nor their name as the last activity's actor): who else races for the
+    lead is not the realtor's to know (decision 0076)."""
     doc = await leads.get(lead_id)
     if doc is None:
         raise NotFound("No such lead.")
-    realtor = None if caller.sees_whole_account else caller.sub
-    if realtor is not None:  # its own open offer only: who else races for the lead is not the realtor's to know
-        doc = replace(doc, open_offers=tuple(o for o in doc.open_offers if o.agent_id == realtor))
+    timeline = await leads.timeline(doc)
     names = await agent_names(db, {doc.owner_agent_id or ""})
-    return lead_detail(doc, visible_timeline(await leads.timeline(doc), realtor_id=realtor), names)
+    if caller.sees_whole_account:
+        return lead_detail(doc, timeline, names)
+    hidden = rivals(doc, timeline, realtor_id=caller.sub)
+    shown = visible_timeline(timeline, realtor_id=caller.sub, hidden=hidden)
+    return lead_detail(shown_to_realtor(doc, caller.sub, hidden), shown, names)
 
 
 async def _names(db: Db, row: LeadRow) -> dict[str, str]:

@@ -30,7 +30,7 @@ from leadflow_crm_api.domain.principal import Principal
 from leadflow_crm_api.domain.rules_and_availability import stored_rules
 from leadflow_crm_api.domain.views import LeadQuery, LeadSort, encode_cursor
 from leadflow_crm_api.errors import CrmApiError, Forbidden, NotFound
-from leadflow_crm_api.use_cases.leads import cursor_after
+from leadflow_crm_api.use_cases.leads import cursor_after, shown_rows
 from leadflow_shared.mongo import Document
 from leadflow_shared.routing_rules import Pond
 
@@ -176,7 +176,9 @@ def pond_scope(caller: Principal, db: Db, account_id: str) -> ScopedLeads:
     if account_id != caller.account_id:
         raise Forbidden("The token does not grant access to this account.")
     scope: dict[str, Any] = {"account_id": account_id}
-    return ScopedLeads(db, scope if caller.sees_whole_account else scope | offered_to(caller.sub))
+    if caller.sees_whole_account:
+        return ScopedLeads(db, scope)
+    return ScopedLeads(db, scope | offered_to(caller.sub), realtor=caller.sub)
 
 
 async def declared_ponds(db: Db, account_id: str) -> list[Pond]:
@@ -238,7 +240,7 @@ async def pond_leads(
         )
     if not known:
         raise NotFound("No such pond.")
-    page, more = rows[:limit], len(rows) > limit
+    page, more = await shown_rows(leads, rows[:limit]), len(rows) > limit  # an agent: no rival named (0076)
     next_cursor = encode_cursor(query.sort.key_of(page[-1]), page[-1].lead_id, sort=query.sort) if more else None
     holders = await agent_names(db, {row.owner_agent_id or "" for row in page})
     check = await router.answer() if any(_open_offer(row, caller.sub, now) for row in page) else None

@@ -266,9 +266,6 @@ async def preferences_scope(account_id: Id, user_id: Id, caller: Caller, db: Db)
         raise Forbidden("Realtors manage only their own notification preferences.")
     settings = AccountSettings(db, account_id)
     await _account(settings)
-    stored = await settings.preferences(user_id)
-    if stored is not None and stored.get("account_id") not in {None, account_id}:
-        raise NotFound("No such user in this account.")  # ids are global; never touch another tenant's
     if await settings.agent(user_id) is None and (
         await settings.staff_member(user_id) is None or await settings.agent_elsewhere(user_id)
     ):
@@ -278,6 +275,8 @@ async def preferences_scope(account_id: Id, user_id: Id, caller: Caller, db: Db)
             "No such user in this account. Add an admin or staff member who is not an agent with "
             "PUT /v1/accounts/{account_id}/staff/{user_id} first, so notifications can reach them."
         )
+    # The user is this account's: preferences another account wrote for its id (when it was nobody's) have no
+    # hold on it, here (`AccountSettings.preferences`, `set_preferences`) as in the notifier (decision 0076).
     return settings
 
 

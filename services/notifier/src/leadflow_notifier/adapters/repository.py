@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, time
 from enum import StrEnum
+from time import monotonic
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, InvalidOperation
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_delay, wait_exponential_jitter
 
 from leadflow_notifier.domain.delivery import Delivery, Unreadable
 from leadflow_notifier.domain.digest import DigestItem, DigestWindow
 from leadflow_notifier.domain.messages import Content, EmailContent, PushContent, PushDevice, Recipient, SmsContent
-from leadflow_notifier.domain.preferences import Channel, Preferences, QuietHours, hears_account
+from leadflow_notifier.domain.preferences import Channel, Preferences, QuietHours, hears_account, holds_for
 from leadflow_shared.account_config import ContactDetails, NoticeFields, time_zone_of
 from leadflow_shared.coalesce import Coalesced
 from leadflow_shared.collections import (
@@ -30,8 +33,11 @@ from leadflow_shared.collections import (
     PUSH_DEVICES,
     STAFF,
 )
+from leadflow_shared.dead_letters import is_transient
 from leadflow_shared.mongo_bulk import insert_each
 from leadflow_shared.ttl_cache import TtlCache
+
+log = logging.getLogger(__name__)
 
 MAX_DEVICES = 10  # per user (crm-api refuses more); a bound on one notice's pushes
 
@@ -103,9 +109,13 @@ class AgentDirectory:
         doc = await self._agents.find_one({"_id": agent_id}) or await self._staff.find_one({"_id": agent_id})
         if doc is None:
             return None
+        # Preferences and devices count for the account the user belongs to only (decision 0076).
+        account_id = doc.get("account_id")
         prefs_doc = await self._preferences.find_one({"_id": agent_id})
+        if prefs_doc is not None and not holds_for(prefs_doc.get("account_id"), account_id):
+            prefs_doc = None
         prefs = PreferencesDoc.model_validate(prefs_doc or {})
-        devices = await PushDevices(self._db).of_user(agent_id)
+        devices = await PushDevices(self._db).of_user(agent_id, account_id if isinstance(account_id, str) else None)
         return Recipient(
             agent_id=agent_id,
             name=doc["name"],
@@ -177,8 +187,12 @@ class PushDevices:
         self._devices = db[PUSH_DEVICES]
         self._preferences = db[NOTIFIER_PREFERENCES]
 
-    async def of_user(self, user_id: str) -> list[PushDevice]:
-        cursor = self._devices.find({"user_id": user_id}).sort("_id", 1).limit(MAX_DEVICES)
+    async def of_user(self, user_id: str, account_id: str | None) -> list[PushDevice]:
+        """The user's devices registered in `account_id`, the account it belongs to (crm-api records each device's
+        account): those another office registered for its id are not its (decision 0076). None (a user record
+        with no account): all of them."""
+        query = {"user_id": user_id} if account_id is None else {"user_id": user_id, "account_id": account_id}
+        cursor = self._devices.find(query).sort("_id", 1).limit(MAX_DEVICES)
         return [PushDevice(str(d["device_id"]), str(d["token"])) async for d in cursor if d.get("token")]
 
     async def forget_token(self, user_id: str, token: str) -> None:
@@ -326,6 +340,10 @@ class Claimed:
 # How long a `sent` mark waits for those of the other sends in progress (decision 0072): a few SMTP
 # exchanges' spread; the connection's permit is held meanwhile.
 MARK_LINGER_SECONDS = 0.02
+# A `sent` mark that meets a MongoDB outage is tried again (N3): at once, then after this, doubling with jitter
+# up to the cap; once MongoDB is back the mark lands within the cap, well before a re-driver's next look (2 s).
+MARK_RETRY_FIRST_SECONDS = 0.05
+MARK_RETRY_MAX_SECONDS = 0.5
 
 
 class DeliveryLog:
@@ -470,18 +488,52 @@ class DeliveryLog:
         self._leases.held.discard(key)
 
     async def sent(self, key: str, *, now_ms: int) -> None:
+        """Mark a delivery the provider accepted as sent (N3): its record is `sent`, its message gone.
+
+        A transient MongoDB error (`is_transient`: an election, a dropped connection; PyMongo does not
+        retry an `update_many` itself) is not the end of it: the mark is tried again, with backoff, for
+        up to one lease. The caller holds the delivery meanwhile (released only after this returns), so
+        the renewer keeps its lease whenever MongoDB answers, and the pending record is no re-driver's:
+        a blip sends nothing twice. Past one lease of failures the lease may have run out, and a
+        re-driver may take the record as soon as MongoDB is back: the error is raised and the record
+        left pending, to be sent again (same key, same Message-ID). So does a kill before the mark lands.
+        """
         await self._mark_sent((key, now_ms))
 
     async def _sent_many(self, sent: list[tuple[str, int]]) -> list[None]:
         # One `done_ms` for the lot: the latest of theirs (they ended within one database command).
-        await self._deliveries.update_many(
-            {"_id": {"$in": [key for key, _ in sent]}},
-            {
-                "$set": {"status": "sent", "done_ms": max(ms for _, ms in sent), "done_at": _wall_clock()},
-                "$unset": DONE_UNSET,
-            },
-        )
+        done = {"status": "sent", "done_ms": max(ms for _, ms in sent), "done_at": _wall_clock()}
+        query, update = {"_id": {"$in": [key for key, _ in sent]}}, {"$set": done, "$unset": DONE_UNSET}
+        began = monotonic()
+        try:
+            await self._deliveries.update_many(query, update)  # the usual case, without the retry machinery
+        except Exception as error:
+            if not _mark_again(error):
+                raise
+            # The same `update_many` again: it sets what it set, whether the failed one landed or not.
+            async for attempt in self._mark_retrying(len(sent), error, since=began):
+                with attempt:
+                    await self._deliveries.update_many(query, update)
         return [None] * len(sent)
+
+    def _mark_retrying(self, marks: int, first: BaseException, *, since: float) -> AsyncRetrying:
+        """The retries of `marks` sent marks after a `first` failure, until a lease has passed `since` the first try."""
+        log.warning("%d sent marks failed (%s): tried again", marks, type(first).__name__)
+
+        def again(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            log.warning("%d sent marks failed (%s): tried again", marks, type(error).__name__)
+
+        left = self._leases.lease_ms / 1000 - (monotonic() - since)
+        return AsyncRetrying(
+            stop=stop_after_delay(max(0.0, left)),
+            wait=wait_exponential_jitter(
+                multiplier=MARK_RETRY_FIRST_SECONDS, jitter=MARK_RETRY_FIRST_SECONDS, max=MARK_RETRY_MAX_SECONDS
+            ),
+            retry=retry_if_exception(_mark_again),
+            before_sleep=again,
+            reraise=True,
+        )
 
     async def failed(self, key: str, *, reason: str, now_ms: int) -> None:
         await self._deliveries.update_one(
@@ -491,6 +543,11 @@ class DeliveryLog:
                 "$unset": DONE_UNSET,
             },
         )
+
+
+def _mark_again(error: BaseException) -> bool:
+    """An outage a `sent` mark waits out; a closed client (this process stopping) does not come back."""
+    return is_transient(error) and not isinstance(error, InvalidOperation)
 
 
 # A finished record keeps no message or event: they hold personal data and nothing will send them again.

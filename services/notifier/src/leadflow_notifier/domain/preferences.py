@@ -49,6 +49,14 @@ def allowed_channels(prefs: Preferences, *, time_zone: str, now: datetime) -> fr
     return prefs.channels
 
 
+def holds_for(owner: object, account_id: object) -> bool:
+    """Decision 0076: a preferences record (its `account_id`, `owner`) counts for a user only when written for the
+    account the user belongs to (`account_id`: its agent record's, else its staff record's). User ids are global:
+    one another office wrote (for an id that was nobody's then) gives it no hold on that office's agent. A record
+    with no account (written before crm-api recorded it) counts."""
+    return owner is None or owner == account_id
+
+
 def hears_account(agent: Mapping[str, Any] | None, account_id: str) -> bool:
     """N1 (decision 0079): an account's digest, new-lead notices and team updates reach a subscriber who is an
     agent (`agent`: its record) only while it is active (as the router reads it) and of that account; one made
