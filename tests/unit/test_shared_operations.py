@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 from pydantic_settings import SettingsConfigDict
 from pymongo import AsyncMongoClient
-from pymongo.errors import InvalidOperation
+from pymongo.errors import BulkWriteError, DuplicateKeyError, InvalidOperation, OperationFailure, WriteConcernError
 from starlette.types import Message, Receive, Scope, Send
 
 from leadflow_shared.dead_letters import _reason, is_transient
@@ -129,6 +129,28 @@ async def test_a_closed_mongodb_client_rewinds_the_record_and_other_misuse_is_th
         await client["db"]["c"].find_one({})
     assert is_transient(closed.value)
     assert not is_transient(InvalidOperation("cannot set options after executing query"))
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (OperationFailure("not primary", 10107), True),  # a stepped-down primary, during an election
+        (OperationFailure("interrupted at shutdown", 11600), True),
+        (OperationFailure("anything", 0, {"errorLabels": ["RetryableWriteError"]}), True),
+        (WriteConcernError("waiting for replication timed out", 64, {"errmsg": "wtimeout"}), True),
+        (BulkWriteError({"writeErrors": [], "writeConcernErrors": [{"code": 64, "errmsg": "wtimeout"}]}), True),
+        (BulkWriteError({"writeErrors": [{"index": 0, "code": 11000}], "writeConcernErrors": []}), False),
+        (DuplicateKeyError("E11000 duplicate key", 11000), False),
+        (OperationFailure("document failed validation", 121), False),
+        (OperationFailure("BSONObj size is invalid", 10334), False),
+    ],
+)
+def test_a_mongodb_failover_is_an_outage_and_a_refused_document_is_the_records_fault(
+    error: OperationFailure, transient: bool
+) -> None:
+    # During an election PyMongo retries a write once; if the election outlasts that, the record waits (rewind)
+    # instead of going to the dead letters after the consumer's few seconds of retries.
+    assert is_transient(error) is transient
 
 
 @pytest.mark.asyncio

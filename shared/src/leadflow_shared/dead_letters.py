@@ -14,7 +14,7 @@ from aiokafka import ConsumerRecord
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
-from pymongo.errors import ConnectionFailure, InvalidOperation
+from pymongo.errors import BulkWriteError, ConnectionFailure, InvalidOperation, OperationFailure, WriteConcernError
 
 from leadflow_shared.errors import PoisonMessage
 from leadflow_shared.kafka_records import UNREADABLE, UnreadableRecord, printable
@@ -30,6 +30,11 @@ log = logging.getLogger(__name__)
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionFailure, KafkaError)
 
 
+# MongoDB's codes of a primary stepping down or shutting down, a host or network away, a read concern not yet
+# available: PyMongo retries a write once on them; longer than that (an election) they are still an outage.
+MONGODB_TRANSIENT_CODES = frozenset({6, 7, 89, 91, 134, 189, 262, 9001, 10058, 10107, 11600, 11602, 13435, 13436})
+
+
 def is_transient(exc: BaseException) -> bool:
     """An outage to wait out (rewind), not a fault of the message (dead letter)."""
     if isinstance(exc, KafkaError):
@@ -38,7 +43,21 @@ def is_transient(exc: BaseException) -> bool:
         # PyMongo's closed client: this process is stopping (a handler outlived the broker's graceful
         # timeout). The record is for the next consumer of its partition, not for the dead letters.
         return "after close" in str(exc)
+    if isinstance(exc, OperationFailure):
+        return _mongodb_outage(exc)
     return isinstance(exc, TRANSIENT_ERRORS)
+
+
+def _mongodb_outage(exc: OperationFailure) -> bool:
+    """A server's answer that says it cannot write now (during a failover), not that the write is wrong."""
+    if exc.has_error_label("RetryableWriteError") or exc.has_error_label("TransientTransactionError"):
+        return True
+    if isinstance(exc, WriteConcernError):  # written, but not yet acknowledged by enough members
+        return True
+    if isinstance(exc, BulkWriteError):  # only write-concern trouble, no document refused
+        details = exc.details or {}
+        return bool(details.get("writeConcernErrors")) and not details.get("writeErrors")
+    return exc.code in MONGODB_TRANSIENT_CODES
 
 
 # Errors the same bytes raise every time: retrying only delays the dead letter.
