@@ -2,7 +2,8 @@
 
 - the router resolves the request once, forgets the contact keys, scrubs the lead, publishes one
   ContactErased (the same after a crash), isolates tenants, lets a lead mid-offer go on, and sends a
-  lead's unpublished events before the erasure;
+  lead's unpublished events before the erasure (its first ones and a repeat's in a batch's outbox document,
+  which also find a lead whose keys a crash left unwritten, and register no key after);
 - crm-api's projection and a rebuild's buffered replay erase alike, a late event does not bring the
   contact back, and a rebuild from leads.events.v1 (which still holds the contact) ends without it;
 - the notifier forgets digest items and ends open deliveries of the leads unsent.
@@ -38,12 +39,13 @@ from leadflow_notifier.domain.messages import EmailContent
 from leadflow_notifier.domain.preferences import Channel
 from leadflow_router.adapters.mongo import Erasures
 from leadflow_router.domain.model import RoutingRejected
-from leadflow_shared.collections import NOTIFIER_DELIVERIES, ROUTER_CONTACTS, ROUTER_ERASURES
+from leadflow_shared.collections import NOTIFIER_DELIVERIES, ROUTER_CONTACTS, ROUTER_ERASURES, ROUTER_OUTBOXES
 from leadflow_shared.envelope import derived_event_id
 from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
 from leadflow_shared.events.commands import LEAD_COMMAND, EraseContact, EraseContactPayload
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
 from leadflow_shared.events.routing import (
+    ActivityLogged,
     AssignmentReason,
     ContactErased,
     ContactErasedPayload,
@@ -210,6 +212,58 @@ async def test_a_leads_unpublished_events_go_out_before_its_erasure(router: Rout
     assert [type(e) for e in events] == [LeadOffered, ContactErased]
     assert (await router.record(lead))["erased"] is True
     assert (await router.record(lead))["outbox"] == []
+
+
+async def crashed_before_effects(router: Router, lead: LeadReceived, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lead's batch is stored with its outbox document; the process dies before any of its effects (its
+    contact keys) and events: decision 0068's document waits."""
+
+    async def down(_lead_by_key: dict[str, str]) -> None:
+        raise ConnectionError("mongo down")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(router.service.contacts, "register", down)
+        router.published.failing = True
+        with pytest.raises(ConnectionError):
+            await router.service.on_lead_received(lead)
+        router.published.failing = False
+    assert await router.db[ROUTER_OUTBOXES].count_documents({"leads.lead_id": str(lead.event_id)}) == 1
+
+
+async def test_a_lead_a_crash_left_without_keys_is_found_by_its_document_and_erased_first(
+    router: Router, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    carl = person("Carl")
+    lead = received("acme", carl)
+    await crashed_before_effects(router, lead, monkeypatch)
+    assert await keys_of(router, lead) == []
+    router.published.clear()
+
+    await router.service.on_command(erase("acme", phone=carl.phone))  # found through its outbox document
+    await router.service.on_lead_received(lead)  # the crashed batch's redelivery, after the erasure
+    events = [e for _, e in router.published.events()]
+    assert [type(e) for e in events] == [LeadOffered, ContactErased], "its first offer before, nothing after"
+    assert isinstance(events[1], ContactErased)
+    assert events[1].payload.lead_ids == [lead.event_id]
+    assert await keys_of(router, lead) == [], "not registered again by its document"
+    assert (await router.record(lead))["erased"] is True
+    assert await router.db[ROUTER_OUTBOXES].count_documents({"leads.lead_id": str(lead.event_id)}) == 0
+
+
+async def test_a_repeat_a_crash_left_unapplied_goes_out_before_its_leads_erasure_and_registers_nothing_after(
+    router: Router, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dora = person("Dora")
+    first = received("acme", dora)
+    await router.service.on_lead_received(first)
+    repeat = received("acme", dora.model_copy(update={"phone": "+14155550177"}))  # R1 by email, a new phone
+    await crashed_before_effects(router, repeat, monkeypatch)
+    router.published.clear()
+
+    await router.service.on_command(erase("acme", lead_ids=[first.event_id]))
+    await router.service.on_lead_received(repeat)  # the crashed batch's redelivery
+    assert [type(e) for _, e in router.published.events()] == [ActivityLogged, ContactErased]
+    assert await keys_of(router, first) == [], "neither the email nor the repeat's phone points at it"
 
 
 # --- crm-api ----------------------------------------------------------------------------------------

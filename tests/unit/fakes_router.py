@@ -117,6 +117,15 @@ class FakeRecords(LeadRecords):
         pending = [d for d in self.docs.values() if d.get("outbox_since_ms") is not None]
         return [decode_record(d) for d in pending if d["outbox_since_ms"] <= before_ms][:limit]
 
+    async def registering(self, keys: list[str], lead_ids: list[str]) -> dict[str, str]:
+        items = [item for doc in self.outboxes.values() for item in doc["leads"]]
+        items += [{"lead_id": d["_id"], "effects": d["effects"]} for d in self.docs.values()
+                  if d.get("outbox_since_ms") is not None]  # fmt: skip
+        found = {item["lead_id"]: item["effects"].get("contacts_lead") or item["lead_id"] for item in items
+                 if item["effects"].get("contacts")}  # fmt: skip
+        contacts = {item["lead_id"]: set(item["effects"].get("contacts") or ()) for item in items}
+        return {owner: lead for owner, lead in found.items() if lead in lead_ids or contacts[owner] & set(keys)}
+
 
 class FakeContacts(Contacts):
     def __init__(self) -> None:

@@ -21,11 +21,12 @@ from prometheus_client import CollectorRegistry
 from leadflow_router.adapters.codec import decode_outbox, decode_record, encode_outbox, encode_record
 from leadflow_router.domain.model import AccountSnapshot, Agent
 from leadflow_router.domain.record import Effects, Outbox, RoutingRecord
-from leadflow_router.handlers import STALE_BATCH_SECONDS, RouterService
+from leadflow_router.handlers import ORPHAN_BATCH_SECONDS, STALE_BATCH_SECONDS, RouterService
 from leadflow_router.metrics import RouterMetrics
 from leadflow_shared.envelope import derived_event_id
 from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
+from leadflow_shared.events.routing import LeadOffered
 
 pytestmark = pytest.mark.unit
 
@@ -67,10 +68,10 @@ def lead(n: int) -> LeadReceived:
     )
 
 
-def age_documents(records: FakeRecords) -> None:
-    """As if the outbox documents were written longer ago than `republish_stale` waits for."""
+def age_documents(records: FakeRecords, seconds: int = STALE_BATCH_SECONDS) -> None:
+    """As if the outbox documents were written longer ago than `republish_stale` waits for (or `seconds`)."""
     for doc in records.outboxes.values():
-        doc["since_ms"] = int((time.time() - STALE_BATCH_SECONDS - 1) * 1000)
+        doc["since_ms"] = int((time.time() - seconds - 1) * 1000)
 
 
 @pytest.mark.asyncio
@@ -119,7 +120,7 @@ async def test_a_record_changed_since_or_never_stored_is_not_published_from_the_
     assert await router.records.compare_and_set(newer, expected_version=1)
     del router.records.docs[str(second.event_id)]
 
-    age_documents(router.records)
+    age_documents(router.records, ORPHAN_BATCH_SECONDS)  # kept until then while a lead it lists has no record
     assert await router.service.republish_stale() == 1
     assert router.published.records == [], "neither is the document's to publish"
     assert router.records.outboxes == {}
@@ -172,7 +173,7 @@ async def test_a_change_before_the_redelivery_publishes_the_first_events_before_
 
 
 @pytest.mark.asyncio
-async def test_a_document_listing_a_lead_not_stored_yet_is_kept_until_it_is_stale() -> None:
+async def test_a_document_listing_a_lead_not_stored_yet_is_kept_until_it_is_an_orphan() -> None:
     router, first, second = Router(), lead(1), lead(2)
     await crashed_after_store(router, first, second)
     del router.records.docs[str(second.event_id)]  # its writer has not stored it yet (or died first)
@@ -180,6 +181,10 @@ async def test_a_document_listing_a_lead_not_stored_yet_is_kept_until_it_is_stal
     assert len(router.records.outboxes) == 1, "kept: the second lead may still be stored by its writer"
     assert len(router.offered()) == 1
     age_documents(router.records)
+    assert await router.service.republish_stale() == 1
+    assert len(router.records.outboxes) == 1, "stale, still kept: its writer may be stalled before storing it"
+    assert len(router.offered()) == 2, "the stored lead's outbox published again (duplicates are dropped)"
+    age_documents(router.records, ORPHAN_BATCH_SECONDS)
     assert await router.service.republish_stale() == 1
     assert router.records.outboxes == {}
 
@@ -220,6 +225,74 @@ async def test_a_batch_in_flight_is_not_stale_to_its_own_sweeper() -> None:
     assert not await routing
     assert len(router.offered()) == 1
     assert router.records.outboxes == {}
+
+
+class StallingRecords(FakeRecords):
+    """`insert_batch` writes the batch's outbox document, then stalls (`go_on`) before the records are stored:
+    a slow MongoDB, a GC pause or a network partition between the two inserts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.document_written = asyncio.Event()
+        self.go_on = asyncio.Event()
+        self.stall = True
+
+    async def insert_batch(
+        self, records: list[RoutingRecord], *, batch_id: str, now_ms: int
+    ) -> tuple[list[RoutingRecord], list[str]]:
+        before = set(self.docs)
+        result = await super().insert_batch(records, batch_id=batch_id, now_ms=now_ms)
+        if not self.stall:
+            return result
+        written = {i: self.docs.pop(i) for i in set(self.docs) - before}  # not stored yet: only the document is
+        self.document_written.set()
+        await self.go_on.wait()
+        self.docs.update(written)
+        return result
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("stall", [STALE_BATCH_SECONDS + 1, ORPHAN_BATCH_SECONDS + 1])
+async def test_a_writer_stalled_between_its_document_and_its_records_loses_no_first_offer(stall: int) -> None:
+    """Helper 63's review: another replica's sweeper dropped a stale document though the lead it lists had no
+    record yet (its writer alive but stalled, or its clock behind); the writer then stored the record naming the
+    dropped document, its publish failed (a broker blip: the batch rewinds), and the redelivery found nothing to
+    publish: no LeadOffered, no contact key (R1). Now such a document is kept until ORPHAN_BATCH_SECONDS, and a
+    writer storing its records later than STALE_BATCH_SECONDS after its document keeps their outboxes in them."""
+    wall = [time.time()]
+    records, contacts, rotations = StallingRecords(), FakeContacts(), FakeRotations()
+    writer_out, other_out = Published(failing=True), Published()
+    writer, other = (
+        RouterService(records=records, accounts=FakeAccounts(ACCOUNT), contacts=contacts, rotations=rotations,
+                      publish=out, metrics=RouterMetrics(CollectorRegistry()), clock=lambda: NOW,
+                      wall_clock=lambda: wall[0])
+        for out in (writer_out, other_out)
+    )  # fmt: skip
+    first = lead(1)
+
+    writing = asyncio.create_task(writer.on_leads_received([first]))
+    await records.document_written.wait()
+    wall[0] += stall  # the writer has been stalled longer than the sweeper waits
+    await other.republish_stale()  # another replica's sweeper, every 5 s
+    assert bool(records.outboxes) is (stall < ORPHAN_BATCH_SECONDS), "kept while its lead has no record"
+    records.go_on.set()
+    with pytest.raises(ConnectionError):
+        await writing  # stored, then the broker refused: the batch rewinds
+    records.stall = False
+    stored = decode_record(records.docs[str(first.event_id)])
+    assert stored.outbox.events, "stored that late, the record keeps its own outbox"
+
+    assert not await other.on_leads_received([first])  # the redelivery, on whichever replica
+    await other.republish_stale()
+
+    offers = [e for _, e in other_out.events() if isinstance(e, LeadOffered)]
+    assert stored.state is not None
+    assert [(o.payload.lead_id, o.payload.agent_id) for o in offers] == [
+        (first.event_id, stored.state.open_offers[0].agent_id)
+    ], "the first offer goes out once, to the agent the record says"
+    assert contacts.leads == {"acme:email:pat1@example.com": str(first.event_id)}, "R1 key registered"
+    assert records.outboxes == {}
+    assert not decode_record(records.docs[str(first.event_id)]).outbox, "published and cleared"
 
 
 outboxes = st.builds(

@@ -124,6 +124,11 @@ CAS_ATTEMPTS = 10
 # An outbox document older than this (wall clock) is finished by `republish_stale`: a crash left it and no
 # redelivery came (decision 0068). Redeliveries finish theirs at once; this is the backstop.
 STALE_BATCH_SECONDS = 60
+# An outbox document listing a lead that has no record yet is kept this long (wall clock): its writer may still be
+# storing the record. A writer whose records are stored later than STALE_BATCH_SECONDS after its documents moves
+# their outboxes into the records instead (`_store`), so dropping it after this loses nothing while the replicas'
+# clocks differ by less than the difference (decision 0068).
+ORPHAN_BATCH_SECONDS = 3600
 # A due deadline the sweeper cannot fire (its account unknown or unreadable, a fault) waits this long before it
 # is looked at again, so it cannot hold up every other deadline behind it (decision 0077).
 SWEEP_RETRY_SECONDS = 60
@@ -255,6 +260,13 @@ class _Effects:
         return merged
 
 
+def _turns(record: RoutingRecord) -> set[str]:
+    """The pass's shared state the record's change took a turn of: rotations' cursors and counts, agents' caps."""
+    effects = record.outbox.effects
+    keys = {key for key, _ in (*([effects.rotation] if effects.rotation else ()), *effects.counts)}
+    return keys | {f"cap:{agent}" for agent in effects.capacity or ()}
+
+
 @dataclass
 class RouterService:
     records: RoutingRecords
@@ -270,6 +282,8 @@ class RouterService:
     capacity: CapacityLog | None = None  # needed for lead caps only (issue 15): without it, caps are not checked
     # Told each deadline this process stores, so the sweeper can sleep until the earliest (decision 0052).
     on_deadline: Callable[[int | None], None] = lambda _ms: None
+    # Wall-clock seconds, which outbox documents are stamped and judged stale by (tests move it).
+    wall_clock: Callable[[], float] = time.time
     # Batches whose outbox documents this process is writing or publishing now: never "stale" to its sweeper.
     _batches_in_flight: set[str] = field(default_factory=set, init=False, repr=False)
 
@@ -334,20 +348,37 @@ class RouterService:
     async def _store(self, records: list[RoutingRecord], batch_id: str) -> tuple[list[RoutingRecord], list[str]]:
         """Store a batch's new records with their outboxes in outbox documents (decision 0068); returns
         those this call stored, with their outboxes, and the documents' ids. A record stored before (a
-        replica racing) is finished here from its own outbox or document."""
-        now_ms = int(time.time() * 1000)  # wall clock, as `republish_stale` reads it (not the routing clock)
+        replica racing) is finished here from its own outbox or document.
+
+        Records stored more than STALE_BATCH_SECONDS after their documents (a stall) may name a document another
+        replica's sweeper dropped while they were not stored yet: their outboxes go into the records instead
+        (compare-and-set on version 1), published and cleared there, so a crash or a failed publish after this
+        leaves them to the redelivery or `republish_stale` (decision 0068). Returns none of them then.
+        """
+        began, now_ms = time.monotonic(), self._wall_ms()  # the wall clock, as `republish_stale` reads it
         stored, documents = await self.records.insert_batch(records, batch_id=batch_id, now_ms=now_ms)
         await self._finish_batches(r.outbox.batch for r in stored if r.outbox.batch not in (None, *documents))
         await self.flush([r for r in stored if r.outbox.batch is None])
-        return [r for r in stored if r.outbox.batch in documents], documents
+        ours = [r for r in stored if r.outbox.batch in documents]
+        late_ms = max(self._wall_ms() - now_ms, int((time.monotonic() - began) * 1000))
+        if ours and late_ms > STALE_BATCH_SECONDS * 1000:
+            kept = [replace(r, outbox=replace(r.outbox, batch=None)) for r in ours]
+            await self.flush([r for r in kept if await self.records.compare_and_set(r, expected_version=1)])
+            return [], documents
+        return ours, documents
+
+    def _wall_ms(self) -> int:
+        return int(self.wall_clock() * 1000)
 
     async def _finish_batches(self, doc_ids: Iterable[str | None]) -> None:
         """Publish and apply what outbox documents a crash left, then drop them (decision 0068).
 
         Only a record that still names its document, unchanged since (version 1), is finished from it: a
         lead with no record is being decided again (a redelivery) or still being stored by the process
-        that wrote the document. So a document is dropped only once every lead it lists has a record,
-        or when it is stale: else its writer, a redelivery or the sweeper finishes it later.
+        that wrote the document. So a document is dropped only once every lead it lists has a record
+        (those naming it published from it), or when it is ORPHAN_BATCH_SECONDS old: a writer storing its
+        records that late keeps their outboxes in them (`_store`). Else its writer, a redelivery or the
+        sweeper finishes it later.
         """
         documents = await self.records.batch_outboxes(sorted({i for i in doc_ids if i is not None}))
         if not documents:
@@ -359,9 +390,9 @@ class RouterService:
              if (b := r.outbox.batch) in documents and r.version == 1 and r.lead_id in documents[b].outboxes],
             clear=False,
         )  # fmt: skip
-        stale_ms = int((time.time() - STALE_BATCH_SECONDS) * 1000)
+        orphan_ms = self._wall_ms() - ORPHAN_BATCH_SECONDS * 1000
         await self.records.end_batch(
-            sorted(i for i, d in documents.items() if d.since_ms <= stale_ms or set(d.outboxes) <= stored.keys())
+            sorted(i for i, d in documents.items() if d.since_ms <= orphan_ms or set(d.outboxes) <= stored.keys())
         )
 
     async def _read_turns(self, fresh: dict[str, tuple[int, LeadReceived]], batch: _NewLeads) -> None:
@@ -498,19 +529,20 @@ class RouterService:
         await self._compare_and_set(lead_id, event.event_id, "activity", check, decide)
 
     async def _compare_and_set(
-        self, lead_id: str, input_id: uuid.UUID, path: str, check: Check, decide: Decide
+        self, lead_id: str, input_id: uuid.UUID, path: str, check: Check, decide: Decide, *, first_events: bool = True
     ) -> bool:
         """The loop every change of one routing record goes through (I2): read it; `check` it (raise to
         refuse, False to leave it); if it has `input_id` already (a redelivery), finish what a crash may
         have left; else `decide` its next version and store it only if nobody changed the record
-        meanwhile, else read again. True when this call stored a change."""
+        meanwhile, else read again. True when this call stored a change. `first_events`: finish the batch
+        document the record names first (False: the caller did, `_erase_contact`)."""
         for _ in range(CAS_ATTEMPTS):
             record = await self.records.get(lead_id)
             if not check(record):
                 return False
             assert record is not None  # noqa: S101 (a check lets no missing record through)
             assert record.state is not None  # noqa: S101 (nor a merged repeat)
-            if record.outbox.batch is not None:
+            if first_events and record.outbox.batch is not None:
                 # Its first events may still wait in its batch's document (a crash): out before any change
                 # (the change's own outbox does not carry them, decision 0068). A miss when published.
                 await self._finish_batches([record.outbox.batch])
@@ -698,7 +730,9 @@ class RouterService:
         The leads are resolved once and stored in the erasure record (`router_erasures`), because
         resolving again after the contact keys are gone would find nothing: a redelivery after a
         crash repeats the rest with the same leads and publishes the same ContactErased (same id).
-        Keys go before the states are scrubbed, so an inquiry arriving meanwhile is a new lead.
+        Keys go before the states are scrubbed, so an inquiry arriving meanwhile is a new lead; and after
+        what the leads' outboxes still had to publish and apply (their first ones in a batch's document
+        too), so no outbox registers them again.
         """
         if self.erasures is None:
             raise RuntimeError("the router was built without its erasure records")
@@ -714,6 +748,7 @@ class RouterService:
         if request.done:
             return
         lead_ids = list(request.lead_ids)
+        await self._publish_pending(lead_ids)
         await self.contacts.forget_leads(lead_ids)
         for lead_id in lead_ids:
             await self._scrub(lead_id, command)
@@ -733,17 +768,33 @@ class RouterService:
         log.info("contact erased", extra={"erasure_id": erasure_id, "leads": len(lead_ids)})
 
     async def _leads_of(self, command: EraseContact) -> list[str]:
-        """The account's leads the request names: by the contact index (its email and phone), and by id.
-        Ids of another account, merged repeats (R1) and unknown ids are left out (tenant isolation)."""
+        """The account's leads the request names: by the contact index (its email and phone), by the
+        outboxes that will register those keys (a crash left them unapplied: a new lead's first outbox in
+        its batch's document, a moved lead's), and by id. Ids of another account, merged repeats (R1) and
+        unknown ids are left out (tenant isolation)."""
         p = command.payload
-        indexed = await self.contacts.find(contact_keys(command.account_id, p.email, p.phone))
-        wanted = sorted({*indexed.values(), *(str(i) for i in p.lead_ids)})
+        keys = contact_keys(command.account_id, p.email, p.phone)
+        indexed = await self.contacts.find(keys)
+        pending = await self.records.registering(keys, [])
+        wanted = sorted({*indexed.values(), *pending.values(), *(str(i) for i in p.lead_ids)})
         records = await self.records.get_many(wanted)
         mine = {i for i, r in records.items() if r.is_lead and r.account_id == command.account_id}
         return [i for i in wanted if i in mine]
 
+    async def _publish_pending(self, lead_ids: list[str]) -> None:
+        """Publish and apply what the leads' outboxes hold (a crash left it), their first ones in their
+        batches' documents (decision 0068) included, and those of repeats merged into them (R1) not applied
+        yet: their events, which carry the contact, go out before ContactErased, and their contact keys are
+        registered before the erasure forgets them."""
+        repeats = await self.records.registering([], lead_ids)
+        records = await self.records.get_many(sorted({*lead_ids, *repeats}))
+        await self._finish_batches(record.outbox.batch for record in records.values())
+        await self.flush([record for record in records.values() if record.outbox])
+
     async def _scrub(self, lead_id: str, command: EraseContact) -> None:
-        """One lead's state without its contact, by compare-and-set like a claim."""
+        """One lead's state without its contact, by compare-and-set like a claim. Its batch's document
+        was finished by `_publish_pending`, before the keys were forgotten: not again here, as that would
+        register them again (a document is kept while another lead it lists has no record)."""
 
         def check(record: RoutingRecord | None) -> bool:
             # Moved to another office meanwhile: it is erased by a request there.
@@ -763,7 +814,7 @@ class RouterService:
             outbox = replace(record.outbox, batch=None)
             return _Write(replace(record, version=version, state=scrubbed.evolve(version=version), outbox=outbox))
 
-        await self._compare_and_set(lead_id, command.event_id, "erase", check, decide)
+        await self._compare_and_set(lead_id, command.event_id, "erase", check, decide, first_events=False)
 
     async def _relay_invitation(self, command: InviteRealtor) -> None:
         """T1: one RealtorInvited for the notifier to email, keyed by the account; same id on a redelivery."""
@@ -903,17 +954,42 @@ class RouterService:
                 # This record alone (its account unknown or unreadable, a fault): the others' deadlines still
                 # fire, and it is looked at again later instead of heading every pass (decision 0077).
                 await self._postpone(record, now, exc)
+        stored, deferred = await self._store_fired(changes)
+        self.metrics.expiries.inc(len(stored))
+        self.metrics.cas_conflicts.labels("sweeper").inc(len(changes) - len(stored) - deferred)  # a claim won
+        if deferred:
+            self.on_deadline(to_ms(now))  # still due: the sweeper goes round again at once
+        await self.flush(stored)
+        return len(due)
+
+    async def _store_fired(self, changes: list[tuple[RoutingRecord, int]]) -> tuple[list[RoutingRecord], int]:
+        """Store a pass's decided records by compare-and-set; returns those stored and how many were deferred.
+
+        Records that took a turn of the pass's shared state (a rotation's cursor or counts, an agent's cap) are
+        stored in the order they were decided: once one loses (a claim or a replica changed its lead meanwhile),
+        the later ones sharing its turns are not stored, as they were decided after a turn that did not happen;
+        they stay due and are decided again. The others are stored concurrently."""
         limit = asyncio.Semaphore(self.sweep_concurrency)
 
         async def store(new: RoutingRecord, version: int) -> RoutingRecord | None:
             async with limit:
                 return new if await self.records.compare_and_set(new, expected_version=version) else None
 
-        stored = [record for record in await asyncio.gather(*(store(*c) for c in changes)) if record is not None]
-        self.metrics.expiries.inc(len(stored))
-        self.metrics.cas_conflicts.labels("sweeper").inc(len(changes) - len(stored))  # a claim or replica won
-        await self.flush(stored)
-        return len(due)
+        async def in_turn() -> tuple[list[RoutingRecord], int]:
+            stored, lost, deferred = [], set[str](), 0
+            for new, version in (c for c in changes if _turns(c[0])):
+                if _turns(new) & lost:
+                    lost |= _turns(new)
+                    deferred += 1
+                elif await store(new, version) is not None:
+                    stored.append(new)
+                else:
+                    lost |= _turns(new)
+            return stored, deferred
+
+        alone = asyncio.gather(*(store(*c) for c in changes if not _turns(c[0])))
+        (stored, deferred), others = await asyncio.gather(in_turn(), alone)
+        return stored + [record for record in others if record is not None], deferred
 
     async def _fired(
         self, record: RoutingRecord, now: datetime, cursors: dict[str, int], usage: dict[str, dict[str, Usage]]
@@ -952,7 +1028,7 @@ class RouterService:
         outbox documents no redelivery finished (decision 0068)."""
         stale = await self.records.unflushed((to_ms(self.clock()) or 0) - older_than_ms, limit)
         await self.flush(stale)
-        cutoff_ms = int((time.time() - STALE_BATCH_SECONDS) * 1000)  # wall clock: documents are stamped so
+        cutoff_ms = self._wall_ms() - STALE_BATCH_SECONDS * 1000  # wall clock: documents are stamped so
         stale_batches = await self.records.stale_batches(cutoff_ms, limit)
         batches = [b for b in stale_batches if b.rpartition("/")[0] not in self._batches_in_flight]
         await self._finish_batches(batches)

@@ -259,6 +259,26 @@ class LeadRecords:
         cursor = self._leads.find({"outbox_since_ms": {"$lte": before_ms}}).limit(limit)
         return [decode_record(doc) async for doc in cursor]
 
+    async def registering(self, keys: list[str], lead_ids: list[str]) -> dict[str, str]:
+        """Outboxes not applied yet that register any of `keys`, or any key for one of `lead_ids` (R1): a new
+        lead's first outbox in its batch's document (a repeat's registers for the lead it merges into), a
+        record's own (a lead moving in, T2). A crash can leave them so; an erasure must find them (decision
+        0050). By the outbox's lead: the lead its keys point at. Reads every outbox document (only those in
+        flight or left by a crash exist; nx-27017 matches no field of an array inside an array's items) and the
+        records with an outbox (the `unpublished` index).
+        """
+        if not keys and not lead_ids:
+            return {}
+        found: dict[str, str] = {}
+        async for doc in self._outboxes.find({}, {"leads": 1}):
+            for item in doc.get("leads") or ():
+                if isinstance(item, dict) and "lead_id" in item:
+                    found |= _registering(str(item["lead_id"]), item.get("effects"), keys, lead_ids)
+        where = [{"effects.contacts": {"$in": keys}}, {"effects.contacts_lead": {"$in": lead_ids}}]
+        async for doc in self._leads.find({"outbox_since_ms": {"$gte": 0}, "$or": where}, {"effects": 1}):
+            found |= _registering(str(doc["_id"]), doc.get("effects"), keys, lead_ids)
+        return found
+
 
 class Contacts:
     """Normalized email and phone -> lead, per account (R1)."""
@@ -299,6 +319,14 @@ class Contacts:
         next inquiry is a new lead."""
         if lead_ids:
             await self._contacts.delete_many({"lead_id": {"$in": lead_ids}})
+
+
+def _registering(owner: str, effects: Doc | None, keys: list[str], lead_ids: list[str]) -> dict[str, str]:
+    """{owner: the lead its outbox registers contact keys for}, if that is one of `lead_ids` or a key is in `keys`."""
+    effects = effects or {}
+    lead_id = str(effects.get("contacts_lead") or owner)
+    registers = set(effects.get("contacts") or ())
+    return {owner: lead_id} if registers and (lead_id in lead_ids or registers & set(keys)) else {}
 
 
 def _outbox_chunks(records: list[RoutingRecord], batch_id: str) -> list[tuple[str, list[RoutingRecord]]]:

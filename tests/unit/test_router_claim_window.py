@@ -1,5 +1,6 @@
-"""A deadline is stored and swept in whole milliseconds rounded up (decision 0004, docs/rules.md R8): an
-offer whose stated deadline has a fraction of a millisecond never expires before it. A clean-clone run
+"""The claim window on the router (docs/rules.md R8). A claim counts by when the agent made it, however late the
+router reads it (decision 0087). A deadline is stored and swept in whole milliseconds rounded up (decision 0004):
+an offer whose stated deadline has a fraction of a millisecond never expires before it. A clean-clone run
 saw an OfferExpired 85 us before its LeadOffered's deadline when deadlines were floored; a claim in
 that gap would have been refused. On the router's in-memory stores, which keep the documents the real
 store writes."""
@@ -15,7 +16,8 @@ from hypothesis import strategies as st
 
 from leadflow_router.domain.model import AccountSnapshot, Agent
 from leadflow_shared.clock import epoch_ms, epoch_ms_ceil, from_epoch_ms
-from leadflow_shared.events.routing import LeadOffered, OfferExpired
+from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
+from leadflow_shared.events.routing import LeadClaimed, LeadOffered, OfferExpired
 
 pytestmark = pytest.mark.unit
 
@@ -58,3 +60,27 @@ async def test_an_offer_stated_with_a_fraction_of_a_millisecond_is_not_expired_b
     assert await service.sweep_once() == 1
     (expired,) = [e for e in published.lead_events() if isinstance(e, OfferExpired)]
     assert deadline <= expired.occurred_at < deadline + MS
+
+
+@pytest.mark.asyncio
+async def test_a_claim_made_in_time_and_read_after_the_deadline_claims_before_the_sweeper_fires() -> None:
+    # An accept a second before the deadline, read 200 ms after it (the activity topic's lag): the lead is the
+    # agent's, not the next agent's (helper 63's review).
+    now = [datetime(2026, 5, 4, 15, 0, tzinfo=UTC)]
+    published = Published()
+    service = router_on_fakes(ACCOUNT, clock=lambda: now[0], publish=published)
+    lead = website_lead("acme", now[0])
+    assert not await service.on_leads_received([lead])
+    (offer,) = [e for e in published.lead_events() if isinstance(e, LeadOffered)]
+    claim = LeadActivity.create(
+        account_id="acme",
+        occurred_at=offer.payload.deadline - timedelta(seconds=1),
+        payload=LeadActivityPayload(
+            lead_id=lead.event_id, agent_id=offer.payload.agent_id, action=ActivityAction.ACCEPT
+        ),
+    )
+    now[0] = offer.payload.deadline + timedelta(milliseconds=200)
+    await service.on_activity(claim)
+    (claimed,) = [e for e in published.lead_events() if isinstance(e, LeadClaimed)]
+    assert claimed.payload.agent_id == offer.payload.agent_id
+    assert await service.sweep_once() == 0, "nothing left to expire"

@@ -1,0 +1,186 @@
+"""Erasing a contact in the router (decision 0050) when a crash left a lead's first outbox in its batch's
+outbox document (decision 0068), on the router's in-memory stores (tests/unit/fakes_router.py): the erasure
+finds the lead, sends its first events before ContactErased, and forgets its contact keys for good.
+
+The same on the real MongoDB-wire server: integration/test_erasure_stores.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+
+import pytest
+from fakes_router import FakeAccounts, FakeContacts, FakeRecords, FakeRotations, Published
+from prometheus_client import CollectorRegistry
+
+from leadflow_router.adapters.codec import decode_record
+from leadflow_router.domain.erasure import ErasureRequest
+from leadflow_router.domain.model import AccountSnapshot, Agent
+from leadflow_router.handlers import RouterService
+from leadflow_router.metrics import RouterMetrics
+from leadflow_shared.events.commands import EraseContact, EraseContactPayload
+from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
+from leadflow_shared.events.routing import ActivityLogged, ContactErased, LeadOffered, RoutingEvent
+
+pytestmark = [pytest.mark.unit, pytest.mark.asyncio]
+
+NOW = datetime(2026, 5, 4, 15, 0, tzinfo=UTC)
+ACCOUNT = AccountSnapshot(
+    account_id="acme", name="Acme", roster=(Agent("a", "A"), Agent("b", "B"), Agent("c", "C")), round_robin=True
+)
+KEY = "acme:email:pat1@example.com"
+
+
+def lead(n: int, phone: str | None = None) -> LeadReceived:
+    return LeadReceived.create(
+        account_id="acme",
+        occurred_at=NOW,
+        payload=LeadReceivedPayload(
+            contact=Contact(first_name="Pat", email=f"pat{n}@example.com", phone=phone),
+            source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
+        ),
+    )
+
+
+class Contacts(FakeContacts):
+    """The fake contact index with the calls erasure and transfers make; unreachable while `down` (the
+    process dies before a batch's effects are applied)."""
+
+    down = False
+
+    async def register(self, lead_by_key: dict[str, str]) -> None:
+        if self.down:
+            raise ConnectionError("mongo down")
+        await super().register(lead_by_key)
+
+    async def of_lead(self, lead_id: str) -> list[str]:
+        return sorted(k for k, v in self.leads.items() if v == lead_id)
+
+    async def forget(self, lead_id: str, keys: list[str]) -> None:
+        for key in keys:
+            if self.leads.get(key) == lead_id:
+                del self.leads[key]
+
+    async def forget_leads(self, lead_ids: list[str]) -> None:
+        for key in [k for k, v in self.leads.items() if v in lead_ids]:
+            del self.leads[key]
+
+
+class Erasures:
+    """In-memory `router_erasures`."""
+
+    def __init__(self) -> None:
+        self.requests: dict[str, ErasureRequest] = {}
+
+    async def get(self, erasure_id: str) -> ErasureRequest | None:
+        return self.requests.get(erasure_id)
+
+    async def start(self, request: ErasureRequest) -> ErasureRequest:
+        return self.requests.setdefault(request.erasure_id, request)
+
+    async def finish(self, erasure_id: str, *, done_ms: int) -> None:
+        self.requests[erasure_id] = dataclasses.replace(self.requests[erasure_id], done=True, done_ms=done_ms)
+
+
+@dataclasses.dataclass
+class Router:
+    records: FakeRecords = dataclasses.field(default_factory=FakeRecords)
+    contacts: Contacts = dataclasses.field(default_factory=Contacts)
+    out: Published = dataclasses.field(default_factory=Published)
+    service: RouterService = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.service = RouterService(
+            records=self.records,
+            accounts=FakeAccounts(ACCOUNT),
+            contacts=self.contacts,
+            rotations=FakeRotations(),
+            publish=self.out,
+            metrics=RouterMetrics(CollectorRegistry()),
+            clock=lambda: NOW,
+            erasures=Erasures(),
+        )
+
+    async def crashed(self, *leads: LeadReceived, before_effects: bool = False) -> None:
+        """The batch is stored with its outbox document; nothing published (the broker refused: it rewinds),
+        and with `before_effects` no contact key written either (the process died first)."""
+        self.out.failing, self.contacts.down = True, before_effects
+        with pytest.raises(ConnectionError):
+            await self.service.on_leads_received(list(leads))
+        self.out.failing = self.contacts.down = False
+        assert self.records.outboxes, "its outbox document waits"
+
+
+def erasure(**who: str) -> EraseContact:
+    payload = EraseContactPayload(by_user_id="broker", reason="ticket 7", **who)
+    return EraseContact.create(account_id="acme", occurred_at=NOW, payload=payload)
+
+
+def after_erasure(out: Published) -> tuple[ContactErased, list[RoutingEvent]]:
+    """The ContactErased published, and every event after it."""
+    events = [e for _, e in out.events()]
+    at = next(i for i, e in enumerate(events) if isinstance(e, ContactErased))
+    erased = events[at]
+    assert isinstance(erased, ContactErased)
+    return erased, events[at + 1 :]
+
+
+async def test_an_erased_contacts_key_stays_forgotten_when_its_lead_had_a_crash_left_document() -> None:
+    """Helper 63's review: the erasure forgot the keys, then its scrub finished the lead's outbox document and
+    applied its effects again, registering the key once more: the contact's next inquiry merged into the
+    erased lead (R1). Now the document is finished before the keys are forgotten, and not again by the scrub."""
+    router, first = Router(), lead(1)
+    await router.crashed(first)  # stored, effects applied, nothing published
+    assert router.contacts.leads == {KEY: str(first.event_id)}
+
+    await router.service.on_command(erasure(email="pat1@example.com"))
+    assert KEY not in router.contacts.leads, "the erased contact's key is registered again"
+    erased, later = after_erasure(router.out)
+    assert erased.payload.lead_ids == [first.event_id]
+    assert not later
+    assert isinstance(router.out.events()[0][1], LeadOffered), "its first offer went out before"
+    assert router.records.outboxes == {}
+
+    again = lead(1)  # the contact writes in again after the erasure; the crashed batch is redelivered with it
+    assert not await router.service.on_leads_received([first, again])
+    assert decode_record(router.records.docs[str(again.event_id)]).is_lead, "merged into the erased lead (R1)"
+    assert router.contacts.leads == {KEY: str(again.event_id)}
+
+
+async def test_an_erasure_by_email_finds_a_lead_whose_first_outbox_still_waits_in_its_document() -> None:
+    """Helper 63's review: the erasure resolved its leads through the contact index alone; a lead whose process
+    died between storing its records and applying their effects has no key, so it was missed and its
+    LeadOffered, with the erased email, went out after ContactErased. Now the outboxes that will register the
+    request's keys are searched too (`registering`)."""
+    router, first = Router(), lead(1)
+    await router.crashed(first, before_effects=True)
+    assert not router.contacts.leads
+
+    await router.service.on_command(erasure(email="pat1@example.com"))
+    assert not await router.service.on_leads_received([first])  # the redelivery of the crashed batch
+    await router.service.republish_stale()
+
+    erased, later = after_erasure(router.out)
+    assert erased.payload.lead_ids == [first.event_id], "the stored lead of this contact was not erased"
+    assert not [e for e in later if isinstance(e, LeadOffered)], "a LeadOffered with the erased contact came after"
+    assert [type(e) for _, e in router.out.events()] == [LeadOffered, ContactErased], "its first offer, before"
+    assert not router.contacts.leads
+    assert decode_record(router.records.docs[str(first.event_id)]).state.erased  # type: ignore[union-attr]
+
+
+async def test_an_erasure_by_a_repeats_new_phone_finds_the_lead_the_repeat_merges_into() -> None:
+    """R1: a repeat with a new phone merges into the first lead; its document registers the phone for that
+    lead. A crash before that, then an erasure by the phone alone: the first lead is the contact's."""
+    router, first = Router(), lead(1)
+    assert not await router.service.on_leads_received([first])
+    repeat = lead(1, phone="+14155550142")
+    await router.crashed(repeat, before_effects=True)
+    assert "acme:phone:+14155550142" not in router.contacts.leads
+
+    await router.service.on_command(erasure(phone="+14155550142"))
+    erased, later = after_erasure(router.out)
+    assert erased.payload.lead_ids == [first.event_id]
+    assert not later
+    assert [type(e) for _, e in router.out.events()] == [LeadOffered, ActivityLogged, ContactErased]
+    assert not router.contacts.leads, "neither the email nor the new phone points at the erased lead"
