@@ -409,6 +409,36 @@ def test_a_realtor_is_told_nothing_of_an_agent_who_only_races_with_it() -> None:
     assert not may_name_a_rival(replace(row, last_activity_by="ana"), "ana")
 
 
+def test_a_realtor_reads_its_offer_and_assignment_without_the_routing_explanation() -> None:
+    # The explanation names who else was eligible and why others were passed by (paused, at a cap): routing info,
+    # which is the brokerage's (403 to a realtor, decision 0076). The realtor sees what happened to it.
+    lead, why = uuid.uuid4(), "R6 round robin: eligible: ana, carl; skipped ben: paused; dee: at its daily cap"
+    contact, source = Contact(first_name="Jane"), LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website")
+    offered = LeadOffered.create(
+        account_id="acme",
+        occurred_at=T0,
+        payload=LeadOfferedPayload(
+            lead_id=lead, agent_id="ana", offer_round=1, race_size=1, deadline=T0 + timedelta(minutes=15),
+            explanation=why, contact=contact, source=source,
+        ),
+    )  # fmt: skip
+    assigned = LeadAssigned.create(
+        account_id="acme",
+        occurred_at=T0,
+        payload=LeadAssignedPayload(
+            lead_id=lead, agent_id="ana", reason=AssignmentReason.ROSTER_POSITION_1, explanation=why,
+            contact=contact, source=source,
+        ),
+    )  # fmt: skip
+    entries = [TimelineEntry.from_doc(timeline_entry(event)) for event in (offered, assigned)]
+    seen = [e.summary for e in visible_timeline(entries, realtor_id="ana")]
+    assert seen == [
+        f"Offered to ana (round 1), claim before {(T0 + timedelta(minutes=15)).isoformat()}",
+        "Assigned to ana (roster_position_1)",
+    ]
+    assert all(why in e.summary for e in visible_timeline(entries, realtor_id=None)), "the brokerage reads why"
+
+
 _AGENTS = st.sampled_from(["ana", "ben", "carl", "dee", None])
 _ENTRY_TYPES = st.sampled_from(
     ["LeadOffered", "OfferExpired", "OfferWithdrawn", "LeadClaimed", "LeadAssigned", "LeadActivity", "ActivityLogged"]

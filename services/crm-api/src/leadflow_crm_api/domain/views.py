@@ -380,10 +380,22 @@ def visible_timeline(
     if realtor_id is None:
         return entries
     return [
-        e
+        _without_explanation(e)
         for e in entries
         if (e.type not in _OFFER_ENTRIES or e.agent_id == realtor_id) and (e.agent_id or "") not in hidden
     ]
+
+
+# Entries whose summary ends with the router's explanation: which agents were eligible, which were passed by and
+# why (paused, at a cap, off hours). That is routing info, for the brokerage (decision 0076; routing info is 403
+# to realtors): a realtor reads the summary's head ("Offered to ana (round 1), claim before ...") without it.
+_EXPLAINED_ENTRIES = frozenset({"LeadOffered", "LeadAssigned", "LeadFellBack", "LeadHeld", "LeadReleased"})
+
+
+def _without_explanation(entry: TimelineEntry) -> TimelineEntry:
+    if entry.type not in _EXPLAINED_ENTRIES or ": " not in entry.summary:
+        return entry
+    return replace(entry, summary=entry.summary.split(": ", 1)[0])  # the head holds no ": " (ids, ISO times)
 
 
 def _known_to(row: LeadRow, realtor_id: str) -> set[str | None]:
