@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from fakes_notifier import DeadLetters, Gate, NoDeadLetters, Recorder, Stuck
+from fakes_notifier import DeadLetters, Gate, NoDeadLetters, Recorder, Stuck, plain
 from fakes_shared import Clock
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient, monitoring
@@ -197,6 +197,67 @@ async def test_the_daily_digest_goes_to_each_subscriber_once(
     assert len(digests) == 1
     assert digests[0]["Subject"] == "2 new leads on Wed 10 Jan"  # the redelivered item counted once; today's waits
     assert not [m for m in sink.received() if m["X-Envelope-To"] == "no@example.com"]
+
+
+async def test_a_digest_missed_while_the_notifier_was_down_is_sent_once_on_its_return(
+    db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer
+) -> None:
+    # N1, decision 0088: the office sends at 07:00 in Chicago (13:00 UTC). The notifier is down from before
+    # the 9th's digest until after the 10th's; back, it sends the 9th's, then the 10th's, once each.
+    await ensure_indexes(db)
+    tag = uuid.uuid4().hex[:6]
+    account, address = f"away-{tag}", f"away-{tag}@example.com"
+    await db["accounts"].insert_one(
+        {"_id": account, "name": "Away", "time_zone": "America/Chicago", "digest_hour": 7, "roster": []}
+    )
+    await AgentDirectory(db).save_preferences(
+        f"{account}-staff", PreferencesDoc(account_id=account, digest=True, name="Sam", email=address)
+    )
+    items = DigestItems(db)
+    for name, arrived in [
+        ("Old Lead", datetime(2024, 1, 7, 18, tzinfo=UTC)),  # the 8th's digest: due 51 h before the return
+        ("Missed Lead", datetime(2024, 1, 8, 18, tzinfo=UTC)),  # the 9th's: due while down
+        ("Next Lead", datetime(2024, 1, 9, 18, tzinfo=UTC)),  # the 10th's: due while down too
+        ("Later Lead", datetime(2024, 1, 10, 15, tzinfo=UTC)),  # the 11th's
+    ]:
+        await items.add(DigestItem(account, f"{account}-{name}", name, "Web", int(arrived.timestamp() * 1000)))
+    clock = Clock(datetime(2024, 1, 10, 16, tzinfo=UTC))
+
+    def replica() -> DigestSender:
+        return DigestSender(
+            items=items,
+            subscribers=AgentDirectory(db),
+            schedules=AccountSchedules(db),
+            deliveries=DeliveryLog(db, leases=Leases(lease_ms=60_000)),
+            mailer=mailer,
+            metrics=NotifierMetrics(CollectorRegistry()),
+            pages_url="https://crm",
+            default_hour=7,
+            clock=clock,
+        )
+
+    def digests() -> list[tuple[str, str]]:
+        return [(str(m["Subject"]), plain(m)) for m in sink.received() if m["X-Envelope-To"] == address]
+
+    back = replica()
+    assert await back.run_once() == 2
+    assert [subject for subject, _ in digests()] == ["1 new lead on Tue 09 Jan", "1 new lead on Wed 10 Jan"]
+    assert "Missed Lead" in digests()[0][1]
+    assert "Next Lead" in digests()[1][1]
+    assert await back.run_once() == 0, "the next check: both are in the delivery log"
+    assert await replica().run_once() == 0, "nor does another replica send them again"
+
+    clock.now = datetime(2024, 1, 11, 13, tzinfo=UTC)  # the 11th's digest hour
+    assert await back.run_once() == 1
+    assert [subject for subject, _ in digests()] == [
+        "1 new lead on Tue 09 Jan",
+        "1 new lead on Wed 10 Jan",
+        "1 new lead on Thu 11 Jan",
+    ], "each day's once; the 8th's, due more than two days before the return, never"
+    assert "Later Lead" in digests()[2][1]
+    assert not [body for _, body in digests() if "Old Lead" in body]
+    statuses = {d["_id"]: d["status"] async for d in db["notifier_deliveries"].find({}, {"status": 1})}
+    assert statuses == {f"digest:{account}:2024-01-{day}:email:{account}-staff": "sent" for day in ("09", "10", "11")}
 
 
 async def test_a_staff_member_gets_the_digest_at_the_offices_hour_in_its_time_zone(

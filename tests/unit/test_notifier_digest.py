@@ -1,15 +1,37 @@
-"""The daily digest: which leads are new, which window is due, what the email says."""
+"""The daily digest: which leads are new, which windows are due, what the email says, and the digests
+missed while the notifier was down, sent late (decision 0088)."""
 
 from __future__ import annotations
 
+import itertools
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from fakes_notifier import DeadLetters, Log, Outbox, Provider
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
-from leadflow_notifier.domain.digest import DigestItem, digest_email, digest_item, due_window
+from leadflow_notifier.adapters.repository import Begin
+from leadflow_notifier.domain.delivery import POSTPONE_FIRST_MS, Delivery
+from leadflow_notifier.domain.digest import (
+    DAY_MS,
+    DIGEST_LOOK_BACK_MS,
+    DigestItem,
+    DigestWindow,
+    digest_email,
+    digest_item,
+    due_window,
+    due_windows,
+)
+from leadflow_notifier.domain.errors import TransientDeliveryError
 from leadflow_notifier.domain.messages import Recipient
+from leadflow_notifier.domain.preferences import Channel
+from leadflow_notifier.handlers import Courier, DigestSender, RetryPolicy, Sender
+from leadflow_notifier.metrics import NotifierMetrics
+from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import AssignmentReason, LeadAssigned, LeadAssignedPayload
 
@@ -86,3 +108,226 @@ def test_the_digest_lists_each_new_lead_with_its_link() -> None:
         assert f"Lead {i} (Website): https://crm/accounts/office-2/leads/lead-{i}" in email.text
         assert f'href="https://crm/accounts/office-2/leads/lead-{i}"' in email.html
     assert digest_email([], who, due_window(AT, hour=7), "https://crm") is None
+
+
+def utc(year: int, month: int, day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("now", "days"),
+    [
+        # Right before 07:00 the 3rd's digest was due 47 h 59 min ago: still sent if it was not.
+        (utc(2024, 3, 5, 6, 59), [date(2024, 3, 3), date(2024, 3, 4)]),
+        # At 07:00 the 5th's is due and the 3rd's was due two days ago: no longer.
+        (utc(2024, 3, 5, 7, 0), [date(2024, 3, 4), date(2024, 3, 5)]),
+    ],
+)
+def test_the_digests_due_within_the_last_two_days_are_due_oldest_first(now: datetime, days: list[date]) -> None:
+    windows = due_windows(now, hour=7)
+    assert [w.day for w in windows] == days
+    assert windows[-1] == due_window(now, hour=7)
+
+
+@pytest.mark.parametrize(
+    ("now", "days", "hours"),
+    [
+        # 08:00 EDT on 9 March: the night of the 7th to the 8th lost an hour, so three digests were due
+        # within two days (the 7th's 47 h ago).
+        (utc(2026, 3, 9, 12, 0), [date(2026, 3, 7), date(2026, 3, 8), date(2026, 3, 9)], [24, 23, 24]),
+        # 08:00 EST on 2 November: the night of 31 October to 1 November gained one; the 31st's was due 49 h ago.
+        (utc(2026, 11, 2, 13, 0), [date(2026, 11, 1), date(2026, 11, 2)], [25, 24]),
+        # 07:30 EST on 3 November: the 1st's (25 h) was due 47.5 h ago, but its first hour's leads may be
+        # forgotten (kept 3 days): it is no longer sent rather than sent short.
+        (utc(2026, 11, 3, 12, 30), [date(2026, 11, 2)], [24]),
+    ],
+)
+def test_missed_digests_are_the_offices_days_across_daylight_saving(
+    now: datetime, days: list[date], hours: list[int]
+) -> None:
+    windows = due_windows(now, hour=8, time_zone="America/New_York")
+    assert [w.day for w in windows] == days
+    assert [(w.end_ms - w.start_ms) // 3_600_000 for w in windows] == hours
+    for window in windows:
+        local_end = datetime.fromtimestamp(window.end_ms / 1000, ZoneInfo("America/New_York"))
+        assert (local_end.date(), local_end.hour) == (window.day, 8)
+
+
+ZONES = ["UTC", "America/New_York", "Europe/London", "Australia/Sydney", "Australia/Lord_Howe", "Asia/Kolkata",
+         "Pacific/Chatham", "America/Sao_Paulo", "Antarctica/Troll"]  # fmt: skip
+
+
+FROM, TO = datetime(2015, 1, 1), datetime(2035, 1, 1)  # noqa: DTZ001 (hypothesis takes naive bounds)
+
+
+@given(
+    now=st.datetimes(min_value=FROM, max_value=TO, timezones=st.just(UTC)),
+    hour=st.integers(0, 23),
+    zone=st.sampled_from(ZONES),
+)
+def test_every_digest_still_sendable_is_due_and_none_is_left_out(now: datetime, hour: int, zone: str) -> None:
+    windows = due_windows(now, hour=hour, time_zone=zone)
+    now_ms = epoch_ms(now)
+    assert windows[-1] == due_window(now, hour=hour, time_zone=zone)
+    for earlier, later in itertools.pairwise(windows):
+        assert earlier.end_ms == later.start_ms, "the windows meet: each new lead is in one digest"
+        assert later.day - earlier.day == timedelta(days=1)
+    for window in windows:
+        assert window.end_ms <= now_ms < window.sendable_until_ms
+        assert window.start_ms > now_ms - DIGEST_LOOK_BACK_MS, "every item it lists is still kept"
+    # The day before the oldest: the digest that fell due as the oldest one's window began.
+    before = due_window(datetime.fromtimestamp(windows[0].start_ms / 1000, UTC), hour=hour, time_zone=zone)
+    assert before.end_ms == windows[0].start_ms
+    assert before.sendable_until_ms <= now_ms, "the day before the oldest is no longer sendable"
+    if before.end_ms - before.start_ms <= DAY_MS:
+        assert before.end_ms <= now_ms - 2 * DAY_MS, "every digest due within the last two days is sent"
+
+
+# --- the sender ---------------------------------------------------------------------------------------
+
+ADA = Recipient(agent_id="ada", name="Ada", email="ada@example.com")
+
+
+class Items:
+    """The digest items kept, by account; reads count."""
+
+    def __init__(self, *items: DigestItem) -> None:
+        self.items = list(items)
+        self.reads = 0
+
+    async def add(self, item: DigestItem) -> None:
+        self.items.append(item)
+
+    async def accounts_since(self, since_ms: int) -> list[str]:
+        return sorted({i.account_id for i in self.items if i.created_ms >= since_ms})
+
+    async def in_window(self, account_id: str, window: DigestWindow) -> list[DigestItem]:
+        self.reads += 1
+        found = [
+            i for i in self.items if i.account_id == account_id and window.start_ms <= i.created_ms < window.end_ms
+        ]
+        return sorted(found, key=lambda i: i.created_ms)
+
+
+class Schedules:
+    """Every office sends at 08:00 New York time."""
+
+    async def of(self, account_id: str) -> tuple[int | None, str]:  # noqa: ARG002
+        return 8, "America/New_York"
+
+
+class Subscribers:
+    def __init__(self, *people: Recipient) -> None:
+        self.people = list(people)
+        self.reads = 0
+
+    async def digest_subscribers(self, account_id: str) -> list[Recipient]:  # noqa: ARG002
+        self.reads += 1
+        return self.people
+
+
+class Begun(Log):
+    """The delivery log, keeping each delivery begun."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.begun: list[Delivery] = []
+
+    async def begin(self, delivery: Delivery, *, now_ms: int) -> Begin:
+        self.begun.append(delivery)
+        return await super().begin(delivery, now_ms=now_ms)
+
+
+def lead(at: datetime, name: str, account: str = "north") -> DigestItem:
+    return DigestItem(account, f"{account}-{name}", name, "Website", epoch_ms(at))
+
+
+def digest_sender(
+    items: Items, log: Log, mailer: Sender, now: datetime, subscribers: Subscribers | None = None
+) -> DigestSender:
+    return DigestSender(
+        items=items,
+        subscribers=subscribers or Subscribers(ADA),
+        schedules=Schedules(),
+        deliveries=log,
+        mailer=mailer,
+        metrics=NotifierMetrics(CollectorRegistry()),
+        pages_url="https://crm",
+        default_hour=7,
+        clock=lambda: now,
+    )
+
+
+# Back at 14:00 EST on 19 November, down since before 08:00 on the 18th: the 18th's digest was missed.
+BACK = utc(2026, 11, 19, 19, 0)
+
+
+@pytest.mark.asyncio
+async def test_a_digest_missed_while_down_is_sent_on_return_before_the_days_own_and_once() -> None:
+    items = Items(
+        lead(utc(2026, 11, 16, 15), "too-old"),  # the 17th's digest, due 59 h ago
+        lead(utc(2026, 11, 17, 15), "first"),  # the 18th's, missed
+        lead(utc(2026, 11, 18, 15), "second"),  # the 19th's, due at 08:00 while still down
+        lead(utc(2026, 11, 19, 15), "today"),  # tomorrow's
+        lead(utc(2026, 11, 17, 15), "south", account="south"),  # the 18th's of another office
+    )
+    log, outbox = Begun(), Outbox()
+    sender = digest_sender(items, log, outbox, BACK)
+
+    assert await sender.run_once() == 3
+    assert [key for key, _ in outbox.sent] == [
+        "digest:north:2026-11-18:email:ada",
+        "digest:north:2026-11-19:email:ada",
+        "digest:south:2026-11-18:email:ada",
+    ], "each office's oldest first"
+    subjects = [content.subject for _, content in outbox.sent]
+    assert subjects == ["1 new lead on Wed 18 Nov", "1 new lead on Thu 19 Nov", "1 new lead on Wed 18 Nov"]
+    assert "first (Website)" in outbox.sent[0][1].text
+    assert "second (Website)" in outbox.sent[1][1].text
+    assert items.reads == 2, "one read of each office's items for all its due days"
+
+    assert await sender.run_once() == 0, "the delivery log decides: nothing twice"
+    assert len(outbox.sent) == 3
+
+
+@pytest.mark.asyncio
+async def test_a_day_with_nothing_new_sends_nothing_and_nobody_is_looked_up_for_it() -> None:
+    items, subscribers = Items(lead(utc(2026, 11, 2, 15), "old")), Subscribers(ADA)
+    outbox = Outbox()
+    assert await digest_sender(items, Log(), outbox, BACK, subscribers).run_once() == 0
+    assert outbox.sent == []
+    assert subscribers.reads == 0
+
+
+@pytest.mark.asyncio
+async def test_a_caught_up_digest_refused_for_now_is_tried_again_later_not_given_up(
+    registry: CollectorRegistry,
+) -> None:
+    items = Items(lead(utc(2026, 11, 17, 15), "first"))
+    log = Begun()
+    down = Provider(*[TransientDeliveryError("unavailable")] * 3)
+    assert await digest_sender(items, log, down, BACK).run_once() == 0
+    [late] = log.begun
+    assert late.key == "digest:north:2026-11-18:email:ada"
+    assert late.expires_ms is not None
+    assert late.expires_ms > epoch_ms(BACK), "not born expired (its day's end + 24 h passed at 13:00 today)"
+    assert log.status[late.key] == "pending"
+
+    # The re-driver takes it once its lease ran out: out of retries, it is left for later, not failed.
+    dead = DeadLetters()
+    courier = Courier(
+        deliveries=log,
+        senders={Channel.EMAIL: down},
+        dead_letters=dead,
+        metrics=NotifierMetrics(registry),
+        clock=lambda: BACK,
+        retry=RetryPolicy(attempts=2, initial_seconds=0.001),
+    )
+    await courier.drive(late)
+    assert log.status[late.key] == f"pending:until {epoch_ms(BACK) + POSTPONE_FIRST_MS}"
+    assert dead.letters == []
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()

@@ -24,12 +24,13 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from leadflow_notifier.adapters.repository import Begin, Claimed
 from leadflow_notifier.domain.delivery import Delivery, Unreadable, delivery_key, retry_at
 from leadflow_notifier.domain.digest import (
+    DIGEST_LOOK_BACK_MS,
     DigestItem,
     DigestWindow,
     digest_email,
     digest_item,
     distinct_leads,
-    due_window,
+    due_windows,
     new_lead_email,
 )
 from leadflow_notifier.domain.errors import (
@@ -278,7 +279,8 @@ class Courier:
 
     async def _postpone(self, delivery: Delivery, error: TransientDeliveryError) -> bool:
         """A digest (no event to dead-letter, nothing re-sends it) out of retries stays pending
-        for a later try, with backoff, until its day is over; True if it was left for later."""
+        for a later try, with backoff, until it is no longer sendable (`expires_ms`, decision 0088);
+        True if it was left for later."""
         if delivery.event is not None:
             return False
         until = retry_at(now_ms=self._now_ms(), postponed=delivery.postponed, expires_ms=delivery.expires_ms)
@@ -632,7 +634,8 @@ class Redriver:
 
 @dataclass(frozen=True, slots=True)
 class DigestSender:
-    """Sends the due daily digest once per (day, account, subscriber); safe to run on every replica."""
+    """Sends the due daily digests once per (day, account, subscriber), a missed one late; safe to run on
+    every replica."""
 
     items: DigestStore
     subscribers: Subscribers
@@ -645,55 +648,68 @@ class DigestSender:
     clock: Callable[[], datetime]
 
     async def run_once(self) -> int:
+        """Send every digest due within the catch-up days (decision 0088) not sent yet, each account's
+        oldest first; returns how many were sent. A window with no new lead sends nothing."""
         now = self.clock()
         sent = 0
-        # Accounts with new leads lately; each one's window is its own (its hour, its time zone).
-        for account_id in await self.items.accounts_since(self._now_ms() - 3 * DAY_MS):
-            hour, time_zone = await self.schedules.of(account_id)
-            window = due_window(now, hour=self.default_hour if hour is None else hour, time_zone=time_zone)
-            items = distinct_leads(await self.items.in_window(account_id, window))
-            if not items:
+        # Accounts with new leads lately; each one's windows are its own (its hour, its time zone).
+        for account_id in await self.items.accounts_since(epoch_ms(now) - DIGEST_LOOK_BACK_MS):
+            due = [(window, items) for window, items in await self._due(account_id, now) if items]
+            if not due:
                 continue
-            for who in await self.subscribers.digest_subscribers(account_id):
-                email = digest_email(items, who, window, self.pages_url)
-                key = f"digest:{account_id}:{window.day.isoformat()}:email:{who.agent_id}"
-                if email is None:
-                    continue
-                # Retried after a transient failure until the next digest is due, then given up.
-                delivery = Delivery(
-                    key=key,
-                    channel=Channel.EMAIL,
-                    agent_id=who.agent_id,
-                    account_id=account_id,
-                    event_type="Digest",
-                    content=email,
-                    expires_ms=window.end_ms + DAY_MS,
-                    lead_ids=tuple(sorted({item.lead_id for item in items})),
-                )
-                if await self.deliveries.begin(delivery, now_ms=self._now_ms()) is not Begin.SEND:
-                    continue
-                try:
-                    await self.mailer.send(email, message_id=key)
-                    await self.deliveries.sent(key, now_ms=self._now_ms())
-                except PermanentDeliveryError as exc:
-                    await self.deliveries.failed(key, reason=exc.reason, now_ms=self._now_ms())
-                    self.metrics.failed.labels("email", exc.reason).inc()
-                    continue
-                except TransientDeliveryError as exc:
-                    # Left pending: the re-driver retries it once its lease has run out.
-                    self.metrics.retries.labels("email", exc.reason).inc()
-                    continue
-                finally:
-                    self.deliveries.release(key)
-                self.metrics.sent.labels("email").inc()
-                sent += 1
+            subscribers = await self.subscribers.digest_subscribers(account_id)
+            for window, items in due:
+                for who in subscribers:
+                    sent += await self._send(account_id, window, items, who)
         return sent
+
+    async def _due(self, account_id: str, now: datetime) -> list[tuple[DigestWindow, list[DigestItem]]]:
+        """The account's sendable windows, oldest first, each with its new leads: one read for all of them."""
+        hour, time_zone = await self.schedules.of(account_id)
+        windows = due_windows(now, hour=self.default_hour if hour is None else hour, time_zone=time_zone)
+        span = DigestWindow(windows[-1].day, windows[0].start_ms, windows[-1].end_ms)  # the windows meet
+        items = await self.items.in_window(account_id, span)
+        return [(w, distinct_leads([i for i in items if w.start_ms <= i.created_ms < w.end_ms])) for w in windows]
+
+    async def _send(self, account_id: str, window: DigestWindow, items: list[DigestItem], who: Recipient) -> int:
+        """Send one subscriber its digest of `window` unless the delivery log has it; 1 if it went now."""
+        email = digest_email(items, who, window, self.pages_url)
+        if email is None:
+            return 0
+        key = f"digest:{account_id}:{window.day.isoformat()}:email:{who.agent_id}"
+        delivery = Delivery(
+            key=key,
+            channel=Channel.EMAIL,
+            agent_id=who.agent_id,
+            account_id=account_id,
+            event_type="Digest",
+            content=email,
+            # Retried after a transient failure for as long as a run would still begin it (decision 0088):
+            # one deadline per day's digest, whether begun on time or caught up late, so a late one is never
+            # born expired (as its day's end + 24 h was) and one SMTP refuses until the next is due is still tried.
+            expires_ms=window.sendable_until_ms,
+            lead_ids=tuple(sorted({item.lead_id for item in items})),
+        )
+        if await self.deliveries.begin(delivery, now_ms=self._now_ms()) is not Begin.SEND:
+            return 0
+        try:
+            await self.mailer.send(email, message_id=key)
+            await self.deliveries.sent(key, now_ms=self._now_ms())
+        except PermanentDeliveryError as exc:
+            await self.deliveries.failed(key, reason=exc.reason, now_ms=self._now_ms())
+            self.metrics.failed.labels("email", exc.reason).inc()
+            return 0
+        except TransientDeliveryError as exc:
+            # Left pending: the re-driver retries it once its lease has run out.
+            self.metrics.retries.labels("email", exc.reason).inc()
+            return 0
+        finally:
+            self.deliveries.release(key)
+        self.metrics.sent.labels("email").inc()
+        return 1
 
     def _now_ms(self) -> int:
         return epoch_ms(self.clock())
-
-
-DAY_MS = 24 * 3600 * 1000
 
 
 def _group(event: RoutingEvent) -> str:

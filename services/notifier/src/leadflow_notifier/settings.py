@@ -132,7 +132,13 @@ class DigestSettings(BaseModel):
         "that set no `digest_hour`.",
     )
     check_seconds: float = Field(default=60.0, gt=0, description="How often due digests are looked for.")
-    keep_days: int = Field(default=3, ge=2, le=30, description="Digest items (a lead's name) are forgotten after this.")
+    keep_days: int = Field(
+        default=3,
+        ge=3,
+        le=30,
+        description="Digest items (a lead's name) are forgotten after this: at least the days a missed digest "
+        "is still sent (2) and the day it covers.",
+    )
 
 
 class NotifierSettings(ServiceSettings):

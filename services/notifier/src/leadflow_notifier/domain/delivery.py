@@ -30,7 +30,8 @@ class Delivery:
     event: bytes | None = None  # the original event, for the dead letter; None: nothing to dead-letter
     occurred_ms: int | None = None  # the event's occurred_at (latency metric)
     drives: int = 1  # how many times a process started it since its last orderly end, this one included
-    # A digest (no event): until when a transient failure leaves it pending for a later try (its day's end).
+    # A digest (no event): until when a transient failure leaves it pending for a later try (while its day's
+    # digest is sendable: `DigestWindow.sendable_until_ms`).
     expires_ms: int | None = None
     postponed: int = 0  # how many times a transient failure left it pending for later
     lead_ids: tuple[str, ...] = ()  # the leads it is about, so erasing one ends it unsent (decision 0050)
@@ -48,7 +49,7 @@ class Unreadable:
 
 
 # A digest left pending by a transient failure is tried again after 30 s, then 1 min, 2 min, ... up to
-# 15 min between tries, until its day is over (`expires_ms`).
+# 15 min between tries, until it is no longer sendable (`expires_ms`, decision 0088).
 POSTPONE_FIRST_MS = 30_000
 POSTPONE_MAX_MS = 15 * 60_000
 

@@ -5,7 +5,9 @@ that is not a claim, a fall-back, an office transfer or a lead share, or a first
 arrives from another office of the organisation (T2, `LeadTransferred`: new in the target
 office, listed in its next digest). Each account's digest goes out at its `digest_hour` in
 its own time zone (the office's); the digest for day D covers the day before D at that hour
-(23 or 25 hours across a daylight-saving change).
+(23 or 25 hours across a daylight-saving change). A digest missed (the notifier, MongoDB or SMTP
+down at its hour) is still sent for `DIGEST_CATCH_UP_DAYS` after it was due (`due_windows`,
+decision 0088).
 
 An item is keyed per (account, lead, arrival) (`DigestItem.key`): a redelivered event or
 the second offer of a race is the same item, while a lead already listed for office A is
@@ -65,6 +67,21 @@ class DigestWindow:
     start_ms: int
     end_ms: int
 
+    @property
+    def sendable_until_ms(self) -> int:
+        """Until when this day's digest is sent if it was not (decision 0088): while every item it
+        lists is still kept: `DIGEST_LOOK_BACK_MS` after the window began (two days after its send
+        time, an hour more or less when the window spans a daylight-saving change)."""
+        return self.start_ms + DIGEST_LOOK_BACK_MS
+
+
+DAY_MS = 24 * 3600 * 1000
+# A digest that was due while the notifier, MongoDB or SMTP was down is sent late, for this many days
+# after its send time (decision 0088). Its items are kept `NOTIFIER_DIGEST__KEEP_DAYS` (at least 3)
+# from their arrival, so a window that began less than `DIGEST_LOOK_BACK_MS` ago has all of them.
+DIGEST_CATCH_UP_DAYS = 2
+DIGEST_LOOK_BACK_MS = (DIGEST_CATCH_UP_DAYS + 1) * DAY_MS
+
 
 def digest_item(event: RoutingEvent) -> DigestItem | None:
     if isinstance(event, LeadTransferred):
@@ -109,8 +126,26 @@ def due_window(now: datetime, *, hour: int, time_zone: str = "UTC") -> DigestWin
     """The latest digest that is due at `now`: the one whose send time, `hour` o'clock in
     `time_zone`, has passed; it covers the local day before that send time."""
     zone = ZoneInfo(time_zone)
-    local = now.astimezone(zone)
-    day = local.date() if local.hour >= hour else local.date() - timedelta(days=1)
+    # Today's, once its send time has passed (compared as instants: a send time in a daylight-saving gap
+    # is later than the local hour says); before that, yesterday's.
+    today = _window(now.astimezone(zone).date(), hour, zone)
+    return today if today.end_ms <= epoch_ms(now) else _window(today.day - timedelta(days=1), hour, zone)
+
+
+def due_windows(now: datetime, *, hour: int, time_zone: str = "UTC") -> list[DigestWindow]:
+    """The digests a run at `now` sends if they were not sent, oldest first: the latest due one and those
+    before it still sendable (`DigestWindow.sendable_until_ms`): two days' digests, three when a
+    daylight-saving night was among them. Each day is computed in `time_zone`, so the windows meet
+    (one's end is the next one's start)."""
+    zone = ZoneInfo(time_zone)
+    latest = due_window(now, hour=hour, time_zone=time_zone)
+    # A window is nearly a day, so none more than this many days before the latest is still sendable.
+    earlier = (_window(latest.day - timedelta(days=back), hour, zone) for back in range(DIGEST_CATCH_UP_DAYS, 0, -1))
+    return [w for w in earlier if w.sendable_until_ms > epoch_ms(now)] + [latest]
+
+
+def _window(day: date, hour: int, zone: ZoneInfo) -> DigestWindow:
+    """Day `day`'s digest: from `hour` o'clock the day before to `hour` o'clock that day, local time."""
     before = day - timedelta(days=1)
     end = datetime(day.year, day.month, day.day, hour, tzinfo=zone)
     start = datetime(before.year, before.month, before.day, hour, tzinfo=zone)
