@@ -46,7 +46,10 @@ class Envelope(Contract):
     @field_validator("occurred_at")
     @classmethod
     def _to_utc(cls, value: datetime) -> datetime:
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError as exc:  # 0001-01-01T00:00+01:00: no UTC value; a ValueError names the field
+            raise ValueError("the time has no UTC value (out of range)") from exc
 
     @classmethod
     def create(

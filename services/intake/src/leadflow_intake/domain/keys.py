@@ -50,6 +50,6 @@ def webhook(provider: str) -> KeySpace:
 
 def stored_key(space: KeySpace, account_id: str, key: str) -> str:
     """The id of `key` in `space` for `account_id`: distinct for every distinct triple."""
-    if not _ACCOUNT.match(account_id):
+    if not _ACCOUNT.fullmatch(account_id):  # `$` would let a final newline through
         raise ValueError("account ids are [A-Za-z0-9_.-]")
     return f"{space}/{account_id}/{key}"

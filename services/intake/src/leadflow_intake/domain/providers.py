@@ -58,8 +58,12 @@ class _Lenient(BaseModel):
     @classmethod
     def _null_is_absent(cls, data: Any) -> Any:
         # Providers send null for what they do not have: read as left out (the field's default), so a
-        # lead is never refused for it; a required part (the person) that is null is still missing.
-        return {k: v for k, v in data.items() if v is not None} if isinstance(data, dict) else data
+        # lead is never refused for it, a null item of a list too; a required part (the person) that is
+        # null is still missing.
+        if not isinstance(data, dict):
+            return data
+        kept = {k: v for k, v in data.items() if v is not None}
+        return {k: [i for i in v if i is not None] if isinstance(v, list) else v for k, v in kept.items()}
 
 
 class GenericLeadIn(_Strict):
@@ -91,11 +95,11 @@ class GenericLeadIn(_Strict):
 
 
 class FubEmail(_Lenient):
-    value: Email
+    value: Email = None  # a null or blank entry is no email, as if left out
 
 
 class FubPhone(_Lenient):
-    value: Phone
+    value: Phone = None
 
 
 class FubPerson(_Lenient):

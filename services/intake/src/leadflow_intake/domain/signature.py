@@ -54,7 +54,7 @@ def webhook_path(account_id: str, provider: str) -> str:
 def signed_text(timestamp: int, request: SignedRequest) -> bytes:
     """The exact bytes a provider signs; ValueError if a field could smuggle in a newline."""
     fields = (SCHEME, str(timestamp), request.method, request.path, request.idempotency_key or "")
-    if not all(_FIELD.match(field) for field in fields):
+    if not all(_FIELD.fullmatch(field) for field in fields):  # `$` would let a final newline through
         raise ValueError("signed header fields must be printable ASCII")
     return "\n".join(fields).encode("ascii") + b"\n" + request.body
 
