@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -218,7 +219,10 @@ async def crashed_before_effects(router: Router, lead: LeadReceived, monkeypatch
     """The lead's batch is stored with its outbox document; the process dies before any of its effects (its
     contact keys) and events: decision 0068's document waits."""
 
+    tried = asyncio.Event()
+
     async def down(_lead_by_key: dict[str, str]) -> None:
+        tried.set()
         raise ConnectionError("mongo down")
 
     with monkeypatch.context() as patch:
@@ -226,6 +230,9 @@ async def crashed_before_effects(router: Router, lead: LeadReceived, monkeypatch
         router.published.failing = True
         with pytest.raises(ConnectionError):
             await router.service.on_lead_received(lead)
+        # The flush applies effects beside publishing: the failed publish ends the call while the effects are
+        # still on their way to the (patched) contact index, which must see them before it is mended.
+        await asyncio.wait_for(tried.wait(), timeout=10)
         router.published.failing = False
     assert await router.db[ROUTER_OUTBOXES].count_documents({"leads.lead_id": str(lead.event_id)}) == 1
 
