@@ -1,4 +1,4 @@
-"""crm-api's side of the integration tests (rebuilds, erasure): a topic of the test's own on Tansu that the
+"""crm-api's side of the integration tests (rebuilds, erasure, actions): a topic of the test's own on Tansu that the
 projection consumes, and how to compare stored documents.
 
 Imported by the test modules beside it (pytest puts this folder on sys.path; it holds no tests).
@@ -76,3 +76,13 @@ def canonical(value: Any) -> Any:
     if isinstance(value, str) and DATETIME_TEXT.fullmatch(value):
         return datetime.fromisoformat(value).replace(tzinfo=UTC)
     return value
+
+
+class Published:
+    """leads.activity.v1 as crm-api's use cases and routes see it: what they publish, kept."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, bytes]] = []
+
+    async def __call__(self, account_id: str, body: bytes) -> None:
+        self.records.append((account_id, body))

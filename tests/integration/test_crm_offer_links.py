@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import pytest
 import pytest_asyncio
+from crm_harness import Published
 from fastapi import Request
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
@@ -53,16 +54,6 @@ def offered(lead: uuid.UUID, agent: str, *, offer_round: int, at: datetime) -> L
             contact=Contact(first_name="Rae", email="rae@x.example"),
         ),
     )  # fmt: skip
-
-
-class Published:
-    """leads.activity.v1 as the route sees it: what it publishes, kept."""
-
-    def __init__(self) -> None:
-        self.records: list[tuple[str, bytes]] = []
-
-    async def __call__(self, account_id: str, body: bytes) -> None:
-        self.records.append((account_id, body))
 
 
 def link_request(publish: Published) -> Request:

@@ -20,6 +20,7 @@ from typing import Any, cast
 
 import pytest
 import pytest_asyncio
+from crm_harness import Published
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -88,16 +89,6 @@ def offered(lead: uuid.UUID, agent: str, *, offer_round: int, at: datetime, race
             contact=Contact(first_name="Rae", email="rae@x.example"),
         ),
     )  # fmt: skip
-
-
-class Published:
-    """leads.activity.v1 as crm-api's use cases see it: what they publish, kept."""
-
-    def __init__(self) -> None:
-        self.records: list[tuple[str, bytes]] = []
-
-    async def __call__(self, account_id: str, body: bytes) -> None:
-        self.records.append((account_id, body))
 
 
 async def test_a_racer_learns_nothing_of_the_other_racers_from_the_lead_s_row_or_timeline(db: Db) -> None:

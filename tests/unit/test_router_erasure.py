@@ -11,14 +11,12 @@ import dataclasses
 from datetime import UTC, datetime
 
 import pytest
-from fakes_router import FakeAccounts, FakeContacts, FakeRecords, FakeRotations, Published
-from prometheus_client import CollectorRegistry
+from fakes_router import FakeContacts, FakeRecords, Published, router_on_fakes
 
 from leadflow_router.adapters.codec import decode_record
 from leadflow_router.domain.erasure import ErasureRequest
 from leadflow_router.domain.model import AccountSnapshot, Agent
 from leadflow_router.handlers import RouterService
-from leadflow_router.metrics import RouterMetrics
 from leadflow_shared.events.commands import EraseContact, EraseContactPayload
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
 from leadflow_shared.events.routing import ActivityLogged, ContactErased, LeadOffered, RoutingEvent
@@ -91,16 +89,10 @@ class Router:
     service: RouterService = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
-        self.service = RouterService(
-            records=self.records,
-            accounts=FakeAccounts(ACCOUNT),
-            contacts=self.contacts,
-            rotations=FakeRotations(),
-            publish=self.out,
-            metrics=RouterMetrics(CollectorRegistry()),
-            clock=lambda: NOW,
+        self.service = router_on_fakes(
+            ACCOUNT, clock=lambda: NOW, records=self.records, contacts=self.contacts, publish=self.out,
             erasures=Erasures(),
-        )
+        )  # fmt: skip
 
     async def crashed(self, *leads: LeadReceived, before_effects: bool = False) -> None:
         """The batch is stored with its outbox document; nothing published (the broker refused: it rewinds),

@@ -13,16 +13,14 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from fakes_router import FakeAccounts, FakeContacts, FakeRecords, FakeRotations, Published
+from fakes_router import FakeContacts, FakeRecords, FakeRotations, Published, router_on_fakes
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry
 
 from leadflow_router.adapters.codec import decode_outbox, decode_record, encode_outbox, encode_record
 from leadflow_router.domain.model import AccountSnapshot, Agent
 from leadflow_router.domain.record import Effects, Outbox, RoutingRecord
 from leadflow_router.handlers import ORPHAN_BATCH_SECONDS, STALE_BATCH_SECONDS, RouterService
-from leadflow_router.metrics import RouterMetrics
 from leadflow_shared.envelope import derived_event_id
 from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
@@ -43,14 +41,8 @@ class Router:
     service: RouterService = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
-        self.service = RouterService(
-            records=self.records,
-            accounts=FakeAccounts(ACCOUNT),
-            contacts=self.contacts,
-            rotations=FakeRotations(),
-            publish=self.published,
-            metrics=RouterMetrics(CollectorRegistry()),
-            clock=lambda: self.now,
+        self.service = router_on_fakes(
+            ACCOUNT, clock=lambda: self.now, records=self.records, contacts=self.contacts, publish=self.published
         )
 
     def offered(self) -> list[str]:
@@ -263,9 +255,8 @@ async def test_a_writer_stalled_between_its_document_and_its_records_loses_no_fi
     records, contacts, rotations = StallingRecords(), FakeContacts(), FakeRotations()
     writer_out, other_out = Published(failing=True), Published()
     writer, other = (
-        RouterService(records=records, accounts=FakeAccounts(ACCOUNT), contacts=contacts, rotations=rotations,
-                      publish=out, metrics=RouterMetrics(CollectorRegistry()), clock=lambda: NOW,
-                      wall_clock=lambda: wall[0])
+        router_on_fakes(ACCOUNT, clock=lambda: NOW, records=records, contacts=contacts, rotations=rotations,
+                        publish=out, wall_clock=lambda: wall[0])
         for out in (writer_out, other_out)
     )  # fmt: skip
     first = lead(1)
