@@ -44,8 +44,8 @@ def test_the_command_writes_the_page(page: str, tmp_path: Path) -> None:
 def test_nested_models_are_named_in_full_with_the_service_s_own_defaults(page: str) -> None:
     notifier = documented(PROGRAMS[2].settings)
     keep = notifier["NOTIFIER_DELIVERY__KEEP_DAYS"]
-    assert (keep.kind, keep.default, keep.allowed) == ("integer", "30", "1 to 365")
-    assert "| `NOTIFIER_DELIVERY__KEEP_DAYS` | integer | `30` | 1 to 365 |" in page
+    assert (keep.kind, keep.default, keep.allowed) == ("integer", "30", "3 to 365")
+    assert "| `NOTIFIER_DELIVERY__KEEP_DAYS` | integer | `30` | 3 to 365 |" in page
     # Each service overrides the shared HTTP model's default port: the page shows the service's.
     ports = {documented(s)[f"{env_prefix(s)}HTTP__PORT"].default for s in SERVICES}
     assert ports == {"8001", "8002", "8003", "8004"}

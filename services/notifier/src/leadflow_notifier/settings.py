@@ -111,7 +111,7 @@ class DeliverySettings(BaseModel):
     concurrency: int = Field(default=32, ge=1, le=256, description="Leads whose deliveries run at the same time.")
     keep_days: int = Field(
         default=30,
-        ge=1,
+        ge=3,  # a missed digest is caught up for 2 days (decision 0088): its record must outlive that
         le=365,
         description="Finished delivery records are forgotten after this (a TTL index): a redelivery or replay of an "
         "older event would be sent again. Keep it at least the dead-letter topics' retention.",

@@ -260,11 +260,14 @@ class _Effects:
         return merged
 
 
-def _turns(record: RoutingRecord) -> set[str]:
-    """The pass's shared state the record's change took a turn of: rotations' cursors and counts, agents' caps."""
-    effects = record.outbox.effects
+def _turns(before: RoutingRecord, after: RoutingRecord) -> frozenset[str]:
+    """The pass's shared state a change took a turn of: rotations' cursors and counts it moved, and the caps of
+    the agents the lead stopped or started counting against (a slot freed is a turn too: a later record may take
+    it)."""
+    effects = after.outbox.effects
     keys = {key for key, _ in (*([effects.rotation] if effects.rotation else ()), *effects.counts)}
-    return keys | {f"cap:{agent}" for agent in effects.capacity or ()}
+    caps = counted(before.state) ^ counted(after.state)
+    return frozenset(keys | {f"cap:{agent}" for agent in caps})
 
 
 @dataclass
@@ -944,10 +947,10 @@ class RouterService:
         await self._finish_batches(record.outbox.batch for record in due)
         cursors: dict[str, int] = {}
         usage: dict[str, dict[str, Usage]] = {}
-        changes: list[tuple[RoutingRecord, int]] = []
+        changes: list[tuple[RoutingRecord, RoutingRecord]] = []  # (as read, as decided)
         for record in due:
             try:
-                changes.append((await self._fired(record, now, cursors, usage), record.version))
+                changes.append((record, await self._fired(record, now, cursors, usage)))
             except Exception as exc:
                 if is_transient(exc):
                     raise  # an outage: the whole pass again, later
@@ -962,32 +965,34 @@ class RouterService:
         await self.flush(stored)
         return len(due)
 
-    async def _store_fired(self, changes: list[tuple[RoutingRecord, int]]) -> tuple[list[RoutingRecord], int]:
+    async def _store_fired(self, changes: list[tuple[RoutingRecord, RoutingRecord]]) -> tuple[list[RoutingRecord], int]:
         """Store a pass's decided records by compare-and-set; returns those stored and how many were deferred.
 
-        Records that took a turn of the pass's shared state (a rotation's cursor or counts, an agent's cap) are
-        stored in the order they were decided: once one loses (a claim or a replica changed its lead meanwhile),
-        the later ones sharing its turns are not stored, as they were decided after a turn that did not happen;
-        they stay due and are decided again. The others are stored concurrently."""
+        Records that took a turn of the pass's shared state (a rotation's cursor or counts, an agent's cap taken
+        or freed) are stored in the order they were decided: once one loses (a claim or a replica changed its
+        lead meanwhile), the later ones sharing its turns are not stored, as they were decided after a turn that
+        did not happen; they stay due and are decided again. The others are stored concurrently."""
         limit = asyncio.Semaphore(self.sweep_concurrency)
 
-        async def store(new: RoutingRecord, version: int) -> RoutingRecord | None:
+        async def store(old: RoutingRecord, new: RoutingRecord) -> RoutingRecord | None:
             async with limit:
-                return new if await self.records.compare_and_set(new, expected_version=version) else None
+                return new if await self.records.compare_and_set(new, expected_version=old.version) else None
+
+        turns = [_turns(old, new) for old, new in changes]
 
         async def in_turn() -> tuple[list[RoutingRecord], int]:
             stored, lost, deferred = [], set[str](), 0
-            for new, version in (c for c in changes if _turns(c[0])):
-                if _turns(new) & lost:
-                    lost |= _turns(new)
+            for (old, new), taken in ((c, t) for c, t in zip(changes, turns, strict=True) if t):
+                if taken & lost:
+                    lost |= taken
                     deferred += 1
-                elif await store(new, version) is not None:
+                elif await store(old, new) is not None:
                     stored.append(new)
                 else:
-                    lost |= _turns(new)
+                    lost |= taken
             return stored, deferred
 
-        alone = asyncio.gather(*(store(*c) for c in changes if not _turns(c[0])))
+        alone = asyncio.gather(*(store(*c) for c, t in zip(changes, turns, strict=True) if not t))
         (stored, deferred), others = await asyncio.gather(in_turn(), alone)
         return stored + [record for record in others if record is not None], deferred
 

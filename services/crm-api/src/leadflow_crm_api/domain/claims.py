@@ -79,9 +79,9 @@ def claim_answer(
     return ClaimAnswer(ClaimOutlook.NONE, f"{_how_it_ended(row, timeline, caller)}; {held}.")
 
 
-def link_outlives_its_offer(row: LeadRow, link: OfferLink, now: datetime) -> bool:
-    """Whether the link's own offer (its round) ended while its agent holds a newer offer of the lead: the
-    link ends with its offer, so an old text or email claims nothing though a newer offer is open."""
+def link_offer_ended(row: LeadRow, link: OfferLink, now: datetime) -> bool:
+    """Whether the link's own offer (its round) is no longer open: the link ends with its offer, so an old text
+    or email claims nothing even when its agent holds a newer offer of the lead."""
     return not any(
         o.agent_id == link.agent_id and o.offer_round == link.offer_round and o.open_at(now) for o in row.open_offers
     )

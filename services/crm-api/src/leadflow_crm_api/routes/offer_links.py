@@ -20,7 +20,7 @@ from pymongo.errors import DuplicateKeyError
 
 from leadflow_crm_api.adapters.leads import LeadViews
 from leadflow_crm_api.deps import Db
-from leadflow_crm_api.domain.claims import ClaimOutlook, LinkClaim, claim_answer, link_outlives_its_offer
+from leadflow_crm_api.domain.claims import ClaimOutlook, LinkClaim, claim_answer, link_offer_ended
 from leadflow_crm_api.domain.lead_row import LeadRow, OfferLink
 from leadflow_crm_api.domain.views import activity_entry
 from leadflow_crm_api.errors import CrmApiError, LinkRefused, LinkUnknown, Unavailable
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["offer links"])
 
 PROJECTION_WAIT_SECONDS = 5.0  # how long a click waits for crm-api to project the offer its notice announced
-PROJECTION_POLL_SECONDS = 0.2
+PROJECTION_POLL_SECONDS = 0.1  # then doubling
 Token = Annotated[str, Path(min_length=40, max_length=48, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
@@ -87,13 +87,14 @@ async def _linked_offer(views: LeadViews, link_id: str) -> tuple[LeadRow | None,
     its offer (the notifier and the projection read the same event apart): a click then waits for it a while
     rather than being told to try again."""
     loop = asyncio.get_running_loop()
-    gives_up = loop.time() + PROJECTION_WAIT_SECONDS
+    gives_up, pause = loop.time() + PROJECTION_WAIT_SECONDS, PROJECTION_POLL_SECONDS
     while True:
         row = await views.by_offer_link(link_id)
         link = None if row is None else row.offer_link(link_id)
         if link is not None or loop.time() >= gives_up:
             return row, link
-        await asyncio.sleep(PROJECTION_POLL_SECONDS)
+        await asyncio.sleep(min(pause, max(0.0, gives_up - loop.time())))
+        pause *= 2  # a few reads, not one each 200 ms: the lookup reads a whole collection
 
 
 async def _claim(token: str, request: Request, db: Db) -> tuple[str, str]:
@@ -116,7 +117,7 @@ async def _claim(token: str, request: Request, db: Db) -> tuple[str, str]:
         timeline = await views.timeline_of(row.lead_id)
         answer = claim_answer(row, timeline, caller=agent, claims=True, now=now, names={})
         raise LinkRefused(f"Nothing was claimed: {answer.detail}")
-    if link_outlives_its_offer(row, link, now):
+    if link_offer_ended(row, link, now):
         raise LinkRefused(
             "Nothing was claimed: this link's offer ended, and you were offered the lead again since. "
             "Use the newer offer's link, or open the lead in leadflow."

@@ -492,11 +492,12 @@ class DeliveryLog:
 
         A transient MongoDB error (`is_transient`: an election, a dropped connection; PyMongo does not
         retry an `update_many` itself) is not the end of it: the mark is tried again, with backoff, for
-        up to one lease. The caller holds the delivery meanwhile (released only after this returns), so
-        the renewer keeps its lease whenever MongoDB answers, and the pending record is no re-driver's:
-        a blip sends nothing twice. Past one lease of failures the lease may have run out, and a
-        re-driver may take the record as soon as MongoDB is back: the error is raised and the record
-        left pending, to be sent again (same key, same Message-ID). So does a kill before the mark lands.
+        up to two thirds of a lease: the lease, renewed every third of one, lasts at least that long after
+        the first failure even if no renewal lands meanwhile. The caller holds the delivery meanwhile
+        (released only after this returns), so the pending record is no re-driver's: a blip sends nothing
+        twice. Past that the lease may run out, and a re-driver may take the record as soon as MongoDB is
+        back: the error is raised and the record left pending, to be sent again (same key, same
+        Message-ID). So does a kill before the mark lands.
         """
         await self._mark_sent((key, now_ms))
 
@@ -517,14 +518,15 @@ class DeliveryLog:
         return [None] * len(sent)
 
     def _mark_retrying(self, marks: int, first: BaseException, *, since: float) -> AsyncRetrying:
-        """The retries of `marks` sent marks after a `first` failure, until a lease has passed `since` the first try."""
+        """The retries of `marks` sent marks after a `first` failure, while the lease surely holds: two thirds of a
+        lease from the first try (`since`)."""
         log.warning("%d sent marks failed (%s): tried again", marks, type(first).__name__)
 
         def again(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
             log.warning("%d sent marks failed (%s): tried again", marks, type(error).__name__)
 
-        left = self._leases.lease_ms / 1000 - (monotonic() - since)
+        left = self._leases.lease_ms * 2 / 3 / 1000 - (monotonic() - since)
         return AsyncRetrying(
             stop=stop_after_delay(max(0.0, left)),
             wait=wait_exponential_jitter(
