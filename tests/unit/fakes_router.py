@@ -25,6 +25,7 @@ from leadflow_router.domain.model import AccountSnapshot
 from leadflow_router.domain.record import Outbox, OutboxDocument, RoutingRecord
 from leadflow_router.handlers import Clock, RouterService
 from leadflow_router.metrics import RouterMetrics
+from leadflow_shared.events.activity import LeadActivity
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
 from leadflow_shared.events.routing import LEAD_EVENT, ROUTING_EVENT, LeadAssigned, LeadEvent, RoutingEvent
 
@@ -217,3 +218,19 @@ def website_lead(account_id: str, occurred_at: datetime, email: str = "pat@examp
             source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
         ),
     )
+
+
+class ClaimRacingSweep(FakeRecords):
+    """`due` answers, then `claim` lands before the sweeper's compare-and-set (another consumer or replica)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claim: LeadActivity | None = None
+        self.service: RouterService | None = None
+
+    async def due(self, now_ms: int, limit: int) -> list[RoutingRecord]:
+        found = await super().due(now_ms, limit)
+        if self.claim is not None and self.service is not None:
+            claim, self.claim = self.claim, None
+            await self.service.on_activity(claim)
+        return found

@@ -9,13 +9,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from fakes_router import FakeRecords, Published, router_on_fakes, website_lead
+from fakes_router import ClaimRacingSweep, Published, router_on_fakes, website_lead
 
 from leadflow_router.adapters.codec import decode_record
 from leadflow_router.domain.availability import counted
 from leadflow_router.domain.model import AccountSnapshot, Agent
-from leadflow_router.domain.record import RoutingRecord
-from leadflow_router.handlers import RouterService
 from leadflow_shared.availability import AgentAvailability
 from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
@@ -52,22 +50,6 @@ class FakeCapacity:
     async def hold_many(self, holds: list[tuple[str, str, tuple[str, ...]]], at_ms: int) -> None:
         for lead_id, account_id, agents in holds:
             await self.hold(lead_id, account_id, agents, at_ms)
-
-
-class ClaimRacingSweep(FakeRecords):
-    """`due` answers, then a claim lands before the sweeper's compare-and-set."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.claim: LeadActivity | None = None
-        self.service: RouterService | None = None
-
-    async def due(self, now_ms: int, limit: int) -> list[RoutingRecord]:
-        found = await super().due(now_ms, limit)
-        if self.claim is not None and self.service is not None:
-            claim, self.claim = self.claim, None
-            await self.service.on_activity(claim)
-        return found
 
 
 def portal_lead(occurred_at: datetime) -> LeadReceived:

@@ -9,13 +9,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from fakes_router import FakeRecords, FakeRotations, Published, router_on_fakes, website_lead
+from fakes_router import ClaimRacingSweep, FakeRecords, FakeRotations, Published, router_on_fakes, website_lead
 
 from leadflow_router.adapters.codec import decode_record
 from leadflow_router.domain.availability import Usage
 from leadflow_router.domain.model import AccountSnapshot, Agent
-from leadflow_router.domain.record import RoutingRecord
-from leadflow_router.handlers import RouterService
 from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
 from leadflow_shared.events.routing import LeadClaimed, LeadOffered
 
@@ -50,22 +48,6 @@ async def test_a_record_that_fails_to_be_decided_takes_no_turn_from_the_rotation
     service._next_record = decide  # type: ignore[method-assign]
     again = await service._fired(record, due, cursors, usage)
     assert again.state == untouched.state, "the failed attempt moved the rotation the next decision sees"
-
-
-class ClaimRacingSweep(FakeRecords):
-    """`due` answers, then a claim lands before the sweeper's compare-and-set (another consumer or replica)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.claim: LeadActivity | None = None
-        self.service: RouterService | None = None
-
-    async def due(self, now_ms: int, limit: int) -> list[RoutingRecord]:
-        found = await super().due(now_ms, limit)
-        if self.claim is not None and self.service is not None:
-            claim, self.claim = self.claim, None
-            await self.service.on_activity(claim)
-        return found
 
 
 async def _second_lead_after_expiry(*, claim_races_the_sweep: bool) -> tuple[str, dict[str, int]]:
