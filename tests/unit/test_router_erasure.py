@@ -176,3 +176,23 @@ async def test_an_erasure_by_a_repeats_new_phone_finds_the_lead_the_repeat_merge
     assert not later
     assert [type(e) for _, e in router.out.events()] == [LeadOffered, ActivityLogged, ContactErased]
     assert not router.contacts.leads, "neither the email nor the new phone points at the erased lead"
+
+
+async def test_keys_another_replica_registers_again_before_the_scrub_are_forgotten_too() -> None:
+    """Helper 70's review: between the erasure forgetting a lead's keys and scrubbing its record, another
+    replica's sweeper may finish a batch document still naming the lead (kept while another lead it lists has
+    no record) and register its keys anew; the erased contact's next inquiry would then merge into the erased
+    lead. The keys are forgotten again once the leads are scrubbed (and no longer name any document)."""
+    router, first = Router(), lead(1)
+    assert not await router.service.on_leads_received([first])
+    assert router.contacts.leads == {KEY: str(first.event_id)}
+    forget = router.contacts.forget_leads
+
+    async def then_a_sweeper_registers_again(lead_ids: list[str]) -> None:
+        await forget(lead_ids)
+        router.contacts.forget_leads = forget  # type: ignore[method-assign]
+        await router.contacts.register({KEY: str(first.event_id)})  # the other replica, from the document
+
+    router.contacts.forget_leads = then_a_sweeper_registers_again  # type: ignore[method-assign]
+    await router.service.on_command(erasure(email="pat1@example.com"))
+    assert KEY not in router.contacts.leads, "the erased contact's key was registered again and kept"

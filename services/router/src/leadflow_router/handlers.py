@@ -755,6 +755,9 @@ class RouterService:
         await self.contacts.forget_leads(lead_ids)
         for lead_id in lead_ids:
             await self._scrub(lead_id, command)
+        # Again: until a lead's scrub, another replica's sweeper may finish a batch document still naming it
+        # (kept while another lead it lists has no record) and register its keys anew. Scrubbed, it names none.
+        await self.contacts.forget_leads(lead_ids)
         event = ContactErased.create(
             account_id=command.account_id,
             event_id=derived_event_id(command.event_id, "contact-erased"),
