@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from fakes_router import pre_assigned
+from fakes_router import pre_assigned, website_lead
 from router_harness import router_on
 
 from leadflow_router.adapters.mongo import AccountSnapshots
@@ -77,10 +77,38 @@ async def test_an_agent_added_since_the_snapshot_was_cached_keeps_a_lead_pre_ass
     async with router_on(mongo_url, config, now=T0) as router:
         router.service.accounts = AccountSnapshots(router.db, ttl_seconds=3600)  # the process's cache
         assert not await router.service.on_leads_received([pre_assigned("acme", "a")])  # caches the roster
-        await router.db[AGENTS].insert_one({"_id": "new", "name": "New", "email": "new@acme.example"})
+        await router.db[AGENTS].insert_one(
+            {"_id": "new", "account_id": "acme", "name": "New", "email": "new@acme.example"}
+        )
         await router.db[ACCOUNTS].update_one({"_id": "acme"}, {"$set": {"roster": ["broker", "a", "new"]}})
         lead = pre_assigned("acme", "new")
         assert not await router.service.on_leads_received([lead])
         events = [e for _, e in router.published.events() if isinstance(e, LeadAssigned)]
         assigned = next(e.payload for e in events if e.payload.lead_id == lead.event_id)
         assert (assigned.agent_id, assigned.reason) == ("new", AssignmentReason.PRE_ASSIGNED)
+
+
+async def test_a_roster_still_naming_an_agent_of_another_office_routes_nothing_there(mongo_url: str) -> None:
+    """crm-api moves a team member's record to its new office before it pulls the old roster's place (and a crash
+    can stop it between the two): the old office's leads, pre-assigned or in rotation, never reach that agent."""
+    agents = ["broker", "a", "moved"]
+    config = {
+        "accounts": [
+            {
+                "account_id": "acme",
+                "name": "Acme",
+                "round_robin": True,
+                "agents": [{"agent_id": a, "name": a.title(), "email": f"{a}@acme.example"} for a in agents],
+                "roster": agents,
+            }
+        ]
+    }
+    async with router_on(mongo_url, config, now=T0) as router:
+        await router.db[AGENTS].update_one({"_id": "moved"}, {"$set": {"account_id": "south"}})
+        leads = [pre_assigned("acme", "moved"), *(website_lead("acme", T0, f"w{i}@example.com") for i in range(6))]
+        assert not await router.service.on_leads_received(leads)
+        holders = {
+            e.payload.agent_id for _, e in router.published.events() if isinstance(e, LeadAssigned | LeadOffered)
+        }
+        assert len(holders) >= 2, holders
+        assert "moved" not in holders, holders

@@ -88,11 +88,17 @@ class AccountSnapshots:
         wanted = sorted({agent_id for roster in rosters.values() for agent_id in roster})
         agents = {a["_id"]: a async for a in self._db[AGENTS].find({"_id": {"$in": wanted}})} if wanted else {}
         return {
-            account_id: _snapshot(accounts[account_id], [agents[i] for i in rosters[account_id] if i in agents])
+            account_id: _snapshot(accounts[account_id], _members(rosters[account_id], agents, account_id))
             if account_id in accounts
             else None
             for account_id in account_ids
         }
+
+
+def _members(roster: Iterable[str], agents: dict[str, Doc], account_id: str) -> list[Doc]:
+    """The roster's agents whose record is of this account: a roster still naming an agent who moved to another
+    office (crm-api moves the record before it pulls the roster place) never routes this account's leads there."""
+    return [agents[i] for i in roster if i in agents and agents[i].get("account_id") == account_id]
 
 
 def _snapshot(account: Doc, agents: list[Doc]) -> AccountSnapshot:
