@@ -22,6 +22,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from leadflow_crm_api.adapters.leads import LeadViews, ensure_indexes
 from leadflow_crm_api.handlers import project
 from leadflow_crm_api.routes import offer_links
+from leadflow_shared.events.activity import ActivityAction, LeadActivity
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import LeadOffered, LeadOfferedPayload, OfferClosedPayload, OfferExpired
 from leadflow_shared.offer_links import link_id_of, token_for
@@ -87,7 +88,10 @@ async def test_an_ended_offers_link_claims_nothing_when_its_agent_is_offered_the
 
     claimed = await offer_links.use_link(link_of(second), link_request(publish), db)
     assert claimed.status_code == 202, "the newer offer's own link claims it"
-    assert len(publish.records) == 1
+    ((_, body),) = publish.records
+    claim = LeadActivity.model_validate_json(body)
+    assert (claim.payload.agent_id, claim.payload.action) == ("ana", ActivityAction.ACCEPT)
+    assert claim.payload.offer_round == 2, "the claim names its link's round: the router claims that offer only"
 
 
 async def test_a_click_before_the_offer_is_projected_waits_for_it(db: Db) -> None:

@@ -44,7 +44,18 @@ from leadflow_notifier.domain.preferences import Channel
 from leadflow_notifier.handlers import Courier, DigestSender, Notice, Notifier, Redriver, RetryPolicy, Sender
 from leadflow_notifier.metrics import NotifierMetrics
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
-from leadflow_shared.events.routing import LeadOffered, LeadOfferedPayload
+from leadflow_shared.events.routing import (
+    AssignmentReason,
+    LeadAssigned,
+    LeadAssignedPayload,
+    LeadFellBack,
+    LeadFellBackPayload,
+    LeadOffered,
+    LeadOfferedPayload,
+    LeadReleased,
+    LeadReleasedPayload,
+    RoutingEvent,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -343,6 +354,57 @@ async def test_a_subscribed_admin_is_told_of_each_new_lead_at_once_and_once(
     assert body is not None
     assert f"https://crm/accounts/{account}/leads/{lead}" in body.get_content()
     assert not [m for m in sink.received() if m["X-Envelope-To"] == "no@x.example"]
+
+
+async def test_only_the_offices_broker_reads_the_routers_explanation_in_its_email(
+    db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer
+) -> None:
+    # N5: the router's explanation names the other agents and why they were passed by (routing info, decisions
+    # 0062 and 0076). Through real SMTP: an agent's assignment says why in words about itself, a lead released
+    # to the broker pool's agent who is not position 1 of the stored roster carries no explanation, and the
+    # broker (position 1) reads the whole line of a lead that fell back to it.
+    tag = uuid.uuid4().hex[:6]
+    account, boss, agent = f"n5-{tag}", f"boss-{tag}", f"ana-{tag}"
+    rivals = [f"bo-{tag}", f"cy-{tag}"]
+    await db["accounts"].insert_one({"_id": account, "roster": [boss, agent, *rivals]})
+    await db["agents"].insert_many([{"_id": a, "account_id": account, "name": a, "email": f"{a}@example.com"}
+                                    for a in (boss, agent)])  # fmt: skip
+    why = (f"R6: offered to {agent} (next in rotation, race of 1) until 2024-01-10T12:15:00+00:00; eligible: "
+           f"{agent}, {rivals[0]}; skipped {rivals[1]}: paused until 2024-01-11T09:00:00+00:00.")  # fmt: skip
+    contact = Contact.model_validate({"first_name": "Nia", "email": "nia@example.com"})
+    source = LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website")
+    leads = {name: uuid.uuid4() for name in ("assigned", "released", "fell back")}
+    events: list[RoutingEvent] = [
+        LeadAssigned.create(account_id=account, occurred_at=NOON, payload=LeadAssignedPayload(
+            lead_id=leads["assigned"], agent_id=agent, reason=AssignmentReason.PRE_ASSIGNED, explanation=why,
+            contact=contact, source=source,
+        )),
+        LeadReleased.create(account_id=account, occurred_at=NOON, payload=LeadReleasedPayload(
+            lead_id=leads["released"], agent_id=rivals[0], broker_agent_id=agent, explanation=f"Idle: {why}",
+            reason="idle",
+        )),
+        LeadFellBack.create(account_id=account, occurred_at=NOON, payload=LeadFellBackPayload(
+            lead_id=leads["fell back"], agent_id=boss, explanation=why,
+        )),
+    ]  # fmt: skip
+    told = dataclasses.replace(notifier(db, mailer, Recorder()), brokers=AgentDirectory(db))
+    for event in events:
+        await told.notify(event, event.model_dump_json().encode())
+
+    async def sent() -> dict[str, EmailMessage] | None:
+        by_lead = {m["X-Leadflow-Lead-Id"]: m for m in sink.received() if m["X-Leadflow-Lead-Id"]}
+        found = {name: by_lead[str(lead)] for name, lead in leads.items() if str(lead) in by_lead}
+        return found if len(found) == len(leads) else None
+
+    mails = await eventually(sent, what="the three emails at the SMTP server")
+    assert [m["X-Envelope-To"] for m in mails.values()] == [f"{agent}@example.com"] * 2 + [f"{boss}@example.com"]
+    for name in ("assigned", "released"):
+        html = mails[name].get_body(("html",))
+        assert html is not None
+        seen = (str(mails[name]["Subject"]), plain(mails[name]), str(html.get_content()))
+        assert not [r for r in rivals if any(r in part for part in seen)], (name, seen)
+    assert "Why you: the lead provider assigned the lead to you." in plain(mails["assigned"])
+    assert f"Why: {why}" in plain(mails["fell back"]), "the broker reads the whole line"
 
 
 class Updates(monitoring.CommandListener):

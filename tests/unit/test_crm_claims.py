@@ -100,3 +100,15 @@ def test_an_offer_stated_with_a_fraction_of_a_millisecond_is_claimable_to_its_st
     assert just_before.outlook is ClaimOutlook.REQUESTED
     at_it = claim_answer(lead, [], caller="ana", claims=True, now=deadline + timedelta(milliseconds=1), names={})
     assert at_it.outlook is ClaimOutlook.NONE
+
+
+def test_the_answer_names_the_round_of_the_open_offer_the_caller_acts_on() -> None:
+    # The round goes on the LeadActivity: the router claims that offer only (decision 0087).
+    doc = {"agent_id": "ana", "offer_round": 3, "deadline": NOW + timedelta(minutes=5)}
+    lead = LeadRow.from_doc({"_id": "lead-1", "open_offers": [doc]})
+    found = claim_answer(lead, [], caller="ana", claims=True, now=NOW, names={})
+    assert (found.outlook, found.offer_round) == (ClaimOutlook.REQUESTED, 3)
+    ended = claim_answer(lead, [], caller="ana", claims=True, now=NOW + timedelta(minutes=5), names={})
+    assert (ended.outlook, ended.offer_round) == (ClaimOutlook.NONE, None), "no open offer: no round"
+    held = claim_answer(row(holder="ana"), [], caller="ana", claims=True, now=NOW, names={})
+    assert held.offer_round is None

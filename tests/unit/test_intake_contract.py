@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from leadflow_intake import contract
+from leadflow_shared.events.activity import LeadActivity
 from leadflow_shared.events.inbound import LeadSubmitted
 from leadflow_shared.events.routing import ROUTING_EVENT, ActivityLogged, LeadOffered
 
@@ -286,3 +287,41 @@ def test_the_event_compatibility_check_catches_breaking_changes() -> None:
         "default": None,
     }
     assert event_incompatibilities(frozen, additive) == []
+
+
+# -- leads.activity.v1 (crm-api -> router) is additive within v1 too (decision 0087) ----------------------------
+
+# leads.activity.v1 as it stood before an action named the offer round it was made on: every later v1 must take
+# what it took. Freeze a new file only with leads.activity.v2.
+ACTIVITY_V1 = Path(__file__).resolve().parent / "frozen_contracts" / "leads.activity.v1.schema.json"
+# An accept as crm-api wrote it before it named the round: in the topic when the router is upgraded.
+OLD_ACCEPT = (
+    '{"event_id":"7b2e5d3a-0f4c-5a6b-9c8d-9e0f1a2b3c4d","type":"LeadActivity","schema_version":1,'
+    '"account_id":"acme-realty","occurred_at":"2026-11-24T14:20:06Z","correlation_id":"7b2e5d3a-0f4c-5a6b-9c8d-'
+    '9e0f1a2b3c4d","payload":{"lead_id":"0b8f4a0e-6a52-4a8c-9d55-2f1b7b2c9e01","agent_id":"ana","action":"accept",'
+    '"message":null}}'
+)
+
+
+def test_leads_activity_v1_is_additive_over_its_frozen_schema() -> None:
+    problems = incompatibilities(json.loads(ACTIVITY_V1.read_text()), LeadActivity.model_json_schema())
+    assert not problems, "leads.activity.v1 changed incompatibly (make it leads.activity.v2 instead): " + "; ".join(
+        problems
+    )
+
+
+def test_an_activity_written_before_it_named_its_offer_round_still_validates() -> None:
+    frozen, current = json.loads(ACTIVITY_V1.read_text()), LeadActivity.model_json_schema()
+    jsonschema_rs.validate(frozen, json.loads(OLD_ACCEPT))  # what the frozen v1 took...
+    jsonschema_rs.validate(current, json.loads(OLD_ACCEPT))  # ...the current schema takes, and the router reads
+    assert LeadActivity.model_validate_json(OLD_ACCEPT).payload.offer_round is None, "an old action names no round"
+    named = json.loads(OLD_ACCEPT)
+    named["payload"]["offer_round"] = 3
+    jsonschema_rs.validate(current, named)
+    assert LeadActivity.model_validate(named).payload.offer_round == 3
+    # A reader of the frozen v1 refuses a named round (no unknown fields): the router is upgraded before crm-api.
+    assert not jsonschema_rs.is_valid(frozen, named)
+    named["payload"]["offer_round"] = 0
+    assert not jsonschema_rs.is_valid(current, named), "rounds start at 1"
+    with pytest.raises(ValueError, match="validation error"):
+        LeadActivity.model_validate(named)

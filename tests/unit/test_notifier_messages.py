@@ -48,10 +48,11 @@ def test_email_to_the_agent_about_the_lead() -> None:
         "jane@example.com",
         "+14155550123",
         "Is 12 Elm St still for sale?",
-        "Round robin is off",
+        "Why you: you are first on the office's roster",
         f"Lead id: {LEAD_ID}",
     ):
         assert expected in email.text
+    assert "Round robin is off" not in email.text, "the router's explanation is routing info (N5)"
 
 
 def test_email_without_contact_details_or_message() -> None:

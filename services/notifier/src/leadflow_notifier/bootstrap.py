@@ -93,6 +93,7 @@ def create_app(settings: NotifierSettings) -> FastAPI:
             accept_links=AcceptLinks(settings.crm_base_url, settings.offer_link_secret),
             offer_policies=policies,
             erasure=LeadErasure(runtime.db),
+            brokers=directory,
         )
 
     kafka.subscribe(

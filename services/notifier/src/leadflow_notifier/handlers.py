@@ -61,7 +61,9 @@ from leadflow_shared.events.routing import (
     ROUTING_EVENT,
     ContactErased,
     ContactMessaged,
+    LeadFellBack,
     LeadOffered,
+    LeadReleased,
     LeadShared,
     RealtorInvited,
     RoutingEvent,
@@ -81,6 +83,12 @@ class Directory(Protocol):
 class Staff(Protocol):
     async def team_staff(self, account_id: str) -> list[Recipient]: ...
     async def new_lead_subscribers(self, account_id: str) -> list[Recipient]: ...
+
+
+class Brokers(Protocol):
+    async def broker_of(self, account_id: str) -> str | None:
+        """The office's broker: its roster's position 1 (None: no roster)."""
+        ...
 
 
 class Deliveries(Protocol):
@@ -356,6 +364,7 @@ class Notifier:
     offer_policies: OfferPolicies | None = None  # whether offers show the contact before a claim
     replays: Replays | None = None  # reopens failed deliveries of a replayed dead letter; None: never
     erasure: Erasure | None = None  # forgets erased leads (decision 0050); None: keeps them
+    brokers: Brokers | None = None  # who reads the router's explanation in its notices (N5); None: nobody
     _courier: Courier = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -491,13 +500,28 @@ class Notifier:
             if self.offer_policies is not None:
                 hide_contact = await self.offer_policies.hide_contact(event.account_id, event.payload.race_size)
         messages = messages_for(
-            event, who, self.pages_url, now=self.clock(), accept_link=accept_link, hide_contact=hide_contact
+            event,
+            who,
+            self.pages_url,
+            now=self.clock(),
+            accept_link=accept_link,
+            hide_contact=hide_contact,
+            routing_info=await self._reads_routing_info(event, agent_id),
         )
         return [
             _delivery(event, raw, agent_id, m.channel, m.content, m.device_id)
             for m in messages
             if m.channel in self.senders
         ]
+
+    async def _reads_routing_info(self, event: RoutingEvent, agent_id: str) -> bool:
+        """N5: whether `agent_id`'s notice of `event` carries the router's explanation: only a lead released or
+        fallen back to the broker pool, and only when its recipient is the office's broker (roster position 1)
+        as the `accounts` roster says now. The broker pool's agent may be another agent, or the one who gave the
+        lead back: the explanation names other agents and why they were passed by (decisions 0062, 0076)."""
+        if not isinstance(event, LeadReleased | LeadFellBack) or self.brokers is None:
+            return False
+        return await self.brokers.broker_of(event.account_id) == agent_id
 
     async def _new_lead_notices(self, item: DigestItem, event: RoutingEvent, raw: bytes) -> list[Delivery]:
         """N1: subscribed admins and staff get a new lead at once; once per lead arrival (the digest item's

@@ -500,7 +500,14 @@ class RouterService:
         """Apply an agent's action (R8 claims); a race with another claim or an expiry has one winner (I2)."""
         lead_id = str(event.payload.lead_id)
         payload = event.payload
-        activity = Activity(payload.agent_id, payload.action, payload.message, event.event_id, event.occurred_at)
+        activity = Activity(
+            payload.agent_id,
+            payload.action,
+            payload.message,
+            event.event_id,
+            event.occurred_at,
+            offer_round=payload.offer_round,
+        )
 
         def check(record: RoutingRecord | None) -> bool:
             if record is None or not record.is_lead or record.account_id != event.account_id:

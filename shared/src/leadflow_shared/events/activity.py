@@ -60,6 +60,14 @@ class LeadActivityPayload(Contract):
         default=None,
         description="For `email` and `sms`: sent to the contact once the action leaves the agent holding the lead.",
     )
+    offer_round: int | None = Field(
+        default=None,
+        ge=1,
+        description="The round of the agent's open offer the action was made on (crm-api sets it whenever the "
+        "agent acts on an open offer). The router lets it claim, or decline, only that round's offer: an "
+        "action on an offer that since ended claims nothing, even when the agent holds a later offer of the "
+        "lead. Absent: the agent's open offer, whichever round (events written before the field).",
+    )
 
 
 class LeadActivity(Envelope):

@@ -50,6 +50,8 @@ class LinkClaim(BaseModel):
 class ClaimAnswer:
     outlook: ClaimOutlook
     detail: str | None = None
+    # REQUESTED: the round of the open offer the caller acts on, for its LeadActivity (decision 0087).
+    offer_round: int | None = None
 
 
 def claim_answer(
@@ -74,7 +76,8 @@ def claim_answer(
     live = [o for o in row.open_offers if o.agent_id == caller and o.open_at(now)]
     if live:
         deadline = min(o.deadline for o in live)
-        return ClaimAnswer(ClaimOutlook.REQUESTED, f"Your offer is open until {_at(deadline)}.")
+        acted_on = max(o.offer_round for o in live)
+        return ClaimAnswer(ClaimOutlook.REQUESTED, f"Your offer is open until {_at(deadline)}.", acted_on)
     held = f"the lead is held by {names.get(holder, holder)}" if holder else "nobody holds the lead now"
     return ClaimAnswer(ClaimOutlook.NONE, f"{_how_it_ended(row, timeline, caller)}; {held}.")
 

@@ -130,7 +130,9 @@ async def _claim(token: str, request: Request, db: Db) -> tuple[str, str]:
     activity = LeadActivity.create(
         account_id=row.account_id,
         occurred_at=now,
-        payload=LeadActivityPayload(lead_id=uuid.UUID(row.lead_id), agent_id=agent, action=ActivityAction.ACCEPT),
+        payload=LeadActivityPayload(  # the link's own round: only that offer is claimed (decision 0087)
+            lead_id=uuid.UUID(row.lead_id), agent_id=agent, action=ActivityAction.ACCEPT, offer_round=link.offer_round
+        ),
     )
     try:
         await publish_or_unavailable(

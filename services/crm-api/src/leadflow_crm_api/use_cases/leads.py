@@ -137,7 +137,7 @@ async def act_on_lead(
     doc = await _lead_to_act_on(leads, caller, db, lead_id)
     answer = await _claim_answer(leads, caller, db, doc, action, body, now=now)
     _check_the_contact_is_reachable(doc, action, body)
-    activity = _activity(doc, caller, action, body, now=now)
+    activity = _activity(doc, caller, action, body, now=now, offer_round=answer.offer_round)
     await publish_or_unavailable(publish_activity, activity, detail="The action could not be recorded; try again.")
     await leads.record(
         activity_entry(
@@ -210,8 +210,16 @@ def _check_the_contact_is_reachable(doc: LeadRow, action: ActivityAction, body: 
 
 
 def _activity(
-    doc: LeadRow, caller: Principal, action: ActivityAction, body: ActivityCreate, *, now: datetime
+    doc: LeadRow,
+    caller: Principal,
+    action: ActivityAction,
+    body: ActivityCreate,
+    *,
+    now: datetime,
+    offer_round: int | None,
 ) -> LeadActivity:
+    """The action as published; `offer_round`: the round of the open offer it is made on, if any (the router
+    claims or declines only that one, decision 0087)."""
     return LeadActivity.create(
         account_id=doc.account_id,
         occurred_at=now,
@@ -220,5 +228,6 @@ def _activity(
             message=None if body.message is None else ContactMessage(
                 subject=body.message.subject or "", body=body.message.body
             ),
+            offer_round=offer_round,
         ),
     )  # fmt: skip

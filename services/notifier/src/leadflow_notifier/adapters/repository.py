@@ -139,13 +139,19 @@ class AgentDirectory:
         query = {"account_id": account_id, "new_lead_notices": TRUE}
         return await self._subscriber_lists.get_or_load(f"new_lead:{account_id}", lambda: self._subscribers(query))
 
+    async def broker_of(self, account_id: str) -> str | None:
+        """The office's broker: position 1 of its roster, as crm-api and the router read it (None: no roster).
+        Read each time, not cached: a new broker reads its office's routing info at once (N5)."""
+        account = await self._accounts.find_one({"_id": account_id}, {"roster": 1})
+        roster = account.get("roster") if account is not None else None
+        return str(roster[0]) if isinstance(roster, list) and roster else None
+
     async def team_staff(self, account_id: str) -> list[Recipient]:
         """Who hears that a team member joined the account (T2): its broker (roster position 1)
         and every user of the account subscribed to team updates, each once."""
         found: dict[str, Recipient] = {}
-        account = await self._accounts.find_one({"_id": account_id}, {"roster": 1})
-        roster = list(account.get("roster") or []) if account is not None else []
-        if roster and (broker := await self.get(str(roster[0]))) is not None:
+        broker_id = await self.broker_of(account_id)
+        if broker_id is not None and (broker := await self.get(broker_id)) is not None:
             found[broker.agent_id] = broker
         for who in await self._subscribers({"account_id": account_id, "team_updates": TRUE}):
             found.setdefault(who.agent_id, who)

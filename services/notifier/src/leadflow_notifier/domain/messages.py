@@ -185,10 +185,18 @@ def recipient_of(event: RoutingEvent) -> str | None:
 
 
 def notice_for(
-    event: RoutingEvent, who: Recipient, pages_url: str, *, accept_link: str = "", hide_contact: bool = False
+    event: RoutingEvent,
+    who: Recipient,
+    pages_url: str,
+    *,
+    accept_link: str = "",
+    hide_contact: bool = False,
+    routing_info: bool = False,
 ) -> Notice | None:
     """What `event` tells `who`. An offer carries `accept_link`, and with `hide_contact` shows the
-    contact's email and phone only once the lead is claimed (the account's choice)."""
+    contact's email and phone only once the lead is claimed (the account's choice). `routing_info`: `who` is
+    the office's broker (roster position 1), whose lead released or fallen back (`LeadReleased`, `LeadFellBack`)
+    carries the router's whole explanation; nobody else reads it (N5)."""
     if isinstance(event, TeamMemberTransferred):
         return team_member_notice(event, who, pages_url)
     if isinstance(event, RealtorInvited | ContactMessaged | ContactErased):
@@ -201,7 +209,7 @@ def notice_for(
     if isinstance(event, LeadShared):
         return shared_notice(event, who, link)
     if isinstance(event, LeadReleased | LeadFellBack):
-        return back_with_the_broker_notice(event, who, link)
+        return back_with_the_broker_notice(event, who, link, routing_info=routing_info)
     if isinstance(event, OfferExpired | OfferWithdrawn):
         return offer_closed_notice(event, who, link)
     if isinstance(event, ActivityLogged):
@@ -209,8 +217,29 @@ def notice_for(
     return None
 
 
+# N5: why an agent was given a lead, in words about itself only, from the assignment's reason. Never the
+# router's explanation: it names the other agents who were eligible and why each was passed by (paused, at a
+# cap, off hours), routing info for the brokerage's broker and admins (decisions 0062, 0076).
+WHY_YOU: dict[AssignmentReason, str] = {
+    AssignmentReason.ROSTER_POSITION_1: "you are first on the office's roster, who distributes the leads"
+    " round robin does not give out.",
+    AssignmentReason.SITE_ATTRIBUTION: "the contact registered on your own site.",
+    AssignmentReason.DIRECT_TO_USER: "the inquiry came through your own site or listing.",
+    AssignmentReason.PRE_ASSIGNED: "the lead provider assigned the lead to you.",
+    AssignmentReason.CLAIMED: "you claimed the lead.",
+    AssignmentReason.FALLBACK: "nobody claimed the lead in time, so the broker pool (you) holds it.",
+    AssignmentReason.OFFICE_TRANSFER: "the lead moved here from another office, to the broker pool (you).",
+    AssignmentReason.LEAD_SHARING: "the brokerage shared the lead with you.",
+    AssignmentReason.AGENT_LEFT: "the agent who held the lead left the office, so the broker pool (you) holds it.",
+    AssignmentReason.MANUAL: "a broker or admin assigned the lead to you by hand.",
+    AssignmentReason.RETURNED: "the agent who held the lead gave it back, so the broker pool (you) holds it.",
+}
+
+
 def assigned_notice(event: LeadAssigned, who: Recipient, link: str) -> Notice:
+    """The lead is `who`'s now; why, in words about `who` alone (N5)."""
     c = event.payload.contact
+    why = WHY_YOU.get(event.payload.reason)
     return Notice(
         lead_id=str(event.payload.lead_id),
         subject=f"New lead: {c.full_name}",
@@ -218,7 +247,7 @@ def assigned_notice(event: LeadAssigned, who: Recipient, link: str) -> Notice:
         lines=(f"{c.full_name} is now your lead ({event.payload.source.name}).",),
         fields=(("Email", c.email or "-"), ("Phone", c.phone or "-")),
         quote=event.payload.message,
-        notes=(f"Why you: {event.payload.explanation}",),
+        notes=(f"Why you: {why}",) if why else (),
         link=link,
         headline=f"New lead: {c.full_name}",
     )
@@ -250,8 +279,14 @@ def offered_notice(event: LeadOffered, who: Recipient, link: str, *, accept_link
     )  # fmt: skip
 
 
-def back_with_the_broker_notice(event: LeadReleased | LeadFellBack, who: Recipient, link: str) -> Notice:
-    """The broker pool's agent: its holder left the office (R7), or nobody claimed it in time (R9)."""
+def back_with_the_broker_notice(
+    event: LeadReleased | LeadFellBack, who: Recipient, link: str, *, routing_info: bool = False
+) -> Notice:
+    """The broker pool's agent: its holder left the office (R7), or nobody claimed it in time (R9).
+
+    The router's explanation ("Why: ...") only with `routing_info`, for the office's broker: the broker pool's
+    agent may be another agent (position 1 inactive or the one who left) or the one who gave the lead back, and
+    the explanation names other agents and why they were passed by (N5). The line says why to anyone."""
     if isinstance(event, LeadReleased) and event.payload.reason == "idle":
         subject, headline = "A lead moved on", "A lead moved on: its agent did not work it in time"
         line = "The agent who held this lead did nothing with it in time, so it is offered to the next agent."
@@ -266,7 +301,7 @@ def back_with_the_broker_notice(event: LeadReleased | LeadFellBack, who: Recipie
         subject=subject,
         greeting=f"Hi {who.name},",
         lines=(line,),
-        notes=(f"Why: {event.payload.explanation}",),
+        notes=(f"Why: {event.payload.explanation}",) if routing_info else (),
         link=link,
         headline=headline,
     )
@@ -427,10 +462,13 @@ def messages_for(
     now: datetime,
     accept_link: str = "",
     hide_contact: bool = False,
+    routing_info: bool = False,
 ) -> list[Outgoing]:
     """Every message this event sends `who`, after preferences and quiet hours: one per channel, and
-    for push one per registered device."""
-    notice = notice_for(event, who, pages_url, accept_link=accept_link, hide_contact=hide_contact)
+    for push one per registered device. `routing_info`: as for `notice_for`."""
+    notice = notice_for(
+        event, who, pages_url, accept_link=accept_link, hide_contact=hide_contact, routing_info=routing_info
+    )
     if notice is None:
         return []
     channels = CHANNELS_BY_TYPE.get(event.type, frozenset()) & allowed_channels(

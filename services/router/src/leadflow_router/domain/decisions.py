@@ -861,7 +861,7 @@ def on_activity(
         return on_decline(state, activity, now)
     if not activity.action.claims:
         return Outcome(state, (), "viewing does not claim")
-    offer = next((o for o in state.open_offers if o.agent_id == activity.agent_id), None)
+    offer = acted_on(state, activity)
     # In time if made before the deadline, however late it is read (consumer lag), while the offer is open.
     made = now if activity.made_at is None else min(now, activity.made_at)
     if (
@@ -875,7 +875,7 @@ def on_activity(
         elif offer is not None and made < offer.deadline and not can_claim:
             refused = cannot or f"{activity.agent_id} is no longer an active agent of this office"
         else:
-            refused = claim_refusal(state, activity.agent_id)
+            refused = stale_round(state, activity) or claim_refusal(state, activity.agent_id)
         payload = ActivityLoggedPayload(
             lead_id=uuid.UUID(state.lead_id),
             agent_id=state.holder,
@@ -974,9 +974,13 @@ def on_decline(state: LeadState, activity: Activity, now: datetime) -> Outcome:
     """The offered agent passes: its offer is withdrawn (`declined`). When no other offer of the lead is open,
     the lead is due at once, so the sweeper offers it on exactly as after an expiry (R9, R10 included);
     a racer's decline leaves the others racing. Declining without a live offer is logged and changes nothing."""
-    offer = next((o for o in state.open_offers if o.agent_id == activity.agent_id), None)
+    offer = acted_on(state, activity)
     if offer is None or state.status is not LeadStatus.OFFERED or now >= offer.deadline:
-        refused = claim_refusal(state, activity.agent_id) if state.holder != activity.agent_id else None
+        refused = (
+            stale_round(state, activity) or claim_refusal(state, activity.agent_id)
+            if state.holder != activity.agent_id
+            else None
+        )
         payload = ActivityLoggedPayload(
             lead_id=uuid.UUID(state.lead_id),
             agent_id=state.holder,
@@ -1023,6 +1027,29 @@ def _message_to_contact(state: LeadState, activity: Activity) -> tuple[Emit, ...
 
 
 # --- helpers --------------------------------------------------------------------------------------
+
+
+def acted_on(state: LeadState, activity: Activity) -> Offer | None:
+    """The agent's open offer its action was made on: the one of the round the action names (crm-api's), or
+    whichever is open when it names none. An action on an offer that since ended acts on no later one."""
+    wanted = activity.offer_round
+    return next(
+        (o for o in state.open_offers if o.agent_id == activity.agent_id and wanted in (None, o.round)),
+        None,
+    )
+
+
+def stale_round(state: LeadState, activity: Activity) -> str | None:
+    """Why an action on an ended offer claims nothing while the agent holds a later offer of the lead (the
+    round it named is not the one open now, decision 0087); None otherwise."""
+    wanted = activity.offer_round
+    open_now = [o.round for o in state.open_offers if o.agent_id == activity.agent_id]
+    if wanted is None or not open_now or wanted in open_now:
+        return None
+    return (
+        f"it was made on the round-{wanted} offer to {activity.agent_id}, which ended; "
+        f"the round-{max(open_now)} offer is open to it now"
+    )
 
 
 def claim_refusal(state: LeadState, agent_id: str) -> str | None:

@@ -231,3 +231,6 @@ class Activity:
     # When the agent acted (its LeadActivity's occurred_at, stamped by crm-api): a claim counts by it, not by
     # when the router reads it (decision 0087). None: when it is decided.
     made_at: datetime | None = None
+    # The round of the offer the agent acted on (crm-api's, decision 0087): only that round's offer is claimed or
+    # declined, not a later offer of the lead to the same agent. None: the agent's open offer, whichever round.
+    offer_round: int | None = None
