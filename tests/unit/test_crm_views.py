@@ -47,6 +47,8 @@ from leadflow_shared.events.routing import (
     LeadHeldPayload,
     LeadOffered,
     LeadOfferedPayload,
+    LeadReleased,
+    LeadReleasedPayload,
     OfferClosedPayload,
     OfferExpired,
     OfferWithdrawn,
@@ -537,3 +539,22 @@ def test_a_held_lead_is_listed_held_until_its_rule_opens_and_its_offer_ends_the_
     offered = lead_row_changes(_offered("ana"))
     assert (offered["status"], offered["held_until"]) == ("offered", None), "its offer ends the hold"
     assert lead_row_changes(held)["status"] == "held"
+
+
+@pytest.mark.parametrize(
+    ("reason", "head"),
+    [("agent_left", "Unassigned"), ("idle", "Taken from an idle agent"), ("returned", "Given back, unassigned")],
+)
+def test_a_released_lead_s_timeline_entry_says_why_nobody_holds_it(reason: str, head: str) -> None:
+    event = LeadReleased.create(
+        account_id="acme",
+        occurred_at=datetime(2026, 5, 4, 12, tzinfo=UTC),
+        payload=LeadReleasedPayload(
+            lead_id=uuid.uuid4(),
+            agent_id="ana",
+            broker_agent_id="ana",
+            explanation="why",
+            reason=reason,  # type: ignore[arg-type]
+        ),
+    )
+    assert timeline_entry(event)["summary"] == f"{head}: why"

@@ -302,3 +302,21 @@ async def test_the_notifier_gives_the_explanation_to_the_offices_broker_alone() 
     await without.notify(released_to("boss"), b"{}")
     [(_, mail)] = outbox.sent
     assert "bo-rival" not in mail.text, "no roster to read: nobody is taken for the broker"
+
+
+def test_an_agent_who_gave_a_lead_back_with_nobody_to_take_it_is_told_so_not_that_it_left() -> None:
+    event = LeadReleased.create(
+        account_id=ACCOUNT,
+        occurred_at=NOON,
+        payload=LeadReleasedPayload(
+            lead_id=uuid.uuid4(),
+            agent_id=ANA.agent_id,
+            broker_agent_id=ANA.agent_id,
+            explanation="ana gave the lead back; nobody else can hold it, so it is unassigned.",
+            reason="returned",
+        ),
+    )
+    notice = notice_for(event, ANA, PAGES)
+    assert notice is not None
+    assert notice.subject == "A lead you gave back is unassigned"
+    assert "left the office" not in " ".join((notice.subject, notice.headline, *notice.lines))

@@ -108,5 +108,6 @@ def test_the_broker_giving_back_its_lead_passes_it_to_the_next_active_agent_or_l
     assert alone_held is not None
     released = on_returned(alone_held, "broker", "", alone)
     assert [e.kind for e in released.events] == [LeadReleased]
+    assert released.events[0].payload.reason == "returned", "given back, not left the office"  # type: ignore[attr-defined]
     assert released.state is not None
     assert released.state.status is LeadStatus.UNASSIGNED

@@ -260,9 +260,13 @@ class LeadReleasedPayload(Contract):
     agent_id: AgentId = Field(description="The agent who held the lead (and left the office, or left it idle).")
     broker_agent_id: AgentId = Field(description="Roster position 1, who is told.")
     explanation: str = Field(max_length=1000)
-    reason: Literal["agent_left", "idle"] = Field(
+    reason: Literal["agent_left", "idle", "returned"] = Field(
         default="agent_left",
-        description="agent_left: nobody holds it until distributed; idle: no activity in time, offered on (issue 15).",
+        description=(
+            "agent_left: nobody holds it until distributed; idle: no activity in time, offered on (issue 15); "
+            "returned: its holder gave it back and nobody else in the office can hold it, so nobody holds it until "
+            "distributed (agent_id and broker_agent_id are then both the holder)."
+        ),
     )
 
 

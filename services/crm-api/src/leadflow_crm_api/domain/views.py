@@ -187,7 +187,7 @@ def lead_row_changes(event: LeadEvent) -> dict[str, Any]:
         # The "Assigned To"/"Assigned By" labels were set when crm-api took the transfer (T1).
         changes |= {"status": "assigned", "owner_agent_id": event.payload.agent_id, "assignment_reason": "lead_sharing"}
     elif isinstance(event, LeadReleased):
-        why = event.payload.reason  # agent_left, or idle: offered on (its LeadOffered follows)
+        why = event.payload.reason  # agent_left, returned, or idle: offered on (its LeadOffered follows)
         changes |= {"status": LeadStatus.UNASSIGNED.value, "owner_agent_id": None, "assignment_reason": why}
     elif isinstance(event, LeadOffered):
         # Nobody holds an offered lead (a lead distributed by hand as an offer leaves its holder).
@@ -350,9 +350,13 @@ def _holder_summary(
     if isinstance(event, LeadShared):
         return f"Transferred to {event.payload.realtor_name} by {event.payload.assigned_by}"
     if isinstance(event, LeadReleased):
-        head = "Taken from an idle agent" if event.payload.reason == "idle" else "Unassigned"
+        head = _RELEASED_HEADS.get(event.payload.reason, "Unassigned")
         return f"{head}: {event.payload.explanation}"
     return f"{event.payload.channel} to the contact by {event.payload.agent_id}"
+
+
+# A LeadReleased entry's head by its reason; agent_left: "Unassigned".
+_RELEASED_HEADS = {"idle": "Taken from an idle agent", "returned": "Given back, unassigned"}
 
 
 def moved_summary(event: LeadTransferred) -> str:

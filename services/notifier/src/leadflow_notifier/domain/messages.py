@@ -290,6 +290,9 @@ def back_with_the_broker_notice(
     if isinstance(event, LeadReleased) and event.payload.reason == "idle":
         subject, headline = "A lead moved on", "A lead moved on: its agent did not work it in time"
         line = "The agent who held this lead did nothing with it in time, so it is offered to the next agent."
+    elif isinstance(event, LeadReleased) and event.payload.reason == "returned":
+        subject, headline = "A lead you gave back is unassigned", "A lead you gave back is unassigned"
+        line = "You gave this lead back and nobody else in the office can hold it, so nobody holds it now."
     elif isinstance(event, LeadReleased):
         subject, headline = "A lead needs a new agent", "A lead needs a new agent: its agent left the office"
         line = "The agent who held this lead left the office. Nobody holds it now: assign it to an agent."

@@ -79,7 +79,11 @@ def on_returned(state: LeadState, agent_id: str, note: str, account: AccountSnap
         )
         released = state.evolve(status=LeadStatus.UNASSIGNED, holder=None, reason=None)
         payload = LeadReleasedPayload(
-            lead_id=uuid.UUID(state.lead_id), agent_id=agent_id, broker_agent_id=agent_id, explanation=explanation
+            lead_id=uuid.UUID(state.lead_id),
+            agent_id=agent_id,
+            broker_agent_id=agent_id,
+            explanation=explanation,
+            reason="returned",
         )
         return Outcome(released, (Emit(LeadReleased, payload),), explanation)
     explanation = fit_explanation(f"{agent_id} gave the lead back to the broker{why}; {pool.agent_id} holds it now.")
