@@ -48,14 +48,15 @@ def router_service(
     db: AsyncDatabase[dict[str, Any]], published: Published, clock: Clock, registry: CollectorRegistry
 ) -> RouterService:
     """The router's use cases on the real MongoDB adapters, with no snapshot cache."""
+    metrics = RouterMetrics(registry)
     return RouterService(
-        records=LeadRecords(db),
+        records=LeadRecords(db, unreadable=metrics.unreadable_records),
         accounts=AccountSnapshots(db, 0),
         contacts=Contacts(db),
         rotations=Rotations(db),
         capacity=Capacity(db),
         publish=published,
-        metrics=RouterMetrics(registry),
+        metrics=metrics,
         clock=clock,
     )
 

@@ -13,16 +13,18 @@ import asyncio
 import json
 import os
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 from aiokafka import ConsumerRecord
+from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
@@ -35,6 +37,7 @@ from leadflow_notifier.domain.delivery import Delivery
 from leadflow_notifier.domain.errors import PermanentDeliveryError
 from leadflow_notifier.domain.messages import EmailContent
 from leadflow_notifier.domain.preferences import Channel
+from leadflow_shared.clock import epoch_ms
 from leadflow_shared.dead_letters import DLQ_MAX_VALUE_BYTES, DeadLetters
 from leadflow_shared.errors import PoisonMessage
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
@@ -222,8 +225,10 @@ async def test_replay_republishes_each_dead_letter_once_and_refuses_a_truncated_
 
     replayed = await records_to_end(bootstrap, letters.source)
     assert len(replayed) == 2
-    by_marker = {header(r, "leadflow-replay"): r for r in replayed}
+    # The marker names the dead letter by its coordinates and a hash of its content (decision 0091).
+    by_marker = {(header(r, "leadflow-replay") or "").partition("#")[0]: r for r in replayed}
     poison, delivery = by_marker[f"{letters.topic}/0:0"], by_marker[f"{letters.topic}/0:2"]
+    assert all(len((header(r, "leadflow-replay") or "").partition("#")[2]) == 32 for r in replayed)
     assert (poison.key, poison.value) == (ACCOUNT.encode(), letters.poison.model_dump_json().encode())
     assert (delivery.key, delivery.value) == (ACCOUNT.encode(), letters.delivery.model_dump_json().encode())
     assert not [n for r in replayed for n, _ in r.headers if n.startswith("dlq-")]
@@ -235,9 +240,10 @@ async def test_replay_republishes_each_dead_letter_once_and_refuses_a_truncated_
     assert {o["replayed_to"] for o in outcomes if o["replayed_to"]} == {
         f"{letters.source}[{r.partition}]@{r.offset}" for r in replayed}  # fmt: skip
 
-    ledger = {d["_id"]: d async for d in db["ops_replays"].find()}
+    ledger = {d["dead_letter"]: d async for d in db["ops_replays"].find()}
     assert set(ledger) == {f"{letters.topic}/0:0", f"{letters.topic}/0:2"}
     assert ledger[f"{letters.topic}/0:2"]["event_id"] == str(letters.delivery.event_id)
+    assert {d["_id"] for d in ledger.values()} == {header(r, "leadflow-replay") for r in replayed}
 
     again = await ops("dlq", "replay", letters.topic, "--all")
     assert again.code == 1
@@ -251,6 +257,80 @@ async def test_replay_republishes_each_dead_letter_once_and_refuses_a_truncated_
 
     listed = (await ops("dlq", "list", letters.topic, "--json")).json()["dead_letters"]
     assert [r["replayed"] is not None for r in listed] == [True, False, True]
+
+
+async def test_a_ledger_entry_written_before_0091_still_names_the_dead_letter_it_replayed(
+    ops: Ops, letters: Letters, bootstrap: str, db: AsyncDatabase[dict[str, Any]]
+) -> None:
+    # Before decision 0091 an entry's `_id` was the coordinates alone. 0:0's names the dead letter there (same
+    # event, replayed after it was written); 0:2's was another message's, dead-lettered there before a purge.
+    later = datetime.now(UTC) + timedelta(minutes=1)
+    legacy = {"replayed_at": later, "replayed_ms": epoch_ms(later), "by": "sre@old-host", "replayed_to": "x[0]@1"}
+    await db["ops_replays"].insert_many([
+        legacy | {"_id": f"{letters.topic}/0:0", "event_id": str(letters.poison.event_id)},
+        legacy | {"_id": f"{letters.topic}/0:2", "event_id": str(uuid.uuid4())},
+    ])  # fmt: skip
+    listed = (await ops("dlq", "list", letters.topic, "--json")).json()["dead_letters"]
+    assert [r["replayed"] is not None for r in listed] == [True, False, False]
+
+    run = await ops("dlq", "replay", letters.topic, "--all", "--json")
+    assert [o["status"] for o in run.json()["outcomes"]] == ["already-replayed", "refused", "replayed"], run.err
+    [replayed] = await records_to_end(bootstrap, letters.source)
+    assert replayed.value == letters.delivery.model_dump_json().encode()
+
+
+async def dead_letter(bootstrap: str, source: str, offset: int, event: LeadReceived) -> None:
+    """`event`, failed in the router at `source`[0]@`offset`, dead-lettered by the services' own writer."""
+    broker = make_broker(KafkaSettings(bootstrap_servers=bootstrap, producer_idempotence=False),
+                         client_id="ops-test", registry=CollectorRegistry())  # fmt: skip
+    await broker.connect()
+    try:
+        letters = DeadLetters(broker, ConsumerMetrics(CollectorRegistry(), "ops_test"), service="router")
+        body = event.model_dump_json().encode()
+        await letters.publish(consumed(source, 0, offset, ACCOUNT.encode(), body, []), PoisonMessage("unknown"))
+    finally:
+        await broker.stop()
+
+
+async def recreate(bootstrap: str, topic: str) -> None:
+    """Empty `topic` the way Kafka allows: delete it, wait until it is gone, create it again."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+        deadline = time.monotonic() + 30
+        while topic in set(await admin.list_topics()):
+            assert time.monotonic() < deadline, f"{topic} was not deleted"
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+    await ensure_topics(bootstrap, [TopicSpec(topic, 1)])
+
+
+async def test_a_dead_letter_at_a_reused_offset_is_replayed_not_taken_for_the_one_before(
+    ops: Ops, bootstrap: str
+) -> None:
+    # Kafka has no purge: an operator empties a `.dlq` topic by recreating it, and its offsets start again at 0.
+    source = f"ops-test-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(bootstrap, [TopicSpec(source, 1), TopicSpec(dlq(source), 1)])
+    first, second = lead("rae@example.com"), lead("rae@example.com")
+    await dead_letter(bootstrap, source, 3, first)
+    done = await ops("dlq", "replay", dlq(source), "--all", "--json")
+    assert done.code == 0, done.err
+    assert [(o["dead_letter"], o["status"]) for o in done.json()["outcomes"]] == [(f"{dlq(source)}/0:0", "replayed")]
+
+    await recreate(bootstrap, dlq(source))
+    await dead_letter(bootstrap, source, 9, second)
+    listed = (await ops("dlq", "list", dlq(source), "--json")).json()["dead_letters"]
+    assert [(r["event_id"], r["replayed"]) for r in listed] == [(str(second.event_id), None)]
+
+    run = await ops("dlq", "replay", dlq(source), "--all", "--json")
+    assert (run.code, [(o["event_id"], o["status"]) for o in run.json()["outcomes"]]) == (
+        0, [(str(second.event_id), "replayed")]), run.err  # fmt: skip
+    again = await ops("dlq", "replay", dlq(source), "--all", "--json")
+    assert [o["status"] for o in again.json()["outcomes"]] == ["already-replayed"], "the same one never twice"
+    published = [json.loads(r.value or b"")["event_id"] for r in await records_to_end(bootstrap, source)]
+    assert published == [str(first.event_id), str(second.event_id)]
 
 
 async def test_seed_loads_account_configuration_and_refuses_an_invalid_file(

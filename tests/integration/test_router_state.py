@@ -19,11 +19,11 @@ from router_harness import router_on, router_service
 
 from leadflow_devstack.testing import eventually
 from leadflow_router.adapters.account_config import load_account_config
-from leadflow_router.adapters.mongo import ensure_indexes
+from leadflow_router.adapters.mongo import SET_ASIDE_SECONDS, ensure_indexes
 from leadflow_router.domain.model import RoutingRejected
 from leadflow_router.handlers import SWEEP_RETRY_SECONDS, RouterService
 from leadflow_router.sweeper import Alarm, sweep
-from leadflow_shared.collections import ACCOUNTS
+from leadflow_shared.collections import ACCOUNTS, ROUTER_LEADS
 from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
 from leadflow_shared.events.routing import (
@@ -270,6 +270,34 @@ async def test_a_deadline_that_cannot_fire_holds_up_no_other_office_s_deadlines(
             pass
         expired = [e.payload.lead_id for e in router.published.lead_events() if isinstance(e, OfferExpired)]
         assert sorted(expired) == sorted(lead.event_id for lead in north)
+
+
+async def test_a_record_this_version_cannot_read_is_set_aside_and_holds_up_no_other(mongo_url: str) -> None:
+    """Decision 0091: a routing record written by a newer version (its lead's contact has a field this version
+    does not know) is set aside by the reads the sweeper makes, due deadlines and unflushed outboxes alike; the
+    other records go on. It is counted, and logged by lead id and error type only."""
+    config = {"accounts": [office("acme", 60)]}
+    async with router_on(mongo_url, config, now=T0) as router:
+        newer, other = received(), received()
+        await router.service.on_leads_received([newer, other])
+        since_ms = router.clock.ms
+        await router.db[ROUTER_LEADS].update_one(
+            {"_id": str(newer.event_id)},
+            {"$set": {"summary.contact.second_phone": "+1 555 0100 4242", "outbox_since_ms": since_ms},
+             "$inc": {"next_deadline_ms": -1}},  # the most overdue: it heads the pass
+        )  # fmt: skip
+        router.published.clear()
+        router.clock.advance(61_000)
+
+        assert await router.service.sweep_once() == 1, "only the readable record is due"
+        expired = [e.payload.lead_id for e in router.published.lead_events() if isinstance(e, OfferExpired)]
+        assert expired == [other.event_id]
+        assert (await router.record(newer))["next_deadline_ms"] == router.clock.ms + SET_ASIDE_SECONDS * 1000
+        await router.service.republish_stale()  # reads its waiting outbox: set aside too, nothing raised
+        assert (await router.record(newer))["outbox_since_ms"] == router.clock.ms - 5_000 + SET_ASIDE_SECONDS * 1000
+        counted = {read: router.registry.get_sample_value("router_unreadable_records_total", {"read": read})
+                   for read in ("due", "unflushed")}  # fmt: skip
+        assert counted == {"due": 1.0, "unflushed": 1.0}
 
 
 async def test_an_outbox_that_cannot_be_published_keeps_no_deadline_from_firing(mongo_url: str) -> None:

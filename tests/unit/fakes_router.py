@@ -107,7 +107,7 @@ class FakeRecords(LeadRecords):
     async def due(self, now_ms: int, limit: int) -> list[RoutingRecord]:
         due = [d for d in self.docs.values() if d.get("next_deadline_ms") is not None]
         ordered = sorted((d for d in due if d["next_deadline_ms"] <= now_ms), key=lambda d: d["next_deadline_ms"])
-        return [decode_record(d) for d in ordered[:limit]]
+        return await self._readable(ordered[:limit], "due", "next_deadline_ms", now_ms)
 
     async def postpone(self, lead_id: str, *, expected_version: int, until_ms: int) -> None:
         stored = self.docs.get(lead_id)
@@ -116,7 +116,13 @@ class FakeRecords(LeadRecords):
 
     async def unflushed(self, before_ms: int, limit: int) -> list[RoutingRecord]:
         pending = [d for d in self.docs.values() if d.get("outbox_since_ms") is not None]
-        return [decode_record(d) for d in pending if d["outbox_since_ms"] <= before_ms][:limit]
+        docs = [d for d in pending if d["outbox_since_ms"] <= before_ms][:limit]
+        return await self._readable(docs, "unflushed", "outbox_since_ms", before_ms)
+
+    async def _set_aside(self, lead_id: object, field: str, cutoff_ms: int, until_ms: int) -> None:
+        stored = self.docs.get(str(lead_id))
+        if stored is not None and (stored.get(field) or 0) <= cutoff_ms:
+            stored[field] = until_ms
 
     async def registering(self, keys: list[str], lead_ids: list[str]) -> dict[str, str]:
         items = [item for doc in self.outboxes.values() for item in doc["leads"]]

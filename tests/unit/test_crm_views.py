@@ -554,7 +554,7 @@ def test_a_released_lead_s_timeline_entry_says_why_nobody_holds_it(reason: str, 
             agent_id="ana",
             broker_agent_id="ana",
             explanation="why",
-            reason=reason,  # type: ignore[arg-type]
+            reason=reason,
         ),
     )
     assert timeline_entry(event)["summary"] == f"{head}: why"

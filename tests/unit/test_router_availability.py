@@ -7,6 +7,7 @@ import dataclasses
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -23,6 +24,7 @@ from leadflow_shared.events.routing import LeadOffered, LeadSummary
 pytestmark = pytest.mark.unit
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # a Monday, 10:00 in New York, 07:00 in Los Angeles
+NEW_YORK = ZoneInfo("America/New_York")
 SUMMARY = LeadSummary(
     contact=Contact(first_name="Jo", email="jo@example.com"),
     source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
@@ -85,6 +87,53 @@ def test_holidays_of_the_agent_and_of_the_office_are_days_off() -> None:
         outcome = route(snapshot)
         assert offered(outcome) == ["b"]
         assert "a: on a holiday" in outcome.explanation
+
+
+def test_an_agent_on_its_own_holiday_is_offered_no_lead_even_without_working_hours() -> None:
+    """Review (helper 73): an agent's own day off (its time zone) applies whether or not it set working hours;
+    the office's apply to agents with working hours (account-config.md)."""
+    on_leave = agent("a", holidays=[date(2026, 3, 2)])  # no working hours: any time, but not today
+    outcome = route(account(on_leave, agent("b")))
+    assert Gate(NOW).refuses(on_leave) == "on a holiday"
+    assert offered(outcome) == ["b"], outcome.explanation
+    assert "a: on a holiday" in outcome.explanation
+    assert offered(route(account(agent("a"), agent("b")), NOW)) == ["a"]  # without the holiday: a's turn
+    no_hours = account(agent("a"), agent("b"), holidays=frozenset({date(2026, 3, 2)}))
+    assert offered(route(no_hours)) == ["a"], "the office's holiday is for agents with working hours"
+
+
+def test_the_office_s_holiday_is_a_day_of_the_office_s_calendar_for_an_agent_in_another_time_zone() -> None:
+    """Review (helper 73): the office's holidays are dates on the account's clock (as its rules read them),
+    not on the agent's: Christmas in New York starts at 21:00 on the 24th in Los Angeles."""
+    always = [{"weekdays": [0, 1, 2, 3, 4, 5, 6], "start": "00:00", "end": "00:00"}]
+    west = agent("west", "America/Los_Angeles", working_hours=always)
+    snapshot = account(west, agent("b"), holidays=frozenset({date(2026, 12, 25)}))
+    christmas_in_new_york = datetime(2026, 12, 25, 0, 30, tzinfo=NEW_YORK)  # 21:30 on the 24th in Los Angeles
+    boxing_day_in_new_york = datetime(2026, 12, 26, 1, 0, tzinfo=NEW_YORK)  # 22:00 on the 25th in Los Angeles
+    assert Gate(christmas_in_new_york, snapshot.holidays).refuses(west) == "on a holiday"
+    assert Gate(boxing_day_in_new_york, snapshot.holidays).refuses(west) is None
+    # As the router asks: the moment in UTC, the office's time zone named.
+    office = "America/New_York"
+    assert Gate(christmas_in_new_york.astimezone(UTC), snapshot.holidays, None, office).refuses(west) == "on a holiday"
+    assert Gate(boxing_day_in_new_york.astimezone(UTC), snapshot.holidays, None, office).refuses(west) is None
+    routed = route(snapshot, christmas_in_new_york.astimezone(UTC))
+    assert offered(routed) == ["b"], routed.explanation
+    assert "west: on a holiday" in routed.explanation
+    assert "west" in offered(route(snapshot, boxing_day_in_new_york.astimezone(UTC)))
+
+
+def test_working_hours_ending_in_the_spring_forward_gap_end_when_the_agent_s_clock_passes_their_end() -> None:
+    """Review (helper 73): a window 01:30-02:30 on the day New York springs forward (02:00 -> 03:00) ends when
+    the clock jumps (02:30 does not exist; the first time after it is 03:00 EDT), not at 02:30 EST = 03:30 EDT."""
+    sunday_early = [{"weekdays": [6], "start": "01:30", "end": "02:30"}]
+    night_owl = agent("owl", "America/New_York", working_hours=sunday_early)
+    snapshot = account(night_owl, agent("b"))
+    after_its_hours = datetime(2026, 3, 8, 3, 15, tzinfo=NEW_YORK)  # Sunday 03:15 EDT, the agent's clock
+    assert after_its_hours.utcoffset() == timedelta(hours=-4)
+    outcome = route(snapshot, after_its_hours.astimezone(UTC))
+    assert offered(outcome) == ["b"], outcome.explanation
+    assert "owl: outside working hours (Sun 03:15)" in outcome.explanation
+    assert offered(route(snapshot, datetime(2026, 3, 8, 1, 59, tzinfo=NEW_YORK).astimezone(UTC))) == ["owl"]
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,12 @@ import dataclasses
 import itertools
 import uuid
 from collections import Counter
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
+from fakes_router import FakeAccounts, Published, router_on_fakes, website_lead
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -28,10 +30,19 @@ from leadflow_router.domain.decisions import (
     pool_of,
     route_new_lead,
 )
-from leadflow_router.domain.model import AccountSnapshot, Activity, Agent, LeadSourceConfig, LeadStatus
+from leadflow_router.domain.model import (
+    AccountSnapshot,
+    Activity,
+    Agent,
+    LeadSourceConfig,
+    LeadState,
+    LeadStatus,
+    PauseWindow,
+)
 from leadflow_router.domain.record import Effects, Outbox, RoutingRecord
 from leadflow_router.domain.rules import choose_rule
-from leadflow_shared.events.activity import ActivityAction
+from leadflow_router.handlers import rotation_key
+from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
 from leadflow_shared.events.criteria import LeadCriteria, LeadIntent, LeadPlace, PropertyType
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import (
@@ -135,6 +146,20 @@ def test_agents_not_on_the_roster_are_refused_per_rule() -> None:
     assert rules(rule("ok", AGENT_B)).refusals({"b"}) == []
 
 
+def test_leads_per_round_with_the_balanced_mode_is_refused_when_saved_and_a_stored_one_still_routes() -> None:
+    """Decision 0090 (review, helper 73): the balanced mode gives each lead to whoever has had fewest, so
+    `leads_per_round` would be ignored; it is refused when saved (crm-api, the configuration loader, a dry run
+    all ask `refusals`), with the reason, in a rule's action or its fallbacks. A rule set stored before is read
+    and routes as it did."""
+    balanced = {"kind": "rotation", "mode": "balanced", "agents": ["a", "b"], "leads_per_round": 2}
+    why = "leads_per_round does not apply to the balanced mode (each lead goes to whoever has had fewest)"
+    stored = rules({**rule("x", balanced), "fallbacks": [balanced]}, default=balanced)
+    assert stored.refusals({"a", "b"}) == [f"rule 'x': {why}", f"rule 'x': {why}", f"rule 'default': {why}"]
+    assert rules(rule("x", {**balanced, "leads_per_round": 1})).refusals({"a", "b"}) == []
+    assert rules(rule("x", {**balanced, "mode": "round_robin"})).refusals({"a", "b"}) == []
+    assert offered_to(route(account(stored), summary())) == ["a"]
+
+
 def test_a_stored_rule_set_is_read_or_reported_unreadable_never_raised() -> None:
     assert rule_set_of({}) == RuleSet()
     assert rule_set_of({"routing_rules": {"rules": [rule("x", AGENT_B)]}}) == rules(rule("x", AGENT_B))
@@ -215,6 +240,25 @@ def test_places_tags_sites_and_phone() -> None:
     assert chosen(rule_set, summary(site="luxury.acme.com")) == "site"
     assert chosen(rule_set, summary(phone="+14155550123")) == "phone"
     assert chosen(rule_set, summary()) == DEFAULT_RULE_ID
+
+
+CODE_PART = st.text(alphabet="abcdefghjkmnpqrstuvwxyz0123456789", min_size=1, max_size=4)
+SPACES = st.text(alphabet=" ", min_size=1, max_size=3)
+
+
+@settings(max_examples=100, deadline=None)
+@given(parts=st.lists(st.tuples(CODE_PART, SPACES, SPACES), min_size=1, max_size=2), upper=st.booleans())
+def test_a_rule_s_postal_code_matches_the_lead_s_however_either_is_spaced_or_cased(
+    parts: list[tuple[str, str, str]], upper: bool
+) -> None:
+    """Decision 0090 (review, helper 73): a rule's postal code is kept as intake keeps the lead's (one function,
+    `normalize_postal_code`): "sw1a  1aa" in a rule matches a lead's "SW1A 1AA"."""
+    in_rule = "".join(part + gap for part, gap, _ in parts).strip()
+    as_sent = "".join(part + gap for part, _, gap in parts).strip()
+    criteria = LeadCriteria.model_validate({"place": {"postal_code": as_sent.upper() if upper else as_sent}})
+    lead = summary()
+    lead = lead.model_copy(update={"criteria": criteria.normalized()})  # as intake sends it on
+    assert chosen(rules(rule("zip", AGENT_B, postal_codes=[in_rule])), lead) == "zip"
 
 
 def test_hours_and_days_are_the_account_s_clock_and_may_cross_midnight() -> None:
@@ -302,6 +346,30 @@ def test_a_rule_removed_later_does_not_strand_its_lead_the_default_reoffers_it()
     assert state.rule_id == "team"
     after = on_deadline(state, account(RuleSet()), 0, state.next_deadline or NOW)
     assert offered_to(after) == ["broker"]  # the source's rotation from its cursor, b had it
+
+
+def test_a_lead_on_a_deleted_rule_s_fallback_starts_the_default_rule_at_its_own_pool_and_cursor() -> None:
+    """Decision 0090 (review, helper 73): the lead's fallback step is its deleted rule's, not the default's; it
+    starts the default rule at step 0, in the default's rotation (not `<account>:rule:<deleted id>`)."""
+    deleted = {**rule("r", {"kind": "agent", "agent_id": "a"}), "fallbacks": [{"kind": "agent", "agent_id": "b"}]}
+    before = account(rules(deleted))
+    state = route(before, summary()).state
+    assert state is not None
+    assert state.next_deadline is not None
+    state = on_deadline(state, before, 0, state.next_deadline).state  # a let it expire: R's fallback, b
+    assert state is not None
+    assert (state.fallback_step, [o.agent_id for o in state.open_offers]) == (1, ["b"])
+    assert state.next_deadline is not None
+
+    default = {"action": {"kind": "rotation", "agents": ["c"]}, "fallbacks": [{"kind": "agent", "agent_id": "d"}]}
+    after = account(RuleSet.model_validate({"rules": [], "default": default}))  # R deleted while b's offer is open
+    assert rotation_key(after, "Website", "r") == "acme:rule:default"
+    reoffered = on_deadline(state, after, 0, state.next_deadline)
+    assert offered_to(reoffered) == ["c"], reoffered.explanation
+    assert reoffered.state is not None
+    assert (reoffered.state.rule_id, reoffered.state.fallback_step) == (DEFAULT_RULE_ID, 0)
+    assert reoffered.rotation == 1  # the default's own cursor moved
+    assert "Rule 'r' no longer exists: the default rule offers the lead." in reoffered.explanation
 
 
 def test_the_lead_s_criteria_ride_on_its_offers() -> None:
@@ -602,6 +670,31 @@ def test_the_holder_s_first_action_stops_the_idle_clock() -> None:
     assert worked.holder == "a"
 
 
+def claimed_by_a(snapshot: AccountSnapshot) -> LeadState:
+    """A new lead of the rule `team`, offered to a, claimed by a (its idle clock started, if the rule has one)."""
+    state = route(snapshot, summary()).state
+    assert state is not None
+    accept = Activity("a", ActivityAction.ACCEPT)
+    held = idle_watch(state, on_activity(state, accept, NOW), accept, snapshot, NOW).state
+    assert held is not None
+    assert held.holder == "a"
+    return held
+
+
+@pytest.mark.parametrize("later", ["idle dropped", "rule deleted"])
+def test_an_idle_clock_started_before_the_rule_dropped_idle_reassignment_does_not_take_the_lead(later: str) -> None:
+    """Decision 0090 (review, helper 73): the idle deadline stays on the record when the rule is saved without
+    `idle` (or deleted, and the default has none); when it comes, the lead's rule as it is now decides."""
+    team = rule("team", {"kind": "rotation", "agents": ["a", "b", "c"]})
+    held = claimed_by_a(account(rules({**team, "idle": {"minutes": 30, "times": 1}})))
+    assert held.next_deadline == NOW + timedelta(minutes=30)
+    now = account(rules(team)) if later == "idle dropped" else account(RuleSet())
+    after = on_deadline(held, now, 1, NOW + timedelta(minutes=30))
+    assert LeadReleased not in [e.kind for e in after.events], after.explanation
+    assert after.state is not None
+    assert (after.state.holder, after.state.status, after.state.next_deadline) == ("a", LeadStatus.ASSIGNED, None)
+
+
 # --- a rule's hours ---------------------------------------------------------------------------------------------
 
 
@@ -710,6 +803,80 @@ def test_a_source_rotation_rule_keeps_its_hours_clock_with_its_leads() -> None:
         assert state.rule_id == "office", when
 
 
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+def office_9_to_5(window_hours: int) -> dict[str, Any]:
+    action = {"kind": "agent", "agent_id": "b", "claim_window_seconds": window_hours * 3600}
+    return {**rule("office", action, hours={"start": "09:00", "end": "17:00"}), "when_closed": "pause_clock"}
+
+
+@pytest.mark.parametrize(
+    ("window_hours", "deadline"),
+    [
+        (9, datetime(2026, 3, 4, 10, 0, tzinfo=NEW_YORK)),  # would end Tuesday 01:00: 9 open hours from 09:00
+        (20, datetime(2026, 3, 5, 12, 0, tzinfo=NEW_YORK)),  # 1 + 8 + 8 + 3 open hours, the nights not counted
+    ],
+)
+def test_a_claim_window_longer_than_the_rule_s_open_hours_runs_only_while_it_is_open(
+    window_hours: int, deadline: datetime
+) -> None:
+    """Review (helper 73): a rule that pauses its clock counts its claim window in open hours only, so a window
+    longer than a day's opening neither runs through the closed night nor runs out inside it (decision 0089)."""
+    monday_4pm = datetime(2026, 3, 2, 16, 0, tzinfo=NEW_YORK).astimezone(UTC)
+    new = NewLead(str(uuid.uuid4()), "acme", summary())
+    outcome = route_new_lead(new, account(rules(office_9_to_5(window_hours))), RoutingContext(), monday_4pm)
+    assert offered_to(outcome) == ["b"]
+    assert outcome.state is not None
+    assert outcome.state.next_deadline == deadline
+
+
+def test_a_rule_that_holds_its_leads_opens_when_its_hours_open_on_the_spring_forward_day() -> None:
+    """Review (helper 73): on 8 March 2026 New York's clocks jump from 02:00 to 03:00, so a rule open 02:30-10:00
+    is open at 03:00 (the same rule with `skip` matches then), and one that holds its leads offers at once,
+    rather than at 02:30 EST = 03:30 EDT."""
+    hours = {"start": "02:30", "end": "10:00"}
+    three_am = datetime(2026, 3, 8, 3, 0, tzinfo=NEW_YORK).astimezone(UTC)
+    new = NewLead(str(uuid.uuid4()), "acme", summary())
+    office = {**rule("office", AGENT_B, hours=hours), "when_closed": "skip"}
+    skipping = route_new_lead(new, account(rules(office)), RoutingContext(), three_am)
+    assert skipping.state is not None
+    assert skipping.state.rule_id == "office", "by its hours the rule is open at 03:00"
+    holding = route_new_lead(new, account(rules({**office, "when_closed": "hold"})), RoutingContext(), three_am)
+    assert [e.kind for e in holding.events] == [LeadOffered], holding.explanation
+    assert holding.state is not None
+    assert holding.state.status is LeadStatus.OFFERED
+    at_one = datetime(2026, 3, 8, 1, 0, tzinfo=NEW_YORK).astimezone(UTC)  # closed: held until the clock jumps
+    held = route_new_lead(new, account(rules({**office, "when_closed": "hold"})), RoutingContext(), at_one).state
+    assert held is not None
+    assert held.next_deadline == three_am
+
+
+@pytest.mark.parametrize(
+    ("claimed_at", "minutes", "deadline"),
+    [
+        ((11, 0), 120, (13, 30)),  # a pause wholly inside the idle minutes does not count
+        ((11, 50), 15, (12, 35)),  # working minutes: 10 before the pause and 5 after it
+    ],
+)
+def test_idle_minutes_are_working_minutes_the_account_s_pauses_do_not_count(
+    claimed_at: tuple[int, int], minutes: int, deadline: tuple[int, int]
+) -> None:
+    """Review (helper 73): idle reassignment's clock counts working minutes only (routing-rules.md), around a
+    12:00-12:30 pause."""
+    lunch = (PauseWindow(frozenset(range(7)), time(12), time(12, 30)),)
+    team = {**rule("team", {"kind": "rotation", "agents": ["a", "b"]}), "idle": {"minutes": minutes, "times": 1}}
+    snapshot = dataclasses.replace(account(rules(team)), pause=lunch)
+    at = datetime(2026, 3, 2, *claimed_at, tzinfo=NEW_YORK).astimezone(UTC)
+    state = route_new_lead(NewLead(str(uuid.uuid4()), "acme", summary()), snapshot, RoutingContext(), at).state
+    assert state is not None
+    accept = Activity("a", ActivityAction.ACCEPT)
+    held = idle_watch(state, on_activity(state, accept, at), accept, snapshot, at).state
+    assert held is not None
+    assert held.holder == "a"
+    assert held.next_deadline == datetime(2026, 3, 2, *deadline, tzinfo=NEW_YORK)
+
+
 # --- ponds -----------------------------------------------------------------------------------------------------
 
 
@@ -799,6 +966,62 @@ def test_an_agent_never_offered_or_who_cannot_take_it_now_cannot_ask_it_back() -
     alone = on_ask_back(fell, Activity("a", ActivityAction.ASK_BACK), snapshot, NOW)
     assert alone.state is not None
     assert (alone.state.status, alone.state.holder, offered_to(alone)) == (LeadStatus.OFFERED, None, ["a"])
+
+
+def test_a_holder_whose_lead_was_taken_for_idleness_cannot_ask_it_back() -> None:
+    """Decision 0090 (review, helper 73): only a missed offer (ended unclaimed) is asked back; the holder the
+    lead was taken from for doing nothing (its offer claimed) would race the agent it was reassigned to."""
+    snapshot = account(
+        rules({**rule("team", {"kind": "rotation", "agents": ["a", "b", "c"]}), "idle": {"minutes": 30}})
+    )
+    moved = on_deadline(claimed_by_a(snapshot), snapshot, 1, NOW + timedelta(minutes=30))
+    assert [e.kind for e in moved.events] == [LeadReleased, LeadOffered]
+    assert moved.state is not None
+    again = on_ask_back(moved.state, Activity("a", ActivityAction.ASK_BACK), snapshot, NOW + timedelta(minutes=31))
+    assert offered_to(again) == [], f"the idle holder got the lead back: {again.explanation}"
+    assert again.explanation == (
+        "cannot ask it back: a claimed the lead before and no longer holds it; only a missed offer is asked back"
+    )
+
+
+@pytest.mark.parametrize(
+    ("a", "why"),
+    [
+        (Agent("a", "A", round_robin=False), "not approved for round robin"),
+        (Agent("a", "A", invitation_accepted=False), "invitation not accepted"),
+    ],
+)
+@pytest.mark.asyncio
+async def test_an_agent_no_pool_may_offer_a_lead_is_not_offered_one_it_asks_back(a: Agent, why: str) -> None:
+    """Decision 0090 (review, helper 73): an agent whose round-robin approval was taken away (or whose invitation
+    is no longer accepted) after its offer ended asks the lead back: refused, as no pool may offer it a lead."""
+    team = rules(rule("team", {"kind": "rotation", "agents": ["a", "b"]}))
+    now = [NOW]
+    out = Published()
+    router = router_on_fakes(account(team), clock=lambda: now[0], publish=out)
+    lead = website_lead("acme", NOW)
+    assert not await router.on_leads_received([lead])
+
+    def offers() -> list[str]:
+        return [e.payload.agent_id for e in out.lead_events() if isinstance(e, LeadOffered)]
+
+    def activity(agent_id: str, action: ActivityAction) -> LeadActivity:
+        payload = LeadActivityPayload(lead_id=lead.event_id, agent_id=agent_id, action=action)
+        return LeadActivity.create(account_id="acme", occurred_at=now[0], payload=payload)
+
+    assert offers() == ["a"]
+    await router.on_activity(activity("a", ActivityAction.DECLINE))
+    await router.sweep_once()  # due at once: offered on to b
+    assert offers() == ["a", "b"]
+    roster = tuple(a if agent.agent_id == "a" else agent for agent in ROSTER)
+    router.accounts = FakeAccounts(account(team, roster=roster))
+    out.clear()
+    now[0] = NOW + timedelta(minutes=1)
+    await router.on_activity(activity("a", ActivityAction.ASK_BACK))
+    assert offers() == [], f"a ({why}) was offered the lead again"
+    [refusal] = out.lead_events()
+    assert isinstance(refusal, ActivityLogged)
+    assert refusal.payload.claim_refused == f"cannot ask it back: {why}"
 
 
 def test_every_answer_to_an_ask_names_the_ask_the_offer_and_each_refusal() -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -35,7 +36,7 @@ from leadflow_router.domain.model import (
     SourceKind,
 )
 from leadflow_router.domain.rules import Order
-from leadflow_router.domain.schedule import claim_deadline, pause_end
+from leadflow_router.domain.schedule import claim_deadline, closed_windows, open_after, pause_end, wall_time
 from leadflow_shared.events.activity import ActivityAction, ContactMessage
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import (
@@ -424,6 +425,117 @@ def test_r10_first_offer_is_immediate_and_reassignment_waits_for_the_pause_to_cl
     assert [e.kind for e in waiting.events] == [OfferExpired]
     resumed = on_deadline(waiting.state, snapshot, 1, morning)
     assert [e.kind for e in resumed.events] == [LeadOffered]
+
+
+# The claim clock (decision 0089): the window counts open time only; one that would expire inside a pause
+# gets the whole window from the pause's end (R10). Review of helper 73.
+NEW_YORK = ZoneInfo("America/New_York")
+NINE_TO_FIVE = closed_windows((time(9), time(17)), frozenset())  # every day: closed 17:00-09:00
+LUNCH = (PauseWindow(frozenset(range(7)), time(12), time(12, 30)),)
+SCHEDULES = {
+    "nine to five": NINE_TO_FIVE,
+    "evenings": EVENINGS,
+    "lunch": LUNCH,
+    "weekdays 9-17 with lunch, a holiday": (
+        *closed_windows((time(9), time(17)), frozenset(range(5)), frozenset({date(2026, 3, 9)})),
+        *LUNCH,
+    ),
+    "in the spring-forward gap": (PauseWindow(frozenset({6}), time(1, 30), time(2, 30)), *NINE_TO_FIVE),
+    "in the fall-back hour": (PauseWindow(frozenset({6}), time(1, 15), time(1, 45)), *LUNCH),
+}
+
+
+def ny(month: int, day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2026, month, day, hour, minute, tzinfo=NEW_YORK)
+
+
+@pytest.mark.parametrize(
+    ("offered_at", "window", "pauses", "deadline"),
+    [
+        (ny(3, 2, 16), timedelta(hours=9), NINE_TO_FIVE, ny(3, 4, 10)),  # would end closed: 9 h from Tue 09:00
+        (ny(3, 2, 16), timedelta(hours=20), NINE_TO_FIVE, ny(3, 5, 12)),  # 1 + 8 + 8 + 3 open hours
+        (ny(3, 2, 16, 50), timedelta(minutes=15), NINE_TO_FIVE, ny(3, 3, 9, 15)),  # R10: the whole window after
+        (ny(3, 2, 16, 30), timedelta(minutes=30), NINE_TO_FIVE, ny(3, 3, 9, 30)),  # due as it starts: after
+        (ny(3, 2, 16), timedelta(hours=17), NINE_TO_FIVE, ny(3, 4, 17)),  # open time may end as a pause starts
+        (ny(3, 2, 11), timedelta(hours=2), LUNCH, ny(3, 2, 13, 30)),  # the pause inside does not count
+        (ny(3, 2, 12, 10), timedelta(minutes=15), LUNCH, ny(3, 2, 12, 45)),  # offered inside: from its end
+    ],
+)
+def test_a_claim_clock_counts_open_time_and_gets_the_whole_window_after_a_pause_it_would_end_in(
+    offered_at: datetime, window: timedelta, pauses: tuple[PauseWindow, ...], deadline: datetime
+) -> None:
+    assert claim_deadline(offered_at.astimezone(UTC), window, pauses, "America/New_York") == deadline
+
+
+def test_working_minutes_count_open_time_only() -> None:
+    """Idle minutes (`open_after`): the minutes before a pause count, unlike a claim window's (R10)."""
+    assert open_after(ny(3, 2, 11, 50), timedelta(minutes=15), LUNCH, "America/New_York") == ny(3, 2, 12, 35)
+    assert claim_deadline(ny(3, 2, 11, 50), timedelta(minutes=15), LUNCH, "America/New_York") == ny(3, 2, 12, 45)
+    assert open_after(ny(3, 2, 12, 10), timedelta(minutes=5), LUNCH, "America/New_York") == ny(3, 2, 12, 35)
+    # Across the spring-forward night: 17:00 Saturday to 09:00 Sunday is 15 real hours, not counted.
+    assert open_after(ny(3, 7, 16), timedelta(hours=2), NINE_TO_FIVE, "America/New_York") == ny(3, 8, 10)
+
+
+def test_a_wall_clock_time_the_clock_skips_is_the_instant_it_jumps_and_one_it_shows_twice_the_first() -> None:
+    spring = wall_time(date(2026, 3, 8), time(2, 30), NEW_YORK)
+    assert spring == datetime(2026, 3, 8, 7, 0, tzinfo=UTC)  # 03:00 EDT, when the clock jumps
+    assert wall_time(date(2026, 3, 8), time(3, 0), NEW_YORK) == spring
+    fall = wall_time(date(2026, 11, 1), time(1, 30), NEW_YORK)
+    assert fall == datetime(2026, 11, 1, 5, 30, tzinfo=UTC)  # 01:30 EDT, the first of the two
+    assert wall_time(date(2026, 3, 2), time(9), NEW_YORK) == datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
+
+
+def _open_quarters(start: datetime, end: datetime, pauses: tuple[PauseWindow, ...], zone: str) -> int:
+    """The quarter hours from `start` to `end` (UTC) that no pause covers, read one by one."""
+    quarter, count, at = timedelta(minutes=15), 0, start
+    while at < end:
+        count += pause_end(at, pauses, zone) is None
+        at += quarter
+    return count
+
+
+# Days a few days before a change of clocks: New York's and London's spring forward and fall back, Sydney's.
+AROUND_CHANGES = tuple(
+    datetime(2026, m, d, tzinfo=UTC) for m, d in ((3, 5), (3, 26), (4, 2), (10, 1), (10, 22), (10, 29))
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    schedule=st.sampled_from(sorted(SCHEDULES)),
+    zone=st.sampled_from(["America/New_York", "Europe/London", "Australia/Sydney"]),
+    base=st.sampled_from(AROUND_CHANGES),
+    quarter=st.integers(0, 4 * 24 * 6),
+    quarters=st.integers(1, 4 * 24 * 3),
+)
+def test_exactly_the_open_minutes_asked_for_pass_and_the_clock_never_ends_inside_a_pause(
+    schedule: str, zone: str, base: datetime, quarter: int, quarters: int
+) -> None:
+    """Property: `open_after` ends once exactly `span` of open time has passed (counted a quarter hour at a
+    time, every schedule here being in whole quarter hours), at an open moment or a pause's start; and a
+    claim deadline is never inside a pause, after at least its window of open time."""
+    pauses = SCHEDULES[schedule]
+    start = base + timedelta(minutes=15 * quarter)
+    span = timedelta(minutes=15 * quarters)
+    end = open_after(start, span, pauses, zone)
+    assert _open_quarters(start, end, pauses, zone) == quarters, (start, end)
+    assert pause_end(end - timedelta(microseconds=1), pauses, zone) is None, end
+    deadline = claim_deadline(start, span, pauses, zone)
+    assert deadline >= end
+    assert pause_end(deadline - timedelta(microseconds=1), pauses, zone) is None, deadline
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    offered_at=st.datetimes(datetime(2026, 1, 1), datetime(2026, 12, 31), timezones=st.just(UTC)),  # noqa: DTZ001 (naive bounds)
+    window_seconds=st.integers(min_value=10, max_value=7 * 24 * 3600),
+)
+def test_no_claim_clock_runs_out_inside_a_pause(offered_at: datetime, window_seconds: int) -> None:
+    """Property (review, helper 73): for any offer time and any claim window a rule may set (10 s to 7 days),
+    the last moment before the deadline is open (an offer may end as a pause starts, never inside it)."""
+    deadline = claim_deadline(offered_at, timedelta(seconds=window_seconds), NINE_TO_FIVE, "America/New_York")
+    assert deadline >= offered_at + timedelta(seconds=window_seconds)
+    assert pause_end(deadline - timedelta(microseconds=1), NINE_TO_FIVE, "America/New_York") is None, deadline
 
 
 # --- properties -------------------------------------------------------------------------------------

@@ -1,10 +1,16 @@
 """A due record the sweeper cannot decide, or decides but cannot store because a claim changed its lead meanwhile,
 leaves the pass's shared state as it found it (decision 0077): the rotation's turn and the caps it would have
-taken are not counted for the pass's later deadlines. On the router's in-memory stores; the pass itself on
+taken are not counted for the pass's later deadlines; a record this version cannot read is set aside by the read
+(decision 0091). On the router's in-memory stores; the pass itself on
 nx-27017: integration/test_router_state.py."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import io
+import json
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,8 +20,10 @@ from fakes_router import ClaimRacingSweep, FakeRecords, FakeRotations, Published
 from leadflow_router.adapters.codec import decode_record
 from leadflow_router.domain.availability import Usage
 from leadflow_router.domain.model import AccountSnapshot, Agent
+from leadflow_router.sweeper import Alarm, sweep
 from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
-from leadflow_shared.events.routing import LeadClaimed, LeadOffered
+from leadflow_shared.events.routing import LeadClaimed, LeadOffered, OfferExpired
+from leadflow_shared.logs import configure_logging
 
 pytestmark = [pytest.mark.unit, pytest.mark.asyncio]
 
@@ -87,3 +95,75 @@ async def test_an_expiry_that_loses_its_compare_and_set_to_a_claim_takes_no_turn
     raced_agent, raced_cursors = await _second_lead_after_expiry(claim_races_the_sweep=True)
     assert raced_agent == alone_agent == "c"
     assert raced_cursors == alone_cursors
+
+
+# A record this router version cannot read (a newer version added a contact field) met by the sweeper's loop:
+# set aside by the read (decision 0091), the other deadlines still fire, and no log line holds the contact.
+EMAIL_NEWER = "newer-doc-7c1e@example.com"
+EMAIL_OTHER = "other-lead-3f9a@example.com"
+SECOND_PHONE = "+1 555 0100 4242"
+
+
+class Watched(Published):
+    """What the router published; `expired` is set once an offer expiry is published."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.expired = asyncio.Event()
+
+    async def __call__(self, key: str, body: bytes) -> None:
+        await super().__call__(key, body)
+        if b'"OfferExpired"' in body:
+            self.expired.set()
+
+
+async def test_a_record_this_version_cannot_read_stalls_no_other_deadline_and_logs_no_contact(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [NOW]
+    records, out = FakeRecords(), Watched()
+    router = router_on_fakes(ACCOUNT, clock=lambda: now[0], records=records, publish=out)
+    newer, other = website_lead("acme", NOW, EMAIL_NEWER), website_lead("acme", NOW, EMAIL_OTHER)
+    assert not await router.on_leads_received([newer, other])
+    offered = {e.payload.lead_id for e in out.lead_events() if isinstance(e, LeadOffered)}
+    assert offered == {newer.event_id, other.event_id}
+    deadline = max(e.payload.deadline for e in out.lead_events() if isinstance(e, LeadOffered))
+
+    # A newer router stored the first lead with a contact field this version does not know (an additive change).
+    doc = records.docs[str(newer.event_id)]
+    doc["summary"]["contact"] = doc["summary"]["contact"] | {"second_phone": SECOND_PHONE}
+    doc["next_deadline_ms"] -= 1  # the most overdue: it heads every pass
+    now[0] = deadline + timedelta(seconds=1)
+
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    root = logging.getLogger()
+    before = root.handlers[:], root.level
+    configure_logging("router", "INFO", "json")
+    stopping = asyncio.Event()
+    sweeper = asyncio.create_task(sweep(router, stopping, alarm=Alarm(), idle_seconds=0.02))
+
+    def other_expired() -> bool:
+        return any(isinstance(e, OfferExpired) and e.payload.lead_id == other.event_id for e in out.lead_events())
+
+    try:
+        with contextlib.suppress(TimeoutError):  # the deadline of the wait: 3 s, over a hundred passes
+            await asyncio.wait_for(out.expired.wait(), 3.0)
+    finally:
+        stopping.set()
+        await asyncio.wait_for(sweeper, 5)
+        root.handlers[:], level = before
+        root.setLevel(level)
+    lines: list[dict[str, Any]] = [json.loads(line) for line in stream.getvalue().splitlines()]
+    logged = json.dumps(lines)
+    errors = sorted({line["message"] for line in lines if line["level"] in ("ERROR", "CRITICAL")})
+
+    problems = []
+    if SECOND_PHONE in logged or EMAIL_NEWER in logged:
+        problems.append(f"the sweeper logged the unreadable lead's contact ({len(lines)} lines: {errors})")
+    if not other_expired():
+        problems.append("the other lead's offer never expired: one unreadable record stalled every deadline")
+    assert not problems, problems
+    set_aside = [line for line in lines if line.get("lead_id") == str(newer.event_id)]
+    assert set_aside, "the unreadable record is logged by its lead id"
+    assert {(line["error_type"], line["read"]) for line in set_aside} == {("ValidationError", "due")}

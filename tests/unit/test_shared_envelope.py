@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from pymongo.errors import DuplicateKeyError
 
 from leadflow_shared.dead_letters import _describe
 from leadflow_shared.envelope import derived_event_id
+from leadflow_shared.errors import PoisonMessage
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
 
 pytestmark = pytest.mark.unit
@@ -165,9 +167,16 @@ def test_describe_of_invalid_json_names_no_field() -> None:
     assert SECRET not in reason
 
 
-def test_describe_of_other_errors_names_the_type() -> None:
-    assert _describe(KeyError("x")) == "KeyError: 'x'"
-    assert len(_describe(RuntimeError("x" * 5000))) == 2000
+def test_describe_of_other_errors_names_the_type_and_withholds_a_message_that_may_quote_the_record() -> None:
+    # decision 0091: a library's message may quote the record (MongoDB's duplicate key: the email indexed).
+    duplicate = DuplicateKeyError(f'E11000 duplicate key error dup key: {{ email: "{SECRET}@example.com" }}', 11000)
+    assert _describe(duplicate) == "DuplicateKeyError: a MongoDB error (code 11000); message withheld"
+    assert _describe(KeyError(f"acme:email:{SECRET}")) == "KeyError: message withheld (it may quote the record)"
+    assert _describe(RuntimeError(SECRET), messages=False) == "RuntimeError"
+    # leadflow's own reasons and a parser's say where, not what: kept (cut at 2000 characters).
+    assert _describe(PoisonMessage("unknown account acme")) == "PoisonMessage: unknown account acme"
+    assert _describe(json.JSONDecodeError("Expecting value", "{", 1)).startswith("JSONDecodeError: Expecting value")
+    assert len(_describe(PoisonMessage("x" * 5000))) == 2000
 
 
 def test_describe_keeps_email_domains_out_of_the_reason() -> None:

@@ -246,3 +246,42 @@ def test_a_refused_value_is_named_by_its_variable_and_never_shown(monkeypatch: p
         load_settings(RouterSettings, "router")
     assert {line["setting"] for line in lines} == {"ROUTER_SWEEP_BATCH", "ROUTER_KAFKA__FETCH_WAIT_IDLE_MS"}
     assert SECRET_VALUE not in json.dumps(lines)
+
+
+CUT_SHORT = [
+    # The webhook providers' JSON, its closing brace lost when the Secret was edited.
+    (IntakeSettings, "intake", "INTAKE_", "INTAKE_WEBHOOKS__PROVIDERS",
+     '{"acme": {"format": "generic", "secrets": ["' + SECRET_VALUE + '"]}'),
+    # A whole nested model given as one variable, not JSON.
+    (RouterSettings, "router", "ROUTER_", "ROUTER_KAFKA", "bootstrap_servers=kafka:9092"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("cls", "service", "prefix", "variable", "value"), CUT_SHORT, ids=["intake", "router"])
+def test_a_json_setting_that_is_not_json_is_refused_by_name_with_status_2(
+    monkeypatch: pytest.MonkeyPatch, cls: type[BaseSettings], service: str, prefix: str, variable: str, value: str
+) -> None:
+    # pydantic-settings refuses it with a SettingsError before validating anything (decision 0091).
+    only_env(monkeypatch, prefix, {variable: value})
+    with json_logs(monkeypatch) as lines, pytest.raises(SystemExit) as stopped:
+        load_settings(cls, service)  # type: ignore[type-var]
+    assert stopped.value.code == 2
+    (refusal,) = lines
+    assert (refusal["level"], refusal["setting"]) == ("CRITICAL", variable)
+    assert refusal["message"].startswith(f"settings refused: {variable}: not valid JSON (")
+    assert SECRET_VALUE not in json.dumps(lines)
+
+
+def test_leadflow_ops_refuses_settings_as_the_services_do_never_showing_a_secret(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # SASL_SSL without a mechanism nor a user: refused, rightly; pydantic's own message would show the password.
+    only_env(
+        monkeypatch, "OPS_", {"OPS_KAFKA__SECURITY_PROTOCOL": "SASL_SSL", "OPS_KAFKA__SASL_PASSWORD": SECRET_VALUE}
+    )
+    status = cli.run(cli.parser().parse_args(["dlq", "list", "leads.events.v1.dlq"]))
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "OPS_KAFKA: Value error, SASL_SSL needs sasl_mechanism" in err
+    shown = [SECRET_VALUE[i : i + 6] for i in range(len(SECRET_VALUE) - 5) if SECRET_VALUE[i : i + 6] in err]
+    assert not shown, f"the refusal shows the SASL password (parts {shown}): {err}"

@@ -19,14 +19,13 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aiokafka.errors import KafkaError
-from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 
 from leadflow_ops.commands import asyncapi, contact, crm, dlq, seed, settings_reference
 from leadflow_ops.errors import OpsError
 from leadflow_ops.output import note
 from leadflow_ops.settings import OpsSettings
-from leadflow_shared.settings_catalog import nearest_setting, unknown_variables
+from leadflow_shared.settings_catalog import SettingsRefusedError, nearest_setting, read_settings, unknown_variables
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", argparse.ArgumentParser], None]
 Run = Callable[[argparse.Namespace, OpsSettings], Coroutine[Any, Any, int]]
@@ -68,9 +67,9 @@ def run(args: argparse.Namespace) -> int:
     command: Run = args.run
     _warn_of_unknown_variables()
     try:
-        settings = OpsSettings()
-    except ValidationError as exc:
-        return _fail(f"invalid OPS_* settings:\n{exc}")
+        settings = read_settings(OpsSettings)
+    except SettingsRefusedError as refused:  # named and explained as the services do, never a value shown
+        return _fail("invalid OPS_* settings:" + "".join(f"\n  {r.setting}: {r.reason}" for r in refused.refusals))
     try:
         return asyncio.run(command(args, settings))
     except OpsError as exc:

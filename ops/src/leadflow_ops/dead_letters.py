@@ -9,6 +9,7 @@ delivery: the original event, `dlq-channel` and `dlq-recipient`). Bodies hold pe
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import uuid
 from dataclasses import dataclass
@@ -67,8 +68,25 @@ class DeadLetter:
 
     @property
     def ref(self) -> str:
-        """`<dlq topic>/<partition>:<offset>`: names this dead letter everywhere (replay marker, ledger id)."""
+        """`<dlq topic>/<partition>:<offset>`: where this dead letter is, as the commands name it. Not unique
+        over time: a dead-letter topic emptied by recreating it starts its offsets again at 0."""
         return f"{self.topic}/{self.coordinates}"
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of the record's key, body and headers: the same dead letter read again has the same one, another
+        message at reused coordinates (a recreated topic) another one (decision 0091)."""
+        digest = hashlib.sha256()
+        parts = [b"" if self.key is None else b"k" + self.key, self.value]
+        parts += [part for name, value in self.headers for part in (name.encode(), value)]
+        for part in parts:  # each one length-prefixed: no two lists of parts hash alike
+            digest.update(len(part).to_bytes(8, "big") + part)
+        return digest.hexdigest()[:32]
+
+    @property
+    def ident(self) -> str:
+        """`<ref>#<fingerprint>`: this dead letter and no other, ever: the replay marker and the ledger's id."""
+        return f"{self.ref}#{self.fingerprint}"
 
     @property
     def at(self) -> datetime:
@@ -126,7 +144,7 @@ class DeadLetter:
         kept = [(name, value) for name, value in self.headers
                 if not name.lower().startswith(DLQ_PREFIX) and name not in REPLAY_HEADERS]  # fmt: skip
         ours = {
-            REPLAY: self.ref,
+            REPLAY: self.ident,
             REPLAY_SERVICE: self.header("dlq-service"),
             REPLAY_CHANNEL: self.header("dlq-channel"),
             REPLAY_RECIPIENT: self.header("dlq-recipient"),

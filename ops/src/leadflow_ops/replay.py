@@ -3,12 +3,13 @@
 A replayed record has the dead letter's key and body (the original ones), the sender's headers
 without leadflow's `dlq-*`, and `leadflow-replay*` headers naming the dead letter and the service
 that failed it (leadflow_shared.replay). Dead letters whose body or key is not the original, or
-that are no leadflow dead letter of this topic, are refused; those in the ledger are skipped.
+that are no leadflow dead letter of this topic, are refused; those in the ledger are skipped (the
+ledger knows a dead letter by its coordinates and content, `DeadLetter.ident`: decision 0091).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -58,7 +59,7 @@ class Publisher(Protocol):
 
 
 class Ledger(Protocol):
-    async def replayed(self, refs: list[str]) -> dict[str, dict[str, Any]]: ...
+    async def replayed(self, letters: Sequence[DeadLetter]) -> dict[str, dict[str, Any]]: ...
     async def record(self, letter: DeadLetter, *, to: str, at: datetime, by: str) -> bool: ...
 
 
@@ -83,7 +84,7 @@ class Replayer:
         for outcome in outcomes:
             report(outcome)
         ordered = sorted(letters, key=lambda d: (d.partition, d.offset))
-        done = await self.ledger.replayed([d.ref for d in ordered])
+        done = await self.ledger.replayed(ordered)
         for letter in ordered:
             outcome = await self._one(letter, done.get(letter.ref))
             report(outcome)

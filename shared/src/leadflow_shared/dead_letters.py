@@ -1,7 +1,7 @@
 """Dead letters: a record that cannot be processed goes to `<topic>.dlq` with why (I4).
 
 The dead letter holds the original value and key, the sender's headers (within a budget) and
-leadflow's `dlq-*` headers: the reason (field paths and rules, never values), the error type, the
+leadflow's `dlq-*` headers: the reason (field paths and rules, never values: `_describe`), the error type, the
 source topic, partition and offset, and the service. `leadflow-ops dlq` reads and replays them.
 """
 
@@ -14,7 +14,14 @@ from aiokafka import ConsumerRecord
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
-from pymongo.errors import BulkWriteError, ConnectionFailure, InvalidOperation, OperationFailure, WriteConcernError
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    InvalidOperation,
+    OperationFailure,
+    PyMongoError,
+    WriteConcernError,
+)
 
 from leadflow_shared.errors import PoisonMessage
 from leadflow_shared.kafka_records import UNREADABLE, UnreadableRecord, printable
@@ -137,15 +144,30 @@ def _reason(exc: Exception) -> str:
     return "invalid" if isinstance(exc, POISON_ERRORS) else "failed"
 
 
+# Errors whose messages say where the bytes went wrong, never what they hold.
+PLAIN_MESSAGES: tuple[type[Exception], ...] = (json.JSONDecodeError, UnicodeError, RecursionError)
+
+
 def _describe(exc: Exception, *, messages: bool = True) -> str:
-    """The reason of a dead letter: field paths with the validation messages (for the DLQ
-    header, next to the original bytes anyway) or with error types only (for logs)."""
+    """The reason of a dead letter: field paths with the validation messages (for the DLQ header, which
+    `leadflow-ops dlq list` prints while it keeps the bodies back) or with error types only (for logs).
+
+    Only messages that hold no input are kept: pydantic's (without the input), leadflow's own
+    (`PoisonMessage`: ids and rules) and a parser's. Any other error is named by its type and a fixed reason
+    (decision 0091): a library's message may quote the record, as MongoDB's duplicate-key error quotes the
+    key's value (an email)."""
+    name = type(exc).__name__
     if isinstance(exc, ValidationError):
         parts = [
             f"{'.'.join(str(p) for p in err['loc']) or '<message>'}: {err['msg'] if messages else err['type']}"
             for err in exc.errors(include_input=False)[:20]
         ]
         return "; ".join(parts)[:2000]
-    if isinstance(exc, PoisonMessage):
-        return f"{type(exc).__name__}: {exc}"[:2000]  # our own reasons: ids and rules, no personal data
-    return f"{type(exc).__name__}: {exc}"[:2000] if messages else type(exc).__name__
+    if not messages:
+        return name
+    if isinstance(exc, (PoisonMessage, *PLAIN_MESSAGES)):
+        return f"{name}: {exc}"[:2000]
+    if isinstance(exc, PyMongoError):
+        code = getattr(exc, "code", None)
+        return f"{name}: a MongoDB error{f' (code {code})' if code is not None else ''}; message withheld"
+    return f"{name}: message withheld (it may quote the record)"

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Final
 
-# "<dlq topic>/<partition>:<offset>": the dead letter this record replays; unique per dead letter.
+# "<dlq topic>/<partition>:<offset>#<fingerprint>": the dead letter this record replays; unique per dead letter,
+# also once a `.dlq` topic is recreated and its offsets start again (decision 0091).
 REPLAY: Final = "leadflow-replay"
 # The service that dead-lettered it (its `dlq-service`): the one whose failure is retried.
 REPLAY_SERVICE: Final = "leadflow-replay-service"

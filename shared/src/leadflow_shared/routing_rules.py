@@ -8,7 +8,8 @@ docs/routing-rules.md:
   matches none goes to the `default` rule, which every rule set has and which cannot be removed.
 - Criteria: the values listed for one field are OR-ed (any of them), fields are AND-ed (all of
   them). A field left empty does not constrain. Text compares without case; postal codes and
-  two-letter states as intake normalizes them (upper case).
+  two-letter states as intake normalizes them (upper case; a postal code with one space between its
+  parts, `normalize_postal_code`).
 - `match`: "exact", a lead that lacks a field the rule constrains does not match (Lofty's "match
   exactly"); "empty_or_match", it does ("empty or match"). Time of day and day of week are the
   account's clock, never missing.
@@ -29,9 +30,18 @@ from datetime import time
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
-from leadflow_shared.events.criteria import LeadIntent, Price, PropertyType, Tag
+from leadflow_shared.events.criteria import LeadIntent, Price, PropertyType, Tag, normalize_postal_code
 
 MAX_RULES = 200
 MAX_VALUES = 200  # values per criterion
@@ -40,11 +50,12 @@ MAX_ROTATION = 1000  # agents named by one rotation
 RuleId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 AgentRef = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-PostalCode = Annotated[
+PostalCode = Annotated[  # compared with the lead's as intake normalizes it: one function for both
     str,
     StringConstraints(
-        strip_whitespace=True, to_upper=True, min_length=1, max_length=16, pattern=r"^[A-Z0-9][A-Z0-9 -]*$"
+        strip_whitespace=True, to_upper=True, min_length=1, max_length=16, pattern=r"^[A-Za-z0-9][A-Za-z0-9 -]*$"
     ),
+    AfterValidator(normalize_postal_code),
 ]
 Host = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=253)]
 Weight = Annotated[int, Field(ge=1, le=10)]
@@ -293,10 +304,21 @@ class RuleSet(_Strict):
             named = [agent for action in (rule.action, *rule.fallbacks) for agent in _named(action)]
             if unknown := sorted({a for a in named if a not in roster}):
                 reasons.append(f"rule {rule_id!r}: agents not on the roster: {unknown}")
+            reasons += [
+                f"rule {rule_id!r}: {why}" for action in (rule.action, *rule.fallbacks) if (why := _ignored(action))
+            ]
         for pond in self.ponds:
             if unknown := sorted({a for a in pond.agents or () if a not in roster}):
                 reasons.append(f"pond {pond.id!r}: agents not on the roster: {unknown}")
         return reasons
+
+
+def _ignored(action: Action | Fallback) -> str | None:
+    """A setting of `action` its mode would ignore, refused when the rule set is saved (not when a stored one is
+    read: routing goes on as before, without it). Decision 0090."""
+    if isinstance(action, RotationAction) and action.mode is RotationMode.BALANCED and action.leads_per_round > 1:
+        return "leads_per_round does not apply to the balanced mode (each lead goes to whoever has had fewest)"
+    return None
 
 
 def _routes_as_source(rule: Rule | DefaultRule) -> bool:

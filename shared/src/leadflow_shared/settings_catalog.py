@@ -18,6 +18,7 @@ import difflib
 import json
 import logging
 import os
+import re
 import types
 import typing
 from collections.abc import Iterator, Mapping
@@ -29,7 +30,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import annotated_types
 from pydantic import AwareDatetime, BaseModel, NaiveDatetime, SecretBytes, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings
+from pydantic_settings import BaseSettings, SettingsError
 
 from leadflow_shared.logs import configure_logging
 from leadflow_shared.settings import ServiceSettings
@@ -260,23 +261,115 @@ def warn_of_unknown_variables(settings_class: type[BaseSettings], environ: Mappi
     return unknown
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """One reason a settings class refused its environment: the setting (its variable) and why, never a value."""
+
+    setting: str  # OPS_KAFKA, ROUTER_SWEEP_BATCH, INTAKE_WEBHOOKS__PROVIDERS ...
+    reason: str
+
+
+class SettingsRefusedError(Exception):
+    """The settings class refused its environment; `refusals` say where and why, without the values."""
+
+    def __init__(self, refusals: list[Refusal]) -> None:
+        super().__init__("; ".join(f"{r.setting}: {r.reason}" for r in refusals))
+        self.refusals = refusals
+
+
+def read_settings(settings_class: type[SettingsT]) -> SettingsT:
+    """`settings_class()` from the environment, or `SettingsRefusedError`, whatever the reason (decision 0091).
+
+    pydantic refuses a value with a `ValidationError`, whose message repeats the input (secrets included):
+    only its location and reason are kept. pydantic-settings refuses a JSON setting (a nested model, a dict, a
+    list) whose value is not JSON with a `SettingsError` before validating anything: the variable is found
+    again here (`_not_json`), and its reason is the JSON parser's, which names a position, never a value."""
+    try:
+        return settings_class()
+    except ValidationError as exc:
+        raise SettingsRefusedError(_invalid(settings_class, exc)) from None
+    except SettingsError as exc:
+        found = _not_json(settings_class, os.environ)
+        raise SettingsRefusedError(found or [_unreadable(settings_class, exc)]) from None
+
+
+def _invalid(settings_class: type[BaseSettings], exc: ValidationError) -> list[Refusal]:
+    refusals = []
+    for error in exc.errors(include_url=False, include_context=False, include_input=False):
+        loc = [str(part).upper() for part in error["loc"]]
+        where = env_prefix(settings_class) + DELIMITER.join(loc) if loc else settings_class.__name__
+        refusals.append(Refusal(where, error["msg"]))
+    return refusals
+
+
+def _not_json(settings_class: type[BaseSettings], environ: Mapping[str, str]) -> list[Refusal]:
+    """The variables `settings_class` reads as JSON whose value is not JSON, each with the parser's reason."""
+    case_sensitive = bool(settings_class.model_config.get("case_sensitive", False))
+    prefix = str(settings_class.model_config.get("env_prefix", ""))
+    refusals = []
+    for name in sorted(environ):
+        carries = name.startswith(prefix) if case_sensitive else name.upper().startswith(prefix.upper())
+        path = name[len(prefix) :] if carries else ""
+        target = _target(settings_class, (path if case_sensitive else path.lower()).split(DELIMITER)) if path else None
+        if target is None or not _takes_json(target):
+            continue
+        try:
+            json.loads(environ[name])
+        except ValueError as exc:
+            why = f"{exc.msg} at character {exc.pos}" if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
+            refusals.append(Refusal(name if case_sensitive else name.upper(), f"not valid JSON ({why})"))
+    return refusals
+
+
+def _target(annotation: Any, parts: list[str]) -> Any | None:
+    """The type the variable named by `parts` (below `annotation`) sets, or None if it sets nothing."""
+    if not parts:
+        return annotation
+    head, *rest = parts
+    inner = _nested_model(annotation)
+    if inner is not None:
+        field = inner.model_fields.get(head)
+        return None if field is None else _target(field.annotation, rest)
+    base = _strip(annotation)
+    origin = typing.get_origin(base)
+    if isinstance(origin, type) and issubclass(origin, Mapping):  # below a dict come its keys
+        args = typing.get_args(base)
+        return _target(args[1] if len(args) == 2 else Any, rest)
+    return None
+
+
+def _takes_json(annotation: Any) -> bool:
+    """Whether pydantic-settings reads a variable of this type as JSON (and refuses one that is not)."""
+    base = _strip(annotation)
+    cls = typing.get_origin(base) or base
+    return isinstance(cls, type) and issubclass(cls, BaseModel | Mapping | list | tuple | set | frozenset)
+
+
+def _unreadable(settings_class: type[BaseSettings], exc: SettingsError) -> Refusal:
+    """A `SettingsError` whose variable `_not_json` did not find: the field its message names, and the type of
+    its cause (whose message may hold the value)."""
+    field = re.search(r'field "([^"]+)"', str(exc))
+    where = env_prefix(settings_class) + field.group(1).upper() if field else settings_class.__name__
+    cause = type(exc.__cause__ or exc).__name__
+    return Refusal(where, f"could not be read ({cause})")
+
+
 def load_settings(settings_class: type[SettingsT], service: str) -> SettingsT:
     """A service's settings from its environment, with logging configured as they say, after a warning for
     every variable of its prefix no setting reads.
 
     Settings the class refuses stop the process (exit status 2) after the warnings (a misspelt name is often
     why a required one is missing) and one CRITICAL line per reason, naming the setting: never the values,
-    which pydantic's own message would print, secrets included."""
+    which pydantic's own message would print, secrets included (`read_settings`)."""
     environ = dict(os.environ)
     try:
-        settings = settings_class()
-    except ValidationError as exc:
+        settings = read_settings(settings_class)
+    except SettingsRefusedError as refused:
         configure_logging(service, "INFO", "json")
         warn_of_unknown_variables(settings_class, environ)
-        for error in exc.errors(include_url=False, include_context=False, include_input=False):
-            loc = [str(part).upper() for part in error["loc"]]
-            where = env_prefix(settings_class) + DELIMITER.join(loc) if loc else settings_class.__name__
-            logger.critical("settings refused: %s: %s", where, error["msg"], extra={"setting": where})
+        for refusal in refused.refusals:
+            logger.critical("settings refused: %s: %s", refusal.setting, refusal.reason,
+                            extra={"setting": refusal.setting})  # fmt: skip
         raise SystemExit(2) from None
     configure_logging(service, settings.log_level, settings.log_format)
     warn_of_unknown_variables(settings_class, environ)

@@ -145,7 +145,7 @@ async def _replayed_if_reachable(settings: OpsSettings, letters: list[DeadLetter
     """The ledger's records of these dead letters; without MongoDB, none (the list still helps)."""
     try:
         async with database(settings.mongo) as db:
-            return await ReplayLedger(db).replayed([d.ref for d in letters])
+            return await ReplayLedger(db).replayed(letters)
     except PyMongoError as exc:
         note(f"warning: could not read the replay ledger ({type(exc).__name__}): the 'replayed' column is unknown")
         return {}

@@ -59,7 +59,7 @@ def create_app(settings: RouterSettings) -> FastAPI:
             db = runtime.db
             services.append(
                 RouterService(
-                    records=LeadRecords(db),
+                    records=LeadRecords(db, unreadable=metrics.unreadable_records),
                     accounts=AccountSnapshots(db, settings.config_cache_seconds),
                     contacts=Contacts(db),
                     rotations=Rotations(db),

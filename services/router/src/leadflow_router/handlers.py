@@ -65,6 +65,7 @@ from leadflow_router.domain.decisions import (
     Pool,
     RoutingContext,
     Standing,
+    current_rule_id,
     follows_source,
     idle_watch,
     next_up,
@@ -188,7 +189,9 @@ class _Turn:
 
 
 def rotation_key(account: AccountSnapshot, source_name: str, rule_id: str | None) -> str:
-    """The rotation a lead takes turns in: its source's (the seeds, R6) or its routing rule's."""
+    """The rotation a lead takes turns in: its source's (the seeds, R6) or its routing rule's (the default
+    rule's when its rule was deleted: `current_rule_id`, decision 0090)."""
+    rule_id = current_rule_id(account, rule_id)
     if follows_source(account, rule_id):
         return f"{account.account_id}:{source_name}"
     return f"{account.account_id}:rule:{rule_id}"
@@ -201,6 +204,7 @@ def _count_key(key: str, agent_id: str) -> str:
 def _turn_keys(account: AccountSnapshot, source_name: str, rule_id: str | None) -> tuple[str, list[str]]:
     """The rotation a lead of `source_name` routed by `rule_id` takes turns in, and (balanced) the agents
     whose lead counts it reads."""
+    rule_id = current_rule_id(account, rule_id)
     key = rotation_key(account, source_name, rule_id)
     action = account.rules.action_of(rule_id) if rule_id is not None else None
     if isinstance(action, RotationAction) and action.mode is RotationMode.BALANCED:
@@ -912,7 +916,7 @@ class RouterService:
             raise RoutingRejected(f"no routing rule {rule_id!r} in account {account_id!r}")
         own = None if follows_source(account, rule_id) else rule_id
         now = self.clock()
-        gate = Gate(now, account.holidays, await self._usage(account, now, {}))
+        gate = Gate(now, account.holidays, await self._usage(account, now, {}), account.time_zone)
         turn = await self._turn(account, source_name, own, {})
         pool = pool_of(account, source_name, own, gate)
         picked, _, _ = pool.take(turn.cursor, turn.counts, frozenset())
@@ -939,7 +943,8 @@ class RouterService:
         """ClientBAY's "who is next" for a source (its account's live settings and rotation)."""
         account = await self._account(account_id, fresh=True)
         now = self.clock()
-        gate = Gate(now, account.holidays, await self._usage(account, now, {}))  # paused, away, at a cap...
+        # paused, away, at a cap...
+        gate = Gate(now, account.holidays, await self._usage(account, now, {}), account.time_zone)
         return next_up(account, source_name, await self.rotations.get(f"{account_id}:{source_name}"), gate)
 
     # --- durable timers ----------------------------------------------------------------------
@@ -1176,7 +1181,7 @@ class RouterService:
 
     async def _refuses(self, agent: Agent, account: AccountSnapshot, now: datetime) -> str | None:
         """Why the active `agent` cannot take a lead now (paused, away, off hours, on a holiday, at a cap)."""
-        return Gate(now, account.holidays, await self._usage(account, now, {})).refuses(agent)
+        return Gate(now, account.holidays, await self._usage(account, now, {}), account.time_zone).refuses(agent)
 
     async def _usage(
         self, account: AccountSnapshot, now: datetime, known: dict[str, dict[str, Usage]]

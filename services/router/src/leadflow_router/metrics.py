@@ -28,6 +28,14 @@ class RouterMetrics:
             " looked at again a minute later (decision 0077).",
             registry=registry,
         )
+        self.unreadable_records = Counter(
+            "router_unreadable_records_total",
+            "Routing records this version could not read (written by a newer version, or damaged), by read: due"
+            " (the sweeper's deadlines), unflushed (outboxes a crash left). Each is set aside a minute (decision"
+            " 0091).",
+            ["read"],
+            registry=registry,
+        )
         self.cas_conflicts = Counter(
             "router_cas_conflicts_total", "Compare-and-set writes that lost a race.", ["path"], registry=registry
         )

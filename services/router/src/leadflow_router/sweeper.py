@@ -7,7 +7,9 @@ fires once.
 
 Between sweeps the loop sleeps until the earliest deadline in MongoDB, or until this
 process stores an earlier one (the `Alarm`), and at most `idle_seconds`: a deadline another
-replica stored is found within that (decision 0052).
+replica stored is found within that (decision 0052). A record this version cannot read is set aside by the
+reads themselves (`LeadRecords.due`, `unflushed`: decision 0091); a pass that fails anyway is logged by the
+error's type and place, never its message, which may quote a record.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import asyncio
 import contextlib
 import logging
 import time
+import traceback
+from pathlib import Path
 
 from pymongo.errors import PyMongoError
 
@@ -78,8 +82,17 @@ async def sweep(
         except (PyMongoError, ConnectionError) as exc:
             log.warning("sweeper: %s; retrying", type(exc).__name__)
             now_ms, alarm.next_ms = 0, None
-        except Exception:
-            log.exception("sweeper failed on a record; retrying")
+        except Exception as exc:  # noqa: BLE001 (the loop outlives any fault; the next pass tries again)
+            # The error's type and where it was raised, never its message nor a traceback's: a record's
+            # decoding error quotes the record (a contact's phone).
+            log.error("sweeper failed: %s; retrying", type(exc).__name__,
+                      extra={"error_type": type(exc).__name__, "raised_at": _raised_at(exc)})  # fmt: skip
             now_ms, alarm.next_ms = 0, None
         with contextlib.suppress(TimeoutError):
             await alarm.sleep(stopping, now_ms=now_ms, longest=idle_seconds, rate=clock_rate)
+
+
+def _raised_at(exc: BaseException) -> str:
+    """`file:line in function` of each frame the exception passed, innermost last: no values, no message."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return " > ".join(f"{Path(f.filename).name}:{f.lineno} in {f.name}" for f in frames[-8:])

@@ -39,6 +39,12 @@ Price = Annotated[int, Field(ge=0, le=MAX_PRICE)]
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
 
 
+def normalize_postal_code(code: str) -> str:
+    """A postal code as a lead's and a routing rule's are kept, so they compare (decision 0090): upper case,
+    one space between its parts (" sw1a  1aa" -> "SW1A 1AA")."""
+    return " ".join(code.upper().split())
+
+
 class PriceRange(Contract):
     """In whole units of the account's currency. One price: `min` equal to `max`; an open end: left out."""
 
@@ -80,7 +86,7 @@ class LeadCriteria(Contract):
         place = self.place
         if place is not None:
             state = place.state.upper() if place.state and len(place.state) == 2 else place.state
-            postal = " ".join(place.postal_code.upper().split()) if place.postal_code else None
+            postal = normalize_postal_code(place.postal_code) if place.postal_code else None
             place = place.model_copy(update={"state": state, "postal_code": postal})
             if place == LeadPlace():
                 place = None

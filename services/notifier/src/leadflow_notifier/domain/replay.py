@@ -18,7 +18,7 @@ SERVICE = "notifier"  # the `dlq-service` of the notifier's dead letters
 
 @dataclass(frozen=True, slots=True)
 class Replay:
-    marker: str  # "<dlq topic>/<partition>:<offset>": each one reopens a failed delivery at most once
+    marker: str  # "<dlq topic>/<partition>:<offset>#<fingerprint>" (decision 0091): each reopens a delivery once
     channel: str | None = None  # None: every channel
     recipient: str | None = None  # None: every recipient
 

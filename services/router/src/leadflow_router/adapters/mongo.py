@@ -9,11 +9,13 @@ new leads' outboxes until they are published, decision 0068), router_contacts
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
+from prometheus_client import Counter
 from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -49,6 +51,10 @@ DUPLICATE_KEY = 11000  # MongoDB's error code for an existing _id
 # An outbox document stays well under MongoDB's 16 MB: a batch's outboxes take several when they are large
 # (a pond's lead is offered to each of its agents: one LeadOffered each).
 OUTBOX_DOC_BYTES = 4_000_000
+# A routing record this version cannot read is set aside this long by the reads the sweeper makes (decision 0091).
+SET_ASIDE_SECONDS = 60
+
+log = logging.getLogger(__name__)
 
 
 async def ensure_indexes(db: AsyncDatabase[Doc]) -> None:
@@ -156,9 +162,12 @@ class LeadRecords:
     """Routing records (`RoutingRecord`, stored as `codec.encode_record` documents): every change is a
     compare-and-set on `version`."""
 
-    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+    _unreadable: Counter | None = None  # router_unreadable_records_total, by read
+
+    def __init__(self, db: AsyncDatabase[Doc], *, unreadable: Counter | None = None) -> None:
         self._leads = db[ROUTER_LEADS]
         self._outboxes = db[ROUTER_OUTBOXES]
+        self._unreadable = unreadable
 
     async def get(self, lead_id: str) -> RoutingRecord | None:
         doc = await self._leads.find_one({"_id": lead_id})
@@ -244,9 +253,10 @@ class LeadRecords:
         return [decode_record(doc) async for doc in self._leads.find(query)]
 
     async def due(self, now_ms: int, limit: int) -> list[RoutingRecord]:
-        """The most overdue records, oldest deadline first."""
+        """The most overdue records, oldest deadline first; one this version cannot read is set aside (`_readable`)."""
         cursor = self._leads.find({"next_deadline_ms": {"$lte": now_ms}}).sort("next_deadline_ms", ASCENDING)
-        return [decode_record(doc) async for doc in cursor.limit(limit)]
+        docs = [doc async for doc in cursor.limit(limit)]
+        return await self._readable(docs, "due", "next_deadline_ms", now_ms)
 
     async def postpone(self, lead_id: str, *, expected_version: int, until_ms: int) -> None:
         """Make an unchanged record due again at `until_ms` (a deadline the sweeper could not fire, decision 0077)."""
@@ -262,8 +272,36 @@ class LeadRecords:
         return None
 
     async def unflushed(self, before_ms: int, limit: int) -> list[RoutingRecord]:
+        """Records whose outbox waits since `before_ms` or earlier; one this version cannot read is set aside."""
         cursor = self._leads.find({"outbox_since_ms": {"$lte": before_ms}}).limit(limit)
-        return [decode_record(doc) async for doc in cursor]
+        return await self._readable([doc async for doc in cursor], "unflushed", "outbox_since_ms", before_ms)
+
+    async def _readable(self, docs: list[Doc], read: str, field: str, cutoff_ms: int) -> list[RoutingRecord]:
+        """The records of `docs` this version can read, each decoded alone (decision 0091).
+
+        One it cannot (written by a newer version during a rolling upgrade or after a rollback, or damaged) is
+        set aside: its `field`, at or before `cutoff_ms` when read, moves SET_ASIDE_SECONDS later, so it heads
+        no pass and holds up no other record (as decision 0077's postponed deadlines). It is counted and logged
+        by lead id and exception type only: the message of a decoding error quotes the document (a phone)."""
+        records = []
+        for doc in docs:
+            try:
+                records.append(decode_record(doc))
+            except Exception as exc:  # noqa: BLE001 (whatever the codec raises: pydantic's, a KeyError, a TypeError)
+                await self._set_aside(doc.get("_id"), field, cutoff_ms, cutoff_ms + SET_ASIDE_SECONDS * 1000)
+                if self._unreadable is not None:
+                    self._unreadable.labels(read).inc()
+                log.error(
+                    "routing record unreadable by this version (%s): set aside for %d s",
+                    type(exc).__name__,
+                    SET_ASIDE_SECONDS,
+                    extra={"lead_id": str(doc.get("_id")), "read": read, "error_type": type(exc).__name__},
+                )
+        return records
+
+    async def _set_aside(self, lead_id: object, field: str, cutoff_ms: int, until_ms: int) -> None:
+        """Move the record's `field` to `until_ms`, unless it changed since it was read (no longer due)."""
+        await self._leads.update_one({"_id": lead_id, field: {"$lte": cutoff_ms}}, {"$set": {field: until_ms}})
 
     async def registering(self, keys: list[str], lead_ids: list[str]) -> dict[str, str]:
         """Outboxes not applied yet that register any of `keys`, or any key for one of `lead_ids` (R1): a new

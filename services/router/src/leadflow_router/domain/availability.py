@@ -39,11 +39,13 @@ NO_USAGE = Usage()
 @dataclass(frozen=True, slots=True)
 class Gate:
     """What decides, besides an agent's own settings, whether it can take a lead: the moment, the
-    office's holidays, and each agent's usage (None: not known, caps not checked)."""
+    office's holidays (dates of the office's calendar: its `time_zone`; None, `now`'s own), and each
+    agent's usage (None: not known, caps not checked)."""
 
     now: datetime | None = None
     holidays: frozenset[date] = frozenset()
     usage: Mapping[str, Usage] | None = None
+    time_zone: str | None = None
 
     def refuses(self, agent: Agent) -> str | None:
         """Why `agent` cannot take a lead now, or None."""
@@ -54,26 +56,36 @@ class Gate:
             return "availability settings cannot be read"
         if settings.paused:
             return "paused"
-        if self.now is not None and (why := _away_or_off(agent, self.now, self.holidays)):
+        if self.now is not None and (why := _away_or_off(agent, self.now, self._office_holiday())):
             return why
         if self.usage is not None and settings.caps is not None:
             return over_cap(settings.caps, self.usage.get(agent.agent_id, NO_USAGE))
         return None
 
+    def _office_holiday(self) -> bool:
+        if not self.holidays or self.now is None:
+            return False
+        office = self.now if self.time_zone is None else self.now.astimezone(ZoneInfo(self.time_zone))
+        return office.date() in self.holidays
+
 
 OPEN = Gate()  # no time, no usage: only the settings that need neither (paused, unreadable)
 
 
-def _away_or_off(agent: Agent, now: datetime, office_holidays: frozenset[date]) -> str | None:
+def _away_or_off(agent: Agent, now: datetime, office_holiday: bool) -> str | None:
+    """Away, on its own holiday (its calendar), or, for an agent with working hours, on the office's
+    holiday (the office's calendar) or outside them."""
     settings = agent.availability
     assert settings is not None  # noqa: S101 (checked by the caller)
     for away in settings.away:
         if away.start <= now < away.end:
             return f"away until {away.end.astimezone(ZoneInfo(agent.time_zone)):%Y-%m-%d %H:%M}"
+    local = now.astimezone(ZoneInfo(agent.time_zone))
+    if local.date() in settings.holidays:
+        return "on a holiday"
     if not settings.working_hours:
         return None
-    local = now.astimezone(ZoneInfo(agent.time_zone))
-    if local.date() in office_holidays or local.date() in settings.holidays:
+    if office_holiday:
         return "on a holiday"
     hours = tuple(PauseWindow(frozenset(w.weekdays), w.start, w.end) for w in settings.working_hours)
     if pause_end(now, hours, agent.time_zone) is None:  # no working window covers this moment

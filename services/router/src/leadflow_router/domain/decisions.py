@@ -33,7 +33,7 @@ from leadflow_router.domain.model import (
     SourceKind,
 )
 from leadflow_router.domain.rules import Order, RuleChoice, balanced_first, choose_rule, rotation_order
-from leadflow_router.domain.schedule import claim_deadline, closed_windows, pause_end
+from leadflow_router.domain.schedule import claim_deadline, closed_windows, open_after, pause_end
 from leadflow_router.domain.why import Candidates, Why
 from leadflow_shared.envelope import Contract, Envelope
 from leadflow_shared.events.activity import ActivityAction
@@ -68,6 +68,7 @@ from leadflow_shared.routing_rules import (
     Action,
     AgentAction,
     Fallback,
+    IdleReassignment,
     OwnerAction,
     PondAction,
     RotationMode,
@@ -393,6 +394,27 @@ def _held(state: LeadState, rule: RoutingRule | None, account: AccountSnapshot, 
     return Outcome(held, (Emit(LeadHeld, payload),), explanation, why=Why(now, rule=(rule.id, rule.name)))
 
 
+def current_rule_id(account: AccountSnapshot, rule_id: str | None) -> str | None:
+    """The rule a lead of rule `rule_id` goes by now: that rule while the rule set has it; a deleted rule's
+    lead goes by the default rule, remembered as a new lead of the default remembers it (`rule_id_of`)."""
+    if rule_id is None or rule_id == DEFAULT_RULE_ID or account.rules.find(rule_id) is not None:
+        return rule_id
+    return None if account.rules.routes_as_source(DEFAULT_RULE_ID) else DEFAULT_RULE_ID
+
+
+def _on_current_rule(state: LeadState, account: AccountSnapshot) -> LeadState:
+    """`state` on the rule it goes by now: a lead whose rule was deleted starts the default rule at its own
+    pool (step 0, the default's rotation), not at the deleted rule's fallback step (decision 0090)."""
+    rule_id = current_rule_id(account, state.rule_id)
+    return state if rule_id == state.rule_id else state.evolve(rule_id=rule_id, fallback_step=0)
+
+
+def _idle_of(account: AccountSnapshot, rule_id: str | None) -> IdleReassignment | None:
+    """The idle reassignment of the rule a lead of `rule_id` goes by now (the default's when it was deleted);
+    none for a lead of its source's settings."""
+    return None if rule_id is None else account.rules.steps_of(rule_id).idle
+
+
 def _fallbacks(account: AccountSnapshot, rule_id: str | None) -> int:
     return 0 if rule_id is None else len(account.rules.steps_of(rule_id).fallbacks)
 
@@ -697,13 +719,17 @@ def offer_next(
     (paused, away, off hours; at a cap when `usage` is known). A rule that holds its leads while closed
     offers nobody then (`_held`). `note` goes before the explanation (as `_prefixed` puts it), written
     into the events as they are built rather than copied into them after; `choice`, the routing rules
-    tried for a new lead, goes into the decision's `Why` as it is built (not attached after)."""
+    tried for a new lead, goes into the decision's `Why` as it is built (not attached after). A lead whose
+    rule was deleted is offered from the default rule's own pool (`_on_current_rule`)."""
+    if (current := _on_current_rule(state, account)) is not state:
+        note += f"Rule {state.rule_id!r} no longer exists: the default rule offers the lead. "
+        state = current
     rule = account.rules.find(state.rule_id)
     if (held := _held(state, rule, account, now)) is not None:
         return _prefixed(held, note) if note else held
     standing = Standing.of(rotation)
     rotation, counts = standing.cursor, standing.counts
-    gate = Gate(now, account.holidays, standing.usage)
+    gate = Gate(now, account.holidays, standing.usage, account.time_zone)
     excluded = state.agents_offered | exclude if state.offers else exclude  # a new lead was offered to nobody
     pool = pool_of(account, state.source_name, state.rule_id, gate, state.fallback_step)
     start = rotation if state.fallback_step == 0 else _lead_start(state.lead_id)
@@ -761,10 +787,10 @@ def on_deadline(
     a claimed lead left idle goes on to the next agent (its rule's idle reassignment)."""
     if state.next_deadline is None or now < state.next_deadline:
         return Outcome(state, (), "not due")
-    if state.status is LeadStatus.ASSIGNED and state.reason is AssignmentReason.CLAIMED:
+    if state.status is LeadStatus.ASSIGNED and state.reason is AssignmentReason.CLAIMED and _idles(state, account):
         return on_idle(state, account, rotation, now)
-    if state.status is LeadStatus.ASSIGNED:  # held, and no idle clock of its own: nothing to do, ever
-        return Outcome(state.evolve(next_deadline=None), (), "held: no deadline")
+    if state.status is LeadStatus.ASSIGNED:  # held, and no idle clock (its rule's dropped since): nothing to do
+        return Outcome(state.evolve(next_deadline=None), (), "held: its rule does not reassign idle leads")
     events: list[Emit] = []
     offers = []
     for offer in state.offers:
@@ -797,6 +823,13 @@ def on_deadline(
     return replace(next_step, events=(*events, *next_step.events))
 
 
+def _idles(state: LeadState, account: AccountSnapshot) -> bool:
+    """Whether the rule a claimed lead goes by now still takes it back when idle: a clock started before the
+    rule set dropped (or lowered) its idle reassignment takes nothing (decision 0090)."""
+    idle = _idle_of(account, state.rule_id)
+    return idle is not None and state.idle_reassigned < idle.times
+
+
 def on_idle(
     state: LeadState,
     account: AccountSnapshot,
@@ -806,7 +839,7 @@ def on_idle(
     """Its holder did nothing with the lead in time (the rule's idle reassignment): it is taken back and
     offered to the rule's next agent (never the same one), its broker told; nobody left: R9."""
     holder = state.holder or ""
-    idle = account.rules.steps_of(state.rule_id).idle
+    idle = _idle_of(account, state.rule_id)
     minutes = idle.minutes if idle is not None else 0
     head = f"Idle: {holder} did nothing with the lead within {minutes} working minutes; "
     taken = state.evolve(
@@ -836,12 +869,12 @@ def idle_watch(
     after = outcome.state
     if after is None or after.status is not LeadStatus.ASSIGNED:
         return outcome
-    idle = account.rules.steps_of(after.rule_id).idle if after.rule_id is not None else None
+    idle = _idle_of(account, after.rule_id)
     if after.holder != before.holder:
         if idle is None or after.reason is not AssignmentReason.CLAIMED or after.idle_reassigned >= idle.times:
             return outcome
         # Working minutes: the account's pauses (R10) do not count.
-        deadline = claim_deadline(now, timedelta(minutes=idle.minutes), account.pause, account.time_zone)
+        deadline = open_after(now, timedelta(minutes=idle.minutes), account.pause, account.time_zone)
         return replace(outcome, state=after.evolve(next_deadline=deadline))
     if after.holder == activity.agent_id and activity.action.claims and after.next_deadline is not None:
         return replace(outcome, state=after.evolve(next_deadline=None))  # worked: no longer idle
@@ -924,19 +957,12 @@ def on_ask_back(
     the race if others still have theirs, alone if the lead fell back or waits; never while someone holds
     the lead or when the agent cannot take it now (`cannot`). A refusal is logged with its reason. Either
     answer names the ask (`answers_activity_id`: `activity.event_id`), so crm-api matches it to its ask
-    (decision 0067)."""
-    had = [o for o in state.offers if o.agent_id == activity.agent_id]
-    open_now = any(o.status is OfferStatus.OPEN for o in had)
-    if not had or open_now or state.status not in {LeadStatus.OFFERED, LeadStatus.WAITING, LeadStatus.FELL_BACK}:
-        why = (
-            f"{activity.agent_id} was never offered the lead" if not had
-            else "its offer is still open" if open_now
-            else f"the lead is held by {state.holder}" if state.holder
-            else "nobody can be offered the lead now"
-        )  # fmt: skip
+    (decision 0067). Only a missed offer is asked back: never by an agent who claimed the lead and lost it
+    (taken back for idleness, say), nor by one no pool may offer a lead (not approved for round robin, its
+    invitation not accepted: decision 0090). A lead whose rule was deleted goes by the default rule."""
+    if (why := _ask_back_refusal(state, activity, account, cannot)) is not None:
         return _refused(state, activity, f"cannot ask it back: {why}")
-    if cannot is not None:
-        return _refused(state, activity, f"cannot ask it back: {cannot}")
+    state = _on_current_rule(state, account)
     pool = pool_of(account, state.source_name, state.rule_id, step=state.fallback_step)
     racing = state.status is LeadStatus.OFFERED and state.next_deadline is not None and bool(state.open_offers)
     pauses = _pauses(account, account.rules.find(state.rule_id))
@@ -956,6 +982,26 @@ def on_ask_back(
     race = len(offered.open_offers)
     answer = offered_event(offered, offer, race, explanation, answers=activity.event_id)
     return Outcome(offered, (answer,), explanation)
+
+
+def _ask_back_refusal(state: LeadState, activity: Activity, account: AccountSnapshot, cannot: str | None) -> str | None:
+    """Why the agent cannot ask the lead back (`cannot`: what the caller found, paused, away, at a cap...);
+    None: its offer ended unclaimed and a pool may offer it the lead now."""
+    had = [o for o in state.offers if o.agent_id == activity.agent_id]
+    open_now = any(o.status is OfferStatus.OPEN for o in had)
+    if not had or open_now or state.status not in {LeadStatus.OFFERED, LeadStatus.WAITING, LeadStatus.FELL_BACK}:
+        return (
+            f"{activity.agent_id} was never offered the lead" if not had
+            else "its offer is still open" if open_now
+            else f"the lead is held by {state.holder}" if state.holder
+            else "nobody can be offered the lead now"
+        )  # fmt: skip
+    if any(o.status is OfferStatus.CLAIMED for o in had):
+        return f"{activity.agent_id} claimed the lead before and no longer holds it; only a missed offer is asked back"
+    if cannot is not None:
+        return cannot
+    agent = account.agent(activity.agent_id)
+    return "not an agent of this office" if agent is None else _unavailable(agent)
 
 
 def _refused(state: LeadState, activity: Activity, why: str) -> Outcome:

@@ -50,14 +50,14 @@ class Agent:
     site_hosts: frozenset[str] = frozenset()  # the agent's subdomains and own sites (R2)
     time_zone: str = "UTC"  # its working hours and holidays are in it
     availability: AgentAvailability | None = field(default_factory=AgentAvailability)  # None: unreadable
-    # Nothing about the moment can keep it from a lead (no pause, time away, hours nor cap): worked out
-    # once, since every pool asks of every agent for every lead.
+    # Nothing about the moment can keep it from a lead (no pause, time away, hours, holiday nor cap):
+    # worked out once, since every pool asks of every agent for every lead.
     free: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         settings = self.availability
         free = settings is not None and not (
-            settings.paused or settings.away or settings.working_hours or settings.caps
+            settings.paused or settings.away or settings.working_hours or settings.caps or settings.holidays
         )
         object.__setattr__(self, "free", free)
 
