@@ -49,6 +49,7 @@ from leadflow_devstack.processes import free_port
 from leadflow_devstack.testing import records_until
 from leadflow_shared import topics
 from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
+from leadflow_shared.events.commands import ReturnLead, ReturnLeadPayload
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -190,6 +191,18 @@ async def test_only_an_agent_whose_offer_ended_can_ask_it_back(site: Site) -> No
     await act(site, lead_id, first, ActivityAction.CALL)  # it claims the lead
     assert (await lead_as_broker(site, lead_id))["owner_agent_id"] == first
     assert await ask(first, "realtor") == (409, "Nothing to ask back: you hold this lead.")
+    gave_back = ReturnLead.create(
+        account_id=ACCOUNT,
+        occurred_at=datetime.now(UTC),
+        payload=ReturnLeadPayload(lead_id=uuid.UUID(lead_id), agent_id=first),
+    )
+    await site.world.router.service.on_command(gave_back)
+    await site.world.project()
+    assert (await lead_as_broker(site, lead_id))["owner_agent_id"] != first
+    assert await ask(first, "realtor") == (
+        409,
+        "Nothing to ask back: you claimed this lead before; only a missed offer can be asked back.",
+    ), "a former holder, as the router would refuse it (decision 0090)"
     actions = [e["action"] for e in (await lead_as_broker(site, lead_id))["timeline"]]
     assert "ask_back" not in actions, "nothing refused was recorded"
     assert (await site.web.post(url)).status_code == 401, "no token"

@@ -60,7 +60,7 @@ async def ask_back(account_id: str, caller: Principal, db: Db, lead_id: str, pub
     if facts is None:  # never offered it (or no such lead: a realtor is not told which)
         raise NotFound("You were not offered this lead." if caller.sees_whole_account else "No such lead.")
     row, now = facts.row, datetime.now(UTC)
-    if (why := _nothing_to_ask_back(row, caller.sub, now)) is not None:
+    if (why := _nothing_to_ask_back(row, facts.offers, caller.sub, now)) is not None:
         raise ClaimNotPossible(f"Nothing to ask back: {why}.")
     pending = facts.outcome is not None and facts.outcome.status is AskBackStatus.PENDING
     if pending and facts.outcome is not None and now - facts.outcome.asked_at < UNANSWERED_AFTER:
@@ -83,10 +83,13 @@ async def ask_back(account_id: str, caller: Principal, db: Db, lead_id: str, pub
     return AskedBack(event_id=activity.event_id, detail=ASKED)
 
 
-def _nothing_to_ask_back(row: LeadRow, agent_id: str, now: datetime) -> str | None:
-    """Why the agent has nothing to ask back (it holds the lead, or its offer is open), or None."""
+def _nothing_to_ask_back(row: LeadRow, offers: list[TimelineEntry], agent_id: str, now: datetime) -> str | None:
+    """Why the agent has nothing to ask back (it holds the lead, held it once, or its offer is open), or None.
+    Only a missed offer is asked back: the router refuses a former holder too (decision 0090)."""
     if row.owner_agent_id == agent_id:
         return "you hold this lead"
+    if any(e.type == "LeadClaimed" for e in offers):
+        return "you claimed this lead before; only a missed offer can be asked back"
     mine = [o.deadline for o in row.open_offers if o.agent_id == agent_id]
     if not mine:
         return None
