@@ -10,7 +10,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -19,7 +19,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from leadflow_crm_api.adapters.generations import Write, replayed_already, writing
 from leadflow_crm_api.adapters.leads import LeadViews
 from leadflow_crm_api.handlers import project
-from leadflow_shared.events.routing import RoutingEvent
+from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
+from leadflow_shared.events.routing import LeadOffered, LeadOfferedPayload, RoutingEvent
 from leadflow_shared.kafka import ensure_topics
 from leadflow_shared.topics import TopicSpec
 
@@ -86,3 +87,17 @@ class Published:
 
     async def __call__(self, account_id: str, body: bytes) -> None:
         self.records.append((account_id, body))
+
+
+def offered(account_id: str, lead: uuid.UUID, agent: str, *, offer_round: int, at: datetime) -> LeadOffered:
+    """A website lead's offer to `agent` (round `offer_round`, 15 minutes to claim from `at`), as routed."""
+    return LeadOffered.create(
+        account_id=account_id,
+        occurred_at=at,
+        payload=LeadOfferedPayload(
+            lead_id=lead, agent_id=agent, offer_round=offer_round, race_size=1,
+            deadline=at + timedelta(minutes=15), explanation="R6",
+            source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
+            contact=Contact(first_name="Rae", email="rae@x.example"),
+        ),
+    )  # fmt: skip

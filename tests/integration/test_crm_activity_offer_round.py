@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import crm_harness
 import pytest
 import pytest_asyncio
 from crm_harness import Published
@@ -24,8 +25,7 @@ from leadflow_crm_api.handlers import project
 from leadflow_crm_api.use_cases.leads import account_leads, act_on_lead
 from leadflow_shared.collections import ACCOUNTS, AGENTS
 from leadflow_shared.events.activity import ActivityAction, LeadActivity
-from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
-from leadflow_shared.events.routing import LeadOffered, LeadOfferedPayload, OfferClosedPayload, OfferExpired
+from leadflow_shared.events.routing import LeadOffered, OfferClosedPayload, OfferExpired
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -49,16 +49,7 @@ async def db(mongo_url: str) -> AsyncIterator[Db]:
 
 
 def offered(lead: uuid.UUID, *, offer_round: int, at: datetime) -> LeadOffered:
-    return LeadOffered.create(
-        account_id=OFFICE,
-        occurred_at=at,
-        payload=LeadOfferedPayload(
-            lead_id=lead, agent_id="ana", offer_round=offer_round, race_size=1,
-            deadline=at + timedelta(minutes=15), explanation="R6",
-            source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
-            contact=Contact(first_name="Rae", email="rae@x.example"),
-        ),
-    )  # fmt: skip
+    return crm_harness.offered(OFFICE, lead, "ana", offer_round=offer_round, at=at)
 
 
 async def offered_again(db: Db) -> uuid.UUID:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any, cast
 
+import crm_harness
 import pytest
 import pytest_asyncio
 from crm_harness import Published
@@ -23,8 +24,7 @@ from leadflow_crm_api.adapters.leads import LeadViews, ensure_indexes
 from leadflow_crm_api.handlers import project
 from leadflow_crm_api.routes import offer_links
 from leadflow_shared.events.activity import ActivityAction, LeadActivity
-from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
-from leadflow_shared.events.routing import LeadOffered, LeadOfferedPayload, OfferClosedPayload, OfferExpired
+from leadflow_shared.events.routing import LeadOffered, OfferClosedPayload, OfferExpired
 from leadflow_shared.offer_links import link_id_of, token_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -45,16 +45,7 @@ async def db(mongo_url: str) -> AsyncIterator[Db]:
 
 
 def offered(lead: uuid.UUID, agent: str, *, offer_round: int, at: datetime) -> LeadOffered:
-    return LeadOffered.create(
-        account_id=OFFICE,
-        occurred_at=at,
-        payload=LeadOfferedPayload(
-            lead_id=lead, agent_id=agent, offer_round=offer_round, race_size=1,
-            deadline=at + timedelta(minutes=15), explanation="R6",
-            source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
-            contact=Contact(first_name="Rae", email="rae@x.example"),
-        ),
-    )  # fmt: skip
+    return crm_harness.offered(OFFICE, lead, agent, offer_round=offer_round, at=at)
 
 
 def link_request(publish: Published) -> Request:
