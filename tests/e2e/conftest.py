@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, BrowserContext, ConsoleMessage, async_playwright
 
 from leadflow_devstack.stack import Stack
 
@@ -60,3 +61,31 @@ async def browser() -> AsyncIterator[Browser]:
         launched = await playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         yield launched
         await launched.close()
+
+
+@pytest.fixture(autouse=True)
+def nothing_refused_by_the_pages_policy(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """Every browser test fails if Chromium refused anything a page of leadflow loads or runs under its
+    Content-Security-Policy (decision 0092): a script, a style, a request, a form post. Chromium says so on the
+    page's console. A frame refused by `frame-ancestors` is what the framing test wants, so it does not count."""
+    if "browser" not in request.fixturenames:
+        yield
+        return
+    browser: Browser = request.getfixturevalue("browser")
+    refused: list[str] = []
+    opened = browser.new_context
+
+    def heard(message: ConsoleMessage) -> None:
+        if "Content Security Policy" in message.text and "frame-ancestors" not in message.text:
+            refused.append(f"{message.location.get('url', '?')}: {message.text}")
+
+    async def new_context(*args: Any, **kwargs: Any) -> BrowserContext:
+        context = await opened(*args, **kwargs)
+        context.on("console", heard)
+        return context
+
+    monkeypatch.setattr(browser, "new_context", new_context)
+    yield
+    assert refused == [], f"the pages' policy refused: {refused}"

@@ -18,6 +18,7 @@ import pytest_asyncio
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from leadflow_crm_api.answer_headers import PAGE_POLICY
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import eventually
 
@@ -337,13 +338,11 @@ async def test_the_sign_in_page_says_only_leadflow_s_own_words(stack: Stack) -> 
         nothing_for()
 
 
-FRAMED_NEVER = ("frame-ancestors 'none'", "DENY")
-
-
 async def test_no_answer_of_crm_api_may_be_framed(stack: Stack, browser_like: httpx.AsyncClient) -> None:
     # Clickjacking: another site shows leadflow's page in an invisible frame over its own and makes the person
     # click Claim, Submit or Reassign. Every answer forbids being framed: the web app's pages (and its error
-    # pages and redirects), the offer links' page, and the JSON API alike, where it changes nothing (S4).
+    # pages and redirects), the offer links' page, and the JSON API alike, where it changes nothing (S4). Each
+    # carries the one policy (crm-api's own files only, decision 0092) and says its type is the one it has.
     answers = [await browser_like.get("/app/sign-in"), await browser_like.get(f"/app/accounts/{WEB}/leads")]
     answers.append(await browser_like.post("/app/sign-in", data={"csrf": "guess", "user": f"{WEB}|web-broker|broker"}))
     await sign_in(browser_like, WEB, "web-broker", "broker")
@@ -358,7 +357,9 @@ async def test_no_answer_of_crm_api_may_be_framed(stack: Stack, browser_like: ht
     for answer in answers:
         where = f"{answer.request.method} {answer.request.url.path} ({answer.status_code})"
         policies = answer.headers.get_list("content-security-policy")
-        assert (policies, answer.headers.get("x-frame-options")) == ([FRAMED_NEVER[0]], FRAMED_NEVER[1]), where
+        assert (policies, answer.headers.get("x-frame-options")) == ([PAGE_POLICY], "DENY"), where
+        assert "frame-ancestors 'none'" in PAGE_POLICY.split("; ")
+        assert answer.headers.get_list("x-content-type-options") == ["nosniff"], where
 
 
 async def test_a_broker_invites_then_disconnects_a_realtor_from_my_realtors(

@@ -13,17 +13,18 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka.errors import CommitFailedError
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 from pydantic_settings import SettingsConfigDict
 from pymongo import AsyncMongoClient
 from pymongo.errors import BulkWriteError, DuplicateKeyError, InvalidOperation, OperationFailure, WriteConcernError
+from starlette.datastructures import MutableHeaders
 from starlette.types import Message, Receive, Scope, Send
 
 from leadflow_shared.dead_letters import _reason, is_transient
 from leadflow_shared.errors import PoisonMessage
-from leadflow_shared.http import RequestMetrics
+from leadflow_shared.http import RequestMetrics, ServiceApp
 from leadflow_shared.kafka_records import UnreadableRecord
 from leadflow_shared.logs import bind, configure_logging
 from leadflow_shared.metrics import DEAD_LETTER_REASONS, ConsumerMetrics, ServiceMetrics, make_registry
@@ -184,6 +185,57 @@ async def test_http_requests_are_counted_by_route_template_never_by_raw_path() -
     assert count("/boom", "500") == 1
     names = {s.labels.get("route") for m in registry.collect() for s in m.samples}
     assert "/wp-admin/x.php" not in names
+
+
+@pytest.mark.asyncio
+async def test_every_answer_of_a_service_says_nosniff_then_what_its_policy_adds() -> None:
+    # Set around the whole app (`ServiceApp.__call__`): Starlette's own 500, sent past every middleware the app
+    # adds, and RequestMetrics' 408 included; the service's `answer_policy` sees the headers last (decision 0092).
+    app = ServiceApp()
+
+    @app.get("/json")
+    async def json_answer() -> dict[str, str]:
+        return {"a": "b"}
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("unhandled")
+
+    @app.post("/body")
+    async def body(request: Request) -> None:
+        await request.body()
+
+    app.add_middleware(RequestMetrics, metrics=ServiceMetrics(CollectorRegistry(), "intake"), body_seconds=0.05)
+    seen: list[str] = []
+
+    def policy(scope: Scope, headers: MutableHeaders) -> None:
+        seen.append(headers.get("x-content-type-options", ""))
+        headers["X-Policy"] = scope["path"]
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        answers = [await client.get(path) for path in ("/json", "/nothing", "/boom", "/health/none")]
+        app.answer_policy = policy
+        with_policy = [await client.get(path) for path in ("/json", "/nothing", "/boom")]
+    late = await _answer_of(app, {**_SCOPE, "path": "/body", "query_string": b""}, _never)
+    assert [a.status_code for a in [*answers, *with_policy]] == [200, 404, 500, 404, 200, 404, 500]
+    assert late[0]["status"] == 408
+    everything = [a.headers.get_list("x-content-type-options") for a in [*answers, *with_policy]]
+    everything.append(MutableHeaders(raw=late[0]["headers"]).getlist("x-content-type-options"))
+    assert everything == [["nosniff"]] * 8
+    assert [a.headers.get("x-policy") for a in with_policy] == ["/json", "/nothing", "/boom"]
+    assert MutableHeaders(raw=late[0]["headers"]).get("x-policy") == "/body"
+    assert seen == ["nosniff"] * 4, "the policy comes after nosniff"
+
+
+async def _answer_of(app: ServiceApp, scope: dict[str, Any], receive: Receive) -> list[Message]:
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await asyncio.wait_for(app(scope, receive, send), timeout=5)
+    return sent
 
 
 async def _never() -> Message:

@@ -50,8 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         with console.status("starting intake, router, notifier, crm-api..."):
             stack.start_services()
         for name in ("intake", "router", "notifier", "crm-api"):
-            # The router's API and its /docs take this run's service token (Stack.router_token) only.
-            pages = "/health/ready, /metrics" if name == "router" else "/health/ready, /metrics, /docs"
+            # The router's API and its /docs take this run's service token (Stack.router_token) only; crm-api
+            # serves its contract, not FastAPI's documentation pages (decision 0092).
+            docs = {"router": "", "crm-api": ", /openapi.json, /app"}.get(name, ", /docs")
+            pages = f"/health/ready, /metrics{docs}"
             console.print(f"[bold]{name:9}[/bold] {stack.url(name)}  ({pages})")
         console.rule("sample leads")
         leads = json.loads(args.leads.read_text())

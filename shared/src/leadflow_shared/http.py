@@ -1,6 +1,6 @@
 """Every service's HTTP: the operational routes (liveness, readiness, Prometheus metrics), the request
-layer on every app (`ServiceApp`, `RequestMetrics`: metrics and the body's deadline) and the server
-(`serve`: uvicorn on h11 with a deadline for each request head, without uvicorn's tick).
+layer on every app (`ServiceApp`: the headers of every answer; `RequestMetrics`: metrics and the body's
+deadline) and the server (`serve`: uvicorn on h11 with a deadline for each request head, without uvicorn's tick).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request, Response, status
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pymongo.errors import PyMongoError
+from starlette.datastructures import MutableHeaders
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.config import STARTUP_FAILURE
@@ -75,14 +76,44 @@ def add_operational_routes(
         return Response(render(registry), media_type=CONTENT_TYPE_LATEST)
 
 
+AnswerPolicy = Callable[[Scope, MutableHeaders], None]
+"""What a service adds to the headers of each of its answers (`ServiceApp.answer_policy`): the request's scope
+and the answer's headers, to change in place."""
+
+
 class ServiceApp(FastAPI):
     """FastAPI with `RequestMetrics` outermost of the middleware added to it, whenever it was added: what
     a later middleware answers itself (intake's and crm-api's 413, crm-api's 422) is counted too, and
-    every body read, theirs included, has the body's deadline."""
+    every body read, theirs included, has the body's deadline.
+
+    Every answer's headers are set in one place, `__call__`, around the whole app: Starlette's own 500 (sent by
+    its outermost middleware, past every middleware the app adds), `RequestMetrics`' 408 and the tracing's
+    middleware included. Each says `X-Content-Type-Options: nosniff` (a browser reads it as the type it was
+    sent as, never as a script or a page it guessed), then the service's `answer_policy`, if it set one, adds
+    its own (crm-api's: decision 0092)."""
+
+    answer_policy: AnswerPolicy | None = None
 
     def build_middleware_stack(self) -> ASGIApp:
         self.user_middleware.sort(key=lambda middleware: cast(object, middleware.cls) is not RequestMetrics)  # stable
         return super().build_middleware_stack()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        policy = self.answer_policy
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])  # optional in ASGI
+                headers = MutableHeaders(scope=message)
+                headers["X-Content-Type-Options"] = "nosniff"
+                if policy is not None:
+                    policy(scope, headers)
+            await send(message)
+
+        await super().__call__(scope, receive, send_with_headers)
 
 
 RETRY_AFTER_SECONDS = 5  # what a 503 for an outage asks the client to wait before trying again

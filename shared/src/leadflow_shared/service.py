@@ -235,7 +235,7 @@ class ServiceRuntime:
         if self._join_failure is not None:
             raise NotStartedError(f"consumers failed to start: {type(self._join_failure).__name__}")
 
-    def app(self, *, body_limits: BodyLimits | None = None, **fastapi_kwargs: Any) -> FastAPI:
+    def app(self, *, body_limits: BodyLimits | None = None, **fastapi_kwargs: Any) -> ServiceApp:
         """The service's FastAPI app: the operational routes, `RequestMetrics` outermost, a 422 that never
         repeats the input (`answer_invalid_requests`; intake and crm-api install their own shapes over it),
         and with `body_limits` the bodies bounded and strict JSON (`BodyGuard`, decision 0083)."""

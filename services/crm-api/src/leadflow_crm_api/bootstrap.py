@@ -22,7 +22,11 @@ def create_app(settings: CrmApiSettings) -> FastAPI:
     runtime.on_startup(ensure_indexes)
     kafka.subscribe(runtime, CrmMetrics(runtime.registry), group_id=settings.consumer_group)
 
-    app = runtime.app(title="leadflow crm-api", version="0.1.0", responses=PROBLEM_RESPONSES)
+    # No HTML documentation pages (FastAPI's load a CDN's script and run inline ones, which crm-api's policy
+    # refuses, decision 0092): /openapi.json is the contract, for any OpenAPI viewer.
+    app = runtime.app(
+        title="leadflow crm-api", version="0.1.0", responses=PROBLEM_RESPONSES, docs_url=None, redoc_url=None
+    )
     http.install(app, max_body_bytes=settings.max_body_bytes)
     app.state.runtime = runtime
     app.state.callers = Callers(TokenVerifier(settings), lambda: runtime.db, ttl=settings.auth.member_cache_seconds)

@@ -26,6 +26,7 @@ from leadflow_crm_api.domain.views import activity_entry
 from leadflow_crm_api.errors import CrmApiError, LinkRefused, LinkUnknown, Unavailable
 from leadflow_crm_api.problems import problem
 from leadflow_crm_api.publishing import publish_or_unavailable
+from leadflow_crm_api.web.common import STATIC
 from leadflow_shared.collections import CRM_USED_OFFER_LINKS
 from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
 from leadflow_shared.offer_links import InvalidOfferLink, link_id_from
@@ -38,18 +39,20 @@ PROJECTION_POLL_SECONDS = 0.1  # then doubling
 Token = Annotated[str, Path(min_length=40, max_length=48, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
+# Its style and script are static files: crm-api's pages run no inline script or style (decision 0092).
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
-<title>{title}</title></head>
-<body style="font-family: sans-serif; max-width: 36em; margin: 2em auto; line-height: 1.4">
-<h1>{title}</h1>{body}</body></html>"""
+<title>{title}</title><link rel="stylesheet" href="{static}/offer-link.css">{script}</head>
+<body><h1>{title}</h1>{body}</body></html>"""
+_SUBMIT = f'<script src="{STATIC}/offer-link.js" defer></script>'  # posts the page's form once it is parsed
 
 
-def _page(title: str, body: str, status: int) -> HTMLResponse:
+def _page(title: str, body: str, status: int, *, script: str = "") -> HTMLResponse:
+    """A page of the link's (`Cache-Control: no-store` and the policy: `answer_headers.py`)."""
     return HTMLResponse(
-        _PAGE.format(title=html.escape(title), body=body),
+        _PAGE.format(title=html.escape(title), body=body, script=script, static=STATIC),
         status_code=status,
-        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+        headers={"Referrer-Policy": "no-referrer"},  # its URL is the link: sent to no other site
     )
 
 
@@ -60,9 +63,8 @@ async def open_link(token: Token) -> HTMLResponse:
     body = (
         f'<form id="accept" method="post" action="{action}"><p>Claiming the lead for you…</p>'
         '<noscript><button type="submit">Accept the lead</button></noscript></form>'
-        '<script>document.getElementById("accept").submit()</script>'
     )
-    return _page("Accepting the lead", body, 200)
+    return _page("Accepting the lead", body, 200, script=_SUBMIT)
 
 
 @router.post("/v1/offer-links/{token}", status_code=202, response_model=LinkClaim)

@@ -14,14 +14,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from leadflow_crm_api.errors import CrmApiError, Unauthenticated
 from leadflow_crm_api.problems import reason_of
 from leadflow_crm_api.web import dashboard, distribution, leads, live, me, offices, settings, sharing, sign_in, team
-from leadflow_crm_api.web.common import HERE, PREFIX, SignInRequired, redirect, render
+from leadflow_crm_api.web.common import HERE, PREFIX, STATIC, SignInRequired, redirect, render
 
 
 def install(app: FastAPI) -> None:
     """Mount the pages and their static files; errors under /app become pages (or a sign-in redirect)."""
     for pages in (sign_in, leads, live, sharing, offices, settings, distribution, team, dashboard, me):
         app.include_router(pages.router)
-    app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="web-static")
+    app.mount(STATIC, StaticFiles(directory=HERE / "static"), name="web-static")
     for kind in (CrmApiError, RequestValidationError, StarletteHTTPException, Exception):
         api_handler = app.exception_handlers[kind]
 

@@ -16,12 +16,12 @@ from pydantic import ValidationError
 from leadflow_crm_api.adapters.callers import Callers
 from leadflow_crm_api.domain.principal import Principal
 from leadflow_crm_api.errors import Forbidden, NotFound, Unauthenticated
-from leadflow_crm_api.framing import deny_framing
 from leadflow_crm_api.problems import reason_of
 from leadflow_crm_api.settings import CrmApiSettings
 from leadflow_crm_api.web.session import CSRF_FIELD, SESSION_COOKIE, csrf_token, csrf_valid
 
 PREFIX = "/app"
+STATIC = f"{PREFIX}/static"  # the script and style sheet every page loads (web/static/)
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.filters["urldecode"] = unquote
@@ -91,6 +91,7 @@ async def checked_form(request: Request, token: str) -> dict[str, str]:
 
 
 def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    """A page; its headers (`Cache-Control: no-store`, the policy) are crm-api's `answer_policy`'s, 500 page too."""
     caller: Principal | None = context.get("caller")
     token = request.cookies.get(SESSION_COOKIE)
     flash = request.cookies.get(FLASH_COOKIE)
@@ -99,9 +100,7 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
         {"csrf": csrf_token(settings_of(request).web_session_secret, token) if token and caller else "",
          "flash": flash, "prefix": PREFIX, **context},
         status_code=status,
-        headers={"Cache-Control": "no-store"},
     )  # fmt: skip
-    deny_framing(response.headers)  # also here: the 500 page passes no middleware of the app's (framing.py)
     if flash:
         response.delete_cookie(FLASH_COOKIE, path=PREFIX)
     return response

@@ -70,6 +70,4 @@ def _stream(request: Request, caller: Principal, mark: Callable[[], Awaitable[st
                 beat = loop.time()
                 yield ": still here\n\n"  # keeps proxies from closing an idle stream
 
-    return StreamingResponse(
-        events(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-    )
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"X-Accel-Buffering": "no"})

@@ -153,6 +153,23 @@ async def disconnect(request: Request, account_id: str, realtor_id: str) -> Resp
 # -- the realtor's invitations ------------------------------------------------------------------------------
 
 
+@router.get("/invitations/{invitation_id}")
+async def open_invitation(request: Request, invitation_id: str) -> Response:
+    """The invitation email's link (the notifier's `invitation_email`): the realtor answers its invitations on
+    My Leads, so a pending one is shown there (signing in first, then back here). One answered already says
+    how; anyone else's, or none, is no such page (nothing told about another's invitation)."""
+    caller, _ = await caller_of(request)
+    wanted = path_id(invitation_id)
+    mine = await sharing_uc.my_invitations(caller, db_of(request))
+    found = next((i for i in mine.items if i.invitation_id == wanted), None)
+    if found is None:
+        raise NotFound("No such invitation.")
+    if found.status is InvitationStatus.PENDING:
+        return redirect(f"{PREFIX}/my/leads#invitation-{wanted}")
+    said = f"The invitation of {found.account_id} is {found.status.value} already."
+    return redirect(f"{PREFIX}/my/leads", request=request, flash=said)
+
+
 @router.post("/invitations/{invitation_id}/{answer}")
 async def answer(request: Request, invitation_id: str, answer: str) -> Response:
     caller, token = await caller_of(request)
