@@ -1,4 +1,5 @@
-"""T2 in crm-api's views on a real MongoDB-wire server: a moved lead's row, labels and timeline."""
+"""T2 in crm-api's views on a real MongoDB-wire server: a moved lead's row, labels and timeline; a move projected
+after what the new office did since (decision 0093)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import (
     LeadOffered,
     LeadOfferedPayload,
+    LeadReleased,
+    LeadReleasedPayload,
     LeadTransferred,
     LeadTransferredPayload,
     OfferClosedPayload,
@@ -176,6 +179,34 @@ async def test_replaying_an_earlier_event_after_the_move_keeps_the_lead_in_the_t
     row = await ScopedLeads(db, scope_filter(Principal("sam", Role.BROKER, "south"), "south")).get(str(lead))
     assert row is not None
     assert row.owner_agent_id == "sol"
+
+
+async def test_a_move_projected_after_the_new_offices_release_keeps_the_lead_unassigned(
+    db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    """North moves the lead to south, where sol holds it. sol is then deactivated in south (`departed_agent_leads`
+    `unassigned`): the router releases sol's leads at once with a LeadReleased keyed by south, which needs nothing
+    from crm-api's views. The consumer of south's partition projects it before the one of north's partition
+    (lagging, or rebalancing) projects the move (helper 80's review)."""
+    lead, transfer = uuid.uuid4(), uuid.uuid4()
+    offered, withdrawn, move = events(lead, transfer)
+    released = LeadReleased.create(
+        account_id="south",
+        occurred_at=MOVED_AT + timedelta(seconds=30),
+        payload=LeadReleasedPayload(lead_id=lead, agent_id="sol", broker_agent_id="sue", explanation="sol left"),
+    )
+    views = LeadViews(db)
+    for event in (offered, withdrawn, released, move):  # south's partition first, then north's
+        await project(event, views=views, side_effects=False)
+
+    row = await views.row(str(lead))
+    assert row is not None
+    assert (row.account_id, row.created_at, row.moved_from_account_id) == ("south", MOVED_AT, "north")
+    assert (row.owner_agent_id, row.status, row.assignment_reason) == (None, "unassigned", "agent_left"), (
+        "the late move made sol, who left, the holder again"
+    )
+    assert (row.early_holder_account_id, row.early_holder_ms) == (None, None), "in south now: the release is its own"
+    assert row.last_activity_at == released.occurred_at, "the last activity stays the later release's"
 
 
 async def test_a_moved_team_member_arrives_onboarding_in_the_target_roster_and_a_retry_changes_nothing(

@@ -1,4 +1,5 @@
-"""crm-api's views on a real MongoDB-wire server: projection replay, caller scopes, keyset pages."""
+"""crm-api's views on a real MongoDB-wire server: projection replay (a share read again, decision 0093), caller
+scopes, keyset pages."""
 
 from __future__ import annotations
 
@@ -36,8 +37,14 @@ from leadflow_shared.events.routing import (
     LeadEvent,
     LeadOffered,
     LeadOfferedPayload,
+    LeadShared,
+    LeadSharedPayload,
+    LeadTransferred,
+    LeadTransferredPayload,
     OfferClosedPayload,
     OfferWithdrawn,
+    RoutingEvent,
+    WithdrawalReason,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -120,6 +127,90 @@ async def test_projection_is_idempotent_and_tracks_open_offers(db: AsyncDatabase
     assert await db[CRM_TIMELINE].count_documents({"lead_id": str(lead)}) == len(events)
     assert await ben.get(str(lead)) is None, "a withdrawn offer takes the lead out of the realtor's scope"
     assert await db[CRM_LEADS].count_documents({"_id": str(lead)}) == 1
+
+
+CONTACT = Contact(first_name="Mo", last_name="Vers", email="mo@example.com")
+
+
+def offered_to_ana(lead: uuid.UUID) -> LeadOffered:
+    """North offers the lead to ana (round 1)."""
+    return LeadOffered.create(account_id="north", occurred_at=T0, payload=LeadOfferedPayload(
+        lead_id=lead, agent_id="ana", offer_round=1, race_size=1, deadline=T0 + timedelta(minutes=15),
+        explanation="R6", contact=CONTACT, source=SOURCE))  # fmt: skip
+
+
+def withdrawn_for_sharing(lead: uuid.UUID, at: datetime) -> OfferWithdrawn:
+    return OfferWithdrawn.create(account_id="north", occurred_at=at, payload=OfferClosedPayload(
+        lead_id=lead, agent_id="ana", offer_round=1, reason=WithdrawalReason.LEAD_SHARING))  # fmt: skip
+
+
+def shared(lead: uuid.UUID, realtor: str, *, at: datetime, previous: str | None = None) -> LeadShared:
+    """T1: north shares the lead with `realtor` (the router's echo; crm-api recorded the share when it took it)."""
+    return LeadShared.create(account_id="north", occurred_at=at, payload=LeadSharedPayload(
+        lead_id=lead, share_id=uuid.uuid4(), agent_id=realtor, realtor_name=realtor.title(),
+        assigned_by="North Realty", previous_owner_agent_id=previous, by_user_id="nora"))  # fmt: skip
+
+
+def moved_to_south(lead: uuid.UUID, *, at: datetime, previous: str | None) -> LeadTransferred:
+    """T2: north -> south, where sol (roster position 1) holds it. Keyed by north, the office it left."""
+    return LeadTransferred.create(account_id="north", occurred_at=at, payload=LeadTransferredPayload(
+        lead_id=lead, transfer_id=uuid.uuid4(), from_account_id="north", from_account_name="North Office",
+        previous_owner_agent_id=previous, previous_owner_name=None, to_account_id="south",
+        to_account_name="South Office", agent_id="sol", by_user_id="nora", contact=CONTACT, source=SOURCE))  # fmt: skip
+
+
+async def projected(views: LeadViews, *events: RoutingEvent) -> None:
+    for event in events:
+        await project(event, views=views, side_effects=False)  # the office transfer's bookkeeping is not at issue
+
+
+async def holder(views: LeadViews, lead: uuid.UUID) -> tuple[str, str | None, str, str | None, list[str]]:
+    row = await views.row(str(lead))
+    assert row is not None
+    return (row.account_id, row.owner_agent_id, row.status, row.assignment_reason, list(row.offered_to))
+
+
+async def test_a_redelivered_share_does_not_undo_the_office_move_that_followed_it(
+    db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    """North shares the lead with realtor rita, then moves it to south. The batch that held both is read again
+    (the consumer died before committing, a rebalance, or the edge retrying a batch a later record failed): the
+    move is on the timeline, the share is not, and both are recognised (decision 0093; helper 80's review)."""
+    lead = uuid.uuid4()
+    share = shared(lead, "rita", at=T0 + timedelta(minutes=1))
+    move = moved_to_south(lead, at=T0 + timedelta(minutes=2), previous="rita")
+    views = LeadViews(db)
+    await projected(views, offered_to_ana(lead), withdrawn_for_sharing(lead, share.occurred_at))
+    await projected(views, share, move)
+    assert await holder(views, lead) == ("south", "sol", "assigned", "office_transfer", [])
+
+    await projected(views, share, move)  # the same batch, redelivered
+
+    assert await holder(views, lead) == ("south", "sol", "assigned", "office_transfer", []), (
+        "the redelivered share gave the moved lead back to the first office's realtor"
+    )
+
+
+async def test_a_replayed_share_does_not_take_the_lead_from_the_realtor_it_was_shared_with_since(
+    db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    """The notifier could not email rita about her share: its dead letter goes to leads.events.v1.dlq. Meanwhile
+    north shares the lead with rob instead. An operator then replays the dead letters (`leadflow-ops dlq
+    replay`), which republishes rita's LeadShared to leads.events.v1, which crm-api's projection reads too."""
+    lead = uuid.uuid4()
+    to_rita = shared(lead, "rita", at=T0 + timedelta(minutes=1))
+    to_rob = shared(lead, "rob", at=T0 + timedelta(days=1), previous="rita")
+    views = LeadViews(db)
+    await projected(views, offered_to_ana(lead), withdrawn_for_sharing(lead, to_rita.occurred_at))
+    await projected(views, to_rita, to_rob)
+    assert await holder(views, lead) == ("north", "rob", "assigned", "lead_sharing", [])
+
+    await projected(views, to_rita)  # the replayed dead letter, days later
+
+    assert await holder(views, lead) == ("north", "rob", "assigned", "lead_sharing", []), (
+        "the replayed share made rita the holder again"
+    )
+    assert await db[CRM_TIMELINE].count_documents({"lead_id": str(lead)}) == 2, "shares are not on the timeline"
 
 
 async def test_scopes_keep_accounts_and_realtors_apart(db: AsyncDatabase[dict[str, Any]]) -> None:

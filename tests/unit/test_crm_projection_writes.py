@@ -1,8 +1,10 @@
 """What crm-api's projection writes, typed (domain/projection.py, decision 0085): a new lead's row with its first
-event's changes in it, a row's changes with its last activity kept only when newer, an assignment's upsert."""
+event's changes in it, a row's changes with its last activity kept only when newer, an assignment's upsert; and
+(decision 0093) a lead's events read again or a move read late leave the row they left once, in order."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,8 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leadflow_crm_api.domain.erasure import ERASED_ROW
+from leadflow_crm_api.domain.lead_row import LeadRow
 from leadflow_crm_api.domain.projection import (
     NO_ROW,
+    NewRow,
     RowChanges,
     RowState,
     RowUpsert,
@@ -21,11 +25,14 @@ from leadflow_crm_api.domain.projection import (
     first_row,
     row_changes,
 )
-from leadflow_crm_api.domain.views import lead_row_from_offered
+from leadflow_crm_api.domain.views import EARLY_HOLDER, lead_row_from_offered
+from leadflow_crm_api.handlers import project
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.activity import ActivityAction
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import (
+    ActivityLogged,
+    ActivityLoggedPayload,
     AssignmentReason,
     LeadAssigned,
     LeadAssignedPayload,
@@ -35,6 +42,16 @@ from leadflow_shared.events.routing import (
     LeadHeldPayload,
     LeadOffered,
     LeadOfferedPayload,
+    LeadReleased,
+    LeadReleasedPayload,
+    LeadShared,
+    LeadSharedPayload,
+    LeadTransferred,
+    LeadTransferredPayload,
+    OfferClosedPayload,
+    OfferWithdrawn,
+    RoutingEvent,
+    WithdrawalReason,
 )
 from leadflow_shared.offer_links import link_id_of
 
@@ -138,3 +155,128 @@ def test_an_assignment_delivered_after_the_erasure_keeps_the_row_erased() -> Non
     fields = assigned_row(assigned(), erased).fields
     assert {k: fields[k] for k in ERASED_ROW} == ERASED_ROW
     assert assigned_row(assigned(), RowState.of({"_id": str(LEAD)})).fields["name"] == "Jane Doe"
+
+
+# --- decision 0093: a lead's events read again, a move read late -------------------------------------------------
+
+
+class MemoryViews:
+    """The projection's port in memory (`handlers.ViewWriter`), applying the typed writes as `BufferedViews` does."""
+
+    db: Any = None  # only the office transfers' bookkeeping uses it: projected here with side_effects=False
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.entries: dict[str, dict[str, Any]] = {}
+
+    async def state(self, lead_id: str) -> RowState:
+        return RowState.of(self.rows.get(lead_id))
+
+    async def row(self, lead_id: str) -> LeadRow | None:
+        return LeadRow.from_doc(self.rows[lead_id]) if lead_id in self.rows else None
+
+    async def insert_new(self, row: NewRow) -> bool:
+        if row.lead_id in self.rows:
+            return False
+        self.rows[row.lead_id] = row.document()
+        return True
+
+    async def upsert(self, row: RowUpsert) -> None:
+        self.rows[row.lead_id] = row.applied_to(self.rows.get(row.lead_id))
+
+    async def update(self, changes: RowChanges) -> None:
+        if changes.lead_id in self.rows:
+            self.rows[changes.lead_id] = changes.applied_to(self.rows[changes.lead_id])
+
+    async def recorded(self, event_id: str) -> bool:
+        return event_id in self.entries
+
+    async def record(self, entry: dict[str, Any]) -> None:
+        self.entries.setdefault(str(entry["_id"]), entry)
+
+    async def erase_timeline(self, lead_id: str) -> None:
+        raise AssertionError(f"no erasure here ({lead_id})")
+
+
+def _life() -> list[RoutingEvent]:
+    """North offers the lead to ana, shares it with rita (ana's offer withdrawn), rita works it (the router's echo
+    of her note, which the timeline does not record), north shares it with rob instead, moves it to south (sol
+    holds it there); sol works it, leaves (released), and south offers it to sam."""
+    minute = timedelta(minutes=1)
+
+    def echo(agent: str, at: datetime, account: str) -> ActivityLogged:
+        return ActivityLogged.create(account_id=account, occurred_at=at, payload=ActivityLoggedPayload(
+            lead_id=LEAD, agent_id=agent, action=ActivityAction.NOTE, by_agent_id=agent))  # fmt: skip
+
+    def share(realtor: str, at: datetime) -> LeadShared:
+        return LeadShared.create(account_id="acme", occurred_at=at, payload=LeadSharedPayload(
+            lead_id=LEAD, share_id=uuid.uuid4(), agent_id=realtor, realtor_name=realtor, assigned_by="Acme",
+            previous_owner_agent_id=None, by_user_id="nora"))  # fmt: skip
+
+    withdrawn = OfferWithdrawn.create(account_id="acme", occurred_at=T0 + minute, payload=OfferClosedPayload(
+        lead_id=LEAD, agent_id="ana", offer_round=1, reason=WithdrawalReason.LEAD_SHARING))  # fmt: skip
+    move = LeadTransferred.create(account_id="acme", occurred_at=T0 + 5 * minute, payload=LeadTransferredPayload(
+        lead_id=LEAD, transfer_id=uuid.uuid4(), from_account_id="acme", from_account_name="Acme",
+        previous_owner_agent_id="rob", previous_owner_name=None, to_account_id="south", to_account_name="South",
+        agent_id="sol", by_user_id="nora", contact=CONTACT, source=SOURCE))  # fmt: skip
+    released = LeadReleased.create(account_id="south", occurred_at=T0 + 7 * minute, payload=LeadReleasedPayload(
+        lead_id=LEAD, agent_id="sol", broker_agent_id="sue", explanation="sol left"))  # fmt: skip
+    to_sam = LeadOffered.create(account_id="south", occurred_at=T0 + 8 * minute, payload=LeadOfferedPayload(
+        lead_id=LEAD, agent_id="sam", offer_round=1, race_size=1, deadline=T0 + 23 * minute, explanation="R6",
+        contact=CONTACT, source=SOURCE))  # fmt: skip
+    return [
+        offered("ana"), withdrawn, share("rita", T0 + minute), echo("rita", T0 + 2 * minute, "acme"),
+        share("rob", T0 + 3 * minute), move, echo("sol", T0 + 6 * minute, "south"), released, to_sam,
+    ]  # fmt: skip
+
+
+def _projected(events: list[RoutingEvent]) -> MemoryViews:
+    views = MemoryViews()
+
+    async def run() -> None:
+        for event in events:
+            await project(event, views=views, side_effects=False)
+
+    asyncio.run(run())
+    return views
+
+
+@settings(database=None, deadline=None)
+@given(data=st.data())
+def test_events_read_again_leave_the_row_they_left_once(data: st.DataObject) -> None:
+    """A batch read again (a redelivery after a rebalance, the edge retrying a batch) repeats a run of the lead's
+    events once they were applied; a dead letter replayed (the notifier's, of any event) brings one back later."""
+    events = _life()
+    once = _projected(events)
+    upto = data.draw(st.integers(1, len(events)), label="applied before the batch is read again")
+    since = data.draw(st.integers(0, upto - 1), label="the batch's first event")
+    replayed = data.draw(st.lists(st.sampled_from(events), max_size=3), label="dead letters replayed at the end")
+    again = _projected([*events[:upto], *events[since:upto], *events[upto:], *replayed])
+    assert again.rows == once.rows
+    assert again.entries.keys() == once.entries.keys()
+
+
+@settings(database=None, deadline=None)
+@given(late=st.integers(0, 3))
+def test_a_move_read_after_what_the_new_office_did_since_leaves_the_holder_to_that(late: int) -> None:
+    """The move is keyed by the office the lead left; the new office's events go to another partition, whose
+    consumer may project any number of them first."""
+    events = _life()
+    move = events.index(next(e for e in events if isinstance(e, LeadTransferred)))
+    reordered = [*events[:move], *events[move + 1 : move + 1 + late], events[move], *events[move + 1 + late :]]
+    row, in_order = (_projected(reordered)).rows[str(LEAD)], (_projected(events)).rows[str(LEAD)]
+    held = ("account_id", "status", "owner_agent_id", "assignment_reason", "open_offers", "offered_to", "pond")
+    assert {k: row[k] for k in held} == {k: in_order[k] for k in held}
+    assert (row["account_id"], row["owner_agent_id"], row["offered_to"]) == ("south", None, ["sam"])
+    assert {row.get(k) for k in EARLY_HOLDER} <= {None}, "in the target office, what came early is its own"
+
+
+def test_the_echo_of_an_agents_action_changes_the_row_only_when_newer() -> None:
+    """The timeline does not record it (crm-api recorded the action): its time is what recognises it again."""
+    echo = ActivityLogged.create(account_id="acme", occurred_at=T0, payload=ActivityLoggedPayload(
+        lead_id=LEAD, agent_id="ana", action=ActivityAction.CALL, by_agent_id="ana"))  # fmt: skip
+    changes = row_changes(echo, RowState.of({"_id": str(LEAD)}))
+    assert changes.fields == {}
+    assert set(changes.activity) == {"last_activity_at", "last_activity_ms", "last_event_id"}
+    row = {"_id": str(LEAD), "last_activity_ms": epoch_ms(T0), "last_event_id": "before"}
+    assert changes.applied_to(row) == row

@@ -6,7 +6,10 @@ or hold stores the row with the event's changes in it (unless the lead has a row
 
 The timeline entry (_id = event id) is written last and marks the event as applied, so a
 redelivered event is skipped; one that crashed half-way is applied again, which the row
-changes tolerate (they are sets keyed by the event's own fields).
+changes tolerate (they are sets keyed by the event's own fields). An event the timeline does not
+record is recognised otherwise (decision 0093): a share by its id on the row, written with its
+changes; the echo of an agent's action or message changes only the last activity, when newer.
+A move projected after what the lead's new office did since leaves the holder to that.
 
 A rebuild (decision 0045) applies the same function to every event of the log with
 `side_effects=False`: only the views are written, never the office transfers or labels.
@@ -81,8 +84,10 @@ async def project(event: RoutingEvent, *, views: ViewWriter, side_effects: bool 
         await views.upsert(assigned_row(event, await views.state(lead_id)))
     elif isinstance(event, LeadTransferred):
         await _moved(event, views, side_effects=side_effects)
-    else:  # any other lead event: its row's changes, with the open offers and accept links it leaves
-        await views.update(row_changes(event, await views.state(lead_id)))
+    elif not (state := await views.state(lead_id)).applied_already(event):
+        # Any other lead event: its row's changes, with the open offers and accept links it leaves. A share the
+        # row applied before (the timeline does not record it) is skipped.
+        await views.update(row_changes(event, state))
     if in_timeline:
         await views.record(timeline_entry(event))
 

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from leadflow_crm_api.domain.lead_row import LeadRow
+from leadflow_crm_api.domain.views import EARLY_HOLDER, HOLDER_FIELDS
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.routing import LeadTransferred
 
@@ -101,10 +102,12 @@ def moved_row(row: LeadRow, event: LeadTransferred) -> dict[str, Any]:
     """What the move `$set`s on the lead's row: new office, new holder, a new lead there (T2).
 
     The row's `created_*` become the move's time, so the lead lists as new in the target; the
-    first office's creation time is kept once in `first_created_*`.
+    first office's creation time is kept once in `first_created_*`. A move projected after a later holder change
+    of the target office (`views.EARLY_HOLDER`: another partition read first) leaves the holder to it
+    (decision 0093).
     """
     p, at = event.payload, event.occurred_at
-    return {
+    moved: dict[str, Any] = {
         "account_id": p.to_account_id,
         "owner_agent_id": p.agent_id,
         "status": "assigned",
@@ -132,3 +135,8 @@ def moved_row(row: LeadRow, event: LeadTransferred) -> dict[str, Any]:
         **{name: [] for name in DROPPED_ON_MOVE},
         "last_event_id": str(event.event_id),
     }
+    if row.early_holder_account_id is None:
+        return moved
+    if row.early_holder_account_id == p.to_account_id and (row.early_holder_ms or 0) > epoch_ms(at):
+        moved = {k: v for k, v in moved.items() if k not in HOLDER_FIELDS}
+    return moved | dict.fromkeys(EARLY_HOLDER)  # in the target now: what came early is its own

@@ -18,6 +18,8 @@ from typing import Any
 from leadflow_crm_api.domain.erasure import ERASED_ROW
 from leadflow_crm_api.domain.generations import LAST_ACTIVITY
 from leadflow_crm_api.domain.views import (
+    APPLIED_EVENT_IDS,
+    EARLY_HOLDER,
     lead_row_changes,
     lead_row_from_assigned,
     lead_row_from_held,
@@ -25,8 +27,10 @@ from leadflow_crm_api.domain.views import (
     offer_links_after,
     open_offers_after,
     pond_of,
+    records_in_timeline,
 )
-from leadflow_shared.events.routing import LeadAssigned, LeadEvent, LeadHeld, LeadOffered
+from leadflow_shared.clock import epoch_ms
+from leadflow_shared.events.routing import LeadAssigned, LeadEvent, LeadHeld, LeadOffered, LeadShared
 
 Fields = Mapping[str, Any]  # some of a crm_leads row's fields, as stored
 Doc = dict[str, Any]
@@ -39,13 +43,16 @@ ON_INSERT_ONLY = ("created_at", "created_ms", "transferred_to", "crm_status")
 @dataclass(frozen=True, slots=True)
 class RowState:
     """What the projection reads of a lead's row before changing it: whether there is one, whether its contact
-    was erased, and its open offers and accept links (the lists as stored: `open_offers_after` and
-    `offer_links_after` build on them)."""
+    was erased, its open offers and accept links (the lists as stored: `open_offers_after` and
+    `offer_links_after` build on them), its office, and the ids of the events it applied that the timeline does
+    not record (`views.APPLIED_EVENT_IDS`: the lead's shares)."""
 
     exists: bool = False
     erased: bool = False
     open_offers: list[dict[str, Any]] = field(default_factory=list)
     offer_links: list[dict[str, Any]] = field(default_factory=list)
+    account_id: str | None = None
+    applied: list[str] = field(default_factory=list)
 
     @classmethod
     def of(cls, row: Fields | None) -> RowState:
@@ -53,7 +60,18 @@ class RowState:
         if row is None:
             return NO_ROW
         # `erased`: nx-27017 reads a `$set` true back as 1.
-        return cls(True, bool(row.get("erased")), row.get("open_offers") or [], row.get("offer_links") or [])
+        return cls(
+            True,
+            bool(row.get("erased")),
+            row.get("open_offers") or [],
+            row.get("offer_links") or [],
+            row.get("account_id"),
+            row.get(APPLIED_EVENT_IDS) or [],
+        )
+
+    def applied_already(self, event: LeadEvent) -> bool:
+        """Whether the row has applied `event`, one the timeline does not record (a share read again)."""
+        return str(event.event_id) in self.applied
 
 
 NO_ROW = RowState()
@@ -80,8 +98,9 @@ class RowChanges:
     activity: Fields
 
     @classmethod
-    def of(cls, lead_id: str, changes: Fields) -> RowChanges:
-        activity = {k: changes[k] for k in LAST_ACTIVITY if k in changes}
+    def of(cls, lead_id: str, changes: Fields, *, newer_only: tuple[str, ...] = LAST_ACTIVITY) -> RowChanges:
+        """`changes` with the fields `newer_only` (the last activity, unless told) set only when newer."""
+        activity = {k: changes[k] for k in newer_only if k in changes}
         return cls(lead_id, {k: v for k, v in changes.items() if k not in activity}, activity)
 
     def applied_to(self, row: Fields) -> Doc:
@@ -130,8 +149,14 @@ def first_row(event: LeadEvent) -> NewRow | None:
 
 
 def row_changes(event: LeadEvent, row: RowState) -> RowChanges:
-    """The event's changes of its lead's row, with the open offers and accept links it leaves there."""
+    """The event's changes of its lead's row, with the open offers and accept links it leaves there.
+
+    Each change is recognised when the event comes again (decision 0093): an event the timeline records by its
+    entry; a share by its id, kept on the row (`APPLIED_EVENT_IDS`); the echo of an agent's action or message,
+    which changes only the last activity and `last_event_id`, by its time: it sets them only when newer.
+    """
     changes = lead_row_changes(event)
+    changes |= _early_holder(event, row, changes)
     offers = open_offers_after(row.open_offers, event)
     if offers is not None:
         # $set of the whole array: nx-27017 mangles $push of documents (decision 0004).
@@ -140,12 +165,26 @@ def row_changes(event: LeadEvent, row: RowState) -> RowChanges:
     links = offer_links_after(row.offer_links, event)
     if links is not None:  # `offer_link_ids` is what a click's lookup matches (an array of strings)
         changes |= {"offer_links": links, "offer_link_ids": [link["link_id"] for link in links]}
+    if isinstance(event, LeadShared):
+        changes[APPLIED_EVENT_IDS] = [*row.applied, str(event.event_id)]
+    elif not records_in_timeline(event):
+        return RowChanges.of(str(event.payload.lead_id), changes, newer_only=(*LAST_ACTIVITY, "last_event_id"))
     return RowChanges.of(str(event.payload.lead_id), changes)
+
+
+def _early_holder(event: LeadEvent, row: RowState, changes: Fields) -> dict[str, Any]:
+    """T2: a holder change of an office the row is not in yet, so of the office the lead moved to, whose move
+    (keyed by the office it left, another partition) is projected later. The row keeps where and when, so the
+    move, older, leaves the holder fields to it (`offices.moved_row`). Nothing for any other event."""
+    if "owner_agent_id" not in changes or not row.exists or row.account_id in (None, event.account_id):
+        return {}
+    return dict(zip(EARLY_HOLDER, (event.account_id, epoch_ms(event.occurred_at)), strict=True))
 
 
 def assigned_row(event: LeadAssigned, row: RowState) -> RowUpsert:
     """The row an assignment leaves. It ends any offer, a pond's too: the lead leaves its pond (issue 15)."""
     fields = lead_row_from_assigned(event) | {"pond": None}
+    fields |= _early_holder(event, row, fields)
     if row.erased:
         fields |= ERASED_ROW  # an event from before the erasure, delivered late (a replayed dead letter)
     return RowUpsert.of(str(event.payload.lead_id), fields)

@@ -110,6 +110,17 @@ def search_patterns(text: str) -> tuple[str, str | None]:
 _PHONE_TEXT = re.compile(r"[\d\s+().-]+")
 
 
+# Row fields the projection keeps for itself (decision 0093). The ids of the applied events the timeline does not
+# record that change more than the last activity: a lead's shares (T1), one id each, so one read again (a batch
+# redelivered, a dead letter replayed) is recognised.
+APPLIED_EVENT_IDS = "applied_event_ids"
+# The office and time of a holder change projected while the row was in another office: the move to that office
+# (T2, keyed by the office the lead left) is projected after what the lead's new office did since.
+EARLY_HOLDER = ("early_holder_account_id", "early_holder_ms")
+# What a holder change sets: who holds the lead, how, and its open offers. A late move leaves them as they are.
+HOLDER_FIELDS = ("status", "owner_agent_id", "assignment_reason", "open_offers", "offered_to", "pond")
+
+
 def _search_fields(name: str, email: str | None, phone: str | None) -> dict[str, str]:
     """Lower-cased copies the search matches against (contacts are normalized already; this is for case)."""
     return {
