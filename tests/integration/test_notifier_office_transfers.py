@@ -8,6 +8,7 @@ broker and team-update subscribers once each, and is no new lead.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ import pytest
 import pytest_asyncio
 from fakes_notifier import NoDeadLetters, Recorder, member_moved, plain
 from prometheus_client import CollectorRegistry
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_devstack.servers import MailSink
@@ -27,6 +28,7 @@ from leadflow_notifier.adapters.repository import (
     AgentDirectory,
     DeliveryLog,
     DigestItems,
+    LeadErasure,
     Leases,
     ensure_indexes,
 )
@@ -36,10 +38,13 @@ from leadflow_notifier.handlers import DigestSender, Notifier, RetryPolicy
 from leadflow_notifier.metrics import NotifierMetrics
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import (
+    ContactErased,
+    ContactErasedPayload,
     LeadOffered,
     LeadOfferedPayload,
     LeadTransferred,
     LeadTransferredPayload,
+    RoutingEvent,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -245,3 +250,71 @@ async def test_a_moved_team_member_is_emailed_to_the_target_staff_once_each_and_
     assert await db["notifier_digest_items"].count_documents({"account_id": "north"}) == 0
     assert await digests(db, mailer, datetime(2024, 1, 11, 8, tzinfo=UTC)).run_once() == 0
     assert not [m for m in sink.received() if "new lead" in str(m["Subject"]).lower()]
+
+
+class MarkerReads(monitoring.CommandListener):
+    """Counts the reads of the erasure markers."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "find" and event.command.get("find") == "notifier_erasures":
+            self.count += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_an_erased_moved_lead_read_late_or_again_files_and_sends_nothing_of_the_contact(
+    db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer, mongo_url: str
+) -> None:
+    """Decision 0094 on MongoDB: north erases the lead south moved to it; south's partition is read after that (the
+    move for the first time, then the offer and the move again after a rebalance). The marker the erasure left
+    keeps the contact out of the digest items and out of north's new-lead notices; one read of the markers per
+    batch that carries a contact; the marker holds no personal data and is forgotten with the delivery records."""
+    prefs = db["notifier_preferences"]
+    await prefs.insert_one({"_id": "una", "account_id": "north", "name": "Una", "email": "una@example.com"})
+    await prefs.update_one({"_id": "una"}, {"$set": {"new_lead_notices": True}})
+    await ensure_indexes(db, delivery_days=30)
+    reads = MarkerReads()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, event_listeners=[reads])
+    watched = client[db.name]
+
+    async def read(*events: RoutingEvent) -> None:
+        """One batch, with its own Notifier, as the Kafka edge runs it."""
+        erasure = LeadErasure(watched)
+        n = dataclasses.replace(notifier(watched, mailer, Recorder()), erasure=erasure, erasures=erasure)
+        assert await n.notify_batch([e.model_dump_json().encode() for e in events], concurrency=8) == []
+
+    lead_id = uuid.uuid4()
+    offer, moved = first_offer(lead_id), lead_moved(lead_id)
+    erasure = ContactErased.create(account_id="north", occurred_at=MOVED_AT, payload=ContactErasedPayload(
+        erasure_id=uuid.uuid4(), lead_ids=[lead_id], by_user_id="bea", reason="ticket 9"))  # fmt: skip
+    try:
+        await read(offer)  # south, before the move
+        await read(erasure)  # north's partition, ahead of south's
+        await read(moved)  # south's, lagging: read for the first time after the erasure
+        await read(offer, moved)  # south's batch again after a rebalance
+    finally:
+        await client.close()
+
+    assert reads.count == 3, "one read per batch that carries the contact, none for the erasure's"
+    assert [d async for d in db["notifier_digest_items"].find({"lead_id": str(lead_id)})] == []
+    assert to(sink, "una@example.com") == [], "no new-lead notice named the erased contact"
+    assert len(to(sink, "sam@example.com")) == 1, "the offer, once, before the erasure"
+    marker = await db["notifier_erasures"].find_one({"_id": str(lead_id)})
+    assert marker is not None
+    assert set(marker) == {"_id", "erased_ms", "created_at"}, "a lead id and times: nothing of the person"
+    first = marker["erased_ms"]
+    await LeadErasure(db).erase([str(lead_id)], now_ms=first + 60_000)  # the erasure redelivered
+    again = await db["notifier_erasures"].find_one({"_id": str(lead_id)})
+    assert again is not None
+    assert again["erased_ms"] == first, "the first erasure's marker is kept"
+    assert await LeadErasure(db).erased([str(lead_id), str(uuid.uuid4())]) == {str(lead_id)}
+    ttl = [(dict(i["key"]), i["expireAfterSeconds"]) async for i in await db["notifier_erasures"].list_indexes()
+           if "expireAfterSeconds" in i]  # fmt: skip
+    assert ttl == [({"created_at": 1}, 30 * 86_400)]

@@ -127,6 +127,30 @@ class Digest:
         return []
 
 
+class Forgetting(Digest):
+    """The digest items with the erasure ports over them, as `DigestItems` and `LeadErasure` in MongoDB: an
+    erasure leaves a marker per lead and deletes the leads' items; an item's key is stored once. `reads`: how
+    many times the markers were read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.markers: set[str] = set()
+        self.reads = 0
+
+    async def add(self, item: DigestItem) -> None:
+        if all(i.key != item.key for i in self.items):
+            self.items.append(item)
+
+    async def erase(self, lead_ids: list[str], *, now_ms: int) -> int:  # noqa: ARG002
+        self.markers.update(lead_ids)
+        self.items = [i for i in self.items if i.lead_id not in lead_ids]
+        return 0
+
+    async def erased(self, lead_ids: list[str]) -> set[str]:
+        self.reads += 1
+        return self.markers & set(lead_ids)
+
+
 # --- senders ----------------------------------------------------------------------------------------
 
 

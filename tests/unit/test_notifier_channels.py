@@ -8,6 +8,8 @@ from datetime import UTC, datetime, time
 
 import pytest
 from fakes_notifier import by_channel
+from hypothesis import given
+from hypothesis import strategies as st
 
 from leadflow_notifier.domain.messages import (
     EmailContent,
@@ -18,13 +20,19 @@ from leadflow_notifier.domain.messages import (
     messages_for,
     recipient_of,
 )
+from leadflow_notifier.domain.order import ended_in_batch
 from leadflow_notifier.domain.preferences import Channel, Preferences, QuietHours, allowed_channels, hears_account
+from leadflow_shared.events.activity import ActivityAction
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import (
+    LeadClaimed,
+    LeadClaimedPayload,
     LeadOffered,
     LeadOfferedPayload,
     OfferClosedPayload,
+    OfferExpired,
     OfferWithdrawn,
+    RoutingEvent,
 )
 
 pytestmark = pytest.mark.unit
@@ -176,3 +184,43 @@ def test_an_offices_news_reach_an_agent_only_while_it_is_active_there(
     agent: dict[str, object] | None, hears: bool
 ) -> None:
     assert hears_account(agent, "acme") is hears
+
+
+KINDS = st.sampled_from(["offer", "claim", "expire", "withdraw"])
+STEPS = st.lists(st.tuples(KINDS, st.sampled_from(["ana", "bob"]), st.integers(1, 2)), max_size=8)
+
+
+def step_event(kind: str, agent: str, round_: int) -> RoutingEvent:
+    """One event of the lead `LEAD_ID`: an offer to `agent` in `round_`, a claim by it, or its offer's end."""
+    if kind == "offer":
+        payload = offered().payload.model_copy(update={"agent_id": agent, "offer_round": round_})
+        return LeadOffered.create(account_id="acme-realty", occurred_at=NOON_UTC, payload=payload)
+    if kind == "claim":
+        claim = LeadClaimedPayload(lead_id=LEAD_ID, agent_id=agent, action=ActivityAction.CALL, offer_round=round_)
+        return LeadClaimed.create(account_id="acme-realty", occurred_at=NOON_UTC, payload=claim)
+    closed = OfferClosedPayload(lead_id=LEAD_ID, agent_id=agent, offer_round=round_)
+    kind_of = OfferExpired if kind == "expire" else OfferWithdrawn
+    return kind_of.create(account_id="acme-realty", occurred_at=NOON_UTC, payload=closed)
+
+
+@given(steps=STEPS)
+def test_an_offer_is_quiet_exactly_when_a_later_event_of_the_batch_ends_it(steps: list[tuple[str, str, int]]) -> None:
+    """N1 (decision 0094): a batch's offer is not announced when a later event of the batch ends it (a claim of its
+    round or a later one, its withdrawal or expiry), and an end is left untold only after its offer."""
+    events = [step_event(*step) for step in steps]
+
+    quiet = ended_in_batch(events)
+
+    def ends(later: tuple[str, str, int], offer: tuple[str, str, int]) -> bool:
+        kind, agent, round_ = later
+        return (kind == "claim" and round_ >= offer[2]) or (
+            kind in {"expire", "withdraw"} and (agent, round_) == offer[1:]
+        )
+
+    for i, step in enumerate(steps):
+        if step[0] == "offer":
+            assert (i in quiet) == any(ends(later, step) for later in steps[i + 1 :]), (i, steps)
+        elif step[0] == "claim":
+            assert i not in quiet
+        elif i in quiet:
+            assert any(s[0] == "offer" and s[1:] == step[1:] for s in steps[:i]), (i, steps)

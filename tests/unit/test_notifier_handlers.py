@@ -1,24 +1,43 @@
-"""Notifier handler with in-memory ports: once per channel, retries, dead letters, isolation."""
+"""Notifier handler with in-memory ports: once per channel, retries, dead letters, isolation, and events that come
+again or out of order (an erasure, an offer the batch already ends)."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from fakes_notifier import Blocking, DeadLetters, Directory, Log, Provider
+from fakes_notifier import Blocking, DeadLetters, Directory, Forgetting, Log, NoDeadLetters, Outbox, Provider
 from prometheus_client import CollectorRegistry
 
+from leadflow_notifier.adapters.repository import Begin
 from leadflow_notifier.domain.delivery import POSTPONE_FIRST_MS, POSTPONE_MAX_MS, Delivery, retry_at
 from leadflow_notifier.domain.errors import PermanentDeliveryError, TransientDeliveryError
-from leadflow_notifier.domain.messages import Recipient, SmsContent
+from leadflow_notifier.domain.messages import EmailContent, PushContent, Recipient, SmsContent
 from leadflow_notifier.domain.preferences import Channel
 from leadflow_notifier.handlers import Courier, Notifier, Redriver, RetryPolicy
 from leadflow_notifier.metrics import NotifierMetrics
 from leadflow_shared.errors import PoisonMessage
+from leadflow_shared.events.activity import ActivityAction
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
-from leadflow_shared.events.routing import LeadOffered, LeadOfferedPayload
+from leadflow_shared.events.routing import (
+    ContactErased,
+    ContactErasedPayload,
+    ContactMessaged,
+    ContactMessagedPayload,
+    LeadClaimed,
+    LeadClaimedPayload,
+    LeadOffered,
+    LeadOfferedPayload,
+    LeadTransferred,
+    LeadTransferredPayload,
+    OfferClosedPayload,
+    OfferExpired,
+    OfferWithdrawn,
+    RoutingEvent,
+    WithdrawalReason,
+)
 
 pytestmark = [pytest.mark.unit, pytest.mark.asyncio]
 
@@ -341,3 +360,193 @@ async def test_a_pooled_sender_has_at_most_one_unmarked_message_per_connection(r
     await asyncio.gather(*drives)
     assert len(email.ids) == 5
     assert sorted(log.status.values()) == ["sent"] * 5
+
+
+# --- events out of order: an erasure, an offer the batch already ends (decision 0094) ---------------
+# Moved from helper 80's review (test_review_order_notifier.py); each batch gets its own Notifier, as the
+# Kafka edge builds one per batch, so what one batch learns reaches the next through the markers only.
+
+AT = datetime(2024, 3, 5, 9, 30, tzinfo=UTC)
+JANE = Contact(first_name="Jane", last_name="Doe", email="jane@example.com")
+SOURCE = LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website")
+ANA = Recipient(agent_id="ana", name="Ana", email="ana@north.example", push_token="tok-ana")
+BOB = Recipient(agent_id="bob", name="Bob", email="bob@north.example", push_token="tok-bob")
+SOL = Recipient(agent_id="sol", name="Sol", email="sol@south.example")
+OFFICE_STAFF = {"north": Recipient(agent_id="nia", name="Nia", email="nia@north.example"),
+                "south": Recipient(agent_id="sue", name="Sue", email="sue@south.example")}  # fmt: skip
+
+
+class Subscribed:
+    """Each office's staff member subscribes to new-lead notices."""
+
+    async def team_staff(self, account_id: str) -> list[Recipient]:  # noqa: ARG002
+        return []
+
+    async def new_lead_subscribers(self, account_id: str) -> list[Recipient]:
+        return [OFFICE_STAFF[account_id]] if account_id in OFFICE_STAFF else []
+
+
+class Stored(Log):
+    """The delivery log, keeping the event each begun delivery stores (for its dead letter)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[bytes] = []
+
+    async def begin(self, delivery: Delivery, *, now_ms: int) -> Begin:
+        self.events.append(delivery.event or b"")
+        return await super().begin(delivery, now_ms=now_ms)
+
+
+class Office:
+    """The notifier's stores and senders across batches; `batch()` is the Notifier of one batch."""
+
+    def __init__(self) -> None:
+        self.log, self.outbox, self.kept = Stored(), Outbox(), Forgetting()
+
+    def batch(self) -> Notifier:
+        return Notifier(
+            directory=Directory(ANA, BOB, SOL),
+            deliveries=self.log,
+            senders={Channel.EMAIL: self.outbox, Channel.PUSH: self.outbox},
+            dead_letters=NoDeadLetters(),
+            metrics=NotifierMetrics(CollectorRegistry()),
+            pages_url="https://crm",
+            clock=lambda: AT,
+            retry=RetryPolicy(attempts=1),
+            digest=self.kept,
+            staff=Subscribed(),
+            erasure=self.kept,
+            erasures=self.kept,
+        )
+
+    async def read(self, *events: RoutingEvent) -> None:
+        """One batch, as the Kafka edge hands it over."""
+        assert await self.batch().notify_batch([e.model_dump_json().encode() for e in events], concurrency=8) == []
+
+    def naming_jane(self) -> list[str]:
+        return [c.subject for _, c in self.outbox.sent if isinstance(c, EmailContent) and "Jane" in c.subject + c.text]
+
+
+def offered_to(lead: uuid.UUID, agent: str = "ana", race_size: int = 1, round_: int = 1) -> LeadOffered:
+    return LeadOffered.create(account_id="north", occurred_at=AT, payload=LeadOfferedPayload(
+        lead_id=lead, agent_id=agent, offer_round=round_, race_size=race_size, deadline=AT + timedelta(minutes=15),
+        explanation="R6", contact=JANE, source=SOURCE))  # fmt: skip
+
+
+def moved(lead: uuid.UUID) -> LeadTransferred:
+    """T2: north -> south; keyed by north, the office the lead left."""
+    return LeadTransferred.create(account_id="north", occurred_at=AT + timedelta(minutes=5),
+        payload=LeadTransferredPayload(
+            lead_id=lead, transfer_id=uuid.uuid4(), from_account_id="north", from_account_name="North Office",
+            previous_owner_agent_id=None, to_account_id="south", to_account_name="South Office", agent_id="sol",
+            by_user_id="nora", contact=JANE, source=SOURCE))  # fmt: skip
+
+
+def erased(lead: uuid.UUID) -> ContactErased:
+    """South, where the lead is now, erases the contact: keyed by south."""
+    payload = ContactErasedPayload(erasure_id=uuid.uuid4(), lead_ids=[lead], by_user_id="sue", reason="ticket 9")
+    return ContactErased.create(account_id="south", occurred_at=AT + timedelta(minutes=10), payload=payload)
+
+
+async def test_a_move_read_after_the_new_offices_erasure_files_and_sends_nothing_of_the_contact() -> None:
+    """The consumer of north's partition lags (or rebalances) past south's erasure of the moved lead."""
+    lead, office = uuid.uuid4(), Office()
+    await office.read(offered_to(lead))  # long ago, in north
+    office.outbox.sent.clear()
+
+    await office.read(erased(lead))  # south's partition
+    await office.read(moved(lead))  # north's, later: another batch, another Notifier
+
+    assert [i.name for i in office.kept.items if i.lead_id == str(lead)] == [], "the contact is back in the digest"
+    assert office.naming_jane() == [], "a new-lead notice named the erased contact"
+    assert office.kept.reads == 2, "one read of the markers per batch that carries a contact"
+
+
+async def test_a_batch_read_again_after_the_erasure_files_nothing_of_the_contact() -> None:
+    """The notifier read north's batch (the offer, the move), then south's erasure; north's batch is read again
+    after a rebalance (its offset was not committed). Its deliveries are skipped as done, its digest items too."""
+    lead, office = uuid.uuid4(), Office()
+    north_batch = (offered_to(lead), moved(lead))
+    await office.read(*north_batch)
+    await office.read(erased(lead))
+    assert office.kept.items == []
+    sent = len(office.outbox.sent)
+
+    await office.read(*north_batch)  # redelivered
+
+    assert len(office.outbox.sent) == sent, "no delivery twice"
+    assert [(i.account_id, i.name) for i in office.kept.items] == [], "the erased contact is back in the digest"
+
+
+async def test_an_erased_leads_event_read_late_is_told_without_the_contact() -> None:
+    """An offer of the lead read for the first time after its erasure (a lagging partition, a replayed dead letter)
+    is still the agent's offer, told as the router would tell it now: without the contact, in the message and in
+    the event its delivery stores; it files no digest item and sends no new-lead notice. A message an agent wrote
+    to the contact is not sent. The erasure's own batch reads its later events the same way."""
+    lead, office = uuid.uuid4(), Office()
+    await office.read(erased(lead))
+    to_jane = ContactMessagedPayload(
+        lead_id=lead, agent_id="ana", channel="email", to="jane@example.com", subject="Hi", body="Dear Jane"
+    )
+    written = ContactMessaged.create(account_id="north", occurred_at=AT, payload=to_jane)
+
+    await office.read(offered_to(lead), written)
+
+    [(_, email)] = [(k, c) for k, c in office.outbox.sent if isinstance(c, EmailContent)]
+    assert email.to == ANA.email
+    assert "Jane" not in email.subject + email.text + email.html
+    assert "jane@example.com" not in email.text + email.html
+    assert all(b"Jane" not in raw and b"jane@example.com" not in raw for raw in office.log.events)
+    assert office.kept.items == []
+    other, again = uuid.uuid4(), Office()
+    await again.read(offered_to(other, "bob"), erased(other), offered_to(other, "ana"))
+    assert again.kept.reads == 1
+    assert sorted(again.naming_jane()) == ["Lead offer: Jane Doe", "New lead: Jane Doe"], "only before the erasure"
+
+
+async def test_a_batch_without_the_contact_reads_no_marker_and_a_busy_one_reads_once() -> None:
+    office = Office()
+    leads = [uuid.uuid4() for _ in range(5)]
+    await office.read(*(offered_to(lead) for lead in leads))
+    assert office.kept.reads == 1
+    expiries = [OfferExpired.create(account_id="north", occurred_at=AT, payload=OfferClosedPayload(
+        lead_id=lead, agent_id="ana", offer_round=1)) for lead in leads]  # fmt: skip
+    await office.read(*expiries)
+    assert office.kept.reads == 1, "nothing of a contact to check"
+
+
+def race(lead: uuid.UUID) -> tuple[LeadOffered, LeadOffered, LeadClaimed, OfferWithdrawn]:
+    """A race of ana and bob: bob claims, ana's offer is withdrawn."""
+    later = AT + timedelta(minutes=1)
+    claimed = LeadClaimed.create(account_id="north", occurred_at=later, payload=LeadClaimedPayload(
+        lead_id=lead, agent_id="bob", action=ActivityAction.CALL, offer_round=1))  # fmt: skip
+    closed = OfferWithdrawn.create(account_id="north", occurred_at=later, payload=OfferClosedPayload(
+        lead_id=lead, agent_id="ana", offer_round=1, reason=WithdrawalReason.CLAIMED_BY_ANOTHER))  # fmt: skip
+    return offered_to(lead, "ana", race_size=2), offered_to(lead, "bob", race_size=2), claimed, closed
+
+
+async def test_an_offer_read_with_its_end_in_the_same_batch_is_not_announced() -> None:
+    """N1 (decision 0094): a notifier catching up (an outage, a rebalance, a backlog) reads a race's offers with the
+    claim that ended it in one batch. Neither ana nor bob is offered the lead, and ana gets no push that an offer
+    she never heard of was withdrawn; the lead is still new for the office (digest, new-lead notice)."""
+    lead, office = uuid.uuid4(), Office()
+
+    await office.read(*race(lead))
+
+    assert [c.to for _, c in office.outbox.sent if isinstance(c, EmailContent)] == ["nia@north.example"]
+    assert [c for _, c in office.outbox.sent if isinstance(c, PushContent)] == []
+    assert [i.lead_id for i in office.kept.items] == [str(lead)]
+
+
+async def test_an_offer_and_its_end_in_two_batches_are_both_told() -> None:
+    lead, office = uuid.uuid4(), Office()
+    to_ana, to_bob, claimed, closed = race(lead)
+
+    await office.read(to_ana, to_bob)
+    await office.read(claimed, closed)
+
+    emailed = sorted(c.to for _, c in office.outbox.sent if isinstance(c, EmailContent))
+    assert emailed == ["ana@north.example", "bob@north.example", "nia@north.example"]
+    pushed = [(c.token, c.title) for _, c in office.outbox.sent if isinstance(c, PushContent)]
+    assert [token for token, _ in pushed] == ["tok-ana", "tok-bob", "tok-ana"], "the offers, then ana's withdrawal"

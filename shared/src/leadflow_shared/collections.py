@@ -30,6 +30,7 @@ ROUTER_ERASURES: Final = "router_erasures"
 # notifier
 NOTIFIER_DELIVERIES: Final = "notifier_deliveries"
 NOTIFIER_DIGEST_ITEMS: Final = "notifier_digest_items"
+NOTIFIER_ERASURES: Final = "notifier_erasures"  # one marker per erased lead (decision 0094)
 
 # crm-api: the views' generation-0 names (odd generations add a suffix, decision 0045), and the rest
 CRM_LEADS: Final = "crm_leads"

@@ -77,6 +77,7 @@ def create_app(settings: NotifierSettings) -> FastAPI:
         directory = AgentDirectory(runtime.db, cache=recipients, subscribers=subscriber_lists)
         policies = OfferContactPolicies(runtime.db, cache=contact_policies)
         deliveries = DeliveryLog(runtime.db, leases=leases, marks_on_the_way=lambda: mailer.unmarked.held)
+        erasure = LeadErasure(runtime.db)
         return Notifier(
             directory=directory,
             deliveries=deliveries,
@@ -92,7 +93,8 @@ def create_app(settings: NotifierSettings) -> FastAPI:
             devices=PushDevices(runtime.db),
             accept_links=AcceptLinks(settings.crm_base_url, settings.offer_link_secret),
             offer_policies=policies,
-            erasure=LeadErasure(runtime.db),
+            erasure=erasure,
+            erasures=erasure,
             brokers=directory,
         )
 

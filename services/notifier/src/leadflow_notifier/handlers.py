@@ -5,7 +5,10 @@ bounded retries with exponential backoff and jitter, its own dead letter. The ch
 run concurrently, so an SMS provider outage delays neither the email nor the push.
 A delivery whose process died mid-send is finished by the `Redriver` (decision 0021). A failed one
 is final, unless an operator replays its dead letter (decision 0044): then it is attempted again.
-A ContactErased (decision 0050) forgets its leads' digest items and ends their open deliveries unsent.
+A ContactErased (decision 0050) forgets its leads' digest items and ends their open deliveries unsent, and
+leaves a marker per lead: an event of an erased lead read after it (another partition, a redelivery, a replayed
+dead letter) is read without the contact, and files no digest item (decision 0094). An offer the same batch
+already ends is not announced, nor is its end (N1, decision 0094).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from leadflow_notifier.domain.messages import (
     recipient_of,
     team_member_email,
 )
+from leadflow_notifier.domain.order import carries_contact, ended_in_batch, lead_of, without_contact
 from leadflow_notifier.domain.preferences import Channel
 from leadflow_notifier.domain.replay import Replay
 from leadflow_notifier.metrics import NotifierMetrics
@@ -150,6 +154,12 @@ class Devices(Protocol):
 class Erasure(Protocol):
     async def erase(self, lead_ids: list[str], *, now_ms: int) -> int:
         """Forget the leads' digest items and end their open deliveries unsent; how many it ended."""
+        ...
+
+
+class ErasureMarkers(Protocol):
+    async def erased(self, lead_ids: list[str]) -> set[str]:
+        """Which of `lead_ids` had their contact erased (the markers `Erasure.erase` leaves), in one read."""
         ...
 
 
@@ -364,8 +374,12 @@ class Notifier:
     offer_policies: OfferPolicies | None = None  # whether offers show the contact before a claim
     replays: Replays | None = None  # reopens failed deliveries of a replayed dead letter; None: never
     erasure: Erasure | None = None  # forgets erased leads (decision 0050); None: keeps them
+    # Which leads were erased before this batch (decision 0094); None: only those this notifier erased.
+    erasures: ErasureMarkers | None = None
     brokers: Brokers | None = None  # who reads the router's explanation in its notices (N5); None: nobody
     _courier: Courier = field(init=False, repr=False, compare=False)
+    # The erased leads this notifier knows of: read once per batch, and those its ContactErased events name.
+    _erased: set[str] = field(init=False, repr=False, compare=False, default_factory=set)
 
     def __post_init__(self) -> None:
         courier = Courier(
@@ -405,7 +419,9 @@ class Notifier:
         to attempt again.
 
         For each event: its deliveries planned (`_planned`), then driven together by the `Courier`,
-        each finishing (or failing) on its own before an error is raised. Returns the poison
+        each finishing (or failing) on its own before an error is raised. Before any is planned, one read
+        says which of the batch's leads were erased (`_recall_erasures`); an offer a later event of the
+        batch ends is not announced, nor is its end (`ended_in_batch`). Returns the poison
         messages (unknown agent) for the dead-letter queue; any other error propagates (re-raised so
         the batch is processed again; the deliveries made are skipped by their log record), and the
         consumers' edge then runs the messages one by one.
@@ -413,12 +429,14 @@ class Notifier:
         rejections: BatchRejections = []
         limit = asyncio.Semaphore(concurrency)
         drive = self._courier.drive
+        quiet = ended_in_batch([notice.event for notice in notices])
+        await self._recall_erasures(notices)
 
         async def one_lead(group: list[tuple[int, Notice]]) -> None:
             async with limit:
                 for index, notice in group:
                     try:
-                        deliveries, poison = await self._planned(notice.event, notice.raw)
+                        deliveries, poison = await self._planned(notice.event, notice.raw, announce=index not in quiet)
                         outcomes = await asyncio.gather(
                             *(drive(d, begin=True, replay=notice.replay) for d in deliveries), return_exceptions=True
                         )
@@ -435,35 +453,64 @@ class Notifier:
         for _, poison in await self.notify_events([Notice(event, raw, replay)], concurrency=1):
             raise poison
 
-    async def _planned(self, event: RoutingEvent, raw: bytes) -> tuple[list[Delivery], PoisonMessage | None]:
+    async def _recall_erasures(self, notices: list[Notice]) -> None:
+        """Learn, in one read, which of the batch's leads whose events carry the contact were erased."""
+        leads = {lead for n in notices if carries_contact(n.event) and (lead := lead_of(n.event)) is not None}
+        unknown = sorted(leads - self._erased)
+        if self.erasures is not None and unknown:
+            self._erased.update(await self.erasures.erased(unknown))
+
+    async def _planned(
+        self, event: RoutingEvent, raw: bytes, *, announce: bool = True
+    ) -> tuple[list[Delivery], PoisonMessage | None]:
         """The deliveries `event` asks for, not begun yet, and the poison it is (or None).
 
         What is no delivery is done here: an erasure, a digest item. The new-lead notices of an
-        event whose recipient is unknown still go out: the poison is returned with them.
+        event whose recipient is unknown still go out: the poison is returned with them. An erased
+        lead's event is read without the contact and files no digest item (decision 0094); without
+        `announce` (the batch ends the offer), its recipient is not told.
         """
+        erased = lead_of(event) in self._erased
+        if erased:
+            blank = self._without_contact(event)
+            if blank is None:
+                return [], None
+            event, raw = blank, raw if blank is event else blank.model_dump_json().encode()
         other = await self._other(event, raw)
         if other is not None:
             return other, None
         deliveries: list[Delivery] = []
-        if self.digest is not None and (item := digest_item(event)) is not None:
+        if self.digest is not None and not erased and (item := digest_item(event)) is not None:
             await self.digest.add(item)
             deliveries += await self._new_lead_notices(item, event, raw)
+        if not announce:
+            log.info("%s: ended in the same batch, not announced", event.type, extra={"event_id": str(event.event_id)})
+            return deliveries, None
         try:
             deliveries += await self._to_recipient(event, raw)
         except PoisonMessage as poison:
             return deliveries, poison
         return deliveries, None
 
+    @staticmethod
+    def _without_contact(event: RoutingEvent) -> RoutingEvent | None:
+        """An erased lead's event without the contact (None: nothing to send); logged when it had it."""
+        blank = without_contact(event)
+        if blank is not event:
+            log.info("%s of an erased lead: read without the contact", event.type,
+                     extra={"event_id": str(event.event_id)})  # fmt: skip
+        return blank
+
     async def _other(self, event: RoutingEvent, raw: bytes) -> list[Delivery] | None:
         """The deliveries of an event that is not about telling a lead's recipient; None for any other event."""
         if isinstance(event, TeamMemberTransferred):
             return await self._staff_notices(event, raw)
         if isinstance(event, ContactErased):
+            lead_ids = [str(i) for i in event.payload.lead_ids]
             if self.erasure is not None:
-                ended = await self.erasure.erase(
-                    [str(i) for i in event.payload.lead_ids], now_ms=epoch_ms(self.clock())
-                )
+                ended = await self.erasure.erase(lead_ids, now_ms=epoch_ms(self.clock()))
                 log.info("contact erased", extra={"event_id": str(event.event_id), "ended": ended})
+            self._erased.update(lead_ids)  # the batch's later events of these leads
             return []
         if isinstance(event, ContactMessaged):
             # The holder's own email or text to the contact (R8's qualifying actions), on that one channel.

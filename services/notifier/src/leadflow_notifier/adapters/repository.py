@@ -29,6 +29,7 @@ from leadflow_shared.collections import (
     AGENTS,
     NOTIFIER_DELIVERIES,
     NOTIFIER_DIGEST_ITEMS,
+    NOTIFIER_ERASURES,
     NOTIFIER_PREFERENCES,
     PUSH_DEVICES,
     STAFF,
@@ -306,6 +307,11 @@ async def ensure_indexes(db: AsyncDatabase[dict[str, Any]], *, delivery_days: in
     await db[NOTIFIER_DIGEST_ITEMS].create_index(
         [("created_at", 1)], name="forget_after", expireAfterSeconds=digest_days * day
     )
+    # An erasure marker (a lead id, no personal data) as long as a finished delivery: an event of the lead can
+    # come again until then (the dead-letter topics' 30 days); after it, a redelivery would be sent again anyway.
+    await db[NOTIFIER_ERASURES].create_index(
+        [("created_at", 1)], name="forget_after", expireAfterSeconds=delivery_days * day
+    )
 
 
 class Begin(StrEnum):
@@ -563,10 +569,12 @@ DONE_UNSET = {"content": "", "event": ""}
 
 
 class LeadErasure:
-    """What the notifier forgets of leads whose contact was erased (decision 0050).
+    """What the notifier forgets of leads whose contact was erased (decision 0050), and that it did (0094).
 
-    Their digest items go. Their deliveries still pending end as `erased`, unsent, without their
-    message (a send already under way finishes); failed ones become `erased` too, so replaying their
+    First a marker per lead (`notifier_erasures`, `_id` = lead id, `erased_ms`, `created_at` for its TTL; the
+    first erasure's is kept): an event of the lead read later is read without the contact (`erased`, one read
+    per batch). Then their digest items go. Their deliveries still pending end as `erased`, unsent, without
+    their message (a send already under way finishes); failed ones become `erased` too, so replaying their
     dead letter does not send the old details again. A delivery started before its record had
     `lead_ids` is recognised by the lead id in the event it still carries.
     """
@@ -574,11 +582,21 @@ class LeadErasure:
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self._items = db[NOTIFIER_DIGEST_ITEMS]
         self._deliveries = db[NOTIFIER_DELIVERIES]
+        self._markers = db[NOTIFIER_ERASURES]
+
+    async def erased(self, lead_ids: list[str]) -> set[str]:
+        """Which of `lead_ids` were erased: one query, by `_id`."""
+        if not lead_ids:
+            return set()
+        return {str(d["_id"]) async for d in self._markers.find({"_id": {"$in": lead_ids}}, {"_id": 1})}
 
     async def erase(self, lead_ids: list[str], *, now_ms: int) -> int:
-        """Forget the leads' digest items and end their open deliveries; how many deliveries it ended."""
+        """Mark the leads erased, forget their digest items and end their open deliveries; how many
+        deliveries it ended. The markers come first: an event read meanwhile by another replica and checked
+        after them files nothing."""
         if not lead_ids:
             return 0
+        await self._mark(lead_ids, now_ms)
         await self._items.delete_many({"lead_id": {"$in": lead_ids}})
         await self._items.delete_many({"_id": {"$in": lead_ids}})  # items stored before the key had the account
         open_states = {"$in": ["pending", "failed"]}
@@ -596,6 +614,13 @@ class LeadErasure:
             )
             ended += result.modified_count
         return ended
+
+    async def _mark(self, lead_ids: list[str], now_ms: int) -> None:
+        """One marker per lead, in one command; a lead erased before keeps its first marker (a redelivery)."""
+        docs = [{"_id": lead, "erased_ms": now_ms, "created_at": _wall_clock()} for lead in dict.fromkeys(lead_ids)]
+        for outcome in await insert_each(self._markers, docs):
+            if outcome is not None and not isinstance(outcome, DuplicateKeyError):
+                raise outcome
 
 
 def _event_lead(raw: object) -> str | None:
