@@ -41,6 +41,7 @@ from leadflow_router.domain.model import (
 )
 from leadflow_router.domain.record import Effects, Outbox, RoutingRecord
 from leadflow_router.domain.rules import choose_rule
+from leadflow_router.domain.schedule import CLOCK_CUT
 from leadflow_router.handlers import rotation_key
 from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
 from leadflow_shared.events.criteria import LeadCriteria, LeadIntent, LeadPlace, PropertyType
@@ -790,6 +791,33 @@ def test_a_rule_with_hours_is_closed_on_the_office_s_holidays() -> None:
     assert [e.kind for e in outcome.events] == [LeadHeld]
     assert outcome.state is not None
     assert outcome.state.next_deadline == datetime(2026, 3, 7, 14, 0, tzinfo=UTC), "Saturday 09:00 (no days: all open)"
+
+
+def test_a_rule_that_holds_its_leads_waits_out_a_closure_of_weeks_but_not_a_schedule_that_never_opens() -> None:
+    """Helper 83's review (helper 84): a rule open every day, closed on the office's holidays, holds its lead
+    through three weeks of them over the year's end (`pause_end` cut one window after 14 steps: held until
+    day 14 of the closure); a closure longer than 60 days (`PAUSE_LIMIT`: a schedule that never opens) holds
+    nothing: the lead is offered at once, its claim clock cut at two weeks (R10)."""
+    action = {"kind": "agent", "agent_id": "b", "claim_window_seconds": 900}
+    office = {**rule("office", action, weekdays=list(range(7))), "when_closed": "hold"}
+    year_end = date(2026, 12, 21)
+    closure = frozenset(year_end + timedelta(days=n) for n in range(21))  # Dec 21 .. Jan 10
+    snapshot = dataclasses.replace(account(rules(office)), holidays=closure)
+    monday_10am = datetime(2026, 12, 21, 10, 0, tzinfo=NEW_YORK).astimezone(UTC)
+    reopens = datetime(2027, 1, 11, 0, 0, tzinfo=NEW_YORK).astimezone(UTC)
+    new = NewLead(str(uuid.uuid4()), "acme", summary())
+    held = route_new_lead(new, snapshot, RoutingContext(), monday_10am)
+    assert [e.kind for e in held.events] == [LeadHeld]
+    assert held.state is not None
+    assert (held.state.status, held.state.next_deadline) == (LeadStatus.WAITING, reopens)
+    assert held.events[0].payload.until == reopens  # type: ignore[attr-defined]
+    assert offered_to(on_deadline(held.state, snapshot, 0, reopens)) == ["b"]
+
+    never = dataclasses.replace(snapshot, holidays=frozenset(year_end + timedelta(days=n) for n in range(70)))
+    at_once = route_new_lead(new, never, RoutingContext(), monday_10am)
+    assert offered_to(at_once) == ["b"], at_once.explanation
+    assert at_once.state is not None
+    assert at_once.state.next_deadline == monday_10am + CLOCK_CUT + timedelta(seconds=900)
 
 
 def test_a_source_rotation_rule_keeps_its_hours_clock_with_its_leads() -> None:

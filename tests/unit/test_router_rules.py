@@ -36,7 +36,14 @@ from leadflow_router.domain.model import (
     SourceKind,
 )
 from leadflow_router.domain.rules import Order
-from leadflow_router.domain.schedule import claim_deadline, closed_windows, open_after, pause_end, wall_time
+from leadflow_router.domain.schedule import (
+    CLOCK_CUT,
+    claim_deadline,
+    closed_windows,
+    open_after,
+    pause_end,
+    wall_time,
+)
 from leadflow_shared.events.activity import ActivityAction, ContactMessage
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import (
@@ -532,10 +539,80 @@ def test_exactly_the_open_minutes_asked_for_pass_and_the_clock_never_ends_inside
 )
 def test_no_claim_clock_runs_out_inside_a_pause(offered_at: datetime, window_seconds: int) -> None:
     """Property (review, helper 73): for any offer time and any claim window a rule may set (10 s to 7 days),
-    the last moment before the deadline is open (an offer may end as a pause starts, never inside it)."""
-    deadline = claim_deadline(offered_at, timedelta(seconds=window_seconds), NINE_TO_FIVE, "America/New_York")
-    assert deadline >= offered_at + timedelta(seconds=window_seconds)
-    assert pause_end(deadline - timedelta(microseconds=1), NINE_TO_FIVE, "America/New_York") is None, deadline
+    the last moment before the deadline is open (an offer may end as a pause starts, never inside it), unless
+    the two-week cut applied: a window of days counted in eight open hours a day may need more than two weeks
+    of closed nights skipped, and then ends two weeks and its window after the offer (R10, helper 84)."""
+    window = timedelta(seconds=window_seconds)
+    deadline = claim_deadline(offered_at, window, NINE_TO_FIVE, "America/New_York")
+    assert offered_at + window <= deadline <= offered_at + CLOCK_CUT + window
+    open_before = pause_end(deadline - timedelta(microseconds=1), NINE_TO_FIVE, "America/New_York") is None
+    assert open_before or deadline == offered_at + CLOCK_CUT + window, deadline
+
+
+# A schedule that never opens, or not for weeks (helper 83's review, helper 84): R10's two-week cut bounds a
+# claim or idle clock; a rule that holds its leads waits out a closure of weeks, and nothing longer than 60 days.
+MONDAY = datetime(2026, 3, 2, 10, tzinfo=UTC)
+ALWAYS_PAUSED = (PauseWindow(frozenset(range(7)), time(0), time(0)),)  # every day, midnight to midnight
+
+
+def test_a_claim_clock_on_a_schedule_that_never_closes_is_cut_at_two_weeks() -> None:
+    """Before helper 84 `claim_deadline` walked the cut twice (`pause_end` of the deadline, then `open_after`
+    from there called it again): four weeks. Now the cut counts from the offer: two weeks and the window."""
+    window = timedelta(minutes=15)
+    assert claim_deadline(MONDAY, window, ALWAYS_PAUSED, "UTC") == MONDAY + CLOCK_CUT + window
+    assert claim_deadline(MONDAY, window, ALWAYS_PAUSED, "America/New_York") == MONDAY + CLOCK_CUT + window
+
+
+def test_an_idle_clock_on_a_schedule_that_never_closes_is_cut_at_two_weeks_plus_its_minutes() -> None:
+    """The idle clock (`open_after`) walked the cut again at each step and counted a paused day as open:
+    three working days took 44 days. Now it skips two weeks of pauses in all, then runs through them."""
+    span = timedelta(days=3)
+    assert open_after(MONDAY, span, ALWAYS_PAUSED, "UTC") == MONDAY + CLOCK_CUT + span
+    assert pause_end(MONDAY, ALWAYS_PAUSED, "UTC") == MONDAY + timedelta(days=60), "one pause is cut at 60 days"
+
+
+def test_a_hold_rule_holds_its_lead_through_a_three_week_holiday_closure() -> None:
+    """A rule closed only on the office's holidays (`closed_windows`: one dated window) over the year's end:
+    `pause_end` stopped after 14 steps of one window, so the lead went on two weeks into the closure."""
+    closure = frozenset(date(2026, 12, 21) + timedelta(days=n) for n in range(21))  # Dec 21 .. Jan 10
+    closed = closed_windows(None, frozenset(), closure)
+    held_until = pause_end(datetime(2026, 12, 21, 10, tzinfo=UTC), closed, "UTC")
+    assert held_until == datetime(2027, 1, 11, tzinfo=UTC), held_until
+
+
+@st.composite
+def pause_sets(draw: st.DrawFn, around: date) -> tuple[PauseWindow, ...]:
+    """Any pause schedule: weekly windows at any minute (crossing midnight, a whole day, none), the office's
+    holidays near `around` (a run of them: a closure), or a schedule that never closes."""
+    minute = st.integers(0, 24 * 60 - 1).map(lambda m: time(m // 60, m % 60))
+    holidays = st.frozensets(st.integers(-2, 40).map(lambda n: around + timedelta(days=n)), max_size=40)
+    run = st.tuples(st.integers(-2, 20), st.integers(1, 70)).map(
+        lambda r: frozenset(around + timedelta(days=r[0] + n) for n in range(r[1]))
+    )
+    dated = st.builds(PauseWindow, st.just(frozenset()), minute, minute, holidays | run)
+    weekly = st.builds(PauseWindow, st.frozensets(st.integers(0, 6)), minute, minute)
+    return draw(st.just(ALWAYS_PAUSED) | st.lists(weekly | dated, min_size=1, max_size=4).map(tuple))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    data=st.data(),
+    offered_at=st.datetimes(datetime(2026, 1, 1), datetime(2026, 12, 31), timezones=st.just(UTC)),  # noqa: DTZ001 (naive bounds)
+    seconds=st.integers(10, 3600) | st.integers(10, 7 * 24 * 3600),
+    zone=st.sampled_from(["UTC", "America/New_York", "Australia/Sydney"]),
+)
+def test_no_clock_ends_later_than_two_weeks_and_its_span_after_it_starts_whatever_the_pauses(
+    data: st.DataObject, offered_at: datetime, seconds: int, zone: str
+) -> None:
+    """Property (R10's two-week cut): for any pause schedule, a claim deadline and an idle clock end no earlier
+    than their span and no later than two weeks and their span after they start, and never inside a pause
+    (the last moment before the end is open) unless the cut applied, which ends them exactly at that bound."""
+    pauses = data.draw(pause_sets(offered_at.astimezone(ZoneInfo(zone)).date()))
+    span = timedelta(seconds=seconds)
+    bound = offered_at + CLOCK_CUT + span
+    for end in (claim_deadline(offered_at, span, pauses, zone), open_after(offered_at, span, pauses, zone)):
+        assert offered_at + span <= end <= bound, (end, bound)
+        assert end == bound or pause_end(end - timedelta(microseconds=1), pauses, zone) is None, end
 
 
 # --- properties -------------------------------------------------------------------------------------

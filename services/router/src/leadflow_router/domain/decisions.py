@@ -33,7 +33,7 @@ from leadflow_router.domain.model import (
     SourceKind,
 )
 from leadflow_router.domain.rules import Order, RuleChoice, balanced_first, choose_rule, rotation_order
-from leadflow_router.domain.schedule import claim_deadline, closed_windows, open_after, pause_end
+from leadflow_router.domain.schedule import claim_deadline, closed_windows, open_after, pause_end, reopening
 from leadflow_router.domain.why import Candidates, Why
 from leadflow_shared.envelope import Contract, Envelope
 from leadflow_shared.events.activity import ActivityAction
@@ -368,10 +368,12 @@ def _closed_hours(rule: RoutingRule, account: AccountSnapshot) -> tuple[PauseWin
 
 def _held(state: LeadState, rule: RoutingRule | None, account: AccountSnapshot, now: datetime) -> Outcome | None:
     """A rule that holds its leads while its hours are closed (`when_closed: hold`): nobody is offered the
-    lead until they open; the sweeper offers it then (`on_deadline`). None when it is open (or not such a rule)."""
+    lead until they open, through a closure of weeks (the office's holidays); the sweeper offers it then
+    (`on_deadline`). None when it is open (or not such a rule), and when its hours do not open within
+    `PAUSE_LIMIT` (60 days: a schedule that never opens holds nothing; the lead is offered now, R10)."""
     if rule is None or rule.when_closed != "hold":
         return None
-    until = pause_end(now, _closed_hours(rule, account), account.time_zone)
+    until = reopening(now, _closed_hours(rule, account), account.time_zone)
     if until is None:
         return None
     explanation = fit_explanation(

@@ -9,27 +9,47 @@ from zoneinfo import ZoneInfo
 from leadflow_router.domain.model import PauseWindow
 
 MIDNIGHT = time(0)
-_MAX_SPANS = 1000  # open spans one clock may walk: years of a daily schedule
+PAUSE_LIMIT = timedelta(days=60)  # the longest one pause may last: a schedule that never opens is cut there
+CLOCK_CUT = timedelta(days=14)  # the most pause time one claim or idle clock skips (R10's two-week cut)
 
 
-def pause_end(moment: datetime, windows: Iterable[PauseWindow], time_zone: str) -> datetime | None:
+def pause_end(
+    moment: datetime, windows: Iterable[PauseWindow], time_zone: str, limit: timedelta = PAUSE_LIMIT
+) -> datetime | None:
     """When the pause covering `moment` closes, or None if no window covers it.
 
-    Back-to-back windows count as one pause; a schedule that never closes is cut at
-    two weeks, so a misconfiguration cannot stall a lead forever.
+    Back-to-back windows count as one pause. A closure the brokerage configured (three weeks of holidays)
+    is waited out; a pause still not closed `limit` after `moment` (a schedule that never opens) is cut
+    there, so a misconfiguration cannot stall a lead forever.
     """
-    windows = tuple(windows)
-    if not windows:  # most accounts pause nothing: every offer's deadline asks
+    walked = _walk(moment, tuple(windows), time_zone, moment + limit)
+    return None if walked is None else walked[0]
+
+
+def reopening(
+    moment: datetime, windows: Iterable[PauseWindow], time_zone: str, within: timedelta = PAUSE_LIMIT
+) -> datetime | None:
+    """When the pause covering `moment` closes, if it closes within `within`; None when no window covers
+    `moment`, and when the pause has not closed by then (a schedule that never opens: nothing to wait for)."""
+    walked = _walk(moment, tuple(windows), time_zone, moment + within)
+    return None if walked is None or not walked[1] else walked[0]
+
+
+def _walk(
+    moment: datetime, windows: tuple[PauseWindow, ...], time_zone: str | ZoneInfo, until: datetime
+) -> tuple[datetime, bool] | None:
+    """The end of the pause covering `moment` (in `moment`'s zone) and True, or `until` and False when it
+    has not closed by then; None when no window covers `moment`."""
+    if not windows:  # most accounts pause nothing
         return None
-    zone = ZoneInfo(time_zone)
-    closes: datetime | None = None
-    current = moment.astimezone(zone)
-    for _ in range(14 * max(1, len(windows))):
-        end = _covering_end(current, windows, zone)
-        if end is None:
-            break
-        closes, current = end, end.astimezone(zone)  # the next window read on the zone's date
-    return None if closes is None else closes.astimezone(moment.tzinfo)
+    zone = time_zone if isinstance(time_zone, ZoneInfo) else ZoneInfo(time_zone)
+    current, covered = moment.astimezone(UTC), False
+    while (end := _covering_end(current.astimezone(zone), windows, zone)) is not None:
+        covered = True  # each end is later than `current`: the walk moves on, a window a day at most
+        if end > until:
+            return until.astimezone(moment.tzinfo), False
+        current = end  # the next window read on the zone's date
+    return (current.astimezone(moment.tzinfo), True) if covered else None
 
 
 def _covering_end(local: datetime, windows: tuple[PauseWindow, ...], zone: ZoneInfo) -> datetime | None:
@@ -95,18 +115,25 @@ def _week(today: date, window: PauseWindow) -> list[date]:
     return [day for day in days if day.weekday() in window.weekdays]
 
 
-def open_after(start: datetime, span: timedelta, pauses: Iterable[PauseWindow], time_zone: str) -> datetime:
+def open_after(
+    start: datetime, span: timedelta, pauses: Iterable[PauseWindow], time_zone: str, skip: timedelta = CLOCK_CUT
+) -> datetime:
     """The instant when `span` of open time (outside `pauses`) has passed since `start`: a clock that stops
     while a pause covers it and runs again when it closes (R10's working time; a rule's opening hours). It
-    ends at an open moment or at a pause's start, never inside a pause."""
+    ends at an open moment or at a pause's start, never inside a pause, unless the cut applied: the clock
+    skips at most `skip` of pause time (two weeks: a schedule that never opens), then runs through the
+    pauses, so it ends by `start + skip + span` whatever the pauses."""
     pauses = tuple(pauses)
     if not pauses:
         return start + span
     zone = ZoneInfo(time_zone)
-    at, left = start.astimezone(UTC), span  # in UTC: a zone's wall-clock arithmetic would skip DST changes
-    for _ in range(_MAX_SPANS):  # a schedule closed for good is cut (as `pause_end` cuts it)
-        closes = pause_end(at, pauses, time_zone)
-        at = at if closes is None else closes.astimezone(UTC)
+    at, left, budget = start.astimezone(UTC), span, max(skip, timedelta(0))  # in UTC: not wall-clock arithmetic
+    while True:  # ends: every turn passes a pause start, and skips pause time only within the budget
+        if (walked := _walk(at, pauses, zone, at + budget)) is not None:
+            budget -= walked[0] - at
+            at = walked[0]
+            if not walked[1]:
+                break  # cut: the rest of the span runs through the pauses
         next_pause = _next_start(at, pauses, zone)
         if next_pause is None or at + left <= next_pause:
             break
@@ -117,12 +144,37 @@ def open_after(start: datetime, span: timedelta, pauses: Iterable[PauseWindow], 
 
 def claim_deadline(offered_at: datetime, window: timedelta, pauses: Iterable[PauseWindow], time_zone: str) -> datetime:
     """R10: a claim window runs only while no pause covers it (pauses inside it do not count), and an offer
-    that would expire inside a pause gets the full claim window after it closes (decision 0089)."""
+    that would expire inside a pause gets the full claim window after it closes (decision 0089). The clock
+    skips at most two weeks of pauses from the offer on, whether waiting for that pause to close or inside
+    the window after it: the deadline is at most `offered_at + CLOCK_CUT + window`, and is inside a pause
+    only when that cut applied (it is then exactly that bound)."""
     deadline = offered_at + window
-    if not pauses:  # as for most offers: no call to `pause_end`
+    pauses = tuple(pauses)
+    if not pauses:  # as for most offers: no schedule to read
         return deadline
-    closes = pause_end(deadline, pauses, time_zone)
-    return open_after(offered_at if closes is None else closes, window, pauses, time_zone)
+    zone = ZoneInfo(time_zone)
+    if window < timedelta(days=1) and not _overlaps(offered_at, deadline, pauses, zone):
+        return deadline  # the common case: nothing pauses between the offer and its deadline
+    horizon = offered_at + CLOCK_CUT
+    walked = _walk(deadline, pauses, zone, horizon) if deadline < horizon else None
+    if walked is None:  # the deadline is open (or past the cut): count the window's open time
+        return open_after(offered_at, window, pauses, time_zone)
+    closes = walked[0]  # the whole window again after the pause, within what is left of the cut
+    return open_after(closes, window, pauses, time_zone, skip=horizon - closes)
+
+
+def _overlaps(start: datetime, end: datetime, windows: tuple[PauseWindow, ...], zone: ZoneInfo) -> bool:
+    """Whether a pause covers any moment from `start` to `end`, or starts at `end` (R10: a deadline at a
+    pause's start is in it). Reads only the windows starting on the days around them."""
+    first, last = start.astimezone(zone).date() - timedelta(days=1), end.astimezone(zone).date()
+    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    for window in windows:
+        for day in days:
+            if _on(window, day):
+                begins, stops = _span(window, day, zone)
+                if begins <= end and stops > start:
+                    return True
+    return False
 
 
 def closed_windows(
