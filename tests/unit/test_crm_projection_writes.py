@@ -280,3 +280,104 @@ def test_the_echo_of_an_agents_action_changes_the_row_only_when_newer() -> None:
     assert set(changes.activity) == {"last_activity_at", "last_activity_ms", "last_event_id"}
     row = {"_id": str(LEAD), "last_activity_ms": epoch_ms(T0), "last_event_id": "before"}
     assert changes.applied_to(row) == row
+
+
+# --- decision 0093: a lead moved twice, its moves and its offices' events read in any order across partitions ----
+
+
+def _move(source: str, target: str, holder: str, *, minutes: int) -> LeadTransferred:
+    return LeadTransferred.create(account_id=source, occurred_at=T0 + timedelta(minutes=minutes),
+        payload=LeadTransferredPayload(
+            lead_id=LEAD, transfer_id=uuid.uuid4(), from_account_id=source, from_account_name=source.title(),
+            previous_owner_agent_id=None, previous_owner_name=None, to_account_id=target,
+            to_account_name=target.title(), agent_id=holder, by_user_id="nora", contact=CONTACT, source=SOURCE,
+        ))  # fmt: skip
+
+
+def test_a_lead_moved_twice_stays_in_the_last_office_when_its_first_move_is_projected_last() -> None:
+    """Helper 83's review (tests/unit/test_review_diff_crm_moves.py): the second move is keyed by the office the
+    first took the lead to, another partition, so it can be projected first; the first, read last, is older than
+    the row's last move and changes nothing: the lead stays in west, not back in south (a tenant crossing)."""
+    first = _move("acme", "south", "sol", minutes=5)
+    second = _move("south", "west", "wes", minutes=10)
+    in_order: list[RoutingEvent] = [offered("ana"), first, second]
+    late_first: list[RoutingEvent] = [offered("ana"), second, first]  # acme's partition read after south's
+    expected = _projected(in_order).rows[str(LEAD)]
+    assert (expected["account_id"], expected["owner_agent_id"]) == ("west", "wes")
+    row = _projected(late_first).rows[str(LEAD)]
+    assert (row["account_id"], row["owner_agent_id"]) == ("west", "wes"), "the lead went back to an office it left"
+
+
+def _holder_change(kind: str, office: str, agent: str, at: datetime) -> RoutingEvent:
+    """One office's holder change: an assignment (an upsert), a release, an offer, a claim."""
+    if kind == "assigned":
+        return LeadAssigned.create(account_id=office, occurred_at=at, payload=LeadAssignedPayload(
+            lead_id=LEAD, agent_id=agent, reason=AssignmentReason.MANUAL, explanation="by hand", contact=CONTACT,
+            source=SOURCE))  # fmt: skip
+    if kind == "released":
+        return LeadReleased.create(account_id=office, occurred_at=at, payload=LeadReleasedPayload(
+            lead_id=LEAD, agent_id=agent, broker_agent_id="bo", explanation="left"))  # fmt: skip
+    if kind == "claimed":
+        return LeadClaimed.create(account_id=office, occurred_at=at, payload=LeadClaimedPayload(
+            lead_id=LEAD, agent_id=agent, action=ActivityAction.CALL, offer_round=1))  # fmt: skip
+    return LeadOffered.create(account_id=office, occurred_at=at, payload=LeadOfferedPayload(
+        lead_id=LEAD, agent_id=agent, offer_round=1, race_size=1, deadline=at + timedelta(minutes=15),
+        explanation="R6", contact=CONTACT, source=SOURCE, referral_fee_percent=10))  # fmt: skip
+
+
+_CHANGES = st.lists(
+    st.tuples(st.sampled_from(["assigned", "released", "offered", "claimed"]), st.sampled_from(["a1", "a2", "a3"])),
+    max_size=3,
+)
+# What the lead's holder and office are: what the out-of-order projection must leave as the in-order one does.
+_MOVED_AND_HELD = (
+    "account_id", "status", "owner_agent_id", "assignment_reason", "open_offers", "offered_to", "pond",
+    "moved_from_account_id", "created_ms", "moved_ms", "last_activity_ms", *EARLY_HOLDER,
+)  # fmt: skip
+
+
+@settings(database=None, deadline=None, max_examples=300)
+@given(data=st.data(), acme=_CHANGES, south=_CHANGES, west=_CHANGES)
+def test_a_lead_moved_across_three_offices_ends_as_in_order_whatever_order_the_partitions_are_read_in(
+    data: st.DataObject,
+    acme: list[tuple[str, str]],
+    south: list[tuple[str, str]],
+    west: list[tuple[str, str]],
+) -> None:
+    """acme -> south -> west. Each office's events (keyed by it, its moves out included) come in order; the three
+    partitions interleave as their consumers' lags make them. Events of an office the lead left may also come
+    back at the end (dead letters crm-api took and replayed; never applied before). The row ends as the in-order
+    projection leaves it: in west, held as west's last change says, no mark left."""
+    minute = timedelta(minutes=1)
+
+    def changes(office: str, start: int, drawn: list[tuple[str, str]]) -> list[RoutingEvent]:
+        return [_holder_change(kind, office, agent, T0 + (start + i) * minute) for i, (kind, agent) in enumerate(drawn)]
+
+    partitions: list[list[RoutingEvent]] = [
+        [*changes("acme", 1, acme), _move("acme", "south", "sol", minutes=5)],
+        [*changes("south", 6, south), _move("south", "west", "wes", minutes=10)],
+        changes("west", 11, west),
+    ]
+    in_order = [offered("ana"), *partitions[0], *partitions[1], *partitions[2]]
+    left_behind = [*partitions[0], *partitions[1]]
+    late = data.draw(st.lists(st.sampled_from(left_behind), max_size=2, unique_by=id), label="dead-lettered")
+    queues = [[e for e in part if all(e is not d for d in late)] for part in partitions]
+    read: list[RoutingEvent] = [offered("ana")]  # the lead's row exists before it moves
+    while any(queues):
+        queue = data.draw(st.sampled_from([q for q in queues if q]), label="partition read next")
+        read.append(queue.pop(0))
+    expected, row = _projected(in_order).rows[str(LEAD)], _projected([*read, *late]).rows[str(LEAD)]
+    assert (expected["account_id"], expected["moved_from_account_id"]) == ("west", "south")
+    assert {k: row.get(k) for k in _MOVED_AND_HELD} == {k: expected.get(k) for k in _MOVED_AND_HELD}
+
+
+def test_a_replayed_assignment_of_the_office_the_lead_left_changes_nothing() -> None:
+    """The review's dead letter: acme's assignment, never applied, replayed after the move to south; it is not a
+    change of an office the lead is about to enter (an early holder), it is older than the move out of acme."""
+    to_ana = _holder_change("assigned", "acme", "ana", T0 + timedelta(minutes=2))
+    move = _move("acme", "south", "sol", minutes=5)
+    views = _projected([offered("ana"), move, to_ana])
+    row = views.rows[str(LEAD)]
+    assert (row["account_id"], row["owner_agent_id"], row["status"]) == ("south", "sol", "assigned")
+    assert {row.get(k) for k in EARLY_HOLDER} <= {None}, "not taken as south's early holder"
+    assert str(to_ana.event_id) in views.entries, "the timeline stays whole"

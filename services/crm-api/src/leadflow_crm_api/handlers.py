@@ -9,7 +9,9 @@ redelivered event is skipped; one that crashed half-way is applied again, which 
 changes tolerate (they are sets keyed by the event's own fields). An event the timeline does not
 record is recognised otherwise (decision 0093): a share by its id on the row, written with its
 changes; the echo of an agent's action or message changes only the last activity, when newer.
-A move projected after what the lead's new office did since leaves the holder to that.
+A move projected after what the lead's new office did since leaves the holder to that; a move older than the
+row's last one, and an event of an office the lead has left (or older than what an office further on did), change
+nothing but the timeline.
 
 A rebuild (decision 0045) applies the same function to every event of the log with
 `side_effects=False`: only the views are written, never the office transfers or labels.
@@ -27,7 +29,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from leadflow_crm_api.adapters.offices import Labels, OfficeTransfers
 from leadflow_crm_api.domain.erasure import erased_row, erasure_entry
 from leadflow_crm_api.domain.lead_row import LeadRow
-from leadflow_crm_api.domain.offices import label_doc, moved_row
+from leadflow_crm_api.domain.offices import label_doc, move_applies, moved_row
 from leadflow_crm_api.domain.projection import (
     NewRow,
     RowChanges,
@@ -80,11 +82,13 @@ async def project(event: RoutingEvent, *, views: ViewWriter, side_effects: bool 
     if in_timeline and await views.recorded(str(event.event_id)):
         return
     lead_id = str(event.payload.lead_id)
-    if isinstance(event, LeadAssigned):
-        await views.upsert(assigned_row(event, await views.state(lead_id)))
-    elif isinstance(event, LeadTransferred):
+    if isinstance(event, LeadTransferred):
         await _moved(event, views, side_effects=side_effects)
-    elif not (state := await views.state(lead_id)).applied_already(event):
+    elif (state := await views.state(lead_id)).superseded(event):
+        pass  # of an office the lead left, or older than what an office further on did: its timeline entry only
+    elif isinstance(event, LeadAssigned):
+        await views.upsert(assigned_row(event, state))
+    elif not state.applied_already(event):
         # Any other lead event: its row's changes, with the open offers and accept links it leaves. A share the
         # row applied before (the timeline does not record it) is skipped.
         await views.update(row_changes(event, state))
@@ -124,6 +128,7 @@ async def _moved(event: LeadTransferred, views: ViewWriter, *, side_effects: boo
         if side_effects:
             labels = [label_doc(target, name, at=event.occurred_at) for name in row.labels]
             await Labels(views.db).ensure(labels)
-        await views.update(RowChanges.of(lead_id, moved_row(row, event)))
+        if move_applies(row, event):  # an older move read late changes nothing but its timeline entry
+            await views.update(RowChanges.of(lead_id, moved_row(row, event)))
     if side_effects:
         await OfficeTransfers(views.db).mark_done(str(event.payload.transfer_id))

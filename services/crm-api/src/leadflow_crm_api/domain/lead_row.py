@@ -128,6 +128,7 @@ class LeadRow:
     moved_from_account_name: str | None = None
     moved_from_owner: str | None = None
     moved_at: datetime | None = None
+    moved_ms: int | None = None  # the last move's time as the projection compares it (decision 0093)
     # The projection's own (decision 0093): a holder change of an office the row was not in yet, its office and time.
     early_holder_account_id: str | None = None
     early_holder_ms: int | None = None
@@ -188,6 +189,7 @@ class LeadRow:
             moved_from_account_name=_text(doc.get("moved_from_account_name")),
             moved_from_owner=_text(doc.get("moved_from_owner")),
             moved_at=_when(doc.get("moved_at")),
+            moved_ms=_int(doc.get("moved_ms")),
             early_holder_account_id=_text(doc.get("early_holder_account_id")),
             early_holder_ms=_int(doc.get("early_holder_ms")),
         )

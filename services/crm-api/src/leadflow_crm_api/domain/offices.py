@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from leadflow_crm_api.domain.lead_row import LeadRow
-from leadflow_crm_api.domain.views import EARLY_HOLDER, HOLDER_FIELDS
+from leadflow_crm_api.domain.views import EARLY_HOLDER, HOLDER_FIELDS, MOVE_REASON
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.routing import LeadTransferred
 
@@ -98,20 +98,34 @@ def profile_fields(profile: dict[str, Any]) -> dict[str, Any]:
     return {**profile, "search_labels": sorted({label_key(label) for label in profile.get("labels", [])})}
 
 
+def move_applies(row: LeadRow, event: LeadTransferred) -> bool:
+    """Whether the move changes the row: only when newer than the row's last projected move (`moved_ms`).
+
+    A lead moved twice (acme -> south, then south -> west) has its moves keyed by the office each left: other
+    partitions, so the second may be projected first. The first, read late, is older than the row's last move and
+    changes nothing but its timeline entry; the row stays in the office the last move took it to (decision 0093).
+    A move read again (a crash before its timeline entry) is not newer either. A newer move applies whatever office
+    the row is in: one in between, not projected yet, is older and will change nothing. Rows moved before
+    `moved_ms` was kept take any move, as before.
+    """
+    return row.moved_ms is None or epoch_ms(event.occurred_at) > row.moved_ms
+
+
 def moved_row(row: LeadRow, event: LeadTransferred) -> dict[str, Any]:
     """What the move `$set`s on the lead's row: new office, new holder, a new lead there (T2).
 
     The row's `created_*` become the move's time, so the lead lists as new in the target; the
     first office's creation time is kept once in `first_created_*`. A move projected after a later holder change
-    of the target office (`views.EARLY_HOLDER`: another partition read first) leaves the holder to it
-    (decision 0093).
+    (`views.EARLY_HOLDER`: of the target office, or of an office the lead moved to after it; another partition
+    read first) leaves the holder to it; the mark is cleared once the row is in its office or when the move is
+    later than it (decision 0093). Called only when `move_applies`.
     """
     p, at = event.payload, event.occurred_at
     moved: dict[str, Any] = {
         "account_id": p.to_account_id,
         "owner_agent_id": p.agent_id,
         "status": "assigned",
-        "assignment_reason": "office_transfer",
+        "assignment_reason": MOVE_REASON,
         "first_created_at": row.first_created_at or row.created_at,
         "first_created_ms": row.first_created_ms or row.created_ms,
         "created_at": at,
@@ -122,6 +136,7 @@ def moved_row(row: LeadRow, event: LeadTransferred) -> dict[str, Any]:
         "moved_from_account_name": p.from_account_name,
         "moved_from_owner": p.previous_owner_name or p.previous_owner_agent_id,
         "moved_at": at,
+        "moved_ms": epoch_ms(at),  # the row's last move: an older one read later changes nothing (`move_applies`)
         "office_transfer_id": str(p.transfer_id),
         # Lead sharing belonged to the first office; offers there were withdrawn.
         "transferred_to": None,
@@ -137,6 +152,9 @@ def moved_row(row: LeadRow, event: LeadTransferred) -> dict[str, Any]:
     }
     if row.early_holder_account_id is None:
         return moved
-    if row.early_holder_account_id == p.to_account_id and (row.early_holder_ms or 0) > epoch_ms(at):
+    later = (row.early_holder_ms or 0) > epoch_ms(at)
+    if later:  # of the target office, or of one the lead moved to after it: its holder stays
         moved = {k: v for k, v in moved.items() if k not in HOLDER_FIELDS}
+    if later and row.early_holder_account_id != p.to_account_id:
+        return moved  # an office further on: the mark waits for the move to it
     return moved | dict.fromkeys(EARLY_HOLDER)  # in the target now: what came early is its own

@@ -20,6 +20,7 @@ from leadflow_crm_api.domain.generations import LAST_ACTIVITY
 from leadflow_crm_api.domain.views import (
     APPLIED_EVENT_IDS,
     EARLY_HOLDER,
+    MOVE_REASON,
     lead_row_changes,
     lead_row_from_assigned,
     lead_row_from_held,
@@ -44,8 +45,9 @@ ON_INSERT_ONLY = ("created_at", "created_ms", "transferred_to", "crm_status")
 class RowState:
     """What the projection reads of a lead's row before changing it: whether there is one, whether its contact
     was erased, its open offers and accept links (the lists as stored: `open_offers_after` and
-    `offer_links_after` build on them), its office, and the ids of the events it applied that the timeline does
-    not record (`views.APPLIED_EVENT_IDS`: the lead's shares)."""
+    `offer_links_after` build on them), its office, the ids of the events it applied that the timeline does
+    not record (`views.APPLIED_EVENT_IDS`: the lead's shares), its last move's time and its early holder mark
+    (`views.EARLY_HOLDER`), which tell an event of an office the lead has left (decision 0093)."""
 
     exists: bool = False
     erased: bool = False
@@ -53,6 +55,8 @@ class RowState:
     offer_links: list[dict[str, Any]] = field(default_factory=list)
     account_id: str | None = None
     applied: list[str] = field(default_factory=list)
+    moved_ms: int | None = None
+    early_holder: tuple[str | None, int | None] = (None, None)
 
     @classmethod
     def of(cls, row: Fields | None) -> RowState:
@@ -67,14 +71,39 @@ class RowState:
             row.get("offer_links") or [],
             row.get("account_id"),
             row.get(APPLIED_EVENT_IDS) or [],
+            _ms(row.get("moved_ms")),
+            (row.get(EARLY_HOLDER[0]), _ms(row.get(EARLY_HOLDER[1]))),
         )
 
     def applied_already(self, event: LeadEvent) -> bool:
         """Whether the row has applied `event`, one the timeline does not record (a share read again)."""
         return str(event.event_id) in self.applied
 
+    def superseded(self, event: LeadEvent) -> bool:
+        """Whether `event`, of another office than the row's or older than a later office's change, must leave the
+        row alone (T2, decision 0093): in order, what came after it replaced what it changed.
+
+        - An event of an office the row is not in, older than the row's last move: of an office the lead has left
+          (a dead letter replayed; one of an office it passed through, whose own move out is projected late).
+        - An event older than the early holder mark of another office: that office (the lead's next, or one after)
+          changed the holder already; the moves that take the lead there are not projected yet.
+        Within the row's office, events come in the router's order and are applied as they come.
+        """
+        if not self.exists:
+            return False
+        at, (office, early_ms) = epoch_ms(event.occurred_at), self.early_holder
+        if office not in (None, event.account_id) and early_ms is not None and at < early_ms:
+            return True
+        left = self.account_id not in (None, event.account_id)
+        return left and self.moved_ms is not None and at < self.moved_ms
+
 
 NO_ROW = RowState()
+
+
+def _ms(value: object) -> int | None:
+    """A stored time in milliseconds (bson's Int64 reads back as an int); None when missing or odd."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,9 +184,14 @@ def row_changes(event: LeadEvent, row: RowState) -> RowChanges:
     entry; a share by its id, kept on the row (`APPLIED_EVENT_IDS`); the echo of an agent's action or message,
     which changes only the last activity and `last_event_id`, by its time: it sets them only when newer.
     """
-    changes = lead_row_changes(event)
-    changes |= _early_holder(event, row, changes)
-    offers = open_offers_after(row.open_offers, event)
+    changes, offered = lead_row_changes(event), row.open_offers
+    early = _early_holder(event, row, changes)
+    if early and row.early_holder[0] != event.account_id:
+        # The first change seen of an office further on: it applies to what the move there leaves (no open offer,
+        # the move's reason), not to what the row's office set (`offices.moved_row`).
+        offered, changes = [], {"assignment_reason": MOVE_REASON, **changes}
+    changes |= early
+    offers = open_offers_after(offered, event)
     if offers is not None:
         # $set of the whole array: nx-27017 mangles $push of documents (decision 0004).
         agents = sorted({o["agent_id"] for o in offers})
@@ -173,9 +207,10 @@ def row_changes(event: LeadEvent, row: RowState) -> RowChanges:
 
 
 def _early_holder(event: LeadEvent, row: RowState, changes: Fields) -> dict[str, Any]:
-    """T2: a holder change of an office the row is not in yet, so of the office the lead moved to, whose move
-    (keyed by the office it left, another partition) is projected later. The row keeps where and when, so the
-    move, older, leaves the holder fields to it (`offices.moved_row`). Nothing for any other event."""
+    """T2: a holder change of an office the row is not in yet and has not left since (`RowState.superseded`), so
+    of an office the lead moved to, whose move (keyed by the office it left, another partition) is projected
+    later. The row keeps where and when, so the moves, older, leave the holder fields to it (`offices.moved_row`),
+    and older events of other offices leave the row alone. Nothing for any other event."""
     if "owner_agent_id" not in changes or not row.exists or row.account_id in (None, event.account_id):
         return {}
     return dict(zip(EARLY_HOLDER, (event.account_id, epoch_ms(event.occurred_at)), strict=True))

@@ -119,6 +119,8 @@ APPLIED_EVENT_IDS = "applied_event_ids"
 EARLY_HOLDER = ("early_holder_account_id", "early_holder_ms")
 # What a holder change sets: who holds the lead, how, and its open offers. A late move leaves them as they are.
 HOLDER_FIELDS = ("status", "owner_agent_id", "assignment_reason", "open_offers", "offered_to", "pond")
+# The assignment reason a move to another office leaves (T2): its target's roster position 1 holds the lead.
+MOVE_REASON = "office_transfer"
 
 
 def _search_fields(name: str, email: str | None, phone: str | None) -> dict[str, str]:
