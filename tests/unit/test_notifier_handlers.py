@@ -528,15 +528,54 @@ def race(lead: uuid.UUID) -> tuple[LeadOffered, LeadOffered, LeadClaimed, OfferW
 
 async def test_an_offer_read_with_its_end_in_the_same_batch_is_not_announced() -> None:
     """N1 (decision 0094): a notifier catching up (an outage, a rebalance, a backlog) reads a race's offers with the
-    claim that ended it in one batch. Neither ana nor bob is offered the lead, and ana gets no push that an offer
-    she never heard of was withdrawn; the lead is still new for the office (digest, new-lead notice)."""
+    claim that ended it in one batch. Neither ana nor bob is offered the lead; ana is told her offer ended (the
+    batch may be one read again, whose offer she was told before); the lead is still new for the office."""
     lead, office = uuid.uuid4(), Office()
 
     await office.read(*race(lead))
 
     assert [c.to for _, c in office.outbox.sent if isinstance(c, EmailContent)] == ["nia@north.example"]
-    assert [c for _, c in office.outbox.sent if isinstance(c, PushContent)] == []
+    assert [c.token for _, c in office.outbox.sent if isinstance(c, PushContent)] == ["tok-ana"], "its end only"
     assert [i.lead_id for i in office.kept.items] == [str(lead)]
+
+
+async def test_an_offer_told_before_and_read_again_with_its_end_still_gets_its_end_told() -> None:
+    """Ana's offer was sent (batch 1), its offset not committed; after a rebalance the batch is read again with
+    bob's claim and ana's withdrawal: the offers are done already, and ana hears hers is gone (helper 86)."""
+    lead, office = uuid.uuid4(), Office()
+    to_ana, to_bob, claimed, closed = race(lead)
+    await office.read(to_ana, to_bob)
+
+    await office.read(to_ana, to_bob, claimed, closed)  # redelivered, with what came after
+
+    pushed = [c.token for _, c in office.outbox.sent if isinstance(c, PushContent)]
+    assert pushed == ["tok-ana", "tok-bob", "tok-ana"], "the offers, then ana's withdrawal"
+
+
+def _moved_blank(lead: uuid.UUID) -> LeadTransferred:
+    """An erased lead moved north -> south afterwards: the router publishes it blank (decision 0050)."""
+    return LeadTransferred.create(account_id="north", occurred_at=AT + timedelta(minutes=20),
+        payload=LeadTransferredPayload(
+            lead_id=lead, transfer_id=uuid.uuid4(), from_account_id="north", from_account_name="North Office",
+            previous_owner_agent_id=None, to_account_id="south", to_account_name="South Office", agent_id="sol",
+            by_user_id="nora", contact=Contact(first_name=""), source=SOURCE))  # fmt: skip
+
+
+async def test_a_blank_move_after_an_erasure_files_nothing_whatever_the_batch() -> None:
+    """The same blank move, published after the erasure, read alone (no marker read: nothing of a contact) or in
+    the erasure's batch: either way an erased lead files no digest item and sends no new-lead notice (decision
+    0094; helper 86 found it depended on where the consumer cut the batch)."""
+    alone, together = Office(), Office()
+    lead_a, lead_b = uuid.uuid4(), uuid.uuid4()
+    await alone.read(erased(lead_a))
+    await alone.read(_moved_blank(lead_a))
+    await together.read(erased(lead_b), _moved_blank(lead_b))
+
+    def to_sue(office: Office) -> list[str]:
+        return [c.to for _, c in office.outbox.sent if isinstance(c, EmailContent) and c.to == "sue@south.example"]
+
+    assert to_sue(alone) == to_sue(together) == []
+    assert alone.kept.items == together.kept.items == []
 
 
 async def test_an_offer_and_its_end_in_two_batches_are_both_told() -> None:

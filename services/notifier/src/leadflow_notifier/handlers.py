@@ -54,7 +54,7 @@ from leadflow_notifier.domain.messages import (
     recipient_of,
     team_member_email,
 )
-from leadflow_notifier.domain.order import carries_contact, ended_in_batch, lead_of, without_contact
+from leadflow_notifier.domain.order import carries_contact, ended_in_batch, lead_of, published_blank, without_contact
 from leadflow_notifier.domain.preferences import Channel
 from leadflow_notifier.domain.replay import Replay
 from leadflow_notifier.metrics import NotifierMetrics
@@ -467,7 +467,8 @@ class Notifier:
 
         What is no delivery is done here: an erasure, a digest item. The new-lead notices of an
         event whose recipient is unknown still go out: the poison is returned with them. An erased
-        lead's event is read without the contact and files no digest item (decision 0094); without
+        lead's event is read without the contact and files no digest item, nor does one the router published
+        blank after the erasure (decision 0094); without
         `announce` (the batch ends the offer), its recipient is not told.
         """
         erased = lead_of(event) in self._erased
@@ -480,6 +481,7 @@ class Notifier:
         if other is not None:
             return other, None
         deliveries: list[Delivery] = []
+        erased = erased or published_blank(event)
         if self.digest is not None and not erased and (item := digest_item(event)) is not None:
             await self.digest.add(item)
             deliveries += await self._new_lead_notices(item, event, raw)

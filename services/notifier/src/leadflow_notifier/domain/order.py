@@ -6,7 +6,8 @@ a dead letter. Such an event is read as the router would publish it now, with th
 (`without_contact`): nothing of the person is stored or sent again.
 
 A notifier catching up (after an outage, a rebalance, a backlog) can read an offer together with what ended
-it. `ended_in_batch` names the offers the batch itself ends later, and their ends: neither is announced.
+it. `ended_in_batch` names the offers the batch itself ends later: those are not announced, but their ends are
+(the offer may have been told already, in a batch read before this one was read again).
 """
 
 from __future__ import annotations
@@ -52,6 +53,13 @@ def carries_contact(event: RoutingEvent) -> bool:
     return False
 
 
+def published_blank(event: RoutingEvent) -> bool:
+    """Whether the router published the event with its lead's contact blank: it does so only after an erasure
+    (intake accepts no lead without a name, an email or a phone), so such an event is an erased lead's wherever
+    the batch was cut (decision 0094)."""
+    return isinstance(event, WithContact) and event.payload.contact == NOBODY
+
+
 def without_contact(event: RoutingEvent) -> RoutingEvent | None:
     """`event` of an erased lead, as the router would publish it now: the contact blank, no message, no
     criteria; None for a message to the contact (it is not sent). The same event when it holds nothing of it."""
@@ -75,12 +83,12 @@ Offer = tuple[str, str, int]  # (lead, agent, round)
 
 
 def ended_in_batch(events: Sequence[RoutingEvent]) -> set[int]:
-    """The positions of the offers (`LeadOffered`) a later event of `events` ends, and of those ends: a claim of
-    the lead in the offer's round or a later one (by any agent: a claimer acted on the lead already), or the
-    offer's own `OfferWithdrawn` or `OfferExpired`. An offer and its end in different batches are both told."""
+    """The positions of the offers (`LeadOffered`) a later event of `events` ends: a claim of the lead in the
+    offer's round or a later one (by any agent: a claimer acted on the lead already), or the offer's own
+    `OfferWithdrawn` or `OfferExpired`. The ends themselves are told: a batch read again after a rebalance holds
+    offers told before it."""
     quiet: set[int] = set()
     open_at: dict[Offer, list[int]] = {}  # a redelivery in the batch: one offer at two positions
-    silenced: set[Offer] = set()  # offers a claim ended: their withdrawals are not told either
     for position, event in enumerate(events):
         if isinstance(event, LeadOffered):
             p = event.payload
@@ -89,12 +97,7 @@ def ended_in_batch(events: Sequence[RoutingEvent]) -> set[int]:
             lead, round_ = str(event.payload.lead_id), event.payload.offer_round
             for offer in [o for o in open_at if o[0] == lead and o[2] <= round_]:
                 quiet.update(open_at.pop(offer))
-                silenced.add(offer)
         elif isinstance(event, OfferExpired | OfferWithdrawn):
             c = event.payload
-            offer = (str(c.lead_id), c.agent_id, c.offer_round)
-            if offer in open_at:
-                quiet.update(open_at.pop(offer), (position,))
-            elif offer in silenced:
-                quiet.add(position)
+            quiet.update(open_at.pop((str(c.lead_id), c.agent_id, c.offer_round), ()))
     return quiet
