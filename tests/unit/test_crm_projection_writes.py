@@ -381,3 +381,38 @@ def test_a_replayed_assignment_of_the_office_the_lead_left_changes_nothing() -> 
     assert (row["account_id"], row["owner_agent_id"], row["status"]) == ("south", "sol", "assigned")
     assert {row.get(k) for k in EARLY_HOLDER} <= {None}, "not taken as south's early holder"
     assert str(to_ana.event_id) in views.entries, "the timeline stays whole"
+
+
+HELD = ("account_id", "status", "owner_agent_id", "assignment_reason")
+
+
+def _held_row(events: list[RoutingEvent]) -> dict[str, object]:
+    row = _projected(events).rows[str(LEAD)]
+    return {k: row.get(k) for k in HELD}
+
+
+def test_a_lead_moved_back_to_an_office_it_left_is_not_reassigned_by_that_offices_old_events() -> None:
+    """acme -> south (minute 5) -> acme again (minute 10), acme's partition lagging: acme's assignment of minute 2,
+    from before the lead left, is of the row's office again but older than its last move by more than the clocks'
+    skew: it changes no row, as in order (a rebuild) the move back replaced it (helper 86; decision 0093)."""
+    acme = [
+        _holder_change("assigned", "acme", "ana", T0 + timedelta(minutes=2)),
+        _move("acme", "south", "sol", minutes=5),
+    ]
+    south = [
+        _holder_change("assigned", "south", "sam", T0 + timedelta(minutes=7)),
+        _move("south", "acme", "ab", minutes=10),
+    ]
+    in_order = _held_row([offered("ana"), *acme, *south])
+    assert in_order["owner_agent_id"] == "ab"
+    assert _held_row([offered("ana"), *south, *acme]) == in_order, "an event older than the row's last move applied"
+
+
+def test_a_new_offices_holder_change_stamped_seconds_before_the_move_survives_the_move_read_late() -> None:
+    """A clock two seconds slow on south's replica stamps south's assignment, made just after the move, before it:
+    read in order or before the move (acme's partition lagging), sam holds the lead (`CLOCK_SKEW_MS`)."""
+    move = _move("acme", "south", "sol", minutes=5)
+    to_sam = _holder_change("assigned", "south", "sam", move.occurred_at - timedelta(seconds=2))
+    in_order = _held_row([offered("ana"), move, to_sam])
+    assert in_order["owner_agent_id"] == "sam"
+    assert _held_row([offered("ana"), to_sam, move]) == in_order, "south's assignment lost to the move read late"

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from leadflow_crm_api.domain.lead_row import LeadRow
-from leadflow_crm_api.domain.views import EARLY_HOLDER, HOLDER_FIELDS, MOVE_REASON
+from leadflow_crm_api.domain.views import CLOCK_SKEW_MS, EARLY_HOLDER, HOLDER_FIELDS, MOVE_REASON
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.routing import LeadTransferred
 
@@ -152,7 +152,7 @@ def moved_row(row: LeadRow, event: LeadTransferred) -> dict[str, Any]:
     }
     if row.early_holder_account_id is None:
         return moved
-    later = (row.early_holder_ms or 0) > epoch_ms(at)
+    later = (row.early_holder_ms or 0) > epoch_ms(at) - CLOCK_SKEW_MS  # a replica's clock behind: still after it
     if later:  # of the target office, or of one the lead moved to after it: its holder stays
         moved = {k: v for k, v in moved.items() if k not in HOLDER_FIELDS}
     if later and row.early_holder_account_id != p.to_account_id:

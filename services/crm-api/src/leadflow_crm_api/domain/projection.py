@@ -19,6 +19,7 @@ from leadflow_crm_api.domain.erasure import ERASED_ROW
 from leadflow_crm_api.domain.generations import LAST_ACTIVITY
 from leadflow_crm_api.domain.views import (
     APPLIED_EVENT_IDS,
+    CLOCK_SKEW_MS,
     EARLY_HOLDER,
     MOVE_REASON,
     lead_row_changes,
@@ -85,6 +86,9 @@ class RowState:
 
         - An event of an office the row is not in, older than the row's last move: of an office the lead has left
           (a dead letter replayed; one of an office it passed through, whose own move out is projected late).
+        - An event of the row's office older than its last move by more than `CLOCK_SKEW_MS`: from before the lead
+          left this office and came back (helper 86); within it, an event of the move's target stamped by a
+          replica whose clock is behind, applied.
         - An event older than the early holder mark of another office: that office (the lead's next, or one after)
           changed the holder already; the moves that take the lead there are not projected yet.
         Within the row's office, events come in the router's order and are applied as they come.
@@ -94,8 +98,10 @@ class RowState:
         at, (office, early_ms) = epoch_ms(event.occurred_at), self.early_holder
         if office not in (None, event.account_id) and early_ms is not None and at < early_ms:
             return True
+        if self.moved_ms is None:
+            return False
         left = self.account_id not in (None, event.account_id)
-        return left and self.moved_ms is not None and at < self.moved_ms
+        return at < self.moved_ms if left else at < self.moved_ms - CLOCK_SKEW_MS
 
 
 NO_ROW = RowState()

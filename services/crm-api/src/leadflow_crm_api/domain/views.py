@@ -121,6 +121,10 @@ EARLY_HOLDER = ("early_holder_account_id", "early_holder_ms")
 HOLDER_FIELDS = ("status", "owner_agent_id", "assignment_reason", "open_offers", "offered_to", "pond")
 # The assignment reason a move to another office leaves (T2): its target's roster position 1 holds the lead.
 MOVE_REASON = "office_transfer"
+# How far apart the router's replicas' clocks may be (decision 0093): a move and the next office's first events are
+# stamped by different replicas, so an event of the office a lead moved to may be stamped up to this much before the
+# move that took it there; one older than that is from before the lead left that office.
+CLOCK_SKEW_MS = 5_000
 
 
 def _search_fields(name: str, email: str | None, phone: str | None) -> dict[str, str]:
