@@ -9,6 +9,7 @@ The router process does the same: tests/e2e/test_router_pre_assigned_process.py.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from fakes_router import pre_assigned, website_lead
@@ -23,22 +24,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")
 T0 = datetime(2026, 5, 4, 15, 0, tzinfo=UTC)
 
 
+def acme(*agents: str, **account: Any) -> dict[str, Any]:
+    """Acme's configuration with round robin on: `agents` on its roster in that order (the first its broker)."""
+    agent_docs = [{"agent_id": a, "name": a.title(), "email": f"{a}@acme.example"} for a in agents]
+    return {"accounts": [{"account_id": "acme", "name": "Acme", "round_robin": True, "agents": agent_docs,
+                          "roster": list(agents), **account}]}  # fmt: skip
+
+
 async def test_an_agent_removed_between_intake_and_routing_gets_no_lead_and_the_lead_is_offered(
     mongo_url: str,
 ) -> None:
-    agents = ["broker", "a", "b"]
-    config = {
-        "accounts": [
-            {
-                "account_id": "acme",
-                "name": "Acme",
-                "round_robin": True,
-                "agents": [{"agent_id": a, "name": a.title(), "email": f"{a}@acme.example"} for a in agents],
-                "roster": agents,
-                "sources": [{"name": "Zillow", "referral_fee_percent": 25}],
-            }
-        ]
-    }
+    config = acme("broker", "a", "b", sources=[{"name": "Zillow", "referral_fee_percent": 25}])
     async with router_on(mongo_url, config, now=T0) as router:
         kept = pre_assigned("acme", "b")
         assert not await router.service.on_leads_received([kept])
@@ -63,17 +59,7 @@ async def test_an_agent_removed_between_intake_and_routing_gets_no_lead_and_the_
 
 
 async def test_an_agent_added_since_the_snapshot_was_cached_keeps_a_lead_pre_assigned_to_them(mongo_url: str) -> None:
-    config = {
-        "accounts": [
-            {
-                "account_id": "acme",
-                "name": "Acme",
-                "round_robin": True,
-                "agents": [{"agent_id": a, "name": a.title(), "email": f"{a}@acme.example"} for a in ("broker", "a")],
-                "roster": ["broker", "a"],
-            }
-        ]
-    }
+    config = acme("broker", "a")
     async with router_on(mongo_url, config, now=T0) as router:
         router.service.accounts = AccountSnapshots(router.db, ttl_seconds=3600)  # the process's cache
         assert not await router.service.on_leads_received([pre_assigned("acme", "a")])  # caches the roster
@@ -91,18 +77,7 @@ async def test_an_agent_added_since_the_snapshot_was_cached_keeps_a_lead_pre_ass
 async def test_a_roster_still_naming_an_agent_of_another_office_routes_nothing_there(mongo_url: str) -> None:
     """crm-api moves a team member's record to its new office before it pulls the old roster's place (and a crash
     can stop it between the two): the old office's leads, pre-assigned or in rotation, never reach that agent."""
-    agents = ["broker", "a", "moved"]
-    config = {
-        "accounts": [
-            {
-                "account_id": "acme",
-                "name": "Acme",
-                "round_robin": True,
-                "agents": [{"agent_id": a, "name": a.title(), "email": f"{a}@acme.example"} for a in agents],
-                "roster": agents,
-            }
-        ]
-    }
+    config = acme("broker", "a", "moved")
     async with router_on(mongo_url, config, now=T0) as router:
         await router.db[AGENTS].update_one({"_id": "moved"}, {"$set": {"account_id": "south"}})
         leads = [pre_assigned("acme", "moved"), *(website_lead("acme", T0, f"w{i}@example.com") for i in range(6))]
