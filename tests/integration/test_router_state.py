@@ -23,7 +23,7 @@ from leadflow_router.adapters.mongo import SET_ASIDE_SECONDS, ensure_indexes
 from leadflow_router.domain.model import RoutingRejected
 from leadflow_router.handlers import SWEEP_RETRY_SECONDS, RouterService
 from leadflow_router.sweeper import Alarm, sweep
-from leadflow_shared.collections import ACCOUNTS, ROUTER_LEADS
+from leadflow_shared.collections import ACCOUNTS, ROUTER_LEADS, ROUTER_OUTBOXES
 from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
 from leadflow_shared.events.routing import (
@@ -346,3 +346,27 @@ async def test_activity_for_unknown_lead_is_rejected_and_without_offer_is_logged
         await router.service.on_lead_received(
             LeadReceived.create(account_id="nobody", occurred_at=T0, payload=received().payload)
         )
+
+
+async def test_a_crashed_batch_s_unreadable_record_holds_up_no_other_lead_of_it(mongo_url: str) -> None:
+    """Decision 0068, 0091: a batch whose publishing failed leaves its outbox document for the sweeper. One of its
+    records this version cannot read (written by a newer one) must not stop the sweeper publishing the others:
+    it is skipped and counted, and its document kept until it is an orphan."""
+    config = {"accounts": [office("acme", 600)]}
+    async with router_on(mongo_url, config, now=T0) as router:
+        newer, other = received(), received()
+        router.published.failing = True  # the broker away: the batch's outbox document stays
+        with pytest.raises(ConnectionError):
+            await router.service.on_leads_received([newer, other])
+        router.published.failing = False
+        assert not router.published.lead_events()
+        await router.db[ROUTER_LEADS].update_one(
+            {"_id": str(newer.event_id)}, {"$set": {"summary.contact.second_phone": "+1 555 0100 4242"}}
+        )
+        await router.db[ROUTER_OUTBOXES].update_many({}, {"$set": {"since_ms": 0}})  # long stale
+
+        await router.service.republish_stale()
+
+        offered = [e.payload.lead_id for e in router.published.lead_events() if isinstance(e, LeadOffered)]
+        assert offered == [other.event_id]
+        assert router.registry.get_sample_value("router_unreadable_records_total", {"read": "batch"}) == 1.0

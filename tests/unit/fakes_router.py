@@ -56,6 +56,9 @@ class FakeRecords(LeadRecords):
     async def get_many(self, lead_ids: list[str]) -> dict[str, RoutingRecord]:
         return {i: decode_record(self.docs[i]) for i in lead_ids if i in self.docs}
 
+    async def readable_many(self, lead_ids: list[str]) -> dict[str, RoutingRecord]:
+        return {r.lead_id: r for r in await self._readable([self.docs[i] for i in lead_ids if i in self.docs], "batch")}
+
     async def insert_batch(
         self, records: list[RoutingRecord], *, batch_id: str, now_ms: int
     ) -> tuple[list[RoutingRecord], list[str]]:

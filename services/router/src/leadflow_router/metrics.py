@@ -31,8 +31,8 @@ class RouterMetrics:
         self.unreadable_records = Counter(
             "router_unreadable_records_total",
             "Routing records this version could not read (written by a newer version, or damaged), by read: due"
-            " (the sweeper's deadlines), unflushed (outboxes a crash left). Each is set aside a minute (decision"
-            " 0091).",
+            " (the sweeper's deadlines), unflushed (outboxes a crash left), batch (leads of an outbox document a crash"
+            " left). A due or unflushed one is set aside a minute; a batch's is left out (decision 0091).",
             ["read"],
             registry=registry,
         )

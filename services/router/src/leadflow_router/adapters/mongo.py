@@ -276,25 +276,38 @@ class LeadRecords:
         cursor = self._leads.find({"outbox_since_ms": {"$lte": before_ms}}).limit(limit)
         return await self._readable([doc async for doc in cursor], "unflushed", "outbox_since_ms", before_ms)
 
-    async def _readable(self, docs: list[Doc], read: str, field: str, cutoff_ms: int) -> list[RoutingRecord]:
+    async def readable_many(self, lead_ids: list[str]) -> dict[str, RoutingRecord]:
+        """`get_many` for the sweeper's finishing of outbox documents a crash left (decision 0068): a record this
+        version cannot read is left out, as if not stored yet, counted and logged (`_readable`), so the document's
+        other leads are published and the document itself waits until it is an orphan."""
+        if not lead_ids:
+            return {}
+        docs = [doc async for doc in self._leads.find({"_id": {"$in": lead_ids}})]
+        return {record.lead_id: record for record in await self._readable(docs, "batch")}
+
+    async def _readable(
+        self, docs: list[Doc], read: str, field: str | None = None, cutoff_ms: int = 0
+    ) -> list[RoutingRecord]:
         """The records of `docs` this version can read, each decoded alone (decision 0091).
 
         One it cannot (written by a newer version during a rolling upgrade or after a rollback, or damaged) is
-        set aside: its `field`, at or before `cutoff_ms` when read, moves SET_ASIDE_SECONDS later, so it heads
-        no pass and holds up no other record (as decision 0077's postponed deadlines). It is counted and logged
-        by lead id and exception type only: the message of a decoding error quotes the document (a phone)."""
+        left out; with a `field`, set aside too: its `field`, at or before `cutoff_ms` when read, moves
+        SET_ASIDE_SECONDS later, so it heads no pass and holds up no other record (as decision 0077's postponed
+        deadlines). It is counted and logged by lead id and exception type only: the message of a decoding error
+        quotes the document (a phone)."""
         records = []
         for doc in docs:
             try:
                 records.append(decode_record(doc))
             except Exception as exc:  # noqa: BLE001 (whatever the codec raises: pydantic's, a KeyError, a TypeError)
-                await self._set_aside(doc.get("_id"), field, cutoff_ms, cutoff_ms + SET_ASIDE_SECONDS * 1000)
+                if field is not None:
+                    await self._set_aside(doc.get("_id"), field, cutoff_ms, cutoff_ms + SET_ASIDE_SECONDS * 1000)
                 if self._unreadable is not None:
                     self._unreadable.labels(read).inc()
                 log.error(
-                    "routing record unreadable by this version (%s): set aside for %d s",
+                    "routing record unreadable by this version (%s): left out%s",
                     type(exc).__name__,
-                    SET_ASIDE_SECONDS,
+                    "" if field is None else f", set aside for {SET_ASIDE_SECONDS} s",
                     extra={"lead_id": str(doc.get("_id")), "read": read, "error_type": type(exc).__name__},
                 )
         return records
