@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from typing import Any
 
@@ -262,3 +263,36 @@ async def test_the_brokerage_list_reconnects_after_crm_api_stops_and_shows_the_l
         if not stack.services["crm-api"].running():  # the other tests of this stack need it
             await asyncio.to_thread(stack.start_service, "crm-api")
             await asyncio.to_thread(stack.wait_ready, "crm-api", timeout=RESTART_MS / 1000)
+
+
+async def test_a_refused_assign_is_not_live_so_a_change_neither_reloads_it_nor_posts_it_again(
+    browser: Browser, stack: Stack
+) -> None:
+    """A refusal is the answer to the form's POST, at the POST's address: refreshing it on a change reloaded that
+    address, which posted the refused form again and dropped what the person picked since (seen in the whole
+    suite, where leads change all the time). Such a page is not live; the list it came from is."""
+    marker = f"Refused{uuid.uuid4().hex[:6]}"
+    first = await post_lead(stack, marker)
+    await held_by(stack, first, BROKER)
+    context, page = await window(browser)
+    try:
+        await sign_in_as(page, stack, ACCOUNT, BROKER, "broker")
+        await page.goto(f"{stack.url('crm-api')}/app/accounts/{ACCOUNT}/leads?q={marker}")
+        await expect(page.locator("body")).to_have_attribute("data-live", re.compile(f"/app/accounts/{ACCOUNT}/live"))
+        await page.locator(f'tr[data-lead="{first}"]').get_by_role("checkbox").check()
+        await page.get_by_text("More", exact=True).click()
+        await page.get_by_role("button", name="Assign to an agent").click()
+        dialog = page.get_by_role("dialog", name="Assign to an agent")
+        await dialog.get_by_role("button", name="Assign").click()
+        await expect(dialog.get_by_role("alert")).to_have_text("Select an agent.")
+        assert "/distributions" in page.url
+        await expect(page.locator("body")).not_to_have_attribute("data-live", re.compile(".*"))
+
+        reloads = navigations(page)
+        await dialog.get_by_label("Agent", exact=True).select_option(label=NAMES[ANN])
+        await held_by(stack, await post_lead(stack, marker), BROKER)  # a change of the account's leads
+        await dialog.get_by_role("button", name="Assign").click()
+        await expect(page.get_by_role("status")).to_have_text(f"1 leads are going to {ANN}.")
+        assert len(reloads) == 1, reloads  # the answer's redirect to the list, no reload before it
+    finally:
+        await context.close()
