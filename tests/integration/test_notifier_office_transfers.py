@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
@@ -146,6 +146,7 @@ def digests(db: AsyncDatabase[dict[str, Any]], mailer: SmtpMailer, now: datetime
         default_hour=DIGEST_HOUR,
         schedules=AccountSchedules(db),
         clock=lambda: now,
+        erasures=LeadErasure(db),
     )
 
 
@@ -318,3 +319,89 @@ async def test_an_erased_moved_lead_read_late_or_again_files_and_sends_nothing_o
     ttl = [(dict(i["key"]), i["expireAfterSeconds"]) async for i in await db["notifier_erasures"].list_indexes()
            if "expireAfterSeconds" in i]  # fmt: skip
     assert ttl == [({"created_at": 1}, 30 * 86_400)]
+
+
+class ErasedMeanwhile:
+    """Replica A's view of the markers (decision 0094): it reads them, and replica B's erasure runs right after that
+    read, before A files anything: the race, made deterministic."""
+
+    def __init__(self, markers: LeadErasure, meanwhile: Callable[[], Awaitable[object]]) -> None:
+        self.markers, self.meanwhile = markers, meanwhile
+
+    async def erased(self, lead_ids: list[str]) -> set[str]:
+        seen = await self.markers.erased(lead_ids)
+        await self.meanwhile()
+        return seen
+
+
+def north_offer(lead_id: uuid.UUID, contact: Contact) -> LeadOffered:
+    return LeadOffered.create(
+        account_id="north",
+        occurred_at=MOVED_AT,  # in North's digest of Thu 11 Jan
+        payload=LeadOfferedPayload(
+            lead_id=lead_id,
+            agent_id="carl",
+            offer_round=1,
+            race_size=1,
+            deadline=datetime(2024, 1, 10, 12, 15, tzinfo=UTC),
+            explanation="rr",
+            contact=contact,
+            source=SOURCE,
+        ),
+    )
+
+
+async def test_a_lead_erased_by_another_replica_while_one_files_it_is_not_in_the_digest_nor_kept(
+    db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer, mongo_url: str
+) -> None:
+    """Decision 0094's race, closed at the digest: replica A reads the markers of its batch (none), replica B applies
+    the `ContactErased` (marker, items deleted, deliveries ended), then A files the lead's digest item and sends its
+    offer. North's next digest (one read of the markers per run) lists the other lead only, and after that run no
+    document of the erased lead in the notifier's collections holds the person's name, email or phone."""
+    reads = MarkerReads()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, event_listeners=[reads])
+    watched = client[db.name]
+    person = Contact.model_validate(
+        {"first_name": "Wilhelmina", "last_name": "Quist", "email": "w.quist@example.org", "phone": "+13125550177"}
+    )
+    other = Contact.model_validate({"first_name": "Kim", "last_name": "Park", "email": "kim@example.com"})
+    erased_id, kept_id = uuid.uuid4(), uuid.uuid4()
+    offers = [north_offer(erased_id, person), north_offer(kept_id, other)]
+    erasure = ContactErased.create(account_id="north", occurred_at=MOVED_AT, payload=ContactErasedPayload(
+        erasure_id=uuid.uuid4(), lead_ids=[erased_id], by_user_id="bea", reason="ticket 11"))  # fmt: skip
+
+    def replica(markers: Any = None) -> Notifier:
+        erasure_store = LeadErasure(watched)
+        n = notifier(watched, mailer, Recorder())
+        return dataclasses.replace(n, erasure=erasure_store, erasures=markers or erasure_store)
+
+    b = replica()
+    a = replica(ErasedMeanwhile(LeadErasure(watched), lambda: b.notify_batch([erasure.model_dump_json().encode()],
+                                                                             concurrency=1)))  # fmt: skip
+    try:
+        assert await a.notify_batch([o.model_dump_json().encode() for o in offers], concurrency=8) == []
+        marker = await db["notifier_erasures"].find_one({"_id": str(erased_id)})
+        assert marker is not None, "B's erasure ran between A's read of the markers and A's writes"
+        filed = await db["notifier_digest_items"].count_documents({"lead_id": str(erased_id)})
+        assert filed == 1, "A filed the erased lead's item after B's erasure (the race this test is about)"
+
+        before = reads.count
+        assert await digests(watched, mailer, datetime(2024, 1, 11, 8, tzinfo=UTC)).run_once() == 1
+        assert reads.count - before == 1, "one read of the markers per digest run"
+    finally:
+        await client.close()
+
+    [digest] = to(sink, "dan@example.com")
+    text = plain(digest)
+    assert digest["Subject"] == "1 new lead on Thu 11 Jan"
+    assert f"https://crm/accounts/north/leads/{kept_id}" in text
+    assert str(erased_id) not in text
+    held = ("Wilhelmina", "Quist", "w.quist@example.org", "+13125550177")
+    whole = str(digest["Subject"]) + "".join(str(p.get_content()) for p in digest.walk() if not p.is_multipart())
+    for part in held:
+        assert part not in whole, f"the digest carries {part!r}"
+    for collection in ("notifier_digest_items", "notifier_deliveries", "notifier_erasures"):
+        async for doc in db[collection].find({}):
+            found = [part for part in held if part in repr(doc)]
+            assert not found, f"{collection} {doc['_id']} still holds {found}"
+    assert await db["notifier_digest_items"].count_documents({"lead_id": str(erased_id)}) == 0

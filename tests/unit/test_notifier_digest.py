@@ -3,6 +3,7 @@ missed while the notifier was down, sent late (decision 0088)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -331,3 +332,61 @@ async def test_a_caught_up_digest_refused_for_now_is_tried_again_later_not_given
 @pytest.fixture
 def registry() -> CollectorRegistry:
     return CollectorRegistry()
+
+
+class Markers:
+    """The erasure markers over `Items` (decision 0094): `forget` deletes the leads' items; reads and forgets count."""
+
+    def __init__(self, items: Items, erased: set[str]) -> None:
+        self.items, self.markers = items, erased
+        self.reads = 0
+        self.forgotten: list[list[str]] = []
+
+    async def erased(self, lead_ids: list[str]) -> set[str]:
+        self.reads += 1
+        return self.markers & set(lead_ids)
+
+    async def forget(self, lead_ids: list[str], *, now_ms: int) -> int:  # noqa: ARG002
+        self.forgotten.append(lead_ids)
+        self.items.items = [i for i in self.items.items if i.lead_id not in lead_ids]
+        return 0
+
+
+NAMES = ["first", "second", "third", "south"]
+
+
+@pytest.mark.asyncio
+@given(erased=st.sets(st.sampled_from(NAMES)))
+async def test_the_digest_run_leaves_out_and_forgets_the_items_of_erased_leads_with_one_read(erased: set[str]) -> None:
+    """A replica that read the markers before another applied the erasure filed the item after it (decision 0094): the
+    run reads the markers of every due item once, after the items, sends the rest and deletes the erased ones."""
+    filed = [
+        lead(utc(2026, 11, 17, 15), "first"),  # the 18th's digest, missed
+        lead(utc(2026, 11, 18, 15), "second"),  # the 19th's
+        lead(utc(2026, 11, 18, 16), "third"),
+        lead(utc(2026, 11, 17, 15), "south", account="south"),
+    ]
+    items = Items(*filed)
+    markers = Markers(items, {f"{i.account_id}-{i.name}" for i in filed if i.name in erased})
+    outbox = Outbox()
+    sender = dataclasses.replace(digest_sender(items, Log(), outbox, BACK), erasures=markers)
+
+    sent = await sender.run_once()
+
+    assert markers.reads == 1, "one read of the markers per run"
+    listed = {name for _, content in outbox.sent for name in NAMES if f"{name} (Website)" in content.text}
+    assert listed == set(NAMES) - erased
+    windows = {("north", 18): {"first"}, ("north", 19): {"second", "third"}, ("south", 18): {"south"}}
+    assert sent == sum(1 for names in windows.values() if names - erased), "a digest with every lead erased: none"
+    assert markers.forgotten == ([sorted(markers.markers)] if erased else [])
+    assert {i.name for i in items.items} == set(NAMES) - erased
+
+
+@pytest.mark.asyncio
+async def test_a_run_with_no_due_item_reads_no_markers() -> None:
+    items = Items(lead(utc(2026, 11, 2, 15), "old"))
+    markers = Markers(items, {"north-old"})
+    sender = dataclasses.replace(digest_sender(items, Log(), Outbox(), BACK), erasures=markers)
+    assert await sender.run_once() == 0
+    assert markers.reads == 0
+    assert markers.forgotten == []

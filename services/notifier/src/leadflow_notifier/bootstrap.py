@@ -159,6 +159,7 @@ def _digests(
             pages_url=settings.pages_url,
             default_hour=settings.digest.default_hour,
             clock=_now,
+            erasures=LeadErasure(runtime.db),
         )
         await _every(settings.digest.check_seconds, stopping, "daily digest run", sender.run_once)
 

@@ -7,7 +7,8 @@ A delivery whose process died mid-send is finished by the `Redriver` (decision 0
 is final, unless an operator replays its dead letter (decision 0044): then it is attempted again.
 A ContactErased (decision 0050) forgets its leads' digest items and ends their open deliveries unsent, and
 leaves a marker per lead: an event of an erased lead read after it (another partition, a redelivery, a replayed
-dead letter) is read without the contact, and files no digest item (decision 0094). An offer the same batch
+dead letter) is read without the contact, and files no digest item; the digest run leaves out, and forgets, an item a
+replica filed after the erasure, having read the markers before it (decision 0094). An offer the same batch
 already ends is not announced, nor is its end (N1, decision 0094).
 """
 
@@ -160,6 +161,12 @@ class Erasure(Protocol):
 class ErasureMarkers(Protocol):
     async def erased(self, lead_ids: list[str]) -> set[str]:
         """Which of `lead_ids` had their contact erased (the markers `Erasure.erase` leaves), in one read."""
+        ...
+
+
+class DigestErasures(ErasureMarkers, Protocol):
+    async def forget(self, lead_ids: list[str], *, now_ms: int) -> int:
+        """Delete the erased leads' digest items and end their open deliveries (`LeadErasure.forget`)."""
         ...
 
 
@@ -719,22 +726,42 @@ class DigestSender:
     pages_url: str
     default_hour: int  # local hour, when the account sets no `digest_hour`
     clock: Callable[[], datetime]
+    # The erasure markers (decision 0094): an erased lead's item is left out, and forgotten. None: not checked.
+    erasures: DigestErasures | None = None
 
     async def run_once(self) -> int:
         """Send every digest due within the catch-up days (decision 0088) not sent yet, each account's
-        oldest first; returns how many were sent. A window with no new lead sends nothing."""
+        oldest first; returns how many were sent. A window with no new lead sends nothing, nor does one whose
+        new leads were all erased since."""
         now = self.clock()
-        sent = 0
+        due: list[tuple[str, DigestWindow, list[DigestItem]]] = []
         # Accounts with new leads lately; each one's windows are its own (its hour, its time zone).
         for account_id in await self.items.accounts_since(epoch_ms(now) - DIGEST_LOOK_BACK_MS):
-            due = [(window, items) for window, items in await self._due(account_id, now) if items]
-            if not due:
-                continue
-            subscribers = await self.subscribers.digest_subscribers(account_id)
-            for window, items in due:
-                for who in subscribers:
-                    sent += await self._send(account_id, window, items, who)
+            due += [(account_id, window, items) for window, items in await self._due(account_id, now) if items]
+        sent = 0
+        subscribers: dict[str, list[Recipient]] = {}
+        for account_id, window, items in await self._without_erased(due):
+            if account_id not in subscribers:
+                subscribers[account_id] = await self.subscribers.digest_subscribers(account_id)
+            for who in subscribers[account_id]:
+                sent += await self._send(account_id, window, items, who)
         return sent
+
+    async def _without_erased(
+        self, due: list[tuple[str, DigestWindow, list[DigestItem]]]
+    ) -> list[tuple[str, DigestWindow, list[DigestItem]]]:
+        """The due digests without the items of erased leads, read after the items in one query for the whole run:
+        a replica that read the markers before another applied the erasure may have filed them after it
+        (decision 0094). Those items are deleted then, with the leads' open deliveries."""
+        leads = sorted({item.lead_id for _, _, items in due for item in items})
+        if self.erasures is None or not leads:
+            return due
+        erased = await self.erasures.erased(leads)
+        if not erased:
+            return due
+        await self.erasures.forget(sorted(erased), now_ms=self._now_ms())
+        log.info("digest items of erased leads left out and forgotten", extra={"leads": len(erased)})
+        return [(a, w, kept) for a, w, items in due if (kept := [i for i in items if i.lead_id not in erased])]
 
     async def _due(self, account_id: str, now: datetime) -> list[tuple[DigestWindow, list[DigestItem]]]:
         """The account's sendable windows, oldest first, each with its new leads: one read for all of them."""

@@ -573,9 +573,10 @@ class LeadErasure:
 
     First a marker per lead (`notifier_erasures`, `_id` = lead id, `erased_ms`, `created_at` for its TTL; the
     first erasure's is kept): an event of the lead read later is read without the contact (`erased`, one read
-    per batch). Then their digest items go. Their deliveries still pending end as `erased`, unsent, without
-    their message (a send already under way finishes); failed ones become `erased` too, so replaying their
-    dead letter does not send the old details again. A delivery started before its record had
+    per batch; once per digest run, which `forget`s an erased lead's items found then). Then their digest items
+    go. Their deliveries still pending end as `erased`, unsent, without their message (a send already under way
+    finishes); failed ones become `erased` too, so replaying their dead letter does not send the old details
+    again. A delivery started before its record had
     `lead_ids` is recognised by the lead id in the event it still carries.
     """
 
@@ -597,6 +598,12 @@ class LeadErasure:
         if not lead_ids:
             return 0
         await self._mark(lead_ids, now_ms)
+        return await self.forget(lead_ids, now_ms=now_ms)
+
+    async def forget(self, lead_ids: list[str], *, now_ms: int) -> int:
+        """Delete the leads' digest items and end their open deliveries unsent; how many deliveries it ended.
+        `erase` after its markers; the digest run for leads it finds marked, whose items and deliveries a replica
+        wrote after the erasure (it read the markers before they were there, decision 0094)."""
         await self._items.delete_many({"lead_id": {"$in": lead_ids}})
         await self._items.delete_many({"_id": {"$in": lead_ids}})  # items stored before the key had the account
         open_states = {"$in": ["pending", "failed"]}
