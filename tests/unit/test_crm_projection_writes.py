@@ -38,6 +38,7 @@ from leadflow_shared.events.routing import (
     LeadAssignedPayload,
     LeadClaimed,
     LeadClaimedPayload,
+    LeadEvent,
     LeadHeld,
     LeadHeldPayload,
     LeadOffered,
@@ -49,6 +50,7 @@ from leadflow_shared.events.routing import (
     LeadTransferred,
     LeadTransferredPayload,
     OfferClosedPayload,
+    OfferExpired,
     OfferWithdrawn,
     RoutingEvent,
     WithdrawalReason,
@@ -168,6 +170,7 @@ class MemoryViews:
     def __init__(self) -> None:
         self.rows: dict[str, dict[str, Any]] = {}
         self.entries: dict[str, dict[str, Any]] = {}
+        self.parking: dict[str, LeadEvent] = {}  # events of leads without a row, in the order they came
 
     async def state(self, lead_id: str) -> RowState:
         return RowState.of(self.rows.get(lead_id))
@@ -196,6 +199,16 @@ class MemoryViews:
 
     async def erase_timeline(self, lead_id: str) -> None:
         raise AssertionError(f"no erasure here ({lead_id})")
+
+    async def park(self, event: LeadEvent) -> None:
+        self.parking.setdefault(str(event.event_id), event)
+
+    async def parked(self, lead_id: str) -> list[LeadEvent]:
+        return [e for e in self.parking.values() if str(e.payload.lead_id) == lead_id]
+
+    async def unpark(self, event_ids: list[str]) -> None:
+        for event_id in event_ids:
+            self.parking.pop(event_id, None)
 
 
 def _life() -> list[RoutingEvent]:
@@ -416,3 +429,89 @@ def test_a_new_offices_holder_change_stamped_seconds_before_the_move_survives_th
     in_order = _held_row([offered("ana"), move, to_sam])
     assert in_order["owner_agent_id"] == "sam"
     assert _held_row([offered("ana"), to_sam, move]) == in_order, "south's assignment lost to the move read late"
+
+
+# --- decision 0093 amended: a lead's events projected before its row (its first event dead-lettered, replayed) ----
+
+
+def _early_life() -> list[RoutingEvent]:
+    """Acme's lead: offered to ana, ana's echoed view, her claim, a share with rita,
+    rita released, the lead offered to bob (a later event that makes a row), bob's offer expired, assigned to cid
+    by hand (another)."""
+    minute = timedelta(minutes=1)
+    echo = ActivityLogged.create(account_id="acme", occurred_at=T0 + minute, payload=ActivityLoggedPayload(
+        lead_id=LEAD, agent_id="ana", action=ActivityAction.VIEW, by_agent_id="ana"))  # fmt: skip
+    claim = LeadClaimed.create(account_id="acme", occurred_at=T0 + 2 * minute, payload=LeadClaimedPayload(
+        lead_id=LEAD, agent_id="ana", action=ActivityAction.CALL, offer_round=1))  # fmt: skip
+    share = LeadShared.create(account_id="acme", occurred_at=T0 + 3 * minute, payload=LeadSharedPayload(
+        lead_id=LEAD, share_id=uuid.uuid4(), agent_id="rita", realtor_name="Rita", assigned_by="Acme",
+        previous_owner_agent_id="ana", by_user_id="nora"))  # fmt: skip
+    released = LeadReleased.create(account_id="acme", occurred_at=T0 + 4 * minute, payload=LeadReleasedPayload(
+        lead_id=LEAD, agent_id="rita", broker_agent_id="bea", explanation="rita left"))  # fmt: skip
+    to_bob = LeadOffered.create(account_id="acme", occurred_at=T0 + 4 * minute, payload=LeadOfferedPayload(
+        lead_id=LEAD, agent_id="bob", offer_round=2, race_size=1, deadline=T0 + 19 * minute, explanation="R6",
+        contact=CONTACT, source=SOURCE))  # fmt: skip
+    expired = OfferExpired.create(account_id="acme", occurred_at=T0 + 19 * minute, payload=OfferClosedPayload(
+        lead_id=LEAD, agent_id="bob", offer_round=2))  # fmt: skip
+    by_hand = LeadAssigned.create(account_id="acme", occurred_at=T0 + 20 * minute, payload=LeadAssignedPayload(
+        lead_id=LEAD, agent_id="cid", reason=AssignmentReason.MANUAL, explanation="by hand", contact=CONTACT,
+        source=SOURCE))  # fmt: skip
+    return [offered("ana"), echo, claim, share, released, to_bob, expired, by_hand]
+
+
+def test_a_claim_projected_before_its_leads_row_is_applied_when_the_dead_lettered_offer_is_replayed() -> None:
+    """Helper 87's defect 1: the offer dead-lettered (MongoDB down longer than the retries), the claim found no row;
+    it used to be lost (its timeline entry written, the row created "offered" by the replay)."""
+    offer, _echo, claim = _early_life()[:3]
+    views = _projected([claim])
+    assert views.rows == {}
+    assert views.entries == {}, "no row: nothing of it is written, the row and timeline agree"
+    assert list(views.parking) == [str(claim.event_id)]
+    asyncio.run(project(offer, views=views, side_effects=False))
+    row = views.rows[str(LEAD)]
+    assert (row["status"], row["owner_agent_id"], row["assignment_reason"], row["open_offers"]) == (
+        "assigned",
+        "ana",
+        "claimed",
+        [],
+    )
+    assert set(views.entries) == {str(offer.event_id), str(claim.event_id)}
+    assert views.parking == {}
+    assert views.rows == _projected([offer, claim]).rows
+
+
+@settings(database=None, deadline=None)
+@given(data=st.data())
+def test_a_leads_first_event_replayed_after_its_later_events_leaves_the_row_as_in_order(data: st.DataObject) -> None:
+    """The lead's first event (its offer) dead-lettered, any of its later events projected (some read
+    again) while it has no row, then the replay: the row and timeline are those of the events in order. The replay
+    comes before the next event that makes a row (after it, the first event is late: decision 0093, left open)."""
+    events = _early_life()
+    makes_a_row = next(i for i, e in enumerate(events) if i > 0 and isinstance(e, LeadOffered | LeadAssigned))
+    replay_at = data.draw(st.integers(1, makes_a_row), label="events projected before the replay")
+    again = data.draw(st.lists(st.sampled_from(events[1:replay_at] or events[:1]), max_size=3), label="read again")
+    again = [e for e in again if e is not events[0]]
+    in_order = _projected(events)
+    late = _projected([*events[1:replay_at], *again, events[0], *events[replay_at:]])
+    assert late.rows == in_order.rows
+    assert late.entries.keys() == in_order.entries.keys()
+    assert late.parking == {}
+
+
+def test_a_later_event_that_makes_the_row_applies_what_came_before_it_first() -> None:
+    """The first offer still a dead letter, the lead offered on to bob after rita's release: bob's offer makes the
+    row, the claim, share and release parked before it are applied first, then the offer again: the lead is
+    offered to bob, as in order (but for ana's accept link and the creation time, the first offer's)."""
+    events = _early_life()
+    to_bob = events.index(next(e for e in events if isinstance(e, LeadOffered) and e.payload.agent_id == "bob"))
+    views = _projected(events[1 : to_bob + 1])
+    in_order = _projected(events[: to_bob + 1]).rows[str(LEAD)]
+    row = views.rows[str(LEAD)]
+    held = ("status", "owner_agent_id", "assignment_reason", "open_offers", "offered_to", "transferred_to",
+            "applied_event_ids", "last_activity_ms", "last_event_id")  # fmt: skip
+    assert {k: row.get(k) for k in held} == {k: in_order.get(k) for k in held}
+    assert (row["status"], row["offered_to"]) == ("offered", ["bob"])
+    assert set(views.entries) == {
+        str(e.event_id) for e in events[1 : to_bob + 1] if not isinstance(e, LeadShared | ActivityLogged)
+    }
+    assert views.parking == {}

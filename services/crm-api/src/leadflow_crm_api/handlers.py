@@ -11,7 +11,8 @@ record is recognised otherwise (decision 0093): a share by its id on the row, wr
 changes; the echo of an agent's action or message changes only the last activity, when newer.
 A move projected after what the lead's new office did since leaves the holder to that; a move older than the
 row's last one, and an event of an office the lead has left (or older than what an office further on did), change
-nothing but the timeline.
+nothing but the timeline. An event that finds no row of its lead and makes none (its first event dead-lettered) is
+parked, nothing else of it written, and applied in order when the row is created (decision 0093, amended).
 
 A rebuild (decision 0045) applies the same function to every event of the log with
 `side_effects=False`: only the views are written, never the office transfers or labels.
@@ -22,7 +23,7 @@ a rebuild replays it after the events that carried the contact, so it erases the
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -40,9 +41,11 @@ from leadflow_crm_api.domain.projection import (
     row_changes,
 )
 from leadflow_crm_api.domain.views import records_in_timeline, timeline_entry
+from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.routing import (
     ContactErased,
     LeadAssigned,
+    LeadEvent,
     LeadTransferred,
     RealtorInvited,
     RoutingEvent,
@@ -64,8 +67,12 @@ class ViewWriter(Protocol):
     async def recorded(self, event_id: str) -> bool: ...
     async def record(self, entry: dict[str, Any]) -> None: ...
     async def erase_timeline(self, lead_id: str) -> None: ...
+    async def park(self, event: LeadEvent) -> None: ...
+    async def parked(self, lead_id: str) -> list[LeadEvent]: ...
+    async def unpark(self, event_ids: list[str]) -> None: ...
 
 
+Outcome = Literal["applied", "created", "parked"]
 _OTHER_EVENTS = (TeamMemberTransferred, RealtorInvited, ContactErased)  # about no lead, or (erasure) several
 
 
@@ -76,15 +83,31 @@ async def project(event: RoutingEvent, *, views: ViewWriter, side_effects: bool 
     first = first_row(event)  # a first offer's or hold's row, the event's changes in it
     if first is not None and await views.insert_new(first):
         # The lead had no row, so the event has no timeline entry yet (an entry is written after its row).
-        await views.record(timeline_entry(event))
+        await _created(event, views, side_effects=side_effects)
         return
     in_timeline = records_in_timeline(event)
     if in_timeline and await views.recorded(str(event.event_id)):
         return
+    outcome = await _applied(event, views, side_effects=side_effects)
+    if outcome == "parked":
+        await views.park(event)  # no row (its first event dead-lettered): applied, and recorded, once it has one
+        return
+    if outcome == "created":  # an assignment that made the lead's row
+        await _created(event, views, side_effects=side_effects)
+    elif in_timeline:
+        await views.record(timeline_entry(event))
+
+
+async def _applied(event: LeadEvent, views: ViewWriter, *, side_effects: bool) -> Outcome:
+    """Apply a lead event that is not a first offer or hold creating its row: "parked" when the lead has no row
+    and the event does not make one (decision 0093, amended: not applied), "created" when it made the row."""
     lead_id = str(event.payload.lead_id)
     if isinstance(event, LeadTransferred):
-        await _moved(event, views, side_effects=side_effects)
-    elif (state := await views.state(lead_id)).superseded(event):
+        return "applied" if await _moved(event, views, side_effects=side_effects) else "parked"
+    state = await views.state(lead_id)
+    if not state.exists and not isinstance(event, LeadAssigned):
+        return "parked"
+    if state.superseded(event):
         pass  # of an office the lead left, or older than what an office further on did: its timeline entry only
     elif isinstance(event, LeadAssigned):
         await views.upsert(assigned_row(event, state))
@@ -92,8 +115,27 @@ async def project(event: RoutingEvent, *, views: ViewWriter, side_effects: bool 
         # Any other lead event: its row's changes, with the open offers and accept links it leaves. A share the
         # row applied before (the timeline does not record it) is skipped.
         await views.update(row_changes(event, state))
-    if in_timeline:
+    return "applied" if state.exists else "created"
+
+
+async def _created(event: LeadEvent, views: ViewWriter, *, side_effects: bool) -> None:
+    """`event` created its lead's row: the lead's events that came before the row (parked, decision 0093 amended) are
+    applied in the order they came, each with its timeline entry, then forgotten.
+
+    Parked events came after the lead's first event (dead-lettered, replayed now: `event`), or before `event`, a
+    later one that creates a row (an offer after a release, an assignment by hand) while the first is still a dead
+    letter. The first is older than all of them; a later one is not, and is applied again after them."""
+    parked = await views.parked(str(event.payload.lead_id))
+    at = epoch_ms(event.occurred_at)
+    later = any(epoch_ms(p.occurred_at) <= at for p in parked)
+    if not later:
         await views.record(timeline_entry(event))
+    for earlier in parked:
+        await project(earlier, views=views, side_effects=side_effects)
+    if later:
+        await project(event, views=views, side_effects=side_effects)  # the row has it now: as a later event
+    if parked:
+        await views.unpark([str(p.event_id) for p in parked])
 
 
 async def _other(
@@ -118,10 +160,13 @@ async def _erase(event: ContactErased, views: ViewWriter) -> None:
         if (await views.state(lead_id)).exists:
             await views.update(RowChanges.of(lead_id, erased_row(event)))
             await views.record(erasure_entry(event, lead_id))
+        elif parked := await views.parked(lead_id):  # events held for a row that never came: they go too
+            await views.unpark([str(e.event_id) for e in parked])
 
 
-async def _moved(event: LeadTransferred, views: ViewWriter, *, side_effects: bool) -> None:
-    """T2: the row moves to the target office, its labels are created there, the transfer is done."""
+async def _moved(event: LeadTransferred, views: ViewWriter, *, side_effects: bool) -> bool:
+    """T2: the row moves to the target office, its labels are created there, the transfer is done. False when the
+    lead has no row (the move is parked, and done again once it has one)."""
     lead_id, target = str(event.payload.lead_id), event.payload.to_account_id
     row = await views.row(lead_id)
     if row is not None:
@@ -132,3 +177,4 @@ async def _moved(event: LeadTransferred, views: ViewWriter, *, side_effects: boo
             await views.update(RowChanges.of(lead_id, moved_row(row, event)))
     if side_effects:
         await OfficeTransfers(views.db).mark_done(str(event.payload.transfer_id))
+    return row is not None

@@ -23,6 +23,7 @@ from leadflow_crm_api.domain.erasure import without_free_text
 from leadflow_crm_api.domain.generations import ViewNames
 from leadflow_crm_api.domain.lead_row import LeadRow
 from leadflow_crm_api.domain.projection import NewRow, RowChanges, RowState, RowUpsert
+from leadflow_shared.events.routing import LeadEvent
 from leadflow_shared.mongo_bulk import insert_each
 
 Doc = dict[str, Any]
@@ -46,6 +47,9 @@ class BufferedViews:
         self._dirty: set[str] = set()
         self._entries: dict[str, Doc] = {}  # recorded since the last flush
         self._recorded: dict[str, bool] = {}  # stored before, as far as looked up
+        # Events of leads without a row, by lead, in the order they came (as `LeadViews.park`; kept across flushes:
+        # a rebuild replays the whole log in one run).
+        self._parked: dict[str, dict[str, LeadEvent]] = {}
 
     async def load(self, lead_ids: set[str], event_ids: set[str]) -> None:
         """Read the rows and timeline ids a batch of events will look at, in two queries."""
@@ -104,6 +108,20 @@ class BufferedViews:
             if entry["lead_id"] == lead_id and (changes := without_free_text(entry)) is not None:
                 self._entries[event_id] = {**entry, **changes}
         await erase_entries(self._timeline, lead_id)
+
+    async def park(self, event: LeadEvent) -> None:
+        self._parked.setdefault(str(event.payload.lead_id), {}).setdefault(str(event.event_id), event)
+
+    async def parked(self, lead_id: str) -> list[LeadEvent]:
+        return list(self._parked.get(lead_id, {}).values())
+
+    async def unpark(self, event_ids: list[str]) -> None:
+        gone = set(event_ids)
+        for lead_id, events in list(self._parked.items()):
+            if kept := {i: e for i, e in events.items() if i not in gone}:
+                self._parked[lead_id] = kept
+            else:
+                del self._parked[lead_id]
 
     async def flush(self) -> None:
         """Write what changed, then forget it all (the next batch reads what it needs again)."""

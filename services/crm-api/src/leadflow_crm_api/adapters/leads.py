@@ -11,7 +11,8 @@ the views' active generation (`adapters.generations`, decision 0045); every writ
 from __future__ import annotations
 
 import contextlib
-from datetime import datetime
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, UpdateOne
@@ -31,7 +32,12 @@ from leadflow_crm_api.domain.projection import NewRow, RowChanges, RowState, Row
 from leadflow_crm_api.domain.views import RACE_ENTRIES, LeadQuery, LeadTab, search_patterns
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.collections import AGENTS
+from leadflow_shared.events.routing import LEAD_EVENT, LeadEvent
 
+# Lead events that found no row of their lead and made none (its first event dead-lettered, replayed later): held
+# here until the row is created (decision 0093, amended), for as long as the dead letters are kept.
+PARKED_EVENTS = "crm_parked_events"
+PARKED_KEEP = timedelta(days=30)  # the dead-letter topics' retention (docs/operations.md)
 CRM_LEADS = names_of(0).leads  # generation 0's names (decision 0045): the active ones unless rebuilt
 CRM_TIMELINE = names_of(0).timeline
 TIMELINE_LIMIT = 2000  # a lead's detail shows at most this many entries, oldest first
@@ -40,6 +46,10 @@ TIMELINE_LIMIT = 2000  # a lead's detail shows at most this many entries, oldest
 async def ensure_indexes(db: AsyncDatabase[dict[str, Any]]) -> None:
     """crm-api's startup hook for its collections (a rebuild indexes the generation it builds itself)."""
     await ensure_view_indexes(db, names_of((await generations.read_meta(db)).active))
+    await db[PARKED_EVENTS].create_index([("lead_id", ASCENDING), ("seq", ASCENDING)], name="lead_parked")
+    await db[PARKED_EVENTS].create_index(
+        [("parked_at", ASCENDING)], name="forget_parked", expireAfterSeconds=int(PARKED_KEEP.total_seconds())
+    )
     await invitations.ensure_indexes(db)
     await offices.ensure_indexes(db)
     await settings_audit.ensure_indexes(db)
@@ -148,6 +158,26 @@ class LeadViews:
         """Drop what people wrote from the lead's timeline entries (decision 0050)."""
         async with self._write(lead_id) as names:
             await erase_entries(self.db[names.timeline], lead_id)
+
+    async def park(self, event: LeadEvent) -> None:
+        """Hold an event of a lead without a row until it has one; the same event twice is held once."""
+        now = datetime.now(UTC)
+        doc = {
+            "_id": str(event.event_id),
+            "lead_id": str(event.payload.lead_id),
+            "seq": time.time_ns(),  # the order they came in: one lead's events come in order to one consumer
+            "parked_at": now,
+            "event": event.model_dump_json(),
+        }
+        with contextlib.suppress(DuplicateKeyError):
+            await self._commands[PARKED_EVENTS].insert(doc)
+
+    async def parked(self, lead_id: str) -> list[LeadEvent]:
+        """The lead's parked events, in the order they came (one command for the batch's leads asking)."""
+        return [LEAD_EVENT.validate_json(doc["event"]) for doc in await self._commands[PARKED_EVENTS].of_lead(lead_id)]
+
+    async def unpark(self, event_ids: list[str]) -> None:
+        await self.db[PARKED_EVENTS].delete_many({"_id": {"$in": event_ids}})
 
 
 def _update_ops(changes: RowChanges) -> list[UpdateOne]:

@@ -32,6 +32,7 @@ class CollectionCommands:
     exists: Coalesced[str, bool]  # whether a document has this `_id`
     insert: Coalesced[Doc, None]  # stores the document; DuplicateKeyError if its `_id` is there already
     update: Coalesced[list[UpdateOne], None]  # applies one lead's ops in order, in one ordered `bulk_write`
+    of_lead: Coalesced[str, list[Doc]]  # the documents whose `lead_id` is this, in the order of their `seq`
 
 
 class ViewCommands:
@@ -50,6 +51,7 @@ class ViewCommands:
                 exists=Coalesced(functools.partial(_exists, coll)),
                 insert=Coalesced(functools.partial(insert_each, coll)),
                 update=Coalesced(functools.partial(_update, coll)),
+                of_lead=Coalesced(functools.partial(_of_lead, coll)),
             )
         return commands
 
@@ -62,6 +64,13 @@ async def _find(collection: Coll, ids: list[str]) -> list[Doc | None]:
 async def _exists(collection: Coll, ids: list[str]) -> list[bool]:
     stored = {doc["_id"] async for doc in collection.find({"_id": {"$in": sorted(set(ids))}}, {"_id": 1})}
     return [i in stored for i in ids]
+
+
+async def _of_lead(collection: Coll, lead_ids: list[str]) -> list[list[Doc]]:
+    found: dict[str, list[Doc]] = {}
+    async for doc in collection.find({"lead_id": {"$in": sorted(set(lead_ids))}}):
+        found.setdefault(doc["lead_id"], []).append(doc)
+    return [sorted(found.get(i, []), key=lambda doc: (doc.get("seq", 0), doc["_id"])) for i in lead_ids]
 
 
 async def _update(collection: Coll, batches: list[list[UpdateOne]]) -> list[None]:
