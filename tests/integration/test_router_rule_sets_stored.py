@@ -5,6 +5,7 @@ set the router cannot read routes by the default instead of losing the lead."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import uuid
 from collections import Counter
@@ -17,8 +18,10 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 from router_harness import Router, router_on
 
+from leadflow_devstack.testing import eventually
 from leadflow_router.adapters.account_config import ConfigFile
 from leadflow_router.entrypoints.http import ServiceTokens, install
+from leadflow_router.sweeper import Alarm, sweep
 from leadflow_shared.collections import ACCOUNTS, ROUTER_ROTATIONS
 from leadflow_shared.events.criteria import LeadCriteria
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
@@ -216,3 +219,48 @@ async def test_who_is_next_per_rule_follows_the_rule_s_rotation(mongo_url: str) 
         assert default.status_code == 200
         assert default.json()["pool"] == "the lead source's rotation"
         assert unknown.status_code == 404
+
+
+@pytest.mark.asyncio
+async def test_a_deleted_rule_s_cursors_are_removed_and_the_other_rules_keep_theirs(mongo_url: str) -> None:
+    """Helper 88: a rule set saved without a rule left the rule's cursor (and a balanced rule's counts) in
+    `router_rotations` forever. The sweeper removes them once the account's rule set as it is now has no such
+    rule; the cursors of the rules still there, the default rule's and the sources' stay, and so does every
+    cursor of an account whose stored rule set cannot be read (it may read again)."""
+    office = config()["accounts"][0]
+    beta = [{"agent_id": "beta-broker", "name": "Beta Broker", "email": "broker@beta.example"}]
+    other = {"account_id": "beta", "name": "Beta", "agents": beta, "roster": ["beta-broker"]}
+    async with router_on(mongo_url, {"accounts": [office, other]}, now=NOW) as router:
+        # The leads go through both rules: their cursors and the balanced counts are stored.
+        assert not await router.service.on_leads_received([lead(1, price={"min": 2_000_000}), lead(2, intent="rent")])
+        await router.db[ACCOUNTS].update_one({"_id": "beta"}, {"$set": {"routing_rules": {"rules": "garbage"}}})
+        kept = {"acme:rule:luxury", "acme:rule:default", "acme:Website", "beta:rule:gone", "beta:rule:gone@r1"}
+        await router.db[ROUTER_ROTATIONS].insert_many(
+            [{"_id": key, "position": 3} for key in kept - {"acme:rule:luxury"}]
+        )
+        before = {doc["_id"] async for doc in router.db[ROUTER_ROTATIONS].find({}, {"_id": 1})}
+        assert {"acme:rule:luxury", "acme:rule:rentals", "acme:rule:rentals@r1"} <= before
+        luxury = await router.service.rotations.get("acme:rule:luxury")
+
+        # Saved without "rentals".
+        await router.db[ACCOUNTS].update_one(
+            {"_id": "acme"}, {"$set": {"routing_rules": {"rules": RULES["rules"][:1]}}}
+        )
+        stopping = asyncio.Event()
+        sweeper = asyncio.create_task(
+            sweep(router.service, stopping, alarm=Alarm(), idle_seconds=0.05, housekeeping_every_seconds=0.05)
+        )
+        try:
+
+            async def rotations() -> set[str]:
+                return {doc["_id"] async for doc in router.db[ROUTER_ROTATIONS].find({}, {"_id": 1})}
+
+            async def rentals_gone() -> bool:
+                return not any(key.startswith("acme:rule:rentals") for key in await rotations())
+
+            await eventually(rentals_gone, timeout=10, what="the deleted rule's cursor and counts removed")
+        finally:
+            stopping.set()
+            await asyncio.wait_for(sweeper, 5)
+        assert await rotations() == kept
+        assert await router.service.rotations.get("acme:rule:luxury") == luxury

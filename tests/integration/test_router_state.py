@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -370,3 +371,26 @@ async def test_a_crashed_batch_s_unreadable_record_holds_up_no_other_lead_of_it(
         offered = [e.payload.lead_id for e in router.published.lead_events() if isinstance(e, LeadOffered)]
         assert offered == [other.event_id]
         assert router.registry.get_sample_value("router_unreadable_records_total", {"read": "batch"}) == 1.0
+
+
+async def test_each_pass_over_stale_outbox_documents_takes_the_oldest_first(mongo_url: str) -> None:
+    """Decision 0068 (helper 88): documents a crash left whose leads have no record yet are kept up to an hour;
+    the sweeper's read of stale documents is bounded (`limit`), so it reads the oldest first: the oldest are
+    finished or dropped as orphans and each pass makes progress, never rereading the same kept documents while an
+    older one waits behind them. (nx-27017 answers this range in index order even unsorted; MongoDB promises no
+    order without a sort, and a collection scan reads in natural order: the oldest written last.)"""
+    async with router_on(mongo_url, {"accounts": [office("acme", 600)]}, now=T0) as router:
+        wall_ms = int(time.time() * 1000)
+
+        def waiting(doc_id: str, age_ms: int) -> dict[str, Any]:  # lists a lead with no record: kept until an orphan
+            lead = {"lead_id": str(uuid.uuid4()), "events": [], "effects": {}}
+            return {"_id": doc_id, "since_ms": wall_ms - age_ms, "leads": [lead]}
+
+        kept = [waiting(f"kept-{n}/0", 5 * 60_000 + n) for n in range(3)]  # 5 minutes: stale, not yet orphans
+        orphan = waiting("orphan/0", 2 * 3_600_000)  # two hours: dropped when looked at
+        await router.db[ROUTER_OUTBOXES].insert_many([*kept, orphan])  # the oldest written last
+
+        assert await router.service.records.stale_batches(wall_ms - 60_000, 2) == ["orphan/0", "kept-2/0"]
+        await router.service.republish_stale(limit=2)
+        left = sorted([doc["_id"] async for doc in router.db[ROUTER_OUTBOXES].find({}, {"_id": 1})])
+        assert left == ["kept-0/0", "kept-1/0", "kept-2/0"], "the orphan behind the kept documents was never looked at"

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from leadflow_router.adapters.codec import decode_outbox, decode_record, encode_outbox, encode_record
 from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, Doc, LeadRecords, Rotations
+from leadflow_router.domain.erasure import PendingContacts
 from leadflow_router.domain.model import AccountSnapshot
 from leadflow_router.domain.record import Outbox, OutboxDocument, RoutingRecord
 from leadflow_router.handlers import Clock, RouterService
@@ -56,8 +57,8 @@ class FakeRecords(LeadRecords):
     async def get_many(self, lead_ids: list[str]) -> dict[str, RoutingRecord]:
         return {i: decode_record(self.docs[i]) for i in lead_ids if i in self.docs}
 
-    async def readable_many(self, lead_ids: list[str]) -> dict[str, RoutingRecord]:
-        return {r.lead_id: r for r in await self._readable([self.docs[i] for i in lead_ids if i in self.docs], "batch")}
+    async def readable_many(self, lead_ids: list[str], read: str = "batch") -> dict[str, RoutingRecord]:
+        return {r.lead_id: r for r in await self._readable([self.docs[i] for i in lead_ids if i in self.docs], read)}
 
     async def insert_batch(
         self, records: list[RoutingRecord], *, batch_id: str, now_ms: int
@@ -93,7 +94,8 @@ class FakeRecords(LeadRecords):
         }
 
     async def stale_batches(self, before_ms: int, limit: int) -> list[str]:
-        return [i for i, doc in self.outboxes.items() if doc["since_ms"] <= before_ms][:limit]
+        stale = sorted((doc["since_ms"], i) for i, doc in self.outboxes.items() if doc["since_ms"] <= before_ms)
+        return [i for _, i in stale][:limit]
 
     async def compare_and_set(self, record: RoutingRecord, expected_version: int) -> bool:
         if self.docs.get(record.lead_id, {}).get("version") != expected_version:
@@ -127,14 +129,17 @@ class FakeRecords(LeadRecords):
         if stored is not None and (stored.get(field) or 0) <= cutoff_ms:
             stored[field] = until_ms
 
-    async def registering(self, keys: list[str], lead_ids: list[str]) -> dict[str, str]:
+    async def pending_contacts(self) -> PendingContacts:
         items = [item for doc in self.outboxes.values() for item in doc["leads"]]
+        listed = frozenset(item["lead_id"] for item in items)
         items += [{"lead_id": d["_id"], "effects": d["effects"]} for d in self.docs.values()
                   if d.get("outbox_since_ms") is not None]  # fmt: skip
-        found = {item["lead_id"]: item["effects"].get("contacts_lead") or item["lead_id"] for item in items
-                 if item["effects"].get("contacts")}  # fmt: skip
-        contacts = {item["lead_id"]: set(item["effects"].get("contacts") or ()) for item in items}
-        return {owner: lead for owner, lead in found.items() if lead in lead_ids or contacts[owner] & set(keys)}
+        registers = {
+            item["lead_id"]: (item["effects"].get("contacts_lead") or item["lead_id"],
+                              frozenset(item["effects"].get("contacts") or ()))
+            for item in items if item["effects"].get("contacts")
+        }  # fmt: skip
+        return PendingContacts(registers, listed)
 
 
 class FakeContacts(Contacts):
@@ -165,6 +170,13 @@ class FakeRotations(Rotations):
     async def advance_many(self, positions: dict[str, int]) -> None:
         for key, position in positions.items():
             await self.advance(key, position)
+
+    async def rule_keys(self) -> list[str]:
+        return [key for key in self.positions if ":rule:" in key]
+
+    async def drop(self, keys: list[str]) -> None:
+        for key in keys:
+            self.positions.pop(key, None)
 
 
 @dataclass

@@ -7,16 +7,18 @@ The same on the real MongoDB-wire server: integration/test_erasure_stores.py.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import UTC, datetime
 
 import pytest
 from fakes_router import FakeContacts, FakeRecords, Published, router_on_fakes
 
-from leadflow_router.adapters.codec import decode_record
-from leadflow_router.domain.erasure import ErasureRequest
+from leadflow_router.adapters.codec import decode_record, encode_outbox
+from leadflow_router.domain.erasure import ErasureRequest, PendingContacts
 from leadflow_router.domain.model import AccountSnapshot, Agent
-from leadflow_router.handlers import RouterService
+from leadflow_router.domain.record import RoutingRecord
+from leadflow_router.handlers import LeadsBeingStoredError, RouterService
 from leadflow_shared.events.commands import EraseContact, EraseContactPayload
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
 from leadflow_shared.events.routing import ActivityLogged, ContactErased, LeadOffered, RoutingEvent
@@ -196,3 +198,54 @@ async def test_keys_another_replica_registers_again_before_the_scrub_are_forgott
     router.contacts.forget_leads = then_a_sweeper_registers_again  # type: ignore[method-assign]
     await router.service.on_command(erasure(email="pat1@example.com"))
     assert KEY not in router.contacts.leads, "the erased contact's key was registered again and kept"
+
+
+class Stalling(FakeRecords):
+    """A writer that has written its batch's outbox document and not yet its records (it stores them when `go`
+    is set); counts the reads of the outbox documents an erasure makes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written, self.go = asyncio.Event(), asyncio.Event()
+        self.outbox_reads = 0
+
+    async def insert_batch(
+        self, records: list[RoutingRecord], *, batch_id: str, now_ms: int
+    ) -> tuple[list[RoutingRecord], list[str]]:
+        leads = [{"lead_id": r.lead_id, **encode_outbox(r.outbox)} for r in records]
+        self.outboxes[f"{batch_id}/0"] = {"_id": f"{batch_id}/0", "since_ms": now_ms, "leads": leads}
+        self.written.set()
+        await self.go.wait()
+        return await super().insert_batch(records, batch_id=batch_id, now_ms=now_ms)
+
+    async def pending_contacts(self) -> PendingContacts:
+        self.outbox_reads += 1
+        return await super().pending_contacts()
+
+
+async def test_an_erasure_waits_for_a_lead_whose_document_is_written_and_whose_record_is_not_yet() -> None:
+    """Helper 88: an erasure running while a batch's writer has written its outbox document and not yet its
+    records found the lead in the document, found no record, and left it out: ContactErased went out without it,
+    and the writer then stored and published the lead with the erased contact, its key registered. Now a lead an
+    open document lists without a record is being stored: the erasure fails (retried with backoff by the
+    consumer) until it is, then erases it; the outbox documents are read once per attempt."""
+    records = Stalling()
+    router, first = Router(records=records), lead(1)
+    writer = asyncio.create_task(router.service.on_leads_received([first]))
+    await asyncio.wait_for(records.written.wait(), 5)
+
+    command = erasure(email="pat1@example.com")
+    with pytest.raises(LeadsBeingStoredError):
+        await router.service.on_command(command)
+    assert not [e for _, e in router.out.events() if isinstance(e, ContactErased)], "erased without the lead"
+    assert records.outbox_reads == 1
+
+    records.go.set()
+    assert not await asyncio.wait_for(writer, 5)
+    await router.service.on_command(command)  # the consumer's retry
+    erased, later = after_erasure(router.out)
+    assert erased.payload.lead_ids == [first.event_id]
+    assert not later
+    assert KEY not in router.contacts.leads
+    assert decode_record(router.records.docs[str(first.event_id)]).state.erased  # type: ignore[union-attr]
+    assert records.outbox_reads == 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -24,7 +25,7 @@ from leadflow_router.handlers import ORPHAN_BATCH_SECONDS, STALE_BATCH_SECONDS, 
 from leadflow_shared.envelope import derived_event_id
 from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
-from leadflow_shared.events.routing import LeadOffered
+from leadflow_shared.events.routing import ROUTING_EVENT, LeadOffered
 
 pytestmark = pytest.mark.unit
 
@@ -308,3 +309,53 @@ def test_an_outbox_reads_back_as_written_in_a_document_and_in_its_record(outbox:
     kept = dataclasses.replace(outbox, batch=batch)
     record = RoutingRecord(lead_id="l", account_id="acme", version=1, state=None, correlation_id="l", outbox=kept)
     assert decode_record(encode_record(record)).outbox == kept
+
+
+class SlowAfterStoring(FakeRecords):
+    """Stores the batch in time, then (before `_store` measures its lateness: other replicas' records flushed
+    first, a slow broker) the wall clock passes STALE_BATCH_SECONDS and another replica's sweeper finishes the
+    batch's document from the records it names."""
+
+    def __init__(self, wall: list[float], sweeper: list[RouterService]) -> None:
+        super().__init__()
+        self.wall, self.sweeper = wall, sweeper
+
+    async def insert_batch(
+        self, records: list[RoutingRecord], *, batch_id: str, now_ms: int
+    ) -> tuple[list[RoutingRecord], list[str]]:
+        result = await super().insert_batch(records, batch_id=batch_id, now_ms=now_ms)
+        self.wall[0] += STALE_BATCH_SECONDS + 1
+        await self.sweeper[0].republish_stale()
+        return result
+
+
+@pytest.mark.asyncio
+async def test_a_batch_measured_late_after_its_records_are_stored_republishes_the_same_events_only() -> None:
+    """Helper 88 (decision 0068): `_store` measures lateness after the batch's records are stored and after other
+    replicas' records are flushed, so a batch stored in time can take the late path (its outboxes moved into its
+    records) after another replica's sweeper published them from its document. The events then go out twice, with
+    the same ids and the same bytes (consumers drop the copy), never with different content; the records end
+    flushed and the document dropped."""
+    wall = [time.time()]
+    sweeper: list[RouterService] = []
+    records, contacts = SlowAfterStoring(wall, sweeper), FakeContacts()
+    out = Published()
+    writer, other = (
+        router_on_fakes(ACCOUNT, clock=lambda: NOW, records=records, contacts=contacts, publish=out,
+                        wall_clock=lambda: wall[0])
+        for _ in range(2)
+    )  # fmt: skip
+    sweeper.append(other)
+    leads = [lead(1), lead(2)]
+    assert not await writer.on_leads_received(leads)
+
+    bodies: dict[str, set[bytes]] = {}
+    for _, body in out.records:
+        bodies.setdefault(str(ROUTING_EVENT.validate_json(body).event_id), set()).add(body)
+    assert all(len(copies) == 1 for copies in bodies.values()), "an event id published with different content"
+    copies = Counter(str(e.event_id) for _, e in out.events())
+    assert set(copies.values()) == {2}, "published by the sweeper from the document, and again from the records"
+    offered = {e.payload.lead_id for e in out.lead_events() if isinstance(e, LeadOffered)}
+    assert offered == {le.event_id for le in leads}
+    assert records.outboxes == {}
+    assert all(not decode_record(records.docs[str(le.event_id)]).outbox for le in leads), "flushed and cleared"

@@ -1101,3 +1101,40 @@ def test_a_rule_can_be_for_the_offices_a_lead_s_source_is_for() -> None:
         account(rules(rule("dt", AGENT_B, "empty_or_match", offices=["downtown"]))), sources=offices
     )
     assert offered_to(route(loose, summary(source="Website"))) == ["b"]
+
+
+def _in_group(*agents: str) -> AccountSnapshot:
+    """The default rule's source rotation, the Website source's lead group "west" of `agents`."""
+    roster = tuple(
+        dataclasses.replace(x, lead_groups=frozenset({"west"} if x.agent_id in agents else ())) for x in ROSTER
+    )
+    snapshot = account(RuleSet(), roster=roster)
+    return dataclasses.replace(snapshot, sources={"Website": LeadSourceConfig(name="Website", lead_group="west")})
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "why"),
+    [
+        (account(rules(rule("team", {"kind": "rotation", "agents": ["a", "b"]}))),
+         account(rules(rule("team", {"kind": "rotation", "agents": ["b", "c"]}))),
+         "a is not among the agents of rule 'Team'"),
+        (_in_group("a", "b", "c"), _in_group("b", "c"), "not in lead group 'west'"),
+    ],
+)  # fmt: skip
+def test_an_agent_no_longer_in_the_pool_the_lead_goes_by_now_cannot_ask_it_back(
+    before: AccountSnapshot, after: AccountSnapshot, why: str
+) -> None:
+    """Decision 0090 (helper 88): a lead goes by its rule as the rule set is now, and so does an ask back: an agent
+    taken off the rule's list (or out of the source's lead group or offices) since its offer ended is refused, with
+    the reason its pool skips it for, and is not offered the lead again."""
+    offered = route(before, summary()).state
+    assert offered is not None
+    assert [o.agent_id for o in offered.offers] == ["a"]
+    expired = on_deadline(offered, before, 1, offered.next_deadline or NOW)  # a missed it: offered on to b
+    assert expired.state is not None
+    assert [o.agent_id for o in expired.state.open_offers] == ["b"]
+    ask = Activity("a", ActivityAction.ASK_BACK)
+    asked = on_ask_back(expired.state, ask, after, NOW + timedelta(minutes=20))
+    assert offered_to(asked) == [], f"a, outside the pool now, was offered the lead again: {asked.explanation}"
+    assert asked.explanation == f"cannot ask it back: {why}"
+    assert offered_to(on_ask_back(expired.state, ask, before, NOW + timedelta(minutes=20))) == ["a"]  # as it was

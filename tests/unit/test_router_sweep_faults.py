@@ -167,3 +167,31 @@ async def test_a_record_this_version_cannot_read_stalls_no_other_deadline_and_lo
     set_aside = [line for line in lines if line.get("lead_id") == str(newer.event_id)]
     assert set_aside, "the unreadable record is logged by its lead id"
     assert {(line["error_type"], line["read"]) for line in set_aside} == {("ValidationError", "due")}
+
+
+@pytest.mark.asyncio
+async def test_an_unreadable_old_lead_of_a_known_contact_counts_as_unknown_and_dead_letters_no_new_lead(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Helper 88: the contact's earlier lead, stored by a newer version in a shape this one cannot read, made
+    `on_leads_received` raise on every delivery of the contact's new leads (each dead-lettered). It counts as unknown
+    for R1 (`readable_many`): the new lead is routed as a new lead, and the old one is logged by id alone."""
+    records, out = FakeRecords(), Published()
+    router = router_on_fakes(ACCOUNT, clock=lambda: NOW, records=records, publish=out)
+    old = website_lead("acme", NOW, EMAIL_NEWER)
+    assert not await router.on_leads_received([old])
+    doc = records.docs[str(old.event_id)]
+    doc["summary"]["contact"] = doc["summary"]["contact"] | {"second_phone": SECOND_PHONE}
+    out.clear()
+    new = website_lead("acme", NOW, EMAIL_NEWER)
+    with caplog.at_level(logging.ERROR):
+        rejected = await router.on_leads_received([new])
+    assert rejected == [], f"the new lead was refused: {rejected}"
+    offered = {e.payload.lead_id for e in out.lead_events() if isinstance(e, LeadOffered)}
+    assert offered == {new.event_id}, "the new lead is routed as a new lead (R1 cannot read the old one)"
+    logged = [r for r in caplog.records if getattr(r, "lead_id", None) == str(old.event_id)]
+    assert [(getattr(r, "read", None), getattr(r, "error_type", None)) for r in logged] == [
+        ("contacts", "ValidationError")
+    ]
+    assert SECOND_PHONE not in caplog.text
+    assert EMAIL_NEWER not in caplog.text

@@ -79,7 +79,7 @@ from leadflow_router.domain.decisions import (
 )
 from leadflow_router.domain.departures import Departure, on_agent_left
 from leadflow_router.domain.distribution import Distribution, on_distributed, on_returned
-from leadflow_router.domain.erasure import ErasureRequest, without_contact
+from leadflow_router.domain.erasure import ErasureRequest, PendingContacts, without_contact
 from leadflow_router.domain.model import AccountSnapshot, Activity, Agent, LeadState, RoutingRejected
 from leadflow_router.domain.record import Effects, Outbox, RoutingRecord
 from leadflow_router.domain.rules import RuleChoice
@@ -134,6 +134,14 @@ ORPHAN_BATCH_SECONDS = 3600
 # is looked at again, so it cannot hold up every other deadline behind it (decision 0077).
 SWEEP_RETRY_SECONDS = 60
 NOT_ACTIVE = "not an active agent of this office"  # why such an agent's ask back (or pond claim) is refused
+
+
+class LeadsBeingStoredError(RuntimeError):
+    """An erasure found leads of the contact that an open outbox document lists and that have no record yet: their
+    writer is storing them (decision 0068). Not poison: the consumer tries the erasure again, with backoff."""
+
+    def __init__(self, leads: int) -> None:
+        super().__init__(f"{leads} lead(s) of the contact are being stored; erasing again once they are")
 
 
 class RuleSetRefusedError(ValueError):
@@ -323,11 +331,7 @@ class RouterService:
             if str(event.event_id) not in stored:
                 fresh.setdefault(str(event.event_id), (index, event))  # a resend inside the batch counts once
         keys = {lead_id: _contact_keys(event) for lead_id, (_, event) in fresh.items()}
-        known = await self.contacts.find(sorted({k for ks in keys.values() for k in ks}))
-        holders = {
-            lead_id: record.state.holder if record.state is not None else None
-            for lead_id, record in (await self.records.get_many(sorted(set(known.values())))).items()
-        }
+        known, holders = await self._known_contacts(sorted({k for ks in keys.values() for k in ks}))
         batch = _NewLeads(keys=keys, known=known, holders=holders, now=self.clock())
         await self._read_turns(fresh, batch)
         rejections: BatchRejections = []
@@ -352,6 +356,16 @@ class RouterService:
             self._batches_in_flight.discard(batch_id)
         return rejections
 
+    async def _known_contacts(self, keys: list[str]) -> tuple[dict[str, str], dict[str, str | None]]:
+        """The contact keys known (key -> lead) and those leads' holders (R1). A lead whose record this version
+        cannot read (a newer version's) counts as unknown, logged by id and counted (`contacts`): it must not
+        dead-letter every new lead of its contact. Its keys still name it, so its contact's later leads find it
+        once a version that reads it runs."""
+        known = await self.contacts.find(keys)
+        records = await self.records.readable_many(sorted(set(known.values())), read="contacts")
+        holders = {lead_id: r.state.holder if r.state is not None else None for lead_id, r in records.items()}
+        return {key: lead_id for key, lead_id in known.items() if lead_id in records}, holders
+
     async def _store(self, records: list[RoutingRecord], batch_id: str) -> tuple[list[RoutingRecord], list[str]]:
         """Store a batch's new records with their outboxes in outbox documents (decision 0068); returns
         those this call stored, with their outboxes, and the documents' ids. A record stored before (a
@@ -361,6 +375,8 @@ class RouterService:
         replica's sweeper dropped while they were not stored yet: their outboxes go into the records instead
         (compare-and-set on version 1), published and cleared there, so a crash or a failed publish after this
         leaves them to the redelivery or `republish_stale` (decision 0068). Returns none of them then.
+        Lateness is measured after other replicas' records are flushed too, so a batch stored in time may take
+        this path after a sweeper published it from its document: the same events again (same ids and bytes).
         """
         began, now_ms = time.monotonic(), self._wall_ms()  # the wall clock, as `republish_stale` reads it
         stored, documents = await self.records.insert_batch(records, batch_id=batch_id, now_ms=now_ms)
@@ -752,17 +768,20 @@ class RouterService:
             raise RuntimeError("the router was built without its erasure records")
         erasure_id = str(command.event_id)
         request = await self.erasures.get(erasure_id)
+        if request is not None and request.done:
+            return
+        pending = await self.records.pending_contacts()  # read once: to resolve the leads and to finish them
         if request is None:
             await self._account(command.account_id)  # an unknown account is poison
             p = command.payload
             request = await self.erasures.start(ErasureRequest(
-                erasure_id, command.account_id, tuple(await self._leads_of(command)), p.by_user_id, p.reason,
-                requested_ms=to_ms(command.occurred_at),
+                erasure_id, command.account_id, tuple(await self._leads_of(command, pending)), p.by_user_id,
+                p.reason, requested_ms=to_ms(command.occurred_at),
             ))  # fmt: skip
         if request.done:
             return
         lead_ids = list(request.lead_ids)
-        await self._publish_pending(lead_ids)
+        await self._publish_pending(lead_ids, pending)
         await self.contacts.forget_leads(lead_ids)
         for lead_id in lead_ids:
             await self._scrub(lead_id, command)
@@ -784,26 +803,29 @@ class RouterService:
         await self.erasures.finish(erasure_id, done_ms=to_ms(self.clock()) or 0)
         log.info("contact erased", extra={"erasure_id": erasure_id, "leads": len(lead_ids)})
 
-    async def _leads_of(self, command: EraseContact) -> list[str]:
+    async def _leads_of(self, command: EraseContact, pending: PendingContacts) -> list[str]:
         """The account's leads the request names: by the contact index (its email and phone), by the
-        outboxes that will register those keys (a crash left them unapplied: a new lead's first outbox in
-        its batch's document, a moved lead's), and by id. Ids of another account, merged repeats (R1) and
-        unknown ids are left out (tenant isolation)."""
+        outboxes that will register those keys (a crash left them unapplied, or their writer is storing them: a
+        new lead's first outbox in its batch's document, a moved lead's), and by id. Ids of another account,
+        merged repeats (R1) and unknown ids are left out (tenant isolation). A lead an open outbox document lists
+        that has no record yet is being stored (decision 0068): LeadsBeingStoredError, the erasure is tried again
+        (the consumer's retries) once it is, rather than done without it."""
         p = command.payload
         keys = contact_keys(command.account_id, p.email, p.phone)
         indexed = await self.contacts.find(keys)
-        pending = await self.records.registering(keys, [])
-        wanted = sorted({*indexed.values(), *pending.values(), *(str(i) for i in p.lead_ids)})
+        wanted = sorted({*indexed.values(), *pending.registering(keys, ()).values(), *(str(i) for i in p.lead_ids)})
         records = await self.records.get_many(wanted)
+        if unstored := [i for i in wanted if i not in records and i in pending.listed]:
+            raise LeadsBeingStoredError(len(unstored))
         mine = {i for i, r in records.items() if r.is_lead and r.account_id == command.account_id}
         return [i for i in wanted if i in mine]
 
-    async def _publish_pending(self, lead_ids: list[str]) -> None:
+    async def _publish_pending(self, lead_ids: list[str], pending: PendingContacts) -> None:
         """Publish and apply what the leads' outboxes hold (a crash left it), their first ones in their
         batches' documents (decision 0068) included, and those of repeats merged into them (R1) not applied
         yet: their events, which carry the contact, go out before ContactErased, and their contact keys are
         registered before the erasure forgets them."""
-        repeats = await self.records.registering([], lead_ids)
+        repeats = pending.registering((), lead_ids)
         records = await self.records.get_many(sorted({*lead_ids, *repeats}))
         await self._finish_batches(record.outbox.batch for record in records.values())
         await self.flush([record for record in records.values() if record.outbox])
@@ -892,13 +914,10 @@ class RouterService:
         choice = rule_for(new, account, now)
         turn = await self._turn(account, lead.source.name, rule_id_of(choice, account), {})
         keys = contact_keys(account_id, lead.contact.email, lead.contact.phone)
-        existing = next(
-            (lead_of for key, lead_of in (await self.contacts.find(keys)).items() if lead_of != lead_id), None
-        )
-        holders = await self.records.get_many([existing]) if existing else {}
-        held = holders[existing].state if existing in holders else None
+        known, holders = await self._known_contacts(keys)  # as routing reads them: an unreadable lead is unknown
+        existing = next((lead_of for lead_of in known.values() if lead_of != lead_id), None)
         context = RoutingContext(
-            existing=None if existing is None else ExistingContact(existing, held.holder if held else None),
+            existing=None if existing is None else ExistingContact(existing, holders.get(existing)),
             rotation=turn.cursor,
             counts=turn.counts,
             usage=await self._usage(account, now, {}),
@@ -1053,6 +1072,23 @@ class RouterService:
         batches = [b for b in stale_batches if b.rpartition("/")[0] not in self._batches_in_flight]
         await self._finish_batches(batches)
         return len(stale) + len(batches)
+
+    async def forget_deleted_rules(self) -> int:
+        """Remove the cursors and counts (`router_rotations`) of routing rules the account's rule set as it is now
+        (read fresh) no longer has; returns how many. Kept: the default rule's, the sources', those of every rule
+        still there, and all of an account unknown or whose stored rule set cannot be read (it may read again). A
+        replica deciding on a snapshot cached before the save may write one again: the next pass removes it."""
+        by_account: dict[str, list[tuple[str, str]]] = {}
+        for key in await self.rotations.rule_keys():
+            account_id, _, rest = key.partition(":rule:")
+            by_account.setdefault(account_id, []).append((key, rest.partition("@")[0]))
+        gone: list[str] = []
+        for account_id, keys in by_account.items():
+            account = await self.accounts.get(account_id, fresh=True)  # a rule saved since the cache read stays
+            if account is not None and not account.rules_unreadable:
+                gone += [key for key, rule_id in keys if _deleted(account, rule_id)]
+        await self.rotations.drop(gone)
+        return len(gone)
 
     # --- outbox ----------------------------------------------------------------------------------
 
@@ -1211,6 +1247,14 @@ class RouterService:
             if (account := accounts[record.account_id]) is not None and account.counts_leads
         ]
         await self.capacity.hold_many(holds, to_ms(self.clock()) or 0)  # one read and write for them all
+
+
+def _deleted(account: AccountSnapshot, rule_id: str) -> bool:
+    """Whether a `<account>:rule:<rule_id>` cursor is of a rule the account's rule set no longer has (not one of a
+    source whose name only looks so: `<account>:<source>` with a source named `rule:...`)."""
+    if rule_id == DEFAULT_RULE_ID or f"rule:{rule_id}" in account.sources:
+        return False
+    return account.rules.find(rule_id) is None
 
 
 def _new_lead(lead_id: str, event: LeadReceived) -> NewLead:

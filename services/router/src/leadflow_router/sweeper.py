@@ -65,9 +65,10 @@ async def sweep(
     idle_seconds: float,
     clock_rate: float = 1.0,
     republish_every_seconds: float = 5.0,
+    housekeeping_every_seconds: float = 600.0,
 ) -> None:
     """Fire deadlines until `stopping` is set; between sweeps, sleep until the next one is due."""
-    next_republish = time.monotonic()
+    next_republish = next_housekeeping = time.monotonic()
     while not stopping.is_set():
         alarm.clear()  # before reading MongoDB: a deadline stored meanwhile sets it again
         try:
@@ -75,6 +76,9 @@ async def sweep(
                 # Set first: a republish that keeps failing must not keep the deadlines from firing.
                 next_republish = time.monotonic() + republish_every_seconds
                 await service.republish_stale()
+            if time.monotonic() >= next_housekeeping:  # deleted rules' cursors (helper 88): rare, set first too
+                next_housekeeping = time.monotonic() + housekeeping_every_seconds
+                await service.forget_deleted_rules()
             if await service.sweep_once() >= service.sweep_batch:
                 continue  # more are due: no pause
             now_ms = to_ms(service.clock()) or 0

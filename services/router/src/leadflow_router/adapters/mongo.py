@@ -22,7 +22,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from leadflow_router.adapters.codec import decode_outbox, decode_record, encode_outbox, encode_record
 from leadflow_router.domain.contacts import contact_keys
-from leadflow_router.domain.erasure import ErasureRequest
+from leadflow_router.domain.erasure import ErasureRequest, PendingContacts
 from leadflow_router.domain.model import (
     AccountSnapshot,
     Agent,
@@ -225,8 +225,11 @@ class LeadRecords:
         return found
 
     async def stale_batches(self, before_ms: int, limit: int) -> list[str]:
-        """Outbox documents written before `before_ms` and still there (a crash left them)."""
-        cursor = self._outboxes.find({"since_ms": {"$lte": before_ms}}, {"_id": 1}).limit(limit)
+        """Outbox documents written before `before_ms` and still there (a crash left them), the oldest first: those
+        kept while a lead they list has no record yet (up to ORPHAN_BATCH_SECONDS) are dropped when they are orphans,
+        so however many are kept, each pass reaches the oldest and the read moves on (helper 88)."""
+        query = self._outboxes.find({"since_ms": {"$lte": before_ms}}, {"_id": 1})
+        cursor = query.sort("since_ms", ASCENDING).limit(limit)
         return [doc["_id"] async for doc in cursor]
 
     async def compare_and_set(self, record: RoutingRecord, expected_version: int) -> bool:
@@ -276,14 +279,15 @@ class LeadRecords:
         cursor = self._leads.find({"outbox_since_ms": {"$lte": before_ms}}).limit(limit)
         return await self._readable([doc async for doc in cursor], "unflushed", "outbox_since_ms", before_ms)
 
-    async def readable_many(self, lead_ids: list[str]) -> dict[str, RoutingRecord]:
-        """`get_many` for the sweeper's finishing of outbox documents a crash left (decision 0068): a record this
-        version cannot read is left out, as if not stored yet, counted and logged (`_readable`), so the document's
-        other leads are published and the document itself waits until it is an orphan."""
+    async def readable_many(self, lead_ids: list[str], read: str = "batch") -> dict[str, RoutingRecord]:
+        """`get_many` for reads that may go around a record this version cannot read (decision 0091): it is left
+        out, counted (`read`) and logged by lead id (`_readable`). `batch`: the finishing of outbox documents a crash
+        left (decision 0068): as if not stored yet, so the document's other leads are published and the document
+        waits until it is an orphan. `contacts`: the earlier leads of a new lead's contact (R1): as unknown."""
         if not lead_ids:
             return {}
         docs = [doc async for doc in self._leads.find({"_id": {"$in": lead_ids}})]
-        return {record.lead_id: record for record in await self._readable(docs, "batch")}
+        return {record.lead_id: record for record in await self._readable(docs, read)}
 
     async def _readable(
         self, docs: list[Doc], read: str, field: str | None = None, cutoff_ms: int = 0
@@ -316,25 +320,20 @@ class LeadRecords:
         """Move the record's `field` to `until_ms`, unless it changed since it was read (no longer due)."""
         await self._leads.update_one({"_id": lead_id, field: {"$lte": cutoff_ms}}, {"$set": {field: until_ms}})
 
-    async def registering(self, keys: list[str], lead_ids: list[str]) -> dict[str, str]:
-        """Outboxes not applied yet that register any of `keys`, or any key for one of `lead_ids` (R1): a new
-        lead's first outbox in its batch's document (a repeat's registers for the lead it merges into), a
-        record's own (a lead moving in, T2). A crash can leave them so; an erasure must find them (decision
-        0050). By the outbox's lead: the lead its keys point at. Reads every outbox document (only those in
-        flight or left by a crash exist; nx-27017 matches no field of an array inside an array's items) and the
-        records with an outbox (the `unpublished` index).
-        """
-        if not keys and not lead_ids:
-            return {}
-        found: dict[str, str] = {}
+    async def pending_contacts(self) -> PendingContacts:
+        """The outboxes not applied yet that register contact keys (`PendingContacts`, decision 0050): every outbox
+        document (only those in flight or left by a crash exist; nx-27017 matches no field of an array inside an
+        array's items) and the records with an outbox (the `unpublished` index), one read of each."""
+        registers: dict[str, tuple[str, frozenset[str]]] = {}
+        listed: set[str] = set()
         async for doc in self._outboxes.find({}, {"leads": 1}):
             for item in doc.get("leads") or ():
                 if isinstance(item, dict) and "lead_id" in item:
-                    found |= _registering(str(item["lead_id"]), item.get("effects"), keys, lead_ids)
-        where = [{"effects.contacts": {"$in": keys}}, {"effects.contacts_lead": {"$in": lead_ids}}]
-        async for doc in self._leads.find({"outbox_since_ms": {"$gte": 0}, "$or": where}, {"effects": 1}):
-            found |= _registering(str(doc["_id"]), doc.get("effects"), keys, lead_ids)
-        return found
+                    listed.add(str(item["lead_id"]))
+                    registers |= _registering(str(item["lead_id"]), item.get("effects"))
+        async for doc in self._leads.find({"outbox_since_ms": {"$gte": 0}}, {"effects": 1}):
+            registers |= _registering(str(doc["_id"]), doc.get("effects"))
+        return PendingContacts(registers, frozenset(listed))
 
 
 class Contacts:
@@ -378,12 +377,11 @@ class Contacts:
             await self._contacts.delete_many({"lead_id": {"$in": lead_ids}})
 
 
-def _registering(owner: str, effects: Doc | None, keys: list[str], lead_ids: list[str]) -> dict[str, str]:
-    """{owner: the lead its outbox registers contact keys for}, if that is one of `lead_ids` or a key is in `keys`."""
+def _registering(owner: str, effects: Doc | None) -> dict[str, tuple[str, frozenset[str]]]:
+    """{owner: (the lead its outbox registers contact keys for, the keys)}, if it registers any."""
     effects = effects or {}
-    lead_id = str(effects.get("contacts_lead") or owner)
-    registers = set(effects.get("contacts") or ())
-    return {owner: lead_id} if registers and (lead_id in lead_ids or registers & set(keys)) else {}
+    registers = frozenset(effects.get("contacts") or ())
+    return {owner: (str(effects.get("contacts_lead") or owner), registers)} if registers else {}
 
 
 def _outbox_chunks(records: list[RoutingRecord], batch_id: str) -> list[tuple[str, list[RoutingRecord]]]:
@@ -470,6 +468,16 @@ class Rotations:
 
     async def advance(self, key: str, position: int) -> None:
         await self.advance_many({key: position})
+
+    async def rule_keys(self) -> list[str]:
+        """The keys of routing rules' cursors and counts (`<account>:rule:<rule id>[@<agent>]`), read by id alone
+        (a cursor per source and rule: a small collection; nx-27017 is not asked for a pattern)."""
+        return [key async for doc in self._rotations.find({}, {"_id": 1}) if ":rule:" in (key := str(doc["_id"]))]
+
+    async def drop(self, keys: list[str]) -> None:
+        """Remove these cursors and counts (their rule was deleted)."""
+        if keys:
+            await self._rotations.delete_many({"_id": {"$in": keys}})
 
     async def advance_many(self, positions: dict[str, int]) -> None:
         """Move each key at least as far as its position, in one command (`$max`, created when missing)."""

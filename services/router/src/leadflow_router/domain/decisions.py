@@ -1003,7 +1003,24 @@ def _ask_back_refusal(state: LeadState, activity: Activity, account: AccountSnap
     if cannot is not None:
         return cannot
     agent = account.agent(activity.agent_id)
-    return "not an agent of this office" if agent is None else _unavailable(agent)
+    if agent is None:
+        return "not an agent of this office"
+    return _unavailable(agent) or _outside_pools(_on_current_rule(state, account), activity.agent_id, account)
+
+
+def _outside_pools(state: LeadState, agent_id: str, account: AccountSnapshot) -> str | None:
+    """Why no pool the lead goes by now has the agent (its rule's own and its fallback steps up to the lead's, as
+    the rule set is now: decision 0090): the reason a pool skips it for (not in the source's lead group or
+    offices...), or that the rule no longer names it; None: one of them has it (the moment is asked apart)."""
+    named = None
+    for step in range(state.fallback_step + 1):
+        pool = pool_of(account, state.source_name, state.rule_id, step=step)
+        if agent_id in pool.who.ids:
+            return None
+        if (why := dict(pool.who.skipped).get(agent_id)) is not None:
+            return why
+        named = named or pool.rule
+    return f"{agent_id} is not among the agents of rule {named!r}" if named else f"{agent_id} is not in the rotation"
 
 
 def _refused(state: LeadState, activity: Activity, why: str) -> Outcome:

@@ -8,7 +8,8 @@ the blank contact.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 from leadflow_router.domain.model import LeadState
 from leadflow_shared.events.intake import Contact
@@ -36,3 +37,25 @@ class ErasureRequest:
     requested_ms: int | None
     done: bool = False
     done_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingContacts:
+    """The outboxes not applied yet that register contact keys (R1), read once per erasure attempt: a new lead's
+    first outbox in its batch's document (a repeat's registers for the lead it merges into), a record's own (a lead
+    moving in, T2). A crash can leave them so, and a writer is between its document and its records for a moment;
+    an erasure must find them (decision 0050). `registers`: by the outbox's lead, the lead its keys point at and
+    the keys; `listed`: every lead an open outbox document lists."""
+
+    registers: Mapping[str, tuple[str, frozenset[str]]] = field(default_factory=dict)
+    listed: frozenset[str] = frozenset()
+
+    def registering(self, keys: Iterable[str], lead_ids: Iterable[str]) -> dict[str, str]:
+        """{outbox's lead: the lead its keys point at}, for the outboxes registering any of `keys`, or any key
+        for one of `lead_ids`."""
+        keys, lead_ids = frozenset(keys), frozenset(lead_ids)
+        return {
+            owner: lead
+            for owner, (lead, registered) in self.registers.items()
+            if registered and (lead in lead_ids or registered & keys)
+        }
