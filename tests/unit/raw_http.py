@@ -52,20 +52,22 @@ class RawConnection:
                 await asyncio.sleep(every)
                 await self.send(bytes([byte]))
 
-    async def trickled_until_closed(self, data: bytes, *, every: float, timeout: float) -> tuple[bytes, float]:
-        """Send `data` one byte at a time, `every` seconds apart, until the server answers or closes, then
+    async def trickled_until_closed(
+        self, data: bytes, *, every: float, timeout: float, size: int = 1
+    ) -> tuple[bytes, float]:
+        """Send `data` `size` bytes at a time, `every` seconds apart, until the server answers or closes, then
         read until it closes (fails after `timeout` seconds): what it sent, and how long after the last
         bytes sent before the trickle it closed. Not a byte is sent once the server has answered: a byte
         arriving after the server closed would have its kernel reset the connection, and a reset can
         destroy the answer before this side reads it."""
         started = self.sent_at
         deadline = self.loop.time() + timeout
-        pending = iter(data)
+        pending = iter(data[i : i + size] for i in range(0, len(data), size))
         while not (first := await self._read_within(every, deadline)):
             if self.reader.at_eof():
                 return b"", self.loop.time() - started
-            if (byte := next(pending, None)) is not None:
-                await self.send(bytes([byte]))
+            if (piece := next(pending, None)) is not None:
+                await self.send(piece)
         rest, closed_at = await self.until_closed(timeout=max(deadline - self.loop.time(), 0.001))
         return first + rest, closed_at - started
 

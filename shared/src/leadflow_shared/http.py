@@ -1,6 +1,7 @@
 """Every service's HTTP: the operational routes (liveness, readiness, Prometheus metrics), the request
 layer on every app (`ServiceApp`: the headers of every answer; `RequestMetrics`: metrics and the body's
-deadline) and the server (`serve`: uvicorn on h11 with a deadline for each request head, without uvicorn's tick).
+deadline) and the server (`serve`: uvicorn on httptools with a deadline for each request head (`http_protocol`), without
+uvicorn's tick).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from email.utils import formatdate
-from typing import Any, ClassVar, cast
+from typing import cast
 
 import uvicorn
 from aiokafka.errors import KafkaError
@@ -26,10 +27,10 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.config import STARTUP_FAILURE
-from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
 from leadflow_shared.dead_letters import is_transient
+from leadflow_shared.http_protocol import PROBLEM_TYPE_BASE, with_head_deadline
 from leadflow_shared.metrics import CONTENT_TYPE_LATEST, ServiceMetrics, render
 from leadflow_shared.settings import HttpSettings
 
@@ -173,7 +174,6 @@ class _BodyInTime:
 
 
 CLIENT_CLOSED = "499"  # nginx's status for a request its client left before the answer; never sent
-PROBLEM_TYPE_BASE = "https://leadflow.dev/problems/"  # as crm-api's problem details (crm-api/problems.py)
 
 
 def _request_timeout(body_seconds: float) -> tuple[Message, Message]:
@@ -282,10 +282,9 @@ def server_config(app: FastAPI, settings: HttpSettings, *, graceful_seconds: flo
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(graceful_seconds),
-        # h11, never httptools: httptools answers some malformed requests itself with a bare text/plain
-        # 400, before leadflow's problem+json handling sees them (decision 0054). With a deadline for
-        # each request head (decision 0071).
-        http=_with_head_deadline(settings.head_timeout_seconds),
+        # httptools (llhttp, in C) with a deadline and a size bound for each request head and problem details
+        # for what its parser refuses (`http_protocol`, decisions 0054 and 0071).
+        http=with_head_deadline(settings.head_timeout_seconds),
     )
 
 
@@ -298,63 +297,6 @@ def serve(app: FastAPI, settings: HttpSettings, *, graceful_seconds: float = 20.
         server.run()
     if not server.started:
         sys.exit(STARTUP_FAILURE)
-
-
-class HeadDeadline(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for each request head: a connection must send a whole
-    request line and headers within `head_seconds` of its opening, or of its previous response, or it
-    is closed unanswered (decision 0071). uvicorn itself never closes a connection that has not sent a
-    whole request: its keep-alive timer starts only after a response and stops at the first byte.
-    One timer per connection and per response, cancelled when the head is in; no periodic task."""
-
-    head_seconds: ClassVar[float] = 10.0
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._head_timer: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._await_head()
-
-    def handle_events(self) -> None:
-        super().handle_events()
-        if self._head_timer is not None and self.cycle is not None and not self.cycle.response_complete:
-            self._head_in()  # a request's head was read: its app runs
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()  # arms uvicorn's keep-alive timer; may start a pipelined request
-        if not self.transport.is_closing() and self.cycle.response_complete:
-            self._await_head()
-
-    def handle_websocket_upgrade(self, event: Any) -> None:  # with a WebSocket library installed
-        self._head_in()
-        super().handle_websocket_upgrade(event)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._head_in()
-        super().connection_lost(exc)
-
-    def _await_head(self) -> None:
-        self._head_in()
-        self._head_timer = self.loop.call_later(self.head_seconds, self._head_late)
-
-    def _head_in(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-
-    def _head_late(self) -> None:
-        self._head_timer = None
-        if not self.transport.is_closing():
-            self.transport.close()
-
-
-def _with_head_deadline(seconds: float) -> type[HeadDeadline]:
-    class H11WithHeadDeadline(HeadDeadline):
-        head_seconds = seconds
-
-    return H11WithHeadDeadline
 
 
 class QuietServer(uvicorn.Server):
