@@ -24,6 +24,7 @@ from leadflow_shared.replay import REPLAY, REPLAY_CHANNEL, REPLAY_HEADERS, REPLA
 from leadflow_shared.topics import DLQ_SUFFIX
 
 DLQ_PREFIX = "dlq-"
+ORIGINAL_HEADERS = "dlq-original-headers"  # leadflow_shared.dead_letters: how many headers are the original's
 KEY_LIMIT = 1024  # DeadLetters.publish keeps at most this many bytes of the key
 
 
@@ -60,7 +61,7 @@ class DeadLetter:
     timestamp_ms: int
     key: bytes | None
     value: bytes
-    headers: tuple[tuple[str, bytes], ...]
+    headers: tuple[tuple[str, bytes | None], ...]  # as they came: in order, a name repeated, a value null
 
     @property
     def coordinates(self) -> Coordinates:
@@ -78,7 +79,7 @@ class DeadLetter:
         message at reused coordinates (a recreated topic) another one (decision 0091)."""
         digest = hashlib.sha256()
         parts = [b"" if self.key is None else b"k" + self.key, self.value]
-        parts += [part for name, value in self.headers for part in (name.encode(), value)]
+        parts += [part for name, value in self.headers for part in (name.encode(), value or b"")]
         for part in parts:  # each one length-prefixed: no two lists of parts hash alike
             digest.update(len(part).to_bytes(8, "big") + part)
         return digest.hexdigest()[:32]
@@ -92,12 +93,34 @@ class DeadLetter:
     def at(self) -> datetime:
         return from_epoch_ms(self.timestamp_ms)
 
+    @property
+    def _split(self) -> int | None:
+        """Where the original record's headers end and leadflow's begin: the value of the last
+        `dlq-original-headers` (leadflow's come after the original's); None in a dead letter written
+        before it (decision 0091), whose leadflow headers are the `dlq-*` ones."""
+        for name, value in reversed(self.headers):
+            if name == ORIGINAL_HEADERS:
+                text = (value or b"").decode("ascii", "replace")
+                return int(text) if text.isdigit() and int(text) < len(self.headers) else None
+        return None
+
+    @property
+    def original_headers(self) -> list[tuple[str, bytes | None]]:
+        """The failed record's own headers, in order, repeats and all."""
+        split = self._split
+        if split is None:
+            return [(n, v) for n, v in self.headers if not n.lower().startswith(DLQ_PREFIX)]
+        return list(self.headers[:split])
+
     def header(self, name: str) -> str | None:
-        """The last value of header `name`, decoded leniently; None if absent."""
+        """The last value of leadflow's dead-letter header `name`, decoded leniently; None if absent.
+        The original record's own headers are never read as leadflow's, whatever their names."""
+        split = self._split
+        ours = self.headers[split:] if split is not None else self.headers
         found = None
-        for header, value in self.headers:
-            if header == name:
-                found = value.decode("utf-8", "replace")
+        for header, value in ours:
+            if header == name and (split is not None or header.lower().startswith(DLQ_PREFIX)):
+                found = (value or b"").decode("utf-8", "replace")
         return found
 
     @property
@@ -110,6 +133,11 @@ class DeadLetter:
         topic = self.source_topic or "?"
         partition, offset = self.header("dlq-source-partition"), self.header("dlq-source-offset")
         return topic + (f"[{partition}]" if partition else "") + (f"@{offset}" if offset else "")
+
+    def _replay_of(self) -> str | None:
+        """The `leadflow-replay` marker of the failed record (a replay itself), if it had one."""
+        marks = [value for name, value in self.original_headers if name == REPLAY]
+        return (marks[-1] or b"").decode("utf-8", "replace") if marks else None
 
     def envelope_ids(self) -> tuple[str, str] | None:
         """(event id, type) when the body is a leadflow envelope; None otherwise."""
@@ -131,6 +159,8 @@ class DeadLetter:
                 f"its body was cut to {len(self.value)} of {length} bytes; replaying it would publish a broken"
                 f" message (the original is at {self.source})"
             )
+        if (count := self.header("dlq-headers-dropped")) is not None:
+            return f"its {count} headers were over the budget and not kept; the original is at {self.source}"
         if (why := self.header("dlq-value-dropped")) is not None:
             return f"its body was not kept (the broker refused it: {why}); the original is at {self.source}"
         if self.header("dlq-error-type") == "UnreadableRecord":
@@ -139,10 +169,9 @@ class DeadLetter:
             return f"its key may have been cut at {KEY_LIMIT} bytes; the original is at {self.source}"
         return None
 
-    def replay_headers(self) -> list[tuple[str, bytes]]:
-        """The sender's headers without leadflow's `dlq-*` (nor an earlier replay's), plus this replay's."""
-        kept = [(name, value) for name, value in self.headers
-                if not name.lower().startswith(DLQ_PREFIX) and name not in REPLAY_HEADERS]  # fmt: skip
+    def replay_headers(self) -> list[tuple[str, bytes | None]]:
+        """The original record's headers as they came (without an earlier replay's), plus this replay's."""
+        kept = [(name, value) for name, value in self.original_headers if name not in REPLAY_HEADERS]
         ours = {
             REPLAY: self.ident,
             REPLAY_SERVICE: self.header("dlq-service"),
@@ -172,7 +201,7 @@ class DeadLetter:
             "bytes": len(self.value),
             "truncated_from_bytes": _int(self.header("dlq-truncated-from-bytes")),
             "value_dropped": self.header("dlq-value-dropped"),
-            "replay_of": self.header(REPLAY),  # this dead letter is itself a replay that failed again
+            "replay_of": self._replay_of(),  # this dead letter is itself a replay that failed again
         }
 
     def details(self) -> dict[str, Any]:
@@ -187,7 +216,8 @@ class DeadLetter:
                 body = {"body": json.loads(text)}
             except (ValueError, RecursionError):
                 body = {"body_text": text}
-        headers = [[name, value.decode("utf-8", "backslashreplace")] for name, value in self.headers]
+        headers = [[name, None if value is None else value.decode("utf-8", "backslashreplace")]
+                   for name, value in self.headers]  # fmt: skip
         return {"topic": self.topic, **self.summary(), "headers": headers, **body}
 
 

@@ -31,7 +31,7 @@ def _dead_letter(record: ConsumerRecord[bytes, bytes]) -> DeadLetter:
         timestamp_ms=record.timestamp,
         key=record.key,
         value=record.value or b"",
-        headers=tuple((n, v or b"") for n, v in record.headers),
+        headers=tuple(record.headers),  # as they came: a null value stays null
     )
 
 
@@ -129,7 +129,9 @@ class Republisher:
     ) -> None:
         await self._producer.stop()
 
-    async def publish(self, topic: str, *, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]) -> str:
+    async def publish(
+        self, topic: str, *, key: bytes | None, value: bytes, headers: list[tuple[str, bytes | None]]
+    ) -> str:
         """Publish one record; returns where it landed, `topic[partition]@offset`."""
         meta = await self._producer.send_and_wait(topic, value, key=key, headers=headers)
         return f"{meta.topic}[{meta.partition}]@{meta.offset}"

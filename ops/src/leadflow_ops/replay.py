@@ -1,10 +1,11 @@
 """Replaying dead letters: each one back on its source topic, once (decision 0044).
 
-A replayed record has the dead letter's key and body (the original ones), the sender's headers
-without leadflow's `dlq-*`, and `leadflow-replay*` headers naming the dead letter and the service
-that failed it (leadflow_shared.replay). Dead letters whose body or key is not the original, or
-that are no leadflow dead letter of this topic, are refused; those in the ledger are skipped (the
-ledger knows a dead letter by its coordinates and content, `DeadLetter.ident`: decision 0091).
+A replayed record has the dead letter's key and body (the original ones), the original record's
+headers as they came (in order, repeats and all; not leadflow's `dlq-*`), and `leadflow-replay*`
+headers naming the dead letter and the service that failed it (leadflow_shared.replay). Dead letters
+whose body, key or headers are not the original's, or that are no leadflow dead letter of this topic, are
+refused; those in the ledger are skipped (the ledger knows a dead letter by its coordinates and content,
+`DeadLetter.ident`: decision 0091).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class Outcome:
 
 class Publisher(Protocol):
     async def publish(
-        self, topic: str, *, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
+        self, topic: str, *, key: bytes | None, value: bytes, headers: list[tuple[str, bytes | None]]
     ) -> str: ...
 
 

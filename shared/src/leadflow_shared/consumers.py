@@ -231,6 +231,7 @@ class ConsumerEdge:
         self, dead_letters: DeadLetters, settings: KafkaSettings, metrics: ConsumerMetrics, *, tracing: Tracing | None
     ) -> None:
         self.dead_letters = dead_letters
+        dead_letters.traced(tracing)  # a dead letter carries the consuming span's trace
         self._settings = settings
         self._metrics = metrics
         self._tracing = tracing

@@ -1,18 +1,24 @@
 """Dead letters: a record that cannot be processed goes to `<topic>.dlq` with why (I4).
 
-The dead letter holds the original value and key, the sender's headers (within a budget) and
-leadflow's `dlq-*` headers: the reason (field paths and rules, never values: `_describe`), the error type, the
-source topic, partition and offset, and the service. `leadflow-ops dlq` reads and replays them.
+The dead letter holds the original value, key and headers (a list, in order, within a budget), then
+leadflow's `dlq-*` headers (`dlq-original-headers`: how many of the first are the original's): the reason
+(field paths and rules, never values: `_describe`), the error type, the source topic, partition and offset,
+and the service (decision 0091). `leadflow-ops dlq` reads and replays them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from aiokafka import ConsumerRecord
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 from faststream.kafka import KafkaBroker
+from opentelemetry.trace import SpanKind
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pydantic import ValidationError
 from pymongo.errors import (
     BulkWriteError,
@@ -24,11 +30,16 @@ from pymongo.errors import (
 )
 
 from leadflow_shared.errors import PoisonMessage
+from leadflow_shared.kafka import original_record, raw_producer
 from leadflow_shared.kafka_records import UNREADABLE, UnreadableRecord, printable
 from leadflow_shared.metrics import ConsumerMetrics
 from leadflow_shared.topics import dlq
 
+if TYPE_CHECKING:
+    from leadflow_shared.tracing import Tracing
+
 log = logging.getLogger(__name__)
+_PROPAGATOR = TraceContextTextMapPropagator()
 
 # Errors of a dependency being down: retrying later will succeed, dead-lettering would not.
 # Of Kafka's errors only the retriable ones (a record too large for the broker never fits), and the
@@ -82,6 +93,13 @@ DLQ_MAX_VALUE_BYTES = 900 * 1024
 DLQ_MAX_HEADER_BYTES = 16 * 1024
 
 
+# Leadflow's header after the original's: how many of the dead letter's headers, from the first, are the
+# original record's (in order, repeats and all); the `dlq-*` headers and the trace context follow them.
+ORIGINAL_HEADERS = "dlq-original-headers"
+
+Headers = list[tuple[str, bytes | None]]
+
+
 class DeadLetters:
     """Publishes dead letters for one service and counts them."""
 
@@ -89,42 +107,44 @@ class DeadLetters:
         self._broker = broker
         self._metrics = metrics
         self._service = service
+        self._tracing: Tracing | None = None
+
+    def traced(self, tracing: Tracing | None) -> None:
+        """Publish each dead letter in a producer span, its `traceparent` among leadflow's headers."""
+        self._tracing = tracing
 
     async def publish(self, record: ConsumerRecord[bytes, bytes], exc: Exception) -> None:
-        """Publish the original bytes to `<topic>.dlq` with the reason in headers, and count it."""
+        """Publish the original record to `<topic>.dlq`, the reason in headers after its own, and count it.
+
+        The key (None stays None, b"" stays b""), the value and the headers (a list: order, repeated names
+        and null values kept) are the record's as it was fetched (`kafka.original_record`); leadflow's
+        `dlq-*` headers follow them, `dlq-original-headers` saying how many of the first are the original's."""
+        record = original_record(record)
         topic, partition, offset = record.topic, record.partition, record.offset
-        reason = _describe(exc)
-        value = record.value or b""
         ours = {
-            "dlq-reason": reason,
+            "dlq-reason": _describe(exc),
             "dlq-error-type": type(exc).__name__,
             "dlq-source-topic": topic,
             "dlq-source-partition": str(partition),
             "dlq-source-offset": str(offset),
             "dlq-service": self._service,
         }
-        # The sender's headers travel along (trace context, content-type, its own) within a
-        # budget, never under leadflow's `dlq-` names: a dead letter must fit the producer's
-        # 1 MiB request limit, or it would rewind forever.
-        theirs = {printable(name): (raw or b"").decode("utf-8", "replace") for name, raw in record.headers
-                  if name != UNREADABLE and not name.lower().startswith("dlq-")}  # fmt: skip
-        if sum(len(n.encode()) + len(v.encode()) for n, v in theirs.items()) > DLQ_MAX_HEADER_BYTES:
-            ours["dlq-headers-dropped"] = str(len(theirs))
-            theirs = {}
+        theirs = _kept_headers(record.headers, ours)
+        value = record.value or b""
         if len(value) > DLQ_MAX_VALUE_BYTES:
             # Keep the head and say how long the original was (it stays on the source topic).
             ours["dlq-truncated-from-bytes"] = str(len(value))
             value = value[:DLQ_MAX_VALUE_BYTES]
-        key = (record.key or b"")[:1024] or None
+        key = None if record.key is None else record.key[:1024]
         try:
-            await self._broker.publish(value, dlq(topic), key=key, headers=theirs | ours)
+            await self._send(dlq(topic), key, value, theirs, ours)
         except KafkaError as publish_error:
             if is_transient(publish_error):
                 raise  # the broker is away: rewind, and dead-letter it once it is back
             # Refused for good (too large for this broker's limits): the reason and the source's
             # coordinates still go out, so an operator can find the record on its topic.
             ours["dlq-value-dropped"] = type(publish_error).__name__
-            await self._broker.publish(b"", dlq(topic), key=key, headers=ours)
+            await self._send(dlq(topic), key, b"", [], ours)
         self._metrics.dead_lettered.labels(topic, _reason(exc)).inc()
         # Logs get field paths and error types only: validators' messages may quote input.
         log.warning(
@@ -135,6 +155,47 @@ class DeadLetters:
             _describe(exc, messages=False),
             extra={"topic": topic, "partition": partition, "offset": offset},
         )
+
+    async def _send(self, topic: str, key: bytes | None, value: bytes, theirs: Headers, ours: dict[str, str]) -> None:
+        """The original's headers, then ours (with the trace context of a producer span when tracing is on)."""
+        with contextlib.ExitStack() as scope:
+            if self._tracing is not None:
+                scope.enter_context(self._tracing.tracer.start_as_current_span(
+                    f"{topic} create", kind=SpanKind.PRODUCER,
+                    attributes={"messaging.system": "kafka", "messaging.operation": "create",
+                                "messaging.destination.name": topic},
+                ))  # fmt: skip
+                carrier: dict[str, str] = {}
+                _PROPAGATOR.inject(carrier)
+                ours = ours | carrier
+            headers = [*theirs, (ORIGINAL_HEADERS, str(len(theirs)).encode())]
+            headers += [(name, text.encode()) for name, text in ours.items()]
+            producer = raw_producer(self._broker)
+            if producer is None:  # FastStream's in-memory test client: headers as its dict, the last value of a name
+                as_text = {name: (raw or b"").decode("utf-8", "replace") for name, raw in headers}
+                await self._broker.publish(value, topic, key=key, headers=as_text)
+                return
+            await producer.send_and_wait(topic, value, key=key, headers=headers)
+
+
+def _kept_headers(headers: Sequence[tuple[str, bytes | None]], ours: dict[str, str]) -> Headers:
+    """The record's headers as they came, in order, within a budget: a dead letter must fit the producer's
+    1 MiB request limit, or it would rewind forever (over it, none are kept and `dlq-headers-dropped` says how
+    many there were). A stand-in's UNREADABLE header is left out (its reason is `dlq-reason`); a name that is
+    not UTF-8 (only on an unreadable record, never replayed) is kept escaped: Kafka's names are UTF-8."""
+    kept = [(name if _is_utf8(name) else printable(name), value) for name, value in headers if name != UNREADABLE]
+    if sum(len(name.encode()) + len(value or b"") for name, value in kept) > DLQ_MAX_HEADER_BYTES:
+        ours["dlq-headers-dropped"] = str(len(kept))
+        return []
+    return kept
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _reason(exc: Exception) -> str:

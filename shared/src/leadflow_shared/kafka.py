@@ -7,7 +7,8 @@
 - Records aiokafka cannot read (a header name not UTF-8, lengths that do not add up) reach
   the consumers' edge as stand-ins instead of wedging the fetcher (`kafka_records`).
 - FastStream neither trusts header values to be UTF-8 nor replies to a sender's `reply_to`
-  (`consumer_options`); a subscription decodes the body itself (`consumers.Subscription`), so no
+  (`consumer_options`; the record as fetched stays with it for its dead letter, `original_record`);
+  a subscription decodes the body itself (`consumers.Subscription`), so no
   input can fail, or publish anything, before the consumers' edge (`consumers.ConsumerEdge`) runs.
 - Producers are declared per topic with the event type they send (`declare_publisher`): FastStream
   documents them in the AsyncAPI document beside the typed subscribers.
@@ -22,7 +23,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream import AckPolicy
@@ -92,16 +93,37 @@ def make_broker(settings: KafkaSettings, *, client_id: str, registry: CollectorR
     )
 
 
+@dataclasses.dataclass
+class SafeRecord(ConsumerRecord[bytes, bytes]):  # type: ignore[misc]  # aiokafka's generic dataclass
+    """A record with headers FastStream can read (`_safe_headers`), and the record as it came."""
+
+    original: ConsumerRecord[bytes, bytes] | None = None
+
+
+def original_record(record: ConsumerRecord[bytes, bytes]) -> ConsumerRecord[bytes, bytes]:
+    """The record as it was fetched, before `_safe_headers`: what its dead letter carries."""
+    return record.original if isinstance(record, SafeRecord) and record.original is not None else record
+
+
 def _safe_headers(record: ConsumerRecord[bytes, bytes]) -> ConsumerRecord[bytes, bytes]:
     """The record as FastStream may see it: every header value valid UTF-8 (FastStream decodes
     them strictly, and a null value not at all; bad bytes become U+FFFD), and no `reply_to`
     (FastStream would publish the handler's result to whatever topic a sender names there).
-    Only headers change: a dead letter still carries the original value and key."""
+    The original stays with it (`original_record`): a dead letter carries its key, value and headers."""
     headers = record.headers
     if all(value is not None and value.isascii() and name != REPLY_TO for name, value in headers):
         return record  # the common case costs one scan
     safe = [(name, (value or b"").decode("utf-8", "replace").encode()) for name, value in headers if name != REPLY_TO]
-    return dataclasses.replace(record, headers=safe)
+    fields = {field.name: getattr(record, field.name) for field in dataclasses.fields(ConsumerRecord)}
+    return SafeRecord(**(fields | {"headers": safe, "original": original_record(record)}))
+
+
+def raw_producer(broker: KafkaBroker) -> AIOKafkaProducer | None:
+    """The connected aiokafka producer behind `broker`, for a record FastStream cannot express (headers as
+    a list: a name repeated, a value null or not UTF-8); None under FastStream's in-memory test client."""
+    state = getattr(broker.config.producer, "_producer", None)  # FastStream 0.6: a RealProducer once connected
+    producer = getattr(state, "producer", None) if state else None
+    return producer if isinstance(producer, AIOKafkaProducer) else None
 
 
 async def _parse_tolerantly(msg: Any, parse: Callable[[Any], Awaitable[Any]]) -> Any:

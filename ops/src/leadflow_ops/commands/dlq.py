@@ -55,8 +55,9 @@ def register(commands: Subcommands[argparse.ArgumentParser], common: argparse.Ar
     replay = sub.add_parser(
         "replay", parents=[common], help="republish dead letters to their source topic, once each",
         description="Republish dead letters to their source topic (header dlq-source-topic) with the original key "
-                    "and body, without the dlq-* headers and with leadflow-replay headers. Each dead letter is "
-                    "replayed once (recorded in MongoDB, ops_replays). Truncated or dropped bodies are refused. "
+                    "and body, the original's headers (not leadflow's dlq-* ones) and leadflow-replay headers. "
+                    "Each dead letter is replayed once (recorded in MongoDB, ops_replays). Truncated or dropped "
+                    "bodies or headers are refused. "
                     "Exit status 1 if any dead letter was refused or missing.",
     )  # fmt: skip
     replay.add_argument("topic", metavar="TOPIC.dlq")
@@ -98,7 +99,7 @@ async def show_dead_letter(args: argparse.Namespace, settings: OpsSettings) -> i
     line(f"key: {printable(str(details['key']))}")
     line("headers:")
     for name, value in details["headers"]:
-        line(f"  {printable(name)}: {printable(value)}")
+        line(f"  {printable(name)}: {'(null)' if value is None else printable(value)}")
     line(f"body ({details['bytes']} bytes):")
     if "body" in details:
         line(json.dumps(details["body"], indent=2, ensure_ascii=False))
