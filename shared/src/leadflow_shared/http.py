@@ -282,6 +282,9 @@ def server_config(app: FastAPI, settings: HttpSettings, *, graceful_seconds: flo
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(graceful_seconds),
+        # No service reads a client's address or scheme from the request (cookies are `secure` by setting): uvicorn's
+        # X-Forwarded-* rewriting is a layer on every request for nothing.
+        proxy_headers=False,
         # httptools (llhttp, in C) with a deadline and a size bound for each request head and problem details
         # for what its parser refuses (`http_protocol`, decisions 0054 and 0071).
         http=with_head_deadline(settings.head_timeout_seconds),
