@@ -29,12 +29,15 @@ from leadflow_shared.events.routing import (
     ActivityLoggedPayload,
     LeadClaimed,
     LeadClaimedPayload,
+    LeadEvent,
     LeadOffered,
     LeadOfferedPayload,
     LeadReleased,
     LeadReleasedPayload,
     LeadShared,
     LeadSharedPayload,
+    OfferClosedPayload,
+    OfferExpired,
     RoutingEvent,
 )
 
@@ -139,3 +142,73 @@ async def test_parked_events_are_forgotten_after_the_dead_letters_keep_time(db: 
         tuple(index["key"]): index.get("expireAfterSeconds") async for index in await db[PARKED_EVENTS].list_indexes()
     }
     assert ttl[("parked_at",)] == 30 * 24 * 3600  # nx-27017 names indexes its own way: found by key
+
+
+def versioned_life(lead: uuid.UUID) -> list[LeadEvent]:
+    """As the router stamps them (`router_version`): offered to ana (v1); expired to bob (v2, one change); bob's
+    claim (v3); released (v4)."""
+    minute = timedelta(minutes=1)
+    contact = Contact(first_name="Jane", last_name="Doe", email="jane@example.com")
+
+    def offer(agent: str, round_: int, version: int) -> LeadOffered:
+        return LeadOffered.create(account_id="acme", occurred_at=T0 + version * minute, payload=LeadOfferedPayload(
+            lead_id=lead, agent_id=agent, offer_round=round_, race_size=1, deadline=T0 + (version + 15) * minute,
+            explanation="R6", contact=contact, source=SOURCE, router_version=version))  # fmt: skip
+
+    return [
+        offer("ana", 1, 1),
+        OfferExpired.create(account_id="acme", occurred_at=T0 + 2 * minute, payload=OfferClosedPayload(
+            lead_id=lead, agent_id="ana", offer_round=1, router_version=2)),
+        offer("bob", 2, 2),
+        LeadClaimed.create(account_id="acme", occurred_at=T0 + 3 * minute, payload=LeadClaimedPayload(
+            lead_id=lead, agent_id="bob", action=ActivityAction.CALL, offer_round=2, router_version=3)),
+        LeadReleased.create(account_id="acme", occurred_at=T0 + 4 * minute, payload=LeadReleasedPayload(
+            lead_id=lead, agent_id="bob", broker_agent_id="bea", explanation="bob left", router_version=4)),
+    ]  # fmt: skip
+
+
+async def test_an_old_offer_replayed_after_the_claim_changes_nothing_but_its_timeline_live_and_rebuilt(
+    db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    """Helper 87's defect 2 on nx-27017: bob's round-2 offer dead-lettered by crm-api and replayed after his claim
+    (and, for a second lead, after the release) is older than the row's router version: no offer re-opens. The
+    live projection (coalesced commands) and a rebuild's buffer leave what the events in order leave."""
+    leads = [uuid.uuid4(), uuid.uuid4()]
+    lives = [versioned_life(lead) for lead in leads]
+    in_order, live, rebuilt = names_of(0), names_of(1), names_of(2)
+    for events in lives:
+        for event in events:
+            await project(event, views=LeadViews(db, in_order), side_effects=False)
+    late: list[list[LeadEvent]] = [[*events[:2], events[3], events[2], events[4]] for events in lives[:1]]
+    late += [[*events[:2], *events[3:], events[2]] for events in lives[1:]]
+    commands = ViewCommands(db)
+
+    async def projected(events: list[LeadEvent]) -> None:
+        for event in events:
+            await project(event, views=LeadViews(db, live, commands=commands), side_effects=False)
+
+    await asyncio.gather(*(projected(events) for events in late))
+    buffer = BufferedViews(db, rebuilt)
+    for events in late:
+        await buffer.load({str(events[0].payload.lead_id)}, {str(e.event_id) for e in events})
+        for event in events:
+            await project(event, views=buffer, side_effects=False)
+        await buffer.flush()
+    expected = await docs(db, in_order.leads)
+    assert [(row["status"], row["open_offers"], row["router_version"]) for row in expected] == [
+        ("unassigned", [], 4)
+    ] * 2
+    for names in (live, rebuilt):
+        rows = await docs(db, names.leads)
+        assert [(r["status"], r["open_offers"]) for r in rows] == [("unassigned", [])] * 2
+        assert canonical(_sorted_links(rows)) == canonical(_sorted_links(expected))
+        assert canonical(await docs(db, names.timeline)) == canonical(await docs(db, in_order.timeline))
+
+
+def _sorted_links(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows with their accept links in any order (a late offer's link is added when it comes)."""
+    return [
+        {**row, "offer_links": sorted(row["offer_links"], key=lambda link: link["link_id"]),
+         "offer_link_ids": sorted(row["offer_link_ids"])}
+        for row in rows
+    ]  # fmt: skip

@@ -349,6 +349,14 @@ _MOVED_AND_HELD = (
 )  # fmt: skip
 
 
+def _links(row: dict[str, Any]) -> dict[str, Any]:
+    """The row's accept links, in any order (a late offer's is added when it comes)."""
+    return {
+        "offer_links": sorted(row.get("offer_links", []), key=lambda link: link["link_id"]),
+        "offer_link_ids": sorted(row.get("offer_link_ids", [])),
+    }
+
+
 @settings(database=None, deadline=None, max_examples=300)
 @given(data=st.data(), acme=_CHANGES, south=_CHANGES, west=_CHANGES)
 def test_a_lead_moved_across_three_offices_ends_as_in_order_whatever_order_the_partitions_are_read_in(
@@ -515,3 +523,96 @@ def test_a_later_event_that_makes_the_row_applies_what_came_before_it_first() ->
         str(e.event_id) for e in events[1 : to_bob + 1] if not isinstance(e, LeadShared | ActivityLogged)
     }
     assert views.parking == {}
+
+
+# --- decision 0093 amended (helper 91): the router's record version orders a lead's events ------------------------
+
+
+def _versioned_life() -> list[RoutingEvent]:
+    """Acme's lead as the router stamps it: offered to ana (v1); expired to bob (v2: the expiry and the next offer,
+    one change); bob claims (v3), his view is echoed (v4), rita is shared it (v5), released (v6), offered to cid
+    (v7), assigned to dan by hand (v8)."""
+    minute = timedelta(minutes=1)
+
+    def at(version: int) -> dict[str, Any]:
+        return {"account_id": "acme", "occurred_at": T0 + version * minute}
+
+    def offer(agent: str, round_: int, version: int) -> LeadOffered:
+        return LeadOffered.create(**at(version), payload=LeadOfferedPayload(
+            lead_id=LEAD, agent_id=agent, offer_round=round_, race_size=1, deadline=T0 + (version + 15) * minute,
+            explanation="R6", contact=CONTACT, source=SOURCE, router_version=version))  # fmt: skip
+
+    return [
+        offer("ana", 1, 1),
+        OfferExpired.create(**at(2), payload=OfferClosedPayload(
+            lead_id=LEAD, agent_id="ana", offer_round=1, router_version=2)),
+        offer("bob", 2, 2),
+        LeadClaimed.create(**at(3), payload=LeadClaimedPayload(
+            lead_id=LEAD, agent_id="bob", action=ActivityAction.CALL, offer_round=2, router_version=3)),
+        ActivityLogged.create(**at(4), payload=ActivityLoggedPayload(
+            lead_id=LEAD, agent_id="bob", action=ActivityAction.VIEW, by_agent_id="bob", router_version=4)),
+        LeadShared.create(**at(5), payload=LeadSharedPayload(
+            lead_id=LEAD, share_id=uuid.uuid4(), agent_id="rita", realtor_name="Rita", assigned_by="Acme",
+            previous_owner_agent_id="bob", by_user_id="nora", router_version=5)),
+        LeadReleased.create(**at(6), payload=LeadReleasedPayload(
+            lead_id=LEAD, agent_id="rita", broker_agent_id="bea", explanation="rita left", router_version=6)),
+        offer("cid", 3, 7),
+        LeadAssigned.create(**at(8), payload=LeadAssignedPayload(
+            lead_id=LEAD, agent_id="dan", reason=AssignmentReason.MANUAL, explanation="by hand", contact=CONTACT,
+            source=SOURCE, router_version=8)),
+    ]  # fmt: skip
+
+
+@settings(database=None, deadline=None, max_examples=300)
+@given(data=st.data())
+def test_any_dead_letters_replayed_at_any_later_point_leave_the_row_as_in_order(data: st.DataObject) -> None:
+    """Helper 87's defect 2: any of the lead's events dead-lettered by crm-api and replayed at any later point, in any
+    order among themselves: an event older than the row's version changes nothing but its timeline entry, so the row
+    and timeline are those of the events in order."""
+    events = _versioned_life()
+    n = len(events)
+    dead = data.draw(st.sets(st.integers(0, n - 1)), label="dead-lettered")
+    # The first offer is replayed before the next event that makes a row (bob's offer): a row made by a later event
+    # lacks what only earlier ones set (decision 0093 amended; `test_a_later_event_that_makes_the_row_...`).
+    at = {i: data.draw(st.integers(i, 1 if i == 0 else n - 1), label=f"replay of {i} after") for i in sorted(dead)}
+    late: list[RoutingEvent] = []
+    for k, event in enumerate(events):
+        if k not in dead:
+            late.append(event)
+        late += data.draw(st.permutations([events[i] for i in dead if at[i] == k]), label=f"replayed after {k}")
+    in_order, projected = _projected(events), _projected(late)
+    row, expected = projected.rows[str(LEAD)], in_order.rows[str(LEAD)]
+    # The expiry and bob's offer are one change (v2, one time): which of them is applied last is its last event.
+    # A share older than the row's version changes nothing, its id not kept either (read again, it is older still).
+    shown = ("last_event_id", "last_activity_kind", "last_activity_by", "applied_event_ids")
+    skip = shown
+    assert {k: v for k, v in row.items() if k not in skip} | _links(row) == {
+        k: v for k, v in expected.items() if k not in skip
+    } | _links(expected)
+    assert projected.entries.keys() == in_order.entries.keys()
+    assert projected.parking == {}
+
+
+def test_a_second_rounds_offer_replayed_after_the_claim_reopens_no_offer() -> None:
+    """The defect's example: bob's round-2 offer dead-lettered by crm-api, replayed after his claim."""
+    events = _versioned_life()
+    offer_bob, claim = events[2], events[3]
+    views = _projected([*events[:2], claim, offer_bob])
+    row = views.rows[str(LEAD)]
+    assert (row["status"], row["owner_agent_id"], row["open_offers"], row["router_version"]) == (
+        "assigned",
+        "bob",
+        [],
+        3,
+    )
+    assert str(offer_bob.event_id) in views.entries, "its timeline entry is written"
+
+
+def test_events_without_a_version_are_applied_as_they_come() -> None:
+    """An event the router stamped before the field existed (no version) is applied as before, late or not."""
+    events = [e.model_copy(update={"payload": e.payload.model_copy(update={"router_version": None})})
+              for e in _versioned_life()[:4]]  # fmt: skip
+    views = _projected([*events[:2], events[3], events[2]])
+    row = views.rows[str(LEAD)]
+    assert (row["status"], row["offered_to"]) == ("offered", ["bob"]), "applied late, as before"
+    assert row.get("router_version") is None

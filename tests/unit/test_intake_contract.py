@@ -11,11 +11,13 @@ from typing import Any
 import jsonschema_rs
 import pytest
 import yaml
+from pydantic import create_model
 
 from leadflow_intake import contract
+from leadflow_shared.envelope import Contract, Envelope
 from leadflow_shared.events.activity import LeadActivity
 from leadflow_shared.events.inbound import LeadSubmitted
-from leadflow_shared.events.routing import ROUTING_EVENT, ActivityLogged, LeadOffered
+from leadflow_shared.events.routing import ROUTING_EVENT, ActivityLogged, LeadOffered, LeadOfferedPayload
 
 pytestmark = pytest.mark.unit
 
@@ -325,3 +327,26 @@ def test_an_activity_written_before_it_named_its_offer_round_still_validates() -
     assert not jsonschema_rs.is_valid(current, named), "rounds start at 1"
     with pytest.raises(ValueError, match="validation error"):
         LeadActivity.model_validate(named)
+
+
+def test_lead_events_with_and_without_the_router_version_are_read_by_readers_old_and_new() -> None:
+    """Decision 0093 amended: `router_version` is optional (absent: unknown), and a reader that predates it (its
+    payload model without the field, decoding as every subscription does, unknown fields ignored) reads it too."""
+    frozen, current = json.loads(EVENTS_V1.read_text()), ROUTING_EVENT.json_schema()
+    old = ROUTING_EVENT.validate_json(OLD_OFFERED)
+    assert isinstance(old, LeadOffered)
+    assert old.payload.router_version is None
+    stamped = json.loads(OLD_OFFERED)
+    stamped["payload"]["router_version"] = 7
+    jsonschema_rs.validate(current, stamped)
+    event = ROUTING_EVENT.validate_python(stamped)
+    assert isinstance(event, LeadOffered)
+    assert event.payload.router_version == 7
+    fields: dict[str, Any] = {
+        n: (f.annotation, f) for n, f in LeadOfferedPayload.model_fields.items() if n != "router_version"
+    }
+    # The payload as the previous consumer code had it.
+    previous_payload = create_model("PreviousLeadOfferedPayload", __base__=Contract, **fields)
+    previous = create_model("PreviousLeadOffered", __base__=Envelope, payload=(previous_payload, ...))
+    assert previous.model_validate_json(json.dumps(stamped), extra="ignore").payload.agent_id == "ana"
+    assert not jsonschema_rs.is_valid(frozen, stamped), "the frozen v1 names no version: readers ignore it (0056)"

@@ -38,9 +38,10 @@ from leadflow_crm_api.domain.projection import (
     RowUpsert,
     assigned_row,
     first_row,
+    late_links,
     row_changes,
 )
-from leadflow_crm_api.domain.views import records_in_timeline, timeline_entry
+from leadflow_crm_api.domain.views import ROUTER_VERSION, records_in_timeline, timeline_entry
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.routing import (
     ContactErased,
@@ -108,7 +109,10 @@ async def _applied(event: LeadEvent, views: ViewWriter, *, side_effects: bool) -
     if not state.exists and not isinstance(event, LeadAssigned):
         return "parked"
     if state.superseded(event):
-        pass  # of an office the lead left, or older than what an office further on did: its timeline entry only
+        # Of an office the lead left, older than what an office further on did, or than the row's router version:
+        # its timeline entry only (and an older offer's accept link).
+        if (links := late_links(event, state)) is not None:
+            await views.update(links)
     elif isinstance(event, LeadAssigned):
         await views.upsert(assigned_row(event, state))
     elif not state.applied_already(event):
@@ -125,17 +129,39 @@ async def _created(event: LeadEvent, views: ViewWriter, *, side_effects: bool) -
     Parked events came after the lead's first event (dead-lettered, replayed now: `event`), or before `event`, a
     later one that creates a row (an offer after a release, an assignment by hand) while the first is still a dead
     letter. The first is older than all of them; a later one is not, and is applied again after them."""
-    parked = await views.parked(str(event.payload.lead_id))
-    at = epoch_ms(event.occurred_at)
-    later = any(epoch_ms(p.occurred_at) <= at for p in parked)
+    lead_id = str(event.payload.lead_id)
+    parked = in_version_order(await views.parked(lead_id))
+    later = any(_came_before(p, event) for p in parked)
     if not later:
         await views.record(timeline_entry(event))
+    elif event.payload.router_version is not None:
+        # The row carries `event`'s version: the events that came before it would be older. It is applied again
+        # after them, with its version.
+        await views.update(RowChanges.of(lead_id, {ROUTER_VERSION: None}))
     for earlier in parked:
         await project(earlier, views=views, side_effects=side_effects)
     if later:
         await project(event, views=views, side_effects=side_effects)  # the row has it now: as a later event
     if parked:
         await views.unpark([str(p.event_id) for p in parked])
+
+
+def in_version_order(events: list[LeadEvent]) -> list[LeadEvent]:
+    """Parked events in the order the router decided them: by `router_version` when each carries one (one
+    change's events in the order they came), else in the order they came (decision 0093 amended)."""
+    versions = [e.payload.router_version for e in events]
+    if any(v is None for v in versions):
+        return events
+    return sorted(events, key=lambda e: e.payload.router_version or 0)
+
+
+def _came_before(parked: LeadEvent, event: LeadEvent) -> bool:
+    """Whether a parked event came before `event`, which made the row: by the router's version when both carry
+    one, else by time (an event of the same millisecond counts as before)."""
+    mine, theirs = event.payload.router_version, parked.payload.router_version
+    if mine is not None and theirs is not None:
+        return theirs <= mine
+    return epoch_ms(parked.occurred_at) <= epoch_ms(event.occurred_at)
 
 
 async def _other(

@@ -91,7 +91,7 @@ from leadflow_shared import tracing
 from leadflow_shared.clock import from_epoch_ms
 from leadflow_shared.consumers import BatchRejections
 from leadflow_shared.dead_letters import is_transient
-from leadflow_shared.envelope import derived_event_id
+from leadflow_shared.envelope import Contract, derived_event_id
 from leadflow_shared.events.activity import ActivityAction, LeadActivity
 from leadflow_shared.events.commands import (
     AgentDeparture,
@@ -109,6 +109,7 @@ from leadflow_shared.events.intake import LeadReceived
 from leadflow_shared.events.routing import (
     ContactErased,
     ContactErasedPayload,
+    LeadPayload,
     LeadSummary,
     RealtorInvited,
     RealtorInvitedPayload,
@@ -507,6 +508,7 @@ class RouterService:
             now=batch.now,
             effects=effects,
             trace=trace,
+            version=None if state is None else (lead_id, 1),
         )
         decision = outcome.decision() if state is not None else None
         return RoutingRecord(
@@ -1134,14 +1136,17 @@ class RouterService:
         effects: Effects,
         purpose: str = "",
         trace: str | None = None,
+        version: tuple[str, int] | None = None,
     ) -> Outbox:
+        """The outbox of `outcome`'s events. `version`: the lead whose record the change writes and the record's
+        version after it, stamped on that lead's events (`router_version`, decision 0093)."""
         events = tuple(
             emit.kind.create(
                 account_id=account_id,
                 event_id=derived_event_id(source_id, f"{purpose}{index}"),
                 correlation_id=correlation_id,
                 occurred_at=now,
-                payload=emit.payload,
+                payload=_stamped(emit.payload, version),
             ).model_dump_json()
             for index, emit in enumerate(outcome.events)
         )
@@ -1179,6 +1184,7 @@ class RouterService:
             now=now,
             effects=effects or Effects(),
             purpose=f"v{version}:",
+            version=(state.lead_id, version),
         )
         # Events of an earlier change not yet flushed go out first (same ids: consumers drop copies).
         carried = record.outbox
@@ -1255,6 +1261,14 @@ def _deleted(account: AccountSnapshot, rule_id: str) -> bool:
     if rule_id == DEFAULT_RULE_ID or f"rule:{rule_id}" in account.sources:
         return False
     return account.rules.find(rule_id) is None
+
+
+def _stamped(payload: Contract, version: tuple[str, int] | None) -> Contract:
+    """`payload` with the record's version when it is a lead event's about the lead whose record the change
+    writes (`router_version`, decision 0093); any other (an R1 repeat's note on the lead it merged into) as is."""
+    if version is None or not isinstance(payload, LeadPayload) or str(getattr(payload, "lead_id", "")) != version[0]:
+        return payload
+    return payload.model_copy(update={"router_version": version[1]})
 
 
 def _new_lead(lead_id: str, event: LeadReceived) -> NewLead:

@@ -28,6 +28,21 @@ ANSWERS = (
 )  # issue 15, decision 0067: the answer names the ask, so crm-api matches them by id, not by two clocks
 
 
+ROUTER_VERSION = (
+    "The lead's routing record version after the router's change that made this event: it grows by one per change "
+    "of the record (a compare-and-set), across office moves too, and the events of one change share it (in publish "
+    "order). A reader keeps the last it applied and leaves a lead's row alone for an older one (decision 0093). "
+    "Null when unknown: events written before the field existed, and those about a lead whose record the change "
+    "did not write (a repeat merged into an existing lead, R1)."
+)
+
+
+class LeadPayload(Contract):
+    """Base of every lead event's payload: the order the router decided it in (`router_version`)."""
+
+    router_version: int | None = Field(default=None, ge=1, description=ROUTER_VERSION)
+
+
 class AssignmentReason(StrEnum):
     """Why the lead went to this agent; shown to users who ask 'why this agent?'."""
 
@@ -53,7 +68,7 @@ class LeadSummary(Contract):
     criteria: LeadCriteria | None = Field(default=None, description="What the lead is about (issue 15).")
 
 
-class LeadAssignedPayload(Contract):
+class LeadAssignedPayload(LeadPayload):
     lead_id: uuid.UUID
     agent_id: AgentId
     reason: AssignmentReason
@@ -72,7 +87,7 @@ class LeadAssigned(Envelope):
     payload: LeadAssignedPayload
 
 
-class LeadOfferedPayload(Contract):
+class LeadOfferedPayload(LeadPayload):
     lead_id: uuid.UUID
     agent_id: AgentId
     offer_round: int = Field(ge=1, description="1 for the first offers of a lead, then one more per re-offer.")
@@ -95,7 +110,7 @@ class LeadOffered(Envelope):
     payload: LeadOfferedPayload
 
 
-class LeadHeldPayload(Contract):
+class LeadHeldPayload(LeadPayload):
     lead_id: uuid.UUID
     rule_id: str = Field(min_length=1, max_length=64, description="The routing rule whose hours are closed.")
     until: AwareDatetime = Field(description="When its hours open and the lead is offered.")
@@ -124,7 +139,7 @@ class WithdrawalReason(StrEnum):
     DECLINED = "declined"  # the offered agent passed on it; the lead goes on (R9)
 
 
-class OfferClosedPayload(Contract):
+class OfferClosedPayload(LeadPayload):
     lead_id: uuid.UUID
     agent_id: AgentId
     offer_round: int = Field(ge=1)
@@ -147,7 +162,7 @@ class OfferWithdrawn(Envelope):
     payload: OfferClosedPayload
 
 
-class LeadClaimedPayload(Contract):
+class LeadClaimedPayload(LeadPayload):
     lead_id: uuid.UUID
     agent_id: AgentId
     action: ActivityAction = Field(description="What the agent did that claimed the lead (R8).")
@@ -160,7 +175,7 @@ class LeadClaimed(Envelope):
     payload: LeadClaimedPayload
 
 
-class LeadFellBackPayload(Contract):
+class LeadFellBackPayload(LeadPayload):
     lead_id: uuid.UUID
     agent_id: AgentId = Field(description="Roster position 1: the broker pool's holder.")
     explanation: str = Field(max_length=1000)
@@ -173,7 +188,7 @@ class LeadFellBack(Envelope):
     payload: LeadFellBackPayload
 
 
-class ActivityLoggedPayload(Contract):
+class ActivityLoggedPayload(LeadPayload):
     lead_id: uuid.UUID
     agent_id: AgentId | None = Field(description="The lead's holder, who is told.")
     action: ActivityAction
@@ -195,7 +210,7 @@ class ActivityLogged(Envelope):
     payload: ActivityLoggedPayload
 
 
-class LeadTransferredPayload(Contract):
+class LeadTransferredPayload(LeadPayload):
     lead_id: uuid.UUID
     transfer_id: uuid.UUID = Field(description="The office transfer (crm-api's command id) that moved the lead.")
     from_account_id: str = Field(min_length=1, max_length=64)
@@ -221,7 +236,7 @@ class LeadTransferred(Envelope):
     payload: LeadTransferredPayload
 
 
-class LeadSharedPayload(Contract):
+class LeadSharedPayload(LeadPayload):
     lead_id: uuid.UUID
     share_id: uuid.UUID = Field(description="The lead transfer (T1) in crm-api that shared it.")
     agent_id: AgentId = Field(description="The realtor who holds the lead now.")
@@ -238,7 +253,7 @@ class LeadShared(Envelope):
     payload: LeadSharedPayload
 
 
-class ContactMessagedPayload(Contract):
+class ContactMessagedPayload(LeadPayload):
     lead_id: uuid.UUID
     agent_id: AgentId = Field(description="The agent who wrote it (it holds the lead).")
     channel: Literal["email", "sms"]
@@ -255,7 +270,7 @@ class ContactMessaged(Envelope):
     payload: ContactMessagedPayload
 
 
-class LeadReleasedPayload(Contract):
+class LeadReleasedPayload(LeadPayload):
     lead_id: uuid.UUID
     agent_id: AgentId = Field(description="The agent who held the lead (and left the office, or left it idle).")
     broker_agent_id: AgentId = Field(description="Roster position 1, who is told.")

@@ -22,6 +22,8 @@ from leadflow_crm_api.domain.views import (
     CLOCK_SKEW_MS,
     EARLY_HOLDER,
     MOVE_REASON,
+    ROUTER_VERSION,
+    is_echo,
     lead_row_changes,
     lead_row_from_assigned,
     lead_row_from_held,
@@ -58,6 +60,7 @@ class RowState:
     applied: list[str] = field(default_factory=list)
     moved_ms: int | None = None
     early_holder: tuple[str | None, int | None] = (None, None)
+    router_version: int | None = None
 
     @classmethod
     def of(cls, row: Fields | None) -> RowState:
@@ -74,6 +77,7 @@ class RowState:
             row.get(APPLIED_EVENT_IDS) or [],
             _ms(row.get("moved_ms")),
             (row.get(EARLY_HOLDER[0]), _ms(row.get(EARLY_HOLDER[1]))),
+            _ms(row.get(ROUTER_VERSION)),
         )
 
     def applied_already(self, event: LeadEvent) -> bool:
@@ -91,10 +95,13 @@ class RowState:
           replica whose clock is behind, applied.
         - An event older than the early holder mark of another office: that office (the lead's next, or one after)
           changed the holder already; the moves that take the lead there are not projected yet.
+        - An event stamped with an older record version than the row's (`older`).
         Within the row's office, events come in the router's order and are applied as they come.
         """
         if not self.exists:
             return False
+        if self.older(event):
+            return True
         at, (office, early_ms) = epoch_ms(event.occurred_at), self.early_holder
         if office not in (None, event.account_id) and early_ms is not None and at < early_ms:
             return True
@@ -102,6 +109,25 @@ class RowState:
             return False
         left = self.account_id not in (None, event.account_id)
         return at < self.moved_ms if left else at < self.moved_ms - CLOCK_SKEW_MS
+
+    def older(self, event: LeadEvent) -> bool:
+        """Whether `event` was decided before the last change the row applied: its router record version is older
+        than the row's (decision 0093 amended: a dead letter of the row's own office replayed late). Events of one
+        change share a version, so one of the row's version is applied. An event or row without a version (written
+        before the field) is not older; nor is an echo of an agent's action or message, which keeps its own rule."""
+        version = event.payload.router_version
+        return (
+            version is not None
+            and self.router_version is not None
+            and version < self.router_version
+            and (not is_echo(event))
+        )
+
+
+def versioned(event: LeadEvent) -> dict[str, Any]:
+    """The row's `router_version` after applying `event`: the event's, when it carries one and is no echo."""
+    version = event.payload.router_version
+    return {} if version is None or is_echo(event) else {ROUTER_VERSION: version}
 
 
 NO_ROW = RowState()
@@ -196,7 +222,7 @@ def row_changes(event: LeadEvent, row: RowState) -> RowChanges:
         # The first change seen of an office further on: it applies to what the move there leaves (no open offer,
         # the move's reason), not to what the row's office set (`offices.moved_row`).
         offered, changes = [], {"assignment_reason": MOVE_REASON, **changes}
-    changes |= early
+    changes |= early | versioned(event)
     offers = open_offers_after(offered, event)
     if offers is not None:
         # $set of the whole array: nx-27017 mangles $push of documents (decision 0004).
@@ -212,6 +238,16 @@ def row_changes(event: LeadEvent, row: RowState) -> RowChanges:
     return RowChanges.of(str(event.payload.lead_id), changes)
 
 
+def late_links(event: LeadEvent, row: RowState) -> RowChanges | None:
+    """What an offer older than the row's version still adds: its accept link (kept after its offer ended, so a late
+    click is told how it ended); None for any other event, or a link the row has."""
+    links = offer_links_after(row.offer_links, event) if row.older(event) else None
+    if links is None:
+        return None
+    fields = {"offer_links": links, "offer_link_ids": [link["link_id"] for link in links]}
+    return RowChanges(str(event.payload.lead_id), fields, {})
+
+
 def _early_holder(event: LeadEvent, row: RowState, changes: Fields) -> dict[str, Any]:
     """T2: a holder change of an office the row is not in yet and has not left since (`RowState.superseded`), so
     of an office the lead moved to, whose move (keyed by the office it left, another partition) is projected
@@ -224,7 +260,7 @@ def _early_holder(event: LeadEvent, row: RowState, changes: Fields) -> dict[str,
 
 def assigned_row(event: LeadAssigned, row: RowState) -> RowUpsert:
     """The row an assignment leaves. It ends any offer, a pond's too: the lead leaves its pond (issue 15)."""
-    fields = lead_row_from_assigned(event) | {"pond": None}
+    fields = lead_row_from_assigned(event) | {"pond": None} | versioned(event)
     fields |= _early_holder(event, row, fields)
     if row.erased:
         fields |= ERASED_ROW  # an event from before the erasure, delivered late (a replayed dead letter)

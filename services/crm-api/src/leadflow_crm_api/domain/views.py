@@ -117,6 +117,9 @@ APPLIED_EVENT_IDS = "applied_event_ids"
 # The office and time of a holder change projected while the row was in another office: the move to that office
 # (T2, keyed by the office the lead left) is projected after what the lead's new office did since.
 EARLY_HOLDER = ("early_holder_account_id", "early_holder_ms")
+# The router's record version of the last lead event whose changes the row applied (decision 0093 amended): an
+# event stamped with an older one changes nothing but its timeline entry.
+ROUTER_VERSION = "router_version"
 # What a holder change sets: who holds the lead, how, and its open offers. A late move leaves them as they are.
 HOLDER_FIELDS = ("status", "owner_agent_id", "assignment_reason", "open_offers", "offered_to", "pond")
 # The assignment reason a move to another office leaves (T2): its target's roster position 1 holds the lead.
@@ -446,6 +449,11 @@ def shown_to_realtor(row: LeadRow, realtor_id: str, hidden: Collection[str]) -> 
     offers = tuple(o for o in row.open_offers if o.agent_id == realtor_id)
     actor = None if (row.last_activity_by or "") in hidden else row.last_activity_by
     return replace(row, open_offers=offers, last_activity_by=actor)
+
+
+def is_echo(event: LeadEvent) -> bool:
+    """The router's echo of an agent's action or message: it changes only the last activity, when newer."""
+    return not records_in_timeline(event) and not isinstance(event, LeadShared)
 
 
 def records_in_timeline(event: LeadEvent) -> bool:
