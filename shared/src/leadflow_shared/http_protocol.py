@@ -44,6 +44,7 @@ class HeadDeadline(HttpToolsProtocol):
         self._head_bytes = 0  # of the head's parts the parser has handed over (its line, each whole header)
         self._in_head = False  # a request begun whose head is not whole yet
         self._head_fed = 0  # bytes fed while it is not: llhttp keeps an unfinished header value whole
+        self._begun = 0  # requests begun on the connection: a piece that begins one is not counted as its head's
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -51,10 +52,10 @@ class HeadDeadline(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         self._unset_keepalive_if_required()
-        in_head = self._in_head
+        in_head, begun = self._in_head, self._begun
         try:
             self.parser.feed_data(data)
-            if in_head and self._in_head:  # the head still unfinished after this piece of it
+            if in_head and self._in_head and begun == self._begun:  # one head, unfinished before and after the piece
                 self._head_fed += len(data)
                 if self._head_fed > MAX_HEAD_BYTES:
                     raise HeadTooLargeError
@@ -74,6 +75,7 @@ class HeadDeadline(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._head_bytes, self._head_fed, self._in_head = 0, 0, True
+        self._begun += 1
 
     def on_url(self, url: bytes) -> None:
         self._count(len(url))
