@@ -31,12 +31,13 @@ from leadflow_notifier.adapters.repository import (
     Begin,
     DeliveryLog,
     DigestItems,
+    LeadErasure,
     Leases,
     PreferencesDoc,
     QuietHoursDoc,
     ensure_indexes,
 )
-from leadflow_notifier.adapters.smtp import SmtpMailer
+from leadflow_notifier.adapters.smtp import SmtpMailer, message_id_header
 from leadflow_notifier.domain.delivery import Delivery
 from leadflow_notifier.domain.digest import DigestItem
 from leadflow_notifier.domain.messages import EmailContent
@@ -868,6 +869,108 @@ async def test_a_digest_refused_for_now_is_retried_later_that_day(
     record = await db["notifier_deliveries"].find_one({"_id": key})
     assert record is not None
     assert record["status"] == "sent"
+
+
+async def test_a_digest_waiting_for_a_retry_when_one_of_its_leads_is_erased_goes_once_with_the_others(
+    db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer
+) -> None:
+    # Decision 0094: the day's digest lists Ann and Bob; SMTP refuses it for now (4xx), so it waits pending for a
+    # retry. Ann's contact is erased meanwhile: her erasure ends that delivery unsent. Bob is still new for the
+    # office: the next runs send the day's digest once, with Bob only, under the same key and Message-ID.
+    clock = Clock(NOON)
+    await ensure_indexes(db)
+    items, directory = DigestItems(db), AgentDirectory(db)
+    account = f"office-{uuid.uuid4().hex[:6]}"
+    email = f"{account}@example.com"
+    await directory.save_preferences(f"{account}-staff", PreferencesDoc(account_id=account, digest=True, email=email))
+    ann, bob = f"{account}-ann", f"{account}-bob"
+    for lead_id, name in [(ann, "Ann Erased"), (bob, "Bob Kept")]:
+        await items.add(DigestItem(account, lead_id, name, "Web", clock.ms - 6 * 3_600_000))
+    replicas = [Replica(db, clock, mailer) for _ in range(2)]
+
+    def run(replica: Replica) -> DigestSender:
+        return DigestSender(
+            items=items,
+            subscribers=directory,
+            deliveries=replica.log,
+            mailer=mailer,
+            metrics=replica.metrics,
+            pages_url="https://crm",
+            default_hour=7,
+            schedules=AccountSchedules(db),
+            clock=clock,
+            erasures=LeadErasure(db),
+        )
+
+    def digests() -> list[EmailMessage]:
+        return [m for m in sink.received() if m["X-Envelope-To"] == email]
+
+    key = f"digest:{account}:{clock.now.date().isoformat()}:email:{account}-staff"
+    sink.refusals.extend(["451 4.3.0 try later"] * 4)  # the run, then every attempt of a re-drive (3)
+    assert await run(replicas[0]).run_once() == 0
+    clock.advance(2 * LEASE_MS)
+    assert await replicas[0].redriver.run_once() == 1
+    record = await db["notifier_deliveries"].find_one({"_id": key})
+    assert record is not None
+    assert (record["status"], record["drives"]) == ("pending", 0), "left for a later try"
+
+    assert await LeadErasure(db).erase([ann], now_ms=clock.ms) == 1, "Ann's erasure ends the pending digest"
+    clock.advance(LEASE_MS)
+    sent = await asyncio.gather(*(run(replica).run_once() for replica in replicas))  # two replicas' runs at once
+    assert sorted(sent) == [0, 1], "the day's digest begun again by one replica"
+    assert len(digests()) == 1
+    assert digests()[0]["Subject"] == "1 new lead on Wed 10 Jan"
+    assert "Bob Kept" in plain(digests()[0])
+    assert "Ann Erased" not in plain(digests()[0]), "nothing of Ann"
+    assert ann not in plain(digests()[0])
+    assert digests()[0]["Message-ID"] == message_id_header(key), "the day's one digest, under its one Message-ID"
+
+    clock.advance(20 * 60_000)  # later runs and re-drives: nothing more
+    assert [await run(replica).run_once() for replica in replicas] == [0, 0]
+    assert [await replica.redriver.run_once() for replica in replicas] == [0, 0]
+    assert len(digests()) == 1
+    record = await db["notifier_deliveries"].find_one({"_id": key})
+    assert record is not None
+    assert (record["status"], record["lead_ids"]) == ("sent", [bob])
+    assert "content" not in record
+
+
+async def test_only_a_digest_an_erasure_ended_unsent_is_begun_again_and_only_once_nothing_can_still_send_it(
+    db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    # Decision 0094, the delivery log's side: begun again under its key by one replica, with the new content.
+    erasure, tag = LeadErasure(db), uuid.uuid4().hex[:6]
+    logs = [DeliveryLog(db, leases=Leases(lease_ms=LEASE_MS)) for _ in range(2)]
+
+    def digest(key: str, *leads: str) -> Delivery:
+        content = EmailContent(to="sam@example.com", subject=f"{len(leads)} new", text=" ".join(leads), lead_id="")
+        return Delivery(key=f"{tag}-{key}", channel=Channel.EMAIL, agent_id="sam", account_id="acme",
+                        event_type="Digest", content=content, expires_ms=10**13, lead_ids=leads,
+                        again_after_erasure=True)  # fmt: skip
+
+    t0 = 1_000_000
+    for key in ("in-flight", "failed", "notice"):
+        assert await logs[0].begin(digest(key, f"{tag}-{key}-a", "b"), now_ms=t0) is Begin.SEND
+    await logs[0].failed(f"{tag}-failed", reason="rejected", now_ms=t0)  # the digest's end, before the erasure
+    notice = replace(digest("notice", f"{tag}-notice-a"), event=b'{"x": 1}', again_after_erasure=False)
+    await erasure.erase([f"{tag}-{key}-a" for key in ("in-flight", "failed", "notice")], now_ms=t0 + 1)
+
+    again = digest("in-flight", "b")
+    assert await logs[1].begin(again, now_ms=t0 + LEASE_MS // 2) is Begin.BUSY, "its drive may still be sending"
+    assert await logs[1].begin(digest("failed", "b"), now_ms=t0 + 2 * LEASE_MS) is Begin.DONE
+    assert await logs[1].begin(notice, now_ms=t0 + 2 * LEASE_MS) is Begin.DONE, "an event's delivery: never again"
+
+    began = await asyncio.gather(*(log.begin(again, now_ms=t0 + 2 * LEASE_MS) for log in logs))
+    assert sorted(began) == sorted([Begin.SEND, Begin.BUSY])
+    record = await db["notifier_deliveries"].find_one({"_id": again.key})
+    assert record is not None
+    assert (record["status"], record["lead_ids"], record["content"]["text"]) == ("pending", ["b"], "b")
+    assert "done_at" not in record, "a pending record is no TTL's"
+    assert record["lease_until_ms"] == t0 + 3 * LEASE_MS
+    for log, state in zip(logs, began, strict=True):
+        if state is Begin.SEND:
+            await log.sent(again.key, now_ms=t0 + 2 * LEASE_MS)
+    assert await logs[0].begin(again, now_ms=t0 + 9 * LEASE_MS) is Begin.DONE, "sent: the day's digest went"
 
 
 async def test_finished_deliveries_and_digest_items_are_forgotten_by_ttl_indexes(

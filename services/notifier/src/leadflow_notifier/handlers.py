@@ -8,7 +8,8 @@ is final, unless an operator replays its dead letter (decision 0044): then it is
 A ContactErased (decision 0050) forgets its leads' digest items and ends their open deliveries unsent, and
 leaves a marker per lead: an event of an erased lead read after it (another partition, a redelivery, a replayed
 dead letter) is read without the contact, and files no digest item; the digest run leaves out, and forgets, an item a
-replica filed after the erasure, having read the markers before it (decision 0094). An offer the same batch
+replica filed after the erasure, having read the markers before it; a day's digest the erasure ended while it waited
+for a retry goes once with the other leads (decision 0094). An offer the same batch
 already ends is not announced, nor is its end (N1, decision 0094).
 """
 
@@ -789,6 +790,9 @@ class DigestSender:
             # born expired (as its day's end + 24 h was) and one SMTP refuses until the next is due is still tried.
             expires_ms=window.sendable_until_ms,
             lead_ids=tuple(sorted({item.lead_id for item in items})),
+            # A digest an erasure ended unsent goes again without the erased leads (their items are gone, and
+            # `_without_erased` left out any filed after the erasure): still one sent per (day, subscriber).
+            again_after_erasure=True,
         )
         if await self.deliveries.begin(delivery, now_ms=self._now_ms()) is not Begin.SEND:
             return 0

@@ -362,7 +362,8 @@ class DeliveryLog:
     """One record per (event, channel, recipient): the N3 at-most-once key.
 
     `status`: `pending`, then `sent` or `failed` (a replayed dead letter may reopen a failed one:
-    `replay`, `replays`, `reopened_ms`), or `erased` (its lead's contact was erased: `LeadErasure`). A
+    `replay`, `replays`, `reopened_ms`), or `erased` (its lead's contact was erased: `LeadErasure`; a digest
+    ended so unsent is begun again without that lead: `erased_attempts`, decision 0094). A
     pending record carries its message (`content`) and, for the dead letter, the original `event`, so
     the re-driver can finish it after its process died; both are removed once it is done (they hold
     personal data); `lead_ids` (what it is about) stay. `lease_until_ms` (epoch ms)
@@ -404,9 +405,52 @@ class DeliveryLog:
             pending = await self._deliveries.find_one_and_update(
                 {"_id": delivery.key, "status": "pending"}, {"$set": payload}, projection={"_id": 1}
             )
-            return Begin.BUSY if pending is not None else Begin.DONE
+            if pending is not None:
+                return Begin.BUSY
+            if not delivery.again_after_erasure:
+                return Begin.DONE
+            state = await self._begin_after_erasure(delivery, now_ms=now_ms)
+            if state is not Begin.SEND:
+                return state
         self._leases.held.add(delivery.key)
         return Begin.SEND
+
+    async def _begin_after_erasure(self, delivery: Delivery, *, now_ms: int) -> Begin:
+        """A digest whose record an erasure ended while it was pending, unsent (decision 0094): it goes back to
+        pending with this content, which the run built without the erased leads, under this process's lease.
+
+        Not one that had failed before its erasure (`reason`): it was the digest's end. Not while a drive may still
+        be sending the old content (`drives` > 0, its lease not run out; an erased record's lease is no longer
+        renewed): `BUSY`, a later run begins it; a postponed one (`drives` 0) at once. A compare-and-set on the
+        record read: of several replicas one begins it, the others find it pending. A send under way that ends
+        after its lease ran out may still mark it sent or failed, as with the re-driver (decision 0021).
+        """
+        seen = await self._deliveries.find_one(
+            {"_id": delivery.key}, {"status": 1, "reason": 1, "drives": 1, "lease_until_ms": 1, "done_ms": 1}
+        )
+        if seen is not None and seen.get("status") == "pending":  # another replica began it again just now
+            return Begin.BUSY
+        if seen is None or seen.get("status") != "erased" or "reason" in seen:
+            return Begin.DONE
+        if int(seen.get("drives") or 0) > 0 and int(seen.get("lease_until_ms") or 0) >= now_ms:
+            return Begin.BUSY
+        again = await self._deliveries.find_one_and_update(
+            {"_id": delivery.key, "status": "erased", "done_ms": seen.get("done_ms")},
+            {
+                "$set": {
+                    "status": "pending",
+                    "lease_until_ms": now_ms + self._leases.lease_ms,
+                    "owner": self._leases.owner,
+                    "drives": 1,
+                    "postponed": 0,
+                    **_payload(delivery),
+                },
+                "$unset": {"done_ms": "", "done_at": ""},
+                "$inc": {"erased_attempts": 1},
+            },
+            projection={"_id": 1},
+        )
+        return Begin.SEND if again is not None else Begin.BUSY
 
     async def reopen(self, delivery: Delivery, *, marker: str, now_ms: int) -> bool:
         """An operator replayed this delivery's dead letter (`marker`): a `failed` record goes back to

@@ -35,6 +35,9 @@ class Delivery:
     expires_ms: int | None = None
     postponed: int = 0  # how many times a transient failure left it pending for later
     lead_ids: tuple[str, ...] = ()  # the leads it is about, so erasing one ends it unsent (decision 0050)
+    # A digest: built afresh from the kept items by each run, so one an erasure ended unsent may be begun again,
+    # without the erased leads, under its key (`DeliveryLog.begin`, decision 0094). An event's delivery never is.
+    again_after_erasure: bool = False
 
 
 @dataclass(frozen=True, slots=True)
