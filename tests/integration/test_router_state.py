@@ -20,16 +20,18 @@ from router_harness import router_on, router_service
 
 from leadflow_devstack.testing import eventually
 from leadflow_router.adapters.account_config import load_account_config
-from leadflow_router.adapters.mongo import SET_ASIDE_SECONDS, ensure_indexes
+from leadflow_router.adapters.mongo import SET_ASIDE_SECONDS, Erasures, ensure_indexes
 from leadflow_router.domain.model import RoutingRejected
-from leadflow_router.handlers import SWEEP_RETRY_SECONDS, RouterService
+from leadflow_router.handlers import STALE_BATCH_SECONDS, SWEEP_RETRY_SECONDS, RouterService
 from leadflow_router.sweeper import Alarm, sweep
-from leadflow_shared.collections import ACCOUNTS, ROUTER_LEADS, ROUTER_OUTBOXES
+from leadflow_shared.collections import ACCOUNTS, ROUTER_CONTACTS, ROUTER_LEADS, ROUTER_OUTBOXES
 from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
+from leadflow_shared.events.commands import EraseContact, EraseContactPayload
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
 from leadflow_shared.events.routing import (
     LEAD_EVENT,
     ActivityLogged,
+    ContactErased,
     LeadClaimed,
     LeadOffered,
     OfferExpired,
@@ -394,3 +396,48 @@ async def test_each_pass_over_stale_outbox_documents_takes_the_oldest_first(mong
         await router.service.republish_stale(limit=2)
         left = sorted([doc["_id"] async for doc in router.db[ROUTER_OUTBOXES].find({}, {"_id": 1})])
         assert left == ["kept-0/0", "kept-1/0", "kept-2/0"], "the orphan behind the kept documents was never looked at"
+
+
+async def test_an_erasure_takes_the_leads_a_crash_left_in_a_stale_outbox_document_out_of_it(mongo_url: str) -> None:
+    """Decision 0068 (helper 94), on the MongoDB-wire server: a writer died after its outbox document and before its
+    records (nothing stores them: their LeadReceived dead-lettered). An erasure older than STALE_BATCH_SECONDS's
+    bound does not wait: it stores an erased placeholder under the lead (insert) and takes its outbox out of the
+    document (compare-and-set on `rev`, twice: two erasures of the document's two leads); the sweeper then drops the
+    document, and the batch's redelivery publishes nothing carrying either contact."""
+    async with router_on(mongo_url, {"accounts": [office("acme", 600)]}, now=T0) as router:
+        router.service.erasures = Erasures(router.db)
+        first, second = received(n=1), received(n=2)
+        router.published.failing = True
+        with pytest.raises(ConnectionError):
+            await router.service.on_leads_received([first, second])
+        router.published.failing = False
+        ids = [str(first.event_id), str(second.event_id)]
+        await router.db[ROUTER_LEADS].delete_many({"_id": {"$in": ids}})  # as if the writer died before these
+        await router.db[ROUTER_CONTACTS].delete_many({})
+        await router.db[ROUTER_OUTBOXES].update_many({}, {"$inc": {"since_ms": -2 * STALE_BATCH_SECONDS * 1000}})
+        (listing,) = (await router.service.records.pending_contacts()).listed[ids[0]]
+        assert listing.account_id == "acme"
+
+        for lead in (first, second):
+            email = lead.payload.contact.email
+            assert email is not None
+            await router.service.on_command(erase_contact(email))
+        erased = [e for _, e in router.published.events() if isinstance(e, ContactErased)]
+        assert [e.payload.lead_ids for e in erased] == [[first.event_id], [second.event_id]]
+        (document,) = [doc async for doc in router.db[ROUTER_OUTBOXES].find({})]
+        assert document["leads"] == [], "an erased lead's outbox stays in the document"
+        assert document["rev"] == 2
+        placeholders = [doc async for doc in router.db[ROUTER_LEADS].find({"_id": {"$in": ids}})]
+        assert [(d["kind"], d["erased"]) for d in placeholders] == [("merged", True)] * 2
+
+        await router.service.republish_stale()
+        assert await router.db[ROUTER_OUTBOXES].count_documents({}) == 0
+        assert not await router.service.on_leads_received([first, second])  # the crashed batch redelivered
+        emails = [str(lead.payload.contact.email).encode() for lead in (first, second)]
+        assert not [body for _, body in router.published.records if any(e in body for e in emails)]
+        assert await router.db[ROUTER_CONTACTS].count_documents({}) == 0
+
+
+def erase_contact(email: str) -> EraseContact:
+    payload = EraseContactPayload(by_user_id="acme-broker", reason="ticket 9", email=email)
+    return EraseContact.create(account_id="acme", occurred_at=T0, payload=payload)

@@ -20,7 +20,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from leadflow_router.adapters.codec import decode_outbox, decode_record, encode_outbox, encode_record
-from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, Doc, LeadRecords, Rotations
+from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, Doc, LeadRecords, Rotations, pending_of
 from leadflow_router.domain.erasure import PendingContacts
 from leadflow_router.domain.model import AccountSnapshot
 from leadflow_router.domain.record import Outbox, OutboxDocument, RoutingRecord
@@ -130,16 +130,20 @@ class FakeRecords(LeadRecords):
             stored[field] = until_ms
 
     async def pending_contacts(self) -> PendingContacts:
-        items = [item for doc in self.outboxes.values() for item in doc["leads"]]
-        listed = frozenset(item["lead_id"] for item in items)
-        items += [{"lead_id": d["_id"], "effects": d["effects"]} for d in self.docs.values()
-                  if d.get("outbox_since_ms") is not None]  # fmt: skip
-        registers = {
-            item["lead_id"]: (item["effects"].get("contacts_lead") or item["lead_id"],
-                              frozenset(item["effects"].get("contacts") or ()))
-            for item in items if item["effects"].get("contacts")
-        }  # fmt: skip
-        return PendingContacts(registers, listed)
+        unpublished = [d for d in self.docs.values() if d.get("outbox_since_ms") is not None]
+        return pending_of(self.outboxes.values(), unpublished)
+
+    async def erase_unstored(self, lead_ids: list[str], account_id: str) -> list[str]:
+        placed = [i for i in lead_ids if i not in self.docs]
+        for lead_id in placed:
+            placeholder = RoutingRecord(lead_id, account_id, version=1, state=None, correlation_id=lead_id)
+            self.docs[lead_id] = encode_record(placeholder) | {"erased": True}
+        return placed
+
+    async def drop_from_batches(self, lead_ids: list[str], doc_ids: list[str]) -> None:
+        for doc_id in doc_ids:
+            if (doc := self.outboxes.get(doc_id)) is not None:
+                doc["leads"] = [item for item in doc["leads"] if item["lead_id"] not in lead_ids]
 
 
 class FakeContacts(Contacts):

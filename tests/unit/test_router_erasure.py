@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -18,7 +19,12 @@ from leadflow_router.adapters.codec import decode_record, encode_outbox
 from leadflow_router.domain.erasure import ErasureRequest, PendingContacts
 from leadflow_router.domain.model import AccountSnapshot, Agent
 from leadflow_router.domain.record import RoutingRecord
-from leadflow_router.handlers import LeadsBeingStoredError, RouterService
+from leadflow_router.handlers import (
+    ORPHAN_BATCH_SECONDS,
+    STALE_BATCH_SECONDS,
+    LeadsBeingStoredError,
+    RouterService,
+)
 from leadflow_shared.events.commands import EraseContact, EraseContactPayload
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
 from leadflow_shared.events.routing import ActivityLogged, ContactErased, LeadOffered, RoutingEvent
@@ -249,3 +255,125 @@ async def test_an_erasure_waits_for_a_lead_whose_document_is_written_and_whose_r
     assert KEY not in router.contacts.leads
     assert decode_record(router.records.docs[str(first.event_id)]).state.erased  # type: ignore[union-attr]
     assert records.outbox_reads == 2
+
+
+class CrashingWriter(FakeRecords):
+    """A writer that dies after its batch's outbox document, before its records."""
+
+    async def insert_batch(
+        self, records: list[RoutingRecord], *, batch_id: str, now_ms: int
+    ) -> tuple[list[RoutingRecord], list[str]]:
+        leads = [{"lead_id": r.lead_id, **encode_outbox(r.outbox)} for r in records]
+        self.outboxes[f"{batch_id}/0"] = {"_id": f"{batch_id}/0", "since_ms": now_ms, "leads": leads}
+        raise ConnectionError("the writer died after its outbox document")
+
+
+def carrying(out: Published, *contacts: str) -> list[bytes]:
+    """The published bodies that name any of `contacts` (an email, a name), as bytes."""
+    return [body for _, body in out.records if any(c.encode() in body for c in contacts)]
+
+
+async def test_an_erasure_is_not_held_up_by_a_document_a_crash_left_half_an_hour_ago() -> None:
+    """Review of helper 92 (moved from test_review_s26_router_erasure.py): a writer crashed after its outbox
+    document and before its records, and nothing ever stores that lead (its LeadReceived dead-lettered). The
+    sweeper keeps the document up to ORPHAN_BATCH_SECONDS; the erasure waited for it on every attempt, then was
+    dead-lettered. Now an erasure waits only for a document younger than STALE_BATCH_SECONDS."""
+    records = CrashingWriter()
+    router = Router(records=records)
+    with pytest.raises(ConnectionError):
+        await router.service.on_leads_received([lead(1)])
+    (doc,) = records.outboxes.values()
+    doc["since_ms"] -= 30 * 60 * 1000  # no writer is storing it: it crashed half an hour ago
+    assert ORPHAN_BATCH_SECONDS * 1000 > 30 * 60 * 1000, "the sweeper still keeps the document"
+    await router.service.republish_stale()  # the sweeper's pass keeps it (its lead has no record, not an orphan yet)
+    assert records.outboxes, "kept by the sweeper"
+
+    command = erasure(email="pat1@example.com")
+    try:
+        await router.service.on_command(command)
+    except LeadsBeingStoredError as exc:
+        pytest.fail(f"the erasure fails on every attempt for up to an hour, then is dead-lettered: {exc}")
+    assert [e for _, e in router.out.events() if isinstance(e, ContactErased)]
+
+
+async def test_an_erasure_waits_for_a_document_younger_than_the_stale_bound_and_not_for_an_older_one() -> None:
+    """Helper 94: the bound is the one the sweeper calls a batch stale by (STALE_BATCH_SECONDS): younger, its
+    writer may still store the lead (wait); older, it crashed or keeps its outboxes in its records (`_store`)."""
+    records = CrashingWriter()
+    router, first = Router(records=records), lead(1)
+    with pytest.raises(ConnectionError):
+        await router.service.on_leads_received([first])
+    (doc,) = records.outboxes.values()
+    doc["since_ms"] -= (STALE_BATCH_SECONDS - 5) * 1000
+    command = erasure(email="pat1@example.com")
+    with pytest.raises(LeadsBeingStoredError):
+        await router.service.on_command(command)
+    assert not router.out.records, "erased without the lead, or published it"
+    assert str(first.event_id) not in records.docs
+
+    doc["since_ms"] -= 10 * 1000  # now older than the bound
+    await router.service.on_command(command)  # the consumer's retry
+    erased, later = after_erasure(router.out)
+    assert erased.payload.lead_ids == [first.event_id]
+    assert not later
+    assert not carrying(router.out, "pat1@example.com", "Pat")
+
+
+async def test_an_erased_lead_of_a_crash_left_document_never_comes_out_of_it_later() -> None:
+    """Helper 94: the erasure stores an erased placeholder under the unstored lead and takes its outbox out of the
+    document; the sweeper's passes (stale, then orphan), a redelivery of its LeadReceived and the document's other
+    lead publish nothing carrying the contact, and register none of its keys."""
+    records = CrashingWriter()
+    router = Router(records=records)
+    first, other = lead(1), lead(2)
+    with pytest.raises(ConnectionError):
+        await router.service.on_leads_received([first, other])
+    (doc,) = records.outboxes.values()
+    doc["since_ms"] -= 2 * STALE_BATCH_SECONDS * 1000
+
+    await router.service.on_command(erasure(email="pat1@example.com"))
+    erased, later = after_erasure(router.out)
+    assert erased.payload.lead_ids == [first.event_id]
+    assert not later
+    assert not carrying(router.out, "pat1@example.com", "Pat"), "the erasure published the contact"
+    assert [item["lead_id"] for item in doc["leads"]] == [str(other.event_id)], "its outbox is out of the document"
+    placeholder = decode_record(records.docs[str(first.event_id)])
+    assert not placeholder.is_lead
+    assert placeholder.outbox.batch is None
+    assert records.docs[str(first.event_id)]["erased"] is True
+
+    await router.service.republish_stale()  # stale: kept (the other lead has no record), nothing published
+    assert records.outboxes
+    router.service.wall_clock = lambda: time.time() + ORPHAN_BATCH_SECONDS + 1
+    await router.service.republish_stale()  # an orphan: dropped
+    assert not records.outboxes
+    plain = FakeRecords()
+    plain.docs, plain.outboxes = records.docs, records.outboxes
+    router.service.records = plain  # the crashed batch redelivered, to a writer that does not crash
+    assert not await router.service.on_leads_received([first, other])
+    assert not carrying(router.out, "pat1@example.com"), "the erased contact came out later"
+    assert carrying(router.out, "pat2@example.com"), "the other lead is routed"
+    assert KEY not in router.contacts.leads
+
+
+async def test_a_writer_stalled_past_the_bound_stores_and_publishes_nothing_of_a_lead_erased_meanwhile() -> None:
+    """Helper 94: a writer stalled between its document and its records (not dead) finds the erased placeholder
+    stored under its lead: it stores and publishes nothing of it, from its document or its memory."""
+    records = Stalling()
+    router, first = Router(records=records), lead(1)
+    writer = asyncio.create_task(router.service.on_leads_received([first]))
+    await asyncio.wait_for(records.written.wait(), 5)
+    (doc,) = records.outboxes.values()
+    doc["since_ms"] -= 2 * STALE_BATCH_SECONDS * 1000  # stalled past the bound (as its wall clock says)
+    router.service._batches_in_flight.clear()  # another replica's writer
+
+    await router.service.on_command(erasure(email="pat1@example.com"))
+    records.go.set()
+    assert not await asyncio.wait_for(writer, 5)
+    erased, later = after_erasure(router.out)
+    assert erased.payload.lead_ids == [first.event_id]
+    assert not later, "the stalled writer published after the erasure"
+    assert not carrying(router.out, "pat1@example.com", "Pat"), "the stalled writer published the erased contact"
+    assert not decode_record(records.docs[str(first.event_id)]).is_lead
+    assert KEY not in router.contacts.leads
+    assert not records.outboxes

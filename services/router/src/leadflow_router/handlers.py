@@ -810,17 +810,41 @@ class RouterService:
         outboxes that will register those keys (a crash left them unapplied, or their writer is storing them: a
         new lead's first outbox in its batch's document, a moved lead's), and by id. Ids of another account,
         merged repeats (R1) and unknown ids are left out (tenant isolation). A lead an open outbox document lists
-        that has no record yet is being stored (decision 0068): LeadsBeingStoredError, the erasure is tried again
-        (the consumer's retries) once it is, rather than done without it."""
+        that has no record yet is erased before it is stored, or waited for (`_erase_unstored`)."""
         p = command.payload
         keys = contact_keys(command.account_id, p.email, p.phone)
         indexed = await self.contacts.find(keys)
         wanted = sorted({*indexed.values(), *pending.registering(keys, ()).values(), *(str(i) for i in p.lead_ids)})
         records = await self.records.get_many(wanted)
+        placed: list[str] = []
         if unstored := [i for i in wanted if i not in records and i in pending.listed]:
-            raise LeadsBeingStoredError(len(unstored))
+            placed = await self._erase_unstored(unstored, pending, command.account_id)
+            records |= await self.records.get_many([i for i in unstored if i not in placed])  # stored meanwhile
         mine = {i for i, r in records.items() if r.is_lead and r.account_id == command.account_id}
-        return [i for i in wanted if i in mine]
+        return [i for i in wanted if i in mine or i in placed]
+
+    async def _erase_unstored(self, lead_ids: list[str], pending: PendingContacts, account_id: str) -> list[str]:
+        """Leads open outbox documents list that have no record yet (decision 0068, helper 94); returns those of the
+        account erased here. While one of their documents is younger than STALE_BATCH_SECONDS (or its batch is this
+        process's, in flight), its writer is storing it: LeadsBeingStoredError, the erasure is tried again (the
+        consumer's retries) once it is, rather than done without it. Older, its writer crashed (or stalled past
+        the bound, and then keeps its outboxes in its records, `_store`): waiting would hold the erasure up until
+        the document is dropped as an orphan (an hour), dead-lettering it meanwhile. So an erased placeholder is
+        stored under each such lead of the account instead (insert: compare-and-set on "no record yet"), and its
+        outboxes are taken out of the documents: no writer, redelivery or sweeper can then store or publish the
+        lead. One whose record was stored meanwhile is not returned: it is erased as any stored lead."""
+        listings = [(i, listing) for i in lead_ids for listing in pending.listed[i]]
+        stale_ms = self._wall_ms() - STALE_BATCH_SECONDS * 1000
+        if any(
+            listing.since_ms > stale_ms or listing.document.rpartition("/")[0] in self._batches_in_flight
+            for _, listing in listings
+        ):
+            raise LeadsBeingStoredError(len(lead_ids))
+        others = {i for i, listing in listings if listing.account_id != account_id}  # or unknown: left out
+        placed = await self.records.erase_unstored(sorted({i for i, _ in listings} - others), account_id)
+        documents = sorted({listing.document for i, listing in listings if i in placed})
+        await self.records.drop_from_batches(placed, documents)
+        return placed
 
     async def _publish_pending(self, lead_ids: list[str], pending: PendingContacts) -> None:
         """Publish and apply what the leads' outboxes hold (a crash left it), their first ones in their

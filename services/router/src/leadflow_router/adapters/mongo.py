@@ -9,6 +9,7 @@ new leads' outboxes until they are published, decision 0068), router_contacts
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import replace
@@ -22,7 +23,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from leadflow_router.adapters.codec import decode_outbox, decode_record, encode_outbox, encode_record
 from leadflow_router.domain.contacts import contact_keys
-from leadflow_router.domain.erasure import ErasureRequest, PendingContacts
+from leadflow_router.domain.erasure import ErasureRequest, Listing, PendingContacts
 from leadflow_router.domain.model import (
     AccountSnapshot,
     Agent,
@@ -324,16 +325,69 @@ class LeadRecords:
         """The outboxes not applied yet that register contact keys (`PendingContacts`, decision 0050): every outbox
         document (only those in flight or left by a crash exist; nx-27017 matches no field of an array inside an
         array's items) and the records with an outbox (the `unpublished` index), one read of each."""
-        registers: dict[str, tuple[str, frozenset[str]]] = {}
-        listed: set[str] = set()
-        async for doc in self._outboxes.find({}, {"leads": 1}):
-            for item in doc.get("leads") or ():
-                if isinstance(item, dict) and "lead_id" in item:
-                    listed.add(str(item["lead_id"]))
-                    registers |= _registering(str(item["lead_id"]), item.get("effects"))
-        async for doc in self._leads.find({"outbox_since_ms": {"$gte": 0}}, {"effects": 1}):
-            registers |= _registering(str(doc["_id"]), doc.get("effects"))
-        return PendingContacts(registers, frozenset(listed))
+        documents = [doc async for doc in self._outboxes.find({}, {"leads": 1, "since_ms": 1})]
+        records = [doc async for doc in self._leads.find({"outbox_since_ms": {"$gte": 0}}, {"effects": 1})]
+        return pending_of(documents, records)
+
+    async def erase_unstored(self, lead_ids: list[str], account_id: str) -> list[str]:
+        """Store an erased placeholder under each of `lead_ids` that has no record yet (decision 0068, helper 94): a
+        record with no state (as a merged repeat's), naming no outbox document, `erased`. Returns those stored here;
+        the others' records were stored meanwhile. The insert is the compare-and-set on "no record yet": the batch's
+        writer (stalled), a redelivery or a sweeper then finds it stored and publishes nothing of the lead from its
+        document or its memory (`_finish_batches` publishes only a record naming the document)."""
+        placed = []
+        for lead_id in lead_ids:
+            placeholder = RoutingRecord(lead_id, account_id, version=1, state=None, correlation_id=lead_id)
+            try:
+                await self._leads.insert_one(encode_record(placeholder) | {"erased": True})
+            except DuplicateKeyError:
+                continue
+            placed.append(lead_id)
+        return placed
+
+    async def drop_from_batches(self, lead_ids: list[str], doc_ids: list[str]) -> None:
+        """Take `lead_ids`' outboxes out of these outbox documents (their events carry an erased contact): the whole
+        `leads` array is set again (decision 0004), by compare-and-set on the document's `rev`, so two erasures of
+        leads in one document both hold."""
+        gone = set(lead_ids)
+        for doc_id in doc_ids:
+            for _ in range(10):
+                doc = await self._outboxes.find_one({"_id": doc_id})
+                if doc is None:
+                    break
+                leads = [i for i in doc.get("leads") or () if not (isinstance(i, dict) and i.get("lead_id") in gone)]
+                rev = int(doc.get("rev") or 0)
+                same = {"_id": doc_id, "rev": rev} if rev else {"_id": doc_id, "rev": {"$exists": False}}
+                result = await self._outboxes.update_one(same, {"$set": {"leads": leads, "rev": rev + 1}})
+                if result.matched_count == 1:
+                    break
+            else:
+                raise RuntimeError(f"outbox document {doc_id} kept changing")
+
+
+def pending_of(documents: Iterable[Doc], records: Iterable[Doc]) -> PendingContacts:
+    """`PendingContacts` of these outbox documents and of these records' outboxes (`effects`)."""
+    registers: dict[str, tuple[str, frozenset[str]]] = {}
+    listed: dict[str, tuple[Listing, ...]] = {}
+    for doc in documents:
+        for item in doc.get("leads") or ():
+            if isinstance(item, dict) and "lead_id" in item:
+                lead_id = str(item["lead_id"])
+                listing = Listing(str(doc["_id"]), int(doc.get("since_ms") or 0), _account_of(item.get("events")))
+                listed[lead_id] = (*listed.get(lead_id, ()), listing)
+                registers |= _registering(lead_id, item.get("effects"))
+    for doc in records:
+        registers |= _registering(str(doc["_id"]), doc.get("effects"))
+    return PendingContacts(registers, listed)
+
+
+def _account_of(events: Any) -> str | None:
+    """The account the first of an outbox's serialized events names (a new lead's events are its account's)."""
+    try:
+        account = json.loads(events[0]).get("account_id")
+    except (TypeError, IndexError, KeyError, ValueError, AttributeError):
+        return None
+    return account if isinstance(account, str) else None
 
 
 class Contacts:

@@ -40,15 +40,26 @@ class ErasureRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class Listing:
+    """A lead an open outbox document lists (decision 0068): the document, when it was written (wall-clock ms), and
+    the account its events name (None when it has none)."""
+
+    document: str
+    since_ms: int
+    account_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class PendingContacts:
     """The outboxes not applied yet that register contact keys (R1), read once per erasure attempt: a new lead's
     first outbox in its batch's document (a repeat's registers for the lead it merges into), a record's own (a lead
     moving in, T2). A crash can leave them so, and a writer is between its document and its records for a moment;
     an erasure must find them (decision 0050). `registers`: by the outbox's lead, the lead its keys point at and
-    the keys; `listed`: every lead an open outbox document lists."""
+    the keys; `listed`: every lead an open outbox document lists, with its listings (a redelivered batch that
+    crashed again lists a lead in another document too)."""
 
     registers: Mapping[str, tuple[str, frozenset[str]]] = field(default_factory=dict)
-    listed: frozenset[str] = frozenset()
+    listed: Mapping[str, tuple[Listing, ...]] = field(default_factory=dict)
 
     def registering(self, keys: Iterable[str], lead_ids: Iterable[str]) -> dict[str, str]:
         """{outbox's lead: the lead its keys point at}, for the outboxes registering any of `keys`, or any key
