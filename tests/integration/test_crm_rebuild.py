@@ -365,3 +365,38 @@ async def test_the_command_refuses_a_second_rebuild_and_abandons_one_whose_proce
     assert (meta.active, meta.phase, meta.building) == (0, Phase.IDLE, None)
     assert names_of(1).leads not in await db.list_collection_names()
     assert await db[CRM_REBUILD_LOG].count_documents({}) == 0
+
+
+async def test_a_rebuild_keeps_the_events_parked_for_a_row_and_the_live_ones_of_its_catch_up(
+    mongo: tuple[AsyncDatabase[Doc], str], topic: Topic, kafka_bootstrap: str, mongo_url: str
+) -> None:
+    """Decision 0093 amended (helper 93): each generation parks its own events. Two leads' claims came while their
+    first offers were dead letters (parked by the live projection); a rebuild replays the claims (parking them in
+    the new generation). One offer is replayed while the rebuild builds: the live projection applies it with its
+    generation's claim, the rebuild's catch-up with its own. The other comes after the switch, and finds its claim
+    where the rebuild left it."""
+    db, name = mongo
+    gen0, gen1 = names_of(0), names_of(1)
+    during, after = uuid.uuid4(), uuid.uuid4()
+    offers = {lead: offered(lead, "ana", T0) for lead in (during, after)}
+    for lead in (during, after):
+        await topic.live(db, claimed(lead, "ana", T0 + timedelta(minutes=1)))  # the offer a dead letter
+    assert await db[gen0.parked].count_documents({}) == 2
+
+    async def meanwhile(step: str) -> None:
+        if step.startswith("replaying"):  # `leadflow-ops dlq replay` while the rebuild builds
+            await topic.live(db, offers[during])
+
+    settings = CrmApiSettings(
+        kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap, producer_idempotence=False),
+        mongo=MongoSettings(url=SecretStr(mongo_url), database=name),
+    )
+    report = await rebuild_views(settings, progress=meanwhile, topic=topic.name)
+    assert (report.generation, report.events_replayed, report.events_caught_up) == (1, 2, 1)
+    assert [doc["lead_id"] for doc in await docs(db, gen1.parked)] == [str(after)], "kept by the switch"
+    assert gen0.parked not in await db.list_collection_names(), "dropped with its generation"
+    await topic.live(db, offers[after])  # replayed after the switch
+    for lead in (during, after):
+        found = await row(db, gen1, lead)
+        assert (found["status"], found["owner_agent_id"], found["open_offers"]) == ("assigned", "ana", []), lead
+    assert await docs(db, gen1.parked) == []

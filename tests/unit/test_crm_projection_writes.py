@@ -25,7 +25,7 @@ from leadflow_crm_api.domain.projection import (
     first_row,
     row_changes,
 )
-from leadflow_crm_api.domain.views import EARLY_HOLDER, lead_row_from_offered
+from leadflow_crm_api.domain.views import EARLY_HOLDER, PARKED_FOR, lead_row_from_offered
 from leadflow_crm_api.handlers import project
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.activity import ActivityAction
@@ -34,6 +34,8 @@ from leadflow_shared.events.routing import (
     ActivityLogged,
     ActivityLoggedPayload,
     AssignmentReason,
+    ContactErased,
+    ContactErasedPayload,
     LeadAssigned,
     LeadAssignedPayload,
     LeadClaimed,
@@ -523,6 +525,129 @@ def test_a_later_event_that_makes_the_row_applies_what_came_before_it_first() ->
         str(e.event_id) for e in events[1 : to_bob + 1] if not isinstance(e, LeadShared | ActivityLogged)
     }
     assert views.parking == {}
+
+
+# --- decision 0093 amended (helper 93): a crash anywhere between a row's insert and its parked events ------------
+
+
+class Crashing(MemoryViews):
+    """The views, failing at the given calls (counted from 0 over every call of the port): the process died (or
+    MongoDB went away) just before that read or write, which did not happen; the event is redelivered."""
+
+    _CALLS = ("state", "row", "insert_new", "upsert", "update", "recorded", "record", "park", "parked", "unpark")
+
+    def __init__(self, crash_at: set[int]) -> None:
+        super().__init__()
+        self.crash_at, self.calls = crash_at, 0
+
+    def __getattribute__(self, name: str) -> Any:
+        found = super().__getattribute__(name)
+        if name not in Crashing._CALLS:
+            return found
+
+        async def call(*args: Any) -> Any:
+            self.calls += 1
+            if self.calls - 1 in self.crash_at:
+                raise ConnectionError(f"crashed before {name}")
+            return await found(*args)
+
+        return call
+
+    async def erase_timeline(self, lead_id: str) -> None:
+        assert lead_id == str(LEAD)
+
+
+def _until_done(views: MemoryViews, event: RoutingEvent) -> int:
+    """Project `event` until it goes through, as the consumer redelivers it; how many times it failed."""
+    for attempt in range(50):
+        try:
+            asyncio.run(project(event, views=views, side_effects=False))
+        except ConnectionError:
+            continue
+        return attempt
+    raise AssertionError("never went through")
+
+
+def test_a_crash_between_the_rows_insert_and_the_parked_events_loses_them() -> None:
+    """Helper 92's review (`test_review_s26_crm_parking.py`, moved): the claim came while the first offer was a dead
+    letter (parked); the offer is replayed and the projection fails when it reads the parked events. Redelivered,
+    the offer applies the claim: the lead is ana's."""
+    offer, _echo, claim = _early_life()[:3]
+    views = Crashing({3})  # the claim: its entry looked up, state (no row), park; then the offer's parked events
+    asyncio.run(project(claim, views=views, side_effects=False))
+    assert list(views.parking) == [str(claim.event_id)]
+    assert _until_done(views, offer) == 1
+    row: dict[str, Any] = views.rows[str(LEAD)]
+    assert views.parking == {}
+    assert (row["status"], row["owner_agent_id"]) == ("assigned", "ana")
+    assert str(claim.event_id) in views.entries
+
+
+@settings(database=None, deadline=None)
+@given(data=st.data())
+def test_a_crash_at_any_point_of_applying_the_parked_events_is_recovered_by_the_redelivery(
+    data: st.DataObject,
+) -> None:
+    """The lead's row-making event (the dead-lettered first offer, or bob's offer or cid's assignment by hand while
+    it still is one) comes after events parked for its row; its projection fails at any reads or writes, any
+    number of times, and is redelivered until it goes through: the row, timeline and parked events are those of
+    the projection that never failed (the row marked while it owes them, `PARKED_FOR`, unmarked at the end), and
+    the events after it apply as usual."""
+    events = _early_life()
+    makers = [i for i, e in enumerate(events) if isinstance(e, LeadOffered | LeadAssigned)]
+    maker = data.draw(st.sampled_from(makers), label="the event that makes the row")
+    if maker == 0:
+        parked = data.draw(st.integers(2, makers[1]), label="events parked before it") - 1
+        before, after = events[1 : parked + 1], events[parked + 1 :]
+    else:
+        before, after = events[1:maker], events[maker + 1 :]
+    crashes = data.draw(st.sets(st.integers(0, 60), max_size=4), label="calls that fail")
+    calm = _projected([*before, events[maker]])
+    views = Crashing(set())
+
+    async def run(chosen: list[RoutingEvent]) -> None:
+        for event in chosen:
+            await project(event, views=views, side_effects=False)
+
+    asyncio.run(run(before))
+    views.crash_at = {views.calls + c for c in crashes}
+    _until_done(views, events[maker])
+    assert views.rows == calm.rows
+    assert PARKED_FOR not in views.rows[str(LEAD)]
+    assert views.entries.keys() == calm.entries.keys()
+    assert views.parking == {}
+    views.crash_at = set()
+    asyncio.run(run(after))
+    assert views.rows == _projected([*before, events[maker], *after]).rows
+
+
+def test_an_erasure_after_a_crash_in_the_parked_events_takes_them_with_it() -> None:
+    """The offer's projection applied the parked claim and failed before forgetting it; the person is erased: the
+    parked copy (the claim carries no contact, the held offer would) goes with the erasure though the lead has a
+    row, and the offer, redelivered, finishes: the row is unmarked and the claim not applied twice."""
+    offer, _echo, claim = _early_life()[:3]
+    views = Crashing(set())
+    asyncio.run(project(claim, views=views, side_effects=False))
+    start = views.calls
+    views.crash_at = {start + 100}
+    asyncio.run(project(offer, views=views, side_effects=False))  # counts its calls
+    calls = views.calls - start
+    views = Crashing(set())
+    asyncio.run(project(claim, views=views, side_effects=False))
+    views.crash_at = {views.calls + calls - 3}  # the offer's last calls: unpark, its entry, the mark's removal
+    with pytest.raises(ConnectionError, match="unpark"):
+        asyncio.run(project(offer, views=views, side_effects=False))
+    assert views.rows[str(LEAD)][PARKED_FOR] == str(offer.event_id)
+    assert list(views.parking) == [str(claim.event_id)]
+    erased = ContactErased.create(account_id="acme", occurred_at=T0 + timedelta(hours=1), payload=ContactErasedPayload(
+        erasure_id=uuid.uuid4(), lead_ids=[LEAD], by_user_id="bea", reason="ticket 7"))  # fmt: skip
+    asyncio.run(project(erased, views=views, side_effects=False))
+    assert views.parking == {}
+    assert _until_done(views, offer) == 0
+    row = views.rows[str(LEAD)]
+    assert PARKED_FOR not in row
+    assert (row["status"], row["owner_agent_id"]) == ("assigned", "ana")
+    assert str(offer.event_id) in views.entries
 
 
 # --- decision 0093 amended (helper 91): the router's record version orders a lead's events ------------------------

@@ -41,7 +41,7 @@ from leadflow_crm_api.domain.projection import (
     late_links,
     row_changes,
 )
-from leadflow_crm_api.domain.views import ROUTER_VERSION, records_in_timeline, timeline_entry
+from leadflow_crm_api.domain.views import PARKED_FOR, ROUTER_VERSION, records_in_timeline, timeline_entry
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.routing import (
     ContactErased,
@@ -82,32 +82,57 @@ async def project(event: RoutingEvent, *, views: ViewWriter, side_effects: bool 
         await _other(event, views, side_effects=side_effects)
         return
     first = first_row(event)  # a first offer's or hold's row, the event's changes in it
-    if first is not None and await views.insert_new(first):
-        # The lead had no row, so the event has no timeline entry yet (an entry is written after its row).
-        await _created(event, views, side_effects=side_effects)
-        return
+    state: RowState | None = None
+    if first is not None:
+        # Read before the insert (one command for the batch's leads), so a row that owes parked events says so.
+        parked = in_version_order(await views.parked(str(event.payload.lead_id)))
+        if await views.insert_new(first.owing(str(event.event_id)) if parked else first):
+            # The lead had no row, so the event has no timeline entry yet (an entry is written after its row).
+            await _created(event, parked, views, side_effects=side_effects)
+            return
+    if first is not None or isinstance(event, LeadAssigned):
+        # A row-making event whose row is there (or an assignment): the state first (read anyway when the event is
+        # not recorded), as the row may owe parked events though the event's entry is written.
+        state = await views.state(str(event.payload.lead_id))
     in_timeline = records_in_timeline(event)
-    if in_timeline and await views.recorded(str(event.event_id)):
+    if in_timeline and (state is None or not state.owes_parked(event)) and await views.recorded(str(event.event_id)):
         return
-    outcome = await _applied(event, views, side_effects=side_effects)
+    outcome = await _applied(event, views, side_effects=side_effects, state=state)
     if outcome == "parked":
         await views.park(event)  # no row (its first event dead-lettered): applied, and recorded, once it has one
-        return
-    if outcome == "created":  # an assignment that made the lead's row
-        await _created(event, views, side_effects=side_effects)
-    elif in_timeline:
+    elif outcome == "applied" and in_timeline:
         await views.record(timeline_entry(event))
 
 
-async def _applied(event: LeadEvent, views: ViewWriter, *, side_effects: bool) -> Outcome:
-    """Apply a lead event that is not a first offer or hold creating its row: "parked" when the lead has no row
-    and the event does not make one (decision 0093, amended: not applied), "created" when it made the row."""
+async def _applied(
+    event: LeadEvent, views: ViewWriter, *, side_effects: bool, state: RowState | None = None
+) -> Outcome:
+    """Apply a lead event that is not a first offer or hold creating its row (`state`: its row's, if read):
+    "parked" when the lead has no row and the event does not make one (decision 0093, amended: not applied),
+    "created" when it made the row (an assignment) or had made it and is redelivered owing the parked events: then
+    all is written, its entry too."""
     lead_id = str(event.payload.lead_id)
     if isinstance(event, LeadTransferred):
         return "applied" if await _moved(event, views, side_effects=side_effects) else "parked"
-    state = await views.state(lead_id)
-    if not state.exists and not isinstance(event, LeadAssigned):
+    state = state or await views.state(lead_id)
+    if state.owes_parked(event):  # it created the row; a crash stopped it before it was done with the parked events
+        parked = in_version_order(await views.parked(lead_id))
+        await _created(event, parked, views, side_effects=side_effects, resumed=True)
+        return "created"
+    if state.exists:
+        await _changed(event, state, views)
+        return "applied"
+    if not isinstance(event, LeadAssigned):
         return "parked"
+    parked = in_version_order(await views.parked(lead_id))  # read before the upsert, as a first offer's
+    upsert = assigned_row(event, state)
+    await views.upsert(upsert.owing(str(event.event_id)) if parked else upsert)
+    await _created(event, parked, views, side_effects=side_effects)
+    return "created"
+
+
+async def _changed(event: LeadEvent, state: RowState, views: ViewWriter) -> None:
+    """Apply a lead event to its row (`state`), unless the row applied what came after it already."""
     if state.superseded(event):
         # Of an office the lead left, older than what an office further on did, or than the row's router version:
         # its timeline entry only (and an older offer's accept link).
@@ -119,31 +144,38 @@ async def _applied(event: LeadEvent, views: ViewWriter, *, side_effects: bool) -
         # Any other lead event: its row's changes, with the open offers and accept links it leaves. A share the
         # row applied before (the timeline does not record it) is skipped.
         await views.update(row_changes(event, state))
-    return "applied" if state.exists else "created"
 
 
-async def _created(event: LeadEvent, views: ViewWriter, *, side_effects: bool) -> None:
-    """`event` created its lead's row: the lead's events that came before the row (parked, decision 0093 amended) are
-    applied in the order they came, each with its timeline entry, then forgotten.
+async def _created(
+    event: LeadEvent, parked: list[LeadEvent], views: ViewWriter, *, side_effects: bool, resumed: bool = False
+) -> None:
+    """`event` created its lead's row: the lead's events that came before the row (`parked`, decision 0093
+    amended, in version order) are applied, each with its timeline entry, then forgotten; `event`'s entry last.
 
     Parked events came after the lead's first event (dead-lettered, replayed now: `event`), or before `event`, a
     later one that creates a row (an offer after a release, an assignment by hand) while the first is still a dead
-    letter. The first is older than all of them; a later one is not, and is applied again after them."""
+    letter. The first is older than all of them; a later one is not, and is applied again after them.
+
+    With parked events the row was stored marked (`PARKED_FOR`, `event`'s id): each step can be cut short by a
+    crash and taken again by `event`'s redelivery, which finds the mark (`RowState.owes_parked`) and comes back
+    here without applying its own changes again: a parked event applied already is skipped by its timeline entry
+    (a share by its id on the row, an echo by its time); once they are forgotten, `event`'s entry is written and
+    the mark removed, last (a redelivered first offer or hold reads its row's state before its entry)."""
     lead_id = str(event.payload.lead_id)
-    parked = in_version_order(await views.parked(lead_id))
-    later = any(_came_before(p, event) for p in parked)
-    if not later:
-        await views.record(timeline_entry(event))
-    elif event.payload.router_version is not None:
-        # The row carries `event`'s version: the events that came before it would be older. It is applied again
-        # after them, with its version.
-        await views.update(RowChanges.of(lead_id, {ROUTER_VERSION: None}))
-    for earlier in parked:
-        await project(earlier, views=views, side_effects=side_effects)
-    if later:
-        await project(event, views=views, side_effects=side_effects)  # the row has it now: as a later event
     if parked:
+        later = any(_came_before(p, event) for p in parked)
+        if later and event.payload.router_version is not None:
+            # The row carries `event`'s version: the events that came before it would be older. It is applied
+            # again after them, with its version.
+            await views.update(RowChanges.of(lead_id, {ROUTER_VERSION: None}))
+        for earlier in parked:
+            await project(earlier, views=views, side_effects=side_effects)
+        if later:  # the row has it now: its changes again, as a later event's (its entry below)
+            await _changed(event, await views.state(lead_id), views)
         await views.unpark([str(p.event_id) for p in parked])
+    await views.record(timeline_entry(event))
+    if parked or resumed:  # resumed with none left: a crash after they were forgotten, or an erasure took them
+        await views.update(RowChanges.without(lead_id, PARKED_FOR))
 
 
 def in_version_order(events: list[LeadEvent]) -> list[LeadEvent]:
@@ -186,7 +218,9 @@ async def _erase(event: ContactErased, views: ViewWriter) -> None:
         if (await views.state(lead_id)).exists:
             await views.update(RowChanges.of(lead_id, erased_row(event)))
             await views.record(erasure_entry(event, lead_id))
-        elif parked := await views.parked(lead_id):  # events held for a row that never came: they go too
+        # Events held for a row that never came, or that a row created before a crash still owes: they go too
+        # (what they carry of the person; the row's mark is removed by its event's redelivery).
+        if parked := await views.parked(lead_id):
             await views.unpark([str(e.event_id) for e in parked])
 
 

@@ -169,8 +169,7 @@ class _Rebuild:
         unrebuilt = await self._still_missing(new)
         if not keep_old:
             await _settle()  # readers' cached generation has moved on
-            await self._db.drop_collection(old.leads)
-            await self._db.drop_collection(old.timeline)
+            await _drop(self._db, old)
             await self._say(f"dropped generation {old.generation}")
         t = self._tally
         return RebuildReport(
@@ -200,8 +199,7 @@ class _Rebuild:
             raise RebuildRefusedError("another rebuild started at the same time")
         self._drained = int(claimed.get("ticket", 0))
         # Nothing but this rebuild uses the other slot: clear what a kept or failed generation left there.
-        await self._db.drop_collection(new.leads)
-        await self._db.drop_collection(new.timeline)
+        await _drop(self._db, new)
         await self._db[CRM_REBUILD_LOG].delete_many({"_id": {"$lte": self._drained}})
         await self._say(f"building generation {new.generation} (generation {old.generation} is active)")
         return old, new
@@ -326,8 +324,7 @@ class _Rebuild:
                 {"_id": VIEWS, "building": new.generation},
                 {"$set": {"phase": Phase.IDLE.value, "building": None, "switch_by_ms": None}},
             )
-            await self._db.drop_collection(new.leads)
-            await self._db.drop_collection(new.timeline)
+            await _drop(self._db, new)
             await self._db[CRM_REBUILD_LOG].delete_many({})
             await self._say(f"aborted: generation {new.generation} dropped")
         except Exception as exc:  # noqa: BLE001 (the original failure is the one to report)
@@ -340,6 +337,12 @@ class _Rebuild:
             found = {doc["_id"] async for doc in self._db[new.leads].find({"_id": {"$in": chunk}}, {"_id": 1})}
             missing = missing - found
         return len(missing)
+
+
+async def _drop(db: AsyncDatabase[Document], names: ViewNames) -> None:
+    """A generation's collections: its rows, its timeline and the events it parked."""
+    for name in (names.leads, names.timeline, names.parked):
+        await db.drop_collection(name)
 
 
 async def _chunks(cursor: AsyncCursor[Document]) -> AsyncIterator[list[Document]]:

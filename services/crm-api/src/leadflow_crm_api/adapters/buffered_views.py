@@ -9,6 +9,7 @@ through both and compares).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from typing import Any, TypeVar
@@ -18,7 +19,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from leadflow_crm_api.adapters.leads import erase_entries
+from leadflow_crm_api.adapters.leads import erase_entries, parked_doc
 from leadflow_crm_api.domain.erasure import without_free_text
 from leadflow_crm_api.domain.generations import ViewNames
 from leadflow_crm_api.domain.lead_row import LeadRow
@@ -48,8 +49,14 @@ class BufferedViews:
         self._entries: dict[str, Doc] = {}  # recorded since the last flush
         self._recorded: dict[str, bool] = {}  # stored before, as far as looked up
         # Events of leads without a row, by lead, in the order they came (as `LeadViews.park`; kept across flushes:
-        # a rebuild replays the whole log in one run).
+        # a rebuild replays the whole log in one run). Each flush stores them in the generation's `parked` as well
+        # (and forgets there those applied since), so the rebuild's catch-up and, after the switch, the live
+        # projection find what the replay still holds (helper 93).
         self._parked: dict[str, dict[str, LeadEvent]] = {}
+        self._parked_docs = db[names.parked]
+        self._parked_seq: dict[str, int] = {}  # event id -> its `seq`, for those not stored yet
+        self._parked_stored: set[str] = set()
+        self._unparked: set[str] = set()  # stored, applied since: deleted at the next flush
 
     async def load(self, lead_ids: set[str], event_ids: set[str]) -> None:
         """Read the rows and timeline ids a batch of events will look at, in two queries."""
@@ -110,13 +117,20 @@ class BufferedViews:
         await erase_entries(self._timeline, lead_id)
 
     async def park(self, event: LeadEvent) -> None:
-        self._parked.setdefault(str(event.payload.lead_id), {}).setdefault(str(event.event_id), event)
+        held = self._parked.setdefault(str(event.payload.lead_id), {})
+        if (event_id := str(event.event_id)) not in held:
+            held[event_id] = event
+            self._parked_seq[event_id] = time.time_ns()
 
     async def parked(self, lead_id: str) -> list[LeadEvent]:
         return list(self._parked.get(lead_id, {}).values())
 
     async def unpark(self, event_ids: list[str]) -> None:
         gone = set(event_ids)
+        self._unparked |= gone & self._parked_stored
+        self._parked_stored -= gone
+        for event_id in gone:
+            self._parked_seq.pop(event_id, None)
         for lead_id, events in list(self._parked.items()):
             if kept := {i: e for i, e in events.items() if i not in gone}:
                 self._parked[lead_id] = kept
@@ -132,6 +146,24 @@ class BufferedViews:
         for entries in batched(self._entries.values(), CHUNK):
             await insert_missing(self._timeline, entries)
         self._rows, self._dirty, self._entries, self._recorded = {}, set(), {}, {}
+        await self._store_parked()
+
+    async def _store_parked(self) -> None:
+        """The events parked since the last flush, stored; those stored before and applied since, deleted."""
+        if self._unparked:
+            for gone in batched(sorted(self._unparked), CHUNK):
+                await self._parked_docs.delete_many({"_id": {"$in": gone}})
+            self._unparked = set()
+        new = [
+            parked_doc(event, seq=self._parked_seq[event_id])
+            for events in self._parked.values()
+            for event_id, event in events.items()
+            if event_id in self._parked_seq
+        ]
+        for docs in batched(new, CHUNK):
+            await insert_missing(self._parked_docs, docs)
+        self._parked_stored |= set(self._parked_seq)
+        self._parked_seq = {}
 
 
 async def insert_missing(collection: AsyncCollection[Doc], docs: list[Doc]) -> int:

@@ -35,8 +35,9 @@ from leadflow_shared.collections import AGENTS
 from leadflow_shared.events.routing import LEAD_EVENT, LeadEvent
 
 # Lead events that found no row of their lead and made none (its first event dead-lettered, replayed later): held
-# here until the row is created (decision 0093, amended), for as long as the dead letters are kept.
-PARKED_EVENTS = "crm_parked_events"
+# in the generation's `ViewNames.parked` until the row is created (decision 0093, amended), for as long as the dead
+# letters are kept.
+PARKED_EVENTS = names_of(0).parked
 PARKED_KEEP = timedelta(days=30)  # the dead-letter topics' retention (docs/operations.md)
 CRM_LEADS = names_of(0).leads  # generation 0's names (decision 0045): the active ones unless rebuilt
 CRM_TIMELINE = names_of(0).timeline
@@ -46,10 +47,6 @@ TIMELINE_LIMIT = 2000  # a lead's detail shows at most this many entries, oldest
 async def ensure_indexes(db: AsyncDatabase[dict[str, Any]]) -> None:
     """crm-api's startup hook for its collections (a rebuild indexes the generation it builds itself)."""
     await ensure_view_indexes(db, names_of((await generations.read_meta(db)).active))
-    await db[PARKED_EVENTS].create_index([("lead_id", ASCENDING), ("seq", ASCENDING)], name="lead_parked")
-    await db[PARKED_EVENTS].create_index(
-        [("parked_at", ASCENDING)], name="forget_parked", expireAfterSeconds=int(PARKED_KEEP.total_seconds())
-    )
     await invitations.ensure_indexes(db)
     await offices.ensure_indexes(db)
     await settings_audit.ensure_indexes(db)
@@ -76,6 +73,11 @@ async def ensure_view_indexes(db: AsyncDatabase[dict[str, Any]], names: ViewName
     # No index on `offer_link_ids`: nx-27017 then stops matching array elements (a conformance xfail).
     await leads.create_index(
         [("account_id", ASCENDING), ("search_labels", ASCENDING), ("created_ms", DESCENDING)], name="account_labels"
+    )
+    parked = db[names.parked]
+    await parked.create_index([("lead_id", ASCENDING), ("seq", ASCENDING)], name="lead_parked")
+    await parked.create_index(
+        [("parked_at", ASCENDING)], name="forget_parked", expireAfterSeconds=int(PARKED_KEEP.total_seconds())
     )
 
 
@@ -161,29 +163,41 @@ class LeadViews:
 
     async def park(self, event: LeadEvent) -> None:
         """Hold an event of a lead without a row until it has one; the same event twice is held once."""
-        now = datetime.now(UTC)
-        doc = {
-            "_id": str(event.event_id),
-            "lead_id": str(event.payload.lead_id),
-            "seq": time.time_ns(),  # the order they came in: one lead's events come in order to one consumer
-            "parked_at": now,
-            "event": event.model_dump_json(),
-        }
-        with contextlib.suppress(DuplicateKeyError):
-            await self._commands[PARKED_EVENTS].insert(doc)
+        async with self._write(str(event.payload.lead_id)) as names:
+            with contextlib.suppress(DuplicateKeyError):
+                await self._commands[names.parked].insert(parked_doc(event))
 
     async def parked(self, lead_id: str) -> list[LeadEvent]:
         """The lead's parked events, in the order they came (one command for the batch's leads asking)."""
-        return [LEAD_EVENT.validate_json(doc["event"]) for doc in await self._commands[PARKED_EVENTS].of_lead(lead_id)]
+        docs = await self._commands[(await self._read()).parked].of_lead(lead_id)
+        return [LEAD_EVENT.validate_json(doc["event"]) for doc in docs]
 
     async def unpark(self, event_ids: list[str]) -> None:
-        await self.db[PARKED_EVENTS].delete_many({"_id": {"$in": event_ids}})
+        if not event_ids:
+            return
+        names = await self._read()  # bound: the projection's generation (no lead to log a write under)
+        await self.db[names.parked].delete_many({"_id": {"$in": event_ids}})
+
+
+def parked_doc(event: LeadEvent, *, seq: int | None = None) -> dict[str, Any]:
+    """A parked event as stored (`LeadViews.park`, and a rebuild's at its end)."""
+    return {
+        "_id": str(event.event_id),
+        "lead_id": str(event.payload.lead_id),
+        # The order they came in: one lead's events come in order to one consumer.
+        "seq": time.time_ns() if seq is None else seq,
+        "parked_at": datetime.now(UTC),
+        "event": event.model_dump_json(),
+    }
 
 
 def _update_ops(changes: RowChanges) -> list[UpdateOne]:
     """`changes` as MongoDB updates, applied in order: the fields, then the last activity if the row's is older
     (`RowChanges.applied_to` says the same in memory). One lead's, sent together as one ordered `bulk_write`."""
-    ops = [UpdateOne({"_id": changes.lead_id}, {"$set": changes.fields})] if changes.fields else []
+    update: dict[str, Any] = {"$set": changes.fields} if changes.fields else {}
+    if changes.unset:
+        update["$unset"] = dict.fromkeys(changes.unset, "")
+    ops = [UpdateOne({"_id": changes.lead_id}, update)] if update else []
     if changes.activity:
         newer: dict[str, Any] = {"_id": changes.lead_id}
         if "last_activity_ms" in changes.activity:

@@ -1,10 +1,10 @@
 """Generations of the CRM views (decision 0045): which collections hold them, and what a rebuild
 carries over from the old generation because no event holds it. Pure, no I/O.
 
-The views (`crm_leads`, `crm_timeline`) are derived from leads.events.v1, except for what crm-api's
-requests write on them: a lead's profile, labels, CRM status, users and lead sharing on its row, and
-the timeline entries of actions taken through crm-api. A rebuild replays the events into a fresh
-generation and copies those from the generation it replaces.
+The views (`crm_leads`, `crm_timeline`; `crm_parked_events`, events waiting for their lead's row) are
+derived from leads.events.v1, except for what crm-api's requests write on them: a lead's profile, labels,
+CRM status, users and lead sharing on its row, and the timeline entries of actions taken through crm-api. A
+rebuild replays the events into a fresh generation and copies those from the generation it replaces.
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ from typing import Any
 from leadflow_shared.collections import CRM_LEADS, CRM_TIMELINE
 
 GREEN = "_green"  # the other slot's suffix: generations alternate between two sets of names
+# Lead events that found no row of their lead and made none (decision 0093, amended): each generation holds its
+# own, as its rows (helper 93: a rebuild's catch-up needs what its replay parked, the live projection its own).
+CRM_PARKED_EVENTS = "crm_parked_events"
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +26,7 @@ class ViewNames:
     generation: int
     leads: str
     timeline: str
+    parked: str  # the events waiting for their lead's row
 
 
 def names_of(generation: int) -> ViewNames:
@@ -32,7 +36,7 @@ def names_of(generation: int) -> ViewNames:
     at most two generations exist and the names stay known to operators and tools.
     """
     suffix = "" if generation % 2 == 0 else GREEN
-    return ViewNames(generation, CRM_LEADS + suffix, CRM_TIMELINE + suffix)
+    return ViewNames(generation, CRM_LEADS + suffix, CRM_TIMELINE + suffix, CRM_PARKED_EVENTS + suffix)
 
 
 class Phase(StrEnum):

@@ -22,6 +22,7 @@ from leadflow_crm_api.domain.views import (
     CLOCK_SKEW_MS,
     EARLY_HOLDER,
     MOVE_REASON,
+    PARKED_FOR,
     ROUTER_VERSION,
     is_echo,
     lead_row_changes,
@@ -61,6 +62,7 @@ class RowState:
     moved_ms: int | None = None
     early_holder: tuple[str | None, int | None] = (None, None)
     router_version: int | None = None
+    parked_for: str | None = None
 
     @classmethod
     def of(cls, row: Fields | None) -> RowState:
@@ -78,7 +80,13 @@ class RowState:
             _ms(row.get("moved_ms")),
             (row.get(EARLY_HOLDER[0]), _ms(row.get(EARLY_HOLDER[1]))),
             _ms(row.get(ROUTER_VERSION)),
+            row.get(PARKED_FOR),
         )
+
+    def owes_parked(self, event: LeadEvent) -> bool:
+        """Whether `event` created the row and has not finished applying the lead's parked events (a crash
+        between its row's insert and its timeline entry): redelivered, it finishes that, not its own changes."""
+        return self.parked_for is not None and self.parked_for == str(event.event_id)
 
     def applied_already(self, event: LeadEvent) -> bool:
         """Whether the row has applied `event`, one the timeline does not record (a share read again)."""
@@ -148,6 +156,10 @@ class NewRow:
     def document(self) -> Doc:
         return {"_id": self.lead_id, **self.fields}
 
+    def owing(self, event_id: str) -> NewRow:
+        """The row marked as owing the lead's parked events (`PARKED_FOR`) until `event_id` has applied them."""
+        return NewRow(self.lead_id, {**self.fields, PARKED_FOR: event_id})
+
 
 @dataclass(frozen=True, slots=True)
 class RowChanges:
@@ -157,6 +169,7 @@ class RowChanges:
     lead_id: str
     fields: Fields
     activity: Fields
+    unset: tuple[str, ...] = ()  # fields removed (after `fields` are set)
 
     @classmethod
     def of(cls, lead_id: str, changes: Fields, *, newer_only: tuple[str, ...] = LAST_ACTIVITY) -> RowChanges:
@@ -164,9 +177,14 @@ class RowChanges:
         activity = {k: changes[k] for k in newer_only if k in changes}
         return cls(lead_id, {k: v for k, v in changes.items() if k not in activity}, activity)
 
+    @classmethod
+    def without(cls, lead_id: str, *names: str) -> RowChanges:
+        """The row without the fields `names` (the parked events' mark, `PARKED_FOR`)."""
+        return cls(lead_id, {}, {}, names)
+
     def applied_to(self, row: Fields) -> Doc:
         """The row with these changes."""
-        changed = {**row, **self.fields}
+        changed = {k: v for k, v in {**row, **self.fields}.items() if k not in self.unset}
         # As LeadViews' filter {"last_activity_ms": {"$lt": new}}: a missing or non-number field never matches
         # (a stored one reads back as bson's Int64, an int); without a new time, the activity is set.
         stored_ms, new_ms = row.get("last_activity_ms"), self.activity.get("last_activity_ms")
@@ -189,6 +207,10 @@ class RowUpsert:
     def of(cls, lead_id: str, row: Fields) -> RowUpsert:
         on_insert = {k: row[k] for k in ON_INSERT_ONLY if k in row}
         return cls(lead_id, {k: v for k, v in row.items() if k not in on_insert}, on_insert)
+
+    def owing(self, event_id: str) -> RowUpsert:
+        """The upsert whose inserted row is marked as owing the lead's parked events (`NewRow.owing`)."""
+        return RowUpsert(self.lead_id, self.fields, {**self.on_insert, PARKED_FOR: event_id})
 
     def applied_to(self, row: Fields | None) -> Doc:
         if row is None:

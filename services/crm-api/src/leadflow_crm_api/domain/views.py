@@ -120,6 +120,10 @@ EARLY_HOLDER = ("early_holder_account_id", "early_holder_ms")
 # The router's record version of the last lead event whose changes the row applied (decision 0093 amended): an
 # event stamped with an older one changes nothing but its timeline entry.
 ROUTER_VERSION = "router_version"
+# The id of the event that created the row while the lead had parked events (decision 0093 amended, helper 93): set
+# with the row, removed once they are applied and forgotten; the event, redelivered after a crash, finds it and
+# finishes the work instead of being applied again.
+PARKED_FOR = "parked_for"
 # What a holder change sets: who holds the lead, how, and its open offers. A late move leaves them as they are.
 HOLDER_FIELDS = ("status", "owner_agent_id", "assignment_reason", "open_offers", "offered_to", "pond")
 # The assignment reason a move to another office leaves (T2): its target's roster position 1 holds the lead.
