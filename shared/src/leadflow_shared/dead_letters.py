@@ -31,7 +31,7 @@ from pymongo.errors import (
 
 from leadflow_shared.errors import PoisonMessage
 from leadflow_shared.kafka import original_record, raw_producer
-from leadflow_shared.kafka_records import UNREADABLE, UnreadableRecord, printable
+from leadflow_shared.kafka_records import UNREADABLE, UnreadableRecord, is_utf8, printable
 from leadflow_shared.metrics import ConsumerMetrics
 from leadflow_shared.topics import dlq
 
@@ -183,19 +183,11 @@ def _kept_headers(headers: Sequence[tuple[str, bytes | None]], ours: dict[str, s
     1 MiB request limit, or it would rewind forever (over it, none are kept and `dlq-headers-dropped` says how
     many there were). A stand-in's UNREADABLE header is left out (its reason is `dlq-reason`); a name that is
     not UTF-8 (only on an unreadable record, never replayed) is kept escaped: Kafka's names are UTF-8."""
-    kept = [(name if _is_utf8(name) else printable(name), value) for name, value in headers if name != UNREADABLE]
+    kept = [(name if is_utf8(name) else printable(name), value) for name, value in headers if name != UNREADABLE]
     if sum(len(name.encode()) + len(value or b"") for name, value in kept) > DLQ_MAX_HEADER_BYTES:
         ours["dlq-headers-dropped"] = str(len(kept))
         return []
     return kept
-
-
-def _is_utf8(name: str) -> bool:
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _reason(exc: Exception) -> str:

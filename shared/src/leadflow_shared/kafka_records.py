@@ -50,7 +50,7 @@ def unreadable(headers: Headers) -> str | None:
             continue
         if name == UNREADABLE:
             return (value or b"").decode("utf-8", "replace")
-        if not _is_utf8(name):
+        if not is_utf8(name):
             return f"header name {printable(name)!r} is not UTF-8"
     return None
 
@@ -60,7 +60,8 @@ def printable(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def _is_utf8(name: str) -> bool:
+def is_utf8(name: str) -> bool:
+    """A header name aiokafka decoded with `surrogateescape` was valid UTF-8."""
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:

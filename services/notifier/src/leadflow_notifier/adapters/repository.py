@@ -437,20 +437,18 @@ class DeliveryLog:
         again = await self._deliveries.find_one_and_update(
             {"_id": delivery.key, "status": "erased", "done_ms": seen.get("done_ms")},
             {
-                "$set": {
-                    "status": "pending",
-                    "lease_until_ms": now_ms + self._leases.lease_ms,
-                    "owner": self._leases.owner,
-                    "drives": 1,
-                    "postponed": 0,
-                    **_payload(delivery),
-                },
+                "$set": self._pending_again(delivery, now_ms),
                 "$unset": {"done_ms": "", "done_at": ""},
                 "$inc": {"erased_attempts": 1},
             },
             projection={"_id": 1},
         )
         return Begin.SEND if again is not None else Begin.BUSY
+
+    def _pending_again(self, delivery: Delivery, now_ms: int) -> dict[str, Any]:
+        """An ended record made pending again with `delivery`'s message, under this process's lease."""
+        lease = {"lease_until_ms": now_ms + self._leases.lease_ms, "owner": self._leases.owner}
+        return {"status": "pending", **lease, "drives": 1, "postponed": 0, **_payload(delivery)}
 
     async def reopen(self, delivery: Delivery, *, marker: str, now_ms: int) -> bool:
         """An operator replayed this delivery's dead letter (`marker`): a `failed` record goes back to
@@ -467,16 +465,7 @@ class DeliveryLog:
         reopened = await self._deliveries.find_one_and_update(
             {"_id": delivery.key, "status": "failed", "replay": failed.get("replay")},
             {
-                "$set": {
-                    "status": "pending",
-                    "lease_until_ms": now_ms + self._leases.lease_ms,
-                    "owner": self._leases.owner,
-                    "drives": 1,
-                    "postponed": 0,
-                    "replay": marker,
-                    "reopened_ms": now_ms,
-                    **_payload(delivery),
-                },
+                "$set": self._pending_again(delivery, now_ms) | {"replay": marker, "reopened_ms": now_ms},
                 "$unset": {"reason": "", "done_ms": "", "done_at": ""},
                 "$inc": {"replays": 1},
             },
