@@ -57,8 +57,16 @@ def header(record: ConsumerRecord[bytes, bytes], name: str) -> str:
     return value.decode()
 
 
+def ours(record: ConsumerRecord[bytes, bytes], name: str) -> str:
+    """leadflow's dead-letter header `name`: after the original's headers, which `dlq-original-headers` counts
+    (decision 0091), so a sender's header of the same name is never read as leadflow's."""
+    split = int(header(record, "dlq-original-headers"))
+    value: bytes = dict(record.headers[split:]).get(name, b"")
+    return value.decode()
+
+
 def service_of(record: ConsumerRecord[bytes, bytes]) -> str:
-    return header(record, "dlq-service")
+    return ours(record, "dlq-service")
 
 
 def marker_of(record: ConsumerRecord[bytes, bytes]) -> str:
@@ -109,14 +117,18 @@ async def test_undecodable_messages_are_dead_lettered_and_the_partition_moves_on
         return expected <= dead_lettered(seen)
 
     records = await records_until(poisoned_stack.bootstrap, topics.dlq(topic), all_there, timeout=90)
-    ours = [r for r in records if marker_of(r).startswith(run)]
-    for record in ours:
-        assert header(record, "dlq-reason"), f"{marker_of(record)} was dead-lettered without a reason"
+    letters = [r for r in records if marker_of(r).startswith(run)]
+    for record in letters:
+        assert ours(record, "dlq-reason"), f"{marker_of(record)} was dead-lettered without a reason"
     # Once each: a poison is dead-lettered by each consuming service exactly once, not once per redelivery.
-    assert len(ours) == len(expected)
-    assert all(header(r, "dlq-truncated-from-bytes") != "7" for r in ours), "a sender's dlq- header was kept"
-    huge = [r for r in ours if marker_of(r).endswith(":huge-headers")]
-    assert all(header(r, "dlq-headers-dropped") for r in huge), "the sender's oversized headers were not dropped"
+    assert len(letters) == len(expected)
+    assert all(ours(r, "dlq-truncated-from-bytes") != "7" for r in letters), "a sender's dlq- header read as ours"
+    forged = [r for r in letters if marker_of(r).endswith(":forged-dlq-headers")]
+    assert forged
+    kept = [r.headers[: int(header(r, "dlq-original-headers"))] for r in forged]
+    assert all(("dlq-service", b"forged") in original for original in kept), "the sender's own headers are not kept"
+    huge = [r for r in letters if marker_of(r).endswith(":huge-headers")]
+    assert all(ours(r, "dlq-headers-dropped") for r in huge), "the sender's oversized headers were not dropped"
     reader = AIOKafkaConsumer(bootstrap_servers=poisoned_stack.bootstrap)
     await reader.start()
     try:
@@ -236,8 +248,8 @@ async def test_records_the_fetcher_cannot_read_are_dead_lettered_and_the_partiti
     stand_in = f"{run}:stand-in"
 
     def name_of(record: ConsumerRecord[bytes, bytes]) -> str:
-        if header(record, "dlq-error-type") == "UnreadableRecord" and not marker_of(record):
-            at = (header(record, "dlq-source-partition"), header(record, "dlq-source-offset"))
+        if ours(record, "dlq-error-type") == "UnreadableRecord" and not marker_of(record):
+            at = (ours(record, "dlq-source-partition"), ours(record, "dlq-source-offset"))
             return stand_in if at == (str(partition.partition), str(first + 2)) else ""
         return marker_of(record)
 
@@ -252,7 +264,7 @@ async def test_records_the_fetcher_cannot_read_are_dead_lettered_and_the_partiti
     records = await records_until(poisoned_stack.bootstrap, topics.dlq(topic), all_there, timeout=90)
     seen = [r for r in records if name_of(r).startswith(run)]
     assert len(seen) == len(expected), "a record was dead-lettered more than once"
-    reasons = {name_of(r): header(r, "dlq-reason") for r in seen}
+    reasons = {name_of(r): ours(r, "dlq-reason") for r in seen}
     assert reasons[f"{run}:header-name-not-utf8"] == "UnreadableRecord: header name '\\\\xff\\\\xfe' is not UTF-8"
     # The sender's other headers travel along, the bad name shown escaped.
     bad_name = next(r for r in seen if name_of(r) == f"{run}:header-name-not-utf8")

@@ -62,7 +62,7 @@ def _connection() -> tuple[Any, _Transport]:
 async def test_a_body_in_the_piece_that_begins_a_pipelined_request_is_not_counted_as_head() -> None:
     """A POST whose head came in two pieces, the second holding the rest of the head, a 20 KB body and the
     beginning of a pipelined GET: the piece is not the GET's head (counted, it made the GET's 16 bytes 'over
-    16 KiB': 431, the connection closed, the POST's answer lost with it)."""
+    64 KiB': 431, the connection closed, the POST's answer lost with it)."""
     protocol, transport = _connection()
     body = b"x" * 20_000
     protocol.data_received(b"POST /echo HTTP/1.1\r\nHost: test\r\n")

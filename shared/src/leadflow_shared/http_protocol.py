@@ -12,7 +12,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 PROBLEM_TYPE_BASE = "https://leadflow.dev/problems/"  # as crm-api's problem details (crm-api/problems.py)
-MAX_HEAD_BYTES = 16 * 1024  # h11's bound on a request's line and headers, which the services had before
+MAX_HEAD_BYTES = 64 * 1024  # as httpx's client bound; h11 refused only an unfinished head over 16 KiB (decision 0054)
 
 
 class HeadTooLargeError(Exception):
