@@ -438,6 +438,47 @@ async def test_an_erasure_takes_the_leads_a_crash_left_in_a_stale_outbox_documen
         assert await router.db[ROUTER_CONTACTS].count_documents({}) == 0
 
 
+async def test_an_erasure_takes_a_repeat_a_crash_left_in_a_later_stale_outbox_document_out_of_it(
+    mongo_url: str,
+) -> None:
+    """Helper 98, on the MongoDB-wire server: a lead is routed; a later batch holds an R1 repeat of its contact, and
+    its writer died after the outbox document, before the records. The erasure past the stale bound places an erased
+    placeholder under the repeat too and takes its outbox out of the document: the batch's redelivery does not route
+    the repeat as a new lead carrying the erased contact (the keys are forgotten by then)."""
+    async with router_on(mongo_url, {"accounts": [office("acme", 600)]}, now=T0) as router:
+        router.service.erasures = Erasures(router.db)
+        first, other = received(n=1), received(n=2)
+        repeat = LeadReceived.create(account_id="acme", occurred_at=T0, payload=first.payload)
+        assert not await router.service.on_leads_received([first])
+        router.published.failing = True
+        with pytest.raises(ConnectionError):
+            await router.service.on_leads_received([repeat, other])
+        router.published.failing = False
+        ids = [str(repeat.event_id), str(other.event_id)]
+        await router.db[ROUTER_LEADS].delete_many({"_id": {"$in": ids}})  # as if the writer died before these
+        await router.db[ROUTER_CONTACTS].delete_many({"lead_id": str(other.event_id)})
+        await router.db[ROUTER_OUTBOXES].update_many({}, {"$inc": {"since_ms": -2 * STALE_BATCH_SECONDS * 1000}})
+        router.published.clear()
+
+        email = first.payload.contact.email
+        assert email is not None
+        await router.service.on_command(erase_contact(email))
+        (erased,) = [e for _, e in router.published.events() if isinstance(e, ContactErased)]
+        assert erased.payload.lead_ids == [first.event_id], "a repeat is not one of the erasure's leads"
+        (document,) = [doc async for doc in router.db[ROUTER_OUTBOXES].find({})]
+        assert [item["lead_id"] for item in document["leads"]] == [str(other.event_id)]
+        placeholder = await router.db[ROUTER_LEADS].find_one({"_id": str(repeat.event_id)})
+        assert placeholder is not None
+        assert (placeholder["kind"], placeholder["erased"]) == ("merged", True)
+
+        router.published.clear()
+        assert not await router.service.on_leads_received([repeat, other])  # the crashed batch redelivered
+        assert not [body for _, body in router.published.records if email.encode() in body], "the contact came out"
+        assert [body for _, body in router.published.records if str(other.payload.contact.email).encode() in body]
+        gone = {"lead_id": {"$in": [str(first.event_id), str(repeat.event_id)]}}
+        assert not await router.db[ROUTER_CONTACTS].count_documents(gone), "a key of the erased contact is kept"
+
+
 def erase_contact(email: str) -> EraseContact:
     payload = EraseContactPayload(by_user_id="acme-broker", reason="ticket 9", email=email)
     return EraseContact.create(account_id="acme", occurred_at=T0, payload=payload)

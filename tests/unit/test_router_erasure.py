@@ -377,3 +377,85 @@ async def test_a_writer_stalled_past_the_bound_stores_and_publishes_nothing_of_a
     assert not decode_record(records.docs[str(first.event_id)]).is_lead
     assert KEY not in router.contacts.leads
     assert not records.outboxes
+
+
+async def test_a_repeat_in_the_crashed_batch_of_an_erased_unstored_lead_comes_out_with_the_contact() -> None:
+    """Review of 3c0317b (helper 96; moved from test_review_s26b_router_placeholder.py): a crashed batch holds Pat's
+    inquiry and an R1 repeat of Pat merged into it. Past the stale bound the erasure placed the placeholder only
+    for the lead the contact keys point at; on redelivery the repeat found no known contact and was routed as a new
+    lead: a LeadOffered with Pat's email went out after ContactErased. Now every lead of the document whose outbox
+    registers the contact gets a placeholder (helper 98)."""
+    records = CrashingWriter()
+    router = Router(records=records)
+    first, repeat = lead(1), lead(1)  # Pat twice, same email
+    with pytest.raises(ConnectionError):
+        await router.service.on_leads_received([first, repeat])
+    (doc,) = records.outboxes.values()
+    assert {item["lead_id"] for item in doc["leads"]} == {str(first.event_id), str(repeat.event_id)}
+    doc["since_ms"] -= 2 * STALE_BATCH_SECONDS * 1000  # its writer crashed
+
+    await router.service.on_command(erasure(email="pat1@example.com"))
+    erased, later = after_erasure(router.out)
+    assert erased.payload.lead_ids == [first.event_id]
+    assert not later
+
+    plain = FakeRecords()
+    plain.docs, plain.outboxes = records.docs, records.outboxes
+    router.service.records = plain  # the crashed batch redelivered, to a writer that does not crash
+    await router.service.on_leads_received([first, repeat])
+    events = [e for _, e in router.out.events()]
+    at = next(i for i, e in enumerate(events) if isinstance(e, ContactErased))
+    after = [body for _, body in router.out.records[at + 1 :]]
+    assert not [b for b in after if b"pat1@example.com" in b], (
+        "the repeat of the erased contact was routed as a new lead after the erasure, carrying its email"
+    )
+
+
+async def redelivered(router: Router, records: FakeRecords, *leads: LeadReceived) -> None:
+    """The crashed batch redelivered, to a writer that does not crash."""
+    plain = FakeRecords()
+    plain.docs, plain.outboxes = records.docs, records.outboxes
+    router.service.records = plain
+    assert not await router.service.on_leads_received(list(leads))
+
+
+def published_after_erasure(out: Published) -> list[bytes]:
+    """The bodies published after ContactErased."""
+    at = next(i for i, (_, e) in enumerate(out.events()) if isinstance(e, ContactErased))
+    return [body for _, body in out.records[at + 1 :]]
+
+
+@pytest.mark.parametrize("age", [2 * STALE_BATCH_SECONDS, STALE_BATCH_SECONDS - 5], ids=["stale", "young"])
+async def test_a_repeat_of_the_erased_contact_in_a_crashed_later_batch_is_erased_with_it(age: int) -> None:
+    """Helper 98: the repeat is in a later batch than its lead's (stored and routed before); that batch's writer
+    crashed between its document and its records. The erasure found the lead by the index and left the repeat's
+    outbox in the document: its redelivery, with the keys forgotten, routed it as a new lead carrying the contact.
+    Past the stale bound it gets an erased placeholder too, and its outbox leaves the document; younger, the erasure
+    waits for it (its redelivery stores it, merged into the lead), then erases both."""
+    records = CrashingWriter()
+    router = Router(records=records)
+    first, repeat, other = lead(1), lead(1, phone="+14155550142"), lead(2)
+    await redelivered(router, records, first)  # routed, its keys registered
+    router.service.records = records
+    with pytest.raises(ConnectionError):
+        await router.service.on_leads_received([repeat, other])
+    (doc,) = records.outboxes.values()
+    doc["since_ms"] -= age * 1000
+    command = erasure(email="pat1@example.com")
+    if age < STALE_BATCH_SECONDS:
+        with pytest.raises(LeadsBeingStoredError):
+            await router.service.on_command(command)
+        assert not [e for _, e in router.out.events() if isinstance(e, ContactErased)], "erased without the repeat"
+        await redelivered(router, records, repeat, other)
+        await router.service.on_command(command)  # the consumer's retry
+    else:
+        await router.service.on_command(command)
+        assert [item["lead_id"] for item in doc["leads"]] == [str(other.event_id)], "its outbox left the document"
+        assert not decode_record(records.docs[str(repeat.event_id)]).is_lead
+        await redelivered(router, records, repeat, other)
+    erased, _ = after_erasure(router.out)
+    assert erased.payload.lead_ids == [first.event_id], "a repeat is not one of the erasure's leads"
+    after = published_after_erasure(router.out)
+    assert not [b for b in after if b"pat1@example.com" in b or b"+14155550142" in b], "the contact came out after"
+    assert not router.contacts.leads.keys() & {KEY, "acme:phone:+14155550142"}, "a key of the contact is kept"
+    assert str(other.event_id) in router.contacts.leads.values(), "the batch's other lead is routed"

@@ -810,18 +810,22 @@ class RouterService:
         outboxes that will register those keys (a crash left them unapplied, or their writer is storing them: a
         new lead's first outbox in its batch's document, a moved lead's), and by id. Ids of another account,
         merged repeats (R1) and unknown ids are left out (tenant isolation). A lead an open outbox document lists
-        that has no record yet is erased before it is stored, or waited for (`_erase_unstored`)."""
+        that has no record yet is erased before it is stored, or waited for (`_erase_unstored`); so is every repeat
+        an open document lists whose outbox registers the contact (its keys, or one of the leads found), in
+        whichever batch: else its redelivery, finding the keys forgotten, routed it as a new lead carrying the
+        contact (helper 98). A repeat's placeholder is not among the lead ids, as a stored repeat is not."""
         p = command.payload
         keys = contact_keys(command.account_id, p.email, p.phone)
         indexed = await self.contacts.find(keys)
         wanted = sorted({*indexed.values(), *pending.registering(keys, ()).values(), *(str(i) for i in p.lead_ids)})
-        records = await self.records.get_many(wanted)
+        repeats = {o for o, into in pending.registering(keys, wanted).items() if o != into and o in pending.listed}
+        records = await self.records.get_many(sorted({*wanted, *repeats}))
         placed: list[str] = []
-        if unstored := [i for i in wanted if i not in records and i in pending.listed]:
+        if unstored := [i for i in sorted({*wanted, *repeats}) if i not in records and i in pending.listed]:
             placed = await self._erase_unstored(unstored, pending, command.account_id)
             records |= await self.records.get_many([i for i in unstored if i not in placed])  # stored meanwhile
         mine = {i for i, r in records.items() if r.is_lead and r.account_id == command.account_id}
-        return [i for i in wanted if i in mine or i in placed]
+        return [i for i in wanted if i in mine or (i in placed and pending.merges_into(i) == i)]
 
     async def _erase_unstored(self, lead_ids: list[str], pending: PendingContacts, account_id: str) -> list[str]:
         """Leads open outbox documents list that have no record yet (decision 0068, helper 94); returns those of the

@@ -70,3 +70,7 @@ class PendingContacts:
             for owner, (lead, registered) in self.registers.items()
             if registered and (lead in lead_ids or registered & keys)
         }
+
+    def merges_into(self, owner: str) -> str:
+        """The lead the outbox of `owner` registers its keys for: another for a repeat (R1), else its own."""
+        return self.registers[owner][0] if owner in self.registers else owner
