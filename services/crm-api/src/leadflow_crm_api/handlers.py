@@ -23,7 +23,7 @@ a rebuild replays it after the events that carried the contact, so it erases the
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -41,7 +41,7 @@ from leadflow_crm_api.domain.projection import (
     late_links,
     row_changes,
 )
-from leadflow_crm_api.domain.views import PARKED_FOR, ROUTER_VERSION, records_in_timeline, timeline_entry
+from leadflow_crm_api.domain.views import PARKED_FOR, records_in_timeline, timeline_entry
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.routing import (
     ContactErased,
@@ -86,7 +86,7 @@ async def project(event: RoutingEvent, *, views: ViewWriter, side_effects: bool 
     if first is not None:
         # Read before the insert (one command for the batch's leads), so a row that owes parked events says so.
         parked = in_version_order(await views.parked(str(event.payload.lead_id)))
-        if await views.insert_new(first.owing(str(event.event_id)) if parked else first):
+        if await views.insert_new(_stored(first, event, parked)):
             # The lead had no row, so the event has no timeline entry yet (an entry is written after its row).
             await _created(event, parked, views, side_effects=side_effects)
             return
@@ -126,7 +126,7 @@ async def _applied(
         return "parked"
     parked = in_version_order(await views.parked(lead_id))  # read before the upsert, as a first offer's
     upsert = assigned_row(event, state)
-    await views.upsert(upsert.owing(str(event.event_id)) if parked else upsert)
+    await views.upsert(_stored(upsert, event, parked))
     await _created(event, parked, views, side_effects=side_effects)
     return "created"
 
@@ -154,7 +154,10 @@ async def _created(
 
     Parked events came after the lead's first event (dead-lettered, replayed now: `event`), or before `event`, a
     later one that creates a row (an offer after a release, an assignment by hand) while the first is still a dead
-    letter. The first is older than all of them; a later one is not, and is applied again after them.
+    letter. The first is older than all of them; a later one is not: its row was stored without its version
+    (`_stored`), and it is applied again after them. Each of them, and `event` again, is applied as any event is:
+    one older than the row's version changes nothing but its timeline entry (`RowState.superseded`), so a resumed
+    `event` (dead-lettered again after its insert, replayed after newer events changed the row) undoes nothing.
 
     With parked events the row was stored marked (`PARKED_FOR`, `event`'s id): each step can be cut short by a
     crash and taken again by `event`'s redelivery, which finds the mark (`RowState.owes_parked`) and comes back
@@ -163,11 +166,7 @@ async def _created(
     the mark removed, last (a redelivered first offer or hold reads its row's state before its entry)."""
     lead_id = str(event.payload.lead_id)
     if parked:
-        later = any(_came_before(p, event) for p in parked)
-        if later and event.payload.router_version is not None:
-            # The row carries `event`'s version: the events that came before it would be older. It is applied
-            # again after them, with its version.
-            await views.update(RowChanges.of(lead_id, {ROUTER_VERSION: None}))
+        later = _any_before(parked, event)
         for earlier in parked:
             await project(earlier, views=views, side_effects=side_effects)
         if later:  # the row has it now: its changes again, as a later event's (its entry below)
@@ -185,6 +184,23 @@ def in_version_order(events: list[LeadEvent]) -> list[LeadEvent]:
     if any(v is None for v in versions):
         return events
     return sorted(events, key=lambda e: e.payload.router_version or 0)
+
+
+_Row = TypeVar("_Row", NewRow, RowUpsert)
+
+
+def _stored(row: _Row, event: LeadEvent, parked: list[LeadEvent]) -> _Row:
+    """The row a row-making event stores: marked while it owes the lead's parked events (`PARKED_FOR`), and without
+    its router version when some came before it (they are applied first, then it again: `_created`), so the row's
+    version is only ever set by what is applied, and never lowered."""
+    if not parked:
+        return row
+    return row.owing(str(event.event_id), unversioned=_any_before(parked, event))
+
+
+def _any_before(parked: list[LeadEvent], event: LeadEvent) -> bool:
+    """Whether any parked event came before `event`, which made the row (so `event` is applied again after them)."""
+    return any(_came_before(p, event) for p in parked)
 
 
 def _came_before(parked: LeadEvent, event: LeadEvent) -> bool:

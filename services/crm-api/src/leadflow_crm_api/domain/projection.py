@@ -156,9 +156,16 @@ class NewRow:
     def document(self) -> Doc:
         return {"_id": self.lead_id, **self.fields}
 
-    def owing(self, event_id: str) -> NewRow:
-        """The row marked as owing the lead's parked events (`PARKED_FOR`) until `event_id` has applied them."""
-        return NewRow(self.lead_id, {**self.fields, PARKED_FOR: event_id})
+    def owing(self, event_id: str, *, unversioned: bool = False) -> NewRow:
+        """The row marked as owing the lead's parked events (`PARKED_FOR`) until `event_id` has applied them;
+        `unversioned`: without the event's `ROUTER_VERSION` (events that came before it are applied first)."""
+        return NewRow(self.lead_id, {**_unversioned(self.fields, unversioned), PARKED_FOR: event_id})
+
+
+def _unversioned(fields: Fields, drop: bool) -> Fields:
+    """`fields` without the router version when `drop`: a row-making event's own version is set when it is applied
+    again after the parked events that came before it, so the row's version is never lowered (decision 0093)."""
+    return {k: v for k, v in fields.items() if k != ROUTER_VERSION} if drop else fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,9 +215,10 @@ class RowUpsert:
         on_insert = {k: row[k] for k in ON_INSERT_ONLY if k in row}
         return cls(lead_id, {k: v for k, v in row.items() if k not in on_insert}, on_insert)
 
-    def owing(self, event_id: str) -> RowUpsert:
+    def owing(self, event_id: str, *, unversioned: bool = False) -> RowUpsert:
         """The upsert whose inserted row is marked as owing the lead's parked events (`NewRow.owing`)."""
-        return RowUpsert(self.lead_id, self.fields, {**self.on_insert, PARKED_FOR: event_id})
+        fields = _unversioned(self.fields, unversioned)
+        return RowUpsert(self.lead_id, fields, {**self.on_insert, PARKED_FOR: event_id})
 
     def applied_to(self, row: Fields | None) -> Doc:
         if row is None:
