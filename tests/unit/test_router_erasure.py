@@ -8,6 +8,7 @@ The same on the real MongoDB-wire server: integration/test_erasure_stores.py.
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import time
 from datetime import UTC, datetime
@@ -459,3 +460,72 @@ async def test_a_repeat_of_the_erased_contact_in_a_crashed_later_batch_is_erased
     assert not [b for b in after if b"pat1@example.com" in b or b"+14155550142" in b], "the contact came out after"
     assert not router.contacts.leads.keys() & {KEY, "acme:phone:+14155550142"}, "a key of the contact is kept"
     assert str(other.event_id) in router.contacts.leads.values(), "the batch's other lead is routed"
+
+
+BOLT = AccountSnapshot(account_id="bolt", name="Bolt", roster=(Agent("z", "Z"),), round_robin=True)
+
+
+@dataclasses.dataclass
+class TwoOffices:
+    records: FakeRecords = dataclasses.field(default_factory=CrashingWriter)
+    contacts: Contacts = dataclasses.field(default_factory=Contacts)
+    out: Published = dataclasses.field(default_factory=Published)
+    service: RouterService = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.service = router_on_fakes(
+            ACCOUNT, BOLT, clock=lambda: NOW, records=self.records, contacts=self.contacts, publish=self.out,
+            erasures=Erasures(),
+        )  # fmt: skip
+
+
+def bolts_erasure_of(*leads: LeadReceived) -> EraseContact:
+    """Bolt's erasure naming these (acme's) leads by id, and no email or phone."""
+    payload = EraseContactPayload(by_user_id="bolt-admin", reason="ticket 9", lead_ids=[e.event_id for e in leads])
+    return EraseContact.create(account_id="bolt", occurred_at=NOW, payload=payload)
+
+
+async def test_an_erasure_naming_another_accounts_lead_id_is_not_held_up_by_that_accounts_batch() -> None:
+    """Review of 4f3a084 (helper 99; moved from test_review_s26c_router_other_account.py): acme's lead (Pat) is
+    routed and stored; a repeat of Pat is in acme's later batch, whose document is young (its writer is storing it).
+    Bolt's erasure names acme's lead by id (an id of another account: left out, tenant isolation). `_leads_of` took
+    the repeats of every lead the request named before dropping other accounts' ids: acme's repeat was "unstored"
+    and young, so bolt's erasure raised LeadsBeingStoredError and waited on acme's traffic. Now an id's account is
+    settled first (helper 101)."""
+    office = TwoOffices()
+    records = office.records
+    first, repeat = lead(1), lead(1, phone="+14155550142")
+    await redelivered(office, records, first)  # type: ignore[arg-type]  # routed, stored, its keys registered
+    office.service.records = records
+    with pytest.raises(ConnectionError):
+        await office.service.on_leads_received([repeat])  # acme's writer is between its document and records
+    (doc,) = records.outboxes.values()
+    assert doc["since_ms"] > (time.time() - STALE_BATCH_SECONDS) * 1000, "young"
+    await office.service.on_command(bolts_erasure_of(first))  # raised LeadsBeingStoredError before
+    erased, _ = after_erasure(office.out)
+    assert erased.account_id == "bolt"
+    assert erased.payload.lead_ids == [], "acme's lead is not bolt's"
+
+
+@pytest.mark.parametrize("age", [2 * STALE_BATCH_SECONDS, STALE_BATCH_SECONDS - 5], ids=["stale", "young"])
+async def test_an_erasure_naming_another_accounts_unstored_lead_neither_waits_nor_touches_its_document(
+    age: int,
+) -> None:
+    """Helper 101: acme's lead and its repeat are listed in acme's document with no record yet (its writer is
+    storing them, or crashed). Bolt's erasure naming them by id does not wait for them (young), stores no
+    placeholder under them and leaves acme's document as it is (stale); acme's redelivery then routes Pat."""
+    office = TwoOffices()
+    records = office.records
+    first, repeat = lead(1), lead(1, phone="+14155550142")
+    with pytest.raises(ConnectionError):
+        await office.service.on_leads_received([first, repeat])
+    (doc,) = records.outboxes.values()
+    doc["since_ms"] -= age * 1000
+    before = copy.deepcopy(doc)
+    await office.service.on_command(bolts_erasure_of(first, repeat))
+    erased, _ = after_erasure(office.out)
+    assert erased.payload.lead_ids == [], "acme's leads are not bolt's"
+    assert not records.docs, "a placeholder stored under acme's lead"
+    assert records.outboxes == {before["_id"]: before}, "acme's document changed"
+    await redelivered(office, records, first, repeat)  # type: ignore[arg-type]
+    assert office.contacts.leads[KEY] == str(first.event_id), "acme's lead is routed and keeps its contact"

@@ -813,18 +813,30 @@ class RouterService:
         that has no record yet is erased before it is stored, or waited for (`_erase_unstored`); so is every repeat
         an open document lists whose outbox registers the contact (its keys, or one of the leads found), in
         whichever batch: else its redelivery, finding the keys forgotten, routed it as a new lead carrying the
-        contact (helper 98). A repeat's placeholder is not among the lead ids, as a stored repeat is not."""
-        p = command.payload
-        keys = contact_keys(command.account_id, p.email, p.phone)
-        indexed = await self.contacts.find(keys)
-        wanted = sorted({*indexed.values(), *pending.registering(keys, ()).values(), *(str(i) for i in p.lead_ids)})
-        repeats = {o for o, into in pending.registering(keys, wanted).items() if o != into and o in pending.listed}
-        records = await self.records.get_many(sorted({*wanted, *repeats}))
+        contact (helper 98). A repeat's placeholder is not among the lead ids, as a stored repeat is not.
+        The account of an id is settled before anything else is looked up for it (helper 101): a lead found by
+        the account's keys is the account's; one named by id, or a repeat found through a lead, is only when its
+        record names the account, or (no record yet) each listing of it does. So an id of another account never
+        brings in that account's repeats, never makes this erasure wait, and no placeholder is stored for it."""
+        p, account_id = command.payload, command.account_id
+        keys = contact_keys(account_id, p.email, p.phone)
+        by_keys = {*(await self.contacts.find(keys)).values(), *pending.registering(keys, ()).values()}
+        named = {str(i) for i in p.lead_ids}
+        records = await self.records.get_many(sorted(by_keys | named))
+        wanted = sorted(
+            i for i in by_keys | named
+            if (i in records and records[i].account_id == account_id)
+            or (i not in records and (i in by_keys or pending.lists_in(i, account_id)))
+        )  # fmt: skip
+        through = {o: into for o, into in pending.registering((), wanted).items() if pending.lists_in(o, account_id)}
+        repeats = {o for o, into in (through | pending.registering(keys, ())).items() if o != into}
+        repeats &= pending.listed.keys()
+        records |= await self.records.get_many(sorted(repeats - records.keys()))
         placed: list[str] = []
         if unstored := [i for i in sorted({*wanted, *repeats}) if i not in records and i in pending.listed]:
-            placed = await self._erase_unstored(unstored, pending, command.account_id)
+            placed = await self._erase_unstored(unstored, pending, account_id)
             records |= await self.records.get_many([i for i in unstored if i not in placed])  # stored meanwhile
-        mine = {i for i, r in records.items() if r.is_lead and r.account_id == command.account_id}
+        mine = {i for i, r in records.items() if r.is_lead and r.account_id == account_id}
         return [i for i in wanted if i in mine or (i in placed and pending.merges_into(i) == i)]
 
     async def _erase_unstored(self, lead_ids: list[str], pending: PendingContacts, account_id: str) -> list[str]:

@@ -71,6 +71,12 @@ class PendingContacts:
             if registered and (lead in lead_ids or registered & keys)
         }
 
+    def lists_in(self, lead_id: str, account_id: str) -> bool:
+        """Whether open documents list `lead_id` as a lead of `account_id`: each listing's events name that account
+        (a listing whose events name none, or another, is not this account's)."""
+        listings = self.listed.get(lead_id, ())
+        return bool(listings) and all(listing.account_id == account_id for listing in listings)
+
     def merges_into(self, owner: str) -> str:
         """The lead the outbox of `owner` registers its keys for: another for a repeat (R1), else its own."""
         return self.registers[owner][0] if owner in self.registers else owner
