@@ -25,7 +25,7 @@ from leadflow_crm_api.domain.projection import (
     first_row,
     row_changes,
 )
-from leadflow_crm_api.domain.views import EARLY_HOLDER, PARKED_FOR, lead_row_from_offered
+from leadflow_crm_api.domain.views import EARLY_HOLDER, HOLDER_FIELDS, PARKED_FOR, lead_row_from_offered
 from leadflow_crm_api.handlers import project
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.activity import ActivityAction
@@ -784,7 +784,7 @@ def test_events_without_a_version_are_applied_as_they_come() -> None:
     assert row.get("router_version") is None
 
 
-def test_a_row_making_event_dead_lettered_again_and_replayed_after_a_newer_event_undoes_it() -> None:
+def test_a_row_making_event_dead_lettered_again_and_replayed_after_a_newer_event_does_not_undo_it() -> None:
     """Helper 96's review (`test_review_s26b_crm_parked_for.py`, moved): cid's offer (v7) comes while the lead's
     first events are dead letters and its claim, share and release (v3..v6) are parked; it stores the row marked
     `parked_for` and fails (dead-lettered again); dan's assignment by hand (v8) is applied to the marked row; cid's
@@ -819,3 +819,120 @@ def test_a_row_making_event_dead_lettered_again_and_replayed_after_a_newer_event
         8,
     ), "the replayed offer (v7) and the parked v3..v6 undid dan's assignment (v8), which the row had applied"
     _assert_as_in_order(views, _projected([*parked, to_cid, to_dan]))
+
+
+# --- decision 0093 amended (helper 100): a row owing parked events is never left without its maker's version ------
+
+
+def _erasure() -> ContactErased:
+    return ContactErased.create(account_id="acme", occurred_at=T0 + timedelta(hours=1), payload=ContactErasedPayload(
+        erasure_id=uuid.uuid4(), lead_ids=[LEAD], by_user_id="bea", reason="ticket 7"))  # fmt: skip
+
+
+def test_an_erasure_between_the_unversioned_insert_and_the_redelivery_leaves_the_row_versioned() -> None:
+    """Helper 99's review (`test_review_s26c_crm_unversioned_row.py`, moved): cid's offer (v7) stores the row without
+    its version (v3..v6 parked came before it) and fails at its first parked event's entry lookup; the person is
+    erased (the erasure takes the parked events); the offer, redelivered, finds none left. The row takes v7 (the
+    erasure sets the version the mark owes), so bob's offer (v2, a dead letter) replayed later changes nothing."""
+    events = _versioned_life()
+    to_bob, parked, to_cid = events[2], events[3:7], events[7]
+    views = Crashing(set())
+    asyncio.run(_run(views, parked))
+    views.crash_at = {views.calls + 2}  # 0: parked, 1: insert_new, 2: the first parked event's entry lookup
+    with pytest.raises(ConnectionError):
+        asyncio.run(project(to_cid, views=views, side_effects=False))
+    assert views.rows[str(LEAD)][PARKED_FOR] == str(to_cid.event_id)
+    views.crash_at = set()
+    asyncio.run(project(_erasure(), views=views, side_effects=False))
+    assert views.parking == {}
+    assert _until_done(views, to_cid) == 0  # the redelivery
+    row = views.rows[str(LEAD)]
+    assert PARKED_FOR not in row
+    assert row.get("router_version") == 7, "the row is left without a version for good (cid's offer made it: v7)"
+    asyncio.run(project(to_bob, views=views, side_effects=False))  # a dead letter (v2) replayed
+    assert views.rows[str(LEAD)]["offered_to"] == ["cid"], "bob's old offer (v2) applied over cid's (v7)"
+
+
+def test_a_row_making_event_replayed_after_a_newer_parked_event_keeps_its_own_changes() -> None:
+    """Helper 99's review (moved): v1, v2 and cid's offer (v7) are dead letters; v3..v6 and the expiry of cid's offer
+    (v8) find no row and are parked. cid's offer replayed makes the row, applies the parked events older than it
+    (v3..v6), itself again, then the newer one (v8): the row is as in order (it used to apply v8 before the offer,
+    which, older than v8, changed nothing: the row said "unassigned")."""
+    events = _versioned_life()
+    parked, to_cid = events[3:7], events[7]
+    expired = _cids_expiry()
+    in_order = _projected([*parked, to_cid, expired]).rows[str(LEAD)]
+    late = _projected([*parked, expired, to_cid])
+    row = late.rows[str(LEAD)]
+    assert late.parking == {}
+    assert str(to_cid.event_id) in late.entries
+    assert (row["status"], row.get("router_version")) == (in_order["status"], 8), (
+        "cid's offer (v7), applied before the parked v8 in order, was skipped as older than v8"
+    )
+
+
+def _cids_expiry() -> OfferExpired:
+    return OfferExpired.create(account_id="acme", occurred_at=T0 + timedelta(minutes=8), payload=OfferClosedPayload(
+        lead_id=LEAD, agent_id="cid", offer_round=3, router_version=8))  # fmt: skip
+
+
+def _cids_life() -> list[RoutingEvent]:
+    """`_versioned_life` up to cid's offer (v7), then cid's offer expires (v8) and the lead is shared with rob (v9):
+    events that make no row, so they can be parked on either side of the offer's version."""
+    share = LeadShared.create(account_id="acme", occurred_at=T0 + timedelta(minutes=9), payload=LeadSharedPayload(
+        lead_id=LEAD, share_id=uuid.uuid4(), agent_id="rob", realtor_name="Rob", assigned_by="Acme",
+        previous_owner_agent_id=None, by_user_id="nora", router_version=9))  # fmt: skip
+    return [*_versioned_life()[:8], _cids_expiry(), share]
+
+
+@settings(database=None, deadline=None, max_examples=300)
+@given(data=st.data())
+def test_parked_events_on_both_sides_of_the_makers_version_and_an_erasure_at_any_point_leave_the_row_versioned(
+    data: st.DataObject,
+) -> None:
+    """cid's offer (v7) makes the row while v3..v6 and any of the newer v8, v9 are parked (v1, v2 dead letters); it
+    fails at any calls, any number of times, until it goes through; the rest of v8, v9 follow. Without an erasure the
+    row and timeline are as in order; with one at any point (before the offer, between a failure and its
+    redelivery, after it, at the end) nothing stays parked or marked, the row's holder and version are those of the
+    events applied (the erasure drops the parked ones not applied yet), in order: at least the offer's version, and
+    bob's old offer (v2) replayed then leaves its holder alone."""
+    events = _cids_life()
+    before, maker, after = events[3:7], events[7], events[8:]
+    early = data.draw(st.integers(0, len(after)), label="newer events parked before it")
+    erase_at = data.draw(st.sampled_from([None, "before", "failed", "done", "end"]), label="the erasure")
+    crashes = data.draw(st.sets(st.integers(0, 60), max_size=4), label="calls that fail")
+    views = Crashing(set())
+
+    def erase(at: str) -> None:
+        if erase_at == at:
+            views.crash_at = set()
+            asyncio.run(project(_erasure(), views=views, side_effects=False))
+
+    asyncio.run(_run(views, [*before, *after[:early]]))
+    erase("before")
+    views.crash_at = {views.calls + c for c in crashes}
+    try:
+        asyncio.run(project(maker, views=views, side_effects=False))
+    except ConnectionError:
+        erase("failed")
+        _until_done(views, maker)
+    erase("done")
+    views.crash_at = set()
+    asyncio.run(_run(views, after[early:]))
+    erase("end")
+    if erase_at is None:
+        _assert_as_in_order(views, _projected([*before, maker, *after]))
+        return
+    row = views.rows[str(LEAD)]
+    assert (PARKED_FOR in row, views.parking) == (False, {})
+    # The erasure dropped what was parked and not applied yet: the row is as the applied events in order leave it.
+    applied = {*views.entries, *row.get("applied_event_ids", [])}
+    kept = [e for e in events if e is maker or str(e.event_id) in applied]
+    # Not the assignment reason, which an offer leaves: a parked event applied before a crash but not recorded (its
+    # entry was next), then dropped by the erasure, leaves its reason though it is not among the applied events.
+    shown = (*(f for f in HOLDER_FIELDS if f != "assignment_reason"), "router_version")
+    holder = {k: row.get(k) for k in shown}
+    assert holder == {k: _projected(kept).rows[str(LEAD)].get(k) for k in shown}
+    assert row["router_version"] >= 7
+    asyncio.run(project(events[2], views=views, side_effects=False))  # bob's offer (v2), a dead letter replayed
+    assert {k: views.rows[str(LEAD)].get(k) for k in shown} == holder

@@ -41,7 +41,7 @@ from leadflow_crm_api.domain.projection import (
     late_links,
     row_changes,
 )
-from leadflow_crm_api.domain.views import PARKED_FOR, records_in_timeline, timeline_entry
+from leadflow_crm_api.domain.views import ROUTER_VERSION, records_in_timeline, timeline_entry
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.routing import (
     ContactErased,
@@ -117,7 +117,7 @@ async def _applied(
     state = state or await views.state(lead_id)
     if state.owes_parked(event):  # it created the row; a crash stopped it before it was done with the parked events
         parked = in_version_order(await views.parked(lead_id))
-        await _created(event, parked, views, side_effects=side_effects, resumed=True)
+        await _created(event, parked, views, side_effects=side_effects, resumed=state)
         return "created"
     if state.exists:
         await _changed(event, state, views)
@@ -147,7 +147,12 @@ async def _changed(event: LeadEvent, state: RowState, views: ViewWriter) -> None
 
 
 async def _created(
-    event: LeadEvent, parked: list[LeadEvent], views: ViewWriter, *, side_effects: bool, resumed: bool = False
+    event: LeadEvent,
+    parked: list[LeadEvent],
+    views: ViewWriter,
+    *,
+    side_effects: bool,
+    resumed: RowState | None = None,
 ) -> None:
     """`event` created its lead's row: the lead's events that came before the row (`parked`, decision 0093
     amended, in version order) are applied, each with its timeline entry, then forgotten; `event`'s entry last.
@@ -155,26 +160,55 @@ async def _created(
     Parked events came after the lead's first event (dead-lettered, replayed now: `event`), or before `event`, a
     later one that creates a row (an offer after a release, an assignment by hand) while the first is still a dead
     letter. The first is older than all of them; a later one is not: its row was stored without its version
-    (`_stored`), and it is applied again after them. Each of them, and `event` again, is applied as any event is:
-    one older than the row's version changes nothing but its timeline entry (`RowState.superseded`), so a resumed
-    `event` (dead-lettered again after its insert, replayed after newer events changed the row) undoes nothing.
+    (`_stored`), and it is applied again after those older than it and before those newer (`_around`: a parked
+    expiry of its own offer comes after it). Each of them, and `event` again, is applied as any event is: one older
+    than the row's version changes nothing but its timeline entry (`RowState.superseded`), so a resumed `event`
+    (dead-lettered again after its insert, replayed after newer events changed the row) undoes nothing.
 
     With parked events the row was stored marked (`PARKED_FOR`, `event`'s id): each step can be cut short by a
-    crash and taken again by `event`'s redelivery, which finds the mark (`RowState.owes_parked`) and comes back
-    here without applying its own changes again: a parked event applied already is skipped by its timeline entry
-    (a share by its id on the row, an echo by its time); once they are forgotten, `event`'s entry is written and
-    the mark removed, last (a redelivered first offer or hold reads its row's state before its entry)."""
+    crash and taken again by `event`'s redelivery (`resumed`: the row's state it read), which finds the mark
+    (`RowState.owes_parked`) and comes back here without applying its own changes again: a parked event applied
+    already is skipped by its timeline entry (a share by its id on the row, an echo by its time); once they are
+    forgotten, `event`'s entry is written and the mark removed, last (a redelivered first offer or hold reads its
+    row's state before its entry). A redelivery that finds none parked before it (an erasure or the TTL took them)
+    still gives the row the version it was stored without (`_finished`)."""
     lead_id = str(event.payload.lead_id)
+    owed: int | None = None
+    again = _any_before(parked, event)  # stored without its version (`_stored`): applied again after them
+    before, after = _around(parked, event)
+    for earlier in before:
+        await project(earlier, views=views, side_effects=side_effects)
+    if again:  # the row has them now: its changes again, as a later event's (its entry below)
+        await _changed(event, await views.state(lead_id), views)
+    for later in after:
+        await project(later, views=views, side_effects=side_effects)
     if parked:
-        later = _any_before(parked, event)
-        for earlier in parked:
-            await project(earlier, views=views, side_effects=side_effects)
-        if later:  # the row has it now: its changes again, as a later event's (its entry below)
-            await _changed(event, await views.state(lead_id), views)
         await views.unpark([str(p.event_id) for p in parked])
+    if not again and resumed is not None:
+        owed = await _finished(event, resumed, views)
     await views.record(timeline_entry(event))
-    if parked or resumed:  # resumed with none left: a crash after they were forgotten, or an erasure took them
-        await views.update(RowChanges.without(lead_id, PARKED_FOR))
+    if parked or resumed is not None:  # resumed with none left: a crash after they were forgotten, or an erasure
+        await views.update(RowChanges.unmarked(lead_id, owed))
+
+
+async def _finished(event: LeadEvent, state: RowState, views: ViewWriter) -> int | None:
+    """A resumed row-making event with no parked event before it left (an erasure or the TTL took them): the row,
+    stored without its version, must not stay so (an older dead letter would apply). With no version since, the row
+    holds `event`'s changes: its version is owed, set with the mark's removal (returned); with an older one (parked
+    events applied before the crash), `event`'s changes again, which set it; with its own or newer, nothing."""
+    owed = state.version_owed()
+    if owed is None or state.router_version is None:
+        return owed
+    await _changed(event, state, views)
+    return None
+
+
+def _around(parked: list[LeadEvent], event: LeadEvent) -> tuple[list[LeadEvent], list[LeadEvent]]:
+    """The parked events applied before `event` (which made the row) and after it: by version when it and all of
+    them carry one; else all before it, in the order they came (as before helper 100)."""
+    if event.payload.router_version is None or any(p.payload.router_version is None for p in parked):
+        return parked, []
+    return [p for p in parked if _came_before(p, event)], [p for p in parked if not _came_before(p, event)]
 
 
 def in_version_order(events: list[LeadEvent]) -> list[LeadEvent]:
@@ -231,8 +265,14 @@ async def _erase(event: ContactErased, views: ViewWriter) -> None:
     for lead in event.payload.lead_ids:
         lead_id = str(lead)
         await views.erase_timeline(lead_id)
-        if (await views.state(lead_id)).exists:
-            await views.update(RowChanges.of(lead_id, erased_row(event)))
+        if (state := await views.state(lead_id)).exists:
+            # A row stored without its maker's version, owing parked events (they go below) and holding only its
+            # maker's changes (no version since): it takes the version now, as its maker may never come back and an
+            # older dead letter would apply. Parked events applied already (a version, lower) leave it to the maker's
+            # redelivery, which applies its changes again (`_finished`).
+            version = state.version_owed() if state.router_version is None else None
+            owed = {} if version is None else {ROUTER_VERSION: version}
+            await views.update(RowChanges.of(lead_id, erased_row(event) | owed))
             await views.record(erasure_entry(event, lead_id))
         # Events held for a row that never came, or that a row created before a crash still owes: they go too
         # (what they carry of the person; the row's mark is removed by its event's redelivery).

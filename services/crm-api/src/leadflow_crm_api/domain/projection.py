@@ -22,6 +22,7 @@ from leadflow_crm_api.domain.views import (
     CLOCK_SKEW_MS,
     EARLY_HOLDER,
     MOVE_REASON,
+    OWED_VERSION,
     PARKED_FOR,
     ROUTER_VERSION,
     is_echo,
@@ -63,6 +64,7 @@ class RowState:
     early_holder: tuple[str | None, int | None] = (None, None)
     router_version: int | None = None
     parked_for: str | None = None
+    owed_version: int | None = None
 
     @classmethod
     def of(cls, row: Fields | None) -> RowState:
@@ -81,12 +83,21 @@ class RowState:
             (row.get(EARLY_HOLDER[0]), _ms(row.get(EARLY_HOLDER[1]))),
             _ms(row.get(ROUTER_VERSION)),
             row.get(PARKED_FOR),
+            _ms(row.get(OWED_VERSION)),
         )
 
     def owes_parked(self, event: LeadEvent) -> bool:
         """Whether `event` created the row and has not finished applying the lead's parked events (a crash
         between its row's insert and its timeline entry): redelivered, it finishes that, not its own changes."""
         return self.parked_for is not None and self.parked_for == str(event.event_id)
+
+    def version_owed(self) -> int | None:
+        """The version of the event that made the marked row without it, while the row's is lower (or none): what
+        finishing the row sets (decision 0093, helper 100); None when nothing is owed."""
+        owed, mine = self.owed_version, self.router_version
+        if self.parked_for is None or owed is None or (mine is not None and mine >= owed):
+            return None
+        return owed
 
     def applied_already(self, event: LeadEvent) -> bool:
         """Whether the row has applied `event`, one the timeline does not record (a share read again)."""
@@ -159,13 +170,22 @@ class NewRow:
     def owing(self, event_id: str, *, unversioned: bool = False) -> NewRow:
         """The row marked as owing the lead's parked events (`PARKED_FOR`) until `event_id` has applied them;
         `unversioned`: without the event's `ROUTER_VERSION` (events that came before it are applied first)."""
-        return NewRow(self.lead_id, {**_unversioned(self.fields, unversioned), PARKED_FOR: event_id})
+        return NewRow(
+            self.lead_id, {**_unversioned(self.fields, unversioned), **_mark(event_id, self.fields, unversioned)}
+        )
 
 
 def _unversioned(fields: Fields, drop: bool) -> Fields:
     """`fields` without the router version when `drop`: a row-making event's own version is set when it is applied
     again after the parked events that came before it, so the row's version is never lowered (decision 0093)."""
     return {k: v for k, v in fields.items() if k != ROUTER_VERSION} if drop else fields
+
+
+def _mark(event_id: str, fields: Fields, unversioned: bool) -> Doc:
+    """The mark of a row owing parked events: the event's id, and the version it was stored without (`OWED_VERSION`,
+    so the row's version reaches it however the row is finished: `RowState.version_owed`)."""
+    owed = fields.get(ROUTER_VERSION) if unversioned else None
+    return {PARKED_FOR: event_id} | ({} if owed is None else {OWED_VERSION: owed})
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +208,12 @@ class RowChanges:
     def without(cls, lead_id: str, *names: str) -> RowChanges:
         """The row without the fields `names` (the parked events' mark, `PARKED_FOR`)."""
         return cls(lead_id, {}, {}, names)
+
+    @classmethod
+    def unmarked(cls, lead_id: str, version: int | None = None) -> RowChanges:
+        """The row without the parked events' mark (`PARKED_FOR`, `OWED_VERSION`); with `version`, the row's router
+        version set in the same update (the marking event's, owed: `RowState.version_owed`)."""
+        return cls(lead_id, {} if version is None else {ROUTER_VERSION: version}, {}, (PARKED_FOR, OWED_VERSION))
 
     def applied_to(self, row: Fields) -> Doc:
         """The row with these changes."""
@@ -218,7 +244,7 @@ class RowUpsert:
     def owing(self, event_id: str, *, unversioned: bool = False) -> RowUpsert:
         """The upsert whose inserted row is marked as owing the lead's parked events (`NewRow.owing`)."""
         fields = _unversioned(self.fields, unversioned)
-        return RowUpsert(self.lead_id, fields, {**self.on_insert, PARKED_FOR: event_id})
+        return RowUpsert(self.lead_id, fields, {**self.on_insert, **_mark(event_id, self.fields, unversioned)})
 
     def applied_to(self, row: Fields | None) -> Doc:
         if row is None:

@@ -124,6 +124,10 @@ ROUTER_VERSION = "router_version"
 # with the row, removed once they are applied and forgotten; the event, redelivered after a crash, finds it and
 # finishes the work instead of being applied again.
 PARKED_FOR = "parked_for"
+# The router version of that event when the row was stored without it (some parked events came before it, helper 97):
+# what the row's version must reach once they are applied, whatever finishes the row (its redelivery, an erasure
+# that takes the parked events: helper 100). Removed with the mark.
+OWED_VERSION = "parked_version"
 # What a holder change sets: who holds the lead, how, and its open offers. A late move leaves them as they are.
 HOLDER_FIELDS = ("status", "owner_agent_id", "assignment_reason", "open_offers", "offered_to", "pond")
 # The assignment reason a move to another office leaves (T2): its target's roster position 1 holds the lead.
