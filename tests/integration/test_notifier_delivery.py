@@ -506,6 +506,21 @@ class Replica:
             deliveries=self.log, courier=courier, metrics=self.metrics, max_drives=max_drives, concurrency=concurrency
         )
 
+    def digests(self, db: AsyncDatabase[dict[str, Any]], mailer: SmtpMailer, clock: Clock, **more: Any) -> DigestSender:
+        """This process's daily digest run, on its delivery log (`more`: e.g. the erasure markers)."""
+        return DigestSender(
+            items=DigestItems(db),
+            subscribers=AgentDirectory(db),
+            deliveries=self.log,
+            mailer=mailer,
+            metrics=self.metrics,
+            pages_url="https://crm",
+            default_hour=7,
+            schedules=AccountSchedules(db),
+            clock=clock,
+            **more,
+        )
+
 
 def about(sink: MailSink, event: LeadOffered) -> list[EmailMessage]:
     return [m for m in sink.received() if m["X-Leadflow-Lead-Id"] == str(event.payload.lead_id)]
@@ -837,17 +852,7 @@ async def test_a_digest_refused_for_now_is_retried_later_that_day(
     await directory.save_preferences(f"{account}-staff", PreferencesDoc(account_id=account, digest=True, email=email))
     await items.add(DigestItem(account, f"{account}-lead", "Lead", "Web", clock.ms - 6 * 3_600_000))
     replica = Replica(db, clock, mailer)
-    sender = DigestSender(
-        items=items,
-        subscribers=directory,
-        deliveries=replica.log,
-        mailer=mailer,
-        metrics=replica.metrics,
-        pages_url="https://crm",
-        default_hour=7,
-        schedules=AccountSchedules(db),
-        clock=clock,
-    )
+    sender = replica.digests(db, mailer, clock)
     key = f"digest:{account}:{clock.now.date().isoformat()}:email:{account}-staff"
 
     sink.refusals.extend(["451 4.3.0 try later"] * 4)  # the run, then every attempt of a re-drive (3)
@@ -889,18 +894,7 @@ async def test_a_digest_waiting_for_a_retry_when_one_of_its_leads_is_erased_goes
     replicas = [Replica(db, clock, mailer) for _ in range(2)]
 
     def run(replica: Replica) -> DigestSender:
-        return DigestSender(
-            items=items,
-            subscribers=directory,
-            deliveries=replica.log,
-            mailer=mailer,
-            metrics=replica.metrics,
-            pages_url="https://crm",
-            default_hour=7,
-            schedules=AccountSchedules(db),
-            clock=clock,
-            erasures=LeadErasure(db),
-        )
+        return replica.digests(db, mailer, clock, erasures=LeadErasure(db))
 
     def digests() -> list[EmailMessage]:
         return [m for m in sink.received() if m["X-Envelope-To"] == email]
