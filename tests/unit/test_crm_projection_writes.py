@@ -928,11 +928,13 @@ def test_parked_events_on_both_sides_of_the_makers_version_and_an_erasure_at_any
     # The erasure dropped what was parked and not applied yet: the row is as the applied events in order leave it.
     applied = {*views.entries, *row.get("applied_event_ids", [])}
     kept = [e for e in events if e is maker or str(e.event_id) in applied]
-    # Not the assignment reason, which an offer leaves: a parked event applied before a crash but not recorded (its
-    # entry was next), then dropped by the erasure, leaves its reason though it is not among the applied events.
+    # Or with one more: a parked event applied before a crash but not recorded (its entry was next), then dropped by
+    # the erasure, leaves what it set though it is not among the applied events (decision 0093, left open). Not the
+    # assignment reason, which an offer leaves as such an event set it.
+    half = [[e for e in events if e in kept or e is one] for one in events[3:] if one not in kept]
     shown = (*(f for f in HOLDER_FIELDS if f != "assignment_reason"), "router_version")
     holder = {k: row.get(k) for k in shown}
-    assert holder == {k: _projected(kept).rows[str(LEAD)].get(k) for k in shown}
+    assert holder in [{k: _projected(run).rows[str(LEAD)].get(k) for k in shown} for run in [kept, *half]]
     assert row["router_version"] >= 7
     asyncio.run(project(events[2], views=views, side_effects=False))  # bob's offer (v2), a dead letter replayed
     assert {k: views.rows[str(LEAD)].get(k) for k in shown} == holder
