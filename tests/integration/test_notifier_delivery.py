@@ -841,16 +841,27 @@ async def test_a_crash_counts_a_drive_only_for_records_whose_send_started(db: As
     assert sorted(driven) == sorted(stuck.started), "a drive counted without a send would abandon it untried"
 
 
+async def digest_office(
+    db: AsyncDatabase[dict[str, Any]], clock: Clock, leads: list[tuple[str, str]]
+) -> tuple[str, str]:
+    """A new office whose staff member takes the daily digest by email, with `leads` (id suffix, name) new six hours
+    ago: the office's id and the staff member's address."""
+    await ensure_indexes(db)
+    account = f"office-{uuid.uuid4().hex[:6]}"
+    email = f"{account}@example.com"
+    await AgentDirectory(db).save_preferences(
+        f"{account}-staff", PreferencesDoc(account_id=account, digest=True, email=email)
+    )
+    for suffix, name in leads:
+        await DigestItems(db).add(DigestItem(account, f"{account}-{suffix}", name, "Web", clock.ms - 6 * 3_600_000))
+    return account, email
+
+
 async def test_a_digest_refused_for_now_is_retried_later_that_day(
     db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer
 ) -> None:
     clock = Clock(NOON)
-    await ensure_indexes(db)
-    items, directory = DigestItems(db), AgentDirectory(db)
-    account = f"office-{uuid.uuid4().hex[:6]}"
-    email = f"{account}@example.com"
-    await directory.save_preferences(f"{account}-staff", PreferencesDoc(account_id=account, digest=True, email=email))
-    await items.add(DigestItem(account, f"{account}-lead", "Lead", "Web", clock.ms - 6 * 3_600_000))
+    account, email = await digest_office(db, clock, [("lead", "Lead")])
     replica = Replica(db, clock, mailer)
     sender = replica.digests(db, mailer, clock)
     key = f"digest:{account}:{clock.now.date().isoformat()}:email:{account}-staff"
@@ -883,14 +894,8 @@ async def test_a_digest_waiting_for_a_retry_when_one_of_its_leads_is_erased_goes
     # retry. Ann's contact is erased meanwhile: her erasure ends that delivery unsent. Bob is still new for the
     # office: the next runs send the day's digest once, with Bob only, under the same key and Message-ID.
     clock = Clock(NOON)
-    await ensure_indexes(db)
-    items, directory = DigestItems(db), AgentDirectory(db)
-    account = f"office-{uuid.uuid4().hex[:6]}"
-    email = f"{account}@example.com"
-    await directory.save_preferences(f"{account}-staff", PreferencesDoc(account_id=account, digest=True, email=email))
+    account, email = await digest_office(db, clock, [("ann", "Ann Erased"), ("bob", "Bob Kept")])
     ann, bob = f"{account}-ann", f"{account}-bob"
-    for lead_id, name in [(ann, "Ann Erased"), (bob, "Bob Kept")]:
-        await items.add(DigestItem(account, lead_id, name, "Web", clock.ms - 6 * 3_600_000))
     replicas = [Replica(db, clock, mailer) for _ in range(2)]
 
     def run(replica: Replica) -> DigestSender:
