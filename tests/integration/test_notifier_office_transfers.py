@@ -11,7 +11,7 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
@@ -155,17 +155,22 @@ def to(sink: MailSink, address: str) -> list[EmailMessage]:
 
 
 def first_offer(lead_id: uuid.UUID) -> LeadOffered:
+    return offered(lead_id, "south", "sam", OFFERED_AT, CONTACT)
+
+
+def offered(lead_id: uuid.UUID, account_id: str, agent_id: str, at: datetime, contact: Contact) -> LeadOffered:
+    """A first offer to `agent_id`, 15 minutes to claim."""
     return LeadOffered.create(
-        account_id="south",
-        occurred_at=OFFERED_AT,
+        account_id=account_id,
+        occurred_at=at,
         payload=LeadOfferedPayload(
             lead_id=lead_id,
-            agent_id="sam",
+            agent_id=agent_id,
             offer_round=1,
             race_size=1,
-            deadline=datetime(2024, 1, 9, 12, 15, tzinfo=UTC),
+            deadline=at + timedelta(minutes=15),
             explanation="rr",
-            contact=CONTACT,
+            contact=contact,
             source=SOURCE,
         ),
     )
@@ -335,20 +340,7 @@ class ErasedMeanwhile:
 
 
 def north_offer(lead_id: uuid.UUID, contact: Contact) -> LeadOffered:
-    return LeadOffered.create(
-        account_id="north",
-        occurred_at=MOVED_AT,  # in North's digest of Thu 11 Jan
-        payload=LeadOfferedPayload(
-            lead_id=lead_id,
-            agent_id="carl",
-            offer_round=1,
-            race_size=1,
-            deadline=datetime(2024, 1, 10, 12, 15, tzinfo=UTC),
-            explanation="rr",
-            contact=contact,
-            source=SOURCE,
-        ),
-    )
+    return offered(lead_id, "north", "carl", MOVED_AT, contact)  # in North's digest of Thu 11 Jan
 
 
 async def test_a_lead_erased_by_another_replica_while_one_files_it_is_not_in_the_digest_nor_kept(
