@@ -7,23 +7,27 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leadflow_crm_api.domain.erasure import ERASED_ROW
+from leadflow_crm_api.domain.generations import LAST_ACTIVITY
 from leadflow_crm_api.domain.lead_row import LeadRow
 from leadflow_crm_api.domain.projection import (
     NO_ROW,
+    STATE_VERSION,
     NewRow,
     RowChanges,
     RowState,
     RowUpsert,
     assigned_row,
+    changes_state,
     first_row,
     row_changes,
+    versioned,
 )
 from leadflow_crm_api.domain.views import EARLY_HOLDER, HOLDER_FIELDS, PARKED_FOR, lead_row_from_offered
 from leadflow_crm_api.handlers import project
@@ -36,11 +40,15 @@ from leadflow_shared.events.routing import (
     AssignmentReason,
     ContactErased,
     ContactErasedPayload,
+    ContactMessaged,
+    ContactMessagedPayload,
     LeadAssigned,
     LeadAssignedPayload,
     LeadClaimed,
     LeadClaimedPayload,
     LeadEvent,
+    LeadFellBack,
+    LeadFellBackPayload,
     LeadHeld,
     LeadHeldPayload,
     LeadOffered,
@@ -729,13 +737,38 @@ def _versioned_life() -> list[RoutingEvent]:
     ]  # fmt: skip
 
 
+def _refusal(after: RoutingEvent, version: int) -> ActivityLogged:
+    """zed's claim of the lead refused by the router (its own record version, decided after `after`): it changes
+    only the row's last activity and timeline."""
+    return ActivityLogged.create(account_id="acme", occurred_at=after.occurred_at + timedelta(seconds=30),
+        payload=ActivityLoggedPayload(lead_id=LEAD, agent_id=None, action=ActivityAction.CALL, by_agent_id="zed",
+        claim_refused="the offer ended", router_version=version))  # fmt: skip
+
+
+def _with_refusals(events: list[RoutingEvent], after: set[int]) -> list[RoutingEvent]:
+    """`events` with a refused claim after each of the positions `after` (each a change of its own: the versions
+    after it one higher). A refusal is not put between the events of one change (they share a version)."""
+    life: list[RoutingEvent] = []
+    for k, event in enumerate(events):
+        shift = sum(1 for i in after if i < k)
+        version = (_version(event) or 0) + shift
+        life.append(event.model_copy(update={"payload": event.payload.model_copy(update={"router_version": version})}))
+        if k in after:
+            life.append(_refusal(event, version + 1))
+    return life
+
+
 @settings(database=None, deadline=None, max_examples=300)
 @given(data=st.data())
 def test_any_dead_letters_replayed_at_any_later_point_leave_the_row_as_in_order(data: st.DataObject) -> None:
     """Helper 87's defect 2: any of the lead's events dead-lettered by crm-api and replayed at any later point, in any
-    order among themselves: an event older than the row's version changes nothing but its timeline entry, so the row
-    and timeline are those of the events in order."""
-    events = _versioned_life()
+    order among themselves: an event older than the row's version of what it changes changes nothing but its
+    timeline entry, so the row and timeline are those of the events in order. Helper 104: refused claims (activity
+    only, each with its own version) may come after any change, so between a state change and its late replay."""
+    life = _versioned_life()
+    ends = [k for k in range(len(life)) if k == len(life) - 1 or _version(life[k]) != _version(life[k + 1])]
+    refused = data.draw(st.sets(st.sampled_from(ends), max_size=3), label="refused claims after")
+    events = _with_refusals(life, refused)
     n = len(events)
     dead = data.draw(st.sets(st.integers(0, n - 1)), label="dead-lettered")
     # The first offer is replayed before the next event that makes a row (bob's offer): a row made by a later event
@@ -757,6 +790,11 @@ def test_any_dead_letters_replayed_at_any_later_point_leave_the_row_as_in_order(
     } | _links(expected)
     assert projected.entries.keys() == in_order.entries.keys()
     assert projected.parking == {}
+
+
+def _version(event: RoutingEvent) -> int | None:
+    version: int | None = getattr(event.payload, "router_version", None)
+    return version
 
 
 def test_a_second_rounds_offer_replayed_after_the_claim_reopens_no_offer() -> None:
@@ -938,3 +976,104 @@ def test_parked_events_on_both_sides_of_the_makers_version_and_an_erasure_at_any
     assert row["router_version"] >= 7
     asyncio.run(project(events[2], views=views, side_effects=False))  # bob's offer (v2), a dead letter replayed
     assert {k: views.rows[str(LEAD)].get(k) for k in shown} == holder
+
+
+# --- decision 0093 amended (helper 104): an event changing only the last activity holds back no older state change -
+
+
+def _race() -> list[RoutingEvent]:
+    """Acme's lead offered to ana and bob in a race (v1), ana claims it (v2: her claim, bob's offer withdrawn), bob's
+    claim a moment later is refused (v3: the router's ActivityLogged naming why)."""
+    minute = timedelta(minutes=1)
+
+    def offer(agent: str) -> LeadOffered:
+        return LeadOffered.create(account_id="acme", occurred_at=T0, payload=LeadOfferedPayload(
+            lead_id=LEAD, agent_id=agent, offer_round=1, race_size=2, deadline=T0 + 15 * minute, explanation="R6",
+            contact=CONTACT, source=SOURCE, router_version=1))  # fmt: skip
+
+    claim = LeadClaimed.create(account_id="acme", occurred_at=T0 + minute, payload=LeadClaimedPayload(
+        lead_id=LEAD, agent_id="ana", action=ActivityAction.CALL, offer_round=1, router_version=2))  # fmt: skip
+    withdrawn = OfferWithdrawn.create(account_id="acme", occurred_at=T0 + minute, payload=OfferClosedPayload(
+        lead_id=LEAD, agent_id="bob", offer_round=1, reason=WithdrawalReason.CLAIMED_BY_ANOTHER,
+        router_version=2))  # fmt: skip
+    refused = ActivityLogged.create(account_id="acme", occurred_at=T0 + 2 * minute, payload=ActivityLoggedPayload(
+        lead_id=LEAD, agent_id="ana", action=ActivityAction.CALL, by_agent_id="bob",
+        claim_refused="ana holds the lead", router_version=3))  # fmt: skip
+    return [offer("ana"), offer("bob"), claim, withdrawn, refused]
+
+
+def test_a_claim_replayed_after_a_refused_claim_of_a_racer_still_gives_the_lead_its_holder() -> None:
+    """Helper 103's review (`test_review_s27_crm_late_claim.py`, moved): ana's claim (v2) dead-lettered by crm-api,
+    bob's refused claim (v3, which changes only the last activity) applied, then the claim replayed: the refusal
+    replaced nothing the claim changes, so the claim applies (it used to be timeline-only: the row stayed offered,
+    unowned, while the router had it held by ana)."""
+    to_ana, to_bob, claim, withdrawn, refused = _race()
+    in_order = _projected([to_ana, to_bob, claim, withdrawn, refused]).rows[str(LEAD)]
+    assert (in_order["status"], in_order["owner_agent_id"], in_order["open_offers"]) == ("assigned", "ana", [])
+    late = _projected([to_ana, to_bob, withdrawn, refused, claim])
+    row = late.rows[str(LEAD)]
+    assert str(claim.event_id) in late.entries, "the claim's timeline entry is written"
+    assert (row["status"], row["owner_agent_id"], row["open_offers"]) == ("assigned", "ana", []), (
+        "the replayed claim must leave the row as in order: the refused claim after it changed only the last activity"
+    )
+    assert (row["router_version"], row[STATE_VERSION]) == (3, 2), "the row's version is never lowered"
+    assert (row["last_activity_ms"], row["last_activity_by"]) == (in_order["last_activity_ms"], "bob")
+    # The refusal itself, replayed after a newer change, changes nothing but its timeline entry.
+    released = LeadReleased.create(account_id="acme", occurred_at=T0 + 3 * timedelta(minutes=1),
+        payload=LeadReleasedPayload(lead_id=LEAD, agent_id="ana", broker_agent_id="bea", explanation="ana left",
+        router_version=4))  # fmt: skip
+    replayed = _projected([to_ana, to_bob, claim, withdrawn, released, refused])
+    assert replayed.rows == _projected([to_ana, to_bob, claim, withdrawn, refused, released]).rows
+
+
+def _every_kind() -> list[LeadEvent]:
+    """One event of each kind a lead's row is changed by, the activity-only ones in each of their forms."""
+    minute = timedelta(minutes=1)
+    agent_action = ActivityLoggedPayload(lead_id=LEAD, agent_id="ana", action=ActivityAction.NOTE, by_agent_id="ana")
+    return [
+        offered("ana"),
+        assigned(),
+        LeadHeld.create(account_id="acme", occurred_at=T0, payload=LeadHeldPayload(
+            lead_id=LEAD, rule_id="r1", until=T0 + 60 * minute, explanation="closed", contact=CONTACT, source=SOURCE)),
+        OfferExpired.create(account_id="acme", occurred_at=T0, payload=OfferClosedPayload(
+            lead_id=LEAD, agent_id="ana", offer_round=1)),
+        OfferWithdrawn.create(account_id="acme", occurred_at=T0, payload=OfferClosedPayload(
+            lead_id=LEAD, agent_id="ana", offer_round=1, reason=WithdrawalReason.DECLINED)),
+        LeadClaimed.create(account_id="acme", occurred_at=T0, payload=LeadClaimedPayload(
+            lead_id=LEAD, agent_id="ana", action=ActivityAction.CALL, offer_round=1)),
+        LeadFellBack.create(account_id="acme", occurred_at=T0, payload=LeadFellBackPayload(
+            lead_id=LEAD, agent_id="bea", explanation="R9")),
+        _move("acme", "south", "sol", minutes=0),
+        LeadShared.create(account_id="acme", occurred_at=T0, payload=LeadSharedPayload(
+            lead_id=LEAD, share_id=uuid.uuid4(), agent_id="rita", realtor_name="Rita", assigned_by="Acme",
+            previous_owner_agent_id=None, by_user_id="nora")),
+        LeadReleased.create(account_id="acme", occurred_at=T0, payload=LeadReleasedPayload(
+            lead_id=LEAD, agent_id="ana", broker_agent_id="bea", explanation="ana left")),
+        ActivityLogged.create(account_id="acme", occurred_at=T0, payload=agent_action),  # an echo
+        ActivityLogged.create(account_id="acme", occurred_at=T0, payload=agent_action.model_copy(
+            update={"claim_refused": "the offer ended"})),  # a refused claim, ask-back or decline
+        ActivityLogged.create(account_id="acme", occurred_at=T0, payload=ActivityLoggedPayload(
+            lead_id=LEAD, agent_id="ana", action=ActivityAction.INQUIRY)),  # the contact came back (R1)
+        ContactMessaged.create(account_id="acme", occurred_at=T0, payload=ContactMessagedPayload(
+            lead_id=LEAD, agent_id="ana", channel="email", to="jane@example.com", body="Hello")),
+    ]  # fmt: skip
+
+
+def test_only_the_events_that_change_the_rows_state_are_state_changing() -> None:
+    """`changes_state` is what the event's changes say: more than the last activity, `last_event_id` and versions
+    (an assignment's upsert and a move, which `row_changes` does not build, change the holder). Every kind of lead
+    event is checked."""
+    events = _every_kind()
+    kinds = {type(e) for e in events}
+    assert kinds == set(get_args(get_args(LeadEvent)[0])), "a lead event kind is not checked"
+    activity_only = {*LAST_ACTIVITY, "last_event_id", "router_version", STATE_VERSION}
+    row = RowState.of(lead_row_from_offered(offered("ana")))
+    for event in events:
+        if isinstance(event, LeadAssigned | LeadTransferred):
+            assert changes_state(event), event.type
+            continue
+        changes = row_changes(event, row)
+        touched = {*changes.fields, *changes.activity} - activity_only
+        assert changes_state(event) == bool(touched), (event.type, touched)
+        stamped = event.model_copy(update={"payload": event.payload.model_copy(update={"router_version": 9})})
+        assert (STATE_VERSION in versioned(stamped, row)) == changes_state(event), event.type

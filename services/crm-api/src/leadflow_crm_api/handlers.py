@@ -39,9 +39,10 @@ from leadflow_crm_api.domain.projection import (
     assigned_row,
     first_row,
     late_links,
+    owed_versions,
     row_changes,
 )
-from leadflow_crm_api.domain.views import ROUTER_VERSION, records_in_timeline, timeline_entry
+from leadflow_crm_api.domain.views import records_in_timeline, timeline_entry
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.routing import (
     ContactErased,
@@ -134,8 +135,8 @@ async def _applied(
 async def _changed(event: LeadEvent, state: RowState, views: ViewWriter) -> None:
     """Apply a lead event to its row (`state`), unless the row applied what came after it already."""
     if state.superseded(event):
-        # Of an office the lead left, older than what an office further on did, or than the row's router version:
-        # its timeline entry only (and an older offer's accept link).
+        # Of an office the lead left, older than what an office further on did, or than the row's version of what it
+        # changes (its state, or only its last activity): its timeline entry only (and an older offer's accept link).
         if (links := late_links(event, state)) is not None:
             await views.update(links)
     elif isinstance(event, LeadAssigned):
@@ -261,7 +262,9 @@ async def _other(
 
 async def _erase(event: ContactErased, views: ViewWriter) -> None:
     """Decision 0050: each lead's row without the person, its timeline without what people wrote, and
-    an entry saying who asked. Applying it again changes nothing."""
+    an entry saying who asked. Applying it again changes nothing. Every lead it names is scrubbed, in whatever office
+    its row is now: the router names only leads of the erasing office as they were then, and a lead that moved on
+    since was scrubbed before its move when read in order (decision 0050)."""
     for lead in event.payload.lead_ids:
         lead_id = str(lead)
         await views.erase_timeline(lead_id)
@@ -271,8 +274,7 @@ async def _erase(event: ContactErased, views: ViewWriter) -> None:
             # older dead letter would apply. Parked events applied already (a version, lower) leave it to the maker's
             # redelivery, which applies its changes again (`_finished`).
             version = state.version_owed() if state.router_version is None else None
-            owed = {} if version is None else {ROUTER_VERSION: version}
-            await views.update(RowChanges.of(lead_id, erased_row(event) | owed))
+            await views.update(RowChanges.of(lead_id, erased_row(event) | owed_versions(version)))
             await views.record(erasure_entry(event, lead_id))
         # Events held for a row that never came, or that a row created before a crash still owes: they go too
         # (what they carry of the person; the row's mark is removed by its event's redelivery).

@@ -36,7 +36,15 @@ from leadflow_crm_api.domain.views import (
     records_in_timeline,
 )
 from leadflow_shared.clock import epoch_ms
-from leadflow_shared.events.routing import LeadAssigned, LeadEvent, LeadHeld, LeadOffered, LeadShared
+from leadflow_shared.events.routing import (
+    ActivityLogged,
+    ContactMessaged,
+    LeadAssigned,
+    LeadEvent,
+    LeadHeld,
+    LeadOffered,
+    LeadShared,
+)
 
 Fields = Mapping[str, Any]  # some of a crm_leads row's fields, as stored
 Doc = dict[str, Any]
@@ -44,6 +52,18 @@ Doc = dict[str, Any]
 # What an assignment sets only on the row it creates: fields crm-api itself changes later (lead sharing's
 # `transferred_to`, the holder's CRM status), so replaying an old event cannot undo them.
 ON_INSERT_ONLY = ("created_at", "created_ms", "transferred_to", "crm_status")
+# The router version of the last state-changing lead event the row applied (`changes_state`; decision 0093): what a
+# state-changing event is compared with (`RowState.older`). `ROUTER_VERSION` is the last version of any event
+# applied, an activity-only one's too (a refused claim): what an activity-only event is compared with.
+STATE_VERSION = "state_version"
+
+
+def changes_state(event: LeadEvent) -> bool:
+    """Whether `event` changes the row's state (its holder, status, offers, hold, fee, links, shares), not only its
+    last activity, `last_event_id` and timeline: every lead event but an `ActivityLogged` (an agent's action, a
+    refused claim, ask-back or decline, the contact's new inquiry) and a `ContactMessaged` (decision 0093;
+    `unit/test_crm_projection_writes.py::test_only_the_events_that_change_the_rows_state_are_state_changing`)."""
+    return not isinstance(event, ActivityLogged | ContactMessaged)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +85,8 @@ class RowState:
     router_version: int | None = None
     parked_for: str | None = None
     owed_version: int | None = None
+    state_version: int | None = None
+    last_activity_ms: int | None = None
 
     @classmethod
     def of(cls, row: Fields | None) -> RowState:
@@ -84,6 +106,8 @@ class RowState:
             _ms(row.get(ROUTER_VERSION)),
             row.get(PARKED_FOR),
             _ms(row.get(OWED_VERSION)),
+            _ms(row.get(STATE_VERSION)),
+            _ms(row.get("last_activity_ms")),
         )
 
     def owes_parked(self, event: LeadEvent) -> bool:
@@ -114,7 +138,8 @@ class RowState:
           replica whose clock is behind, applied.
         - An event older than the early holder mark of another office: that office (the lead's next, or one after)
           changed the holder already; the moves that take the lead there are not projected yet.
-        - An event stamped with an older record version than the row's (`older`).
+        - An event stamped with an older record version than the last one the row applied that changed what it
+          changes (`older`).
         Within the row's office, events come in the router's order and are applied as they come.
         """
         if not self.exists:
@@ -130,23 +155,32 @@ class RowState:
         return at < self.moved_ms if left else at < self.moved_ms - CLOCK_SKEW_MS
 
     def older(self, event: LeadEvent) -> bool:
-        """Whether `event` was decided before the last change the row applied: its router record version is older
-        than the row's (decision 0093 amended: a dead letter of the row's own office replayed late). Events of one
-        change share a version, so one of the row's version is applied. An event or row without a version (written
-        before the field) is not older; nor is an echo of an agent's action or message, which keeps its own rule."""
+        """Whether `event` was decided before the last change the row applied of what it changes (decision 0093
+        amended: a dead letter of the row's own office replayed late): a state-changing event (`changes_state`)
+        older than the row's `STATE_VERSION`, so an event after it that changed only the last activity (a refused
+        claim) does not hold it back; an activity-only one older than the row's version (any event
+        after it moved the last activity and `last_event_id`). A row without a state version (written before the
+        field) compares with its version, as before. Events of one change share a version, so one of the row's
+        version is applied. An event or row without a version is not older; nor is an echo of an agent's action or
+        message, which keeps its own rule."""
         version = event.payload.router_version
-        return (
-            version is not None
-            and self.router_version is not None
-            and version < self.router_version
-            and (not is_echo(event))
-        )
+        if version is None or is_echo(event):
+            return False
+        last = self.router_version
+        if changes_state(event) and self.state_version is not None:
+            last = self.state_version
+        return last is not None and version < last
 
 
-def versioned(event: LeadEvent) -> dict[str, Any]:
-    """The row's `router_version` after applying `event`: the event's, when it carries one and is no echo."""
+def versioned(event: LeadEvent, row: RowState) -> dict[str, Any]:
+    """The row's versions after applying `event` (when it carries one and is no echo): `STATE_VERSION` the event's
+    when it changes the row's state (applied, it is not older than the row's); `ROUTER_VERSION` the event's when
+    higher, never lowered (a state change applied after a newer refused claim leaves it)."""
     version = event.payload.router_version
-    return {} if version is None or is_echo(event) else {ROUTER_VERSION: version}
+    if version is None or is_echo(event):
+        return {}
+    raised = {ROUTER_VERSION: version} if row.router_version is None or version > row.router_version else {}
+    return raised | ({STATE_VERSION: version} if changes_state(event) else {})
 
 
 NO_ROW = RowState()
@@ -177,8 +211,8 @@ class NewRow:
 
 def _unversioned(fields: Fields, drop: bool) -> Fields:
     """`fields` without the router version when `drop`: a row-making event's own version is set when it is applied
-    again after the parked events that came before it, so the row's version is never lowered (decision 0093)."""
-    return {k: v for k, v in fields.items() if k != ROUTER_VERSION} if drop else fields
+    again after the parked events that came before it, so the row's versions are never lowered (decision 0093)."""
+    return {k: v for k, v in fields.items() if k not in (ROUTER_VERSION, STATE_VERSION)} if drop else fields
 
 
 def _mark(event_id: str, fields: Fields, unversioned: bool) -> Doc:
@@ -212,8 +246,8 @@ class RowChanges:
     @classmethod
     def unmarked(cls, lead_id: str, version: int | None = None) -> RowChanges:
         """The row without the parked events' mark (`PARKED_FOR`, `OWED_VERSION`); with `version`, the row's router
-        version set in the same update (the marking event's, owed: `RowState.version_owed`)."""
-        return cls(lead_id, {} if version is None else {ROUTER_VERSION: version}, {}, (PARKED_FOR, OWED_VERSION))
+        and state versions set in the same update (the marking event's, owed: `RowState.version_owed`)."""
+        return cls(lead_id, owed_versions(version), {}, (PARKED_FOR, OWED_VERSION))
 
     def applied_to(self, row: Fields) -> Doc:
         """The row with these changes."""
@@ -225,6 +259,12 @@ class RowChanges:
         if self.activity and (new_ms is None or (numeric and stored_ms < new_ms)):
             changed |= self.activity
         return changed
+
+
+def owed_versions(version: int | None) -> Doc:
+    """The versions a marked row takes when it is finished holding only its maker's changes (`version_owed`): the
+    maker is a row-making event, which changes the state, so both."""
+    return {} if version is None else {ROUTER_VERSION: version, STATE_VERSION: version}
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,7 +318,7 @@ def row_changes(event: LeadEvent, row: RowState) -> RowChanges:
         # The first change seen of an office further on: it applies to what the move there leaves (no open offer,
         # the move's reason), not to what the row's office set (`offices.moved_row`).
         offered, changes = [], {"assignment_reason": MOVE_REASON, **changes}
-    changes |= early | versioned(event)
+    changes |= early | versioned(event, row)
     offers = open_offers_after(offered, event)
     if offers is not None:
         # $set of the whole array: nx-27017 mangles $push of documents (decision 0004).
@@ -295,8 +335,8 @@ def row_changes(event: LeadEvent, row: RowState) -> RowChanges:
 
 
 def late_links(event: LeadEvent, row: RowState) -> RowChanges | None:
-    """What an offer older than the row's version still adds: its accept link (kept after its offer ended, so a late
-    click is told how it ended); None for any other event, or a link the row has."""
+    """What an offer older than the row's state version still adds: its accept link (kept after its offer ended, so a
+    late click is told how it ended); None for any other event, or a link the row has."""
     links = offer_links_after(row.offer_links, event) if row.older(event) else None
     if links is None:
         return None
@@ -316,8 +356,22 @@ def _early_holder(event: LeadEvent, row: RowState, changes: Fields) -> dict[str,
 
 def assigned_row(event: LeadAssigned, row: RowState) -> RowUpsert:
     """The row an assignment leaves. It ends any offer, a pond's too: the lead leaves its pond (issue 15)."""
-    fields = lead_row_from_assigned(event) | {"pond": None} | versioned(event)
+    fields = lead_row_from_assigned(event) | {"pond": None} | versioned(event, row)
     fields |= _early_holder(event, row, fields)
     if row.erased:
         fields |= ERASED_ROW  # an event from before the erasure, delivered late (a replayed dead letter)
-    return RowUpsert.of(str(event.payload.lead_id), fields)
+    upsert = RowUpsert.of(str(event.payload.lead_id), fields)
+    if not _activity_after(event, row):
+        return upsert
+    # Applied after a newer event that changed only the last activity (decision 0093): the last activity, newer, stays
+    # (set only on the insert, as every other event sets it only when newer).
+    kept = {k: upsert.fields[k] for k in LAST_ACTIVITY if k in upsert.fields}
+    fields = {k: v for k, v in upsert.fields.items() if k not in kept}
+    return RowUpsert(upsert.lead_id, fields, {**upsert.on_insert, **kept})
+
+
+def _activity_after(event: LeadEvent, row: RowState) -> bool:
+    """Whether the row applied a newer event than `event` (by version) whose last activity is not older."""
+    version, stored = event.payload.router_version, row.last_activity_ms
+    newer = version is not None and row.router_version is not None and version < row.router_version
+    return newer and stored is not None and stored >= epoch_ms(event.occurred_at)
