@@ -227,8 +227,11 @@ def pick(order: Order, cursor: int, count: int, exclude: frozenset[str]) -> tupl
     """
     picked: list[str] = []
     steps = 0
-    for step in range(order.period):
-        agent = order.at(cursor + step)
+    # A cycle that is not shuffled is read by index: `Order.at` is a Python call per agent passed, every offer.
+    agents, shuffled = order.agents, order.shuffle_seed is not None
+    size = len(agents)
+    for step in range(size):
+        agent = order.at(cursor + step) if shuffled else agents[(cursor + step) % size]
         if agent in exclude or agent in picked:
             continue
         picked.append(agent)
@@ -522,7 +525,7 @@ def route_new_lead(lead: NewLead, account: AccountSnapshot, context: RoutingCont
     """Decide what happens to a lead that just arrived: the first rule that applies decides."""
     if context.choice is None:
         context = replace(context, choice=rule_for(lead, account, now))
-    for rule in RULES:
+    for rule in GENERAL_RULES if _general(lead, context) else RULES:
         outcome = rule(lead, account, context, now)
         if outcome is not None:
             return _recorded(outcome, context, now)
@@ -701,6 +704,19 @@ RULES: tuple[Rule, ...] = (
     roster_position_1,
     round_robin,
 )
+GENERAL_RULES = RULES[RULES.index(roster_position_1) :]  # what can decide a lead R1-R4 have nothing to say on
+
+
+def _general(lead: NewLead, context: RoutingContext) -> bool:
+    """Whether R1-R4 would all pass the lead on, as each first checks: no known contact (R1), no agent a
+    provider named (R4), no site it came in on (R2), no listing agent (R3). Most leads: four calls saved."""
+    source = lead.summary.source
+    return (
+        context.existing is None
+        and source.assigned_agent_id is None
+        and not source.site_host
+        and source.listing_agent_id is None
+    )
 
 
 # --- offers, deadlines and claims ---------------------------------------------------------------
@@ -763,7 +779,7 @@ def offer_next(
         return Outcome(fell_back, (Emit(LeadFellBack, payload),), explanation, why=why)
     deadline = claim_deadline(now, pool.claim_window, _pauses(account, rule), account.time_zone)
     round_ = state.round + 1
-    offers = tuple(Offer(agent, round_, deadline) for agent in picked)
+    offers = tuple([Offer(agent, round_, deadline) for agent in picked])  # a list first: no generator frame
     names = _listed(picked, ", ")
     how = "next in rotation" if pool.rule is None else f"rule {pool.rule!r}"
     explanation = _after_note(
@@ -772,7 +788,7 @@ def offer_next(
         f"until {deadline.isoformat()}; {who.describe()}.",
     )
     offered = state.offered(offers, round_, deadline, pool.pond)
-    events = tuple(offered_event(offered, offer, len(picked), explanation) for offer in offers)
+    events = _offered_events(offered, offers, explanation)
     main = state.fallback_step == 0  # a fallback group keeps no cursor
     why = pool.why(now, picked, (start, cursor if main else start), excluded, choice)
     counts_after = tuple(sorted(new_counts.items())) if new_counts else ()
@@ -1246,6 +1262,32 @@ def offered_event(
                 "answers_activity_id": answers,
             }
         ),
+    )
+
+
+def _offered_events(state: LeadState, offers: tuple[Offer, ...], explanation: str) -> tuple[Emit, ...]:
+    """A race's `LeadOffered` events, as `offered_event` builds each; what they share is read once."""
+    summary = state.summary
+    shared = {
+        "lead_id": state.lead_id,
+        "race_size": len(offers),
+        "explanation": explanation,
+        "contact": summary.contact,
+        "source": summary.source,
+        "message": summary.message,
+        "referral_fee_percent": state.referral_fee_percent,
+        "criteria": summary.criteria,
+        "pond": state.pond,
+        "answers_activity_id": None,
+    }
+    return tuple(
+        [
+            Emit(
+                LeadOffered,
+                _OFFERED({**shared, "agent_id": o.agent_id, "offer_round": o.round, "deadline": o.deadline}),
+            )
+            for o in offers
+        ]
     )
 
 
