@@ -119,19 +119,20 @@ def meter(stack: Stack, reference: int) -> CpuMeter:
 
 
 async def mongo_commands(stack: Stack) -> dict[str, float]:
-    """MongoDB commands each service has sent so far (its `<service>_mongo_commands_total`, all names)."""
-    counts = {}
+    """MongoDB commands each service has sent so far, in all (`<service>`) and by command name
+    (`<service>/<command>`), from its `<service>_mongo_commands_total`."""
+    counts: dict[str, float] = {}
     async with httpx.AsyncClient(timeout=10) as client:
         for service in SERVICES:
             text = (await client.get(f"{stack.url(service)}/metrics")).text
             name = f"{service.replace('-', '_')}_mongo_commands"
-            counts[service] = sum(
-                sample.value
-                for family in text_string_to_metric_families(text)
-                if family.name == name
-                for sample in family.samples
-                if sample.name.endswith("_total")
-            )
+            counts[service] = 0.0
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples if family.name == name else ():
+                    if sample.name.endswith("_total"):
+                        counts[service] += sample.value
+                        key = f"{service}/{sample.labels.get('command', '?')}"
+                        counts[key] = counts.get(key, 0.0) + sample.value
     return counts
 
 
@@ -181,7 +182,8 @@ async def measure_rate(
     spent = CpuMeter.delta(before, cpu.read())
     wakeups = CpuMeter.delta(woken, cpu.wakeups())
     elapsed = time.monotonic() - start
-    commands = CpuMeter.delta(commands_before, await mongo_commands(stack))
+    commands_after = await mongo_commands(stack)
+    commands = {name: n - commands_before.get(name, 0.0) for name, n in commands_after.items()}
     latencies = sorted(
         (clock.emailed[lead] - at) * 1000 for lead, at in clock.accepted.items() if lead in clock.emailed
     )
@@ -198,7 +200,8 @@ async def measure_rate(
         "max_ms": latencies[-1] if latencies else float("nan"),
         "cpu_ms_per_lead": {name: s * 1000 / leads for name, s in spent.items()},
         "wakeups_per_lead": {name: w / leads for name, w in wakeups.items()},
-        "mongo_commands_per_lead": {name: n / leads for name, n in commands.items()},
+        "mongo_commands_per_lead": {name: n / leads for name, n in commands.items() if "/" not in name},
+        "mongo_commands_per_lead_by_name": {name: n / leads for name, n in commands.items() if "/" in name and n},
     }
 
 

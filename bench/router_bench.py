@@ -43,6 +43,7 @@ from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, Le
 from leadflow_shared.events.routing import ROUTING_EVENT, LeadOffered, LeadSummary, OfferExpired
 from leadflow_shared.kafka import ensure_topics
 from leadflow_shared.topics import TopicSpec
+from path_bench import CpuMeter
 
 ACCOUNT = "bench-realty"
 AGENTS = [f"agent-{n:02d}" for n in range(10)]
@@ -268,10 +269,17 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     await router_rate(stack, leads(1))
     bodies = leads(args.leads)
     baseline = await broker_rate(stack.bootstrap, bodies)
+    cpu = CpuMeter({"router": stack.services["router"].pid} | {proc.name: proc.pid for proc in stack.servers})
+    start = cpu.read() | {"benchmark": time.process_time()}  # its own threads only, not the stack it started
     database = await database_rate(stack, leads(args.leads), args.db_batch)
+    middle = cpu.read() | {"benchmark": time.process_time()}
     before = metrics(stack)
     routed = await router_rate(stack, bodies)
     after = metrics(stack)
+    end = cpu.read() | {"benchmark": time.process_time()}
+    # CPU ms per lead of each process, in each phase: where a lead's cost goes on the two cores.
+    cpu_floor = {name: 1000 * used / args.leads for name, used in CpuMeter.delta(start, middle).items()}
+    cpu_routed = {name: 1000 * used / args.leads for name, used in CpuMeter.delta(middle, end).items()}
     delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
     mongo_commands = delta.get("router_mongo_commands_total", 0.0) / args.leads
     kafka_out = delta.get("router_events_published_total", 0.0) / args.leads
@@ -287,6 +295,8 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
             "ratio": routed / baseline,
             "ratio_to_database": routed / database,
             "ratio_to_lower_floor": routed / min(baseline, database),
+            "cpu_ms_per_lead_database_floor": cpu_floor,
+            "cpu_ms_per_lead_routed": cpu_routed,
         },
         "p3": p3,
         "p4": {"mongo_commands_per_lead": mongo_commands, "kafka_messages_per_lead": 1 + kafka_out},
@@ -308,6 +318,9 @@ def report(result: dict[str, Any], console: Console) -> None:
     table.add_row("P1", "router / broker", f"{p1['ratio']:.2f}", "")
     table.add_row("P1", "router / database", f"{p1['ratio_to_database']:.2f}", "")
     table.add_row("P1", "router / the lower of the two", f"{p1['ratio_to_lower_floor']:.2f}", ">= 0.5")
+    for phase, key in (("routed", "cpu_ms_per_lead_routed"), ("database floor", "cpu_ms_per_lead_database_floor")):
+        shares = ", ".join(f"{name} {ms:.2f}" for name, ms in p1[key].items())
+        table.add_row("P1", f"CPU ms per lead, {phase} (whole run of that phase)", shares, "")
     table.add_row(
         "P3",
         f"expiry lateness p50 ({p3['fired']}/{p3['due']} due of {p3['open_offers']} open)",
