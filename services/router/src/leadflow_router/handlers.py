@@ -38,7 +38,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from itertools import repeat
@@ -126,10 +126,6 @@ CAS_ATTEMPTS = 10
 # An outbox document older than this (wall clock) is finished by `republish_stale`: a crash left it and no
 # redelivery came (decision 0068). Redeliveries finish theirs at once; this is the backstop.
 STALE_BATCH_SECONDS = 60
-# A batch's new records are stored this many at a time, each chunk while the batch's next leads are decided and
-# published while the next chunk is stored (decision 0095): nx-27017 or MongoDB works while this process decides.
-STORE_CHUNK = 100
-YIELD_EVERY = 10  # while chunks are on their way, deciding lets them go on every this many leads
 # An outbox document listing a lead that has no record yet is kept this long (wall clock): its writer may still be
 # storing the record. A writer whose records are stored later than STALE_BATCH_SECONDS after its documents moves
 # their outboxes into the records instead (`_store`), so dropping it after this loses nothing while the replicas'
@@ -287,57 +283,6 @@ def _turns(before: RoutingRecord, after: RoutingRecord) -> frozenset[str]:
     return frozenset(keys | {f"cap:{agent}" for agent in caps})
 
 
-class _Chunks:
-    """A batch's new records, committed a chunk at a time as they are decided, each chunk in a task of its own
-    (decision 0095): a chunk is stored once the chunk before it is stored, and published while the next one is
-    stored, so the database works while this process decides."""
-
-    def __init__(
-        self,
-        commit: Callable[
-            [list[RoutingRecord], asyncio.Future[None] | None, asyncio.Future[None]], Coroutine[Any, Any, None]
-        ],
-    ) -> None:
-        self._commit = commit
-        self._records: list[RoutingRecord] = []
-        self._tasks: list[asyncio.Task[None]] = []
-        self._stored: asyncio.Future[None] | None = None
-
-    async def add(self, record: RoutingRecord) -> None:
-        self._records.append(record)
-        if len(self._records) == STORE_CHUNK:
-            self._send()
-        elif not self._tasks or len(self._records) % YIELD_EVERY:
-            return
-        # Deciding never waits, so the chunks before would not go on (stored, told, published) until the batch is
-        # decided: let them.
-        await asyncio.sleep(0)
-
-    async def done(self) -> None:
-        """Commit what is left and wait for every chunk; raise the first one's error. The batch is then tried
-        again, and what was stored is finished by its redelivery (decision 0022)."""
-        self._send()
-        for result in await asyncio.gather(*self._tasks, return_exceptions=True):
-            if isinstance(result, BaseException):
-                raise result
-
-    def _send(self) -> None:
-        if self._records:
-            stored = asyncio.get_running_loop().create_future()
-            self._tasks.append(asyncio.create_task(self._commit(self._records, self._stored, stored)))
-            self._records, self._stored = [], stored
-
-
-def _settle(stored: asyncio.Future[None], error: BaseException | None) -> None:
-    if stored.done():
-        return
-    if error is None:
-        stored.set_result(None)
-    else:
-        stored.set_exception(error)
-        stored.exception()  # retrieved: the last chunk's future has no reader
-
-
 @dataclass
 class RouterService:
     records: RoutingRecords
@@ -391,41 +336,26 @@ class RouterService:
         batch = _NewLeads(keys=keys, known=known, holders=holders, now=self.clock())
         await self._read_turns(fresh, batch)
         rejections: BatchRejections = []
-        chunks = _Chunks(self._commit)
-        try:
-            for lead_id, (index, event) in fresh.items():
-                try:
-                    decided = await self._decide_new(lead_id, event, batch)
-                except (RoutingRejected, ValidationError) as exc:
-                    rejections.append((index, exc))
-                    continue
-                trace = traces[index] if index < len(traces) else None
-                await chunks.add(self._new_record(lead_id, event, decided, batch, trace=trace))
-                self.metrics.decisions.labels(_rule(decided.outcome)).inc()
-        finally:
-            await chunks.done()  # what was decided is stored and published, even when deciding failed
-        return rejections
-
-    async def _commit(
-        self, records: list[RoutingRecord], after: asyncio.Future[None] | None, stored: asyncio.Future[None]
-    ) -> None:
-        """Store a chunk of new records once the chunk before it is stored (`after`), tell `stored`, then publish
-        them. Their outboxes wait in one outbox document (decision 0068), dropped once published."""
+        records: list[RoutingRecord] = []
+        for lead_id, (index, event) in fresh.items():
+            try:
+                decided = await self._decide_new(lead_id, event, batch)
+            except (RoutingRejected, ValidationError) as exc:
+                rejections.append((index, exc))
+                continue
+            trace = traces[index] if index < len(traces) else None
+            records.append(self._new_record(lead_id, event, decided, batch, trace=trace))
+            self.metrics.decisions.labels(_rule(decided.outcome)).inc()
+        # The batch's outboxes wait in outbox documents (decision 0068): dropped once published.
         batch_id = str(uuid.uuid4())
         self._batches_in_flight.add(batch_id)
         try:
-            try:
-                if after is not None:
-                    await asyncio.shield(after)  # rotation turns are stored in the order they were taken (0077)
-                ours, documents = await self._store(records, batch_id)
-            except BaseException as exc:
-                _settle(stored, exc)  # the chunks after this one store nothing
-                raise
-            _settle(stored, None)
+            ours, documents = await self._store(records, batch_id)
             await self.flush(ours, clear=False)
             await self.records.end_batch(documents)
         finally:
             self._batches_in_flight.discard(batch_id)
+        return rejections
 
     async def _known_contacts(self, keys: list[str]) -> tuple[dict[str, str], dict[str, str | None]]:
         """The contact keys known (key -> lead) and those leads' holders (R1). A lead whose record this version
