@@ -14,8 +14,8 @@ choose_rule     the rule for a lead, every rule before it tried (why each did no
 route_new_lead  the whole decision: the rule, its pool, the agents, the LeadOffered events, the
                 explanation; rotation cursors and balanced counts carried from lead to lead as
                 the router does
-decision record Outcome.decision() as the router stores it with each new lead (model_dump to
-                JSON): the rules tried (at most 25) with their reasons, the candidates
+decision record Outcome.decision() as the router stores it with each new lead (its JSON text,
+                one string): the rules tried (at most 25) with their reasons, the candidates
 Pool.take       pool_of(...).take(...) alone (no availability gate), for a rule rotating over
                 all 500 agents, weighted (weights 1-10) and balanced (the pool is worked out
                 once per snapshot, so this is the lookup and the turn); and take() alone on a
@@ -322,7 +322,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     def record(n: int) -> object:
         decision = outcomes[n % size].decision()
-        return None if decision is None else decision.model_dump(mode="json", exclude_defaults=True)
+        return None if decision is None else decision.model_dump_json(exclude_defaults=True)
 
     result["decision_record"] = rate(record, args.decisions, args.warmup)
     for rule_id in (WEIGHTED_ALL, BALANCED_ALL):

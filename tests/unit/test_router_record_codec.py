@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
-from leadflow_router.adapters.codec import decode_record, encode_record, encode_state
+from leadflow_router.adapters.codec import decode_record, encode_record, encode_state, readable_decisions
 from leadflow_router.domain.model import LeadState, LeadStatus, Offer
 from leadflow_router.domain.record import Effects, Outbox, RoutingRecord
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import LeadSummary
+from leadflow_shared.routing_info import RoutingDecision
 
 pytestmark = pytest.mark.unit
 
@@ -79,3 +80,22 @@ def test_a_later_change_carries_the_unflushed_outbox_and_its_effects() -> None:
     assert Outbox(events=("e",))
     remembered = RoutingRecord("l", "a", 2, None, "c", inputs=tuple(str(n) for n in range(20))).remembering("x", 20)
     assert remembered.inputs == (*(str(n) for n in range(1, 20)), "x")
+
+
+def test_a_routing_decision_is_stored_as_one_json_string_and_old_documents_still_read() -> None:
+    """Decision 0096: the database stores each decision as one string (not its every list and field: a big office's
+    rotation named hundreds of agents); records stored before keep documents, read alike. A string or document
+    that is not a decision is left out, the record still read."""
+    decision = RoutingDecision(
+        at=DEADLINE, step="R6", chosen=["ana"], waiting=[f"agent-{n}" for n in range(200)], explanation="R6: ana."
+    )
+    old = decision.model_dump(mode="json", exclude_defaults=True)
+    record = RoutingRecord("lead-1", "acme", 3, STATE, "corr-1").deciding(decision)
+
+    doc = encode_record(record)
+    [stored] = doc["routing"]
+    assert isinstance(stored, str), "one string, not a document of 200 list items"
+    assert readable_decisions(decode_record(doc).decisions) == (decision,)
+
+    mixed = encode_record(record) | {"routing": [old, "not json", {"step": 5}, stored]}
+    assert readable_decisions(decode_record(mixed).decisions) == (decision, decision)

@@ -513,7 +513,7 @@ class RouterService:
         decision = outcome.decision() if state is not None else None
         return RoutingRecord(
             lead_id, event.account_id, 1, state, str(event.correlation_id), outbox=outbox,
-            decisions=(decision.model_dump(mode="json", exclude_defaults=True),) if decision is not None else (),
+            decisions=(decision.model_dump_json(exclude_defaults=True),) if decision is not None else (),
         )  # fmt: skip
 
     # --- agents' activity --------------------------------------------------------------------

@@ -161,17 +161,21 @@ def decode_outbox(doc: dict[str, Any]) -> Outbox:
     )
 
 
-def _decisions(stored: Any) -> tuple[dict[str, Any], ...]:
-    """The stored routing decisions, as stored (read by `readable_decisions` when someone asks)."""
-    return tuple(item for item in stored if isinstance(item, dict)) if isinstance(stored, list) else ()
+def _decisions(stored: Any) -> tuple[str | dict[str, Any], ...]:
+    """The stored routing decisions, as stored: JSON text, or documents in records stored before decision 0096
+    (read by `readable_decisions` when someone asks)."""
+    return tuple(item for item in stored if isinstance(item, str | dict)) if isinstance(stored, list) else ()
 
 
-def readable_decisions(stored: tuple[dict[str, Any], ...]) -> tuple[RoutingDecision, ...]:
+def readable_decisions(stored: tuple[str | dict[str, Any], ...]) -> tuple[RoutingDecision, ...]:
     """The stored routing decisions that can be read (a record is never unreadable because of them)."""
     decisions = []
     for item in stored:
         with contextlib.suppress(ValidationError):
-            decisions.append(RoutingDecision.model_validate(item))
+            if isinstance(item, str):
+                decisions.append(RoutingDecision.model_validate_json(item))
+            else:
+                decisions.append(RoutingDecision.model_validate(item))
     return tuple(decisions)
 
 

@@ -83,8 +83,10 @@ class RoutingRecord:
     correlation_id: str
     inputs: tuple[str, ...] = ()  # ids of the inputs applied lately (activities, commands): redeliveries
     outbox: Outbox = field(default_factory=Outbox)
-    # Its latest routing decisions, oldest first ("why this agent"), as stored: read only when asked for.
-    decisions: tuple[dict[str, Any], ...] = ()
+    # Its latest routing decisions, oldest first ("why this agent"), as stored: read only when asked for. Each is its
+    # JSON text (a document in records stored before decision 0096): the database stores one string, not the
+    # decision's every list and field, which for a big office's rotation named hundreds of agents (decision 0096).
+    decisions: tuple[str | dict[str, Any], ...] = ()
 
     @property
     def is_lead(self) -> bool:
@@ -100,7 +102,7 @@ class RoutingRecord:
         if decision is None:
             return self
         kept = self.decisions[-(DECISIONS_KEPT - 1) :]
-        return replace(self, decisions=(*kept, decision.model_dump(mode="json", exclude_defaults=True)))
+        return replace(self, decisions=(*kept, decision.model_dump_json(exclude_defaults=True)))
 
     def remembering(self, input_id: str, recent: int) -> RoutingRecord:
         """The record with `input_id` among the last `recent` inputs applied."""
