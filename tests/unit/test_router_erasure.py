@@ -23,6 +23,7 @@ from leadflow_router.domain.record import RoutingRecord
 from leadflow_router.handlers import (
     ORPHAN_BATCH_SECONDS,
     STALE_BATCH_SECONDS,
+    ContactErasedMeanwhileError,
     LeadsBeingStoredError,
     RouterService,
 )
@@ -518,17 +519,12 @@ async def test_an_erasure_naming_another_accounts_unstored_lead_neither_waits_no
     assert office.contacts.leads[KEY] == str(first.event_id), "acme's lead is routed and keeps its contact"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (session 27 review, before this session): an erasure completing between a batch's read of the "
-    "contact keys and its store lets the batch's repeat (R1) merge into the erased lead",
-)
 @pytest.mark.asyncio
-async def test_a_repeat_of_an_earlier_batchs_lead_is_not_merged_into_it_once_it_was_erased_meanwhile() -> None:
-    """The batch read the contact's keys, then an erasure (another replica) completes before the batch is stored:
-    the repeat, decided from the keys read, is merged into the erased lead; its `ActivityLogged` carries the contact
-    after `ContactErased`, and its effects register the contact's keys for the erased lead again. The fix needs
-    the repeat's merge and the erasure to meet on the erased lead's record (a compare-and-set); not done."""
+async def test_a_repeat_of_an_earlier_batchs_lead_erased_meanwhile_is_routed_again_as_a_new_lead() -> None:
+    """The batch read the contact's keys, then an erasure (another replica) completed before the batch was stored
+    (a review, session 27): the repeat, decided from the keys read, must not be merged into the erased lead (its
+    `ActivityLogged` would carry the contact after `ContactErased`, its keys point at the erased lead again). The
+    batch is refused before anything of it is stored and, tried again, routes the repeat as a new lead."""
     router = Router()
     first = lead(1)
     assert not await router.service.on_leads_received([first])
@@ -540,9 +536,14 @@ async def test_a_repeat_of_an_earlier_batchs_lead_is_not_merged_into_it_once_it_
         return await decide(lead_id, event, new)  # type: ignore[arg-type]
 
     router.service._decide_new = deciding  # type: ignore[method-assign,assignment]
-    assert not await router.service.on_leads_received([repeat])
+    with pytest.raises(ContactErasedMeanwhileError):
+        await router.service.on_leads_received([repeat])
+    assert str(repeat.event_id) not in router.records.docs, "nothing stored"
+    assert not router.records.outboxes
+    assert not await router.service.on_leads_received([repeat])  # the consumer tries the batch again
 
     _, after = after_erasure(router.out)
     onto_erased = [e for e in after if isinstance(e, ActivityLogged) and str(e.payload.lead_id) == str(first.event_id)]
     assert not onto_erased, "the erased contact's repeat was logged on the erased lead after ContactErased"
-    assert router.contacts.leads.get(KEY) != str(first.event_id), "the key points at the erased lead again"
+    assert router.contacts.leads.get(KEY) == str(repeat.event_id), "the contact's key names the new lead"
+    assert [str(e.payload.lead_id) for e in after if isinstance(e, LeadOffered)] == [str(repeat.event_id)]

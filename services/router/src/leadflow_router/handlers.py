@@ -145,6 +145,14 @@ class LeadsBeingStoredError(RuntimeError):
         super().__init__(f"{leads} lead(s) of the contact are being stored; erasing again once they are")
 
 
+class ContactErasedMeanwhileError(RuntimeError):
+    """A batch's repeat (R1) was decided from contact keys an erasure forgot since: not poison; the batch is tried
+    again, and the repeat is a new lead (`RouterService._not_into_erased`)."""
+
+    def __init__(self, leads: int) -> None:
+        super().__init__(f"{leads} lead(s) a repeat of this batch merges into were erased meanwhile; routing again")
+
+
 class RuleSetRefusedError(ValueError):
     """A draft rule set that cannot work for the account (its reasons, `RuleSet.refusals`)."""
 
@@ -346,6 +354,7 @@ class RouterService:
             trace = traces[index] if index < len(traces) else None
             records.append(self._new_record(lead_id, event, decided, batch, trace=trace))
             self.metrics.decisions.labels(_rule(decided.outcome)).inc()
+        await self._not_into_erased(records)
         # The batch's outboxes wait in outbox documents (decision 0068): dropped once published.
         batch_id = str(uuid.uuid4())
         self._batches_in_flight.add(batch_id)
@@ -356,6 +365,20 @@ class RouterService:
         finally:
             self._batches_in_flight.discard(batch_id)
         return rejections
+
+    async def _not_into_erased(self, records: list[RoutingRecord]) -> None:
+        """Refuse to store a repeat (R1) merged into a lead of an earlier batch that an erasure scrubbed since the
+        batch read the contact's keys: its inquiry, carrying the contact, would be logged on the erased lead after
+        `ContactErased`, and its keys would point at it again. The batch is tried again (nothing of it stored); the
+        keys are gone by then (an erasure forgets them before it scrubs), so the repeat is a new lead, as an inquiry
+        after an erasure is (decision 0050). One read, only for a batch with such repeats."""
+        ours = {r.lead_id for r in records}
+        targets = {lead for r in records if (lead := r.outbox.effects.contacts_lead) is not None and lead not in ours}
+        if not targets:
+            return
+        stored = await self.records.readable_many(sorted(targets), read="contacts")
+        if erased := [lead for lead, r in stored.items() if r.state is not None and r.state.erased]:
+            raise ContactErasedMeanwhileError(len(erased))
 
     async def _known_contacts(self, keys: list[str]) -> tuple[dict[str, str], dict[str, str | None]]:
         """The contact keys known (key -> lead) and those leads' holders (R1). A lead whose record this version
