@@ -56,6 +56,10 @@ ON_INSERT_ONLY = ("created_at", "created_ms", "transferred_to", "crm_status")
 # state-changing event is compared with (`RowState.older`). `ROUTER_VERSION` is the last version of any event
 # applied, an activity-only one's too (a refused claim): what an activity-only event is compared with.
 STATE_VERSION = "state_version"
+# The router version of the event that set the row's last activity (decision 0093, session 27): of two events of one
+# millisecond, the one the router decided first sets it, read in any order. Missing: the activity is set only when
+# strictly newer (as before the field; an unversioned event clears it when it sets the activity).
+LAST_ACTIVITY_VERSION = "last_activity_version"
 
 
 def changes_state(event: LeadEvent) -> bool:
@@ -87,6 +91,7 @@ class RowState:
     owed_version: int | None = None
     state_version: int | None = None
     last_activity_ms: int | None = None
+    last_activity_version: int | None = None
 
     @classmethod
     def of(cls, row: Fields | None) -> RowState:
@@ -108,6 +113,7 @@ class RowState:
             _ms(row.get(OWED_VERSION)),
             _ms(row.get(STATE_VERSION)),
             _ms(row.get("last_activity_ms")),
+            _ms(row.get(LAST_ACTIVITY_VERSION)),
         )
 
     def owes_parked(self, event: LeadEvent) -> bool:
@@ -181,6 +187,25 @@ def versioned(event: LeadEvent, row: RowState) -> dict[str, Any]:
         return {}
     raised = {ROUTER_VERSION: version} if row.router_version is None or version > row.router_version else {}
     return raised | ({STATE_VERSION: version} if changes_state(event) else {})
+
+
+def activity_version(event: LeadEvent, row: RowState, changes: Fields) -> dict[str, Any]:
+    """What the row remembers of the event that sets its last activity when `changes` set it: the event's router
+    version, an echo's too (its order is the router's as any event's); none for an unversioned event (cleared only on
+    a row that has one)."""
+    if "last_activity_ms" not in changes:
+        return {}
+    version = event.payload.router_version
+    return {} if version is None and row.last_activity_version is None else {LAST_ACTIVITY_VERSION: version}
+
+
+def first_of_its_ms(event: LeadEvent, row: RowState) -> bool:
+    """Whether `event` is of the millisecond of the row's last activity and was decided before the event that set it
+    (a lower router version): in the router's order it came first and set the last activity, so it sets it now."""
+    version, last = event.payload.router_version, row.last_activity_version
+    if version is None or last is None or row.last_activity_ms is None:
+        return False
+    return row.last_activity_ms == epoch_ms(event.occurred_at) and version < last
 
 
 NO_ROW = RowState()
@@ -301,6 +326,7 @@ def first_row(event: LeadEvent) -> NewRow | None:
         fields = lead_row_from_held(event)
     else:
         return None
+    fields = {**fields, **activity_version(event, NO_ROW, fields)}
     # What storing the row and then applying the event's changes to it leaves.
     return NewRow(str(event.payload.lead_id), row_changes(event, RowState.of(fields)).applied_to(fields))
 
@@ -318,7 +344,7 @@ def row_changes(event: LeadEvent, row: RowState) -> RowChanges:
         # The first change seen of an office further on: it applies to what the move there leaves (no open offer,
         # the move's reason), not to what the row's office set (`offices.moved_row`).
         offered, changes = [], {"assignment_reason": MOVE_REASON, **changes}
-    changes |= early | versioned(event, row)
+    changes |= early | versioned(event, row) | activity_version(event, row, changes)
     offers = open_offers_after(offered, event)
     if offers is not None:
         # $set of the whole array: nx-27017 mangles $push of documents (decision 0004).
@@ -329,9 +355,16 @@ def row_changes(event: LeadEvent, row: RowState) -> RowChanges:
         changes |= {"offer_links": links, "offer_link_ids": [link["link_id"] for link in links]}
     if isinstance(event, LeadShared):
         changes[APPLIED_EVENT_IDS] = [*row.applied, str(event.event_id)]
-    elif not records_in_timeline(event):
-        return RowChanges.of(str(event.payload.lead_id), changes, newer_only=(*LAST_ACTIVITY, "last_event_id"))
-    return RowChanges.of(str(event.payload.lead_id), changes)
+    return RowChanges.of(str(event.payload.lead_id), changes, newer_only=_newer_only(event, row))
+
+
+def _newer_only(event: LeadEvent, row: RowState) -> tuple[str, ...]:
+    """The fields `event` sets only when newer than the row's last activity: that activity (with the version that set
+    it), and `last_event_id` for an echo; none when it is of the activity's millisecond and came first (set)."""
+    if first_of_its_ms(event, row):
+        return ()
+    activity = (*LAST_ACTIVITY, LAST_ACTIVITY_VERSION)
+    return activity if records_in_timeline(event) or isinstance(event, LeadShared) else (*activity, "last_event_id")
 
 
 def late_links(event: LeadEvent, row: RowState) -> RowChanges | None:
@@ -357,7 +390,7 @@ def _early_holder(event: LeadEvent, row: RowState, changes: Fields) -> dict[str,
 def assigned_row(event: LeadAssigned, row: RowState) -> RowUpsert:
     """The row an assignment leaves. It ends any offer, a pond's too: the lead leaves its pond (issue 15)."""
     fields = lead_row_from_assigned(event) | {"pond": None} | versioned(event, row)
-    fields |= _early_holder(event, row, fields)
+    fields |= _early_holder(event, row, fields) | activity_version(event, row, fields)
     if row.erased:
         fields |= ERASED_ROW  # an event from before the erasure, delivered late (a replayed dead letter)
     upsert = RowUpsert.of(str(event.payload.lead_id), fields)
@@ -365,13 +398,14 @@ def assigned_row(event: LeadAssigned, row: RowState) -> RowUpsert:
         return upsert
     # Applied after a newer event that changed only the last activity (decision 0093): the last activity, newer, stays
     # (set only on the insert, as every other event sets it only when newer).
-    kept = {k: upsert.fields[k] for k in LAST_ACTIVITY if k in upsert.fields}
+    kept = {k: upsert.fields[k] for k in (*LAST_ACTIVITY, LAST_ACTIVITY_VERSION) if k in upsert.fields}
     fields = {k: v for k, v in upsert.fields.items() if k not in kept}
     return RowUpsert(upsert.lead_id, fields, {**upsert.on_insert, **kept})
 
 
 def _activity_after(event: LeadEvent, row: RowState) -> bool:
-    """Whether the row applied a newer event than `event` (by version) whose last activity is not older."""
+    """Whether the row applied a newer event than `event` (by version) whose last activity is not older: of the same
+    millisecond, unless `event` came first (`first_of_its_ms`: in order, it set the activity)."""
     version, stored = event.payload.router_version, row.last_activity_ms
     newer = version is not None and row.router_version is not None and version < row.router_version
-    return newer and stored is not None and stored >= epoch_ms(event.occurred_at)
+    return newer and stored is not None and stored >= epoch_ms(event.occurred_at) and not first_of_its_ms(event, row)
