@@ -1236,41 +1236,14 @@ def assigned_event(state: LeadState, explanation: str) -> Emit:
 _OFFERED: Callable[[dict[str, Any]], LeadOfferedPayload] = LeadOfferedPayload.__pydantic_validator__.validate_python
 
 
-def offered_event(
-    state: LeadState, offer: Offer, race_size: int, explanation: str, *, answers: uuid.UUID | None = None
-) -> Emit:
-    """The offer's `LeadOffered`; `answers`: the ask back it answers (decision 0067), if any."""
+def _offer_fields(
+    state: LeadState, race_size: int, explanation: str, answers: uuid.UUID | None = None
+) -> dict[str, Any]:
+    """What every `LeadOffered` of one offering shares (the offer's own agent, round and deadline added to it)."""
     summary = state.summary
-    return Emit(
-        LeadOffered,
-        # Validated from a dict by pydantic-core itself: keywords go through BaseModel.__init__ (0.7 µs a decision,
-        # measured in the benchmark), and `model_validate` wraps the same call in Python (0.6 µs an offer).
-        _OFFERED(
-            {
-                "lead_id": state.lead_id,  # validated into a UUID by pydantic, in less time than uuid.UUID takes
-                "agent_id": offer.agent_id,
-                "offer_round": offer.round,
-                "race_size": race_size,
-                "deadline": offer.deadline,
-                "explanation": explanation,
-                "contact": summary.contact,
-                "source": summary.source,
-                "message": summary.message,
-                "referral_fee_percent": state.referral_fee_percent,
-                "criteria": summary.criteria,
-                "pond": state.pond,
-                "answers_activity_id": answers,
-            }
-        ),
-    )
-
-
-def _offered_events(state: LeadState, offers: tuple[Offer, ...], explanation: str) -> tuple[Emit, ...]:
-    """A race's `LeadOffered` events, as `offered_event` builds each; what they share is read once."""
-    summary = state.summary
-    shared = {
-        "lead_id": state.lead_id,
-        "race_size": len(offers),
+    return {
+        "lead_id": state.lead_id,  # validated into a UUID by pydantic, in less time than uuid.UUID takes
+        "race_size": race_size,
         "explanation": explanation,
         "contact": summary.contact,
         "source": summary.source,
@@ -1278,17 +1251,28 @@ def _offered_events(state: LeadState, offers: tuple[Offer, ...], explanation: st
         "referral_fee_percent": state.referral_fee_percent,
         "criteria": summary.criteria,
         "pond": state.pond,
-        "answers_activity_id": None,
+        "answers_activity_id": answers,
     }
-    return tuple(
-        [
-            Emit(
-                LeadOffered,
-                _OFFERED({**shared, "agent_id": o.agent_id, "offer_round": o.round, "deadline": o.deadline}),
-            )
-            for o in offers
-        ]
-    )
+
+
+def _offered(shared: dict[str, Any], offer: Offer) -> Emit:
+    # Validated from a dict by pydantic-core itself: keywords go through BaseModel.__init__ (0.7 µs a decision,
+    # measured in the benchmark), and `model_validate` wraps the same call in Python (0.6 µs an offer).
+    fields = {**shared, "agent_id": offer.agent_id, "offer_round": offer.round, "deadline": offer.deadline}
+    return Emit(LeadOffered, _OFFERED(fields))
+
+
+def offered_event(
+    state: LeadState, offer: Offer, race_size: int, explanation: str, *, answers: uuid.UUID | None = None
+) -> Emit:
+    """The offer's `LeadOffered`; `answers`: the ask back it answers (decision 0067), if any."""
+    return _offered(_offer_fields(state, race_size, explanation, answers), offer)
+
+
+def _offered_events(state: LeadState, offers: tuple[Offer, ...], explanation: str) -> tuple[Emit, ...]:
+    """A race's `LeadOffered` events, as `offered_event` builds each; what they share is read once."""
+    shared = _offer_fields(state, len(offers), explanation)
+    return tuple([_offered(shared, o) for o in offers])
 
 
 def _closed(state: LeadState, offer: Offer) -> OfferClosedPayload:
