@@ -547,3 +547,25 @@ async def test_a_repeat_of_an_earlier_batchs_lead_erased_meanwhile_is_routed_aga
     assert not onto_erased, "the erased contact's repeat was logged on the erased lead after ContactErased"
     assert router.contacts.leads.get(KEY) == str(repeat.event_id), "the contact's key names the new lead"
     assert [str(e.payload.lead_id) for e in after if isinstance(e, LeadOffered)] == [str(repeat.event_id)]
+
+
+@pytest.mark.asyncio
+async def test_a_key_left_naming_an_erased_lead_refuses_one_batch_only_and_is_forgotten() -> None:
+    """A key a batch registered again after an erasure's last pass (the window decision 0050 leaves open) names the
+    erased lead: the next repeat is refused once, the key forgotten with it, and the batch tried again routes the
+    repeat as a new lead; it is never refused again (which would have dead-lettered it)."""
+    router = Router()
+    first = lead(1)
+    assert not await router.service.on_leads_received([first])
+    await router.service.on_command(erasure(email="pat1@example.com"))
+    router.contacts.leads[KEY] = str(first.event_id)  # registered again after the erasure's last pass
+    repeat = lead(1)
+
+    with pytest.raises(ContactErasedMeanwhileError):
+        await router.service.on_leads_received([repeat])
+    assert KEY not in router.contacts.leads, "the key naming the erased lead is forgotten"
+    assert not await router.service.on_leads_received([repeat])
+
+    _, after = after_erasure(router.out)
+    assert [str(e.payload.lead_id) for e in after if isinstance(e, LeadOffered)] == [str(repeat.event_id)]
+    assert router.contacts.leads.get(KEY) == str(repeat.event_id)
