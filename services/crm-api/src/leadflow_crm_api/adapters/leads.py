@@ -28,7 +28,7 @@ from leadflow_crm_api.domain.generations import ViewNames, names_of
 from leadflow_crm_api.domain.lead_row import LeadRow, TimelineEntry
 from leadflow_crm_api.domain.offices import label_key
 from leadflow_crm_api.domain.principal import Principal
-from leadflow_crm_api.domain.projection import NewRow, RowChanges, RowState, RowUpsert
+from leadflow_crm_api.domain.projection import LAST_ACTIVITY_VERSION, NewRow, RowChanges, RowState, RowUpsert
 from leadflow_crm_api.domain.views import RACE_ENTRIES, LeadQuery, LeadTab, search_patterns
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.collections import AGENTS
@@ -200,7 +200,10 @@ def _update_ops(changes: RowChanges) -> list[UpdateOne]:
     ops = [UpdateOne({"_id": changes.lead_id}, update)] if update else []
     if changes.activity:
         newer: dict[str, Any] = {"_id": changes.lead_id}
-        if "last_activity_ms" in changes.activity:
+        if changes.replaces is not None:  # of that millisecond, over a later version's only (`first_of_its_ms`)
+            ms, version = changes.replaces
+            newer |= {"last_activity_ms": ms, LAST_ACTIVITY_VERSION: {"$gt": version}}
+        elif "last_activity_ms" in changes.activity:
             newer["last_activity_ms"] = {"$lt": changes.activity["last_activity_ms"]}
         ops.append(UpdateOne(newer, {"$set": changes.activity}))
     return ops
@@ -416,6 +419,8 @@ class ScopedLeads:
             "last_activity_ms": epoch_ms(at),
             "last_activity_kind": kind,
             "last_activity_by": by,
+            # No router version: a late event of this millisecond does not replace crm-api's own action.
+            LAST_ACTIVITY_VERSION: None,
         }
         await self.set_profile(lead_id, fields)
 

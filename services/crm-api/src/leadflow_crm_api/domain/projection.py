@@ -256,12 +256,23 @@ class RowChanges:
     fields: Fields
     activity: Fields
     unset: tuple[str, ...] = ()  # fields removed (after `fields` are set)
+    # (ms, version): `activity` replaces the row's only while it is still that millisecond's set by a later router
+    # version (`first_of_its_ms`), instead of only when newer: an action crm-api recorded meanwhile stays.
+    replaces: tuple[int, int] | None = None
 
     @classmethod
-    def of(cls, lead_id: str, changes: Fields, *, newer_only: tuple[str, ...] = LAST_ACTIVITY) -> RowChanges:
-        """`changes` with the fields `newer_only` (the last activity, unless told) set only when newer."""
+    def of(
+        cls,
+        lead_id: str,
+        changes: Fields,
+        *,
+        newer_only: tuple[str, ...] = LAST_ACTIVITY,
+        replaces: tuple[int, int] | None = None,
+    ) -> RowChanges:
+        """`changes` with the fields `newer_only` (the last activity, unless told) set only when newer, or, with
+        `replaces`, only over that millisecond's activity of a later version."""
         activity = {k: changes[k] for k in newer_only if k in changes}
-        return cls(lead_id, {k: v for k, v in changes.items() if k not in activity}, activity)
+        return cls(lead_id, {k: v for k, v in changes.items() if k not in activity}, activity, replaces=replaces)
 
     @classmethod
     def without(cls, lead_id: str, *names: str) -> RowChanges:
@@ -281,7 +292,13 @@ class RowChanges:
         # (a stored one reads back as bson's Int64, an int); without a new time, the activity is set.
         stored_ms, new_ms = row.get("last_activity_ms"), self.activity.get("last_activity_ms")
         numeric = isinstance(stored_ms, int) and not isinstance(stored_ms, bool)
-        if self.activity and (new_ms is None or (numeric and stored_ms < new_ms)):
+        if self.replaces is not None:
+            # As LeadViews' filter {"last_activity_ms": ms, "last_activity_version": {"$gt": version}}.
+            stored_version = row.get(LAST_ACTIVITY_VERSION)
+            later = isinstance(stored_version, int) and stored_version > self.replaces[1]
+            if self.activity and numeric and stored_ms == self.replaces[0] and later:
+                changed |= self.activity
+        elif self.activity and (new_ms is None or (numeric and stored_ms < new_ms)):
             changed |= self.activity
         return changed
 
@@ -355,14 +372,16 @@ def row_changes(event: LeadEvent, row: RowState) -> RowChanges:
         changes |= {"offer_links": links, "offer_link_ids": [link["link_id"] for link in links]}
     if isinstance(event, LeadShared):
         changes[APPLIED_EVENT_IDS] = [*row.applied, str(event.event_id)]
-    return RowChanges.of(str(event.payload.lead_id), changes, newer_only=_newer_only(event, row))
+    replaces = None
+    if first_of_its_ms(event, row) and row.last_activity_ms is not None and event.payload.router_version is not None:
+        replaces = (row.last_activity_ms, event.payload.router_version)
+    return RowChanges.of(str(event.payload.lead_id), changes, newer_only=_newer_only(event), replaces=replaces)
 
 
-def _newer_only(event: LeadEvent, row: RowState) -> tuple[str, ...]:
-    """The fields `event` sets only when newer than the row's last activity: that activity (with the version that set
-    it), and `last_event_id` for an echo; none when it is of the activity's millisecond and came first (set)."""
-    if first_of_its_ms(event, row):
-        return ()
+def _newer_only(event: LeadEvent) -> tuple[str, ...]:
+    """The fields `event` sets only when newer than the row's last activity (or, of its millisecond and decided
+    first, only over the later version's: `RowChanges.replaces`): that activity with the version that set it, and
+    `last_event_id` for an echo."""
     activity = (*LAST_ACTIVITY, LAST_ACTIVITY_VERSION)
     return activity if records_in_timeline(event) or isinstance(event, LeadShared) else (*activity, "last_event_id")
 
