@@ -897,6 +897,14 @@ class RouterService:
         records = await self.records.get_many(sorted({*lead_ids, *repeats}))
         await self._finish_batches(record.outbox.batch for record in records.values())
         await self.flush([record for record in records.values() if record.outbox])
+        # A repeat's record still names its batch's document, which stays open while another lead it lists has no
+        # record: a sweeper finishing it after the erasure would apply the repeat's outbox again (its inquiry with
+        # the contact after ContactErased, its keys naming the erased lead). Detached, as `_scrub` detaches a lead's.
+        for repeat_id in repeats:
+            record = records.get(repeat_id)
+            if record is not None and record.state is None and record.outbox.batch is not None:
+                detached = replace(record, version=record.version + 1, outbox=Outbox())
+                await self.records.compare_and_set(detached, expected_version=record.version)
 
     async def _scrub(self, lead_id: str, command: EraseContact) -> None:
         """One lead's state without its contact, by compare-and-set like a claim. Its batch's document
