@@ -84,7 +84,15 @@ REQUEST_ROW_FIELDS = (
     "crm_status", "assigned_users",
 )  # fmt: skip
 # Both the projection and requests (an action crm-api took) move the last activity; the later one wins.
-LAST_ACTIVITY = ("last_activity_at", "last_activity_ms", "last_activity_kind", "last_activity_by")
+# With the version of the event that set it (decision 0093): carried with it, so a late event of its millisecond
+# replaces an action crm-api took (no version) no more after a rebuild than before.
+LAST_ACTIVITY = (
+    "last_activity_at",
+    "last_activity_ms",
+    "last_activity_kind",
+    "last_activity_by",
+    "last_activity_version",
+)
 
 # Timeline entry types the projection writes (`domain.views.records_in_timeline`, and an erasure's entry,
 # `domain.erasure.ENTRY_TYPE`); every other type
@@ -106,7 +114,7 @@ def carried_fields(old: dict[str, Any], rebuilt: dict[str, Any]) -> dict[str, An
     carried = {k: old[k] for k in REQUEST_ROW_FIELDS if k in old and rebuilt.get(k) != old[k]}
     old_ms, new_ms = old.get("last_activity_ms"), rebuilt.get("last_activity_ms")
     if isinstance(old_ms, int) and (not isinstance(new_ms, int) or old_ms >= new_ms):
-        carried |= {k: old[k] for k in LAST_ACTIVITY if k in old and rebuilt.get(k) != old[k]}
+        carried |= {k: old[k] for k in LAST_ACTIVITY if k in old and (k not in rebuilt or rebuilt[k] != old[k])}
     return carried
 
 
