@@ -8,7 +8,8 @@ import itertools
 import uuid
 from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -40,7 +41,7 @@ from leadflow_router.domain.model import (
     PauseWindow,
 )
 from leadflow_router.domain.record import Effects, Outbox, RoutingRecord
-from leadflow_router.domain.rules import choose_rule
+from leadflow_router.domain.rules import _within, choose_rule, within
 from leadflow_router.domain.schedule import CLOCK_CUT
 from leadflow_router.handlers import rotation_key
 from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
@@ -56,7 +57,7 @@ from leadflow_shared.events.routing import (
     LeadReleased,
     LeadSummary,
 )
-from leadflow_shared.routing_rules import DEFAULT_RULE_ID, RuleSet, rule_set_of
+from leadflow_shared.routing_rules import DEFAULT_RULE_ID, Hours, RuleSet, rule_set_of
 
 pytestmark = pytest.mark.unit
 
@@ -1138,3 +1139,12 @@ def test_an_agent_no_longer_in_the_pool_the_lead_goes_by_now_cannot_ask_it_back(
     assert offered_to(asked) == [], f"a, outside the pool now, was offered the lead again: {asked.explanation}"
     assert asked.explanation == f"cannot ask it back: {why}"
     assert offered_to(on_ask_back(expired.state, ask, before, NOW + timedelta(minutes=20))) == ["a"]  # as it was
+
+
+@settings(max_examples=300, deadline=None)
+@given(start=st.times(), end=st.times(), moment=st.times())
+def test_a_rules_compiled_hours_agree_with_within(start: time, end: time, moment: time) -> None:
+    """`_within` (the compiled test of a rule's hours) keeps `within`'s two cases, midnight crossed included."""
+    hours = Hours(start=start, end=end)
+    lead = cast(Any, SimpleNamespace(time=moment))
+    assert _within(hours)(lead) is within(hours, moment)

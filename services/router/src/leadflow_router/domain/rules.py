@@ -95,17 +95,11 @@ class RuleChoice:
     def rows(self, indices: Iterable[int]) -> list[tuple[str, str, bool, str | None]]:
         """The rules tried at `indices` as `checks` tells them (id, name, applied, why not), without a
         `RuleCheck` each: every new lead's record lists 25."""
-        tried, decided, lead, tests = self.tried, self.rule_id, self.lead, self.tests
         rows: list[tuple[str, str, bool, str | None]] = []
         for index in indices:
-            rule = tried[index]
-            if rule.id == decided:
-                rows.append((rule.id, rule.name, True, None))
-            elif lead is None or not tests:
-                rows.append((rule.id, rule.name, False, self.why_not_at(index)))
-            else:  # as `why_not_at` answers, from the compiled tests
-                test = tests[index]
-                rows.append((rule.id, rule.name, False, test.why_not(lead) if test.enabled else "disabled"))
+            rule = self.tried[index]
+            decided = rule.id == self.rule_id
+            rows.append((rule.id, rule.name, decided, None if decided else self.why_not_at(index)))
         return rows
 
     def describe(self) -> str:
@@ -420,7 +414,8 @@ def _clock(c: Criteria) -> tuple[_Criterion, ...]:
 
 def _within(hours: Hours) -> _Test:
     """`within(hours, lead.time)` with the hours read once per rule set: `within` read up to four pydantic
-    attributes, in one more call, for each lead the rule was tested on."""
+    attributes, in one more call, for each lead the rule was tested on. Its two cases, as `within` has them
+    (`unit/test_router_rule_sets.py` checks both against each other)."""
     start, end = hours.start, hours.end
     if start < end:
         return lambda lead: start <= lead.time < end
