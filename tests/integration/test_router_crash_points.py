@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 from router_harness import Router, router_on
 
 from leadflow_router.adapters.mongo import OUTBOX_DOC_BYTES, AccountSnapshots, Contacts, LeadRecords, Rotations
+from leadflow_router.adapters.ports import Check
 from leadflow_router.domain.record import Outbox, RoutingRecord
 from leadflow_router.handlers import RouterService
 from leadflow_router.metrics import RouterMetrics
@@ -89,14 +90,16 @@ class DyingRecords(LeadRecords):
         return await super().get_many(lead_ids)
 
     async def insert_batch(
-        self, records: list[RoutingRecord], *, batch_id: str, now_ms: int
+        self, records: list[RoutingRecord], *, batch_id: str, now_ms: int, before_records: Check | None = None
     ) -> tuple[list[RoutingRecord], list[str]]:
         self._death.at("before store")
         if self._death.point == "mid store":
             # The server stores a prefix of an interrupted insert: the outbox document, one record.
             await super().insert_batch(records[:1], batch_id=batch_id, now_ms=now_ms)
             self._death.at("mid store")
-        stored = await super().insert_batch(records, batch_id=f"{batch_id}-whole", now_ms=now_ms)
+        stored = await super().insert_batch(
+            records, batch_id=f"{batch_id}-whole", now_ms=now_ms, before_records=before_records
+        )
         self._death.at("after store")
         return stored
 
@@ -244,3 +247,34 @@ async def test_large_outboxes_take_several_documents_each_lead_naming_its_own(mo
         assert all(not r.outbox for r in named.values()), "the records keep no outbox of their own"
         await store.end_batch(documents)
         assert await store.batch_outboxes(documents) == {}
+
+
+async def test_a_batchs_check_reads_after_its_documents_and_a_refusal_stores_nothing(mongo_url: str) -> None:
+    """`insert_batch`'s `before_records` (decision 0050: the router reads the leads a batch's repeats merge into
+    there) runs once the batch's outbox documents are in `router_outboxes`, where an erasure looks for them, and
+    before any record is; when it raises, the documents are dropped and no record is stored."""
+    async with router_on(mongo_url, CONFIG, now=T0) as router:
+        store = LeadRecords(router.db)
+        records = [
+            RoutingRecord(f"lead-{n}", "acme", 1, None, f"lead-{n}", outbox=Outbox(events=("e",))) for n in (1, 2)
+        ]
+        seen: list[tuple[list[str], int]] = []
+
+        async def refusing() -> None:
+            ids = [doc["_id"] async for doc in router.db[ROUTER_OUTBOXES].find({}, {"_id": 1})]
+            seen.append((ids, await router.db[ROUTER_LEADS].count_documents({})))
+            raise RuntimeError("erased meanwhile")
+
+        with pytest.raises(RuntimeError, match="erased meanwhile"):
+            await store.insert_batch(records, batch_id="b", now_ms=1, before_records=refusing)
+        assert seen == [(["b/0"], 0)], "the check ran before the documents, or after a record"
+        assert await router.db[ROUTER_OUTBOXES].count_documents({}) == 0, "the refused batch's document is left"
+        assert await router.db[ROUTER_LEADS].count_documents({}) == 0
+
+        async def passing() -> None:
+            seen.append(([], await router.db[ROUTER_LEADS].count_documents({})))
+
+        stored, documents = await store.insert_batch(records, batch_id="c", now_ms=1, before_records=passing)
+        assert [r.lead_id for r in stored] == ["lead-1", "lead-2"]
+        assert documents == ["c/0"]
+        assert await router.db[ROUTER_LEADS].count_documents({}) == 2

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from leadflow_router.adapters.codec import decode_outbox, decode_record, encode_outbox, encode_record
 from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, Doc, LeadRecords, Rotations, pending_of
+from leadflow_router.adapters.ports import Check
 from leadflow_router.domain.erasure import PendingContacts
 from leadflow_router.domain.model import AccountSnapshot
 from leadflow_router.domain.record import Outbox, OutboxDocument, RoutingRecord
@@ -61,13 +62,19 @@ class FakeRecords(LeadRecords):
         return {r.lead_id: r for r in await self._readable([self.docs[i] for i in lead_ids if i in self.docs], read)}
 
     async def insert_batch(
-        self, records: list[RoutingRecord], *, batch_id: str, now_ms: int
+        self, records: list[RoutingRecord], *, batch_id: str, now_ms: int, before_records: Check | None = None
     ) -> tuple[list[RoutingRecord], list[str]]:
         if not records:
             return [], []
         doc_id = f"{batch_id}/0"
         leads = [{"lead_id": r.lead_id, **encode_outbox(r.outbox)} for r in records]
         self.outboxes[doc_id] = {"_id": doc_id, "since_ms": now_ms, "leads": leads}
+        if before_records is not None:
+            try:
+                await before_records()
+            except BaseException:
+                await self.end_batch([doc_id])
+                raise
         stored = []
         for record in records:
             mine = replace(record, outbox=replace(record.outbox, batch=doc_id))

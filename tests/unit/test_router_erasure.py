@@ -8,15 +8,19 @@ The same on the real MongoDB-wire server: integration/test_erasure_stores.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import dataclasses
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 
 import pytest
 from fakes_router import FakeContacts, FakeRecords, Published, router_on_fakes
 
 from leadflow_router.adapters.codec import decode_record, encode_outbox
+from leadflow_router.adapters.ports import Check
 from leadflow_router.domain.erasure import ErasureRequest, PendingContacts
 from leadflow_router.domain.model import AccountSnapshot, Agent
 from leadflow_router.domain.record import RoutingRecord
@@ -219,13 +223,13 @@ class Stalling(FakeRecords):
         self.outbox_reads = 0
 
     async def insert_batch(
-        self, records: list[RoutingRecord], *, batch_id: str, now_ms: int
+        self, records: list[RoutingRecord], *, batch_id: str, now_ms: int, before_records: Check | None = None
     ) -> tuple[list[RoutingRecord], list[str]]:
         leads = [{"lead_id": r.lead_id, **encode_outbox(r.outbox)} for r in records]
         self.outboxes[f"{batch_id}/0"] = {"_id": f"{batch_id}/0", "since_ms": now_ms, "leads": leads}
         self.written.set()
         await self.go.wait()
-        return await super().insert_batch(records, batch_id=batch_id, now_ms=now_ms)
+        return await super().insert_batch(records, batch_id=batch_id, now_ms=now_ms, before_records=before_records)
 
     async def pending_contacts(self) -> PendingContacts:
         self.outbox_reads += 1
@@ -237,7 +241,8 @@ async def test_an_erasure_waits_for_a_lead_whose_document_is_written_and_whose_r
     records found the lead in the document, found no record, and left it out: ContactErased went out without it,
     and the writer then stored and published the lead with the erased contact, its key registered. Now a lead an
     open document lists without a record is being stored: the erasure fails (retried with backoff by the
-    consumer) until it is, then erases it; the outbox documents are read once per attempt."""
+    consumer) until it is, then erases it; the outbox documents are read once per attempt, and again after the
+    scrub (`test_an_erasure_looks_for_open_documents_again_after_its_scrub`)."""
     records = Stalling()
     router, first = Router(records=records), lead(1)
     writer = asyncio.create_task(router.service.on_leads_received([first]))
@@ -257,17 +262,18 @@ async def test_an_erasure_waits_for_a_lead_whose_document_is_written_and_whose_r
     assert not later
     assert KEY not in router.contacts.leads
     assert decode_record(router.records.docs[str(first.event_id)]).state.erased  # type: ignore[union-attr]
-    assert records.outbox_reads == 2
+    assert records.outbox_reads == 3, "one read in the first attempt, two in the second (before and after the scrub)"
 
 
 class CrashingWriter(FakeRecords):
     """A writer that dies after its batch's outbox document, before its records."""
 
     async def insert_batch(
-        self, records: list[RoutingRecord], *, batch_id: str, now_ms: int
+        self, records: list[RoutingRecord], *, batch_id: str, now_ms: int, before_records: Check | None = None
     ) -> tuple[list[RoutingRecord], list[str]]:
         leads = [{"lead_id": r.lead_id, **encode_outbox(r.outbox)} for r in records]
         self.outboxes[f"{batch_id}/0"] = {"_id": f"{batch_id}/0", "since_ms": now_ms, "leads": leads}
+        del before_records  # dies before it
         raise ConnectionError("the writer died after its outbox document")
 
 
@@ -569,3 +575,106 @@ async def test_a_key_left_naming_an_erased_lead_refuses_one_batch_only_and_is_fo
     _, after = after_erasure(router.out)
     assert [str(e.payload.lead_id) for e in after if isinstance(e, LeadOffered)] == [str(repeat.event_id)]
     assert router.contacts.leads.get(KEY) == str(repeat.event_id)
+
+
+class ErasedBeforeStored(FakeRecords):
+    """A writer that has read the leads its batch's repeats merge into and not stored anything yet: an erasure
+    (another replica) runs whole before its `insert_batch` writes a thing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.meanwhile: Callable[[], Awaitable[None]] | None = None
+
+    async def insert_batch(
+        self, records: list[RoutingRecord], *, batch_id: str, now_ms: int, before_records: Check | None = None
+    ) -> tuple[list[RoutingRecord], list[str]]:
+        if self.meanwhile is not None:
+            meanwhile, self.meanwhile = self.meanwhile, None
+            await meanwhile()
+        return await super().insert_batch(records, batch_id=batch_id, now_ms=now_ms, before_records=before_records)
+
+
+@pytest.mark.asyncio
+async def test_an_erasure_completing_between_the_batchs_check_and_its_store_refuses_the_repeat() -> None:
+    """The window session 27 left open: the batch read the lead its repeat merges into (not erased yet), then an
+    erasure scrubbed it and completed, then the batch stored the repeat merged into the erased lead: its inquiry
+    went out with the contact after ContactErased and its key named the erased lead again. The lead is read after
+    the batch's outbox document is written (and before its records), so the batch is refused here; tried again,
+    the repeat is a new lead."""
+    records = ErasedBeforeStored()
+    router, first = Router(records=records), lead(1)
+    assert not await router.service.on_leads_received([first])
+    repeat = lead(1)
+    records.meanwhile = partial(router.service.on_command, erasure(email="pat1@example.com"))
+
+    with pytest.raises(ContactErasedMeanwhileError):
+        await router.service.on_leads_received([repeat])
+    assert str(repeat.event_id) not in records.docs, "nothing stored"
+    assert not records.outboxes, "the batch's document is dropped"
+    assert not await router.service.on_leads_received([repeat])  # the consumer tries the batch again
+
+    _, after = after_erasure(router.out)
+    assert not carrying_events(after, "pat1@example.com", onto=str(first.event_id))
+    assert router.contacts.leads.get(KEY) == str(repeat.event_id), "the contact's key names the new lead"
+
+
+class PausedAfterCheck(FakeRecords):
+    """A writer paused after its check (the lead its repeat merges into read, not erased) and before its records,
+    once `pausing`: `checked` is set there, and it goes on when `go` is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checked, self.go = asyncio.Event(), asyncio.Event()
+        self.pausing = False
+
+    async def insert_batch(
+        self, records: list[RoutingRecord], *, batch_id: str, now_ms: int, before_records: Check | None = None
+    ) -> tuple[list[RoutingRecord], list[str]]:
+        async def checked_then_paused() -> None:
+            if before_records is not None:
+                await before_records()
+            if self.pausing:
+                self.checked.set()
+                await self.go.wait()
+
+        return await super().insert_batch(records, batch_id=batch_id, now_ms=now_ms, before_records=checked_then_paused)
+
+
+@pytest.mark.asyncio
+async def test_an_erasure_looks_for_open_documents_again_after_its_scrub() -> None:
+    """The other half of the window: the erasure read the open outbox documents (none), then a batch wrote its
+    document and read the lead its repeat merges into (not scrubbed yet), then the erasure scrubbed the lead. Its
+    ContactErased went out, and the batch then stored and published the repeat merged into the erased lead. The
+    erasure now looks for open documents again after its scrub: it waits while the repeat is being stored, and its
+    retry publishes the repeat's events before ContactErased and forgets the key the repeat registered."""
+    records = PausedAfterCheck()
+    router, first = Router(records=records), lead(1)
+    assert not await router.service.on_leads_received([first])
+    records.pausing, repeat = True, lead(1)
+    writer: list[asyncio.Task[object]] = []
+    forget = router.contacts.forget_leads
+
+    async def then_the_batch_checks(lead_ids: list[str]) -> None:  # after the erasure's read, before its scrub
+        router.contacts.forget_leads = forget  # type: ignore[method-assign]
+        writer.append(asyncio.create_task(router.service.on_leads_received([repeat])))
+        await asyncio.wait_for(records.checked.wait(), 5)
+        await forget(lead_ids)
+
+    router.contacts.forget_leads = then_the_batch_checks  # type: ignore[method-assign]
+    command = erasure(email="pat1@example.com")
+    with contextlib.suppress(LeadsBeingStoredError):  # the consumer tries it again below
+        await router.service.on_command(command)
+    records.go.set()
+    assert not await asyncio.wait_for(writer[0], 5)
+    await router.service.on_command(command)  # the consumer's retry (nothing to do if it was done)
+
+    _, after = after_erasure(router.out)
+    assert not carrying_events(after, "pat1@example.com", onto=str(first.event_id)), "the repeat after the erasure"
+    assert router.contacts.leads.get(KEY) != str(first.event_id), "the contact's key names the erased lead"
+    logged = [e for _, e in router.out.events() if isinstance(e, ActivityLogged)]
+    assert [str(e.payload.lead_id) for e in logged] == [str(first.event_id)], "the repeat's inquiry, before"
+
+
+def carrying_events(events: list[RoutingEvent], contact: str, *, onto: str) -> list[RoutingEvent]:
+    """The events of lead `onto` whose JSON names `contact`."""
+    return [e for e in events if str(e.payload.lead_id) == onto and contact in e.model_dump_json()]  # type: ignore[union-attr]

@@ -13,6 +13,7 @@ from fakes_router import FakeRecords
 from test_router_erasure import KEY, Router, erasure, lead, published_after_erasure
 
 from leadflow_router.adapters.codec import encode_outbox, encode_record
+from leadflow_router.adapters.ports import Check
 from leadflow_router.domain.record import Outbox, RoutingRecord
 from leadflow_router.handlers import STALE_BATCH_SECONDS
 
@@ -23,13 +24,14 @@ class DiesAfterFirstRecord(FakeRecords):
     """A writer that dies after its batch's outbox document and its first record, before the others."""
 
     async def insert_batch(
-        self, records: list[RoutingRecord], *, batch_id: str, now_ms: int
+        self, records: list[RoutingRecord], *, batch_id: str, now_ms: int, before_records: Check | None = None
     ) -> tuple[list[RoutingRecord], list[str]]:
         doc_id = f"{batch_id}/0"
         leads = [{"lead_id": r.lead_id, **encode_outbox(r.outbox)} for r in records]
         self.outboxes[doc_id] = {"_id": doc_id, "since_ms": now_ms, "leads": leads}
         first = records[0]
         self.docs[first.lead_id] = encode_record(replace(first, outbox=Outbox(batch=doc_id)))
+        del before_records  # dies after its first record, as if the check had passed
         raise ConnectionError("the writer died after its first record")
 
 

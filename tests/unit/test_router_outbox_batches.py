@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leadflow_router.adapters.codec import decode_outbox, decode_record, encode_outbox, encode_record
+from leadflow_router.adapters.ports import Check
 from leadflow_router.domain.model import AccountSnapshot, Agent
 from leadflow_router.domain.record import Effects, Outbox, RoutingRecord
 from leadflow_router.handlers import ORPHAN_BATCH_SECONDS, STALE_BATCH_SECONDS, RouterService
@@ -231,10 +232,10 @@ class StallingRecords(FakeRecords):
         self.stall = True
 
     async def insert_batch(
-        self, records: list[RoutingRecord], *, batch_id: str, now_ms: int
+        self, records: list[RoutingRecord], *, batch_id: str, now_ms: int, before_records: Check | None = None
     ) -> tuple[list[RoutingRecord], list[str]]:
         before = set(self.docs)
-        result = await super().insert_batch(records, batch_id=batch_id, now_ms=now_ms)
+        result = await super().insert_batch(records, batch_id=batch_id, now_ms=now_ms, before_records=before_records)
         if not self.stall:
             return result
         written = {i: self.docs.pop(i) for i in set(self.docs) - before}  # not stored yet: only the document is
@@ -321,9 +322,9 @@ class SlowAfterStoring(FakeRecords):
         self.wall, self.sweeper = wall, sweeper
 
     async def insert_batch(
-        self, records: list[RoutingRecord], *, batch_id: str, now_ms: int
+        self, records: list[RoutingRecord], *, batch_id: str, now_ms: int, before_records: Check | None = None
     ) -> tuple[list[RoutingRecord], list[str]]:
-        result = await super().insert_batch(records, batch_id=batch_id, now_ms=now_ms)
+        result = await super().insert_batch(records, batch_id=batch_id, now_ms=now_ms, before_records=before_records)
         self.wall[0] += STALE_BATCH_SECONDS + 1
         await self.sweeper[0].republish_stale()
         return result

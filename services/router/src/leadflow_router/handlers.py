@@ -41,6 +41,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from itertools import repeat
 from typing import Any
 
@@ -354,7 +355,6 @@ class RouterService:
             trace = traces[index] if index < len(traces) else None
             records.append(self._new_record(lead_id, event, decided, batch, trace=trace))
             self.metrics.decisions.labels(_rule(decided.outcome)).inc()
-        await self._not_into_erased(records)
         # The batch's outboxes wait in outbox documents (decision 0068): dropped once published.
         batch_id = str(uuid.uuid4())
         self._batches_in_flight.add(batch_id)
@@ -371,7 +371,11 @@ class RouterService:
         batch read the contact's keys: its inquiry, carrying the contact, would be logged on the erased lead after
         `ContactErased`, and its keys would point at it again. The batch is tried again (nothing of it stored); the
         keys are gone by then (an erasure forgets them before it scrubs), so the repeat is a new lead, as an inquiry
-        after an erasure is (decision 0050). One read, only for a batch with such repeats."""
+        after an erasure is (decision 0050). One read, only for a batch with such repeats.
+
+        Read after the batch's outbox documents are written and before its records (`insert_batch`): an erasure
+        scrubbing the lead after this read finds the documents when it looks again after its scrub
+        (`_erase_contact`), so one of the two always sees the other."""
         ours = {r.lead_id for r in records}
         targets = {lead for r in records if (lead := r.outbox.effects.contacts_lead) is not None and lead not in ours}
         if not targets:
@@ -406,7 +410,10 @@ class RouterService:
         this path after a sweeper published it from its document: the same events again (same ids and bytes).
         """
         began, now_ms = time.monotonic(), self._wall_ms()  # the wall clock, as `republish_stale` reads it
-        stored, documents = await self.records.insert_batch(records, batch_id=batch_id, now_ms=now_ms)
+        checked = partial(self._not_into_erased, records)
+        stored, documents = await self.records.insert_batch(
+            records, batch_id=batch_id, now_ms=now_ms, before_records=checked
+        )
         await self._finish_batches(r.outbox.batch for r in stored if r.outbox.batch not in (None, *documents))
         await self.flush([r for r in stored if r.outbox.batch is None])
         ours = [r for r in stored if r.outbox.batch in documents]
@@ -809,10 +816,14 @@ class RouterService:
         if request.done:
             return
         lead_ids = list(request.lead_ids)
-        await self._publish_pending(lead_ids, pending)
+        await self._publish_pending(lead_ids, pending, command.account_id)
         await self.contacts.forget_leads(lead_ids)
         for lead_id in lead_ids:
             await self._scrub(lead_id, command)
+        # Looked for again after the scrub: a batch merging a repeat into one of the leads read it before its scrub
+        # (else it refuses, `_not_into_erased`) and wrote its outbox document before that read, so the document is
+        # found now if not above (or the batch is done): the repeat's events go out before ContactErased.
+        await self._publish_pending(lead_ids, await self.records.pending_contacts(), command.account_id)
         # Again: until a lead's scrub, another replica's sweeper may finish a batch document still naming it
         # (kept while another lead it lists has no record) and register its keys anew. Scrubbed, it names none.
         await self.contacts.forget_leads(lead_ids)
@@ -888,13 +899,17 @@ class RouterService:
         await self.records.drop_from_batches(placed, documents)
         return placed
 
-    async def _publish_pending(self, lead_ids: list[str], pending: PendingContacts) -> None:
+    async def _publish_pending(self, lead_ids: list[str], pending: PendingContacts, account_id: str) -> None:
         """Publish and apply what the leads' outboxes hold (a crash left it), their first ones in their
         batches' documents (decision 0068) included, and those of repeats merged into them (R1) not applied
         yet: their events, which carry the contact, go out before ContactErased, and their contact keys are
-        registered before the erasure forgets them."""
+        registered before the erasure forgets them. A repeat an open document lists without a record yet is
+        waited for while its writer may be storing it, else erased unstored (`_erase_unstored`)."""
         repeats = pending.registering((), lead_ids)
         records = await self.records.get_many(sorted({*lead_ids, *repeats}))
+        if unstored := sorted(i for i in repeats if i not in records and pending.lists_in(i, account_id)):
+            placed = await self._erase_unstored(unstored, pending, account_id)
+            records |= await self.records.get_many([i for i in unstored if i not in placed])  # stored meanwhile
         await self._finish_batches(record.outbox.batch for record in records.values())
         await self.flush([record for record in records.values() if record.outbox])
         # A repeat's record still names its batch's document, which stays open while another lead it lists has no

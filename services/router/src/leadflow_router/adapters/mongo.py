@@ -22,6 +22,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from leadflow_router.adapters.codec import decode_outbox, decode_record, encode_outbox, encode_record
+from leadflow_router.adapters.ports import Check
 from leadflow_router.domain.contacts import contact_keys
 from leadflow_router.domain.erasure import ErasureRequest, Listing, PendingContacts
 from leadflow_router.domain.model import (
@@ -180,11 +181,14 @@ class LeadRecords:
         return {doc["_id"]: decode_record(doc) async for doc in self._leads.find({"_id": {"$in": lead_ids}})}
 
     async def insert_batch(
-        self, records: list[RoutingRecord], *, batch_id: str, now_ms: int
+        self, records: list[RoutingRecord], *, batch_id: str, now_ms: int, before_records: Check | None = None
     ) -> tuple[list[RoutingRecord], list[str]]:
         """Insert a batch of new records whose outboxes wait in outbox documents (`router_outboxes`,
         decision 0068), written first; each record is stored with an empty outbox naming its document.
         Once published, `end_batch` drops the documents: one delete instead of a write per record.
+
+        `before_records` is awaited between the two: what it reads is read after the documents are there for an
+        erasure to find (decision 0050). If it raises, the documents are dropped and no record is stored.
 
         Returns what is stored under the records' ids (each of these records, with its outbox and its
         document's id; or one stored before: a redelivery, a replica racing) and the documents' ids.
@@ -199,6 +203,12 @@ class LeadRecords:
         pointed = [replace(r, outbox=replace(r.outbox, batch=doc_id)) for doc_id, chunk in chunks for r in chunk]
         docs = [encode_record(replace(r, outbox=Outbox(batch=r.outbox.batch))) for r in pointed]
         doc_ids = [doc_id for doc_id, _ in chunks]
+        if before_records is not None:
+            try:
+                await before_records()
+            except BaseException:
+                await self.end_batch(doc_ids)
+                raise
         try:
             await self._leads.insert_many(docs, ordered=False)
         except BulkWriteError as exc:

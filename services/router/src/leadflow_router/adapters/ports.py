@@ -6,12 +6,15 @@ in memory. Each returns domain objects (`domain/record.py`, `domain/model.py`, `
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
 
 from leadflow_router.domain.erasure import ErasureRequest, PendingContacts
 from leadflow_router.domain.model import AccountSnapshot
 from leadflow_router.domain.record import OutboxDocument, RoutingRecord
+
+# Awaited by `insert_batch` between a batch's outbox documents and its records (raising: nothing stored).
+Check = Callable[[], Awaitable[None]]
 
 
 class RoutingRecords(Protocol):
@@ -21,7 +24,7 @@ class RoutingRecords(Protocol):
     async def get_many(self, lead_ids: list[str]) -> dict[str, RoutingRecord]: ...
     async def readable_many(self, lead_ids: list[str], read: str = "batch") -> dict[str, RoutingRecord]: ...
     async def insert_batch(
-        self, records: list[RoutingRecord], *, batch_id: str, now_ms: int
+        self, records: list[RoutingRecord], *, batch_id: str, now_ms: int, before_records: Check | None = None
     ) -> tuple[list[RoutingRecord], list[str]]: ...
     async def end_batch(self, doc_ids: list[str]) -> None: ...
     async def batch_outboxes(self, doc_ids: list[str]) -> dict[str, OutboxDocument]: ...
