@@ -168,7 +168,8 @@ def routed_record(body: bytes, n: int) -> RoutingRecord:
 async def database_rate(stack: Stack, bodies: list[bytes], batch: int) -> float:
     """The P1 database floor: per batch, the router's commands for new leads (look the leads and
     their contacts up, insert the outbox document and the records, advance the rotation, register the
-    contacts, drop the outbox document), through its own adapters and nothing else; leads per second."""
+    contacts and read their leads again (decision 0050), drop the outbox document), through its own adapters and
+    nothing else; leads per second."""
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_url)
     db = client["leadflow"]
     store, contacts, rotations = LeadRecords(db), Contacts(db), Rotations(db)
@@ -183,6 +184,7 @@ async def database_rate(stack: Stack, bodies: list[bytes], batch: int) -> float:
             _, outbox_docs = await store.insert_batch(chunk, batch_id=uuid.uuid4().hex, now_ms=now_ms())
             await rotations.advance(f"{ACCOUNT}:Partner", first + len(chunk))
             await contacts.register(keys)
+            await store.readable_many(sorted(set(keys.values())), read="contacts")
             await store.end_batch(outbox_docs)
         return len(records) / (time.perf_counter() - started)
     finally:

@@ -2,8 +2,9 @@
 goal 1: PyMongo's client CPU is per command, whatever it carries).
 
 A batch reads its records, contacts and rotation cursors once each, stores its outbox document and
-records, then advances every rotation it moved, registers its contact keys and drops its outbox
-document, one command each: however many leads, sources, rules and balanced counts it holds.
+records, then advances every rotation it moved, registers its contact keys (and reads their leads again: an erasure
+may have scrubbed one meanwhile) and drops its outbox document, one command each: however many leads, sources, rules
+and balanced counts it holds.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ BATCH_COMMANDS = [
     ("insert", "router_leads"),  # then the records,
     ("update", "router_rotations"),  # then the effects (every rotation moved)
     ("insert", "router_contacts"),
+    ("find", "router_leads"),  # the leads just registered, to forget their keys if erased meanwhile (decision 0050)
     ("delete", "router_outboxes"),  # and the outbox document dropped once published
 ]
 

@@ -1197,6 +1197,8 @@ class RouterService:
             await self.rotations.advance_many(effects.positions)
             await self._hold(records)
             await self.contacts.register(effects.lead_by_key)
+            if effects.lead_by_key:
+                await self._forget_if_erased(effects.lead_by_key)
             for lead_id, keys in effects.forget.items():
                 await self.contacts.forget(lead_id, keys)
 
@@ -1213,6 +1215,15 @@ class RouterService:
         self.metrics.events_published.inc(sum(len(record.outbox.events) for record in records))
         if clear:
             await self.records.mark_flushed(records)
+
+    async def _forget_if_erased(self, lead_by_key: dict[str, str]) -> None:
+        """Forget the keys just registered for a lead an erasure scrubbed meanwhile (decision 0050): a writer or a
+        sweeper applies an outbox it read before the erasure, whose last forget may already have run. Read after the
+        register: either this read sees the scrub, or the erasure's last forget (after its scrub) follows the
+        register. One read of the leads' records per flush that registers keys."""
+        leads = await self.records.readable_many(sorted(set(lead_by_key.values())), read="contacts")
+        if erased := sorted(i for i, r in leads.items() if r.state is not None and r.state.erased):
+            await self.contacts.forget_leads(erased)
 
     def _outbox(
         self,
