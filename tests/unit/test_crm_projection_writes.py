@@ -777,13 +777,14 @@ def test_any_dead_letters_replayed_at_any_later_point_leave_the_row_as_in_order(
     timeline entry, so the row and timeline are those of the events in order. Helper 104: refused claims (activity
     only, each with its own version) may come after any change, so between a state change and its late replay.
     Helper 106: a refusal may be of the change's millisecond (decided back to back): in order, the change sets the
-    last activity; replayed after the refusal, it sets it too (`projection.first_of_its_ms`)."""
+    last activity; replayed after the refusal, it sets it too (`projection.first_of_its_ms`). Session 28: the life may
+    end at any change, cid's offer included (a release replayed after it keeps its reason: `projection.LATE_FIELDS`)."""
     life = _versioned_life()
     ends = [k for k in range(len(life)) if k == len(life) - 1 or _version(life[k]) != _version(life[k + 1])]
-    # The life up to any change from bob's offer on, so that any change and its refusals may be the row's last; not up
-    # to cid's offer (v7): a release replayed after it is superseded whole, and the offer does not set the assignment
-    # reason the release set (still open, decision 0093's session 27 amendment); the assignment (v8) sets it again.
-    last = data.draw(st.sampled_from([k for k in ends[1:] if k != 7][::-1]), label="the life's last change")
+    # The life up to any change from bob's offer on, so that any change and its refusals may be the row's last: up to
+    # cid's offer (v7) too, which does not set the assignment reason a release replayed after it sets (session 28:
+    # `projection.LATE_FIELDS`; the assignment, v8, sets it again).
+    last = data.draw(st.sampled_from(ends[1:][::-1]), label="the life's last change")
     life, ends = life[: last + 1], [k for k in ends if k <= last]
     refused = data.draw(st.sets(st.sampled_from(ends), max_size=3), label="refused claims after")
     same_ms = data.draw(st.frozensets(st.sampled_from(sorted(refused))) if refused else st.just(frozenset[int]()))
@@ -818,6 +819,74 @@ def test_any_dead_letters_replayed_at_any_later_point_leave_the_row_as_in_order(
 def _version(event: RoutingEvent) -> int | None:
     version: int | None = getattr(event.payload, "router_version", None)
     return version
+
+
+@pytest.mark.parametrize("case", ["the release after the offer", "the claim after the share"])
+def test_a_state_change_replayed_after_a_newer_one_keeps_what_only_it_set(case: str) -> None:
+    """Session 28 (decision 0093's "still open"): rita's release (v6) dead-lettered by crm-api, cid's offer (v7)
+    applied, the release replayed: older than the row's state version, it was superseded whole, but the offer does not
+    set `assignment_reason`: the row kept the share's "lead_sharing" where in order it says "agent_left". Likewise
+    bob's claim (v3, a fee of its own) replayed after the share (v5), which does not set the fee. A late change still
+    sets the fields no newer applied change set (`projection.FIELD_VERSIONS`)."""
+    life, value = _versioned_life(), object()  # the value the late event alone sets, in order and replayed
+    if case == "the release after the offer":
+        events, late, name, value = life[:8], 6, "assignment_reason", "agent_left"
+        skip: tuple[str, ...] = ()
+    else:
+        claim = life[3]
+        life[3] = claim.model_copy(update={"payload": claim.payload.model_copy(update={"referral_fee_percent": 40})})
+        events, late, name, value = life[:6], 3, "referral_fee_percent", 40
+        skip = ("last_activity_kind", "last_activity_by")  # the echo and the share after it move only the time
+    in_order = _projected(events)
+    replayed = _projected([*events[:late], *events[late + 1 :], events[late]])
+    expected, row = in_order.rows[str(LEAD)], replayed.rows[str(LEAD)]
+    assert expected[name] == value
+    assert row[name] == value, f"the late {type(events[late]).__name__} left {name} = {row[name]!r}"
+    assert {k: v for k, v in row.items() if k not in skip} == {k: v for k, v in expected.items() if k not in skip}
+    assert replayed.entries.keys() == in_order.entries.keys()
+    read_again = _projected([*events[:late], *events[late + 1 :], events[late], *events]).rows[str(LEAD)]
+    assert read_again == row, "read again, nothing changes"
+
+
+def _south_move_at_one_ms() -> tuple[LeadOffered, LeadTransferred, LeadReleased, ActivityLogged]:
+    """Acme's lead offered to ana (v1), moved to south, sol holding it (v2, minute 5); south releases sol in the move's
+    millisecond (v3); zed's claim in south is refused (v4), stamped 2 s before the move by a replica whose clock is
+    behind (`CLOCK_SKEW_MS`)."""
+    to_ana = offered("ana").model_copy(update={"payload": offered("ana").payload.model_copy(
+        update={"router_version": 1})})  # fmt: skip
+    move = _move("acme", "south", "sol", minutes=5)
+    move = move.model_copy(update={"payload": move.payload.model_copy(update={"router_version": 2})})
+    release = LeadReleased.create(account_id="south", occurred_at=move.occurred_at, payload=LeadReleasedPayload(
+        lead_id=LEAD, agent_id="sol", broker_agent_id="sue", explanation="sol left", router_version=3))  # fmt: skip
+    refused = ActivityLogged.create(account_id="south", occurred_at=move.occurred_at - timedelta(seconds=2),
+        payload=ActivityLoggedPayload(lead_id=LEAD, agent_id=None, action=ActivityAction.CALL, by_agent_id="zed",
+        claim_refused="the offer ended", router_version=4))  # fmt: skip
+    return to_ana, move, release, refused
+
+
+@pytest.mark.parametrize("read", ["the release of the move's ms replayed last", "the move read after the release"])
+def test_an_event_of_a_moves_millisecond_decided_after_it_leaves_the_moves_last_activity(read: str) -> None:
+    """Session 28 (decision 0093: "a move leaves the field as it was"): in order the move sets the last activity and
+    south's release of its millisecond, decided after it (v3), leaves it. The move left `last_activity_version` as it
+    was: after south's refusal (v4, stamped before the move) was read first, the move's activity carried v4, and the
+    release dead-lettered and replayed, "first" of that millisecond against v4, replaced it. Read before the move
+    (acme's partition lagging), the release kept the move, not newer, from setting it. A move's activity is now its
+    own: its kind, who, and its router version (`projection.moved_changes`)."""
+    to_ana, move, release, refused = _south_move_at_one_ms()
+    in_order = _projected([to_ana, move, release, refused]).rows[str(LEAD)]
+    if read == "the release of the move's ms replayed last":
+        row = _projected([to_ana, refused, move, release]).rows[str(LEAD)]
+    else:
+        row = _projected([to_ana, release, refused, move]).rows[str(LEAD)]
+    assert (in_order["account_id"], in_order["status"], in_order["last_activity_ms"]) == (
+        "south",
+        "unassigned",
+        epoch_ms(move.occurred_at),
+    )
+    assert {k: row.get(k) for k in LAST_ACTIVITY} == {k: in_order.get(k) for k in LAST_ACTIVITY}, (
+        "the row's last activity differs from the router's order"
+    )
+    assert {k: row.get(k) for k in HELD} == {k: in_order.get(k) for k in HELD}
 
 
 def test_a_second_rounds_offer_replayed_after_the_claim_reopens_no_offer() -> None:

@@ -30,7 +30,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from leadflow_crm_api.adapters.offices import Labels, OfficeTransfers
 from leadflow_crm_api.domain.erasure import erased_row, erasure_entry
 from leadflow_crm_api.domain.lead_row import LeadRow
-from leadflow_crm_api.domain.offices import label_doc, move_applies, moved_row
+from leadflow_crm_api.domain.offices import label_doc, move_applies
 from leadflow_crm_api.domain.projection import (
     NewRow,
     RowChanges,
@@ -38,7 +38,8 @@ from leadflow_crm_api.domain.projection import (
     RowUpsert,
     assigned_row,
     first_row,
-    late_links,
+    late_changes,
+    moved_changes,
     owed_versions,
     row_changes,
 )
@@ -136,9 +137,10 @@ async def _changed(event: LeadEvent, state: RowState, views: ViewWriter) -> None
     """Apply a lead event to its row (`state`), unless the row applied what came after it already."""
     if state.superseded(event):
         # Of an office the lead left, older than what an office further on did, or than the row's version of what it
-        # changes (its state, or only its last activity): its timeline entry only (and an older offer's accept link).
-        if (links := late_links(event, state)) is not None:
-            await views.update(links)
+        # changes (its state, or only its last activity): its timeline entry only, an older offer's accept link, and
+        # what no newer change set of what it sets (`late_changes`: a release's reason replayed after the next offer).
+        if (late := late_changes(event, state)) is not None:
+            await views.update(late)
     elif isinstance(event, LeadAssigned):
         await views.upsert(assigned_row(event, state))
     elif not state.applied_already(event):
@@ -292,7 +294,7 @@ async def _moved(event: LeadTransferred, views: ViewWriter, *, side_effects: boo
             labels = [label_doc(target, name, at=event.occurred_at) for name in row.labels]
             await Labels(views.db).ensure(labels)
         if move_applies(row, event):  # an older move read late changes nothing but its timeline entry
-            await views.update(RowChanges.of(lead_id, moved_row(row, event)))
+            await views.update(moved_changes(row, event))
     if side_effects:
         await OfficeTransfers(views.db).mark_done(str(event.payload.transfer_id))
     return row is not None

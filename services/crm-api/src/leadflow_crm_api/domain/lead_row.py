@@ -132,6 +132,8 @@ class LeadRow:
     # The projection's own (decision 0093): a holder change of an office the row was not in yet, its office and time.
     early_holder_account_id: str | None = None
     early_holder_ms: int | None = None
+    # The router version of the event that set the last activity (`projection.LAST_ACTIVITY_VERSION`), for a move.
+    last_activity_version: int | None = None
 
     @classmethod
     def from_doc(cls, doc: Doc) -> LeadRow:
@@ -192,6 +194,7 @@ class LeadRow:
             moved_ms=_int(doc.get("moved_ms")),
             early_holder_account_id=_text(doc.get("early_holder_account_id")),
             early_holder_ms=_int(doc.get("early_holder_ms")),
+            last_activity_version=_int(doc.get("last_activity_version")),
         )
 
     def offer_link(self, link_id: str) -> OfferLink | None:

@@ -17,6 +17,8 @@ from typing import Any
 
 from leadflow_crm_api.domain.erasure import ERASED_ROW
 from leadflow_crm_api.domain.generations import LAST_ACTIVITY
+from leadflow_crm_api.domain.lead_row import LeadRow
+from leadflow_crm_api.domain.offices import moved_row
 from leadflow_crm_api.domain.views import (
     APPLIED_EVENT_IDS,
     CLOCK_SKEW_MS,
@@ -26,6 +28,7 @@ from leadflow_crm_api.domain.views import (
     PARKED_FOR,
     ROUTER_VERSION,
     is_echo,
+    last_activity,
     lead_row_changes,
     lead_row_from_assigned,
     lead_row_from_held,
@@ -44,6 +47,7 @@ from leadflow_shared.events.routing import (
     LeadHeld,
     LeadOffered,
     LeadShared,
+    LeadTransferred,
 )
 
 Fields = Mapping[str, Any]  # some of a crm_leads row's fields, as stored
@@ -60,6 +64,14 @@ STATE_VERSION = "state_version"
 # millisecond, the one the router decided first sets it, read in any order. Missing: the activity is set only when
 # strictly newer (as before the field; an unversioned event clears it when it sets the activity).
 LAST_ACTIVITY_VERSION = "last_activity_version"
+# The fields some state changes set and others leave (a release sets the assignment reason, the offer after it does
+# not; a claim sets the fee, a share does not; a hold and an offer set `held_until`, nothing else does), each with the
+# router version of the event that set it (decision 0093, session 28): a state change older than the row's state
+# version still sets those of them no newer applied event set (`late_changes`), as in order it set them last. A row's
+# first event gives the ones it leaves at their defaults version 0 (any event that sets them is later); an unversioned
+# event forgets the ones it sets (unknown: no late event sets them).
+LATE_FIELDS = ("assignment_reason", "referral_fee_percent", "held_until")
+FIELD_VERSIONS = "field_versions"
 
 
 def changes_state(event: LeadEvent) -> bool:
@@ -92,6 +104,7 @@ class RowState:
     state_version: int | None = None
     last_activity_ms: int | None = None
     last_activity_version: int | None = None
+    field_versions: Mapping[str, int] = field(default_factory=dict)
 
     @classmethod
     def of(cls, row: Fields | None) -> RowState:
@@ -114,6 +127,7 @@ class RowState:
             _ms(row.get(STATE_VERSION)),
             _ms(row.get("last_activity_ms")),
             _ms(row.get(LAST_ACTIVITY_VERSION)),
+            row.get(FIELD_VERSIONS) or {},
         )
 
     def owes_parked(self, event: LeadEvent) -> bool:
@@ -148,10 +162,11 @@ class RowState:
           changes (`older`).
         Within the row's office, events come in the router's order and are applied as they come.
         """
-        if not self.exists:
-            return False
-        if self.older(event):
-            return True
+        return self.exists and (self.older(event) or self.left_behind(event))
+
+    def left_behind(self, event: LeadEvent) -> bool:
+        """Whether `event` is of an office the lead has left, or older than a later office's change (the time rules of
+        `superseded`, not its version's)."""
         at, (office, early_ms) = epoch_ms(event.occurred_at), self.early_holder
         if office not in (None, event.account_id) and early_ms is not None and at < early_ms:
             return True
@@ -197,6 +212,21 @@ def activity_version(event: LeadEvent, row: RowState, changes: Fields) -> dict[s
         return {}
     version = event.payload.router_version
     return {} if version is None and row.last_activity_version is None else {LAST_ACTIVITY_VERSION: version}
+
+
+def field_versions(event: LeadEvent, row: RowState, changes: Fields) -> dict[str, Any]:
+    """The row's `FIELD_VERSIONS` after `event` sets those of `LATE_FIELDS` in `changes` (its own changes): the event's
+    version for each, or, unversioned, none (forgotten); nothing when they stay as they are."""
+    version, stored = event.payload.router_version, dict(row.field_versions)
+    after = {k: v for k, v in stored.items() if k not in changes}
+    if version is not None:
+        after |= {name: version for name in LATE_FIELDS if name in changes}
+    return {} if after == stored else {FIELD_VERSIONS: after}
+
+
+def _own_fields(event: LeadEvent) -> Fields:
+    """What `event` itself sets on a row (an assignment all of its row), before what the row around it adds."""
+    return lead_row_from_assigned(event) if isinstance(event, LeadAssigned) else lead_row_changes(event)
 
 
 def first_of_its_ms(event: LeadEvent, row: RowState) -> bool:
@@ -344,6 +374,8 @@ def first_row(event: LeadEvent) -> NewRow | None:
     else:
         return None
     fields = {**fields, **activity_version(event, NO_ROW, fields)}
+    if event.payload.router_version is not None:  # its defaults: older than any event that sets them
+        fields[FIELD_VERSIONS] = dict.fromkeys((name for name in LATE_FIELDS if name in fields), 0)
     # What storing the row and then applying the event's changes to it leaves.
     return NewRow(str(event.payload.lead_id), row_changes(event, RowState.of(fields)).applied_to(fields))
 
@@ -356,6 +388,7 @@ def row_changes(event: LeadEvent, row: RowState) -> RowChanges:
     which changes only the last activity and `last_event_id`, by its time: it sets them only when newer.
     """
     changes, offered = lead_row_changes(event), row.open_offers
+    changes |= field_versions(event, row, changes)  # what it sets itself (not a move's reason added below)
     early = _early_holder(event, row, changes)
     if early and row.early_holder[0] != event.account_id:
         # The first change seen of an office further on: it applies to what the move there leaves (no open offer,
@@ -372,10 +405,29 @@ def row_changes(event: LeadEvent, row: RowState) -> RowChanges:
         changes |= {"offer_links": links, "offer_link_ids": [link["link_id"] for link in links]}
     if isinstance(event, LeadShared):
         changes[APPLIED_EVENT_IDS] = [*row.applied, str(event.event_id)]
-    replaces = None
-    if first_of_its_ms(event, row) and row.last_activity_ms is not None and event.payload.router_version is not None:
-        replaces = (row.last_activity_ms, event.payload.router_version)
-    return RowChanges.of(str(event.payload.lead_id), changes, newer_only=_newer_only(event), replaces=replaces)
+    return RowChanges.of(
+        str(event.payload.lead_id), changes, newer_only=_newer_only(event), replaces=_replaces(event, row)
+    )
+
+
+def _replaces(event: LeadEvent, row: RowState) -> tuple[int, int] | None:
+    """`RowChanges.replaces` for `event`: the row's activity it replaces when first of its millisecond, else None."""
+    version = event.payload.router_version
+    if first_of_its_ms(event, row) and row.last_activity_ms is not None and version is not None:
+        return (row.last_activity_ms, version)
+    return None
+
+
+def moved_changes(row: LeadRow, event: LeadTransferred) -> RowChanges:
+    """A move's changes of the row (`offices.moved_row`), its last activity its own as any event's (session 28): its
+    kind and who took it, with its router version, set only when newer or, of the row's activity's millisecond and
+    decided first, over the later version's (`first_of_its_ms`); unversioned, it clears the version (as `touch`). It
+    used to set the time alone, the kind, who and the version left as they were, so the activity was order-dependent
+    and a late event of its millisecond decided after it could replace it (the version left was a later one's)."""
+    state = RowState(True, last_activity_ms=row.last_activity_ms, last_activity_version=row.last_activity_version)
+    fields = moved_row(row, event) | last_activity(event.type, event.payload.by_user_id)
+    fields |= activity_version(event, state, fields)
+    return RowChanges.of(row.lead_id, fields, replaces=_replaces(event, state))
 
 
 def _newer_only(event: LeadEvent) -> tuple[str, ...]:
@@ -386,14 +438,31 @@ def _newer_only(event: LeadEvent) -> tuple[str, ...]:
     return activity if records_in_timeline(event) or isinstance(event, LeadShared) else (*activity, "last_event_id")
 
 
-def late_links(event: LeadEvent, row: RowState) -> RowChanges | None:
-    """What an offer older than the row's state version still adds: its accept link (kept after its offer ended, so a
-    late click is told how it ended); None for any other event, or a link the row has."""
-    links = offer_links_after(row.offer_links, event) if row.older(event) else None
-    if links is None:
+def late_changes(event: LeadEvent, row: RowState) -> RowChanges | None:
+    """What an event older than the row's version of what it changes still sets: an offer's accept link (kept after its
+    offer ended, so a late click is told how it ended), and, unless it is of an office the lead left (`left_behind`),
+    those of its `LATE_FIELDS` no newer applied event set (in order it set them last: a release's reason replayed after
+    the offer that followed it, which sets none; session 28); None when it sets nothing."""
+    if not row.older(event):
         return None
-    fields = {"offer_links": links, "offer_link_ids": [link["link_id"] for link in links]}
-    return RowChanges(str(event.payload.lead_id), fields, {})
+    fields: dict[str, Any] = {}
+    if (links := offer_links_after(row.offer_links, event)) is not None:
+        fields |= {"offer_links": links, "offer_link_ids": [link["link_id"] for link in links]}
+    if not row.left_behind(event):
+        fields |= _late_fields(event, row)
+    return RowChanges(str(event.payload.lead_id), fields, {}) if fields else None
+
+
+def _late_fields(event: LeadEvent, row: RowState) -> dict[str, Any]:
+    """The `LATE_FIELDS` an older event sets that the row holds from an older one still (by `FIELD_VERSIONS`; a field
+    without a version is left: the row does not know), with their new versions."""
+    version, own = event.payload.router_version, _own_fields(event)
+    if version is None:
+        return {}
+    later = [k for k in LATE_FIELDS if k in own and k in row.field_versions and row.field_versions[k] < version]
+    if not later:
+        return {}
+    return {k: own[k] for k in later} | {FIELD_VERSIONS: {**row.field_versions, **dict.fromkeys(later, version)}}
 
 
 def _early_holder(event: LeadEvent, row: RowState, changes: Fields) -> dict[str, Any]:
@@ -410,6 +479,7 @@ def assigned_row(event: LeadAssigned, row: RowState) -> RowUpsert:
     """The row an assignment leaves. It ends any offer, a pond's too: the lead leaves its pond (issue 15)."""
     fields = lead_row_from_assigned(event) | {"pond": None} | versioned(event, row)
     fields |= _early_holder(event, row, fields) | activity_version(event, row, fields)
+    fields |= field_versions(event, row, fields)
     if row.erased:
         fields |= ERASED_ROW  # an event from before the erasure, delivered late (a replayed dead letter)
     upsert = RowUpsert.of(str(event.payload.lead_id), fields)
