@@ -18,9 +18,9 @@ import pytest
 from fakes_router import FakeRecords, Published
 from test_router_erasure import KEY, Router, after_erasure, erasure, lead, published_after_erasure
 
-from leadflow_router.adapters.codec import encode_outbox
+from leadflow_router.adapters.codec import decode_record, encode_outbox, encode_record
 from leadflow_router.adapters.ports import Check
-from leadflow_router.domain.record import RoutingRecord
+from leadflow_router.domain.record import Outbox, RoutingRecord
 from leadflow_router.handlers import STALE_BATCH_SECONDS
 
 pytestmark = [pytest.mark.unit, pytest.mark.asyncio]
@@ -182,3 +182,97 @@ async def test_a_sweeper_that_read_the_repeat_before_the_erasure_publishes_nothi
 
     assert only_copies_after_the_erasure(router.out)
     assert KEY not in router.contacts.leads, "Pat's email key is kept after the erasure"
+
+
+class RepeatStoredLeadNot(FakeRecords):
+    """`dying`: the writer writes its batch's document, and the bulk insert of its records stores the repeat (the
+    batch's second record) and not the lead it merges into (the first) before the writer dies: an unordered
+    `insert_many` interrupted (a stepdown, a shard's failure) may leave any subset stored, and the router treats "a
+    lead of the batch without a record" as a normal crash state (decision 0068). `pausing`: whoever finishes a
+    document next (`_finish_batches`) pauses after reading its records, before flushing them, until `go`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read, self.go = asyncio.Event(), asyncio.Event()
+        self.pausing = self.dying = False
+
+    async def insert_batch(
+        self, records: list[RoutingRecord], *, batch_id: str, now_ms: int, before_records: Check | None = None
+    ) -> tuple[list[RoutingRecord], list[str]]:
+        if not self.dying:
+            return await super().insert_batch(records, batch_id=batch_id, now_ms=now_ms, before_records=before_records)
+        doc_id = f"{batch_id}/0"
+        leads = [{"lead_id": r.lead_id, **encode_outbox(r.outbox)} for r in records]
+        self.outboxes[doc_id] = {"_id": doc_id, "since_ms": now_ms, "leads": leads}
+        if before_records is not None:
+            await before_records()
+        repeat = records[1]
+        self.docs[repeat.lead_id] = encode_record(RoutingRecord(
+            repeat.lead_id, repeat.account_id, 1, repeat.state, repeat.correlation_id, outbox=Outbox(batch=doc_id),
+        ))  # fmt: skip
+        raise ConnectionError("the writer died with the repeat stored and its lead not")
+
+    async def readable_many(self, lead_ids: list[str], read: str = "batch") -> dict[str, RoutingRecord]:
+        found = await super().readable_many(lead_ids, read)
+        if read == "batch" and self.pausing:
+            self.pausing = False
+            self.read.set()
+            await self.go.wait()
+        return found
+
+
+async def erased_unstored_while_a_sweeper_holds_the_repeat() -> tuple[Router, str]:
+    """Pat's first inquiry and a repeat of Pat (R1, merged into it) in one batch; the repeat stored, the lead not,
+    the document stale. Another replica's sweeper reads the document and the repeat's record, then the erasure of
+    Pat runs whole (the lead erased unstored: a placeholder; the repeat published from the document and detached;
+    the keys forgotten; ContactErased); then the sweeper goes on. Returns the router and the erased lead's id."""
+    records = RepeatStoredLeadNot()
+    router = Router(records=records)
+    first, repeat = lead(1), lead(1)
+    records.dying = True
+    with pytest.raises(ConnectionError):
+        await router.service.on_leads_received([first, repeat])
+    records.dying = False
+    assert str(repeat.event_id) in records.docs
+    assert str(first.event_id) not in records.docs
+    assert decode_record(records.docs[str(repeat.event_id)]).state is None, "the repeat is merged (R1)"
+    (doc,) = records.outboxes.values()
+    doc["since_ms"] -= 2 * STALE_BATCH_SECONDS * 1000  # its writer died a while ago
+
+    records.pausing = True
+    sweeper = asyncio.create_task(router.service.republish_stale())  # another replica's
+    await asyncio.wait_for(records.read.wait(), 5)
+    await router.service.on_command(erasure(email="pat1@example.com"))
+    erased, _ = after_erasure(router.out)
+    assert erased.payload.lead_ids == [first.event_id]
+    assert records.docs[str(first.event_id)].get("erased") is True, "erased unstored: a placeholder"
+    assert KEY not in router.contacts.leads, "the erasure forgot the key"
+    records.go.set()
+    await asyncio.wait_for(sweeper, 5)
+    assert [b for b in published_after_erasure(router.out) if b"pat1@example.com" in b], (
+        "the sweeper published its copy of the repeat's inquiry (on the erased lead) after ContactErased"
+    )
+    return router, str(first.event_id)
+
+
+@pytest.mark.asyncio
+async def test_no_key_names_a_lead_erased_unstored_after_a_sweeper_flushes_its_repeat() -> None:
+    """Helper 110: the sweeper's flush registers Pat's email key naming the placeholder; `_forget_if_erased` read the
+    placeholder, whose state is None, and kept the key: Pat's email stayed in router_contacts after the erasure. No key
+    may name a record with no state (`RoutingRecord.keys_may_name`)."""
+    router, erased = await erased_unstored_while_a_sweeper_holds_the_repeat()
+    assert router.contacts.leads.get(KEY) != erased, "Pat's email key names the erased (unstored) lead again"
+    assert KEY not in router.contacts.leads, "Pat's email key is kept after the erasure"
+
+
+@pytest.mark.asyncio
+async def test_pats_next_inquiry_after_the_erasure_is_routed_as_a_new_lead() -> None:
+    """What the surviving key does (R1, decision 0050: an inquiry after an erasure is a new lead): Pat writes in
+    again; the batch found the key naming the placeholder, counted it as a known lead (`_known_contacts` read it,
+    `_not_into_erased` did not refuse it: its state is None, not erased) and merged the inquiry into it: nobody was
+    offered the lead. A repeat merging into a record keys may not name is refused now, as into an erased lead."""
+    router, erased = await erased_unstored_while_a_sweeper_holds_the_repeat()
+    again = lead(1)
+    assert not await router.service.on_leads_received([again])
+    record = decode_record(router.records.docs[str(again.event_id)])
+    assert record.is_lead, f"Pat's new inquiry was merged (R1) into the erased placeholder {erased}, not routed"

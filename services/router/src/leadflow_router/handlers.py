@@ -381,7 +381,7 @@ class RouterService:
         if not targets:
             return
         stored = await self.records.readable_many(sorted(targets), read="contacts")
-        if erased := [lead for lead, r in stored.items() if r.state is not None and r.state.erased]:
+        if erased := [lead for lead, r in stored.items() if not r.keys_may_name]:
             # Keys naming an erased lead are forgotten, as its erasure does: one a batch registered again after the
             # erasure's last pass (the window left open) would else refuse every later repeat of the contact.
             await self.contacts.forget_leads(erased)
@@ -1222,7 +1222,7 @@ class RouterService:
         register: either this read sees the scrub, or the erasure's last forget (after its scrub) follows the
         register. One read of the leads' records per flush that registers keys."""
         leads = await self.records.readable_many(sorted(set(lead_by_key.values())), read="contacts")
-        if erased := sorted(i for i, r in leads.items() if r.state is not None and r.state.erased):
+        if erased := sorted(i for i, r in leads.items() if not r.keys_may_name):
             await self.contacts.forget_leads(erased)
 
     def _outbox(

@@ -93,6 +93,13 @@ class RoutingRecord:
         return self.state is not None
 
     @property
+    def keys_may_name(self) -> bool:
+        """Whether a contact key may name this record (R1): a lead not erased. Not an erased lead, nor a record with
+        no state (a merged repeat, which no key names, or the erased placeholder of a lead erased before it was
+        stored, decision 0068): a key naming one is forgotten, as its erasure forgets the lead's keys."""
+        return self.state is not None and not self.state.erased
+
+    @property
     def next_deadline_ms(self) -> int | None:
         deadline = self.state.next_deadline if self.state is not None else None
         return None if deadline is None else epoch_ms_ceil(deadline)  # as stored: rounded up
