@@ -5,7 +5,8 @@
   lead's unpublished events before the erasure (its first ones and a repeat's in a batch's outbox document,
   which also find a lead whose keys a crash left unwritten, and register no key after);
 - crm-api's projection and a rebuild's buffered replay erase alike, a late event does not bring the
-  contact back, and a rebuild from leads.events.v1 (which still holds the contact) ends without it;
+  contact back (nor, for a lead erased before it had a row, a copy published after the erasure or its first event
+  replayed then), and a rebuild from leads.events.v1 (which still holds the contact) ends without it;
 - the notifier forgets digest items and ends open deliveries of the leads unsent.
 """
 
@@ -26,10 +27,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from router_harness import Router, router_on
 
 from leadflow_crm_api.adapters.buffered_views import BufferedViews
-from leadflow_crm_api.adapters.leads import LeadViews, ScopedLeads, ensure_indexes, scope_filter
+from leadflow_crm_api.adapters.leads import LeadViews, ScopedLeads, ensure_indexes, realtor_filter, scope_filter
 from leadflow_crm_api.domain.generations import names_of
 from leadflow_crm_api.domain.principal import Principal, Role
-from leadflow_crm_api.domain.views import activity_entry
+from leadflow_crm_api.domain.views import LeadQuery, activity_entry
 from leadflow_crm_api.handlers import project
 from leadflow_crm_api.rebuild import rebuild_views
 from leadflow_crm_api.settings import CrmApiSettings
@@ -46,16 +47,21 @@ from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadAc
 from leadflow_shared.events.commands import LEAD_COMMAND, EraseContact, EraseContactPayload
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
 from leadflow_shared.events.routing import (
+    ROUTING_EVENT,
     ActivityLogged,
+    ActivityLoggedPayload,
     AssignmentReason,
     ContactErased,
     ContactErasedPayload,
+    ContactMessaged,
+    ContactMessagedPayload,
     LeadAssigned,
     LeadAssignedPayload,
     LeadClaimed,
     LeadClaimedPayload,
     LeadOffered,
     LeadOfferedPayload,
+    LeadSummary,
     RoutingEvent,
 )
 from leadflow_shared.settings import KafkaSettings, MongoSettings
@@ -357,6 +363,87 @@ async def test_the_projection_and_a_buffered_replay_erase_alike(crm: tuple[Async
     assert len(await holders_of(db, traces(bob))) == 4, "the other contact's rows and notes, in both"
     assert canonical(await docs(db, direct.leads)) == canonical(await docs(db, buffered.leads))
     assert canonical(await docs(db, direct.timeline)) == canonical(await docs(db, buffered.timeline))
+
+
+def inquiry(lead: uuid.UUID, contact: Contact, at: datetime) -> ActivityLogged:
+    return ActivityLogged.create(account_id="acme", occurred_at=at, payload=ActivityLoggedPayload(
+        lead_id=lead, agent_id=None, action=ActivityAction.INQUIRY,
+        summary=LeadSummary(contact=contact, source=SOURCE, message=f"I am {contact.first_name}")))  # fmt: skip
+
+
+def wrote(lead: uuid.UUID, contact: Contact, at: datetime) -> ContactMessaged:
+    return ContactMessaged.create(account_id="acme", occurred_at=at, payload=ContactMessagedPayload(
+        lead_id=lead, agent_id="ana", channel="email", to=str(contact.email),
+        body=f"Hi {contact.first_name}"))  # fmt: skip
+
+
+def again(event: RoutingEvent) -> RoutingEvent:
+    """A copy the router publishes again after the erasure (a paused writer or sweeper), or a dead letter replayed:
+    the same bytes, the same id."""
+    return ROUTING_EVENT.validate_json(event.model_dump_json())
+
+
+async def test_leads_erased_without_a_row_take_no_copy_or_replayed_first_event_with_the_person(
+    crm: tuple[AsyncDatabase[Doc], str],
+) -> None:
+    """Decision 0050, session 28: three leads crm-api has no row of when Jane is erased, their first events dead
+    letters (`late`: an offer, `by_hand`: an assignment; `never`: none comes), their later events parked. After
+    ContactErased the router publishes copies of those (the inquiry carries Jane, the message her address) and the
+    dead letters are replayed: the live projection and a rebuild's buffered replay (any batch boundaries) park the
+    copies without Jane, make `late`'s and `by_hand`'s rows without her (their state projected: ana holds them), and
+    leave of `never` a marker no reader lists. Nothing of Jane is anywhere in the database."""
+    db, _ = crm
+    jane = person("Jane")
+    late, by_hand, never = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    t = [T0 + timedelta(minutes=i) for i in range(6)]
+    parked: list[RoutingEvent] = [
+        inquiry(late, jane, t[1]), claim(late, t[2]), wrote(by_hand, jane, t[2]), inquiry(never, jane, t[1]),
+    ]  # fmt: skip
+    events: list[RoutingEvent] = [
+        *parked,
+        erased(late, by_hand, never, at=t[5]),
+        *[again(e) for e in parked],
+        again(offered(late, jane, t[0])),  # the dead letters, replayed after the erasure
+        again(assigned(by_hand, jane, t[0])),
+        again(parked[0]),  # a copy once more, after the row
+    ]
+    direct = names_of(0)
+    for event in events:
+        await project(event, views=LeadViews(db, direct), side_effects=False)
+    rebuilt = [names_of(1), names_of(2), names_of(3)]
+    for names, size in zip(rebuilt, (1, 2, 4), strict=True):
+        buffer = BufferedViews(db, names)
+        for start in range(0, len(events), size):
+            batch = events[start : start + size]
+            await buffer.load({str(i) for e in batch if (i := getattr(e.payload, "lead_id", None))}, set())
+            for event in batch:
+                await project(event, views=buffer, side_effects=False)
+            await buffer.flush()
+
+    assert await holders_of(db, traces(jane)) == [], "a copy or a replayed first event brought Jane back"
+    for names in (direct, *rebuilt):
+        for lead in (late, by_hand):
+            row = await db[names.leads].find_one({"_id": str(lead)})
+            assert row is not None
+            assert (row["name"], row["email"], row["message"], bool(row["erased"])) == ("", None, "", True)
+            assert (row["account_id"], row["status"], row["owner_agent_id"]) == ("acme", "assigned", "ana")
+            assert "erased_before_row" not in row
+        assert await db[names.leads].find_one({"_id": str(never)}) == {
+            "_id": str(never), "erased": True, "erased_before_row": True
+        }  # fmt: skip
+        held = [doc["_id"] async for doc in db[names.parked].find({})]
+        assert held == [str(parked[3].event_id)], "only `never`'s inquiry waits for a row, without Jane"
+        assert canonical(await docs(db, names.leads)) == canonical(await docs(db, direct.leads))
+        assert canonical(await docs(db, names.timeline)) == canonical(await docs(db, direct.timeline))
+
+    broker = ScopedLeads(db, scope_filter(Principal("bea", Role.BROKER, "acme"), "acme"))
+    listed = {row.lead_id for row in await broker.find_page(LeadQuery(), limit=50, after=None)}
+    assert listed == {str(late), str(by_hand)}, "the marker is no lead"
+    assert await broker.get(str(never)) is None
+    assert await broker.get_many([str(never), str(late)]) == {str(late): await broker.get(str(late))}
+    ana = Principal("ana", Role.REALTOR, "acme")
+    mine = ScopedLeads(db, realtor_filter(ana), realtor="ana")
+    assert {row.lead_id for row in await mine.find_page(LeadQuery(), limit=50, after=None)} == listed
 
 
 @pytest_asyncio.fixture(loop_scope="session")

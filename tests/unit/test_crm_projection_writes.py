@@ -27,6 +27,7 @@ from leadflow_crm_api.domain.projection import (
     assigned_row,
     changes_state,
     first_row,
+    lead_row_of,
     row_changes,
     versioned,
 )
@@ -193,7 +194,7 @@ class MemoryViews:
         return RowState.of(self.rows.get(lead_id))
 
     async def row(self, lead_id: str) -> LeadRow | None:
-        return LeadRow.from_doc(self.rows[lead_id]) if lead_id in self.rows else None
+        return lead_row_of(self.rows.get(lead_id))  # None for an erasure's marker (decision 0050, session 28)
 
     async def insert_new(self, row: NewRow) -> bool:
         if row.lead_id in self.rows:

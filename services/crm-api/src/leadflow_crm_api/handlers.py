@@ -18,7 +18,10 @@ A rebuild (decision 0045) applies the same function to every event of the log wi
 `side_effects=False`: only the views are written, never the office transfers or labels.
 
 A ContactErased (decision 0050) scrubs its leads' rows and what people wrote on their timelines;
-a rebuild replays it after the events that carried the contact, so it erases the rebuilt rows too.
+a rebuild replays it after the events that carried the contact, so it erases the rebuilt rows too. Of a lead without
+a row it drops the parked events and leaves a marker (`erasure.erased_marker`, read as "no row, erased"): the lead's
+first event replayed after it, or a copy the router published again, makes the row over it without the person, and
+a parked event is held without the person (`erasure.without_person`), so nothing brings the person back (session 28).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any, Literal, Protocol, TypeVar
 from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_crm_api.adapters.offices import Labels, OfficeTransfers
-from leadflow_crm_api.domain.erasure import erased_row, erasure_entry
+from leadflow_crm_api.domain.erasure import erased_marker, erased_row, erasure_entry, without_person
 from leadflow_crm_api.domain.lead_row import LeadRow
 from leadflow_crm_api.domain.offices import label_doc, move_applies
 from leadflow_crm_api.domain.projection import (
@@ -39,6 +42,7 @@ from leadflow_crm_api.domain.projection import (
     assigned_row,
     first_row,
     late_changes,
+    made_over_marker,
     moved_changes,
     owed_versions,
     row_changes,
@@ -63,7 +67,7 @@ class ViewWriter(Protocol):
     db: AsyncDatabase[dict[str, Any]]
 
     async def state(self, lead_id: str) -> RowState: ...
-    async def row(self, lead_id: str) -> LeadRow | None: ...
+    async def row(self, lead_id: str) -> LeadRow | None: ...  # None: no row (or only an erasure's marker)
     async def insert_new(self, row: NewRow) -> bool: ...
     async def upsert(self, row: RowUpsert) -> None: ...
     async def update(self, changes: RowChanges) -> None: ...
@@ -84,24 +88,33 @@ async def project(event: RoutingEvent, *, views: ViewWriter, side_effects: bool 
         await _other(event, views, side_effects=side_effects)
         return
     first = first_row(event)  # a first offer's or hold's row, the event's changes in it
+    lead_id = str(event.payload.lead_id)
     state: RowState | None = None
     if first is not None:
         # Read before the insert (one command for the batch's leads), so a row that owes parked events says so.
-        parked = in_version_order(await views.parked(str(event.payload.lead_id)))
-        if await views.insert_new(_stored(first, event, parked)):
+        parked = in_version_order(await views.parked(lead_id))
+        stored = _stored(first, event, parked)
+        made = await views.insert_new(stored)
+        if not made:
+            # A row-making event whose row is there: the state first (read anyway when the event is not recorded),
+            # as the row may owe parked events though the event's entry is written.
+            state = await views.state(lead_id)
+            if made := state.marker:  # erased before it had a row: made over the marker, without the person
+                await views.update(made_over_marker(lead_id, stored.fields))
+        if made:
             # The lead had no row, so the event has no timeline entry yet (an entry is written after its row).
             await _created(event, parked, views, side_effects=side_effects)
             return
-    if first is not None or isinstance(event, LeadAssigned):
-        # A row-making event whose row is there (or an assignment): the state first (read anyway when the event is
-        # not recorded), as the row may owe parked events though the event's entry is written.
-        state = await views.state(str(event.payload.lead_id))
+    elif isinstance(event, LeadAssigned):  # as a row-making event whose row is there
+        state = await views.state(lead_id)
     in_timeline = records_in_timeline(event)
     if in_timeline and (state is None or not state.owes_parked(event)) and await views.recorded(str(event.event_id)):
         return
     outcome = await _applied(event, views, side_effects=side_effects, state=state)
     if outcome == "parked":
-        await views.park(event)  # no row (its first event dead-lettered): applied, and recorded, once it has one
+        # No row (its first event dead-lettered): applied, and recorded, once it has one; held without the person,
+        # which crm-api never reads of it (a copy published after the lead's erasure holds nothing of it either).
+        await views.park(without_person(event))
     elif outcome == "applied" and in_timeline:
         await views.record(timeline_entry(event))
 
@@ -127,8 +140,11 @@ async def _applied(
     if not isinstance(event, LeadAssigned):
         return "parked"
     parked = in_version_order(await views.parked(lead_id))  # read before the upsert, as a first offer's
-    upsert = assigned_row(event, state)
-    await views.upsert(_stored(upsert, event, parked))
+    upsert = _stored(assigned_row(event, state), event, parked)
+    if state.marker:  # erased before it had a row: made over the marker, without the person (`state.erased`)
+        await views.update(made_over_marker(lead_id, {**upsert.fields, **upsert.on_insert}))
+    else:
+        await views.upsert(upsert)
     await _created(event, parked, views, side_effects=side_effects)
     return "created"
 
@@ -277,7 +293,11 @@ async def _erase(event: ContactErased, views: ViewWriter) -> None:
             # redelivery, which applies its changes again (`_finished`).
             version = state.version_owed() if state.router_version is None else None
             await views.update(RowChanges.of(lead_id, erased_row(event) | owed_versions(version)))
-            await views.record(erasure_entry(event, lead_id))
+        else:
+            # No row (yet): a marker, so the event that makes its row later (a dead letter replayed, a copy the
+            # router published again) makes it without the person (session 28). Stored once; no reader lists it.
+            await views.insert_new(NewRow(lead_id, erased_marker()))
+        await views.record(erasure_entry(event, lead_id))
         # Events held for a row that never came, or that a row created before a crash still owes: they go too
         # (what they carry of the person; the row's mark is removed by its event's redelivery).
         if parked := await views.parked(lead_id):

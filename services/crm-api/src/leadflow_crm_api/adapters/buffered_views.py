@@ -23,7 +23,7 @@ from leadflow_crm_api.adapters.leads import erase_entries, parked_doc
 from leadflow_crm_api.domain.erasure import without_free_text
 from leadflow_crm_api.domain.generations import ViewNames
 from leadflow_crm_api.domain.lead_row import LeadRow
-from leadflow_crm_api.domain.projection import NewRow, RowChanges, RowState, RowUpsert
+from leadflow_crm_api.domain.projection import NewRow, RowChanges, RowState, RowUpsert, lead_row_of
 from leadflow_shared.events.routing import LeadEvent
 from leadflow_shared.mongo_bulk import insert_each
 
@@ -82,8 +82,7 @@ class BufferedViews:
         return RowState.of(await self._row(lead_id))
 
     async def row(self, lead_id: str) -> LeadRow | None:
-        row = await self._row(lead_id)
-        return None if row is None else LeadRow.from_doc(row)
+        return lead_row_of(await self._row(lead_id))  # None for an erasure's marker too
 
     async def insert_new(self, row: NewRow) -> bool:
         if await self._row(row.lead_id) is not None:

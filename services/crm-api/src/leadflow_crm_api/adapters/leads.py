@@ -28,7 +28,14 @@ from leadflow_crm_api.domain.generations import ViewNames, names_of
 from leadflow_crm_api.domain.lead_row import LeadRow, TimelineEntry
 from leadflow_crm_api.domain.offices import label_key
 from leadflow_crm_api.domain.principal import Principal
-from leadflow_crm_api.domain.projection import LAST_ACTIVITY_VERSION, NewRow, RowChanges, RowState, RowUpsert
+from leadflow_crm_api.domain.projection import (
+    LAST_ACTIVITY_VERSION,
+    NewRow,
+    RowChanges,
+    RowState,
+    RowUpsert,
+    lead_row_of,
+)
 from leadflow_crm_api.domain.views import RACE_ENTRIES, LeadQuery, LeadTab, search_patterns
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.collections import AGENTS
@@ -117,7 +124,7 @@ class LeadViews:
         return RowState.of(await self._doc(lead_id))
 
     async def row(self, lead_id: str) -> LeadRow | None:
-        return _row(await self._doc(lead_id))
+        return lead_row_of(await self._doc(lead_id))  # None for an erasure's marker too
 
     async def insert_new(self, row: NewRow) -> bool:
         """Create the row unless the lead has one; whether it did."""

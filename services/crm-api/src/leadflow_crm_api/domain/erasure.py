@@ -11,6 +11,12 @@ addresses). On the timeline, what people wrote goes from entries crm-api recorde
 the contact, a note's or call's words, a task's title. Those are notes about (or to) the erased
 person, and free text cannot be checked for the name in it; the entry stays, saying who did
 what and when. Routing's own entries (agents, rules, explanations) carry no contact and stay.
+
+A lead erased before crm-api had a row of it (its only events parked, its first dead-lettered) keeps a marker in
+the rows' collection (`ERASED_BEFORE_ROW`: no office, so no reader's scope matches it; the projection reads it as
+"no row, erased"): the lead's first event replayed after the erasure makes its row without the person over it. The
+events the projection parks are held without the person (`without_person`): it never reads that of them, and a copy
+of one published after `ContactErased` must not bring the person back (decision 0050, session 28).
 """
 
 from __future__ import annotations
@@ -26,7 +32,17 @@ from leadflow_crm_api.domain.text import Email, email_address, visible
 from leadflow_crm_api.domain.views import activity_summary
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.commands import MAX_ERASED_LEAD_IDS
-from leadflow_shared.events.routing import ContactErased
+from leadflow_shared.events.intake import Contact
+from leadflow_shared.events.routing import (
+    ActivityLogged,
+    ContactErased,
+    ContactMessaged,
+    LeadAssigned,
+    LeadEvent,
+    LeadHeld,
+    LeadOffered,
+    LeadTransferred,
+)
 
 _ERASURES = uuid.UUID("5d0f6a52-8c3e-4b71-a7d9-2e4b8f1c6a03")  # namespace of erasure ids from Idempotency-Keys
 ENTRY_TYPE = "ContactErased"  # the timeline entry each erased lead gets (projected: a rebuild makes it again)
@@ -35,6 +51,8 @@ ERASED_ROW: dict[str, Any] = {
     "name": "", "email": None, "phone": None, "search_name": "", "search_email": "", "search_phone": "",
     "message": "", "company": None, "office_address": None, "home_address": None, "erased": True,
 }  # fmt: skip
+# The marker of a lead erased before it had a row (decision 0050, session 28): `erased_marker`, `RowState.of`.
+ERASED_BEFORE_ROW = "erased_before_row"
 FREE_TEXT = ("text", "message", "task")  # an action's content written by people (api.ActivityCreate)
 _PHONE: TypeAdapter[str] = TypeAdapter(Phone)
 
@@ -110,6 +128,32 @@ class ErasureAccepted(BaseModel):
 def erased_row(event: ContactErased) -> dict[str, Any]:
     """What the erasure `$set`s on a lead's row (its last event changes, so live pages show it)."""
     return {**ERASED_ROW, "last_event_id": str(event.event_id)}
+
+
+def erased_marker() -> dict[str, Any]:
+    """What the erasure stores of a lead without a row: that it was erased, nothing else (no office, no person)."""
+    return {"erased": True, ERASED_BEFORE_ROW: True}
+
+
+_NOBODY = Contact(first_name="")
+_ERASED_TEXT = "(erased)"
+
+
+def without_person(event: LeadEvent) -> LeadEvent:
+    """`event` without what it carries of the person (contact, inquiry, message, address), as a parked event is held:
+    the projection applies nothing of that from an event that makes no row (only a row-making event's contact goes
+    into a row, and such an event is never parked)."""
+    if isinstance(event, ActivityLogged):
+        return event.model_copy(update={"payload": event.payload.model_copy(update={"summary": None})})
+    if isinstance(event, ContactMessaged):
+        scrubbed = {"to": _ERASED_TEXT, "subject": "", "body": _ERASED_TEXT}
+        return event.model_copy(update={"payload": event.payload.model_copy(update=scrubbed)})
+    if isinstance(event, LeadTransferred):
+        return event.model_copy(update={"payload": event.payload.model_copy(update={"contact": _NOBODY})})
+    if isinstance(event, LeadOffered | LeadHeld | LeadAssigned):
+        update = {"contact": _NOBODY, "message": ""}
+        return event.model_copy(update={"payload": event.payload.model_copy(update=update)})
+    return event
 
 
 def without_free_text(entry: dict[str, Any]) -> dict[str, Any] | None:

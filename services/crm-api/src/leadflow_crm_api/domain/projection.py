@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from leadflow_crm_api.domain.erasure import ERASED_ROW
+from leadflow_crm_api.domain.erasure import ERASED_BEFORE_ROW, ERASED_ROW
 from leadflow_crm_api.domain.generations import LAST_ACTIVITY
 from leadflow_crm_api.domain.lead_row import LeadRow
 from leadflow_crm_api.domain.offices import moved_row
@@ -111,6 +111,8 @@ class RowState:
         """The state of a stored row (or of one about to be), None for a lead without a row."""
         if row is None:
             return NO_ROW
+        if row.get(ERASED_BEFORE_ROW):
+            return ERASED_NO_ROW
         # `erased`: nx-27017 reads a `$set` true back as 1.
         return cls(
             True,
@@ -129,6 +131,12 @@ class RowState:
             _ms(row.get(LAST_ACTIVITY_VERSION)),
             row.get(FIELD_VERSIONS) or {},
         )
+
+    @property
+    def marker(self) -> bool:
+        """Whether the lead has no row but the marker of its erasure (decision 0050, session 28): its events park as
+        any lead's without a row, and the event that makes its row makes it over the marker (`made_over_marker`)."""
+        return self.erased and not self.exists
 
     def owes_parked(self, event: LeadEvent) -> bool:
         """Whether `event` created the row and has not finished applying the lead's parked events (a crash
@@ -239,6 +247,12 @@ def first_of_its_ms(event: LeadEvent, row: RowState) -> bool:
 
 
 NO_ROW = RowState()
+ERASED_NO_ROW = RowState(erased=True)  # a lead erased before it had a row: its marker (`erasure.erased_marker`)
+
+
+def lead_row_of(doc: Fields | None) -> LeadRow | None:
+    """The lead's row as stored; None when it has none, or only its erasure's marker."""
+    return None if doc is None or doc.get(ERASED_BEFORE_ROW) else LeadRow.from_doc(doc)
 
 
 def _ms(value: object) -> int | None:
@@ -331,6 +345,13 @@ class RowChanges:
         elif self.activity and (new_ms is None or (numeric and stored_ms < new_ms)):
             changed |= self.activity
         return changed
+
+
+def made_over_marker(lead_id: str, row: Fields) -> RowChanges:
+    """The row a row-making event makes (all of `row`: a first row's fields, or an assignment's with those it sets
+    only on insert) of a lead erased before it had one: over its marker, which goes, without the person (the event
+    is older than the erasure: a dead letter replayed, or a copy published again after it; decision 0050, s. 28)."""
+    return RowChanges(lead_id, {**row, **ERASED_ROW}, {}, (ERASED_BEFORE_ROW,))
 
 
 def owed_versions(version: int | None) -> Doc:
