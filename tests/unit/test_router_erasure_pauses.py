@@ -13,6 +13,7 @@ which consumers drop by event id (no Kafka publish can be made conditional on th
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 from fakes_router import FakeRecords, Published
@@ -123,13 +124,16 @@ async def test_no_key_of_the_erased_contact_is_kept_after_the_erasure(case: str)
     assert KEY not in router.contacts.leads, "Pat's email key is kept after the erasure"
 
 
-class SweeperPausedAfterRead(FakeRecords):
-    """The writer of the repeat's batch dies after its document and its first record (the repeat), so the document
-    stays open; once `pausing`, whoever finishes a document (`_finish_batches`: another replica's sweeper) pauses
-    after it read the document's records and before it publishes them: `read` is set there, it goes on at `go`."""
+class DiesThenPausesTheFinisher(FakeRecords):
+    """`dying`: the writer writes its batch's document and stores only its records at `survivors` (their indices)
+    before it dies, so the document stays open: an unordered `insert_many` interrupted may leave any subset stored,
+    and the router treats "a lead of the batch without a record" as a normal crash state (decision 0068). `pausing`:
+    whoever finishes a document next (`_finish_batches`: another replica's sweeper) pauses after reading its records,
+    before flushing them: `read` is set there, and it goes on at `go`."""
 
-    def __init__(self) -> None:
+    def __init__(self, survivors: tuple[int, ...]) -> None:
         super().__init__()
+        self.survivors = survivors
         self.read, self.go = asyncio.Event(), asyncio.Event()
         self.pausing = self.dying = False
 
@@ -138,11 +142,14 @@ class SweeperPausedAfterRead(FakeRecords):
     ) -> tuple[list[RoutingRecord], list[str]]:
         if not self.dying:
             return await super().insert_batch(records, batch_id=batch_id, now_ms=now_ms, before_records=before_records)
-        await super().insert_batch(records[:1], batch_id=batch_id, now_ms=now_ms, before_records=before_records)
-        self.outboxes[f"{batch_id}/0"]["leads"].extend(
-            {"lead_id": r.lead_id, **encode_outbox(r.outbox)} for r in records[1:]
-        )
-        raise ConnectionError("the writer died after its first record")
+        doc_id = f"{batch_id}/0"
+        leads = [{"lead_id": r.lead_id, **encode_outbox(r.outbox)} for r in records]
+        self.outboxes[doc_id] = {"_id": doc_id, "since_ms": now_ms, "leads": leads}
+        if before_records is not None:
+            await before_records()
+        for index in self.survivors:
+            self.docs[records[index].lead_id] = encode_record(replace(records[index], outbox=Outbox(batch=doc_id)))
+        raise ConnectionError("the writer died with part of its batch stored")
 
     async def readable_many(self, lead_ids: list[str], read: str = "batch") -> dict[str, RoutingRecord]:
         found = await super().readable_many(lead_ids, read)
@@ -159,7 +166,7 @@ async def test_a_sweeper_that_read_the_repeat_before_the_erasure_publishes_nothi
     1, naming it), then the erasure ran whole (published the repeat from the document, detached it, forgot the keys,
     ContactErased); the sweeper then publishes the repeat's ActivityLogged with Pat after ContactErased and
     registers Pat's key naming the erased lead again."""
-    records = SweeperPausedAfterRead()
+    records = DiesThenPausesTheFinisher(survivors=(0,))  # the repeat stored, the batch's other lead not
     router, first = Router(records=records), lead(1)
     assert not await router.service.on_leads_received([first])
     repeat, other = lead(1), lead(2)
@@ -184,49 +191,12 @@ async def test_a_sweeper_that_read_the_repeat_before_the_erasure_publishes_nothi
     assert KEY not in router.contacts.leads, "Pat's email key is kept after the erasure"
 
 
-class RepeatStoredLeadNot(FakeRecords):
-    """`dying`: the writer writes its batch's document, and the bulk insert of its records stores the repeat (the
-    batch's second record) and not the lead it merges into (the first) before the writer dies: an unordered
-    `insert_many` interrupted (a stepdown, a shard's failure) may leave any subset stored, and the router treats "a
-    lead of the batch without a record" as a normal crash state (decision 0068). `pausing`: whoever finishes a
-    document next (`_finish_batches`) pauses after reading its records, before flushing them, until `go`."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.read, self.go = asyncio.Event(), asyncio.Event()
-        self.pausing = self.dying = False
-
-    async def insert_batch(
-        self, records: list[RoutingRecord], *, batch_id: str, now_ms: int, before_records: Check | None = None
-    ) -> tuple[list[RoutingRecord], list[str]]:
-        if not self.dying:
-            return await super().insert_batch(records, batch_id=batch_id, now_ms=now_ms, before_records=before_records)
-        doc_id = f"{batch_id}/0"
-        leads = [{"lead_id": r.lead_id, **encode_outbox(r.outbox)} for r in records]
-        self.outboxes[doc_id] = {"_id": doc_id, "since_ms": now_ms, "leads": leads}
-        if before_records is not None:
-            await before_records()
-        repeat = records[1]
-        self.docs[repeat.lead_id] = encode_record(RoutingRecord(
-            repeat.lead_id, repeat.account_id, 1, repeat.state, repeat.correlation_id, outbox=Outbox(batch=doc_id),
-        ))  # fmt: skip
-        raise ConnectionError("the writer died with the repeat stored and its lead not")
-
-    async def readable_many(self, lead_ids: list[str], read: str = "batch") -> dict[str, RoutingRecord]:
-        found = await super().readable_many(lead_ids, read)
-        if read == "batch" and self.pausing:
-            self.pausing = False
-            self.read.set()
-            await self.go.wait()
-        return found
-
-
 async def erased_unstored_while_a_sweeper_holds_the_repeat() -> tuple[Router, str]:
     """Pat's first inquiry and a repeat of Pat (R1, merged into it) in one batch; the repeat stored, the lead not,
     the document stale. Another replica's sweeper reads the document and the repeat's record, then the erasure of
     Pat runs whole (the lead erased unstored: a placeholder; the repeat published from the document and detached;
     the keys forgotten; ContactErased); then the sweeper goes on. Returns the router and the erased lead's id."""
-    records = RepeatStoredLeadNot()
+    records = DiesThenPausesTheFinisher(survivors=(1,))  # the repeat stored, the lead it merges into not
     router = Router(records=records)
     first, repeat = lead(1), lead(1)
     records.dying = True
