@@ -382,8 +382,9 @@ class RouterService:
             return
         stored = await self.records.readable_many(sorted(targets), read="contacts")
         if erased := [lead for lead, r in stored.items() if not r.keys_may_name]:
-            # Keys naming an erased lead are forgotten, as its erasure does: one a batch registered again after the
-            # erasure's last pass (the window left open) would else refuse every later repeat of the contact.
+            # Keys naming an erased lead are forgotten, as its erasure does: one registered again after the erasure's
+            # last pass and kept (by a process that died before its `_forget_if_erased`) would else refuse every later
+            # repeat of the contact.
             await self.contacts.forget_leads(erased)
             raise ContactErasedMeanwhileError(len(erased))
 
@@ -1217,10 +1218,10 @@ class RouterService:
             await self.records.mark_flushed(records)
 
     async def _forget_if_erased(self, lead_by_key: dict[str, str]) -> None:
-        """Forget the keys just registered for a lead an erasure scrubbed meanwhile (decision 0050): a writer or a
-        sweeper applies an outbox it read before the erasure, whose last forget may already have run. Read after the
-        register: either this read sees the scrub, or the erasure's last forget (after its scrub) follows the
-        register. One read of the leads' records per flush that registers keys."""
+        """Forget the keys just registered for a lead keys may not name (`keys_may_name`: one an erasure scrubbed, or
+        erased before it was stored, meanwhile; decision 0050): a writer or a sweeper applies an outbox it read before
+        the erasure, whose last forget may already have run. Read after the register: either this read sees the
+        erasure, or the erasure's last forget (after its scrub) follows the register. One read per such flush."""
         leads = await self.records.readable_many(sorted(set(lead_by_key.values())), read="contacts")
         if erased := sorted(i for i, r in leads.items() if not r.keys_may_name):
             await self.contacts.forget_leads(erased)
