@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,9 +27,17 @@ from pymongo.asynchronous.database import AsyncDatabase
 from router_harness import Router, router_on
 
 from leadflow_crm_api.adapters.buffered_views import BufferedViews
-from leadflow_crm_api.adapters.leads import LeadViews, ScopedLeads, ensure_indexes, realtor_filter, scope_filter
+from leadflow_crm_api.adapters.leads import (
+    LeadViews,
+    ScopedLeads,
+    ensure_indexes,
+    parked_doc,
+    realtor_filter,
+    scope_filter,
+)
 from leadflow_crm_api.domain.generations import names_of
 from leadflow_crm_api.domain.principal import Principal, Role
+from leadflow_crm_api.domain.projection import RowState
 from leadflow_crm_api.domain.views import LeadQuery, activity_entry
 from leadflow_crm_api.handlers import project
 from leadflow_crm_api.rebuild import rebuild_views
@@ -59,6 +67,7 @@ from leadflow_shared.events.routing import (
     LeadAssignedPayload,
     LeadClaimed,
     LeadClaimedPayload,
+    LeadEvent,
     LeadOffered,
     LeadOfferedPayload,
     LeadSummary,
@@ -444,6 +453,74 @@ async def test_leads_erased_without_a_row_take_no_copy_or_replayed_first_event_w
     ana = Principal("ana", Role.REALTOR, "acme")
     mine = ScopedLeads(db, realtor_filter(ana), realtor="ana")
     assert {row.lead_id for row in await mine.find_page(LeadQuery(), limit=50, after=None)} == listed
+
+
+class Meanwhile(LeadViews):
+    """`LeadViews` running `then` (another partition's consumer) once, when the projection first makes call `at`."""
+
+    def __init__(self, db: AsyncDatabase[Doc], at: str, then: Callable[[], Awaitable[None]]) -> None:
+        self.then: Callable[[], Awaitable[None]] | None
+        super().__init__(db, names_of(0))
+        self.at, self.then = at, then
+
+    def ran(self) -> bool:
+        """Whether `then` ran."""
+        return self.then is None
+
+    async def _interleave(self, call: str) -> None:
+        if call == self.at and (run := self.then) is not None:
+            self.then = None
+            await run()
+
+    async def state(self, lead_id: str) -> RowState:
+        read = await super().state(lead_id)
+        await self._interleave("state")
+        return read
+
+    async def parked(self, lead_id: str) -> list[LeadEvent]:
+        read = await super().parked(lead_id)
+        await self._interleave("parked")
+        return read
+
+
+async def test_an_erasure_racing_a_leads_first_event_leaves_no_person_and_keeps_its_parked_events(
+    crm: tuple[AsyncDatabase[Doc], str],
+) -> None:
+    """Helper 113's review, on nx-27017: `by_hand`'s assignment reads "no row" and its parked claim, then an erasure
+    stores its marker: the assignment's insert fails on it and the row is made over it without Jane. `late`'s erasure
+    reads "no row", then its first offer inserts the row with Jane: the marker's insert fails and the erasure scrubs
+    that row. `waiting`'s inquiry, parked before session 28 with Jane, is scrubbed in place and kept for its row."""
+    db, _ = crm
+    jane = person("Jane")
+    by_hand, late, waiting = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    direct = LeadViews(db, names_of(0))
+    await project(claim(by_hand, T0 + timedelta(minutes=2)), views=direct, side_effects=False)  # parked: no row
+    legacy = inquiry(waiting, jane, T0 + timedelta(minutes=1))
+    await db[names_of(0).parked].insert_one(parked_doc(legacy))  # as parked before session 28: with Jane
+
+    async def erase(*leads: uuid.UUID) -> None:
+        await project(erased(*leads, at=T0 + timedelta(hours=1)), views=direct, side_effects=False)
+
+    async def offer_late() -> None:
+        await project(offered(late, jane, T0), views=direct, side_effects=False)
+
+    racing = Meanwhile(db, "parked", lambda: erase(by_hand))
+    await project(assigned(by_hand, jane, T0), views=racing, side_effects=False)
+    assert racing.ran(), "the interleaving did not happen"
+    racing = Meanwhile(db, "state", offer_late)
+    await project(erased(late, waiting, at=T0 + timedelta(hours=1)), views=racing, side_effects=False)
+    assert racing.ran(), "the interleaving did not happen"
+
+    assert await holders_of(db, traces(jane)) == [], "the race left Jane in the views"
+    for lead in (by_hand, late):
+        row = await db[names_of(0).leads].find_one({"_id": str(lead)})
+        assert row is not None
+        assert "erased_before_row" not in row
+        assert (row["name"], row["email"], row["phone"], bool(row["erased"])) == ("", None, None, True)
+    claimed = await db[names_of(0).timeline].find_one({"lead_id": str(by_hand), "type": "LeadClaimed"})
+    assert claimed is not None, "the claim parked before the erasure was applied to the row made over the marker"
+    kept = [doc async for doc in db[names_of(0).parked].find({"lead_id": str(waiting)})]
+    assert [doc["_id"] for doc in kept] == [str(legacy.event_id)], "the inquiry parked before the erasure is kept"
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -228,6 +228,11 @@ class MemoryViews:
         for event_id in event_ids:
             self.parking.pop(event_id, None)
 
+    async def scrub_parked(self, events: list[LeadEvent]) -> None:
+        for event in events:
+            if (event_id := str(event.event_id)) in self.parking:
+                self.parking[event_id] = event
+
 
 def _life() -> list[RoutingEvent]:
     """North offers the lead to ana, shares it with rita (ana's offer withdrawn), rita works it (the router's echo
@@ -678,10 +683,10 @@ def _assert_as_in_order(views: MemoryViews, in_order: MemoryViews) -> None:
     assert views.parking == {}
 
 
-def test_an_erasure_after_a_crash_in_the_parked_events_takes_them_with_it() -> None:
+def test_an_erasure_after_a_crash_in_the_parked_events_leaves_them_to_the_redelivery() -> None:
     """The offer's projection applied the parked claim and failed before forgetting it; the person is erased: the
-    parked copy (the claim carries no contact, the held offer would) goes with the erasure though the lead has a
-    row, and the offer, redelivered, finishes: the row is unmarked and the claim not applied twice."""
+    parked copy (held without the person) stays for the offer's redelivery (helper 113's review: the erasure used to
+    take it), which finishes: the row is unmarked and the claim not applied twice."""
     offer, _echo, claim = _early_life()[:3]
     views = Crashing(set())
     asyncio.run(project(claim, views=views, side_effects=False))
@@ -699,8 +704,9 @@ def test_an_erasure_after_a_crash_in_the_parked_events_takes_them_with_it() -> N
     erased = ContactErased.create(account_id="acme", occurred_at=T0 + timedelta(hours=1), payload=ContactErasedPayload(
         erasure_id=uuid.uuid4(), lead_ids=[LEAD], by_user_id="bea", reason="ticket 7"))  # fmt: skip
     asyncio.run(project(erased, views=views, side_effects=False))
-    assert views.parking == {}
+    assert list(views.parking) == [str(claim.event_id)]
     assert _until_done(views, offer) == 0
+    assert views.parking == {}
     row = views.rows[str(LEAD)]
     assert PARKED_FOR not in row
     assert (row["status"], row["owner_agent_id"]) == ("assigned", "ana")
@@ -963,8 +969,8 @@ def _erasure() -> ContactErased:
 def test_an_erasure_between_the_unversioned_insert_and_the_redelivery_leaves_the_row_versioned() -> None:
     """Helper 99's review (`test_review_s26c_crm_unversioned_row.py`, moved): cid's offer (v7) stores the row without
     its version (v3..v6 parked came before it) and fails at its first parked event's entry lookup; the person is
-    erased (the erasure takes the parked events); the offer, redelivered, finds none left. The row takes v7 (the
-    erasure sets the version the mark owes), so bob's offer (v2, a dead letter) replayed later changes nothing."""
+    erased (the parked events stay: helper 113's review); the offer, redelivered, applies them and itself again. The
+    row takes v7, so bob's offer (v2, a dead letter) replayed later changes nothing."""
     events = _versioned_life()
     to_bob, parked, to_cid = events[2], events[3:7], events[7]
     views = Crashing(set())
@@ -975,8 +981,9 @@ def test_an_erasure_between_the_unversioned_insert_and_the_redelivery_leaves_the
     assert views.rows[str(LEAD)][PARKED_FOR] == str(to_cid.event_id)
     views.crash_at = set()
     asyncio.run(project(_erasure(), views=views, side_effects=False))
-    assert views.parking == {}
+    assert set(views.parking) == {str(e.event_id) for e in parked}
     assert _until_done(views, to_cid) == 0  # the redelivery
+    assert views.parking == {}
     row = views.rows[str(LEAD)]
     assert PARKED_FOR not in row
     assert row.get("router_version") == 7, "the row is left without a version for good (cid's offer made it: v7)"

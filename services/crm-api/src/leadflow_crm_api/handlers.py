@@ -19,9 +19,10 @@ A rebuild (decision 0045) applies the same function to every event of the log wi
 
 A ContactErased (decision 0050) scrubs its leads' rows and what people wrote on their timelines;
 a rebuild replays it after the events that carried the contact, so it erases the rebuilt rows too. Of a lead without
-a row it drops the parked events and leaves a marker (`erasure.erased_marker`, read as "no row, erased"): the lead's
-first event replayed after it, or a copy the router published again, makes the row over it without the person, and
-a parked event is held without the person (`erasure.without_person`), so nothing brings the person back (session 28).
+a row it leaves a marker (`erasure.erased_marker`, read as "no row, erased"): the lead's first event replayed after
+it, or a copy the router published again, makes the row over it without the person, and a parked event is held
+without the person (`erasure.without_person`), so nothing brings the person back (session 28). Its parked events
+stay (those parked before session 28 scrubbed in place), so the row made later applies them (helper 113's review).
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ from leadflow_crm_api.domain.projection import (
     late_changes,
     made_over_marker,
     moved_changes,
-    owed_versions,
     row_changes,
 )
 from leadflow_crm_api.domain.views import records_in_timeline, timeline_entry
@@ -77,6 +77,7 @@ class ViewWriter(Protocol):
     async def park(self, event: LeadEvent) -> None: ...
     async def parked(self, lead_id: str) -> list[LeadEvent]: ...
     async def unpark(self, event_ids: list[str]) -> None: ...
+    async def scrub_parked(self, events: list[LeadEvent]) -> None: ...  # each parked event replaced, if still held
 
 
 Outcome = Literal["applied", "created", "parked"]
@@ -139,12 +140,16 @@ async def _applied(
         return "applied"
     if not isinstance(event, LeadAssigned):
         return "parked"
-    parked = in_version_order(await views.parked(lead_id))  # read before the upsert, as a first offer's
+    parked = in_version_order(await views.parked(lead_id))  # read before the insert, as a first offer's
     upsert = _stored(assigned_row(event, state), event, parked)
-    if state.marker:  # erased before it had a row: made over the marker, without the person (`state.erased`)
-        await views.update(made_over_marker(lead_id, {**upsert.fields, **upsert.on_insert}))
-    else:
-        await views.upsert(upsert)
+    row = {**upsert.fields, **upsert.on_insert}  # the row the upsert makes where there is none
+    # Inserted as a first offer's row, not upserted: an erasure may have stored its marker since the state was read
+    # (another partition's consumer), and an upsert would set the person on it (helper 113's review).
+    if state.marker or not await views.insert_new(NewRow(lead_id, row)):
+        if (await views.state(lead_id)).marker:  # erased before it had a row: made over the marker, without the person
+            await views.update(made_over_marker(lead_id, row))
+        else:  # a row made meanwhile: the assignment's changes over it, as before
+            await views.upsert(upsert)
     await _created(event, parked, views, side_effects=side_effects)
     return "created"
 
@@ -189,7 +194,7 @@ async def _created(
     (`RowState.owes_parked`) and comes back here without applying its own changes again: a parked event applied
     already is skipped by its timeline entry (a share by its id on the row, an echo by its time); once they are
     forgotten, `event`'s entry is written and the mark removed, last (a redelivered first offer or hold reads its
-    row's state before its entry). A redelivery that finds none parked before it (an erasure or the TTL took them)
+    row's state before its entry). A redelivery that finds none parked before it (the TTL took them)
     still gives the row the version it was stored without (`_finished`)."""
     lead_id = str(event.payload.lead_id)
     owed: int | None = None
@@ -206,13 +211,13 @@ async def _created(
     if not again and resumed is not None:
         owed = await _finished(event, resumed, views)
     await views.record(timeline_entry(event))
-    if parked or resumed is not None:  # resumed with none left: a crash after they were forgotten, or an erasure
+    if parked or resumed is not None:  # resumed with none left: a crash after they were forgotten, or the TTL
         await views.update(RowChanges.unmarked(lead_id, owed))
 
 
 async def _finished(event: LeadEvent, state: RowState, views: ViewWriter) -> int | None:
-    """A resumed row-making event with no parked event before it left (an erasure or the TTL took them): the row,
-    stored without its version, must not stay so (an older dead letter would apply). With no version since, the row
+    """A resumed row-making event with no parked event before it left (the TTL took them): the row, stored without
+    its version, must not stay so (an older dead letter would apply). With no version since, the row
     holds `event`'s changes: its version is owed, set with the mark's removal (returned); with an older one (parked
     events applied before the crash), `event`'s changes again, which set it; with its own or newer, nothing."""
     owed = state.version_owed()
@@ -286,22 +291,22 @@ async def _erase(event: ContactErased, views: ViewWriter) -> None:
     for lead in event.payload.lead_ids:
         lead_id = str(lead)
         await views.erase_timeline(lead_id)
-        if (state := await views.state(lead_id)).exists:
-            # A row stored without its maker's version, owing parked events (they go below) and holding only its
-            # maker's changes (no version since): it takes the version now, as its maker may never come back and an
-            # older dead letter would apply. Parked events applied already (a version, lower) leave it to the maker's
-            # redelivery, which applies its changes again (`_finished`).
-            version = state.version_owed() if state.router_version is None else None
-            await views.update(RowChanges.of(lead_id, erased_row(event) | owed_versions(version)))
-        else:
-            # No row (yet): a marker, so the event that makes its row later (a dead letter replayed, a copy the
-            # router published again) makes it without the person (session 28). Stored once; no reader lists it.
-            await views.insert_new(NewRow(lead_id, erased_marker()))
+        # No row (yet): a marker, so the event that makes its row later (a dead letter replayed, a copy the router
+        # published again) makes it without the person (session 28). Stored once; no reader lists it. Not stored when
+        # a row was made since the state was read (a first event on another partition's consumer): that row is
+        # erased (helper 113's review: it kept the person).
+        state = await views.state(lead_id)
+        if not state.exists and not state.marker and not await views.insert_new(NewRow(lead_id, erased_marker())):
+            state = await views.state(lead_id)  # a row made since (or another erasure's marker)
+        if state.exists:
+            await views.update(RowChanges.of(lead_id, erased_row(event)))
         await views.record(erasure_entry(event, lead_id))
-        # Events held for a row that never came, or that a row created before a crash still owes: they go too
-        # (what they carry of the person; the row's mark is removed by its event's redelivery).
-        if parked := await views.parked(lead_id):
-            await views.unpark([str(e.event_id) for e in parked])
+        # Events held for a row that never came, or that a row created before a crash still owes, stay: the row made
+        # later (or finished by its maker's redelivery) applies them in order. They are held without the person;
+        # those parked before that (session 28) are scrubbed in place (helper 113's review: dropped, they were lost).
+        held = await views.parked(lead_id)
+        if scrubbed := [s for e in held if (s := without_person(e)) != e]:
+            await views.scrub_parked(scrubbed)
 
 
 async def _moved(event: LeadTransferred, views: ViewWriter, *, side_effects: bool) -> bool:

@@ -136,6 +136,14 @@ class BufferedViews:
             else:
                 del self._parked[lead_id]
 
+    async def scrub_parked(self, events: list[LeadEvent]) -> None:
+        for event in events:
+            lead_id, event_id = str(event.payload.lead_id), str(event.event_id)
+            if event_id in (held := self._parked.get(lead_id, {})):
+                held[event_id] = event
+            if event_id in self._parked_stored:  # stored by a flush before: replaced there too
+                await self._parked_docs.update_one({"_id": event_id}, {"$set": {"event": event.model_dump_json()}})
+
     async def flush(self) -> None:
         """Write what changed, then forget it all (the next batch reads what it needs again)."""
         rows = [row for i in sorted(self._dirty) if (row := self._rows[i]) is not None]

@@ -185,6 +185,15 @@ class LeadViews:
         names = await self._read()  # bound: the projection's generation (no lead to log a write under)
         await self.db[names.parked].delete_many({"_id": {"$in": event_ids}})
 
+    async def scrub_parked(self, events: list[LeadEvent]) -> None:
+        """Replace each parked event with `event` (its id's), where it is still held: its place kept (an erasure
+        scrubs those parked before they were held without the person)."""
+        for event in events:
+            async with self._write(str(event.payload.lead_id)) as names:
+                await self.db[names.parked].update_one(
+                    {"_id": str(event.event_id)}, {"$set": {"event": event.model_dump_json()}}
+                )
+
 
 def parked_doc(event: LeadEvent, *, seq: int | None = None) -> dict[str, Any]:
     """A parked event as stored (`LeadViews.park`, and a rebuild's at its end)."""

@@ -134,6 +134,8 @@ class LeadRow:
     early_holder_ms: int | None = None
     # The router version of the event that set the last activity (`projection.LAST_ACTIVITY_VERSION`), for a move.
     last_activity_version: int | None = None
+    # The router versions of the events that set the late-set fields (`projection.FIELD_VERSIONS`), for a move.
+    field_versions: Mapping[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_doc(cls, doc: Doc) -> LeadRow:
@@ -195,6 +197,7 @@ class LeadRow:
             early_holder_account_id=_text(doc.get("early_holder_account_id")),
             early_holder_ms=_int(doc.get("early_holder_ms")),
             last_activity_version=_int(doc.get("last_activity_version")),
+            field_versions=_int_map(doc.get("field_versions")),
         )
 
     def offer_link(self, link_id: str) -> OfferLink | None:
@@ -284,6 +287,12 @@ def _text_map(value: object) -> dict[str, str]:
     if not isinstance(value, Mapping):
         return {}
     return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def _int_map(value: object) -> dict[str, int]:
+    if not isinstance(value, Mapping):
+        return {}
+    return {k: v for k, v in value.items() if isinstance(k, str) and _int(v) is not None}
 
 
 def _when(value: object) -> datetime | None:

@@ -444,10 +444,17 @@ def moved_changes(row: LeadRow, event: LeadTransferred) -> RowChanges:
     kind and who took it, with its router version, set only when newer or, of the row's activity's millisecond and
     decided first, over the later version's (`first_of_its_ms`); unversioned, it clears the version (as `touch`). It
     used to set the time alone, the kind, who and the version left as they were, so the activity was order-dependent
-    and a late event of its millisecond decided after it could replace it (the version left was a later one's)."""
-    state = RowState(True, last_activity_ms=row.last_activity_ms, last_activity_version=row.last_activity_version)
+    and a late event of its millisecond decided after it could replace it (the version left was a later one's).
+    The `LATE_FIELDS` it sets (the move's reason, unless a later holder change keeps its own) take its version, as an
+    event's do (`field_versions`), so an older state change replayed late does not set them over it (`late_changes`)."""
+    state = RowState(
+        True,
+        last_activity_ms=row.last_activity_ms,
+        last_activity_version=row.last_activity_version,
+        field_versions=row.field_versions,
+    )
     fields = moved_row(row, event) | last_activity(event.type, event.payload.by_user_id)
-    fields |= activity_version(event, state, fields)
+    fields |= activity_version(event, state, fields) | field_versions(event, state, fields)
     return RowChanges.of(row.lead_id, fields, replaces=_replaces(event, state))
 
 
