@@ -828,6 +828,22 @@ def _version(event: RoutingEvent) -> int | None:
     return version
 
 
+@pytest.mark.parametrize(
+    "order", [(0, 1, 2, 4, 7, 3, 5, 6), (0, 2, 4, 7, 1, 3, 5, 6)], ids=["bob's claim late", "ana's expiry late too"]
+)
+def test_an_event_replayed_after_the_next_rounds_offer_still_ends_the_offer_it_ended(order: tuple[int, ...]) -> None:
+    """Session 28 (helper 113, found by the replay test above once it ran up to cid's offer): bob's claim (v3)
+    dead-lettered by crm-api, cid's offer (round 3, v7) applied, the claim replayed: older than the row's state, it
+    was superseded whole and bob's offer stayed open beside cid's (`offered_to` bob and cid; in order, cid alone).
+    Likewise ana's expiry. A late event still ends the offers it ended in order that were opened before it (by their
+    router version: `projection.late_changes`); the share and the release, which ended them too, late as well."""
+    life = _versioned_life()[:8]  # the claim (3), the share (5) and the release (6) each end bob's offer
+    late_order = [life[i] for i in order]
+    row, expected = _projected(late_order).rows[str(LEAD)], _projected(life).rows[str(LEAD)]
+    assert expected["offered_to"] == ["cid"]
+    assert (row["offered_to"], row["open_offers"]) == (expected["offered_to"], expected["open_offers"])
+
+
 @pytest.mark.parametrize("case", ["the release after the offer", "the claim after the share"])
 def test_a_state_change_replayed_after_a_newer_one_keeps_what_only_it_set(case: str) -> None:
     """Session 28 (decision 0093's "still open"): rita's release (v6) dead-lettered by crm-api, cid's offer (v7)

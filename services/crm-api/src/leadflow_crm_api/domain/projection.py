@@ -43,11 +43,16 @@ from leadflow_shared.events.routing import (
     ActivityLogged,
     ContactMessaged,
     LeadAssigned,
+    LeadClaimed,
     LeadEvent,
+    LeadFellBack,
     LeadHeld,
     LeadOffered,
+    LeadReleased,
     LeadShared,
     LeadTransferred,
+    OfferExpired,
+    OfferWithdrawn,
 )
 
 Fields = Mapping[str, Any]  # some of a crm_leads row's fields, as stored
@@ -418,9 +423,7 @@ def row_changes(event: LeadEvent, row: RowState) -> RowChanges:
     changes |= early | versioned(event, row) | activity_version(event, row, changes)
     offers = open_offers_after(offered, event)
     if offers is not None:
-        # $set of the whole array: nx-27017 mangles $push of documents (decision 0004).
-        agents = sorted({o["agent_id"] for o in offers})
-        changes |= {"open_offers": offers, "offered_to": agents, "pond": pond_of(offers)}  # pond: issue 15
+        changes |= _with_offers(offers)
     links = offer_links_after(row.offer_links, event)
     if links is not None:  # `offer_link_ids` is what a click's lookup matches (an array of strings)
         changes |= {"offer_links": links, "offer_link_ids": [link["link_id"] for link in links]}
@@ -476,9 +479,38 @@ def late_changes(event: LeadEvent, row: RowState) -> RowChanges | None:
     fields: dict[str, Any] = {}
     if (links := offer_links_after(row.offer_links, event)) is not None:
         fields |= {"offer_links": links, "offer_link_ids": [link["link_id"] for link in links]}
+    if (offers := _late_offers(event, row)) is not None:
+        fields |= _with_offers(offers)
     if not row.left_behind(event):
         fields |= _late_fields(event, row)
     return RowChanges(str(event.payload.lead_id), fields, {}) if fields else None
+
+
+_ENDS_EVERY_OFFER = (LeadClaimed, LeadAssigned, LeadFellBack, LeadTransferred, LeadShared, LeadReleased)
+
+
+def _late_offers(event: LeadEvent, row: RowState) -> list[dict[str, Any]] | None:
+    """The row's open offers without those a late `event` ended in order and that are still open: offers opened before
+    it (by the offer's router version; an offer stored without one is left), its own for an expiry or a withdrawal,
+    every one for a change of holder (a claim replayed after the next round's offer: session 28). None when it ends
+    none of them."""
+    version = event.payload.router_version
+    if version is None or not isinstance(event, (OfferExpired, OfferWithdrawn, *_ENDS_EVERY_OFFER)):
+        return None
+    left = open_offers_after(row.open_offers, event) or []  # as in order
+    kept = [o for o in row.open_offers if o in left or not _opened_before(o, version)]
+    return kept if len(kept) != len(row.open_offers) else None
+
+
+def _with_offers(offers: list[dict[str, Any]]) -> dict[str, Any]:
+    """The row's open offers and what it keeps of them (their agents, their pond: issue 15); a $set of the whole array:
+    nx-27017 mangles $push of documents (decision 0004)."""
+    return {"open_offers": offers, "offered_to": sorted({o["agent_id"] for o in offers}), "pond": pond_of(offers)}
+
+
+def _opened_before(offer: dict[str, Any], version: int) -> bool:
+    opened = offer.get("router_version")
+    return isinstance(opened, int) and opened < version
 
 
 def _late_fields(event: LeadEvent, row: RowState) -> dict[str, Any]:

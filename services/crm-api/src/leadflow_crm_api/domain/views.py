@@ -262,6 +262,8 @@ def open_offers_after(open_offers: list[dict[str, Any]], event: LeadEvent) -> li
             "deadline": p.deadline,
             "deadline_ms": epoch_ms_ceil(p.deadline),  # rounded up, as the router stores it (R8)
             **({"pond": p.pond} if p.pond else {}),
+            # What a late event that ended it compares (`projection.late_changes`): ended only if opened before it.
+            **({"router_version": p.router_version} if p.router_version is not None else {}),
         }
         kept = [o for o in open_offers if (o["agent_id"], o["offer_round"]) != (p.agent_id, p.offer_round)]
         return [*kept, offer]
