@@ -146,10 +146,10 @@ async def _applied(
     # Inserted as a first offer's row, not upserted: an erasure may have stored its marker since the state was read
     # (another partition's consumer), and an upsert would set the person on it (helper 113's review).
     if state.marker or not await views.insert_new(NewRow(lead_id, row)):
-        if (await views.state(lead_id)).marker:  # erased before it had a row: made over the marker, without the person
+        if (now := await views.state(lead_id)).marker:  # erased before it had a row: made over the marker, no person
             await views.update(made_over_marker(lead_id, row))
-        else:  # a row made meanwhile: the assignment's changes over it, as before
-            await views.upsert(upsert)
+        else:  # a row made meanwhile: the assignment's changes over what it holds now (erased too, maybe)
+            await views.upsert(_stored(assigned_row(event, now), event, parked))
     await _created(event, parked, views, side_effects=side_effects)
     return "created"
 
