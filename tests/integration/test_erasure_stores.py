@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from crm_harness import Doc, Topic, canonical, docs, topic_on
+from fakes_crm import Interleaving
 from pydantic import SecretStr
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
@@ -37,7 +38,6 @@ from leadflow_crm_api.adapters.leads import (
 )
 from leadflow_crm_api.domain.generations import names_of
 from leadflow_crm_api.domain.principal import Principal, Role
-from leadflow_crm_api.domain.projection import RowState
 from leadflow_crm_api.domain.views import LeadQuery, activity_entry
 from leadflow_crm_api.handlers import project
 from leadflow_crm_api.rebuild import rebuild_views
@@ -67,7 +67,6 @@ from leadflow_shared.events.routing import (
     LeadAssignedPayload,
     LeadClaimed,
     LeadClaimedPayload,
-    LeadEvent,
     LeadOffered,
     LeadOfferedPayload,
     LeadSummary,
@@ -455,32 +454,12 @@ async def test_leads_erased_without_a_row_take_no_copy_or_replayed_first_event_w
     assert {row.lead_id for row in await mine.find_page(LeadQuery(), limit=50, after=None)} == listed
 
 
-class Meanwhile(LeadViews):
+class Meanwhile(Interleaving, LeadViews):
     """`LeadViews` running `then` (another partition's consumer) once, when the projection first makes call `at`."""
 
     def __init__(self, db: AsyncDatabase[Doc], at: str, then: Callable[[], Awaitable[None]]) -> None:
-        self.then: Callable[[], Awaitable[None]] | None
         super().__init__(db, names_of(0))
-        self.at, self.then = at, then
-
-    def ran(self) -> bool:
-        """Whether `then` ran."""
-        return self.then is None
-
-    async def _interleave(self, call: str) -> None:
-        if call == self.at and (run := self.then) is not None:
-            self.then = None
-            await run()
-
-    async def state(self, lead_id: str) -> RowState:
-        read = await super().state(lead_id)
-        await self._interleave("state")
-        return read
-
-    async def parked(self, lead_id: str) -> list[LeadEvent]:
-        read = await super().parked(lead_id)
-        await self._interleave("parked")
-        return read
+        self.at, self.meanwhile = at, then
 
 
 async def test_an_erasure_racing_a_leads_first_event_leaves_no_person_and_keeps_its_parked_events(

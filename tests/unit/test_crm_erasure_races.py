@@ -9,14 +9,14 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from fakes_crm import Interleaving
 from test_crm_projection_writes import MemoryViews
 
-from leadflow_crm_api.domain.projection import RowState, lead_row_of
+from leadflow_crm_api.domain.projection import lead_row_of
 from leadflow_crm_api.domain.views import MOVE_REASON
 from leadflow_crm_api.handlers import project
 from leadflow_shared.events.activity import ActivityAction
@@ -29,7 +29,6 @@ from leadflow_shared.events.routing import (
     LeadAssignedPayload,
     LeadClaimed,
     LeadClaimedPayload,
-    LeadEvent,
     LeadOffered,
     LeadOfferedPayload,
     LeadReleased,
@@ -48,37 +47,12 @@ TRACES = ("Quenby", "Zylstra", "quenby.z@example.com", "+14155550177")
 SOURCE = LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website")
 
 
-class Views(MemoryViews):
+class Views(Interleaving, MemoryViews):
     """`MemoryViews` whose erasure scrubs nothing on the timeline (nobody wrote there), and which runs `meanwhile`
-    (another consumer's projection: another partition, another replica) once, when the projection first makes
-    the call named `at`."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.at: str | None = None
-        self.meanwhile: Callable[[], Awaitable[None]] | None = None
-
-    async def _interleave(self, call: str) -> None:
-        if self.at == call and self.meanwhile is not None:
-            run, self.meanwhile = self.meanwhile, None
-            await run()
-
-    def ran(self) -> bool:
-        """Whether `meanwhile` ran."""
-        return self.meanwhile is None
+    (another consumer's projection) once, when the projection first makes the call named `at` (`Interleaving`)."""
 
     async def erase_timeline(self, lead_id: str) -> None:
         assert lead_id in self.rows or not self.entries.get(lead_id)
-
-    async def state(self, lead_id: str) -> RowState:
-        read = await super().state(lead_id)
-        await self._interleave("state")
-        return read
-
-    async def parked(self, lead_id: str) -> list[LeadEvent]:
-        read = await super().parked(lead_id)
-        await self._interleave("parked")
-        return read
 
 
 async def _run(views: MemoryViews, events: list[RoutingEvent]) -> None:

@@ -1,0 +1,39 @@
+"""What crm-api's projection tests share: a views port that lets another consumer's projection run in the middle of
+one (another partition, another replica), for the in-memory views (unit) and `LeadViews` on nx-27017 (integration).
+
+Imported by unit and integration tests alike (pyproject puts tests/unit on pytest's sys.path; it holds no tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from leadflow_crm_api.domain.projection import RowState
+from leadflow_shared.events.routing import LeadEvent
+
+
+class Interleaving:
+    """Mixed in before a views class: runs `meanwhile` once, when the projection first makes the call named `at`
+    (`state` or `parked`), after that call's read."""
+
+    at: str | None = None
+    meanwhile: Callable[[], Awaitable[None]] | None = None
+
+    def ran(self) -> bool:
+        """Whether `meanwhile` ran."""
+        return self.meanwhile is None
+
+    async def _interleave(self, call: str) -> None:
+        if call == self.at and (run := self.meanwhile) is not None:
+            self.meanwhile = None
+            await run()
+
+    async def state(self, lead_id: str) -> RowState:
+        read: RowState = await super().state(lead_id)  # type: ignore[misc]
+        await self._interleave("state")
+        return read
+
+    async def parked(self, lead_id: str) -> list[LeadEvent]:
+        read: list[LeadEvent] = await super().parked(lead_id)  # type: ignore[misc]
+        await self._interleave("parked")
+        return read
