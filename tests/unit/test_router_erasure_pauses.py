@@ -13,6 +13,7 @@ which consumers drop by event id (no Kafka publish can be made conditional on th
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -23,6 +24,7 @@ from leadflow_router.adapters.codec import decode_record, encode_outbox, encode_
 from leadflow_router.adapters.ports import Check
 from leadflow_router.domain.record import Outbox, RoutingRecord
 from leadflow_router.handlers import STALE_BATCH_SECONDS
+from leadflow_shared.events.intake import LeadReceived
 
 pytestmark = [pytest.mark.unit, pytest.mark.asyncio]
 
@@ -159,6 +161,27 @@ class DiesThenPausesTheFinisher(FakeRecords):
             await self.go.wait()
         return found
 
+    async def crashed(self, router: Router, batch: list[LeadReceived]) -> None:
+        """`batch` routed by a writer that dies part-stored, a while ago: its document open and stale."""
+        self.dying = True
+        with pytest.raises(ConnectionError):
+            await router.service.on_leads_received(batch)
+        self.dying = False
+        (doc,) = self.outboxes.values()
+        doc["since_ms"] -= 2 * STALE_BATCH_SECONDS * 1000
+
+    async def erased_while_a_sweeper_finishes(self, router: Router, erased: Callable[[], None]) -> None:
+        """Another replica's sweeper reads the open document's records, Pat's erasure runs whole (then `erased`
+        checks what it left), then the sweeper goes on."""
+        self.pausing = True
+        sweeper = asyncio.create_task(router.service.republish_stale())
+        await asyncio.wait_for(self.read.wait(), 5)
+        await router.service.on_command(erasure(email="pat1@example.com"))
+        erased()
+        assert KEY not in router.contacts.leads, "the erasure forgot the key"
+        self.go.set()
+        await asyncio.wait_for(sweeper, 5)
+
 
 async def test_a_sweeper_that_read_the_repeat_before_the_erasure_publishes_nothing_of_it_after() -> None:
     """The same root (a finisher publishing what it read before the erasure, without checking the record is still
@@ -170,23 +193,10 @@ async def test_a_sweeper_that_read_the_repeat_before_the_erasure_publishes_nothi
     router, first = Router(records=records), lead(1)
     assert not await router.service.on_leads_received([first])
     repeat, other = lead(1), lead(2)
-    records.dying = True
-    with pytest.raises(ConnectionError):
-        await router.service.on_leads_received([repeat, other])
-    records.dying = False
+    await records.crashed(router, [repeat, other])
     assert str(repeat.event_id) in records.docs
     assert str(other.event_id) not in records.docs
-    (doc,) = records.outboxes.values()
-    doc["since_ms"] -= 2 * STALE_BATCH_SECONDS * 1000
-
-    records.pausing = True
-    sweeper = asyncio.create_task(router.service.republish_stale())
-    await asyncio.wait_for(records.read.wait(), 5)
-    await router.service.on_command(erasure(email="pat1@example.com"))
-    assert KEY not in router.contacts.leads, "the erasure forgot the key"
-    records.go.set()
-    await asyncio.wait_for(sweeper, 5)
-
+    await records.erased_while_a_sweeper_finishes(router, lambda: None)
     assert only_copies_after_the_erasure(router.out)
     assert KEY not in router.contacts.leads, "Pat's email key is kept after the erasure"
 
@@ -199,26 +209,17 @@ async def erased_unstored_while_a_sweeper_holds_the_repeat() -> tuple[Router, st
     records = DiesThenPausesTheFinisher(survivors=(1,))  # the repeat stored, the lead it merges into not
     router = Router(records=records)
     first, repeat = lead(1), lead(1)
-    records.dying = True
-    with pytest.raises(ConnectionError):
-        await router.service.on_leads_received([first, repeat])
-    records.dying = False
+    await records.crashed(router, [first, repeat])
     assert str(repeat.event_id) in records.docs
     assert str(first.event_id) not in records.docs
     assert decode_record(records.docs[str(repeat.event_id)]).state is None, "the repeat is merged (R1)"
-    (doc,) = records.outboxes.values()
-    doc["since_ms"] -= 2 * STALE_BATCH_SECONDS * 1000  # its writer died a while ago
 
-    records.pausing = True
-    sweeper = asyncio.create_task(router.service.republish_stale())  # another replica's
-    await asyncio.wait_for(records.read.wait(), 5)
-    await router.service.on_command(erasure(email="pat1@example.com"))
-    erased, _ = after_erasure(router.out)
-    assert erased.payload.lead_ids == [first.event_id]
-    assert records.docs[str(first.event_id)].get("erased") is True, "erased unstored: a placeholder"
-    assert KEY not in router.contacts.leads, "the erasure forgot the key"
-    records.go.set()
-    await asyncio.wait_for(sweeper, 5)
+    def erased_unstored() -> None:
+        erased, _ = after_erasure(router.out)
+        assert erased.payload.lead_ids == [first.event_id]
+        assert records.docs[str(first.event_id)].get("erased") is True, "erased unstored: a placeholder"
+
+    await records.erased_while_a_sweeper_finishes(router, erased_unstored)
     assert [b for b in published_after_erasure(router.out) if b"pat1@example.com" in b], (
         "the sweeper published its copy of the repeat's inquiry (on the erased lead) after ContactErased"
     )
