@@ -1,5 +1,6 @@
-"""What crm-api's projection tests share: a views port that lets another consumer's projection run in the middle of
-one (another partition, another replica), for the in-memory views (unit) and `LeadViews` on nx-27017 (integration).
+"""What crm-api's projection tests share: the person the erasure tests erase, and a views port that lets another
+consumer's projection run in the middle of one (another partition, another replica), for the in-memory views (unit)
+and `LeadViews` on nx-27017 (integration).
 
 Imported by unit and integration tests alike (pyproject puts tests/unit on pytest's sys.path; it holds no tests).
 """
@@ -9,7 +10,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from leadflow_crm_api.domain.projection import RowState
+from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import LeadEvent
+
+# The person the erasure tests erase, and every trace of them a collection could keep.
+CONTACT = Contact(first_name="Quenby", last_name="Zylstra", email="quenby.z@example.com", phone="+14155550177")
+TRACES = ("Quenby", "Zylstra", "quenby.z@example.com", "+14155550177")
+SOURCE = LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website")
 
 
 class Interleaving:

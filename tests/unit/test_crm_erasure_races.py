@@ -13,14 +13,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from fakes_crm import Interleaving
+from fakes_crm import CONTACT, SOURCE, TRACES, Interleaving
 from test_crm_projection_writes import MemoryViews
 
 from leadflow_crm_api.domain.projection import lead_row_of
 from leadflow_crm_api.domain.views import MOVE_REASON
 from leadflow_crm_api.handlers import project
 from leadflow_shared.events.activity import ActivityAction
-from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import (
     AssignmentReason,
     ContactErased,
@@ -42,9 +41,6 @@ pytestmark = [pytest.mark.unit]
 
 T0 = datetime(2026, 12, 2, 9, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
-CONTACT = Contact(first_name="Quenby", last_name="Zylstra", email="quenby.z@example.com", phone="+14155550177")
-TRACES = ("Quenby", "Zylstra", "quenby.z@example.com", "+14155550177")
-SOURCE = LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website")
 
 
 class Views(Interleaving, MemoryViews):

@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from fakes_crm import CONTACT, SOURCE
+from fakes_crm import TRACES as PERSON_TRACES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_crm_projection_writes import MemoryViews
@@ -21,7 +23,6 @@ from leadflow_crm_api.domain.erasure import ERASED_ROW, erasure_entry
 from leadflow_crm_api.domain.projection import RowState
 from leadflow_crm_api.handlers import project
 from leadflow_shared.events.activity import ActivityAction
-from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import (
     ActivityLogged,
     ActivityLoggedPayload,
@@ -47,10 +48,8 @@ pytestmark = [pytest.mark.unit]
 
 T0 = datetime(2026, 12, 1, 9, tzinfo=UTC)
 LEAD = uuid.uuid4()
-CONTACT = Contact(first_name="Quenby", last_name="Zylstra", email="quenby.z@example.com", phone="+14155550177")
 MESSAGE = "Quenby wants a loft near the park"
-TRACES = ("Quenby", "Zylstra", "quenby.z@example.com", "+14155550177", "loft near the park")
-SOURCE = LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website")
+TRACES = (*PERSON_TRACES, "loft near the park")
 
 
 def _at(version: int) -> dict[str, Any]:

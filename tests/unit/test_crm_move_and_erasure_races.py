@@ -13,10 +13,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from fakes_crm import CONTACT, SOURCE
 from test_crm_erasure_races import (
-    CONTACT,
     MINUTE,
-    SOURCE,
     T0,
     Views,
     _erasure,
