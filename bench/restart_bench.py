@@ -27,6 +27,8 @@ from rich.table import Table
 
 import bench_results
 from leadflow_devstack.stack import Stack
+from leadflow_intake.domain import partner_signature
+from leadflow_intake.settings import DEVELOPMENT_SECRET
 from leadflow_shared import topics
 from leadflow_shared.events.inbound import InboundContact, InboundSource, LeadSubmitted, LeadSubmittedPayload
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
@@ -100,8 +102,11 @@ def website_lead() -> dict[str, str]:
 async def produce(stack: Stack, topic: str, body: bytes) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all")
     await producer.start()
+    key = ACCOUNT.encode()
+    # Signed as the embedded stack's demo partner (decision 0098); other topics ignore the header.
+    signature = partner_signature.sign(DEVELOPMENT_SECRET.encode(), topic, key, body)
     try:
-        await producer.send_and_wait(topic, body, key=ACCOUNT.encode())
+        await producer.send_and_wait(topic, body, key=key, headers=[(partner_signature.HEADER, signature.encode())])
     finally:
         await producer.stop()
 
@@ -112,7 +117,7 @@ async def intake_round(stack: Stack) -> dict[str, float]:
         account_id=ACCOUNT, occurred_at=datetime.now(UTC),
         payload=LeadSubmittedPayload(
             contact=InboundContact(first_name="Pat", email=f"pat-{uuid.uuid4().hex}@example.com"),
-            source=InboundSource(partner="bench", name="Partner"),
+            source=InboundSource(partner="homefinder", name="Partner"),
         ),
     )  # fmt: skip
     async with Watch(stack, topics.LEADS_INTAKE) as watch, httpx.AsyncClient(timeout=5) as http:

@@ -5,7 +5,11 @@ describes (docs/partner-contract/), keys it with the account id and sends it wit
 
     LEADFLOW_KAFKA_BOOTSTRAP=kafka.example.com:9093 \
     LEADFLOW_KAFKA_SASL_MECHANISM=SCRAM-SHA-512 LEADFLOW_KAFKA_USERNAME=homefinder \
-    LEADFLOW_KAFKA_PASSWORD=... python producer.py lead.json
+    LEADFLOW_KAFKA_PASSWORD=... LEADFLOW_PARTNER_SECRET=... python producer.py lead.json
+
+Every message is signed with the secret leadflow's operator gave the partner (header
+`leadflow-signature`, HMAC-SHA256 over the topic, the key and the exact value bytes): without it,
+or for an account the partner does not serve, intake dead-letters the message.
 
 Keep the event_id of a lead you send: if you are unsure it arrived, send the same message
 again (same event_id). leadflow makes one lead of it, however often it arrives.
@@ -14,6 +18,8 @@ again (same event_id). leadflow makes one lead of it, however often it arrives.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import os
 import ssl
@@ -27,6 +33,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 TOPIC = "leads.inbound.v1"
+SIGNATURE_HEADER = "leadflow-signature"
 
 
 def lead_submitted(
@@ -79,8 +86,6 @@ def producer_from_env(env: Mapping[str, str] = os.environ) -> AIOKafkaProducer:
         "acks": "all",
         # Idempotent producers avoid duplicates on producer retries; leadflow de-duplicates by event_id anyway.
         "enable_idempotence": env.get("LEADFLOW_KAFKA_IDEMPOTENCE", "true") == "true",
-        "key_serializer": lambda key: key.encode(),
-        "value_serializer": lambda value: json.dumps(value).encode(),
     }
     if mechanism := env.get("LEADFLOW_KAFKA_SASL_MECHANISM"):
         options |= {
@@ -93,9 +98,18 @@ def producer_from_env(env: Mapping[str, str] = os.environ) -> AIOKafkaProducer:
     return AIOKafkaProducer(**options)
 
 
-async def send(producer: AIOKafkaProducer, message: Mapping[str, Any]) -> None:
-    """Send one message keyed by its account, and wait until Kafka has it (acks=all)."""
-    await producer.send_and_wait(TOPIC, message, key=message["account_id"])
+def signature(secret: str, key: bytes, value: bytes, topic: str = TOPIC) -> str:
+    """The leadflow-signature header: HMAC-SHA256 of "kafka-v1", the topic, the key in hex and the value,
+    joined by newlines (docs/partner-contract/README.md). Sign the exact bytes you send."""
+    text = f"kafka-v1\n{topic}\n{key.hex()}\n".encode("ascii") + value
+    return "kafka-v1=" + hmac.new(secret.encode(), text, hashlib.sha256).hexdigest()
+
+
+async def send(producer: AIOKafkaProducer, message: Mapping[str, Any], secret: str) -> None:
+    """Send one message keyed by its account and signed, and wait until Kafka has it (acks=all)."""
+    key, value = message["account_id"].encode(), json.dumps(message).encode()
+    headers = [(SIGNATURE_HEADER, signature(secret, key, value).encode())]
+    await producer.send_and_wait(TOPIC, value, key=key, headers=headers)
 
 
 async def main(lead: Mapping[str, Any]) -> None:
@@ -103,7 +117,7 @@ async def main(lead: Mapping[str, Any]) -> None:
     producer = producer_from_env()
     await producer.start()
     try:
-        await send(producer, message)
+        await send(producer, message, os.environ["LEADFLOW_PARTNER_SECRET"])
     finally:
         await producer.stop()
     sys.stdout.write(f"sent {message['event_id']}\n")

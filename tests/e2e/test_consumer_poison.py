@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from partner_messages import signed
 
 from leadflow_devstack.raw_records import GZIP, RawRecord, produce_batch, record_batch
 from leadflow_devstack.stack import Stack
@@ -152,7 +153,10 @@ async def test_partner_lead_behind_undecodable_messages_is_accepted(poisoned_sta
     try:
         for _, body, headers in POISONS:
             await producer.send_and_wait(topics.LEADS_INBOUND, body, key=b"acme-realty", headers=headers)
-        await producer.send_and_wait(topics.LEADS_INBOUND, submitted.model_dump_json().encode(), key=b"acme-realty")
+        value = submitted.model_dump_json().encode()
+        await producer.send_and_wait(
+            topics.LEADS_INBOUND, value, key=b"acme-realty", headers=signed(value, b"acme-realty")
+        )
     finally:
         await producer.stop()
 
@@ -179,7 +183,10 @@ async def test_partner_lead_sent_compressed_is_accepted(poisoned_stack: Stack, c
     producer = AIOKafkaProducer(bootstrap_servers=poisoned_stack.bootstrap, acks="all", compression_type=codec)
     await producer.start()
     try:
-        await producer.send_and_wait(topics.LEADS_INBOUND, submitted.model_dump_json().encode(), key=b"acme-realty")
+        value = submitted.model_dump_json().encode()
+        await producer.send_and_wait(
+            topics.LEADS_INBOUND, value, key=b"acme-realty", headers=signed(value, b"acme-realty")
+        )
     finally:
         await producer.stop()
 

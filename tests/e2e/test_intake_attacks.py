@@ -28,6 +28,7 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from example_scripts import load_example
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from partner_messages import signed
 
 from leadflow_devstack.processes import ManagedProcess
 from leadflow_devstack.stack import Stack
@@ -226,7 +227,8 @@ async def produce(stack: Stack, *messages: dict[str, Any]) -> None:
     await producer.start()
     try:
         for message in messages:
-            await producer.send_and_wait(topics.LEADS_INBOUND, json.dumps(message).encode(), key=ACCOUNT.encode())
+            value, key = json.dumps(message).encode(), ACCOUNT.encode()
+            await producer.send_and_wait(topics.LEADS_INBOUND, value, key=key, headers=signed(value, key))
     finally:
         await producer.stop()
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import secrets
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaProducer, ConsumerRecord
+from partner_messages import signed
 from prometheus_client.parser import text_string_to_metric_families
 from pymongo import AsyncMongoClient
 
@@ -65,7 +68,9 @@ async def produce(stack: Stack) -> AsyncIterator[Callable[[bytes], Any]]:
 
     async def send(value: bytes) -> None:
         # Same key for every message: one partition, so a later message waits behind an earlier one.
-        await producer.send_and_wait(topics.LEADS_INBOUND, value, key=ACCOUNT.encode())
+        await producer.send_and_wait(
+            topics.LEADS_INBOUND, value, key=ACCOUNT.encode(), headers=signed(value, ACCOUNT.encode())
+        )
 
     try:
         yield send
@@ -235,3 +240,71 @@ async def test_a_resend_of_a_lead_claimed_before_a_crash_is_published_once_thoug
         await eventually(marked, what="the claim marked published")
     finally:
         await client.close()
+
+
+async def test_a_configured_partner_s_leads_are_taken_only_signed_by_it_and_for_its_accounts(
+    stack: Stack, wait_for_record: WaitForRecord
+) -> None:
+    """Intake restarted with two partners configured (INTAKE_PARTNERS__PRODUCERS, decision 0098): homefinder serves
+    this account only, listings-direct another one. Through the real process: homefinder's signed lead becomes a
+    lead; its lead signed with the old demo secret, unsigned, re-keyed after signing, and listings-direct's lead for
+    this account are dead-lettered with the reason and counted as unauthorized; the lead after them goes through."""
+    homefinder, listings = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    partners = {"homefinder": {"secrets": [homefinder], "accounts": [ACCOUNT]},
+                "listings-direct": {"secrets": [listings], "accounts": ["beta-homes"]}}  # fmt: skip
+    key = ACCOUNT.encode()
+    good, closing, old_secret, unsigned, rekeyed, other = (lead() for _ in range(6))
+    other["payload"]["source"]["partner"] = "listings-direct"
+    sends = [
+        (good, key, signed(encoded(good), key, homefinder)),
+        (old_secret, key, signed(encoded(old_secret), key)),  # the demo secret, no longer this partner's
+        (unsigned, key, []),
+        (rekeyed, b"beta-homes", signed(encoded(rekeyed), key, homefinder)),
+        (other, key, signed(encoded(other), key, listings)),
+        (closing, key, signed(encoded(closing), key, homefinder)),
+    ]
+    why = {"old_secret": "leadflow-signature: does not match", "unsigned": "leadflow-signature: missing",
+           "rekeyed": "leadflow-signature: does not match",
+           "other": "account_id: the partner may not publish leads for this account"}  # fmt: skip
+    refused = {"old_secret": old_secret, "unsigned": unsigned, "rekeyed": rekeyed, "other": other}
+    with intake_configured(stack, {"INTAKE_PARTNERS__PRODUCERS": json.dumps(partners)}):
+        producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all")
+        await producer.start()
+        try:
+            for message, record_key, headers in sends:
+                await producer.send_and_wait(topics.LEADS_INBOUND, encoded(message), key=record_key, headers=headers)
+        finally:
+            await producer.stop()
+        records = await records_until(stack.bootstrap, topics.LEADS_INTAKE, with_event_id(received_id(closing)))
+        assert any(with_event_id(received_id(good))(r) for r in records)
+        for name, message in refused.items():
+            dead = await wait_for_record(topics.dlq(topics.LEADS_INBOUND), is_value(encoded(message)))
+            assert header(dead, "dlq-error-type") == "PartnerRefused", name
+            assert header(dead, "dlq-reason").startswith(f"PartnerRefused: {why[name]}"), name
+            assert not any(with_event_id(received_id(message))(r) for r in records), name
+        async with httpx.AsyncClient(base_url=stack.url("intake")) as http:
+            text = (await http.get("/metrics")).text
+        assert metric(text, "intake_leads_rejected_total", source="partner", reason="unauthorized") == 4
+
+
+def is_value(value: bytes) -> Callable[[ConsumerRecord[bytes, bytes]], bool]:
+    return lambda record: record.value == value
+
+
+@contextlib.contextmanager
+def intake_configured(stack: Stack, env: dict[str, str]) -> Iterator[None]:
+    """The stack's intake restarted with `env` added, and restarted as it was afterwards."""
+
+    def restart() -> None:
+        stack.services["intake"].stop()
+        stack.start_service("intake")
+        stack.wait_ready("intake", timeout=90)
+
+    stack.extra_env["intake"] = stack.extra_env.get("intake", {}) | env
+    try:
+        restart()
+        yield
+    finally:
+        for name in env:
+            stack.extra_env["intake"].pop(name, None)
+        restart()

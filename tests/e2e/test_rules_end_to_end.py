@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
+from partner_messages import signed
 
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import eventually
@@ -412,7 +413,10 @@ async def test_r4_a_pre_assigned_lead_whose_agent_left_before_routing_is_routed_
         producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all")
         await producer.start()
         try:
-            await producer.send_and_wait(topics.LEADS_INBOUND, json.dumps(lead).encode(), key=LEFT.encode())
+            value = json.dumps(lead).encode()
+            await producer.send_and_wait(
+                topics.LEADS_INBOUND, value, key=LEFT.encode(), headers=signed(value, LEFT.encode())
+            )
         finally:
             await producer.stop()
         await wait_for_record(topics.LEADS_INTAKE, lambda r: lead_id.encode() in r.value)

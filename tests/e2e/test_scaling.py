@@ -42,6 +42,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
+from partner_messages import signed
 from pymongo import AsyncMongoClient, MongoClient
 
 from leadflow_devstack.processes import ManagedProcess, free_port
@@ -153,6 +154,12 @@ def start_replica(stack: Stack, service: str, n: int) -> str:
     stack.services[name] = process  # Stack.stop stops it
     process.start()
     return name
+
+
+async def send_signed(producer: AIOKafkaProducer, message: LeadSubmitted) -> None:
+    """A partner's lead as a partner sends it: keyed by its account, signed (decision 0098)."""
+    value, key = message.model_dump_json().encode(), message.account_id.encode()
+    await producer.send_and_wait(topics.LEADS_INBOUND, value, key=key, headers=signed(value, key))
 
 
 @dataclass
@@ -278,16 +285,17 @@ class Load:
     async def burst(self, account_id: str, count: int) -> set[str]:
         """`count` partner leads of one account at once (its partition's router gets busy); their lead ids."""
         messages = [self._partner_lead(account_id, f"burst{n}") for n in range(count)]
-        await publish_envelopes(self.stack.bootstrap, topics.LEADS_INBOUND, messages)
+        await publish_envelopes(self.stack.bootstrap, topics.LEADS_INBOUND, messages, signed)
         return {self._keep(m) for m in messages}
 
     async def _partner(self, producer: AIOKafkaProducer, n: int) -> None:
         account_id = ACCOUNTS[n % len(ACCOUNTS)]
         message = self._partner_lead(account_id, f"partner{n}")
-        await producer.send_and_wait(topics.LEADS_INBOUND, message.model_dump_json().encode(), key=account_id.encode())
+        await send_signed(producer, message)
         self._keep(message)
 
-    def _partner_lead(self, account_id: str, tag: str) -> LeadSubmitted:
+    @staticmethod
+    def _partner_lead(account_id: str, tag: str) -> LeadSubmitted:
         return LeadSubmitted.create(
             account_id=account_id,
             occurred_at=datetime.now(UTC),
@@ -308,8 +316,7 @@ class Load:
         """A partner's resend (same event id), or a site's retry (same key) to another intake replica."""
         if n % 20 == 19 and self._partner_sent:
             message = self._partner_sent[n % len(self._partner_sent)]
-            await producer.send_and_wait(topics.LEADS_INBOUND, message.model_dump_json().encode(),
-                                         key=message.account_id.encode())  # fmt: skip
+            await send_signed(producer, message)
             self.resent["partner"] += 1
         elif self._http_sent:
             body, key, lead_id, url = self._http_sent[n % len(self._http_sent)]

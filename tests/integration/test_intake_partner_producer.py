@@ -17,6 +17,8 @@ from tls_certs import write_cert
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import WaitForRecord
 from leadflow_intake import contract
+from leadflow_intake.domain import partner_signature
+from leadflow_intake.settings import DEVELOPMENT_SECRET
 from leadflow_shared import topics
 from leadflow_shared.events.inbound import LeadSubmitted, received_event_id
 
@@ -36,6 +38,16 @@ def test_example_messages_meet_the_committed_json_schema_and_the_model() -> None
         LeadSubmitted.model_validate(message)
 
 
+@pytest.mark.unit
+def test_example_producer_signs_as_intake_checks() -> None:
+    """The example's own signing (no leadflow code, as a partner has none) gives the header intake checks."""
+    producer = load_example("partner_producer/producer.py")
+    key, value = b"acme-realty", json.dumps(producer.lead_submitted(**json.loads((EXAMPLE / "lead.json").read_text())))
+    assert producer.signature("s3cret", key, value.encode()) == partner_signature.sign(
+        b"s3cret", topics.LEADS_INBOUND, key, value.encode()
+    )
+
+
 @pytest.mark.integration
 @pytest.mark.asyncio
 async def test_example_producer_sends_a_lead_that_intake_normalizes_onto_the_intake_topic(
@@ -50,7 +62,7 @@ async def test_example_producer_sends_a_lead_that_intake_normalizes_onto_the_int
     )
     await producer.start()
     try:
-        await producer_module.send(producer, message)
+        await producer_module.send(producer, message, DEVELOPMENT_SECRET)  # the embedded stack's demo partner
     finally:
         await producer.stop()
 

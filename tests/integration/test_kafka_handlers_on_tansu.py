@@ -74,8 +74,8 @@ async def edge(kafka_bootstrap: str, mongo_url: str) -> AsyncIterator[Edge]:
         started.append(True)
         await eventually(lambda: runtime.consuming, timeout=60, what="the consumers to join")
 
-    async def publish(topic: str, value: bytes, key: bytes = b"acme") -> None:
-        await runtime.broker.publish(value, topic, key=key)
+    async def publish(topic: str, value: bytes, key: bytes = b"acme", headers: dict[str, str] | None = None) -> None:
+        await runtime.broker.publish(value, topic, key=key, headers=headers)
 
     async def settle(condition: Callable[[], bool]) -> None:
         await eventually(condition, timeout=60, what="the records to be handled or dead-lettered")

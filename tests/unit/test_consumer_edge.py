@@ -41,7 +41,9 @@ def activity(**changes: Any) -> bytes:
 
 
 class Publish(Protocol):
-    async def __call__(self, topic: str, value: bytes, key: bytes = b"acme") -> None: ...
+    async def __call__(
+        self, topic: str, value: bytes, key: bytes = b"acme", headers: dict[str, str] | None = None
+    ) -> None: ...
 
 
 @dataclass
@@ -90,8 +92,8 @@ async def edge() -> AsyncIterator[Edge]:
         await in_memory.__aenter__()
         started.append(True)
 
-    async def publish(topic: str, value: bytes, key: bytes = b"acme") -> None:
-        await runtime.broker.publish(value, topic, key=key)
+    async def publish(topic: str, value: bytes, key: bytes = b"acme", headers: dict[str, str] | None = None) -> None:
+        await runtime.broker.publish(value, topic, key=key, headers=headers)
 
     async def settle(condition: Callable[[], bool]) -> None:
         assert condition()

@@ -13,12 +13,16 @@ import uuid
 
 import pytest
 from fakes_intake import FakeAccounts, FakeStore
+from partner_messages import DEMO_PARTNER, signature
 from test_consumer_edge import Edge, edge
 
 from leadflow_intake import contract
+from leadflow_intake.domain import partner_signature
+from leadflow_intake.domain.partner_signature import ANY_ACCOUNT, PartnerKeys
 from leadflow_intake.entrypoints import kafka
 from leadflow_intake.handlers import Intake
 from leadflow_intake.metrics import IntakeMetrics
+from leadflow_intake.settings import DEVELOPMENT_SECRET
 from leadflow_shared import topics
 from leadflow_shared.consumers import Batch, BatchRejections
 from leadflow_shared.events.intake import LeadReceived
@@ -36,10 +40,20 @@ def submitted(account: str, message: str = "Is it still available?", **changes: 
     return json.dumps(lead).encode()
 
 
+# The partners intake knows in these tests: the demo partner for every account (as in the embedded stack), and
+# one that serves only OTHER_ACCOUNT.
+LISTINGS_DIRECT, LISTINGS_SECRET, OTHER_ACCOUNT = "listings-direct", "listings-direct-secret", "other-office"
+PARTNERS = {
+    DEMO_PARTNER: PartnerKeys(secrets=(DEVELOPMENT_SECRET.encode(),), accounts=frozenset({ANY_ACCOUNT})),
+    LISTINGS_DIRECT: PartnerKeys(secrets=(LISTINGS_SECRET.encode(),), accounts=frozenset({OTHER_ACCOUNT})),
+}
+
+
 @dataclasses.dataclass
 class PartnerIntake:
     """Intake consuming the partner topic for a new account, and (key, event) of each lead it published for it."""
 
+    edge: Edge
     account: str
     store: FakeStore
     metrics: IntakeMetrics
@@ -49,16 +63,22 @@ class PartnerIntake:
     def received(self) -> list[LeadReceived]:
         return [event for _, event in self.published]
 
+    async def send(self, value: bytes, key: bytes, secret: str | None = DEVELOPMENT_SECRET) -> None:
+        """Publish `value` to the partner topic as a partner would: signed with `secret` (None: unsigned)."""
+        headers = None if secret is None else {partner_signature.HEADER: signature(value, key, secret)}
+        await self.edge.publish(topics.LEADS_INBOUND, value, key, headers)
 
-async def partner_intake(edge: Edge) -> PartnerIntake:
+
+async def partner_intake(edge: Edge, *, accept_unsigned: bool = False) -> PartnerIntake:
     """Started: intake's partner consumer over in-memory ports, a watcher of what it publishes, dead letters kept."""
     account, store = f"edge-{uuid.uuid4().hex[:8]}", FakeStore()
     metrics = IntakeMetrics(edge.runtime.registry)
     publish = edge.runtime.publisher(topics.LEADS_INTAKE, LeadReceived, description="leads in")
     intake = Intake(accounts=FakeAccounts({account: "US"}, {account: {"blair-chen"}}), store=store, publish=publish)
+    admit = kafka.signed_by_its_partner(PARTNERS, accept_unsigned=accept_unsigned)
     kafka.subscribe(edge.runtime, intake=lambda: intake, metrics=metrics, group_id=f"intake-{account}",
-                    max_bytes=MAX_BYTES)  # fmt: skip
-    found = PartnerIntake(account, store, metrics, [])
+                    max_bytes=MAX_BYTES, admit=admit)  # fmt: skip
+    found = PartnerIntake(edge, account, store, metrics, [])
 
     async def on_leads(leads: Batch[LeadReceived]) -> BatchRejections:
         found.published.extend((lead.message.key, lead.event) for lead in leads if lead.event.account_id == account)
@@ -77,13 +97,13 @@ async def test_a_partner_lead_becomes_one_lead_received_and_what_cannot_be_accep
     account = intake.account
     key = account.encode()
     good = submitted(account, message="the first lead")
-    await edge.publish(topics.LEADS_INBOUND, good, key)
-    await edge.publish(topics.LEADS_INBOUND, good, key)  # a partner's resend: one lead
-    await edge.publish(topics.LEADS_INBOUND, submitted(account, message="x" * MAX_BYTES), key)
-    await edge.publish(topics.LEADS_INBOUND, submitted(account, account_id=7), key)
-    await edge.publish(topics.LEADS_INBOUND, submitted(f"{account}-unknown"), key)
+    await intake.send(good, key)
+    await intake.send(good, key)  # a partner's resend: one lead
+    await intake.send(submitted(account, message="x" * MAX_BYTES), key)
+    await intake.send(submitted(account, account_id=7), key)
+    await intake.send(submitted(f"{account}-unknown"), key)
     last = submitted(account, message="the last lead")  # same key, same partition: handled after all the others
-    await edge.publish(topics.LEADS_INBOUND, last, key)
+    await intake.send(last, key)
 
     await edge.settle(lambda: len(intake.received) == 2 and len(edge.dead_of(key)) == 3)
     assert [lead.payload.message for lead in intake.received] == ["the first lead", "the last lead"]
@@ -111,8 +131,8 @@ async def test_a_partner_lead_no_store_can_hold_is_dead_lettered_naming_the_fiel
     key = account.encode()
     refused = json.loads(submitted(account, message="refused"))
     refused["payload"]["source"]["utm"] = {"utm_source": "x", "utm\u0000medium": "y"}
-    await edge.publish(topics.LEADS_INBOUND, json.dumps(refused).encode(), key)
-    await edge.publish(topics.LEADS_INBOUND, submitted(account, message="the next lead"), key)
+    await intake.send(json.dumps(refused).encode(), key)
+    await intake.send(submitted(account, message="the next lead"), key)
 
     await edge.settle(lambda: len(intake.received) == 1 and len(edge.dead_of(key)) == 1)
     assert [lead.payload.message for lead in intake.received] == ["the next lead"]
@@ -133,13 +153,13 @@ async def test_a_partner_lead_replayed_under_other_keys_is_one_lead_keyed_by_its
     account, received = intake.account, intake.published
     lead = submitted(account, message="once")
     for key in (account.encode(), b"another-account", b"\xff\x00", account.encode()):
-        await edge.publish(topics.LEADS_INBOUND, lead, key)
+        await intake.send(lead, key)
     # Partitions are consumed in no set order: the other lead under its event id goes once the lead was taken.
     await edge.settle(lambda: any(event.payload.message == "once" for _, event in received))
     changed = json.loads(lead)
     changed["payload"]["message"] = "another lead under the same event id"
-    await edge.publish(topics.LEADS_INBOUND, json.dumps(changed).encode(), b"re-keyed")
-    await edge.publish(topics.LEADS_INBOUND, submitted(account, message="the next lead"), b"re-keyed")
+    await intake.send(json.dumps(changed).encode(), b"re-keyed")
+    await intake.send(submitted(account, message="the next lead"), b"re-keyed")
 
     def messages() -> set[str]:
         return {event.payload.message for _, event in received}
@@ -152,3 +172,61 @@ async def test_a_partner_lead_replayed_under_other_keys_is_one_lead_keyed_by_its
     }
     assert len({event.event_id for _, event in received}) == 2
     assert edge.dead_of(b"re-keyed")[0]["dlq-reason"] == "PoisonMessage: event_id: already used for a different lead"
+
+
+async def test_a_partner_lead_not_signed_by_its_partner_for_its_account_is_dead_lettered_with_the_reason(
+    edge: Edge,
+) -> None:
+    """Kafka's ACLs let a partner write the topic, not choose whose leads it sends (decision 0098): a message is
+    taken only signed by the partner its payload names, over its topic, key and value, for an account that partner
+    serves. Everything else goes to the dead-letter topic with the reason, counted as unauthorized; nothing is
+    claimed or published, and the next lead goes on."""
+    intake = await partner_intake(edge)
+    account, key = intake.account, intake.account.encode()
+    as_listings = json.loads(submitted(account, message="as listings-direct"))
+    as_listings["payload"]["source"]["partner"] = LISTINGS_DIRECT
+    signed_value = submitted(account, message="signed, then changed")
+    refused: list[tuple[bytes, bytes, str | None, str]] = [
+        (submitted(account, message="unsigned"), key, None, "leadflow-signature: missing"),
+        (submitted(account, message="wrong secret"), key, LISTINGS_SECRET, "leadflow-signature: does not match"),
+        # The listings partner's own valid signature, for an account it does not serve.
+        (json.dumps(as_listings).encode(), key, LISTINGS_SECRET, "account_id: the partner may not publish"),
+        # A partner naming itself as one intake does not know.
+        (submitted(account, message="stranger").replace(b'"homefinder"', b'"stranger"'), key, DEVELOPMENT_SECRET,
+         "payload.source.partner: not a partner configured"),
+    ]  # fmt: skip
+    for value, record_key, secret, _ in refused:
+        await intake.send(value, record_key, secret)
+    # A signed record changed on the way: another value, another key.
+    headers = {partner_signature.HEADER: signature(signed_value, key)}
+    await edge.publish(topics.LEADS_INBOUND, signed_value.replace(b"then changed", b"then CHANGED"), key, headers)
+    await edge.publish(topics.LEADS_INBOUND, signed_value, b"re-keyed-" + key, headers)
+    await intake.send(submitted(account, message="the next lead"), key)
+
+    await edge.settle(lambda: len(intake.received) == 1 and len(edge.dead_of(key)) == 5)
+    assert [lead.payload.message for lead in intake.received] == ["the next lead"]
+    reasons = [d["dlq-reason"] for d in edge.dead_of(key)] + [d["dlq-reason"] for d in edge.dead_of(b"re-keyed-" + key)]
+    expected = [why for *_, why in refused] + ["leadflow-signature: does not match"] * 2
+    assert len(reasons) == len(expected) == 6
+    for reason, why in zip(reasons, expected, strict=True):
+        assert reason.startswith(f"PartnerRefused: {why}"), reason
+    assert {d["dlq-error-type"] for d in edge.dead_of(key)} == {"PartnerRefused"}
+    assert len(intake.store.claims) == 1, "a refused message claimed its event id"
+    rejected = {"source": "partner", "reason": "unauthorized"}
+    assert edge.runtime.registry.get_sample_value("intake_leads_rejected_total", rejected) == 6
+
+
+async def test_with_unsigned_accepted_an_unsigned_lead_is_taken_and_a_bad_signature_is_still_refused(
+    edge: Edge,
+) -> None:
+    """INTAKE_PARTNERS__UNSIGNED=accept (a partner moving to signing): a message without a signature is taken as
+    before decision 0098; one that carries a signature is still checked."""
+    intake = await partner_intake(edge, accept_unsigned=True)
+    account, key = intake.account, intake.account.encode()
+    await intake.send(submitted(account, message="unsigned"), key, None)
+    await intake.send(submitted(account, message="badly signed"), key, LISTINGS_SECRET)
+    await intake.send(submitted(account, message="signed"), key)
+
+    await edge.settle(lambda: len(intake.received) == 2 and len(edge.dead_of(key)) == 1)
+    assert [lead.payload.message for lead in intake.received] == ["unsigned", "signed"]
+    assert edge.dead_of(key)[0]["dlq-reason"].startswith("PartnerRefused: leadflow-signature: does not match")

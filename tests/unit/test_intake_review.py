@@ -80,8 +80,8 @@ async def test_a_partner_lead_whose_time_has_no_utc_value_is_dead_lettered_at_on
     intake = await partner_intake(edge)
     account = intake.account
     key = account.encode()
-    await edge.publish(topics.LEADS_INBOUND, submitted(account, message="bad time", occurred_at=occurred_at), key)
-    await edge.publish(topics.LEADS_INBOUND, submitted(account, message="the next lead"), key)
+    await intake.send(submitted(account, message="bad time", occurred_at=occurred_at), key)
+    await intake.send(submitted(account, message="the next lead"), key)
 
     await edge.settle(lambda: len(intake.received) == 1 and len(edge.dead_of(key)) == 1)
     retries = edge.runtime.registry.get_sample_value("edge_test_handler_retries_total", {"topic": topics.LEADS_INBOUND})

@@ -54,8 +54,9 @@ def test_nested_models_are_named_in_full_with_the_service_s_own_defaults(page: s
 def test_secrets_show_no_default(page: str) -> None:
     secrets = {name for settings in SERVICES for name, v in documented(settings).items() if v.secret}
     expected = {"INTAKE_MONGO__URL", "INTAKE_KAFKA__SASL_PASSWORD", "INTAKE_WEBHOOKS__PROVIDERS",
-                "NOTIFIER_SMS__AUTH_TOKEN", "NOTIFIER_PUSH__ACCESS_TOKEN", "NOTIFIER_SMTP__PASSWORD",
-                "NOTIFIER_OFFER_LINK_KEY", "CRM_API_AUTH__KEY", "CRM_API_WEB__SESSION_KEY"}  # fmt: skip
+                "INTAKE_PARTNERS__PRODUCERS", "NOTIFIER_SMS__AUTH_TOKEN", "NOTIFIER_PUSH__ACCESS_TOKEN",
+                "NOTIFIER_SMTP__PASSWORD", "NOTIFIER_OFFER_LINK_KEY", "CRM_API_AUTH__KEY",
+                "CRM_API_WEB__SESSION_KEY"}  # fmt: skip
     assert expected <= secrets
     for settings in SERVICES:
         assert all(v.default is None for v in documented(settings).values() if v.secret)

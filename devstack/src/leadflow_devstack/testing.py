@@ -65,12 +65,21 @@ async def records_until(
         await consumer.stop()
 
 
-async def publish_envelopes(bootstrap: str, topic: str, messages: Iterable[Envelope]) -> None:
-    """Publish as a partner would: keyed by account, in order, each one acknowledged by the broker."""
+async def publish_envelopes(
+    bootstrap: str,
+    topic: str,
+    messages: Iterable[Envelope],
+    headers: Callable[[bytes, bytes], list[tuple[str, bytes]]] | None = None,
+) -> None:
+    """Publish as a partner would: keyed by account, in order, each one acknowledged by the broker; `headers(value,
+    key)` gives each record's headers (e.g. a partner's signature)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
     try:
-        sent = [await producer.send(topic, m.model_dump_json().encode(), key=m.account_id.encode()) for m in messages]
+        sent = []
+        for message in messages:
+            value, key = message.model_dump_json().encode(), message.account_id.encode()
+            sent.append(await producer.send(topic, value, key=key, headers=headers(value, key) if headers else None))
         for future in sent:
             await future
     finally:

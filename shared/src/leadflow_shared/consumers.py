@@ -180,6 +180,9 @@ class Subscription(Generic[E]):
     # "ignore": a field this version does not know is dropped (another leadflow service, newer than
     # this one, during a rolling upgrade); "forbid": it is refused (a partner's documented contract).
     unknown_fields: UnknownFields = "ignore"
+    # Whether a decoded event may be taken, given its record as it came (e.g. a partner's signature over its
+    # key and value, decision 0098): it raises PoisonMessage with the reason, and the record is dead-lettered.
+    admit: Callable[[E, Record], None] | None = None
 
     def event(self, record: Record) -> E:
         """The record as this subscription's type; poison (POISON_ERRORS) if it cannot be."""
@@ -192,7 +195,10 @@ class Subscription(Generic[E]):
             if self.adapter is None:
                 return cast(E, value)
             check_storable(value)
-            return self.adapter.validate_json(value, extra=self.unknown_fields)
+            event = self.adapter.validate_json(value, extra=self.unknown_fields)
+            if self.admit is not None:
+                self.admit(event, record)
+            return event
         except POISON_ERRORS as exc:
             if self.on_invalid is not None:
                 self.on_invalid(exc)

@@ -29,7 +29,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_shared import tracing
-from leadflow_shared.consumers import ConsumerEdge, Subscription, UnknownFields, contract_of
+from leadflow_shared.consumers import ConsumerEdge, Record, Subscription, UnknownFields, contract_of
 from leadflow_shared.dead_letters import DeadLetters
 from leadflow_shared.http import RequestMetrics, ServiceApp, add_operational_routes
 from leadflow_shared.http_bodies import BodyGuard, BodyLimits, answer_invalid_requests
@@ -101,6 +101,7 @@ class ServiceRuntime:
         on_invalid: Callable[[Exception], None] | None = None,
         unknown_fields: UnknownFields = "ignore",
         on_lead_path: bool = True,
+        admit: Callable[[Any, Record], None] | None = None,
     ) -> None:
         """Consume `topic` in group `<group_id>.<topic>` with `handler`, typed by its first parameter:
         an event type (one message at a time) or `Batch[...]` (up to `max_records` per batch, one
@@ -109,10 +110,11 @@ class ServiceRuntime:
         A field the event type does not name is ignored (another leadflow service may be a version
         ahead during a rolling upgrade) unless `unknown_fields="forbid"` (decision 0056). A consumer
         not `on_lead_path` (not on a new lead's way to its first notice) waits longer at the broker
-        while idle (`kafka.fetch_wait_idle_off_path_ms`, decision 0070)."""
+        while idle (`kafka.fetch_wait_idle_off_path_ms`, decision 0070). `admit(event, record)` may refuse a
+        decoded event by its record (PoisonMessage: dead-lettered like one that cannot be decoded)."""
         event, batch = contract_of(handler)
         adapter = None if event is bytes else TypeAdapter(event)
-        subscription = Subscription(topic, adapter, batch, max_bytes, on_invalid, unknown_fields)
+        subscription = Subscription(topic, adapter, batch, max_bytes, on_invalid, unknown_fields, admit)
         options = self._group_options(topic, group_id) | {
             "decoder": subscription.decode,
             "title": f"{topic} -> {self.service}",

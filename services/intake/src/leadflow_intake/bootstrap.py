@@ -53,9 +53,13 @@ def create_app(settings: IntakeSettings) -> FastAPI:
 
     runtime.on_startup(wire)
     if settings.consume_inbound:
-        kafka.subscribe(
-            runtime, intake=intake, metrics=metrics, group_id=settings.consumer_group, max_bytes=settings.max_body_bytes
+        signed = kafka.signed_by_its_partner(
+            settings.partner_keys(), accept_unsigned=settings.partners.unsigned == "accept"
         )
+        kafka.subscribe(
+            runtime, intake=intake, metrics=metrics, group_id=settings.consumer_group,
+            max_bytes=settings.max_body_bytes, admit=signed,
+        )  # fmt: skip
     app = runtime.app(
         title="leadflow intake",
         version="1.0.0",

@@ -14,11 +14,13 @@ from typing import Any
 import yaml
 from pydantic.json_schema import models_json_schema
 
+from leadflow_intake.domain import partner_signature
 from leadflow_shared import topics
 from leadflow_shared.events.inbound import LeadSubmitted
 from leadflow_shared.events.intake import LeadReceived
 
-CONTRACT_VERSION = "1.1.0"  # minor/patch only within v1: changes are additive (README.md there)
+# Minor/patch only within v1: changes are additive (README.md there); 1.2.0: the leadflow-signature header (0098).
+CONTRACT_VERSION = "1.2.0"
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 INBOUND_SCHEMA_FILE = "schemas/leads.inbound.v1.LeadSubmitted.schema.json"
 EXAMPLE_FILE = "examples/lead-submitted.json"
@@ -26,7 +28,8 @@ EXAMPLE_FILE = "examples/lead-submitted.json"
 DLQ_HEADERS = {
     "dlq-reason": "Why: field paths and rules, e.g. 'payload.contact.phone: not a valid phone number'. No values.",
     "dlq-error-type": (
-        "ValidationError (schema), PoisonMessage (normalization, unknown account, reused event_id), "
+        "ValidationError (schema), PartnerRefused (not signed by the partner it names, or for an account that "
+        "partner does not serve), PoisonMessage (normalization, unknown account, reused event_id), "
         "TooLarge (over the size limit, not read), "
         "UnreadableRecord (a header name not UTF-8; a record that cannot be framed, whose dead letter carries "
         "the raw record batch)."
@@ -83,9 +86,11 @@ def asyncapi() -> dict[str, Any]:
             "description": (
                 "Partners publish leads to leads.inbound.v1, keyed by account id. Intake validates and normalizes "
                 "them (names, E.164 phones, lower-cased emails) and publishes LeadReceived on leads.intake.v1 with "
-                "an id derived from the partner's event_id, so resending an event never makes a second lead. A "
-                "message that fails validation goes, unchanged, to leads.inbound.v1.dlq with the reason in its "
-                "headers. Within v1 changes are additive only: new optional fields, looser limits."
+                "an id derived from the partner's event_id, so resending an event never makes a second lead. Each "
+                "message is signed with its partner's secret (header leadflow-signature) and taken only for the "
+                "accounts that partner serves. A message that fails validation or its signature goes, unchanged, "
+                "to leads.inbound.v1.dlq with the reason in its headers. Within v1 changes are additive only: new "
+                "optional fields, looser limits."
             ),
         },
         "defaultContentType": "application/json",
@@ -138,6 +143,20 @@ def asyncapi() -> dict[str, Any]:
                     "name": "LeadSubmitted",
                     "title": "A lead from a partner",
                     "contentType": "application/json",
+                    "headers": {
+                        "type": "object",
+                        "required": [partner_signature.HEADER],
+                        "properties": {
+                            partner_signature.HEADER: {
+                                "type": "string",
+                                "pattern": "^kafka-v1=[0-9a-fA-F]{64}$",
+                                "description": "kafka-v1=<hex HMAC-SHA256 with the partner's secret of 'kafka-v1', "
+                                "the topic and the record key in lowercase hex, each followed by a newline, then the "
+                                "value's bytes as sent>. The partner is the one payload.source.partner names "
+                                "(README.md, Signing).",
+                            }
+                        },
+                    },
                     "payload": {"$ref": "#/components/schemas/LeadSubmitted"},
                     "bindings": {"kafka": {"key": account_key, "bindingVersion": "0.5.0"}},
                     "examples": [{"name": "listing-inquiry", "payload": EXAMPLE}],
@@ -164,7 +183,8 @@ def asyncapi() -> dict[str, Any]:
             "securitySchemes": {
                 "saslScram": {
                     "type": "scramSha512",
-                    "description": "SASL SCRAM-SHA-512 over TLS (SASL_SSL); one principal per partner.",
+                    "description": "SASL SCRAM-SHA-512 over TLS (SASL_SSL); one principal per partner. Which "
+                    "accounts a partner may send leads for is its signature's business (header leadflow-signature).",
                 }
             },
         },

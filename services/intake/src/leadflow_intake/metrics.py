@@ -9,7 +9,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 Source = Literal["website", "listing_inquiry", "webhook", "partner"]
 SOURCES: tuple[Source, ...] = ("website", "listing_inquiry", "webhook", "partner")
 # invalid: fails validation or normalization; too_large: over a size limit; unauthorized: bad webhook
-# signature; conflict: idempotency key reused for another request; unknown_account; too_slow: the body
+# signature, or a partner message not signed by its partner for its account (decision 0098); conflict:
+# idempotency key reused for another request; unknown_account; too_slow: the body
 # did not arrive in time (408, decision 0071); client_left: the client went away before its body was in;
 # unavailable: MongoDB or Kafka away (503, try again); error: any other 5xx.
 REASONS = (

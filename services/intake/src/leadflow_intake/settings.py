@@ -3,6 +3,8 @@
 Webhook providers are one JSON value, secrets included, so they come from the deployment's
 secret store as a whole, e.g.
 INTAKE_WEBHOOKS__PROVIDERS='{"homefinder": {"format": "generic", "secrets": ["<32+ random chars>"]}}'.
+Partners publishing to leads.inbound.v1 likewise, e.g.
+INTAKE_PARTNERS__PRODUCERS='{"homefinder": {"secrets": ["<32+ random chars>"], "accounts": ["acme-realty"]}}'.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints,
 from pydantic_settings import SettingsConfigDict
 
 from leadflow_intake.domain.fields import AccountId
+from leadflow_intake.domain.partner_signature import ANY_ACCOUNT, PartnerKeys
 from leadflow_shared.settings import HttpSettings, ServiceSettings, require_secret
 
 ProviderName = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^[a-z0-9][a-z0-9-]*$")]
@@ -45,6 +48,53 @@ class WebhookSettings(BaseModel):
         "secrets of 32+ characters in production. Empty in development: the embedded stack's demo providers.",
     )
     tolerance_seconds: int = Field(default=300, ge=30, le=3600, description="Replay window around the timestamp.")
+
+
+class PartnerProducer(BaseModel):
+    """A partner publishing to leads.inbound.v1 (decision 0098): the secrets it signs with, the accounts it serves."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Two at once while a secret is rotated: the new one first, the old one until the partner switched.
+    secrets: list[SecretStr] = Field(min_length=1, max_length=2)
+    accounts: list[AccountId | Literal["*"]] = Field(
+        min_length=1, max_length=10_000, description='Accounts it may publish leads for; ["*"]: every account.'
+    )
+
+    @model_validator(mode="after")
+    def _any_alone(self) -> Self:
+        if ANY_ACCOUNT in self.accounts and len(self.accounts) > 1:
+            raise ValueError('accounts: "*" (every account) stands alone')
+        return self
+
+    def keys(self) -> PartnerKeys:
+        return PartnerKeys(
+            secrets=tuple(s.get_secret_value().encode() for s in self.secrets), accounts=frozenset(self.accounts)
+        )
+
+
+class PartnerSettings(BaseModel):
+    """Partners' signed messages on leads.inbound.v1 (decision 0098)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    producers: dict[ProviderName, PartnerProducer] = Field(
+        default_factory=dict,
+        description="The partners by the name their messages give in payload.source.partner, as one JSON object: "
+        '{"<name>": {"secrets": ["<new>", "<old while rotating>"], "accounts": ["<account id>", ...] or ["*"]}}; '
+        "secrets of 32+ characters in production. Empty in development: the embedded stack's demo partner.",
+    )
+    unsigned: Literal["refuse", "accept"] = Field(
+        default="refuse",
+        description="A message without a leadflow-signature header: refused (dead-lettered with the reason), or "
+        "accepted for any account as before decision 0098, e.g. while a partner moves to signing. Accepting lets "
+        "anyone who may write the topic publish leads for every account.",
+    )
+
+
+def _development_partners() -> Mapping[str, PartnerProducer]:
+    secret = [SecretStr(DEVELOPMENT_SECRET)]
+    return MappingProxyType({"homefinder": PartnerProducer(secrets=secret, accounts=[ANY_ACCOUNT])})
 
 
 def _development_providers() -> Mapping[str, WebhookProvider]:
@@ -84,6 +134,7 @@ class IntakeSettings(ServiceSettings):
         "reused before it is read again.",
     )  # fmt: skip
     webhooks: WebhookSettings = WebhookSettings()
+    partners: PartnerSettings = PartnerSettings()
     idempotency_days: int = Field(
         default=7,
         ge=1,
@@ -96,9 +147,12 @@ class IntakeSettings(ServiceSettings):
     def _real_secrets_in_production(self) -> Self:
         if self.environment != "production":
             return self
-        for name, provider in self.webhooks.providers.items():
-            for secret in provider.secrets:
-                label = f"INTAKE_WEBHOOKS__PROVIDERS[{name}] secret"
+        configured = (
+            *((f"INTAKE_WEBHOOKS__PROVIDERS[{name}] secret", p.secrets) for name, p in self.webhooks.providers.items()),
+            *((f"INTAKE_PARTNERS__PRODUCERS[{name}] secret", p.secrets) for name, p in self.partners.producers.items()),
+        )
+        for label, secrets in configured:
+            for secret in secrets:
                 require_secret(secret, label, self.environment)
                 value = secret.get_secret_value()
                 if value == DEVELOPMENT_SECRET or len(value) < MIN_SECRET_LENGTH:
@@ -110,3 +164,10 @@ class IntakeSettings(ServiceSettings):
         if not self.webhooks.providers and self.environment == "development":
             return _development_providers()
         return self.webhooks.providers
+
+    def partner_keys(self) -> Mapping[str, PartnerKeys]:
+        """The configured partners' keys; in development, with none configured, the embedded stack's demo one."""
+        producers = self.partners.producers
+        if not producers and self.environment == "development":
+            producers = dict(_development_partners())
+        return MappingProxyType({name: producer.keys() for name, producer in producers.items()})
