@@ -502,6 +502,32 @@ async def test_an_erasure_racing_a_leads_first_event_leaves_no_person_and_keeps_
     assert [doc["_id"] for doc in kept] == [str(legacy.event_id)], "the inquiry parked before the erasure is kept"
 
 
+async def test_an_erasure_between_an_assignments_read_of_its_row_and_its_upsert_is_not_undone(
+    crm: tuple[AsyncDatabase[Doc], str],
+) -> None:
+    """On nx-27017: the lead has a row with Jane (its offer); an assignment reads that row, another partition's
+    consumer projects Jane's erasure, and the assignment's upsert, decided for the row it read, `$set`s her name,
+    email and phone back. The assignment reads the row again after its upsert and scrubs it again."""
+    db, _ = crm
+    jane = person("Jane")
+    lead = uuid.uuid4()
+    direct = LeadViews(db, names_of(0))
+    await project(offered(lead, jane, T0), views=direct, side_effects=False)
+
+    async def erase() -> None:
+        await project(erased(lead, at=T0 + timedelta(hours=1)), views=direct, side_effects=False)
+
+    racing = Meanwhile(db, "state", erase)
+    await project(assigned(lead, jane, T0 + timedelta(minutes=1)), views=racing, side_effects=False)
+    assert racing.ran(), "the interleaving did not happen"
+
+    assert await holders_of(db, traces(jane)) == [], "the assignment put Jane back on the erased row"
+    row = await db[names_of(0).leads].find_one({"_id": str(lead)})
+    assert row is not None
+    assert (row["name"], row["email"], row["phone"], bool(row["erased"])) == ("", None, None, True)
+    assert row["owner_agent_id"] == "ana"
+
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def topic(kafka_bootstrap: str) -> AsyncIterator[Topic]:
     async with topic_on(kafka_bootstrap, "crm-erase") as log:

@@ -1,9 +1,9 @@
 """crm-api's projection where a late state change meets a move, and where an assignment races an erasure on another
 partition's consumer (helper 114's review of session 28's late commits). The assignment whose insert meets a row made
-meanwhile now builds its changes from that row (fixed). Two older windows are still open, kept as strict xfails
-(decisions 0093 and 0050, session 28): a move does not set the row's state version, so a release of the office left,
-stamped after the move within the clock skew and replayed before the new office's first event, is applied; and an
-erasure landing between an assignment's read of an existing row and its upsert is overwritten by the upsert."""
+meanwhile now builds its changes from that row (fixed). Two older windows that review found are closed since
+(decisions 0093 and 0050, session 29): a move raises the row's state version, so a release of the office left, stamped
+after the move within the clock skew and replayed before the new office's first event, is older; and an assignment
+that read its row unerased reads it again after its upsert, so an erasure landing in between is not overwritten."""
 
 from __future__ import annotations
 
@@ -62,18 +62,17 @@ def _assignment(lead: uuid.UUID, version: int, office: str = "south") -> LeadAss
 # --- 1. a move sets no state version: a late release of the office left, stamped after it, unassigns the lead -----
 
 
-@pytest.mark.xfail(strict=True, reason="open: a move does not set the row's state version (decision 0093, session 28)")
 def test_a_release_of_the_office_left_stamped_after_the_move_replayed_right_after_it_keeps_the_holder() -> None:
     """As `test_crm_erasure_races::test_a_release_of_the_office_left_stamped_at_the_moves_time_replayed_late_keeps_
     the_moves_reason`, without south's offer after the move: acme offers the lead to ana (v1), ana claims it (v2),
     gives it back (v3, `returned`, stamped 2 s after the move by a replica whose clock is ahead: within
     `CLOCK_SKEW_MS`), the lead moves to south, sol holding it (v4). In order: south, sol, `office_transfer`.
 
-    crm-api dead-letters the release and replays it right after the move. The move sets no `state_version` (the row
-    keeps the claim's v2), so the release (v3) is not `older`; stamped after the move it is not `left_behind`
-    either: it is applied in full, as the first change seen of an office further on (`_early_holder`). The lead,
-    held by sol in south for the router, is listed unassigned in south, nobody holding it, "returned"; south's next
-    events build on that (commit 575eecd gave the move versions of the late-set fields only)."""
+    crm-api dead-letters the release and replays it right after the move. Stamped after the move it is not
+    `left_behind`; when the move set no `state_version` (the row kept the claim's v2) the release (v3) was not `older`
+    either, and was applied in full as the first change seen of an office further on (`_early_holder`): the lead, held
+    by sol in south for the router, listed unassigned in south, "returned". The move raises the state version to its
+    own (v4), so the release is older and leaves the holder."""
     lead = uuid.uuid4()
     offer = _offer(lead)
     claim = LeadClaimed.create(**_at(2), payload=LeadClaimedPayload(
@@ -95,16 +94,13 @@ def test_a_release_of_the_office_left_stamped_after_the_move_replayed_right_afte
 # --- 2. an assignment racing an erasure on another partition's consumer -------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True, reason="open: the upsert is not conditional on the row it read (decision 0050, session 28)"
-)
-def test_an_erasure_between_an_assignments_state_read_and_its_upsert_of_an_existing_row_leaves_the_person() -> None:
+def test_an_erasure_between_an_assignments_state_read_and_its_upsert_of_an_existing_row_is_not_undone() -> None:
     """The race 575eecd closed for a lead without a row, on a lead with one: acme offers the lead (v1, its row), the
     lead moves to south (v2), south assigns it to dan by hand (v3); acme's erasure, decided while the lead was
     still in acme (it names it), is projected by acme's consumer (lagging) while south's consumer applies the
     assignment. The assignment reads the state (a row, not erased: `project` reads it for an assignment), the
     erasure scrubs the row, and the assignment's upsert (`assigned_row` decided for the state read: the person in
-    it) `$set`s the name, email and phone back on the erased row."""
+    it) `$set`s the name, email and phone back on the erased row; read again after it, the row is scrubbed again."""
     lead = uuid.uuid4()
     offer, erased, to_dan = _offer(lead), _erasure(lead, "acme"), _assignment(lead, 3)
     views = Views()

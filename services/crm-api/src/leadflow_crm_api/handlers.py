@@ -32,7 +32,7 @@ from typing import Any, Literal, Protocol, TypeVar
 from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_crm_api.adapters.offices import Labels, OfficeTransfers
-from leadflow_crm_api.domain.erasure import erased_marker, erased_row, erasure_entry, without_person
+from leadflow_crm_api.domain.erasure import ERASED_ROW, erased_marker, erased_row, erasure_entry, without_person
 from leadflow_crm_api.domain.lead_row import LeadRow
 from leadflow_crm_api.domain.offices import label_doc, move_applies
 from leadflow_crm_api.domain.projection import (
@@ -149,7 +149,7 @@ async def _applied(
         if (now := await views.state(lead_id)).marker:  # erased before it had a row: made over the marker, no person
             await views.update(made_over_marker(lead_id, row))
         else:  # a row made meanwhile: the assignment's changes over what it holds now (erased too, maybe)
-            await views.upsert(_stored(assigned_row(event, now), event, parked))
+            await _upsert_assignment(_stored(assigned_row(event, now), event, parked), now, views)
     await _created(event, parked, views, side_effects=side_effects)
     return "created"
 
@@ -163,11 +163,21 @@ async def _changed(event: LeadEvent, state: RowState, views: ViewWriter) -> None
         if (late := late_changes(event, state)) is not None:
             await views.update(late)
     elif isinstance(event, LeadAssigned):
-        await views.upsert(assigned_row(event, state))
+        await _upsert_assignment(assigned_row(event, state), state, views)
     elif not state.applied_already(event):
         # Any other lead event: its row's changes, with the open offers and accept links it leaves. A share the
         # row applied before (the timeline does not record it) is skipped.
         await views.update(row_changes(event, state))
+
+
+async def _upsert_assignment(row: RowUpsert, read: RowState, views: ViewWriter) -> None:
+    """An assignment's upsert, decided for the state `read` before it. An erasure projected in between (another
+    partition's consumer: the lead moved since the erasure named it) scrubbed the row the upsert then `$set`s the
+    person back on, so a row read unerased is read again after it and scrubbed again if it was erased meanwhile
+    (decision 0050). Either the erasure's scrub comes after the upsert or this read sees it."""
+    await views.upsert(row)
+    if not read.erased and (await views.state(row.lead_id)).erased:
+        await views.update(RowChanges.of(row.lead_id, dict(ERASED_ROW)))
 
 
 async def _created(

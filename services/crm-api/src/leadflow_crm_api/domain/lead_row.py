@@ -136,6 +136,9 @@ class LeadRow:
     last_activity_version: int | None = None
     # The router versions of the events that set the late-set fields (`projection.FIELD_VERSIONS`), for a move.
     field_versions: Mapping[str, int] = field(default_factory=dict)
+    # The row's router versions (`projection.STATE_VERSION`, `views.ROUTER_VERSION`), which a move raises.
+    state_version: int | None = None
+    router_version: int | None = None
 
     @classmethod
     def from_doc(cls, doc: Doc) -> LeadRow:
@@ -198,6 +201,8 @@ class LeadRow:
             early_holder_ms=_int(doc.get("early_holder_ms")),
             last_activity_version=_int(doc.get("last_activity_version")),
             field_versions=_int_map(doc.get("field_versions")),
+            state_version=_int(doc.get("state_version")),
+            router_version=_int(doc.get("router_version")),
         )
 
     def offer_link(self, link_id: str) -> OfferLink | None:

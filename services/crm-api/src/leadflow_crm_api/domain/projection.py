@@ -449,7 +449,10 @@ def moved_changes(row: LeadRow, event: LeadTransferred) -> RowChanges:
     used to set the time alone, the kind, who and the version left as they were, so the activity was order-dependent
     and a late event of its millisecond decided after it could replace it (the version left was a later one's).
     The `LATE_FIELDS` it sets (the move's reason, unless a later holder change keeps its own) take its version, as an
-    event's do (`field_versions`), so an older state change replayed late does not set them over it (`late_changes`)."""
+    event's do (`field_versions`), so an older state change replayed late does not set them over it (`late_changes`).
+    A move changes the holder and the office: its version raises the row's state version (never lowers it: a move
+    is applied by its time, `move_applies`), so a state change of the office left, decided before it but stamped after
+    it by a replica whose clock is ahead, is `older` when replayed after it (decision 0093, session 29)."""
     state = RowState(
         True,
         last_activity_ms=row.last_activity_ms,
@@ -458,6 +461,9 @@ def moved_changes(row: LeadRow, event: LeadTransferred) -> RowChanges:
     )
     fields = moved_row(row, event) | last_activity(event.type, event.payload.by_user_id)
     fields |= activity_version(event, state, fields) | field_versions(event, state, fields)
+    if (version := event.payload.router_version) is not None:
+        fields |= {name: version for name, last in ((STATE_VERSION, row.state_version),
+                   (ROUTER_VERSION, row.router_version)) if last is None or version > last}  # fmt: skip
     return RowChanges.of(row.lead_id, fields, replaces=_replaces(event, state))
 
 
