@@ -75,7 +75,7 @@ async def partner_intake(edge: Edge, *, accept_unsigned: bool = False) -> Partne
     metrics = IntakeMetrics(edge.runtime.registry)
     publish = edge.runtime.publisher(topics.LEADS_INTAKE, LeadReceived, description="leads in")
     intake = Intake(accounts=FakeAccounts({account: "US"}, {account: {"blair-chen"}}), store=store, publish=publish)
-    admit = kafka.signed_by_its_partner(PARTNERS, accept_unsigned=accept_unsigned)
+    admit = kafka.signed_by_its_partner(PARTNERS, accept_unsigned=accept_unsigned, metrics=metrics)
     kafka.subscribe(edge.runtime, intake=lambda: intake, metrics=metrics, group_id=f"intake-{account}",
                     max_bytes=MAX_BYTES, admit=admit)  # fmt: skip
     found = PartnerIntake(edge, account, store, metrics, [])
@@ -230,3 +230,4 @@ async def test_with_unsigned_accepted_an_unsigned_lead_is_taken_and_a_bad_signat
     await edge.settle(lambda: len(intake.received) == 2 and len(edge.dead_of(key)) == 1)
     assert [lead.payload.message for lead in intake.received] == ["unsigned", "signed"]
     assert edge.dead_of(key)[0]["dlq-reason"].startswith("PartnerRefused: leadflow-signature: does not match")
+    assert edge.runtime.registry.get_sample_value("intake_partner_unsigned_accepted_total") == 1

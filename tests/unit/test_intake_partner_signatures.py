@@ -5,17 +5,26 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
 from pathlib import Path
 
 import pytest
+from aiokafka import ConsumerRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
+from partner_messages import signed
+from prometheus_client import CollectorRegistry
+from pydantic import TypeAdapter, ValidationError
+from test_intake_kafka_handlers import submitted
 
 from leadflow_intake.domain.partner_signature import ANY_ACCOUNT, PartnerKeys, PartnerRefused, check, sign, signed_text
-from leadflow_intake.settings import DEVELOPMENT_SECRET, IntakeSettings
+from leadflow_intake.entrypoints import kafka
+from leadflow_intake.metrics import IntakeMetrics
+from leadflow_intake.settings import DEVELOPMENT_SECRET, IntakeSettings, PartnerSettings
 from leadflow_shared import topics
+from leadflow_shared.consumers import Record, Subscription
+from leadflow_shared.events.inbound import InboundSource, LeadSubmitted
 
 pytestmark = pytest.mark.unit
 
@@ -157,3 +166,72 @@ def test_the_partner_contracts_worked_example_holds() -> None:
     assert f"`leadflow-signature: {sign(secret, TOPIC, key, value)}`" in readme
     assert value.decode() in readme
     assert key.hex() in readme
+
+
+# -- partner names: every name the contract lets a message give can be configured (helper 115's review) ------
+
+PARTNER_SECRET = "a-partner-secret-of-at-least-32-characters"
+ACCOUNT = "acme-realty"
+# What payload.source.partner accepts (the published contract, leads.inbound.v1): the names a partner's messages give.
+PARTNER_NAMES = st.from_regex(r"[A-Za-z0-9_.-]{1,100}", fullmatch=True)
+
+
+def producers(name: str) -> dict[str, object]:
+    return {name: {"secrets": [PARTNER_SECRET], "accounts": [ACCOUNT]}}
+
+
+def inbound_record(value: bytes, key: bytes, headers: list[tuple[str, bytes]]) -> Record:
+    return ConsumerRecord(topics.LEADS_INBOUND, 0, 1, 0, 0, key, value, None, len(key), len(value), headers)
+
+
+def named(partner: str) -> bytes:
+    lead = json.loads(submitted(ACCOUNT))
+    lead["payload"]["source"]["partner"] = partner
+    return json.dumps(lead).encode()
+
+
+@settings(database=None, deadline=None, max_examples=200)
+@given(PARTNER_NAMES)
+def test_every_partner_name_the_contract_allows_can_be_configured(name: str) -> None:
+    """payload.source.partner takes [A-Za-z0-9_.-]{1,100} (contract 1.0: a partner may be `HomeFinder`,
+    `listings_direct` or `zillow.com`). INTAKE_PARTNERS__PRODUCERS took only the webhooks' provider names
+    ([a-z0-9-], 40 at most): such a partner could never be configured, so from the upgrade on every one of its
+    leads was dead-lettered as `payload.source.partner: not a partner configured`, with no way but renaming
+    the partner (its leads' provider) or accepting unsigned messages for every account."""
+    assert re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", name)
+    InboundSource.model_validate({"partner": name, "name": "n"})  # a name a message may give ...
+    assert list(PartnerSettings.model_validate({"producers": producers(name)}).producers) == [name]  # ... configured
+
+
+@pytest.mark.parametrize("name", ["HomeFinder", "listings_direct", "zillow.com", "p" * 100])
+def test_a_configured_partner_with_such_a_name_has_its_signed_lead_taken(name: str) -> None:
+    configured = IntakeSettings.model_validate(
+        {"environment": "production", "partners": {"producers": producers(name)}}
+    )
+    admit = kafka.signed_by_its_partner(
+        configured.partner_keys(), accept_unsigned=False, metrics=IntakeMetrics(CollectorRegistry())
+    )
+    subscription = Subscription(
+        topics.LEADS_INBOUND, TypeAdapter(LeadSubmitted), False, unknown_fields="forbid", admit=admit
+    )
+    value, key = named(name), ACCOUNT.encode()
+    lead = subscription.event(inbound_record(value, key, signed(value, key, PARTNER_SECRET)))
+    assert lead.payload.source.partner == name
+
+
+@pytest.mark.parametrize("name", ["", "home finder", "home/finder", "p" * 101, "home+finder"])
+def test_a_name_no_message_can_give_is_refused_in_the_settings(name: str) -> None:
+    """The other way round: a configured name a message cannot give would never match; it is a typo, refused."""
+    with pytest.raises(ValidationError):
+        InboundSource.model_validate({"partner": name, "name": "n"})
+    with pytest.raises(ValidationError):
+        PartnerSettings.model_validate({"producers": producers(name)})
+
+
+def test_two_partners_sharing_a_secret_are_refused() -> None:
+    """A secret two partners share lets each sign as the other, for the other's accounts (helper 115's review)."""
+    shared = {"secrets": [PARTNER_SECRET], "accounts": [ACCOUNT]}
+    with pytest.raises(ValidationError, match="partners homefinder and listings share a secret"):
+        IntakeSettings.model_validate({"partners": {"producers": {"homefinder": shared, "listings": shared}}})
+    rotating = {"homefinder": {"secrets": [PARTNER_SECRET, PARTNER_SECRET + "-old"], "accounts": ["*"]}}
+    assert IntakeSettings.model_validate({"partners": {"producers": rotating}}).partner_keys()["homefinder"]

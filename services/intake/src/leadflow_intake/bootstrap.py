@@ -53,9 +53,8 @@ def create_app(settings: IntakeSettings) -> FastAPI:
 
     runtime.on_startup(wire)
     if settings.consume_inbound:
-        signed = kafka.signed_by_its_partner(
-            settings.partner_keys(), accept_unsigned=settings.partners.unsigned == "accept"
-        )
+        accept_unsigned = settings.partners.unsigned == "accept"
+        signed = kafka.signed_by_its_partner(settings.partner_keys(), accept_unsigned=accept_unsigned, metrics=metrics)
         kafka.subscribe(
             runtime, intake=intake, metrics=metrics, group_id=settings.consumer_group,
             max_bytes=settings.max_body_bytes, admit=signed,

@@ -47,6 +47,12 @@ class IntakeMetrics:
             "intake_leads_rejected_total", "Lead submissions refused, by source and reason.", ["source", "reason"],
             registry=registry,
         )  # fmt: skip
+        self.unsigned = Counter(
+            "intake_partner_unsigned_accepted_total",
+            "Partner messages taken without a signature (INTAKE_PARTNERS__UNSIGNED=accept, decision 0098): while it is "
+            "above zero, some partner does not sign yet (intake's log names it).",
+            registry=registry,
+        )
         self.request_seconds = Histogram(
             "intake_request_seconds",
             "Latency of intake's HTTP lead endpoints, from request to response, by source.",

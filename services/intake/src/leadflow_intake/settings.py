@@ -21,6 +21,8 @@ from leadflow_intake.domain.partner_signature import ANY_ACCOUNT, PartnerKeys
 from leadflow_shared.settings import HttpSettings, ServiceSettings, require_secret
 
 ProviderName = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^[a-z0-9][a-z0-9-]*$")]
+# A partner as its messages name it: every name leads.inbound.v1's payload.source.partner allows (InboundSource).
+PartnerName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
 MIN_SECRET_LENGTH = 32
 # The embedded stack's webhook secret: accepted only with environment=development, refused in production.
 DEVELOPMENT_SECRET = "development-only-webhook-secret-not-for-production"  # noqa: S105 (a refused placeholder)
@@ -78,7 +80,7 @@ class PartnerSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    producers: dict[ProviderName, PartnerProducer] = Field(
+    producers: dict[PartnerName, PartnerProducer] = Field(
         default_factory=dict,
         description="The partners by the name their messages give in payload.source.partner, as one JSON object: "
         '{"<name>": {"secrets": ["<new>", "<old while rotating>"], "accounts": ["<account id>", ...] or ["*"]}}; '
@@ -90,6 +92,16 @@ class PartnerSettings(BaseModel):
         "accepted for any account as before decision 0098, e.g. while a partner moves to signing. Accepting lets "
         "anyone who may write the topic publish leads for every account.",
     )
+
+    @model_validator(mode="after")
+    def _own_secrets(self) -> Self:
+        # A secret two partners share lets each sign as the other (and for the other's accounts).
+        owners: dict[str, str] = {}
+        for name, producer in self.producers.items():
+            for secret in producer.secrets:
+                if (other := owners.setdefault(secret.get_secret_value(), name)) != name:
+                    raise ValueError(f"partners {other} and {name} share a secret: each partner needs its own")
+        return self
 
 
 def _development_partners() -> Mapping[str, PartnerProducer]:

@@ -26,15 +26,18 @@ log = logging.getLogger(__name__)
 
 
 def signed_by_its_partner(
-    partners: Mapping[str, PartnerKeys], *, accept_unsigned: bool
+    partners: Mapping[str, PartnerKeys], *, accept_unsigned: bool, metrics: IntakeMetrics
 ) -> Callable[[LeadSubmitted, Record], None]:
     """The check a partner's record passes before its lead is taken: signed by the partner its payload names,
     for an account that partner serves (PartnerRefused otherwise). `accept_unsigned`: a record with no
-    signature at all is taken for any account (INTAKE_PARTNERS__UNSIGNED=accept, decision 0098)."""
+    signature at all is taken for any account (INTAKE_PARTNERS__UNSIGNED=accept, decision 0098), counted and
+    logged with the partner it names, so the operator sees who does not sign yet before turning it off."""
 
     def admit(lead: LeadSubmitted, record: Record) -> None:
         signatures = [value for name, value in record.headers if name.lower() == partner_signature.HEADER]
         if not signatures and accept_unsigned:
+            metrics.unsigned.inc()
+            log.warning("unsigned partner lead accepted", extra={"partner": lead.payload.source.partner})
             return
         partner_signature.check(
             partners.get(lead.payload.source.partner),
