@@ -10,8 +10,12 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from fakes_crm import Interleaving
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from test_crm_erasure_races import MINUTE, _move
+from test_crm_erasure_races import T0 as RACE_T0
+from test_crm_move_and_erasure_races import _offer
 
 from leadflow_crm_api.adapters.leads import CRM_TIMELINE, LeadViews, ScopedLeads, ensure_indexes, scope_filter
 from leadflow_crm_api.adapters.offices import Labels, OfficeTransfers
@@ -23,8 +27,11 @@ from leadflow_crm_api.handlers import project
 from leadflow_notifier.adapters.repository import AgentDirectory
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.collections import CRM_LABELS, CRM_OFFICE_TRANSFERS
+from leadflow_shared.events.activity import ActivityAction
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import (
+    ActivityLogged,
+    ActivityLoggedPayload,
     LeadOffered,
     LeadOfferedPayload,
     LeadReleased,
@@ -33,6 +40,7 @@ from leadflow_shared.events.routing import (
     LeadTransferredPayload,
     OfferClosedPayload,
     OfferWithdrawn,
+    RoutingEvent,
     WithdrawalReason,
 )
 
@@ -262,3 +270,49 @@ async def test_a_moved_team_member_arrives_onboarding_in_the_target_roster_and_a
     assert recipient is not None
     pushed = [d.token for d in recipient.push_devices]
     assert pushed == ["fcm-phone", "fcm-tablet"], "the notifier pushes to them for its new office"
+
+
+class _MovingViews(Interleaving, LeadViews):
+    """`LeadViews` running another office's consumer once, after the move's read of the row."""
+
+
+def _south_refusal_and_release(lead: uuid.UUID) -> list[RoutingEvent]:
+    """South's zed refused a claim (v5), sol gives the lead back (v6), after the move to south (v4)."""
+    refused = ActivityLogged.create(account_id="south", occurred_at=RACE_T0 + 5 * MINUTE, payload=ActivityLoggedPayload(
+        lead_id=lead, agent_id=None, action=ActivityAction.CALL, by_agent_id="zed", claim_refused="the offer ended",
+        router_version=5))  # fmt: skip
+    release = LeadReleased.create(account_id="south", occurred_at=RACE_T0 + 6 * MINUTE, payload=LeadReleasedPayload(
+        lead_id=lead, agent_id="sol", broker_agent_id="sol", explanation="given back", reason="returned",
+        router_version=6))  # fmt: skip
+    return [refused, release]
+
+
+async def test_a_move_whose_row_the_new_office_changed_after_its_read_is_decided_again(
+    db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    """On nx-27017 (its filters on a field read as missing, `{"state_version": None}`, as MongoDB's): acme offers the
+    lead (v1); the lead moves to south, sol holding it (v4); south's zed is refused a claim (v5) and sol gives the lead
+    back (v6). South's consumer projects v5 and v6 between the move's read of the row and its update: the update,
+    decided on the row it read, does not land (the row's versions moved); the move is decided again on the row as it
+    is and leaves south's release, as in order (helper 117's review)."""
+    lead, other = uuid.uuid4(), uuid.uuid4()
+    direct = LeadViews(db)
+    await project(_offer(lead), views=direct, side_effects=False)
+    racing = _MovingViews(db)
+    racing.at = "row"
+    racing.meanwhile = lambda: _project_all(direct, *_south_refusal_and_release(lead))
+    await project(_move(lead, RACE_T0 + 4 * MINUTE, 4), views=racing, side_effects=False)
+    assert racing.ran(), "the interleaving did not happen"
+    await _project_all(direct, _offer(other), _move(other, RACE_T0 + 4 * MINUTE, 4), *_south_refusal_and_release(other))
+
+    row, in_order = await direct.row(str(lead)), await direct.row(str(other))
+    assert row is not None
+    assert in_order is not None
+    fields = ("account_id", "status", "owner_agent_id", "assignment_reason", "state_version", "router_version")
+    assert {k: getattr(row, k) for k in fields} == {k: getattr(in_order, k) for k in fields}
+    assert (row.account_id, row.status, row.owner_agent_id, row.state_version) == ("south", "unassigned", None, 6)
+
+
+async def _project_all(views: LeadViews, *events: RoutingEvent) -> None:
+    for event in events:
+        await project(event, views=views, side_effects=False)

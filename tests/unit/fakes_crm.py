@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from leadflow_crm_api.domain.lead_row import LeadRow
 from leadflow_crm_api.domain.projection import RowState
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import LeadEvent
@@ -21,7 +22,7 @@ SOURCE = LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website")
 
 class Interleaving:
     """Mixed in before a views class: runs `meanwhile` once, when the projection first makes the call named `at`
-    (`state` or `parked`), after that call's read."""
+    (`state`, `parked` or `row`), after that call's read."""
 
     at: str | None = None
     meanwhile: Callable[[], Awaitable[None]] | None = None
@@ -43,4 +44,9 @@ class Interleaving:
     async def parked(self, lead_id: str) -> list[LeadEvent]:
         read: list[LeadEvent] = await super().parked(lead_id)  # type: ignore[misc]
         await self._interleave("parked")
+        return read
+
+    async def row(self, lead_id: str) -> LeadRow | None:
+        read: LeadRow | None = await super().row(lead_id)  # type: ignore[misc]
+        await self._interleave("row")
         return read

@@ -3,7 +3,10 @@ partition's consumer (helper 114's review of session 28's late commits). The ass
 meanwhile now builds its changes from that row (fixed). Two older windows that review found are closed since
 (decisions 0093 and 0050, session 29): a move raises the row's state version, so a release of the office left, stamped
 after the move within the clock skew and replayed before the new office's first event, is older; and an assignment
-that read its row unerased reads it again after its upsert, so an erasure landing in between is not overwritten."""
+that read its row unerased reads it again after its upsert, so an erasure landing in between is not overwritten.
+The review of that (helper 117) added three: a late change of the office left keeps its last activity (3); a move
+projected after the new office made the row leaves the holder to it (4); a move decided on a row another office's
+consumer changed before its update is decided again (5)."""
 
 from __future__ import annotations
 
@@ -24,18 +27,24 @@ from test_crm_erasure_races import (
     _run,
 )
 
+from leadflow_crm_api.domain.generations import LAST_ACTIVITY
 from leadflow_crm_api.domain.views import MOVE_REASON
+from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.activity import ActivityAction
 from leadflow_shared.events.routing import (
+    ActivityLogged,
+    ActivityLoggedPayload,
     AssignmentReason,
     LeadAssigned,
     LeadAssignedPayload,
     LeadClaimed,
     LeadClaimedPayload,
+    LeadEvent,
     LeadOffered,
     LeadOfferedPayload,
     LeadReleased,
     LeadReleasedPayload,
+    RoutingEvent,
 )
 
 pytestmark = [pytest.mark.unit]
@@ -130,3 +139,110 @@ def test_an_assignment_whose_insert_meets_a_row_made_over_the_marker_meanwhile_p
     row = views.rows[str(lead)]
     assert (row["erased"], row["owner_agent_id"]) == (True, "dan")
     assert _held(views) == [], f"the person is on the row after the erasure: {_held(views)}"
+
+
+def _rows(lead: uuid.UUID, *orders: list[RoutingEvent]) -> list[dict[str, Any]]:
+    """The lead's row after each order of its events."""
+    rows = []
+    for events in orders:
+        views = Views()
+        asyncio.run(_run(views, events))
+        rows.append(views.rows[str(lead)])
+    return rows
+
+
+# --- 3. a late change of the office left, stamped after the move, keeps its last activity -------------------------
+
+
+def _late_of_the_office_left(lead: uuid.UUID, kind: str) -> LeadEvent:
+    """Acme's last change before the move (v3), stamped 2 s after it by a replica whose clock is ahead: zed's refused
+    claim (activity only) or ana's release (`returned`)."""
+    at = T0 + 4 * MINUTE + timedelta(seconds=2)
+    if kind == "refusal":
+        return ActivityLogged.create(account_id="acme", occurred_at=at, payload=ActivityLoggedPayload(
+            lead_id=lead, agent_id=None, action=ActivityAction.CALL, by_agent_id="zed",
+            claim_refused="the offer ended", router_version=3))  # fmt: skip
+    return LeadReleased.create(account_id="acme", occurred_at=at, payload=LeadReleasedPayload(
+        lead_id=lead, agent_id="ana", broker_agent_id="ana", explanation="given back", reason="returned",
+        router_version=3))  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["refusal", "release"])
+def test_a_change_of_the_office_left_stamped_after_the_move_replayed_after_it_keeps_its_last_activity(
+    kind: str,
+) -> None:
+    """Acme offers the lead to ana (v1), ana claims it (v2); zed's claim is refused or ana gives the lead back (v3,
+    stamped 2 s after the move: within `CLOCK_SKEW_MS`); the lead moves to south, sol holding it (v4, minute 4). In
+    order the v3 change sets the last activity and the move, stamped before it, leaves it (set only when newer).
+
+    crm-api dead-letters the v3 change and replays it right after the move. The move now raises the row's versions
+    to v4, so the change is `older` and superseded: `late_changes` set its late fields and offers but not its last
+    activity, and the row said "LeadTransferred by nora" where in order it says the v3 change's kind, author and time
+    (for the refusal, before 343ee30 it was applied as it came and matched). A late change not of an office left
+    behind sets its last activity when newer, as in order."""
+    lead = uuid.uuid4()
+    offer = _offer(lead)
+    claim = LeadClaimed.create(**_at(2), payload=LeadClaimedPayload(
+        lead_id=lead, agent_id="ana", action=ActivityAction.CALL, offer_round=1, router_version=2))  # fmt: skip
+    move = _move(lead, T0 + 4 * MINUTE, 4)
+    late = _late_of_the_office_left(lead, kind)
+    expected, row = _rows(lead, [offer, claim, late, move], [offer, claim, move, late])
+    assert (expected["last_activity_kind"], expected["last_activity_ms"]) == (late.type, epoch_ms(late.occurred_at))
+    assert [expected[k] for k in HOLDER] == ["south", "assigned", "sol", "office_transfer"]
+    assert [row.get(k) for k in HOLDER] == [expected[k] for k in HOLDER]
+    assert {k: row.get(k) for k in LAST_ACTIVITY} == {k: expected.get(k) for k in LAST_ACTIVITY}, (
+        f"the {kind} replayed after the move left the move's last activity"
+    )
+
+
+# --- 4. a move projected after the new office made the lead's row ---------------------------------------------------
+
+
+def test_a_move_projected_after_the_new_office_made_the_leads_row_leaves_the_holder_to_it() -> None:
+    """Acme offers the lead to ana (v1); the lead moves to south, sol holding it (v4, minute 4); south offers it to tom
+    (v5, minute 5). Acme's partition lags: south's offer is projected first and makes the row (in south: no early
+    holder mark, the row is in the offer's office), then acme's offer (older than the row: late) and the move. The move
+    applies (the row has no move yet) and set sol as the holder, no open offer: the lead, offered to tom for the
+    router, listed as sol's. The row's state version (v5, south's offer) is newer than the move's, and the row is in
+    the office the move names: what came after the move set the holder."""
+    lead = uuid.uuid4()
+    offer = _offer(lead)
+    move = _move(lead, T0 + 4 * MINUTE, 4)
+    to_tom = LeadOffered.create(**_at(5, "south"), payload=LeadOfferedPayload(
+        lead_id=lead, agent_id="tom", offer_round=1, race_size=1, deadline=T0 + 20 * MINUTE, explanation="R6",
+        contact=CONTACT, source=SOURCE, router_version=5))  # fmt: skip
+    expected, row = _rows(lead, [offer, move, to_tom], [to_tom, offer, move])
+    fields = (*HOLDER, "offered_to")
+    assert [expected[k] for k in fields] == ["south", "offered", None, "office_transfer", ["tom"]]
+    assert [row.get(k) for k in fields] == [expected[k] for k in fields], (
+        "the move projected after the new office made the row took the holder from it"
+    )
+
+
+# --- 5. a move's read of the row and its update, with the new office's consumer in between -----------------------
+
+
+def test_the_new_offices_changes_between_a_moves_read_and_its_update_are_kept() -> None:
+    """Acme offers the lead to ana (v1); the lead moves to south, sol holding it (v4); south's zed is refused a claim
+    (v5) and sol gives the lead back (v6). Acme's consumer reads the row for the move (`handlers._moved`); south's
+    consumer projects v5 and v6 (the row still in acme: an early holder mark, state version 6); the move's update,
+    decided on the row it read (no mark, versions v1), sets sol as the holder over south's release (as before
+    343ee30) and now also sets the row's state and router versions back to v4 (343ee30's "never lowers" holds only
+    for the row read): a dead letter of south's v5 replayed later is no longer older."""
+    lead = uuid.uuid4()
+    offer, move = _offer(lead), _move(lead, T0 + 4 * MINUTE, 4)
+    refused = ActivityLogged.create(**_at(5, "south"), payload=ActivityLoggedPayload(
+        lead_id=lead, agent_id=None, action=ActivityAction.CALL, by_agent_id="zed", claim_refused="the offer ended",
+        router_version=5))  # fmt: skip
+    release = LeadReleased.create(**_at(6, "south"), payload=LeadReleasedPayload(
+        lead_id=lead, agent_id="sol", broker_agent_id="sol", explanation="given back", reason="returned",
+        router_version=6))  # fmt: skip
+    (expected,) = _rows(lead, [offer, move, refused, release])
+    views = Views()
+    asyncio.run(_run(views, [offer]))
+    views.at, views.meanwhile = "row", lambda: _run(views, [refused, release])  # south's consumer, after the read
+    asyncio.run(_run(views, [move]))
+    assert views.ran(), "the interleaving did not happen"
+    row = views.rows[str(lead)]
+    assert (row["state_version"], row["router_version"]) == (6, 6), "the move lowered the row's versions"
+    assert [row.get(k) for k in HOLDER] == [expected[k] for k in HOLDER]

@@ -82,6 +82,12 @@ class ViewWriter(Protocol):
 
 Outcome = Literal["applied", "created", "parked"]
 _OTHER_EVENTS = (TeamMemberTransferred, RealtorInvited, ContactErased)  # about no lead, or (erasure) several
+# A move decided again when its row changed under it (`_moved`): each time another office's consumer wrote in between.
+MOVE_ATTEMPTS = 5
+
+
+class MoveContendedError(RuntimeError):
+    """A move's row kept changing between its read and its update: the consumers' edge tries the event again."""
 
 
 async def project(event: RoutingEvent, *, views: ViewWriter, side_effects: bool = True) -> None:
@@ -323,13 +329,20 @@ async def _moved(event: LeadTransferred, views: ViewWriter, *, side_effects: boo
     """T2: the row moves to the target office, its labels are created there, the transfer is done. False when the
     lead has no row (the move is parked, and done again once it has one)."""
     lead_id, target = str(event.payload.lead_id), event.payload.to_account_id
-    row = await views.row(lead_id)
-    if row is not None:
-        if side_effects:
-            labels = [label_doc(target, name, at=event.occurred_at) for name in row.labels]
-            await Labels(views.db).ensure(labels)
-        if move_applies(row, event):  # an older move read late changes nothing but its timeline entry
-            await views.update(moved_changes(row, event))
+    row = first = await views.row(lead_id)
+    if row is not None and side_effects:
+        labels = [label_doc(target, name, at=event.occurred_at) for name in row.labels]
+        await Labels(views.db).ensure(labels)
+    # An older move read late changes nothing but its timeline entry. The update holds only over the row as read:
+    # when another office's event (another partition's consumer) or move changed it meanwhile, the move is decided
+    # again on the row as it is then; once it landed, it no longer applies (its `moved_ms`).
+    for _ in range(MOVE_ATTEMPTS):
+        if row is None or not move_applies(row, event):
+            break
+        await views.update(moved_changes(row, event))
+        row = await views.row(lead_id)
+    else:
+        raise MoveContendedError(f"lead {lead_id}: its row kept changing under the move")  # retried by the edge
     if side_effects:
         await OfficeTransfers(views.db).mark_done(str(event.payload.transfer_id))
-    return row is not None
+    return first is not None

@@ -213,9 +213,10 @@ def _update_ops(changes: RowChanges) -> list[UpdateOne]:
     update: dict[str, Any] = {"$set": changes.fields} if changes.fields else {}
     if changes.unset:
         update["$unset"] = dict.fromkeys(changes.unset, "")
-    ops = [UpdateOne({"_id": changes.lead_id}, update)] if update else []
+    row: dict[str, Any] = {"_id": changes.lead_id, **(changes.expect or {})}  # {"f": None}: missing or null, as read
+    ops = [UpdateOne(row, update)] if update else []
     if changes.activity:
-        newer: dict[str, Any] = {"_id": changes.lead_id}
+        newer: dict[str, Any] = dict(row)
         if changes.replaces is not None:  # of that millisecond, over a later version's only (`first_of_its_ms`)
             ms, version = changes.replaces
             newer |= {"last_activity_ms": ms, LAST_ACTIVITY_VERSION: {"$gt": version}}

@@ -118,7 +118,10 @@ def moved_row(row: LeadRow, event: LeadTransferred) -> dict[str, Any]:
     first office's creation time is kept once in `first_created_*`. A move projected after a later holder change
     (`views.EARLY_HOLDER`: of the target office, or of an office the lead moved to after it; another partition
     read first) leaves the holder to it; the mark is cleared once the row is in its office or when the move is
-    later than it (decision 0093). Called only when `move_applies`.
+    later than it (decision 0093). A row in the move's target whose state version is newer than the move's was made
+    there by what that office did after the move (the office left's partition lagging: no mark, the row was made in
+    that event's office), which set the holder: the holder fields stay too, the reason unless none of those changes
+    set it (`_left_to_target`; review of 343ee30). Called only when `move_applies`.
     """
     p, at = event.payload, event.occurred_at
     moved: dict[str, Any] = {
@@ -150,6 +153,8 @@ def moved_row(row: LeadRow, event: LeadTransferred) -> dict[str, Any]:
         **{name: [] for name in DROPPED_ON_MOVE},
         "last_event_id": str(event.event_id),
     }
+    if left := _left_to_target(row, event):
+        moved = {k: v for k, v in moved.items() if k not in left}
     if row.early_holder_account_id is None:
         return moved
     later = (row.early_holder_ms or 0) > epoch_ms(at) - CLOCK_SKEW_MS  # a replica's clock behind: still after it
@@ -158,3 +163,16 @@ def moved_row(row: LeadRow, event: LeadTransferred) -> dict[str, Any]:
     if later and row.early_holder_account_id != p.to_account_id:
         return moved  # an office further on: the mark waits for the move to it
     return moved | dict.fromkeys(EARLY_HOLDER)  # in the target now: what came early is its own
+
+
+def _left_to_target(row: LeadRow, event: LeadTransferred) -> tuple[str, ...]:
+    """The holder fields a move leaves on a row in its target office that applied a change the router decided after
+    the move (a higher state version: the record's versions grow across a move, decision 0093), that office's: all
+    of them but the reason when no later change set it (its `field_versions` older than the move's, as a late
+    change's `LATE_FIELDS`). None otherwise."""
+    version, reason = event.payload.router_version, row.field_versions.get("assignment_reason")
+    if version is None or row.state_version is None or row.state_version <= version:
+        return ()
+    if row.account_id != event.payload.to_account_id:
+        return ()
+    return tuple(k for k in HOLDER_FIELDS if k != "assignment_reason" or reason is None or reason > version)

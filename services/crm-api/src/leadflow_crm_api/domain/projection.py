@@ -12,7 +12,7 @@ taken from the stored document without parsing (issue 14: the projection's CPU p
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from leadflow_crm_api.domain.erasure import ERASED_BEFORE_ROW, ERASED_ROW
@@ -308,6 +308,9 @@ class RowChanges:
     # (ms, version): `activity` replaces the row's only while it is still that millisecond's set by a later router
     # version (`first_of_its_ms`), instead of only when newer: an action crm-api recorded meanwhile stays.
     replaces: tuple[int, int] | None = None
+    # Applied only while the row still holds these values (None: the field missing or null), the row the changes
+    # were decided on: a move, decided on the row it read, while another office's consumer may change it (`_moved`).
+    expect: Fields | None = None
 
     @classmethod
     def of(
@@ -335,7 +338,9 @@ class RowChanges:
         return cls(lead_id, owed_versions(version), {}, (PARKED_FOR, OWED_VERSION))
 
     def applied_to(self, row: Fields) -> Doc:
-        """The row with these changes."""
+        """The row with these changes (none while it does not hold what they `expect`)."""
+        if self.expect is not None and any(row.get(k) != v for k, v in self.expect.items()):
+            return dict(row)
         changed = {k: v for k, v in {**row, **self.fields}.items() if k not in self.unset}
         # As LeadViews' filter {"last_activity_ms": {"$lt": new}}: a missing or non-number field never matches
         # (a stored one reads back as bson's Int64, an int); without a new time, the activity is set.
@@ -464,7 +469,11 @@ def moved_changes(row: LeadRow, event: LeadTransferred) -> RowChanges:
     if (version := event.payload.router_version) is not None:
         fields |= {name: version for name, last in ((STATE_VERSION, row.state_version),
                    (ROUTER_VERSION, row.router_version)) if last is None or version > last}  # fmt: skip
-    return RowChanges.of(row.lead_id, fields, replaces=_replaces(event, state))
+    # Only over the row as read: an event of another office applied meanwhile raised its router version, or another
+    # move landed (`handlers._moved` reads the row again and decides again).
+    read = {ROUTER_VERSION: row.router_version, STATE_VERSION: row.state_version, "moved_ms": row.moved_ms}
+    changes = RowChanges.of(row.lead_id, fields, replaces=_replaces(event, state))
+    return replace(changes, expect=read)
 
 
 def _newer_only(event: LeadEvent) -> tuple[str, ...]:
@@ -479,17 +488,24 @@ def late_changes(event: LeadEvent, row: RowState) -> RowChanges | None:
     """What an event older than the row's version of what it changes still sets: an offer's accept link (kept after its
     offer ended, so a late click is told how it ended), and, unless it is of an office the lead left (`left_behind`),
     those of its `LATE_FIELDS` no newer applied event set (in order it set them last: a release's reason replayed after
-    the offer that followed it, which sets none; session 28); None when it sets nothing."""
+    the offer that followed it, which sets none; session 28) and its last activity, set as any event's (only when
+    newer, or first of its millisecond): in order a later change stamped before it left it (a move stamped by a replica
+    whose clock is behind: review of 343ee30). None when it sets nothing."""
     if not row.older(event):
         return None
     fields: dict[str, Any] = {}
+    activity: dict[str, Any] = {}
     if (links := offer_links_after(row.offer_links, event)) is not None:
         fields |= {"offer_links": links, "offer_link_ids": [link["link_id"] for link in links]}
     if (offers := _late_offers(event, row)) is not None:
         fields |= _with_offers(offers)
     if not row.left_behind(event):
         fields |= _late_fields(event, row)
-    return RowChanges(str(event.payload.lead_id), fields, {}) if fields else None
+        activity = {k: v for k, v in lead_row_changes(event).items() if k in LAST_ACTIVITY}
+        activity |= activity_version(event, row, activity)
+    if not fields and not activity:
+        return None
+    return RowChanges(str(event.payload.lead_id), fields, activity, replaces=_replaces(event, row))
 
 
 _ENDS_EVERY_OFFER = (LeadClaimed, LeadAssigned, LeadFellBack, LeadTransferred, LeadShared, LeadReleased)
