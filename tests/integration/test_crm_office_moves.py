@@ -13,13 +13,14 @@ import pytest_asyncio
 from fakes_crm import Interleaving
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
-from test_crm_erasure_races import MINUTE, _move
+from test_crm_erasure_races import MINUTE, Views, _move, _run
 from test_crm_erasure_races import T0 as RACE_T0
 from test_crm_move_and_erasure_races import _offer
 
 from leadflow_crm_api.adapters.leads import CRM_TIMELINE, LeadViews, ScopedLeads, ensure_indexes, scope_filter
 from leadflow_crm_api.adapters.offices import Labels, OfficeTransfers
 from leadflow_crm_api.adapters.settings import AccountSettings
+from leadflow_crm_api.domain.generations import LAST_ACTIVITY
 from leadflow_crm_api.domain.offices import profile_fields
 from leadflow_crm_api.domain.principal import Principal, Role
 from leadflow_crm_api.domain.views import LeadQuery
@@ -316,3 +317,27 @@ async def test_a_move_whose_row_the_new_office_changed_after_its_read_is_decided
 async def _project_all(views: LeadViews, *events: RoutingEvent) -> None:
     for event in events:
         await project(event, views=views, side_effects=False)
+
+
+async def test_a_move_sets_its_last_activity_as_the_in_memory_views_do(db: AsyncDatabase[dict[str, Any]]) -> None:
+    """Acme offers the lead to ana (v1); the lead moves to south, sol holding it (v4, minute 4), nothing between.
+    The move's fields op sets `moved_ms` (and raises the versions); its activity op, sent after it in the same ordered
+    bulk write, filtered on the same `expect` (the row as read: `moved_ms` missing, versions v1), then matched no row:
+    the moved lead kept acme's offer as its last activity on MongoDB, while the rebuild's in-memory views
+    (`RowChanges.applied_to`, which checks `expect` once) set the move's."""
+    lead = uuid.uuid4()
+    move = _move(lead, RACE_T0 + 4 * MINUTE, 4)
+    views = LeadViews(db)
+    for event in (_offer(lead), move):
+        await project(event, views=views, side_effects=False)
+    memory = Views()
+    await _run(memory, [_offer(lead), move])
+
+    doc = await db["crm_leads"].find_one({"_id": str(lead)})
+    assert doc is not None
+    assert (doc["account_id"], doc["moved_ms"]) == ("south", epoch_ms(move.occurred_at))
+    expected = {k: memory.rows[str(lead)].get(k) for k in LAST_ACTIVITY}
+    assert (expected["last_activity_kind"], expected["last_activity_ms"]) == (move.type, epoch_ms(move.occurred_at))
+    assert {k: doc.get(k) for k in LAST_ACTIVITY if k != "last_activity_at"} == {
+        k: v for k, v in expected.items() if k != "last_activity_at"
+    }, "the move's last activity was not set on the stored row"

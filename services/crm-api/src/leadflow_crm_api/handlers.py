@@ -336,13 +336,14 @@ async def _moved(event: LeadTransferred, views: ViewWriter, *, side_effects: boo
     # An older move read late changes nothing but its timeline entry. The update holds only over the row as read:
     # when another office's event (another partition's consumer) or move changed it meanwhile, the move is decided
     # again on the row as it is then; once it landed, it no longer applies (its `moved_ms`).
-    for _ in range(MOVE_ATTEMPTS):
-        if row is None or not move_applies(row, event):
-            break
+    # Whether it still applies is asked of the row read after the last attempt too (one landing last is done).
+    attempts = 0
+    while row is not None and move_applies(row, event):
+        if attempts == MOVE_ATTEMPTS:
+            raise MoveContendedError(f"lead {lead_id}: its row kept changing under the move")  # retried by the edge
+        attempts += 1
         await views.update(moved_changes(row, event))
         row = await views.row(lead_id)
-    else:
-        raise MoveContendedError(f"lead {lead_id}: its row kept changing under the move")  # retried by the edge
     if side_effects:
         await OfficeTransfers(views.db).mark_done(str(event.payload.transfer_id))
     return first is not None

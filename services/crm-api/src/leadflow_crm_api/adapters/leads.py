@@ -216,7 +216,9 @@ def _update_ops(changes: RowChanges) -> list[UpdateOne]:
     row: dict[str, Any] = {"_id": changes.lead_id, **(changes.expect or {})}  # {"f": None}: missing or null, as read
     ops = [UpdateOne(row, update)] if update else []
     if changes.activity:
-        newer: dict[str, Any] = dict(row)
+        # Not over `expect`: the fields op just changed what it names (a move's `moved_ms`), so it never matched after
+        # it (review of 2717b17). The activity keeps its own rule, only when newer (or first of its millisecond).
+        newer: dict[str, Any] = {"_id": changes.lead_id}
         if changes.replaces is not None:  # of that millisecond, over a later version's only (`first_of_its_ms`)
             ms, version = changes.replaces
             newer |= {"last_activity_ms": ms, LAST_ACTIVITY_VERSION: {"$gt": version}}

@@ -308,8 +308,9 @@ class RowChanges:
     # (ms, version): `activity` replaces the row's only while it is still that millisecond's set by a later router
     # version (`first_of_its_ms`), instead of only when newer: an action crm-api recorded meanwhile stays.
     replaces: tuple[int, int] | None = None
-    # Applied only while the row still holds these values (None: the field missing or null), the row the changes
-    # were decided on: a move, decided on the row it read, while another office's consumer may change it (`_moved`).
+    # `fields` and `unset` applied only while the row still holds these values (None: the field missing or null), the
+    # row the changes were decided on: a move, decided on the row it read, while another office's consumer may change
+    # it (`_moved`). Not `activity`, which keeps its own rule (only when newer: order does not matter to it).
     expect: Fields | None = None
 
     @classmethod
@@ -338,10 +339,10 @@ class RowChanges:
         return cls(lead_id, owed_versions(version), {}, (PARKED_FOR, OWED_VERSION))
 
     def applied_to(self, row: Fields) -> Doc:
-        """The row with these changes (none while it does not hold what they `expect`)."""
-        if self.expect is not None and any(row.get(k) != v for k, v in self.expect.items()):
-            return dict(row)
-        changed = {k: v for k, v in {**row, **self.fields}.items() if k not in self.unset}
+        """The row with these changes: their fields none while it does not hold what they `expect`; their activity by
+        its own rule (as `LeadViews`' second op, filtered only by it)."""
+        held = self.expect is None or all(row.get(k) == v for k, v in self.expect.items())
+        changed = {k: v for k, v in {**row, **self.fields}.items() if k not in self.unset} if held else dict(row)
         # As LeadViews' filter {"last_activity_ms": {"$lt": new}}: a missing or non-number field never matches
         # (a stored one reads back as bson's Int64, an int); without a new time, the activity is set.
         stored_ms, new_ms = row.get("last_activity_ms"), self.activity.get("last_activity_ms")
