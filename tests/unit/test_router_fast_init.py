@@ -1,5 +1,6 @@
-"""`fast_init` (the decision core's frozen dataclasses, issue 15 item 9): an object built its way is the object
-the dataclass's own `__init__` builds, frozen, with the same defaults, errors, copies and pickles."""
+"""`fast_init` (the decision core's frozen dataclasses, issue 15 item 9): an object built its way (by the class or
+by its `builder`) is the object the dataclass's own `__init__` builds, frozen, with the same defaults, errors, copies
+and pickles."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from leadflow_router.domain.frozen import fast_init
+from leadflow_router.domain.frozen import builder, fast_init
 
 pytestmark = pytest.mark.unit
 
@@ -81,13 +82,16 @@ def test_built_as_the_dataclass_builds_it(kwargs: dict[str, Any], positional: in
     args = [kwargs[name] for name in given_first]
     rest = {k: v for k, v in kwargs.items() if k not in given_first}
 
-    fast, plain = Fast(*args, **rest), Plain(*args, **rest)
+    fast, plain, built = Fast(*args, **rest), Plain(*args, **rest), builder(Fast)(*args, **rest)
 
     assert type(fast) is Fast
-    assert as_built(fast) == as_built(plain)
-    assert fast == Fast(**kwargs)
+    assert type(built) is Fast
+    assert as_built(fast) == as_built(plain) == as_built(built)
+    assert fast == Fast(**kwargs) == built
     with pytest.raises(dataclasses.FrozenInstanceError):
         fast.name = "other"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.name = "other"  # type: ignore[misc]
 
 
 def test_defaults_factories_and_post_init_are_the_dataclass_ones() -> None:
@@ -101,6 +105,15 @@ def test_defaults_factories_and_post_init_are_the_dataclass_ones() -> None:
         Fast()  # type: ignore[call-arg]
     with pytest.raises(TypeError):
         Fast("a", colour="red")  # type: ignore[call-arg]
+    build = builder(Fast)
+    assert build("a").extra == {}
+    assert build("a").extra is not build("b").extra
+    with pytest.raises(ValueError, match="count below zero"):
+        build("a", -1)
+    with pytest.raises(TypeError):
+        build()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        build("a", colour="red")  # type: ignore[call-arg]
 
 
 def test_equality_hash_copies_and_pickles() -> None:

@@ -288,6 +288,13 @@ class RuleSet(_Strict):
         found = (private["_as_source"] if private else {}).get(rule_id)
         return _routes_as_source(self.find(rule_id) or self.default) if found is None else found
 
+    def lookups(self) -> tuple[Mapping[str, Rule], Mapping[str, bool]]:
+        """What `find` and `routes_as_source` read: the rules by id, and whether each routes as its source does (the
+        default rule's under DEFAULT_RULE_ID). For the router's snapshot of an account, which asks them for every
+        lead: a method of a model is read through pydantic's attribute hook, and so are its private values."""
+        private = self.__pydantic_private__  # as in `find`
+        return (private["_by_id"], private["_as_source"]) if private else ({}, {})
+
     def action_of(self, rule_id: str | None) -> Action:
         """The action of rule `rule_id`; the default rule's when it is the default or no longer there."""
         rule = self.find(rule_id)

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from leadflow_router.domain.availability import OPEN, Gate, Usage
-from leadflow_router.domain.frozen import fast_init
+from leadflow_router.domain.frozen import builder, fast_init
 from leadflow_router.domain.model import (
     AccountSnapshot,
     Activity,
@@ -110,6 +110,12 @@ class Outcome:
     def decision(self) -> RoutingDecision | None:
         """The structured record of the routing decision this outcome made, if it made one."""
         return None if self.why is None else self.why.decision(self.explanation)
+
+
+# The objects every new lead's decision builds, built by plain functions (`frozen.builder`): the class's own
+# call goes through `type.__call__` and a new evaluation loop, a third of each object's cost.
+_emit, _outcome, _offer, _why = builder(Emit), builder(Outcome), builder(Offer), builder(Why)
+_lead_state = builder(LeadState)
 
 
 @fast_init
@@ -268,7 +274,7 @@ class Pool:
         who = self.who
         candidates = Candidates(who.ids, who.skipped, excluded & frozenset(who.ids)) if excluded else who.candidates
         kind = "source" if self.rule is None else "rule"
-        return Why(
+        return _why(
             at,
             tuple(chosen),
             candidates,
@@ -295,12 +301,20 @@ def pool_of(account: AccountSnapshot, source_name: str, rule_id: str | None, gat
     # What the snapshot decides (who, in what order, for how long) is worked out once per snapshot; it is
     # the pool whenever `gate` refuses nobody more than the snapshot does, as for most leads. Found by the
     # source's name: hashing its config (a dataclass) is a Python call and a tuple of its nine fields.
-    static = account.memo(
-        ("pool", source_name, rule_id, step), lambda: _pool(account, account.source(source_name), rule_id, OPEN, step)
-    )
+    static = _static_pool(account, source_name, rule_id, step)
     if _gated(static.who, gate) is static.who:
         return static
     return _pool(account, account.source(source_name), rule_id, gate, step)
+
+
+def _static_pool(account: AccountSnapshot, source_name: str, rule_id: str | None, step: int) -> Pool:
+    """The pool as the snapshot decides it (no gate), once per snapshot. The work is given with its arguments, not
+    as a lambda: a lambda's four closure cells are made on every call, and every offer asks."""
+    return account.memo(("pool", source_name, rule_id, step), _source_pool, account, source_name, rule_id, step)
+
+
+def _source_pool(account: AccountSnapshot, source_name: str, rule_id: str | None, step: int) -> Pool:
+    return _pool(account, account.source(source_name), rule_id, OPEN, step)
 
 
 def _pool(account: AccountSnapshot, source: LeadSourceConfig, rule_id: str | None, gate: Gate, step: int) -> Pool:
@@ -402,7 +416,7 @@ def _held(state: LeadState, rule: RoutingRule | None, account: AccountSnapshot, 
 def current_rule_id(account: AccountSnapshot, rule_id: str | None) -> str | None:
     """The rule a lead of rule `rule_id` goes by now: that rule while the rule set has it; a deleted rule's
     lead goes by the default rule, remembered as a new lead of the default remembers it (`rule_id_of`)."""
-    if rule_id is None or rule_id == DEFAULT_RULE_ID or account.rules.find(rule_id) is not None:
+    if rule_id is None or rule_id == DEFAULT_RULE_ID or account.rule(rule_id) is not None:
         return rule_id
     return None if account.rules.routes_as_source(DEFAULT_RULE_ID) else DEFAULT_RULE_ID
 
@@ -501,7 +515,7 @@ def rule_id_of(choice: RuleChoice | None, account: AccountSnapshot) -> str | Non
     if choice is None:
         return None
     # Its hours pausing the claim clock or holding the lead are the rule's own, so a lead of it remembers it.
-    return None if account.rules.routes_as_source(choice.rule_id) else choice.rule_id
+    return None if account.routes_as_source(choice.rule_id) else choice.rule_id
 
 
 def _rule_id(context: RoutingContext, account: AccountSnapshot) -> str | None:
@@ -525,10 +539,14 @@ def route_new_lead(lead: NewLead, account: AccountSnapshot, context: RoutingCont
     """Decide what happens to a lead that just arrived: the first rule that applies decides."""
     if context.choice is None:
         context = replace(context, choice=rule_for(lead, account, now))
-    for rule in GENERAL_RULES if _general(lead, context) else RULES:
+    # R5 passes every lead on while round robin is on (`_ROTATING`): one call less for most leads.
+    general = (_ROTATING if account.round_robin else GENERAL_RULES) if _general(lead, context) else None
+    for rule in general or RULES:
         outcome = rule(lead, account, context, now)
         if outcome is not None:
-            return _recorded(outcome, context, now)
+            why = outcome.why
+            # An offer made with the rules tried (`offer_next`), as `_recorded` would keep it, without asking it.
+            return outcome if why is not None and why.choice is context.choice else _recorded(outcome, context, now)
     raise AssertionError("the round-robin rule always decides")  # pragma: no cover
 
 
@@ -686,14 +704,22 @@ def roster_position_1(
 def round_robin(lead: NewLead, account: AccountSnapshot, context: RoutingContext, now: datetime) -> Outcome | None:
     """R6/R7, or the matched routing rule: offer to the next eligible agent(s) of its pool."""
     fee = _fee(account.source(lead.summary.source.name))
-    rule_id = _rule_id(context, account)
-    # Built here rather than by `_new_state`: its keywords go through a dict, on every new lead.
-    state = LeadState(
+    rule_id = rule_id_of(context.choice, account)
+    state = _lead_state(
         lead.lead_id, lead.account_id, lead.summary, LeadStatus.OFFERED, referral_fee_percent=fee, rule_id=rule_id
     )
     choice = _told(context)
-    standing, note = Standing(context.rotation, context.counts, context.usage), _rule_note(choice, account)
-    return offer_next(state, account, standing, now, note=note, choice=choice)
+    note = _rule_note(choice, account)
+    rule = account.rule(rule_id)
+    if (rule is None and rule_id is not None and rule_id != DEFAULT_RULE_ID) or (
+        rule is not None and rule.when_closed == "hold"
+    ):  # a rule no longer there, or one that may hold the lead: as `offer_next` takes them
+        standing = Standing(context.rotation, context.counts, context.usage)
+        return offer_next(state, account, standing, now, note=note, choice=choice)
+    # Otherwise the lead is on its rule, which does not hold it: `offer_next` without asking it again, nor
+    # building the `Standing` it would read once.
+    turn = (context.rotation, context.counts, context.usage)
+    return _offer_from_pool(state, account, rule, turn, now, frozenset(), (note, choice))
 
 
 RULES: tuple[Rule, ...] = (
@@ -705,17 +731,18 @@ RULES: tuple[Rule, ...] = (
     round_robin,
 )
 GENERAL_RULES = RULES[RULES.index(roster_position_1) :]  # what can decide a lead R1-R4 have nothing to say on
+_ROTATING = RULES[RULES.index(round_robin) :]  # ... when round robin is on (R5 passes every lead on)
 
 
 def _general(lead: NewLead, context: RoutingContext) -> bool:
     """Whether R1-R4 would all pass the lead on, as each first checks: no known contact (R1), no agent a
     provider named (R4), no site it came in on (R2), no listing agent (R3). Most leads: four calls saved."""
-    source = lead.summary.source
+    source = lead.summary.source.__dict__  # its fields, without a pydantic attribute read each (`rules._Lead.of`)
     return (
         context.existing is None
-        and source.assigned_agent_id is None
-        and not source.site_host
-        and source.listing_agent_id is None
+        and source["assigned_agent_id"] is None
+        and not source["site_host"]
+        and source["listing_agent_id"] is None
     )
 
 
@@ -742,57 +769,128 @@ def offer_next(
     if (current := _on_current_rule(state, account)) is not state:
         note += f"Rule {state.rule_id!r} no longer exists: the default rule offers the lead. "
         state = current
-    rule = account.rules.find(state.rule_id)
+    rule = account.rule(state.rule_id)
     if (held := _held(state, rule, account, now)) is not None:
         return _prefixed(held, note) if note else held
     standing = Standing.of(rotation)
-    rotation, counts = standing.cursor, standing.counts
-    gate = Gate(now, account.holidays, standing.usage, account.time_zone)
+    turn = (standing.cursor, standing.counts, standing.usage)
+    return _offer_from_pool(state, account, rule, turn, now, exclude, (note, choice))
+
+
+def _offer_from_pool(
+    state: LeadState,
+    account: AccountSnapshot,
+    rule: RoutingRule | None,
+    turn: tuple[int, Mapping[str, int], Mapping[str, Usage] | None],
+    now: datetime,
+    exclude: frozenset[str],
+    told: tuple[str, RuleChoice | None],
+) -> Outcome:
+    """`offer_next` once the lead is on its current rule (`rule`) and that rule does not hold it; `turn`: where
+    its rotation stands (cursor, a balanced rotation's counts, the capped agents' usage); `told`: the note and
+    the rule choice. A new lead comes here straight from `round_robin`."""
+    rotation, counts, usage = turn
     excluded = state.agents_offered | exclude if state.offers else exclude  # a new lead was offered to nobody
-    pool = pool_of(account, state.source_name, state.rule_id, gate, state.fallback_step)
-    start = rotation if state.fallback_step == 0 else _lead_start(state.lead_id)
+    source_name, step = state.summary.source.name, state.fallback_step
+    pool = _pool_now(account, (source_name, state.rule_id, step), now, usage)
+    start = rotation if step == 0 else _lead_start(state.lead_id)
     picked, cursor, new_counts = pool.take(start, counts, excluded)
-    while not picked and pool.mode != "owner" and state.fallback_step < _fallbacks(account, state.rule_id):
+    if not picked and pool.mode != "owner" and step < _fallbacks(account, state.rule_id):
+        gate = Gate(now, account.holidays, usage, account.time_zone)
+        state, pool, picked = _fallen_through(state, account, excluded, gate)
+        start, cursor, new_counts = _lead_start(state.lead_id), rotation, {}
+    if not picked:
+        return _fell_back(state, account, pool, (start, excluded), now, told)
+    pauses = _pauses(account, rule)
+    # Most offers: nothing pauses the claim clock (`claim_deadline` would return at once).
+    deadline = claim_deadline(now, pool.claim_window, pauses, account.time_zone) if pauses else now + pool.claim_window
+    return _offered_outcome(state, pool, picked, (start, cursor, new_counts, excluded), (now, deadline), told)
+
+
+def _pool_now(
+    account: AccountSnapshot, of: tuple[str, str | None, int], now: datetime, usage: Mapping[str, Usage] | None
+) -> Pool:
+    """`pool_of` the source, rule and step `of` at `now`: the `Gate` is built only when the pool has agents it could
+    refuse (most pools have none: the snapshot's pool is the pool)."""
+    source_name, rule_id, step = of
+    static = _static_pool(account, source_name, rule_id, step)
+    if not static.who.gated:
+        return static
+    return pool_of(account, source_name, rule_id, Gate(now, account.holidays, usage, account.time_zone), step)
+
+
+def _fallen_through(
+    state: LeadState, account: AccountSnapshot, excluded: frozenset[str], gate: Gate
+) -> tuple[LeadState, Pool, list[str]]:
+    """Nobody left in the lead's pool: its rule's next fallback steps, until one has somebody to offer."""
+    picked: list[str] = []
+    pool = None
+    while not picked and state.fallback_step < _fallbacks(account, state.rule_id):
         state = state.evolve(fallback_step=state.fallback_step + 1)  # nobody left here: the next step
         pool = pool_of(account, state.source_name, state.rule_id, gate, state.fallback_step)
-        start = _lead_start(state.lead_id)
-        picked, _, _ = pool.take(start, {}, excluded)
-        cursor, new_counts = rotation, {}
-    who = pool.who
-    if not picked:
-        broker = account.broker
-        explanation = _after_note(
-            note, f"R9: every eligible agent has had the lead ({who.describe()}); back to {broker.agent_id}."
-        )
-        fell_back = state.evolve(
-            status=LeadStatus.FELL_BACK,
-            holder=broker.agent_id,
-            reason=AssignmentReason.FALLBACK,
-            next_deadline=None,
-            direct_phase=False,
-            pond=None,
-        )
-        payload = LeadFellBackPayload(
-            lead_id=uuid.UUID(state.lead_id), agent_id=broker.agent_id, explanation=explanation
-        )
-        why = pool.why(now, (broker.agent_id,), (start, start), excluded, choice)
-        return Outcome(fell_back, (Emit(LeadFellBack, payload),), explanation, why=why)
-    deadline = claim_deadline(now, pool.claim_window, _pauses(account, rule), account.time_zone)
+        picked, _, _ = pool.take(_lead_start(state.lead_id), {}, excluded)
+        if pool.mode == "owner":
+            break
+    assert pool is not None  # noqa: S101 (the caller checked there is a next step)
+    return state, pool, picked
+
+
+def _fell_back(
+    state: LeadState,
+    account: AccountSnapshot,
+    pool: Pool,
+    at: tuple[int, frozenset[str]],
+    now: datetime,
+    told: tuple[str, RuleChoice | None],
+) -> Outcome:
+    """R9: every eligible agent of the pool has had the lead: roster position 1 holds it."""
+    (start, excluded), (note, choice) = at, told
+    broker = account.broker
+    explanation = _after_note(
+        note, f"R9: every eligible agent has had the lead ({pool.who.describe()}); back to {broker.agent_id}."
+    )
+    fell_back = state.evolve(
+        status=LeadStatus.FELL_BACK,
+        holder=broker.agent_id,
+        reason=AssignmentReason.FALLBACK,
+        next_deadline=None,
+        direct_phase=False,
+        pond=None,
+    )
+    payload = LeadFellBackPayload(lead_id=uuid.UUID(state.lead_id), agent_id=broker.agent_id, explanation=explanation)
+    why = pool.why(now, (broker.agent_id,), (start, start), excluded, choice)
+    return _outcome(fell_back, (_emit(LeadFellBack, payload),), explanation, None, (), why)
+
+
+def _offered_outcome(
+    state: LeadState,
+    pool: Pool,
+    picked: list[str],
+    moved: tuple[int, int, dict[str, int], frozenset[str]],
+    times: tuple[datetime, datetime],
+    told: tuple[str, RuleChoice | None],
+) -> Outcome:
+    """The lead offered to `picked` of `pool` until the deadline (`times`: now, the deadline); `moved`: the cursor
+    before and after, the balanced counts after, and who was excluded."""
+    (start, cursor, new_counts, excluded), (now, deadline), (note, choice) = moved, times, told
     round_ = state.round + 1
-    offers = tuple([Offer(agent, round_, deadline) for agent in picked])  # a list first: no generator frame
-    names = _listed(picked, ", ")
+    made = []
+    for agent in picked:  # a loop: no comprehension frame, nor closure cells for the round and the deadline
+        made.append(_offer(agent, round_, deadline))
+    offers = tuple(made)
     how = "next in rotation" if pool.rule is None else f"rule {pool.rule!r}"
+    names = ", ".join(picked) if len(picked) <= LISTED_MAX else _listed(picked, ", ")  # as `_listed`, mostly: no call
     explanation = _after_note(
         note,
         f"{'R6' if pool.rule is None else 'Rule'}: offered to {names} ({how}, race of {len(picked)}) "
-        f"until {deadline.isoformat()}; {who.describe()}.",
+        f"until {deadline.isoformat()}; {pool.who.describe()}.",
     )
     offered = state.offered(offers, round_, deadline, pool.pond)
     events = _offered_events(offered, offers, explanation)
     main = state.fallback_step == 0  # a fallback group keeps no cursor
     why = pool.why(now, picked, (start, cursor if main else start), excluded, choice)
     counts_after = tuple(sorted(new_counts.items())) if new_counts else ()
-    return Outcome(offered, events, explanation, cursor if main else None, counts_after, why)
+    return _outcome(offered, events, explanation, cursor if main else None, counts_after, why)
 
 
 def on_deadline(
@@ -1181,8 +1279,12 @@ def _prefixed(outcome: Outcome, note: str) -> Outcome:
 
 
 def _after_note(note: str, explanation: str) -> str:
-    """`explanation` cut to fit, then `note` before it, cut again: what `_prefixed` makes of the two."""
-    return fit_explanation(note + fit_explanation(explanation))
+    """`explanation` cut to fit, then `note` before it, cut again: what `_prefixed` makes of the two. (Every
+    offer's explanation: `fit_explanation` is called only for a text too long, as it changes nothing else.)"""
+    if len(explanation) > EXPLANATION_MAX:
+        explanation = fit_explanation(explanation)
+    noted = note + explanation
+    return noted if len(noted) <= EXPLANATION_MAX else fit_explanation(noted)
 
 
 def _explained(outcome: Outcome, explanation: str) -> Outcome:
@@ -1236,43 +1338,46 @@ def assigned_event(state: LeadState, explanation: str) -> Emit:
 _OFFERED: Callable[[dict[str, Any]], LeadOfferedPayload] = LeadOfferedPayload.__pydantic_validator__.validate_python
 
 
-def _offer_fields(
-    state: LeadState, race_size: int, explanation: str, answers: uuid.UUID | None = None
-) -> dict[str, Any]:
-    """What every `LeadOffered` of one offering shares (the offer's own agent, round and deadline added to it)."""
-    summary = state.summary
-    return {
-        "lead_id": state.lead_id,  # validated into a UUID by pydantic, in less time than uuid.UUID takes
-        "race_size": race_size,
-        "explanation": explanation,
-        "contact": summary.contact,
-        "source": summary.source,
-        "message": summary.message,
-        "referral_fee_percent": state.referral_fee_percent,
-        "criteria": summary.criteria,
-        "pond": state.pond,
-        "answers_activity_id": answers,
-    }
-
-
-def _offered(shared: dict[str, Any], offer: Offer) -> Emit:
-    # Validated from a dict by pydantic-core itself: keywords go through BaseModel.__init__ (0.7 µs a decision,
-    # measured in the benchmark), and `model_validate` wraps the same call in Python (0.6 µs an offer).
-    fields = {**shared, "agent_id": offer.agent_id, "offer_round": offer.round, "deadline": offer.deadline}
-    return Emit(LeadOffered, _OFFERED(fields))
-
-
 def offered_event(
     state: LeadState, offer: Offer, race_size: int, explanation: str, *, answers: uuid.UUID | None = None
 ) -> Emit:
     """The offer's `LeadOffered`; `answers`: the ask back it answers (decision 0067), if any."""
-    return _offered(_offer_fields(state, race_size, explanation, answers), offer)
+    return _offered_events(state, (offer,), explanation, race_size, answers)[0]
 
 
-def _offered_events(state: LeadState, offers: tuple[Offer, ...], explanation: str) -> tuple[Emit, ...]:
-    """A race's `LeadOffered` events, as `offered_event` builds each; what they share is read once."""
-    shared = _offer_fields(state, len(offers), explanation)
-    return tuple([_offered(shared, o) for o in offers])
+def _offered_events(
+    state: LeadState,
+    offers: tuple[Offer, ...],
+    explanation: str,
+    race_size: int | None = None,
+    answers: uuid.UUID | None = None,
+) -> tuple[Emit, ...]:
+    """The `LeadOffered` of each of `offers`, in a race of `race_size` (None: of `len(offers)`); `answers`: the ask
+    back they answer (decision 0067), if any. Each payload is validated from a dict by pydantic-core itself:
+    keywords go through BaseModel.__init__ (0.7 µs a decision, measured in the benchmark), and `model_validate`
+    wraps the same call in Python (0.6 µs an offer). The dict is written whole for each offer: a copy of what the
+    offers share, added to, grew twice (most races are of one)."""
+    summary = state.summary.__dict__  # its fields, without a pydantic attribute read each (as `rules._Lead.of`)
+    race = len(offers) if race_size is None else race_size
+    events = []
+    for offer in offers:  # a loop rather than a comprehension: no frame, no closure cells
+        fields = {
+            "lead_id": state.lead_id,  # validated into a UUID by pydantic, in less time than uuid.UUID takes
+            "agent_id": offer.agent_id,
+            "offer_round": offer.round,
+            "race_size": race,
+            "deadline": offer.deadline,
+            "explanation": explanation,
+            "contact": summary["contact"],
+            "source": summary["source"],
+            "message": summary["message"],
+            "referral_fee_percent": state.referral_fee_percent,
+            "criteria": summary["criteria"],
+            "pond": state.pond,
+            "answers_activity_id": answers,
+        }
+        events.append(_emit(LeadOffered, _OFFERED(fields)))
+    return tuple(events)
 
 
 def _closed(state: LeadState, offer: Offer) -> OfferClosedPayload:

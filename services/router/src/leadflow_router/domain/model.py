@@ -13,17 +13,18 @@ from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, TypeVarTuple
 
-from leadflow_router.domain.frozen import fast_init
+from leadflow_router.domain.frozen import builder, fast_init
 from leadflow_shared.availability import AgentAvailability
 from leadflow_shared.errors import PoisonMessage
 from leadflow_shared.events.activity import ActivityAction, ContactMessage
 from leadflow_shared.events.commands import DepartedLeads as DepartedLeads  # an account setting the router reads
 from leadflow_shared.events.routing import AssignmentReason, LeadSummary
-from leadflow_shared.routing_rules import RuleSet
+from leadflow_shared.routing_rules import Rule, RuleSet
 
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 
 class RoutingRejected(PoisonMessage):
@@ -105,23 +106,40 @@ class AccountSnapshot:
     _by_id: Mapping[str, Agent] = field(init=False, repr=False, compare=False)
     counts_leads: bool = field(init=False, repr=False, compare=False)
     _memo: dict[Hashable, Any] = field(init=False, repr=False, compare=False)
+    # The rule set's own lookups (`RuleSet.lookups`), read here for every lead without pydantic's attribute hook.
+    _rule_by_id: Mapping[str, Rule] = field(init=False, repr=False, compare=False)
+    _as_source: Mapping[str, bool] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_id", {a.agent_id: a for a in reversed(self.roster)})  # the first wins
+        by_id, as_source = self.rules.lookups()
+        object.__setattr__(self, "_rule_by_id", by_id)
+        object.__setattr__(self, "_as_source", as_source)
         capped = any(a.availability is not None and a.availability.caps is not None for a in self.roster)
         object.__setattr__(self, "counts_leads", capped)
         object.__setattr__(self, "_memo", {})
 
-    def memo(self, key: Hashable, work: Callable[[], T]) -> T:
-        """`work()`, done once per snapshot and key: what only the snapshot decides (who of a source's
-        agents is eligible before the moment is asked), not the lead nor the time."""
-        if key not in self._memo:
-            self._memo[key] = work()
-        found: T = self._memo[key]
+    def memo(self, key: Hashable, work: Callable[[*Ts], T], *args: *Ts) -> T:
+        """`work(*args)`, done once per snapshot and key: what only the snapshot decides (who of a source's
+        agents is eligible before the moment is asked), not the lead nor the time. (`args`: a caller asking for
+        every lead passes a function and its arguments, not a lambda that makes closure cells at each call.)"""
+        try:  # one look-up of the key when it is there, as it is for almost every lead
+            found: T = self._memo[key]
+        except KeyError:
+            found = self._memo[key] = work(*args)
         return found
 
     def agent(self, agent_id: str) -> Agent | None:
         return self._by_id.get(agent_id)
+
+    def rule(self, rule_id: str | None) -> Rule | None:
+        """`rules.find(rule_id)`, from the dict it reads."""
+        return None if rule_id is None else self._rule_by_id.get(rule_id)
+
+    def routes_as_source(self, rule_id: str) -> bool:
+        """`rules.routes_as_source(rule_id)`."""
+        found = self._as_source.get(rule_id)
+        return self.rules.routes_as_source(rule_id) if found is None else found
 
     def source(self, name: str) -> LeadSourceConfig:
         return self.sources.get(name, self.default_source)
@@ -199,8 +217,9 @@ class LeadState:
     def offered(self, offers: tuple[Offer, ...], round_: int, deadline: datetime, pond: str | None) -> LeadState:
         """This lead offered in round `round_`: `offers` made, due at `deadline`, in `pond` (None: none).
         Every decision offers a lead: rebuilt from its values in field order, in a third of the time `evolve`
-        takes (keywords cost CPython a search each). tests/unit/test_router_offered_state.py checks the order."""
-        return LeadState(
+        takes (keywords cost CPython a search each), by its builder (no `type.__call__`).
+        tests/unit/test_router_offered_state.py checks the order."""
+        return _lead_state(
             self.lead_id,
             self.account_id,
             self.summary,
@@ -220,6 +239,9 @@ class LeadState:
             pond,  # pond
             self.version,
         )
+
+
+_lead_state = builder(LeadState)  # `LeadState(...)` as a plain function: `frozen.builder`
 
 
 @dataclass(frozen=True, slots=True)
