@@ -235,3 +235,32 @@ def test_two_partners_sharing_a_secret_are_refused() -> None:
         IntakeSettings.model_validate({"partners": {"producers": {"homefinder": shared, "listings": shared}}})
     rotating = {"homefinder": {"secrets": [PARTNER_SECRET, PARTNER_SECRET + "-old"], "accounts": ["*"]}}
     assert IntakeSettings.model_validate({"partners": {"producers": rotating}}).partner_keys()["homefinder"]
+
+
+_header_names = st.sampled_from(["leadflow-signature", "Leadflow-Signature", "content-type", "x-other"])
+_header_values = st.binary(max_size=80) | st.sampled_from([b"kafka-v1=", b"v2=" + b"0" * 64, b"kafka-v1=" + b"f" * 64])
+
+
+@PROPERTY
+@given(st.lists(st.tuples(_header_names, _header_values), max_size=4), st.booleans(), st.booleans())
+def test_whatever_headers_a_record_carries_it_is_taken_only_with_its_partners_signature_last(
+    headers: list[tuple[str, bytes]], with_good: bool, accept_unsigned: bool
+) -> None:
+    """Arbitrary header names' cases and bytes, repeats, the right signature or not (last of its name wins): the lead
+    is taken exactly when its last signature header is the partner's signature of the record, or, accepting unsigned
+    messages, when it carries none; otherwise PartnerRefused, never another error."""
+    value, key = named("homefinder"), ACCOUNT.encode()
+    good = signed(value, key, PARTNER_SECRET)
+    sent = headers + good if with_good else headers
+    metrics = IntakeMetrics(CollectorRegistry())
+    keys = IntakeSettings.model_validate({"partners": {"producers": producers("homefinder")}}).partner_keys()
+    admit = kafka.signed_by_its_partner(keys, accept_unsigned=accept_unsigned, metrics=metrics)
+    signatures = [v for n, v in sent if n.lower() == "leadflow-signature"]
+    lead = LeadSubmitted.model_validate_json(value)
+    last = signatures[-1].decode("ascii", "replace").strip().lower() if signatures else None
+    taken = last == good[0][1].decode() or (last is None and accept_unsigned)
+    if taken:
+        admit(lead, inbound_record(value, key, sent))
+    else:
+        with pytest.raises(PartnerRefused):
+            admit(lead, inbound_record(value, key, sent))
