@@ -49,6 +49,8 @@ from leadflow_shared.events.routing import (
     LeadOfferedPayload,
     LeadReleased,
     LeadReleasedPayload,
+    LeadShared,
+    LeadSharedPayload,
     LeadTransferred,
     LeadTransferredPayload,
     RoutingEvent,
@@ -360,3 +362,36 @@ def test_a_move_replayed_after_the_change_its_office_made_once_the_lead_came_bac
     expected, row = in_order.rows[str(lead)], replayed.rows[str(lead)]
     assert [expected[k] for k in (*HOLDER, "offered_to")] == ["acme", "offered", None, "office_transfer", ["tom"]]
     assert [row.get(k) for k in (*HOLDER, "offered_to")] == [expected[k] for k in (*HOLDER, "offered_to")]
+
+
+def test_a_move_projected_after_the_new_office_made_the_row_and_shared_the_lead_leaves_the_share() -> None:
+    """As section 4, and south's broker then shares the lead with rita: crm-api's own request writes the share on the
+    row (T1: `transferred_to`, `assigned_by`, ...), the router's `LeadShared` (v6) follows. In order the move (v4)
+    came first and the share is on the row. Acme's partition lagging, the move read last left south's holder but
+    cleared the share, as a move clears the office left's: on a row the target office made and changed since,
+    nothing is the office left's."""
+    lead = uuid.uuid4()
+    offer = _offer(lead)
+    move = _move(lead, T0 + 4 * MINUTE, 4)
+    to_tom = LeadOffered.create(**_at(5, "south"), payload=LeadOfferedPayload(
+        lead_id=lead, agent_id="tom", offer_round=1, race_size=1, deadline=T0 + 20 * MINUTE, explanation="R6",
+        contact=CONTACT, source=SOURCE, router_version=5))  # fmt: skip
+    shared = LeadShared.create(**_at(6, "south"), payload=LeadSharedPayload(
+        lead_id=lead, share_id=uuid.uuid4(), agent_id="rita", realtor_name="Rita", assigned_by="South",
+        previous_owner_agent_id="tom", by_user_id="sue", router_version=6))  # fmt: skip
+    share = {"transferred_to": "rita", "transferred_ms": epoch_ms(T0 + 6 * MINUTE), "assigned_by": "South",
+             "transfer_id": str(shared.payload.share_id)}  # fmt: skip
+
+    def projected(before: list[RoutingEvent], after: list[RoutingEvent]) -> dict[str, Any]:
+        views = Views()
+        asyncio.run(_run(views, before))
+        views.rows[str(lead)] |= share  # crm-api's sharing request (T1), before the router's LeadShared
+        asyncio.run(_run(views, after))
+        return views.rows[str(lead)]
+
+    expected, row = projected([offer, move, to_tom], [shared]), projected([to_tom], [shared, offer, move])
+    fields = (*HOLDER, *share)
+    assert {k: expected.get(k) for k in share} == share
+    assert {k: row.get(k) for k in fields} == {k: expected.get(k) for k in fields}, (
+        "the move read after the new office shared the lead cleared the share"
+    )

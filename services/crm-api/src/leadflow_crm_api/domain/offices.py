@@ -25,6 +25,9 @@ _LABELS = uuid.UUID("c4e2a9b8-5d3f-4e1a-8b7c-6d5e4f3a2b04")
 # T2: what a moved lead keeps, and what it loses (the names of the row fields).
 CARRIED_PROFILE = ("company", "office_address", "home_address", "rating", "production_value", "labels")
 DROPPED_ON_MOVE = ("campaigns", "campaign_subscriptions", "campaign_triggers")
+# What a move clears as the office left's (its lead sharing, T1, and campaigns): on a row the target office made and
+# changed since (`_left_to_target`), they are that office's own and stay.
+SHARING_FIELDS = ("transferred_to", "transferred_at", "transferred_ms", "assigned_by", "transfer_id")
 
 
 class TransferKind(StrEnum):
@@ -121,7 +124,8 @@ def moved_row(row: LeadRow, event: LeadTransferred) -> dict[str, Any]:
     later than it (decision 0093). A row in the move's target whose state version is newer than the move's was made
     there by what that office did after the move (the office left's partition lagging: no mark, the row was made in
     that event's office), which set the holder: the holder fields stay too, the reason unless none of those changes
-    set it (`_left_to_target`; review of 343ee30). Called only when `move_applies`.
+    set it, and what crm-api's own requests set there, its sharing and campaigns (`_left_to_target`; review of
+    343ee30). Called only when `move_applies`.
     """
     p, at = event.payload, event.occurred_at
     moved: dict[str, Any] = {
@@ -142,11 +146,7 @@ def moved_row(row: LeadRow, event: LeadTransferred) -> dict[str, Any]:
         "moved_ms": epoch_ms(at),  # the row's last move: an older one read later changes nothing (`move_applies`)
         "office_transfer_id": str(p.transfer_id),
         # Lead sharing belonged to the first office; offers there were withdrawn.
-        "transferred_to": None,
-        "transferred_at": None,
-        "transferred_ms": None,
-        "assigned_by": None,
-        "transfer_id": None,
+        **dict.fromkeys(SHARING_FIELDS),
         "open_offers": [],
         "offered_to": [],
         "pond": None,  # with its offers, the lead left the first office's pond (issue 15)
@@ -166,13 +166,14 @@ def moved_row(row: LeadRow, event: LeadTransferred) -> dict[str, Any]:
 
 
 def _left_to_target(row: LeadRow, event: LeadTransferred) -> tuple[str, ...]:
-    """The holder fields a move leaves on a row in its target office that applied a change the router decided after
-    the move (a higher state version: the record's versions grow across a move, decision 0093), that office's: all
-    of them but the reason when no later change set it (its `field_versions` older than the move's, as a late
-    change's `LATE_FIELDS`). None otherwise."""
+    """What a move leaves on a row in its target office that applied a change the router decided after the move (a
+    higher state version: the record's versions grow across a move, decision 0093), that office's: its lead sharing
+    and campaigns (crm-api's own, in that office), and the holder fields, all of them but the reason when no later
+    change set it (its `field_versions` older than the move's, as a late change's `LATE_FIELDS`). None otherwise."""
     version, reason = event.payload.router_version, row.field_versions.get("assignment_reason")
     if version is None or row.state_version is None or row.state_version <= version:
         return ()
     if row.account_id != event.payload.to_account_id:
         return ()
-    return tuple(k for k in HOLDER_FIELDS if k != "assignment_reason" or reason is None or reason > version)
+    holder = tuple(k for k in HOLDER_FIELDS if k != "assignment_reason" or reason is None or reason > version)
+    return (*holder, *SHARING_FIELDS, *DROPPED_ON_MOVE)
