@@ -343,7 +343,6 @@ def _back(lead: uuid.UUID, at: datetime, version: int) -> LeadTransferred:
         by_user_id="sue", contact=CONTACT, source=SOURCE, router_version=version))  # fmt: skip
 
 
-@pytest.mark.xfail(strict=True, reason="pre-existing: no small fix (review of 2717b17, reported)")
 def test_a_move_replayed_after_the_change_its_office_made_once_the_lead_came_back_leaves_that_holder() -> None:
     """Acme offers the lead to ana (v1); it moves to south, sol holding it (v4, acme's partition); south moves it back
     to acme, max holding it (v6, south's partition); acme offers it to tom (v7). crm-api dead-letters the v4 move and

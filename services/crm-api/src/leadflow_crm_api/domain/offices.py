@@ -109,9 +109,28 @@ def move_applies(row: LeadRow, event: LeadTransferred) -> bool:
     changes nothing but its timeline entry; the row stays in the office the last move took it to (decision 0093).
     A move read again (a crash before its timeline entry) is not newer either. A newer move applies whatever office
     the row is in: one in between, not projected yet, is older and will change nothing. Rows moved before
-    `moved_ms` was kept take any move, as before.
+    `moved_ms` was kept take any move, as before. A move the lead came back from since changes nothing either
+    (`came_back`).
     """
-    return row.moved_ms is None or epoch_ms(event.occurred_at) > row.moved_ms
+    if row.moved_ms is not None and epoch_ms(event.occurred_at) <= row.moved_ms:
+        return False
+    return not came_back(row, event)
+
+
+def came_back(row: LeadRow, event: LeadTransferred) -> bool:
+    """Whether the row is in the office the move left and was changed there by what the router decided after the
+    move (a higher state version; no other office's change applied early: `views.EARLY_HOLDER`): the lead moved back
+    since, and what its office did then is newer than this move, a dead letter replayed late (acme -> south ->
+    acme, the first move read after acme's change on the lead's return). The move only ends the offers opened before
+    it (`projection.ended_offers`); the move back, read later, finds the row in its target (`_left_to_target`)."""
+    version = event.payload.router_version
+    return (
+        version is not None
+        and row.state_version is not None
+        and row.state_version > version
+        and row.account_id == event.payload.from_account_id
+        and row.early_holder_account_id is None
+    )
 
 
 def moved_row(row: LeadRow, event: LeadTransferred) -> dict[str, Any]:
