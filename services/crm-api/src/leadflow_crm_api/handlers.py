@@ -34,14 +34,13 @@ from pymongo.asynchronous.database import AsyncDatabase
 from leadflow_crm_api.adapters.offices import Labels, OfficeTransfers
 from leadflow_crm_api.domain.erasure import ERASED_ROW, erased_marker, erased_row, erasure_entry, without_person
 from leadflow_crm_api.domain.lead_row import LeadRow
-from leadflow_crm_api.domain.offices import came_back, label_doc, move_applies
+from leadflow_crm_api.domain.offices import label_doc, move_applies
 from leadflow_crm_api.domain.projection import (
     NewRow,
     RowChanges,
     RowState,
     RowUpsert,
     assigned_row,
-    ended_offers,
     first_row,
     late_changes,
     made_over_marker,
@@ -334,9 +333,6 @@ async def _moved(event: LeadTransferred, views: ViewWriter, *, side_effects: boo
     if row is not None and side_effects:
         labels = [label_doc(target, name, at=event.occurred_at) for name in row.labels]
         await Labels(views.db).ensure(labels)
-    # A move the lead came back from since (a dead letter replayed late) ends only the offers it ended in order.
-    if row is not None and came_back(row, event) and (ended := ended_offers(event, await views.state(lead_id))):
-        await views.update(ended)
     # An older move read late changes nothing but its timeline entry. The update holds only over the row as read:
     # when another office's event (another partition's consumer) or move changed it meanwhile, the move is decided
     # again on the row as it is then; once it landed, it no longer applies (its `moved_ms`).

@@ -25,8 +25,8 @@ _LABELS = uuid.UUID("c4e2a9b8-5d3f-4e1a-8b7c-6d5e4f3a2b04")
 # T2: what a moved lead keeps, and what it loses (the names of the row fields).
 CARRIED_PROFILE = ("company", "office_address", "home_address", "rating", "production_value", "labels")
 DROPPED_ON_MOVE = ("campaigns", "campaign_subscriptions", "campaign_triggers")
-# What a move clears as the office left's (its lead sharing, T1, and campaigns): on a row the target office made and
-# changed since (`_left_to_target`), they are that office's own and stay.
+# A lead's sharing (T1), which a move clears as the office left's; on a row the target office made and changed since
+# (`_left_to_target`), a share made after the move is that office's own and stays.
 SHARING_FIELDS = ("transferred_to", "transferred_at", "transferred_ms", "assigned_by", "transfer_id")
 
 
@@ -109,28 +109,9 @@ def move_applies(row: LeadRow, event: LeadTransferred) -> bool:
     changes nothing but its timeline entry; the row stays in the office the last move took it to (decision 0093).
     A move read again (a crash before its timeline entry) is not newer either. A newer move applies whatever office
     the row is in: one in between, not projected yet, is older and will change nothing. Rows moved before
-    `moved_ms` was kept take any move, as before. A move the lead came back from since changes nothing either
-    (`came_back`).
+    `moved_ms` was kept take any move, as before.
     """
-    if row.moved_ms is not None and epoch_ms(event.occurred_at) <= row.moved_ms:
-        return False
-    return not came_back(row, event)
-
-
-def came_back(row: LeadRow, event: LeadTransferred) -> bool:
-    """Whether the row is in the office the move left and was changed there by what the router decided after the
-    move (a higher state version; no other office's change applied early: `views.EARLY_HOLDER`): the lead moved back
-    since, and what its office did then is newer than this move, a dead letter replayed late (acme -> south ->
-    acme, the first move read after acme's change on the lead's return). The move only ends the offers opened before
-    it (`projection.ended_offers`); the move back, read later, finds the row in its target (`_left_to_target`)."""
-    version = event.payload.router_version
-    return (
-        version is not None
-        and row.state_version is not None
-        and row.state_version > version
-        and row.account_id == event.payload.from_account_id
-        and row.early_holder_account_id is None
-    )
+    return row.moved_ms is None or epoch_ms(event.occurred_at) > row.moved_ms
 
 
 def moved_row(row: LeadRow, event: LeadTransferred) -> dict[str, Any]:
@@ -143,8 +124,8 @@ def moved_row(row: LeadRow, event: LeadTransferred) -> dict[str, Any]:
     later than it (decision 0093). A row in the move's target whose state version is newer than the move's was made
     there by what that office did after the move (the office left's partition lagging: no mark, the row was made in
     that event's office), which set the holder: the holder fields stay too, the reason unless none of those changes
-    set it, and what crm-api's own requests set there, its sharing and campaigns (`_left_to_target`; review of
-    343ee30). Called only when `move_applies`.
+    set it, and a lead sharing crm-api made there since (`_left_to_target`; reviews of 343ee30 and e368458).
+    Called only when `move_applies`.
     """
     p, at = event.payload, event.occurred_at
     moved: dict[str, Any] = {
@@ -186,13 +167,20 @@ def moved_row(row: LeadRow, event: LeadTransferred) -> dict[str, Any]:
 
 def _left_to_target(row: LeadRow, event: LeadTransferred) -> tuple[str, ...]:
     """What a move leaves on a row in its target office that applied a change the router decided after the move (a
-    higher state version: the record's versions grow across a move, decision 0093), that office's: its lead sharing
-    and campaigns (crm-api's own, in that office), and the holder fields, all of them but the reason when no later
-    change set it (its `field_versions` older than the move's, as a late change's `LATE_FIELDS`). None otherwise."""
+    higher state version: the record's versions grow across a move, decision 0093), that office's: the holder fields,
+    all of them but the reason when no later change set it (its `field_versions` older than the move's, as a late
+    change's `LATE_FIELDS`), and a lead sharing made after the move (crm-api's own write in that office). Campaigns
+    carry no time, so a move clears them as the office left's, as in order (the target's own set before the move is
+    read are lost: decision 0093). None otherwise."""
     version, reason = event.payload.router_version, row.field_versions.get("assignment_reason")
     if version is None or row.state_version is None or row.state_version <= version:
         return ()
     if row.account_id != event.payload.to_account_id:
         return ()
     holder = tuple(k for k in HOLDER_FIELDS if k != "assignment_reason" or reason is None or reason > version)
-    return (*holder, *SHARING_FIELDS, *DROPPED_ON_MOVE)
+    # A share made before the move is of an office the lead was in before (one it came back to: acme -> south ->
+    # acme, the move back read before the first move): cleared as in order. One made since (within the clock skew
+    # of crm-api's and the router's clocks) is the target's own; so is one without its time (none, or unknown).
+    at = row.transferred_at
+    kept = SHARING_FIELDS if at is None or epoch_ms(at) > epoch_ms(event.occurred_at) - CLOCK_SKEW_MS else ()
+    return (*holder, *kept)

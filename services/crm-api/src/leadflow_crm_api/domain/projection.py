@@ -525,12 +525,6 @@ def _late_offers(event: LeadEvent, row: RowState) -> list[dict[str, Any]] | None
     return kept if len(kept) != len(row.open_offers) else None
 
 
-def ended_offers(event: LeadEvent, row: RowState) -> RowChanges | None:
-    """The row without the open offers `event`, applied late, ended in order (`_late_offers`); None when none."""
-    offers = _late_offers(event, row)
-    return None if offers is None else RowChanges(str(event.payload.lead_id), _with_offers(offers), {})
-
-
 def _with_offers(offers: list[dict[str, Any]]) -> dict[str, Any]:
     """The row's open offers and what it keeps of them (their agents, their pond: issue 15); a $set of the whole array:
     nx-27017 mangles $push of documents (decision 0004)."""
