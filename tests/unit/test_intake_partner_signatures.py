@@ -264,3 +264,17 @@ def test_whatever_headers_a_record_carries_it_is_taken_only_with_its_partners_si
     else:
         with pytest.raises(PartnerRefused):
             admit(lead, inbound_record(value, key, sent))
+
+
+@pytest.mark.parametrize("accept_unsigned", [False, True])
+def test_a_signature_header_without_a_value_is_refused_as_missing(accept_unsigned: bool) -> None:
+    """A record header may carry no value at all (None); read as an empty signature, it is a signature that fails
+    (refused even when unsigned messages are accepted), not an error of the check."""
+    value, key = named("homefinder"), ACCOUNT.encode()
+    keys = IntakeSettings.model_validate({"partners": {"producers": producers("homefinder")}}).partner_keys()
+    admit = kafka.signed_by_its_partner(
+        keys, accept_unsigned=accept_unsigned, metrics=IntakeMetrics(CollectorRegistry())
+    )
+    record = inbound_record(value, key, [("leadflow-signature", None)])  # type: ignore[list-item]
+    with pytest.raises(PartnerRefused, match=r"^leadflow-signature: missing"):
+        admit(LeadSubmitted.model_validate_json(value), record)
