@@ -79,6 +79,21 @@ def _assignment(lead: uuid.UUID, version: int, office: str = "south") -> LeadAss
         source=SOURCE, router_version=version))  # fmt: skip
 
 
+def _to_tom(lead: uuid.UUID, version: int, office: str) -> LeadOffered:
+    return LeadOffered.create(**_at(version, office), payload=LeadOfferedPayload(
+        lead_id=lead, agent_id="tom", offer_round=1, race_size=1, deadline=T0 + 30 * MINUTE, explanation="R6",
+        contact=CONTACT, source=SOURCE, router_version=version))  # fmt: skip
+
+
+def _projected(lead: uuid.UUID, before: list[RoutingEvent], crm: dict[str, Any], after: list[RoutingEvent]) -> Any:
+    """The lead's row after `before`, crm-api's own write `crm` on it, then `after`."""
+    views = Views()
+    asyncio.run(_run(views, before))
+    views.rows[str(lead)] |= crm
+    asyncio.run(_run(views, after))
+    return views.rows[str(lead)]
+
+
 # --- 1. a move sets no state version: a late release of the office left, stamped after it, unassigns the lead -----
 
 
@@ -219,9 +234,7 @@ def test_a_move_projected_after_the_new_office_made_the_leads_row_leaves_the_hol
     lead = uuid.uuid4()
     offer = _offer(lead)
     move = _move(lead, T0 + 4 * MINUTE, 4)
-    to_tom = LeadOffered.create(**_at(5, "south"), payload=LeadOfferedPayload(
-        lead_id=lead, agent_id="tom", offer_round=1, race_size=1, deadline=T0 + 20 * MINUTE, explanation="R6",
-        contact=CONTACT, source=SOURCE, router_version=5))  # fmt: skip
+    to_tom = _to_tom(lead, 5, "south")
     expected, row = _rows(lead, [offer, move, to_tom], [to_tom, offer, move])
     fields = (*HOLDER, "offered_to")
     assert [expected[k] for k in fields] == ["south", "offered", None, "office_transfer", ["tom"]]
@@ -358,9 +371,7 @@ def test_a_move_replayed_after_the_change_its_office_made_once_the_lead_came_bac
     sol in south; the v6 move then finds the row in south and sets max over tom's offer: in order the lead is offered
     to tom in acme."""
     lead = uuid.uuid4()
-    to_tom = LeadOffered.create(account_id="acme", occurred_at=T0 + 7 * MINUTE, payload=LeadOfferedPayload(
-        lead_id=lead, agent_id="tom", offer_round=1, race_size=1, deadline=T0 + 30 * MINUTE, explanation="R6",
-        contact=CONTACT, source=SOURCE, router_version=7))  # fmt: skip
+    to_tom = _to_tom(lead, 7, "acme")
     offer, there, back = _offer(lead), _move(lead, T0 + 4 * MINUTE, 4), _back(lead, T0 + 6 * MINUTE, 6)
     in_order, replayed = Views(), Views()
     asyncio.run(_run(in_order, [offer, there, back, to_tom]))
@@ -379,23 +390,15 @@ def test_a_move_projected_after_the_new_office_made_the_row_and_shared_the_lead_
     lead = uuid.uuid4()
     offer = _offer(lead)
     move = _move(lead, T0 + 4 * MINUTE, 4)
-    to_tom = LeadOffered.create(**_at(5, "south"), payload=LeadOfferedPayload(
-        lead_id=lead, agent_id="tom", offer_round=1, race_size=1, deadline=T0 + 20 * MINUTE, explanation="R6",
-        contact=CONTACT, source=SOURCE, router_version=5))  # fmt: skip
+    to_tom = _to_tom(lead, 5, "south")
     shared = LeadShared.create(**_at(6, "south"), payload=LeadSharedPayload(
         lead_id=lead, share_id=uuid.uuid4(), agent_id="rita", realtor_name="Rita", assigned_by="South",
         previous_owner_agent_id="tom", by_user_id="sue", router_version=6))  # fmt: skip
     share = {"transferred_to": "rita", "transferred_ms": epoch_ms(T0 + 6 * MINUTE), "assigned_by": "South",
              "transfer_id": str(shared.payload.share_id)}  # fmt: skip
 
-    def projected(before: list[RoutingEvent], after: list[RoutingEvent]) -> dict[str, Any]:
-        views = Views()
-        asyncio.run(_run(views, before))
-        views.rows[str(lead)] |= share  # crm-api's sharing request (T1), before the router's LeadShared
-        asyncio.run(_run(views, after))
-        return views.rows[str(lead)]
-
-    expected, row = projected([offer, move, to_tom], [shared]), projected([to_tom], [shared, offer, move])
+    expected = _projected(lead, [offer, move, to_tom], share, [shared])
+    row = _projected(lead, [to_tom], share, [shared, offer, move])
     fields = (*HOLDER, *share)
     assert {k: expected.get(k) for k in share} == share
     assert {k: row.get(k) for k in fields} == {k: expected.get(k) for k in fields}, (
@@ -404,21 +407,6 @@ def test_a_move_projected_after_the_new_office_made_the_row_and_shared_the_lead_
 
 
 # --- helper 119's review of e368458 and 68b6de4 --------------------------------------------------------------------
-
-
-def _to_tom(lead: uuid.UUID, version: int, office: str) -> LeadOffered:
-    return LeadOffered.create(**_at(version, office), payload=LeadOfferedPayload(
-        lead_id=lead, agent_id="tom", offer_round=1, race_size=1, deadline=T0 + 30 * MINUTE, explanation="R6",
-        contact=CONTACT, source=SOURCE, router_version=version))  # fmt: skip
-
-
-def _projected(lead: uuid.UUID, before: list[RoutingEvent], crm: dict[str, Any], after: list[RoutingEvent]) -> Any:
-    """The lead's row after `before`, crm-api's own write `crm` on it, then `after`."""
-    views = Views()
-    asyncio.run(_run(views, before))
-    views.rows[str(lead)] |= crm
-    asyncio.run(_run(views, after))
-    return views.rows[str(lead)]
 
 
 def _acme_share(lead: uuid.UUID) -> tuple[LeadShared, dict[str, Any]]:
