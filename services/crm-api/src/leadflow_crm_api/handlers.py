@@ -228,7 +228,7 @@ async def _created(
         owed = await _finished(event, resumed, views)
     await views.record(timeline_entry(event))
     if parked or resumed is not None:  # resumed with none left: a crash after they were forgotten, or the TTL
-        await views.update(RowChanges.unmarked(lead_id, owed))
+        await views.update(RowChanges.unmarked(lead_id, owed, event.account_id))
 
 
 async def _finished(event: LeadEvent, state: RowState, views: ViewWriter) -> int | None:

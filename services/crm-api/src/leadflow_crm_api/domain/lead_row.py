@@ -31,6 +31,7 @@ class Offer:
     deadline: datetime
     deadline_ms: int
     pond: str | None = None  # the pond the lead is in, when this is one of a pond's offers (issue 15)
+    router_version: int | None = None  # its `LeadOffered`'s (decision 0093); None: stored without one
 
     @classmethod
     def from_doc(cls, doc: object) -> Offer | None:
@@ -41,7 +42,18 @@ class Offer:
         if agent is None or offer_round is None or deadline is None:
             return None
         ms = _int(doc.get("deadline_ms")) or epoch_ms(deadline)
-        return cls(agent, offer_round, deadline, ms, _text(doc.get("pond")) or None)
+        return cls(agent, offer_round, deadline, ms, _text(doc.get("pond")) or None, _int(doc.get("router_version")))
+
+    def doc(self) -> dict[str, Any]:
+        """The offer as the projection stores it (`views.open_offers_after`)."""
+        return {
+            "agent_id": self.agent_id,
+            "offer_round": self.offer_round,
+            "deadline": self.deadline,
+            "deadline_ms": self.deadline_ms,
+            **({"pond": self.pond} if self.pond else {}),
+            **({"router_version": self.router_version} if self.router_version is not None else {}),
+        }
 
     def open_at(self, now: datetime) -> bool:
         """Whether the offer can still be claimed at `now`: by its milliseconds, rounded up when stored, where
@@ -136,9 +148,12 @@ class LeadRow:
     last_activity_version: int | None = None
     # The router versions of the events that set the late-set fields (`projection.FIELD_VERSIONS`), for a move.
     field_versions: Mapping[str, int] = field(default_factory=dict)
-    # The row's router versions (`projection.STATE_VERSION`, `views.ROUTER_VERSION`), which a move raises.
+    # The row's router versions (`projection.STATE_VERSION`, `views.ROUTER_VERSION`), a move's (`_moved_versions`).
     state_version: int | None = None
     router_version: int | None = None
+    # The office the lead was in once the change of `state_version` was made (`projection.STATE_OFFICE`): a move tells
+    # by it the lead's return to the office it leaves, and its target's change applied before it. None: unknown.
+    state_office: str | None = None
 
     @classmethod
     def from_doc(cls, doc: Doc) -> LeadRow:
@@ -203,6 +218,7 @@ class LeadRow:
             field_versions=_int_map(doc.get("field_versions")),
             state_version=_int(doc.get("state_version")),
             router_version=_int(doc.get("router_version")),
+            state_office=_text(doc.get("state_office")),
         )
 
     def offer_link(self, link_id: str) -> OfferLink | None:

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from leadflow_crm_api.domain.lead_row import LeadRow
-from leadflow_crm_api.domain.views import CLOCK_SKEW_MS, EARLY_HOLDER, HOLDER_FIELDS, MOVE_REASON
+from leadflow_crm_api.domain.views import CLOCK_SKEW_MS, EARLY_HOLDER, HOLDER_FIELDS, MOVE_REASON, pond_of
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.routing import LeadTransferred
 
@@ -109,9 +109,24 @@ def move_applies(row: LeadRow, event: LeadTransferred) -> bool:
     changes nothing but its timeline entry; the row stays in the office the last move took it to (decision 0093).
     A move read again (a crash before its timeline entry) is not newer either. A newer move applies whatever office
     the row is in: one in between, not projected yet, is older and will change nothing. Rows moved before
-    `moved_ms` was kept take any move, as before.
+    `moved_ms` was kept take any move, as before. A move the row's office overtook since (`overtaken`: the lead came
+    back to the office it leaves, or went on to the one the row is in) changes nothing either.
     """
-    return row.moved_ms is None or epoch_ms(event.occurred_at) > row.moved_ms
+    return (row.moved_ms is None or epoch_ms(event.occurred_at) > row.moved_ms) and not overtaken(row, event)
+
+
+def overtaken(row: LeadRow, event: LeadTransferred) -> bool:
+    """Whether the row holds a change the router decided after the move, in the office the row is in, which is not
+    the move's target: a higher state version, of that office (its `state_office`). The record's versions grow across
+    moves, so the lead was in that office after the move: it came back to the office the move leaves (A -> B -> A, the
+    move to B replayed after A's change on the return), or went on to one the row started in (acme -> south -> west ->
+    acme, south's move read after acme's change). What the move set, the moves after it set again: the one into that
+    office, read before or after it, finds the row in its target changed since (`_left_to_target`). A row without
+    `state_office` (written before it) does not tell: the move applies, as before (decision 0093, session 30)."""
+    version, office = event.payload.router_version, row.state_office
+    if version is None or row.state_version is None or row.state_version <= version or office is None:
+        return False
+    return row.account_id == office != event.payload.to_account_id
 
 
 def moved_row(row: LeadRow, event: LeadTransferred) -> dict[str, Any]:
@@ -124,7 +139,8 @@ def moved_row(row: LeadRow, event: LeadTransferred) -> dict[str, Any]:
     later than it (decision 0093). A row in the move's target whose state version is newer than the move's was made
     there by what that office did after the move (the office left's partition lagging: no mark, the row was made in
     that event's office), which set the holder: the holder fields stay too, the reason unless none of those changes
-    set it, and a lead sharing crm-api made there since (`_left_to_target`; reviews of 343ee30 and e368458).
+    set it, and a lead sharing crm-api made there since (`_left_to_target`; reviews of 343ee30 and e368458); of its
+    open offers, those opened before the move go, which the move ended (`_offers_since`, session 30).
     Called only when `move_applies`.
     """
     p, at = event.payload, event.occurred_at
@@ -154,7 +170,7 @@ def moved_row(row: LeadRow, event: LeadTransferred) -> dict[str, Any]:
         "last_event_id": str(event.event_id),
     }
     if left := _left_to_target(row, event):
-        moved = {k: v for k, v in moved.items() if k not in left}
+        moved = {k: v for k, v in moved.items() if k not in left} | _offers_since(row, event)
     if row.early_holder_account_id is None:
         return moved
     later = (row.early_holder_ms or 0) > epoch_ms(at) - CLOCK_SKEW_MS  # a replica's clock behind: still after it
@@ -163,6 +179,19 @@ def moved_row(row: LeadRow, event: LeadTransferred) -> dict[str, Any]:
     if later and row.early_holder_account_id != p.to_account_id:
         return moved  # an office further on: the mark waits for the move to it
     return moved | dict.fromkeys(EARLY_HOLDER)  # in the target now: what came early is its own
+
+
+def _offers_since(row: LeadRow, event: LeadTransferred) -> dict[str, Any]:
+    """The open offers a move leaves on a row in its target that the target changed since (`_left_to_target`): those
+    not opened before the move (by their `LeadOffered`'s router version; one stored without it stays), as a move ends
+    every offer open when it is made: an offer of the office the lead came back to, from before it left (A -> B -> A,
+    the move back read after A's next offer, decision 0093, session 30). Nothing when none is dropped."""
+    version = event.payload.router_version
+    kept = [o for o in row.open_offers if version is None or o.router_version is None or o.router_version >= version]
+    if len(kept) == len(row.open_offers):
+        return {}
+    offers = [o.doc() for o in kept]
+    return {"open_offers": offers, "offered_to": sorted({o.agent_id for o in kept}), "pond": pond_of(offers)}
 
 
 def _left_to_target(row: LeadRow, event: LeadTransferred) -> tuple[str, ...]:

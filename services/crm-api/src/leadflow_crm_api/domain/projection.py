@@ -23,6 +23,7 @@ from leadflow_crm_api.domain.views import (
     APPLIED_EVENT_IDS,
     CLOCK_SKEW_MS,
     EARLY_HOLDER,
+    HOLDER_FIELDS,
     MOVE_REASON,
     OWED_VERSION,
     PARKED_FOR,
@@ -65,6 +66,11 @@ ON_INSERT_ONLY = ("created_at", "created_ms", "transferred_to", "crm_status")
 # state-changing event is compared with (`RowState.older`). `ROUTER_VERSION` is the last version of any event
 # applied, an activity-only one's too (a refused claim): what an activity-only event is compared with.
 STATE_VERSION = "state_version"
+# The office the lead was in once the change of the row's `STATE_VERSION` was made (decision 0093, session 30): a lead
+# event's `account_id`, a move's target; set wherever the state version is, cleared with it. A move tells by it a
+# newer change of the office the row is in (`offices.overtaken`: the lead came back) from one of its target applied
+# before it (`_moved_versions`). Missing (rows written before it): unknown, the moves decide as before.
+STATE_OFFICE = "state_office"
 # The router version of the event that set the row's last activity (decision 0093, session 27): of two events of one
 # millisecond, the one the router decided first sets it, read in any order. Missing: the activity is set only when
 # strictly newer (as before the field; an unversioned event clears it when it sets the activity).
@@ -214,7 +220,7 @@ def versioned(event: LeadEvent, row: RowState) -> dict[str, Any]:
     if version is None or is_echo(event):
         return {}
     raised = {ROUTER_VERSION: version} if row.router_version is None or version > row.router_version else {}
-    return raised | ({STATE_VERSION: version} if changes_state(event) else {})
+    return raised | ({STATE_VERSION: version, STATE_OFFICE: event.account_id} if changes_state(event) else {})
 
 
 def activity_version(event: LeadEvent, row: RowState, changes: Fields) -> dict[str, Any]:
@@ -286,7 +292,9 @@ class NewRow:
 def _unversioned(fields: Fields, drop: bool) -> Fields:
     """`fields` without the router version when `drop`: a row-making event's own version is set when it is applied
     again after the parked events that came before it, so the row's versions are never lowered (decision 0093)."""
-    return {k: v for k, v in fields.items() if k not in (ROUTER_VERSION, STATE_VERSION)} if drop else fields
+    return (
+        {k: v for k, v in fields.items() if k not in (ROUTER_VERSION, STATE_VERSION, STATE_OFFICE)} if drop else fields
+    )
 
 
 def _mark(event_id: str, fields: Fields, unversioned: bool) -> Doc:
@@ -333,10 +341,11 @@ class RowChanges:
         return cls(lead_id, {}, {}, names)
 
     @classmethod
-    def unmarked(cls, lead_id: str, version: int | None = None) -> RowChanges:
+    def unmarked(cls, lead_id: str, version: int | None = None, office: str | None = None) -> RowChanges:
         """The row without the parked events' mark (`PARKED_FOR`, `OWED_VERSION`); with `version`, the row's router
-        and state versions set in the same update (the marking event's, owed: `RowState.version_owed`)."""
-        return cls(lead_id, owed_versions(version), {}, (PARKED_FOR, OWED_VERSION))
+        and state versions set in the same update (the marking event's, owed: `RowState.version_owed`; `office`, its
+        office)."""
+        return cls(lead_id, owed_versions(version, office), {}, (PARKED_FOR, OWED_VERSION))
 
     def applied_to(self, row: Fields) -> Doc:
         """The row with these changes: their fields none while it does not hold what they `expect`; their activity by
@@ -365,10 +374,10 @@ def made_over_marker(lead_id: str, row: Fields) -> RowChanges:
     return RowChanges(lead_id, {**row, **ERASED_ROW}, {}, (ERASED_BEFORE_ROW,))
 
 
-def owed_versions(version: int | None) -> Doc:
+def owed_versions(version: int | None, office: str | None = None) -> Doc:
     """The versions a marked row takes when it is finished holding only its maker's changes (`version_owed`): the
-    maker is a row-making event, which changes the state, so both."""
-    return {} if version is None else {ROUTER_VERSION: version, STATE_VERSION: version}
+    maker is a row-making event, which changes the state, so both, and its office (`STATE_OFFICE`)."""
+    return {} if version is None else {ROUTER_VERSION: version, STATE_VERSION: version, STATE_OFFICE: office}
 
 
 @dataclass(frozen=True, slots=True)
@@ -458,7 +467,8 @@ def moved_changes(row: LeadRow, event: LeadTransferred) -> RowChanges:
     event's do (`field_versions`), so an older state change replayed late does not set them over it (`late_changes`).
     A move changes the holder and the office: its version raises the row's state version (never lowers it: a move
     is applied by its time, `move_applies`), so a state change of the office left, decided before it but stamped after
-    it by a replica whose clock is ahead, is `older` when replayed after it (decision 0093, session 29)."""
+    it by a replica whose clock is ahead, is `older` when replayed after it (decision 0093, session 29); but over a
+    newer change of its target applied before it that it overwrites, it sets its own (`_moved_versions`, session 30)."""
     state = RowState(
         True,
         last_activity_ms=row.last_activity_ms,
@@ -467,14 +477,30 @@ def moved_changes(row: LeadRow, event: LeadTransferred) -> RowChanges:
     )
     fields = moved_row(row, event) | last_activity(event.type, event.payload.by_user_id)
     fields |= activity_version(event, state, fields) | field_versions(event, state, fields)
-    if (version := event.payload.router_version) is not None:
-        fields |= {name: version for name, last in ((STATE_VERSION, row.state_version),
-                   (ROUTER_VERSION, row.router_version)) if last is None or version > last}  # fmt: skip
+    fields |= _moved_versions(row, event, fields)
     # Only over the row as read: an event of another office applied meanwhile raised its router version, or another
     # move landed (`handlers._moved` reads the row again and decides again).
-    read = {ROUTER_VERSION: row.router_version, STATE_VERSION: row.state_version, "moved_ms": row.moved_ms}
+    read = {ROUTER_VERSION: row.router_version, STATE_VERSION: row.state_version, STATE_OFFICE: row.state_office,
+            "moved_ms": row.moved_ms}  # fmt: skip
     changes = RowChanges.of(row.lead_id, fields, replaces=_replaces(event, state))
     return replace(changes, expect=read)
+
+
+def _moved_versions(row: LeadRow, event: LeadTransferred, moved: Fields) -> dict[str, Any]:
+    """The row's versions after the move (`moved`: what it sets): its router version when higher (never lowered), and
+    its state version with its target as `STATE_OFFICE` when higher, or when the row's newer state is its target's
+    own, applied while the row was elsewhere, and the move sets every holder field over it (no early holder mark
+    keeps them: `offices.moved_row`). Such a change of the target (an expiry or a withdrawal, the only state changes
+    that set no holder, hence no mark) changed only the open offers, which the move empties: the row is the move's
+    state, and the target's changes between the move and it, replayed after the move, are not older than the row's
+    (decision 0093, session 30: an expiry applied before the move kept the target's offer from the lead)."""
+    version, target = event.payload.router_version, event.payload.to_account_id
+    if version is None:
+        return {}
+    raised = {ROUTER_VERSION: version} if row.router_version is None or version > row.router_version else {}
+    newer = row.state_version is None or version > row.state_version
+    early = row.state_office == target != row.account_id and all(name in moved for name in HOLDER_FIELDS)
+    return raised | ({STATE_VERSION: version, STATE_OFFICE: target} if newer or early else {})
 
 
 def _newer_only(event: LeadEvent) -> tuple[str, ...]:
