@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -109,3 +109,30 @@ def test_a_move_drops_campaigns_and_sharing_and_leaves_the_carried_profile_alone
 def test_the_timeline_event_names_the_previous_owner_and_office() -> None:
     assert moved_summary(moved()) == "Transferred from North (north), owned there by Ana Diaz, to South by nora"
     assert "owned there by nobody" in moved_summary(moved(owner=None, owner_name=None))
+
+
+@pytest.mark.parametrize(
+    ("assigned_at", "kept"),
+    [
+        (AT + timedelta(minutes=5), True),  # assigned by the target office after the move: its own
+        (AT - timedelta(minutes=5), False),  # before the move: the office left's (the lead came back to it)
+        (None, False),  # set before the time was kept (session 30): maybe the office left's, cleared
+    ],
+    ids=["after-the-move", "before-the-move", "without-its-time"],
+)
+def test_a_move_clears_the_office_lefts_assigned_users_and_keeps_those_its_target_assigned_since(
+    assigned_at: datetime | None, kept: bool
+) -> None:
+    """The users an office assigned to work a lead are its people (decision 0076): a move clears them as it clears
+    lead sharing (helper 122: South's lead named North's Ben, who then saw and worked it once he joined South). A
+    move read after the target office changed the row (a higher state version: `_left_to_target`) keeps those it
+    assigned since."""
+    users = {"assigned_users": ["ben"], "assigned_users_at": assigned_at}
+    in_order = moved_row(LeadRow.from_doc({"_id": "l1", "account_id": "north", **users}), moved())
+    assert (in_order["assigned_users"], in_order["assigned_users_at"]) == ([], None)
+
+    late = moved()
+    late = late.model_copy(update={"payload": late.payload.model_copy(update={"router_version": 4})})
+    row = {"_id": "l1", "account_id": "south", "state_version": 6, "state_office": "south", **users}
+    changes = moved_row(LeadRow.from_doc(row), late)
+    assert ("assigned_users" not in changes) is kept, changes.get("assigned_users")

@@ -446,15 +446,17 @@ class ScopedLeads:
     async def set_profile(self, lead_id: str, fields: dict[str, Any]) -> bool:
         """`$set` on a lead of this scope; False when it is not one.
 
-        The scope is checked by a read, and the write filters by id alone: nx-27017 ignores `_id` in an
-        update whose filter also holds `$or` (a realtor's scope does) and writes the first other lead
-        the `$or` matches (tests/integration/test_mongo_conformance.py).
+        The scope is checked by a read, and the write filters by id and the office the read found the lead in:
+        nx-27017 ignores `_id` in an update whose filter also holds `$or` (a realtor's scope does) and writes the
+        first other lead the `$or` matches (tests/integration/test_mongo_conformance.py); a lead moved to another
+        office between the two (T2) is not written (helper 122: the office left's users on the new office's lead).
         """
         async with writing(self._db, Write(lead_ids=(lead_id,))) as names:
             leads = self._db[names.leads]
-            if await leads.find_one(merge_conditions([self._scope, {"_id": lead_id}]), {"_id": 1}) is None:
+            found = await leads.find_one(merge_conditions([self._scope, {"_id": lead_id}]), {"account_id": 1})
+            if found is None:
                 return False
-            result = await leads.update_one({"_id": lead_id}, {"$set": fields})
+            result = await leads.update_one({"_id": lead_id, "account_id": found["account_id"]}, {"$set": fields})
             return result.matched_count > 0
 
 

@@ -8,6 +8,7 @@ request (nothing is sent); leads a filter matches that cannot go are skipped and
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Annotated
 
@@ -133,11 +134,16 @@ class LeadReturned(BaseModel):
     event_id: uuid.UUID = Field(description="The ReturnLead command; the lead's timeline shows who holds it next.")
 
 
-def distribution_id(account_id: str, idempotency_key: str | None) -> uuid.UUID:
-    """From the client's Idempotency-Key (a retry sends the same commands), else new."""
+def distribution_id(
+    account_id: str, idempotency_key: str | None, request: DistributionCreate, by_user_id: str
+) -> uuid.UUID:
+    """From the client's Idempotency-Key and everything the request asks (a retry sends the same commands),
+    else new. The same key with another body or caller is another distribution: its commands' ids differ, so
+    the router does not drop them as copies of the first's (helper 122; as `erasure_id`)."""
     if idempotency_key is None:
         return uuid.uuid4()
-    return uuid.uuid5(_DISTRIBUTIONS, f"{account_id}/{idempotency_key}")
+    asked = json.dumps([account_id, idempotency_key, by_user_id, request.model_dump(mode="json")], sort_keys=True)
+    return uuid.uuid5(_DISTRIBUTIONS, asked)
 
 
 def lead_refusal(row: LeadRow | None, *, moving: bool) -> str | None:

@@ -81,7 +81,7 @@ REQUEST_ROW_FIELDS = (
     "transferred_to", "transferred_to_name", "transferred_at", "transferred_ms", "assigned_by", "transfer_id",
     "company", "office_address", "home_address", "rating", "production_value", "labels", "search_labels",
     "campaigns", "campaign_subscriptions", "campaign_triggers",
-    "crm_status", "assigned_users",
+    "crm_status", "assigned_users", "assigned_users_at",
 )  # fmt: skip
 # Both the projection and requests (an action crm-api took) move the last activity; the later one wins.
 # With the version of the event that set it (decision 0093): carried with it, so a late event of its millisecond

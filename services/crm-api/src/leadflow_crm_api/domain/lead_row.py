@@ -122,6 +122,7 @@ class LeadRow:
     last_event_id: str | None = None
     crm_status: str = "new"
     assigned_users: tuple[str, ...] = ()
+    assigned_users_at: datetime | None = None  # when they were set (crm-api's own write); None before session 30
     erased: bool = False
     # The profile (T2 carries it to another office) and the campaigns (T2 drops them).
     company: str | None = None
@@ -195,6 +196,7 @@ class LeadRow:
             last_event_id=_text(doc.get("last_event_id")),
             crm_status=_text(doc.get("crm_status")) or "new",
             assigned_users=_texts(doc.get("assigned_users")),
+            assigned_users_at=_when(doc.get("assigned_users_at")),
             erased=bool(doc.get("erased")),  # nx-27017 reads a `$set` true back as 1
             company=_text(doc.get("company")),
             office_address=_text(doc.get("office_address")),

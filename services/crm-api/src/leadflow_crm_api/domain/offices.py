@@ -28,6 +28,10 @@ DROPPED_ON_MOVE = ("campaigns", "campaign_subscriptions", "campaign_triggers")
 # A lead's sharing (T1), which a move clears as the office left's; on a row the target office made and changed since
 # (`_left_to_target`), a share made after the move is that office's own and stays.
 SHARING_FIELDS = ("transferred_to", "transferred_at", "transferred_ms", "assigned_by", "transfer_id")
+# The users an office assigned to work the lead (its people: decision 0076), which a move clears likewise; those the
+# target office assigned after the move stay (helper 122: the new office's lead named the old office's users, and one
+# who joined the new office later saw and worked it there).
+ASSIGNED_USERS_FIELDS = ("assigned_users", "assigned_users_at")
 
 
 class TransferKind(StrEnum):
@@ -163,6 +167,8 @@ def moved_row(row: LeadRow, event: LeadTransferred) -> dict[str, Any]:
         "office_transfer_id": str(p.transfer_id),
         # Lead sharing belonged to the first office; offers there were withdrawn.
         **dict.fromkeys(SHARING_FIELDS),
+        "assigned_users": [],
+        "assigned_users_at": None,
         "open_offers": [],
         "offered_to": [],
         "pond": None,  # with its offers, the lead left the first office's pond (issue 15)
@@ -212,4 +218,7 @@ def _left_to_target(row: LeadRow, event: LeadTransferred) -> tuple[str, ...]:
     # of crm-api's and the router's clocks) is the target's own; so is one without its time (none, or unknown).
     at = row.transferred_at
     kept = SHARING_FIELDS if at is None or epoch_ms(at) > epoch_ms(event.occurred_at) - CLOCK_SKEW_MS else ()
-    return (*holder, *kept)
+    # Assigned users without their time (set before session 30) may be the office left's: cleared, as in order.
+    users = row.assigned_users_at
+    assigned = ASSIGNED_USERS_FIELDS if users and epoch_ms(users) > epoch_ms(event.occurred_at) - CLOCK_SKEW_MS else ()
+    return (*holder, *kept, *assigned)

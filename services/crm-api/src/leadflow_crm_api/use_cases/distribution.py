@@ -55,7 +55,7 @@ async def distribute(
     refusals = {i: why for i in wanted if (why := lead_refusal(rows.get(i), moving=i in moving))}
     refuse_named(body.lead_ids, refusals)
     chosen = [lead_id for lead_id in wanted if lead_id not in refusals]
-    dist = distribution_id(account_id, idempotency_key)
+    dist = distribution_id(account_id, idempotency_key, body, caller.sub)
     now = datetime.now(UTC)
     for lead_id in chosen:
         command = DistributeLead.create(

@@ -83,7 +83,8 @@ async def assign_users(leads: AccountLeads, caller: Caller, db: Db, lead_id: Id,
             for i in unknown
         ])  # fmt: skip
     at = datetime.now(UTC)
-    if not await leads.set_profile(lead_id, {"assigned_users": users}):
+    # With its time: a move clears the office left's users, not those its target assigned since (`_left_to_target`).
+    if not await leads.set_profile(lead_id, {"assigned_users": users, "assigned_users_at": at}):
         raise NotFound("No such lead.")
     await leads.record(activity_entry(
         event_id=str(uuid.uuid4()), lead_id=lead_id, account_id=doc.account_id, agent_id=caller.sub,

@@ -452,14 +452,17 @@ async def transfer_many_to_office(
     refusals = {
         i: why for i in wanted if (why := _bulk_refusal(rows.get(i), moving=pending.get(i, ours[i]) != ours[i]))
     }
-    for lead_id in list(refusals):  # moved already by this very bulk (a retry after it finished): no refusal
-        if await transfers.get(account_id, ours[lead_id]) is not None:
-            del refusals[lead_id]
+    made = {i: doc for i in wanted if (doc := await transfers.get(account_id, ours[i])) is not None}
+    if any(doc["to_account_id"] != base["to_account_id"] for doc in made.values()):
+        # The key made these leads' moves to another office: the same refusal as a single move's (helper 122).
+        raise InvalidRequest("Idempotency-Key: already used for a different transfer; nothing was transferred.")
+    for lead_id in made:  # moved already by this very bulk (a retry after it finished): no refusal
+        refusals.pop(lead_id, None)
     refuse_named(body.lead_ids, refusals)
     done: list[OfficeTransferPublic] = []
     for lead_id in (i for i in wanted if i not in refusals):
         record = base | {"_id": ours[lead_id], "kind": TransferKind.LEAD.value, "lead_id": lead_id, "agent_id": None}
-        stored = await transfers.get(account_id, record["_id"]) or await transfers.begin(record)
+        stored = made.get(lead_id) or await transfers.begin(record)
         if not stored.get("published"):
             await _publish(publish, stored)
             await transfers.mark_published(stored["_id"])

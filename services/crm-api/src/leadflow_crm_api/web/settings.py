@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from leadflow_crm_api.adapters.router_api import RouterApi
 from leadflow_crm_api.adapters.settings import AccountSettings
@@ -206,6 +206,12 @@ def _of_source(error: Any, index: int) -> Any:
     return error
 
 
+class _Removal(BaseModel):
+    """The pause form's `remove`: the position of the window to remove."""
+
+    remove: int = Field(ge=0, lt=1000)
+
+
 @router.post("/accounts/{account_id}/settings/pause")
 async def save_pause(request: Request, account_id: str) -> Response:
     """Add a window, remove one (`remove` = its position), or change the time zone; the schedule is then
@@ -214,12 +220,14 @@ async def save_pause(request: Request, account_id: str) -> Response:
     async def save(account: AccountSettings, fields: dict[str, str]) -> str:
         current = await settings_uc.get_pause_schedule(account)
         windows: list[dict[str, Any]] = [w.model_dump() for w in current.windows]
-        if (remove := fields.get("remove", "")).isdigit():
-            windows = [w for i, w in enumerate(windows) if i != int(remove)]
+        if fields.get("remove"):
+            # A position is what pydantic reads as one: "²" passes str.isdigit() and fails int() (helper 122).
+            remove = _Removal.model_validate({"remove": fields["remove"]}).remove
+            windows = [w for i, w in enumerate(windows) if i != remove]
             said = "Pause window removed."
         elif fields.get("start") or fields.get("end"):
             form = await request.form()
-            days = [int(d) for d in form.getlist("weekdays") if isinstance(d, str) and d.isdigit()]
+            days = [d for d in form.getlist("weekdays") if isinstance(d, str)]  # the schedule's model reads them
             windows.append({"weekdays": days, "start": fields.get("start", ""), "end": fields.get("end", "")})
             said = "Pause window added."
         else:

@@ -1,0 +1,231 @@
+"""crm-api on a real MongoDB-wire server (nx-27017), from an attacker's seat (helper 122's review, session 30); the web
+form's test runs crm-api's whole app in-process on the session's Tansu and nx-27017 (routing_world.py).
+
+- A lead moved to another office (T2) leaves the users the office it left assigned to it (`assigned_users`): they are
+  that office's people (decision 0076); one who joins the new office later does not see or work the lead there. An
+  assignment the move overtakes between its scope read and its write writes nothing.
+- A distribution by hand (T4) whose Idempotency-Key is reused for another agent is another distribution (its commands'
+  ids differ, so the router does not drop them as copies); a bulk office move's key reused for another office is
+  refused, as a single move's is.
+- The Settings page's pause form refuses a `remove` or `weekdays` that is no number (`"²"` passes `str.isdigit()`)
+  with a 4xx, never a server error.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from crm_harness import Published
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from routing_world import ACCOUNT, config, csrf_of, site_on
+
+from leadflow_crm_api.adapters.leads import LeadViews, ensure_indexes
+from leadflow_crm_api.adapters.offices import OfficeTransfers
+from leadflow_crm_api.domain.distribution import DistributionCreate
+from leadflow_crm_api.domain.principal import Principal, Role
+from leadflow_crm_api.errors import CrmApiError
+from leadflow_crm_api.handlers import project
+from leadflow_crm_api.use_cases import distribution, lead_work, offices
+from leadflow_crm_api.use_cases.leads import account_leads, lead_view
+from leadflow_shared.collections import ACCOUNTS, AGENTS
+from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
+from leadflow_shared.events.routing import (
+    LeadOffered,
+    LeadOfferedPayload,
+    LeadTransferred,
+    LeadTransferredPayload,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+
+Db = AsyncDatabase[dict[str, Any]]
+NORTH, SOUTH, WEST, ORG = "north", "south", "west", "acme-group"
+NORA = Principal("nora", Role.BROKER, NORTH, ORG)
+SAM = Principal("sam", Role.BROKER, SOUTH, ORG)
+SOURCE = LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website")
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def db(mongo_url: str) -> AsyncIterator[Db]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    database = client[f"crm_moves_users_{uuid.uuid4().hex[:12]}"]
+    await ensure_indexes(database)
+    await database[ACCOUNTS].insert_many([
+        {"_id": NORTH, "name": "North", "organisation_id": ORG, "roster": ["nora", "ana", "ben"]},
+        {"_id": SOUTH, "name": "South", "organisation_id": ORG, "roster": ["sam"]},
+        {"_id": WEST, "name": "West", "organisation_id": ORG, "roster": ["wes"]},
+    ])  # fmt: skip
+    people = [("nora", NORTH), ("ana", NORTH), ("ben", NORTH), ("sam", SOUTH), ("wes", WEST)]
+    await database[AGENTS].insert_many([
+        {"_id": a, "account_id": acc, "name": a.title(), "email": f"{a}@{acc}.example", "active": True}
+        for a, acc in people
+    ])  # fmt: skip
+    yield database
+    await client.drop_database(database.name)
+    await client.close()
+
+
+async def a_north_lead(db: Db, agent: str = "ana") -> uuid.UUID:
+    """A North lead offered to `agent` (its row made by the projection, as routed)."""
+    lead = uuid.uuid4()
+    offered = LeadOffered.create(
+        account_id=NORTH,
+        occurred_at=T0,
+        payload=LeadOfferedPayload(
+            lead_id=lead, agent_id=agent, offer_round=1, race_size=1, deadline=T0 + timedelta(minutes=15),
+            explanation="R6", source=SOURCE, contact=Contact(first_name="Mo", email=f"mo-{lead.hex[:6]}@x.example"),
+        ),
+    )  # fmt: skip
+    await project(offered, views=LeadViews(db))
+    return lead
+
+
+async def test_a_lead_moved_to_another_office_keeps_no_user_the_office_it_left_assigned(db: Db) -> None:
+    # North's broker assigns Ben (a North agent) to work a lead with its holder (ClientBAY's lead users), then moves
+    # the lead to South (T2): South's roster position 1 holds it, a new lead there, without North's users.
+    lead = await a_north_lead(db)
+    await lead_work.assign_users(
+        account_leads(NORA, db, NORTH), NORA, db, str(lead), lead_work.LeadUsers(user_ids=["ben"])
+    )
+    await project(_moved_to_south(lead, T0 + timedelta(minutes=30)), views=LeadViews(db))
+    south_sees = await lead_view(account_leads(SAM, db, SOUTH), SAM, db, str(lead))
+    assert south_sees.owner_agent_id == "sam", "the move was projected: South's roster position 1 holds the lead"
+
+    # Ben later moves to South too (T2, a team member): Onboarding there, his South token admitted (decision 0079).
+    await OfficeTransfers(db).move_member({"agent_id": "ben", "account_id": NORTH, "to_account_id": SOUTH})
+    ben_in_south = Principal("ben", Role.REALTOR, SOUTH, ORG)
+    ben_sees = await account_leads(ben_in_south, db, SOUTH).get(str(lead))
+    assert (south_sees.assigned_users, ben_sees is not None) == ([], False), (
+        "a lead moved North -> South still lists North's user Ben as its assigned user in South "
+        f"({south_sees.assigned_users}), and once Ben joins South he reads and works the lead there "
+        "though South's holder (sam) never gave it to him"
+    )
+
+
+async def test_users_assigned_while_the_lead_moves_to_another_office_are_not_written_there(
+    db: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """North's broker assigns Ben while the lead moves to South: the move lands between the write's scope read and
+    its update, which then matches no row of North and writes nothing (a 404: the lead is not North's any more)."""
+    lead = await a_north_lead(db)
+    moved = _moved_to_south(lead, T0 + timedelta(minutes=30))
+    real_find_one = AsyncCollection.find_one
+
+    async def move_after_the_read(self: Any, *args: Any, **kwargs: Any) -> Any:
+        found = await real_find_one(self, *args, **kwargs)
+        if self.name.startswith("crm_leads") and kwargs.get("projection", args[1] if len(args) > 1 else None):
+            monkeypatch.setattr(AsyncCollection, "find_one", real_find_one)
+            await project(moved, views=LeadViews(db))
+        return found
+
+    monkeypatch.setattr(AsyncCollection, "find_one", move_after_the_read)
+    leads = account_leads(NORA, db, NORTH)
+    with pytest.raises(CrmApiError, match="No such lead"):
+        await lead_work.assign_users(leads, NORA, db, str(lead), lead_work.LeadUsers(user_ids=["ben"]))
+    south_sees = await lead_view(account_leads(SAM, db, SOUTH), SAM, db, str(lead))
+    assert (south_sees.owner_agent_id, south_sees.assigned_users) == ("sam", [])
+
+
+async def test_a_distributions_key_reused_for_another_agent_is_another_distribution_not_dropped(db: Db) -> None:
+    # POST /v1/accounts/north/distributions {agent_id: ana, mode: assign, lead_ids: [L]}, Idempotency-Key: K; then
+    # the same key with agent_id ben. Were the second's DistributeLead the first's event id (derived from the account,
+    # key and lead only, before session 30), the router would drop it as a redelivery and nothing would go to Ben.
+    lead = await a_north_lead(db, agent="nora")
+    leads = account_leads(NORA, db, NORTH)
+    first, second = Published(), Published()
+
+    def body(agent: str) -> DistributionCreate:
+        return DistributionCreate.model_validate({"agent_id": agent, "mode": "assign", "lead_ids": [str(lead)]})
+
+    await distribution.distribute(NORTH, body("ana"), leads, NORA, db, first, "key-1")
+    answered = await distribution.distribute(NORTH, body("ben"), leads, NORA, db, second, "key-1")
+    ids = {uuid.UUID(_event_id(b)) for _, b in first.records}
+    again = {uuid.UUID(_event_id(b)) for _, b in second.records}
+    assert (answered.agent_id, len(again), ids & again) == ("ben", 1, set()), (
+        "a distribution to ben under a key used for ana must send its own command, not the first's id again"
+    )
+    retry = Published()
+    await distribution.distribute(NORTH, body("ben"), leads, NORA, db, retry, "key-1")
+    assert {uuid.UUID(_event_id(b)) for _, b in retry.records} == again, "a retry of the same request: the same ids"
+
+
+async def test_a_bulk_office_moves_key_reused_for_another_office_is_refused(db: Db) -> None:
+    # POST /v1/accounts/north/office-transfers/bulk {lead_ids: [L], to_account_id: south}, Idempotency-Key: K; then
+    # the same key with to_account_id west: refused as a single move's reuse is ("Idempotency-Key: already used for
+    # a different transfer"), not answered 202 with the first request's transfer to South.
+    lead = await a_north_lead(db)
+    leads = account_leads(NORA, db, NORTH)
+
+    def body(to: str) -> offices.BulkOfficeTransferCreate:
+        return offices.BulkOfficeTransferCreate.model_validate({"lead_ids": [str(lead)], "to_account_id": to})
+
+    await offices.transfer_many_to_office(NORTH, body(SOUTH), leads, NORA, db, Published(), "bulk-key")
+    again = Published()
+    with pytest.raises(CrmApiError, match="Idempotency-Key: already used for a different transfer"):
+        await offices.transfer_many_to_office(NORTH, body(WEST), leads, NORA, db, again, "bulk-key")
+    assert again.records == [], "nothing was sent for the refused request"
+    retried = await offices.transfer_many_to_office(NORTH, body(SOUTH), leads, NORA, db, Published(), "bulk-key")
+    assert [t.to_account_id for t in retried.transfers] == [SOUTH], "the first request's retry is still answered"
+
+
+def _moved_to_south(lead: uuid.UUID, at: datetime) -> LeadTransferred:
+    return LeadTransferred.create(
+        account_id=NORTH,
+        occurred_at=at,
+        payload=LeadTransferredPayload(
+            lead_id=lead, transfer_id=uuid.uuid4(), from_account_id=NORTH, from_account_name="North",
+            previous_owner_agent_id=None, to_account_id=SOUTH, to_account_name="South", agent_id="sam",
+            by_user_id="nora", contact=Contact(first_name="Mo", email="mo@x.example"), source=SOURCE,
+        ),
+    )  # fmt: skip
+
+
+def _event_id(body: bytes) -> str:
+    return str(json.loads(body)["event_id"])
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def web(mongo_url: str, kafka_bootstrap: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with site_on(mongo_url, kafka_bootstrap, config()) as site:
+        await site.sign_in(f"{ACCOUNT}|oak-boss|broker")
+        app: Any = site.web._transport.app  # type: ignore[attr-defined]  # the ASGI app the client calls
+        # A server error answered, not raised into the test (as a browser gets it).
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://crm", follow_redirects=False, cookies=site.web.cookies
+        ) as client:
+            yield client
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"remove": "²"},  # "²".isdigit() is True; int("²") raises
+        {"remove": "9" * 5000},  # digits, beyond what int() reads from text (4,300)
+        {"start": "20:00", "end": "21:00", "weekdays": "²"},
+    ],
+    ids=["remove-superscript", "remove-5000-digits", "weekday-superscript"],
+)
+async def test_the_pause_form_refuses_a_position_or_weekday_that_is_no_number_with_a_4xx(
+    web: httpx.AsyncClient, fields: dict[str, str]
+) -> None:
+    # POST /app/accounts/oak/settings/pause with the session's CSRF token and `remove=²` (or `weekdays=²` with a
+    # window): S3, every form fuzzed: a refusal is a 4xx naming the field, never a server error.
+    pause = f"/app/accounts/{ACCOUNT}/settings/pause"
+    page = await web.get(f"/app/accounts/{ACCOUNT}/settings")
+    assert page.status_code == 200, page.text[:300]
+    # A window to remove (`remove` is read against each window the schedule has).
+    added = await web.post(pause, data={"csrf": csrf_of(page), "start": "20:00", "end": "21:00", "weekdays": "0"})
+    assert added.status_code == 303, added.text[:300]
+    answer = await web.post(pause, data={"csrf": csrf_of(page), **fields})
+    assert answer.status_code < 500, f"{sorted(fields)} -> {answer.status_code}: {answer.text[:200]}"
