@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pydantic import SecretStr
-from test_notifier_providers import PUSH, Provider, Reply, Seen
+from test_notifier_providers import PUSH, Provider, RawProvider, Reply, Seen, trickle
 
 from leadflow_devstack.testing import eventually
 from leadflow_notifier.adapters.providers import FcmPush
@@ -295,6 +295,31 @@ async def test_a_token_endpoint_outage_is_transient(
             push.tokens.down = False  # back: the retry delivers
             await fcm.send(PUSH, message_id="ev:push:a")
             assert push.fcm.delivered() == ["ya29.test-token-1"]
+
+
+@pytest.mark.parametrize("status_line", [False, True], ids=["accepted-then-trickled", "status-trickled"])
+async def test_a_token_endpoint_trickling_its_answer_is_cut_at_the_timeout(
+    push: Push, account_key: rsa.RSAPrivateKey, tmp_path: Path, status_line: bool
+) -> None:
+    """The token's refresh read its answer over a blocking httpx.Client, whose timeout bounds each socket read: a
+    token URL answering a byte at a time held the refresh's lock, and every push behind it, forever (review,
+    session 28). The exchange runs on the event loop, bounded as a whole: a transient `timeout`, and the
+    connection is dropped (the refresh's thread is free again)."""
+    endpoint = RawProvider(trickle(status_line))
+    try:
+        path = tmp_path / "service-account.json"
+        path.write_text(key_json(account_key, f"{endpoint.url}/token"))
+        settings = PushSettings(enabled=True, base_url=push.fcm_url, credentials_file=str(path), timeout_seconds=0.5)
+        async with httpx.AsyncClient() as client:
+            started = time.monotonic()
+            with pytest.raises(TransientDeliveryError) as raised:
+                await asyncio.wait_for(FcmPush(settings, client).send(PUSH, message_id="ev:push:a"), timeout=4)
+            assert time.monotonic() - started < 2, "a push waited for the token URL far longer than its timeout"
+            assert raised.value.reason == "timeout"
+            await eventually(lambda: endpoint.answered == 1, timeout=3, what="the token URL's connection dropped")
+    finally:
+        endpoint.close()
+    assert push.fcm.answers == []
 
 
 async def test_an_answer_that_is_no_token_is_transient(

@@ -140,3 +140,31 @@ async def test_smtp_replies_map_to_transient_or_permanent(tmp_path: Path, reply:
 async def test_no_server_is_transient() -> None:
     with pytest.raises(TransientDeliveryError):
         await SmtpMailer(SmtpSettings(port=free_port(), timeout_seconds=2)).send(EMAIL, message_id="m")
+
+
+async def test_an_address_smtp_cannot_carry_as_it_is_is_refused_for_good_naming_no_address(tmp_path: Path) -> None:
+    """aiosmtplib refuses an envelope address holding whitespace, `<`, `>` or `"` with a ValueError, which the
+    Courier took for a crash: re-driven 5 times, then `abandoned` (review, session 28); and it reads a list, or what
+    precedes a line break, as another address than given. The contract lets any such string through
+    (`ContactMessaged.to`, `RealtorInvited.email`): it is permanent `rejected` before anything is sent."""
+    sink = MailSink(tmp_path / "mail")
+    sink.start()
+    try:
+        mailer = SmtpMailer(SmtpSettings(port=sink.port, timeout_seconds=5))
+        await mailer.send(EMAIL, message_id="before")
+        for to in (
+            "jane doe@example.com",
+            "jane@example.com\r\nRCPT TO:<x@example.com>",
+            "zoë@example.com\r\nBcc: x@example.com",
+            "jane@example.com, x@example.com",
+        ):
+            content = EmailContent(to=to, subject="Your home search", text="Hello", lead_id="l-1")
+            with pytest.raises(PermanentDeliveryError) as raised:
+                await mailer.send(content, message_id="ev:email:contact:l-1")
+            assert raised.value.reason == "rejected"
+            assert "example.com" not in str(raised.value)
+        await mailer.send(EMAIL, message_id="after")
+        await mailer.close()
+    finally:
+        sink.stop()
+    assert len(sink.received()) == 2, "only the two emails with an address"

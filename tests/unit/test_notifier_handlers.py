@@ -8,7 +8,17 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from fakes_notifier import Blocking, DeadLetters, Directory, Forgetting, Log, NoDeadLetters, Outbox, Provider
+from fakes_notifier import (
+    Blocking,
+    DeadLetters,
+    Digest,
+    Directory,
+    Forgetting,
+    Log,
+    NoDeadLetters,
+    Outbox,
+    Provider,
+)
 from prometheus_client import CollectorRegistry
 
 from leadflow_notifier.adapters.repository import Begin
@@ -589,3 +599,58 @@ async def test_an_offer_and_its_end_in_two_batches_are_both_told() -> None:
     assert emailed == ["ana@north.example", "bob@north.example", "nia@north.example"]
     pushed = [(c.token, c.title) for _, c in office.outbox.sent if isinstance(c, PushContent)]
     assert [token for token, _ in pushed] == ["tok-ana", "tok-bob", "tok-ana"], "the offers, then ana's withdrawal"
+
+
+class NewLeadSubscriber:
+    """`ADMIN` subscribes to every office's new-lead notices; no team staff."""
+
+    async def team_staff(self, account_id: str) -> list[Recipient]:  # noqa: ARG002
+        return []
+
+    async def new_lead_subscribers(self, account_id: str) -> list[Recipient]:  # noqa: ARG002
+        return [ADMIN]
+
+
+ADMIN = Recipient(agent_id="nia", name="Nia", email="nia@north.example")
+
+
+async def test_an_offer_whose_deadline_the_agents_zone_cannot_show_is_told_in_utc_with_the_other_notices() -> None:
+    """`LeadOfferedPayload.deadline` has no range (review, session 28): 9999-12-31T23:00Z has no date in Tokyo
+    (UTC+9), and `astimezone` raised OverflowError in `_planned`, so the batch was retried, then dead-lettered as
+    `failed`, the admin's new-lead notice with it. The deadline is shown in UTC then, and every notice goes out."""
+    kenji = Recipient(agent_id="kenji", name="Kenji", email="kenji@north.example", time_zone="Asia/Tokyo")
+    offer = LeadOffered.create(
+        account_id="north",
+        occurred_at=NOW,
+        payload=LeadOfferedPayload(
+            lead_id=uuid.uuid4(),
+            agent_id="kenji",
+            offer_round=1,
+            race_size=1,
+            deadline=datetime(9999, 12, 31, 23, tzinfo=UTC),
+            explanation="R6",
+            contact=Contact(first_name="Jane", email="jane@example.com"),
+            source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
+        ),
+    )
+    outbox, dead = Outbox(), DeadLetters()
+    notifier = Notifier(
+        directory=Directory(kenji),
+        deliveries=Log(),
+        senders={Channel.EMAIL: outbox},
+        dead_letters=dead,
+        metrics=NotifierMetrics(CollectorRegistry()),
+        pages_url="https://crm",
+        clock=lambda: NOW,
+        retry=RetryPolicy(attempts=1),
+        digest=Digest(),
+        staff=NewLeadSubscriber(),
+    )
+
+    rejections = await notifier.notify_batch([offer.model_dump_json().encode()], concurrency=1)
+
+    assert rejections == []
+    sent = {content.to: content for _, content in outbox.sent}
+    assert sorted(sent) == [kenji.email, ADMIN.email]
+    assert "Claim it before Fri 31 Dec 23:00 UTC" in sent[kenji.email].text
+    assert dead.letters == []

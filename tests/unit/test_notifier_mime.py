@@ -9,8 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from leadflow_devstack.processes import free_port
 from leadflow_notifier.adapters.mime import mime_bytes
+from leadflow_notifier.adapters.smtp import SmtpMailer
+from leadflow_notifier.domain.errors import TransientDeliveryError
 from leadflow_notifier.domain.messages import EmailContent
+from leadflow_notifier.settings import SmtpSettings
 
 pytestmark = pytest.mark.unit
 
@@ -64,6 +68,23 @@ def test_line_breaks_in_a_header_value_cannot_add_headers() -> None:
 def test_an_address_that_needs_smtputf8_is_left_to_the_email_package() -> None:
     content = EmailContent(to="zoë@example.com", subject="x", text="x", lead_id="")
     assert mime_bytes(content, sender=SENDER, message_id=MESSAGE_ID) is None
+
+
+@pytest.mark.asyncio
+async def test_line_breaks_in_a_header_of_an_smtputf8_email_cannot_add_headers_either() -> None:
+    """The email package (`SmtpMailer.message`, an address that needs SMTPUTF8) raised ValueError on a line break in
+    a header value, taken for a crash: re-driven 5 times, then `abandoned` (review, session 28). The value goes on
+    one line, as on the ASCII path, and the email is sent like any other (here to a relay that is not there)."""
+    mailer = SmtpMailer(SmtpSettings(port=free_port(), timeout_seconds=1))
+    content = EmailContent(
+        to="zoë@example.com", subject="Your viewing\r\nBcc: someone@example.com", text="Hello", lead_id="l-1"
+    )
+    written = mailer.message(content, message_id="m").as_bytes(policy=policy.SMTPUTF8)
+    message = message_from_bytes(written, policy=policy.default)
+    assert message["Bcc"] is None
+    assert message["Subject"] == "Your viewing Bcc: someone@example.com"
+    with pytest.raises(TransientDeliveryError):
+        await mailer.send(content, message_id="ev:email:contact:l-1")
 
 
 @settings(max_examples=200, deadline=None)

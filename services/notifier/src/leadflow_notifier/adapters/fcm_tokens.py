@@ -1,10 +1,12 @@
 """OAuth2 bearer tokens for FCM HTTP v1, minted from a service-account key (decision 0042).
 
 google-auth signs the JWT assertion with the key and trades it at the key's `token_uri` for an
-access token of about an hour. Its refresh is blocking, so it runs in a worker thread over its own
-short-lived httpx.Client, once an hour or so; an asyncio.Lock lets one refresh run at a time, and
-the sends that waited for it use its token. A token counts as expired 3 min 45 s early (google-auth's
-margin), so a send normally never meets an expired one.
+access token of about an hour. Its refresh is blocking, so it runs in a worker thread, once an hour or so;
+its one HTTP exchange runs on the event loop (`_HttpxRequest`), bounded as a whole by `timeout_seconds` and
+its answer read up to `MAX_ANSWER_BYTES` (decision 0099), so neither the thread nor the sends wait longer. An
+asyncio.Lock lets one refresh run at a time, and the sends that waited for it use its token; a send waits for
+a refresh at most `timeout_seconds` (then it is transient `timeout`). A token counts as expired 3 min 45 s
+early (google-auth's margin), so a send normally never meets an expired one.
 
 Errors: the token endpoint unreachable, timing out or answering 429/5xx is transient (the delivery
 is retried later: google-auth's own sleeping retries are skipped, the courier has its own backoff);
@@ -28,6 +30,7 @@ import httpx
 from google.oauth2 import service_account
 from pydantic import SecretStr
 
+from leadflow_notifier.adapters.answers import IDENTITY, read_at_most
 from leadflow_notifier.domain.errors import PermanentDeliveryError, TransientDeliveryError
 from leadflow_notifier.settings import PushSettings
 
@@ -122,6 +125,14 @@ class ServiceAccountTokens:
         return token
 
     async def _refresh(self, rejected: str | None, seen: int) -> str:
+        try:
+            # The lock and the refresh together: a send waits no longer than one call of the token URL may take.
+            async with asyncio.timeout(self._timeout):
+                return await self._refreshed(rejected, seen)
+        except TimeoutError:
+            raise TransientDeliveryError("timeout", "token endpoint: no token in time") from None
+
+    async def _refreshed(self, rejected: str | None, seen: int) -> str:
         async with self._lock:
             # Another send refreshed while this one waited (or FCM refused an older token): use its token.
             token = self._credentials.token
@@ -129,7 +140,8 @@ class ServiceAccountTokens:
                 return self._current()
             # A refresh whose waiter was cancelled still runs in its thread: wait for it, start no second.
             if self._pending is None or self._pending.done():
-                self._pending = asyncio.get_running_loop().run_in_executor(None, self._refresh_blocking)
+                loop = asyncio.get_running_loop()
+                self._pending = loop.run_in_executor(None, self._refresh_blocking, loop)
                 self._pending.add_done_callback(self._count)
             try:
                 await asyncio.shield(self._pending)
@@ -152,9 +164,8 @@ class ServiceAccountTokens:
         if not refresh.cancelled() and refresh.exception() is None:
             self._refreshes += 1
 
-    def _refresh_blocking(self) -> None:
-        with httpx.Client(timeout=self._timeout, headers={"User-Agent": "leadflow-notifier"}) as client:
-            self._credentials.refresh(_HttpxRequest(client))  # type: ignore[no-untyped-call]
+    def _refresh_blocking(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._credentials.refresh(_HttpxRequest(loop, self._timeout))  # type: ignore[no-untyped-call]
 
 
 def _oauth_error(exc: google.auth.exceptions.RefreshError) -> str | None:
@@ -172,27 +183,32 @@ class _EndpointDown(google.auth.exceptions.TransportError):
 
 
 class _Response(google.auth.transport.Response):
-    def __init__(self, response: httpx.Response) -> None:
-        self._response = response
+    def __init__(self, status: int, headers: Mapping[str, str], data: bytes) -> None:
+        self._status = status
+        self._headers = headers
+        self._data = data
 
     @property
     def status(self) -> int:
-        return self._response.status_code
+        return self._status
 
     @property
     def headers(self) -> Mapping[str, str]:
-        return self._response.headers
+        return self._headers
 
     @property
     def data(self) -> bytes:
-        return self._response.content
+        return self._data
 
 
 class _HttpxRequest(google.auth.transport.Request):
-    """google-auth's blocking transport interface over httpx (it ships one for requests and urllib3)."""
+    """google-auth's blocking transport interface, called in the refresh's thread: the exchange runs on the
+    event loop (`_exchange`), bounded as a whole, and the thread waits for it (a little longer, in case the
+    loop is busy; then it gives up too)."""
 
-    def __init__(self, client: httpx.Client) -> None:
-        self._client = client
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        self._loop = loop
+        self._timeout = timeout
 
     def __call__(
         self,
@@ -203,21 +219,31 @@ class _HttpxRequest(google.auth.transport.Request):
         timeout: float | None = None,
         **kwargs: Any,  # noqa: ARG002 (requests-specific options; the token endpoint gets none)
     ) -> _Response:
+        bound = self._timeout if timeout is None else min(timeout, self._timeout)
+        exchange = asyncio.run_coroutine_threadsafe(_exchange(method, url, body, headers or {}, bound), self._loop)
         try:
-            response = self._client.request(
-                method,
-                url,
-                content=body,
-                headers=headers,
-                timeout=self._client.timeout if timeout is None else timeout,
-            )
-        except httpx.TimeoutException as exc:
-            raise _EndpointDown("timeout", type(exc).__name__) from None
-        except httpx.HTTPError as exc:
-            raise _EndpointDown("unavailable", type(exc).__name__) from None
-        # Raised, not returned: google-auth would retry these itself, sleeping in the thread.
-        if response.status_code == 429 or response.status_code >= 500:
-            raise _EndpointDown(
-                "throttled" if response.status_code == 429 else "unavailable", f"HTTP {response.status_code}"
-            )
-        return _Response(response)
+            return exchange.result(timeout=bound + 1)
+        except TimeoutError:
+            exchange.cancel()
+            raise _EndpointDown("timeout", "TimeoutError") from None
+
+
+async def _exchange(method: str, url: str, body: bytes | None, headers: Mapping[str, str], timeout: float) -> _Response:
+    """One call of the token URL, within `timeout` seconds as a whole; its answer read up to `MAX_ANSWER_BYTES`."""
+    try:
+        async with (
+            asyncio.timeout(timeout),
+            httpx.AsyncClient(timeout=timeout, headers={"User-Agent": "leadflow-notifier", **IDENTITY}) as client,
+            client.stream(method, url, content=body, headers=headers) as response,
+        ):
+            # Raised, not returned: google-auth would retry these itself, sleeping in the thread.
+            if response.status_code == 429 or response.status_code >= 500:
+                raise _EndpointDown(
+                    "throttled" if response.status_code == 429 else "unavailable", f"HTTP {response.status_code}"
+                )
+            data = await read_at_most(response)
+    except (TimeoutError, httpx.TimeoutException) as exc:
+        raise _EndpointDown("timeout", type(exc).__name__) from None
+    except httpx.HTTPError as exc:
+        raise _EndpointDown("unavailable", type(exc).__name__) from None
+    return _Response(response.status_code, response.headers, data)

@@ -24,9 +24,14 @@ def _utf8(text: str) -> bytes:
     return text.encode("utf-8", "replace")  # a lone surrogate becomes "?" rather than failing the email
 
 
+def one_line(value: str) -> str:
+    """A header value on one line: its line breaks as spaces (no header injection)."""
+    return _LINE_BREAKS.sub(" ", value)
+
+
 def header(name: str, value: str) -> str:
     """The header line: `value` on one line (no header injection), encoded and folded when not ASCII."""
-    value = _LINE_BREAKS.sub(" ", value)
+    value = one_line(value)
     if value.isascii():
         return f"{name}: {value}"
     value = _utf8(value).decode()

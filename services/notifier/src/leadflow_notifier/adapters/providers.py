@@ -1,16 +1,25 @@
 """SMS and push over provider HTTP APIs (Twilio-style Messages, FCM HTTP v1 send).
 
-Error mapping, shared by both: 2xx sent; 429 and 5xx, timeouts and connection errors are
-transient; any other 4xx is permanent (bad number, refused auth). A push provider's 404 (FCM:
+Error mapping, shared by both, by the answer's status (decision 0099): 2xx sent, whatever its body (not needed,
+never decoded then); 429 and 5xx, timeouts and connection errors are transient; a 3xx is permanent `redirected`
+(httpx follows no redirect, so the provider never saw the message: its URL is configured wrong, and a retry
+meets the same answer); any other 4xx is permanent (bad number, refused auth). A push provider's 404 (FCM:
 UNREGISTERED) is permanent with reason `unregistered`: the device is then forgotten.
+
+A call is bounded as a whole by the channel's `timeout_seconds` (httpx's own timeout bounds each socket read
+only), and its answer is streamed and read up to `MAX_ANSWER_BYTES` (`answers.read_at_most`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 from collections.abc import Mapping
 
 import httpx
 
+from leadflow_notifier.adapters.answers import IDENTITY, read_at_most
 from leadflow_notifier.adapters.fcm_tokens import bearer_tokens
 from leadflow_notifier.domain.errors import UNREGISTERED, PermanentDeliveryError, TransientDeliveryError
 from leadflow_notifier.domain.messages import PushContent, SmsContent
@@ -18,34 +27,54 @@ from leadflow_notifier.settings import PushSettings, SmsSettings
 
 
 async def _send(
-    client: httpx.AsyncClient, request: httpx.Request, *, auth: tuple[str, str] | None = None
-) -> httpx.Response:
+    client: httpx.AsyncClient, request: httpx.Request, *, timeout: float, auth: tuple[str, str] | None = None
+) -> None:
+    """Send `request`, the whole call within `timeout` seconds; returns if the provider accepted it (2xx)."""
+    deadline = asyncio.get_running_loop().time() + timeout
     try:
-        response = await client.send(request, auth=auth)
-    except httpx.TimeoutException as exc:
+        async with asyncio.timeout_at(deadline):
+            response = await client.send(request, auth=auth, stream=True)
+    except (TimeoutError, httpx.TimeoutException) as exc:
         raise TransientDeliveryError("timeout") from exc
     except httpx.TransportError as exc:
         raise TransientDeliveryError("unavailable", type(exc).__name__) from exc
-    status = response.status_code
-    if status == 429 or status >= 500:
-        raise TransientDeliveryError("throttled" if status == 429 else "unavailable", f"HTTP {status}")
-    if status >= 400:
-        reason = "auth" if status in (401, 403) else "rejected"
-        raise PermanentDeliveryError(reason, f"HTTP {status} {_provider_code(response)}".rstrip())
-    return response
+    try:
+        status = response.status_code
+        if 200 <= status < 300:
+            # Accepted: the status says so, whatever the body. It is read (within the bounds, any failure ignored)
+            # only so the connection can serve the next call.
+            await _body(response, deadline)
+            return
+        if status == 429 or status >= 500:
+            raise TransientDeliveryError("throttled" if status == 429 else "unavailable", f"HTTP {status}")
+        if status < 400:
+            raise PermanentDeliveryError("redirected", f"HTTP {status}: the provider URL redirects; none is followed")
+        code = _provider_code(await _body(response, deadline))
+        raise PermanentDeliveryError("auth" if status in (401, 403) else "rejected", f"HTTP {status} {code}".rstrip())
+    finally:
+        await response.aclose()
 
 
-def _provider_code(response: httpx.Response) -> str:
+async def _body(response: httpx.Response, deadline: float) -> bytes:
+    """The answer's body, at most `MAX_ANSWER_BYTES` of it, read until the call's `deadline`; b"" if that fails
+    (a timeout, a dropped connection, a body that does not decode): the status has decided already."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout_at(deadline):
+            return await read_at_most(response)
+    return b""
+
+
+def _provider_code(body: bytes) -> str:
     """The provider's own error code (Twilio `code`, FCM `error.status`); never the message text."""
     try:
-        body = response.json()
+        answer = json.loads(body)
     except ValueError:
         return ""
-    if not isinstance(body, dict):
+    if not isinstance(answer, dict):
         return ""
-    if "code" in body:
-        return str(body["code"])[:40]
-    error = body.get("error")
+    if "code" in answer:
+        return str(answer["code"])[:40]
+    error = answer.get("error")
     return str(error.get("status", ""))[:40] if isinstance(error, dict) else ""
 
 
@@ -60,9 +89,12 @@ class TwilioSms:
             "POST",
             f"{s.base_url.rstrip('/')}/2010-04-01/Accounts/{s.account_sid}/Messages.json",
             data={"To": content.to, "From": s.sender, "Body": content.body},
+            headers=IDENTITY,
             timeout=s.timeout_seconds,
         )
-        await _send(self._client, request, auth=(s.account_sid, s.auth_token.get_secret_value()))
+        await _send(
+            self._client, request, timeout=s.timeout_seconds, auth=(s.account_sid, s.auth_token.get_secret_value())
+        )
 
 
 class FcmPush:
@@ -106,11 +138,11 @@ class FcmPush:
             "POST",
             self._url,
             json=body,
-            headers={"Authorization": f"Bearer {token}"},
+            headers={"Authorization": f"Bearer {token}", **IDENTITY},
             timeout=self._settings.timeout_seconds,
         )
         try:
-            await _send(self._client, request)
+            await _send(self._client, request, timeout=self._settings.timeout_seconds)
         except PermanentDeliveryError as exc:
             if "HTTP 404" in exc.detail or "UNREGISTERED" in exc.detail:
                 raise PermanentDeliveryError(UNREGISTERED, exc.detail) from exc

@@ -3,11 +3,18 @@
 Connections are pooled: at a few hundred emails a second, a fresh connection per email
 (connect, EHLO, STARTTLS, AUTH, QUIT) costs more than the email. A connection that fails
 in any way is closed and dropped, so the retry gets a fresh one.
+
+An address SMTP cannot carry as it is (what aiosmtplib refuses: whitespace, `<`, `>`, `"` outside a quoted
+local part, a control character; or what it would read as another address: a list, a name and an address) is
+refused before anything is sent, as a permanent `rejected` that names no address: the events' contract lets
+any string through as an address. Header values go on one line on
+both paths (`mime.one_line`), as the email package requires.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import uuid
 from email.message import EmailMessage
@@ -15,14 +22,16 @@ from email.utils import formataddr, parseaddr
 from typing import Literal
 
 import aiosmtplib
+from aiosmtplib.email import parse_address
 
-from leadflow_notifier.adapters.mime import mime_bytes
+from leadflow_notifier.adapters.mime import mime_bytes, one_line
 from leadflow_notifier.domain.errors import PermanentDeliveryError, TransientDeliveryError
 from leadflow_notifier.domain.messages import EmailContent
 from leadflow_notifier.settings import SmtpSettings
 from leadflow_shared import tracing
 
 MESSAGE_ID_NAMESPACE = uuid.UUID("3a0f8f5e-2d59-4a7e-9a0c-6c1b1f0e7d21")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # what aiosmtplib refuses in any command's argument
 
 
 class Permits(asyncio.Semaphore):
@@ -56,13 +65,13 @@ class SmtpMailer:
     def message(self, content: EmailContent, *, message_id: str) -> EmailMessage:
         message = EmailMessage()
         message["From"] = self._settings.sender
-        message["To"] = content.to
-        message["Subject"] = content.subject
+        message["To"] = one_line(content.to)
+        message["Subject"] = one_line(content.subject)
         if content.reply_to:
-            message["Reply-To"] = content.reply_to
+            message["Reply-To"] = one_line(content.reply_to)
         message["Message-ID"] = message_id_header(message_id)
         if content.lead_id:  # a digest is about many leads
-            message["X-Leadflow-Lead-Id"] = content.lead_id
+            message["X-Leadflow-Lead-Id"] = one_line(content.lead_id)
         message.set_content(content.text)
         if content.html:
             message.add_alternative(content.html, subtype="html")
@@ -70,10 +79,11 @@ class SmtpMailer:
 
     async def send(self, content: EmailContent, *, message_id: str) -> None:
         """Send the email on a pooled connection (a new one if none is idle, or the idle one dropped)."""
+        _carried(content.to)
         raw = mime_bytes(content, sender=self._from, message_id=message_id_header(message_id))
         # The common case is bytes, built without the email package (adapters/mime.py); an address that
         # needs SMTPUTF8 gets a message of the email package, which aiosmtplib sends as it must.
-        email: bytes | EmailMessage = raw if raw is not None else self.message(content, message_id=message_id)
+        email: bytes | EmailMessage = raw if raw is not None else self._message(content, message_id=message_id)
         # A client span when tracing is on (no instrumentation sees aiosmtplib); never the recipients.
         server: dict[str, str | int] = {"server.address": self._settings.host, "server.port": self._settings.port}
         with tracing.client_span("smtp send", server):
@@ -85,7 +95,7 @@ class SmtpMailer:
                     if isinstance(email, bytes):
                         await client.sendmail(self._envelope_from, [content.to], email)
                     else:
-                        await client.send_message(email)
+                        await client.send_message(email, sender=self._envelope_from, recipients=[content.to])
                 except BaseException as exc:
                     if client is not None:
                         client.close()
@@ -94,6 +104,12 @@ class SmtpMailer:
                         raise
                     raise mapped from exc
                 self._idle.append(client)
+
+    def _message(self, content: EmailContent, *, message_id: str) -> EmailMessage:
+        try:
+            return self.message(content, message_id=message_id)
+        except ValueError:  # a header value the email package refuses: no retry writes it
+            raise PermanentDeliveryError("rejected", "a header of the email cannot be written") from None
 
     async def close(self) -> None:
         while self._idle:
@@ -126,6 +142,18 @@ def message_id_header(message_id: str) -> str:
     # A stable Message-ID lets receiving systems drop a resend of the same notice. It is a
     # uuid5 of the delivery key: the key's ":" and free-form agent ids are not valid there.
     return f"<{uuid.uuid5(MESSAGE_ID_NAMESPACE, message_id).hex}@leadflow>"
+
+
+def _carried(address: str) -> None:
+    """Refuse, as permanent, an address SMTP cannot carry as it is: one aiosmtplib refuses (a ValueError, which
+    would be taken for a crash) or would send to another address than it reads (it takes the first of a list, the
+    address in angle brackets, drops a comment and what follows a line break)."""
+    try:
+        carried = parse_address(address) == address and _CONTROL.search(address) is None
+    except ValueError:
+        carried = False
+    if not carried:
+        raise PermanentDeliveryError("rejected", "the recipient's address cannot go on an SMTP command line as it is")
 
 
 def _mapped(exc: BaseException) -> BaseException:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from leadflow_notifier.domain.preferences import DEFAULT_PREFERENCES, Channel, Preferences, allowed_channels
@@ -256,7 +256,7 @@ def assigned_notice(event: LeadAssigned, who: Recipient, link: str) -> Notice:
 def offered_notice(event: LeadOffered, who: Recipient, link: str, *, accept_link: str, hide_contact: bool) -> Notice:
     """The claim window in the recipient's time zone; the contact's email and phone hidden when asked."""
     o = event.payload
-    deadline = f"{o.deadline.astimezone(ZoneInfo(who.time_zone)):%a %d %b %H:%M %Z}"
+    deadline = f"{shown_in(o.deadline, who.time_zone):%a %d %b %H:%M %Z}"
     race = f" It was offered to {o.race_size} agents: the first to act gets it." if o.race_size > 1 else ""
     return Notice(
         lead_id=str(o.lead_id),
@@ -277,6 +277,17 @@ def offered_notice(event: LeadOffered, who: Recipient, link: str, *, accept_link
         deadline=deadline,
         accept_link=accept_link,
     )  # fmt: skip
+
+
+def shown_in(moment: datetime, time_zone: str) -> datetime:
+    """`moment` in `time_zone`; if the zone cannot show it (a date past 9999-12-31 or before year 1 there), in UTC,
+    else as the event gives it: never a notice that cannot be written (the contract bounds no deadline)."""
+    for zone in (ZoneInfo(time_zone), UTC):
+        try:
+            return moment.astimezone(zone)
+        except OverflowError:
+            continue
+    return moment
 
 
 def back_with_the_broker_notice(
