@@ -114,7 +114,7 @@ class FakeRecords(LeadRecords):
         for record in records:
             stored = self.docs.get(record.lead_id)
             if stored is not None and stored["version"] == record.version:
-                stored |= {"outbox": [], "effects": {}, "outbox_since_ms": None}
+                stored |= {"outbox": [], "effects": {}, "outbox_since_ms": None, "outbox_keys": None}  # as the adapter
 
     async def due(self, now_ms: int, limit: int) -> list[RoutingRecord]:
         due = [d for d in self.docs.values() if d.get("next_deadline_ms") is not None]

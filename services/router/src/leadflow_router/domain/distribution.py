@@ -46,7 +46,8 @@ def on_distributed(state: LeadState, d: Distribution, account: AccountSnapshot, 
     if d.mode is DistributionMode.ASSIGN and state.holder == agent.agent_id and not state.open_offers:
         return Outcome(state, (), f"{agent.agent_id} already holds the lead")
     offers, events = withdraw_open_offers(state, WithdrawalReason.REASSIGNED)
-    base = state.evolve(offers=offers, next_deadline=None, direct_phase=False)
+    # A hand offer is no pond offer: it counts against the agent's caps and is claimed as any offer (helper 128).
+    base = state.evolve(offers=offers, next_deadline=None, direct_phase=False, pond=None)
     if d.mode is DistributionMode.ASSIGN:
         explanation = fit_explanation(f"Assigned by hand to {agent.agent_id} {why}.")
         assigned = base.evolve(status=LeadStatus.ASSIGNED, holder=agent.agent_id, reason=AssignmentReason.MANUAL)
@@ -77,7 +78,8 @@ def on_returned(state: LeadState, agent_id: str, note: str, account: AccountSnap
         explanation = fit_explanation(
             f"{agent_id} gave the lead back{why}; nobody else can hold it, so it is unassigned."
         )
-        released = state.evolve(status=LeadStatus.UNASSIGNED, holder=None, reason=None)
+        # No deadline left: an idle clock of the holder would else hand it back to roster position 1 (helper 128).
+        released = state.evolve(status=LeadStatus.UNASSIGNED, holder=None, reason=None, next_deadline=None, pond=None)
         payload = LeadReleasedPayload(
             lead_id=uuid.UUID(state.lead_id),
             agent_id=agent_id,
@@ -88,6 +90,10 @@ def on_returned(state: LeadState, agent_id: str, note: str, account: AccountSnap
         return Outcome(released, (Emit(LeadReleased, payload),), explanation)
     explanation = fit_explanation(f"{agent_id} gave the lead back to the broker{why}; {pool.agent_id} holds it now.")
     returned = state.evolve(
-        status=LeadStatus.ASSIGNED, holder=pool.agent_id, reason=AssignmentReason.RETURNED, next_deadline=None
+        status=LeadStatus.ASSIGNED,
+        holder=pool.agent_id,
+        reason=AssignmentReason.RETURNED,
+        next_deadline=None,
+        pond=None,
     )
     return Outcome(returned, (assigned_event(returned, explanation),), explanation)

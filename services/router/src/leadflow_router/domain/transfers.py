@@ -63,6 +63,12 @@ def on_office_transfer(
         next_deadline=None,
         direct_phase=False,
         share_id=None,  # the first office's sharing (T1) ends with the move
+        # Nor is it routed on by the first office's rule, fallbacks or pond (decision 0020; helper 128): the target's
+        # rotation (R6) takes it on if it is offered again.
+        rule_id=None,
+        fallback_step=0,
+        idle_reassigned=0,
+        pond=None,
     )
     payload = LeadTransferredPayload(
         lead_id=uuid.UUID(state.lead_id),
