@@ -17,7 +17,8 @@ from email.header import Header
 
 from leadflow_notifier.domain.messages import EmailContent
 
-_LINE_BREAKS = re.compile(r"[\r\n]+")
+# Every character `str.splitlines` breaks at: the email package refuses a header holding any (helper 126).
+_LINE_BREAKS = re.compile("[\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029]+")
 
 
 def _utf8(text: str) -> bytes:

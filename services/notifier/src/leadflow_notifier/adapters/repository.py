@@ -583,8 +583,11 @@ class DeliveryLog:
         )
 
     async def failed(self, key: str, *, reason: str, now_ms: int) -> None:
+        """Mark a pending delivery failed (its dead letter goes with it). Only a pending one: a drive that lost its
+        lease (decision 0021) must not turn the `sent` another drive marked into `failed`, whose dead letter's replay
+        would send it again, nor an erasure's end into a record the replay reopens (helper 126)."""
         await self._deliveries.update_one(
-            {"_id": key},
+            {"_id": key, "status": "pending"},
             {
                 "$set": {"status": "failed", "reason": reason, "done_ms": now_ms, "done_at": _wall_clock()},
                 "$unset": DONE_UNSET,

@@ -18,6 +18,7 @@ import re
 import ssl
 import uuid
 from email.message import EmailMessage
+from email.policy import SMTPUTF8
 from email.utils import formataddr, parseaddr
 from typing import Literal
 
@@ -95,7 +96,7 @@ class SmtpMailer:
                     if isinstance(email, bytes):
                         await client.sendmail(self._envelope_from, [content.to], email)
                     else:
-                        await client.send_message(email, sender=self._envelope_from, recipients=[content.to])
+                        await self._send_utf8(client, email, content.to)
                 except BaseException as exc:
                     if client is not None:
                         client.close()
@@ -104,6 +105,15 @@ class SmtpMailer:
                         raise
                     raise mapped from exc
                 self._idle.append(client)
+
+    async def _send_utf8(self, client: aiosmtplib.SMTP, email: EmailMessage, to: str) -> None:
+        """An email with an address that is not ASCII (the recipient's or the Reply-To's), in SMTPUTF8 as a whole:
+        aiosmtplib's `send_message` chooses SMTPUTF8 by the envelope alone, and wrote a UTF-8 Reply-To to an ASCII
+        recipient as RFC 2047 encoded-words, which no address may hold: replies went nowhere (helper 126)."""
+        if not client.supports_extension("smtputf8"):  # no later try carries it either
+            raise PermanentDeliveryError("rejected", "the relay does not take SMTPUTF8, which an address here needs")
+        raw = email.as_bytes(policy=SMTPUTF8)
+        await client.sendmail(self._envelope_from, [to], raw, mail_options=["SMTPUTF8"])
 
     def _message(self, content: EmailContent, *, message_id: str) -> EmailMessage:
         try:
