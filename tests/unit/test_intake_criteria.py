@@ -3,24 +3,33 @@ validated at every way in and normalized once by intake (shared/events/criteria.
 
 from __future__ import annotations
 
+import asyncio
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from fakes_intake import FakeAccounts, FakeStore
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from leadflow_intake.domain.criteria import property_type
+from leadflow_intake.domain import keys
+from leadflow_intake.domain.criteria import criteria_from, property_type
+from leadflow_intake.domain.errors import InvalidBody, InvalidLead
+from leadflow_intake.domain.forms import WebsiteLeadIn
 from leadflow_intake.domain.lead import normalize_submission
 from leadflow_intake.domain.partner import submission
 from leadflow_intake.domain.providers import FubEventIn, GenericLeadIn, PortalLeadIn
+from leadflow_intake.handlers import Intake, accept_form, accept_lead, accept_partner_lead
 from leadflow_shared.events.criteria import MAX_TAGS, LeadCriteria, LeadIntent, PropertyType
 from leadflow_shared.events.inbound import LeadSubmitted
+from leadflow_shared.events.intake import LeadReceived
 
 pytestmark = pytest.mark.unit
 
+NOW = datetime(2026, 3, 2, 14, 5, tzinfo=UTC)
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "partner-contract" / "examples" / "lead-submitted.json"
 
 
@@ -165,3 +174,90 @@ def test_whatever_a_provider_says_about_a_lead_never_refuses_it(
         portal["lead_type"] = lead_type
     for criteria in (FubEventIn.model_validate(fub_event).criteria(), PortalLeadIn.model_validate(portal).criteria()):
         assert criteria is None or LeadCriteria.model_validate(criteria.model_dump()) == criteria
+
+
+# -- what is published is a LeadReceived its readers take (helper 127's review) -------------------------------------
+
+
+def test_a_tag_too_long_once_lower_cased_is_left_out_and_what_is_left_validates() -> None:
+    """normalized() lower-cased with model_copy, no validation: 50 "ß" became 100 characters (the limit is 50), and
+    the router dead-lettered the lead intake had taken. Such a tag is left out; the result is validated again."""
+    criteria = LeadCriteria(tags=["ß" * 50, "ß" * 25, "ﬃ" * 17, "ﬃ" * 16, "Buyer"]).normalized()
+    assert criteria == LeadCriteria(tags=["ss" * 25, "ffi" * 16, "buyer"])
+    assert LeadCriteria.model_validate_json(criteria.model_dump_json()) == criteria
+    assert LeadCriteria(tags=["ß" * 50]).normalized() is None  # nothing left: no criteria
+
+
+def test_a_providers_tag_is_kept_exactly_when_it_is_a_tag_to_the_models() -> None:
+    """The models trim Unicode's White_Space only; Python's str.strip() also trims U+001C-U+001F, so "a" * 50 + U+001C
+    was kept by intake's check and 51 characters to LeadCriteria: a ValidationError, a 500 (criteria.py: a value
+    that does not fit is left out, never a refused lead)."""
+    tags = ["a" * 50 + "\x1c", "\x1f" + "b" * 50, " " + "c" * 50 + "\u3000", "\x1c", "\u2003", "VIP"]
+    assert criteria_from(tags=tags) == LeadCriteria(tags=["c" * 50, "\x1c", "vip"])
+
+
+# Letters that lower-case longer ("ß" is "ss"), separators Python's strip() trims and the models keep, Unicode spaces.
+_AWKWARD = "ßﬃİŉΣςa\x1c\x1d\x1e\x1f \t\u3000\u2003\u200b\x85"
+_tag_text = (
+    st.builds(lambda unit, times: (unit * times)[:55], st.text(st.sampled_from(_AWKWARD), min_size=1, max_size=4),
+              st.integers(1, 55))  # long runs: what lower-casing lengthens past the limit
+    | st.text(st.sampled_from(_AWKWARD), max_size=55)
+    | st.text(st.characters(codec="utf-8"), max_size=55)
+)  # fmt: skip
+_PUBLISHING = settings(database=None, deadline=None, max_examples=150)
+
+
+class _Bytes(list[bytes]):
+    """The publisher: the bytes as Kafka would keep them, unread (the test reads them as the router does)."""
+
+    async def __call__(self, account_id: str, event_json: bytes) -> None:
+        assert account_id == "acme-realty"
+        self.append(event_json)
+
+
+def _published_as_read(ways: str, tags: list[str], state: str, city: str) -> list[bytes]:
+    """What intake publishes of a lead with these criteria, coming in `ways`; refusals (4xx, dead letters) publish
+    nothing. Any other exception fails the test (a 500)."""
+    published = _Bytes()
+    intake = Intake(accounts=FakeAccounts({"acme-realty": "US"}), store=FakeStore(), publish=published)
+    criteria = {"tags": tags, "place": {"state": state, "city": city}}
+    contact = {"first_name": "Jane", "email": "jane@example.com"}
+
+    async def send() -> None:
+        if ways == "form":
+            body = json.dumps({"account_id": "acme-realty", **contact, "criteria": criteria}).encode()
+            await accept_form(WebsiteLeadIn, body, space=keys.WEBSITE, idempotency_key=None, intake=intake, now=NOW)
+        elif ways == "partner":
+            message = json.loads(EXAMPLE.read_text())
+            message["payload"]["criteria"] = criteria
+            message["payload"]["source"].pop("assigned_agent_id", None)
+            await accept_partner_lead(LeadSubmitted.model_validate(message), intake=intake)
+        else:  # a Follow Up Boss-style provider: its own fields, read loosely
+            fub_event = {"person": {"firstName": "Jane", "emails": [{"value": "jane@example.com"}], "tags": tags},
+                         "property": {"state": state, "city": city}}  # fmt: skip
+            sub = FubEventIn.model_validate(fub_event).to_submission(account_id="acme-realty", provider="idx",
+                                                                     source_name="IDX")  # fmt: skip
+            await accept_lead(sub, intake=intake, space=keys.webhook("idx"), idempotency_key=None, now=NOW)
+
+    try:
+        asyncio.run(send())
+    except (InvalidLead, InvalidBody, ValidationError):  # a 422, a dead letter: the sender hears of it
+        assert ways != "provider", "a provider's criteria refused the lead"
+        assert not published
+    return published
+
+
+@_PUBLISHING
+@given(
+    ways=st.sampled_from(["form", "partner", "provider"]),
+    tags=st.lists(_tag_text, max_size=MAX_TAGS + 2),
+    state=st.text(st.sampled_from(_AWKWARD + "tx"), min_size=1, max_size=3),
+    city=_tag_text,
+)
+def test_whatever_criteria_intake_takes_it_publishes_as_a_lead_received_its_readers_take(
+    ways: str, tags: list[str], state: str, city: str
+) -> None:
+    """Any tag and place text on every way in: intake refuses it naming the field, or publishes bytes the router
+    validates as LeadReceived (I1: nothing accepted is lost after the 202 or the partner's offset)."""
+    for raw in _published_as_read(ways, tags, state, city):
+        LeadReceived.model_validate_json(raw)

@@ -7,19 +7,22 @@ import json
 import secrets
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
-from fakes_intake import FakeAccounts, FakeStore, Published
+from fakes_intake import FakeAccounts, FakeStore
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
 
 from leadflow_intake.domain.signature import SignedRequest, sign, webhook_path
 from leadflow_intake.entrypoints import http
 from leadflow_intake.handlers import Intake, Webhook
 from leadflow_intake.metrics import IntakeMetrics
+from leadflow_shared.events.intake import LeadReceived
 
 pytestmark = [pytest.mark.unit, pytest.mark.asyncio]
 
@@ -29,26 +32,70 @@ FORM = {"account_id": "acme-realty", "first_name": "Jane", "last_name": "Doe", "
 LISTING = FORM | {"listing_id": "MLS-1", "listing_agent_id": "blair-chen", "site_host": "www.acme.example"}
 
 
+class RawPublished(list[bytes]):
+    """The publisher: keeps the bytes as Kafka would, for the test to read as the router does (`unreadable`)."""
+
+    async def __call__(self, account_id: str, event_json: bytes) -> None:
+        assert account_id == "acme-realty"  # keyed by its account
+        self.append(event_json)
+
+    def unreadable(self) -> list[str]:
+        """What the consumers of leads.intake.v1 (the router first) refuse of what intake published: the reasons."""
+        refused = []
+        for raw in self:
+            try:
+                LeadReceived.model_validate_json(raw)
+            except ValidationError as exc:
+                refused += [f"{'.'.join(map(str, e['loc']))}: {e['type']}" for e in exc.errors(include_input=False)]
+        return refused
+
+    def leads(self) -> list[LeadReceived]:
+        return [LeadReceived.model_validate_json(raw) for raw in self]
+
+
+@dataclass
+class Edge:
+    client: httpx.AsyncClient
+    published: RawPublished
+
+    async def webhook(self, provider: str, body: dict[str, Any]) -> httpx.Response:
+        raw = json.dumps(body).encode()
+        return await self.client.post(f"/v1/accounts/acme-realty/webhooks/{provider}", content=raw,
+                                      headers=signed(raw, provider=provider))  # fmt: skip
+
+
 @pytest_asyncio.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
+async def edge() -> AsyncIterator[Edge]:
+    """Intake's HTTP edge over in-memory ports, with a generic and a Follow Up Boss-style provider. Whatever a test
+    made intake publish must be a LeadReceived its readers take (checked after each test)."""
+    published = RawPublished()
     intake = Intake(
         accounts=FakeAccounts({"acme-realty": "US"}, {"acme-realty": {"blair-chen"}}),
         store=FakeStore(),
-        publish=Published(),
+        publish=published,
     )
-    hooks = {"homefinder": Webhook("homefinder", "generic", [SECRET], "HomeFinder", frozenset())}
+    hooks = {
+        "homefinder": Webhook("homefinder", "generic", [SECRET], "HomeFinder", frozenset()),
+        "idx-site": Webhook("idx-site", "fub-events", [SECRET], "IDX site", frozenset()),
+    }
     app = FastAPI()
     http.install(app, intake=lambda: intake, webhooks=hooks, metrics=IntakeMetrics(CollectorRegistry()),
                  max_body_bytes=64 * 1024, tolerance_seconds=300)  # fmt: skip
     # raise_app_exceptions=False: an unhandled error is the 500 a real server sends, not a test crash.
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://intake") as http_client:
-        yield http_client
+        yield Edge(http_client, published)
+    assert published.unreadable() == []
 
 
-def signed(body: bytes, key: str | None = None) -> dict[str, str]:
+@pytest_asyncio.fixture
+async def client(edge: Edge) -> httpx.AsyncClient:
+    return edge.client
+
+
+def signed(body: bytes, key: str | None = None, provider: str = "homefinder") -> dict[str, str]:
     ts = int(time.time())
-    request = SignedRequest("POST", webhook_path("acme-realty", "homefinder"), key, body)
+    request = SignedRequest("POST", webhook_path("acme-realty", provider), key, body)
     return {"X-Leadflow-Timestamp": str(ts), "X-Leadflow-Signature": sign(SECRET, ts, request)}
 
 
@@ -165,3 +212,88 @@ async def test_bytes_that_are_not_a_form_are_a_4xx(client: httpx.AsyncClient, bo
     hook = await client.post("/v1/accounts/acme-realty/webhooks/homefinder", content=body,
                              headers={**signed(body), "content-type": content_type})  # fmt: skip
     assert hook.status_code == 422, hook.text
+
+
+# -- what the event cannot carry: refused naming the field, or left out, never a 500 (helper 127's review) --------
+
+# phonenumbers calls each valid and formats it as E.164 with 6 digits; LeadReceived's Contact.phone carries 7 to 15
+# (tests/unit/test_intake_normalize.py). Building the event raised pydantic's ValidationError, which nothing mapped: a
+# 500, and a provider retries a 500 for ever, so its lead never arrived.
+SHORT_VALID = ["+49 1641", "+43 1110", "+98 9601"]
+CANNOT_CARRY = "not a phone number a lead can carry: E.164 has 7 to 15 digits"
+
+
+@pytest.mark.parametrize("phone", SHORT_VALID, ids=["DE", "AT", "IR"])
+@pytest.mark.parametrize(("path", "form"), ROUTES, ids=["form", "listing"])
+async def test_a_valid_phone_number_too_short_for_e164_is_a_422_naming_the_phone(
+    edge: Edge, path: str, form: dict[str, Any], phone: str
+) -> None:
+    response = await edge.client.post(path, json=form | {"phone": phone})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"] == [{"type": "value_error", "loc": ["body", "phone"], "msg": CANNOT_CARRY}]
+    assert not edge.published
+
+
+@pytest.mark.parametrize(
+    ("provider", "body", "loc"),
+    [("homefinder", {"first_name": "Jane", "phone": "+49 1641"}, ["body", "phone"]),
+     ("idx-site", {"person": {"firstName": "Jane", "phones": [{"value": "+49 1641"}]}},
+      ["body", "person", "phones", 0, "value"])],
+    ids=["generic", "fub-events"],
+)  # fmt: skip
+async def test_a_webhooks_phone_too_short_for_e164_is_a_422_naming_the_providers_field(
+    edge: Edge, provider: str, body: dict[str, Any], loc: list[str | int]
+) -> None:
+    response = await edge.webhook(provider, body)
+    assert response.status_code == 422, response.text
+    assert [(e["loc"], e["msg"]) for e in response.json()["detail"]] == [(loc, CANNOT_CARRY)]
+
+
+async def test_a_required_first_name_of_only_an_information_separator_is_a_422_like_a_blank_one(edge: Edge) -> None:
+    """first_name is required (" " is a 422). U+001C survives the models' trim (one character), then the name's
+    normalizer drops it as a control character: it was accepted and published with first_name ""."""
+    for name in ("\x1c", " \x1f "):
+        response = await edge.client.post("/v1/leads", json=FORM | {"first_name": name})
+        assert response.status_code == 422, [lead.payload.contact for lead in edge.published.leads()]
+        assert [e["loc"] for e in response.json()["detail"]] == [["body", "first_name"]]
+    assert not edge.published
+
+
+@pytest.mark.parametrize("tag", ["ß" * 50, "ﬃ" * 50], ids=["sharp-s", "ffi-ligature"])
+async def test_a_forms_tag_too_long_once_lower_cased_is_left_out_of_a_lead_its_readers_take(
+    edge: Edge, tag: str
+) -> None:
+    """Lower-cased, "ß" * 50 is 100 characters, past a tag's 50: intake answered 202 and published a LeadReceived the
+    router dead-lettered (the lead lost after its 202). The tag is left out now (LeadCriteria.normalized)."""
+    response = await edge.client.post("/v1/leads", json=FORM | {"criteria": {"tags": [tag, "Buyer"]}})
+    assert response.status_code == 202, response.text
+    assert edge.published.unreadable() == []
+    [lead] = edge.published.leads()
+    assert lead.payload.criteria is not None
+    assert lead.payload.criteria.tags == ["buyer"]
+
+
+@pytest.mark.parametrize("tag", ["ß" * 50, "a" * 50 + "\x1c"], ids=["sharp-s", "unit-separator"])
+async def test_a_providers_tag_that_does_not_fit_is_left_out_never_a_500(edge: Edge, tag: str) -> None:
+    """criteria.py: a provider's value that does not fit is left out, never a refused lead. Python's str.strip()
+    trims U+001C, the models' trim does not: "a" * 50 + U+001C passed intake's check and was 51 characters to
+    LeadCriteria, a 500 the provider retries for ever."""
+    person = {"firstName": "Jane", "emails": [{"value": "jane@example.com"}], "tags": [tag, "VIP"]}
+    response = await edge.webhook("idx-site", {"type": "Registration", "person": person})
+    assert response.status_code == 202, f"{response.status_code} {response.text}"
+    [lead] = edge.published.leads()
+    assert lead.payload.criteria is not None
+    assert lead.payload.criteria.tags == ["vip"]
+
+
+@pytest.mark.parametrize("agent", ["nobody", "casey-okafor"])
+async def test_a_listing_inquiry_naming_an_agent_not_of_the_account_is_taken_for_the_router_to_route_as_general(
+    edge: Edge, agent: str
+) -> None:
+    """Another brokerage's listing (IDX) names its agent, and the listing of an agent who left names them still: the
+    visitor's inquiry is taken, with the id, and the router routes it as a general lead
+    (`unit/test_router_rules.py::test_r3_listing_of_another_brokerage_is_a_general_lead`); a 422 would lose it."""
+    response = await edge.client.post("/v1/listing-inquiries", json=LISTING | {"listing_agent_id": agent})
+    assert response.status_code == 202, response.text
+    [lead] = edge.published.leads()
+    assert lead.payload.source.listing_agent_id == agent

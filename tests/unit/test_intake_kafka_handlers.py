@@ -145,6 +145,32 @@ async def test_a_partner_lead_no_store_can_hold_is_dead_lettered_naming_the_fiel
     assert edge.runtime.registry.get_sample_value("intake_leads_rejected_total", rejected) == 1
 
 
+async def test_a_partner_lead_whose_phone_lead_received_cannot_carry_is_dead_lettered_naming_the_contracts_field(
+    edge: Edge,
+) -> None:
+    """phonenumbers calls "+49 1641" valid, and LeadReceived cannot carry its 6 digits: the ValidationError of
+    building the event was dead-lettered as `contact.phone: String should match pattern ...` (LeadReceived's path,
+    not the contract's) and not counted as a rejected lead. Refused by the normalizer now, like any bad field."""
+    intake = await partner_intake(edge)
+    account = intake.account
+    key = account.encode()
+    refused = json.loads(submitted(account, message="refused"))
+    refused["payload"]["contact"]["phone"] = "+49 1641"
+    await intake.send(json.dumps(refused).encode(), key)
+    await intake.send(submitted(account, message="the next lead"), key)
+
+    await edge.settle(lambda: len(intake.received) == 1 and len(edge.dead_of(key)) == 1)
+    assert [lead.payload.message for lead in intake.received] == ["the next lead"]
+    assert [(d["dlq-error-type"], d["dlq-reason"]) for d in edge.dead_of(key)] == [
+        (
+            "PoisonMessage",
+            "PoisonMessage: payload.contact.phone: not a phone number a lead can carry: E.164 has 7 to 15 digits",
+        )
+    ]
+    rejected = {"source": "partner", "reason": "invalid"}
+    assert edge.runtime.registry.get_sample_value("intake_leads_rejected_total", rejected) == 1
+
+
 async def test_a_partner_lead_replayed_under_other_keys_is_one_lead_keyed_by_its_account(edge: Edge) -> None:
     """A partner replays a lead under another record key (another partition, maybe another consumer), even under
     another account's name: the event id is the idempotency key, the account the one the event names. One lead,

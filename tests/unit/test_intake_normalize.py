@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import re
+import sys
+from typing import Annotated
 
 import phonenumbers
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from pydantic import StringConstraints, TypeAdapter
 
-from leadflow_intake.domain.normalize import normalize_email, normalize_name, normalize_phone
+from leadflow_intake.domain.normalize import (
+    E164_PATTERN,
+    WHITESPACE,
+    check_name,
+    normalize_email,
+    normalize_name,
+    normalize_phone,
+    strip,
+)
+from leadflow_shared.events.intake import Contact
 
 pytestmark = pytest.mark.unit
 
@@ -88,6 +100,30 @@ def test_normalize_phone_without_country_code_needs_a_valid_region() -> None:
         normalize_phone("415 555 0123", "ZZ")
 
 
+# phonenumbers calls each valid and formats it as E.164 with 6 digits (DE has 30 such numbers, AT 10, IR 16);
+# LeadReceived's Contact.phone carries 7 to 15. They used to break building the event: a 500 (helper 127's review).
+SHORT_VALID = ["+49 1641", "+43 1110", "+98 9601"]
+
+
+def test_phonenumbers_calls_these_short_numbers_valid_and_six_digits_long() -> None:
+    """The premise of the next test, so a phonenumbers upgrade that changes it shows here first."""
+    for raw in SHORT_VALID:
+        number = phonenumbers.parse(raw, None)
+        assert phonenumbers.is_valid_number(number)
+        assert len(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)) == 7  # "+" and 6 digits
+
+
+@pytest.mark.parametrize("raw", SHORT_VALID, ids=["DE", "AT", "IR"])
+def test_a_valid_number_too_short_for_e164_is_refused_with_the_reason(raw: str) -> None:
+    with pytest.raises(ValueError, match=r"^not a phone number a lead can carry: E\.164 has 7 to 15 digits$"):
+        normalize_phone(raw, "US")
+
+
+def test_intake_s_e164_rule_is_the_one_lead_received_carries() -> None:
+    phone = Contact.model_json_schema()["properties"]["phone"]["anyOf"][0]
+    assert phone["pattern"] == E164_PATTERN == E164.pattern
+
+
 @st.composite
 def _nanp_numbers(draw: st.DrawFn) -> str:
     area = draw(st.integers(200, 989))
@@ -138,6 +174,28 @@ def test_normalize_phone_returns_e164_or_raises_value_error(raw: str) -> None:
     except ValueError:
         return
     assert E164.match(result)
+
+
+# -- whitespace -------------------------------------------------------------------------------
+
+
+def test_intake_trims_whitespace_exactly_as_the_models_do() -> None:
+    """Every code point: intake's `strip` trims what pydantic's strip_whitespace trims, and nothing else (Python's
+    str.strip() also trims U+001C-U+001F: a tag of 50 letters and U+001C was 50 characters to intake, 51 to
+    LeadCriteria, a 500)."""
+    models = TypeAdapter(list[Annotated[str, StringConstraints(strip_whitespace=True)]])
+    chars = [chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c <= 0xDFFF]  # no lone surrogates
+    trimmed_by_models = {c for c, kept in zip(chars, models.validate_python(chars), strict=True) if not kept}
+    assert trimmed_by_models == set(WHITESPACE) == {c for c in chars if not strip(c)}
+    assert {c for c in chars if c.isspace()} - trimmed_by_models == set("\x1c\x1d\x1e\x1f")
+
+
+@pytest.mark.parametrize("name", ["\x1c", "\x1f\x1e", " \x1d "])
+def test_a_name_of_only_information_separators_is_refused_like_one_without_letters(name: str) -> None:
+    """The models keep U+001C-U+001F (a required name passes as one character), and normalize_name drops them as
+    control characters: blank to the models is blank to check_name, so such a name is refused, never kept empty."""
+    with pytest.raises(ValueError, match="must contain letters"):
+        check_name(name)
 
 
 # -- emails ------------------------------------------------------------------------------------

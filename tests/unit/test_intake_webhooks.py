@@ -325,6 +325,37 @@ def test_configured_providers_replace_the_demo_ones_in_development() -> None:
     assert list(webhooks(configured)) == ["homefinder"]
 
 
+def test_two_webhook_providers_sharing_a_secret_are_refused() -> None:
+    """As two partners may not (decision 0098): the provider is only a path segment of the signed text, so a provider
+    limited to `accounts: [acme-realty]` that shares its secret with one allowed every account could sign as the
+    other and post leads into any account, with the other's source, fee and format (decision 0008)."""
+    secret = secrets.token_urlsafe(32)
+    providers = {
+        "homefinder": {"format": "generic", "secrets": [secret], "accounts": ["acme-realty"]},
+        "bigportal": {"format": "portal-push", "secrets": [secrets.token_urlsafe(32), secret]},  # one while rotating
+    }
+    with pytest.raises(ValidationError, match="webhook providers homefinder and bigportal share a secret") as info:
+        IntakeSettings.model_validate({"webhooks": {"providers": providers}})
+    assert secret not in str(info.value.errors(include_input=False))
+    providers["bigportal"]["secrets"] = [secrets.token_urlsafe(32)]
+    assert set(webhooks(IntakeSettings.model_validate({"webhooks": {"providers": providers}}))) == set(providers)
+
+
+def test_a_webhook_provider_and_a_partner_sharing_a_secret_are_refused() -> None:
+    """Each signer has its own secret, whichever way in it signs for; the development defaults (one demo secret
+    for the demo providers and partner) are not settings and stay as they are."""
+    secret = secrets.token_urlsafe(32)
+    configured = {
+        "webhooks": {"providers": {"homefinder": {"format": "generic", "secrets": [secret]}}},
+        "partners": {"producers": {"homefinder": {"secrets": [secret], "accounts": ["*"]}}},
+    }
+    with pytest.raises(ValidationError, match="webhook provider homefinder and partner homefinder share a secret"):
+        IntakeSettings.model_validate(configured)
+    development = IntakeSettings.model_validate({"environment": "development"})
+    assert {h.secrets[0] for h in webhooks(development).values()} == {DEVELOPMENT_SECRET.encode()}
+    assert development.partner_keys()["homefinder"].secrets == (DEVELOPMENT_SECRET.encode(),)
+
+
 @pytest.mark.parametrize("name", ["Upper", "-dash", "a b", "x" * 41])
 def test_provider_names_are_url_safe(name: str) -> None:
     with pytest.raises(ValidationError):

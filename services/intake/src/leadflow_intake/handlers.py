@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from pydantic import ValidationError
+
 from leadflow_intake.domain import keys, partner
 from leadflow_intake.domain.body import parse_json, parse_model, validate_model
 from leadflow_intake.domain.errors import FieldError, IdempotencyConflict, InvalidLead, Unauthorized, UnknownAccount
 from leadflow_intake.domain.fields import ACCOUNT_ID
 from leadflow_intake.domain.forms import ListingInquiryIn, WebsiteLeadIn
 from leadflow_intake.domain.keys import KeySpace
-from leadflow_intake.domain.lead import Submission, normalize_submission, submission_hash
+from leadflow_intake.domain.lead import Submission, normalize_submission, refusals, submission_hash
 from leadflow_intake.domain.providers import FORMATS
 from leadflow_intake.domain.signature import SignedRequest, verify, webhook_path
 from leadflow_shared.events.inbound import LeadSubmitted, received_event_id
@@ -107,9 +109,13 @@ async def accept_lead(
     if request is not None and (before := request.before_as_received) is not None:
         return await _answer_again(intake, request.stored_key, sub.account_id, before)
     payload, payload_hash = await _normalized(sub, account, request, intake, paths or {})
-    event = LeadReceived.create(
-        account_id=sub.account_id, payload=payload, occurred_at=now, event_id=event_id, correlation_id=correlation_id
-    )
+    try:
+        event = LeadReceived.create(
+            account_id=sub.account_id, payload=payload, occurred_at=now, event_id=event_id,
+            correlation_id=correlation_id,
+        )  # fmt: skip
+    except ValidationError as exc:  # never a 500; `from None`: its text holds the values
+        raise InvalidLead(refusals(exc, paths or {})) from None
     event_json = event.model_dump_json()
     if request is None:
         await intake.publish(sub.account_id, event_json.encode())
@@ -179,18 +185,20 @@ async def _normalized(
     try:
         payload = normalize_submission(sub, default_region=account.default_region, paths=paths)
     except InvalidLead as exc:
-        raise InvalidLead([*exc.errors, *await _check_assigned_agent(sub, intake.accounts, paths)]) from None
+        raise InvalidLead([*exc.errors, *await _check_agents(sub, intake.accounts, paths)]) from None
     # Without a key nothing is compared with the payload: no hash.
     payload_hash = hashlib.sha256(payload.model_dump_json().encode()).hexdigest() if request is not None else ""
     # The same lead written differently answers as it did then too (an agent removed since).
     retry = request is not None and request.before is not None and request.made(request.before, payload_hash)
-    if not retry and (agent_errors := await _check_assigned_agent(sub, intake.accounts, paths)):
+    if not retry and (agent_errors := await _check_agents(sub, intake.accounts, paths)):
         raise InvalidLead(agent_errors)
     return payload, payload_hash
 
 
-async def _check_assigned_agent(sub: Submission, accounts: Accounts, paths: Mapping[str, str]) -> list[FieldError]:
-    """R4's agent must be one the router routes to in this account: refused here, where the sender hears of it."""
+async def _check_agents(sub: Submission, accounts: Accounts, paths: Mapping[str, str]) -> list[FieldError]:
+    """R4's pre-assigned agent must be one the router routes to in this account: refused here, where the sender hears
+    of it. Not R3's listing agent: an inquiry on another brokerage's listing (IDX) names that brokerage's agent, and one
+    on the listing of an agent who left names them still; the router routes both as general leads (session 30)."""
     if not sub.assigned_agent_id or await accounts.has_agent(sub.account_id, sub.assigned_agent_id):
         return []
     return [FieldError(paths.get("assigned_agent_id", "assigned_agent_id"), NOT_AN_AGENT)]

@@ -9,7 +9,7 @@ INTAKE_PARTNERS__PRODUCERS='{"homefinder": {"secrets": ["<32+ random chars>"], "
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Annotated, ClassVar, Literal, Self
 
@@ -47,9 +47,17 @@ class WebhookSettings(BaseModel):
         default_factory=dict,
         description='The providers by name, as one JSON object: {"<name>": {"format": "generic" | "fub-events" | '
         '"portal-push", "secrets": ["<new>", "<old while rotating>"], "accounts": [...], "source_name": "..."}}; '
-        "secrets of 32+ characters in production. Empty in development: the embedded stack's demo providers.",
+        "secrets of 32+ characters in production, each provider's its own (shared with no other provider or partner). "
+        "Empty in development: the embedded stack's demo providers.",
     )
     tolerance_seconds: int = Field(default=300, ge=30, le=3600, description="Replay window around the timestamp.")
+
+    @model_validator(mode="after")
+    def _own_secrets(self) -> Self:
+        # The provider is only a path segment of the signed text: with a secret two providers share, one limited to
+        # some accounts could sign as the other, for every account, with its source and format (decision 0008).
+        _refuse_shared_secrets(*(("webhook provider", name, p.secrets) for name, p in self.providers.items()))
+        return self
 
 
 class PartnerProducer(BaseModel):
@@ -84,7 +92,8 @@ class PartnerSettings(BaseModel):
         default_factory=dict,
         description="The partners by the name their messages give in payload.source.partner, as one JSON object: "
         '{"<name>": {"secrets": ["<new>", "<old while rotating>"], "accounts": ["<account id>", ...] or ["*"]}}; '
-        "secrets of 32+ characters in production. Empty in development: the embedded stack's demo partner.",
+        "secrets of 32+ characters in production, each partner's its own (shared with no other partner or webhook "
+        "provider). Empty in development: the embedded stack's demo partner.",
     )
     unsigned: Literal["refuse", "accept"] = Field(
         default="refuse",
@@ -96,12 +105,20 @@ class PartnerSettings(BaseModel):
     @model_validator(mode="after")
     def _own_secrets(self) -> Self:
         # A secret two partners share lets each sign as the other (and for the other's accounts).
-        owners: dict[str, str] = {}
-        for name, producer in self.producers.items():
-            for secret in producer.secrets:
-                if (other := owners.setdefault(secret.get_secret_value(), name)) != name:
-                    raise ValueError(f"partners {other} and {name} share a secret: each partner needs its own")
+        _refuse_shared_secrets(*(("partner", name, p.secrets) for name, p in self.producers.items()))
         return self
+
+
+def _refuse_shared_secrets(*owners: tuple[str, str, Sequence[SecretStr]]) -> None:
+    """ValueError naming two owners (kind, name) that share a secret, never the secret: each needs its own."""
+    seen: dict[str, tuple[str, str]] = {}
+    for kind, name, secrets in owners:
+        for secret in secrets:
+            if (first := seen.setdefault(secret.get_secret_value(), (kind, name))) != (kind, name):
+                both = (
+                    f"{kind}s {first[1]} and {name}" if first[0] == kind else f"{first[0]} {first[1]} and {kind} {name}"
+                )
+                raise ValueError(f"{both} share a secret: each needs its own")
 
 
 def _development_partners() -> Mapping[str, PartnerProducer]:
@@ -154,6 +171,16 @@ class IntakeSettings(ServiceSettings):
         description="How long an Idempotency-Key is remembered: a retry within it gets the same event; MongoDB then "
         "deletes the record (a TTL index).",
     )
+
+    @model_validator(mode="after")
+    def _no_secret_shared_by_a_provider_and_a_partner(self) -> Self:
+        # Each signer has its own secret, whichever way in it signs for (decisions 0008, 0098); the development
+        # defaults (one demo secret for every demo provider and partner) are not settings and are not checked.
+        _refuse_shared_secrets(
+            *(("webhook provider", name, p.secrets) for name, p in self.webhooks.providers.items()),
+            *(("partner", name, p.secrets) for name, p in self.partners.producers.items()),
+        )
+        return self
 
     @model_validator(mode="after")
     def _real_secrets_in_production(self) -> Self:

@@ -16,6 +16,7 @@ from leadflow_shared.envelope import Contract
 
 MAX_PRICE = 10_000_000_000  # whole currency units: above any listing, below float trouble
 MAX_TAGS = 20
+MAX_TAG_LENGTH = 50
 
 
 class LeadIntent(StrEnum):
@@ -36,7 +37,7 @@ class PropertyType(StrEnum):
 
 
 Price = Annotated[int, Field(ge=0, le=MAX_PRICE)]
-Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TAG_LENGTH)]
 
 
 def normalize_postal_code(code: str) -> str:
@@ -82,7 +83,12 @@ class LeadCriteria(Contract):
     )
 
     def normalized(self) -> LeadCriteria | None:
-        """Tags lower-cased once each, postal code and a two-letter state upper-cased; None when empty."""
+        """Tags lower-cased once each, postal code and a two-letter state upper-cased; None when empty.
+
+        Validated again, so what it gives is a LeadCriteria every reader takes (LeadReceived). Lower-casing can
+        lengthen a tag ("ß" is "ss", "ﬃ" is "ffi"): one longer than a tag may be once lower-cased is left out, as
+        intake leaves out a value that does not fit (intake/domain/criteria.py): the criteria help routing, the lead
+        itself is what must arrive."""
         place = self.place
         if place is not None:
             state = place.state.upper() if place.state and len(place.state) == 2 else place.state
@@ -91,6 +97,11 @@ class LeadCriteria(Contract):
             if place == LeadPlace():
                 place = None
         price = None if self.price == PriceRange() else self.price
-        tags = list(dict.fromkeys(tag.casefold() for tag in self.tags))
-        criteria = self.model_copy(update={"place": place, "price": price, "tags": tags})
+        tags = [tag for tag in dict.fromkeys(tag.casefold() for tag in self.tags) if len(tag) <= MAX_TAG_LENGTH]
+        data = self.model_dump() | {
+            "place": place.model_dump() if place is not None else None,
+            "price": price.model_dump() if price is not None else None,
+            "tags": tags,
+        }
+        criteria = LeadCriteria.model_validate(data)
         return None if criteria == LeadCriteria() else criteria

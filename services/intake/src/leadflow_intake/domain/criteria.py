@@ -11,9 +11,18 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from leadflow_shared.events.criteria import MAX_TAGS, LeadCriteria, LeadIntent, LeadPlace, PriceRange, PropertyType
+from leadflow_intake.domain.normalize import strip
+from leadflow_shared.events.criteria import (
+    MAX_TAGS,
+    LeadCriteria,
+    LeadIntent,
+    LeadPlace,
+    PriceRange,
+    PropertyType,
+    Tag,
+)
 
 # Property types as listing sites and CRMs name them, matched on letters only ("Multi-Family" = "multifamily").
 _PROPERTY_TYPES: Mapping[str, PropertyType] = {
@@ -29,7 +38,7 @@ _PROPERTY_TYPES: Mapping[str, PropertyType] = {
 
 def property_type(name: str | None) -> PropertyType | None:
     """A provider's property type by name; one we do not know is `other`, none given is None."""
-    if not name or not name.strip():
+    if not name or not strip(name):
         return None
     return _PROPERTY_TYPES.get(re.sub(r"[^a-z]", "", name.casefold()), PropertyType.OTHER)
 
@@ -44,13 +53,27 @@ def criteria_from(
     tags: Iterable[object] = (),
     mls_number: object = None,
 ) -> LeadCriteria | None:
-    """The criteria a provider's fields give, each part kept only if it is valid on its own."""
+    """The criteria a provider's fields give, each part kept only if it is valid on its own (by the models' own
+    rules: LeadCriteria's validation, and its normalization, can never refuse what is kept)."""
     parts: dict[str, Any] = {"intent": intent, "property_type": property_type(kind)}
     parts["price"] = _valid(PriceRange, {"min": _whole(price_min), "max": _whole(price_max)})
-    parts["place"] = _valid(LeadPlace, {k: v for k, v in (place or {}).items() if isinstance(v, str) and v.strip()})
-    parts["tags"] = [t for t in tags if isinstance(t, str) and 0 < len(t.strip()) <= 50][:MAX_TAGS]
+    parts["place"] = _valid(LeadPlace, {k: v for k, v in (place or {}).items() if isinstance(v, str) and strip(v)})
+    parts["tags"] = [t for t in tags if _is_tag(t)][:MAX_TAGS]
     parts["mls_number"] = mls_number if _valid(LeadCriteria, {"mls_number": mls_number}) else None
     return LeadCriteria.model_validate(parts).normalized()
+
+
+_TAG: TypeAdapter[str] = TypeAdapter(Tag)
+
+
+def _is_tag(value: object) -> bool:
+    """Whether `value` is a tag as LeadCriteria reads one (its trim, its length), so the criteria built of the tags
+    kept always validate; a tag that is too long once lower-cased, `normalized` leaves out."""
+    try:
+        _TAG.validate_python(value, strict=True)
+    except ValidationError:
+        return False
+    return True
 
 
 def _whole(value: object) -> int | None:

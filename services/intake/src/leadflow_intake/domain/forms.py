@@ -90,7 +90,9 @@ class ListingInquiryIn(_ContactForm):
 
     listing_id: ListingId
     listing_agent_id: AgentId | None = Field(
-        default=None, description="The listing's agent, when the listing is one of the brokerage's own."
+        default=None,
+        description="The listing's agent, when the listing is one of the brokerage's own: an agent of the account "
+        "(else 422); left out for another brokerage's listing.",
     )
     site_host: Host = None
     source_name: SourceName = "Listing inquiry"

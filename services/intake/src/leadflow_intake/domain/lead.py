@@ -8,6 +8,8 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from pydantic import ValidationError
+
 from leadflow_intake.domain.errors import FieldError, InvalidLead
 from leadflow_intake.domain.normalize import (
     check_name,
@@ -16,9 +18,10 @@ from leadflow_intake.domain.normalize import (
     normalize_host,
     normalize_phone,
     normalize_utm,
+    strip,
 )
 from leadflow_shared.events.criteria import LeadCriteria
-from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceivedPayload, LeadSource
+from leadflow_shared.events.intake import LeadChannel, LeadReceivedPayload
 
 MESSAGE_LIMIT = 5000  # LeadReceivedPayload.message's max_length
 
@@ -81,7 +84,7 @@ def normalize_submission(
     paths = paths or {}
 
     def check(name: str, normalize: Callable[[str], str], value: str | None) -> str | None:
-        if value is None or not value.strip():
+        if value is None or not strip(value):
             return None
         if name in sub.normalized:
             return value
@@ -100,18 +103,52 @@ def normalize_submission(
         errors.append(FieldError(paths.get("<lead>", "<lead>"), "give an email or a phone number"))
     if errors:
         raise InvalidLead(errors)
-    return LeadReceivedPayload(
-        contact=Contact(first_name=first_name, last_name=last_name, email=email, phone=phone),
-        source=LeadSource(
-            channel=sub.channel,
-            name=sub.source_name.strip(),
-            site_host=site_host,
-            listing_id=sub.listing_id or None,
-            listing_agent_id=sub.listing_agent_id or None,
-            assigned_agent_id=sub.assigned_agent_id or None,
-            provider=sub.provider,
-            utm=normalize_utm(sub.utm),
-        ),
-        message=normalize_free_text(sub.message, MESSAGE_LIMIT),
-        criteria=sub.criteria.normalized() if sub.criteria is not None else None,
-    )
+    contact = {"first_name": first_name, "last_name": last_name, "email": email, "phone": phone}
+    return _payload(sub, contact, site_host, paths)
+
+
+def _payload(
+    sub: Submission, contact: dict[str, str | None], site_host: str | None, paths: Mapping[str, str]
+) -> LeadReceivedPayload:
+    """The payload of normalized fields. The normalizers keep to LeadReceived's rules; a value that breaks one all
+    the same is refused naming its field (InvalidLead), never a 500. `from None`: a ValidationError's text holds the
+    values (personal data), and what is refused is logged and dead-lettered without them."""
+    try:
+        criteria = sub.criteria.normalized() if sub.criteria is not None else None
+    except ValidationError as exc:
+        raise InvalidLead(refusals(exc, paths, under=("criteria",))) from None
+    source = {
+        "channel": sub.channel, "name": sub.source_name.strip(), "site_host": site_host,
+        "listing_id": sub.listing_id or None, "listing_agent_id": sub.listing_agent_id or None,
+        "assigned_agent_id": sub.assigned_agent_id or None, "provider": sub.provider, "utm": normalize_utm(sub.utm),
+    }  # fmt: skip
+    message = normalize_free_text(sub.message, MESSAGE_LIMIT)
+    try:  # one model_validate: every error's place is the payload's
+        return LeadReceivedPayload.model_validate(
+            {"contact": contact, "source": source, "message": message, "criteria": criteria}
+        )
+    except ValidationError as exc:
+        raise InvalidLead(refusals(exc, paths)) from None
+
+
+def refusals(exc: ValidationError, paths: Mapping[str, str], *, under: tuple[str, ...] = ()) -> list[FieldError]:
+    """Each error of building LeadReceived or its payload as a FieldError: the field's path as the sender wrote it
+    (as `paths` maps a Submission's names, by their first part for a nested one) and pydantic's rule, never the
+    value. `under`: where the model that raised sits in the payload."""
+    errors = []
+    for error in exc.errors(include_input=False, include_url=False, include_context=False):
+        name = _submitted_name((*under, *(str(part) for part in error["loc"])))
+        head, _, rest = name.partition(".")
+        path = paths.get(name) or (f"{paths[head]}.{rest}" if rest and head in paths else name)
+        errors.append(FieldError(path, error["msg"]))
+    return errors
+
+
+def _submitted_name(loc: tuple[str, ...]) -> str:
+    """The Submission's name of a place in LeadReceived: contact.phone is phone, source.name source_name."""
+    loc = loc[1:] if loc[:1] == ("payload",) else loc
+    if len(loc) < 2 and loc[:1] in {(), ("contact",), ("source",)}:
+        return "<lead>"
+    if loc[:2] == ("source", "name"):
+        return "source_name"
+    return ".".join(loc[1:] if loc[0] in {"contact", "source"} else loc)

@@ -14,6 +14,18 @@ from urllib.parse import urlsplit
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
+# What the models' `str_strip_whitespace` / `strip_whitespace` trim (pydantic-core: Unicode's White_Space, Rust's
+# `str::trim`): intake's one definition of whitespace, so that what intake finds blank or short is what the models
+# find. Python's `str.strip()` also trims the information separators U+001C-U+001F, which the models keep: a tag
+# "a"*50 + "\x1c" was 50 characters to intake and 51 to `LeadCriteria`. Checked against pydantic for every code
+# point by tests/unit/test_intake_normalize.py.
+WHITESPACE = (
+    "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+)
+# LeadReceived's Contact.phone pattern: what the published event can carry (checked equal by the same tests).
+E164_PATTERN = r"^\+[1-9]\d{6,14}$"
+_E164 = re.compile(E164_PATTERN)
 _SPACES = re.compile(r"\s+")
 _LETTERS = re.compile(r"[^\W\d_]+")
 # A DNS host name: dot-separated labels of letters, digits and hyphens (IDN as punycode or Unicode).
@@ -29,6 +41,11 @@ _JOINERS = "\u200c\u200d"
 _BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0")
 
 
+def strip(text: str) -> str:
+    """`text` without leading and trailing whitespace as the models trim it (WHITESPACE)."""
+    return text.strip(WHITESPACE)
+
+
 def _without_controls(text: str, keep: str = "") -> str:
     return "".join(c for c in text if c in keep or unicodedata.category(c) != "Cc")
 
@@ -39,11 +56,14 @@ def _visible(text: str) -> str:
 
 
 def check_name(raw: str) -> str:
-    """The normalized name; ValueError if it holds a bidirectional control or, not blank, holds no letter."""
+    """The normalized name; ValueError if it holds a bidirectional control or, not blank, holds no letter.
+
+    Blank is blank to the models (`strip`): a name of only U+001C, which they keep as one character (so a
+    required name has its one character), holds no letter and is refused like any other name without letters."""
     if any(c in _BIDI_CONTROLS for c in raw):
         raise ValueError("must not contain bidirectional control characters (U+202A-U+202E, U+2066-U+2069)")
     name = normalize_name(raw)
-    if raw.strip() and not any(unicodedata.category(c)[0] == "L" and c not in _BLANK_LETTERS for c in name):
+    if strip(raw) and not any(unicodedata.category(c)[0] == "L" and c not in _BLANK_LETTERS for c in name):
         raise ValueError("must contain letters, not only spaces, symbols, emoji or invisible characters")
     return name
 
@@ -70,14 +90,19 @@ def _case(char: str, *, upper: bool = False) -> str:
 
 
 def normalize_phone(raw: str, default_region: str) -> str:
-    """E.164, reading numbers without a country code in `default_region`."""
+    """E.164 as LeadReceived carries it (7 to 15 digits), reading numbers without a country code in
+    `default_region`."""
     try:
         number = phonenumbers.parse(raw, default_region.upper())
     except phonenumbers.NumberParseException as exc:
         raise ValueError("not a phone number") from exc
     if not phonenumbers.is_valid_number(number):
         raise ValueError("not a valid phone number")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    # phonenumbers calls some short numbers valid (DE "+49 1641": 6 digits) that LeadReceived cannot carry.
+    if not _E164.match(e164):
+        raise ValueError("not a phone number a lead can carry: E.164 has 7 to 15 digits")
+    return e164
 
 
 def normalize_email(raw: str) -> str:

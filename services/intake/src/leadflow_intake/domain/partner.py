@@ -6,7 +6,8 @@ from leadflow_intake.domain.lead import Submission
 from leadflow_shared.events.inbound import LeadSubmitted
 from leadflow_shared.events.intake import LeadChannel
 
-# Where each normalized field sits in the partner's message, so a dead letter names the right path.
+# Where each Submission field sits in the partner's message, so a dead letter names the right path (a nested one,
+# criteria.tags.0, by its first part).
 PATHS = {
     "first_name": "payload.contact.first_name",
     "last_name": "payload.contact.last_name",
@@ -14,6 +15,12 @@ PATHS = {
     "phone": "payload.contact.phone",
     "site_host": "payload.source.site_host",
     "assigned_agent_id": "payload.source.assigned_agent_id",
+    "listing_id": "payload.source.listing_id",
+    "source_name": "payload.source.name",
+    "provider": "payload.source.partner",
+    "utm": "payload.source.utm",
+    "message": "payload.message",
+    "criteria": "payload.criteria",
     "<lead>": "payload.contact",
 }
 
