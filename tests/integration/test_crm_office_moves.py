@@ -15,7 +15,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from test_crm_erasure_races import MINUTE, Views, _move, _run
 from test_crm_erasure_races import T0 as RACE_T0
-from test_crm_move_and_erasure_races import _offer
+from test_crm_move_and_erasure_races import _offer, _offered, _return_with_a_late_change
 
 from leadflow_crm_api.adapters.leads import CRM_TIMELINE, LeadViews, ScopedLeads, ensure_indexes, scope_filter
 from leadflow_crm_api.adapters.offices import Labels, OfficeTransfers
@@ -312,6 +312,39 @@ async def test_a_move_whose_row_the_new_office_changed_after_its_read_is_decided
     fields = ("account_id", "status", "owner_agent_id", "assignment_reason", "state_version", "router_version")
     assert {k: getattr(row, k) for k in fields} == {k: getattr(in_order, k) for k in fields}
     assert (row.account_id, row.status, row.owner_agent_id, row.state_version) == ("south", "unassigned", None, 6)
+
+
+@pytest.mark.parametrize("late", ["expiry", "release"])
+async def test_a_late_change_between_a_moves_read_and_its_update_is_not_undone(
+    db: AsyncDatabase[dict[str, Any]], late: str
+) -> None:
+    """On nx-27017 (the move's update holds on the open offers it rewrites by `$eq` of the list as read, and on the
+    late-set fields' versions by their paths: nx-27017 refuses a bare list in an update's filter and matches no
+    embedded document): unit `test_crm_move_and_erasure_races.py`'s 14. Acme's partition is read up to bob's offer
+    (v9); the move back to acme (v6) reads the row; acme's consumer replays tom's expiry or max's release (v8, older
+    than the row: no version changes) before the move's update, which then does not land and is decided again on the
+    row as it is (its second update matches the row as read: it lands); the first move (v4) is read last. The row is
+    as in order: the expired offer stays ended, the release's reason stays (helper 125's review)."""
+    lead = uuid.uuid4()
+    in_order, read_first, late_change = _return_with_a_late_change(lead, late)
+    there, back = in_order[1], in_order[2]
+    memory = Views()
+    await _run(memory, in_order)
+    expected = memory.rows[str(lead)]
+    direct = LeadViews(db)
+    await _project_all(direct, *read_first)
+    racing = _MovingViews(db)
+    racing.at = "row"
+    racing.meanwhile = lambda: _project_all(direct, late_change)
+    await project(back, views=racing, side_effects=False)
+    assert racing.ran(), "the interleaving did not happen"
+    await _project_all(direct, there)
+
+    row = await db["crm_leads"].find_one({"_id": str(lead)})
+    assert row is not None
+    assert (row["moved_from_account_id"], row["moved_ms"]) == ("south", epoch_ms(back.occurred_at)), "the move landed"
+    assert _offered(row) == _offered(expected)
+    assert [o["agent_id"] for o in row["open_offers"]] == [o["agent_id"] for o in expected["open_offers"]] == ["bob"]
 
 
 async def _project_all(views: LeadViews, *events: RoutingEvent) -> None:

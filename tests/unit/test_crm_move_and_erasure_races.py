@@ -6,7 +6,9 @@ after the move within the clock skew and replayed before the new office's first 
 that read its row unerased reads it again after its upsert, so an erasure landing in between is not overwritten.
 The review of that (helper 117) added three: a late change of the office left keeps its last activity (3); a move
 projected after the new office made the row leaves the holder to it (4); a move decided on a row another office's
-consumer changed before its update is decided again (5)."""
+consumer changed before its update is decided again (5). Helper 125's review of session 30's `state_office` added 14:
+a move's update holds on the offers and late-set fields it rewrites, and a row's office is trusted only when written
+with its state version."""
 
 from __future__ import annotations
 
@@ -29,10 +31,18 @@ from test_crm_erasure_races import (
 )
 
 from leadflow_crm_api.adapters.leads import _update_ops
+from leadflow_crm_api.domain import projection
 from leadflow_crm_api.domain.generations import LAST_ACTIVITY
 from leadflow_crm_api.domain.lead_row import LeadRow
 from leadflow_crm_api.domain.offices import overtaken
-from leadflow_crm_api.domain.projection import STATE_OFFICE, STATE_VERSION, RowChanges, moved_changes
+from leadflow_crm_api.domain.projection import (
+    STATE_OFFICE,
+    STATE_OFFICE_VERSION,
+    STATE_VERSION,
+    RowChanges,
+    RowState,
+    moved_changes,
+)
 from leadflow_crm_api.domain.views import MOVE_REASON
 from leadflow_crm_api.handlers import MOVE_ATTEMPTS, MoveContendedError
 from leadflow_shared.clock import epoch_ms
@@ -514,17 +524,22 @@ def test_the_rows_state_version_and_its_office_are_written_together() -> None:
     views = Views()
     asyncio.run(_run(views, [_offer(lead), _to_tom(lead, 7, "acme")]))
     stored = views.rows[str(lead)]
-    assert (stored[STATE_VERSION], stored[STATE_OFFICE]) == (7, "acme")
+    assert (stored[STATE_VERSION], stored[STATE_OFFICE], stored[STATE_OFFICE_VERSION]) == (7, "acme", 7)
     assert RowChanges.unmarked(str(lead), 7, "acme").fields == {
         "router_version": 7,
         STATE_VERSION: 7,
         STATE_OFFICE: "acme",
+        STATE_OFFICE_VERSION: 7,
     }
     there = _move(lead, T0 + 4 * MINUTE, 4)
     assert overtaken(LeadRow.from_doc(stored), there)
     assert not overtaken(LeadRow.from_doc({k: v for k, v in stored.items() if k != STATE_OFFICE}), there)
+    # The office is known only with the state version it was written with (helper 125's review): one written without
+    # its version (session 30 before that review) or beside a state version written since without it is unknown.
+    assert not overtaken(LeadRow.from_doc({k: v for k, v in stored.items() if k != STATE_OFFICE_VERSION}), there)
+    assert not overtaken(LeadRow.from_doc({**stored, STATE_VERSION: 8}), there)
     moved = moved_changes(LeadRow.from_doc({**stored, STATE_VERSION: 3}), there).fields
-    assert (moved[STATE_VERSION], moved[STATE_OFFICE]) == (4, "south")
+    assert (moved[STATE_VERSION], moved[STATE_OFFICE], moved[STATE_OFFICE_VERSION]) == (4, "south", 4)
 
 
 @pytest.mark.xfail(
@@ -573,3 +588,133 @@ def test_a_move_between_two_other_offices_read_after_the_lead_came_back_changes_
     assert [expected[k] for k in fields] == ["acme", "offered", None, "office_transfer", ["tom"]]
     assert [row.get(k) for k in fields] == [expected[k] for k in fields], "a move read late took the lead from acme"
     assert (row["moved_from_account_id"], row["moved_ms"]) == ("west", expected["moved_ms"])
+
+
+# --- 14. helper 125's review of b09a0b0: what a move rewrites, and a state version an older crm-api wrote -----------
+
+
+OFFERS = (*HOLDER, "offered_to")
+
+
+def _offered(row: Mapping[str, Any]) -> list[Any]:
+    return [row.get(k) for k in OFFERS]
+
+
+def _acme_after_the_return(lead: uuid.UUID) -> tuple[OfferExpired, LeadOffered]:
+    """Back in acme: tom's offer (v7, `_to_tom`) expires (v8) and bob is offered the next round (v9)."""
+    expired = OfferExpired.create(**_at(8), payload=OfferClosedPayload(
+        lead_id=lead, agent_id="tom", offer_round=1, router_version=8))  # fmt: skip
+    to_bob = LeadOffered.create(**_at(9), payload=LeadOfferedPayload(
+        lead_id=lead, agent_id="bob", offer_round=2, race_size=1, deadline=T0 + 40 * MINUTE, explanation="R6",
+        contact=CONTACT, source=SOURCE, router_version=9))  # fmt: skip
+    return expired, to_bob
+
+
+def _return_with_a_late_change(lead: uuid.UUID, late: str) -> tuple[list[RoutingEvent], list[RoutingEvent], LeadEvent]:
+    """The lead's events in order, those of acme's partition read before the move back (v6) is, and the late change
+    (dead-lettered, replayed) of 14's races: `expiry` (tom's offer, v8) or `release` (max's, v8); the first move (v4,
+    dead-lettered too) is read last."""
+    there, back = _move(lead, T0 + 4 * MINUTE, 4), _back(lead, T0 + 6 * MINUTE, 6)
+    expired, to_bob = _acme_after_the_return(lead)
+    if late == "expiry":
+        offer, to_tom = _offer(lead), _to_tom(lead, 7, "acme")
+        return [offer, there, back, to_tom, expired, to_bob], [offer, to_tom, to_bob], expired
+    assigned = LeadAssigned.create(**_at(1), payload=LeadAssignedPayload(
+        lead_id=lead, agent_id="dan", reason=AssignmentReason.MANUAL, explanation="by hand", contact=CONTACT,
+        source=SOURCE, router_version=1))  # fmt: skip
+    released = LeadReleased.create(**_at(8), payload=LeadReleasedPayload(
+        lead_id=lead, agent_id="max", broker_agent_id="bea", explanation="given back", reason="returned",
+        router_version=8))  # fmt: skip
+    return [assigned, there, back, released, to_bob], [assigned, to_bob], released
+
+
+def _late_between_the_moves_read_and_its_update(lead: uuid.UUID, late: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The row in order, and after the race: acme's partition read first, the late change applied by acme's consumer
+    between the move back's read and its update (south's consumer), the first move last. One at a time, the late
+    change before or after the move back, the row is as in order."""
+    in_order, read_first, late_change = _return_with_a_late_change(lead, late)
+    there, back = in_order[1], in_order[2]
+    expected, late_first, move_first = _rows(
+        lead, in_order, [*read_first, late_change, back, there], [*read_first, back, late_change, there]
+    )
+    assert _offered(late_first) == _offered(move_first) == _offered(expected), "one at a time, either order is right"
+    views = Views()
+    asyncio.run(_run(views, read_first))
+    views.at, views.meanwhile = "row", lambda: _run(views, [late_change])  # acme's consumer, after the move's read
+    asyncio.run(_run(views, [back]))
+    assert views.ran(), "the interleaving did not happen"
+    asyncio.run(_run(views, [there]))
+    return expected, views.rows[str(lead)]
+
+
+def test_an_offer_that_ends_late_between_a_moves_read_and_its_update_stays_ended() -> None:
+    """Acme offers the lead to ana (v1); it moves to south (v4, acme's partition) and back to acme, max holding it
+    (v6, south's partition); acme offers it to tom (v7), tom's offer expires (v8), bob is offered (v9). In order: in
+    acme, offered to bob alone.
+
+    crm-api dead-letters the v4 move and tom's expiry; acme's partition is read up to bob's offer (ana, tom and bob
+    open, state v9). South's consumer reads the row for the v6 move back: in its target, changed since, so it keeps the
+    holder and drops the offers opened before it (`_offers_since`: ana's), writing [tom, bob]. Between that read and its
+    update the expiry is replayed on acme's consumer: older than v9 (`late_changes`), it takes tom's offer off, no
+    version changes. The update held only on the versions, office and `moved_ms`, and wrote tom's expired offer back
+    (helper 125). It holds on the offers it rewrites as stored too: it is decided again on the row as it is."""
+    expected, row = _late_between_the_moves_read_and_its_update(uuid.uuid4(), "expiry")
+    assert _offered(expected) == ["acme", "offered", None, "office_transfer", ["bob"]]
+    assert _offered(row) == _offered(expected), "the move back wrote tom's expired offer over the late expiry"
+    assert [o["agent_id"] for o in row["open_offers"]] == ["bob"]
+
+
+def test_a_reason_set_late_between_a_moves_read_and_its_update_stays() -> None:
+    """Acme assigns the lead to dan (v1); it moves to south (v4) and back to acme, max holding it (v6); max gives it
+    back (v8, `returned`) and acme offers it to bob (v9). In order: offered to bob, the reason `returned` (an offer
+    leaves it).
+
+    crm-api dead-letters the v4 move and the release; acme's partition is read up to bob's offer (the reason dan's,
+    of v1). The v6 move back reads the row: in its target, changed since, the reason set before the move (v1), so it
+    sets its own (`office_transfer`, v6) and no offers (bob's is after it). Between its read and its update the release
+    is replayed on acme's consumer: older than v9, it still sets its reason with its version (`late_changes`, v8 over
+    v1), no version of the row's changes. The move's update then set its reason over it, which one at a time, in
+    either order, it does not (helper 125's review, found beside the offers): it holds on the late-set fields'
+    versions when it sets them."""
+    expected, row = _late_between_the_moves_read_and_its_update(uuid.uuid4(), "release")
+    assert _offered(expected) == ["acme", "offered", None, "returned", ["bob"]]
+    assert _offered(row) == _offered(expected), "the move back set its reason over the late release's"
+
+
+def _versioned_before_session_30(event: LeadEvent, row: RowState) -> dict[str, Any]:
+    """`projection.versioned` as a crm-api of before session 30 has it: the row's versions, no office."""
+    return {k: v for k, v in _VERSIONED(event, row).items() if k in ("router_version", STATE_VERSION)}
+
+
+_VERSIONED = projection.versioned
+
+
+def test_a_late_move_applies_on_a_row_whose_state_version_an_older_crm_api_wrote_without_its_office(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Acme offers the lead to ana (v1, projected by a crm-api of session 30: state v1, office acme); it moves to south,
+    sol holding it (v4, acme's partition, lagging); south's broker offers it to tom (v5). In order: in south, offered
+    to tom.
+
+    During a rolling update (or after a rollback) south's partition is on a pod of the version before: it projects
+    tom's offer on the row still in acme (an early change of the office further on) and writes `state_version` 5
+    without the office, which stays acme's. The lagging move, on a new pod, read acme as the office of v5: the lead's
+    return (`overtaken`), so it changed nothing and the lead stayed listed in acme (helper 125). The office is known
+    only while written with the row's state version (`STATE_OFFICE_VERSION`): here it is not, so the move decides as
+    before session 30. Pods all of one version get it right either way."""
+    lead = uuid.uuid4()
+    offer, move, to_tom = _offer(lead), _move(lead, T0 + 4 * MINUTE, 4), _to_tom(lead, 5, "south")
+    expected, one_version = _rows(lead, [offer, move, to_tom], [offer, to_tom, move])
+    assert _offered(expected) == ["south", "offered", None, "office_transfer", ["tom"]]
+    assert _offered(one_version) == _offered(expected)
+
+    views = Views()
+    asyncio.run(_run(views, [offer]))  # a pod of this version
+    with monkeypatch.context() as old_pod:
+        old_pod.setattr(projection, "versioned", _versioned_before_session_30)
+        asyncio.run(_run(views, [to_tom]))  # south's partition on a pod of the version before
+    stored = views.rows[str(lead)]
+    assert (stored["account_id"], stored[STATE_VERSION], stored[STATE_OFFICE]) == ("acme", 5, "acme")
+    asyncio.run(_run(views, [move]))  # acme's lagging move, on a pod of this version
+    row = views.rows[str(lead)]
+    assert _offered(row) == _offered(expected), "the move was taken as overtaken by an office of an older state"

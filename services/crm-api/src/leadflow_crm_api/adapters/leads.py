@@ -213,7 +213,9 @@ def _update_ops(changes: RowChanges) -> list[UpdateOne]:
     update: dict[str, Any] = {"$set": changes.fields} if changes.fields else {}
     if changes.unset:
         update["$unset"] = dict.fromkeys(changes.unset, "")
-    row: dict[str, Any] = {"_id": changes.lead_id, **(changes.expect or {})}  # {"f": None}: missing or null, as read
+    # {"f": None}: missing or null, as read; a list by `$eq` (nx-27017 refuses a bare list in an update's filter).
+    held = {k: {"$eq": v} if isinstance(v, list) else v for k, v in (changes.expect or {}).items()}
+    row: dict[str, Any] = {"_id": changes.lead_id, **held}
     ops = [UpdateOne(row, update)] if update else []
     if changes.activity:
         # Not over `expect`: the fields op just changed what it names (a move's `moved_ms`), so it never matched after

@@ -152,9 +152,14 @@ class LeadRow:
     # The row's router versions (`projection.STATE_VERSION`, `views.ROUTER_VERSION`), a move's (`_moved_versions`).
     state_version: int | None = None
     router_version: int | None = None
-    # The office the lead was in once the change of `state_version` was made (`projection.STATE_OFFICE`): a move tells
-    # by it the lead's return to the office it leaves, and its target's change applied before it. None: unknown.
+    # The office the lead was in once the change of `state_version` was made (`projection.STATE_OFFICE`), as stored,
+    # and the state version it was written with (`projection.STATE_OFFICE_VERSION`): a move tells by it the lead's
+    # return to the office it leaves, and its target's change applied before it, only while the two agree
+    # (`office_of_state`). A move's compare-and-set holds on both as stored.
     state_office: str | None = None
+    state_office_version: int | None = None
+    # The open offers as stored (None: no list), which a move that rewrites them holds its update on (`moved_changes`).
+    stored_offers: tuple[Any, ...] | None = None
 
     @classmethod
     def from_doc(cls, doc: Doc) -> LeadRow:
@@ -187,6 +192,7 @@ class LeadRow:
             transferred_at=_when(doc.get("transferred_at")),
             assigned_by=_text(doc.get("assigned_by")),
             open_offers=_each(Offer.from_doc, doc.get("open_offers")),
+            stored_offers=_stored_list(doc.get("open_offers")),
             held_until=_when(doc.get("held_until")),
             offered_to=_texts(doc.get("offered_to")),
             pond=_text(doc.get("pond")) or None,
@@ -221,7 +227,16 @@ class LeadRow:
             state_version=_int(doc.get("state_version")),
             router_version=_int(doc.get("router_version")),
             state_office=_text(doc.get("state_office")),
+            state_office_version=_int(doc.get("state_office_version")),
         )
+
+    @property
+    def office_of_state(self) -> str | None:
+        """The office of the row's state version (`state_office`), when it was written with that version: a crm-api of
+        before session 30 (a rolling update's older pod, a rollback) writes the state version without it, leaving the
+        office of an older state beside it (helper 125's review). None: unknown (the moves decide as before it)."""
+        known = self.state_version is not None and self.state_office_version == self.state_version
+        return self.state_office if known else None
 
     def offer_link(self, link_id: str) -> OfferLink | None:
         return next((link for link in self.offer_links if link.link_id == link_id), None)
@@ -300,6 +315,11 @@ def _items(value: object) -> list[object]:
 def _each(read: Callable[[object], T | None], value: object) -> tuple[T, ...]:
     """The items of a stored list that `read` makes sense of, in order."""
     return tuple(item for item in map(read, _items(value)) if item is not None)
+
+
+def _stored_list(value: object) -> tuple[Any, ...] | None:
+    """A stored list's items as they are (what a compare-and-set matches), None when it is not a list."""
+    return tuple(value) if isinstance(value, list) else None
 
 
 def _texts(value: object) -> tuple[str, ...]:

@@ -125,9 +125,11 @@ def overtaken(row: LeadRow, event: LeadTransferred) -> bool:
     moves, so the lead was in that office after the move: it came back to the office the move leaves (A -> B -> A, the
     move to B replayed after A's change on the return), or went on to one the row started in (acme -> south -> west ->
     acme, south's move read after acme's change). What the move set, the moves after it set again: the one into that
-    office, read before or after it, finds the row in its target changed since (`_left_to_target`). A row without
-    `state_office` (written before it) does not tell: the move applies, as before (decision 0093, session 30)."""
-    version, office = event.payload.router_version, row.state_office
+    office, read before or after it, finds the row in its target changed since (`_left_to_target`). A row whose office
+    is not known to be its state version's (`LeadRow.office_of_state`: none written before session 30, or one an older
+    crm-api left beside the state version it wrote since) does not tell: the move applies, as before (decision 0093,
+    session 30; helper 125's review)."""
+    version, office = event.payload.router_version, row.office_of_state
     if version is None or row.state_version is None or row.state_version <= version or office is None:
         return False
     return row.account_id == office != event.payload.to_account_id

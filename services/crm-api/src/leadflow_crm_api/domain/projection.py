@@ -71,6 +71,11 @@ STATE_VERSION = "state_version"
 # newer change of the office the row is in (`offices.overtaken`: the lead came back) from one of its target applied
 # before it (`_moved_versions`). Missing (rows written before it): unknown, the moves decide as before.
 STATE_OFFICE = "state_office"
+# The state version `STATE_OFFICE` was written with, written with it (helper 125's review): a crm-api of before session
+# 30 (a rolling update's older pod, a rollback) writes `STATE_VERSION` alone, leaving the office of an older state
+# beside it; the office is known only while the two agree (`LeadRow.office_of_state`; missing: unknown).
+STATE_OFFICE_VERSION = "state_office_version"
+STATE_FIELDS = (STATE_VERSION, STATE_OFFICE, STATE_OFFICE_VERSION)  # written together (`_state`), dropped together
 # The router version of the event that set the row's last activity (decision 0093, session 27): of two events of one
 # millisecond, the one the router decided first sets it, read in any order. Missing: the activity is set only when
 # strictly newer (as before the field; an unversioned event clears it when it sets the activity).
@@ -220,7 +225,12 @@ def versioned(event: LeadEvent, row: RowState) -> dict[str, Any]:
     if version is None or is_echo(event):
         return {}
     raised = {ROUTER_VERSION: version} if row.router_version is None or version > row.router_version else {}
-    return raised | ({STATE_VERSION: version, STATE_OFFICE: event.account_id} if changes_state(event) else {})
+    return raised | (_state(version, event.account_id) if changes_state(event) else {})
+
+
+def _state(version: int, office: str | None) -> dict[str, Any]:
+    """The row's state version with its office (`STATE_OFFICE`), and the version that office is of (`STATE_FIELDS`)."""
+    return dict(zip(STATE_FIELDS, (version, office, version), strict=True))
 
 
 def activity_version(event: LeadEvent, row: RowState, changes: Fields) -> dict[str, Any]:
@@ -292,9 +302,7 @@ class NewRow:
 def _unversioned(fields: Fields, drop: bool) -> Fields:
     """`fields` without the router version when `drop`: a row-making event's own version is set when it is applied
     again after the parked events that came before it, so the row's versions are never lowered (decision 0093)."""
-    return (
-        {k: v for k, v in fields.items() if k not in (ROUTER_VERSION, STATE_VERSION, STATE_OFFICE)} if drop else fields
-    )
+    return {k: v for k, v in fields.items() if k not in (ROUTER_VERSION, *STATE_FIELDS)} if drop else fields
 
 
 def _mark(event_id: str, fields: Fields, unversioned: bool) -> Doc:
@@ -350,7 +358,7 @@ class RowChanges:
     def applied_to(self, row: Fields) -> Doc:
         """The row with these changes: their fields none while it does not hold what they `expect`; their activity by
         its own rule (as `LeadViews`' second op, filtered only by it)."""
-        held = self.expect is None or all(row.get(k) == v for k, v in self.expect.items())
+        held = self.expect is None or all(_stored(row, k) == v for k, v in self.expect.items())
         changed = {k: v for k, v in {**row, **self.fields}.items() if k not in self.unset} if held else dict(row)
         # As LeadViews' filter {"last_activity_ms": {"$lt": new}}: a missing or non-number field never matches
         # (a stored one reads back as bson's Int64, an int); without a new time, the activity is set.
@@ -367,6 +375,15 @@ class RowChanges:
         return changed
 
 
+def _stored(row: Fields, path: str) -> Any:
+    """The value at a field's dotted path (as a MongoDB filter names a field of an embedded document); None when
+    missing."""
+    value: Any = row
+    for name in path.split("."):
+        value = value.get(name) if isinstance(value, Mapping) else None
+    return value
+
+
 def made_over_marker(lead_id: str, row: Fields) -> RowChanges:
     """The row a row-making event makes (all of `row`: a first row's fields, or an assignment's with those it sets
     only on insert) of a lead erased before it had one: over its marker, which goes, without the person (the event
@@ -377,7 +394,7 @@ def made_over_marker(lead_id: str, row: Fields) -> RowChanges:
 def owed_versions(version: int | None, office: str | None = None) -> Doc:
     """The versions a marked row takes when it is finished holding only its maker's changes (`version_owed`): the
     maker is a row-making event, which changes the state, so both, and its office (`STATE_OFFICE`)."""
-    return {} if version is None else {ROUTER_VERSION: version, STATE_VERSION: version, STATE_OFFICE: office}
+    return {} if version is None else {ROUTER_VERSION: version, **_state(version, office)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -479,11 +496,28 @@ def moved_changes(row: LeadRow, event: LeadTransferred) -> RowChanges:
     fields |= activity_version(event, state, fields) | field_versions(event, state, fields)
     fields |= _moved_versions(row, event, fields)
     # Only over the row as read: an event of another office applied meanwhile raised its router version, or another
-    # move landed (`handlers._moved` reads the row again and decides again).
+    # move landed (`handlers._moved` reads the row again and decides again); and over what it rewrites of what it read,
+    # which a late change sets without a version (`_rewritten`).
     read = {ROUTER_VERSION: row.router_version, STATE_VERSION: row.state_version, STATE_OFFICE: row.state_office,
-            "moved_ms": row.moved_ms}  # fmt: skip
+            STATE_OFFICE_VERSION: row.state_office_version, "moved_ms": row.moved_ms}  # fmt: skip
     changes = RowChanges.of(row.lead_id, fields, replaces=_replaces(event, state))
-    return replace(changes, expect=read)
+    return replace(changes, expect=read | _rewritten(row, fields))
+
+
+def _rewritten(row: LeadRow, moved: Fields) -> dict[str, Any]:
+    """What a move's update (`moved`) holds on besides the row's versions: what it rewrites from the row it read that a
+    late change (`late_changes`, older than the row's state version: no version changes) also sets. The open offers it
+    keeps (`offices._offers_since`, the row in its target changed since) as stored: a late expiry or withdrawal applied
+    between the move's read and its update ended one of them, which the update would open again; and the versions of
+    the late-set fields when it sets them (its reason: a late release of the target sets its own with its version). As
+    stored, so a row nobody changed always matches; an empty list of offers (every one ended) needs no hold. The field
+    versions by their paths: nx-27017 matches no embedded document (helper 125's review)."""
+    held: dict[str, Any] = {}
+    if moved.get("open_offers"):
+        held["open_offers"] = None if row.stored_offers is None else list(row.stored_offers)
+    if FIELD_VERSIONS in moved or any(name in moved for name in LATE_FIELDS):
+        held |= {f"{FIELD_VERSIONS}.{name}": row.field_versions.get(name) for name in LATE_FIELDS}
+    return held
 
 
 def _moved_versions(row: LeadRow, event: LeadTransferred, moved: Fields) -> dict[str, Any]:
@@ -499,8 +533,8 @@ def _moved_versions(row: LeadRow, event: LeadTransferred, moved: Fields) -> dict
         return {}
     raised = {ROUTER_VERSION: version} if row.router_version is None or version > row.router_version else {}
     newer = row.state_version is None or version > row.state_version
-    early = row.state_office == target != row.account_id and all(name in moved for name in HOLDER_FIELDS)
-    return raised | ({STATE_VERSION: version, STATE_OFFICE: target} if newer or early else {})
+    early = row.office_of_state == target != row.account_id and all(name in moved for name in HOLDER_FIELDS)
+    return raised | (_state(version, target) if newer or early else {})
 
 
 def _newer_only(event: LeadEvent) -> tuple[str, ...]:
