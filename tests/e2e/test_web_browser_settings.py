@@ -179,7 +179,7 @@ async def test_a_broker_sets_each_other_field_of_a_lead_source_and_a_refusal_kee
         [seeded] = (await api(stack, "/settings/lead-sources", SOURCES))["sources"]
 
         # Three fields the model refuses at once, each beside its field (and named by it), all kept as typed.
-        typed = {fee: "150", group: "nobody", offices: "north, north", direct: "5"}
+        typed = {fee: "150", group: "nobody", offices: "north\nnorth", direct: "5"}
         for field, text in typed.items():
             await field.fill(text)
         await auto.uncheck()
@@ -194,7 +194,7 @@ async def test_a_broker_sets_each_other_field_of_a_lead_source_and_a_refusal_kee
         await expect(auto).not_to_be_checked()
 
         # The account's own check: a lead group it does not have, beside the lead group; the rest as typed.
-        typed = {fee: "12.5", group: "nobody", offices: "north, south", direct: "1800"}
+        typed = {fee: "12.5", group: "nobody", offices: "north\nBrooklyn, NY", direct: "1800"}
         for field, text in typed.items():
             await field.fill(text)
         assert await pressed(page, "Save Zillow") == 422
@@ -213,7 +213,8 @@ async def test_a_broker_sets_each_other_field_of_a_lead_source_and_a_refusal_kee
             await expect(field).to_have_value(text)
         await expect(auto).not_to_be_checked()
         [zillow] = (await api(stack, "/settings/lead-sources", SOURCES))["sources"]
-        assert zillow == seeded | {"referral_fee_percent": 12.5, "lead_group": "luxury", "offices": ["north", "south"],
+        assert zillow == seeded | {"referral_fee_percent": 12.5, "lead_group": "luxury",
+                                   "offices": ["north", "Brooklyn, NY"],  # one office, its comma and all
                                    "auto_accept": False, "direct_period_seconds": 1800}, zillow  # fmt: skip
 
         # Cleared: no lead group, every office, auto-accept again; the numbers as they were.

@@ -53,6 +53,24 @@ def test_development_sign_in_and_a_missing_session_key_are_refused_in_production
     assert ok.web.secure_cookies, "HTTPS-only cookies unless turned off"
 
 
+def test_production_refuses_a_session_cookie_sent_over_plain_http(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The session cookie is the bearer token the JSON API takes (for hours): without `Secure` a browser sends it
+    # over any plain http:// request to the host. Turned off for the embedded run only (found by helper 130).
+    monkeypatch.setenv("CRM_API_WEB__SECURE_COOKIES", "false")
+    monkeypatch.setenv("CRM_API_WEB__SESSION_KEY", "s" * 40)
+
+    def in_(environment: str) -> CrmApiSettings:
+        return CrmApiSettings(environment=environment, auth={"key": "p" * 40}, offer_link_key="o" * 40,
+                              router_token="r" * 40)  # fmt: skip
+
+    with pytest.raises(ValidationError, match=r"CRM_API_WEB__SECURE_COOKIES\) is refused in production"):
+        in_("production")
+    assert not in_("test").web.secure_cookies, "a test deployment on plain http: allowed"
+    assert not in_("development").web.secure_cookies, "the embedded run: allowed"
+    monkeypatch.delenv("CRM_API_WEB__SECURE_COOKIES")
+    assert in_("production").web.secure_cookies
+
+
 def test_development_sign_in_needs_a_key_it_can_sign_with() -> None:
     with pytest.raises(ValidationError, match="needs an HS"):
         CrmApiSettings(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -196,11 +196,29 @@ class CallOutcome(StrEnum):
     WRONG_NUMBER = "wrong_number"
 
 
+# A task's due date is kept, summed up and shown in UTC: one at the calendar's edge with an offset (9999-12-31T23:30
+# -08:00, 0001-01-01T00:30+09:00) has no UTC value. Refused by field before anything is published (found by helper 130).
+TASK_DUE_FROM = datetime(1970, 1, 1, tzinfo=UTC)
+TASK_DUE_BEFORE = datetime(3000, 1, 1, tzinfo=UTC)
+
+
+def _due_in_range(value: datetime) -> datetime:
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("the time has no UTC value (out of range)") from exc
+    if not TASK_DUE_FROM <= utc < TASK_DUE_BEFORE:
+        raise ValueError("a task is due between the years 1970 and 2999")
+    return value
+
+
 class TaskDetails(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     title: Annotated[str, AfterValidator(visible(200))] = Field(min_length=1, max_length=800)
-    due_at: AwareDatetime = Field(description="When the task is due, ISO 8601 with offset.")
+    due_at: Annotated[AwareDatetime, AfterValidator(_due_in_range)] = Field(
+        description="When the task is due, ISO 8601 with offset; between the years 1970 and 2999 (UTC)."
+    )
 
 
 class MessageToContact(BaseModel):

@@ -56,7 +56,7 @@ class WebSettings(BaseModel):
     )  # fmt: skip
     secure_cookies: bool = Field(
         default=True, description="The session cookie is sent over HTTPS only; the embedded run (plain "
-        "http://127.0.0.1) turns it off.",
+        "http://127.0.0.1) turns it off. Refused off in production.",
     )  # fmt: skip
 
 
@@ -122,6 +122,12 @@ class CrmApiSettings(ServiceSettings):
     def _web(self) -> Self:
         if self.web.dev_sign_in and self.environment == "production":
             raise ValueError("web.dev_sign_in (CRM_API_WEB__DEV_SIGN_IN) is refused in production")
+        if not self.web.secure_cookies and self.environment == "production":
+            # The session cookie is the bearer token the JSON API takes: never sent over plain http.
+            raise ValueError(
+                "web.secure_cookies=false (CRM_API_WEB__SECURE_COOKIES) is refused in production: the session "
+                "cookie holds the sign-in token and must go over HTTPS only"
+            )
         if self.web.dev_sign_in and not self.auth.algorithm.startswith("HS"):
             raise ValueError("web.dev_sign_in signs its tokens with the HMAC auth key: it needs an HS* algorithm")
         value = self.web.session_key.get_secret_value() if self.web.session_key else None

@@ -132,7 +132,11 @@ class LeadSource(_Body):
     name: Name
     kind: Literal["general", "direct"] = "general"
     lead_group: Name | None = Field(default=None, description="Only its members are offered these leads (R6).")
-    offices: Annotated[list[Name], AfterValidator(_distinct)] = Field(default_factory=list, max_length=100)
+    offices: Annotated[list[Name], AfterValidator(_distinct)] = Field(
+        default_factory=list, max_length=100, description="Only agents of these offices are offered its leads (R6); "
+        "[]: every office. Each name as the agents' offices have it: one line, no spaces around it (a comma is "
+        "part of the name).",
+    )  # fmt: skip
     race_count: int = Field(default=1, ge=1, le=50, description="Agents offered at once (R7).")
     claim_window_seconds: int = Field(default=900, ge=10, le=WEEK_SECONDS, description="R8.")
     referral_fee_percent: float = Field(default=0.0, ge=0, le=100, description="R11; direct leads carry none.")
@@ -184,7 +188,17 @@ def check_sources(sources: Sequence[LeadSource], lead_groups: Iterable[str]) -> 
             found.append((("sources", i, "name"), "another source has this name"))
         if source.lead_group is not None and source.lead_group not in groups:
             found.append((("sources", i, "lead_group"), "not a lead group of this account"))
+        found += [(("sources", i, "offices", j), ONE_LINE) for j, o in enumerate(source.offices) if not one_line(o)]
     return found
+
+
+# The web form shows a source's offices one per line (a name may hold a comma): a name it could not give back
+# whole is refused on saving (checked here, not on reading, so a source stored before is still shown).
+ONE_LINE = "an office's name is one line, without spaces around it"
+
+
+def one_line(name: str) -> bool:
+    return name.splitlines() == [name] and name == name.strip()
 
 
 # Lead groups: R6

@@ -517,14 +517,22 @@ def activity_summary(action: str, agent_id: str, content: dict[str, Any] | None)
     if outcome := content.get("call_outcome"):
         summary += f" ({outcome.replace('_', ' ')})"
     if task := content.get("task"):
-        due = task["due_at"].astimezone(UTC)
-        summary += f": {task['title']}, due {due:%Y-%m-%d %H:%M} UTC"
+        summary += f": {task['title']}, due {_due_text(task['due_at'])}"
     if message := content.get("message"):
         summary += f" to the contact: {message.get('subject') or message['body']}"[: SUMMARY_TEXT + 40]
     if text := content.get("text"):
         shown = text if len(text) <= SUMMARY_TEXT else text[: SUMMARY_TEXT - 1].rstrip() + "…"
         summary += f": {shown}"
     return summary
+
+
+def _due_text(due: datetime) -> str:
+    """A task's due date in UTC; one without a UTC value (ActivityCreate refuses them) as it was given: a summary
+    never fails (it is built for the timeline entry of an action about to be published)."""
+    try:
+        return f"{due.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+    except (OverflowError, AttributeError):
+        return str(due)
 
 
 # A cursor's parts: any epoch_ms of a datetime (years 1 to 9999), and a lead id (a UUID as text).

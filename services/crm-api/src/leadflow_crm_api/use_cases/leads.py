@@ -138,18 +138,17 @@ async def act_on_lead(
     answer = await _claim_answer(leads, caller, db, doc, action, body, now=now)
     _check_the_contact_is_reachable(doc, action, body)
     activity = _activity(doc, caller, action, body, now=now, offer_round=answer.offer_round)
-    await publish_or_unavailable(publish_activity, activity, detail="The action could not be recorded; try again.")
-    await leads.record(
-        activity_entry(
-            event_id=str(activity.event_id),
-            lead_id=doc.lead_id,
-            account_id=activity.account_id,
-            agent_id=caller.sub,
-            action=body.action.value,
-            occurred_at=activity.occurred_at,
-            content=body.content(),
-        )
+    entry = activity_entry(  # built before the publish: what can fail fails before anything is published
+        event_id=str(activity.event_id),
+        lead_id=doc.lead_id,
+        account_id=activity.account_id,
+        agent_id=caller.sub,
+        action=body.action.value,
+        occurred_at=activity.occurred_at,
+        content=body.content(),
     )
+    await publish_or_unavailable(publish_activity, activity, detail="The action could not be recorded; try again.")
+    await leads.record(entry)
     if action is not ActivityAction.VIEW:
         await leads.touch(doc.lead_id, at=now, kind=action.value, by=caller.sub)
     if action is ActivityAction.DECLINE:  # a decline claims nothing: the lead goes on (the router decides to whom)

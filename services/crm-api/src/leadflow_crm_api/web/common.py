@@ -143,6 +143,11 @@ def field_errors(exc: ValidationError | RequestValidationError, prefix: str = ""
     return found
 
 
+def lines_of(text: str) -> list[str]:
+    """A textarea of names, one per line (a name may hold a comma, never a line break), without blank lines."""
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
 async def posted(request: Request, *ids: str) -> tuple[Principal, list[str], dict[str, str]]:
     """A form post's caller, its path ids (checked) and its fields (once its CSRF token is)."""
     caller, token = await caller_of(request)

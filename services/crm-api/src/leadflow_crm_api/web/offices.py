@@ -20,6 +20,7 @@ from leadflow_crm_api.web.common import (
     PREFIX,
     callers_of,
     db_of,
+    lines_of,
     posted,
     redirect,
     submit_key,
@@ -32,13 +33,15 @@ PROFILE_FIELDS = ("company", "office_address", "home_address", "production_value
 
 @router.post("/accounts/{account_id}/leads/{lead_id}/profile")
 async def profile(request: Request, account_id: str, lead_id: str) -> Response:
-    """The lead's profile and labels (comma-separated); the campaigns it has are kept as they are."""
+    """The lead's profile and labels (one per line: a label may hold a comma, never a line break); the campaigns
+    it has are kept as they are. A realtor of another brokerage (T1) sees the labels read-only: they stay as the
+    lead has them, whatever the field sends back."""
     caller, (account_id, lead_id), form = await posted(request, account_id, lead_id)
     leads = leads_uc.account_leads(caller, db_of(request), account_id)
     current = await leads_uc.lead_view(leads, caller, db_of(request), lead_id)
     fields: dict[str, object] = {k: form.get(k, "").strip() or None for k in PROFILE_FIELDS}
     fields["rating"] = form.get("rating", "").strip() or None
-    fields["labels"] = [x.strip() for x in form.get("labels", "").split(",") if x.strip()]
+    fields["labels"] = current.labels if caller.account_id != account_id else lines_of(form.get("labels", ""))
     try:
         body = LeadProfile.model_validate(
             fields

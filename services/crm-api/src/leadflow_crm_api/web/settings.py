@@ -32,6 +32,7 @@ from leadflow_crm_api.web.common import (
     checked_form,
     db_of,
     field_errors,
+    lines_of,
     path_id,
     redirect,
     render,
@@ -149,7 +150,7 @@ async def _save(request: Request, account_id: str, form_name: str, save: Any) ->
 @router.post("/accounts/{account_id}/settings/routing")
 async def save_routing(request: Request, account_id: str) -> Response:
     async def save(account: AccountSettings, fields: dict[str, str]) -> str:
-        roster = [line.strip() for line in fields.get("roster", "").splitlines() if line.strip()]
+        roster = lines_of(fields.get("roster", ""))
         body = RoutingSettings(
             round_robin=fields.get("round_robin") == "on",
             roster=roster,
@@ -184,7 +185,7 @@ async def save_source(request: Request, account_id: str, index: int) -> Response
         values = {k: v for k, v in values.items() if v}
         edited = LeadSource.model_validate(current[index].model_dump() | values | {
             "lead_group": fields.get("lead_group", "").strip() or None,
-            "offices": [o.strip() for o in fields.get("offices", "").split(",") if o.strip()],
+            "offices": lines_of(fields.get("offices", "")),  # one per line: a name may hold a comma
             "auto_accept": fields.get("auto_accept") == "on",
         })  # fmt: skip
         sources = [*current[:index], edited, *current[index + 1 :]]
