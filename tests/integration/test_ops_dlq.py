@@ -29,6 +29,7 @@ from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from leadflow_devstack.raw_records import RawRecord, produce_batch, record_batch
 from leadflow_devstack.servers import tansu
 from leadflow_devstack.testing import records_to_end
 from leadflow_notifier.adapters.dead_letters import KafkaDeadLetters
@@ -37,6 +38,8 @@ from leadflow_notifier.domain.delivery import Delivery
 from leadflow_notifier.domain.errors import PermanentDeliveryError
 from leadflow_notifier.domain.messages import EmailContent
 from leadflow_notifier.domain.preferences import Channel
+from leadflow_ops.dead_letters import DeadLetter
+from leadflow_ops.ledger import ReplayLedger
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.dead_letters import DLQ_MAX_VALUE_BYTES, DeadLetters
 from leadflow_shared.errors import PoisonMessage
@@ -331,6 +334,44 @@ async def test_a_dead_letter_at_a_reused_offset_is_replayed_not_taken_for_the_on
     assert [o["status"] for o in again.json()["outcomes"]] == ["already-replayed"], "the same one never twice"
     published = [json.loads(r.value or b"")["event_id"] for r in await records_to_end(bootstrap, source)]
     assert published == [str(first.event_id), str(second.event_id)]
+
+
+async def test_a_dead_letter_topic_holding_a_record_with_a_header_name_not_utf8_is_listed_shown_and_replayed(
+    ops: Ops, bootstrap: str
+) -> None:
+    """`leadflow-ops` reads DLQ topics tolerantly (`kafka_records.install`): a header name that is not UTF-8 keeps its
+    bytes as surrogates. `DeadLetter.fingerprint` encoded names strictly, so `dlq list` and `dlq replay --all` raised
+    UnicodeEncodeError for the whole topic, and `dlq show --json` wrote a lone surrogate (helper 133)."""
+    source = f"ops-test-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(bootstrap, [TopicSpec(source, 1), TopicSpec(dlq(source), 1)])
+    await dead_letter(bootstrap, source, 3, lead("odd@example.com"))
+    odd = record_batch([RawRecord(b"stray", b"acme", [(b"\xff\xfe", b"1")])])
+    await produce_batch(bootstrap, dlq(source), b"acme", odd)
+
+    listed = await ops("dlq", "list", dlq(source), "--json")
+    assert listed.code == 0, listed.err[-600:]
+    assert len(listed.json()["dead_letters"]) == 2
+    shown = await ops("dlq", "show", dlq(source), "0:1", "--json")
+    assert shown.code == 0, shown.err[-600:]
+    assert shown.json()["headers"][0] == ["\udcff\udcfe", "1"]  # escaped in the JSON, read back as it was
+    replayed = await ops("dlq", "replay", dlq(source), "--all", "--json")
+    assert "Traceback" not in replayed.err, replayed.err[-600:]
+    statuses = [o["status"] for o in replayed.json()["outcomes"]]
+    assert statuses == ["replayed", "refused"]  # the stray record is no leadflow dead letter
+
+
+async def test_the_replay_ledger_answers_for_a_large_dead_letter_topic(db: AsyncDatabase[dict[str, Any]]) -> None:
+    """`dlq replay --all` and `dlq list --limit 0` ask the ledger about every dead letter. In one `$in` (2 ids each)
+    that was over MongoDB's 16 MiB past ~148,000 dead letters (a bad deploy dead-lettering a busy topic for a few
+    hours): DocumentTooLarge, a traceback (helper 133). It asks in chunks (`LOOKUP_CHUNK`)."""
+    letters = [DeadLetter("leads.events.v1.dlq", 0, offset, 0, b"acme", b"{}", (("dlq-original-headers", b"0"),))
+               for offset in range(160_000)]  # fmt: skip
+    ledger = ReplayLedger(db)
+    at = datetime.now(UTC)
+    for letter in (letters[0], letters[-1]):
+        assert await ledger.record(letter, to="leads.events.v1[0]@1", at=at, by="test")
+    done = await ledger.replayed(letters)
+    assert set(done) == {letters[0].ref, letters[-1].ref}
 
 
 async def test_seed_loads_account_configuration_and_refuses_an_invalid_file(

@@ -76,10 +76,13 @@ class DeadLetter:
     @property
     def fingerprint(self) -> str:
         """A hash of the record's key, body and headers: the same dead letter read again has the same one, another
-        message at reused coordinates (a recreated topic) another one (decision 0091)."""
+        message at reused coordinates (a recreated topic) another one (decision 0091). A header name that is not
+        UTF-8 (the tolerant reader keeps its bytes as surrogates, and names a stand-in UNREADABLE) is encoded with
+        `surrogatepass`: any name has its bytes, a UTF-8 one the same as before."""
         digest = hashlib.sha256()
         parts = [b"" if self.key is None else b"k" + self.key, self.value]
-        parts += [part for name, value in self.headers for part in (name.encode(), value or b"")]
+        for name, value in self.headers:
+            parts += [name.encode("utf-8", "surrogatepass"), value or b""]
         for part in parts:  # each one length-prefixed: no two lists of parts hash alike
             digest.update(len(part).to_bytes(8, "big") + part)
         return digest.hexdigest()[:32]

@@ -41,9 +41,11 @@ class DeadLetterReader:
     def __init__(self, settings: KafkaSettings) -> None:
         kafka_records.install()  # a record aiokafka cannot read becomes a stand-in, as in the services
         self._servers = settings.bootstrap_servers
+        # A position below a partition's first offset (retention removed it since we looked) reads from the first
+        # offset still there; aiokafka's default ("latest") would jump to the end and find nothing.
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers, client_id=CLIENT_ID, group_id=None,
-            enable_auto_commit=False, **client_security(settings),
+            enable_auto_commit=False, auto_offset_reset="earliest", **client_security(settings),
         )  # fmt: skip
 
     async def __aenter__(self) -> Self:
@@ -82,8 +84,10 @@ class DeadLetterReader:
                 by_partition.setdefault(partitions[c.partition], []).append(c.offset)
         if not by_partition:
             return {}
+        starts = await self._consumer.beginning_offsets(list(by_partition))
         ends = await self._consumer.end_offsets(list(by_partition))
-        ranges = {tp: (min(offsets), min(max(offsets) + 1, ends[tp])) for tp, offsets in by_partition.items()}
+        ranges = {tp: (max(min(offsets), starts[tp]), min(max(offsets) + 1, ends[tp]))
+                  for tp, offsets in by_partition.items()}  # fmt: skip
         return {d.coordinates: d for d in await self._read(ranges) if d.coordinates in wanted}
 
     async def _read(self, ranges: dict[TopicPartition, tuple[int, int]]) -> list[DeadLetter]:

@@ -39,14 +39,23 @@ def operator() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+# Dead letters asked about per query: two ids each (`ident` and the legacy `ref`), about 100 bytes apiece, so a
+# query stays near 1 MiB, far under MongoDB's 16 MiB command limit whatever the topic holds.
+LOOKUP_CHUNK = 5_000
+
+
 class ReplayLedger:
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self._replays = db[OPS_REPLAYS]
 
     async def replayed(self, letters: Sequence[DeadLetter]) -> dict[str, dict[str, Any]]:
         """The ledger's documents of these dead letters (those replayed before), by `DeadLetter.ref`."""
-        if not letters:
-            return {}
+        done: dict[str, dict[str, Any]] = {}
+        for at in range(0, len(letters), LOOKUP_CHUNK):
+            done |= await self._replayed(letters[at : at + LOOKUP_CHUNK])
+        return done
+
+    async def _replayed(self, letters: Sequence[DeadLetter]) -> dict[str, dict[str, Any]]:
         ids = [letter.ident for letter in letters] + [letter.ref for letter in letters]
         found = {str(d["_id"]): d async for d in self._replays.find({"_id": {"$in": ids}})}
         done = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,8 +35,18 @@ def note(text: str) -> None:
     sys.stderr.write(text + "\n")
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_text(data: Any, *, indent: int = 2) -> str:
+    """`data` as JSON text that UTF-8 can hold: a lone surrogate (a header name that is not UTF-8, as the tolerant
+    reader keeps it, a `\\udcff` in a body) is written as its `\\uXXXX` escape, which reads back as the same."""
+    text = json.dumps(data, indent=indent, ensure_ascii=False, default=str)
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def as_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.write(json_text(data) + "\n")
 
 
 def iso(at: object) -> str:

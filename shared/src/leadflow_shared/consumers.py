@@ -22,6 +22,8 @@ own: what cannot be decoded is set aside (`Batch.rejected`) and the rest handled
 - lets an outage (`is_transient`) through, so FastStream rewinds to the message (NACK_ON_ERROR)
   and it is processed again once the dependency is back;
 - runs a failed batch again one record at a time, so one bad record cannot hold up the others.
+- dead-letters a record once: read again after an outage rewound its batch, it is neither dead-lettered nor
+  run again (`ConsumerEdge.dead_letter`); a cancellation (FastStream's, past `graceful_timeout`) is never retried.
 With tracing on, it does all that inside the message's consuming span (`Tracing.consuming`: a
 record's continues the record's trace, a batch's its first record's), so a dead letter carries the
 trace; with tracing off there is no span code on the way, one shared no-op context.
@@ -34,8 +36,11 @@ import copy
 import dataclasses
 import inspect
 import logging
+import re
 import typing
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from types import TracebackType
 from typing import Any, Generic, Literal, TypeAlias, TypeVar, cast
 
 from aiokafka import ConsumerRecord
@@ -45,6 +50,7 @@ from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler, TypeAdapter
 from pydantic_core import CoreSchema, core_schema
 from tenacity import (
     AsyncRetrying,
+    AttemptManager,
     RetryCallState,
     retry_if_not_exception_type,
     stop_after_attempt,
@@ -54,6 +60,7 @@ from tenacity import (
 from leadflow_shared.dead_letters import POISON_ERRORS, DeadLetters, is_transient
 from leadflow_shared.errors import PoisonMessage
 from leadflow_shared.json_bodies import JsonBounds, NotStrictJson, parse_strict_json, safe_loc
+from leadflow_shared.kafka import original_record
 from leadflow_shared.kafka_records import UnreadableRecord, unreadable
 from leadflow_shared.logs import bind
 from leadflow_shared.metrics import ConsumerMetrics
@@ -86,11 +93,17 @@ class NotStrictRecord(PoisonMessage):
     """A record whose JSON holds what no consumer can keep or JSON does not have: refused before it is decoded."""
 
 
-# Records are strict JSON too (leadflow_shared.json_bodies): integers within BSON's 64 bits, no NaN or Infinity,
-# no NUL in a member name. Checked only on a record that may hold one (`_suspect`): a leadflow event never does.
+# Records are strict JSON too (leadflow_shared.json_bodies): integers within BSON's 64 bits, no NaN or Infinity (nor a
+# number beyond a double, `1e400`, which pydantic reads as inf), no NUL in a member name. Checked only on a record
+# that may hold one (`_suspect`): a leadflow event never does.
 RECORD_BOUNDS = JsonBounds(max_depth=64, int_bits=64, max_errors=5)
-_DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
+_DIGITS_AS_ZERO = bytes.maketrans(b"0123456789E", b"0" * 10 + b"e")  # and an exponent's E as e
 _LONG_NUMBER = b"0" * 19  # 19 digits in a row: an integer that may be beyond 64 bits (2**63 has 19)
+# An exponent of 3 digits or more: a number that may be beyond a double (`1e400`, `-1E999`). Under 3, the mantissa
+# would need 19 digits in a row to reach 1.8e308, which `_LONG_NUMBER` finds; a negative exponent underflows to 0.
+_BIG_EXPONENT = re.compile(rb"e\+?000")
+_MANTISSA = frozenset(b"0.")
+_BEFORE_A_VALUE = frozenset(b":[, \t\r\n")  # what precedes a JSON value (or nothing: the document's start)
 _NOT_STORABLE = frozenset({"finite_number", "integer_range", "unicode"})  # the rest: pydantic's to name
 
 
@@ -98,7 +111,21 @@ def _suspect(value: bytes) -> bool:
     """Whether `value` may hold what `RECORD_BOUNDS` refuses: a few microseconds, against the parse's tens."""
     if b"NaN" in value or b"Infinity" in value or b"\\u0000" in value:
         return True
-    return _LONG_NUMBER in value.translate(_DIGITS_AS_ZERO)
+    digits = value.translate(_DIGITS_AS_ZERO)
+    return _LONG_NUMBER in digits or any(_a_number_before(digits, m.start()) for m in _BIG_EXPONENT.finditer(digits))
+
+
+def _a_number_before(digits: bytes, exponent: int) -> bool:
+    """Whether a JSON number's mantissa ends at `exponent` (its `e`): digits, maybe a point and a minus, beginning
+    where a JSON value may. Not a word's `e` nor a UUID's hex (`"ab-4e567"`), or most events would be parsed twice."""
+    start = exponent
+    while start > 0 and digits[start - 1] in _MANTISSA:
+        start -= 1
+    if start == exponent:
+        return False
+    if start > 0 and digits[start - 1] == ord("-"):
+        start -= 1
+    return start == 0 or digits[start - 1] in _BEFORE_A_VALUE
 
 
 def check_storable(value: bytes) -> None:
@@ -226,6 +253,42 @@ def contract_of(handler: Callable[..., Awaitable[Any]]) -> tuple[Any, bool]:
     return hint, False
 
 
+# Records this process dead-lettered, remembered so that one read again is not dead-lettered again (decision 0077,
+# amended): an outage rewinds a batch after its poison was dead-lettered (`admitted`), or after `_alone` dead-lettered
+# some of its records, and every rewind reads them again. Only records not yet committed are read again: at most the
+# batch in flight of each subscriber (`max_records`, 500), so a few thousand are plenty. Past that, or after a restart
+# or a rebalance (memory is per process), a record read again is dead-lettered once more: a duplicate dead letter
+# (its replay is deduplicated by event id), never a missing one.
+DEAD_LETTERED_REMEMBERED = 8192
+
+
+def _identity(record: Record) -> tuple[Any, ...]:
+    """A fetched record: its place, and its content too (a topic recreated reuses offsets; FastStream's in-memory
+    broker gives every record offset 0)."""
+    record = original_record(record)
+    content = hash((record.key, record.value, tuple(record.headers)))
+    return record.topic, record.partition, record.offset, record.timestamp, content
+
+
+class _Propagating:
+    """tenacity's attempt, except that what is not an `Exception` is no failure to retry: a `CancelledError`
+    (FastStream cancels a handler outliving `graceful_timeout`, and the consumer has left its group by then),
+    `KeyboardInterrupt`, `SystemExit` propagate at once (tenacity's `with attempt:` would swallow and retry them)."""
+
+    __slots__ = ("_attempt",)
+
+    def __init__(self, attempt: AttemptManager) -> None:
+        self._attempt = attempt
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
+        if exc is not None and not isinstance(exc, Exception):
+            return False
+        return bool(self._attempt.__exit__(kind, exc, tb))
+
+
 class ConsumerEdge:
     """The middleware factory FastStream calls for each consumed message (see the module docstring).
 
@@ -241,6 +304,7 @@ class ConsumerEdge:
         self._settings = settings
         self._metrics = metrics
         self._tracing = tracing
+        self._dead_lettered: OrderedDict[tuple[Any, ...], None] = OrderedDict()  # `dead_letter`: most recent last
 
     def span(self, message: StreamMessage[Any]) -> contextlib.AbstractContextManager[object]:
         """The consuming span the message is processed in (`Tracing.consuming`); nothing when tracing is off."""
@@ -268,11 +332,28 @@ class ConsumerEdge:
         error = state.outcome.exception() if state.outcome else None
         log.warning("retrying %s handler after %s", topic, type(error).__name__)
 
+    async def dead_letter(self, record: Record, why: Exception) -> None:
+        """Dead-letter `record` once: not again when it is read again after a rewind (`_dead_lettered`)."""
+        if self.dead_lettered(record):
+            return
+        await self.dead_letters.publish(record, why)
+        self._dead_lettered[_identity(record)] = None
+        if len(self._dead_lettered) > DEAD_LETTERED_REMEMBERED:
+            self._dead_lettered.popitem(last=False)
+
+    def dead_lettered(self, record: Record) -> bool:
+        """Whether this process dead-lettered `record` already (of the last `DEAD_LETTERED_REMEMBERED`)."""
+        identity = _identity(record)
+        if identity not in self._dead_lettered:
+            return False
+        self._dead_lettered.move_to_end(identity)
+        return True
+
     async def admitted(self, message: StreamMessage[Any]) -> Batch[Any]:
         """A batch's decodable records; the others (`Batch.rejected`) dead-lettered."""
         batch = cast(Batch[Any], await message.decode())
         for record, why in batch.rejected:
-            await self.dead_letters.publish(record, why)
+            await self.dead_letter(record, why)
         return batch
 
     async def given_up(
@@ -281,13 +362,15 @@ class ConsumerEdge:
         """Out of attempts: a record is dead-lettered. A batch runs again one record at a time, so one
         poison record cannot hold up the rest (a batch handler must be idempotent: it may run again)."""
         if batch is None:
-            await self.dead_letters.publish(cast(Record, message.raw_message), failure)
+            await self.dead_letter(cast(Record, message.raw_message), failure)
             return
         log.warning("batch of %d from %s failed; processing one by one", len(batch), batch.records[0].topic)
         for record in batch.records:
             await self._alone(call_next, message, record)
 
     async def _alone(self, call_next: AsyncFuncAny, message: StreamMessage[Any], record: Record) -> None:
+        if self.dead_lettered(record):  # before an outage rewound its batch: decided, not run again
+            return
         one = copy.copy(message)  # a copy forgets the decoded batch: it decodes its one record
         one.raw_message, one.body = (record,), [record.value or b""]
         try:
@@ -296,14 +379,14 @@ class ConsumerEdge:
         except Exception as exc:
             if is_transient(exc):
                 raise
-            await self.dead_letters.publish(record, exc)
+            await self.dead_letter(record, exc)
             return
         for _, why in rejections:
-            await self.dead_letters.publish(record, why)
+            await self.dead_letter(record, why)
 
     async def _attempts(self, call_next: AsyncFuncAny, message: StreamMessage[Any], topic: str) -> Any:
         async for attempt in self.retrying(topic):
-            with attempt:
+            with _Propagating(attempt):
                 return await call_next(message)
         raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
 
@@ -334,7 +417,7 @@ class _EdgeMiddleware(BaseMiddleware):
             try:
                 with place:
                     async for attempt in edge.retrying(first.topic):
-                        with attempt:
+                        with _Propagating(attempt):
                             rejections = await call_next(msg)
             except Exception as failure:  # the consumer's edge: nothing may stop the partition
                 if is_transient(failure):
@@ -343,5 +426,5 @@ class _EdgeMiddleware(BaseMiddleware):
                 return None
             if batch is not None:
                 for index, why in cast(BatchRejections, rejections):
-                    await edge.dead_letters.publish(batch.records[index], why)
+                    await edge.dead_letter(batch.records[index], why)
         return None  # nothing to publish: leadflow's handlers never reply

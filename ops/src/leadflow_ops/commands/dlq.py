@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 from collections import Counter
 from datetime import UTC, datetime
@@ -17,7 +16,7 @@ from leadflow_ops.dead_letters import Coordinates, DeadLetter
 from leadflow_ops.errors import OpsError
 from leadflow_ops.kafka_client import DeadLetterReader, Republisher
 from leadflow_ops.ledger import ReplayLedger, operator
-from leadflow_ops.output import as_json, iso, line, note, printable
+from leadflow_ops.output import as_json, iso, json_text, line, note, printable
 from leadflow_ops.replay import Outcome, Replayer
 from leadflow_ops.settings import OpsSettings
 
@@ -102,7 +101,7 @@ async def show_dead_letter(args: argparse.Namespace, settings: OpsSettings) -> i
         line(f"  {printable(name)}: {'(null)' if value is None else printable(value)}")
     line(f"body ({details['bytes']} bytes):")
     if "body" in details:
-        line(json.dumps(details["body"], indent=2, ensure_ascii=False))
+        line(json_text(details["body"]))
     elif "body_text" in details:
         line(printable(details["body_text"]))
     else:
