@@ -14,8 +14,9 @@ import html
 import re
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -251,3 +252,39 @@ def csrf_of(page: httpx.Response) -> str:
 def text_of(page: httpx.Response) -> str:
     """The page's text without tags, spaces collapsed (what a reader sees)."""
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page.text)).split())
+
+
+@dataclass
+class Sent:
+    """What crm-api's publishers were given (app.state's, wrapped): keyed by account, body."""
+
+    records: list[tuple[str, bytes]] = field(default_factory=list)
+
+    def wrap(self, publish: Callable[[str, bytes], Awaitable[None]]) -> Callable[[str, bytes], Awaitable[None]]:
+        async def recorded(key: str, body: bytes) -> None:
+            self.records.append((key, body))
+            await publish(key, body)
+
+        return recorded
+
+
+@dataclass
+class Web:
+    """crm-api's app on the site with one routed lead, its publishers counted."""
+
+    site: Site
+    sent: Sent
+    lead: str
+
+
+@asynccontextmanager
+async def web_with_a_lead(mongo_url: str, kafka_bootstrap: str) -> AsyncIterator[Web]:
+    """`site_on` with one lead routed and crm-api's activity and command publishers wrapped in a `Sent`."""
+    async with site_on(mongo_url, kafka_bootstrap, config()) as site:
+        lead = received(1)
+        await site.world.route(lead)
+        app: Any = site.web._transport.app  # type: ignore[attr-defined]  # the ASGI app the client calls
+        sent = Sent()
+        app.state.publish_activity = sent.wrap(app.state.publish_activity)
+        app.state.publish_command = sent.wrap(app.state.publish_command)
+        yield Web(site, sent, str(lead.event_id))

@@ -12,15 +12,13 @@ crm-api's whole app in-process on the session's Tansu and nx-27017, the router b
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 import pytest_asyncio
-from routing_world import ACCOUNT, Site, config, csrf_of, received, site_on
+from routing_world import ACCOUNT, Web, csrf_of, web_with_a_lead
 
 from leadflow_crm_api.domain.views import activity_summary
 from leadflow_shared.collections import CRM_TIMELINE
@@ -31,36 +29,10 @@ on_the_session_loop = pytest.mark.asyncio(loop_scope="session")
 BROKER = f"{ACCOUNT}|oak-boss|broker"
 
 
-@dataclass
-class Sent:
-    """What crm-api's activity publisher was given (app.state's, wrapped)."""
-
-    records: list[tuple[str, bytes]] = field(default_factory=list)
-
-    def wrap(self, publish: Callable[[str, bytes], Awaitable[None]]) -> Callable[[str, bytes], Awaitable[None]]:
-        async def recorded(key: str, body: bytes) -> None:
-            self.records.append((key, body))
-            await publish(key, body)
-
-        return recorded
-
-
-@dataclass
-class Web:
-    site: Site
-    sent: Sent
-    lead: str
-
-
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def web(mongo_url: str, kafka_bootstrap: str) -> AsyncIterator[Web]:
-    async with site_on(mongo_url, kafka_bootstrap, config()) as site:
-        lead = received(1)
-        await site.world.route(lead)
-        app: Any = site.web._transport.app  # type: ignore[attr-defined]  # the ASGI app the client calls
-        sent = Sent()
-        app.state.publish_activity = sent.wrap(app.state.publish_activity)
-        yield Web(site, sent, str(lead.event_id))
+    async with web_with_a_lead(mongo_url, kafka_bootstrap) as web:
+        yield web
 
 
 async def answer_of(send: Callable[[], Awaitable[httpx.Response]]) -> httpx.Response | None:

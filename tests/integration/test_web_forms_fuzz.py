@@ -9,9 +9,7 @@ app in-process on the session's Tansu and nx-27017, the router behind its HTTP a
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 import httpx
@@ -19,7 +17,7 @@ import pytest
 import pytest_asyncio
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from routing_world import ACCOUNT, Site, config, csrf_of, received, site_on
+from routing_world import ACCOUNT, Web, csrf_of, web_with_a_lead
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -46,37 +44,10 @@ def encoded(pairs: list[tuple[str, str]]) -> bytes:
     return "&".join(f"{part(k)}={part(v)}" for k, v in pairs).encode()
 
 
-@dataclass
-class Sent:
-    """What crm-api's publishers were given (app.state's, wrapped): keyed by account, body."""
-
-    records: list[tuple[str, bytes]] = field(default_factory=list)
-
-    def wrap(self, publish: Callable[[str, bytes], Awaitable[None]]) -> Callable[[str, bytes], Awaitable[None]]:
-        async def recorded(key: str, body: bytes) -> None:
-            self.records.append((key, body))
-            await publish(key, body)
-
-        return recorded
-
-
-@dataclass
-class Web:
-    site: Site
-    sent: Sent
-    lead: str
-
-
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def web(mongo_url: str, kafka_bootstrap: str) -> AsyncIterator[Web]:
-    async with site_on(mongo_url, kafka_bootstrap, config()) as site:
-        lead = received(1)
-        await site.world.route(lead)
-        app: Any = site.web._transport.app  # type: ignore[attr-defined]  # the ASGI app the client calls
-        sent = Sent()
-        app.state.publish_activity = sent.wrap(app.state.publish_activity)
-        app.state.publish_command = sent.wrap(app.state.publish_command)
-        yield Web(site, sent, str(lead.event_id))
+    async with web_with_a_lead(mongo_url, kafka_bootstrap) as web:
+        yield web
 
 
 async def post(web: Web, client: httpx.AsyncClient, path: str, body: bytes) -> httpx.Response:
