@@ -46,8 +46,29 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 64  # the default 5 makes a burst of concurrent sends wait a second for SYN retries
 
 
+class _Serving:
+    """A local HTTP server on a free port, served from a thread."""
+
+    server: _Server
+    thread: threading.Thread
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = _Server(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def _shut(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 @dataclass
-class Provider:
+class Provider(_Serving):
     """A local HTTP server: records each request and answers with `reply(request)`."""
 
     reply: Callable[[Seen], Reply]
@@ -76,18 +97,11 @@ class Provider:
                 pass
 
         self.released = threading.Event()
-        self.server = _Server(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._serve(Handler)
 
     def close(self) -> None:
         self.released.set()
-        self.server.shutdown()
-        self.server.server_close()
+        self._shut()
 
 
 @pytest.fixture
@@ -231,7 +245,7 @@ async def test_a_provider_that_is_down_is_transient() -> None:
 
 
 @dataclass
-class RawProvider:
+class RawProvider(_Serving):
     """A local HTTP server whose answer `answer(handler, provider)` writes itself, byte by byte if it likes."""
 
     answer: Callable[[BaseHTTPRequestHandler, RawProvider], None]
@@ -254,19 +268,11 @@ class RawProvider:
             def log_message(self, *_args: object) -> None:
                 pass
 
-        self.server = _Server(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._serve(Handler)
 
     def close(self) -> None:
         self.stop.set()
-        self.server.shutdown()
-        self.server.server_close()
+        self._shut()
 
 
 Answer = Callable[[BaseHTTPRequestHandler, RawProvider], None]

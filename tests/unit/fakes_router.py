@@ -164,6 +164,18 @@ class FakeContacts(Contacts):
         for key, lead_id in lead_by_key.items():
             self.leads.setdefault(key, lead_id)
 
+    async def of_lead(self, lead_id: str) -> list[str]:
+        return sorted(k for k, v in self.leads.items() if v == lead_id)
+
+    async def forget(self, lead_id: str, keys: list[str]) -> None:
+        for key in keys:
+            if self.leads.get(key) == lead_id:
+                del self.leads[key]
+
+    async def forget_leads(self, lead_ids: list[str]) -> None:
+        for key in [k for k, v in self.leads.items() if v in lead_ids]:
+            del self.leads[key]
+
 
 class FakeRotations(Rotations):
     def __init__(self) -> None:

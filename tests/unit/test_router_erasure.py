@@ -66,18 +66,6 @@ class Contacts(FakeContacts):
             raise ConnectionError("mongo down")
         await super().register(lead_by_key)
 
-    async def of_lead(self, lead_id: str) -> list[str]:
-        return sorted(k for k, v in self.leads.items() if v == lead_id)
-
-    async def forget(self, lead_id: str, keys: list[str]) -> None:
-        for key in keys:
-            if self.leads.get(key) == lead_id:
-                del self.leads[key]
-
-    async def forget_leads(self, lead_ids: list[str]) -> None:
-        for key in [k for k, v in self.leads.items() if v in lead_ids]:
-            del self.leads[key]
-
 
 class Erasures:
     """In-memory `router_erasures`."""

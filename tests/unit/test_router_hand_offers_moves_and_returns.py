@@ -94,21 +94,9 @@ def events_of(published: Published, kind: type[Envelope]) -> list[Any]:
     return [e for e in published.lead_events() if isinstance(e, kind)]
 
 
-class MovingContacts(FakeContacts):
-    """The contact index's reads and forgets a transfer (T2) makes, in memory (as test_router_erasure's)."""
-
-    async def of_lead(self, lead_id: str) -> list[str]:
-        return sorted(k for k, v in self.leads.items() if v == lead_id)
-
-    async def forget(self, lead_id: str, keys: list[str]) -> None:
-        for key in keys:
-            if self.leads.get(key) == lead_id:
-                del self.leads[key]
-
-
 def service_of(*accounts: AccountSnapshot, now: list[datetime]) -> tuple[RouterService, Published]:
     published = Published()
-    service = router_on_fakes(*accounts, clock=lambda: now[0], publish=published, contacts=MovingContacts())
+    service = router_on_fakes(*accounts, clock=lambda: now[0], publish=published, contacts=FakeContacts())
     return service, published
 
 
