@@ -15,6 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from leadflow_intake.domain.normalize import strip
 from leadflow_shared.events.criteria import (
+    MAX_PRICE,
     MAX_TAGS,
     LeadCriteria,
     LeadIntent,
@@ -85,7 +86,9 @@ def _whole(value: object) -> int | None:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, str) and re.fullmatch(r"\$?\s*\d{1,3}(,\d{3})+|\$?\s*\d+", value.strip()):
-        return int(re.sub(r"[^\d]", "", value))
+        digits = re.sub(r"[^\d]", "", value)
+        # Past MAX_PRICE's digits it cannot be a price; past 4,300 `int()` refuses it (helper 136: a 500).
+        return int(digits) if len(digits) <= len(str(MAX_PRICE)) else None
     return None
 
 
