@@ -23,6 +23,7 @@ from leadflow_crm_api.adapters.leads import (
     scope_filter,
 )
 from leadflow_crm_api.domain.principal import Principal, Role
+from leadflow_crm_api.domain.projection import RowState
 from leadflow_crm_api.domain.views import LeadQuery, LeadSort, LeadStatus, LeadTab
 from leadflow_crm_api.handlers import project
 from leadflow_shared.clock import epoch_ms
@@ -211,6 +212,49 @@ async def test_a_replayed_share_does_not_take_the_lead_from_the_realtor_it_was_s
         "the replayed share made rita the holder again"
     )
     assert await db[CRM_TIMELINE].count_documents({"lead_id": str(lead)}) == 2, "shares are not on the timeline"
+
+
+class _MovedMeanwhile(LeadViews):
+    """`LeadViews` of north's consumer: south's consumer (its own `LeadViews`) projects `move` right after this one
+    first reads the lead's state, before the update decided on that read is sent."""
+
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], move: LeadTransferred) -> None:
+        super().__init__(db)
+        self.pending: LeadTransferred | None = move
+
+    async def state(self, lead_id: str) -> RowState:
+        read = await super().state(lead_id)
+        if (move := self.pending) is not None:
+            self.pending = None
+            await projected(LeadViews(self.db), move)
+        return read
+
+
+def claimed_by_ana(lead: uuid.UUID) -> LeadClaimed:
+    return LeadClaimed.create(account_id="north", occurred_at=T0 + timedelta(minutes=1), payload=LeadClaimedPayload(
+        lead_id=lead, agent_id="ana", action=ActivityAction.CALL, offer_round=1))  # fmt: skip
+
+
+async def test_a_move_landing_between_a_claims_read_and_its_update_is_not_undone(
+    db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    """North offers the lead to ana; ana claims it; nora moves it to south, where sol holds it. The move is keyed by
+    north but projected by another consumer (a replayed dead letter, a rebalance): it lands after the claim's read of
+    the row and before its update. The claim's update, decided on the row before the move, wrote ana as the holder of
+    a lead listed in south (a north agent working a south lead). It holds on the row's last move, misses on MongoDB,
+    and is decided again on the moved row: the claim of the office left changes nothing there (helper 134's review)."""
+    in_order, raced = uuid.uuid4(), uuid.uuid4()
+    views = LeadViews(db)
+    await projected(views, offered_to_ana(in_order), claimed_by_ana(in_order))
+    await projected(views, moved_to_south(in_order, at=T0 + timedelta(minutes=2), previous="ana"))
+    expected = await holder(views, in_order)
+    assert expected == ("south", "sol", "assigned", "office_transfer", [])
+
+    racing = _MovedMeanwhile(db, moved_to_south(raced, at=T0 + timedelta(minutes=2), previous="ana"))
+    await projected(racing, offered_to_ana(raced))  # the first event makes the row: no state read before it
+    await projected(racing, claimed_by_ana(raced))
+    assert racing.pending is None, "the move did not land between the claim's read and its update"
+    assert await holder(racing, raced) == expected, "the claim's update undid the move that landed under it"
 
 
 async def test_scopes_keep_accounts_and_realtors_apart(db: AsyncDatabase[dict[str, Any]]) -> None:

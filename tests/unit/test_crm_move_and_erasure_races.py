@@ -358,6 +358,40 @@ def test_a_move_whose_row_changes_under_every_attempt_is_left_to_the_edge() -> N
     assert views.rows[str(lead)]["account_id"] == "acme"
 
 
+class MovedUnderEveryRead(Views):
+    """`Views` where a move (another office's consumer) lands after each read of the lead's state: the row's
+    `moved_ms` is another one every time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    async def state(self, lead_id: str) -> RowState:
+        read = await super().state(lead_id)
+        if read.exists:
+            self.reads += 1
+            self.rows[lead_id]["moved_ms"] = epoch_ms(T0) + self.reads
+        return read
+
+
+def test_a_change_whose_row_a_move_lands_on_under_every_attempt_is_left_to_the_edge() -> None:
+    """A change that is not a move holds on the row's last move as read (`RowChanges.holding`), and is decided again
+    when one landed in between, at most `MOVE_ATTEMPTS` times: then the consumers' edge retries the event, which has
+    changed nothing and has no timeline entry."""
+    lead = uuid.uuid4()
+    views = MovedUnderEveryRead()
+    asyncio.run(_run(views, [_offer(lead)]))
+    before = dict(views.rows[str(lead)])
+    claim = LeadClaimed.create(**_at(2), payload=LeadClaimedPayload(
+        lead_id=lead, agent_id="ana", action=ActivityAction.CALL, offer_round=1, router_version=2))  # fmt: skip
+    with pytest.raises(MoveContendedError):
+        asyncio.run(_run(views, [claim]))
+    assert views.reads == MOVE_ATTEMPTS + 1, "each miss read the row again, and no more than the bound"
+    row = views.rows[str(lead)]
+    assert [row[k] for k in HOLDER] == [before[k] for k in HOLDER], "the claim was written over a move"
+    assert str(claim.event_id) not in views.entries
+
+
 # --- 8. A -> B -> A: a move of the office left read late, after that office's change on the lead's return ---------
 
 
@@ -720,11 +754,6 @@ def test_a_late_move_applies_on_a_row_whose_state_version_an_older_crm_api_wrote
     assert _offered(row) == _offered(expected), "the move was taken as overtaken by an office of an older state"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (decision 0093, helper 134's review): a change's update that is not a move holds on nothing, so a "
-    "move landing between its read and its update is undone (older than session 30's move holds)",
-)
 def test_a_move_landing_between_a_late_expirys_read_and_its_update_is_not_undone() -> None:
     """The events of `test_an_offer_that_ends_late_between_a_moves_read_and_its_update_stays_ended`: acme offers the
     lead to ana (v1); it moves to south (v4) and back to acme, max holding it (v6); acme offers it to tom (v7), tom's
@@ -734,7 +763,8 @@ def test_a_move_landing_between_a_late_expirys_read_and_its_update_is_not_undone
     open, state v9). Acme's consumer replays the expiry: it reads the row (older than v9: `late_changes`, keeping
     [ana, bob]); before its update, south's consumer projects the move back (v6), which ends ana's offer from before
     the lead left (`_offers_since`) and lands ([tom, bob]). The expiry's update then writes [ana, bob] over it: ana's
-    offer, ended by the move, is open again (one at a time, in either order, it is not). The v4 move comes last."""
+    offer, ended by the move, is open again (one at a time, in either order, it is not). The v4 move comes last.
+    Fixed (session 31): the expiry's update holds on the row's last move as read, and is decided again after it."""
     lead = uuid.uuid4()
     in_order, read_first, late_change = _return_with_a_late_change(lead, "expiry")
     there, back = in_order[1], in_order[2]
@@ -752,16 +782,12 @@ def test_a_move_landing_between_a_late_expirys_read_and_its_update_is_not_undone
     assert _offered(row) == _offered(expected)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (decision 0093, helper 134's review): a change's update that is not a move holds on nothing, so a "
-    "move landing between its read and its update is undone (older than session 30's move holds)",
-)
 def test_a_move_landing_between_an_in_order_offers_read_and_its_update_is_not_undone() -> None:
     """The same window with no late change: acme offers the lead to ana (v1); it moves to south (v4) and back to acme
     (v6); acme offers it to tom (v7), then to bob (v9, both open). In order: offered to tom and bob. Acme's partition is
     read up to tom's offer (the moves' partitions lagging); acme's consumer reads the row for bob's offer ([ana, tom]),
-    the move back lands before its update ([tom]: ana's offer ended), and bob's offer writes [ana, tom, bob]."""
+    the move back lands before its update ([tom]: ana's offer ended), and bob's offer wrote [ana, tom, bob] before
+    session 31 (now decided again on the row the move left)."""
     lead = uuid.uuid4()
     in_order, _, _ = _return_with_a_late_change(lead, "expiry")
     offer, there, back, to_tom, _expired, to_bob = in_order

@@ -205,9 +205,11 @@ class MemoryViews:
     async def upsert(self, row: RowUpsert) -> None:
         self.rows[row.lead_id] = row.applied_to(self.rows.get(row.lead_id))
 
-    async def update(self, changes: RowChanges) -> None:
-        if changes.lead_id in self.rows:
-            self.rows[changes.lead_id] = changes.applied_to(self.rows[changes.lead_id])
+    async def update(self, changes: RowChanges) -> bool:
+        if (current := self.rows.get(changes.lead_id)) is None:
+            return True
+        self.rows[changes.lead_id] = changes.applied_to(current)
+        return changes.holds(current)
 
     async def recorded(self, event_id: str) -> bool:
         return event_id in self.entries

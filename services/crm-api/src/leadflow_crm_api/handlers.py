@@ -70,7 +70,8 @@ class ViewWriter(Protocol):
     async def row(self, lead_id: str) -> LeadRow | None: ...  # None: no row (or only an erasure's marker)
     async def insert_new(self, row: NewRow) -> bool: ...
     async def upsert(self, row: RowUpsert) -> None: ...
-    async def update(self, changes: RowChanges) -> None: ...
+    # False: the update may not have held what `changes.expect` names (read the row again); True: applied as told.
+    async def update(self, changes: RowChanges) -> bool: ...
     async def recorded(self, event_id: str) -> bool: ...
     async def record(self, entry: dict[str, Any]) -> None: ...
     async def erase_timeline(self, lead_id: str) -> None: ...
@@ -82,12 +83,14 @@ class ViewWriter(Protocol):
 
 Outcome = Literal["applied", "created", "parked"]
 _OTHER_EVENTS = (TeamMemberTransferred, RealtorInvited, ContactErased)  # about no lead, or (erasure) several
-# A move decided again when its row changed under it (`_moved`): each time another office's consumer wrote in between.
+# A move decided again when its row changed under it (`_moved`), and any other change when a move landed under it
+# (`_changed`): each time another office's consumer wrote in between.
 MOVE_ATTEMPTS = 5
 
 
 class MoveContendedError(RuntimeError):
-    """A move's row kept changing between its read and its update: the consumers' edge tries the event again."""
+    """A lead's row kept changing between an event's read and its update (another office's consumer writing): the
+    consumers' edge tries the event again."""
 
 
 async def project(event: RoutingEvent, *, views: ViewWriter, side_effects: bool = True) -> None:
@@ -161,19 +164,38 @@ async def _applied(
 
 
 async def _changed(event: LeadEvent, state: RowState, views: ViewWriter) -> None:
-    """Apply a lead event to its row (`state`), unless the row applied what came after it already."""
+    """Apply a lead event to its row (`state`), unless the row applied what came after it already.
+
+    The update holds on the row's last move as read (`RowChanges.holding`): a move another office's consumer lands
+    between the read and the update is not undone; the event is decided again on the row as it is then, as a
+    redelivery would be (helper 134's review). An update the port cannot say held (another lead's op in the same
+    command missed) is asked of the row: no move since, it held."""
+    lead_id = str(event.payload.lead_id)
+    for _ in range(MOVE_ATTEMPTS):
+        if isinstance(event, LeadAssigned) and not state.superseded(event):
+            await _upsert_assignment(assigned_row(event, state), state, views)
+            return
+        changes = _changes(event, state)
+        if changes is None or await views.update(changes.holding(state)):
+            return
+        now = await views.state(lead_id)
+        if now.moved_ms == state.moved_ms:
+            return
+        state = now
+    raise MoveContendedError(f"lead {lead_id}: moves kept landing between its row's read and its update")
+
+
+def _changes(event: LeadEvent, state: RowState) -> RowChanges | None:
+    """A lead event's changes of its row (`state`), None when it changes nothing there."""
     if state.superseded(event):
         # Of an office the lead left, older than what an office further on did, or than the row's version of what it
         # changes (its state, or only its last activity): its timeline entry only, an older offer's accept link, and
         # what no newer change set of what it sets (`late_changes`: a release's reason replayed after the next offer).
-        if (late := late_changes(event, state)) is not None:
-            await views.update(late)
-    elif isinstance(event, LeadAssigned):
-        await _upsert_assignment(assigned_row(event, state), state, views)
-    elif not state.applied_already(event):
-        # Any other lead event: its row's changes, with the open offers and accept links it leaves. A share the
-        # row applied before (the timeline does not record it) is skipped.
-        await views.update(row_changes(event, state))
+        return late_changes(event, state)
+    if state.applied_already(event):  # a share the row applied before (the timeline does not record it)
+        return None
+    # Any other lead event: its row's changes, with the open offers and accept links it leaves.
+    return row_changes(event, state)
 
 
 async def _upsert_assignment(row: RowUpsert, read: RowState, views: ViewWriter) -> None:

@@ -93,9 +93,11 @@ class BufferedViews:
     async def upsert(self, row: RowUpsert) -> None:
         self._put(row.lead_id, row.applied_to(await self._row(row.lead_id)))
 
-    async def update(self, changes: RowChanges) -> None:
-        if (current := await self._row(changes.lead_id)) is not None:
-            self._put(changes.lead_id, changes.applied_to(current))
+    async def update(self, changes: RowChanges) -> bool:
+        if (current := await self._row(changes.lead_id)) is None:
+            return True  # no row: nothing to hold (as LeadViews' update of no document)
+        self._put(changes.lead_id, changes.applied_to(current))
+        return changes.holds(current)
 
     async def recorded(self, event_id: str) -> bool:
         if event_id in self._entries:

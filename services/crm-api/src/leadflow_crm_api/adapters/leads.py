@@ -140,10 +140,14 @@ class LeadViews:
         async with self._write(row.lead_id) as names:
             await self._commands[names.leads].update([UpdateOne({"_id": row.lead_id}, update, upsert=True)])
 
-    async def update(self, changes: RowChanges) -> None:
-        if ops := _update_ops(changes):
-            async with self._write(changes.lead_id) as names:
-                await self._commands[names.leads].update(ops)
+    async def update(self, changes: RowChanges) -> bool:
+        """False when `changes.expect` may not have held: the command's ops did not all match (this lead's, or
+        another's sent with it: a bulk write says only how many matched)."""
+        if not (ops := _update_ops(changes)):
+            return True
+        async with self._write(changes.lead_id) as names:
+            every_op_matched = await self._commands[names.leads].update(ops)
+        return changes.expect is None or every_op_matched
 
     async def recorded(self, event_id: str) -> bool:
         return await self._commands[(await self._read()).timeline].exists(event_id)

@@ -31,7 +31,8 @@ class CollectionCommands:
     find: Coalesced[str, Doc | None]  # the document with this `_id`, or None
     exists: Coalesced[str, bool]  # whether a document has this `_id`
     insert: Coalesced[Doc, None]  # stores the document; DuplicateKeyError if its `_id` is there already
-    update: Coalesced[list[UpdateOne], None]  # applies one lead's ops in order, in one ordered `bulk_write`
+    # Applies one lead's ops in order, in one ordered `bulk_write`: whether every op of the command matched a document.
+    update: Coalesced[list[UpdateOne], bool]
     of_lead: Coalesced[str, list[Doc]]  # the documents whose `lead_id` is this, in the order of their `seq`
 
 
@@ -73,6 +74,7 @@ async def _of_lead(collection: Coll, lead_ids: list[str]) -> list[list[Doc]]:
     return [sorted(found.get(i, []), key=lambda doc: (doc.get("seq", 0), doc["_id"])) for i in lead_ids]
 
 
-async def _update(collection: Coll, batches: list[list[UpdateOne]]) -> list[None]:
-    await collection.bulk_write([op for ops in batches for op in ops], ordered=True)
-    return [None] * len(batches)
+async def _update(collection: Coll, batches: list[list[UpdateOne]]) -> list[bool]:
+    ops = [op for ops in batches for op in ops]
+    result = await collection.bulk_write(ops, ordered=True)
+    return [result.matched_count == len(ops)] * len(batches)

@@ -355,11 +355,25 @@ class RowChanges:
         office)."""
         return cls(lead_id, owed_versions(version, office), {}, (PARKED_FOR, OWED_VERSION))
 
+    def holding(self, read: RowState) -> RowChanges:
+        """These changes applied only while no move landed since the row was `read` (its `moved_ms`): another office's
+        consumer may move the lead between this event's read and its update, and the offers and holder decided on the
+        row before the move would be written over what the move left (helper 134's review). Only `fields` and `unset`
+        hold: the activity keeps its own rule."""
+        if not self.fields and not self.unset:
+            return self
+        return replace(self, expect={**(self.expect or {}), "moved_ms": read.moved_ms})
+
+    def holds(self, row: Fields) -> bool:
+        """Whether `row` holds what these changes `expect` (as `LeadViews`' filter matches it)."""
+        return self.expect is None or all(_stored(row, k) == v for k, v in self.expect.items())
+
     def applied_to(self, row: Fields) -> Doc:
         """The row with these changes: their fields none while it does not hold what they `expect`; their activity by
         its own rule (as `LeadViews`' second op, filtered only by it)."""
-        held = self.expect is None or all(_stored(row, k) == v for k, v in self.expect.items())
-        changed = {k: v for k, v in {**row, **self.fields}.items() if k not in self.unset} if held else dict(row)
+        changed = (
+            {k: v for k, v in {**row, **self.fields}.items() if k not in self.unset} if self.holds(row) else dict(row)
+        )
         # As LeadViews' filter {"last_activity_ms": {"$lt": new}}: a missing or non-number field never matches
         # (a stored one reads back as bson's Int64, an int); without a new time, the activity is set.
         stored_ms, new_ms = row.get("last_activity_ms"), self.activity.get("last_activity_ms")
