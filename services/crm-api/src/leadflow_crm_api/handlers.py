@@ -166,23 +166,25 @@ async def _applied(
 async def _changed(event: LeadEvent, state: RowState, views: ViewWriter) -> None:
     """Apply a lead event to its row (`state`), unless the row applied what came after it already.
 
-    The update holds on the row's last move as read (`RowChanges.holding`): a move another office's consumer lands
-    between the read and the update is not undone; the event is decided again on the row as it is then, as a
-    redelivery would be (helper 134's review). An update the port cannot say held (another lead's op in the same
-    command missed) is asked of the row: no move since, it held."""
+    The update holds on the row's state as read (`RowChanges.holding`): a move, or an early change of the office the
+    lead moved to, that another office's consumer lands between the read and the update is not undone; the event is
+    decided again on the row as it is then, as a redelivery would be (helper 134's and 137's reviews). An update the
+    port cannot say held (another lead's sent in the same command missed) is asked of the row: in the same state, it
+    held. An assignment that read its row unerased reads it once more after it (`_scrubbed_after`)."""
     lead_id = str(event.payload.lead_id)
+    read = state
     for _ in range(MOVE_ATTEMPTS):
-        if isinstance(event, LeadAssigned) and not state.superseded(event):
-            await _upsert_assignment(assigned_row(event, state), state, views)
-            return
         changes = _changes(event, state)
         if changes is None or await views.update(changes.holding(state)):
-            return
+            break
         now = await views.state(lead_id)
-        if now.moved_ms == state.moved_ms:
-            return
+        if now.held() == state.held():
+            break
         state = now
-    raise MoveContendedError(f"lead {lead_id}: moves kept landing between its row's read and its update")
+    else:
+        raise MoveContendedError(f"lead {lead_id}: its row kept changing between its read and its update")
+    if isinstance(event, LeadAssigned) and changes is not None:
+        await _scrubbed_after(lead_id, read, views)
 
 
 def _changes(event: LeadEvent, state: RowState) -> RowChanges | None:
@@ -192,6 +194,8 @@ def _changes(event: LeadEvent, state: RowState) -> RowChanges | None:
         # changes (its state, or only its last activity): its timeline entry only, an older offer's accept link, and
         # what no newer change set of what it sets (`late_changes`: a release's reason replayed after the next offer).
         return late_changes(event, state)
+    if isinstance(event, LeadAssigned):  # the row an assignment leaves, set over the row there is
+        return RowChanges(str(event.payload.lead_id), assigned_row(event, state).fields, {})
     if state.applied_already(event):  # a share the row applied before (the timeline does not record it)
         return None
     # Any other lead event: its row's changes, with the open offers and accept links it leaves.
@@ -199,13 +203,19 @@ def _changes(event: LeadEvent, state: RowState) -> RowChanges | None:
 
 
 async def _upsert_assignment(row: RowUpsert, read: RowState, views: ViewWriter) -> None:
-    """An assignment's upsert, decided for the state `read` before it. An erasure projected in between (another
-    partition's consumer: the lead moved since the erasure named it) scrubbed the row the upsert then `$set`s the
-    person back on, so a row read unerased is read again after it and scrubbed again if it was erased meanwhile
-    (decision 0050). Either the erasure's scrub comes after the upsert or this read sees it."""
+    """An assignment's upsert where its insert met a row made meanwhile (`_applied`), decided for the state `read`
+    before it; then `_scrubbed_after`."""
     await views.upsert(row)
-    if not read.erased and (await views.state(row.lead_id)).erased:
-        await views.update(RowChanges.of(row.lead_id, dict(ERASED_ROW)))
+    await _scrubbed_after(row.lead_id, read, views)
+
+
+async def _scrubbed_after(lead_id: str, read: RowState, views: ViewWriter) -> None:
+    """After an assignment's write decided for the state `read`: an erasure projected in between (another partition's
+    consumer: the lead moved since the erasure named it) scrubbed the row the write then `$set` the person back on,
+    so a row read unerased is read again after it and scrubbed again if it was erased meanwhile (decision 0050).
+    Either the erasure's scrub comes after the write or this read sees it."""
+    if not read.erased and (await views.state(lead_id)).erased:
+        await views.update(RowChanges.of(lead_id, dict(ERASED_ROW)))
 
 
 async def _created(

@@ -122,6 +122,11 @@ class RowState:
     last_activity_version: int | None = None
     field_versions: Mapping[str, int] = field(default_factory=dict)
 
+    def held(self) -> dict[str, int | None]:
+        """What a change decided on this state holds on (`RowChanges.holding`): the row's last move and its state
+        version, which every move and every change of who holds the lead or its offers sets."""
+        return {"moved_ms": self.moved_ms, STATE_VERSION: self.state_version}
+
     @classmethod
     def of(cls, row: Fields | None) -> RowState:
         """The state of a stored row (or of one about to be), None for a lead without a row."""
@@ -356,13 +361,13 @@ class RowChanges:
         return cls(lead_id, owed_versions(version, office), {}, (PARKED_FOR, OWED_VERSION))
 
     def holding(self, read: RowState) -> RowChanges:
-        """These changes applied only while no move landed since the row was `read` (its `moved_ms`): another office's
-        consumer may move the lead between this event's read and its update, and the offers and holder decided on the
-        row before the move would be written over what the move left (helper 134's review). Only `fields` and `unset`
-        hold: the activity keeps its own rule."""
+        """These changes applied only while the row is still in the state it was `read` in (`RowState.held`): another
+        office's consumer may move the lead, or apply an early change of the office it moved to, between this event's
+        read and its update, and the offers and holder decided on the row before would be written over what that left
+        (helper 134's and helper 137's reviews). Only `fields` and `unset` hold: the activity keeps its own rule."""
         if not self.fields and not self.unset:
             return self
-        return replace(self, expect={**(self.expect or {}), "moved_ms": read.moved_ms})
+        return replace(self, expect={**(self.expect or {}), **read.held()})
 
     def holds(self, row: Fields) -> bool:
         """Whether `row` holds what these changes `expect` (as `LeadViews`' filter matches it)."""

@@ -1,0 +1,271 @@
+"""crm-api's projection when two offices' consumers write one lead's row (a moved lead's events are keyed by office),
+on nx-27017 (helper 137's review of d9c2299, decision 0093 amended in session 31): a change holds on the row's state
+as read, so neither a move nor an early change of the new office landing between its read and its update is undone
+(an assignment included: it was an upsert holding on nothing); and in ordinary in-order traffic no update says it may
+have missed (the activity ops, which may rightly match nothing, go in a command of their own), so no event reads its
+row again."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from fakes_crm import Interleaving
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from leadflow_crm_api.adapters.leads import LeadViews, ensure_indexes
+from leadflow_crm_api.adapters.view_commands import ViewCommands
+from leadflow_crm_api.domain.projection import RowChanges, RowState
+from leadflow_crm_api.handlers import project
+from leadflow_shared.events.activity import ActivityAction
+from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
+from leadflow_shared.events.routing import (
+    AssignmentReason,
+    LeadAssigned,
+    LeadAssignedPayload,
+    LeadClaimed,
+    LeadClaimedPayload,
+    LeadEvent,
+    LeadOffered,
+    LeadOfferedPayload,
+    LeadShared,
+    LeadSharedPayload,
+    LeadTransferred,
+    LeadTransferredPayload,
+    OfferClosedPayload,
+    OfferExpired,
+    OfferWithdrawn,
+    WithdrawalReason,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+
+T0 = datetime(2026, 12, 2, 9, tzinfo=UTC)
+MINUTE = timedelta(minutes=1)
+CONTACT = Contact(first_name="Mo", last_name="Vers", email="mo@example.com")
+SOURCE = LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website")
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def db(mongo_url: str) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
+    """As `test_crm_store.db`: a database of its own on nx-27017."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    name = f"crm_{uuid.uuid4().hex[:12]}"
+    await ensure_indexes(client[name])
+    yield client[name]
+    await client.drop_database(name)
+    await client.close()
+
+
+class Counting(LeadViews):
+    """`LeadViews` counting its updates, those that said False (by event type), and its state reads."""
+
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], tally: Counter[str], **kwargs: Any) -> None:
+        super().__init__(db, **kwargs)
+        self.tally, self.kind = tally, ""
+
+    async def update(self, changes: RowChanges) -> bool:
+        held = await super().update(changes)
+        self.tally["updates"] += 1
+        if not held:
+            self.tally["false"] += 1
+            self.tally[f"false {self.kind}"] += 1
+        return held
+
+    async def state(self, lead_id: str) -> RowState:
+        self.tally["state reads"] += 1
+        return await super().state(lead_id)
+
+
+def _offer(
+    lead: uuid.UUID, agent: str, version: int, at: datetime, round_: int = 1, race: int = 1, office: str = "acme"
+) -> LeadOffered:
+    return LeadOffered.create(account_id=office, occurred_at=at, payload=LeadOfferedPayload(
+        lead_id=lead, agent_id=agent, offer_round=round_, race_size=race, deadline=at + 15 * MINUTE, explanation="R6",
+        contact=CONTACT, source=SOURCE, router_version=version))  # fmt: skip
+
+
+def _claim(
+    lead: uuid.UUID, agent: str, version: int, at: datetime, round_: int = 1, office: str = "acme"
+) -> LeadClaimed:
+    payload = LeadClaimedPayload(
+        lead_id=lead, agent_id=agent, action=ActivityAction.CALL, offer_round=round_, router_version=version
+    )
+    return LeadClaimed.create(account_id=office, occurred_at=at, payload=payload)
+
+
+def _closed(kind: type[OfferExpired] | type[OfferWithdrawn], lead: uuid.UUID, agent: str, version: int, at: datetime,
+            reason: WithdrawalReason | None = None) -> LeadEvent:  # fmt: skip
+    return kind.create(account_id="acme", occurred_at=at, payload=OfferClosedPayload(
+        lead_id=lead, agent_id=agent, offer_round=1, reason=reason, router_version=version))  # fmt: skip
+
+
+# Typical lives, as the router decides them: the events of one decision share its time and its version.
+def claimed(lead: uuid.UUID) -> list[LeadEvent]:
+    """Offered to ana (v1), ana claims it (v2)."""
+    return [_offer(lead, "ana", 1, T0), _claim(lead, "ana", 2, T0 + MINUTE)]
+
+
+def raced(lead: uuid.UUID) -> list[LeadEvent]:
+    """Offered to ana and ben at once (v1); ana claims it, ben's offer withdrawn (v2)."""
+    return [_offer(lead, "ana", 1, T0, race=2), _offer(lead, "ben", 1, T0, race=2), _claim(lead, "ana", 2, T0 + MINUTE),
+            _closed(OfferWithdrawn, lead, "ben", 2, T0 + MINUTE)]  # fmt: skip
+
+
+def expired_then_next_round(lead: uuid.UUID) -> list[LeadEvent]:
+    """Offered to ana (v1); the sweeper expires it and offers ben the next round (v2); ben claims it (v3)."""
+    at = T0 + 15 * MINUTE
+    return [_offer(lead, "ana", 1, T0), _closed(OfferExpired, lead, "ana", 2, at), _offer(lead, "ben", 2, at, 2),
+            _claim(lead, "ben", 3, at + MINUTE, 2)]  # fmt: skip
+
+
+def shared(lead: uuid.UUID) -> list[LeadEvent]:
+    """Offered to ana (v1); the broker shares it with rita: ana's offer withdrawn, the share (v2)."""
+    at = T0 + 2 * MINUTE
+    share = LeadShared.create(account_id="acme", occurred_at=at, payload=LeadSharedPayload(
+        lead_id=lead, share_id=uuid.uuid4(), agent_id="rita", realtor_name="Rita", assigned_by="Acme",
+        by_user_id="bea", router_version=2))  # fmt: skip
+    return [
+        _offer(lead, "ana", 1, T0),
+        _closed(OfferWithdrawn, lead, "ana", 2, at, WithdrawalReason.LEAD_SHARING),
+        share,
+    ]
+
+
+LIVES: dict[str, Callable[[uuid.UUID], list[LeadEvent]]] = {
+    "claimed": claimed, "raced": raced, "expired_then_next_round": expired_then_next_round, "shared": shared,
+}  # fmt: skip
+
+
+async def _life(views: Counting, events: list[LeadEvent]) -> None:
+    for event in events:
+        views.kind = event.type
+        await project(event, views=views, side_effects=False)
+
+
+@pytest.mark.parametrize("life", sorted(LIVES))
+async def test_an_in_order_life_reads_no_row_again(db: AsyncDatabase[dict[str, Any]], life: str) -> None:
+    """One lead's events in order, alone (its own commands): no move anywhere, so no update should say False and
+    cost a read (decision 0093, session 31: "no read more where every op matched (the usual case)"). The second
+    event of a decision (same millisecond) finds the row's last activity of that millisecond: its activity op,
+    `{last_activity_ms: {$lt: ms}}`, matches nothing; sent in the fields' command, the update said False (helper 137).
+    The activity ops go in a command of their own (`view_commands._update`)."""
+    tally: Counter[str] = Counter()
+    await _life(Counting(db, tally), LIVES[life](uuid.uuid4()))
+    assert tally["false"] == 0, f"{life}: {dict(tally)}"
+
+
+async def test_one_leads_same_millisecond_event_makes_no_lead_of_its_command_read_again(
+    db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    """A consumer's batch: 20 leads claimed (no two events of a millisecond) and one raced, projected concurrently
+    with shared commands as `entrypoints.kafka.Projection` does. A `bulk_write` says only how many of the command's ops
+    matched: the raced lead's withdrawal (its activity op matching nothing) made every update sent with it say False,
+    and each of those leads read its row again (before the activity ops went in a command of their own)."""
+    commands, tally = ViewCommands(db), Counter[str]()
+    lives = [claimed(uuid.uuid4()) for _ in range(20)] + [raced(uuid.uuid4())]
+    lone: Counter[str] = Counter()
+    await asyncio.gather(*(_life(Counting(db, lone), life) for life in lives[:20]))  # the claimed alone: none
+    assert lone["false"] == 0, dict(lone)
+    lives = [claimed(uuid.uuid4()) for _ in range(20)] + [raced(uuid.uuid4())]
+    # In lockstep: each lead's k-th event goes in one command, the raced lead's withdrawal with the claims.
+    steps = [[life[i] for life in lives[:20]] + [lives[20][i + 2]] for i in range(2)]
+    await _life(Counting(db, tally, commands=commands), lives[20][:2])  # the raced lead's offers
+    for step in steps:
+        await asyncio.gather(*(_life(Counting(db, tally, commands=commands), [event]) for event in step))
+    assert tally["false LeadClaimed"] <= 1, f"claims of other leads read again: {dict(tally)}"
+
+
+# --- the races of two offices' consumers on one row, on nx-27017 ------------------------------------------------------
+
+
+class _Meanwhile(Interleaving, LeadViews):
+    """`LeadViews` running another consumer's projection once, after the first read of the lead's state."""
+
+
+def _moved(lead: uuid.UUID) -> LeadTransferred:
+    """Nora moves the lead from acme to south, sol holding it there (v4; keyed by acme)."""
+    return LeadTransferred.create(account_id="acme", occurred_at=T0 + 4 * MINUTE, payload=LeadTransferredPayload(
+        lead_id=lead, transfer_id=uuid.uuid4(), from_account_id="acme", from_account_name="Acme",
+        previous_owner_agent_id="ana", to_account_id="south", to_account_name="South", agent_id="sol",
+        by_user_id="nora", contact=CONTACT, source=SOURCE, router_version=4))  # fmt: skip
+
+
+def _south(lead: uuid.UUID) -> list[LeadEvent]:
+    """South offers the lead to tom (v5), tom claims it (v6)."""
+    return [_offer(lead, "tom", 5, T0 + 5 * MINUTE, office="south"), _claim(lead, "tom", 6, T0 + 6 * MINUTE,
+            office="south")]  # fmt: skip
+
+
+async def _holder(views: LeadViews, lead: uuid.UUID) -> tuple[str, str | None, str]:
+    row = await views.row(str(lead))
+    assert row is not None
+    return (row.account_id, row.owner_agent_id, row.status)
+
+
+async def test_south_claiming_early_between_acmes_claims_read_and_its_update_is_not_undone(
+    db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    """Acme offers ana (v1), ana claims (v2), the lead moves to south (v4), south offers tom (v5), tom claims (v6).
+    In order: in south, held by tom. Acme's partition lags (a dead letter replayed, a rebalance). Acme's claim reads
+    the row; south's consumer projects tom's offer and claim (early, the row still in acme: tom the early holder,
+    state v6); acme's claim's update held only on `moved_ms` (none landed), matched, and wrote ana, state v2, over
+    tom; the lagging move kept the early holder's fields, now ana's: ana held a lead listed in south (d9c2299's
+    consequence, by an early change of the new office instead of a move). It holds on the state version too now."""
+    lead, in_order = uuid.uuid4(), uuid.uuid4()
+    south = _south(lead)
+    views = _Meanwhile(db)
+    plain = LeadViews(db)
+    for event in [_offer(in_order, "ana", 1, T0), _claim(in_order, "ana", 2, T0 + MINUTE), _moved(in_order),
+                  *_south(in_order)]:  # fmt: skip
+        await project(event, views=plain, side_effects=False)
+    expected = await _holder(plain, in_order)
+    assert expected == ("south", "tom", "assigned")
+    one_at_a_time = uuid.uuid4()  # acme's claim read after tom's: older than the row's state, it changes no holder
+    for event in [_offer(one_at_a_time, "ana", 1, T0), *_south(one_at_a_time),
+                  _claim(one_at_a_time, "ana", 2, T0 + MINUTE), _moved(one_at_a_time)]:  # fmt: skip
+        await project(event, views=plain, side_effects=False)
+    assert await _holder(plain, one_at_a_time) == expected
+
+    await project(_offer(lead, "ana", 1, T0), views=views, side_effects=False)
+
+    async def south_consumer() -> None:
+        for event in south:
+            await project(event, views=LeadViews(db), side_effects=False)
+
+    views.at, views.meanwhile = "state", south_consumer
+    await project(_claim(lead, "ana", 2, T0 + MINUTE), views=views, side_effects=False)
+    assert views.ran(), "the interleaving did not happen"
+    await project(_moved(lead), views=LeadViews(db), side_effects=False)
+    assert await _holder(views, lead) == expected, "acme's claim, decided before tom's, made ana the holder in south"
+
+
+async def test_a_move_landing_between_an_assignments_read_and_its_upsert_is_not_undone(
+    db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    """`test_crm_store.py::test_a_move_landing_between_a_claims_read_and_its_update_is_not_undone` with acme's
+    assignment by hand (dan, v2) in place of the claim: the move (v4) lands between its read and its upsert (acme's
+    partition replayed by another consumer, a rebalance). The upsert held on nothing and `$set` all of an assignment's
+    row: the lead was back in acme, held by dan, though the router has it in south with sol (and `moved_ms` said it
+    moved). An assignment of a lead with a row is now an update holding on the row's state, as any change's."""
+    lead = uuid.uuid4()
+    assigned = LeadAssigned.create(account_id="acme", occurred_at=T0 + 2 * MINUTE, payload=LeadAssignedPayload(
+        lead_id=lead, agent_id="dan", reason=AssignmentReason.MANUAL, explanation="by hand", contact=CONTACT,
+        source=SOURCE, router_version=2))  # fmt: skip
+    views = _Meanwhile(db)
+    await project(_offer(lead, "ana", 1, T0), views=views, side_effects=False)
+
+    async def other_consumer() -> None:
+        await project(_moved(lead), views=LeadViews(db), side_effects=False)
+
+    views.at, views.meanwhile = "state", other_consumer
+    await project(assigned, views=views, side_effects=False)
+    assert views.ran(), "the interleaving did not happen"
+    assert await _holder(views, lead) == ("south", "sol", "assigned"), "the assignment undid the move under it"
