@@ -39,6 +39,7 @@ from leadflow_notifier.domain.errors import PermanentDeliveryError
 from leadflow_notifier.domain.messages import EmailContent
 from leadflow_notifier.domain.preferences import Channel
 from leadflow_ops.dead_letters import DeadLetter
+from leadflow_ops.kafka_client import CHUNK_RECORDS, DeadLetterReader
 from leadflow_ops.ledger import ReplayLedger
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.dead_letters import DLQ_MAX_VALUE_BYTES, DeadLetters
@@ -358,6 +359,37 @@ async def test_a_dead_letter_topic_holding_a_record_with_a_header_name_not_utf8_
     assert "Traceback" not in replayed.err, replayed.err[-600:]
     statuses = [o["status"] for o in replayed.json()["outcomes"]]
     assert statuses == ["replayed", "refused"]  # the stray record is no leadflow dead letter
+
+
+async def test_a_whole_topic_is_read_and_replayed_a_chunk_at_a_time_every_letter_once_in_order(
+    ops: Ops, bootstrap: str
+) -> None:
+    """`dlq replay --all` read every dead letter of the topic into memory before replaying the first (bodies up to
+    1 MiB each: a topic a bad deploy filled for an hour would not fit). It reads and replays them `CHUNK_RECORDS` at a
+    time (`DeadLetterReader.chunks`), partition by partition in offset order: each letter once, none left out at a
+    chunk's edge."""
+    source = f"ops-test-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(bootstrap, [TopicSpec(source, 1), TopicSpec(dlq(source), 2)])
+    placed: dict[int, int] = {}
+    for key, count in ((b"acme", 7), (b"zeta", 4), (b"omni", 5)):
+        records = [RawRecord(f"stray {key.decode()} {n}".encode(), key, []) for n in range(count)]
+        tp, _ = await produce_batch(bootstrap, dlq(source), key, record_batch(records))
+        placed[tp.partition] = placed.get(tp.partition, 0) + count
+    async with DeadLetterReader(KafkaSettings(bootstrap_servers=bootstrap)) as reader:
+        chunks = [chunk async for chunk in reader.chunks(dlq(source), size=3)]
+    assert max(len(c) for c in chunks) == 3
+    read = [(d.partition, d.offset) for c in chunks for d in c]
+    assert read == sorted(read), "not partition by partition in offset order"
+    assert len(set(read)) == len(read) == 16, "a letter left out or read twice"
+    assert {p: sum(1 for q, _ in read if q == p) for p in placed} == placed
+
+    many = [RawRecord(f"stray {n}".encode(), b"acme", []) for n in range(CHUNK_RECORDS + 2)]
+    await produce_batch(bootstrap, dlq(source), b"acme", record_batch(many))
+    run = await ops("dlq", "replay", dlq(source), "--all", "--dry-run", "--json")
+    outcomes = run.json()["outcomes"]
+    refs = [o["dead_letter"] for o in outcomes]
+    assert len(refs) == len(set(refs)) == 16 + CHUNK_RECORDS + 2, "every letter once, across the chunks"
+    assert {o["status"] for o in outcomes} == {"refused"}  # none is a leadflow dead letter
 
 
 async def test_the_replay_ledger_answers_for_a_large_dead_letter_topic(db: AsyncDatabase[dict[str, Any]]) -> None:

@@ -7,7 +7,7 @@ The producer acknowledges like the services' (acks=all, idempotence as configure
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
 from typing import Any, Self
 
@@ -21,6 +21,9 @@ from leadflow_shared.settings import KafkaSettings
 
 CLIENT_ID = "leadflow-ops"
 READ_TIMEOUT_SECONDS = 60.0
+# Dead letters read at a time by a replay of a whole topic: a body may be up to the DLQ's limit (1 MiB), so a topic of
+# a million letters is replayed holding 500 bodies at most, not all of them.
+CHUNK_RECORDS = 500
 
 
 def _dead_letter(record: ConsumerRecord[bytes, bytes]) -> DeadLetter:
@@ -70,9 +73,37 @@ class DeadLetterReader:
         total = sum(ends[tp] - starts[tp] for tp in partitions)
         ranges = {tp: (starts[tp] if limit is None else max(starts[tp], ends[tp] - limit), ends[tp])
                   for tp in partitions}  # fmt: skip
-        found = await self._read(ranges)
+        found = await self._read(ranges, to_end=True)
         found.sort(key=lambda d: (d.timestamp_ms, d.partition, d.offset))
         return (found if limit is None else found[-limit:]), total
+
+    async def chunks(self, topic: str, size: int = CHUNK_RECORDS) -> AsyncIterator[list[DeadLetter]]:
+        """Every record of the topic as of now (its end offsets read once, first), at most `size` at a time, partition
+        by partition in offset order: what a replay of the whole topic holds at once. One pass per partition from its
+        first offset: a seek back into the partition read before returned records aiokafka had fetched ahead."""
+        partitions = await self.partitions(topic)
+        starts = await self._consumer.beginning_offsets(partitions)
+        ends = await self._consumer.end_offsets(partitions)
+        for tp in (tp for tp in partitions if starts[tp] < ends[tp]):
+            self._consumer.assign([tp])
+            self._consumer.seek(tp, starts[tp])
+            chunk: list[DeadLetter] = []
+            deadline = time.monotonic() + READ_TIMEOUT_SECONDS
+            end = ends[tp]
+            while await self._consumer.position(tp) < end:
+                if time.monotonic() > deadline:
+                    raise OpsError(f"could not read {tp} within {READ_TIMEOUT_SECONDS:.0f} s")
+                fetched = (await self._consumer.getmany(tp, timeout_ms=500, max_records=size)).get(tp, [])
+                end = _log_end(self._consumer, tp, end)
+                for record in (r for r in fetched if r.offset < end):
+                    chunk.append(_dead_letter(record))
+                    if len(chunk) == size:
+                        yield chunk
+                        chunk = []
+                if fetched:
+                    deadline = time.monotonic() + READ_TIMEOUT_SECONDS
+            if chunk:
+                yield chunk
 
     async def at(self, topic: str, where: Iterable[Coordinates]) -> dict[Coordinates, DeadLetter]:
         """The records at these coordinates; one that does not exist (any more) is left out."""
@@ -90,8 +121,9 @@ class DeadLetterReader:
                   for tp, offsets in by_partition.items()}  # fmt: skip
         return {d.coordinates: d for d in await self._read(ranges) if d.coordinates in wanted}
 
-    async def _read(self, ranges: dict[TopicPartition, tuple[int, int]]) -> list[DeadLetter]:
-        """Records in [start, end) of each partition (start may be below a partition's first offset)."""
+    async def _read(self, ranges: dict[TopicPartition, tuple[int, int]], *, to_end: bool = False) -> list[DeadLetter]:
+        """Records in [start, end) of each partition (start may be below a partition's first offset); `to_end`: the
+        ends are the log's, read as `_log_end` says."""
         todo = {tp: span for tp, span in ranges.items() if span[0] < span[1]}
         if not todo:
             return []
@@ -105,6 +137,8 @@ class DeadLetterReader:
                 raise OpsError(f"could not read {sorted(str(tp) for tp in todo)} within {READ_TIMEOUT_SECONDS:.0f} s")
             batches = await self._consumer.getmany(*todo, timeout_ms=500)
             for tp, records in batches.items():
+                if to_end:
+                    todo[tp] = (todo[tp][0], _log_end(self._consumer, tp, todo[tp][1]))
                 found.extend(_dead_letter(r) for r in records if r.offset < todo[tp][1])
             for tp in list(todo):
                 # The position passes the end even when the last offsets are gone (compaction, retention).
@@ -112,6 +146,14 @@ class DeadLetterReader:
                     del todo[tp]
                     self._consumer.pause(tp)
         return found
+
+
+def _log_end(consumer: AIOKafkaConsumer, tp: TopicPartition, listed: int) -> int:
+    """A partition's end as of its first read: the higher of the end offset listed before it and the high watermark
+    its fetches report. Tansu (the embedded broker, 0.6) lists the last batch's base offset + 1, so the other records
+    of a batch of several (a producer's linger, a batch of dead letters) were left out; Kafka's fetches report what it
+    lists, or more once records arrived since."""
+    return max(listed, consumer.highwater(tp) or listed)
 
 
 class Republisher:

@@ -110,27 +110,27 @@ async def show_dead_letter(args: argparse.Namespace, settings: OpsSettings) -> i
 
 
 async def replay_dead_letters(args: argparse.Namespace, settings: OpsSettings) -> int:
-    async with DeadLetterReader(settings.kafka) as reader:
-        if args.all:
-            letters, _ = await reader.latest(args.topic, None)
-            missing: list[Coordinates] = []
-        else:
-            wanted: list[Coordinates] = args.offsets
-            found = await reader.at(args.topic, wanted)
-            letters = list(found.values())
-            missing = [c for c in dict.fromkeys(wanted) if c not in found]
-    shown: list[Outcome] = []
+    """`--all` reads and replays the topic a chunk at a time (`DeadLetterReader.chunks`): the letters' bodies are not
+    all held at once, only each one's outcome."""
 
     def report(outcome: Outcome) -> None:
-        shown.append(outcome)
         if not args.json:
             line(_replay_line(outcome))
 
     async with contextlib.AsyncExitStack() as resources:
+        reader = await resources.enter_async_context(DeadLetterReader(settings.kafka))
         db = await resources.enter_async_context(database(settings.mongo))
         publisher = None if args.dry_run else await resources.enter_async_context(Republisher(settings.kafka))
         replayer = Replayer(publisher=publisher, ledger=ReplayLedger(db), clock=_now, operator=operator())
-        outcomes = await replayer.run(args.topic, letters, missing, report)
+        outcomes: list[Outcome] = []
+        if args.all:
+            async for letters in reader.chunks(args.topic):
+                outcomes += await replayer.run(args.topic, letters, [], report)
+        else:
+            wanted: list[Coordinates] = args.offsets
+            found = await reader.at(args.topic, wanted)
+            missing = [c for c in dict.fromkeys(wanted) if c not in found]
+            outcomes = await replayer.run(args.topic, found.values(), missing, report)
     counts = Counter(str(o.status) for o in outcomes)
     if args.json:
         as_json({"topic": args.topic, "dry_run": args.dry_run, "counts": counts,
