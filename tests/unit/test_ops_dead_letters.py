@@ -100,6 +100,9 @@ class RetainedLog:
 
     def pause(self, tp: TopicPartition) -> None: ...
 
+    def highwater(self, _tp: TopicPartition) -> int:
+        return self.END
+
     async def getmany(self, *partitions: TopicPartition, timeout_ms: int) -> dict[TopicPartition, list[Any]]:  # noqa: ARG002
         found = {}
         for tp in partitions:

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from leadflow_ops.dead_letters import Coordinates, DeadLetter
 from leadflow_ops.errors import OpsError
 from leadflow_shared import kafka_records
-from leadflow_shared.kafka import client_security
+from leadflow_shared.kafka import client_security, log_ends
 from leadflow_shared.settings import KafkaSettings
 
 CLIENT_ID = "leadflow-ops"
@@ -69,21 +69,20 @@ class DeadLetterReader:
         """The last `limit` records of each partition (all when None), oldest first; and how many there are."""
         partitions = await self.partitions(topic)
         starts = await self._consumer.beginning_offsets(partitions)
-        ends = await self._consumer.end_offsets(partitions)
+        ends = await log_ends(self._consumer, partitions)
         total = sum(ends[tp] - starts[tp] for tp in partitions)
         ranges = {tp: (starts[tp] if limit is None else max(starts[tp], ends[tp] - limit), ends[tp])
                   for tp in partitions}  # fmt: skip
-        found = await self._read(ranges, to_end=True)
+        found = await self._read(ranges)
         found.sort(key=lambda d: (d.timestamp_ms, d.partition, d.offset))
         return (found if limit is None else found[-limit:]), total
 
     async def chunks(self, topic: str, size: int = CHUNK_RECORDS) -> AsyncIterator[list[DeadLetter]]:
         """Every record of the topic as of now (its end offsets read once, first), at most `size` at a time, partition
-        by partition in offset order: what a replay of the whole topic holds at once. One pass per partition from its
-        first offset: a seek back into the partition read before returned records aiokafka had fetched ahead."""
+        by partition in offset order: what a replay of the whole topic holds at once."""
         partitions = await self.partitions(topic)
         starts = await self._consumer.beginning_offsets(partitions)
-        ends = await self._consumer.end_offsets(partitions)
+        ends = await log_ends(self._consumer, partitions)
         for tp in (tp for tp in partitions if starts[tp] < ends[tp]):
             self._consumer.assign([tp])
             self._consumer.seek(tp, starts[tp])
@@ -94,7 +93,6 @@ class DeadLetterReader:
                 if time.monotonic() > deadline:
                     raise OpsError(f"could not read {tp} within {READ_TIMEOUT_SECONDS:.0f} s")
                 fetched = (await self._consumer.getmany(tp, timeout_ms=500, max_records=size)).get(tp, [])
-                end = _log_end(self._consumer, tp, end)
                 for record in (r for r in fetched if r.offset < end):
                     chunk.append(_dead_letter(record))
                     if len(chunk) == size:
@@ -116,14 +114,13 @@ class DeadLetterReader:
         if not by_partition:
             return {}
         starts = await self._consumer.beginning_offsets(list(by_partition))
-        ends = await self._consumer.end_offsets(list(by_partition))
+        ends = await log_ends(self._consumer, list(by_partition))
         ranges = {tp: (max(min(offsets), starts[tp]), min(max(offsets) + 1, ends[tp]))
                   for tp, offsets in by_partition.items()}  # fmt: skip
         return {d.coordinates: d for d in await self._read(ranges) if d.coordinates in wanted}
 
-    async def _read(self, ranges: dict[TopicPartition, tuple[int, int]], *, to_end: bool = False) -> list[DeadLetter]:
-        """Records in [start, end) of each partition (start may be below a partition's first offset); `to_end`: the
-        ends are the log's, read as `_log_end` says."""
+    async def _read(self, ranges: dict[TopicPartition, tuple[int, int]]) -> list[DeadLetter]:
+        """Records in [start, end) of each partition (start may be below a partition's first offset)."""
         todo = {tp: span for tp, span in ranges.items() if span[0] < span[1]}
         if not todo:
             return []
@@ -137,8 +134,6 @@ class DeadLetterReader:
                 raise OpsError(f"could not read {sorted(str(tp) for tp in todo)} within {READ_TIMEOUT_SECONDS:.0f} s")
             batches = await self._consumer.getmany(*todo, timeout_ms=500)
             for tp, records in batches.items():
-                if to_end:
-                    todo[tp] = (todo[tp][0], _log_end(self._consumer, tp, todo[tp][1]))
                 found.extend(_dead_letter(r) for r in records if r.offset < todo[tp][1])
             for tp in list(todo):
                 # The position passes the end even when the last offsets are gone (compaction, retention).
@@ -146,14 +141,6 @@ class DeadLetterReader:
                     del todo[tp]
                     self._consumer.pause(tp)
         return found
-
-
-def _log_end(consumer: AIOKafkaConsumer, tp: TopicPartition, listed: int) -> int:
-    """A partition's end as of its first read: the higher of the end offset listed before it and the high watermark
-    its fetches report. Tansu (the embedded broker, 0.6) lists the last batch's base offset + 1, so the other records
-    of a batch of several (a producer's linger, a batch of dead letters) were left out; Kafka's fetches report what it
-    lists, or more once records arrived since."""
-    return max(listed, consumer.highwater(tp) or listed)
 
 
 class Republisher:

@@ -20,10 +20,11 @@ import contextlib
 import dataclasses
 import logging
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream import AckPolicy
@@ -42,6 +43,9 @@ log = logging.getLogger(__name__)
 
 # FastStream's request-reply header; leadflow never replies, so a sender may not choose a topic for it.
 REPLY_TO = "reply_to"
+
+
+END_FETCH_SECONDS = 10.0  # `log_ends`: at most this long for a fetch to report a partition's high watermark
 
 
 def _security(settings: KafkaSettings) -> BaseSecurity | None:
@@ -116,6 +120,24 @@ def _safe_headers(record: ConsumerRecord[bytes, bytes]) -> ConsumerRecord[bytes,
     safe = [(name, (value or b"").decode("utf-8", "replace").encode()) for name, value in headers if name != REPLY_TO]
     fields = {field.name: getattr(record, field.name) for field in dataclasses.fields(ConsumerRecord)}
     return SafeRecord(**(fields | {"headers": safe, "original": original_record(record)}))
+
+
+async def log_ends(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+    """Each partition's end offset as of now, for a reader that reads up to it (a rebuild, `leadflow-ops dlq`): the
+    end offset listed, or the high watermark a fetch of the last listed record reports when higher. Tansu (the
+    embedded broker, 0.6) lists the last batch's base offset + 1, so the other records of a batch of several (a
+    producer's linger, a batch of dead letters) were left out; on Kafka the two agree. Leaves `partitions` assigned,
+    their positions where the fetch left them: the caller seeks."""
+    listed: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+    written = [tp for tp in partitions if listed[tp] > 0]  # a fetch reports it, the record there gone or not
+    if written:
+        consumer.assign(written)
+        for tp in written:
+            consumer.seek(tp, listed[tp] - 1)
+        deadline = time.monotonic() + END_FETCH_SECONDS
+        while any(consumer.highwater(tp) is None for tp in written) and time.monotonic() < deadline:
+            await consumer.getmany(*written, timeout_ms=200)
+    return listed | {tp: max(listed[tp], consumer.highwater(tp) or 0) for tp in written}
 
 
 def raw_producer(broker: KafkaBroker) -> AIOKafkaProducer | None:

@@ -17,7 +17,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from leadflow_shared import kafka_records
-from leadflow_shared.kafka import ssl_context
+from leadflow_shared.kafka import log_ends, ssl_context
 from leadflow_shared.settings import KafkaSettings
 
 FETCH_MS = 500
@@ -59,9 +59,9 @@ class EventHistory:
                 return self  # no event yet: nothing to replay
             numbers = self._consumer.partitions_for_topic(self._topic) or set()
             partitions = [TopicPartition(self._topic, p) for p in numbers]
+            ends = await log_ends(self._consumer, partitions)  # the ends as of now (Tansu lists less: `log_ends`)
             self._consumer.assign(partitions)
             starts = await self._consumer.beginning_offsets(partitions)
-            ends = await self._consumer.end_offsets(partitions)
         except BaseException:
             await self._consumer.stop()
             raise
