@@ -151,7 +151,7 @@ async def test_a_broker_changes_each_setting_and_a_refused_one_keeps_what_was_ty
                 "action": {"kind": "agent", "agent_id": "wbs-ann"}}  # fmt: skip
         draft = json.dumps(shown | {"rules": [vips]}, indent=2)
         await rules_box.fill(draft)
-        await page.get_by_label("Tags (comma-separated)").fill("vip")
+        await page.get_by_label("Tags (one per line)").fill("vip")
         await page.get_by_label("the draft in the text area above (not saved)").check()
         assert await pressed(page, "Test a lead") == 200
         tested = page.locator(".tested")

@@ -275,7 +275,7 @@ async def test_the_settings_page_tests_a_lead_by_the_saved_rules_or_the_draft(si
     # A renter's lead below the villas' price: the Lettings rule, one agent (whatever the rotations did before).
     form = {"csrf": csrf_of(page), "version": "0", "rules": draft, "test_source": "Website", "test_intent": "rent",
             "test_price_min": "$1,500", "test_price_max": "2,000", "test_city": "Austin",
-            "test_tags": "VIP, cash"}  # fmt: skip
+            "test_tags": "VIP\r\ncash"}  # fmt: skip
 
     saved = await web.post(url, data=form | {"test_use": "saved"})
     assert saved.status_code == 200, saved.text[:500]

@@ -13,12 +13,14 @@ crm-api's whole app in-process on the session's Tansu and nx-27017, the router b
 from __future__ import annotations
 
 import html
+import json
+import re
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 import pytest_asyncio
-from routing_world import ACCOUNT, Site, config, csrf_of, received, site_on
+from routing_world import ACCOUNT, Site, config, csrf_of, received, site_on, text_of
 
 from leadflow_shared.collections import CRM_LEADS
 
@@ -133,3 +135,85 @@ async def test_an_office_name_the_settings_form_could_not_give_back_whole_is_ref
     assert refused.status_code == 422, refused.text
     assert [p["name"] for p in refused.json()["invalid_params"]] == ["body.sources.0.offices.1"]
     assert (await site.web.get(url, headers=headers)).json() == before, "nothing saved"
+
+
+# -- helper 139: the routing rules' test form's tags, a lead group's name --------------------------------------------
+
+
+async def test_testing_a_lead_on_the_settings_page_keeps_a_tag_with_a_comma_whole(site: Site) -> None:
+    # A rule for the tag "open house, sat" (a tag may hold a comma: LeadCriteria's and the rules' Tag): the test
+    # form's tags are one per line, so the lead tested has that tag and the rule matches it. They were split on ","
+    # into "open house" and "sat", and the rule did not match: the broker was told the lead would go elsewhere.
+    rules = {"rules": [
+        {"id": "open-house", "name": "Open house", "criteria": {"tags": ["open house, sat"]},
+         "action": {"kind": "agent", "agent_id": "let1"}},
+        {"id": "all", "name": "All", "action": {"kind": "agent", "agent_id": "gen"}},
+    ]}  # fmt: skip
+    client = await site.sign_in(BROKER)
+    page = await client.get(f"/app/accounts/{ACCOUNT}/settings")
+    form = {"csrf": csrf_of(page), "version": "0", "rules": json.dumps(rules), "test_use": "draft",
+            "test_source": "Website", "test_tags": "First-time buyer\r\n  Open House, Sat  \r\n\r\n"}  # fmt: skip
+    tested = await client.post(f"/app/accounts/{ACCOUNT}/settings/routing-rules/dry-run", data=form)
+    assert tested.status_code == 200, tested.text[:500]
+    assert "By the draft, this lead would be offered to Lena Let let1 ." in text_of(tested)
+    assert "decided by rule Open house" in text_of(tested)
+    assert "Tags (one per line)" in text_of(page)
+    shown = re.search(r'<textarea id="test_tags"[^>]*>([^<]*)</textarea>', tested.text)
+    assert shown is not None
+    assert html.unescape(shown.group(1)) == form["test_tags"], "the tags as typed"
+
+    one = await client.post(
+        f"/app/accounts/{ACCOUNT}/settings/routing-rules/dry-run", data=form | {"test_tags": "open house\nsat"}
+    )
+    assert "By the draft, this lead would be offered to Gus Gen gen ." in text_of(one), "two tags, neither the rule's"
+
+
+def value_of(page: httpx.Response, field_id: str) -> str:
+    """The value of the page's input `field_id`, as a browser gives it back (a text input drops CR and LF)."""
+    found = re.search(f'<input id="{field_id}"[^>]* value="([^"]*)"', page.text)
+    assert found is not None, field_id
+    return html.unescape(found.group(1)).replace("\r", "").replace("\n", "")
+
+
+@pytest.mark.parametrize(
+    ("group", "refused"),
+    [("Luxury, NY", False), ("luxury\u00a0homes", False), ("luxury\nhomes", True), ("luxury\r\nhomes", True),
+     ("luxury\u2028homes", True), (" luxury", True), ("luxury ", True)],
+    ids=["comma", "nbsp-inside", "lf", "crlf", "line-separator", "space-before", "space-after"],
+)  # fmt: skip
+async def test_a_lead_group_is_refused_naming_it_or_the_settings_form_gives_it_back_whole(
+    site: Site, group: str, refused: bool
+) -> None:
+    """A lead group's name is chosen on the settings page in a source's one-line "Lead group" field: a name with a
+    line break came back without it (a browser's text input drops CR and LF), one with spaces around it trimmed,
+    and every save of the source (its referral fee, say) was refused "not a lead group of this account". The API
+    refuses such a name when the group is saved, as it refuses such an office's (one line, no spaces around it);
+    any other name round-trips through the form."""
+    headers = site.auth("oak-boss", "broker")
+    base = f"/v1/accounts/{ACCOUNT}/settings"
+    website = {"name": "Website", "offices": []}
+    put = await site.web.put(f"{base}/lead-sources", json={"sources": [website]}, headers=headers)
+    assert put.status_code == 200, put.text
+    before = (await site.web.get(f"{base}/lead-groups", headers=headers)).json()
+    saved = await site.web.put(
+        f"{base}/lead-groups", json={"groups": [{"name": group, "agent_ids": ["let1"]}]}, headers=headers
+    )
+    if refused:
+        assert saved.status_code == 422, saved.text
+        assert [p["name"] for p in saved.json()["invalid_params"]] == ["body.groups.0.name"]
+        assert "one line" in saved.json()["invalid_params"][0]["reason"]
+        assert (await site.web.get(f"{base}/lead-groups", headers=headers)).json() == before, "nothing saved"
+        return
+    assert saved.status_code == 200, saved.text
+    put = await site.web.put(
+        f"{base}/lead-sources", json={"sources": [website | {"lead_group": group}]}, headers=headers
+    )
+    assert put.status_code == 200, put.text
+    client = await site.sign_in(BROKER)
+    page = f"/app/accounts/{ACCOUNT}/settings"
+    shown = await client.get(page)
+    form = SOURCE_FORM | {"csrf": csrf_of(shown), "lead_group": value_of(shown, "source0-group"), "offices": ""}
+    posted = await client.post(f"{page}/sources/0", data=form | {"referral_fee_percent": "12"})
+    assert posted.status_code == 303, text_of(posted)[:800]
+    stored = (await site.web.get(f"{base}/lead-sources", headers=headers)).json()["sources"][0]
+    assert (stored["lead_group"], stored["referral_fee_percent"]) == (group, 12)

@@ -218,3 +218,57 @@ def test_whatever_any_field_holds_intake_refuses_it_or_publishes_a_lead_received
     for raw in published:  # as the router's consumer reads leads.intake.v1
         check_storable(raw)
         LeadReceived.model_validate_json(raw)
+
+
+# -- one definition of whitespace for every field (helper 139) ------------------------------------------------------
+
+
+def _outcome(way: str, fields: dict[str, Any]) -> list[LeadReceived] | None:
+    """The leads published for `fields` sent `way`, or None if refused (a 4xx or a dead letter)."""
+    published = _Bytes()
+    intake = Intake(accounts=FakeAccounts({"acme-realty": "US"}), store=FakeStore(), publish=published)
+    try:
+        asyncio.run(_send(way, fields, intake))
+    except (IntakeError, PoisonMessage, ValidationError):
+        assert not published
+        return None
+    return [LeadReceived.model_validate_json(raw) for raw in published]
+
+
+@pytest.mark.parametrize("way", ["form", "listing", "partner"])
+@pytest.mark.parametrize("name", ["\x1c", " \x1c\x1f ", "\x1d\t\x1e"], ids=["fs", "fs-us-spaced", "gs-tab-rs"])
+def test_a_source_name_of_only_separators_python_trims_is_refused_like_a_blank_one(way: str, name: str) -> None:
+    """U+001C-U+001F are not whitespace to the models (a required source name of one is not too short), but Python's
+    `str.strip()`, which intake trimmed the source name with, removes them: a website form with source_name "\\x1c"
+    was published with source name "", a lead the router rotates in a source nobody configured. A source name holds
+    no control characters (dropped, as from names and messages) and one left blank is refused, as a blank one is."""
+    assert _outcome(way, {"source_name": " "}) is None  # blank: refused (the models' min_length, after their trim)
+    assert _outcome(way, {"source_name": name}) is None
+
+
+@pytest.mark.parametrize("way", ["form", "listing", "partner"])
+def test_control_characters_are_dropped_from_a_source_name_and_campaign_fields(way: str) -> None:
+    utm = {"utm_source": " goo\x1cgle\x1f", "utm_medium": "\x1c", "\x1futm_term\x1e": "open\x1d house", "\x1c": "x"}
+    leads = _outcome(way, {"source_name": "\x1fWeb\x1csite\x1c ", "utm": utm})
+    assert leads is not None
+    assert [(lead.payload.source.name, lead.payload.source.utm) for lead in leads] == [
+        ("Website", {"utm_source": "google", "utm_term": "open house"})
+    ]
+
+
+def test_a_generic_webhooks_source_name_of_only_separators_is_refused_like_a_blank_one() -> None:
+    body = {"first_name": "Jane", "email": "jane@example.com"}
+    assert asyncio.run(_post_webhook("idx", "generic", body | {"source_name": " "}))[0] == 422
+    assert asyncio.run(_post_webhook("idx", "generic", body | {"source_name": "\x1c\x1f"})) == (422, [])
+
+
+@pytest.mark.parametrize("way", ["form", "listing", "partner"])
+@pytest.mark.parametrize(
+    "fields",
+    [{"email": "\x1c", "phone": "(415) 555-0123"}, {"site_host": "\x1f"}],
+    ids=["email", "site_host"],
+)
+def test_an_email_or_host_of_only_separators_is_not_blank_on_any_way_in(way: str, fields: dict[str, Any]) -> None:
+    """Blank is what the models trim (normalize.WHITESPACE): an email or host of U+001C is not a blank one left out
+    on a form (`str.strip()` in fields.py) and a refused one from a partner, but refused by field on every way in."""
+    assert _outcome(way, fields) is None

@@ -197,6 +197,11 @@ def check_sources(sources: Sequence[LeadSource], lead_groups: Iterable[str]) -> 
 ONE_LINE = "an office's name is one line, without spaces around it"
 
 
+# A lead group is chosen in a source's one-line "Lead group" field (a browser's text input drops CR and LF), so the
+# same holds for its name (helper 139).
+GROUP_ONE_LINE = "a lead group's name is one line, without spaces around it"
+
+
 def one_line(name: str) -> bool:
     return name.splitlines() == [name] and name == name.strip()
 
@@ -205,7 +210,7 @@ def one_line(name: str) -> bool:
 
 
 class LeadGroup(_Body):
-    name: Name
+    name: Name = Field(description="One line, without spaces around it (a source names it in a one-line field).")
     agent_ids: Annotated[list[AgentId], AfterValidator(_distinct)] = Field(max_length=10_000)
 
 
@@ -234,6 +239,8 @@ def check_groups(
     for i, group in enumerate(groups):
         if names[group.name] > 1:
             found.append((("groups", i, "name"), "another group has this name"))
+        if not one_line(group.name):
+            found.append((("groups", i, "name"), GROUP_ONE_LINE))
         found += [
             (("groups", i, "agent_ids", j), "not an agent of this account")
             for j, agent in enumerate(group.agent_ids)

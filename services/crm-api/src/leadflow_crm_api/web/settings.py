@@ -293,7 +293,7 @@ TEST_FIELDS = {
 
 def _test_lead(fields: dict[str, str]) -> DryRunLead:
     """The form's few fields as a website form's lead: source, intent, price range, city, tags."""
-    criteria: dict[str, Any] = {"tags": [t.strip() for t in fields.get("test_tags", "").split(",") if t.strip()]}
+    criteria: dict[str, Any] = {"tags": lines_of(fields.get("test_tags", ""))}  # one per line: a tag may hold a comma
     if intent := fields.get("test_intent", ""):
         criteria["intent"] = intent
     price = {end: fields.get(f"test_price_{end}", "").strip().replace(",", "").lstrip("$") for end in ("min", "max")}

@@ -85,7 +85,7 @@ def _whole(value: object) -> int | None:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and re.fullmatch(r"\$?\s*\d{1,3}(,\d{3})+|\$?\s*\d+", value.strip()):
+    if isinstance(value, str) and re.fullmatch(r"\$?\s*\d{1,3}(,\d{3})+|\$?\s*\d+", strip(value)):
         digits = re.sub(r"[^\d]", "", value)
         # Past MAX_PRICE's digits it cannot be a price; past 4,300 `int()` refuses it (helper 136: a 500).
         return int(digits) if len(digits) <= len(str(MAX_PRICE)) else None

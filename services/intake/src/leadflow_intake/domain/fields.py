@@ -12,7 +12,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
 
-from leadflow_intake.domain.normalize import check_name, normalize_email, normalize_host
+from leadflow_intake.domain.normalize import check_name, normalize_email, normalize_host, strip
 
 ID_PATTERN = r"^[A-Za-z0-9_.-]+$"
 LISTING_ID_PATTERN = r"^[A-Za-z0-9_.:#-]+$"
@@ -22,7 +22,7 @@ MAX_IDEMPOTENCY_KEY = 200
 
 
 def _blank_to_none(value: object) -> object:
-    return None if isinstance(value, str) and not value.strip() else value
+    return None if isinstance(value, str) and not strip(value) else value
 
 
 def _utm(value: dict[str, str]) -> dict[str, str]:

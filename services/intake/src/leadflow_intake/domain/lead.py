@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from leadflow_intake.domain.errors import FieldError, InvalidLead
 from leadflow_intake.domain.normalize import (
     check_name,
+    check_source_name,
     normalize_email,
     normalize_free_text,
     normalize_host,
@@ -101,14 +102,18 @@ def normalize_submission(
     site_host = check("site_host", normalize_host, sub.site_host)
     if not errors and email is None and phone is None:
         errors.append(FieldError(paths.get("<lead>", "<lead>"), "give an email or a phone number"))
+    try:  # never blank: a blank one the input models refuse, one of only U+001C-U+001F they keep (helper 139)
+        source_name = check_source_name(sub.source_name)
+    except ValueError as exc:
+        errors.append(FieldError(paths.get("source_name", "source_name"), str(exc)))
     if errors:
         raise InvalidLead(errors)
     contact = {"first_name": first_name, "last_name": last_name, "email": email, "phone": phone}
-    return _payload(sub, contact, site_host, paths)
+    return _payload(sub, contact, {"name": source_name, "site_host": site_host}, paths)
 
 
 def _payload(
-    sub: Submission, contact: dict[str, str | None], site_host: str | None, paths: Mapping[str, str]
+    sub: Submission, contact: dict[str, str | None], named: dict[str, str | None], paths: Mapping[str, str]
 ) -> LeadReceivedPayload:
     """The payload of normalized fields. The normalizers keep to LeadReceived's rules; a value that breaks one all
     the same is refused naming its field (InvalidLead), never a 500. `from None`: a ValidationError's text holds the
@@ -118,7 +123,7 @@ def _payload(
     except ValidationError as exc:
         raise InvalidLead(refusals(exc, paths, under=("criteria",))) from None
     source = {
-        "channel": sub.channel, "name": sub.source_name.strip(), "site_host": site_host,
+        "channel": sub.channel, **named,
         "listing_id": sub.listing_id or None, "listing_agent_id": sub.listing_agent_id or None,
         "assigned_agent_id": sub.assigned_agent_id or None, "provider": sub.provider, "utm": normalize_utm(sub.utm),
     }  # fmt: skip

@@ -71,7 +71,7 @@ def check_name(raw: str) -> str:
 def normalize_name(raw: str) -> str:
     """Trim, drop control and invisible format characters, collapse spaces; fix ALL-CAPS or all-lower names,
     keep deliberate casing."""
-    name = _SPACES.sub(" ", _visible(_without_controls(raw, keep="\t\n\r\f\v"))).strip()
+    name = strip(_SPACES.sub(" ", _visible(_without_controls(raw, keep="\t\n\r\f\v"))))
     if name and (name.isupper() or name.islower()):
         name = " ".join(_capitalize(part) for part in name.split(" "))
     return name
@@ -108,7 +108,7 @@ def normalize_phone(raw: str, default_region: str) -> str:
 def normalize_email(raw: str) -> str:
     """Syntax-checked and normalized (no DNS lookup), lower-cased."""
     try:
-        result = validate_email(raw.strip(), check_deliverability=False)
+        result = validate_email(strip(raw), check_deliverability=False)
     except EmailNotValidError as exc:
         raise ValueError(_without_quoted_input(str(exc))) from exc
     return result.normalized.lower()
@@ -123,7 +123,7 @@ def _without_quoted_input(reason: str) -> str:
 
 def normalize_host(raw: str) -> str:
     """The host name a form was sent from, lower-cased; a URL is reduced to its host, a port dropped."""
-    text = raw.strip()
+    text = strip(raw)
     if "://" in text:
         try:
             text = urlsplit(text).hostname or ""
@@ -141,12 +141,30 @@ def normalize_free_text(raw: str, limit: int) -> str:
     """Trimmed text with Unix newlines, no control characters, at most two blank lines in a row, and at
     most `limit` characters (longer text is cut and ends with an ellipsis)."""
     text = raw.replace("\r\n", "\n").replace("\r", "\n")
-    text = _BLANK_LINES.sub("\n\n", _without_controls(text, keep="\n\t")).strip()
+    text = strip(_BLANK_LINES.sub("\n\n", _without_controls(text, keep="\n\t")))
     if len(text) > limit:
-        text = text[: limit - 1].rstrip() + _ELLIPSIS
+        text = text[: limit - 1].rstrip(WHITESPACE) + _ELLIPSIS
     return text
 
 
+def normalize_label(raw: str) -> str:
+    """A source name or campaign field: without control characters (but whitespace), trimmed (`strip`).
+
+    U+001C-U+001F are controls the models keep and Python's `str.strip()` trims: dropped here like every control,
+    so a label of only them is blank, and what is left is trimmed as the models trim it."""
+    return strip(_without_controls(raw, keep=WHITESPACE))
+
+
+def check_source_name(raw: str) -> str:
+    """The normalized source name (`normalize_label`); ValueError if blank: a blank one the models refuse, and one of
+    only control characters would be published blank (helper 139)."""
+    name = normalize_label(raw)
+    if not name:
+        raise ValueError("must not be blank or only control characters")
+    return name
+
+
 def normalize_utm(raw: dict[str, str]) -> dict[str, str]:
-    """Campaign fields with trimmed, lower-cased keys and trimmed values; empty values dropped."""
-    return {key.strip().lower(): value.strip() for key, value in raw.items() if key.strip() and value.strip()}
+    """Campaign fields with labels for lower-cased keys and values (`normalize_label`); blank ones dropped."""
+    labels = ((normalize_label(key).lower(), normalize_label(value)) for key, value in raw.items())
+    return {key: value for key, value in labels if key and value}

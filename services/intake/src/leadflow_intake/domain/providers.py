@@ -23,7 +23,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from leadflow_intake.domain.criteria import criteria_from
 from leadflow_intake.domain.fields import AgentId, Email, FirstName, Host, ListingId, Message, OptionalName, Phone, Utm
 from leadflow_intake.domain.lead import MESSAGE_LIMIT, Submission
-from leadflow_intake.domain.normalize import normalize_free_text
+from leadflow_intake.domain.normalize import normalize_free_text, strip
 from leadflow_shared.events.criteria import LeadCriteria, LeadIntent
 from leadflow_shared.events.intake import LeadChannel
 
@@ -264,7 +264,7 @@ class PortalLeadIn(_Lenient):
     def to_submission(self, *, account_id: str, provider: str, source_name: str) -> Submission:
         person = self.people[0]  # the first person is the lead; co-buyers follow
         listing = next((item for item in self.listings if item.listing_id), None)
-        address = f"{listing.property_address} {listing.unit_number}".strip() if listing else ""
+        address = strip(f"{listing.property_address} {listing.unit_number}") if listing else ""
         about = f"Listing: {address}" if address else ""
         message = "\n\n".join([*(m.message for m in self.messages if m.message), *([about] if about else [])])
         return Submission(
@@ -282,7 +282,7 @@ class PortalLeadIn(_Lenient):
         """The lead type, and the first listing asked about: its type, price and place."""
         listing = self.listings[0] if self.listings else None
         return criteria_from(
-            intent=_PORTAL_INTENTS.get(self.lead_type.strip().casefold()),
+            intent=_PORTAL_INTENTS.get(strip(self.lead_type).casefold()),
             kind=listing.property_type if listing else None,
             price_min=listing.price if listing else None,
             price_max=listing.price if listing else None,
