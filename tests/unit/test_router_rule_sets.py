@@ -7,7 +7,7 @@ import dataclasses
 import itertools
 import uuid
 from collections import Counter
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from types import SimpleNamespace
 from typing import Any, cast
 from zoneinfo import ZoneInfo
@@ -42,7 +42,7 @@ from leadflow_router.domain.model import (
 )
 from leadflow_router.domain.record import Effects, Outbox, RoutingRecord
 from leadflow_router.domain.rules import _within, choose_rule, within
-from leadflow_router.domain.schedule import CLOCK_CUT
+from leadflow_router.domain.schedule import CLOCK_CUT, isoformat
 from leadflow_router.handlers import rotation_key
 from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
 from leadflow_shared.events.criteria import LeadCriteria, LeadIntent, LeadPlace, PropertyType
@@ -1139,6 +1139,25 @@ def test_an_agent_no_longer_in_the_pool_the_lead_goes_by_now_cannot_ask_it_back(
     assert offered_to(asked) == [], f"a, outside the pool now, was offered the lead again: {asked.explanation}"
     assert asked.explanation == f"cannot ask it back: {why}"
     assert offered_to(on_ask_back(expired.state, ask, before, NOW + timedelta(minutes=20))) == ["a"]  # as it was
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    moment=st.datetimes(
+        timezones=st.sampled_from(
+            [UTC, ZoneInfo("America/Chicago"), ZoneInfo("Australia/Lord_Howe"), timezone(timedelta(seconds=-3661.5))]
+        )
+        | st.none()
+    ),
+    later=st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=2)),
+)
+def test_an_offer_s_deadline_is_written_as_isoformat_writes_it(moment: datetime, later: timedelta) -> None:
+    """`schedule.isoformat` (every offer's deadline in its explanation) keeps `datetime.isoformat`'s text: for a day
+    and UTC offset it has not seen, which it reads off that text, and again for another moment of them."""
+    assert isoformat(moment) == moment.isoformat()
+    if moment.year < 9999:
+        again = moment + later
+        assert isoformat(again) == again.isoformat()
 
 
 @settings(max_examples=300, deadline=None)

@@ -30,10 +30,16 @@ from leadflow_router.domain.model import (
     Offer,
     OfferStatus,
     PauseWindow,
-    SourceKind,
 )
 from leadflow_router.domain.rules import Order, RuleChoice, balanced_first, choose_rule, rotation_order
-from leadflow_router.domain.schedule import claim_deadline, closed_windows, open_after, pause_end, reopening
+from leadflow_router.domain.schedule import (
+    claim_deadline,
+    closed_windows,
+    isoformat,
+    open_after,
+    pause_end,
+    reopening,
+)
 from leadflow_router.domain.why import Candidates, Why
 from leadflow_shared.envelope import Contract, Envelope
 from leadflow_shared.events.activity import ActivityAction
@@ -231,11 +237,13 @@ def pick(order: Order, cursor: int, count: int, exclude: frozenset[str]) -> tupl
     The cursor only grows (agents are taken at cursor modulo the cycle), so storing
     it with "keep the larger" is idempotent when a decision is replayed.
     """
-    picked: list[str] = []
-    steps = 0
     # A cycle that is not shuffled is read by index: `Order.at` is a Python call per agent passed, every offer.
     agents, shuffled = order.agents, order.shuffle_seed is not None
     size = len(agents)
+    if count == 1 and size and not exclude and not shuffled:  # most offers: the agent at the cursor
+        return [agents[cursor % size]], cursor + 1
+    picked: list[str] = []
+    steps = 0
     for step in range(size):
         agent = order.at(cursor + step) if shuffled else agents[(cursor + step) % size]
         if agent in exclude or agent in picked:
@@ -261,6 +269,20 @@ class Pool:
     rule_id: str | None = None
     mode: str = "round_robin"
     pond: str | None = None  # a pond's id: its agents are offered the lead at once (not counted against caps)
+    # What every offer from the pool writes of it, worked out once (a pool is kept per snapshot): the step, how its
+    # agents were picked and who was eligible, as the explanation says them ("R6", "next in rotation"; "Rule", "rule
+    # 'name'"; `who.describe()`), and what its `Why` names: the rotation's kind and mode, and the rule (id, name;
+    # None: the source's).
+    said: tuple[str, str, str] = field(init=False, repr=False, compare=False)
+    turns: tuple[str, str] = field(init=False, repr=False, compare=False)
+    named: tuple[str, str] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        source = self.rule is None
+        step, how = ("R6", "next in rotation") if source else ("Rule", f"rule {self.rule!r}")
+        object.__setattr__(self, "said", (step, how, self.who.describe()))
+        object.__setattr__(self, "turns", ("source" if source else "rule", self.mode))
+        object.__setattr__(self, "named", None if self.rule is None else (self.rule_id or DEFAULT_RULE_ID, self.rule))
 
     def why(
         self,
@@ -273,15 +295,7 @@ class Pool:
         """What a decision with this pool was made from (`choice`: the routing rules tried for a new lead)."""
         who = self.who
         candidates = Candidates(who.ids, who.skipped, excluded & frozenset(who.ids)) if excluded else who.candidates
-        kind = "source" if self.rule is None else "rule"
-        return _why(
-            at,
-            tuple(chosen),
-            candidates,
-            (kind, self.mode, *cursors),
-            None if self.rule is None else (self.rule_id or DEFAULT_RULE_ID, self.rule),
-            choice,
-        )
+        return _why(at, tuple(chosen), candidates, self.turns + cursors, self.named, choice)
 
     def take(
         self, cursor: int, counts: Mapping[str, int], exclude: frozenset[str]
@@ -703,7 +717,7 @@ def roster_position_1(
 
 def round_robin(lead: NewLead, account: AccountSnapshot, context: RoutingContext, now: datetime) -> Outcome | None:
     """R6/R7, or the matched routing rule: offer to the next eligible agent(s) of its pool."""
-    fee = _fee(account.source(lead.summary.source.name))
+    fee = account.general_fee(lead.summary.source.name)  # `_fee` of the source, worked out once per snapshot
     rule_id = rule_id_of(context.choice, account)
     state = _lead_state(
         lead.lead_id, lead.account_id, lead.summary, LeadStatus.OFFERED, referral_fee_percent=fee, rule_id=rule_id
@@ -813,7 +827,7 @@ def _pool_now(
     """`pool_of` the source, rule and step `of` at `now`: the `Gate` is built only when the pool has agents it could
     refuse (most pools have none: the snapshot's pool is the pool)."""
     source_name, rule_id, step = of
-    static = _static_pool(account, source_name, rule_id, step)
+    static = account.memo(("pool", source_name, rule_id, step), _source_pool, account, source_name, rule_id, step)
     if not static.who.gated:
         return static
     return pool_of(account, source_name, rule_id, Gate(now, account.holidays, usage, account.time_zone), step)
@@ -878,12 +892,10 @@ def _offered_outcome(
     for agent in picked:  # a loop: no comprehension frame, nor closure cells for the round and the deadline
         made.append(_offer(agent, round_, deadline))
     offers = tuple(made)
-    how = "next in rotation" if pool.rule is None else f"rule {pool.rule!r}"
+    said, how, who = pool.said
     names = ", ".join(picked) if len(picked) <= LISTED_MAX else _listed(picked, ", ")  # as `_listed`, mostly: no call
     explanation = _after_note(
-        note,
-        f"{'R6' if pool.rule is None else 'Rule'}: offered to {names} ({how}, race of {len(picked)}) "
-        f"until {deadline.isoformat()}; {pool.who.describe()}.",
+        note, f"{said}: offered to {names} ({how}, race of {len(picked)}) until {isoformat(deadline)}; {who}."
     )
     offered = state.offered(offers, round_, deadline, pool.pond)
     events = _offered_events(offered, offers, explanation)
@@ -1299,7 +1311,7 @@ def _explained(outcome: Outcome, explanation: str) -> Outcome:
 
 def _fee(source: LeadSourceConfig) -> float:
     """R11: general leads carry the source's referral fee; direct-to-user leads none."""
-    return source.referral_fee_percent if source.kind is SourceKind.GENERAL else 0.0
+    return source.general_fee()
 
 
 def _new_state(lead: NewLead, status: LeadStatus, **changes: Any) -> LeadState:

@@ -75,6 +75,10 @@ class LeadSourceConfig:
     auto_accept: bool = True  # R3, direct leads
     direct_period: timedelta = timedelta(minutes=15)  # R3 with auto-accept off
 
+    def general_fee(self) -> float:
+        """R11: the referral fee a general lead of this source carries; a direct-to-user source's carry none."""
+        return self.referral_fee_percent if self.kind is SourceKind.GENERAL else 0.0
+
 
 @dataclass(frozen=True, slots=True)
 class PauseWindow:
@@ -109,6 +113,7 @@ class AccountSnapshot:
     # The rule set's own lookups (`RuleSet.lookups`), read here for every lead without pydantic's attribute hook.
     _rule_by_id: Mapping[str, Rule] = field(init=False, repr=False, compare=False)
     _as_source: Mapping[str, bool] = field(init=False, repr=False, compare=False)
+    _fees: Mapping[str, float] = field(init=False, repr=False, compare=False)  # `general_fee` by source name
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_id", {a.agent_id: a for a in reversed(self.roster)})  # the first wins
@@ -118,6 +123,7 @@ class AccountSnapshot:
         capped = any(a.availability is not None and a.availability.caps is not None for a in self.roster)
         object.__setattr__(self, "counts_leads", capped)
         object.__setattr__(self, "_memo", {})
+        object.__setattr__(self, "_fees", {name: source.general_fee() for name, source in self.sources.items()})
 
     def memo(self, key: Hashable, work: Callable[[*Ts], T], *args: *Ts) -> T:
         """`work(*args)`, done once per snapshot and key: what only the snapshot decides (who of a source's
@@ -143,6 +149,11 @@ class AccountSnapshot:
 
     def source(self, name: str) -> LeadSourceConfig:
         return self.sources.get(name, self.default_source)
+
+    def general_fee(self, source_name: str) -> float:
+        """`source(source_name).general_fee()`, from a dict: every new lead asks."""
+        fee = self._fees.get(source_name)
+        return self.default_source.general_fee() if fee is None else fee
 
     @property
     def broker(self) -> Agent:

@@ -9,6 +9,7 @@ agents, and storing the cursor with "keep the larger" stays idempotent.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import heapq
 import itertools
@@ -102,14 +103,15 @@ class RuleChoice:
         return rows
 
     def describe(self) -> str:
-        missed = len(self.tried) - (self.rule_id != DEFAULT_RULE_ID)
+        decided = self.rule_id != DEFAULT_RULE_ID
+        missed = len(self.tried) - decided
         shown = self._named(missed if missed < 5 else 5)  # not `min`: a builtin's call, on every new lead
-        head = "no rule matched; the default rule" if self.rule_id == DEFAULT_RULE_ID else f"rule {self.name!r}"
-        return (
-            head
-            + (f"; not matched: {'; '.join(shown)}" if missed else "")
-            + (f" and {missed - 5} more" if missed > 5 else "")
-        )
+        if not decided:
+            head = "no rule matched; the default rule"
+        else:  # the deciding rule's name as written once per rule set, when it is compiled
+            head = self.tests[missed].head if self.tests else f"rule {self.name!r}"
+        more = "" if missed <= 5 else _MORE[missed - 5] if missed - 5 < len(_MORE) else f" and {missed - 5} more"
+        return head + (f"; not matched: {'; '.join(shown)}{more}" if missed else "")
 
     def _named(self, count: int) -> list[str]:
         """The first `count` rules tried, each with why it did not apply (as `why_not_at` says), in one pass:
@@ -122,16 +124,18 @@ class RuleChoice:
         named = []
         for t in tests[:count]:
             why = None if t.enabled else "disabled"
-            if why is None:
-                for met, why_not in t.pairs:
-                    if not met(lead):
-                        why = why_not(lead)
-                        break
-            named.append(f"{t.name} ({why})")
+            for position, told, reason in () if why else t.steps:
+                why = None if position < 0 else told.get(lead[position])  # "": met; None: not told of yet
+                if why is None:
+                    why = reason(lead)
+                if why:
+                    break
+            named.append(f"{t.name} ({why or None})")  # no criterion failed: None, as `why_not` says
         return named
 
 
 _rule_choice = builder(RuleChoice)  # `RuleChoice(...)` as a plain function, for every lead: `frozen.builder`
+_MORE = tuple(f" and {n} more" for n in range(256))  # a number written costs a thousand instructions
 
 
 class _Checks(Sequence[RuleCheck]):
@@ -245,15 +249,16 @@ class _Lead(NamedTuple):
         city, county, state, site = place["city"], place["county"], place["state"], source["site_host"]
         # Built by `tuple.__new__`, which the named tuple's own `__new__` calls from Python, and in field order:
         # by keyword that `__new__` matched 16 keywords one by one (1.4 µs more per lead in the benchmark, a
-        # third of the time reading it took). A StrEnum's `str()` is its value, without `.value`'s Python call.
+        # third of the time reading it took). The lead kind and property type are kept as the StrEnum members they
+        # are: a member hashes and compares as its value does (the reasons write its value: `_one_of`).
         return tuple.__new__(
             cls,
             (
                 source["name"].casefold(),
                 site.lower() if site else None,
-                str(intent) if intent else None,
-                str(kind) if kind else None,
-                None if price is None else (price.min, price.max),
+                intent,
+                kind,
+                None if price is None else (price.__dict__["min"], price.__dict__["max"]),
                 city.casefold() if city else None,
                 place["postal_code"],
                 county.casefold() if county else None,
@@ -283,17 +288,22 @@ def _few(values: Sequence[str]) -> str:
 
 
 _Test = Callable[[_Lead], bool]
+_Reason = Callable[[_Lead], str | None]  # why a lead does not meet a criterion; None: it does
+_TOLD_KEPT = 256  # the reasons a one-value criterion keeps, by the lead's value (one for each value told of)
 
 
 @dataclass(frozen=True, slots=True)
 class _Criterion:
-    """One field a rule constrains: whether a lead meets it, and why not (asked only when it does not)."""
+    """One field a rule constrains: whether a lead meets it (`met`, as the rule set's index tests it), and why a
+    lead does not (`reason`, None when it does: asked only for the rules an explanation names)."""
 
     met: _Test
-    why_not: Callable[[_Lead], str]
+    reason: _Reason
     # A one-value field of `_Lead` the rule lists values of, and those values: what the index finds it by.
     field: str | None = None
     values: frozenset[str] = frozenset()
+    # A one-value field's reasons by the lead's value ("": met), as `reason` wrote them: read without a call.
+    told: Mapping[object, str] = dataclasses.field(default_factory=dict, compare=False)  # `field`: a name here
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,12 +314,15 @@ class _RuleTests:
     criteria: tuple[_Criterion, ...]
     name: str = ""
     enabled: bool = True
-    # Each criterion's test and reason, as `why_not` reads them for five rules per lead: unpacked, not two
-    # attribute look-ups per criterion.
-    pairs: tuple[tuple[_Test, Callable[[_Lead], str]], ...] = field(init=False, repr=False, compare=False)
+    head: str = field(init=False, repr=False, compare=False)  # the rule as an explanation names the one that decides
+    # Each criterion as `why_not` reads it, for five rules per lead: a one-value field's position in `_Lead` (-1: not
+    # one), its reasons by value, and its `reason` (for a value not told of yet, and for the other criteria).
+    steps: tuple[tuple[int, Mapping[object, str], _Reason], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "pairs", tuple((c.met, c.why_not) for c in self.criteria))
+        object.__setattr__(self, "head", f"rule {self.name!r}")
+        steps = tuple((_position(c.field), c.told, c.reason) for c in self.criteria)
+        object.__setattr__(self, "steps", steps)
 
     @classmethod
     def of(cls, rule: Rule) -> _RuleTests:
@@ -333,10 +346,19 @@ class _RuleTests:
         return cls(tuple(criterion for criterion in found if criterion is not None), rule.name, rule.enabled)
 
     def why_not(self, lead: _Lead) -> str | None:
-        for met, why_not in self.pairs:
-            if not met(lead):
-                return why_not(lead)
+        """Why the lead does not meet these criteria (the first that fails), or None: a one-value field's reason is
+        looked up by the lead's value (a call less for each such field read)."""
+        for position, told, reason in self.steps:
+            why = None if position < 0 else told.get(lead[position])  # "": met; None: not told of yet
+            if why is None:
+                why = reason(lead)
+            if why:
+                return why
         return None
+
+
+def _position(field: str | None) -> int:
+    return -1 if field is None else _Lead._fields.index(field)
 
 
 def _one_of(name: str, field: str, wanted: Sequence[str], loose: bool) -> _Criterion | None:
@@ -345,16 +367,23 @@ def _one_of(name: str, field: str, wanted: Sequence[str], loose: bool) -> _Crite
         return None
     position = _Lead._fields.index(field)  # read by index: an `attrgetter` is one more call per rule told of
     values, listed = frozenset(wanted), _few(wanted)
+    told: dict[object, str] = dict.fromkeys(values, "") | ({None: ""} if loose else {})  # met: "" (no reason)
+    kept = len(told) + _TOLD_KEPT  # the reasons written, by the lead's value: the same few, lead after lead
 
     def met(lead: _Lead) -> bool:
         value = lead[position]
         return value in values or (loose and value is None)  # None is never a listed value
 
-    def why_not(lead: _Lead) -> str:
+    def reason(lead: _Lead) -> str | None:
         value = lead[position]
-        return f"no {name}" if value is None else f"{name} {value!r} not in {listed}"
+        if value in values or (loose and value is None):
+            return None
+        why = f"no {name}" if value is None else f"{name} {str(value)!r} not in {listed}"  # a StrEnum's: its value
+        if len(told) < kept:
+            told[value] = why
+        return why
 
-    return _Criterion(met, why_not, field, values)
+    return _Criterion(met, reason, field, values, told)
 
 
 def _offices(offices: Sequence[str], loose: bool) -> _Criterion | None:
@@ -362,68 +391,112 @@ def _offices(offices: Sequence[str], loose: bool) -> _Criterion | None:
         return None
     wanted, listed = frozenset(_folded(offices)), _few(offices)
 
-    def why_not(lead: _Lead) -> str:
+    def met(lead: _Lead) -> bool:
+        return not wanted.isdisjoint(lead.offices) or (loose and not lead.offices)
+
+    def reason(lead: _Lead) -> str | None:
+        if met(lead):
+            return None
         if not lead.offices:
             return "its source is for no office"
         return f"source's offices {_few(sorted(lead.offices))} not in {listed}"
 
-    return _Criterion(lambda lead: not wanted.isdisjoint(lead.offices) or (loose and not lead.offices), why_not)
+    return _Criterion(met, reason)
 
 
 def _tags(tags: Sequence[str], loose: bool) -> _Criterion | None:
     if not tags:
         return None
     wanted, listed = frozenset(tags), _few(tags)
+    missed = f"none of the tags {listed}"
 
-    def why_not(lead: _Lead) -> str:
-        return f"none of the tags {listed}" if lead.tags else "no tags"
+    def met(lead: _Lead) -> bool:
+        return not wanted.isdisjoint(lead.tags) or (loose and not lead.tags)
 
-    return _Criterion(lambda lead: not wanted.isdisjoint(lead.tags) or (loose and not lead.tags), why_not)
+    def reason(lead: _Lead) -> str | None:
+        if not wanted.isdisjoint(lead.tags):
+            return None
+        if not lead.tags:
+            return None if loose else "no tags"
+        return missed
+
+    return _Criterion(met, reason)
 
 
 def _price(least: int | None, most: int | None, loose: bool) -> _Criterion | None:
     """The lead's price or range overlaps the rule's; an open end reaches as far as it needs to."""
     if least is None and most is None:
         return None
+    # The rule's ends written once, not for each reason: a number written is a thousand instructions.
+    below, above = f"is below {least}", f"is above {most}"
 
     def met(lead: _Lead) -> bool:
         if lead.price is None:
             return loose
         low, high = lead.price
-        below = least is not None and high is not None and high < least
-        return not below and not (most is not None and low is not None and low > most)
+        return not (least is not None and high is not None and high < least) and not (
+            most is not None and low is not None and low > most
+        )
 
-    def why_not(lead: _Lead) -> str:
+    def reason(lead: _Lead) -> str | None:  # None where `met` is true
         if lead.price is None:
-            return "no price"
+            return None if loose else "no price"
         low, high = lead.price
         if least is not None and high is not None and high < least:
-            return f"price up to {high} is below {least}"
-        return f"price from {low} is above {most}"
+            return f"price up to {high} {below}"
+        if most is not None and low is not None and low > most:
+            return f"price from {low} {above}"
+        return None
 
-    return _Criterion(met, why_not)
+    return _Criterion(met, reason)
 
 
 def _phone(has_phone: bool | None) -> _Criterion | None:
     if has_phone is None:
         return None
     why = "no phone" if has_phone else "has a phone"
-    return _Criterion(lambda lead: lead.has_phone == has_phone, lambda _lead: why)
+    return _Criterion(
+        lambda lead: lead.has_phone == has_phone, lambda lead: None if lead.has_phone == has_phone else why
+    )
 
 
 def _clock(c: Criteria) -> tuple[_Criterion, ...]:
     """A rule's days and hours, as criteria; a rule that has either is closed on the office's holidays."""
     if not c.weekdays and c.hours is None:
         return ()
-    found = [_Criterion(lambda lead: not lead.holiday, lambda lead: f"an office holiday ({lead.local:%Y-%m-%d})")]
+    found = [_Criterion(lambda lead: not lead.holiday, _holiday)]
     if c.weekdays:
         days = frozenset(c.weekdays)
-        found.append(
-            _Criterion(lambda lead: lead.weekday in days, lambda lead: f"not on the rule's days ({lead.local:%A})")
-        )
+        found.append(_Criterion(lambda lead: lead.weekday in days, _days_reason(days)))
     if c.hours is not None:
-        found.append(_Criterion(_within(c.hours), lambda lead: f"outside the rule's hours ({lead.local:%H:%M})"))
+        within_hours = _within(c.hours)
+        found.append(_Criterion(within_hours, lambda lead: None if within_hours(lead) else _outside_hours(lead)))
     return tuple(found)
+
+
+def _days_reason(days: frozenset[int]) -> _Reason:
+    told: dict[int, str] = {}  # by weekday: `%A` goes through `time.strftime` (15,000 instructions)
+
+    def reason(lead: _Lead) -> str | None:
+        if lead.weekday in days:
+            return None
+        why = told.get(lead.weekday)
+        if why is None:
+            why = told[lead.weekday] = f"not on the rule's days ({lead.local:%A})"
+        return why
+
+    return reason
+
+
+def _holiday(lead: _Lead) -> str | None:
+    return f"an office holiday ({lead.local:%Y-%m-%d})" if lead.holiday else None
+
+
+def _outside_hours(lead: _Lead) -> str:
+    """Why a lead's time is not in a rule's hours: the time written as `strftime` writes `%H:%M` (two digits
+    each), without it (a `%` format spec goes through `time.strftime`: ten times as long)."""
+    moment = lead.time
+    return f"outside the rule's hours ({moment.hour:02d}:{moment.minute:02d})"
 
 
 def _within(hours: Hours) -> _Test:
@@ -475,6 +548,11 @@ class _Compiled:
     # through pydantic's attribute hook (three to five reads for every lead).
     decides: tuple[tuple[str, str, Action], ...]
     default: Action
+    # Each field's index as `first_met` reads it for every lead, unpacked: not three attribute look-ups per field.
+    lookups: tuple[tuple[int, Mapping[Hashable, int], int], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lookups", tuple((f.position, f.meets, f.unlisted) for f in self.fields))
 
     @classmethod
     def of(cls, rules: Sequence[Rule], default: Action) -> _Compiled:
@@ -495,8 +573,8 @@ class _Compiled:
     def first_met(self, lead: _Lead) -> int | None:
         """The position of the first rule whose criteria the lead meets, or None."""
         candidates = self.enabled
-        for index in self.fields:
-            candidates &= index.meets.get(lead[index.position], index.unlisted)
+        for position, meets, unlisted in self.lookups:
+            candidates &= meets.get(lead[position], unlisted)
         while candidates:
             lowest = candidates & -candidates  # the first rule left
             n = lowest.bit_length() - 1
@@ -532,6 +610,10 @@ class Order:
 
     agents: tuple[str, ...]  # the cycle (random: the agents, shuffled per round)
     shuffle_seed: str | None = None
+    # A random rotation's last round read (round, its order): the next offers are mostly in it. `_shuffled`'s cache is
+    # keyed by the agents too, whose tuple (hundreds of a source's agents) it hashes at every look-up.
+    # (None: no round read yet; not -1, a round a position below 0 is in.)
+    _round: tuple[int | None, tuple[str, ...]] = field(default=(None, ()), init=False, repr=False, compare=False)
 
     @property
     def period(self) -> int:
@@ -541,7 +623,12 @@ class Order:
         agents = self.agents  # `period` is a Python call: every offer asks `at` once per agent it passes
         if self.shuffle_seed is None:
             return agents[position % len(agents)]
-        return _shuffled(agents, self.shuffle_seed, position // len(agents))[position % len(agents)]
+        round_, kept = self._round
+        if round_ != position // len(agents):
+            round_ = position // len(agents)
+            kept = _shuffled(agents, self.shuffle_seed, round_)
+            object.__setattr__(self, "_round", (round_, kept))  # a cache of what `_shuffled` gives, not a value
+        return kept[position % len(agents)]
 
 
 def rotation_order(action: RotationAction, eligible: Sequence[str], seed: str) -> Order:

@@ -13,6 +13,41 @@ PAUSE_LIMIT = timedelta(days=60)  # the longest one pause may last: a schedule t
 CLOCK_CUT = timedelta(days=14)  # the most pause time one claim or idle clock skips (R10's two-week cut)
 
 
+# `isoformat`'s pieces, kept: what it writes for a day (up to the "T") and after the time for a UTC offset, both read
+# off its own text, and the two digits of each hour, minute and second.
+_DAYS: dict[tuple[int, int, int], str] = {}
+_OFFSETS: dict[timedelta | None, str] = {}
+_KEPT = 4096  # days or offsets at most (a router runs for months: one day a day, a few offsets per zone)
+_TWO_DIGITS = tuple(f"{n:02d}" for n in range(60))
+
+
+def isoformat(moment: datetime) -> str:
+    """`moment.isoformat()`, in a third of the instructions: its day and its UTC offset written as `isoformat` wrote
+    them for an earlier moment of that day and offset, its time from two-digit strings (`datetime.isoformat`
+    formats seven numbers through `sprintf`, 9,000 instructions of the 12,000 an offer's deadline took). A day or
+    offset not seen yet is written by `isoformat` itself."""
+    offset = moment.utcoffset()
+    day = _DAYS.get((moment.year, moment.month, moment.day))
+    after = _OFFSETS.get(offset)
+    if day is None or after is None:
+        return _isoformat_kept(moment, offset)
+    two, micro = _TWO_DIGITS, moment.microsecond
+    if micro:
+        return f"{day}{two[moment.hour]}:{two[moment.minute]}:{two[moment.second]}.{micro:06d}{after}"
+    return f"{day}{two[moment.hour]}:{two[moment.minute]}:{two[moment.second]}{after}"
+
+
+def _isoformat_kept(moment: datetime, offset: timedelta | None) -> str:
+    """`moment.isoformat()`, its day's and offset's text kept for `isoformat`."""
+    text = moment.isoformat()
+    clock = 19 if not moment.microsecond else 26  # "YYYY-MM-DDTHH:MM:SS" and ".ffffff"
+    if len(_DAYS) < _KEPT:
+        _DAYS[(moment.year, moment.month, moment.day)] = text[:11]
+    if len(_OFFSETS) < _KEPT:
+        _OFFSETS[offset] = text[clock:]
+    return text
+
+
 def pause_end(
     moment: datetime, windows: Iterable[PauseWindow], time_zone: str, limit: timedelta = PAUSE_LIMIT
 ) -> datetime | None:
