@@ -576,17 +576,12 @@ def test_the_rows_state_version_and_its_office_are_written_together() -> None:
     assert (moved[STATE_VERSION], moved[STATE_OFFICE], moved[STATE_OFFICE_VERSION]) == (4, "south", 4)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (decision 0093, session 30): the move sets its own state version over the target's expiry applied "
-    "before it, so the expired offer, replayed after the move, is opened again; the row does not keep which offer an "
-    "early expiry ended",
-)
 def test_an_offer_of_the_new_office_replayed_after_its_early_expiry_and_the_move_stays_ended() -> None:
     """As 12, bob offered in a second round (v7) and dead-lettered too: expiry (v6), the move (v4), then tom's offer
     (v5) and bob's (v7) replayed. Before session 30 the move kept the expiry's state version: tom's offer, older,
     changed nothing, and bob's applied (as in order, by luck of v7). The move now sets its own (v4), which 12 needs,
-    and tom's offer is opened again: the lead listed offered to bob and tom, tom's past its deadline."""
+    and tom's offer was opened again: the lead listed offered to bob and tom, tom's past its deadline. The early expiry
+    now leaves its offer on the row (`projection.ENDED_EARLY`), and tom's offer, older, is not opened (session 31)."""
     lead = uuid.uuid4()
     offer, move, to_tom = _offer(lead), _move(lead, T0 + 4 * MINUTE, 4), _to_tom(lead, 5, "south")
     expired = OfferExpired.create(**_at(6, "south"), payload=OfferClosedPayload(

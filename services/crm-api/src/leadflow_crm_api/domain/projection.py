@@ -88,6 +88,15 @@ LAST_ACTIVITY_VERSION = "last_activity_version"
 # event forgets the ones it sets (unknown: no late event sets them).
 LATE_FIELDS = ("assignment_reason", "referral_fee_percent", "held_until")
 FIELD_VERSIONS = "field_versions"
+# The offers an expiry or a withdrawal of an office the row is not in yet ended (decision 0093, session 31): each its
+# (agent, round) and the ending event's router version. Applied before its move, such a change of the move's target
+# ends no offer on the row, and the move then sets its own, lower, state version (`_moved_versions`), so the offer it
+# ended, replayed after the move, is not older: it is not opened again (`_not_ended`). In order no offer of that key
+# opened before the ending event is open after it, whatever office, so an entry is never wrong, only unneeded once the
+# row's state version passes it; the last `ENDED_EARLY_KEPT` are kept. Missing (rows written before, and every row
+# read in order): none.
+ENDED_EARLY = "ended_early"
+ENDED_EARLY_KEPT = 8
 
 
 def changes_state(event: LeadEvent) -> bool:
@@ -121,6 +130,7 @@ class RowState:
     last_activity_ms: int | None = None
     last_activity_version: int | None = None
     field_versions: Mapping[str, int] = field(default_factory=dict)
+    ended_early: list[dict[str, Any]] = field(default_factory=list)
 
     def held(self) -> dict[str, int | None]:
         """What a change decided on this state holds on (`RowChanges.holding`): the row's last move and its state
@@ -151,6 +161,7 @@ class RowState:
             _ms(row.get("last_activity_ms")),
             _ms(row.get(LAST_ACTIVITY_VERSION)),
             row.get(FIELD_VERSIONS) or {},
+            row.get(ENDED_EARLY) or [],
         )
 
     @property
@@ -474,10 +485,11 @@ def row_changes(event: LeadEvent, row: RowState) -> RowChanges:
     changes |= early | versioned(event, row) | activity_version(event, row, changes)
     offers = open_offers_after(offered, event)
     if offers is not None:
-        changes |= _with_offers(offers)
+        changes |= _with_offers(_not_ended(offers, event, row))
     links = offer_links_after(row.offer_links, event)
     if links is not None:  # `offer_link_ids` is what a click's lookup matches (an array of strings)
         changes |= {"offer_links": links, "offer_link_ids": [link["link_id"] for link in links]}
+    changes |= _ended_early(event, row)
     if isinstance(event, LeadShared):
         changes[APPLIED_EVENT_IDS] = [*row.applied, str(event.event_id)]
     return RowChanges.of(
@@ -602,6 +614,33 @@ def _late_offers(event: LeadEvent, row: RowState) -> list[dict[str, Any]] | None
     left = open_offers_after(row.open_offers, event) or []  # as in order
     kept = [o for o in row.open_offers if o in left or not _opened_before(o, version)]
     return kept if len(kept) != len(row.open_offers) else None
+
+
+def _ended_early(event: LeadEvent, row: RowState) -> dict[str, Any]:
+    """The row's `ENDED_EARLY` with the offer an expiry or a withdrawal of an office the row is not in yet ended (an
+    office the lead moved to, its move not projected yet); nothing for any other event."""
+    version = event.payload.router_version
+    if not isinstance(event, OfferExpired | OfferWithdrawn) or version is None:
+        return {}
+    if not row.exists or row.account_id in (None, event.account_id):
+        return {}
+    key = (event.payload.agent_id, event.payload.offer_round)
+    kept = [e for e in row.ended_early if (e.get("agent_id"), e.get("offer_round")) != key]
+    entry = {"agent_id": key[0], "offer_round": key[1], "router_version": version}
+    return {ENDED_EARLY: [*kept, entry][-ENDED_EARLY_KEPT:]}
+
+
+def _not_ended(offers: list[dict[str, Any]], event: LeadEvent, row: RowState) -> list[dict[str, Any]]:
+    """`offers` (the row's after `event`) without the offer `event` opens when an expiry or a withdrawal the router
+    decided after it ended it already (`ENDED_EARLY`: applied before the move that lowered the row's state version)."""
+    if not isinstance(event, LeadOffered) or (version := event.payload.router_version) is None:
+        return offers
+    key = (event.payload.agent_id, event.payload.offer_round)
+    ended = any(
+        (e.get("agent_id"), e.get("offer_round")) == key and (_ms(e.get("router_version")) or 0) > version
+        for e in row.ended_early
+    )
+    return [o for o in offers if (o["agent_id"], o["offer_round"]) != key] if ended else offers
 
 
 def _with_offers(offers: list[dict[str, Any]]) -> dict[str, Any]:
