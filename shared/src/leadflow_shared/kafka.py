@@ -126,8 +126,8 @@ async def log_ends(consumer: AIOKafkaConsumer, partitions: list[TopicPartition])
     """Each partition's end offset as of now, for a reader that reads up to it (a rebuild, `leadflow-ops dlq`): the
     end offset listed, or the high watermark a fetch of the last listed record reports when higher. Tansu (the
     embedded broker, 0.6) lists the last batch's base offset + 1, so the other records of a batch of several (a
-    producer's linger, a batch of dead letters) were left out; on Kafka the two agree. Leaves `partitions` assigned,
-    their positions where the fetch left them: the caller seeks."""
+    producer's linger, a batch of dead letters) were left out; on Kafka the two agree. Leaves the partitions with
+    records assigned, their positions where the fetch left them: the caller assigns and seeks."""
     listed: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
     written = [tp for tp in partitions if listed[tp] > 0]  # a fetch reports it, the record there gone or not
     if written:
@@ -137,6 +137,9 @@ async def log_ends(consumer: AIOKafkaConsumer, partitions: list[TopicPartition])
         deadline = time.monotonic() + END_FETCH_SECONDS
         while any(consumer.highwater(tp) is None for tp in written) and time.monotonic() < deadline:
             await consumer.getmany(*written, timeout_ms=200)
+        if unknown := sorted(str(tp) for tp in written if consumer.highwater(tp) is None):
+            log.warning("no high watermark within %.0f s: the listed end offsets kept for %s", END_FETCH_SECONDS,
+                           unknown)  # fmt: skip
     return listed | {tp: max(listed[tp], consumer.highwater(tp) or 0) for tp in written}
 
 

@@ -157,6 +157,8 @@ async def _applied(
     if state.marker or not await views.insert_new(NewRow(lead_id, row)):
         if (now := await views.state(lead_id)).marker:  # erased before it had a row: made over the marker, no person
             await views.update(made_over_marker(lead_id, row))
+        elif now.superseded(event):  # a row another office's consumer made with a newer state: as any late change
+            await _changed(event, now, views)
         else:  # a row made meanwhile: the assignment's changes over what it holds now (erased too, maybe)
             await _upsert_assignment(_stored(assigned_row(event, now), event, parked), now, views)
     await _created(event, parked, views, side_effects=side_effects)

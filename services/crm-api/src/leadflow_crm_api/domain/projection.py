@@ -131,11 +131,15 @@ class RowState:
     last_activity_version: int | None = None
     field_versions: Mapping[str, int] = field(default_factory=dict)
     ended_early: list[dict[str, Any]] = field(default_factory=list)
+    # `moved_ms` and the state version as stored (a double, a string: whatever a hand's fix left), for `held`.
+    stored: tuple[object, object] = (None, None)
 
-    def held(self) -> dict[str, int | None]:
+    def held(self) -> dict[str, object]:
         """What a change decided on this state holds on (`RowChanges.holding`): the row's last move and its state
-        version, which every move and every change of who holds the lead or its offers sets."""
-        return {"moved_ms": self.moved_ms, STATE_VERSION: self.state_version}
+        version, which every move and every change of who holds the lead or its offers sets, as stored: a value this
+        code reads as unknown (a double written by hand) is still matched, not held as missing and never met, which
+        dropped every change of the lead without a word (helper 140's review)."""
+        return {"moved_ms": self.stored[0], STATE_VERSION: self.stored[1]}
 
     @classmethod
     def of(cls, row: Fields | None) -> RowState:
@@ -162,6 +166,7 @@ class RowState:
             _ms(row.get(LAST_ACTIVITY_VERSION)),
             row.get(FIELD_VERSIONS) or {},
             row.get(ENDED_EARLY) or [],
+            (row.get("moved_ms"), row.get(STATE_VERSION)),
         )
 
     @property
