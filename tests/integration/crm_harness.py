@@ -14,10 +14,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_crm_api.adapters.generations import Write, replayed_already, writing
-from leadflow_crm_api.adapters.leads import LeadViews
+from leadflow_crm_api.adapters.leads import LeadViews, ensure_indexes
 from leadflow_crm_api.handlers import project
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import LeadOffered, LeadOfferedPayload, RoutingEvent
@@ -48,6 +49,19 @@ class Topic:
             if not await replayed_already(db, write):
                 await project(event, views=LeadViews(db, names))
         return write
+
+
+@asynccontextmanager
+async def views_database(mongo_url: str) -> AsyncIterator[AsyncDatabase[Doc]]:
+    """A database of its own on nx-27017 with the views' indexes, dropped after."""
+    client: AsyncMongoClient[Doc] = AsyncMongoClient(mongo_url, tz_aware=True)
+    name = f"crm_{uuid.uuid4().hex[:12]}"
+    await ensure_indexes(client[name])
+    try:
+        yield client[name]
+    finally:
+        await client.drop_database(name)
+        await client.close()
 
 
 @asynccontextmanager
