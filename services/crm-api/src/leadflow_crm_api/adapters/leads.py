@@ -138,17 +138,15 @@ class LeadViews:
     async def upsert(self, row: RowUpsert) -> None:
         update = {"$set": row.fields, "$setOnInsert": row.on_insert}
         async with self._write(row.lead_id) as names:
-            await self._commands[names.leads].update(([UpdateOne({"_id": row.lead_id}, update, upsert=True)], []))
+            await self._commands[names.leads].update([UpdateOne({"_id": row.lead_id}, update, upsert=True)])
 
     async def update(self, changes: RowChanges) -> bool:
-        """False when `changes.expect` may not have held: its fields op, or another lead's sent in the same command,
-        matched no row (a bulk write says only how many matched). The activity op, which may rightly match nothing
-        (not newer), goes in a command of its own after them (`view_commands._update`)."""
+        """False when `changes.expect` may not have held: an op of the command, this lead's or another's sent with it,
+        matched no row (a bulk write says only how many matched: `view_commands._update`)."""
         if not (ops := _update_ops(changes)):
             return True
-        fields_op = bool(changes.fields or changes.unset)
         async with self._write(changes.lead_id) as names:
-            held = await self._commands[names.leads].update((ops[:1], ops[1:]) if fields_op else ([], ops))
+            held = await self._commands[names.leads].update(ops)
         return changes.expect is None or held
 
     async def recorded(self, event_id: str) -> bool:

@@ -31,9 +31,8 @@ class CollectionCommands:
     find: Coalesced[str, Doc | None]  # the document with this `_id`, or None
     exists: Coalesced[str, bool]  # whether a document has this `_id`
     insert: Coalesced[Doc, None]  # stores the document; DuplicateKeyError if its `_id` is there already
-    # Applies one lead's ops (those that must match a row, then its activity's: `_update`): whether every op of the
-    # first kind in the command matched (or inserted) a row.
-    update: Coalesced[tuple[list[UpdateOne], list[UpdateOne]], bool]
+    # Applies one lead's ops in order, in one ordered `bulk_write`: whether every op of the command matched a row.
+    update: Coalesced[list[UpdateOne], bool]
     of_lead: Coalesced[str, list[Doc]]  # the documents whose `lead_id` is this, in the order of their `seq`
 
 
@@ -75,18 +74,10 @@ async def _of_lead(collection: Coll, lead_ids: list[str]) -> list[list[Doc]]:
     return [sorted(found.get(i, []), key=lambda doc: (doc.get("seq", 0), doc["_id"])) for i in lead_ids]
 
 
-async def _update(collection: Coll, batches: list[tuple[list[UpdateOne], list[UpdateOne]]]) -> list[bool]:
-    """The leads' field ops (and upserts) in one ordered `bulk_write`, then their activity ops in another: the first
-    says whether every one matched a row (a change held on what it read: `RowChanges.expect`); the activity ops, set
-    only when newer, may rightly match nothing (two events of one decision share a millisecond), so in the same
-    command they made every held change of the batch read its row again (helper 137's review). A lead's activity op
-    never filters on what its fields op sets, so running it after every lead's fields op keeps each lead's order."""
-    first = [op for ops, _ in batches for op in ops]
-    later = [op for _, ops in batches for op in ops]
-    held = True
-    if first:
-        result = await collection.bulk_write(first, ordered=True)
-        held = result.matched_count + result.upserted_count == len(first)
-    if later:
-        await collection.bulk_write(later, ordered=True)
-    return [held] * len(batches)
+async def _update(collection: Coll, batches: list[list[UpdateOne]]) -> list[bool]:
+    """The leads' ops (each lead's in order) in one ordered `bulk_write`: whether every op matched (or inserted) a
+    row. An op that may rightly match nothing (an activity not newer than the row's) is not sent
+    (`RowChanges.holding`), so a miss is a change held on what it read and someone changed since."""
+    ops = [op for lead_ops in batches for op in lead_ops]
+    result = await collection.bulk_write(ops, ordered=True)
+    return [result.matched_count + result.upserted_count == len(ops)] * len(batches)

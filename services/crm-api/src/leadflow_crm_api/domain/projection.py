@@ -381,9 +381,25 @@ class RowChanges:
         office's consumer may move the lead, or apply an early change of the office it moved to, between this event's
         read and its update, and the offers and holder decided on the row before would be written over what that left
         (helper 134's and helper 137's reviews). Only `fields` and `unset` hold: the activity keeps its own rule."""
+        held = self if self._activity_may_apply(read) else replace(self, activity={})
         if not self.fields and not self.unset:
-            return self
-        return replace(self, expect={**(self.expect or {}), **read.held()})
+            return held
+        return replace(held, expect={**(self.expect or {}), **read.held()})
+
+    def _activity_may_apply(self, read: RowState) -> bool:
+        """False when the row as `read` says the activity will not be set (not newer; for `replaces`, not that
+        millisecond's of a later version): the activity only moves forward, so it will not be later either. Its op is
+        then not sent: one that rightly matches nothing, sent with held ops, made the command say one of them missed
+        (helper 137's review). An odd stored value (not an int) leaves it to MongoDB."""
+        if not self.activity:
+            return True
+        stored_ms, new_ms = read.last_activity_ms, self.activity.get("last_activity_ms")
+        if self.replaces is not None:
+            stored_version = read.last_activity_version
+            if stored_ms is None or stored_version is None:
+                return True
+            return stored_ms == self.replaces[0] and stored_version > self.replaces[1]
+        return not isinstance(new_ms, int) or stored_ms is None or stored_ms < new_ms
 
     def holds(self, row: Fields) -> bool:
         """Whether `row` holds what these changes `expect` (as `LeadViews`' filter matches it)."""
