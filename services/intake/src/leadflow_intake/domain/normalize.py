@@ -148,11 +148,13 @@ def normalize_free_text(raw: str, limit: int) -> str:
 
 
 def normalize_label(raw: str) -> str:
-    """A source name or campaign field: without control characters (but whitespace), trimmed (`strip`).
+    """A source name or campaign field: one line, without control characters and invisible format characters
+    (`_visible`: a zero-width space, a CSV export's byte order mark), each run of whitespace one space (a line break
+    would break an SMS's line), trimmed (`strip`).
 
     U+001C-U+001F are controls the models keep and Python's `str.strip()` trims: dropped here like every control,
     so a label of only them is blank, and what is left is trimmed as the models trim it."""
-    return strip(_without_controls(raw, keep=WHITESPACE))
+    return strip(_SPACES.sub(" ", _visible(_without_controls(raw, keep=WHITESPACE))))
 
 
 def check_source_name(raw: str) -> str:
