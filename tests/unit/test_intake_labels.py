@@ -3,7 +3,7 @@ of f691dab). Invisible format characters (Cf: zero-width space U+200B, word join
 soft hyphen U+00AD) stayed in a label, as controls did before: a source name of only them was published, blank to
 every reader, and one a partner's CSV export prefixed with a BOM ("\\ufeffWebsite") matched no configured source (the
 router looks a source up by its exact name: `AccountSnapshot.source`). Labels drop them as names do
-(`normalize._visible`), and a run of whitespace is one space (a line break in a source name broke an SMS's line).
+(`normalize._visible`), and a line break or tab is a space (a line break in a source name broke an SMS's line).
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ WHITESPACE = (
 E164_PATTERN = r"^\+[1-9]\d{6,14}$"
 _E164 = re.compile(E164_PATTERN)
 _SPACES = re.compile(r"\s+")
+_LINE_BREAKS = re.compile("[\t\n\v\f\r\x85\u2028\u2029]")  # what splits a line (U+001C-U+001E are controls)
 _LETTERS = re.compile(r"[^\W\d_]+")
 # A DNS host name: dot-separated labels of letters, digits and hyphens (IDN as punycode or Unicode).
 _HOST = re.compile(r"^(?=.{1,253}$)(?!-)[\w-]{1,63}(?<!-)(\.(?!-)[\w-]{1,63}(?<!-))*$")
@@ -149,12 +150,12 @@ def normalize_free_text(raw: str, limit: int) -> str:
 
 def normalize_label(raw: str) -> str:
     """A source name or campaign field: one line, without control characters and invisible format characters
-    (`_visible`: a zero-width space, a CSV export's byte order mark), each run of whitespace one space (a line break
-    would break an SMS's line), trimmed (`strip`).
+    (`_visible`: a zero-width space, a CSV export's byte order mark), each line break or tab a space (it would break an
+    SMS's line; runs of spaces are kept: the router finds a source by its name as configured), trimmed (`strip`).
 
     U+001C-U+001F are controls the models keep and Python's `str.strip()` trims: dropped here like every control,
     so a label of only them is blank, and what is left is trimmed as the models trim it."""
-    return strip(_SPACES.sub(" ", _visible(_without_controls(raw, keep=WHITESPACE))))
+    return strip(_LINE_BREAKS.sub(" ", _visible(_without_controls(raw, keep=WHITESPACE))))
 
 
 def check_source_name(raw: str) -> str:
