@@ -2,8 +2,8 @@
 on nx-27017 (helper 137's review of d9c2299, decision 0093 amended in session 31): a change holds on the row's state
 as read, so neither a move nor an early change of the new office landing between its read and its update is undone
 (an assignment included: it was an upsert holding on nothing); and in ordinary in-order traffic no update says it may
-have missed (the activity ops, which may rightly match nothing, go in a command of their own), so no event reads its
-row again."""
+have missed (an activity op the row as read says will rightly match nothing is not sent), so no event reads its row
+again."""
 
 from __future__ import annotations
 
@@ -151,7 +151,7 @@ async def test_an_in_order_life_reads_no_row_again(db: AsyncDatabase[dict[str, A
     cost a read (decision 0093, session 31: "no read more where every op matched (the usual case)"). The second
     event of a decision (same millisecond) finds the row's last activity of that millisecond: its activity op,
     `{last_activity_ms: {$lt: ms}}`, matches nothing; sent in the fields' command, the update said False (helper 137).
-    The activity ops go in a command of their own (`view_commands._update`)."""
+    Such an activity op is not sent now (`RowChanges.holding`)."""
     tally: Counter[str] = Counter()
     await _life(Counting(db, tally), LIVES[life](uuid.uuid4()))
     assert tally["false"] == 0, f"{life}: {dict(tally)}"
@@ -163,7 +163,7 @@ async def test_one_leads_same_millisecond_event_makes_no_lead_of_its_command_rea
     """A consumer's batch: 20 leads claimed (no two events of a millisecond) and one raced, projected concurrently
     with shared commands as `entrypoints.kafka.Projection` does. A `bulk_write` says only how many of the command's ops
     matched: the raced lead's withdrawal (its activity op matching nothing) made every update sent with it say False,
-    and each of those leads read its row again (before the activity ops went in a command of their own)."""
+    and each of those leads read its row again (before such ops were left unsent)."""
     commands, tally = ViewCommands(db), Counter[str]()
     lives = [claimed(uuid.uuid4()) for _ in range(20)] + [raced(uuid.uuid4())]
     lone: Counter[str] = Counter()

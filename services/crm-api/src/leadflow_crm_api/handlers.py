@@ -40,6 +40,7 @@ from leadflow_crm_api.domain.projection import (
     RowChanges,
     RowState,
     RowUpsert,
+    assigned_changes,
     assigned_row,
     first_row,
     late_changes,
@@ -197,7 +198,7 @@ def _changes(event: LeadEvent, state: RowState) -> RowChanges | None:
         # what no newer change set of what it sets (`late_changes`: a release's reason replayed after the next offer).
         return late_changes(event, state)
     if isinstance(event, LeadAssigned):  # the row an assignment leaves, set over the row there is
-        return RowChanges(str(event.payload.lead_id), assigned_row(event, state).fields, {})
+        return assigned_changes(event, state)
     if state.applied_already(event):  # a share the row applied before (the timeline does not record it)
         return None
     # Any other lead event: its row's changes, with the open offers and accept links it leaves.

@@ -414,7 +414,8 @@ class RowChanges:
         # As LeadViews' filter {"last_activity_ms": {"$lt": new}}: a missing or non-number field never matches
         # (a stored one reads back as bson's Int64, an int); without a new time, the activity is set.
         stored_ms, new_ms = row.get("last_activity_ms"), self.activity.get("last_activity_ms")
-        numeric = isinstance(stored_ms, int) and not isinstance(stored_ms, bool)
+        # A double (a hand's fix) compares as MongoDB compares numbers (helper 143's review).
+        numeric = isinstance(stored_ms, int | float) and not isinstance(stored_ms, bool)
         if self.replaces is not None:
             # As LeadViews' filter {"last_activity_ms": ms, "last_activity_version": {"$gt": version}}.
             stored_version = row.get(LAST_ACTIVITY_VERSION)
@@ -712,6 +713,14 @@ def assigned_row(event: LeadAssigned, row: RowState) -> RowUpsert:
     kept = {k: upsert.fields[k] for k in (*LAST_ACTIVITY, LAST_ACTIVITY_VERSION) if k in upsert.fields}
     fields = {k: v for k, v in upsert.fields.items() if k not in kept}
     return RowUpsert(upsert.lead_id, fields, {**upsert.on_insert, **kept})
+
+
+def assigned_changes(event: LeadAssigned, row: RowState) -> RowChanges:
+    """An assignment's changes of a row there is (`assigned_row`), its last activity set as any event's: only when
+    newer (or first of its millisecond): an action crm-api recorded after it (`LeadViews.touch`, which carries no
+    router version) stays the last activity when the assignment is projected late (helper 143's review)."""
+    upsert = assigned_row(event, row)
+    return RowChanges.of(upsert.lead_id, upsert.fields, newer_only=_newer_only(event), replaces=_replaces(event, row))
 
 
 def _activity_after(event: LeadEvent, row: RowState) -> bool:
