@@ -31,7 +31,8 @@ NORTH, SOUTH = "org-north-office", "org-south-office"  # two offices of one orga
 SET = "web-set-realty"  # the settings page changes how its next lead is routed
 DECLINE = "decline-realty"  # one agent at a time; a decline sends the lead on
 AGENTS = {"live-broker": "Lou Broker", "live-ann": "Ann Live", "live-bo": "Bo Live"}
-LIVE_TIMEOUT_MS = 5_000  # a change shows on an open page within about a second; 5 s leaves room on a busy CI
+LIVE_TIMEOUT_MS = 20_000  # a deadline, not a speed target: a change shows within about a second, but a page the
+# live update reloads (the lead page) waited for its navigation over 10 s under the whole suite on a slow hour
 
 
 SCREENS = os.environ.get("LEADFLOW_SCREENSHOTS")  # a folder: the tests photograph each screen into it
