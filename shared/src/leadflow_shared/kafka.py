@@ -138,8 +138,9 @@ async def log_ends(consumer: AIOKafkaConsumer, partitions: list[TopicPartition])
         while any(consumer.highwater(tp) is None for tp in written) and time.monotonic() < deadline:
             await consumer.getmany(*written, timeout_ms=200)
         if unknown := sorted(str(tp) for tp in written if consumer.highwater(tp) is None):
-            log.warning("no high watermark within %.0f s: the listed end offsets kept for %s", END_FETCH_SECONDS,
-                           unknown)  # fmt: skip
+            log.warning(
+                "no high watermark within %.0f s: the listed end offsets kept for %s", END_FETCH_SECONDS, unknown
+            )
     return listed | {tp: max(listed[tp], consumer.highwater(tp) or 0) for tp in written}
 
 
