@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from pymongo import AsyncMongoClient
+from crm_harness import views_database
 from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_crm_api.adapters.leads import (
@@ -18,7 +18,6 @@ from leadflow_crm_api.adapters.leads import (
     CRM_TIMELINE,
     LeadViews,
     ScopedLeads,
-    ensure_indexes,
     realtor_filter,
     scope_filter,
 )
@@ -57,12 +56,8 @@ BROKER = Principal("bea", Role.BROKER, "acme")
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def db(mongo_url: str) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
-    name = f"crm_{uuid.uuid4().hex[:12]}"
-    await ensure_indexes(client[name])
-    yield client[name]
-    await client.drop_database(name)
-    await client.close()
+    async with views_database(mongo_url) as database:
+        yield database
 
 
 def assigned(account: str, agent: str, at: datetime, name: str = "Jane Doe") -> LeadAssigned:

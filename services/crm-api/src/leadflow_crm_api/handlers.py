@@ -186,7 +186,7 @@ async def _changed(event: LeadEvent, state: RowState, views: ViewWriter) -> None
         state = now
     else:
         raise MoveContendedError(f"lead {lead_id}: its row kept changing between its read and its update")
-    if isinstance(event, LeadAssigned) and changes is not None:
+    if isinstance(event, LeadAssigned) and changes is not None and not state.superseded(event):  # it set the person
         await _scrubbed_after(lead_id, read, views)
 
 
