@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+import tracemalloc
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -390,6 +391,33 @@ async def test_a_whole_topic_is_read_and_replayed_a_chunk_at_a_time_every_letter
     refs = [o["dead_letter"] for o in outcomes]
     assert len(refs) == len(set(refs)) == 16 + CHUNK_RECORDS + 2, "every letter once, across the chunks"
     assert {o["status"] for o in outcomes} == {"refused"}  # none is a leadflow dead letter
+
+
+async def test_a_listing_of_the_whole_topic_keeps_no_bodies(ops: Ops, bootstrap: str) -> None:
+    """`dlq list --limit 0` held every dead letter's body until it had printed the list (bodies up to 1 MiB each: a
+    topic a bad deploy filled would not fit). What it lists is read a chunk at a time and kept without the body
+    (`DeadLetter.listed`): after reading 48 letters of 256 KiB (12 MiB), the reader holds under 3 MiB (its client's
+    buffers included)."""
+    source = f"ops-test-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(bootstrap, [TopicSpec(source, 1), TopicSpec(dlq(source), 1)])
+    body = b"x" * (256 * 1024)
+    for start in range(0, 48, 4):
+        records = [RawRecord(body + str(n).encode(), b"acme", []) for n in range(start, start + 4)]
+        await produce_batch(bootstrap, dlq(source), b"acme", record_batch(records))
+    tracemalloc.start()
+    try:
+        async with DeadLetterReader(KafkaSettings(bootstrap_servers=bootstrap)) as reader:
+            before = tracemalloc.get_traced_memory()[0]
+            listed, total = await reader.latest(dlq(source), None)
+            held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert total == len(listed) == 48
+    assert held < 3 * 1024 * 1024, f"the listing holds {held} bytes of 12 MiB of bodies"
+    assert [letter.summary["offset"] for letter in listed] == list(range(48))
+    run = await ops("dlq", "list", dlq(source), "--limit", "0", "--json")
+    assert run.code == 0, run.err[-600:]
+    assert [row["bytes"] for row in run.json()["dead_letters"]] == [len(body) + len(str(n)) for n in range(48)]
 
 
 async def test_the_replay_ledger_answers_for_a_large_dead_letter_topic(db: AsyncDatabase[dict[str, Any]]) -> None:

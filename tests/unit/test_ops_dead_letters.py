@@ -103,7 +103,12 @@ class RetainedLog:
     def highwater(self, _tp: TopicPartition) -> int:
         return self.END
 
-    async def getmany(self, *partitions: TopicPartition, timeout_ms: int) -> dict[TopicPartition, list[Any]]:  # noqa: ARG002
+    async def getmany(
+        self,
+        *partitions: TopicPartition,
+        timeout_ms: int,  # noqa: ARG002
+        max_records: int | None = None,  # noqa: ARG002
+    ) -> dict[TopicPartition, list[Any]]:
         found = {}
         for tp in partitions:
             at = self.position_of[tp]

@@ -207,6 +207,11 @@ class DeadLetter:
             "replay_of": self._replay_of(),  # this dead letter is itself a replay that failed again
         }
 
+    def listed(self) -> ListedLetter:
+        """What `dlq list` keeps of this dead letter: its names and summary, not its body (a topic's bodies, up to
+        1 MiB each, are not held while it prints)."""
+        return ListedLetter(self.ref, self.ident, self.timestamp_ms, self.envelope_ids(), self.summary())
+
     def details(self) -> dict[str, Any]:
         """`dlq show`: every header and the body (text when it is UTF-8, else base64)."""
         body: dict[str, Any]
@@ -222,6 +227,21 @@ class DeadLetter:
         headers = [[name, None if value is None else value.decode("utf-8", "backslashreplace")]
                    for name, value in self.headers]  # fmt: skip
         return {"topic": self.topic, **self.summary(), "headers": headers, **body}
+
+
+@dataclass(frozen=True, slots=True)
+class ListedLetter:
+    """A dead letter as `dlq list` holds it (`DeadLetter.listed`): what the replay ledger is asked by, and its
+    summary; no body."""
+
+    ref: str
+    ident: str
+    timestamp_ms: int
+    ids: tuple[str, str] | None
+    summary: dict[str, Any]
+
+    def envelope_ids(self) -> tuple[str, str] | None:
+        return self.ids
 
 
 def _int(text: str | None) -> int | None:

@@ -13,7 +13,7 @@ from typing import Any, Self
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from leadflow_ops.dead_letters import Coordinates, DeadLetter
+from leadflow_ops.dead_letters import Coordinates, DeadLetter, ListedLetter
 from leadflow_ops.errors import OpsError
 from leadflow_shared import kafka_records
 from leadflow_shared.kafka import client_security, log_ends
@@ -65,16 +65,17 @@ class DeadLetterReader:
             raise OpsError(f"no topic {topic!r} on {self._servers}")
         return [TopicPartition(topic, p) for p in sorted(self._consumer.partitions_for_topic(topic) or ())]
 
-    async def latest(self, topic: str, limit: int | None) -> tuple[list[DeadLetter], int]:
-        """The last `limit` records of each partition (all when None), oldest first; and how many there are."""
+    async def latest(self, topic: str, limit: int | None) -> tuple[list[ListedLetter], int]:
+        """The last `limit` records of each partition (all when None), oldest first, as listed (no bodies: read a
+        chunk at a time, each letter's body dropped as it is read); and how many there are."""
         partitions = await self.partitions(topic)
         starts = await self._consumer.beginning_offsets(partitions)
         ends = await log_ends(self._consumer, partitions)
         total = sum(ends[tp] - starts[tp] for tp in partitions)
         ranges = {tp: (starts[tp] if limit is None else max(starts[tp], ends[tp] - limit), ends[tp])
                   for tp in partitions}  # fmt: skip
-        found = await self._read(ranges)
-        found.sort(key=lambda d: (d.timestamp_ms, d.partition, d.offset))
+        found = [letter.listed() async for chunk in self._chunks(ranges) for letter in chunk]
+        found.sort(key=lambda d: (d.timestamp_ms, d.summary["partition"], d.summary["offset"]))
         return (found if limit is None else found[-limit:]), total
 
     async def chunks(self, topic: str, size: int = CHUNK_RECORDS) -> AsyncIterator[list[DeadLetter]]:
@@ -83,12 +84,19 @@ class DeadLetterReader:
         partitions = await self.partitions(topic)
         starts = await self._consumer.beginning_offsets(partitions)
         ends = await log_ends(self._consumer, partitions)
-        for tp in (tp for tp in partitions if starts[tp] < ends[tp]):
+        async for chunk in self._chunks({tp: (starts[tp], ends[tp]) for tp in partitions}, size):
+            yield chunk
+
+    async def _chunks(
+        self, ranges: dict[TopicPartition, tuple[int, int]], size: int = CHUNK_RECORDS
+    ) -> AsyncIterator[list[DeadLetter]]:
+        """The records in [start, end) of each partition, at most `size` at a time, partition by partition in offset
+        order (a start below a partition's first offset reads from its first)."""
+        for tp, (start, end) in ((tp, span) for tp, span in ranges.items() if span[0] < span[1]):
             self._consumer.assign([tp])
-            self._consumer.seek(tp, starts[tp])
+            self._consumer.seek(tp, start)
             chunk: list[DeadLetter] = []
             deadline = time.monotonic() + READ_TIMEOUT_SECONDS
-            end = ends[tp]
             while await self._consumer.position(tp) < end:
                 if time.monotonic() > deadline:
                     raise OpsError(f"could not read {tp} within {READ_TIMEOUT_SECONDS:.0f} s")
@@ -117,30 +125,7 @@ class DeadLetterReader:
         ends = await log_ends(self._consumer, list(by_partition))
         ranges = {tp: (max(min(offsets), starts[tp]), min(max(offsets) + 1, ends[tp]))
                   for tp, offsets in by_partition.items()}  # fmt: skip
-        return {d.coordinates: d for d in await self._read(ranges) if d.coordinates in wanted}
-
-    async def _read(self, ranges: dict[TopicPartition, tuple[int, int]]) -> list[DeadLetter]:
-        """Records in [start, end) of each partition (start may be below a partition's first offset)."""
-        todo = {tp: span for tp, span in ranges.items() if span[0] < span[1]}
-        if not todo:
-            return []
-        self._consumer.assign(list(todo))
-        for tp, (start, _) in todo.items():
-            self._consumer.seek(tp, start)
-        found: list[DeadLetter] = []
-        deadline = time.monotonic() + READ_TIMEOUT_SECONDS
-        while todo:
-            if time.monotonic() > deadline:
-                raise OpsError(f"could not read {sorted(str(tp) for tp in todo)} within {READ_TIMEOUT_SECONDS:.0f} s")
-            batches = await self._consumer.getmany(*todo, timeout_ms=500)
-            for tp, records in batches.items():
-                found.extend(_dead_letter(r) for r in records if r.offset < todo[tp][1])
-            for tp in list(todo):
-                # The position passes the end even when the last offsets are gone (compaction, retention).
-                if await self._consumer.position(tp) >= todo[tp][1]:
-                    del todo[tp]
-                    self._consumer.pause(tp)
-        return found
+        return {d.coordinates: d async for chunk in self._chunks(ranges) for d in chunk if d.coordinates in wanted}
 
 
 class Republisher:

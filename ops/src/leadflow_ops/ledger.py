@@ -25,7 +25,7 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from leadflow_ops.dead_letters import DeadLetter
+from leadflow_ops.dead_letters import DeadLetter, ListedLetter
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.collections import OPS_REPLAYS
 
@@ -48,14 +48,14 @@ class ReplayLedger:
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self._replays = db[OPS_REPLAYS]
 
-    async def replayed(self, letters: Sequence[DeadLetter]) -> dict[str, dict[str, Any]]:
+    async def replayed(self, letters: Sequence[DeadLetter | ListedLetter]) -> dict[str, dict[str, Any]]:
         """The ledger's documents of these dead letters (those replayed before), by `DeadLetter.ref`."""
         done: dict[str, dict[str, Any]] = {}
         for at in range(0, len(letters), LOOKUP_CHUNK):
             done |= await self._replayed(letters[at : at + LOOKUP_CHUNK])
         return done
 
-    async def _replayed(self, letters: Sequence[DeadLetter]) -> dict[str, dict[str, Any]]:
+    async def _replayed(self, letters: Sequence[DeadLetter | ListedLetter]) -> dict[str, dict[str, Any]]:
         ids = [letter.ident for letter in letters] + [letter.ref for letter in letters]
         found = {str(d["_id"]): d async for d in self._replays.find({"_id": {"$in": ids}})}
         done = {}
@@ -94,7 +94,7 @@ class ReplayLedger:
         return True
 
 
-def _names(legacy: dict[str, Any], letter: DeadLetter) -> bool:
+def _names(legacy: dict[str, Any], letter: DeadLetter | ListedLetter) -> bool:
     """Whether a document written before decision 0091 (`_id` the coordinates alone) names `letter`: the dead
     letter at those coordinates then was written before that replay, and had the same event id."""
     replayed_ms = legacy.get("replayed_ms")

@@ -12,7 +12,7 @@ from typing import Any
 from pymongo.errors import PyMongoError
 
 from leadflow_ops.connections import database
-from leadflow_ops.dead_letters import Coordinates, DeadLetter
+from leadflow_ops.dead_letters import Coordinates, ListedLetter
 from leadflow_ops.errors import OpsError
 from leadflow_ops.kafka_client import DeadLetterReader, Republisher
 from leadflow_ops.ledger import ReplayLedger, operator
@@ -72,7 +72,7 @@ async def list_dead_letters(args: argparse.Namespace, settings: OpsSettings) -> 
     async with DeadLetterReader(settings.kafka) as reader:
         letters, total = await reader.latest(args.topic, args.limit or None)
     replayed = await _replayed_if_reachable(settings, letters)
-    rows = [d.summary() | {"replayed": _replay_fact(replayed.get(d.ref))} for d in letters]
+    rows = [d.summary | {"replayed": _replay_fact(replayed.get(d.ref))} for d in letters]
     if args.json:
         as_json({"topic": args.topic, "total": total, "shown": len(rows), "dead_letters": rows})
         return 0
@@ -141,7 +141,7 @@ async def replay_dead_letters(args: argparse.Namespace, settings: OpsSettings) -
     return 0 if all(o.ok for o in outcomes) else 1
 
 
-async def _replayed_if_reachable(settings: OpsSettings, letters: list[DeadLetter]) -> dict[str, dict[str, Any]]:
+async def _replayed_if_reachable(settings: OpsSettings, letters: list[ListedLetter]) -> dict[str, dict[str, Any]]:
     """The ledger's records of these dead letters; without MongoDB, none (the list still helps)."""
     try:
         async with database(settings.mongo) as db:
