@@ -22,7 +22,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_crm_api.adapters.leads import CRM_LEADS, LeadViews
 from leadflow_crm_api.adapters.view_commands import ViewCommands
-from leadflow_crm_api.domain.projection import RowChanges, RowState
+from leadflow_crm_api.domain.projection import STATE_OFFICE, STATE_VERSION, RowChanges, RowState
+from leadflow_crm_api.domain.views import OWED_VERSION, PARKED_FOR
 from leadflow_crm_api.handlers import project
 from leadflow_shared.events.activity import ActivityAction
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
@@ -346,3 +347,132 @@ async def test_a_change_on_a_row_whose_state_version_is_stored_as_a_double_is_no
     await _in_turn(db, [claim])
     assert await LeadViews(db).recorded(str(claim.event_id)), "the claim was not taken as applied"
     assert (await _outcome(db, lead))["holder"] == "ana", "the claim was recorded but never written"
+
+
+# --- the two writes that still held on nothing (helper 148) -------------------------------------------------------
+
+
+@pytest.mark.parametrize("landing", ["move", "south's claim"])
+async def test_what_lands_between_an_assignments_second_read_and_its_write_over_a_row_made_meanwhile_stays(
+    db: AsyncDatabase[dict[str, Any]], landing: str
+) -> None:
+    """Acme offers ana (v1: dead-lettered, so the lead has no row), assigns dan by hand (v2), moves the lead to south
+    (v4, sol); south offers tom (v5) and tom claims it (v6). In order: south, tom holding it. The assignment reads "no
+    row" and the parked events; the dead letter replayed (another consumer) makes the row (acme, v1: not newer than the
+    assignment), so its insert fails and it reads the row again; then another consumer lands the move, or south's
+    offer and claim (early: the row still in acme), before its write. That write was `views.upsert`, holding on
+    nothing: all of dan's row `$set` over it: the lead back in acme held by dan (the move undone), or dan written over
+    tom with state v2 (and the move, later, kept the early holder's fields: dan's, in south). It is now an update
+    holding on the row's state as read (`_changed`), decided again on the row as it is then."""
+    lead, in_order = uuid.uuid4(), uuid.uuid4()
+    south: list[LeadEvent] = [_offer(lead, "tom", 5, T0 + 5 * MINUTE, office="south"),
+                              _claim(lead, "tom", 6, T0 + 6 * MINUTE, office="south")]  # fmt: skip
+    moved: list[LeadEvent] = [_moved_from_dan(lead)]
+    landed, rest = (moved, south) if landing == "move" else (south, moved)
+    await _in_turn(db, [_offer(in_order, "ana", 1, T0), _assigned_to_dan(in_order), _moved_from_dan(in_order),
+                        _offer(in_order, "tom", 5, T0 + 5 * MINUTE, office="south"),
+                        _claim(in_order, "tom", 6, T0 + 6 * MINUTE, office="south")])  # fmt: skip
+    expected = await _outcome(db, in_order)
+    assert expected == {"office": "south", "holder": "tom", "status": "assigned", "offered": []}
+
+    views = _Meanwhile(db)
+
+    async def other_consumer() -> None:
+        await _in_turn(db, landed)
+
+    async def replayed_dead_letter() -> None:  # makes the row before the insert; the next state read is the second
+        await _in_turn(db, [_offer(lead, "ana", 1, T0)])
+        views.at, views.meanwhile = "state", other_consumer
+
+    views.at, views.meanwhile = "parked", replayed_dead_letter
+    await project(_assigned_to_dan(lead), views=views, side_effects=False)
+    assert views.ran(), "the interleaving did not happen"
+    after_race = await _outcome(db, lead)
+    assert after_race["office"] == ("south" if landing == "move" else "acme"), after_race
+    assert after_race["holder"] == ("sol" if landing == "move" else "tom"), f"the assignment undid the {landing}"
+    await _in_turn(db, rest)
+    assert await _outcome(db, lead) == expected
+
+
+class _CrashingAt(LeadViews):
+    """`LeadViews` failing once when asked whether `crash_at` (an event id) is recorded: the process died there."""
+
+    crash_at: str | None = None
+
+    async def recorded(self, event_id: str) -> bool:
+        if event_id == self.crash_at:
+            self.crash_at = None
+            raise ConnectionError(f"crashed before looking up {event_id}")
+        return await super().recorded(event_id)
+
+
+def _expired(lead: uuid.UUID) -> OfferExpired:
+    """Ana's offer expires (v2, acme)."""
+    return OfferExpired.create(account_id="acme", occurred_at=T0 + MINUTE, payload=OfferClosedPayload(
+        lead_id=lead, agent_id="ana", offer_round=1, router_version=2))  # fmt: skip
+
+
+def _assigned_to_dan_v3(lead: uuid.UUID) -> LeadAssigned:
+    """Acme's broker assigns the lead to dan by hand (v3), after ana's offer expired."""
+    return LeadAssigned.create(account_id="acme", occurred_at=T0 + 3 * MINUTE, payload=LeadAssignedPayload(
+        lead_id=lead, agent_id="dan", reason=AssignmentReason.MANUAL, explanation="by hand", contact=CONTACT,
+        source=SOURCE, router_version=3))  # fmt: skip
+
+
+@pytest.mark.parametrize("race", [False, True])
+async def test_a_resumed_row_makers_owed_version_does_not_lower_what_another_office_wrote_meanwhile(
+    db: AsyncDatabase[dict[str, Any]], race: bool
+) -> None:
+    """Acme offers ana (v1, a dead letter), ana's offer expires (v2: no row, parked), acme assigns dan (v3), the lead
+    moves to south (v4, sol); south offers tom (v5), tom claims it (v6). In order: south, tom holding it.
+
+    The assignment makes the row, without its version (the parked expiry came before it: `_stored`), marked as owing
+    v3, and dies before applying the expiry; the parked expiry is gone by the redelivery (the TTL, `PARKED_KEEP`), so
+    the row holds only dan's assignment and its redelivery sets the owed version with the mark's removal (`_finished`,
+    `RowChanges.unmarked`). South's consumer lands tom's claim (early: the row still in acme; state v6) between the
+    redelivery's read (no version: v3 owed) and that update, which held on nothing and set the row's versions back to
+    v3 (and its state's office to acme) under tom's claim. Tom's offer (v5, a south dead letter) replayed then is no
+    longer older than the row's state: applied in full, it took the lead from tom (offered, no holder), and the move
+    left that to south. Projected one at a time (`race` False: the claim lands before the redelivery reads the row)
+    the row keeps v6 and the late offer changes no holder. The unmark now holds on the state it was decided for and is
+    decided again (`_finished`) on the row as it is when that changed."""
+    lead, in_order = uuid.uuid4(), uuid.uuid4()
+    await _in_turn(db, [_offer(in_order, "ana", 1, T0), _expired(in_order), _assigned_to_dan_v3(in_order),
+                        _moved_from_dan(in_order), _offer(in_order, "tom", 5, T0 + 5 * MINUTE, office="south"),
+                        _claim(in_order, "tom", 6, T0 + 6 * MINUTE, office="south")])  # fmt: skip
+    expected = await _outcome(db, in_order)
+    assert expected == {"office": "south", "holder": "tom", "status": "assigned", "offered": []}
+
+    expired, assigned = _expired(lead), _assigned_to_dan_v3(lead)
+    tom_offered = _offer(lead, "tom", 5, T0 + 5 * MINUTE, office="south")
+    tom_claims = _claim(lead, "tom", 6, T0 + 6 * MINUTE, office="south")
+    await _in_turn(db, [expired])
+    crashing = _CrashingAt(db)
+    crashing.crash_at = str(expired.event_id)  # `_created`'s first parked event's entry lookup, after the insert
+    with pytest.raises(ConnectionError):
+        await project(assigned, views=crashing, side_effects=False)
+    stored = await db[CRM_LEADS].find_one({"_id": str(lead)})
+    assert stored is not None
+    assert (stored.get(PARKED_FOR), stored.get(OWED_VERSION), stored.get(STATE_VERSION)) == (
+        str(assigned.event_id), 3, None)  # fmt: skip
+    await LeadViews(db).unpark([str(expired.event_id)])  # the TTL took it (as `forget_parked` does)
+
+    views = _Meanwhile(db)
+
+    async def south_consumer() -> None:
+        await _in_turn(db, [tom_claims])
+
+    if race:
+        views.at, views.meanwhile = "state", south_consumer  # after the redelivery's read of the row
+    else:
+        await south_consumer()
+    await project(assigned, views=views, side_effects=False)  # the redelivery
+    assert views.ran(), "the interleaving did not happen"
+    stored = await db[CRM_LEADS].find_one({"_id": str(lead)})
+    assert stored is not None
+    assert PARKED_FOR not in stored
+    assert (stored.get(STATE_VERSION), stored.get(STATE_OFFICE)) == (6, "south"), (
+        "the owed version (v3, acme) was set over tom's claim (v6, south) landed under it"
+    )
+    await _in_turn(db, [tom_offered, _moved_from_dan(lead)])  # south's dead letter replayed, then acme's move
+    assert await _outcome(db, lead) == expected, "the late offer (v5) took the lead from tom"

@@ -24,6 +24,7 @@ from leadflow_crm_api.domain.projection import (
     RowChanges,
     RowState,
     RowUpsert,
+    assigned_changes,
     assigned_row,
     changes_state,
     first_row,
@@ -162,10 +163,16 @@ def test_an_assignment_sets_on_insert_only_what_crm_api_changes_later() -> None:
     upsert = assigned_row(assigned(), NO_ROW)
     assert set(upsert.on_insert) == {"created_at", "created_ms", "transferred_to", "crm_status"}
     assert upsert.fields["pond"] is None, "an assignment takes the lead out of its pond"
-    created = upsert.applied_to(None)
-    assert (created["_id"], created["crm_status"], created["owner_agent_id"]) == (str(LEAD), "new", "ana")
-    kept = upsert.applied_to({"_id": str(LEAD), "crm_status": "contacted", "transferred_to": "rio", "created_ms": 1})
-    assert (kept["crm_status"], kept["transferred_to"], kept["created_ms"]) == ("contacted", "rio", 1)
+    created = {**upsert.fields, **upsert.on_insert}  # the row an assignment of a lead with none inserts
+    assert (created["crm_status"], created["owner_agent_id"]) == ("new", "ana")
+    row = {"_id": str(LEAD), "crm_status": "contacted", "transferred_to": "rio", "created_ms": 1}
+    kept = assigned_changes(assigned(), RowState.of(row)).applied_to(row)  # an assignment of a lead with a row
+    assert (kept["crm_status"], kept["transferred_to"], kept["created_ms"], kept["owner_agent_id"]) == (
+        "contacted",
+        "rio",
+        1,
+        "ana",
+    )
     assert RowUpsert.of("l", {"a": 1, "crm_status": "new"}) == RowUpsert("l", {"a": 1}, {"crm_status": "new"})
 
 
@@ -201,9 +208,6 @@ class MemoryViews:
             return False
         self.rows[row.lead_id] = row.document()
         return True
-
-    async def upsert(self, row: RowUpsert) -> None:
-        self.rows[row.lead_id] = row.applied_to(self.rows.get(row.lead_id))
 
     async def update(self, changes: RowChanges) -> bool:
         if (current := self.rows.get(changes.lead_id)) is None:

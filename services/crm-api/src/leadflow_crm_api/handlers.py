@@ -27,6 +27,7 @@ stay (those parked before session 28 scrubbed in place), so the row made later a
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal, Protocol, TypeVar
 
 from pymongo.asynchronous.database import AsyncDatabase
@@ -70,7 +71,6 @@ class ViewWriter(Protocol):
     async def state(self, lead_id: str) -> RowState: ...
     async def row(self, lead_id: str) -> LeadRow | None: ...  # None: no row (or only an erasure's marker)
     async def insert_new(self, row: NewRow) -> bool: ...
-    async def upsert(self, row: RowUpsert) -> None: ...
     # False: the update may not have held what `changes.expect` names (read the row again); True: applied as told.
     async def update(self, changes: RowChanges) -> bool: ...
     async def recorded(self, event_id: str) -> bool: ...
@@ -158,58 +158,68 @@ async def _applied(
     if state.marker or not await views.insert_new(NewRow(lead_id, row)):
         if (now := await views.state(lead_id)).marker:  # erased before it had a row: made over the marker, no person
             await views.update(made_over_marker(lead_id, row))
-        elif now.superseded(event):  # a row another office's consumer made with a newer state: as any late change
-            await _changed(event, now, views)
-        else:  # a row made meanwhile: the assignment's changes over what it holds now (erased too, maybe)
-            await _upsert_assignment(_stored(assigned_row(event, now), event, parked), now, views)
+        else:
+            # A row made meanwhile (another consumer): the assignment as any change of it, held on the row as read now
+            # and decided again when a move or a newer change landed since (a late change when that row, or the one
+            # read again, is newer: helper 140's review). Its upsert held on nothing: the lead back in the office it
+            # left, or dan over the new office's holder (helper 148). Without its version when parked events came
+            # before it, as its row would have been stored (`_stored`): `_created` applies them, then it again.
+            await _changed(event, now, views, unversioned=_any_before(parked, event))
     await _created(event, parked, views, side_effects=side_effects)
     return "created"
 
 
-async def _changed(event: LeadEvent, state: RowState, views: ViewWriter) -> None:
-    """Apply a lead event to its row (`state`), unless the row applied what came after it already.
+async def _changed(event: LeadEvent, state: RowState, views: ViewWriter, *, unversioned: bool = False) -> None:
+    """Apply a lead event to its row (`state`), unless the row applied what came after it already (`unversioned`: an
+    assignment's changes without its versions, `_applied`).
 
-    The update holds on the row's state as read (`RowChanges.holding`): a move, or an early change of the office the
+    The update holds on the row's state as read (`_held_update`): a move, or an early change of the office the
     lead moved to, that another office's consumer lands between the read and the update is not undone; the event is
-    decided again on the row as it is then, as a redelivery would be (helper 134's and 137's reviews). An update the
-    port cannot say held (another lead's sent in the same command missed) is asked of the row: in the same state, it
-    held. An assignment that read its row unerased reads it once more after it (`_scrubbed_after`)."""
+    decided again on the row as it is then, as a redelivery would be (helper 134's and 137's reviews). An assignment
+    that read its row unerased reads it once more after it (`_scrubbed_after`)."""
     lead_id = str(event.payload.lead_id)
-    read = state
+
+    async def decide(row: RowState) -> RowChanges | None:
+        return _changes(event, row, unversioned=unversioned)
+
+    last, changes = await _held_update(lead_id, state, views, decide)
+    if isinstance(event, LeadAssigned) and changes is not None and not last.superseded(event):  # it set the person
+        await _scrubbed_after(lead_id, state, views)
+
+
+async def _held_update(
+    lead_id: str, state: RowState, views: ViewWriter, decide: Callable[[RowState], Awaitable[RowChanges | None]]
+) -> tuple[RowState, RowChanges | None]:
+    """The update `decide` makes of the row read in `state`, holding on that state (`RowChanges.holding`): when another
+    office's consumer changed the row (a move, a change of the office the lead moved to) between the read and the
+    update, it is decided again on the row as it is then, at most `MOVE_ATTEMPTS` times (then `MoveContendedError`:
+    the consumers' edge tries the event again). An update the port cannot say held (another lead's sent in the same
+    command missed) is asked of the row: in the same state, it held. Returns the state it was last decided on and what
+    that decided (None: nothing to write)."""
     for _ in range(MOVE_ATTEMPTS):
-        changes = _changes(event, state)
+        changes = await decide(state)
         if changes is None or await views.update(changes.holding(state)):
-            break
+            return state, changes
         now = await views.state(lead_id)
         if now.held() == state.held():
-            break
+            return state, changes
         state = now
-    else:
-        raise MoveContendedError(f"lead {lead_id}: its row kept changing between its read and its update")
-    if isinstance(event, LeadAssigned) and changes is not None and not state.superseded(event):  # it set the person
-        await _scrubbed_after(lead_id, read, views)
+    raise MoveContendedError(f"lead {lead_id}: its row kept changing between its read and its update")
 
 
-def _changes(event: LeadEvent, state: RowState) -> RowChanges | None:
-    """A lead event's changes of its row (`state`), None when it changes nothing there."""
+def _changes(event: LeadEvent, state: RowState, *, unversioned: bool = False) -> RowChanges | None:
+    """A lead event's changes of its row (`state`), None when it changes nothing there (`unversioned`: `_changed`)."""
     if state.superseded(event):
         # Of an office the lead left, older than what an office further on did, or than the row's version of what it
         # changes (its state, or only its last activity): its timeline entry only, an older offer's accept link, and
         # what no newer change set of what it sets (`late_changes`: a release's reason replayed after the next offer).
         return late_changes(event, state)
     if isinstance(event, LeadAssigned):  # the row an assignment leaves, set over the row there is
-        return assigned_changes(event, state)
+        return assigned_changes(event, state, unversioned=unversioned)
     if state.applied_already(event):  # a share the row applied before (the timeline does not record it)
         return None
     # Any other lead event: its row's changes, with the open offers and accept links it leaves.
     return row_changes(event, state)
-
-
-async def _upsert_assignment(row: RowUpsert, read: RowState, views: ViewWriter) -> None:
-    """An assignment's upsert where its insert met a row made meanwhile (`_applied`), decided for the state `read`
-    before it; then `_scrubbed_after`."""
-    await views.upsert(row)
-    await _scrubbed_after(row.lead_id, read, views)
 
 
 async def _scrubbed_after(lead_id: str, read: RowState, views: ViewWriter) -> None:
@@ -262,8 +272,12 @@ async def _created(
     if not again and resumed is not None:
         owed = await _finished(event, resumed, views)
     await views.record(timeline_entry(event))
-    if parked or resumed is not None:  # resumed with none left: a crash after they were forgotten, or the TTL
-        await views.update(RowChanges.unmarked(lead_id, owed, event.account_id))
+    if resumed is not None and owed is not None:  # the owed version, set over the row as read (`_unmarked`)
+        await _unmarked(event, resumed, views)
+    elif parked or resumed is not None:  # resumed with none left: a crash after they were forgotten, or the TTL
+        # Only the mark goes, which only a row-making event's insert writes (no change of the row does): nothing
+        # another office's consumer wrote meanwhile is undone, so it holds on nothing.
+        await views.update(RowChanges.unmarked(lead_id))
 
 
 async def _finished(event: LeadEvent, state: RowState, views: ViewWriter) -> int | None:
@@ -276,6 +290,20 @@ async def _finished(event: LeadEvent, state: RowState, views: ViewWriter) -> int
         return owed
     await _changed(event, state, views)
     return None
+
+
+async def _unmarked(event: LeadEvent, resumed: RowState, views: ViewWriter) -> None:
+    """The mark's removal of a resumed row-making event's row that holds only its changes (`_finished`: its version
+    owed), with that version: held on the row as `resumed` read it, and decided again (`_finished`) on the row as it
+    is when that changed. Another office's consumer may land a move or an early change (its state version, its
+    office) between the redelivery's read and this update, which set the owed, older, version and its office over
+    them: a dead letter of that office replayed then was no longer older than the row (helper 148)."""
+    lead_id = str(event.payload.lead_id)
+
+    async def decide(row: RowState) -> RowChanges:
+        return RowChanges.unmarked(lead_id, await _finished(event, row, views), event.account_id)
+
+    await _held_update(lead_id, resumed, views, decide)
 
 
 def _around(parked: list[LeadEvent], event: LeadEvent) -> tuple[list[LeadEvent], list[LeadEvent]]:

@@ -23,7 +23,7 @@ from leadflow_crm_api.adapters.leads import erase_entries, parked_doc
 from leadflow_crm_api.domain.erasure import without_free_text
 from leadflow_crm_api.domain.generations import ViewNames
 from leadflow_crm_api.domain.lead_row import LeadRow
-from leadflow_crm_api.domain.projection import NewRow, RowChanges, RowState, RowUpsert, lead_row_of
+from leadflow_crm_api.domain.projection import NewRow, RowChanges, RowState, lead_row_of
 from leadflow_shared.events.routing import LeadEvent
 from leadflow_shared.mongo_bulk import insert_each
 
@@ -89,9 +89,6 @@ class BufferedViews:
             return False
         self._put(row.lead_id, row.document())
         return True
-
-    async def upsert(self, row: RowUpsert) -> None:
-        self._put(row.lead_id, row.applied_to(await self._row(row.lead_id)))
 
     async def update(self, changes: RowChanges) -> bool:
         if (current := await self._row(changes.lead_id)) is None:

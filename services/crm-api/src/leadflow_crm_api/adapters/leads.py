@@ -33,7 +33,6 @@ from leadflow_crm_api.domain.projection import (
     NewRow,
     RowChanges,
     RowState,
-    RowUpsert,
     lead_row_of,
 )
 from leadflow_crm_api.domain.views import RACE_ENTRIES, LeadQuery, LeadTab, search_patterns
@@ -134,11 +133,6 @@ class LeadViews:
             except DuplicateKeyError:
                 return False
             return True
-
-    async def upsert(self, row: RowUpsert) -> None:
-        update = {"$set": row.fields, "$setOnInsert": row.on_insert}
-        async with self._write(row.lead_id) as names:
-            await self._commands[names.leads].update([UpdateOne({"_id": row.lead_id}, update, upsert=True)])
 
     async def update(self, changes: RowChanges) -> bool:
         """False when `changes.expect` may not have held: an op of the command, this lead's or another's sent with it,

@@ -468,11 +468,6 @@ class RowUpsert:
         fields = _unversioned(self.fields, unversioned)
         return RowUpsert(self.lead_id, fields, {**self.on_insert, **_mark(event_id, self.fields, unversioned)})
 
-    def applied_to(self, row: Fields | None) -> Doc:
-        if row is None:
-            return {"_id": self.lead_id, **self.fields, **self.on_insert}
-        return {**row, **self.fields}
-
 
 def first_row(event: LeadEvent) -> NewRow | None:
     """The row a lead's first offer or hold creates, with the event's changes in it (so nothing is read back
@@ -715,12 +710,15 @@ def assigned_row(event: LeadAssigned, row: RowState) -> RowUpsert:
     return RowUpsert(upsert.lead_id, fields, {**upsert.on_insert, **kept})
 
 
-def assigned_changes(event: LeadAssigned, row: RowState) -> RowChanges:
+def assigned_changes(event: LeadAssigned, row: RowState, *, unversioned: bool = False) -> RowChanges:
     """An assignment's changes of a row there is (`assigned_row`), its last activity set as any event's: only when
     newer (or first of its millisecond): an action crm-api recorded after it (`LeadViews.touch`, which carries no
-    router version) stays the last activity when the assignment is projected late (helper 143's review)."""
+    router version) stays the last activity when the assignment is projected late (helper 143's review).
+    `unversioned`: without its router and state versions, as a row-making event's row is stored when parked events
+    came before it (`NewRow.owing`; it is applied again after them)."""
     upsert = assigned_row(event, row)
-    return RowChanges.of(upsert.lead_id, upsert.fields, newer_only=_newer_only(event), replaces=_replaces(event, row))
+    fields = _unversioned(upsert.fields, unversioned)
+    return RowChanges.of(upsert.lead_id, fields, newer_only=_newer_only(event), replaces=_replaces(event, row))
 
 
 def _activity_after(event: LeadEvent, row: RowState) -> bool:
