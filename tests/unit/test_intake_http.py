@@ -297,3 +297,12 @@ async def test_a_listing_inquiry_naming_an_agent_not_of_the_account_is_taken_for
     assert response.status_code == 202, response.text
     [lead] = edge.published.leads()
     assert lead.payload.source.listing_agent_id == agent
+
+
+async def test_the_published_listing_agent_field_says_what_intake_does(edge: Edge) -> None:
+    """The OpenAPI document said "an agent of the account (else 422)" after intake stopped refusing one (session 30): a
+    site integrator would trust a listing agent the page sends to be vetted (helper 147)."""
+    schema = (await edge.client.get("/openapi.json")).json()["components"]["schemas"]["ListingInquiryIn"]
+    description = schema["properties"]["listing_agent_id"]["description"]
+    assert "422" not in description
+    assert "general lead" in description

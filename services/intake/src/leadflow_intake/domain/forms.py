@@ -91,8 +91,8 @@ class ListingInquiryIn(_ContactForm):
     listing_id: ListingId
     listing_agent_id: AgentId | None = Field(
         default=None,
-        description="The listing's agent, when the listing is one of the brokerage's own: an agent of the account "
-        "(else 422); left out for another brokerage's listing.",
+        description="The listing's agent, when the listing is one of the brokerage's own. Not checked here: an agent "
+        "not of the account (another brokerage's listing, an agent who left) makes the inquiry a general lead.",
     )
     site_host: Host = None
     source_name: SourceName = "Listing inquiry"
