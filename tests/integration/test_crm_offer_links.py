@@ -23,8 +23,15 @@ from pymongo.asynchronous.database import AsyncDatabase
 from leadflow_crm_api.adapters.leads import LeadViews, ensure_indexes
 from leadflow_crm_api.handlers import project
 from leadflow_crm_api.routes import offer_links
+from leadflow_shared.collections import CRM_USED_OFFER_LINKS
 from leadflow_shared.events.activity import ActivityAction, LeadActivity
-from leadflow_shared.events.routing import LeadOffered, OfferClosedPayload, OfferExpired
+from leadflow_shared.events.routing import (
+    LeadOffered,
+    OfferClosedPayload,
+    OfferExpired,
+    OfferWithdrawn,
+    WithdrawalReason,
+)
 from leadflow_shared.offer_links import link_id_of, token_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -83,6 +90,47 @@ async def test_an_ended_offers_link_claims_nothing_when_its_agent_is_offered_the
     claim = LeadActivity.model_validate_json(body)
     assert (claim.payload.agent_id, claim.payload.action) == ("ana", ActivityAction.ACCEPT)
     assert claim.payload.offer_round == 2, "the claim names its link's round: the router claims that offer only"
+
+
+def raced(
+    lead: uuid.UUID, agent: str, *, at: datetime, deadline: datetime, answers: uuid.UUID | None = None
+) -> LeadOffered:
+    """An offer of round 1 of a race of two (`answers`: the ask it answers, an offer asked back)."""
+    event = crm_harness.offered(OFFICE, lead, agent, offer_round=1, at=at)
+    payload = event.payload.model_copy(update={"race_size": 2, "deadline": deadline, "answers_activity_id": answers})
+    return event.model_copy(update={"payload": payload})
+
+
+async def test_the_link_of_a_declined_offer_claims_nothing_once_the_agent_asked_the_lead_back(db: Db) -> None:
+    """helper 144: crm-api knew a link's offer by agent and round alone, and an offer asked back while its race goes on
+    is of the same round: the declined offer's link claimed it. An open offer keeps its link's id."""
+    # Ana and Ben race for a lead (round 1). Ana declines; her offer is withdrawn (`declined`), Ben's stays open.
+    # Ana asks the lead back: the router offers it to her again in the same round (the race goes on), with a new
+    # notice and a new link. The first notice's link is the link of the offer she declined: it ended with that
+    # offer, so clicking it now (an old email, a shared phone) must claim nothing, as any ended offer's link.
+    lead, now = uuid.uuid4(), datetime.now(UTC).replace(microsecond=0)
+    deadline = now + timedelta(minutes=15)
+    first = raced(lead, "ana", at=now, deadline=deadline)
+    await project(first, views=LeadViews(db))
+    await project(raced(lead, "ben", at=now, deadline=deadline), views=LeadViews(db))
+    declined = OfferClosedPayload(lead_id=lead, agent_id="ana", offer_round=1, reason=WithdrawalReason.DECLINED)
+    await project(
+        OfferWithdrawn.create(account_id=OFFICE, occurred_at=now + timedelta(seconds=5), payload=declined),
+        views=LeadViews(db),
+    )
+    again = raced(lead, "ana", at=now + timedelta(seconds=10), deadline=deadline, answers=uuid.uuid4())
+    await project(again, views=LeadViews(db))
+
+    publish = Published()
+    refused = await offer_links.use_link(link_of(first), link_request(publish), db)
+    used = await db[CRM_USED_OFFER_LINKS].count_documents({})
+    assert (refused.status_code, len(publish.records), used) == (409, 0, 0), (
+        "the link of the offer Ana declined claimed the new offer she got by asking the lead back: "
+        f"{refused.status_code} {bytes(refused.body)!r}, {len(publish.records)} claim(s) published"
+    )
+
+    claimed = await offer_links.use_link(link_of(again), link_request(publish), db)
+    assert claimed.status_code == 202, "the new offer's own link claims it"
 
 
 async def test_a_click_before_the_offer_is_projected_waits_for_it(db: Db) -> None:

@@ -72,8 +72,8 @@ def test_an_offered_row_has_its_open_offer_and_accept_link() -> None:
     doc = offered_doc()
     row = LeadRow.from_doc(doc)
     deadline = T0 + timedelta(minutes=15)
-    assert row.open_offers == (Offer("ana", 1, deadline, epoch_ms(deadline)),)
     link_id = doc["offer_link_ids"][0]
+    assert row.open_offers == (Offer("ana", 1, deadline, epoch_ms(deadline), link_id=link_id),)
     assert row.offer_links == (OfferLink(link_id, "ana", 1),)
     assert row.offer_link(link_id) == OfferLink(link_id, "ana", 1)
     assert row.offer_link("another") is None

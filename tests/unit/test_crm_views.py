@@ -53,6 +53,7 @@ from leadflow_shared.events.routing import (
     OfferExpired,
     OfferWithdrawn,
 )
+from leadflow_shared.offer_links import link_id_of
 
 pytestmark = pytest.mark.unit
 
@@ -278,13 +279,22 @@ def _closed(kind: type[OfferExpired] | type[OfferWithdrawn], agent: str) -> Offe
 
 
 def test_open_offers_follow_offers_expiries_withdrawals_and_claims() -> None:
-    offers = open_offers_after([], _offered("ana"))
+    first = _offered("ana")
+    offers = open_offers_after([], first)
     assert offers is not None
-    offers = open_offers_after(offers, _offered("ben"))
+    bens = _offered("ben")
+    offers = open_offers_after(offers, bens)
     assert offers is not None
     deadline_ms = epoch_ms(T0) + 900_000
     assert [(o["agent_id"], o["deadline_ms"]) for o in offers] == [("ana", deadline_ms), ("ben", deadline_ms)]
-    assert open_offers_after(offers, _offered("ben")) == offers, "a replayed offer is not added twice"
+    assert open_offers_after(offers, bens) == offers, "a replayed offer is not added twice"
+    asked_back = _offered("ben")  # a new offer of the same round (asked back while the race went on)
+    again = open_offers_after(offers, asked_back)
+    assert again is not None
+    assert [(o["agent_id"], o["link_id"]) for o in again] == [
+        ("ana", link_id_of(first.event_id)),
+        ("ben", link_id_of(asked_back.event_id)),
+    ], "one open offer per agent and round, the newest's link"
     assert [o["agent_id"] for o in open_offers_after(offers, _closed(OfferExpired, "ana")) or []] == ["ben"]
     assert [o["agent_id"] for o in open_offers_after(offers, _closed(OfferWithdrawn, "ben")) or []] == ["ana"]
     claim = LeadClaimed.create(

@@ -83,10 +83,16 @@ def claim_answer(
 
 
 def link_offer_ended(row: LeadRow, link: OfferLink, now: datetime) -> bool:
-    """Whether the link's own offer (its round) is no longer open: the link ends with its offer, so an old text
-    or email claims nothing even when its agent holds a newer offer of the lead."""
+    """Whether the link's own offer is no longer open: the link ends with its offer, so an old text or email claims
+    nothing even when its agent holds a newer offer of the lead, of a later round or of the same one (asked back while
+    the race went on: helper 144). An open offer stored without its link's id (before session 32) is known by its agent
+    and round alone."""
     return not any(
-        o.agent_id == link.agent_id and o.offer_round == link.offer_round and o.open_at(now) for o in row.open_offers
+        o.agent_id == link.agent_id
+        and o.offer_round == link.offer_round
+        and o.link_id in (None, link.link_id)
+        and o.open_at(now)
+        for o in row.open_offers
     )
 
 

@@ -32,6 +32,7 @@ class Offer:
     deadline_ms: int
     pond: str | None = None  # the pond the lead is in, when this is one of a pond's offers (issue 15)
     router_version: int | None = None  # its `LeadOffered`'s (decision 0093); None: stored without one
+    link_id: str | None = None  # its accept link's (`OfferLink`); None: stored before session 32
 
     @classmethod
     def from_doc(cls, doc: object) -> Offer | None:
@@ -42,7 +43,8 @@ class Offer:
         if agent is None or offer_round is None or deadline is None:
             return None
         ms = _int(doc.get("deadline_ms")) or epoch_ms(deadline)
-        return cls(agent, offer_round, deadline, ms, _text(doc.get("pond")) or None, _int(doc.get("router_version")))
+        pond, version, link = _text(doc.get("pond")) or None, _int(doc.get("router_version")), _text(doc.get("link_id"))
+        return cls(agent, offer_round, deadline, ms, pond, version, link)
 
     def doc(self) -> dict[str, Any]:
         """The offer as the projection stores it (`views.open_offers_after`)."""
@@ -53,6 +55,7 @@ class Offer:
             "deadline_ms": self.deadline_ms,
             **({"pond": self.pond} if self.pond else {}),
             **({"router_version": self.router_version} if self.router_version is not None else {}),
+            **({"link_id": self.link_id} if self.link_id is not None else {}),
         }
 
     def open_at(self, now: datetime) -> bool:

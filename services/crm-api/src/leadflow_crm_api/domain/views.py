@@ -264,6 +264,9 @@ def open_offers_after(open_offers: list[dict[str, Any]], event: LeadEvent) -> li
             **({"pond": p.pond} if p.pond else {}),
             # What a late event that ended it compares (`projection.late_changes`): ended only if opened before it.
             **({"router_version": p.router_version} if p.router_version is not None else {}),
+            # Which offer of the agent's in this round it is: an agent who asks a missed offer back while its race goes
+            # on is offered the lead again in the same round; the declined offer's link must not claim this one.
+            "link_id": link_id_of(event.event_id),
         }
         kept = [o for o in open_offers if (o["agent_id"], o["offer_round"]) != (p.agent_id, p.offer_round)]
         return [*kept, offer]
