@@ -202,6 +202,30 @@ class FakeRotations(Rotations):
             self.positions.pop(key, None)
 
 
+class FakeCapacity:
+    """The leads each agent counts against (CapacityLog): lead -> (account, agent -> at_ms), as `Capacity` keeps
+    them (an agent already counted keeps its time)."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, tuple[str, dict[str, int]]] = {}
+
+    async def times(self, account_id: str, agent_ids: list[str], since_ms: int) -> dict[str, dict[str, int]]:
+        found: dict[str, dict[str, int]] = {agent: {} for agent in agent_ids}
+        for lead_id, (account, agents) in self.held.items():
+            for agent, at in agents.items():
+                if account == account_id and agent in found and at >= since_ms:
+                    found[agent][lead_id] = at
+        return found
+
+    async def hold(self, lead_id: str, account_id: str, agent_ids: tuple[str, ...], at_ms: int) -> None:
+        before = self.held.get(lead_id, (account_id, {}))[1]
+        self.held[lead_id] = (account_id, {a: before.get(a, at_ms) for a in agent_ids})
+
+    async def hold_many(self, holds: list[tuple[str, str, tuple[str, ...]]], at_ms: int) -> None:
+        for lead_id, account_id, agents in holds:
+            await self.hold(lead_id, account_id, agents, at_ms)
+
+
 @dataclass
 class Published:
     """What the router published, as (Kafka key, body); `failing` simulates a broker outage."""

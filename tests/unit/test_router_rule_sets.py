@@ -148,6 +148,19 @@ def test_agents_not_on_the_roster_are_refused_per_rule() -> None:
     assert rules(rule("ok", AGENT_B)).refusals({"b"}) == []
 
 
+def test_weights_naming_an_agent_not_on_the_roster_are_refused_when_saved() -> None:
+    """docs/routing-rules.md, "What is refused": weights naming agents not in the rotation, and agents not on the
+    roster, are refused when saved. A weighted rotation of the source's agents (no `agents` list) has no list to
+    check its weights against when read; a weight for "ghost", on no roster, is refused by `refusals` with the
+    reason (helper 146's review), in a rule's action or its fallbacks."""
+    weighted = {"kind": "rotation", "mode": "weighted", "weights": {"a": 3, "ghost": 5}}
+    rule_set = rules({**rule("team", weighted), "fallbacks": [{**weighted, "weights": {"zed": 2}}]})
+    assert rule_set.refusals({agent.agent_id for agent in ROSTER}) == [
+        "rule 'team': weights name agents not on the roster: ['ghost', 'zed']"
+    ]
+    assert rules(rule("team", {**weighted, "weights": {"a": 3, "b": 5}})).refusals({"a", "b"}) == []
+
+
 def test_leads_per_round_with_the_balanced_mode_is_refused_when_saved_and_a_stored_one_still_routes() -> None:
     """Decision 0090 (review, helper 73): the balanced mode gives each lead to whoever has had fewest, so
     `leads_per_round` would be ignored; it is refused when saved (crm-api, the configuration loader, a dry run
@@ -670,6 +683,52 @@ def test_the_holder_s_first_action_stops_the_idle_clock() -> None:
     assert worked is not None
     assert worked.next_deadline is None
     assert worked.holder == "a"
+
+
+def test_a_listing_lead_its_own_agent_claimed_in_its_direct_period_is_not_taken_back_as_idle() -> None:
+    """R3 with auto-accept off: an inquiry on lia's listing is offered to lia alone for the direct period; it is a
+    general lead only after it. lia claims it in time. The default rule's `idle` (30 minutes) is for "a lead claimed
+    from the rule's pool" (docs/routing-rules.md): lia's own listing lead, with no referral fee, is not taken from
+    her and offered to the rule's rotation (helper 146's review): no idle clock starts."""
+    rule_set = RuleSet.model_validate(
+        {"default": {"action": {"kind": "rotation", "agents": ["a", "b"]}, "idle": {"minutes": 30, "times": 1}}}
+    )
+    snapshot = AccountSnapshot(
+        account_id="acme",
+        name="Acme",
+        roster=(*ROSTER, Agent("lia", "Lia")),
+        round_robin=True,
+        sources={"Listings": LeadSourceConfig(name="Listings", auto_accept=False)},
+        rules=rule_set,
+    )
+    inquiry = LeadSummary(
+        contact=Contact(first_name="Jo", email="jo@example.com"),
+        source=LeadSource(
+            channel=LeadChannel.LISTING_INQUIRY, name="Listings", listing_id="MLS-1", listing_agent_id="lia"
+        ),
+    )
+    routed = route_new_lead(NewLead(str(uuid.uuid4()), "acme", inquiry), snapshot, RoutingContext(), NOW)
+    state = routed.state
+    assert state is not None
+    assert state.direct_phase, routed.explanation
+    assert [o.agent_id for o in state.open_offers] == ["lia"]
+
+    at = NOW + timedelta(minutes=1)
+    accept = Activity("lia", ActivityAction.ACCEPT)
+    claimed = idle_watch(state, on_activity(state, accept, at), accept, snapshot, at).state
+    assert claimed is not None
+    assert (claimed.holder, claimed.status) == ("lia", LeadStatus.ASSIGNED)
+    assert claimed.next_deadline is None, f"an idle clock on lia's own listing lead: {claimed.next_deadline}"
+
+    # After the direct period, the lead is general: a claim from the rule's pool starts the clock, as before.
+    general = on_deadline(state, snapshot, 0, state.next_deadline or NOW)
+    assert general.state is not None
+    assert offered_to(general) == ["a"]
+    later = (state.next_deadline or NOW) + timedelta(minutes=1)
+    accept = Activity("a", ActivityAction.ACCEPT)
+    held = idle_watch(general.state, on_activity(general.state, accept, later), accept, snapshot, later).state
+    assert held is not None
+    assert (held.holder, held.next_deadline) == ("a", later + timedelta(minutes=30))
 
 
 def claimed_by_a(snapshot: AccountSnapshot) -> LeadState:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from leadflow_router.domain.availability import Usage, counted
 from leadflow_router.domain.decisions import (
     ExistingContact,
     NewLead,
@@ -44,6 +46,7 @@ from leadflow_router.domain.schedule import (
     pause_end,
     wall_time,
 )
+from leadflow_shared.availability import AgentAvailability
 from leadflow_shared.events.activity import ActivityAction, ContactMessage
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import (
@@ -179,6 +182,39 @@ def test_an_account_that_allows_no_direct_to_user_leads_routes_them_as_general(l
     snapshot = account(*roster, round_robin=False, allow_direct_to_user=False)
     payload = only(route(lead, snapshot), LeadAssigned)
     assert (payload.agent_id, payload.reason) == ("broker", AssignmentReason.ROSTER_POSITION_1)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("availability", "usage"),
+    [
+        ({"paused": True}, None),
+        ({"away": [{"start": "2026-03-01T00:00:00Z", "end": "2026-03-09T00:00:00Z"}]}, None),
+        ({"caps": {"day": 1}}, {"lia": Usage(1, 1, 1)}),
+    ],
+    ids=["paused", "on-vacation", "at-its-daily-cap"],
+)
+def test_a_direct_offer_is_not_made_to_an_agent_who_cannot_take_a_lead_now(
+    availability: dict[str, Any], usage: dict[str, Usage] | None
+) -> None:
+    """R3 with auto-accept off offers the inquiry on lia's listing to lia alone for the direct period. lia is paused,
+    away until next week, or at her daily cap: no lead goes to a paused, away or capped agent, and an open offer
+    counts against its agent's cap (decision 0061; helper 146's review). Decision 0101: she is offered nothing, the
+    lead is routed as a general lead at once (the source's fee), as after its direct period, and the explanation
+    says why; with round robin off, roster position 1 has it (R3 then R5)."""
+    lia = Agent("lia", "Lia", availability=AgentAvailability.model_validate(availability))
+    sources = {"Listings": LeadSourceConfig(name="Listings", auto_accept=False, referral_fee_percent=30)}
+    lead = new_lead(channel="listing_inquiry", listing_id="MLS-1", listing_agent_id="lia", name="Listings")
+    routed = route(lead, account(*agents("broker", "a", "b"), lia, sources=sources), usage=usage)
+    assert routed.state is not None
+    assert "lia" not in counted(routed.state), f"offered to lia, who cannot take a lead now: {routed.explanation}"
+    offer = only(routed, LeadOffered)
+    assert isinstance(offer, LeadOfferedPayload)
+    assert (offer.agent_id, offer.referral_fee_percent) == ("broker", 30)
+    assert not routed.state.direct_phase
+    assert "R3 not applied: inquiry on lia's listing MLS-1, but lia cannot take a lead now (" in routed.explanation
+    off = route(lead, account(*agents("broker", "a", "b"), lia, round_robin=False, sources=sources), usage=usage)
+    assigned = only(off, LeadAssigned)
+    assert (assigned.agent_id, assigned.reason) == ("broker", AssignmentReason.ROSTER_POSITION_1)  # type: ignore[attr-defined]
 
 
 def test_r3_listing_of_another_brokerage_is_a_general_lead() -> None:

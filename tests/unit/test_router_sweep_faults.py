@@ -18,7 +18,7 @@ import pytest
 from fakes_router import ClaimRacingSweep, FakeRecords, FakeRotations, Published, router_on_fakes, website_lead
 
 from leadflow_router.adapters.codec import decode_record
-from leadflow_router.domain.availability import Usage
+from leadflow_router.domain.availability import CountedLeads
 from leadflow_router.domain.model import AccountSnapshot, Agent
 from leadflow_router.sweeper import Alarm, sweep
 from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
@@ -44,7 +44,7 @@ async def test_a_record_that_fails_to_be_decided_takes_no_turn_from_the_rotation
     untouched = await service._fired(record, due, {}, {})  # what deciding it from the stored state makes
 
     cursors: dict[str, int] = {}
-    usage: dict[str, dict[str, Usage]] = {}
+    usage: dict[str, CountedLeads] = {}
 
     def fails(*_args: Any, **_kwargs: Any) -> Any:
         raise ValueError("a fault in this record alone")

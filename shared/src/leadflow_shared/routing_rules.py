@@ -311,6 +311,9 @@ class RuleSet(_Strict):
             named = [agent for action in (rule.action, *rule.fallbacks) for agent in _named(action)]
             if unknown := sorted({a for a in named if a not in roster}):
                 reasons.append(f"rule {rule_id!r}: agents not on the roster: {unknown}")
+            weighted = [agent for action in (rule.action, *rule.fallbacks) for agent in _weighted_alone(action)]
+            if unknown := sorted({a for a in weighted if a not in roster}):
+                reasons.append(f"rule {rule_id!r}: weights name agents not on the roster: {unknown}")
             reasons += [
                 f"rule {rule_id!r}: {why}" for action in (rule.action, *rule.fallbacks) if (why := _ignored(action))
             ]
@@ -338,6 +341,14 @@ def _named(action: Action | Fallback) -> list[str]:
         return [action.agent_id]
     if isinstance(action, RotationAction):
         return list(action.agents or [])
+    return []
+
+
+def _weighted_alone(action: Action | Fallback) -> list[str]:
+    """The agents a rotation of the source's agents (no `agents` of its own) gives weights to: a listed rotation's
+    are checked against its list when it is read (`_weights_fit`), these only against the roster, when saved."""
+    if isinstance(action, RotationAction) and action.agents is None:
+        return list(action.weights)
     return []
 
 

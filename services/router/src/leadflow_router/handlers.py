@@ -38,7 +38,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -56,7 +56,7 @@ from leadflow_router.adapters.ports import (
     RotationCursors,
     RoutingRecords,
 )
-from leadflow_router.domain.availability import NO_USAGE, Gate, Usage, counted, period_start, usage_of
+from leadflow_router.domain.availability import CountedLeads, Gate, Usage, counted, period_start
 from leadflow_router.domain.contacts import contact_keys, in_account
 from leadflow_router.domain.decisions import (
     ExistingContact,
@@ -82,7 +82,7 @@ from leadflow_router.domain.departures import Departure, on_agent_left
 from leadflow_router.domain.distribution import Distribution, on_distributed, on_returned
 from leadflow_router.domain.erasure import ErasureRequest, PendingContacts, without_contact
 from leadflow_router.domain.model import AccountSnapshot, Activity, Agent, LeadState, RoutingRejected
-from leadflow_router.domain.record import Effects, Outbox, RoutingRecord
+from leadflow_router.domain.record import Effects, Outbox, RoutingRecord, received_digest
 from leadflow_router.domain.rules import RuleChoice
 from leadflow_router.domain.sharing import LeadShare, on_lead_shared
 from leadflow_router.domain.transfers import OfficeTransfer, on_office_transfer, team_member_transferred
@@ -187,7 +187,7 @@ class _NewLeads:
     reread: set[str] = field(default_factory=set)
     accounts: dict[str, AccountSnapshot] = field(default_factory=dict)  # each read once per batch
     choices: dict[str, tuple[AccountSnapshot, RuleChoice]] = field(default_factory=dict)  # by lead, `_read_turns`
-    usage: dict[str, dict[str, Usage]] = field(default_factory=dict)  # by account: capped agents' counted leads
+    usage: dict[str, CountedLeads] = field(default_factory=dict)  # by account: capped agents' counted leads
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,15 +336,11 @@ class RouterService:
         # in this batch (R1), and the rotation goes on after them (decision 0022).
         await self._finish_batches(r.outbox.batch for r in redelivered if r.outbox.batch is not None)
         await self.flush(redelivered)
-        fresh: dict[str, tuple[int, LeadReceived]] = {}
-        for index, event in enumerate(events):
-            if str(event.event_id) not in stored:
-                fresh.setdefault(str(event.event_id), (index, event))  # a resend inside the batch counts once
+        fresh, rejections = _fresh(events, stored)
         keys = {lead_id: _contact_keys(event) for lead_id, (_, event) in fresh.items()}
         known, holders = await self._known_contacts(sorted({k for ks in keys.values() for k in ks}))
         batch = _NewLeads(keys=keys, known=known, holders=holders, now=self.clock())
         await self._read_turns(fresh, batch)
-        rejections: BatchRejections = []
         records: list[RoutingRecord] = []
         for lead_id, (index, event) in fresh.items():
             try:
@@ -548,6 +544,7 @@ class RouterService:
         return RoutingRecord(
             lead_id, event.account_id, 1, state, str(event.correlation_id), outbox=outbox,
             decisions=(decision.model_dump_json(exclude_defaults=True),) if decision is not None else (),
+            received=received_digest(event.payload.model_dump_json()),
         )  # fmt: skip
 
     # --- agents' activity --------------------------------------------------------------------
@@ -941,9 +938,11 @@ class RouterService:
             if scrubbed == state:
                 return None  # erased before (an earlier request)
             version = record.version + 1
-            # The scrubbed record no longer names a batch's document (its events went out above).
+            # The scrubbed record no longer names a batch's document (its events went out above), nor keeps the
+            # digest of the lead it was made from (of the person's data).
             outbox = replace(record.outbox, batch=None)
-            return _Write(replace(record, version=version, state=scrubbed.evolve(version=version), outbox=outbox))
+            scrubbed = scrubbed.evolve(version=version)
+            return _Write(replace(record, version=version, state=scrubbed, outbox=outbox, received=None))
 
         await self._compare_and_set(lead_id, command.event_id, "erase", check, decide, first_events=False)
 
@@ -1072,7 +1071,7 @@ class RouterService:
         # First events a crash left in their batch's document go out before the expiries (decision 0068).
         await self._finish_batches(record.outbox.batch for record in due)
         cursors: dict[str, int] = {}
-        usage: dict[str, dict[str, Usage]] = {}
+        usage: dict[str, CountedLeads] = {}
         changes: list[tuple[RoutingRecord, RoutingRecord]] = []  # (as read, as decided)
         for record in due:
             try:
@@ -1123,7 +1122,7 @@ class RouterService:
         return stored + [record for record in others if record is not None], deferred
 
     async def _fired(
-        self, record: RoutingRecord, now: datetime, cursors: dict[str, int], usage: dict[str, dict[str, Usage]]
+        self, record: RoutingRecord, now: datetime, cursors: dict[str, int], usage: dict[str, CountedLeads]
     ) -> RoutingRecord:
         """The due record's next version: its offers expired, the lead offered on or fallen back (R9, R10)."""
         state = record.state
@@ -1327,20 +1326,20 @@ class RouterService:
         return Gate(now, account.holidays, await self._usage(account, now, {}), account.time_zone).refuses(agent)
 
     async def _usage(
-        self, account: AccountSnapshot, now: datetime, known: dict[str, dict[str, Usage]]
+        self, account: AccountSnapshot, now: datetime, known: dict[str, CountedLeads]
     ) -> dict[str, Usage] | None:
         """The counted leads of the account's capped agents this day, week and month (read once per
-        batch into `known`); None when nobody has a cap (nothing is counted or read then)."""
+        batch into `known`, with the leads they are: `_recount`); None when nobody has a cap (nothing is
+        counted or read then)."""
         if self.capacity is None or not account.counts_leads:
             return None
         if account.account_id not in known:
             capped = [a.agent_id for a in account.roster if a.availability is not None and a.availability.caps]
             since = to_ms(period_start(now, account.time_zone)) or 0
             times = await self.capacity.times(account.account_id, capped, since)
-            known[account.account_id] = {
-                agent: usage_of([from_epoch_ms(ms) for ms in at], now, account.time_zone) for agent, at in times.items()
-            }
-        return known[account.account_id]
+            leads = {agent: {lead: from_epoch_ms(ms) for lead, ms in at.items()} for agent, at in times.items()}
+            known[account.account_id] = CountedLeads.of(leads, now, account.time_zone)
+        return known[account.account_id].usage
 
     async def _hold(self, records: list[RoutingRecord]) -> None:
         """Who each changed lead counts against now, for accounts where somebody has a cap."""
@@ -1380,21 +1379,43 @@ def _new_lead(lead_id: str, event: LeadReceived) -> NewLead:
     return NewLead(lead_id, event.account_id, summary)
 
 
+def _fresh(
+    events: list[LeadReceived], stored: Mapping[str, RoutingRecord]
+) -> tuple[dict[str, tuple[int, LeadReceived]], BatchRejections]:
+    """The batch's leads to decide, by id (a resend inside the batch counts once), and the deliveries refused: one
+    whose id a stored record or an earlier one of the batch has with another lead in it. That id was reused (a
+    partner's event id sent again for another person after intake's window forgot it, helper 147): taken for a
+    redelivery, the lead would be dropped without a word; it is dead-lettered with the reason (partner contract)."""
+    fresh: dict[str, tuple[int, LeadReceived]] = {}
+    made_of = {lead_id: record.received for lead_id, record in stored.items()}
+    rejections: BatchRejections = []
+    for index, event in enumerate(events):
+        lead_id, digest = str(event.event_id), received_digest(event.payload.model_dump_json())
+        before = made_of.setdefault(lead_id, digest)
+        if before is not None and before != digest:
+            rejections.append((index, RoutingRejected(f"event id {lead_id} was used before for another lead")))
+        elif lead_id not in stored:
+            fresh.setdefault(lead_id, (index, event))
+    return fresh, rejections
+
+
 def _contact_keys(event: LeadReceived) -> list[str]:
     return contact_keys(event.account_id, event.payload.contact.email, event.payload.contact.phone)
 
 
-def _recount(before: LeadState | None, outcome: Outcome, usage: dict[str, dict[str, Usage]]) -> tuple[str, ...] | None:
+def _recount(before: LeadState | None, outcome: Outcome, usage: dict[str, CountedLeads]) -> tuple[str, ...] | None:
     """Who the lead counts against after `outcome`, when that changed (None: unchanged); the batch's
-    known usage follows, so the batch's later decisions see the caps it filled."""
+    known usage follows, so the batch's later decisions see the caps it filled and the slots it freed (a lead
+    that stops counting frees a slot only of the periods it was counted in: `CountedLeads.credit`)."""
     after = counted(outcome.state)
     if after == counted(before):
         return None
-    if (known := usage.get(outcome.state.account_id if outcome.state else "")) is not None:
+    state = outcome.state
+    if state is not None and (known := usage.get(state.account_id)) is not None:
         for agent in after - counted(before):
-            known[agent] = known.get(agent, NO_USAGE).plus(1)
+            known.count(agent, state.lead_id)
         for agent in counted(before) - after:
-            known[agent] = known.get(agent, NO_USAGE).plus(-1)
+            known.credit(agent, state.lead_id)
     return tuple(sorted(after))
 
 

@@ -108,6 +108,8 @@ def encode_record(record: RoutingRecord) -> dict[str, Any]:
         doc["outbox_batch"] = record.outbox.batch
     if record.decisions:
         doc["routing"] = list(record.decisions)
+    if record.received is not None:
+        doc["received_digest"] = record.received
     return doc | {"correlation_id": record.correlation_id, "inputs": list(record.inputs)}
 
 
@@ -121,6 +123,7 @@ def decode_record(doc: dict[str, Any]) -> RoutingRecord:
         inputs=tuple(doc.get("inputs") or ()),
         outbox=decode_outbox({"events": doc.get("outbox"), "effects": doc.get("effects")} | _outbox_fields(doc)),
         decisions=_decisions(doc.get("routing")),
+        received=doc["received_digest"] if isinstance(doc.get("received_digest"), str) else None,
     )
 
 

@@ -564,12 +564,13 @@ class Capacity:
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self._held = db[ROUTER_CAPACITY]
 
-    async def times(self, account_id: str, agent_ids: list[str], since_ms: int) -> dict[str, list[int]]:
-        """When each agent's counted leads were offered to it, from `since_ms` on."""
-        found: dict[str, list[int]] = {agent_id: [] for agent_id in agent_ids}
+    async def times(self, account_id: str, agent_ids: list[str], since_ms: int) -> dict[str, dict[str, int]]:
+        """Each agent's leads counted from `since_ms` on, and when each was counted from (offered to it): by lead,
+        so a lead that stops counting is taken off the periods it was counted in."""
+        found: dict[str, dict[str, int]] = {agent_id: {} for agent_id in agent_ids}
         query = {"account_id": account_id, "agent_id": {"$in": agent_ids}, "at_ms": {"$gte": since_ms}}
-        async for doc in self._held.find(query, {"agent_id": 1, "at_ms": 1}):
-            found.setdefault(doc["agent_id"], []).append(int(doc["at_ms"]))
+        async for doc in self._held.find(query, {"lead_id": 1, "agent_id": 1, "at_ms": 1}):
+            found.setdefault(doc["agent_id"], {})[doc["lead_id"]] = int(doc["at_ms"])
         return found
 
     async def hold(self, lead_id: str, account_id: str, agent_ids: tuple[str, ...], at_ms: int) -> None:

@@ -115,6 +115,41 @@ def usage_of(times: Iterable[datetime], now: datetime, time_zone: str) -> Usage:
     return Usage(day, week, month)
 
 
+@dataclass(slots=True)
+class CountedLeads:
+    """The leads an account's capped agents count against their caps (agent -> lead -> when it was counted from, as
+    `CapacityLog.times` reads them from the start of this week or month) and the usage they make at `now`, kept
+    current through a batch: a lead that starts counting counts from `now`; one that stops is taken off exactly the
+    periods its count was in (a lead counted yesterday frees no slot of today's cap)."""
+
+    now: datetime
+    time_zone: str
+    leads: dict[str, dict[str, datetime]]
+    usage: dict[str, Usage]
+
+    @classmethod
+    def of(cls, leads: Mapping[str, Mapping[str, datetime]], now: datetime, time_zone: str) -> CountedLeads:
+        kept = {agent: dict(by_lead) for agent, by_lead in leads.items()}
+        return cls(now, time_zone, kept, {a: usage_of(by_lead.values(), now, time_zone) for a, by_lead in kept.items()})
+
+    def count(self, agent_id: str, lead_id: str) -> None:
+        """The lead counts against the agent from now on (one already counted keeps its time, as stored)."""
+        by_lead = self.leads.setdefault(agent_id, {})
+        if lead_id not in by_lead:
+            by_lead[lead_id] = self.now
+            self.usage[agent_id] = self.usage.get(agent_id, NO_USAGE).plus(1)
+
+    def credit(self, agent_id: str, lead_id: str) -> None:
+        """The lead no longer counts against the agent: its slot is freed in the periods it was counted in, none
+        when it was counted before this week and month (not read) or not at all."""
+        at = self.leads.get(agent_id, {}).pop(lead_id, None)
+        if at is None:
+            return
+        was = usage_of((at,), self.now, self.time_zone)
+        used = self.usage.get(agent_id, NO_USAGE)
+        self.usage[agent_id] = Usage(used.day - was.day, used.week - was.week, used.month - was.month)
+
+
 def period_start(now: datetime, time_zone: str) -> datetime:
     """The earliest moment a lead counted now can have been offered: this week's or this month's start."""
     zone = ZoneInfo(time_zone)

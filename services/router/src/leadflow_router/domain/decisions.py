@@ -639,7 +639,7 @@ def site_attribution(
     if agent is None:
         return None
     why = f"came in on {agent.agent_id}'s site {host}"
-    return _direct(lead, agent, account, now, "R2", AssignmentReason.SITE_ATTRIBUTION, why, _rule_id(_context, account))
+    return _direct(lead, agent, account, _context, now, (site_attribution, AssignmentReason.SITE_ATTRIBUTION, why))
 
 
 def _site_agent(account: AccountSnapshot, host: str) -> Agent | None:
@@ -657,27 +657,37 @@ def direct_to_user(lead: NewLead, account: AccountSnapshot, _context: RoutingCon
     if agent is None:
         return None  # a listing of another brokerage: a general lead
     why = f"inquiry on {agent.agent_id}'s listing {source.listing_id}"
-    return _direct(lead, agent, account, now, "R3", AssignmentReason.DIRECT_TO_USER, why, _rule_id(_context, account))
+    return _direct(lead, agent, account, _context, now, (direct_to_user, AssignmentReason.DIRECT_TO_USER, why))
 
 
 def _direct(
     lead: NewLead,
     agent: Agent,
     account: AccountSnapshot,
+    context: RoutingContext,
     now: datetime,
-    rule: str,
-    reason: AssignmentReason,
-    why: str,
-    general_rule: str | None,
+    how: tuple[Rule, AssignmentReason, str],
 ) -> Outcome | None:
     """A direct-to-user lead (R2, R3; ClientBAY): the agent's at once with auto-accept on, else offered to
     it alone for the source's direct period, then routed as a general lead. When the account does not
-    allow direct-to-user leads, None: the rules after it route the lead as a general one."""
+    allow direct-to-user leads, None: the rules after it route the lead as a general one. An agent who
+    cannot take a lead now (inactive, paused, away, off hours, on a holiday, at a cap) is offered nothing:
+    the lead is routed as a general lead at once, as after its direct period, saying why (decision 0101).
+    `how`: the rule deciding (`site_attribution`, `direct_to_user`), its reason and what it found."""
     if not account.allow_direct_to_user:
         return None
+    direct, reason, why = how
+    rule = "R2" if direct is site_attribution else "R3"
     config = account.source(lead.summary.source.name)
     if config.auto_accept:
         return _assign(lead, agent, reason, 0.0, now, f"{rule}: {why}; direct-to-user, auto-accept on, no fee.")
+    gate = Gate(now, account.holidays, context.usage, account.time_zone)
+    if (cannot := "inactive" if not agent.active else gate.refuses(agent)) is not None:
+        later = RULES[RULES.index(direct) + 1 :]
+        general = next(outcome for step in later if (outcome := step(lead, account, context, now)) is not None)
+        note = f"{rule} not applied: {why}, but {agent.agent_id} cannot take a lead now ({cannot})"
+        return _noted(general, f"{note}; routed as a general lead.")
+    general_rule = _rule_id(context, account)
     deadline = claim_deadline(now, config.direct_period, account.pause, account.time_zone)
     offer = Offer(agent.agent_id, 1, deadline)
     state = _new_state(
@@ -992,14 +1002,20 @@ def on_idle(
 def idle_watch(
     before: LeadState, outcome: Outcome, activity: Activity, account: AccountSnapshot, now: datetime
 ) -> Outcome:
-    """The idle clock of a lead's rule (issue 15): started when an agent claims the lead (until `times`
-    reassignments were made), stopped by the holder's first qualifying action."""
+    """The idle clock of a lead's rule (issue 15): started when an agent claims the lead from the rule's pool
+    (until `times` reassignments were made), stopped by the holder's first qualifying action. A direct-to-user
+    lead claimed in its direct period (R2, R3: its own agent's offer) is not from the rule's pool: no clock."""
     after = outcome.state
     if after is None or after.status is not LeadStatus.ASSIGNED:
         return outcome
     idle = _idle_of(account, after.rule_id)
     if after.holder != before.holder:
-        if idle is None or after.reason is not AssignmentReason.CLAIMED or after.idle_reassigned >= idle.times:
+        if (
+            idle is None
+            or after.reason is not AssignmentReason.CLAIMED
+            or after.idle_reassigned >= idle.times
+            or before.direct_phase
+        ):
             return outcome
         # Working minutes: the account's pauses (R10) do not count.
         deadline = open_after(now, timedelta(minutes=idle.minutes), account.pause, account.time_zone)

@@ -10,6 +10,7 @@ dropped once published (decision 0068). `adapters/codec.py` maps a record to its
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -87,6 +88,9 @@ class RoutingRecord:
     # JSON text (a document in records stored before decision 0096): the database stores one string, not the
     # decision's every list and field, which for a big office's rotation named hundreds of agents (decision 0096).
     decisions: tuple[str | dict[str, Any], ...] = ()
+    # A digest of the LeadReceived it was made from (`received_digest`): a delivery under its id with another lead in
+    # it is an event id reused (a partner's, after intake forgot it), not a redelivery. None: erased, or stored before.
+    received: str | None = None
 
     @property
     def is_lead(self) -> bool:
@@ -114,3 +118,9 @@ class RoutingRecord:
     def remembering(self, input_id: str, recent: int) -> RoutingRecord:
         """The record with `input_id` among the last `recent` inputs applied."""
         return replace(self, inputs=(*self.inputs[-(recent - 1) :], input_id))
+
+
+def received_digest(payload_json: str) -> str:
+    """What a record keeps of the lead it was made from (`RoutingRecord.received`): a hash of its LeadReceived's payload
+    as JSON, which a redelivery, or intake's resend of the same submission, repeats exactly."""
+    return hashlib.sha256(payload_json.encode()).hexdigest()[:32]
