@@ -14,7 +14,7 @@ from typing import Any
 
 from leadflow_notifier.adapters.repository import Begin, Claimed
 from leadflow_notifier.domain.delivery import Delivery
-from leadflow_notifier.domain.digest import DigestItem
+from leadflow_notifier.domain.digest import DigestBook, DigestItem, DigestWindow
 from leadflow_notifier.domain.errors import DeliveryError
 from leadflow_notifier.domain.messages import Content, Outgoing, Recipient
 from leadflow_notifier.domain.preferences import Channel
@@ -123,8 +123,11 @@ class Digest:
     async def accounts_since(self, since_ms: int) -> list[str]:  # noqa: ARG002
         return []
 
-    async def in_window(self, account_id: str, window: Any) -> list[DigestItem]:  # noqa: ARG002
-        return []
+    async def digests(self, account_id: str, windows: list[DigestWindow]) -> DigestBook:  # noqa: ARG002
+        return DigestBook(taken={}, waiting=[])
+
+    async def take(self, account_id: str, window: DigestWindow, items: list[DigestItem]) -> list[DigestItem]:  # noqa: ARG002
+        return items
 
 
 class Forgetting(Digest):

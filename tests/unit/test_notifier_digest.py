@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import uuid
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -20,12 +21,14 @@ from leadflow_notifier.domain.delivery import POSTPONE_FIRST_MS, Delivery
 from leadflow_notifier.domain.digest import (
     DAY_MS,
     DIGEST_LOOK_BACK_MS,
+    DigestBook,
     DigestItem,
     DigestWindow,
     digest_email,
     digest_item,
     due_window,
     due_windows,
+    takes,
 )
 from leadflow_notifier.domain.errors import TransientDeliveryError
 from leadflow_notifier.domain.messages import Recipient
@@ -34,7 +37,15 @@ from leadflow_notifier.handlers import Courier, DigestSender, RetryPolicy, Sende
 from leadflow_notifier.metrics import NotifierMetrics
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
-from leadflow_shared.events.routing import AssignmentReason, LeadAssigned, LeadAssignedPayload
+from leadflow_shared.events.routing import (
+    AssignmentReason,
+    LeadAssigned,
+    LeadAssignedPayload,
+    LeadHeld,
+    LeadHeldPayload,
+    LeadOffered,
+    LeadOfferedPayload,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -70,6 +81,77 @@ def test_a_first_assignment_is_a_new_lead_a_claim_or_fall_back_is_not(reason: As
     assert (item is not None) is is_new
     if item is not None:
         assert (item.account_id, item.name, item.created_ms) == ("office-2", "Jane Doe", int(AT.timestamp() * 1000))
+
+
+def offered(offer_round: int, version: int | None) -> LeadOffered:
+    return LeadOffered.create(
+        account_id="office-2",
+        occurred_at=AT,
+        payload=LeadOfferedPayload(
+            lead_id=uuid.uuid4(),
+            agent_id="a",
+            offer_round=offer_round,
+            race_size=1,
+            deadline=AT + timedelta(minutes=15),
+            explanation="rr",
+            contact=Contact(first_name="Jane", email="j@example.com"),
+            source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
+            router_version=version,
+        ),
+    )
+
+
+def held(version: int | None) -> LeadHeld:
+    return LeadHeld.create(
+        account_id="office-2",
+        occurred_at=AT,
+        payload=LeadHeldPayload(
+            lead_id=uuid.uuid4(),
+            rule_id="hours",
+            until=AT + timedelta(days=9),
+            explanation="closed",
+            contact=Contact(first_name="Jane", email="j@example.com"),
+            source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
+            router_version=version,
+        ),
+    )
+
+
+def versioned(event: LeadAssigned, version: int | None) -> LeadAssigned:
+    return event.model_copy(update={"payload": event.payload.model_copy(update={"router_version": version})})
+
+
+@pytest.mark.parametrize("reason", [AssignmentReason.RETURNED, AssignmentReason.AGENT_LEFT])
+@pytest.mark.parametrize("version", [None, 1, 7])
+def test_a_lead_given_back_or_left_by_its_agent_is_never_new(reason: AssignmentReason, version: int | None) -> None:
+    """The broker pool takes an old lead: whatever the event says of its order (helper 145's review)."""
+    assert digest_item(versioned(assigned(reason), version)) is None
+
+
+@pytest.mark.parametrize(
+    ("event", "is_new"),
+    [
+        # The routing record's first change is the lead's arrival (decision 0093): its offer, assignment or hold.
+        (lambda: versioned(assigned(AssignmentReason.ROSTER_POSITION_1), 1), True),
+        (lambda: offered(1, 1), True),
+        (lambda: held(1), True),
+        # Any later change is not: a hand assignment, roster position 1 after a direct period, a round-1 offer
+        # after the hold (or an ask-back joining the first round).
+        (lambda: versioned(assigned(AssignmentReason.MANUAL), 5), False),
+        (lambda: versioned(assigned(AssignmentReason.ROSTER_POSITION_1), 2), False),
+        (lambda: offered(1, 2), False),
+        (lambda: held(4), False),
+        # An older producer's event (no version): as before, by its round or reason; a hold is not listed.
+        (lambda: versioned(assigned(AssignmentReason.MANUAL), None), True),
+        (lambda: offered(1, None), True),
+        (lambda: offered(2, None), False),
+        (lambda: held(None), False),
+    ],
+)
+def test_a_lead_is_new_at_its_first_decision_as_its_router_version_says(
+    event: Callable[[], LeadAssigned | LeadOffered | LeadHeld], is_new: bool
+) -> None:
+    assert (digest_item(event()) is not None) is is_new
 
 
 def test_the_due_window_is_the_24_hours_before_the_latest_digest_hour() -> None:
@@ -190,24 +272,37 @@ ADA = Recipient(agent_id="ada", name="Ada", email="ada@example.com")
 
 
 class Items:
-    """The digest items kept, by account; reads count."""
+    """The digest items kept, by account, and the digests made (`DigestItems` in memory): `taken` marks each item
+    with the day of the digest that took it, `sealed` each digest's items; reads (of an account's digests) count."""
 
     def __init__(self, *items: DigestItem) -> None:
         self.items = list(items)
+        self.taken: dict[str, date] = {}  # item key -> the day of the digest that took it
+        self.sealed: dict[tuple[str, date], list[str]] = {}  # (account, day) -> the keys its digest took
         self.reads = 0
 
     async def add(self, item: DigestItem) -> None:
-        self.items.append(item)
+        if all(i.key != item.key for i in self.items):
+            self.items.append(item)
 
     async def accounts_since(self, since_ms: int) -> list[str]:
-        return sorted({i.account_id for i in self.items if i.created_ms >= since_ms})
+        return sorted({i.account_id for i in self.items if max(i.created_ms, i.stored_ms or 0) >= since_ms})
 
-    async def in_window(self, account_id: str, window: DigestWindow) -> list[DigestItem]:
+    async def digests(self, account_id: str, windows: list[DigestWindow]) -> DigestBook:
         self.reads += 1
-        found = [
-            i for i in self.items if i.account_id == account_id and window.start_ms <= i.created_ms < window.end_ms
-        ]
-        return sorted(found, key=lambda i: i.created_ms)
+        mine = sorted((i for i in self.items if i.account_id == account_id), key=lambda i: i.created_ms)
+        taken = {
+            w.day: [i for i in mine if i.key in self.sealed[account_id, w.day]]
+            for w in windows
+            if (account_id, w.day) in self.sealed
+        }
+        end = windows[-1].end_ms
+        return DigestBook(taken, [i for i in mine if i.key not in self.taken and i.created_ms < end])
+
+    async def take(self, account_id: str, window: DigestWindow, items: list[DigestItem]) -> list[DigestItem]:
+        keys = self.sealed.setdefault((account_id, window.day), [i.key for i in items])
+        self.taken.update(dict.fromkeys(keys, window.day))
+        return [i for i in self.items if i.key in keys]
 
 
 class Schedules:
@@ -390,3 +485,41 @@ async def test_a_run_with_no_due_item_reads_no_markers() -> None:
     assert await sender.run_once() == 0
     assert markers.reads == 0
     assert markers.forgotten == []
+
+
+def filed(at: datetime, name: str, stored: datetime) -> DigestItem:
+    return dataclasses.replace(lead(at, name), stored_ms=epoch_ms(stored))
+
+
+def test_a_digest_takes_the_waiting_items_of_its_day_and_before_and_an_old_item_its_own_days_only() -> None:
+    window = due_window(utc(2026, 11, 19, 13), hour=8, time_zone="America/New_York")  # the 18th 08:00 to the 19th
+    waiting = [
+        filed(utc(2026, 11, 18, 15), "today", utc(2026, 11, 18, 15)),
+        filed(utc(2026, 11, 16, 15), "late", utc(2026, 11, 19, 12, 59)),  # filed days late: the next digest made
+        filed(utc(2026, 11, 19, 13, 30), "tomorrow", utc(2026, 11, 19, 13, 30)),
+        lead(utc(2026, 11, 18, 15), "before-32"),  # filed by an older version: its own day's
+        lead(utc(2026, 11, 16, 15), "old-before-32"),
+    ]
+    assert [i.name for i in takes(window, waiting)] == ["today", "late", "before-32"]
+
+
+@pytest.mark.asyncio
+async def test_an_item_filed_after_its_days_digest_was_made_is_in_the_next_one_and_once() -> None:
+    """The 19th's digest (08:00 New York) is made at 13:00:30 UTC; an item of 07:59:50 filed at 13:00:40 waits for
+    the 20th's (helper 145's review: it was in none). The same run again, or another replica, sends nothing."""
+    items = Items(filed(utc(2026, 11, 19, 12, 50), "early", utc(2026, 11, 19, 12, 50)))
+    outbox = Outbox()
+    log = Log()
+    assert await digest_sender(items, log, outbox, datetime(2026, 11, 19, 13, 0, 30, tzinfo=UTC)).run_once() == 1
+    await items.add(
+        filed(datetime(2026, 11, 19, 12, 59, 50, tzinfo=UTC), "late", datetime(2026, 11, 19, 13, 0, 40, tzinfo=UTC))
+    )
+    assert await digest_sender(items, log, outbox, datetime(2026, 11, 19, 13, 1, 30, tzinfo=UTC)).run_once() == 0
+    assert await digest_sender(items, log, outbox, datetime(2026, 11, 20, 13, 0, 30, tzinfo=UTC)).run_once() == 1
+    assert [(key, content.subject) for key, content in outbox.sent] == [
+        ("digest:north:2026-11-19:email:ada", "1 new lead on Thu 19 Nov"),
+        ("digest:north:2026-11-20:email:ada", "1 new lead on Fri 20 Nov"),
+    ]
+    assert "early (Website)" in outbox.sent[0][1].text
+    assert "late (Website)" in outbox.sent[1][1].text
+    assert items.taken == {"north:north-early": date(2026, 11, 19), "north:north-late": date(2026, 11, 20)}

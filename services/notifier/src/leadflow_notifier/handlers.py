@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -30,6 +30,7 @@ from leadflow_notifier.adapters.repository import Begin, Claimed
 from leadflow_notifier.domain.delivery import Delivery, Unreadable, delivery_key, retry_at
 from leadflow_notifier.domain.digest import (
     DIGEST_LOOK_BACK_MS,
+    DigestBook,
     DigestItem,
     DigestWindow,
     digest_email,
@@ -37,6 +38,7 @@ from leadflow_notifier.domain.digest import (
     distinct_leads,
     due_windows,
     new_lead_email,
+    takes,
 )
 from leadflow_notifier.domain.errors import (
     UNREGISTERED,
@@ -135,8 +137,17 @@ def _unmarked(sender: Sender) -> contextlib.AbstractAsyncContextManager[Any]:
 
 class DigestStore(Protocol):
     async def add(self, item: DigestItem) -> None: ...
-    async def accounts_since(self, since_ms: int) -> list[str]: ...
-    async def in_window(self, account_id: str, window: DigestWindow) -> list[DigestItem]: ...
+    async def accounts_since(self, since_ms: int) -> list[str]:
+        """Accounts with items filed or created since `since_ms`."""
+        ...
+
+    async def digests(self, account_id: str, windows: list[DigestWindow]) -> DigestBook:
+        """What the digests of `windows` took (those made), and the items no digest took yet."""
+        ...
+
+    async def take(self, account_id: str, window: DigestWindow, items: list[DigestItem]) -> list[DigestItem]:
+        """Make `window`'s digest of `items` unless it was made (once: a seal); the items of the digest made."""
+        ...
 
 
 class DigestSchedules(Protocol):
@@ -253,6 +264,11 @@ class Courier:
         now_ms = self._now_ms()
         if replay is not None and await self._reopen(delivery, replay, now_ms):
             return True
+        if replay is not None and replay.names_delivery:
+            # One delivery's dead letter replayed: it reopens that failed delivery and begins nothing. A delivery of
+            # the event that was never made (an offer its batch ended, an SMS quiet hours held back, a device
+            # registered since) stays unmade (decision 0044, amended in session 32).
+            return False
         state = await self.deliveries.begin(delivery, now_ms=now_ms)
         if state is not Begin.SEND:
             self.metrics.skipped.labels(delivery.channel, state).inc()
@@ -450,7 +466,9 @@ class Notifier:
             async with limit:
                 for index, notice in group:
                     try:
-                        deliveries, poison = await self._planned(notice.event, notice.raw, announce=index not in quiet)
+                        deliveries, poison = await self._planned(
+                            notice.event, notice.raw, announce=index not in quiet, replay=notice.replay
+                        )
                         outcomes = await asyncio.gather(
                             *(drive(d, begin=True, replay=notice.replay) for d in deliveries), return_exceptions=True
                         )
@@ -475,7 +493,7 @@ class Notifier:
             self._erased.update(await self.erasures.erased(unknown))
 
     async def _planned(
-        self, event: RoutingEvent, raw: bytes, *, announce: bool = True
+        self, event: RoutingEvent, raw: bytes, *, announce: bool = True, replay: Replay | None = None
     ) -> tuple[list[Delivery], PoisonMessage | None]:
         """The deliveries `event` asks for, not begun yet, and the poison it is (or None).
 
@@ -484,7 +502,20 @@ class Notifier:
         lead's event is read without the contact and files no digest item, nor does one the router published
         blank after the erasure (decision 0094); without
         `announce` (the batch ends the offer), its recipient is not told.
+
+        A replayed dead letter of one delivery (`Replay.names_delivery`: a channel, a recipient) asks for that
+        delivery only: the others are not planned, nor is the digest item filed again (decision 0044, amended in
+        session 32); the `Courier` then reopens it if it failed, and begins nothing.
         """
+        if replay is not None and replay.names_delivery:
+            deliveries, poison = await self._plan(event, raw, announce=announce, file=False)
+            return [d for d in deliveries if replay.covers(d.channel, d.agent_id)], poison
+        return await self._plan(event, raw, announce=announce, file=True)
+
+    async def _plan(
+        self, event: RoutingEvent, raw: bytes, *, announce: bool, file: bool
+    ) -> tuple[list[Delivery], PoisonMessage | None]:
+        """`_planned` without the replay: `file`, whether the digest item is filed."""
         erased = lead_of(event) in self._erased
         if erased:
             blank = self._without_contact(event)
@@ -497,7 +528,8 @@ class Notifier:
         deliveries: list[Delivery] = []
         erased = erased or published_blank(event)
         if self.digest is not None and not erased and (item := digest_item(event)) is not None:
-            await self.digest.add(item)
+            if file:
+                await self.digest.add(replace(item, stored_ms=epoch_ms(self.clock())))
             deliveries += await self._new_lead_notices(item, event, raw)
         if not announce:
             log.info("%s: ended in the same batch, not announced", event.type, extra={"event_id": str(event.event_id)})
@@ -771,12 +803,26 @@ class DigestSender:
         return [(a, w, kept) for a, w, items in due if (kept := [i for i in items if i.lead_id not in erased])]
 
     async def _due(self, account_id: str, now: datetime) -> list[tuple[DigestWindow, list[DigestItem]]]:
-        """The account's sendable windows, oldest first, each with its new leads: one read for all of them."""
+        """The account's sendable windows, oldest first, each with its new leads: one read for all of them.
+
+        A window's digest made before lists what it took then; one not made yet takes the waiting items of its day
+        or before (`takes`) and is made now (`DigestStore.take`, once: another replica's list wins). An item filed
+        after its day's digest was made waits for the next one (decision 0013, amended in session 32). A window with
+        nothing to take is not made: an item of its day filed later, while it is due, is still in it."""
         hour, time_zone = await self.schedules.of(account_id)
         windows = due_windows(now, hour=self.default_hour if hour is None else hour, time_zone=time_zone)
-        span = DigestWindow(windows[-1].day, windows[0].start_ms, windows[-1].end_ms)  # the windows meet
-        items = await self.items.in_window(account_id, span)
-        return [(w, distinct_leads([i for i in items if w.start_ms <= i.created_ms < w.end_ms])) for w in windows]
+        book = await self.items.digests(account_id, windows)
+        waiting = book.waiting
+        due = []
+        for window in windows:
+            items = book.taken.get(window.day)
+            if items is None:
+                wanted = takes(window, waiting)
+                items = await self.items.take(account_id, window, wanted) if wanted else []
+                taken = {item.key for item in items}
+                waiting = [item for item in waiting if item.key not in taken]
+            due.append((window, distinct_leads(items)))
+        return due
 
     async def _send(self, account_id: str, window: DigestWindow, items: list[DigestItem], who: Recipient) -> int:
         """Send one subscriber its digest of `window` unless the delivery log has it; 1 if it went now."""

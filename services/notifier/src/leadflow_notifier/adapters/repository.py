@@ -7,7 +7,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, time
+from datetime import UTC, date, datetime, time
 from enum import StrEnum
 from time import monotonic
 from typing import Any
@@ -19,7 +19,7 @@ from pymongo.errors import DuplicateKeyError, InvalidOperation
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_delay, wait_exponential_jitter
 
 from leadflow_notifier.domain.delivery import Delivery, Unreadable
-from leadflow_notifier.domain.digest import DigestItem, DigestWindow
+from leadflow_notifier.domain.digest import DigestBook, DigestItem, DigestWindow
 from leadflow_notifier.domain.messages import Content, EmailContent, PushContent, PushDevice, Recipient, SmsContent
 from leadflow_notifier.domain.preferences import Channel, Preferences, QuietHours, hears_account, holds_for
 from leadflow_shared.account_config import ContactDetails, NoticeFields, time_zone_of
@@ -240,11 +240,18 @@ class AccountSchedules:
 
 
 class DigestItems:
-    """New leads waiting for the daily digest (`notifier_digest_items`, `_id` = `DigestItem.key`).
+    """New leads waiting for the daily digest (`notifier_digest_items`, `_id` = `DigestItem.key`), and the digests
+    that took them.
 
     The key is per (account, lead, arrival): inserting it again (a redelivery, the second offer
     of a race) changes nothing, and a lead moved to another office is a new item there. Items
     stored before the key had the account (`_id` = lead id, no `lead_id` field) still read.
+
+    An item is filed with `stored_ms` (when the notifier filed it) and no `digest`; the digest that takes it marks
+    it with its day (`digest`, ISO date). A digest's list is sealed by one document in the same collection,
+    `_id` = `digest:<account>:<day>` (`digest_of`, `day`, `items`: the keys it took, `created_at` for the TTL:
+    it outlives the days its digest is sendable), inserted once: whoever inserts it made the digest; a retry, a
+    crash's successor or another replica reads it and sends that list (decision 0013, amended in session 32).
     """
 
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
@@ -263,6 +270,8 @@ class DigestItems:
             "from_account": item.from_account,
             "created_at": datetime.now(UTC),
         }
+        if item.stored_ms is not None:
+            doc["stored_ms"] = item.stored_ms
         await self._insert(doc)
 
     async def _insert_many(self, docs: list[dict[str, Any]]) -> list[BaseException | None]:
@@ -270,31 +279,90 @@ class DigestItems:
         return [None if isinstance(e, DuplicateKeyError) else e for e in await insert_each(self._items, docs)]
 
     async def accounts_since(self, since_ms: int) -> list[str]:
-        """Accounts with items created since `since_ms` (each account's window is its own): the set made by
-        the database, not from every item of the last days."""
-        return sorted({str(a) for a in await self._items.distinct("account_id", {"created_ms": {"$gte": since_ms}})})
+        """Accounts with items filed, or created, since `since_ms` (each account's window is its own): the set made
+        by the database, not from every item of the last days. Filed since: a late item waiting, or taken by a
+        digest still sendable (a retry after a crash sends it to the subscribers it did not reach)."""
+        found: set[str] = set()
+        for by in ("created_ms", "stored_ms"):
+            found.update(str(a) for a in await self._items.distinct("account_id", {by: {"$gte": since_ms}}))
+        return sorted(found)
 
-    async def in_window(self, account_id: str, window: DigestWindow) -> list[DigestItem]:
-        cursor = self._items.find(
-            {"account_id": account_id, "created_ms": {"$gte": window.start_ms, "$lt": window.end_ms}}
-        ).sort("created_ms", 1)
-        return [
-            DigestItem(
-                account_id=d["account_id"],
-                lead_id=str(d.get("lead_id") or d["_id"]),
-                name=d["name"],
-                source=d["source"],
-                created_ms=d["created_ms"],
-                transfer_id=d.get("transfer_id") or "",
-                from_account=d.get("from_account") or "",
-            )
-            async for d in cursor
-        ]
+    async def digests(self, account_id: str, windows: list[DigestWindow]) -> DigestBook:
+        """The items each of `windows` (oldest first, meeting) took, and those waiting; one read of the seals and
+        one of the items. Items a seal lists that are not marked yet (a crash between the seal and the mark) are
+        marked now, and count as taken either way."""
+        seals = {
+            str(doc["day"]): [str(k) for k in doc.get("items") or []]
+            async for doc in self._items.find({"_id": {"$in": [_seal_id(account_id, w) for w in windows]}})
+        }
+        sealed_keys = {key for keys in seals.values() for key in keys}
+        waiting_filter = {"digest": {"$exists": False}, "created_ms": {"$lt": windows[-1].end_ms}}
+        either: list[dict[str, Any]] = [waiting_filter]
+        if sealed_keys:
+            either.append({"_id": {"$in": sorted(sealed_keys)}})
+        docs = [d async for d in self._items.find({"account_id": account_id, "$or": either}).sort("created_ms", 1)]
+        marked = {str(d["_id"]): "digest" in d for d in docs}
+        by_key = {str(d["_id"]): _item_of(d) for d in docs}
+        for day, keys in sorted(seals.items()):
+            await self._mark([k for k in keys if marked.get(k) is False], day)
+        return DigestBook(
+            taken={date.fromisoformat(day): [by_key[k] for k in keys if k in by_key] for day, keys in seals.items()},
+            waiting=[item for key, item in by_key.items() if not marked[key] and key not in sealed_keys],
+        )
+
+    async def take(self, account_id: str, window: DigestWindow, items: list[DigestItem]) -> list[DigestItem]:
+        """Make `window`'s digest of `items` unless it was made: the seal is inserted once; returns the items of the
+        digest made (these, or the list another run sealed first), marked as taken by it."""
+        day = window.day.isoformat()
+        seal = {
+            "_id": _seal_id(account_id, window),
+            "digest_of": account_id,
+            "day": day,
+            "items": [item.key for item in items],
+            "created_at": datetime.now(UTC),
+        }
+        try:
+            await self._items.insert_one(seal)
+            taken = items
+        except DuplicateKeyError:
+            made = await self._items.find_one({"_id": seal["_id"]}) or {}
+            keys = [str(k) for k in made.get("items") or []]
+            mine = {item.key: item for item in items}
+            others = [k for k in keys if k not in mine]
+            read: dict[str, DigestItem] = {}
+            if others:  # items of the made digest this run did not read (filed after its read)
+                read = {str(d["_id"]): _item_of(d) async for d in self._items.find({"_id": {"$in": others}})}
+            taken = [found for k in keys if (found := mine.get(k) or read.get(k)) is not None]
+        await self._mark([item.key for item in taken], day)
+        return taken
+
+    async def _mark(self, keys: list[str], day: str) -> None:
+        if keys:
+            await self._items.update_many({"_id": {"$in": keys}}, {"$set": {"digest": day}})
+
+
+def _seal_id(account_id: str, window: DigestWindow) -> str:
+    return f"digest:{account_id}:{window.day.isoformat()}"
+
+
+def _item_of(d: dict[str, Any]) -> DigestItem:
+    stored = d.get("stored_ms")
+    return DigestItem(
+        account_id=d["account_id"],
+        lead_id=str(d.get("lead_id") or d["_id"]),
+        name=d["name"],
+        source=d["source"],
+        created_ms=d["created_ms"],
+        transfer_id=d.get("transfer_id") or "",
+        from_account=d.get("from_account") or "",
+        stored_ms=int(stored) if isinstance(stored, int | float) else None,
+    )
 
 
 async def ensure_indexes(db: AsyncDatabase[dict[str, Any]], *, delivery_days: int = 30, digest_days: int = 3) -> None:
     # No index names _id (nx-27017, decision 0004); epoch-ms ints, not datetimes, for ranges.
     await db[NOTIFIER_DIGEST_ITEMS].create_index([("created_ms", 1), ("account_id", 1)], name="digest_window")
+    await db[NOTIFIER_DIGEST_ITEMS].create_index([("stored_ms", 1), ("account_id", 1)], name="digest_filed")
     await db[PUSH_DEVICES].create_index([("user_id", 1)], name="by_user")
     # The re-driver's query: pending records whose lease ran out (equality, then range).
     await db[NOTIFIER_DELIVERIES].create_index([("status", 1), ("lease_until_ms", 1)], name="pending_lease")

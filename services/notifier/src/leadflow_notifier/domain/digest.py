@@ -1,13 +1,19 @@
 """The daily digest of new leads for subscribed admins and staff (N1, T2).
 
-A lead is new for an account when its first routing decision is made there: an assignment
-that is not a claim, a fall-back, an office transfer or a lead share, or a first-round offer; or when it
-arrives from another office of the organisation (T2, `LeadTransferred`: new in the target
-office, listed in its next digest). Each account's digest goes out at its `digest_hour` in
+A lead is new for an account when its first routing decision is made there (`digest_item`): the events
+of its routing record's first change (`router_version` 1, decision 0093: an offer, an assignment, or a
+hold); or when it arrives from another office of the organisation (T2, `LeadTransferred`: new in the
+target office, listed in its next digest). Each account's digest goes out at its `digest_hour` in
 its own time zone (the office's); the digest for day D covers the day before D at that hour
 (23 or 25 hours across a daylight-saving change). A digest missed (the notifier, MongoDB or SMTP
 down at its hour) is still sent for `DIGEST_CATCH_UP_DAYS` after it was due (`due_windows`,
 decision 0088).
+
+Each item is in exactly one digest: the first its office sends after the item was filed
+(`takes`, decision 0013 amended in session 32). A digest takes the items waiting when it is
+first made, and its store seals that list (`DigestStore.take`): a retry, a crash or another
+replica sends the same list, and an item filed after the seal (a consumer behind at the digest
+hour) waits for the next digest instead of being filed under a day already sent.
 
 An item is keyed per (account, lead, arrival) (`DigestItem.key`): a redelivered event or
 the second offer of a race is the same item, while a lead already listed for office A is
@@ -16,7 +22,7 @@ a new item for office B, and again for A if it comes back by a later transfer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -26,20 +32,24 @@ from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.routing import (
     AssignmentReason,
     LeadAssigned,
+    LeadHeld,
     LeadOffered,
     LeadTransferred,
     RoutingEvent,
 )
 
-# An office transfer's assignment is not the lead's arrival: its LeadTransferred is. A lead
-# share (T1, `LeadShared` or an assignment with its reason) gives a lead the brokerage already
-# had to a realtor: no new lead either.
+# Assignments that are never a lead's arrival, whatever the event says of its order. An office transfer's
+# is not: its LeadTransferred is. A lead share (T1, `LeadShared` or an assignment with its reason) gives a
+# lead the brokerage already had to a realtor. A lead given back (`returned`) or whose holder left the office
+# (`agent_left`) had a holder before: the broker pool takes an old lead.
 NOT_NEW = frozenset(
     {
         AssignmentReason.CLAIMED,
         AssignmentReason.FALLBACK,
         AssignmentReason.OFFICE_TRANSFER,
         AssignmentReason.LEAD_SHARING,
+        AssignmentReason.RETURNED,
+        AssignmentReason.AGENT_LEFT,
     }
 )
 
@@ -53,6 +63,9 @@ class DigestItem:
     created_ms: int
     transfer_id: str = ""  # T2: the transfer that brought the lead here; "" for its first decision
     from_account: str = ""  # T2: the office it came from (its name), shown in the digest
+    # When the notifier filed it (epoch ms, its clock): it waits for the first digest made after that (`takes`).
+    # None: filed by a version before session 32, listed by its day alone, as then. Not part of its identity.
+    stored_ms: int | None = field(default=None, compare=False)
 
     @property
     def key(self) -> str:
@@ -83,7 +96,43 @@ DIGEST_CATCH_UP_DAYS = 2
 DIGEST_LOOK_BACK_MS = (DIGEST_CATCH_UP_DAYS + 1) * DAY_MS
 
 
+@dataclass(frozen=True, slots=True)
+class DigestBook:
+    """An account's digest items as a run reads them for its due windows (`DigestStore.digests`)."""
+
+    taken: dict[date, list[DigestItem]]  # the items each due window's digest took (sealed), by its day
+    waiting: list[DigestItem]  # the items no digest took yet, filed before the last window's end
+
+
+def takes(window: DigestWindow, waiting: list[DigestItem]) -> list[DigestItem]:
+    """The waiting items the digest of `window` takes when it is made: those of its day or before.
+
+    An item is listed by the first digest its office makes after the item was filed, oldest due window
+    first: its own day's when that digest is made after it, else the next one made (a lead filed after its
+    day's digest was sealed, or whose day is no longer sendable, is in the next digest, never in none). An
+    item of a later day waits for that day's digest. An item filed before session 32 (`stored_ms` None),
+    which no digest marked as taken, is listed by its own day's window alone, as it was then: its day's
+    digest may have been sent before the upgrade.
+    """
+    return [
+        item
+        for item in waiting
+        if item.created_ms < window.end_ms and (item.stored_ms is not None or item.created_ms >= window.start_ms)
+    ]
+
+
 def digest_item(event: RoutingEvent) -> DigestItem | None:
+    """The digest item of a lead's arrival in an account, or None when `event` is none (N1).
+
+    A lead is new at its first decision. A lead event says which it is: `router_version` 1 is its routing
+    record's first change, all of whose events are the lead's arrival (decision 0093): an offer (a race's
+    first round, a direct-to-user offer), an assignment (R2-R5), or a hold until its rule's hours open
+    (`LeadHeld`). A later version is never the arrival: a round-1 offer after the hold, an assignment by hand
+    (`manual`), roster position 1 once a direct period ended, an ask-back joining the first round. Events of
+    a producer before that field (None) are judged as then: a first-round offer, or an assignment whose
+    reason is not in `NOT_NEW` (`manual` included); a hold is not listed (its first offer is). A claim, a
+    fall-back, a transfer's or a share's assignment, a lead given back or left by its agent is never new.
+    """
     if isinstance(event, LeadTransferred):
         t = event.payload
         return DigestItem(
@@ -95,10 +144,16 @@ def digest_item(event: RoutingEvent) -> DigestItem | None:
             transfer_id=str(t.transfer_id),
             from_account=t.from_account_name or t.from_account_id,
         )
-    new = (isinstance(event, LeadAssigned) and event.payload.reason not in NOT_NEW) or (
-        isinstance(event, LeadOffered) and event.payload.offer_round == 1
-    )
-    if not new or not isinstance(event, LeadAssigned | LeadOffered):
+    if not isinstance(event, LeadAssigned | LeadOffered | LeadHeld):
+        return None
+    if isinstance(event, LeadAssigned) and event.payload.reason in NOT_NEW:
+        return None
+    version = event.payload.router_version
+    if version is not None:
+        new = version == 1
+    else:  # an older producer's event: no order to go by
+        new = isinstance(event, LeadAssigned) or (isinstance(event, LeadOffered) and event.payload.offer_round == 1)
+    if not new:
         return None
     contact, source = event.payload.contact, event.payload.source
     return DigestItem(

@@ -22,6 +22,13 @@ class Replay:
     channel: str | None = None  # None: every channel
     recipient: str | None = None  # None: every recipient
 
+    @property
+    def names_delivery(self) -> bool:
+        """Whether the dead letter was one delivery's (the notifier's own names its channel and recipient): then that
+        delivery alone is attempted again; else (an event the consumers' edge dead-lettered) the event is read as
+        a redelivery, its failed deliveries reopened (decision 0044, amended in session 32)."""
+        return self.channel is not None or self.recipient is not None
+
     def covers(self, channel: str, agent_id: str) -> bool:
         return self.channel in (None, channel) and self.recipient in (None, agent_id)
 
