@@ -7,6 +7,12 @@ form's test runs crm-api's whole app in-process on the session's Tansu and nx-27
 - A distribution by hand (T4) whose Idempotency-Key is reused for another agent is another distribution (its commands'
   ids differ, so the router does not drop them as copies); a bulk office move's key reused for another office is
   refused, as a single move's is.
+- A retry (the same Idempotency-Key and request) of a lead transfer to a realtor (T1) or of a bulk office move (T2) is
+  known from its record before the request is checked again (helper 144's review, session 32): a transfer of every
+  lead a filter matches picks no lead again once they are shared or moved, so its retry was refused ("nothing was
+  transferred") or answered no transfer, and a half-done one (its commands refused by Kafka) was never finished; a
+  finished transfer retried after the realtor was disconnected was refused. The key reused for another request is
+  refused.
 - The Settings page's pause form refuses a `remove` or `weekdays` that is no number (`"²"` passes `str.isdigit()`)
   with a 4xx, never a server error.
 """
@@ -17,7 +23,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -30,13 +36,17 @@ from routing_world import ACCOUNT, config, csrf_of, site_on
 
 from leadflow_crm_api.adapters.leads import LeadViews, ensure_indexes
 from leadflow_crm_api.adapters.offices import OfficeTransfers
-from leadflow_crm_api.domain.distribution import DistributionCreate
+from leadflow_crm_api.adapters.transfers import AccountTransfers
+from leadflow_crm_api.domain.distribution import DistributionCreate, LeadFilter
 from leadflow_crm_api.domain.principal import Principal, Role
-from leadflow_crm_api.errors import CrmApiError
+from leadflow_crm_api.domain.sharing import InvitationStatus
+from leadflow_crm_api.domain.views import LeadTab
+from leadflow_crm_api.errors import CrmApiError, Unavailable
 from leadflow_crm_api.handlers import project
-from leadflow_crm_api.use_cases import distribution, lead_work, offices
+from leadflow_crm_api.use_cases import distribution, lead_work, offices, sharing
 from leadflow_crm_api.use_cases.leads import account_leads, lead_view
-from leadflow_shared.collections import ACCOUNTS, AGENTS
+from leadflow_shared.collections import ACCOUNTS, AGENTS, CRM_LEADS
+from leadflow_shared.events.commands import ShareLead
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import (
     LeadOffered,
@@ -51,6 +61,7 @@ Db = AsyncDatabase[dict[str, Any]]
 NORTH, SOUTH, WEST, ORG = "north", "south", "west", "acme-group"
 NORA = Principal("nora", Role.BROKER, NORTH, ORG)
 SAM = Principal("sam", Role.BROKER, SOUTH, ORG)
+RIO = Principal("rio", Role.REALTOR, "rio-realty")  # a realtor on its own account (decision 0035)
 SOURCE = LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website")
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 
@@ -178,12 +189,198 @@ async def test_a_bulk_office_moves_key_reused_for_another_office_is_refused(db: 
     assert [t.to_account_id for t in retried.transfers] == [SOUTH], "the first request's retry is still answered"
 
 
-def _moved_to_south(lead: uuid.UUID, at: datetime) -> LeadTransferred:
+async def connected_with_rio(db: Db) -> None:
+    """North invited Rio, who accepted (V4)."""
+    invitation, _ = await sharing.invite(
+        NORTH, sharing.InvitationCreate(realtor_id="rio", email="rio@rio.example", name="Rio"), NORA, db, Published()
+    )
+    await sharing.answer_invitation(invitation.invitation_id, RIO, db, InvitationStatus.ACCEPTED)
+
+
+async def kafka_down(account_id: str, body: bytes) -> None:
+    del account_id, body
+    raise ConnectionError("the broker is unreachable")
+
+
+MY_LEADS = LeadFilter(tab=LeadTab.MINE)  # the brokerage's leads not transferred to a realtor (V1)
+
+
+async def test_a_filtered_transfer_whose_commands_failed_is_finished_by_its_retry(db: Db) -> None:
+    # The broker transfers every lead of its My Leads tab to Rio. The views are written (the leads show "Assigned
+    # To" Rio, and leave My Leads), then Kafka refuses the first ShareLead: 503, "retry with the same
+    # Idempotency-Key". The retry, same key and same body, must finish it: the router told of every lead.
+    await connected_with_rio(db)
+    leads = {str(await a_north_lead(db)) for _ in range(2)}
+    body = sharing.TransferCreate(filter=MY_LEADS, realtor_id="rio")
+    with pytest.raises(Unavailable):
+        await sharing.transfer_leads(NORTH, body, NORA, db, kafka_down, "transfer-1")
+    shared = {d["_id"] async for d in db[CRM_LEADS].find({"transferred_to": "rio"})}
+    assert shared == leads, "the first attempt shared the leads in the views before Kafka refused"
+
+    publish = Published()
+    try:
+        done = await sharing.transfer_leads(NORTH, body, NORA, db, publish, "transfer-1")
+    except CrmApiError as exc:
+        pytest.fail(
+            f"the retry with the same Idempotency-Key was refused ({exc.status}: {exc.detail}) while the leads stay "
+            "shared with Rio in the views and the router was never told (no ShareLead)"
+        )
+    told = {str(ShareLead.model_validate_json(b).payload.lead_id) for _, b in publish.records}
+    assert (done.transferred, told) == (2, leads)
+
+
+async def test_a_filtered_transfer_submitted_twice_answers_the_same_transfer(db: Db) -> None:
+    # The web form's double submit (or a client's retry after a lost answer) with the same key: the same transfer,
+    # applied once, answered again; not a refusal saying "nothing was transferred".
+    await connected_with_rio(db)
+    leads = {str(await a_north_lead(db)) for _ in range(2)}
+    body = sharing.TransferCreate(filter=MY_LEADS, realtor_id="rio")
+    key = "web:" + uuid.uuid4().hex
+    first = await sharing.transfer_leads(NORTH, body, NORA, db, Published(), key)
+    assert first.transferred == len(leads)
+    publish = Published()
+    try:
+        again = await sharing.transfer_leads(NORTH, body, NORA, db, publish, key)
+    except CrmApiError as exc:
+        pytest.fail(f"the same transfer submitted again was refused ({exc.status}: {exc.detail})")
+    assert (again.transfer_id, again.transferred, publish.records) == (first.transfer_id, first.transferred, [])
+
+
+async def test_a_double_submit_whose_look_up_ran_before_the_first_stored_its_record_is_that_transfer(
+    db: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The two submits of a double click run at once: the second looks the key up before the first stored its record,
+    # then picks its leads after the first shared them (My Leads matches none). It is the first's transfer, answered
+    # as such, not "filter: matches no lead".
+    await connected_with_rio(db)
+    await a_north_lead(db)
+    body = sharing.TransferCreate(filter=MY_LEADS, realtor_id="rio")
+    first = await sharing.transfer_leads(NORTH, body, NORA, db, Published(), "web:double")
+    real_get = AccountTransfers.get
+
+    async def before_the_first_stored(self: AccountTransfers, transfer_id: str) -> dict[str, Any] | None:
+        del self, transfer_id
+        monkeypatch.setattr(AccountTransfers, "get", real_get)  # only the first look-up ran early
+        return None
+
+    monkeypatch.setattr(AccountTransfers, "get", before_the_first_stored)
+    again = await sharing.transfer_leads(NORTH, body, NORA, db, Published(), "web:double")
+    assert (again.transfer_id, again.transferred) == (first.transfer_id, 1)
+
+
+async def test_a_finished_transfer_is_answered_from_its_record_when_retried_after_a_disconnection(db: Db) -> None:
+    # Decision 0018: "a finished one is answered from its record". North transfers two leads to Rio (by id); the
+    # answer is lost. Meanwhile North disconnects Rio (decision 0035: the leads already transferred stay Rio's).
+    # The client's retry with the same key and body is the same, finished transfer: answered as it was, not a 422
+    # saying Rio cannot receive leads and "nothing was transferred" while both leads are Rio's.
+    await connected_with_rio(db)
+    leads = sorted([str(await a_north_lead(db)) for _ in range(2)])
+    body = sharing.TransferCreate(lead_ids=leads, realtor_id="rio")
+    first = await sharing.transfer_leads(NORTH, body, NORA, db, Published(), "transfer-3")
+    await sharing.disconnect(NORTH, "rio", NORA, db)
+    publish = Published()
+    try:
+        again = await sharing.transfer_leads(NORTH, body, NORA, db, publish, "transfer-3")
+    except CrmApiError as exc:
+        pytest.fail(f"the finished transfer's retry was refused ({exc.status}: {exc.detail})")
+    assert (again.transfer_id, again.transferred, publish.records) == (first.transfer_id, 2, [])
+
+
+async def test_a_transfers_key_reused_for_another_selection_is_refused_and_shares_nothing(db: Db) -> None:
+    # Decision 0018: "The same key with another selection is a 422". Another filter, or leads named where the first
+    # gave a filter, under the key: refused naming the key, nothing written or sent; the first's retry still answered.
+    await connected_with_rio(db)
+    lead = str(await a_north_lead(db))
+    first = await sharing.transfer_leads(
+        NORTH, sharing.TransferCreate(filter=MY_LEADS, realtor_id="rio"), NORA, db, Published(), "transfer-4"
+    )
+    other = str(await a_north_lead(db))
+    for body in (
+        sharing.TransferCreate(filter=LeadFilter(), realtor_id="rio"),
+        sharing.TransferCreate(lead_ids=[lead, other], realtor_id="rio"),
+    ):
+        publish = Published()
+        with pytest.raises(CrmApiError, match="Idempotency-Key: already used for a different transfer"):
+            await sharing.transfer_leads(NORTH, body, NORA, db, publish, "transfer-4")
+        assert publish.records == [], body
+    assert await db[CRM_LEADS].count_documents({"_id": other, "transferred_to": {"$ne": None}}) == 0
+    same = sharing.TransferCreate(filter=LeadFilter(tab=LeadTab.MINE, status=None), realtor_id="rio")
+    again = await sharing.transfer_leads(NORTH, same, NORA, db, Published(), "transfer-4")
+    assert (again.transfer_id, again.transferred) == (first.transfer_id, 1)
+
+
+async def test_a_retry_of_a_filtered_bulk_move_after_the_moves_answers_the_same_transfers(db: Db) -> None:
+    # T2: a retry, "even after the moves finished, answers the same transfers". Once moved, the leads are South's:
+    # the filter of North's list matches none of them, and the retry answered no transfer (helper 144).
+    leads = sorted([str(await a_north_lead(db)) for _ in range(2)])
+    body = offices.BulkOfficeTransferCreate(filter=LeadFilter(), to_account_id=SOUTH)
+
+    async def bulk(publish: Published) -> offices.BulkOfficeTransfer:
+        scope = account_leads(NORA, db, NORTH)
+        return await offices.transfer_many_to_office(NORTH, body, scope, NORA, db, publish, "bulk-h144")
+
+    first = await bulk(Published())
+    assert sorted(t.lead_id or "" for t in first.transfers) == leads
+    for transfer in first.transfers:  # the router moved them; crm-api projected the moves
+        moved = _moved_to_south(
+            uuid.UUID(transfer.lead_id), T0 + timedelta(minutes=30), uuid.UUID(transfer.transfer_id)
+        )
+        await project(moved, views=LeadViews(db))
+    assert await db[CRM_LEADS].count_documents({"account_id": SOUTH}) == 2, "both leads are South's now"
+
+    publish = Published()
+    again = await bulk(publish)
+    assert sorted(t.transfer_id for t in again.transfers) == sorted(t.transfer_id for t in first.transfers), (
+        "the retry with the same Idempotency-Key (and the same body) after the moves finished answered "
+        f"{len(again.transfers)} transfer(s), not the {len(first.transfers)} it made"
+    )
+    assert [t.status for t in again.transfers] == ["done", "done"]
+    assert publish.records == [], "nothing sent again"
+
+
+async def test_a_filtered_bulk_move_whose_commands_failed_is_finished_by_its_retry(db: Db) -> None:
+    # Kafka refuses the first TransferLead (503). The retry with the key sends every lead's command (the router
+    # drops copies), though the filter matches other leads by then: a lead North got since is not added.
+    leads = sorted([str(await a_north_lead(db)) for _ in range(2)])
+    body = offices.BulkOfficeTransferCreate(filter=LeadFilter(), to_account_id=SOUTH)
+    with pytest.raises(Unavailable):
+        await offices.transfer_many_to_office(NORTH, body, account_leads(NORA, db, NORTH), NORA, db, kafka_down, "b2")
+    await a_north_lead(db)  # a new lead North's filter matches now
+    publish = Published()
+    done = await offices.transfer_many_to_office(NORTH, body, account_leads(NORA, db, NORTH), NORA, db, publish, "b2")
+    sent = sorted(str(json.loads(b)["payload"]["lead_id"]) for _, b in publish.records)
+    assert (sorted(t.lead_id or "" for t in done.transfers), sent) == (leads, leads)
+
+
+async def test_a_single_moves_key_reused_for_a_bulk_move_is_refused_either_way(db: Db) -> None:
+    # One Idempotency-Key, one request: a single move's key reused for a bulk move (and the other way round) is
+    # refused naming the key, nothing sent; the bulk move's record is no transfer one can read.
+    lead, other = await a_north_lead(db), await a_north_lead(db)
+    leads = account_leads(NORA, db, NORTH)
+    no_members = cast(Any, None)  # a lead's move rechecks no team member
+    single = offices.OfficeTransferCreate(lead_id=lead, to_account_id=SOUTH)
+
+    def bulk_of(lead: uuid.UUID) -> offices.BulkOfficeTransferCreate:
+        return offices.BulkOfficeTransferCreate.model_validate({"lead_ids": [str(lead)], "to_account_id": SOUTH})
+
+    await offices.transfer_to_office(NORTH, single, leads, NORA, db, Published(), no_members, "one")
+    made = await offices.transfer_many_to_office(NORTH, bulk_of(other), leads, NORA, db, Published(), "many")
+    refused = Published()
+    with pytest.raises(CrmApiError, match="Idempotency-Key: already used for a different transfer"):
+        await offices.transfer_many_to_office(NORTH, bulk_of(await a_north_lead(db)), leads, NORA, db, refused, "one")
+    with pytest.raises(CrmApiError, match="Idempotency-Key: already used for a different transfer"):
+        await offices.transfer_to_office(NORTH, single, leads, NORA, db, refused, no_members, "many")
+    assert refused.records == []
+    with pytest.raises(CrmApiError, match="No such office transfer"):
+        await offices.get_office_transfer(NORTH, made.bulk_id, NORA, db)
+
+
+def _moved_to_south(lead: uuid.UUID, at: datetime, transfer: uuid.UUID | None = None) -> LeadTransferred:
     return LeadTransferred.create(
         account_id=NORTH,
         occurred_at=at,
         payload=LeadTransferredPayload(
-            lead_id=lead, transfer_id=uuid.uuid4(), from_account_id=NORTH, from_account_name="North",
+            lead_id=lead, transfer_id=transfer or uuid.uuid4(), from_account_id=NORTH, from_account_name="North",
             previous_owner_agent_id=None, to_account_id=SOUTH, to_account_name="South", agent_id="sam",
             by_user_id="nora", contact=Contact(first_name="Mo", email="mo@x.example"), source=SOURCE,
         ),

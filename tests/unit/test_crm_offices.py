@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from leadflow_crm_api.domain.distribution import LeadFilter
 from leadflow_crm_api.domain.lead_row import LeadRow
 from leadflow_crm_api.domain.offices import (
     CARRIED_PROFILE,
@@ -17,6 +18,7 @@ from leadflow_crm_api.domain.offices import (
     office_refusal,
     office_transfer_id,
     profile_fields,
+    same_bulk,
 )
 from leadflow_crm_api.domain.views import moved_summary
 from leadflow_shared.clock import epoch_ms
@@ -136,3 +138,20 @@ def test_a_move_clears_the_office_lefts_assigned_users_and_keeps_those_its_targe
     row = {"_id": "l1", "account_id": "south", "state_version": 6, "state_office": "south", **users}
     changes = moved_row(LeadRow.from_doc(row), late)
     assert ("assigned_users" not in changes) is kept, changes.get("assigned_users")
+
+
+def test_a_bulk_move_is_known_again_by_its_office_and_its_selection_not_by_what_it_matches_now() -> None:
+    # Session 32 (helper 144): a retry of a bulk move by filter after the moves matches none of its leads; the bulk
+    # move's record keeps the filter and the leads it picked. Another office, selection or a single move's record
+    # under the key is another request.
+    by_filter = LeadFilter(source="Zillow").as_stored()
+    stored = {"kind": "bulk", "to_account_id": "south", "lead_ids": ["l1", "l2"], "filter": by_filter}
+    assert same_bulk(stored, to_account_id="south", lead_ids=None, lead_filter=by_filter)
+    assert not same_bulk(stored, to_account_id="west", lead_ids=None, lead_filter=by_filter)
+    assert not same_bulk(stored, to_account_id="south", lead_ids=None, lead_filter=LeadFilter().as_stored())
+    assert not same_bulk(stored, to_account_id="south", lead_ids=["l1", "l2"], lead_filter=None)
+    named = stored | {"filter": None}
+    assert same_bulk(named, to_account_id="south", lead_ids=["l2", "l1", "l2"], lead_filter=None)
+    assert not same_bulk(named, to_account_id="south", lead_ids=["l1"], lead_filter=None)
+    single = {"kind": "lead", "lead_id": "l1", "to_account_id": "south", "lead_ids": ["l1"], "filter": None}
+    assert not same_bulk(single, to_account_id="south", lead_ids=["l1"], lead_filter=None)

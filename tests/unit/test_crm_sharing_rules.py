@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
+from leadflow_crm_api.domain.distribution import LeadFilter
 from leadflow_crm_api.domain.sharing import (
     MAX_NAMED_IDS,
     InvitationStatus,
@@ -24,6 +25,7 @@ from leadflow_crm_api.domain.sharing import (
     transfer_refusal,
     unique,
 )
+from leadflow_crm_api.domain.views import LeadTab
 from leadflow_crm_api.use_cases.sharing import TransferCreate
 
 pytestmark = pytest.mark.unit
@@ -111,6 +113,25 @@ def test_a_reused_key_matches_only_the_same_realtor_and_selection() -> None:
     assert same_transfer(stored, realtor_id="ria", lead_ids=["l2", "l1"])
     assert not same_transfer(stored, realtor_id="rob", lead_ids=["l1", "l2"])
     assert not same_transfer(stored, realtor_id="ria", lead_ids=["l1"])
+
+
+def test_a_filtered_transfer_is_known_again_by_its_filter_whichever_leads_it_matches_now() -> None:
+    # Session 32 (helper 144): a retry of "every lead of My Leads" matches none once they are shared; the record
+    # keeps the filter, and the leads its first attempt picked.
+    mine = LeadFilter(tab=LeadTab.MINE).as_stored()
+    stored = _record(lead_filter=mine)
+    assert same_transfer(stored, realtor_id="ria", lead_ids=None, lead_filter=mine)
+    assert same_transfer(stored, realtor_id="ria", lead_ids=None, lead_filter=LeadFilter.model_validate(
+        {"q": None, "tab": "mine"}).as_stored()), "the same filter, written otherwise"  # fmt: skip
+    assert not same_transfer(stored, realtor_id="rob", lead_ids=None, lead_filter=mine)
+    assert not same_transfer(stored, realtor_id="ria", lead_ids=None, lead_filter=LeadFilter().as_stored())
+    assert not same_transfer(stored, realtor_id="ria", lead_ids=["l1", "l2"]), "its leads named: another request"
+    assert not same_transfer(_record(), realtor_id="ria", lead_ids=None, lead_filter=mine), "named, then a filter"
+    assert LeadFilter().as_stored() == LeadFilter(tab=LeadTab.ALL).as_stored() == "{}"
+    before = {k: v for k, v in _record().items() if k != "filter"}  # stored before records kept their filter
+    assert same_transfer(before, realtor_id="ria", lead_ids=None, lead_filter=mine)
+    assert same_transfer(before, realtor_id="ria", lead_ids=["l2", "l1"])
+    assert not same_transfer(before, realtor_id="rob", lead_ids=None, lead_filter=mine)
 
 
 def test_the_row_change_and_timeline_entry_come_from_the_record_so_a_retry_writes_the_same() -> None:

@@ -14,7 +14,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from leadflow_crm_api.domain.offices import TeamStatus, TransferStatus, label_doc
+from leadflow_crm_api.domain.offices import BULK_KIND, TeamStatus, TransferStatus, label_doc
 from leadflow_shared.collections import (
     ACCOUNTS,
     AGENTS,
@@ -83,7 +83,18 @@ class OfficeTransfers:
         return record
 
     async def get(self, account_id: str, transfer_id: str) -> Doc | None:
-        return await self._transfers.find_one({"_id": transfer_id, "account_id": account_id})
+        """The account's transfer of a lead or a team member (not a bulk move's record)."""
+        doc = await self._transfers.find_one({"_id": transfer_id, "account_id": account_id})
+        return None if doc is None or doc.get("kind") == BULK_KIND else doc
+
+    async def bulk(self, account_id: str, bulk_id: str) -> Doc | None:
+        """The account's bulk move's record (a retry's, looked up before its request is checked again)."""
+        return await self._transfers.find_one({"_id": bulk_id, "account_id": account_id, "kind": BULK_KIND})
+
+    async def of_ids(self, account_id: str, transfer_ids: list[str]) -> dict[str, Doc]:
+        """The account's transfers of these ids that are stored, by id."""
+        cursor = self._transfers.find({"_id": {"$in": transfer_ids}, "account_id": account_id})
+        return {doc["_id"]: doc async for doc in cursor}
 
     async def moving(self, account_id: str, lead_ids: list[str]) -> dict[str, str]:
         """The account's `lead_ids` an office transfer is moving right now, with that transfer's id."""

@@ -37,13 +37,17 @@ class AccountTransfers:
         cursor = leads.find({"account_id": self._account_id, "_id": {"$in": lead_ids}}, {"_id": 1})
         return {doc["_id"] async for doc in cursor}
 
+    async def get(self, transfer_id: str) -> Doc | None:
+        """The account's transfer record of this id (a retry's, looked up before its request is checked again)."""
+        return await self._db[CRM_TRANSFERS].find_one({"_id": transfer_id, "account_id": self._account_id})
+
     async def begin(self, record: Doc) -> Doc:
         """Store the transfer record; if its id is stored already (a retry), return the stored one."""
         transfers = self._db[CRM_TRANSFERS]
         try:
             await transfers.insert_one(record)
         except DuplicateKeyError:
-            stored = await transfers.find_one({"_id": record["_id"], "account_id": self._account_id})
+            stored = await self.get(record["_id"])
             if stored is None:  # ids hash the account, so only a foreign uuid4 clash lands here: never read it
                 raise
             return stored

@@ -54,6 +54,11 @@ class LeadFilter(BaseModel):
             search=self.q.strip() or None if self.q else None,
         )
 
+    def as_stored(self) -> str:
+        """The filter as a transfer's record keeps it, to know the request again on a retry (T1, T2): canonical
+        JSON of the fields not at their default, keys sorted (so `{}` and `{"tab": "all"}` are one filter)."""
+        return json.dumps(self.model_dump(mode="json", exclude_defaults=True), sort_keys=True)
+
 
 class DistributionCreate(BaseModel):
     model_config = ConfigDict(

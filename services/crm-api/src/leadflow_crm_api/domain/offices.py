@@ -39,6 +39,11 @@ class TransferKind(StrEnum):
     TEAM_MEMBER = "team_member"
 
 
+# A bulk move's own record (in `crm_office_transfers`, under the bulk id): what it picked and skipped, by which a
+# retry is known and answered. Not a transfer of its own: `GET .../office-transfers/{id}` does not list it.
+BULK_KIND = "bulk"
+
+
 class TransferStatus(StrEnum):
     PENDING = "pending"  # accepted; the router has not moved it yet
     DONE = "done"  # the lead is in the target office's views; or the team member's staff were told
@@ -55,6 +60,20 @@ def office_transfer_id(account_id: str, idempotency_key: str | None) -> uuid.UUI
     if idempotency_key is None:
         return uuid.uuid4()
     return uuid.uuid5(_OFFICE_TRANSFERS, f"{account_id}/{idempotency_key}")
+
+
+def same_bulk(
+    stored: dict[str, Any], *, to_account_id: str, lead_ids: list[str] | None, lead_filter: str | None
+) -> bool:
+    """Whether a stored record is this bulk move again (an Idempotency-Key reused for another request is not): a bulk
+    move's, to the same office, of the same leads named (in any order) or by the same filter (`LeadFilter.as_stored`),
+    whichever leads that filter matches now: the record keeps those its first attempt picked."""
+    return (
+        stored.get("kind") == BULK_KIND
+        and stored["to_account_id"] == to_account_id
+        and stored.get("filter") == lead_filter
+        and (lead_filter is not None or sorted(stored["lead_ids"]) == sorted(set(lead_ids or ())))
+    )
 
 
 def office_refusal(

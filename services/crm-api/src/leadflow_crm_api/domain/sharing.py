@@ -111,9 +111,20 @@ def transfer_id(account_id: str, idempotency_key: str | None) -> str:
     return str(uuid.uuid5(_TRANSFERS, f"{account_id}/{idempotency_key}"))
 
 
-def same_transfer(stored: dict[str, Any], *, realtor_id: str, lead_ids: list[str]) -> bool:
-    """Whether a stored transfer is this request again (an Idempotency-Key reused for another one is not)."""
-    return stored["realtor_id"] == realtor_id and sorted(stored["lead_ids"]) == sorted(lead_ids)
+def same_transfer(
+    stored: dict[str, Any], *, realtor_id: str, lead_ids: list[str] | None, lead_filter: str | None = None
+) -> bool:
+    """Whether a stored transfer is this request again (an Idempotency-Key reused for another one is not): the same
+    realtor and the same selection, the same leads named (in any order) or the same filter (`LeadFilter.as_stored`),
+    whichever leads that filter matches now: the record keeps those its first attempt picked. A record stored before
+    records kept their filter (session 32) is known by its realtor alone when the request is a filter's."""
+    if stored["realtor_id"] != realtor_id:
+        return False
+    if lead_filter is not None and "filter" not in stored:
+        return True
+    if stored.get("filter") != lead_filter:
+        return False
+    return lead_filter is not None or sorted(stored["lead_ids"]) == sorted(lead_ids or ())
 
 
 def transfer_record(
@@ -126,8 +137,10 @@ def transfer_record(
     assigned_by: str,
     by: str,
     at: datetime,
+    lead_filter: str | None = None,
 ) -> dict[str, Any]:
-    """The transfer as stored before its writes: they take their values from it, so a retry writes the same."""
+    """The transfer as stored before its writes: they take their values from it, so a retry writes the same. It
+    keeps the request's filter (`LeadFilter.as_stored`; None: the leads were named), by which a retry is known."""
     at = at.replace(microsecond=at.microsecond // 1000 * 1000)  # what MongoDB keeps, so a retry answers the same
     return {
         "_id": transfer_id,
@@ -135,6 +148,7 @@ def transfer_record(
         "realtor_id": realtor_id,
         "realtor_name": realtor_name,
         "lead_ids": lead_ids,
+        "filter": lead_filter,
         "assigned_by": assigned_by,
         "by": by,
         "at": at,

@@ -22,12 +22,14 @@ from leadflow_crm_api.deps import AccountLeads, Caller, Commands, Db, Id, Idempo
 from leadflow_crm_api.domain.distribution import MAX_LEADS, LeadFilter, LeadId, Skipped
 from leadflow_crm_api.domain.lead_row import LeadRow
 from leadflow_crm_api.domain.offices import (
+    BULK_KIND,
     TransferKind,
     TransferStatus,
     member_refusal,
     office_refusal,
     office_transfer_id,
     profile_fields,
+    same_bulk,
 )
 from leadflow_crm_api.domain.principal import Principal
 from leadflow_crm_api.domain.text import visible
@@ -439,37 +441,80 @@ async def transfer_many_to_office(
     """T2 for many leads: the selected ones, or all a filter matches, each its own transfer.
 
     Named leads that cannot move (unknown, already being moved) refuse the request and nothing is
-    sent; such leads a filter matches are skipped and listed. The same `Idempotency-Key` resends
-    the same transfers."""
+    sent; such leads a filter matches are skipped and listed. The bulk move is recorded (the leads it
+    moves, those it skipped) before its transfers: a retry (the same `Idempotency-Key` and request) is
+    known from that record before the request is checked again, so it resends what was not sent and
+    answers the same transfers, also once the leads moved (a filter of the office matches them no more)."""
     _broker_of(caller, account_id)
-    _, base = await _office_base(account_id, body.to_account_id, caller, db)
-    wanted, rows = await selected_leads(leads, body.lead_ids, body.filter)
     transfers = OfficeTransfers(db)
-    bulk_id = office_transfer_id(account_id, idempotency_key)
-    ours = {i: str(uuid.uuid5(bulk_id, i)) for i in wanted}
+    bulk_id = str(office_transfer_id(account_id, idempotency_key))
+    stored = None if idempotency_key is None else await transfers.bulk(account_id, bulk_id)
+    if stored is None:
+        stored = await transfers.begin(await _checked_bulk(bulk_id, account_id, body, leads, caller, db))
+    lead_filter = None if body.filter is None else body.filter.as_stored()
+    if not same_bulk(stored, to_account_id=body.to_account_id, lead_ids=body.lead_ids, lead_filter=lead_filter):
+        # The same refusal as a single move's reuse of a key (helper 122), also for the key of a single move.
+        raise InvalidRequest("Idempotency-Key: already used for a different transfer; nothing was transferred.")
+    ids = {lead_id: _bulk_transfer_id(bulk_id, lead_id) for lead_id in stored["lead_ids"]}
+    made = await transfers.of_ids(account_id, list(ids.values())) if ids else {}
+    done: list[OfficeTransferPublic] = []
+    for lead_id, transfer_id in ids.items():
+        record = made.get(transfer_id) or await transfers.begin(
+            {key: stored[key] for key in _BULK_BASE}
+            | {"_id": transfer_id, "kind": TransferKind.LEAD.value, "lead_id": lead_id, "agent_id": None}
+            | {"status": TransferStatus.PENDING.value, "published": False}
+        )
+        if not record.get("published"):
+            await _publish(publish, record)
+            await transfers.mark_published(record["_id"])
+        done.append(_public(record))
+    return BulkOfficeTransfer(
+        bulk_id=bulk_id, transfers=done, skipped=[Skipped.model_validate(s) for s in stored["skipped"]]
+    )
+
+
+# What a bulk move's record keeps of the request for its transfers: they take their values from it.
+_BULK_BASE = ("account_id", "to_account_id", "to_account_name", "by", "at")
+
+
+def _bulk_transfer_id(bulk_id: str, lead_id: str) -> str:
+    return str(uuid.uuid5(uuid.UUID(bulk_id), lead_id))
+
+
+async def _checked_bulk(
+    bulk_id: str,
+    account_id: str,
+    body: BulkOfficeTransferCreate,
+    leads: AccountLeads,
+    caller: Principal,
+    db: Db,
+) -> dict[str, Any]:
+    """Every check of a new bulk move before anything is written; its record: the leads it moves (those its
+    filter picks now, but the skipped), and the skipped with the reason."""
+    _, base = await _office_base(account_id, body.to_account_id, caller, db)
+    transfers = OfficeTransfers(db)
+    wanted, rows = await selected_leads(leads, body.lead_ids, body.filter)
+    ours = {i: _bulk_transfer_id(bulk_id, i) for i in wanted}
     pending = await transfers.moving(account_id, wanted) if wanted else {}
-    # A lead this very bulk is moving is no refusal: a retry with the same key resends its transfer.
+    # A lead this very bulk is moving is no refusal: a first attempt with the same key, at the same time.
     refusals = {
         i: why for i in wanted if (why := _bulk_refusal(rows.get(i), moving=pending.get(i, ours[i]) != ours[i]))
     }
-    made = {i: doc for i in wanted if (doc := await transfers.get(account_id, ours[i])) is not None}
+    made = await transfers.of_ids(account_id, list(ours.values())) if wanted else {}
     if any(doc["to_account_id"] != base["to_account_id"] for doc in made.values()):
-        # The key made these leads' moves to another office: the same refusal as a single move's (helper 122).
+        # The key made these leads' moves to another office (recorded before bulk moves had a record of their own).
         raise InvalidRequest("Idempotency-Key: already used for a different transfer; nothing was transferred.")
-    for lead_id in made:  # moved already by this very bulk (a retry after it finished): no refusal
-        refusals.pop(lead_id, None)
+    for lead_id in wanted:  # moved already by this very bulk (that first attempt, or one recorded before): no refusal
+        if ours[lead_id] in made:
+            refusals.pop(lead_id, None)
     refuse_named(body.lead_ids, refusals)
-    done: list[OfficeTransferPublic] = []
-    for lead_id in (i for i in wanted if i not in refusals):
-        record = base | {"_id": ours[lead_id], "kind": TransferKind.LEAD.value, "lead_id": lead_id, "agent_id": None}
-        stored = made.get(lead_id) or await transfers.begin(record)
-        if not stored.get("published"):
-            await _publish(publish, stored)
-            await transfers.mark_published(stored["_id"])
-        done.append(_public(stored))
-    return BulkOfficeTransfer(
-        bulk_id=str(bulk_id), transfers=done, skipped=[Skipped(lead_id=i, reason=w) for i, w in refusals.items()]
-    )
+    return {key: base[key] for key in _BULK_BASE} | {
+        "_id": bulk_id,
+        "kind": BULK_KIND,
+        "lead_ids": [i for i in wanted if i not in refusals],
+        "filter": None if body.filter is None else body.filter.as_stored(),
+        "skipped": [{"lead_id": i, "reason": why} for i, why in refusals.items()],
+    }
 
 
 def _bulk_refusal(row: LeadRow | None, *, moving: bool) -> str | None:

@@ -333,34 +333,30 @@ async def transfer_leads(
     account_id: str, body: TransferCreate, caller: Principal, db: Db, publish: PublishRaw, idempotency_key: str | None
 ) -> TransferDone:
     """T1: transfer the selected leads (named, or all a filter matches) to a realtor who accepted the
-    brokerage's invitation, all or none."""
+    brokerage's invitation, all or none.
+
+    A retry (the same Idempotency-Key and request) is known from its record before the request is checked
+    again: it finishes a transfer its first attempt left half applied and answers a finished one as it was
+    answered, whatever the leads or the invitation are now (a filter's leads are shared by then). The key's
+    record of another request is refused (422). Decision 0018."""
     _broker_of(caller, account_id)
-    if body.lead_ids is not None:
-        lead_ids = unique(body.lead_ids)
-    else:
-        scoped = ScopedLeads(db, scope_filter(caller, account_id))
-        lead_ids, _ = await selected_leads(scoped, None, body.filter, limit=MAX_TRANSFER_LEADS)
-        if not lead_ids:
-            raise InvalidRequest("filter: matches no lead; nothing was transferred.")
-    invitation = await Invitations(db).get(invitation_id(account_id, body.realtor_id))
-    refusal = transfer_refusal(None if invitation is None else InvitationStatus(invitation["status"]))
-    if invitation is None or refusal is not None:
-        raise InvalidRequest(f"{refusal}; nothing was transferred.")
     transfers = AccountTransfers(db, account_id)
-    if missing := missing_leads(lead_ids, await transfers.present(lead_ids)):
-        raise InvalidRequest(missing_refusal(missing))
-    record = transfer_record(
-        transfer_id=transfer_id(account_id, idempotency_key),
-        account_id=account_id,
-        realtor_id=body.realtor_id,
-        realtor_name=realtor_label(invitation.get("name"), body.realtor_id),
-        lead_ids=lead_ids,
-        assigned_by=await transfers.account_name() or account_id,
-        by=caller.sub,
-        at=datetime.now(UTC),
-    )
-    stored = await transfers.begin(record)
-    if not same_transfer(stored, realtor_id=body.realtor_id, lead_ids=lead_ids):
+    record_id = transfer_id(account_id, idempotency_key)
+    named = None if body.lead_ids is None else unique(body.lead_ids)
+    lead_filter = None if body.filter is None else body.filter.as_stored()
+    stored = None if idempotency_key is None else await transfers.get(record_id)
+    if stored is None:
+        try:
+            record = await _checked_record(record_id, account_id, body, caller, db, transfers)
+        except InvalidRequest:
+            # A first attempt under this key at the same time (a double submit) may have shared the leads since
+            # this one looked the key up, so none is left to pick: it is that transfer, not a refusal.
+            stored = None if idempotency_key is None else await transfers.get(record_id)
+            if stored is None:
+                raise
+        else:
+            stored = await transfers.begin(record)
+    if not same_transfer(stored, realtor_id=body.realtor_id, lead_ids=named, lead_filter=lead_filter):
         raise InvalidRequest("Idempotency-Key: already used for a different transfer; nothing was transferred.")
     if not stored["done"]:
         await transfers.apply(stored)
@@ -375,6 +371,37 @@ async def transfer_leads(
         assigned_by=stored["assigned_by"],
         transferred=len(stored["lead_ids"]),
         transferred_at=stored["at"],
+    )
+
+
+async def _checked_record(
+    record_id: str, account_id: str, body: TransferCreate, caller: Principal, db: Db, transfers: AccountTransfers
+) -> dict[str, Any]:
+    """Every check of a new transfer before anything is written (422 naming the field); the record its writes
+    take their values from, with the leads its filter picks now."""
+    if body.lead_ids is not None:
+        lead_ids = unique(body.lead_ids)
+    else:
+        scoped = ScopedLeads(db, scope_filter(caller, account_id))
+        lead_ids, _ = await selected_leads(scoped, None, body.filter, limit=MAX_TRANSFER_LEADS)
+        if not lead_ids:
+            raise InvalidRequest("filter: matches no lead; nothing was transferred.")
+    invitation = await Invitations(db).get(invitation_id(account_id, body.realtor_id))
+    refusal = transfer_refusal(None if invitation is None else InvitationStatus(invitation["status"]))
+    if invitation is None or refusal is not None:
+        raise InvalidRequest(f"{refusal}; nothing was transferred.")
+    if missing := missing_leads(lead_ids, await transfers.present(lead_ids)):
+        raise InvalidRequest(missing_refusal(missing))
+    return transfer_record(
+        transfer_id=record_id,
+        account_id=account_id,
+        realtor_id=body.realtor_id,
+        realtor_name=realtor_label(invitation.get("name"), body.realtor_id),
+        lead_ids=lead_ids,
+        assigned_by=await transfers.account_name() or account_id,
+        by=caller.sub,
+        at=datetime.now(UTC),
+        lead_filter=None if body.filter is None else body.filter.as_stored(),
     )
 
 
