@@ -70,10 +70,10 @@ BATCH_COMMANDS = [
     ("find", "router_leads"),  # redeliveries (I1)
     ("find", "router_contacts"),  # repeat contacts (R1)
     ("find", "router_rotations"),  # every cursor and balanced count the batch's leads take turns in
+    ("update", "router_rotations"),  # the turns taken, from where they stood (decisions 0010, 0061: session 32)
     ("insert", "router_outboxes"),  # decision 0068: outboxes first,
     ("insert", "router_leads"),  # then the records,
-    ("update", "router_rotations"),  # then the effects (every rotation moved)
-    ("insert", "router_contacts"),
+    ("insert", "router_contacts"),  # then the effects
     ("find", "router_leads"),  # the leads just registered, to forget their keys if erased meanwhile (decision 0050)
     ("delete", "router_outboxes"),  # and the outbox document dropped once published
 ]
@@ -176,10 +176,10 @@ async def test_a_batch_for_capped_agents_reads_and_writes_their_counts_once(mong
             == [
                 *BATCH_COMMANDS[:3],
                 ("find", "router_capacity"),  # the capped agents' counted leads, once for the account
-                *BATCH_COMMANDS[3:6],
                 ("find", "router_capacity"),  # whom the batch's leads counted against already (a replay)
-                ("insert", "router_capacity"),  # each lead now counts against its agent
-                *BATCH_COMMANDS[6:],
+                ("insert", "router_capacity"),  # each lead now counts against its agent, before it is stored,
+                ("find", "router_capacity"),  # and those agents read again: none past a cap (session 32)
+                *BATCH_COMMANDS[3:],
             ]
         )
         offered = {

@@ -24,7 +24,7 @@ from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, Doc, Lead
 from leadflow_router.adapters.ports import Check
 from leadflow_router.domain.erasure import PendingContacts
 from leadflow_router.domain.model import AccountSnapshot
-from leadflow_router.domain.record import Outbox, OutboxDocument, RoutingRecord
+from leadflow_router.domain.record import Outbox, OutboxDocument, RoutingRecord, Take, Taken
 from leadflow_router.handlers import Clock, RouterService
 from leadflow_router.metrics import RouterMetrics
 from leadflow_shared.events.activity import LeadActivity
@@ -180,6 +180,7 @@ class FakeContacts(Contacts):
 class FakeRotations(Rotations):
     def __init__(self) -> None:
         self.positions: dict[str, int] = {}
+        self.taken: dict[str, Taken] = {}  # each key's last take, while its position is the take's
 
     async def get(self, key: str) -> int:
         return self.positions.get(key, 0)
@@ -193,6 +194,18 @@ class FakeRotations(Rotations):
     async def advance_many(self, positions: dict[str, int]) -> None:
         for key, position in positions.items():
             await self.advance(key, position)
+
+    async def read_many(self, keys: list[str]) -> dict[str, Taken]:
+        taken = {key: self.taken.get(key) for key in keys}
+        return {key: t if t and t.position == self.positions.get(key, 0) else Taken(self.positions.get(key, 0))
+                for key, t in taken.items()}  # fmt: skip
+
+    async def take(self, moves: dict[str, Take]) -> set[str]:
+        lost = {key for key, take in moves.items() if self.positions.get(key, 0) != take.expected}
+        for key, take in ((k, t) for k, t in moves.items() if k not in lost):
+            self.positions[key] = take.to
+            self.taken[key] = Taken(take.to, take.start, take.leads)
+        return lost
 
     async def rule_keys(self) -> list[str]:
         return [key for key in self.positions if ":rule:" in key]

@@ -1,30 +1,28 @@
-"""Lead caps and rotation turns under two deciders of one account at once (helper 146's review, session 32): OPEN.
+"""Lead caps and rotation turns under two deciders of one account at once (helper 146's review, session 32).
 
 A sweeper (any replica's) and a consumer (this replica's or another's) each read the rotation cursor and the capped
-agents' usage when deciding, and write the cursor (`$max`) and the holds at flush: nothing reserves a turn or a slot
-between the read and the write, so both can take the same turn or the last slot. Decision 0010 accepted a reused turn
-after a crash only; decision 0061 said caps hold under races. Both tests are strict xfails until the deciders of an
-account are serialized (e.g. a per-account turn document compare-and-set before the records are stored: decision
-0061's session 32 amendment).
-
-docs/routing-rules.md, "Who can take a lead now": a lead counts against an agent from the offer on and is credited
-back when the offer ends unclaimed; caps are per day, week and month in the account's time zone. Decision 0061:
-"no lead goes to a ... capped agent" holds under races. On the router's in-memory stores.
-"""
+agents' usage when deciding. They wrote the cursor (`$max`) and the holds at flush, so both could take the same turn or
+the last slot. Now each takes them before its records are stored (`RouterService._reserve`): the holds, then the
+agents it started counting the lead against read again (past a cap: another took the slot), then each cursor moved
+from its value as read (`RotationCursors.take`); the one that finds them taken decides again (decisions 0010, 0061)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from fakes_router import FakeCapacity, FakeContacts, FakeRecords, FakeRotations, Published, router_on_fakes
 
 from leadflow_router.adapters.codec import decode_record
+from leadflow_router.adapters.ports import Check
 from leadflow_router.domain.availability import counted
 from leadflow_router.domain.model import AccountSnapshot, Agent
+from leadflow_router.domain.record import RoutingRecord, Taken
 from leadflow_shared.availability import AgentAvailability
+from leadflow_shared.events.commands import DistributeLead, DistributeLeadPayload, DistributionMode
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
 from leadflow_shared.events.routing import LeadOffered
 
@@ -66,7 +64,6 @@ def against(records: FakeRecords, agent: str) -> list[str]:
     return sorted(i for i, doc in records.docs.items() if agent in counted(decode_record(doc).state))
 
 
-@pytest.mark.xfail(strict=True, reason="open: concurrent deciders both take a capped agent's last slot (0061)")
 async def test_a_sweep_and_a_new_lead_decided_at_once_do_not_both_give_a_capped_agent_a_lead() -> None:
     """Two deciders of one account at the same moment: a replica's sweeper re-offering an expired lead, and the
     consumer (this replica's or another's) routing a new lead. Both read a's usage (day cap 1, nothing counted)
@@ -115,17 +112,23 @@ class ReadTogether(FakeRotations):
         super().__init__()
         self.key, self.readers, self._arrived, self._all_in = key, readers, 0, asyncio.Event()
 
-    async def get_many(self, keys: list[str]) -> dict[str, int]:
+    async def _meet(self, keys: list[str]) -> None:
         if self.key in keys and self.readers:
             self._arrived += 1
             if self._arrived >= self.readers:
                 self._all_in.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._all_in.wait(), timeout=2.0)
+
+    async def get_many(self, keys: list[str]) -> dict[str, int]:  # a sweep's read
+        await self._meet(keys)
         return await super().get_many(keys)
 
+    async def read_many(self, keys: list[str]) -> dict[str, Taken]:  # a batch of new leads' read
+        await self._meet(keys)
+        return await super().read_many(keys)
 
-@pytest.mark.xfail(strict=True, reason="open: concurrent deciders take one rotation turn twice (0010, 0061)")
+
 async def test_a_re_offer_and_a_new_lead_decided_at_once_take_two_turns_of_the_rotation() -> None:
     """Round robin a, b, c (docs/routing-rules.md, "State": a re-offer takes its turn in the rotation as a new lead
     does). Lead 1 went to a; its offer runs out. The sweeper re-offers it while the consumer routes lead 2: both read
@@ -156,3 +159,66 @@ async def test_a_re_offer_and_a_new_lead_decided_at_once_take_two_turns_of_the_r
     offered = sorted(e.payload.agent_id for e in out.lead_events() if isinstance(e, LeadOffered))
     assert offered == ["b", "c"], f"two turns taken at once went to {offered}; cursor {rotations.positions}"
     assert rotations.positions["acme:Website"] == 3
+
+
+class DiesStoring(FakeRecords):
+    """Records whose first batch insert dies (a crash after the batch's turns and holds were taken)."""
+
+    died = False
+
+    async def insert_batch(
+        self, records: list[RoutingRecord], *, batch_id: str, now_ms: int, before_records: Check | None = None
+    ) -> tuple[list[RoutingRecord], list[str]]:
+        if not self.died:
+            self.died = True
+            raise ConnectionError("killed before its records were stored")
+        return await super().insert_batch(records, batch_id=batch_id, now_ms=now_ms, before_records=before_records)
+
+
+async def test_a_batch_cut_after_its_turns_and_holds_is_decided_again_as_it_was() -> None:
+    """A crash after a batch took its turns and wrote its holds, before its records were stored: the redelivered
+    batch begins where its take began (not after it: no turn skipped) and reads usage without its own leads' holds
+    (not at a cap it only seems to fill itself): each lead goes where it would have gone without the crash."""
+    start = datetime(2026, 5, 5, 10, 0, tzinfo=UTC)
+    account = AccountSnapshot(
+        account_id="acme",
+        name="Acme",
+        roster=(Agent("boss", "Boss", round_robin=False), Agent("a", "A", availability=CAPPED), Agent("b", "B")),
+        round_robin=True,
+    )
+    records, out, rotations, capacity = DiesStoring(), Published(), FakeRotations(), FakeCapacity()
+    router = router_on_fakes(account, clock=lambda: start, records=records, publish=out, rotations=rotations,
+                             capacity=capacity)  # fmt: skip
+    one, two = lead(start, 1), lead(start, 2)
+    with pytest.raises(ConnectionError):
+        await router.on_leads_received([one, two])
+    assert rotations.positions["acme:Website"] == 2, "the turns were taken before the crash"
+    assert not out.lead_events()
+    assert not await router.on_leads_received([one, two])
+    offered = {e.payload.lead_id: e.payload.agent_id for e in out.lead_events() if isinstance(e, LeadOffered)}
+    assert offered == {one.event_id: "a", two.event_id: "b"}
+    assert rotations.positions["acme:Website"] == 2
+    assert against(records, "a") == [str(one.event_id)]
+
+
+async def test_a_hand_offer_to_an_agent_at_its_cap_is_made_not_taken_for_a_lost_slot() -> None:
+    """A broker may offer a lead by hand to an agent at its cap (the hand offer counts against it, decision 0061): its
+    change is not read again for caps, or the agent past its cap would look like a slot another decider took and
+    the command would be decided again until it failed."""
+    start = datetime(2026, 5, 5, 10, 0, tzinfo=UTC)
+    account = AccountSnapshot(
+        account_id="acme",
+        name="Acme",
+        roster=(Agent("boss", "Boss", round_robin=False), Agent("a", "A", availability=CAPPED), Agent("b", "B")),
+        round_robin=True,
+    )
+    records, out, capacity = FakeRecords(), Published(), FakeCapacity()
+    router = router_on_fakes(account, clock=lambda: start, records=records, publish=out, capacity=capacity)
+    one, two = lead(start, 1), lead(start, 2)
+    assert not await router.on_leads_received([one, two])  # one to a (now at its cap), two to b
+    by_hand = DistributeLeadPayload(
+        lead_id=two.event_id, distribution_id=uuid.uuid4(), agent_id="a", mode=DistributionMode.OFFER,
+        claim_window_seconds=600, by_user_id="boss",
+    )  # fmt: skip
+    await router.on_command(DistributeLead.create(account_id="acme", occurred_at=start, payload=by_hand))
+    assert sorted(against(records, "a")) == sorted([str(one.event_id), str(two.event_id)])

@@ -38,7 +38,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -56,7 +56,15 @@ from leadflow_router.adapters.ports import (
     RotationCursors,
     RoutingRecords,
 )
-from leadflow_router.domain.availability import CountedLeads, Gate, Usage, counted, period_start
+from leadflow_router.domain.availability import (
+    NO_USAGE,
+    CountedLeads,
+    Gate,
+    Usage,
+    counted,
+    past_cap,
+    period_start,
+)
 from leadflow_router.domain.contacts import contact_keys, in_account
 from leadflow_router.domain.decisions import (
     ExistingContact,
@@ -82,7 +90,7 @@ from leadflow_router.domain.departures import Departure, on_agent_left
 from leadflow_router.domain.distribution import Distribution, on_distributed, on_returned
 from leadflow_router.domain.erasure import ErasureRequest, PendingContacts, without_contact
 from leadflow_router.domain.model import AccountSnapshot, Activity, Agent, LeadState, RoutingRejected
-from leadflow_router.domain.record import Effects, Outbox, RoutingRecord, received_digest
+from leadflow_router.domain.record import Effects, Outbox, RoutingRecord, Take, Taken, received_digest
 from leadflow_router.domain.rules import RuleChoice
 from leadflow_router.domain.sharing import LeadShare, on_lead_shared
 from leadflow_router.domain.transfers import OfficeTransfer, on_office_transfer, team_member_transferred
@@ -124,6 +132,8 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 RECENT_INPUTS = 20  # activity ids remembered per lead to drop redeliveries
 CAS_ATTEMPTS = 10
+# A batch of new leads decided again, at most, when another decider took the turns or cap slots it was decided on.
+TURN_ATTEMPTS = 5
 # An outbox document older than this (wall clock) is finished by `republish_stale`: a crash left it and no
 # redelivery came (decision 0068). Redeliveries finish theirs at once; this is the backstop.
 STALE_BATCH_SECONDS = 60
@@ -152,6 +162,11 @@ class ContactErasedMeanwhileError(RuntimeError):
 
     def __init__(self, leads: int) -> None:
         super().__init__(f"{leads} lead(s) a repeat of this batch merges into were erased meanwhile; routing again")
+
+
+class TurnsContendedError(RuntimeError):
+    """Other deciders kept taking the rotation turns or cap slots a batch of new leads was decided on
+    (`TURN_ATTEMPTS` times): the consumers' edge tries the batch again."""
 
 
 class RuleSetRefusedError(ValueError):
@@ -184,6 +199,10 @@ class _NewLeads:
     holders: dict[str, Any]
     now: datetime
     cursors: dict[str, int] = field(default_factory=dict)
+    read: dict[str, int] = field(default_factory=dict)  # where the batch's decisions began on each cursor and count
+    # Where each stood as read, when that is not where the decisions began (`_begin`).
+    expected: dict[str, int] = field(default_factory=dict)
+    redelivered: frozenset[str] = frozenset()  # the batch's leads stored before (a crash may have cut their batch)
     reread: set[str] = field(default_factory=set)
     accounts: dict[str, AccountSnapshot] = field(default_factory=dict)  # each read once per batch
     choices: dict[str, tuple[AccountSnapshot, RuleChoice]] = field(default_factory=dict)  # by lead, `_read_turns`
@@ -197,6 +216,11 @@ class _Turn:
     key: str
     cursor: int
     counts: dict[str, int]  # by agent id
+
+    @property
+    def read(self) -> dict[str, int]:
+        """The cursor and counts as read: what `RouterService._reserve` moves them from."""
+        return {self.key: self.cursor} | {_count_key(self.key, agent): n for agent, n in self.counts.items()}
 
     def effects(self, outcome: Outcome, known: dict[str, int]) -> Effects:
         """The rotation's moves `outcome` made, noted in `known` (later decisions of the batch see them)."""
@@ -247,6 +271,8 @@ class _Write:
 
     new: RoutingRecord | None
     stored: Callable[[], None] = _nothing
+    read: Mapping[str, int] = field(default_factory=dict)  # the rotation's cursor and counts it was decided on
+    within_caps: bool = True  # decided within the agents' caps (False: by hand, a broker's choice past them)
 
 
 AGAIN = _Write(None)  # `decide` did something first (flushed the record): read the record again
@@ -339,18 +365,22 @@ class RouterService:
         fresh, rejections = _fresh(events, stored)
         keys = {lead_id: _contact_keys(event) for lead_id, (_, event) in fresh.items()}
         known, holders = await self._known_contacts(sorted({k for ks in keys.values() for k in ks}))
-        batch = _NewLeads(keys=keys, known=known, holders=holders, now=self.clock())
-        await self._read_turns(fresh, batch)
-        records: list[RoutingRecord] = []
-        for lead_id, (index, event) in fresh.items():
-            try:
-                decided = await self._decide_new(lead_id, event, batch)
-            except (RoutingRejected, ValidationError) as exc:
-                rejections.append((index, exc))
-                continue
-            trace = traces[index] if index < len(traces) else None
-            records.append(self._new_record(lead_id, event, decided, batch, trace=trace))
-            self.metrics.decisions.labels(_rule(decided.outcome)).inc()
+        for _ in range(TURN_ATTEMPTS):
+            batch = _NewLeads(keys=keys, known=dict(known), holders=dict(holders), now=self.clock(),
+                              redelivered=frozenset(r.lead_id for r in redelivered))  # fmt: skip
+            await self._read_turns(fresh, batch)
+            decided, refused = await self._decided(fresh, batch, traces)
+            records = await self._reserve([(None, record) for record, _ in decided], batch.read, batch.expected)
+            if records is not None:
+                break
+            self.metrics.cas_conflicts.labels("turns").inc()  # another decider took a turn or slot: decide again
+        else:
+            raise TurnsContendedError(
+                f"{len(fresh)} leads: their turns kept being taken under {TURN_ATTEMPTS} attempts"
+            )
+        rejections += refused
+        for _, rule in decided:
+            self.metrics.decisions.labels(rule).inc()
         # The batch's outboxes wait in outbox documents (decision 0068): dropped once published.
         batch_id = str(uuid.uuid4())
         self._batches_in_flight.add(batch_id)
@@ -361,6 +391,88 @@ class RouterService:
         finally:
             self._batches_in_flight.discard(batch_id)
         return rejections
+
+    async def _decided(
+        self, fresh: dict[str, tuple[int, LeadReceived]], batch: _NewLeads, traces: Sequence[str | None]
+    ) -> tuple[list[tuple[RoutingRecord, str]], BatchRejections]:
+        """The batch's new leads decided in order (each record with the rule that decided it), and those refused."""
+        decided: list[tuple[RoutingRecord, str]] = []
+        refused: BatchRejections = []
+        for lead_id, (index, event) in fresh.items():
+            try:
+                made = await self._decide_new(lead_id, event, batch)
+            except (RoutingRejected, ValidationError) as exc:
+                refused.append((index, exc))
+                continue
+            trace = traces[index] if index < len(traces) else None
+            decided.append((self._new_record(lead_id, event, made, batch, trace=trace), _rule(made.outcome)))
+        return decided, refused
+
+    async def _reserve(
+        self,
+        changes: Sequence[tuple[LeadState | None, RoutingRecord]],
+        read: Mapping[str, int],
+        expected: Mapping[str, int] | None = None,
+        *,
+        within_caps: bool = True,
+    ) -> list[RoutingRecord] | None:
+        """Take the turns and cap slots the changed records (each with its lead's state before) were decided on,
+        before they are stored; None when another decider (a sweeper, a consumer, any replica) took one since they
+        were read: nothing is taken then, and the caller decides again (decisions 0010 and 0061, amended in session
+        32). First the holds of capped accounts, then each agent the changes started counting the lead against read
+        again: past a cap means another decider gave it the slot too (whichever reads second sees both holds; the
+        holds are put back as the records are); then each rotation cursor and count moved from its value as `read`
+        (`RotationCursors.take`; `expected`: where one stood when it is not where the decisions began, a batch
+        decided again after a crash cut it; `within_caps` False: decided past the caps, by hand, so not read again).
+        The records come back without what was taken (flush moves and holds nothing more)."""
+        capped = await self._capped_accounts([record for _, record in changes])
+        holds = [(r.lead_id, r.account_id, agents) for _, r in changes
+                 if r.account_id in capped and (agents := r.outbox.effects.capacity) is not None]  # fmt: skip
+        if holds and self.capacity is not None:
+            await self.capacity.hold_many(holds, to_ms(self.clock()) or 0)
+            if within_caps and await self._past_caps(changes, capped):
+                await self._put_back_holds([r for _, r in changes])
+                return None
+        moves = _moves([record for _, record in changes], read, expected or {})
+        if moves and await self.rotations.take(moves):
+            if holds:
+                await self._put_back_holds([r for _, r in changes])
+            return None
+        return [_taken(record, moves, held=record.account_id in capped) for _, record in changes]
+
+    async def _capped_accounts(self, records: list[RoutingRecord]) -> dict[str, AccountSnapshot]:
+        """The records' accounts where somebody has a cap (their leads are counted), when caps are checked."""
+        if self.capacity is None or not records:
+            return {}
+        found = await self.accounts.get_many(sorted({record.account_id for record in records}))
+        return {account_id: a for account_id, a in found.items() if a is not None and a.counts_leads}
+
+    async def _past_caps(
+        self, changes: Sequence[tuple[LeadState | None, RoutingRecord]], capped: dict[str, AccountSnapshot]
+    ) -> bool:
+        """Whether an agent the changes started counting a lead against is past a cap, read after their holds."""
+        now = self.clock()
+        for account_id, account in capped.items():
+            started = {a for before, r in changes if r.account_id == account_id for a in _started(before, r)}
+            usage = await self._usage(account, now, {}) if started else None
+            for agent_id in sorted(started):
+                agent = account.agent(agent_id)
+                caps = agent.availability.caps if agent is not None and agent.availability is not None else None
+                if caps is not None and usage is not None and past_cap(caps, usage.get(agent_id, NO_USAGE)):
+                    return True
+        return False
+
+    async def _put_back_holds(self, records: list[RoutingRecord]) -> None:
+        """The holds of leads whose changes were not stored, as their stored records say (none for a lead not stored:
+        read again, not as the changes found them: a change stored meanwhile holds what it counts)."""
+        capped = await self._capped_accounts(records)
+        records = [record for record in records if record.account_id in capped]
+        if self.capacity is None or not records:
+            return
+        stored = await self.records.get_many([record.lead_id for record in records])
+        holds = [(r.lead_id, r.account_id, tuple(sorted(counted(s.state if (s := stored.get(r.lead_id)) else None))))
+                 for r in records]  # fmt: skip
+        await self.capacity.hold_many(holds, to_ms(self.clock()) or 0)
 
     async def _not_into_erased(self, records: list[RoutingRecord]) -> None:
         """Refuse to store a repeat (R1) merged into a lead of an earlier batch that an erasure scrubbed since the
@@ -471,7 +583,12 @@ class RouterService:
             key, agents = _turn_keys(account, lead.summary.source.name, rule_id_of(choice, account))
             wanted += [key, *(_count_key(key, agent) for agent in agents)]
         if missing := sorted(set(wanted) - batch.cursors.keys()):
-            batch.cursors.update(await self.rotations.get_many(missing))
+            ours = set(fresh) | batch.redelivered
+            for key, taken in (await self.rotations.read_many(missing)).items():
+                begin = _begin(taken, ours, batch.redelivered)
+                batch.cursors[key] = batch.read[key] = begin
+                if begin != taken.position:
+                    batch.expected[key] = taken.position
 
     async def _decide_new(self, lead_id: str, event: LeadReceived, batch: _NewLeads) -> _Decided:
         account = batch.accounts.get(event.account_id) or await self._account(event.account_id)
@@ -483,24 +600,37 @@ class RouterService:
         lead = _new_lead(lead_id, event)
         chosen = batch.choices.get(lead_id)
         choice = chosen[1] if chosen is not None and chosen[0] is account else rule_for(lead, account, batch.now)
-        turn = await self._turn(account, lead.summary.source.name, rule_id_of(choice, account), batch.cursors)
+        turn = await self._turn(
+            account, lead.summary.source.name, rule_id_of(choice, account), batch.cursors, read=batch.read
+        )
         existing = next((batch.known[k] for k in batch.keys[lead_id] if k in batch.known), None)
         context = RoutingContext(
             existing=None if existing is None else ExistingContact(existing, batch.holders.get(existing)),
             rotation=turn.cursor,
             counts=turn.counts,
-            usage=await self._usage(account, batch.now, batch.usage),
+            # Without holds of the batch's own leads: a crash between its holds and its records may have left them.
+            usage=await self._usage(account, batch.now, batch.usage, without=batch.keys.keys()),
             choice=choice,
         )
         return _Decided(route_new_lead(lead, account, context, batch.now), turn, existing)
 
     async def _turn(
-        self, account: AccountSnapshot, source_name: str, rule_id: str | None, known: dict[str, int]
+        self,
+        account: AccountSnapshot,
+        source_name: str,
+        rule_id: str | None,
+        known: dict[str, int],
+        *,
+        read: dict[str, int] | None = None,
     ) -> _Turn:
-        """The rotation of a lead of `source_name` routed by `rule_id`, read past what is `known`."""
+        """The rotation of a lead of `source_name` routed by `rule_id`, read past what is `known` (and noted in
+        `read`, as read)."""
         key, agents = _turn_keys(account, source_name, rule_id)
         if missing := [k for k in [key, *(_count_key(key, a) for a in agents)] if k not in known]:
-            known.update(await self.rotations.get_many(missing))
+            found = await self.rotations.get_many(missing)
+            known.update(found)
+            if read is not None:
+                read.update(found)
         return _Turn(key, known[key], {a: known[_count_key(key, a)] for a in agents})
 
     def _new_record(
@@ -618,10 +748,14 @@ class RouterService:
             if write.new is None:  # AGAIN
                 continue
             new = replace(write.new, inputs=record.remembering(str(input_id), RECENT_INPUTS).inputs)
-            if await self.records.compare_and_set(new, expected_version=record.version):
-                write.stored()
-                await self.flush([new])
-                return True
+            reserved = await self._reserve([(record.state, new)], write.read, within_caps=write.within_caps)
+            if reserved is not None:
+                if await self.records.compare_and_set(reserved[0], expected_version=record.version):
+                    write.stored()
+                    await self.flush(reserved)
+                    return True
+                # Another change of the lead won: what was reserved for this one goes back (`_give_back`).
+                await self._give_back([(record, new)], [], write.read)
             self.metrics.cas_conflicts.labels(path).inc()
         raise RuntimeError(f"lead {lead_id} kept changing under {CAS_ATTEMPTS} attempts")
 
@@ -673,6 +807,7 @@ class RouterService:
                 return _Write(
                     self._next_record(record, outcome, source_id=source_id, now=now, effects=effects),
                     stored=_logged("agent's lead released", lead_id, outcome.explanation),
+                    read=turn.read,
                 )
 
             await self._compare_and_set(lead_id, command_id, "release", check, decide)
@@ -739,6 +874,7 @@ class RouterService:
             return _Write(
                 self._next_record(record, outcome, source_id=command.event_id, now=now),
                 stored=_logged(f"lead changed by {path}", lead_id, outcome.explanation),
+                within_caps=False,  # a hand offer goes to whom the broker chose, at a cap or not
             )
 
         return await self._compare_and_set(lead_id, command.event_id, path, check, change)
@@ -1071,24 +1207,62 @@ class RouterService:
         # First events a crash left in their batch's document go out before the expiries (decision 0068).
         await self._finish_batches(record.outbox.batch for record in due)
         cursors: dict[str, int] = {}
+        read: dict[str, int] = {}
         usage: dict[str, CountedLeads] = {}
         changes: list[tuple[RoutingRecord, RoutingRecord]] = []  # (as read, as decided)
         for record in due:
             try:
-                changes.append((record, await self._fired(record, now, cursors, usage)))
+                changes.append((record, await self._fired(record, now, cursors, usage, read)))
             except Exception as exc:
                 if is_transient(exc):
                     raise  # an outage: the whole pass again, later
                 # This record alone (its account unknown or unreadable, a fault): the others' deadlines still
                 # fire, and it is looked at again later instead of heading every pass (decision 0077).
                 await self._postpone(record, now, exc)
+        decided = changes
+        changes, contended = await self._reserve_fired(changes, read)
         stored, deferred = await self._store_fired(changes)
+        if contended:  # another decider took a turn or slot these were decided on: decided again at once
+            self.metrics.cas_conflicts.labels("turns").inc()
+        else:
+            await self._give_back(decided, stored, read)
         self.metrics.expiries.inc(len(stored))
         self.metrics.cas_conflicts.labels("sweeper").inc(len(changes) - len(stored) - deferred)  # a claim won
+        deferred += contended
         if deferred:
             self.on_deadline(to_ms(now))  # still due: the sweeper goes round again at once
         await self.flush(stored)
         return len(due)
+
+    async def _reserve_fired(
+        self, changes: list[tuple[RoutingRecord, RoutingRecord]], read: Mapping[str, int]
+    ) -> tuple[list[tuple[RoutingRecord, RoutingRecord]], int]:
+        """The pass's changes with the turns and slots they took reserved (`_reserve`); when another decider took one
+        meanwhile, those that take turns are left out (still due: decided again at once) and counted."""
+        taking = [(old, new) for old, new in changes if _turns(old, new)]
+        if not taking:
+            return changes, 0
+        reserved = await self._reserve([(old.state, new) for old, new in taking], read)
+        if reserved is None:
+            return [(old, new) for old, new in changes if not _turns(old, new)], len(taking)
+        by_lead = {record.lead_id: record for record in reserved}
+        return [(old, by_lead.get(new.lead_id, new)) for old, new in changes], 0
+
+    async def _give_back(
+        self, decided: list[tuple[RoutingRecord, RoutingRecord]], stored: list[RoutingRecord], read: Mapping[str, int]
+    ) -> None:
+        """The turns and slots reserved for a pass's changes that were not stored (a claim won one, those after it
+        sharing its turns were deferred): each cursor and count back to where the stored ones left it, unless another
+        decider moved it since; the leads' holds as their records say."""
+        kept = {record.lead_id for record in stored}
+        lost = [new for old, new in decided if _turns(old, new) and new.lead_id not in kept]
+        if not lost:
+            return
+        reserved = _moves([new for old, new in decided if _turns(old, new)], read, {})
+        reached = _moves([new for old, new in decided if new.lead_id in kept], read, {})
+        back = {key: (take.to, reached[key].to if key in reached else read[key]) for key, take in reserved.items()}
+        await self.rotations.take({key: Take(to, back, back) for key, (to, back) in back.items() if back < to})
+        await self._put_back_holds(lost)
 
     async def _store_fired(self, changes: list[tuple[RoutingRecord, RoutingRecord]]) -> tuple[list[RoutingRecord], int]:
         """Store a pass's decided records by compare-and-set; returns those stored and how many were deferred.
@@ -1122,13 +1296,18 @@ class RouterService:
         return stored + [record for record in others if record is not None], deferred
 
     async def _fired(
-        self, record: RoutingRecord, now: datetime, cursors: dict[str, int], usage: dict[str, CountedLeads]
+        self,
+        record: RoutingRecord,
+        now: datetime,
+        cursors: dict[str, int],
+        usage: dict[str, CountedLeads],
+        read: dict[str, int] | None = None,
     ) -> RoutingRecord:
         """The due record's next version: its offers expired, the lead offered on or fallen back (R9, R10)."""
         state = record.state
         assert state is not None  # noqa: S101 (only leads have deadlines)
         account = await self._account(state.account_id)
-        turn = await self._turn(account, state.source_name, state.rule_id, cursors)
+        turn = await self._turn(account, state.source_name, state.rule_id, cursors, read=read)
         known = await self._usage(account, now, usage)
         outcome = on_deadline(state, account, Standing(turn.cursor, turn.counts, known), now)
         moved: dict[str, int] = {}
@@ -1326,7 +1505,12 @@ class RouterService:
         return Gate(now, account.holidays, await self._usage(account, now, {}), account.time_zone).refuses(agent)
 
     async def _usage(
-        self, account: AccountSnapshot, now: datetime, known: dict[str, CountedLeads]
+        self,
+        account: AccountSnapshot,
+        now: datetime,
+        known: dict[str, CountedLeads],
+        *,
+        without: Collection[str] = (),
     ) -> dict[str, Usage] | None:
         """The counted leads of the account's capped agents this day, week and month (read once per
         batch into `known`, with the leads they are: `_recount`); None when nobody has a cap (nothing is
@@ -1337,7 +1521,8 @@ class RouterService:
             capped = [a.agent_id for a in account.roster if a.availability is not None and a.availability.caps]
             since = to_ms(period_start(now, account.time_zone)) or 0
             times = await self.capacity.times(account.account_id, capped, since)
-            leads = {agent: {lead: from_epoch_ms(ms) for lead, ms in at.items()} for agent, at in times.items()}
+            leads = {agent: {lead: from_epoch_ms(ms) for lead, ms in at.items() if lead not in without}
+                     for agent, at in times.items()}  # fmt: skip
             known[account.account_id] = CountedLeads.of(leads, now, account.time_zone)
         return known[account.account_id].usage
 
@@ -1377,6 +1562,47 @@ def _new_lead(lead_id: str, event: LeadReceived) -> NewLead:
         contact=payload.contact, source=payload.source, message=payload.message, criteria=payload.criteria
     )
     return NewLead(lead_id, event.account_id, summary)
+
+
+def _moves(records: list[RoutingRecord], read: Mapping[str, int], expected: Mapping[str, int]) -> dict[str, Take]:
+    """Each rotation cursor and count the records moved: from where their decisions began (`read`; where it stood,
+    `expected`, when that differs) to the furthest they took it, with each lead that moved it and where."""
+    leads: dict[str, list[tuple[str, int]]] = {}
+    for record in records:
+        effects = record.outbox.effects
+        for key, position in (*([effects.rotation] if effects.rotation else ()), *effects.counts):
+            leads.setdefault(key, []).append((record.lead_id, position))
+    return {
+        key: Take(expected.get(key, read[key]), to, read[key], tuple(moved))
+        for key, moved in leads.items()
+        if key in read and (to := max(at for _, at in moved)) > read[key]
+    }
+
+
+def _begin(taken: Taken, ours: set[str] | frozenset[str], stored: frozenset[str]) -> int:
+    """Where a batch's decisions begin on a cursor or count: where it stands, unless its last take was by leads all
+    in this batch (a crash cut their batch before its records were all stored; its offsets were not committed): then
+    where that take began, or where the last of them stored left it. The rotation goes on as without the crash
+    (decision 0022), the turns it took then not lost."""
+    if taken.start is None or not taken.leads or not {lead for lead, _ in taken.leads} <= ours:
+        return taken.position
+    return max([taken.start, *(at for lead, at in taken.leads if lead in stored)])
+
+
+def _taken(record: RoutingRecord, moves: Mapping[str, Take], *, held: bool) -> RoutingRecord:
+    """The record without the effects `_reserve` applied: the moves it took, its holds (`held`)."""
+    effects = record.outbox.effects
+    rotation = effects.rotation
+    if rotation is not None and rotation[0] in moves and moves[rotation[0]].to >= rotation[1]:
+        rotation = None
+    counts = tuple((key, n) for key, n in effects.counts if key not in moves or moves[key].to < n)
+    left = replace(effects, rotation=rotation, counts=counts, capacity=None if held else effects.capacity)
+    return record if left == effects else replace(record, outbox=replace(record.outbox, effects=left))
+
+
+def _started(before: LeadState | None, record: RoutingRecord) -> frozenset[str]:
+    """The agents a change started counting its lead against."""
+    return counted(record.state) - counted(before)
 
 
 def _fresh(

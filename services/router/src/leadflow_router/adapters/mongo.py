@@ -32,7 +32,7 @@ from leadflow_router.domain.model import (
     PauseWindow,
     SourceKind,
 )
-from leadflow_router.domain.record import Outbox, OutboxDocument, RoutingRecord
+from leadflow_router.domain.record import Outbox, OutboxDocument, RoutingRecord, Take, Taken
 from leadflow_shared.account_config import RoutingFields, pause_windows, time_zone_of
 from leadflow_shared.availability import availability_of, holidays_of
 from leadflow_shared.collections import (
@@ -543,6 +543,30 @@ class Rotations:
         if keys:
             await self._rotations.delete_many({"_id": {"$in": keys}})
 
+    async def read_many(self, keys: list[str]) -> dict[str, Taken]:
+        """Each key's position (0 when it has none) with its last take, in one query."""
+        found = {doc["_id"]: doc async for doc in self._rotations.find({"_id": {"$in": keys}})}
+        return {key: _taken(found.get(key)) for key in keys}
+
+    async def take(self, moves: dict[str, Take]) -> set[str]:
+        """Move each key from where it stood when read (`Take.expected`) to `Take.to`, in one command, unless it moved
+        since (a turn another decider took meanwhile: those keys are returned, lost, and left as they are); the take
+        is noted on the key (its start and leads). A key read at 0 may have no document: it is created, unless
+        another decider created it first."""
+        if not moves:
+            return set()
+        keys = list(moves)
+        ups = [UpdateOne({"_id": key, "position": moves[key].expected}, {"$set": _take_fields(moves[key])}, upsert=True)
+               for key in keys]  # fmt: skip
+        try:
+            await self._rotations.bulk_write(ups, ordered=False)
+        except BulkWriteError as exc:
+            if not _only_duplicates(exc):
+                raise
+            # The filter missed (moved since): the upsert's insert met the key's document.
+            return {keys[error["index"]] for error in exc.details["writeErrors"]}
+        return set()
+
     async def advance_many(self, positions: dict[str, int]) -> None:
         """Move each key at least as far as its position, in one command (`$max`, created when missing)."""
         if not positions:
@@ -555,6 +579,21 @@ class Rotations:
                 raise
             # Another replica created some of these keys at the same moment: they exist now, so `$max` applies.
             await self._rotations.bulk_write([ups[error["index"]] for error in exc.details["writeErrors"]])
+
+
+def _take_fields(take: Take) -> Doc:
+    return {"position": take.to, "taken": {"start": take.start, "to": take.to, "leads": [list(x) for x in take.leads]}}
+
+
+def _taken(doc: Doc | None) -> Taken:
+    if doc is None:
+        return Taken(0)
+    position, taken = int(doc["position"]), doc.get("taken")
+    if not isinstance(taken, dict) or taken.get("to") != position:  # none, or moved since by `advance_many`
+        return Taken(position)
+    start = taken.get("start")
+    leads = tuple((str(lead), int(at)) for lead, at in taken.get("leads") or ())
+    return Taken(position, int(start) if isinstance(start, int) else None, leads)
 
 
 class Capacity:

@@ -101,6 +101,12 @@ def over_cap(caps: Caps, usage: Usage) -> str | None:
     return None
 
 
+def past_cap(caps: Caps, usage: Usage) -> bool:
+    """Whether `usage` (the lead just counted in it) is past a cap: two deciders gave the agent its last slot."""
+    return any(cap is not None and used > cap for cap, used in ((caps.day, usage.day), (caps.week, usage.week),
+                                                                 (caps.month, usage.month)))  # fmt: skip
+
+
 def usage_of(times: Iterable[datetime], now: datetime, time_zone: str) -> Usage:
     """An agent's usage from the times its counted leads were offered, by the account's calendar."""
     zone = ZoneInfo(time_zone)

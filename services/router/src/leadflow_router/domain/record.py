@@ -48,6 +48,27 @@ class Effects:
 
 
 @dataclass(frozen=True, slots=True)
+class Take:
+    """One decider's move of a rotation cursor or balanced count (`RotationCursors.take`): from where it stood
+    (`expected`) to `to`, made of decisions begun at `start`; `leads`: each lead that moved it, with where it left it
+    (a redelivery of the same leads after a crash begins again from there: `RouterService._read_turns`)."""
+
+    expected: int
+    to: int
+    start: int
+    leads: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """A rotation cursor or count as read, with its last take (`Take`: its start and leads; none before)."""
+
+    position: int
+    start: int | None = None
+    leads: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Outbox:
     """Serialized events to publish in order, each with its Kafka key, and the effects to apply."""
 

@@ -1,0 +1,163 @@
+"""Two deciders of one account at once on the real MongoDB-wire server (decisions 0010, 0061 amended in session 32):
+a sweeper re-offering an expired lead and another replica's consumer routing a new lead, both reading the rotation
+and the capped agents' usage before either stores (the reads made to meet, with a deadline). Each takes its turns
+and slots before it stores (`RouterService._reserve`, `Rotations.take`); the one that finds them taken decides again.
+The in-memory proof is `unit/test_router_concurrent_deciders.py`; this one runs the adapters' commands."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fakes_router import Published
+from prometheus_client import CollectorRegistry
+from pymongo import AsyncMongoClient
+from router_harness import router_on, router_service
+
+from leadflow_router.adapters.mongo import Capacity, Rotations
+from leadflow_router.domain.record import Take, Taken
+from leadflow_shared.collections import ROUTER_CAPACITY, ROUTER_ROTATIONS
+from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
+from leadflow_shared.events.routing import LeadOffered
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
+
+NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # a Monday, 10:00 in New York
+
+
+def config(caps: dict[str, Any] | None) -> dict[str, Any]:
+    agents: list[dict[str, Any]] = [
+        {"agent_id": "broker", "name": "Broker", "email": "broker@acme.example", "round_robin": False},
+        {"agent_id": "ana", "name": "Ana", "email": "ana@acme.example", **({"caps": caps} if caps else {})},
+        {"agent_id": "ben", "name": "Ben", "email": "ben@acme.example"},
+        {"agent_id": "cy", "name": "Cy", "email": "cy@acme.example"},
+    ]
+    account = {"account_id": "acme", "name": "Acme", "round_robin": True, "time_zone": "America/New_York",
+               "agents": agents, "roster": [a["agent_id"] for a in agents],
+               "sources": [{"name": "Website", "claim_window_seconds": 600}]}  # fmt: skip
+    return {"accounts": [account]}
+
+
+def lead(at: datetime) -> LeadReceived:
+    payload = LeadReceivedPayload(
+        contact=Contact(first_name="Lead", email=f"l-{uuid.uuid4().hex[:8]}@example.com"),
+        source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
+    )
+    return LeadReceived.create(account_id="acme", payload=payload, occurred_at=at)
+
+
+class Meeting:
+    """Reads that wait for each other, `readers` of them, at most 2 s (a decider reading after the other stored
+    does not wait for ever)."""
+
+    def __init__(self, readers: int) -> None:
+        self.readers, self._arrived, self._all_in = readers, 0, asyncio.Event()
+
+    async def wait(self) -> None:
+        self._arrived += 1
+        if self._arrived >= self.readers:
+            self._all_in.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._all_in.wait(), timeout=2.0)
+
+
+class MeetingRotations(Rotations):
+    def __init__(self, db: Any, meeting: Meeting) -> None:
+        super().__init__(db)
+        self.meeting = meeting
+
+    async def get_many(self, keys: list[str]) -> dict[str, int]:  # a sweep's read
+        await self.meeting.wait()
+        return await super().get_many(keys)
+
+    async def read_many(self, keys: list[str]) -> dict[str, Taken]:  # a batch of new leads' read
+        await self.meeting.wait()
+        return await super().read_many(keys)
+
+
+class MeetingCapacity(Capacity):
+    def __init__(self, db: Any, meeting: Meeting) -> None:
+        super().__init__(db)
+        self.meeting = meeting
+
+    async def times(self, account_id: str, agent_ids: list[str], since_ms: int) -> dict[str, dict[str, int]]:
+        await self.meeting.wait()
+        return await super().times(account_id, agent_ids, since_ms)
+
+
+def offers(published: Published, *leads: LeadReceived) -> list[tuple[str, str]]:
+    ids = {event.event_id: n for n, event in enumerate(leads, 1)}
+    return sorted((f"lead {ids[e.payload.lead_id]}", e.payload.agent_id) for e in published.lead_events()
+                  if isinstance(e, LeadOffered) and e.payload.lead_id in ids)  # fmt: skip
+
+
+async def test_a_re_offer_and_a_new_lead_decided_at_once_take_two_turns(mongo_url: str) -> None:
+    async with router_on(mongo_url, config(None), now=NOW) as router:
+        one = lead(NOW)
+        assert not await router.service.on_leads_received([one])
+        assert offers(router.published, one) == [("lead 1", "ana")]
+        router.clock.now = NOW + timedelta(minutes=11)  # ana's offer ran out
+        meeting = Meeting(2)
+        sweeper = replace(router.service, rotations=MeetingRotations(router.db, meeting))
+        other = router_service(router.db, router.published, router.clock, CollectorRegistry())  # another replica
+        consumer = replace(other, rotations=MeetingRotations(router.db, meeting))
+        two = lead(router.clock.now)
+        await asyncio.gather(sweeper.sweep_once(), consumer.on_leads_received([two]))
+        await router.service.sweep_once()  # a sweep that found its turn taken goes round again at once
+        taken = [agent for _, agent in offers(router.published, one, two)[1:]]
+        assert sorted(taken) == ["ben", "cy"], f"two turns at once went to {taken}: one turn taken twice"
+        cursor = await router.db[ROUTER_ROTATIONS].find_one({"_id": "acme:Website"})
+        assert cursor is not None
+        assert cursor["position"] == 3
+
+
+async def test_a_sweep_and_a_new_lead_decided_at_once_give_a_capped_agent_one_lead(mongo_url: str) -> None:
+    async with router_on(mongo_url, config({"day": 1}), now=NOW) as router:
+        await router.db[ROUTER_ROTATIONS].insert_one({"_id": "acme:Website", "position": 1})  # next: ben (ana, ben, cy)
+        one = lead(NOW)
+        assert not await router.service.on_leads_received([one])
+        assert offers(router.published, one) == [("lead 1", "ben")]
+        router.clock.now = NOW + timedelta(minutes=11)  # ben's offer ran out: lead 1 goes on to cy, or ana
+        await router.db[ROUTER_ROTATIONS].update_one({"_id": "acme:Website"}, {"$set": {"position": 3}})  # next: ana
+        meeting = Meeting(2)
+        sweeper = replace(router.service, capacity=MeetingCapacity(router.db, meeting))
+        other = router_service(router.db, router.published, router.clock, CollectorRegistry())
+        consumer = replace(other, capacity=MeetingCapacity(router.db, meeting))
+        two = lead(router.clock.now)
+        await asyncio.gather(sweeper.sweep_once(), consumer.on_leads_received([two]))
+        await router.service.sweep_once()  # a sweep that found its slot taken goes round again at once
+        held = [doc["lead_id"] async for doc in router.db[ROUTER_CAPACITY].find({"agent_id": "ana"})]
+        assert len(held) <= 1, f"ana (a day cap of 1) counts {len(held)} leads: {offers(router.published, one, two)}"
+        assert len(held) == 1, "one of them still went to ana: a slot is not left unused"
+
+
+async def test_a_rotation_moves_only_from_where_it_was_read(mongo_url: str) -> None:
+    """`Rotations.take` on nx-27017: a key with no document read at 0 is created; a key moved since it was read is
+    lost and left as it is; of two takes from the same position, one wins."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
+    db = client[f"router_take_{uuid.uuid4().hex[:8]}"]
+    try:
+        rotations = Rotations(db)
+        assert await rotations.take({"a:new": Take(0, 2, 0)}) == set()
+        assert await rotations.get_many(["a:new"]) == {"a:new": 2}
+        assert await rotations.take({"a:new": Take(0, 5, 0), "a:other": Take(0, 1, 0)}) == {"a:new"}
+        assert await rotations.get_many(["a:new", "a:other"]) == {"a:new": 2, "a:other": 1}
+        outcomes = await asyncio.gather(*(rotations.take({"a:new": Take(2, to, 2)}) for to in (3, 4)))
+        assert sorted(len(lost) for lost in outcomes) == [0, 1]
+        assert (await rotations.get_many(["a:new"]))["a:new"] in (3, 4)
+        assert await rotations.take({"a:fresh": Take(0, 1, 0)}) == set()
+        racing = await asyncio.gather(*(rotations.take({"a:race": Take(0, n, 0)}) for n in (1, 2, 3)))
+        assert sorted(len(lost) for lost in racing) == [0, 1, 1]
+        # A take is noted with its start and leads while the position is its own; moved on by `advance_many`, not.
+        assert await rotations.take({"a:fresh": Take(1, 3, 1, (("l1", 2), ("l2", 3)))}) == set()
+        assert await rotations.read_many(["a:fresh"]) == {"a:fresh": Taken(3, 1, (("l1", 2), ("l2", 3)))}
+        await rotations.advance_many({"a:fresh": 4})
+        assert await rotations.read_many(["a:fresh", "a:none"]) == {"a:fresh": Taken(4), "a:none": Taken(0)}
+    finally:
+        await client.drop_database(db.name)
+        await client.close()
