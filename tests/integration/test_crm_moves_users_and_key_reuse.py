@@ -19,6 +19,7 @@ form's test runs crm-api's whole app in-process on the session's Tansu and nx-27
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -29,6 +30,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from crm_harness import Published
+from fastapi.exceptions import RequestValidationError
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -45,10 +47,12 @@ from leadflow_crm_api.errors import CrmApiError, Unavailable
 from leadflow_crm_api.handlers import project
 from leadflow_crm_api.use_cases import distribution, lead_work, offices, sharing
 from leadflow_crm_api.use_cases.leads import account_leads, lead_view
-from leadflow_shared.collections import ACCOUNTS, AGENTS, CRM_LEADS
+from leadflow_shared.collections import ACCOUNTS, AGENTS, CRM_LEADS, CRM_OFFICE_TRANSFERS, CRM_TRANSFERS
 from leadflow_shared.events.commands import ShareLead
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import (
+    ContactErased,
+    ContactErasedPayload,
     LeadOffered,
     LeadOfferedPayload,
     LeadTransferred,
@@ -389,6 +393,227 @@ def _moved_to_south(lead: uuid.UUID, at: datetime, transfer: uuid.UUID | None = 
 
 def _event_id(body: bytes) -> str:
     return str(json.loads(body)["event_id"])
+
+
+NAMES = {NORTH: "North", SOUTH: "South", WEST: "West"}
+FIRST_AGENT = {NORTH: "nora", SOUTH: "sam", WEST: "wes"}
+
+
+def _moved(lead: str, source: str, target: str, transfer: str, at: datetime) -> LeadTransferred:
+    """The router's LeadTransferred of a move it applied (keyed by the office the lead left)."""
+    return LeadTransferred.create(
+        account_id=source,
+        occurred_at=at,
+        payload=LeadTransferredPayload(
+            lead_id=uuid.UUID(lead), transfer_id=uuid.UUID(transfer), from_account_id=source,
+            from_account_name=NAMES[source], previous_owner_agent_id=None, to_account_id=target,
+            to_account_name=NAMES[target], agent_id=FIRST_AGENT[target], by_user_id="nora",
+            contact=Contact(first_name="Mo", email="mo@x.example"), source=SOURCE,
+        ),
+    )  # fmt: skip
+
+
+def _bulk(lead_ids: list[str], to: str) -> offices.BulkOfficeTransferCreate:
+    return offices.BulkOfficeTransferCreate.model_validate({"lead_ids": lead_ids, "to_account_id": to})
+
+
+def _moves_sent(publish: Published) -> list[str]:
+    return sorted(str(json.loads(body)["payload"]["lead_id"]) for _, body in publish.records)
+
+
+async def test_a_half_done_bulk_moves_retry_sends_no_move_of_a_lead_another_move_took_to_another_office(
+    db: Db,
+) -> None:
+    # 1. North bulk-moves A and B to South (key "h153-bulk"); Kafka refuses A's TransferLead: 503. The bulk record lists
+    #    A and B; A's transfer is stored (unpublished), B has none, so B is "moving" for nobody.
+    # 2. North bulk-moves B to West (another key): B passes the "already being moved" check, the router moves it.
+    # 3. The client retries step 1 with its key (as the 503 told it to).
+    a, b = str(await a_north_lead(db)), str(await a_north_lead(db))
+    north = account_leads(NORA, db, NORTH)
+    with pytest.raises(Unavailable):
+        await offices.transfer_many_to_office(NORTH, _bulk([a, b], SOUTH), north, NORA, db, kafka_down, "h153-bulk")
+    assert await OfficeTransfers(db).moving(NORTH, [b]) == {}, "nothing marks B as being moved"
+    to_west = await offices.transfer_many_to_office(NORTH, _bulk([b], WEST), north, NORA, db, Published(), "h153-west")
+    [west_move] = to_west.transfers
+    await project(_moved(b, NORTH, WEST, west_move.transfer_id, T0 + timedelta(minutes=5)), views=LeadViews(db))
+
+    retry = Published()
+    answered = await offices.transfer_many_to_office(NORTH, _bulk([a, b], SOUTH), north, NORA, db, retry, "h153-bulk")
+    pending_b = [t.transfer_id for t in answered.transfers if t.lead_id == b and t.status == "pending"]
+
+    # The consequence: West gives B back to North later; North can never bulk-move it again, as the retry's transfer
+    # of B (a lead of West when sent: refused by the router, no LeadTransferred) stays pending in North for good.
+    await project(_moved(b, WEST, NORTH, str(uuid.uuid4()), T0 + timedelta(minutes=10)), views=LeadViews(db))
+    try:
+        await offices.transfer_many_to_office(NORTH, _bulk([b], WEST), north, NORA, db, Published(), "h153-later")
+        later = "accepted"
+    except CrmApiError as exc:
+        later = f"refused {exc.status}: {exc.detail}"
+    except RequestValidationError as exc:  # refuse_named's 422
+        later = f"refused 422: {exc.errors()}"
+    assert (_moves_sent(retry), pending_b, later) == ([a], [], "accepted"), (
+        "the retry of a half-done bulk move sent a TransferLead for B (North -> South) though another move had taken "
+        f"B to West meanwhile (sent: {_moves_sent(retry)}, B's transfer answered pending: {pending_b}); once B came "
+        f"back to North, North's next bulk move of B was {later}"
+    )
+
+
+async def test_a_transfer_stopped_before_its_writes_and_retried_after_a_lead_left_writes_no_share_there(
+    db: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 1. North transfers lead L to Rio (T1, by id, key "h153-t1"); crm-api stores the record and stops before its
+    #    writes (a crash, a timeout: the client gets no answer).
+    # 2. North moves L to South (T2); the router applies it.
+    # 3. The client retries step 1.
+    await connected_with_rio(db)
+    lead = str(await a_north_lead(db))
+    body = sharing.TransferCreate(lead_ids=[lead], realtor_id="rio")
+    real_apply = AccountTransfers.apply
+
+    async def crash(self: AccountTransfers, transfer: dict[str, Any]) -> None:
+        del self, transfer
+        monkeypatch.setattr(AccountTransfers, "apply", real_apply)
+        raise ConnectionError("crm-api stopped after storing the record")
+
+    monkeypatch.setattr(AccountTransfers, "apply", crash)
+    with pytest.raises(ConnectionError):
+        await sharing.transfer_leads(NORTH, body, NORA, db, Published(), "h153-t1")
+    await project(_moved(lead, NORTH, SOUTH, str(uuid.uuid4()), T0 + timedelta(minutes=5)), views=LeadViews(db))
+
+    publish = Published()
+    # A refusal (the lead is not North's any more) is a fine answer; what the retry wrote and sent is judged below.
+    with contextlib.suppress(CrmApiError):
+        await sharing.transfer_leads(NORTH, body, NORA, db, publish, "h153-t1")
+    shared = [str(ShareLead.model_validate_json(b).payload.lead_id) for _, b in publish.records]
+    south_sees = await lead_view(account_leads(SAM, db, SOUTH), SAM, db, lead)
+    false_history = [e.summary for e in south_sees.timeline if e.type == "LeadShared"]
+    assert (shared, false_history) == ([], []), (
+        "a T1 retry after the lead moved to South sent a ShareLead for South's lead from North "
+        f"({shared}) and wrote into its timeline, which South reads, {false_history}: the lead was never shared"
+    )
+
+
+async def _erase(db: Db, lead: str, account: str) -> None:
+    erased = ContactErased.create(
+        account_id=account,
+        occurred_at=T0 + timedelta(minutes=20),
+        payload=ContactErasedPayload(
+            erasure_id=uuid.uuid4(), lead_ids=[uuid.UUID(lead)], by_user_id="nora", reason="ticket 153"
+        ),
+    )
+    await project(erased, views=LeadViews(db))
+
+
+async def _email_of(db: Db, lead: str) -> str:
+    view = await lead_view(account_leads(NORA, db, NORTH), NORA, db, lead)
+    assert view.email, "the lead has its contact's email before the erasure"
+    return view.email
+
+
+async def _records_naming(db: Db, collection: str, text: str) -> list[str]:
+    return [str(doc["_id"]) async for doc in db[collection].find() if text in json.dumps(doc, default=str)]
+
+
+async def test_a_transfer_by_a_filter_searching_a_contacts_email_keeps_no_email_once_the_contact_is_erased(
+    db: Db,
+) -> None:
+    # North's broker types the contact's email in the list's search and transfers what it finds to Rio (T1 by filter);
+    # the contact then asks to be forgotten (decision 0050: every service erases its copy).
+    await connected_with_rio(db)
+    lead = str(await a_north_lead(db))
+    email = await _email_of(db, lead)
+    body = sharing.TransferCreate(filter=LeadFilter(q=email), realtor_id="rio")
+    done = await sharing.transfer_leads(NORTH, body, NORA, db, Published(), "h153-q")
+    assert done.transferred == 1
+    await _erase(db, lead, NORTH)
+    assert await _records_naming(db, CRM_TRANSFERS, email) == [], (
+        f"the erased contact's email {email} is kept in crm_transfers (the record's `filter`)"
+    )
+
+
+async def test_a_bulk_move_by_a_filter_searching_a_contacts_email_keeps_no_email_once_the_contact_is_erased(
+    db: Db,
+) -> None:
+    lead = str(await a_north_lead(db))
+    email = await _email_of(db, lead)
+    body = offices.BulkOfficeTransferCreate(filter=LeadFilter(q=email), to_account_id=SOUTH)
+    done = await offices.transfer_many_to_office(
+        NORTH, body, account_leads(NORA, db, NORTH), NORA, db, Published(), "h153-bulk-q"
+    )
+    assert [t.lead_id for t in done.transfers] == [lead]
+    await _erase(db, lead, NORTH)
+    assert await _records_naming(db, CRM_OFFICE_TRANSFERS, email) == [], (
+        f"the erased contact's email {email} is kept in crm_office_transfers (the bulk record's `filter`)"
+    )
+
+
+async def test_a_half_done_bulk_moves_retry_sends_no_lead_to_an_office_that_left_the_organisation(db: Db) -> None:
+    # North bulk-moves A and B to South; Kafka refuses the first TransferLead (503). South then leaves the acme-group
+    # organisation (its `organisation_id` changes: an office sold). The client's retry is not checked again: it sends
+    # both leads (their contacts) to an office of another organisation; the router checks no organisation.
+    a, b = str(await a_north_lead(db)), str(await a_north_lead(db))
+    north = account_leads(NORA, db, NORTH)
+    with pytest.raises(Unavailable):
+        await offices.transfer_many_to_office(NORTH, _bulk([a, b], SOUTH), north, NORA, db, kafka_down, "h153-org")
+    await db[ACCOUNTS].update_one({"_id": SOUTH}, {"$set": {"organisation_id": "another-group"}})
+    retry = Published()
+    with contextlib.suppress(CrmApiError):  # a refusal is the right answer here
+        await offices.transfer_many_to_office(NORTH, _bulk([a, b], SOUTH), north, NORA, db, retry, "h153-org")
+    assert _moves_sent(retry) == [], (
+        f"the retry sent {len(retry.records)} TransferLead(s) from North to South after South left North's "
+        "organisation: leads moved to another organisation"
+    )
+
+
+async def test_a_single_moves_retry_sends_no_lead_to_an_office_that_left_the_organisation(db: Db) -> None:
+    # North moves L to South; Kafka refuses the TransferLead (503). South leaves the organisation; the client retries.
+    # Refused naming `to_account_id`, nothing sent; the unsent move no longer holds L as being moved.
+    lead = await a_north_lead(db)
+    leads, no_members = account_leads(NORA, db, NORTH), cast(Any, None)
+    single = offices.OfficeTransferCreate(lead_id=lead, to_account_id=SOUTH)
+    with pytest.raises(Unavailable):
+        await offices.transfer_to_office(NORTH, single, leads, NORA, db, kafka_down, no_members, "h155-one")
+    await db[ACCOUNTS].update_one({"_id": SOUTH}, {"$set": {"organisation_id": "another-group"}})
+    retry = Published()
+    with pytest.raises(CrmApiError, match="to_account_id: not an office of this account's organisation"):
+        await offices.transfer_to_office(NORTH, single, leads, NORA, db, retry, no_members, "h155-one")
+    assert retry.records == []
+    assert await OfficeTransfers(db).moving(NORTH, [str(lead)]) == {}, "the unsent move holds the lead no more"
+    to_west = offices.OfficeTransferCreate(lead_id=lead, to_account_id=WEST)
+    moved = await offices.transfer_to_office(NORTH, to_west, leads, NORA, db, Published(), no_members, "h155-west")
+    assert moved.status == "pending"
+
+
+async def test_a_half_done_transfers_retry_shares_the_leads_still_the_brokerages_and_answers_so_again(
+    db: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # North transfers K and L to Rio; crm-api stops after storing the record. L moves to South. The retry shares K
+    # only (its writes and ShareLead), says so, and a next retry answers the same, even once L is back in North.
+    await connected_with_rio(db)
+    kept, gone = str(await a_north_lead(db)), str(await a_north_lead(db))
+    body = sharing.TransferCreate(lead_ids=[kept, gone], realtor_id="rio")
+    real_apply = AccountTransfers.apply
+
+    async def crash(self: AccountTransfers, transfer: dict[str, Any]) -> None:
+        del self, transfer
+        monkeypatch.setattr(AccountTransfers, "apply", real_apply)
+        raise ConnectionError("crm-api stopped after storing the record")
+
+    monkeypatch.setattr(AccountTransfers, "apply", crash)
+    with pytest.raises(ConnectionError):
+        await sharing.transfer_leads(NORTH, body, NORA, db, Published(), "h155-t1")
+    await project(_moved(gone, NORTH, SOUTH, str(uuid.uuid4()), T0 + timedelta(minutes=5)), views=LeadViews(db))
+    publish = Published()
+    done = await sharing.transfer_leads(NORTH, body, NORA, db, publish, "h155-t1")
+    shared = [str(ShareLead.model_validate_json(b).payload.lead_id) for _, b in publish.records]
+    assert (done.transferred, shared) == (1, [kept])
+    await project(_moved(gone, SOUTH, NORTH, str(uuid.uuid4()), T0 + timedelta(minutes=10)), views=LeadViews(db))
+    again = Published()
+    assert (await sharing.transfer_leads(NORTH, body, NORA, db, again, "h155-t1")).transferred == 1
+    assert again.records == []
+    north = account_leads(NORA, db, NORTH)
+    assert (await lead_view(north, NORA, db, kept)).assigned_to == "rio"
+    assert [e for e in (await lead_view(north, NORA, db, gone)).timeline if e.type == "LeadShared"] == []
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")

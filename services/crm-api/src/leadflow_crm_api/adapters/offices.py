@@ -14,7 +14,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from leadflow_crm_api.domain.offices import BULK_KIND, TeamStatus, TransferStatus, label_doc
+from leadflow_crm_api.domain.offices import BULK_KIND, TeamStatus, TransferKind, TransferStatus, label_doc
 from leadflow_shared.collections import (
     ACCOUNTS,
     AGENTS,
@@ -139,3 +139,24 @@ class OfficeTransfers:
 
     async def mark_published(self, transfer_id: str) -> None:
         await self._transfers.update_one({"_id": transfer_id}, {"$set": {"published": True}})
+
+    async def release(self, account_id: str, transfer_ids: list[str]) -> None:
+        """Forget the account's lead moves of these ids that were never handed to the router (not published, still
+        pending): a retry refused now sends none of them, and a move left pending would keep its lead "being moved"
+        for good (`moving`). Published and team members' moves stay."""
+        if transfer_ids:
+            await self._transfers.delete_many({
+                "_id": {"$in": transfer_ids},
+                "account_id": account_id,
+                "kind": TransferKind.LEAD.value,
+                "published": False,
+                "status": TransferStatus.PENDING.value,
+            })  # fmt: skip
+
+    async def skip(self, account_id: str, bulk_id: str, lead_ids: list[str], skipped: list[Doc]) -> None:
+        """A bulk move's retry left out leads that can no longer move: its record keeps the leads it still moves and
+        the skipped (whole arrays `$set`: no `$push` of documents, decision 0004), so a next retry answers the same."""
+        await self._transfers.update_one(
+            {"_id": bulk_id, "account_id": account_id, "kind": BULK_KIND},
+            {"$set": {"lead_ids": lead_ids, "skipped": skipped}},
+        )

@@ -69,3 +69,11 @@ class AccountTransfers:
 
     async def mark_published(self, transfer_id: str) -> None:
         await self._db[CRM_TRANSFERS].update_one({"_id": transfer_id}, {"$set": {"published": True}})
+
+    async def drop(self, transfer_id: str, lead_ids: list[str], dropped: list[Doc]) -> None:
+        """A retry left out leads that can no longer be shared: the record keeps the leads it still shares and those
+        it dropped with the reason (whole arrays `$set`, decision 0004), so its writes, commands and the next retry's
+        answer are of those it keeps."""
+        await self._db[CRM_TRANSFERS].update_one(
+            {"_id": transfer_id, "account_id": self._account_id}, {"$set": {"lead_ids": lead_ids, "dropped": dropped}}
+        )

@@ -8,6 +8,7 @@ request (nothing is sent); leads a filter matches that cannot go are skipped and
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from typing import Annotated
@@ -58,6 +59,22 @@ class LeadFilter(BaseModel):
         """The filter as a transfer's record keeps it, to know the request again on a retry (T1, T2): canonical
         JSON of the fields not at their default, keys sorted (so `{}` and `{"tab": "all"}` are one filter)."""
         return json.dumps(self.model_dump(mode="json", exclude_defaults=True), sort_keys=True)
+
+    def digest(self, record_id: str) -> str:
+        """What a transfer's or bulk move's record keeps of its filter (T1, T2): a digest of the canonical filter
+        (`as_stored`) salted with the record's id, by which a retry is known again (equal filters, equal digests),
+        and which keeps no contact's email or name a search (`q`) typed: no erasure reaches those records (decision
+        0050; helper 153's review). The salt keeps one filter's records apart (as a distribution's id hashes its
+        request with the key)."""
+        return hashlib.sha256(f"{record_id}\n{self.as_stored()}".encode()).hexdigest()
+
+
+def recorded_filter(lead_filter: LeadFilter | None, record_id: str, stored: object) -> str | None:
+    """The request's filter as the record under `record_id` would keep it: its digest, or its canonical text when
+    the record keeps that (stored so before digests, session 32), so either is known again."""
+    if lead_filter is None:
+        return None
+    return lead_filter.as_stored() if stored == lead_filter.as_stored() else lead_filter.digest(record_id)
 
 
 class DistributionCreate(BaseModel):

@@ -66,13 +66,15 @@ def same_bulk(
     stored: dict[str, Any], *, to_account_id: str, lead_ids: list[str] | None, lead_filter: str | None
 ) -> bool:
     """Whether a stored record is this bulk move again (an Idempotency-Key reused for another request is not): a bulk
-    move's, to the same office, of the same leads named (in any order) or by the same filter (`LeadFilter.as_stored`),
-    whichever leads that filter matches now: the record keeps those its first attempt picked."""
+    move's, to the same office, of the same leads named (in any order; those a retry skipped since included) or by
+    the same filter (`LeadFilter.digest`, or the canonical text a record kept before), whichever leads that filter
+    matches now: the record keeps those its first attempt picked."""
+    named = {*stored.get("lead_ids", ()), *(s["lead_id"] for s in stored.get("skipped", ()))}
     return (
         stored.get("kind") == BULK_KIND
         and stored["to_account_id"] == to_account_id
         and stored.get("filter") == lead_filter
-        and (lead_filter is not None or sorted(stored["lead_ids"]) == sorted(set(lead_ids or ())))
+        and (lead_filter is not None or sorted(named) == sorted(set(lead_ids or ())))
     )
 
 

@@ -86,10 +86,28 @@ def missing_leads(selected: list[str], found: set[str]) -> list[str]:
     return [lead_id for lead_id in selected if lead_id not in found]
 
 
-def missing_refusal(missing: list[str]) -> str:
+NOT_FOUND = "not found in this account"
+BEING_MOVED = "being moved to another office"  # a T2 move of the lead is pending: it is not the brokerage's to share
+
+
+def missing_refusal(missing: list[str], why: str = NOT_FOUND) -> str:
     named = ", ".join(missing[:MAX_NAMED_IDS])
     more = f" and {len(missing) - MAX_NAMED_IDS} more" if len(missing) > MAX_NAMED_IDS else ""
-    return f"lead_ids: {len(missing)} not found in this account, nothing was transferred: {named}{more}"
+    return f"lead_ids: {len(missing)} {why}, nothing was transferred: {named}{more}"
+
+
+def unshareable(lead_ids: list[str], present: set[str], moving: set[str]) -> dict[str, str]:
+    """The leads of `lead_ids` the brokerage cannot share now, with why: not its leads (unknown, or moved to another
+    office), or being moved to another office (T2). Checked before a transfer writes or sends anything, a retry's
+    too (helper 153's review)."""
+    return {i: NOT_FOUND if i not in present else BEING_MOVED for i in lead_ids if i not in present or i in moving}
+
+
+def unshareable_refusal(refusals: dict[str, str]) -> str:
+    """The 422 of a transfer that would share none or not all of its leads: those not found first, else those
+    being moved."""
+    missing = [i for i, why in refusals.items() if why == NOT_FOUND]
+    return missing_refusal(missing) if missing else missing_refusal(list(refusals), BEING_MOVED)
 
 
 def realtor_label(name: str | None, realtor_id: str) -> str:
@@ -115,16 +133,18 @@ def same_transfer(
     stored: dict[str, Any], *, realtor_id: str, lead_ids: list[str] | None, lead_filter: str | None = None
 ) -> bool:
     """Whether a stored transfer is this request again (an Idempotency-Key reused for another one is not): the same
-    realtor and the same selection, the same leads named (in any order) or the same filter (`LeadFilter.as_stored`),
-    whichever leads that filter matches now: the record keeps those its first attempt picked. A record stored before
-    records kept their filter (session 32) is known by its realtor alone when the request is a filter's."""
+    realtor and the same selection, the same leads named (in any order; those a retry dropped since included) or the
+    same filter (`LeadFilter.digest`, or the canonical text a record kept before), whichever leads that filter matches
+    now: the record keeps those its first attempt picked. A record stored before records kept their filter (session
+    32) is known by its realtor alone when the request is a filter's."""
     if stored["realtor_id"] != realtor_id:
         return False
     if lead_filter is not None and "filter" not in stored:
         return True
     if stored.get("filter") != lead_filter:
         return False
-    return lead_filter is not None or sorted(stored["lead_ids"]) == sorted(lead_ids or ())
+    named = [*stored["lead_ids"], *(d["lead_id"] for d in stored.get("dropped", ()))]
+    return lead_filter is not None or sorted(named) == sorted(lead_ids or ())
 
 
 def transfer_record(
@@ -140,7 +160,8 @@ def transfer_record(
     lead_filter: str | None = None,
 ) -> dict[str, Any]:
     """The transfer as stored before its writes: they take their values from it, so a retry writes the same. It
-    keeps the request's filter (`LeadFilter.as_stored`; None: the leads were named), by which a retry is known."""
+    keeps the request's filter's digest (`LeadFilter.digest`; None: the leads were named), by which a retry is
+    known."""
     at = at.replace(microsecond=at.microsecond // 1000 * 1000)  # what MongoDB keeps, so a retry answers the same
     return {
         "_id": transfer_id,

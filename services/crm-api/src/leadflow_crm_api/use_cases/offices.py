@@ -19,7 +19,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from leadflow_crm_api.adapters.offices import Labels, OfficeTransfers, Organisation
 from leadflow_crm_api.adapters.settings import AccountSettings
 from leadflow_crm_api.deps import AccountLeads, Caller, Commands, Db, Id, IdempotencyKey, IdText, Members
-from leadflow_crm_api.domain.distribution import MAX_LEADS, LeadFilter, LeadId, Skipped
+from leadflow_crm_api.domain.distribution import MAX_LEADS, LeadFilter, LeadId, Skipped, recorded_filter
 from leadflow_crm_api.domain.lead_row import LeadRow
 from leadflow_crm_api.domain.offices import (
     BULK_KIND,
@@ -292,20 +292,27 @@ async def transfer_to_office(
     transfers = OfficeTransfers(db)
     transfer_id = str(office_transfer_id(account_id, idempotency_key))
     stored = await transfers.get(account_id, transfer_id)
+    checked_now = False
     if stored is None:
         record = await _checked_record(transfer_id, account_id, body, leads, caller, db)
         stored = await transfers.begin(record)
+        checked_now = stored is record
     if (stored.get("lead_id"), stored.get("agent_id"), stored["to_account_id"]) != (
         None if body.lead_id is None else str(body.lead_id),
         body.agent_id,
         body.to_account_id,
     ):
         raise InvalidRequest("Idempotency-Key: already used for a different transfer; nothing was transferred.")
-    if not stored.get("published"):
+    # Done: the router applied it (its command went, the mark did not); nothing to send. Else a retry's command is
+    # checked against the present before it is sent (helper 153).
+    if not stored.get("published") and stored["status"] != TransferStatus.DONE:
+        if not checked_now:
+            await _still_movable(stored, leads, caller, db)
         if stored["kind"] == TransferKind.TEAM_MEMBER:
             await transfers.move_member(stored)  # settings first: the router's event tells the target's staff
             await members.recheck(stored["agent_id"])
         await _publish(publish, stored)
+    if not stored.get("published"):
         await transfers.mark_published(stored["_id"])
     current = await transfers.get(account_id, transfer_id)
     return _public(current or stored)
@@ -334,6 +341,26 @@ async def _office_base(
         "status": TransferStatus.PENDING.value,
         "published": False,
     }
+
+
+async def _still_movable(stored: dict[str, Any], leads: AccountLeads, caller: Principal, db: Db) -> None:
+    """A retry's single move, before its command (and a team member's settings) go: checked against the present,
+    not only when its first attempt was (helper 153's review). The target must still be an office of the source's
+    organisation (one that left it since is another tenant: the router checks no organisation), and a lead still the
+    office's and moved by no other transfer (the router refuses another office's lead, and this move would stay
+    pending for good). Refused: 422 naming the field, nothing sent, and the lead's unsent move forgotten (a retry
+    is checked again as new), so it no longer holds the lead as "being moved"."""
+    transfers = OfficeTransfers(db)
+    try:
+        await _office_base(stored["account_id"], stored["to_account_id"], caller, db)
+        if stored["kind"] == TransferKind.LEAD:
+            lead_id = stored["lead_id"]
+            other = (await transfers.moving(stored["account_id"], [lead_id])).get(lead_id, stored["_id"])
+            if why := _bulk_refusal(await leads.get(lead_id), moving=other != stored["_id"]):
+                raise InvalidRequest(f"lead_id: {why}; nothing was transferred.")
+    except (InvalidRequest, NotFound):
+        await transfers.release(stored["account_id"], [stored["_id"]])
+        raise
 
 
 async def _checked_record(
@@ -449,14 +476,19 @@ async def transfer_many_to_office(
     transfers = OfficeTransfers(db)
     bulk_id = str(office_transfer_id(account_id, idempotency_key))
     stored = None if idempotency_key is None else await transfers.bulk(account_id, bulk_id)
+    checked_now = False
     if stored is None:
-        stored = await transfers.begin(await _checked_bulk(bulk_id, account_id, body, leads, caller, db))
-    lead_filter = None if body.filter is None else body.filter.as_stored()
+        record = await _checked_bulk(bulk_id, account_id, body, leads, caller, db)
+        stored = await transfers.begin(record)
+        checked_now = stored is record
+    lead_filter = recorded_filter(body.filter, bulk_id, stored.get("filter"))
     if not same_bulk(stored, to_account_id=body.to_account_id, lead_ids=body.lead_ids, lead_filter=lead_filter):
         # The same refusal as a single move's reuse of a key (helper 122), also for the key of a single move.
         raise InvalidRequest("Idempotency-Key: already used for a different transfer; nothing was transferred.")
     ids = {lead_id: _bulk_transfer_id(bulk_id, lead_id) for lead_id in stored["lead_ids"]}
     made = await transfers.of_ids(account_id, list(ids.values())) if ids else {}
+    if not checked_now:
+        stored, ids = await _still_movable_in_bulk(stored, ids, made, leads, caller, db)
     done: list[OfficeTransferPublic] = []
     for lead_id, transfer_id in ids.items():
         record = made.get(transfer_id) or await transfers.begin(
@@ -465,12 +497,63 @@ async def transfer_many_to_office(
             | {"status": TransferStatus.PENDING.value, "published": False}
         )
         if not record.get("published"):
-            await _publish(publish, record)
+            if record["status"] != TransferStatus.DONE:  # done: the router applied it, nothing to send
+                await _publish(publish, record)
             await transfers.mark_published(record["_id"])
         done.append(_public(record))
     return BulkOfficeTransfer(
         bulk_id=bulk_id, transfers=done, skipped=[Skipped.model_validate(s) for s in stored["skipped"]]
     )
+
+
+def _to_send(ids: dict[str, str], made: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """The leads (with their transfer ids) whose move a bulk move's retry would still write or send: not made yet,
+    or made and neither sent nor done."""
+    return {
+        lead_id: transfer_id
+        for lead_id, transfer_id in ids.items()
+        if (record := made.get(transfer_id)) is None
+        or not (record.get("published") or record["status"] == TransferStatus.DONE)
+    }
+
+
+async def _still_movable_in_bulk(
+    stored: dict[str, Any],
+    ids: dict[str, str],
+    made: dict[str, dict[str, Any]],
+    leads: AccountLeads,
+    caller: Principal,
+    db: Db,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """A retry's bulk move once what it would still write or send is checked against the present (helper 153); what
+    it sent already is answered as it was. The target must still be an office of the source's organisation, else the
+    retry is refused (422 `to_account_id`, nothing sent, its unsent moves forgotten so they hold no lead as being
+    moved). A lead no longer the office's, or being moved by another transfer, is skipped with the reason (the
+    first attempt took it; another move took it since), its unsent move forgotten, and the record keeps it skipped,
+    so the next retry answers the same. (the record, the leads it still moves with their transfer ids)"""
+    to_send = _to_send(ids, made)
+    if not to_send:
+        return stored, ids
+    account_id, transfers = stored["account_id"], OfficeTransfers(db)
+    unsent = [t for t in to_send.values() if t in made]
+    try:
+        await _office_base(account_id, stored["to_account_id"], caller, db)
+    except (InvalidRequest, NotFound):
+        await transfers.release(account_id, unsent)
+        raise
+    wanted = list(to_send)
+    rows = await leads.get_many(wanted)
+    pending = await transfers.moving(account_id, wanted)
+    refusals = {
+        i: why for i in wanted if (why := _bulk_refusal(rows.get(i), moving=pending.get(i, to_send[i]) != to_send[i]))
+    }
+    if not refusals:
+        return stored, ids
+    await transfers.release(account_id, [to_send[i] for i in refusals if to_send[i] in made])
+    kept = [i for i in stored["lead_ids"] if i not in refusals]
+    skipped = [*stored["skipped"], *({"lead_id": i, "reason": why} for i, why in refusals.items())]
+    await transfers.skip(account_id, stored["_id"], kept, skipped)
+    return stored | {"lead_ids": kept, "skipped": skipped}, {i: ids[i] for i in kept}
 
 
 # What a bulk move's record keeps of the request for its transfers: they take their values from it.
@@ -512,7 +595,7 @@ async def _checked_bulk(
         "_id": bulk_id,
         "kind": BULK_KIND,
         "lead_ids": [i for i in wanted if i not in refusals],
-        "filter": None if body.filter is None else body.filter.as_stored(),
+        "filter": None if body.filter is None else body.filter.digest(bulk_id),
         "skipped": [{"lead_id": i, "reason": why} for i, why in refusals.items()],
     }
 

@@ -17,9 +17,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_crm_api.adapters.invitations import Invitations
 from leadflow_crm_api.adapters.leads import ScopedLeads, scope_filter
+from leadflow_crm_api.adapters.offices import OfficeTransfers
 from leadflow_crm_api.adapters.transfers import AccountTransfers
 from leadflow_crm_api.deps import IdText
-from leadflow_crm_api.domain.distribution import LeadFilter
+from leadflow_crm_api.domain.distribution import LeadFilter, recorded_filter
 from leadflow_crm_api.domain.principal import Principal, Role
 from leadflow_crm_api.domain.sharing import (
     MAX_TRANSFER_LEADS,
@@ -28,8 +29,6 @@ from leadflow_crm_api.domain.sharing import (
     answer_refusal,
     invitation_id,
     invite_outcome,
-    missing_leads,
-    missing_refusal,
     realtor_label,
     same_transfer,
     share_command_id,
@@ -37,6 +36,8 @@ from leadflow_crm_api.domain.sharing import (
     transfer_record,
     transfer_refusal,
     unique,
+    unshareable,
+    unshareable_refusal,
 )
 from leadflow_crm_api.domain.text import Email, PersonName
 from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound
@@ -336,15 +337,17 @@ async def transfer_leads(
     brokerage's invitation, all or none.
 
     A retry (the same Idempotency-Key and request) is known from its record before the request is checked
-    again: it finishes a transfer its first attempt left half applied and answers a finished one as it was
-    answered, whatever the leads or the invitation are now (a filter's leads are shared by then). The key's
+    again: it answers a finished transfer as it was answered, whatever the leads or the invitation are now (a
+    filter's leads are shared by then). What it would still write or send (a transfer its first attempt left half
+    applied) is checked against the present: a lead no longer the account's, or being moved to another office, is
+    dropped from it (none left: 422 naming `lead_ids`, nothing written or sent; helper 153's review). The key's
     record of another request is refused (422). Decision 0018."""
     _broker_of(caller, account_id)
     transfers = AccountTransfers(db, account_id)
     record_id = transfer_id(account_id, idempotency_key)
     named = None if body.lead_ids is None else unique(body.lead_ids)
-    lead_filter = None if body.filter is None else body.filter.as_stored()
     stored = None if idempotency_key is None else await transfers.get(record_id)
+    checked_now = False
     if stored is None:
         try:
             record = await _checked_record(record_id, account_id, body, caller, db, transfers)
@@ -356,8 +359,12 @@ async def transfer_leads(
                 raise
         else:
             stored = await transfers.begin(record)
+            checked_now = stored is record
+    lead_filter = recorded_filter(body.filter, stored["_id"], stored.get("filter"))
     if not same_transfer(stored, realtor_id=body.realtor_id, lead_ids=named, lead_filter=lead_filter):
         raise InvalidRequest("Idempotency-Key: already used for a different transfer; nothing was transferred.")
+    if not checked_now and not (stored["done"] and stored.get("published")):
+        stored = await _still_shareable(stored, transfers, db)
     if not stored["done"]:
         await transfers.apply(stored)
     if not stored.get("published"):
@@ -372,6 +379,28 @@ async def transfer_leads(
         transferred=len(stored["lead_ids"]),
         transferred_at=stored["at"],
     )
+
+
+async def _unshareable(db: Db, account_id: str, lead_ids: list[str], transfers: AccountTransfers) -> dict[str, str]:
+    moving = await OfficeTransfers(db).moving(account_id, lead_ids)
+    return unshareable(lead_ids, await transfers.present(lead_ids), set(moving))
+
+
+async def _still_shareable(stored: dict[str, Any], transfers: AccountTransfers, db: Db) -> dict[str, Any]:
+    """A retry's record once what it would still write or send is checked against the present (helper 153): its
+    leads that left the account since its first attempt (another office's now: a timeline entry there would say the
+    brokerage shared it, and the router dead-letters a ShareLead of another office's lead) or are being moved to
+    another office are dropped, the record keeping those it still shares, so the next retry answers the same. When
+    none is left: 422 naming `lead_ids`, nothing written or sent."""
+    refusals = await _unshareable(db, stored["account_id"], stored["lead_ids"], transfers)
+    if not refusals:
+        return stored
+    kept = [i for i in stored["lead_ids"] if i not in refusals]
+    if not kept:
+        raise InvalidRequest(unshareable_refusal(refusals))
+    dropped = [*stored.get("dropped", []), *({"lead_id": i, "reason": why} for i, why in refusals.items())]
+    await transfers.drop(stored["_id"], kept, dropped)
+    return stored | {"lead_ids": kept, "dropped": dropped}
 
 
 async def _checked_record(
@@ -390,8 +419,8 @@ async def _checked_record(
     refusal = transfer_refusal(None if invitation is None else InvitationStatus(invitation["status"]))
     if invitation is None or refusal is not None:
         raise InvalidRequest(f"{refusal}; nothing was transferred.")
-    if missing := missing_leads(lead_ids, await transfers.present(lead_ids)):
-        raise InvalidRequest(missing_refusal(missing))
+    if refusals := await _unshareable(db, account_id, lead_ids, transfers):
+        raise InvalidRequest(unshareable_refusal(refusals))
     return transfer_record(
         transfer_id=record_id,
         account_id=account_id,
@@ -401,7 +430,7 @@ async def _checked_record(
         assigned_by=await transfers.account_name() or account_id,
         by=caller.sub,
         at=datetime.now(UTC),
-        lead_filter=None if body.filter is None else body.filter.as_stored(),
+        lead_filter=None if body.filter is None else body.filter.digest(record_id),
     )
 
 
