@@ -39,7 +39,7 @@ from leadflow_notifier.adapters.repository import (
 )
 from leadflow_notifier.adapters.smtp import SmtpMailer, message_id_header
 from leadflow_notifier.domain.delivery import Delivery
-from leadflow_notifier.domain.digest import DigestItem
+from leadflow_notifier.domain.digest import DigestItem, Unlisted
 from leadflow_notifier.domain.messages import EmailContent
 from leadflow_notifier.domain.preferences import Channel
 from leadflow_notifier.handlers import Courier, DigestSender, Notice, Notifier, Redriver, RetryPolicy, Sender
@@ -992,12 +992,18 @@ async def test_finished_deliveries_and_digest_items_are_forgotten_by_ttl_indexes
         {"_id": "ttl-old"}, {"$set": {"done_at": datetime.now(UTC) - timedelta(days=31)}}
     )
 
+    # A lead noted unlisted a month ago (decision 0013, amended in session 32): its own TTL, as the records'.
+    await DigestItems(db).note(Unlisted("acme", "l-noted"))
+    noted = {"_id": "unlisted:acme:l-noted"}
+    await db["notifier_digest_items"].update_one(noted, {"$set": {"noted_at": datetime.now(UTC) - timedelta(days=31)}})
+
     async def left() -> dict[str, Any] | None:
         done = {d["_id"]: d.get("done_at") async for d in db["notifier_deliveries"].find({"_id": {"$in": keys}})}
-        return done if "ttl-old" not in done else None
+        forgotten = await db["notifier_digest_items"].find_one(noted) is None
+        return done if "ttl-old" not in done and forgotten else None
 
     # Done a month ago: gone once the server's TTL monitor ran (nx-27017 and MongoDB alike, within a minute).
-    done = await eventually(left, timeout=90, what="the month-old delivery record forgotten")
+    done = await eventually(left, timeout=90, what="the month-old delivery record and note forgotten")
     assert done["ttl-recent"] is not None  # a date (nx-27017 reads back a `$set` date as its text)
     assert done["ttl-pending"] is None  # a delivery still to finish is never forgotten
     await DigestItems(db).add(DigestItem(account_id="acme", lead_id="l1", name="Jo", source="Website", created_ms=1))
@@ -1010,4 +1016,4 @@ async def test_finished_deliveries_and_digest_items_are_forgotten_by_ttl_indexes
                 if "expireAfterSeconds" in i]  # fmt: skip
 
     assert await ttl("notifier_deliveries") == [({"done_at": 1}, 30 * 86_400)]
-    assert await ttl("notifier_digest_items") == [({"created_at": 1}, 3 * 86_400)]
+    assert await ttl("notifier_digest_items") == [({"created_at": 1}, 3 * 86_400), ({"noted_at": 1}, 30 * 86_400)]

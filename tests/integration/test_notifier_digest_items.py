@@ -12,13 +12,25 @@ Real MongoDB wire (nx-27017 or MONGODB_URL) and a real SMTP sink; the `Notifier`
   `agent_left`: never a lead's first decision), was filed as new once its first item was gone (kept 3 days): the
   next digest listed an old lead as new, and once the new-lead notice's record was gone too (30 days) every
   subscribed admin was emailed "New lead: ..." again. A lead is new at its first decision (`router_version` 1).
+
+Found by helper 152's review of that fix, fixed by helper 156:
+
+- A lead nobody could take when it came (every agent paused, away or off hours: the router's first change emits
+  `LeadFellBack` alone, no contact) was in no digest and no new-lead notice, ever: the fall-back files no item, and
+  the broker's later hand assignment (version 2) is no first decision. The notifier now notes such a lead and files
+  it at its first later event with the contact, that event alone (a lead handed back later is still not new).
+- At the upgrade, a day's digest sent by the version before session 32 left no seal: the new worker made it anew,
+  sealed a late item filed after the restart into it, and sent nothing (the delivery log had the day). A day sent
+  without a seal now takes only what that version could have listed; later items wait for the next digest.
+- An item waiting longer than the 3 days `accounts_since` looked back (`NOTIFIER_DIGEST__KEEP_DAYS` more than 3, the
+  digest worker down) was in no digest: accounts with waiting items are looked at whatever their age.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -40,15 +52,20 @@ from leadflow_notifier.adapters.repository import (
     ensure_indexes,
 )
 from leadflow_notifier.adapters.smtp import SmtpMailer
-from leadflow_notifier.domain.digest import DigestBook, DigestItem, DigestWindow
+from leadflow_notifier.domain.delivery import Delivery
+from leadflow_notifier.domain.digest import DigestBook, DigestItem, DigestWindow, digest_email, due_window
+from leadflow_notifier.domain.messages import Recipient
 from leadflow_notifier.domain.preferences import Channel
 from leadflow_notifier.handlers import DigestSender, DigestStore, Notifier, RetryPolicy
 from leadflow_notifier.metrics import NotifierMetrics
+from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import (
     AssignmentReason,
     LeadAssigned,
     LeadAssignedPayload,
+    LeadFellBack,
+    LeadFellBackPayload,
     LeadOffered,
     LeadOfferedPayload,
     RoutingEvent,
@@ -375,3 +392,290 @@ async def test_a_digest_made_by_a_run_killed_before_its_marks_is_sent_as_made(
 
     assert listing(sink, address, "Early") == ["1 new lead on Wed 10 Jan"]
     assert listing(sink, address, "Late") == ["1 new lead on Thu 11 Jan"]
+
+
+def fell_back_at_arrival(account: str, broker: str, lead: uuid.UUID, at: datetime) -> LeadFellBack:
+    """What the router publishes for a new lead nobody can take now (its routing record's first change)."""
+    return LeadFellBack.create(
+        account_id=account,
+        occurred_at=at,
+        payload=LeadFellBackPayload(
+            lead_id=lead, agent_id=broker, explanation="R9: nobody eligible; back to the broker", router_version=1
+        ),
+    )
+
+
+def handed_out(
+    account: str,
+    agent: str,
+    lead: uuid.UUID,
+    name: str,
+    at: datetime,
+    reason: AssignmentReason = AssignmentReason.MANUAL,
+    version: int = 2,
+) -> LeadAssigned:
+    """A later change of the lead's record: by default the broker assigns it by hand (T4)."""
+    return LeadAssigned.create(
+        account_id=account,
+        occurred_at=at,
+        payload=LeadAssignedPayload(
+            lead_id=lead,
+            agent_id=agent,
+            reason=reason,
+            explanation="assigned by the broker",
+            contact=Contact(first_name=name, email=f"{name.lower()}@example.com"),
+            source=SOURCE,
+            router_version=version,
+        ),
+    )
+
+
+async def test_a_lead_that_falls_back_at_arrival_is_listed_in_a_digest(
+    db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer
+) -> None:
+    """Jane's lead arrives on the 10th at 12:00 while every agent is paused: the router's first decision is
+    `LeadFellBack` to the broker (version 1). At 12:30 the broker hands it to ana (`manual`, version 2). The 11th's
+    and 12th's digests: Jane was in none (before f00d6d3 the hand assignment listed her). Expected (N1: "A lead is
+    new for the office once, at its first decision: the events of its routing record's first change"): one
+    digest lists Jane. (Helper 152.)"""
+    account, address = await office(db)
+    tag = account.removeprefix("office-")
+    lead = uuid.uuid4()
+    clock = Clock(datetime(2024, 1, 10, 12, tzinfo=UTC))
+    await tell(notifier(db, mailer, clock), fell_back_at_arrival(account, f"bob-{tag}", lead, clock.now))
+    clock.now = datetime(2024, 1, 10, 12, 30, tzinfo=UTC)
+    await tell(notifier(db, mailer, clock), handed_out(account, f"ana-{tag}", lead, "Jane", clock.now))
+    for when in (datetime(2024, 1, 11, 7, 0, 30, tzinfo=UTC), datetime(2024, 1, 12, 7, 0, 30, tzinfo=UTC)):
+        clock.now = when
+        await digests(db, mailer, clock).run_once()
+
+    assert len(listing(sink, address, "Jane")) == 1, "a lead nobody could take at arrival is in no digest"
+
+
+async def test_a_lead_that_falls_back_at_arrival_gets_its_new_lead_notice(
+    db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer
+) -> None:
+    """The same lead, for the admin subscribed to new-lead notices: no "New lead: Jane" at the fall-back, nor at
+    the broker's hand assignment (version 2, "not new"). Expected: one notice (N1, "once per lead arrival").
+    (Helper 152.)"""
+    account, address = await office(db)
+    tag = account.removeprefix("office-")
+    lead = uuid.uuid4()
+    clock = Clock(datetime(2024, 1, 10, 12, tzinfo=UTC))
+    await tell(notifier(db, mailer, clock), fell_back_at_arrival(account, f"bob-{tag}", lead, clock.now))
+    clock.now = datetime(2024, 1, 10, 12, 30, tzinfo=UTC)
+    await tell(notifier(db, mailer, clock), handed_out(account, f"ana-{tag}", lead, "Jane", clock.now))
+
+    notices = bodies_to(sink, address, "New lead: ")
+    assert len(notices) == 1, f"the admin is never told of a lead nobody could take at arrival: {notices}"
+
+
+@pytest.mark.parametrize("reason", [AssignmentReason.RETURNED, AssignmentReason.AGENT_LEFT])
+async def test_a_lead_listed_at_its_hand_assignment_is_not_new_again_when_it_comes_back_to_the_broker(
+    db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer, reason: AssignmentReason
+) -> None:
+    """Jane's lead falls back at arrival on the 10th and the broker hands it to ana at 12:30 (read twice: a
+    redelivery after a crash): one item, one notice, the 11th's digest. On the 15th (the item's 3 days are over)
+    ana gives it back, or leaves (version 3, with the contact, as the hand assignment): not filed again, no notice.
+    Nor a month on, once the note is gone too (its 30 days, as the delivery records')."""
+    account, address = await office(db)
+    tag = account.removeprefix("office-")
+    lead = uuid.uuid4()
+    clock = Clock(datetime(2024, 1, 10, 12, tzinfo=UTC))
+    await tell(notifier(db, mailer, clock), fell_back_at_arrival(account, f"bob-{tag}", lead, clock.now))
+    clock.now = datetime(2024, 1, 10, 12, 30, tzinfo=UTC)
+    hand = handed_out(account, f"ana-{tag}", lead, "Jane", clock.now)
+    await tell(notifier(db, mailer, clock), hand)
+    await tell(notifier(db, mailer, clock), hand)
+    assert await db["notifier_digest_items"].count_documents({"account_id": account}) == 1
+    clock.now = datetime(2024, 1, 11, 7, 0, 30, tzinfo=UTC)
+    assert await digests(db, mailer, clock).run_once() == 1
+
+    items = db["notifier_digest_items"]
+    await items.delete_many({"account_id": account})  # the items' 3 days are over (the note stays 30)
+    clock.now = datetime(2024, 1, 15, 12, tzinfo=UTC)
+    back = handed_out(account, f"bob-{tag}", lead, "Jane", clock.now, reason, version=3)
+    await tell(notifier(db, mailer, clock), back)
+    clock.now = datetime(2024, 1, 16, 7, 0, 30, tzinfo=UTC)
+    await digests(db, mailer, clock).run_once()
+    assert await items.count_documents({"account_id": account}) == 0, "filed again"
+
+    await items.delete_many({"lead_id": str(lead)})  # a month on: the note's 30 days are over
+    await db["notifier_deliveries"].delete_many({"status": {"$in": ["sent", "failed"]}})
+    clock.now = datetime(2024, 2, 12, 12, tzinfo=UTC)
+    await tell(notifier(db, mailer, clock), handed_out(account, f"bob-{tag}", lead, "Jane", clock.now, reason, 4))
+    clock.now = datetime(2024, 2, 13, 7, 0, 30, tzinfo=UTC)
+    await digests(db, mailer, clock).run_once()
+
+    assert listing(sink, address, "Jane") == ["1 new lead on Thu 11 Jan"]
+    assert len(bodies_to(sink, address, "New lead: Jane")) == 1
+
+
+async def test_a_lead_that_never_fell_back_is_not_filed_by_a_later_hand_assignment(
+    db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer
+) -> None:
+    """Only a lead noted at a fall-back is filed late: a lead offered at arrival (listed then), and one whose first
+    decision this notifier never read, are not filed by a hand assignment (version 2), nor is a lead whose later
+    fall-back (version 2: every offer expired) precedes it."""
+    account, address = await office(db)
+    tag = account.removeprefix("office-")
+    listed, unknown, expired = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    clock = Clock(datetime(2024, 1, 10, 12, tzinfo=UTC))
+    await tell(notifier(db, mailer, clock), offered(account, f"ana-{tag}", listed, "Ann", clock.now))
+    await tell(notifier(db, mailer, clock), offered(account, f"ana-{tag}", expired, "Eve", clock.now))
+    arrival = fell_back_at_arrival(account, f"bob-{tag}", expired, clock.now)
+    again = arrival.model_copy(update={"payload": arrival.payload.model_copy(update={"router_version": 2})})
+    await tell(notifier(db, mailer, clock), again)
+    clock.now = datetime(2024, 1, 10, 12, 30, tzinfo=UTC)
+    for lead, name in ((listed, "Ann"), (unknown, "Uma"), (expired, "Eve")):
+        await tell(notifier(db, mailer, clock), handed_out(account, f"ana-{tag}", lead, name, clock.now))
+    clock.now = datetime(2024, 1, 11, 7, 0, 30, tzinfo=UTC)
+    await digests(db, mailer, clock).run_once()
+
+    assert [listing(sink, address, name) for name in ("Ann", "Uma", "Eve")] == [
+        ["2 new leads on Thu 11 Jan"],
+        [],
+        ["2 new leads on Thu 11 Jan"],
+    ]
+    assert len(bodies_to(sink, address, "New lead: ")) == 2
+
+
+async def sent_by_the_previous_version(
+    db: AsyncDatabase[dict[str, Any]], mailer: SmtpMailer, account: str, to: Recipient, at: datetime
+) -> None:
+    """The version before session 32's digest run for one subscriber: the window read by time, sent, its record
+    marked sent, no seal."""
+    window = due_window(at, hour=7)
+    book = await DigestItems(db).digests(account, [window])  # only to read the items back as the old run did
+    email = digest_email(
+        [i for i in book.waiting if window.start_ms <= i.created_ms < window.end_ms], to, window, "https://crm"
+    )
+    assert email is not None
+    key = f"digest:{account}:{window.day.isoformat()}:email:{to.agent_id}"
+    log = DeliveryLog(db, leases=Leases(lease_ms=60_000))
+    delivery = Delivery(
+        key=key,
+        channel=Channel.EMAIL,
+        agent_id=to.agent_id,
+        account_id=account,
+        event_type="Digest",
+        content=email,
+        expires_ms=window.sendable_until_ms,
+    )
+    await log.begin(delivery, now_ms=epoch_ms(at))
+    await mailer.send(email, message_id=key)
+    await log.sent(key, now_ms=epoch_ms(at))
+    log.release(key)
+
+
+async def test_a_late_lead_of_a_day_the_previous_version_sent_the_digest_of_is_in_a_later_digest(
+    db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer
+) -> None:
+    """The previous version (before session 32) files Early (offered 06:50, no `stored_ms`) and sends the 10th's
+    digest at 07:00:30, leaving its delivery record and no seal. The deploy restarts the notifier at 07:01: the new
+    consumer, behind, reads Late's offer (06:59:50) at 07:01:00 and files it with `stored_ms`; the new digest worker
+    ran at 07:01:30, found the 10th's digest "not made", sealed it with Early and Late (both marked as the 10th's)
+    and sent nothing: the delivery log has the 10th for the admin. Late was in no digest, ever, although it was
+    filed by this version after that digest went out (N1: "Each new lead is in exactly one digest: the first its
+    office makes after the notifier filed it"; a restart at the digest hour is the case the seal was made for).
+    (Helper 152.)"""
+    account, address = await office(db)
+    tag = account.removeprefix("office-")
+    admin = f"adm-{tag}"
+    clock = Clock(datetime(2024, 1, 10, 6, 50, tzinfo=UTC))
+    await tell(notifier(db, mailer, clock), offered(account, f"ana-{tag}", uuid.uuid4(), "Early", clock.now))
+    items = db["notifier_digest_items"]
+    await items.update_many({"account_id": account}, {"$unset": {"stored_ms": ""}})  # as the old version filed it
+
+    # The old version's digest run at 07:00:30: the 10th's window read by time, sent, its record marked sent.
+    clock.now = datetime(2024, 1, 10, 7, 0, 30, tzinfo=UTC)
+    window = due_window(clock.now, hour=7)
+    assert window.day == date(2024, 1, 10)
+    book = await DigestItems(db).digests(account, [window])  # only to read the item back as the old run did
+    old_list = [i for i in book.waiting if window.start_ms <= i.created_ms < window.end_ms]
+    assert [i.name for i in old_list] == ["Early"]
+    email = digest_email(old_list, Recipient(agent_id=admin, name="Ada", email=address), window, "https://crm")
+    assert email is not None
+    key = f"digest:{account}:{window.day.isoformat()}:email:{admin}"
+    log = DeliveryLog(db, leases=Leases(lease_ms=60_000))
+    delivery = Delivery(
+        key=key,
+        channel=Channel.EMAIL,
+        agent_id=admin,
+        account_id=account,
+        event_type="Digest",
+        content=email,
+        expires_ms=window.sendable_until_ms,
+    )
+    await log.begin(delivery, now_ms=epoch_ms(clock.now))
+    await mailer.send(email, message_id=key)
+    await log.sent(key, now_ms=epoch_ms(clock.now))
+    log.release(key)
+    assert listing(sink, address, "Early") == ["1 new lead on Wed 10 Jan"]
+
+    # The upgrade: the new consumer files Late, then the new digest worker runs, and every day after.
+    clock.now = datetime(2024, 1, 10, 7, 1, tzinfo=UTC)
+    late = offered(account, f"ana-{tag}", uuid.uuid4(), "Late", datetime(2024, 1, 10, 6, 59, 50, tzinfo=UTC))
+    await tell(notifier(db, mailer, clock), late)
+    for when in (
+        datetime(2024, 1, 10, 7, 1, 30, tzinfo=UTC),
+        datetime(2024, 1, 11, 7, 0, 30, tzinfo=UTC),
+        datetime(2024, 1, 12, 7, 0, 30, tzinfo=UTC),
+        datetime(2024, 1, 12, 7, 0, 30, tzinfo=UTC) + timedelta(days=1),
+    ):
+        clock.now = when
+        await digests(db, mailer, clock).run_once()
+
+    marks = {d["name"]: d.get("digest") async for d in items.find({"account_id": account})}
+    assert listing(sink, address, "Early") == ["1 new lead on Wed 10 Jan"], "Early once, by the old version"
+    assert listing(sink, address, "Late") != [], f"Late is in no digest (marked as taken by {marks.get('Late')})"
+
+
+async def test_a_subscriber_the_previous_version_did_not_reach_gets_its_list_and_late_leads_the_next_day(
+    db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer
+) -> None:
+    """The previous version sends the 10th's digest (Early) to the admin and dies before Ops's. The new worker, after
+    Late is filed, makes the 10th's digest of what that version could list: Ops gets Early alone, on the 10th; Late
+    is in the 11th's, to both; Early in no other digest."""
+    account, address = await office(db)
+    tag = account.removeprefix("office-")
+    ops = f"ops-{tag}@example.com"
+    await AgentDirectory(db).save_preferences(
+        f"ops-{tag}", PreferencesDoc(account_id=account, digest=True, name="Ops", email=ops)
+    )
+    clock = Clock(datetime(2024, 1, 10, 6, 50, tzinfo=UTC))
+    await tell(notifier(db, mailer, clock), offered(account, f"ana-{tag}", uuid.uuid4(), "Early", clock.now))
+    await db["notifier_digest_items"].update_many({"account_id": account}, {"$unset": {"stored_ms": ""}})
+    clock.now = datetime(2024, 1, 10, 7, 0, 30, tzinfo=UTC)
+    admin = Recipient(agent_id=f"adm-{tag}", name="Ada", email=address)
+    await sent_by_the_previous_version(db, mailer, account, admin, clock.now)
+
+    clock.now = datetime(2024, 1, 10, 7, 1, tzinfo=UTC)
+    late = offered(account, f"ana-{tag}", uuid.uuid4(), "Late", datetime(2024, 1, 10, 6, 59, 50, tzinfo=UTC))
+    await tell(notifier(db, mailer, clock), late)
+    for when in (datetime(2024, 1, 10, 7, 1, 30, tzinfo=UTC), datetime(2024, 1, 11, 7, 0, 30, tzinfo=UTC)):
+        clock.now = when
+        await digests(db, mailer, clock).run_once()
+
+    for to in (address, ops):
+        assert listing(sink, to, "Early") == ["1 new lead on Wed 10 Jan"], to
+        assert listing(sink, to, "Late") == ["1 new lead on Thu 11 Jan"], to
+
+
+async def test_an_item_waiting_longer_than_the_look_back_is_in_the_next_digest(
+    db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer
+) -> None:
+    """`NOTIFIER_DIGEST__KEEP_DAYS=7`: Jane is filed on the 10th at 12:00 and the digest worker is down until the
+    14th at 07:00:30. The 11th's and 12th's digests are no longer sendable; the run looked only at accounts with
+    items created or filed in the last 3 days, and Jane, kept 7 days, was in no digest. Expected: the 13th's,
+    the oldest still sendable (decision 0088, amended in session 32)."""
+    account, address = await office(db)
+    tag = account.removeprefix("office-")
+    clock = Clock(datetime(2024, 1, 10, 12, tzinfo=UTC))
+    await tell(notifier(db, mailer, clock), offered(account, f"ana-{tag}", uuid.uuid4(), "Jane", clock.now))
+    clock.now = datetime(2024, 1, 14, 7, 0, 30, tzinfo=UTC)
+    await digests(db, mailer, clock).run_once()
+    clock.now = datetime(2024, 1, 15, 7, 0, 30, tzinfo=UTC)
+    await digests(db, mailer, clock).run_once()
+
+    assert listing(sink, address, "Jane") == ["1 new lead on Sat 13 Jan"]

@@ -14,7 +14,7 @@ from typing import Any
 
 from leadflow_notifier.adapters.repository import Begin, Claimed
 from leadflow_notifier.domain.delivery import Delivery
-from leadflow_notifier.domain.digest import DigestBook, DigestItem, DigestWindow
+from leadflow_notifier.domain.digest import DigestBook, DigestItem, DigestWindow, Unlisted
 from leadflow_notifier.domain.errors import DeliveryError
 from leadflow_notifier.domain.messages import Content, Outgoing, Recipient
 from leadflow_notifier.domain.preferences import Channel
@@ -66,6 +66,9 @@ class Log:
         self.held.add(key)
         return Begin.SEND
 
+    async def recorded(self, keys: list[str]) -> list[str]:
+        return [key for key in keys if key in self.status]
+
     async def claim_due(self, *, now_ms: int, limit: int) -> Claimed:  # noqa: ARG002
         claimed, self.due = self.due[:limit], self.due[limit:]
         self.held.update(d.key for d in claimed)
@@ -112,13 +115,27 @@ class Journal:
 
 
 class Digest:
-    """The digest items filed; no account has a digest due."""
+    """The digest items filed, and the leads noted unlisted (by which event each was filed); no account has a digest
+    due."""
 
     def __init__(self) -> None:
         self.items: list[DigestItem] = []
+        self.noted: dict[str, str | None] = {}
 
     async def add(self, item: DigestItem) -> None:
         self.items.append(item)
+
+    async def note(self, lead: Unlisted) -> None:
+        self.noted.setdefault(lead.key, None)
+
+    async def file_noted(self, item: DigestItem, *, by: str, write: bool = True) -> bool:
+        key = Unlisted(item.account_id, item.lead_id).key
+        if key not in self.noted or self.noted[key] not in (None, by) or (not write and self.noted[key] is None):
+            return False
+        if write:
+            self.noted[key] = by
+            await self.add(item)
+        return True
 
     async def accounts_since(self, since_ms: int) -> list[str]:  # noqa: ARG002
         return []

@@ -33,12 +33,15 @@ from leadflow_notifier.domain.digest import (
     DigestBook,
     DigestItem,
     DigestWindow,
+    Unlisted,
     digest_email,
     digest_item,
     distinct_leads,
     due_windows,
+    late_item,
     new_lead_email,
     takes,
+    unlisted_arrival,
 )
 from leadflow_notifier.domain.errors import (
     UNREGISTERED,
@@ -107,6 +110,12 @@ class Deliveries(Protocol):
     def release(self, key: str) -> None: ...
 
 
+class DigestDeliveries(Deliveries, Protocol):
+    async def recorded(self, keys: list[str]) -> list[str]:
+        """Which of `keys` the log has a record of, whatever its status."""
+        ...
+
+
 class Replays(Protocol):
     async def reopen(self, delivery: Delivery, *, marker: str, now_ms: int) -> bool:
         """Put a failed delivery back to pending for this process, once per replay `marker`; True if it did."""
@@ -133,6 +142,19 @@ def _unmarked(sender: Sender) -> contextlib.AbstractAsyncContextManager[Any]:
     Protocol, whose isinstance walks the protocol's members on every call (4 % of the notifier's CPU)."""
     permits = getattr(sender, "unmarked", None)
     return permits if isinstance(permits, asyncio.Semaphore) else contextlib.nullcontext()
+
+
+class DigestFiling(Protocol):
+    """Where the notifier files new leads for the digest (N1)."""
+
+    async def add(self, item: DigestItem) -> None: ...
+    async def note(self, lead: Unlisted) -> None:
+        """Note a lead whose first decision filed no item (a fall-back at its arrival), once."""
+        ...
+
+    async def file_noted(self, item: DigestItem, *, by: str, write: bool = True) -> bool:
+        """File `item` if its lead was noted unlisted and no event but `by` filed it; whether `by` filed it."""
+        ...
 
 
 class DigestStore(Protocol):
@@ -397,7 +419,7 @@ class Notifier:
     pages_url: str
     clock: Callable[[], datetime]
     retry: RetryPolicy = RetryPolicy()
-    digest: DigestStore | None = None
+    digest: DigestFiling | None = None
     staff: Staff | None = None  # who hears of a team member's transfer (T2); None: nobody
     devices: Devices | None = None  # forgets a device its push provider no longer knows
     accept_links: AcceptLinks | None = None  # one-click accept links in offer notices
@@ -525,12 +547,8 @@ class Notifier:
         other = await self._other(event, raw)
         if other is not None:
             return other, None
-        deliveries: list[Delivery] = []
         erased = erased or published_blank(event)
-        if self.digest is not None and not erased and (item := digest_item(event)) is not None:
-            if file:
-                await self.digest.add(replace(item, stored_ms=epoch_ms(self.clock())))
-            deliveries += await self._new_lead_notices(item, event, raw)
+        deliveries = [] if self.digest is None or erased else await self._new_lead(self.digest, event, raw, file=file)
         if not announce:
             log.info("%s: ended in the same batch, not announced", event.type, extra={"event_id": str(event.event_id)})
             return deliveries, None
@@ -539,6 +557,30 @@ class Notifier:
         except PoisonMessage as poison:
             return deliveries, poison
         return deliveries, None
+
+    async def _new_lead(self, digest: DigestFiling, event: RoutingEvent, raw: bytes, *, file: bool) -> list[Delivery]:
+        """N1: the digest item `event` files, if it is a lead's arrival, and its new-lead notices (none else).
+
+        A lead's first decision is its arrival (`digest_item`). A lead nobody could take when it came (a fall-back,
+        no contact) is noted (`unlisted_arrival`) and filed, and announced, at its first later event there with the
+        contact (`late_item`), by that event alone: a later one (the lead handed back, its agent gone) files
+        nothing (decision 0013, amended in session 32). Without `file` (a replayed delivery's dead letter) nothing
+        is written: the notices are planned if the event filed the item."""
+        now_ms = epoch_ms(self.clock())
+        if (item := digest_item(event)) is not None:
+            if file:
+                await digest.add(replace(item, stored_ms=now_ms))
+            return await self._new_lead_notices(item, event, raw)
+        if (lead := unlisted_arrival(event)) is not None:
+            if file:
+                await digest.note(lead)
+            return []
+        late = late_item(event)
+        if late is None or not await digest.file_noted(
+            replace(late, stored_ms=now_ms), by=str(event.event_id), write=file
+        ):
+            return []
+        return await self._new_lead_notices(late, event, raw)
 
     @staticmethod
     def _without_contact(event: RoutingEvent) -> RoutingEvent | None:
@@ -759,7 +801,7 @@ class DigestSender:
     items: DigestStore
     subscribers: Subscribers
     schedules: DigestSchedules
-    deliveries: Deliveries
+    deliveries: DigestDeliveries
     mailer: Sender
     metrics: NotifierMetrics
     pages_url: str
@@ -774,17 +816,21 @@ class DigestSender:
         new leads were all erased since."""
         now = self.clock()
         due: list[tuple[str, DigestWindow, list[DigestItem]]] = []
+        subscribers: dict[str, list[Recipient]] = {}  # read once per account and run, when first needed
         # Accounts with new leads lately; each one's windows are its own (its hour, its time zone).
         for account_id in await self.items.accounts_since(epoch_ms(now) - DIGEST_LOOK_BACK_MS):
-            due += [(account_id, window, items) for window, items in await self._due(account_id, now) if items]
+            made = await self._due(account_id, now, subscribers)
+            due += [(account_id, window, items) for window, items in made if items]
         sent = 0
-        subscribers: dict[str, list[Recipient]] = {}
         for account_id, window, items in await self._without_erased(due):
-            if account_id not in subscribers:
-                subscribers[account_id] = await self.subscribers.digest_subscribers(account_id)
-            for who in subscribers[account_id]:
+            for who in await self._subscribers(account_id, subscribers):
                 sent += await self._send(account_id, window, items, who)
         return sent
+
+    async def _subscribers(self, account_id: str, read: dict[str, list[Recipient]]) -> list[Recipient]:
+        if account_id not in read:
+            read[account_id] = await self.subscribers.digest_subscribers(account_id)
+        return read[account_id]
 
     async def _without_erased(
         self, due: list[tuple[str, DigestWindow, list[DigestItem]]]
@@ -802,13 +848,20 @@ class DigestSender:
         log.info("digest items of erased leads left out and forgotten", extra={"leads": len(erased)})
         return [(a, w, kept) for a, w, items in due if (kept := [i for i in items if i.lead_id not in erased])]
 
-    async def _due(self, account_id: str, now: datetime) -> list[tuple[DigestWindow, list[DigestItem]]]:
+    async def _due(
+        self, account_id: str, now: datetime, subscribers: dict[str, list[Recipient]]
+    ) -> list[tuple[DigestWindow, list[DigestItem]]]:
         """The account's sendable windows, oldest first, each with its new leads: one read for all of them.
 
         A window's digest made before lists what it took then; one not made yet takes the waiting items of its day
         or before (`takes`) and is made now (`DigestStore.take`, once: another replica's list wins). An item filed
         after its day's digest was made waits for the next one (decision 0013, amended in session 32). A window with
-        nothing to take is not made: an item of its day filed later, while it is due, is still in it."""
+        nothing to take is not made: an item of its day filed later, while it is due, is still in it.
+
+        A digest this version makes is sealed before any of its deliveries begins: a window with something to take,
+        no seal and a delivery record for one of its subscribers was sent by a version before session 32. It takes
+        only what that version could have listed (`takes`, `sent_unsealed`), and is made even with nothing, so that
+        a later item waits for the next digest, which is sent, instead of being sealed into one sent already."""
         hour, time_zone = await self.schedules.of(account_id)
         windows = due_windows(now, hour=self.default_hour if hour is None else hour, time_zone=time_zone)
         book = await self.items.digests(account_id, windows)
@@ -818,18 +871,26 @@ class DigestSender:
             items = book.taken.get(window.day)
             if items is None:
                 wanted = takes(window, waiting)
-                items = await self.items.take(account_id, window, wanted) if wanted else []
+                if wanted and await self._sent_unsealed(account_id, window, subscribers):
+                    items = await self.items.take(account_id, window, takes(window, waiting, sent_unsealed=True))
+                else:
+                    items = await self.items.take(account_id, window, wanted) if wanted else []
                 taken = {item.key for item in items}
                 waiting = [item for item in waiting if item.key not in taken]
             due.append((window, distinct_leads(items)))
         return due
+
+    async def _sent_unsealed(self, account_id: str, window: DigestWindow, read: dict[str, list[Recipient]]) -> bool:
+        """Whether the delivery log has `window`'s digest for one of the account's subscribers, before its seal."""
+        keys = [_digest_key(account_id, window, who) for who in await self._subscribers(account_id, read)]
+        return bool(await self.deliveries.recorded(keys))
 
     async def _send(self, account_id: str, window: DigestWindow, items: list[DigestItem], who: Recipient) -> int:
         """Send one subscriber its digest of `window` unless the delivery log has it; 1 if it went now."""
         email = digest_email(items, who, window, self.pages_url)
         if email is None:
             return 0
-        key = f"digest:{account_id}:{window.day.isoformat()}:email:{who.agent_id}"
+        key = _digest_key(account_id, window, who)
         delivery = Delivery(
             key=key,
             channel=Channel.EMAIL,
@@ -866,6 +927,11 @@ class DigestSender:
 
     def _now_ms(self) -> int:
         return epoch_ms(self.clock())
+
+
+def _digest_key(account_id: str, window: DigestWindow, who: Recipient) -> str:
+    """A day's digest to one subscriber: its delivery log key, the same in every version."""
+    return f"digest:{account_id}:{window.day.isoformat()}:email:{who.agent_id}"
 
 
 def _group(event: RoutingEvent) -> str:

@@ -19,7 +19,7 @@ from pymongo.errors import DuplicateKeyError, InvalidOperation
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_delay, wait_exponential_jitter
 
 from leadflow_notifier.domain.delivery import Delivery, Unreadable
-from leadflow_notifier.domain.digest import DigestBook, DigestItem, DigestWindow
+from leadflow_notifier.domain.digest import DigestBook, DigestItem, DigestWindow, Unlisted
 from leadflow_notifier.domain.messages import Content, EmailContent, PushContent, PushDevice, Recipient, SmsContent
 from leadflow_notifier.domain.preferences import Channel, Preferences, QuietHours, hears_account, holds_for
 from leadflow_shared.account_config import ContactDetails, NoticeFields, time_zone_of
@@ -252,6 +252,12 @@ class DigestItems:
     `_id` = `digest:<account>:<day>` (`digest_of`, `day`, `items`: the keys it took, `created_at` for the TTL:
     it outlives the days its digest is sendable), inserted once: whoever inserts it made the digest; a retry, a
     crash's successor or another replica reads it and sends that list (decision 0013, amended in session 32).
+
+    A lead whose first decision filed no item (a fall-back at its arrival: no contact) is noted by one document
+    too, `_id` = `unlisted:<account>:<lead>` (`unlisted_of`, `lead_id`, `noted_at` for its own TTL, as long as the
+    delivery records': `forget_noted`), inserted once; its first later event with the contact files the item and
+    writes its id (`filed_by`): no other event files it again (`file_noted`). Neither a seal nor a note has an
+    `account_id`: a query of an account's items reads neither.
     """
 
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
@@ -278,13 +284,41 @@ class DigestItems:
         # A key stored already is a redelivery, or the second offer of a race: nothing to add.
         return [None if isinstance(e, DuplicateKeyError) else e for e in await insert_each(self._items, docs)]
 
+    async def note(self, lead: Unlisted) -> None:
+        """Note a lead whose first decision filed no item (`unlisted_arrival`); a redelivery changes nothing."""
+        doc = {"_id": lead.key, "unlisted_of": lead.account_id, "lead_id": lead.lead_id, "noted_at": _wall_clock()}
+        await self._insert(doc)
+
+    async def file_noted(self, item: DigestItem, *, by: str, write: bool = True) -> bool:
+        """File `item` (`late_item` of the event `by`) if its lead is noted unlisted in its account and no other
+        event filed it; whether `by` is the event that filed it (now, or before: a redelivery after a crash plans
+        its new-lead notices again, the item's insert changing nothing). Without `write` (a replayed delivery's
+        dead letter), only whether `by` filed it. One conditional write by `_id`; nothing for a lead never noted."""
+        noted = Unlisted(item.account_id, item.lead_id).key
+        if not write:
+            return await self._items.find_one({"_id": noted, "filed_by": by}, {"_id": 1}) is not None
+        claimed = await self._items.find_one_and_update(
+            {"_id": noted, "$or": [{"filed_by": {"$exists": False}}, {"filed_by": by}]},
+            {"$set": {"filed_by": by}},
+            projection={"_id": 1},
+        )
+        if claimed is None:
+            return False
+        await self.add(item)
+        return True
+
     async def accounts_since(self, since_ms: int) -> list[str]:
-        """Accounts with items filed, or created, since `since_ms` (each account's window is its own): the set made
-        by the database, not from every item of the last days. Filed since: a late item waiting, or taken by a
-        digest still sendable (a retry after a crash sends it to the subscribers it did not reach)."""
+        """Accounts with items filed, or created, since `since_ms` (each account's window is its own), and those
+        with items filed earlier that no digest took yet: the set made by the database, not from every item of the
+        last days. Filed since: a late item waiting, or taken by a digest still sendable (a retry after a crash
+        sends it to the subscribers it did not reach). Filed before and waiting: items are kept
+        `NOTIFIER_DIGEST__KEEP_DAYS`, which may be more than the 3 days looked back; one whose office made no
+        digest since (the digest worker down longer) is in the next one."""
         found: set[str] = set()
         for by in ("created_ms", "stored_ms"):
             found.update(str(a) for a in await self._items.distinct("account_id", {by: {"$gte": since_ms}}))
+        waiting = {"stored_ms": {"$lt": since_ms}, "digest": {"$exists": False}}
+        found.update(str(a) for a in await self._items.distinct("account_id", waiting))
         return sorted(found)
 
     async def digests(self, account_id: str, windows: list[DigestWindow]) -> DigestBook:
@@ -375,6 +409,11 @@ async def ensure_indexes(db: AsyncDatabase[dict[str, Any]], *, delivery_days: in
     await db[NOTIFIER_DIGEST_ITEMS].create_index(
         [("created_at", 1)], name="forget_after", expireAfterSeconds=digest_days * day
     )
+    # A lead noted unlisted (a fall-back at its arrival; a lead id, no personal data): until its first event with
+    # the contact files its item, and after, so that no later one does (an event can come again for 30 days).
+    await db[NOTIFIER_DIGEST_ITEMS].create_index(
+        [("noted_at", 1)], name="forget_noted", expireAfterSeconds=delivery_days * day
+    )
     # An erasure marker (a lead id, no personal data) as long as a finished delivery: an event of the lead can
     # come again until then (the dead-letter topics' 30 days); after it, a redelivery would be sent again anyway.
     await db[NOTIFIER_ERASURES].create_index(
@@ -450,6 +489,12 @@ class DeliveryLog:
         # A batch's deliveries start, and end as sent, in one command each (shared/coalesce.py).
         self._insert: Coalesced[dict[str, Any], None] = Coalesced(lambda docs: insert_each(self._deliveries, docs))
         self._mark_sent = Coalesced(self._sent_many, expected=marks_on_the_way, linger=MARK_LINGER_SECONDS)
+
+    async def recorded(self, keys: list[str]) -> list[str]:
+        """Which of `keys` have a record, whatever its status: one read by `_id`."""
+        if not keys:
+            return []
+        return [str(d["_id"]) async for d in self._deliveries.find({"_id": {"$in": keys}}, {"_id": 1})]
 
     async def begin(self, delivery: Delivery, *, now_ms: int) -> Begin:
         """Start `delivery` unless a record of it exists; on SEND this process holds its lease."""

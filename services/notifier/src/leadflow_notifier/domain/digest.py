@@ -2,8 +2,10 @@
 
 A lead is new for an account when its first routing decision is made there (`digest_item`): the events
 of its routing record's first change (`router_version` 1, decision 0093: an offer, an assignment, or a
-hold); or when it arrives from another office of the organisation (T2, `LeadTransferred`: new in the
-target office, listed in its next digest). Each account's digest goes out at its `digest_hour` in
+hold), or, for a lead nobody could take when it came (its first decision a fall-back, which carries no
+contact), its next event there that carries the contact (`late_item`); or when it arrives from another
+office of the organisation (T2, `LeadTransferred`: new in the target office, listed in its next digest).
+Each account's digest goes out at its `digest_hour` in
 its own time zone (the office's); the digest for day D covers the day before D at that hour
 (23 or 25 hours across a daylight-saving change). A digest missed (the notifier, MongoDB or SMTP
 down at its hour) is still sent for `DIGEST_CATCH_UP_DAYS` after it was due (`due_windows`,
@@ -32,6 +34,7 @@ from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.routing import (
     AssignmentReason,
     LeadAssigned,
+    LeadFellBack,
     LeadHeld,
     LeadOffered,
     LeadTransferred,
@@ -52,6 +55,10 @@ NOT_NEW = frozenset(
         AssignmentReason.AGENT_LEFT,
     }
 )
+
+# Assignments that never file a noted lead's item (`late_item`): a claim follows the offer that did; a transfer's
+# LeadTransferred is the lead's arrival in the office it moved to.
+LATE_NEVER = frozenset({AssignmentReason.CLAIMED, AssignmentReason.OFFICE_TRANSFER})
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +111,7 @@ class DigestBook:
     waiting: list[DigestItem]  # the items no digest took yet, filed before the last window's end
 
 
-def takes(window: DigestWindow, waiting: list[DigestItem]) -> list[DigestItem]:
+def takes(window: DigestWindow, waiting: list[DigestItem], *, sent_unsealed: bool = False) -> list[DigestItem]:
     """The waiting items the digest of `window` takes when it is made: those of its day or before.
 
     An item is listed by the first digest its office makes after the item was filed, oldest due window
@@ -113,12 +120,66 @@ def takes(window: DigestWindow, waiting: list[DigestItem]) -> list[DigestItem]:
     item of a later day waits for that day's digest. An item filed before session 32 (`stored_ms` None),
     which no digest marked as taken, is listed by its own day's window alone, as it was then: its day's
     digest may have been sent before the upgrade.
+
+    `sent_unsealed`: the delivery log has this day's digest but no seal: a version before session 32 sent it
+    (this one seals before it begins any). That digest listed its day's items by their time, read when it ran,
+    so it takes only what it could have listed, the items that version filed (no `stored_ms`) of its day: the
+    subscribers it did not reach get that list. An item this version filed is in no digest sent yet, whatever
+    its time: it waits for the next one (listed twice, at worst, if the old version read it: never in none).
     """
+    if sent_unsealed:
+        return [i for i in waiting if i.stored_ms is None and window.start_ms <= i.created_ms < window.end_ms]
     return [
         item
         for item in waiting
         if item.created_ms < window.end_ms and (item.stored_ms is not None or item.created_ms >= window.start_ms)
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class Unlisted:
+    """A lead whose first decision in an account could file no digest item: the router's fall-back at its arrival
+    (`LeadFellBack`, `router_version` 1, the only event of that change) carries no contact or source. The notifier
+    notes it (`unlisted_arrival`); the lead's next event there that carries them files its item (`late_item`)."""
+
+    account_id: str
+    lead_id: str
+
+    @property
+    def key(self) -> str:
+        """The note's identity (its `_id` in the digest store), one per (account, lead)."""
+        return f"unlisted:{self.account_id}:{self.lead_id}"
+
+
+def unlisted_arrival(event: RoutingEvent) -> Unlisted | None:
+    """The lead `event` notes as arrived but not listed (N1), or None: a fall-back that is its record's first change.
+
+    Nobody could take the lead when it came (every agent paused, away or off hours): the router's only event is
+    `LeadFellBack` to the broker, without the contact a digest item lists. A later fall-back (version 2 on: every
+    offer expired) is no arrival; one without a version (an older router) is not noted, its hand assignment being
+    new by the older rule (`digest_item`)."""
+    if isinstance(event, LeadFellBack) and event.payload.router_version == 1:
+        return Unlisted(event.account_id, str(event.payload.lead_id))
+    return None
+
+
+def late_item(event: RoutingEvent) -> DigestItem | None:
+    """The item `event` would file for its lead if the lead is noted `Unlisted` in its account and no event filed it
+    yet (the store decides, `DigestFiling.file_noted`), or None.
+
+    It is the lead's first later event there that carries the contact: the broker's hand assignment (`manual`),
+    as a rule; an offer (an ask-back's answer), a hold, or an assignment for any other reason as well. Not a
+    claim (the claimed offer came first, and a claim is the commonest later event: no store read for it), nor an
+    office transfer's assignment (its `LeadTransferred` is an item of its own), nor an event of the record's first
+    change (`digest_item` judges those) or without a version (an older router: none was noted)."""
+    if not isinstance(event, LeadAssigned | LeadOffered | LeadHeld):
+        return None
+    if isinstance(event, LeadAssigned) and event.payload.reason in LATE_NEVER:
+        return None
+    version = event.payload.router_version
+    if version is None or version == 1:
+        return None
+    return _item_of(event)
 
 
 def digest_item(event: RoutingEvent) -> DigestItem | None:
@@ -131,7 +192,9 @@ def digest_item(event: RoutingEvent) -> DigestItem | None:
     (`manual`), roster position 1 once a direct period ended, an ask-back joining the first round. Events of
     a producer before that field (None) are judged as then: a first-round offer, or an assignment whose
     reason is not in `NOT_NEW` (`manual` included); a hold is not listed (its first offer is). A claim, a
-    fall-back, a transfer's or a share's assignment, a lead given back or left by its agent is never new.
+    fall-back, a transfer's or a share's assignment, a lead given back or left by its agent is never new. A lead
+    whose first decision is a fall-back (`LeadFellBack`, no contact) is listed at its next event that carries the
+    contact (`unlisted_arrival`, `late_item`; decision 0013, amended in session 32).
     """
     if isinstance(event, LeadTransferred):
         t = event.payload
@@ -155,6 +218,10 @@ def digest_item(event: RoutingEvent) -> DigestItem | None:
         new = isinstance(event, LeadAssigned) or (isinstance(event, LeadOffered) and event.payload.offer_round == 1)
     if not new:
         return None
+    return _item_of(event)
+
+
+def _item_of(event: LeadAssigned | LeadOffered | LeadHeld) -> DigestItem:
     contact, source = event.payload.contact, event.payload.source
     return DigestItem(
         account_id=event.account_id,
