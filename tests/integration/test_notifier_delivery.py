@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from email.message import EmailMessage
@@ -17,6 +17,7 @@ import pytest
 import pytest_asyncio
 from fakes_notifier import DeadLetters, Gate, NoDeadLetters, Recorder, Stuck, plain
 from fakes_shared import Clock
+from notifier_harness import digest_sender
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
@@ -175,23 +176,6 @@ async def test_a_pending_delivery_is_the_redrivers_once_its_lease_runs_out(db: A
     assert "event" not in done
 
 
-def digest_sender(
-    db: AsyncDatabase[dict[str, Any]], items: DigestItems, mailer: SmtpMailer, clock: Callable[[], datetime]
-) -> DigestSender:
-    """A notifier's digest run on the real database and SMTP sink, its delivery leases 60 s."""
-    return DigestSender(
-        items=items,
-        subscribers=AgentDirectory(db),
-        schedules=AccountSchedules(db),
-        deliveries=DeliveryLog(db, leases=Leases(lease_ms=60_000)),
-        mailer=mailer,
-        metrics=NotifierMetrics(CollectorRegistry()),
-        pages_url="https://crm",
-        default_hour=7,
-        clock=clock,
-    )
-
-
 async def test_the_daily_digest_goes_to_each_subscriber_once(
     db: AsyncDatabase[dict[str, Any]], sink: MailSink, mailer: SmtpMailer
 ) -> None:
@@ -207,7 +191,7 @@ async def test_the_daily_digest_goes_to_each_subscriber_once(
     day_before = int(datetime(2024, 1, 9, 12, tzinfo=UTC).timestamp() * 1000)
     for i, created in enumerate((day_before, day_before, int(NOON.timestamp() * 1000))):
         await items.add(DigestItem(account, f"{account}-lead-{i % 2 if i < 2 else 9}", f"Lead {i}", "Web", created))
-    sender = digest_sender(db, items, mailer, lambda: NOON)
+    sender = digest_sender(db, mailer, lambda: NOON, items)
 
     assert await sender.run_once() == 1
     assert await sender.run_once() == 0  # the next check, or another replica: already sent
@@ -243,7 +227,7 @@ async def test_a_digest_missed_while_the_notifier_was_down_is_sent_once_on_its_r
     clock = Clock(datetime(2024, 1, 10, 16, tzinfo=UTC))
 
     def replica() -> DigestSender:
-        return digest_sender(db, items, mailer, clock)
+        return digest_sender(db, mailer, clock, items)
 
     def digests() -> list[tuple[str, str]]:
         return [(str(m["Subject"]), plain(m)) for m in sink.received() if m["X-Envelope-To"] == address]
@@ -295,7 +279,7 @@ async def test_a_staff_member_gets_the_digest_at_the_offices_hour_in_its_time_zo
     created = datetime(2026, 6, 1, 20, tzinfo=UTC)  # 13:00 in Los Angeles, the day before
     await items.add(DigestItem(account, f"{account}-lead", "Lead One", "Web", int(created.timestamp() * 1000)))
     clock = Clock(NOON)
-    sender = digest_sender(db, items, mailer, clock)
+    sender = digest_sender(db, mailer, clock, items)
 
     def to_staff() -> list[Any]:
         return [m for m in sink.received() if m["X-Envelope-To"] == address]

@@ -37,13 +37,13 @@ import pytest
 import pytest_asyncio
 from fakes_notifier import NoDeadLetters, plain
 from fakes_shared import Clock
+from notifier_harness import digest_sender as digests
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_devstack.servers import MailSink
 from leadflow_notifier.adapters.repository import (
-    AccountSchedules,
     AgentDirectory,
     DeliveryLog,
     DigestItems,
@@ -56,7 +56,7 @@ from leadflow_notifier.domain.delivery import Delivery
 from leadflow_notifier.domain.digest import DigestBook, DigestItem, DigestWindow, digest_email, due_window
 from leadflow_notifier.domain.messages import Recipient
 from leadflow_notifier.domain.preferences import Channel
-from leadflow_notifier.handlers import DigestSender, DigestStore, Notifier, RetryPolicy
+from leadflow_notifier.handlers import Notifier, RetryPolicy
 from leadflow_notifier.metrics import NotifierMetrics
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
@@ -118,22 +118,6 @@ def notifier(db: AsyncDatabase[dict[str, Any]], mailer: SmtpMailer, clock: Clock
         retry=RetryPolicy(attempts=2, initial_seconds=0.01, max_seconds=0.02),
         digest=DigestItems(db),
         staff=directory,
-    )
-
-
-def digests(
-    db: AsyncDatabase[dict[str, Any]], mailer: SmtpMailer, clock: Clock, items: DigestStore | None = None
-) -> DigestSender:
-    return DigestSender(
-        items=items or DigestItems(db),
-        subscribers=AgentDirectory(db),
-        schedules=AccountSchedules(db),
-        deliveries=DeliveryLog(db, leases=Leases(lease_ms=60_000)),
-        mailer=mailer,
-        metrics=NotifierMetrics(CollectorRegistry()),
-        pages_url="https://crm",
-        default_hour=7,
-        clock=clock,
     )
 
 
