@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from fakes_router import Published
+from fakes_router import FakeRotations, Published
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from router_harness import router_on, router_service
@@ -158,6 +158,30 @@ async def test_a_rotation_moves_only_from_where_it_was_read(mongo_url: str) -> N
         assert await rotations.read_many(["a:fresh"]) == {"a:fresh": Taken(3, 1, (("l1", 2), ("l2", 3)))}
         await rotations.advance_many({"a:fresh": 4})
         assert await rotations.read_many(["a:fresh", "a:none"]) == {"a:fresh": Taken(4), "a:none": Taken(0)}
+    finally:
+        await client.drop_database(db.name)
+        await client.close()
+
+
+async def test_a_take_from_a_position_a_key_without_a_document_no_longer_has_is_lost(mongo_url: str) -> None:
+    """A decider read a rule's rotation at 3; the rule was deleted meanwhile and its keys dropped
+    (`drop_rule_keys`). Its take from 3 finds no document: the key moved since it was read (the docstring: only "a
+    key read at 0 may have no document"), and `FakeRotations.take` answers it lost. On nx-27017 the upsert's filter
+    `{_id, position: 3}` misses, nothing stands in the way of its insert, and the dropped key is created again at 4:
+    the take "wins" and a deleted rule's cursor comes back. Expected: lost, as the fake says, and no document."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
+    db = client[f"router_take_gone_{uuid.uuid4().hex[:8]}"]
+    try:
+        rotations, fake = Rotations(db), FakeRotations()
+        key = "acme:rule:gone"
+        for store in (rotations, fake):
+            assert await store.take({key: Take(0, 3, 0)}) == set()
+            await store.drop([key])
+        assert await fake.take({key: Take(3, 4, 3)}) == {key}
+        lost = await rotations.take({key: Take(3, 4, 3)})
+        left = await rotations.get_many([key])
+        assert lost == {key}, f"a take from 3 of a dropped key won on nx-27017 (now {left}); the fake says lost"
+        assert left == {key: 0}
     finally:
         await client.drop_database(db.name)
         await client.close()

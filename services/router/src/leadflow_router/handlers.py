@@ -57,13 +57,14 @@ from leadflow_router.adapters.ports import (
     RoutingRecords,
 )
 from leadflow_router.domain.availability import (
-    NO_USAGE,
     CountedLeads,
     Gate,
     Usage,
     counted,
+    in_line,
     past_cap,
     period_start,
+    usage_of,
 )
 from leadflow_router.domain.contacts import contact_keys, in_account
 from leadflow_router.domain.decisions import (
@@ -134,6 +135,9 @@ RECENT_INPUTS = 20  # activity ids remembered per lead to drop redeliveries
 CAS_ATTEMPTS = 10
 # A batch of new leads decided again, at most, when another decider took the turns or cap slots it was decided on.
 TURN_ATTEMPTS = 5
+# A decider first in line for a slot past a cap reads it again, at most, while the others give their holds back.
+KEEP_READS = 5
+KEEP_WAIT_SECONDS = 0.01
 # An outbox document older than this (wall clock) is finished by `republish_stale`: a crash left it and no
 # redelivery came (decision 0068). Redeliveries finish theirs at once; this is the backstop.
 STALE_BATCH_SECONDS = 60
@@ -426,19 +430,24 @@ class RouterService:
         decided again after a crash cut it; `within_caps` False: decided past the caps, by hand, so not read again).
         The records come back without what was taken (flush moves and holds nothing more)."""
         capped = await self._capped_accounts([record for _, record in changes])
-        holds = [(r.lead_id, r.account_id, agents) for _, r in changes
-                 if r.account_id in capped and (agents := r.outbox.effects.capacity) is not None]  # fmt: skip
+        # What a change starts counting is held now; what it stops counting only once it is stored (at flush): a slot
+        # is not freed for another decider by a change that may still lose (helper 157).
+        holds = [(r.lead_id, r.account_id, tuple(sorted(counted(before) | counted(r.state)))) for before, r in changes
+                 if r.account_id in capped and r.outbox.effects.capacity is not None]  # fmt: skip
         if holds and self.capacity is not None:
             await self.capacity.hold_many(holds, to_ms(self.clock()) or 0)
             if within_caps and await self._past_caps(changes, capped):
                 await self._put_back_holds([r for _, r in changes])
                 return None
         moves = _moves([record for _, record in changes], read, expected or {})
-        if moves and await self.rotations.take(moves):
+        if moves and (lost := await self.rotations.take(moves)):
+            # Each key is taken on its own: those taken go back to where they stood (unless moved since).
+            back = {key: Take(take.to, take.expected, take.expected) for key, take in moves.items() if key not in lost}
+            await self.rotations.take(back)
             if holds:
                 await self._put_back_holds([r for _, r in changes])
             return None
-        return [_taken(record, moves, held=record.account_id in capped) for _, record in changes]
+        return [_taken(record, moves, held=_frees_nothing(before, record, capped)) for before, record in changes]
 
     async def _capped_accounts(self, records: list[RoutingRecord]) -> dict[str, AccountSnapshot]:
         """The records' accounts where somebody has a cap (their leads are counted), when caps are checked."""
@@ -450,17 +459,44 @@ class RouterService:
     async def _past_caps(
         self, changes: Sequence[tuple[LeadState | None, RoutingRecord]], capped: dict[str, AccountSnapshot]
     ) -> bool:
-        """Whether an agent the changes started counting a lead against is past a cap, read after their holds."""
-        now = self.clock()
+        """Whether another decider took a slot the changes were decided on: an agent they started counting a lead
+        against is past a cap, read after their holds, and their leads are not first in line for it (by when each was
+        counted, then lead id). First in line, a decider reads again while the others give their holds back (they see
+        the same line), a few times; then it too gives up. Two deciders at one pace so never both back off for ever
+        (helper 157), and never both go on past a cap: one that goes on read the agent within it."""
+        for attempt in range(KEEP_READS):
+            first = await self._first_in_line(changes, capped)
+            if first is None:
+                return False
+            if not first:
+                return True
+            await asyncio.sleep(KEEP_WAIT_SECONDS * (attempt + 1))  # first in line: the others give their holds back
+        return True
+
+    async def _first_in_line(
+        self, changes: Sequence[tuple[LeadState | None, RoutingRecord]], capped: dict[str, AccountSnapshot]
+    ) -> bool | None:
+        """None when no agent the changes started counting a lead against is past a cap; else whether the changes'
+        leads are first in line for every slot past one."""
+        assert self.capacity is not None  # noqa: S101 (only asked where leads are counted)
+        now, first = self.clock(), None
         for account_id, account in capped.items():
-            started = {a for before, r in changes if r.account_id == account_id for a in _started(before, r)}
-            usage = await self._usage(account, now, {}) if started else None
-            for agent_id in sorted(started):
+            mine: dict[str, set[str]] = {}
+            for before, record in (c for c in changes if c[1].account_id == account_id):
+                for agent_id in _started(before, record):
+                    mine.setdefault(agent_id, set()).add(record.lead_id)
+            if not mine:
+                continue
+            since = to_ms(period_start(now, account.time_zone)) or 0
+            counted_leads = await self.capacity.times(account_id, sorted(mine), since)
+            for agent_id, leads in mine.items():
                 agent = account.agent(agent_id)
                 caps = agent.availability.caps if agent is not None and agent.availability is not None else None
-                if caps is not None and usage is not None and past_cap(caps, usage.get(agent_id, NO_USAGE)):
-                    return True
-        return False
+                line = {lead: from_epoch_ms(ms) for lead, ms in counted_leads.get(agent_id, {}).items()}
+                if caps is not None and past_cap(caps, usage_of(line.values(), now, account.time_zone)):
+                    ahead = in_line(caps, line, leads, now, account.time_zone)
+                    first = ahead if first is None else first and ahead
+        return first
 
     async def _put_back_holds(self, records: list[RoutingRecord]) -> None:
         """The holds of leads whose changes were not stored, as their stored records say (none for a lead not stored:
@@ -469,10 +505,15 @@ class RouterService:
         records = [record for record in records if record.account_id in capped]
         if self.capacity is None or not records:
             return
-        stored = await self.records.get_many([record.lead_id for record in records])
-        holds = [(r.lead_id, r.account_id, tuple(sorted(counted(s.state if (s := stored.get(r.lead_id)) else None))))
-                 for r in records]  # fmt: skip
-        await self.capacity.hold_many(holds, to_ms(self.clock()) or 0)
+        lead_ids = [record.lead_id for record in records]
+        stored = await self.records.get_many(lead_ids)
+        for _ in range(CAS_ATTEMPTS):  # a change stored between the read and the write holds what it counts: again
+            holds = [(r.lead_id, r.account_id, _counted_now(stored.get(r.lead_id))) for r in records]
+            await self.capacity.hold_many(holds, to_ms(self.clock()) or 0)
+            now = await self.records.get_many(lead_ids)
+            if {i: r.version for i, r in now.items()} == {i: r.version for i, r in stored.items()}:
+                return
+            stored = now
 
     async def _not_into_erased(self, records: list[RoutingRecord]) -> None:
         """Refuse to store a repeat (R1) merged into a lead of an earlier batch that an erasure scrubbed since the
@@ -1224,8 +1265,8 @@ class RouterService:
         stored, deferred = await self._store_fired(changes)
         if contended:  # another decider took a turn or slot these were decided on: decided again at once
             self.metrics.cas_conflicts.labels("turns").inc()
-        else:
-            await self._give_back(decided, stored, read)
+        reserved = {new.lead_id for _, new in changes}  # not those of contended accounts: nothing was taken for them
+        await self._give_back([(old, new) for old, new in decided if new.lead_id in reserved], stored, read)
         self.metrics.expiries.inc(len(stored))
         self.metrics.cas_conflicts.labels("sweeper").inc(len(changes) - len(stored) - deferred)  # a claim won
         deferred += contended
@@ -1239,14 +1280,20 @@ class RouterService:
     ) -> tuple[list[tuple[RoutingRecord, RoutingRecord]], int]:
         """The pass's changes with the turns and slots they took reserved (`_reserve`); when another decider took one
         meanwhile, those that take turns are left out (still due: decided again at once) and counted."""
-        taking = [(old, new) for old, new in changes if _turns(old, new)]
-        if not taking:
-            return changes, 0
-        reserved = await self._reserve([(old.state, new) for old, new in taking], read)
-        if reserved is None:
-            return [(old, new) for old, new in changes if not _turns(old, new)], len(taking)
-        by_lead = {record.lead_id: record for record in reserved}
-        return [(old, by_lead.get(new.lead_id, new)) for old, new in changes], 0
+        by_account: dict[str, list[tuple[RoutingRecord, RoutingRecord]]] = {}
+        for old, new in changes:
+            if _turns(old, new):
+                by_account.setdefault(new.account_id, []).append((old, new))
+        by_lead: dict[str, RoutingRecord] = {}
+        contended: set[str] = set()
+        for account_changes in by_account.values():  # an account's contention holds back its own changes only
+            reserved = await self._reserve([(old.state, new) for old, new in account_changes], read)
+            if reserved is None:
+                contended |= {new.lead_id for _, new in account_changes}
+            else:
+                by_lead.update((record.lead_id, record) for record in reserved)
+        kept = [(old, by_lead.get(new.lead_id, new)) for old, new in changes if new.lead_id not in contended]
+        return kept, len(contended)
 
     async def _give_back(
         self, decided: list[tuple[RoutingRecord, RoutingRecord]], stored: list[RoutingRecord], read: Mapping[str, int]
@@ -1598,6 +1645,17 @@ def _taken(record: RoutingRecord, moves: Mapping[str, Take], *, held: bool) -> R
     counts = tuple((key, n) for key, n in effects.counts if key not in moves or moves[key].to < n)
     left = replace(effects, rotation=rotation, counts=counts, capacity=None if held else effects.capacity)
     return record if left == effects else replace(record, outbox=replace(record.outbox, effects=left))
+
+
+def _counted_now(stored: RoutingRecord | None) -> tuple[str, ...]:
+    """Whom a lead counts against as its stored record says (nobody: not stored)."""
+    return tuple(sorted(counted(stored.state if stored is not None else None)))
+
+
+def _frees_nothing(before: LeadState | None, record: RoutingRecord, capped: Mapping[str, AccountSnapshot]) -> bool:
+    """Whether `_reserve` held all of the record's count (a capped account's change that frees no slot); one that
+    frees a slot keeps its hold for `flush`, after it is stored."""
+    return record.account_id in capped and counted(before) <= counted(record.state)
 
 
 def _started(before: LeadState | None, record: RoutingRecord) -> frozenset[str]:

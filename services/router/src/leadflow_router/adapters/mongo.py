@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import timedelta
@@ -550,22 +551,31 @@ class Rotations:
 
     async def take(self, moves: dict[str, Take]) -> set[str]:
         """Move each key from where it stood when read (`Take.expected`) to `Take.to`, in one command, unless it moved
-        since (a turn another decider took meanwhile: those keys are returned, lost, and left as they are); the take
-        is noted on the key (its start and leads). A key read at 0 may have no document: it is created, unless
-        another decider created it first."""
+        since (a turn another decider took meanwhile, or a deleted rule's key dropped: those keys are returned, lost,
+        and left as they are); the take is noted on the key (its start and leads). Only a key read at 0 may have no
+        document: it is created, unless another decider created it first. Each key is taken on its own: the caller
+        gives back those taken when one is lost (`RouterService._reserve`)."""
         if not moves:
             return set()
-        keys = list(moves)
-        ups = [UpdateOne({"_id": key, "position": moves[key].expected}, {"$set": _take_fields(moves[key])}, upsert=True)
-               for key in keys]  # fmt: skip
+        keys, by = list(moves), uuid.uuid4().hex  # `by`: this take's, to tell its writes from another's
+        ups = [UpdateOne({"_id": key, "position": moves[key].expected}, {"$set": _take_fields(moves[key], by)},
+                         upsert=moves[key].expected == 0) for key in keys]  # fmt: skip
+        lost: set[str] = set()
         try:
-            await self._rotations.bulk_write(ups, ordered=False)
+            result = await self._rotations.bulk_write(ups, ordered=False)
+            taken = result.matched_count + result.upserted_count
         except BulkWriteError as exc:
             if not _only_duplicates(exc):
                 raise
             # The filter missed (moved since): the upsert's insert met the key's document.
-            return {keys[error["index"]] for error in exc.details["writeErrors"]}
-        return set()
+            lost = {keys[error["index"]] for error in exc.details["writeErrors"]}
+            taken = int(exc.details.get("nMatched", 0)) + int(exc.details.get("nUpserted", 0))
+        if taken + len(lost) < len(keys):  # an update without upsert matched nothing: read which
+            left = [key for key in keys if key not in lost]
+            query = {"_id": {"$in": left}, "taken.by": by}
+            mine = {doc["_id"] async for doc in self._rotations.find(query, {"_id": 1})}
+            lost |= set(left) - mine
+        return lost
 
     async def advance_many(self, positions: dict[str, int]) -> None:
         """Move each key at least as far as its position, in one command (`$max`, created when missing)."""
@@ -581,8 +591,9 @@ class Rotations:
             await self._rotations.bulk_write([ups[error["index"]] for error in exc.details["writeErrors"]])
 
 
-def _take_fields(take: Take) -> Doc:
-    return {"position": take.to, "taken": {"start": take.start, "to": take.to, "leads": [list(x) for x in take.leads]}}
+def _take_fields(take: Take, by: str) -> Doc:
+    leads = [list(lead) for lead in take.leads]
+    return {"position": take.to, "taken": {"start": take.start, "to": take.to, "leads": leads, "by": by}}
 
 
 def _taken(doc: Doc | None) -> Taken:

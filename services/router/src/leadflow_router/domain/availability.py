@@ -107,6 +107,18 @@ def past_cap(caps: Caps, usage: Usage) -> bool:
                                                                  (caps.month, usage.month)))  # fmt: skip
 
 
+def in_line(caps: Caps, line: Mapping[str, datetime], mine: set[str], now: datetime, time_zone: str) -> bool:
+    """Whether the leads `mine` are among the first of an agent's counted leads (`line`: lead -> when counted) that
+    each cap it is past allows, in order of when each was counted, then lead id."""
+    order = sorted(line, key=lambda lead: (line[lead], lead))
+    periods = {lead: usage_of((line[lead],), now, time_zone) for lead in order}  # 1 in each period it counts in
+    for cap, field in ((caps.day, "day"), (caps.week, "week"), (caps.month, "month")):
+        period = [lead for lead in order if getattr(periods[lead], field)]
+        if cap is not None and len(period) > cap and not mine <= set(period[:cap]):
+            return False
+    return True
+
+
 def usage_of(times: Iterable[datetime], now: datetime, time_zone: str) -> Usage:
     """An agent's usage from the times its counted leads were offered, by the account's calendar."""
     zone = ZoneInfo(time_zone)
