@@ -13,6 +13,11 @@ form's test runs crm-api's whole app in-process on the session's Tansu and nx-27
   transferred") or answered no transfer, and a half-done one (its commands refused by Kafka) was never finished; a
   finished transfer retried after the realtor was disconnected was refused. The key reused for another request is
   refused.
+- A retry checked against the present (helper 158's review, session 32): a move whose command may have gone out is
+  never forgotten; a move without a key that Kafka refused holds its lead no more, a keyed one only for
+  `UNSENT_HOLD`; a single move refuses a lead another move is moving; a team member's retry after the member moved
+  on is refused; a T1 retry refused whole is refused the same later, and a lead whose views it wrote is shared all
+  the same; a filter kept as text is rewritten as its digest when read.
 - The Settings page's pause form refuses a `remove` or `weekdays` that is no number (`"²"` passes `str.isdigit()`)
   with a 4xx, never a server error.
 """
@@ -37,7 +42,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from routing_world import ACCOUNT, config, csrf_of, site_on
 
 from leadflow_crm_api.adapters.leads import LeadViews, ensure_indexes
-from leadflow_crm_api.adapters.offices import OfficeTransfers
+from leadflow_crm_api.adapters.offices import UNSENT_HOLD, OfficeTransfers
 from leadflow_crm_api.adapters.transfers import AccountTransfers
 from leadflow_crm_api.domain.distribution import DistributionCreate, LeadFilter
 from leadflow_crm_api.domain.principal import Principal, Role
@@ -651,3 +656,267 @@ async def test_the_pause_form_refuses_a_position_or_weekday_that_is_no_number_wi
     assert added.status_code == 303, added.text[:300]
     answer = await web.post(pause, data={"csrf": csrf_of(page), **fields})
     assert answer.status_code < 500, f"{sorted(fields)} -> {answer.status_code}: {answer.text[:200]}"
+
+
+# --- helper 158's review of eba9270 (session 32), fixed by helper 159 -------------------------------------------
+
+
+class _NoCallers:
+    """crm-api's callers cache (a moved member's tokens are refused from its next request on): nothing to recheck."""
+
+    async def recheck(self, agent_id: str) -> None:
+        del agent_id
+
+
+def _shared(publish: Published) -> list[str]:
+    return sorted(str(ShareLead.model_validate_json(b).payload.lead_id) for _, b in publish.records)
+
+
+async def test_a_lead_being_moved_whose_views_a_transfer_wrote_is_still_shared_by_its_retry(db: Db) -> None:
+    # 1. North transfers K and L to Rio (T1, key "h158-t1"): the views are written (both rows "Assigned To" Rio, a
+    #    "Transferred to Rio" entry each, the record `done`), then Kafka refuses the ShareLeads: 503.
+    # 2. North moves L to South (T2, key "h158-l"); Kafka refuses it too: the move is pending, unpublished.
+    # 3. The T1 retry drops L ("being moved") and shares K only: L's row was written by step 1 and stays so.
+    # 4. South leaves the organisation; the move's retry is refused 422 and its record deleted: L stays North's.
+    # Helper 158's review (#1): L was dropped at step 3, left Rio's in North's views while the router was never told.
+    # Now a lead still the account's whose row the transfer wrote is shared all the same (decision 0018, session 32).
+    await connected_with_rio(db)
+    kept, dropped = str(await a_north_lead(db)), str(await a_north_lead(db))
+    body = sharing.TransferCreate(lead_ids=[kept, dropped], realtor_id="rio")
+    with pytest.raises(Unavailable):
+        await sharing.transfer_leads(NORTH, body, NORA, db, kafka_down, "h158-t1")
+    north = account_leads(NORA, db, NORTH)
+    move = offices.OfficeTransferCreate(lead_id=uuid.UUID(dropped), to_account_id=SOUTH)
+    with pytest.raises(Unavailable):
+        await offices.transfer_to_office(NORTH, move, north, NORA, db, kafka_down, _NoCallers(), "h158-l")  # type: ignore[arg-type]
+
+    retry = Published()
+    await sharing.transfer_leads(NORTH, body, NORA, db, retry, "h158-t1")
+    await db[ACCOUNTS].update_one({"_id": SOUTH}, {"$set": {"organisation_id": "another-group"}})
+    try:
+        with pytest.raises(CrmApiError, match="to_account_id"):
+            await offices.transfer_to_office(NORTH, move, north, NORA, db, Published(), _NoCallers(), "h158-l")  # type: ignore[arg-type]
+        again = Published()
+        await sharing.transfer_leads(NORTH, body, NORA, db, again, "h158-t1")
+    finally:
+        await db[ACCOUNTS].update_one({"_id": SOUTH}, {"$set": {"organisation_id": ORG}})
+    row = await db[CRM_LEADS].find_one({"_id": dropped})
+    assert row is not None
+    assert row["account_id"] == NORTH, "L stayed North's"
+    told = dropped in _shared(retry) + _shared(again)
+    assert (row.get("transferred_to"), told) != ("rio", False), (
+        "L was dropped from the transfer after its views were written: North's row says L is Rio's "
+        f"(transferred_to={row.get('transferred_to')!r}) while no ShareLead for L was ever sent (the router's holder "
+        "is not Rio), and no retry sends one: the record keeps L dropped"
+    )
+
+
+async def test_a_team_members_retry_after_the_member_moved_on_is_refused_and_writes_nothing(db: Db) -> None:
+    # 1. North moves Ben to South (T2, key "h158-ben"): his settings move (Onboarding in South), then Kafka refuses
+    #    the TransferTeamMember: 503, "retry with the same Idempotency-Key".
+    # 2. South's broker moves Ben on to West (its own move, which goes).
+    # 3. North's client retries step 1. Ben is West's: the retry's `move_member` writes no agent record, but puts Ben
+    #    back on South's roster and sends TransferTeamMember (Ben -> South): the notifier tells South's staff that Ben
+    #    joined, and the move is answered (then `done`) though Ben is West's. A lead's move is checked so (the lead
+    #    must still be the office's); a member's was not (helper 158's review #2). Now refused, nothing written.
+    await db[AGENTS].insert_one({"_id": "bea", "account_id": NORTH, "name": "Bea", "active": True})
+    await db[ACCOUNTS].update_one({"_id": NORTH}, {"$addToSet": {"roster": "bea"}})
+    north = account_leads(NORA, db, NORTH)
+    bea = offices.OfficeTransferCreate(agent_id="bea", to_account_id=SOUTH)
+    with pytest.raises(Unavailable):
+        await offices.transfer_to_office(NORTH, bea, north, NORA, db, kafka_down, _NoCallers(), "h158-bea")  # type: ignore[arg-type]
+    south = account_leads(SAM, db, SOUTH)
+    onward = offices.OfficeTransferCreate(agent_id="bea", to_account_id=WEST)
+    await offices.transfer_to_office(SOUTH, onward, south, SAM, db, Published(), _NoCallers(), "h158-bea-west")  # type: ignore[arg-type]
+    assert (await db[AGENTS].find_one({"_id": "bea"}) or {}).get("account_id") == WEST
+
+    retry = Published()
+    answer: str
+    try:
+        moved = await offices.transfer_to_office(NORTH, bea, north, NORA, db, retry, _NoCallers(), "h158-bea")  # type: ignore[arg-type]
+        answer = f"answered {moved.status}"
+    except CrmApiError as exc:
+        answer = f"refused {exc.status}"
+    south_roster = (await db[ACCOUNTS].find_one({"_id": SOUTH}) or {}).get("roster", [])
+    assert (len(retry.records), "bea" in south_roster) == (0, False), (
+        f"the retry of North's move of Bea to South ({answer}) after South moved Bea on to West sent "
+        f"{len(retry.records)} TransferTeamMember (South's staff told Bea joined) and South's roster names West's "
+        f"agent Bea again: {south_roster}"
+    )
+
+
+async def test_a_filter_kept_as_text_before_digests_is_rewritten_as_its_digest_when_read(
+    db: Db,
+) -> None:
+    # Records stored between helper 144's change and eba9270 keep their filter as text (`LeadFilter.as_stored`), and
+    # eba9270 still knows them by it (`recorded_filter`). Nothing rewrites them and no erasure reaches crm_transfers or
+    # crm_office_transfers: a search for the contact's email typed in such a filter outlived the erasure (0050).
+    # Now a record known by its text is rewritten as its digest (helper 158's review #3).
+    await connected_with_rio(db)
+    lead = str(await a_north_lead(db))
+    email = await _email_of(db, lead)
+    as_before = LeadFilter(q=email)
+    done = await sharing.transfer_leads(
+        NORTH, sharing.TransferCreate(filter=as_before, realtor_id="rio"), NORA, db, Published(), "h158-old-q"
+    )
+    await db[CRM_TRANSFERS].update_one({"_id": done.transfer_id}, {"$set": {"filter": as_before.as_stored()}})
+    again = await sharing.transfer_leads(
+        NORTH, sharing.TransferCreate(filter=as_before, realtor_id="rio"), NORA, db, Published(), "h158-old-q"
+    )
+    assert again.transfer_id == done.transfer_id, "the old record is known again by its text"
+    await _erase(db, lead, NORTH)
+    assert await _records_naming(db, CRM_TRANSFERS, email) == [], (
+        f"the erased contact's email {email} is kept in crm_transfers: a record stored before digests keeps its "
+        "filter's text, and nothing scrubs it"
+    )
+
+
+async def test_a_move_without_a_key_refused_by_kafka_holds_its_lead_no_more(db: Db) -> None:
+    # North's broker moves L to South without an Idempotency-Key (or from the web form, whose key is the page's: the
+    # next page is another key); Kafka refuses the TransferLead: 503. Nothing was sent and no retry of that move can
+    # be made: its record stays `pending` for good (0020), L North's in every view and in the router. Since eba9270 a
+    # pending move makes L "being moved": North could never transfer L to a realtor (T1), nor move it in bulk.
+    # Now a move without a key that Kafka refused is forgotten (helper 158's review #4; decision 0020, session 32).
+    await connected_with_rio(db)
+    lead = await a_north_lead(db)
+    north = account_leads(NORA, db, NORTH)
+    move = offices.OfficeTransferCreate(lead_id=lead, to_account_id=SOUTH)
+    with pytest.raises(Unavailable):
+        await offices.transfer_to_office(NORTH, move, north, NORA, db, kafka_down, _NoCallers(), None)  # type: ignore[arg-type]
+    body = sharing.TransferCreate(lead_ids=[str(lead)], realtor_id="rio")
+    try:
+        done = await sharing.transfer_leads(NORTH, body, NORA, db, Published(), "h158-after-503")
+        answer = f"transferred {done.transferred}"
+    except CrmApiError as exc:
+        answer = f"refused {exc.status}: {exc.detail}"
+    assert answer == "transferred 1", (
+        f"a transfer of L to Rio was {answer}, though the only move of L never reached the router and can never be "
+        "retried: L is North's, and stays 'being moved' for good"
+    )
+
+
+async def test_a_transfer_refused_whole_on_a_retry_is_refused_the_same_once_its_lead_is_back(db: Db) -> None:
+    # 1. North transfers L to Rio (key "h158-all"); crm-api stops after storing the record (no answer).
+    # 2. L moves to South; the client retries: 422 "lead_ids: 1 not found in this account, nothing was transferred".
+    # 3. L comes back to North; the same retry again shares L with Rio (views and ShareLead), answered 200.
+    # 0018 (helper 153): "a dropped lead is not shared by a later retry even once it is back in the account"; a retry
+    # whose every lead was dropped recorded none dropped, so its answer changed (helper 158's review #5). Now the
+    # refusal is recorded and answered again.
+    await connected_with_rio(db)
+    lead = str(await a_north_lead(db))
+    body = sharing.TransferCreate(lead_ids=[lead], realtor_id="rio")
+    real_apply = AccountTransfers.apply
+
+    async def crash(self: AccountTransfers, transfer: dict[str, Any]) -> None:
+        del self, transfer
+        raise ConnectionError("crm-api stopped after storing the record")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(AccountTransfers, "apply", crash)
+        with pytest.raises(ConnectionError):
+            await sharing.transfer_leads(NORTH, body, NORA, db, Published(), "h158-all")
+    assert AccountTransfers.apply is real_apply
+    await project(_moved(lead, NORTH, SOUTH, str(uuid.uuid4()), T0 + timedelta(minutes=5)), views=LeadViews(db))
+    with pytest.raises(CrmApiError, match="lead_ids: 1 not found"):
+        await sharing.transfer_leads(NORTH, body, NORA, db, Published(), "h158-all")
+    await project(_moved(lead, SOUTH, NORTH, str(uuid.uuid4()), T0 + timedelta(minutes=10)), views=LeadViews(db))
+    later = Published()
+    with contextlib.suppress(CrmApiError):
+        await sharing.transfer_leads(NORTH, body, NORA, db, later, "h158-all")
+    row = await db[CRM_LEADS].find_one({"_id": lead})
+    assert (_shared(later), (row or {}).get("transferred_to")) == ([], None), (
+        "a retry answered 422 'nothing was transferred' (its lead had left) shared the lead with Rio when retried "
+        f"again once the lead was back (ShareLead for {_shared(later)}, row transferred_to "
+        f"{(row or {}).get('transferred_to')!r})"
+    )
+
+
+async def test_a_single_moves_retry_refused_now_keeps_the_record_of_a_command_that_went_out(
+    db: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 1. North moves L to South (key "h158-out"): the TransferLead goes out, then crm-api stops before marking it
+    #    published (a crash; the client gets no answer).
+    # 2. South leaves the organisation; the client retries: 422 "to_account_id ... nothing was transferred", and
+    #    `release` deletes the move's record (it reads as never published).
+    # 3. The router applies the command it got in step 1: L is South's; the projection's `mark_done` finds no record.
+    # The client was told nothing was transferred; GET .../office-transfers/{id} was a 404 while L moved (helper
+    # 158's review #6). Now a move being sent is never forgotten: the retry answers it pending, sends nothing.
+    lead = await a_north_lead(db)
+    north = account_leads(NORA, db, NORTH)
+    move = offices.OfficeTransferCreate(lead_id=lead, to_account_id=SOUTH)
+    sent = Published()
+    real_mark = OfficeTransfers.mark_published
+
+    async def crash(self: OfficeTransfers, transfer_id: str) -> None:
+        del self, transfer_id
+        monkeypatch.setattr(OfficeTransfers, "mark_published", real_mark)
+        raise ConnectionError("crm-api stopped after publishing")
+
+    monkeypatch.setattr(OfficeTransfers, "mark_published", crash)
+    with pytest.raises(ConnectionError):
+        await offices.transfer_to_office(NORTH, move, north, NORA, db, sent, _NoCallers(), "h158-out")  # type: ignore[arg-type]
+    [(_, command)] = sent.records
+    transfer_id = str(json.loads(command)["event_id"])
+    await db[ACCOUNTS].update_one({"_id": SOUTH}, {"$set": {"organisation_id": "another-group"}})
+    try:
+        with contextlib.suppress(CrmApiError):
+            await offices.transfer_to_office(NORTH, move, north, NORA, db, Published(), _NoCallers(), "h158-out")  # type: ignore[arg-type]
+    finally:
+        await db[ACCOUNTS].update_one({"_id": SOUTH}, {"$set": {"organisation_id": ORG}})
+    await project(_moved(str(lead), NORTH, SOUTH, transfer_id, T0 + timedelta(minutes=5)), views=LeadViews(db))
+    record = await db[CRM_OFFICE_TRANSFERS].find_one({"_id": transfer_id})
+    now_in = (await db[CRM_LEADS].find_one({"_id": str(lead)}) or {}).get("account_id")
+    assert (record or {}).get("status") == "done", (
+        "the retry deleted the record of a move whose TransferLead had gone out (published, the mark lost): the "
+        f"router applied it and L is {now_in}'s, but the move is unknown (record: {record})"
+    )
+
+
+async def test_a_single_move_of_a_lead_another_move_is_moving_is_refused_as_a_bulk_move_is(
+    db: Db,
+) -> None:
+    # 1. North moves L to West (key "h158-w"); Kafka refuses the TransferLead: 503, "retry with the same key". L is
+    #    "being moved" (`moving`): T1 and a bulk move refuse it from now on.
+    # 2. North moves L to South (key "h158-s"): a single move's first attempt never asks `moving`, so it is accepted
+    #    (202) and its TransferLead goes.
+    # 3. The client retries step 1, as told: `_still_movable` finds L moved by another transfer, refuses 422 and
+    #    deletes the first move. The first request is refused by the move that should have been refused (as its own
+    #    retry would be, and as a bulk move of L is: "already being moved to another office"). Helper 158's review
+    #    #7: now step 2 is refused.
+    lead = await a_north_lead(db)
+    north = account_leads(NORA, db, NORTH)
+    to_west = offices.OfficeTransferCreate(lead_id=lead, to_account_id=WEST)
+    with pytest.raises(Unavailable):
+        await offices.transfer_to_office(NORTH, to_west, north, NORA, db, kafka_down, _NoCallers(), "h158-w")  # type: ignore[arg-type]
+    to_south = offices.OfficeTransferCreate(lead_id=lead, to_account_id=SOUTH)
+    second = Published()
+    try:
+        moved = await offices.transfer_to_office(NORTH, to_south, north, NORA, db, second, _NoCallers(), "h158-s")  # type: ignore[arg-type]
+        answer = f"accepted ({moved.status})"
+    except CrmApiError as exc:
+        answer = f"refused {exc.status}"
+    assert (answer, second.records) == ("refused 422", []), (
+        f"a single move of L to South while L's move to West is pending was {answer} and sent "
+        f"{len(second.records)} TransferLead: two moves of one lead at once (the router refuses one, which stays "
+        "pending for good), and the first move's retry is then refused as 'already being moved'"
+    )
+
+
+async def test_a_keyed_move_refused_by_kafka_holds_its_lead_only_for_a_bounded_time(db: Db) -> None:
+    # North moves L to South with a key (the web form's page key, say); Kafka refuses it: 503. Its client may retry
+    # it, so L is being moved; past `UNSENT_HOLD` the unpublished move holds L no more: a transfer to Rio goes (helper
+    # 158's review #4; decision 0020, session 32). Its late retry is checked against the present (L Rio's: it moves).
+    await connected_with_rio(db)
+    lead = await a_north_lead(db)
+    north = account_leads(NORA, db, NORTH)
+    move = offices.OfficeTransferCreate(lead_id=lead, to_account_id=SOUTH)
+    with pytest.raises(Unavailable):
+        await offices.transfer_to_office(NORTH, move, north, NORA, db, kafka_down, _NoCallers(), "h159-hold")  # type: ignore[arg-type]
+    body = sharing.TransferCreate(lead_ids=[str(lead)], realtor_id="rio")
+    with pytest.raises(CrmApiError, match="being moved"):
+        await sharing.transfer_leads(NORTH, body, NORA, db, Published(), "h159-hold-t1")
+    [record] = [d async for d in db[CRM_OFFICE_TRANSFERS].find({"lead_id": str(lead)})]
+    aged = record["at"] - UNSENT_HOLD - timedelta(seconds=1)
+    await db[CRM_OFFICE_TRANSFERS].update_one({"_id": record["_id"]}, {"$set": {"at": aged}})
+    done = await sharing.transfer_leads(NORTH, body, NORA, db, Published(), "h159-hold-t1b")
+    assert done.transferred == 1

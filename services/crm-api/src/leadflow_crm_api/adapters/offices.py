@@ -8,6 +8,7 @@ writes that each take their values from it and can be repeated, so retrying a tr
 from __future__ import annotations
 
 import contextlib
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING
@@ -25,6 +26,9 @@ from leadflow_shared.collections import (
 )
 
 MAX_OFFICES = 500
+# How long a move not published (Kafka refused it: 503) holds its lead as being moved: its client's retries come
+# within it (helper 158's review #4; decision 0020, session 32).
+UNSENT_HOLD = timedelta(minutes=15)
 
 Doc = dict[str, Any]
 
@@ -96,9 +100,19 @@ class OfficeTransfers:
         cursor = self._transfers.find({"_id": {"$in": transfer_ids}, "account_id": account_id})
         return {doc["_id"]: doc async for doc in cursor}
 
-    async def moving(self, account_id: str, lead_ids: list[str]) -> dict[str, str]:
-        """The account's `lead_ids` an office transfer is moving right now, with that transfer's id."""
-        query = {"account_id": account_id, "lead_id": {"$in": lead_ids}, "status": TransferStatus.PENDING.value}
+    async def moving(self, account_id: str, lead_ids: list[str], *, now: datetime | None = None) -> dict[str, str]:
+        """The account's `lead_ids` an office transfer is moving right now, with that transfer's id: a pending move
+        whose command was published, or one not published that was asked for less than `UNSENT_HOLD` ago (its
+        client may still retry it). An older unpublished move holds its lead no more (helper 158's review, #4): it
+        never reached the router, or did and was applied (or refused) long since; its retry is checked against the
+        present then, as any retry."""
+        since = (now or datetime.now(UTC)) - UNSENT_HOLD
+        query = {
+            "account_id": account_id,
+            "lead_id": {"$in": lead_ids},
+            "status": TransferStatus.PENDING.value,
+            "$or": [{"published": True}, {"at": {"$gte": since}}],
+        }
         return {doc["lead_id"]: doc["_id"] async for doc in self._transfers.find(query, {"lead_id": 1})}
 
     async def mark_done(self, transfer_id: str) -> None:
@@ -138,18 +152,30 @@ class OfficeTransfers:
         )
 
     async def mark_published(self, transfer_id: str) -> None:
-        await self._transfers.update_one({"_id": transfer_id}, {"$set": {"published": True}})
+        await self._transfers.update_one({"_id": transfer_id}, {"$set": {"published": True}, "$unset": {"sending": ""}})
+
+    async def mark_sending(self, transfer_id: str) -> None:
+        """Its command is about to be handed to Kafka: from now until `mark_published` (or `mark_unsent`), it may
+        have gone out (a crash after publishing loses the mark), and the record is never released."""
+        await self._transfers.update_one({"_id": transfer_id}, {"$set": {"sending": True}})
+
+    async def mark_unsent(self, transfer_id: str) -> None:
+        """Kafka refused its command (the client is answered 503, "not handed to the router")."""
+        await self._transfers.update_one({"_id": transfer_id}, {"$unset": {"sending": ""}})
 
     async def release(self, account_id: str, transfer_ids: list[str]) -> None:
-        """Forget the account's lead moves of these ids that were never handed to the router (not published, still
-        pending): a retry refused now sends none of them, and a move left pending would keep its lead "being moved"
-        for good (`moving`). Published and team members' moves stay."""
+        """Forget the account's lead moves of these ids whose command certainly never went out (not published, never
+        being sent: `sending` unset, still pending): a retry refused now sends none of them, and a move left pending
+        would keep its lead "being moved" (`moving`). Published moves, those whose command may have gone out (a
+        crash after publishing, before the mark: the router applies it, helper 158's review #6) and team members'
+        moves stay."""
         if transfer_ids:
             await self._transfers.delete_many({
                 "_id": {"$in": transfer_ids},
                 "account_id": account_id,
                 "kind": TransferKind.LEAD.value,
                 "published": False,
+                "sending": {"$exists": False},
                 "status": TransferStatus.PENDING.value,
             })  # fmt: skip
 
@@ -159,4 +185,10 @@ class OfficeTransfers:
         await self._transfers.update_one(
             {"_id": bulk_id, "account_id": account_id, "kind": BULK_KIND},
             {"$set": {"lead_ids": lead_ids, "skipped": skipped}},
+        )
+
+    async def set_filter(self, account_id: str, bulk_id: str, was: str, digest: str) -> None:
+        """A bulk move's filter, kept as text before digests (`was`), rewritten as its digest."""
+        await self._transfers.update_one(
+            {"_id": bulk_id, "account_id": account_id, "kind": BULK_KIND, "filter": was}, {"$set": {"filter": digest}}
         )

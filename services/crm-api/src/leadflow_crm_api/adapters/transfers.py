@@ -70,10 +70,27 @@ class AccountTransfers:
     async def mark_published(self, transfer_id: str) -> None:
         await self._db[CRM_TRANSFERS].update_one({"_id": transfer_id}, {"$set": {"published": True}})
 
-    async def drop(self, transfer_id: str, lead_ids: list[str], dropped: list[Doc]) -> None:
+    async def drop(
+        self, transfer_id: str, lead_ids: list[str], dropped: list[Doc], *, refusal: str | None = None
+    ) -> None:
         """A retry left out leads that can no longer be shared: the record keeps the leads it still shares and those
         it dropped with the reason (whole arrays `$set`, decision 0004), so its writes, commands and the next retry's
-        answer are of those it keeps."""
+        answer are of those it keeps; none kept, the `refusal` every later retry answers."""
+        fields: Doc = {"lead_ids": lead_ids, "dropped": dropped}
+        if refusal is not None:
+            fields["refusal"] = refusal
+        await self._db[CRM_TRANSFERS].update_one({"_id": transfer_id, "account_id": self._account_id}, {"$set": fields})
+
+    async def written(self, transfer_id: str, lead_ids: list[str]) -> set[str]:
+        """Which of `lead_ids` are the account's leads whose rows this transfer wrote already."""
+        if not lead_ids:
+            return set()
+        leads = self._db[(await active_names(self._db)).leads]
+        query = {"account_id": self._account_id, "_id": {"$in": lead_ids}, "transfer_id": transfer_id}
+        return {doc["_id"] async for doc in leads.find(query, {"_id": 1})}
+
+    async def set_filter(self, transfer_id: str, was: str, digest: str) -> None:
+        """The record's filter, kept as text before digests (`was`), rewritten as its digest."""
         await self._db[CRM_TRANSFERS].update_one(
-            {"_id": transfer_id, "account_id": self._account_id}, {"$set": {"lead_ids": lead_ids, "dropped": dropped}}
+            {"_id": transfer_id, "account_id": self._account_id, "filter": was}, {"$set": {"filter": digest}}
         )

@@ -33,7 +33,7 @@ from leadflow_crm_api.domain.offices import (
 )
 from leadflow_crm_api.domain.principal import Principal
 from leadflow_crm_api.domain.text import visible
-from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound
+from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound, Unavailable
 from leadflow_crm_api.publishing import publish_or_unavailable
 from leadflow_crm_api.selection import refuse_named, selected_leads
 from leadflow_shared.events.commands import (
@@ -294,6 +294,8 @@ async def transfer_to_office(
     stored = await transfers.get(account_id, transfer_id)
     checked_now = False
     if stored is None:
+        if await transfers.bulk(account_id, transfer_id) is not None:  # the key of a bulk move: before any check
+            raise InvalidRequest(_KEY_REUSED)
         record = await _checked_record(transfer_id, account_id, body, leads, caller, db)
         stored = await transfers.begin(record)
         checked_now = stored is record
@@ -302,20 +304,23 @@ async def transfer_to_office(
         body.agent_id,
         body.to_account_id,
     ):
-        raise InvalidRequest("Idempotency-Key: already used for a different transfer; nothing was transferred.")
+        raise InvalidRequest(_KEY_REUSED)
     # Done: the router applied it (its command went, the mark did not); nothing to send. Else a retry's command is
     # checked against the present before it is sent (helper 153).
     if not stored.get("published") and stored["status"] != TransferStatus.DONE:
-        if not checked_now:
-            await _still_movable(stored, leads, caller, db)
+        if not checked_now and not await _still_movable(stored, leads, caller, db):
+            return _public(stored)  # refused now, but its command may have gone out: answered as it is, not resent
         if stored["kind"] == TransferKind.TEAM_MEMBER:
             await transfers.move_member(stored)  # settings first: the router's event tells the target's staff
             await members.recheck(stored["agent_id"])
-        await _publish(publish, stored)
+        await _send(transfers, publish, stored, retryable=idempotency_key is not None)
     if not stored.get("published"):
         await transfers.mark_published(stored["_id"])
     current = await transfers.get(account_id, transfer_id)
     return _public(current or stored)
+
+
+_KEY_REUSED = "Idempotency-Key: already used for a different transfer; nothing was transferred."
 
 
 async def _office_base(
@@ -343,13 +348,17 @@ async def _office_base(
     }
 
 
-async def _still_movable(stored: dict[str, Any], leads: AccountLeads, caller: Principal, db: Db) -> None:
+async def _still_movable(stored: dict[str, Any], leads: AccountLeads, caller: Principal, db: Db) -> bool:
     """A retry's single move, before its command (and a team member's settings) go: checked against the present,
     not only when its first attempt was (helper 153's review). The target must still be an office of the source's
-    organisation (one that left it since is another tenant: the router checks no organisation), and a lead still the
+    organisation (one that left it since is another tenant: the router checks no organisation), a lead still the
     office's and moved by no other transfer (the router refuses another office's lead, and this move would stay
-    pending for good). Refused: 422 naming the field, nothing sent, and the lead's unsent move forgotten (a retry
-    is checked again as new), so it no longer holds the lead as "being moved"."""
+    pending for good), and a team member still the source's or (its settings moved by the first attempt) the
+    target's: one moved on since is refused before anything is written (helper 158's review #2). Refused: 422 naming
+    the field, nothing sent, and the lead's move forgotten when its command certainly never went out (a retry is
+    checked again as new), so it no longer holds the lead as "being moved". A refused move whose command may have
+    gone out (being sent when the first attempt stopped: the router may apply it) is kept pending and answered as
+    it is, nothing sent (False; helper 158's review #6)."""
     transfers = OfficeTransfers(db)
     try:
         await _office_base(stored["account_id"], stored["to_account_id"], caller, db)
@@ -358,8 +367,39 @@ async def _still_movable(stored: dict[str, Any], leads: AccountLeads, caller: Pr
             other = (await transfers.moving(stored["account_id"], [lead_id])).get(lead_id, stored["_id"])
             if why := _bulk_refusal(await leads.get(lead_id), moving=other != stored["_id"]):
                 raise InvalidRequest(f"lead_id: {why}; nothing was transferred.")
+        else:
+            await _still_a_member(stored, db)
     except (InvalidRequest, NotFound):
+        if stored.get("sending"):
+            return False
         await transfers.release(stored["account_id"], [stored["_id"]])
+        raise
+    return True
+
+
+async def _still_a_member(stored: dict[str, Any], db: Db) -> None:
+    """A team member's move retried: the member is still the source office's (and not its roster's only agent), or
+    the target's (its first attempt moved the settings); else refused."""
+    source, target, agent_id = stored["account_id"], stored["to_account_id"], stored["agent_id"]
+    if await AccountSettings(db, target).agent(agent_id) is not None:
+        return
+    office = await Organisation(db).account(source)
+    agent = await AccountSettings(db, source).agent(agent_id)
+    if (refusal := member_refusal(agent, list((office or {}).get("roster", [])))) is not None:
+        raise InvalidRequest(f"{refusal} (moved on since); nothing was transferred.")
+
+
+async def _send(transfers: OfficeTransfers, publish: PublishRaw, transfer: dict[str, Any], *, retryable: bool) -> None:
+    """The transfer's command, marked as being sent first (it may go out from then on: its record is kept). Kafka
+    refusing it (503) unmarks it; a lead's move that cannot be retried (no Idempotency-Key) is then forgotten, so
+    it holds its lead as being moved no longer (helper 158's review #4)."""
+    await transfers.mark_sending(transfer["_id"])
+    try:
+        await _publish(publish, transfer)
+    except Unavailable:
+        await transfers.mark_unsent(transfer["_id"])
+        if not retryable:
+            await transfers.release(transfer["account_id"], [transfer["_id"]])
         raise
 
 
@@ -375,8 +415,11 @@ async def _checked_record(
     source, record = await _office_base(account_id, body.to_account_id, caller, db)
     record["_id"] = transfer_id
     if body.lead_id is not None:
-        if await leads.get(str(body.lead_id)) is None:
-            raise InvalidRequest("lead_id: not a lead of this account; nothing was transferred.")
+        lead_id = str(body.lead_id)
+        other = (await OfficeTransfers(db).moving(account_id, [lead_id])).get(lead_id, transfer_id)
+        # Being moved by another transfer: refused, as a bulk move refuses it (helper 158's review #7).
+        if why := _bulk_refusal(await leads.get(lead_id), moving=other != transfer_id):
+            raise InvalidRequest(f"lead_id: {why}; nothing was transferred.")
         return record | {"kind": TransferKind.LEAD.value, "lead_id": str(body.lead_id), "agent_id": None}
     assert body.agent_id is not None  # noqa: S101 (the body's validator requires one of the two)
     agent = await AccountSettings(db, account_id).agent(body.agent_id)
@@ -485,10 +528,14 @@ async def transfer_many_to_office(
     if not same_bulk(stored, to_account_id=body.to_account_id, lead_ids=body.lead_ids, lead_filter=lead_filter):
         # The same refusal as a single move's reuse of a key (helper 122), also for the key of a single move.
         raise InvalidRequest("Idempotency-Key: already used for a different transfer; nothing was transferred.")
+    if body.filter is not None and stored.get("filter") == (text := body.filter.as_stored()):
+        # Stored with the filter's text before digests: rewritten as its digest now (helper 158's review #3).
+        await transfers.set_filter(account_id, bulk_id, text, body.filter.digest(bulk_id))
     ids = {lead_id: _bulk_transfer_id(bulk_id, lead_id) for lead_id in stored["lead_ids"]}
     made = await transfers.of_ids(account_id, list(ids.values())) if ids else {}
+    hold: set[str] = set()
     if not checked_now:
-        stored, ids = await _still_movable_in_bulk(stored, ids, made, leads, caller, db)
+        stored, ids, hold = await _still_movable_in_bulk(stored, ids, made, leads, caller, db)
     done: list[OfficeTransferPublic] = []
     for lead_id, transfer_id in ids.items():
         record = made.get(transfer_id) or await transfers.begin(
@@ -496,9 +543,9 @@ async def transfer_many_to_office(
             | {"_id": transfer_id, "kind": TransferKind.LEAD.value, "lead_id": lead_id, "agent_id": None}
             | {"status": TransferStatus.PENDING.value, "published": False}
         )
-        if not record.get("published"):
+        if not record.get("published") and record["_id"] not in hold:
             if record["status"] != TransferStatus.DONE:  # done: the router applied it, nothing to send
-                await _publish(publish, record)
+                await _send(transfers, publish, record, retryable=idempotency_key is not None)
             await transfers.mark_published(record["_id"])
         done.append(_public(record))
     return BulkOfficeTransfer(
@@ -524,16 +571,18 @@ async def _still_movable_in_bulk(
     leads: AccountLeads,
     caller: Principal,
     db: Db,
-) -> tuple[dict[str, Any], dict[str, str]]:
+) -> tuple[dict[str, Any], dict[str, str], set[str]]:
     """A retry's bulk move once what it would still write or send is checked against the present (helper 153); what
     it sent already is answered as it was. The target must still be an office of the source's organisation, else the
     retry is refused (422 `to_account_id`, nothing sent, its unsent moves forgotten so they hold no lead as being
     moved). A lead no longer the office's, or being moved by another transfer, is skipped with the reason (the
     first attempt took it; another move took it since), its unsent move forgotten, and the record keeps it skipped,
-    so the next retry answers the same. (the record, the leads it still moves with their transfer ids)"""
+    so the next retry answers the same. A refused lead whose move may have gone out (being sent when an attempt
+    stopped) is neither skipped nor sent again: its transfer is answered as it is (helper 158's review #6). (the
+    record, the leads it still moves with their transfer ids, the transfer ids not to send)"""
     to_send = _to_send(ids, made)
     if not to_send:
-        return stored, ids
+        return stored, ids, set()
     account_id, transfers = stored["account_id"], OfficeTransfers(db)
     unsent = [t for t in to_send.values() if t in made]
     try:
@@ -547,13 +596,15 @@ async def _still_movable_in_bulk(
     refusals = {
         i: why for i in wanted if (why := _bulk_refusal(rows.get(i), moving=pending.get(i, to_send[i]) != to_send[i]))
     }
+    hold = {to_send[i] for i in refusals if made.get(to_send[i], {}).get("sending")}
+    refusals = {i: why for i, why in refusals.items() if to_send[i] not in hold}
     if not refusals:
-        return stored, ids
+        return stored, ids, hold
     await transfers.release(account_id, [to_send[i] for i in refusals if to_send[i] in made])
     kept = [i for i in stored["lead_ids"] if i not in refusals]
     skipped = [*stored["skipped"], *({"lead_id": i, "reason": why} for i, why in refusals.items())]
     await transfers.skip(account_id, stored["_id"], kept, skipped)
-    return stored | {"lead_ids": kept, "skipped": skipped}, {i: ids[i] for i in kept}
+    return stored | {"lead_ids": kept, "skipped": skipped}, {i: ids[i] for i in kept}, hold
 
 
 # What a bulk move's record keeps of the request for its transfers: they take their values from it.

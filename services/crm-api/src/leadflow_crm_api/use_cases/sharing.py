@@ -360,9 +360,7 @@ async def transfer_leads(
         else:
             stored = await transfers.begin(record)
             checked_now = stored is record
-    lead_filter = recorded_filter(body.filter, stored["_id"], stored.get("filter"))
-    if not same_transfer(stored, realtor_id=body.realtor_id, lead_ids=named, lead_filter=lead_filter):
-        raise InvalidRequest("Idempotency-Key: already used for a different transfer; nothing was transferred.")
+    await _known_again(stored, body, named, transfers)
     if not checked_now and not (stored["done"] and stored.get("published")):
         stored = await _still_shareable(stored, transfers, db)
     if not stored["done"]:
@@ -381,6 +379,20 @@ async def transfer_leads(
     )
 
 
+async def _known_again(
+    stored: dict[str, Any], body: TransferCreate, named: list[str] | None, transfers: AccountTransfers
+) -> None:
+    """The record is this request's (else the key reused: 422); a filter it kept as text (before digests) is
+    rewritten as its digest (helper 158's review #3); a retry refused whole is refused the same (#5)."""
+    lead_filter = recorded_filter(body.filter, stored["_id"], stored.get("filter"))
+    if not same_transfer(stored, realtor_id=body.realtor_id, lead_ids=named, lead_filter=lead_filter):
+        raise InvalidRequest("Idempotency-Key: already used for a different transfer; nothing was transferred.")
+    if body.filter is not None and stored.get("filter") == (text := body.filter.as_stored()):
+        await transfers.set_filter(stored["_id"], text, body.filter.digest(stored["_id"]))
+    if refusal := stored.get("refusal"):
+        raise InvalidRequest(refusal)
+
+
 async def _unshareable(db: Db, account_id: str, lead_ids: list[str], transfers: AccountTransfers) -> dict[str, str]:
     moving = await OfficeTransfers(db).moving(account_id, lead_ids)
     return unshareable(lead_ids, await transfers.present(lead_ids), set(moving))
@@ -393,12 +405,21 @@ async def _still_shareable(stored: dict[str, Any], transfers: AccountTransfers, 
     another office are dropped, the record keeping those it still shares, so the next retry answers the same. When
     none is left: 422 naming `lead_ids`, nothing written or sent."""
     refusals = await _unshareable(db, stored["account_id"], stored["lead_ids"], transfers)
+    # A lead still the account's whose views this transfer wrote already (only being moved) is shared all the same:
+    # dropped, it would stay "Assigned To" the realtor in the views while the router was never told (helper 158's
+    # review #1). The router applies the ShareLead and the move in their order (one partition); either way a move
+    # applied drops the sharing.
+    for lead_id in await transfers.written(stored["_id"], list(refusals)):
+        refusals.pop(lead_id, None)
     if not refusals:
         return stored
     kept = [i for i in stored["lead_ids"] if i not in refusals]
-    if not kept:
-        raise InvalidRequest(unshareable_refusal(refusals))
     dropped = [*stored.get("dropped", []), *({"lead_id": i, "reason": why} for i, why in refusals.items())]
+    if not kept:
+        # Refused whole: recorded, so a later retry (the leads back) is refused the same (helper 158's review #5).
+        refusal = unshareable_refusal(refusals)
+        await transfers.drop(stored["_id"], kept, dropped, refusal=refusal)
+        raise InvalidRequest(refusal)
     await transfers.drop(stored["_id"], kept, dropped)
     return stored | {"lead_ids": kept, "dropped": dropped}
 
