@@ -399,19 +399,8 @@ def handed_out(
     version: int = 2,
 ) -> LeadAssigned:
     """A later change of the lead's record: by default the broker assigns it by hand (T4)."""
-    return LeadAssigned.create(
-        account_id=account,
-        occurred_at=at,
-        payload=LeadAssignedPayload(
-            lead_id=lead,
-            agent_id=agent,
-            reason=reason,
-            explanation="assigned by the broker",
-            contact=Contact(first_name=name, email=f"{name.lower()}@example.com"),
-            source=SOURCE,
-            router_version=version,
-        ),
-    )
+    event = assigned(account, agent, lead, name, at, reason)
+    return event.model_copy(update={"payload": event.payload.model_copy(update={"router_version": version})})
 
 
 async def test_a_lead_that_falls_back_at_arrival_is_listed_in_a_digest(
