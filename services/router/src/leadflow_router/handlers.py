@@ -423,31 +423,56 @@ class RouterService:
         """Take the turns and cap slots the changed records (each with its lead's state before) were decided on,
         before they are stored; None when another decider (a sweeper, a consumer, any replica) took one since they
         were read: nothing is taken then, and the caller decides again (decisions 0010 and 0061, amended in session
-        32). First the holds of capped accounts, then each agent the changes started counting the lead against read
-        again: past a cap means another decider gave it the slot too (whichever reads second sees both holds; the
-        holds are put back as the records are); then each rotation cursor and count moved from its value as `read`
-        (`RotationCursors.take`; `expected`: where one stood when it is not where the decisions began, a batch
-        decided again after a crash cut it; `within_caps` False: decided past the caps, by hand, so not read again).
-        The records come back without what was taken (flush moves and holds nothing more)."""
+        32). See `_reserve_by_account`; here all or nothing."""
+        reserved, contended = await self._reserve_by_account(changes, read, expected, within_caps=within_caps)
+        return None if contended else reserved
+
+    async def _reserve_by_account(
+        self,
+        changes: Sequence[tuple[LeadState | None, RoutingRecord]],
+        read: Mapping[str, int],
+        expected: Mapping[str, int] | None = None,
+        *,
+        within_caps: bool = True,
+        whole: bool = True,
+    ) -> tuple[list[RoutingRecord], set[str]]:
+        """The records whose turns and slots were taken, and the accounts where another decider took one (nothing of
+        theirs is taken then; `whole`: any such account, and nothing of any account is taken). First the holds of
+        capped accounts, then each agent the changes started counting a lead against read again: past a cap means
+        another decider gave it the slot too (`_past_caps`); then each rotation cursor and count moved from its value
+        as `read`, in one command (`RotationCursors.take`; `expected`: where one stood when it is not where the
+        decisions began, a batch decided again after a crash cut it; `within_caps` False: decided past the caps, by
+        hand, so not read again). What was taken for a contended account goes back. The records come back without
+        what was taken (flush moves and holds nothing more)."""
         capped = await self._capped_accounts([record for _, record in changes])
         # What a change starts counting is held now; what it stops counting only once it is stored (at flush): a slot
         # is not freed for another decider by a change that may still lose (helper 157).
         holds = [(r.lead_id, r.account_id, tuple(sorted(counted(before) | counted(r.state)))) for before, r in changes
                  if r.account_id in capped and r.outbox.effects.capacity is not None]  # fmt: skip
+        contended: set[str] = set()
         if holds and self.capacity is not None:
             await self.capacity.hold_many(holds, to_ms(self.clock()) or 0)
-            if within_caps and await self._past_caps(changes, capped):
-                await self._put_back_holds([r for _, r in changes])
-                return None
-        moves = _moves([record for _, record in changes], read, expected or {})
-        if moves and (lost := await self.rotations.take(moves)):
-            # Each key is taken on its own: those taken go back to where they stood (unless moved since).
-            back = {key: Take(take.to, take.expected, take.expected) for key, take in moves.items() if key not in lost}
-            await self.rotations.take(back)
-            if holds:
-                await self._put_back_holds([r for _, r in changes])
-            return None
-        return [_taken(record, moves, held=_frees_nothing(before, record, capped)) for before, record in changes]
+            if within_caps:
+                for account_id in sorted({account_id for _, account_id, _ in holds}):
+                    ours = [c for c in changes if c[1].account_id == account_id]
+                    if await self._past_caps(ours, {account_id: capped[account_id]}):
+                        contended.add(account_id)
+        owner = _key_owners([record for _, record in changes])
+        moves = {} if whole and contended else _moves([r for _, r in changes], read, expected or {})
+        moves = {key: take for key, take in moves.items() if owner[key] not in contended}
+        lost = await self.rotations.take(moves) if moves else set()
+        contended |= {owner[key] for key in lost}
+        if whole and contended:
+            contended |= {record.account_id for _, record in changes}
+        if back := {key: Take(t.to, t.expected, t.expected) for key, t in moves.items()
+                    if key not in lost and owner[key] in contended}:  # fmt: skip
+            await self.rotations.take(back)  # taken on its own: goes back to where it stood, unless moved since
+        if holds and contended:
+            await self._put_back_holds([r for _, r in changes if r.account_id in contended])
+        kept = [(before, record) for before, record in changes if record.account_id not in contended]
+        return [
+            _taken(record, moves, held=_frees_nothing(before, record, capped)) for before, record in kept
+        ], contended
 
     async def _capped_accounts(self, records: list[RoutingRecord]) -> dict[str, AccountSnapshot]:
         """The records' accounts where somebody has a cap (their leads are counted), when caps are checked."""
@@ -1250,10 +1275,11 @@ class RouterService:
         cursors: dict[str, int] = {}
         read: dict[str, int] = {}
         usage: dict[str, CountedLeads] = {}
+        passing = frozenset(record.lead_id for record in due)  # their holds are what this pass decides again
         changes: list[tuple[RoutingRecord, RoutingRecord]] = []  # (as read, as decided)
         for record in due:
             try:
-                changes.append((record, await self._fired(record, now, cursors, usage, read)))
+                changes.append((record, await self._fired(record, now, cursors, usage, read, passing)))
             except Exception as exc:
                 if is_transient(exc):
                     raise  # an outage: the whole pass again, later
@@ -1280,20 +1306,17 @@ class RouterService:
     ) -> tuple[list[tuple[RoutingRecord, RoutingRecord]], int]:
         """The pass's changes with the turns and slots they took reserved (`_reserve`); when another decider took one
         meanwhile, those that take turns are left out (still due: decided again at once) and counted."""
-        by_account: dict[str, list[tuple[RoutingRecord, RoutingRecord]]] = {}
-        for old, new in changes:
-            if _turns(old, new):
-                by_account.setdefault(new.account_id, []).append((old, new))
-        by_lead: dict[str, RoutingRecord] = {}
-        contended: set[str] = set()
-        for account_changes in by_account.values():  # an account's contention holds back its own changes only
-            reserved = await self._reserve([(old.state, new) for old, new in account_changes], read)
-            if reserved is None:
-                contended |= {new.lead_id for _, new in account_changes}
-            else:
-                by_lead.update((record.lead_id, record) for record in reserved)
-        kept = [(old, by_lead.get(new.lead_id, new)) for old, new in changes if new.lead_id not in contended]
-        return kept, len(contended)
+        taking = [(old, new) for old, new in changes if _turns(old, new)]
+        if not taking:
+            return changes, 0
+        # One account's contention holds back its own changes only; the others' turns are taken in the same command.
+        reserved, contended = await self._reserve_by_account(
+            [(old.state, new) for old, new in taking], read, whole=False
+        )
+        by_lead = {record.lead_id: record for record in reserved}
+        kept = [(old, by_lead.get(new.lead_id, new)) for old, new in changes if new.account_id not in contended
+                or not _turns(old, new)]  # fmt: skip
+        return kept, len(changes) - len(kept)
 
     async def _give_back(
         self, decided: list[tuple[RoutingRecord, RoutingRecord]], stored: list[RoutingRecord], read: Mapping[str, int]
@@ -1349,13 +1372,15 @@ class RouterService:
         cursors: dict[str, int],
         usage: dict[str, CountedLeads],
         read: dict[str, int] | None = None,
+        passing: frozenset[str] = frozenset(),
     ) -> RoutingRecord:
         """The due record's next version: its offers expired, the lead offered on or fallen back (R9, R10)."""
         state = record.state
         assert state is not None  # noqa: S101 (only leads have deadlines)
         account = await self._account(state.account_id)
         turn = await self._turn(account, state.source_name, state.rule_id, cursors, read=read)
-        known = await self._usage(account, now, usage)
+        # Without the pass's own leads' holds: a crash after a pass's holds, before its store, may have left them.
+        known = await self._usage(account, now, usage, without=passing)
         outcome = on_deadline(state, account, Standing(turn.cursor, turn.counts, known), now)
         moved: dict[str, int] = {}
         effects = turn.effects(outcome, moved)
@@ -1650,6 +1675,16 @@ def _taken(record: RoutingRecord, moves: Mapping[str, Take], *, held: bool) -> R
 def _counted_now(stored: RoutingRecord | None) -> tuple[str, ...]:
     """Whom a lead counts against as its stored record says (nobody: not stored)."""
     return tuple(sorted(counted(stored.state if stored is not None else None)))
+
+
+def _key_owners(records: list[RoutingRecord]) -> dict[str, str]:
+    """The account of each rotation cursor and count the records moved."""
+    owners: dict[str, str] = {}
+    for record in records:
+        effects = record.outbox.effects
+        for key, _ in (*([effects.rotation] if effects.rotation else ()), *effects.counts):
+            owners[key] = record.account_id
+    return owners
 
 
 def _frees_nothing(before: LeadState | None, record: RoutingRecord, capped: Mapping[str, AccountSnapshot]) -> bool:
