@@ -190,7 +190,8 @@ async def test_a_batch_for_capped_agents_reads_and_writes_their_counts_once(mong
         assert len(set(offered.values())) == 7
 
 
-async def test_a_batch_of_many_offices_reads_their_configuration_in_one_command_per_collection(mongo_url: str) -> None:
+def many_offices(agents: tuple[str, ...]) -> tuple[list[str], dict[str, Any]]:
+    """Ten offices, each with these agents, all on its round robin."""
     offices = [f"office-{n}" for n in range(10)]
     config = {
         "accounts": [
@@ -199,12 +200,17 @@ async def test_a_batch_of_many_offices_reads_their_configuration_in_one_command_
                 "name": office.title(),
                 "round_robin": True,
                 "agents": [{"agent_id": f"{office}-{a}", "name": a.title(), "email": f"{a}@{office}.example"}
-                           for a in ("broker", "ann", "bob")],
-                "roster": [f"{office}-{a}" for a in ("broker", "ann", "bob")],
+                           for a in agents],
+                "roster": [f"{office}-{a}" for a in agents],
             }
             for office in offices
         ]
     }  # fmt: skip
+    return offices, config
+
+
+async def test_a_batch_of_many_offices_reads_their_configuration_in_one_command_per_collection(mongo_url: str) -> None:
+    offices, config = many_offices(("broker", "ann", "bob"))
     async with counted_router(mongo_url, config | {"accounts": [*config["accounts"], *CONFIG["accounts"]]}) as router:
         router.service.accounts = AccountSnapshots(router.db, 60)  # cached, as in production (none cached yet)
         router.commands.sent.clear()
@@ -219,3 +225,22 @@ async def test_a_batch_of_many_offices_reads_their_configuration_in_one_command_
         router.commands.sent.clear()
         assert not await router.service.on_leads_received([lead(account_id=office) for office in offices])
         assert not [c for c in router.commands.sent if c[1] in {"accounts", "agents"}], "all cached now"
+
+
+async def test_a_sweep_pass_over_many_offices_takes_their_turns_in_one_command(mongo_url: str) -> None:
+    """Ten offices, none with caps, each with one lead on offer; the offers run out together and one sweep pass
+    re-offers all ten, taking their turns in one `update` of router_rotations (helper 160: 6d8d5b3 took them office by
+    office, ten updates; one more only where one was lost and given back)."""
+    offices, config = many_offices(("ann", "bob"))
+    async with counted_router(mongo_url, config) as router:
+        service = router.service
+        service.accounts = AccountSnapshots(router.db, 60)  # cached, as in production
+        assert not await service.on_leads_received([lead(account_id=office) for office in offices])
+        service.clock.advance(16 * 60 * 1000)  # type: ignore[attr-defined]  # every offer (15 min) ran out
+        router.published.clear()
+        router.commands.sent.clear()
+        assert await service.sweep_once() == 10
+        offered = [e.payload for _, e in router.published.events() if isinstance(e, LeadOffered)]
+        assert len(offered) == 10, "each office's lead re-offered in the pass"
+        sent = Counter(c for c in router.commands.sent if c[1] not in {"accounts", "agents"})
+        assert sent[("update", "router_rotations")] == 1, f"one pass's turns: {dict(sent)}"
