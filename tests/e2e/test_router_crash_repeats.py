@@ -179,6 +179,10 @@ def start_router(stack: Stack, *, sweeper: bool) -> None:
     stack.services["router"] = router
 
 
+# A deadline, not a speed target: three kills and restarts of a router over a stream of about 1,900 contacts. Alone it
+# takes 40-120 s on this machine (session 32: 119.6 s on ed387a1 and 117.0 s on 31acfe9, run side by side); under the
+# whole suite on a slow hour it passed the default 300 s twice.
+@pytest.mark.timeout(600)
 async def test_every_repeat_after_router_crashes_is_one_activity_on_its_first_lead(
     stack: Stack, tmp_path: Path
 ) -> None:
