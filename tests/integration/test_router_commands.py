@@ -176,10 +176,13 @@ async def test_a_batch_for_capped_agents_reads_and_writes_their_counts_once(mong
             == [
                 *BATCH_COMMANDS[:3],
                 ("find", "router_capacity"),  # the capped agents' counted leads, once for the account
-                ("find", "router_capacity"),  # whom the batch's leads counted against already (a replay)
-                ("insert", "router_capacity"),  # each lead now counts against its agent, before it is stored,
+                ("insert", "router_capacity"),  # each lead counts against its agent, pending, before it is stored,
                 ("find", "router_capacity"),  # and those agents read again: none past a cap (session 32)
-                *BATCH_COMMANDS[3:],
+                *BATCH_COMMANDS[3:6],
+                ("find", "router_capacity"),  # stored: whom the leads counted against for good already (a replay),
+                ("insert", "router_capacity"),  # each lead's count for good,
+                ("delete", "router_capacity"),  # then the batch's pending holds dropped (session 33)
+                *BATCH_COMMANDS[6:],
             ]
         )
         offered = {

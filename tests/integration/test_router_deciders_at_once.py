@@ -14,12 +14,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from fakes_router import FakeRotations, Published
+from fakes_router import FakeCapacity, FakeRotations, Published
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from router_harness import router_on, router_service
 
-from leadflow_router.adapters.mongo import Capacity, Rotations
+from leadflow_router.adapters.mongo import Capacity, Rotations, ensure_indexes
+from leadflow_router.domain.availability import Place
 from leadflow_router.domain.record import Take, Taken
 from leadflow_shared.collections import ROUTER_CAPACITY, ROUTER_ROTATIONS
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
@@ -182,6 +183,50 @@ async def test_a_take_from_a_position_a_key_without_a_document_no_longer_has_is_
         left = await rotations.get_many([key])
         assert lost == {key}, f"a take from 3 of a dropped key won on nx-27017 (now {left}); the fake says lost"
         assert left == {key: 0}
+    finally:
+        await client.drop_database(db.name)
+        await client.close()
+
+
+async def test_pending_holds_on_the_wire_are_each_decider_s_own_and_stand_in_line_by_decider(mongo_url: str) -> None:
+    """`Capacity.pend`, `places`, `unpend` and `hold_many` on nx-27017, beside `FakeCapacity` doing the same (the
+    unit tests' stand-in, session 33): a pending hold counts like a stored one; a lead pending with two deciders
+    counts once, in the place of the first by `Place.rank`; held-for-good leads stand before pending ones, and each
+    decider's pending ones stand together; `hold_many` leaves pending holds alone; a decider drops only its own; one
+    a crash left is forgotten once its time is past (the TTL index `forget_pending`)."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
+    db = client[f"router_pending_{uuid.uuid4().hex[:8]}"]
+    try:
+        await ensure_indexes(db)
+        real, fake = Capacity(db), FakeCapacity()
+        for capacity in (real, fake):
+            await capacity.hold_many([("x", "acme", ("a",))], 300)
+            await capacity.pend("t2", [("y", "acme", ("a",))], 100)
+            await capacity.pend("t1", [("z", "acme", ("a",)), ("x", "acme", ("b",))], 100)
+            await capacity.pend("t2", [("x", "acme", ("b",))], 100)
+        for capacity in (real, fake):
+            places = await capacity.places("acme", ["a", "b"], 0)
+            assert places == {
+                "a": {"x": Place(300), "y": Place(100, "t2"), "z": Place(100, "t1")},
+                "b": {"x": Place(100, "t1")},
+            }
+            line = places["a"]
+            assert sorted(line, key=lambda lead: line[lead].rank(lead)) == ["x", "z", "y"]
+            assert await capacity.times("acme", ["a", "b"], 0) == {"a": {"x": 300, "y": 100, "z": 100}, "b": {"x": 100}}
+            await capacity.hold_many([("x", "acme", ("a",))], 400)  # held for good again: pending ones stay
+            await capacity.unpend(["t2"], ["x", "y"])  # another decider's hold of x is not t2's to drop
+            assert await capacity.places("acme", ["a", "b"], 0) == {
+                "a": {"x": Place(300), "z": Place(100, "t1")},
+                "b": {"x": Place(100, "t1")},
+            }
+            await capacity.unpend(["t1"], ["x", "z"])
+            assert await capacity.places("acme", ["a", "b"], 0) == {"a": {"x": Place(300)}, "b": {}}
+        await real.pend("crashed", [("w", "acme", ("a",))], 500)
+        await db[ROUTER_CAPACITY].update_many({"by": "crashed"}, {"$set": {"pending_until": datetime.now(UTC)}})
+        deadline = asyncio.get_running_loop().time() + 90  # MongoDB's TTL monitor runs once a minute
+        while "w" in (await real.places("acme", ["a"], 0))["a"]:
+            assert asyncio.get_running_loop().time() < deadline, "a pending hold past its time is never forgotten"
+            await asyncio.sleep(0.5)
     finally:
         await client.drop_database(db.name)
         await client.close()

@@ -12,7 +12,7 @@ Imported by unit and integration tests alike (pyproject puts tests/unit on pytes
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from leadflow_router.adapters.codec import decode_outbox, decode_record, encode_outbox, encode_record
 from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, Doc, LeadRecords, Rotations, pending_of
 from leadflow_router.adapters.ports import Check
+from leadflow_router.domain.availability import Place
 from leadflow_router.domain.erasure import PendingContacts
 from leadflow_router.domain.model import AccountSnapshot
 from leadflow_router.domain.record import Outbox, OutboxDocument, RoutingRecord, Take, Taken
@@ -217,18 +218,40 @@ class FakeRotations(Rotations):
 
 class FakeCapacity:
     """The leads each agent counts against (CapacityLog): lead -> (account, agent -> at_ms), as `Capacity` keeps
-    them (an agent already counted keeps its time)."""
+    them (an agent already counted keeps its time), and beside them each decider's pending holds, (lead, agent,
+    decider) -> (account, at_ms)."""
 
     def __init__(self) -> None:
         self.held: dict[str, tuple[str, dict[str, int]]] = {}
+        self.pending: dict[tuple[str, str, str], tuple[str, int]] = {}
+
+    def counting(self, lead_id: str) -> set[str]:
+        """The agents the lead counts against now, held for good or pending."""
+        held = set(self.held.get(lead_id, ("", {}))[1])
+        return held | {agent for lead, agent, _ in self.pending if lead == lead_id}
+
+    async def places(self, account_id: str, agent_ids: list[str], since_ms: int) -> dict[str, dict[str, Place]]:
+        return self._places(account_id, agent_ids, since_ms)
+
+    def _places(self, account_id: str, agent_ids: list[str], since_ms: int) -> dict[str, dict[str, Place]]:
+        found: dict[str, dict[str, Place]] = {agent: {} for agent in agent_ids}
+        held = [(lead, agent, Place(at)) for lead, (account, agents) in self.held.items() if account == account_id
+                for agent, at in agents.items()]  # fmt: skip
+        pending = [(lead, agent, Place(at, by)) for (lead, agent, by), (account, at) in self.pending.items()
+                   if account == account_id]  # fmt: skip
+        for lead, agent, place in (*held, *pending):
+            line = found.get(agent)
+            if (
+                line is not None
+                and place.at_ms >= since_ms
+                and (lead not in line or place.rank(lead) < line[lead].rank(lead))
+            ):
+                line[lead] = place
+        return found
 
     async def times(self, account_id: str, agent_ids: list[str], since_ms: int) -> dict[str, dict[str, int]]:
-        found: dict[str, dict[str, int]] = {agent: {} for agent in agent_ids}
-        for lead_id, (account, agents) in self.held.items():
-            for agent, at in agents.items():
-                if account == account_id and agent in found and at >= since_ms:
-                    found[agent][lead_id] = at
-        return found
+        places = self._places(account_id, agent_ids, since_ms)  # not `places`: a subclass may hook each read
+        return {agent: {lead: place.at_ms for lead, place in line.items()} for agent, line in places.items()}
 
     async def hold(self, lead_id: str, account_id: str, agent_ids: tuple[str, ...], at_ms: int) -> None:
         before = self.held.get(lead_id, (account_id, {}))[1]
@@ -237,6 +260,15 @@ class FakeCapacity:
     async def hold_many(self, holds: list[tuple[str, str, tuple[str, ...]]], at_ms: int) -> None:
         for lead_id, account_id, agents in holds:
             await self.hold(lead_id, account_id, agents, at_ms)
+
+    async def pend(self, by: str, holds: list[tuple[str, str, tuple[str, ...]]], at_ms: int) -> None:
+        for lead_id, account_id, agents in holds:
+            for agent in agents:
+                self.pending.setdefault((lead_id, agent, by), (account_id, at_ms))
+
+    async def unpend(self, by: Collection[str], lead_ids: Collection[str]) -> None:
+        for key in [key for key in self.pending if key[2] in by and key[0] in lead_ids]:
+            del self.pending[key]
 
 
 @dataclass

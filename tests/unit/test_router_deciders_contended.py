@@ -1,7 +1,8 @@
 """Two deciders of one account at once, contended (helper 157's review of 37c05e9, session 32; decisions 0010 and 0061
 amended): a lost key gives back the others taken with it, one account's contention holds back its own changes only, a
 change frees a slot only once stored, two deciders at one pace do not both give up (the first in line waits for the
-other to give its hold back), and holds put back are the stored record's.
+other to give its hold back, one order over every agent), and a decider that backs off drops only its own pending
+holds (session 33), never what a stored record counts.
 
 Each test drives one interleaving deterministically: a hook in a fake store runs the other decider at the exact
 point named (no sleeps), or a barrier with a deadline makes two deciders read at the same moment."""
@@ -11,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from fakes_router import FakeCapacity, FakeContacts, FakeRecords, FakeRotations, Published, router_on_fakes
 
 from leadflow_router.adapters.codec import decode_record
-from leadflow_router.domain.availability import counted
+from leadflow_router.domain.availability import Place, counted
 from leadflow_router.domain.model import AccountSnapshot, Agent
 from leadflow_router.domain.record import RoutingRecord, Take
 from leadflow_router.handlers import RouterService
@@ -156,18 +157,24 @@ async def test_one_account_s_contention_does_not_hold_back_every_other_account_s
 
 
 class HookedRecords(FakeRecords):
-    """`compare_and_set` and `get_many` that first run a hook (when set): another writer landing just then."""
+    """`compare_and_set` and `get_many` that run a hook (when set) first, or after a compare-and-set (`after_cas`):
+    another writer landing just then."""
 
     def __init__(self) -> None:
         super().__init__()
         self.before_cas: Hook | None = None
+        self.after_cas: Hook | None = None
         self.after_get_many: Hook | None = None
 
     async def compare_and_set(self, record: RoutingRecord, expected_version: int) -> bool:
         if self.before_cas is not None:
             hook, self.before_cas = self.before_cas, None
             await hook()
-        return await super().compare_and_set(record, expected_version)
+        stored = await super().compare_and_set(record, expected_version)
+        if self.after_cas is not None:
+            hook, self.after_cas = self.after_cas, None
+            await hook()
+        return stored
 
     async def get_many(self, lead_ids: list[str]) -> dict[str, RoutingRecord]:
         found = await super().get_many(lead_ids)  # read before the other writer lands
@@ -224,8 +231,8 @@ async def test_a_slot_a_sweep_frees_is_not_given_away_before_the_sweep_s_change_
 
 
 class LockstepCapacity(FakeCapacity):
-    """Usage reads and hold writes that meet in pairs (a cyclic barrier with a deadline): two deciders going at
-    one pace, each reading when the other reads and writing when the other writes."""
+    """Usage reads, pending holds, their reads again and their put-backs that meet in pairs (a cyclic barrier with a
+    deadline): two deciders going at one pace, each reading when the other reads and writing when the other writes."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -245,13 +252,39 @@ class LockstepCapacity(FakeCapacity):
             met, self._waiting = self._waiting, None
             met.set()
 
+    async def at_one_pace(self, *deciders: Awaitable[object]) -> list[object]:
+        """Run the deciders paired until the first is done (the other goes on alone: nobody left to meet)."""
+
+        async def until_done(decider: Awaitable[object]) -> object:
+            try:
+                return await decider
+            finally:
+                self.pairs = False
+                if self._waiting is not None:
+                    self._waiting.set()
+
+        self.pairs = True
+        return await asyncio.gather(*(until_done(d) for d in deciders), return_exceptions=True)
+
     async def times(self, account_id: str, agent_ids: list[str], since_ms: int) -> dict[str, dict[str, int]]:
         await self._meet()
         return await super().times(account_id, agent_ids, since_ms)
 
+    async def places(self, account_id: str, agent_ids: list[str], since_ms: int) -> dict[str, dict[str, Place]]:
+        await self._meet()
+        return await super().places(account_id, agent_ids, since_ms)
+
+    async def pend(self, by: str, holds: list[tuple[str, str, tuple[str, ...]]], at_ms: int) -> None:
+        await self._meet()
+        await super().pend(by, holds, at_ms)
+
     async def hold_many(self, holds: list[tuple[str, str, tuple[str, ...]]], at_ms: int) -> None:
         await self._meet()
         await super().hold_many(holds, at_ms)
+
+    async def unpend(self, by: Collection[str], lead_ids: Collection[str]) -> None:
+        await self._meet()
+        await super().unpend(by, lead_ids)
 
 
 async def test_two_deciders_at_one_pace_do_not_both_give_up_a_capped_agent_s_last_slot() -> None:
@@ -268,11 +301,7 @@ async def test_two_deciders_at_one_pace_do_not_both_give_up_a_capped_agent_s_las
     one = router_on_fakes(acme, clock=lambda: START, **shared)
     two = router_on_fakes(acme, clock=lambda: START, **shared)
     web, zillow = lead("acme", START, 1, "Website"), lead("acme", START, 2, "Zillow")
-    capacity.pairs = True
-    results = await asyncio.gather(
-        one.on_leads_received([web]), two.on_leads_received([zillow]), return_exceptions=True
-    )
-    capacity.pairs = False
+    results = await capacity.at_one_pace(one.on_leads_received([web]), two.on_leads_received([zillow]))
     failed = [repr(r) for r in results if isinstance(r, BaseException)]
     assert not failed, f"two deciders at one pace both gave up: {failed}"
     assert offers_of(out, web)
@@ -281,11 +310,12 @@ async def test_two_deciders_at_one_pace_do_not_both_give_up_a_capped_agent_s_las
 
 
 async def test_holds_put_back_after_a_lost_sweep_are_not_older_than_the_stored_record() -> None:
-    """The sweeper's change of X (a's offer ran out: on to b) loses to a broker's hand offer of X to b. Its
-    `_give_back` puts X's holds back "as the stored record says": it reads X (offered to b), and before it writes
-    the holds a's ask-back of its missed offer is stored (X open to b and a, its hold {a, b} written by its own
-    `_reserve`). The put-back then writes {b}: X no longer counts against a although it is open to a, and a (day cap
-    1) can be given another lead. Expected: X's holds are what its stored record counts."""
+    """The sweeper's change of X (a's offer ran out: on to b) loses to a broker's hand offer of X to b; before its
+    `_give_back` puts back what it reserved, a's ask-back of its missed offer is stored (X open to b and a, its count
+    {a, b} held at its flush). Session 32's put-back wrote X's holds "as the stored record says", read before the
+    ask-back landed ({b}: X no longer counting against a, open to a); since session 33 a put-back drops only the
+    sweeper's own pending holds. Expected: X's holds are what its stored record counts, and no pending hold is
+    left."""
     acme = account_of("acme", Agent("a", "A", availability=CAPPED), Agent("b", "B"))
     now = [START]
     records, out, capacity = HookedRecords(), Published(), FakeCapacity()
@@ -308,7 +338,7 @@ async def test_holds_put_back_after_a_lost_sweep_are_not_older_than_the_stored_r
 
     async def a_hand_offer_to_b() -> None:
         await consumer.on_command(DistributeLead.create(account_id="acme", occurred_at=now[0], payload=by_hand))
-        records.after_get_many = a_s_ask_back  # lands between the put-back's read and its write
+        records.after_cas = a_s_ask_back  # lands after the sweeper's compare-and-set lost, before its put-back
 
     records.before_cas = a_hand_offer_to_b
     await sweeper.sweep_once()
@@ -318,9 +348,11 @@ async def test_holds_put_back_after_a_lost_sweep_are_not_older_than_the_stored_r
     assert held == sorted(counted(stored.state)), (
         f"X's holds {held}, its stored record counts {sorted(counted(stored.state))}"
     )
+    assert not capacity.pending, f"pending holds left: {capacity.pending}"
 
 
-# Helper 160's review (session 32) of 6d8d5b3: two deciders at one pace whose batches are each first i
+# Helper 160's review (session 32) of 6d8d5b3: two deciders at one pace whose batches are each first in line at
+# another agent (closed in session 33: the line orders pending holds by decider, `Place.rank`).
 
 
 def crossed() -> tuple[list[LeadReceived], list[LeadReceived]]:
@@ -335,11 +367,6 @@ def crossed() -> tuple[list[LeadReceived], list[LeadReceived]]:
             return [y1, y2], [w1, w2]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: two deciders each first in line at another agent both back off until TurnsContendedError (the "
-    "edge retries, then one lead at a time): no tie-break over all contested agents yet (0061)",
-)
 async def test_two_batches_first_in_line_for_different_agents_do_not_both_give_up_for_ever() -> None:
     """a and b have a day cap of 1. Two consumers route a batch each at one pace (reading and holding together, same
     clock): the Website batch (Y1, Y2) and the Zillow batch (W1, W2), each rotation at a, so Y1 and W1 go to a, Y2 and
@@ -348,7 +375,8 @@ async def test_two_batches_first_in_line_for_different_agents_do_not_both_give_u
     False for both and both give their holds back at once; neither is waited for. They decide again the same way,
     TURN_ATTEMPTS times, and both raise TurnsContendedError: no lead routed, although a and b each had a slot for
     one of them. Expected: both batches routed (two of them to the boss: caps), at most one lead
-    counted against each of a and b."""
+    counted against each of a and b. Since session 33 pending holds stand in line by decider (when it held, then its
+    token), one order at every agent: one batch is first at both, waits, and goes on; the other decides again."""
     acme = account_of("acme", Agent("a", "A", availability=CAPPED), Agent("b", "B", availability=CAPPED))
     records, out, capacity = FakeRecords(), Published(), LockstepCapacity()
     shared = {"records": records, "publish": out, "rotations": FakeRotations(), "contacts": FakeContacts(),
@@ -356,9 +384,7 @@ async def test_two_batches_first_in_line_for_different_agents_do_not_both_give_u
     one = router_on_fakes(acme, clock=lambda: START, **shared)
     two = router_on_fakes(acme, clock=lambda: START, **shared)
     web, zillow = crossed()
-    capacity.pairs = True
-    results = await asyncio.gather(one.on_leads_received(web), two.on_leads_received(zillow), return_exceptions=True)
-    capacity.pairs = False
+    results = await capacity.at_one_pace(one.on_leads_received(web), two.on_leads_received(zillow))
     failed = [repr(r) for r in results if isinstance(r, BaseException)]
     assert not failed, f"two deciders at one pace both gave up: {failed}"
     assert all(str(event.event_id) in records.docs for event in web + zillow), (
@@ -368,7 +394,8 @@ async def test_two_batches_first_in_line_for_different_agents_do_not_both_give_u
     assert len(against(records, "b")) <= 1
 
 
-# Helper 160's review (session 32) of 6d8d5b3: holds put back by a decider that backs off follow the s
+# Helper 160's review (session 32) of 6d8d5b3: holds put back by a decider that backs off wiped another decider's
+# hold of the same lead (closed in session 33: pending holds are owned by their decider, `CapacityLog.pend`).
 
 
 class PairedRotations(FakeRotations):
@@ -403,11 +430,6 @@ class PairedRotations(FakeRotations):
         return await super().take(moves)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: a put-back writes the lead's stored count over another decider's in-flight hold of the same lead: "
-    "holds are not owned per decider yet (0061)",
-)
 async def test_a_replica_s_put_back_does_not_wipe_the_hold_of_a_change_another_sweeper_is_storing() -> None:
     """X is offered to a; the offer runs out. Two sweepers (two replicas) fire X at once, reading and holding at one
     pace: each decides it on to b (day cap 1) and holds X {a, b}, and each reads b within its cap. Sweeper one takes
@@ -416,7 +438,7 @@ async def test_a_replica_s_put_back_does_not_wipe_the_hold_of_a_change_another_s
     lead N is routed now (b next in Zillow's rotation): b reads 0 leads, N goes to b (its read-again sees N alone).
     Then one stores X offered to b, and its flush holds X {b}. b counts X and N, past its day cap of 1, although each
     decider that went on read b within it (the safety argument of 0061 amended). Expected: at most one lead counts
-    against b."""
+    against b. Since session 33 each sweeper's hold is its own (pending, in its name) and two drops only its own."""
     acme = account_of("acme", Agent("a", "A"), Agent("b", "B", availability=CAPPED))
     now = [START]
     records, out, capacity = FakeRecords(), Published(), LockstepCapacity()

@@ -374,7 +374,8 @@ class RouterService:
                               redelivered=frozenset(r.lead_id for r in redelivered))  # fmt: skip
             await self._read_turns(fresh, batch)
             decided, refused = await self._decided(fresh, batch, traces)
-            records = await self._reserve([(None, record) for record, _ in decided], batch.read, batch.expected)
+            changes = [(None, record) for record, _ in decided]
+            records = await self._reserve(changes, batch.read, batch.expected, by=uuid.uuid4().hex)
             if records is not None:
                 break
             self.metrics.cas_conflicts.labels("turns").inc()  # another decider took a turn or slot: decide again
@@ -418,13 +419,14 @@ class RouterService:
         read: Mapping[str, int],
         expected: Mapping[str, int] | None = None,
         *,
+        by: str,
         within_caps: bool = True,
     ) -> list[RoutingRecord] | None:
         """Take the turns and cap slots the changed records (each with its lead's state before) were decided on,
         before they are stored; None when another decider (a sweeper, a consumer, any replica) took one since they
         were read: nothing is taken then, and the caller decides again (decisions 0010 and 0061, amended in session
         32). See `_reserve_by_account`; here all or nothing."""
-        reserved, contended = await self._reserve_by_account(changes, read, expected, within_caps=within_caps)
+        reserved, contended = await self._reserve_by_account(changes, read, expected, by=by, within_caps=within_caps)
         return None if contended else reserved
 
     async def _reserve_by_account(
@@ -433,25 +435,30 @@ class RouterService:
         read: Mapping[str, int],
         expected: Mapping[str, int] | None = None,
         *,
+        by: str,
         within_caps: bool = True,
         whole: bool = True,
     ) -> tuple[list[RoutingRecord], set[str]]:
         """The records whose turns and slots were taken, and the accounts where another decider took one (nothing of
         theirs is taken then; `whole`: any such account, and nothing of any account is taken). First the holds of
-        capped accounts, then each agent the changes started counting a lead against read again: past a cap means
-        another decider gave it the slot too (`_past_caps`); then each rotation cursor and count moved from its value
+        capped accounts, pending in the decider's name `by` (each decider drops its own alone: at flush once the
+        records are stored and their counts held for good, or here when they lose), then each agent the changes
+        started counting a lead against read again: past a cap means another decider gave it the slot too
+        (`_past_caps`); then each rotation cursor and count moved from its value
         as `read`, in one command (`RotationCursors.take`; `expected`: where one stood when it is not where the
         decisions began, a batch decided again after a crash cut it; `within_caps` False: decided past the caps, by
         hand, so not read again). What was taken for a contended account goes back. The records come back without
         what was taken (flush moves and holds nothing more)."""
         capped = await self._capped_accounts([record for _, record in changes])
-        # What a change starts counting is held now; what it stops counting only once it is stored (at flush): a slot
-        # is not freed for another decider by a change that may still lose (helper 157).
-        holds = [(r.lead_id, r.account_id, tuple(sorted(counted(before) | counted(r.state)))) for before, r in changes
-                 if r.account_id in capped and r.outbox.effects.capacity is not None]  # fmt: skip
+        # What a change starts counting is held now, pending; what it stops counting only once it is stored (at
+        # flush): a slot is not freed for another decider by a change that may still lose (helper 157). Pending holds
+        # are this decider's own: another's put-back never drops them (helper 160's review, session 33).
+        holds = [(r.lead_id, r.account_id, tuple(sorted(started))) for before, r in changes
+                 if r.account_id in capped and r.outbox.effects.capacity is not None
+                 and (started := _started(before, r))]  # fmt: skip
         contended: set[str] = set()
         if holds and self.capacity is not None:
-            await self.capacity.hold_many(holds, to_ms(self.clock()) or 0)
+            await self.capacity.pend(by, holds, to_ms(self.clock()) or 0)
             if within_caps:
                 for account_id in sorted({account_id for _, account_id, _ in holds}):
                     ours = [c for c in changes if c[1].account_id == account_id]
@@ -468,10 +475,12 @@ class RouterService:
                     if key not in lost and owner[key] in contended}:  # fmt: skip
             await self.rotations.take(back)  # taken on its own: goes back to where it stood, unless moved since
         if holds and contended:
-            await self._put_back_holds([r for _, r in changes if r.account_id in contended])
-        kept = [(before, record) for before, record in changes if record.account_id not in contended]
+            await self._put_back_holds(by, [r for _, r in changes if r.account_id in contended])
+        pending = {lead_id for lead_id, _, _ in holds}
         return [
-            _taken(record, moves, held=_frees_nothing(before, record, capped)) for before, record in kept
+            _taken(record, moves, pending=(by,) if record.lead_id in pending else ())
+            for _, record in changes
+            if record.account_id not in contended
         ], contended
 
     async def _capped_accounts(self, records: list[RoutingRecord]) -> dict[str, AccountSnapshot]:
@@ -485,10 +494,11 @@ class RouterService:
         self, changes: Sequence[tuple[LeadState | None, RoutingRecord]], capped: dict[str, AccountSnapshot]
     ) -> bool:
         """Whether another decider took a slot the changes were decided on: an agent they started counting a lead
-        against is past a cap, read after their holds, and their leads are not first in line for it (by when each was
-        counted, then lead id). First in line, a decider reads again while the others give their holds back (they see
-        the same line), a few times; then it too gives up. Two deciders at one pace so never both back off for ever
-        (helper 157), and never both go on past a cap: one that goes on read the agent within it."""
+        against is past a cap, read after their holds, and their leads are not first in line for it (`Place.rank`: one
+        order over every agent, each decider's pending holds together). First in line at every such agent, a decider
+        reads again while the others give their holds back (they see the same line), a few times; then it too gives
+        up. Two deciders at one pace, for one agent or several, so never both back off for ever (helper 157; session
+        33), and never both go on past a cap: one that goes on read the agent within it."""
         for attempt in range(KEEP_READS):
             first = await self._first_in_line(changes, capped)
             if first is None:
@@ -513,32 +523,22 @@ class RouterService:
             if not mine:
                 continue
             since = to_ms(period_start(now, account.time_zone)) or 0
-            counted_leads = await self.capacity.times(account_id, sorted(mine), since)
+            places = await self.capacity.places(account_id, sorted(mine), since)
             for agent_id, leads in mine.items():
                 agent = account.agent(agent_id)
                 caps = agent.availability.caps if agent is not None and agent.availability is not None else None
-                line = {lead: from_epoch_ms(ms) for lead, ms in counted_leads.get(agent_id, {}).items()}
-                if caps is not None and past_cap(caps, usage_of(line.values(), now, account.time_zone)):
+                line = places.get(agent_id, {})
+                times = (from_epoch_ms(place.at_ms) for place in line.values())
+                if caps is not None and past_cap(caps, usage_of(times, now, account.time_zone)):
                     ahead = in_line(caps, line, leads, now, account.time_zone)
                     first = ahead if first is None else first and ahead
         return first
 
-    async def _put_back_holds(self, records: list[RoutingRecord]) -> None:
-        """The holds of leads whose changes were not stored, as their stored records say (none for a lead not stored:
-        read again, not as the changes found them: a change stored meanwhile holds what it counts)."""
-        capped = await self._capped_accounts(records)
-        records = [record for record in records if record.account_id in capped]
-        if self.capacity is None or not records:
-            return
-        lead_ids = [record.lead_id for record in records]
-        stored = await self.records.get_many(lead_ids)
-        for _ in range(CAS_ATTEMPTS):  # a change stored between the read and the write holds what it counts: again
-            holds = [(r.lead_id, r.account_id, _counted_now(stored.get(r.lead_id))) for r in records]
-            await self.capacity.hold_many(holds, to_ms(self.clock()) or 0)
-            now = await self.records.get_many(lead_ids)
-            if {i: r.version for i, r in now.items()} == {i: r.version for i, r in stored.items()}:
-                return
-            stored = now
+    async def _put_back_holds(self, by: str, records: list[RoutingRecord]) -> None:
+        """Drop the decider `by`'s pending holds of the records' leads, whose changes were not stored. Only its own:
+        another decider's pending hold of the same lead (two sweepers firing it) is still in flight."""
+        if self.capacity is not None and records:
+            await self.capacity.unpend([by], [record.lead_id for record in records])
 
     async def _not_into_erased(self, records: list[RoutingRecord]) -> None:
         """Refuse to store a repeat (R1) merged into a lead of an earlier batch that an erasure scrubbed since the
@@ -814,14 +814,15 @@ class RouterService:
             if write.new is None:  # AGAIN
                 continue
             new = replace(write.new, inputs=record.remembering(str(input_id), RECENT_INPUTS).inputs)
-            reserved = await self._reserve([(record.state, new)], write.read, within_caps=write.within_caps)
+            by = uuid.uuid4().hex
+            reserved = await self._reserve([(record.state, new)], write.read, by=by, within_caps=write.within_caps)
             if reserved is not None:
                 if await self.records.compare_and_set(reserved[0], expected_version=record.version):
                     write.stored()
                     await self.flush(reserved)
                     return True
                 # Another change of the lead won: what was reserved for this one goes back (`_give_back`).
-                await self._give_back([(record, new)], [], write.read)
+                await self._give_back([(record, new)], [], write.read, by)
             self.metrics.cas_conflicts.labels(path).inc()
         raise RuntimeError(f"lead {lead_id} kept changing under {CAS_ATTEMPTS} attempts")
 
@@ -1286,13 +1287,13 @@ class RouterService:
                 # This record alone (its account unknown or unreadable, a fault): the others' deadlines still
                 # fire, and it is looked at again later instead of heading every pass (decision 0077).
                 await self._postpone(record, now, exc)
-        decided = changes
-        changes, contended = await self._reserve_fired(changes, read)
+        decided, by = changes, uuid.uuid4().hex
+        changes, contended = await self._reserve_fired(changes, read, by)
         stored, deferred = await self._store_fired(changes)
         if contended:  # another decider took a turn or slot these were decided on: decided again at once
             self.metrics.cas_conflicts.labels("turns").inc()
         reserved = {new.lead_id for _, new in changes}  # not those of contended accounts: nothing was taken for them
-        await self._give_back([(old, new) for old, new in decided if new.lead_id in reserved], stored, read)
+        await self._give_back([(old, new) for old, new in decided if new.lead_id in reserved], stored, read, by)
         self.metrics.expiries.inc(len(stored))
         self.metrics.cas_conflicts.labels("sweeper").inc(len(changes) - len(stored) - deferred)  # a claim won
         deferred += contended
@@ -1302,7 +1303,7 @@ class RouterService:
         return len(due)
 
     async def _reserve_fired(
-        self, changes: list[tuple[RoutingRecord, RoutingRecord]], read: Mapping[str, int]
+        self, changes: list[tuple[RoutingRecord, RoutingRecord]], read: Mapping[str, int], by: str
     ) -> tuple[list[tuple[RoutingRecord, RoutingRecord]], int]:
         """The pass's changes with the turns and slots they took reserved (`_reserve`); when another decider took one
         meanwhile, those that take turns are left out (still due: decided again at once) and counted."""
@@ -1311,7 +1312,7 @@ class RouterService:
             return changes, 0
         # One account's contention holds back its own changes only; the others' turns are taken in the same command.
         reserved, contended = await self._reserve_by_account(
-            [(old.state, new) for old, new in taking], read, whole=False
+            [(old.state, new) for old, new in taking], read, by=by, whole=False
         )
         by_lead = {record.lead_id: record for record in reserved}
         kept = [(old, by_lead.get(new.lead_id, new)) for old, new in changes if new.account_id not in contended
@@ -1319,11 +1320,15 @@ class RouterService:
         return kept, len(changes) - len(kept)
 
     async def _give_back(
-        self, decided: list[tuple[RoutingRecord, RoutingRecord]], stored: list[RoutingRecord], read: Mapping[str, int]
+        self,
+        decided: list[tuple[RoutingRecord, RoutingRecord]],
+        stored: list[RoutingRecord],
+        read: Mapping[str, int],
+        by: str,
     ) -> None:
-        """The turns and slots reserved for a pass's changes that were not stored (a claim won one, those after it
-        sharing its turns were deferred): each cursor and count back to where the stored ones left it, unless another
-        decider moved it since; the leads' holds as their records say."""
+        """The turns and slots the decider `by` reserved for a pass's changes that were not stored (a claim won one,
+        those after it sharing its turns were deferred): each cursor and count back to where the stored ones left it,
+        unless another decider moved it since; its pending holds of those leads dropped."""
         kept = {record.lead_id for record in stored}
         lost = [new for old, new in decided if _turns(old, new) and new.lead_id not in kept]
         if not lost:
@@ -1332,7 +1337,7 @@ class RouterService:
         reached = _moves([new for old, new in decided if new.lead_id in kept], read, {})
         back = {key: (take.to, reached[key].to if key in reached else read[key]) for key, take in reserved.items()}
         await self.rotations.take({key: Take(to, back, back) for key, (to, back) in back.items() if back < to})
-        await self._put_back_holds(lost)
+        await self._put_back_holds(by, lost)
 
     async def _store_fired(self, changes: list[tuple[RoutingRecord, RoutingRecord]]) -> tuple[list[RoutingRecord], int]:
         """Store a pass's decided records by compare-and-set; returns those stored and how many were deferred.
@@ -1599,7 +1604,8 @@ class RouterService:
         return known[account.account_id].usage
 
     async def _hold(self, records: list[RoutingRecord]) -> None:
-        """Who each changed lead counts against now, for accounts where somebody has a cap."""
+        """Who each changed lead counts against now, for accounts where somebody has a cap; then the pending holds
+        its change was reserved with are dropped (after: the lead counts all along)."""
         if self.capacity is None:
             return
         counted = [(record, agents) for record in records if (agents := record.outbox.effects.capacity) is not None]
@@ -1610,6 +1616,12 @@ class RouterService:
             if (account := accounts[record.account_id]) is not None and account.counts_leads
         ]
         await self.capacity.hold_many(holds, to_ms(self.clock()) or 0)  # one read and write for them all
+        leads_by: dict[str, list[str]] = {}  # each decider's pending holds of these leads (one, but after a crash)
+        for record in records:
+            for by in record.outbox.effects.pending:
+                leads_by.setdefault(by, []).append(record.lead_id)
+        for by, lead_ids in leads_by.items():
+            await self.capacity.unpend([by], lead_ids)
 
 
 def _deleted(account: AccountSnapshot, rule_id: str) -> bool:
@@ -1661,20 +1673,16 @@ def _begin(taken: Taken, ours: set[str] | frozenset[str], stored: frozenset[str]
     return max([taken.start, *(at for lead, at in taken.leads if lead in stored)])
 
 
-def _taken(record: RoutingRecord, moves: Mapping[str, Take], *, held: bool) -> RoutingRecord:
-    """The record without the effects `_reserve` applied: the moves it took, its holds (`held`)."""
+def _taken(record: RoutingRecord, moves: Mapping[str, Take], *, pending: tuple[str, ...]) -> RoutingRecord:
+    """The record without the effects `_reserve` applied (the moves it took), with the deciders whose pending holds
+    `flush` drops once its count is held for good."""
     effects = record.outbox.effects
     rotation = effects.rotation
     if rotation is not None and rotation[0] in moves and moves[rotation[0]].to >= rotation[1]:
         rotation = None
     counts = tuple((key, n) for key, n in effects.counts if key not in moves or moves[key].to < n)
-    left = replace(effects, rotation=rotation, counts=counts, capacity=None if held else effects.capacity)
+    left = replace(effects, rotation=rotation, counts=counts, pending=(*effects.pending, *pending))
     return record if left == effects else replace(record, outbox=replace(record.outbox, effects=left))
-
-
-def _counted_now(stored: RoutingRecord | None) -> tuple[str, ...]:
-    """Whom a lead counts against as its stored record says (nobody: not stored)."""
-    return tuple(sorted(counted(stored.state if stored is not None else None)))
 
 
 def _key_owners(records: list[RoutingRecord]) -> dict[str, str]:
@@ -1685,12 +1693,6 @@ def _key_owners(records: list[RoutingRecord]) -> dict[str, str]:
         for key, _ in (*([effects.rotation] if effects.rotation else ()), *effects.counts):
             owners[key] = record.account_id
     return owners
-
-
-def _frees_nothing(before: LeadState | None, record: RoutingRecord, capped: Mapping[str, AccountSnapshot]) -> bool:
-    """Whether `_reserve` held all of the record's count (a capped account's change that frees no slot); one that
-    frees a slot keeps its hold for `flush`, after it is stored."""
-    return record.account_id in capped and counted(before) <= counted(record.state)
 
 
 def _started(before: LeadState | None, record: RoutingRecord) -> frozenset[str]:

@@ -157,6 +157,7 @@ def decode_outbox(doc: dict[str, Any]) -> Outbox:
             contacts_lead=effects.get("contacts_lead"),
             forget_contacts=tuple(effects.get("forget_contacts") or ()),
             capacity=tuple(effects["capacity"]) if effects.get("capacity") is not None else None,
+            pending=tuple(str(by) for by in effects.get("pending") or ()),
         ),
         since_ms=doc.get("since_ms"),
         trace=doc.get("trace"),
@@ -196,4 +197,6 @@ def _encode_effects(effects: Effects) -> dict[str, Any]:
         doc["forget_contacts"] = list(effects.forget_contacts)
     if effects.capacity is not None:
         doc["capacity"] = list(effects.capacity)
+    if effects.pending:
+        doc["pending"] = list(effects.pending)
     return doc

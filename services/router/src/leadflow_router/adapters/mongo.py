@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client import Counter
@@ -24,6 +24,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from leadflow_router.adapters.codec import decode_outbox, decode_record, encode_outbox, encode_record
 from leadflow_router.adapters.ports import Check
+from leadflow_router.domain.availability import Place
 from leadflow_router.domain.contacts import contact_keys
 from leadflow_router.domain.erasure import ErasureRequest, Listing, PendingContacts
 from leadflow_router.domain.model import (
@@ -56,6 +57,9 @@ DUPLICATE_KEY = 11000  # MongoDB's error code for an existing _id
 OUTBOX_DOC_BYTES = 4_000_000
 # A routing record this version cannot read is set aside this long by the reads the sweeper makes (decision 0091).
 SET_ASIDE_SECONDS = 60
+# A pending hold a crash left (its decider died between holding and storing) counts this long, then is forgotten:
+# far longer than a change takes to be stored, short enough that an agent is not kept from leads for long.
+PENDING_KEEP = timedelta(minutes=10)
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +74,7 @@ async def ensure_indexes(db: AsyncDatabase[Doc]) -> None:
     await db[ROUTER_CAPACITY].create_index(
         [("account_id", ASCENDING), ("agent_id", ASCENDING), ("at_ms", ASCENDING)], name="by_agent"
     )
+    await db[ROUTER_CAPACITY].create_index([("pending_until", ASCENDING)], name="forget_pending", expireAfterSeconds=0)
 
 
 class AccountSnapshots:
@@ -609,7 +614,9 @@ def _taken(doc: Doc | None) -> Taken:
 
 class Capacity:
     """The leads each agent counts against its caps (issue 15): one document per lead and agent, from
-    the moment the lead is offered to the agent until it no longer counts (`held` replaces a lead's set)."""
+    the moment the lead is offered to the agent until it no longer counts (`held` replaces a lead's set);
+    beside them, while a change is being stored, its decider's pending holds (`pend`: one document per lead,
+    agent and decider, dropped by that decider alone; one a crash left is forgotten after `PENDING_KEEP`)."""
 
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self._held = db[ROUTER_CAPACITY]
@@ -617,11 +624,36 @@ class Capacity:
     async def times(self, account_id: str, agent_ids: list[str], since_ms: int) -> dict[str, dict[str, int]]:
         """Each agent's leads counted from `since_ms` on, and when each was counted from (offered to it): by lead,
         so a lead that stops counting is taken off the periods it was counted in."""
-        found: dict[str, dict[str, int]] = {agent_id: {} for agent_id in agent_ids}
+        places = await self.places(account_id, agent_ids, since_ms)
+        return {agent_id: {lead: place.at_ms for lead, place in line.items()} for agent_id, line in places.items()}
+
+    async def places(self, account_id: str, agent_ids: list[str], since_ms: int) -> dict[str, dict[str, Place]]:
+        """Each agent's leads counted from `since_ms` on, pending ones included, with their places in its line: a
+        lead once per agent (held for good before pending; pending, its first decider by `Place.rank`)."""
+        found: dict[str, dict[str, Place]] = {agent_id: {} for agent_id in agent_ids}
         query = {"account_id": account_id, "agent_id": {"$in": agent_ids}, "at_ms": {"$gte": since_ms}}
-        async for doc in self._held.find(query, {"lead_id": 1, "agent_id": 1, "at_ms": 1}):
-            found.setdefault(doc["agent_id"], {})[doc["lead_id"]] = int(doc["at_ms"])
+        async for doc in self._held.find(query, {"lead_id": 1, "agent_id": 1, "at_ms": 1, "by": 1}):
+            line, lead_id = found.setdefault(doc["agent_id"], {}), doc["lead_id"]
+            place = Place(int(doc["at_ms"]), doc.get("by"))
+            if lead_id not in line or place.rank(lead_id) < line[lead_id].rank(lead_id):
+                line[lead_id] = place
         return found
+
+    async def pend(self, by: str, holds: list[tuple[str, str, tuple[str, ...]]], at_ms: int) -> None:
+        """The decider `by`'s pending holds: each lead counts against these agents too until `unpend`."""
+        until = datetime.now(UTC) + PENDING_KEEP  # real time, as the TTL index reads it
+        docs = [
+            {"_id": f"{lead_id}|{agent_id}|{by}", "lead_id": lead_id, "account_id": account_id, "agent_id": agent_id,
+             "at_ms": at_ms, "by": by, "pending_until": until}
+            for lead_id, account_id, agent_ids in holds for agent_id in agent_ids
+        ]  # fmt: skip
+        if docs:
+            await self._insert_new(docs)
+
+    async def unpend(self, by: Collection[str], lead_ids: Collection[str]) -> None:
+        """Drop the pending holds of the deciders `by` on the leads `lead_ids` (found by lead: indexed)."""
+        if by and lead_ids:
+            await self._held.delete_many({"lead_id": {"$in": sorted(lead_ids)}, "by": {"$in": sorted(by)}})
 
     async def hold(self, lead_id: str, account_id: str, agent_ids: tuple[str, ...], at_ms: int) -> None:
         """The lead now counts against exactly `agent_ids` (those already counted keep their time)."""
@@ -629,12 +661,14 @@ class Capacity:
 
     async def hold_many(self, holds: list[tuple[str, str, tuple[str, ...]]], at_ms: int) -> None:
         """Each (lead, account, agents): the lead now counts against exactly these agents (those already
-        counted keep their time); a lead named twice, the last. One read, at most one delete and one insert."""
+        counted keep their time); a lead named twice, the last. One read, at most one delete and one insert.
+        Pending holds are not touched: only their deciders drop them."""
         if not holds:
             return
         wanted = {lead_id: (account_id, agent_ids) for lead_id, account_id, agent_ids in holds}
         stored: dict[str, dict[str, str]] = {}
-        async for doc in self._held.find({"lead_id": {"$in": list(wanted)}}, {"lead_id": 1, "agent_id": 1}):
+        query = {"lead_id": {"$in": list(wanted)}, "by": None}
+        async for doc in self._held.find(query, {"lead_id": 1, "agent_id": 1}):
             stored.setdefault(doc["lead_id"], {})[doc["agent_id"]] = doc["_id"]
         if stale := [
             doc_id for lead_id, held in stored.items() for agent_id, doc_id in held.items()
@@ -648,8 +682,12 @@ class Capacity:
             if agent_id not in stored.get(lead_id, {})
         ]  # fmt: skip
         if new:
-            try:
-                await self._held.insert_many(new, ordered=False)
-            except BulkWriteError as exc:
-                if not _only_duplicates(exc):  # a replay inserted some already: nothing else is fine
-                    raise
+            await self._insert_new(new)
+
+    async def _insert_new(self, docs: list[Doc]) -> None:
+        """Insert the documents; those a replay inserted already are fine."""
+        try:
+            await self._held.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            if not _only_duplicates(exc):  # a replay inserted some already: nothing else is fine
+                raise

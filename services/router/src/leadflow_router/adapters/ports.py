@@ -6,9 +6,10 @@ in memory. Each returns domain objects (`domain/record.py`, `domain/model.py`, `
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Protocol
 
+from leadflow_router.domain.availability import Place
 from leadflow_router.domain.erasure import ErasureRequest, PendingContacts
 from leadflow_router.domain.model import AccountSnapshot
 from leadflow_router.domain.record import OutboxDocument, RoutingRecord, Take, Taken
@@ -77,8 +78,13 @@ class CapacityLog(Protocol):
 
     # agent -> lead -> when it was counted from (epoch ms), the leads counted from `since_ms` on
     async def times(self, account_id: str, agent_ids: list[str], since_ms: int) -> dict[str, dict[str, int]]: ...
+    # agent -> lead -> its place in the agent's line, pending holds included
+    async def places(self, account_id: str, agent_ids: list[str], since_ms: int) -> dict[str, dict[str, Place]]: ...
     async def hold(self, lead_id: str, account_id: str, agent_ids: tuple[str, ...], at_ms: int) -> None: ...
     async def hold_many(self, holds: list[tuple[str, str, tuple[str, ...]]], at_ms: int) -> None: ...
+    # a decider's holds while its changes are stored (lead, account, agents), and dropping them
+    async def pend(self, by: str, holds: list[tuple[str, str, tuple[str, ...]]], at_ms: int) -> None: ...
+    async def unpend(self, by: Collection[str], lead_ids: Collection[str]) -> None: ...
 
 
 class ErasureLog(Protocol):

@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from leadflow_router.domain.frozen import fast_init
 from leadflow_router.domain.model import Agent, LeadState, PauseWindow
 from leadflow_router.domain.schedule import pause_end
 from leadflow_shared.availability import Caps
+from leadflow_shared.clock import from_epoch_ms
 from leadflow_shared.events.routing import AssignmentReason
 
 
@@ -107,11 +109,25 @@ def past_cap(caps: Caps, usage: Usage) -> bool:
                                                                  (caps.month, usage.month)))  # fmt: skip
 
 
-def in_line(caps: Caps, line: Mapping[str, datetime], mine: set[str], now: datetime, time_zone: str) -> bool:
-    """Whether the leads `mine` are among the first of an agent's counted leads (`line`: lead -> when counted) that
-    each cap it is past allows, in order of when each was counted, then lead id."""
-    order = sorted(line, key=lambda lead: (line[lead], lead))
-    periods = {lead: usage_of((line[lead],), now, time_zone) for lead in order}  # 1 in each period it counts in
+class Place(NamedTuple):
+    """Where a lead stands in an agent's line: counted from `at_ms`, held for good (`by` None: its stored record
+    counts it) or pending (`by`: the decider that holds it while its change is being stored)."""
+
+    at_ms: int
+    by: str | None = None
+
+    def rank(self, lead_id: str) -> tuple[int, int, str, str]:
+        """Held for good first, by when each was counted, then lead id; then the pending holds, each decider's
+        together, by when it held them, then its token: one order over every agent, so two deciders contending for
+        several agents never each stand first at one of them (decision 0061, amended in session 33)."""
+        return (0, self.at_ms, "", lead_id) if self.by is None else (1, self.at_ms, self.by, lead_id)
+
+
+def in_line(caps: Caps, line: Mapping[str, Place], mine: set[str], now: datetime, time_zone: str) -> bool:
+    """Whether the leads `mine` are among the first of an agent's counted leads (`line`: lead -> its place) that
+    each cap it is past allows, in the order of `Place.rank`."""
+    order = sorted(line, key=lambda lead: line[lead].rank(lead))
+    periods = {lead: usage_of((from_epoch_ms(line[lead].at_ms),), now, time_zone) for lead in order}  # 1 per period
     for cap, field in ((caps.day, "day"), (caps.week, "week"), (caps.month, "month")):
         period = [lead for lead in order if getattr(periods[lead], field)]
         if cap is not None and len(period) > cap and not mine <= set(period[:cap]):

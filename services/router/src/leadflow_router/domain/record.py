@@ -31,9 +31,13 @@ class Effects:
     contacts_lead: str | None = None  # ... or for this lead instead (a repeat merged into it)
     forget_contacts: tuple[str, ...] = ()  # contact keys to drop where they point at the lead (T2)
     capacity: tuple[str, ...] | None = None  # the agents the lead now counts against (caps); None: unchanged
+    # The deciders whose pending holds (`CapacityLog.pend`) kept the lead's count while the change was being stored:
+    # dropped by `flush` once the count is held for good (decision 0061, amended in session 33).
+    pending: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.rotation or self.counts or self.contacts or self.forget_contacts or self.capacity is not None)
+        return bool(self.rotation or self.counts or self.contacts or self.forget_contacts or self.capacity is not None
+                    or self.pending)  # fmt: skip
 
     def then(self, later: Effects) -> Effects:
         """These effects and `later`'s, the later ones winning where both set the same thing."""
@@ -44,6 +48,7 @@ class Effects:
             contacts_lead=later.contacts_lead or self.contacts_lead,
             forget_contacts=later.forget_contacts or self.forget_contacts,
             capacity=self.capacity if later.capacity is None else later.capacity,
+            pending=tuple(dict.fromkeys((*self.pending, *later.pending))),
         )
 
 
