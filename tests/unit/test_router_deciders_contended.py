@@ -19,6 +19,7 @@ import pytest
 from fakes_router import FakeCapacity, FakeContacts, FakeRecords, FakeRotations, Published, router_on_fakes
 
 from leadflow_router.adapters.codec import decode_record
+from leadflow_router.adapters.ports import Check
 from leadflow_router.domain.availability import Place, counted
 from leadflow_router.domain.model import AccountSnapshot, Agent
 from leadflow_router.domain.record import RoutingRecord, Take
@@ -475,3 +476,43 @@ async def test_a_replica_s_put_back_does_not_wipe_the_hold_of_a_change_another_s
         f"b has a day cap of 1 but counts {against(records, 'b')}: X (to b) and N (offered to {offers_of(out, n)}); "
         f"{seen}"
     )
+
+
+class StoredMeanwhile(FakeRecords):
+    """`insert_batch` that first runs a hook (when set): another replica storing the same leads just before."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.before_insert: Hook | None = None
+
+    async def insert_batch(
+        self, records: list[RoutingRecord], *, batch_id: str, now_ms: int, before_records: Check | None = None
+    ) -> tuple[list[RoutingRecord], list[str]]:
+        if self.before_insert is not None:
+            hook, self.before_insert = self.before_insert, None
+            await hook()
+        return await super().insert_batch(records, batch_id=batch_id, now_ms=now_ms, before_records=before_records)
+
+
+async def test_a_batch_another_replica_stored_meanwhile_leaves_no_pending_hold_behind() -> None:
+    """A rebalance gives one batch of new leads to two consumers at once: the first decides Y (to a, day cap 1) and
+    holds it pending; just before it stores, the other consumer routes and stores the same batch (Y to a as well),
+    so the first's insert finds Y stored and finishes the other's record instead. Its pending hold of Y is in no
+    record it flushes: dropped all the same (session 33), not left counting for 10 minutes. Expected: Y counts
+    against a once, for good, and nothing is pending."""
+    acme = account_of("acme", Agent("a", "A", availability=CAPPED), Agent("b", "B"))
+    records, out, capacity = StoredMeanwhile(), Published(), FakeCapacity()
+    shared = {"records": records, "publish": out, "rotations": FakeRotations(), "contacts": FakeContacts(),
+              "capacity": capacity}  # fmt: skip
+    first = router_on_fakes(acme, clock=lambda: START, **shared)
+    other = router_on_fakes(acme, clock=lambda: START, **shared)
+    y = lead("acme", START, 1)
+
+    async def the_other_replica_stores_it() -> None:
+        assert not await other.on_leads_received([y])
+
+    records.before_insert = the_other_replica_stores_it
+    assert not await first.on_leads_received([y])
+    assert offers_of(out, y)[:1] == ["a"]
+    assert capacity.held == {str(y.event_id): ("acme", {"a": capacity.held[str(y.event_id)][1]["a"]})}
+    assert not capacity.pending, f"pending holds left behind: {capacity.pending}"

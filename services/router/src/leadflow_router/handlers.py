@@ -374,8 +374,8 @@ class RouterService:
                               redelivered=frozenset(r.lead_id for r in redelivered))  # fmt: skip
             await self._read_turns(fresh, batch)
             decided, refused = await self._decided(fresh, batch, traces)
-            changes = [(None, record) for record, _ in decided]
-            records = await self._reserve(changes, batch.read, batch.expected, by=uuid.uuid4().hex)
+            changes, by = [(None, record) for record, _ in decided], uuid.uuid4().hex
+            records = await self._reserve(changes, batch.read, batch.expected, by=by)
             if records is not None:
                 break
             self.metrics.cas_conflicts.labels("turns").inc()  # another decider took a turn or slot: decide again
@@ -391,6 +391,8 @@ class RouterService:
         self._batches_in_flight.add(batch_id)
         try:
             ours, documents = await self._store(records, batch_id)
+            if not_ours := [r for r in records if r.lead_id not in {o.lead_id for o in ours}]:
+                await self._put_back_holds(by, not_ours)  # another replica stored them (or they went out late)
             await self.flush(ours, clear=False)
             await self.records.end_batch(documents)
         finally:
