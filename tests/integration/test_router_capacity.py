@@ -63,7 +63,7 @@ def offered(router: Router, event: LeadReceived) -> list[str]:
 
 async def counted(router: Router) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
-    async for doc in router.db[ROUTER_CAPACITY].find({}):
+    async for doc in router.db[ROUTER_CAPACITY].find({"agent_id": {"$exists": True}}):  # not a lead's version
         found.setdefault(doc["agent_id"], set()).add(doc["lead_id"])
     return found
 

@@ -38,6 +38,11 @@ def config(caps: dict[str, Any] | None) -> dict[str, Any]:
         {"agent_id": "ben", "name": "Ben", "email": "ben@acme.example"},
         {"agent_id": "cy", "name": "Cy", "email": "cy@acme.example"},
     ]
+    return acme(agents)
+
+
+def acme(agents: list[dict[str, Any]]) -> dict[str, Any]:
+    """Acme, round robin on over these agents in this order."""
     account = {"account_id": "acme", "name": "Acme", "round_robin": True, "time_zone": "America/New_York",
                "agents": agents, "roster": [a["agent_id"] for a in agents],
                "sources": [{"name": "Website", "claim_window_seconds": 600}]}  # fmt: skip
@@ -200,7 +205,7 @@ async def test_pending_holds_on_the_wire_are_each_decider_s_own_and_stand_in_lin
         await ensure_indexes(db)
         real, fake = Capacity(db), FakeCapacity()
         for capacity in (real, fake):
-            await capacity.hold_many([("x", "acme", ("a",))], 300)
+            await capacity.hold_many([("x", "acme", ("a",), 1)], 300)
             await capacity.pend("t2", [("y", "acme", ("a",))], 100)
             await capacity.pend("t1", [("z", "acme", ("a",)), ("x", "acme", ("b",))], 100)
             await capacity.pend("t2", [("x", "acme", ("b",))], 100)
@@ -213,7 +218,8 @@ async def test_pending_holds_on_the_wire_are_each_decider_s_own_and_stand_in_lin
             line = places["a"]
             assert sorted(line, key=lambda lead: line[lead].rank(lead)) == ["x", "z", "y"]
             assert await capacity.times("acme", ["a", "b"], 0) == {"a": {"x": 300, "y": 100, "z": 100}, "b": {"x": 100}}
-            await capacity.hold_many([("x", "acme", ("a",))], 400)  # held for good again: pending ones stay
+            await capacity.hold_many([("x", "acme", ("a",), 2)], 400)  # held for good again: pending ones stay
+            await capacity.hold_many([("x", "acme", ("b",), 1)], 450)  # a late flush of version 1: not written
             await capacity.unpend(["t2"], ["x", "y"])  # another decider's hold of x is not t2's to drop
             assert await capacity.places("acme", ["a", "b"], 0) == {
                 "a": {"x": Place(300), "z": Place(100, "t1")},
@@ -230,3 +236,57 @@ async def test_pending_holds_on_the_wire_are_each_decider_s_own_and_stand_in_lin
     finally:
         await client.drop_database(db.name)
         await client.close()
+
+
+# Helper 161's review (session 33) of d8bd169: a crash's leftover pending hold of a pass's own lead, on the wire.
+AGENTS_B_CAPPED: list[dict[str, Any]] = [
+    {"agent_id": "broker", "name": "Broker", "email": "broker@acme.example", "round_robin": False},
+    {"agent_id": "a", "name": "A", "email": "a@acme.example"},
+    {"agent_id": "b", "name": "B", "email": "b@acme.example", "caps": {"day": 1}},
+    {"agent_id": "c", "name": "C", "email": "c@acme.example"},
+    {"agent_id": "d", "name": "D", "email": "d@acme.example"},
+]
+
+
+async def test_a_pass_after_a_crash_between_its_holds_and_its_store_goes_on_on_the_wire(mongo_url: str) -> None:
+    """As the unit test of the same name: P1 offered to d, P2 to a, both run out; a pass decides P1 to b (day cap 1)
+    and P2 to c, holds them pending (`router_capacity`, `<lead>|<agent>|<token>`) and dies before its take. Two new
+    leads are routed (b skipped: P1's leftover counts). The next passes read usage without their own leads' holds
+    (b at 0), decide P2 to b, and find P1's leftover ahead of P2 in b's line: deferred and decided again at once,
+    the same way, until the TTL index forgets the leftover (10 minutes of real time). Expected: P1 and P2
+    re-offered within three passes."""
+    async with router_on(mongo_url, acme(AGENTS_B_CAPPED), now=NOW) as router:
+        service, db = router.service, router.db
+        await db[ROUTER_ROTATIONS].update_one({"_id": "acme:Website"}, {"$set": {"position": 3}}, upsert=True)
+        p1, p2 = lead(NOW), lead(NOW)
+        assert not await service.on_leads_received([p1])
+        assert not await service.on_leads_received([p2])
+
+        def offers(event: LeadReceived) -> list[str]:
+            return [
+                e.payload.agent_id
+                for e in router.published.lead_events()
+                if isinstance(e, LeadOffered) and e.payload.lead_id == event.event_id
+            ]
+
+        assert (offers(p1), offers(p2)) == (["d"], ["a"])
+        router.clock.now = NOW + timedelta(minutes=16)  # both offers ran out
+        take = service.rotations.take
+
+        async def dies(_moves: dict[str, Take]) -> set[str]:
+            raise ConnectionError("the process died")
+
+        service.rotations.take = dies  # type: ignore[method-assign,assignment]
+        with pytest.raises(ConnectionError):
+            await service.sweep_once()
+        service.rotations.take = take  # type: ignore[method-assign]
+        left = [(d["lead_id"], d["agent_id"]) async for d in db[ROUTER_CAPACITY].find({}) if d.get("by")]
+        assert (str(p1.event_id), "b") in left, f"the crashed pass held P1 for b ({left})"
+        for _ in range(2):
+            assert not await service.on_leads_received([lead(router.clock.now)])
+        for _ in range(3):  # the sweeper goes round again at once (on_deadline)
+            await service.sweep_once()
+        pending = [(d["lead_id"], d["agent_id"]) async for d in db[ROUTER_CAPACITY].find({}) if d.get("by")]
+        assert (len(offers(p1)), len(offers(p2))) == (2, 2), (
+            f"P1 offered to {offers(p1)}, P2 to {offers(p2)} after three passes; pending holds {pending}"
+        )

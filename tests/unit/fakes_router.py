@@ -224,6 +224,7 @@ class FakeCapacity:
     def __init__(self) -> None:
         self.held: dict[str, tuple[str, dict[str, int]]] = {}
         self.pending: dict[tuple[str, str, str], tuple[str, int]] = {}
+        self.versions: dict[str, int] = {}  # each lead's record version its count was written for
 
     def counting(self, lead_id: str) -> set[str]:
         """The agents the lead counts against now, held for good or pending."""
@@ -253,13 +254,13 @@ class FakeCapacity:
         places = self._places(account_id, agent_ids, since_ms)  # not `places`: a subclass may hook each read
         return {agent: {lead: place.at_ms for lead, place in line.items()} for agent, line in places.items()}
 
-    async def hold(self, lead_id: str, account_id: str, agent_ids: tuple[str, ...], at_ms: int) -> None:
-        before = self.held.get(lead_id, (account_id, {}))[1]
-        self.held[lead_id] = (account_id, {a: before.get(a, at_ms) for a in agent_ids})
-
-    async def hold_many(self, holds: list[tuple[str, str, tuple[str, ...]]], at_ms: int) -> None:
-        for lead_id, account_id, agents in holds:
-            await self.hold(lead_id, account_id, agents, at_ms)
+    async def hold_many(self, holds: list[tuple[str, str, tuple[str, ...], int]], at_ms: int) -> None:
+        for lead_id, account_id, agents, version in holds:
+            if self.versions.get(lead_id, 0) > version:
+                continue  # a later version's count stands
+            self.versions[lead_id] = version
+            before = self.held.get(lead_id, (account_id, {}))[1]
+            self.held[lead_id] = (account_id, {a: before.get(a, at_ms) for a in agents})
 
     async def pend(self, by: str, holds: list[tuple[str, str, tuple[str, ...]]], at_ms: int) -> None:
         for lead_id, account_id, agents in holds:

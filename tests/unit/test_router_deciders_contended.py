@@ -279,7 +279,7 @@ class LockstepCapacity(FakeCapacity):
         await self._meet()
         await super().pend(by, holds, at_ms)
 
-    async def hold_many(self, holds: list[tuple[str, str, tuple[str, ...]]], at_ms: int) -> None:
+    async def hold_many(self, holds: list[tuple[str, str, tuple[str, ...], int]], at_ms: int) -> None:
         await self._meet()
         await super().hold_many(holds, at_ms)
 

@@ -390,7 +390,11 @@ class RouterService:
         batch_id = str(uuid.uuid4())
         self._batches_in_flight.add(batch_id)
         try:
-            ours, documents = await self._store(records, batch_id)
+            try:
+                ours, documents = await self._store(records, batch_id)
+            except ContactErasedMeanwhileError:
+                await self._put_back_holds(by, records)  # refused before anything was stored: tried again later
+                raise
             if not_ours := [r for r in records if r.lead_id not in {o.lead_id for o in ours}]:
                 await self._put_back_holds(by, not_ours)  # another replica stored them (or they went out late)
             await self.flush(ours, clear=False)
@@ -514,9 +518,13 @@ class RouterService:
         self, changes: Sequence[tuple[LeadState | None, RoutingRecord]], capped: dict[str, AccountSnapshot]
     ) -> bool | None:
         """None when no agent the changes started counting a lead against is past a cap; else whether the changes'
-        leads are first in line for every slot past one."""
+        leads are first in line for every slot past one. Another decider's pending hold of one of the changes' own
+        leads at an agent these changes do not count it against is left out, as their usage read left it out: a
+        crash's leftover of an earlier attempt (helper 161), or a rival deciding the same lead, of which one change
+        alone can be stored."""
         assert self.capacity is not None  # noqa: S101 (only asked where leads are counted)
         now, first = self.clock(), None
+        own = {record.lead_id for _, record in changes}
         for account_id, account in capped.items():
             mine: dict[str, set[str]] = {}
             for before, record in (c for c in changes if c[1].account_id == account_id):
@@ -529,7 +537,8 @@ class RouterService:
             for agent_id, leads in mine.items():
                 agent = account.agent(agent_id)
                 caps = agent.availability.caps if agent is not None and agent.availability is not None else None
-                line = places.get(agent_id, {})
+                line = {lead: place for lead, place in places.get(agent_id, {}).items()
+                        if place.by is None or lead in leads or lead not in own}  # fmt: skip
                 times = (from_epoch_ms(place.at_ms) for place in line.values())
                 if caps is not None and past_cap(caps, usage_of(times, now, account.time_zone)):
                     ahead = in_line(caps, line, leads, now, account.time_zone)
@@ -1613,7 +1622,7 @@ class RouterService:
         counted = [(record, agents) for record in records if (agents := record.outbox.effects.capacity) is not None]
         accounts = await self.accounts.get_many(sorted({record.account_id for record, _ in counted}))
         holds = [
-            (record.lead_id, record.account_id, agents)
+            (record.lead_id, record.account_id, agents, record.version)
             for record, agents in counted
             if (account := accounts[record.account_id]) is not None and account.counts_leads
         ]

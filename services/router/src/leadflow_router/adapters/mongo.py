@@ -655,21 +655,37 @@ class Capacity:
         if by and lead_ids:
             await self._held.delete_many({"lead_id": {"$in": sorted(lead_ids)}, "by": {"$in": sorted(by)}})
 
-    async def hold(self, lead_id: str, account_id: str, agent_ids: tuple[str, ...], at_ms: int) -> None:
-        """The lead now counts against exactly `agent_ids` (those already counted keep their time)."""
-        await self.hold_many([(lead_id, account_id, agent_ids)], at_ms)
-
-    async def hold_many(self, holds: list[tuple[str, str, tuple[str, ...]]], at_ms: int) -> None:
-        """Each (lead, account, agents): the lead now counts against exactly these agents (those already
-        counted keep their time); a lead named twice, the last. One read, at most one delete and one insert.
+    async def hold_many(self, holds: list[tuple[str, str, tuple[str, ...], int]], at_ms: int) -> None:
+        """Each (lead, account, agents, version): the lead now counts against exactly these agents, as its record's
+        `version` says (those already counted keep their time); a lead named twice, the last. A lead whose count a
+        later version wrote already is left as it is: a flush that stalled while another change of the lead was
+        stored and flushed does not write an older count over it (helper 161). One read, one write of the leads'
+        versions (a document per lead, `<lead>|`, counting against nobody), at most one delete and one insert.
         Pending holds are not touched: only their deciders drop them."""
         if not holds:
             return
-        wanted = {lead_id: (account_id, agent_ids) for lead_id, account_id, agent_ids in holds}
+        wanted = {lead_id: (account_id, agent_ids, version) for lead_id, account_id, agent_ids, version in holds}
         stored: dict[str, dict[str, str]] = {}
+        newest: dict[str, int] = {}
         query = {"lead_id": {"$in": list(wanted)}, "by": None}
-        async for doc in self._held.find(query, {"lead_id": 1, "agent_id": 1}):
-            stored.setdefault(doc["lead_id"], {})[doc["agent_id"]] = doc["_id"]
+        async for doc in self._held.find(query, {"lead_id": 1, "agent_id": 1, "v": 1}):
+            if doc.get("agent_id") is None:  # the lead's version document
+                newest[doc["lead_id"]] = int(doc.get("v") or 0)
+            else:
+                stored.setdefault(doc["lead_id"], {})[doc["agent_id"]] = doc["_id"]
+        wanted = {lead_id: w for lead_id, w in wanted.items() if newest.get(lead_id, 0) <= w[2]}
+        if not wanted:
+            return
+        versions = [UpdateOne({"_id": f"{lead_id}|"}, {"$max": {"v": w[2]}, "$set": {"lead_id": lead_id}}, upsert=True)
+                    for lead_id, w in wanted.items()]  # fmt: skip
+        try:
+            await self._held.bulk_write(versions, ordered=False)
+        except BulkWriteError as exc:
+            if not _only_duplicates(exc):
+                raise
+            # Another flush created some of these documents at the same moment: they exist now, so `$max` applies.
+            await self._held.bulk_write([versions[error["index"]] for error in exc.details["writeErrors"]])
+        stored = {lead_id: held for lead_id, held in stored.items() if lead_id in wanted}
         if stale := [
             doc_id for lead_id, held in stored.items() for agent_id, doc_id in held.items()
             if agent_id not in wanted[lead_id][1]
@@ -678,7 +694,7 @@ class Capacity:
         new = [
             {"_id": f"{lead_id}|{agent_id}", "lead_id": lead_id, "account_id": account_id, "agent_id": agent_id,
              "at_ms": at_ms}
-            for lead_id, (account_id, agent_ids) in wanted.items() for agent_id in agent_ids
+            for lead_id, (account_id, agent_ids, _) in wanted.items() for agent_id in agent_ids
             if agent_id not in stored.get(lead_id, {})
         ]  # fmt: skip
         if new:

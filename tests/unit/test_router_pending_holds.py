@@ -1,0 +1,196 @@
+"""Helper 161's review (session 33) of d8bd169, pending holds (decision 0061, amended in session 33): a late flush
+writes no older count over a later change's (each lead's count carries its record version), a batch refused before
+it stored anything drops its pending holds, and a decider's line leaves out other deciders' pending holds of its own
+leads at agents it does not count them against (a crash's leftovers). Each test drives one interleaving
+deterministically: a hook in a fake store runs the other decider at the exact point named."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta
+
+import pytest
+from fakes_router import FakeCapacity, FakeContacts, FakeRecords, FakeRotations, Published, router_on_fakes
+from test_router_deciders_contended import CAPPED, START, Hook, account_of, against, lead, offers_of
+
+from leadflow_router.adapters.codec import decode_record
+from leadflow_router.domain.availability import counted
+from leadflow_router.domain.contacts import contact_keys
+from leadflow_router.domain.erasure import ErasureRequest
+from leadflow_router.domain.model import Agent
+from leadflow_router.domain.record import Take
+from leadflow_router.handlers import ContactErasedMeanwhileError, TurnsContendedError
+from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
+from leadflow_shared.events.commands import EraseContact, EraseContactPayload
+from leadflow_shared.events.intake import LeadReceived
+
+pytestmark = [pytest.mark.unit, pytest.mark.asyncio]
+
+
+def activity(account_id: str, event: LeadReceived, agent: str, action: ActivityAction, at: datetime) -> LeadActivity:
+    return LeadActivity.create(
+        account_id=account_id,
+        occurred_at=at,
+        payload=LeadActivityPayload(lead_id=event.event_id, agent_id=agent, action=action),
+    )
+
+
+class HookedAdvance(FakeRotations):
+    """`advance_many` (the first step of a flush's effects, before `_hold`) that first runs `before_advance` once:
+    another decider landing between a decider's store and its flush's count."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.before_advance: Hook | None = None
+
+    async def advance_many(self, positions: dict[str, int]) -> None:
+        if self.before_advance is not None:
+            hook, self.before_advance = self.before_advance, None
+            await hook()
+        await super().advance_many(positions)
+
+
+async def test_a_late_flush_of_a_new_lead_does_not_write_its_count_over_a_later_change_s() -> None:
+    """Consumer one routes new lead X to b (day cap 1) and stores it; before its flush reaches `_hold`, b declines X
+    on consumer two: two first finishes X's batch document (X held {b} for good, one's pending hold dropped), stores
+    the decline (X due at once), and its sweeper offers X on to c (day cap 1), stored and flushed (X held {c}). Then
+    one's flush, of the record as it stored it, goes on: since d8bd169 a new lead's count is no longer held at the
+    reservation (capacity kept in the effects, written at flush), so `hold_many` writes X {b} over X {c}. X is open
+    to c but counts against b only: b is kept from leads it does not have, and c takes a new lead N past its cap (X
+    and N). On d8bd169's parent a new lead's count was held at its reservation and its flush wrote none (this test
+    passes there). Expected: X's holds are what its stored record counts, and at most one lead counts against c."""
+    acme = account_of("acme", Agent("b", "B", availability=CAPPED), Agent("c", "C", availability=CAPPED))
+    now = [START]
+    records, out, capacity, rotations = FakeRecords(), Published(), FakeCapacity(), HookedAdvance()
+    shared = {"records": records, "publish": out, "rotations": rotations, "contacts": FakeContacts(),
+              "capacity": capacity}  # fmt: skip
+    one = router_on_fakes(acme, clock=lambda: now[0], **shared)
+    two = router_on_fakes(acme, clock=lambda: now[0], **shared)
+    x = lead("acme", START, 1)
+
+    async def b_declines_x_on_two() -> None:
+        await two.on_activity(activity("acme", x, "b", ActivityAction.DECLINE, now[0]))
+        await two.sweep_once()  # X due at once: offered on to c
+
+    rotations.before_advance = b_declines_x_on_two
+    assert not await one.on_leads_received([x])
+    assert offers_of(out, x)[-1] == "c", f"X declined by b, offered on to c ({offers_of(out, x)})"
+    stored = decode_record(records.docs[str(x.event_id)])
+    held = sorted(capacity.held.get(str(x.event_id), ("acme", {}))[1])
+    n = lead("acme", START + timedelta(minutes=1), 2)
+    now[0] = START + timedelta(minutes=1)
+    assert not await two.on_leads_received([n])
+    assert (held, len(against(records, "c")) <= 1) == (sorted(counted(stored.state)), True), (
+        f"X is stored counting {sorted(counted(stored.state))} but held against {held}: a late flush wrote its count"
+        f" over the later change's; c has a day cap of 1 and counts {against(records, 'c')} (N offered to"
+        f" {offers_of(out, n)})"
+    )
+
+
+class Erasures:
+    """In-memory `router_erasures` (as `unit/test_router_erasure.py`'s)."""
+
+    def __init__(self) -> None:
+        self.requests: dict[str, ErasureRequest] = {}
+
+    async def get(self, erasure_id: str) -> ErasureRequest | None:
+        return self.requests.get(erasure_id)
+
+    async def start(self, request: ErasureRequest) -> ErasureRequest:
+        return self.requests.setdefault(request.erasure_id, request)
+
+    async def finish(self, erasure_id: str, *, done_ms: int) -> None:
+        self.requests[erasure_id] = dataclasses.replace(self.requests[erasure_id], done=True, done_ms=done_ms)
+
+
+async def test_a_batch_refused_before_it_stores_anything_is_routed_when_tried_again() -> None:
+    """A batch (repeat R of an erased lead F, whose contact key a late registration left naming F, and new lead N) is
+    decided: N to b (day cap 1), held pending. `_store` then refuses the batch before anything of it is stored
+    (`ContactErasedMeanwhileError`, decision 0050: the consumer tries it again a moment later), and nothing drops the
+    batch's pending holds: N's hold is left counting against b until the TTL forgets it (10 minutes). Tried again, R
+    is a new lead and takes b's turn: the batch reads usage without its own leads' holds (b: 0), so it decides R to
+    b, holds it and reads b again: R and N's leftover hold, past b's cap, and N's leftover (held earlier) is first in
+    line. It backs off and decides the same again, TURN_ATTEMPTS times: TurnsContendedError, at every try until the
+    leftover is forgotten (the edge then dead-letters). A crash between the holds and the store, followed by a
+    redelivery that decides a lead elsewhere, ends the same way. Passes on d8bd169's parent (its retry's hold replaced
+    N's). Expected: the batch tried again is routed, and no
+    pending hold is left."""
+    acme = account_of(
+        "acme", Agent("a", "A"), Agent("b", "B", availability=CAPPED), Agent("c", "C", availability=CAPPED)
+    )
+    now = [START]
+    capacity, contacts, records, out = FakeCapacity(), FakeContacts(), FakeRecords(), Published()
+    service = router_on_fakes(acme, clock=lambda: now[0], records=records, contacts=contacts, publish=out,
+                              capacity=capacity, erasures=Erasures())  # fmt: skip
+    first = lead("acme", START, 1)
+    assert not await service.on_leads_received([first])
+    assert offers_of(out, first) == ["a"]
+    erase = EraseContactPayload(by_user_id="boss", reason="ticket 7", email="pat1@example.com")
+    await service.on_command(EraseContact.create(account_id="acme", occurred_at=START, payload=erase))
+    key = next(iter(contact_keys("acme", "pat1@example.com", None)))
+    contacts.leads[key] = str(first.event_id)  # registered again after the erasure's last pass (decision 0050)
+    repeat, n = lead("acme", START, 1), lead("acme", START, 9)
+    with pytest.raises(ContactErasedMeanwhileError):
+        await service.on_leads_received([repeat, n])
+    assert not records.docs.keys() & {str(repeat.event_id), str(n.event_id)}, "nothing of the batch stored"
+    left = dict(capacity.pending)
+    now[0] = START + timedelta(seconds=1)  # the consumer tries the batch again
+    try:
+        assert not await service.on_leads_received([repeat, n])
+        tried_again = "routed"
+    except TurnsContendedError as exc:
+        tried_again = repr(exc)
+    assert (tried_again, capacity.pending) == ("routed", {}), (
+        f"tried again: {tried_again}; pending holds the refused batch left: {left}, after: {capacity.pending}"
+    )
+
+
+class CrashingTake(FakeRotations):
+    """A `take` that fails once (`crash`): the process dies after its pending holds, before its turns are taken."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.crash = False
+
+    async def take(self, moves: dict[str, Take]) -> set[str]:
+        if self.crash and moves:
+            self.crash = False
+            raise ConnectionError("the process died")
+        return await super().take(moves)
+
+
+async def test_a_pass_after_a_crash_between_its_holds_and_its_store_goes_on() -> None:
+    """P1 is offered to d, P2 to a; both offers run out. A sweep pass decides P1 to b (day cap 1) and P2 to c, holds
+    them pending and dies before its take (nothing stored: P1's pending hold of b is left, 10 minutes). A consumer
+    routes two new leads meanwhile (b skipped as at its cap: documented). The next pass reads usage without its own
+    leads' holds (P1's leftover not counted: b at 0) and decides P1 to a, P2 to b; it holds P2, reads b again and
+    finds P1's leftover ahead of it in line, past b's cap: the account's changes are deferred and decided again at
+    once, the same way, pass after pass, until the TTL forgets the leftover (the sweeper going round at once all that
+    while). On d8bd169's parent the next pass's holds replaced the crashed pass's (P1 to a, P2 to b at the first
+    pass). Expected: P1 and P2 re-offered within three passes."""
+    acme = account_of("acme", Agent("a", "A"), Agent("b", "B", availability=CAPPED), Agent("c", "C"), Agent("d", "D"))
+    now = [START]
+    records, out, capacity, rotations = FakeRecords(), Published(), FakeCapacity(), CrashingTake()
+    shared = {"records": records, "publish": out, "rotations": rotations, "contacts": FakeContacts(),
+              "capacity": capacity}  # fmt: skip
+    sweeper = router_on_fakes(acme, clock=lambda: now[0], **shared)
+    consumer = router_on_fakes(acme, clock=lambda: now[0], **shared)
+    rotations.positions["acme:Website"] = 3
+    p1, p2 = lead("acme", START, 1), lead("acme", START, 2)
+    assert not await consumer.on_leads_received([p1])
+    assert not await consumer.on_leads_received([p2])
+    assert (offers_of(out, p1), offers_of(out, p2)) == (["d"], ["a"])
+    now[0] = START + timedelta(minutes=16)  # both offers ran out
+    rotations.crash = True
+    with pytest.raises(ConnectionError):
+        await sweeper.sweep_once()
+    left = sorted((lead_id, agent) for lead_id, agent, _ in capacity.pending)
+    assert (str(p1.event_id), "b") in left, f"the crashed pass held P1 for b ({left})"
+    for k in range(2):
+        assert not await consumer.on_leads_received([lead("acme", now[0], 10 + k)])
+    for _ in range(3):  # the sweeper goes round again at once (on_deadline)
+        await sweeper.sweep_once()
+    assert (len(offers_of(out, p1)), len(offers_of(out, p2))) == (2, 2), (
+        f"P1 offered to {offers_of(out, p1)}, P2 to {offers_of(out, p2)} after three passes; pending holds"
+        f" {sorted((lead_id, agent) for lead_id, agent, _ in capacity.pending)}"
+    )
