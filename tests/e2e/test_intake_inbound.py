@@ -172,7 +172,7 @@ def metric(text: str, name: str, **labels: str) -> float:
 async def test_partner_outcomes_are_counted(
     stack: Stack, produce: Callable[[bytes], Any], wait_for_record: WaitForRecord
 ) -> None:
-    async with httpx.AsyncClient(base_url=stack.url("intake")) as http:
+    async with httpx.AsyncClient(base_url=stack.url("intake"), timeout=30) as http:
         before = (await http.get("/metrics")).text
         good, bad = lead(), lead(phone="12")
         await produce(encoded(bad))
@@ -282,7 +282,7 @@ async def test_a_configured_partner_s_leads_are_taken_only_signed_by_it_and_for_
             assert header(dead, "dlq-error-type") == "PartnerRefused", name
             assert header(dead, "dlq-reason").startswith(f"PartnerRefused: {why[name]}"), name
             assert not any(with_event_id(received_id(message))(r) for r in records), name
-        async with httpx.AsyncClient(base_url=stack.url("intake")) as http:
+        async with httpx.AsyncClient(base_url=stack.url("intake"), timeout=30) as http:
             text = (await http.get("/metrics")).text
         assert metric(text, "intake_leads_rejected_total", source="partner", reason="unauthorized") == 4
 

@@ -617,7 +617,7 @@ async def test_embedded_stack_accepts_the_demo_providers_in_development(
     ts = int(time.time())
     request = SignedRequest("POST", webhook_path(ACCOUNT, "demo-generic"), None, raw)
     headers = {"X-Leadflow-Timestamp": str(ts), "X-Leadflow-Signature": sign(DEVELOPMENT_SECRET.encode(), ts, request)}
-    async with httpx.AsyncClient(base_url=stack.url("intake")) as http:
+    async with httpx.AsyncClient(base_url=stack.url("intake"), timeout=30) as http:
         response = await http.post(f"/v1/accounts/{ACCOUNT}/webhooks/demo-generic", content=raw, headers=headers)
     assert response.status_code == 202, response.text
     await wait_for_record(topics.LEADS_INTAKE, with_event_id(response.json()["event_id"]))

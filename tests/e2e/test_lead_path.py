@@ -85,7 +85,7 @@ async def test_website_lead_is_emailed_to_roster_position_1_and_listed_in_all_le
 
 async def test_retry_with_same_idempotency_key_returns_same_event_and_emails_once(stack: Stack) -> None:
     body, key = lead(), str(uuid.uuid4())
-    async with httpx.AsyncClient(base_url=stack.url("intake")) as client:
+    async with httpx.AsyncClient(base_url=stack.url("intake"), timeout=30) as client:
         first = await client.post("/v1/leads", json=body, headers={"Idempotency-Key": key})
         second = await client.post("/v1/leads", json=body, headers={"Idempotency-Key": key})
         assert first.status_code == second.status_code == 202
@@ -95,7 +95,7 @@ async def test_retry_with_same_idempotency_key_returns_same_event_and_emails_onc
     lead_id = first.json()["event_id"]
     await eventually(lambda: mails_for(stack, lead_id), what="the email")
     # A later lead's email arriving shows the pipeline moved past this one without a second copy.
-    async with httpx.AsyncClient(base_url=stack.url("intake")) as client:
+    async with httpx.AsyncClient(base_url=stack.url("intake"), timeout=30) as client:
         later = (await client.post("/v1/leads", json=lead())).json()["event_id"]
     await eventually(lambda: mails_for(stack, later), what="the later lead's email")
     assert len(mails_for(stack, lead_id)) == 1
@@ -114,7 +114,7 @@ async def test_retry_with_same_idempotency_key_returns_same_event_and_emails_onc
 async def test_malformed_lead_gets_422_naming_the_fields(
     stack: Stack, body: dict[str, object], fields: set[str]
 ) -> None:
-    async with httpx.AsyncClient(base_url=stack.url("intake")) as client:
+    async with httpx.AsyncClient(base_url=stack.url("intake"), timeout=30) as client:
         response = await client.post("/v1/leads", json=body)
     assert response.status_code == 422, response.text
     named = {str(err["loc"][-1]) if len(err["loc"]) > 1 else "<body>" for err in response.json()["detail"]}
@@ -123,6 +123,6 @@ async def test_malformed_lead_gets_422_naming_the_fields(
 
 async def test_oversized_body_gets_413(stack: Stack) -> None:
     body = lead(message="x" * 70_000)
-    async with httpx.AsyncClient(base_url=stack.url("intake")) as client:
+    async with httpx.AsyncClient(base_url=stack.url("intake"), timeout=30) as client:
         response = await client.post("/v1/leads", json=body)
     assert response.status_code == 413

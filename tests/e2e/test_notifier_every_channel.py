@@ -226,7 +226,7 @@ async def test_each_registered_device_gets_the_push_and_an_unregistered_one_is_f
     await set_push_token("")  # devices only: no token from before devices existed
     ana = stack.auth(AGENT, "realtor", ACCOUNT)
     devices = f"/v1/accounts/{ACCOUNT}/users/{AGENT}/devices"
-    async with httpx.AsyncClient(base_url=stack.url("crm-api")) as crm, httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(base_url=stack.url("crm-api"), timeout=30) as crm, httpx.AsyncClient() as client:
         for device, token in (("phone", "device-phone"), ("tablet", "device-tablet"), ("old-phone", "unregistered")):
             registered = await crm.put(f"{devices}/{device}", headers=ana, json={"token": token, "platform": "android"})
             assert registered.status_code == 200, registered.text

@@ -166,7 +166,7 @@ async def test_logs_are_json_and_hold_no_personal_data_of_a_lead(stack: Stack, t
 
     async def projected() -> bool:
         headers = stack.auth("ops-broker", "broker", ACCOUNT)
-        async with httpx.AsyncClient(base_url=stack.url("crm-api"), headers=headers) as crm:
+        async with httpx.AsyncClient(base_url=stack.url("crm-api"), headers=headers, timeout=30) as crm:
             return (await crm.get(f"/v1/accounts/{ACCOUNT}/leads/{lead_id}")).status_code == 200
 
     await eventually(projected, what="crm-api's view of the lead")

@@ -126,7 +126,7 @@ async def routed(stack: Stack, account: str, lead_id: str, broker: str) -> None:
     headers = stack.auth(broker, "broker", account)
 
     async def known() -> bool:
-        async with httpx.AsyncClient(base_url=stack.url("crm-api")) as api:
+        async with httpx.AsyncClient(base_url=stack.url("crm-api"), timeout=30) as api:
             return (await api.get(f"/v1/accounts/{account}/leads/{lead_id}", headers=headers)).status_code == 200
 
     await eventually(known, what="the lead in crm-api")
@@ -137,7 +137,7 @@ async def offered_to(stack: Stack, account: str, lead_id: str, broker: str) -> s
     headers = stack.auth(broker, "broker", account)
 
     async def first() -> str | None:
-        async with httpx.AsyncClient(base_url=stack.url("crm-api")) as api:
+        async with httpx.AsyncClient(base_url=stack.url("crm-api"), timeout=30) as api:
             detail = (await api.get(f"/v1/accounts/{account}/leads/{lead_id}", headers=headers)).json()
         offers = detail.get("open_offers", [])
         return str(offers[0]["agent_id"]) if offers else None
@@ -175,7 +175,7 @@ async def test_an_agent_claims_on_the_lead_page_and_the_other_racers_offer_disap
     headers = stack.auth("live-broker", "broker", LIVE)
 
     async def racers() -> list[str] | None:
-        async with httpx.AsyncClient(base_url=stack.url("crm-api")) as api:
+        async with httpx.AsyncClient(base_url=stack.url("crm-api"), timeout=30) as api:
             detail: dict[str, Any] = (await api.get(f"/v1/accounts/{LIVE}/leads/{lead_id}", headers=headers)).json()
         offers = [o["agent_id"] for o in detail.get("open_offers", [])]
         return offers if len(offers) == 2 else None
@@ -368,7 +368,7 @@ async def test_turning_round_robin_off_in_settings_sends_the_next_lead_to_roster
     headers = stack.auth("set-broker", "broker", SET)
 
     async def holder(lead_id: str) -> tuple[str | None, list[str]] | None:
-        async with httpx.AsyncClient(base_url=stack.url("crm-api")) as api:
+        async with httpx.AsyncClient(base_url=stack.url("crm-api"), timeout=30) as api:
             detail: dict[str, Any] = (await api.get(f"/v1/accounts/{SET}/leads/{lead_id}", headers=headers)).json()
         offers = [o["agent_id"] for o in detail.get("open_offers", [])]
         return (detail.get("owner_agent_id"), offers) if detail.get("owner_agent_id") or offers else None
@@ -551,7 +551,7 @@ async def test_an_agent_claims_by_writing_a_note_then_adds_a_task_sets_notificat
         await page.get_by_label("Task due").fill("2026-12-01T09:30")
         await page.get_by_role("button", name="Save", exact=True).click()
         await expect(page.get_by_role("status")).to_contain_text("Saved.")
-        async with httpx.AsyncClient(base_url=stack.url("crm-api")) as api:
+        async with httpx.AsyncClient(base_url=stack.url("crm-api"), timeout=30) as api:
             detail = (await api.get(f"/v1/accounts/{DECLINE}/leads/{lead_id}", headers=headers)).json()
         [task] = [e for e in detail["timeline"] if e["action"] == "task"]
         assert task["content"]["task"]["due_at"].startswith("2026-12-01T15:30"), task  # 09:30 in Chicago, in UTC

@@ -109,7 +109,7 @@ async def test_an_agent_sets_its_working_hours_a_holiday_and_a_cap_and_a_refused
     await expect(changes.nth(2)).to_contain_text("working hours: Mon, Tue 09:00–17:30")
     await expect(page.get_by_label("A day", exact=True)).to_have_value("")  # the refused cap was not saved
 
-    async with httpx.AsyncClient(base_url=stack.url("crm-api")) as crm:
+    async with httpx.AsyncClient(base_url=stack.url("crm-api"), timeout=30) as crm:
         stored = await crm.get("/v1/agents/me/availability", headers=stack.auth(AGENT, "realtor", ACCOUNT))
     assert stored.json() == {
         "paused": False, "away": [], "holidays": ["2026-12-24"], "caps": {"day": None, "week": 15, "month": None},
@@ -154,7 +154,7 @@ async def test_an_agent_saves_a_split_shift_and_a_broker_is_refused_an_overlap_w
         await expect(second).to_have_value("11:00")  # as typed
         await expect(page.locator('tbody[data-day="0"]')).to_contain_text(reason)  # beside Monday's windows
 
-    async with httpx.AsyncClient(base_url=stack.url("crm-api")) as crm:
+    async with httpx.AsyncClient(base_url=stack.url("crm-api"), timeout=30) as crm:
         stored = await crm.get("/v1/agents/me/availability", headers=stack.auth(bo, "realtor", ACCOUNT))
     assert stored.json()["working_hours"] == [
         {"weekdays": [0], "start": "09:00:00", "end": "12:00:00"},
@@ -168,7 +168,7 @@ async def test_a_broker_removes_an_agent_s_holidays_and_caps_and_each_removal_is
     cy = "wba-cy"
 
     async def stored() -> dict[str, Any]:
-        async with httpx.AsyncClient(base_url=stack.url("crm-api")) as crm:
+        async with httpx.AsyncClient(base_url=stack.url("crm-api"), timeout=30) as crm:
             found = await crm.get(
                 f"/v1/accounts/{ACCOUNT}/agents/{cy}/availability", headers=stack.auth("wba-broker", "broker", ACCOUNT)
             )

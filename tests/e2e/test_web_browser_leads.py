@@ -66,7 +66,7 @@ async def post_leads(stack: Stack, account_id: str, last_name: str, count: int, 
 
 async def lead_json(stack: Stack, account_id: str, lead_id: str, broker: str) -> dict[str, Any]:
     headers = stack.auth(broker, "broker", account_id)
-    async with httpx.AsyncClient(base_url=stack.url("crm-api")) as crm:
+    async with httpx.AsyncClient(base_url=stack.url("crm-api"), timeout=30) as crm:
         found = await crm.get(f"/v1/accounts/{account_id}/leads/{lead_id}", headers=headers)
     return found.json() if found.status_code == 200 else {}
 

@@ -55,7 +55,7 @@ async def post_lead(stack: Stack, last_name: str) -> str:
     lead_id = str(posted.json()["event_id"])
 
     async def listed() -> bool:
-        async with httpx.AsyncClient(base_url=stack.url("crm-api")) as crm:
+        async with httpx.AsyncClient(base_url=stack.url("crm-api"), timeout=30) as crm:
             url, headers = f"/v1/accounts/{TEAM}/leads/{lead_id}", stack.auth("wbt-boss", "broker", TEAM)
             return (await crm.get(url, headers=headers)).status_code == 200
 
@@ -195,7 +195,7 @@ async def test_a_realtor_declines_then_accepts_works_the_one_lead_transferred_an
 async def test_my_notifications_keep_a_refused_choice_remove_a_device_and_plan_time_away(
     browser: Browser, stack: Stack
 ) -> None:
-    async with httpx.AsyncClient(base_url=stack.url("crm-api")) as crm:
+    async with httpx.AsyncClient(base_url=stack.url("crm-api"), timeout=30) as crm:
         url, headers = f"/v1/accounts/{TEAM}/users/wbt-lou/devices", stack.auth("wbt-lou", "realtor", TEAM)
         registered = await crm.put(f"{url}/lou-phone", headers=headers, json={"token": "fcm-lou", "platform": "ios"})
         assert registered.status_code in {200, 201}, registered.text
@@ -229,7 +229,7 @@ async def test_my_notifications_keep_a_refused_choice_remove_a_device_and_plan_t
         await device.get_by_role("button", name="Remove").click()
         await expect(page.get_by_role("status")).to_have_text("lou-phone no longer gets push notifications.")
         await expect(page.locator("li[data-device]")).to_have_count(0)
-        async with httpx.AsyncClient(base_url=stack.url("crm-api")) as crm:
+        async with httpx.AsyncClient(base_url=stack.url("crm-api"), timeout=30) as crm:
             assert (await crm.get(url, headers=headers)).json()["items"] == []
 
         await page.get_by_label("From", exact=True).fill("2026-12-24T09:00")

@@ -41,7 +41,7 @@ def account(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 async def api(stack: Stack, path: str, user: str, role: Any = "realtor") -> Any:
-    async with httpx.AsyncClient(base_url=stack.url("crm-api")) as crm:
+    async with httpx.AsyncClient(base_url=stack.url("crm-api"), timeout=30) as crm:
         answer = await crm.get(f"/v1/accounts/{ACCOUNT}{path}", headers=stack.auth(user, role, ACCOUNT))
     assert answer.status_code == 200, answer.text
     return answer.json()

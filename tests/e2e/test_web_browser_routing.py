@@ -95,7 +95,7 @@ async def intake(stack: Stack, account_id: str, criteria: dict[str, Any]) -> str
 
 async def open_offers(stack: Stack, account_id: str, lead_id: str, broker: str) -> list[str]:
     """The agents the lead is open to now, as crm-api has it (none until it is routed and projected)."""
-    async with httpx.AsyncClient(base_url=stack.url("crm-api")) as crm:
+    async with httpx.AsyncClient(base_url=stack.url("crm-api"), timeout=30) as crm:
         found = await crm.get(
             f"/v1/accounts/{account_id}/leads/{lead_id}", headers=stack.auth(broker, "broker", account_id)
         )
@@ -134,7 +134,7 @@ async def test_a_broker_saves_rules_tests_a_lead_and_reads_why_a_routed_lead_wen
         await expect(row.locator('[data-label="Then"]')).to_have_text("offer to wbr-rs")
 
         # Someone else saves (through the API) while this page is open; this page's edit is then refused.
-        async with httpx.AsyncClient(base_url=stack.url("crm-api")) as crm:
+        async with httpx.AsyncClient(base_url=stack.url("crm-api"), timeout=30) as crm:
             url, headers = f"/v1/accounts/{RULES}/settings/routing-rules", stack.auth("wbr-admin", "admin", RULES)
             current = (await crm.get(url, headers=headers)).json()
             assert current["version"] == version + 1, current
@@ -259,7 +259,7 @@ async def test_an_agent_whose_offer_ended_asks_for_the_lead_back_and_sees_it_aga
 async def the_offer_names_the_button_s_ask(stack: Stack, lead_id: str) -> None:
     """The button's ask (its id as crm-api's JSON outcome gives it) is the one the router's new offer on
     leads.events.v1 and crm-api's timeline entry of it name (decision 0067)."""
-    async with httpx.AsyncClient(base_url=stack.url("crm-api")) as crm:
+    async with httpx.AsyncClient(base_url=stack.url("crm-api"), timeout=30) as crm:
         url = f"/v1/accounts/{ASK}/leads/{lead_id}"
 
         async def answer_on_the_timeline() -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
@@ -295,7 +295,7 @@ async def test_a_broker_sees_a_lead_held_until_its_rule_opens_on_the_lead_page(b
     headers = stack.auth("wbr-hb", "broker", HOLD)
 
     async def held() -> dict[str, Any] | None:
-        async with httpx.AsyncClient(base_url=stack.url("crm-api")) as crm:
+        async with httpx.AsyncClient(base_url=stack.url("crm-api"), timeout=30) as crm:
             found = await crm.get(f"/v1/accounts/{HOLD}/leads/{lead_id}", headers=headers)
         return found.json() if found.status_code == 200 and found.json()["status"] == "held" else None
 

@@ -51,7 +51,7 @@ def account(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
 
 async def api(stack: Stack, path: str, account_id: str = ACCOUNT) -> Any:
     broker = "wbs-boss" if account_id == ACCOUNT else "wbs-src-boss"
-    async with httpx.AsyncClient(base_url=stack.url("crm-api")) as crm:
+    async with httpx.AsyncClient(base_url=stack.url("crm-api"), timeout=30) as crm:
         answer = await crm.get(f"/v1/accounts/{account_id}{path}", headers=stack.auth(broker, "broker", account_id))
     assert answer.status_code == 200, answer.text
     return answer.json()

@@ -82,7 +82,7 @@ async def post_lead(stack: Stack, account_id: str = WEB) -> str:
 
 async def detail_now(stack: Stack, lead_id: str, account_id: str = WEB) -> dict[str, Any]:
     headers = stack.auth("web-broker" if account_id == WEB else "web-otto", "broker", account_id)  # one of the office
-    async with httpx.AsyncClient(base_url=stack.url("crm-api")) as api:
+    async with httpx.AsyncClient(base_url=stack.url("crm-api"), timeout=30) as api:
         found: dict[str, Any] = (await api.get(f"/v1/accounts/{account_id}/leads/{lead_id}", headers=headers)).json()
     return found
 
@@ -234,7 +234,7 @@ async def test_a_settings_form_is_checked_like_the_api_and_a_refusal_saves_nothi
     assert 'id="routing-roster-error"' in refused.text
     assert "not an agent of this account" in refused.text
     headers = stack.auth("web-broker", "broker", WEB)
-    async with httpx.AsyncClient(base_url=stack.url("crm-api")) as api:
+    async with httpx.AsyncClient(base_url=stack.url("crm-api"), timeout=30) as api:
         routing = (await api.get(f"/v1/accounts/{WEB}/settings/routing", headers=headers)).json()
     assert routing["roster"] == list(AGENTS), "nothing saved"
     # A realtor of the account gets the 403 page, not the settings.
@@ -257,7 +257,7 @@ async def test_my_notifications_are_saved_through_the_api_rules(stack: Stack, br
     saved = await browser_like.post("/app/me/notifications", data=form | {"quiet_start": "21:00", "digest": "on"})
     assert saved.status_code == 303
     headers = stack.auth("web-bo", "realtor", WEB)
-    async with httpx.AsyncClient(base_url=stack.url("crm-api")) as api:
+    async with httpx.AsyncClient(base_url=stack.url("crm-api"), timeout=30) as api:
         prefs = (await api.get(f"/v1/accounts/{WEB}/settings/notifications/web-bo", headers=headers)).json()
     assert prefs["channels"] == ["email", "push"]
     assert prefs["quiet_hours"] == {"start": "21:00", "end": "07:00"}
@@ -280,7 +280,7 @@ async def test_pause_windows_are_added_and_removed_one_at_a_time(stack: Stack, b
     removed = await browser_like.post(url, data=base | {"remove": "0"})
     assert removed.status_code == 303
     headers = stack.auth("web-broker", "broker", WEB)
-    async with httpx.AsyncClient(base_url=stack.url("crm-api")) as api:
+    async with httpx.AsyncClient(base_url=stack.url("crm-api"), timeout=30) as api:
         schedule = (await api.get(f"/v1/accounts/{WEB}/settings/pause-schedule", headers=headers)).json()
         await api.put(f"/v1/accounts/{WEB}/settings/pause-schedule", headers=headers, json={"windows": []})
     assert schedule == {
@@ -380,7 +380,7 @@ async def test_a_broker_invites_then_disconnects_a_realtor_from_my_realtors(
     assert refused.status_code == 422
     assert 'id="email-error"' in refused.text
     headers = stack.auth("web-rae", "realtor", WEB)
-    async with httpx.AsyncClient(base_url=stack.url("crm-api")) as api:
+    async with httpx.AsyncClient(base_url=stack.url("crm-api"), timeout=30) as api:
         [invitation] = [
             i
             for i in (await api.get("/v1/realtors/me/invitations", headers=headers)).json()["items"]
