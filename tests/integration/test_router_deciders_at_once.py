@@ -22,6 +22,7 @@ from router_harness import router_on, router_service
 from leadflow_router.adapters.mongo import Capacity, Rotations, ensure_indexes
 from leadflow_router.domain.availability import Place
 from leadflow_router.domain.record import Take, Taken
+from leadflow_router.handlers import LEFTOVER_SECONDS
 from leadflow_shared.collections import ROUTER_CAPACITY, ROUTER_ROTATIONS
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
 from leadflow_shared.events.routing import LeadOffered
@@ -284,6 +285,7 @@ async def test_a_pass_after_a_crash_between_its_holds_and_its_store_goes_on_on_t
         assert (str(p1.event_id), "b") in left, f"the crashed pass held P1 for b ({left})"
         for _ in range(2):
             assert not await service.on_leads_received([lead(router.clock.now)])
+        router.clock.now += timedelta(seconds=LEFTOVER_SECONDS + 1)  # the leftover is older than a live rival's hold
         for _ in range(3):  # the sweeper goes round again at once (on_deadline)
             await service.sweep_once()
         pending = [(d["lead_id"], d["agent_id"]) async for d in db[ROUTER_CAPACITY].find({}) if d.get("by")]

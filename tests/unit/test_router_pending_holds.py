@@ -19,7 +19,7 @@ from leadflow_router.domain.contacts import contact_keys
 from leadflow_router.domain.erasure import ErasureRequest
 from leadflow_router.domain.model import Agent
 from leadflow_router.domain.record import Take
-from leadflow_router.handlers import ContactErasedMeanwhileError, TurnsContendedError
+from leadflow_router.handlers import LEFTOVER_SECONDS, ContactErasedMeanwhileError, TurnsContendedError
 from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
 from leadflow_shared.events.commands import EraseContact, EraseContactPayload
 from leadflow_shared.events.intake import LeadReceived
@@ -188,6 +188,10 @@ async def test_a_pass_after_a_crash_between_its_holds_and_its_store_goes_on() ->
     assert (str(p1.event_id), "b") in left, f"the crashed pass held P1 for b ({left})"
     for k in range(2):
         assert not await consumer.on_leads_received([lead("acme", now[0], 10 + k)])
+    # A recent pending hold of the pass's own lead may be a rival's, deciding it now: it stands in line.
+    await sweeper.sweep_once()
+    assert len(offers_of(out, p2)) == 1, "P2 is not re-offered past what may be a live rival's hold"
+    now[0] += timedelta(seconds=LEFTOVER_SECONDS + 1)  # older: a crash's leftover, left out of P2's line
     for _ in range(3):  # the sweeper goes round again at once (on_deadline)
         await sweeper.sweep_once()
     assert (len(offers_of(out, p1)), len(offers_of(out, p2))) == (2, 2), (

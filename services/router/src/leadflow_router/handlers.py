@@ -138,6 +138,9 @@ TURN_ATTEMPTS = 5
 # A decider first in line for a slot past a cap reads it again, at most, while the others give their holds back.
 KEEP_READS = 5
 KEEP_WAIT_SECONDS = 0.01
+# Another decider's pending hold of a decider's own lead older than this is taken for a crash's leftover (a live one
+# is stored and dropped within moments): left out of the lead's line where the decider does not count it (helper 161).
+LEFTOVER_SECONDS = 30
 # An outbox document older than this (wall clock) is finished by `republish_stale`: a crash left it and no
 # redelivery came (decision 0068). Redeliveries finish theirs at once; this is the backstop.
 STALE_BATCH_SECONDS = 60
@@ -519,12 +522,12 @@ class RouterService:
     ) -> bool | None:
         """None when no agent the changes started counting a lead against is past a cap; else whether the changes'
         leads are first in line for every slot past one. Another decider's pending hold of one of the changes' own
-        leads at an agent these changes do not count it against is left out, as their usage read left it out: a
-        crash's leftover of an earlier attempt (helper 161), or a rival deciding the same lead, of which one change
-        alone can be stored."""
+        leads at an agent these changes do not count it against, held over `LEFTOVER_SECONDS` ago, is left out, as
+        their usage read left it out: a crash's leftover of an earlier attempt (helper 161). A recent one may be a
+        rival deciding the same lead now, which may win it: it stands in line (the changes back off, or wait)."""
         assert self.capacity is not None  # noqa: S101 (only asked where leads are counted)
         now, first = self.clock(), None
-        own = {record.lead_id for _, record in changes}
+        own, old_ms = {record.lead_id for _, record in changes}, (to_ms(now) or 0) - LEFTOVER_SECONDS * 1000
         for account_id, account in capped.items():
             mine: dict[str, set[str]] = {}
             for before, record in (c for c in changes if c[1].account_id == account_id):
@@ -538,7 +541,7 @@ class RouterService:
                 agent = account.agent(agent_id)
                 caps = agent.availability.caps if agent is not None and agent.availability is not None else None
                 line = {lead: place for lead, place in places.get(agent_id, {}).items()
-                        if place.by is None or lead in leads or lead not in own}  # fmt: skip
+                        if place.by is None or lead in leads or lead not in own or place.at_ms > old_ms}  # fmt: skip
                 times = (from_epoch_ms(place.at_ms) for place in line.values())
                 if caps is not None and past_cap(caps, usage_of(times, now, account.time_zone)):
                     ahead = in_line(caps, line, leads, now, account.time_zone)
