@@ -457,7 +457,8 @@ class RouterService:
         as `read`, in one command (`RotationCursors.take`; `expected`: where one stood when it is not where the
         decisions began, a batch decided again after a crash cut it; `within_caps` False: decided past the caps, by
         hand, so not read again). What was taken for a contended account goes back. The records come back without
-        what was taken (flush moves and holds nothing more)."""
+        the moves taken (flush moves nothing more) and naming `by` (flush holds their counts for good, then drops
+        `by`'s pending holds)."""
         capped = await self._capped_accounts([record for _, record in changes])
         # What a change starts counting is held now, pending; what it stops counting only once it is stored (at
         # flush): a slot is not freed for another decider by a change that may still lose (helper 157). Pending holds
