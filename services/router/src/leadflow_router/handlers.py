@@ -138,9 +138,6 @@ TURN_ATTEMPTS = 5
 # A decider first in line for a slot past a cap reads it again, at most, while the others give their holds back.
 KEEP_READS = 5
 KEEP_WAIT_SECONDS = 0.01
-# Another decider's pending hold of a decider's own lead older than this is taken for a crash's leftover (a live one
-# is stored and dropped within moments): left out of the lead's line where the decider does not count it (helper 161).
-LEFTOVER_SECONDS = 30
 # An outbox document older than this (wall clock) is finished by `republish_stale`: a crash left it and no
 # redelivery came (decision 0068). Redeliveries finish theirs at once; this is the backstop.
 STALE_BATCH_SECONDS = 60
@@ -214,6 +211,7 @@ class _NewLeads:
     accounts: dict[str, AccountSnapshot] = field(default_factory=dict)  # each read once per batch
     choices: dict[str, tuple[AccountSnapshot, RuleChoice]] = field(default_factory=dict)  # by lead, `_read_turns`
     usage: dict[str, CountedLeads] = field(default_factory=dict)  # by account: capped agents' counted leads
+    received: dict[str, str] = field(default_factory=dict)  # each lead's `received_digest`, made once by `_fresh`
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,12 +367,12 @@ class RouterService:
         # in this batch (R1), and the rotation goes on after them (decision 0022).
         await self._finish_batches(r.outbox.batch for r in redelivered if r.outbox.batch is not None)
         await self.flush(redelivered)
-        fresh, rejections = _fresh(events, stored)
+        fresh, rejections, received = _fresh(events, stored)
         keys = {lead_id: _contact_keys(event) for lead_id, (_, event) in fresh.items()}
         known, holders = await self._known_contacts(sorted({k for ks in keys.values() for k in ks}))
         for _ in range(TURN_ATTEMPTS):
             batch = _NewLeads(keys=keys, known=dict(known), holders=dict(holders), now=self.clock(),
-                              redelivered=frozenset(r.lead_id for r in redelivered))  # fmt: skip
+                              redelivered=frozenset(r.lead_id for r in redelivered), received=received)  # fmt: skip
             await self._read_turns(fresh, batch)
             decided, refused = await self._decided(fresh, batch, traces)
             changes, by = [(None, record) for record, _ in decided], uuid.uuid4().hex
@@ -522,13 +520,11 @@ class RouterService:
         self, changes: Sequence[tuple[LeadState | None, RoutingRecord]], capped: dict[str, AccountSnapshot]
     ) -> bool | None:
         """None when no agent the changes started counting a lead against is past a cap; else whether the changes'
-        leads are first in line for every slot past one. Another decider's pending hold of one of the changes' own
-        leads at an agent these changes do not count it against, held over `LEFTOVER_SECONDS` ago, is left out, as
-        their usage read left it out: a crash's leftover of an earlier attempt (helper 161). A recent one may be a
-        rival deciding the same lead now, which may win it: it stands in line (the changes back off, or wait)."""
+        leads are first in line for every slot past one. Every pending hold stands in line, another decider's of one of
+        the changes' own leads too: it may be a rival's deciding the same lead now, which may win it (helper 162), as
+        it may be a crash's leftover (helper 161; it stands until its time is past: decision 0061)."""
         assert self.capacity is not None  # noqa: S101 (only asked where leads are counted)
         now, first = self.clock(), None
-        own, old_ms = {record.lead_id for _, record in changes}, (to_ms(now) or 0) - LEFTOVER_SECONDS * 1000
         for account_id, account in capped.items():
             mine: dict[str, set[str]] = {}
             for before, record in (c for c in changes if c[1].account_id == account_id):
@@ -541,8 +537,7 @@ class RouterService:
             for agent_id, leads in mine.items():
                 agent = account.agent(agent_id)
                 caps = agent.availability.caps if agent is not None and agent.availability is not None else None
-                line = {lead: place for lead, place in places.get(agent_id, {}).items()
-                        if place.by is None or lead in leads or lead not in own or place.at_ms > old_ms}  # fmt: skip
+                line = places.get(agent_id, {})
                 times = (from_epoch_ms(place.at_ms) for place in line.values())
                 if caps is not None and past_cap(caps, usage_of(times, now, account.time_zone)):
                     ahead = in_line(caps, line, leads, now, account.time_zone)
@@ -755,7 +750,7 @@ class RouterService:
         return RoutingRecord(
             lead_id, event.account_id, 1, state, str(event.correlation_id), outbox=outbox,
             decisions=(decision.model_dump_json(exclude_defaults=True),) if decision is not None else (),
-            received=received_digest(event.payload.model_dump_json()),
+            received=batch.received[lead_id],
         )  # fmt: skip
 
     # --- agents' activity --------------------------------------------------------------------
@@ -1625,10 +1620,12 @@ class RouterService:
             return
         counted = [(record, agents) for record in records if (agents := record.outbox.effects.capacity) is not None]
         accounts = await self.accounts.get_many(sorted({record.account_id for record, _ in counted}))
+        # A lead counting against nobody now is written in any account: one moved to an office without caps stops
+        # counting against the agent it left (helper 162).
         holds = [
             (record.lead_id, record.account_id, agents, record.version)
             for record, agents in counted
-            if (account := accounts[record.account_id]) is not None and account.counts_leads
+            if not agents or ((account := accounts[record.account_id]) is not None and account.counts_leads)
         ]
         await self.capacity.hold_many(holds, to_ms(self.clock()) or 0)  # one read and write for them all
         leads_by: dict[str, list[str]] = {}  # each decider's pending holds of these leads (one, but after a crash)
@@ -1717,14 +1714,16 @@ def _started(before: LeadState | None, record: RoutingRecord) -> frozenset[str]:
 
 def _fresh(
     events: list[LeadReceived], stored: Mapping[str, RoutingRecord]
-) -> tuple[dict[str, tuple[int, LeadReceived]], BatchRejections]:
-    """The batch's leads to decide, by id (a resend inside the batch counts once), and the deliveries refused: one
-    whose id a stored record or an earlier one of the batch has with another lead in it. That id was reused (a
-    partner's event id sent again for another person after intake's window forgot it, helper 147): taken for a
-    redelivery, the lead would be dropped without a word; it is dead-lettered with the reason (partner contract)."""
+) -> tuple[dict[str, tuple[int, LeadReceived]], BatchRejections, dict[str, str]]:
+    """The batch's leads to decide, by id (a resend inside the batch counts once), the deliveries refused (one
+    whose id a stored record or an earlier one of the batch has with another lead in it) and each lead's
+    `received_digest`. That id was reused (a partner's event id sent again for another person after intake's window
+    forgot it, helper 147): taken for a redelivery, the lead would be dropped without a word; it is dead-lettered with
+    the reason (partner contract)."""
     fresh: dict[str, tuple[int, LeadReceived]] = {}
     made_of = {lead_id: record.received for lead_id, record in stored.items()}
     rejections: BatchRejections = []
+    digests: dict[str, str] = {}
     for index, event in enumerate(events):
         lead_id, digest = str(event.event_id), received_digest(event.payload.model_dump_json())
         before = made_of.setdefault(lead_id, digest)
@@ -1732,7 +1731,8 @@ def _fresh(
             rejections.append((index, RoutingRejected(f"event id {lead_id} was used before for another lead")))
         elif lead_id not in stored:
             fresh.setdefault(lead_id, (index, event))
-    return fresh, rejections
+            digests.setdefault(lead_id, digest)
+    return fresh, rejections, digests
 
 
 def _contact_keys(event: LeadReceived) -> list[str]:

@@ -673,7 +673,9 @@ class Capacity:
                 newest[doc["lead_id"]] = int(doc.get("v") or 0)
             else:
                 stored.setdefault(doc["lead_id"], {})[doc["agent_id"]] = doc["_id"]
-        wanted = {lead_id: w for lead_id, w in wanted.items() if newest.get(lead_id, 0) <= w[2]}
+        # Not a lead a later version wrote; nor one that counts against nobody and never did (nothing to write).
+        wanted = {lead_id: w for lead_id, w in wanted.items() if newest.get(lead_id, 0) <= w[2]
+                  and (w[1] or lead_id in stored or lead_id in newest)}  # fmt: skip
         if not wanted:
             return
         versions = [UpdateOne({"_id": f"{lead_id}|"}, {"$max": {"v": w[2]}, "$set": {"lead_id": lead_id}}, upsert=True)
