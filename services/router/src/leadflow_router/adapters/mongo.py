@@ -614,7 +614,7 @@ def _taken(doc: Doc | None) -> Taken:
 
 class Capacity:
     """The leads each agent counts against its caps (issue 15): one document per lead and agent, from
-    the moment the lead is offered to the agent until it no longer counts (`held` replaces a lead's set);
+    the moment the lead is offered to the agent until it no longer counts (`hold_many` replaces a lead's set);
     beside them, while a change is being stored, its decider's pending holds (`pend`: one document per lead,
     agent and decider, dropped by that decider alone; one a crash left is forgotten after `PENDING_KEEP`)."""
 
