@@ -23,7 +23,7 @@ from leadflow_router.adapters.codec import decode_outbox, decode_record, encode_
 from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, Doc, LeadRecords, Rotations, pending_of
 from leadflow_router.adapters.ports import Check
 from leadflow_router.domain.availability import Place
-from leadflow_router.domain.erasure import PendingContacts
+from leadflow_router.domain.erasure import ErasureRequest, PendingContacts
 from leadflow_router.domain.model import AccountSnapshot
 from leadflow_router.domain.record import Outbox, OutboxDocument, RoutingRecord, Take, Taken
 from leadflow_router.handlers import Clock, RouterService
@@ -214,6 +214,22 @@ class FakeRotations(Rotations):
     async def drop(self, keys: list[str]) -> None:
         for key in keys:
             self.positions.pop(key, None)
+
+
+class FakeErasures:
+    """In-memory `router_erasures` (ErasureLog)."""
+
+    def __init__(self) -> None:
+        self.requests: dict[str, ErasureRequest] = {}
+
+    async def get(self, erasure_id: str) -> ErasureRequest | None:
+        return self.requests.get(erasure_id)
+
+    async def start(self, request: ErasureRequest) -> ErasureRequest:
+        return self.requests.setdefault(request.erasure_id, request)
+
+    async def finish(self, erasure_id: str, *, done_ms: int) -> None:
+        self.requests[erasure_id] = replace(self.requests[erasure_id], done=True, done_ms=done_ms)
 
 
 class FakeCapacity:

@@ -17,11 +17,11 @@ from datetime import UTC, datetime
 from functools import partial
 
 import pytest
-from fakes_router import FakeContacts, FakeRecords, Published, router_on_fakes
+from fakes_router import FakeContacts, FakeErasures, FakeRecords, Published, router_on_fakes
 
 from leadflow_router.adapters.codec import decode_record, encode_outbox
 from leadflow_router.adapters.ports import Check
-from leadflow_router.domain.erasure import ErasureRequest, PendingContacts
+from leadflow_router.domain.erasure import PendingContacts
 from leadflow_router.domain.model import AccountSnapshot, Agent
 from leadflow_router.domain.record import RoutingRecord
 from leadflow_router.handlers import (
@@ -67,22 +67,6 @@ class Contacts(FakeContacts):
         await super().register(lead_by_key)
 
 
-class Erasures:
-    """In-memory `router_erasures`."""
-
-    def __init__(self) -> None:
-        self.requests: dict[str, ErasureRequest] = {}
-
-    async def get(self, erasure_id: str) -> ErasureRequest | None:
-        return self.requests.get(erasure_id)
-
-    async def start(self, request: ErasureRequest) -> ErasureRequest:
-        return self.requests.setdefault(request.erasure_id, request)
-
-    async def finish(self, erasure_id: str, *, done_ms: int) -> None:
-        self.requests[erasure_id] = dataclasses.replace(self.requests[erasure_id], done=True, done_ms=done_ms)
-
-
 @dataclasses.dataclass
 class Router:
     records: FakeRecords = dataclasses.field(default_factory=FakeRecords)
@@ -94,7 +78,7 @@ class Router:
     def __post_init__(self) -> None:
         self.service = router_on_fakes(
             ACCOUNT, *self.others, clock=lambda: NOW, records=self.records, contacts=self.contacts, publish=self.out,
-            erasures=Erasures(),
+            erasures=FakeErasures(),
         )  # fmt: skip
 
     async def crashed(self, *leads: LeadReceived, before_effects: bool = False) -> None:

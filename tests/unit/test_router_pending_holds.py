@@ -6,17 +6,23 @@ in a fake store runs the other decider at the exact point named."""
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import datetime, timedelta
 
 import pytest
-from fakes_router import FakeCapacity, FakeContacts, FakeRecords, FakeRotations, Published, router_on_fakes
+from fakes_router import (
+    FakeCapacity,
+    FakeContacts,
+    FakeErasures,
+    FakeRecords,
+    FakeRotations,
+    Published,
+    router_on_fakes,
+)
 from test_router_deciders_contended import CAPPED, START, Hook, account_of, against, lead, offers_of
 
 from leadflow_router.adapters.codec import decode_record
 from leadflow_router.domain.availability import counted
 from leadflow_router.domain.contacts import contact_keys
-from leadflow_router.domain.erasure import ErasureRequest
 from leadflow_router.domain.model import Agent
 from leadflow_router.domain.record import Take
 from leadflow_router.handlers import ContactErasedMeanwhileError, TurnsContendedError
@@ -87,22 +93,6 @@ async def test_a_late_flush_of_a_new_lead_does_not_write_its_count_over_a_later_
     )
 
 
-class Erasures:
-    """In-memory `router_erasures` (as `unit/test_router_erasure.py`'s)."""
-
-    def __init__(self) -> None:
-        self.requests: dict[str, ErasureRequest] = {}
-
-    async def get(self, erasure_id: str) -> ErasureRequest | None:
-        return self.requests.get(erasure_id)
-
-    async def start(self, request: ErasureRequest) -> ErasureRequest:
-        return self.requests.setdefault(request.erasure_id, request)
-
-    async def finish(self, erasure_id: str, *, done_ms: int) -> None:
-        self.requests[erasure_id] = dataclasses.replace(self.requests[erasure_id], done=True, done_ms=done_ms)
-
-
 async def test_a_batch_refused_before_it_stores_anything_is_routed_when_tried_again() -> None:
     """A batch (repeat R of an erased lead F, whose contact key a late registration left naming F, and new lead N) is
     decided: N to b (day cap 1), held pending. `_store` then refuses the batch before anything of it is stored
@@ -121,7 +111,7 @@ async def test_a_batch_refused_before_it_stores_anything_is_routed_when_tried_ag
     now = [START]
     capacity, contacts, records, out = FakeCapacity(), FakeContacts(), FakeRecords(), Published()
     service = router_on_fakes(acme, clock=lambda: now[0], records=records, contacts=contacts, publish=out,
-                              capacity=capacity, erasures=Erasures())  # fmt: skip
+                              capacity=capacity, erasures=FakeErasures())  # fmt: skip
     first = lead("acme", START, 1)
     assert not await service.on_leads_received([first])
     assert offers_of(out, first) == ["a"]

@@ -19,6 +19,7 @@ from typing import Any
 
 from prometheus_client import Counter
 from pymongo import ASCENDING, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -587,13 +588,18 @@ class Rotations:
         if not positions:
             return
         ups = [UpdateOne({"_id": key}, {"$max": {"position": p}}, upsert=True) for key, p in positions.items()]
-        try:
-            await self._rotations.bulk_write(ups, ordered=False)
-        except BulkWriteError as exc:
-            if not _only_duplicates(exc):
-                raise
-            # Another replica created some of these keys at the same moment: they exist now, so `$max` applies.
-            await self._rotations.bulk_write([ups[error["index"]] for error in exc.details["writeErrors"]])
+        await _upsert_max(self._rotations, ups)
+
+
+async def _upsert_max(collection: AsyncCollection[Doc], ups: list[UpdateOne]) -> None:
+    """`$max` upserts in one command; those whose document another writer created at the same moment (a duplicate
+    key) again, once: the document exists now, so `$max` applies."""
+    try:
+        await collection.bulk_write(ups, ordered=False)
+    except BulkWriteError as exc:
+        if not _only_duplicates(exc):
+            raise
+        await collection.bulk_write([ups[error["index"]] for error in exc.details["writeErrors"]])
 
 
 def _take_fields(take: Take, by: str) -> Doc:
@@ -680,13 +686,7 @@ class Capacity:
             return
         versions = [UpdateOne({"_id": f"{lead_id}|"}, {"$max": {"v": w[2]}, "$set": {"lead_id": lead_id}}, upsert=True)
                     for lead_id, w in wanted.items()]  # fmt: skip
-        try:
-            await self._held.bulk_write(versions, ordered=False)
-        except BulkWriteError as exc:
-            if not _only_duplicates(exc):
-                raise
-            # Another flush created some of these documents at the same moment: they exist now, so `$max` applies.
-            await self._held.bulk_write([versions[error["index"]] for error in exc.details["writeErrors"]])
+        await _upsert_max(self._held, versions)
         stored = {lead_id: held for lead_id, held in stored.items() if lead_id in wanted}
         if stale := [
             doc_id for lead_id, held in stored.items() for agent_id, doc_id in held.items()
