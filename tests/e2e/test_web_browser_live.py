@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from browser_windows import Cable, office, sign_in_as, window
-from playwright.async_api import Browser, Page, Request, expect
+from playwright.async_api import Browser, Page, Request, Route, expect
 
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import eventually
@@ -172,6 +172,61 @@ async def test_a_live_update_keeps_every_choice_in_progress_on_the_lead_page_and
     finally:
         await agent_context.close()
         await broker_context.close()
+
+
+# Counts the page's own fetches (its live refreshes) in flight, the most ever at once, and the refreshes it asked for.
+COUNT_REFRESHES = """
+window.refreshes = { inFlight: 0, most: 0, asked: 0 };
+const fetchNow = window.fetch;
+window.fetch = function (...args) {
+  const r = window.refreshes;
+  r.most = Math.max(r.most, ++r.inFlight);
+  return fetchNow.apply(this, args).finally(() => { r.inFlight--; });
+};
+document.addEventListener("leadflow:refreshing", () => { window.refreshes.asked++; });
+"""
+
+
+async def test_a_lead_page_refreshes_one_at_a_time_so_a_slow_older_answer_never_hides_a_later_change(
+    browser: Browser, stack: Stack
+) -> None:
+    """Two refreshes in flight may answer out of order (a loaded server): the older page would be shown last, with
+    nothing left to announce. The page's first refresh is held unanswered while a second change is heard: the page
+    waits for it, then fetches again, and shows the later change."""
+    marker = f"Order{uuid.uuid4().hex[:6]}"
+    lead_id = await post_lead(stack, marker)
+    await held_by(stack, lead_id, BROKER)
+    url = f"{stack.url('crm-api')}/app/accounts/{ACCOUNT}/leads/{lead_id}"
+    context, page = await window(browser)
+    held, release = asyncio.Event(), asyncio.Event()
+
+    async def hold_the_first_refresh(route: Route, request: Request) -> None:
+        if request.is_navigation_request() or held.is_set():
+            await route.continue_()
+            return
+        held.set()
+        answer = await route.fetch()  # the page as it is now, sent once the test lets it go
+        await release.wait()
+        await route.fulfill(response=answer)
+
+    try:
+        await context.add_init_script(COUNT_REFRESHES)
+        await sign_in_as(page, stack, ACCOUNT, BROKER, "broker")
+        await page.goto(url)
+        await page.route(url, hold_the_first_refresh)
+        await crm(stack, "PUT", f"/leads/{lead_id}/crm-status", status="contacted")
+        await eventually(held.is_set, what="the page's first refresh")
+        asked = await page.evaluate("window.refreshes.asked")
+        await crm(stack, "PUT", f"/leads/{lead_id}/crm-status", status="lost")
+        # The page hears of the second change while the first refresh is unanswered, and asks for it.
+        await page.wait_for_function("(n) => window.refreshes.asked > n", arg=asked, timeout=LIVE_MS)
+        release.set()
+        await expect(page.locator('li[data-type="CrmStatusSet"]')).to_have_count(2, timeout=LIVE_MS)
+        await expect(page.locator("#live p.muted").first).to_contain_text("CRM status: lost")
+        assert await page.evaluate("window.refreshes.most") == 1, "two refreshes were in flight at once"
+    finally:
+        release.set()
+        await context.close()
 
 
 async def test_a_lead_page_reconnects_after_the_network_drops_and_shows_what_changed_meanwhile(

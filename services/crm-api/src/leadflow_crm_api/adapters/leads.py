@@ -21,6 +21,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from leadflow_crm_api.adapters import generations, invitations, offices, settings_audit
+from leadflow_crm_api.adapters.filter_match import matches
 from leadflow_crm_api.adapters.generations import Write, active_names, writing
 from leadflow_crm_api.adapters.view_commands import ViewCommands
 from leadflow_crm_api.domain.erasure import without_free_text
@@ -365,8 +366,18 @@ class ScopedLeads:
         return [LeadRow.from_doc(doc) async for doc in leads.find(query).sort(order).limit(limit)]
 
     async def get(self, lead_id: str) -> LeadRow | None:
+        return _row(await self._scoped(lead_id))
+
+    async def _scoped(self, lead_id: str) -> dict[str, Any] | None:
+        """The lead's row if it is in the scope: read by its id alone and the scope matched here (`filter_match`:
+        nx-27017 reads a realtor's `$or` scope over the whole collection), else by the database where that cannot
+        tell."""
         leads, _ = await self._views()
-        return _row(await leads.find_one(merge_conditions([self._scope, {"_id": lead_id}])))
+        doc = await leads.find_one({"_id": lead_id})
+        verdict = None if doc is None else matches(doc, self._scope)
+        if verdict is None and doc is not None:
+            return await leads.find_one(merge_conditions([self._scope, {"_id": lead_id}]))
+        return doc if verdict else None
 
     async def change_mark(self) -> str:
         """Changes whenever a lead of the scope does: every projected event sets the row's `last_event_id`
@@ -382,14 +393,15 @@ class ScopedLeads:
 
     async def lead_mark(self, lead_id: str) -> str:
         """Changes whenever the lead's row or timeline does (a view adds to the timeline only)."""
-        leads, timeline = await self._views()
-        doc = await leads.find_one(
-            merge_conditions([self._scope, {"_id": lead_id}]), {"last_activity_ms": 1, "last_event_id": 1}
-        )
+        doc = await self._scoped(lead_id)
         if doc is None:
             return "gone"
-        entries = await timeline.count_documents({"lead_id": lead_id})
-        return f"{doc.get('last_activity_ms')}:{doc.get('last_event_id')}:{entries}"
+        _, timeline = await self._views()
+        # The entries' ids counted here, not by `count_documents`: that is an aggregation, which nx-27017 runs
+        # outside SQL over the whole collection (hundreds of ms once it holds a few thousand entries), and every open
+        # lead page asks this four times a second (`web/live.py`).
+        entries = [entry async for entry in timeline.find({"lead_id": lead_id}, {"_id": 1})]
+        return f"{doc.get('last_activity_ms')}:{doc.get('last_event_id')}:{len(entries)}"
 
     async def get_many(self, lead_ids: list[str]) -> dict[str, LeadRow]:
         """The rows of `lead_ids` in this scope, by id (missing ones are absent)."""

@@ -113,17 +113,27 @@ function live() {
   const url = document.body.dataset.live;
   if (!url || !window.EventSource) return;
   let pending = null, failures = 0, reopens = 0;
+  // One refresh at a time: two in flight may answer out of order, and the older page would then stay shown with
+  // nothing left to announce (a change heard meanwhile is fetched once the running one is done: `again`).
+  let running = false, again = null;
   const wait = (n) => RETRY_MS[Math.min(n, RETRY_MS.length - 1)];
   // Refresh now; without an answer, again a little later (and the stream opened again once answered: `reopen`).
   const refreshing = (reopen) => {
     pending = null;
+    document.dispatchEvent(new CustomEvent("leadflow:refreshing"));  // asked for (a test counts them)
+    if (running) { again = { reopen: reopen || (again !== null && again.reopen) }; return; }
+    running = true;
     refresh().then((outcome) => {
+      running = false;
+      const next = again;
+      again = null;
       if (outcome === "later") {
-        pending = setTimeout(() => refreshing(reopen), wait(failures++));
+        pending = setTimeout(() => refreshing(reopen || (next !== null && next.reopen)), wait(failures++));
         return;
       }
       failures = 0;
       if (outcome === "shown" && reopen) setTimeout(listen, wait(reopens++));  // refused again and again: slower
+      if (outcome === "shown" && next !== null) refreshing(next.reopen && !reopen);  // one stream opened, not two
     });
   };
   const listen = () => {
