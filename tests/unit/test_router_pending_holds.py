@@ -1,8 +1,9 @@
 """Helper 161's review (session 33) of d8bd169, pending holds (decision 0061, amended in session 33): a late flush
 writes no older count over a later change's (each lead's count carries its record version), a batch refused before
-it stored anything drops its pending holds, and a crash's leftover pending hold blocks a pass only until its time is
-past (it cannot be told from a live rival's: helper 162). Each test drives one interleaving deterministically: a hook
-in a fake store runs the other decider at the exact point named."""
+it stored anything drops its pending holds, and a crash's leftover pending hold counts against its agent until its
+time is past (it cannot be told from a live rival's: helper 162), but is never another lead for the lead it holds
+(session 34: a pass or a batch after the crash goes on at once). Each test drives one interleaving
+deterministically: a hook in a fake store runs the other decider at the exact point named."""
 
 from __future__ import annotations
 
@@ -149,16 +150,23 @@ class CrashingTake(FakeRotations):
         return await super().take(moves)
 
 
-async def test_a_pass_after_a_crash_between_its_holds_and_its_store_goes_on_once_the_leftover_is_forgotten() -> None:
+def b_line(capacity: FakeCapacity) -> set[str]:
+    """The leads counting against b now, held for good or pending (a lead once)."""
+    return {
+        lead_id for lead_id in {*capacity.held, *(k[0] for k in capacity.pending)} if "b" in capacity.counting(lead_id)
+    }
+
+
+async def test_a_pass_after_a_crash_between_its_holds_and_its_store_goes_on_at_once_within_the_caps() -> None:
     """P1 is offered to d, P2 to a; both offers run out. A sweep pass decides P1 to b (day cap 1) and P2 to c, holds
     them pending and dies before its take (nothing stored: P1's pending hold of b is left, 10 minutes). A consumer
-    routes two new leads meanwhile (b skipped as at its cap: documented). The next pass reads usage without its own
-    leads' holds (P1's leftover not counted: b at 0) and decides P1 to a, P2 to b; it holds P2, reads b again and
-    finds P1's leftover ahead of it in line, past b's cap: the account's changes are deferred and decided again at
-    once, the same way, pass after pass, until the TTL forgets the leftover (the sweeper going round at once all that
-    while). On d8bd169's parent the next pass's holds replaced the crashed pass's (P1 to a, P2 to b at the first
-    pass). Expected: P1 and P2 re-offered within three passes. Since helper 162's review, only once the leftover is
-    forgotten: a pending hold's age cannot tell a crash's from a live rival's that may still win the lead."""
+    routes two new leads meanwhile (b skipped as at its cap: documented). Until session 34 the next pass read usage
+    without all its own leads' holds (P1's leftover not counted: b at 0) and decided P1 to a, P2 to b; holding P2 it
+    found P1's leftover ahead of it in b's line, past the cap: the account's changes were deferred and decided again
+    at once, the same way, pass after pass, until the TTL forgot the leftover (ten minutes of a sweeper going round
+    at once, the account's expiries stuck). A decision now reads every lead's holds but its own (P1's leftover is
+    not another lead for P1; it is one for P2: `CountedLeads.seen_by`). Expected: P1 and P2 re-offered by the next
+    pass, none deferred, b counting one lead at most; once the leftover is forgotten, b is offered leads again."""
     acme = account_of("acme", Agent("a", "A"), Agent("b", "B", availability=CAPPED), Agent("c", "C"), Agent("d", "D"))
     now = [START]
     records, out, capacity, rotations = FakeRecords(), Published(), FakeCapacity(), CrashingTake()
@@ -166,6 +174,8 @@ async def test_a_pass_after_a_crash_between_its_holds_and_its_store_goes_on_once
               "capacity": capacity}  # fmt: skip
     sweeper = router_on_fakes(acme, clock=lambda: now[0], **shared)
     consumer = router_on_fakes(acme, clock=lambda: now[0], **shared)
+    again: list[int | None] = []
+    sweeper.on_deadline = again.append  # a deferred change asks the sweeper to go round again at once
     rotations.positions["acme:Website"] = 3
     p1, p2 = lead("acme", START, 1), lead("acme", START, 2)
     assert not await consumer.on_leads_received([p1])
@@ -179,15 +189,52 @@ async def test_a_pass_after_a_crash_between_its_holds_and_its_store_goes_on_once
     assert (str(p1.event_id), "b") in left, f"the crashed pass held P1 for b ({left})"
     for k in range(2):
         assert not await consumer.on_leads_received([lead("acme", now[0], 10 + k)])
-    # A pending hold of the pass's own lead may be a live rival's, deciding it now, whatever its age (helper 162): it
-    # stands in line until its decider drops it or its time is past (decision 0061: a crash's leftover, 10 minutes).
+    again.clear()
     await sweeper.sweep_once()
-    assert len(offers_of(out, p2)) == 1, "P2 is not re-offered past what may be a live rival's hold"
+    deferred = [at for at in again if at == int(now[0].timestamp() * 1000)]  # due again now: decided again at once
+    assert (len(offers_of(out, p1)), len(offers_of(out, p2)), deferred) == (2, 2, []), (
+        f"P1 offered to {offers_of(out, p1)}, P2 to {offers_of(out, p2)}; deferred {deferred}; pending holds {left}"
+    )
+    assert len(b_line(capacity)) <= 1, f"b past its day cap of 1: {sorted(b_line(capacity))}"
     for key in [key for key in capacity.pending if key[0] == str(p1.event_id) and key[1] == "b"]:
         del capacity.pending[key]  # the TTL index forgets the crash's leftover
-    for _ in range(3):  # the sweeper goes round again at once (on_deadline)
-        await sweeper.sweep_once()
-    assert (len(offers_of(out, p1)), len(offers_of(out, p2))) == (2, 2), (
-        f"P1 offered to {offers_of(out, p1)}, P2 to {offers_of(out, p2)} after three passes; pending holds"
-        f" {sorted((lead_id, agent) for lead_id, agent, _ in capacity.pending)}"
+    later = [lead("acme", now[0], 20 + k) for k in range(4)]  # a whole round of the rotation: b's turn among them
+    for new in later:
+        assert not await consumer.on_leads_received([new])
+    assert "b" in {agent for new in later for agent in offers_of(out, new)}, "b is free again once it is forgotten"
+
+
+async def test_a_batch_redelivered_after_a_crash_between_its_holds_and_its_store_is_routed_within_the_caps() -> None:
+    """A batch of new leads N1, N2 is decided (N1 to b, day cap 1), held pending, and the consumer dies before its
+    take: N1's pending hold of b is left (10 minutes), nothing stored, the offsets not committed. Another consumer
+    routes two leads meanwhile (b skipped: at its cap), so the rotation stands elsewhere when the batch is delivered
+    again. Until session 34 the batch read usage without all its own leads' holds: b at 0, N1 decided to a and N2
+    to b, behind N1's leftover in b's line, past the cap: backed off and decided the same TURN_ATTEMPTS
+    times, TurnsContendedError at every delivery until the TTL (the edge then dead-letters the leads). Expected: the
+    batch delivered again is routed, b counting one lead at most."""
+    acme = account_of("acme", Agent("a", "A"), Agent("b", "B", availability=CAPPED), Agent("c", "C"))
+    now = [START]
+    records, out, capacity, rotations = FakeRecords(), Published(), FakeCapacity(), CrashingTake()
+    shared = {"records": records, "publish": out, "rotations": rotations, "contacts": FakeContacts(),
+              "capacity": capacity}  # fmt: skip
+    first, other = (
+        router_on_fakes(acme, clock=lambda: now[0], **shared),
+        router_on_fakes(acme, clock=lambda: now[0], **shared),
     )
+    rotations.positions["acme:Website"] = 1  # b is next
+    n1, n2 = lead("acme", START, 1), lead("acme", START, 2)
+    rotations.crash = True
+    with pytest.raises(ConnectionError):
+        await first.on_leads_received([n1, n2])
+    left = sorted((lead_id, agent) for lead_id, agent, _ in capacity.pending)
+    assert (str(n1.event_id), "b") in left, f"the crashed batch held N1 for b ({left})"
+    for k in (3, 4):  # to c and a: b skipped, at its cap with N1's leftover
+        assert not await other.on_leads_received([lead("acme", START, k)])
+    try:
+        assert not await first.on_leads_received([n1, n2])
+        delivered_again = "routed"
+    except TurnsContendedError as exc:
+        delivered_again = repr(exc)
+    assert delivered_again == "routed", f"delivered again: {delivered_again}; pending holds left: {left}"
+    assert (len(offers_of(out, n1)), len(offers_of(out, n2))) == (1, 1)
+    assert len(b_line(capacity)) <= 1, f"b past its day cap of 1: {sorted(b_line(capacity))}"

@@ -38,7 +38,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -684,8 +684,7 @@ class RouterService:
             existing=None if existing is None else ExistingContact(existing, batch.holders.get(existing)),
             rotation=turn.cursor,
             counts=turn.counts,
-            # Without holds of the batch's own leads: a crash between its holds and its records may have left them.
-            usage=await self._usage(account, batch.now, batch.usage, without=batch.keys.keys()),
+            usage=await self._usage(account, batch.now, batch.usage, deciding=lead_id),
             choice=choice,
         )
         return _Decided(route_new_lead(lead, account, context, batch.now), turn, existing)
@@ -875,7 +874,7 @@ class RouterService:
             async def decide(record: RoutingRecord, state: LeadState, lead_id: str = lead_id) -> _Write | None:
                 turn = await self._turn(account, state.source_name, state.rule_id, {})
                 now = self.clock()
-                usage = await self._usage(account, now, {})
+                usage = await self._usage(account, now, {}, deciding=lead_id)
                 outcome = on_agent_left(state, departure, account, Standing(turn.cursor, turn.counts, usage), now)
                 if outcome.state == state and not outcome.events:
                     return None
@@ -1224,7 +1223,7 @@ class RouterService:
             existing=None if existing is None else ExistingContact(existing, holders.get(existing)),
             rotation=turn.cursor,
             counts=turn.counts,
-            usage=await self._usage(account, now, {}),
+            usage=await self._usage(account, now, {}, deciding=lead_id),
             choice=choice,
         )
         outcome = route_new_lead(new, account, context, now)
@@ -1286,11 +1285,10 @@ class RouterService:
         cursors: dict[str, int] = {}
         read: dict[str, int] = {}
         usage: dict[str, CountedLeads] = {}
-        passing = frozenset(record.lead_id for record in due)  # their holds are what this pass decides again
         changes: list[tuple[RoutingRecord, RoutingRecord]] = []  # (as read, as decided)
         for record in due:
             try:
-                changes.append((record, await self._fired(record, now, cursors, usage, read, passing)))
+                changes.append((record, await self._fired(record, now, cursors, usage, read)))
             except Exception as exc:
                 if is_transient(exc):
                     raise  # an outage: the whole pass again, later
@@ -1387,15 +1385,13 @@ class RouterService:
         cursors: dict[str, int],
         usage: dict[str, CountedLeads],
         read: dict[str, int] | None = None,
-        passing: frozenset[str] = frozenset(),
     ) -> RoutingRecord:
         """The due record's next version: its offers expired, the lead offered on or fallen back (R9, R10)."""
         state = record.state
         assert state is not None  # noqa: S101 (only leads have deadlines)
         account = await self._account(state.account_id)
         turn = await self._turn(account, state.source_name, state.rule_id, cursors, read=read)
-        # Without the pass's own leads' holds: a crash after a pass's holds, before its store, may have left them.
-        known = await self._usage(account, now, usage, without=passing)
+        known = await self._usage(account, now, usage, deciding=record.lead_id)
         outcome = on_deadline(state, account, Standing(turn.cursor, turn.counts, known), now)
         moved: dict[str, int] = {}
         effects = turn.effects(outcome, moved)
@@ -1582,14 +1578,18 @@ class RouterService:
             return None if pond_only else NOT_ACTIVE
         if pond_only and state.pond is None:
             return None
-        refusal = await self._refuses(agent, account, now)
+        refusal = await self._refuses(agent, account, now, deciding=state.lead_id)
         if refusal is None:
             return None
         return f"{agent.agent_id} cannot take it from the pond: {refusal}" if pond_only else refusal
 
-    async def _refuses(self, agent: Agent, account: AccountSnapshot, now: datetime) -> str | None:
-        """Why the active `agent` cannot take a lead now (paused, away, off hours, on a holiday, at a cap)."""
-        return Gate(now, account.holidays, await self._usage(account, now, {}), account.time_zone).refuses(agent)
+    async def _refuses(
+        self, agent: Agent, account: AccountSnapshot, now: datetime, *, deciding: str | None = None
+    ) -> str | None:
+        """Why the active `agent` cannot take a lead (`deciding`, if one) now (paused, away, off hours, on a holiday,
+        at a cap)."""
+        usage = await self._usage(account, now, {}, deciding=deciding)
+        return Gate(now, account.holidays, usage, account.time_zone).refuses(agent)
 
     async def _usage(
         self,
@@ -1597,10 +1597,11 @@ class RouterService:
         now: datetime,
         known: dict[str, CountedLeads],
         *,
-        without: Collection[str] = (),
+        deciding: str | None = None,
     ) -> dict[str, Usage] | None:
         """The counted leads of the account's capped agents this day, week and month (read once per
-        batch into `known`, with the leads they are: `_recount`); None when nobody has a cap (nothing is
+        batch into `known`, with the leads they are: `_recount`), pending holds included; as the decision of the lead
+        `deciding` reads them, without that lead (`CountedLeads.seen_by`). None when nobody has a cap (nothing is
         counted or read then)."""
         if self.capacity is None or not account.counts_leads:
             return None
@@ -1608,10 +1609,10 @@ class RouterService:
             capped = [a.agent_id for a in account.roster if a.availability is not None and a.availability.caps]
             since = to_ms(period_start(now, account.time_zone)) or 0
             times = await self.capacity.times(account.account_id, capped, since)
-            leads = {agent: {lead: from_epoch_ms(ms) for lead, ms in at.items() if lead not in without}
-                     for agent, at in times.items()}  # fmt: skip
+            leads = {agent: {lead: from_epoch_ms(ms) for lead, ms in at.items()} for agent, at in times.items()}
             known[account.account_id] = CountedLeads.of(leads, now, account.time_zone)
-        return known[account.account_id].usage
+        counted = known[account.account_id]
+        return counted.usage if deciding is None else counted.seen_by(deciding)
 
     async def _hold(self, records: list[RoutingRecord]) -> None:
         """Who each changed lead counts against now, for accounts where somebody has a cap; then the pending holds

@@ -33,6 +33,9 @@ class Usage:
     def plus(self, leads: int) -> Usage:
         return Usage(self.day + leads, self.week + leads, self.month + leads)
 
+    def minus(self, other: Usage) -> Usage:
+        return Usage(self.day - other.day, self.week - other.week, self.month - other.month)
+
 
 NO_USAGE = Usage()
 
@@ -177,11 +180,19 @@ class CountedLeads:
         """The lead no longer counts against the agent: its slot is freed in the periods it was counted in, none
         when it was counted before this week and month (not read) or not at all."""
         at = self.leads.get(agent_id, {}).pop(lead_id, None)
-        if at is None:
-            return
-        was = usage_of((at,), self.now, self.time_zone)
-        used = self.usage.get(agent_id, NO_USAGE)
-        self.usage[agent_id] = Usage(used.day - was.day, used.week - was.week, used.month - was.month)
+        if at is not None:
+            self.usage[agent_id] = self.usage.get(agent_id, NO_USAGE).minus(usage_of((at,), self.now, self.time_zone))
+
+    def seen_by(self, lead_id: str) -> dict[str, Usage]:
+        """The usage a decision of the lead `lead_id` itself reads: without that lead, which counts once wherever it
+        goes (a slot it holds is its own to keep, and a hold a crash left of it is not another lead: decision 0061).
+        Every other lead counts, a pending hold too, as the agent's line for its slots has them (`in_line`)."""
+        usage: dict[str, Usage] | None = None
+        for agent_id, by_lead in self.leads.items():
+            if (at := by_lead.get(lead_id)) is not None:
+                usage = dict(self.usage) if usage is None else usage
+                usage[agent_id] = usage.get(agent_id, NO_USAGE).minus(usage_of((at,), self.now, self.time_zone))
+        return self.usage if usage is None else usage
 
 
 def period_start(now: datetime, time_zone: str) -> datetime:
