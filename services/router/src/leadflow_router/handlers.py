@@ -59,6 +59,7 @@ from leadflow_router.adapters.ports import (
 from leadflow_router.domain.availability import (
     CountedLeads,
     Gate,
+    Place,
     Usage,
     counted,
     in_line,
@@ -466,11 +467,12 @@ class RouterService:
                  and (started := _started(before, r))]  # fmt: skip
         contended: set[str] = set()
         if holds and self.capacity is not None:
-            await self.capacity.pend(by, holds, to_ms(self.clock()) or 0)
+            held_now = Place(to_ms(self.clock()) or 0, by)
+            await self.capacity.pend(by, holds, held_now.at_ms)
             if within_caps:
                 for account_id in sorted({account_id for _, account_id, _ in holds}):
                     ours = [c for c in changes if c[1].account_id == account_id]
-                    if await self._past_caps(ours, {account_id: capped[account_id]}):
+                    if await self._past_caps(ours, {account_id: capped[account_id]}, held_now):
                         contended.add(account_id)
         owner = _key_owners([record for _, record in changes])
         moves = {} if whole and contended else _moves([r for _, r in changes], read, expected or {})
@@ -499,7 +501,10 @@ class RouterService:
         return {account_id: a for account_id, a in found.items() if a is not None and a.counts_leads}
 
     async def _past_caps(
-        self, changes: Sequence[tuple[LeadState | None, RoutingRecord]], capped: dict[str, AccountSnapshot]
+        self,
+        changes: Sequence[tuple[LeadState | None, RoutingRecord]],
+        capped: dict[str, AccountSnapshot],
+        pending: Place,
     ) -> bool:
         """Whether another decider took a slot the changes were decided on: an agent they started counting a lead
         against is past a cap, read after their holds, and their leads are not first in line for it (`Place.rank`: one
@@ -508,7 +513,7 @@ class RouterService:
         up. Two deciders at one pace, for one agent or several, so never both back off for ever (helper 157; session
         33), and never both go on past a cap: one that goes on read the agent within it."""
         for attempt in range(KEEP_READS):
-            first = await self._first_in_line(changes, capped)
+            first = await self._first_in_line(changes, capped, pending)
             if first is None:
                 return False
             if not first:
@@ -517,19 +522,21 @@ class RouterService:
         return True
 
     async def _first_in_line(
-        self, changes: Sequence[tuple[LeadState | None, RoutingRecord]], capped: dict[str, AccountSnapshot]
+        self,
+        changes: Sequence[tuple[LeadState | None, RoutingRecord]],
+        capped: dict[str, AccountSnapshot],
+        pending: Place,
     ) -> bool | None:
         """None when no agent the changes started counting a lead against is past a cap; else whether the changes'
-        leads are first in line for every slot past one. Every pending hold stands in line, another decider's of one of
-        the changes' own leads too: it may be a rival's deciding the same lead now, which may win it (helper 162), as
-        it may be a crash's leftover (helper 161; it stands until its time is past: decision 0061)."""
+        leads are first in line for every slot past one (`_line`). Every pending hold stands in line, another
+        decider's of one of the changes' own leads too: it may be a rival's deciding the same lead now, which may win
+        it (helper 162), as it may be a crash's leftover (helper 161; it stands until its time is past: decision
+        0061)."""
         assert self.capacity is not None  # noqa: S101 (only asked where leads are counted)
         now, first = self.clock(), None
         for account_id, account in capped.items():
-            mine: dict[str, set[str]] = {}
-            for before, record in (c for c in changes if c[1].account_id == account_id):
-                for agent_id in _started(before, record):
-                    mine.setdefault(agent_id, set()).add(record.lead_id)
+            ours = [c for c in changes if c[1].account_id == account_id]
+            mine, freed = _moved_counts(ours)
             if not mine:
                 continue
             since = to_ms(period_start(now, account.time_zone)) or 0
@@ -537,7 +544,7 @@ class RouterService:
             for agent_id, leads in mine.items():
                 agent = account.agent(agent_id)
                 caps = agent.availability.caps if agent is not None and agent.availability is not None else None
-                line = places.get(agent_id, {})
+                line = _line(places.get(agent_id, {}), leads, freed.get(agent_id, set()), pending)
                 times = (from_epoch_ms(place.at_ms) for place in line.values())
                 if caps is not None and past_cap(caps, usage_of(times, now, account.time_zone)):
                     ahead = in_line(caps, line, leads, now, account.time_zone)
@@ -1608,9 +1615,8 @@ class RouterService:
         if account.account_id not in known:
             capped = [a.agent_id for a in account.roster if a.availability is not None and a.availability.caps]
             since = to_ms(period_start(now, account.time_zone)) or 0
-            times = await self.capacity.times(account.account_id, capped, since)
-            leads = {agent: {lead: from_epoch_ms(ms) for lead, ms in at.items()} for agent, at in times.items()}
-            known[account.account_id] = CountedLeads.of(leads, now, account.time_zone)
+            places = await self.capacity.places(account.account_id, capped, since)
+            known[account.account_id] = CountedLeads.of(places, now, account.time_zone)
         counted = known[account.account_id]
         return counted.usage if deciding is None else counted.seen_by(deciding)
 
@@ -1711,6 +1717,33 @@ def _key_owners(records: list[RoutingRecord]) -> dict[str, str]:
 def _started(before: LeadState | None, record: RoutingRecord) -> frozenset[str]:
     """The agents a change started counting its lead against."""
     return counted(record.state) - counted(before)
+
+
+def _moved_counts(
+    changes: Sequence[tuple[LeadState | None, RoutingRecord]],
+) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """The leads the changes started counting against each agent, and those they stopped counting against it."""
+    started: dict[str, set[str]] = {}
+    stopped: dict[str, set[str]] = {}
+    for before, record in changes:
+        for agent_id in _started(before, record):
+            started.setdefault(agent_id, set()).add(record.lead_id)
+        for agent_id in counted(before) - counted(record.state):
+            stopped.setdefault(agent_id, set()).add(record.lead_id)
+    return started, stopped
+
+
+def _line(places: Mapping[str, Place], started: set[str], stopped: set[str], pending: Place) -> dict[str, Place]:
+    """An agent's line as the changes see it: a lead they start counting stands at their own pending hold, made now
+    (another's hold of it, a crash's leftover of yesterday, would count it in yesterday's period: helper 163); a lead
+    counted for good that they stop counting is out of it (its slot is theirs to take: a pass stores its changes in
+    the order they were decided and stores none that took a slot a lost change was to free, `_store_fired`; helper
+    163)."""
+    line = {lead: place for lead, place in places.items() if not (lead in stopped and place.by is None)}
+    for lead in started:
+        if line.get(lead, pending).by is not None:
+            line[lead] = pending
+    return line
 
 
 def _fresh(

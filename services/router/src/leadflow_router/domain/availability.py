@@ -155,31 +155,39 @@ def usage_of(times: Iterable[datetime], now: datetime, time_zone: str) -> Usage:
 @dataclass(slots=True)
 class CountedLeads:
     """The leads an account's capped agents count against their caps (agent -> lead -> when it was counted from, as
-    `CapacityLog.times` reads them from the start of this week or month) and the usage they make at `now`, kept
-    current through a batch: a lead that starts counting counts from `now`; one that stops is taken off exactly the
-    periods its count was in (a lead counted yesterday frees no slot of today's cap)."""
+    `CapacityLog.places` reads them from the start of this week or month: held for good or pending) and the usage
+    they make at `now`, kept current through a batch: a lead that starts counting counts from `now`; one that stops
+    is taken off exactly the periods its count was in (a lead counted yesterday frees no slot of today's cap).
+    `held`: the (agent, lead) counted for good (the rest are pending holds)."""
 
     now: datetime
     time_zone: str
     leads: dict[str, dict[str, datetime]]
     usage: dict[str, Usage]
+    held: set[tuple[str, str]]
 
     @classmethod
-    def of(cls, leads: Mapping[str, Mapping[str, datetime]], now: datetime, time_zone: str) -> CountedLeads:
-        kept = {agent: dict(by_lead) for agent, by_lead in leads.items()}
-        return cls(now, time_zone, kept, {a: usage_of(by_lead.values(), now, time_zone) for a, by_lead in kept.items()})
+    def of(cls, places: Mapping[str, Mapping[str, Place]], now: datetime, time_zone: str) -> CountedLeads:
+        kept = {agent: {lead: from_epoch_ms(p.at_ms) for lead, p in line.items()} for agent, line in places.items()}
+        held = {(agent, lead) for agent, line in places.items() for lead, p in line.items() if p.by is None}
+        usage = {agent: usage_of(by_lead.values(), now, time_zone) for agent, by_lead in kept.items()}
+        return cls(now, time_zone, kept, usage, held)
 
     def count(self, agent_id: str, lead_id: str) -> None:
-        """The lead counts against the agent from now on (one already counted keeps its time, as stored)."""
-        by_lead = self.leads.setdefault(agent_id, {})
-        if lead_id not in by_lead:
-            by_lead[lead_id] = self.now
-            self.usage[agent_id] = self.usage.get(agent_id, NO_USAGE).plus(1)
+        """The lead counts against the agent from now on. One counted for good keeps its time, as stored (and as
+        `hold_many` keeps it); one only pending (a crash's leftover, a rival's hold) counts from now, as its count
+        will be written: a leftover of yesterday does not leave today's slot free (helper 163)."""
+        if (agent_id, lead_id) in self.held:
+            return
+        self.credit(agent_id, lead_id)
+        self.leads.setdefault(agent_id, {})[lead_id] = self.now
+        self.usage[agent_id] = self.usage.get(agent_id, NO_USAGE).plus(1)
 
     def credit(self, agent_id: str, lead_id: str) -> None:
         """The lead no longer counts against the agent: its slot is freed in the periods it was counted in, none
         when it was counted before this week and month (not read) or not at all."""
         at = self.leads.get(agent_id, {}).pop(lead_id, None)
+        self.held.discard((agent_id, lead_id))
         if at is not None:
             self.usage[agent_id] = self.usage.get(agent_id, NO_USAGE).minus(usage_of((at,), self.now, self.time_zone))
 
