@@ -266,10 +266,6 @@ class FakeCapacity:
                 line[lead] = place
         return found
 
-    async def times(self, account_id: str, agent_ids: list[str], since_ms: int) -> dict[str, dict[str, int]]:
-        places = self._places(account_id, agent_ids, since_ms)  # not `places`: a subclass may hook each read
-        return {agent: {lead: place.at_ms for lead, place in line.items()} for agent, line in places.items()}
-
     async def hold_many(self, holds: list[tuple[str, str, tuple[str, ...], int]], at_ms: int) -> None:
         for lead_id, account_id, agents, version in holds:
             if self.versions.get(lead_id, 0) > version:

@@ -18,7 +18,7 @@ from fakes_router import FakeCapacity, FakeContacts, FakeRecords, FakeRotations,
 
 from leadflow_router.adapters.codec import decode_record
 from leadflow_router.adapters.ports import Check
-from leadflow_router.domain.availability import counted
+from leadflow_router.domain.availability import Place, counted
 from leadflow_router.domain.model import AccountSnapshot, Agent
 from leadflow_router.domain.record import RoutingRecord, Taken
 from leadflow_shared.availability import AgentAvailability
@@ -32,21 +32,21 @@ CAPPED = AgentAvailability.model_validate({"caps": {"day": 1}})
 
 
 class ReadingTogether(FakeCapacity):
-    """Usage reads (`times`) that wait for each other, `readers` of them (a barrier with a deadline: two deciders
-    reading usage at the same moment); 0: none."""
+    """Usage reads (`places`: each decider's first) that wait for each other, `readers` of them (a barrier with a
+    deadline: two deciders reading usage at the same moment); 0: none."""
 
     def __init__(self, readers: int = 0) -> None:
         super().__init__()
         self.readers, self._arrived, self._all_in = readers, 0, asyncio.Event()
 
-    async def times(self, account_id: str, agent_ids: list[str], since_ms: int) -> dict[str, dict[str, int]]:
+    async def places(self, account_id: str, agent_ids: list[str], since_ms: int) -> dict[str, dict[str, Place]]:
         if self.readers:
             self._arrived += 1
             if self._arrived >= self.readers:
                 self._all_in.set()
             with contextlib.suppress(TimeoutError):  # a decider reading after the other's hold does not wait forever
                 await asyncio.wait_for(self._all_in.wait(), timeout=2.0)
-        return await super().times(account_id, agent_ids, since_ms)
+        return await super().places(account_id, agent_ids, since_ms)
 
 
 def lead(at: datetime, n: int) -> LeadReceived:

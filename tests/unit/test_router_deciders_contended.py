@@ -267,10 +267,6 @@ class LockstepCapacity(FakeCapacity):
         self.pairs = True
         return await asyncio.gather(*(until_done(d) for d in deciders), return_exceptions=True)
 
-    async def times(self, account_id: str, agent_ids: list[str], since_ms: int) -> dict[str, dict[str, int]]:
-        await self._meet()
-        return await super().times(account_id, agent_ids, since_ms)
-
     async def places(self, account_id: str, agent_ids: list[str], since_ms: int) -> dict[str, dict[str, Place]]:
         await self._meet()
         return await super().places(account_id, agent_ids, since_ms)

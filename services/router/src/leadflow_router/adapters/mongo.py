@@ -627,12 +627,6 @@ class Capacity:
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self._held = db[ROUTER_CAPACITY]
 
-    async def times(self, account_id: str, agent_ids: list[str], since_ms: int) -> dict[str, dict[str, int]]:
-        """Each agent's leads counted from `since_ms` on, and when each was counted from (offered to it): by lead,
-        so a lead that stops counting is taken off the periods it was counted in."""
-        places = await self.places(account_id, agent_ids, since_ms)
-        return {agent_id: {lead: place.at_ms for lead, place in line.items()} for agent_id, line in places.items()}
-
     async def places(self, account_id: str, agent_ids: list[str], since_ms: int) -> dict[str, dict[str, Place]]:
         """Each agent's leads counted from `since_ms` on, pending ones included, with their places in its line: a
         lead once per agent (held for good before pending; pending, its first decider by `Place.rank`)."""

@@ -76,8 +76,6 @@ class RotationCursors(Protocol):
 class CapacityLog(Protocol):
     """The leads each agent counts against its caps (issue 15)."""
 
-    # agent -> lead -> when it was counted from (epoch ms), the leads counted from `since_ms` on
-    async def times(self, account_id: str, agent_ids: list[str], since_ms: int) -> dict[str, dict[str, int]]: ...
     # agent -> lead -> its place in the agent's line, pending holds included
     async def places(self, account_id: str, agent_ids: list[str], since_ms: int) -> dict[str, dict[str, Place]]: ...
     # each (lead, account, agents, its record's version): whom the lead counts against for good
