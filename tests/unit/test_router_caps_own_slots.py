@@ -6,6 +6,7 @@ in-memory fakes."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import timedelta
 
 import pytest
@@ -80,3 +81,52 @@ async def test_a_batch_redelivered_after_midnight_over_its_leftover_does_not_tak
         f"b (day cap 1) counts {len(against(records, 'b'))} leads held from today ({len(today)}): N1 offered to"
         f" {offers_of(out, n1)}, N2 to {offers_of(out, n2)}"
     )
+
+
+class RivalKeepsTheSlot(FakeCapacity):
+    """A rival decider (a stalled replica) that holds a's last slot whenever this one reserves, and lets it go when
+    this one backs off: every pass finds a past its cap with the rival first in line."""
+
+    async def pend(self, by: str, holds: list[tuple[str, str, tuple[str, ...]]], at_ms: int) -> None:
+        await super().pend(by, holds, at_ms)
+        await super().pend("rival", [("rival-lead", "acme", ("a",))], at_ms - 1)
+
+    async def unpend(self, by: Collection[str], lead_ids: Collection[str]) -> None:
+        await super().unpend(by, lead_ids)
+        await super().unpend(["rival"], ["rival-lead"])
+
+
+async def test_a_pass_deferred_again_and_again_waits_longer_each_time_instead_of_going_round_at_once() -> None:
+    """X is offered to b; it runs out and the pass decides it to a (day cap 1). A rival takes a's slot at every
+    reservation (and gives it back when this one backs off), so every pass defers X's change. Until session 34 each
+    pass asked the sweeper to go round again at once: a hot loop for as long as the rival held on (a core burnt, the
+    database with it). Expected: the first retry at once, then pauses growing to `DEFERRED_PAUSE_MAX_MS`; X still
+    offered once the rival is gone, and the pauses start over."""
+    acme = account_of("acme", Agent("a", "A", availability=CAPPED), Agent("b", "B"))
+    now = [START]
+    records, out, capacity, rotations = FakeRecords(), Published(), RivalKeepsTheSlot(), FakeRotations()
+    shared = {"records": records, "publish": out, "rotations": rotations, "contacts": FakeContacts(),
+              "capacity": capacity}  # fmt: skip
+    consumer = router_on_fakes(acme, clock=lambda: now[0], **shared)
+    sweeper = router_on_fakes(acme, clock=lambda: now[0], **shared)
+    asked: list[int | None] = []
+    sweeper.on_deadline = asked.append
+    rotations.positions["acme:Website"] = 1
+    x = lead("acme", START, 1)
+    assert not await consumer.on_leads_received([x])
+    assert offers_of(out, x) == ["b"]
+    now[0] = START + timedelta(minutes=16)  # the offer ran out
+    now_ms = int(now[0].timestamp() * 1000)
+    pauses = []
+    for _ in range(9):
+        asked.clear()
+        await sweeper.sweep_once()
+        assert asked, "the deferred change asks for another pass"
+        pauses.append(min(at for at in asked if at is not None) - now_ms)
+    assert offers_of(out, x) == ["b"], "a is past its cap while the rival holds the slot"
+    assert pauses == [0, 50, 100, 200, 400, 800, 1600, 2000, 2000], pauses
+    capacity.pend = FakeCapacity.pend.__get__(capacity)  # type: ignore[method-assign]  # the rival is gone
+    asked.clear()
+    await sweeper.sweep_once()
+    assert offers_of(out, x) == ["b", "a"]
+    assert sweeper._deferred_passes == 0, "a pass that stored its changes starts the pauses over"

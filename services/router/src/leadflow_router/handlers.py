@@ -150,6 +150,10 @@ ORPHAN_BATCH_SECONDS = 3600
 # A due deadline the sweeper cannot fire (its account unknown or unreadable, a fault) waits this long before it
 # is looked at again, so it cannot hold up every other deadline behind it (decision 0077).
 SWEEP_RETRY_SECONDS = 60
+# A pass whose changes were deferred (another decider took a turn or slot they were decided on) goes round again at
+# once; deferred again pass after pass (a rival that keeps the slot: a stalled replica, a crash's leftover), it waits
+# a little longer each time, up to this long, instead of burning a core until it goes (issue 14 goal 2).
+DEFERRED_PAUSE_MAX_MS = 2_000
 NOT_ACTIVE = "not an active agent of this office"  # why such an agent's ask back (or pond claim) is refused
 
 
@@ -343,6 +347,7 @@ class RouterService:
     wall_clock: Callable[[], float] = time.time
     # Batches whose outbox documents this process is writing or publishing now: never "stale" to its sweeper.
     _batches_in_flight: set[str] = field(default_factory=set, init=False, repr=False)
+    _deferred_passes: int = field(default=0, init=False, repr=False)  # passes in a row whose changes were deferred
 
     # --- intake ------------------------------------------------------------------------------
 
@@ -1312,8 +1317,9 @@ class RouterService:
         self.metrics.expiries.inc(len(stored))
         self.metrics.cas_conflicts.labels("sweeper").inc(len(changes) - len(stored) - deferred)  # a claim won
         deferred += contended
-        if deferred:
-            self.on_deadline(to_ms(now))  # still due: the sweeper goes round again at once
+        self._deferred_passes = self._deferred_passes + 1 if deferred else 0
+        if deferred:  # still due: the sweeper goes round again at once, then after a pause growing each time
+            self.on_deadline((to_ms(now) or 0) + deferred_pause_ms(self._deferred_passes))
         await self.flush(stored)
         return len(due)
 
@@ -1712,6 +1718,12 @@ def _key_owners(records: list[RoutingRecord]) -> dict[str, str]:
         for key, _ in (*([effects.rotation] if effects.rotation else ()), *effects.counts):
             owners[key] = record.account_id
     return owners
+
+
+def deferred_pause_ms(passes: int) -> int:
+    """How long the sweeper waits before the next pass after `passes` in a row deferred their changes: none after the
+    first (a rival's change is stored in milliseconds), then 50 ms doubling up to DEFERRED_PAUSE_MAX_MS."""
+    return 0 if passes <= 1 else min(DEFERRED_PAUSE_MAX_MS, 50 * 2 ** min(passes - 2, 16))
 
 
 def _started(before: LeadState | None, record: RoutingRecord) -> frozenset[str]:
