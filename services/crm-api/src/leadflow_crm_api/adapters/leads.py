@@ -11,6 +11,7 @@ the views' active generation (`adapters.generations`, decision 0045); every writ
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -274,6 +275,12 @@ async def agent_names(db: AsyncDatabase[dict[str, Any]], agent_ids: set[str]) ->
     return {doc["_id"]: str(doc["name"]) async for doc in cursor if doc.get("name")}
 
 
+def _opaque(*parts: object) -> str:
+    """A mark as the page carries it (its live stream's `since`): a digest, so it tells a realtor nothing of what the
+    page does not show (the timeline's entries another agent's race hides, the last event's id)."""
+    return hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()[:32]
+
+
 def scope_filter(principal: Principal, account_id: str) -> dict[str, Any]:
     """What `principal` may read in `account_id`: the whole account, or a realtor's own leads.
 
@@ -389,7 +396,9 @@ class ScopedLeads:
             .limit(1)
             .to_list()
         )
-        return "" if not docs else f"{docs[0]['_id']}:{docs[0].get('last_activity_ms')}:{docs[0].get('last_event_id')}"
+        return (
+            "" if not docs else _opaque(docs[0]["_id"], docs[0].get("last_activity_ms"), docs[0].get("last_event_id"))
+        )
 
     async def lead_mark(self, lead_id: str) -> str:
         """Changes whenever the lead's row or timeline does (a view adds to the timeline only)."""
@@ -401,7 +410,7 @@ class ScopedLeads:
         # outside SQL over the whole collection (hundreds of ms once it holds a few thousand entries), and every open
         # lead page asks this four times a second (`web/live.py`).
         entries = [entry async for entry in timeline.find({"lead_id": lead_id}, {"_id": 1})]
-        return f"{doc.get('last_activity_ms')}:{doc.get('last_event_id')}:{len(entries)}"
+        return _opaque(doc.get("last_activity_ms"), doc.get("last_event_id"), len(entries))
 
     async def get_many(self, lead_ids: list[str]) -> dict[str, LeadRow]:
         """The rows of `lead_ids` in this scope, by id (missing ones are absent)."""
