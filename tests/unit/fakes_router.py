@@ -12,7 +12,7 @@ Imported by unit and integration tests alike (pyproject puts tests/unit on pytes
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -332,6 +332,14 @@ def router_on_fakes(*accounts: AccountSnapshot, clock: Clock, **ports: Any) -> R
     fresh: dict[str, Any] = {"records": FakeRecords(), "contacts": FakeContacts(), "rotations": FakeRotations(),
                              "publish": Published(), "metrics": RouterMetrics(CollectorRegistry())}  # fmt: skip
     return RouterService(accounts=FakeAccounts(*accounts), clock=clock, **(fresh | ports))
+
+
+def deciders_sharing(*accounts: AccountSnapshot, clocks: Sequence[Clock], **stores: Any) -> list[RouterService]:
+    """A decider per clock (replicas; a consumer and a sweeper), all on one set of in-memory stores: `stores` replace
+    any of the fresh ones (records=, publish=, rotations=, capacity=, ...)."""
+    shared = {"records": FakeRecords(), "contacts": FakeContacts(), "rotations": FakeRotations(),
+              "publish": Published()} | stores  # fmt: skip
+    return [router_on_fakes(*accounts, clock=clock, **shared) for clock in clocks]
 
 
 def website_lead(account_id: str, occurred_at: datetime, email: str = "pat@example.com") -> LeadReceived:

@@ -10,7 +10,14 @@ from collections.abc import Collection
 from datetime import timedelta
 
 import pytest
-from fakes_router import FakeCapacity, FakeContacts, FakeRecords, FakeRotations, Published, router_on_fakes
+from fakes_router import (
+    FakeCapacity,
+    FakeRecords,
+    FakeRotations,
+    Published,
+    deciders_sharing,
+    router_on_fakes,
+)
 from test_router_deciders_contended import CAPPED, START, account_of, against, lead, offers_of
 from test_router_pending_holds import CrashingTake
 
@@ -31,10 +38,9 @@ async def test_a_slot_a_pass_frees_for_its_own_later_lead_does_not_defer_the_pas
     acme = account_of("acme", Agent("a", "A", availability=CAPPED), Agent("b", "B"), Agent("c", "C"))
     now = [START]
     records, out, capacity = FakeRecords(), Published(), FakeCapacity()
-    shared = {"records": records, "publish": out, "rotations": FakeRotations(), "contacts": FakeContacts(),
-              "capacity": capacity}  # fmt: skip
-    consumer = router_on_fakes(acme, clock=lambda: now[0], **shared)
-    sweeper = router_on_fakes(acme, clock=lambda: now[0], **shared)
+    consumer, sweeper = deciders_sharing(
+        acme, clocks=[lambda: now[0]] * 2, records=records, publish=out, capacity=capacity
+    )
     again: list[int | None] = []
     sweeper.on_deadline = again.append
     x, y = lead("acme", START, 1), lead("acme", START, 2)
@@ -64,9 +70,9 @@ async def test_a_batch_redelivered_after_midnight_over_its_leftover_does_not_tak
     late = START.replace(hour=23, minute=59)
     now = [late]
     records, out, capacity, rotations = FakeRecords(), Published(), FakeCapacity(), CrashingTake()
-    shared = {"records": records, "publish": out, "rotations": rotations, "contacts": FakeContacts(),
-              "capacity": capacity}  # fmt: skip
-    consumer = router_on_fakes(acme, clock=lambda: now[0], **shared)
+    consumer = router_on_fakes(
+        acme, clock=lambda: now[0], records=records, publish=out, rotations=rotations, capacity=capacity
+    )
     n1, n2 = lead("acme", late, 1), lead("acme", late, 2, "Zillow")
     rotations.crash = True
     with pytest.raises(ConnectionError):
@@ -105,10 +111,9 @@ async def test_a_pass_deferred_again_and_again_waits_longer_each_time_instead_of
     acme = account_of("acme", Agent("a", "A", availability=CAPPED), Agent("b", "B"))
     now = [START]
     records, out, capacity, rotations = FakeRecords(), Published(), RivalKeepsTheSlot(), FakeRotations()
-    shared = {"records": records, "publish": out, "rotations": rotations, "contacts": FakeContacts(),
-              "capacity": capacity}  # fmt: skip
-    consumer = router_on_fakes(acme, clock=lambda: now[0], **shared)
-    sweeper = router_on_fakes(acme, clock=lambda: now[0], **shared)
+    consumer, sweeper = deciders_sharing(
+        acme, clocks=[lambda: now[0]] * 2, records=records, publish=out, rotations=rotations, capacity=capacity
+    )
     asked: list[int | None] = []
     sweeper.on_deadline = asked.append
     rotations.positions["acme:Website"] = 1

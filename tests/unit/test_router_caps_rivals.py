@@ -8,7 +8,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from fakes_router import FakeCapacity, FakeContacts, FakeRecords, FakeRotations, Published, router_on_fakes
+from fakes_router import (
+    FakeCapacity,
+    FakeRecords,
+    FakeRotations,
+    Published,
+    deciders_sharing,
+    router_on_fakes,
+)
 from test_router_deciders_contended import CAPPED, START, Hook, account_of, against, lead, offers_of
 
 from leadflow_router.domain.model import Agent
@@ -67,10 +74,14 @@ async def test_a_live_rival_s_hold_left_out_as_a_leftover_lets_an_agent_go_past_
     acme = account_of("acme", Agent("a", "A"), Agent("b", "B", availability=CAPPED), Agent("c", "C"), Agent("d", "D"))
     now = [START]
     records, out, capacity, rotations = StalledWrite(), Published(), FakeCapacity(), FakeRotations()
-    shared = {"records": records, "publish": out, "rotations": rotations, "contacts": FakeContacts(),
-              "capacity": capacity}  # fmt: skip
-    s1 = router_on_fakes(acme, clock=lambda: now[0], **shared)
-    s2 = router_on_fakes(acme, clock=lambda: now[0] - timedelta(seconds=lag_seconds), **shared)
+    s1, s2 = deciders_sharing(
+        acme,
+        clocks=[lambda: now[0], lambda: now[0] - timedelta(seconds=lag_seconds)],
+        records=records,
+        publish=out,
+        rotations=rotations,
+        capacity=capacity,
+    )
     l2, l1 = lead("acme", START, 2), lead("acme", START + timedelta(minutes=1), 1, source="Zillow")
     assert not await s1.on_leads_received([l2])
     rotations.positions["acme:Zillow"] = 3

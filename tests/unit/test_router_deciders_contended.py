@@ -16,7 +16,15 @@ from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from fakes_router import FakeCapacity, FakeContacts, FakeRecords, FakeRotations, Published, router_on_fakes
+from fakes_router import (
+    FakeCapacity,
+    FakeContacts,
+    FakeRecords,
+    FakeRotations,
+    Published,
+    deciders_sharing,
+    router_on_fakes,
+)
 
 from leadflow_router.adapters.codec import decode_record
 from leadflow_router.adapters.ports import Check
@@ -206,10 +214,9 @@ async def test_a_slot_a_sweep_frees_is_not_given_away_before_the_sweep_s_change_
     acme = account_of("acme", Agent("a", "A", availability=CAPPED), Agent("b", "B"))
     now = [START]
     records, out, capacity = HookedRecords(), Published(), FakeCapacity()
-    shared = {"records": records, "publish": out, "rotations": FakeRotations(), "contacts": FakeContacts(),
-              "capacity": capacity}  # fmt: skip
-    sweeper = router_on_fakes(acme, clock=lambda: now[0], **shared)
-    consumer = router_on_fakes(acme, clock=lambda: now[0], **shared)
+    sweeper, consumer = deciders_sharing(
+        acme, clocks=[lambda: now[0]] * 2, records=records, publish=out, capacity=capacity
+    )
     x = lead("acme", START, 1)
     assert not await consumer.on_leads_received([x])
     assert offers_of(out, x) == ["a"]
@@ -293,10 +300,7 @@ async def test_two_deciders_at_one_pace_do_not_both_give_up_a_capped_agent_s_las
     one goes on: the other ... decides again"; here none goes on. Expected: both leads routed, at most one to a."""
     acme = account_of("acme", Agent("a", "A", availability=CAPPED), Agent("b", "B"))
     records, out, capacity = FakeRecords(), Published(), LockstepCapacity()
-    shared = {"records": records, "publish": out, "rotations": FakeRotations(), "contacts": FakeContacts(),
-              "capacity": capacity}  # fmt: skip
-    one = router_on_fakes(acme, clock=lambda: START, **shared)
-    two = router_on_fakes(acme, clock=lambda: START, **shared)
+    one, two = deciders_sharing(acme, clocks=[lambda: START] * 2, records=records, publish=out, capacity=capacity)
     web, zillow = lead("acme", START, 1, "Website"), lead("acme", START, 2, "Zillow")
     results = await capacity.at_one_pace(one.on_leads_received([web]), two.on_leads_received([zillow]))
     failed = [repr(r) for r in results if isinstance(r, BaseException)]
@@ -316,10 +320,9 @@ async def test_holds_put_back_after_a_lost_sweep_are_not_older_than_the_stored_r
     acme = account_of("acme", Agent("a", "A", availability=CAPPED), Agent("b", "B"))
     now = [START]
     records, out, capacity = HookedRecords(), Published(), FakeCapacity()
-    shared = {"records": records, "publish": out, "rotations": FakeRotations(), "contacts": FakeContacts(),
-              "capacity": capacity}  # fmt: skip
-    sweeper = router_on_fakes(acme, clock=lambda: now[0], **shared)
-    consumer = router_on_fakes(acme, clock=lambda: now[0], **shared)
+    sweeper, consumer = deciders_sharing(
+        acme, clocks=[lambda: now[0]] * 2, records=records, publish=out, capacity=capacity
+    )
     x = lead("acme", START, 1)
     assert not await consumer.on_leads_received([x])
     assert offers_of(out, x) == ["a"]
@@ -376,10 +379,7 @@ async def test_two_batches_first_in_line_for_different_agents_do_not_both_give_u
     token), one order at every agent: one batch is first at both, waits, and goes on; the other decides again."""
     acme = account_of("acme", Agent("a", "A", availability=CAPPED), Agent("b", "B", availability=CAPPED))
     records, out, capacity = FakeRecords(), Published(), LockstepCapacity()
-    shared = {"records": records, "publish": out, "rotations": FakeRotations(), "contacts": FakeContacts(),
-              "capacity": capacity}  # fmt: skip
-    one = router_on_fakes(acme, clock=lambda: START, **shared)
-    two = router_on_fakes(acme, clock=lambda: START, **shared)
+    one, two = deciders_sharing(acme, clocks=[lambda: START] * 2, records=records, publish=out, capacity=capacity)
     web, zillow = crossed()
     results = await capacity.at_one_pace(one.on_leads_received(web), two.on_leads_received(zillow))
     failed = [repr(r) for r in results if isinstance(r, BaseException)]
@@ -440,11 +440,9 @@ async def test_a_replica_s_put_back_does_not_wipe_the_hold_of_a_change_another_s
     now = [START]
     records, out, capacity = FakeRecords(), Published(), LockstepCapacity()
     rotations = PairedRotations(capacity)
-    shared = {"records": records, "publish": out, "rotations": rotations, "contacts": FakeContacts(),
-              "capacity": capacity}  # fmt: skip
-    one = router_on_fakes(acme, clock=lambda: now[0], **shared)
-    two = router_on_fakes(acme, clock=lambda: now[0], **shared)
-    consumer = router_on_fakes(acme, clock=lambda: now[0], **shared)
+    one, two, consumer = deciders_sharing(
+        acme, clocks=[lambda: now[0]] * 3, records=records, publish=out, rotations=rotations, capacity=capacity
+    )
     x = lead("acme", START, 1)
     assert not await consumer.on_leads_received([x])
     assert offers_of(out, x) == ["a"]
@@ -498,10 +496,7 @@ async def test_a_batch_another_replica_stored_meanwhile_leaves_no_pending_hold_b
     against a once, for good, and nothing is pending."""
     acme = account_of("acme", Agent("a", "A", availability=CAPPED), Agent("b", "B"))
     records, out, capacity = StoredMeanwhile(), Published(), FakeCapacity()
-    shared = {"records": records, "publish": out, "rotations": FakeRotations(), "contacts": FakeContacts(),
-              "capacity": capacity}  # fmt: skip
-    first = router_on_fakes(acme, clock=lambda: START, **shared)
-    other = router_on_fakes(acme, clock=lambda: START, **shared)
+    first, other = deciders_sharing(acme, clocks=[lambda: START] * 2, records=records, publish=out, capacity=capacity)
     y = lead("acme", START, 1)
 
     async def the_other_replica_stores_it() -> None:

@@ -17,6 +17,7 @@ from fakes_router import (
     FakeRecords,
     FakeRotations,
     Published,
+    deciders_sharing,
     router_on_fakes,
 )
 from test_router_deciders_contended import CAPPED, START, Hook, account_of, against, lead, offers_of
@@ -69,10 +70,9 @@ async def test_a_late_flush_of_a_new_lead_does_not_write_its_count_over_a_later_
     acme = account_of("acme", Agent("b", "B", availability=CAPPED), Agent("c", "C", availability=CAPPED))
     now = [START]
     records, out, capacity, rotations = FakeRecords(), Published(), FakeCapacity(), HookedAdvance()
-    shared = {"records": records, "publish": out, "rotations": rotations, "contacts": FakeContacts(),
-              "capacity": capacity}  # fmt: skip
-    one = router_on_fakes(acme, clock=lambda: now[0], **shared)
-    two = router_on_fakes(acme, clock=lambda: now[0], **shared)
+    one, two = deciders_sharing(
+        acme, clocks=[lambda: now[0]] * 2, records=records, publish=out, rotations=rotations, capacity=capacity
+    )
     x = lead("acme", START, 1)
 
     async def b_declines_x_on_two() -> None:
@@ -170,10 +170,9 @@ async def test_a_pass_after_a_crash_between_its_holds_and_its_store_goes_on_at_o
     acme = account_of("acme", Agent("a", "A"), Agent("b", "B", availability=CAPPED), Agent("c", "C"), Agent("d", "D"))
     now = [START]
     records, out, capacity, rotations = FakeRecords(), Published(), FakeCapacity(), CrashingTake()
-    shared = {"records": records, "publish": out, "rotations": rotations, "contacts": FakeContacts(),
-              "capacity": capacity}  # fmt: skip
-    sweeper = router_on_fakes(acme, clock=lambda: now[0], **shared)
-    consumer = router_on_fakes(acme, clock=lambda: now[0], **shared)
+    sweeper, consumer = deciders_sharing(
+        acme, clocks=[lambda: now[0]] * 2, records=records, publish=out, rotations=rotations, capacity=capacity
+    )
     again: list[int | None] = []
     sweeper.on_deadline = again.append  # a deferred change asks the sweeper to go round again at once
     rotations.positions["acme:Website"] = 3
@@ -215,11 +214,8 @@ async def test_a_batch_redelivered_after_a_crash_between_its_holds_and_its_store
     acme = account_of("acme", Agent("a", "A"), Agent("b", "B", availability=CAPPED), Agent("c", "C"))
     now = [START]
     records, out, capacity, rotations = FakeRecords(), Published(), FakeCapacity(), CrashingTake()
-    shared = {"records": records, "publish": out, "rotations": rotations, "contacts": FakeContacts(),
-              "capacity": capacity}  # fmt: skip
-    first, other = (
-        router_on_fakes(acme, clock=lambda: now[0], **shared),
-        router_on_fakes(acme, clock=lambda: now[0], **shared),
+    first, other = deciders_sharing(
+        acme, clocks=[lambda: now[0]] * 2, records=records, publish=out, rotations=rotations, capacity=capacity
     )
     rotations.positions["acme:Website"] = 1  # b is next
     n1, n2 = lead("acme", START, 1), lead("acme", START, 2)
