@@ -92,9 +92,8 @@ IN_FLIGHT = 200  # requests under way at once (connections)
 
 async def post_steadily(stack: Stack, clock: Clock, rate: float, seconds: float) -> tuple[int, float]:
     count = int(rate * seconds)
-    # Idle connections dropped after 2 s, before the server's keep-alive timeout (uvicorn: 5 s, httpx's own default
-    # too): a request sent on a connection the server is closing at that moment fails with a ReadError.
-    limits = httpx.Limits(max_connections=IN_FLIGHT, max_keepalive_connections=IN_FLIGHT, keepalive_expiry=2)
+    # httpx drops an idle connection after 5 s, long before the services' keep-alive (75 s, decision 0103) closes it.
+    limits = httpx.Limits(max_connections=IN_FLIGHT, max_keepalive_connections=IN_FLIGHT)
     # At most as many requests under way as connections: httpx's pool matches every queued request against every
     # connection each time one frees (quadratic), so thousands queued behind a slow system froze the load generator
     # (session 31: 200/s, ten minutes without a request sent). A request waiting here is late, as it would be queued.

@@ -26,15 +26,15 @@ CHROMIUM_ARGS = [
 
 @pytest_asyncio.fixture
 async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client for the stack's crm-api (test modules of other services override it). It drops a
-    connection idle for 2 s, before the server's 5 s keep-alive closes it: reusing one the server is closing
-    at that moment fails the request ("Server disconnected without sending a response")."""
+    """An HTTP client for the stack's crm-api (test modules of other services override it). httpx's defaults, as a
+    partner's: it drops an idle connection after 5 s, before the services' keep-alive (75 s) closes it (decision
+    0103; when the server closed first, a request sent at that moment failed: "Server disconnected")."""
     async with crm_client(stack) as crm:
         yield crm
 
 
 def crm_client(stack: Stack) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=stack.url("crm-api"), timeout=30, limits=httpx.Limits(keepalive_expiry=2))
+    return httpx.AsyncClient(base_url=stack.url("crm-api"), timeout=30)
 
 
 @pytest_asyncio.fixture

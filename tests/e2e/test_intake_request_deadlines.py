@@ -8,6 +8,7 @@ HTTP clients do not; every wait has a deadline.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -26,6 +27,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 HEAD, BODY = 2.0, 1.0  # the services: 10 s and 30 s
 LATE = 3.0  # how much later than due a timer may fire on a loaded test machine
 EARLY = 0.05  # clocks' granularity
+CLIENT_IDLE = 5.0  # how long httpx keeps an idle pooled connection (its default `keepalive_expiry`)
 JSON = {"Content-Type": "application/json"}
 
 
@@ -138,6 +140,19 @@ async def test_a_lead_posted_at_once_or_chunked_still_gets_its_202(intake: str) 
         in_chunks = await conn.response(timeout=10)
     assert (at_once.status, in_chunks.status) == (202, 202), (at_once, in_chunks)
     assert at_once.json()["event_id"] != in_chunks.json()["event_id"]
+
+
+async def test_a_pooled_connection_idle_longer_than_a_client_keeps_one_still_takes_the_next_lead(stack: Stack) -> None:
+    """The stack's own intake, with the services' defaults (decision 0103): a client's pool (httpx drops an idle
+    connection after 5 s) or a proxy in front (60 s) sends its next request on a connection idle that long. Had
+    intake closed it first (uvicorn's 5 s), a request sent at that moment was lost to a read error or a 502."""
+    async with connect(stack.url("intake")) as conn:
+        await conn.send(request("POST", "/v1/leads", body=lead(), headers=JSON))
+        first = await conn.response(timeout=10)
+        await asyncio.sleep(CLIENT_IDLE + 1)  # idle past the client's own limit (the case itself, not synchronization)
+        await conn.send(request("POST", "/v1/leads", body=lead(), headers=JSON))
+        second = await conn.response(timeout=10)
+    assert (first.status, second.status) == (202, 202), (first, second)
 
 
 async def test_a_client_that_leaves_mid_body_is_counted_as_gone_not_as_intakes_error(

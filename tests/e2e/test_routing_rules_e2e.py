@@ -616,7 +616,7 @@ async def test_a_lead_that_comes_while_its_rule_is_closed_is_held_then_offered_w
              "criteria": {"tags": ["hold"]}}  # fmt: skip
     broker = clocked.auth("rri-broker", "broker", CLOCKED)
     rules_url = f"/v1/accounts/{CLOCKED}/settings/routing-rules"
-    crm = httpx.AsyncClient(base_url=clocked.url("crm-api"), timeout=30, limits=httpx.Limits(keepalive_expiry=2))
+    crm = httpx.AsyncClient(base_url=clocked.url("crm-api"), timeout=30)
     async with httpx.AsyncClient() as http, crm, RoutingEvents(clocked, CLOCKED) as events:
         probed = await http.post(dry_run, json={"lead": probe}, headers=clocked.router_auth())
         now = datetime.fromisoformat(probed.json()["decision"]["at"])

@@ -149,7 +149,9 @@ async def post_leads(stack: Stack, account_id: str, count: int, tag: str) -> lis
             assert response.status_code == 202, response.text
             ids.append(str(response.json()["event_id"]))
 
-        await asyncio.gather(*(one(n) for n in range(count)))
+        async with asyncio.TaskGroup() as posts:  # one failing cancels the rest before the client closes
+            for n in range(count):
+                posts.create_task(one(n))
     return ids
 
 

@@ -7,6 +7,7 @@ sockets send what HTTP clients do not; every wait has a deadline."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -27,7 +28,7 @@ from leadflow_shared.settings import HttpSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
-HEAD, BODY, KEEP_ALIVE = 3.0, 1.0, 1  # the services: 10 s, 30 s and uvicorn's 5 s
+HEAD, BODY, KEEP_ALIVE = 3.0, 1.0, 1  # the services: 10 s, 30 s and 75 s
 LATE = 2.0  # how much later than due a timer may fire on a loaded test machine
 EARLY = 0.05  # clocks' granularity
 PROBLEM = {
@@ -50,7 +51,13 @@ class Served:
 
 @pytest_asyncio.fixture
 async def served() -> AsyncIterator[Served]:
-    settings = HttpSettings(port=free_port(), head_timeout_seconds=HEAD, body_timeout_seconds=BODY)
+    async with serving(HttpSettings(port=free_port(), head_timeout_seconds=HEAD, body_timeout_seconds=BODY,
+                                    keep_alive_seconds=KEEP_ALIVE)) as served:  # fmt: skip
+        yield served
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: HttpSettings) -> AsyncIterator[Served]:
     registry = CollectorRegistry()
     app = ServiceApp()
 
@@ -65,9 +72,7 @@ async def served() -> AsyncIterator[Served]:
     metrics = ServiceMetrics(registry, "deadlines")
     app.add_middleware(RequestMetrics, metrics=metrics, body_seconds=settings.body_timeout_seconds)
     app.add_middleware(BodyGuard, limits=BodyLimits())  # after the runtime's layer, as crm-api adds it
-    config = server_config(app, settings)
-    config.timeout_keep_alive = KEEP_ALIVE  # shorter than the head's deadline here, to tell them apart
-    server = QuietServer(config)
+    server = QuietServer(server_config(app, settings))
     serving = asyncio.create_task(server.serve())
     try:
         await eventually(lambda: server.started, timeout=10, what="the server to start")
@@ -137,16 +142,34 @@ async def test_keep_alive_still_works_and_closes_an_idle_connection_at_its_own_t
     assert KEEP_ALIVE - EARLY <= closed_at - conn.sent_at < HEAD  # uvicorn's keep-alive, not the head's deadline
 
 
+async def test_an_idle_kept_alive_connection_outlives_the_head_deadline_until_the_keep_alive_closes_it() -> None:
+    """Decision 0103: a proxy in front (or a client's pool) may send its next request on an idle connection up to
+    its own idle timeout; the head's deadline must not close the connection under it before the keep-alive does."""
+    head, keep_alive = 1.0, 3
+    async with (
+        serving(HttpSettings(port=free_port(), head_timeout_seconds=head, keep_alive_seconds=keep_alive)) as served,
+        connect(served.url) as conn,
+    ):
+        await conn.send(request("GET", "/"))
+        assert (await conn.response(timeout=5)).status == 200
+        await asyncio.sleep(head + 0.5)  # idle past the head's deadline (the case itself, not synchronization)
+        await conn.send(request("GET", "/"))
+        assert (await conn.response(timeout=5)).status == 200, "answered on the same connection"
+        raw, closed_at = await conn.until_closed(timeout=keep_alive + LATE)
+    assert raw == b""
+    assert closed_at - conn.sent_at >= keep_alive - EARLY
+
+
 async def test_a_partial_head_after_a_response_is_closed_at_the_head_deadline(served: Served) -> None:
     """uvicorn's keep-alive timer stops at the first byte of the next request: alone, it never closes this."""
     async with connect(served.url) as conn:
         await conn.send(request("GET", "/"))
         assert (await conn.response(timeout=5)).status == 200
-        answered = conn.loop.time()
+        await asyncio.sleep(KEEP_ALIVE / 2)  # idle a while first (the case itself): the deadline is the head's own
         await conn.send(b"GET / HTTP/1.1\r\n")
         raw, closed_at = await conn.until_closed(timeout=HEAD + LATE)
     assert raw == b""
-    assert closed_at - answered >= HEAD - EARLY - 0.1  # the deadline runs from the response's end
+    assert closed_at - conn.sent_at >= HEAD - EARLY  # the deadline runs from the head's first byte
 
 
 async def test_bodies_whole_in_time_are_taken_sent_at_once_chunked_or_slowly(served: Served) -> None:
@@ -264,8 +287,7 @@ async def test_pipelined_requests_are_answered_in_order_and_the_head_deadline_st
         await conn.send(request("GET", "/") + request("POST", "/echo", body=body, headers=json_type))
         assert (await conn.response(timeout=5)).json() == {"status": "ok"}
         assert (await conn.response(timeout=5)).json() == {"bytes": len(body)}
-        answered = conn.loop.time()
         await conn.send(b"GET / HTTP/1.1\r\n")  # a partial head after the pipelined answers
         raw, closed_at = await conn.until_closed(timeout=HEAD + LATE)
     assert raw == b""
-    assert closed_at - answered >= HEAD - EARLY - 0.1
+    assert closed_at - conn.sent_at >= HEAD - EARLY

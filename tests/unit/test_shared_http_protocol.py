@@ -48,9 +48,11 @@ class _Transport(asyncio.Transport):
         pass
 
 
-def _connection() -> tuple[Any, _Transport]:
-    cls = with_head_deadline(10.0)
-    config = Config(app=_app, http=cls, lifespan="off", log_config=None, access_log=False)
+def _connection(head_seconds: float = 10.0, keep_alive: int = 5) -> tuple[Any, _Transport]:
+    cls = with_head_deadline(head_seconds)
+    config = Config(
+        app=_app, http=cls, lifespan="off", log_config=None, access_log=False, timeout_keep_alive=keep_alive
+    )
     config.load()
     protocol = cls(config=config, server_state=ServerState(), app_state={})
     transport = _Transport()
@@ -111,4 +113,19 @@ async def test_a_15_kib_cookie_head_in_small_pieces_is_served() -> None:
     for i in range(0, len(head), 100):
         protocol.data_received(head[i : i + 100])
     assert await _answers(transport, 1) == 1, bytes(transport.written[:300])
+    protocol.connection_lost(None)
+
+
+@pytest.mark.asyncio
+async def test_a_next_head_begun_before_the_response_is_bounded_from_the_response_not_left_to_the_keep_alive() -> None:
+    """An idle kept-alive connection is the keep-alive's to close (decision 0103), but one whose next request line
+    came in the same piece as the request answered is not idle: its head's deadline runs from the response."""
+    protocol, transport = _connection(head_seconds=0.2, keep_alive=60)
+    protocol.data_received(b"GET / HTTP/1.1\r\nHost: test\r\n\r\nGET / HTTP/1.1\r\n")
+    assert await _answers(transport, 1) == 1, bytes(transport.written[:300])
+    for _ in range(300):  # closed by the head's deadline (0.2 s), long before the keep-alive's 60 s (bounded)
+        if transport.closed:
+            break
+        await asyncio.sleep(0.01)
+    assert transport.closed, "an unfinished head after a response was left open"
     protocol.connection_lost(None)

@@ -88,7 +88,7 @@ def test_logs_are_json_lines_with_the_service_the_bound_fields_and_the_call_site
     assert second["service"] == "router"
 
 
-def test_a_commit_refused_by_a_rebalance_is_one_warning_and_other_errors_stay_errors(
+def test_a_commit_refused_by_a_rebalance_or_an_expired_session_is_one_warning_and_other_errors_stay_errors(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     refused = CommitFailedError("Commit cannot be completed since the group has already rebalanced")
@@ -101,9 +101,14 @@ def test_a_commit_refused_by_a_rebalance_is_one_warning_and_other_errors_stay_er
         logging.getLogger("faststream.leadflow").log(logging.CRITICAL, repr(refused), exc_info=refused)
         logging.getLogger("faststream.leadflow").log(logging.CRITICAL, "boom", exc_info=RuntimeError("boom"))
         logging.getLogger("aiokafka.consumer.group_coordinator").error("OffsetCommit failed: %s", "UnknownError")
-    assert [line["level"] for line in lines] == ["WARNING", "WARNING", "CRITICAL", "ERROR"]
+        # aiokafka's words when a consumer's heartbeats went unanswered for a session (it rejoins at once)
+        logging.getLogger("aiokafka.consumer.group_coordinator").error(
+            "Heartbeat session expired - marking coordinator dead"
+        )
+    assert [line["level"] for line in lines] == ["WARNING", "WARNING", "CRITICAL", "ERROR", "WARNING"]
     assert "exc_info" not in lines[1]
     assert "RuntimeError" in lines[2]["exc_info"]
+    assert lines[4]["message"] == "consumer session expired (no heartbeat answered in time); rejoining"
 
 
 def test_dead_letter_reasons_are_a_fixed_set_exported_at_zero_per_topic() -> None:

@@ -282,6 +282,7 @@ def server_config(app: FastAPI, settings: HttpSettings, *, graceful_seconds: flo
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(graceful_seconds),
+        timeout_keep_alive=settings.keep_alive_seconds,  # decision 0103
         # No service reads a client's address or scheme from the request (cookies are `secure` by setting): uvicorn's
         # X-Forwarded-* rewriting is a layer on every request for nothing.
         proxy_headers=False,

@@ -30,10 +30,12 @@ def problem_answer(status: int, title: str, slug: str, detail: str, *, extra_hea
 
 
 class HeadDeadline(HttpToolsProtocol):
-    """A connection must send a whole request line and headers within `head_seconds` of its opening, or of its
-    previous response, or it is closed unanswered (decision 0071): uvicorn never closes a connection that has not
-    sent a whole request (its keep-alive timer starts only after a response and stops at the first byte). One timer
-    per connection and per response, cancelled when the head is in; no periodic task. A head over
+    """A connection must send a whole request line and headers within `head_seconds` of its opening, or of the
+    first byte it sends after a response, or it is closed unanswered (decision 0071): uvicorn never closes a
+    connection that has not sent a whole request (its keep-alive timer starts only after a response and stops at the
+    first byte). A kept-alive connection that sends nothing is uvicorn's keep-alive timer's to close, so it stays
+    open as long as `HttpSettings.keep_alive_seconds`, longer than the proxies in front wait (decision 0103). One
+    timer per connection and per request, cancelled when the head is in; no periodic task. A head over
     `MAX_HEAD_BYTES` is answered 431 (llhttp itself sets no bound); anything else llhttp refuses, 400."""
 
     head_seconds: ClassVar[float] = 10.0
@@ -45,6 +47,7 @@ class HeadDeadline(HttpToolsProtocol):
         self._in_head = False  # a request begun whose head is not whole yet
         self._head_fed = 0  # bytes fed while it is not: llhttp keeps an unfinished header value whole
         self._begun = 0  # requests begun on the connection: a piece that begins one is not counted as its head's
+        self._idle = False  # answered, nothing received since: the next byte starts the head's deadline
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -52,6 +55,9 @@ class HeadDeadline(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         self._unset_keepalive_if_required()
+        if self._idle:
+            self._idle = False
+            self._await_head()
         in_head, begun = self._in_head, self._begun
         try:
             self.parser.feed_data(data)
@@ -94,7 +100,10 @@ class HeadDeadline(HttpToolsProtocol):
         head_waiting = not self.pipeline  # a pipelined request's head is in already; its app starts now
         super().on_response_complete()
         if head_waiting and not self.transport.is_closing():
-            self._await_head()
+            if self._in_head:  # part of the next head came meanwhile: its deadline runs from now
+                self._await_head()
+            else:  # idle: uvicorn's keep-alive timer closes it, unless a byte comes first
+                self._idle = True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._head_in()

@@ -58,14 +58,27 @@ class _RoutineRebalance(logging.Filter):
     """A commit refused because the group rebalanced meanwhile (a replica came or went) is routine:
     the consumer rejoins and the records come again, which the handlers absorb by event id. aiokafka
     logs it at ERROR and FastStream's acknowledgement middleware at CRITICAL with a traceback; both
-    become one WARNING line, so an alert on errors means something is wrong."""
+    become one WARNING line, so an alert on errors means something is wrong. So does a consumer's session
+    that expired (no heartbeat answered within the session timeout: a starved host, a broker slow to answer):
+    the group hands its partitions to the others, as for a crashed replica, and it rejoins at once."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if _is_rebalance_commit(record):
             record.levelno, record.levelname = logging.WARNING, "WARNING"
             record.exc_info = record.exc_text = None
             record.msg, record.args = "offset commit refused by a rebalance; the records come again", ()
+        elif _is_session_expiry(record):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args = "consumer session expired (no heartbeat answered in time); rejoining", ()
         return True
+
+
+def _is_session_expiry(record: logging.LogRecord) -> bool:
+    return (
+        record.levelno >= logging.ERROR
+        and record.name == "aiokafka.consumer.group_coordinator"
+        and record.getMessage().startswith("Heartbeat session expired")
+    )
 
 
 def _is_rebalance_commit(record: logging.LogRecord) -> bool:

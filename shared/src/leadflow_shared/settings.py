@@ -134,12 +134,19 @@ class HttpSettings(BaseModel):
     # A client on a slow mobile link sends a lead form (a few KiB) in well under a second.
     head_timeout_seconds: float = Field(
         default=10.0, gt=0, le=300, description="A connection's request head (request line and headers) must be "
-        "whole within this of the connection's opening or of its previous response, else the connection is "
-        "closed unanswered.",
+        "whole within this of the connection's opening or of its first byte after a response, else the "
+        "connection is closed unanswered.",
     )  # fmt: skip
     body_timeout_seconds: float = Field(
         default=30.0, gt=0, le=600, description="A request's whole body must arrive within this of its head, "
         "else 408.",
+    )  # fmt: skip
+    # Longer than the proxies and load balancers in front keep an idle connection (AWS's ALB and nginx 60 s): the side
+    # that closes an idle connection must be theirs, else a request they send on one the service is closing at that
+    # moment fails (a 502 at the proxy, a read error at a client; decision 0103).
+    keep_alive_seconds: int = Field(
+        default=75, ge=1, le=3600, description="A kept-alive connection that sends nothing after a response is "
+        "closed after this. Keep it above the idle timeout of whatever is in front (a load balancer, a proxy).",
     )  # fmt: skip
 
 
