@@ -402,7 +402,8 @@ class RouterService:
             except ContactErasedMeanwhileError:
                 await self._put_back_holds(by, records)  # refused before anything was stored: tried again later
                 raise
-            if not_ours := [r for r in records if r.lead_id not in {o.lead_id for o in ours}]:
+            stored_here = {o.lead_id for o in ours}
+            if not_ours := [r for r in records if r.lead_id not in stored_here]:
                 await self._put_back_holds(by, not_ours)  # another replica stored them (or they went out late)
             await self.flush(ours, clear=False)
             await self.records.end_batch(documents)
@@ -1706,8 +1707,10 @@ def _taken(record: RoutingRecord, moves: Mapping[str, Take], *, pending: tuple[s
     if rotation is not None and rotation[0] in moves and moves[rotation[0]].to >= rotation[1]:
         rotation = None
     counts = tuple((key, n) for key, n in effects.counts if key not in moves or moves[key].to < n)
+    if rotation == effects.rotation and counts == effects.counts and not pending:
+        return record  # nothing taken, nothing pending: most of a batch's records (`replace` is dear per record)
     left = replace(effects, rotation=rotation, counts=counts, pending=(*effects.pending, *pending))
-    return record if left == effects else replace(record, outbox=replace(record.outbox, effects=left))
+    return replace(record, outbox=replace(record.outbox, effects=left))
 
 
 def _key_owners(records: list[RoutingRecord]) -> dict[str, str]:
