@@ -390,15 +390,21 @@ class ScopedLeads:
         """Changes whenever a lead of the scope does: every projected event sets the row's `last_event_id`
         and moves its last activity forward, so the most recently active row tells (the web app's live pages)."""
         leads, _ = await self._views()
-        docs = (
-            await leads.find(self._scope, {"last_activity_ms": 1, "last_event_id": 1})
+        # A realtor's `$or` asked one branch at a time: nx-27017 runs each flat branch in SQL, the `$or` in Python over
+        # the whole collection (80-90 ms a poll at a few thousand leads). The union's most recent row is the most
+        # recent of the branches' (one order, `_id` breaking ties).
+        docs = [
+            doc
+            for branch in or_branches(self._scope)
+            for doc in await leads.find(branch, {"last_activity_ms": 1, "last_event_id": 1})
             .sort([("last_activity_ms", DESCENDING), ("_id", DESCENDING)])
             .limit(1)
             .to_list()
-        )
-        return (
-            "" if not docs else _opaque(docs[0]["_id"], docs[0].get("last_activity_ms"), docs[0].get("last_event_id"))
-        )
+        ]
+        if not docs:
+            return ""
+        top = max(docs, key=_recency)
+        return _opaque(top["_id"], top.get("last_activity_ms"), top.get("last_event_id"))
 
     async def lead_mark(self, lead_id: str) -> str:
         """Changes whenever the lead's row or timeline does (a view adds to the timeline only)."""
@@ -513,6 +519,27 @@ async def pond_counts(
 
 def _row(doc: dict[str, Any] | None) -> LeadRow | None:
     return None if doc is None else LeadRow.from_doc(doc)
+
+
+def or_branches(scope: dict[str, Any]) -> list[dict[str, Any]]:
+    """A filter with a top-level `$or` as the flat filters its branches make with the rest of it (their union is
+    what it matches); any other filter as it is. A branch's field equal to a string is asked as `$in` of that one
+    string, the same match in MongoDB: nx-27017 matches no element of an indexed array (`offered_to`) in a flat
+    equality, but does in `$in` (tests/integration/test_crm_scoped_reads.py)."""
+    branches = scope.get("$or")
+    if not isinstance(branches, list):
+        return [scope]
+    rest = {key: value for key, value in scope.items() if key != "$or"}
+    return [
+        merge_conditions([rest, {k: {"$in": [v]} if isinstance(v, str) else v for k, v in branch.items()}])
+        for branch in branches
+    ]
+
+
+def _recency(doc: dict[str, Any]) -> tuple[float, str]:
+    """A row's place in a list sorted by last activity, newest first (a row without one sorts last, as in MongoDB)."""
+    at = doc.get("last_activity_ms")
+    return (float(at) if isinstance(at, int | float) else float("-inf"), str(doc["_id"]))
 
 
 def merge_conditions(conditions: list[dict[str, Any]]) -> dict[str, Any]:
