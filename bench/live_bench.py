@@ -5,7 +5,9 @@ A database of `--leads` rows in `--accounts` accounts (each with `--entries` tim
 projection builds them, inserted directly), then for a broker, a realtor in its account and a realtor's CRM:
 - `lead mark`: a lead page's poll (`ScopedLeads.lead_mark`), and beside it the reads it sent before session 34 (the
   lead in its scope by one `find_one`, its timeline counted by `count_documents`);
-- `list mark`: a list page's poll (`ScopedLeads.change_mark`).
+- `list mark`: a list page's poll (`ScopedLeads.change_mark`);
+- `list page`: the list's first 50 rows by last activity (`ScopedLeads.find_page`), which a page reads again at
+  each change it hears.
 
 Run: `.venv/bin/python bench/live_bench.py` (about a minute; `--leads`, `--entries`, `--polls`). Results are written
 to `bench/results/live-<time>.json`.
@@ -38,7 +40,9 @@ from leadflow_crm_api.adapters.leads import (
     realtor_filter,
     scope_filter,
 )
+from leadflow_crm_api.domain.lead_row import LeadRow
 from leadflow_crm_api.domain.principal import Principal, Role
+from leadflow_crm_api.domain.views import LeadQuery, LeadSort
 from leadflow_devstack.servers import mongo_wire
 
 Doc = dict[str, Any]
@@ -102,10 +106,14 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             async def mark(leads: ScopedLeads = leads) -> str:
                 return await leads.lead_mark(lead_id)
 
+            async def page(leads: ScopedLeads = leads) -> list[LeadRow]:
+                return await leads.find_page(LeadQuery(sort=LeadSort.ACTIVITY_DESC), limit=50, after=None)
+
             figures[name] = {
                 "lead mark": await timed(mark, args.polls, server.pid),
                 "lead mark before session 34": await timed(before, args.polls, server.pid),
                 "list mark": await timed(leads.change_mark, args.polls, server.pid),
+                "list page (50 rows)": await timed(page, args.polls, server.pid),
             }
         result["scopes"] = figures
         return result

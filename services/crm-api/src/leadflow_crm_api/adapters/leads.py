@@ -369,8 +369,20 @@ class ScopedLeads:
         return ties + rest
 
     async def _find(self, query: dict[str, Any], order: list[tuple[str, int]], limit: int) -> list[LeadRow]:
+        """The first `limit` rows of `query` in `order` (a sort key, then `_id`, one direction). A realtor's `$or`
+        scope is asked a branch at a time, as flat filters (`or_branches`: nx-27017 runs a whole `$or` in Python
+        over the collection), each sorted and cut at `limit`, and merged here: the union's first `limit` rows are
+        among the branches' first `limit` each. Not with an `$and` beside it (a search): that one is Python's anyway."""
         leads, _ = await self._views()
-        return [LeadRow.from_doc(doc) async for doc in leads.find(query).sort(order).limit(limit)]
+        branches = [query] if "$and" in query else or_branches(query)
+        if len(branches) == 1:
+            return [LeadRow.from_doc(doc) async for doc in leads.find(query).sort(order).limit(limit)]
+        found: dict[str, dict[str, Any]] = {}
+        for branch in branches:
+            found |= {doc["_id"]: doc async for doc in leads.find(branch).sort(order).limit(limit)}
+        (field, direction), _ = order
+        rows = sorted(found.values(), key=lambda doc: _sort_key(doc, field), reverse=direction == DESCENDING)
+        return [LeadRow.from_doc(doc) for doc in rows[:limit]]
 
     async def get(self, lead_id: str) -> LeadRow | None:
         return _row(await self._scoped(lead_id))
@@ -538,7 +550,13 @@ def or_branches(scope: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _recency(doc: dict[str, Any]) -> tuple[float, str]:
     """A row's place in a list sorted by last activity, newest first (a row without one sorts last, as in MongoDB)."""
-    at = doc.get("last_activity_ms")
+    return _sort_key(doc, "last_activity_ms")
+
+
+def _sort_key(doc: dict[str, Any], field: str) -> tuple[float, str]:
+    """A row's place by an epoch-millisecond `field`, then its id, ascending; a row without the field first, as MongoDB
+    orders a missing value or null before any number."""
+    at = doc.get(field)
     return (float(at) if isinstance(at, int | float) else float("-inf"), str(doc["_id"]))
 
 
