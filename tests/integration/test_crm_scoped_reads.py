@@ -22,12 +22,10 @@ from leadflow_crm_api.adapters.leads import (
     _opaque,
     merge_conditions,
     offered_to,
-    query_filter,
     realtor_filter,
     scope_filter,
 )
 from leadflow_crm_api.domain.principal import Principal, Role
-from leadflow_crm_api.domain.views import LeadQuery, LeadSort, LeadTab
 
 pytestmark = [pytest.mark.integration]
 
@@ -94,59 +92,6 @@ def test_a_list_s_mark_asked_a_branch_at_a_time_is_the_one_of_the_scoped_query_s
                     "" if not top else _opaque(top[0]["_id"], top[0].get("last_activity_ms"), top[0]["last_event_id"])
                 )
                 assert await ScopedLeads(db, scope).change_mark() == expected, f"{name}: {docs}"
-
-    asyncio.run(compare())
-
-
-SORTS = list(LeadSort)
-ms = st.sampled_from([MISSING, 1, 2, 3])  # ties, and a row without the key (MongoDB orders it first)
-
-
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    rows=st.lists(st.tuples(row, ms, ms), max_size=12),
-    tab=st.sampled_from(list(LeadTab)),
-    sort=st.sampled_from(SORTS),
-    limit=st.integers(1, 5),
-    after_row=st.integers(0, 12) | st.none(),
-)
-def test_a_list_page_asked_a_branch_at_a_time_is_the_page_the_scoped_query_gives(
-    mongo_url: str,
-    rows: list[tuple[dict[str, Any], Any, Any]],
-    tab: LeadTab,
-    sort: LeadSort,
-    limit: int,
-    after_row: int | None,
-) -> None:
-    """A list page (`find_page`) asks a realtor's `$or` one branch at a time and merges the branches' rows: the
-    same rows in the same order as the server's own scoped query, first page or after a cursor, for every scope, tab
-    and order (ties on the key broken by id, rows without the key first as MongoDB orders them)."""
-
-    async def compare() -> None:
-        async with views_database(mongo_url) as db:
-            docs = []
-            for fields, created, active in rows:
-                doc = {"_id": uuid.uuid4().hex, **{k: v for k, v in fields.items() if v is not MISSING}}
-                doc |= {k: v for k, v in (("created_ms", created), ("last_activity_ms", active)) if v is not MISSING}
-                docs.append(doc)
-            if docs:
-                await db[CRM_LEADS].insert_many([dict(doc) for doc in docs])
-            query = LeadQuery(tab=tab, sort=sort)
-            direction = -1 if sort.descending else 1
-            for name, scope in SCOPES.items():
-                conditions = merge_conditions([scope, *query_filter(query)])
-                everything = (
-                    await db[CRM_LEADS].find(conditions).sort([(sort.field, direction), ("_id", direction)]).to_list()
-                )
-                after = None
-                if after_row is not None and everything:
-                    cursor_doc = everything[after_row % len(everything)]
-                    if isinstance(cursor_doc.get(sort.field), int):  # a cursor holds a row's key: rows have one
-                        after = (cursor_doc[sort.field], cursor_doc["_id"])
-                        everything = everything[everything.index(cursor_doc) + 1 :]
-                        everything = [d for d in everything if isinstance(d.get(sort.field), int)]
-                page = await ScopedLeads(db, scope).find_page(query, limit=limit, after=after)
-                assert [r.lead_id for r in page] == [d["_id"] for d in everything[:limit]], f"{name}: {docs}"
 
     asyncio.run(compare())
 

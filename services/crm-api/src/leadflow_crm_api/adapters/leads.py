@@ -369,20 +369,11 @@ class ScopedLeads:
         return ties + rest
 
     async def _find(self, query: dict[str, Any], order: list[tuple[str, int]], limit: int) -> list[LeadRow]:
-        """The first `limit` rows of `query` in `order` (a sort key, then `_id`, one direction). A realtor's `$or`
-        scope is asked a branch at a time, as flat filters (`or_branches`: nx-27017 runs a whole `$or` in Python
-        over the collection), each sorted and cut at `limit`, and merged here: the union's first `limit` rows are
-        among the branches' first `limit` each. Not with an `$and` beside it (a search): that one is Python's anyway."""
+        # One query, however dear a realtor's `$or` is on nx-27017: asked a branch at a time, the branches read
+        # different moments, and a lead claimed between two of them (offered -> held) was in none: a cursor walk
+        # passed it for good (helper 166). A list's rows are one snapshot; only its poll's mark may be split.
         leads, _ = await self._views()
-        branches = [query] if "$and" in query else or_branches(query)
-        if len(branches) == 1:
-            return [LeadRow.from_doc(doc) async for doc in leads.find(query).sort(order).limit(limit)]
-        found: dict[str, dict[str, Any]] = {}
-        for branch in branches:
-            found |= {doc["_id"]: doc async for doc in leads.find(branch).sort(order).limit(limit)}
-        (field, direction), _ = order
-        rows = sorted(found.values(), key=lambda doc: _sort_key(doc, field), reverse=direction == DESCENDING)
-        return [LeadRow.from_doc(doc) for doc in rows[:limit]]
+        return [LeadRow.from_doc(doc) async for doc in leads.find(query).sort(order).limit(limit)]
 
     async def get(self, lead_id: str) -> LeadRow | None:
         return _row(await self._scoped(lead_id))
@@ -404,7 +395,8 @@ class ScopedLeads:
         leads, _ = await self._views()
         # A realtor's `$or` asked one branch at a time: nx-27017 runs each flat branch in SQL, the `$or` in Python over
         # the whole collection (80-90 ms a poll at a few thousand leads). The union's most recent row is the most
-        # recent of the branches' (one order, `_id` breaking ties).
+        # recent of the branches' (one order, `_id` breaking ties). The branches may read different moments (a lead
+        # moving from one to another meanwhile): the mark then changes once more than needed, or one poll late.
         docs = [
             doc
             for branch in or_branches(self._scope)
@@ -539,7 +531,7 @@ def or_branches(scope: dict[str, Any]) -> list[dict[str, Any]]:
     string, the same match in MongoDB: nx-27017 matches no element of an indexed array (`offered_to`) in a flat
     equality, but does in `$in` (tests/integration/test_crm_scoped_reads.py)."""
     branches = scope.get("$or")
-    if not isinstance(branches, list):
+    if not isinstance(branches, list) or "$and" in scope:
         return [scope]
     rest = {key: value for key, value in scope.items() if key != "$or"}
     return [
@@ -550,13 +542,7 @@ def or_branches(scope: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _recency(doc: dict[str, Any]) -> tuple[float, str]:
     """A row's place in a list sorted by last activity, newest first (a row without one sorts last, as in MongoDB)."""
-    return _sort_key(doc, "last_activity_ms")
-
-
-def _sort_key(doc: dict[str, Any], field: str) -> tuple[float, str]:
-    """A row's place by an epoch-millisecond `field`, then its id, ascending; a row without the field first, as MongoDB
-    orders a missing value or null before any number."""
-    at = doc.get(field)
+    at = doc.get("last_activity_ms")
     return (float(at) if isinstance(at, int | float) else float("-inf"), str(doc["_id"]))
 
 
@@ -573,4 +559,5 @@ def merge_conditions(conditions: list[dict[str, Any]]) -> dict[str, Any]:
             rest.append(condition)
         else:
             merged.update(condition)
-    return {**merged, "$and": rest} if rest else merged
+    # A condition's own `$and` kept beside the ones added (helper 166: it was overwritten).
+    return {**merged, "$and": [*merged.get("$and", []), *rest]} if rest else merged
