@@ -143,6 +143,11 @@ def test_the_rows_a_bulk_action_s_filter_matches_asked_a_branch_at_a_time_are_th
 def test_a_list_s_mark_of_any_rows_is_the_one_of_the_scoped_query_s_most_recent_row(
     mongo_url: str, rows: list[dict[str, Any]]
 ) -> None:
+    """A list page's poll (`change_mark`) asks a realtor's `$or` one branch at a time (nx-27017 runs the whole `$or`
+    in Python): its mark is that of the most recent row the scoped query itself finds, ties and rows without a time
+    included (ordered as MongoDB orders them). With a flat equality on the indexed `offered_to` array this failed at
+    once (nx-27017 matches no element there: `or_branches` asks `$in`)."""
+
     async def compare() -> None:
         async with views_database(mongo_url) as db:
             docs = stored(rows)
