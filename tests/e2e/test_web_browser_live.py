@@ -8,7 +8,8 @@
   meanwhile, without reloading (a choice in progress is still there), and hears of later changes too; the same
   when the relay answers 503 meanwhile, as a proxy does while crm-api restarts (the page never shows that error);
 - crm-api stops under an open Brokerage CRM list (killed, as a crash or a deploy would): once it runs again the
-  page reconnects and shows the lead that came in meanwhile, its selection kept.
+  page reconnects and shows the lead that came in meanwhile, its selection kept;
+- a realtor's open My Leads list shows a lead the broker assigns her, without reloading.
 """
 
 from __future__ import annotations
@@ -349,5 +350,31 @@ async def test_a_refused_assign_is_not_live_so_a_change_neither_reloads_it_nor_p
         await dialog.get_by_role("button", name="Assign").click()
         await expect(page.get_by_role("status")).to_have_text(f"1 leads are going to {ANN}.")
         assert len(reloads) == 1, reloads  # the answer's redirect to the list, no reload before it
+    finally:
+        await context.close()
+
+
+async def test_a_realtor_s_open_list_shows_a_lead_handed_to_her_without_reloading(
+    browser: Browser, stack: Stack
+) -> None:
+    """A realtor's list (My Leads) reads her scope (an `$or`) and hears changes by a poll asked a branch at a time
+    (decision 0102): the lead the broker assigns her (held by the broker, then by her: a branch of her scope) shows on
+    her open list without a reload."""
+    marker = f"Mine{uuid.uuid4().hex[:6]}"
+    lead_id = await post_lead(stack, marker)
+    await held_by(stack, lead_id, BROKER)
+    context, page = await window(browser, phone=True)
+    try:
+        await sign_in_as(page, stack, ACCOUNT, ANN, "realtor")
+        started, _ = live_streams(page)
+        await page.goto(f"{stack.url('crm-api')}/app/my/leads")
+        reloads = navigations(page)
+        await eventually(lambda: started, what="the list's live stream")
+        row = page.locator(f'tr[data-lead="{lead_id}"]')
+        await expect(row).to_have_count(0)  # not hers yet
+        await crm(stack, "POST", "/distributions", agent_id=ANN, mode="assign", lead_ids=[lead_id])
+        await expect(row).to_be_visible(timeout=LIVE_MS)
+        await expect(row).to_contain_text(f"Paula {marker}")
+        assert reloads == [], "the list showed the lead without reloading"
     finally:
         await context.close()

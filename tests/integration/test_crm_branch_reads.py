@@ -7,20 +7,19 @@ its own `$and` is kept whole."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
 import pytest
 from crm_harness import views_database
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scope_cases import AGENTS, MISSING, SCOPE_FIELDS, SCOPES, stored
 
 from leadflow_crm_api.adapters.leads import (
     CRM_LEADS,
     ScopedLeads,
     _opaque,
     merge_conditions,
-    offered_to,
     query_filter,
     realtor_filter,
     scope_filter,
@@ -30,17 +29,10 @@ from leadflow_crm_api.domain.views import LeadQuery, LeadSort, LeadStatus, LeadT
 
 pytestmark = [pytest.mark.integration]
 
-MISSING = object()
-AGENTS = ["ana", "ben"]
-one_agent = st.sampled_from([MISSING, None, *AGENTS])
-agent_list = st.sampled_from([MISSING, None]) | st.lists(st.sampled_from([*AGENTS, None]), max_size=3)
 key = st.sampled_from([MISSING, None, 1, 2, 3])
 row = st.fixed_dictionaries({
     "account_id": st.sampled_from(["acme", "zeta"]),
-    "owner_agent_id": one_agent,
-    "offered_to": agent_list,
-    "transferred_to": one_agent,
-    "assigned_users": agent_list,
+    **SCOPE_FIELDS,
     "status": st.sampled_from([MISSING, "offered", "assigned"]),
     "source": st.sampled_from([MISSING, "Website", "Zillow"]),
     "pond": st.sampled_from([MISSING, None, "open-house"]),
@@ -51,13 +43,6 @@ row = st.fixed_dictionaries({
     "created_ms": key,
     "last_activity_ms": key,
 })  # fmt: skip
-SCOPES: dict[str, dict[str, Any]] = {
-    "broker of acme": scope_filter(Principal("bea", Role.BROKER, "acme"), "acme"),
-    "ana in acme": scope_filter(Principal("ana", Role.REALTOR, "acme"), "acme"),
-    "ana of acme, in zeta": scope_filter(Principal("ana", Role.REALTOR, "acme"), "zeta"),
-    "ana's CRM": realtor_filter(Principal("ana", Role.REALTOR, "acme")),
-    "ana's ponds in acme": {"account_id": "acme"} | offered_to("ana"),
-}
 maybe_agent = st.none() | st.sampled_from(AGENTS)
 query = st.builds(
     LeadQuery,
@@ -75,18 +60,11 @@ query = st.builds(
 )
 
 
-def stored(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [
-        {"_id": uuid.uuid4().hex, "last_event_id": uuid.uuid4().hex, **{k: v for k, v in r.items() if v is not MISSING}}
-        for r in rows
-    ]
-
-
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     rows=st.lists(row, max_size=12), lead_query=query, limit=st.integers(1, 5), after_row=st.none() | st.integers(0, 12)
 )
-def test_a_list_page_of_any_query_asked_a_branch_at_a_time_is_the_page_the_scoped_query_gives(
+def test_a_list_page_of_any_query_is_the_page_the_scoped_query_gives(
     mongo_url: str, rows: list[dict[str, Any]], lead_query: LeadQuery, limit: int, after_row: int | None
 ) -> None:
     """`find_page` for every scope, any query (tab, status, holder, assignee, source, label, created range, pond, a
@@ -94,9 +72,7 @@ def test_a_list_page_of_any_query_asked_a_branch_at_a_time_is_the_page_the_scope
 
     async def compare() -> None:
         async with views_database(mongo_url) as db:
-            docs = stored(rows)
-            if docs:
-                await db[CRM_LEADS].insert_many([dict(doc) for doc in docs])
+            await stored(db, rows)
             field, direction = lead_query.sort.field, -1 if lead_query.sort.descending else 1
             for name, scope in SCOPES.items():
                 conditions = merge_conditions([scope, *query_filter(lead_query)])
@@ -118,16 +94,14 @@ def test_a_list_page_of_any_query_asked_a_branch_at_a_time_is_the_page_the_scope
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(row, max_size=12), lead_query=query, limit=st.integers(1, 13))
-def test_the_rows_a_bulk_action_s_filter_matches_asked_a_branch_at_a_time_are_the_scoped_query_s(
+def test_the_rows_a_bulk_action_s_filter_matches_are_the_scoped_query_s(
     mongo_url: str, rows: list[dict[str, Any]], lead_query: LeadQuery, limit: int
 ) -> None:
     """`matching` (a bulk action's filter, oldest first): the first `limit` rows of the server's own scoped query."""
 
     async def compare() -> None:
         async with views_database(mongo_url) as db:
-            docs = stored(rows)
-            if docs:
-                await db[CRM_LEADS].insert_many([dict(doc) for doc in docs])
+            await stored(db, rows)
             for name, scope in SCOPES.items():
                 conditions = merge_conditions([scope, *query_filter(lead_query)])
                 cursor = db[CRM_LEADS].find(conditions).sort([("created_ms", 1), ("_id", 1)])
@@ -150,9 +124,7 @@ def test_a_list_s_mark_of_any_rows_is_the_one_of_the_scoped_query_s_most_recent_
 
     async def compare() -> None:
         async with views_database(mongo_url) as db:
-            docs = stored(rows)
-            if docs:
-                await db[CRM_LEADS].insert_many([dict(doc) for doc in docs])
+            docs = await stored(db, rows)
             for name, scope in SCOPES.items():
                 top = await db[CRM_LEADS].find(scope).sort([("last_activity_ms", -1), ("_id", -1)]).to_list(1)
                 expected = (

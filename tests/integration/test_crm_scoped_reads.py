@@ -7,45 +7,26 @@ from __future__ import annotations
 
 import asyncio
 import re
-import uuid
 from typing import Any
 
 import pytest
 from crm_harness import views_database
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scope_cases import SCOPE_FIELDS, SCOPES, stored
 
 from leadflow_crm_api.adapters.leads import (
     CRM_LEADS,
     CRM_TIMELINE,
     ScopedLeads,
     merge_conditions,
-    offered_to,
-    realtor_filter,
     scope_filter,
 )
 from leadflow_crm_api.domain.principal import Principal, Role
 
 pytestmark = [pytest.mark.integration]
 
-MISSING = object()
-AGENTS = ["ana", "ben"]
-one_agent = st.sampled_from([MISSING, None, *AGENTS])
-agent_list = st.sampled_from([MISSING, None]) | st.lists(st.sampled_from([*AGENTS, None]), max_size=3)
-FIELDS = {
-    "owner_agent_id": one_agent,
-    "offered_to": agent_list,
-    "transferred_to": one_agent,
-    "assigned_users": agent_list,
-}
-row = st.fixed_dictionaries({"account_id": st.sampled_from(["acme", "zeta"]), **FIELDS})
-SCOPES: dict[str, dict[str, Any]] = {
-    "broker of acme": scope_filter(Principal("bea", Role.BROKER, "acme"), "acme"),
-    "ana in acme": scope_filter(Principal("ana", Role.REALTOR, "acme"), "acme"),
-    "ana of acme, in zeta": scope_filter(Principal("ana", Role.REALTOR, "acme"), "zeta"),
-    "ana's CRM": realtor_filter(Principal("ana", Role.REALTOR, "acme")),
-    "ana's ponds in acme": {"account_id": "acme"} | offered_to("ana"),
-}
+row = st.fixed_dictionaries({"account_id": st.sampled_from(["acme", "zeta"]), **SCOPE_FIELDS})
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -55,9 +36,7 @@ def test_a_lead_read_by_its_id_is_in_a_scope_exactly_when_the_scoped_query_finds
 ) -> None:
     async def compare() -> None:
         async with views_database(mongo_url) as db:
-            docs = [{"_id": uuid.uuid4().hex, **{k: v for k, v in r.items() if v is not MISSING}} for r in rows]
-            leads = db[CRM_LEADS]
-            await leads.insert_many([dict(doc) for doc in docs])
+            docs, leads = await stored(db, rows), db[CRM_LEADS]
             for name, scope in SCOPES.items():
                 for doc in docs:
                     found = await leads.find_one(merge_conditions([scope, {"_id": doc["_id"]}]))

@@ -1708,7 +1708,7 @@ def _taken(record: RoutingRecord, moves: Mapping[str, Take], *, pending: tuple[s
         rotation = None
     counts = tuple((key, n) for key, n in effects.counts if key not in moves or moves[key].to < n)
     if rotation == effects.rotation and counts == effects.counts and not pending:
-        return record  # nothing taken, nothing pending: most of a batch's records (`replace` is dear per record)
+        return record  # nothing taken, nothing pending (a lead in no rotation): no `replace`, dear per record
     left = replace(effects, rotation=rotation, counts=counts, pending=(*effects.pending, *pending))
     return replace(record, outbox=replace(record.outbox, effects=left))
 

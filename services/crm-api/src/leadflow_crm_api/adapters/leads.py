@@ -529,7 +529,7 @@ def or_branches(scope: dict[str, Any]) -> list[dict[str, Any]]:
     """A filter with a top-level `$or` as the flat filters its branches make with the rest of it (their union is
     what it matches); any other filter as it is. A branch's field equal to a string is asked as `$in` of that one
     string, the same match in MongoDB: nx-27017 matches no element of an indexed array (`offered_to`) in a flat
-    equality, but does in `$in` (tests/integration/test_crm_scoped_reads.py)."""
+    equality, but does in `$in` (tests/integration/test_crm_branch_reads.py)."""
     branches = scope.get("$or")
     if not isinstance(branches, list) or "$and" in scope:
         return [scope]
