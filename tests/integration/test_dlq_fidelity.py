@@ -9,19 +9,15 @@ in order, with leadflow's `dlq-*` headers after them; the replay drops only lead
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any, Literal
 
 import pytest
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ops_cli import ops_env, run_in_process, run_script
 from prometheus_client import CollectorRegistry
 from test_consumer_edge import settings as edge_settings
 
@@ -38,21 +34,12 @@ from leadflow_shared.topics import TopicSpec, dlq
 
 pytestmark = [pytest.mark.integration]
 
-OPS = str(Path(sys.executable).parent / "leadflow-ops")
 Headers = list[tuple[str, bytes | None]]
-
-
-def ops(env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    done = subprocess.run([OPS, *args], env=env, capture_output=True, text=True, timeout=90, check=False)
-    return done.returncode, done.stdout, done.stderr
 
 
 @pytest.fixture
 def env(kafka_bootstrap: str, mongo_url: str) -> dict[str, str]:
-    database = f"ops_{uuid.uuid4().hex[:10]}"
-    env = {name: value for name, value in os.environ.items() if not name.startswith("OPS_")}
-    return env | {"OPS_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap, "OPS_KAFKA__PRODUCER_IDEMPOTENCE": "false",
-                  "OPS_MONGO__URL": mongo_url, "OPS_MONGO__DATABASE": database}  # fmt: skip
+    return ops_env(kafka_bootstrap, mongo_url, f"ops_{uuid.uuid4().hex[:10]}")
 
 
 def consumed(topic: str, key: bytes | None, value: bytes, headers: Headers) -> ConsumerRecord[bytes, bytes]:
@@ -113,17 +100,17 @@ async def test_an_empty_key_and_repeated_headers_survive_dead_lettering_and_repl
     assert ours["dlq-original-headers"] == str(len(original)).encode()
     assert (ours["dlq-reason"], ours["dlq-source-topic"]) == (b"PoisonMessage: refused", source.encode())
 
-    code, out, err = ops(env, "dlq", "list", dlq(source), "--json")
-    assert code == 0, err
-    [row] = json.loads(out)["dead_letters"]
+    listed = run_script(env, "dlq", "list", dlq(source), "--json")  # as the operator runs it
+    assert listed.code == 0, listed.err
+    [row] = listed.json()["dead_letters"]
     assert (row["key"], row["reason"], row["source_offset"]) == ("", "PoisonMessage: refused", 17)
-    code, out, err = ops(env, "dlq", "show", dlq(source), "0:0")
-    assert code == 0, err
-    assert "x-null: (null)" in out
+    shown = run_script(env, "dlq", "show", dlq(source), "0:0")
+    assert shown.code == 0, shown.err
+    assert "x-null: (null)" in shown.out
 
     reference = await key_partition(kafka_bootstrap, source, b"")
-    code, out, err = ops(env, "dlq", "replay", dlq(source), "--all", "--json")
-    assert code == 0, err
+    run = run_script(env, "dlq", "replay", dlq(source), "--all", "--json")
+    assert run.code == 0, run.err
     [replayed] = [r for r in await records_to_end(kafka_bootstrap, source) if r.value != b"reference"]
     assert (replayed.key, replayed.value, replayed.partition) == (b"", b'{"a": 1}', reference)
     assert without_replay_headers(replayed) == original, "only leadflow's headers are dropped"
@@ -169,7 +156,7 @@ names = names.filter(lambda name: name not in REPLAY_HEADERS)
 headers = st.lists(st.tuples(names, st.none() | st.binary(max_size=24)), max_size=8)
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(key=st.none() | st.binary(max_size=40), value=st.binary(max_size=200), sent=headers)
 def test_any_record_is_replayed_with_its_key_value_and_headers(
     kafka_bootstrap: str, env: dict[str, str], key: bytes | None, value: bytes, sent: Headers
@@ -178,13 +165,13 @@ def test_any_record_is_replayed_with_its_key_value_and_headers(
     asyncio.run(ensure_topics(kafka_bootstrap, [TopicSpec(source, 3), TopicSpec(dlq(source), 1)]))
     asyncio.run(dead_letter(kafka_bootstrap, consumed(source, key, value, sent)))
 
-    code, out, err = ops(env, "dlq", "list", dlq(source), "--json")
-    assert code == 0, err
-    [row] = json.loads(out)["dead_letters"]
+    listed = run_in_process(env, "dlq", "list", dlq(source), "--json")  # 20 console scripts took 137 s in the suite
+    assert listed.code == 0, listed.err
+    [row] = listed.json()["dead_letters"]
     assert (row["source_topic"], row["error_type"], row["bytes"]) == (source, "PoisonMessage", len(value))
-    code, out, err = ops(env, "dlq", "replay", dlq(source), "--all", "--json")
-    assert code == 0, err
-    assert [o["status"] for o in json.loads(out)["outcomes"]] == ["replayed"]
+    run = run_in_process(env, "dlq", "replay", dlq(source), "--all", "--json")
+    assert run.code == 0, run.err
+    assert [o["status"] for o in run.json()["outcomes"]] == ["replayed"]
 
     [replayed] = asyncio.run(records_to_end(kafka_bootstrap, source))
     assert (replayed.key, replayed.value) == (key, value)

@@ -1,4 +1,5 @@
-"""`leadflow-ops` on a real Tansu and nx-27017 (decision 0044), run as its console script.
+"""`leadflow-ops` on a real Tansu and nx-27017 (decision 0044): `cli.run` in the test's process, and `list` and `show`
+as the console script an operator runs (ops_cli.py).
 
 Dead letters are written by the real writers (DeadLetters, the notifier's KafkaDeadLetters);
 `dlq list` shows their facts without bodies, `show` the body, `replay` republishes each one once
@@ -11,13 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 import time
 import tracemalloc
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import pytest
 import pytest_asyncio
 from aiokafka import ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient
+from ops_cli import Result, ops_env, run_in_process, run_script
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
@@ -53,7 +53,6 @@ from leadflow_shared.topics import TopicSpec, dlq
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
-OPS = str(Path(sys.executable).parent / "leadflow-ops")
 ACCOUNT = "acct-ops-dlq"
 
 
@@ -67,38 +66,22 @@ def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @dataclass(frozen=True)
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-@dataclass(frozen=True)
 class Ops:
-    """The console script with this test's OPS_* settings (its own MongoDB database)."""
+    """`leadflow-ops` with this test's OPS_* settings (its own MongoDB database): in this process, or as the console
+    script an operator runs (`script`; ops_cli.py says why not every command is)."""
 
     env: dict[str, str]
     database: str
+    script: bool = False
 
     async def __call__(self, *args: str) -> Result:
-        proc = await asyncio.create_subprocess_exec(
-            OPS, *args, env=self.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-        )
-        out, err = await asyncio.wait_for(proc.communicate(), timeout=90)
-        assert proc.returncode is not None
-        return Result(proc.returncode, out.decode(), err.decode())
+        return await asyncio.to_thread(run_script if self.script else run_in_process, self.env, *args)
 
 
 @pytest.fixture
 def ops(bootstrap: str, mongo_url: str) -> Ops:
     database = f"ops_{uuid.uuid4().hex[:10]}"
-    env = {name: value for name, value in os.environ.items() if not name.startswith("OPS_")}
-    env |= {"OPS_KAFKA__BOOTSTRAP_SERVERS": bootstrap, "OPS_KAFKA__PRODUCER_IDEMPOTENCE": "false",
-            "OPS_MONGO__URL": mongo_url, "OPS_MONGO__DATABASE": database}  # fmt: skip
-    return Ops(env, database)
+    return Ops(ops_env(bootstrap, mongo_url, database), database)
 
 
 @pytest_asyncio.fixture
@@ -176,6 +159,7 @@ def header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
 
 
 async def test_list_shows_each_dead_letter_without_its_body_and_show_prints_it(ops: Ops, letters: Letters) -> None:
+    ops = replace(ops, script=True)  # as the operator runs it: exit statuses, what reaches stdout and stderr
     listed = await ops("dlq", "list", letters.topic, "--json")
     assert listed.code == 0, listed.err
     rows = listed.json()["dead_letters"]
