@@ -4,7 +4,7 @@
 - `kafka_bootstrap`: a Tansu broker alone, for integration tests that run a service's code in the test process.
 - `sink` and `mailer` (one per test): an SMTP server of the test's own, and the notifier's SMTP client on it.
 - `stack`: the whole system as `leadflow-dev` runs it (Tansu, nx-27017, SMTP sink, the
-  four services as processes), for integration and e2e tests.
+  four services as processes), for e2e tests; stopped when a worker's tests leave tests/e2e/.
 - `poisoned_stack`: another one per test module, for the tests that put garbage on every topic.
 """
 
@@ -82,10 +82,39 @@ def running_stack(work_dir: Path) -> Iterator[Stack]:
         system.stop()
 
 
+# This worker's `stack` while it runs. The end-to-end files run first (decision 0065), so once a worker's next test
+# neither is one nor asks for the stack, the stack would idle to the end of the run: 130 ms of CPU a second (its
+# consumers' fetches, heartbeats), taken from the other worker's tests for the last third of the run. It is stopped
+# there (`pytest_runtest_teardown`); a test asking for it afterwards fails with the reason.
+_running: list[Stack] = []
+_stopped_early: list[Stack] = []
+E2E = Path(__file__).parent / "e2e"
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with running_stack(tmp_path_factory.mktemp("stack")) as system:
-        yield system
+        _running.append(system)
+        try:
+            yield system
+        finally:
+            with contextlib.suppress(ValueError):
+                _running.remove(system)
+
+
+def pytest_runtest_teardown(nextitem: pytest.Item | None) -> None:
+    if nextitem is None or not _running or nextitem.path.is_relative_to(E2E):
+        return
+    if "stack" not in getattr(nextitem, "fixturenames", ()):
+        system = _running.pop()
+        system.stop()  # running_stack's own stop, at the end of the session, finds it stopped
+        _stopped_early.append(system)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if _stopped_early and "stack" in getattr(item, "fixturenames", ()):
+        pytest.fail("this worker's stack was stopped when its tests left tests/e2e/ (tests/conftest.py): run the tests "
+                    "that ask for `stack` before the others, as the collection order does")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
