@@ -253,22 +253,27 @@ def test_arbitrary_json_to_the_puts_never_gets_a_server_error(stack: Stack, fuzz
         ("/v1/agents/me/availability", _availability_like | _documents),
         (f"/v1/accounts/{FUZZ}/agents/{ana}/availability", _availability_like | _documents),
     ]
-    seen: dict[int, int] = {}
+
+    def put(path: str, caller: str, body: Any) -> int:
+        response = fuzz_client.put(path, headers=callers[caller], json=body)
+        label = f"{path} as {caller} -> {response.status_code}: {response.text[:300]}"
+        assert response.status_code < 500, label
+        if response.status_code >= 400:
+            assert response.headers["content-type"] == PROBLEM_JSON, label
+        return response.status_code
+
+    # One request known to get each answer, whatever the draws below meet (a check resting on the draw failed once).
+    mine = "/v1/agents/me/availability"
+    assert [put(mine, "agent", {}), put(targets[0][0], "agent", {"version": 1}), put(mine, "agent", {"caps": 1})] == [
+        200, 403, 422]  # fmt: skip
 
     @settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(data=st.data())
     def fuzz(data: st.DataObject) -> None:
         path, bodies = data.draw(st.sampled_from(targets))
-        caller = data.draw(st.sampled_from(sorted(callers)))
-        response = fuzz_client.put(path, headers=callers[caller], json=data.draw(bodies))
-        label = f"{path} as {caller} -> {response.status_code}: {response.text[:300]}"
-        assert response.status_code < 500, label
-        seen[response.status_code] = seen.get(response.status_code, 0) + 1
-        if response.status_code >= 400:
-            assert response.headers["content-type"] == PROBLEM_JSON, label
+        put(path, data.draw(st.sampled_from(sorted(callers))), data.draw(bodies))
 
     fuzz()
-    assert {200, 403, 422} <= set(seen), seen
 
 
 # Through the real processes: a saved rule set decides the router's next leads
