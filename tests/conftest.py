@@ -102,6 +102,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 _running.remove(system)
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's own: the finished module's fixtures are torn down, on a live stack
 def pytest_runtest_teardown(nextitem: pytest.Item | None) -> None:
     if nextitem is None or not _running or nextitem.path.is_relative_to(E2E):
         return
