@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from aiokafka import ConsumerRecord
+from seeding import seed_in_process
 
 from leadflow_devstack.servers import MailSink, mongo_wire, tansu
 from leadflow_devstack.stack import Stack
@@ -71,7 +72,7 @@ async def mailer(sink: MailSink) -> AsyncIterator[SmtpMailer]:
 
 @contextlib.contextmanager
 def running_stack(work_dir: Path) -> Iterator[Stack]:
-    system = Stack(work_dir)
+    system = Stack(work_dir, seed_loader=seed_in_process)
     try:
         system.start_infra()
         # A deadline, not a wait: both workers start their stacks together as a run begins (e2e files first), and

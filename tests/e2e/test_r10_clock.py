@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from pymongo import AsyncMongoClient, MongoClient
+from seeding import seed_in_process
 
 from leadflow_devstack.processes import free_port
 from leadflow_devstack.stack import Stack
@@ -53,7 +54,7 @@ def clocked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     work = tmp_path_factory.mktemp("r10-clock")
     accounts = work / "accounts.json"
     accounts.write_text(json.dumps({"accounts": [account(DST, 10, [SUNDAY_NIGHT]), account(WAIT, 20, [])]}))
-    system = Stack(work, accounts_file=accounts, extra_env={"router": {
+    system = Stack(work, accounts_file=accounts, seed_loader=seed_in_process, extra_env={"router": {
         "ROUTER_CLOCK_START": START.isoformat(),
         "ROUTER_CLOCK_RATE": str(RATE),  # the router's minute across the change takes a real 20 s
         "ROUTER_CONFIG_CACHE_SECONDS": "0",  # the schedule change reaches the next decision

@@ -31,6 +31,7 @@ import pytest
 import pytest_asyncio
 from pydantic import ValidationError
 from pymongo import MongoClient
+from seeding import seed_in_process
 
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import TopicLog, eventually, publish_envelopes
@@ -536,7 +537,8 @@ def clocked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         },
     }
     router_clock = {"ROUTER_CLOCK_START": CLOCK_START.isoformat(), "ROUTER_CLOCK_RATE": str(RATE)}
-    system = Stack(work, accounts_file=seed_file(work, config), extra_env={"router": router_clock})
+    accounts = seed_file(work, config)
+    system = Stack(work, accounts_file=accounts, seed_loader=seed_in_process, extra_env={"router": router_clock})
     try:
         system.start_infra()
         system.start_services(timeout=90)

@@ -44,6 +44,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from partner_messages import signed
 from pymongo import AsyncMongoClient, MongoClient
+from seeding import seed_in_process
 
 from leadflow_devstack.processes import ManagedProcess, free_port
 from leadflow_devstack.providers import ProviderApi
@@ -176,7 +177,7 @@ def scaled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scaled]:
     accounts = work / "accounts.json"
     accounts.write_text(json.dumps(accounts_config()))
     sms, push = ProviderApi(lambda _request: 201), ProviderApi()
-    system = Stack(work, accounts_file=accounts, extra_env={"notifier": {
+    system = Stack(work, accounts_file=accounts, seed_loader=seed_in_process, extra_env={"notifier": {
         "NOTIFIER_SMS__ENABLED": "true", "NOTIFIER_SMS__BASE_URL": sms.url,
         "NOTIFIER_PUSH__ENABLED": "true", "NOTIFIER_PUSH__BASE_URL": push.url,
     }})  # fmt: skip

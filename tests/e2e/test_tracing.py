@@ -24,6 +24,7 @@ from email.message import EmailMessage
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
+from seeding import seed_in_process
 
 from leadflow_devstack.stack import SERVICES, Stack
 from leadflow_devstack.testing import eventually, records_to_end
@@ -44,7 +45,7 @@ PATH = {("intake", "POST /v1/leads"), ("intake", "leads.intake.v1 create"), ("ro
 @pytest.fixture(scope="module")
 def traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     on = {service: {f"{prefix}TRACING__ENABLED": "true"} for service, prefix, _ in SERVICES}
-    system = Stack(tmp_path_factory.mktemp("traced"), extra_env=on)
+    system = Stack(tmp_path_factory.mktemp("traced"), seed_loader=seed_in_process, extra_env=on)
     try:
         system.start_infra()
         system.start_services()

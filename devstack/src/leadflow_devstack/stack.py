@@ -10,7 +10,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -75,6 +75,9 @@ class Stack:
     # Agent id -> the account that seeded it: user ids are global (decision 0076), and a token names its office
     # (decision 0079), so one stack never seeds one agent id into two accounts.
     seeded_agents: dict[str, str] = field(default_factory=dict)
+    # How `seed` loads a file: `leadflow-router seed FILE` by default, as an operator does; a test session passes the
+    # same loader run in its own process (`loader(mongo_url, config)`), sparing a process start per seed.
+    seed_loader: Callable[[str, Any], None] | None = None
 
     @property
     def log_dir(self) -> Path:
@@ -151,7 +154,11 @@ class Stack:
         return {prefix + k: v for k, v in env.items()} | otel | self.extra_env.get(service, {})
 
     def seed(self, accounts_file: Path) -> None:
-        self._claim_agent_ids(json.loads(accounts_file.read_text()))
+        config = json.loads(accounts_file.read_text())
+        self._claim_agent_ids(config)
+        if self.seed_loader is not None:
+            self.seed_loader(self.mongo_url, config)
+            return
         env = {**os.environ, **self.service_env("router")}
         subprocess.run(  # noqa: S603 (argv built here, no shell)
             [_bin("leadflow-router"), "seed", str(accounts_file)], env=env, check=True, capture_output=True
