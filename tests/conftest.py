@@ -22,7 +22,7 @@ from aiokafka import ConsumerRecord
 from seeding import seed_in_process
 
 from leadflow_devstack.servers import MailSink, mongo_wire, tansu
-from leadflow_devstack.stack import Stack
+from leadflow_devstack.stack import SERVICES, Stack
 from leadflow_devstack.testing import RecordPredicate, WaitForRecord, records_until
 from leadflow_notifier.adapters.smtp import SmtpMailer
 from leadflow_notifier.settings import SmtpSettings
@@ -78,6 +78,8 @@ def running_stack(work_dir: Path) -> Iterator[Stack]:
         # A deadline, not a wait: both workers start their stacks together as a run begins (e2e files first), and
         # on a loaded machine one service took 45 s to import (eight at once, beside others' tests).
         system.start_services(timeout=120)
+        for service, _, _ in SERVICES:  # what the tests publish is then seen as it comes, not in one late batch
+            system.wait_consuming(service, timeout=120)
         yield system
     finally:
         system.stop()

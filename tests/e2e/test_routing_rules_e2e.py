@@ -542,6 +542,8 @@ def clocked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         system.start_infra()
         system.start_services(timeout=90)
+        for service in ("router", "notifier"):  # an offer and its expiry, seconds apart on this clock, in two batches
+            system.wait_consuming(service, timeout=90)
         yield system
     finally:
         system.stop()

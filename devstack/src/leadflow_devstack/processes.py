@@ -51,12 +51,20 @@ class ManagedProcess:
         self.log_path = log_dir / f"{name}.log"
         self._env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
+        self.log_start = 0  # where this run's lines begin in the log (a restarted process appends to it)
 
     def start(self) -> None:
         with self.log_path.open("ab") as log:
+            self.log_start = log.tell()
             self.process = subprocess.Popen(  # noqa: S603 (argv built by this package, no shell)
                 self.argv, stdout=log, stderr=subprocess.STDOUT, env=self._env, preexec_fn=_die_with_parent
             )
+
+    def logged(self, text: str) -> bool:
+        """Whether this run of the process has logged a line holding `text`."""
+        with self.log_path.open("rb") as log:
+            log.seek(self.log_start)
+            return text.encode() in log.read()
 
     @property
     def pid(self) -> int:

@@ -206,6 +206,17 @@ class Stack:
             time.sleep(0.1)
         raise TimeoutError(f"{service} not ready after {timeout}s; see {proc.log_path}")
 
+    def wait_consuming(self, service: str, *, timeout: float) -> None:
+        """Until `service`'s consumers have joined their groups (its log says so). A service is ready (`wait_ready`)
+        before: what is published meanwhile waits on the topic, and a consumer joining late takes it in one batch.
+        A test that needs each event seen as it comes waits for this."""
+        deadline = time.monotonic() + timeout
+        proc = self.services[service]
+        while not proc.logged("consumers joined in"):
+            if not proc.running() or time.monotonic() > deadline:
+                raise TimeoutError(f"{service}'s consumers not joined after {timeout}s; see {proc.log_path}")
+            time.sleep(0.1)
+
     @contextlib.contextmanager
     def extra_intake(
         self, name: str, providers: dict[str, Any], *, timeout: float = 60.0, env: dict[str, str] | None = None

@@ -17,7 +17,9 @@ from collections.abc import Mapping
 from datetime import date, time
 from typing import Annotated, Any, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+from leadflow_shared.times import KeptInstant
 
 Weekday = Annotated[int, Field(ge=0, le=6, description="0 = Monday.")]
 Cap = Annotated[int, Field(ge=0, le=100_000)]
@@ -29,8 +31,8 @@ class _Strict(BaseModel):
 
 
 class Away(_Strict):
-    start: AwareDatetime
-    end: AwareDatetime
+    start: KeptInstant
+    end: KeptInstant
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:

@@ -26,7 +26,6 @@ import json
 import sys
 from collections import Counter
 from collections.abc import Collection, Mapping
-from datetime import time
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
@@ -42,6 +41,7 @@ from pydantic import (
 )
 
 from leadflow_shared.events.criteria import LeadIntent, Price, PropertyType, Tag, normalize_postal_code
+from leadflow_shared.times import WallClock
 
 MAX_RULES = 200
 MAX_VALUES = 200  # values per criterion
@@ -75,8 +75,8 @@ class Hours(_Strict):
     """Local time of day in the account's time zone, `start` included, `end` not; `end <= start`
     crosses midnight."""
 
-    start: time
-    end: time
+    start: WallClock
+    end: WallClock
 
 
 class Criteria(_Strict):

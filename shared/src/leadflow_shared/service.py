@@ -197,6 +197,7 @@ class ServiceRuntime:
             self._join_failure = exc
             log.error("%s: consumers failed to start: %s", self.service, type(exc).__name__)
             return
+        # The embedded stack's tests wait for this line (leadflow_devstack's `Stack.wait_consuming`).
         log.info("%s: %d consumers joined in %.1f s", self.service, len(self.broker.subscribers),
                  time.monotonic() - started)  # fmt: skip
 

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from leadflow_crm_api.domain import lead_row as rows
 from leadflow_crm_api.domain.claims import ClaimOutlook
 from leadflow_crm_api.domain.text import visible
 from leadflow_shared.events.activity import ActivityAction
+from leadflow_shared.times import KEPT_RANGE, KeptInstant
 
 _LEAD_EXAMPLE: dict[str, Any] = {
     "lead_id": "0b8e6c1e-3f55-5d7a-9c1e-2f4a6b8c0d12",
@@ -196,29 +197,12 @@ class CallOutcome(StrEnum):
     WRONG_NUMBER = "wrong_number"
 
 
-# A task's due date is kept, summed up and shown in UTC: one at the calendar's edge with an offset (9999-12-31T23:30
-# -08:00, 0001-01-01T00:30+09:00) has no UTC value. Refused by field before anything is published (found by helper 130).
-TASK_DUE_FROM = datetime(1970, 1, 1, tzinfo=UTC)
-TASK_DUE_BEFORE = datetime(3000, 1, 1, tzinfo=UTC)
-
-
-def _due_in_range(value: datetime) -> datetime:
-    try:
-        utc = value.astimezone(UTC)
-    except OverflowError as exc:
-        raise ValueError("the time has no UTC value (out of range)") from exc
-    if not TASK_DUE_FROM <= utc < TASK_DUE_BEFORE:
-        raise ValueError("a task is due between the years 1970 and 2999")
-    return value
-
-
 class TaskDetails(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     title: Annotated[str, AfterValidator(visible(200))] = Field(min_length=1, max_length=800)
-    due_at: Annotated[AwareDatetime, AfterValidator(_due_in_range)] = Field(
-        description="When the task is due, ISO 8601 with offset; between the years 1970 and 2999 (UTC)."
-    )
+    # Kept, summed up and shown in UTC: one at the calendar's edge with an offset has no UTC value (helper 130).
+    due_at: KeptInstant = Field(description=f"When the task is due, ISO 8601 with offset; {KEPT_RANGE}.")
 
 
 class MessageToContact(BaseModel):

@@ -89,6 +89,13 @@ class PauseWindow:
     end: time
     dates: frozenset[date] = frozenset()  # given: on these dates instead of `weekdays` (the office's holidays)
 
+    def __post_init__(self) -> None:
+        # Wall-clock times: a UTC offset stored before crm-api refused it (an agent's working hours, decision 0104)
+        # means nothing here, and one time with an offset beside one without would fail every comparison.
+        if self.start.tzinfo is not None or self.end.tzinfo is not None:
+            object.__setattr__(self, "start", self.start.replace(tzinfo=None))
+            object.__setattr__(self, "end", self.end.replace(tzinfo=None))
+
 
 @dataclass(frozen=True, slots=True)
 class AccountSnapshot:
