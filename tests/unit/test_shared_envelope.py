@@ -183,3 +183,20 @@ def test_describe_keeps_email_domains_out_of_the_reason() -> None:
     reason = _reason(_event_json(payload__contact__email=f"jane-{SECRET}-at-nowhere"))
     assert reason.startswith("payload.contact.email: ")
     assert SECRET.lower() not in reason.lower()
+
+
+def test_a_log_line_names_no_member_name_the_sender_chose_and_a_dead_letter_s_reason_shortens_it() -> None:
+    # helper 168: a partner's free-form map (a source's `utm`) keyed by an address; the log line is every operator's
+    data = _event_json()
+    data["payload"]["source"]["utm"] = {f"{SECRET}@example.com": 1, "campaign": "spring"}
+    data["payload"]["contact"][f"{SECRET} Smith"] = "extra"  # an unknown member
+    with pytest.raises(ValidationError) as info:
+        LeadReceived.model_validate_json(json.dumps(data))
+    logged = _describe(info.value, messages=False)
+    assert SECRET.lower() not in logged.lower()
+    assert "payload.source.utm.<key>: string_type" in logged
+    assert "payload.contact.<key>: extra_forbidden" in logged
+    data["payload"]["source"]["utm"] = {"x" * 500: 1}
+    with pytest.raises(ValidationError) as info:
+        LeadReceived.model_validate_json(json.dumps(data))
+    assert f"payload.source.utm.{'x' * 63}…: " in _describe(info.value)  # the DLQ header's: for the operator

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,7 @@ from pymongo.errors import (
 )
 
 from leadflow_shared.errors import PoisonMessage
+from leadflow_shared.json_bodies import safe_loc
 from leadflow_shared.kafka import original_record, raw_producer
 from leadflow_shared.kafka_records import UNREADABLE, UnreadableRecord, is_utf8, printable
 from leadflow_shared.metrics import ConsumerMetrics
@@ -201,6 +203,18 @@ def _reason(exc: Exception) -> str:
 PLAIN_MESSAGES: tuple[type[Exception], ...] = (json.JSONDecodeError, UnicodeError, RecursionError)
 
 
+# A member name as a log line shows it: leadflow's field names are snake_case; any other is a key the sender chose (in a
+# free-form map such as a source's `utm`, or an unknown member) and may hold anything, an address included (helper 168).
+_FIELD_NAME = re.compile(r"[a-z_][a-z0-9_]{0,63}")
+
+
+def _place(loc: Sequence[str | int], *, logged: bool) -> str:
+    parts = safe_loc(loc)
+    if logged:
+        parts = [p if isinstance(p, int) or _FIELD_NAME.fullmatch(p) else "<key>" for p in parts]
+    return ".".join(str(p) for p in parts) or "<message>"
+
+
 def _describe(exc: Exception, *, messages: bool = True) -> str:
     """The reason of a dead letter: field paths with the validation messages (for the DLQ header, which
     `leadflow-ops dlq list` prints while it keeps the bodies back) or with error types only (for logs).
@@ -212,7 +226,7 @@ def _describe(exc: Exception, *, messages: bool = True) -> str:
     name = type(exc).__name__
     if isinstance(exc, ValidationError):
         parts = [
-            f"{'.'.join(str(p) for p in err['loc']) or '<message>'}: {err['msg'] if messages else err['type']}"
+            f"{_place(err['loc'], logged=not messages)}: {err['msg'] if messages else err['type']}"
             for err in exc.errors(include_input=False)[:20]
         ]
         return "; ".join(parts)[:2000]
