@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from leadflow_crm_api.domain.settings import Violation
 from leadflow_shared.availability import FIELDS, AgentAvailability, Caps, WorkWindow, availability_of
 from leadflow_shared.routing_rules import RuleSet, rule_set_of
+from leadflow_shared.times import wall_clock
 
 RULES_SETTING = "routing_rules"  # the account's field, and the audit's name for the setting
 AVAILABILITY_SETTING = "availability"
@@ -68,9 +69,14 @@ class Availability(AgentAvailability):
     def _wall_clock_times(cls, windows: list[WorkWindow]) -> list[WorkWindow]:
         # Working hours are read in the agent's time zone: an offset would be ignored by the router and
         # would make the windows incomparable (a sort or an overlap check of mixed times fails).
+        # The check is the shared one (`WallClock`), here at the list, so that the hours stored with an offset before
+        # it still read as `WorkWindow`s (the pages show them; the router drops the offset).
         for i, window in enumerate(windows):
-            if window.start.tzinfo is not None or window.end.tzinfo is not None:
-                raise ValueError(f"window {i}: times without a UTC offset (they are in the agent's time zone)")
+            try:
+                wall_clock(window.start)
+                wall_clock(window.end)
+            except ValueError as exc:
+                raise ValueError(f"window {i}: {exc}") from None
         return windows
 
     model_config = ConfigDict(
