@@ -51,8 +51,5 @@ def run_in_process(env: dict[str, str], *args: str) -> Result:
     own: from async code, call it with `asyncio.to_thread`)."""
     out, err = io.StringIO(), io.StringIO()
     with mock.patch.dict(os.environ, env, clear=True), redirect_stdout(out), redirect_stderr(err):
-        try:
-            code = cli.run(cli.parser().parse_args(list(args)))
-        except SystemExit as refused:  # argparse's refusal of the command line
-            code = refused.code if isinstance(refused.code, int) else 2
+        code = cli.run(cli.parser().parse_args(list(args)))
     return Result(code, out.getvalue(), err.getvalue())
