@@ -28,6 +28,7 @@ from leadflow_notifier.domain.digest import (
     digest_item,
     due_window,
     due_windows,
+    new_lead_email,
     takes,
 )
 from leadflow_notifier.domain.errors import TransientDeliveryError
@@ -191,6 +192,17 @@ def test_the_digest_lists_each_new_lead_with_its_link() -> None:
         assert f"Lead {i} (Website): https://crm/accounts/office-2/leads/lead-{i}" in email.text
         assert f'href="https://crm/accounts/office-2/leads/lead-{i}"' in email.html
     assert digest_email([], who, due_window(AT, hour=7), "https://crm") is None
+
+
+def test_a_digest_and_a_new_lead_notice_show_no_contact_name_as_a_link() -> None:
+    item = DigestItem("office-2", "lead-1", "www.evil.example", "Website", 0)
+    who = Recipient(agent_id="admin", name="Ada", email="ada@example.com")
+    digest = digest_email([item], who, due_window(AT, hour=7), "https://crm")
+    assert digest is not None
+    notice = new_lead_email(item, who, "https://crm")
+    for text in (digest.text, digest.html, notice.subject, notice.text, notice.html):
+        assert "evil.example" not in text, text
+        assert "www[.]evil[.]example" in text, text
 
 
 def utc(year: int, month: int, day: int, hour: int, minute: int = 0) -> datetime:

@@ -4,17 +4,23 @@ A lead's message comes from a public form, a webhook or a partner, and keeps its
 The plain-text part of an offer email printed it as it was, right above the notice's own "Accept it with one click:
 <link>" and "<label>: <link>" lines: a message holding such lines with another URL showed the agent an accept link
 (and a lead link) that looked like the real one, and came first. The HTML part sets it apart in a <blockquote>; the
-text part now quotes each of its lines ("> ").
+text part now quotes each of its lines ("> "), and the HTML part keeps its line breaks. The contact's name, printed
+in the subject, the SMS and the push beside the notice's links, shows no host name an app would link by itself.
 """
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from fakes_notifier import by_channel
+from hypothesis import given
+from hypothesis import strategies as st
 from test_notifier_channels import AGENT, NOON_UTC, offered
 
-from leadflow_notifier.domain.messages import EmailContent, messages_for
+from leadflow_notifier.domain.messages import EmailContent, PushContent, SmsContent, messages_for
 from leadflow_notifier.domain.preferences import Channel
+from leadflow_notifier.domain.templates import shown_name
 
 pytestmark = pytest.mark.unit
 
@@ -55,3 +61,56 @@ def test_the_contacts_message_is_in_the_text_part_every_line_quoted() -> None:
     text = _offer_email(FORGED).text
     quoted = "> Is 12 Elm St still for sale?\n> \n> Accept it with one click: https://evil.example/"
     assert f"Their message:\n{quoted}" in text
+
+
+LINKISH_NAMES = ["https://evil.example/v1/offer-links/abc", "www.evil.example", "Jane evil.example", "10.0.0.1"]
+
+
+@pytest.mark.parametrize("name", LINKISH_NAMES)
+def test_a_contacts_name_holding_a_host_is_no_link_in_any_channel_of_an_offer(name: str) -> None:
+    """The name a form's visitor typed is printed in the subject, the SMS and the push next to the notice's own
+    links, where a phone or a mail app turns a host name into a link by itself."""
+    out = by_channel(
+        messages_for(offered(name=name), AGENT, "https://app.example.com", now=NOON_UTC, accept_link=REAL_ACCEPT)
+    )
+    email, sms, push = out[Channel.EMAIL], out[Channel.SMS], out[Channel.PUSH]
+    assert isinstance(email, EmailContent)
+    assert isinstance(sms, SmsContent)
+    assert isinstance(push, PushContent)
+    for where, text in {
+        "subject": email.subject, "text": email.text, "html": email.html, "sms": sms.body, "push title": push.title,
+        "push body": push.body,
+    }.items():  # fmt: skip
+        assert "evil.example" not in text, (where, text)
+        assert "10.0.0.1" not in text, (where, text)
+    assert email.subject == f"Lead offer: {shown_name(name)} Doe"
+    assert "[.]" in email.subject
+    assert REAL_ACCEPT in sms.body  # the notice's own links are untouched
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("https://evil.example/x", "https[:]//evil[.]example/x"),
+        ("www.evil.co", "www[.]evil[.]co"),
+        ("evil\u3002example", "evil[\u3002]example"),
+        ("Müller.de", "Müller[.]de"),
+        ("J.R.R. Tolkien", "J.R.R. Tolkien"),
+        ("Mary O'Neil-Smith", "Mary O'Neil-Smith"),
+        ("Zoë Ånström", "Zoë Ånström"),
+    ],
+)
+def test_a_name_keeps_its_words_and_loses_its_links(name: str, shown: str) -> None:
+    assert shown_name(name) == shown
+
+
+@given(st.text())
+def test_no_name_shows_a_scheme_or_a_dotted_host(name: str) -> None:
+    shown = shown_name(name)
+    assert "://" not in shown
+    assert not re.search(r"(?:[\w-]+[.\u3002\uff0e\uff61])+(?:[^\W\d_][\w-]+|\d+\b)", shown), shown
+
+
+def test_the_html_part_keeps_the_line_breaks_of_a_contacts_message() -> None:
+    html = _offer_email("First line\nSecond line").html
+    assert '<blockquote style="white-space: pre-wrap">First line\nSecond line</blockquote>' in html

@@ -29,7 +29,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from leadflow_notifier.domain.messages import EmailContent, Notice, Recipient, email_of, lead_link
-from leadflow_notifier.domain.templates import render
+from leadflow_notifier.domain.templates import render, shown_name
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.events.routing import (
     AssignmentReason,
@@ -277,13 +277,14 @@ def _window(day: date, hour: int, zone: ZoneInfo) -> DigestWindow:
 def new_lead_email(item: DigestItem, who: Recipient, pages_url: str) -> EmailContent:
     """N1's immediate new-lead notice for a subscribed admin or staff member: the digest's line, at once."""
     came = f", transferred from {item.from_account}" if item.from_account else ""
+    name = shown_name(item.name)
     notice = Notice(
         lead_id=item.lead_id,
-        subject=f"New lead: {item.name}",
+        subject=f"New lead: {name}",
         greeting=f"Hi {who.name},",
-        lines=(f"A new lead arrived: {item.name} ({item.source}{came}).",),
+        lines=(f"A new lead arrived: {name} ({item.source}{came}).",),
         link=lead_link(pages_url, item.account_id, item.lead_id),
-        headline=f"New lead: {item.name}",
+        headline=f"New lead: {name}",
     )
     return email_of(notice, who.email)
 

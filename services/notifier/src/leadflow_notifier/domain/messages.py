@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from leadflow_notifier.domain.preferences import DEFAULT_PREFERENCES, Channel, Preferences, allowed_channels
-from leadflow_notifier.domain.templates import render
+from leadflow_notifier.domain.templates import render, shown_name
 from leadflow_shared.events.activity import ActivityAction
 from leadflow_shared.events.routing import (
     ActivityLogged,
@@ -239,17 +239,18 @@ WHY_YOU: dict[AssignmentReason, str] = {
 def assigned_notice(event: LeadAssigned, who: Recipient, link: str) -> Notice:
     """The lead is `who`'s now; why, in words about `who` alone (N5)."""
     c = event.payload.contact
+    name = shown_name(c.full_name)
     why = WHY_YOU.get(event.payload.reason)
     return Notice(
         lead_id=str(event.payload.lead_id),
-        subject=f"New lead: {c.full_name}",
+        subject=f"New lead: {name}",
         greeting=f"Hi {who.name},",
-        lines=(f"{c.full_name} is now your lead ({event.payload.source.name}).",),
+        lines=(f"{name} is now your lead ({event.payload.source.name}).",),
         fields=(("Email", c.email or "-"), ("Phone", c.phone or "-")),
         quote=event.payload.message,
         notes=(f"Why you: {why}",) if why else (),
         link=link,
-        headline=f"New lead: {c.full_name}",
+        headline=f"New lead: {name}",
     )
 
 
@@ -258,12 +259,13 @@ def offered_notice(event: LeadOffered, who: Recipient, link: str, *, accept_link
     o = event.payload
     deadline = f"{shown_in(o.deadline, who.time_zone):%a %d %b %H:%M %Z}"
     race = f" It was offered to {o.race_size} agents: the first to act gets it." if o.race_size > 1 else ""
+    name = shown_name(o.contact.full_name)
     return Notice(
         lead_id=str(o.lead_id),
-        subject=f"Lead offer: {o.contact.full_name}",
+        subject=f"Lead offer: {name}",
         greeting=f"Hi {who.name},",
         lines=(
-            f"New lead for you: {o.contact.full_name} ({o.source.name}).{race}",
+            f"New lead for you: {name} ({o.source.name}).{race}",
             f"Claim it before {deadline} by accepting it or acting on it (email, call, note, ...);"
             " opening it does not claim it.",
         ),
@@ -273,7 +275,7 @@ def offered_notice(event: LeadOffered, who: Recipient, link: str, *, accept_link
         ),
         quote=o.message,
         link=link,
-        headline=f"Lead offer: {o.contact.full_name}. Claim it before {deadline}",
+        headline=f"Lead offer: {name}. Claim it before {deadline}",
         deadline=deadline,
         accept_link=accept_link,
     )  # fmt: skip
@@ -354,15 +356,15 @@ def inquiry_notice(event: ActivityLogged, who: Recipient, link: str) -> Notice |
     a = event.payload
     if a.action is not ActivityAction.INQUIRY or a.summary is None:
         return None
-    c = a.summary.contact
+    name = shown_name(a.summary.contact.full_name)
     return Notice(
         lead_id=str(a.lead_id),
-        subject=f"Your lead {c.full_name} is back",
+        subject=f"Your lead {name} is back",
         greeting=f"Hi {who.name},",
-        lines=(f"{c.full_name}, your lead, sent a new inquiry ({a.summary.source.name}).",),
+        lines=(f"{name}, your lead, sent a new inquiry ({a.summary.source.name}).",),
         quote=a.summary.message,
         link=link,
-        headline=f"Your lead {c.full_name} sent a new inquiry",
+        headline=f"Your lead {name} sent a new inquiry",
     )
 
 
