@@ -13,10 +13,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import pytest_asyncio
+from fakes_crm import Rechecks
 from fastapi.exceptions import RequestValidationError
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
@@ -81,7 +82,9 @@ async def test_another_office_s_agent_is_never_made_one_s_staff_member_nor_its_n
     # North's broker names South's agent as a staff member of North, then sets "its" notifications: with no channel,
     # South's agent would get no offer notice at all, and South could no longer read or change them (404).
     with pytest.raises(NotFound):
-        await people.put_staff_member(people.account_people(NORTH, NORA, db), NORA, "sid", STAFF_RECORD)
+        await people.put_staff_member(
+            people.account_people(NORTH, NORA, db), NORA, cast(Any, Rechecks()), "sid", STAFF_RECORD
+        )
     assert await db[STAFF].find_one({"_id": "sid"}) is None
 
     # A staff record made so before this was refused gives North no hold on South's agent either.
@@ -105,7 +108,9 @@ async def test_what_an_office_wrote_for_an_id_of_nobody_s_gives_no_hold_once_it_
     # North's broker adds "nell" (an id nobody has yet: a hire South is about to seed) as a staff member of North and
     # turns off its every channel; "nell", signed in to North, registers a phone for push. Then South seeds its agent
     # "nell": neither North's preferences nor North's device count for South's agent (decision 0076).
-    await people.put_staff_member(people.account_people(NORTH, NORA, db), NORA, "nell", STAFF_RECORD)
+    await people.put_staff_member(
+        people.account_people(NORTH, NORA, db), NORA, cast(Any, Rechecks()), "nell", STAFF_RECORD
+    )
     north = await settings.preferences_scope(NORTH, "nell", NORA, db)
     await settings.put_notifications(north, "nell", NotificationPreferences(channels=[], digest=True))
     nell_north = Principal("nell", Role.REALTOR, NORTH)
@@ -145,19 +150,25 @@ async def test_only_brokers_and_admins_add_a_staff_member_or_set_its_role(db: Db
     north = people.account_people(NORTH, gone, db)
     for record in (STAFF_RECORD, STAFF_RECORD.model_copy(update={"role": StaffRole.ADMIN})):
         with pytest.raises(Forbidden):
-            await people.put_staff_member(north, gone, "gus", record)
+            await people.put_staff_member(north, gone, cast(Any, Rechecks()), "gus", record)
     assert await db[STAFF].find_one({"_id": "gus"}) is None
 
     # A staff member the broker added updates its own record, but its role stays the broker's to set.
-    await people.put_staff_member(people.account_people(NORTH, NORA, db), NORA, "gus", STAFF_RECORD)
+    await people.put_staff_member(
+        people.account_people(NORTH, NORA, db), NORA, cast(Any, Rechecks()), "gus", STAFF_RECORD
+    )
     moved = STAFF_RECORD.model_copy(update={"email": "gus@north.example"})
-    assert await people.put_staff_member(north, gone, "gus", moved) == moved
+    assert await people.put_staff_member(north, gone, cast(Any, Rechecks()), "gus", moved) == moved
     with pytest.raises(Forbidden):
-        await people.put_staff_member(north, gone, "gus", moved.model_copy(update={"role": StaffRole.ADMIN}))
+        await people.put_staff_member(
+            north, gone, cast(Any, Rechecks()), "gus", moved.model_copy(update={"role": StaffRole.ADMIN})
+        )
     stored = await db[STAFF].find_one({"_id": "gus"})
     assert stored is not None
     assert (stored["email"], stored["role"]) == ("gus@north.example", "staff")
-    admin = await people.put_staff_member(north, NORA, "gus", moved.model_copy(update={"role": StaffRole.ADMIN}))
+    admin = await people.put_staff_member(
+        north, NORA, cast(Any, Rechecks()), "gus", moved.model_copy(update={"role": StaffRole.ADMIN})
+    )
     assert admin.role is StaffRole.ADMIN, "the broker sets the role"
     await db[STAFF].delete_one({"_id": "gus"})
 

@@ -21,6 +21,7 @@ from typing import Any, cast
 import pytest
 import pytest_asyncio
 from crm_harness import Published
+from fakes_crm import Rechecks
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -153,7 +154,11 @@ async def test_preferences_set_for_an_id_of_nobody_s_have_no_hold_once_it_is_ano
     # and turns every notification channel of "newbie" off. Then South seeds its new agent "newbie". The check of
     # decision 0076 (`agent_elsewhere`) runs when North writes, and "newbie" was nobody's agent then.
     await people.put_staff_member(
-        people.account_people(NORTH, NORA, db), NORA, "newbie", StaffMember(name="New Bie", email="nb@north.example")
+        people.account_people(NORTH, NORA, db),
+        NORA,
+        cast(Any, Rechecks()),
+        "newbie",
+        StaffMember(name="New Bie", email="nb@north.example"),
     )
     north = await settings.preferences_scope(NORTH, "newbie", NORA, db)
     await settings.put_notifications(north, "newbie", NotificationPreferences(channels=[]))
@@ -174,16 +179,6 @@ async def test_preferences_set_for_an_id_of_nobody_s_have_no_hold_once_it_is_ano
     assert (refused, recipient.preferences.channels) == ([], frozenset({Channel.EMAIL.value})), (
         "South's agent and broker manage its notifications; North's choice has no hold on another office's agent"
     )
-
-
-class Rechecks:
-    """The request's `Members` (adapters/callers.py) as a team-member transfer uses it: told whose record changed."""
-
-    def __init__(self) -> None:
-        self.users: list[str] = []
-
-    async def recheck(self, user_id: str) -> None:
-        self.users.append(user_id)
 
 
 async def test_a_member_moved_to_another_office_takes_its_push_devices_along(db: Db) -> None:

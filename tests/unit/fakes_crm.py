@@ -50,3 +50,14 @@ class Interleaving:
         read: LeadRow | None = await super().row(lead_id)  # type: ignore[misc]
         await self._interleave("row")
         return read
+
+
+class Rechecks:
+    """The request's `Members` (adapters/callers.py) as a use case uses it: told whose records it changed."""
+
+    def __init__(self) -> None:
+        self.users: list[str] = []
+
+    async def recheck(self, user_id: str, account_id: str | None = None) -> None:
+        del account_id
+        self.users.append(user_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -18,7 +19,7 @@ from pymongo.errors import AutoReconnect
 
 from leadflow_crm_api.adapters.callers import Callers
 from leadflow_crm_api.adapters.tokens import TokenVerifier
-from leadflow_crm_api.domain.principal import Membership, Principal, Role, admitted
+from leadflow_crm_api.domain.principal import Membership, Principal, Role, StaffWord, admitted
 from leadflow_crm_api.errors import Unauthenticated
 from leadflow_crm_api.settings import DEVELOPMENT_SIGNING_KEY, CrmApiSettings
 from leadflow_devstack.tokens import dev_token
@@ -166,6 +167,77 @@ def test_an_agent_is_admitted_while_of_the_tokens_office_and_not_inactive(
     assert admitted(caller, None), "no agent record (an admin, staff, a broker who is no agent): the token alone"
 
 
+# Decision 0105: an admin's token holds while the office has not said otherwise (removed, or staff now).
+
+
+@given(
+    role=st.sampled_from(list(Role)),
+    staff_role=st.sampled_from([None, "admin", "staff"]),
+    removed=st.booleans(),
+    agent=st.booleans(),
+)
+def test_an_admins_token_holds_while_its_office_keeps_it_an_admin(
+    role: Role, staff_role: str | None, removed: bool, agent: bool
+) -> None:
+    caller = Principal("ann", role, "acme-realty")
+    membership = Membership.of(_agent("acme-realty", "active", True)) if agent else None
+    word = StaffWord(role=staff_role, removed=removed)
+    if agent or role is not Role.ADMIN:
+        expected = True  # an agent by its agent record (0079); a broker's or a realtor's token as it says
+    elif staff_role is not None:
+        expected = staff_role == "admin"  # the record says what the user is here now, whatever was before
+    else:
+        expected = not removed  # no record: only the office's removal refuses (its silence leaves the token)
+    assert admitted(caller, membership, word) is expected
+    assert admitted(caller, membership), "not asked (no admin token, or an agent record): the records above decide"
+
+
+@pytest.mark.asyncio
+async def test_a_removed_or_demoted_admin_is_refused_and_the_office_is_read_once_per_cache_time() -> None:
+    staff = _Records({"_id": "sam", "account_id": "acme-realty", "role": "admin"})
+    removed = _Records()
+    callers = _callers(_Agents(None), ttl=60, staff=staff, crm_removed_staff=removed)
+    token = dev_token("sam", "admin", "acme-realty", key=KEY)
+    for _ in range(3):
+        assert (await callers.of(token)).sub == "sam"
+    assert staff.reads == 1, "one read for the cache's time"
+
+    staff.records = [{"_id": "sam", "account_id": "acme-realty", "role": "staff"}]  # demoted by this replica
+    await callers.recheck("sam", "acme-realty")
+    with pytest.raises(Unauthenticated, match="no longer"):
+        await callers.of(token)
+
+    staff.records, removed.records = [], [{"_id": "acme-realty|sam"}]  # then removed
+    await callers.recheck("sam", "acme-realty")
+    with pytest.raises(Unauthenticated, match="no longer"):
+        await callers.of(token)
+    broker = dev_token("sam", "broker", "acme-realty", key=KEY)
+    assert (await callers.of(broker)).role is Role.BROKER, "a removal speaks of an admin's token only"
+    elsewhere = dev_token("sam", "admin", "other-realty", key=KEY)
+    assert (await callers.of(elsewhere)).account_id == "other-realty", "one office's word holds in that office alone"
+
+
+@pytest.mark.asyncio
+async def test_a_signed_out_token_is_refused_here_at_once_and_elsewhere_within_the_cache_time() -> None:
+    signed_out = _Records()
+    here = _callers(_Agents(None), ttl=60, crm_signed_out=signed_out)
+    elsewhere = _callers(_Agents(None), ttl=60, crm_signed_out=signed_out)
+    token = dev_token("sam", "broker", "acme-realty", key=KEY, lifetime=timedelta(hours=2))
+    caller = await here.of(token)
+    assert (await elsewhere.of(token)).sub == "sam"
+    await here.sign_out(token, caller)
+    with pytest.raises(Unauthenticated, match="signed out"):
+        await here.of(token)
+    assert (await elsewhere.of(token)).sub == "sam", "cached: another replica sees a sign-out within its cache time"
+    with pytest.raises(Unauthenticated, match="signed out"):
+        await _callers(_Agents(None), ttl=0, crm_signed_out=signed_out).of(token)  # a replica reading it now
+    (kept,) = signed_out.records
+    assert kept["_id"] == hashlib.sha256(token.encode()).hexdigest(), "kept by its hash: the store holds no token"
+    assert kept["expires_at"] == datetime.fromtimestamp(caller.expires_at or 0, UTC), "kept until the token expires"
+    other = dev_token("sam", "broker", "acme-realty", key=KEY, lifetime=timedelta(hours=3))
+    assert (await here.of(other)).sub == "sam", "another token (another session) holds"
+
+
 class _Agents:
     """`agents` with one record, counting the reads."""
 
@@ -177,8 +249,23 @@ class _Agents:
         return self.record if self.record is not None and query == {"_id": self.record["_id"]} else None
 
 
-def _callers(agents: _Agents, ttl: float) -> Callers:
-    db = cast(AsyncDatabase[dict[str, Any]], {"agents": agents})
+class _Records:
+    """A collection holding `records` by id (`staff`, `crm_removed_staff`, `crm_signed_out`), counting the reads."""
+
+    def __init__(self, *records: dict[str, object]) -> None:
+        self.records, self.reads = list(records), 0
+
+    async def find_one(self, query: dict[str, object], _fields: dict[str, int]) -> dict[str, object] | None:
+        self.reads += 1
+        return next((r for r in self.records if all(r.get(k) == v for k, v in query.items())), None)
+
+    async def insert_one(self, record: dict[str, object]) -> None:
+        self.records.append(record)
+
+
+def _callers(agents: _Agents, ttl: float, **collections: _Records) -> Callers:
+    names = ("staff", "crm_removed_staff", "crm_signed_out")
+    db = cast(AsyncDatabase[dict[str, Any]], {"agents": agents} | {n: collections.get(n, _Records()) for n in names})
     return Callers(TokenVerifier(SETTINGS), lambda: db, ttl=ttl)
 
 

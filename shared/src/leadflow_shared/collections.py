@@ -43,6 +43,8 @@ CRM_INVITATIONS: Final = "crm_invitations"
 CRM_TRANSFERS: Final = "crm_transfers"
 CRM_USED_OFFER_LINKS: Final = "crm_used_offer_links"
 CRM_SETTINGS_AUDIT: Final = "crm_settings_audit"  # one change of routing rules or of an availability
+CRM_REMOVED_STAFF: Final = "crm_removed_staff"  # a staff member an office removed: its admin token no longer holds
+CRM_SIGNED_OUT: Final = "crm_signed_out"  # a web session's token signed out, until the token's own expiry
 
 # ops
 OPS_REPLAYS: Final = "ops_replays"

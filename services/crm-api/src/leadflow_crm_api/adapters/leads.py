@@ -21,7 +21,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from leadflow_crm_api.adapters import generations, invitations, offices, settings_audit
+from leadflow_crm_api.adapters import callers, generations, invitations, offices, settings_audit
 from leadflow_crm_api.adapters.filter_match import matches
 from leadflow_crm_api.adapters.generations import Write, active_names, writing
 from leadflow_crm_api.adapters.view_commands import ViewCommands
@@ -56,6 +56,7 @@ async def ensure_indexes(db: AsyncDatabase[dict[str, Any]]) -> None:
     """crm-api's startup hook for its collections (a rebuild indexes the generation it builds itself)."""
     await ensure_view_indexes(db, names_of((await generations.read_meta(db)).active))
     await invitations.ensure_indexes(db)
+    await callers.ensure_indexes(db)
     await offices.ensure_indexes(db)
     await settings_audit.ensure_indexes(db)
 

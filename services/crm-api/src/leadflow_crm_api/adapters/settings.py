@@ -7,13 +7,22 @@ router and the notifier read these documents and cache them briefly (5 s by defa
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from leadflow_crm_api.adapters.callers import removed_staff_id
 from leadflow_crm_api.domain.settings import holds_for
-from leadflow_shared.collections import ACCOUNTS, AGENTS, NOTIFIER_PREFERENCES, PUSH_DEVICES, STAFF
+from leadflow_shared.collections import (
+    ACCOUNTS,
+    AGENTS,
+    CRM_REMOVED_STAFF,
+    NOTIFIER_PREFERENCES,
+    PUSH_DEVICES,
+    STAFF,
+)
 
 Doc = dict[str, Any]
 
@@ -50,20 +59,38 @@ class AccountSettings:
         return await self._db[AGENTS].find_one({"_id": user_id, "account_id": {"$ne": self.account_id}}) is not None
 
     async def put_staff_member(self, user_id: str, fields: Doc) -> None:
-        """Insert or replace the record (not an upsert: see set_preferences)."""
+        """Insert or replace the record (not an upsert: see set_preferences); a removal's mark goes (the record
+        says what the user is here now)."""
         doc = {"_id": user_id, **fields, "account_id": self.account_id}
-        if (await self._db[STAFF].replace_one({"_id": user_id, "account_id": self.account_id}, doc)).matched_count:
-            return
-        try:
-            await self._db[STAFF].insert_one(doc)
-        except DuplicateKeyError:  # a concurrent first write won; ours replaces it
-            await self._db[STAFF].replace_one({"_id": user_id, "account_id": self.account_id}, doc)
+        if not (await self._db[STAFF].replace_one({"_id": user_id, "account_id": self.account_id}, doc)).matched_count:
+            try:
+                await self._db[STAFF].insert_one(doc)
+            except DuplicateKeyError:  # a concurrent first write won; ours replaces it
+                await self._db[STAFF].replace_one({"_id": user_id, "account_id": self.account_id}, doc)
+        await self._db[CRM_REMOVED_STAFF].delete_one({"_id": removed_staff_id(self.account_id, user_id)})
 
-    async def delete_staff_member(self, user_id: str) -> bool:
+    async def delete_staff_member(self, user_id: str, by: str) -> bool:
+        """Remove the record and its preferences, and mark the removal: an admin's token of this user no longer
+        holds here (decision 0105). The mark is written before the record goes (a removal that fails half-way
+        leaves the user refused, never removed and still admitted) and again after it (a re-adding that ran
+        meanwhile dropped the first)."""
+        if await self.staff_member(user_id) is None:
+            return False
+        await self._mark_removed(user_id, by)
         result = await self._db[STAFF].delete_one({"_id": user_id, "account_id": self.account_id})
-        if result.deleted_count:
-            await self._db[NOTIFIER_PREFERENCES].delete_one({"_id": user_id, "account_id": self.account_id})
-        return result.deleted_count > 0
+        if not result.deleted_count:
+            return False
+        await self._mark_removed(user_id, by)
+        await self._db[NOTIFIER_PREFERENCES].delete_one({"_id": user_id, "account_id": self.account_id})
+        return True
+
+    async def _mark_removed(self, user_id: str, by: str) -> None:
+        mark_id = removed_staff_id(self.account_id, user_id)
+        # The id in the document too: nx-27017's upsert ignores the filter's (decision 0004).
+        mark = {"_id": mark_id, "account_id": self.account_id, "user_id": user_id, "by": by}
+        await self._db[CRM_REMOVED_STAFF].replace_one(
+            {"_id": mark_id}, {**mark, "removed_at": datetime.now(UTC)}, upsert=True
+        )
 
     async def devices(self, user_id: str) -> list[Doc]:
         cursor = self._db[PUSH_DEVICES].find({"user_id": user_id, "account_id": self.account_id}).sort("_id", 1)

@@ -56,4 +56,5 @@ class TokenVerifier:
         except ValidationError as exc:
             fields = sorted({str(e["loc"][0]) for e in exc.errors() if e["loc"]})
             raise Unauthenticated(f"The bearer token lacks valid claims: {', '.join(fields)}.") from exc
-        return Principal(claims.sub, claims.role, claims.account_id, claims.organisation_id)
+        expires = float(decoded["exp"])  # required above, and a number (PyJWT checked it)
+        return Principal(claims.sub, claims.role, claims.account_id, claims.organisation_id, expires)

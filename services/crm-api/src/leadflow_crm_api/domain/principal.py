@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -24,6 +24,8 @@ class Principal:
     role: Role
     account_id: str
     organisation_id: str | None = None
+    # The token's `exp` (epoch seconds): how long a sign-out of it is kept. Not who the caller is: not compared.
+    expires_at: float | None = field(default=None, compare=False)
 
     @property
     def sees_whole_account(self) -> bool:
@@ -53,11 +55,27 @@ class Membership:
         return cls(str(agent.get("account_id", "")), status)
 
 
-def admitted(caller: Principal, membership: Membership | None) -> bool:
-    """S1 (decision 0079): a token holds while its user is who it says. A user with no agent record (an admin
-    or staff member, a broker who is no agent) is the token's alone; an agent must be of the token's office
-    and not inactive. Onboarding is admitted: it is how a member arrives from another office (T2), holding
-    nothing there yet, and it signs in to set itself up before its broker activates it."""
-    if membership is None:
+@dataclass(frozen=True, slots=True)
+class StaffWord:
+    """What the token's office says of a user with no agent record: its staff record's role there ("admin",
+    "staff"), or None; and whether the office removed such a record (`crm_removed_staff`)."""
+
+    role: str | None = None
+    removed: bool = False
+
+
+def admitted(caller: Principal, membership: Membership | None, staff: StaffWord | None = None) -> bool:
+    """S1 (decisions 0079, 0105): a token holds while its user is who it says. An agent must be of the token's
+    office and not inactive; onboarding is admitted: it is how a member arrives from another office (T2),
+    holding nothing there yet, and it signs in to set itself up before its broker activates it. A user with no
+    agent record is the token's, except that an admin's token holds only while the office has not said
+    otherwise: its staff record there, if any, must say admin (a demoted admin is staff), and without one the
+    office must not have removed it. An office's silence (an admin only the identity provider knows) leaves the
+    token alone, as does a record in another office (ids are global: no office can lock out another's)."""
+    if membership is not None:
+        return membership.account_id == caller.account_id and membership.status is not TeamStatus.INACTIVE
+    if caller.role is not Role.ADMIN or staff is None:
         return True
-    return membership.account_id == caller.account_id and membership.status is not TeamStatus.INACTIVE
+    if staff.role is not None:
+        return staff.role == Role.ADMIN.value
+    return not staff.removed

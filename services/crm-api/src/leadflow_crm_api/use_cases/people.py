@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Response, status
 
 from leadflow_crm_api.adapters.settings import AccountSettings
-from leadflow_crm_api.deps import Caller, Db, Id
+from leadflow_crm_api.deps import Caller, Db, Id, Members
 from leadflow_crm_api.domain.people import (
     MAX_DEVICES,
     Device,
@@ -61,7 +61,9 @@ async def get_staff_member(people: People, caller: Caller, user_id: Id) -> Staff
     return StaffMember.model_validate({k: v for k, v in doc.items() if k in StaffMember.model_fields})
 
 
-async def put_staff_member(people: People, caller: Caller, user_id: Id, body: StaffMember) -> StaffMember:
+async def put_staff_member(
+    people: People, caller: Caller, members: Members, user_id: Id, body: StaffMember
+) -> StaffMember:
     _own_or_manager(caller, user_id)
     if await people.agent(user_id) is not None:
         raise InvalidRequest("user_id: an agent of this account; an agent's details are its agent record.")
@@ -71,6 +73,7 @@ async def put_staff_member(people: People, caller: Caller, user_id: Id, body: St
     if not caller.sees_whole_account:
         await _own_record_only(people, user_id, body)
     await people.put_staff_member(user_id, body.model_dump(mode="json"))
+    await members.recheck(user_id, people.account_id)  # a role set here holds here from the next request
     return body
 
 
@@ -84,12 +87,14 @@ async def _own_record_only(people: AccountSettings, user_id: str, body: StaffMem
         raise Forbidden("Brokers and admins set a staff member's role.")
 
 
-async def delete_staff_member(people: People, caller: Caller, user_id: Id) -> Response:
-    """Remove a staff member and their notification preferences: nothing more reaches them."""
+async def delete_staff_member(people: People, caller: Caller, members: Members, user_id: Id) -> Response:
+    """Remove a staff member and their notification preferences: nothing more reaches them, and an admin's token
+    of theirs no longer holds here (decision 0105)."""
     if not caller.sees_whole_account:
         raise Forbidden("Brokers and admins remove staff members.")
-    if not await people.delete_staff_member(user_id):
+    if not await people.delete_staff_member(user_id, by=caller.sub):
         raise NotFound("No such staff member in this account.")
+    await members.recheck(user_id, people.account_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

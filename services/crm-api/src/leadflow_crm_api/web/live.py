@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from leadflow_crm_api.domain.principal import Principal
+from leadflow_crm_api.errors import Unauthenticated
 from leadflow_crm_api.use_cases import leads as leads_uc
 from leadflow_crm_api.web.common import PREFIX, caller_of, callers_of, db_of, path_id
 from leadflow_shared.http import draining
@@ -23,35 +23,36 @@ router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
 @router.get("/accounts/{account_id}/live")
 async def account_live(request: Request, account_id: str) -> StreamingResponse:
-    caller, _ = await caller_of(request)
+    caller, token = await caller_of(request)
     leads = leads_uc.brokerage_leads(caller, db_of(request), path_id(account_id))
-    return _stream(request, caller, leads.change_mark)
+    return _stream(request, token, leads.change_mark)
 
 
 @router.get("/my/live")
 async def realtor_live(request: Request) -> StreamingResponse:
-    caller, _ = await caller_of(request)
+    caller, token = await caller_of(request)
     leads = leads_uc.realtor_leads(caller, db_of(request))
-    return _stream(request, caller, leads.change_mark, every=REALTOR_LIST_POLL_SECONDS)
+    return _stream(request, token, leads.change_mark, every=REALTOR_LIST_POLL_SECONDS)
 
 
 @router.get("/accounts/{account_id}/leads/{lead_id}/live")
 async def lead_live(request: Request, account_id: str, lead_id: str) -> StreamingResponse:
-    caller, _ = await caller_of(request)
+    caller, token = await caller_of(request)
     leads = leads_uc.account_leads(caller, db_of(request), path_id(account_id))
     lead_id = path_id(lead_id)
 
     async def mark() -> str:
         return await leads.lead_mark(lead_id)
 
-    return _stream(request, caller, mark)
+    return _stream(request, token, mark)
 
 
 def _stream(
-    request: Request, caller: Principal, mark: Callable[[], Awaitable[str]], *, every: float = LIVE_POLL_SECONDS
+    request: Request, token: str, mark: Callable[[], Awaitable[str]], *, every: float = LIVE_POLL_SECONDS
 ) -> StreamingResponse:
     """Server-sent events: `changed` whenever `mark()` (asked `every` seconds) differs from what the page was built
-    from; the stream ends once its caller is no longer admitted (an agent made inactive or moved, decision 0079)."""
+    from; the stream ends once its session's token no longer admits its caller: expired, signed out, or its user
+    no longer who it says (an agent made inactive or moved, an admin removed: decisions 0079, 0105)."""
 
     # What the page was built from (`since`, taken before its data was read), so a change between the
     # page's render and this stream is still announced. A reconnect may announce one change twice.
@@ -66,7 +67,9 @@ def _stream(
         # A replica shutting down ends its streams at once: the browser reconnects to one that stays.
         while loop.time() < ends and not draining(request) and not await request.is_disconnected():
             await asyncio.sleep(every)
-            if not await callers.still(caller):
+            try:
+                await callers.of(token)
+            except Unauthenticated:
                 return  # the browser reconnects, and that request is refused
             now = await mark()
             if now != seen:

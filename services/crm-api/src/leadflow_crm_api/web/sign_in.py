@@ -93,8 +93,11 @@ async def sign_in(request: Request) -> Response:
 
 @router.post("/sign-out")
 async def sign_out(request: Request) -> Response:
-    _, token = await caller_of(request)
+    """Ends the session's token everywhere until its expiry (decision 0105), not only the browser's cookie: a
+    copy of the cookie kept elsewhere signs in no more."""
+    caller, token = await caller_of(request)
     await checked_form(request, token)
+    await callers_of(request).sign_out(token, caller)
     response = redirect(f"{PREFIX}/sign-in")
     response.delete_cookie(SESSION_COOKIE, path=PREFIX)
     return response
