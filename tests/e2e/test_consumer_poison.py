@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from partner_messages import signed
 
-from leadflow_devstack.raw_records import GZIP, RawRecord, produce_batch, record_batch
+from leadflow_devstack.raw_records import GZIP, RawRecord, inflating_batch, produce_batch, record_batch
 from leadflow_devstack.stack import Stack
 from leadflow_devstack.testing import records_until
 from leadflow_shared import topics
@@ -279,3 +280,56 @@ async def test_records_the_fetcher_cannot_read_are_dead_lettered_and_the_partiti
     assert reasons[stand_in].startswith(f"UnreadableRecord: records {first + 1}..{first + 2} of this partition")
     raw = next(r for r in seen if name_of(r) == stand_in).value or b""
     assert f"{run}:lost-behind-broken".encode() in raw, "the stand-in does not carry the raw batch"
+
+
+def peak_rss(pid: int) -> int:
+    """A process's peak resident memory (VmHWM), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+async def test_a_small_batch_inflating_to_400_mb_is_dead_lettered_within_intakes_memory(poisoned_stack: Stack) -> None:
+    """Helper 170: a partner's gzip batch of 398 KiB (within the broker's 1 MiB) whose one record inflates to 400 MB
+    of spaces. aiokafka inflated it whole before any size check: intake peaked at 897 MiB, over its container's
+    512 MiB (deploy/k8s/intake.yaml), where it is killed, then fetches the same batch at every restart. Now it is
+    dead-lettered unread (`kafka_records.MAX_INFLATED_BYTES`), and the partner's lead behind it is taken."""
+    intake = poisoned_stack.services["intake"]
+    before = peak_rss(intake.pid)
+    batch = inflating_batch(GZIP, 400 * 1024 * 1024, key=b"acme-realty")
+    assert len(batch) < 1024 * 1024, "within the broker's message.max.bytes"
+    partition, offset = await produce_batch(poisoned_stack.bootstrap, topics.LEADS_INBOUND, b"acme-realty", batch)
+    submitted = LeadSubmitted.create(
+        account_id="acme-realty",
+        occurred_at=datetime.now(UTC),
+        payload=LeadSubmittedPayload(
+            contact=InboundContact(first_name="Bo", email=f"bo-{uuid.uuid4().hex}@example.com"),
+            source=InboundSource(partner="homefinder", name="Partner"),
+        ),
+    )
+    value = submitted.model_dump_json().encode()
+    producer = AIOKafkaProducer(bootstrap_servers=poisoned_stack.bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            topics.LEADS_INBOUND, value, key=b"acme-realty", headers=signed(value, b"acme-realty")
+        )
+    finally:
+        await producer.stop()
+
+    def is_ours(record: ConsumerRecord[bytes, bytes]) -> bool:
+        return str(submitted.correlation_id).encode() in (record.value or b"")
+
+    def the_batch(record: ConsumerRecord[bytes, bytes]) -> bool:
+        return ours(record, "dlq-source-partition") == str(partition.partition) and ours(
+            record, "dlq-source-offset"
+        ) == str(offset)
+
+    await records_until(poisoned_stack.bootstrap, topics.LEADS_INTAKE, is_ours, timeout=60)
+    letters = await records_until(poisoned_stack.bootstrap, topics.dlq(topics.LEADS_INBOUND), the_batch, timeout=30)
+    letter = next(r for r in letters if the_batch(r))
+    assert "inflate" in ours(letter, "dlq-reason"), ours(letter, "dlq-reason")
+    assert (letter.value or b"")[61:] == batch[61:], "the raw batch as sent (its compressed records), for whoever looks"
+    grew = peak_rss(intake.pid) - before
+    assert grew < 64 * 1024 * 1024, f"intake's memory peak grew by {grew / 2**20:.0f} MiB reading the batch"

@@ -7,6 +7,7 @@ iterates), so offsets advance exactly as they would in a consumer.
 from __future__ import annotations
 
 import struct
+import zlib
 
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
@@ -15,9 +16,9 @@ from aiokafka.record.util import calc_crc32c
 from hypothesis import given
 from hypothesis import strategies as st
 
-from leadflow_devstack.raw_records import GZIP, RawRecord, record_batch
+from leadflow_devstack.raw_records import GZIP, LZ4, SNAPPY, ZSTD, RawRecord, inflating_batch, record_batch
 from leadflow_shared import kafka_records
-from leadflow_shared.kafka_records import UNREADABLE, TolerantMemoryRecords, printable, unreadable
+from leadflow_shared.kafka_records import MAX_INFLATED_BYTES, UNREADABLE, TolerantMemoryRecords, printable, unreadable
 
 pytestmark = pytest.mark.unit
 
@@ -98,6 +99,52 @@ def test_an_unknown_codec_becomes_a_stand_in() -> None:
     assert [r.offset for r in records] == [1]
     assert "unreadable (UnsupportedCodecError" in (unreadable(records[0].headers) or "")
     assert next_offset == 2
+
+
+CODECS = pytest.mark.parametrize("codec", [GZIP, SNAPPY, LZ4, ZSTD], ids=["gzip", "snappy", "lz4", "zstd"])
+
+
+@CODECS
+def test_a_compressed_batch_within_the_bound_is_read_as_sent(codec: int) -> None:
+    sent = [RawRecord(b'{"n": %d}' % i, b"acme-realty", [(b"content-type", b"application/json")]) for i in range(20)]
+    records, next_offset = read(at(record_batch(sent, compression=codec), 7), fetch_offset=7)
+    assert [(r.offset, r.key, r.value) for r in records] == [(7 + i, r.key, r.value) for i, r in enumerate(sent)]
+    assert all(unreadable(r.headers) is None for r in records)
+    assert next_offset == 27
+
+
+@CODECS
+def test_a_batch_that_would_inflate_past_the_bound_becomes_a_stand_in_holding_the_batch_as_sent(codec: int) -> None:
+    """A partner's batch within the broker's 1 MiB whose one record inflates to 4 times the bound: aiokafka inflated
+    a whole batch in memory (400 MB took intake past its container's 512 MiB, helper 170); it is now inflated into a
+    buffer of the bound, stopping there (snappy: its blocks' declared sizes added), and never handed to aiokafka."""
+    inflated = MAX_INFLATED_BYTES * 5 // 4 if codec == SNAPPY else 4 * MAX_INFLATED_BYTES  # snappy packs ~21:1
+    data = at(inflating_batch(codec, inflated, key=b"acme-realty"), 12)
+    assert len(data) < 1 << 20, "within the broker's message.max.bytes"
+    records, next_offset = read(data, fetch_offset=12)
+    assert [r.offset for r in records] == [12]
+    reason = unreadable(records[0].headers) or ""
+    assert reason.startswith("records 12..12 of this partition are unreadable (the batch "), reason
+    assert f"{MAX_INFLATED_BYTES}" in reason
+    assert records[0].value == data, "the raw batch as sent, for whoever investigates (compressed: within 1 MiB)"
+    assert next_offset == 13
+
+
+def test_a_batch_at_the_bound_is_read() -> None:
+    limit = MAX_INFLATED_BYTES - 64  # the record's own framing around its value
+    records, _ = read(inflating_batch(ZSTD, limit, key=b"k"))
+    assert [len(r.value or b"") for r in records] == [limit]
+    assert unreadable(records[0].headers) is None
+
+
+def test_a_compressed_message_set_of_the_old_format_becomes_a_stand_in() -> None:
+    # v1: offset, size, CRC, magic 1, attributes (gzip), timestamp, key, value: the wrapper of a compressed set.
+    wrapper = struct.pack(">bbq", 1, GZIP, 0) + struct.pack(">i", -1) + struct.pack(">i", 4) + b"\x1f\x8b\x00\x00"
+    data = struct.pack(">qiI", 3, 4 + len(wrapper), zlib.crc32(wrapper)) + wrapper
+    records, next_offset = read(data, fetch_offset=3)
+    assert [r.offset for r in records] == [3]
+    assert "old format (magic 0/1)" in (unreadable(records[0].headers) or "")
+    assert next_offset == 4
 
 
 def test_a_sender_cannot_forge_the_stand_in_header() -> None:

@@ -9,11 +9,13 @@ with a plain Produce request: what leadflow's consumers must survive (I4).
 from __future__ import annotations
 
 import struct
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import cramjam
 from aiokafka import AIOKafkaClient, TopicPartition
-from aiokafka.codec import gzip_encode
+from aiokafka.codec import gzip_encode, lz4_encode, snappy_encode, zstd_encode
 from aiokafka.errors import for_code
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.protocol.produce import ProduceRequest
@@ -21,7 +23,8 @@ from aiokafka.record.util import calc_crc32c, encode_varint
 
 from leadflow_shared.clock import now_ms
 
-NO_COMPRESSION, GZIP = 0, 1
+NO_COMPRESSION, GZIP, SNAPPY, LZ4, ZSTD = 0, 1, 2, 3, 4
+_ENCODE = {GZIP: gzip_encode, SNAPPY: snappy_encode, LZ4: lz4_encode, ZSTD: zstd_encode}  # as aiokafka sends them
 
 
 @dataclass(frozen=True)
@@ -55,14 +58,41 @@ def _record(offset_delta: int, record: RawRecord) -> bytes:
 def record_batch(records: Sequence[RawRecord], *, compression: int = NO_COMPRESSION) -> bytes:
     """One v2 record batch (base offset 0: the broker assigns the real ones) with a valid CRC."""
     body = b"".join(_record(i, r) for i, r in enumerate(records))
-    if compression == GZIP:
-        body = gzip_encode(body)
+    if compression in _ENCODE:
+        body = _ENCODE[compression](body)
+    return _batch(body, compression, len(records))
+
+
+def _batch(body: bytes, compression: int, count: int) -> bytes:
     now = now_ms()
     # Attributes, last offset delta, first/max timestamp, producer id/epoch, base sequence, count.
-    after_crc = struct.pack(">hiqqqhii", compression, len(records) - 1, now, now, -1, -1, -1, len(records)) + body
+    after_crc = struct.pack(">hiqqqhii", compression, count - 1, now, now, -1, -1, -1, count) + body
     crc = calc_crc32c(after_crc)
     # Base offset, length (from the leader epoch on), partition leader epoch, magic, CRC.
     return struct.pack(">qiibI", 0, 4 + 1 + 4 + len(after_crc), -1, 2, crc) + after_crc
+
+
+def inflating_batch(compression: int, inflated: int, *, key: bytes | None = None, chunk: int = 1 << 20) -> bytes:
+    """A hostile producer's batch: one record whose value is `inflated` spaces, compressed in `compression` as
+    Kafka frames it, built a chunk at a time (the test never holds the inflated bytes)."""
+    head = b"\x00" + _varint(0) + _varint(0) + _sized(key) + _varint(inflated)
+    tail = _varint(0)  # no headers
+    spaces = [b" " * chunk] * (inflated // chunk) + [b" " * (inflated % chunk)]
+    parts = [_varint(len(head) + inflated + len(tail)) + head, *spaces, tail]
+    if compression == GZIP:
+        gz = zlib.compressobj(9, zlib.DEFLATED, 31)
+        body = b"".join(gz.compress(p) for p in parts) + gz.flush()
+    elif compression == SNAPPY:  # xerial's blocks, as aiokafka writes them
+        body = snappy_encode(b"")[:16] + b"".join(
+            struct.pack(">i", len(block)) + block for block in (bytes(cramjam.snappy.compress_raw(p)) for p in parts)
+        )
+    else:
+        module = {LZ4: cramjam.lz4, ZSTD: cramjam.zstd}[compression]
+        compressor = module.Compressor()
+        for part in parts:
+            compressor.compress(part)
+        body = bytes(compressor.finish())
+    return _batch(body, compression, 1)
 
 
 async def partition_for(client: AIOKafkaClient, topic: str, key: bytes) -> int:

@@ -12,17 +12,25 @@ before, and only when it fails is the batch read again here, tolerantly:
   holding the batch's raw bytes, whose only header (UNREADABLE) says which offsets were
   lost and why.
 
+A compressed batch is first inflated here into a bounded buffer (`MAX_INFLATED_BYTES`): aiokafka
+decompresses a whole batch in memory, and a partner's batch within the broker's 1 MiB can hold a
+record of 400 MB of spaces, which would take the service past its container's memory before any
+size check sees the record, again at every restart (helper 170). A batch that inflates past the
+bound, or a compressed message set of the old format (magic 0/1), becomes the same stand-in.
+
 `unreadable()` tells both apart from readable records; the consumers' edge dead-letters
 them with that reason, and the partition moves on.
 """
 
 from __future__ import annotations
 
+import functools
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import cramjam
 from aiokafka.consumer import fetcher
 from aiokafka.record.default_records import _DefaultRecordBatchPy
 from aiokafka.record.memory_records import MemoryRecords
@@ -37,6 +45,17 @@ Headers = Sequence[tuple[str, bytes | None]]
 UNREADABLE = "\ud800unreadable"
 _LENGTH_AT = 8  # a batch starts with its base offset (int64) and its length (int32) ...
 _LOG_OVERHEAD = 12  # ... which counts the bytes after those two
+_MAGIC_AT = 16  # then (v2) the partition leader epoch (int32), the magic (int8), ...
+_ATTRIBUTES_AT = 21  # ... the CRC (uint32), the attributes (int16: the codec in the low three bits) ...
+_LAST_DELTA_AT = 23  # ... the last offset delta (int32), ...
+_V2_RECORDS_AT = 61  # ... and the records section after the batch's 61-byte header
+_LEGACY_ATTRIBUTES_AT = 17  # a v0/v1 message: offset, size, CRC, magic (int8), attributes (int8)
+_CODEC = 0x07
+_XERIAL = b"\x82SNAPPY\x00"  # a snappy stream in xerial's blocks (16-byte header, then length-prefixed blocks)
+
+# What one batch may inflate to: a batch the broker took (1 MiB by default) of JSON compresses some 5-10 times;
+# a partner's lead is at most 64 KiB and leadflow's events a few KiB.
+MAX_INFLATED_BYTES = 16 * 1024 * 1024
 
 
 class UnreadableRecord(PoisonMessage):
@@ -147,6 +166,84 @@ def _read_tolerantly(data: memoryview, after: int, last: int, cause: Exception) 
             yield _Record(last, timestamp, 0, None, bytes(data), [(UNREADABLE, reason[:2000].encode())])
 
 
+def _inflates_past(data: memoryview, limit: int) -> str | None:
+    """Why the compressed batch `data` is not read (it inflates past `limit` bytes, or cannot be inflated within
+    them), or None: not compressed, or within the bound (aiokafka then reads it as usual)."""
+    if len(data) <= _ATTRIBUTES_AT + 1:
+        return None  # aiokafka's reader decides: nothing here to inflate
+    if data[_MAGIC_AT] < 2:
+        if data[_LEGACY_ATTRIBUTES_AT] & _CODEC:
+            return "a compressed message set of the old format (magic 0/1) is not read: send record batches (v2)"
+        return None
+    inflated_size = _SIZES.get(struct.unpack_from(">h", data, _ATTRIBUTES_AT)[0] & _CODEC)
+    if inflated_size is None:
+        return None  # not compressed; or an unknown codec, which aiokafka's reader fails and the tolerant one says
+    try:
+        size = inflated_size(bytes(data[_V2_RECORDS_AT:]), limit)
+    except Exception as exc:  # noqa: BLE001 (past the buffer, or not this codec's bytes: not read either way)
+        return f"the batch does not inflate within {limit} bytes ({type(exc).__name__})"
+    return None if size <= limit else f"the batch inflates to {size} bytes, past {limit}"
+
+
+@functools.cache
+def _buffer(limit: int) -> bytearray:
+    """One buffer per bound for the process, made on the first compressed batch: the fetcher reads on the event
+    loop's thread, one batch at a time."""
+    return bytearray(limit)
+
+
+def _inflated_into_buffer(module: Any) -> Callable[[bytes, int], int]:
+    def size(body: bytes, limit: int) -> int:
+        return int(module.decompress_into(body, _buffer(limit)))  # stops, failing, where the buffer ends
+
+    return size
+
+
+def _snappy_size(body: bytes, limit: int) -> int:
+    """A snappy batch's inflated size, as its blocks declare it (what `decompress_raw` allocates), read without
+    inflating them; aiokafka's `snappy_decode` reads xerial's blocks or one raw block."""
+    del limit  # nothing is inflated here
+    if body[: len(_XERIAL)] != _XERIAL:
+        return int(cramjam.snappy.decompress_raw_len(body))
+    size, cursor = 0, 16
+    while cursor < len(body):
+        (block,) = struct.unpack_from(">i", body, cursor)
+        cursor += 4
+        size += int(cramjam.snappy.decompress_raw_len(body[cursor : cursor + block]))
+        cursor += block
+    return size
+
+
+# Kafka's codecs by their attribute value, as aiokafka reads them: gzip, snappy, lz4 (frames), zstd.
+_SIZES: dict[int, Callable[[bytes, int], int]] = {
+    1: _inflated_into_buffer(cramjam.gzip),
+    2: _snappy_size,
+    3: _inflated_into_buffer(cramjam.lz4),
+    4: _inflated_into_buffer(cramjam.zstd),
+}
+
+
+class _RefusedBatch:
+    """A compressed batch not inflated (`_inflates_past`): one stand-in record for all its offsets."""
+
+    __slots__ = ("_batch", "_data", "_why")
+
+    def __init__(self, batch: Any, data: memoryview, why: str) -> None:
+        self._batch, self._data, self._why = batch, data, why
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._batch, name)
+
+    def __iter__(self) -> Iterator[Any]:
+        (first,) = struct.unpack_from(">q", self._data, 0)  # v2: the base offset; a v0/v1 wrapper: its last inner
+        last = first + struct.unpack_from(">i", self._data, _LAST_DELTA_AT)[0] if self._data[_MAGIC_AT] >= 2 else first
+        reason = (
+            f"records {first}..{last} of this partition are unreadable ({self._why});"
+            " the value holds the raw record batch"
+        )
+        yield _Record(last, -1, 0, None, bytes(self._data), [(UNREADABLE, reason[:2000].encode())])
+
+
 class _TolerantBatch:
     """A record batch from aiokafka's reader, read again tolerantly where that reader fails."""
 
@@ -182,14 +279,17 @@ class TolerantMemoryRecords:
     def has_next(self) -> bool:
         return bool(self._records.has_next())
 
-    def next_batch(self) -> _TolerantBatch | None:
+    def next_batch(self) -> _TolerantBatch | _RefusedBatch | None:
         batch = self._records.next_batch()
         if batch is None:
             return None
         start = self._pos
         (length,) = struct.unpack_from(">i", self._data, start + _LENGTH_AT)
         self._pos = start + _LOG_OVERHEAD + length
-        return _TolerantBatch(batch, self._data[start : self._pos])
+        data = self._data[start : self._pos]
+        if (why := _inflates_past(data, MAX_INFLATED_BYTES)) is not None:
+            return _RefusedBatch(batch, data, why)
+        return _TolerantBatch(batch, data)
 
 
 def install() -> None:
