@@ -15,11 +15,10 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from partner_messages import signed
-from prometheus_client.parser import text_string_to_metric_families
 from pymongo import AsyncMongoClient
 
 from leadflow_devstack.stack import Stack
-from leadflow_devstack.testing import WaitForRecord, eventually, records_until
+from leadflow_devstack.testing import WaitForRecord, eventually, metric, records_until
 from leadflow_intake.adapters.idempotency import MongoIdempotencyStore
 from leadflow_intake.domain import keys, partner
 from leadflow_intake.domain.lead import normalize_submission, submission_hash
@@ -157,16 +156,6 @@ async def test_a_resent_event_is_one_lead_and_a_reused_event_id_is_dead_lettered
     assert sum(with_event_id(received_id(message))(r) for r in records) == 1
     dead = await wait_for_record(topics.dlq(topics.LEADS_INBOUND), lambda r: r.value == encoded(reused))
     assert header(dead, "dlq-reason") == "PoisonMessage: event_id: already used for a different lead"
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """The sum of the samples of `name` whose labels include `labels`."""
-    return sum(
-        float(sample.value)
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
-    )
 
 
 async def test_partner_outcomes_are_counted(

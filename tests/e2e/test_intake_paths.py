@@ -24,7 +24,6 @@ import yaml
 from aiokafka import ConsumerRecord
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from prometheus_client.parser import text_string_to_metric_families
 from pymongo import AsyncMongoClient
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -37,7 +36,7 @@ from schemathesis.specs.openapi.checks import (
 
 from leadflow_devstack.processes import ManagedProcess
 from leadflow_devstack.stack import Stack
-from leadflow_devstack.testing import WaitForRecord, records_until
+from leadflow_devstack.testing import WaitForRecord, metric, records_until
 from leadflow_intake.adapters.idempotency import MongoIdempotencyStore
 from leadflow_intake.domain import keys as key_spaces
 from leadflow_intake.domain.forms import WebsiteLeadIn
@@ -453,16 +452,6 @@ async def test_a_forms_retry_is_answered_though_its_field_rules_now_refuse_it(
 
 
 # -- webhook authentication --------------------------------------------------------------------
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """The sum of the samples of `name` whose labels include `labels`."""
-    return sum(
-        float(sample.value)
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
-    )
 
 
 @pytest.mark.asyncio

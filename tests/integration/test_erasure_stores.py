@@ -48,8 +48,16 @@ from leadflow_notifier.domain.digest import DigestItem
 from leadflow_notifier.domain.messages import EmailContent
 from leadflow_notifier.domain.preferences import Channel
 from leadflow_router.adapters.mongo import Erasures
+from leadflow_router.domain.contacts import contact_keys, erased_id
 from leadflow_router.domain.model import RoutingRejected
-from leadflow_shared.collections import NOTIFIER_DELIVERIES, ROUTER_CONTACTS, ROUTER_ERASURES, ROUTER_OUTBOXES
+from leadflow_shared.clock import epoch_ms
+from leadflow_shared.collections import (
+    NOTIFIER_DELIVERIES,
+    ROUTER_CONTACTS,
+    ROUTER_ERASURES,
+    ROUTER_LEADS,
+    ROUTER_OUTBOXES,
+)
 from leadflow_shared.envelope import derived_event_id
 from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
 from leadflow_shared.events.commands import LEAD_COMMAND, EraseContact, EraseContactPayload
@@ -190,6 +198,41 @@ async def test_the_router_forgets_a_contact_once_and_its_next_inquiry_is_a_new_l
     [(_, offered)] = router.published.events()
     assert isinstance(offered, LeadOffered)
     assert (offered.payload.lead_id, offered.payload.contact) == (again.event_id, jane)
+
+
+async def test_an_inquiry_made_before_an_erasure_is_taken_unrouted_on_the_wire(router: Router) -> None:
+    """Decision 0106 on nx-27017: the erasure's marks (hashes of the contact's keys) beside the keys, read with them
+    in one command; an inquiry made before the erasure (a replayed dead letter) is taken unrouted, one made after is
+    a new lead; a second erasure of the same contact moves the mark on; the marks are no keys."""
+    kim = person("Kim")
+    first = received("acme", kim)
+    await router.service.on_lead_received(first)
+    late = received("acme", kim).model_copy(update={"occurred_at": T0 - timedelta(minutes=5)})
+    await router.service.on_command(erase("acme", email=kim.email))
+    router.published.clear()
+
+    await router.service.on_lead_received(late)
+    assert router.published.records == [], "routed: the person is back"
+    assert await router.db[ROUTER_LEADS].find_one({"_id": str(late.event_id)}) is None
+    ids = [erased_id(k) for k in contact_keys("acme", kim.email, kim.phone)]
+    marks = [doc async for doc in router.db[ROUTER_CONTACTS].find({"_id": {"$in": ids}})]
+    assert len(marks) == 2, "its email's and its phone's"
+    mark = marks[0]
+    assert mark["erased_ms"] == epoch_ms(T0)
+    assert mark["forget_at"].replace(tzinfo=UTC) > datetime.now(UTC) + timedelta(days=30), "past the DLQs' 30 days"
+    assert not any(trace in repr(mark) for trace in traces(kim)), "a hash: the mark names nobody"
+    assert await router.service.contacts.find(contact_keys("acme", kim.email, kim.phone)) == {}, "no key"
+
+    await router.service.on_command(erase("acme", email=kim.email).model_copy(
+        update={"occurred_at": T0 + timedelta(hours=1), "event_id": uuid.uuid4()}))  # fmt: skip
+    moved = await router.db[ROUTER_CONTACTS].find_one({"_id": mark["_id"]})
+    assert moved is not None
+    assert moved["erased_ms"] == epoch_ms(T0 + timedelta(hours=1)), "a later erasure of the contact moves it on"
+    after = received("acme", kim).model_copy(update={"occurred_at": T0 + timedelta(hours=2)})
+    router.published.clear()
+    await router.service.on_lead_received(after)
+    [(_, offered)] = router.published.events()
+    assert isinstance(offered, LeadOffered), "an inquiry made after the erasure is a new lead (0050)"
 
 
 async def test_an_erasure_touches_only_its_own_accounts_leads_and_unknown_contacts_are_nothing(

@@ -118,6 +118,10 @@ class DyingContacts(Contacts):
         self._death.alive()
         return await super().find(keys)
 
+    async def find_with_erasures(self, keys: list[str]) -> tuple[dict[str, str], dict[str, int]]:
+        self._death.alive()
+        return await super().find_with_erasures(keys)
+
     async def register(self, lead_by_key: dict[str, str]) -> None:
         self._death.alive()
         await super().register(lead_by_key)

@@ -23,6 +23,7 @@ from leadflow_router.adapters.codec import decode_outbox, decode_record, encode_
 from leadflow_router.adapters.mongo import AccountSnapshots, Contacts, Doc, LeadRecords, Rotations, pending_of
 from leadflow_router.adapters.ports import Check
 from leadflow_router.domain.availability import Place
+from leadflow_router.domain.contacts import erased_id
 from leadflow_router.domain.erasure import ErasureRequest, PendingContacts
 from leadflow_router.domain.model import AccountSnapshot
 from leadflow_router.domain.record import Outbox, OutboxDocument, RoutingRecord, Take, Taken
@@ -157,9 +158,18 @@ class FakeRecords(LeadRecords):
 class FakeContacts(Contacts):
     def __init__(self) -> None:
         self.leads: dict[str, str] = {}
+        self.erased: dict[str, int] = {}  # erased id -> when (decision 0106)
 
     async def find(self, keys: list[str]) -> dict[str, str]:
         return {k: self.leads[k] for k in keys if k in self.leads}
+
+    async def find_with_erasures(self, keys: list[str]) -> tuple[dict[str, str], dict[str, int]]:
+        ids = {erased_id(k) for k in keys}
+        return await self.find(keys), {i: ms for i, ms in self.erased.items() if i in ids}
+
+    async def mark_erased(self, erased_ids: list[str], erased_ms: int) -> None:
+        for i in erased_ids:
+            self.erased[i] = max(self.erased.get(i, erased_ms), erased_ms)
 
     async def register(self, lead_by_key: dict[str, str]) -> None:
         for key, lead_id in lead_by_key.items():

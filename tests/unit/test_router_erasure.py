@@ -650,3 +650,64 @@ async def test_an_erasure_looks_for_open_documents_again_after_its_scrub() -> No
 def carrying_events(events: list[RoutingEvent], contact: str, *, onto: str) -> list[RoutingEvent]:
     """The events of lead `onto` whose JSON names `contact`."""
     return [e for e in events if str(e.payload.lead_id) == onto and contact in e.model_dump_json()]  # type: ignore[union-attr]
+
+
+# Decision 0106: an inquiry made before its contact's erasure, delivered after it, is not routed.
+
+
+def made_at(n: int, at: datetime, phone: str | None = None) -> LeadReceived:
+    return lead(n, phone).model_copy(update={"occurred_at": at})
+
+
+async def test_an_inquiry_made_before_the_erasure_and_delivered_after_it_is_taken_unrouted() -> None:
+    """Helper 172's review: a dead letter of the contact's inquiry from before the erasure (the router failed on it,
+    so it had no record and no key for the erasure to find), replayed after the erasure by the runbook, was routed as
+    a new lead: the person back in the router's records and keys, crm-api's rows and the notifier's digest."""
+    router, first = Router(), lead(1)
+    assert not await router.service.on_leads_received([first])
+    dead_lettered = made_at(1, datetime(2026, 5, 4, 14, 59, tzinfo=UTC))  # made a minute before the erasure
+    await router.service.on_command(erasure(email="pat1@example.com"))
+    published = len(router.out.events())
+
+    assert not await router.service.on_leads_received([dead_lettered])  # replayed: taken, no dead letter
+    assert str(dead_lettered.event_id) not in router.records.docs, "no record holds the person again"
+    assert KEY not in router.contacts.leads, "no key names the person again"
+    assert len(router.out.events()) == published, "no event carries the person"
+    assert router.service.metrics.erased_inquiries._value.get() == 1
+
+    later = made_at(1, datetime(2026, 5, 4, 15, 1, tzinfo=UTC))  # the person writes in again after the erasure
+    assert not await router.service.on_leads_received([later])
+    assert decode_record(router.records.docs[str(later.event_id)]).is_lead, "a new inquiry is a new lead (0050)"
+
+
+async def test_an_erasure_by_lead_id_marks_every_key_the_index_has_for_the_lead_and_its_repeats() -> None:
+    """Asked by lead id alone, the erasure knows no email or phone: it marks those the index has for the lead,
+    a repeat's other phone included, read before it forgets them, and keeps only their hashes."""
+    router, first = Router(), lead(1)
+    repeat = made_at(1, NOW, phone="+15555550111")  # the same email, another phone: merged into the first (R1)
+    assert not await router.service.on_leads_received([first])
+    assert not await router.service.on_leads_received([repeat])
+    await router.service.on_command(erasure(lead_ids=[str(first.event_id)]))  # type: ignore[arg-type]
+
+    before = datetime(2026, 5, 4, 14, 0, tzinfo=UTC)
+    by_phone = LeadReceived.create(
+        account_id="acme", occurred_at=before,
+        payload=LeadReceivedPayload(
+            contact=Contact(first_name="Pat", phone="+15555550111"),
+            source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
+        ),
+    )  # fmt: skip
+    assert not await router.service.on_leads_received([by_phone, made_at(1, before)])
+    assert router.service.metrics.erased_inquiries._value.get() == 2
+    stored = router.service.erasures
+    assert stored is not None
+    request = await stored.get(str(erasure_id_of(router)))
+    assert request is not None
+    assert len(request.contact_ids) == 2
+    assert all(i.startswith("erased:") and "@" not in i and "+1" not in i for i in request.contact_ids)
+
+
+def erasure_id_of(router: Router) -> str:
+    erased = next(e for _, e in router.out.events() if isinstance(e, ContactErased))
+    assert isinstance(erased, ContactErased)
+    return str(erased.payload.erasure_id)

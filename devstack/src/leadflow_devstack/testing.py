@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, TypeVar, overload
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 from pymongo import AsyncMongoClient, MongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from tenacity import AsyncRetrying, stop_after_delay, wait_fixed
@@ -159,3 +160,13 @@ async def fresh_database(mongo_url: str, prefix: str) -> AsyncIterator[AsyncData
     finally:
         await client.drop_database(db.name)
         await client.close()
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples of `name` in a `/metrics` page whose labels include `labels`."""
+    return sum(
+        float(sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )

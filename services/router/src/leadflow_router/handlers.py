@@ -67,7 +67,7 @@ from leadflow_router.domain.availability import (
     period_start,
     usage_of,
 )
-from leadflow_router.domain.contacts import contact_keys, in_account
+from leadflow_router.domain.contacts import contact_keys, erased_id, in_account, made_before_erasure
 from leadflow_router.domain.decisions import (
     ExistingContact,
     NewLead,
@@ -375,7 +375,9 @@ class RouterService:
         await self.flush(redelivered)
         fresh, rejections, received = _fresh(events, stored)
         keys = {lead_id: _contact_keys(event) for lead_id, (_, event) in fresh.items()}
-        known, holders = await self._known_contacts(sorted({k for ks in keys.values() for k in ks}))
+        known, holders, erased = await self._known_contacts(sorted({k for ks in keys.values() for k in ks}))
+        if erased:
+            self._drop_made_before_erasure(fresh, keys, erased)
         for _ in range(TURN_ATTEMPTS):
             batch = _NewLeads(keys=keys, known=dict(known), holders=dict(holders), now=self.clock(),
                               redelivered=frozenset(r.lead_id for r in redelivered), received=received)  # fmt: skip
@@ -585,15 +587,28 @@ class RouterService:
             await self.contacts.forget_leads(erased)
             raise ContactErasedMeanwhileError(len(erased))
 
-    async def _known_contacts(self, keys: list[str]) -> tuple[dict[str, str], dict[str, str | None]]:
-        """The contact keys known (key -> lead) and those leads' holders (R1). A lead whose record this version
-        cannot read (a newer version's) counts as unknown, logged by id and counted (`contacts`): it must not
-        dead-letter every new lead of its contact. Its keys still name it, so its contact's later leads find it
-        once a version that reads it runs."""
-        known = await self.contacts.find(keys)
+    async def _known_contacts(self, keys: list[str]) -> tuple[dict[str, str], dict[str, str | None], dict[str, int]]:
+        """The contact keys known (key -> lead), those leads' holders (R1), and the erasures of any of the keys
+        (erased id -> when, decision 0106). A lead whose record this version cannot read (a newer version's) counts
+        as unknown, logged by id and counted (`contacts`): it must not dead-letter every new lead of its contact.
+        Its keys still name it, so its contact's later leads find it once a version that reads it runs."""
+        known, erased = await self.contacts.find_with_erasures(keys)
         records = await self.records.readable_many(sorted(set(known.values())), read="contacts")
         holders = {lead_id: r.state.holder if r.state is not None else None for lead_id, r in records.items()}
-        return {key: lead_id for key, lead_id in known.items() if lead_id in records}, holders
+        return {key: lead_id for key, lead_id in known.items() if lead_id in records}, holders, erased
+
+    def _drop_made_before_erasure(
+        self, fresh: dict[str, tuple[int, LeadReceived]], keys: dict[str, list[str]], erased: dict[str, int]
+    ) -> None:
+        """Leave out of the batch each inquiry made before its contact was erased (decision 0106): the person asked
+        to be forgotten after it. It comes late (a dead letter replayed, a consumer far behind, a partner's resend)
+        and routed it would bring the person back into every store; it is taken unrouted, with no record, no
+        event, no dead letter (which would keep the person too). Logged by id and counted."""
+        for lead_id, (_, event) in list(fresh.items()):
+            if made_before_erasure(keys[lead_id], to_ms(event.occurred_at) or 0, erased):
+                del fresh[lead_id], keys[lead_id]
+                self.metrics.erased_inquiries.inc()
+                log.info("inquiry made before its contact's erasure dropped", extra={"lead_id": lead_id})
 
     async def _store(self, records: list[RoutingRecord], batch_id: str) -> tuple[list[RoutingRecord], list[str]]:
         """Store a batch's new records with their outboxes in outbox documents (decision 0068); returns
@@ -1032,12 +1047,15 @@ class RouterService:
         if request is None:
             await self._account(command.account_id)  # an unknown account is poison
             p = command.payload
+            resolved = tuple(await self._leads_of(command, pending))
             request = await self.erasures.start(ErasureRequest(
-                erasure_id, command.account_id, tuple(await self._leads_of(command, pending)), p.by_user_id,
-                p.reason, requested_ms=to_ms(command.occurred_at),
+                erasure_id, command.account_id, resolved, p.by_user_id, p.reason,
+                requested_ms=to_ms(command.occurred_at), contact_ids=await self._erased_ids(command, resolved),
             ))  # fmt: skip
         if request.done:
             return
+        # Before the keys go: an inquiry made before the erasure and read after it is not routed (decision 0106).
+        await self.contacts.mark_erased(list(request.contact_ids), request.requested_ms or 0)
         lead_ids = list(request.lead_ids)
         await self._publish_pending(lead_ids, pending, command.account_id)
         await self.contacts.forget_leads(lead_ids)
@@ -1064,6 +1082,14 @@ class RouterService:
         self.metrics.events_published.inc()
         await self.erasures.finish(erasure_id, done_ms=to_ms(self.clock()) or 0)
         log.info("contact erased", extra={"erasure_id": erasure_id, "leads": len(lead_ids)})
+
+    async def _erased_ids(self, command: EraseContact, lead_ids: tuple[str, ...]) -> tuple[str, ...]:
+        """The erased ids of every key of the contact: the email and phone asked for, and those the index has for
+        its leads (their repeats' too), read before the erasure forgets them."""
+        keys = set(contact_keys(command.account_id, command.payload.email, command.payload.phone))
+        for lead_id in lead_ids:
+            keys.update(await self.contacts.of_lead(lead_id))
+        return tuple(sorted(erased_id(k) for k in keys))
 
     async def _leads_of(self, command: EraseContact, pending: PendingContacts) -> list[str]:
         """The account's leads the request names: by the contact index (its email and phone), by the
@@ -1230,7 +1256,7 @@ class RouterService:
         choice = rule_for(new, account, now)
         turn = await self._turn(account, lead.source.name, rule_id_of(choice, account), {})
         keys = contact_keys(account_id, lead.contact.email, lead.contact.phone)
-        known, holders = await self._known_contacts(keys)  # as routing reads them: an unreadable lead is unknown
+        known, holders, _ = await self._known_contacts(keys)  # as routing reads them: an unreadable lead is unknown
         existing = next((lead_of for lead_of in known.values() if lead_of != lead_id), None)
         context = RoutingContext(
             existing=None if existing is None else ExistingContact(existing, holders.get(existing)),

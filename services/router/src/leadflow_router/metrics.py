@@ -39,6 +39,11 @@ class RouterMetrics:
         self.cas_conflicts = Counter(
             "router_cas_conflicts_total", "Compare-and-set writes that lost a race.", ["path"], registry=registry
         )
+        self.erased_inquiries = Counter(
+            "router_erased_inquiries_total",
+            "Inquiries taken unrouted: made before their contact was erased, delivered after it (decision 0106).",
+            registry=registry,
+        )
         self.events_published = Counter(
             "router_events_published_total", "Events published to leads.events.v1.", registry=registry
         )

@@ -26,7 +26,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from leadflow_router.adapters.codec import decode_outbox, decode_record, encode_outbox, encode_record
 from leadflow_router.adapters.ports import Check
 from leadflow_router.domain.availability import Place
-from leadflow_router.domain.contacts import contact_keys
+from leadflow_router.domain.contacts import ERASED_KEEP, contact_keys, erased_id
 from leadflow_router.domain.erasure import ErasureRequest, Listing, PendingContacts
 from leadflow_router.domain.model import (
     AccountSnapshot,
@@ -71,6 +71,8 @@ async def ensure_indexes(db: AsyncDatabase[Doc]) -> None:
     await db[ROUTER_LEADS].create_index([("outbox_since_ms", ASCENDING)], name="unpublished")
     await db[ROUTER_OUTBOXES].create_index([("since_ms", ASCENDING)], name="unpublished")
     await db[ROUTER_CONTACTS].create_index([("lead_id", ASCENDING)], name="by_lead")  # a moving lead's keys (T2)
+    # An erased contact's marks (decision 0106) go after ERASED_KEEP; the keys themselves have no `forget_at`.
+    await db[ROUTER_CONTACTS].create_index([("forget_at", ASCENDING)], name="forget_erased", expireAfterSeconds=0)
     await db[ROUTER_CAPACITY].create_index([("lead_id", ASCENDING)], name="by_lead")
     await db[ROUTER_CAPACITY].create_index(
         [("account_id", ASCENDING), ("agent_id", ASCENDING), ("at_ms", ASCENDING)], name="by_agent"
@@ -425,6 +427,37 @@ class Contacts:
             return {}
         return {doc["_id"]: str(doc["lead_id"]) async for doc in self._contacts.find({"_id": {"$in": keys}})}
 
+    async def find_with_erasures(self, keys: list[str]) -> tuple[dict[str, str], dict[str, int]]:
+        """key -> lead id for the keys that are known, and erased id -> when it was erased for those whose contact
+        an erasure named (decision 0106): the marks live beside the keys, so a batch reads both in one command."""
+        if not keys:
+            return {}, {}
+        known: dict[str, str] = {}
+        erased: dict[str, int] = {}
+        async for doc in self._contacts.find({"_id": {"$in": [*keys, *map(erased_id, keys)]}}):
+            if "erased_ms" in doc:
+                erased[doc["_id"]] = int(doc["erased_ms"])
+            elif "lead_id" in doc:
+                known[doc["_id"]] = str(doc["lead_id"])
+        return known, erased
+
+    async def mark_erased(self, erased_ids: list[str], erased_ms: int) -> None:
+        """Remember that the contacts of these keys were erased at `erased_ms`, for ERASED_KEEP (a TTL index); a
+        later erasure of the same contact moves the time on. Two commands: nx-27017's upserts ignore the filter's
+        id (decision 0004)."""
+        if not erased_ids:
+            return
+        until = datetime.now(UTC) + ERASED_KEEP
+        marks = [{"_id": i, "erased_ms": erased_ms, "forget_at": until} for i in erased_ids]
+        try:
+            await self._contacts.insert_many(marks, ordered=False)
+        except BulkWriteError as exc:
+            if not _only_duplicates(exc):
+                raise
+        await self._contacts.update_many(
+            {"_id": {"$in": erased_ids}}, {"$max": {"erased_ms": erased_ms, "forget_at": until}}
+        )
+
     async def register(self, lead_by_key: dict[str, str]) -> None:
         if not lead_by_key:
             return
@@ -496,7 +529,7 @@ class Erasures:
             await self._erasures.insert_one({
                 "_id": request.erasure_id, "account_id": request.account_id, "lead_ids": list(request.lead_ids),
                 "by_user_id": request.by_user_id, "reason": request.reason, "requested_ms": request.requested_ms,
-                "status": "done" if request.done else "started",
+                "status": "done" if request.done else "started", "contact_ids": list(request.contact_ids),
             })  # fmt: skip
         except DuplicateKeyError:
             stored = await self.get(request.erasure_id)
@@ -518,6 +551,7 @@ def _erasure(doc: Doc) -> ErasureRequest:
         requested_ms=doc.get("requested_ms"),
         done=doc.get("status") == "done",
         done_ms=doc.get("done_ms"),
+        contact_ids=tuple(doc.get("contact_ids") or ()),
     )
 
 

@@ -37,6 +37,9 @@ class ErasureRequest:
     requested_ms: int | None
     done: bool = False
     done_ms: int | None = None
+    # The erased ids (`erased_id`: hashes) of the contact's keys, resolved with the leads: marked in the contact
+    # index, so an inquiry made before the erasure and delivered after it is not routed (decision 0106).
+    contact_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
