@@ -20,10 +20,13 @@ from fastapi import Request
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from leadflow_crm_api.adapters.callers import Callers
 from leadflow_crm_api.adapters.leads import LeadViews, ensure_indexes
+from leadflow_crm_api.adapters.tokens import TokenVerifier
 from leadflow_crm_api.handlers import project
 from leadflow_crm_api.routes import offer_links
-from leadflow_shared.collections import CRM_USED_OFFER_LINKS
+from leadflow_crm_api.settings import CrmApiSettings
+from leadflow_shared.collections import AGENTS, CRM_USED_OFFER_LINKS
 from leadflow_shared.events.activity import ActivityAction, LeadActivity
 from leadflow_shared.events.routing import (
     LeadOffered,
@@ -46,6 +49,9 @@ async def db(mongo_url: str) -> AsyncIterator[Db]:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
     database = client[f"crm_links_{uuid.uuid4().hex[:12]}"]
     await ensure_indexes(database)
+    await database[AGENTS].insert_many([
+        {"_id": a, "account_id": OFFICE, "name": a.title(), "status": "active", "active": True} for a in ("ana", "ben")
+    ])  # fmt: skip
     yield database
     await client.drop_database(database.name)
     await client.close()
@@ -55,10 +61,12 @@ def offered(lead: uuid.UUID, agent: str, *, offer_round: int, at: datetime) -> L
     return crm_harness.offered(OFFICE, lead, agent, offer_round=offer_round, at=at)
 
 
-def link_request(publish: Published) -> Request:
-    """What `POST /v1/offer-links/{token}` reads of its request: the link key, the publisher, the Accept header."""
+def link_request(publish: Published, db: Db) -> Request:
+    """What `POST /v1/offer-links/{token}` reads of its request: the link key, the publisher, who is still an agent
+    of the office (`Callers`, uncached), the Accept header."""
     state = SimpleNamespace(runtime=SimpleNamespace(settings=SimpleNamespace(offer_link_secret=LINK_KEY)))
     state.publish_activity = publish
+    state.callers = Callers(TokenVerifier(CrmApiSettings()), lambda: db, ttl=0)
     return cast(Request, SimpleNamespace(app=SimpleNamespace(state=state), headers={"accept": "application/json"}))
 
 
@@ -79,12 +87,12 @@ async def test_an_ended_offers_link_claims_nothing_when_its_agent_is_offered_the
     await project(second, views=LeadViews(db))
 
     publish = Published()
-    refused = await offer_links.use_link(link_of(first), link_request(publish), db)
+    refused = await offer_links.use_link(link_of(first), link_request(publish, db), db)
     assert refused.status_code == 409
     assert b"this link's offer ended" in bytes(refused.body)
     assert publish.records == [], "nothing published for the new offer through the old offer's link"
 
-    claimed = await offer_links.use_link(link_of(second), link_request(publish), db)
+    claimed = await offer_links.use_link(link_of(second), link_request(publish, db), db)
     assert claimed.status_code == 202, "the newer offer's own link claims it"
     ((_, body),) = publish.records
     claim = LeadActivity.model_validate_json(body)
@@ -122,14 +130,14 @@ async def test_the_link_of_a_declined_offer_claims_nothing_once_the_agent_asked_
     await project(again, views=LeadViews(db))
 
     publish = Published()
-    refused = await offer_links.use_link(link_of(first), link_request(publish), db)
+    refused = await offer_links.use_link(link_of(first), link_request(publish, db), db)
     used = await db[CRM_USED_OFFER_LINKS].count_documents({})
     assert (refused.status_code, len(publish.records), used) == (409, 0, 0), (
         "the link of the offer Ana declined claimed the new offer she got by asking the lead back: "
         f"{refused.status_code} {bytes(refused.body)!r}, {len(publish.records)} claim(s) published"
     )
 
-    claimed = await offer_links.use_link(link_of(again), link_request(publish), db)
+    claimed = await offer_links.use_link(link_of(again), link_request(publish, db), db)
     assert claimed.status_code == 202, "the new offer's own link claims it"
 
 
@@ -137,7 +145,7 @@ async def test_a_click_before_the_offer_is_projected_waits_for_it(db: Db) -> Non
     # The notice reaches the agent before crm-api projects the offer it announces (both read the same event).
     event = offered(uuid.uuid4(), "ana", offer_round=1, at=datetime.now(UTC).replace(microsecond=0))
     publish = Published()
-    click = asyncio.create_task(offer_links.use_link(link_of(event), link_request(publish), db))
+    click = asyncio.create_task(offer_links.use_link(link_of(event), link_request(publish, db), db))
     await asyncio.sleep(0)  # the click has asked for the offer once, in vain
     assert not click.done()
     await project(event, views=LeadViews(db))
@@ -151,6 +159,26 @@ async def test_a_genuine_link_whose_offer_never_comes_is_answered_after_the_wait
 ) -> None:
     monkeypatch.setattr(offer_links, "PROJECTION_WAIT_SECONDS", 0.5)
     event = offered(uuid.uuid4(), "ana", offer_round=1, at=datetime.now(UTC))
-    answer = await offer_links.use_link(link_of(event), link_request(Published()), db)
+    answer = await offer_links.use_link(link_of(event), link_request(Published(), db), db)
     assert answer.status_code == 404
     assert b"not known (yet)" in bytes(answer.body)
+
+
+async def test_the_link_of_an_agent_made_inactive_since_the_notice_claims_nothing_and_stays_unused(db: Db) -> None:
+    """Helper 171's review: the router refuses a claim by an agent who left or was made inactive (decision 0079), but
+    crm-api answered "Claim sent" (202) and spent the link. Now it says why at once, and publishes nothing."""
+    publish = Published()
+    event = offered(uuid.uuid4(), "cy", offer_round=1, at=datetime.now(UTC).replace(microsecond=0))
+    await project(event, views=LeadViews(db))
+    await db[AGENTS].insert_one(
+        {"_id": "cy", "account_id": OFFICE, "name": "Cy", "status": "inactive", "active": False}
+    )
+    refused = await offer_links.use_link(link_of(event), link_request(publish, db), db)
+    assert refused.status_code == 409, bytes(refused.body)
+    assert b"no longer an active agent of this office" in bytes(refused.body)
+    assert publish.records == []
+    assert await db[CRM_USED_OFFER_LINKS].count_documents({"lead_id": str(event.payload.lead_id)}) == 0
+
+    await db[AGENTS].update_one({"_id": "cy"}, {"$set": {"status": "active", "active": True}})
+    claimed = await offer_links.use_link(link_of(event), link_request(publish, db), db)
+    assert claimed.status_code == 202, "active again: the link claims"

@@ -65,6 +65,12 @@ class Callers:
             raise Unauthenticated("The bearer token's user is no longer an active member of this account.")
         return caller
 
+    async def is_member(self, agent_id: str, account_id: str) -> bool:
+        """Whether `agent_id` is an agent of `account_id` not made inactive (as a token of it would be admitted): an
+        offer's accept link claims for its agent only while so (read through the same cache)."""
+        membership = await self._members.get_or_load(agent_id, lambda: self._membership(agent_id))
+        return membership is not None and admitted(Principal(agent_id, Role.REALTOR, account_id), membership)
+
     async def sign_out(self, token: str, caller: Principal) -> None:
         """End `token` everywhere (the web app and the API) until its own expiry; this replica at once, others
         within `ttl`."""

@@ -111,6 +111,10 @@ async def _claim(token: str, request: Request, db: Db) -> tuple[str, str]:
     if row is None or link is None:
         raise LinkUnknown("This offer is not known (yet): try again in a moment, or open the lead in leadflow.")
     agent = link.agent_id
+    if not await request.app.state.callers.is_member(agent, row.account_id):
+        # Left the office or made inactive since the notice (decision 0079): the router would refuse the claim,
+        # so the link is not spent on it and the agent is told now, not "claim sent".
+        raise LinkRefused("Nothing was claimed: you are no longer an active agent of this office.")
     now = datetime.now(UTC)
     answer = claim_answer(row, [], caller=agent, claims=True, now=now, names={})
     if answer.outlook is not ClaimOutlook.REQUESTED:
