@@ -11,6 +11,8 @@ import httpx
 import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, async_playwright
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_devstack.stack import Stack
 
@@ -22,6 +24,16 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+
+
+@pytest_asyncio.fixture
+async def db(stack: Stack) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
+    """The stack's database, as its services use it (datetimes read back aware)."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_url, tz_aware=True)
+    try:
+        yield client["leadflow"]
+    finally:
+        await client.close()
 
 
 @pytest_asyncio.fixture

@@ -20,9 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 from aiokafka import ConsumerRecord
-from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_crm_api.adapters.generations import VIEWS
@@ -52,13 +50,6 @@ def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
         "roster": [HOLDER, OTHER], "sources": [{"name": "Website", "claim_window_seconds": 600}],
     }]}))  # fmt: skip
     stack.seed(path)
-
-
-@pytest_asyncio.fixture
-async def db(stack: Stack) -> AsyncIterator[AsyncDatabase[Doc]]:
-    client: AsyncMongoClient[Doc] = AsyncMongoClient(stack.mongo_url, tz_aware=True)
-    yield client["leadflow"]
-    await client.close()
 
 
 def crm_settings(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> CrmApiSettings:

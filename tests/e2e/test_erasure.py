@@ -11,15 +11,12 @@ import os
 import random
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
-from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_devstack.stack import Stack
@@ -45,15 +42,6 @@ def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
     config = {"accounts": [account(ACCOUNT, [BROKER, AGENT]), account(OTHER, [f"erase-otto-{RUN}"])]}
     path.write_text(json.dumps(config))
     stack.seed(path)
-
-
-@pytest_asyncio.fixture
-async def db(stack: Stack) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_url)
-    try:
-        yield client["leadflow"]
-    finally:
-        await client.close()
 
 
 @dataclass(frozen=True)

@@ -16,15 +16,12 @@ import json
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 from aiokafka import AIOKafkaProducer
-from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_devstack.stack import Stack
@@ -50,15 +47,6 @@ def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
     path = tmp_path_factory.mktemp("erase-replay") / "accounts.json"
     path.write_text(json.dumps(config))
     stack.seed(path)
-
-
-@pytest_asyncio.fixture
-async def db(stack: Stack) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_url)
-    try:
-        yield client["leadflow"]
-    finally:
-        await client.close()
 
 
 async def ops(stack: Stack, *args: str) -> tuple[int, Any]:

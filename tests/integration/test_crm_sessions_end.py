@@ -15,68 +15,26 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
-from pymongo import AsyncMongoClient
-from pymongo.asynchronous.database import AsyncDatabase
-from routing_world import served
+from test_people_who_left import Site, site
 
 from leadflow_crm_api.adapters.leads import LeadViews
-from leadflow_crm_api.bootstrap import create_app
 from leadflow_crm_api.handlers import project
-from leadflow_crm_api.settings import CrmApiSettings
-from leadflow_devstack.servers import tansu_consumer_settings
-from leadflow_devstack.tokens import Role, bearer, dev_token
+from leadflow_devstack.tokens import bearer
 from leadflow_shared.collections import ACCOUNTS, AGENTS, STAFF
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
 from leadflow_shared.events.routing import AssignmentReason, LeadAssigned, LeadAssignedPayload
-from leadflow_shared.kafka import ensure_topics
-from leadflow_shared.topics import all_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
-Db = AsyncDatabase[dict[str, Any]]
+__all__ = ["site"]  # crm-api's app served on Tansu and nx-27017, as test_people_who_left.py serves it
+
 CSRF = re.compile(r'name="csrf" value="([^"]*)"')
 SOURCE = LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website")
-
-
-@dataclass
-class Site:
-    http: httpx.AsyncClient
-    db: Db
-    settings: CrmApiSettings
-
-    def token(self, sub: str, role: Role, account_id: str, lifetime: timedelta = timedelta(hours=1)) -> str:
-        return dev_token(sub, role, account_id, key=self.settings.verification_key, lifetime=lifetime)
-
-
-@pytest_asyncio.fixture(loop_scope="session", scope="module")
-async def site(mongo_url: str, kafka_bootstrap: str) -> AsyncIterator[Site]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
-    db = client[f"review_auth_{uuid.uuid4().hex[:12]}"]
-    await ensure_topics(kafka_bootstrap, all_topics())
-    settings = CrmApiSettings.model_validate(
-        {"kafka": {"bootstrap_servers": kafka_bootstrap, "producer_idempotence": False, **tansu_consumer_settings()},
-         "mongo": {"url": mongo_url, "database": db.name},
-         "consumer_group": f"review-auth-{uuid.uuid4().hex[:8]}",
-         "auth": {"leeway_seconds": 0},
-         "web": {"secure_cookies": False}}
-    )  # fmt: skip
-    try:
-        async with (
-            served(create_app(settings)) as server,
-            httpx.AsyncClient(base_url=server.url, follow_redirects=False) as http,
-        ):
-            yield Site(http, db, settings)
-    finally:
-        await client.drop_database(db.name)
-        await client.close()
 
 
 @dataclass(frozen=True)
@@ -125,15 +83,6 @@ async def admin_reach(site: Site, at: Office, token: str) -> list[int]:
     ]
 
 
-async def sign_in(web: httpx.AsyncClient, token: str) -> None:
-    page = await web.get("/app/sign-in")
-    nonce = CSRF.search(page.text)
-    assert nonce is not None
-    signed = await web.post("/app/sign-in", data={"token": token, "csrf": nonce.group(1)})
-    assert signed.status_code == 303, signed.headers
-    assert not signed.headers["location"].startswith("/app/sign-in"), signed.headers
-
-
 async def test_an_admin_removed_from_the_office_keeps_acting_as_its_admin_with_the_token_it_holds(site: Site) -> None:
     at = await office(site)
     adam = site.token(at.admin, "admin", at.account)
@@ -176,8 +125,7 @@ async def test_an_admin_demoted_to_staff_keeps_the_admin_s_powers_with_the_token
 async def test_signing_out_ends_the_session_s_token(site: Site) -> None:
     at = await office(site)
     token = site.token(at.agent, "realtor", at.account)
-    async with httpx.AsyncClient(base_url=site.http.base_url, follow_redirects=False) as web:
-        await sign_in(web, token)
+    async with site.signed_in(token) as web:
         cookie = web.cookies.get("leadflow_session")
         assert cookie is not None
         mine = await web.get("/app/my/leads")
