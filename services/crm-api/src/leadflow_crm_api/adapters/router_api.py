@@ -36,6 +36,14 @@ class CanTake:
     reason: str | None
 
 
+def segment(value: str) -> str:
+    """`value` (an account, agent or rule id) as one segment of the router's path: escaped, and a "." or ".."
+    spelled out, which HTTP clients otherwise remove as dot segments (a rule saved as ".." was asked at its parent's
+    path: helper 175)."""
+    quoted = quote(value, safe="")
+    return quoted.replace(".", "%2E") if quoted in {".", ".."} else quoted
+
+
 class RouterApi:
     """One call per request, each on a client of its own (the calls are rare: a person asking)."""
 
@@ -58,7 +66,7 @@ class RouterApi:
     async def can_take(self, account_id: str, agent_id: str) -> CanTake:
         """Whether the agent could claim a pond lead now, by the router's own check of such a claim (issue 15).
         `Unavailable` when the router does not answer or answers nonsense; `NotFound` for an unknown account."""
-        path = f"/internal/v1/accounts/{quote(account_id, safe='')}/agents/{quote(agent_id, safe='')}/can-take"
+        path = f"/internal/v1/accounts/{segment(account_id)}/agents/{segment(agent_id)}/can-take"
         answer = await self.get(path, missing="No such account.")
         can, reason = answer.get("can_take"), answer.get("reason")
         if not isinstance(can, bool) or not (reason is None or isinstance(reason, str)) or can == bool(reason):
@@ -67,7 +75,8 @@ class RouterApi:
 
     async def _call(self, method: str, path: str, *, missing: str, **sent: Any) -> dict[str, Any]:
         try:
-            async with httpx.AsyncClient(timeout=self.timeout, headers=self._headers) as client:
+            # No proxy from the environment (HTTP_PROXY...): the service token goes to the router alone (helper 175).
+            async with httpx.AsyncClient(timeout=self.timeout, headers=self._headers, trust_env=False) as client:
                 response = await client.request(method, f"{self.base_url}{path}", **sent)
         except httpx.HTTPError as exc:
             raise Unavailable(NO_ANSWER) from exc

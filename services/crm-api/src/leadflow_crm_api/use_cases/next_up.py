@@ -14,7 +14,7 @@ from fastapi import Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from leadflow_crm_api.adapters.leads import agent_names
-from leadflow_crm_api.adapters.router_api import RouterApi
+from leadflow_crm_api.adapters.router_api import RouterApi, segment
 from leadflow_crm_api.adapters.settings import AccountSettings
 from leadflow_crm_api.deps import Caller, Db, Id, Router
 from leadflow_crm_api.domain.routing_info import NamedAgent, SkippedAgent
@@ -82,22 +82,43 @@ async def who_is_next(
     names = [source] if source else [s["name"] for s in account.get("sources", []) if s.get("lead_group") == group]
     if not names:
         raise NotFound(f"No lead source of the account is in lead group {group!r}.")
-    found = [await _ask_router(request, account_id, name) for name in names]
-    people = await agent_names(db, {a for f in found for a in f["next"]})
-    return NextUpList(items=[
-        NextUp(**{**f, "next": [NextAgent(agent_id=a, name=people.get(a)) for a in f["next"]]}) for f in found
-    ])  # fmt: skip
+    found, failed = await next_per_source(RouterApi.of(request.app.state.runtime.settings), db, account_id, names)
+    if failed is not None:
+        raise failed
+    return NextUpList(items=found)
 
 
-async def _ask_router(request: Request, account_id: str, source: str) -> dict[str, Any]:
-    router = RouterApi.of(request.app.state.runtime.settings)
-    path = f"/internal/v1/accounts/{account_id}/next-up"
-    return await router.get(path, params={"source": source}, missing="No such account for routing.")
+async def next_per_source(
+    router: RouterApi, db: Db, account_id: str, sources: list[str]
+) -> tuple[list[NextUp], CrmApiError | None]:
+    """Who is next for each lead source (the caller checked), asked PARALLEL_ASKS at a time, and the first error
+    (the router not answering, an unknown account): once one call failed, the sources not asked yet are not, so a
+    router that hangs costs one timeout, not one per source (the dashboard: helper 175)."""
+    gate = asyncio.Semaphore(PARALLEL_ASKS)
+    found: dict[str, dict[str, Any]] = {}
+    failed: list[CrmApiError] = []
+
+    async def ask(source: str) -> None:
+        async with gate:
+            if failed:
+                return
+            path = f"/internal/v1/accounts/{segment(account_id)}/next-up"
+            try:
+                found[source] = await router.get(path, params={"source": source}, missing=NO_ACCOUNT)
+            except CrmApiError as exc:
+                failed.append(exc)
+
+    await asyncio.gather(*(ask(s) for s in sources))
+    answers = [found[s] for s in sources if s in found]
+    people = await agent_names(db, {a for f in answers for a in f["next"]})
+    items = [NextUp(**{**f, "next": [NextAgent(agent_id=a, name=people.get(a)) for a in f["next"]]}) for f in answers]
+    return items, failed[0] if failed else None
 
 
 # Who is next per routing rule (issue 15, item 7)
 
 UNREADABLE = "The router's answer could not be read; try again."
+NO_ACCOUNT = "No such account for routing."
 SOURCE_ROTATION = "the lead source's rotation"  # the router's `pool` for a rule that follows its lead source
 PARALLEL_ASKS = 4  # the Settings page's calls at once: a router that hangs costs one timeout, not one per rule
 
@@ -191,7 +212,7 @@ async def next_per_rule(
 
 
 async def _rule_next(router: RouterApi, account_id: str, rule_id: str, source: str | None) -> _RouterRuleNext:
-    path = f"/internal/v1/accounts/{account_id}/routing/rules/{rule_id}/next"
+    path = f"/internal/v1/accounts/{segment(account_id)}/routing/rules/{segment(rule_id)}/next"
     answer = await router.get(path, params={"source": source} if source else None, missing="No such routing rule.")
     try:
         return _RouterRuleNext.model_validate(answer)

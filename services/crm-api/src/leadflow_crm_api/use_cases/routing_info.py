@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from leadflow_crm_api.adapters.leads import agent_names
-from leadflow_crm_api.adapters.router_api import RouterApi
+from leadflow_crm_api.adapters.router_api import RouterApi, segment
 from leadflow_crm_api.deps import AccountLeads, Caller, Db, Id, Router
 from leadflow_crm_api.domain.routing_info import (
     Decision,
@@ -51,7 +51,7 @@ async def lead_routing(
 
 async def _decisions(account_id: str, db: Db, router: RouterApi, lead_id: str) -> list[Decision]:
     try:
-        path = f"/internal/v1/accounts/{account_id}/leads/{uuid.UUID(lead_id)}/routing"
+        path = f"/internal/v1/accounts/{segment(account_id)}/leads/{uuid.UUID(lead_id)}/routing"
         answer = await router.get(path, missing="No routing decisions for this lead.")
     except (ValueError, NotFound):  # a lead the router never routed (not a lead id of its own): none
         return []
@@ -81,7 +81,9 @@ async def dry_run(account_id: Id, caller: Caller, db: Db, router: Router, body: 
         _refuse([(("rules", *where), reason) for where, reason in refusals])
         sent["rules"] = body.rules.model_dump(mode="json", exclude={"version"})
     answer = await router.post(
-        f"/internal/v1/accounts/{account_id}/routing/dry-run", sent, missing="No such lead or account for routing."
+        f"/internal/v1/accounts/{segment(account_id)}/routing/dry-run",
+        sent,
+        missing="No such lead or account for routing.",
     )
     return await _named_answer(db, answer)
 

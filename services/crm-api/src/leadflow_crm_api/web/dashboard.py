@@ -11,12 +11,13 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from leadflow_crm_api.adapters.router_api import RouterApi
 from leadflow_crm_api.adapters.settings import AccountSettings
 from leadflow_crm_api.domain.views import LeadQuery, LeadSort, LeadStatus
-from leadflow_crm_api.errors import CrmApiError
 from leadflow_crm_api.use_cases import leads as leads_uc
 from leadflow_crm_api.use_cases import next_up as next_up_uc
-from leadflow_crm_api.web.common import PREFIX, caller_of, db_of, path_id, render
+from leadflow_crm_api.web.common import PREFIX, caller_of, db_of, path_id, render, settings_of
+from leadflow_crm_api.web.leads import PAGE_ROUTER_TIMEOUT
 from leadflow_shared.account_config import time_zone_of
 from leadflow_shared.clock import epoch_ms
 
@@ -34,13 +35,14 @@ async def dashboard(request: Request, account_id: str) -> HTMLResponse:
     since = await leads.change_mark()
     account = await AccountSettings(db, account_id).account() or {}
     sources = [s["name"] for s in account.get("sources", [])] or ["Website"]
-    next_up: list[dict[str, object]] = []
-    for name in sources:
-        try:
-            found = await next_up_uc.who_is_next(account_id, caller, db, request, source=name, group=None)
-            next_up.extend(item.model_dump() for item in found.items)
-        except CrmApiError as exc:  # the router did not answer: the rest of the dashboard still shows
-            next_up.append({"source": name, "error": exc.detail})
+    # The sources asked a few at a time with the page's timeout, none after the first failure: a router that hangs
+    # delays the dashboard by one short timeout, not one per source (helper 175). The rest of it still shows.
+    router_api = RouterApi.of(settings_of(request), timeout=PAGE_ROUTER_TIMEOUT)
+    found, failed = await next_up_uc.next_per_source(router_api, db, account_id, sources)
+    answered = {item.source for item in found}
+    next_up: list[dict[str, object]] = [item.model_dump() for item in found]
+    if failed is not None:
+        next_up += [{"source": name, "error": failed.detail} for name in sources if name not in answered]
     offered = await leads.find_page(
         LeadQuery(status=LeadStatus.OFFERED, sort=LeadSort.ACTIVITY_DESC), limit=OPEN_OFFERS_SHOWN, after=None
     )
