@@ -11,12 +11,13 @@ import zlib
 
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.codec import snappy_encode
 from aiokafka.consumer.fetcher import READ_UNCOMMITTED, PartitionRecords
 from aiokafka.record.util import calc_crc32c
 from hypothesis import given
 from hypothesis import strategies as st
 
-from leadflow_devstack.raw_records import GZIP, LZ4, SNAPPY, ZSTD, RawRecord, inflating_batch, record_batch
+from leadflow_devstack.raw_records import GZIP, LZ4, SNAPPY, ZSTD, RawRecord, batch_of, inflating_batch, record_batch
 from leadflow_shared import kafka_records
 from leadflow_shared.kafka_records import MAX_INFLATED_BYTES, UNREADABLE, TolerantMemoryRecords, printable, unreadable
 
@@ -199,3 +200,27 @@ def _is_utf8(name: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+XERIAL_HEADER = snappy_encode(b"")[:16]  # as aiokafka writes a xerial stream's header
+
+
+@pytest.mark.timeout(10)  # a regression loops forever: the timeout fails it
+@pytest.mark.parametrize("length", [-4, -1, 0, 1 << 30])
+def test_a_xerial_block_whose_length_does_not_fit_becomes_a_stand_in(length: int) -> None:
+    """Helper 173: a block length of -4 moved the guard's cursor back onto its own length field, and
+    `decompress_raw_len(b"")` answers 0: one 85-byte batch froze the fetcher (the event loop's thread) for good."""
+    data = at(batch_of(XERIAL_HEADER + struct.pack(">i", length) + b"\x00" * 4, SNAPPY), 5)
+    records, next_offset = read(data, fetch_offset=5)
+    assert [r.offset for r in records] == [5]
+    assert "does not inflate within" in (unreadable(records[0].headers) or "")
+    assert next_offset == 6
+
+
+@pytest.mark.timeout(60)
+@given(st.binary(max_size=200))
+def test_any_xerial_stream_is_measured_or_refused_at_once(blocks: bytes) -> None:
+    data = batch_of(XERIAL_HEADER + blocks, SNAPPY)
+    records, next_offset = read(data)
+    assert [r.offset for r in records if unreadable(r.headers) is not None] in ([], [0])
+    assert next_offset == 1

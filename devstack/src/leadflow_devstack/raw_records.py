@@ -60,10 +60,11 @@ def record_batch(records: Sequence[RawRecord], *, compression: int = NO_COMPRESS
     body = b"".join(_record(i, r) for i, r in enumerate(records))
     if compression in _ENCODE:
         body = _ENCODE[compression](body)
-    return _batch(body, compression, len(records))
+    return batch_of(body, compression, len(records))
 
 
-def _batch(body: bytes, compression: int, count: int) -> bytes:
+def batch_of(body: bytes, compression: int, count: int = 1) -> bytes:
+    """A v2 batch of `count` records whose records section is `body` as given (compressed or not, valid or not)."""
     now = now_ms()
     # Attributes, last offset delta, first/max timestamp, producer id/epoch, base sequence, count.
     after_crc = struct.pack(">hiqqqhii", compression, count - 1, now, now, -1, -1, -1, count) + body
@@ -92,7 +93,7 @@ def inflating_batch(compression: int, inflated: int, *, key: bytes | None = None
         for part in parts:
             compressor.compress(part)
         body = bytes(compressor.finish())
-    return _batch(body, compression, 1)
+    return batch_of(body, compression, 1)
 
 
 async def partition_for(client: AIOKafkaClient, topic: str, key: bytes) -> int:

@@ -209,6 +209,8 @@ def _snappy_size(body: bytes, limit: int) -> int:
     while cursor < len(body):
         (block,) = struct.unpack_from(">i", body, cursor)
         cursor += 4
+        if block <= 0 or cursor + block > len(body):  # else a length of -4 reads itself forever (helper 173)
+            raise ValueError(f"a snappy block of {block} bytes at {cursor - 4}")
         size += int(cramjam.snappy.decompress_raw_len(body[cursor : cursor + block]))
         cursor += block
     return size
