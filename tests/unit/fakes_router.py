@@ -239,7 +239,7 @@ class FakeErasures:
         return self.requests.setdefault(request.erasure_id, request)
 
     async def finish(self, erasure_id: str, *, done_ms: int) -> None:
-        self.requests[erasure_id] = replace(self.requests[erasure_id], done=True, done_ms=done_ms)
+        self.requests[erasure_id] = replace(self.requests[erasure_id], done=True, done_ms=done_ms, contact_ids=())
 
 
 class FakeCapacity:

@@ -11,7 +11,6 @@ round trip per request.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -36,11 +35,6 @@ def removed_staff_id(account_id: str, user_id: str) -> str:
     return f"{account_id}|{user_id}"
 
 
-def _digest(token: str) -> str:
-    """A signed-out token is kept by its hash: the store holds no credential."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 async def ensure_indexes(db: AsyncDatabase[Doc]) -> None:
     # A signed-out token is refused by its own expiry after that: its record goes then.
     await db[CRM_SIGNED_OUT].create_index([("expires_at", ASCENDING)], name="forget_expired", expireAfterSeconds=0)
@@ -58,7 +52,7 @@ class Callers:
         """The caller the token names, while it still is that; Unauthenticated (a reason safe to return) otherwise.
         A live page's stream asks again at each poll: it ends with its token's expiry, sign-out or user."""
         caller = self._verifier.verify(token)  # its expiry too, each time a stream asks again
-        digest = _digest(token)
+        digest = caller.session or ""
         if await self._signed_out.get_or_load(digest, lambda: self._was_signed_out(digest)):
             raise Unauthenticated("The bearer token was signed out.")
         if not await self._admitted(caller):
@@ -71,13 +65,16 @@ class Callers:
         membership = await self._members.get_or_load(agent_id, lambda: self._membership(agent_id))
         return membership is not None and admitted(Principal(agent_id, Role.REALTOR, account_id), membership)
 
-    async def sign_out(self, token: str, caller: Principal) -> None:
-        """End `token` everywhere (the web app and the API) until its own expiry; this replica at once, others
-        within `ttl`."""
-        expires = datetime.fromtimestamp(caller.expires_at or time.time(), UTC)
-        digest = _digest(token)
+    async def sign_out(self, caller: Principal) -> None:
+        """End the caller's token everywhere (the web app and the API), by its claims (`Principal.session`: a hash,
+        no credential kept), until the token's own expiry and the leeway it is accepted for after it; this replica
+        at once, others within `ttl`."""
+        until = (caller.expires_at or time.time()) + self._verifier.leeway_seconds
+        digest = caller.session or ""
         with contextlib.suppress(DuplicateKeyError):  # signed out twice (two tabs)
-            await self._db()[CRM_SIGNED_OUT].insert_one({"_id": digest, "expires_at": expires})
+            await self._db()[CRM_SIGNED_OUT].insert_one(
+                {"_id": digest, "expires_at": datetime.fromtimestamp(until, UTC)}
+            )
         await self._signed_out.get_or_load(digest, lambda: self._was_signed_out(digest), fresh=True)
 
     async def _admitted(self, caller: Principal) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Annotated
 
 import jwt
@@ -29,6 +31,7 @@ class TokenVerifier:
     def __init__(self, settings: CrmApiSettings) -> None:
         self._key = settings.verification_key
         self._auth = settings.auth
+        self.leeway_seconds = settings.auth.leeway_seconds
 
     def verify(self, token: str) -> Principal:
         """The caller the token names; Unauthenticated (with a reason safe to return) otherwise."""
@@ -57,4 +60,5 @@ class TokenVerifier:
             fields = sorted({str(e["loc"][0]) for e in exc.errors() if e["loc"]})
             raise Unauthenticated(f"The bearer token lacks valid claims: {', '.join(fields)}.") from exc
         expires = float(decoded["exp"])  # required above, and a number (PyJWT checked it)
-        return Principal(claims.sub, claims.role, claims.account_id, claims.organisation_id, expires)
+        session = hashlib.sha256(json.dumps(decoded, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        return Principal(claims.sub, claims.role, claims.account_id, claims.organisation_id, expires, session)

@@ -26,6 +26,9 @@ class Principal:
     organisation_id: str | None = None
     # The token's `exp` (epoch seconds): how long a sign-out of it is kept. Not who the caller is: not compared.
     expires_at: float | None = field(default=None, compare=False)
+    # The token by what it says (a hash of its verified claims), not by its spelling: a sign-out holds for every
+    # spelling of one token (a padded signature, a second ECDSA signature of the same claims). Not compared.
+    session: str | None = field(default=None, compare=False)
 
     @property
     def sees_whole_account(self) -> bool:

@@ -23,6 +23,7 @@ from leadflow_crm_api.domain.people import (
     member_of_staff,
     team,
 )
+from leadflow_crm_api.domain.principal import Role
 from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound
 
 BASE = "/v1/accounts/{account_id}"
@@ -70,7 +71,9 @@ async def put_staff_member(
     if await people.staff_id_taken(user_id) or await people.agent_elsewhere(user_id):
         # Another tenant's id, staff or agent: never touched (its preferences are keyed by the same id).
         raise NotFound("No such staff member in this account.")
-    if not caller.sees_whole_account:
+    if not caller.sees_whole_account or (caller.role is Role.ADMIN and user_id == caller.sub):
+        # An admin's own record too: an admin removed or demoted meanwhile (another replica's cache, a write already
+        # under way) must not give itself back its record or its role (decision 0105; helper 173).
         await _own_record_only(people, user_id, body)
     await people.put_staff_member(user_id, body.model_dump(mode="json"))
     await members.recheck(user_id, people.account_id)  # a role set here holds here from the next request
@@ -78,8 +81,9 @@ async def put_staff_member(
 
 
 async def _own_record_only(people: AccountSettings, user_id: str, body: StaffMember) -> None:
-    """Someone who is no broker or admin updates the staff record it has, never makes one or sets its role: a
-    staff record is what digests and new-lead notices reach, so it is the managers' to give (decision 0076)."""
+    """Someone who is no broker or admin, or an admin writing its own record, updates the staff record it has,
+    never makes one or sets its role: a staff record is what digests and new-lead notices reach and what an admin's
+    token holds by, so it is the managers' to give (decisions 0076, 0105)."""
     stored = await people.staff_member(user_id)
     if stored is None:
         raise Forbidden("Brokers and admins add staff members.")

@@ -97,7 +97,7 @@ async def sign_out(request: Request) -> Response:
     copy of the cookie kept elsewhere signs in no more."""
     caller, token = await caller_of(request)
     await checked_form(request, token)
-    await callers_of(request).sign_out(token, caller)
+    await callers_of(request).sign_out(caller)
     response = redirect(f"{PREFIX}/sign-in")
     response.delete_cookie(SESSION_COOKIE, path=PREFIX)
     return response
