@@ -19,8 +19,8 @@ class SmtpSettings(BaseModel):
     username: str | None = Field(default=None, description="Set: log in (AUTH) as this user; unset: no login.")
     password: SecretStr | None = Field(default=None, description="The SMTP user's password.")
     starttls: Literal["auto", "required", "off"] = Field(
-        default="auto", description="auto: STARTTLS when the server offers it; required: refuse to send in clear; "
-        "off: never.",
+        default="auto", description="auto: STARTTLS when the server offers it, and always when a username is set "
+        "(no login in clear); required: refuse to send in clear; off: never.",
     )  # fmt: skip
     ca_file: str | None = Field(
         default=None, description="A private CA bundle for the STARTTLS certificate (tests, internal relays); "

@@ -136,7 +136,7 @@ class SmtpMailer:
             port=s.port,
             username=s.username,
             password=s.password.get_secret_value() if s.password else None,
-            start_tls=None if s.starttls == "auto" else s.starttls == "required",
+            start_tls=_start_tls(s),
             tls_context=self._tls,
             timeout=s.timeout_seconds,
         )
@@ -146,6 +146,15 @@ class SmtpMailer:
             client.close()
             raise
         return client
+
+
+def _start_tls(settings: SmtpSettings) -> bool | None:
+    """aiosmtplib's `start_tls`: "auto" upgrades when the relay offers STARTTLS, but with a login to send it is
+    "required": aiosmtplib logs in whatever happened, so a relay that does not offer it (or a man in the middle who
+    strips it from the EHLO answer) got the password in clear, then every notice (helper 174)."""
+    if settings.starttls == "auto":
+        return True if settings.username else None
+    return settings.starttls == "required"
 
 
 def message_id_header(message_id: str) -> str:
