@@ -144,6 +144,8 @@ class FcmPush:
         try:
             await _send(self._client, request, timeout=self._settings.timeout_seconds)
         except PermanentDeliveryError as exc:
-            if "HTTP 404" in exc.detail or "UNREGISTERED" in exc.detail:
+            # FCM's own answer that the token is gone: 404 with its JSON error (NOT_FOUND; errorCode UNREGISTERED).
+            # Not any 404: a proxy's page or a wrong base URL would forget every device it pushes to (helper 174).
+            if exc.detail == "HTTP 404 NOT_FOUND" or "UNREGISTERED" in exc.detail:
                 raise PermanentDeliveryError(UNREGISTERED, exc.detail) from exc
             raise
