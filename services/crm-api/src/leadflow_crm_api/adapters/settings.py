@@ -97,9 +97,13 @@ class AccountSettings:
         return [d async for d in cursor]
 
     async def put_device(self, user_id: str, device_id: str, fields: Doc) -> None:
-        """Register (or re-register) a device; its token leaves any other user's device (a handed-on phone)."""
+        """Register (or re-register) a device; its token leaves any other user's device (a handed-on phone), the
+        legacy token of another user's preferences too (it still pushed there: helper 174)."""
         key = f"{user_id}/{device_id}"
         await self._db[PUSH_DEVICES].delete_many({"token": fields["token"], "_id": {"$ne": key}})
+        await self._db[NOTIFIER_PREFERENCES].update_many(
+            {"push_token": fields["token"], "_id": {"$ne": user_id}}, {"$set": {"push_token": None}}
+        )
         doc = {"_id": key, "user_id": user_id, "device_id": device_id, "account_id": self.account_id, **fields}
         if (await self._db[PUSH_DEVICES].replace_one({"_id": key}, doc)).matched_count:
             return

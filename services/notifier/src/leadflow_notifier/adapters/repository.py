@@ -116,14 +116,22 @@ class AgentDirectory:
         if prefs_doc is not None and not holds_for(prefs_doc.get("account_id"), account_id):
             prefs_doc = None
         prefs = PreferencesDoc.model_validate(prefs_doc or {})
-        devices = await PushDevices(self._db).of_user(agent_id, account_id if isinstance(account_id, str) else None)
+        registry = PushDevices(self._db)
+        devices = await registry.of_user(agent_id, account_id if isinstance(account_id, str) else None)
+        legacy = prefs.push_token
+        if (
+            legacy
+            and all(d.token != legacy for d in devices)
+            and await registry.registered_by_another(legacy, agent_id)
+        ):
+            legacy = None  # the phone was handed on: its new user registered it (helper 174)
         return Recipient(
             agent_id=agent_id,
             name=doc["name"],
             email=doc["email"],
             time_zone=time_zone_of(doc),  # missing or unknown: UTC, never a notice that cannot be written
             phone=doc.get("phone"),
-            push_token=prefs.push_token,
+            push_token=legacy,
             preferences=prefs.preferences(),
             devices=tuple(devices),
         )
@@ -201,6 +209,11 @@ class PushDevices:
         query = {"user_id": user_id} if account_id is None else {"user_id": user_id, "account_id": account_id}
         cursor = self._devices.find(query).sort("_id", 1).limit(MAX_DEVICES)
         return [PushDevice(str(d["device_id"]), str(d["token"])) async for d in cursor if d.get("token")]
+
+    async def registered_by_another(self, token: str, user_id: str) -> bool:
+        """Whether another user has registered `token` as a device since (a handed-on phone): a preferences
+        document's legacy token is then no longer `user_id`'s to push to."""
+        return await self._devices.find_one({"token": token, "user_id": {"$ne": user_id}}, {"_id": 1}) is not None
 
     async def forget_token(self, user_id: str, token: str) -> None:
         """The provider no longer knows `token`: drop it from the user's devices (and the legacy field)."""
