@@ -604,10 +604,10 @@ class Notifier:
             return []
         if isinstance(event, ContactMessaged):
             # The holder's own email or text to the contact (R8's qualifying actions), on that one channel.
+            # On a channel that is off, it is begun all the same and dead-lettered `disabled` (Courier.drive): a
+            # message someone wrote is never dropped without a trace (helper 174); replayed once the channel is on.
             content = contact_message(event, await self.directory.get(event.payload.agent_id))
             channel = Channel.EMAIL if isinstance(content, EmailContent) else Channel.SMS
-            if channel not in self.senders:
-                return []
             return [_delivery(event, raw, f"contact:{event.payload.lead_id}", channel, content)]
         if isinstance(event, RealtorInvited):
             if Channel.EMAIL not in self.senders:  # to the invited address: the realtor may be no user yet
