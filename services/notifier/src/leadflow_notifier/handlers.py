@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
@@ -485,16 +485,31 @@ class Notifier:
         await self._recall_erasures(notices)
 
         async def one_lead(group: list[tuple[int, Notice]]) -> None:
+            # The lead's events planned in order; each delivery driven after the one before it to the same recipient
+            # on the same channel (their order kept), not after the whole event before it: a race's offers reach
+            # their agents together though an SMS provider hangs on the first (helper 174).
             async with limit:
+                chains: dict[tuple[str, Channel], asyncio.Future[None]] = {}
+                driven: list[tuple[int, list[asyncio.Future[None]], PoisonMessage | None]] = []
                 for index, notice in group:
                     try:
                         deliveries, poison = await self._planned(
                             notice.event, notice.raw, announce=index not in quiet, replay=notice.replay
                         )
-                        outcomes = await asyncio.gather(
-                            *(drive(d, begin=True, replay=notice.replay) for d in deliveries), return_exceptions=True
-                        )
-                        _raise_first(outcomes, poison)
+                    except PoisonMessage as exc:
+                        rejections.append((index, exc))
+                        continue
+                    tasks = []
+                    for d in deliveries:
+                        key = (d.agent_id, d.channel)
+                        chains[key] = asyncio.ensure_future(_after(chains.get(key), drive, d, notice.replay))
+                        tasks.append(chains[key])
+                    driven.append((index, tasks, poison))
+                # Every drive finishes (or fails) before an error is raised, in the events' order.
+                outcomes = [(i, await asyncio.gather(*t, return_exceptions=True), p) for i, t, p in driven]
+                for index, results, poison in outcomes:
+                    try:
+                        _raise_first(results, poison)
                     except PoisonMessage as exc:
                         rejections.append((index, exc))
 
@@ -728,6 +743,19 @@ def _segments(notices: list[Notice]) -> list[dict[str, list[tuple[int, Notice]]]
             continue
         segments[-1].setdefault(_group(notice.event), []).append((index, notice))
     return segments
+
+
+async def _after(
+    previous: asyncio.Future[None] | None,
+    drive: Callable[..., Awaitable[None]],
+    delivery: Delivery,
+    replay: Replay | None,
+) -> None:
+    """`delivery` driven once `previous`, the one before it to the same recipient on the same channel, is done,
+    however it ended (its failure is its own event's)."""
+    if previous is not None:
+        await asyncio.wait([previous])
+    await drive(delivery, begin=True, replay=replay)
 
 
 def _raise_first(outcomes: Iterable[object], then: BaseException | None = None) -> None:
