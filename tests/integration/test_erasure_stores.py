@@ -225,7 +225,7 @@ async def test_an_inquiry_made_before_an_erasure_is_taken_unrouted_on_the_wire(r
 
     await router.service.on_command(erase("acme", email=kim.email).model_copy(
         update={"occurred_at": T0 + timedelta(hours=1), "event_id": uuid.uuid4()}))  # fmt: skip
-    moved = await router.db[ROUTER_CONTACTS].find_one({"_id": mark["_id"]})
+    moved = await router.db[ROUTER_CONTACTS].find_one({"_id": erased_id(f"acme:email:{kim.email}")})
     assert moved is not None
     assert moved["erased_ms"] == epoch_ms(T0 + timedelta(hours=1)), "a later erasure of the contact moves it on"
     after = received("acme", kim).model_copy(update={"occurred_at": T0 + timedelta(hours=2)})
