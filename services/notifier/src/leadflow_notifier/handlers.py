@@ -849,10 +849,16 @@ class DigestSender:
         for account_id in await self.items.accounts_since(epoch_ms(now) - DIGEST_LOOK_BACK_MS):
             made = await self._due(account_id, now, subscribers)
             due += [(account_id, window, items) for window, items in made if items]
-        sent = 0
+        sent, failed = 0, []
         for account_id, window, items in await self._without_erased(due):
             for who in await self._subscribers(account_id, subscribers):
-                sent += await self._send(account_id, window, items, who)
+                try:
+                    sent += await self._send(account_id, window, items, who)
+                except Exception as exc:  # noqa: BLE001 (one office's failure stops no other's digest: helper 176)
+                    log.warning("digest not sent", extra={"account_id": account_id, "error": type(exc).__name__})
+                    failed.append(exc)
+        if failed:
+            raise failed[0]  # the run's loop logs it and runs again: the digests not sent are still due
         return sent
 
     async def _subscribers(self, account_id: str, read: dict[str, list[Recipient]]) -> list[Recipient]:

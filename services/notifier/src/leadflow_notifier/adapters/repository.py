@@ -176,9 +176,14 @@ class AgentDirectory:
         ids = [doc["_id"] for doc in docs]
         fields = {"account_id": 1, "active": 1}
         agents = {a["_id"]: a async for a in self._agents.find({"_id": {"$in": ids}}, fields)} if ids else {}
+        # A subscriber who is no agent but another office's staff member is that office's now: preferences the
+        # office it left still holds (a write that landed after its removal) reach it no more (helper 176).
+        others = {"$in": [i for i in ids if i not in agents]}
+        staff_elsewhere = self._staff.find({"_id": others, "account_id": {"$ne": query["account_id"]}}, {"_id": 1})
+        elsewhere = {s["_id"] async for s in staff_elsewhere} if others["$in"] else set()
         found = []
         for doc in docs:
-            if not hears_account(agents.get(doc["_id"]), query["account_id"]):
+            if doc["_id"] in elsewhere or not hears_account(agents.get(doc["_id"]), query["account_id"]):
                 continue
             recipient = await self.get(str(doc["_id"]))
             prefs = PreferencesDoc.model_validate(doc)
