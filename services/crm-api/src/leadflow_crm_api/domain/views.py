@@ -98,8 +98,10 @@ class LeadQuery:
 
 
 def search_patterns(text: str) -> tuple[str, str | None]:
-    """(escaped pattern for the lower-cased name and email, pattern for the phone's digits or None)."""
-    needle = text.strip().lower()
+    """(escaped pattern for the lower-cased name and email, pattern for the phone's digits or None). Control
+    characters are no part of a search: MongoDB refuses a `$regex` holding a NUL (a 500 for one `%00`, helper 177),
+    and no name or email holds one."""
+    needle = _CONTROLS.sub("", text).strip().lower()
     digits = "".join(ch for ch in needle if ch.isdigit())
     # Phone-shaped text only ("lead5123@" is an email search), and a few digits, or "1"
     # would match nearly every number.
@@ -108,6 +110,7 @@ def search_patterns(text: str) -> tuple[str, str | None]:
 
 
 _PHONE_TEXT = re.compile(r"[\d\s+().-]+")
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 # Row fields the projection keeps for itself (decision 0093). The ids of the applied events the timeline does not
