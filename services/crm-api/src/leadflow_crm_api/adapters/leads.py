@@ -47,6 +47,7 @@ from leadflow_shared.events.routing import LEAD_EVENT, LeadEvent
 # letters are kept.
 PARKED_EVENTS = names_of(0).parked
 PARKED_KEEP = timedelta(days=30)  # the dead-letter topics' retention (docs/operations.md)
+TIES_READ = 1_000  # rows tied on a list's sort key read at once past a cursor (`ScopedLeads._ties`)
 CRM_LEADS = names_of(0).leads  # generation 0's names (decision 0045): the active ones unless rebuilt
 CRM_TIMELINE = names_of(0).timeline
 TIMELINE_LIMIT = 2000  # a lead's detail shows at most this many entries, oldest first
@@ -363,11 +364,33 @@ class ScopedLeads:
         # `key`, then the rows beyond it. Concatenated they are in sort order.
         key, lead_id = after
         beyond = "$lt" if query.sort.descending else "$gt"
-        ties = await self._find(merge_conditions([*conditions, {field: key, "_id": {beyond: lead_id}}]), order, limit)
+        ties = await self._ties(conditions, field, key, lead_id, beyond, order, limit)
         if len(ties) >= limit:
             return ties
         rest = await self._find(merge_conditions([*conditions, {field: {beyond: key}}]), order, limit - len(ties))
         return ties + rest
+
+    async def _ties(
+        self, conditions: list[dict[str, Any]], field: str, key: int, lead_id: str, beyond: str,
+        order: list[tuple[str, int]], limit: int,
+    ) -> list[LeadRow]:  # fmt: skip
+        """The rows tied with the cursor on the sort key and past its id, read by the key alone with the ids compared
+        here: nx-27017 does not serve a range on `_id` from SQL and matched every office's rows in Python for the
+        usual 0 or 1 tied row (a small office's second page cost a scan of all tenants: helper 177). A key that
+        TIES_READ rows share is asked with its `_id` range after all."""
+        # A range on the sort key (a date range) holds for the key or for none of its ties: checked here, the ties
+        # asked by the key alone (an equality beside a range on one field made an `$and`, read in Python).
+        ranges = [c[field] for c in conditions if list(c) == [field] and _comparisons(c[field])]
+        if not all(_within(key, bounds) for bounds in ranges):
+            return []
+        unranged = [c for c in conditions if not (list(c) == [field] and c[field] in ranges)]
+        tied = await self._find(merge_conditions([*unranged, {field: key}]), order, TIES_READ)
+        if len(tied) >= TIES_READ:
+            return await self._find(
+                merge_conditions([*conditions, {field: key, "_id": {beyond: lead_id}}]), order, limit
+            )
+        past = [row for row in tied if (row.lead_id < lead_id if beyond == "$lt" else row.lead_id > lead_id)]
+        return past[:limit]
 
     async def _find(self, query: dict[str, Any], order: list[tuple[str, int]], limit: int) -> list[LeadRow]:
         # One query, however dear a realtor's `$or` is on nx-27017: asked a branch at a time, the branches read
@@ -547,6 +570,26 @@ def _recency(doc: dict[str, Any]) -> tuple[float, str]:
     return (float(at) if isinstance(at, int | float) else float("-inf"), str(doc["_id"]))
 
 
+_COMPARISONS = frozenset({"$gt", "$gte", "$lt", "$lte"})
+
+
+def _comparisons(value: Any) -> bool:
+    """An operator document of comparisons only (`$gt`, `$gte`, `$lt`, `$lte`)."""
+    return isinstance(value, dict) and bool(value) and set(value) <= _COMPARISONS
+
+
+def _ranges_apart(one: Any, other: Any) -> bool:
+    """Both documents of comparisons, none the same: one AND the other is both in one document."""
+    return _comparisons(one) and _comparisons(other) and not set(one) & set(other)
+
+
+def _within(value: Any, bounds: dict[str, Any]) -> bool:
+    """Whether `value` meets every comparison of `bounds` (`$gt`, `$gte`, `$lt`, `$lte`)."""
+    tests = {"$gt": lambda b: value > b, "$gte": lambda b: value >= b, "$lt": lambda b: value < b,
+             "$lte": lambda b: value <= b}  # fmt: skip
+    return all(tests[op](bound) for op, bound in bounds.items())
+
+
 def merge_conditions(conditions: list[dict[str, Any]]) -> dict[str, Any]:
     """AND the conditions as one flat filter where their keys allow, `$and` for the rest.
 
@@ -556,9 +599,16 @@ def merge_conditions(conditions: list[dict[str, Any]]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     rest: list[dict[str, Any]] = []
     for condition in conditions:
-        if any(key in merged for key in condition):
-            rest.append(condition)
-        else:
+        clash = [key for key in condition if key in merged]
+        if not clash:
             merged.update(condition)
+        elif all(_ranges_apart(merged[key], condition[key]) for key in clash):
+            # Two ranges on one field (a date range and a cursor's bound) as one: `{f: {$gte: a, $lt: b}}` is
+            # what nx-27017 serves from SQL, where an `$and` of them read every tenant's rows (helper 177).
+            merged.update(
+                {key: {**merged[key], **value} if key in clash else value for key, value in condition.items()}
+            )
+        else:
+            rest.append(condition)
     # A condition's own `$and` kept beside the ones added (helper 166: it was overwritten).
     return {**merged, "$and": [*merged.get("$and", []), *rest]} if rest else merged
