@@ -11,6 +11,10 @@ from typing import Any
 from urllib.parse import parse_qs
 
 Request = dict[str, Any]
+# What FCM answers a push to a token it no longer knows: 404 with its error (leadflow forgets the device for it alone).
+_FCM_ERROR = {"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": "UNREGISTERED"}
+_GONE = {"code": 404, "message": "Requested entity was not found.", "status": "NOT_FOUND", "details": [_FCM_ERROR]}
+FCM_UNREGISTERED = json.dumps({"error": _GONE}).encode()
 
 
 @dataclass
@@ -36,7 +40,7 @@ class ProviderApi:
                 with provider.lock:
                     status = provider.reply(request)
                     provider.requests.append(request | {"status": status})
-                data = b"{}"
+                data = FCM_UNREGISTERED if status == 404 and "message" in body else b"{}"
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
