@@ -489,32 +489,36 @@ class Notifier:
             # on the same channel (their order kept), not after the whole event before it: a race's offers reach
             # their agents together though an SMS provider hangs on the first (helper 174).
             async with limit:
-                chains: dict[tuple[str, Channel], asyncio.Future[None]] = {}
                 driven: list[tuple[int, list[asyncio.Future[None]], PoisonMessage | None]] = []
-                for index, notice in group:
+                await _all_ended(plan_and_start(group, driven), lambda: [t for _, ts, _ in driven for t in ts])
+                for index, results, poison in [(i, [_outcome(t) for t in ts], p) for i, ts, p in driven]:
                     try:
-                        deliveries, poison = await self._planned(
-                            notice.event, notice.raw, announce=index not in quiet, replay=notice.replay
-                        )
-                    except PoisonMessage as exc:
-                        rejections.append((index, exc))
-                        continue
-                    tasks = []
-                    for d in deliveries:
-                        key = (d.agent_id, d.channel)
-                        chains[key] = asyncio.ensure_future(_after(chains.get(key), drive, d, notice.replay))
-                        tasks.append(chains[key])
-                    driven.append((index, tasks, poison))
-                # Every drive finishes (or fails) before an error is raised, in the events' order.
-                outcomes = [(i, await asyncio.gather(*t, return_exceptions=True), p) for i, t, p in driven]
-                for index, results, poison in outcomes:
-                    try:
-                        _raise_first(results, poison)
+                        _raise_first(results, poison)  # in the events' order, every drive finished or failed
                     except PoisonMessage as exc:
                         rejections.append((index, exc))
 
+        async def plan_and_start(
+            group: list[tuple[int, Notice]], driven: list[tuple[int, list[asyncio.Future[None]], PoisonMessage | None]]
+        ) -> None:
+            chains: dict[tuple[str, Channel], asyncio.Future[None]] = {}
+            for index, notice in group:
+                try:
+                    deliveries, poison = await self._planned(
+                        notice.event, notice.raw, announce=index not in quiet, replay=notice.replay
+                    )
+                except PoisonMessage as exc:
+                    rejections.append((index, exc))
+                    continue
+                tasks = []
+                for d in deliveries:
+                    key = (d.agent_id, d.channel)
+                    chains[key] = asyncio.ensure_future(_after(chains.get(key), drive, d, notice.replay))
+                    tasks.append(chains[key])
+                driven.append((index, tasks, poison))
+
         for by_lead in _segments(notices):
-            await asyncio.gather(*(one_lead(group) for group in by_lead.values()))
+            # Every lead of the segment finished before an error is raised: no other lead's send left running.
+            _raise_first(await asyncio.gather(*(one_lead(group) for group in by_lead.values()), return_exceptions=True))
         return rejections
 
     async def notify(self, event: RoutingEvent, raw: bytes, *, replay: Replay | None = None) -> None:
@@ -756,6 +760,46 @@ async def _after(
     if previous is not None:
         await asyncio.wait([previous])
     await drive(delivery, begin=True, replay=replay)
+
+
+async def _all_ended(starting: Awaitable[None], started: Callable[[], list[asyncio.Future[None]]]) -> None:
+    """Await `starting` (it starts drives), then every drive `started()` names: nothing of it left sending when this
+    returns or raises (a later plan failing, a stop), else the batch is run again, or its offsets committed, while a
+    send goes on (helper 178). A stop cancels them."""
+    try:
+        await starting
+    except asyncio.CancelledError:
+        await _cancelled(started())
+        raise
+    except BaseException:
+        await _settled(started())
+        raise
+    await _settled(started())
+
+
+async def _settled(tasks: list[asyncio.Future[None]]) -> None:
+    """Wait until every one of `tasks` has finished, however; cancelled meanwhile (a stop), cancel them, wait for
+    them, and go on cancelling."""
+    if not tasks:
+        return
+    try:
+        await asyncio.wait(tasks)
+    except asyncio.CancelledError:
+        await _cancelled(tasks)
+        raise
+
+
+async def _cancelled(tasks: list[asyncio.Future[None]]) -> None:
+    """Cancel `tasks` (drives: their records stay pending, finished by the re-driver) and wait until they end."""
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks)
+
+
+def _outcome(task: asyncio.Future[None]) -> object:
+    """A finished drive's outcome: None, or the error it ended with."""
+    return task.exception() if not task.cancelled() else asyncio.CancelledError()
 
 
 def _raise_first(outcomes: Iterable[object], then: BaseException | None = None) -> None:
