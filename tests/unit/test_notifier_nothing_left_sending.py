@@ -1,5 +1,5 @@
 """Nothing of a batch is left sending when the notifier's `notify_events` returns or raises (helper 178's review of
-the per-(recipient, channel) chains, 1b806de; both tests failed before `_all_ended`).
+the per-(recipient, channel) chains, 1b806de; both tests failed before `Notifier._one_lead`, `_ended`).
 
 A lead's later event is now planned while the deliveries of the events before it are still being driven. When
 planning that later event fails (a MongoDB blip reading the directory: any error that is not poison),
@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 from fakes_notifier import DeadLetters, Directory, Log
 from prometheus_client import CollectorRegistry
+from test_notifier_race_with_a_hanging_sms_provider import race_offer
 
 from leadflow_notifier.domain.messages import Recipient
 from leadflow_notifier.domain.preferences import Channel
 from leadflow_notifier.handlers import Notice, Notifier, RetryPolicy
 from leadflow_notifier.metrics import NotifierMetrics
-from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
-from leadflow_shared.events.routing import ContactErased, ContactErasedPayload, LeadOffered, LeadOfferedPayload
+from leadflow_shared.events.routing import ContactErased, ContactErasedPayload, LeadOffered
 
 pytestmark = [pytest.mark.unit, pytest.mark.asyncio]
 
@@ -62,20 +62,7 @@ class SlowEmail:
 
 
 def offer(lead_id: uuid.UUID, agent_id: str) -> LeadOffered:
-    return LeadOffered.create(
-        account_id="acme-realty",
-        occurred_at=NOW,
-        payload=LeadOfferedPayload(
-            lead_id=lead_id,
-            agent_id=agent_id,
-            offer_round=1,
-            race_size=2,
-            deadline=datetime(2024, 1, 10, 12, 5, tzinfo=UTC),
-            explanation="race",
-            contact=Contact.model_validate({"first_name": "Jane", "email": "jane@example.com"}),
-            source=LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website"),
-        ),
-    )
+    return race_offer(lead_id, agent_id, race_size=2)
 
 
 async def test_a_failed_plan_leaves_no_send_of_the_lead_running_after_notify_events_raises() -> None:

@@ -9,8 +9,9 @@ holds the *next* event's email and push as long: the second agent of a race is t
 the third about 46 s after, a head start the race's rules do not give. (A provider that refuses at once costs
 nothing of the kind.)
 
-Now a lead's deliveries wait only for the one before them to the same recipient on the same channel (`_after`):
-the offers of one race reach their agents' email and push together, whatever one SMS provider does.
+Now a lead's deliveries wait only for the one before them to the same recipient on the same channel
+(`Courier.drive`'s `after`): the offers of one race reach their agents' email and push together, whatever one
+SMS provider does.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class Clocked:
         self.at.setdefault(agent, asyncio.get_running_loop().time() - self.started)
 
 
-def race_offer(lead_id: uuid.UUID, agent_id: str) -> LeadOffered:
+def race_offer(lead_id: uuid.UUID, agent_id: str, race_size: int = 3) -> LeadOffered:
     return LeadOffered.create(
         account_id="acme-realty",
         occurred_at=NOW,
@@ -73,7 +74,7 @@ def race_offer(lead_id: uuid.UUID, agent_id: str) -> LeadOffered:
             lead_id=lead_id,
             agent_id=agent_id,
             offer_round=1,
-            race_size=3,
+            race_size=race_size,
             deadline=datetime(2024, 1, 10, 12, 5, tzinfo=UTC),
             explanation="race",
             contact=Contact.model_validate({"first_name": "Jane", "email": "jane@example.com"}),

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
@@ -236,8 +236,12 @@ class Courier:
     devices: Devices | None = None
     replays: Replays | None = None  # reopens failed deliveries of a replayed dead letter; None: never
 
-    async def drive(self, delivery: Delivery, *, begin: bool = False, replay: Replay | None = None) -> None:
-        """Deliver once per key (N3): the delivery record, then the send, then its `sent` mark.
+    async def drive(
+        self, delivery: Delivery, *, begin: bool = False, replay: Replay | None = None,
+        after: asyncio.Future[None] | None = None,
+    ) -> None:  # fmt: skip
+        """Deliver once per key (N3): the delivery record, then the send, then its `sent` mark. `after`: the drive of
+        the notice before it to the same recipient on the same channel, ended first, however (their order kept).
 
         `begin`: the record is written first (`Deliveries.begin`), and the delivery goes on only if this
         process now holds it; a failed one the operator's `replay` covers is attempted once more
@@ -251,6 +255,8 @@ class Courier:
         What remains at-least-once: a process killed between the provider's acceptance and the mark, and
         a MongoDB outage longer than a lease.
         """
+        if after is not None:
+            await asyncio.wait([after])
         if begin and not await self._begun(delivery, replay):
             return
         channel = delivery.channel
@@ -480,46 +486,52 @@ class Notifier:
         """
         rejections: BatchRejections = []
         limit = asyncio.Semaphore(concurrency)
-        drive = self._courier.drive
         quiet = ended_in_batch([notice.event for notice in notices])
         await self._recall_erasures(notices)
-
-        async def one_lead(group: list[tuple[int, Notice]]) -> None:
-            # The lead's events planned in order; each delivery driven after the one before it to the same recipient
-            # on the same channel (their order kept), not after the whole event before it: a race's offers reach
-            # their agents together though an SMS provider hangs on the first (helper 174).
-            async with limit:
-                driven: list[tuple[int, list[asyncio.Future[None]], PoisonMessage | None]] = []
-                await _all_ended(plan_and_start(group, driven), lambda: [t for _, ts, _ in driven for t in ts])
-                for index, results, poison in [(i, [_outcome(t) for t in ts], p) for i, ts, p in driven]:
-                    try:
-                        _raise_first(results, poison)  # in the events' order, every drive finished or failed
-                    except PoisonMessage as exc:
-                        rejections.append((index, exc))
-
-        async def plan_and_start(
-            group: list[tuple[int, Notice]], driven: list[tuple[int, list[asyncio.Future[None]], PoisonMessage | None]]
-        ) -> None:
-            chains: dict[tuple[str, Channel], asyncio.Future[None]] = {}
-            for index, notice in group:
-                try:
-                    deliveries, poison = await self._planned(
-                        notice.event, notice.raw, announce=index not in quiet, replay=notice.replay
-                    )
-                except PoisonMessage as exc:
-                    rejections.append((index, exc))
-                    continue
-                tasks = []
-                for d in deliveries:
-                    key = (d.agent_id, d.channel)
-                    chains[key] = asyncio.ensure_future(_after(chains.get(key), drive, d, notice.replay))
-                    tasks.append(chains[key])
-                driven.append((index, tasks, poison))
-
         for by_lead in _segments(notices):
             # Every lead of the segment finished before an error is raised: no other lead's send left running.
-            _raise_first(await asyncio.gather(*(one_lead(group) for group in by_lead.values()), return_exceptions=True))
+            outcomes = await asyncio.gather(
+                *(self._one_lead(group, quiet, limit) for group in by_lead.values()), return_exceptions=True
+            )
+            _raise_first(outcomes)
+            rejections += [r for found in outcomes if isinstance(found, list) for r in found]
         return rejections
+
+    async def _one_lead(
+        self, group: list[tuple[int, Notice]], quiet: set[int], limit: asyncio.Semaphore
+    ) -> BatchRejections:
+        """One lead's events in order: each planned, its deliveries started, each driven once the one before it to
+        the same recipient on the same channel ended (their order kept), not after the whole event before it: a
+        race's offers reach their agents together though an SMS provider hangs on the first (helper 174). Nothing
+        of the lead is left sending when this returns or raises (helper 178): a later plan failing waits for the
+        drives started, a stop cancels them. Returns the poison found, in the events' order."""
+        rejections: BatchRejections = []
+        chains: dict[tuple[str, Channel], asyncio.Future[None]] = {}
+        driven: list[tuple[int, list[asyncio.Future[None]], PoisonMessage | None]] = []
+        async with limit:
+            try:
+                for index, notice in group:
+                    try:
+                        deliveries, poison = await self._planned(
+                            notice.event, notice.raw, announce=index not in quiet, replay=notice.replay
+                        )
+                    except PoisonMessage as exc:
+                        rejections.append((index, exc))
+                        continue
+                    for d in deliveries:
+                        after = chains.get((d.agent_id, d.channel))
+                        chains[(d.agent_id, d.channel)] = asyncio.ensure_future(
+                            self._courier.drive(d, begin=True, replay=notice.replay, after=after)
+                        )
+                    driven.append((index, [chains[(d.agent_id, d.channel)] for d in deliveries], poison))
+            finally:
+                await _ended([task for _, started, _ in driven for task in started])
+        for index, started, poison in driven:
+            try:
+                _raise_first([_outcome(task) for task in started], poison)
+            except PoisonMessage as exc:
+                rejections.append((index, exc))
+        return sorted(rejections, key=lambda rejection: rejection[0])
 
     async def notify(self, event: RoutingEvent, raw: bytes, *, replay: Replay | None = None) -> None:
         """One event, as a batch of one: raises PoisonMessage if it is poison (an unknown agent)."""
@@ -749,52 +761,22 @@ def _segments(notices: list[Notice]) -> list[dict[str, list[tuple[int, Notice]]]
     return segments
 
 
-async def _after(
-    previous: asyncio.Future[None] | None,
-    drive: Callable[..., Awaitable[None]],
-    delivery: Delivery,
-    replay: Replay | None,
-) -> None:
-    """`delivery` driven once `previous`, the one before it to the same recipient on the same channel, is done,
-    however it ended (its failure is its own event's)."""
-    if previous is not None:
-        await asyncio.wait([previous])
-    await drive(delivery, begin=True, replay=replay)
-
-
-async def _all_ended(starting: Awaitable[None], started: Callable[[], list[asyncio.Future[None]]]) -> None:
-    """Await `starting` (it starts drives), then every drive `started()` names: nothing of it left sending when this
-    returns or raises (a later plan failing, a stop), else the batch is run again, or its offsets committed, while a
-    send goes on (helper 178). A stop cancels them."""
-    try:
-        await starting
-    except asyncio.CancelledError:
-        await _cancelled(started())
-        raise
-    except BaseException:
-        await _settled(started())
-        raise
-    await _settled(started())
-
-
-async def _settled(tasks: list[asyncio.Future[None]]) -> None:
-    """Wait until every one of `tasks` has finished, however; cancelled meanwhile (a stop), cancel them, wait for
-    them, and go on cancelling."""
+async def _ended(tasks: list[asyncio.Future[None]]) -> None:
+    """Wait until every one of `tasks` (drives) has ended, however. Cancelled (a stop), here or before: cancel them
+    (their records stay pending, finished by the re-driver) and wait for them too."""
     if not tasks:
         return
+    current = asyncio.current_task()
+    if current is not None and current.cancelling():
+        for task in tasks:
+            task.cancel()
     try:
         await asyncio.wait(tasks)
     except asyncio.CancelledError:
-        await _cancelled(tasks)
-        raise
-
-
-async def _cancelled(tasks: list[asyncio.Future[None]]) -> None:
-    """Cancel `tasks` (drives: their records stay pending, finished by the re-driver) and wait until they end."""
-    for task in tasks:
-        task.cancel()
-    if tasks:
+        for task in tasks:
+            task.cancel()
         await asyncio.wait(tasks)
+        raise
 
 
 def _outcome(task: asyncio.Future[None]) -> object:
