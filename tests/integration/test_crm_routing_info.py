@@ -50,7 +50,7 @@ from leadflow_crm_api.adapters.router_api import RouterApi
 from leadflow_crm_api.domain.principal import Principal, Role
 from leadflow_crm_api.domain.routing_info import DryRunLead
 from leadflow_crm_api.domain.rules_and_availability import RoutingRules
-from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound, Unavailable
+from leadflow_crm_api.errors import ContentTooLarge, Forbidden, InvalidRequest, NotFound, Unavailable
 from leadflow_crm_api.use_cases.leads import account_leads
 from leadflow_devstack.processes import free_port
 from leadflow_shared.events.intake import Contact
@@ -194,6 +194,21 @@ async def test_a_router_that_does_not_answer_properly_is_a_503(world: World, ans
         with pytest.raises(Unavailable):
             await world.routing(str(lead.event_id))
         with pytest.raises(Unavailable):
+            await world.dry_run(lead={})
+
+
+async def test_a_body_the_router_refuses_as_too_large_is_a_413_not_a_503(world: World) -> None:
+    """Helper 175: crm-api's body limit may be set up to 16 MiB, the router takes 4 MiB; its 413 was answered 503
+    "try again", which no retry cures."""
+    lead = received(9)
+    await world.route(lead)
+
+    def too_large() -> Any:
+        return JSONResponse({"detail": "The request body is larger than 4194304 bytes."}, status_code=413)
+
+    async with served(broken_router(too_large)) as refusing:
+        world.api = RouterApi(refusing.url, token=ROUTER_TOKEN)
+        with pytest.raises(ContentTooLarge, match="smaller rule set"):
             await world.dry_run(lead={})
 
 

@@ -56,6 +56,10 @@ class VersionConflict(CrmApiError):  # noqa: N818
     status, slug, title = 409, "version-conflict", "Conflict"
 
 
+class ContentTooLarge(CrmApiError):  # noqa: N818
+    status, slug, title = 413, "content-too-large", "Content Too Large"
+
+
 class InvalidRequest(CrmApiError):  # noqa: N818
     status, slug, title = 422, "invalid-request", "Unprocessable Content"
 

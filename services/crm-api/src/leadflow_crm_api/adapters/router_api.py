@@ -6,7 +6,7 @@ Every call carries crm-api's service token (`CRM_API_ROUTER_TOKEN`, decision 008
 client from the settings, the one way the app makes one. Its answers become crm-api's errors here: no answer,
 a 5xx or a refused token (401, logged as a misconfiguration) is `Unavailable` (503), a 404 `NotFound` with the
 caller's words, a 422 `InvalidRequest` with the router's reasons (it names agents and rules, never a contact's
-details).
+details), a 413 `ContentTooLarge` (crm-api's body limit may be set above the router's 4 MiB: not "try again").
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import SecretStr
 
-from leadflow_crm_api.errors import InvalidRequest, NotFound, Unavailable
+from leadflow_crm_api.errors import ContentTooLarge, InvalidRequest, NotFound, Unavailable
 from leadflow_crm_api.settings import CrmApiSettings
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,8 @@ class RouterApi:
             raise NotFound(missing)
         if response.status_code == 422:
             raise InvalidRequest(_reasons(response))
+        if response.status_code == 413:  # a body crm-api took (its limit may be set higher) the router does not
+            raise ContentTooLarge("The router takes no request this large: send a smaller rule set or lead.")
         if response.status_code == 401:
             log.error(
                 "the router refused crm-api's service token: CRM_API_ROUTER_TOKEN must be one of the router's "
