@@ -9,7 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from leadflow_router.domain.availability import Usage, counted
@@ -551,6 +551,13 @@ AROUND_CHANGES = tuple(
     quarter=st.integers(0, 4 * 24 * 6),
     quarters=st.integers(1, 4 * 24 * 3),
 )
+@example(  # the two-week cut: a claim deadline inside a pause, exactly at the bound
+    schedule="weekdays 9-17 with lunch, a holiday",
+    zone="America/New_York",
+    base=AROUND_CHANGES[0],
+    quarter=134,
+    quarters=281,
+)
 def test_exactly_the_open_minutes_asked_for_pass_and_the_clock_never_ends_inside_a_pause(
     schedule: str, zone: str, base: datetime, quarter: int, quarters: int
 ) -> None:
@@ -565,7 +572,10 @@ def test_exactly_the_open_minutes_asked_for_pass_and_the_clock_never_ends_inside
     assert pause_end(end - timedelta(microseconds=1), pauses, zone) is None, end
     deadline = claim_deadline(start, span, pauses, zone)
     assert deadline >= end
-    assert pause_end(deadline - timedelta(microseconds=1), pauses, zone) is None, deadline
+    # Inside a pause only where R10's two-week cut applied: exactly that bound (as `claim_deadline` says). A draw
+    # of session 37 met one (a schedule mostly closed, three days of open time asked), which the property missed.
+    open_before = pause_end(deadline - timedelta(microseconds=1), pauses, zone) is None
+    assert open_before or deadline == start + CLOCK_CUT + span, deadline
 
 
 @settings(max_examples=200, deadline=None)
