@@ -140,20 +140,23 @@ async def test_undecodable_messages_are_dead_lettered_and_the_partition_moves_on
         await reader.stop()
 
 
-async def test_partner_lead_behind_undecodable_messages_is_accepted(poisoned_stack: Stack) -> None:
-    submitted = LeadSubmitted.create(
+def partner_lead(first_name: str) -> LeadSubmitted:
+    """A partner's valid lead for acme-realty, a new contact each time."""
+    return LeadSubmitted.create(
         account_id="acme-realty",
         occurred_at=datetime.now(UTC),
         payload=LeadSubmittedPayload(
-            contact=InboundContact(first_name="Pat", email=f"pat-{uuid.uuid4().hex}@example.com"),
+            contact=InboundContact(first_name=first_name, email=f"{first_name.lower()}-{uuid.uuid4().hex}@example.com"),
             source=InboundSource(partner="homefinder", name="Partner"),
         ),
     )
-    producer = AIOKafkaProducer(bootstrap_servers=poisoned_stack.bootstrap, acks="all", max_request_size=BIG)
+
+
+async def send_signed(bootstrap: str, submitted: LeadSubmitted, compression: str | None = None) -> None:
+    """`submitted` on leads.inbound.v1, signed by its partner, as its producer sends it."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", compression_type=compression)
     await producer.start()
     try:
-        for _, body, headers in POISONS:
-            await producer.send_and_wait(topics.LEADS_INBOUND, body, key=b"acme-realty", headers=headers)
         value = submitted.model_dump_json().encode()
         await producer.send_and_wait(
             topics.LEADS_INBOUND, value, key=b"acme-realty", headers=signed(value, b"acme-realty")
@@ -161,42 +164,37 @@ async def test_partner_lead_behind_undecodable_messages_is_accepted(poisoned_sta
     finally:
         await producer.stop()
 
-    def is_ours(record: ConsumerRecord[bytes, bytes]) -> bool:
-        return str(submitted.correlation_id).encode() in (record.value or b"")  # other tests put poison here too
 
-    records = await records_until(poisoned_stack.bootstrap, topics.LEADS_INTAKE, is_ours, timeout=60)
-    received = LeadReceived.model_validate_json(next(r.value or b"" for r in records if is_ours(r)))
-    assert received.payload.contact.first_name == "Pat"
+async def taken(bootstrap: str, submitted: LeadSubmitted) -> LeadReceived:
+    """The LeadReceived intake made of `submitted` (other tests put poison and leads on the topic too)."""
+
+    def is_ours(record: ConsumerRecord[bytes, bytes]) -> bool:
+        return str(submitted.correlation_id).encode() in (record.value or b"")
+
+    records = await records_until(bootstrap, topics.LEADS_INTAKE, is_ours, timeout=60)
+    return LeadReceived.model_validate_json(next(r.value or b"" for r in records if is_ours(r)))
+
+
+async def test_partner_lead_behind_undecodable_messages_is_accepted(poisoned_stack: Stack) -> None:
+    submitted = partner_lead("Pat")
+    producer = AIOKafkaProducer(bootstrap_servers=poisoned_stack.bootstrap, acks="all", max_request_size=BIG)
+    await producer.start()
+    try:
+        for _, body, headers in POISONS:
+            await producer.send_and_wait(topics.LEADS_INBOUND, body, key=b"acme-realty", headers=headers)
+    finally:
+        await producer.stop()
+    await send_signed(poisoned_stack.bootstrap, submitted)  # behind them, on the same partition
+    assert (await taken(poisoned_stack.bootstrap, submitted)).payload.contact.first_name == "Pat"
 
 
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
 async def test_partner_lead_sent_compressed_is_accepted(poisoned_stack: Stack, codec: str) -> None:
     # A codec the consumer cannot decode raises in aiokafka's fetcher, before any handler or
     # dead letter: the partition would refetch the same batch forever.
-    submitted = LeadSubmitted.create(
-        account_id="acme-realty",
-        occurred_at=datetime.now(UTC),
-        payload=LeadSubmittedPayload(
-            contact=InboundContact(first_name=f"Pat-{codec}", email=f"pat-{uuid.uuid4().hex}@example.com"),
-            source=InboundSource(partner="homefinder", name="Partner"),
-        ),
-    )
-    producer = AIOKafkaProducer(bootstrap_servers=poisoned_stack.bootstrap, acks="all", compression_type=codec)
-    await producer.start()
-    try:
-        value = submitted.model_dump_json().encode()
-        await producer.send_and_wait(
-            topics.LEADS_INBOUND, value, key=b"acme-realty", headers=signed(value, b"acme-realty")
-        )
-    finally:
-        await producer.stop()
-
-    def is_ours(record: ConsumerRecord[bytes, bytes]) -> bool:
-        return str(submitted.correlation_id).encode() in (record.value or b"")
-
-    records = await records_until(poisoned_stack.bootstrap, topics.LEADS_INTAKE, is_ours, timeout=60)
-    received = LeadReceived.model_validate_json(next(r.value or b"" for r in records if is_ours(r)))
-    assert received.payload.contact.first_name == f"Pat-{codec}"
+    submitted = partner_lead(f"Pat-{codec}")
+    await send_signed(poisoned_stack.bootstrap, submitted, compression=codec)
+    assert (await taken(poisoned_stack.bootstrap, submitted)).payload.contact.first_name == f"Pat-{codec}"
 
 
 @pytest.mark.parametrize(("topic", "services"), CONSUMERS, ids=[t for t, _ in CONSUMERS])
@@ -300,33 +298,15 @@ async def test_a_small_batch_inflating_to_400_mb_is_dead_lettered_within_intakes
     batch = inflating_batch(GZIP, 400 * 1024 * 1024, key=b"acme-realty")
     assert len(batch) < 1024 * 1024, "within the broker's message.max.bytes"
     partition, offset = await produce_batch(poisoned_stack.bootstrap, topics.LEADS_INBOUND, b"acme-realty", batch)
-    submitted = LeadSubmitted.create(
-        account_id="acme-realty",
-        occurred_at=datetime.now(UTC),
-        payload=LeadSubmittedPayload(
-            contact=InboundContact(first_name="Bo", email=f"bo-{uuid.uuid4().hex}@example.com"),
-            source=InboundSource(partner="homefinder", name="Partner"),
-        ),
-    )
-    value = submitted.model_dump_json().encode()
-    producer = AIOKafkaProducer(bootstrap_servers=poisoned_stack.bootstrap, acks="all")
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            topics.LEADS_INBOUND, value, key=b"acme-realty", headers=signed(value, b"acme-realty")
-        )
-    finally:
-        await producer.stop()
-
-    def is_ours(record: ConsumerRecord[bytes, bytes]) -> bool:
-        return str(submitted.correlation_id).encode() in (record.value or b"")
+    submitted = partner_lead("Bo")  # a partner's valid lead behind it, on the same partition
+    await send_signed(poisoned_stack.bootstrap, submitted)
 
     def the_batch(record: ConsumerRecord[bytes, bytes]) -> bool:
         return ours(record, "dlq-source-partition") == str(partition.partition) and ours(
             record, "dlq-source-offset"
         ) == str(offset)
 
-    await records_until(poisoned_stack.bootstrap, topics.LEADS_INTAKE, is_ours, timeout=60)
+    await taken(poisoned_stack.bootstrap, submitted)
     letters = await records_until(poisoned_stack.bootstrap, topics.dlq(topics.LEADS_INBOUND), the_batch, timeout=30)
     letter = next(r for r in letters if the_batch(r))
     assert "inflate" in ours(letter, "dlq-reason"), ours(letter, "dlq-reason")

@@ -20,7 +20,7 @@ import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_devstack.stack import Stack
-from leadflow_devstack.testing import eventually
+from leadflow_devstack.testing import eventually, holders_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 
@@ -114,16 +114,6 @@ async def erasure_done(db: AsyncDatabase[dict[str, Any]], erasure_id: str) -> di
     found = await eventually(lambda: db["router_erasures"].find_one({"_id": erasure_id, "status": "done"}),
                              what=f"erasure {erasure_id} done")  # fmt: skip
     return dict(found)
-
-
-async def holders_of(db: AsyncDatabase[dict[str, Any]], needles: set[str]) -> list[str]:
-    """`collection/_id` of every document, in every collection, whose text holds one of `needles`."""
-    found = []
-    for name in sorted(await db.list_collection_names()):
-        async for doc in db[name].find({}):
-            text = repr(doc)
-            found += [f"{name}/{doc['_id']}" for needle in needles if needle in text][:1]
-    return found
 
 
 async def search(stack: Stack, text: str) -> list[str]:

@@ -11,12 +11,8 @@ router takes an inquiry made before the erasure unrouted.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 import uuid
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_devstack.stack import Stack
-from leadflow_devstack.testing import eventually, metric, records_until
+from leadflow_devstack.testing import eventually, holders_of, metric, ops_json, records_until
 from leadflow_shared import topics
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
@@ -33,7 +29,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 RUN = uuid.uuid4().hex[:6]
 ACCOUNT = f"acct-erase-replay-{RUN}"
 BROKER, AGENT = f"erp-bea-{RUN}", f"erp-ana-{RUN}"
-OPS = str(Path(sys.executable).parent / "leadflow-ops")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -47,26 +42,6 @@ def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
     path = tmp_path_factory.mktemp("erase-replay") / "accounts.json"
     path.write_text(json.dumps(config))
     stack.seed(path)
-
-
-async def ops(stack: Stack, *args: str) -> tuple[int, Any]:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("OPS_")}
-    env |= {"OPS_KAFKA__BOOTSTRAP_SERVERS": stack.bootstrap, "OPS_KAFKA__PRODUCER_IDEMPOTENCE": "false",
-            "OPS_MONGO__URL": stack.mongo_url}  # fmt: skip
-    proc = await asyncio.create_subprocess_exec(OPS, *args, "--json", env=env, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE)  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=90)
-    assert out, err.decode()
-    return int(proc.returncode or 0), json.loads(out)
-
-
-async def holders_of(db: AsyncDatabase[dict[str, Any]], needles: set[str]) -> list[str]:
-    found = []
-    for name in sorted(await db.list_collection_names()):
-        async for doc in db[name].find({}):
-            text = repr(doc)
-            found += [f"{name}/{doc['_id']}" for needle in needles if needle in text][:1]
-    return found
 
 
 async def test_a_dead_letter_of_an_inquiry_from_before_an_erasure_replayed_after_it_does_not_bring_the_contact_back(
@@ -121,8 +96,9 @@ async def test_a_dead_letter_of_an_inquiry_from_before_an_erasure_replayed_after
 
     before = await dropped_so_far()
     # Later, the router's bug fixed, the operator replays the topic's dead letters as the runbook says.
-    code, replayed = await ops(stack, "dlq", "replay", topics.dlq(topics.LEADS_INTAKE), "--offset",
-                               f"{meta.partition}:{meta.offset}")  # fmt: skip
+    where = f"{meta.partition}:{meta.offset}"
+    dlq = topics.dlq(topics.LEADS_INTAKE)
+    code, replayed = await ops_json(stack.bootstrap, stack.mongo_url, "dlq", "replay", dlq, "--offset", where)
 
     assert code == 0, replayed
 

@@ -9,9 +9,7 @@ and even a copy of the replayed record (a ledger lost) sends nothing more.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -27,7 +25,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 
 from leadflow_devstack.stack import Stack
-from leadflow_devstack.testing import eventually, publish_envelopes, records_to_end, records_until
+from leadflow_devstack.testing import eventually, ops_json, publish_envelopes, records_to_end, records_until
 from leadflow_shared import topics
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadReceived, LeadReceivedPayload, LeadSource
 
@@ -50,15 +48,7 @@ class Agent:
 
 async def ops(stack: Stack, *args: str) -> tuple[int, Any]:
     """`leadflow-ops ... --json` against the stack: exit status and the JSON it printed."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("OPS_")}
-    env |= {"OPS_KAFKA__BOOTSTRAP_SERVERS": stack.bootstrap, "OPS_KAFKA__PRODUCER_IDEMPOTENCE": "false",
-            "OPS_MONGO__URL": stack.mongo_url}  # fmt: skip
-    proc = await asyncio.create_subprocess_exec(OPS, *args, "--json", env=env, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE)  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=90)
-    assert proc.returncode is not None
-    assert out, err.decode()
-    return proc.returncode, json.loads(out)
+    return await ops_json(stack.bootstrap, stack.mongo_url, *args)
 
 
 @pytest_asyncio.fixture

@@ -13,14 +13,13 @@ failed before.
 from __future__ import annotations
 
 import asyncio
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from test_people_who_left import Site, site
+from test_people_who_left import CSRF, Db, Site, site
 
 from leadflow_crm_api.adapters.leads import LeadViews
 from leadflow_crm_api.handlers import project
@@ -33,7 +32,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")
 
 __all__ = ["site"]  # crm-api's app served on Tansu and nx-27017, as test_people_who_left.py serves it
 
-CSRF = re.compile(r'name="csrf" value="([^"]*)"')
 SOURCE = LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website")
 
 
@@ -46,17 +44,17 @@ class Office:
     lead: str
 
 
-async def office(site: Site) -> Office:
+async def office(db: Db) -> Office:
     """An office with its broker (no agent record), an admin (a staff record, role admin) and an agent holding a
     lead with the contact's personal data."""
     tag = uuid.uuid4().hex[:6]
     at = Office(f"office-{tag}", f"boss-{tag}", f"adm-{tag}", f"ana-{tag}", "")
-    await site.db[ACCOUNTS].insert_one({"_id": at.account, "name": "Office", "roster": [at.agent]})
-    await site.db[AGENTS].insert_one(
+    await db[ACCOUNTS].insert_one({"_id": at.account, "name": "Office", "roster": [at.agent]})
+    await db[AGENTS].insert_one(
         {"_id": at.agent, "account_id": at.account, "name": "Ana", "email": f"{at.agent}@x.example",
          "status": "active", "active": True}
     )  # fmt: skip
-    await site.db[STAFF].insert_one(
+    await db[STAFF].insert_one(
         {"_id": at.admin, "account_id": at.account, "name": "Adam", "email": f"{at.admin}@x.example", "role": "admin"}
     )
     lead = LeadAssigned.create(
@@ -67,7 +65,7 @@ async def office(site: Site) -> Office:
             contact=Contact(first_name="Rae", email="rae@contact.example", phone="+15555550100"), source=SOURCE,
         ),
     )  # fmt: skip
-    await project(lead, views=LeadViews(site.db))
+    await project(lead, views=LeadViews(db))
     return Office(at.account, at.broker, at.admin, at.agent, str(lead.payload.lead_id))
 
 
@@ -84,7 +82,7 @@ async def admin_reach(site: Site, at: Office, token: str) -> list[int]:
 
 
 async def test_an_admin_removed_from_the_office_keeps_acting_as_its_admin_with_the_token_it_holds(site: Site) -> None:
-    at = await office(site)
+    at = await office(site.db)
     adam = site.token(at.admin, "admin", at.account)
     assert await admin_reach(site, at, adam) == [200, 200, 200, 200], "the admin's token works while it is one"
 
@@ -108,7 +106,7 @@ async def test_an_admin_removed_from_the_office_keeps_acting_as_its_admin_with_t
 
 
 async def test_an_admin_demoted_to_staff_keeps_the_admin_s_powers_with_the_token_it_holds(site: Site) -> None:
-    at = await office(site)
+    at = await office(site.db)
     adam = site.token(at.admin, "admin", at.account)
     broker = bearer(site.token(at.broker, "broker", at.account))
     record = {"name": "Adam", "email": f"{at.admin}@x.example", "role": "staff"}
@@ -123,7 +121,7 @@ async def test_an_admin_demoted_to_staff_keeps_the_admin_s_powers_with_the_token
 
 
 async def test_signing_out_ends_the_session_s_token(site: Site) -> None:
-    at = await office(site)
+    at = await office(site.db)
     token = site.token(at.agent, "realtor", at.account)
     async with site.signed_in(token) as web:
         cookie = web.cookies.get("leadflow_session")
@@ -149,7 +147,7 @@ async def test_signing_out_ends_the_session_s_token(site: Site) -> None:
 
 
 async def test_a_live_stream_ends_once_its_token_expired(site: Site) -> None:
-    at = await office(site)
+    at = await office(site.db)
     token = site.token(at.agent, "realtor", at.account, lifetime=timedelta(seconds=4))
     expires = asyncio.get_running_loop().time() + 4
     async with (

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,20 +22,19 @@ import pytest_asyncio
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from routing_world import served
+from test_crm_sessions_end import office
+from test_people_who_left import CSRF, crm_settings, sign_in
 
 from leadflow_crm_api.bootstrap import create_app
 from leadflow_crm_api.settings import CrmApiSettings
-from leadflow_devstack.servers import tansu_consumer_settings
 from leadflow_devstack.testing import eventually
 from leadflow_devstack.tokens import Role, bearer, dev_token
-from leadflow_shared.collections import ACCOUNTS, AGENTS, STAFF
 from leadflow_shared.kafka import ensure_topics
 from leadflow_shared.topics import all_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
 Db = AsyncDatabase[dict[str, Any]]
-CSRF = re.compile(r'name="csrf" value="([^"]*)"')
 
 
 @dataclass
@@ -53,15 +51,9 @@ class Replicas:
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def crm(mongo_url: str, kafka_bootstrap: str) -> AsyncIterator[Replicas]:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
-    db = client[f"review_s37_{uuid.uuid4().hex[:12]}"]
+    db = client[f"sessions_two_{uuid.uuid4().hex[:12]}"]
     await ensure_topics(kafka_bootstrap, all_topics())
-    settings = CrmApiSettings.model_validate(
-        {"kafka": {"bootstrap_servers": kafka_bootstrap, "producer_idempotence": False, **tansu_consumer_settings()},
-         "mongo": {"url": mongo_url, "database": db.name},
-         "consumer_group": f"review-s37-{uuid.uuid4().hex[:8]}",
-         "auth": {"leeway_seconds": 0},
-         "web": {"secure_cookies": False}}
-    )  # fmt: skip
+    settings = crm_settings(mongo_url, kafka_bootstrap, db.name)
     try:
         async with (
             served(create_app(settings)) as one,
@@ -75,37 +67,8 @@ async def crm(mongo_url: str, kafka_bootstrap: str) -> AsyncIterator[Replicas]:
         await client.close()
 
 
-@dataclass(frozen=True)
-class Office:
-    account: str
-    broker: str
-    admin: str
-    agent: str
-
-
-async def office(crm: Replicas) -> Office:
-    tag = uuid.uuid4().hex[:6]
-    at = Office(f"office-{tag}", f"boss-{tag}", f"adm-{tag}", f"ana-{tag}")
-    await crm.db[ACCOUNTS].insert_one({"_id": at.account, "name": "Office", "roster": [at.agent]})
-    await crm.db[AGENTS].insert_one(
-        {"_id": at.agent, "account_id": at.account, "name": "Ana", "email": f"{at.agent}@x.example",
-         "status": "active", "active": True}
-    )  # fmt: skip
-    await crm.db[STAFF].insert_one(
-        {"_id": at.admin, "account_id": at.account, "name": "Adam", "email": f"{at.admin}@x.example", "role": "admin"}
-    )
-    return at
-
-
-async def sign_in(web: httpx.AsyncClient, token: str) -> httpx.Response:
-    page = await web.get("/app/sign-in")
-    nonce = CSRF.search(page.text)
-    assert nonce is not None
-    return await web.post("/app/sign-in", data={"token": token, "csrf": nonce.group(1)})
-
-
 async def test_a_signed_out_token_is_taken_again_with_a_padding_character_after_its_signature(crm: Replicas) -> None:
-    at = await office(crm)
+    at = await office(crm.db)
     token = crm.token(at.broker, "broker", at.account)
     async with httpx.AsyncClient(base_url=crm.one.base_url, follow_redirects=False) as web:
         signed = await sign_in(web, token)
@@ -132,7 +95,7 @@ async def test_a_signed_out_token_is_taken_again_with_a_padding_character_after_
 
 
 async def test_a_removed_admin_cannot_re_add_itself_through_another_replica(crm: Replicas) -> None:
-    at = await office(crm)
+    at = await office(crm.db)
     adam = bearer(crm.token(at.admin, "admin", at.account))
     broker = bearer(crm.token(at.broker, "broker", at.account))
     team = f"/v1/accounts/{at.account}/team"

@@ -24,10 +24,10 @@ import pytest
 import pytest_asyncio
 from fakes_shared import Clock
 from notifier_harness import digest_sender as digests
-from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_devstack.servers import MailSink
+from leadflow_devstack.testing import fresh_database
 from leadflow_intake.domain.normalize import check_name
 from leadflow_notifier.adapters.repository import AgentDirectory, DigestItems, PreferencesDoc, ensure_indexes
 from leadflow_notifier.adapters.smtp import SmtpMailer
@@ -41,11 +41,8 @@ FLOOD = 1_000  # leads of one day in the flooded office
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def db(mongo_url: str) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
-    name = f"review_digest_scale_{uuid.uuid4().hex[:12]}"
-    yield client[name]
-    await client.drop_database(name)
-    await client.close()
+    async with fresh_database(mongo_url, "digest_flood") as database:
+        yield database
 
 
 async def office(db: AsyncDatabase[dict[str, Any]], account: str) -> str:

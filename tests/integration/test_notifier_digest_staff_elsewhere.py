@@ -26,13 +26,13 @@ import pytest
 import pytest_asyncio
 from fakes_shared import Clock
 from notifier_harness import digest_sender as digests
-from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from leadflow_crm_api.adapters.settings import AccountSettings
 from leadflow_crm_api.domain.settings import NotificationPreferences
 from leadflow_crm_api.use_cases.settings import preferences_scope
 from leadflow_devstack.servers import MailSink
+from leadflow_devstack.testing import fresh_database
 from leadflow_notifier.adapters.repository import AgentDirectory, DigestItems, ensure_indexes
 from leadflow_notifier.adapters.smtp import SmtpMailer
 from leadflow_notifier.domain.digest import DigestItem
@@ -43,11 +43,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def db(mongo_url: str) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
-    name = f"review_digest_tenancy_{uuid.uuid4().hex[:12]}"
-    yield client[name]
-    await client.drop_database(name)
-    await client.close()
+    async with fresh_database(mongo_url, "digest_staff") as database:
+        yield database
 
 
 async def test_a_staff_member_removed_while_saving_its_preferences_gets_no_digest_of_that_office_from_another(

@@ -12,7 +12,7 @@ misconfiguration, is a replayable `redirected` refusal (decision 0099); a 404 pa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 
@@ -20,7 +20,7 @@ import httpx
 import pytest
 from fakes_notifier import DeadLetters, Log
 from prometheus_client import CollectorRegistry
-from test_notifier_providers import PUSH, RawProvider, push_at
+from test_notifier_providers import PUSH, Answer, RawProvider, push_at, raw_server
 
 from leadflow_notifier.domain.delivery import Delivery
 from leadflow_notifier.domain.preferences import Channel
@@ -28,6 +28,8 @@ from leadflow_notifier.handlers import Courier, RetryPolicy
 from leadflow_notifier.metrics import NotifierMetrics
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
+
+__all__ = ["raw_server"]  # the fixture: local provider servers that answer as each test says
 
 
 class Devices:
@@ -48,23 +50,10 @@ def not_found_page(handler: BaseHTTPRequestHandler, _provider: RawProvider) -> N
     handler.wfile.write(body)
 
 
-@pytest.fixture
-def page_server() -> Iterator[Callable[[], RawProvider]]:
-    started: list[RawProvider] = []
-
-    def make() -> RawProvider:
-        started.append(RawProvider(not_found_page))
-        return started[-1]
-
-    yield make
-    for provider in started:
-        provider.close()
-
-
 async def test_a_404_page_that_is_not_fcms_unregistered_answer_does_not_forget_the_device(
-    page_server: Callable[[], RawProvider],
+    raw_server: Callable[[Answer], RawProvider],
 ) -> None:
-    provider = page_server()
+    provider = raw_server(not_found_page)
     devices, dead = Devices(), DeadLetters()
     async with httpx.AsyncClient() as client:
         courier = Courier(

@@ -106,6 +106,18 @@ async def sign_in(web: httpx.AsyncClient, token: str) -> httpx.Response:
     return await web.post("/app/sign-in", data={"token": token, "csrf": nonce.group(1)})
 
 
+def crm_settings(mongo_url: str, kafka_bootstrap: str, database: str) -> CrmApiSettings:
+    """crm-api's settings on the session's servers: a database and a consumer group of its own, a token's expiry
+    exact (test_crm_sessions_end.py), cookies over plain HTTP."""
+    return CrmApiSettings.model_validate(
+        {"kafka": {"bootstrap_servers": kafka_bootstrap, "producer_idempotence": False, **tansu_consumer_settings()},
+         "mongo": {"url": mongo_url, "database": database},
+         "consumer_group": f"{database.replace('_', '-')}-{uuid.uuid4().hex[:8]}",
+         "auth": {"leeway_seconds": 0},
+         "web": {"secure_cookies": False}}
+    )  # fmt: skip
+
+
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def site(mongo_url: str, kafka_bootstrap: str) -> AsyncIterator[Site]:
     """crm-api's app served as its process serves it (one per module: stopping it waits for its consumer's
@@ -113,13 +125,7 @@ async def site(mongo_url: str, kafka_bootstrap: str) -> AsyncIterator[Site]:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
     db = client[f"people_who_left_{uuid.uuid4().hex[:12]}"]
     await ensure_topics(kafka_bootstrap, all_topics())  # crm-api publishes a departure's command
-    settings = CrmApiSettings.model_validate(
-        {"kafka": {"bootstrap_servers": kafka_bootstrap, "producer_idempotence": False, **tansu_consumer_settings()},
-         "mongo": {"url": mongo_url, "database": db.name},
-         "consumer_group": f"people-who-left-{uuid.uuid4().hex[:8]}",
-         "auth": {"leeway_seconds": 0},  # a token's expiry exact (test_crm_sessions_end.py)
-         "web": {"secure_cookies": False}}
-    )  # fmt: skip
+    settings = crm_settings(mongo_url, kafka_bootstrap, db.name)
     try:
         async with (
             served(create_app(settings)) as server,

@@ -30,7 +30,7 @@ from leadflow_notifier.adapters.repository import Begin, _payload
 from leadflow_notifier.domain.delivery import Delivery
 from leadflow_notifier.domain.digest import DigestItem
 from leadflow_notifier.domain.messages import Recipient
-from leadflow_notifier.handlers import DigestSender
+from leadflow_notifier.handlers import DigestDeliveries, DigestSender, DigestStore, Sender, Subscribers
 from leadflow_notifier.metrics import NotifierMetrics
 from leadflow_shared.clock import epoch_ms
 
@@ -58,6 +58,23 @@ class Mailer:
         await asyncio.sleep(0)
 
 
+def digest_sender(
+    items: DigestStore, subscribers: Subscribers, deliveries: DigestDeliveries, mailer: Sender, day: datetime
+) -> DigestSender:
+    """The digest run at 07:00 UTC the day after `day`, for offices whose digest hour is 7."""
+    return DigestSender(
+        items=items,
+        subscribers=subscribers,
+        schedules=Utc7(),
+        deliveries=deliveries,
+        mailer=mailer,
+        metrics=NotifierMetrics(CollectorRegistry()),
+        pages_url="https://crm.example.com/app",
+        default_hour=7,
+        clock=lambda: day + timedelta(hours=23, seconds=30),
+    )
+
+
 @pytest.mark.asyncio
 async def test_a_digest_of_ten_thousand_leads_does_not_hold_the_event_loop_for_a_lease_renewal() -> None:
     word = check_name("a." * 50)  # "A.A.A. ... A.": a name intake takes
@@ -72,17 +89,7 @@ async def test_a_digest_of_ten_thousand_leads_does_not_hold_the_event_loop_for_a
         )
     )
     mailer = Mailer()
-    sender = DigestSender(
-        items=items,
-        subscribers=Admins(),
-        schedules=Utc7(),
-        deliveries=Log(),
-        mailer=mailer,
-        metrics=NotifierMetrics(CollectorRegistry()),
-        pages_url="https://crm.example.com/app",
-        default_hour=7,
-        clock=lambda: day + timedelta(hours=23, seconds=30),
-    )
+    sender = digest_sender(items, Admins(), Log(), mailer, day)
 
     longest = 0.0
     done = False
@@ -148,17 +155,7 @@ async def test_one_offices_oversized_digest_does_not_stop_every_other_offices_di
     )
     items = Items(*flood, DigestItem("b-south", "sue", "Sue South", "Website", epoch_ms(day), stored_ms=epoch_ms(day)))
     mailbox = Mailbox()
-    sender = DigestSender(
-        items=items,
-        subscribers=EachOffice(),
-        schedules=Utc7(),
-        deliveries=MongoSizedLog(),
-        mailer=mailbox,
-        metrics=NotifierMetrics(CollectorRegistry()),
-        pages_url="https://crm.example.com/app",
-        default_hour=7,
-        clock=lambda: day + timedelta(hours=23, seconds=30),
-    )
+    sender = digest_sender(items, EachOffice(), MongoSizedLog(), mailbox, day)
     try:
         outcome: object = await sender.run_once()
     except OperationFailure as exc:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
+import json
+import os
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from pathlib import Path
 from typing import Any, TypeVar, overload
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -170,3 +175,29 @@ def metric(text: str, name: str, **labels: str) -> float:
         for sample in family.samples
         if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
     )
+
+
+async def holders_of(db: AsyncDatabase[dict[str, Any]], needles: set[str]) -> list[str]:
+    """`collection/_id` of every document, in every collection, whose text holds one of `needles`."""
+    found = []
+    for name in sorted(await db.list_collection_names()):
+        async for doc in db[name].find({}):
+            text = repr(doc)
+            found += [f"{name}/{doc['_id']}" for needle in needles if needle in text][:1]
+    return found
+
+
+async def ops_json(bootstrap: str, mongo_url: str, *args: str) -> tuple[int, Any]:
+    """`leadflow-ops ... --json` (the console script beside this Python) on these servers, in an environment
+    without this process's OPS_* variables: its exit status and the JSON it printed."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("OPS_")}
+    env |= {"OPS_KAFKA__BOOTSTRAP_SERVERS": bootstrap, "OPS_KAFKA__PRODUCER_IDEMPOTENCE": "false",
+            "OPS_MONGO__URL": mongo_url}  # fmt: skip
+    script = str(Path(sys.executable).parent / "leadflow-ops")
+    proc = await asyncio.create_subprocess_exec(
+        script, *args, "--json", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=90)
+    if proc.returncode is None or not out:
+        raise RuntimeError(f"leadflow-ops {' '.join(args)} printed nothing: {err.decode()}")
+    return proc.returncode, json.loads(out)
