@@ -105,6 +105,35 @@ async def test_an_admin_removed_from_the_office_keeps_acting_as_its_admin_with_t
     assert await admin_reach(site, at, adam) == [200] * 4, "added again as an admin: an admin again"
 
 
+async def test_an_office_takes_back_its_admin_whose_id_another_office_holds_a_staff_record_under(site: Site) -> None:
+    """Ids are global: North writing a staff record under the id of South's admin (one only the identity provider
+    makes an admin, no staff record in South) kept South from demoting it (404: another office's id) and from
+    removing it (404: no record here), so South could not take its admin's token back (decision 0105's "Left")."""
+    south, north = await office(site.db), await office(site.db)
+    idp_admin = f"idp-{uuid.uuid4().hex[:6]}"
+    token = site.token(idp_admin, "admin", south.account)
+    assert await admin_reach(site, south, token) == [200] * 4, "an admin only the identity provider knows"
+
+    squat = {"name": "Not yours", "email": "squat@north.example", "role": "admin"}
+    north_broker = bearer(site.token(north.broker, "broker", north.account))
+    put = await site.http.put(f"/v1/accounts/{north.account}/staff/{idp_admin}", headers=north_broker, json=squat)
+    assert put.status_code == 200, put.text
+
+    south_broker = bearer(site.token(south.broker, "broker", south.account))
+    removed = await site.http.delete(f"/v1/accounts/{south.account}/staff/{idp_admin}", headers=south_broker)
+    assert removed.status_code == 204, f"South cannot remove its own admin: {removed.status_code} {removed.text}"
+    assert await admin_reach(site, south, token) == [401] * 4, "South's removal holds on South's admin token"
+    assert await site.db[STAFF].find_one({"_id": idp_admin, "account_id": north.account}), "North's record stays"
+    north_token = site.token(idp_admin, "admin", north.account)
+    assert (
+        await site.http.get(f"/v1/accounts/{north.account}/team", headers=bearer(north_token))
+    ).status_code == 200, "South's word is South's: the user's standing in North is North's"
+    unknown = await site.http.delete(
+        f"/v1/accounts/{south.account}/staff/nobody-{uuid.uuid4().hex[:6]}", headers=south_broker
+    )
+    assert unknown.status_code == 404, "an id no office has a record under is still no staff member here"
+
+
 async def test_an_admin_demoted_to_staff_keeps_the_admin_s_powers_with_the_token_it_holds(site: Site) -> None:
     at = await office(site.db)
     adam = site.token(at.admin, "admin", at.account)

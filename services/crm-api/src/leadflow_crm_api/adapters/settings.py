@@ -76,15 +76,15 @@ class AccountSettings:
         meanwhile dropped the first)."""
         if await self.staff_member(user_id) is None:
             return False
-        await self._mark_removed(user_id, by)
+        await self.mark_removed(user_id, by)
         result = await self._db[STAFF].delete_one({"_id": user_id, "account_id": self.account_id})
         if not result.deleted_count:
             return False
-        await self._mark_removed(user_id, by)
+        await self.mark_removed(user_id, by)
         await self._db[NOTIFIER_PREFERENCES].delete_one({"_id": user_id, "account_id": self.account_id})
         return True
 
-    async def _mark_removed(self, user_id: str, by: str) -> None:
+    async def mark_removed(self, user_id: str, by: str) -> None:
         mark_id = removed_staff_id(self.account_id, user_id)
         # The id in the document too: nx-27017's upsert ignores the filter's (decision 0004).
         mark = {"_id": mark_id, "account_id": self.account_id, "user_id": user_id, "by": by}

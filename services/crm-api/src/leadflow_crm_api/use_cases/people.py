@@ -97,7 +97,11 @@ async def delete_staff_member(people: People, caller: Caller, members: Members, 
     if not caller.sees_whole_account:
         raise Forbidden("Brokers and admins remove staff members.")
     if not await people.delete_staff_member(user_id, by=caller.sub):
-        raise NotFound("No such staff member in this account.")
+        if not await people.staff_id_taken(user_id):
+            raise NotFound("No such staff member in this account.")
+        # Another office holds a staff record under the id (ids are global), so this office can write none of its
+        # own: its removal is the mark alone, and an admin token of that user no longer holds here (decision 0105).
+        await people.mark_removed(user_id, by=caller.sub)
     await members.recheck(user_id, people.account_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
