@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from fakes_router import FakeAccounts, Published, router_on_fakes, website_lead
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -43,7 +43,7 @@ from leadflow_router.domain.model import (
 from leadflow_router.domain.record import Effects, Outbox, RoutingRecord
 from leadflow_router.domain.rules import _within, choose_rule, within
 from leadflow_router.domain.schedule import CLOCK_CUT, isoformat
-from leadflow_router.handlers import rotation_key
+from leadflow_router.handlers import rotation_key, source_key
 from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
 from leadflow_shared.events.criteria import LeadCriteria, LeadIntent, LeadPlace, PropertyType
 from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
@@ -385,6 +385,29 @@ def test_a_lead_on_a_deleted_rule_s_fallback_starts_the_default_rule_at_its_own_
     assert (reoffered.state.rule_id, reoffered.state.fallback_step) == (DEFAULT_RULE_ID, 0)
     assert reoffered.rotation == 1  # the default's own cursor moved
     assert "Rule 'r' no longer exists: the default rule offers the lead." in reoffered.explanation
+
+
+@given(
+    names=st.lists(st.text(max_size=100), min_size=2, max_size=2, unique=True),
+    rule_id=st.from_regex(r"[A-Za-z0-9_.-]{1,64}", fullmatch=True),
+    agent=st.text(min_size=1, max_size=64),
+)
+@example(names=["rule:r", "Website"], rule_id="r", agent="ana")  # was rule r's cursor
+@example(names=["rule:r@ana", "Website"], rule_id="r", agent="ana")  # was rule r's count of ana's leads
+@example(names=["Website@ana", "Website"], rule_id="r", agent="ana")  # was the source's own count of ana
+@example(names=["source:rule%3Ar", "rule:r"], rule_id="r", agent="ana")
+def test_no_lead_source_s_rotation_shares_a_key_with_another_source_or_a_rule(
+    names: list[str], rule_id: str, agent: str
+) -> None:
+    """A lead source's name is whatever a partner sends: a source named `rule:r` took its turns in rule r's cursor
+    (helper 175), one named `rule:r@ana` in its count of ana's leads. Every cursor and count of an account's sources
+    and rules is its own, and no source's key reads as a rule's (`forget_deleted_rules` drops those of deleted
+    rules)."""
+    sources = [source_key("acme", name) for name in names]
+    rule = "acme:rule:" + rule_id
+    keys = [*sources, rule, *(f"{key}@{agent}" for key in [*sources, rule])]
+    assert len(set(keys)) == len(keys), keys
+    assert not any(":rule:" in key for key in sources)
 
 
 def test_the_lead_s_criteria_ride_on_its_offers() -> None:

@@ -44,6 +44,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from itertools import repeat
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import ValidationError
 
@@ -245,8 +246,17 @@ def rotation_key(account: AccountSnapshot, source_name: str, rule_id: str | None
     rule's when its rule was deleted: `current_rule_id`, decision 0090)."""
     rule_id = current_rule_id(account, rule_id)
     if follows_source(account, rule_id):
-        return f"{account.account_id}:{source_name}"
+        return source_key(account.account_id, source_name)
     return f"{account.account_id}:rule:{rule_id}"
+
+
+def source_key(account_id: str, source_name: str) -> str:
+    """A lead source's rotation: `<account>:<name>`, unless the name could spell another key (a source named
+    `rule:r` was rule r's cursor, one named `rule:r@ana` its count of ana's leads): such a name, with a `:`, `@` or
+    `%`, is escaped under `<account>:source:`, which no plain name (no `:`) and no rule's key can be."""
+    if any(c in source_name for c in ":@%"):
+        return f"{account_id}:source:{quote(source_name, safe='')}"
+    return f"{account_id}:{source_name}"
 
 
 def _count_key(key: str, agent_id: str) -> str:
@@ -1677,9 +1687,9 @@ class RouterService:
 
 
 def _deleted(account: AccountSnapshot, rule_id: str) -> bool:
-    """Whether a `<account>:rule:<rule_id>` cursor is of a rule the account's rule set no longer has (not one of a
-    source whose name only looks so: `<account>:<source>` with a source named `rule:...`)."""
-    if rule_id == DEFAULT_RULE_ID or f"rule:{rule_id}" in account.sources:
+    """Whether a `<account>:rule:<rule_id>` cursor is of a rule the account's rule set no longer has (a source's
+    key never looks so: `source_key`)."""
+    if rule_id == DEFAULT_RULE_ID:
         return False
     return account.rules.find(rule_id) is None
 
