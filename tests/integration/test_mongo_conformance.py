@@ -342,6 +342,39 @@ async def test_find_datetime_filters_have_millisecond_precision(db: AsyncDatabas
     assert await _ids(offers.find({"due_at": T0})) == ["at"]
 
 
+@pytest.mark.xfail(
+    condition=ON_NX_27017,
+    reason=(
+        "nx-27017 answers an equality beside an $or whose later branch is a datetime range with documents the "
+        "equality excludes (decision 0004's session 38 amendment)"
+    ),
+    raises=AssertionError,
+    strict=True,
+)
+async def test_an_equality_beside_an_or_of_datetime_ranges_holds(db: AsyncDatabase[Doc]) -> None:
+    moves = db["moves"]
+    await moves.insert_one({"_id": "m1", "account_id": "north", "published": False, "at": T0})
+    since = {"$gte": T0 - timedelta(minutes=15)}
+    assert await _ids(moves.find({"account_id": "south", "$or": [{"published": True}, {"at": since}]})) == []
+    assert await _ids(moves.find({"_id": "m2", "$or": [{"published": True}, {"at": since}]})) == []
+
+
+@pytest.mark.xfail(
+    condition=ON_NX_27017,
+    reason="nx-27017's $set stores a datetime as text and true as 1 (decision 0004's session 38 amendment)",
+    raises=AssertionError,
+    strict=True,
+)
+async def test_set_keeps_a_datetime_and_a_boolean(db: AsyncDatabase[Doc]) -> None:
+    moves = db["moves"]
+    await moves.insert_one({"_id": "m1", "published": False, "at": T0})
+    await moves.update_one({"_id": "m1"}, {"$set": {"published": True, "at": T0 + timedelta(hours=1)}})
+    doc = await moves.find_one({"_id": "m1"})
+    assert doc is not None
+    assert (doc["published"], doc["at"]) == (True, T0 + timedelta(hours=1))
+    assert isinstance(doc["published"], bool)
+
+
 async def test_find_in_and_or(db: AsyncDatabase[Doc]) -> None:
     leads = db["leads"]
     await leads.insert_many(

@@ -39,6 +39,7 @@ CRM_META: Final = "crm_meta"
 CRM_REBUILD_LOG: Final = "crm_rebuild_log"
 CRM_LABELS: Final = "crm_labels"
 CRM_OFFICE_TRANSFERS: Final = "crm_office_transfers"
+CRM_LEAD_MOVES: Final = "crm_lead_moves"  # which office transfer holds a lead as being moved (one at a time)
 CRM_INVITATIONS: Final = "crm_invitations"
 CRM_TRANSFERS: Final = "crm_transfers"
 CRM_USED_OFFER_LINKS: Final = "crm_used_offer_links"

@@ -20,6 +20,7 @@ from leadflow_shared.collections import (
     ACCOUNTS,
     AGENTS,
     CRM_LABELS,
+    CRM_LEAD_MOVES,
     CRM_OFFICE_TRANSFERS,
     NOTIFIER_PREFERENCES,
     PUSH_DEVICES,
@@ -29,6 +30,9 @@ MAX_OFFICES = 500
 # How long a move not published (Kafka refused it: 503) holds its lead as being moved: its client's retries come
 # within it (helper 158's review #4; decision 0020, session 32).
 UNSENT_HOLD = timedelta(minutes=15)
+# How long a published move holds its lead at most: the router applies one in seconds; one it refused (no event ever
+# marks it done) must not hold its lead for good (helper 179's review; decision 0107).
+PUBLISHED_HOLD = timedelta(hours=1)
 
 Doc = dict[str, Any]
 
@@ -74,6 +78,7 @@ class OfficeTransfers:
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self._db = db
         self._transfers = db[CRM_OFFICE_TRANSFERS]
+        self._moves = db[CRM_LEAD_MOVES]
 
     async def begin(self, record: Doc) -> Doc:
         """Store the record; if its id is stored already (a retry), return the stored one."""
@@ -102,18 +107,36 @@ class OfficeTransfers:
 
     async def moving(self, account_id: str, lead_ids: list[str], *, now: datetime | None = None) -> dict[str, str]:
         """The account's `lead_ids` an office transfer is moving right now, with that transfer's id: a pending move
-        whose command was published, or one not published that was asked for less than `UNSENT_HOLD` ago (its
-        client may still retry it). An older unpublished move holds its lead no more (helper 158's review, #4): it
-        never reached the router, or did and was applied (or refused) long since; its retry is checked against the
-        present then, as any retry."""
-        since = (now or datetime.now(UTC)) - UNSENT_HOLD
-        query = {
-            "account_id": account_id,
-            "lead_id": {"$in": lead_ids},
-            "status": TransferStatus.PENDING.value,
-            "$or": [{"published": True}, {"at": {"$gte": since}}],
-        }
+        whose command was published less than `PUBLISHED_HOLD` ago (decision 0107), or one not published that was
+        asked for less than `UNSENT_HOLD` ago (its client may still retry it). An older unpublished move holds its
+        lead no more (helper 158's review, #4): it never reached the router, or did and was applied (or refused) long
+        since; its retry is checked against the present then, as any retry."""
+        query = {"account_id": account_id, "lead_id": {"$in": lead_ids}, **_holding(now or datetime.now(UTC))}
         return {doc["lead_id"]: doc["_id"] async for doc in self._transfers.find(query, {"lead_id": 1})}
+
+    async def hold_lead(self, transfer: Doc, *, now: datetime | None = None) -> bool:
+        """Whether the lead move `transfer` holds its lead now, taking it (`crm_lead_moves`, one document per
+        account and lead, naming the move that holds it) unless another move still holds it (`moving`'s terms).
+        Two moves checked at the same time (two replicas) both passed `moving`; only one of them takes the lead
+        here, before its command goes (helper 179's review; decision 0107)."""
+        key, mine = f"{transfer['account_id']}|{transfer['lead_id']}", transfer["_id"]
+        try:
+            await self._moves.insert_one({"_id": key, "transfer_id": mine})
+            return True
+        except DuplicateKeyError:
+            pass
+        held = await self._moves.find_one({"_id": key})
+        holder = None if held is None else held["transfer_id"]
+        if holder == mine:
+            return True
+        # Read by id and judged here: nx-27017 answers `{_id: .., $or: [.., {at: {$gte: ..}}]}` with other ids'
+        # documents (decision 0004's amendment).
+        record = await self._transfers.find_one({"_id": holder, "account_id": transfer["account_id"]})
+        if record is not None and _holds(record, now or datetime.now(UTC)):
+            return False
+        # The holder is done, forgotten or past its hold: taken over, unless another move took it over first.
+        taken = await self._moves.update_one({"_id": key, "transfer_id": holder}, {"$set": {"transfer_id": mine}})
+        return taken.matched_count == 1
 
     async def mark_done(self, transfer_id: str) -> None:
         """The projection saw the router's event for it (unscoped: the event names the transfer)."""
@@ -192,3 +215,22 @@ class OfficeTransfers:
         await self._transfers.update_one(
             {"_id": bulk_id, "account_id": account_id, "kind": BULK_KIND, "filter": was}, {"$set": {"filter": digest}}
         )
+
+
+def _holds(record: Doc, now: datetime) -> bool:
+    """`_holding`, of one record."""
+    at = record["at"] if record["at"].tzinfo else record["at"].replace(tzinfo=UTC)
+    recent = at >= now - (PUBLISHED_HOLD if record.get("published") else UNSENT_HOLD)
+    return bool(record["status"] == TransferStatus.PENDING.value) and recent
+
+
+def _holding(now: datetime) -> Doc:
+    """A lead move that holds its lead as being moved: pending, and published less than `PUBLISHED_HOLD` ago, or
+    asked for less than `UNSENT_HOLD` ago."""
+    return {
+        "status": TransferStatus.PENDING.value,
+        "$or": [
+            {"published": True, "at": {"$gte": now - PUBLISHED_HOLD}},
+            {"at": {"$gte": now - UNSENT_HOLD}},
+        ],
+    }

@@ -61,7 +61,11 @@ class AccountTransfers:
                 {"account_id": self._account_id, "_id": {"$in": lead_ids}}, {"$set": lead_row_transfer(transfer)}
             )
             timeline = self._db[names.timeline]
-            for lead_id in lead_ids:
+            # Entries of the rows it wrote: a lead moved to another office meanwhile is not this account's to say so
+            # of (its timeline is read by lead id: helper 179's review).
+            query = {"account_id": self._account_id, "_id": {"$in": lead_ids}, "transfer_id": transfer["_id"]}
+            written = {doc["_id"] async for doc in self._db[names.leads].find(query, {"_id": 1})}
+            for lead_id in (i for i in lead_ids if i in written):
                 # One insert per lead, not insert_many: a retry meets its own earlier entries as duplicates.
                 with contextlib.suppress(DuplicateKeyError):
                     await timeline.insert_one(transfer_entry(transfer, lead_id))

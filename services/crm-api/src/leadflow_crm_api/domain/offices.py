@@ -79,9 +79,9 @@ def same_bulk(
 
 
 def office_refusal(
-    *, source: dict[str, Any], target: dict[str, Any] | None, token_organisation: str | None
+    *, source: dict[str, Any], target: dict[str, Any] | None, token_organisation: str | None, lead: bool = False
 ) -> str | None:
-    """Why `source` may not move anything to `target`, or None. Field first, then the reason."""
+    """Why `source` may not move anything (`lead`: a lead) to `target`, or None. Field first, then the reason."""
     organisation = source.get("organisation_id")
     if not organisation:
         return "to_account_id: this account belongs to no organisation, so it has no other offices"
@@ -91,6 +91,9 @@ def office_refusal(
         return "to_account_id: not an office of this account's organisation"  # unknown reads the same
     if target["_id"] == source["_id"]:
         return "to_account_id: the lead or team member is in this office already"
+    if lead and not target.get("roster"):
+        # The router refuses it (no broker pool to hold the lead) and no event would ever end the move (0107).
+        return "to_account_id: an office with no agents; no broker pool there would hold the lead"
     return None
 
 

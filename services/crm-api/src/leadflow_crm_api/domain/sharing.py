@@ -88,6 +88,7 @@ def missing_leads(selected: list[str], found: set[str]) -> list[str]:
 
 NOT_FOUND = "not found in this account"
 BEING_MOVED = "being moved to another office"  # a T2 move of the lead is pending: it is not the brokerage's to share
+SHARED_SINCE = "shared or given back since"  # the row names another transfer now: this one's ShareLead must not go
 
 
 def missing_refusal(missing: list[str], why: str = NOT_FOUND) -> str:
@@ -106,8 +107,10 @@ def unshareable(lead_ids: list[str], present: set[str], moving: set[str]) -> dic
 def unshareable_refusal(refusals: dict[str, str]) -> str:
     """The 422 of a transfer that would share none or not all of its leads: those not found first, else those
     being moved."""
-    missing = [i for i, why in refusals.items() if why == NOT_FOUND]
-    return missing_refusal(missing) if missing else missing_refusal(list(refusals), BEING_MOVED)
+    for why in (NOT_FOUND, BEING_MOVED):
+        if named := [i for i, reason in refusals.items() if reason == why]:
+            return missing_refusal(named, why)
+    return missing_refusal(list(refusals), SHARED_SINCE)
 
 
 def realtor_label(name: str | None, realtor_id: str) -> str:

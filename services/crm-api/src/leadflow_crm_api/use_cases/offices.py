@@ -313,7 +313,8 @@ async def transfer_to_office(
         if stored["kind"] == TransferKind.TEAM_MEMBER:
             await transfers.move_member(stored)  # settings first: the router's event tells the target's staff
             await members.recheck(stored["agent_id"])
-        await _send(transfers, publish, stored, retryable=idempotency_key is not None)
+        if not await _send(transfers, publish, stored, retryable=idempotency_key is not None):
+            raise InvalidRequest(f"lead_id: {_MOVING}; nothing was transferred.")
     if not stored.get("published"):
         await transfers.mark_published(stored["_id"])
     current = await transfers.get(account_id, transfer_id)
@@ -324,7 +325,7 @@ _KEY_REUSED = "Idempotency-Key: already used for a different transfer; nothing w
 
 
 async def _office_base(
-    account_id: str, to_account_id: str, caller: Principal, db: Db
+    account_id: str, to_account_id: str, caller: Principal, db: Db, *, lead: bool = True
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the source office, a transfer record without id or subject), once the offices may move things."""
     organisation = Organisation(db)
@@ -332,9 +333,9 @@ async def _office_base(
     if source is None:
         raise NotFound("No such account.")
     target = await organisation.account(to_account_id)
-    if (refusal := office_refusal(source=source, target=target, token_organisation=caller.organisation_id)) or (
-        target is None
-    ):
+    if (
+        refusal := office_refusal(source=source, target=target, token_organisation=caller.organisation_id, lead=lead)
+    ) or (target is None):
         raise InvalidRequest(f"{refusal}; nothing was transferred.")
     at = datetime.now(UTC)
     return source, {
@@ -361,8 +362,9 @@ async def _still_movable(stored: dict[str, Any], leads: AccountLeads, caller: Pr
     it is, nothing sent (False; helper 158's review #6)."""
     transfers = OfficeTransfers(db)
     try:
-        await _office_base(stored["account_id"], stored["to_account_id"], caller, db)
-        if stored["kind"] == TransferKind.LEAD:
+        lead = stored["kind"] == TransferKind.LEAD
+        await _office_base(stored["account_id"], stored["to_account_id"], caller, db, lead=lead)
+        if lead:
             lead_id = stored["lead_id"]
             other = (await transfers.moving(stored["account_id"], [lead_id])).get(lead_id, stored["_id"])
             if why := _bulk_refusal(await leads.get(lead_id), moving=other != stored["_id"]):
@@ -389,10 +391,14 @@ async def _still_a_member(stored: dict[str, Any], db: Db) -> None:
         raise InvalidRequest(f"{refusal} (moved on since); nothing was transferred.")
 
 
-async def _send(transfers: OfficeTransfers, publish: PublishRaw, transfer: dict[str, Any], *, retryable: bool) -> None:
+async def _send(transfers: OfficeTransfers, publish: PublishRaw, transfer: dict[str, Any], *, retryable: bool) -> bool:
     """The transfer's command, marked as being sent first (it may go out from then on: its record is kept). Kafka
     refusing it (503) unmarks it; a lead's move that cannot be retried (no Idempotency-Key) is then forgotten, so
-    it holds its lead as being moved no longer (helper 158's review #4)."""
+    it holds its lead as being moved no longer (helper 158's review #4). False, nothing sent and the move forgotten,
+    when another move of the lead, checked at the same time, holds it (decision 0107)."""
+    if transfer["kind"] == TransferKind.LEAD and not await transfers.hold_lead(transfer):
+        await transfers.release(transfer["account_id"], [transfer["_id"]])
+        return False
     await transfers.mark_sending(transfer["_id"])
     try:
         await _publish(publish, transfer)
@@ -401,6 +407,7 @@ async def _send(transfers: OfficeTransfers, publish: PublishRaw, transfer: dict[
         if not retryable:
             await transfers.release(transfer["account_id"], [transfer["_id"]])
         raise
+    return True
 
 
 async def _checked_record(
@@ -412,7 +419,7 @@ async def _checked_record(
     db: Db,
 ) -> dict[str, Any]:
     """Every check before anything is written; the record the writes take their values from."""
-    source, record = await _office_base(account_id, body.to_account_id, caller, db)
+    source, record = await _office_base(account_id, body.to_account_id, caller, db, lead=body.lead_id is not None)
     record["_id"] = transfer_id
     if body.lead_id is not None:
         lead_id = str(body.lead_id)
@@ -537,6 +544,7 @@ async def transfer_many_to_office(
     if not checked_now:
         stored, ids, hold = await _still_movable_in_bulk(stored, ids, made, leads, caller, db)
     done: list[OfficeTransferPublic] = []
+    taken: list[str] = []  # by another move checked at the same time: skipped (decision 0107)
     for lead_id, transfer_id in ids.items():
         record = made.get(transfer_id) or await transfers.begin(
             {key: stored[key] for key in _BULK_BASE}
@@ -544,13 +552,26 @@ async def transfer_many_to_office(
             | {"status": TransferStatus.PENDING.value, "published": False}
         )
         if not record.get("published") and record["_id"] not in hold:
-            if record["status"] != TransferStatus.DONE:  # done: the router applied it, nothing to send
-                await _send(transfers, publish, record, retryable=idempotency_key is not None)
+            sent = record["status"] == TransferStatus.DONE  # done: the router applied it, nothing to send
+            if not (sent or await _send(transfers, publish, record, retryable=idempotency_key is not None)):
+                taken.append(lead_id)
+                continue
             await transfers.mark_published(record["_id"])
         done.append(_public(record))
+    if taken:
+        stored = await _skip(transfers, stored, dict.fromkeys(taken, _MOVING))
     return BulkOfficeTransfer(
         bulk_id=bulk_id, transfers=done, skipped=[Skipped.model_validate(s) for s in stored["skipped"]]
     )
+
+
+async def _skip(transfers: OfficeTransfers, stored: dict[str, Any], refusals: dict[str, str]) -> dict[str, Any]:
+    """The bulk move's record without the refused leads, which it keeps as skipped with the reason (a next retry
+    answers the same)."""
+    kept = [i for i in stored["lead_ids"] if i not in refusals]
+    skipped = [*stored["skipped"], *({"lead_id": i, "reason": why} for i, why in refusals.items())]
+    await transfers.skip(stored["account_id"], stored["_id"], kept, skipped)
+    return stored | {"lead_ids": kept, "skipped": skipped}
 
 
 def _to_send(ids: dict[str, str], made: dict[str, dict[str, Any]]) -> dict[str, str]:
@@ -601,10 +622,8 @@ async def _still_movable_in_bulk(
     if not refusals:
         return stored, ids, hold
     await transfers.release(account_id, [to_send[i] for i in refusals if to_send[i] in made])
-    kept = [i for i in stored["lead_ids"] if i not in refusals]
-    skipped = [*stored["skipped"], *({"lead_id": i, "reason": why} for i, why in refusals.items())]
-    await transfers.skip(account_id, stored["_id"], kept, skipped)
-    return stored | {"lead_ids": kept, "skipped": skipped}, {i: ids[i] for i in kept}, hold
+    stored = await _skip(transfers, stored, refusals)
+    return stored, {i: ids[i] for i in stored["lead_ids"]}, hold
 
 
 # What a bulk move's record keeps of the request for its transfers: they take their values from it.
@@ -654,7 +673,10 @@ async def _checked_bulk(
 def _bulk_refusal(row: LeadRow | None, *, moving: bool) -> str | None:
     if row is None:
         return "not a lead of this account"
-    return "already being moved to another office" if moving else None
+    return _MOVING if moving else None
+
+
+_MOVING = "already being moved to another office"
 
 
 async def get_office_transfer(account_id: Id, transfer_id: Id, caller: Caller, db: Db) -> OfficeTransferPublic:

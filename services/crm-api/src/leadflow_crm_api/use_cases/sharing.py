@@ -24,6 +24,8 @@ from leadflow_crm_api.domain.distribution import LeadFilter, recorded_filter
 from leadflow_crm_api.domain.principal import Principal, Role
 from leadflow_crm_api.domain.sharing import (
     MAX_TRANSFER_LEADS,
+    NOT_FOUND,
+    SHARED_SINCE,
     InvitationStatus,
     InviteOutcome,
     answer_refusal,
@@ -366,6 +368,7 @@ async def transfer_leads(
     if not stored["done"]:
         await transfers.apply(stored)
     if not stored.get("published"):
+        stored = await _as_written(stored, transfers)
         # After the views: the router makes the realtor the lead's holder (its actions are the
         # holder's from then on) and withdraws open offers. A failure here is retried with the key.
         await _share_with_router(publish, stored)
@@ -411,6 +414,26 @@ async def _still_shareable(stored: dict[str, Any], transfers: AccountTransfers, 
     # applied drops the sharing.
     for lead_id in await transfers.written(stored["_id"], list(refusals)):
         refusals.pop(lead_id, None)
+    return await _dropped(stored, refusals, transfers)
+
+
+async def _as_written(stored: dict[str, Any], transfers: AccountTransfers) -> dict[str, Any]:
+    """The transfer with the leads whose rows name it as its ShareLead goes: one moved to another office since its
+    checks (the move applied before its writes: `apply` wrote nothing there), or shared again or given back since (a
+    retry's: the row names that one now) is dropped, so the router's holder is the one the views show (helper 179's
+    review). None left: 422 naming `lead_ids`, nothing sent."""
+    lead_ids = stored["lead_ids"]
+    written = await transfers.written(stored["_id"], lead_ids)
+    if len(written) == len(lead_ids):
+        return stored
+    present = await transfers.present(lead_ids)
+    refusals = {i: NOT_FOUND if i not in present else SHARED_SINCE for i in lead_ids if i not in written}
+    return await _dropped(stored, refusals, transfers)
+
+
+async def _dropped(stored: dict[str, Any], refusals: dict[str, str], transfers: AccountTransfers) -> dict[str, Any]:
+    """The transfer without the refused leads, which its record keeps as dropped with the reason; none left: the
+    refusal, recorded (a later retry is refused the same, helper 158's review #5), raised."""
     if not refusals:
         return stored
     kept = [i for i in stored["lead_ids"] if i not in refusals]

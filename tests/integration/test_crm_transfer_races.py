@@ -1,0 +1,324 @@
+"""Helper 179's review (session 38): office moves (T2) and shares with realtors (T1) asked at once or replayed, in
+crm-api on a real MongoDB-wire server (nx-27017). The router's side is played by projecting the events it would emit
+for the commands crm-api published, in the order they were published (one partition: the account's key).
+
+- Two moves of one lead asked at the same time (two crm-api replicas, a double submit with two page keys): each
+  request checks `OfficeTransfers.moving` before the other stored its record, so both are accepted and both
+  TransferLeads go. The router applies the first and refuses (or ignores) the second, whose record stays `pending`
+  for good: once the lead is back in the office, that stale move holds it "being moved" forever (no move, share or
+  distribution of it is accepted again).
+- A share (T1) whose ShareLead Kafka refused, retried with its key after the brokerage shared the lead with another
+  realtor: the retry sends the old ShareLead without writing its row again, so the router makes the first realtor
+  the holder while crm-api's row stays "Assigned To" the second: the holder cannot open the lead, the other can.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from crm_harness import Published
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from leadflow_crm_api.adapters.leads import LeadViews, ensure_indexes
+from leadflow_crm_api.adapters.offices import PUBLISHED_HOLD, OfficeTransfers
+from leadflow_crm_api.adapters.transfers import AccountTransfers
+from leadflow_crm_api.domain.principal import Principal, Role
+from leadflow_crm_api.domain.sharing import InvitationStatus
+from leadflow_crm_api.errors import CrmApiError, Unavailable
+from leadflow_crm_api.handlers import project
+from leadflow_crm_api.use_cases import offices, sharing
+from leadflow_crm_api.use_cases.leads import account_leads
+from leadflow_shared.collections import ACCOUNTS, AGENTS, CRM_LEADS, CRM_OFFICE_TRANSFERS
+from leadflow_shared.events.commands import ShareLead, TransferLead
+from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
+from leadflow_shared.events.routing import (
+    LeadOffered,
+    LeadOfferedPayload,
+    LeadShared,
+    LeadSharedPayload,
+    LeadTransferred,
+    LeadTransferredPayload,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+
+Db = AsyncDatabase[dict[str, Any]]
+NORTH, SOUTH, WEST, ORG = "north", "south", "west", "acme-group"
+BROKERS = {
+    NORTH: Principal("nora", Role.BROKER, NORTH, ORG),
+    SOUTH: Principal("sam", Role.BROKER, SOUTH, ORG),
+    WEST: Principal("wes", Role.BROKER, WEST, ORG),
+}
+NAMES = {NORTH: "North", SOUTH: "South", WEST: "West"}
+RIO = Principal("rio", Role.REALTOR, "rio-realty")
+RIA = Principal("ria", Role.REALTOR, "ria-realty")
+SOURCE = LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website")
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def db(mongo_url: str) -> AsyncIterator[Db]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    database = client[f"crm_review180_{uuid.uuid4().hex[:12]}"]
+    await ensure_indexes(database)
+    await database[ACCOUNTS].insert_many([
+        {"_id": NORTH, "name": "North", "organisation_id": ORG, "roster": ["nora", "ana"]},
+        {"_id": SOUTH, "name": "South", "organisation_id": ORG, "roster": ["sam"]},
+        {"_id": WEST, "name": "West", "organisation_id": ORG, "roster": ["wes"]},
+    ])  # fmt: skip
+    people = [("nora", NORTH), ("ana", NORTH), ("sam", SOUTH), ("wes", WEST)]
+    await database[AGENTS].insert_many([
+        {"_id": a, "account_id": acc, "name": a.title(), "email": f"{a}@{acc}.example", "active": True}
+        for a, acc in people
+    ])  # fmt: skip
+    yield database
+    await client.drop_database(database.name)
+    await client.close()
+
+
+class _NoCallers:
+    """crm-api's callers cache: nothing to recheck."""
+
+    async def recheck(self, agent_id: str) -> None:
+        del agent_id
+
+
+NO_CALLERS: Any = _NoCallers()
+
+
+async def kafka_down(account_id: str, body: bytes) -> None:
+    del account_id, body
+    raise Unavailable("Kafka is down")
+
+
+async def a_north_lead(db: Db) -> uuid.UUID:
+    lead = uuid.uuid4()
+    offered = LeadOffered.create(
+        account_id=NORTH,
+        occurred_at=T0,
+        payload=LeadOfferedPayload(
+            lead_id=lead, agent_id="ana", offer_round=1, race_size=1, deadline=T0 + timedelta(minutes=15),
+            explanation="R6", source=SOURCE, contact=Contact(first_name="Mo", email=f"mo-{lead.hex[:6]}@x.example"),
+        ),
+    )  # fmt: skip
+    await project(offered, views=LeadViews(db))
+    return lead
+
+
+def _moved(lead: uuid.UUID, source: str, target: str, transfer: str, at: datetime) -> LeadTransferred:
+    """The router's LeadTransferred of a move it applied (keyed by the office the lead left)."""
+    return LeadTransferred.create(
+        account_id=source,
+        occurred_at=at,
+        payload=LeadTransferredPayload(
+            lead_id=lead, transfer_id=uuid.UUID(transfer), from_account_id=source,
+            from_account_name=NAMES[source], previous_owner_agent_id=None, to_account_id=target,
+            to_account_name=NAMES[target], agent_id=BROKERS[target].sub, by_user_id=BROKERS[source].sub,
+            contact=Contact(first_name="Mo", email="mo@x.example"), source=SOURCE,
+        ),
+    )  # fmt: skip
+
+
+async def _both_past_their_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two requests (two crm-api replicas) each store its move's record only once the other has made its checks: the
+    moment a real race between them meets. Waits at most 2 s (a request refused before storing never comes)."""
+    barrier = asyncio.Barrier(2)
+    begin = OfficeTransfers.begin
+
+    async def begin_together(self: OfficeTransfers, record: dict[str, Any]) -> dict[str, Any]:
+        with contextlib.suppress(TimeoutError, asyncio.BrokenBarrierError):
+            await asyncio.wait_for(barrier.wait(), timeout=2)
+        return await begin(self, record)
+
+    monkeypatch.setattr(OfficeTransfers, "begin", begin_together)
+
+
+async def _answer(call: Awaitable[Any]) -> str:
+    try:
+        done = await call
+    except CrmApiError as exc:
+        return f"refused {exc.status}"
+    return f"accepted ({getattr(done, 'status', 'done')})"
+
+
+def _moves(publish: Published) -> list[tuple[str, str]]:
+    """(transfer id, target office) of each TransferLead published, in order."""
+    sent = [TransferLead.model_validate_json(body) for _, body in publish.records]
+    return [(str(c.event_id), c.payload.to_account_id) for c in sent]
+
+
+async def _race_two_moves(db: Db, lead: uuid.UUID, publish: Published) -> list[str]:
+    north = account_leads(BROKERS[NORTH], db, NORTH)
+
+    def move(to: str, key: str) -> Awaitable[Any]:
+        body = offices.OfficeTransferCreate(lead_id=lead, to_account_id=to)
+        return offices.transfer_to_office(NORTH, body, north, BROKERS[NORTH], db, publish, NO_CALLERS, key)
+
+    return list(await asyncio.gather(_answer(move(SOUTH, f"r180-s-{lead}")), _answer(move(WEST, f"r180-w-{lead}"))))
+
+
+async def test_two_moves_of_one_lead_asked_at_once_are_not_both_sent(db: Db, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two brokers of North (or one double submit through two replicas) move L at the same time, to South and to West.
+    # Each request asks `moving` before the other stored its record, so neither sees the other: both are accepted and
+    # both TransferLeads go. Expected: one is refused 422 "already being moved" (as a move asked a moment later is,
+    # helper 158's #7), so the router gets one move of L.
+    await _both_past_their_checks(monkeypatch)
+    lead = await a_north_lead(db)
+    publish = Published()
+    answers = await _race_two_moves(db, lead, publish)
+    assert len(publish.records) == 1, (
+        f"two moves of one lead asked at once were answered {answers} and {len(publish.records)} TransferLeads went "
+        f"({_moves(publish)}): the router applies the first and dead-letters the second (the lead is no longer "
+        "North's), whose move stays 'pending' in crm-api for good"
+    )
+
+
+async def test_a_move_the_router_never_answers_holds_its_lead_an_hour_at_most(db: Db) -> None:
+    # A move the router refused (no event ever marks it done) held its lead "being moved" for good: no move, share or
+    # hand distribution of it was accepted again, and the lead came back (A -> B -> A) to an office that could no longer
+    # work it. Now a published move holds its lead `PUBLISHED_HOLD` (an hour) at most (decision 0107).
+    await _connected(db, "rio", RIO)
+    lead = await a_north_lead(db)
+    north = account_leads(BROKERS[NORTH], db, NORTH)
+    move = offices.OfficeTransferCreate(lead_id=lead, to_account_id=SOUTH)
+    sent = await offices.transfer_to_office(NORTH, move, north, BROKERS[NORTH], db, Published(), NO_CALLERS, "r180-x")
+    assert sent.status == "pending"
+    share = sharing.TransferCreate(lead_ids=[str(lead)], realtor_id="rio")
+    assert await _answer(sharing.transfer_leads(NORTH, share, BROKERS[NORTH], db, Published(), "r180-s1")) == (
+        "refused 422"
+    ), "a published move holds its lead while the router may still apply it"
+
+    an_hour_ago = datetime.now(UTC) - PUBLISHED_HOLD - timedelta(seconds=5)
+    record = await db[CRM_OFFICE_TRANSFERS].find_one({"_id": sent.transfer_id})
+    assert record is not None
+    # Replaced whole: nx-27017's `$set` keeps no datetime (decision 0004).
+    await db[CRM_OFFICE_TRANSFERS].replace_one({"_id": sent.transfer_id}, record | {"at": an_hour_ago})
+    shared = await _answer(sharing.transfer_leads(NORTH, share, BROKERS[NORTH], db, Published(), "r180-s2"))
+    on = offices.OfficeTransferCreate(lead_id=lead, to_account_id=WEST)
+    moved = await _answer(
+        offices.transfer_to_office(NORTH, on, north, BROKERS[NORTH], db, Published(), NO_CALLERS, "r180-on")
+    )
+    assert (shared, moved) == ("accepted (done)", "accepted (pending)"), (
+        f"a move the router never answered still holds its lead after an hour: share {shared}, move {moved}"
+    )
+
+
+async def test_a_lead_is_not_moved_to_an_office_with_no_agents(db: Db) -> None:
+    # The router refuses it (no broker pool there to hold the lead), so no event would ever end the move; it is refused
+    # here, naming the field, nothing sent (decision 0107).
+    empty = f"empty-{uuid.uuid4().hex[:6]}"
+    await db[ACCOUNTS].insert_one({"_id": empty, "name": "Empty", "organisation_id": ORG, "roster": []})
+    lead = await a_north_lead(db)
+    north = account_leads(BROKERS[NORTH], db, NORTH)
+    publish = Published()
+    move = offices.OfficeTransferCreate(lead_id=lead, to_account_id=empty)
+    with pytest.raises(CrmApiError, match="to_account_id: an office with no agents"):
+        await offices.transfer_to_office(NORTH, move, north, BROKERS[NORTH], db, publish, NO_CALLERS, "r180-e")
+    assert publish.records == []
+
+
+async def _connected(db: Db, realtor: str, principal: Principal) -> None:
+    invitation, _ = await sharing.invite(
+        NORTH,
+        sharing.InvitationCreate(realtor_id=realtor, email=f"{realtor}@{realtor}.example", name=realtor.title()),
+        BROKERS[NORTH],
+        db,
+        Published(),
+    )
+    await sharing.answer_invitation(invitation.invitation_id, principal, db, InvitationStatus.ACCEPTED)
+
+
+def _shared_event(command: ShareLead, at: datetime) -> LeadShared:
+    """The router's LeadShared for a ShareLead it applied."""
+    p = command.payload
+    return LeadShared.create(
+        account_id=command.account_id,
+        occurred_at=at,
+        payload=LeadSharedPayload(
+            lead_id=p.lead_id, share_id=p.share_id, agent_id=p.realtor_id, realtor_name=p.realtor_name,
+            assigned_by=p.assigned_by, by_user_id=p.by_user_id,
+        ),
+    )  # fmt: skip
+
+
+async def test_a_shares_retry_sent_after_the_lead_was_shared_with_another_realtor_leaves_one_holder(db: Db) -> None:
+    # 1. North shares L with Rio (key "k-rio"): the views say "Assigned To" Rio, then Kafka refuses the ShareLead: 503
+    #    "retry with the same Idempotency-Key".
+    # 2. North shares L with Ria instead (key "k-ria"): the views say Ria, and its ShareLead goes.
+    # 3. The first client retries, as told: the record is `done` (views written), not published: it writes nothing
+    #    and sends Rio's ShareLead. The router applies Ria's, then Rio's: Rio holds L (and is emailed it).
+    # Expected: crm-api's row and the router agree on who holds L (the retry refused, or its row written again).
+    # Actual: the row stays "Assigned To" Ria while its holder is Rio: Rio, told it holds L, cannot open it (404),
+    # and Ria, who does not hold it, keeps it in her list.
+    await _connected(db, "rio", RIO)
+    await _connected(db, "ria", RIA)
+    lead = await a_north_lead(db)
+    to_rio = sharing.TransferCreate(lead_ids=[str(lead)], realtor_id="rio")
+    to_ria = sharing.TransferCreate(lead_ids=[str(lead)], realtor_id="ria")
+    with pytest.raises(Unavailable):
+        await sharing.transfer_leads(NORTH, to_rio, BROKERS[NORTH], db, kafka_down, f"k-rio-{lead}")
+    publish = Published()
+    await sharing.transfer_leads(NORTH, to_ria, BROKERS[NORTH], db, publish, f"k-ria-{lead}")
+    retry = await _answer(sharing.transfer_leads(NORTH, to_rio, BROKERS[NORTH], db, publish, f"k-rio-{lead}"))
+
+    commands = [ShareLead.model_validate_json(body) for _, body in publish.records]
+    views = LeadViews(db)
+    for i, command in enumerate(commands):  # the router applies them in the order they were published
+        await project(_shared_event(command, T0 + timedelta(minutes=10 + i)), views=views)
+    holder = commands[-1].payload.realtor_id
+    row = await db[CRM_LEADS].find_one({"_id": str(lead)})
+    assert row is not None
+    sees = {realtor.sub: await account_leads(realtor, db, NORTH).get(str(lead)) is not None for realtor in (RIO, RIA)}
+    assert (row.get("owner_agent_id"), row.get("transferred_to"), sees) == (
+        holder,
+        holder,
+        {"rio": holder == "rio", "ria": holder == "ria"},
+    ), (
+        f"the retry of the share with Rio was {retry}; the router's holder is now {holder!r} (row owner "
+        f"{row.get('owner_agent_id')!r}) but the row is 'Assigned To' {row.get('transferred_to')!r}: who can open L "
+        f"{sees}"
+    )
+
+
+async def test_a_share_overtaken_by_a_move_of_its_lead_writes_no_share_into_the_new_offices_timeline(
+    db: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 1. A broker of North shares L with Rio (T1): its checks pass (L is North's, no move pending).
+    # 2. Meanwhile another broker of North moves L to South (T2): accepted, the router moves L, the views follow.
+    # 3. The share goes on with the record it checked: it answers "transferred: 1", inserts the "Transferred to Rio by
+    #    North" entry in L's timeline (read by lead id: South's now) and sends a ShareLead the router dead-letters (L is
+    #    not North's). Expected, as its retry does since helper 153: L, no longer North's, is dropped (here: refused
+    #    422 naming lead_ids), nothing written into South's lead nor sent.
+    await _connected(db, "rio", RIO)
+    lead = await a_north_lead(db)
+    begin = AccountTransfers.begin
+
+    async def moved_meanwhile(self: AccountTransfers, record: dict[str, Any]) -> dict[str, Any]:
+        north = account_leads(BROKERS[NORTH], db, NORTH)
+        move = offices.OfficeTransferCreate(lead_id=lead, to_account_id=SOUTH)
+        made = await offices.transfer_to_office(
+            NORTH, move, north, BROKERS[NORTH], db, Published(), NO_CALLERS, "r180-m"
+        )
+        await project(_moved(lead, NORTH, SOUTH, made.transfer_id, T0 + timedelta(minutes=10)), views=LeadViews(db))
+        return await begin(self, record)
+
+    monkeypatch.setattr(AccountTransfers, "begin", moved_meanwhile)
+    publish = Published()
+    share = sharing.TransferCreate(lead_ids=[str(lead)], realtor_id="rio")
+    answer = await _answer(sharing.transfer_leads(NORTH, share, BROKERS[NORTH], db, publish, "r180-overtaken"))
+    south = account_leads(BROKERS[SOUTH], db, SOUTH)
+    row = await south.get(str(lead))
+    assert row is not None, "L is South's"
+    entries = [e.summary for e in await south.timeline(row) if "Rio" in (e.summary or "")]
+    assert (entries, len(publish.records)) == ([], 0), (
+        f"a share of L checked before L moved to South was {answer}: South's lead shows {entries} and "
+        f"{len(publish.records)} ShareLead went for a lead that is not North's (the router dead-letters it)"
+    )
