@@ -56,7 +56,8 @@ fails while this page differs from the code. Running the services: [operations.m
   at start that names it and the nearest setting, never its value
   ([decision 0084](decisions/0084-unknown-settings-are-named-at-start.md)).
 - Allowed: the bounds or choices the service checks at start. A value outside them, or settings that do
-  not fit together, stop the service with an error that names the setting.
+  not fit together, stop the service with an error that names the setting; so does a number given as
+  infinity (`inf`) or NaN.
 - Secrets (secret: yes) show no default. Give them through the service's Secret
   ([deploy/k8s/README.md](../deploy/k8s/README.md)), never a ConfigMap.
 - Booleans are `true` or `false`; a JSON object or array is one JSON value; unset: no value, the

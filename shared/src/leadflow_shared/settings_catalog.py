@@ -17,6 +17,7 @@ import datetime as dt
 import difflib
 import json
 import logging
+import math
 import os
 import re
 import types
@@ -285,12 +286,26 @@ def read_settings(settings_class: type[SettingsT]) -> SettingsT:
     list) whose value is not JSON with a `SettingsError` before validating anything: the variable is found
     again here (`_not_json`), and its reason is the JSON parser's, which names a position, never a value."""
     try:
-        return settings_class()
+        settings = settings_class()
     except ValidationError as exc:
         raise SettingsRefusedError(_invalid(settings_class, exc)) from None
     except SettingsError as exc:
         found = _not_json(settings_class, os.environ)
         raise SettingsRefusedError(found or [_unreadable(settings_class, exc)]) from None
+    if infinite := list(_infinite(settings, env_prefix(settings_class))):
+        raise SettingsRefusedError(infinite)
+    return settings
+
+
+def _infinite(model: BaseModel, where: str) -> Iterator[Refusal]:
+    """The number settings given as infinity (pydantic's floats take `inf`, and a bound below only keeps NaN out):
+    a duration no one means, a sweeper that never wakes, a cache never read again (helper 181's review)."""
+    for name, value in model:
+        variable = where + name.upper()
+        if isinstance(value, BaseModel):
+            yield from _infinite(value, variable + DELIMITER)
+        elif isinstance(value, float) and not math.isfinite(value):
+            yield Refusal(variable, "Input should be a finite number")
 
 
 def _invalid(settings_class: type[BaseSettings], exc: ValidationError) -> list[Refusal]:
