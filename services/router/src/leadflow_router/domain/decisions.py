@@ -484,10 +484,10 @@ def next_up(account: AccountSnapshot, source_name: str, rotation: int, gate: Gat
     source = account.source(source_name)
     who = eligibility(account, source, gate)
     if not account.round_robin:  # R5: roster position 1 gets every general lead
-        nxt: tuple[str, ...] = (account.broker.agent_id,) if account.roster else ()
+        nxt: tuple[str, ...] = (account.pool_holder.agent_id,) if account.roster else ()
     else:
         picked, _ = pick(Order(_ids(who)), rotation, max(1, source.race_count), frozenset())
-        nxt = tuple(picked) or ((account.broker.agent_id,) if account.roster else ())
+        nxt = tuple(picked) or ((account.pool_holder.agent_id,) if account.roster else ())
     return NextUp(source.name, source.lead_group, account.round_robin, nxt, who)
 
 
@@ -609,15 +609,15 @@ def pre_assigned(lead: NewLead, account: AccountSnapshot, context: RoutingContex
         return None
     provider = lead.summary.source.provider or "the provider"
     agent = account.agent(agent_id)
-    if agent is None:
+    if agent is None or not agent.active:
         # The rules after R4 decide, in their order: site attribution (R2) and direct-to-user (R3)
-        # still apply to this lead, then R5/R6.
+        # still apply to this lead, then R5/R6. An agent not active (one who left the office, T3, is on the roster
+        # until taken off it) takes nothing: decision 0030 (helper 180's review).
         later = RULES[RULES.index(pre_assigned) + 1 :]
         general = next(outcome for rule in later if (outcome := rule(lead, account, context, now)) is not None)
+        who = "not an agent of this account" if agent is None else "not active in this account"
         return _noted(
-            general,
-            f"R4 not applied: {provider} pre-assigned {agent_id!r}, who is not an agent of this account; "
-            "routed as a general lead.",
+            general, f"R4 not applied: {provider} pre-assigned {agent_id!r}, who is {who}; routed as a general lead."
         )
     source = account.source(lead.summary.source.name)
     return _assign(
@@ -679,7 +679,7 @@ def _direct(
     direct, reason, why = how
     rule = "R2" if direct is site_attribution else "R3"
     config = account.source(lead.summary.source.name)
-    if config.auto_accept:
+    if config.auto_accept and agent.active:  # not active: one who left the office takes nothing (decision 0030)
         return _assign(lead, agent, reason, 0.0, now, f"{rule}: {why}; direct-to-user, auto-accept on, no fee.")
     gate = Gate(now, account.holidays, context.usage, account.time_zone)
     if (cannot := "inactive" if not agent.active else gate.refuses(agent)) is not None:
@@ -714,15 +714,22 @@ def roster_position_1(
     if account.round_robin or not follows_source(account, _rule_id(context, account)):
         return None
     source = account.source(lead.summary.source.name)
+    holder = account.pool_holder
     return _assign(
         lead,
-        account.broker,
+        holder,
         AssignmentReason.ROSTER_POSITION_1,
         _fee(source),
         now,
         _rule_note(_told(context), account)
-        + f"R5: round robin is off; roster position 1 ({account.broker.agent_id}) distributes it.",
+        + f"R5: round robin is off; roster position 1 ({_position_1(account)}) distributes it.",
     )
+
+
+def _position_1(account: AccountSnapshot) -> str:
+    """Who holds the broker pool, as explanations name it: position 1, or who stands in for it (not active)."""
+    holder, broker = account.pool_holder, account.broker
+    return holder.agent_id if holder is broker else f"{holder.agent_id}, for {broker.agent_id}, who is not active"
 
 
 def round_robin(lead: NewLead, account: AccountSnapshot, context: RoutingContext, now: datetime) -> Outcome | None:
@@ -869,9 +876,9 @@ def _fell_back(
 ) -> Outcome:
     """R9: every eligible agent of the pool has had the lead: roster position 1 holds it."""
     (start, excluded), (note, choice) = at, told
-    broker = account.broker
+    broker = account.pool_holder
     explanation = _after_note(
-        note, f"R9: every eligible agent has had the lead ({pool.who.describe()}); back to {broker.agent_id}."
+        note, f"R9: every eligible agent has had the lead ({pool.who.describe()}); back to {_position_1(account)}."
     )
     fell_back = state.evolve(
         status=LeadStatus.FELL_BACK,
@@ -944,8 +951,8 @@ def on_deadline(
     if not account.round_robin and expired.direct_phase and follows_source(account, state.rule_id):
         # R3 with round robin off: the general route is roster position 1.
         source = account.source(state.source_name)
-        broker = account.broker
-        explanation = f"R3 then R5: direct period over; roster position 1 ({broker.agent_id}) distributes it."
+        broker = account.pool_holder
+        explanation = f"R3 then R5: direct period over; roster position 1 ({_position_1(account)}) distributes it."
         assigned = expired.evolve(
             status=LeadStatus.ASSIGNED,
             holder=broker.agent_id,
@@ -992,7 +999,7 @@ def on_idle(
     released = LeadReleasedPayload(
         lead_id=uuid.UUID(state.lead_id),
         agent_id=holder,
-        broker_agent_id=account.broker.agent_id,
+        broker_agent_id=account.pool_holder.agent_id,
         explanation=explanation,
         reason="idle",
     )

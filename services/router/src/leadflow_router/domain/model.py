@@ -168,6 +168,14 @@ class AccountSnapshot:
             raise RoutingRejected(f"account {self.account_id} has an empty roster")
         return self.roster[0]
 
+    @property
+    def pool_holder(self) -> Agent:
+        """Who holds the broker pool's leads (R5, R9, T2): roster position 1, or the next active agent when position
+        1 is not active (one who left the office, T3, stays on the roster until taken off it); position 1 when none
+        is (helper 180's review)."""
+        broker = self.broker
+        return broker if broker.active else next((a for a in self.roster if a.active), broker)
+
 
 class LeadStatus(StrEnum):
     OFFERED = "offered"  # open offers, nobody holds it yet

@@ -51,7 +51,7 @@ def on_office_transfer(
         return Outcome(state, (), f"T2: lead {state.lead_id} is already in {target.account_id}.")
     if state.account_id != source.account_id:
         raise RoutingRejected(f"unknown lead {state.lead_id} in account {source.account_id}")
-    broker = target.broker  # RoutingRejected on an empty roster
+    broker = target.pool_holder  # RoutingRejected on an empty roster
     offers, events = withdraw_open_offers(state, WithdrawalReason.OFFICE_TRANSFER)
     previous = source.agent(state.holder) if state.holder is not None else None
     moved = state.evolve(
