@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from fakes_router import FakeCapacity, FakeRotations, Published
+from fakes_shared import Clock
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from router_harness import router_on, router_service
@@ -122,14 +123,20 @@ async def test_a_re_offer_and_a_new_lead_decided_at_once_take_two_turns(mongo_ur
         assert cursor["position"] == 3
 
 
+async def _ana_next(router: Any) -> LeadReceived:
+    """Lead 1 offered to ben, whose offer ran out; the rotation's next is ana (ana, ben, cy; ana's day cap 1)."""
+    await router.db[ROUTER_ROTATIONS].insert_one({"_id": "acme:Website", "position": 1})  # next: ben
+    one = lead(NOW)
+    assert not await router.service.on_leads_received([one])
+    assert offers(router.published, one) == [("lead 1", "ben")]
+    router.clock.now = NOW + timedelta(minutes=11)  # ben's offer ran out: lead 1 goes on to cy, or ana
+    await router.db[ROUTER_ROTATIONS].update_one({"_id": "acme:Website"}, {"$set": {"position": 3}})  # next: ana
+    return one
+
+
 async def test_a_sweep_and_a_new_lead_decided_at_once_give_a_capped_agent_one_lead(mongo_url: str) -> None:
     async with router_on(mongo_url, config({"day": 1}), now=NOW) as router:
-        await router.db[ROUTER_ROTATIONS].insert_one({"_id": "acme:Website", "position": 1})  # next: ben (ana, ben, cy)
-        one = lead(NOW)
-        assert not await router.service.on_leads_received([one])
-        assert offers(router.published, one) == [("lead 1", "ben")]
-        router.clock.now = NOW + timedelta(minutes=11)  # ben's offer ran out: lead 1 goes on to cy, or ana
-        await router.db[ROUTER_ROTATIONS].update_one({"_id": "acme:Website"}, {"$set": {"position": 3}})  # next: ana
+        one = await _ana_next(router)
         meeting = Meeting(2)
         sweeper = replace(router.service, capacity=MeetingCapacity(router.db, meeting))
         other = router_service(router.db, router.published, router.clock, CollectorRegistry())
@@ -140,6 +147,59 @@ async def test_a_sweep_and_a_new_lead_decided_at_once_give_a_capped_agent_one_le
         held = [doc["lead_id"] async for doc in router.db[ROUTER_CAPACITY].find({"agent_id": "ana"})]
         assert len(held) <= 1, f"ana (a day cap of 1) counts {len(held)} leads: {offers(router.published, one, two)}"
         assert len(held) == 1, "one of them still went to ana: a slot is not left unused"
+
+
+class SweeperCapacity(MeetingCapacity):
+    """The sweeper's reads: the first meets the consumer's; its third (first in line, `_past_caps` reads ana's line
+    again) waits until the consumer has taken a turn, or 0.2 s: the interleaving a loaded machine gave once."""
+
+    def __init__(self, db: Any, meeting: Meeting, consumer_took: asyncio.Event) -> None:
+        super().__init__(db, meeting)
+        self.consumer_took, self.calls = consumer_took, 0
+
+    async def places(self, account_id: str, agent_ids: list[str], since_ms: int) -> dict[str, dict[str, Place]]:
+        self.calls += 1
+        if self.calls >= 3:  # 1: its usage (the meeting), 2: ana's line after its hold, 3: ana's line again
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.consumer_took.wait(), timeout=0.2)
+        return await super().places(account_id, agent_ids, since_ms)
+
+
+class ConsumerRotations(Rotations):
+    """The consumer's turns, telling when it took one."""
+
+    def __init__(self, db: Any, took: asyncio.Event) -> None:
+        super().__init__(db)
+        self.took = took
+
+    async def take(self, moves: dict[str, Take]) -> set[str]:
+        lost = await super().take(moves)
+        if not lost:
+            self.took.set()
+        return lost
+
+
+async def test_a_decider_that_backed_off_does_not_pass_an_agent_by_for_a_rival_s_pending_hold(mongo_url: str) -> None:
+    """Helper 182's review (session 38) of the test above, which failed once under load: the sweeper's pending hold of
+    ana is first in line (held 1 ms before the consumer's); the consumer, not first, gave its hold back and decided
+    again at once, read the sweeper's pending hold as ana's lead of the day, passed her by and took the turn; the
+    sweeper, reading ana within her cap then, found its turn taken and gave its hold back too: ana got neither lead.
+    A decider that backed off now waits for the rival's pending holds to be stored or given back
+    (`RouterService._let_rivals_settle`)."""
+    async with router_on(mongo_url, config({"day": 1}), now=NOW) as router:
+        one = await _ana_next(router)
+        meeting, consumer_took = Meeting(2), asyncio.Event()
+        sweeper = replace(router.service, capacity=SweeperCapacity(router.db, meeting, consumer_took))
+        later = Clock(router.clock.now + timedelta(milliseconds=1))  # its pending holds rank after the sweeper's
+        other = router_service(router.db, router.published, later, CollectorRegistry())
+        consumer = replace(other, capacity=MeetingCapacity(router.db, meeting),
+                           rotations=ConsumerRotations(router.db, consumer_took))  # fmt: skip
+        two = lead(router.clock.now)
+        await asyncio.gather(sweeper.sweep_once(), consumer.on_leads_received([two]))
+        await router.service.sweep_once()  # a sweep that found its turn or slot taken goes round again at once
+        held = [doc["lead_id"] async for doc in router.db[ROUTER_CAPACITY].find({"agent_id": "ana"})]
+        assert len(held) <= 1, f"ana (a day cap of 1) counts {len(held)} leads: {offers(router.published, one, two)}"
+        assert len(held) == 1, f"neither lead went to ana (day cap 1, her turn): {offers(router.published, one, two)}"
 
 
 async def test_a_rotation_moves_only_from_where_it_was_read(mongo_url: str) -> None:

@@ -140,6 +140,9 @@ TURN_ATTEMPTS = 5
 # A decider first in line for a slot past a cap reads it again, at most, while the others give their holds back.
 KEEP_READS = 5
 KEEP_WAIT_SECONDS = 0.01
+# Reads of a rival's pending holds by a decider that backed off (`_let_rivals_settle`): 0.55 s at most, past the
+# rival's own reads (`KEEP_READS`: 0.15 s) and its store.
+SETTLE_READS = 10
 # An outbox document older than this (wall clock) is finished by `republish_stale`: a crash left it and no
 # redelivery came (decision 0068). Redeliveries finish theirs at once; this is the backstop.
 STALE_BATCH_SECONDS = 60
@@ -504,6 +507,7 @@ class RouterService:
             await self.rotations.take(back)  # taken on its own: goes back to where it stood, unless moved since
         if holds and contended:
             await self._put_back_holds(by, [r for _, r in changes if r.account_id in contended])
+            await self._let_rivals_settle(by, [h for h in holds if h[1] in contended], capped)
         pending = {lead_id for lead_id, _, _ in holds}
         return [
             _taken(record, moves, pending=(by,) if record.lead_id in pending else ())
@@ -538,6 +542,29 @@ class RouterService:
                 return True
             await asyncio.sleep(KEEP_WAIT_SECONDS * (attempt + 1))  # first in line: the others give their holds back
         return True
+
+    async def _let_rivals_settle(
+        self, by: str, holds: list[tuple[str, str, tuple[str, ...]]], capped: dict[str, AccountSnapshot]
+    ) -> None:
+        """Having given its holds back, a decider waits (a few reads, `SETTLE_READS`) until the other deciders' pending
+        holds on the agents it wanted are stored for good or given back: deciding again at once, it would read a
+        rival's pending hold as the agent's lead, pass the agent by and take the turn, and the rival, first in line
+        and then finding its turn taken, would give its hold back too: the agent's slot left unused by both (helper
+        182's review of decision 0061). Past the reads (a crash's leftover hold stands up to its time) it decides
+        again as before: a slot may go unused, never one taken twice."""
+        assert self.capacity is not None  # noqa: S101 (holds are only made where leads are counted)
+        wanted: dict[str, set[str]] = {}
+        for _, account_id, agent_ids in holds:
+            wanted.setdefault(account_id, set()).update(agent_ids)
+        for attempt in range(SETTLE_READS):
+            now, rivals = self.clock(), False
+            for account_id, agents in wanted.items():
+                since = to_ms(period_start(now, capped[account_id].time_zone)) or 0
+                places = await self.capacity.places(account_id, sorted(agents), since)
+                rivals = rivals or any(p.by not in (None, by) for line in places.values() for p in line.values())
+            if not rivals:
+                return
+            await asyncio.sleep(KEEP_WAIT_SECONDS * (attempt + 1))
 
     async def _first_in_line(
         self,
