@@ -205,6 +205,15 @@ class TaskDetails(BaseModel):
     due_at: KeptInstant = Field(description=f"When the task is due, ISO 8601 with offset; {KEPT_RANGE}.")
 
 
+# A text's body: Twilio takes 1,600 characters (UTF-16 units) with the agent's signature ("\n- <name>") on it.
+TEXT_MAX = 1_400
+
+
+def _utf16(text: str) -> int:
+    """The length the SMS provider counts: UTF-16 code units (an emoji is two)."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
 class MessageToContact(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -252,6 +261,9 @@ class ActivityCreate(BaseModel):
             raise ValueError("message goes with action email or sms")
         if self.message is not None and self.action is AgentAction.SMS and self.message.subject:
             raise ValueError("a text has no subject")
+        if self.message is not None and self.action is AgentAction.SMS and _utf16(self.message.body) > TEXT_MAX:
+            # Accepted, it would be refused by the provider and never sent (a dead letter, the agent told nothing).
+            raise ValueError(f"message.body: a text is at most {TEXT_MAX} characters")
         if self.action is AgentAction.VIEW and self.text:
             raise ValueError("a view carries no text")
         return self

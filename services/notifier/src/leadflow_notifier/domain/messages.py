@@ -434,7 +434,7 @@ def contact_message(event: ContactMessaged, sender: Recipient | None) -> EmailCo
     m = event.payload
     name = sender.name if sender is not None else ""
     if m.channel == "sms":
-        return SmsContent(to=m.to, body=f"{m.body}\n- {name}" if name else m.body, lead_id=str(m.lead_id))
+        return SmsContent(to=m.to, body=_signed_text(m.body, name), lead_id=str(m.lead_id))
     signed = f"{m.body}\n\n{name}" if name else m.body
     return EmailContent(
         to=m.to,
@@ -443,6 +443,24 @@ def contact_message(event: ContactMessaged, sender: Recipient | None) -> EmailCo
         lead_id=str(m.lead_id),
         reply_to=sender.email if sender is not None else "",
     )
+
+
+TEXT_LIMIT = 1_600  # what the SMS provider takes (Twilio), in UTF-16 units
+
+
+def _signed_text(body: str, name: str) -> str:
+    """The text signed with the agent's name, the name shortened (or left off) to keep it within the provider's
+    limit: crm-api takes bodies that leave room for a signature (`TEXT_MAX`), not for any name."""
+    if not name:
+        return body
+    room = TEXT_LIMIT - _utf16(body) - _utf16("\n- ")
+    while name and _utf16(name) > room:
+        name = name[:-1]
+    return f"{body}\n- {name}" if name.strip() else body
+
+
+def _utf16(text: str) -> int:
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def email_of(notice: Notice, to: str) -> EmailContent:
