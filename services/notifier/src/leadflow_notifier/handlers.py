@@ -321,11 +321,20 @@ class Courier:
     def _retrying(self, channel: Channel) -> AsyncRetrying:
         return AsyncRetrying(
             stop=stop_after_attempt(self.retry.attempts),
-            wait=wait_exponential_jitter(multiplier=self.retry.initial_seconds, max=self.retry.max_seconds),
+            wait=self._wait,
             retry=retry_if_exception_type(TransientDeliveryError),
             before_sleep=lambda s: self._count_retry(channel, s),
             reraise=True,
         )
+
+    def _wait(self, state: RetryCallState) -> float:
+        """The pause before the next attempt: exponential with jitter, or what a throttling provider asked for
+        (`Retry-After`) when longer; never past the policy's longest pause (helper 186's review: a throttle of a few
+        seconds was hit by every attempt and the offer dead-lettered)."""
+        backoff = wait_exponential_jitter(multiplier=self.retry.initial_seconds, max=self.retry.max_seconds)(state)
+        error = state.outcome.exception() if state.outcome is not None else None
+        told = error.retry_after if isinstance(error, TransientDeliveryError) else None
+        return min(self.retry.max_seconds, max(backoff, told or 0.0))
 
     async def give_up(self, delivery: Delivery, error: DeliveryError) -> None:
         """Dead-letter a started delivery without sending it; its lease is released."""

@@ -16,6 +16,8 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import httpx
 
@@ -46,13 +48,32 @@ async def _send(
             await _body(response, deadline)
             return
         if status == 429 or status >= 500:
-            raise TransientDeliveryError("throttled" if status == 429 else "unavailable", f"HTTP {status}")
+            told = retry_after(response.headers.get("retry-after"))
+            raise TransientDeliveryError(
+                "throttled" if status == 429 else "unavailable", f"HTTP {status}", retry_after=told
+            )
         if status < 400:
             raise PermanentDeliveryError("redirected", f"HTTP {status}: the provider URL redirects; none is followed")
         code = _provider_code(await _body(response, deadline))
         raise PermanentDeliveryError("auth" if status in (401, 403) else "rejected", f"HTTP {status} {code}".rstrip())
     finally:
         await response.aclose()
+
+
+def retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """The seconds a `Retry-After` header asks to wait (delay-seconds or an HTTP date), or None when absent or
+    unreadable; never negative. The retries bound what is waited (`RetryPolicy.max_seconds`)."""
+    if value is None or not (value := value.strip()):
+        return None
+    if value.isascii() and value.isdigit():
+        return float(int(value[:9]))
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 async def _body(response: httpx.Response, deadline: float) -> bytes:

@@ -149,18 +149,26 @@ class AgentDirectory:
         return await self._subscriber_lists.get_or_load(f"new_lead:{account_id}", lambda: self._subscribers(query))
 
     async def broker_of(self, account_id: str) -> str | None:
-        """The office's broker: position 1 of its roster, as crm-api and the router read it (None: no roster).
+        """The office's broker: who holds its broker pool, as the router reads it (`AccountSnapshot.pool_holder`):
+        position 1 of its roster, or the next active agent of the office when position 1 is not (one who left, T3,
+        stays on the roster until taken off it: helper 186's review); position 1 when none is; None: no roster.
         Read each time, not cached: a new broker reads its office's routing info at once (N5)."""
         account = await self._accounts.find_one({"_id": account_id}, {"roster": 1})
-        roster = account.get("roster") if account is not None else None
-        return str(roster[0]) if isinstance(roster, list) and roster else None
+        roster = [str(a) for a in account.get("roster") or []] if account is not None else []
+        if not roster:
+            return None
+        fields = {"account_id": 1, "active": 1}
+        agents = {a["_id"]: a async for a in self._agents.find({"_id": {"$in": roster}}, fields)}
+        return next((a for a in roster if a in agents and hears_account(agents[a], account_id)), roster[0])
 
     async def team_staff(self, account_id: str) -> list[Recipient]:
-        """Who hears that a team member joined the account (T2): its broker (roster position 1)
-        and every user of the account subscribed to team updates, each once."""
+        """Who hears that a team member joined the account (T2): its broker (`broker_of`, if it is still the
+        office's active agent) and every user of the account subscribed to team updates, each once."""
         found: dict[str, Recipient] = {}
         broker_id = await self.broker_of(account_id)
-        if broker_id is not None and (broker := await self.get(broker_id)) is not None:
+        fields = {"account_id": 1, "active": 1}
+        agent = None if broker_id is None else await self._agents.find_one({"_id": broker_id}, fields)
+        if broker_id is not None and hears_account(agent, account_id) and (broker := await self.get(broker_id)):
             found[broker.agent_id] = broker
         for who in await self._subscribers({"account_id": account_id, "team_updates": TRUE}):
             found.setdefault(who.agent_id, who)

@@ -25,4 +25,8 @@ class PermanentDeliveryError(DeliveryError):
 
 
 class TransientDeliveryError(DeliveryError):
-    """Retry later: the provider is down, slow or throttling."""
+    """Retry later: the provider is down, slow or throttling; `retry_after`: the seconds it asked to wait, if any."""
+
+    def __init__(self, reason: str, detail: str = "", *, retry_after: float | None = None) -> None:
+        super().__init__(reason, detail)
+        self.retry_after = retry_after
