@@ -192,15 +192,15 @@ async def test_a_move_the_router_never_answers_holds_its_lead_an_hour_at_most(db
     sent = await offices.transfer_to_office(NORTH, move, north, BROKERS[NORTH], db, Published(), NO_CALLERS, "r180-x")
     assert sent.status == "pending"
     share = sharing.TransferCreate(lead_ids=[str(lead)], realtor_id="rio")
-    assert await _answer(sharing.transfer_leads(NORTH, share, BROKERS[NORTH], db, Published(), "r180-s1")) == (
-        "refused 422"
-    ), "a published move holds its lead while the router may still apply it"
+    held = await _answer(sharing.transfer_leads(NORTH, share, BROKERS[NORTH], db, Published(), "r180-s1"))
+    assert held.startswith("refused 422"), "a published move holds its lead while the router may still apply it"
 
     an_hour_ago = datetime.now(UTC) - PUBLISHED_HOLD - timedelta(seconds=5)
     record = await db[CRM_OFFICE_TRANSFERS].find_one({"_id": sent.transfer_id})
     assert record is not None
     # Replaced whole: nx-27017's `$set` keeps no datetime (decision 0004).
-    await db[CRM_OFFICE_TRANSFERS].replace_one({"_id": sent.transfer_id}, record | {"at": an_hour_ago})
+    stale = {"at": an_hour_ago, "published_ms": int(an_hour_ago.timestamp() * 1000)}
+    await db[CRM_OFFICE_TRANSFERS].replace_one({"_id": sent.transfer_id}, record | stale)
     shared = await _answer(sharing.transfer_leads(NORTH, share, BROKERS[NORTH], db, Published(), "r180-s2"))
     on = offices.OfficeTransferCreate(lead_id=lead, to_account_id=WEST)
     moved = await _answer(
@@ -321,4 +321,59 @@ async def test_a_share_overtaken_by_a_move_of_its_lead_writes_no_share_into_the_
     assert (entries, len(publish.records)) == ([], 0), (
         f"a share of L checked before L moved to South was {answer}: South's lead shows {entries} and "
         f"{len(publish.records)} ShareLead went for a lead that is not North's (the router dead-letters it)"
+    )
+
+
+async def test_a_move_published_by_a_late_retry_holds_its_lead_until_the_router_applies_it(db: Db) -> None:
+    # Helper 183's review of decision 0107: the hour was counted from the record's `at` (when the move was first
+    # asked), not from when its command went. Nora moves L to South with a key; Kafka refuses it (503); her client
+    # retries more than an hour later: accepted, sent. A moment later a second move of L, to West, is asked: it was
+    # accepted and both TransferLeads went; refused now (`published_ms`).
+    lead = await a_north_lead(db)
+    north = account_leads(BROKERS[NORTH], db, NORTH)
+    to_south = offices.OfficeTransferCreate(lead_id=lead, to_account_id=SOUTH)
+    key = f"r184-s-{lead}"
+    with pytest.raises(Unavailable):
+        await offices.transfer_to_office(NORTH, to_south, north, BROKERS[NORTH], db, kafka_down, NO_CALLERS, key)
+    [record] = [d async for d in db[CRM_OFFICE_TRANSFERS].find({"lead_id": str(lead)})]
+    long_ago = datetime.now(UTC) - PUBLISHED_HOLD - timedelta(minutes=5)
+    # Replaced whole: nx-27017's `$set` keeps no datetime (decision 0004).
+    await db[CRM_OFFICE_TRANSFERS].replace_one({"_id": record["_id"]}, record | {"at": long_ago})
+
+    publish = Published()
+    retried = await offices.transfer_to_office(NORTH, to_south, north, BROKERS[NORTH], db, publish, NO_CALLERS, key)
+    assert retried.status == "pending", "control: the retry was accepted"
+    assert len(publish.records) == 1, "control: the retry sent the move"
+
+    to_west = offices.OfficeTransferCreate(lead_id=lead, to_account_id=WEST)
+    try:
+        second = await offices.transfer_to_office(
+            NORTH, to_west, north, BROKERS[NORTH], db, publish, NO_CALLERS, f"r184-w-{lead}"
+        )
+        answer = f"accepted ({second.status})"
+    except CrmApiError as exc:
+        answer = f"refused {exc.status}"
+    sent = [TransferLead.model_validate_json(body).payload.to_account_id for _, body in publish.records]
+    assert sent == [SOUTH], (
+        f"a move of L published a moment ago (retried {PUBLISHED_HOLD} after it was first asked) held nothing: a "
+        f"second move of L was {answer} and TransferLeads went to {sent}"
+    )
+
+
+@pytest.mark.parametrize("asked_ago", [timedelta(minutes=30), PUBLISHED_HOLD + timedelta(minutes=5)])
+async def test_a_move_published_now_is_moving_whenever_it_was_first_asked(db: Db, asked_ago: timedelta) -> None:
+    # The same move published now (by its retry), first asked 30 minutes ago (past UNSENT_HOLD, within the hour) and
+    # 65 minutes ago: both were published a moment ago, and hold their lead.
+    lead = await a_north_lead(db)
+    north = account_leads(BROKERS[NORTH], db, NORTH)
+    to_south = offices.OfficeTransferCreate(lead_id=lead, to_account_id=SOUTH)
+    key = f"r184-c-{asked_ago.seconds}-{lead}"
+    with pytest.raises(Unavailable):
+        await offices.transfer_to_office(NORTH, to_south, north, BROKERS[NORTH], db, kafka_down, NO_CALLERS, key)
+    [record] = [d async for d in db[CRM_OFFICE_TRANSFERS].find({"lead_id": str(lead)})]
+    await db[CRM_OFFICE_TRANSFERS].replace_one({"_id": record["_id"]}, record | {"at": datetime.now(UTC) - asked_ago})
+    await offices.transfer_to_office(NORTH, to_south, north, BROKERS[NORTH], db, Published(), NO_CALLERS, key)
+    moving = await OfficeTransfers(db).moving(NORTH, [str(lead)])
+    assert moving == {str(lead): record["_id"]}, (
+        f"a move published a moment ago, first asked {asked_ago} ago, holds its lead no more: moving={moving}"
     )

@@ -1343,7 +1343,7 @@ class RouterService:
         now = self.clock()
         # paused, away, at a cap...
         gate = Gate(now, account.holidays, await self._usage(account, now, {}), account.time_zone)
-        return next_up(account, source_name, await self.rotations.get(f"{account_id}:{source_name}"), gate)
+        return next_up(account, source_name, await self.rotations.get(source_key(account_id, source_name)), gate)
 
     # --- durable timers ----------------------------------------------------------------------
 

@@ -175,16 +175,22 @@ class OfficeTransfers:
         )
 
     async def mark_published(self, transfer_id: str) -> None:
-        await self._transfers.update_one({"_id": transfer_id}, {"$set": {"published": True}, "$unset": {"sending": ""}})
+        """Its command went: it holds its lead `PUBLISHED_HOLD` from now (`published_ms`: a move published by a late
+        retry holds from then, not from when it was first asked; helper 183's review)."""
+        published = {"published": True, "published_ms": _now_ms()}
+        gone = {"sending": "", "sending_ms": ""}
+        await self._transfers.update_one({"_id": transfer_id}, {"$set": published, "$unset": gone})
 
     async def mark_sending(self, transfer_id: str) -> None:
         """Its command is about to be handed to Kafka: from now until `mark_published` (or `mark_unsent`), it may
-        have gone out (a crash after publishing loses the mark), and the record is never released."""
-        await self._transfers.update_one({"_id": transfer_id}, {"$set": {"sending": True}})
+        have gone out (a crash after publishing loses the mark), and the record is never released. Meanwhile it holds
+        its lead (`sending_ms`: `UNSENT_HOLD` from now), whenever it was first asked."""
+        await self._transfers.update_one({"_id": transfer_id}, {"$set": {"sending": True, "sending_ms": _now_ms()}})
 
     async def mark_unsent(self, transfer_id: str) -> None:
-        """Kafka refused its command (the client is answered 503, "not handed to the router")."""
-        await self._transfers.update_one({"_id": transfer_id}, {"$unset": {"sending": ""}})
+        """Kafka refused its command (the client is answered 503, "not handed to the router"): it holds its lead as
+        it did before it was tried (`UNSENT_HOLD` from when it was asked)."""
+        await self._transfers.update_one({"_id": transfer_id}, {"$unset": {"sending": "", "sending_ms": ""}})
 
     async def release(self, account_id: str, transfer_ids: list[str]) -> None:
         """Forget the account's lead moves of these ids whose command certainly never went out (not published, never
@@ -219,18 +225,39 @@ class OfficeTransfers:
 
 def _holds(record: Doc, now: datetime) -> bool:
     """`_holding`, of one record."""
+    if record["status"] != TransferStatus.PENDING.value:
+        return False
     at = record["at"] if record["at"].tzinfo else record["at"].replace(tzinfo=UTC)
-    recent = at >= now - (PUBLISHED_HOLD if record.get("published") else UNSENT_HOLD)
-    return bool(record["status"] == TransferStatus.PENDING.value) and recent
+    now_ms, asked_ms = to_ms(now), to_ms(at)
+    published = int(record.get("published_ms", asked_ms)) if record.get("published") else None
+    if published is not None and published >= now_ms - to_ms_span(PUBLISHED_HOLD):
+        return True
+    return max(asked_ms, int(record.get("sending_ms", 0))) >= now_ms - to_ms_span(UNSENT_HOLD)
 
 
 def _holding(now: datetime) -> Doc:
-    """A lead move that holds its lead as being moved: pending, and published less than `PUBLISHED_HOLD` ago, or
-    asked for less than `UNSENT_HOLD` ago."""
+    """A lead move that holds its lead as being moved: pending, and published less than `PUBLISHED_HOLD` ago (by its
+    `published_ms`; before it was kept, its `at`), or asked for, or last tried (`sending_ms`), less than
+    `UNSENT_HOLD` ago."""
+    now_ms = to_ms(now)
     return {
         "status": TransferStatus.PENDING.value,
         "$or": [
-            {"published": True, "at": {"$gte": now - PUBLISHED_HOLD}},
+            {"published": True, "published_ms": {"$gte": now_ms - to_ms_span(PUBLISHED_HOLD)}},
+            {"published": True, "published_ms": {"$exists": False}, "at": {"$gte": now - PUBLISHED_HOLD}},
             {"at": {"$gte": now - UNSENT_HOLD}},
+            {"sending_ms": {"$gte": now_ms - to_ms_span(UNSENT_HOLD)}},
         ],
     }
+
+
+def _now_ms() -> int:
+    return to_ms(datetime.now(UTC))
+
+
+def to_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def to_ms_span(span: timedelta) -> int:
+    return int(span.total_seconds() * 1000)
