@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import subprocess
 import uuid
@@ -168,3 +169,58 @@ async def test_an_address_smtp_cannot_carry_as_it_is_is_refused_for_good_naming_
     finally:
         sink.stop()
     assert len(sink.received()) == 2, "only the two emails with an address"
+
+
+class DrawlingRelay:
+    """A relay that answers every command, the greeting included, just within the per-exchange timeout; it accepts
+    the email in the end. Counts the messages it took."""
+
+    def __init__(self, pause: float) -> None:
+        self.pause, self.accepted = pause, 0
+        self.server: asyncio.Server | None = None
+
+    async def _answer(self, writer: asyncio.StreamWriter, line: str) -> None:
+        await asyncio.sleep(self.pause)
+        writer.write(line.encode() + b"\r\n")
+        await writer.drain()
+
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._answer(writer, "220 drawling.example ESMTP")
+        while command := (await reader.readline()).decode().strip().upper():
+            if command.startswith(("EHLO", "HELO")):
+                await self._answer(writer, "250 drawling.example")
+            elif command == "DATA":
+                await self._answer(writer, "354 go on")
+                while (await reader.readline()).rstrip(b"\r\n") != b".":
+                    pass
+                self.accepted += 1
+                await self._answer(writer, "250 taken")
+            elif command == "QUIT":
+                await self._answer(writer, "221 bye")
+                break
+            else:
+                await self._answer(writer, "250 OK")
+        writer.close()
+
+    async def __aenter__(self) -> int:
+        server = self.server = await asyncio.start_server(self._session, "127.0.0.1", 0)
+        return int(server.sockets[0].getsockname()[1])
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+
+async def test_a_relay_answering_each_exchange_just_in_time_holds_an_attempt_no_longer_than_its_bound() -> None:
+    """Each exchange within `timeout_seconds` (0.5 s here, the relay taking 0.4 s) kept an attempt going for six
+    exchanges and more (an open point of session 37: ~90 s an attempt with the defaults); the whole attempt is bounded
+    by `send_timeout_seconds` now: a transient `timeout`, retried later like any other."""
+    relay = DrawlingRelay(pause=0.4)
+    async with relay as port:
+        quick = SmtpMailer(SmtpSettings(port=port, timeout_seconds=0.5, send_timeout_seconds=1.0))
+        with pytest.raises(TransientDeliveryError, match="timeout"):
+            await quick.send(EMAIL, message_id="m")
+        patient = SmtpMailer(SmtpSettings(port=port, timeout_seconds=0.5, send_timeout_seconds=10.0))
+        await patient.send(EMAIL, message_id="m")  # the same relay, given the time: taken
+        await patient.close()
+    assert relay.accepted == 1, "the bounded attempt handed nothing over; the patient one did"

@@ -28,6 +28,10 @@ class SmtpSettings(BaseModel):
     )  # fmt: skip
     sender: str = Field(default="leadflow <no-reply@leadflow.invalid>", description="The emails' From address.")
     timeout_seconds: float = Field(default=10.0, gt=0, description="How long one SMTP exchange may take.")
+    send_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="How long sending one email may take as a whole, a new connection's "
+        "handshake included: a relay answering each exchange just in time holds an attempt no longer.",
+    )  # fmt: skip
     # A new connection per email costs connect, EHLO, STARTTLS, AUTH.
     pool_size: int = Field(
         default=8, ge=1, le=64, description="Open connections kept for reuse, and emails sent at once."

@@ -91,12 +91,15 @@ class SmtpMailer:
             async with self._slots:
                 client = self._idle.pop() if self._idle else None
                 try:
-                    if client is None or not client.is_connected:
-                        client = await self._connect()
-                    if isinstance(email, bytes):
-                        await client.sendmail(self._envelope_from, [content.to], email)
-                    else:
-                        await self._send_utf8(client, email, content.to)
+                    # The whole attempt is bounded, not only each exchange (`timeout_seconds`): a relay answering
+                    # every command just in time held one for minutes (an open point of session 37).
+                    async with asyncio.timeout(self._settings.send_timeout_seconds):
+                        if client is None or not client.is_connected:
+                            client = await self._connect()
+                        if isinstance(email, bytes):
+                            await client.sendmail(self._envelope_from, [content.to], email)
+                        else:
+                            await self._send_utf8(client, email, content.to)
                 except BaseException as exc:
                     if client is not None:
                         client.close()
@@ -188,7 +191,7 @@ def _mapped(exc: BaseException) -> BaseException:
         if 400 <= exc.code < 500:
             return TransientDeliveryError("unavailable", f"SMTP {exc.code}")
         return PermanentDeliveryError("rejected", f"SMTP {exc.code}")
-    if isinstance(exc, aiosmtplib.SMTPTimeoutError):
+    if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError):
         return TransientDeliveryError("timeout")
     if isinstance(exc, aiosmtplib.SMTPException | OSError):
         return TransientDeliveryError("unavailable", type(exc).__name__)
