@@ -209,3 +209,12 @@ def test_retry_after_is_read_as_seconds_or_an_http_date_and_never_negative() -> 
     assert retry_after("Wed, 02 Dec 2026 11:00:00 GMT", now=now) == 0.0
     for unreadable in (None, "", "soon", "-3", "1.5", "\N{ARABIC-INDIC DIGIT FIVE}"):
         assert retry_after(unreadable, now=now) is None, unreadable
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_the_directory_reads_whether_an_agent_is_still_active(offices: AsyncDatabase[dict[str, Any]]) -> None:
+    """What the notifier's direct notices are held by: an agent who left is read as such (`Recipient.active`), its
+    late-read offers then go nowhere (`Notifier._to_recipient`); a staff member has no agent record and is active."""
+    directory = AgentDirectory(offices)
+    people = {who: await directory.get(who) for who in ("bea", "carl", "sue")}
+    assert {who: r.active if r else None for who, r in people.items()} == {"bea": False, "carl": True, "sue": True}

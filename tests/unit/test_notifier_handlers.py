@@ -4,6 +4,7 @@ again or out of order (an erasure, an offer the batch already ends)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -169,6 +170,27 @@ async def test_disabled_channels_are_not_attempted_and_unknown_agents_are_poison
     assert [k.split(":")[1] for k in log.status] == ["email"]
     with pytest.raises(PoisonMessage):
         await notifier.notify(event(agent_id="nobody"), b"{}")
+
+
+async def test_an_agent_who_left_is_told_nothing_of_an_offer_read_late(registry: CollectorRegistry) -> None:
+    """An offer (or assignment) read after its agent left the office (T3: inactive) carried the lead's contact to one
+    who can no longer sign in, its offers withdrawn and leads handed on by then (an open point of session 37). It is
+    not sent, and counted; a staff member, with no agent record, stays as it is."""
+    email = Provider()
+    log, dead = Log(), DeadLetters()
+    notifier = Notifier(
+        directory=Directory(dataclasses.replace(AGENT, active=False)),
+        deliveries=log,
+        senders={Channel.EMAIL: email},
+        dead_letters=dead,
+        metrics=NotifierMetrics(registry),
+        pages_url="https://crm",
+        clock=lambda: NOW,
+        retry=RetryPolicy(attempts=3, initial_seconds=0.001, max_seconds=0.002),
+    )
+    await notifier.notify(event(), b"{}")
+    assert (log.status, dead.letters) == ({}, []), "nothing begun for an agent who left, nothing dead-lettered"
+    assert metric(registry, "notifier_recipients_inactive_total", type="LeadOffered") == 1
 
 
 async def test_a_batch_rejects_poison_and_keeps_each_leads_events_in_order(registry: CollectorRegistry) -> None:

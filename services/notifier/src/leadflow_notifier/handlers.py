@@ -671,6 +671,13 @@ class Notifier:
             return []
         if who is None:
             raise PoisonMessage(f"unknown agent {agent_id!r}")
+        if not who.active:
+            # Left the office (T3) since the event: an offer or assignment read late carries a contact it must no
+            # longer be given (its offers were withdrawn, its leads handed on). Counted, logged by id alone.
+            self.metrics.inactive_recipients.labels(event.type).inc()
+            log.info("%s: recipient no longer active, not notified", event.type,
+                     extra={"event_id": str(event.event_id)})  # fmt: skip
+            return []
         accept_link, hide_contact = "", False
         if isinstance(event, LeadOffered):
             accept_link = self.accept_links.url_for(event.event_id) if self.accept_links else ""

@@ -55,6 +55,13 @@ class NotifierMetrics:
             ["type"],
             registry=registry,
         )
+        self.inactive_recipients = Counter(
+            "notifier_recipients_inactive_total",
+            "Notices not sent because their agent is no longer active (left the office, T3) when the event is read,"
+            " by event type.",
+            ["type"],
+            registry=registry,
+        )
         self.latency = Histogram(
             "notifier_delivery_latency_seconds",
             "From the event's occurred_at to the provider accepting the notification.",

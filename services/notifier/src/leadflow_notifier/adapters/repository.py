@@ -127,6 +127,7 @@ class AgentDirectory:
             legacy = None  # the phone was handed on: its new user registered it (helper 174)
         return Recipient(
             agent_id=agent_id,
+            active=bool(doc.get("active", True)),  # nx-27017 may keep a `$set` boolean as 1/0 (decision 0004)
             name=doc["name"],
             email=doc["email"],
             time_zone=time_zone_of(doc),  # missing or unknown: UTC, never a notice that cannot be written

@@ -54,6 +54,7 @@ class Recipient:
     push_token: str | None = None  # the one token of the preferences document, before devices existed
     preferences: Preferences = DEFAULT_PREFERENCES
     devices: tuple[PushDevice, ...] = ()
+    active: bool = True  # its agent record says so (a staff member, with none, is)
 
     @property
     def push_devices(self) -> tuple[PushDevice, ...]:
