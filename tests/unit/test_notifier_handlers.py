@@ -41,6 +41,8 @@ from leadflow_shared.events.routing import (
     LeadClaimedPayload,
     LeadOffered,
     LeadOfferedPayload,
+    LeadShared,
+    LeadSharedPayload,
     LeadTransferred,
     LeadTransferredPayload,
     OfferClosedPayload,
@@ -190,7 +192,33 @@ async def test_an_agent_who_left_is_told_nothing_of_an_offer_read_late(registry:
     )
     await notifier.notify(event(), b"{}")
     assert (log.status, dead.letters) == ({}, []), "nothing begun for an agent who left, nothing dead-lettered"
-    assert metric(registry, "notifier_recipients_inactive_total", type="LeadOffered") == 1
+    assert metric(registry, "notifier_recipients_departed_total", type="LeadOffered") == 1
+
+
+async def test_an_agent_moved_to_another_office_hears_only_of_what_is_its_own(registry: CollectorRegistry) -> None:
+    """An offer of the office it left, read after a team member's move (T2), is not sent to it; a lead share to a
+    realtor of its own office (T1), which is another account's by design, still is."""
+    email = Provider()
+    moved = dataclasses.replace(AGENT, account_id="south-realty")
+    log = Log()
+    notifier = Notifier(
+        directory=Directory(moved),
+        deliveries=log,
+        senders={Channel.EMAIL: email},
+        dead_letters=DeadLetters(),
+        metrics=NotifierMetrics(registry),
+        pages_url="https://crm",
+        clock=lambda: NOW,
+        retry=RetryPolicy(attempts=3, initial_seconds=0.001, max_seconds=0.002),
+    )
+    await notifier.notify(event(), b"{}")
+    assert log.status == {}, "an offer of the office it left"
+    shared = LeadShared.create(account_id="acme-realty", occurred_at=NOW, payload=LeadSharedPayload(
+        lead_id=uuid.uuid4(), share_id=uuid.uuid4(), agent_id=AGENT.agent_id, realtor_name="Ana", assigned_by="Acme",
+        by_user_id="boss",
+    ))  # fmt: skip
+    await notifier.notify(shared, b"{}")
+    assert [key.split(":")[1] for key in log.status] == ["email"], "a share to a realtor of another office is told"
 
 
 async def test_a_batch_rejects_poison_and_keeps_each_leads_events_in_order(registry: CollectorRegistry) -> None:

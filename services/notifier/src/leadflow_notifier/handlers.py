@@ -72,10 +72,13 @@ from leadflow_shared.events.routing import (
     ROUTING_EVENT,
     ContactErased,
     ContactMessaged,
+    LeadAssigned,
     LeadFellBack,
     LeadOffered,
     LeadReleased,
     LeadShared,
+    OfferExpired,
+    OfferWithdrawn,
     RealtorInvited,
     RoutingEvent,
     TeamMemberTransferred,
@@ -85,6 +88,15 @@ log = logging.getLogger(__name__)
 
 # Events whose recipient may be unknown to the directory: skipped and counted, not poison.
 SKIP_UNKNOWN = (LeadShared,)
+# Events whose recipient is one of the event's office: told only while it still is (a realtor holding a shared lead,
+# T1, is of its own office, and hears of the lead's share and inquiries).
+OF_THE_OFFICE = (LeadOffered, LeadAssigned, LeadFellBack, OfferExpired, OfferWithdrawn, LeadReleased)
+
+
+def _departed(who: Recipient, event: RoutingEvent) -> bool:
+    """Whether `who` left the event's office since: not active, or (an event only its own people hear) of another."""
+    moved = isinstance(event, OF_THE_OFFICE) and who.account_id not in (None, event.account_id)
+    return not who.active or moved
 
 
 class Directory(Protocol):
@@ -671,11 +683,12 @@ class Notifier:
             return []
         if who is None:
             raise PoisonMessage(f"unknown agent {agent_id!r}")
-        if not who.active:
-            # Left the office (T3) since the event: an offer or assignment read late carries a contact it must no
-            # longer be given (its offers were withdrawn, its leads handed on). Counted, logged by id alone.
-            self.metrics.inactive_recipients.labels(event.type).inc()
-            log.info("%s: recipient no longer active, not notified", event.type,
+        if _departed(who, event):
+            # Left the office since the event (inactive, T3, or moved to another, T2): an offer or assignment read
+            # late carries a contact it must no longer be given (its offers were withdrawn, its leads handed on).
+            # Counted, logged by id alone.
+            self.metrics.departed_recipients.labels(event.type).inc()
+            log.info("%s: recipient left the office, not notified", event.type,
                      extra={"event_id": str(event.event_id)})  # fmt: skip
             return []
         accept_link, hide_contact = "", False

@@ -55,10 +55,10 @@ class NotifierMetrics:
             ["type"],
             registry=registry,
         )
-        self.inactive_recipients = Counter(
-            "notifier_recipients_inactive_total",
-            "Notices not sent because their agent is no longer active (left the office, T3) when the event is read,"
-            " by event type.",
+        self.departed_recipients = Counter(
+            "notifier_recipients_departed_total",
+            "Notices not sent because their agent left the event's office when it is read (inactive, T3, or moved"
+            " to another office, T2), by event type.",
             ["type"],
             registry=registry,
         )

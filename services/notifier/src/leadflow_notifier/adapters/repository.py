@@ -128,6 +128,7 @@ class AgentDirectory:
         return Recipient(
             agent_id=agent_id,
             active=bool(doc.get("active", True)),  # nx-27017 may keep a `$set` boolean as 1/0 (decision 0004)
+            account_id=account_id if isinstance(account_id, str) else None,
             name=doc["name"],
             email=doc["email"],
             time_zone=time_zone_of(doc),  # missing or unknown: UTC, never a notice that cannot be written

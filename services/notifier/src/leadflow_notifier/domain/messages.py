@@ -55,6 +55,7 @@ class Recipient:
     preferences: Preferences = DEFAULT_PREFERENCES
     devices: tuple[PushDevice, ...] = ()
     active: bool = True  # its agent record says so (a staff member, with none, is)
+    account_id: str | None = None  # the office its agent (or staff) record is of; None: not known
 
     @property
     def push_devices(self) -> tuple[PushDevice, ...]:
