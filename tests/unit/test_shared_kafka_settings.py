@@ -42,3 +42,17 @@ def test_tls_protocols_get_a_verifying_context(protocol: str) -> None:
 
 def test_plaintext_gets_no_context() -> None:
     assert ssl_context(KafkaSettings()) is None
+
+
+@pytest.mark.parametrize("servers", ["", " ", ",", "kafka-1:9092,", ",kafka-1:9092", "kafka-1:9092,,kafka-2:9092"])
+def test_a_bootstrap_list_with_an_empty_entry_is_refused_naming_the_setting(servers: str) -> None:
+    """ "" or "," passed the production check (the variable was set) and failed later in the Kafka client, exit 3 with
+    a traceback instead of the settings' refusal naming the variable (helper 181's review)."""
+    with pytest.raises(ValidationError) as refused:
+        KafkaSettings.model_validate({"bootstrap_servers": servers})
+    assert refused.value.errors()[0]["loc"] == ("bootstrap_servers",)
+
+
+@pytest.mark.parametrize("servers", ["kafka-1:9092", " kafka-1:9092 , kafka-2:9092 ", "[::1]:9092,kafka"])
+def test_a_bootstrap_list_of_brokers_is_taken(servers: str) -> None:
+    assert KafkaSettings.model_validate({"bootstrap_servers": servers}).bootstrap_servers == servers
