@@ -94,9 +94,10 @@ OF_THE_OFFICE = (LeadOffered, LeadAssigned, LeadFellBack, OfferExpired, OfferWit
 
 
 def _departed(who: Recipient, event: RoutingEvent) -> bool:
-    """Whether `who` left the event's office since: not active, or (an event only its own people hear) of another."""
-    moved = isinstance(event, OF_THE_OFFICE) and who.account_id not in (None, event.account_id)
-    return not who.active or moved
+    """Whether `who`, told of an event only the office's own people hear, left that office since: not active, or of
+    another office. A realtor's share and inquiries (T1) go to it whatever its own office says of it (onboarding
+    there after a move is not active: helper 187's review)."""
+    return isinstance(event, OF_THE_OFFICE) and (not who.active or who.account_id not in (None, event.account_id))
 
 
 class Directory(Protocol):

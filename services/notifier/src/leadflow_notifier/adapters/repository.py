@@ -151,23 +151,32 @@ class AgentDirectory:
         return await self._subscriber_lists.get_or_load(f"new_lead:{account_id}", lambda: self._subscribers(query))
 
     async def broker_of(self, account_id: str) -> str | None:
-        """The office's broker: who holds its broker pool, as the router reads it (`AccountSnapshot.pool_holder`):
-        position 1 of its roster, or the next active agent of the office when position 1 is not (one who left, T3,
-        stays on the roster until taken off it: helper 186's review); position 1 when none is; None: no roster.
+        """The office's broker: position 1 of its roster as stored, as crm-api reads it (None: no roster): who reads
+        the router's explanations (N5), a stand-in holding the broker pool for it not (helper 187's review).
         Read each time, not cached: a new broker reads its office's routing info at once (N5)."""
-        account = await self._accounts.find_one({"_id": account_id}, {"roster": 1})
-        roster = [str(a) for a in account.get("roster") or []] if account is not None else []
+        roster = await self._roster(account_id)
+        return roster[0] if roster else None
+
+    async def pool_holder_of(self, account_id: str) -> str | None:
+        """Who holds the office's broker pool, as the router reads it (`AccountSnapshot.pool_holder`): position 1,
+        or the next active agent of the office when position 1 is not (one who left, T3, stays on the roster until
+        taken off it: helper 186's review); position 1 when none is; None: no roster."""
+        roster = await self._roster(account_id)
         if not roster:
             return None
         fields = {"account_id": 1, "active": 1}
         agents = {a["_id"]: a async for a in self._agents.find({"_id": {"$in": roster}}, fields)}
         return next((a for a in roster if a in agents and hears_account(agents[a], account_id)), roster[0])
 
+    async def _roster(self, account_id: str) -> list[str]:
+        account = await self._accounts.find_one({"_id": account_id}, {"roster": 1})
+        return [str(a) for a in account.get("roster") or []] if account is not None else []
+
     async def team_staff(self, account_id: str) -> list[Recipient]:
-        """Who hears that a team member joined the account (T2): its broker (`broker_of`, if it is still the
-        office's active agent) and every user of the account subscribed to team updates, each once."""
+        """Who hears that a team member joined the account (T2): who holds its broker pool (`pool_holder_of`, if
+        still the office's active agent) and every user of the account subscribed to team updates, each once."""
         found: dict[str, Recipient] = {}
-        broker_id = await self.broker_of(account_id)
+        broker_id = await self.pool_holder_of(account_id)
         fields = {"account_id": 1, "active": 1}
         agent = None if broker_id is None else await self._agents.find_one({"_id": broker_id}, fields)
         if broker_id is not None and hears_account(agent, account_id) and (broker := await self.get(broker_id)):
