@@ -76,13 +76,12 @@ def notifier(db: AsyncDatabase[dict[str, Any]], mailer: SmtpMailer, registry: Co
 
 
 async def mails_about(sink: MailSink, leads: dict[str, uuid.UUID]) -> dict[str, EmailMessage]:
-    async def sent() -> dict[str, EmailMessage] | None:
+    async def sent() -> dict[str, EmailMessage]:
         by_lead = {m["X-Leadflow-Lead-Id"]: m for m in sink.received() if m["X-Leadflow-Lead-Id"]}
         found = {name: by_lead[str(lead)] for name, lead in leads.items() if str(lead) in by_lead}
-        return found if len(found) == len(leads) else None
+        return found if len(found) == len(leads) else {}
 
-    found: dict[str, EmailMessage] = await eventually(sent, what="the emails at the SMTP server")
-    return found
+    return await eventually(sent, what="the emails at the SMTP server")
 
 
 async def test_a_stand_in_for_an_inactive_broker_does_not_read_the_routers_explanation(
