@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from leadflow_router.domain.availability import Usage, counted
 from leadflow_router.domain.decisions import (
+    PAUSE_RECHECK,
     ExistingContact,
     NewLead,
     Outcome,
@@ -464,10 +465,20 @@ def test_r10_first_offer_is_immediate_and_reassignment_waits_for_the_pause_to_cl
     state = state.evolve(offers=tuple(o.__class__(o.agent_id, o.round, at_night + WINDOW) for o in state.offers))
     waiting = on_deadline(state, snapshot, 1, at_night + WINDOW)
     assert waiting.state is not None
-    assert (waiting.state.status, waiting.state.next_deadline) == (LeadStatus.WAITING, morning)
+    # It looks at the schedule again within the hour (a pause lifted meanwhile lets it go on), until the morning.
+    assert (waiting.state.status, waiting.state.next_deadline) == (
+        LeadStatus.WAITING,
+        at_night + WINDOW + PAUSE_RECHECK,
+    )
+    assert f"paused until {morning.isoformat()}" in waiting.explanation
     assert [e.kind for e in waiting.events] == [OfferExpired]
-    resumed = on_deadline(waiting.state, snapshot, 1, morning)
-    assert [e.kind for e in resumed.events] == [LeadOffered]
+    looks = 0
+    while waiting.state is not None and waiting.state.status is LeadStatus.WAITING:
+        assert waiting.state.next_deadline is not None
+        assert waiting.state.next_deadline <= morning
+        looks, at = looks + 1, waiting.state.next_deadline
+        waiting = on_deadline(waiting.state, snapshot, 1, at)
+    assert (looks, at, [e.kind for e in waiting.events]) == (11, morning, [LeadOffered]), "offered on at the morning"
 
 
 # The claim clock (decision 0089): the window counts open time only; one that would expire inside a pause

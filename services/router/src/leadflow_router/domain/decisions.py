@@ -33,6 +33,7 @@ from leadflow_router.domain.model import (
 )
 from leadflow_router.domain.rules import Order, RuleChoice, balanced_first, choose_rule, rotation_order
 from leadflow_router.domain.schedule import (
+    PAUSE_LIMIT,
     claim_deadline,
     closed_windows,
     isoformat,
@@ -726,10 +727,11 @@ def roster_position_1(
     )
 
 
-def _position_1(account: AccountSnapshot) -> str:
-    """Who holds the broker pool, as explanations name it: position 1, or who stands in for it (not active)."""
-    holder, broker = account.pool_holder, account.broker
-    return holder.agent_id if holder is broker else f"{holder.agent_id}, for {broker.agent_id}, who is not active"
+def _position_1(account: AccountSnapshot, holder: Agent | None = None) -> str:
+    """Who holds the broker pool (`holder`, else `pool_holder`), as explanations name it: position 1, or who stands
+    in for it (not active, or leaving)."""
+    holder, broker = holder or account.pool_holder, account.broker
+    return holder.agent_id if holder is broker else f"{holder.agent_id}, for {broker.agent_id}"
 
 
 def round_robin(lead: NewLead, account: AccountSnapshot, context: RoutingContext, now: datetime) -> Outcome | None:
@@ -831,7 +833,7 @@ def _offer_from_pool(
         state, pool, picked = _fallen_through(state, account, excluded, gate)
         start, cursor, new_counts = _lead_start(state.lead_id), rotation, {}
     if not picked:
-        return _fell_back(state, account, pool, (start, excluded), now, told)
+        return _fell_back(state, account, pool, (start, excluded, exclude), now, told)
     pauses = _pauses(account, rule)
     # Most offers: nothing pauses the claim clock (`claim_deadline` would return at once).
     deadline = claim_deadline(now, pool.claim_window, pauses, account.time_zone) if pauses else now + pool.claim_window
@@ -866,19 +868,32 @@ def _fallen_through(
     return state, pool, picked
 
 
+PAUSE_RECHECK = timedelta(hours=1)  # how often a lead waiting for a pause to close looks at the schedule again
+
+
+def _waited_out(state: LeadState, account: AccountSnapshot, now: datetime) -> bool:
+    """Whether a lead has waited `PAUSE_LIMIT` for a pause that still does not close within it (a schedule that never
+    opens, every day 00:00-00:00): it goes on then (R10's cut), not for another `PAUSE_LIMIT` at each look (helper
+    188's review: it waited for good). It began to wait when its last offer expired."""
+    since = max((offer.deadline for offer in state.offers), default=now)
+    return now >= since + PAUSE_LIMIT and reopening(now, account.pause, account.time_zone) is None
+
+
 def _fell_back(
     state: LeadState,
     account: AccountSnapshot,
     pool: Pool,
-    at: tuple[int, frozenset[str]],
+    at: tuple[int, frozenset[str], frozenset[str]],
     now: datetime,
     told: tuple[str, RuleChoice | None],
 ) -> Outcome:
-    """R9: every eligible agent of the pool has had the lead: roster position 1 holds it."""
-    (start, excluded), (note, choice) = at, told
-    broker = account.pool_holder
+    """R9: every eligible agent of the pool has had the lead: roster position 1 holds it (`pool_holder`; never one
+    `offer_next` was told to leave out, an agent leaving the office)."""
+    (start, excluded, leaving), (note, choice) = at, told
+    broker = account.pool_holder_but(leaving)
+    had = pool.who.describe()
     explanation = _after_note(
-        note, f"R9: every eligible agent has had the lead ({pool.who.describe()}); back to {_position_1(account)}."
+        note, f"R9: every eligible agent has had the lead ({had}); back to {_position_1(account, broker)}."
     )
     fell_back = state.evolve(
         status=LeadStatus.FELL_BACK,
@@ -945,8 +960,10 @@ def on_deadline(
         offers.append(offer)
     expired = state.evolve(offers=tuple(offers))
     paused_until = pause_end(now, account.pause, account.time_zone)
-    if paused_until is not None:
-        waiting = expired.evolve(status=LeadStatus.WAITING, next_deadline=paused_until)
+    if paused_until is not None and not _waited_out(expired, account, now):
+        # Looked at again within the hour: a pause lifted or shortened meanwhile lets the lead go on soon after, not
+        # at the end it had when the lead began to wait (helper 188's review).
+        waiting = expired.evolve(status=LeadStatus.WAITING, next_deadline=min(paused_until, now + PAUSE_RECHECK))
         return Outcome(waiting, tuple(events), f"R10: reassignment paused until {paused_until.isoformat()}.")
     if not account.round_robin and expired.direct_phase and follows_source(account, state.rule_id):
         # R3 with round robin off: the general route is roster position 1.

@@ -173,8 +173,15 @@ class AccountSnapshot:
         """Who holds the broker pool's leads (R5, R9, T2): roster position 1, or the next active agent when position
         1 is not active (one who left the office, T3, stays on the roster until taken off it); position 1 when none
         is (helper 180's review)."""
+        return self.pool_holder_but(frozenset())
+
+    def pool_holder_but(self, leaving: frozenset[str]) -> Agent:
+        """`pool_holder`, never one of `leaving` (an agent leaving the office, whom a snapshot read before its
+        status was saved still has active: helper 188's review) while another active agent is there."""
         broker = self.broker
-        return broker if broker.active else next((a for a in self.roster if a.active), broker)
+        if broker.active and broker.agent_id not in leaving:
+            return broker
+        return next((a for a in self.roster if a.active and a.agent_id not in leaving), broker)
 
 
 class LeadStatus(StrEnum):
