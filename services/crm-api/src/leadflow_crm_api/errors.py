@@ -64,5 +64,9 @@ class InvalidRequest(CrmApiError):  # noqa: N818
     status, slug, title = 422, "invalid-request", "Unprocessable Content"
 
 
+class TooManyRequests(CrmApiError):  # noqa: N818
+    status, slug, title = 429, "too-many-requests", "Too Many Requests"
+
+
 class Unavailable(CrmApiError):  # noqa: N818
     status, slug, title = 503, "unavailable", "Service Unavailable"

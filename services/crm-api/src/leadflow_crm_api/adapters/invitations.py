@@ -15,9 +15,11 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from leadflow_crm_api.domain.sharing import InvitationStatus
+from leadflow_crm_api.domain.sharing import InvitationStatus, invitation_id
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.collections import AGENTS, CRM_INVITATIONS
+
+MARK_ATTEMPTS = 3  # flag writes while the invitation keeps changing under them (each change writes its own after)
 
 LIST_LIMIT = 1000  # a brokerage's invitations listed at once
 
@@ -91,11 +93,33 @@ class Invitations:
         )
         return result.matched_count > 0
 
-    async def mark_agent(self, account_id: str, realtor_id: str, *, accepted: bool) -> None:
-        """Tell the router (R6 eligibility) on the realtor's agent document, if the account has one.
+    async def mark_agent(self, account_id: str, realtor_id: str) -> None:
+        """Tell the router (R6 eligibility) on the realtor's agent document, if the account has one, what the
+        invitation says as it is: accepted or not. Written, then the invitation read again and the flag written again
+        if it changed meanwhile: an answer and a disconnect at once (two requests, two replicas) each write after their
+        own status write, so the last flag written is the last status's (written from the request's own answer, a
+        disconnected realtor's late accept left it eligible for the office's leads: helper 189's review).
 
         Never creates an agent: agents come from the account's settings.
         """
+        key = invitation_id(account_id, realtor_id)
+        accepted = await self._accepted(key)
+        for _ in range(MARK_ATTEMPTS):
+            await self._set_flag(account_id, realtor_id, accepted)
+            if (now := await self._accepted(key)) == accepted:
+                return
+            accepted = now
+        await self._set_flag(account_id, realtor_id, accepted)
+
+    async def sent_since(self, account_id: str, since_ms: int) -> int:
+        """How many of the account's invitations were (re)sent from `since_ms` on (one email each)."""
+        return await self._invitations.count_documents({"account_id": account_id, "invited_ms": {"$gte": since_ms}})
+
+    async def _accepted(self, key: str) -> bool:
+        doc = await self.get(key)
+        return doc is not None and doc["status"] == InvitationStatus.ACCEPTED.value
+
+    async def _set_flag(self, account_id: str, realtor_id: str, accepted: bool) -> None:
         await self._db[AGENTS].update_one(
             {"_id": realtor_id, "account_id": account_id}, {"$set": {"invitation_accepted": accepted}}
         )

@@ -9,7 +9,7 @@ refusal changes nothing. Decision 0018.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -42,7 +42,7 @@ from leadflow_crm_api.domain.sharing import (
     unshareable_refusal,
 )
 from leadflow_crm_api.domain.text import Email, PersonName
-from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound
+from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound, TooManyRequests
 from leadflow_crm_api.publishing import publish_or_unavailable
 from leadflow_crm_api.selection import selected_leads
 from leadflow_shared.clock import epoch_ms
@@ -199,11 +199,26 @@ async def invite(
 ) -> tuple[InvitationPublic, bool]:
     """Invite a realtor to the brokerage; True when invited (again, after a decline or a disconnection),
     False when already pending. The realtor is emailed the invitation with its link (the notifier)."""
+    await _within_daily_invitations(account_id, db)
     stored, invited = await _invite(account_id, body, caller, db)
     if stored.get("notified_ms") != stored["invited_ms"]:  # also a retry after the email failed to go
         await _email_invitation(publish, stored, await AccountTransfers(db, account_id).account_name() or account_id)
         await Invitations(db).mark_notified(stored["_id"], stored["invited_ms"])
     return _invitation(stored), invited
+
+
+INVITATIONS_PER_DAY = 50  # invitation emails one brokerage may have sent in 24 hours
+
+
+async def _within_daily_invitations(account_id: str, db: Db) -> None:
+    """Each invitation is an email leadflow sends in the brokerage's name to an address it typed: unbounded, one
+    broker token (or a stolen one) made leadflow a relay to any address (helper 189's review). 429 past the bound;
+    an invitation already pending is answered as it is, and counts."""
+    since = epoch_ms(datetime.now(UTC) - timedelta(days=1))
+    if await Invitations(db).sent_since(account_id, since) >= INVITATIONS_PER_DAY:
+        raise TooManyRequests(
+            f"Invitations: at most {INVITATIONS_PER_DAY} a day per brokerage; none was sent. Try again tomorrow."
+        )
 
 
 async def _email_invitation(publish: PublishRaw, stored: dict[str, Any], brokerage: str) -> None:
@@ -302,7 +317,7 @@ async def answer_invitation(
         if stored is None or stored["status"] != answer.value:
             raise InvalidRequest("the invitation was answered otherwise meanwhile.")
     # After the invitation's own write, so a crash here is repaired by retrying the same answer.
-    await invitations.mark_agent(stored["account_id"], caller.sub, accepted=answer is InvitationStatus.ACCEPTED)
+    await invitations.mark_agent(stored["account_id"], caller.sub)
     answered = await invitations.get(invitation_id)
     assert answered is not None  # noqa: S101 (invitations are never deleted)
     return _invitation(answered)
@@ -326,7 +341,7 @@ async def disconnect(account_id: str, realtor_id: str, caller: Principal, db: Db
         stored = await invitations.get(invitation)
         if stored is None or stored["status"] != InvitationStatus.DISCONNECTED.value:
             raise NotFound("No such realtor in My Realtors.")
-    await invitations.mark_agent(account_id, realtor_id, accepted=False)
+    await invitations.mark_agent(account_id, realtor_id)
     stored = await invitations.get(invitation)
     assert stored is not None  # noqa: S101 (invitations are never deleted)
     return _invitation(stored)

@@ -1,0 +1,121 @@
+"""Helper 189's review (session 38): lead sharing to realtors (T1) and its invitations (V4) from the realtor's seat
+and from a hostile brokerage, in crm-api's use cases on a real MongoDB-wire server (nx-27017).
+
+- A realtor's accept and the brokerage's disconnect landing together: the accept writes the invitation, the
+  disconnect ends it and clears the agent's `invitation_accepted`, then the accept's own flag write lands last and
+  sets it again. The invitation says disconnected, the router (R6) reads the flag and keeps offering the brokerage's
+  new leads, with their contacts, to the realtor the brokerage disconnected. Nothing repairs it on its own: the
+  realtor's retried accept is refused (the invitation is disconnected), and My Realtors no longer lists the realtor, so
+  the broker has no reason (nor a button) to disconnect it again, the one request that would write the flag back.
+  The same root cause, the other way round: a decline's late flag write after a re-invitation was accepted leaves an
+  accepted agent out of R6. The flag was written from the request's own answer; it is now written from what the
+  invitation says once written, and written again if it changed meanwhile (`Invitations.mark_agent`).
+- A brokerage made leadflow email any address as often as it liked: every new `realtor_id` a new invitation and a
+  new email (a spam relay under leadflow's sending reputation). Now at most `INVITATIONS_PER_DAY` a day, then 429.
+Each test failed before.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from crm_harness import Published
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from leadflow_crm_api.adapters.invitations import Invitations
+from leadflow_crm_api.adapters.leads import ensure_indexes
+from leadflow_crm_api.domain.principal import Principal, Role
+from leadflow_crm_api.domain.sharing import InvitationStatus, invitation_id
+from leadflow_crm_api.errors import CrmApiError
+from leadflow_crm_api.use_cases import sharing
+from leadflow_shared.collections import ACCOUNTS, AGENTS
+from leadflow_shared.events.commands import InviteRealtor
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+
+Db = AsyncDatabase[dict[str, Any]]
+NORTH = "north"
+NORA = Principal("nora", Role.BROKER, NORTH)
+ANA = Principal("ana", Role.REALTOR, NORTH)  # North's own agent: R6 offers it leads only once it accepted
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def db(mongo_url: str) -> AsyncIterator[Db]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    database = client[f"crm_review190_{uuid.uuid4().hex[:12]}"]
+    await ensure_indexes(database)
+    await database[ACCOUNTS].insert_one({"_id": NORTH, "name": "North Realty", "roster": ["nora", "ana"]})
+    await database[AGENTS].insert_many([
+        {"_id": a, "account_id": NORTH, "name": a.title(), "email": f"{a}@north.example", "active": True,
+         "invitation_accepted": False}
+        for a in ("nora", "ana")
+    ])  # fmt: skip
+    yield database
+    await client.drop_database(database.name)
+    await client.close()
+
+
+async def _flag(db: Db, agent_id: str) -> bool:
+    doc = await db[AGENTS].find_one({"_id": agent_id})
+    assert doc is not None
+    return bool(doc["invitation_accepted"])  # nx-27017 keeps a $set bool as 1/0 (decision 0018)
+
+
+async def test_a_realtor_disconnected_while_its_accept_finishes_is_not_left_eligible_for_the_brokerage_s_leads(
+    db: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await sharing.invite(NORTH, sharing.InvitationCreate(realtor_id="ana", email="ana@north.example"), NORA, db,
+                         Published())  # fmt: skip
+    original = Invitations._set_flag
+    raced: list[str] = []
+
+    async def disconnect_lands_before_the_accepts_flag(
+        self: Invitations, account_id: str, realtor_id: str, accepted: bool
+    ) -> None:
+        # The accept wrote the invitation and read it accepted; before its flag write lands, the broker (another
+        # request, another replica) disconnects the realtor: it ends the invitation and clears the flag.
+        if accepted and not raced:
+            raced.append("disconnect")
+            ended = await sharing.disconnect(NORTH, "ana", NORA, db)
+            assert ended.status is InvitationStatus.DISCONNECTED
+        await original(self, account_id, realtor_id, accepted)
+
+    monkeypatch.setattr(Invitations, "_set_flag", disconnect_lands_before_the_accepts_flag)
+    await sharing.answer_invitation(invitation_id(NORTH, "ana"), ANA, db, InvitationStatus.ACCEPTED)
+    monkeypatch.undo()
+
+    stored = await Invitations(db).get(invitation_id(NORTH, "ana"))
+    assert stored is not None
+    assert stored["status"] == InvitationStatus.DISCONNECTED.value, "the brokerage disconnected the realtor"
+    assert not await _flag(db, "ana"), (
+        "the invitation says disconnected, yet the agent's invitation_accepted (what the router's R6 reads) says "
+        "accepted: the router keeps offering North's new leads, contacts included, to a realtor North disconnected; "
+        "My Realtors no longer lists it and its retried accept is refused, so nothing repairs the flag"
+    )
+
+
+async def test_a_brokerage_cannot_make_leadflow_email_one_address_without_bound(db: Db) -> None:
+    # A broker (or a stolen broker token) invites made-up realtor ids, all at one address that is nobody's realtor:
+    # each is a new invitation, and each sends a new "North Realty invites you" email through leadflow's relay.
+    publish = Published()
+    victim = "someone.else@victim.example"
+    tries = 100
+    refused = []
+    for i in range(tries):
+        body = sharing.InvitationCreate(realtor_id=f"made-up-{i}", email=victim, name="Dear Friend")
+        try:
+            await sharing.invite(NORTH, body, NORA, db, publish)
+        except CrmApiError as exc:
+            refused.append(exc.status)
+    emailed = [
+        cmd for _, raw in publish.records if (cmd := InviteRealtor.model_validate_json(raw)).payload.email == victim
+    ]
+    assert len(emailed) == sharing.INVITATIONS_PER_DAY < tries, (
+        f"{len(emailed)} invitation emails to one address within seconds, from one brokerage"
+    )
+    assert refused == [429] * (tries - sharing.INVITATIONS_PER_DAY), "the rest refused as too many, nothing sent"
