@@ -30,6 +30,8 @@ from leadflow_shared.service import ServiceRuntime
 
 # The internal API's bodies (the dry-run: a lead and a draft rule set, which crm-api took in at most 1 MiB and
 # sends on re-encoded): bounded, and strict JSON with crm-api's integers, before the route reads them (0083).
+# A departure waits for every replica's snapshot cache, and this much more for a save still landing (RouterService).
+DEPARTURE_MARGIN_SECONDS = 0.5
 BODY_LIMITS = BodyLimits(max_bytes=4 * 1024 * 1024, json=JsonBounds(max_depth=32, int_bits=64, max_errors=5))
 
 
@@ -61,6 +63,7 @@ def create_app(settings: RouterSettings) -> FastAPI:
                 RouterService(
                     records=LeadRecords(db, unreadable=metrics.unreadable_records),
                     accounts=AccountSnapshots(db, settings.config_cache_seconds),
+                    departures_settle_seconds=settings.config_cache_seconds + DEPARTURE_MARGIN_SECONDS,
                     contacts=Contacts(db),
                     rotations=Rotations(db),
                     publish=publish,

@@ -358,6 +358,9 @@ class RouterService:
     on_deadline: Callable[[int | None], None] = lambda _ms: None
     # Wall-clock seconds, which outbox documents are stamped and judged stale by (tests move it).
     wall_clock: Callable[[], float] = time.time
+    # How old a departure must be before its leads are released: every replica's account snapshot (cached up to
+    # `ROUTER_CONFIG_CACHE_SECONDS`) has read the agent's status by then, so none gives it a lead after the release.
+    departures_settle_seconds: float = 0.0
     # Batches whose outbox documents this process is writing or publishing now: never "stale" to its sweeper.
     _batches_in_flight: set[str] = field(default_factory=set, init=False, repr=False)
     _deferred_passes: int = field(default=0, init=False, repr=False)  # passes in a row whose changes were deferred
@@ -912,6 +915,7 @@ class RouterService:
             await self._share_lead(command)
         elif isinstance(command, ReleaseAgentLeads):
             departure = Departure(command.payload.agent_id, command.payload.reason)
+            await self._settled(command.occurred_at)
             await self._release_agent_leads(command.account_id, departure, command.event_id)
         elif isinstance(command, DistributeLead):
             await self._distribute_lead(command)
@@ -924,7 +928,17 @@ class RouterService:
         else:
             await self._relay_team_member(command)
             departure = Departure(command.payload.agent_id, AgentDeparture.MOVED)
+            await self._settled(command.occurred_at)
             await self._release_agent_leads(command.account_id, departure, command.event_id)
+
+    async def _settled(self, occurred_at: datetime) -> None:
+        """Wait until a departure (crm-api saves the status, then sends it) is `departures_settle_seconds` old: a
+        replica whose snapshot still said the agent was active gave it a lead in those seconds, which the release then
+        takes back; released before, that lead stayed with the agent who left (helper 188's review). A command
+        read late (a redelivery, a consumer behind) waits nothing."""
+        wait = self.departures_settle_seconds - (self.wall_clock() - occurred_at.timestamp())
+        if wait > 0:
+            await asyncio.sleep(min(wait, self.departures_settle_seconds))
 
     async def _release_agent_leads(self, account_id: str, departure: Departure, command_id: uuid.UUID) -> None:
         """An agent left the office: each lead it holds or is offered changes by compare-and-set,

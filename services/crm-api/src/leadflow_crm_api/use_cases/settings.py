@@ -40,7 +40,7 @@ from leadflow_crm_api.domain.settings import (
     known_group_names,
     preferences_from,
 )
-from leadflow_crm_api.errors import Forbidden, NotFound
+from leadflow_crm_api.errors import Forbidden, NotFound, Unavailable
 from leadflow_crm_api.publishing import publish_or_unavailable
 from leadflow_shared.account_config import NoticeFields, RoutingFields, pause_windows, time_zone_of
 from leadflow_shared.events.commands import (
@@ -172,10 +172,15 @@ async def put_agent_status(
     leads it holds are released as `departed_agent_leads` says (the router applies the command). An
     inactive agent's token is refused from its next request on (S1, decision 0079)."""
     await _account(settings)
-    if await settings.agent(agent_id) is None:
+    if (before := await settings.agent(agent_id)) is None:
         raise NotFound("No such agent in this account.")
     active = body.status is TeamStatus.ACTIVE
-    if not active:  # told first: if Kafka refuses, nothing is written and the client retries
+    # Saved first, then told: the router releases the agent's leads once every replica's account snapshot has read
+    # the status (`RouterService._settled`), so none gives it a lead after the release (helper 188's review: told
+    # first, a snapshot read before the save gave the agent who left new leads, and nothing took them back).
+    if not await settings.set_agent(agent_id, {"status": body.status.value, "active": active}):
+        raise NotFound("No such agent in this account.")
+    if not active:
         release = ReleaseAgentLeads.create(
             account_id=settings.account_id,
             occurred_at=datetime.now(UTC),
@@ -183,9 +188,12 @@ async def put_agent_status(
                 agent_id=agent_id, reason=AgentDeparture.DEACTIVATED, by_user_id=caller.sub
             ),
         )
-        await publish_or_unavailable(commands, release, detail="The status was not changed; try again.")
-    if not await settings.set_agent(agent_id, {"status": body.status.value, "active": active}):
-        raise NotFound("No such agent in this account.")
+        try:
+            await publish_or_unavailable(commands, release, detail="The status was not changed; try again.")
+        except Unavailable:  # Kafka refused: the status goes back as it was, and the client retries
+            was = {"status": before.get("status", TeamStatus.ACTIVE.value), "active": before.get("active", True)}
+            await settings.set_agent(agent_id, was)
+            raise
     await members.recheck(agent_id)
     return body
 
