@@ -45,13 +45,18 @@ class Router:
 
 
 def router_service(
-    db: AsyncDatabase[dict[str, Any]], published: Published, clock: Clock, registry: CollectorRegistry
+    db: AsyncDatabase[dict[str, Any]],
+    published: Published,
+    clock: Clock,
+    registry: CollectorRegistry,
+    *,
+    cache_seconds: float = 0,
 ) -> RouterService:
-    """The router's use cases on the real MongoDB adapters, with no snapshot cache."""
+    """The router's use cases on the real MongoDB adapters, with no snapshot cache (or one of `cache_seconds`)."""
     metrics = RouterMetrics(registry)
     return RouterService(
         records=LeadRecords(db, unreadable=metrics.unreadable_records),
-        accounts=AccountSnapshots(db, 0),
+        accounts=AccountSnapshots(db, cache_seconds),
         contacts=Contacts(db),
         rotations=Rotations(db),
         capacity=Capacity(db),

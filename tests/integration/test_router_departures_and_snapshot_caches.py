@@ -24,13 +24,10 @@ import pytest_asyncio
 from fakes_router import Published
 from fakes_shared import Clock
 from prometheus_client import CollectorRegistry
-from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from router_harness import router_on, router_service
 
-from leadflow_router.adapters.account_config import load_account_config
-from leadflow_router.adapters.mongo import AccountSnapshots, Capacity, Contacts, LeadRecords, Rotations, ensure_indexes
 from leadflow_router.handlers import RouterService
-from leadflow_router.metrics import RouterMetrics
 from leadflow_shared.collections import AGENTS
 from leadflow_shared.events.commands import (
     AgentDeparture,
@@ -84,32 +81,15 @@ def lead_received(account_id: str, *, at: datetime) -> LeadReceived:
     )
 
 
-async def _service(db: AsyncDatabase[dict[str, Any]], clock: Clock, published: Published) -> RouterService:
-    metrics = RouterMetrics(CollectorRegistry())
-    return RouterService(
-        records=LeadRecords(db, unreadable=metrics.unreadable_records),
-        accounts=AccountSnapshots(db, 5.0),  # the router's default ROUTER_CONFIG_CACHE_SECONDS
-        contacts=Contacts(db),
-        rotations=Rotations(db),
-        capacity=Capacity(db),
-        publish=published,
-        metrics=metrics,
-        clock=clock,
-    )
+def _service(db: AsyncDatabase[dict[str, Any]], clock: Clock, published: Published) -> RouterService:
+    """A replica with the router's default snapshot cache (`ROUTER_CONFIG_CACHE_SECONDS`, 5 s)."""
+    return router_service(db, published, clock, CollectorRegistry(), cache_seconds=5.0)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def database(mongo_url: str) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
-    name = f"router_{uuid.uuid4().hex[:12]}"
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
-    db = client[name]
-    try:
-        await load_account_config(db, CONFIG)
-        await ensure_indexes(db)
-        yield db
-    finally:
-        await client.drop_database(name)
-        await client.close()
+    async with router_on(mongo_url, CONFIG, now=T0) as router:
+        yield router.db
 
 
 async def _deactivate(
@@ -133,7 +113,7 @@ async def test_a_new_lead_is_not_assigned_to_a_position_1_made_inactive_a_moment
     database: AsyncDatabase[dict[str, Any]],
 ) -> None:
     clock, published = Clock(T0), Published()
-    service = await _service(database, clock, published)
+    service = _service(database, clock, published)
     await service.on_lead_received(lead_received("r5-office", at=T0))  # R5: position 1 holds it (cache warm)
     await _deactivate(service, database, "r5-office", "r5-broker")
     published.clear()
@@ -150,7 +130,7 @@ async def test_a_new_lead_is_not_offered_to_an_agent_made_inactive_a_moment_ago(
     database: AsyncDatabase[dict[str, Any]],
 ) -> None:
     clock, published = Clock(T0), Published()
-    service = await _service(database, clock, published)
+    service = _service(database, clock, published)
     await service.on_lead_received(lead_received("rr-office", at=T0))  # the cache warm; rr-broker's turn
     await _deactivate(service, database, "rr-office", "rr-ana")
     published.clear()
@@ -169,7 +149,7 @@ async def test_a_lead_given_back_is_not_held_by_a_position_1_made_inactive_a_mom
     """T4's return: the broker pool is the first active agent but the one giving it back (`on_returned`), read from
     the cached snapshot (`_return_lead`): position 1, made inactive a second before, holds the lead given back."""
     clock, published = Clock(T0), Published()
-    service = await _service(database, clock, published)
+    service = _service(database, clock, published)
     lead = lead_received("back-office", at=T0)
     await service.on_lead_received(lead)  # R5: back-broker holds it
     await service.on_command(
@@ -208,10 +188,10 @@ async def test_a_lead_a_stale_replica_gave_the_agent_who_left_is_taken_back_by_t
     applies the departure. The release waits until the departure is older than the cache time (here 0.5 s), so the
     lead the stale replica gave position 1 meanwhile (R5) is handed on to the next active agent."""
     clock, published = Clock(T0), Published()
-    stale = await _service(database, clock, published)
+    stale = _service(database, clock, published)
     await stale.on_lead_received(lead_received("two-office", at=T0))  # its snapshot: two-broker active
     await database[AGENTS].update_one({"_id": "two-broker"}, {"$set": {"status": "inactive", "active": False}})
-    applying = replace(await _service(database, clock, published), departures_settle_seconds=0.5)
+    applying = replace(_service(database, clock, published), departures_settle_seconds=0.5)
     release = asyncio.create_task(applying.on_command(_release("two-office", "two-broker", datetime.now(UTC))))
     lead = lead_received("two-office", at=clock())
     await stale.on_lead_received(lead)  # within the cache time: the stale replica gives it to two-broker
