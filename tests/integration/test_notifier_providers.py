@@ -224,6 +224,24 @@ async def test_push_errors_are_mapped(server: Callable[..., Provider], status: i
     assert raised.value.reason == reason
 
 
+async def test_a_malformed_token_is_unregistered_and_a_bad_message_is_not(server: Callable[..., Provider]) -> None:
+    """FCM answers 400 INVALID_ARGUMENT with a field violation on `message.token` for a token that is none: that device
+    never takes a push, so it is forgotten (it failed every push for good before). INVALID_ARGUMENT about anything
+    else (the message) leaves the device alone."""
+
+    def invalid(name: str) -> dict[str, object]:
+        violation = {"@type": "type.googleapis.com/google.rpc.BadRequest",
+                     "fieldViolations": [{"field": name, "description": "Invalid"}]}  # fmt: skip
+        return {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": "invalid", "details": [violation]}}
+
+    for name, reason in (("message.token", "unregistered"), ("message.data", "rejected")):
+        provider = server(fcm((400, invalid(name))))
+        async with httpx.AsyncClient() as client:
+            with pytest.raises(PermanentDeliveryError) as raised:
+                await push_adapter(provider, client).send(PUSH, message_id="ev:push:a")
+        assert raised.value.reason == reason, name
+
+
 async def test_a_provider_that_times_out_is_transient(server: Callable[..., Provider]) -> None:
     provider = server(twilio((201, {})))
     provider.hang.set()

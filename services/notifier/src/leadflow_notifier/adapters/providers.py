@@ -96,7 +96,25 @@ def _provider_code(body: bytes) -> str:
     if "code" in answer:
         return str(answer["code"])[:40]
     error = answer.get("error")
-    return str(error.get("status", ""))[:40] if isinstance(error, dict) else ""
+    if not isinstance(error, dict):
+        return ""
+    status = str(error.get("status", ""))[:40]
+    return f"{status} {TOKEN_FIELD}" if status == "INVALID_ARGUMENT" and _names_the_token(error) else status
+
+
+TOKEN_FIELD = "message.token"  # noqa: S105 (a field's name: FCM names it when the registration token is malformed)
+
+
+def _names_the_token(error: dict[str, object]) -> bool:
+    """Whether FCM's INVALID_ARGUMENT is about the registration token (a `BadRequest` detail whose field violation is
+    `message.token`), not about the message: that device never takes a push."""
+    details = error.get("details")
+    for detail in details if isinstance(details, list) else []:
+        violations = detail.get("fieldViolations") if isinstance(detail, dict) else None
+        for violation in violations if isinstance(violations, list) else []:
+            if isinstance(violation, dict) and violation.get("field") == TOKEN_FIELD:
+                return True
+    return False
 
 
 class TwilioSms:
@@ -165,8 +183,11 @@ class FcmPush:
         try:
             await _send(self._client, request, timeout=self._settings.timeout_seconds)
         except PermanentDeliveryError as exc:
-            # FCM's own answer that the token is gone: 404 with its JSON error (NOT_FOUND; errorCode UNREGISTERED).
-            # Not any 404: a proxy's page or a wrong base URL would forget every device it pushes to (helper 174).
-            if exc.detail == "HTTP 404 NOT_FOUND" or "UNREGISTERED" in exc.detail:
+            # FCM's own answer that the token is gone: 404 with its JSON error (NOT_FOUND; errorCode UNREGISTERED), or
+            # that it never was one: 400 INVALID_ARGUMENT naming `message.token` (a malformed token failed every push
+            # to it for good, an open point of session 37). Not any 404 or 400: a proxy's page or a wrong base URL
+            # would forget every device it pushes to (helper 174), and a bad message is no bad device.
+            gone = exc.detail in {"HTTP 404 NOT_FOUND", f"HTTP 400 INVALID_ARGUMENT {TOKEN_FIELD}"}
+            if gone or "UNREGISTERED" in exc.detail:
                 raise PermanentDeliveryError(UNREGISTERED, exc.detail) from exc
             raise
