@@ -17,17 +17,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from crm_harness import Published
-from pymongo import AsyncMongoClient
-from pymongo.asynchronous.database import AsyncDatabase
+from test_crm_moves_users_and_key_reuse import (
+    NAMES,
+    NORTH,
+    ORG,
+    SOURCE,
+    SOUTH,
+    T0,
+    WEST,
+    Db,
+    a_north_lead,
+    db,
+    kafka_down,
+)
 
-from leadflow_crm_api.adapters.leads import LeadViews, ensure_indexes
+from leadflow_crm_api.adapters.leads import LeadViews
 from leadflow_crm_api.adapters.offices import PUBLISHED_HOLD, OfficeTransfers
 from leadflow_crm_api.adapters.transfers import AccountTransfers
 from leadflow_crm_api.domain.principal import Principal, Role
@@ -36,12 +46,10 @@ from leadflow_crm_api.errors import CrmApiError, Unavailable
 from leadflow_crm_api.handlers import project
 from leadflow_crm_api.use_cases import offices, sharing
 from leadflow_crm_api.use_cases.leads import account_leads
-from leadflow_shared.collections import ACCOUNTS, AGENTS, CRM_LEADS, CRM_OFFICE_TRANSFERS
+from leadflow_shared.collections import ACCOUNTS, CRM_LEADS, CRM_OFFICE_TRANSFERS
 from leadflow_shared.events.commands import ShareLead, TransferLead
-from leadflow_shared.events.intake import Contact, LeadChannel, LeadSource
+from leadflow_shared.events.intake import Contact
 from leadflow_shared.events.routing import (
-    LeadOffered,
-    LeadOfferedPayload,
     LeadShared,
     LeadSharedPayload,
     LeadTransferred,
@@ -50,38 +58,17 @@ from leadflow_shared.events.routing import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
-Db = AsyncDatabase[dict[str, Any]]
-NORTH, SOUTH, WEST, ORG = "north", "south", "west", "acme-group"
+__all__ = [
+    "db"
+]  # North (nora, ana, ben), South (sam), West (wes) on nx-27017, as test_crm_moves_users_and_key_reuse.py
+
 BROKERS = {
     NORTH: Principal("nora", Role.BROKER, NORTH, ORG),
     SOUTH: Principal("sam", Role.BROKER, SOUTH, ORG),
     WEST: Principal("wes", Role.BROKER, WEST, ORG),
 }
-NAMES = {NORTH: "North", SOUTH: "South", WEST: "West"}
 RIO = Principal("rio", Role.REALTOR, "rio-realty")
 RIA = Principal("ria", Role.REALTOR, "ria-realty")
-SOURCE = LeadSource(channel=LeadChannel.BROKERAGE_SITE, name="Website")
-T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def db(mongo_url: str) -> AsyncIterator[Db]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
-    database = client[f"crm_review180_{uuid.uuid4().hex[:12]}"]
-    await ensure_indexes(database)
-    await database[ACCOUNTS].insert_many([
-        {"_id": NORTH, "name": "North", "organisation_id": ORG, "roster": ["nora", "ana"]},
-        {"_id": SOUTH, "name": "South", "organisation_id": ORG, "roster": ["sam"]},
-        {"_id": WEST, "name": "West", "organisation_id": ORG, "roster": ["wes"]},
-    ])  # fmt: skip
-    people = [("nora", NORTH), ("ana", NORTH), ("sam", SOUTH), ("wes", WEST)]
-    await database[AGENTS].insert_many([
-        {"_id": a, "account_id": acc, "name": a.title(), "email": f"{a}@{acc}.example", "active": True}
-        for a, acc in people
-    ])  # fmt: skip
-    yield database
-    await client.drop_database(database.name)
-    await client.close()
 
 
 class _NoCallers:
@@ -92,25 +79,6 @@ class _NoCallers:
 
 
 NO_CALLERS: Any = _NoCallers()
-
-
-async def kafka_down(account_id: str, body: bytes) -> None:
-    del account_id, body
-    raise Unavailable("Kafka is down")
-
-
-async def a_north_lead(db: Db) -> uuid.UUID:
-    lead = uuid.uuid4()
-    offered = LeadOffered.create(
-        account_id=NORTH,
-        occurred_at=T0,
-        payload=LeadOfferedPayload(
-            lead_id=lead, agent_id="ana", offer_round=1, race_size=1, deadline=T0 + timedelta(minutes=15),
-            explanation="R6", source=SOURCE, contact=Contact(first_name="Mo", email=f"mo-{lead.hex[:6]}@x.example"),
-        ),
-    )  # fmt: skip
-    await project(offered, views=LeadViews(db))
-    return lead
 
 
 def _moved(lead: uuid.UUID, source: str, target: str, transfer: str, at: datetime) -> LeadTransferred:
