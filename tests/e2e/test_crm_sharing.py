@@ -58,6 +58,7 @@ def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
                             agent("share-ria", accepted=False),
                             agent("share-rob", accepted=True),
                             agent("share-dee", accepted=False),
+                            agent("share-wes", accepted=False),
                         ],
                     ),
                     account(OTHER, "Other Realty", [agent("other-olga")]),
@@ -441,3 +442,46 @@ async def test_a_realtor_on_its_own_account_is_emailed_answers_works_shared_lead
     )
     assert (again.status_code, again.json()["status"]) == (201, "pending")
     await eventually(lambda: len(emailed()) == 2, what="the second invitation's email")
+
+
+async def test_a_brokerage_withdraws_an_unanswered_invitation_and_a_realtor_who_joined_leaves(
+    stack: Stack, client: httpx.AsyncClient
+) -> None:
+    # Decision 0108, over HTTP: each ends the router's R6 flag; the brokerage may invite again.
+    broker, wes = auth(stack, "share-broker", "broker"), auth(stack, "share-wes", "realtor")
+    first = await invite(stack, client, "share-wes", answer=None)
+    other_office = await client.delete(
+        f"/v1/accounts/{OTHER}/invitations/{first}", headers=auth(stack, "other-broker", "broker", OTHER)
+    )
+    assert problem(other_office, 404) == "No such invitation."
+    withdrawn = await client.delete(f"/v1/accounts/{SHARE}/invitations/{first}", headers=broker)
+    assert (withdrawn.status_code, withdrawn.json()["status"]) == (200, "withdrawn"), withdrawn.text
+    assert "withdrew" in problem(await client.post(f"/v1/invitations/{first}/accept", headers=wes), 422)
+    assert await agent_flag(stack, "share-wes") is False
+
+    again = await invite(stack, client, "share-wes", answer="accept")
+    assert again == first, "one invitation per brokerage and realtor, sent afresh"
+
+    def emailed() -> list[str]:
+        assert stack.mail is not None
+        return [
+            body.get_content()
+            for m in stack.mail.received()
+            if m["X-Envelope-To"] == "share-wes@share.example" and (body := m.get_body(("plain",))) is not None
+        ]
+
+    await eventually(lambda: len(emailed()) == 2, what="both invitations' emails")
+    assert all("answered for 30 days" in text for text in emailed())
+    assert await agent_flag(stack, "share-wes") is True
+    assert "accepted" in problem(await client.delete(f"/v1/accounts/{SHARE}/invitations/{first}", headers=broker), 422)
+
+    left = await client.post(f"/v1/invitations/{first}/leave", headers=wes)
+    assert (left.status_code, left.json()["status"]) == (200, "left"), left.text
+    assert await agent_flag(stack, "share-wes") is False
+    realtors = (await client.get(f"/v1/accounts/{SHARE}/realtors", headers=broker)).json()["items"]
+    assert "share-wes" not in [r["realtor_id"] for r in realtors]
+    [lead_id] = await new_leads(stack, client, 1)
+    refused = await client.post(
+        f"/v1/accounts/{SHARE}/lead-transfers", headers=broker, json={"lead_ids": [lead_id], "realtor_id": "share-wes"}
+    )
+    assert "left this brokerage" in problem(refused, 422)

@@ -84,9 +84,11 @@ def accounts(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
             {"agent_id": "south-broker", "name": "Sol South", "email": "sol@south.example"},
             {"agent_id": "org-south-sue", "name": "Sue Second", "email": "sue@south.example"}],
     }, {
-        "account_id": RILEY, "name": "Riley Homes", "round_robin": False, "roster": ["riley-office", "riley-park"],
+        "account_id": RILEY, "name": "Riley Homes", "round_robin": False,
+        "roster": ["riley-office", "riley-park", "riley-lane"],
         "agents": [{"agent_id": "riley-office", "name": "Riley Office", "email": "office@riley.example"},
-                   {"agent_id": "riley-park", "name": "Riley Park", "email": "riley@riley.example"}],
+                   {"agent_id": "riley-park", "name": "Riley Park", "email": "riley@riley.example"},
+                   {"agent_id": "riley-lane", "name": "Riley Lane", "email": "lane@riley.example"}],
     }]}  # fmt: skip
     path = tmp_path_factory.mktemp("browser") / "accounts.json"
     path.write_text(json.dumps(config))
@@ -314,6 +316,45 @@ async def test_a_broker_invites_a_realtor_and_transfers_two_leads_who_then_sees_
         await expect(realtor.get_by_role("status")).to_contain_text("Profile saved.")
         await expect(realtor.get_by_label("Company")).to_have_value("Park Partners")
         await expect(labels).to_have_value("")
+    finally:
+        await broker_context.close()
+        await realtor_context.close()
+
+
+async def test_a_broker_withdraws_an_invitation_and_a_realtor_who_joined_leaves_on_its_my_leads(
+    browser: Browser, stack: Stack
+) -> None:
+    # Decision 0108 in the browser: My Realtors' Withdraw on a pending invitation, then the realtor's Leave.
+    broker_context, broker = await signed_in(browser, stack, "roof-broker", "broker", SHARE, desktop=True)
+    realtor_context, realtor = await signed_in(browser, stack, "riley-lane", "realtor", RILEY)
+    row = broker.locator('tr[data-realtor="riley-lane"]')
+    try:
+
+        async def invite() -> None:
+            await broker.get_by_role("link", name="My Realtors").click()
+            await broker.get_by_label("Realtor's user id").fill("riley-lane")
+            await broker.get_by_label("Email Address").fill("lane@riley.example")
+            await broker.get_by_role("button", name="Invite").click()
+            await expect(row).to_contain_text("pending")
+
+        await invite()
+        await row.get_by_role("button", name="Withdraw").click()
+        await expect(broker.get_by_role("status")).to_contain_text("The invitation of riley-lane is withdrawn")
+        await expect(row).to_contain_text("withdrawn")
+        await realtor.reload()
+        await expect(realtor.locator("section.invitations")).to_have_count(0)
+
+        await invite()
+        await realtor.reload()
+        await realtor.locator("section.invitations li", has_text=SHARE).get_by_role("button", name="Accept").click()
+        await expect(realtor.get_by_role("status")).to_contain_text("You accepted the invitation")
+        joined = realtor.locator(f'section.brokerages li[data-brokerage="{SHARE}"]')
+        await joined.get_by_role("button", name="Leave").click()
+        await expect(realtor.get_by_role("status")).to_contain_text(f"You left {SHARE}")
+        await expect(realtor.locator("section.brokerages")).to_have_count(0)
+        await broker.reload()
+        await expect(row).to_contain_text("left")
+        await expect(row.get_by_role("button")).to_have_count(0)
     finally:
         await broker_context.close()
         await realtor_context.close()

@@ -135,6 +135,7 @@ def routes(lead: str) -> list[str]:
             f"{acc}/settings/routing", f"{acc}/settings/approvals/fz-ann", f"{acc}/settings/sources/0",
             f"{acc}/settings/pause", f"{acc}/team/fz-bo/status", f"{acc}/team/fz-bo/reassign",
             "/app/me/notifications", "/app/me/devices/fz-phone/remove", "/app/invitations/fz-inv/accept",
+            "/app/invitations/fz-inv/leave", f"{acc}/invitations/fz-inv/withdraw",
             f"{acc}/settings/routing-rules", "/app/me/availability", f"{acc}/team/fz-ann/availability",
             f"/app/accounts/{OTHER}/settings/routing",
             f"/app/accounts/{FUZZ}/leads/{uuid.uuid4()}/actions", "/app/accounts/..%2f/leads/x/actions"]  # fmt: skip

@@ -13,12 +13,17 @@ and from a hostile brokerage, in crm-api's use cases on a real MongoDB-wire serv
 - A brokerage made leadflow email any address as often as it liked: every new `realtor_id` a new invitation and a
   new email (a spam relay under leadflow's sending reputation). Now at most `INVITATIONS_PER_DAY` a day, then 429.
 Each test failed before.
+
+Session 39 (decision 0108): an invitation not answered within `INVITATION_VALID` expires, the brokerage can withdraw
+one not answered, and a realtor can leave a brokerage it joined; each ends the router's R6 flag, and the brokerage may
+invite again.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -30,10 +35,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from leadflow_crm_api.adapters.invitations import Invitations
 from leadflow_crm_api.adapters.leads import ensure_indexes
 from leadflow_crm_api.domain.principal import Principal, Role
-from leadflow_crm_api.domain.sharing import InvitationStatus, invitation_id
+from leadflow_crm_api.domain.sharing import INVITATION_VALID, InvitationStatus, invitation_id
 from leadflow_crm_api.errors import CrmApiError
 from leadflow_crm_api.use_cases import sharing
-from leadflow_shared.collections import ACCOUNTS, AGENTS
+from leadflow_shared.collections import ACCOUNTS, AGENTS, CRM_INVITATIONS
 from leadflow_shared.events.commands import InviteRealtor
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -42,6 +47,7 @@ Db = AsyncDatabase[dict[str, Any]]
 NORTH = "north"
 NORA = Principal("nora", Role.BROKER, NORTH)
 ANA = Principal("ana", Role.REALTOR, NORTH)  # North's own agent: R6 offers it leads only once it accepted
+ANA_INVITATION = invitation_id(NORTH, "ana")
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -119,3 +125,101 @@ async def test_a_brokerage_cannot_make_leadflow_email_one_address_without_bound(
         f"{len(emailed)} invitation emails to one address within seconds, from one brokerage"
     )
     assert refused == [429] * (tries - sharing.INVITATIONS_PER_DAY), "the rest refused as too many, nothing sent"
+
+
+async def _invite_ana(db: Db, publish: Published | None = None) -> None:
+    body = sharing.InvitationCreate(realtor_id="ana", email="ana@north.example")
+    await sharing.invite(NORTH, body, NORA, db, publish or Published())
+
+
+async def _refused(work: Any, status: int = 422) -> str:
+    with pytest.raises(CrmApiError) as refused:
+        await work
+    assert refused.value.status == status, refused.value.detail
+    return str(refused.value.detail)
+
+
+async def test_an_invitation_not_answered_in_time_expires_and_a_new_one_can_be_sent(db: Db) -> None:
+    publish = Published()
+    await _invite_ana(db, publish)
+    older = INVITATION_VALID + timedelta(minutes=1)  # invited just over the validity ago
+    await db[CRM_INVITATIONS].update_one(
+        {"_id": ANA_INVITATION}, {"$inc": {"invited_ms": -older // timedelta(milliseconds=1)}}
+    )
+
+    [listed] = (await sharing.list_invitations(NORTH, NORA, db)).items
+    assert listed.status is InvitationStatus.EXPIRED
+    assert [i.status for i in (await sharing.my_invitations(ANA, db)).items] == [InvitationStatus.EXPIRED]
+    why = await _refused(sharing.answer_invitation(ANA_INVITATION, ANA, db, InvitationStatus.ACCEPTED))
+    assert "expired" in why
+    assert not await _flag(db, "ana")
+    refused = sharing.transfer_leads(NORTH, sharing.TransferCreate(realtor_id="ana", lead_ids=["l1"]), NORA, db,
+                                     Published(), None)  # fmt: skip
+    assert "expired" in await _refused(refused)
+
+    again, invited = await sharing.invite(NORTH, sharing.InvitationCreate(realtor_id="ana", email="ana@north.example"),
+                                          NORA, db, publish)  # fmt: skip
+    assert (invited, again.status) == (True, InvitationStatus.PENDING)
+    assert len(publish.records) == 2, "the new invitation is emailed again"
+    accepted = await sharing.answer_invitation(ANA_INVITATION, ANA, db, InvitationStatus.ACCEPTED)
+    assert accepted.status is InvitationStatus.ACCEPTED
+    assert await _flag(db, "ana")
+
+
+async def test_a_withdrawn_invitation_cannot_be_accepted_and_only_its_brokerage_withdraws_it(db: Db) -> None:
+    await _invite_ana(db)
+    elsewhere = Principal("sam", Role.BROKER, "south")
+    assert await _refused(sharing.withdraw(NORTH, ANA_INVITATION, elsewhere, db), 403)
+    assert await _refused(sharing.withdraw("south", ANA_INVITATION, elsewhere, db), 404)
+    assert await _refused(sharing.withdraw(NORTH, ANA_INVITATION, ANA, db), 403)
+
+    taken = await sharing.withdraw(NORTH, ANA_INVITATION, NORA, db)
+    assert taken.status is InvitationStatus.WITHDRAWN
+    again = await sharing.withdraw(NORTH, ANA_INVITATION, NORA, db)  # a retry answers the same
+    assert (again.status, again.answered_at) == (InvitationStatus.WITHDRAWN, taken.answered_at)
+    assert "withdrew" in await _refused(sharing.answer_invitation(ANA_INVITATION, ANA, db, InvitationStatus.ACCEPTED))
+    assert not await _flag(db, "ana")
+
+    await _invite_ana(db)
+    await sharing.answer_invitation(ANA_INVITATION, ANA, db, InvitationStatus.ACCEPTED)
+    assert "disconnect" in await _refused(sharing.withdraw(NORTH, ANA_INVITATION, NORA, db))
+    assert await _flag(db, "ana"), "a refused withdrawal leaves the accepted realtor as it was"
+
+
+async def test_an_accept_overtaken_by_the_withdrawal_is_refused_and_leaves_the_realtor_out(
+    db: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _invite_ana(db)
+    original = Invitations.answer
+
+    async def withdrawn_first(self: Invitations, *args: Any) -> bool:
+        await sharing.withdraw(NORTH, ANA_INVITATION, NORA, db)  # another replica, between the accept's read and write
+        return await original(self, *args)
+
+    monkeypatch.setattr(Invitations, "answer", withdrawn_first)
+    assert "withdrew" in await _refused(sharing.answer_invitation(ANA_INVITATION, ANA, db, InvitationStatus.ACCEPTED))
+    monkeypatch.undo()
+    assert [i.status for i in (await sharing.my_invitations(ANA, db)).items] == [InvitationStatus.WITHDRAWN]
+    assert not await _flag(db, "ana")
+
+
+async def test_a_realtor_leaves_the_brokerage_gets_no_more_of_its_leads_and_can_be_invited_again(db: Db) -> None:
+    await _invite_ana(db)
+    assert "accepted" in await _refused(sharing.leave(ANA_INVITATION, ANA, db)), "a pending invitation is declined"
+    await sharing.answer_invitation(ANA_INVITATION, ANA, db, InvitationStatus.ACCEPTED)
+    assert await _flag(db, "ana")
+    assert await _refused(sharing.leave(ANA_INVITATION, Principal("bo", Role.REALTOR, NORTH), db), 404)
+    assert await _refused(sharing.leave(ANA_INVITATION, NORA, db), 403)
+
+    left = await sharing.leave(ANA_INVITATION, ANA, db)
+    assert left.status is InvitationStatus.LEFT
+    assert (await sharing.leave(ANA_INVITATION, ANA, db)).answered_at == left.answered_at, "a retry answers the same"
+    assert not await _flag(db, "ana"), "R6: the router offers it none of North's leads any more"
+    assert (await sharing.my_realtors(NORTH, NORA, db)).items == []
+    refused = sharing.transfer_leads(NORTH, sharing.TransferCreate(realtor_id="ana", lead_ids=["l1"]), NORA, db,
+                                     Published(), None)  # fmt: skip
+    assert "left" in await _refused(refused)
+
+    again, invited = await sharing.invite(NORTH, sharing.InvitationCreate(realtor_id="ana", email="ana@north.example"),
+                                          NORA, db, Published())  # fmt: skip
+    assert (invited, again.status) == (True, InvitationStatus.PENDING)

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
 
 from leadflow_crm_api.domain.distribution import LeadFilter
 from leadflow_crm_api.domain.sharing import (
+    INVITATION_VALID,
     MAX_NAMED_IDS,
     InvitationStatus,
     InviteOutcome,
     answer_refusal,
+    effective_status,
     invitation_id,
     invite_outcome,
     lead_row_transfer,
+    leave_refusal,
     missing_leads,
     missing_refusal,
     same_transfer,
@@ -24,6 +27,7 @@ from leadflow_crm_api.domain.sharing import (
     transfer_record,
     transfer_refusal,
     unique,
+    withdraw_refusal,
 )
 from leadflow_crm_api.domain.views import LeadTab
 from leadflow_crm_api.use_cases.sharing import TransferCreate
@@ -63,6 +67,45 @@ def test_invite_creates_reopens_after_decline_keeps_pending_and_refuses_accepted
     assert invite_outcome(DECLINED) is InviteOutcome.REOPEN
     assert invite_outcome(PENDING) is InviteOutcome.UNCHANGED
     assert invite_outcome(ACCEPTED) is InviteOutcome.REFUSE
+    for ended in (InvitationStatus.DISCONNECTED, InvitationStatus.WITHDRAWN, InvitationStatus.LEFT, EXPIRED):
+        assert invite_outcome(ended) is InviteOutcome.REOPEN, ended
+
+
+EXPIRED = InvitationStatus.EXPIRED
+VALID_MS = int(INVITATION_VALID / timedelta(milliseconds=1))
+
+
+def test_a_pending_invitation_expires_after_its_validity_and_nothing_else_does() -> None:
+    invited = 1_700_000_000_000
+    assert effective_status("pending", invited, invited + VALID_MS) is PENDING
+    assert effective_status("pending", invited, invited + VALID_MS + 1) is EXPIRED
+    for stored in ("accepted", "declined", "disconnected", "withdrawn", "left"):
+        assert effective_status(stored, invited, invited + 10 * VALID_MS) is InvitationStatus(stored)
+
+
+def test_an_expired_or_withdrawn_invitation_cannot_be_answered_and_says_why() -> None:
+    assert "expired" in str(answer_refusal(EXPIRED, ACCEPTED))
+    assert "withdrew" in str(answer_refusal(InvitationStatus.WITHDRAWN, ACCEPTED))
+    assert "withdrew" in str(answer_refusal(InvitationStatus.WITHDRAWN, DECLINED))
+    assert "left" in str(answer_refusal(InvitationStatus.LEFT, ACCEPTED))
+
+
+def test_only_an_unanswered_invitation_is_withdrawn_and_only_a_joined_realtor_leaves() -> None:
+    for status in (PENDING, EXPIRED, InvitationStatus.WITHDRAWN):
+        assert withdraw_refusal(status) is None, status
+    assert "disconnect" in str(withdraw_refusal(ACCEPTED))
+    for status in (DECLINED, InvitationStatus.DISCONNECTED, InvitationStatus.LEFT):
+        assert withdraw_refusal(status) is not None, status
+    for status in (ACCEPTED, InvitationStatus.LEFT):
+        assert leave_refusal(status) is None, status
+    for status in (PENDING, EXPIRED, DECLINED, InvitationStatus.DISCONNECTED, InvitationStatus.WITHDRAWN):
+        assert status.value in str(leave_refusal(status)), status
+
+
+def test_no_transfer_to_a_realtor_who_left_was_withdrawn_or_whose_invitation_expired() -> None:
+    assert "left" in str(transfer_refusal(InvitationStatus.LEFT))
+    assert "withdrew" in str(transfer_refusal(InvitationStatus.WITHDRAWN))
+    assert "expired" in str(transfer_refusal(EXPIRED))
 
 
 def test_an_invitation_is_answered_once_and_the_same_answer_again_is_a_retry() -> None:

@@ -92,6 +92,9 @@ class ReleaseAgentLeads(Envelope):
     payload: ReleaseAgentLeadsPayload
 
 
+INVITATION_VALID_DAYS = 30  # an invitation not answered within them can no longer be accepted (decision 0108)
+
+
 class InviteRealtorPayload(Contract):
     invitation_id: str = Field(min_length=1, max_length=64)
     realtor_id: UserId

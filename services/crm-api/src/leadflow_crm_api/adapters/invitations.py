@@ -15,10 +15,11 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from leadflow_crm_api.domain.sharing import InvitationStatus, invitation_id
+from leadflow_crm_api.domain.sharing import INVITATION_VALID, InvitationStatus, invitation_id
 from leadflow_shared.clock import epoch_ms
 from leadflow_shared.collections import AGENTS, CRM_INVITATIONS
 
+VALID_MS = int(INVITATION_VALID.total_seconds() * 1000)
 MARK_ATTEMPTS = 3  # flag writes while the invitation keeps changing under them (each change writes its own after)
 
 LIST_LIMIT = 1000  # a brokerage's invitations listed at once
@@ -68,30 +69,43 @@ class Invitations:
 
     async def disconnect(self, invitation_id: str, at: datetime) -> bool:
         """End an accepted invitation; False if it is not accepted (any more)."""
-        result = await self._invitations.update_one(
-            {"_id": invitation_id, "status": InvitationStatus.ACCEPTED.value},
-            {"$set": {"status": InvitationStatus.DISCONNECTED.value, "answered_at": at, "answered_ms": epoch_ms(at)}},
-        )
-        return result.matched_count > 0
+        current = {"status": InvitationStatus.ACCEPTED.value}
+        return await self._end(invitation_id, current, InvitationStatus.DISCONNECTED, at)
 
-    async def reopen(self, invitation_id: str, fields: Doc) -> bool:
-        """Invite again after a decline or a disconnection; False if it is neither any more."""
+    async def reopen(self, seen: Doc, fields: Doc) -> bool:
+        """Invite again after a decline, a disconnection, a withdrawal, a realtor's leaving or an expiry: `seen` as
+        read, so an answer or another invite meanwhile makes this False (decided again)."""
         result = await self._invitations.update_one(
-            {
-                "_id": invitation_id,
-                "status": {"$in": [InvitationStatus.DECLINED.value, InvitationStatus.DISCONNECTED.value]},
-            },
+            {"_id": seen["_id"], "status": seen["status"], "invited_ms": seen["invited_ms"]},
             {"$set": {**fields, "status": InvitationStatus.PENDING.value, "answered_at": None, "answered_ms": None}},
         )
         return result.matched_count > 0
 
-    async def answer(self, invitation_id: str, realtor_id: str, answer: InvitationStatus, at: datetime) -> bool:
-        """Move a pending invitation of `realtor_id` to `answer`; False if it is not pending any more."""
+    async def withdraw(self, invitation_id: str, at: datetime) -> bool:
+        """The brokerage takes a pending invitation back (expired or not); False if it is not pending (any more)."""
+        current = {"status": InvitationStatus.PENDING.value}
+        return await self._end(invitation_id, current, InvitationStatus.WITHDRAWN, at)
+
+    async def leave(self, invitation_id: str, realtor_id: str, at: datetime) -> bool:
+        """The realtor ends its accepted invitation; False if it is not accepted (any more)."""
+        current = {"realtor_id": realtor_id, "status": InvitationStatus.ACCEPTED.value}
+        return await self._end(invitation_id, current, InvitationStatus.LEFT, at)
+
+    async def _end(self, invitation_id: str, current: Doc, to: InvitationStatus, at: datetime) -> bool:
         result = await self._invitations.update_one(
-            {"_id": invitation_id, "realtor_id": realtor_id, "status": InvitationStatus.PENDING.value},
-            {"$set": {"status": answer.value, "answered_at": at, "answered_ms": epoch_ms(at)}},
+            {"_id": invitation_id, **current},
+            {"$set": {"status": to.value, "answered_at": at, "answered_ms": epoch_ms(at)}},
         )
         return result.matched_count > 0
+
+    async def answer(self, invitation_id: str, realtor_id: str, answer: InvitationStatus, at: datetime) -> bool:
+        """Move a pending invitation of `realtor_id` to `answer`; False if it is not pending any more, or expired."""
+        current = {
+            "realtor_id": realtor_id,
+            "status": InvitationStatus.PENDING.value,
+            "invited_ms": {"$gte": epoch_ms(at) - VALID_MS},
+        }
+        return await self._end(invitation_id, current, answer, at)
 
     async def mark_agent(self, account_id: str, realtor_id: str) -> None:
         """Tell the router (R6 eligibility) on the realtor's agent document, if the account has one, what the

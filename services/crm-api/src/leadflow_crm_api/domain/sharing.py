@@ -8,11 +8,12 @@ is keyed by the transfer id, so a retry of a crashed transfer repeats the same w
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from leadflow_shared.clock import epoch_ms
+from leadflow_shared.events.commands import INVITATION_VALID_DAYS
 
 MAX_TRANSFER_LEADS = 500
 MAX_NAMED_IDS = 20  # a refusal names at most this many unknown lead ids
@@ -23,11 +24,26 @@ _INVITATIONS = uuid.UUID("5b0f4a52-6c7e-4f0e-9d7a-1d3c2e8f7a01")
 _TRANSFERS = uuid.UUID("9e3c7b1d-2f4a-4c6b-8e0d-7a5f3b2c1d02")
 
 
+INVITATION_VALID = timedelta(days=INVITATION_VALID_DAYS)  # a pending invitation not answered by then can no longer be
+
+
 class InvitationStatus(StrEnum):
     PENDING = "pending"
     ACCEPTED = "accepted"
     DECLINED = "declined"
     DISCONNECTED = "disconnected"  # the brokerage ended an accepted invitation; it may invite again
+    WITHDRAWN = "withdrawn"  # the brokerage took a pending invitation back; it may invite again
+    LEFT = "left"  # the realtor ended an accepted invitation; the brokerage may invite again
+    EXPIRED = "expired"  # pending and not answered within INVITATION_VALID: never stored, read so (`effective_status`)
+
+
+def effective_status(stored: str, invited_ms: int, now_ms: int) -> InvitationStatus:
+    """The invitation's status as everyone sees it: a pending one older than INVITATION_VALID is expired, so a
+    forgotten invitation (a mistyped address, a realtor who never answered) cannot be accepted months later."""
+    status = InvitationStatus(stored)
+    if status is InvitationStatus.PENDING and now_ms - invited_ms > INVITATION_VALID / timedelta(milliseconds=1):
+        return InvitationStatus.EXPIRED
+    return status
 
 
 class InviteOutcome(StrEnum):
@@ -47,12 +63,11 @@ def invitation_id(account_id: str, realtor_id: str) -> str:
 def invite_outcome(current: InvitationStatus | None) -> InviteOutcome:
     if current is None:
         return InviteOutcome.CREATE
-    return {
-        InvitationStatus.DECLINED: InviteOutcome.REOPEN,
-        InvitationStatus.DISCONNECTED: InviteOutcome.REOPEN,
-        InvitationStatus.PENDING: InviteOutcome.UNCHANGED,
-        InvitationStatus.ACCEPTED: InviteOutcome.REFUSE,
-    }[current]
+    if current is InvitationStatus.PENDING:
+        return InviteOutcome.UNCHANGED
+    if current is InvitationStatus.ACCEPTED:
+        return InviteOutcome.REFUSE
+    return InviteOutcome.REOPEN  # declined, disconnected, withdrawn, left or expired: invited afresh
 
 
 def answer_refusal(current: InvitationStatus, answer: InvitationStatus) -> str | None:
@@ -61,7 +76,27 @@ def answer_refusal(current: InvitationStatus, answer: InvitationStatus) -> str |
         return "an invitation is answered with accept or decline"
     if current is InvitationStatus.PENDING or current is answer:
         return None
+    if current is InvitationStatus.EXPIRED:
+        return "the invitation has expired; ask the brokerage to invite you again"
+    if current is InvitationStatus.WITHDRAWN:
+        return "the brokerage withdrew the invitation"
     return f"the invitation is already {current.value}"
+
+
+def withdraw_refusal(current: InvitationStatus) -> str | None:
+    """Why the brokerage may not withdraw the invitation now, or None (withdrawn already: a retry)."""
+    if current in (InvitationStatus.PENDING, InvitationStatus.EXPIRED, InvitationStatus.WITHDRAWN):
+        return None
+    if current is InvitationStatus.ACCEPTED:
+        return "the realtor accepted the invitation; disconnect the realtor instead"
+    return f"the invitation is {current.value}, not pending"
+
+
+def leave_refusal(current: InvitationStatus) -> str | None:
+    """Why the realtor may not leave the brokerage now, or None (left already: a retry)."""
+    if current in (InvitationStatus.ACCEPTED, InvitationStatus.LEFT):
+        return None
+    return f"the invitation is {current.value}: only a realtor who accepted can leave"
 
 
 def transfer_refusal(invitation: InvitationStatus | None) -> str | None:
@@ -72,9 +107,12 @@ def transfer_refusal(invitation: InvitationStatus | None) -> str | None:
         return "realtor_id: was never invited by this brokerage"
     if invitation is InvitationStatus.PENDING:
         return "realtor_id: has not accepted this brokerage's invitation (it is pending)"
-    if invitation is InvitationStatus.DISCONNECTED:
-        return "realtor_id: was disconnected from this brokerage"
-    return "realtor_id: declined this brokerage's invitation"
+    return {
+        InvitationStatus.DISCONNECTED: "realtor_id: was disconnected from this brokerage",
+        InvitationStatus.LEFT: "realtor_id: left this brokerage",
+        InvitationStatus.WITHDRAWN: "realtor_id: this brokerage withdrew its invitation",
+        InvitationStatus.EXPIRED: "realtor_id: has not accepted this brokerage's invitation (it expired)",
+    }.get(invitation, "realtor_id: declined this brokerage's invitation")
 
 
 def unique(ids: list[str]) -> list[str]:

@@ -37,6 +37,13 @@ async def list_invitations(account_id: Id, caller: Caller, db: Db) -> Invitation
     return await sharing.list_invitations(account_id, caller, db)
 
 
+@router.delete("/v1/accounts/{account_id}/invitations/{invitation_id}")
+async def withdraw_invitation(account_id: Id, invitation_id: Id, caller: Caller, db: Db) -> InvitationPublic:
+    """Take back an invitation the realtor has not answered (pending or expired): it can no longer be accepted.
+    Withdrawing again answers the same; an accepted invitation is ended by disconnecting the realtor instead."""
+    return await sharing.withdraw(account_id, invitation_id, caller, db)
+
+
 @router.get("/v1/accounts/{account_id}/realtors")
 async def my_realtors(account_id: Id, caller: Caller, db: Db) -> RealtorList:
     """ "My Realtors": the realtors who accepted the brokerage's invitation (only they can receive leads)."""
@@ -67,6 +74,13 @@ async def accept(invitation_id: Id, caller: Caller, db: Db) -> InvitationPublic:
 async def decline(invitation_id: Id, caller: Caller, db: Db) -> InvitationPublic:
     """The invited realtor turns the invitation down; the brokerage may invite it again later."""
     return await sharing.answer_invitation(invitation_id, caller, db, InvitationStatus.DECLINED)
+
+
+@router.post("/v1/invitations/{invitation_id}/leave")
+async def leave(invitation_id: Id, caller: Caller, db: Db) -> InvitationPublic:
+    """The realtor leaves a brokerage it joined: it receives none of its leads any more (R6 included); the leads it
+    was given stay its own. The brokerage may invite it again."""
+    return await sharing.leave(invitation_id, caller, db)
 
 
 @router.post("/v1/accounts/{account_id}/lead-transfers")

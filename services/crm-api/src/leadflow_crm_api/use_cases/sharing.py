@@ -29,8 +29,10 @@ from leadflow_crm_api.domain.sharing import (
     InvitationStatus,
     InviteOutcome,
     answer_refusal,
+    effective_status,
     invitation_id,
     invite_outcome,
+    leave_refusal,
     realtor_label,
     same_transfer,
     share_command_id,
@@ -40,6 +42,7 @@ from leadflow_crm_api.domain.sharing import (
     unique,
     unshareable,
     unshareable_refusal,
+    withdraw_refusal,
 )
 from leadflow_crm_api.domain.text import Email, PersonName
 from leadflow_crm_api.errors import Forbidden, InvalidRequest, NotFound, TooManyRequests
@@ -181,6 +184,11 @@ def _broker_of(caller: Principal, account_id: str) -> None:
         raise Forbidden("Only brokers and admins of the account manage its realtors and transfers.")
 
 
+def _status(doc: dict[str, Any]) -> InvitationStatus:
+    """The stored invitation's status now: a pending one past its validity is expired (decision 0108)."""
+    return effective_status(doc["status"], doc["invited_ms"], epoch_ms(datetime.now(UTC)))
+
+
 def _invitation(doc: dict[str, Any]) -> InvitationPublic:
     return InvitationPublic(
         invitation_id=doc["_id"],
@@ -188,7 +196,7 @@ def _invitation(doc: dict[str, Any]) -> InvitationPublic:
         realtor_id=doc["realtor_id"],
         email=doc["email"],
         name=doc.get("name"),
-        status=InvitationStatus(doc["status"]),
+        status=_status(doc),
         invited_at=doc["invited_at"],
         answered_at=doc.get("answered_at"),
     )
@@ -264,16 +272,12 @@ async def _invite(account_id: str, body: InvitationCreate, caller: Principal, db
     }
     for _ in range(3):  # each miss means a concurrent invite or answer changed it: decide again
         stored = await invitations.get(invitation)
-        outcome = invite_outcome(None if stored is None else InvitationStatus(stored["status"]))
+        outcome = invite_outcome(None if stored is None else _status(stored))
         if outcome is InviteOutcome.REFUSE:
             raise InvalidRequest("realtor_id: has already accepted this brokerage's invitation.")
         if outcome is InviteOutcome.UNCHANGED and stored is not None:
             return stored, False
-        done = (
-            await invitations.create(new)
-            if outcome is InviteOutcome.CREATE
-            else await invitations.reopen(invitation, fields)
-        )
+        done = await invitations.create(new) if stored is None else await invitations.reopen(stored, fields)
         if done and (stored := await invitations.get(invitation)) is not None:
             return stored, True
     raise InvalidRequest("realtor_id: the invitation is changing concurrently; try again.")
@@ -309,18 +313,63 @@ async def answer_invitation(
     # Another caller learns nothing about the invitation, not even that it exists.
     if stored is None or stored["realtor_id"] != caller.sub:
         raise NotFound("No such invitation.")
-    if (refusal := answer_refusal(InvitationStatus(stored["status"]), answer)) is not None:
+    if (refusal := answer_refusal(_status(stored), answer)) is not None:
         raise InvalidRequest(refusal + ".")
     if not await invitations.answer(invitation_id, caller.sub, answer, datetime.now(UTC)):
-        # Not pending any more: a retry of the same answer is fine, a racing other answer won.
+        # Not pending any more: a retry of the same answer is fine, a racing other answer, a withdrawal or the
+        # expiry won.
         stored = await invitations.get(invitation_id)
         if stored is None or stored["status"] != answer.value:
-            raise InvalidRequest("the invitation was answered otherwise meanwhile.")
-    # After the invitation's own write, so a crash here is repaired by retrying the same answer.
-    await invitations.mark_agent(stored["account_id"], caller.sub)
-    answered = await invitations.get(invitation_id)
-    assert answered is not None  # noqa: S101 (invitations are never deleted)
-    return _invitation(answered)
+            now = InvitationStatus.PENDING if stored is None else _status(stored)
+            why = answer_refusal(now, answer) or "the invitation was answered otherwise meanwhile"
+            raise InvalidRequest(why + ".")
+    return await _flagged(invitations, invitation_id, stored["account_id"], caller.sub)
+
+
+async def _flagged(invitations: Invitations, key: str, account_id: str, realtor_id: str) -> InvitationPublic:
+    """After the invitation's own write, the router's R6 flag (so a crash in between is repaired by retrying the
+    same request); the invitation as it is then."""
+    await invitations.mark_agent(account_id, realtor_id)
+    stored = await invitations.get(key)
+    assert stored is not None  # noqa: S101 (invitations are never deleted)
+    return _invitation(stored)
+
+
+async def withdraw(account_id: str, invitation: str, caller: Principal, db: Db) -> InvitationPublic:
+    """The brokerage takes back an invitation not answered yet (a wrong address, a realtor it no longer wants): it
+    can no longer be accepted; invite again to send a new one (decision 0108)."""
+    _broker_of(caller, account_id)
+    invitations = Invitations(db)
+    stored = await invitations.get(invitation)
+    if stored is None or stored["account_id"] != account_id:
+        raise NotFound("No such invitation.")
+    if (refusal := withdraw_refusal(_status(stored))) is not None:
+        raise InvalidRequest(refusal + ".")
+    if not await invitations.withdraw(invitation, datetime.now(UTC)):
+        stored = await invitations.get(invitation)
+        assert stored is not None  # noqa: S101 (invitations are never deleted)
+        if (refusal := withdraw_refusal(_status(stored))) is not None:  # the realtor answered meanwhile
+            raise InvalidRequest(refusal + ".")
+    return await _flagged(invitations, invitation, account_id, stored["realtor_id"])
+
+
+async def leave(invitation: str, caller: Principal, db: Db) -> InvitationPublic:
+    """The realtor leaves a brokerage it joined: no more of its leads, R6 included. The leads it was given stay its
+    own, as after a disconnection (decision 0035); the brokerage may invite it again (decision 0108)."""
+    if caller.role is not Role.REALTOR:
+        raise Forbidden("Only the realtor who joined leaves a brokerage.")
+    invitations = Invitations(db)
+    stored = await invitations.get(invitation)
+    if stored is None or stored["realtor_id"] != caller.sub:
+        raise NotFound("No such invitation.")
+    if (refusal := leave_refusal(_status(stored))) is not None:
+        raise InvalidRequest(refusal + ".")
+    if not await invitations.leave(invitation, caller.sub, datetime.now(UTC)):
+        stored = await invitations.get(invitation)
+        assert stored is not None  # noqa: S101 (invitations are never deleted)
+        if (refusal := leave_refusal(_status(stored))) is not None:  # disconnected meanwhile
+            raise InvalidRequest(refusal + ".")
+    return await _flagged(invitations, invitation, stored["account_id"], caller.sub)
 
 
 async def my_invitations(caller: Principal, db: Db) -> InvitationList:
@@ -341,10 +390,7 @@ async def disconnect(account_id: str, realtor_id: str, caller: Principal, db: Db
         stored = await invitations.get(invitation)
         if stored is None or stored["status"] != InvitationStatus.DISCONNECTED.value:
             raise NotFound("No such realtor in My Realtors.")
-    await invitations.mark_agent(account_id, realtor_id)
-    stored = await invitations.get(invitation)
-    assert stored is not None  # noqa: S101 (invitations are never deleted)
-    return _invitation(stored)
+    return await _flagged(invitations, invitation, account_id, realtor_id)
 
 
 async def transfer_leads(
@@ -475,7 +521,7 @@ async def _checked_record(
         if not lead_ids:
             raise InvalidRequest("filter: matches no lead; nothing was transferred.")
     invitation = await Invitations(db).get(invitation_id(account_id, body.realtor_id))
-    refusal = transfer_refusal(None if invitation is None else InvitationStatus(invitation["status"]))
+    refusal = transfer_refusal(None if invitation is None else _status(invitation))
     if invitation is None or refusal is not None:
         raise InvalidRequest(f"{refusal}; nothing was transferred.")
     if refusals := await _unshareable(db, account_id, lead_ids, transfers):

@@ -120,6 +120,7 @@ async def realtor_list(request: Request) -> HTMLResponse:
     caller, _ = await caller_of(request)
     invitations = await sharing_uc.my_invitations(caller, db_of(request))
     pending = [i for i in invitations.items if i.status is InvitationStatus.PENDING]
+    joined = [i for i in invitations.items if i.status is InvitationStatus.ACCEPTED]
     return await _list(
         request,
         caller,
@@ -127,6 +128,7 @@ async def realtor_list(request: Request) -> HTMLResponse:
         title="My Leads",
         live=f"{PREFIX}/my/live",
         invitations=pending,
+        brokerages=joined,
     )
 
 

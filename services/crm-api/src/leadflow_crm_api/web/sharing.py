@@ -150,6 +150,19 @@ async def disconnect(request: Request, account_id: str, realtor_id: str) -> Resp
     )
 
 
+@router.post("/accounts/{account_id}/invitations/{invitation_id}/withdraw")
+async def withdraw(request: Request, account_id: str, invitation_id: str) -> Response:
+    caller, token = await caller_of(request)
+    account_id, invitation_id = path_id(account_id), path_id(invitation_id)
+    await checked_form(request, token)
+    taken = await sharing_uc.withdraw(account_id, invitation_id, caller, db_of(request))
+    return redirect(
+        f"{PREFIX}/accounts/{account_id}/realtors",
+        request=request,
+        flash=f"The invitation of {taken.name or taken.realtor_id} is withdrawn.",
+    )
+
+
 # -- the realtor's invitations ------------------------------------------------------------------------------
 
 
@@ -174,6 +187,9 @@ async def open_invitation(request: Request, invitation_id: str) -> Response:
 async def answer(request: Request, invitation_id: str, answer: str) -> Response:
     caller, token = await caller_of(request)
     await checked_form(request, token)
+    if answer == "leave":
+        left = await sharing_uc.leave(path_id(invitation_id), caller, db_of(request))
+        return redirect(f"{PREFIX}/my/leads", request=request, flash=f"You left {left.account_id}.")
     choice = {"accept": InvitationStatus.ACCEPTED, "decline": InvitationStatus.DECLINED}.get(answer)
     if choice is None:
         raise NotFound("No such page.")

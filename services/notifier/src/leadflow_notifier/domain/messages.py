@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from leadflow_notifier.domain.preferences import DEFAULT_PREFERENCES, Channel, Preferences, allowed_channels
 from leadflow_notifier.domain.templates import render, shown_name
 from leadflow_shared.events.activity import ActivityAction
+from leadflow_shared.events.commands import INVITATION_VALID_DAYS
 from leadflow_shared.events.routing import (
     ActivityLogged,
     AssignmentReason,
@@ -423,6 +424,7 @@ def invitation_email(event: RealtorInvited, pages_url: str) -> EmailContent:
         lines=(
             f"{i.brokerage_name} invites you to work leads it shares with you on leadflow.",
             "Open the invitation to accept or decline it; once you accept, the brokerage can transfer leads to you.",
+            f"The invitation can be answered for {INVITATION_VALID_DAYS} days.",
         ),
         link=f"{pages_url.rstrip('/')}/invitations/{i.invitation_id}",
         link_label="Open the invitation",
