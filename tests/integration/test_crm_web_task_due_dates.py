@@ -3,7 +3,9 @@ leadflow can keep: its UTC form exists, between the years 1970 and 2999. One at 
 (9999-12-31T23:30 in Los Angeles, 0001-01-01T00:30 nine hours east of UTC) was taken, published to Kafka, and then
 failed building the timeline summary (`activity_summary`'s conversion to UTC overflowed): a 500 after publishing,
 and "Try again" published it again (found by helper 130). Now it is refused by field, nothing published; and the
-timeline entry is built before the publish, its summary total.
+timeline entry is built before the publish, its summary total. The form's hidden `tz` (the page's script sets it)
+of hundreds of parts ("a/a/.../b") made zoneinfo recurse past the interpreter's limit: a 500 (helper 191, session
+39); any zone it cannot load is read as UTC (`known_zone`).
 
 crm-api's whole app in-process on the session's Tansu and nx-27017, the router behind its HTTP app
 (routing_world.py), as tests/integration/test_web_answers.py runs it; its activity publisher wrapped to count.
@@ -104,3 +106,14 @@ def test_a_task_s_summary_never_fails_even_for_a_due_date_without_a_utc_value() 
     due = datetime(9999, 12, 31, 23, 30, tzinfo=ZoneInfo("America/Los_Angeles"))
     summary = activity_summary("task", "ana", {"task": {"title": "Call back", "due_at": due}})
     assert summary == "task by ana: Call back, due 9999-12-31 23:30:00-08:00"
+
+
+@on_the_session_loop
+async def test_a_task_posted_with_a_deeply_nested_time_zone_name_is_read_in_utc_not_a_server_error(web: Web) -> None:
+    client = await web.site.sign_in(BROKER)
+    page = f"/app/accounts/{ACCOUNT}/leads/{web.lead}"
+    form = {"csrf": csrf_of(await client.get(page)), "action": "task", "task_title": "Call back",
+            "task_due": "2026-03-08T02:30", "tz": "a/" * 300 + "b"}  # fmt: skip
+    answer = await answer_of(lambda: client.post(f"{page}/actions", data=form))
+    assert answer is not None, "the Work form's tz raised past the route (a 500)"
+    assert answer.status_code == 303, answer.status_code

@@ -103,10 +103,19 @@ def time_zone_of(doc: Mapping[str, Any]) -> str:
     read stored zones through this: a zone that fails to load would otherwise stop the router's claim
     clock for each of an account's leads (R8, R10), a recipient's notices, and the pages."""
     name = doc.get("time_zone")
-    if not isinstance(name, str) or not name:
-        return "UTC"
+    return name if isinstance(name, str) and known_zone(name) is not None else "UTC"
+
+
+ZONE_NAME_MAX = 64  # the longest IANA key is 32 characters; crm-api's `TimeZone` takes 64
+
+
+def known_zone(name: str) -> ZoneInfo | None:
+    """The zone of that IANA name, or None when it is not one this machine knows. Never raises: a name is often typed
+    or posted (a web form's hidden field), and zoneinfo, without the tzdata package, imports `tzdata.zoneinfo.a.a...`
+    for a name of many parts, which hundreds of them take past the recursion limit (helper 191's review)."""
+    if not name or len(name) > ZONE_NAME_MAX:
+        return None
     try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):  # not a key ("../x", NUL), or a folder ("America")
-        return "UTC"
-    return name
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError, RecursionError):  # not a key ("../x", NUL), a folder
+        return None

@@ -13,12 +13,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import time
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from leadflow_crm_api.domain.offices import TeamStatus
 from leadflow_shared.account_config import ContactDetails as ContactDetails  # re-exported: the API's enum
+from leadflow_shared.account_config import known_zone
 from leadflow_shared.events.commands import DepartedLeads
 
 AgentId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
@@ -32,10 +32,8 @@ Violation = tuple[tuple[str | int, ...], str]
 
 
 def _zone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError("unknown IANA time zone") from exc
+    if known_zone(value) is None:
+        raise ValueError("unknown IANA time zone")
     return value
 
 

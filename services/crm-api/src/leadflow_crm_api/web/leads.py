@@ -6,7 +6,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
@@ -40,6 +39,7 @@ from leadflow_crm_api.web.common import (
     render,
     settings_of,
 )
+from leadflow_shared.account_config import known_zone
 
 PAGE_SIZE = 50
 PAGE_ROUTER_TIMEOUT = 2.0  # seconds: a router that hangs delays a broker's lead page by at most this
@@ -320,10 +320,7 @@ def _local_time(value: str, zone: str) -> str:
         moment = datetime.fromisoformat(value)
     except ValueError as exc:
         raise ValueError("give the task's due date and time") from exc
-    try:
-        tz = ZoneInfo(zone) if zone else UTC
-    except (ZoneInfoNotFoundError, ValueError):
-        tz = UTC
+    tz = known_zone(zone) or UTC  # the page's script sends it: anything else is read as UTC
     return (moment if moment.tzinfo else moment.replace(tzinfo=tz)).isoformat()
 
 

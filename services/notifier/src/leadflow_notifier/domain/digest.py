@@ -7,9 +7,9 @@ contact), its next event there that carries the contact (`late_item`); or when i
 office of the organisation (T2, `LeadTransferred`: new in the target office, listed in its next digest).
 Each account's digest goes out at its `digest_hour` in
 its own time zone (the office's); the digest for day D covers the day before D at that hour
-(23 or 25 hours across a daylight-saving change). A digest missed (the notifier, MongoDB or SMTP
-down at its hour) is still sent for `DIGEST_CATCH_UP_DAYS` after it was due (`due_windows`,
-decision 0088).
+(shorter or longer by the change across a daylight-saving change: 23 or 25 hours, 23.5 or 24.5 at
+Lord Howe). A digest missed (the notifier, MongoDB or SMTP down at its hour) is still sent for
+`DIGEST_CATCH_UP_DAYS` after it was due (`due_windows`, decision 0088).
 
 Each item is in exactly one digest: the first its office sends after the item was filed
 (`takes`, decision 0013 amended in session 32). A digest takes the items waiting when it is

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from datetime import date, time
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
 from pymongo.asynchronous.database import AsyncDatabase
 
+from leadflow_shared.account_config import known_zone
 from leadflow_shared.availability import FIELDS as AVAILABILITY
 from leadflow_shared.availability import AgentAvailability
 from leadflow_shared.collections import ACCOUNTS, AGENTS, STAFF
@@ -112,10 +112,8 @@ class AccountConfig(_Strict):
     @field_validator("time_zone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
+        if known_zone(value) is None:
+            raise ValueError(f"unknown time zone {value!r}")
         return value
 
     @model_validator(mode="after")
