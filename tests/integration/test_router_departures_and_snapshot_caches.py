@@ -8,6 +8,10 @@ another replica's cache is up to 5 s old anyway: a lead decided in those seconds
 nothing took it back. Now crm-api saves the status first and the router releases the agent's leads once the
 departure is older than the snapshots' cache time (`RouterService._settled`): what a stale replica gave the agent
 meanwhile is taken back by the release.
+
+Helper 192's review (session 39): a dead-lettered `ReleaseAgentLeads` replayed (`leadflow-ops dlq replay`) after the
+agent was made active again took the lead it held by then away; a departure now releases nothing once the agent is
+back (`Departure.holds_in`).
 """
 
 from __future__ import annotations
@@ -204,3 +208,24 @@ async def test_a_lead_a_stale_replica_gave_the_agent_who_left_is_taken_back_by_t
         if isinstance(e, LeadReleased) and str(e.payload.lead_id) == str(lead.event_id)
     ]
     assert released == ["two-ana"], f"the lead the agent who left got was not taken back: {released}"
+
+
+async def test_a_stale_release_replayed_after_the_agent_came_back_leaves_its_leads(
+    database: AsyncDatabase[dict[str, Any]],
+) -> None:
+    clock, published = Clock(T0), Published()
+    service = _service(database, clock, published)
+    # Deactivated by mistake: the status saved, the command dead-lettered (never applied); then made active again.
+    await database[AGENTS].update_one({"_id": "two-broker"}, {"$set": {"status": "inactive", "active": False}})
+    stale = _release("two-office", "two-broker", T0)
+    await database[AGENTS].update_one({"_id": "two-broker"}, {"$set": {"status": "active", "active": True}})
+    clock.advance(60_000)
+    await service.on_lead_received(lead_received("two-office", at=clock()))  # R5: position 1 holds it
+    holders = [e.payload.agent_id for e in published.lead_events() if isinstance(e, LeadAssigned)]
+    assert holders == ["two-broker"], f"the setup: the lead went to {holders}"
+    published.clear()
+
+    await service.on_command(stale)  # `leadflow-ops dlq replay leads.commands.v1.dlq --all`
+
+    released = [e.payload for e in published.lead_events() if isinstance(e, LeadReleased)]
+    assert released == [], f"the replayed departure of an agent who is active took its lead away: {released}"

@@ -13,7 +13,7 @@ from router_harness import Router, router_on
 from router_leads import lead_received
 
 from leadflow_router.domain.model import RoutingRejected
-from leadflow_shared.collections import ACCOUNTS, ROUTER_CONTACTS, ROUTER_LEADS
+from leadflow_shared.collections import ACCOUNTS, AGENTS, ROUTER_CONTACTS, ROUTER_LEADS
 from leadflow_shared.envelope import derived_event_id
 from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
 from leadflow_shared.events.commands import (
@@ -405,6 +405,8 @@ async def test_a_team_member_who_moves_leaves_its_offers_and_leads_in_the_old_of
     assert raced is not None
     router.published.clear()
 
+    # crm-api moves the member's record to its new office before it sends the command (`move_member`).
+    await router.db[AGENTS].update_one({"_id": mover}, {"$set": {"account_id": "south"}})
     command = TransferTeamMember.create(
         account_id="north",
         occurred_at=T0,

@@ -113,3 +113,17 @@ def test_leadflows_client_runs_its_upkeep_every_five_seconds() -> None:
         MongoSettings(url=SecretStr("mongodb://127.0.0.1:1/?directConnection=true")), app_name="t"
     )
     assert client._kill_cursors_executor._interval == quiet_mongo.UPKEEP_SECONDS
+
+
+@pytest.mark.asyncio
+async def test_a_mongodb_srv_client_is_made_and_runs_its_upkeep_every_five_seconds_once_resolved() -> None:
+    # An SRV URL (Atlas's usual form): PyMongo makes the upkeep only after its first use resolved the record, so a
+    # client could not be made at all ("PyMongo's AsyncMongoClient changed", every service at start: helper 192).
+    url = SecretStr("mongodb+srv://leadflow:secret@cluster0.example.mongodb.net/")
+    client = make_mongo_client(MongoSettings(url=url), app_name="t")
+    try:
+        assert getattr(client, "_kill_cursors_executor", None) is None, "no DNS asked yet"
+        client._init_background()  # what its first use does once the SRV record is resolved
+        assert client._kill_cursors_executor._interval == quiet_mongo.UPKEEP_SECONDS
+    finally:
+        await client.close()

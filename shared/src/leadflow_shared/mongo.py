@@ -8,6 +8,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter
 from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import InvalidURI
 
 from leadflow_shared.quiet_mongo import quiet_periodic_executors, slower_upkeep
 from leadflow_shared.settings import MongoSettings
@@ -41,16 +42,21 @@ def make_mongo_client(
 ) -> AsyncMongoClient[Document]:
     """Client with bounded timeouts, so a missing server fails fast instead of hanging.
 
-    Its background tasks wait for their next run instead of polling for it (decision 0070)."""
+    Its background tasks wait for their next run instead of polling for it (decision 0070). A URL PyMongo cannot
+    read is its `InvalidURI` (a `PyMongoError`, as callers expect), never the URL in it: a mistyped port was a plain
+    ValueError, a traceback out of `leadflow-ops` (helper 192)."""
     quiet_periodic_executors()
-    client: AsyncMongoClient[Document] = AsyncMongoClient(
-        settings.url.get_secret_value(),
-        appname=app_name,
-        serverSelectionTimeoutMS=settings.timeout_ms,
-        connectTimeoutMS=settings.timeout_ms,
-        tz_aware=True,
-        event_listeners=list(listeners),
-    )
+    try:
+        client: AsyncMongoClient[Document] = AsyncMongoClient(
+            settings.url.get_secret_value(),
+            appname=app_name,
+            serverSelectionTimeoutMS=settings.timeout_ms,
+            connectTimeoutMS=settings.timeout_ms,
+            tz_aware=True,
+            event_listeners=list(listeners),
+        )
+    except ValueError as exc:  # PyMongo's messages name the part at fault, not the URL
+        raise InvalidURI(f"the MongoDB URL: {str(exc).splitlines()[0][:200]}") from None
     slower_upkeep(client)
     return client
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from typing import Any
 
 from pymongo import _csot, _op_id
@@ -94,8 +95,25 @@ def quiet_periodic_executors() -> None:
 
 
 def slower_upkeep(client: Any) -> None:
-    """Run `client`'s upkeep (killing abandoned cursors, pruning its pools) every `UPKEEP_SECONDS`."""
+    """Run `client`'s upkeep (killing abandoned cursors, pruning its pools) every `UPKEEP_SECONDS`.
+
+    A `mongodb+srv://` client (Atlas's usual URL) makes its upkeep only once its first use resolved the SRV record
+    (`_init_background`, called then): slowed as it is made (it failed every service at start: helper 192)."""
     executor = getattr(client, "_kill_cursors_executor", None)
+    if executor is None and getattr(client, "_resolve_srv_info", {}).get("is_srv"):
+        _slow_once_made(client)
+        return
     if not isinstance(executor, AsyncPeriodicExecutor):
         raise RuntimeError("PyMongo's AsyncMongoClient changed (no _kill_cursors_executor): see decision 0070")
     executor.update_interval(UPKEEP_SECONDS)
+
+
+def _slow_once_made(client: Any) -> None:
+    made, ref = type(client)._init_background, weakref.ref(client)  # no cycle: the client is freed as before
+
+    def init_background(old_pid: int | None = None) -> None:
+        if (alive := ref()) is not None:
+            made(alive, old_pid)
+            slower_upkeep(alive)
+
+    client._init_background = init_background

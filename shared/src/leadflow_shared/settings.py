@@ -120,8 +120,8 @@ class MongoSettings(BaseModel):
 
     url: SecretStr = Field(
         default=SecretStr("mongodb://127.0.0.1:27017/?directConnection=true"),
-        description="Connection string (a replica set, with w=majority in production); may hold credentials. "
-        "Required in production.",
+        description="Connection string, `mongodb://` or `mongodb+srv://` (a replica set, with w=majority in "
+        "production); may hold credentials. Required in production.",
     )
     database: str = Field(default="leadflow", description="The database every service shares.")
     timeout_ms: int = Field(

@@ -41,8 +41,12 @@ def register(commands: Subcommands[argparse.ArgumentParser], common: argparse.Ar
                     "The leads keep their ids, status and history. leads.events.v1 keeps its history.",
     )  # fmt: skip
     erase.add_argument("--account", required=True, help="the account (brokerage office) the contact belongs to")
-    erase.add_argument("--email", help="the contact's email address")
-    erase.add_argument("--phone", help="the contact's phone, in international form (+ and country code)")
+    # Appended, then refused past one: argparse keeps the last of a repeated option without a word, and `--lead`
+    # repeats, so `--email A --email B` read as both and erased B alone (helper 192).
+    erase.add_argument("--email", action="append", default=[], help="the contact's email address (one)")
+    erase.add_argument(
+        "--phone", action="append", default=[], help="the contact's phone, in international form (+ and country code)"
+    )
     erase.add_argument("--lead", action="append", default=[], metavar="LEAD_ID", help="a lead id (repeatable)")
     erase.add_argument("--reason", required=True, help="the ticket or reference of the request (no personal data)")
     erase.add_argument("--by", help="who asked (default: ops:<user>@<host>)")
@@ -55,12 +59,15 @@ def register(commands: Subcommands[argparse.ArgumentParser], common: argparse.Ar
 
 def command_of(args: argparse.Namespace) -> EraseContact:
     """The command the arguments ask for; OpsError naming what is wrong (never its value)."""
+    for option, given in (("--email", args.email), ("--phone", args.phone)):
+        if len(given) > 1:
+            raise OpsError(f"{option}: one per erasure ({len(given)} given); erase the others with a command each")
     try:
-        email = None if args.email is None else contact_email(args.email)
+        email = contact_email(args.email[0]) if args.email else None
     except ValueError as exc:
         raise OpsError(f"--email: {exc}") from exc
     try:
-        phone = None if args.phone is None else contact_phone(args.phone)
+        phone = contact_phone(args.phone[0]) if args.phone else None
     except ValueError as exc:
         raise OpsError(f"--phone: {exc}") from exc
     try:

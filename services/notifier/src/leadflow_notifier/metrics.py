@@ -10,7 +10,7 @@ CHANNELS: Final = ("email", "sms", "push")
 # The fixed reason tokens of DeliveryError (domain/errors.py and the adapters). Transient ones out
 # of retries are the "retries exhausted" alert; the others are refusals.
 TRANSIENT_REASONS: Final = ("timeout", "unavailable", "throttled", "abandoned")
-PERMANENT_REASONS: Final = ("auth", "rejected", "unregistered", "unreadable", "disabled")
+PERMANENT_REASONS: Final = ("auth", "rejected", "redirected", "unregistered", "unreadable", "disabled")
 
 
 class NotifierMetrics:

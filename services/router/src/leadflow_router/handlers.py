@@ -942,8 +942,14 @@ class RouterService:
 
     async def _release_agent_leads(self, account_id: str, departure: Departure, command_id: uuid.UUID) -> None:
         """An agent left the office: each lead it holds or is offered changes by compare-and-set,
-        idempotent by the command's id; its events' ids derive from the command and the lead."""
+        idempotent by the command's id; its events' ids derive from the command and the lead. Nothing when the agent
+        is back in the office by now (`Departure.holds_in`)."""
         account = await self._account(account_id, fresh=True)
+        if not departure.holds_in(account):
+            log.info(
+                "departure of an agent back in its office: nothing released", extra={"command_id": str(command_id)}
+            )
+            return
         for found in await self.records.of_agent(account_id, departure.agent_id):
             lead_id = found.lead_id
 

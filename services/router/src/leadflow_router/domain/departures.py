@@ -43,6 +43,13 @@ class Departure:
         left = "was deactivated" if self.reason is AgentDeparture.DEACTIVATED else "moved to another office"
         return f"{self.agent_id} {left}"
 
+    def holds_in(self, account: AccountSnapshot) -> bool:
+        """Whether the agent is still gone from the office as the account is now: inactive there, or its record in
+        another office. A departure read after the agent came back (a dead letter replayed days later, a command read
+        after a mistaken deactivation was undone) releases nothing: the leads it holds now are its own (helper 192)."""
+        agent = account.agent(self.agent_id)
+        return agent is None or not agent.active
+
 
 def on_agent_left(
     state: LeadState, departure: Departure, account: AccountSnapshot, rotation: int | Standing, now: datetime
