@@ -15,6 +15,9 @@ error that names the setting"; infinity is no duration. What each one does once 
 - `NOTIFIER_SMTP__TIMEOUT_SECONDS=inf`: a relay that hangs holds its deliveries for good (the lease is renewed);
 - `<PREFIX>KAFKA__RETRY_INITIAL_SECONDS=inf`: the first transient failure parks the partition for good;
 - `<PREFIX>KAFKA__GRACEFUL_TIMEOUT_SECONDS=inf`: the drain waits for ever (SIGKILL at the pod's grace period).
+
+A huge finite value (`1e300`) meant the same and passed (session 38's open point): every number and integer
+setting has an upper bound of its own since session 39 (settings.md lists them).
 """
 
 from __future__ import annotations
@@ -58,4 +61,24 @@ def test_a_number_setting_of_infinity_is_refused_at_start(
     _only(monkeypatch, env_prefix(settings_class), {name: value})
     with pytest.raises(SettingsRefusedError) as refused:
         read_settings(settings_class)  # taken: the service starts with a duration no one means
+    assert any(r.setting == name for r in refused.value.refusals), refused.value.refusals
+
+
+BOUNDED = [
+    pytest.param(cls, variable.name, variable.kind, id=variable.name)
+    for cls in CLASSES
+    for variable in variables(cls)
+    if variable.kind in {"number", "integer"}
+]
+
+
+@pytest.mark.parametrize(("settings_class", "name", "kind"), BOUNDED)
+def test_a_huge_finite_number_setting_is_refused_at_start_too(
+    monkeypatch: pytest.MonkeyPatch, settings_class: type[ServiceSettings], name: str, kind: str
+) -> None:
+    # Session 38's open point: 1e300 seconds passed the infinity check and meant the same (a sweeper, a cache, a
+    # retry pause that never ends); every number and integer setting now has an upper bound of its own.
+    _only(monkeypatch, env_prefix(settings_class), {name: "1e300" if kind == "number" else str(10**30)})
+    with pytest.raises(SettingsRefusedError) as refused:
+        read_settings(settings_class)
     assert any(r.setting == name for r in refused.value.refusals), refused.value.refusals

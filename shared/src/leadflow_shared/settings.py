@@ -87,13 +87,15 @@ class KafkaSettings(BaseModel):
         "(transient errors only: invalid input goes straight to the dead-letter topic).",
     )  # fmt: skip
     retry_initial_seconds: float = Field(
-        default=0.2, gt=0, description="A handler's first pause between attempts; it grows exponentially, "
+        default=0.2, gt=0, le=60, description="A handler's first pause between attempts; it grows exponentially, "
         "with jitter.",
     )  # fmt: skip
-    retry_max_seconds: float = Field(default=5.0, gt=0, description="A handler's longest pause between attempts.")
+    retry_max_seconds: float = Field(
+        default=5.0, gt=0, le=300, description="A handler's longest pause between attempts."
+    )
     graceful_timeout_seconds: float = Field(
-        default=15.0, gt=0, description="On SIGTERM, how long the Kafka handlers have to finish and commit, after "
-        "the HTTP drain.",
+        default=15.0, gt=0, le=600, description="On SIGTERM, how long the Kafka handlers have to finish and "
+        "commit, after the HTTP drain.",
     )  # fmt: skip
 
     @property
@@ -125,7 +127,7 @@ class MongoSettings(BaseModel):
     )
     database: str = Field(default="leadflow", description="The database every service shares.")
     timeout_ms: int = Field(
-        default=5000, ge=100, description="How long the client waits to connect and to select a server."
+        default=5000, ge=100, le=600_000, description="How long the client waits to connect and to select a server."
     )
 
 

@@ -159,7 +159,7 @@ class IntakeSettings(ServiceSettings):
         "scale the web path apart from the Kafka consumer).",
     )  # fmt: skip
     account_cache_seconds: float = Field(
-        default=60.0, ge=0, description="How long an account's existence and phone region are "
+        default=60.0, ge=0, le=3600, description="How long an account's existence and phone region are "
         "reused before it is read again.",
     )  # fmt: skip
     webhooks: WebhookSettings = WebhookSettings()

@@ -27,9 +27,9 @@ class SmtpSettings(BaseModel):
         "unset: the system CAs.",
     )  # fmt: skip
     sender: str = Field(default="leadflow <no-reply@leadflow.invalid>", description="The emails' From address.")
-    timeout_seconds: float = Field(default=10.0, gt=0, description="How long one SMTP exchange may take.")
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300, description="How long one SMTP exchange may take.")
     send_timeout_seconds: float = Field(
-        default=30.0, gt=0, description="How long sending one email may take as a whole, a new connection's "
+        default=30.0, gt=0, le=600, description="How long sending one email may take as a whole, a new connection's "
         "handshake included: a relay answering each exchange just in time holds an attempt no longer.",
     )  # fmt: skip
     # A new connection per email costs connect, EHLO, STARTTLS, AUTH.
@@ -49,7 +49,7 @@ class SmsSettings(BaseModel):
         "in production.",
     )  # fmt: skip
     sender: str = Field(default="+15005550006", description="E.164 number messages come from.")
-    timeout_seconds: float = Field(default=5.0, gt=0, description="How long one call of the API may take.")
+    timeout_seconds: float = Field(default=5.0, gt=0, le=120, description="How long one call of the API may take.")
 
 
 FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
@@ -75,7 +75,9 @@ class PushSettings(BaseModel):
         default=SecretStr("development-only"), description="Development and tests only, when no key is given: a "
         "fixed bearer token that nothing renews.",
     )  # fmt: skip
-    timeout_seconds: float = Field(default=5.0, gt=0, description="How long one call of FCM or the token URL may take.")
+    timeout_seconds: float = Field(
+        default=5.0, gt=0, le=120, description="How long one call of FCM or the token URL may take."
+    )
 
     @model_validator(mode="after")
     def _one_key(self) -> Self:
@@ -98,9 +100,11 @@ class DeliverySettings(BaseModel):
 
     attempts: int = Field(default=4, ge=1, le=10, description="Attempts of one channel's delivery (transient errors).")
     retry_initial_seconds: float = Field(
-        default=0.2, gt=0, description="First pause between a delivery's attempts; it doubles, with jitter."
+        default=0.2, gt=0, le=60, description="First pause between a delivery's attempts; it doubles, with jitter."
     )
-    retry_max_seconds: float = Field(default=5.0, gt=0, description="Longest pause between a delivery's attempts.")
+    retry_max_seconds: float = Field(
+        default=5.0, gt=0, le=300, description="Longest pause between a delivery's attempts."
+    )
     lease_seconds: float = Field(
         default=10.0, ge=3, le=600, description="How long a crashed process blocks its deliveries: the lease is "
         "renewed while it lives.",
@@ -135,7 +139,7 @@ class DigestSettings(BaseModel):
         description="When the daily digest of new leads goes out, in each account's time zone, for accounts "
         "that set no `digest_hour`.",
     )
-    check_seconds: float = Field(default=60.0, gt=0, description="How often due digests are looked for.")
+    check_seconds: float = Field(default=60.0, gt=0, le=3600, description="How often due digests are looked for.")
     keep_days: int = Field(
         default=3,
         ge=3,
@@ -174,7 +178,7 @@ class NotifierSettings(ServiceSettings):
     # Agents, preferences and who subscribed to new-lead notices are read per event; a short cache saves the
     # reads (P2).
     directory_cache_seconds: float = Field(
-        default=5.0, ge=0, description="How long agents, preferences and subscriptions are reused: a change "
+        default=5.0, ge=0, le=3600, description="How long agents, preferences and subscriptions are reused: a change "
         "applies within this time.",
     )  # fmt: skip
 

@@ -35,11 +35,14 @@ class RouterSettings(ServiceSettings):
     sweep_idle_seconds: float = Field(
         default=2.0,
         gt=0,
+        le=60,
         description="Longest pause of the sweeper: it sleeps until the next deadline it knows of (its own offers "
         "wake it), and looks again at least this often for deadlines set by other replicas.",
     )
     intake_batch: int = Field(default=500, ge=1, le=5000, description="Leads routed per Kafka batch.")
-    config_cache_seconds: float = Field(default=5.0, ge=0, description="How long account snapshots are reused.")
+    config_cache_seconds: float = Field(
+        default=5.0, ge=0, le=3600, description="How long account snapshots are reused."
+    )
     api_token: SecretStr | None = Field(
         default=None,
         description="The service token every call of the internal API must send (`Authorization: Bearer`): "
