@@ -16,7 +16,8 @@ Each test failed before.
 
 Session 39 (decision 0108): an invitation not answered within `INVITATION_VALID` expires, the brokerage can withdraw
 one not answered, and a realtor can leave a brokerage it joined; each ends the router's R6 flag, and the brokerage may
-invite again.
+invite again. Helper 194: a withdrawal and a new invitation in a loop sent any number of emails (the bound counted
+invitations, not the emails each re-invitation sends).
 """
 
 from __future__ import annotations
@@ -223,3 +224,22 @@ async def test_a_realtor_leaves_the_brokerage_gets_no_more_of_its_leads_and_can_
     again, invited = await sharing.invite(NORTH, sharing.InvitationCreate(realtor_id="ana", email="ana@north.example"),
                                           NORA, db, Published())  # fmt: skip
     assert (invited, again.status) == (True, InvitationStatus.PENDING)
+
+
+async def test_withdrawing_and_inviting_again_does_not_escape_the_daily_bound_of_invitation_emails(db: Db) -> None:
+    publish = Published()
+    tries = 2 * sharing.INVITATIONS_PER_DAY
+    refused: list[int] = []
+    key = invitation_id(NORTH, "made-up")
+    for i in range(tries):
+        body = sharing.InvitationCreate(realtor_id="made-up", email=f"victim-{i}@victim.example", name="Dear Friend")
+        try:
+            await sharing.invite(NORTH, body, NORA, db, publish)
+        except CrmApiError as exc:
+            refused.append(exc.status)
+            continue
+        await sharing.withdraw(NORTH, key, NORA, db)  # the brokerage alone ends it: no realtor needed
+    emails = {cmd.event_id: cmd.payload.email for _, raw in publish.records
+              if (cmd := InviteRealtor.model_validate_json(raw))}  # fmt: skip
+    assert len(emails) == sharing.INVITATIONS_PER_DAY, f"{len(emails)} invitation emails within seconds"
+    assert refused == [429] * (tries - sharing.INVITATIONS_PER_DAY)

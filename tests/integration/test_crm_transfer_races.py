@@ -10,6 +10,10 @@ for the commands crm-api published, in the order they were published (one partit
 - A share (T1) whose ShareLead Kafka refused, retried with its key after the brokerage shared the lead with another
   realtor: the retry sends the old ShareLead without writing its row again, so the router makes the first realtor
   the holder while crm-api's row stays "Assigned To" the second: the holder cannot open the lead, the other can.
+
+Helper 194's review (session 39, decision 0108): a share checked before its realtor left the brokerage (another
+replica, at once) or retried after it (hours later) still wrote the views and sent its ShareLead: the invitation is
+checked again as the writes begin (`_still_invited`).
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from leadflow_crm_api.adapters.leads import LeadViews
 from leadflow_crm_api.adapters.offices import PUBLISHED_HOLD, OfficeTransfers
 from leadflow_crm_api.adapters.transfers import AccountTransfers
 from leadflow_crm_api.domain.principal import Principal, Role
-from leadflow_crm_api.domain.sharing import InvitationStatus
+from leadflow_crm_api.domain.sharing import InvitationStatus, invitation_id
 from leadflow_crm_api.errors import CrmApiError, Unavailable
 from leadflow_crm_api.handlers import project
 from leadflow_crm_api.use_cases import offices, sharing
@@ -344,4 +348,56 @@ async def test_a_move_published_now_is_moving_whenever_it_was_first_asked(db: Db
     moving = await OfficeTransfers(db).moving(NORTH, [str(lead)])
     assert moving == {str(lead): record["_id"]}, (
         f"a move published a moment ago, first asked {asked_ago} ago, holds its lead no more: moving={moving}"
+    )
+
+
+def _shared_with(publish: Published) -> list[str]:
+    return [ShareLead.model_validate_json(raw).payload.realtor_id for _, raw in publish.records]
+
+
+async def test_a_share_retried_after_the_realtor_left_is_refused_and_sends_nothing(
+    db: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _connected(db, "rio", RIO)
+    lead = await a_north_lead(db)
+    share = sharing.TransferCreate(lead_ids=[str(lead)], realtor_id="rio")
+    original = AccountTransfers.apply
+
+    async def fails(self: AccountTransfers, transfer: dict[str, Any]) -> None:
+        del self, transfer
+        raise RuntimeError("MongoDB stepped down")  # the first attempt stops after its record, before its writes
+
+    monkeypatch.setattr(AccountTransfers, "apply", fails)
+    with pytest.raises(RuntimeError):
+        await sharing.transfer_leads(NORTH, share, BROKERS[NORTH], db, Published(), "r194-retry")
+    monkeypatch.setattr(AccountTransfers, "apply", original)
+
+    await sharing.leave(invitation_id(NORTH, "rio"), RIO, db)  # Rio leaves North
+    publish = Published()
+    retried = await _answer(sharing.transfer_leads(NORTH, share, BROKERS[NORTH], db, publish, "r194-retry"))
+    assert (retried, _shared_with(publish)) == ("refused 422", []), (
+        f"the retry, after Rio left North: {retried}, ShareLead to {_shared_with(publish)} (the router makes Rio the "
+        "holder of North's lead, its contact included)"
+    )
+
+
+async def test_a_share_checked_before_the_realtor_left_and_written_after_sends_nothing(
+    db: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _connected(db, "rio", RIO)
+    lead = await a_north_lead(db)
+    share = sharing.TransferCreate(lead_ids=[str(lead)], realtor_id="rio")
+    begin = AccountTransfers.begin
+
+    async def left_meanwhile(self: AccountTransfers, record: dict[str, Any]) -> dict[str, Any]:
+        await sharing.leave(
+            invitation_id(NORTH, "rio"), RIO, db
+        )  # another replica, between the share's check and its writes
+        return await begin(self, record)
+
+    monkeypatch.setattr(AccountTransfers, "begin", left_meanwhile)
+    publish = Published()
+    answered = await _answer(sharing.transfer_leads(NORTH, share, BROKERS[NORTH], db, publish, "r194-race"))
+    assert _shared_with(publish) == [], (
+        f"answered {answered}; ShareLead to {_shared_with(publish)} after Rio left North"
     )

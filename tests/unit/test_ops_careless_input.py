@@ -6,6 +6,8 @@
   an operator reads the two flags alike. Now refused, naming the option.
 - `notifier_notifications_failed_total{reason="redirected"}` is not exported at zero, unlike every other reason an
   adapter raises: the first redirected failure after a pod starts is invisible to `rate()`/`increase()`.
+- (helper 194) A MongoDB URL PyMongo cannot read was quoted in part by its error (a password with an unescaped `/`
+  or `$`): `leadflow-ops` prints it, a service logs it. Its user information is masked.
 """
 
 from __future__ import annotations
@@ -17,11 +19,15 @@ from unittest import mock
 
 import pytest
 from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
+from pymongo.errors import PyMongoError
 
 from leadflow_notifier.metrics import CHANNELS, NotifierMetrics
 from leadflow_ops import cli
 from leadflow_ops.commands.contact import command_of
 from leadflow_ops.errors import OpsError
+from leadflow_shared.mongo import make_mongo_client
+from leadflow_shared.settings import MongoSettings
 
 pytestmark = pytest.mark.unit
 
@@ -59,3 +65,17 @@ def test_every_failure_reason_an_adapter_raises_is_exported_at_zero() -> None:
             "notifier_notifications_failed_total", {"channel": channel, "reason": "redirected"}
         )
         assert value == 0.0, f"no {channel}/redirected series until the first one: its first increase is not seen"
+
+
+@pytest.mark.parametrize(
+    ("url", "secret"),
+    [
+        ("mongodb://leadflow:Zq8/Kp2/Wx9@db.example:27017/leadflow", "Kp2/Wx9"),
+        ("mongodb://leadflow:Zq8/Kp$2@db.example:27017/leadflow", "Kp$2"),
+    ],
+)
+def test_an_unreadable_mongodb_url_is_refused_without_quoting_its_password(url: str, secret: str) -> None:
+    with pytest.raises(PyMongoError) as refused:
+        make_mongo_client(MongoSettings(url=SecretStr(url)), app_name="ops")
+    said = str(refused.value)
+    assert secret not in said, f"the error (printed by leadflow-ops, logged by a service) quotes the password: {said!r}"

@@ -41,6 +41,7 @@ CRM_LABELS: Final = "crm_labels"
 CRM_OFFICE_TRANSFERS: Final = "crm_office_transfers"
 CRM_LEAD_MOVES: Final = "crm_lead_moves"  # which office transfer holds a lead as being moved (one at a time)
 CRM_INVITATIONS: Final = "crm_invitations"
+CRM_INVITATION_EMAILS: Final = "crm_invitation_emails"  # one per invitation email sent, a day: the daily bound
 CRM_TRANSFERS: Final = "crm_transfers"
 CRM_USED_OFFER_LINKS: Final = "crm_used_offer_links"
 CRM_SETTINGS_AUDIT: Final = "crm_settings_audit"  # one change of routing rules or of an availability

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import InvalidURI
+from pymongo.errors import ConfigurationError, InvalidURI
 
 from leadflow_shared.quiet_mongo import quiet_periodic_executors, slower_upkeep
 from leadflow_shared.settings import MongoSettings
@@ -37,6 +38,17 @@ class CommandCounter(monitoring.CommandListener):
         pass
 
 
+def _without_secrets(message: str, url: str) -> str:
+    """`message` with every run of three or more characters of the URL's user information (what comes between `://`
+    and its last `@`, since a URL that cannot be read has no reliable boundaries) masked."""
+    rest = url.partition("://")[2]
+    userinfo = rest.rpartition("@")[0] if "@" in rest else ""
+    for piece in sorted(re.split(r"[:/@?#]", userinfo), key=len, reverse=True):
+        if len(piece) >= 3:
+            message = message.replace(piece, "***")
+    return message
+
+
 def make_mongo_client(
     settings: MongoSettings, *, app_name: str, listeners: Sequence[monitoring.CommandListener] = ()
 ) -> AsyncMongoClient[Document]:
@@ -55,8 +67,9 @@ def make_mongo_client(
             tz_aware=True,
             event_listeners=list(listeners),
         )
-    except ValueError as exc:  # PyMongo's messages name the part at fault, not the URL
-        raise InvalidURI(f"the MongoDB URL: {str(exc).splitlines()[0][:200]}") from None
+    except (ValueError, ConfigurationError) as exc:  # InvalidURI is a ConfigurationError
+        said = _without_secrets(str(exc).splitlines()[0][:200], settings.url.get_secret_value())
+        raise InvalidURI(f"the MongoDB URL: {said}") from None
     slower_upkeep(client)
     return client
 

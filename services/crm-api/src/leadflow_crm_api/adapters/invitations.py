@@ -8,7 +8,8 @@ Authorisation happens before these calls.
 
 from __future__ import annotations
 
-from datetime import datetime
+import contextlib
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING
@@ -17,7 +18,7 @@ from pymongo.errors import DuplicateKeyError
 
 from leadflow_crm_api.domain.sharing import INVITATION_VALID, InvitationStatus, invitation_id
 from leadflow_shared.clock import epoch_ms
-from leadflow_shared.collections import AGENTS, CRM_INVITATIONS
+from leadflow_shared.collections import AGENTS, CRM_INVITATION_EMAILS, CRM_INVITATIONS
 
 VALID_MS = int(INVITATION_VALID.total_seconds() * 1000)
 MARK_ATTEMPTS = 3  # flag writes while the invitation keeps changing under them (each change writes its own after)
@@ -31,6 +32,8 @@ async def ensure_indexes(db: AsyncDatabase[Doc]) -> None:
     # No index names _id (nx-27017, decision 0004); lists are per account in invitation order.
     await db[CRM_INVITATIONS].create_index([("account_id", ASCENDING), ("created_ms", ASCENDING)], name="account")
     await db[CRM_INVITATIONS].create_index([("realtor_id", ASCENDING)], name="realtor")
+    await db[CRM_INVITATION_EMAILS].create_index([("account_id", ASCENDING), ("sent_ms", ASCENDING)], name="account")
+    await db[CRM_INVITATION_EMAILS].create_index([("expires_at", ASCENDING)], name="forget_old", expireAfterSeconds=0)
 
 
 class Invitations:
@@ -126,8 +129,24 @@ class Invitations:
         await self._set_flag(account_id, realtor_id, accepted)
 
     async def sent_since(self, account_id: str, since_ms: int) -> int:
-        """How many of the account's invitations were (re)sent from `since_ms` on (one email each)."""
-        return await self._invitations.count_documents({"account_id": account_id, "invited_ms": {"$gte": since_ms}})
+        """How many invitation emails the account sent from `since_ms` on: each (re)invitation's email counts, however
+        often one invitation was withdrawn and sent again (counting invitations, a withdraw and invite loop sent any
+        number: helper 194's review)."""
+        query = {"account_id": account_id, "sent_ms": {"$gte": since_ms}}
+        return await self._db[CRM_INVITATION_EMAILS].count_documents(query)
+
+    async def count_email(self, stored: Doc) -> None:
+        """Count the email of this (re)invitation, once (its id is the invitation's and its send's time: a retry
+        whose email did not go counts no second time), kept two days."""
+        sent = datetime.now(UTC)
+        doc = {
+            "_id": f"{stored['_id']}/{stored['invited_ms']}",
+            "account_id": stored["account_id"],
+            "sent_ms": stored["invited_ms"],
+            "expires_at": sent + timedelta(days=2),
+        }
+        with contextlib.suppress(DuplicateKeyError):
+            await self._db[CRM_INVITATION_EMAILS].insert_one(doc)
 
     async def _accepted(self, key: str) -> bool:
         doc = await self.get(key)

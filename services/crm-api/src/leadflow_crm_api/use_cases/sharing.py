@@ -210,6 +210,7 @@ async def invite(
     await _within_daily_invitations(account_id, db)
     stored, invited = await _invite(account_id, body, caller, db)
     if stored.get("notified_ms") != stored["invited_ms"]:  # also a retry after the email failed to go
+        await Invitations(db).count_email(stored)
         await _email_invitation(publish, stored, await AccountTransfers(db, account_id).account_name() or account_id)
         await Invitations(db).mark_notified(stored["_id"], stored["invited_ms"])
     return _invitation(stored), invited
@@ -427,6 +428,7 @@ async def transfer_leads(
     if not checked_now and not (stored["done"] and stored.get("published")):
         stored = await _still_shareable(stored, transfers, db)
     if not stored["done"]:
+        await _still_invited(stored, db, transfers)
         await transfers.apply(stored)
     if not stored.get("published"):
         stored = await _as_written(stored, transfers)
@@ -476,6 +478,21 @@ async def _still_shareable(stored: dict[str, Any], transfers: AccountTransfers, 
     for lead_id in await transfers.written(stored["_id"], list(refusals)):
         refusals.pop(lead_id, None)
     return await _dropped(stored, refusals, transfers)
+
+
+async def _still_invited(stored: dict[str, Any], db: Db, transfers: AccountTransfers) -> None:
+    """The realtor has the brokerage's invitation accepted as its writes begin: one who left, was disconnected since
+    the transfer's checks (another replica, at once) or before its retry (hours later) gets nothing, the refusal
+    recorded for the next retry (helper 194's review). Its writes begun, the transfer came first: it goes on, and
+    the leads stay the realtor's as any shared before the leaving (decision 0108)."""
+    invitation = await Invitations(db).get(invitation_id(stored["account_id"], stored["realtor_id"]))
+    refusal = transfer_refusal(None if invitation is None else _status(invitation))
+    if refusal is None:
+        return
+    why = f"{refusal}; nothing was transferred."
+    dropped = [*stored.get("dropped", []), *({"lead_id": i, "reason": refusal} for i in stored["lead_ids"])]
+    await transfers.drop(stored["_id"], [], dropped, refusal=why)
+    raise InvalidRequest(why)
 
 
 async def _as_written(stored: dict[str, Any], transfers: AccountTransfers) -> dict[str, Any]:
