@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from browser_windows import post_a_lead, routed
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from leadflow_devstack.stack import Stack
@@ -111,27 +112,7 @@ async def signed_in(
 
 
 async def post_lead(stack: Stack, last_name: str, account: str = LIVE) -> str:
-    body = {
-        "account_id": account,
-        "first_name": "Paula",
-        "last_name": last_name,
-        "email": f"paula-{uuid.uuid4().hex[:8]}@example.com",
-    }
-    async with httpx.AsyncClient() as intake:
-        posted = await intake.post(f"{stack.url('intake')}/v1/leads", json=body)
-    assert posted.status_code == 202, posted.text
-    return str(posted.json()["event_id"])
-
-
-async def routed(stack: Stack, account: str, lead_id: str, broker: str) -> None:
-    """Wait until crm-api has the lead (routed and projected), so its page exists."""
-    headers = stack.auth(broker, "broker", account)
-
-    async def known() -> bool:
-        async with httpx.AsyncClient(base_url=stack.url("crm-api"), timeout=30) as api:
-            return (await api.get(f"/v1/accounts/{account}/leads/{lead_id}", headers=headers)).status_code == 200
-
-    await eventually(known, what="the lead in crm-api")
+    return await post_a_lead(stack, last_name, account)
 
 
 async def offered_to(stack: Stack, account: str, lead_id: str, broker: str) -> str:

@@ -48,6 +48,7 @@ FIELDS = [
     "crm_status",
     "lead_ids",
     "all_matching",
+    "assign_all_matching",
     "realtor_id",
     "email",
     "name",

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from typing import Any
 
+import httpx
 from playwright.async_api import Browser, BrowserContext, Page
 
 from leadflow_devstack.stack import Stack
+from leadflow_devstack.testing import eventually
 
 PHONE = {"width": 390, "height": 844}
 DESK = {"width": 1280, "height": 900}
@@ -25,6 +28,31 @@ async def sign_in_as(page: Page, stack: Stack, account_id: str, user: str, role:
     await page.goto(f"{stack.url('crm-api')}/app/sign-in?account={account_id}")
     await page.locator(f'form:has(input[name="user"][value="{account_id}|{user}|{role}"]) button').click()
     await page.wait_for_load_state()
+
+
+async def post_a_lead(stack: Stack, last_name: str, account: str) -> str:
+    """A website lead of `account` posted to intake (Paula `last_name`, an address of her own): its event id."""
+    body = {
+        "account_id": account,
+        "first_name": "Paula",
+        "last_name": last_name,
+        "email": f"paula-{uuid.uuid4().hex[:8]}@example.com",
+    }
+    async with httpx.AsyncClient() as intake:
+        posted = await intake.post(f"{stack.url('intake')}/v1/leads", json=body)
+    assert posted.status_code == 202, posted.text
+    return str(posted.json()["event_id"])
+
+
+async def routed(stack: Stack, account: str, lead_id: str, broker: str) -> None:
+    """Wait until crm-api has the lead (routed and projected), so its page exists."""
+    headers = stack.auth(broker, "broker", account)
+
+    async def known() -> bool:
+        async with httpx.AsyncClient(base_url=stack.url("crm-api"), timeout=30) as api:
+            return (await api.get(f"/v1/accounts/{account}/leads/{lead_id}", headers=headers)).status_code == 200
+
+    await eventually(known, what="the lead in crm-api")
 
 
 def office(account_id: str, roster: list[str], names: dict[str, str], **more: Any) -> dict[str, Any]:

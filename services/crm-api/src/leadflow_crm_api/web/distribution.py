@@ -84,14 +84,15 @@ async def distribute_many(request: Request, account_id: str) -> Response:
     caller, (account_id,), form = await posted(request, account_id)
     selected = [v for v in (await request.form()).getlist("lead_ids") if isinstance(v, str)]
     try:
-        if form.get("all_matching") == "1":
+        # Its own box: the Lead Transfer dialog's, ticked and cancelled, is in the same form (helper 196's review).
+        if form.get("assign_all_matching") == "1":
             lead_filter = LeadFilter.model_validate({k: form[k] for k in ("tab", "status", "q") if form.get(k)})
             body = _body(form, None, lead_filter)
         else:
             body = _body(form, selected or None, None)
         done = await _distribute(request, account_id, body, form)
     except (ValidationError, RequestValidationError, InvalidRequest) as exc:
-        some = bool(selected) or form.get("all_matching") == "1"
+        some = bool(selected) or form.get("assign_all_matching") == "1"
         reason = _assign_reason(exc, form) if some else "Select one or more leads."
         return await brokerage_page(
             request, caller, account_id, status=422, assign_error=reason, values=form, selected=selected

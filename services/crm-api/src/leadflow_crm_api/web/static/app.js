@@ -48,14 +48,26 @@ function edited(el) {
   return el.value !== el.defaultValue;
 }
 
-// The choices in progress in `root` (fields changed since the page was built), by place; and the focused one's.
+// A link's or a button's place on the page, the same in a fresh copy of it: where it goes or what it submits, and
+// what it says. A field's is `fieldKey`.
+function focusKey(el) {
+  if (el instanceof HTMLAnchorElement) return ["a", el.getAttribute("href"), el.textContent.trim()].join("\n");
+  if (el instanceof HTMLButtonElement) {
+    const form = el.form ? el.form.getAttribute("action") : "";
+    return ["button", form, el.getAttribute("formaction"), el.name, el.value, el.textContent.trim()].join("\n");
+  }
+  return el.name || el.id ? fieldKey(el) : null;
+}
+
+// The choices in progress in `root` (fields changed since the page was built), by place; and the focused element's
+// place, a link or a button too (a refresh left a keyboard user's focus on the page's body: helper 196's review).
 function choicesIn(root) {
   const choices = new Map();
   for (const el of root.querySelectorAll("input, select, textarea")) {
     if (el.type !== "hidden" && el.type !== "file" && (el.name || el.id) && edited(el)) choices.set(fieldKey(el), el);
   }
   const active = document.activeElement;
-  const focused = active && active !== root && root.contains(active) && (active.name || active.id) ? fieldKey(active) : null;
+  const focused = active && active !== root && root.contains(active) ? focusKey(active) : null;
   return { choices, focused, active };
 }
 
@@ -75,6 +87,9 @@ function keepChoices(fresh, kept) {
       try { el.setSelectionRange(kept.active.selectionStart, kept.active.selectionEnd); } catch (_) { /* no text */ }
     }
   }
+  if (kept.focused === null || fresh.contains(document.activeElement)) return;
+  const same = [...fresh.querySelectorAll("a[href], button")].find((el) => focusKey(el) === kept.focused);
+  if (same) same.focus({ preventScroll: true });
 }
 
 // The page fetched again and its live part replaced: "shown"; "left" when the answer is another page (signed out,
@@ -159,6 +174,15 @@ function dialogs() {
   // Without this script a dialog shows inline (it is rendered open); with it, it is a modal opened on demand.
   for (const dialog of document.querySelectorAll("dialog")) {
     dialog.close();
+    // Enter in a field submits with the dialog's own button: two dialogs share the list's form, whose default button
+    // (the first) is the other dialog's (Enter in Lead Transfer assigned the leads: helper 196's review).
+    dialog.addEventListener("keydown", (event) => {
+      const own = dialog.querySelector("button[type=submit]");
+      if (event.key !== "Enter" || !own || !(event.target instanceof HTMLInputElement)) return;
+      if (["button", "submit", "reset"].includes(event.target.type)) return;
+      event.preventDefault();
+      own.click();
+    });
     if ("show" in dialog.dataset) dialog.showModal();  // reopened with the server's error in it
     for (const close of dialog.querySelectorAll("[data-close]")) close.addEventListener("click", () => dialog.close());
   }
