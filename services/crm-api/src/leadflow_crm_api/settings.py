@@ -32,6 +32,10 @@ class AuthSettings(BaseModel):
     leeway_seconds: int = Field(
         default=30, ge=0, le=300, description="Clock difference allowed on the tokens' expiry and not-before."
     )
+    max_lifetime_hours: int = Field(
+        default=744, ge=1, le=8784, description="How far ahead a token's expiry may be (31 days): one further, an "
+        "`exp` in milliseconds say, is refused, not kept signed in for millennia.",
+    )  # fmt: skip
     member_cache_seconds: float = Field(
         default=2.0, ge=0, le=10, description="How long a caller's agent record (active? of the token's office?) "
         "is kept before it is read again: an agent made inactive or moved is refused within this time (decision "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import time
 from typing import Annotated
 
 import jwt
@@ -32,6 +34,7 @@ class TokenVerifier:
         self._key = settings.verification_key
         self._auth = settings.auth
         self.leeway_seconds = settings.auth.leeway_seconds
+        self._max_lifetime = settings.auth.max_lifetime_hours * 3600
 
     def verify(self, token: str) -> Principal:
         """The caller the token names; Unauthenticated (with a reason safe to return) otherwise."""
@@ -59,6 +62,20 @@ class TokenVerifier:
         except ValidationError as exc:
             fields = sorted({str(e["loc"][0]) for e in exc.errors() if e["loc"]})
             raise Unauthenticated(f"The bearer token lacks valid claims: {', '.join(fields)}.") from exc
-        expires = float(decoded["exp"])  # required above, and a number (PyJWT checked it)
+        expires = self._expiry(decoded["exp"])
         session = hashlib.sha256(json.dumps(decoded, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
         return Principal(claims.sub, claims.role, claims.account_id, claims.organisation_id, expires, session)
+
+    def _expiry(self, exp: object) -> float:
+        """The token's `exp` (required and checked not past by PyJWT, which takes any `int()`-able value) as epoch
+        seconds, within `max_lifetime_hours` from now: an `exp` in milliseconds kept a session signed in for
+        millennia (its sign-out could not even store it), one of 400 digits was a 500 (helper 200's review)."""
+        try:
+            expires = float(exp)  # type: ignore[arg-type]
+        except (TypeError, ValueError, OverflowError):
+            expires = math.inf
+        if not math.isfinite(expires) or expires > time.time() + self._max_lifetime:
+            raise Unauthenticated(
+                f"The bearer token's expiry is more than {self._max_lifetime // 3600} hours ahead (exp is in seconds)."
+            )
+        return expires
