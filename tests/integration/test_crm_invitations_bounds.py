@@ -17,11 +17,15 @@ Each test failed before.
 Session 39 (decision 0108): an invitation not answered within `INVITATION_VALID` expires, the brokerage can withdraw
 one not answered, and a realtor can leave a brokerage it joined; each ends the router's R6 flag, and the brokerage may
 invite again. Helper 194: a withdrawal and a new invitation in a loop sent any number of emails (the bound counted
-invitations, not the emails each re-invitation sends).
+invitations, not the emails each re-invitation sends). Helper 198: invitations asked at once each read the count
+before any was counted; the last of the day whose email Kafka refused was counted and then refused; another
+brokerage's broker was told the count (429 before 403). An email is now counted before it goes, the count read after
+(`_count_email`), and the caller checked first.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -243,3 +247,58 @@ async def test_withdrawing_and_inviting_again_does_not_escape_the_daily_bound_of
               if (cmd := InviteRealtor.model_validate_json(raw))}  # fmt: skip
     assert len(emails) == sharing.INVITATIONS_PER_DAY, f"{len(emails)} invitation emails within seconds"
     assert refused == [429] * (tries - sharing.INVITATIONS_PER_DAY)
+
+
+SAM = Principal("sam", Role.BROKER, "south")  # another brokerage's broker
+
+
+def _emails(publish: Published) -> set[str]:
+    return {str(InviteRealtor.model_validate_json(raw).event_id) for _, raw in publish.records}
+
+
+async def _invite_one(db: Db, publish: object, i: int, caller: Principal = NORA) -> str:
+    body = sharing.InvitationCreate(realtor_id=f"made-up-{i}", email=f"victim-{i}@victim.example", name="Friend")
+    try:
+        await sharing.invite(NORTH, body, caller, db, publish)  # type: ignore[arg-type]
+    except CrmApiError as exc:
+        return f"refused {exc.status}"
+    return "sent"
+
+
+async def test_invitations_asked_at_once_do_not_pass_the_daily_bound_together(db: Db) -> None:
+    publish = Published()
+    tries = 3 * sharing.INVITATIONS_PER_DAY
+    answers = await asyncio.gather(*(_invite_one(db, publish, i) for i in range(tries)))
+    assert len(_emails(publish)) <= sharing.INVITATIONS_PER_DAY, (
+        f"{len(_emails(publish))} invitation emails in one burst of {tries} parallel requests (bound "
+        f"{sharing.INVITATIONS_PER_DAY} a day); answers: {sorted(set(answers))}"
+    )
+
+
+async def test_the_last_invitation_of_the_day_whose_email_kafka_refused_can_be_sent_by_inviting_again(db: Db) -> None:
+    publish = Published()
+    for i in range(sharing.INVITATIONS_PER_DAY - 1):
+        assert await _invite_one(db, publish, i) == "sent"
+
+    async def kafka_down(account_id: str, body: bytes) -> None:
+        del account_id, body
+        raise ConnectionError("the broker is unreachable")
+
+    last = sharing.INVITATIONS_PER_DAY - 1
+    assert await _invite_one(db, kafka_down, last) == "refused 503"  # "saved but was not emailed; invite again"
+    again = await _invite_one(db, publish, last)
+    assert (again, len(_emails(publish))) == ("sent", sharing.INVITATIONS_PER_DAY), (
+        f'inviting again as told: {again} ("none was sent. Try again tomorrow."): the bound counted an email that '
+        f"never went, {len(_emails(publish))} of {sharing.INVITATIONS_PER_DAY} sent"
+    )
+
+
+async def test_another_brokerages_broker_is_refused_403_not_told_the_brokerages_daily_count(db: Db) -> None:
+    publish = Published()
+    for i in range(sharing.INVITATIONS_PER_DAY):
+        assert await _invite_one(db, publish, i) == "sent"
+    answered = await _invite_one(db, Published(), 999, caller=SAM)
+    assert answered == "refused 403", (
+        f"South's broker inviting into North: {answered} (North's daily invitation count is read before the "
+        "caller is checked: 429 tells another tenant North sent its 50 invitation emails today)"
+    )

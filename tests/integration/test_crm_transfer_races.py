@@ -13,7 +13,8 @@ for the commands crm-api published, in the order they were published (one partit
 
 Helper 194's review (session 39, decision 0108): a share checked before its realtor left the brokerage (another
 replica, at once) or retried after it (hours later) still wrote the views and sent its ShareLead: the invitation is
-checked again as the writes begin (`_still_invited`).
+checked again as the writes begin (`_still_invited`); helper 198: one whose writes had begun (a crash between the
+rows and its `done`) goes on, or the rows named a realtor the router never made the holder.
 """
 
 from __future__ import annotations
@@ -41,11 +42,12 @@ from test_crm_moves_users_and_key_reuse import (
     kafka_down,
 )
 
+from leadflow_crm_api.adapters.generations import Write, writing
 from leadflow_crm_api.adapters.leads import LeadViews
 from leadflow_crm_api.adapters.offices import PUBLISHED_HOLD, OfficeTransfers
 from leadflow_crm_api.adapters.transfers import AccountTransfers
 from leadflow_crm_api.domain.principal import Principal, Role
-from leadflow_crm_api.domain.sharing import InvitationStatus, invitation_id
+from leadflow_crm_api.domain.sharing import InvitationStatus, invitation_id, lead_row_transfer, transfer_id
 from leadflow_crm_api.errors import CrmApiError, Unavailable
 from leadflow_crm_api.handlers import project
 from leadflow_crm_api.use_cases import offices, sharing
@@ -400,4 +402,38 @@ async def test_a_share_checked_before_the_realtor_left_and_written_after_sends_n
     answered = await _answer(sharing.transfer_leads(NORTH, share, BROKERS[NORTH], db, publish, "r194-race"))
     assert _shared_with(publish) == [], (
         f"answered {answered}; ShareLead to {_shared_with(publish)} after Rio left North"
+    )
+
+
+async def test_a_share_half_written_then_retried_after_the_realtor_left_is_not_left_half_done(
+    db: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _connected(db, "rio", RIO)
+    lead = str(await a_north_lead(db))
+    share = sharing.TransferCreate(lead_ids=[lead], realtor_id="rio")
+
+    async def rows_then_crash(self: AccountTransfers, transfer: dict[str, Any]) -> None:
+        # `apply`'s first write (the lead rows), then the crash before its timeline entries and `done` flag.
+        async with writing(self._db, Write(lead_ids=tuple(transfer["lead_ids"]))) as names:
+            await self._db[names.leads].update_many(
+                {"account_id": NORTH, "_id": {"$in": transfer["lead_ids"]}}, {"$set": lead_row_transfer(transfer)}
+            )
+        raise RuntimeError("MongoDB stepped down")
+
+    monkeypatch.setattr(AccountTransfers, "apply", rows_then_crash)
+    with pytest.raises(RuntimeError):
+        await sharing.transfer_leads(NORTH, share, BROKERS[NORTH], db, Published(), "r198-half")
+    monkeypatch.undo()
+
+    await sharing.leave(invitation_id(NORTH, "rio"), RIO, db)  # Rio leaves North before the retry
+    publish = Published()
+    retried = await _answer(sharing.transfer_leads(NORTH, share, BROKERS[NORTH], db, publish, "r198-half"))
+    record = await AccountTransfers(db, NORTH).get(transfer_id(NORTH, "r198-half"))
+    assert record is not None
+    rows_say_rio = bool(await AccountTransfers(db, NORTH).written(record["_id"], [lead]))
+    router_told = _shared_with(publish) == ["rio"]
+    assert rows_say_rio == router_told, (
+        f"the retry: {retried}, record refusal {record.get('refusal')!r}; the lead rows say 'Assigned To' Rio "
+        f"({rows_say_rio}: Rio, who left, reads North's lead and its contact; it left My Leads) while the router "
+        f"was told {_shared_with(publish)}"
     )

@@ -8,7 +8,6 @@ Authorisation happens before these calls.
 
 from __future__ import annotations
 
-import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,6 +33,10 @@ async def ensure_indexes(db: AsyncDatabase[Doc]) -> None:
     await db[CRM_INVITATIONS].create_index([("realtor_id", ASCENDING)], name="realtor")
     await db[CRM_INVITATION_EMAILS].create_index([("account_id", ASCENDING), ("sent_ms", ASCENDING)], name="account")
     await db[CRM_INVITATION_EMAILS].create_index([("expires_at", ASCENDING)], name="forget_old", expireAfterSeconds=0)
+
+
+def _email_id(stored: Doc) -> str:
+    return f"{stored['_id']}/{stored['invited_ms']}"
 
 
 class Invitations:
@@ -128,25 +131,34 @@ class Invitations:
             accepted = now
         await self._set_flag(account_id, realtor_id, accepted)
 
-    async def sent_since(self, account_id: str, since_ms: int) -> int:
-        """How many invitation emails the account sent from `since_ms` on: each (re)invitation's email counts, however
-        often one invitation was withdrawn and sent again (counting invitations, a withdraw and invite loop sent any
-        number: helper 194's review)."""
-        query = {"account_id": account_id, "sent_ms": {"$gte": since_ms}}
+    async def sent_since(self, account_id: str, since_ms: int, *, but: str | None = None) -> int:
+        """How many invitation emails the account sent from `since_ms` on (`but`: not counting one invitation's):
+        each (re)invitation's email counts, however often one invitation was withdrawn and sent again (counting
+        invitations, a withdraw and invite loop sent any number: helper 194's review)."""
+        query: Doc = {"account_id": account_id, "sent_ms": {"$gte": since_ms}}
+        if but is not None:
+            query["invitation_id"] = {"$ne": but}
         return await self._db[CRM_INVITATION_EMAILS].count_documents(query)
 
-    async def count_email(self, stored: Doc) -> None:
-        """Count the email of this (re)invitation, once (its id is the invitation's and its send's time: a retry
-        whose email did not go counts no second time), kept two days."""
-        sent = datetime.now(UTC)
+    async def count_email(self, stored: Doc) -> bool:
+        """Count the email of this (re)invitation, once (its id is the invitation's and its send's: a retry whose
+        email did not go counts no second time), kept two days; False when it was counted already."""
+        now = datetime.now(UTC)
         doc = {
-            "_id": f"{stored['_id']}/{stored['invited_ms']}",
+            "_id": _email_id(stored),
             "account_id": stored["account_id"],
-            "sent_ms": stored["invited_ms"],
-            "expires_at": sent + timedelta(days=2),
+            "invitation_id": stored["_id"],
+            "sent_ms": epoch_ms(now),
+            "expires_at": now + timedelta(days=2),
         }
-        with contextlib.suppress(DuplicateKeyError):
+        try:
             await self._db[CRM_INVITATION_EMAILS].insert_one(doc)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def uncount_email(self, stored: Doc) -> None:
+        await self._db[CRM_INVITATION_EMAILS].delete_one({"_id": _email_id(stored)})
 
     async def _accepted(self, key: str) -> bool:
         doc = await self.get(key)

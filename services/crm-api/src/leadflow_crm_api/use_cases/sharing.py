@@ -207,10 +207,11 @@ async def invite(
 ) -> tuple[InvitationPublic, bool]:
     """Invite a realtor to the brokerage; True when invited (again, after a decline or a disconnection),
     False when already pending. The realtor is emailed the invitation with its link (the notifier)."""
-    await _within_daily_invitations(account_id, db)
+    _broker_of(caller, account_id)  # first: another brokerage learns nothing, its daily count included
+    await _within_daily_invitations(account_id, invitation_id(account_id, body.realtor_id), db)
     stored, invited = await _invite(account_id, body, caller, db)
     if stored.get("notified_ms") != stored["invited_ms"]:  # also a retry after the email failed to go
-        await Invitations(db).count_email(stored)
+        await _count_email(stored, db)
         await _email_invitation(publish, stored, await AccountTransfers(db, account_id).account_name() or account_id)
         await Invitations(db).mark_notified(stored["_id"], stored["invited_ms"])
     return _invitation(stored), invited
@@ -219,15 +220,29 @@ async def invite(
 INVITATIONS_PER_DAY = 50  # invitation emails one brokerage may have sent in 24 hours
 
 
-async def _within_daily_invitations(account_id: str, db: Db) -> None:
+_TOO_MANY = f"Invitations: at most {INVITATIONS_PER_DAY} a day per brokerage; none was sent. Try again tomorrow."
+
+
+async def _within_daily_invitations(account_id: str, invitation: str, db: Db) -> None:
     """Each invitation is an email leadflow sends in the brokerage's name to an address it typed: unbounded, one
-    broker token (or a stolen one) made leadflow a relay to any address (helper 189's review). 429 past the bound;
-    an invitation already pending is answered as it is, and counts."""
+    broker token (or a stolen one) made leadflow a relay to any address (helper 189's review). 429, before anything
+    is stored, once the other invitations' emails of the day reach the bound (this one's own: `_count_email`)."""
     since = epoch_ms(datetime.now(UTC) - timedelta(days=1))
-    if await Invitations(db).sent_since(account_id, since) >= INVITATIONS_PER_DAY:
-        raise TooManyRequests(
-            f"Invitations: at most {INVITATIONS_PER_DAY} a day per brokerage; none was sent. Try again tomorrow."
-        )
+    if await Invitations(db).sent_since(account_id, since, but=invitation) >= INVITATIONS_PER_DAY:
+        raise TooManyRequests(_TOO_MANY)
+
+
+async def _count_email(stored: dict[str, Any], db: Db) -> None:
+    """Count this (re)invitation's email before it goes, then the day's: past the bound (invitations asked at once,
+    each past the first check before any was counted: helper 198's review), it is taken back and refused. Counted
+    already (its email refused by Kafka, then invited again), it goes: the count had room for it."""
+    invitations = Invitations(db)
+    if not await invitations.count_email(stored):
+        return
+    since = epoch_ms(datetime.now(UTC) - timedelta(days=1))
+    if await invitations.sent_since(stored["account_id"], since) > INVITATIONS_PER_DAY:
+        await invitations.uncount_email(stored)
+        raise TooManyRequests(_TOO_MANY)
 
 
 async def _email_invitation(publish: PublishRaw, stored: dict[str, Any], brokerage: str) -> None:
@@ -249,7 +264,6 @@ async def _email_invitation(publish: PublishRaw, stored: dict[str, Any], brokera
 
 
 async def _invite(account_id: str, body: InvitationCreate, caller: Principal, db: Db) -> tuple[dict[str, Any], bool]:
-    _broker_of(caller, account_id)
     invitations, now = Invitations(db), datetime.now(UTC)
     invitation = invitation_id(account_id, body.realtor_id)
     fields: dict[str, Any] = {
@@ -428,7 +442,8 @@ async def transfer_leads(
     if not checked_now and not (stored["done"] and stored.get("published")):
         stored = await _still_shareable(stored, transfers, db)
     if not stored["done"]:
-        await _still_invited(stored, db, transfers)
+        if not await transfers.written(stored["_id"], stored["lead_ids"]):  # begun: it goes on (helper 198)
+            await _still_invited(stored, db, transfers)
         await transfers.apply(stored)
     if not stored.get("published"):
         stored = await _as_written(stored, transfers)
