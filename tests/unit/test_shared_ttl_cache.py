@@ -215,3 +215,29 @@ async def test_a_failed_load_of_many_fails_its_sharers_and_stores_nothing() -> N
     source.error, source.values["a"] = None, "back"
     assert await cache.get_many_or_load(["a", "b"], source.load_many) == {"a": "back", "b": None}
     assert len(cache) == 2
+
+
+async def test_entries_of_keys_never_asked_again_are_forgotten_once_expired() -> None:
+    # Helper 199's review: an expired entry went only when its key was loaded again or a bounded cache was full, so
+    # the caches built without a bound (the router's account snapshots, the notifier's recipients with their
+    # addresses and phones) kept every office and agent they ever met for the life of the process.
+    clock, source = Clock(), Source()
+    cache: TtlCache[str, str | None] = TtlCache(5.0, clock=clock)
+    for i in range(3_000):
+        source.values[f"office-{i}"] = f"snapshot {i}"
+        assert await cache.get_or_load(f"office-{i}", source.loader(f"office-{i}")) == f"snapshot {i}"
+        clock.now += 1.0  # five keys at a time are within their 5 s
+    assert len(cache) <= 6
+
+
+async def test_an_entry_kept_longer_is_kept_while_the_shorter_ones_after_it_go_once_it_ends() -> None:
+    clock, source = Clock(), Source()
+    cache: TtlCache[str, str | None] = TtlCache(lambda value: 5.0 if value is None else 60.0, clock=clock)
+    source.values["kept"] = "a hit, a minute"
+    await cache.get_or_load("kept", source.loader("kept"))
+    for i in range(200):  # misses, 5 s each
+        await cache.get_or_load(f"miss-{i}", source.loader(f"miss-{i}"))
+        clock.now += 1.0
+    assert len(cache) <= 60 + 1, "bounded by the longest time to live"
+    assert await cache.get_or_load("kept", source.loader("kept")) == "a hit, a minute"
+    assert source.loads.count("kept") == 2, "read again: its minute ended"

@@ -4,8 +4,10 @@ A value is kept for `ttl` seconds from the moment its load began (so a change is
 `ttl` of being stored, however slow the read), or for a time that depends on the value (a miss
 cached more briefly than a hit); a time of 0 or less does not store it. Concurrent callers that
 miss the same key share one load; `get_many_or_load` loads the keys one caller misses together (one
-query for many keys). With `max_entries`, storing one more drops the entry stored longest ago. One
-event loop only (not thread-safe).
+query for many keys). Storing drops the entries stored longest ago that expired (a key never asked again
+stayed for good: every office a router ever routed for, every agent a notifier ever told, helper 199's review);
+with `max_entries`, storing one more also drops the entry stored longest ago. One event loop only (not
+thread-safe).
 """
 
 from __future__ import annotations
@@ -53,11 +55,21 @@ class TtlCache(Generic[K, V]):
             return  # a slow load finishing after a fresher one
         ttl = self._ttl(value) if callable(self._ttl) else self._ttl
         self._entries.pop(key, None)
+        self._forget_expired()
         if ttl <= 0:
             return
         if self._max_entries is not None and len(self._entries) >= self._max_entries:
             self._entries.pop(next(iter(self._entries)))
         self._entries[key] = _Entry(order, read_at + ttl, value)
+
+    def _forget_expired(self) -> None:
+        """The entries stored longest ago, while they have expired: each store drops those stored before it that
+        ended (a value's time depending on it, one kept longer stops the sweep until it ends too)."""
+        now = self._clock()
+        for key, entry in list(itertools.islice(self._entries.items(), 64)):
+            if entry.expires > now:
+                return
+            del self._entries[key]
 
     async def get_or_load(self, key: K, load: Callable[[], Awaitable[V]], *, fresh: bool = False) -> V:
         """The cached value, or else `load()`'s (stored, and shared with callers that miss meanwhile).

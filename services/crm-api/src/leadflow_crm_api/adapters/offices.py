@@ -22,6 +22,7 @@ from leadflow_shared.collections import (
     CRM_LABELS,
     CRM_LEAD_MOVES,
     CRM_OFFICE_TRANSFERS,
+    CRM_USED_OFFER_LINKS,
     NOTIFIER_PREFERENCES,
     PUSH_DEVICES,
 )
@@ -37,9 +38,23 @@ PUBLISHED_HOLD = timedelta(hours=1)
 Doc = dict[str, Any]
 
 
+# How long a lead's move document is kept after it was last taken: far past any hold (the longest, PUBLISHED_HOLD), so
+# a lead moved once is not a document for ever (helper 199's review).
+MOVE_KEEP = timedelta(days=2)
+# How long a used accept link is kept: past the longest an offer stays open (a pause of up to 60 days, then its claim
+# window), after which `link_offer_ended` refuses the link anyway (helper 199's review).
+USED_LINK_KEEP = timedelta(days=90)
+
+
 async def ensure_indexes(db: AsyncDatabase[Doc]) -> None:
     await db[CRM_LABELS].create_index([("account_id", ASCENDING), ("key", ASCENDING)], name="account_labels")
     await db[ACCOUNTS].create_index([("organisation_id", ASCENDING)], name="organisation")
+    await db[CRM_LEAD_MOVES].create_index(
+        [("held_at", ASCENDING)], name="forget_moved", expireAfterSeconds=int(MOVE_KEEP.total_seconds())
+    )
+    await db[CRM_USED_OFFER_LINKS].create_index(
+        [("at", ASCENDING)], name="forget_used", expireAfterSeconds=int(USED_LINK_KEEP.total_seconds())
+    )
 
 
 class Organisation:
@@ -121,7 +136,7 @@ class OfficeTransfers:
         here, before its command goes (helper 179's review; decision 0107)."""
         key, mine = f"{transfer['account_id']}|{transfer['lead_id']}", transfer["_id"]
         try:
-            await self._moves.insert_one({"_id": key, "transfer_id": mine})
+            await self._moves.insert_one({"_id": key, "transfer_id": mine, "held_at": datetime.now(UTC)})
             return True
         except DuplicateKeyError:
             pass
@@ -135,7 +150,9 @@ class OfficeTransfers:
         if record is not None and _holds(record, now or datetime.now(UTC)):
             return False
         # The holder is done, forgotten or past its hold: taken over, unless another move took it over first.
-        taken = await self._moves.update_one({"_id": key, "transfer_id": holder}, {"$set": {"transfer_id": mine}})
+        taken = await self._moves.update_one(
+            {"_id": key, "transfer_id": holder}, {"$set": {"transfer_id": mine, "held_at": datetime.now(UTC)}}
+        )
         return taken.matched_count == 1
 
     async def mark_done(self, transfer_id: str) -> None:
