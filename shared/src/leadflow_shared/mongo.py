@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import re
+import contextlib
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import AsyncMongoClient, monitoring, uri_parser
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConfigurationError, InvalidURI
 
@@ -38,15 +39,7 @@ class CommandCounter(monitoring.CommandListener):
         pass
 
 
-def _without_secrets(message: str, url: str) -> str:
-    """`message` with every run of three or more characters of the URL's user information (what comes between `://`
-    and its last `@`, since a URL that cannot be read has no reliable boundaries) masked."""
-    rest = url.partition("://")[2]
-    userinfo = rest.rpartition("@")[0] if "@" in rest else ""
-    for piece in sorted(re.split(r"[:/@?#]", userinfo), key=len, reverse=True):
-        if len(piece) >= 3:
-            message = message.replace(piece, "***")
-    return message
+CREDENTIALS_UNREADABLE = "its user name or password cannot be read: percent-encode any / ? # @ : % [ ] in them"
 
 
 def make_mongo_client(
@@ -55,23 +48,50 @@ def make_mongo_client(
     """Client with bounded timeouts, so a missing server fails fast instead of hanging.
 
     Its background tasks wait for their next run instead of polling for it (decision 0070). A URL PyMongo cannot
-    read is its `InvalidURI` (a `PyMongoError`, as callers expect), never the URL in it: a mistyped port was a plain
-    ValueError, a traceback out of `leadflow-ops` (helper 192)."""
+    read is an `InvalidURI` (a `PyMongoError`, as callers expect) that names what is wrong without its credentials:
+    a mistyped port was a plain ValueError, a traceback out of `leadflow-ops` (helper 192), and PyMongo's own errors
+    and warnings quote the part it misread, a password's with an unescaped `/` or `?` (helpers 194, 198)."""
     quiet_periodic_executors()
-    try:
-        client: AsyncMongoClient[Document] = AsyncMongoClient(
-            settings.url.get_secret_value(),
-            appname=app_name,
-            serverSelectionTimeoutMS=settings.timeout_ms,
-            connectTimeoutMS=settings.timeout_ms,
-            tz_aware=True,
-            event_listeners=list(listeners),
-        )
-    except (ValueError, ConfigurationError) as exc:  # InvalidURI is a ConfigurationError
-        said = _without_secrets(str(exc).splitlines()[0][:200], settings.url.get_secret_value())
-        raise InvalidURI(f"the MongoDB URL: {said}") from None
+    url = settings.url.get_secret_value()
+    client: AsyncMongoClient[Document] | None = None
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        with contextlib.suppress(ValueError, ConfigurationError):  # InvalidURI is a ConfigurationError
+            client = AsyncMongoClient(
+                url,
+                appname=app_name,
+                serverSelectionTimeoutMS=settings.timeout_ms,
+                connectTimeoutMS=settings.timeout_ms,
+                tz_aware=True,
+                event_listeners=list(listeners),
+            )
+    if client is None or warned:
+        _read_without_credentials(url, failed=client is None, warnings_seen=len(warned))
+    assert client is not None  # noqa: S101 (a failure raised above)
     slower_upkeep(client)
     return client
+
+
+def _read_without_credentials(url: str, *, failed: bool, warnings_seen: int) -> None:
+    """What PyMongo says of the URL with its user information replaced (everything between `://` and the last `@`):
+    its warnings shown, its error raised. Read fine that way while the real one failed or warned more, the
+    credentials are what it could not read."""
+    scheme, _, rest = url.partition("://")
+    userinfo, at, hosts = rest.rpartition("@")
+    plain = f"mongodb://{'user:password@' if at else ''}{hosts if at else rest}"  # SRV read without its DNS
+    problem: str | None = None
+    with warnings.catch_warnings(record=True) as again:
+        warnings.simplefilter("always")
+        try:
+            uri_parser.parse_uri(plain, validate=True, warn=True)
+        except (ValueError, ConfigurationError) as exc:
+            problem = str(exc).splitlines()[0][:300] if scheme else "it names no scheme (mongodb:// or mongodb+srv://)"
+    for warning in again:
+        warnings.warn(f"the MongoDB URL: {warning.message}", UserWarning, stacklevel=3)
+    if problem is None and (failed or len(again) < warnings_seen):
+        problem = CREDENTIALS_UNREADABLE if userinfo else "PyMongo cannot read it"
+    if problem is not None:
+        raise InvalidURI(f"the MongoDB URL: {problem}")
 
 
 def database(client: AsyncMongoClient[Document], settings: MongoSettings) -> AsyncDatabase[Document]:
