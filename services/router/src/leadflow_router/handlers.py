@@ -102,7 +102,7 @@ from leadflow_router.metrics import RouterMetrics
 from leadflow_shared import tracing
 from leadflow_shared.clock import from_epoch_ms
 from leadflow_shared.consumers import BatchRejections
-from leadflow_shared.dead_letters import is_transient
+from leadflow_shared.dead_letters import POISON_ERRORS, is_transient
 from leadflow_shared.envelope import Contract, derived_event_id
 from leadflow_shared.events.activity import ActivityAction, LeadActivity
 from leadflow_shared.events.commands import (
@@ -134,6 +134,7 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 RECENT_INPUTS = 20  # activity ids remembered per lead to drop redeliveries
+CONCURRENT_LEADS = 32  # leads of an activity batch applied at a time (decision 0109)
 CAS_ATTEMPTS = 10
 # A batch of new leads decided again, at most, when another decider took the turns or cap slots it was decided on.
 TURN_ATTEMPTS = 5
@@ -821,6 +822,33 @@ class RouterService:
         )  # fmt: skip
 
     # --- agents' activity --------------------------------------------------------------------
+
+    async def on_activities(self, events: list[LeadActivity]) -> BatchRejections:
+        """A batch of agents' actions: its leads together (at most `CONCURRENT_LEADS` at a time), each lead's in
+        order, each by `on_activity`'s compare-and-set, as two replicas would (decision 0109). One refused (a poison
+        message) is the batch's rejection; any other failure is raised as it is: the edge tries the batch again,
+        its actions applied already known by their ids."""
+        by_lead: dict[str, list[tuple[int, LeadActivity]]] = {}
+        for index, event in enumerate(events):
+            by_lead.setdefault(str(event.payload.lead_id), []).append((index, event))
+        rejections: BatchRejections = []
+        limit = asyncio.Semaphore(CONCURRENT_LEADS)
+
+        async def one_lead(actions: list[tuple[int, LeadActivity]]) -> None:
+            async with limit:
+                for index, event in actions:
+                    try:
+                        await self.on_activity(event)
+                    except POISON_ERRORS as exc:
+                        rejections.append((index, exc))
+
+        try:  # on a failure the others are cancelled, the first error raised as is
+            async with asyncio.TaskGroup() as group:
+                for actions in by_lead.values():
+                    group.create_task(one_lead(actions))
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+        return sorted(rejections, key=lambda rejection: rejection[0])
 
     async def on_activity(self, event: LeadActivity) -> None:
         """Apply an agent's action (R8 claims); a race with another claim or an expiry has one winner (I2)."""

@@ -1,5 +1,5 @@
-"""The router's Kafka edge: new leads from leads.intake.v1 (in batches), agents' activity from
-leads.activity.v1 and crm-api's commands from leads.commands.v1, each to its RouterService use case.
+"""The router's Kafka edge: new leads from leads.intake.v1 and agents' activity from leads.activity.v1 (in
+batches), and crm-api's commands from leads.commands.v1, each to its RouterService use case.
 
 Each handler's first parameter is its topic's contract; what does not decode to it is dead-lettered
 by the consumers' edge before a handler runs (leadflow_shared.consumers, I4).
@@ -27,9 +27,11 @@ def subscribe(
         traces = [tracing.traceparent(lead.message.headers) for lead in leads]
         return await service().on_leads_received([lead.event for lead in leads], traces=traces)
 
-    async def on_activity(activity: LeadActivity) -> None:
-        """An agent's action on a lead, recorded by crm-api: claims (R8) and qualifying actions."""
-        await service().on_activity(activity)
+    async def on_activities(activities: Batch[LeadActivity]) -> BatchRejections:
+        """Agents' actions on leads, recorded by crm-api: claims (R8) and qualifying actions."""
+        # A batch's leads together, each lead's actions in order: one at a time, claims waited behind each other's
+        # round trips and lost to the sweeper in a burst (decision 0109).
+        return await service().on_activities([activity.event for activity in activities])
 
     async def on_command(command: LeadCommand) -> None:
         """crm-api's commands: transfers, sharing, distribution by hand, departures, erasure."""
@@ -37,5 +39,5 @@ def subscribe(
 
     runtime.subscribe(topics.LEADS_INTAKE, on_leads_received, group_id=group_id, max_records=intake_batch)
     # Claims and commands are not on a new lead's way to its first notice: longer idle fetches (decision 0070).
-    runtime.subscribe(topics.LEADS_ACTIVITY, on_activity, group_id=group_id, on_lead_path=False)
+    runtime.subscribe(topics.LEADS_ACTIVITY, on_activities, group_id=group_id, on_lead_path=False)
     runtime.subscribe(topics.LEADS_COMMANDS, on_command, group_id=group_id, on_lead_path=False)
