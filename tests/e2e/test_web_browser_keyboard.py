@@ -1,7 +1,8 @@
 """Helper 196's review (session 39): the web app used with a keyboard, a screen reader and a phone-sized window.
 
 Each test failed before its fix (`app.js`: a dialog's Enter uses its own button, a refresh puts the focus back on the
-link or button that had it; the Assign dialog's box is `assign_all_matching`; the approvals name their agent):
+link or button that had it, the one it was of links alike (helper 198); the Assign dialog's box is
+`assign_all_matching`; the approvals name their agent):
 
 - Enter in the Lead Transfer dialog runs the *Assign* dialog's action (the form's first submit button), so a keyboard
   user who picked a realtor and pressed Enter assigns the selected leads to the agent left chosen in a cancelled
@@ -17,13 +18,14 @@ link or button that had it; the Assign dialog's box is `assign_all_matching`; th
 from __future__ import annotations
 
 import json
+import pathlib
 import re
 import uuid
 
 import httpx
 import pytest
 from browser_windows import post_a_lead, routed, sign_in_as, window
-from playwright.async_api import Browser, BrowserContext, Page, expect
+from playwright.async_api import Browser, BrowserContext, Page, Route, expect
 
 from leadflow_devstack.stack import Stack
 
@@ -195,5 +197,40 @@ async def test_each_round_robin_approval_box_and_save_button_names_its_agent(bro
         for name in NAMES.values():
             await expect(approvals.get_by_role("checkbox", name=re.compile(name))).to_have_count(1)
             await expect(approvals.get_by_role("button", name=re.compile(name))).to_have_count(1)
+    finally:
+        await context.close()
+
+
+APP_JS = pathlib.Path(__file__).parents[2] / "services/crm-api/src/leadflow_crm_api/web/static/app.js"
+DASHBOARD = """<!doctype html><html><head><script src="/app.js"></script></head><body data-live="/events">
+<div id="live"><section><h2>Open offers</h2><ul class="open-offers">
+<li><a href="/app/accounts/o/leads/L1">Paula Race</a>: ann, claim before ...</li>
+<li><a href="/app/accounts/o/leads/L1">Paula Race</a>: bo, claim before ...</li>
+<li><a href="/app/accounts/o/leads/L1">Paula Race</a>: cy, claim before ...</li>
+</ul></section></div></body></html>"""
+
+
+async def test_a_refresh_keeps_the_focus_on_the_link_that_had_it_among_links_alike(browser: Browser) -> None:
+    # The dashboard's live part as it renders one lead offered to three agents at once (dashboard.html: one link
+    # per open offer, each the lead's name to its page), served with the real app.js.
+    context = await browser.new_context()
+    page = await context.new_page()
+
+    async def serve(route: Route) -> None:
+        if route.request.url.endswith("/app.js"):
+            await route.fulfill(body=APP_JS.read_text(), content_type="text/javascript")
+        elif route.request.url.endswith("/events"):
+            await route.fulfill(status=204)
+        else:
+            await route.fulfill(body=DASHBOARD, content_type="text/html")
+
+    try:
+        await page.route("http://leadflow.test/**", serve)
+        await page.goto("http://leadflow.test/app/accounts/o/dashboard")
+        links = page.locator("#live a")
+        await links.nth(2).focus()  # tabbed to cy's offer
+        await page.evaluate("refresh()")  # what a live "changed" runs
+        place = await page.evaluate('[...document.querySelectorAll("#live a")].indexOf(document.activeElement)')
+        assert place == 2, f"the focus went from the third offer's link to link {place} (the first alike)"
     finally:
         await context.close()

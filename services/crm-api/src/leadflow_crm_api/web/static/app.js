@@ -68,7 +68,9 @@ function choicesIn(root) {
   }
   const active = document.activeElement;
   const focused = active && active !== root && root.contains(active) ? focusKey(active) : null;
-  return { choices, focused, active };
+  // Which of the links or buttons alike it is (a race's offers: one link per agent to one lead page).
+  const alike = focused === null ? [] : [...root.querySelectorAll("a[href], button")].filter((el) => focusKey(el) === focused);
+  return { choices, focused, active, nth: Math.max(0, alike.indexOf(active)) };
 }
 
 // The fresh copy takes the choices in progress back (an option or a box only if it is still offered), and the focus.
@@ -88,7 +90,8 @@ function keepChoices(fresh, kept) {
     }
   }
   if (kept.focused === null || fresh.contains(document.activeElement)) return;
-  const same = [...fresh.querySelectorAll("a[href], button")].find((el) => focusKey(el) === kept.focused);
+  const alike = [...fresh.querySelectorAll("a[href], button")].filter((el) => focusKey(el) === kept.focused);
+  const same = alike[Math.min(kept.nth, alike.length - 1)];
   if (same) same.focus({ preventScroll: true });
 }
 
