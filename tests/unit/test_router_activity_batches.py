@@ -3,7 +3,8 @@ their order, a refused action the batch's rejection, any other failure raised as
 
 One at a time, each claim waited for the one before it (six round trips each): about 15 claims a second on this
 machine, so a burst of claims made in time waited tens of seconds and lost to the sweeper (helper 197's
-`bench/claim_bench.py`).
+`bench/claim_bench.py`). Helper 201: a batch tried again re-applied the actions its record no longer remembered (its
+last `RECENT_INPUTS`): a contact emailed twice; batches are `ACTIVITY_BATCH` records, half of it.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from fakes_router import FakeRecords, Published, router_on_fakes, website_lead
 
 from leadflow_router.domain.model import AccountSnapshot, Agent, LeadSourceConfig, RoutingRejected
 from leadflow_router.domain.record import RoutingRecord
-from leadflow_shared.events.activity import ActivityAction, LeadActivity, LeadActivityPayload
+from leadflow_router.handlers import ACTIVITY_BATCH, RECENT_INPUTS
+from leadflow_shared.events.activity import ActivityAction, ContactMessage, LeadActivity, LeadActivityPayload
 from leadflow_shared.events.intake import LeadChannel, LeadSource
-from leadflow_shared.events.routing import LeadClaimed, LeadOffered
+from leadflow_shared.events.routing import ActivityLogged, ContactMessaged, LeadClaimed, LeadOffered
 
 pytestmark = [pytest.mark.unit, pytest.mark.asyncio]
 
@@ -40,9 +42,15 @@ def raced(email: str) -> Any:
     return lead.model_copy(update={"payload": lead.payload.model_copy(update={"source": source})})
 
 
-def accept(lead_id: uuid.UUID, agent_id: str) -> LeadActivity:
-    payload = LeadActivityPayload(lead_id=lead_id, agent_id=agent_id, action=ActivityAction.ACCEPT)
+def act(
+    lead_id: uuid.UUID, agent_id: str, action: ActivityAction, message: ContactMessage | None = None
+) -> LeadActivity:
+    payload = LeadActivityPayload(lead_id=lead_id, agent_id=agent_id, action=action, message=message)
     return LeadActivity.create(account_id="acme", occurred_at=T0, payload=payload)
+
+
+def accept(lead_id: uuid.UUID, agent_id: str) -> LeadActivity:
+    return act(lead_id, agent_id, ActivityAction.ACCEPT)
 
 
 def offers(published: Published) -> dict[str, str]:
@@ -130,3 +138,51 @@ async def test_a_failure_that_is_no_refusal_is_raised_as_it_is_for_the_edge_to_t
     service = router_on_fakes(ACCOUNT, clock=lambda: T0, records=Down())
     with pytest.raises(ConnectionError):  # not an ExceptionGroup the edge would not know as transient
         await service.on_activities([accept(uuid.uuid4(), "a"), accept(uuid.uuid4(), "b")])
+
+
+class FailsOnce(FakeRecords):
+    """The `fail_at`-th compare-and-set fails once (MongoDB's primary stepping down, say): no refusal, so the edge
+    runs the batch again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls, self.fail_at = 0, -1
+
+    async def compare_and_set(self, record: RoutingRecord, expected_version: int) -> bool:
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise ConnectionError("not primary")
+        return await super().compare_and_set(record, expected_version)
+
+
+async def test_a_batch_tried_again_after_a_late_failure_sends_the_contact_the_agents_email_once() -> None:
+    assert 2 * ACTIVITY_BATCH <= RECENT_INPUTS, "a batch's actions, and as many landing meanwhile, are remembered"
+    published, records = Published(), FailsOnce()
+    service = router_on_fakes(ACCOUNT, clock=lambda: T0, publish=published, records=records)
+    lead = website_lead("acme", T0, email="pat@example.com")
+    assert not await service.on_leads_received([lead])
+    agent = offers(published)[str(lead.event_id)]
+    await service.on_activity(accept(lead.event_id, agent))  # the agent holds the lead
+    published.clear()
+    # The fullest batch of one lead: the holder's email to the contact, then notes; the last note's store fails.
+    email = act(lead.event_id, agent, ActivityAction.EMAIL, ContactMessage(subject="Hi", body="About the house"))
+    batch = [email, *(act(lead.event_id, agent, ActivityAction.NOTE) for _ in range(ACTIVITY_BATCH - 1))]
+    records.calls, records.fail_at = 0, len(batch)
+    with pytest.raises(ConnectionError):
+        await service.on_activities(batch)
+    assert await service.on_activities(batch) == []  # the edge's retry of the whole batch
+
+    assert len([e for e in published.lead_events() if isinstance(e, ContactMessaged)]) == 1
+    assert len([e for e in published.lead_events() if isinstance(e, ActivityLogged)]) == len(batch)
+
+
+async def test_a_failure_of_one_lead_leaves_the_other_leads_actions_applied_not_cut_off() -> None:
+    published, records = Published(), FailsOnce()
+    service = router_on_fakes(ACCOUNT, clock=lambda: T0, publish=published, records=records)
+    leads = [raced(f"pat{i}@example.com") for i in range(4)]
+    assert not await service.on_leads_received(leads)
+    offered = offers(published)
+    records.calls, records.fail_at = 0, 1  # the first lead's claim fails; the others go on to their end
+    with pytest.raises(ConnectionError):
+        await service.on_activities([accept(lead.event_id, offered[str(lead.event_id)]) for lead in leads])
+    assert len(claimed(published)) == 3, "the three other leads' claims were applied, none cancelled half-way"

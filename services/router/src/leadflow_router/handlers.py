@@ -134,7 +134,10 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 RECENT_INPUTS = 20  # activity ids remembered per lead to drop redeliveries
-CONCURRENT_LEADS = 32  # leads of an activity batch applied at a time (decision 0109)
+# Agents' actions read at once (decision 0109): a batch tried again re-applies what its record no longer remembers, so
+# one lead's actions of a batch, with the commands landing meanwhile, stay within RECENT_INPUTS (helper 201's review).
+ACTIVITY_BATCH = RECENT_INPUTS // 2
+CONCURRENT_LEADS = ACTIVITY_BATCH  # leads of an activity batch applied at a time
 CAS_ATTEMPTS = 10
 # A batch of new leads decided again, at most, when another decider took the turns or cap slots it was decided on.
 TURN_ATTEMPTS = 5
@@ -823,11 +826,12 @@ class RouterService:
 
     # --- agents' activity --------------------------------------------------------------------
 
-    async def on_activities(self, events: list[LeadActivity]) -> BatchRejections:
+    async def on_activities(self, events: list[LeadActivity], *, traces: Sequence[str | None] = ()) -> BatchRejections:
         """A batch of agents' actions: its leads together (at most `CONCURRENT_LEADS` at a time), each lead's in
-        order, each by `on_activity`'s compare-and-set, as two replicas would (decision 0109). One refused (a poison
-        message) is the batch's rejection; any other failure is raised as it is: the edge tries the batch again,
-        its actions applied already known by their ids."""
+        order, each by `on_activity`'s compare-and-set, as two replicas would, in the trace of the record that
+        brought it (decision 0109). One refused (a poison message) is the batch's rejection; any other failure is
+        raised as it is once every lead's actions ended (none cancelled half-way: a claim's pending cap hold would
+        stay): the edge tries the batch again, its actions applied already known by their ids (`ACTIVITY_BATCH`)."""
         by_lead: dict[str, list[tuple[int, LeadActivity]]] = {}
         for index, event in enumerate(events):
             by_lead.setdefault(str(event.payload.lead_id), []).append((index, event))
@@ -838,16 +842,14 @@ class RouterService:
             async with limit:
                 for index, event in actions:
                     try:
-                        await self.on_activity(event)
+                        with tracing.continued(traces[index] if index < len(traces) else None):
+                            await self.on_activity(event)
                     except POISON_ERRORS as exc:
                         rejections.append((index, exc))
 
-        try:  # on a failure the others are cancelled, the first error raised as is
-            async with asyncio.TaskGroup() as group:
-                for actions in by_lead.values():
-                    group.create_task(one_lead(actions))
-        except ExceptionGroup as failed:
-            raise failed.exceptions[0] from None
+        ended = await asyncio.gather(*(one_lead(actions) for actions in by_lead.values()), return_exceptions=True)
+        if failed := next((outcome for outcome in ended if isinstance(outcome, BaseException)), None):
+            raise failed
         return sorted(rejections, key=lambda rejection: rejection[0])
 
     async def on_activity(self, event: LeadActivity) -> None:

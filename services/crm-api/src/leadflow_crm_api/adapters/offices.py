@@ -142,7 +142,8 @@ class OfficeTransfers:
             pass
         held = await self._moves.find_one({"_id": key})
         holder = None if held is None else held["transfer_id"]
-        if holder == mine:
+        if holder == mine:  # a retry of the move: its hold counts from now for the TTL (`MOVE_KEEP`)
+            await self._moves.update_one({"_id": key, "transfer_id": mine}, {"$set": {"held_at": datetime.now(UTC)}})
             return True
         # Read by id and judged here: nx-27017 answers `{_id: .., $or: [.., {at: {$gte: ..}}]}` with other ids'
         # documents (decision 0004's amendment).

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from leadflow_router.handlers import RouterService
+from leadflow_router.handlers import ACTIVITY_BATCH, RouterService
 from leadflow_shared import topics, tracing
 from leadflow_shared.consumers import Batch, BatchRejections
 from leadflow_shared.events.activity import LeadActivity
@@ -31,7 +31,8 @@ def subscribe(
         """Agents' actions on leads, recorded by crm-api: claims (R8) and qualifying actions."""
         # A batch's leads together, each lead's actions in order: one at a time, claims waited behind each other's
         # round trips and lost to the sweeper in a burst (decision 0109).
-        return await service().on_activities([activity.event for activity in activities])
+        traces = [tracing.traceparent(activity.message.headers) for activity in activities]
+        return await service().on_activities([activity.event for activity in activities], traces=traces)
 
     async def on_command(command: LeadCommand) -> None:
         """crm-api's commands: transfers, sharing, distribution by hand, departures, erasure."""
@@ -39,5 +40,7 @@ def subscribe(
 
     runtime.subscribe(topics.LEADS_INTAKE, on_leads_received, group_id=group_id, max_records=intake_batch)
     # Claims and commands are not on a new lead's way to its first notice: longer idle fetches (decision 0070).
-    runtime.subscribe(topics.LEADS_ACTIVITY, on_activities, group_id=group_id, on_lead_path=False)
+    runtime.subscribe(
+        topics.LEADS_ACTIVITY, on_activities, group_id=group_id, on_lead_path=False, max_records=ACTIVITY_BATCH
+    )
     runtime.subscribe(topics.LEADS_COMMANDS, on_command, group_id=group_id, on_lead_path=False)
